@@ -1,0 +1,37 @@
+// Package translate turns a mesh.Snapshot into Envoy v3 xDS resources for one proxy. Translation
+// is a list of generators, one per resource type; policies apply themselves to the resources.
+package translate
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+
+	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/internal/node"
+)
+
+// Proxy is what translation knows about one connected proxy, parsed from its xDS Node.
+type Proxy struct {
+	ID             node.ID
+	Node           *corev3.Node // as sent by the proxy; do not modify
+	Type           node.Type
+	Namespace      string
+	Labels         map[string]string
+	ServiceAccount string
+	IPs            []string
+	WorkloadName   string
+	WorkloadGroup  string // AUTO_REGISTER_GROUP, empty if none
+	InterceptMode  string // "REDIRECT" (default) or "NONE"
+	// Proxyless is true for gRPC clients (GENERATOR=grpc): they get API listeners, not 15001/15006.
+	Proxyless bool
+}
+
+// Resources is a generated set of resources for one proxy, keyed by type URL
+// (resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType, ...).
+type Resources map[string][]types.Resource
+
+// Generator produces all resources of one proxy from a snapshot. It must be safe for concurrent
+// use and must not modify the snapshot. Every resource it returns passes Validate().
+type Generator interface {
+	Generate(snap *mesh.Snapshot, p *Proxy) (Resources, error)
+}

@@ -1,0 +1,84 @@
+// Package node defines how a proxy identifies itself to the control plane: the Istio-style node ID
+// (type~ip~pod.namespace~namespace.svc.cluster.local) and the metadata keys carried in the xDS Node.
+// Both planes import it; it depends only on the standard library and protobuf structs.
+package node
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Type is the role of a proxy.
+type Type string
+
+// Proxy types, as in Istio's node IDs.
+const (
+	Sidecar  Type = "sidecar"
+	Router   Type = "router"   // ingress/egress gateway
+	Waypoint Type = "waypoint" // ambient L7 proxy (later issue)
+	Ztunnel  Type = "ztunnel"  // ambient node tunnel (later issue)
+)
+
+// Metadata keys in Node.metadata. Names follow Istio's where Istio has one.
+const (
+	MetaNamespace      = "NAMESPACE"
+	MetaLabels         = "LABELS"          // struct: label -> value
+	MetaServiceAccount = "SERVICE_ACCOUNT" // service account name (not the SPIFFE URI)
+	MetaWorkloadName   = "WORKLOAD_NAME"
+	MetaInstanceIPs    = "INSTANCE_IPS" // comma-separated
+	MetaClusterID      = "CLUSTER_ID"
+	MetaWorkloadGroup  = "AUTO_REGISTER_GROUP" // name of a WorkloadGroup in MetaNamespace
+	MetaNetwork        = "NETWORK"
+	MetaInterceptMode  = "INTERCEPTION_MODE" // REDIRECT (default) or NONE (explicit mode)
+	MetaGenerator      = "GENERATOR"         // "grpc" for proxyless gRPC clients
+	MetaProxyVersion   = "ISTIO_VERSION"
+)
+
+// ID is a parsed node ID.
+type ID struct {
+	Type      Type
+	IP        string
+	Name      string // pod or workload name
+	Namespace string
+	DNSDomain string // e.g. "default.svc.cluster.local"
+}
+
+// String renders the ID as Istio does: sidecar~10.1.0.7~reviews-v1-abc.default~default.svc.cluster.local.
+func (id ID) String() string {
+	return fmt.Sprintf("%s~%s~%s.%s~%s", id.Type, id.IP, id.Name, id.Namespace, id.DNSDomain)
+}
+
+// NewID builds an ID with the default DNS domain for the namespace.
+func NewID(t Type, ip, name, namespace string) ID {
+	return ID{Type: t, IP: ip, Name: name, Namespace: namespace, DNSDomain: namespace + ".svc.cluster.local"}
+}
+
+// Parse parses a node ID. It accepts Istio's four-part form; the name part is "name.namespace".
+func Parse(s string) (ID, error) {
+	parts := strings.Split(s, "~")
+	if len(parts) != 4 {
+		return ID{}, fmt.Errorf("node id %q: want 4 parts separated by '~', got %d", s, len(parts))
+	}
+	t := Type(parts[0])
+	switch t {
+	case Sidecar, Router, Waypoint, Ztunnel:
+	default:
+		return ID{}, fmt.Errorf("node id %q: unknown proxy type %q", s, parts[0])
+	}
+	id := ID{Type: t, IP: parts[1], DNSDomain: parts[3]}
+	name := parts[2]
+	if i := strings.LastIndexByte(name, '.'); i > 0 {
+		id.Name, id.Namespace = name[:i], name[i+1:]
+	} else {
+		id.Name = name
+	}
+	if id.Namespace == "" {
+		if i := strings.IndexByte(id.DNSDomain, '.'); i > 0 {
+			id.Namespace = id.DNSDomain[:i]
+		}
+	}
+	if id.Namespace == "" {
+		return ID{}, fmt.Errorf("node id %q: no namespace", s)
+	}
+	return id, nil
+}

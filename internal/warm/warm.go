@@ -1,0 +1,36 @@
+package main
+
+import (
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	_ "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	_ "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	_ "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	_ "istio.io/api/networking/v1"
+	_ "istio.io/api/networking/v1alpha3"
+	_ "istio.io/api/mesh/v1alpha1"
+	_ "google.golang.org/grpc"
+	_ "google.golang.org/grpc/xds"
+	_ "golang.org/x/net/http2"
+	_ "github.com/spf13/cobra"
+	_ "go.etcd.io/bbolt"
+	_ "github.com/fsnotify/fsnotify"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "sigs.k8s.io/yaml"
+	_ "google.golang.org/protobuf/encoding/protojson"
+)
+
+func main() {}
