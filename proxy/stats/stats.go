@@ -1,0 +1,159 @@
+// Package stats is strait-proxy's lean metrics store: named counters and gauges backed by atomics,
+// rendered in Envoy's /stats text form and in Prometheus exposition format. Components look a
+// metric up once, when config is compiled, and keep the pointer; the request path only does atomic
+// adds. It deliberately does not use client_golang: the proxy must stay small.
+package stats
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Counter is a monotonically increasing value.
+type Counter struct{ v atomic.Uint64 }
+
+// Inc adds one.
+func (c *Counter) Inc() { c.v.Add(1) }
+
+// Add adds n.
+func (c *Counter) Add(n uint64) { c.v.Add(n) }
+
+// Value returns the current value.
+func (c *Counter) Value() uint64 { return c.v.Load() }
+
+// Gauge is a value that goes up and down.
+type Gauge struct{ v atomic.Int64 }
+
+// Inc adds one.
+func (g *Gauge) Inc() { g.v.Add(1) }
+
+// Dec subtracts one.
+func (g *Gauge) Dec() { g.v.Add(-1) }
+
+// Set sets the value.
+func (g *Gauge) Set(n int64) { g.v.Store(n) }
+
+// Value returns the current value.
+func (g *Gauge) Value() int64 { return g.v.Load() }
+
+// Tag is one Prometheus label on a metric.
+type Tag struct{ Name, Value string }
+
+type entry struct {
+	name    string // Envoy-style dotted name, e.g. cluster.outbound|80||a.b.upstream_rq_total
+	prom    string // Prometheus name, e.g. envoy_cluster_upstream_rq_total
+	tags    []Tag
+	counter *Counter
+	gauge   *Gauge
+}
+
+// Store holds all metrics of one proxy. It is safe for concurrent use. Metrics are never removed
+// (a removed cluster's counters stay, as in Envoy until restart), so pointers stay valid.
+type Store struct {
+	mu      sync.Mutex
+	entries map[string]*entry
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store { return &Store{entries: make(map[string]*entry)} }
+
+// Counter returns the counter with the given Envoy-style name, creating it on first use. prom is
+// the Prometheus metric name and tags its labels; both are fixed by the first call for a name.
+func (s *Store) Counter(name, prom string, tags ...Tag) *Counter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.entries[name]; ok && e.counter != nil {
+		return e.counter
+	}
+	c := &Counter{}
+	s.entries[name] = &entry{name: name, prom: prom, tags: tags, counter: c}
+	return c
+}
+
+// Gauge returns the gauge with the given Envoy-style name, creating it on first use.
+func (s *Store) Gauge(name, prom string, tags ...Tag) *Gauge {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.entries[name]; ok && e.gauge != nil {
+		return e.gauge
+	}
+	g := &Gauge{}
+	s.entries[name] = &entry{name: name, prom: prom, tags: tags, gauge: g}
+	return g
+}
+
+func (s *Store) sorted() []*entry {
+	s.mu.Lock()
+	out := make([]*entry, 0, len(s.entries))
+	for _, e := range s.entries {
+		out = append(out, e)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+func (e *entry) value() string {
+	if e.counter != nil {
+		return fmt.Sprint(e.counter.Value())
+	}
+	return fmt.Sprint(e.gauge.Value())
+}
+
+// WriteText writes "name: value" lines as Envoy's /stats does, sorted by name. A non-empty filter
+// keeps only names containing it.
+func (s *Store) WriteText(w io.Writer, filter string) error {
+	for _, e := range s.sorted() {
+		if filter != "" && !strings.Contains(e.name, filter) {
+			continue
+		}
+		if _, err := fmt.Fprintf(w, "%s: %s\n", e.name, e.value()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WritePrometheus writes the metrics in Prometheus text exposition format (version 0.0.4).
+func (s *Store) WritePrometheus(w io.Writer) error {
+	byProm := map[string][]*entry{}
+	var names []string
+	for _, e := range s.sorted() {
+		if _, ok := byProm[e.prom]; !ok {
+			names = append(names, e.prom)
+		}
+		byProm[e.prom] = append(byProm[e.prom], e)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		es := byProm[n]
+		typ := "counter"
+		if es[0].gauge != nil {
+			typ = "gauge"
+		}
+		fmt.Fprintf(&b, "# TYPE %s %s\n", n, typ)
+		for _, e := range es {
+			b.WriteString(n)
+			if len(e.tags) > 0 {
+				b.WriteByte('{')
+				for i, t := range e.tags {
+					if i > 0 {
+						b.WriteByte(',')
+					}
+					fmt.Fprintf(&b, "%s=%q", t.Name, t.Value)
+				}
+				b.WriteByte('}')
+			}
+			b.WriteByte(' ')
+			b.WriteString(e.value())
+			b.WriteByte('\n')
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
