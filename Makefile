@@ -1,0 +1,29 @@
+# Strait build and test entry points. `make test` is the one command that runs every test.
+GO ?= go
+BIN := bin
+
+.PHONY: all build test vet fmt-check bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# test runs every test: formatting, vet, the dependency rule for strait-proxy, and go test
+# (which also runs each fuzz target over its committed seed corpus).
+test: fmt-check vet
+	@if $(GO) list -deps ./cmd/strait-proxy | grep -E '^(k8s.io/client-go|go.etcd.io/bbolt|github.com/prometheus/client_golang|github.com/strait-mesh/strait/controlplane)'; then \
+		echo "strait-proxy must not link the packages above"; exit 1; fi
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf $(BIN)
