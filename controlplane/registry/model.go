@@ -3,6 +3,8 @@
 // config (this package), auto-registered proxies (autoregister), and later Kubernetes.
 package registry
 
+import "time"
+
 // Protocol is an application protocol as Istio names it.
 type Protocol string
 
@@ -67,6 +69,37 @@ type Service struct {
 	SubjectAltNames []string
 	// Origin is "Kind/namespace/name" of the config that defined the service.
 	Origin string
+	// Created is the creation time of the defining config; older services win hostname conflicts.
+	Created time.Time
+}
+
+// ServiceKey identifies a service: hostnames may repeat across namespaces.
+type ServiceKey struct {
+	Hostname  string
+	Namespace string
+}
+
+// Key returns the service's key.
+func (s *Service) Key() ServiceKey { return ServiceKey{Hostname: s.Hostname, Namespace: s.Namespace} }
+
+// Port returns the service port with the given number, or nil.
+func (s *Service) Port(n uint32) *Port {
+	for i := range s.Ports {
+		if s.Ports[i].Number == n {
+			return &s.Ports[i]
+		}
+	}
+	return nil
+}
+
+// PortByName returns the service port with the given name, or nil.
+func (s *Service) PortByName(name string) *Port {
+	for i := range s.Ports {
+		if s.Ports[i].Name == name {
+			return &s.Ports[i]
+		}
+	}
+	return nil
 }
 
 // Endpoint is one instance of a service, on one service port.

@@ -1,0 +1,66 @@
+package mesh
+
+import (
+	"github.com/strait-mesh/strait/controlplane/registry"
+)
+
+// serviceIndex finds services by hostname and decides visibility by exportTo.
+type serviceIndex struct {
+	byHost   map[string][]*registry.Service // in Snapshot.Services order (oldest first per host)
+	defaults []string
+}
+
+func newServiceIndex(s *Snapshot) *serviceIndex {
+	idx := &serviceIndex{byHost: make(map[string][]*registry.Service), defaults: s.Mesh.GetDefaultServiceExportTo()}
+	for _, svc := range s.Services {
+		idx.byHost[svc.Hostname] = append(idx.byHost[svc.Hostname], svc)
+	}
+	return idx
+}
+
+// ServiceVisible reports whether svc is exported to namespace ns (ServiceEntry exportTo, else
+// MeshConfig.defaultServiceExportTo, else everywhere).
+func (s *Snapshot) ServiceVisible(svc *registry.Service, ns string) bool {
+	return exportedTo(svc.ExportTo, s.services.defaults, svc.Namespace, ns)
+}
+
+// Service returns the service with the exact hostname that a proxy in namespace ns sees, or nil.
+// When several namespaces define the hostname, the one in ns wins, then the oldest visible one.
+func (s *Snapshot) Service(host, ns string) *registry.Service {
+	var first *registry.Service
+	for _, svc := range s.services.byHost[host] {
+		if !s.ServiceVisible(svc, ns) {
+			continue
+		}
+		if svc.Namespace == ns {
+			return svc
+		}
+		if first == nil {
+			first = svc
+		}
+	}
+	return first
+}
+
+// VisibleServices returns the services a proxy in namespace ns may see (exportTo only, no Sidecar
+// scoping), one per hostname, sorted by hostname.
+func (s *Snapshot) VisibleServices(ns string) []*registry.Service {
+	out := make([]*registry.Service, 0, len(s.Services))
+	for i := 0; i < len(s.Services); {
+		host := s.Services[i].Hostname
+		j := i
+		for j < len(s.Services) && s.Services[j].Hostname == host {
+			j++
+		}
+		if svc := s.Service(host, ns); svc != nil {
+			out = append(out, svc)
+		}
+		i = j
+	}
+	return out
+}
+
+// ServiceEndpoints returns the endpoints of svc (all ports).
+func (s *Snapshot) ServiceEndpoints(svc *registry.Service) []*registry.Endpoint {
+	return s.Endpoints[svc.Key()]
+}
