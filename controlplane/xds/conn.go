@@ -1,0 +1,330 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/strait-mesh/strait/controlplane/translate"
+)
+
+// proxyState is one connected proxy (one node ID), shared by its open streams.
+type proxyState struct {
+	key         string // node ID, the cache key
+	proxy       *translate.Proxy
+	connectedAt time.Time
+
+	// Guarded by Server.connMu.
+	conns  int
+	latest *stream // the most recently opened stream; its status is reported
+
+	// genMu serializes generations of this proxy and guards the fields below it.
+	genMu       sync.Mutex
+	closed      bool
+	generated   *proxySnapshot // what the cache serves this proxy
+	meshVersion uint64         // mesh snapshot generated from
+
+	// stMu guards convergence and NACK bookkeeping.
+	stMu         sync.Mutex
+	pushStart    time.Time            // start of the latest generation that changed something
+	pending      map[string]string    // typeURL → version pushed after an Update, not yet ACKed
+	pendingSince time.Time            // first Update not yet ACKed by this proxy
+	rejected     map[string]nackEvent // typeURL → last NACK
+	lastNack     *nackEvent
+}
+
+// nackEvent is one rejected response.
+type nackEvent struct {
+	Type    string    `json:"type"`
+	Version string    `json:"version"`
+	Nonce   string    `json:"nonce"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+}
+
+// stream is one ADS stream of a proxy.
+type stream struct {
+	id       int64
+	delta    bool
+	proxy    *proxyState
+	openedAt time.Time
+
+	mu    sync.Mutex
+	types map[string]*typeStatus // typeURL → what was sent and acknowledged
+}
+
+// typeStatus tracks one resource type on one stream.
+type typeStatus struct {
+	sentVersion  string
+	sentNonce    string
+	sentAt       time.Time
+	ackedVersion string
+	ackedAt      time.Time
+	nacked       bool
+}
+
+// markPushed records a push of the changed types, for push time and convergence time. from is the
+// time of the first mesh Update the push reflects; zero for the initial generation of a proxy.
+func (p *proxyState) markPushed(changedTypes map[string]string, from, genStart time.Time) {
+	p.stMu.Lock()
+	defer p.stMu.Unlock()
+	p.pushStart = genStart
+	if from.IsZero() {
+		return
+	}
+	if p.pending == nil {
+		p.pending = make(map[string]string, len(changedTypes))
+	}
+	if len(p.pending) == 0 {
+		p.pendingSince = from
+	}
+	for t, v := range changedTypes {
+		if v == "" {
+			delete(p.pending, t)
+			continue
+		}
+		p.pending[t] = v
+	}
+}
+
+// acked records an ACK and returns the convergence time when it completes the pending push.
+func (p *proxyState) acked(typeURL, version string) (time.Duration, bool) {
+	p.stMu.Lock()
+	defer p.stMu.Unlock()
+	delete(p.rejected, typeURL)
+	if v, ok := p.pending[typeURL]; !ok || v != version {
+		return 0, false
+	}
+	delete(p.pending, typeURL)
+	if len(p.pending) > 0 {
+		return 0, false
+	}
+	return time.Since(p.pendingSince), true
+}
+
+func (s *Server) callbacks() serverv3.Callbacks {
+	return serverv3.CallbackFuncs{
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.closeStream(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closeStream(id) },
+		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
+			return s.onRequest(id, false, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(),
+				req.GetVersionInfo(), req.GetErrorDetail())
+		},
+		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
+			return s.onRequest(id, true, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "",
+				req.GetErrorDetail())
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+			s.onResponse(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+		},
+		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+			s.onResponse(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+		},
+	}
+}
+
+// onRequest registers the stream's proxy on its first request and tracks ACKs and NACKs. An error
+// ends the stream with that status.
+func (s *Server) onRequest(id int64, delta bool, n *corev3.Node, typeURL, nonce, version string, detail *rpcstatus.Status) error {
+	s.connMu.Lock()
+	st := s.streams[id]
+	s.connMu.Unlock()
+	if st == nil {
+		var err error
+		if st, err = s.connect(id, delta, n); err != nil {
+			return err
+		}
+	}
+	if nonce == "" {
+		return nil // a new subscription, not a reply to a response
+	}
+	st.mu.Lock()
+	ts := st.types[typeURL]
+	if ts == nil || ts.sentNonce != nonce {
+		st.mu.Unlock()
+		return nil // reply to a superseded response
+	}
+	p := st.proxy
+	if detail != nil {
+		ts.nacked = true
+		ev := nackEvent{Type: shortType(typeURL), Version: ts.sentVersion, Nonce: nonce, Message: detail.GetMessage(), Time: time.Now()}
+		st.mu.Unlock()
+		s.metrics.rejects.WithLabelValues(metricType(typeURL)).Inc()
+		s.log.Warn("proxy rejected xds resources (NACK); it keeps its last accepted version",
+			"proxy", p.key, "type", ev.Type, "version", ev.Version, "nonce", nonce,
+			"code", codes.Code(detail.GetCode()).String(), "error", ev.Message)
+		p.stMu.Lock()
+		if p.rejected == nil {
+			p.rejected = make(map[string]nackEvent)
+		}
+		p.rejected[typeURL] = ev
+		p.lastNack = &ev
+		p.stMu.Unlock()
+		return nil
+	}
+	if version == "" || delta {
+		version = ts.sentVersion
+	}
+	ts.nacked = false
+	ts.ackedVersion, ts.ackedAt = version, time.Now()
+	st.mu.Unlock()
+	if d, ok := p.acked(typeURL, version); ok {
+		s.metrics.convergence.Observe(d.Seconds())
+	}
+	return nil
+}
+
+// onResponse records a response about to be sent.
+func (s *Server) onResponse(id int64, typeURL, nonce, version string) {
+	s.connMu.Lock()
+	st := s.streams[id]
+	s.connMu.Unlock()
+	s.metrics.pushes.WithLabelValues(metricType(typeURL)).Inc()
+	if st == nil {
+		return
+	}
+	now := time.Now()
+	st.proxy.stMu.Lock()
+	start := st.proxy.pushStart
+	st.proxy.stMu.Unlock()
+	if !start.IsZero() {
+		s.metrics.pushTime.WithLabelValues(metricType(typeURL)).Observe(now.Sub(start).Seconds())
+	}
+	st.mu.Lock()
+	ts := st.types[typeURL]
+	if ts == nil {
+		ts = &typeStatus{}
+		st.types[typeURL] = ts
+	}
+	ts.sentVersion, ts.sentNonce, ts.sentAt, ts.nacked = version, nonce, now, false
+	st.mu.Unlock()
+}
+
+// connect registers a new stream, creating the proxy's state and generating its resources when it
+// is the proxy's first stream.
+func (s *Server) connect(id int64, delta bool, n *corev3.Node) (*stream, error) {
+	proxy, err := ParseProxy(n)
+	if err != nil {
+		s.log.Warn("refusing xds stream: bad node", "node", n.GetId(), "err", err)
+		return nil, status.Error(codes.InvalidArgument, fmt.Sprintf("invalid node: %v", err))
+	}
+	s.connMu.Lock()
+	p := s.proxies[n.GetId()]
+	isNew := p == nil
+	if isNew {
+		p = &proxyState{key: n.GetId(), proxy: proxy, connectedAt: time.Now()}
+		s.proxies[p.key] = p
+		s.metrics.connected.Inc()
+		if s.opts.OnConnect != nil {
+			s.opts.OnConnect(proxy)
+		}
+	}
+	p.conns++
+	st := &stream{id: id, delta: delta, proxy: p, openedAt: time.Now(), types: make(map[string]*typeStatus)}
+	s.streams[id] = st
+	p.latest = st
+	s.connMu.Unlock()
+	s.log.Debug("xds stream opened", "proxy", p.key, "stream", id, "delta", delta, "first", isNew)
+
+	if isNew {
+		s.mu.Lock()
+		snap := s.current
+		s.mu.Unlock()
+		if snap != nil {
+			s.sem <- struct{}{}
+			s.pushProxy(p, snap, time.Time{})
+			<-s.sem
+		}
+	}
+	return st, nil
+}
+
+// closeStream forgets a stream; when it was its proxy's last, the proxy's cache entry is dropped and
+// OnDisconnect is called.
+func (s *Server) closeStream(id int64) {
+	s.connMu.Lock()
+	st := s.streams[id]
+	s.connMu.Unlock()
+	if st == nil {
+		return
+	}
+	p := st.proxy
+	// Lock order: genMu, then connMu; holding genMu keeps a concurrent push from setting a cache
+	// snapshot for a proxy being cleared.
+	p.genMu.Lock()
+	defer p.genMu.Unlock()
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	delete(s.streams, id)
+	p.conns--
+	if p.latest == st {
+		p.latest = nil
+	}
+	if p.conns > 0 {
+		return
+	}
+	p.closed = true
+	delete(s.proxies, p.key)
+	s.metrics.connected.Dec()
+	s.cache.ClearSnapshot(p.key)
+	s.log.Debug("xds proxy disconnected", "proxy", p.key)
+	if s.opts.OnDisconnect != nil {
+		s.opts.OnDisconnect(p.proxy)
+	}
+}
+
+// rejectedVersion returns the version a proxy NACKed for a type with the given nonce, or "".
+func (s *Server) rejectedVersion(key, typeURL, nonce string) string {
+	s.connMu.Lock()
+	p := s.proxies[key]
+	s.connMu.Unlock()
+	if p == nil {
+		return ""
+	}
+	p.stMu.Lock()
+	defer p.stMu.Unlock()
+	if ev, ok := p.rejected[typeURL]; ok && ev.Nonce == nonce {
+		return ev.Version
+	}
+	return ""
+}
+
+// nackAwareCache wraps the SnapshotCache so that a state-of-the-world NACK does not trigger an
+// immediate re-send of the rejected version: the client reports its last accepted version, which
+// differs from the cache's, and the cache would answer at once with the same rejected resources.
+// The watch is opened as if the rejected version were current, so the next response is the next
+// change. Delta needs no help: the cache diffs against what the stream was sent.
+type nackAwareCache struct {
+	cache.SnapshotCache
+	srv *Server
+}
+
+// CreateWatch implements cache.ConfigWatcher.
+func (c *nackAwareCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch chan cache.Response) (func(), error) {
+	if req.GetErrorDetail() != nil {
+		if v := c.srv.rejectedVersion(req.GetNode().GetId(), req.GetTypeUrl(), req.GetResponseNonce()); v != "" && v != req.GetVersionInfo() {
+			req = &discovery.DiscoveryRequest{
+				VersionInfo:   v,
+				Node:          req.GetNode(),
+				ResourceNames: req.GetResourceNames(),
+				TypeUrl:       req.GetTypeUrl(),
+				ResponseNonce: req.GetResponseNonce(),
+				ErrorDetail:   req.GetErrorDetail(),
+			}
+		}
+	}
+	w, err := c.SnapshotCache.CreateWatch(req, sub, ch)
+	if err != nil {
+		return nil, fmt.Errorf("creating watch: %w", err)
+	}
+	return w, nil
+}

@@ -1,0 +1,320 @@
+// Package xds is Strait's xDS server: Aggregated Discovery Service over gRPC, state-of-the-world and
+// incremental (Delta), built on go-control-plane's pkg/server/v3 and its SnapshotCache.
+//
+// Every connecting proxy is parsed into a translate.Proxy and its resources are produced by the
+// configured translate.Generator from the current mesh.Snapshot. Each resource passes Validate()
+// before it is served; each type is versioned by a hash of its content, so an unchanged type is
+// never re-sent. Snapshot updates are debounced, and a push round regenerates every connected proxy
+// concurrently (bounded by GOMAXPROCS workers) but sends only to proxies whose output changed.
+// ACKs and NACKs are tracked per proxy and type and served as JSON at /debug/syncz.
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/controlplane/translate"
+)
+
+// Defaults for Options.
+const (
+	DefaultDebounce     = 100 * time.Millisecond
+	DefaultMaxDelay     = time.Second
+	DefaultWriteTimeout = 5 * time.Second
+)
+
+// Options configure a Server. Only Generator is required.
+type Options struct {
+	// Generator produces each proxy's resources. It is called concurrently.
+	Generator translate.Generator
+	// Debounce is the quiet period after an Update before a push starts (default 100 ms; a
+	// negative value disables debouncing). MaxDelay bounds the wait under a steady stream of
+	// updates (default 1 s).
+	Debounce time.Duration
+	MaxDelay time.Duration
+	// WriteTimeout is how long a send to one proxy may take before it is logged and counted in
+	// pilot_xds_write_timeout (default 5 s).
+	WriteTimeout time.Duration
+	// Workers bounds concurrent generations (default GOMAXPROCS).
+	Workers int
+	// Registerer receives the server's metrics; nil means they are not registered anywhere.
+	Registerer prometheus.Registerer
+	// Logger is used for all logs (default slog.Default()).
+	Logger *slog.Logger
+	// ControlPlane names this control plane instance in /debug/syncz (e.g. the hostname).
+	ControlPlane string
+	// OnConnect is called when a proxy opens its first stream, OnDisconnect when its last stream
+	// closes. Both are called synchronously from the stream's goroutine, at most once per
+	// connect/disconnect, and must return quickly. Either may be nil.
+	OnConnect    func(p *translate.Proxy)
+	OnDisconnect func(p *translate.Proxy)
+}
+
+// Server is the xDS server. Create it with New, attach it to a grpc.Server with Register, feed it
+// snapshots with Update, mount Handler for /debug/syncz and stop it with Close. All methods are
+// safe for concurrent use.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+	cache   cache.SnapshotCache
+	ads     serverv3.Server
+	sem     chan struct{} // bounds concurrent generations
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// Latest snapshot, and the one pending a debounced push with the time of the first Update in
+	// the burst.
+	updates     chan struct{}
+	mu          sync.Mutex
+	current     *mesh.Snapshot
+	pending     *mesh.Snapshot
+	pendingFrom time.Time
+	rounds      atomic.Int64 // completed push rounds, for tests
+
+	in atomic.Pointer[interner]
+
+	// Connected proxies by node ID (the cache key) and open streams by stream ID.
+	connMu  sync.Mutex
+	proxies map[string]*proxyState
+	streams map[int64]*stream
+}
+
+// New builds a Server and starts its push loop. It fails only when the options are unusable
+// (no Generator, metrics already registered).
+func New(opts Options) (*Server, error) {
+	if opts.Generator == nil {
+		return nil, errors.New("xds: Options.Generator is required")
+	}
+	if opts.Debounce == 0 {
+		opts.Debounce = DefaultDebounce
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = DefaultMaxDelay
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger.With("component", "xds"),
+		metrics: m,
+		sem:     make(chan struct{}, opts.Workers),
+		done:    make(chan struct{}),
+		updates: make(chan struct{}, 1),
+		proxies: make(map[string]*proxyState),
+		streams: make(map[int64]*stream),
+	}
+	s.in.Store(newInterner())
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	gcpLog := gcpLogger{s.log}
+	s.cache = cache.NewSnapshotCache(true, nodeHash{}, gcpLog)
+	s.ads = serverv3.NewServer(s.ctx, &nackAwareCache{SnapshotCache: s.cache, srv: s}, s.callbacks(),
+		serverLogger(gcpLog))
+	go s.loop()
+	return s, nil
+}
+
+// Register adds the Aggregated Discovery Service (SotW and Delta) to g.
+func (s *Server) Register(g *grpc.Server) {
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, &adsService{s: s})
+}
+
+// Handler serves /debug/syncz: the per-proxy sync status as JSON. Mount it on the monitoring mux,
+// e.g. mux.Handle("/debug/syncz", srv.Handler()).
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(s.serveSyncz)
+}
+
+// Update hands the server a new mesh snapshot. The push to connected proxies starts after the
+// debounce quiet period; proxies that connect in the meantime are generated from snap at once.
+// Snapshots older than the current one (by Version) are ignored. Update never blocks on proxies.
+func (s *Server) Update(snap *mesh.Snapshot) {
+	if snap == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.current != nil && snap.Version < s.current.Version {
+		s.mu.Unlock()
+		s.log.Warn("ignoring an older mesh snapshot", "version", snap.Version, "current", s.current.Version)
+		return
+	}
+	s.current = snap
+	if s.pending == nil {
+		s.pendingFrom = time.Now()
+	}
+	s.pending = snap
+	s.mu.Unlock()
+	select {
+	case s.updates <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops the push loop and ends all streams served by this server. It does not stop the
+// grpc.Server.
+func (s *Server) Close() {
+	s.cancel()
+	<-s.done
+}
+
+// loop debounces updates and runs push rounds until Close.
+func (s *Server) loop() {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.updates:
+		}
+		if s.opts.Debounce > 0 && !s.debounce() {
+			return
+		}
+		s.mu.Lock()
+		snap, from := s.pending, s.pendingFrom
+		s.pending = nil
+		s.mu.Unlock()
+		if snap != nil {
+			s.pushAll(snap, from)
+		}
+	}
+}
+
+// debounce waits until no update arrived for Debounce, or MaxDelay passed since the first. It
+// returns false when the server is closing.
+func (s *Server) debounce() bool {
+	quiet := time.NewTimer(s.opts.Debounce)
+	maxDelay := time.NewTimer(s.opts.MaxDelay)
+	defer quiet.Stop()
+	defer maxDelay.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return false
+		case <-s.updates:
+			quiet.Reset(s.opts.Debounce)
+		case <-quiet.C:
+			return true
+		case <-maxDelay.C:
+			return true
+		}
+	}
+}
+
+// pushAll regenerates every connected proxy from snap with bounded concurrency and sets a new cache
+// snapshot only for proxies whose output changed.
+func (s *Server) pushAll(snap *mesh.Snapshot, from time.Time) {
+	start := time.Now()
+	s.in.Store(newInterner()) // a new epoch: release objects of older snapshots
+	s.connMu.Lock()
+	list := make([]*proxyState, 0, len(s.proxies))
+	for _, p := range s.proxies {
+		list = append(list, p)
+	}
+	s.connMu.Unlock()
+
+	var wg sync.WaitGroup
+	var changed atomic.Int64
+	for _, p := range list {
+		s.sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-s.sem; wg.Done() }()
+			if s.pushProxy(p, snap, from) {
+				changed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	s.rounds.Add(1)
+	s.log.Debug("push round done", "meshVersion", snap.Version, "proxies", len(list),
+		"changed", changed.Load(), "took", time.Since(start))
+}
+
+// pushProxy generates p's resources from snap and hands them to the cache if they changed. It
+// reports whether a new cache snapshot was set. A generation error keeps the previous resources.
+func (s *Server) pushProxy(p *proxyState, snap *mesh.Snapshot, from time.Time) bool {
+	p.genMu.Lock()
+	defer p.genMu.Unlock()
+	if p.closed || (p.generated != nil && p.meshVersion >= snap.Version) {
+		return false
+	}
+	genStart := time.Now()
+	next, err := s.generate(snap, p.proxy)
+	if err != nil {
+		s.metrics.internalErrs.Inc()
+		s.log.Error("generating xds resources; the proxy keeps its previous resources",
+			"proxy", p.key, "meshVersion", snap.Version, "err", err)
+		p.meshVersion = snap.Version
+		return false
+	}
+	p.meshVersion = snap.Version
+	prev := p.generated.typeVersions()
+	changedTypes := changed(prev, next.typeVersions())
+	if p.generated != nil && len(changedTypes) == 0 {
+		return false
+	}
+	p.generated = next
+	p.markPushed(changedTypes, from, genStart)
+	if err := s.cache.SetSnapshot(s.ctx, p.key, next); err != nil {
+		s.log.Error("setting xds snapshot", "proxy", p.key, "err", err)
+	}
+	return true
+}
+
+// generate runs the generator for one proxy and validates and interns its output.
+func (s *Server) generate(snap *mesh.Snapshot, p *translate.Proxy) (*proxySnapshot, error) {
+	res, err := s.opts.Generator.Generate(snap, p)
+	if err != nil {
+		return nil, fmt.Errorf("generator: %w", err)
+	}
+	return s.in.Load().snapshot(res)
+}
+
+// changed lists the type URLs whose version differs between two version maps.
+func changed(prev, next map[string]string) map[string]string {
+	out := make(map[string]string)
+	for t, v := range next {
+		if prev[t] != v {
+			out[t] = v
+		}
+	}
+	for t := range prev {
+		if _, ok := next[t]; !ok {
+			out[t] = ""
+		}
+	}
+	return out
+}
+
+// nodeHash keys the cache by the node ID string.
+type nodeHash struct{}
+
+func (nodeHash) ID(n *corev3.Node) string { return n.GetId() }
