@@ -211,7 +211,10 @@ func TestInspectTimeout(t *testing.T) {
 
 func TestConnWriteToReplaysPeeked(t *testing.T) {
 	client, server := pair(t)
-	go func() { client.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nrest")); client.(*net.TCPConn).CloseWrite() }() //nolint:errcheck
+	go func() {
+		client.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nrest"))
+		client.(*net.TCPConn).CloseWrite()
+	}() //nolint:errcheck
 	sc, res, err := Inspect(server, Options{HTTP: true, Timeout: 10 * time.Second})
 	if err != nil || !slices.Equal(res.ALPN, []string{"h2c"}) {
 		t.Fatalf("res = %+v, err = %v", res, err)
