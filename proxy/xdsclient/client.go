@@ -1,0 +1,338 @@
+// Package xdsclient is strait-proxy's Aggregated Discovery Service client. It holds one ADS stream
+// to the control plane, incremental (Delta) when the server supports it and state-of-the-world
+// (SotW) when the server answers Unimplemented, keeps the complete set of accepted resources per
+// type, and hands every update to a Handler. A Handler error is sent back as a NACK with
+// error_detail and the previous accepted set stays in force; otherwise the update is ACKed.
+//
+// The client never forgets accepted config when the connection drops: it reconnects with jittered
+// exponential backoff and, on the new stream, tells the server what it already has
+// (initial_resource_versions in Delta, version_info in SotW) so the server can resync.
+package xdsclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	// The resource types are linked in so that Any bodies decode.
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Resource type URLs the client subscribes to, in the order Envoy requests them: clusters before
+// their endpoints, listeners before their routes, then secrets.
+const (
+	ClusterType  = resource.ClusterType
+	EndpointType = resource.EndpointType
+	ListenerType = resource.ListenerType
+	RouteType    = resource.RouteType
+	SecretType   = resource.SecretType
+)
+
+// Types lists the subscribed type URLs in request order.
+var Types = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
+
+// wildcardTypes are subscribed to everything; the others by name (see Client.SetNames).
+func isWildcard(typeURL string) bool { return typeURL == ClusterType || typeURL == ListenerType }
+
+// Resource is one accepted xDS resource.
+type Resource struct {
+	Name    string
+	Version string        // Delta: the resource version; SotW: the response's version_info
+	Message proto.Message // decoded resource (e.g. *clusterv3.Cluster)
+	Any     *anypb.Any    // as received, for config dumps
+	Updated time.Time     // when this version was accepted
+}
+
+// Handler receives updates. Apply is called from the client's single goroutine, one call at a
+// time, with the complete set of resources of typeURL as it would be after the update (name →
+// resource). Returning nil accepts the set (ACK); returning an error rejects it (NACK, the error
+// text becomes error_detail) and the client keeps the previous set. The map is owned by the
+// handler after the call; the Resources in it must not be modified.
+type Handler interface {
+	Apply(typeURL string, resources map[string]*Resource) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(typeURL string, resources map[string]*Resource) error
+
+// Apply calls f.
+func (f HandlerFunc) Apply(typeURL string, resources map[string]*Resource) error {
+	return f(typeURL, resources)
+}
+
+// Options configures a Client.
+type Options struct {
+	Address string       // control-plane address, host:port
+	Node    *corev3.Node // sent on the first request of each stream
+	Handler Handler
+	Logger  *slog.Logger
+	// DialOptions replace the default (plaintext) transport credentials when set.
+	DialOptions []grpc.DialOption
+	// BackoffBase and BackoffMax bound the jittered exponential reconnect delay
+	// (defaults 200ms and 15s).
+	BackoffBase, BackoffMax time.Duration
+	// ForceSotW disables the Delta attempt.
+	ForceSotW bool
+}
+
+// Client is an ADS client. Create it with New and start it with Run.
+type Client struct {
+	opts Options
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	names map[string]map[string]bool // desired names per non-wildcard type
+	wake  chan struct{}              // signalled (non-blocking) when names change
+
+	// owned by the Run goroutine
+	accepted map[string]map[string]*Resource
+	versions map[string]string // SotW: last accepted version_info per type
+
+	connected atomic.Bool
+	protocol  atomic.Value // "delta" or "sotw"
+	stats     Stats
+}
+
+// Stats counts protocol events; all fields are updated atomically.
+type Stats struct {
+	Connects, Disconnects, Updates, Acks, Nacks atomic.Uint64
+}
+
+// New returns a client; it does not connect until Run.
+func New(opts Options) (*Client, error) {
+	if opts.Address == "" {
+		return nil, errors.New("creating xds client: no address")
+	}
+	if opts.Handler == nil {
+		return nil, errors.New("creating xds client: no handler")
+	}
+	if opts.Node == nil {
+		opts.Node = &corev3.Node{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.BackoffBase <= 0 {
+		opts.BackoffBase = 200 * time.Millisecond
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = 15 * time.Second
+	}
+	c := &Client{
+		opts:     opts,
+		log:      opts.Logger.With("component", "xds"),
+		names:    map[string]map[string]bool{},
+		wake:     make(chan struct{}, 1),
+		accepted: map[string]map[string]*Resource{},
+		versions: map[string]string{},
+	}
+	for _, t := range Types {
+		c.accepted[t] = map[string]*Resource{}
+		if !isWildcard(t) {
+			c.names[t] = map[string]bool{}
+		}
+	}
+	c.protocol.Store("")
+	return c, nil
+}
+
+// SetNames sets the resource names subscribed for a non-wildcard type (EDS, RDS, SDS). It may be
+// called from any goroutine, including from inside Handler.Apply; the new subscription is sent
+// after the current update is acknowledged.
+func (c *Client) SetNames(typeURL string, names []string) {
+	if isWildcard(typeURL) {
+		return
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	c.mu.Lock()
+	same := len(want) == len(c.names[typeURL])
+	if same {
+		for n := range want {
+			if !c.names[typeURL][n] {
+				same = false
+				break
+			}
+		}
+	}
+	if !same {
+		c.names[typeURL] = want
+	}
+	c.mu.Unlock()
+	if !same {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// desired returns a copy of the subscribed names of a non-wildcard type, sorted.
+func (c *Client) desired(typeURL string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.names[typeURL]))
+	for n := range c.names[typeURL] {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Connected reports whether a stream is currently established.
+func (c *Client) Connected() bool { return c.connected.Load() }
+
+// Protocol returns "delta" or "sotw" for the current or last stream, "" before the first.
+func (c *Client) Protocol() string { return c.protocol.Load().(string) }
+
+// Stats returns the client's counters.
+func (c *Client) Stats() *Stats { return &c.stats }
+
+// errUnimplemented signals that the server has no Delta ADS.
+var errUnimplemented = errors.New("delta ads unimplemented")
+
+// Run connects and keeps the stream up until ctx is done, reconnecting with jittered exponential
+// backoff. It returns ctx.Err().
+func (c *Client) Run(ctx context.Context) error {
+	dopts := c.opts.DialOptions
+	if len(dopts) == 0 {
+		dopts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(c.opts.Address, dopts...)
+	if err != nil {
+		return fmt.Errorf("dialing xds server %s: %w", c.opts.Address, err)
+	}
+	defer conn.Close()
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	sotw := c.opts.ForceSotW
+	delay := c.opts.BackoffBase
+	for {
+		var got bool
+		var err error
+		if sotw {
+			got, err = c.runSotW(ctx, ads)
+		} else {
+			got, err = c.runDelta(ctx, ads)
+			if errors.Is(err, errUnimplemented) {
+				c.log.Info("server has no delta ADS, falling back to state of the world")
+				sotw = true
+				continue
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if got {
+			delay = c.opts.BackoffBase
+		}
+		// Full jitter over the upper half keeps retries spread out but never immediate.
+		wait := delay/2 + rand.N(delay/2+1)
+		c.log.Warn("xds stream ended; serving last accepted config", "error", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		delay = min(delay*2, c.opts.BackoffMax)
+	}
+}
+
+// decode unpacks one Any of the expected type, unwrapping discovery.Resource envelopes.
+func decode(typeURL string, a *anypb.Any) (string, proto.Message, *anypb.Any, error) {
+	if a == nil {
+		return "", nil, nil, errors.New("empty resource")
+	}
+	if a.GetTypeUrl() == resource.APITypePrefix+"envoy.service.discovery.v3.Resource" {
+		var env discoveryv3.Resource
+		if err := a.UnmarshalTo(&env); err != nil {
+			return "", nil, nil, fmt.Errorf("decoding resource envelope: %w", err)
+		}
+		a = env.GetResource()
+		if a == nil {
+			return "", nil, nil, errors.New("resource envelope without resource")
+		}
+	}
+	if a.GetTypeUrl() != typeURL {
+		return "", nil, nil, fmt.Errorf("resource of type %s in a %s response", a.GetTypeUrl(), typeURL)
+	}
+	m, err := a.UnmarshalNew()
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("decoding %s: %w", typeURL, err)
+	}
+	return resourceName(m), m, a, nil
+}
+
+// resourceName returns the xDS name of a decoded resource.
+func resourceName(m proto.Message) string {
+	type named interface{ GetName() string }
+	type clusterNamed interface{ GetClusterName() string }
+	switch v := m.(type) {
+	case clusterNamed: // ClusterLoadAssignment
+		return v.GetClusterName()
+	case named:
+		return v.GetName()
+	}
+	return ""
+}
+
+// copySet returns a shallow copy of an accepted set.
+func copySet(m map[string]*Resource) map[string]*Resource {
+	out := make(map[string]*Resource, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// apply offers a candidate set to the handler and records it when accepted.
+func (c *Client) apply(typeURL string, next map[string]*Resource) error {
+	c.stats.Updates.Add(1)
+	if err := c.opts.Handler.Apply(typeURL, copySet(next)); err != nil {
+		c.stats.Nacks.Add(1)
+		return err
+	}
+	c.stats.Acks.Add(1)
+	c.accepted[typeURL] = next
+	return nil
+}
+
+// Accepted returns a copy of the accepted set of a type. It is safe only from inside
+// Handler.Apply or after Run returned; the proxy keeps its own copy for concurrent readers.
+func (c *Client) Accepted(typeURL string) map[string]*Resource { return copySet(c.accepted[typeURL]) }
+
+func (c *Client) markConnected(protocol string) {
+	c.connected.Store(true)
+	c.protocol.Store(protocol)
+	c.stats.Connects.Add(1)
+	c.log.Info("xds stream open", "protocol", protocol, "address", c.opts.Address)
+}
+
+func (c *Client) markDisconnected() {
+	c.connected.Store(false)
+	c.stats.Disconnects.Add(1)
+}
+
+// sameAny reports whether a resource's serialized body is unchanged.
+func sameAny(old *Resource, a *anypb.Any) bool {
+	return old.Any.GetTypeUrl() == a.GetTypeUrl() && bytes.Equal(old.Any.GetValue(), a.GetValue())
+}
