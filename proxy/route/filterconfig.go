@@ -1,0 +1,364 @@
+package route
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Names under which Envoy's HTTP filters are usually configured (also the keys of
+// typed_per_filter_config).
+const (
+	FaultFilterName  = "envoy.filters.http.fault"
+	CORSFilterName   = "envoy.filters.http.cors"
+	RouterFilterName = "envoy.filters.http.router"
+)
+
+// FilterDisabled is returned by FilterConfig when the route disables the filter.
+type FilterDisabled struct{}
+
+type filterConfig struct {
+	name string
+	cfg  any // *Fault, *CORS or FilterDisabled
+}
+
+const (
+	typeFilterConfig = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
+	typeFault        = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+	typeCORSPolicy   = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"
+)
+
+func compileFilterConfigs(field string, m map[string]*anypb.Any) ([]filterConfig, error) {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var out []filterConfig
+	for _, name := range names {
+		f := field + "[" + name + "]"
+		a := m[name]
+		optional := false
+		if a.GetTypeUrl() == typeFilterConfig {
+			var fc routev3.FilterConfig
+			if err := a.UnmarshalTo(&fc); err != nil {
+				return nil, fmt.Errorf("%s: decoding FilterConfig: %w", f, err)
+			}
+			if err := checkFields(f, &fc, "config", "is_optional", "disabled"); err != nil {
+				return nil, err
+			}
+			if fc.GetDisabled() {
+				out = append(out, filterConfig{name: name, cfg: FilterDisabled{}})
+				continue
+			}
+			optional, a = fc.GetIsOptional(), fc.GetConfig()
+		}
+		cfg, err := compileFilterConfig(f, a)
+		if err != nil {
+			var ue *UnsupportedError
+			if optional && asUnsupported(err, &ue) {
+				continue // Envoy ignores optional per-route configs for unknown filters
+			}
+			return nil, err
+		}
+		out = append(out, filterConfig{name: name, cfg: cfg})
+	}
+	return out, nil
+}
+
+func asUnsupported(err error, target **UnsupportedError) bool {
+	ue, ok := err.(*UnsupportedError)
+	if ok {
+		*target = ue
+	}
+	return ok
+}
+
+func compileFilterConfig(field string, a *anypb.Any) (any, error) {
+	switch a.GetTypeUrl() {
+	case typeFault:
+		var hf faultv3.HTTPFault
+		if err := a.UnmarshalTo(&hf); err != nil {
+			return nil, fmt.Errorf("%s: decoding HTTPFault: %w", field, err)
+		}
+		return CompileFault(field, &hf)
+	case typeCORSPolicy:
+		var cp corsv3.CorsPolicy
+		if err := a.UnmarshalTo(&cp); err != nil {
+			return nil, fmt.Errorf("%s: decoding CorsPolicy: %w", field, err)
+		}
+		return compileCORS(field, &cp)
+	}
+	return nil, &UnsupportedError{Field: field, Detail: "per-filter config type " + a.GetTypeUrl()}
+}
+
+// mergeFilterConfigs returns specific plus the entries of outer it does not override.
+func mergeFilterConfigs(specific, outer []filterConfig) []filterConfig {
+	out := append([]filterConfig(nil), specific...)
+	for _, o := range outer {
+		found := false
+		for _, s := range specific {
+			if s.name == o.name {
+				found = true
+				break
+			}
+		}
+		if !found {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// FilterConfig returns the most specific per-filter config for the filter named name: *Fault,
+// *CORS, FilterDisabled{} or nil. The scan is over a handful of entries, without allocation.
+func (rt *Route) FilterConfig(name string) any {
+	for i := range rt.filters {
+		if rt.filters[i].name == name {
+			return rt.filters[i].cfg
+		}
+	}
+	return nil
+}
+
+// Fault is a compiled HTTPFault (filter level or per route).
+type Fault struct {
+	// Delay is the fixed delay; HeaderDelay takes it from x-envoy-fault-delay-request instead.
+	Delay       time.Duration
+	HeaderDelay bool
+	// DelayFraction is the share of requests delayed.
+	DelayFraction Fraction
+	// HasAbort says an abort is configured.
+	HasAbort bool
+	// AbortStatus is the HTTP status of the abort (0 with AbortGRPC set means gRPC-only).
+	AbortStatus int
+	// AbortGRPC is the gRPC status of the abort, or -1.
+	AbortGRPC int
+	// HeaderAbort takes the status from x-envoy-fault-abort-request / -grpc-request.
+	HeaderAbort bool
+	// AbortFraction is the share of requests aborted.
+	AbortFraction Fraction
+	// AbortBody is the response body of an abort.
+	AbortBody string
+	// UpstreamCluster limits the fault to requests routed to this cluster when non-empty.
+	UpstreamCluster string
+	// DownstreamNodes limits the fault to these x-envoy-downstream-service-node values.
+	DownstreamNodes []string
+	// MaxActive caps concurrently active faults; 0 means unlimited.
+	MaxActive int
+
+	headers []headerMatcher
+}
+
+// CompileFault compiles an HTTPFault; l7 uses it for the filter-level config too.
+func CompileFault(field string, hf *faultv3.HTTPFault) (*Fault, error) {
+	// The *_runtime fields only name runtime keys, which do not exist without a runtime layer;
+	// Envoy then uses the configured values, as here.
+	if err := checkFields(field, hf, "delay", "abort", "upstream_cluster", "headers", "downstream_nodes",
+		"max_active_faults", "delay_percent_runtime", "abort_percent_runtime", "delay_duration_runtime",
+		"abort_http_status_runtime", "max_active_faults_runtime", "abort_grpc_status_runtime",
+		"disable_downstream_cluster_stats"); err != nil {
+		return nil, err
+	}
+	f := &Fault{AbortGRPC: -1, UpstreamCluster: hf.GetUpstreamCluster(), DownstreamNodes: hf.GetDownstreamNodes(),
+		MaxActive: int(hf.GetMaxActiveFaults().GetValue())}
+	if d := hf.GetDelay(); d != nil {
+		if err := checkFields(field+".delay", d, "fixed_delay", "header_delay", "percentage"); err != nil {
+			return nil, err
+		}
+		switch t := d.GetFaultDelaySecifier().(type) {
+		case *faultcommonv3.FaultDelay_FixedDelay:
+			f.Delay = t.FixedDelay.AsDuration()
+		case *faultcommonv3.FaultDelay_HeaderDelay_:
+			f.HeaderDelay = true
+		default:
+			return nil, fmt.Errorf("%s.delay: no delay type set", field)
+		}
+		f.DelayFraction = percentOrAll(d.GetPercentage() != nil, fractionOf(d.GetPercentage()))
+	}
+	if a := hf.GetAbort(); a != nil {
+		if err := checkFields(field+".abort", a, "http_status", "grpc_status", "header_abort", "percentage"); err != nil {
+			return nil, err
+		}
+		f.HasAbort = true
+		switch t := a.GetErrorType().(type) {
+		case *faultv3.FaultAbort_HttpStatus:
+			if t.HttpStatus < 200 || t.HttpStatus > 599 {
+				return nil, fmt.Errorf("%s.abort.http_status: %d out of range [200, 599]", field, t.HttpStatus)
+			}
+			f.AbortStatus = int(t.HttpStatus)
+		case *faultv3.FaultAbort_GrpcStatus:
+			f.AbortGRPC = int(t.GrpcStatus)
+		case *faultv3.FaultAbort_HeaderAbort_:
+			f.HeaderAbort = true
+		default:
+			return nil, fmt.Errorf("%s.abort: no error_type set", field)
+		}
+		f.AbortFraction = percentOrAll(a.GetPercentage() != nil, fractionOf(a.GetPercentage()))
+	}
+	var err error
+	if f.headers, err = compileHeaderMatchers(field+".headers", hf.GetHeaders()); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// percentOrAll: Envoy's fault percentages default to 100% when unset.
+func percentOrAll(set bool, f Fraction) Fraction {
+	if !set {
+		return Million
+	}
+	return f
+}
+
+// Applies reports whether the fault's header, node and cluster conditions hold for r routed to
+// cluster.
+func (f *Fault) Applies(r *http.Request, cluster string) bool {
+	if f.UpstreamCluster != "" && f.UpstreamCluster != cluster {
+		return false
+	}
+	if len(f.DownstreamNodes) > 0 {
+		node := r.Header.Get("X-Envoy-Downstream-Service-Node")
+		ok := false
+		for _, n := range f.DownstreamNodes {
+			if n == node {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for i := range f.headers {
+		if !f.headers[i].match(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// DelayFor returns the delay to inject for r (0 for none), sampling DelayFraction.
+func (f *Fault) DelayFor(r *http.Request) time.Duration {
+	if f.Delay == 0 && !f.HeaderDelay || !f.DelayFraction.Sample() {
+		return 0
+	}
+	if f.HeaderDelay {
+		ms, err := strconv.ParseUint(r.Header.Get("X-Envoy-Fault-Delay-Request"), 10, 32)
+		if err != nil {
+			return 0
+		}
+		return time.Duration(ms) * time.Millisecond
+	}
+	return f.Delay
+}
+
+// AbortFor returns the abort to inject for r: an HTTP status (0 for none) and a gRPC status
+// (-1 for none), sampling AbortFraction.
+func (f *Fault) AbortFor(r *http.Request) (status, grpcStatus int) {
+	if !f.HasAbort || !f.AbortFraction.Sample() {
+		return 0, -1
+	}
+	if !f.HeaderAbort {
+		return f.AbortStatus, f.AbortGRPC
+	}
+	status, grpcStatus = 0, -1
+	if n, err := strconv.Atoi(r.Header.Get("X-Envoy-Fault-Abort-Request")); err == nil && n >= 200 && n < 600 {
+		status = n
+	}
+	if n, err := strconv.Atoi(r.Header.Get("X-Envoy-Fault-Abort-Grpc-Request")); err == nil && n >= 0 {
+		grpcStatus = n
+	}
+	return status, grpcStatus
+}
+
+// CORS is a compiled CORS policy.
+type CORS struct {
+	// Origins are the allowed origins.
+	Origins []StringMatch
+	// AllowMethods, AllowHeaders, ExposeHeaders and MaxAge are sent as configured.
+	AllowMethods, AllowHeaders, ExposeHeaders, MaxAge string
+	// AllowCredentials adds access-control-allow-credentials: true.
+	AllowCredentials bool
+	// AllowPrivateNetworkAccess answers private network access preflights.
+	AllowPrivateNetworkAccess bool
+	// ForwardNotMatchingPreflights passes preflights with an unknown origin upstream (default).
+	ForwardNotMatchingPreflights bool
+	// Enabled is the share of requests the policy is enforced on.
+	Enabled Fraction
+}
+
+// AllowsOrigin reports whether origin is allowed.
+func (c *CORS) AllowsOrigin(origin string) bool {
+	for i := range c.Origins {
+		if c.Origins[i].Match(origin) {
+			return true
+		}
+	}
+	return false
+}
+
+func compileCORS(field string, p *corsv3.CorsPolicy) (*CORS, error) {
+	if err := checkFields(field, p, "allow_origin_string_match", "allow_methods", "allow_headers",
+		"expose_headers", "max_age", "allow_credentials", "filter_enabled", "allow_private_network_access",
+		"forward_not_matching_preflights"); err != nil {
+		return nil, err
+	}
+	return buildCORS(field, p.GetAllowOriginStringMatch(), p.GetAllowMethods(), p.GetAllowHeaders(),
+		p.GetExposeHeaders(), p.GetMaxAge(), p.GetAllowCredentials().GetValue(),
+		p.GetAllowPrivateNetworkAccess().GetValue(), p.GetForwardNotMatchingPreflights() == nil || p.GetForwardNotMatchingPreflights().GetValue(),
+		p.GetFilterEnabled())
+}
+
+func compileRouteCORS(field string, p *routev3.CorsPolicy) (*CORS, error) {
+	if err := checkFields(field, p, "allow_origin_string_match", "allow_methods", "allow_headers",
+		"expose_headers", "max_age", "allow_credentials", "filter_enabled", "allow_private_network_access",
+		"forward_not_matching_preflights"); err != nil {
+		return nil, err
+	}
+	return buildCORS(field, p.GetAllowOriginStringMatch(), p.GetAllowMethods(), p.GetAllowHeaders(),
+		p.GetExposeHeaders(), p.GetMaxAge(), p.GetAllowCredentials().GetValue(),
+		p.GetAllowPrivateNetworkAccess().GetValue(), p.GetForwardNotMatchingPreflights() == nil || p.GetForwardNotMatchingPreflights().GetValue(),
+		p.GetFilterEnabled())
+}
+
+func buildCORS(field string, origins []*matcherv3.StringMatcher, methods, headers, expose, maxAge string,
+	creds, pna, fwd bool, enabled *corev3.RuntimeFractionalPercent) (*CORS, error) {
+	c := &CORS{AllowMethods: methods, AllowHeaders: headers, ExposeHeaders: expose, MaxAge: maxAge,
+		AllowCredentials: creds, AllowPrivateNetworkAccess: pna, ForwardNotMatchingPreflights: fwd, Enabled: Million}
+	if maxAge != "" {
+		if _, err := strconv.ParseUint(maxAge, 10, 32); err != nil {
+			return nil, fmt.Errorf("%s.max_age: %q is not a number of seconds", field, maxAge)
+		}
+	}
+	for i, o := range origins {
+		sm, err := compileStringMatch(fmt.Sprintf("%s.allow_origin_string_match[%d]", field, i), o)
+		if err != nil {
+			return nil, err
+		}
+		c.Origins = append(c.Origins, sm)
+	}
+	if enabled != nil {
+		var err error
+		if c.Enabled, err = runtimeFraction(field+".filter_enabled", enabled); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range []string{methods, headers, expose} {
+		if strings.ContainsAny(s, "\r\n") {
+			return nil, fmt.Errorf("%s: header list contains a line break", field)
+		}
+	}
+	return c, nil
+}

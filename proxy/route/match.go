@@ -1,0 +1,200 @@
+package route
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"regexp"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+)
+
+type pathKind uint8
+
+const (
+	pathPrefix pathKind = iota
+	pathExact
+	pathRegex
+	pathSeparated
+)
+
+// routeMatch is a compiled routev3.RouteMatch.
+type routeMatch struct {
+	kind          pathKind
+	s             string
+	re            *regexp.Regexp
+	caseSensitive bool
+	headers       []headerMatcher
+	query         []queryMatcher
+	grpc          bool
+	fraction      uint32 // parts per million; 1e6 means always
+}
+
+// Fraction is a probability in parts per million.
+type Fraction uint32
+
+// Million is the Fraction that always samples.
+const Million Fraction = 1_000_000
+
+// Sample reports true with the fraction's probability.
+func (f Fraction) Sample() bool {
+	if f >= Million {
+		return true
+	}
+	if f == 0 {
+		return false
+	}
+	return rand.Uint32N(uint32(Million)) < uint32(f)
+}
+
+func fractionOf(p *typev3.FractionalPercent) Fraction {
+	if p == nil {
+		return 0
+	}
+	n := uint64(p.GetNumerator())
+	switch p.GetDenominator() {
+	case typev3.FractionalPercent_HUNDRED:
+		n *= 10_000
+	case typev3.FractionalPercent_TEN_THOUSAND:
+		n *= 100
+	}
+	if n > uint64(Million) {
+		n = uint64(Million)
+	}
+	return Fraction(n)
+}
+
+// runtimeFraction compiles a RuntimeFractionalPercent. strait-proxy has no runtime layer, so the
+// runtime_key never overrides the default, as in an Envoy with no runtime entry for that key.
+func runtimeFraction(field string, p *corev3.RuntimeFractionalPercent) (Fraction, error) {
+	if err := checkFields(field, p, "default_value", "runtime_key"); err != nil {
+		return 0, err
+	}
+	if err := checkFields(field+".default_value", p.GetDefaultValue(), "numerator", "denominator"); err != nil {
+		return 0, err
+	}
+	return fractionOf(p.GetDefaultValue()), nil
+}
+
+func compileMatch(field string, m *routev3.RouteMatch) (routeMatch, error) {
+	if m == nil {
+		return routeMatch{}, fmt.Errorf("%s: missing", field)
+	}
+	if err := checkFields(field, m, "prefix", "path", "safe_regex", "path_separated_prefix",
+		"case_sensitive", "runtime_fraction", "headers", "query_parameters", "grpc"); err != nil {
+		return routeMatch{}, err
+	}
+	rm := routeMatch{caseSensitive: true, fraction: uint32(Million)}
+	if cs := m.GetCaseSensitive(); cs != nil {
+		rm.caseSensitive = cs.GetValue()
+	}
+	switch p := m.GetPathSpecifier().(type) {
+	case *routev3.RouteMatch_Prefix:
+		rm.kind, rm.s = pathPrefix, p.Prefix
+	case *routev3.RouteMatch_Path:
+		rm.kind, rm.s = pathExact, p.Path
+	case *routev3.RouteMatch_PathSeparatedPrefix:
+		if strings.ContainsAny(p.PathSeparatedPrefix, "?#") || strings.HasSuffix(p.PathSeparatedPrefix, "/") {
+			return routeMatch{}, fmt.Errorf("%s.path_separated_prefix: %q must not end in / or contain ? or #", field, p.PathSeparatedPrefix)
+		}
+		rm.kind, rm.s = pathSeparated, p.PathSeparatedPrefix
+	case *routev3.RouteMatch_SafeRegex:
+		re, err := regexMatcher(field+".safe_regex", p.SafeRegex)
+		if err != nil {
+			return routeMatch{}, err
+		}
+		rm.kind, rm.re = pathRegex, re
+	default:
+		return routeMatch{}, fmt.Errorf("%s: no path_specifier set", field)
+	}
+	var err error
+	if rm.headers, err = compileHeaderMatchers(field+".headers", m.GetHeaders()); err != nil {
+		return routeMatch{}, err
+	}
+	if rm.query, err = compileQueryMatchers(field+".query_parameters", m.GetQueryParameters()); err != nil {
+		return routeMatch{}, err
+	}
+	if g := m.GetGrpc(); g != nil {
+		if err := checkFields(field+".grpc", g); err != nil {
+			return routeMatch{}, err
+		}
+		rm.grpc = true
+	}
+	if rf := m.GetRuntimeFraction(); rf != nil {
+		f, err := runtimeFraction(field+".runtime_fraction", rf)
+		if err != nil {
+			return routeMatch{}, err
+		}
+		rm.fraction = uint32(f)
+	}
+	return rm, nil
+}
+
+// IsGRPC reports whether r carries a gRPC content type.
+func IsGRPC(r *http.Request) bool {
+	ct := r.Header["Content-Type"]
+	return len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc")
+}
+
+func hasPrefix(s, p string, cs bool) bool {
+	if len(s) < len(p) {
+		return false
+	}
+	if cs {
+		return s[:len(p)] == p
+	}
+	return strings.EqualFold(s[:len(p)], p)
+}
+
+func stripQuery(path string) (string, string) {
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		q := ""
+		if path[i] == '?' {
+			q = path[i+1:]
+			if j := strings.IndexByte(q, '#'); j >= 0 {
+				q = q[:j]
+			}
+		}
+		return path[:i], q
+	}
+	return path, ""
+}
+
+func (m *routeMatch) match(r *http.Request, path string) bool {
+	p, q := stripQuery(path)
+	switch m.kind {
+	case pathPrefix:
+		if !hasPrefix(path, m.s, m.caseSensitive) {
+			return false
+		}
+	case pathExact:
+		if len(p) != len(m.s) || !hasPrefix(p, m.s, m.caseSensitive) {
+			return false
+		}
+	case pathSeparated:
+		if !hasPrefix(p, m.s, m.caseSensitive) || len(p) > len(m.s) && p[len(m.s)] != '/' {
+			return false
+		}
+	case pathRegex:
+		if !m.re.MatchString(p) {
+			return false
+		}
+	}
+	if m.grpc && !IsGRPC(r) {
+		return false
+	}
+	for i := range m.headers {
+		if !m.headers[i].match(r) {
+			return false
+		}
+	}
+	for i := range m.query {
+		if !m.query[i].match(q) {
+			return false
+		}
+	}
+	return Fraction(m.fraction).Sample()
+}

@@ -1,0 +1,609 @@
+package route
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+)
+
+// ActionKind says what a matched route does.
+type ActionKind uint8
+
+// Route actions.
+const (
+	// ActionForward proxies to a cluster (RouteAction).
+	ActionForward ActionKind = iota
+	// ActionRedirect answers with a redirect (RedirectAction).
+	ActionRedirect
+	// ActionDirect answers with a fixed status and body (DirectResponseAction).
+	ActionDirect
+)
+
+// DefaultTimeout is Envoy's route timeout when RouteAction.timeout is not set.
+const DefaultTimeout = 15 * time.Second
+
+// Route is a compiled routev3.Route. All fields are read-only after Compile.
+type Route struct {
+	// Name is the route name (may be empty).
+	Name string
+	// VirtualHost is the virtual host holding the route.
+	VirtualHost *VirtualHost
+	// Action is what the route does; the matching field below is set.
+	Action ActionKind
+	// Redirect is set for ActionRedirect.
+	Redirect *Redirect
+	// Direct is set for ActionDirect.
+	Direct *DirectResponse
+
+	// Timeout bounds the whole upstream exchange; 0 disables it.
+	Timeout time.Duration
+	// IdleTimeout bounds the time without body bytes in either direction; 0 disables it.
+	IdleTimeout time.Duration
+	// MaxStreamDuration caps the stream duration; 0 disables it.
+	MaxStreamDuration time.Duration
+	// GrpcTimeoutHeaderMax, when HasGrpcTimeoutHeaderMax, makes grpc-timeout set the timeout,
+	// capped at this value (0 means uncapped).
+	GrpcTimeoutHeaderMax    time.Duration
+	HasGrpcTimeoutHeaderMax bool
+	// Retry is the effective retry policy (route's, else the virtual host's), or nil.
+	Retry *RetryPolicy
+	// Mirrors are the request mirror policies.
+	Mirrors []Mirror
+	// HostRewrite replaces the Host header when non-empty.
+	HostRewrite string
+	// AutoHostRewrite asks the upstream to set Host to the chosen endpoint's hostname.
+	AutoHostRewrite bool
+	// ClusterNotFoundStatus is answered when the chosen cluster does not exist (503 by default).
+	ClusterNotFoundStatus int
+	// CORS is the effective CORS policy, or nil.
+	CORS *CORS
+
+	m             routeMatch
+	cluster       *Target
+	clusterHeader string
+	weighted      []*Target
+	totalWeight   uint64
+	prefixRewrite string
+	hasPrefixRw   bool
+	regexRewrite  *regexp.Regexp
+	regexSubst    string
+	hash          []hashPolicy
+	upgrades      map[string]bool
+	filters       []filterConfig
+	reqOps        HeaderOps
+	respOps       HeaderOps
+}
+
+// Target is a cluster a forwarding route may send to, with its per-cluster header operations.
+type Target struct {
+	// Name is the cluster name; empty when it comes from ClusterHeader.
+	Name string
+	// ClusterHeader names the request header holding the cluster name (cluster_header).
+	ClusterHeader string
+	// HostRewrite replaces Host for this weighted cluster when non-empty.
+	HostRewrite string
+
+	weight  uint64
+	reqOps  HeaderOps
+	respOps HeaderOps
+}
+
+// Redirect is a compiled RedirectAction.
+type Redirect struct {
+	// Code is the HTTP status (301, 302, 303, 307 or 308).
+	Code int
+
+	scheme, host, port string
+	path               string
+	hasPath            bool
+	prefix             string
+	hasPrefix          bool
+	re                 *regexp.Regexp
+	subst              string
+	stripQuery         bool
+	owner              *Route
+}
+
+// DirectResponse is a compiled DirectResponseAction.
+type DirectResponse struct {
+	// Status is the HTTP status code.
+	Status int
+	// Body is the response body (may be empty).
+	Body []byte
+}
+
+var routeFields = []string{"name", "match", "route", "redirect", "direct_response", "decorator",
+	"metadata", "typed_per_filter_config", "request_headers_to_add", "request_headers_to_remove",
+	"response_headers_to_add", "response_headers_to_remove"}
+
+var actionFields = []string{"cluster", "cluster_header", "weighted_clusters", "cluster_not_found_response_code",
+	"prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout",
+	"retry_policy", "request_mirror_policies", "hash_policy", "cors", "max_stream_duration", "upgrade_configs"}
+
+func compileRoute(field string, r *routev3.Route, env compileEnv) (*Route, error) {
+	// decorator only names the span for tracing and metadata is opaque to routing; both are
+	// accepted as descriptive data, as Envoy does without a tracer or metadata consumers.
+	if err := checkFields(field, r, routeFields...); err != nil {
+		return nil, err
+	}
+	rt := &Route{Name: r.GetName(), VirtualHost: env.vh, Retry: env.retry, Mirrors: env.mirrors, CORS: env.cors,
+		ClusterNotFoundStatus: http.StatusServiceUnavailable}
+	var err error
+	if rt.m, err = compileMatch(field+".match", r.GetMatch()); err != nil {
+		return nil, err
+	}
+	if rt.reqOps, err = compileHeaderOps(field, r.GetRequestHeadersToAdd(), r.GetRequestHeadersToRemove()); err != nil {
+		return nil, err
+	}
+	if rt.respOps, err = compileResponseHeaderOps(field, r.GetResponseHeadersToAdd(), r.GetResponseHeadersToRemove()); err != nil {
+		return nil, err
+	}
+	rf, err := compileFilterConfigs(field+".typed_per_filter_config", r.GetTypedPerFilterConfig())
+	if err != nil {
+		return nil, err
+	}
+	rt.filters = mergeFilterConfigs(rf, env.filters)
+	for _, fc := range rt.filters {
+		if c, ok := fc.cfg.(*CORS); ok {
+			rt.CORS = c
+			break
+		}
+	}
+	switch a := r.GetAction().(type) {
+	case *routev3.Route_Route:
+		rt.Action = ActionForward
+		err = compileRouteAction(field+".route", a.Route, rt)
+	case *routev3.Route_Redirect:
+		rt.Action = ActionRedirect
+		rt.Redirect, err = compileRedirect(field+".redirect", a.Redirect, rt)
+	case *routev3.Route_DirectResponse:
+		rt.Action = ActionDirect
+		rt.Direct, err = compileDirect(field+".direct_response", a.DirectResponse, env.maxBody)
+	default:
+		err = fmt.Errorf("%s: no action set", field)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+func compileRouteAction(field string, a *routev3.RouteAction, rt *Route) error {
+	if err := checkFields(field, a, actionFields...); err != nil {
+		return err
+	}
+	var err error
+	switch c := a.GetClusterSpecifier().(type) {
+	case *routev3.RouteAction_Cluster:
+		if c.Cluster == "" {
+			return fmt.Errorf("%s.cluster: empty", field)
+		}
+		rt.cluster = &Target{Name: c.Cluster}
+	case *routev3.RouteAction_ClusterHeader:
+		if c.ClusterHeader == "" {
+			return fmt.Errorf("%s.cluster_header: empty", field)
+		}
+		rt.clusterHeader = headerKey(c.ClusterHeader)
+		rt.cluster = &Target{ClusterHeader: rt.clusterHeader}
+	case *routev3.RouteAction_WeightedClusters:
+		if err := compileWeighted(field+".weighted_clusters", c.WeightedClusters, rt); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%s: no cluster_specifier set", field)
+	}
+	switch a.GetClusterNotFoundResponseCode() {
+	case routev3.RouteAction_NOT_FOUND:
+		rt.ClusterNotFoundStatus = http.StatusNotFound
+	case routev3.RouteAction_INTERNAL_SERVER_ERROR:
+		rt.ClusterNotFoundStatus = http.StatusInternalServerError
+	}
+	if a.GetPrefixRewrite() != "" {
+		if rt.m.kind == pathRegex {
+			return fmt.Errorf("%s.prefix_rewrite: cannot be used with a safe_regex match", field)
+		}
+		rt.prefixRewrite, rt.hasPrefixRw = a.GetPrefixRewrite(), true
+	}
+	if rr := a.GetRegexRewrite(); rr != nil {
+		if rt.hasPrefixRw {
+			return fmt.Errorf("%s.regex_rewrite: cannot be combined with prefix_rewrite", field)
+		}
+		if rt.regexRewrite, rt.regexSubst, err = compileSubst(field+".regex_rewrite", rr); err != nil {
+			return err
+		}
+	}
+	switch h := a.GetHostRewriteSpecifier().(type) {
+	case *routev3.RouteAction_HostRewriteLiteral:
+		rt.HostRewrite = h.HostRewriteLiteral
+	case *routev3.RouteAction_AutoHostRewrite:
+		rt.AutoHostRewrite = h.AutoHostRewrite.GetValue()
+	}
+	rt.Timeout = DefaultTimeout
+	if a.GetTimeout() != nil {
+		rt.Timeout = a.GetTimeout().AsDuration()
+	}
+	if a.GetIdleTimeout() != nil {
+		rt.IdleTimeout = a.GetIdleTimeout().AsDuration()
+	}
+	if msd := a.GetMaxStreamDuration(); msd != nil {
+		if err := checkFields(field+".max_stream_duration", msd, "max_stream_duration", "grpc_timeout_header_max"); err != nil {
+			return err
+		}
+		rt.MaxStreamDuration = msd.GetMaxStreamDuration().AsDuration()
+		if msd.GetGrpcTimeoutHeaderMax() != nil {
+			rt.HasGrpcTimeoutHeaderMax = true
+			rt.GrpcTimeoutHeaderMax = msd.GetGrpcTimeoutHeaderMax().AsDuration()
+		}
+	}
+	if a.GetRetryPolicy() != nil {
+		if rt.Retry, err = compileRetry(field+".retry_policy", a.GetRetryPolicy()); err != nil {
+			return err
+		}
+	}
+	if len(a.GetRequestMirrorPolicies()) > 0 {
+		if rt.Mirrors, err = compileMirrors(field+".request_mirror_policies", a.GetRequestMirrorPolicies()); err != nil {
+			return err
+		}
+	}
+	if rt.hash, err = compileHash(field+".hash_policy", a.GetHashPolicy()); err != nil {
+		return err
+	}
+	if a.GetCors() != nil {
+		if rt.CORS, err = compileRouteCORS(field+".cors", a.GetCors()); err != nil {
+			return err
+		}
+	}
+	for i, u := range a.GetUpgradeConfigs() {
+		f := fmt.Sprintf("%s.upgrade_configs[%d]", field, i)
+		if err := checkFields(f, u, "upgrade_type", "enabled"); err != nil {
+			return err
+		}
+		if rt.upgrades == nil {
+			rt.upgrades = map[string]bool{}
+		}
+		rt.upgrades[strings.ToLower(u.GetUpgradeType())] = u.GetEnabled() == nil || u.GetEnabled().GetValue()
+	}
+	return nil
+}
+
+func compileWeighted(field string, w *routev3.WeightedCluster, rt *Route) error {
+	// runtime_key_prefix only names runtime keys; without a runtime layer the configured weights
+	// apply, as in Envoy when the keys are absent.
+	if err := checkFields(field, w, "clusters", "total_weight", "runtime_key_prefix"); err != nil {
+		return err
+	}
+	for i, c := range w.GetClusters() {
+		f := fmt.Sprintf("%s.clusters[%d]", field, i)
+		if err := checkFields(f, c, "name", "cluster_header", "weight", "request_headers_to_add",
+			"request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+			"host_rewrite_literal", "metadata_match"); err != nil {
+			return err
+		}
+		if c.GetMetadataMatch() != nil && len(c.GetMetadataMatch().GetFilterMetadata()) > 0 {
+			return unsupported(f+".metadata_match", "subset load balancing")
+		}
+		t := &Target{Name: c.GetName(), HostRewrite: c.GetHostRewriteLiteral(), weight: uint64(c.GetWeight().GetValue())}
+		if c.GetClusterHeader() != "" {
+			t.Name, t.ClusterHeader = "", headerKey(c.GetClusterHeader())
+		} else if t.Name == "" {
+			return fmt.Errorf("%s.name: empty", f)
+		}
+		var err error
+		if t.reqOps, err = compileHeaderOps(f, c.GetRequestHeadersToAdd(), c.GetRequestHeadersToRemove()); err != nil {
+			return err
+		}
+		if t.respOps, err = compileResponseHeaderOps(f, c.GetResponseHeadersToAdd(), c.GetResponseHeadersToRemove()); err != nil {
+			return err
+		}
+		rt.totalWeight += t.weight
+		rt.weighted = append(rt.weighted, t)
+	}
+	if len(rt.weighted) == 0 || rt.totalWeight == 0 {
+		return fmt.Errorf("%s: no clusters with weight", field)
+	}
+	if tw := w.GetTotalWeight(); tw != nil && uint64(tw.GetValue()) != rt.totalWeight {
+		return fmt.Errorf("%s.total_weight: %d does not equal the sum of weights %d", field, tw.GetValue(), rt.totalWeight)
+	}
+	return nil
+}
+
+// compileSubst compiles a RegexMatchAndSubstitute. Envoy's substitution uses RE2's \N for
+// capture groups; it is rewritten to Go's ${N}.
+func compileSubst(field string, rr *matcherv3.RegexMatchAndSubstitute) (*regexp.Regexp, string, error) {
+	if err := checkFields(field, rr, "pattern", "substitution"); err != nil {
+		return nil, "", err
+	}
+	pm := rr.GetPattern()
+	if pm == nil {
+		return nil, "", fmt.Errorf("%s.pattern: missing", field)
+	}
+	if err := checkFields(field+".pattern", pm, "regex", "google_re2"); err != nil {
+		return nil, "", err
+	}
+	re, err := compileRegex(field+".pattern", pm.GetRegex(), int(pm.GetGoogleRe2().GetMaxProgramSize().GetValue()))
+	if err != nil {
+		return nil, "", err
+	}
+	var b strings.Builder
+	s := rr.GetSubstitution()
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s) && s[i+1] >= '0' && s[i+1] <= '9':
+			fmt.Fprintf(&b, "${%c}", s[i+1])
+			i++
+		case s[i] == '\\' && i+1 < len(s) && s[i+1] == '\\':
+			b.WriteByte('\\')
+			i++
+		case s[i] == '$':
+			b.WriteString("$$")
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return re, b.String(), nil
+}
+
+func compileRedirect(field string, r *routev3.RedirectAction, rt *Route) (*Redirect, error) {
+	if err := checkFields(field, r, "https_redirect", "scheme_redirect", "host_redirect", "port_redirect",
+		"path_redirect", "prefix_rewrite", "regex_rewrite", "response_code", "strip_query"); err != nil {
+		return nil, err
+	}
+	rd := &Redirect{host: r.GetHostRedirect(), stripQuery: r.GetStripQuery(), owner: rt}
+	if r.GetPortRedirect() != 0 {
+		rd.port = fmt.Sprint(r.GetPortRedirect())
+	}
+	switch s := r.GetSchemeRewriteSpecifier().(type) {
+	case *routev3.RedirectAction_HttpsRedirect:
+		if s.HttpsRedirect {
+			rd.scheme = "https"
+		}
+	case *routev3.RedirectAction_SchemeRedirect:
+		rd.scheme = strings.ToLower(s.SchemeRedirect)
+	}
+	switch p := r.GetPathRewriteSpecifier().(type) {
+	case *routev3.RedirectAction_PathRedirect:
+		rd.path, rd.hasPath = p.PathRedirect, true
+	case *routev3.RedirectAction_PrefixRewrite:
+		if rt.m.kind == pathRegex {
+			return nil, fmt.Errorf("%s.prefix_rewrite: cannot be used with a safe_regex match", field)
+		}
+		rd.prefix, rd.hasPrefix = p.PrefixRewrite, true
+	case *routev3.RedirectAction_RegexRewrite:
+		var err error
+		if rd.re, rd.subst, err = compileSubst(field+".regex_rewrite", p.RegexRewrite); err != nil {
+			return nil, err
+		}
+	}
+	switch r.GetResponseCode() {
+	case routev3.RedirectAction_MOVED_PERMANENTLY:
+		rd.Code = http.StatusMovedPermanently
+	case routev3.RedirectAction_FOUND:
+		rd.Code = http.StatusFound
+	case routev3.RedirectAction_SEE_OTHER:
+		rd.Code = http.StatusSeeOther
+	case routev3.RedirectAction_TEMPORARY_REDIRECT:
+		rd.Code = http.StatusTemporaryRedirect
+	case routev3.RedirectAction_PERMANENT_REDIRECT:
+		rd.Code = http.StatusPermanentRedirect
+	default:
+		return nil, unsupported(field+".response_code", "%v", r.GetResponseCode())
+	}
+	return rd, nil
+}
+
+func compileDirect(field string, d *routev3.DirectResponseAction, maxBody int) (*DirectResponse, error) {
+	if err := checkFields(field, d, "status", "body"); err != nil {
+		return nil, err
+	}
+	if d.GetStatus() < 200 || d.GetStatus() > 599 {
+		return nil, fmt.Errorf("%s.status: %d out of range [200, 599]", field, d.GetStatus())
+	}
+	dr := &DirectResponse{Status: int(d.GetStatus())}
+	if b := d.GetBody(); b != nil {
+		if err := checkFields(field+".body", b, "inline_string", "inline_bytes", "filename"); err != nil {
+			return nil, err
+		}
+		switch s := b.GetSpecifier().(type) {
+		case *corev3.DataSource_InlineString:
+			dr.Body = []byte(s.InlineString)
+		case *corev3.DataSource_InlineBytes:
+			dr.Body = s.InlineBytes
+		case *corev3.DataSource_Filename:
+			data, err := os.ReadFile(s.Filename)
+			if err != nil {
+				return nil, fmt.Errorf("%s.body.filename: reading direct response body: %w", field, err)
+			}
+			dr.Body = data
+		}
+		if len(dr.Body) > maxBody {
+			return nil, fmt.Errorf("%s.body: %d bytes exceeds max_direct_response_body_size_bytes %d", field, len(dr.Body), maxBody)
+		}
+	}
+	return dr, nil
+}
+
+// PickCluster chooses the target for a forwarding route: the single cluster, a weighted cluster
+// chosen at random by weight, or the cluster named by the cluster_header. It returns the cluster
+// name ("" when the header is missing) and the target whose header operations apply.
+func (rt *Route) PickCluster(r *http.Request) (string, *Target) {
+	t := rt.cluster
+	if t == nil {
+		n := rand.Uint64N(rt.totalWeight)
+		for _, w := range rt.weighted {
+			if n < w.weight {
+				t = w
+				break
+			}
+			n -= w.weight
+		}
+		if t == nil {
+			t = rt.weighted[len(rt.weighted)-1]
+		}
+	}
+	if t.ClusterHeader != "" {
+		v, _ := headerValue(r, t.ClusterHeader)
+		return v, t
+	}
+	return t.Name, t
+}
+
+// UpgradeAllowed reports the route's override for an Upgrade type ("websocket"): set is false
+// when the route leaves the decision to the connection manager.
+func (rt *Route) UpgradeAllowed(typ string) (allowed, set bool) {
+	allowed, set = rt.upgrades[strings.ToLower(typ)]
+	return allowed, set
+}
+
+// matchedPrefixLen returns how many bytes of path the route's match consumed for prefix_rewrite.
+func (rt *Route) matchedPrefixLen(path string) int {
+	p, _ := stripQuery(path)
+	switch rt.m.kind {
+	case pathExact:
+		return len(p)
+	default:
+		n := len(rt.m.s)
+		if n > len(path) {
+			n = len(path)
+		}
+		return n
+	}
+}
+
+// RewritePath applies prefix_rewrite or regex_rewrite to path (the request target including its
+// query) and reports whether it changed anything.
+func (rt *Route) RewritePath(path string) (string, bool) {
+	switch {
+	case rt.hasPrefixRw:
+		n := rt.matchedPrefixLen(path)
+		return rt.prefixRewrite + path[n:], true
+	case rt.regexRewrite != nil:
+		p, _ := stripQuery(path)
+		rest := path[len(p):]
+		return rt.regexRewrite.ReplaceAllString(p, rt.regexSubst) + rest, true
+	}
+	return path, false
+}
+
+// Location returns the redirect target for r.
+func (rd *Redirect) Location(r *http.Request) string {
+	scheme := requestScheme(r)
+	origScheme := scheme
+	if rd.scheme != "" {
+		scheme = rd.scheme
+	}
+	host := r.Host
+	port := ""
+	if h, p, ok := splitHostPort(host); ok {
+		host, port = h, p
+	}
+	if rd.host != "" {
+		host = rd.host
+		if h, p, ok := splitHostPort(host); ok {
+			host, port = h, p
+		}
+	}
+	if rd.port != "" {
+		port = rd.port
+	}
+	// Envoy drops the port when the scheme changes and no port is configured, and always drops
+	// a default port for the scheme.
+	if rd.port == "" && scheme != origScheme {
+		port = ""
+	}
+	if scheme == "http" && port == "80" || scheme == "https" && port == "443" {
+		port = ""
+	}
+	path := requestPath(r)
+	switch {
+	case rd.hasPath:
+		if strings.Contains(rd.path, "?") {
+			path = rd.path
+		} else {
+			_, q := stripQuery(path)
+			path = rd.path
+			if q != "" {
+				path += "?" + q
+			}
+		}
+	case rd.hasPrefix:
+		n := rd.owner.matchedPrefixLen(path)
+		path = rd.prefix + path[n:]
+	case rd.re != nil:
+		p, _ := stripQuery(path)
+		path = rd.re.ReplaceAllString(p, rd.subst) + path[len(p):]
+	}
+	if rd.stripQuery {
+		path, _ = stripQuery(path)
+	}
+	var b strings.Builder
+	b.WriteString(scheme)
+	b.WriteString("://")
+	b.WriteString(host)
+	if port != "" {
+		b.WriteByte(':')
+		b.WriteString(port)
+	}
+	b.WriteString(path)
+	return b.String()
+}
+
+func splitHostPort(h string) (string, string, bool) {
+	s := stripPort(h)
+	if s == h {
+		return h, "", false
+	}
+	return s, h[len(s)+1:], true
+}
+
+// ApplyRequestHeaders applies the request header operations of the target, route, virtual host
+// and route configuration to h, in Envoy's order (most specific first, so the least specific
+// wins on overwrite, unless most_specific_header_mutations_wins).
+func (rt *Route) ApplyRequestHeaders(h http.Header, r *http.Request, info *RequestInfo, t *Target) {
+	rt.applyOps(h, r, info, t, false)
+}
+
+// ApplyResponseHeaders applies the response header operations likewise.
+func (rt *Route) ApplyResponseHeaders(h http.Header, r *http.Request, info *RequestInfo, t *Target) {
+	rt.applyOps(h, r, info, t, true)
+}
+
+func (rt *Route) applyOps(h http.Header, r *http.Request, info *RequestInfo, t *Target, resp bool) {
+	var levels [4]*HeaderOps
+	vh := rt.VirtualHost
+	if resp {
+		levels = [4]*HeaderOps{nil, &rt.respOps, &vh.respOps, &vh.table.respOps}
+		if t != nil {
+			levels[0] = &t.respOps
+		}
+	} else {
+		levels = [4]*HeaderOps{nil, &rt.reqOps, &vh.reqOps, &vh.table.reqOps}
+		if t != nil {
+			levels[0] = &t.reqOps
+		}
+	}
+	if vh.table.mostSpecificWins {
+		for i := 3; i >= 0; i-- {
+			levels[i].Apply(h, r, info)
+		}
+		return
+	}
+	for _, l := range levels {
+		l.Apply(h, r, info)
+	}
+}
+
+// ApplyTableResponseHeaders applies only the route configuration's response header operations;
+// l7 uses it for local replies when no route matched.
+func (t *Table) ApplyTableResponseHeaders(h http.Header, r *http.Request, info *RequestInfo) {
+	if t != nil {
+		t.respOps.Apply(h, r, info)
+	}
+}
