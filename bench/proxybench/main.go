@@ -1,0 +1,202 @@
+// Command proxybench compares, in one run, the latency, CPU and memory of the request path
+// direct vs through one strait-proxy vs through a strait-proxy pair, and the same path through
+// nginx and HAProxy configured as equivalent reverse proxies, over HTTP/1.1 and HTTP/2 (h2c), with
+// 1 KiB request and response bodies, at a fixed 1,000 rps and at maximum throughput. It writes a
+// Markdown table into docs/performance.md between proxybench markers.
+//
+// Every proxy gets one core (GOMAXPROCS=1, one nginx worker, one HAProxy thread) pinned to CPU 1;
+// the load generator (fortio) and the backend (fortio's echo server) share CPU 0. All traffic is on
+// loopback; every run is bounded by -duration.
+//
+//	make build && go run ./bench/proxybench -duration 10s
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+func main() {
+	duration := flag.Duration("duration", 10*time.Second, "length of each load run")
+	binDir := flag.String("bin", "bin", "directory with straitd and strait-proxy")
+	out := flag.String("out", "docs/performance.md", "Markdown file to update (between proxybench markers); empty prints only")
+	only := flag.String("only", "", "comma-separated path names to run (default all)")
+	flag.Parse()
+	if err := run(*duration, *binDir, *out, *only); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// target is one request path under test.
+type target struct {
+	name    string
+	url     string
+	h2      bool
+	proxies []*proc // whose CPU and memory are measured
+}
+
+func run(duration time.Duration, binDir, out, only string) error {
+	ctx := context.Background()
+	work, err := os.MkdirTemp("", "proxybench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	fortio, err := findFortio(work)
+	if err != nil {
+		return err
+	}
+	var procs []*proc
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			procs[i].stop()
+		}
+	}()
+	must := func(p *proc, err error) *proc {
+		if err != nil {
+			log.Fatal(err)
+		}
+		procs = append(procs, p)
+		return p
+	}
+
+	must(start(work, "backend", 0, nil, fortio, "server", "-http-port", fmt.Sprintf("127.0.0.1:%d", portBackend),
+		"-grpc-port", "disabled", "-redirect-port", "disabled", "-ui-path", "", "-logger-json=false"))
+	if err := waitTCP(fmt.Sprintf("127.0.0.1:%d", portBackend), 10*time.Second); err != nil {
+		return err
+	}
+
+	var targets []target
+	targets = append(targets,
+		target{name: "direct", url: fmt.Sprintf("http://127.0.0.1:%d/echo", portBackend)},
+		target{name: "direct", url: fmt.Sprintf("http://127.0.0.1:%d/echo", portBackend), h2: true})
+
+	// Strait: straitd with the bench config, three router proxies.
+	if only == "" || strings.Contains(only, "strait") {
+		if err := startStrait(ctx, work, binDir, &targets, must); err != nil {
+			return err
+		}
+	}
+	return finish(ctx, fortio, work, only, out, duration, targets, must)
+}
+
+func startStrait(ctx context.Context, work, binDir string, targets *[]target, must func(*proc, error) *proc) error {
+	cfgDir := filepath.Join(work, "config")
+	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(cfgDir, "bench.yaml"), []byte(meshConfig()), 0o644); err != nil {
+		return err
+	}
+	must(start(work, "straitd", 0, nil, filepath.Join(binDir, "straitd"), "--config-dir", cfgDir,
+		"--data-dir", filepath.Join(work, "data"),
+		"--xds-listen", fmt.Sprintf("127.0.0.1:%d", portXDS), "--http-listen", fmt.Sprintf("127.0.0.1:%d", portStraitd)))
+	proxy := func(name, label string, admin int) *proc {
+		return must(start(work, name, 1, []string{"GOMAXPROCS=1"}, filepath.Join(binDir, "strait-proxy"),
+			"--xds-address", fmt.Sprintf("127.0.0.1:%d", portXDS), "--mode", "router", "--namespace", "bench",
+			"--name", name, "--labels", "bench="+label, "--admin-address", fmt.Sprintf("127.0.0.1:%d", admin)))
+	}
+	single := proxy("strait-single", "single", 18101)
+	front := proxy("strait-front", "client", 18102)
+	back := proxy("strait-back", "server", 18103)
+	for _, a := range []int{18101, 18102, 18103} {
+		if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", a), 200, 30*time.Second); err != nil {
+			return fmt.Errorf("strait-proxy not ready (see %s/*.log): %w", work, err)
+		}
+	}
+	for _, h2 := range []bool{false, true} {
+		*targets = append(*targets,
+			target{name: "strait-proxy", url: fmt.Sprintf("http://127.0.0.1:%d/echo", portSingle), h2: h2, proxies: []*proc{single}},
+			target{name: "strait-proxy pair", url: fmt.Sprintf("http://127.0.0.1:%d/echo", portPairFront), h2: h2, proxies: []*proc{front, back}})
+	}
+	return nil
+}
+
+func finish(ctx context.Context, fortio, work, only, out string, duration time.Duration, targets []target, must func(*proc, error) *proc) error {
+
+	// nginx and HAProxy, when installed.
+	if nginx, err := exec.LookPath("nginx"); err == nil {
+		conf := filepath.Join(work, "nginx.conf")
+		if err := os.WriteFile(conf, []byte(nginxConfig(work)), 0o644); err != nil {
+			return err
+		}
+		p := must(start(work, "nginx", 1, nil, nginx, "-c", conf, "-g", "daemon off;"))
+		if err := waitTCP(fmt.Sprintf("127.0.0.1:%d", portNginx), 10*time.Second); err != nil {
+			return err
+		}
+		targets = append(targets,
+			target{name: "nginx", url: fmt.Sprintf("http://127.0.0.1:%d/echo", portNginx), proxies: []*proc{p}},
+			target{name: "nginx", url: fmt.Sprintf("http://127.0.0.1:%d/echo", portNginxH2), h2: true, proxies: []*proc{p}})
+	} else {
+		log.Printf("nginx not installed (apt-get install nginx-light): skipped")
+	}
+	if haproxy, err := exec.LookPath("haproxy"); err == nil {
+		conf := filepath.Join(work, "haproxy.cfg")
+		if err := os.WriteFile(conf, []byte(haproxyConfig()), 0o644); err != nil {
+			return err
+		}
+		p := must(start(work, "haproxy", 1, nil, haproxy, "-db", "-f", conf))
+		if err := waitTCP(fmt.Sprintf("127.0.0.1:%d", portHAProxy), 10*time.Second); err != nil {
+			return err
+		}
+		targets = append(targets,
+			target{name: "HAProxy", url: fmt.Sprintf("http://127.0.0.1:%d/echo", portHAProxy), proxies: []*proc{p}},
+			target{name: "HAProxy", url: fmt.Sprintf("http://127.0.0.1:%d/echo", portHAProxyH2), h2: true, proxies: []*proc{p}})
+	} else {
+		log.Printf("haproxy not installed (apt-get install haproxy): skipped")
+	}
+
+	var rows []row
+	for _, t := range targets {
+		if only != "" && !strings.Contains(","+only+",", ","+t.name+",") {
+			continue
+		}
+		for _, qps := range []int{1000, 0} {
+			r, err := measure(ctx, fortio, work, t, qps, duration)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			log.Printf("%s", r)
+			rows = append(rows, r)
+		}
+	}
+	table := renderTable(rows, duration)
+	fmt.Print(table)
+	if out == "" {
+		return nil
+	}
+	return updateDoc(out, table)
+}
+
+func httpStatus(ctx context.Context, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	c := &http.Client{Timeout: time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// findFortio builds fortio (a tool in go.mod) into dir.
+func findFortio(dir string) (string, error) {
+	bin := filepath.Join(dir, "fortio")
+	cmd := exec.Command("go", "build", "-o", bin, "fortio.org/fortio")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("building fortio: %w", err)
+	}
+	return bin, nil
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// row is one measured run.
+type row struct {
+	name          string
+	h2            bool
+	qps           int // requested; 0 = maximum
+	actualQPS     float64
+	requests      int64
+	errors        int64
+	p50, p90, p99 float64 // milliseconds
+	cpuPer1k      float64 // proxy CPU-seconds per 1,000 requests (summed over the path's proxies)
+	rssIdle       float64 // MiB, summed, before the run
+	rssLoad       float64 // MiB, summed, at the end of the run
+	proxies       int
+}
+
+func (r row) String() string {
+	return fmt.Sprintf("%-18s %-3s qps=%-5d actual=%.0f p50=%.3fms p99=%.3fms errors=%d cpu/1k=%.3fs rss=%.1f/%.1fMiB",
+		r.name, proto(r.h2), r.qps, r.actualQPS, r.p50, r.p99, r.errors, r.cpuPer1k, r.rssIdle, r.rssLoad)
+}
+
+func proto(h2 bool) string {
+	if h2 {
+		return "h2"
+	}
+	return "h1"
+}
+
+// fortioResult is the part of fortio's JSON output used here.
+type fortioResult struct {
+	ActualQPS         float64
+	RetCodes          map[string]int64
+	DurationHistogram struct {
+		Count       int64
+		Percentiles []struct {
+			Percentile float64
+			Value      float64 // seconds
+		}
+	}
+}
+
+// measure runs fortio against t for d at qps (0 = as fast as possible) with 1 KiB POST bodies
+// echoed back, and samples the proxies' CPU time and RSS around the run.
+func measure(ctx context.Context, fortio, work string, t target, qps int, d time.Duration) (row, error) {
+	r := row{name: t.name, h2: t.h2, qps: qps, proxies: len(t.proxies)}
+	conns := "16"
+	q := fmt.Sprint(qps)
+	if qps == 0 {
+		q = "-1"
+		conns = "32"
+	}
+	// Warm up connections and pools briefly (bounded), unmeasured.
+	if err := runFortio(ctx, fortio, work, t, "200", "4", 2*time.Second, filepath.Join(work, "warm.json")); err != nil {
+		return r, fmt.Errorf("warm-up: %w", err)
+	}
+	cpu0 := make([]float64, len(t.proxies))
+	for i, p := range t.proxies {
+		cpu0[i] = p.cpuSeconds()
+		r.rssIdle += p.rssMiB()
+	}
+	jsonPath := filepath.Join(work, "run.json")
+	if err := runFortio(ctx, fortio, work, t, q, conns, d, jsonPath); err != nil {
+		return r, err
+	}
+	var cpu float64
+	for i, p := range t.proxies {
+		cpu += p.cpuSeconds() - cpu0[i]
+		r.rssLoad += p.rssMiB()
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		return r, err
+	}
+	var res fortioResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		return r, fmt.Errorf("reading fortio output: %w", err)
+	}
+	r.actualQPS = res.ActualQPS
+	r.requests = res.DurationHistogram.Count
+	for code, n := range res.RetCodes {
+		if code != "200" {
+			r.errors += n
+		}
+	}
+	for _, p := range res.DurationHistogram.Percentiles {
+		switch p.Percentile {
+		case 50:
+			r.p50 = p.Value * 1000
+		case 90:
+			r.p90 = p.Value * 1000
+		case 99:
+			r.p99 = p.Value * 1000
+		}
+	}
+	if r.requests > 0 && len(t.proxies) > 0 {
+		r.cpuPer1k = cpu / (float64(r.requests) / 1000)
+	}
+	return r, nil
+}
+
+func runFortio(ctx context.Context, fortio, work string, t target, qps, conns string, d time.Duration, jsonPath string) error {
+	args := []string{"load", "-qps", qps, "-c", conns, "-t", d.String(), "-payload-size", "1024",
+		"-p", "50,90,99", "-json", jsonPath, "-logger-json=false", "-nocatchup", "-allow-initial-errors"}
+	if t.h2 {
+		args = append(args, "-h2")
+	}
+	args = append(args, t.url+"?size=1024")
+	cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", "0", fortio}, args...)...)
+	if _, err := exec.LookPath("taskset"); err != nil {
+		cmd = exec.CommandContext(ctx, fortio, args...)
+	}
+	logf, err := os.OpenFile(filepath.Join(work, "fortio.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("fortio %s: %w (log: %s/fortio.log)", strings.Join(args, " "), err, work)
+	}
+	return nil
+}
+
+const (
+	markBegin = "<!-- proxybench:begin -->"
+	markEnd   = "<!-- proxybench:end -->"
+)
+
+func renderTable(rows []row, d time.Duration) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "%s\nMeasured %s on %s (2 cores), %s per run, 1 KiB POST bodies echoed back; proxies pinned to CPU 1 with one core each, fortio and the backend on CPU 0.\n\n",
+		markBegin, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, d)
+	b.WriteString("| path | proto | target rps | achieved rps | p50 ms | p90 ms | p99 ms | errors | proxy CPU-s / 1k req | RSS idle MiB | RSS load MiB |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		target := "max"
+		if r.qps > 0 {
+			target = fmt.Sprint(r.qps)
+		}
+		cpu, idle, load := "–", "–", "–"
+		if r.proxies > 0 {
+			cpu = fmt.Sprintf("%.3f", r.cpuPer1k)
+			idle = fmt.Sprintf("%.1f", r.rssIdle)
+			load = fmt.Sprintf("%.1f", r.rssLoad)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.3f | %.3f | %.3f | %d | %s | %s | %s |\n",
+			r.name, proto(r.h2), target, r.actualQPS, r.p50, r.p90, r.p99, r.errors, cpu, idle, load)
+	}
+	b.WriteString("\nReproduce: `make build && go run ./bench/proxybench -duration " + d.String() + "`\n" + markEnd + "\n")
+	return b.String()
+}
+
+// updateDoc replaces the marked section of path (or appends it).
+func updateDoc(path, section string) error {
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	s := string(b)
+	i, j := strings.Index(s, markBegin), strings.Index(s, markEnd)
+	if i >= 0 && j > i {
+		s = s[:i] + section + s[j+len(markEnd)+1:]
+	} else {
+		s += "\n" + section
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
