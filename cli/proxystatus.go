@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+func newProxyStatus(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "proxy-status",
+		Short: "Show each connected proxy's xDS sync status (SYNCED, STALE, NOT SENT)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			body, err := fetch(cmd.Context(), g.addr, "/debug/syncz")
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				_, err := g.stdout.Write(body)
+				return err
+			}
+			return printSyncz(g.stdout, body)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json (default: table)")
+	return cmd
+}
+
+func fetch(ctx context.Context, addr, path string) ([]byte, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(addr, "/")+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("contacting straitd at %s (is it running?): %w", addr, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("straitd answered %s for %s: %s", resp.Status, path, strings.TrimSpace(string(b)))
+	}
+	return b, nil
+}
+
+// syncStatus is the part of one /debug/syncz entry the table shows.
+type syncStatus struct {
+	ProxyID string            `json:"proxy"`
+	Status  map[string]string `json:"status"` // CDS/LDS/EDS/RDS → SYNCED | STALE | NOT SENT
+}
+
+func printSyncz(w io.Writer, body []byte) error {
+	var entries []syncStatus
+	if err := json.Unmarshal(body, &entries); err != nil {
+		return fmt.Errorf("reading /debug/syncz: %w", err)
+	}
+	if len(entries) == 0 {
+		_, err := io.WriteString(w, "No proxies connected.\n")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tCDS\tLDS\tEDS\tRDS")
+	for _, e := range entries {
+		st := func(t string) string {
+			if v, ok := e.Status[t]; ok {
+				return v
+			}
+			return "NOT SENT"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.ProxyID, st("CDS"), st("LDS"), st("EDS"), st("RDS"))
+	}
+	return tw.Flush()
+}

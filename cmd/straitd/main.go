@@ -1,0 +1,52 @@
+// Command straitd is Strait's control plane: it reads Istio configuration, builds the mesh and
+// serves it to proxies as Envoy xDS.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strait-mesh/strait/controlplane"
+)
+
+func main() {
+	var o controlplane.Options
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:           "straitd",
+		Short:         "Strait control plane: Istio config in, Envoy xDS out",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return controlplane.Run(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.ConfigDir, "config-dir", "", "directory of Istio YAML, watched for changes")
+	f.StringVar(&o.DataDir, "data-dir", "", "directory of the embedded config store used by `strait apply` (empty disables it)")
+	f.StringVar(&o.MeshConfigFile, "mesh-config", "", "MeshConfig YAML file (default: Istio's defaults)")
+	f.StringVar(&o.XDSListen, "xds-listen", "127.0.0.1:15010", "address of the plaintext ADS (xDS) gRPC server")
+	f.StringVar(&o.HTTPListen, "http-listen", "127.0.0.1:15014", "address of /metrics, /debug/* and the config API")
+	f.DurationVar(&o.Debounce, "debounce", 0, "quiet period before a push (default 100ms)")
+	f.DurationVar(&o.MaxDelay, "debounce-max", 0, "longest a push waits under steady changes (default 1s)")
+	f.DurationVar(&o.AutoRegisterGrace, "autoregister-grace", 0, "how long an auto-registered WorkloadEntry outlives its proxy (default 10s)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "straitd:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,182 @@
+package embedded
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/strait-mesh/strait/controlplane/config"
+)
+
+// MaxRequestBytes bounds the body of an apply or delete request.
+const MaxRequestBytes = 16 << 20
+
+// Document is one input file (or stdin) of an apply or delete, decoded on the server so that the
+// server's validation is the only one that counts.
+type Document struct {
+	Origin string `json:"origin"` // file name shown in errors
+	Data   string `json:"data"`   // YAML or JSON, possibly multi-document
+}
+
+// ApplyRequest is the body of POST /apis/v1/apply and POST /apis/v1/delete.
+type ApplyRequest struct {
+	Documents []Document `json:"documents"`
+	DryRun    bool       `json:"dryRun,omitempty"`
+}
+
+// ChangesResponse is the success body of apply and delete.
+type ChangesResponse struct {
+	Changes []Change `json:"changes"`
+}
+
+// ErrorResponse is the body of a rejected request: every error found.
+type ErrorResponse struct {
+	Errors []string `json:"errors"`
+}
+
+// ListResponse is the body of GET /apis/v1/objects: objects rendered as Istio JSON.
+type ListResponse struct {
+	Items []json.RawMessage `json:"items"`
+}
+
+// Handler serves the store's HTTP API under /apis/v1/.
+func (s *Store) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /apis/v1/apply", s.serveApply)
+	mux.HandleFunc("POST /apis/v1/delete", s.serveDeleteDocs)
+	mux.HandleFunc("GET /apis/v1/objects", s.serveList)
+	mux.HandleFunc("DELETE /apis/v1/objects/{kind}/{namespace}/{name}", s.serveDeleteOne)
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErrors(w http.ResponseWriter, code int, errs ...error) {
+	var msgs []string
+	for _, err := range errs {
+		msgs = append(msgs, flatten(err)...)
+	}
+	writeJSON(w, code, ErrorResponse{Errors: msgs})
+}
+
+// flatten splits joined errors so that each is reported on its own.
+func flatten(err error) []string {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []string
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+// decodeRequest reads an ApplyRequest (JSON) or, for curl users, a raw YAML body.
+func decodeRequest(r *http.Request) ([]*config.Object, bool, []error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
+	if err != nil {
+		return nil, false, []error{fmt.Errorf("reading request: %w", err)}
+	}
+	if len(body) > MaxRequestBytes {
+		return nil, false, []error{fmt.Errorf("request body larger than %d bytes", MaxRequestBytes)}
+	}
+	var req ApplyRequest
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, false, []error{fmt.Errorf("decoding request: %w", err)}
+		}
+	} else {
+		req.Documents = []Document{{Origin: "request", Data: string(body)}}
+		req.DryRun = r.URL.Query().Get("dryRun") == "true"
+	}
+	var objs []*config.Object
+	var errs []error
+	for _, d := range req.Documents {
+		o, e := config.Decode(d.Origin, []byte(d.Data))
+		objs = append(objs, o...)
+		errs = append(errs, e...)
+	}
+	if len(objs) == 0 && len(errs) == 0 {
+		errs = append(errs, errors.New("no objects in request"))
+	}
+	return objs, req.DryRun, errs
+}
+
+func (s *Store) serveApply(w http.ResponseWriter, r *http.Request) {
+	objs, dryRun, errs := decodeRequest(r)
+	if len(errs) > 0 {
+		writeErrors(w, http.StatusUnprocessableEntity, errs...)
+		return
+	}
+	changes, err := s.Apply(objs, dryRun)
+	if err != nil {
+		writeErrors(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ChangesResponse{Changes: changes})
+}
+
+func (s *Store) serveDeleteDocs(w http.ResponseWriter, r *http.Request) {
+	objs, _, errs := decodeRequest(r)
+	if len(errs) > 0 {
+		writeErrors(w, http.StatusUnprocessableEntity, errs...)
+		return
+	}
+	keys := make([]config.Key, 0, len(objs))
+	for _, o := range objs {
+		keys = append(keys, o.Key())
+	}
+	s.deleteKeys(w, keys)
+}
+
+func (s *Store) serveDeleteOne(w http.ResponseWriter, r *http.Request) {
+	kind, ok := config.KindFor(r.PathValue("kind"))
+	if !ok {
+		writeErrors(w, http.StatusBadRequest, fmt.Errorf("unknown kind %q", r.PathValue("kind")))
+		return
+	}
+	s.deleteKeys(w, []config.Key{{Kind: kind, Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}})
+}
+
+func (s *Store) deleteKeys(w http.ResponseWriter, keys []config.Key) {
+	changes, err := s.Delete(keys)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeErrors(w, http.StatusNotFound, err)
+	case err != nil:
+		writeErrors(w, http.StatusInternalServerError, err)
+	default:
+		writeJSON(w, http.StatusOK, ChangesResponse{Changes: changes})
+	}
+}
+
+func (s *Store) serveList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	kind, ok := config.KindFor(q.Get("kind"))
+	if !ok {
+		writeErrors(w, http.StatusBadRequest, fmt.Errorf("unknown kind %q", q.Get("kind")))
+		return
+	}
+	objs, err := s.Get(kind, q.Get("namespace"), q.Get("name"))
+	if errors.Is(err, ErrNotFound) {
+		writeErrors(w, http.StatusNotFound, err)
+		return
+	}
+	resp := ListResponse{Items: []json.RawMessage{}}
+	for _, o := range objs {
+		b, err := config.MarshalJSON(o)
+		if err != nil {
+			writeErrors(w, http.StatusInternalServerError, err)
+			return
+		}
+		resp.Items = append(resp.Items, b)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

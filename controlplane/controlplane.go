@@ -1,0 +1,263 @@
+// Package controlplane wires straitd's components together: config sources, the mesh snapshot
+// builder, translation, the xDS server, auto-registration and the monitoring/API HTTP server. It
+// holds no logic of its own beyond that wiring.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	meshconfig "istio.io/api/mesh/v1alpha1"
+
+	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/config/embedded"
+	"github.com/strait-mesh/strait/controlplane/config/file"
+	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/controlplane/registry/autoregister"
+	"github.com/strait-mesh/strait/controlplane/translate"
+	"github.com/strait-mesh/strait/controlplane/xds"
+)
+
+// Options configure straitd. The zero value of each field means its documented default.
+type Options struct {
+	ConfigDir      string // watched directory of Istio YAML; "" for none
+	DataDir        string // embedded store directory; "" disables `strait apply`
+	MeshConfigFile string // MeshConfig YAML; "" for Istio's defaults
+	XDSListen      string // default 127.0.0.1:15010
+	HTTPListen     string // default 127.0.0.1:15014
+	// Debounce and MaxDelay tune push batching (defaults 100 ms and 1 s).
+	Debounce, MaxDelay time.Duration
+	// AutoRegisterGrace is how long an auto-registered WorkloadEntry outlives its proxy's
+	// disconnection (default 10 s).
+	AutoRegisterGrace time.Duration
+	Logger            *slog.Logger
+	// Ready, if set, is called once with the bound addresses when straitd serves.
+	Ready func(xdsAddr, httpAddr string)
+}
+
+// Run starts straitd and blocks until ctx is done or a component fails.
+func Run(ctx context.Context, o Options) error {
+	if o.XDSListen == "" {
+		o.XDSListen = "127.0.0.1:15010"
+	}
+	if o.HTTPListen == "" {
+		o.HTTPListen = "127.0.0.1:15014"
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	meshCfg, err := config.LoadMeshConfig(o.MeshConfigFile)
+	if err != nil {
+		return fmt.Errorf("loading mesh config: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var sources []namedSource
+	if o.ConfigDir != "" {
+		fs, err := file.New(o.ConfigDir, file.Options{Logger: log})
+		if err != nil {
+			return fmt.Errorf("config dir: %w", err)
+		}
+		reg.MustRegister(fs.Collector())
+		sources = append(sources, namedSource{"file", fs})
+	}
+	var store *embedded.Store
+	if o.DataDir != "" {
+		if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+			return fmt.Errorf("creating data dir: %w", err)
+		}
+		if store, err = embedded.Open(filepath.Join(o.DataDir, "config.db")); err != nil {
+			return err
+		}
+		defer store.Close()
+		sources = append(sources, namedSource{"store", store})
+	}
+
+	b := &builder{mesh: meshCfg, sources: sources, log: log}
+	ar := autoregister.New(autoregister.Options{
+		Grace:  o.AutoRegisterGrace,
+		Logger: log,
+		Lookup: b.workloadGroup,
+	})
+	b.sources = append(b.sources, namedSource{"autoregister", ar})
+
+	srv, err := xds.New(xds.Options{
+		Generator:    translate.New(translate.Options{}),
+		Debounce:     o.Debounce,
+		MaxDelay:     o.MaxDelay,
+		Registerer:   reg,
+		Logger:       log,
+		ControlPlane: hostname(),
+		OnConnect:    ar.Connect,
+		OnDisconnect: ar.Disconnect,
+	})
+	if err != nil {
+		return fmt.Errorf("starting xDS server: %w", err)
+	}
+	defer srv.Close()
+	b.push = srv.Update
+	reg.MustRegister(b.collector())
+
+	xdsLn, err := net.Listen("tcp", o.XDSListen)
+	if err != nil {
+		return fmt.Errorf("xds listen: %w", err)
+	}
+	httpLn, err := net.Listen("tcp", o.HTTPListen)
+	if err != nil {
+		xdsLn.Close()
+		return fmt.Errorf("http listen: %w", err)
+	}
+
+	g := grpc.NewServer(
+		grpc.MaxRecvMsgSize(16<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	srv.Register(g)
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/debug/syncz", srv.Handler())
+	mux.HandleFunc("/debug/configz", b.serveConfigz)
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if b.version.Load() == 0 {
+			http.Error(w, "no mesh snapshot yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	if store != nil {
+		mux.Handle("/apis/v1/", store.Handler())
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	goRun := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	changed := make(chan struct{}, 1)
+	notify := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	for _, s := range b.sources {
+		s := s
+		goRun("config source "+s.name, func() error { return s.src.Run(ctx, notify) })
+	}
+	b.rebuild()
+	goRun("snapshot builder", func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+				b.rebuild()
+			}
+		}
+	})
+	goRun("xds server", func() error { return g.Serve(xdsLn) })
+	goRun("http server", func() error { return hs.Serve(httpLn) })
+	log.Info("straitd serving", "xds", xdsLn.Addr().String(), "http", httpLn.Addr().String())
+	if o.Ready != nil {
+		o.Ready(xdsLn.Addr().String(), httpLn.Addr().String())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	cancel()
+	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	_ = hs.Shutdown(shutdown)
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-shutdown.Done():
+		g.Stop()
+	}
+	wg.Wait()
+	return runErr
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "straitd"
+	}
+	return h
+}
+
+// builder turns the sources' objects into mesh snapshots and hands them to push.
+type builder struct {
+	mesh    *meshconfig.MeshConfig
+	sources []namedSource
+	log     *slog.Logger
+	push    func(*mesh.Snapshot)
+
+	mu      sync.Mutex // serialises rebuilds
+	version atomic.Uint64
+	current atomic.Pointer[mesh.Snapshot]
+	errs    atomic.Pointer[[]error]
+}
+
+// rebuild merges all sources into a new snapshot and pushes it.
+func (b *builder) rebuild() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	objs, errs := merge(b.sources)
+	snap := mesh.New(b.version.Add(1), b.mesh, objs)
+	errs = append(errs, snap.Errors...)
+	for _, err := range errs {
+		b.log.Warn("config rejected", "error", err)
+	}
+	b.errs.Store(&errs)
+	b.current.Store(snap)
+	b.log.Info("mesh snapshot built", "version", snap.Version, "objects", len(objs), "services", len(snap.Services), "errors", len(errs))
+	if b.push != nil {
+		b.push(snap)
+	}
+}
+
+// workloadGroup finds a WorkloadGroup in the current snapshot, for auto-registration.
+func (b *builder) workloadGroup(namespace, name string) (*config.Object, bool) {
+	snap := b.current.Load()
+	if snap == nil {
+		return nil, false
+	}
+	for _, o := range snap.Configs[config.WorkloadGroup] {
+		if o.Namespace == namespace && o.Name == name {
+			return o, true
+		}
+	}
+	return nil, false
+}
