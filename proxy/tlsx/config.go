@@ -1,0 +1,195 @@
+// Package tlsx builds crypto/tls configurations from Envoy's DownstreamTlsContext and
+// UpstreamTlsContext. Certificates and validation contexts named through SDS are looked up in a
+// Secrets source at handshake time, so that a rotated secret is used by the next connection
+// without rebuilding listeners or clusters. Unsupported fields are errors that name the field.
+//
+// Peer validation follows Envoy, not crypto/tls defaults: without a validation context the peer
+// certificate is not verified (on either side); with one, the chain is verified against
+// trusted_ca and the leaf must match one of the subject-alt-name matchers, if any. Host names are
+// not verified implicitly (Envoy does not either); use SAN matchers. Verification runs in
+// VerifyConnection, so it also applies to resumed sessions.
+package tlsx
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"slices"
+
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+)
+
+// Server returns the server-side configuration for a DownstreamTlsContext. The returned config is
+// immutable and safe for concurrent use by many connections.
+func Server(ctx *tlsv3.DownstreamTlsContext, s Secrets) (*tls.Config, error) {
+	if ctx == nil {
+		return nil, errors.New("downstream tls context is nil")
+	}
+	if err := checkFields(ctx, "", "common_tls_context", "require_client_certificate", "require_sni", "disable_stateless_session_resumption"); err != nil {
+		return nil, err
+	}
+	common := ctx.GetCommonTlsContext()
+	if common == nil {
+		return nil, errors.New("common_tls_context is required")
+	}
+	base, certs, v, err := compileCommon(common, s)
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("common_tls_context: a server needs tls_certificates or tls_certificate_sds_secret_configs")
+	}
+	require := ctx.GetRequireClientCertificate().GetValue()
+	if require && v == nil {
+		return nil, errors.New("require_client_certificate needs a validation context")
+	}
+	base.SessionTicketsDisabled = ctx.GetDisableStatelessSessionResumption()
+	base.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return pickCertificate(certs, hello)
+	}
+	if v != nil {
+		base.ClientAuth = tls.RequestClientCert
+		if require {
+			base.ClientAuth = tls.RequireAnyClientCert
+		}
+		base.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 && !require {
+				return nil // validated only if presented, as Envoy does
+			}
+			val, err := v.get()
+			if err != nil {
+				return err
+			}
+			return val.verify(cs.PeerCertificates)
+		}
+	}
+	// crypto/tls aborts the handshake when the client offers ALPN and none overlaps ours; Envoy
+	// (BoringSSL) just negotiates no protocol. Serve such clients a copy without NextProtos.
+	noALPN := base.Clone()
+	noALPN.NextProtos = nil
+	requireSNI := ctx.GetRequireSni().GetValue()
+	alpn := base.NextProtos
+	outer := &tls.Config{
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if requireSNI && hello.ServerName == "" {
+				return nil, errors.New("client sent no server name and require_sni is set")
+			}
+			if len(alpn) > 0 && len(hello.SupportedProtos) > 0 && !overlaps(alpn, hello.SupportedProtos) {
+				return noALPN, nil
+			}
+			return base, nil
+		},
+		MinVersion: base.MinVersion,
+	}
+	return outer, nil
+}
+
+func overlaps(a, b []string) bool {
+	for _, x := range b {
+		if slices.Contains(a, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// pickCertificate returns the first certificate the client supports (signature schemes, SNI
+// names are not used for selection within one context, as in Envoy when no SAN matches).
+func pickCertificate(certs []*certSource, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	var first *tls.Certificate
+	var firstErr error
+	for _, cs := range certs {
+		c, err := cs.get()
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if first == nil {
+			first = c
+		}
+		if len(certs) == 1 || hello.SupportsCertificate(c) == nil {
+			return c, nil
+		}
+	}
+	if first != nil {
+		return first, nil
+	}
+	return nil, firstErr
+}
+
+// Client returns the client-side configuration for an UpstreamTlsContext. InsecureSkipVerify is
+// set because verification is done by VerifyConnection with Envoy's semantics (see package doc).
+// Callers that dial per endpoint may Clone it and set ServerName when the context has no sni.
+func Client(ctx *tlsv3.UpstreamTlsContext, s Secrets) (*tls.Config, error) {
+	if ctx == nil {
+		return nil, errors.New("upstream tls context is nil")
+	}
+	if err := checkFields(ctx, "", "common_tls_context", "sni", "max_session_keys", "allow_renegotiation"); err != nil {
+		return nil, err
+	}
+	if ctx.GetAllowRenegotiation() {
+		return nil, errors.New("field allow_renegotiation is not supported")
+	}
+	common := ctx.GetCommonTlsContext()
+	if common == nil {
+		common = &tlsv3.CommonTlsContext{}
+	}
+	cfg, certs, v, err := compileCommon(common, s)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ServerName = ctx.GetSni()
+	cfg.InsecureSkipVerify = true
+	if len(certs) > 0 {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return certs[0].get()
+		}
+	}
+	if v != nil {
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			val, err := v.get()
+			if err != nil {
+				return err
+			}
+			return val.verify(cs.PeerCertificates)
+		}
+	}
+	keys := 1 // Envoy's default max_session_keys
+	if mk := ctx.GetMaxSessionKeys(); mk != nil {
+		keys = int(mk.GetValue())
+	}
+	if keys > 0 {
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(keys)
+	}
+	return cfg, nil
+}
+
+// compileCommon compiles the parts of CommonTlsContext shared by both sides.
+func compileCommon(ctx *tlsv3.CommonTlsContext, s Secrets) (*tls.Config, []*certSource, *validator, error) {
+	p := "common_tls_context"
+	if err := checkFields(ctx, p, "tls_params", "tls_certificates", "tls_certificate_sds_secret_configs",
+		"validation_context", "validation_context_sds_secret_config", "combined_validation_context", "alpn_protocols"); err != nil {
+		return nil, nil, nil, err
+	}
+	cfg := &tls.Config{}
+	if err := applyParams(cfg, ctx.GetTlsParams(), p+".tls_params"); err != nil {
+		return nil, nil, nil, err
+	}
+	for i, a := range ctx.GetAlpnProtocols() {
+		if a == "" || len(a) > 255 {
+			return nil, nil, nil, fmt.Errorf("%s.alpn_protocols[%d]: invalid protocol name", p, i)
+		}
+	}
+	cfg.NextProtos = slices.Clone(ctx.GetAlpnProtocols())
+	certs, err := certSources(ctx, s)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	v, err := compileValidator(ctx, s)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, certs, v, nil
+}

@@ -1,0 +1,371 @@
+package tlsx
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// validation is a compiled CertificateValidationContext: the trust anchors and SAN matchers a peer
+// certificate must satisfy.
+type validation struct {
+	roots *x509.CertPool // nil: no chain verification (Envoy accepts any peer cert then)
+	typed []sanMatcher   // match_typed_subject_alt_names: any one must match
+	any   []stringMatch  // match_subject_alt_names (deprecated): matches DNS, URI, email or IP SANs
+}
+
+type sanKind int
+
+const (
+	sanDNS sanKind = iota
+	sanURI
+	sanEmail
+	sanIP
+)
+
+type sanMatcher struct {
+	kind sanKind
+	m    stringMatch
+}
+
+// stringMatch is a compiled envoy.type.matcher.v3.StringMatcher.
+type stringMatch struct {
+	exact, prefix, suffix, contains string
+	re                              *regexp.Regexp
+	ignoreCase                      bool
+	kind                            int // 0 exact, 1 prefix, 2 suffix, 3 contains, 4 regex
+}
+
+func compileStringMatch(sm *matcherv3.StringMatcher, path string) (stringMatch, error) {
+	if err := checkFields(sm, path, "exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"); err != nil {
+		return stringMatch{}, err
+	}
+	m := stringMatch{ignoreCase: sm.GetIgnoreCase()}
+	low := func(s string) string {
+		if m.ignoreCase {
+			return strings.ToLower(s)
+		}
+		return s
+	}
+	switch p := sm.GetMatchPattern().(type) {
+	case *matcherv3.StringMatcher_Exact:
+		m.kind, m.exact = 0, low(p.Exact)
+	case *matcherv3.StringMatcher_Prefix:
+		m.kind, m.prefix = 1, low(p.Prefix)
+	case *matcherv3.StringMatcher_Suffix:
+		m.kind, m.suffix = 2, low(p.Suffix)
+	case *matcherv3.StringMatcher_Contains:
+		m.kind, m.contains = 3, low(p.Contains)
+	case *matcherv3.StringMatcher_SafeRegex:
+		if err := checkFields(p.SafeRegex, path+".safe_regex", "regex", "google_re2"); err != nil {
+			return m, err
+		}
+		if m.ignoreCase {
+			return m, fmt.Errorf("%s: ignore_case has no effect on safe_regex", path)
+		}
+		re, err := regexp.Compile("^(?:" + p.SafeRegex.GetRegex() + ")$")
+		if err != nil {
+			return m, fmt.Errorf("compiling %s.safe_regex: %w", path, err)
+		}
+		m.kind, m.re = 4, re
+	default:
+		return m, fmt.Errorf("%s: match pattern is required", path)
+	}
+	return m, nil
+}
+
+func (m *stringMatch) match(s string) bool {
+	if m.ignoreCase {
+		s = strings.ToLower(s)
+	}
+	switch m.kind {
+	case 0:
+		return s == m.exact
+	case 1:
+		return strings.HasPrefix(s, m.prefix)
+	case 2:
+		return strings.HasSuffix(s, m.suffix)
+	case 3:
+		return strings.Contains(s, m.contains)
+	default:
+		return m.re.MatchString(s)
+	}
+}
+
+// matchDNS matches a DNS SAN. As Envoy does, an exact matcher also matches a wildcard SAN
+// ("*.example.com" matches exact "a.example.com", one label only).
+func (m *stringMatch) matchDNS(san string) bool {
+	if m.match(san) {
+		return true
+	}
+	if m.kind != 0 || !strings.HasPrefix(san, "*.") {
+		return false
+	}
+	want := m.exact
+	i := strings.IndexByte(want, '.')
+	return i > 0 && strings.EqualFold(want[i:], san[1:])
+}
+
+func compileValidation(vc *tlsv3.CertificateValidationContext, path string) (*validation, error) {
+	if err := checkFields(vc, path, "trusted_ca", "match_typed_subject_alt_names", "match_subject_alt_names", "trust_chain_verification"); err != nil {
+		return nil, err
+	}
+	v := &validation{}
+	if vc.GetTrustChainVerification() != tlsv3.CertificateValidationContext_VERIFY_TRUST_CHAIN {
+		return nil, fmt.Errorf("%s.trust_chain_verification: only VERIFY_TRUST_CHAIN is supported", path)
+	}
+	if vc.GetTrustedCa() != nil {
+		b, err := readDataSource(vc.GetTrustedCa(), path+".trusted_ca")
+		if err != nil {
+			return nil, err
+		}
+		if v.roots, err = parseCAs(b, path+".trusted_ca"); err != nil {
+			return nil, err
+		}
+	}
+	for i, sm := range vc.GetMatchTypedSubjectAltNames() {
+		p := fmt.Sprintf("%s.match_typed_subject_alt_names[%d]", path, i)
+		if err := checkFields(sm, p, "san_type", "matcher"); err != nil {
+			return nil, err
+		}
+		var k sanKind
+		switch sm.GetSanType() {
+		case tlsv3.SubjectAltNameMatcher_DNS:
+			k = sanDNS
+		case tlsv3.SubjectAltNameMatcher_URI:
+			k = sanURI
+		case tlsv3.SubjectAltNameMatcher_EMAIL:
+			k = sanEmail
+		case tlsv3.SubjectAltNameMatcher_IP_ADDRESS:
+			k = sanIP
+		default:
+			return nil, fmt.Errorf("%s.san_type %s is not supported", p, sm.GetSanType())
+		}
+		m, err := compileStringMatch(sm.GetMatcher(), p+".matcher")
+		if err != nil {
+			return nil, err
+		}
+		v.typed = append(v.typed, sanMatcher{kind: k, m: m})
+	}
+	for i, sm := range vc.GetMatchSubjectAltNames() {
+		m, err := compileStringMatch(sm, fmt.Sprintf("%s.match_subject_alt_names[%d]", path, i))
+		if err != nil {
+			return nil, err
+		}
+		v.any = append(v.any, m)
+	}
+	return v, nil
+}
+
+// errNoTrustedCA is Envoy's rule: SAN matching without a trust anchor proves nothing.
+var errNoTrustedCA = errors.New("subject alt name matching requires trusted_ca")
+
+func (v *validation) check() error {
+	if v.roots == nil && (len(v.typed) > 0 || len(v.any) > 0) {
+		return errNoTrustedCA
+	}
+	return nil
+}
+
+// verify checks a peer chain (leaf first) against the trust anchors and SAN matchers.
+func (v *validation) verify(certs []*x509.Certificate) error {
+	if v.roots == nil {
+		return nil
+	}
+	if len(certs) == 0 {
+		return errors.New("peer sent no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	leaf := certs[0]
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         v.roots,
+		Intermediates: inter,
+		CurrentTime:   time.Now(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}); err != nil {
+		return fmt.Errorf("verifying peer certificate chain: %w", err)
+	}
+	if len(v.typed) == 0 && len(v.any) == 0 {
+		return nil
+	}
+	if v.matchSANs(leaf) {
+		return nil
+	}
+	return fmt.Errorf("peer certificate SANs %s match none of the configured matchers", describeSANs(leaf))
+}
+
+func (v *validation) matchSANs(c *x509.Certificate) bool {
+	for i := range v.typed {
+		sm := &v.typed[i]
+		switch sm.kind {
+		case sanDNS:
+			for _, s := range c.DNSNames {
+				if sm.m.matchDNS(s) {
+					return true
+				}
+			}
+		case sanURI:
+			for _, u := range c.URIs {
+				if sm.m.match(u.String()) {
+					return true
+				}
+			}
+		case sanEmail:
+			for _, s := range c.EmailAddresses {
+				if sm.m.match(s) {
+					return true
+				}
+			}
+		case sanIP:
+			for _, ip := range c.IPAddresses {
+				if sm.m.match(ip.String()) {
+					return true
+				}
+			}
+		}
+	}
+	for i := range v.any {
+		m := &v.any[i]
+		for _, s := range c.DNSNames {
+			if m.matchDNS(s) {
+				return true
+			}
+		}
+		for _, u := range c.URIs {
+			if m.match(u.String()) {
+				return true
+			}
+		}
+		for _, s := range c.EmailAddresses {
+			if m.match(s) {
+				return true
+			}
+		}
+		for _, ip := range c.IPAddresses {
+			if m.match(ip.String()) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func describeSANs(c *x509.Certificate) string {
+	var s []string
+	for _, u := range c.URIs {
+		s = append(s, "URI:"+u.String())
+	}
+	for _, d := range c.DNSNames {
+		s = append(s, "DNS:"+d)
+	}
+	for _, ip := range c.IPAddresses {
+		s = append(s, "IP:"+net.IP(ip).String())
+	}
+	if len(s) == 0 {
+		return "[]"
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
+
+// validator yields the validation to apply at handshake time: fixed, or built from an SDS secret
+// merged with combined_validation_context.default_validation_context.
+type validator struct {
+	static   *validation
+	name     string
+	defaults *tlsv3.CertificateValidationContext
+	secrets  Secrets
+	cache    atomic.Pointer[validationCache]
+}
+
+type validationCache struct {
+	secret *tlsv3.Secret
+	v      *validation
+	err    error
+}
+
+func (vr *validator) get() (*validation, error) {
+	if vr.static != nil {
+		return vr.static, nil
+	}
+	sec := vr.secrets.Secret(vr.name)
+	if sec == nil {
+		return nil, fmt.Errorf("looking up validation secret %q: %w", vr.name, errNoSecret)
+	}
+	if c := vr.cache.Load(); c != nil && c.secret == sec {
+		return c.v, c.err
+	}
+	c := &validationCache{secret: sec}
+	if vc := sec.GetValidationContext(); vc == nil {
+		c.err = fmt.Errorf("secret %q is not a validation_context", vr.name)
+	} else {
+		// As Envoy does, the default context is merged into the dynamic one: singular fields set in
+		// the default win, repeated fields (SAN matchers) are appended.
+		merged := proto.Clone(vc).(*tlsv3.CertificateValidationContext)
+		if vr.defaults != nil {
+			proto.Merge(merged, vr.defaults)
+		}
+		c.v, c.err = compileValidation(merged, "secret "+vr.name+".validation_context")
+		if c.err == nil {
+			c.err = c.v.check()
+		}
+	}
+	vr.cache.Store(c)
+	return c.v, c.err
+}
+
+// compileValidator compiles validation_context, validation_context_sds_secret_config or
+// combined_validation_context. It returns nil when the context has none (no peer validation).
+func compileValidator(ctx *tlsv3.CommonTlsContext, s Secrets) (*validator, error) {
+	switch vt := ctx.GetValidationContextType().(type) {
+	case nil:
+		return nil, nil
+	case *tlsv3.CommonTlsContext_ValidationContext:
+		v, err := compileValidation(vt.ValidationContext, "common_tls_context.validation_context")
+		if err != nil {
+			return nil, err
+		}
+		if err := v.check(); err != nil {
+			return nil, fmt.Errorf("common_tls_context.validation_context: %w", err)
+		}
+		return &validator{static: v}, nil
+	case *tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig:
+		p := "common_tls_context.validation_context_sds_secret_config"
+		if err := checkSDS(vt.ValidationContextSdsSecretConfig, p, s); err != nil {
+			return nil, err
+		}
+		return &validator{name: vt.ValidationContextSdsSecretConfig.GetName(), secrets: s}, nil
+	case *tlsv3.CommonTlsContext_CombinedValidationContext:
+		p := "common_tls_context.combined_validation_context"
+		cv := vt.CombinedValidationContext
+		if err := checkFields(cv, p, "default_validation_context", "validation_context_sds_secret_config"); err != nil {
+			return nil, err
+		}
+		if cv.GetValidationContextSdsSecretConfig() == nil {
+			return nil, fmt.Errorf("%s.validation_context_sds_secret_config is required", p)
+		}
+		if err := checkSDS(cv.GetValidationContextSdsSecretConfig(), p+".validation_context_sds_secret_config", s); err != nil {
+			return nil, err
+		}
+		if d := cv.GetDefaultValidationContext(); d != nil {
+			// Compile once now so that a bad matcher is rejected with the config, not per handshake.
+			if _, err := compileValidation(d, p+".default_validation_context"); err != nil {
+				return nil, err
+			}
+		}
+		return &validator{name: cv.GetValidationContextSdsSecretConfig().GetName(), defaults: cv.GetDefaultValidationContext(), secrets: s}, nil
+	default:
+		return nil, fmt.Errorf("common_tls_context: validation context type %T is not supported", vt)
+	}
+}
