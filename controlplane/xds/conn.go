@@ -51,6 +51,12 @@ type nackEvent struct {
 	Time    time.Time `json:"time"`
 }
 
+// streamKey identifies a stream: the SotW and Delta servers number their streams independently.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
 // stream is one ADS stream of a proxy.
 type stream struct {
 	id       int64
@@ -113,34 +119,34 @@ func (p *proxyState) acked(typeURL, version string) (time.Duration, bool) {
 
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
-		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.closeStream(id) },
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closeStream(id) },
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.closeStream(streamKey{false, id}) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closeStream(streamKey{true, id}) },
 		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
-			return s.onRequest(id, false, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(),
+			return s.onRequest(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(),
 				req.GetVersionInfo(), req.GetErrorDetail())
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
-			return s.onRequest(id, true, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "",
+			return s.onRequest(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "",
 				req.GetErrorDetail())
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
-			s.onResponse(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+			s.onResponse(streamKey{false, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
-			s.onResponse(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+			s.onResponse(streamKey{true, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
 		},
 	}
 }
 
 // onRequest registers the stream's proxy on its first request and tracks ACKs and NACKs. An error
 // ends the stream with that status.
-func (s *Server) onRequest(id int64, delta bool, n *corev3.Node, typeURL, nonce, version string, detail *rpcstatus.Status) error {
+func (s *Server) onRequest(id streamKey, n *corev3.Node, typeURL, nonce, version string, detail *rpcstatus.Status) error {
 	s.connMu.Lock()
 	st := s.streams[id]
 	s.connMu.Unlock()
 	if st == nil {
 		var err error
-		if st, err = s.connect(id, delta, n); err != nil {
+		if st, err = s.connect(id, n); err != nil {
 			return err
 		}
 	}
@@ -171,7 +177,7 @@ func (s *Server) onRequest(id int64, delta bool, n *corev3.Node, typeURL, nonce,
 		p.stMu.Unlock()
 		return nil
 	}
-	if version == "" || delta {
+	if version == "" || id.delta {
 		version = ts.sentVersion
 	}
 	ts.nacked = false
@@ -184,7 +190,7 @@ func (s *Server) onRequest(id int64, delta bool, n *corev3.Node, typeURL, nonce,
 }
 
 // onResponse records a response about to be sent.
-func (s *Server) onResponse(id int64, typeURL, nonce, version string) {
+func (s *Server) onResponse(id streamKey, typeURL, nonce, version string) {
 	s.connMu.Lock()
 	st := s.streams[id]
 	s.connMu.Unlock()
@@ -211,7 +217,7 @@ func (s *Server) onResponse(id int64, typeURL, nonce, version string) {
 
 // connect registers a new stream, creating the proxy's state and generating its resources when it
 // is the proxy's first stream.
-func (s *Server) connect(id int64, delta bool, n *corev3.Node) (*stream, error) {
+func (s *Server) connect(id streamKey, n *corev3.Node) (*stream, error) {
 	proxy, err := ParseProxy(n)
 	if err != nil {
 		s.log.Warn("refusing xds stream: bad node", "node", n.GetId(), "err", err)
@@ -229,11 +235,11 @@ func (s *Server) connect(id int64, delta bool, n *corev3.Node) (*stream, error) 
 		}
 	}
 	p.conns++
-	st := &stream{id: id, delta: delta, proxy: p, openedAt: time.Now(), types: make(map[string]*typeStatus)}
+	st := &stream{id: id.id, delta: id.delta, proxy: p, openedAt: time.Now(), types: make(map[string]*typeStatus)}
 	s.streams[id] = st
 	p.latest = st
 	s.connMu.Unlock()
-	s.log.Debug("xds stream opened", "proxy", p.key, "stream", id, "delta", delta, "first", isNew)
+	s.log.Debug("xds stream opened", "proxy", p.key, "stream", id, "delta", id.delta, "first", isNew)
 
 	if isNew {
 		s.mu.Lock()
@@ -250,7 +256,7 @@ func (s *Server) connect(id int64, delta bool, n *corev3.Node) (*stream, error) 
 
 // closeStream forgets a stream; when it was its proxy's last, the proxy's cache entry is dropped and
 // OnDisconnect is called.
-func (s *Server) closeStream(id int64) {
+func (s *Server) closeStream(id streamKey) {
 	s.connMu.Lock()
 	st := s.streams[id]
 	s.connMu.Unlock()

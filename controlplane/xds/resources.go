@@ -25,7 +25,7 @@ var coreTypes = []string{resource.ClusterType, resource.ListenerType, resource.R
 // connected proxy costs a pointer per type, not a copy of its resources.
 type typeSet struct {
 	typeURL   string
-	version   string                         // hash of the names and content hashes of all items
+	version   string                           // hash of the names and content hashes of all items
 	items     map[string]types.ResourceWithTTL // name → resource (the generator's objects, never copied)
 	resources map[string]types.Resource
 	versions  map[string]string // name → content hash, for delta xDS

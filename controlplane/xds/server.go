@@ -94,7 +94,7 @@ type Server struct {
 	// Connected proxies by node ID (the cache key) and open streams by stream ID.
 	connMu  sync.Mutex
 	proxies map[string]*proxyState
-	streams map[int64]*stream
+	streams map[streamKey]*stream
 }
 
 // New builds a Server and starts its push loop. It fails only when the options are unusable
@@ -130,7 +130,7 @@ func New(opts Options) (*Server, error) {
 		done:    make(chan struct{}),
 		updates: make(chan struct{}, 1),
 		proxies: make(map[string]*proxyState),
-		streams: make(map[int64]*stream),
+		streams: make(map[streamKey]*stream),
 	}
 	s.in.Store(newInterner())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
