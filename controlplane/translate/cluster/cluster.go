@@ -1,0 +1,232 @@
+package cluster
+
+import (
+	"fmt"
+	"strconv"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	meshconfig "istio.io/api/mesh/v1alpha1"
+	networking "istio.io/api/networking/v1alpha3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/controlplane/registry"
+)
+
+// Names of the special clusters, as Istio's.
+const (
+	Passthrough        = "PassthroughCluster"
+	BlackHole          = "BlackHoleCluster"
+	InboundPassthrough = "InboundPassthroughCluster"
+)
+
+// InboundPassthroughBindIP is the source address Istio binds inbound passthrough connections to,
+// so that iptables does not capture them again.
+const InboundPassthroughBindIP = "127.0.0.6"
+
+// OutboundName returns Istio's outbound cluster name: outbound|PORT|SUBSET|HOST.
+func OutboundName(port uint32, subset, host string) string {
+	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "|" + subset + "|" + host
+}
+
+// InboundName returns Istio's inbound cluster name: inbound|PORT||.
+func InboundName(port uint32) string {
+	return "inbound|" + strconv.FormatUint(uint64(port), 10) + "||"
+}
+
+// Options configure cluster generation for one class of proxy.
+type Options struct {
+	// Mesh supplies defaults (connectTimeout, tcpKeepalive, h2UpgradePolicy, localityLbSetting).
+	Mesh *meshconfig.MeshConfig
+	// Proxyless selects gRPC's xDS client's subset of Envoy: EDS or LOGICAL_DNS clusters,
+	// ROUND_ROBIN by default, no Envoy-only options.
+	Proxyless bool
+}
+
+// ADS is the config source pointing at the ADS stream.
+func ADS() *corev3.ConfigSource {
+	return &corev3.ConfigSource{ResourceApiVersion: corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}
+}
+
+// Outbound builds the clusters for one port of a service: the default cluster
+// outbound|PORT||HOST and one per DestinationRule subset (outbound|PORT|SUBSET|HOST), with the
+// effective traffic policy applied. eps are the service's endpoints (used inline for DNS
+// clusters). Resolution maps to the cluster type: STATIC -> EDS, DNS -> STRICT_DNS,
+// DNS_ROUND_ROBIN -> LOGICAL_DNS, NONE -> ORIGINAL_DST. It returns an error naming the
+// DestinationRule field that cannot be translated.
+func Outbound(svc *registry.Service, port registry.Port, eps []*registry.Endpoint, r *Rule, opts Options) ([]*clusterv3.Cluster, error) {
+	dr := r.spec()
+	out := make([]*clusterv3.Cluster, 0, 1+len(dr.GetSubsets()))
+	c, err := outbound(svc, port, eps, nil, r, opts)
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
+		out = append(out, c)
+	}
+	for _, ss := range dr.GetSubsets() {
+		c, err := outbound(svc, port, eps, ss, r, opts)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func outbound(svc *registry.Service, port registry.Port, eps []*registry.Endpoint, subset *networking.Subset, r *Rule, opts Options) (*clusterv3.Cluster, error) {
+	name := OutboundName(port.Number, subset.GetName(), svc.Hostname)
+	tp := EffectivePolicy(r.spec(), subset, port.Number)
+	c := &clusterv3.Cluster{Name: name}
+	switch svc.Resolution {
+	case registry.ResolutionStatic:
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ADS(), ServiceName: name}
+	case registry.ResolutionDNS, registry.ResolutionDNSRoundRobin:
+		typ := clusterv3.Cluster_STRICT_DNS
+		if svc.Resolution == registry.ResolutionDNSRoundRobin || opts.Proxyless {
+			typ = clusterv3.Cluster_LOGICAL_DNS
+		}
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: typ}
+		c.DnsLookupFamily = clusterv3.Cluster_V4_ONLY
+		c.LoadAssignment = dnsAssignment(name, port, eps, subset)
+		if typ == clusterv3.Cluster_LOGICAL_DNS && len(c.LoadAssignment.GetEndpoints()) > 0 {
+			// LOGICAL_DNS takes exactly one host; keep the first.
+			la := c.LoadAssignment.Endpoints[0]
+			la.LbEndpoints = la.LbEndpoints[:1]
+			c.LoadAssignment.Endpoints = c.LoadAssignment.Endpoints[:1]
+		}
+	default: // NONE: connect to the address the client dialled.
+		if opts.Proxyless {
+			return nil, nil // gRPC cannot dial an original destination
+		}
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
+	}
+	defaultLB := clusterv3.Cluster_LEAST_REQUEST
+	if opts.Proxyless {
+		defaultLB = clusterv3.Cluster_ROUND_ROBIN
+	}
+	if err := applyLoadBalancer(c, tp.GetLoadBalancer(), opts.Mesh.GetLocalityLbSetting(), defaultLB, r); err != nil {
+		return nil, err
+	}
+	if svc.Resolution == registry.ResolutionNone {
+		c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
+		c.LbConfig = nil
+	}
+	if opts.Proxyless {
+		switch c.LbPolicy {
+		case clusterv3.Cluster_ROUND_ROBIN, clusterv3.Cluster_RING_HASH, clusterv3.Cluster_LEAST_REQUEST:
+		default:
+			return nil, r.errf("trafficPolicy.loadBalancer", "proxyless gRPC supports ROUND_ROBIN, LEAST_REQUEST and RING_HASH, not %s", c.LbPolicy)
+		}
+	}
+	if err := applyConnectionPool(c, tp, port, opts.Mesh, opts.Proxyless, r); err != nil {
+		return nil, err
+	}
+	if err := applyOutlierDetection(c, tp.GetOutlierDetection(), r); err != nil {
+		return nil, err
+	}
+	if tp.GetTunnel() != nil {
+		return nil, r.errf("trafficPolicy.tunnel", "HTTP CONNECT tunnelling to an egress proxy is not supported")
+	}
+	tlsCtx, err := upstreamTLS(tp.GetTls(), svc, port.Number, subset.GetName(), r)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Proxyless && (tlsCtx != nil || tp.GetProxyProtocol() != nil) {
+		return nil, r.errf("trafficPolicy.tls", "proxyless gRPC clients get TLS from certificate providers, which Strait does not configure")
+	}
+	ts, err := transportSocket(tlsCtx, tp.GetProxyProtocol(), r)
+	if err != nil {
+		return nil, err
+	}
+	c.TransportSocket = ts
+	return c, nil
+}
+
+// dnsAssignment builds the inline load assignment of a DNS cluster (hostnames as addresses).
+func dnsAssignment(name string, port registry.Port, eps []*registry.Endpoint, subset *networking.Subset) *endpointv3.ClusterLoadAssignment {
+	la := &endpointv3.LocalityLbEndpoints{}
+	for _, ep := range eps {
+		if ep.ServicePortName != port.Name || !registry.LabelsMatch(subset.GetLabels(), ep.Labels) {
+			continue
+		}
+		la.LbEndpoints = append(la.LbEndpoints, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: SocketAddress(ep.Address, ep.Port)}},
+			LoadBalancingWeight: wrapperspb.UInt32(max(ep.Weight, 1)),
+		})
+	}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	if len(la.LbEndpoints) > 0 {
+		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{la}
+	}
+	return cla
+}
+
+// SocketAddress returns a TCP socket address, or a pipe address for "unix://PATH".
+func SocketAddress(addr string, port uint32) *corev3.Address {
+	if len(addr) > 7 && addr[:7] == "unix://" {
+		return &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: addr[7:]}}}
+	}
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: addr, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
+}
+
+// PassthroughCluster returns PassthroughCluster: ORIGINAL_DST to wherever the client connected.
+func PassthroughCluster(m *meshconfig.MeshConfig) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 Passthrough,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+		ConnectTimeout:       durationpb.New(connectTimeout(m)),
+		CircuitBreakers:      &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{defaultThresholds()}},
+	}
+}
+
+// BlackHoleCluster returns BlackHoleCluster: a STATIC cluster with no endpoints.
+func BlackHoleCluster(m *meshconfig.MeshConfig) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 BlackHole,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(connectTimeout(m)),
+	}
+}
+
+// InboundPassthroughCluster returns InboundPassthroughCluster: ORIGINAL_DST bound to 127.0.0.6 so
+// that inbound traffic to ports without a service reaches the application.
+func InboundPassthroughCluster(m *meshconfig.MeshConfig) *clusterv3.Cluster {
+	c := PassthroughCluster(m)
+	c.Name = InboundPassthrough
+	c.UpstreamBindConfig = &corev3.BindConfig{SourceAddress: &corev3.SocketAddress{Address: InboundPassthroughBindIP,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 0}}}
+	return c
+}
+
+// Inbound builds inbound|PORT||: a STATIC cluster to the application at addr:port (127.0.0.1, the
+// instance IP, or a unix socket), with HTTP/2 upstream for HTTP2/gRPC ports.
+func Inbound(port registry.Port, addr string, targetPort uint32, m *meshconfig.MeshConfig) (*clusterv3.Cluster, error) {
+	name := InboundName(port.Number)
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(connectTimeout(m)),
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		CircuitBreakers:      &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{defaultThresholds()}},
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
+				Endpoint: &endpointv3.Endpoint{Address: SocketAddress(addr, targetPort)}}}},
+		}}},
+	}
+	if port.Protocol.IsHTTP() || port.Protocol == registry.Unsupported {
+		if err := applyConnectionPool(c, nil, port, m, false, nil); err != nil {
+			return nil, fmt.Errorf("building %s: %w", name, err)
+		}
+		c.ConnectTimeout = durationpb.New(connectTimeout(m))
+	}
+	return c, nil
+}
