@@ -1,0 +1,227 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	meshconfig "istio.io/api/mesh/v1alpha1"
+	networking "istio.io/api/networking/v1alpha3"
+	"sigs.k8s.io/yaml"
+)
+
+// DefaultMeshConfig returns Istio's default MeshConfig: the values istiod uses for fields a mesh
+// config file does not set. Each call returns a new message that the caller may modify.
+func DefaultMeshConfig() *meshconfig.MeshConfig {
+	return &meshconfig.MeshConfig{
+		EnableTracing:         true,
+		AccessLogEncoding:     meshconfig.MeshConfig_TEXT,
+		IngressService:        "istio-ingressgateway",
+		IngressControllerMode: meshconfig.MeshConfig_STRICT,
+		IngressClass:          "istio",
+		TrustDomain:           "cluster.local",
+		TrustDomainAliases:    []string{},
+		EnableAutoMtls:        wrapperspb.Bool(true),
+		OutboundTrafficPolicy: &meshconfig.MeshConfig_OutboundTrafficPolicy{
+			Mode: meshconfig.MeshConfig_OutboundTrafficPolicy_ALLOW_ANY,
+		},
+		InboundTrafficPolicy: &meshconfig.MeshConfig_InboundTrafficPolicy{
+			Mode: meshconfig.MeshConfig_InboundTrafficPolicy_PASSTHROUGH,
+		},
+		LocalityLbSetting:              &networking.LocalityLoadBalancerSetting{Enabled: wrapperspb.Bool(true)},
+		DefaultConfig:                  DefaultProxyConfig(),
+		RootNamespace:                  "istio-system",
+		ProxyListenPort:                15001,
+		ProxyInboundListenPort:         15006,
+		ConnectTimeout:                 durationpb.New(10 * time.Second),
+		ProtocolDetectionTimeout:       durationpb.New(0),
+		DefaultServiceExportTo:         []string{"*"},
+		DefaultVirtualServiceExportTo:  []string{"*"},
+		DefaultDestinationRuleExportTo: []string{"*"},
+		DnsRefreshRate:                 durationpb.New(60 * time.Second),
+		EnablePrometheusMerge:          wrapperspb.Bool(true),
+		DefaultProviders:               &meshconfig.MeshConfig_DefaultProviders{},
+	}
+}
+
+// DefaultProxyConfig returns Istio's default ProxyConfig (MeshConfig.defaultConfig).
+func DefaultProxyConfig() *meshconfig.ProxyConfig {
+	return &meshconfig.ProxyConfig{
+		ConfigPath:                      "./etc/istio/proxy",
+		ClusterName:                     &meshconfig.ProxyConfig_ServiceCluster{ServiceCluster: "istio-proxy"},
+		DrainDuration:                   durationpb.New(45 * time.Second),
+		TerminationDrainDuration:        durationpb.New(5 * time.Second),
+		ProxyAdminPort:                  15000,
+		ControlPlaneAuthPolicy:          meshconfig.AuthenticationPolicy_MUTUAL_TLS,
+		DiscoveryAddress:                "istiod.istio-system.svc:15012",
+		StatNameLength:                  189,
+		StatusPort:                      15020,
+		ProxyStatsMatcher:               &meshconfig.ProxyConfig_ProxyStatsMatcher{},
+		HoldApplicationUntilProxyStarts: wrapperspb.Bool(false),
+	}
+}
+
+// MaxMeshConfigSize bounds the mesh config file.
+const MaxMeshConfigSize = 1 << 20
+
+// LoadMeshConfig reads a MeshConfig from a YAML or JSON file (the "mesh" key of Istio's
+// istio ConfigMap) and fills every field it does not set with DefaultMeshConfig's value. Nested
+// messages merge field by field (setting defaultConfig.drainDuration keeps the other proxy
+// defaults); lists and maps replace the default. Decoding is strict: unknown fields, wrong types
+// and invalid enum values are errors naming the field. An empty path returns the defaults.
+func LoadMeshConfig(path string) (*meshconfig.MeshConfig, error) {
+	if path == "" {
+		return DefaultMeshConfig(), nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading mesh config: %w", err)
+	}
+	mc, err := ParseMeshConfig(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return mc, nil
+}
+
+// ParseMeshConfig is LoadMeshConfig for data already read; origin names it in errors.
+func ParseMeshConfig(origin string, data []byte) (mc *meshconfig.MeshConfig, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			mc, err = nil, &Error{Origin: origin, Kind: "MeshConfig", Msg: fmt.Sprintf("internal error decoding mesh config: %v", r)}
+		}
+	}()
+	merr := func(field, format string, args ...any) *Error {
+		return &Error{Origin: origin, Kind: "MeshConfig", Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	if len(data) > MaxMeshConfigSize {
+		return nil, merr("", "file is %d bytes, more than the limit of %d", len(data), MaxMeshConfigSize)
+	}
+	mc = DefaultMeshConfig()
+	if blankYAML(data) {
+		return mc, nil
+	}
+	if flowDepth(data) > MaxDepth {
+		return nil, merr("", "nesting deeper than %d levels", MaxDepth)
+	}
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, merr("", "parsing YAML: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return nil, merr("", "parsing: %v", err)
+	}
+	if tree == nil {
+		return mc, nil
+	}
+	if treeDepth(tree, 0) > MaxDepth {
+		return nil, merr("", "nesting deeper than %d levels", MaxDepth)
+	}
+	user := &meshconfig.MeshConfig{}
+	w := &walker{maxDepth: MaxDepth}
+	w.message(user.ProtoReflect().Descriptor(), tree, "", 0)
+	if len(w.errs) > 0 {
+		errs := make([]error, 0, len(w.errs))
+		for _, e := range w.errs {
+			errs = append(errs, merr(e.path, "%s", e.msg))
+		}
+		return nil, errors.Join(errs...)
+	}
+	if err := protojson.Unmarshal(js, user); err != nil {
+		return nil, merr("", "decoding: %v", err)
+	}
+	mergeSet(mc.ProtoReflect(), user.ProtoReflect(), tree.(map[string]any))
+	if err := validateMeshConfig(origin, mc); err != nil {
+		return nil, err
+	}
+	return mc, nil
+}
+
+// mergeSet copies into dst the fields of src that the JSON object set names. Message fields that
+// are objects in set merge recursively; everything else replaces dst's value.
+func mergeSet(dst, src protoreflect.Message, set map[string]any) {
+	fields := src.Descriptor().Fields()
+	for key, raw := range set {
+		fd := fields.ByJSONName(key)
+		if fd == nil {
+			fd = fields.ByTextName(key)
+		}
+		if fd == nil {
+			continue
+		}
+		if raw == nil {
+			dst.Clear(fd)
+			continue
+		}
+		sub, isObj := raw.(map[string]any)
+		if fd.Message() != nil && !fd.IsList() && !fd.IsMap() && isObj && wellKnown(fd.Message().FullName()) == nil && dst.Has(fd) {
+			mergeSet(dst.Mutable(fd).Message(), src.Get(fd).Message(), sub)
+			continue
+		}
+		if src.Has(fd) {
+			dst.Set(fd, src.Get(fd))
+		} else {
+			dst.Clear(fd) // explicitly set to its zero value
+		}
+	}
+}
+
+// validateMeshConfig checks the fields Strait reads.
+func validateMeshConfig(origin string, mc *meshconfig.MeshConfig) error {
+	var fe fieldErrs
+	if mc.TrustDomain != "" {
+		if msg := fqdnErr(mc.TrustDomain); msg != "" {
+			fe.add("trustDomain", "%s", msg)
+		}
+	}
+	if !isDNS1123Label(mc.RootNamespace) {
+		fe.add("rootNamespace", "invalid namespace %s: %s", quoteShort(mc.RootNamespace), dns1123LabelMsg)
+	}
+	validateExportTo(&fe, "defaultServiceExportTo", mc.DefaultServiceExportTo)
+	validateExportTo(&fe, "defaultVirtualServiceExportTo", mc.DefaultVirtualServiceExportTo)
+	validateExportTo(&fe, "defaultDestinationRuleExportTo", mc.DefaultDestinationRuleExportTo)
+	validateDuration(&fe, "connectTimeout", mc.ConnectTimeout)
+	validateDuration(&fe, "dnsRefreshRate", mc.DnsRefreshRate)
+	if mc.ProxyListenPort > 65535 {
+		fe.add("proxyListenPort", "port %d must be in 1-65535", mc.ProxyListenPort)
+	}
+	if mc.ProxyInboundListenPort > 65535 {
+		fe.add("proxyInboundListenPort", "port %d must be in 1-65535", mc.ProxyInboundListenPort)
+	}
+	if pc := mc.DefaultConfig; pc != nil {
+		validateDuration(&fe, "defaultConfig.drainDuration", pc.DrainDuration)
+		validateDuration(&fe, "defaultConfig.terminationDrainDuration", pc.TerminationDrainDuration)
+		if pc.DiscoveryAddress != "" {
+			if i := strings.LastIndexByte(pc.DiscoveryAddress, ':'); i <= 0 {
+				fe.add("defaultConfig.discoveryAddress", "discoveryAddress %s must be host:port", quoteShort(pc.DiscoveryAddress))
+			}
+		}
+		for _, f := range []struct {
+			name string
+			v    int32
+		}{{"proxyAdminPort", pc.ProxyAdminPort}, {"statusPort", pc.StatusPort}} {
+			if f.v < 0 || f.v > 65535 {
+				fe.add("defaultConfig."+f.name, "port %d must be in 0-65535", f.v)
+			}
+		}
+	}
+	if len(fe.errs) == 0 {
+		return nil
+	}
+	errs := make([]error, 0, len(fe.errs))
+	for _, e := range fe.errs {
+		errs = append(errs, &Error{Origin: origin, Kind: "MeshConfig", Field: e.path, Msg: e.msg})
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,516 @@
+package config
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// The strict decoder checks a generic JSON tree (as produced by encoding/json with UseNumber)
+// against a message descriptor before protojson decodes it. protojson rejects the same inputs,
+// but its errors do not say where in the document the problem is; this walk names the field path
+// of every problem and reports all of them, not just the first.
+
+// maxErrorsPerDocument bounds the errors reported for one document.
+const maxErrorsPerDocument = 50
+
+// walker holds the state of one strict walk.
+type walker struct {
+	errs     []fieldErr
+	maxDepth int
+}
+
+func (w *walker) add(path, format string, args ...any) {
+	if len(w.errs) >= maxErrorsPerDocument {
+		return
+	}
+	w.errs = append(w.errs, fieldErr{path: path, msg: fmt.Sprintf(format, args...)})
+}
+
+// jsonType names the JSON type of v for error messages.
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	case string:
+		return "string"
+	case json.Number:
+		return "number"
+	case bool:
+		return "boolean"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// message checks that v is a JSON object matching md.
+func (w *walker) message(md protoreflect.MessageDescriptor, v any, path string, depth int) {
+	if depth > w.maxDepth {
+		w.add(path, "nesting deeper than %d levels", w.maxDepth)
+		return
+	}
+	if wkt := wellKnown(md.FullName()); wkt != nil {
+		wkt(w, md, v, path, depth)
+		return
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		w.add(path, "expected an object (%s), got %s", md.Name(), jsonType(v))
+		return
+	}
+	fields := md.Fields()
+	seen := make(map[protoreflect.FieldNumber]string, len(obj))
+	oneofs := make(map[protoreflect.FullName]string)
+	for _, key := range sortedKeys(obj) {
+		val := obj[key]
+		fp := join(path, key)
+		fd := fields.ByJSONName(key)
+		if fd == nil {
+			fd = fields.ByTextName(key)
+		}
+		if fd == nil {
+			w.add(fp, "unknown field %q in %s%s", key, md.Name(), suggest(md, key))
+			continue
+		}
+		if prev, dup := seen[fd.Number()]; dup {
+			w.add(fp, "field set twice (also as %q)", prev)
+			continue
+		}
+		seen[fd.Number()] = key
+		if val == nil {
+			// protojson treats null as "not set", except for google.protobuf.Value.
+			continue
+		}
+		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+			if other, set := oneofs[od.FullName()]; set {
+				w.add(fp, "only one of %q and %q may be set", other, key)
+				continue
+			}
+			oneofs[od.FullName()] = key
+		}
+		w.field(fd, val, fp, depth+1)
+	}
+}
+
+// field checks one field's value, which is not null.
+func (w *walker) field(fd protoreflect.FieldDescriptor, v any, path string, depth int) {
+	switch {
+	case fd.IsList():
+		arr, ok := v.([]any)
+		if !ok {
+			w.add(path, "expected an array, got %s", jsonType(v))
+			return
+		}
+		for i, e := range arr {
+			ep := fmt.Sprintf("%s[%d]", path, i)
+			if e == nil && !isValueMessage(fd) {
+				w.add(ep, "null is not allowed in a list")
+				continue
+			}
+			w.singular(fd, e, ep, depth)
+		}
+	case fd.IsMap():
+		obj, ok := v.(map[string]any)
+		if !ok {
+			w.add(path, "expected an object (map), got %s", jsonType(v))
+			return
+		}
+		kd, vd := fd.MapKey(), fd.MapValue()
+		for _, k := range sortedKeys(obj) {
+			ep := path + "[" + strconv.Quote(k) + "]"
+			w.mapKey(kd, k, ep)
+			if obj[k] == nil && !isValueMessage(vd) {
+				w.add(ep, "null is not allowed as a map value")
+				continue
+			}
+			w.singular(vd, obj[k], ep, depth)
+		}
+	default:
+		w.singular(fd, v, path, depth)
+	}
+}
+
+func isValueMessage(fd protoreflect.FieldDescriptor) bool {
+	return fd.Message() != nil && fd.Message().FullName() == "google.protobuf.Value"
+}
+
+// mapKey checks a map key against the key field's kind.
+func (w *walker) mapKey(kd protoreflect.FieldDescriptor, k, path string) {
+	switch kd.Kind() {
+	case protoreflect.StringKind:
+	case protoreflect.BoolKind:
+		if k != "true" && k != "false" {
+			w.add(path, "map key %q is not a boolean", k)
+		}
+	default:
+		w.scalar(kd, k, path)
+	}
+}
+
+// singular checks one non-repeated value of fd's type.
+func (w *walker) singular(fd protoreflect.FieldDescriptor, v any, path string, depth int) {
+	if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
+		w.message(fd.Message(), v, path, depth)
+		return
+	}
+	w.scalar(fd, v, path)
+}
+
+// scalar checks a scalar or enum value the way protojson parses it.
+func (w *walker) scalar(fd protoreflect.FieldDescriptor, v any, path string) {
+	switch fd.Kind() {
+	case protoreflect.BoolKind:
+		if _, ok := v.(bool); !ok {
+			w.add(path, "expected a boolean, got %s", jsonType(v))
+		}
+	case protoreflect.StringKind:
+		if _, ok := v.(string); !ok {
+			w.add(path, "expected a string, got %s", jsonType(v))
+		}
+	case protoreflect.BytesKind:
+		s, ok := v.(string)
+		if !ok {
+			w.add(path, "expected a base64 string, got %s", jsonType(v))
+			return
+		}
+		if !validBase64(s) {
+			w.add(path, "invalid base64 data")
+		}
+	case protoreflect.EnumKind:
+		w.enum(fd.Enum(), v, path)
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		w.integer(v, path, math.MinInt32, math.MaxInt32)
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		w.integer(v, path, math.MinInt64, math.MaxInt64)
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		w.unsigned(v, path, math.MaxUint32)
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		w.unsigned(v, path, math.MaxUint64)
+	case protoreflect.FloatKind:
+		w.float(v, path, 32)
+	case protoreflect.DoubleKind:
+		w.float(v, path, 64)
+	default:
+		w.add(path, "unsupported field kind %s", fd.Kind())
+	}
+}
+
+// numberText returns the text of a JSON number or a quoted number (protojson accepts both).
+func numberText(v any) (string, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		return string(n), true
+	case string:
+		return n, true
+	}
+	return "", false
+}
+
+func (w *walker) integer(v any, path string, lo, hi int64) {
+	s, ok := numberText(v)
+	if !ok {
+		w.add(path, "expected an integer, got %s", jsonType(v))
+		return
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil || f != math.Trunc(f) || math.IsInf(f, 0) || f < float64(lo) || f >= -float64(math.MinInt64) {
+			w.add(path, "expected an integer, got %s", quoteShort(s))
+			return
+		}
+		n = int64(f)
+	}
+	if n < lo || n > hi {
+		w.add(path, "integer %s out of range [%d, %d]", quoteShort(s), lo, hi)
+	}
+}
+
+func (w *walker) unsigned(v any, path string, hi uint64) {
+	s, ok := numberText(v)
+	if !ok {
+		w.add(path, "expected a non-negative integer, got %s", jsonType(v))
+		return
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil || f != math.Trunc(f) || f < 0 || f >= math.MaxUint64 {
+			w.add(path, "expected a non-negative integer, got %s", quoteShort(s))
+			return
+		}
+		n = uint64(f)
+	}
+	if n > hi {
+		w.add(path, "integer %s out of range [0, %d]", quoteShort(s), hi)
+	}
+}
+
+func (w *walker) float(v any, path string, bits int) {
+	s, ok := numberText(v)
+	if !ok {
+		w.add(path, "expected a number, got %s", jsonType(v))
+		return
+	}
+	if _, isStr := v.(string); isStr && (s == "NaN" || s == "Infinity" || s == "-Infinity") {
+		return
+	}
+	if strings.TrimSpace(s) != s || s == "" {
+		w.add(path, "expected a number, got %s", quoteShort(s))
+		return
+	}
+	f, err := strconv.ParseFloat(s, bits)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		w.add(path, "expected a finite number, got %s", quoteShort(s))
+	}
+}
+
+func (w *walker) enum(ed protoreflect.EnumDescriptor, v any, path string) {
+	switch x := v.(type) {
+	case string:
+		if ed.Values().ByName(protoreflect.Name(x)) == nil {
+			w.add(path, "invalid value %s for %s (valid: %s)", quoteShort(x), ed.Name(), enumNames(ed))
+		}
+	case json.Number:
+		n, err := strconv.ParseInt(string(x), 10, 32)
+		if err != nil || ed.Values().ByNumber(protoreflect.EnumNumber(n)) == nil {
+			w.add(path, "invalid value %s for %s (valid: %s)", x, ed.Name(), enumNames(ed))
+		}
+	default:
+		w.add(path, "expected an enum name (%s), got %s", enumNames(ed), jsonType(v))
+	}
+}
+
+func enumNames(ed protoreflect.EnumDescriptor) string {
+	vals := ed.Values()
+	names := make([]string, 0, vals.Len())
+	for i := 0; i < vals.Len(); i++ {
+		names = append(names, string(vals.Get(i).Name()))
+	}
+	return strings.Join(names, ", ")
+}
+
+// wellKnown returns the checker for a well-known type with a special JSON form, or nil.
+func wellKnown(name protoreflect.FullName) func(*walker, protoreflect.MessageDescriptor, any, string, int) {
+	switch name {
+	case "google.protobuf.Duration":
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) {
+			s, ok := v.(string)
+			if !ok {
+				w.add(path, "expected a duration string like \"1.5s\", got %s", jsonType(v))
+				return
+			}
+			if _, err := parseProtoDuration(s); err != nil {
+				w.add(path, "%v", err)
+			}
+		}
+	case "google.protobuf.Timestamp":
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) {
+			s, ok := v.(string)
+			if !ok {
+				w.add(path, "expected an RFC 3339 timestamp string, got %s", jsonType(v))
+				return
+			}
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil || t.Year() < 1 || t.Year() > 9999 {
+				w.add(path, "invalid RFC 3339 timestamp %s", quoteShort(s))
+			}
+		}
+	case "google.protobuf.DoubleValue", "google.protobuf.FloatValue", "google.protobuf.Int64Value",
+		"google.protobuf.UInt64Value", "google.protobuf.Int32Value", "google.protobuf.UInt32Value",
+		"google.protobuf.BoolValue", "google.protobuf.StringValue", "google.protobuf.BytesValue":
+		return func(w *walker, md protoreflect.MessageDescriptor, v any, path string, _ int) {
+			w.scalar(md.Fields().ByName("value"), v, path)
+		}
+	case "google.protobuf.Struct":
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, depth int) {
+			if _, ok := v.(map[string]any); !ok {
+				w.add(path, "expected an object, got %s", jsonType(v))
+				return
+			}
+			w.anyJSON(v, path, depth)
+		}
+	case "google.protobuf.ListValue":
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, depth int) {
+			if _, ok := v.([]any); !ok {
+				w.add(path, "expected an array, got %s", jsonType(v))
+				return
+			}
+			w.anyJSON(v, path, depth)
+		}
+	case "google.protobuf.Value":
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, depth int) {
+			w.anyJSON(v, path, depth)
+		}
+	case "google.protobuf.Empty":
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) {
+			if m, ok := v.(map[string]any); !ok || len(m) != 0 {
+				w.add(path, "expected an empty object")
+			}
+		}
+	case "google.protobuf.FieldMask":
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) {
+			if _, ok := v.(string); !ok {
+				w.add(path, "expected a field mask string, got %s", jsonType(v))
+			}
+		}
+	case "google.protobuf.Any":
+		return func(w *walker, _ protoreflect.MessageDescriptor, _ any, path string, _ int) {
+			w.add(path, "google.protobuf.Any is not supported here")
+		}
+	}
+	return nil
+}
+
+// anyJSON accepts any JSON value, checking only the nesting depth and number syntax.
+func (w *walker) anyJSON(v any, path string, depth int) {
+	if depth > w.maxDepth {
+		w.add(path, "nesting deeper than %d levels", w.maxDepth)
+		return
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for _, k := range sortedKeys(x) {
+			w.anyJSON(x[k], join(path, k), depth+1)
+		}
+	case []any:
+		for i, e := range x {
+			w.anyJSON(e, fmt.Sprintf("%s[%d]", path, i), depth+1)
+		}
+	case json.Number:
+		if f, err := strconv.ParseFloat(string(x), 64); err != nil || math.IsInf(f, 0) {
+			w.add(path, "number %s out of range", quoteShort(string(x)))
+		}
+	}
+}
+
+var durationRE = regexp.MustCompile(`^(-)?([0-9]+)(?:\.([0-9]{1,9}))?s$`)
+
+// maxDurationSeconds is the range of google.protobuf.Duration.
+const maxDurationSeconds = 315576000000
+
+// parseProtoDuration parses the JSON form of google.protobuf.Duration ("1s", "0.25s", "-3.5s").
+// It is exactly what protojson accepts.
+func parseProtoDuration(s string) (time.Duration, error) {
+	m := durationRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("invalid duration %s: must be seconds with an \"s\" suffix, like \"1s\" or \"0.25s\"", quoteShort(s))
+	}
+	secs, err := strconv.ParseInt(m[2], 10, 64)
+	if err != nil || secs > maxDurationSeconds {
+		return 0, fmt.Errorf("duration %s out of range", quoteShort(s))
+	}
+	var nanos int64
+	if m[3] != "" {
+		frac := m[3] + strings.Repeat("0", 9-len(m[3]))
+		nanos, _ = strconv.ParseInt(frac, 10, 64)
+	}
+	if secs > math.MaxInt64/int64(time.Second)-1 {
+		// Valid for protobuf but beyond time.Duration: saturate.
+		d := time.Duration(math.MaxInt64)
+		if m[1] == "-" {
+			d = math.MinInt64
+		}
+		return d, nil
+	}
+	d := time.Duration(secs)*time.Second + time.Duration(nanos)
+	if m[1] == "-" {
+		d = -d
+	}
+	return d, nil
+}
+
+func validBase64(s string) bool {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if _, err := enc.DecodeString(s); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// suggest proposes the field name the user probably meant.
+func suggest(md protoreflect.MessageDescriptor, key string) string {
+	lk := strings.ToLower(strings.ReplaceAll(key, "_", ""))
+	best, bestDist := "", 3
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		name := fields.Get(i).JSONName()
+		d := editDistance(lk, strings.ToLower(name), bestDist)
+		if d < bestDist {
+			best, bestDist = name, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance of a and b, or limit when it is at least limit.
+func editDistance(a, b string, limit int) int {
+	if len(a) > 64 || len(b) > 64 {
+		return limit
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		rowMin := cur[0]
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			rowMin = min(rowMin, cur[j])
+		}
+		if rowMin >= limit {
+			return limit
+		}
+		prev, cur = cur, prev
+	}
+	return min(prev[len(b)], limit)
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// join appends a field name to a dotted path.
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// quoteShort quotes s for an error message, shortening long values.
+func quoteShort(s string) string {
+	const max = 64
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+func sortStrings(s []string) { sort.Strings(s) }
