@@ -59,8 +59,12 @@ func fetch(ctx context.Context, addr, path string) ([]byte, error) {
 
 // syncStatus is the part of one /debug/syncz entry the table shows.
 type syncStatus struct {
-	ProxyID string            `json:"proxy"`
-	Status  map[string]string `json:"status"` // CDS/LDS/EDS/RDS → SYNCED | STALE | NOT SENT
+	ProxyID      string `json:"proxy"`
+	ControlPlane string `json:"controlPlane"`
+	Protocol     string `json:"protocol"`
+	Types        map[string]struct {
+		Status string `json:"status"`
+	} `json:"types"` // CDS/LDS/EDS/RDS → SYNCED | STALE | NOT SENT
 }
 
 func printSyncz(w io.Writer, body []byte) error {
@@ -73,15 +77,15 @@ func printSyncz(w io.Writer, body []byte) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tCDS\tLDS\tEDS\tRDS")
+	fmt.Fprintln(tw, "NAME\tCDS\tLDS\tEDS\tRDS\tPROTOCOL\tCONTROL PLANE")
 	for _, e := range entries {
 		st := func(t string) string {
-			if v, ok := e.Status[t]; ok {
-				return v
+			if v, ok := e.Types[t]; ok && v.Status != "" {
+				return v.Status
 			}
 			return "NOT SENT"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.ProxyID, st("CDS"), st("LDS"), st("EDS"), st("RDS"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ProxyID, st("CDS"), st("LDS"), st("EDS"), st("RDS"), e.Protocol, e.ControlPlane)
 	}
 	return tw.Flush()
 }
