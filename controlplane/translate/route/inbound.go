@@ -1,0 +1,33 @@
+package route
+
+import (
+	"strconv"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Inbound builds the route configuration of the 15006 listener's HTTP filter chain for a
+// workload port: route configuration "inbound|port||", one virtual host "inbound|http|port" for
+// every domain, one route "default" forwarding everything to cluster inbound|port|| with no
+// timeout and no retries (Istio's inbound defaults: the client side owns retries and timeouts).
+// It depends on nothing but the port.
+func Inbound(port uint32) *routev3.RouteConfiguration {
+	p := strconv.FormatUint(uint64(port), 10)
+	return &routev3.RouteConfiguration{
+		Name:             InboundClusterName(port),
+		ValidateClusters: wrapperspb.Bool(false),
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    "inbound|http|" + p,
+			Domains: []string{"*"},
+			Routes: []*routev3.Route{{
+				Name:  DefaultRouteName,
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: InboundClusterName(port)},
+					Timeout:          zeroDuration(),
+				}},
+			}},
+		}},
+	}
+}

@@ -1,0 +1,105 @@
+package route
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/strait-mesh/strait/controlplane/registry"
+)
+
+// Well-known cluster names, as Istio's.
+const (
+	PassthroughCluster = "PassthroughCluster"
+	BlackHoleCluster   = "BlackHoleCluster"
+)
+
+// OutboundClusterName is Istio's outbound cluster name: outbound|9080|v1|reviews.default.svc.cluster.local.
+func OutboundClusterName(port uint32, subset, host string) string {
+	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "|" + subset + "|" + host
+}
+
+// InboundClusterName is Istio's inbound cluster name: inbound|9080||.
+func InboundClusterName(port uint32) string {
+	return "inbound|" + strconv.FormatUint(uint64(port), 10) + "||"
+}
+
+// hostPort joins a host and a port as Envoy virtual host names and domains spell them.
+func hostPort(host string, port uint32) string {
+	return host + ":" + strconv.FormatUint(uint64(port), 10)
+}
+
+// serviceDomains returns the domains under which a client in proxyNS reaches svc on port, in
+// Istio's order: the FQDN, the short names valid from proxyNS (for Kubernetes-style hostnames
+// name.ns.svc.<suffix>: "name.ns.svc" and "name.ns" always, "name" only from the same namespace),
+// then the service VIPs; each followed by its ":port" form. CIDR addresses and unspecified
+// addresses are not domains.
+func serviceDomains(svc *registry.Service, port uint32, proxyNS, suffix string) []string {
+	out := make([]string, 0, 10)
+	add := func(d string) { out = append(out, d, hostPort(d, port)) }
+	add(svc.Hostname)
+	if name, ns, ok := splitKubeHost(svc.Hostname, suffix); ok {
+		if ns == proxyNS {
+			add(name)
+		}
+		add(name + "." + ns + ".svc")
+		add(name + "." + ns)
+	}
+	for _, a := range svc.Addresses {
+		ip, err := netip.ParseAddr(a)
+		if err != nil || ip.IsUnspecified() {
+			continue // a CIDR or a name: not a Host header value
+		}
+		if ip.Is6() && !ip.Is4In6() {
+			add("[" + ip.String() + "]")
+			continue
+		}
+		add(ip.String())
+	}
+	return out
+}
+
+// splitKubeHost splits name.ns.svc.<suffix> into name and ns.
+func splitKubeHost(host, suffix string) (name, ns string, ok bool) {
+	rest, found := strings.CutSuffix(host, ".svc."+suffix)
+	if !found {
+		return "", "", false
+	}
+	name, ns, found = strings.Cut(rest, ".")
+	if !found || name == "" || ns == "" || strings.Contains(ns, ".") || strings.Contains(name, "*") {
+		return "", "", false
+	}
+	return name, ns, true
+}
+
+// hostMatches reports whether pattern (a hostname, possibly a wildcard "*.example.com" or "*")
+// matches host (possibly itself a wildcard, which matches only if it is at least as specific).
+func hostMatches(pattern, host string) bool {
+	if pattern == host || pattern == "*" {
+		return true
+	}
+	if !strings.HasPrefix(pattern, "*") {
+		return false
+	}
+	suffix := pattern[1:] // ".example.com"
+	if strings.HasPrefix(host, "*") {
+		return strings.HasSuffix(host[1:], suffix)
+	}
+	return strings.HasSuffix(host, suffix)
+}
+
+// isHTTPPort reports whether a service port is routed by an HTTP route configuration: explicit
+// HTTP protocols, and ports whose protocol is sniffed at runtime.
+func isHTTPPort(p registry.Port) bool {
+	return p.Protocol.IsHTTP() || p.Protocol == registry.Unsupported || p.Protocol == ""
+}
+
+// servicePort returns the service's port with number n.
+func servicePort(svc *registry.Service, n uint32) (registry.Port, bool) {
+	for _, p := range svc.Ports {
+		if p.Number == n {
+			return p, true
+		}
+	}
+	return registry.Port{}, false
+}

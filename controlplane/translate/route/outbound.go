@@ -1,0 +1,248 @@
+package route
+
+import (
+	"errors"
+	"sort"
+	"strconv"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	meshconfig "istio.io/api/mesh/v1alpha1"
+
+	"github.com/strait-mesh/strait/controlplane/registry"
+)
+
+// Names of the fallback virtual hosts and routes of outbound route configurations, as Istio's.
+const (
+	AllowAnyVirtualHost = "allow_any"
+	BlockAllVirtualHost = "block_all"
+	DefaultRouteName    = "default"
+)
+
+// OutboundPorts returns the ports that need an outbound HTTP route configuration: every port of a
+// visible service whose protocol is HTTP, HTTP2, gRPC, gRPC-Web or sniffed, in increasing order.
+func (b *Builder) OutboundPorts() []uint32 {
+	seen := map[uint32]bool{}
+	var out []uint32
+	for _, s := range b.services {
+		for _, p := range s.Ports {
+			if isHTTPPort(p) && !seen[p.Number] {
+				seen[p.Number] = true
+				out = append(out, p.Number)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Outbound builds the sidecar's outbound route configuration for port, named by the port
+// ("9080"). It has:
+//
+//   - one virtual host per visible HTTP service on the port, named "host:port", with the domains a
+//     client in the proxy's namespace may use (see serviceDomains), routed by the oldest
+//     VirtualService bound to the mesh gateway whose hosts name or match (wildcard) the service,
+//     else by a default route to outbound|port||host with Istio's default retry policy;
+//   - one virtual host per VirtualService host that matches no visible service (an external
+//     name), with domains host and host:port;
+//   - a last virtual host for domain "*": allow_any to PassthroughCluster, or block_all (502)
+//     when the mesh's outboundTrafficPolicy is REGISTRY_ONLY.
+//
+// A domain already claimed by an earlier virtual host is not repeated (Envoy rejects duplicate
+// domains). The result is never nil. When a VirtualService cannot be translated, it is left out
+// (its services get default routes) and the returned error joins one *Error per such
+// VirtualService; the route configuration is still usable. The result shares sub-messages
+// between virtual hosts: treat it as immutable.
+func (b *Builder) Outbound(port uint32) (*routev3.RouteConfiguration, error) {
+	var errs []error
+	// Pass 1: which VirtualService routes which service and which extra host on this port.
+	type claim struct {
+		v       *virtualService
+		service *registry.Service // nil for a host without a service
+		host    string
+	}
+	claimed := map[*registry.Service]*virtualService{}
+	var extra []claim
+	extraSeen := map[string]bool{}
+	// Exact hosts first, then wildcards: a service named exactly by a VirtualService is routed
+	// by it even if an older VirtualService has a matching wildcard.
+	for _, wildcard := range []bool{false, true} {
+		for _, v := range b.vs {
+			if !contains(v.gateways, MeshGateway) {
+				continue
+			}
+			for _, h := range v.hosts {
+				if (h[0] == '*') != wildcard {
+					continue
+				}
+				matched := false
+				if !wildcard {
+					if svc, ok := b.byHost[h]; ok {
+						matched = true
+						if p, ok := servicePort(svc, port); ok && isHTTPPort(p) && claimed[svc] == nil {
+							claimed[svc] = v
+						}
+					}
+				} else {
+					for _, svc := range b.services {
+						if !hostMatches(h, svc.Hostname) {
+							continue
+						}
+						matched = true
+						if p, ok := servicePort(svc, port); ok && isHTTPPort(p) && claimed[svc] == nil {
+							claimed[svc] = v
+						}
+					}
+				}
+				if !matched && !extraSeen[h] {
+					extraSeen[h] = true
+					extra = append(extra, claim{v: v, host: h})
+				}
+			}
+		}
+	}
+	// Pass 2: translate each claiming VirtualService once for this port.
+	type result struct {
+		routes []*routev3.Route
+		failed bool
+	}
+	results := map[*virtualService]*result{}
+	translated := func(v *virtualService) *result {
+		if r, ok := results[v]; ok {
+			return r
+		}
+		routes, err := b.httpRoutes(v, port, MeshGateway, false)
+		r := &result{routes: routes}
+		if err != nil {
+			errs = append(errs, objectErr(v.obj, err, "VirtualService not applied on port "+strconv.FormatUint(uint64(port), 10)))
+			r.failed, r.routes = true, nil
+		}
+		results[v] = r
+		return r
+	}
+	// Pass 3: virtual hosts.
+	domains := newDomainSet()
+	var vhosts []*routev3.VirtualHost
+	for _, svc := range b.services {
+		p, ok := servicePort(svc, port)
+		if !ok || !isHTTPPort(p) {
+			continue
+		}
+		var routes []*routev3.Route
+		if v := claimed[svc]; v != nil {
+			routes = translated(v).routes
+		}
+		if len(routes) == 0 {
+			// No VirtualService, or one whose routes do not apply on this port or proxy.
+			routes = []*routev3.Route{b.defaultRoute(svc, port)}
+		}
+		vh := &routev3.VirtualHost{
+			Name:    hostPort(svc.Hostname, port),
+			Domains: domains.claim(serviceDomains(svc, port, b.in.Proxy.Namespace, b.suffix)),
+			Routes:  routes,
+		}
+		if len(vh.Domains) > 0 {
+			vhosts = append(vhosts, vh)
+		}
+	}
+	sort.SliceStable(extra, func(i, j int) bool { return extra[i].host < extra[j].host })
+	for _, e := range extra {
+		r := translated(e.v)
+		if len(r.routes) == 0 {
+			continue
+		}
+		vh := &routev3.VirtualHost{
+			Name:    hostPort(e.host, port),
+			Domains: domains.claim([]string{e.host, hostPort(e.host, port)}),
+			Routes:  r.routes,
+		}
+		if len(vh.Domains) > 0 {
+			vhosts = append(vhosts, vh)
+		}
+	}
+	if fallback := b.fallbackVirtualHost(); domains.free("*") {
+		vhosts = append(vhosts, fallback)
+	}
+	rc := &routev3.RouteConfiguration{
+		Name:             strconv.FormatUint(uint64(port), 10),
+		VirtualHosts:     vhosts,
+		ValidateClusters: wrapperspb.Bool(false),
+	}
+	if n := directResponseBodyLimit(vhosts); n > 0 {
+		rc.MaxDirectResponseBodySizeBytes = wrapperspb.UInt32(n)
+	}
+	return rc, errors.Join(errs...)
+}
+
+// Outbound is New(in) followed by Builder.Outbound(port), for one-off calls.
+func Outbound(in Inputs, port uint32) (*routev3.RouteConfiguration, error) {
+	b, err := New(in)
+	if err != nil {
+		return nil, err
+	}
+	return b.Outbound(port)
+}
+
+// defaultRoute is the route of a service without a VirtualService: everything to
+// outbound|port||host, no timeout, the mesh default retry policy, the DestinationRule's hash
+// policy.
+func (b *Builder) defaultRoute(svc *registry.Service, port uint32) *routev3.Route {
+	action := &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: OutboundClusterName(port, "", svc.Hostname)},
+		Timeout:          zeroDuration(),
+	}
+	c := &routeCtx{b: b, port: port, gateway: MeshGateway}
+	if rp, err := c.retryPolicy(nil); err == nil {
+		action.RetryPolicy = rp
+	} else {
+		action.RetryPolicy = DefaultRetryPolicy() // the mesh default is validated with the mesh config
+	}
+	if b.in.DestinationRule != nil {
+		action.HashPolicy = HashPolicy(b.in.DestinationRule(svc.Hostname), "", port)
+	}
+	return &routev3.Route{
+		Name:   DefaultRouteName,
+		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: action},
+	}
+}
+
+// fallbackVirtualHost is the "*" virtual host: allow_any to PassthroughCluster, or block_all
+// answering 502 under REGISTRY_ONLY.
+func (b *Builder) fallbackVirtualHost() *routev3.VirtualHost {
+	match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+	if b.in.Mesh.GetOutboundTrafficPolicy().GetMode() == meshconfig.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
+		return &routev3.VirtualHost{Name: BlockAllVirtualHost, Domains: []string{"*"}, Routes: []*routev3.Route{{
+			Name:   BlockAllVirtualHost,
+			Match:  match,
+			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 502}},
+		}}}
+	}
+	return &routev3.VirtualHost{Name: AllowAnyVirtualHost, Domains: []string{"*"}, Routes: []*routev3.Route{{
+		Name:  AllowAnyVirtualHost,
+		Match: match,
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: PassthroughCluster},
+			Timeout:          zeroDuration(),
+		}},
+	}}}
+}
+
+// domainSet tracks the domains used in one route configuration.
+type domainSet map[string]bool
+
+func newDomainSet() domainSet { return domainSet{} }
+
+// claim returns the domains not yet used, marking them used.
+func (s domainSet) claim(ds []string) []string {
+	out := ds[:0:0]
+	for _, d := range ds {
+		if !s[d] {
+			s[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (s domainSet) free(d string) bool { return !s[d] }
