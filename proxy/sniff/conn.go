@@ -126,9 +126,10 @@ func (c *Conn) CloseWrite() error {
 	return c.Conn.Close()
 }
 
-// Close releases the peek buffer and closes the underlying connection.
+// Close closes the underlying connection. It may be called concurrently with Read (as net.Conn
+// allows), so it leaves the peek buffer alone; an undrained buffer is left to the garbage
+// collector rather than returned to the pool.
 func (c *Conn) Close() error {
-	c.release()
 	return c.Conn.Close()
 }
 
