@@ -211,7 +211,8 @@ func (b *Builder) defaultRoute(svc *registry.Service, port uint32) *routev3.Rout
 // answering 502 under REGISTRY_ONLY.
 func (b *Builder) fallbackVirtualHost() *routev3.VirtualHost {
 	match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
-	if b.in.Mesh.GetOutboundTrafficPolicy().GetMode() == meshconfig.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
+	// REGISTRY_ONLY is the enum's zero value; an unset policy means Istio's default, ALLOW_ANY.
+	if otp := b.in.Mesh.GetOutboundTrafficPolicy(); otp != nil && otp.Mode == meshconfig.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
 		return &routev3.VirtualHost{Name: BlockAllVirtualHost, Domains: []string{"*"}, Routes: []*routev3.Route{{
 			Name:   BlockAllVirtualHost,
 			Match:  match,
