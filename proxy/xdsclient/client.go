@@ -336,3 +336,6 @@ func (c *Client) markDisconnected() {
 func sameAny(old *Resource, a *anypb.Any) bool {
 	return old.Any.GetTypeUrl() == a.GetTypeUrl() && bytes.Equal(old.Any.GetValue(), a.GetValue())
 }
+
+// Node returns the node sent to the control plane.
+func (c *Client) Node() *corev3.Node { return c.opts.Node }
