@@ -8,8 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
+	"github.com/golang/protobuf/jsonpb"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
 	"sigs.k8s.io/yaml"
 )
 
@@ -30,8 +31,8 @@ const (
 // names the input (a file path) in errors.
 //
 // Each document must be one of Kinds with an apiVersion from APIVersions. Its spec is decoded into
-// the istio.io/api networking/v1alpha3 message with protojson's rules (camelCase or proto field
-// names, durations as "1.5s", enums by name), except that unknown fields, values of the wrong
+// the istio.io/api networking/v1alpha3 message with the rules of Istio's own decoder (camelCase
+// or proto field names, durations as "1.5s" or "30ms", enums by name), except that unknown fields, values of the wrong
 // type, invalid enum values and out-of-range numbers are errors. Every error is an *Error that
 // names origin, the document and the field path. A document with errors produces no Object; the
 // other documents still decode. Decode does not run Validate. It never panics.
@@ -143,7 +144,7 @@ func decodeDocument(origin string, index int, doc []byte) ([]*Object, []error) {
 	if depth := flowDepth(doc); depth > MaxDepth {
 		return nil, []error{d.err("", "document nests deeper than %d levels", MaxDepth)}
 	}
-	js, err := yaml.YAMLToJSON(doc)
+	js, err := yaml.YAMLToJSONStrict(doc)
 	if err != nil {
 		return nil, []error{d.err("", "parsing YAML: %v", err)}
 	}
@@ -275,11 +276,18 @@ func decodeSpec(d *docErr, raw any, msg proto.Message) []error {
 	if err != nil {
 		return []error{d.err("spec", "encoding spec: %v", err)}
 	}
-	if err := protojson.Unmarshal(js, msg); err != nil {
-		// The walk above should have caught everything protojson rejects.
+	if err := unmarshalJSON(js, msg); err != nil {
+		// The walk above should have caught everything the decoder rejects.
 		return []error{d.err("spec", "decoding spec: %v", err)}
 	}
 	return nil
+}
+
+// unmarshalJSON decodes JSON into msg with golang/protobuf's jsonpb, the decoder Istio's own
+// types use: it accepts Go durations such as "30ms" and "5m", which protojson does not.
+func unmarshalJSON(js []byte, msg proto.Message) error {
+	u := jsonpb.Unmarshaler{AllowUnknownFields: false}
+	return u.Unmarshal(bytes.NewReader(js), protoadapt.MessageV1Of(msg))
 }
 
 func kindList() string {

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -112,7 +111,7 @@ func ParseMeshConfig(origin string, data []byte) (mc *meshconfig.MeshConfig, err
 	if flowDepth(data) > MaxDepth {
 		return nil, merr("", "nesting deeper than %d levels", MaxDepth)
 	}
-	js, err := yaml.YAMLToJSON(data)
+	js, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
 		return nil, merr("", "parsing YAML: %v", err)
 	}
@@ -138,7 +137,7 @@ func ParseMeshConfig(origin string, data []byte) (mc *meshconfig.MeshConfig, err
 		}
 		return nil, errors.Join(errs...)
 	}
-	if err := protojson.Unmarshal(js, user); err != nil {
+	if err := unmarshalJSON(js, user); err != nil {
 		return nil, merr("", "decoding: %v", err)
 	}
 	mergeSet(mc.ProtoReflect(), user.ProtoReflect(), tree.(map[string]any))

@@ -223,16 +223,12 @@ func (w *walker) integer(v any, path string, lo, hi int64) {
 		w.add(path, "expected an integer, got %s", jsonType(v))
 		return
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		f, ferr := strconv.ParseFloat(s, 64)
-		if ferr != nil || f != math.Trunc(f) || math.IsInf(f, 0) || f < float64(lo) || f >= -float64(math.MinInt64) {
-			w.add(path, "expected an integer, got %s", quoteShort(s))
-			return
-		}
-		n = int64(f)
+	if !intRE.MatchString(s) {
+		w.add(path, "expected an integer, got %s", quoteShort(s))
+		return
 	}
-	if n < lo || n > hi {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < lo || n > hi {
 		w.add(path, "integer %s out of range [%d, %d]", quoteShort(s), lo, hi)
 	}
 }
@@ -243,16 +239,12 @@ func (w *walker) unsigned(v any, path string, hi uint64) {
 		w.add(path, "expected a non-negative integer, got %s", jsonType(v))
 		return
 	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		f, ferr := strconv.ParseFloat(s, 64)
-		if ferr != nil || f != math.Trunc(f) || f < 0 || f >= math.MaxUint64 {
-			w.add(path, "expected a non-negative integer, got %s", quoteShort(s))
-			return
-		}
-		n = uint64(f)
+	if !intRE.MatchString(s) || strings.HasPrefix(s, "-") {
+		w.add(path, "expected a non-negative integer, got %s", quoteShort(s))
+		return
 	}
-	if n > hi {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n > hi {
 		w.add(path, "integer %s out of range [0, %d]", quoteShort(s), hi)
 	}
 }
@@ -266,7 +258,7 @@ func (w *walker) float(v any, path string, bits int) {
 	if _, isStr := v.(string); isStr && (s == "NaN" || s == "Infinity" || s == "-Infinity") {
 		return
 	}
-	if strings.TrimSpace(s) != s || s == "" {
+	if !numberRE.MatchString(s) {
 		w.add(path, "expected a number, got %s", quoteShort(s))
 		return
 	}
@@ -308,7 +300,7 @@ func wellKnown(name protoreflect.FullName) func(*walker, protoreflect.MessageDes
 		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) {
 			s, ok := v.(string)
 			if !ok {
-				w.add(path, "expected a duration string like \"1.5s\", got %s", jsonType(v))
+				w.add(path, "expected a duration string like \"1.5s\" or \"30ms\", got %s", jsonType(v))
 				return
 			}
 			if _, err := parseProtoDuration(s); err != nil {
@@ -395,49 +387,27 @@ func (w *walker) anyJSON(v any, path string, depth int) {
 	}
 }
 
-var durationRE = regexp.MustCompile(`^(-)?([0-9]+)(?:\.([0-9]{1,9}))?s$`)
+// Number syntax accepted where protobuf JSON allows a number or a quoted number.
+var (
+	intRE    = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
+	numberRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+)
 
-// maxDurationSeconds is the range of google.protobuf.Duration.
-const maxDurationSeconds = 315576000000
-
-// parseProtoDuration parses the JSON form of google.protobuf.Duration ("1s", "0.25s", "-3.5s").
-// It is exactly what protojson accepts.
+// parseProtoDuration parses a google.protobuf.Duration as Istio's decoder (golang/protobuf's
+// jsonpb) does: any Go duration, such as "1.5s", "30ms", "5m" or "1h30m".
 func parseProtoDuration(s string) (time.Duration, error) {
-	m := durationRE.FindStringSubmatch(s)
-	if m == nil {
-		return 0, fmt.Errorf("invalid duration %s: must be seconds with an \"s\" suffix, like \"1s\" or \"0.25s\"", quoteShort(s))
-	}
-	secs, err := strconv.ParseInt(m[2], 10, 64)
-	if err != nil || secs > maxDurationSeconds {
-		return 0, fmt.Errorf("duration %s out of range", quoteShort(s))
-	}
-	var nanos int64
-	if m[3] != "" {
-		frac := m[3] + strings.Repeat("0", 9-len(m[3]))
-		nanos, _ = strconv.ParseInt(frac, 10, 64)
-	}
-	if secs > math.MaxInt64/int64(time.Second)-1 {
-		// Valid for protobuf but beyond time.Duration: saturate.
-		d := time.Duration(math.MaxInt64)
-		if m[1] == "-" {
-			d = math.MinInt64
-		}
-		return d, nil
-	}
-	d := time.Duration(secs)*time.Second + time.Duration(nanos)
-	if m[1] == "-" {
-		d = -d
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %s: want a number with a unit, like \"30ms\", \"1.5s\" or \"5m\"", quoteShort(s))
 	}
 	return d, nil
 }
 
+// validBase64 reports whether s is standard, padded base64 (what encoding/json decodes into
+// []byte).
 func validBase64(s string) bool {
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-		if _, err := enc.DecodeString(s); err == nil {
-			return true
-		}
-	}
-	return false
+	_, err := base64.StdEncoding.DecodeString(s)
+	return err == nil
 }
 
 // suggest proposes the field name the user probably meant.

@@ -1,0 +1,295 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// decodeFile decodes and validates a testdata file, failing on any error.
+func decodeFile(t *testing.T, path string) []*Object {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, errs := Decode(path, data)
+	for _, e := range errs {
+		t.Errorf("decode: %v", e)
+	}
+	for _, o := range objs {
+		if err := Validate(o); err != nil {
+			t.Errorf("validate %s: %v", o.Key(), err)
+		}
+	}
+	return objs
+}
+
+func TestDecodeGoodDocuments(t *testing.T) {
+	files, _ := filepath.Glob("testdata/good/*")
+	if len(files) == 0 {
+		t.Fatal("no testdata")
+	}
+	kinds := map[Kind]bool{}
+	versions := map[string]bool{}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			for _, o := range decodeFile(t, f) {
+				kinds[o.Kind] = true
+				versions[o.APIVersion] = true
+				if o.Origin != f {
+					t.Errorf("%s: origin %q, want %q", o.Key(), o.Origin, f)
+				}
+			}
+		})
+	}
+	for _, k := range Kinds {
+		if !kinds[k] {
+			t.Errorf("no good document of kind %s", k)
+		}
+	}
+	for _, v := range APIVersions {
+		if !versions[v] {
+			t.Errorf("no good document with apiVersion %s", v)
+		}
+	}
+}
+
+// TestRoundTrip checks that MarshalYAML and MarshalJSON output decodes to an equal object, for
+// every good document (including every VirtualService HTTP field).
+func TestRoundTrip(t *testing.T) {
+	files, _ := filepath.Glob("testdata/good/*")
+	for _, f := range files {
+		for _, o := range decodeFile(t, f) {
+			for name, marshal := range map[string]func(*Object) ([]byte, error){"yaml": MarshalYAML, "json": MarshalJSON} {
+				out, err := marshal(o)
+				if err != nil {
+					t.Fatalf("%s %s: %v", name, o.Key(), err)
+				}
+				back, errs := Decode("roundtrip", out)
+				if len(errs) > 0 || len(back) != 1 {
+					t.Fatalf("%s %s: decoding output: %v\n%s", name, o.Key(), errs, out)
+				}
+				b := back[0]
+				if !proto.Equal(b.Spec, o.Spec) {
+					t.Errorf("%s %s: spec changed in round trip:\n%s", name, o.Key(), out)
+				}
+				if b.Key() != o.Key() || b.APIVersion != o.APIVersion || len(b.Labels) != len(o.Labels) || len(b.Annotations) != len(o.Annotations) {
+					t.Errorf("%s %s: metadata changed: %+v vs %+v", name, o.Key(), b.Meta, o.Meta)
+				}
+			}
+		}
+	}
+}
+
+func TestDecodeVirtualServiceFields(t *testing.T) {
+	objs := decodeFile(t, "testdata/good/virtualservice-all.yaml")
+	vs := objs[0].Spec.(*networking.VirtualService)
+	r := vs.Http[0]
+	if r.Timeout.AsDuration().String() != "10s" || r.Retries.PerTryTimeout.AsDuration().String() != "2s" {
+		t.Errorf("durations: %v %v", r.Timeout, r.Retries.PerTryTimeout)
+	}
+	if r.Match[0].Headers["end-user"].GetExact() != "jason" || r.Match[0].Method.GetRegex() != "GET|POST" {
+		t.Errorf("match: %v", r.Match[0])
+	}
+	if r.CorsPolicy.UnmatchedPreflights != networking.CorsPolicy_IGNORE || !r.CorsPolicy.AllowCredentials.GetValue() {
+		t.Errorf("cors: %v", r.CorsPolicy)
+	}
+	if r.Fault.Abort.GetHttpStatus() != 503 || r.MirrorPercentage.GetValue() != 10.5 {
+		t.Errorf("fault/mirror: %v %v", r.Fault, r.MirrorPercentage)
+	}
+	if vs.Http[3].Redirect.GetDerivePort() != networking.HTTPRedirect_FROM_PROTOCOL_DEFAULT {
+		t.Errorf("derivePort: %v", vs.Http[3].Redirect)
+	}
+	if string(vs.Http[5].DirectResponse.Body.GetBytes()) != "hello" {
+		t.Errorf("bytes body: %v", vs.Http[5].DirectResponse.Body)
+	}
+	if objs[0].Labels["app"] != "reviews" || objs[0].Namespace != "bookinfo" {
+		t.Errorf("meta: %+v", objs[0].Meta)
+	}
+}
+
+func TestDecodeDefaultsAndForms(t *testing.T) {
+	in := `
+# leading comment
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec: {servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]}
+--- # separator with a comment
+...
+---
+{"apiVersion": "networking.istio.io/v1alpha3", "kind": "Sidecar", "metadata": {"name": "s", "namespace": "x"}, "spec": {"egress": [{"hosts": ["*/*"]}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: dr}
+spec:
+  host: a
+  traffic_policy: {load_balancer: {simple: 2}}
+`
+	objs, errs := Decode("forms.yaml", []byte(strings.ReplaceAll(in, "\n", "\r\n")))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if len(objs) != 3 {
+		t.Fatalf("got %d objects", len(objs))
+	}
+	if objs[0].Namespace != "default" || objs[1].Namespace != "x" {
+		t.Errorf("namespaces: %q %q", objs[0].Namespace, objs[1].Namespace)
+	}
+	dr := objs[2].Spec.(*networking.DestinationRule)
+	if dr.TrafficPolicy.LoadBalancer.GetSimple() != networking.LoadBalancerSettings_RANDOM {
+		t.Errorf("enum by number / proto names: %v", dr.TrafficPolicy)
+	}
+	if objs, errs := Decode("empty.yaml", []byte("\n# nothing\n---\n")); len(objs)+len(errs) != 0 {
+		t.Errorf("empty input: %v %v", objs, errs)
+	}
+}
+
+// TestDecodeBadDocuments checks that each bad document is rejected with an error naming the file,
+// the object (or document) and the field.
+func TestDecodeBadDocuments(t *testing.T) {
+	const vsHead = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: bookinfo}\n"
+	const drHead = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\n"
+	const vsObj = "VirtualService bookinfo/reviews"
+	const drObj = "DestinationRule bookinfo/reviews"
+	cases := []struct {
+		name, doc, object, field, msg string
+	}{
+		{"unknown field deep", vsHead + "spec: {hosts: [a], http: [{route: [{destination: {hosst: a}}]}]}", vsObj, "spec.http[0].route[0].destination.hosst", `did you mean "host"`},
+		{"unknown top-level spec field", vsHead + "spec: {hostz: [a]}", vsObj, "spec.hostz", "unknown field"},
+		{"wrong type string for list", vsHead + "spec: {hosts: a}", vsObj, "spec.hosts", "expected an array"},
+		{"wrong type object for string", vsHead + "spec: {hosts: [{a: b}]}", vsObj, "spec.hosts[0]", "expected a string"},
+		{"wrong type weight", vsHead + "spec: {hosts: [a], http: [{route: [{destination: {host: a}, weight: ten}]}]}", vsObj, "spec.http[0].route[0].weight", "expected an integer"},
+		{"int32 overflow", vsHead + "spec: {hosts: [a], http: [{route: [{destination: {host: a}, weight: 3000000000}]}]}", vsObj, "spec.http[0].route[0].weight", "out of range"},
+		{"negative uint", vsHead + "spec: {hosts: [a], http: [{match: [{port: -1}], route: [{destination: {host: a}}]}]}", vsObj, "spec.http[0].match[0].port", "non-negative"},
+		{"fractional int", vsHead + "spec: {hosts: [a], http: [{match: [{port: 80.5}], route: [{destination: {host: a}}]}]}", vsObj, "spec.http[0].match[0].port", "integer"},
+		{"bad duration", vsHead + "spec: {hosts: [a], http: [{route: [{destination: {host: a}}], timeout: 10}]}", vsObj, "spec.http[0].timeout", "duration"},
+		{"bad duration unit", vsHead + "spec: {hosts: [a], http: [{route: [{destination: {host: a}}], timeout: 1 minute}]}", vsObj, "spec.http[0].timeout", "invalid duration"},
+		{"invalid enum", drHead + "spec: {host: a, trafficPolicy: {loadBalancer: {simple: FASTEST}}}", drObj, "spec.trafficPolicy.loadBalancer.simple", "invalid value \"FASTEST\""},
+		{"invalid enum number", drHead + "spec: {host: a, trafficPolicy: {tls: {mode: 42}}}", drObj, "spec.trafficPolicy.tls.mode", "invalid value"},
+		{"oneof twice", vsHead + "spec: {hosts: [a], http: [{match: [{uri: {exact: /a, prefix: /b}}], route: [{destination: {host: a}}]}]}", vsObj, "spec.http[0].match[0].uri.prefix", "only one of"},
+		{"field twice by both names", drHead + "spec: {host: a, exportTo: [.], export_to: ['*']}", drObj, "spec.export_to", "field set twice"},
+		{"bool as string", drHead + "spec: {host: a, trafficPolicy: {outlierDetection: {splitExternalLocalOriginErrors: 'yes'}}}", drObj, "spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors", "expected a boolean"},
+		{"wrapper wrong type", vsHead + "spec: {hosts: [a], http: [{route: [{destination: {host: a}}], corsPolicy: {allowCredentials: maybe}}]}", vsObj, "spec.http[0].corsPolicy.allowCredentials", "expected a boolean"},
+		{"map value wrong type", vsHead + "spec: {hosts: [a], http: [{match: [{headers: {x: exact}}], route: [{destination: {host: a}}]}]}", vsObj, `spec.http[0].match[0].headers["x"]`, "expected an object"},
+		{"bad base64", vsHead + "spec: {hosts: [a], http: [{directResponse: {status: 200, body: {bytes: '!!!'}}}]}", vsObj, "spec.http[0].directResponse.body.bytes", "base64"},
+		{"null in list", vsHead + "spec: {hosts: [a, null], http: [{route: [{destination: {host: a}}]}]}", vsObj, "spec.hosts[1]", "null"},
+		{"spec not an object", vsHead + "spec: [1, 2]", vsObj, "spec", "expected an object"},
+		{"unknown top-level field", vsHead + "specs: {}", vsObj, "specs", "unknown field"},
+		{"unknown metadata field", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: bookinfo, nmespace: x}\nspec: {}", vsObj, "metadata.nmespace", "unknown field"},
+		{"bad apiVersion", "apiVersion: networking.istio.io/v2\nkind: VirtualService\nmetadata: {name: reviews, namespace: bookinfo}\nspec: {}", vsObj, "apiVersion", "unsupported apiVersion"},
+		{"unknown kind", "apiVersion: networking.istio.io/v1\nkind: VirtualServic\nmetadata: {name: reviews}\nspec: {}", "object default/reviews", "kind", "unsupported kind"},
+		{"missing name", "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {namespace: x}\nspec: {}", "Gateway (document 1)", "metadata.name", "name is required"},
+		{"bad name", "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: Bad_Name}\nspec: {}", "Gateway (document 1)", "metadata.name", "DNS-1123"},
+		{"bad namespace", "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: -x}\nspec: {}", "Gateway (document 1)", "metadata.namespace", "DNS-1123"},
+		{"bad label", "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, labels: {'a b': c}}\nspec: {}", "Gateway default/gw", `metadata.labels["a b"]`, "invalid label"},
+		{"yaml syntax", "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw\n", "document 1", "", "parsing YAML"},
+		{"not an object", "- a\n- b\n", "document 1", "", "expected an object"},
+		{"duplicate yaml key", vsHead + "spec: {hosts: [a], hosts: [b]}", "document 1", "", "parsing YAML"},
+		{"missing apiVersion", "kind: Gateway\nmetadata: {name: gw}\nspec: {}", "Gateway default/gw", "apiVersion", "apiVersion is required"},
+		{"list item bad", `{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"networking.istio.io/v1","kind":"Gateway","metadata":{"name":"gw"},"spec":{"servers":[{"port":{"numbr":80}}]}}]}`, "Gateway default/gw", "items[0].spec.servers[0].port.numbr", "unknown field"},
+		{"sidecar wrong nested type", "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec: {egress: [{hosts: ['./*'], port: 80}]}", "Sidecar default/s", "spec.egress[0].port", "expected an object"},
+		{"service entry bad enum", "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: se}\nspec: {hosts: [a.com], resolution: DNSX}", "ServiceEntry default/se", "spec.resolution", "invalid value"},
+		{"workload entry ports wrong type", "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: we}\nspec: {address: 1.2.3.4, ports: {http: eighty}}", "WorkloadEntry default/we", `spec.ports["http"]`, "integer"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			const file = "testdata/bad.yaml"
+			objs, errs := Decode(file, []byte(tc.doc))
+			if len(objs) != 0 {
+				t.Errorf("bad document decoded to %d objects", len(objs))
+			}
+			if len(errs) == 0 {
+				t.Fatal("no error")
+			}
+			var found bool
+			for _, err := range errs {
+				var ce *Error
+				if !errors.As(err, &ce) {
+					t.Fatalf("error %T is not *config.Error: %v", err, err)
+				}
+				msg := err.Error()
+				if ce.Field == tc.field && strings.Contains(msg, tc.msg) && strings.Contains(msg, tc.object) && strings.HasPrefix(msg, file+": ") {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("want an error naming %q, %q, field %q, containing %q; got:\n%v", file, tc.object, tc.field, tc.msg, errors.Join(errs...))
+			}
+		})
+	}
+}
+
+func TestDecodeKeepsGoodDocuments(t *testing.T) {
+	in := "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: bad}\nspec: {nope: 1}\n---\n" +
+		"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: good}\nspec: {}\n"
+	objs, errs := Decode("two.yaml", []byte(in))
+	if len(objs) != 1 || objs[0].Name != "good" || len(errs) != 1 {
+		t.Fatalf("objs %v errs %v", objs, errs)
+	}
+	if k, ok := errs[0].(*Error).Key(); !ok || k.Name != "bad" {
+		t.Errorf("error key: %v %v", k, ok)
+	}
+}
+
+func TestDecodeLimits(t *testing.T) {
+	deep := "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec: " + strings.Repeat("[", 200) + strings.Repeat("]", 200)
+	if _, errs := Decode("deep.yaml", []byte(deep)); len(errs) == 0 || !strings.Contains(errs[0].Error(), "deeper") {
+		t.Errorf("deep: %v", errs)
+	}
+	block := "a:\n"
+	for i := 1; i < 100; i++ {
+		block += strings.Repeat(" ", i) + "a:\n"
+	}
+	if _, errs := Decode("deep2.yaml", []byte(block)); len(errs) == 0 || !strings.Contains(errs[0].Error(), "deeper") {
+		t.Errorf("deep block: %v", errs)
+	}
+	many := strings.Repeat("a: 1\n---\n", MaxDocuments+1)
+	if _, errs := Decode("many.yaml", []byte(many)); len(errs) != 1 || !strings.Contains(errs[0].Error(), "documents") {
+		t.Errorf("many: %v", errs)
+	}
+	big := "a: \"" + strings.Repeat("x", MaxDocumentSize) + "\"\n"
+	if _, errs := Decode("big.yaml", []byte(big)); len(errs) != 1 || !strings.Contains(errs[0].Error(), "bytes") {
+		t.Errorf("big: %v", errs)
+	}
+	bomb := "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n" +
+		"d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n" +
+		"g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+	if _, errs := Decode("bomb.yaml", []byte(bomb)); len(errs) == 0 {
+		t.Errorf("alias bomb accepted")
+	}
+}
+
+func TestKindFor(t *testing.T) {
+	for in, want := range map[string]Kind{
+		"virtualservice": VirtualService, "VirtualServices": VirtualService, "vs": VirtualService, "VS": VirtualService,
+		"dr": DestinationRule, "destinationrules.networking.istio.io": DestinationRule, "se": ServiceEntry,
+		"we": WorkloadEntry, "wg": WorkloadGroup, "workloadgroups": WorkloadGroup, "sidecar": Sidecar,
+		"gw": Gateway, "Gateway": Gateway, "serviceentries": ServiceEntry,
+	} {
+		if got, ok := KindFor(in); !ok || got != want {
+			t.Errorf("KindFor(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "pods", "v", "authorizationpolicy"} {
+		if k, ok := KindFor(in); ok {
+			t.Errorf("KindFor(%q) = %q, want not found", in, k)
+		}
+	}
+	for _, k := range Kinds {
+		if NewSpec(k) == nil {
+			t.Errorf("NewSpec(%s) = nil", k)
+		}
+	}
+	if NewSpec("Pod") != nil {
+		t.Error("NewSpec(Pod) != nil")
+	}
+}

@@ -1,0 +1,508 @@
+// Package file is Strait's directory config source (straitd --config-dir): it reads every
+// *.yaml, *.yml and *.json file under a directory tree, decodes and validates the Istio objects in
+// them, and watches the tree with fsnotify so that adding, changing and deleting files takes
+// effect without a restart.
+//
+// A bad document never takes good config down: when a document stops decoding or validating, the
+// last good version of that object (by kind, namespace and name) keeps serving and the error is
+// reported by Errors, in the log and in the metrics. When a file is deleted, its objects go away.
+// When the same object is defined in two files, the first file in path order wins and the others
+// are errors.
+package file
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/strait-mesh/strait/controlplane/config"
+)
+
+// Options configure a Source. The zero value is usable.
+type Options struct {
+	// Logger receives reload results and newly found errors; nil means slog.Default().
+	Logger *slog.Logger
+	// Debounce is how long the source waits for more changes after a file event before
+	// reloading (default 100ms).
+	Debounce time.Duration
+	// MaxDelay bounds how long a stream of events can delay a reload (default 1s).
+	MaxDelay time.Duration
+	// Resync, when positive, rescans the tree at this interval in addition to watching it, for
+	// file systems where change notifications are unreliable.
+	Resync time.Duration
+}
+
+// Source serves the objects under a directory. It is safe for concurrent use; List, Errors and
+// Warnings may be called while Run is running.
+type Source struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+
+	// reloadMu serializes reloads; mu guards the published state below.
+	reloadMu sync.Mutex
+	mu       sync.RWMutex
+	objs     []*config.Object
+	errs     []error
+	warnings []error
+	served   map[config.Key]served
+	files    map[string]*parsed // by path, from the last reload
+	stats    stats
+}
+
+// served is one accepted object and the file that currently defines it.
+type served struct {
+	obj  *config.Object
+	path string
+}
+
+// parsed is the decoded and validated content of one file.
+type parsed struct {
+	sum    [sha256.Size]byte
+	good   []*config.Object
+	errs   []error
+	bad    []config.Key // keys of objects whose documents have errors
+	broken bool         // some document has errors and an unknown key
+}
+
+var _ config.Source = (*Source)(nil)
+
+// New returns a source for dir and loads it once, so that List and Errors answer before Run is
+// called. Problems reading dir are reported by Errors; Run reports them as an error.
+func New(dir string, opts Options) *Source {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = 100 * time.Millisecond
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = time.Second
+	}
+	s := &Source{
+		dir:    dir,
+		opts:   opts,
+		log:    opts.Logger.With("source", "file", "dir", dir),
+		served: map[config.Key]served{},
+		files:  map[string]*parsed{},
+	}
+	s.Reload()
+	return s
+}
+
+// List returns the accepted objects sorted by kind, namespace and name. The slice and the objects
+// are shared: do not modify them.
+func (s *Source) List() []*config.Object {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.objs
+}
+
+// Errors returns the current errors: documents that do not decode or validate, duplicate
+// definitions and unreadable files. Each is a *config.Error when it concerns a document.
+func (s *Source) Errors() []error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.errs
+}
+
+// Warnings returns the cross-object findings of config.ValidateSet over the accepted objects.
+func (s *Source) Warnings() []error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.warnings
+}
+
+// Dir returns the watched directory.
+func (s *Source) Dir() string { return s.dir }
+
+// Reload rescans the directory now and reports whether the accepted objects, errors or warnings
+// changed. Run calls it after file events; tests and a SIGHUP handler may call it directly.
+func (s *Source) Reload() bool {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	files, _, walkErr := s.scan()
+
+	s.mu.RLock()
+	prevFiles, prevServed, prevErrs := s.files, s.served, s.errs
+	s.mu.RUnlock()
+
+	newFiles := make(map[string]*parsed, len(files))
+	var errs []error
+	if walkErr != nil {
+		errs = append(errs, walkErr)
+	}
+	for _, path := range files {
+		p, err := s.load(path, prevFiles[path])
+		if err != nil {
+			errs = append(errs, err)
+			// Unreadable now (for example, deleted during the scan): keep what it served.
+			if prev := prevFiles[path]; prev != nil {
+				p = &parsed{good: prev.good, broken: true}
+			} else {
+				continue
+			}
+		}
+		newFiles[path] = p
+	}
+	servedNow, dupErrs := merge(files, newFiles, prevServed)
+	for _, path := range files {
+		if p := newFiles[path]; p != nil {
+			errs = append(errs, p.errs...)
+		}
+	}
+	errs = append(errs, dupErrs...)
+
+	objs := make([]*config.Object, 0, len(servedNow))
+	for _, sv := range servedNow {
+		objs = append(objs, sv.obj)
+	}
+	sort.Slice(objs, func(i, j int) bool { return keyLess(objs[i].Key(), objs[j].Key()) })
+	warnings := config.ValidateSet(objs)
+
+	changed := !sameServed(prevServed, servedNow) || !sameErrors(prevErrs, errs)
+	s.mu.Lock()
+	changed = changed || !sameErrors(s.warnings, warnings)
+	s.files, s.served, s.objs, s.errs, s.warnings = newFiles, servedNow, objs, errs, warnings
+	s.stats.record(errs, len(warnings), objs)
+	s.mu.Unlock()
+
+	if changed {
+		s.logResult(prevErrs, errs, warnings, len(objs))
+	}
+	return changed
+}
+
+// merge decides which object serves each key. Good definitions win, the first file in path order
+// first; a key whose document is now bad keeps its previous object (last known good); a file with
+// a document whose key is unknown keeps serving the objects it served before.
+func merge(files []string, parsedFiles map[string]*parsed, prev map[config.Key]served) (map[config.Key]served, []error) {
+	out := map[config.Key]served{}
+	var errs []error
+	for _, path := range files {
+		p := parsedFiles[path]
+		if p == nil {
+			continue
+		}
+		for _, o := range p.good {
+			k := o.Key()
+			if first, dup := out[k]; dup {
+				errs = append(errs, &config.Error{
+					Origin: path, Kind: k.Kind, Namespace: k.Namespace, Name: k.Name, Field: "metadata.name",
+					Msg: fmt.Sprintf("duplicate definition: %s already defines it and is used", first.path),
+				})
+				continue
+			}
+			out[k] = served{obj: o, path: path}
+		}
+	}
+	for _, path := range files {
+		p := parsedFiles[path]
+		if p == nil {
+			continue
+		}
+		for _, k := range p.bad {
+			if _, ok := out[k]; ok {
+				continue
+			}
+			if old, ok := prev[k]; ok {
+				out[k] = served{obj: old.obj, path: path}
+			}
+		}
+		if p.broken {
+			for k, old := range prev {
+				if _, ok := out[k]; !ok && old.path == path {
+					out[k] = old
+				}
+			}
+		}
+	}
+	return out, errs
+}
+
+// load reads and parses one file, reusing prev when the content is unchanged.
+func (s *Source) load(path string, prev *parsed) (*parsed, error) {
+	data, err := readLimited(path, config.MaxInputSize)
+	if err != nil {
+		return nil, &config.Error{Origin: path, Msg: fmt.Sprintf("reading file: %v", err)}
+	}
+	sum := sha256.Sum256(data)
+	if prev != nil && prev.sum == sum {
+		return prev, nil
+	}
+	p := &parsed{sum: sum}
+	objs, derrs := config.Decode(path, data)
+	for _, e := range derrs {
+		p.addErr(e)
+	}
+	for _, o := range objs {
+		if err := config.Validate(o); err != nil {
+			for _, e := range config.Errors(err) {
+				p.addErr(e)
+			}
+			p.bad = append(p.bad, o.Key())
+			continue
+		}
+		p.good = append(p.good, o)
+	}
+	return p, nil
+}
+
+// addErr records a document error and, when the error names the object, its key.
+func (p *parsed) addErr(err error) {
+	p.errs = append(p.errs, err)
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		if k, ok := ce.Key(); ok {
+			p.bad = append(p.bad, k)
+			return
+		}
+	}
+	p.broken = true
+}
+
+// readLimited reads a file of at most limit bytes.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("file is larger than %d bytes", limit)
+	}
+	return data, nil
+}
+
+// isConfigFile reports whether name has a config file extension.
+func isConfigFile(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+// hidden reports whether a file or directory name is hidden (editor swap files, Kubernetes
+// ConfigMap "..data" directories, ".git").
+func hidden(name string) bool { return strings.HasPrefix(name, ".") }
+
+// scan lists the config files (sorted) and the directories to watch under s.dir. Symbolic links
+// to files are followed (ConfigMap volumes use them); links to directories are not.
+func (s *Source) scan() (files, dirs []string, err error) {
+	walkErr := filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if path == s.dir {
+				return err
+			}
+			s.log.Warn("skipping unreadable path", "path", path, "err", err)
+			return nil
+		}
+		if path != s.dir && hidden(d.Name()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			dirs = append(dirs, path)
+			return nil
+		}
+		if !isConfigFile(d.Name()) {
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			fi, err := os.Stat(path)
+			if err != nil || !fi.Mode().IsRegular() {
+				return nil
+			}
+		} else if !d.Type().IsRegular() {
+			return nil
+		}
+		files = append(files, path)
+		return nil
+	})
+	sort.Strings(files)
+	if walkErr != nil {
+		return files, dirs, fmt.Errorf("reading config directory %s: %w", s.dir, walkErr)
+	}
+	return files, dirs, nil
+}
+
+// Run watches the directory tree and reloads after changes (debounced), calling onChange after
+// each reload that changed the accepted objects, the errors or the warnings. New subdirectories
+// are watched as they appear. It returns nil when ctx is done, or an error when the directory
+// cannot be watched.
+func (s *Source) Run(ctx context.Context, onChange func()) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("creating file watcher: %w", err)
+	}
+	defer w.Close()
+	if err := w.Add(s.dir); err != nil {
+		return fmt.Errorf("watching %s: %w", s.dir, err)
+	}
+	watched := map[string]bool{s.dir: true}
+	syncWatches := func() {
+		_, dirs, _ := s.scan()
+		now := map[string]bool{s.dir: true}
+		for _, d := range dirs {
+			now[d] = true
+			if !watched[d] {
+				if err := w.Add(d); err != nil {
+					s.log.Warn("cannot watch directory", "path", d, "err", err)
+					continue
+				}
+				watched[d] = true
+			}
+		}
+		for d := range watched {
+			if !now[d] {
+				_ = w.Remove(d) // already gone with the directory in most cases
+				delete(watched, d)
+			}
+		}
+	}
+	reload := func() {
+		syncWatches()
+		if s.Reload() && onChange != nil {
+			onChange()
+		}
+	}
+	// Changes between New and Run, and directories to watch.
+	reload()
+
+	var (
+		timer    *time.Timer
+		timerC   <-chan time.Time
+		first    time.Time
+		resyncC  <-chan time.Time
+		resyncer *time.Ticker
+	)
+	if s.opts.Resync > 0 {
+		resyncer = time.NewTicker(s.opts.Resync)
+		defer resyncer.Stop()
+		resyncC = resyncer.C
+	}
+	schedule := func() {
+		now := time.Now()
+		if timer == nil {
+			first = now
+			timer = time.NewTimer(s.opts.Debounce)
+			timerC = timer.C
+			return
+		}
+		wait := s.opts.Debounce
+		if rest := s.opts.MaxDelay - now.Sub(first); rest < wait {
+			wait = max(rest, 0)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+	}
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("file watcher closed")
+			}
+			if ev.Op == fsnotify.Chmod {
+				continue
+			}
+			if ev.Op&fsnotify.Create != 0 {
+				if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() && !hidden(filepath.Base(ev.Name)) {
+					syncWatches() // watch a new subdirectory at once, before files land in it
+				}
+			}
+			schedule()
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("file watcher closed")
+			}
+			// Typically an event queue overflow: events were lost, so rescan.
+			s.log.Warn("file watcher error; rescanning", "err", err)
+			schedule()
+		case <-timerC:
+			timer, timerC = nil, nil
+			reload()
+		case <-resyncC:
+			reload()
+		}
+	}
+}
+
+// logResult logs a reload that changed something: newly found errors at Warn, the summary at Info.
+func (s *Source) logResult(prev, errs, warnings []error, objects int) {
+	old := make(map[string]bool, len(prev))
+	for _, e := range prev {
+		old[e.Error()] = true
+	}
+	for _, e := range errs {
+		if !old[e.Error()] {
+			s.log.Warn("rejected config", "err", e)
+		}
+	}
+	s.log.Info("config reloaded", "objects", objects, "errors", len(errs), "warnings", len(warnings))
+}
+
+func keyLess(a, b config.Key) bool {
+	if a.Kind != b.Kind {
+		return a.Kind < b.Kind
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+// sameServed reports whether two accepted sets hold the same object values (by identity).
+func sameServed(a, b map[config.Key]served) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w.obj != v.obj {
+			return false
+		}
+	}
+	return true
+}
+
+func sameErrors(a, b []error) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Error() != b[i].Error() {
+			return false
+		}
+	}
+	return true
+}
