@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
@@ -101,9 +100,11 @@ func (s *proxySnapshot) typeVersions() map[string]string {
 
 // resourceInfo is the memoized result of checking one resource object.
 type resourceInfo struct {
-	name string
-	hash string
-	err  error
+	typeURL string
+	name    string
+	hash    string // content hash, the resource's delta version
+	item    uint64 // hash of name and content, summed into the type version
+	err     error
 }
 
 // interner validates, hashes and shares resources within one push epoch. Resource objects are
@@ -111,7 +112,8 @@ type resourceInfo struct {
 // that do not depend on the proxy) has it marshaled and validated once per epoch. A new interner
 // is started for every push round so that objects of old snapshots can be collected.
 type interner struct {
-	res sync.Map // types.Resource → resourceInfo
+	res   sync.Map // types.Resource → resourceInfo
+	lists sync.Map // listKey → *typeSet
 
 	mu   sync.Mutex
 	sets map[string]*typeSet // typeURL + "\x00" + version → set
@@ -126,10 +128,10 @@ func (in *interner) info(r types.Resource) resourceInfo {
 	if v, ok := in.res.Load(r); ok {
 		return v.(resourceInfo)
 	}
-	ri := resourceInfo{name: cache.GetResourceName(r)}
+	ri := resourceInfo{typeURL: typeURLOf(r), name: cache.GetResourceName(r)}
 	if v, ok := r.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {
-			ri.err = fmt.Errorf("invalid %s %q: %w", shortType(typeURLOf(r)), ri.name, err)
+			ri.err = fmt.Errorf("invalid %s %q: %w", shortType(ri.typeURL), ri.name, err)
 		}
 	}
 	if ri.err == nil {
@@ -138,6 +140,7 @@ func (in *interner) info(r types.Resource) resourceInfo {
 			ri.err = fmt.Errorf("marshaling %q: %w", ri.name, err)
 		} else {
 			ri.hash = hashHex(xxhash.Sum64(b))
+			ri.item = xxhash.Sum64String(ri.name + "\x00" + ri.hash)
 		}
 	}
 	in.res.Store(r, ri)
@@ -168,64 +171,79 @@ func (in *interner) snapshot(res translate.Resources) (*proxySnapshot, error) {
 	return out, nil
 }
 
-type namedInfo struct {
-	resourceInfo
-	r types.Resource
+// listKey identifies a generator's output slice by identity: generators that share a slice
+// between proxies (the same backing array and length) get the typeSet without a per-item pass.
+type listKey struct {
+	typeURL string
+	first   *types.Resource
+	n       int
 }
 
 func (in *interner) typeSet(typeURL string, list []types.Resource) (*typeSet, error) {
-	infos := make([]namedInfo, 0, len(list))
-	for _, r := range list {
+	var lk listKey
+	if len(list) > 0 {
+		lk = listKey{typeURL, &list[0], len(list)}
+		if v, ok := in.lists.Load(lk); ok {
+			return v.(*typeSet), nil
+		}
+	}
+	// The version is a hash of the count and the sum of per-item hashes (name and content): it
+	// does not depend on the order of the list, so no sort is needed per proxy.
+	infos := make([]resourceInfo, len(list))
+	var sum uint64
+	for i, r := range list {
 		if r == nil {
 			return nil, fmt.Errorf("generator returned a nil %s resource", shortType(typeURL))
-		}
-		if got := typeURLOf(r); got != typeURL {
-			return nil, fmt.Errorf("resource %q of type %s listed under %s", cache.GetResourceName(r), got, typeURL)
 		}
 		ri := in.info(r)
 		if ri.err != nil {
 			return nil, ri.err
 		}
-		infos = append(infos, namedInfo{ri, r})
-	}
-	slices.SortFunc(infos, func(a, b namedInfo) int {
-		switch {
-		case a.name < b.name:
-			return -1
-		case a.name > b.name:
-			return 1
+		if ri.typeURL != typeURL {
+			return nil, fmt.Errorf("resource %q of type %s listed under %s", ri.name, ri.typeURL, typeURL)
 		}
-		return 0
-	})
+		infos[i] = ri
+		sum += ri.item
+	}
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(len(list)))
+	binary.BigEndian.PutUint64(b[8:], sum)
 	h := xxhash.New()
 	_, _ = h.WriteString(typeURL)
-	for i, ri := range infos {
-		if i > 0 && infos[i-1].name == ri.name {
-			return nil, fmt.Errorf("duplicate %s resource name %q", shortType(typeURL), ri.name)
-		}
-		_, _ = h.WriteString("\x00" + ri.name + "\x00" + ri.hash)
-	}
+	_, _ = h.Write(b[:])
 	version := hashHex(h.Sum64())
 	key := typeURL + "\x00" + version
 
 	in.mu.Lock()
-	defer in.mu.Unlock()
-	if set, ok := in.sets[key]; ok {
-		return set, nil
+	set, ok := in.sets[key]
+	in.mu.Unlock()
+	if !ok {
+		set = &typeSet{
+			typeURL:   typeURL,
+			version:   version,
+			items:     make(map[string]types.ResourceWithTTL, len(infos)),
+			resources: make(map[string]types.Resource, len(infos)),
+			versions:  make(map[string]string, len(infos)),
+		}
+		for i, ri := range infos {
+			if _, dup := set.resources[ri.name]; dup {
+				return nil, fmt.Errorf("duplicate %s resource name %q", shortType(typeURL), ri.name)
+			}
+			set.items[ri.name] = types.ResourceWithTTL{Resource: list[i]}
+			set.resources[ri.name] = list[i]
+			set.versions[ri.name] = ri.hash
+		}
+		in.mu.Lock()
+		if prev, ok := in.sets[key]; ok {
+			set = prev // built concurrently by another proxy; share one
+		} else {
+			in.sets[key] = set
+		}
+		in.mu.Unlock()
 	}
-	set := &typeSet{
-		typeURL:   typeURL,
-		version:   version,
-		items:     make(map[string]types.ResourceWithTTL, len(infos)),
-		resources: make(map[string]types.Resource, len(infos)),
-		versions:  make(map[string]string, len(infos)),
+	if len(list) > 0 {
+		in.lists.Store(lk, set)
 	}
-	for _, ri := range infos {
-		set.items[ri.name] = types.ResourceWithTTL{Resource: ri.r}
-		set.resources[ri.name] = ri.r
-		set.versions[ri.name] = ri.hash
-	}
-	in.sets[key] = set
 	return set, nil
 }
 

@@ -40,7 +40,10 @@ const (
 
 // Options configure a Server. Only Generator is required.
 type Options struct {
-	// Generator produces each proxy's resources. It is called concurrently.
+	// Generator produces each proxy's resources. It is called concurrently. The returned slices
+	// and resources are treated as immutable and shared: a resource object (or a whole slice)
+	// returned for many proxies is validated, hashed and held once, so generators should reuse
+	// objects that do not depend on the proxy.
 	Generator translate.Generator
 	// Debounce is the quiet period after an Update before a push starts (default 100 ms; a
 	// negative value disables debouncing). MaxDelay bounds the wait under a steady stream of

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/internal/node"
+)
+
+var subscribed = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
+
+// runDriver starts the server child, ramps up the proxies, measures memory, then times updates.
+func runDriver(cfg config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding own executable: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, exe, "-role=server",
+		"-services="+strconv.Itoa(cfg.services), "-ports="+strconv.Itoa(cfg.ports),
+		"-debounce="+cfg.debounce.String(), "-generator="+cfg.generator, "-timeout="+cfg.timeout.String())
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("server stdin: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("server stdout: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting server: %w", err)
+	}
+	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("reading server address: %w", err)
+	}
+	var xdsAddr, ctlAddr string
+	if _, err := fmt.Sscanf(line, "LISTEN %s %s", &xdsAddr, &ctlAddr); err != nil {
+		return fmt.Errorf("server said %q: %w", line, err)
+	}
+	ctl := "http://" + ctlAddr
+
+	base, err := getJSON[memStats](ctx, ctl+"/mem")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("server: %d services × %d ports = %d clusters, generator %s, debounce %s\n",
+		cfg.services, cfg.ports, cfg.services*cfg.ports+2, cfg.generator, cfg.debounce)
+	fmt.Printf("baseline: heap in use %.1f MiB, stacks %.1f MiB, %d goroutines\n",
+		mib(base.HeapInuse), mib(base.StackInuse), base.Goroutines)
+
+	// Ramp up.
+	start := time.Now()
+	proxies := make([]*simProxy, cfg.proxies)
+	sem := make(chan struct{}, cfg.parallel)
+	for i := range proxies {
+		p := newSimProxy(i)
+		proxies[i] = p
+		sem <- struct{}{}
+		go p.run(ctx, xdsAddr)
+		go func() {
+			select {
+			case <-p.ready:
+			case <-ctx.Done():
+			}
+			<-sem
+		}()
+	}
+	for _, p := range proxies {
+		select {
+		case <-p.ready:
+		case err := <-p.failed:
+			return fmt.Errorf("proxy %d: %w", p.n, err)
+		case <-ctx.Done():
+			return fmt.Errorf("ramp-up: %w", ctx.Err())
+		}
+	}
+	ramp := time.Since(start)
+	loaded, err := getJSON[memStats](ctx, ctl+"/mem")
+	if err != nil {
+		return err
+	}
+	n := float64(cfg.proxies)
+	heapPer := (float64(loaded.HeapInuse) - float64(base.HeapInuse)) / n
+	stackPer := (float64(loaded.StackInuse) - float64(base.StackInuse)) / n
+	fmt.Printf("connected: %d proxies synced (CDS, EDS, LDS, RDS ACKed) in %s; server sees %d\n",
+		cfg.proxies, ramp.Round(time.Millisecond), loaded.Connected)
+	fmt.Printf("memory per proxy: heap in use %.3f MiB, + stacks %.3f MiB = %.3f MiB (%d goroutines, sys %.0f MiB)\n",
+		heapPer/(1<<20), stackPer/(1<<20), (heapPer+stackPer)/(1<<20), loaded.Goroutines, mib(loaded.Sys))
+
+	// Updates.
+	expect := []string{resource.EndpointType}
+	if cfg.change == "service" {
+		expect = []string{resource.ClusterType, resource.EndpointType, resource.RouteType}
+	}
+	var all, perProxy []time.Duration
+	for u := range cfg.updates {
+		before := make([][]int, len(proxies))
+		for i, p := range proxies {
+			before[i] = p.counts(expect)
+		}
+		res, err := getJSON[updateResult](ctx, ctl+"/update?change="+cfg.change)
+		if err != nil {
+			return err
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		var worst time.Duration
+		for i, p := range proxies {
+			for {
+				if d, ok := p.ackedAfter(expect, before[i], res.UnixNano); ok {
+					perProxy = append(perProxy, d)
+					worst = max(worst, d)
+					break
+				}
+				if time.Now().After(deadline) || ctx.Err() != nil {
+					return fmt.Errorf("update %d: proxy %d did not ACK within 60s", u+1, i)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}
+		all = append(all, worst)
+	}
+	if len(all) > 0 {
+		fmt.Printf("update → ACK by all %d proxies (%d %s changes): p50 %s  p99 %s  max %s\n",
+			cfg.proxies, cfg.updates, cfg.change, pct(all, 50), pct(all, 99), pct(all, 100))
+		fmt.Printf("update → ACK per proxy (%d samples):            p50 %s  p99 %s  max %s\n",
+			len(perProxy), pct(perProxy, 50), pct(perProxy, 99), pct(perProxy, 100))
+	}
+	return nil
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// pct returns the p-th percentile (nearest rank) of ds.
+func pct(ds []time.Duration, p int) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	i = min(max(i, 1), len(s))
+	return s[i-1].Round(time.Millisecond / 10)
+}
+
+func getJSON[T any](ctx context.Context, url string) (T, error) {
+	var v T
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return v, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return v, fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
+		return v, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return v, nil
+}
+
+// simProxy is a simulated proxy: a Delta ADS stream on its own gRPC connection that subscribes
+// (wildcard) to CDS, EDS, LDS and RDS and ACKs every response at once.
+type simProxy struct {
+	n      int
+	node   *corev3.Node
+	ready  chan struct{}
+	failed chan error
+
+	mu      sync.Mutex
+	got     map[string]int   // responses per type
+	lastAck map[string]int64 // unix nanos of the last ACK sent, per type
+}
+
+func newSimProxy(n int) *simProxy {
+	ip := fmt.Sprintf("127.%d.%d.%d", 1+n/62500, n/250%250, n%250+1)
+	ns := fmt.Sprintf("ns-%d", n%20)
+	return &simProxy{
+		n: n,
+		node: &corev3.Node{
+			Id: node.NewID(node.Sidecar, ip, fmt.Sprintf("app-%d-7d9f", n), ns).String(),
+			Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+				node.MetaNamespace:   structpb.NewStringValue(ns),
+				node.MetaInstanceIPs: structpb.NewStringValue(ip),
+				node.MetaLabels: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+					"app": structpb.NewStringValue(fmt.Sprintf("app-%d", n%50)), "version": structpb.NewStringValue("v1"),
+				}}),
+			}},
+		},
+		ready:   make(chan struct{}),
+		failed:  make(chan error, 1),
+		got:     map[string]int{},
+		lastAck: map[string]int64{},
+	}
+}
+
+func (p *simProxy) run(ctx context.Context, addr string) {
+	err := p.stream(ctx, addr)
+	if err != nil && ctx.Err() == nil {
+		p.failed <- err
+	}
+}
+
+func (p *simProxy) stream(ctx context.Context, addr string) error {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("dialing: %w", err)
+	}
+	defer cc.Close()
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+	if err != nil {
+		return fmt.Errorf("opening stream: %w", err)
+	}
+	for i, t := range subscribed {
+		req := &discovery.DeltaDiscoveryRequest{TypeUrl: t}
+		if i == 0 {
+			req.Node = p.node
+		}
+		if err := st.Send(req); err != nil {
+			return fmt.Errorf("subscribing: %w", err)
+		}
+	}
+	isReady := false
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("receiving: %w", err)
+		}
+		if err := st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}); err != nil {
+			return fmt.Errorf("acking: %w", err)
+		}
+		now := time.Now().UnixNano()
+		p.mu.Lock()
+		p.got[resp.GetTypeUrl()]++
+		p.lastAck[resp.GetTypeUrl()] = now
+		all := len(p.got) == len(subscribed)
+		p.mu.Unlock()
+		if all && !isReady {
+			isReady = true
+			close(p.ready)
+		}
+	}
+}
+
+func (p *simProxy) counts(types []string) []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]int, len(types))
+	for i, t := range types {
+		out[i] = p.got[t]
+	}
+	return out
+}
+
+// ackedAfter reports whether every type got a response since before, and the time from t0 to the
+// last of their ACKs.
+func (p *simProxy) ackedAfter(types []string, before []int, t0 int64) (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var last int64
+	for i, t := range types {
+		if p.got[t] <= before[i] {
+			return 0, false
+		}
+		last = max(last, p.lastAck[t])
+	}
+	return time.Duration(last - t0), true
+}

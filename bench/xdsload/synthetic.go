@@ -1,0 +1,257 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	meshconfig "istio.io/api/mesh/v1alpha1"
+
+	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/controlplane/registry"
+	"github.com/strait-mesh/strait/controlplane/translate"
+)
+
+// synthetic is a Generator with realistic resource counts and sizes, standing in for the real
+// translator: per snapshot it builds, once, an outbound cluster and a ClusterLoadAssignment per
+// service port, a route configuration per port with a virtual host per service, the
+// PassthroughCluster/BlackHoleCluster and the 15001 outbound listener, and shares them between all
+// proxies; each proxy also gets its own 15006 inbound listener bound to its IP.
+type synthetic struct {
+	mu     sync.Mutex
+	snap   *mesh.Snapshot
+	shared translate.Resources
+}
+
+var _ translate.Generator = (*synthetic)(nil)
+
+// Generate implements translate.Generator.
+func (g *synthetic) Generate(snap *mesh.Snapshot, p *translate.Proxy) (translate.Resources, error) {
+	shared, err := g.sharedFor(snap)
+	if err != nil {
+		return nil, err
+	}
+	ip := "0.0.0.0"
+	if len(p.IPs) > 0 {
+		ip = p.IPs[0]
+	}
+	inbound, err := tcpListener("virtualInbound", ip, 15006, "InboundPassthroughCluster")
+	if err != nil {
+		return nil, err
+	}
+	listeners := append(append(make([]types.Resource, 0, 2), shared[resource.ListenerType]...), inbound)
+	return translate.Resources{
+		resource.ClusterType:  shared[resource.ClusterType],
+		resource.EndpointType: shared[resource.EndpointType],
+		resource.RouteType:    shared[resource.RouteType],
+		resource.ListenerType: listeners,
+	}, nil
+}
+
+func (g *synthetic) sharedFor(snap *mesh.Snapshot) (translate.Resources, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.snap == snap {
+		return g.shared, nil
+	}
+	var clusters, eps []types.Resource
+	routes := map[uint32]*routev3.RouteConfiguration{}
+	var ports []uint32
+	for _, svc := range snap.Services {
+		key := mesh.ServiceKey{Hostname: svc.Hostname, Namespace: svc.Namespace}
+		for _, port := range svc.Ports {
+			name := fmt.Sprintf("outbound|%d||%s", port.Number, svc.Hostname)
+			clusters = append(clusters, edsCluster(name))
+			cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+			lle := &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{Region: "eu", Zone: "eu-1"}}
+			for _, ep := range snap.Endpoints[key] {
+				if ep.ServicePortName != port.Name {
+					continue
+				}
+				lle.LbEndpoints = append(lle.LbEndpoints, &endpointv3.LbEndpoint{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+						Address: socketAddress(ep.Address, ep.Port)}},
+					LoadBalancingWeight: wrapperspb.UInt32(1),
+				})
+			}
+			cla.Endpoints = []*endpointv3.LocalityLbEndpoints{lle}
+			eps = append(eps, cla)
+			rc := routes[port.Number]
+			if rc == nil {
+				rc = &routev3.RouteConfiguration{Name: strconv.Itoa(int(port.Number)), ValidateClusters: wrapperspb.Bool(false)}
+				routes[port.Number] = rc
+				ports = append(ports, port.Number)
+			}
+			short := svc.Hostname[:len(svc.Hostname)-len(".svc.cluster.local")]
+			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
+				Name:    fmt.Sprintf("%s:%d", svc.Hostname, port.Number),
+				Domains: []string{svc.Hostname, fmt.Sprintf("%s:%d", svc.Hostname, port.Number), short, fmt.Sprintf("%s:%d", short, port.Number)},
+				Routes: []*routev3.Route{{
+					Name:  "default",
+					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name},
+						Timeout:          durationpb.New(0),
+						RetryPolicy: &routev3.RetryPolicy{
+							RetryOn: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes", NumRetries: wrapperspb.UInt32(2),
+						},
+					}},
+				}},
+			})
+		}
+	}
+	clusters = append(clusters,
+		&clusterv3.Cluster{Name: "PassthroughCluster", ConnectTimeout: durationpb.New(10 * time.Second),
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+			LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED},
+		&clusterv3.Cluster{Name: "BlackHoleCluster", ConnectTimeout: durationpb.New(10 * time.Second),
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}},
+	)
+	var rcs []types.Resource
+	for _, port := range ports {
+		rcs = append(rcs, routes[port])
+	}
+	outbound, err := tcpListener("virtualOutbound", "0.0.0.0", 15001, "PassthroughCluster")
+	if err != nil {
+		return nil, err
+	}
+	g.snap = snap
+	g.shared = translate.Resources{
+		resource.ClusterType:  clusters,
+		resource.EndpointType: eps,
+		resource.RouteType:    rcs,
+		resource.ListenerType: {outbound},
+	}
+	return g.shared, nil
+}
+
+func edsCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		AltStatName:          name,
+		ConnectTimeout:       durationpb.New(10 * time.Second),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{ServiceName: name, EdsConfig: &corev3.ConfigSource{
+			ResourceApiVersion:    corev3.ApiVersion_V3,
+			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}},
+		LbPolicy: clusterv3.Cluster_LEAST_REQUEST,
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			MaxConnections: wrapperspb.UInt32(4294967295), MaxPendingRequests: wrapperspb.UInt32(4294967295),
+			MaxRequests: wrapperspb.UInt32(4294967295), MaxRetries: wrapperspb.UInt32(4294967295),
+			TrackRemaining: true,
+		}}},
+		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{LocalityConfigSpecifier: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{
+			LocalityWeightedLbConfig: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig{}}},
+	}
+}
+
+func socketAddress(ip string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
+}
+
+func tcpListener(name, ip string, port uint32, cluster string) (*listenerv3.Listener, error) {
+	tp, err := anypb.New(&tcpproxyv3.TcpProxy{StatPrefix: cluster,
+		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster}})
+	if err != nil {
+		return nil, fmt.Errorf("building tcp_proxy: %w", err)
+	}
+	return &listenerv3.Listener{
+		Name:    name,
+		Address: socketAddress(ip, port),
+		FilterChains: []*listenerv3.FilterChain{{
+			Name: cluster,
+			Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.tcp_proxy",
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tp}}},
+		}},
+		UseOriginalDst: wrapperspb.Bool(port == 15001),
+	}, nil
+}
+
+// meshModel is the benchmark's mutable mesh: services × ports with three endpoints each. Each
+// change produces a new immutable mesh.Snapshot.
+type meshModel struct {
+	version  uint64
+	services []*registry.Service
+	eps      map[mesh.ServiceKey][]*registry.Endpoint
+	changes  int
+}
+
+var benchPorts = []registry.Port{
+	{Name: "http", Number: 80, Protocol: registry.HTTP},
+	{Name: "grpc", Number: 9090, Protocol: registry.GRPC},
+	{Name: "tcp", Number: 5432, Protocol: registry.TCP},
+}
+
+func newMeshModel(services, ports int) *meshModel {
+	m := &meshModel{eps: map[mesh.ServiceKey][]*registry.Endpoint{}}
+	for i := range services {
+		m.addService(i, ports)
+	}
+	return m
+}
+
+func (m *meshModel) addService(i, ports int) {
+	ns := fmt.Sprintf("ns-%d", i%20)
+	svc := &registry.Service{
+		Hostname:  fmt.Sprintf("svc-%d.%s.svc.cluster.local", i, ns),
+		Namespace: ns,
+		Addresses: []string{fmt.Sprintf("240.240.%d.%d", i/250, i%250+1)},
+		Ports:     benchPorts[:ports],
+		ExportTo:  []string{"*"},
+		Origin:    "ServiceEntry/" + ns + "/svc-" + strconv.Itoa(i),
+	}
+	m.services = append(m.services, svc)
+	key := mesh.ServiceKey{Hostname: svc.Hostname, Namespace: ns}
+	for e := range 3 {
+		for _, p := range svc.Ports {
+			m.eps[key] = append(m.eps[key], &registry.Endpoint{
+				Address: fmt.Sprintf("198.18.%d.%d", i%250, e+1), Port: 8000 + p.Number%1000, ServicePortName: p.Name,
+			})
+		}
+	}
+}
+
+// change applies one config change: "endpoint" moves an endpoint of one service (EDS only);
+// "service" adds a service (CDS, EDS and RDS change).
+func (m *meshModel) change(kind string, ports int) {
+	m.changes++
+	switch kind {
+	case "service":
+		m.addService(len(m.services), ports)
+	default:
+		svc := m.services[m.changes%len(m.services)]
+		key := mesh.ServiceKey{Hostname: svc.Hostname, Namespace: svc.Namespace}
+		eps := append([]*registry.Endpoint(nil), m.eps[key]...)
+		moved := *eps[0]
+		moved.Address = fmt.Sprintf("198.19.%d.%d", m.changes/250%250, m.changes%250+1)
+		eps[0] = &moved
+		m.eps[key] = eps
+	}
+}
+
+func (m *meshModel) snapshot() *mesh.Snapshot {
+	m.version++
+	eps := make(map[mesh.ServiceKey][]*registry.Endpoint, len(m.eps))
+	for k, v := range m.eps {
+		eps[k] = v
+	}
+	return &mesh.Snapshot{
+		Version:   m.version,
+		Mesh:      &meshconfig.MeshConfig{TrustDomain: "cluster.local"},
+		Services:  append([]*registry.Service(nil), m.services...),
+		Endpoints: eps,
+	}
+}
