@@ -1,0 +1,108 @@
+package upstream
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/strait-mesh/strait/proxy/stats"
+)
+
+// Envoy's default circuit-breaker thresholds.
+const (
+	defaultMaxConnections     = 1024
+	defaultMaxPendingRequests = 1024
+	defaultMaxRequests        = 1024
+	defaultMaxRetries         = 3
+)
+
+// limit is one circuit-breaker resource: a counter with a maximum, and its open/remaining gauges.
+type limit struct {
+	max       int64
+	cur       atomic.Int64
+	open      *stats.Gauge
+	remaining *stats.Gauge // nil unless track_remaining
+}
+
+// acquire takes one unit, or reports false (the breaker is open) and leaves the count unchanged.
+func (l *limit) acquire() bool {
+	n := l.cur.Add(1)
+	if n > l.max {
+		l.cur.Add(-1)
+		l.open.Set(1)
+		return false
+	}
+	if n == l.max {
+		l.open.Set(1)
+	}
+	if l.remaining != nil {
+		l.remaining.Set(l.max - n)
+	}
+	return true
+}
+
+func (l *limit) release() {
+	n := l.cur.Add(-1)
+	if n < l.max {
+		l.open.Set(0)
+	}
+	if l.remaining != nil {
+		l.remaining.Set(l.max - n)
+	}
+}
+
+// breaker holds the cluster's circuit-breaker thresholds for the DEFAULT routing priority.
+// Requests that exceed them fail fast with UO, as in Envoy.
+type breaker struct {
+	cx, pending, rq, retries limit
+}
+
+func compileBreaker(cb *clusterv3.CircuitBreakers, st *clusterStats) (*breaker, error) {
+	b := &breaker{
+		cx:      limit{max: defaultMaxConnections, open: st.cbCxOpen},
+		pending: limit{max: defaultMaxPendingRequests, open: st.cbPendingOpen},
+		rq:      limit{max: defaultMaxRequests, open: st.cbRqOpen},
+		retries: limit{max: defaultMaxRetries, open: st.cbRetryOpen},
+	}
+	if cb == nil {
+		return b, nil
+	}
+	if err := checkFields(cb, "circuit_breakers", "thresholds"); err != nil {
+		return nil, err
+	}
+	for i, t := range cb.GetThresholds() {
+		path := fmt.Sprintf("circuit_breakers.thresholds[%d]", i)
+		if err := checkFields(t, path, "priority", "max_connections", "max_pending_requests",
+			"max_requests", "max_retries", "track_remaining"); err != nil {
+			return nil, err
+		}
+		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
+			// Routes do not carry a priority here, so HIGH thresholds would never apply.
+			return nil, fmt.Errorf("%s.priority %v is not supported (only DEFAULT)", path, t.GetPriority())
+		}
+		if v := t.GetMaxConnections(); v != nil {
+			b.cx.max = int64(v.GetValue())
+		}
+		if v := t.GetMaxPendingRequests(); v != nil {
+			b.pending.max = int64(v.GetValue())
+		}
+		if v := t.GetMaxRequests(); v != nil {
+			b.rq.max = int64(v.GetValue())
+		}
+		if v := t.GetMaxRetries(); v != nil {
+			b.retries.max = int64(v.GetValue())
+		}
+		if t.GetTrackRemaining() {
+			b.cx.remaining, b.pending.remaining = st.cbRemainingCx, st.cbRemainingPending
+			b.rq.remaining, b.retries.remaining = st.cbRemainingRq, st.cbRemainingRetries
+		}
+	}
+	for _, l := range []*limit{&b.cx, &b.pending, &b.rq, &b.retries} {
+		if l.remaining != nil {
+			l.remaining.Set(l.max)
+		}
+	}
+	return b, nil
+}

@@ -1,0 +1,234 @@
+package upstream
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/strait-mesh/strait/proxy/balance"
+)
+
+func TestStaticRoundRobin(t *testing.T) {
+	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
+	cl, st := compileT(t, staticCluster("static", clusterv3.Cluster_ROUND_ROBIN, a, b, c), Deps{})
+	seen := map[string]int{}
+	for range 30 {
+		name, _ := get(t, cl, balance.Context{})
+		seen[name]++
+	}
+	if seen["a"] != 10 || seen["b"] != 10 || seen["c"] != 10 {
+		t.Fatalf("round robin split %v, want 10 each", seen)
+	}
+	if got := counter(st, "cluster.static.upstream_rq_total"); got != 30 {
+		t.Fatalf("upstream_rq_total = %d, want 30", got)
+	}
+	if got := counter(st, "cluster.static.upstream_rq_2xx"); got != 30 {
+		t.Fatalf("upstream_rq_2xx = %d, want 30", got)
+	}
+	if got := gauge(st, "cluster.static.membership_total"); got != 3 {
+		t.Fatalf("membership_total = %d", got)
+	}
+	waitFor(t, "requests to finish", 5*time.Second, func() bool { return gauge(st, "cluster.static.upstream_rq_active") == 0 })
+}
+
+func TestEDSEndpointsUpdate(t *testing.T) {
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	cl, st := compileT(t, &clusterv3.Cluster{
+		Name:                 "eds",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{ServiceName: "eds"},
+	}, Deps{})
+	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagNoHealthyUpstream {
+		t.Fatalf("no endpoints: err %v, want UH", err)
+	}
+	if err := cl.SetEndpoints(assignment("eds", a, b)); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for range 10 {
+		name, _ := get(t, cl, balance.Context{})
+		seen[name]++
+	}
+	if seen["a"] != 5 || seen["b"] != 5 {
+		t.Fatalf("split %v", seen)
+	}
+	// Mark a unhealthy, drop nothing: all traffic to b (1/2 healthy = 50%, not below the panic threshold).
+	cla := assignment("eds", a, b)
+	cla.Endpoints[0].LbEndpoints[0].HealthStatus = corev3.HealthStatus_UNHEALTHY
+	if err := cl.SetEndpoints(cla); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if name, _ := get(t, cl, balance.Context{}); name != "b" {
+			t.Fatalf("request went to %q, want the healthy b", name)
+		}
+	}
+	if h, n := cl.HealthyHosts(); h != 1 || n != 2 {
+		t.Fatalf("healthy hosts %d/%d", h, n)
+	}
+	if gauge(st, "cluster.eds.membership_healthy") != 1 {
+		t.Fatal("membership_healthy not 1")
+	}
+	// Remove b: only a remains, healthy again.
+	if err := cl.SetEndpoints(assignment("eds", a)); err != nil {
+		t.Fatal(err)
+	}
+	if name, _ := get(t, cl, balance.Context{}); name != "a" {
+		t.Fatalf("went to %q", name)
+	}
+	// A bad update is rejected and changes nothing.
+	bad := assignment("eds", a)
+	bad.Endpoints[0].LbEndpoints[0].GetEndpoint().GetAddress().GetSocketAddress().Address = "not-an-ip"
+	if err := cl.SetEndpoints(bad); err == nil || !strings.Contains(err.Error(), "not an IP") {
+		t.Fatalf("bad EDS: err %v", err)
+	}
+	if name, _ := get(t, cl, balance.Context{}); name != "a" {
+		t.Fatalf("after bad update went to %q", name)
+	}
+}
+
+func dnsCluster(name string, typ clusterv3.Cluster_DiscoveryType, port uint32) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: typ},
+		DnsLookupFamily:      clusterv3.Cluster_V4_ONLY,
+		DnsRefreshRate:       durationpb.New(100 * time.Millisecond),
+		RespectDnsTtl:        true,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint("localhost", port)},
+		}}},
+	}
+}
+
+func TestStrictDNS(t *testing.T) {
+	a := newBackend(t, "a")
+	cl, st := compileT(t, dnsCluster("strict", clusterv3.Cluster_STRICT_DNS, a.port()), Deps{})
+	if name, _ := get(t, cl, balance.Context{}); name != "a" {
+		t.Fatalf("went to %q", name)
+	}
+	if gauge(st, "cluster.strict.membership_total") != 1 {
+		t.Fatalf("membership_total = %d", gauge(st, "cluster.strict.membership_total"))
+	}
+	// Re-resolution keeps the same host (and its pool): still one connection after refreshes.
+	waitFor(t, "a DNS refresh", 5*time.Second, func() bool { return counter(st, "cluster.strict.update_success") >= 3 })
+	get(t, cl, balance.Context{})
+	if n := a.accepted.Load(); n != 1 {
+		t.Fatalf("backend accepted %d connections across DNS refreshes, want 1", n)
+	}
+}
+
+func TestLogicalDNS(t *testing.T) {
+	a := newBackend(t, "a")
+	cl, st := compileT(t, dnsCluster("logical", clusterv3.Cluster_LOGICAL_DNS, a.port()), Deps{})
+	for range 3 {
+		if name, _ := get(t, cl, balance.Context{}); name != "a" {
+			t.Fatalf("went to %q", name)
+		}
+	}
+	if h, n := cl.HealthyHosts(); h != 1 || n != 1 {
+		t.Fatalf("hosts %d/%d, want one logical host", h, n)
+	}
+	if cl.set.Load().eps[0].key != "localhost:"+itoa(a.port()) {
+		t.Fatalf("logical host key %q", cl.set.Load().eps[0].key)
+	}
+	_ = st
+	// Two endpoints are not allowed for LOGICAL_DNS.
+	c := dnsCluster("logical2", clusterv3.Cluster_LOGICAL_DNS, a.port())
+	c.LoadAssignment.Endpoints[0].LbEndpoints = append(c.LoadAssignment.Endpoints[0].LbEndpoints, lbEndpoint("localhost", 1))
+	if _, err := Compile(c, Deps{}); err == nil {
+		t.Fatal("LOGICAL_DNS with two endpoints compiled")
+	}
+}
+
+func TestOriginalDst(t *testing.T) {
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	cl, st := compileT(t, &clusterv3.Cluster{
+		Name:                 "orig",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+		CleanupInterval:      durationpb.New(50 * time.Millisecond),
+		LbConfig: &clusterv3.Cluster_OriginalDstLbConfig_{OriginalDstLbConfig: &clusterv3.Cluster_OriginalDstLbConfig{
+			UseHttpHeader: true}},
+	}, Deps{})
+	for _, bk := range []*backend{a, b, a} {
+		dst := netip.MustParseAddrPort("127.0.0.1:" + itoa(bk.port()))
+		ctx, cancel := context.WithTimeout(WithOriginalDst(context.Background(), dst), 5*time.Second)
+		resp, err := doCtx(ctx, cl, balance.Context{}, "GET", "/")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Header.Get("X-Backend"); got != bk.name {
+			t.Fatalf("original dst %v answered by %q", dst, got)
+		}
+	}
+	// The header variant.
+	resp, err := do(cl, balance.Context{}, "GET", "/", "X-Envoy-Original-Dst-Host", "127.0.0.1:"+itoa(b.port()))
+	if err != nil || resp.Header.Get("X-Backend") != "b" {
+		t.Fatalf("header original dst: %v %v", resp, err)
+	}
+	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagNoHealthyUpstream {
+		t.Fatalf("no original dst: %v, want UH", err)
+	}
+	// Idle hosts are cleaned up.
+	waitFor(t, "original-dst hosts cleanup", 5*time.Second, func() bool { return gauge(st, "cluster.orig.membership_total") == 0 })
+	// TCP dial through the same cluster.
+	conn, err := cl.Dial(WithOriginalDst(context.Background(), netip.MustParseAddrPort("127.0.0.1:"+itoa(a.port()))), balance.Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Close()
+}
+
+func TestCompileRejectsUnsupported(t *testing.T) {
+	a := newBackend(t, "a")
+	cases := map[string]func(c *clusterv3.Cluster){
+		"health_checks": func(c *clusterv3.Cluster) { c.HealthChecks = []*corev3.HealthCheck{{}} },
+		"lb_subset_config": func(c *clusterv3.Cluster) {
+			c.LbSubsetConfig = &clusterv3.Cluster_LbSubsetConfig{}
+		},
+		"upstream_bind_config": func(c *clusterv3.Cluster) { c.UpstreamBindConfig = &corev3.BindConfig{} },
+		"hash_function": func(c *clusterv3.Cluster) {
+			c.LbPolicy = clusterv3.Cluster_RING_HASH
+			c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{
+				HashFunction: clusterv3.Cluster_RingHashLbConfig_MURMUR_HASH_2}}
+		},
+		"enforcing_success_rate": func(c *clusterv3.Cluster) {
+			c.OutlierDetection = &clusterv3.OutlierDetection{EnforcingSuccessRate: u32(100)}
+		},
+		"success_rate_minimum_hosts": func(c *clusterv3.Cluster) {
+			c.OutlierDetection = &clusterv3.OutlierDetection{SuccessRateMinimumHosts: u32(3)}
+		},
+		"priority": func(c *clusterv3.Cluster) {
+			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{Priority: corev3.RoutingPriority_HIGH}}}
+		},
+		"CLUSTER_PROVIDED": func(c *clusterv3.Cluster) { c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED },
+		"typed_extension_protocol_options[envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions]": func(c *clusterv3.Cluster) {
+			c.TypedExtensionProtocolOptions = map[string]*anyT{"envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions": mustAny(t, &corev3.TcpKeepalive{})}
+		},
+		"ip address": func(c *clusterv3.Cluster) {
+			c.LoadAssignment.Endpoints[0].LbEndpoints[0].GetEndpoint().GetAddress().GetSocketAddress().Address = "localhost"
+		},
+	}
+	for field, mutate := range cases {
+		t.Run(field, func(t *testing.T) {
+			c := staticCluster("bad", clusterv3.Cluster_ROUND_ROBIN, a)
+			mutate(c)
+			_, err := Compile(c, Deps{})
+			want := field
+			if field == "ip address" {
+				want = "not an IP address"
+			}
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("err = %v, want one naming %q", err, want)
+			}
+		})
+	}
+}

@@ -1,0 +1,264 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/stats"
+)
+
+// backend is a real loopback HTTP server that names itself in the X-Backend response header and
+// counts the connections it accepted.
+type backend struct {
+	name     string
+	ln       net.Listener
+	srv      *http.Server
+	accepted atomic.Int64
+	status   atomic.Int64 // response status; 0 = 200
+	hits     atomic.Int64
+	handler  http.HandlerFunc // optional override
+}
+
+type backendOpt func(*backend, *http.Protocols)
+
+func h2cBackend(b *backend, p *http.Protocols) {
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+}
+
+func newBackend(t *testing.T, name string, opts ...backendOpt) *backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{name: name, ln: ln}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	for _, o := range opts {
+		o(b, &protos)
+	}
+	b.srv = &http.Server{
+		Handler:           http.HandlerFunc(b.serve),
+		Protocols:         &protos,
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				b.accepted.Add(1)
+			}
+		},
+	}
+	go func() { _ = b.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = b.srv.Close() })
+	return b
+}
+
+func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
+	b.hits.Add(1)
+	w.Header().Set("X-Backend", b.name)
+	w.Header().Set("X-Proto", r.Proto)
+	if b.handler != nil {
+		b.handler(w, r)
+		return
+	}
+	_, _ = io.Copy(io.Discard, r.Body)
+	if s := b.status.Load(); s != 0 {
+		w.WriteHeader(int(s))
+	}
+	_, _ = io.WriteString(w, "hello from "+b.name)
+}
+
+func (b *backend) port() uint32 { return uint32(b.ln.Addr().(*net.TCPAddr).Port) }
+
+func lbEndpoint(host string, port uint32) *endpointv3.LbEndpoint {
+	return &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+		}}},
+	}}}
+}
+
+func assignment(name string, bs ...*backend) *endpointv3.ClusterLoadAssignment {
+	la := &endpointv3.LocalityLbEndpoints{}
+	for _, b := range bs {
+		la.LbEndpoints = append(la.LbEndpoints, lbEndpoint("127.0.0.1", b.port()))
+	}
+	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{la}}
+}
+
+func staticCluster(name string, lb clusterv3.Cluster_LbPolicy, bs ...*backend) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(2 * time.Second),
+		LbPolicy:             lb,
+		LoadAssignment:       assignment(name, bs...),
+	}
+}
+
+func compileT(t *testing.T, c *clusterv3.Cluster, deps Deps) (*Cluster, *stats.Store) {
+	t.Helper()
+	if deps.Stats == nil {
+		deps.Stats = stats.NewStore()
+	}
+	cl, err := Compile(c, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl, deps.Stats
+}
+
+func counter(s *stats.Store, name string) uint64 {
+	return s.Counter(name, "").Value()
+}
+
+func gauge(s *stats.Store, name string) int64 { return s.Gauge(name, "").Value() }
+
+// get sends one GET through the cluster and returns the answering backend's name.
+func get(t *testing.T, cl *Cluster, lb balance.Context, hdr ...string) (string, *http.Response) {
+	t.Helper()
+	resp, err := do(cl, lb, "GET", "/", hdr...)
+	if err != nil {
+		t.Fatalf("request through %s: %v", cl.Name(), err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.Header.Get("X-Backend"), resp
+}
+
+func do(cl *Cluster, lb balance.Context, method, path string, hdr ...string) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return doCtx(ctx, cl, lb, method, path, hdr...)
+}
+
+func doCtx(ctx context.Context, cl *Cluster, lb balance.Context, method, path string, hdr ...string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://svc.test"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := cl.RoundTrip(req, lb)
+	if err != nil {
+		return nil, err
+	}
+	// Buffer the body so the caller's deadline does not cut it.
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytesReader(b))
+	return resp, nil
+}
+
+type byteReader struct {
+	b []byte
+}
+
+func bytesReader(b []byte) *byteReader { return &byteReader{b: b} }
+
+func (r *byteReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// flagOf returns the response flag of an upstream error, or "".
+func flagOf(err error) string {
+	var ue *Error
+	if errors.As(err, &ue) {
+		return ue.Flag
+	}
+	return ""
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// gate blocks handlers until released; it counts waiters.
+type gate struct {
+	ch      chan struct{}
+	waiting atomic.Int64
+	once    sync.Once
+}
+
+func newGate() *gate { return &gate{ch: make(chan struct{})} }
+
+func (g *gate) wait(r *http.Request) {
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
+	select {
+	case <-g.ch:
+	case <-r.Context().Done():
+	case <-time.After(20 * time.Second):
+	}
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+
+func u32(v uint32) *wrapperspb.UInt32Value { return wrapperspb.UInt32(v) }
+
+func freePort(t *testing.T) uint32 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	return uint32(p)
+}
+
+func names(n int, f func(i int) string) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = f(i)
+	}
+	return out
+}
+
+type anyT = anypb.Any
+
+func mustAny(t *testing.T, m proto.Message) *anypb.Any {
+	t.Helper()
+	a, err := anypb.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func itoa(p uint32) string { return strconv.Itoa(int(p)) }

@@ -1,0 +1,371 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// poolKind selects the protocol of a pool.
+type poolKind int
+
+const (
+	poolH1   poolKind = iota // HTTP/1.1, plaintext or TLS
+	poolH2                   // HTTP/2: h2 over TLS (ALPN) or h2c with prior knowledge
+	poolAuto                 // TLS with ALPN choosing h2 or http/1.1
+	numPoolKinds
+)
+
+// pool is one endpoint's connections of one protocol. Connections are net/http ClientConns
+// (one connection each, HTTP/1.1 or HTTP/2); the pool decides which connection a request uses,
+// when to open another, and when to close one (idle timeout, max requests, max duration,
+// removal). HTTP/1.1 connections carry one request at a time and are kept alive for reuse;
+// HTTP/2 connections multiplex streams up to the server's limit. Requests that cannot get a
+// connection because of the max_connections circuit breaker wait as pending requests, bounded
+// by max_pending_requests.
+type pool struct {
+	ep     *endpoint
+	kind   poolKind
+	tr     *http.Transport
+	scheme string
+
+	mu      sync.Mutex
+	conns   []*pconn
+	dialing int
+	changed chan struct{} // closed and replaced whenever a connection's state changes
+	closed  bool
+}
+
+// pconn is one pooled connection.
+type pconn struct {
+	p        *pool
+	cc       *http.ClientConn
+	created  time.Time
+	requests uint32 // guarded by p.mu
+	draining bool   // guarded by p.mu: takes no new requests, closes when idle
+	idle     *time.Timer
+}
+
+// poolFor returns the endpoint's pool of kind k, creating it on first use.
+func (ep *endpoint) poolFor(k poolKind) *pool {
+	ep.poolMu.Lock()
+	defer ep.poolMu.Unlock()
+	if p := ep.pools[k]; p != nil {
+		return p
+	}
+	p := newPool(ep, k)
+	p.closed = ep.closed
+	ep.pools[k] = p
+	return p
+}
+
+func newPool(ep *endpoint, k poolKind) *pool {
+	c := ep.c
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return c.dialTCP(ctx, ep)
+		},
+		TLSHandshakeTimeout:    c.connectTimeout,
+		DisableCompression:     true, // a proxy forwards Accept-Encoding as the client sent it
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		IdleConnTimeout:        c.http.idleTimeout,
+	}
+	var protos http.Protocols
+	scheme := "http"
+	if ep.ts != nil {
+		scheme = "https"
+		tr.TLSClientConfig = ep.ts.tls.Clone()
+	}
+	switch k {
+	case poolH1:
+		protos.SetHTTP1(true)
+	case poolH2:
+		if ep.ts != nil {
+			protos.SetHTTP2(true)
+		} else {
+			protos.SetUnencryptedHTTP2(true)
+		}
+	case poolAuto:
+		protos.SetHTTP1(true)
+		protos.SetHTTP2(true)
+	}
+	tr.Protocols = &protos
+	if c.http.streamWindow > 0 || c.http.connWindow > 0 {
+		tr.HTTP2 = &http.HTTP2Config{
+			MaxReceiveBufferPerStream:     c.http.streamWindow,
+			MaxReceiveBufferPerConnection: c.http.connWindow,
+		}
+	}
+	return &pool{ep: ep, kind: k, tr: tr, scheme: scheme, changed: make(chan struct{})}
+}
+
+// multiplexed reports whether connections of this pool carry concurrent requests, so that
+// waiting for a connection being dialed beats dialing another.
+func (p *pool) multiplexed() bool { return p.kind == poolH2 }
+
+func (p *pool) broadcastLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// acquire returns a connection with a reserved request slot. reused reports whether the
+// connection had carried requests before (a stale keep-alive connection may fail on reuse).
+func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) {
+	c := p.ep.c
+	pending := false
+	defer func() {
+		if pending {
+			c.breaker.pending.release()
+			c.st.rqPendingActive.Dec()
+		}
+	}()
+	for {
+		freed := c.connFreed()
+		p.mu.Lock()
+		if pc := p.reserveLocked(time.Now()); pc != nil {
+			p.mu.Unlock()
+			return pc, pc.requests > 1, nil
+		}
+		changed := p.changed
+		if !p.multiplexed() || p.dialing == 0 {
+			p.dialing++
+			p.mu.Unlock()
+			pc, err := p.dial(ctx)
+			p.mu.Lock()
+			p.dialing--
+			if err == nil {
+				p.conns = append(p.conns, pc)
+				if pc.cc.Reserve() == nil {
+					pc.requests++
+					p.broadcastLocked()
+					p.mu.Unlock()
+					return pc, false, nil
+				}
+			}
+			p.broadcastLocked()
+			changed = p.changed
+			p.mu.Unlock()
+			if err != nil && !errors.Is(err, errCxOverflow) {
+				return nil, false, err
+			}
+		} else {
+			p.mu.Unlock()
+		}
+		// No connection now: wait as a pending request.
+		if !pending {
+			if !c.breaker.pending.acquire() {
+				c.st.rqPendingOverflow.Inc()
+				return nil, false, &Error{Flag: FlagOverflow, Err: errPendingOverflow}
+			}
+			pending = true
+			c.st.rqPendingTotal.Inc()
+			c.st.rqPendingActive.Inc()
+		}
+		select {
+		case <-changed:
+		case <-freed:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		case <-c.stop:
+			return nil, false, errClosed
+		}
+	}
+}
+
+// reserveLocked reserves a request slot on the newest usable connection.
+func (p *pool) reserveLocked(now time.Time) *pconn {
+	c := p.ep.c
+	for i := len(p.conns) - 1; i >= 0; i-- {
+		pc := p.conns[i]
+		if pc.draining || pc.cc.Err() != nil {
+			continue
+		}
+		if d := c.http.maxConnDuration; d > 0 && now.Sub(pc.created) >= d {
+			pc.draining = true
+			c.st.cxMaxDurationReached.Inc()
+			if pc.cc.InFlight() == 0 {
+				go pc.cc.Close()
+			}
+			continue
+		}
+		if pc.cc.Reserve() != nil {
+			continue
+		}
+		pc.requests++
+		if m := c.http.maxRequestsPerConn; m > 0 && pc.requests >= m {
+			pc.draining = true
+			c.st.cxMaxRequests.Inc()
+		}
+		if pc.idle != nil {
+			pc.idle.Stop()
+		}
+		return pc
+	}
+	return nil
+}
+
+func (p *pool) dial(ctx context.Context) (*pconn, error) {
+	c := p.ep.c
+	// The connect timeout bounds TCP connect and the TLS handshake; the connection outlives ctx.
+	dctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
+	defer cancel()
+	cc, err := p.tr.NewClientConn(dctx, p.scheme, p.ep.dialAddr())
+	if err != nil {
+		return nil, err
+	}
+	pc := &pconn{p: p, cc: cc, created: time.Now()}
+	if p.kind == poolH2 || cc.Available() > 1 {
+		c.st.cxHTTP2Total.Inc()
+	} else {
+		c.st.cxHTTP1Total.Inc()
+	}
+	cc.SetStateHook(func(*http.ClientConn) { pc.onState() })
+	return pc, nil
+}
+
+// onState runs when a connection's state changes: it forgets dead connections, closes idle ones
+// that should not be kept, arms the idle timer of the others, and wakes waiting requests.
+func (pc *pconn) onState() {
+	p := pc.p
+	c := p.ep.c
+	closeIt := false
+	p.mu.Lock()
+	if pc.cc.Err() != nil {
+		for i, x := range p.conns {
+			if x == pc {
+				p.conns = append(p.conns[:i], p.conns[i+1:]...)
+				break
+			}
+		}
+		if pc.idle != nil {
+			pc.idle.Stop()
+		}
+	} else if pc.cc.InFlight() == 0 {
+		switch {
+		case pc.draining || p.closed || p.idleLocked() > maxIdlePerEndpoint:
+			pc.draining = true
+			closeIt = true
+		case c.http.idleTimeout > 0:
+			if pc.idle == nil {
+				pc.idle = time.AfterFunc(c.http.idleTimeout, pc.onIdle)
+			} else {
+				pc.idle.Reset(c.http.idleTimeout)
+			}
+		}
+	}
+	p.broadcastLocked()
+	p.mu.Unlock()
+	if closeIt {
+		pc.cc.Close()
+	}
+}
+
+func (p *pool) idleLocked() int {
+	n := 0
+	for _, pc := range p.conns {
+		if !pc.draining && pc.cc.InFlight() == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func (pc *pconn) onIdle() {
+	p := pc.p
+	p.mu.Lock()
+	closeIt := !pc.draining && pc.cc.InFlight() == 0 && pc.cc.Err() == nil
+	if closeIt {
+		pc.draining = true
+	}
+	p.mu.Unlock()
+	if closeIt {
+		p.ep.c.st.cxIdleTimeout.Inc()
+		pc.cc.Close()
+	}
+}
+
+// close stops the pool from keeping connections: idle ones close now, busy ones when idle.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	var idle []*pconn
+	for _, pc := range p.conns {
+		if !pc.draining && pc.cc.InFlight() == 0 {
+			pc.draining = true
+			idle = append(idle, pc)
+		}
+	}
+	p.broadcastLocked()
+	p.mu.Unlock()
+	for _, pc := range idle {
+		pc.cc.Close()
+	}
+}
+
+// dialTCP opens a TCP connection to ep within the max_connections circuit breaker and the
+// connect timeout, counting Envoy's upstream_cx_* statistics over its lifetime.
+func (c *Cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, error) {
+	if !c.breaker.cx.acquire() {
+		c.st.cxOverflow.Inc()
+		return nil, errCxOverflow
+	}
+	d := net.Dialer{Timeout: c.connectTimeout, KeepAliveConfig: c.keepAlive}
+	if !c.keepAlive.Enable {
+		d.KeepAlive = -1
+	}
+	conn, err := d.DialContext(ctx, "tcp", ep.dialAddr())
+	if err != nil {
+		c.breaker.cx.release()
+		c.st.cxConnectFail.Inc()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.st.cxConnectTimeout.Inc()
+		}
+		return nil, err
+	}
+	c.st.cxTotal.Inc()
+	c.st.cxActive.Inc()
+	return &trackedConn{Conn: conn, c: c}, nil
+}
+
+// trackedConn releases the connection's circuit-breaker slot and statistics when closed.
+type trackedConn struct {
+	net.Conn
+	c      *Cluster
+	closed atomic.Bool
+}
+
+func (t *trackedConn) Read(b []byte) (int, error) {
+	n, err := t.Conn.Read(b)
+	t.c.st.cxRxBytes.Add(uint64(n))
+	return n, err
+}
+
+func (t *trackedConn) Write(b []byte) (int, error) {
+	n, err := t.Conn.Write(b)
+	t.c.st.cxTxBytes.Add(uint64(n))
+	return n, err
+}
+
+func (t *trackedConn) Close() error {
+	err := t.Conn.Close()
+	if !t.closed.Swap(true) {
+		t.c.breaker.cx.release()
+		t.c.st.cxActive.Dec()
+		t.c.st.cxDestroy.Inc()
+		t.c.notifyFreed()
+	}
+	return err
+}
+
+// CloseWrite half-closes the connection when the underlying one supports it (TCP proxy).
+func (t *trackedConn) CloseWrite() error {
+	if cw, ok := t.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return t.Conn.Close()
+}

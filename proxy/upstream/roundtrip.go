@@ -1,0 +1,277 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/strait-mesh/strait/proxy/balance"
+)
+
+// originalDstHeader is the header an ORIGINAL_DST cluster with use_http_header reads.
+const originalDstHeader = "X-Envoy-Original-Dst-Host"
+
+// pick chooses the endpoint for a request or connection.
+func (c *Cluster) pick(ctx context.Context, hdr http.Header, lb balance.Context) (*endpoint, error) {
+	if c.kind == discoveryOriginalDst {
+		a, ok := OriginalDst(ctx)
+		if c.origHeader && hdr != nil {
+			if v := hdr.Get(originalDstHeader); v != "" {
+				if h, err := netip.ParseAddrPort(v); err == nil {
+					a, ok = h, true
+				}
+			}
+		}
+		if !ok || c.closed.Load() {
+			c.st.cxNoneHealthy.Inc()
+			return nil, &Error{Flag: FlagNoHealthyUpstream, Err: errNoOriginalDst}
+		}
+		ep := c.originalDstEndpoint(a)
+		ep.lastUsed.Store(time.Now().UnixNano())
+		return ep, nil
+	}
+	hs := c.set.Load()
+	i := hs.lb.Pick(lb)
+	if i < 0 {
+		c.st.cxNoneHealthy.Inc()
+		return nil, &Error{Flag: FlagNoHealthyUpstream, Err: errNoHealthy}
+	}
+	return hs.eps[i], nil
+}
+
+func (c *Cluster) poolKind(req *http.Request, ep *endpoint) poolKind {
+	switch c.proto {
+	case protoHTTP2:
+		return poolH2
+	case protoDownstream:
+		if req.ProtoMajor == 2 {
+			return poolH2
+		}
+	case protoAuto:
+		if ep.ts != nil {
+			return poolAuto
+		}
+	}
+	return poolH1
+}
+
+// RoundTrip sends req to a host of the cluster chosen with lb and returns the response, whose
+// Body must be closed (that ends the request for circuit breaking and least-request
+// accounting). req may be a server-side request (RequestURI set, URL without scheme/host): it is
+// shallow-copied as needed and its Header gains an empty User-Agent entry when it has none, so
+// that no default User-Agent is added. A 101 response's Body is an io.ReadWriteCloser (the
+// upgraded connection). Failures are *Error with Envoy's response flag: UO (circuit breaker),
+// UH (no healthy host), UF (connect failure), UC (connection closed or reset before a
+// response), UT (deadline of req's context), DC (req's context canceled).
+func (c *Cluster) RoundTrip(req *http.Request, lb balance.Context) (*http.Response, error) {
+	c.st.rqTotal.Inc()
+	if !c.breaker.rq.acquire() {
+		c.st.rqPendingOverflow.Inc()
+		return nil, &Error{Flag: FlagOverflow, Err: errRequestOverflow}
+	}
+	ep, err := c.pick(req.Context(), req.Header, lb)
+	if err != nil {
+		c.breaker.rq.release()
+		return nil, err
+	}
+	ep.active.Add(1)
+	c.st.rqActive.Inc()
+	p := ep.poolFor(c.poolKind(req, ep))
+	out := prepare(req, p)
+	ctx := req.Context()
+	for attempt := 0; ; attempt++ {
+		pc, reused, err := p.acquire(ctx)
+		if err != nil {
+			c.finish(ep)
+			return nil, c.failure(ctx, ep, err, true)
+		}
+		resp, err := pc.cc.RoundTrip(out)
+		if err == nil {
+			c.st.countStatus(resp.StatusCode)
+			c.report(ep, resp.StatusCode)
+			resp.Body = wrapBody(resp.Body, c, ep)
+			return resp, nil
+		}
+		// A kept-alive connection the server closed while idle fails on first use; retry a
+		// request without a body once on a fresh connection, as net/http's Transport does.
+		if reused && attempt == 0 && ctx.Err() == nil && (out.Body == nil || out.Body == http.NoBody) {
+			continue
+		}
+		c.finish(ep)
+		return nil, c.failure(ctx, ep, err, false)
+	}
+}
+
+// failure classifies an error into Envoy's response flags and reports it to outlier detection.
+func (c *Cluster) failure(ctx context.Context, ep *endpoint, err error, connecting bool) error {
+	var ue *Error
+	switch {
+	case errors.As(err, &ue):
+		return ue
+	case errors.Is(err, errCxOverflow):
+		return &Error{Flag: FlagOverflow, Err: err}
+	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		c.st.rqTimeout.Inc()
+		c.report(ep, http.StatusGatewayTimeout)
+		return &Error{Flag: FlagUpstreamTimeout, Err: err}
+	case ctx.Err() != nil:
+		return &Error{Flag: FlagDownstreamCanceled, Err: err}
+	case connecting:
+		c.report(ep, http.StatusServiceUnavailable)
+		return &Error{Flag: FlagConnectFailure, Err: err}
+	}
+	c.st.rqReset.Inc()
+	c.report(ep, http.StatusServiceUnavailable)
+	return &Error{Flag: FlagConnectionTerminate, Err: err}
+}
+
+// finish ends a request's accounting.
+func (c *Cluster) finish(ep *endpoint) {
+	ep.active.Add(-1)
+	c.st.rqActive.Dec()
+	c.breaker.rq.release()
+}
+
+// prepare makes req sendable as a client request on p's connections.
+func prepare(req *http.Request, p *pool) *http.Request {
+	needURL := req.URL == nil || req.URL.Scheme != p.scheme || req.URL.Host == ""
+	out := req
+	if req.RequestURI != "" || needURL {
+		out = new(http.Request)
+		*out = *req
+		out.RequestURI = ""
+	}
+	if needURL {
+		u := new(url.URL)
+		if req.URL != nil {
+			*u = *req.URL
+		}
+		u.Scheme = p.scheme
+		if u.Host == "" {
+			u.Host = req.Host
+		}
+		if u.Host == "" {
+			u.Host = p.ep.dialAddr()
+		}
+		out.URL = u
+	}
+	if out.Header == nil {
+		out.Header = http.Header{}
+	}
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = nil
+	}
+	return out
+}
+
+// body ends the request's accounting when the response body is fully read or closed.
+type body struct {
+	io.ReadCloser
+	c    *Cluster
+	ep   *endpoint
+	done atomic.Bool
+}
+
+// rwBody is body for 101 Switching Protocols responses, whose Body is writable.
+type rwBody struct {
+	*body
+	w io.Writer
+}
+
+func wrapBody(rc io.ReadCloser, c *Cluster, ep *endpoint) io.ReadCloser {
+	b := &body{ReadCloser: rc, c: c, ep: ep}
+	if w, ok := rc.(io.ReadWriteCloser); ok {
+		return &rwBody{body: b, w: w}
+	}
+	return b
+}
+
+func (b *body) end() {
+	if !b.done.Swap(true) {
+		b.c.finish(b.ep)
+	}
+}
+
+// Read implements io.Reader.
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.end()
+	}
+	return n, err
+}
+
+// Close implements io.Closer.
+func (b *body) Close() error {
+	err := b.ReadCloser.Close()
+	b.end()
+	return err
+}
+
+// Write implements io.Writer on an upgraded connection.
+func (b *rwBody) Write(p []byte) (int, error) { return b.w.Write(p) }
+
+// Dial opens a connection to a host of the cluster chosen with lb, for the TCP proxy: within the
+// max_connections circuit breaker (UO), the connect timeout (UF), with the endpoint's transport
+// socket (TLS handshake included). For ORIGINAL_DST clusters the destination comes from ctx
+// (WithOriginalDst). Closing the returned connection releases its accounting.
+func (c *Cluster) Dial(ctx context.Context, lb balance.Context) (net.Conn, error) {
+	ep, err := c.pick(ctx, nil, lb)
+	if err != nil {
+		return nil, err
+	}
+	ep.active.Add(1)
+	conn, err := c.dialTCP(ctx, ep)
+	if err != nil {
+		ep.active.Add(-1)
+		return nil, c.failure(ctx, ep, err, true)
+	}
+	if ep.ts != nil {
+		cfg := ep.ts.tls.Clone()
+		if cfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(ep.dialAddr())
+			cfg.ServerName = host
+		}
+		tc := tls.Client(conn, cfg)
+		hctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			_ = conn.Close()
+			ep.active.Add(-1)
+			return nil, c.failure(ctx, ep, err, true)
+		}
+		conn = tc
+	}
+	c.report(ep, http.StatusOK)
+	return &dialedConn{Conn: conn, ep: ep}, nil
+}
+
+// dialedConn is a TCP-proxy upstream connection; Close ends its least-request accounting.
+type dialedConn struct {
+	net.Conn
+	ep     *endpoint
+	closed atomic.Bool
+}
+
+func (d *dialedConn) Close() error {
+	if !d.closed.Swap(true) {
+		d.ep.active.Add(-1)
+	}
+	return d.Conn.Close()
+}
+
+// CloseWrite half-closes the connection (TCP proxy), when supported.
+func (d *dialedConn) CloseWrite() error {
+	if cw, ok := d.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return d.Conn.Close()
+}

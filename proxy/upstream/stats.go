@@ -1,0 +1,102 @@
+package upstream
+
+import (
+	"strings"
+
+	"github.com/strait-mesh/strait/proxy/stats"
+)
+
+// clusterStats holds the cluster's metrics, looked up once at compile time. Names follow Envoy's
+// cluster statistics (cluster.<name>.<stat>); Prometheus names are envoy_cluster_<stat> with the
+// label envoy_cluster_name, as Envoy's /stats/prometheus renders them.
+type clusterStats struct {
+	cxTotal, cxConnectFail, cxConnectTimeout, cxDestroy, cxOverflow, cxNoneHealthy    *stats.Counter
+	cxHTTP1Total, cxHTTP2Total, cxMaxRequests, cxIdleTimeout, cxMaxDurationReached    *stats.Counter
+	cxRxBytes, cxTxBytes                                                              *stats.Counter
+	rqTotal, rqPendingTotal, rqPendingOverflow, rqTimeout, rqRetryOverflow            *stats.Counter
+	rq2xx, rq3xx, rq4xx, rq5xx, rqReset                                               *stats.Counter
+	lbHealthyPanic, membershipChange, updateSuccess                                   *stats.Counter
+	odEjectionsTotal, odEnforcedTotal, odOverflow                                     *stats.Counter
+	odDetected5xx, odEnforced5xx, odDetectedGateway, odEnforcedGateway                *stats.Counter
+	cxActive, rqActive, rqPendingActive, membershipHealthy, membershipTotal, odActive *stats.Gauge
+	cbCxOpen, cbPendingOpen, cbRqOpen, cbRetryOpen                                    *stats.Gauge
+	cbRemainingCx, cbRemainingPending, cbRemainingRq, cbRemainingRetries              *stats.Gauge
+}
+
+func newClusterStats(s *stats.Store, name string) *clusterStats {
+	if s == nil {
+		s = stats.NewStore()
+	}
+	tag := stats.Tag{Name: "envoy_cluster_name", Value: name}
+	c := func(stat string) *stats.Counter {
+		return s.Counter("cluster."+name+"."+stat, "envoy_cluster_"+promName(stat), tag)
+	}
+	g := func(stat string) *stats.Gauge {
+		return s.Gauge("cluster."+name+"."+stat, "envoy_cluster_"+promName(stat), tag)
+	}
+	return &clusterStats{
+		cxTotal:              c("upstream_cx_total"),
+		cxConnectFail:        c("upstream_cx_connect_fail"),
+		cxConnectTimeout:     c("upstream_cx_connect_timeout"),
+		cxDestroy:            c("upstream_cx_destroy"),
+		cxOverflow:           c("upstream_cx_overflow"),
+		cxNoneHealthy:        c("upstream_cx_none_healthy"),
+		cxHTTP1Total:         c("upstream_cx_http1_total"),
+		cxHTTP2Total:         c("upstream_cx_http2_total"),
+		cxMaxRequests:        c("upstream_cx_max_requests"),
+		cxIdleTimeout:        c("upstream_cx_idle_timeout"),
+		cxMaxDurationReached: c("upstream_cx_max_duration_reached"),
+		cxRxBytes:            c("upstream_cx_rx_bytes_total"),
+		cxTxBytes:            c("upstream_cx_tx_bytes_total"),
+		rqTotal:              c("upstream_rq_total"),
+		rqPendingTotal:       c("upstream_rq_pending_total"),
+		rqPendingOverflow:    c("upstream_rq_pending_overflow"),
+		rqTimeout:            c("upstream_rq_timeout"),
+		rqRetryOverflow:      c("upstream_rq_retry_overflow"),
+		rq2xx:                c("upstream_rq_2xx"),
+		rq3xx:                c("upstream_rq_3xx"),
+		rq4xx:                c("upstream_rq_4xx"),
+		rq5xx:                c("upstream_rq_5xx"),
+		rqReset:              c("upstream_rq_rx_reset"),
+		lbHealthyPanic:       c("lb_healthy_panic"),
+		membershipChange:     c("membership_change"),
+		updateSuccess:        c("update_success"),
+		odEjectionsTotal:     c("outlier_detection.ejections_total"),
+		odEnforcedTotal:      c("outlier_detection.ejections_enforced_total"),
+		odOverflow:           c("outlier_detection.ejections_overflow"),
+		odDetected5xx:        c("outlier_detection.ejections_detected_consecutive_5xx"),
+		odEnforced5xx:        c("outlier_detection.ejections_enforced_consecutive_5xx"),
+		odDetectedGateway:    c("outlier_detection.ejections_detected_consecutive_gateway_failure"),
+		odEnforcedGateway:    c("outlier_detection.ejections_enforced_consecutive_gateway_failure"),
+		cxActive:             g("upstream_cx_active"),
+		rqActive:             g("upstream_rq_active"),
+		rqPendingActive:      g("upstream_rq_pending_active"),
+		membershipHealthy:    g("membership_healthy"),
+		membershipTotal:      g("membership_total"),
+		odActive:             g("outlier_detection.ejections_active"),
+		cbCxOpen:             g("circuit_breakers.default.cx_open"),
+		cbPendingOpen:        g("circuit_breakers.default.rq_pending_open"),
+		cbRqOpen:             g("circuit_breakers.default.rq_open"),
+		cbRetryOpen:          g("circuit_breakers.default.rq_retry_open"),
+		cbRemainingCx:        g("circuit_breakers.default.remaining_cx"),
+		cbRemainingPending:   g("circuit_breakers.default.remaining_pending"),
+		cbRemainingRq:        g("circuit_breakers.default.remaining_rq"),
+		cbRemainingRetries:   g("circuit_breakers.default.remaining_retries"),
+	}
+}
+
+func promName(stat string) string { return strings.ReplaceAll(stat, ".", "_") }
+
+// countStatus increments the response-class counter for code.
+func (s *clusterStats) countStatus(code int) {
+	switch code / 100 {
+	case 2:
+		s.rq2xx.Inc()
+	case 3:
+		s.rq3xx.Inc()
+	case 4:
+		s.rq4xx.Inc()
+	case 5:
+		s.rq5xx.Inc()
+	}
+}
