@@ -285,6 +285,10 @@ func (c *routeCtx) convertRetry(in *networking.HTTPRetry) (*routev3.RetryPolicy,
 		}
 	}
 	if c.proxyless {
+		if in.RetryOn == "" {
+			// Istio's default conditions that gRPC knows; the others are HTTP-only.
+			out.RetryOn, out.RetriableStatusCodes = "unavailable,cancelled", nil
+		}
 		return proxylessRetry(out)
 	}
 	return out, nil
