@@ -438,7 +438,7 @@ func (s *Set) chooseLevel(c Context) int {
 	}
 	var x uint32
 	if c.HasHash {
-		x = uint32(c.Hash % 100)
+		x = uint32(mix(c.Hash) % 100)
 	} else {
 		x = rand.Uint32N(100)
 	}

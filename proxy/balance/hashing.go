@@ -74,7 +74,7 @@ func (b byHash) Swap(i, j int) {
 }
 
 func (r *ring) pick(c Context) int {
-	h := c.Hash
+	h := mix(c.Hash)
 	if !c.HasHash {
 		h = rand.Uint64()
 	}
@@ -158,9 +158,22 @@ func newMaglev(hosts []Host, idx []int, m uint64) *maglev {
 }
 
 func (g *maglev) pick(c Context) int {
-	h := c.Hash
+	h := mix(c.Hash)
 	if !c.HasHash {
 		h = rand.Uint64()
 	}
 	return int(g.table[h%uint64(len(g.table))])
+}
+
+// mix is a 64-bit finalizer (murmur3's fmix64). Request hashes come from l7's hash policies and
+// may be weak in their high bits (FNV of keys that differ in the last byte lands in a narrow arc
+// of the ring); mixing spreads them over the whole ring and table while keeping the mapping
+// deterministic, so affinity is unchanged.
+func mix(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
 }

@@ -262,3 +262,12 @@ func mustAny(t *testing.T, m proto.Message) *anypb.Any {
 }
 
 func itoa(p uint32) string { return strconv.Itoa(int(p)) }
+
+func wrapU64(v uint64) *wrapperspb.UInt64Value { return wrapperspb.UInt64(v) }
+
+// origHosts counts the live original-destination hosts of cl.
+func origHosts(cl *Cluster) int {
+	n := 0
+	cl.orig.Range(func(_, _ any) bool { n++; return true })
+	return n
+}
