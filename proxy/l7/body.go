@@ -1,0 +1,137 @@
+package l7
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"time"
+)
+
+// MaxReplayBytes bounds the request body kept for retries and mirroring: a request whose body
+// is larger is neither retried after its body started flowing nor mirrored with its body.
+const MaxReplayBytes = 64 << 10
+
+var errStaleAttempt = errors.New("request body belongs to an abandoned upstream attempt")
+
+// replayBody streams the downstream request body to the current upstream attempt while
+// remembering up to MaxReplayBytes of it, so that a retry can send the same bytes again.
+type replayBody struct {
+	mu       sync.Mutex
+	src      io.Reader
+	record   bool
+	buf      []byte
+	total    int64
+	overflow bool
+	eof      bool
+	err      error
+	gen      int
+	idle     *idleTimer
+	received *int64
+}
+
+func newReplayBody(src io.Reader, record bool, idle *idleTimer, received *int64) *replayBody {
+	return &replayBody{src: src, record: record, idle: idle, received: received}
+}
+
+// attempt returns a reader for a new upstream attempt; earlier attempts' readers fail from now
+// on. Call canReplay first for a retry.
+func (rb *replayBody) attempt() io.ReadCloser {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	rb.gen++
+	return &bodyView{rb: rb, gen: rb.gen}
+}
+
+// canReplay reports whether a new attempt can send the whole body again.
+func (rb *replayBody) canReplay() bool {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	return rb.total == 0 || rb.record && !rb.overflow
+}
+
+// complete returns the whole body if it was read to the end and fits the replay buffer.
+func (rb *replayBody) complete() ([]byte, bool) {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	if !rb.eof || rb.overflow || !rb.record {
+		return nil, false
+	}
+	return rb.buf, true
+}
+
+type bodyView struct {
+	rb  *replayBody
+	gen int
+	off int64
+}
+
+func (v *bodyView) Read(p []byte) (int, error) {
+	rb := v.rb
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	if v.gen != rb.gen {
+		return 0, errStaleAttempt
+	}
+	if rb.record && !rb.overflow && v.off < int64(len(rb.buf)) {
+		n := copy(p, rb.buf[v.off:])
+		v.off += int64(n)
+		return n, nil
+	}
+	if rb.eof {
+		return 0, io.EOF
+	}
+	if rb.err != nil {
+		return 0, rb.err
+	}
+	n, err := rb.src.Read(p)
+	if n > 0 {
+		rb.total += int64(n)
+		*rb.received += int64(n)
+		v.off += int64(n)
+		rb.idle.touch()
+		if rb.record && !rb.overflow {
+			if len(rb.buf)+n <= MaxReplayBytes {
+				rb.buf = append(rb.buf, p[:n]...)
+			} else {
+				rb.overflow, rb.buf = true, nil
+			}
+		}
+	}
+	switch {
+	case err == io.EOF:
+		rb.eof = true
+	case err != nil:
+		rb.err = err
+	}
+	return n, err
+}
+
+// Close does not close the downstream body: a retry may still need it.
+func (v *bodyView) Close() error { return nil }
+
+// idleTimer cancels a stream after a period without body bytes in either direction.
+type idleTimer struct {
+	t *time.Timer
+	d time.Duration
+}
+
+func newIdleTimer(d time.Duration, fire func()) *idleTimer {
+	if d <= 0 {
+		return nil
+	}
+	return &idleTimer{t: time.AfterFunc(d, fire), d: d}
+}
+
+func (it *idleTimer) touch() {
+	if it != nil {
+		it.t.Reset(it.d)
+	}
+}
+
+func (it *idleTimer) stop() {
+	if it != nil {
+		it.t.Stop()
+	}
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

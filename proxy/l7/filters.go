@@ -1,0 +1,237 @@
+package l7
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/strait-mesh/strait/proxy/route"
+)
+
+// Type URLs of the HTTP filters strait-proxy implements.
+const (
+	typeRouter = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+	typeFault  = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+	typeCORS   = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"
+)
+
+// buildPipeline assembles the HTTP filter chain in config order; it is the one place where the
+// order of request processing is decided: each configured filter wraps the next, and the router
+// (required, last) forwards upstream. Unknown filters are an error unless is_optional.
+func (h *Handler) buildPipeline(filters []*hcmv3.HttpFilter) (StreamHandler, error) {
+	var chain []Filter
+	routerSeen := false
+	for i, f := range filters {
+		field := fmt.Sprintf("http_connection_manager.http_filters[%d]", i)
+		if routerSeen {
+			return nil, fmt.Errorf("%s: filter %q after the router filter", field, f.GetName())
+		}
+		if err := checkFields(field, f, "name", "typed_config", "is_optional", "disabled"); err != nil {
+			return nil, err
+		}
+		tc := f.GetTypedConfig()
+		typ := tc.GetTypeUrl()
+		if typ == "" {
+			// Envoy resolves a filter without typed_config by its well-known name.
+			switch f.GetName() {
+			case route.RouterFilterName:
+				typ = typeRouter
+			case route.FaultFilterName:
+				typ = typeFault
+			case route.CORSFilterName:
+				typ = typeCORS
+			}
+		}
+		var flt Filter
+		switch typ {
+		case typeRouter:
+			if f.GetDisabled() {
+				return nil, fmt.Errorf("%s.disabled: the router filter cannot be disabled", field)
+			}
+			var rc routerv3.Router
+			if tc != nil {
+				if err := tc.UnmarshalTo(&rc); err != nil {
+					return nil, fmt.Errorf("%s: decoding Router: %w", field, err)
+				}
+			}
+			// dynamic_stats only toggles per-route stats Envoy computes anyway.
+			if err := checkFields(field+".typed_config", &rc, "dynamic_stats", "suppress_envoy_headers"); err != nil {
+				return nil, err
+			}
+			h.suppressEnvoyHdrs = rc.GetSuppressEnvoyHeaders()
+			routerSeen = true
+			continue
+		case typeFault:
+			var fc faultv3.HTTPFault
+			if tc != nil {
+				if err := tc.UnmarshalTo(&fc); err != nil {
+					return nil, fmt.Errorf("%s: decoding HTTPFault: %w", field, err)
+				}
+			}
+			base, err := route.CompileFault(field+".typed_config", &fc)
+			if err != nil {
+				return nil, err
+			}
+			flt = h.faultFilter(f.GetName(), base, f.GetDisabled())
+		case typeCORS:
+			var cc corsv3.Cors
+			if tc != nil {
+				if err := tc.UnmarshalTo(&cc); err != nil {
+					return nil, fmt.Errorf("%s: decoding Cors: %w", field, err)
+				}
+			}
+			if err := checkFields(field+".typed_config", &cc); err != nil {
+				return nil, err
+			}
+			flt = h.corsFilter(f.GetDisabled())
+		default:
+			if f.GetIsOptional() {
+				continue // Envoy skips optional filters it does not know
+			}
+			return nil, &route.UnsupportedError{Field: field, Detail: fmt.Sprintf("HTTP filter %q (%s)", f.GetName(), typ)}
+		}
+		chain = append(chain, flt)
+	}
+	if !routerSeen {
+		return nil, fmt.Errorf("http_connection_manager.http_filters: the last filter must be %s", route.RouterFilterName)
+	}
+	next := StreamHandler(h.router)
+	for i := len(chain) - 1; i >= 0; i-- {
+		next = chain[i](next)
+	}
+	return next, nil
+}
+
+// faultFilter injects delays and aborts (envoy.filters.http.fault). The route's per-filter
+// config replaces the filter-level one.
+func (h *Handler) faultFilter(name string, base *route.Fault, disabled bool) Filter {
+	var active atomic.Int64
+	return func(next StreamHandler) StreamHandler {
+		return func(s *Stream) {
+			f := base
+			if disabled {
+				f = nil
+			}
+			if s.Route != nil {
+				switch c := s.Route.FilterConfig(name).(type) {
+				case *route.Fault:
+					f = c
+				case route.FilterDisabled:
+					f = nil
+				}
+			}
+			if f == nil || !f.Applies(s.R, s.Cluster) {
+				next(s)
+				return
+			}
+			if f.MaxActive > 0 && active.Load() >= int64(f.MaxActive) {
+				next(s)
+				return
+			}
+			active.Add(1)
+			defer active.Add(-1)
+			if d := f.DelayFor(s.R); d > 0 {
+				s.Info.Flags |= FlagDelayInjected
+				h.st.faultDelays.Inc()
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-s.R.Context().Done():
+					t.Stop()
+					s.Info.Flags |= FlagDownstreamConnTerminated
+					return
+				}
+			}
+			if status, grpcStatus := f.AbortFor(s.R); status > 0 || grpcStatus >= 0 {
+				h.st.faultAborts.Inc()
+				if status == 0 {
+					status = http.StatusOK // gRPC abort: a trailers-only response
+				}
+				body := "fault filter abort"
+				if f.AbortBody != "" {
+					body = f.AbortBody
+				}
+				s.localReply(status, FlagFaultInjected, "fault_filter_abort", body, grpcStatus)
+				return
+			}
+			next(s)
+		}
+	}
+}
+
+// corsFilter implements envoy.filters.http.cors with the route's (or virtual host's) policy.
+func (h *Handler) corsFilter(disabled bool) Filter {
+	return func(next StreamHandler) StreamHandler {
+		return func(s *Stream) {
+			r := s.R
+			origin := r.Header.Get("Origin")
+			if s.Route == nil || origin == "" {
+				next(s)
+				return
+			}
+			p := s.Route.CORS
+			if disabled && p == nil || p == nil || !p.Enabled.Sample() {
+				next(s)
+				return
+			}
+			preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+			if !p.AllowsOrigin(origin) {
+				h.st.corsOriginInvalid.Inc()
+				if preflight && !p.ForwardNotMatchingPreflights {
+					s.localReply(http.StatusOK, 0, "cors_preflight_origin_mismatch", "", -1)
+					return
+				}
+				next(s)
+				return
+			}
+			h.st.corsPreflight.Inc()
+			if preflight {
+				hdr := s.W.Header()
+				hdr.Set("Access-Control-Allow-Origin", origin)
+				if p.AllowCredentials {
+					hdr.Set("Access-Control-Allow-Credentials", "true")
+				}
+				if p.AllowMethods != "" {
+					hdr.Set("Access-Control-Allow-Methods", p.AllowMethods)
+				}
+				if p.AllowHeaders != "" {
+					hdr.Set("Access-Control-Allow-Headers", p.AllowHeaders)
+				}
+				if p.MaxAge != "" {
+					hdr.Set("Access-Control-Max-Age", p.MaxAge)
+				}
+				if p.AllowPrivateNetworkAccess && strings.EqualFold(r.Header.Get("Access-Control-Request-Private-Network"), "true") {
+					hdr.Set("Access-Control-Allow-Private-Network", "true")
+				}
+				s.applyCommonResponseHeaders(hdr)
+				hdr.Set("Content-Length", "0")
+				s.Info.Details = "cors_response"
+				s.writeHeader(http.StatusOK)
+				return
+			}
+			s.cors, s.corsOrigin = p, origin
+			next(s)
+		}
+	}
+}
+
+// applyCORS adds the CORS response headers of an allowed simple request.
+func (s *Stream) applyCORS(hdr http.Header) {
+	if s.cors == nil {
+		return
+	}
+	hdr.Set("Access-Control-Allow-Origin", s.corsOrigin)
+	if s.cors.AllowCredentials {
+		hdr.Set("Access-Control-Allow-Credentials", "true")
+	}
+	if s.cors.ExposeHeaders != "" {
+		hdr.Set("Access-Control-Expose-Headers", s.cors.ExposeHeaders)
+	}
+}

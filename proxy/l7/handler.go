@@ -1,0 +1,350 @@
+// Package l7 is strait-proxy's HTTP connection manager (Envoy's
+// envoy.filters.network.http_connection_manager): it serves downstream HTTP/1.1, h2 (ALPN) and
+// h2c (prior knowledge) connections, routes each request with a compiled route.Table, runs the
+// HTTP filter pipeline (fault, CORS, router) and forwards to upstream clusters, streaming bodies
+// in both directions, with Envoy's header handling, local replies, response flags, retries,
+// timeouts and mirroring.
+//
+// A Handler is compiled once per HttpConnectionManager config and is immutable; it is safe for
+// concurrent use by many connections. Route tables reached through RDS are looked up through
+// Env on every request (the proxy core answers from its atomically swapped runtime), so route
+// updates apply to new requests without rebuilding the Handler.
+package l7
+
+import (
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/stats"
+)
+
+// Upstream is a cluster requests can be sent to. *upstream.Cluster satisfies it. RoundTrip must
+// stream the request body and return the response with its body unread; a failure before a
+// response is an error (ideally an *upstream.Error carrying a response flag).
+type Upstream interface {
+	RoundTrip(req *http.Request, lb balance.Context) (*http.Response, error)
+}
+
+// Env is what the connection manager needs from the proxy runtime. Implementations answer from
+// the current immutable runtime config and must be safe for concurrent use.
+type Env interface {
+	// Route returns the RDS route table with this name, or nil if it is not (yet) known.
+	Route(name string) *route.Table
+	// Cluster returns the cluster with this name, or nil if it does not exist.
+	Cluster(name string) Upstream
+}
+
+// ConnInfo describes one accepted downstream connection.
+type ConnInfo struct {
+	// OriginalDst is the destination the client connected to (SO_ORIGINAL_DST or local address).
+	OriginalDst netip.AddrPort
+	// Source is the client's address.
+	Source netip.AddrPort
+	// TLS reports whether the connection was TLS-terminated by the listener.
+	TLS bool
+	// SNI is the TLS server name, if any.
+	SNI string
+	// ALPN is the negotiated application protocol ("h2", "http/1.1" or "").
+	ALPN string
+	// PeerCertificates is the verified client certificate chain (leaf first), if any.
+	PeerCertificates []*x509.Certificate
+	// LocalCertificate is the proxy's own certificate on this connection, if any (for the By
+	// element of x-forwarded-client-cert).
+	LocalCertificate *x509.Certificate
+}
+
+// Options are the process-level inputs of New.
+type Options struct {
+	// Stats receives the connection manager and per-cluster statistics. Required.
+	Stats *stats.Store
+	// Logger receives rare diagnostics; nil discards them.
+	Logger *slog.Logger
+	// OnComplete, if set, is called once per finished request with its RequestInfo (for access
+	// logs and telemetry). It must not retain the pointer after returning.
+	OnComplete func(*RequestInfo)
+	// ServerName overrides the default server header value ("envoy") when the config does not
+	// set server_name.
+	ServerName string
+}
+
+// Handler is a compiled HttpConnectionManager.
+type Handler struct {
+	env  Env
+	opts Options
+	log  *slog.Logger
+
+	statPrefix string
+	codec      hcmv3.HttpConnectionManager_CodecType
+	rdsName    string
+	table      *route.Table // inline route_config
+
+	useRemoteAddress   bool
+	xffTrustedHops     int
+	skipXFFAppend      bool
+	internalCIDRs      []netip.Prefix
+	generateRequestID  bool
+	preserveExternalID bool
+	alwaysSetID        bool
+	fcc                hcmv3.HttpConnectionManager_ForwardClientCertDetails
+	fccDetails         *hcmv3.HttpConnectionManager_SetCurrentClientCertDetails
+	serverName         string
+	serverTransform    hcmv3.HttpConnectionManager_ServerHeaderTransformation
+	maxHeaderBytes     int
+	maxHeaders         int
+	underscores        corev3.HttpProtocolOptions_HeadersWithUnderscoresAction
+	acceptHTTP10       bool
+	streamIdle         time.Duration
+	connIdle           time.Duration
+	headersTimeout     time.Duration
+	maxStreamDuration  time.Duration
+	upgrades           map[string]bool
+	normalizePath      bool
+	mergeSlashes       bool
+	escapedSlashes     hcmv3.HttpConnectionManager_PathWithEscapedSlashesAction
+	stripAnyPort       bool
+	stripMatchingPort  bool
+	stripTrailingDot   bool
+	h2MaxStreams       uint32
+	h2StreamWindow     uint32
+	h2ConnWindow       uint32
+	suppressEnvoyHdrs  bool
+
+	pipeline StreamHandler
+	st       *hcmStats
+	clusters sync.Map // cluster name -> *clusterStats
+
+	mirrorSem chan struct{}
+
+	srvOnce sync.Once
+	srv     *http.Server
+	ln      *chanListener
+	conns   sync.Map // net.Conn -> *connState
+}
+
+var hcmFields = []string{"codec_type", "stat_prefix", "rds", "route_config", "http_filters",
+	"common_http_protocol_options", "http_protocol_options", "http2_protocol_options", "server_name",
+	"server_header_transformation", "max_request_headers_kb", "stream_idle_timeout",
+	"request_headers_timeout", "use_remote_address", "xff_num_trusted_hops", "internal_address_config",
+	"skip_xff_append", "generate_request_id", "preserve_external_request_id",
+	"always_set_request_id_in_response", "forward_client_cert_details", "set_current_client_cert_details",
+	"upgrade_configs", "normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
+	"request_id_extension", "strip_matching_host_port", "strip_any_host_port", "strip_trailing_host_dot"}
+
+// New compiles hcm. Anything the proxy does not implement (fields, filters not marked
+// is_optional, typed configs) is an error naming it, so the listener update is NACKed.
+func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, error) {
+	if hcm == nil {
+		return nil, fmt.Errorf("compiling http_connection_manager: nil config")
+	}
+	if opts.Stats == nil {
+		opts.Stats = stats.NewStore()
+	}
+	if err := checkFields("http_connection_manager", hcm, hcmFields...); err != nil {
+		return nil, err
+	}
+	h := &Handler{
+		env:                env,
+		opts:               opts,
+		log:                opts.Logger,
+		statPrefix:         hcm.GetStatPrefix(),
+		codec:              hcm.GetCodecType(),
+		useRemoteAddress:   hcm.GetUseRemoteAddress().GetValue(),
+		xffTrustedHops:     int(hcm.GetXffNumTrustedHops()),
+		skipXFFAppend:      hcm.GetSkipXffAppend(),
+		generateRequestID:  hcm.GetGenerateRequestId() == nil || hcm.GetGenerateRequestId().GetValue(),
+		preserveExternalID: hcm.GetPreserveExternalRequestId(),
+		alwaysSetID:        hcm.GetAlwaysSetRequestIdInResponse(),
+		fcc:                hcm.GetForwardClientCertDetails(),
+		fccDetails:         hcm.GetSetCurrentClientCertDetails(),
+		serverName:         hcm.GetServerName(),
+		serverTransform:    hcm.GetServerHeaderTransformation(),
+		maxHeaderBytes:     60 << 10,
+		maxHeaders:         100,
+		streamIdle:         5 * time.Minute,
+		connIdle:           time.Hour,
+		normalizePath:      hcm.GetNormalizePath().GetValue(),
+		mergeSlashes:       hcm.GetMergeSlashes(),
+		escapedSlashes:     hcm.GetPathWithEscapedSlashesAction(),
+		stripAnyPort:       hcm.GetStripAnyHostPort(),
+		stripMatchingPort:  hcm.GetStripMatchingHostPort(),
+		stripTrailingDot:   hcm.GetStripTrailingHostDot(),
+		upgrades:           map[string]bool{},
+		mirrorSem:          make(chan struct{}, maxMirrorsInFlight),
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.statPrefix == "" {
+		return nil, fmt.Errorf("http_connection_manager.stat_prefix: empty")
+	}
+	if h.serverName == "" {
+		h.serverName = opts.ServerName
+		if h.serverName == "" {
+			h.serverName = "envoy"
+		}
+	}
+	if err := h.compileRouteSpecifier(hcm); err != nil {
+		return nil, err
+	}
+	if err := h.compileProtocolOptions(hcm); err != nil {
+		return nil, err
+	}
+	if err := h.compileAddressing(hcm); err != nil {
+		return nil, err
+	}
+	h.st = newHCMStats(opts.Stats, h.statPrefix)
+	p, err := h.buildPipeline(hcm.GetHttpFilters())
+	if err != nil {
+		return nil, err
+	}
+	h.pipeline = p
+	return h, nil
+}
+
+func (h *Handler) compileRouteSpecifier(hcm *hcmv3.HttpConnectionManager) error {
+	switch rs := hcm.GetRouteSpecifier().(type) {
+	case *hcmv3.HttpConnectionManager_Rds:
+		// config_source says where RDS comes from; strait-proxy always uses its ADS stream.
+		if err := checkFields("http_connection_manager.rds", rs.Rds, "config_source", "route_config_name"); err != nil {
+			return err
+		}
+		if rs.Rds.GetRouteConfigName() == "" {
+			return fmt.Errorf("http_connection_manager.rds.route_config_name: empty")
+		}
+		h.rdsName = rs.Rds.GetRouteConfigName()
+	case *hcmv3.HttpConnectionManager_RouteConfig:
+		t, err := route.Compile(rs.RouteConfig)
+		if err != nil {
+			return fmt.Errorf("http_connection_manager.route_config: %w", err)
+		}
+		h.table = t
+	default:
+		return &route.UnsupportedError{Field: "http_connection_manager.route_specifier", Detail: "only rds and route_config are supported"}
+	}
+	return nil
+}
+
+func (h *Handler) compileProtocolOptions(hcm *hcmv3.HttpConnectionManager) error {
+	if kb := hcm.GetMaxRequestHeadersKb(); kb != nil {
+		if kb.GetValue() == 0 || kb.GetValue() > 8192 {
+			return fmt.Errorf("http_connection_manager.max_request_headers_kb: %d out of range [1, 8192]", kb.GetValue())
+		}
+		h.maxHeaderBytes = int(kb.GetValue()) << 10
+	}
+	if d := hcm.GetStreamIdleTimeout(); d != nil {
+		h.streamIdle = d.AsDuration()
+	}
+	if d := hcm.GetRequestHeadersTimeout(); d != nil {
+		h.headersTimeout = d.AsDuration()
+	}
+	if c := hcm.GetCommonHttpProtocolOptions(); c != nil {
+		if err := checkFields("http_connection_manager.common_http_protocol_options", c, "idle_timeout",
+			"max_headers_count", "max_stream_duration", "headers_with_underscores_action"); err != nil {
+			return err
+		}
+		if c.GetIdleTimeout() != nil {
+			h.connIdle = c.GetIdleTimeout().AsDuration()
+		}
+		if c.GetMaxHeadersCount() != nil {
+			h.maxHeaders = int(c.GetMaxHeadersCount().GetValue())
+		}
+		h.maxStreamDuration = c.GetMaxStreamDuration().AsDuration()
+		h.underscores = c.GetHeadersWithUnderscoresAction()
+	}
+	if o := hcm.GetHttpProtocolOptions(); o != nil {
+		if err := checkFields("http_connection_manager.http_protocol_options", o, "accept_http_10"); err != nil {
+			return err
+		}
+		h.acceptHTTP10 = o.GetAcceptHttp_10()
+	}
+	if o := hcm.GetHttp2ProtocolOptions(); o != nil {
+		if err := checkFields("http_connection_manager.http2_protocol_options", o, "max_concurrent_streams",
+			"initial_stream_window_size", "initial_connection_window_size"); err != nil {
+			return err
+		}
+		h.h2MaxStreams = o.GetMaxConcurrentStreams().GetValue()
+		h.h2StreamWindow = o.GetInitialStreamWindowSize().GetValue()
+		h.h2ConnWindow = o.GetInitialConnectionWindowSize().GetValue()
+	}
+	for i, u := range hcm.GetUpgradeConfigs() {
+		f := fmt.Sprintf("http_connection_manager.upgrade_configs[%d]", i)
+		if err := checkFields(f, u, "upgrade_type", "enabled"); err != nil {
+			return err
+		}
+		typ := strings.ToLower(u.GetUpgradeType())
+		if typ == "connect" {
+			return &route.UnsupportedError{Field: f + ".upgrade_type", Detail: "CONNECT"}
+		}
+		h.upgrades[typ] = u.GetEnabled() == nil || u.GetEnabled().GetValue()
+	}
+	switch h.escapedSlashes {
+	case hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT, hcmv3.HttpConnectionManager_KEEP_UNCHANGED,
+		hcmv3.HttpConnectionManager_REJECT_REQUEST, hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD:
+	default:
+		return &route.UnsupportedError{Field: "http_connection_manager.path_with_escaped_slashes_action", Detail: h.escapedSlashes.String()}
+	}
+	if ext := hcm.GetRequestIdExtension(); ext != nil {
+		tc := ext.GetTypedConfig()
+		if tc == nil || tc.GetTypeUrl() != "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig" {
+			return &route.UnsupportedError{Field: "http_connection_manager.request_id_extension", Detail: "only UuidRequestIdConfig"}
+		}
+	}
+	return nil
+}
+
+func (h *Handler) compileAddressing(hcm *hcmv3.HttpConnectionManager) error {
+	if ic := hcm.GetInternalAddressConfig(); ic != nil {
+		for i, c := range ic.GetCidrRanges() {
+			a, err := netip.ParseAddr(c.GetAddressPrefix())
+			if err != nil {
+				return fmt.Errorf("http_connection_manager.internal_address_config.cidr_ranges[%d]: %w", i, err)
+			}
+			p, err := a.Prefix(int(c.GetPrefixLen().GetValue()))
+			if err != nil {
+				return fmt.Errorf("http_connection_manager.internal_address_config.cidr_ranges[%d]: %w", i, err)
+			}
+			h.internalCIDRs = append(h.internalCIDRs, p)
+		}
+	} else {
+		// Envoy's default: RFC 1918, RFC 4193 and loopback addresses are internal.
+		for _, s := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7", "::1/128"} {
+			h.internalCIDRs = append(h.internalCIDRs, netip.MustParsePrefix(s))
+		}
+	}
+	if d := h.fccDetails; d != nil {
+		if d.GetCert() || d.GetChain() || d.GetIssuer() || d.GetFormat() != hcmv3.HttpConnectionManager_TEXT {
+			return &route.UnsupportedError{Field: "http_connection_manager.set_current_client_cert_details",
+				Detail: "only subject, uri and dns in TEXT format"}
+		}
+	}
+	return nil
+}
+
+// routeTable returns the table requests are matched against right now.
+func (h *Handler) routeTable() *route.Table {
+	if h.table != nil {
+		return h.table
+	}
+	return h.env.Route(h.rdsName)
+}
+
+func (h *Handler) isInternal(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range h.internalCIDRs {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,564 @@
+package l7
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/upstream"
+)
+
+var (
+	errRouteTimeout  = errors.New("route timeout")
+	errPerTryTimeout = errors.New("per-try timeout")
+	errIdleTimeout   = errors.New("stream idle timeout")
+	errMaxDuration   = errors.New("max stream duration reached")
+)
+
+// router is the last pipeline stage (envoy.filters.http.router): direct responses, redirects,
+// and forwarding to the chosen cluster.
+func (h *Handler) router(s *Stream) {
+	rt := s.Route
+	if rt == nil {
+		h.st.noRoute.Inc()
+		s.localReply(http.StatusNotFound, FlagNoRouteFound, "route_not_found", "", -1)
+		return
+	}
+	switch rt.Action {
+	case route.ActionDirect:
+		h.st.rqDirect.Inc()
+		hdr := s.W.Header()
+		rt.ApplyResponseHeaders(hdr, s.R, &s.rinfo, nil)
+		s.applyCommonResponseHeaders(hdr)
+		if len(rt.Direct.Body) > 0 && hdr.Get("Content-Type") == "" {
+			hdr.Set("Content-Type", "text/plain")
+		}
+		hdr.Set("Content-Length", strconv.Itoa(len(rt.Direct.Body)))
+		s.Info.Details = "direct_response"
+		s.writeHeader(rt.Direct.Status)
+		if s.R.Method != http.MethodHead && len(rt.Direct.Body) > 0 {
+			n, _ := s.W.Write(rt.Direct.Body)
+			s.Info.BytesSent += int64(n)
+		}
+		return
+	case route.ActionRedirect:
+		h.st.rqRedirect.Inc()
+		hdr := s.W.Header()
+		rt.ApplyResponseHeaders(hdr, s.R, &s.rinfo, nil)
+		s.applyCommonResponseHeaders(hdr)
+		hdr.Set("Location", rt.Redirect.Location(s.R))
+		hdr.Set("Content-Length", "0")
+		s.Info.Details = "direct_response"
+		s.writeHeader(rt.Redirect.Code)
+		return
+	}
+	h.forward(s)
+}
+
+// applyCommonResponseHeaders adds the connection manager's own response headers.
+func (s *Stream) applyCommonResponseHeaders(hdr http.Header) {
+	h := s.h
+	switch h.serverTransform {
+	case hcmv3.HttpConnectionManager_OVERWRITE:
+		hdr.Set("Server", h.serverName)
+	case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
+		if hdr.Get("Server") == "" {
+			hdr.Set("Server", h.serverName)
+		}
+	}
+	if h.alwaysSetID && s.Info.RequestID != "" {
+		hdr.Set("X-Request-Id", s.Info.RequestID)
+	}
+	if s.Route != nil && s.Route.VirtualHost.IncludeAttemptCountInResponse && s.Info.Attempts > 0 {
+		hdr.Set("X-Envoy-Attempt-Count", strconv.Itoa(s.Info.Attempts))
+	}
+	if s.setCookie != "" {
+		hdr.Add("Set-Cookie", s.setCookie)
+	}
+	s.applyCORS(hdr)
+}
+
+// hopByHop are the headers that describe one connection and are never forwarded.
+var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Proxy-Authenticate"}
+
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				delete(h, http.CanonicalHeaderKey(f))
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+	if te, ok := h["Te"]; ok {
+		// Only "TE: trailers" passes (gRPC needs it).
+		keep := false
+		for _, v := range te {
+			if strings.Contains(strings.ToLower(v), "trailers") {
+				keep = true
+			}
+		}
+		if keep {
+			h["Te"] = []string{"trailers"}
+		} else {
+			delete(h, "Te")
+		}
+	}
+}
+
+// upgradeType returns the lower-cased Upgrade protocol of an HTTP/1.1 upgrade request, or "".
+func upgradeType(r *http.Request) string {
+	if r.ProtoMajor != 1 {
+		return ""
+	}
+	for _, v := range r.Header["Connection"] {
+		for _, f := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), "upgrade") {
+				return strings.ToLower(r.Header.Get("Upgrade"))
+			}
+		}
+	}
+	return ""
+}
+
+func (h *Handler) upgradeAllowed(rt *route.Route, typ string) bool {
+	if a, set := rt.UpgradeAllowed(typ); set {
+		return a
+	}
+	return h.upgrades[typ]
+}
+
+// setRequestURI replaces the request target (origin-form) of r.
+func setRequestURI(r *http.Request, uri string) error {
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return err
+	}
+	r.URL.Path, r.URL.RawPath, r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+	r.RequestURI = uri
+	return nil
+}
+
+// envoyHeaderMs reads an x-envoy-* millisecond header from an internal request.
+func envoyHeaderMs(s *Stream, name string) (time.Duration, bool) {
+	v := s.R.Header.Get(name)
+	if v == "" {
+		return 0, false
+	}
+	delete(s.R.Header, name)
+	if s.external {
+		return 0, false
+	}
+	ms, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return time.Duration(ms) * time.Millisecond, true
+}
+
+// effectiveRetry applies x-envoy-retry-on, x-envoy-retry-grpc-on and x-envoy-max-retries from
+// internal requests on top of the route's policy.
+func effectiveRetry(s *Stream) *route.RetryPolicy {
+	p := s.Route.Retry
+	on := s.R.Header.Get("X-Envoy-Retry-On")
+	gon := s.R.Header.Get("X-Envoy-Retry-Grpc-On")
+	max := s.R.Header.Get("X-Envoy-Max-Retries")
+	if on == "" && gon == "" && max == "" || s.external {
+		return p
+	}
+	np := &route.RetryPolicy{NumRetries: 1, BackoffBase: 25 * time.Millisecond, BackoffMax: 250 * time.Millisecond}
+	if p != nil {
+		*np = *p
+	}
+	for _, v := range []string{on, gon} {
+		if v != "" {
+			if extra, err := route.ParseRetryOn(v); err == nil {
+				np.On |= extra
+			}
+		}
+	}
+	if n, err := strconv.Atoi(max); err == nil && n >= 0 {
+		np.NumRetries = n
+	}
+	return np
+}
+
+type attemptResult struct {
+	resp    *http.Response
+	fail    route.FailureKind
+	flag    ResponseFlags
+	err     error
+	cancel  context.CancelCauseFunc
+	perTry  *time.Timer
+	retried bool
+}
+
+// forward sends the request to the chosen cluster with retries, then streams the response.
+func (h *Handler) forward(s *Stream) {
+	r, rt := s.R, s.Route
+	if s.Cluster == "" {
+		h.st.noCluster.Inc()
+		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
+		return
+	}
+	up := h.env.Cluster(s.Cluster)
+	if up == nil {
+		h.st.noCluster.Inc()
+		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
+		return
+	}
+	cst := h.clusterStats(s.Cluster)
+
+	upgrade := upgradeType(r)
+	upgradeValue := r.Header.Get("Upgrade")
+	if upgrade != "" && !h.upgradeAllowed(rt, upgrade) {
+		s.localReply(http.StatusForbidden, 0, "upgrade_failed", "", -1)
+		return
+	}
+
+	timeout := rt.Timeout
+	if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Timeout-Ms"); ok {
+		timeout = d
+	}
+	if rt.HasGrpcTimeoutHeaderMax && s.grpc {
+		if d, ok := route.ParseGRPCTimeout(r.Header.Get("Grpc-Timeout")); ok {
+			if rt.GrpcTimeoutHeaderMax > 0 && d > rt.GrpcTimeoutHeaderMax {
+				d = rt.GrpcTimeoutHeaderMax
+			}
+			timeout = d
+		}
+	}
+	policy := effectiveRetry(s)
+	perTry := time.Duration(0)
+	if policy != nil {
+		perTry = policy.PerTryTimeout
+	}
+	if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms"); ok {
+		perTry = d
+	}
+	for _, k := range []string{"X-Envoy-Retry-On", "X-Envoy-Retry-Grpc-On", "X-Envoy-Max-Retries"} {
+		delete(r.Header, k)
+	}
+	maxRetries := 0
+	if policy != nil && policy.RequestRetriable(r) {
+		maxRetries = policy.NumRetries
+	}
+
+	// The outbound request reuses the downstream request's header map, which the proxy owns.
+	removeHopByHop(r.Header)
+	if upgrade != "" {
+		r.Header.Set("Connection", "Upgrade")
+		r.Header.Set("Upgrade", upgradeValue)
+	}
+	if p, changed := rt.RewritePath(r.RequestURI); changed {
+		if !h.suppressEnvoyHdrs {
+			r.Header.Set("X-Envoy-Original-Path", r.RequestURI)
+		}
+		if err := setRequestURI(r, p); err != nil {
+			s.localReply(http.StatusBadRequest, 0, "invalid_rewritten_path", "", -1)
+			return
+		}
+	}
+	switch {
+	case s.Target != nil && s.Target.HostRewrite != "":
+		r.Host = s.Target.HostRewrite
+	case rt.HostRewrite != "":
+		r.Host = rt.HostRewrite
+	}
+	rt.ApplyRequestHeaders(r.Header, r, &s.rinfo, s.Target)
+	if timeout > 0 && !h.suppressEnvoyHdrs {
+		exp := timeout
+		if perTry > 0 && perTry < exp {
+			exp = perTry
+		}
+		r.Header.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(exp.Milliseconds(), 10))
+	}
+	var lb balance.Context
+	if rt.HasHashPolicy() {
+		lb.Hash, lb.HasHash, s.setCookie = rt.Hash(r, &s.rinfo)
+	}
+
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
+		ctx = upstream.WithOriginalDst(ctx, s.Info.Conn.OriginalDst)
+	}
+	if timeout > 0 {
+		t := time.AfterFunc(timeout, func() { cancel(errRouteTimeout) })
+		defer t.Stop()
+	}
+	maxDur := rt.MaxStreamDuration
+	if maxDur == 0 {
+		maxDur = h.maxStreamDuration
+	}
+	if maxDur > 0 {
+		t := time.AfterFunc(maxDur, func() { cancel(errMaxDuration) })
+		defer t.Stop()
+	}
+	idleD := h.streamIdle
+	if rt.IdleTimeout > 0 {
+		idleD = rt.IdleTimeout
+	}
+	idle := newIdleTimer(idleD, func() { cancel(errIdleTimeout) })
+	defer idle.stop()
+
+	var body *replayBody
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		record := maxRetries > 0 || len(rt.Mirrors) > 0
+		body = newReplayBody(r.Body, record, idle, &s.Info.BytesReceived)
+		if r.ProtoMajor == 1 {
+			// Let the upstream response stream back while the request body is still arriving.
+			_ = http.NewResponseController(s.W).EnableFullDuplex()
+		}
+	}
+	out := &http.Request{
+		Method:        r.Method,
+		URL:           r.URL,
+		Proto:         r.Proto,
+		ProtoMajor:    r.ProtoMajor,
+		ProtoMinor:    r.ProtoMinor,
+		Header:        r.Header,
+		ContentLength: r.ContentLength,
+		Host:          r.Host,
+		Trailer:       r.Trailer,
+		RemoteAddr:    r.RemoteAddr,
+	}
+
+	start := time.Now()
+	var res attemptResult
+	for attempt := 1; ; attempt++ {
+		s.Info.Attempts = attempt
+		if rt.VirtualHost.IncludeAttemptCount {
+			r.Header.Set("X-Envoy-Attempt-Count", strconv.Itoa(attempt))
+		}
+		res = h.attempt(ctx, s, up, out, body, lb, perTry)
+		retry := false
+		if attempt <= maxRetries && ctx.Err() == nil {
+			if res.resp != nil {
+				retry = policy.RetryOnResponse(res.resp)
+			} else {
+				retry = res.fail != route.FailOverflow && res.fail != route.FailNoHealthy && policy.RetryOnFailure(res.fail)
+			}
+		}
+		if retry && body != nil && !body.canReplay() {
+			retry = false // the body already went upstream and was too large to keep
+		}
+		if !retry {
+			if attempt > 1 && (res.resp == nil || policy.RetryOnResponse(res.resp)) {
+				s.Info.Flags |= FlagUpstreamRetryLimitExceed
+			} else if attempt > 1 {
+				cst.retryOK.Inc()
+			}
+			break
+		}
+		cst.retry.Inc()
+		if res.resp != nil {
+			res.resp.Body.Close()
+		}
+		res.cancel(errStaleAttempt)
+		if d := policy.Backoff(attempt); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+	}
+	defer res.cancel(nil)
+	if res.resp == nil {
+		h.failReply(s, ctx, res, cst)
+		return
+	}
+	s.Info.UpstreamServiceTime = time.Since(start)
+	h.mirror(s, body)
+	if res.resp.StatusCode == http.StatusSwitchingProtocols && upgrade != "" {
+		h.tunnel(s, res.resp)
+		return
+	}
+	h.respond(s, ctx, res.resp, cst, idle)
+}
+
+// attempt makes one upstream try.
+func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http.Request, body *replayBody,
+	lb balance.Context, perTry time.Duration) attemptResult {
+	actx, acancel := context.WithCancelCause(ctx)
+	res := attemptResult{cancel: acancel}
+	if perTry > 0 {
+		res.perTry = time.AfterFunc(perTry, func() { acancel(errPerTryTimeout) })
+	}
+	req := out.WithContext(actx)
+	if body != nil {
+		req.Body = body.attempt()
+	}
+	resp, err := up.RoundTrip(req, lb)
+	if res.perTry != nil {
+		res.perTry.Stop()
+	}
+	if err == nil {
+		res.resp = resp
+		return res
+	}
+	res.err = err
+	cause := context.Cause(actx)
+	var ue *upstream.Error
+	switch {
+	case errors.Is(cause, errPerTryTimeout) && ctx.Err() == nil:
+		res.fail, res.flag = route.FailPerTryTimeout, FlagUpstreamRequestTimeout
+		h.clusterStats(s.Cluster).perTry.Inc()
+	case errors.As(err, &ue):
+		switch ue.Flag {
+		case upstream.FlagConnectFailure:
+			res.fail, res.flag = route.FailConnect, FlagUpstreamConnectFailure
+		case upstream.FlagNoHealthyUpstream:
+			res.fail, res.flag = route.FailNoHealthy, FlagNoHealthyUpstream
+		case upstream.FlagOverflow:
+			res.fail, res.flag = route.FailOverflow, FlagUpstreamOverflow
+		case upstream.FlagUpstreamReset:
+			res.fail, res.flag = route.FailReset, FlagUpstreamRemoteReset
+		default:
+			res.fail, res.flag = route.FailReset, FlagUpstreamConnTerminated
+		}
+		if strings.Contains(err.Error(), "REFUSED_STREAM") {
+			res.fail = route.FailRefusedStream
+		}
+	default:
+		res.fail, res.flag = route.FailReset, FlagUpstreamConnTerminated
+		if strings.Contains(err.Error(), "REFUSED_STREAM") {
+			res.fail = route.FailRefusedStream
+		}
+	}
+	return res
+}
+
+// failReply answers a request that got no upstream response.
+func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, cst *clusterStats) {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errRouteTimeout):
+		h.st.rqTimeout.Inc()
+		s.localReply(http.StatusGatewayTimeout, FlagUpstreamRequestTimeout, "upstream_response_timeout", "upstream request timeout", -1)
+		return
+	case errors.Is(cause, errIdleTimeout):
+		s.localReply(http.StatusRequestTimeout, FlagStreamIdleTimeout, "stream_idle_timeout", "stream timeout", -1)
+		return
+	case errors.Is(cause, errMaxDuration):
+		s.localReply(http.StatusRequestTimeout, FlagMaxDurationReached, "max_duration_timeout", "downstream duration timeout", -1)
+		return
+	case s.R.Context().Err() != nil:
+		s.Info.Flags |= FlagDownstreamConnTerminated
+		s.Info.Details = "downstream_remote_disconnect"
+		return
+	}
+	switch res.fail {
+	case route.FailPerTryTimeout:
+		h.st.rqTimeout.Inc()
+		s.localReply(http.StatusGatewayTimeout, res.flag, "upstream_per_try_timeout", "upstream request timeout", -1)
+	case route.FailNoHealthy:
+		s.localReply(http.StatusServiceUnavailable, res.flag, "no_healthy_upstream", "no healthy upstream", -1)
+	case route.FailOverflow:
+		s.localReply(http.StatusServiceUnavailable, res.flag, "upstream_reset_before_response_started{overflow}",
+			"upstream connect error or disconnect/reset before headers. reset reason: overflow", -1)
+	case route.FailConnect:
+		s.localReply(http.StatusServiceUnavailable, res.flag, "upstream_reset_before_response_started{connection_failure}",
+			"upstream connect error or disconnect/reset before headers. reset reason: connection failure", -1)
+	default:
+		s.localReply(http.StatusServiceUnavailable, res.flag, "upstream_reset_before_response_started{connection_termination}",
+			"upstream connect error or disconnect/reset before headers. reset reason: connection termination", -1)
+	}
+}
+
+// respond streams the upstream response downstream: headers, body (flushed as it arrives when
+// the length is unknown, as for gRPC and server-sent events) and trailers.
+func (h *Handler) respond(s *Stream, ctx context.Context, resp *http.Response, cst *clusterStats, idle *idleTimer) {
+	defer resp.Body.Close()
+	cst.code(resp.StatusCode)
+	hdr := s.W.Header()
+	for k, v := range resp.Header {
+		hdr[k] = v
+	}
+	removeHopByHop(hdr)
+	delete(hdr, "Trailer")
+	s.Route.ApplyResponseHeaders(hdr, s.R, &s.rinfo, s.Target)
+	s.applyCommonResponseHeaders(hdr)
+	if !h.suppressEnvoyHdrs {
+		hdr.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(s.Info.UpstreamServiceTime.Milliseconds(), 10))
+	}
+	if gs := resp.Header["Grpc-Status"]; len(gs) > 0 {
+		s.Info.GRPCStatus = gs[0]
+	}
+	if resp.ContentLength >= 0 && len(resp.Trailer) == 0 && resp.Header.Get("Content-Length") == "" &&
+		s.R.Method != http.MethodHead {
+		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	// Announce trailers up front so that HTTP/1.1 uses chunked encoding and HTTP/2 keeps the
+	// stream open for the trailing HEADERS frame.
+	for k := range resp.Trailer {
+		hdr.Add("Trailer", k)
+	}
+	s.writeHeader(resp.StatusCode)
+
+	flush := resp.ContentLength < 0 || s.grpc
+	rc := http.NewResponseController(s.W)
+	if flush {
+		_ = rc.Flush()
+	}
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			idle.touch()
+			w, werr := s.W.Write(buf[:n])
+			s.Info.BytesSent += int64(w)
+			if werr != nil {
+				s.Info.Flags |= FlagDownstreamConnTerminated
+				return
+			}
+			if flush {
+				if ferr := rc.Flush(); ferr != nil {
+					s.Info.Flags |= FlagDownstreamConnTerminated
+					return
+				}
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			switch cause := context.Cause(ctx); {
+			case errors.Is(cause, errRouteTimeout):
+				s.Info.Flags |= FlagUpstreamRequestTimeout
+			case errors.Is(cause, errIdleTimeout):
+				s.Info.Flags |= FlagStreamIdleTimeout
+			case errors.Is(cause, errMaxDuration):
+				s.Info.Flags |= FlagMaxDurationReached
+			case s.R.Context().Err() != nil:
+				s.Info.Flags |= FlagDownstreamConnTerminated
+			default:
+				s.Info.Flags |= FlagUpstreamRemoteReset
+			}
+			// The response cannot be completed: reset the downstream stream so the client
+			// does not mistake a truncated body for a complete one.
+			s.abort = true
+			return
+		}
+	}
+	for k, v := range resp.Trailer {
+		hdr[http.TrailerPrefix+k] = v
+		if k == "Grpc-Status" && len(v) > 0 {
+			s.Info.GRPCStatus = v[0]
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package l7
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/strait-mesh/strait/proxy/stats"
+)
+
+// hcmStats are the http.<stat_prefix>.* statistics, looked up once at compile time.
+type hcmStats struct {
+	store             *stats.Store
+	prefix            string
+	cxTotal           *stats.Counter
+	cxActive          *stats.Gauge
+	cxHTTP1, cxHTTP2  *stats.Counter
+	rqTotal           *stats.Counter
+	rqActive          *stats.Gauge
+	rqHTTP1, rqHTTP2  *stats.Counter
+	rqXX              [6]*stats.Counter // index 1..5
+	rqCompleted       *stats.Counter
+	rqTimeout         *stats.Counter
+	rqHeadersTooLarge *stats.Counter
+	rqTimeMsTotal     *stats.Counter
+	noRoute           *stats.Counter
+	noCluster         *stats.Counter
+	rqRedirect        *stats.Counter
+	rqDirect          *stats.Counter
+	faultDelays       *stats.Counter
+	faultAborts       *stats.Counter
+	corsPreflight     *stats.Counter
+	corsOriginInvalid *stats.Counter
+	flagCounters      [flagCount]*stats.Counter
+}
+
+func newHCMStats(s *stats.Store, prefix string) *hcmStats {
+	tag := stats.Tag{Name: "envoy_http_conn_manager_prefix", Value: prefix}
+	c := func(name string) *stats.Counter {
+		return s.Counter("http."+prefix+"."+name, "envoy_http_"+name, tag)
+	}
+	st := &hcmStats{
+		store:             s,
+		prefix:            prefix,
+		cxTotal:           c("downstream_cx_total"),
+		cxActive:          s.Gauge("http."+prefix+".downstream_cx_active", "envoy_http_downstream_cx_active", tag),
+		cxHTTP1:           c("downstream_cx_http1_total"),
+		cxHTTP2:           c("downstream_cx_http2_total"),
+		rqTotal:           c("downstream_rq_total"),
+		rqActive:          s.Gauge("http."+prefix+".downstream_rq_active", "envoy_http_downstream_rq_active", tag),
+		rqHTTP1:           c("downstream_rq_http1_total"),
+		rqHTTP2:           c("downstream_rq_http2_total"),
+		rqCompleted:       c("downstream_rq_completed"),
+		rqTimeout:         c("downstream_rq_timeout"),
+		rqHeadersTooLarge: c("downstream_rq_header_too_large"),
+		rqTimeMsTotal:     c("downstream_rq_time_ms_total"),
+		noRoute:           c("no_route"),
+		noCluster:         c("no_cluster"),
+		rqRedirect:        c("rq_redirect"),
+		rqDirect:          c("rq_direct_response"),
+		faultDelays:       c("fault.delays_injected"),
+		faultAborts:       c("fault.aborts_injected"),
+		corsPreflight:     c("cors.origin_valid"),
+		corsOriginInvalid: c("cors.origin_invalid"),
+	}
+	for i := 1; i <= 5; i++ {
+		st.rqXX[i] = s.Counter("http."+prefix+".downstream_rq_"+strconv.Itoa(i)+"xx", "envoy_http_downstream_rq_xx",
+			tag, stats.Tag{Name: "envoy_response_code_class", Value: strconv.Itoa(i)})
+	}
+	for i := 0; i < flagCount; i++ {
+		st.flagCounters[i] = s.Counter("http."+prefix+".downstream_rq_response_flags."+flagNames[i],
+			"envoy_http_downstream_rq_response_flags", tag, stats.Tag{Name: "response_flags", Value: flagNames[i]})
+	}
+	return st
+}
+
+func (st *hcmStats) status(code int) {
+	st.rqCompleted.Inc()
+	if c := code / 100; c >= 1 && c <= 5 {
+		st.rqXX[c].Inc()
+	}
+}
+
+func (st *hcmStats) flags(f ResponseFlags) {
+	for i := 0; i < flagCount; i++ {
+		if f&(1<<i) != 0 {
+			st.flagCounters[i].Inc()
+		}
+	}
+}
+
+// clusterStats are the per-cluster counters the router records (cluster.<name>.upstream_rq_*).
+type clusterStats struct {
+	store   *stats.Store
+	name    string
+	retry   *stats.Counter
+	retryOK *stats.Counter
+	perTry  *stats.Counter
+	codes   sync.Map // int -> *stats.Counter
+}
+
+func (h *Handler) clusterStats(name string) *clusterStats {
+	if v, ok := h.clusters.Load(name); ok {
+		return v.(*clusterStats)
+	}
+	s := h.opts.Stats
+	tag := stats.Tag{Name: "envoy_cluster_name", Value: name}
+	c := func(n string) *stats.Counter {
+		return s.Counter("cluster."+name+"."+n, "envoy_cluster_"+n, tag)
+	}
+	// The response classes (upstream_rq_2xx...) and upstream_rq_timeout are counted by the
+	// upstream package; the router adds exact codes and retry statistics.
+	cs := &clusterStats{store: s, name: name, retry: c("upstream_rq_retry"), retryOK: c("upstream_rq_retry_success"),
+		perTry: c("upstream_rq_per_try_timeout")}
+	v, _ := h.clusters.LoadOrStore(name, cs)
+	return v.(*clusterStats)
+}
+
+func (cs *clusterStats) code(code int) {
+	if v, ok := cs.codes.Load(code); ok {
+		v.(*stats.Counter).Inc()
+		return
+	}
+	ctr := cs.store.Counter("cluster."+cs.name+".upstream_rq_"+strconv.Itoa(code), "envoy_cluster_upstream_rq",
+		stats.Tag{Name: "envoy_cluster_name", Value: cs.name}, stats.Tag{Name: "envoy_response_code", Value: strconv.Itoa(code)})
+	v, _ := cs.codes.LoadOrStore(code, ctr)
+	v.(*stats.Counter).Inc()
+}

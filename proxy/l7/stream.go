@@ -1,0 +1,476 @@
+package l7
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/strait-mesh/strait/proxy/route"
+)
+
+// Stream is one request travelling through the filter pipeline. Filters read the request and
+// route, and either answer (a local reply) or call the next stage.
+type Stream struct {
+	// W and R are the downstream response writer and request.
+	W http.ResponseWriter
+	R *http.Request
+	// Info is the request's record (flags, status, cluster...).
+	Info RequestInfo
+	// Table and Route are the route table and matched route (Route nil: no route).
+	Table *route.Table
+	Route *route.Route
+	// Cluster and Target are the chosen upstream cluster for forwarding routes.
+	Cluster string
+	Target  *route.Target
+
+	h           *Handler
+	rinfo       route.RequestInfo
+	grpc        bool
+	external    bool
+	wroteHeader bool
+	abort       bool
+	corsOrigin  string
+	cors        *route.CORS
+	setCookie   string
+}
+
+// StreamHandler is one stage of the HTTP filter pipeline.
+type StreamHandler func(s *Stream)
+
+// Filter wraps the next stage; the pipeline is a chain of Filters ending in the router.
+type Filter func(next StreamHandler) StreamHandler
+
+var streamPool = sync.Pool{New: func() any { return new(Stream) }}
+
+// writeHeader sends the response status once, counting it.
+func (s *Stream) writeHeader(code int) {
+	if s.wroteHeader {
+		return
+	}
+	s.wroteHeader = true
+	s.Info.Status = code
+	s.W.WriteHeader(code)
+}
+
+func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s := streamPool.Get().(*Stream)
+	*s = Stream{W: w, R: r, h: h}
+	s.Info.Start = time.Now()
+	defer h.finish(s)
+
+	cs, _ := r.Context().Value(connInfoKey{}).(*connState)
+	if cs == nil {
+		cs = &connState{}
+	}
+	s.Info.Conn = &cs.info
+	s.Info.Method, s.Info.Authority, s.Info.Path = r.Method, r.Host, r.RequestURI
+	s.grpc = route.IsGRPC(r)
+	h.st.rqTotal.Inc()
+	h.st.rqActive.Inc()
+	switch {
+	case r.ProtoMajor == 2:
+		s.Info.Protocol = "HTTP/2"
+		h.st.rqHTTP2.Inc()
+	case r.ProtoMinor == 0:
+		s.Info.Protocol = "HTTP/1.0"
+		h.st.rqHTTP1.Inc()
+	default:
+		s.Info.Protocol = "HTTP/1.1"
+		h.st.rqHTTP1.Inc()
+	}
+	r.URL.Scheme = "http"
+	if cs.info.TLS || r.TLS != nil {
+		r.URL.Scheme = "https"
+	}
+	s.rinfo = route.RequestInfo{Local: cs.info.OriginalDst, Protocol: s.Info.Protocol}
+	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, s))
+	s.R = r
+
+	if !h.admit(s) {
+		return
+	}
+	h.decorateRequest(s, cs)
+
+	s.Table = h.routeTable()
+	if s.Table != nil {
+		for _, k := range s.Table.InternalOnlyHeaders() {
+			if s.external {
+				delete(r.Header, k)
+			}
+		}
+		s.Route = s.Table.Match(r)
+	}
+	if s.Route != nil {
+		s.Info.RouteName = s.Route.Name
+		if s.Route.Action == route.ActionForward {
+			s.Cluster, s.Target = s.Route.PickCluster(r)
+			s.Info.Cluster = s.Cluster
+		}
+	}
+	h.pipeline(s)
+}
+
+// admit enforces the protocol limits; it answers and returns false for a rejected request.
+func (h *Handler) admit(s *Stream) bool {
+	r := s.R
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && !h.acceptHTTP10 {
+		s.localReply(http.StatusUpgradeRequired, FlagDownstreamProtocolError, "http1.0_not_allowed", "", -1)
+		return false
+	}
+	n, size := 0, len(r.Host)+len(r.RequestURI)+len(r.Method)
+	for k, vs := range r.Header {
+		n += len(vs)
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+		}
+		if h.underscores != corev3.HttpProtocolOptions_ALLOW && strings.IndexByte(k, '_') >= 0 {
+			if h.underscores == corev3.HttpProtocolOptions_REJECT_REQUEST {
+				s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "unexpected_underscore", "", -1)
+				return false
+			}
+			delete(r.Header, k)
+		}
+	}
+	if n > h.maxHeaders || size > h.maxHeaderBytes {
+		h.st.rqHeadersTooLarge.Inc()
+		s.localReply(http.StatusRequestHeaderFieldsTooLarge, FlagDownstreamProtocolError, "header_overflow", "", -1)
+		return false
+	}
+	if r.Method == http.MethodConnect {
+		s.localReply(http.StatusForbidden, 0, "connect_not_supported", "", -1)
+		return false
+	}
+	if !h.normalize(s) {
+		return false
+	}
+	return true
+}
+
+// normalize applies path normalization options; false means the request was rejected.
+func (h *Handler) normalize(s *Stream) bool {
+	r := s.R
+	uri := r.RequestURI
+	if uri == "" || uri[0] != '/' {
+		if r.URL.Path == "" && r.Method == http.MethodOptions && uri == "*" {
+			return true
+		}
+		uri = r.URL.RequestURI() // absolute-form: keep only the origin-form part
+	}
+	path, query, hasQuery := strings.Cut(uri, "?")
+	if strings.Contains(path, "#") {
+		path = path[:strings.IndexByte(path, '#')]
+	}
+	if h.escapedSlashes == hcmv3.HttpConnectionManager_REJECT_REQUEST || h.escapedSlashes == hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD {
+		if i := strings.Index(strings.ToLower(path), "%2f"); i >= 0 || strings.Contains(strings.ToLower(path), "%5c") {
+			if h.escapedSlashes == hcmv3.HttpConnectionManager_REJECT_REQUEST {
+				s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "path_normalization_failed", "", -1)
+				return false
+			}
+			path = replaceFold(replaceFold(path, "%2f", "/"), "%5c", "\\")
+		}
+	}
+	if h.normalizePath {
+		path = normalizeDots(path)
+	}
+	if h.mergeSlashes {
+		for strings.Contains(path, "//") {
+			path = strings.ReplaceAll(path, "//", "/")
+		}
+	}
+	if hasQuery {
+		uri = path + "?" + query
+	} else {
+		uri = path
+	}
+	if uri != r.RequestURI {
+		if err := setRequestURI(r, uri); err != nil {
+			s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "path_normalization_failed", "", -1)
+			return false
+		}
+	}
+	return true
+}
+
+func replaceFold(s, old, repl string) string {
+	for {
+		i := strings.Index(strings.ToLower(s), old)
+		if i < 0 {
+			return s
+		}
+		s = s[:i] + repl + s[i+len(old):]
+	}
+}
+
+// normalizeDots removes "." and ".." segments (RFC 3986 section 5.2.4), keeping a trailing
+// slash, and decodes nothing else.
+func normalizeDots(p string) string {
+	if !strings.Contains(p, "/.") {
+		return p
+	}
+	segs := strings.Split(p, "/")
+	out := make([]string, 0, len(segs))
+	for i, seg := range segs {
+		switch seg {
+		case ".":
+			if i == len(segs)-1 {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 1 {
+				out = out[:len(out)-1]
+			}
+			if i == len(segs)-1 {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, seg)
+		}
+	}
+	res := strings.Join(out, "/")
+	if !strings.HasPrefix(res, "/") {
+		res = "/" + res
+	}
+	return res
+}
+
+// decorateRequest applies Envoy's connection-manager header handling: host port stripping,
+// x-forwarded-for / -proto, internal/external classification, x-envoy-* sanitizing,
+// x-request-id and x-forwarded-client-cert.
+func (h *Handler) decorateRequest(s *Stream, cs *connState) {
+	r := s.R
+	if h.stripTrailingDot {
+		host, port, hasPort := strings.Cut(r.Host, ":")
+		if strings.HasSuffix(host, ".") {
+			r.Host = strings.TrimSuffix(host, ".")
+			if hasPort {
+				r.Host += ":" + port
+			}
+		}
+	}
+	if h.stripAnyPort {
+		r.Host = route.StripPort(r.Host)
+	} else if h.stripMatchingPort && cs.info.OriginalDst.IsValid() {
+		if p := strings.TrimPrefix(r.Host, route.StripPort(r.Host)); p == ":"+itoa(int(cs.info.OriginalDst.Port())) {
+			r.Host = route.StripPort(r.Host)
+		}
+	}
+
+	remote := cs.info.Source
+	if !remote.IsValid() {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			remote = ap
+		}
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	if h.useRemoteAddress {
+		if h.xffTrustedHops > 0 {
+			if a, ok := xffHop(xff, h.xffTrustedHops-1); ok {
+				remote = netip.AddrPortFrom(a, 0)
+			}
+		}
+		if !h.skipXFFAppend && cs.info.Source.IsValid() {
+			appendXFF(r.Header, xff, cs.info.Source.Addr().Unmap().String())
+		}
+	} else if a, ok := xffHop(xff, h.xffTrustedHops); ok {
+		remote = netip.AddrPortFrom(a, 0)
+	}
+	s.Info.Remote = remote
+	s.rinfo.Remote = remote
+	internal := remote.IsValid() && h.isInternal(remote.Addr())
+	s.external = h.useRemoteAddress && !internal
+	if h.useRemoteAddress {
+		if internal {
+			r.Header.Set("X-Envoy-Internal", "true")
+			r.Header.Del("X-Envoy-External-Address")
+		} else {
+			r.Header.Del("X-Envoy-Internal")
+			if remote.IsValid() {
+				r.Header.Set("X-Envoy-External-Address", remote.Addr().Unmap().String())
+			}
+		}
+	}
+	if s.external {
+		// Envoy honours x-envoy-* control headers only from internal clients.
+		for k := range r.Header {
+			if strings.HasPrefix(k, "X-Envoy-") && k != "X-Envoy-External-Address" {
+				delete(r.Header, k)
+			}
+		}
+	}
+	if h.useRemoteAddress || r.Header.Get("X-Forwarded-Proto") == "" {
+		r.Header.Set("X-Forwarded-Proto", r.URL.Scheme)
+	}
+
+	id := r.Header.Get("X-Request-Id")
+	if h.generateRequestID && (id == "" || !validRequestID(id) || s.external && !h.preserveExternalID) {
+		id = newUUID()
+		r.Header.Set("X-Request-Id", id)
+	}
+	s.Info.RequestID = id
+	h.forwardClientCert(s, cs)
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	if n == 0 {
+		return "0"
+	}
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// xffHop returns the address n hops from the right of the x-forwarded-for list.
+func xffHop(xff []string, n int) (netip.Addr, bool) {
+	var all []string
+	for _, v := range xff {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				all = append(all, p)
+			}
+		}
+	}
+	if n >= len(all) {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(all[len(all)-1-n])
+	return a, err == nil
+}
+
+func appendXFF(h http.Header, prior []string, addr string) {
+	if len(prior) == 0 {
+		h["X-Forwarded-For"] = []string{addr}
+		return
+	}
+	h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + addr}
+}
+
+func validRequestID(id string) bool {
+	if len(id) > 256 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	a, c := rand.Uint64(), rand.Uint64()
+	for i := 0; i < 8; i++ {
+		b[i] = byte(a >> (8 * i))
+		b[8+i] = byte(c >> (8 * i))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:], b[10:])
+	return string(out[:])
+}
+
+// forwardClientCert implements forward_client_cert_details and set_current_client_cert_details.
+func (h *Handler) forwardClientCert(s *Stream, cs *connState) {
+	r := s.R
+	mtls := len(cs.info.PeerCertificates) > 0
+	switch h.fcc {
+	case hcmv3.HttpConnectionManager_SANITIZE:
+		r.Header.Del("X-Forwarded-Client-Cert")
+		return
+	case hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY:
+		return
+	case hcmv3.HttpConnectionManager_FORWARD_ONLY:
+		if !mtls {
+			r.Header.Del("X-Forwarded-Client-Cert")
+		}
+		return
+	}
+	if !mtls {
+		r.Header.Del("X-Forwarded-Client-Cert")
+		return
+	}
+	leaf := cs.info.PeerCertificates[0]
+	var b strings.Builder
+	if lc := cs.info.LocalCertificate; lc != nil && len(lc.URIs) > 0 {
+		b.WriteString("By=")
+		b.WriteString(lc.URIs[0].String())
+		b.WriteByte(';')
+	}
+	sum := sha256.Sum256(leaf.Raw)
+	b.WriteString("Hash=")
+	b.WriteString(hex.EncodeToString(sum[:]))
+	if d := h.fccDetails; d != nil {
+		if d.GetSubject().GetValue() {
+			b.WriteString(";Subject=\"")
+			b.WriteString(strings.ReplaceAll(leaf.Subject.String(), "\"", "\\\""))
+			b.WriteByte('"')
+		}
+		if d.GetUri() {
+			for _, u := range leaf.URIs {
+				b.WriteString(";URI=")
+				b.WriteString(u.String())
+			}
+		}
+		if d.GetDns() {
+			for _, n := range leaf.DNSNames {
+				b.WriteString(";DNS=")
+				b.WriteString(n)
+			}
+		}
+	}
+	cur := b.String()
+	if h.fcc == hcmv3.HttpConnectionManager_APPEND_FORWARD {
+		if prev := r.Header.Values("X-Forwarded-Client-Cert"); len(prev) > 0 {
+			cur = strings.Join(prev, ",") + "," + cur
+		}
+	}
+	r.Header.Set("X-Forwarded-Client-Cert", cur)
+}
+
+// finish records the end of a request and returns the Stream to the pool.
+func (h *Handler) finish(s *Stream) {
+	h.st.rqActive.Dec()
+	s.Info.Duration = time.Since(s.Info.Start)
+	h.st.status(s.Info.Status)
+	if s.Info.Flags != 0 {
+		h.st.flags(s.Info.Flags)
+	}
+	if h.opts.OnComplete != nil {
+		h.opts.OnComplete(&s.Info)
+	}
+	abort := s.abort
+	s.release()
+	if abort {
+		// Abort the downstream stream (HTTP/2 RST_STREAM, HTTP/1 connection close).
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *Stream) release() {
+	*s = Stream{}
+	streamPool.Put(s)
+}

@@ -1,0 +1,69 @@
+package l7
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"sync"
+)
+
+// tunnel completes an HTTP/1.1 upgrade (e.g. WebSocket): it forwards the upstream's 101
+// response, takes over the downstream connection and splices bytes both ways until either side
+// closes. The upstream response body must be the upgraded connection (io.ReadWriteCloser).
+func (h *Handler) tunnel(s *Stream, resp *http.Response) {
+	upConn, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		s.localReply(http.StatusBadGateway, FlagUpstreamProtocolError, "upgrade_failed", "upstream upgrade failed", -1)
+		return
+	}
+	defer upConn.Close()
+	conn, brw, err := http.NewResponseController(s.W).Hijack()
+	if err != nil {
+		s.localReply(http.StatusInternalServerError, FlagDownstreamProtocolError, "upgrade_failed", "", -1)
+		return
+	}
+	defer h.hijackDone(s.R)
+	defer conn.Close()
+	hdr := resp.Header.Clone()
+	s.Route.ApplyResponseHeaders(hdr, s.R, &s.rinfo, s.Target)
+	if err := writeSwitching(brw.Writer, hdr); err != nil {
+		s.Info.Flags |= FlagDownstreamConnTerminated
+		return
+	}
+	s.Info.Status = http.StatusSwitchingProtocols
+	s.wroteHeader = true
+	// Bytes the server already buffered from the client belong to the tunnel.
+	var down io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		pre, _ := brw.Reader.Peek(n)
+		down = io.MultiReader(bytes.NewReader(bytes.Clone(pre)), conn)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		n, _ := io.Copy(upConn, down)
+		s.Info.BytesReceived += n
+		upConn.Close()
+		conn.Close()
+	}()
+	go func() {
+		defer wg.Done()
+		n, _ := io.Copy(conn, upConn)
+		s.Info.BytesSent += n
+		upConn.Close()
+		conn.Close()
+	}()
+	wg.Wait()
+}
+
+func writeSwitching(w *bufio.Writer, hdr http.Header) error {
+	w.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	if err := hdr.Write(w); err != nil {
+		return err
+	}
+	w.WriteString("\r\n")
+	return w.Flush()
+}
