@@ -320,7 +320,7 @@ func (c *routeCtx) timeout(action *routev3.RouteAction, d *durationpb.Duration) 
 		return nil
 	}
 	if d == nil {
-		action.Timeout = zeroDuration()
+		action.Timeout = c.b.zeroTimeout
 		return nil
 	}
 	action.Timeout = proto.Clone(d).(*durationpb.Duration)

@@ -50,7 +50,7 @@ func (c *routeCtx) delegatedRoutes(root *networking.HTTPRoute, field string) ([]
 		return nil, false, errf(field, "delegate VirtualService %s/%s must not have hosts", ns, name)
 	}
 	cc := *c
-	cc.obj = obj
+	cc.obj, cc.meta = obj, nil
 	var out []*routev3.Route
 	for j, cr := range spec.Http {
 		cfield := field + "(" + ns + "/" + name + ").http[" + strconv.Itoa(j) + "]"

@@ -27,6 +27,8 @@ type routeCtx struct {
 	vsGateways []string
 	// proxyless restricts the output to what gRPC's xDS client implements.
 	proxyless bool
+	// meta is the istio.config metadata of obj's routes, built once.
+	meta *corev3.Metadata
 }
 
 // httpRoutes translates the HTTP routes of v for one port and gateway into Envoy routes, in
@@ -127,9 +129,13 @@ func routeName(r *networking.HTTPRoute, m *networking.HTTPMatchRequest) string {
 // metadata records which VirtualService produced a route, as Istio's istio.config metadata does,
 // so that proxy-config and access logs can name it.
 func (c *routeCtx) metadata() *corev3.Metadata {
-	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+	if c.meta != nil {
+		return c.meta
+	}
+	c.meta = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
 		"istio": {Fields: map[string]*structpb.Value{
 			"config": structpb.NewStringValue(fmt.Sprintf("/apis/networking.istio.io/v1/namespaces/%s/virtual-service/%s", c.obj.Namespace, c.obj.Name)),
 		}},
 	}}
+	return c.meta
 }

@@ -23,6 +23,8 @@ import (
 	"fmt"
 	"strings"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -149,6 +151,11 @@ type Builder struct {
 	services []*registry.Service
 	// vs are the root VirtualServices with their resolved hosts, in input order.
 	vs []*virtualService
+	// defaultRetry is the retry policy of routes without retries (the mesh's
+	// defaultHttpRetryPolicy, else Istio's); shared by those routes, like zeroTimeout.
+	defaultRetry *routev3.RetryPolicy
+	zeroTimeout  *durationpb.Duration
+	matchAll     *routev3.RouteMatch // prefix "/"
 }
 
 // virtualService is a root VirtualService with hosts resolved to FQDNs.
@@ -161,11 +168,21 @@ type virtualService struct {
 }
 
 // New indexes in for route generation. It returns an error if an object in in.VirtualServices
-// does not hold a *networking.VirtualService.
+// does not hold a *networking.VirtualService, or if the mesh's defaultHttpRetryPolicy cannot be
+// translated.
 func New(in Inputs) (*Builder, error) {
-	b := &Builder{in: in, suffix: in.DomainSuffix, byHost: make(map[string]*registry.Service, len(in.Services))}
+	b := &Builder{in: in, suffix: in.DomainSuffix, byHost: make(map[string]*registry.Service, len(in.Services)), zeroTimeout: durationpb.New(0),
+		matchAll: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}}
 	if b.suffix == "" {
 		b.suffix = DefaultDomainSuffix
+	}
+	b.defaultRetry = DefaultRetryPolicy()
+	if def := in.Mesh.GetDefaultHttpRetryPolicy(); def != nil {
+		p, err := (&routeCtx{b: b}).convertRetry(def)
+		if err != nil {
+			return nil, fmt.Errorf("mesh config defaultHttpRetryPolicy: %w", err)
+		}
+		b.defaultRetry = p
 	}
 	for _, s := range in.Services {
 		prev, ok := b.byHost[s.Hostname]

@@ -121,7 +121,7 @@ func (b *Builder) Outbound(port uint32) (*routev3.RouteConfiguration, error) {
 		return r
 	}
 	// Pass 3: virtual hosts.
-	domains := newDomainSet()
+	domains := make(domainSet, 10*len(b.services))
 	var vhosts []*routev3.VirtualHost
 	for _, svc := range b.services {
 		p, ok := servicePort(svc, port)
@@ -189,20 +189,15 @@ func Outbound(in Inputs, port uint32) (*routev3.RouteConfiguration, error) {
 func (b *Builder) defaultRoute(svc *registry.Service, port uint32) *routev3.Route {
 	action := &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: OutboundClusterName(port, "", svc.Hostname)},
-		Timeout:          zeroDuration(),
-	}
-	c := &routeCtx{b: b, port: port, gateway: MeshGateway}
-	if rp, err := c.retryPolicy(nil); err == nil {
-		action.RetryPolicy = rp
-	} else {
-		action.RetryPolicy = DefaultRetryPolicy() // the mesh default is validated with the mesh config
+		Timeout:          b.zeroTimeout,
+		RetryPolicy:      b.defaultRetry,
 	}
 	if b.in.DestinationRule != nil {
 		action.HashPolicy = HashPolicy(b.in.DestinationRule(svc.Hostname), "", port)
 	}
 	return &routev3.Route{
 		Name:   DefaultRouteName,
-		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Match:  b.matchAll,
 		Action: &routev3.Route_Route{Route: action},
 	}
 }
@@ -232,11 +227,9 @@ func (b *Builder) fallbackVirtualHost() *routev3.VirtualHost {
 // domainSet tracks the domains used in one route configuration.
 type domainSet map[string]bool
 
-func newDomainSet() domainSet { return domainSet{} }
-
-// claim returns the domains not yet used, marking them used.
+// claim returns the domains of ds not yet used, marking them used. It filters ds in place.
 func (s domainSet) claim(ds []string) []string {
-	out := ds[:0:0]
+	out := ds[:0]
 	for _, d := range ds {
 		if !s[d] {
 			s[d] = true

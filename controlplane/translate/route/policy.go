@@ -213,14 +213,7 @@ func (c *routeCtx) retryPolicy(in *networking.HTTPRetry) (*routev3.RetryPolicy, 
 		if c.proxyless {
 			return nil, nil // gRPC has its own retry defaults; Istio's HTTP conditions do not apply
 		}
-		if def := c.b.in.Mesh.GetDefaultHttpRetryPolicy(); def != nil {
-			p, err := c.convertRetry(def)
-			if err != nil {
-				return nil, fmt.Errorf("mesh config defaultHttpRetryPolicy: %w", err)
-			}
-			return p, nil
-		}
-		return DefaultRetryPolicy(), nil
+		return c.b.defaultRetry, nil
 	}
 	return c.convertRetry(in)
 }
