@@ -1,0 +1,105 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	meshconfig "istio.io/api/mesh/v1alpha1"
+)
+
+func TestDefaultMeshConfig(t *testing.T) {
+	mc, err := LoadMeshConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc.OutboundTrafficPolicy.Mode != meshconfig.MeshConfig_OutboundTrafficPolicy_ALLOW_ANY ||
+		mc.TrustDomain != "cluster.local" || mc.RootNamespace != "istio-system" ||
+		mc.AccessLogEncoding != meshconfig.MeshConfig_TEXT || !mc.EnableAutoMtls.GetValue() ||
+		mc.DefaultConfig.DrainDuration.AsDuration() != 45*time.Second ||
+		mc.DefaultConfig.DiscoveryAddress == "" || mc.DefaultConfig.ProxyStatsMatcher == nil ||
+		len(mc.DefaultDestinationRuleExportTo) != 1 {
+		t.Errorf("defaults: %v", mc)
+	}
+	// Each call returns an independent message.
+	mc.TrustDomain = "changed"
+	if DefaultMeshConfig().TrustDomain != "cluster.local" {
+		t.Error("defaults shared between calls")
+	}
+}
+
+func TestLoadMeshConfigMerges(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mesh.yaml")
+	data := `
+outboundTrafficPolicy:
+  mode: REGISTRY_ONLY
+trustDomain: example.org
+accessLogFile: /dev/stdout
+accessLogEncoding: JSON
+defaultDestinationRuleExportTo: ["."]
+enableAutoMtls: false
+defaultConfig:
+  drainDuration: 10s
+  holdApplicationUntilProxyStarts: true
+  terminationDrainDuration: 500ms
+`
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mc, err := LoadMeshConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc.OutboundTrafficPolicy.Mode != meshconfig.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
+		t.Errorf("mode %v", mc.OutboundTrafficPolicy.Mode)
+	}
+	if mc.TrustDomain != "example.org" || mc.AccessLogFile != "/dev/stdout" || mc.AccessLogEncoding != meshconfig.MeshConfig_JSON {
+		t.Errorf("scalars: %v", mc)
+	}
+	if got := mc.DefaultDestinationRuleExportTo; len(got) != 1 || got[0] != "." {
+		t.Errorf("exportTo replaced: %v", got)
+	}
+	if mc.EnableAutoMtls == nil || mc.EnableAutoMtls.Value {
+		t.Errorf("enableAutoMtls: %v", mc.EnableAutoMtls)
+	}
+	pc := mc.DefaultConfig
+	if pc.DrainDuration.AsDuration() != 10*time.Second || !pc.HoldApplicationUntilProxyStarts.GetValue() ||
+		pc.TerminationDrainDuration.AsDuration() != 500*time.Millisecond {
+		t.Errorf("defaultConfig set fields: %v", pc)
+	}
+	if pc.DiscoveryAddress != "istiod.istio-system.svc:15012" || pc.ProxyAdminPort != 15000 {
+		t.Errorf("defaultConfig defaults lost: %v", pc)
+	}
+	if mc.RootNamespace != "istio-system" || mc.DefaultVirtualServiceExportTo[0] != "*" {
+		t.Errorf("top-level defaults lost: %v", mc)
+	}
+}
+
+func TestLoadMeshConfigErrors(t *testing.T) {
+	cases := []struct{ data, field, msg string }{
+		{"outboundTrafficPolicy: {mode: DENY}", "outboundTrafficPolicy.mode", "invalid value"},
+		{"trustDomian: x", "trustDomian", "did you mean \"trustDomain\""},
+		{"defaultConfig: {drainDuration: forever}", "defaultConfig.drainDuration", "invalid duration"},
+		{"defaultConfig: {drainDuration: 0s}", "defaultConfig.drainDuration", "1ms"},
+		{"defaultDestinationRuleExportTo: ['*', '.']", "defaultDestinationRuleExportTo", "cannot be combined"},
+		{"accessLogFile: [a]", "accessLogFile", "expected a string"},
+		{"rootNamespace: Bad_NS", "rootNamespace", "invalid namespace"},
+	}
+	for _, tc := range cases {
+		_, err := ParseMeshConfig("mesh.yaml", []byte(tc.data))
+		if err == nil {
+			t.Errorf("%q accepted", tc.data)
+			continue
+		}
+		var ce *Error
+		if !errors.As(Errors(err)[0], &ce) || ce.Field != tc.field || !strings.Contains(err.Error(), tc.msg) || !strings.HasPrefix(err.Error(), "mesh.yaml: MeshConfig: ") {
+			t.Errorf("%q: got %v, want field %q containing %q", tc.data, err, tc.field, tc.msg)
+		}
+	}
+	if _, err := LoadMeshConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "reading mesh config") {
+		t.Errorf("missing file: %v", err)
+	}
+}
