@@ -1,0 +1,354 @@
+// Package listener compiles Envoy v3 Listener resources and serves them: it accepts connections,
+// recovers the original destination of redirected connections (SO_ORIGINAL_DST), runs the
+// tls_inspector and http_inspector listener filters, selects a filter chain with Envoy's
+// FilterChainMatch semantics, terminates TLS when the chain has a DownstreamTlsContext, and
+// hands the connection to the chain's terminal network filter: an HTTP connection manager
+// (package l7) or a TCP proxy (package l4).
+//
+// A compiled *Listener is immutable configuration plus the bookkeeping of its own connections
+// (for the connection limit and for draining). The proxy core builds one per LDS resource with
+// Compile, serves it on a bound socket with Serve, and retires it with Drain or Close.
+package listener
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	httpinspv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
+	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	tlsinspv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/strait-mesh/strait/proxy/l4"
+	"github.com/strait-mesh/strait/proxy/l7"
+	"github.com/strait-mesh/strait/proxy/sniff"
+	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/tlsx"
+)
+
+// Env is what a listener needs from the proxy core. Implementations answer from the current
+// runtime config and must be safe for concurrent use.
+type Env interface {
+	// Secret resolves SDS secrets for TLS transport sockets, at handshake time.
+	tlsx.Secrets
+	// HTTP returns the environment of HTTP connection managers (routes and clusters).
+	HTTP() l7.Env
+	// HTTPOptions returns the process-level options for l7.New (stats store, access log hook).
+	HTTPOptions() l7.Options
+	// TCP returns the environment of TCP proxies.
+	TCP() l4.Env
+	// Stats is where listener statistics go.
+	Stats() *stats.Store
+	// Handoff returns the listener that serves connections whose original destination is dst,
+	// for listeners with use_original_dst (Envoy's hand-off to the listener bound to the original
+	// destination; Registry.Lookup implements the lookup), or nil to keep the connection.
+	Handoff(dst netip.AddrPort) *Listener
+}
+
+// HTTPFactory, when implemented by an Env, replaces l7.New for http_connection_manager chains.
+// Tests use it to serve HTTP chains with a small local handler.
+type HTTPFactory interface {
+	NewHTTP(hcm *hcmv3.HttpConnectionManager) (Terminal, error)
+}
+
+// Well-known type URLs of the filters and transport sockets this package implements.
+const (
+	typeOriginalDst    = "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
+	typeTLSInspector   = "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+	typeHTTPInspector  = "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
+	typeHCM            = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+	typeTCPProxy       = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+	typeConnLimit      = "type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit"
+	typeDownstreamTLS  = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+	typeRawBuffer      = "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+	nameOriginalDst    = "envoy.filters.listener.original_dst"
+	nameTLSInspector   = "envoy.filters.listener.tls_inspector"
+	nameHTTPInspector  = "envoy.filters.listener.http_inspector"
+	defaultFilterTmout = 15 * time.Second
+	// defaultHandshakeTimeout bounds a TLS handshake when the chain sets no
+	// transport_socket_connect_timeout (Envoy has none; an unbounded handshake is a slowloris).
+	defaultHandshakeTimeout = 15 * time.Second
+)
+
+// Listener is a compiled Envoy Listener. Create it with Compile.
+type Listener struct {
+	name        string
+	addr        netip.AddrPort
+	bindToPort  bool
+	transparent bool
+	freebind    bool
+	statPrefix  string
+
+	useOriginalDst bool // hand off to the listener of the original destination
+	restoreDst     bool // original_dst listener filter: local address := SO_ORIGINAL_DST
+	inspect        sniff.Options
+
+	match        *matcher
+	defaultChain *chain
+	chains       []*chain // all chains incl. the default one, for draining
+
+	env Env
+	st  listenerStats
+
+	maxConns atomic.Int64 // 0: unlimited
+	active   atomic.Int64
+
+	mu       sync.Mutex
+	conns    map[*trackedConn]struct{}
+	lns      []closer
+	draining bool
+	idle     chan struct{} // closed when draining and active reaches 0
+}
+
+type closer interface{ Close() error }
+
+type listenerStats struct {
+	cxTotal, cxDestroy, overflow, noChain, preCxTimeout, filterError, tlsError *stats.Counter
+	cxActive                                                                   *stats.Gauge
+}
+
+// Name returns the listener's name.
+func (l *Listener) Name() string { return l.name }
+
+// Address returns the listener's socket address.
+func (l *Listener) Address() netip.AddrPort { return l.addr }
+
+// BindToPort reports whether the listener owns a socket (false for Istio's virtual listeners,
+// which only receive connections handed off by a use_original_dst listener).
+func (l *Listener) BindToPort() bool { return l.bindToPort }
+
+// SetMaxConnections sets the listener's connection limit (0: unlimited). Connections accepted
+// beyond it are closed at once and counted in downstream_cx_overflow. Safe at any time.
+func (l *Listener) SetMaxConnections(n int) { l.maxConns.Store(int64(n)) }
+
+var listenerFields = []string{"name", "address", "stat_prefix", "filter_chains", "use_original_dst",
+	"default_filter_chain", "listener_filters", "listener_filters_timeout",
+	"continue_on_listener_filters_timeout", "traffic_direction", "metadata", "bind_to_port",
+	"drain_type", "connection_balance_config", "transparent", "freebind", "enable_reuse_port"}
+
+// Compile builds a Listener from its xDS resource. Everything the proxy does not implement is an
+// error naming the field or filter, so that the update is NACKed. Compile does not bind.
+func Compile(lr *listenerv3.Listener, env Env) (*Listener, error) {
+	if lr == nil {
+		return nil, errors.New("compiling listener: nil resource")
+	}
+	if env == nil {
+		return nil, errors.New("compiling listener: nil environment")
+	}
+	l, err := compile(lr, env)
+	if err != nil {
+		return nil, fmt.Errorf("compiling listener %q: %w", lr.GetName(), err)
+	}
+	return l, nil
+}
+
+func compile(lr *listenerv3.Listener, env Env) (*Listener, error) {
+	if err := checkFields(lr, "", listenerFields...); err != nil {
+		return nil, err
+	}
+	addr, err := socketAddress(lr.GetAddress())
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{
+		name:        lr.GetName(),
+		addr:        addr,
+		bindToPort:  lr.GetBindToPort() == nil || lr.GetBindToPort().GetValue(),
+		transparent: lr.GetTransparent().GetValue(),
+		freebind:    lr.GetFreebind().GetValue(),
+		statPrefix:  lr.GetStatPrefix(),
+		env:         env,
+		conns:       map[*trackedConn]struct{}{},
+	}
+	if l.statPrefix == "" {
+		l.statPrefix = statAddress(addr)
+	}
+	l.useOriginalDst = lr.GetUseOriginalDst().GetValue()
+	if cb := lr.GetConnectionBalanceConfig(); cb != nil {
+		// Envoy balances connections across worker threads; goroutines need no balancing, so
+		// exact_balance holds trivially. Other balancers are extensions we do not have.
+		if err := checkFields(cb, "connection_balance_config", "exact_balance"); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.compileListenerFilters(lr); err != nil {
+		return nil, err
+	}
+	l.st = newListenerStats(env.Stats(), l.statPrefix)
+	var specs []*chain
+	for i, fc := range lr.GetFilterChains() {
+		c, err := compileChain(fc, env, fmt.Sprintf("filter_chains[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		specs = append(specs, c)
+	}
+	if l.match, err = newMatcher(specs); err != nil {
+		return nil, err
+	}
+	l.chains = specs
+	if dfc := lr.GetDefaultFilterChain(); dfc != nil {
+		if dfc.GetFilterChainMatch() != nil {
+			return nil, errors.New("default_filter_chain.filter_chain_match must be empty")
+		}
+		if l.defaultChain, err = compileChain(dfc, env, "default_filter_chain"); err != nil {
+			return nil, err
+		}
+		l.chains = append(l.chains, l.defaultChain)
+	}
+	if len(l.chains) == 0 {
+		return nil, errors.New("no filter chains")
+	}
+	return l, nil
+}
+
+func (l *Listener) compileListenerFilters(lr *listenerv3.Listener) error {
+	l.inspect.Timeout = defaultFilterTmout
+	if d := lr.GetListenerFiltersTimeout(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return fmt.Errorf("listener_filters_timeout: %w", err)
+		}
+		l.inspect.Timeout = d.AsDuration() // 0 disables the timeout, as in Envoy
+	}
+	l.inspect.ContinueOnTimeout = lr.GetContinueOnListenerFiltersTimeout()
+	for i, lf := range lr.GetListenerFilters() {
+		path := fmt.Sprintf("listener_filters[%d]", i)
+		if err := checkFields(lf, path, "name", "typed_config"); err != nil {
+			return err
+		}
+		kind := lf.GetTypedConfig().GetTypeUrl()
+		if kind == "" {
+			// Legacy configs name the filter without a typed config.
+			switch lf.GetName() {
+			case nameOriginalDst:
+				kind = typeOriginalDst
+			case nameTLSInspector:
+				kind = typeTLSInspector
+			case nameHTTPInspector:
+				kind = typeHTTPInspector
+			}
+		}
+		switch kind {
+		case typeOriginalDst:
+			var c origdstv3.OriginalDst
+			if err := unmarshalOptional(lf.GetTypedConfig(), &c, path); err != nil {
+				return err
+			}
+			if err := checkFields(&c, path+".typed_config"); err != nil {
+				return err
+			}
+			l.restoreDst = true
+		case typeTLSInspector:
+			var c tlsinspv3.TlsInspector
+			if err := unmarshalOptional(lf.GetTypedConfig(), &c, path); err != nil {
+				return err
+			}
+			if err := checkFields(&c, path+".typed_config", "initial_read_buffer_size",
+				"close_connection_on_client_hello_parsing_errors", "max_client_hello_size"); err != nil {
+				return err
+			}
+			l.inspect.TLS = true
+			l.inspect.CloseOnClientHelloError = c.GetCloseConnectionOnClientHelloParsingErrors()
+			if m := c.GetMaxClientHelloSize(); m != nil {
+				l.inspect.MaxClientHelloSize = int(min(m.GetValue(), 64*1024))
+			}
+		case typeHTTPInspector:
+			var c httpinspv3.HttpInspector
+			if err := unmarshalOptional(lf.GetTypedConfig(), &c, path); err != nil {
+				return err
+			}
+			if err := checkFields(&c, path+".typed_config"); err != nil {
+				return err
+			}
+			l.inspect.HTTP = true
+		default:
+			return fmt.Errorf("%s: listener filter %q (%s) is not supported", path, lf.GetName(), kind)
+		}
+	}
+	return nil
+}
+
+func unmarshalOptional(a *anypb.Any, m proto.Message, path string) error {
+	if a == nil {
+		return nil
+	}
+	if err := a.UnmarshalTo(m); err != nil {
+		return fmt.Errorf("decoding %s.typed_config: %w", path, err)
+	}
+	return nil
+}
+
+func socketAddress(a *corev3.Address) (netip.AddrPort, error) {
+	if a == nil {
+		return netip.AddrPort{}, errors.New("address is required")
+	}
+	if err := checkFields(a, "address", "socket_address"); err != nil {
+		return netip.AddrPort{}, err
+	}
+	sa := a.GetSocketAddress()
+	if err := checkFields(sa, "address.socket_address", "address", "port_value", "protocol", "ipv4_compat"); err != nil {
+		return netip.AddrPort{}, err
+	}
+	if sa.GetProtocol() != corev3.SocketAddress_TCP {
+		return netip.AddrPort{}, errors.New("address.socket_address.protocol: only TCP is supported")
+	}
+	ip, err := netip.ParseAddr(sa.GetAddress())
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("address.socket_address.address: %w", err)
+	}
+	if sa.GetPortValue() > 65535 {
+		return netip.AddrPort{}, fmt.Errorf("address.socket_address.port_value %d out of range", sa.GetPortValue())
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(sa.GetPortValue())), nil
+}
+
+// statAddress renders an address as Envoy does in listener stat names: "0.0.0.0_15001",
+// "[::]_80" becomes "[__]_80".
+func statAddress(a netip.AddrPort) string {
+	s := a.Addr().String()
+	if a.Addr().Is6() {
+		s = "[" + strings.ReplaceAll(s, ":", "_") + "]"
+	}
+	return s + "_" + strconv.Itoa(int(a.Port()))
+}
+
+func newListenerStats(s *stats.Store, prefix string) listenerStats {
+	if s == nil {
+		s = stats.NewStore()
+	}
+	tag := stats.Tag{Name: "envoy_listener_address", Value: prefix}
+	c := func(n string) *stats.Counter {
+		return s.Counter("listener."+prefix+"."+n, "envoy_listener_"+n, tag)
+	}
+	return listenerStats{
+		cxTotal:      c("downstream_cx_total"),
+		cxDestroy:    c("downstream_cx_destroy"),
+		overflow:     c("downstream_cx_overflow"),
+		noChain:      c("no_filter_chain_match"),
+		preCxTimeout: c("downstream_pre_cx_timeout"),
+		filterError:  c("downstream_listener_filter_error"),
+		tlsError:     c("ssl.connection_error"),
+		cxActive:     s.Gauge("listener."+prefix+".downstream_cx_active", "envoy_listener_downstream_cx_active", tag),
+	}
+}
+
+// tlsConfig compiles a chain's DownstreamTlsContext.
+func tlsConfig(ctx *tlsv3.DownstreamTlsContext, env Env, path string) (*tls.Config, error) {
+	cfg, err := tlsx.Server(ctx, env)
+	if err != nil {
+		return nil, fmt.Errorf("%s.transport_socket: %w", path, err)
+	}
+	return cfg, nil
+}
