@@ -1,21 +1,3 @@
-// Package route generates Envoy v3 route configurations (RDS) from Istio VirtualServices, with
-// Istio's semantics and resource names:
-//
-//   - outbound per-port route configs for sidecars ("9080"), one virtual host per service;
-//   - gateway route configs for routers ("http.8080");
-//   - the inbound route config of the 15006 HTTP filter chains ("inbound|9080||");
-//   - proxyless gRPC route configs ("reviews.default.svc.cluster.local:9080");
-//   - TCP and TLS VirtualService routes as filter chain matches plus tcp_proxy configs, for the
-//     listener generator.
-//
-// The package reads only its Inputs: the caller (the top-level generator) selects the services,
-// VirtualServices, Gateways and DestinationRules that apply to one proxy. Build a Builder once per
-// proxy and snapshot with New and call its methods for every port; a Builder is immutable and safe
-// for concurrent use.
-//
-// A VirtualService field that cannot be expressed in Envoy's (or gRPC's) route model is never
-// ignored: the method returns an error naming the object and the field, and the VirtualService is
-// left out of the result (see Error).
 package route
 
 import (
@@ -45,7 +27,8 @@ type Proxy struct {
 	Namespace string
 	// Labels are the workload's labels, compared with sourceLabels of VirtualService matches.
 	Labels map[string]string
-	// Router is true for gateways (ingress/egress routers).
+	// Router is true for gateways (ingress/egress routers). It is informational: callers use
+	// Gateway/GatewayTLS for routers and Outbound for sidecars.
 	Router bool
 }
 

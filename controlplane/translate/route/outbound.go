@@ -41,8 +41,10 @@ func (b *Builder) OutboundPorts() []uint32 {
 //
 //   - one virtual host per visible HTTP service on the port, named "host:port", with the domains a
 //     client in the proxy's namespace may use (see serviceDomains), routed by the oldest
-//     VirtualService bound to the mesh gateway whose hosts name or match (wildcard) the service,
-//     else by a default route to outbound|port||host with Istio's default retry policy;
+//     VirtualService bound to the mesh gateway whose hosts name the service — else the oldest
+//     whose wildcard host matches it — else by a default route to outbound|port||host with no
+//     timeout, the default retry policy and the DestinationRule's hash policy; a VirtualService
+//     none of whose routes applies on this port or to this proxy also leaves the default route;
 //   - one virtual host per VirtualService host that matches no visible service (an external
 //     name), with domains host and host:port;
 //   - a last virtual host for domain "*": allow_any to PassthroughCluster, or block_all (502)

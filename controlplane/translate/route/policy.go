@@ -202,6 +202,15 @@ func previousHosts() *routev3.RetryPolicy_RetryHostPredicate {
 	}
 }
 
+// envoyRetryOn are the retry conditions Envoy's router accepts in retry_on (x-envoy-retry-on and
+// x-envoy-retry-grpc-on values).
+var envoyRetryOn = map[string]bool{
+	"5xx": true, "gateway-error": true, "reset": true, "reset-before-request": true, "connect-failure": true,
+	"envoy-ratelimited": true, "retriable-4xx": true, "refused-stream": true, "retriable-status-codes": true,
+	"retriable-headers": true, "http3-post-connect-failure": true,
+	"cancelled": true, "deadline-exceeded": true, "internal": true, "resource-exhausted": true, "unavailable": true,
+}
+
 // grpcRetryOn are the retry conditions gRPC's xDS client implements.
 var grpcRetryOn = map[string]bool{"cancelled": true, "deadline-exceeded": true, "internal": true, "resource-exhausted": true, "unavailable": true}
 
@@ -241,6 +250,9 @@ func (c *routeCtx) convertRetry(in *networking.HTTPRetry) (*routev3.RetryPolicy,
 				}
 				out.RetriableStatusCodes = append(out.RetriableStatusCodes, uint32(code))
 				continue
+			}
+			if !envoyRetryOn[s] {
+				return nil, errf("retryOn", "%q is not a retry condition Envoy knows", s)
 			}
 			if !contains(conds, s) {
 				conds = append(conds, s)
