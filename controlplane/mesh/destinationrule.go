@@ -147,3 +147,17 @@ func (idx *destinationRuleIndex) lookup(ns, host, to string, local bool) *config
 	}
 	return nil
 }
+
+// DestinationRuleSignature identifies the workload-selecting DestinationRules that apply to w
+// ("" when none). Proxies of one Scope with equal signatures get identical DestinationRule
+// lookups, so translation output may be shared between them.
+func (s *Snapshot) DestinationRuleSignature(w Workload) string {
+	var sig []byte
+	for _, o := range s.drs.selectorNS[w.Namespace] {
+		if registry.LabelsMatch(o.Spec.(*networking.DestinationRule).GetWorkloadSelector().GetMatchLabels(), w.Labels) {
+			sig = append(sig, o.Name...)
+			sig = append(sig, ',')
+		}
+	}
+	return string(sig)
+}

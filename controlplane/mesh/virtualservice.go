@@ -15,11 +15,12 @@ const GatewayMesh = "mesh"
 // virtualServiceIndex holds VirtualServices by the gateways they bind to.
 type virtualServiceIndex struct {
 	byGateway map[string][]*config.Object // "mesh" or "ns/name" -> oldest first
+	byName    map[string]*config.Object   // "ns/name"
 	defaults  []string
 }
 
 func newVirtualServiceIndex(s *Snapshot) (*virtualServiceIndex, []error) {
-	idx := &virtualServiceIndex{byGateway: make(map[string][]*config.Object),
+	idx := &virtualServiceIndex{byGateway: make(map[string][]*config.Object), byName: make(map[string]*config.Object),
 		defaults: s.Mesh.GetDefaultVirtualServiceExportTo()}
 	var errs []error
 	for _, o := range s.Configs[config.VirtualService] {
@@ -27,6 +28,10 @@ func newVirtualServiceIndex(s *Snapshot) (*virtualServiceIndex, []error) {
 		if !ok {
 			errs = append(errs, fmt.Errorf("indexing virtual services: %s: spec is %T", o.Key(), o.Spec))
 			continue
+		}
+		idx.byName[o.Namespace+"/"+o.Name] = o
+		if len(vs.GetHosts()) == 0 {
+			continue // a delegate: reached only through HTTPRoute.delegate
 		}
 		for _, g := range VirtualServiceGateways(vs, o.Namespace) {
 			idx.byGateway[g] = append(idx.byGateway[g], o)
@@ -134,4 +139,14 @@ func (sc *Scope) admitsAny(ns string, hosts []string) bool {
 		}
 	}
 	return false
+}
+
+// VirtualService returns the VirtualService namespace/name, or nil (for delegate lookups).
+func (s *Snapshot) VirtualService(namespace, name string) *config.Object {
+	return s.vss.byName[namespace+"/"+name]
+}
+
+// VirtualServiceVisible reports whether the VirtualService object is exported to namespace ns.
+func (s *Snapshot) VirtualServiceVisible(o *config.Object, ns string) bool {
+	return exportedTo(o.Spec.(*networking.VirtualService).GetExportTo(), s.vss.defaults, o.Namespace, ns)
 }

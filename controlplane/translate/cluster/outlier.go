@@ -6,10 +6,10 @@ import (
 	odcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/outlier_detection_monitors/common/v3"
 	consecutivev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/outlier_detection_monitors/consecutive_errors/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	networking "istio.io/api/networking/v1alpha3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
 )
 
 // applyOutlierDetection maps outlierDetection to Envoy outlier detection, as Istio does:

@@ -142,4 +142,3 @@ func (r *Rule) errf(field, format string, args ...any) error {
 	}
 	return e
 }
-

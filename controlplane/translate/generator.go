@@ -1,0 +1,111 @@
+package translate
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/internal/node"
+)
+
+// Options configure the generator.
+type Options struct {
+	// DomainSuffix is the cluster DNS domain; "cluster.local" when empty.
+	DomainSuffix string
+	// Report receives problems with single objects (a VirtualService field or DestinationRule
+	// policy that cannot be translated). The object's effect is left out and generation goes on;
+	// nil discards the reports. It may be called concurrently.
+	Report func(p *Proxy, err error)
+}
+
+// New returns the Generator that assembles CDS, EDS, LDS and RDS for sidecars, routers
+// (gateways) and proxyless gRPC clients.
+//
+// Output that does not depend on the individual proxy (outbound clusters, endpoints, outbound
+// listeners and route configurations of one Sidecar scope) is built once per snapshot and shared
+// by every proxy with the same scope: resources returned by Generate may be shared between
+// proxies and must be treated as immutable.
+func New(opts Options) Generator {
+	if opts.DomainSuffix == "" {
+		opts.DomainSuffix = mesh.DefaultDomainSuffix
+	}
+	return &generator{opts: opts}
+}
+
+type generator struct {
+	opts Options
+}
+
+var _ Generator = (*generator)(nil)
+
+// Workload returns the proxy as the mesh indexes see it.
+func (p *Proxy) Workload() mesh.Workload {
+	return mesh.Workload{Namespace: p.Namespace, Labels: p.Labels}
+}
+
+// Generate implements Generator.
+func (g *generator) Generate(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
+	var (
+		res Resources
+		err error
+	)
+	switch {
+	case p.Proxyless:
+		res, err = g.proxyless(snap, p)
+	case p.Type == node.Router:
+		res, err = g.router(snap, p)
+	case p.Type == node.Sidecar || p.Type == "":
+		res, err = g.sidecar(snap, p)
+	default:
+		return nil, fmt.Errorf("generating for %s: proxy type %q is not supported", p.ID, p.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("generating for %s: %w", p.ID, err)
+	}
+	return res, nil
+}
+
+func (g *generator) report(p *Proxy, err error) {
+	if err != nil && g.opts.Report != nil {
+		g.opts.Report(p, err)
+	}
+}
+
+// newResources returns an empty resource map with every type present, so that an empty list is
+// sent (and removes stale resources) rather than nothing.
+func newResources() Resources {
+	return Resources{
+		resource.ClusterType:  nil,
+		resource.EndpointType: nil,
+		resource.ListenerType: nil,
+		resource.RouteType:    nil,
+	}
+}
+
+// labelsKey renders labels deterministically, for cache keys.
+func labelsKey(l map[string]string) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(l[k])
+		b.WriteByte(',')
+	}
+	return b.String()
+}
+
+func appendAll[T types.Resource](dst []types.Resource, src []T) []types.Resource {
+	for _, r := range src {
+		dst = append(dst, r)
+	}
+	return dst
+}

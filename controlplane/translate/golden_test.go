@@ -1,0 +1,219 @@
+package translate_test
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	meshconfig "istio.io/api/mesh/v1alpha1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
+
+	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/controlplane/mesh/meshtest"
+	"github.com/strait-mesh/strait/controlplane/translate"
+	"github.com/strait-mesh/strait/internal/node"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml")
+
+// header is the first document of a NAME.input.yaml: the proxy to generate for and the mesh
+// config. Every other document is Istio config.
+type header struct {
+	Proxy struct {
+		Type          string            `json:"type"` // sidecar (default), router
+		IP            string            `json:"ip"`
+		Name          string            `json:"name"`
+		Namespace     string            `json:"namespace"`
+		Labels        map[string]string `json:"labels"`
+		InterceptMode string            `json:"interceptMode"`
+		Proxyless     bool              `json:"proxyless"`
+		Locality      string            `json:"locality"`
+	} `json:"proxy"`
+	Mesh json.RawMessage `json:"mesh"`
+}
+
+// loadCase reads an input file into a snapshot and a proxy.
+func loadCase(t testing.TB, path string) (*mesh.Snapshot, *translate.Proxy) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := meshtest.Documents(data)
+	if len(docs) == 0 {
+		t.Fatalf("%s: empty", path)
+	}
+	var h header
+	if err := yaml.Unmarshal(docs[0], &h); err != nil {
+		t.Fatalf("%s: header: %v", path, err)
+	}
+	mc := &meshconfig.MeshConfig{}
+	if len(h.Mesh) > 0 {
+		if err := protojson.Unmarshal(h.Mesh, mc); err != nil {
+			t.Fatalf("%s: header mesh: %v", path, err)
+		}
+	}
+	objs, err := meshtest.Decode(path, []byte(strings.Join(func() []string {
+		var s []string
+		for _, d := range docs[1:] {
+			s = append(s, string(d))
+		}
+		return s
+	}(), "\n---\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := mesh.New(1, mc, objs)
+	if len(snap.Errors) > 0 {
+		t.Fatalf("%s: snapshot: %v", path, snap.Errors)
+	}
+	hp := h.Proxy
+	if hp.Type == "" {
+		hp.Type = "sidecar"
+	}
+	if hp.Namespace == "" {
+		hp.Namespace = "default"
+	}
+	if hp.Name == "" {
+		hp.Name = "test"
+	}
+	if hp.IP == "" {
+		hp.IP = "10.0.0.1"
+	}
+	id := node.NewID(node.Type(hp.Type), hp.IP, hp.Name, hp.Namespace)
+	n := &corev3.Node{Id: id.String()}
+	if hp.Locality != "" {
+		parts := append(strings.SplitN(hp.Locality, "/", 3), "", "")
+		n.Locality = &corev3.Locality{Region: parts[0], Zone: parts[1], SubZone: parts[2]}
+	}
+	mode := hp.InterceptMode
+	if mode == "" {
+		mode = "REDIRECT"
+	}
+	p := &translate.Proxy{ID: id, Node: n, Type: id.Type, Namespace: hp.Namespace, Labels: hp.Labels,
+		IPs: []string{hp.IP}, WorkloadName: hp.Name, InterceptMode: mode, Proxyless: hp.Proxyless}
+	return snap, p
+}
+
+type validator interface{ Validate() error }
+
+// render generates, validates every resource, and renders resources and reports as YAML.
+func render(t testing.TB, snap *mesh.Snapshot, p *translate.Proxy) []byte {
+	t.Helper()
+	var mu sync.Mutex
+	var reports []string
+	g := translate.New(translate.Options{Report: func(_ *translate.Proxy, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range unjoin(err) {
+			reports = append(reports, e.Error())
+		}
+	}})
+	res, err := g.Generate(snap, p)
+	if err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	out := map[string]any{}
+	for typ, key := range map[string]string{resource.ClusterType: "clusters", resource.EndpointType: "endpoints",
+		resource.ListenerType: "listeners", resource.RouteType: "routes"} {
+		list := []any{}
+		for _, r := range res[typ] {
+			if err := r.(validator).Validate(); err != nil {
+				t.Errorf("%s %s: Validate: %v", key, resourceName(r), err)
+			}
+			b, err := protojson.Marshal(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v any
+			if err := json.Unmarshal(b, &v); err != nil {
+				t.Fatal(err)
+			}
+			list = append(list, v)
+		}
+		out[key] = list
+	}
+	sort.Strings(reports)
+	if len(reports) > 0 {
+		out["reports"] = reports
+	}
+	j, err := json.Marshal(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := yaml.JSONToYAML(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return y
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
+}
+
+func resourceName(r proto.Message) string {
+	if n, ok := r.(interface{ GetName() string }); ok {
+		return n.GetName()
+	}
+	if n, ok := r.(interface{ GetClusterName() string }); ok {
+		return n.GetClusterName()
+	}
+	return "?"
+}
+
+// TestGolden translates every testdata/NAME.input.yaml and compares with NAME.golden.yaml.
+// Regenerate with: go test ./controlplane/translate/ -run TestGolden -update
+func TestGolden(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/*.input.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inputs) == 0 {
+		t.Fatal("no golden inputs")
+	}
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".input.yaml")
+		t.Run(name, func(t *testing.T) {
+			snap, p := loadCase(t, in)
+			got := render(t, snap, p)
+			golden := filepath.Join("testdata", name+".golden.yaml")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("%s missing: run with -update", golden)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("%s differs from generated output; rerun with -update and review the diff", golden)
+			}
+		})
+	}
+}

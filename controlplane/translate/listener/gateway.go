@@ -1,0 +1,203 @@
+package listener
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/translate/route"
+)
+
+// GatewayTCPRouter returns the VirtualService tls/tcp routes bound to one Gateway server: for TLS
+// passthrough servers each route carries its SNI server names; for TCP servers one route. The
+// route package supplies it.
+type GatewayTCPRouter func(gw *config.Object, s *networking.Server) ([]route.L4Route, error)
+
+// Gateway is the input of router (gateway) listeners.
+type Gateway struct {
+	// Gateways are the Gateway objects selecting the router, oldest first.
+	Gateways []*config.Object
+	// TCPRoutes supplies routes for TCP servers and TLS passthrough; nil leaves such servers
+	// without chains (an error is returned if one exists).
+	TCPRoutes GatewayTCPRouter
+}
+
+// BuildGateway returns one listener per distinct (bind, port) of the Gateway servers, named
+// "0.0.0.0_8080": plaintext HTTP servers share one chain with RDS "http.PORT"; TLS-terminating
+// HTTPS servers get a chain per server matched by SNI (their hosts) with RDS
+// "https.PORT.PORTNAME.GATEWAY.NAMESPACE"; TLS passthrough and TCP servers get tcp_proxy chains
+// from VirtualService tls/tcp routes.
+func BuildGateway(in Gateway) ([]*listenerv3.Listener, error) {
+	type lis struct {
+		bind   string
+		port   uint32
+		chains chainSet
+	}
+	byKey := map[string]*lis{}
+	var order []string
+	for _, gw := range in.Gateways {
+		spec := gw.Spec.(*networking.Gateway)
+		for i, s := range spec.GetServers() {
+			where := fmt.Sprintf("Gateway %s/%s: servers[%d]", gw.Namespace, gw.Name, i)
+			bind := s.GetBind()
+			if bind == "" {
+				bind = "0.0.0.0"
+			}
+			if strings.HasPrefix(bind, "unix://") {
+				return nil, fmt.Errorf("%s.bind: unix domain socket binds are not supported", where)
+			}
+			port := s.GetPort().GetNumber()
+			key := listenerName(bind, port)
+			l := byKey[key]
+			if l == nil {
+				l = &lis{bind: bind, port: port}
+				byKey[key] = l
+				order = append(order, key)
+			}
+			chains, err := serverChains(in, gw, s, where)
+			if err != nil {
+				return nil, err
+			}
+			for _, c := range chains {
+				l.chains.add(c)
+			}
+		}
+	}
+	var out []*listenerv3.Listener
+	for _, key := range order {
+		l := byKey[key]
+		if len(l.chains.chains) == 0 {
+			continue
+		}
+		out = append(out, &listenerv3.Listener{
+			Name:             key,
+			Address:          socketAddress(l.bind, l.port),
+			FilterChains:     l.chains.chains,
+			ListenerFilters:  inspectors(&l.chains),
+			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		})
+	}
+	return out, nil
+}
+
+// serverChains builds the filter chains of one Gateway server.
+func serverChains(in Gateway, gw *config.Object, s *networking.Server, where string) ([]*listenerv3.FilterChain, error) {
+	port := s.GetPort().GetNumber()
+	p := strconv.FormatUint(uint64(port), 10)
+	proto := strings.ToUpper(s.GetPort().GetProtocol())
+	tlsMode := s.GetTls().GetMode()
+	terminates := s.GetTls() != nil && tlsMode != networking.ServerTLSSettings_PASSTHROUGH && tlsMode != networking.ServerTLSSettings_AUTO_PASSTHROUGH
+	if tlsMode == networking.ServerTLSSettings_AUTO_PASSTHROUGH {
+		return nil, fmt.Errorf("%s.tls.mode: AUTO_PASSTHROUGH (multi-network SNI clusters) is not supported", where)
+	}
+	switch proto {
+	case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
+		if !terminates {
+			return []*listenerv3.FilterChain{{Name: "http." + p, FilterChainMatch: &listenerv3.FilterChainMatch{},
+				Filters: []*listenerv3.Filter{hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + p, rds: route.GatewayRouteName(port), useRemoteAddr: true})}}}, nil
+		}
+		fallthrough
+	case "HTTPS":
+		if !terminates {
+			return passthroughChains(in, gw, s, where)
+		}
+		ts, err := DownstreamTLS(s.GetTls(), where+".tls")
+		if err != nil {
+			return nil, err
+		}
+		name := route.GatewayTLSRouteName(gw, s)
+		return []*listenerv3.FilterChain{{Name: name,
+			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: serverNames(s.GetHosts())},
+			TransportSocket:  ts,
+			Filters:          []*listenerv3.Filter{hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + p, rds: name, useRemoteAddr: true})}}}, nil
+	case "TLS":
+		if !terminates {
+			return passthroughChains(in, gw, s, where)
+		}
+		ts, err := DownstreamTLS(s.GetTls(), where+".tls")
+		if err != nil {
+			return nil, err
+		}
+		chains, err := tcpServerChains(in, gw, s, where)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range chains {
+			c.TransportSocket = ts
+			if c.FilterChainMatch == nil {
+				c.FilterChainMatch = &listenerv3.FilterChainMatch{}
+			}
+			if len(c.FilterChainMatch.ServerNames) == 0 {
+				c.FilterChainMatch.ServerNames = serverNames(s.GetHosts())
+			}
+		}
+		return chains, nil
+	case "TCP", "MONGO", "REDIS", "MYSQL":
+		return tcpServerChains(in, gw, s, where)
+	}
+	return nil, fmt.Errorf("%s.port.protocol: %q is not supported on gateways", where, s.GetPort().GetProtocol())
+}
+
+// passthroughChains routes TLS by SNI without terminating it.
+func passthroughChains(in Gateway, gw *config.Object, s *networking.Server, where string) ([]*listenerv3.FilterChain, error) {
+	chains, err := tcpServerChains(in, gw, s, where)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range chains {
+		if c.FilterChainMatch == nil {
+			c.FilterChainMatch = &listenerv3.FilterChainMatch{}
+		}
+		c.FilterChainMatch.TransportProtocol = "tls"
+		if len(c.FilterChainMatch.ServerNames) == 0 {
+			c.FilterChainMatch.ServerNames = serverNames(s.GetHosts())
+		}
+	}
+	return chains, nil
+}
+
+func tcpServerChains(in Gateway, gw *config.Object, s *networking.Server, where string) ([]*listenerv3.FilterChain, error) {
+	if in.TCPRoutes == nil {
+		return nil, fmt.Errorf("%s: TCP/TLS passthrough routing is not available", where)
+	}
+	routes, err := in.TCPRoutes(gw, s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	var out []*listenerv3.FilterChain
+	for _, rt := range routes {
+		m := &listenerv3.FilterChainMatch{}
+		if rt.Match != nil {
+			m = proto.Clone(rt.Match).(*listenerv3.FilterChainMatch)
+			m.DestinationPort = nil // the listener is the server port
+		}
+		out = append(out, &listenerv3.FilterChain{
+			Name:             rt.Source,
+			FilterChainMatch: m,
+			Filters:          []*listenerv3.Filter{networkFilter(FilterTCPProxy, rt.TCPProxy)},
+		})
+	}
+	return out, nil
+}
+
+// serverNames turns Gateway server hosts ("ns/host" or "host") into SNI names; "*" matches
+// everything, so it yields none.
+func serverNames(hosts []string) []string {
+	var out []string
+	for _, h := range hosts {
+		if i := strings.IndexByte(h, '/'); i >= 0 {
+			h = h[i+1:]
+		}
+		if h == "*" {
+			return nil
+		}
+		out = append(out, h)
+	}
+	return out
+}

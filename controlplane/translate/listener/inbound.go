@@ -1,0 +1,227 @@
+package listener
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/controlplane/registry"
+	"github.com/strait-mesh/strait/controlplane/translate/cluster"
+	"github.com/strait-mesh/strait/controlplane/translate/route"
+)
+
+// InboundPort is one port on which a workload receives mesh traffic.
+type InboundPort struct {
+	// Port is the port traffic arrives at (the workload port) and its protocol.
+	Port registry.Port
+	// Endpoint and TargetPort are where the application listens: 127.0.0.1, the instance IP, or
+	// a unix:// path (TargetPort 0).
+	Endpoint   string
+	TargetPort uint32
+	// Bind is set for explicit ingress listeners (Sidecar ingress bind or captureMode NONE).
+	Bind string
+	// TLS terminates TLS on the port (Sidecar ingress tls).
+	TLS *networking.ServerTLSSettings
+}
+
+// Instance identifies the workload behind a proxy, to find the services it serves.
+type Instance struct {
+	Namespace    string
+	WorkloadName string
+	IPs          []string
+	Explicit     bool // INTERCEPTION_MODE=NONE
+}
+
+// InboundPorts returns the ports a sidecar receives traffic on, sorted by port. With a Sidecar
+// that lists ingress listeners, exactly those; otherwise every port of every service that has the
+// workload as an endpoint (matched by instance IP, or by WorkloadEntry name and namespace), with
+// the application at 127.0.0.1 on the endpoint port. In explicit mode without Sidecar ingress
+// there are none: the application is reached directly.
+func InboundPorts(snap *mesh.Snapshot, sidecar *networking.Sidecar, inst Instance) ([]InboundPort, error) {
+	if ing := sidecar.GetIngress(); len(ing) > 0 {
+		return sidecarIngress(ing, inst)
+	}
+	if inst.Explicit {
+		return nil, nil
+	}
+	ips := map[string]bool{}
+	for _, ip := range inst.IPs {
+		ips[ip] = true
+	}
+	seen := map[uint32]bool{}
+	var out []InboundPort
+	for _, svc := range snap.Services {
+		for _, ep := range snap.ServiceEndpoints(svc) {
+			mine := ips[ep.Address] || (inst.WorkloadName != "" && ep.WorkloadName == inst.WorkloadName && ep.Namespace == inst.Namespace)
+			if !mine || ep.Port == 0 || seen[ep.Port] {
+				continue
+			}
+			sp := svc.PortByName(ep.ServicePortName)
+			if sp == nil {
+				continue
+			}
+			seen[ep.Port] = true
+			out = append(out, InboundPort{Port: registry.Port{Name: sp.Name, Number: ep.Port, Protocol: sp.Protocol},
+				Endpoint: "127.0.0.1", TargetPort: ep.Port})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Port.Number < out[j].Port.Number })
+	return out, nil
+}
+
+func sidecarIngress(ing []*networking.IstioIngressListener, inst Instance) ([]InboundPort, error) {
+	var out []InboundPort
+	for i, l := range ing {
+		sp := l.GetPort()
+		ip := InboundPort{
+			Port:       registry.Port{Name: sp.GetName(), Number: sp.GetNumber(), Protocol: registry.SelectProtocol(sp.GetName(), sp.GetProtocol(), "")},
+			Endpoint:   "127.0.0.1",
+			TargetPort: sp.GetNumber(),
+			TLS:        l.GetTls(),
+		}
+		if de := l.GetDefaultEndpoint(); de != "" {
+			switch {
+			case strings.HasPrefix(de, "unix://"):
+				ip.Endpoint, ip.TargetPort = de, 0
+			default:
+				host, port, err := net.SplitHostPort(de)
+				if err != nil {
+					return nil, fmt.Errorf("sidecar ingress[%d].defaultEndpoint %q: %w", i, de, err)
+				}
+				n, err := strconv.ParseUint(port, 10, 32)
+				if err != nil {
+					return nil, fmt.Errorf("sidecar ingress[%d].defaultEndpoint %q: %w", i, de, err)
+				}
+				ip.Endpoint, ip.TargetPort = host, uint32(n)
+				if host == "0.0.0.0" {
+					ip.Endpoint = "127.0.0.1"
+					if len(inst.IPs) > 0 {
+						ip.Endpoint = inst.IPs[0]
+					}
+				}
+			}
+		}
+		if l.GetBind() != "" || l.GetCaptureMode() == networking.CaptureMode_NONE || inst.Explicit {
+			ip.Bind = l.GetBind()
+			if ip.Bind == "" {
+				ip.Bind = "0.0.0.0"
+				if len(inst.IPs) > 0 {
+					ip.Bind = inst.IPs[0]
+				}
+			}
+		}
+		out = append(out, ip)
+	}
+	return out, nil
+}
+
+// BuildInbound returns virtualInbound (0.0.0.0:15006, a chain per captured inbound port to
+// inbound|PORT||, InboundPassthroughCluster by default) unless the proxy is explicit, plus one
+// bound listener per explicit ingress port.
+func BuildInbound(ports []InboundPort, explicit bool) ([]*listenerv3.Listener, error) {
+	var captured chainSet
+	var out []*listenerv3.Listener
+	for _, ip := range ports {
+		chains, err := inboundChains(ip, ip.Bind == "")
+		if err != nil {
+			return nil, err
+		}
+		if ip.Bind == "" {
+			for _, c := range chains {
+				captured.add(c)
+			}
+			continue
+		}
+		var cs chainSet
+		for _, c := range chains {
+			cs.add(c)
+		}
+		out = append(out, &listenerv3.Listener{
+			Name:             listenerName(ip.Bind, ip.Port.Number),
+			Address:          socketAddress(ip.Bind, ip.Port.Number),
+			FilterChains:     cs.chains,
+			ListenerFilters:  inspectors(&cs),
+			TrafficDirection: corev3.TrafficDirection_INBOUND,
+		})
+	}
+	if explicit {
+		return out, nil
+	}
+	lf := append([]*listenerv3.ListenerFilter{originalDst()}, inspectors(&captured)...)
+	vi := &listenerv3.Listener{
+		Name:            VirtualInbound,
+		Address:         socketAddress("0.0.0.0", InboundCapturePort),
+		ListenerFilters: lf,
+		FilterChains:    captured.chains,
+		DefaultFilterChain: &listenerv3.FilterChain{Name: InboundPassthroughChain, Filters: []*listenerv3.Filter{
+			tcpProxy(tcpOptions{statPrefix: cluster.InboundPassthrough, cluster: cluster.InboundPassthrough})}},
+		TrafficDirection: corev3.TrafficDirection_INBOUND,
+	}
+	return append([]*listenerv3.Listener{vi}, out...), nil
+}
+
+func inspectors(cs *chainSet) []*listenerv3.ListenerFilter {
+	var lf []*listenerv3.ListenerFilter
+	if cs.tls {
+		lf = append(lf, tlsInspector())
+	}
+	if cs.http {
+		lf = append(lf, httpInspector())
+	}
+	return lf
+}
+
+// inboundChains builds the chains of one inbound port: HTTP (connection manager with the inline
+// route configuration inbound|PORT||), TCP (tcp_proxy), or both behind http_inspector for
+// undeclared protocols; with TLS termination when the Sidecar ingress asks.
+func inboundChains(ip InboundPort, captured bool) ([]*listenerv3.FilterChain, error) {
+	name := cluster.InboundName(ip.Port.Number)
+	match := func() *listenerv3.FilterChainMatch {
+		m := &listenerv3.FilterChainMatch{}
+		if captured {
+			m.DestinationPort = u32(ip.Port.Number)
+		}
+		return m
+	}
+	httpChain := func(m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
+		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{
+			hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + strconv.FormatUint(uint64(ip.Port.Number), 10), inline: route.Inbound(ip.Port.Number)})}}
+	}
+	tcpChain := func(m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
+		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{
+			tcpProxy(tcpOptions{statPrefix: name, cluster: name})}}
+	}
+	var chains []*listenerv3.FilterChain
+	switch {
+	case ip.Port.Protocol.IsHTTP():
+		chains = append(chains, httpChain(match()))
+	case ip.Port.Protocol == registry.Unsupported && ip.TLS == nil:
+		m := match()
+		m.ApplicationProtocols = sniffedALPN
+		chains = append(chains, httpChain(m), tcpChain(match()))
+	case ip.Port.Protocol == registry.UDP:
+		return nil, nil
+	default:
+		chains = append(chains, tcpChain(match()))
+	}
+	if ip.TLS != nil {
+		ts, err := DownstreamTLS(ip.TLS, "sidecar ingress tls")
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range chains {
+			c.TransportSocket = ts
+			if ts != nil && captured {
+				c.FilterChainMatch.TransportProtocol = "tls"
+			}
+		}
+	}
+	return chains, nil
+}

@@ -1,0 +1,250 @@
+package listener
+
+import (
+	"strconv"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/controlplane/registry"
+	"github.com/strait-mesh/strait/controlplane/translate/cluster"
+	"github.com/strait-mesh/strait/controlplane/translate/route"
+)
+
+// TCPRouter returns the VirtualService tcp routes (TCP ports) or tls routes (TLS/HTTPS ports) for
+// a service port, or nil to send everything to the service's default cluster. The top-level
+// generator adapts route.Builder.TCPRoutes/TLSRoutes.
+type TCPRouter func(svc *registry.Service, port registry.Port) ([]route.L4Route, error)
+
+// Outbound is the input of the sidecar outbound listeners.
+type Outbound struct {
+	Snap     *mesh.Snapshot
+	Scope    *mesh.Scope
+	Workload mesh.Workload
+	// Explicit is true for INTERCEPTION_MODE=NONE: no 15001 capture; every egress port gets a
+	// listener bound on loopback (or the egress listener's bind address).
+	Explicit bool
+	// TCPRoutes applies VirtualService tcp/tls routes; nil routes to the service cluster.
+	TCPRoutes TCPRouter
+}
+
+// BuildOutbound returns the sidecar's outbound listeners: virtualOutbound (unless every egress
+// listener is explicit) and one bound listener per explicit egress port.
+func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
+	var out []*listenerv3.Listener
+	var captured chainSet
+	explicit := map[string]*explicitListener{}
+	var explicitOrder []string
+	for _, l := range in.Scope.Egress {
+		bind, isExplicit := egressBind(l, in.Explicit)
+		for _, svc := range l.Services {
+			for _, port := range in.Scope.Ports(svc) {
+				if l.Port != 0 && port.Number != l.Port {
+					continue
+				}
+				if p := l.Spec.GetPort().GetProtocol(); p != "" {
+					port.Protocol = registry.ParseProtocol(p)
+				}
+				chains, err := serviceChains(in, svc, port, isExplicit)
+				if err != nil {
+					return nil, err
+				}
+				if !isExplicit {
+					for _, c := range chains {
+						captured.add(c)
+					}
+					continue
+				}
+				key := listenerName(bind, port.Number)
+				el := explicit[key]
+				if el == nil {
+					el = &explicitListener{bind: bind, port: port.Number}
+					explicit[key] = el
+					explicitOrder = append(explicitOrder, key)
+				}
+				for _, c := range chains {
+					el.chains.add(c)
+				}
+			}
+		}
+	}
+	if !allExplicit(in) {
+		out = append(out, virtualOutbound(in, &captured))
+	}
+	for _, key := range explicitOrder {
+		el := explicit[key]
+		lf := []*listenerv3.ListenerFilter{}
+		if el.chains.tls {
+			lf = append(lf, tlsInspector())
+		}
+		if el.chains.http {
+			lf = append(lf, httpInspector())
+		}
+		out = append(out, &listenerv3.Listener{
+			Name:             key,
+			Address:          socketAddress(el.bind, el.port),
+			FilterChains:     el.chains.chains,
+			ListenerFilters:  lf,
+			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		})
+	}
+	return out, nil
+}
+
+type explicitListener struct {
+	bind   string
+	port   uint32
+	chains chainSet
+}
+
+// egressBind says whether an egress listener gets its own bound listener, and where.
+func egressBind(l *mesh.EgressListener, explicitProxy bool) (string, bool) {
+	spec := l.Spec
+	if spec.GetBind() != "" {
+		return spec.GetBind(), true
+	}
+	if explicitProxy || spec.GetCaptureMode() == networking.CaptureMode_NONE {
+		return "127.0.0.1", true
+	}
+	return "", false
+}
+
+func allExplicit(in Outbound) bool {
+	for _, l := range in.Scope.Egress {
+		if _, ok := egressBind(l, in.Explicit); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// virtualOutbound builds the 15001 capture listener from the collected chains.
+func virtualOutbound(in Outbound, cs *chainSet) *listenerv3.Listener {
+	lf := []*listenerv3.ListenerFilter{originalDst()}
+	if cs.tls {
+		lf = append(lf, tlsInspector())
+	}
+	if cs.http {
+		lf = append(lf, httpInspector())
+	}
+	def := &listenerv3.FilterChain{Name: PassthroughChain, Filters: []*listenerv3.Filter{
+		tcpProxy(tcpOptions{statPrefix: cluster.Passthrough, cluster: cluster.Passthrough})}}
+	if in.Scope.RegistryOnly {
+		def = &listenerv3.FilterChain{Name: BlackHoleChain, Filters: []*listenerv3.Filter{
+			tcpProxy(tcpOptions{statPrefix: cluster.BlackHole, cluster: cluster.BlackHole})}}
+	}
+	return &listenerv3.Listener{
+		Name:               VirtualOutbound,
+		Address:            socketAddress("0.0.0.0", OutboundCapturePort),
+		ListenerFilters:    lf,
+		FilterChains:       cs.chains,
+		DefaultFilterChain: def,
+		TrafficDirection:   corev3.TrafficDirection_OUTBOUND,
+	}
+}
+
+// serviceChains returns the filter chains of one service port: HTTP (connection manager with
+// RDS "PORT"), TCP (tcp_proxy, matched by the service addresses when it has any), TLS/HTTPS
+// (tcp_proxy matched by SNI), or, for undeclared protocols, both behind http_inspector.
+// bound is true for explicit listeners, where destination addresses are the listener's own and
+// cannot be matched.
+func serviceChains(in Outbound, svc *registry.Service, port registry.Port, bound bool) ([]*listenerv3.FilterChain, error) {
+	p := strconv.FormatUint(uint64(port.Number), 10)
+	match := func() *listenerv3.FilterChainMatch {
+		m := &listenerv3.FilterChainMatch{}
+		if !bound {
+			m.DestinationPort = u32(port.Number)
+		}
+		return m
+	}
+	httpChain := func(m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
+		return &listenerv3.FilterChain{Name: "0.0.0.0_" + p, FilterChainMatch: m,
+			Filters: []*listenerv3.Filter{hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + p, rds: p})}}
+	}
+	switch {
+	case port.Protocol.IsHTTP():
+		return []*listenerv3.FilterChain{httpChain(match())}, nil
+	case port.Protocol == registry.UDP:
+		return nil, nil // UDP is not proxied (Istio captures TCP only)
+	}
+	tcpChains, err := tcpChains(in, svc, port, bound, match)
+	if err != nil {
+		return nil, err
+	}
+	if port.Protocol != registry.Unsupported {
+		return tcpChains, nil
+	}
+	m := match()
+	if !bound {
+		m.PrefixRanges = cidrRanges(svc.Addresses)
+	}
+	m.ApplicationProtocols = sniffedALPN
+	return append([]*listenerv3.FilterChain{httpChain(m)}, tcpChains...), nil
+}
+
+// tcpChains returns the tcp_proxy chains of a service port, one per VirtualService TCP/TLS route
+// or one to the default cluster.
+func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound bool, match func() *listenerv3.FilterChainMatch) ([]*listenerv3.FilterChain, error) {
+	def := cluster.OutboundName(port.Number, "", svc.Hostname)
+	dr := cluster.RuleOf(in.Snap.DestinationRule(in.Workload, svc.Hostname))
+	var tp *networking.TrafficPolicy
+	if dr != nil {
+		tp = cluster.EffectivePolicy(dr.Spec, nil, port.Number)
+	}
+	idle, maxDur := cluster.TCPSettings(tp)
+	var routes []route.L4Route
+	if in.TCPRoutes != nil {
+		r, err := in.TCPRoutes(svc, port)
+		if err != nil {
+			return nil, err
+		}
+		routes = r
+	}
+	if len(routes) == 0 {
+		routes = []route.L4Route{{TCPProxy: &tcpproxyv3.TcpProxy{StatPrefix: def,
+			ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: def}}}}
+	}
+	var out []*listenerv3.FilterChain
+	for _, rt := range routes {
+		m := match()
+		add := rt.Match
+		if !bound {
+			m.PrefixRanges = add.GetPrefixRanges()
+			if len(m.PrefixRanges) == 0 {
+				m.PrefixRanges = cidrRanges(svc.Addresses)
+			}
+			m.SourcePrefixRanges = add.GetSourcePrefixRanges()
+		}
+		if port.Protocol.IsTLS() {
+			m.TransportProtocol = "tls"
+			m.ServerNames = add.GetServerNames()
+			if len(m.ServerNames) == 0 && svc.Hostname != "*" {
+				m.ServerNames = []string{svc.Hostname}
+			}
+		}
+		out = append(out, &listenerv3.FilterChain{Name: def, FilterChainMatch: m, Filters: []*listenerv3.Filter{
+			tcpFilter(rt.TCPProxy, idle, maxDur)}})
+	}
+	return out, nil
+}
+
+// tcpFilter wraps a tcp_proxy config from the route package, adding the DestinationRule's idle
+// timeout and maximum connection duration (on a copy: route results may be shared).
+func tcpFilter(tp *tcpproxyv3.TcpProxy, idle, maxDur time.Duration) *listenerv3.Filter {
+	if idle > 0 || maxDur > 0 {
+		tp = proto.Clone(tp).(*tcpproxyv3.TcpProxy)
+		if idle > 0 {
+			tp.IdleTimeout = durationpb.New(idle)
+		}
+		if maxDur > 0 {
+			tp.MaxDownstreamConnectionDuration = durationpb.New(maxDur)
+		}
+	}
+	return networkFilter(FilterTCPProxy, tp)
+}

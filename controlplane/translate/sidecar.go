@@ -1,0 +1,122 @@
+package translate
+
+import (
+	"errors"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/controlplane/registry"
+	"github.com/strait-mesh/strait/controlplane/translate/cluster"
+	"github.com/strait-mesh/strait/controlplane/translate/listener"
+	"github.com/strait-mesh/strait/controlplane/translate/route"
+)
+
+// sidecarOutbound is the proxy-independent part of a sidecar's output: listeners and route
+// configurations of its scope.
+type sidecarOutbound struct {
+	listeners []*listenerv3.Listener
+	routes    []*routev3.RouteConfiguration
+	err       error // fatal
+	reports   error // per-object problems
+}
+
+// sidecar generates a sidecar's resources: outbound clusters/endpoints/listeners/routes of its
+// Sidecar scope (shared), plus its inbound listeners and clusters.
+func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
+	w := p.Workload()
+	sc := snap.Scope(w)
+	explicit := p.InterceptMode == "NONE"
+	set := outboundClusters(snap, sc, w, false)
+	g.report(p, set.errs)
+
+	vss := sc.VirtualServices(snap)
+	key := shareKey{kind: "sidecar-out", scope: sc.Key, drSig: snap.DestinationRuleSignature(w), explicit: explicit}
+	if usesSourceLabels(vss) {
+		key.labels = labelsKey(p.Labels)
+	}
+	out := snap.CacheValue(key, func() any { return g.sidecarOutbound(snap, sc, w, explicit, vss) }).(*sidecarOutbound)
+	if out.err != nil {
+		return nil, out.err
+	}
+	g.report(p, out.reports)
+
+	var sidecarSpec *networking.Sidecar
+	if sc.Sidecar != nil {
+		sidecarSpec = sc.Sidecar.Spec.(*networking.Sidecar)
+	}
+	inPorts, err := listener.InboundPorts(snap, sidecarSpec, listener.Instance{Namespace: p.Namespace,
+		WorkloadName: p.WorkloadName, IPs: p.IPs, Explicit: explicit})
+	if err != nil {
+		return nil, err
+	}
+	inListeners, err := listener.BuildInbound(inPorts, explicit)
+	if err != nil {
+		return nil, err
+	}
+
+	res := newResources()
+	clusters := make([]types.Resource, 0, len(set.clusters)+len(inPorts)+3)
+	clusters = appendAll(clusters, set.clusters)
+	clusters = append(clusters, cluster.BlackHoleCluster(snap.Mesh), cluster.PassthroughCluster(snap.Mesh))
+	if !explicit {
+		clusters = append(clusters, cluster.InboundPassthroughCluster(snap.Mesh))
+	}
+	var errs []error
+	for _, ip := range inPorts {
+		c, err := cluster.Inbound(registry.Port{Name: ip.Port.Name, Number: ip.Port.Number, Protocol: ip.Port.Protocol},
+			ip.Endpoint, ip.TargetPort, snap.Mesh)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		clusters = append(clusters, c)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	res[resource.ClusterType] = clusters
+	res[resource.EndpointType] = appendAll(nil, loadAssignments(snap, set, p, key))
+	res[resource.ListenerType] = appendAll(appendAll(nil, out.listeners), inListeners)
+	res[resource.RouteType] = appendAll(nil, out.routes)
+	return res, nil
+}
+
+func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, explicit bool, vss []*config.Object) *sidecarOutbound {
+	out := &sidecarOutbound{}
+	b, err := route.New(g.routeInputs(snap, sc, w, false, vss, nil))
+	if err != nil {
+		out.err = err
+		return out
+	}
+	var reports []error
+	tcpRoutes := func(svc *registry.Service, port registry.Port) ([]route.L4Route, error) {
+		var rs []route.L4Route
+		var err error
+		if port.Protocol.IsTLS() {
+			rs, err = b.TLSRoutes(svc.Hostname, port.Number, mesh.GatewayMesh)
+		} else {
+			rs, err = b.TCPRoutes(svc.Hostname, port.Number, mesh.GatewayMesh)
+		}
+		if err != nil {
+			reports = append(reports, err) // the VirtualService is left out; rs holds the rest
+		}
+		return rs, nil
+	}
+	out.listeners, out.err = listener.BuildOutbound(listener.Outbound{Snap: snap, Scope: sc, Workload: w, Explicit: explicit, TCPRoutes: tcpRoutes})
+	if out.err != nil {
+		return out
+	}
+	routes, err := outboundRoutes(b, httpRoutePorts(sc))
+	if err != nil {
+		reports = append(reports, err)
+	}
+	out.routes = routes
+	out.reports = errors.Join(reports...)
+	return out
+}
