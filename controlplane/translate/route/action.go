@@ -147,7 +147,12 @@ func (c *routeCtx) routeAction(r *networking.HTTPRoute) (*routev3.RouteAction, *
 	if err := c.timeout(action, r.Timeout); err != nil {
 		return nil, nil, atField("timeout", err)
 	}
-	rp, err := c.retryPolicy(r.Retries)
+	hp, err := c.hashPolicy(dests)
+	if err != nil {
+		return nil, nil, err
+	}
+	action.HashPolicy = hp
+	rp, err := c.retryPolicy(r.Retries, len(hp) > 0)
 	if err != nil {
 		return nil, nil, atField("retries", err)
 	}
@@ -155,11 +160,6 @@ func (c *routeCtx) routeAction(r *networking.HTTPRoute) (*routev3.RouteAction, *
 	if err := c.mirrors(action, r); err != nil {
 		return nil, nil, err
 	}
-	hp, err := c.hashPolicy(dests)
-	if err != nil {
-		return nil, nil, err
-	}
-	action.HashPolicy = hp
 	return action, destOps, nil
 }
 
@@ -247,6 +247,19 @@ func (c *routeCtx) redirect(in *networking.HTTPRedirect, m *networking.HTTPMatch
 			out.PortRedirect = c.port
 		}
 	}
+	if in.RedirectPort != nil {
+		// No explicit :80 for http or :443 for https, as Istio.
+		scheme := in.Scheme
+		if scheme == "" {
+			scheme = "http"
+			if c.tls {
+				scheme = "https"
+			}
+		}
+		if out.PortRedirect == 80 && scheme == "http" || out.PortRedirect == 443 && scheme == "https" {
+			out.PortRedirect = 0
+		}
+	}
 	switch in.RedirectCode {
 	case 0, 301:
 		out.ResponseCode = routev3.RedirectAction_MOVED_PERMANENTLY
@@ -305,8 +318,9 @@ func directResponseBodyLimit(vhosts []*routev3.VirtualHost) uint32 {
 // zeroDuration is Envoy's "disabled" for route timeouts.
 func zeroDuration() *durationpb.Duration { return durationpb.New(0) }
 
-// timeout sets the route timeout: the VirtualService's, else 0 (disabled), Istio's default. gRPC
-// clients read max_stream_duration instead of timeout.
+// timeout sets the route timeout: the VirtualService's, else 0 (disabled), Istio's default.
+// Proxyless gRPC clients read max_stream_duration instead of timeout, so they get that (0s:
+// no limit).
 func (c *routeCtx) timeout(action *routev3.RouteAction, d *durationpb.Duration) error {
 	if d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
@@ -314,9 +328,11 @@ func (c *routeCtx) timeout(action *routev3.RouteAction, d *durationpb.Duration) 
 		}
 	}
 	if c.proxyless {
+		md := c.b.zeroTimeout
 		if d != nil {
-			action.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: proto.Clone(d).(*durationpb.Duration)}
+			md = proto.Clone(d).(*durationpb.Duration)
 		}
+		action.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: md}
 		return nil
 	}
 	if d == nil {

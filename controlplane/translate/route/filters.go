@@ -25,7 +25,8 @@ const (
 )
 
 // fault maps HTTPFaultInjection to the fault filter's per-route HTTPFault. A delay or abort
-// without a percentage applies to 100% of requests, as in Istio.
+// without a percentage affects no request (the API's documented default), so it is emitted
+// with an explicit 0%.
 func fault(in *networking.HTTPFaultInjection) (*faultv3.HTTPFault, error) {
 	if in.Delay == nil && in.Abort == nil {
 		return nil, errf("", "neither delay nor abort is set")
@@ -80,16 +81,16 @@ func fault(in *networking.HTTPFaultInjection) (*faultv3.HTTPFault, error) {
 	return out, nil
 }
 
-// faultPercent converts a fault percentage: percentage, else the deprecated integer percent,
-// else 100%.
+// faultPercent converts a fault percentage: percentage (per million), else the deprecated
+// integer percent (per hundred; 0 when unset).
 func faultPercent(p *networking.Percent, legacy int32) (*typev3.FractionalPercent, error) {
-	switch {
-	case p != nil:
+	if p != nil {
 		return percentage(p.Value)
-	case legacy != 0:
-		return percentage(float64(legacy))
 	}
-	return &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED}, nil
+	if legacy < 0 || legacy > 100 {
+		return nil, errf("", "%d is not a percentage in [0, 100]", legacy)
+	}
+	return &typev3.FractionalPercent{Numerator: uint32(legacy), Denominator: typev3.FractionalPercent_HUNDRED}, nil
 }
 
 // grpcCodes maps gRPC status code names (as Istio accepts them) to numbers.
@@ -110,7 +111,8 @@ func grpcCode(s string) (uint32, bool) {
 	return 0, false
 }
 
-// cors maps CorsPolicy to the CORS filter's per-route policy.
+// cors maps CorsPolicy to the CORS filter's per-route policy: allowOrigins (else the deprecated
+// allowOrigin list, as exact matches), comma-joined methods and headers, maxAge in seconds.
 func cors(in *networking.CorsPolicy) (*corsv3.CorsPolicy, error) {
 	out := &corsv3.CorsPolicy{
 		AllowMethods:  strings.Join(in.AllowMethods, ","),
@@ -118,8 +120,10 @@ func cors(in *networking.CorsPolicy) (*corsv3.CorsPolicy, error) {
 		ExposeHeaders: strings.Join(in.ExposeHeaders, ","),
 		FilterEnabled: &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED}},
 	}
-	for _, o := range in.AllowOrigin { // deprecated exact origins
-		out.AllowOriginStringMatch = append(out.AllowOriginStringMatch, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: o}})
+	if in.AllowOrigins == nil {
+		for _, o := range in.AllowOrigin { // deprecated exact origins, used when allowOrigins is unset
+			out.AllowOriginStringMatch = append(out.AllowOriginStringMatch, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: o}})
+		}
 	}
 	for i, o := range in.AllowOrigins {
 		sm, err := stringMatcher(o, false)
@@ -137,11 +141,7 @@ func cors(in *networking.CorsPolicy) (*corsv3.CorsPolicy, error) {
 	if in.AllowCredentials != nil {
 		out.AllowCredentials = wrapperspb.Bool(in.AllowCredentials.Value)
 	}
-	switch in.UnmatchedPreflights {
-	case networking.CorsPolicy_FORWARD:
-		out.ForwardNotMatchingPreflights = wrapperspb.Bool(true)
-	case networking.CorsPolicy_IGNORE:
-		out.ForwardNotMatchingPreflights = wrapperspb.Bool(false)
-	}
+	// Unset means FORWARD (Envoy's behaviour before 1.30), set explicitly as Istio does.
+	out.ForwardNotMatchingPreflights = wrapperspb.Bool(in.UnmatchedPreflights != networking.CorsPolicy_IGNORE)
 	return out, nil
 }

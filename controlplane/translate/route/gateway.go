@@ -61,17 +61,17 @@ func (b *Builder) Gateway(port uint32) (*routev3.RouteConfiguration, error) {
 			}
 		}
 	}
-	return b.gatewayRoutes(GatewayRouteName(port), port, servers)
+	return b.gatewayRoutes(GatewayRouteName(port), port, servers, false)
 }
 
 // GatewayTLS builds the route configuration of one TLS-terminating server (HTTPS, tls.mode
 // SIMPLE, MUTUAL or OPTIONAL_MUTUAL) of gw, named by GatewayTLSRouteName; otherwise as Gateway.
 func (b *Builder) GatewayTLS(gw *config.Object, s *networking.Server) (*routev3.RouteConfiguration, error) {
 	return b.gatewayRoutes(GatewayTLSRouteName(gw, s), s.GetPort().GetNumber(),
-		[]gwServer{{gw: gw, key: gw.Namespace + "/" + gw.Name, server: s}})
+		[]gwServer{{gw: gw, key: gw.Namespace + "/" + gw.Name, server: s}}, true)
 }
 
-func (b *Builder) gatewayRoutes(name string, port uint32, servers []gwServer) (*routev3.RouteConfiguration, error) {
+func (b *Builder) gatewayRoutes(name string, port uint32, servers []gwServer, tls bool) (*routev3.RouteConfiguration, error) {
 	type vhostAcc struct {
 		vs       []*virtualService
 		gwKeys   []string // the gateway each VirtualService was bound through
@@ -137,7 +137,7 @@ func (b *Builder) gatewayRoutes(name string, port uint32, servers []gwServer) (*
 			rs, ok := cache[k]
 			if !ok {
 				var err error
-				rs, err = b.httpRoutes(v, port, k.gw, false)
+				rs, err = b.httpRoutes(v, port, k.gw, false, tls)
 				if err != nil {
 					errs = append(errs, objectErr(v.obj, err, "VirtualService not applied to gateway "+k.gw))
 					failed[k] = true

@@ -77,22 +77,19 @@ func consistentHash(dr *networking.DestinationRule, subset string, port uint32) 
 	return nil
 }
 
-// hashPolicy returns the hash policy of a route's destinations: the DestinationRule's for a
-// single destination; for a weighted split, the common policy when every destination has the same
-// one, else none (Envoy has one hash policy per route; Istio does the same).
+// hashPolicy returns the hash policy of a route: each destination's DestinationRule hash policy,
+// in destination order, without repeats (Envoy combines the hashes of all policies; Istio
+// appends each weighted destination's policy the same way).
 func (c *routeCtx) hashPolicy(dests []dest) ([]*routev3.RouteAction_HashPolicy, error) {
 	if c.b.in.DestinationRule == nil {
 		return nil, nil
 	}
 	var out []*routev3.RouteAction_HashPolicy
-	for i, d := range dests {
-		hp := HashPolicy(c.b.in.DestinationRule(d.host), d.subset, d.port)
-		if i == 0 {
-			out = hp
-			continue
-		}
-		if !equalHash(out, hp) {
-			return nil, nil
+	for _, d := range dests {
+		for _, h := range HashPolicy(c.b.in.DestinationRule(d.host), d.subset, d.port) {
+			if !containsHash(out, h) {
+				out = append(out, h)
+			}
 		}
 	}
 	if c.proxyless {
@@ -105,14 +102,11 @@ func (c *routeCtx) hashPolicy(dests []dest) ([]*routev3.RouteAction_HashPolicy, 
 	return out, nil
 }
 
-func equalHash(a, b []*routev3.RouteAction_HashPolicy) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !proto.Equal(a[i], b[i]) {
-			return false
+func containsHash(list []*routev3.RouteAction_HashPolicy, h *routev3.RouteAction_HashPolicy) bool {
+	for _, x := range list {
+		if proto.Equal(x, h) {
+			return true
 		}
 	}
-	return true
+	return false
 }

@@ -27,15 +27,18 @@ type routeCtx struct {
 	vsGateways []string
 	// proxyless restricts the output to what gRPC's xDS client implements.
 	proxyless bool
+	// tls is true for the routes of a TLS-terminating gateway server (the scheme is https).
+	tls bool
 	// meta is the istio.config metadata of obj's routes, built once.
 	meta *corev3.Metadata
 }
 
 // httpRoutes translates the HTTP routes of v for one port and gateway into Envoy routes, in
 // order, stopping after the first catch-all as Istio does (later routes could never match).
-// Delegating routes are replaced by the delegate's routes merged under the root's match.
-func (b *Builder) httpRoutes(v *virtualService, port uint32, gateway string, proxyless bool) ([]*routev3.Route, error) {
-	c := &routeCtx{b: b, obj: v.obj, rootNS: v.obj.Namespace, port: port, gateway: gateway, vsGateways: v.gateways, proxyless: proxyless}
+// Delegating routes are replaced by the delegate's routes merged under the root's match. tls
+// tells that requests arrive over TLS (a terminating gateway server).
+func (b *Builder) httpRoutes(v *virtualService, port uint32, gateway string, proxyless, tls bool) ([]*routev3.Route, error) {
+	c := &routeCtx{b: b, obj: v.obj, rootNS: v.obj.Namespace, port: port, gateway: gateway, vsGateways: v.gateways, proxyless: proxyless, tls: tls}
 	var out []*routev3.Route
 	for i, r := range v.spec.Http {
 		field := "http[" + strconv.Itoa(i) + "]"

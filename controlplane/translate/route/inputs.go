@@ -134,11 +134,16 @@ type Builder struct {
 	services []*registry.Service
 	// vs are the root VirtualServices with their resolved hosts, in input order.
 	vs []*virtualService
+	// meshVS maps a service to the VirtualService bound to the mesh that routes it (see
+	// selectVirtualService).
+	meshVS map[*registry.Service]*virtualService
 	// defaultRetry is the retry policy of routes without retries (the mesh's
 	// defaultHttpRetryPolicy, else Istio's); shared by those routes, like zeroTimeout.
 	defaultRetry *routev3.RetryPolicy
-	zeroTimeout  *durationpb.Duration
-	matchAll     *routev3.RouteMatch // prefix "/"
+	// defaultRetryHashed is defaultRetry for routes with a hash policy.
+	defaultRetryHashed *routev3.RetryPolicy
+	zeroTimeout        *durationpb.Duration
+	matchAll           *routev3.RouteMatch // prefix "/"
 }
 
 // virtualService is a root VirtualService with hosts resolved to FQDNs.
@@ -148,6 +153,10 @@ type virtualService struct {
 	hosts []string // resolved, in spec order
 	// gateways resolved to "mesh" or "namespace/name"; empty spec means ["mesh"].
 	gateways []string
+	// extraHosts are the hosts that match no visible service, in spec order.
+	extraHosts []string
+	// servicePorts are the HTTP ports of the visible services the hosts name or match.
+	servicePorts map[uint32]bool
 }
 
 // New indexes in for route generation. It returns an error if an object in in.VirtualServices
@@ -160,12 +169,17 @@ func New(in Inputs) (*Builder, error) {
 		b.suffix = DefaultDomainSuffix
 	}
 	b.defaultRetry = DefaultRetryPolicy()
+	b.defaultRetryHashed = DefaultRetryPolicy()
+	b.defaultRetryHashed.RetryHostPredicate = nil
 	if def := in.Mesh.GetDefaultHttpRetryPolicy(); def != nil {
-		p, err := (&routeCtx{b: b}).convertRetry(def)
-		if err != nil {
+		c := &routeCtx{b: b}
+		var err error
+		if b.defaultRetry, err = c.convertRetry(def, false); err != nil {
 			return nil, fmt.Errorf("mesh config defaultHttpRetryPolicy: %w", err)
 		}
-		b.defaultRetry = p
+		if b.defaultRetryHashed, err = c.convertRetry(def, true); err != nil {
+			return nil, fmt.Errorf("mesh config defaultHttpRetryPolicy: %w", err)
+		}
 	}
 	for _, s := range in.Services {
 		prev, ok := b.byHost[s.Hostname]
@@ -196,9 +210,70 @@ func New(in Inputs) (*Builder, error) {
 			v.hosts = append(v.hosts, b.resolveHost(h, obj.Namespace))
 		}
 		v.gateways = resolveGateways(spec.Gateways, obj.Namespace)
+		v.servicePorts = map[uint32]bool{}
+		for _, h := range v.hosts {
+			matched := false
+			for _, svc := range b.servicesMatching(h) {
+				matched = true
+				for _, p := range svc.Ports {
+					if isHTTPPort(p) {
+						v.servicePorts[p.Number] = true
+					}
+				}
+			}
+			if !matched {
+				v.extraHosts = append(v.extraHosts, h)
+			}
+		}
 		b.vs = append(b.vs, v)
 	}
+	b.meshVS = make(map[*registry.Service]*virtualService)
+	for _, svc := range b.services {
+		if v := b.selectVirtualService(svc.Hostname, MeshGateway); v != nil {
+			b.meshVS[svc] = v
+		}
+	}
 	return b, nil
+}
+
+// servicesMatching returns the visible services a VirtualService host names (exactly) or
+// matches (wildcard).
+func (b *Builder) servicesMatching(h string) []*registry.Service {
+	if h == "" || h[0] != '*' {
+		if svc := b.byHost[h]; svc != nil {
+			return []*registry.Service{svc}
+		}
+		return nil
+	}
+	var out []*registry.Service
+	for _, svc := range b.services {
+		if hostMatches(h, svc.Hostname) {
+			out = append(out, svc)
+		}
+	}
+	return out
+}
+
+// selectVirtualService returns the VirtualService bound to gateway that routes host: the oldest
+// one naming host exactly, else the one whose wildcard host matching host is the most specific
+// (the oldest among equals), as Istio decides. nil if none.
+func (b *Builder) selectVirtualService(host, gateway string) *virtualService {
+	var wildcard *virtualService
+	wildLen := 0
+	for _, v := range b.vs {
+		if !contains(v.gateways, gateway) {
+			continue
+		}
+		for _, h := range v.hosts {
+			if h == host {
+				return v // the oldest exact match; exact names beat wildcards
+			}
+			if h != "" && h[0] == '*' && hostMatches(h, host) && len(h) > wildLen {
+				wildcard, wildLen = v, len(h)
+			}
+		}
+	}
+	return wildcard
 }
 
 // resolveHost expands a short name ("reviews") written in namespace ns to its FQDN; names with a

@@ -40,8 +40,8 @@ type L4Route struct {
 // external host named by a VirtualService), or "namespace/name" for a router (host "" selects
 // every VirtualService bound to that gateway, in order).
 //
-// The VirtualService is the oldest one bound to gateway whose hosts name host (exact names before
-// wildcards, as for HTTP). Match blocks apply only if their port (when set) is port, and their
+// The VirtualService is the oldest one bound to gateway whose hosts name host, else the one with
+// the most specific wildcard host matching it (as for HTTP). Match blocks apply only if their port (when set) is port, and their
 // sourceLabels, sourceNamespace and gateways select the proxy, as Istio decides at generation
 // time. Routes come back in VirtualService order; Istio's first-match order is kept only if the
 // caller gives each returned Match its own filter chain — Envoy picks the most specific filter
@@ -70,7 +70,7 @@ func (b *Builder) l4Routes(host string, port uint32, gateway string, tls bool) (
 				vss = append(vss, v)
 			}
 		}
-	} else if v := b.virtualServiceFor(host, gateway); v != nil {
+	} else if v := b.selectVirtualService(host, gateway); v != nil {
 		vss = []*virtualService{v}
 	}
 	var out []L4Route
@@ -84,24 +84,6 @@ func (b *Builder) l4Routes(host string, port uint32, gateway string, tls bool) (
 		out = append(out, routes...)
 	}
 	return out, errors.Join(errs...)
-}
-
-// virtualServiceFor returns the oldest VirtualService bound to gateway naming host exactly, else
-// the oldest whose wildcard host matches it.
-func (b *Builder) virtualServiceFor(host, gateway string) *virtualService {
-	for _, wildcard := range []bool{false, true} {
-		for _, v := range b.vs {
-			if !contains(v.gateways, gateway) {
-				continue
-			}
-			for _, h := range v.hosts {
-				if (!wildcard && h == host) || (wildcard && h[0] == '*' && hostMatches(h, host)) {
-					return v
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // l4Match is the common part of L4MatchAttributes and TLSMatchAttributes.

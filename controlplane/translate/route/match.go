@@ -16,16 +16,17 @@ const maxRegexLen = 4096
 
 // matchApplies reports whether a match block applies to the proxy and port being generated. The
 // conditions Envoy cannot see — port, gateways, sourceLabels, sourceNamespace — are evaluated
-// here, at generation time, as Istio does.
+// here, at generation time, as Istio does: a block that names gateways applies to those gateways
+// (its sourceLabels and sourceNamespace are then not consulted, as in Istio); otherwise it
+// applies where the VirtualService does, to proxies with the sourceLabels and sourceNamespace.
 func (c *routeCtx) matchApplies(m *networking.HTTPMatchRequest) bool {
 	if m.GetPort() != 0 && m.GetPort() != c.port {
 		return false
 	}
-	gws := c.vsGateways
 	if len(m.GetGateways()) > 0 {
-		gws = resolveGateways(m.GetGateways(), c.rootNS)
+		return contains(resolveGateways(m.GetGateways(), c.rootNS), c.gateway)
 	}
-	if !contains(gws, c.gateway) {
+	if !contains(c.vsGateways, c.gateway) {
 		return false
 	}
 	if len(m.GetSourceLabels()) > 0 && !labelsMatch(m.GetSourceLabels(), c.b.in.Proxy.Labels) {
@@ -128,20 +129,24 @@ func translateMatch(m *networking.HTTPMatchRequest) (*routev3.RouteMatch, error)
 	return out, nil
 }
 
-// isPresenceMatch reports whether a StringMatch only asks for presence: empty ({}), or an empty
-// prefix (Envoy rejects empty prefixes, and an empty prefix matches any present value).
+// isPresenceMatch reports whether a StringMatch only asks for presence: empty ({}), regex "*"
+// (not RE2: Istio reads it as "present"), or an empty prefix (Envoy rejects empty prefixes, and
+// an empty prefix matches any present value).
 func isPresenceMatch(sm *networking.StringMatch) bool {
 	switch t := sm.GetMatchType().(type) {
 	case nil:
 		return true
 	case *networking.StringMatch_Prefix:
 		return t.Prefix == ""
+	case *networking.StringMatch_Regex:
+		return t.Regex == "*"
 	}
 	return false
 }
 
 // headerMatcher maps one header condition. invert is true for withoutHeaders: the request matches
-// when the condition does not hold (for a presence condition, when the header is absent).
+// when the condition does not hold — for a presence condition, when the header is absent; for a
+// value condition, also when the header is absent (treat_missing_header_as_empty, as Istio).
 func headerMatcher(name string, sm *networking.StringMatch, invert bool) (*routev3.HeaderMatcher, error) {
 	hm := &routev3.HeaderMatcher{Name: name, InvertMatch: invert}
 	if isPresenceMatch(sm) {
@@ -153,6 +158,7 @@ func headerMatcher(name string, sm *networking.StringMatch, invert bool) (*route
 		return nil, err
 	}
 	hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: s}
+	hm.TreatMissingHeaderAsEmpty = invert
 	return hm, nil
 }
 

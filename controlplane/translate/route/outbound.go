@@ -41,12 +41,13 @@ func (b *Builder) OutboundPorts() []uint32 {
 //
 //   - one virtual host per visible HTTP service on the port, named "host:port", with the domains a
 //     client in the proxy's namespace may use (see serviceDomains), routed by the oldest
-//     VirtualService bound to the mesh gateway whose hosts name the service — else the oldest
-//     whose wildcard host matches it — else by a default route to outbound|port||host with no
+//     VirtualService bound to the mesh gateway whose hosts name the service — else the one with
+//     the most specific wildcard host matching it — else by a default route to outbound|port||host with no
 //     timeout, the default retry policy and the DestinationRule's hash policy; a VirtualService
 //     none of whose routes applies on this port or to this proxy also leaves the default route;
 //   - one virtual host per VirtualService host that matches no visible service (an external
-//     name), with domains host and host:port;
+//     name), with domains host and host:port, on the HTTP ports of the services the
+//     VirtualService does name, or on port 80 if it names none (as Istio);
 //   - a last virtual host for domain "*": allow_any to PassthroughCluster, or block_all (502)
 //     when the mesh's outboundTrafficPolicy is REGISTRY_ONLY.
 //
@@ -57,49 +58,26 @@ func (b *Builder) OutboundPorts() []uint32 {
 // between virtual hosts: treat it as immutable.
 func (b *Builder) Outbound(port uint32) (*routev3.RouteConfiguration, error) {
 	var errs []error
-	// Pass 1: which VirtualService routes which service and which extra host on this port.
+	// Which extra (non-service) hosts are on this port: a VirtualService's hosts that name no
+	// service go where the services it does name have HTTP ports, or on port 80 when it names
+	// none (Istio's rule for external names like google.com).
 	type claim struct {
-		v       *virtualService
-		service *registry.Service // nil for a host without a service
-		host    string
+		v    *virtualService
+		host string
 	}
-	claimed := map[*registry.Service]*virtualService{}
 	var extra []claim
 	extraSeen := map[string]bool{}
-	// Exact hosts first, then wildcards: a service named exactly by a VirtualService is routed
-	// by it even if an older VirtualService has a matching wildcard.
-	for _, wildcard := range []bool{false, true} {
-		for _, v := range b.vs {
-			if !contains(v.gateways, MeshGateway) {
-				continue
-			}
-			for _, h := range v.hosts {
-				if (h[0] == '*') != wildcard {
-					continue
-				}
-				matched := false
-				if !wildcard {
-					if svc, ok := b.byHost[h]; ok {
-						matched = true
-						if p, ok := servicePort(svc, port); ok && isHTTPPort(p) && claimed[svc] == nil {
-							claimed[svc] = v
-						}
-					}
-				} else {
-					for _, svc := range b.services {
-						if !hostMatches(h, svc.Hostname) {
-							continue
-						}
-						matched = true
-						if p, ok := servicePort(svc, port); ok && isHTTPPort(p) && claimed[svc] == nil {
-							claimed[svc] = v
-						}
-					}
-				}
-				if !matched && !extraSeen[h] {
-					extraSeen[h] = true
-					extra = append(extra, claim{v: v, host: h})
-				}
+	for _, v := range b.vs {
+		if len(v.extraHosts) == 0 || !contains(v.gateways, MeshGateway) {
+			continue
+		}
+		if !v.servicePorts[port] && !(len(v.servicePorts) == 0 && port == 80) {
+			continue
+		}
+		for _, h := range v.extraHosts {
+			if !extraSeen[h] {
+				extraSeen[h] = true
+				extra = append(extra, claim{v: v, host: h})
 			}
 		}
 	}
@@ -113,7 +91,7 @@ func (b *Builder) Outbound(port uint32) (*routev3.RouteConfiguration, error) {
 		if r, ok := results[v]; ok {
 			return r
 		}
-		routes, err := b.httpRoutes(v, port, MeshGateway, false)
+		routes, err := b.httpRoutes(v, port, MeshGateway, false, false)
 		r := &result{routes: routes}
 		if err != nil {
 			errs = append(errs, objectErr(v.obj, err, "VirtualService not applied on port "+strconv.FormatUint(uint64(port), 10)))
@@ -131,7 +109,7 @@ func (b *Builder) Outbound(port uint32) (*routev3.RouteConfiguration, error) {
 			continue
 		}
 		var routes []*routev3.Route
-		if v := claimed[svc]; v != nil {
+		if v := b.meshVS[svc]; v != nil {
 			routes = translated(v).routes
 		}
 		if len(routes) == 0 {
@@ -196,6 +174,9 @@ func (b *Builder) defaultRoute(svc *registry.Service, port uint32) *routev3.Rout
 	}
 	if b.in.DestinationRule != nil {
 		action.HashPolicy = HashPolicy(b.in.DestinationRule(svc.Hostname), "", port)
+		if len(action.HashPolicy) > 0 {
+			action.RetryPolicy = b.defaultRetryHashed
+		}
 	}
 	return &routev3.Route{
 		Name:   DefaultRouteName,

@@ -3,6 +3,7 @@ package route
 import (
 	"fmt"
 	"math"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -28,8 +29,8 @@ const (
 type headerOps struct {
 	reqAdd, respAdd       []*corev3.HeaderValueOption
 	reqRemove, respRemove []string
-	// hostRewrite is request.set of ":authority" or "host": Envoy rewrites the authority with
-	// host_rewrite_literal, it cannot set pseudo-headers through headers_to_add.
+	// hostRewrite is request.set (else request.add) of ":authority" or "host": Envoy rewrites the
+	// authority with host_rewrite_literal, it cannot set pseudo-headers through headers_to_add.
 	hostRewrite string
 }
 
@@ -50,6 +51,12 @@ func translateHeaders(h *networking.Headers) (*headerOps, error) {
 			out.reqAdd = append(out.reqAdd, headerValue(k, req.Set[k], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
 		}
 		for _, k := range sortedKeys(req.Add) {
+			if lk := strings.ToLower(k); lk == ":authority" || lk == "host" {
+				if out.hostRewrite == "" { // set wins over add
+					out.hostRewrite = req.Add[k]
+				}
+				continue
+			}
 			if err := checkHeaderName(k); err != nil {
 				return nil, atField("request.add["+k+"]", err)
 			}
@@ -108,7 +115,8 @@ func headerValue(k, v string, action corev3.HeaderValueOption_HeaderAppendAction
 }
 
 // applyPolicies applies the route-level header operations (then the single destination's, which
-// win for the same header), fault injection and CORS.
+// win for the same header; an authority rewrite is taken from rewrite.authority, else the route's
+// headers, else the destination's), fault injection and CORS.
 func (c *routeCtx) applyPolicies(out *routev3.Route, r *networking.HTTPRoute, destOps *headerOps) error {
 	if r.Headers != nil {
 		if c.proxyless {
@@ -161,7 +169,11 @@ func applyHeaderOps(out *routev3.Route, ops *headerOps) error {
 		if action == nil {
 			return errf("request.set[:authority]", "an authority rewrite needs a route that forwards")
 		}
-		action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: ops.hostRewrite}
+		// The most general rewrite wins, as in Istio: rewrite.authority, then the route's
+		// headers, then the destination's.
+		if action.HostRewriteSpecifier == nil {
+			action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: ops.hostRewrite}
+		}
 	}
 	return nil
 }
@@ -214,20 +226,27 @@ var envoyRetryOn = map[string]bool{
 // grpcRetryOn are the retry conditions gRPC's xDS client implements.
 var grpcRetryOn = map[string]bool{"cancelled": true, "deadline-exceeded": true, "internal": true, "resource-exhausted": true, "unavailable": true}
 
-// retryPolicy maps HTTPRetry. nil means the mesh's defaultHttpRetryPolicy, else Istio's default;
-// attempts 0 disables retries. retryOn entries that are numbers become retriable_status_codes
-// (with the retriable-status-codes condition).
-func (c *routeCtx) retryPolicy(in *networking.HTTPRetry) (*routev3.RetryPolicy, error) {
+// retryPolicy maps HTTPRetry. nil means the mesh's defaultHttpRetryPolicy, else Istio's
+// default; attempts 0 disables retries. hashed tells that the route hashes to an endpoint
+// (consistentHash): retries then do not move away from previously tried hosts unless
+// retryIgnorePreviousHosts says so, as in Istio.
+func (c *routeCtx) retryPolicy(in *networking.HTTPRetry, hashed bool) (*routev3.RetryPolicy, error) {
 	if in == nil {
-		if c.proxyless {
-			return nil, nil // gRPC has its own retry defaults; Istio's HTTP conditions do not apply
+		switch {
+		case c.proxyless:
+			return nil, nil // gRPC has its own defaults; Istio's HTTP conditions do not apply
+		case hashed:
+			return c.b.defaultRetryHashed, nil
 		}
 		return c.b.defaultRetry, nil
 	}
-	return c.convertRetry(in)
+	return c.convertRetry(in, hashed)
 }
 
-func (c *routeCtx) convertRetry(in *networking.HTTPRetry) (*routev3.RetryPolicy, error) {
+// convertRetry maps an explicit HTTPRetry onto the default policy: numbers in retryOn become
+// retriable_status_codes (with the retriable-status-codes condition), other entries must be
+// conditions Envoy knows.
+func (c *routeCtx) convertRetry(in *networking.HTTPRetry, hashed bool) (*routev3.RetryPolicy, error) {
 	if in.Attempts < 0 {
 		return nil, errf("attempts", "negative")
 	}
@@ -235,6 +254,9 @@ func (c *routeCtx) convertRetry(in *networking.HTTPRetry) (*routev3.RetryPolicy,
 		return nil, nil
 	}
 	out := DefaultRetryPolicy()
+	if hashed {
+		out.RetryHostPredicate = nil
+	}
 	out.NumRetries = wrapperspb.UInt32(uint32(in.Attempts))
 	if in.RetryOn != "" {
 		var conds []string
@@ -245,8 +267,8 @@ func (c *routeCtx) convertRetry(in *networking.HTTPRetry) (*routev3.RetryPolicy,
 				continue
 			}
 			if code, err := strconv.Atoi(s); err == nil {
-				if code < 100 || code > 599 {
-					return nil, errf("retryOn", "status code %d out of range", code)
+				if http.StatusText(code) == "" {
+					return nil, errf("retryOn", "%d is not an HTTP status code", code)
 				}
 				out.RetriableStatusCodes = append(out.RetriableStatusCodes, uint32(code))
 				continue
@@ -275,12 +297,15 @@ func (c *routeCtx) convertRetry(in *networking.HTTPRetry) (*routev3.RetryPolicy,
 		}
 		out.RetryBackOff = &routev3.RetryPolicy_RetryBackOff{BaseInterval: proto.Clone(in.Backoff).(*durationpb.Duration)}
 	}
-	if in.RetryIgnorePreviousHosts != nil && !in.RetryIgnorePreviousHosts.Value {
+	if in.RetryIgnorePreviousHosts != nil {
 		out.RetryHostPredicate = nil
-		out.HostSelectionRetryMaxAttempts = 0
+		if in.RetryIgnorePreviousHosts.Value {
+			out.RetryHostPredicate = []*routev3.RetryPolicy_RetryHostPredicate{previousHosts()}
+		}
 	}
 	if in.RetryRemoteLocalities.GetValue() {
-		a, err := anypb.New(&previousprioritiesv3.PreviousPrioritiesConfig{UpdateFrequency: in.Attempts})
+		// Retry in other priorities (localities), recomputing the priority load every 2 attempts.
+		a, err := anypb.New(&previousprioritiesv3.PreviousPrioritiesConfig{UpdateFrequency: 2})
 		if err != nil {
 			return nil, fmt.Errorf("packing retry priority: %w", err)
 		}
@@ -319,8 +344,9 @@ func proxylessRetry(p *routev3.RetryPolicy) (*routev3.RetryPolicy, error) {
 	return &routev3.RetryPolicy{RetryOn: p.RetryOn, NumRetries: p.NumRetries, RetryBackOff: p.RetryBackOff}, nil
 }
 
-// mirrors maps mirror (+ mirrorPercentage or the deprecated mirrorPercent) and mirrors[] to
-// request_mirror_policies. No percentage means 100%.
+// mirrors maps mirror (+ mirrorPercentage, or the deprecated integer mirrorPercent) and
+// mirrors[] to request_mirror_policies. No percentage means 100%; an explicit 0% mirrors nothing,
+// so no policy is emitted for it (as Istio). Mirrored requests do not force trace sampling.
 func (c *routeCtx) mirrors(action *routev3.RouteAction, r *networking.HTTPRoute) error {
 	if r.Mirror == nil && len(r.Mirrors) == 0 {
 		if r.MirrorPercentage != nil || r.MirrorPercent != nil {
@@ -335,19 +361,26 @@ func (c *routeCtx) mirrors(action *routev3.RouteAction, r *networking.HTTPRoute)
 		return errf("mirrors", "mirror and mirrors are mutually exclusive")
 	}
 	if r.Mirror != nil {
-		if r.MirrorPercentage != nil && r.MirrorPercent != nil {
-			return errf("mirrorPercent", "mirrorPercent and mirrorPercentage are mutually exclusive")
-		}
 		var frac *typev3.FractionalPercent
 		var err error
 		switch {
+		case r.MirrorPercentage != nil && r.MirrorPercent != nil:
+			return errf("mirrorPercent", "mirrorPercent and mirrorPercentage are mutually exclusive")
 		case r.MirrorPercentage != nil:
 			frac, err = percentage(r.MirrorPercentage.Value)
 		case r.MirrorPercent != nil:
-			frac, err = percentage(float64(r.MirrorPercent.Value))
+			if r.MirrorPercent.Value > 100 {
+				return errf("mirrorPercent", "%d is not a percentage in [0, 100]", r.MirrorPercent.Value)
+			}
+			frac = &typev3.FractionalPercent{Numerator: r.MirrorPercent.Value, Denominator: typev3.FractionalPercent_HUNDRED}
+		default:
+			frac = hundredPercent()
 		}
 		if err != nil {
 			return atField("mirrorPercentage", err)
+		}
+		if frac.Numerator == 0 {
+			return nil
 		}
 		p, err := c.mirrorPolicy(r.Mirror, frac)
 		if err != nil {
@@ -361,12 +394,15 @@ func (c *routeCtx) mirrors(action *routev3.RouteAction, r *networking.HTTPRoute)
 		if m.Destination == nil {
 			return errf(field+".destination", "required")
 		}
-		var frac *typev3.FractionalPercent
+		frac := hundredPercent()
 		if m.Percentage != nil {
 			var err error
 			if frac, err = percentage(m.Percentage.Value); err != nil {
 				return atField(field+".percentage", err)
 			}
+		}
+		if frac.Numerator == 0 {
+			continue
 		}
 		p, err := c.mirrorPolicy(m.Destination, frac)
 		if err != nil {
@@ -382,11 +418,15 @@ func (c *routeCtx) mirrorPolicy(d *networking.Destination, frac *typev3.Fraction
 	if err != nil {
 		return nil, err
 	}
-	p := &routev3.RouteAction_RequestMirrorPolicy{Cluster: rd.cluster}
-	if frac != nil {
-		p.RuntimeFraction = &corev3.RuntimeFractionalPercent{DefaultValue: frac}
-	}
-	return p, nil
+	return &routev3.RouteAction_RequestMirrorPolicy{
+		Cluster:         rd.cluster,
+		RuntimeFraction: &corev3.RuntimeFractionalPercent{DefaultValue: frac},
+		TraceSampled:    wrapperspb.Bool(false),
+	}, nil
+}
+
+func hundredPercent() *typev3.FractionalPercent {
+	return &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED}
 }
 
 // percentage converts an Istio percentage in [0, 100] (fractional allowed) to Envoy's

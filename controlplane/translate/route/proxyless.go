@@ -12,7 +12,7 @@ import (
 
 // Proxyless builds the route configuration a proxyless gRPC client (xds:///host:port) asks for:
 // named "host:port", one virtual host of the same name with domains host and host:port, routed by
-// the oldest mesh VirtualService whose hosts name or match the service, else one default route to
+// the mesh VirtualService that routes the service (as for Outbound), else one default route to
 // outbound|port||host. Only what gRPC's xDS client implements is emitted: path and header
 // matching, weighted clusters, retries on gRPC status conditions, timeouts (as
 // max_stream_duration, which gRPC reads), fault injection and header hash policies. A
@@ -38,8 +38,8 @@ func (b *Builder) Proxyless(target string) (*routev3.RouteConfiguration, error) 
 	}
 	var errs []error
 	var routes []*routev3.Route
-	if v := b.meshVirtualServiceFor(host); v != nil {
-		rs, err := b.httpRoutes(v, port, MeshGateway, true)
+	if v := b.selectVirtualService(host, MeshGateway); v != nil {
+		rs, err := b.httpRoutes(v, port, MeshGateway, true, false)
 		if err != nil {
 			errs = append(errs, objectErr(v.obj, err, "VirtualService not applied for proxyless gRPC"))
 		} else {
@@ -69,32 +69,6 @@ func (b *Builder) Proxyless(target string) (*routev3.RouteConfiguration, error) 
 			Routes:  routes,
 		}},
 	}, errors.Join(errs...)
-}
-
-// meshVirtualServiceFor returns the oldest VirtualService bound to the mesh gateway whose hosts
-// name host or match it with a wildcard, or nil.
-func (b *Builder) meshVirtualServiceFor(host string) *virtualService {
-	for _, v := range b.vs {
-		if !contains(v.gateways, MeshGateway) {
-			continue
-		}
-		for _, h := range v.hosts {
-			if h == host {
-				return v
-			}
-		}
-	}
-	for _, v := range b.vs {
-		if !contains(v.gateways, MeshGateway) {
-			continue
-		}
-		for _, h := range v.hosts {
-			if h[0] == '*' && hostMatches(h, host) {
-				return v
-			}
-		}
-	}
-	return nil
 }
 
 // checkProxylessMatch rejects match conditions gRPC's xDS client does not evaluate.
