@@ -13,11 +13,11 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	meshconfig "istio.io/api/mesh/v1alpha1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
+	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/mesh/meshtest"
 	"github.com/strait-mesh/strait/controlplane/translate"
@@ -57,11 +57,9 @@ func loadCase(t testing.TB, path string) (*mesh.Snapshot, *translate.Proxy) {
 	if err := yaml.Unmarshal(docs[0], &h); err != nil {
 		t.Fatalf("%s: header: %v", path, err)
 	}
-	mc := &meshconfig.MeshConfig{}
-	if len(h.Mesh) > 0 {
-		if err := protojson.Unmarshal(h.Mesh, mc); err != nil {
-			t.Fatalf("%s: header mesh: %v", path, err)
-		}
+	mc, err := config.ParseMeshConfig(path, h.Mesh)
+	if err != nil {
+		t.Fatalf("%s: header mesh: %v", path, err)
 	}
 	objs, err := meshtest.Decode(path, []byte(strings.Join(func() []string {
 		var s []string

@@ -136,7 +136,7 @@ func (g *generator) routeInputs(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Work
 		Proxy:           route.Proxy{Namespace: w.Namespace, Labels: w.Labels, Router: router},
 		Mesh:            scopeMesh(snap, sc),
 		DomainSuffix:    g.opts.DomainSuffix,
-		Services:        sc.Services,
+		Services:        reachableServices(snap, sc),
 		VirtualServices: vs,
 		Gateways:        gateways,
 		DestinationRule: func(host string) *networking.DestinationRule {
@@ -256,4 +256,24 @@ func outboundRoutes(b *route.Builder, ports []uint32) ([]*routev3.RouteConfigura
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// reachableServices returns the scope's services restricted to their reachable ports (a
+// port-restricted Sidecar egress listener admits only some ports of a service), cached per scope.
+// Services reachable on every port are returned as they are.
+func reachableServices(snap *mesh.Snapshot, sc *mesh.Scope) []*registry.Service {
+	return snap.CacheValue(shareKey{kind: "services", scope: sc.Key}, func() any {
+		out := make([]*registry.Service, 0, len(sc.Services))
+		for _, svc := range sc.Services {
+			ports := sc.Ports(svc)
+			if len(ports) == len(svc.Ports) {
+				out = append(out, svc)
+				continue
+			}
+			cp := *svc
+			cp.Ports = ports
+			out = append(out, &cp)
+		}
+		return out
+	}).([]*registry.Service)
 }
