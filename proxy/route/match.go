@@ -146,7 +146,7 @@ func hasPrefix(s, p string, cs bool) bool {
 	if cs {
 		return s[:len(p)] == p
 	}
-	return strings.EqualFold(s[:len(p)], p)
+	return asciiEqualFold(s[:len(p)], p)
 }
 
 func stripQuery(path string) (string, string) {

@@ -110,7 +110,7 @@ func (m *StringMatch) Match(v string) bool {
 	switch m.kind {
 	case strExact:
 		if m.ignoreCase {
-			return strings.EqualFold(v, m.s)
+			return asciiEqualFold(v, m.s)
 		}
 		return v == m.s
 	case strPrefix:
@@ -118,7 +118,7 @@ func (m *StringMatch) Match(v string) bool {
 			return false
 		}
 		if m.ignoreCase {
-			return strings.EqualFold(v[:len(m.s)], m.s)
+			return asciiEqualFold(v[:len(m.s)], m.s)
 		}
 		return v[:len(m.s)] == m.s
 	case strSuffix:
@@ -126,7 +126,7 @@ func (m *StringMatch) Match(v string) bool {
 			return false
 		}
 		if m.ignoreCase {
-			return strings.EqualFold(v[len(v)-len(m.s):], m.s)
+			return asciiEqualFold(v[len(v)-len(m.s):], m.s)
 		}
 		return v[len(v)-len(m.s):] == m.s
 	case strContains:
@@ -134,7 +134,7 @@ func (m *StringMatch) Match(v string) bool {
 			return strings.Contains(v, m.s)
 		}
 		for i := 0; i+len(m.s) <= len(v); i++ {
-			if strings.EqualFold(v[i:i+len(m.s)], m.s) {
+			if asciiEqualFold(v[i:i+len(m.s)], m.s) {
 				return true
 			}
 		}
@@ -390,4 +390,28 @@ func (qm *queryMatcher) match(rawQuery string) bool {
 		return true // present_match: presence is all that is asked
 	}
 	return qm.sm.Match(v)
+}
+
+// asciiEqualFold compares s and t ignoring ASCII case only, as Envoy's ignore_case does (no
+// Unicode folding: "K" does not equal the Kelvin sign).
+func asciiEqualFold(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		a, b := s[i], t[i]
+		if a == b {
+			continue
+		}
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }
