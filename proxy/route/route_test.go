@@ -3,8 +3,8 @@ package route
 import (
 	"errors"
 	"net/http"
-	"net/netip"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
