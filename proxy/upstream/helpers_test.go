@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/proxy/balance"
@@ -65,8 +66,9 @@ func newBackend(t *testing.T, name string, opts ...backendOpt) *backend {
 			}
 		},
 	}
-	go func() { _ = b.srv.Serve(ln) }()
-	t.Cleanup(func() { _ = b.srv.Close() })
+	srv := b.srv
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
 	return b
 }
 
@@ -271,3 +273,9 @@ func origHosts(cl *Cluster) int {
 	cl.orig.Range(func(_, _ any) bool { n++; return true })
 	return n
 }
+
+type structT = structpb.Struct
+
+func structFromMap(m map[string]any) (*structpb.Struct, error) { return structpb.NewStruct(m) }
+
+func mustStruct() *structpb.Struct { return &structpb.Struct{} }

@@ -127,8 +127,9 @@ func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) 
 		freed := c.connFreed()
 		p.mu.Lock()
 		if pc := p.reserveLocked(time.Now()); pc != nil {
+			reused := pc.requests > 1
 			p.mu.Unlock()
-			return pc, pc.requests > 1, nil
+			return pc, reused, nil
 		}
 		changed := p.changed
 		if !p.multiplexed() || p.dialing == 0 {

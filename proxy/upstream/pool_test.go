@@ -1,0 +1,439 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/tlsx"
+)
+
+func protoOptions(t *testing.T, o *httpv3.HttpProtocolOptions) map[string]*anypb.Any {
+	return map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(t, o)}
+}
+
+func explicitH2() *httpv3.HttpProtocolOptions {
+	return &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+		ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}}
+}
+
+func TestKeepAliveReuse(t *testing.T) {
+	a := newBackend(t, "a")
+	cl, st := compileT(t, staticCluster("ka", clusterv3.Cluster_ROUND_ROBIN, a), Deps{})
+	for range 20 {
+		get(t, cl, balance.Context{})
+	}
+	if n := a.accepted.Load(); n != 1 {
+		t.Fatalf("20 sequential requests used %d connections, want 1", n)
+	}
+	if counter(st, "cluster.ka.upstream_cx_total") != 1 || counter(st, "cluster.ka.upstream_cx_http1_total") != 1 {
+		t.Fatal("connection stats wrong")
+	}
+	// A closed keep-alive connection (server side) is replaced transparently.
+	a.srv.SetKeepAlivesEnabled(false)
+	for range 3 {
+		get(t, cl, balance.Context{})
+	}
+}
+
+func TestMaxRequestsPerConnectionAndIdleTimeout(t *testing.T) {
+	a := newBackend(t, "a")
+	c := staticCluster("maxrq", clusterv3.Cluster_ROUND_ROBIN, a)
+	c.TypedExtensionProtocolOptions = protoOptions(t, &httpv3.HttpProtocolOptions{
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
+			MaxRequestsPerConnection: u32(5),
+			IdleTimeout:              durationpb.New(200 * time.Millisecond),
+		},
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}}}},
+	})
+	cl, st := compileT(t, c, Deps{})
+	for range 18 {
+		get(t, cl, balance.Context{})
+	}
+	if n := a.accepted.Load(); n != 4 {
+		t.Fatalf("18 requests at 5 per connection used %d connections, want 4", n)
+	}
+	waitFor(t, "idle connection to time out", 5*time.Second, func() bool {
+		return gauge(st, "cluster.maxrq.upstream_cx_active") == 0
+	})
+	if counter(st, "cluster.maxrq.upstream_cx_idle_timeout") != 1 {
+		t.Fatalf("upstream_cx_idle_timeout = %d", counter(st, "cluster.maxrq.upstream_cx_idle_timeout"))
+	}
+}
+
+func TestHTTP2Multiplexing(t *testing.T) {
+	const n = 50
+	var mu sync.Mutex
+	arrived := 0
+	all := make(chan struct{})
+	a := newBackend(t, "a", h2cBackend)
+	a.handler = func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived++
+		if arrived == n {
+			close(all)
+		}
+		mu.Unlock()
+		// Hold every stream open until all n are in flight at once.
+		select {
+		case <-all:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	c := staticCluster("h2", clusterv3.Cluster_ROUND_ROBIN, a)
+	c.TypedExtensionProtocolOptions = protoOptions(t, explicitH2())
+	cl, st := compileT(t, c, Deps{})
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := do(cl, balance.Context{}, "GET", "/")
+			if err == nil && resp.Header.Get("X-Proto") != "HTTP/2.0" {
+				err = fmt.Errorf("backend saw %s", resp.Header.Get("X-Proto"))
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := a.accepted.Load(); got != 1 {
+		t.Fatalf("%d concurrent requests used %d connections, want 1", n, got)
+	}
+	if counter(st, "cluster.h2.upstream_cx_http2_total") != 1 {
+		t.Fatal("upstream_cx_http2_total not 1")
+	}
+}
+
+func TestUseDownstreamProtocol(t *testing.T) {
+	a := newBackend(t, "a", h2cBackend)
+	c := staticCluster("ds", clusterv3.Cluster_ROUND_ROBIN, a)
+	c.TypedExtensionProtocolOptions = protoOptions(t, &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
+		UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+			HttpProtocolOptions: &corev3.Http1ProtocolOptions{}, Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}})
+	cl, _ := compileT(t, c, Deps{})
+	for _, major := range []int{1, 2} {
+		req, _ := http.NewRequest("GET", "http://svc.test/", nil)
+		req.ProtoMajor = major
+		resp, err := cl.RoundTrip(req, balance.Context{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		want := map[int]string{1: "HTTP/1.1", 2: "HTTP/2.0"}[major]
+		if got := resp.Header.Get("X-Proto"); got != want {
+			t.Fatalf("downstream HTTP/%d: upstream saw %s, want %s", major, got, want)
+		}
+	}
+}
+
+// testPKI is a CA and a server certificate for 127.0.0.1 / backend.test /
+// spiffe://test.local/ns/default/sa/backend.
+type testPKI struct {
+	caPEM  string
+	server tls.Certificate
+}
+
+func newPKI(t *testing.T) *testPKI {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spiffe, _ := url.Parse("spiffe://test.local/ns/default/sa/backend")
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "backend"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"backend.test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, URIs: []*url.URL{spiffe},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testPKI{
+		caPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})),
+		server: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+	}
+}
+
+type noSecrets struct{}
+
+func (noSecrets) Secret(string) *tlsv3.Secret { return nil }
+
+func tlsDeps() Deps {
+	return Deps{ClientTLS: func(u *tlsv3.UpstreamTlsContext) (*tls.Config, error) { return tlsx.Client(u, noSecrets{}) }}
+}
+
+// newTLSBackend serves HTTP/1.1 and h2 over TLS and reports the SNI and ALPN it saw.
+func newTLSBackend(t *testing.T, pki *testPKI) *backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{name: "tls", ln: ln}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	b.srv = &http.Server{
+		Protocols:         &protos,
+		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{pki.server}},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-SNI", r.TLS.ServerName)
+			w.Header().Set("X-ALPN", r.TLS.NegotiatedProtocol)
+			b.serve(w, r)
+		}),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				b.accepted.Add(1)
+			}
+		},
+	}
+	srv := b.srv
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return b
+}
+
+func upstreamTLS(t *testing.T, pki *testPKI, san string, alpn ...string) *corev3.TransportSocket {
+	u := &tlsv3.UpstreamTlsContext{
+		Sni: "backend.test",
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			AlpnProtocols: alpn,
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: pki.caPEM}},
+				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+					SanType: tlsv3.SubjectAltNameMatcher_URI,
+					Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: san}},
+				}},
+			}},
+		},
+	}
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, u)}}
+}
+
+func TestTLSUpstream(t *testing.T) {
+	pki := newPKI(t)
+	b := newTLSBackend(t, pki)
+	const san = "spiffe://test.local/ns/default/sa/backend"
+	cases := []struct {
+		name      string
+		opts      *httpv3.HttpProtocolOptions
+		alpn      []string
+		wantProto string
+	}{
+		{"http1", nil, nil, "HTTP/1.1"},
+		{"explicit-h2", explicitH2(), []string{"h2"}, "HTTP/2.0"},
+		{"auto", &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_AutoConfig{
+			AutoConfig: &httpv3.HttpProtocolOptions_AutoHttpConfig{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}, nil, "HTTP/2.0"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := staticCluster("tls-"+tc.name, clusterv3.Cluster_ROUND_ROBIN, b)
+			c.TransportSocket = upstreamTLS(t, pki, san, tc.alpn...)
+			if tc.opts != nil {
+				c.TypedExtensionProtocolOptions = protoOptions(t, tc.opts)
+			}
+			cl, _ := compileT(t, c, tlsDeps())
+			for range 3 {
+				_, resp := get(t, cl, balance.Context{})
+				if resp.Header.Get("X-SNI") != "backend.test" {
+					t.Fatalf("backend saw SNI %q", resp.Header.Get("X-SNI"))
+				}
+				if got := resp.Header.Get("X-Proto"); got != tc.wantProto {
+					t.Fatalf("protocol %s, want %s (ALPN %q)", got, tc.wantProto, resp.Header.Get("X-ALPN"))
+				}
+			}
+		})
+	}
+	// A SAN mismatch fails the handshake: a connect failure.
+	c := staticCluster("tls-bad-san", clusterv3.Cluster_ROUND_ROBIN, b)
+	c.TransportSocket = upstreamTLS(t, pki, "spiffe://test.local/ns/default/sa/other")
+	cl, _ := compileT(t, c, tlsDeps())
+	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagConnectFailure {
+		t.Fatalf("wrong SAN: err = %v, want UF", err)
+	}
+	// Dial (TCP proxy) also runs the TLS handshake.
+	c = staticCluster("tls-dial", clusterv3.Cluster_ROUND_ROBIN, b)
+	c.TransportSocket = upstreamTLS(t, pki, san, "http/1.1")
+	cl, _ = compileT(t, c, tlsDeps())
+	conn, err := cl.Dial(context.Background(), balance.Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: backend.test\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Get("X-SNI") != "backend.test" {
+		t.Fatalf("dial: SNI %q", resp.Header.Get("X-SNI"))
+	}
+}
+
+func TestTransportSocketMatches(t *testing.T) {
+	pki := newPKI(t)
+	tlsB := newTLSBackend(t, pki)
+	plain := newBackend(t, "plain")
+	cla := assignment("tsm", tlsB, plain)
+	md, _ := structFromMap(map[string]any{"tlsMode": "istio"})
+	cla.Endpoints[0].LbEndpoints[0].Metadata = &corev3.Metadata{FilterMetadata: map[string]*structT{transportSocketMatchMD: md}}
+	matchIstio, _ := structFromMap(map[string]any{"tlsMode": "istio"})
+	c := &clusterv3.Cluster{
+		Name:                 "tsm",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LoadAssignment:       cla,
+		TransportSocketMatches: []*clusterv3.Cluster_TransportSocketMatch{
+			{Name: "tlsMode-istio", Match: matchIstio, TransportSocket: upstreamTLS(t, pki, "spiffe://test.local/ns/default/sa/backend")},
+			{Name: "tlsMode-disabled", Match: mustStruct(), TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.raw_buffer"}},
+		},
+	}
+	cl, _ := compileT(t, c, tlsDeps())
+	seen := map[string]string{}
+	for range 4 {
+		name, resp := get(t, cl, balance.Context{})
+		seen[name] = resp.Header.Get("X-SNI")
+	}
+	if seen["tls"] != "backend.test" || seen["plain"] != "" || len(seen) != 2 {
+		t.Fatalf("per-endpoint transport sockets: %v", seen)
+	}
+}
+
+func TestDialTCPEcho(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	c := staticCluster("tcp", clusterv3.Cluster_ROUND_ROBIN)
+	c.LoadAssignment.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{
+		lbEndpoint("127.0.0.1", uint32(ln.Addr().(*net.TCPAddr).Port))}}}
+	c.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{TcpKeepalive: &corev3.TcpKeepalive{KeepaliveTime: u32(30)}}
+	cl, st := compileT(t, c, Deps{})
+	conn, err := cl.Dial(context.Background(), balance.Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, "ping"); err != nil {
+		t.Fatal(err)
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+		t.Fatal("no half-close")
+	}
+	got, err := io.ReadAll(conn)
+	if err != nil || string(got) != "ping" {
+		t.Fatalf("echo %q %v", got, err)
+	}
+	_ = conn.Close()
+	if gauge(st, "cluster.tcp.upstream_cx_active") != 0 || counter(st, "cluster.tcp.upstream_cx_total") != 1 {
+		t.Fatal("tcp connection stats wrong")
+	}
+	if counter(st, "cluster.tcp.upstream_cx_rx_bytes_total") != 4 {
+		t.Fatalf("rx bytes %d", counter(st, "cluster.tcp.upstream_cx_rx_bytes_total"))
+	}
+}
+
+func TestUpgradeWebSocketStyle(t *testing.T) {
+	a := newBackend(t, "a")
+	a.handler = func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "echo") {
+			w.WriteHeader(400)
+			return
+		}
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		_ = rw.Flush()
+		buf := make([]byte, 64)
+		n, _ := rw.Read(buf)
+		_, _ = conn.Write(buf[:n])
+	}
+	cl, _ := compileT(t, staticCluster("up", clusterv3.Cluster_ROUND_ROBIN, a), Deps{})
+	req, _ := http.NewRequest("GET", "http://svc.test/ws", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	resp, err := cl.RoundTrip(req, balance.Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	rw, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		t.Fatalf("101 body %T is not writable", resp.Body)
+	}
+	defer rw.Close()
+	if _, err := io.WriteString(rw, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(rw, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("echo %q %v", buf, err)
+	}
+}

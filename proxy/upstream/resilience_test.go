@@ -1,0 +1,266 @@
+package upstream
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/strait-mesh/strait/proxy/balance"
+)
+
+func TestConnectFailureIsUF(t *testing.T) {
+	port := freePort(t) // nothing listens here any more
+	c := &clusterv3.Cluster{
+		Name:                 "dead",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(time.Second),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint("127.0.0.1", port)},
+		}}},
+	}
+	cl, st := compileT(t, c, Deps{})
+	_, err := do(cl, balance.Context{}, "GET", "/")
+	if flagOf(err) != FlagConnectFailure {
+		t.Fatalf("err = %v, want UF", err)
+	}
+	if counter(st, "cluster.dead.upstream_cx_connect_fail") != 1 {
+		t.Fatal("upstream_cx_connect_fail not counted")
+	}
+	if _, err := cl.Dial(context.Background(), balance.Context{}); flagOf(err) != FlagConnectFailure {
+		t.Fatalf("Dial err = %v, want UF", err)
+	}
+	if gauge(st, "cluster.dead.upstream_rq_active") != 0 || gauge(st, "cluster.dead.upstream_cx_active") != 0 {
+		t.Fatal("active gauges leaked after failures")
+	}
+}
+
+func TestConnectionClosedBeforeResponseIsUC(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4096)
+			_, _ = conn.Read(buf) // read the request, then hang up without answering
+			_ = conn.Close()
+		}
+	}()
+	port := uint32(ln.Addr().(*net.TCPAddr).Port)
+	c := staticCluster("rst", clusterv3.Cluster_ROUND_ROBIN)
+	c.LoadAssignment.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint("127.0.0.1", port)}}}
+	cl, _ := compileT(t, c, Deps{})
+	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagConnectionTerminate {
+		t.Fatalf("err = %v, want UC", err)
+	}
+}
+
+func TestUpstreamTimeoutIsUT(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	a := newBackend(t, "a")
+	a.handler = func(w http.ResponseWriter, r *http.Request) { g.wait(r) }
+	cl, st := compileT(t, staticCluster("slow", clusterv3.Cluster_ROUND_ROBIN, a), Deps{})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := doCtx(ctx, cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagUpstreamTimeout {
+		t.Fatalf("err = %v, want UT", err)
+	}
+	if counter(st, "cluster.slow.upstream_rq_timeout") != 1 {
+		t.Fatal("upstream_rq_timeout not counted")
+	}
+}
+
+func TestCircuitBreakerMaxRequestsIsUO(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	a := newBackend(t, "a")
+	a.handler = func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			g.wait(r)
+		}
+	}
+	c := staticCluster("cb", clusterv3.Cluster_ROUND_ROBIN, a)
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxRequests: u32(1), TrackRemaining: true,
+	}}}
+	cl, st := compileT(t, c, Deps{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := do(cl, balance.Context{}, "GET", "/slow")
+		done <- err
+	}()
+	waitFor(t, "the slow request to reach the backend", 5*time.Second, func() bool { return g.waiting.Load() == 1 })
+	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagOverflow {
+		t.Fatalf("second request: err = %v, want UO", err)
+	}
+	if counter(st, "cluster.cb.upstream_rq_pending_overflow") != 1 {
+		t.Fatal("upstream_rq_pending_overflow not counted")
+	}
+	if gauge(st, "cluster.cb.circuit_breakers.default.rq_open") != 1 || gauge(st, "cluster.cb.circuit_breakers.default.remaining_rq") != 0 {
+		t.Fatal("rq_open / remaining_rq gauges wrong while open")
+	}
+	g.open()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	get(t, cl, balance.Context{}) // closed again
+	if gauge(st, "cluster.cb.circuit_breakers.default.remaining_rq") != 1 {
+		t.Fatal("remaining_rq not restored")
+	}
+}
+
+func TestCircuitBreakerConnectionsAndPending(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	a := newBackend(t, "a")
+	a.handler = func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			g.wait(r)
+		}
+	}
+	c := staticCluster("cbcx", clusterv3.Cluster_ROUND_ROBIN, a)
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxConnections: u32(1), MaxPendingRequests: u32(1),
+	}}}
+	cl, st := compileT(t, c, Deps{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, err := do(cl, balance.Context{}, "GET", "/slow")
+		errs <- err
+	}()
+	waitFor(t, "the slow request", 5*time.Second, func() bool { return g.waiting.Load() == 1 })
+	// The second request waits for the only connection (HTTP/1.1: one request at a time).
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, err := do(cl, balance.Context{}, "GET", "/")
+		errs <- err
+	}()
+	waitFor(t, "a pending request", 5*time.Second, func() bool { return gauge(st, "cluster.cbcx.upstream_rq_pending_active") == 1 })
+	// The third overflows the pending queue.
+	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagOverflow {
+		t.Fatalf("third request: err = %v, want UO", err)
+	}
+	g.open()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("queued request failed: %v", err)
+		}
+	}
+	if n := a.accepted.Load(); n != 1 {
+		t.Fatalf("backend accepted %d connections, max_connections is 1", n)
+	}
+	if counter(st, "cluster.cbcx.upstream_cx_overflow") == 0 {
+		t.Fatal("upstream_cx_overflow not counted")
+	}
+}
+
+func TestOutlierEjectionAndReturn(t *testing.T) {
+	good, bad := newBackend(t, "good"), newBackend(t, "bad")
+	bad.status.Store(503)
+	c := staticCluster("od", clusterv3.Cluster_ROUND_ROBIN, good, bad)
+	c.OutlierDetection = &clusterv3.OutlierDetection{
+		Consecutive_5Xx:                    u32(3),
+		ConsecutiveGatewayFailure:          u32(3),
+		EnforcingConsecutiveGatewayFailure: u32(100),
+		EnforcingSuccessRate:               u32(0),
+		Interval:                           durationpb.New(50 * time.Millisecond),
+		BaseEjectionTime:                   durationpb.New(300 * time.Millisecond),
+		MaxEjectionPercent:                 u32(100),
+	}
+	cl, st := compileT(t, c, Deps{})
+	for i := 0; i < 20 && gauge(st, "cluster.od.outlier_detection.ejections_active") == 0; i++ {
+		get(t, cl, balance.Context{})
+	}
+	if gauge(st, "cluster.od.outlier_detection.ejections_active") != 1 {
+		t.Fatal("bad host not ejected after consecutive 5xx")
+	}
+	if h, n := cl.HealthyHosts(); h != 1 || n != 2 {
+		t.Fatalf("healthy %d/%d after ejection", h, n)
+	}
+	if counter(st, "cluster.od.outlier_detection.ejections_enforced_consecutive_5xx") != 1 {
+		t.Fatal("ejections_enforced_consecutive_5xx not counted")
+	}
+	hitsBefore := bad.hits.Load()
+	for range 20 {
+		if name, _ := get(t, cl, balance.Context{}); name != "good" {
+			t.Fatalf("ejected host served a request")
+		}
+	}
+	if bad.hits.Load() != hitsBefore {
+		t.Fatal("ejected host got traffic")
+	}
+	// The host recovers; after base_ejection_time it returns at an interval sweep.
+	bad.status.Store(0)
+	waitFor(t, "the ejected host to return", 10*time.Second, func() bool {
+		h, _ := cl.HealthyHosts()
+		return h == 2
+	})
+	if gauge(st, "cluster.od.outlier_detection.ejections_active") != 0 {
+		t.Fatal("ejections_active not back to 0")
+	}
+	seen := map[string]int{}
+	for range 10 {
+		name, _ := get(t, cl, balance.Context{})
+		seen[name]++
+	}
+	if seen["bad"] != 5 {
+		t.Fatalf("after return: %v", seen)
+	}
+}
+
+func TestOutlierMaxEjectionPercent(t *testing.T) {
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	a.status.Store(500)
+	b.status.Store(500)
+	c := staticCluster("odmax", clusterv3.Cluster_ROUND_ROBIN, a, b)
+	c.OutlierDetection = &clusterv3.OutlierDetection{
+		Consecutive_5Xx:  u32(2),
+		Interval:         durationpb.New(time.Hour),
+		BaseEjectionTime: durationpb.New(time.Hour),
+		// Default max_ejection_percent 10: the first ejection is allowed (0% ejected), the
+		// second is not (50% ≥ 10%).
+	}
+	cl, st := compileT(t, c, Deps{})
+	for range 12 {
+		get(t, cl, balance.Context{})
+	}
+	if got := gauge(st, "cluster.odmax.outlier_detection.ejections_active"); got != 1 {
+		t.Fatalf("ejections_active = %d, want 1", got)
+	}
+	if counter(st, "cluster.odmax.outlier_detection.ejections_overflow") == 0 {
+		t.Fatal("ejections_overflow not counted")
+	}
+}
+
+func TestCloseReleasesPools(t *testing.T) {
+	a := newBackend(t, "a")
+	cl, st := compileT(t, staticCluster("closing", clusterv3.Cluster_ROUND_ROBIN, a), Deps{})
+	get(t, cl, balance.Context{})
+	if gauge(st, "cluster.closing.upstream_cx_active") != 1 {
+		t.Fatal("want one pooled connection")
+	}
+	cl.Close()
+	waitFor(t, "pooled connection to close", 5*time.Second, func() bool { return gauge(st, "cluster.closing.upstream_cx_active") == 0 })
+	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagNoHealthyUpstream {
+		t.Fatalf("closed cluster: err = %v, want UH", err)
+	}
+}
