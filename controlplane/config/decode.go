@@ -58,6 +58,23 @@ func Decode(origin string, data []byte) (objs []*Object, errs []error) {
 	return objs, errs
 }
 
+// Load decodes data with Decode and validates each decoded object with Validate. It returns the
+// objects that pass both and every error from both steps, so that a caller such as `strait apply`
+// can report all problems at once. Errors about an object that decoded but did not validate carry
+// its kind, namespace and name (see (*Error).Key).
+func Load(origin string, data []byte) ([]*Object, []error) {
+	objs, errs := Decode(origin, data)
+	valid := objs[:0:0]
+	for _, o := range objs {
+		if err := Validate(o); err != nil {
+			errs = append(errs, Errors(err)...)
+			continue
+		}
+		valid = append(valid, o)
+	}
+	return valid, errs
+}
+
 // splitDocuments splits a YAML stream on "---" separator lines and drops documents that hold
 // only whitespace and comments.
 func splitDocuments(data []byte) [][]byte {
@@ -140,9 +157,6 @@ func decodeDocument(origin string, index int, doc []byte) ([]*Object, []error) {
 	d := &docErr{origin: origin, doc: index}
 	if len(doc) > MaxDocumentSize {
 		return nil, []error{d.err("", "document is %d bytes, more than the limit of %d", len(doc), MaxDocumentSize)}
-	}
-	if depth := flowDepth(doc); depth > MaxDepth {
-		return nil, []error{d.err("", "document nests deeper than %d levels", MaxDepth)}
 	}
 	js, err := yaml.YAMLToJSONStrict(doc)
 	if err != nil {
@@ -403,27 +417,6 @@ func stringMap(d *docErr, path string, raw any) (map[string]string, []error) {
 		out[k] = s
 	}
 	return out, errs
-}
-
-// flowDepth returns the deepest nesting of YAML flow collections ("[", "{") in doc, ignoring
-// quoted strings and comments only roughly. It guards the YAML parser against inputs built to
-// exhaust it; block nesting is bounded by treeDepth after parsing.
-func flowDepth(doc []byte) int {
-	depth, maxDepth := 0, 0
-	for _, c := range doc {
-		switch c {
-		case '[', '{':
-			depth++
-			maxDepth = max(maxDepth, depth)
-		case ']', '}':
-			if depth > 0 {
-				depth--
-			}
-		case '\n':
-			// Flow collections may span lines, so the depth carries over.
-		}
-	}
-	return maxDepth
 }
 
 // treeDepth returns the nesting depth of a decoded JSON tree, stopping early past MaxDepth.

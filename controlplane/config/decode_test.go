@@ -293,3 +293,19 @@ func TestKindFor(t *testing.T) {
 		t.Error("NewSpec(Pod) != nil")
 	}
 }
+
+func TestLoadReportsDecodeAndValidationErrors(t *testing.T) {
+	in := "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec: {hosts: [a], htttp: []}\n---\n" +
+		"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: b}\nspec: {host: r, trafficPolicy: {portLevelSettings: [{port: {number: 70000}}]}}\n---\n" +
+		"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: c}\nspec: {servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]}\n"
+	objs, errs := Load("mixed.yaml", []byte(in))
+	if len(objs) != 1 || objs[0].Name != "c" {
+		t.Fatalf("objects: %v", objs)
+	}
+	joined := errors.Join(errs...).Error()
+	for _, want := range []string{"VirtualService default/a: spec.htttp", "DestinationRule default/b: spec.trafficPolicy.portLevelSettings[0].port.number"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("errors lack %q:\n%s", want, joined)
+		}
+	}
+}

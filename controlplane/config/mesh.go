@@ -108,9 +108,6 @@ func ParseMeshConfig(origin string, data []byte) (mc *meshconfig.MeshConfig, err
 	if blankYAML(data) {
 		return mc, nil
 	}
-	if flowDepth(data) > MaxDepth {
-		return nil, merr("", "nesting deeper than %d levels", MaxDepth)
-	}
 	js, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
 		return nil, merr("", "parsing YAML: %v", err)

@@ -90,6 +90,22 @@ func validateAnnotations(fe *fieldErrs, path string, ann map[string]string) {
 	}
 }
 
+// labelsErr checks the dot-separated DNS labels of a host name, returning why they are invalid
+// or "".
+func labelsErr(name string) string {
+	for _, l := range strings.Split(name, ".") {
+		switch {
+		case l == "":
+			return "empty label (leading, trailing or double dot)"
+		case len(l) > 63:
+			return fmt.Sprintf("label %s is longer than 63 characters", quoteShort(l))
+		case !dnsLabelRE.MatchString(l):
+			return fmt.Sprintf("label %s must be letters, digits or '-', starting and ending with a letter or digit", quoteShort(l))
+		}
+	}
+	return ""
+}
+
 // fqdnErr checks a DNS name without wildcards: at most 255 characters, labels of at most 63
 // letters, digits and '-'. A trailing dot is allowed. Upper case is accepted, as Istio does.
 func fqdnErr(host string) string {
@@ -100,10 +116,8 @@ func fqdnErr(host string) string {
 	if len(h) > 255 {
 		return fmt.Sprintf("host name %s is longer than 255 characters", quoteShort(host))
 	}
-	for _, l := range strings.Split(h, ".") {
-		if len(l) > 63 || !dnsLabelRE.MatchString(l) {
-			return fmt.Sprintf("host name %s is invalid: label %s must be 1-63 letters, digits or '-', starting and ending with a letter or digit", quoteShort(host), quoteShort(l))
-		}
+	if msg := labelsErr(h); msg != "" {
+		return fmt.Sprintf("invalid host name %s: %s", quoteShort(host), msg)
 	}
 	return ""
 }
@@ -121,31 +135,19 @@ func wildcardHostErr(host string) string {
 		return fmt.Sprintf("host name %s is longer than 255 characters", quoteShort(host))
 	}
 	first, rest, hasRest := strings.Cut(host, ".")
-	if strings.HasPrefix(first, "*") {
-		tail := first[1:]
-		if strings.Contains(tail, "*") {
-			return fmt.Sprintf("host %s is invalid: '*' may appear only once, at the start", quoteShort(host))
-		}
-		if tail != "" && (len(tail) > 62 || !dnsLabelRE.MatchString(strings.TrimPrefix(tail, "-"))) {
-			return fmt.Sprintf("host %s is invalid: label %s is not a valid wildcard label", quoteShort(host), quoteShort(first))
-		}
-	} else {
-		if strings.Contains(host, "*") {
-			return fmt.Sprintf("host %s is invalid: a wildcard '*' is allowed only at the start of the first label", quoteShort(host))
-		}
-		if len(first) > 63 || !dnsLabelRE.MatchString(first) {
-			return fmt.Sprintf("host %s is invalid: label %s must be 1-63 letters, digits or '-', starting and ending with a letter or digit", quoteShort(host), quoteShort(first))
-		}
+	if strings.Contains(rest, "*") || strings.Contains(first[min(1, len(first)):], "*") {
+		return fmt.Sprintf("invalid host %s: a wildcard '*' is allowed only at the start of the first label", quoteShort(host))
 	}
-	if hasRest {
-		if strings.Contains(rest, "*") {
-			return fmt.Sprintf("host %s is invalid: a wildcard '*' is allowed only at the start of the first label", quoteShort(host))
+	if tail, wild := strings.CutPrefix(first, "*"); wild {
+		if tail != "" && (len(tail) > 62 || !dnsLabelRE.MatchString(strings.TrimPrefix(tail, "-"))) {
+			return fmt.Sprintf("invalid host %s: %s is not a valid wildcard label", quoteShort(host), quoteShort(first))
 		}
-		if rest == "" {
-			return "" // trailing dot
-		}
-		if msg := fqdnErr(rest); msg != "" {
-			return fmt.Sprintf("host %s is invalid: %s", quoteShort(host), msg)
+	} else if msg := labelsErr(first); msg != "" {
+		return fmt.Sprintf("invalid host %s: %s", quoteShort(host), msg)
+	}
+	if hasRest && rest != "" { // a trailing dot is allowed
+		if msg := labelsErr(strings.TrimSuffix(rest, ".")); msg != "" {
+			return fmt.Sprintf("invalid host %s: %s", quoteShort(host), msg)
 		}
 	}
 	return ""

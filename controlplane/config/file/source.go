@@ -243,20 +243,11 @@ func (s *Source) load(path string, prev *parsed) (*parsed, error) {
 		return prev, nil
 	}
 	p := &parsed{sum: sum}
-	objs, derrs := config.Decode(path, data)
-	for _, e := range derrs {
+	objs, errs := config.Load(path, data)
+	for _, e := range errs {
 		p.addErr(e)
 	}
-	for _, o := range objs {
-		if err := config.Validate(o); err != nil {
-			for _, e := range config.Errors(err) {
-				p.addErr(e)
-			}
-			p.bad = append(p.bad, o.Key())
-			continue
-		}
-		p.good = append(p.good, o)
-	}
+	p.good = objs
 	return p, nil
 }
 

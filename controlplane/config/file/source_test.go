@@ -1,0 +1,277 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strait-mesh/strait/controlplane/config"
+)
+
+func vsDoc(name, host string) string {
+	return "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: " + name + ", namespace: ns}\n" +
+		"spec: {hosts: [" + host + "], http: [{route: [{destination: {host: " + host + "}}]}]}\n"
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hosts returns name → first host of the served VirtualServices.
+func hosts(s *Source) map[string]string {
+	out := map[string]string{}
+	for _, o := range s.List() {
+		if o.Kind == config.VirtualService {
+			out[o.Name] = vsHost(o)
+		}
+	}
+	return out
+}
+
+func vsHost(o *config.Object) string {
+	type hoster interface{ GetHosts() []string }
+	if h, ok := o.Spec.(hoster); ok && len(h.GetHosts()) > 0 {
+		return h.GetHosts()[0]
+	}
+	return ""
+}
+
+func quietOptions() Options {
+	return Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Debounce: 20 * time.Millisecond}
+}
+
+// eventually polls cond until it holds or a generous deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestLoadAndLastKnownGood(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a1")+"---\n"+vsDoc("b", "b1"))
+	write(t, filepath.Join(dir, "sub", "c.yml"), vsDoc("c", "c1"))
+	write(t, filepath.Join(dir, "notes.txt"), "not config")
+	write(t, filepath.Join(dir, ".hidden.yaml"), vsDoc("hidden", "h"))
+	s := New(dir, quietOptions())
+	if got := hosts(s); len(got) != 3 || got["a"] != "a1" || got["b"] != "b1" || got["c"] != "c1" {
+		t.Fatalf("initial: %v", got)
+	}
+	if len(s.Errors()) != 0 {
+		t.Fatalf("errors: %v", s.Errors())
+	}
+
+	// b becomes invalid (semantically) and a changes: a is updated, b keeps its last good version.
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a2")+"---\n"+vsDoc("b", "Bad..Host"))
+	if !s.Reload() {
+		t.Fatal("reload reported no change")
+	}
+	if got := hosts(s); got["a"] != "a2" || got["b"] != "b1" {
+		t.Fatalf("after bad b: %v", got)
+	}
+	errs := s.Errors()
+	if len(errs) == 0 || !strings.Contains(errs[0].Error(), "a.yaml: VirtualService ns/b: spec.hosts[0]") {
+		t.Fatalf("errors: %v", errs)
+	}
+
+	// b stops decoding (unknown field): still last known good.
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a2")+"---\n"+strings.Replace(vsDoc("b", "b2"), "hosts:", "hostz:", 1))
+	s.Reload()
+	if got := hosts(s); got["b"] != "b1" {
+		t.Fatalf("after undecodable b: %v", got)
+	}
+
+	// The whole file becomes unparseable YAML: its objects keep serving.
+	write(t, filepath.Join(dir, "a.yaml"), "apiVersion: [\n")
+	s.Reload()
+	if got := hosts(s); got["a"] != "a2" || got["b"] != "b1" {
+		t.Fatalf("after broken file: %v", got)
+	}
+	if len(s.Errors()) != 1 || !strings.Contains(s.Errors()[0].Error(), "document 1") {
+		t.Fatalf("errors: %v", s.Errors())
+	}
+
+	// Fixed: b is new again, no errors; reload without changes reports no change.
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a3")+"---\n"+vsDoc("b", "b3"))
+	s.Reload()
+	if got := hosts(s); got["a"] != "a3" || got["b"] != "b3" || len(s.Errors()) != 0 {
+		t.Fatalf("after fix: %v %v", got, s.Errors())
+	}
+	if s.Reload() {
+		t.Error("reload without changes reported a change")
+	}
+
+	// A document removed from a valid file goes away; a deleted file's objects go away.
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a3"))
+	if err := os.Remove(filepath.Join(dir, "sub", "c.yml")); err != nil {
+		t.Fatal(err)
+	}
+	s.Reload()
+	if got := hosts(s); len(got) != 1 || got["a"] != "a3" {
+		t.Fatalf("after removals: %v", got)
+	}
+
+	// An object whose only definition is invalid from the start is not served.
+	write(t, filepath.Join(dir, "new.yaml"), vsDoc("n", "Bad..Host"))
+	s.Reload()
+	if _, ok := hosts(s)["n"]; ok || len(s.Errors()) == 0 {
+		t.Fatalf("new invalid object: %v %v", hosts(s), s.Errors())
+	}
+}
+
+func TestDuplicatesFirstWins(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "1.yaml"), vsDoc("x", "first"))
+	write(t, filepath.Join(dir, "2.yaml"), vsDoc("x", "second"))
+	s := New(dir, quietOptions())
+	if got := hosts(s); got["x"] != "first" {
+		t.Fatalf("got %v", got)
+	}
+	errs := s.Errors()
+	var ce *config.Error
+	if len(errs) != 1 || !errors.As(errs[0], &ce) || !strings.HasSuffix(ce.Origin, "2.yaml") || !strings.Contains(ce.Msg, "1.yaml") {
+		t.Fatalf("errors: %v", errs)
+	}
+}
+
+func TestMissingDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "missing")
+	s := New(dir, quietOptions())
+	if len(s.List()) != 0 || len(s.Errors()) != 1 {
+		t.Fatalf("list %v errors %v", s.List(), s.Errors())
+	}
+	if err := s.Run(context.Background(), nil); err == nil {
+		t.Fatal("Run on a missing directory returned nil")
+	}
+}
+
+// runSource starts Run and returns a function reporting how many times onChange ran.
+func runSource(t *testing.T, s *Source) func() int {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	changes := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Run(ctx, func() { mu.Lock(); changes++; mu.Unlock() })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return func() int { mu.Lock(); defer mu.Unlock(); return changes }
+}
+
+func TestWatch(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a1"))
+	s := New(dir, quietOptions())
+	changes := runSource(t, s)
+	// Give the watcher a moment to be installed: poll until a first write is seen.
+	write(t, filepath.Join(dir, "b.yaml"), vsDoc("b", "b1"))
+	eventually(t, "added file", func() bool { return hosts(s)["b"] == "b1" })
+
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a2"))
+	eventually(t, "changed file", func() bool { return hosts(s)["a"] == "a2" })
+
+	// Editors write a temporary file and rename it over the original.
+	tmp := filepath.Join(dir, ".a.yaml.swp")
+	write(t, tmp, vsDoc("a", "a3"))
+	if err := os.Rename(tmp, filepath.Join(dir, "a.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "rename-replaced file", func() bool { return hosts(s)["a"] == "a3" })
+
+	// Invalid change: last known good keeps serving, the error shows up.
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a..bad"))
+	eventually(t, "error reported", func() bool { return len(s.Errors()) > 0 })
+	if hosts(s)["a"] != "a3" {
+		t.Fatalf("last known good lost: %v", hosts(s))
+	}
+
+	// New subdirectory, then a file in it.
+	write(t, filepath.Join(dir, "x", "y", "c.json"), `{"apiVersion":"networking.istio.io/v1","kind":"Gateway","metadata":{"name":"gw","namespace":"ns"},"spec":{"servers":[{"port":{"number":80,"name":"http","protocol":"HTTP"},"hosts":["*"]}]}}`)
+	eventually(t, "file in new subdirectory", func() bool { return len(s.List()) == 3 })
+	write(t, filepath.Join(dir, "x", "y", "d.yaml"), vsDoc("d", "d1"))
+	eventually(t, "second file in new subdirectory", func() bool { return hosts(s)["d"] == "d1" })
+
+	// Deleting a file and a whole directory removes their objects.
+	if err := os.Remove(filepath.Join(dir, "b.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "deleted file", func() bool { _, ok := hosts(s)["b"]; return !ok })
+	if err := os.RemoveAll(filepath.Join(dir, "x")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "deleted directory", func() bool { _, ok := hosts(s)["d"]; return !ok && len(s.List()) == 1 })
+	if changes() == 0 {
+		t.Error("onChange never called")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a1")+"---\n"+vsDoc("b", "b..bad")+"---\nfoo: [\n")
+	s := New(dir, quietOptions())
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(s); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				if l.GetName() != "source" {
+					name += "," + l.GetValue()
+				} else if l.GetValue() != "file" {
+					t.Errorf("source label %q", l.GetValue())
+				}
+			}
+			switch {
+			case m.GetGauge() != nil:
+				got[name] = m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				got[name] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	for name, want := range map[string]float64{
+		"strait_config_errors,VirtualService": 2, "strait_config_errors,unknown": 1, "strait_config_errors,Gateway": 0,
+		"strait_config_objects,VirtualService": 1, "strait_config_objects,Sidecar": 0,
+		"strait_config_reloads_total,error": 1, "strait_config_reloads_total,ok": 0, "strait_config_warnings": 0,
+	} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
+		}
+	}
+	if got["strait_config_last_reload_timestamp_seconds"] <= 0 {
+		t.Error("no last reload timestamp")
+	}
+}
