@@ -1,0 +1,83 @@
+// Command strait-proxy is Strait's data plane: it connects to the control plane over ADS and
+// serves traffic with Envoy's semantics. See package proxy.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/proxy"
+	"github.com/strait-mesh/strait/proxy/xdsclient"
+)
+
+// env returns the first set environment variable of names, or def.
+func env(def string, names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return def
+}
+
+func main() {
+	var o proxy.Options
+	var mode, labels, ips, logLevel string
+	cmd := &cobra.Command{
+		Use:           "strait-proxy",
+		Short:         "Strait data plane: Envoy xDS in, traffic out",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			level := new(slog.LevelVar)
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			o.LogLevel = level
+			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			o.Node.Type = node.Type(mode)
+			l, err := xdsclient.ParseLabels(labels)
+			if err != nil {
+				return fmt.Errorf("--labels: %w", err)
+			}
+			o.Node.Labels = l
+			if ips != "" {
+				o.Node.IPs = strings.Split(ips, ",")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return proxy.Run(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.XDSAddress, "xds-address", env("127.0.0.1:15010", "XDS_ADDRESS", "PILOT_ADDRESS"), "control plane ADS address")
+	f.StringVar(&mode, "mode", env("sidecar", "PROXY_MODE"), "proxy type: sidecar or router")
+	f.StringVar(&o.Node.Name, "workload-name", env("", "POD_NAME", "WORKLOAD_NAME"), "pod or workload name")
+	f.StringVar(&o.Node.Namespace, "namespace", env("default", "POD_NAMESPACE"), "workload namespace")
+	f.StringVar(&o.Node.IP, "ip", env("127.0.0.1", "INSTANCE_IP"), "workload IP")
+	f.StringVar(&ips, "ips", env("", "INSTANCE_IPS"), "all workload IPs, comma-separated")
+	f.StringVar(&labels, "labels", env("", "WORKLOAD_LABELS"), "workload labels, k=v comma-separated")
+	f.StringVar(&o.Node.ServiceAccount, "service-account", env("default", "SERVICE_ACCOUNT"), "workload service account")
+	f.StringVar(&o.Node.WorkloadGroup, "workload-group", env("", "WORKLOAD_GROUP"), "WorkloadGroup to auto-register into")
+	f.StringVar(&o.Node.Cluster, "service-cluster", env("", "SERVICE_CLUSTER"), "xDS node cluster (default name.namespace)")
+	f.StringVar(&o.Node.ClusterID, "cluster-id", env("", "CLUSTER_ID"), "cluster ID metadata")
+	f.StringVar(&o.Node.Network, "network", env("", "NETWORK"), "network metadata")
+	f.StringVar(&o.Node.InterceptMode, "interception-mode", env("REDIRECT", "INTERCEPTION_MODE"), "REDIRECT or NONE (explicit mode)")
+	f.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1:15000", "admin interface address")
+	f.DurationVar(&o.DrainDuration, "drain-duration", 5e9, "how long open connections may finish on shutdown or listener removal")
+	f.BoolVar(&o.ForceSotW, "sotw", false, "use state-of-the-world ADS only")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "strait-proxy:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,269 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/upstream"
+	"github.com/strait-mesh/strait/proxy/xdsclient"
+)
+
+// Apply implements xdsclient.Handler: it compiles the complete accepted-to-be set of one resource
+// type into a new Runtime and publishes it. Any resource that fails to compile rejects the whole
+// update (the error names every failing resource and the field); the current runtime stays.
+// Apply is called from the xDS client goroutine only, so updates never race each other.
+func (p *Proxy) Apply(typeURL string, set map[string]*xdsclient.Resource) error {
+	p.applyMu.Lock()
+	defer p.applyMu.Unlock()
+	var err error
+	switch typeURL {
+	case xdsclient.ClusterType:
+		err = p.applyClusters(set)
+	case xdsclient.EndpointType:
+		err = p.applyEndpoints(set)
+	case xdsclient.ListenerType:
+		err = p.applyListeners(set)
+	case xdsclient.RouteType:
+		err = p.applyRoutes(set)
+	case xdsclient.SecretType:
+		err = p.applySecrets(set)
+	default:
+		err = fmt.Errorf("unsupported resource type %s", typeURL)
+	}
+	if err != nil {
+		p.stats.Counter("strait.xds."+shortType(typeURL)+".update_rejected", "strait_xds_update_rejected_total").Inc()
+		return err
+	}
+	p.stats.Counter("strait.xds."+shortType(typeURL)+".update_success", "strait_xds_update_success_total").Inc()
+	return nil
+}
+
+func shortType(t string) string {
+	switch t {
+	case xdsclient.ClusterType:
+		return "cds"
+	case xdsclient.EndpointType:
+		return "eds"
+	case xdsclient.ListenerType:
+		return "lds"
+	case xdsclient.RouteType:
+		return "rds"
+	case xdsclient.SecretType:
+		return "sds"
+	}
+	return "unknown"
+}
+
+// unchanged reports whether res is byte-identical to the resource accepted before.
+func unchanged(prev, res *xdsclient.Resource) bool {
+	return prev != nil && res != nil && prev.Any != nil && res.Any != nil &&
+		bytes.Equal(prev.Any.GetValue(), res.Any.GetValue())
+}
+
+// sortedNames returns the map's keys in order, so error messages are stable.
+func sortedNames[V any](set map[string]V) []string {
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (p *Proxy) applyClusters(set map[string]*xdsclient.Resource) error {
+	old := p.rt.Load()
+	next := make(map[string]*upstream.Cluster, len(set))
+	var created []*upstream.Cluster
+	var errs []error
+	for _, name := range sortedNames(set) {
+		res := set[name]
+		c, ok := res.Message.(*clusterv3.Cluster)
+		if !ok {
+			errs = append(errs, fmt.Errorf("cluster %q: not a Cluster", name))
+			continue
+		}
+		if prev := old.Clusters[name]; prev != nil && unchanged(old.Resources[xdsclient.ClusterType][name], res) {
+			next[name] = prev
+			continue
+		}
+		uc, err := upstream.Compile(c, p.deps)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster %q: %w", name, err))
+			continue
+		}
+		created = append(created, uc)
+		if isEDS(c) {
+			if r := old.Resources[xdsclient.EndpointType][edsName(c)]; r != nil {
+				if err := uc.SetEndpoints(r.Message.(*endpointv3.ClusterLoadAssignment)); err != nil {
+					errs = append(errs, fmt.Errorf("cluster %q: endpoints %q: %w", name, edsName(c), err))
+					continue
+				}
+			}
+		}
+		next[name] = uc
+	}
+	if len(errs) > 0 {
+		for _, c := range created {
+			c.Close()
+		}
+		return errors.Join(errs...)
+	}
+	rt := old.clone()
+	rt.Clusters = next
+	rt.Resources[xdsclient.ClusterType] = set
+	p.publish(rt)
+	for name, c := range old.Clusters {
+		if next[name] != c {
+			p.retireCluster(c)
+		}
+	}
+	var eds []string
+	for _, res := range set {
+		if c := res.Message.(*clusterv3.Cluster); isEDS(c) {
+			eds = append(eds, edsName(c))
+		}
+	}
+	p.client.SetNames(xdsclient.EndpointType, eds)
+	p.subscribeSecrets(rt)
+	p.markReceived(xdsclient.ClusterType)
+	return nil
+}
+
+// retireCluster closes a removed or replaced cluster once requests that picked it have had the
+// drain period to finish.
+func (p *Proxy) retireCluster(c *upstream.Cluster) {
+	p.retire(func() { c.Close() })
+}
+
+func (p *Proxy) applyEndpoints(set map[string]*xdsclient.Resource) error {
+	old := p.rt.Load()
+	prevSet := old.Resources[xdsclient.EndpointType]
+	var errs []error
+	type job struct {
+		c   *upstream.Cluster
+		cla *endpointv3.ClusterLoadAssignment
+	}
+	var jobs []job
+	for _, name := range sortedNames(old.Clusters) {
+		c := old.Resources[xdsclient.ClusterType][name].Message.(*clusterv3.Cluster)
+		if !isEDS(c) {
+			continue
+		}
+		en := edsName(c)
+		res := set[en]
+		if res == nil || unchanged(prevSet[en], res) {
+			continue
+		}
+		cla, ok := res.Message.(*endpointv3.ClusterLoadAssignment)
+		if !ok {
+			errs = append(errs, fmt.Errorf("endpoints %q: not a ClusterLoadAssignment", en))
+			continue
+		}
+		jobs = append(jobs, job{old.Clusters[name], cla})
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for _, j := range jobs {
+		if err := j.c.SetEndpoints(j.cla); err != nil {
+			errs = append(errs, fmt.Errorf("endpoints %q (cluster %q): %w", j.cla.GetClusterName(), j.c.Name(), err))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	rt := old.clone()
+	rt.Resources[xdsclient.EndpointType] = set
+	p.publish(rt)
+	return nil
+}
+
+func (p *Proxy) applyRoutes(set map[string]*xdsclient.Resource) error {
+	old := p.rt.Load()
+	next := make(map[string]*route.Table, len(set))
+	var errs []error
+	for _, name := range sortedNames(set) {
+		res := set[name]
+		if prev := old.Routes[name]; prev != nil && unchanged(old.Resources[xdsclient.RouteType][name], res) {
+			next[name] = prev
+			continue
+		}
+		rc, ok := res.Message.(*routev3.RouteConfiguration)
+		if !ok {
+			errs = append(errs, fmt.Errorf("route configuration %q: not a RouteConfiguration", name))
+			continue
+		}
+		t, err := route.Compile(rc)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route configuration %q: %w", name, err))
+			continue
+		}
+		next[name] = t
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	rt := old.clone()
+	rt.Routes = next
+	rt.Resources[xdsclient.RouteType] = set
+	p.publish(rt)
+	return nil
+}
+
+func (p *Proxy) applySecrets(set map[string]*xdsclient.Resource) error {
+	old := p.rt.Load()
+	next := make(map[string]*tlsv3.Secret, len(set))
+	var errs []error
+	for _, name := range sortedNames(set) {
+		s, ok := set[name].Message.(*tlsv3.Secret)
+		if !ok {
+			errs = append(errs, fmt.Errorf("secret %q: not a Secret", name))
+			continue
+		}
+		if err := validateSecret(s); err != nil {
+			errs = append(errs, fmt.Errorf("secret %q: %w", name, err))
+			continue
+		}
+		next[name] = s
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	rt := old.clone()
+	rt.Secrets = next
+	rt.Resources[xdsclient.SecretType] = set
+	p.publish(rt)
+	return nil
+}
+
+// subscribeSecrets subscribes SDS to the secrets the current listeners and clusters name.
+func (p *Proxy) subscribeSecrets(rt *Runtime) {
+	r := newRefs()
+	for _, res := range rt.Resources[xdsclient.ClusterType] {
+		r.collect(res.Message)
+	}
+	for _, res := range rt.Resources[xdsclient.ListenerType] {
+		r.collect(res.Message)
+	}
+	p.client.SetNames(xdsclient.SecretType, sortedKeys(r.secrets))
+}
+
+// subscribeRoutes subscribes RDS to the route configurations the listeners name.
+func (p *Proxy) subscribeRoutes(listeners map[string]*xdsclient.Resource) {
+	r := newRefs()
+	for _, res := range listeners {
+		if l, ok := res.Message.(*listenerv3.Listener); ok {
+			r.collect(l)
+		}
+	}
+	p.client.SetNames(xdsclient.RouteType, sortedKeys(r.routes))
+}

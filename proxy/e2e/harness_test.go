@@ -1,0 +1,496 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// proxyBin is the strait-proxy binary built once by TestMain.
+var proxyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "strait-proxy-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	proxyBin = filepath.Join(dir, "strait-proxy")
+	build := exec.Command("go", "build", "-o", proxyBin, "github.com/strait-mesh/strait/cmd/strait-proxy")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building strait-proxy:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const nodeID = "sidecar~127.0.0.1~e2e.default~default.svc.cluster.local"
+
+// adsServer is a real go-control-plane ADS server (Delta and SotW) on loopback that records the
+// NACKs it receives. Stop and Start simulate a control-plane outage on the same address.
+type adsServer struct {
+	t     *testing.T
+	addr  string
+	cache cachev3.SnapshotCache
+
+	mu      sync.Mutex
+	grpc    *grpc.Server
+	nacks   []string
+	version int
+}
+
+func newADS(t *testing.T) *adsServer {
+	a := &adsServer{t: t, addr: "127.0.0.1:0", cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)}
+	a.Start()
+	t.Cleanup(a.Stop)
+	return a
+}
+
+// Start serves on a.addr (the port chosen at the first start).
+func (a *adsServer) Start() {
+	cb := serverv3.CallbackFuncs{
+		StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
+			a.recordNack(r.GetErrorDetail().GetMessage())
+			return nil
+		},
+		StreamDeltaRequestFunc: func(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+			a.recordNack(r.GetErrorDetail().GetMessage())
+			return nil
+		},
+	}
+	srv := serverv3.NewServer(context.Background(), a.cache, cb)
+	g := grpc.NewServer()
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	var lis net.Listener
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		lis, err = net.Listen("tcp", a.addr)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		a.t.Fatalf("ads listen: %v", err)
+	}
+	a.addr = lis.Addr().String()
+	a.mu.Lock()
+	a.grpc = g
+	a.mu.Unlock()
+	go g.Serve(lis)
+}
+
+// Stop stops the server and drops its streams.
+func (a *adsServer) Stop() {
+	a.mu.Lock()
+	g := a.grpc
+	a.grpc = nil
+	a.mu.Unlock()
+	if g != nil {
+		g.Stop()
+	}
+}
+
+func (a *adsServer) recordNack(msg string) {
+	if msg == "" {
+		return
+	}
+	a.mu.Lock()
+	a.nacks = append(a.nacks, msg)
+	a.mu.Unlock()
+}
+
+// Nacks returns the error details received so far.
+func (a *adsServer) Nacks() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.nacks...)
+}
+
+// Push sets a new snapshot for the proxy's node.
+func (a *adsServer) Push(cfg *config) {
+	a.t.Helper()
+	a.mu.Lock()
+	a.version++
+	v := fmt.Sprint(a.version)
+	a.mu.Unlock()
+	snap, err := cachev3.NewSnapshot(v, cfg.resources())
+	if err != nil {
+		a.t.Fatalf("snapshot: %v", err)
+	}
+	if err := a.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
+		a.t.Fatalf("set snapshot: %v", err)
+	}
+}
+
+// config is a hand-written set of Envoy resources.
+type config struct {
+	listeners []*listenerv3.Listener
+	routes    []*routev3.RouteConfiguration
+	clusters  []*clusterv3.Cluster
+	endpoints []*endpointv3.ClusterLoadAssignment
+}
+
+func (c *config) resources() map[resource.Type][]types.Resource {
+	out := map[resource.Type][]types.Resource{}
+	for _, l := range c.listeners {
+		out[resource.ListenerType] = append(out[resource.ListenerType], l)
+	}
+	for _, r := range c.routes {
+		out[resource.RouteType] = append(out[resource.RouteType], r)
+	}
+	for _, cl := range c.clusters {
+		out[resource.ClusterType] = append(out[resource.ClusterType], cl)
+	}
+	for _, e := range c.endpoints {
+		out[resource.EndpointType] = append(out[resource.EndpointType], e)
+	}
+	return out
+}
+
+func mustAny(t *testing.T, m proto.Message) *anypb.Any {
+	t.Helper()
+	a, err := anypb.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func socketAddr(hostport string) *corev3.Address {
+	host, port, _ := net.SplitHostPort(hostport)
+	var p uint32
+	fmt.Sscan(port, &p)
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: p},
+	}}}
+}
+
+// httpListener is a listener on addr whose http_connection_manager takes routes from RDS.
+func httpListener(t *testing.T, name, addr, rds, statPrefix string, extraFilters ...*hcmv3.HttpFilter) *listenerv3.Listener {
+	filters := append(extraFilters, &hcmv3.HttpFilter{
+		Name:       "envoy.filters.http.router",
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})},
+	})
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: statPrefix,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			RouteConfigName: rds,
+			ConfigSource:    &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}, ResourceApiVersion: corev3.ApiVersion_V3},
+		}},
+		HttpFilters: filters,
+	}
+	return &listenerv3.Listener{
+		Name:    name,
+		Address: socketAddr(addr),
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       "envoy.filters.network.http_connection_manager",
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)},
+			}},
+		}},
+	}
+}
+
+// tcpListener is a listener on addr that proxies TCP to cluster.
+func tcpListener(t *testing.T, name, addr, cluster string) *listenerv3.Listener {
+	tp := &tcpv3.TcpProxy{StatPrefix: name, ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: cluster}}
+	return &listenerv3.Listener{
+		Name:    name,
+		Address: socketAddr(addr),
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       "envoy.filters.network.tcp_proxy",
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, tp)},
+			}},
+		}},
+	}
+}
+
+// routeConfig routes every host: prefix → cluster, in order; the last prefix should be "/".
+func routeConfig(name string, pairs ...string) *routev3.RouteConfiguration {
+	var routes []*routev3.Route
+	for i := 0; i+1 < len(pairs); i += 2 {
+		routes = append(routes, &routev3.Route{
+			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: pairs[i]}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: pairs[i+1]},
+			}},
+		})
+	}
+	return &routev3.RouteConfiguration{
+		Name:         name,
+		VirtualHosts: []*routev3.VirtualHost{{Name: "all", Domains: []string{"*"}, Routes: routes}},
+	}
+}
+
+func lbEndpoints(addrs ...string) []*endpointv3.LocalityLbEndpoints {
+	var eps []*endpointv3.LbEndpoint
+	for _, a := range addrs {
+		eps = append(eps, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
+			Endpoint: &endpointv3.Endpoint{Address: socketAddr(a)},
+		}})
+	}
+	return []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}}
+}
+
+func staticCluster(name string, addrs ...string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ConnectTimeout:       durationpb.New(2 * time.Second),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: lbEndpoints(addrs...)},
+	}
+}
+
+func edsCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ConnectTimeout:       durationpb.New(2 * time.Second),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{
+			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}, ResourceApiVersion: corev3.ApiVersion_V3,
+		}},
+	}
+}
+
+func cla(name string, addrs ...string) *endpointv3.ClusterLoadAssignment {
+	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: lbEndpoints(addrs...)}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// backend is a real HTTP server on loopback that answers with its name; /slow waits until
+// release is closed (bounded by 30s).
+type backend struct {
+	name    string
+	addr    string
+	release chan struct{}
+	started chan struct{}
+}
+
+func newBackend(t *testing.T, name string) *backend {
+	t.Helper()
+	b := &backend{name: name, release: make(chan struct{}), started: make(chan struct{}, 16)}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.addr = l.Addr().String()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			b.started <- struct{}{}
+			select {
+			case <-b.release:
+			case <-time.After(30 * time.Second):
+			}
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("x-backend", name)
+		fmt.Fprintf(w, "%s %s", name, r.URL.Path)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return b
+}
+
+// tcpEcho is a TCP echo server on loopback.
+func tcpEcho(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// proxyProc is a running strait-proxy binary.
+type proxyProc struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	admin string
+	logs  *syncBuffer
+	// exited is closed when the process has exited; waitErr is then its exit status.
+	exited  chan struct{}
+	waitErr error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startProxy(t *testing.T, ads *adsServer, drain time.Duration) *proxyProc {
+	t.Helper()
+	p := &proxyProc{t: t, admin: freeAddr(t), logs: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(proxyBin,
+		"--xds-address", ads.addr,
+		"--admin-address", p.admin,
+		"--drain-duration", drain.String(),
+		"--workload-name", "e2e", "--namespace", "default", "--ip", "127.0.0.1",
+		"--log-level", "debug",
+	)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.waitErr = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.exited
+		if t.Failed() {
+			t.Logf("strait-proxy logs:\n%s", lastLines(p.logs.String(), 80))
+		}
+	})
+	return p
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// adminGet fetches an admin path.
+func (p *proxyProc) adminGet(path string) (int, string, error) {
+	resp, err := http.Get("http://" + p.admin + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	return resp.StatusCode, string(b), err
+}
+
+// waitReady waits for /ready to answer 200.
+func (p *proxyProc) waitReady() {
+	p.t.Helper()
+	eventually(p.t, "proxy ready", func() bool {
+		code, _, err := p.adminGet("/ready")
+		return err == nil && code == 200
+	})
+}
+
+// eventually polls cond every 20ms for up to 20s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// get sends one GET through addr with a fresh connection and returns status and body.
+func get(addr, path string) (int, string, error) {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b), err
+}
+
+// expectBody waits until GET path through addr answers 200 with body.
+func expectBody(t *testing.T, addr, path, body string) {
+	t.Helper()
+	var last string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, got, err := get(addr, path)
+		if err == nil && code == 200 && got == body {
+			return
+		}
+		last = fmt.Sprintf("code %d body %q err %v", code, got, err)
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s%s: want 200 %q, last %s", addr, path, body, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// echoOnce writes msg through a TCP connection to addr and reads it back.
+func echoOnce(addr, msg string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg+"\n"); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSuffix(line, "\n"), err
+}

@@ -1,0 +1,50 @@
+package proxy
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/strait-mesh/strait/proxy/xdsclient"
+)
+
+// Options configures a Proxy. The zero value of each optional field selects the default noted.
+type Options struct {
+	// XDSAddress is the control plane's ADS address (host:port). Required.
+	XDSAddress string
+	// Node identifies the workload to the control plane.
+	Node xdsclient.NodeInfo
+	// AdminAddress is the admin interface address (default 127.0.0.1:15000; "-" disables it).
+	AdminAddress string
+	// DrainDuration bounds how long open connections may finish after SIGTERM,
+	// /quitquitquit, or a listener's removal (default 5s, as Istio's terminationDrainDuration).
+	DrainDuration time.Duration
+	// ForceSotW skips the Delta ADS attempt.
+	ForceSotW bool
+	// Logger receives the proxy's logs (default slog.Default()).
+	Logger *slog.Logger
+	// LogLevel is the level the admin /logging endpoint changes; it should be the level of
+	// Logger's handler (default: a new LevelVar, which then only records the setting).
+	LogLevel *slog.LevelVar
+	// BackoffBase and BackoffMax bound the xDS reconnect delay (defaults 200ms and 15s).
+	BackoffBase, BackoffMax time.Duration
+}
+
+func (o *Options) setDefaults() error {
+	if o.XDSAddress == "" {
+		return errors.New("no xds address")
+	}
+	if o.AdminAddress == "" {
+		o.AdminAddress = "127.0.0.1:15000"
+	}
+	if o.DrainDuration <= 0 {
+		o.DrainDuration = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.LogLevel == nil {
+		o.LogLevel = new(slog.LevelVar)
+	}
+	return nil
+}

@@ -1,0 +1,232 @@
+// Package proxy is strait-proxy's core: it connects the xDS client to the compilers of the data
+// plane packages, publishes each compiled generation of configuration (a Runtime) through one
+// atomic pointer, owns the lifecycle of listeners (bind new ones, drain removed or changed ones),
+// serves the admin interface and drains on shutdown.
+//
+// The Proxy is the glue between packages: it implements the small Env interfaces that l7, l4,
+// listener and tlsx declare by reading the current Runtime, so request handling never takes a
+// lock of the core.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/strait-mesh/strait/proxy/admin"
+	"github.com/strait-mesh/strait/proxy/listener"
+	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/tlsx"
+	"github.com/strait-mesh/strait/proxy/upstream"
+	"github.com/strait-mesh/strait/proxy/xdsclient"
+)
+
+// Server states as reported by /ready and /server_info (Envoy's names).
+const (
+	StatePreInitializing = "PRE_INITIALIZING"
+	StateLive            = "LIVE"
+	StateDraining        = "DRAINING"
+)
+
+// Proxy is one strait-proxy instance. Create it with New; Run serves until the context ends.
+type Proxy struct {
+	opts   Options
+	log    *slog.Logger
+	stats  *stats.Store
+	deps   upstream.Deps
+	client *xdsclient.Client
+
+	rt      atomic.Pointer[Runtime]
+	applyMu sync.Mutex // serializes Apply (the xDS goroutine) with shutdown
+
+	lmu       sync.Mutex
+	listeners map[string]*activeListener // by listener name
+	registry  listener.Registry          // for use_original_dst hand-off
+	draining  sync.WaitGroup             // listeners draining after removal or change
+
+	inboundDrained atomic.Bool // /drain_listeners?inboundonly was called
+
+	gotCDS, gotLDS atomic.Bool
+	drainingAll    atomic.Bool
+	quitOnce       sync.Once
+	quit           chan struct{}
+	done           chan struct{} // closed when Run returns; stops retire timers early
+	retiring       sync.WaitGroup
+}
+
+// New builds a proxy from options. It does not bind or connect.
+func New(opts Options) (*Proxy, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, fmt.Errorf("configuring proxy: %w", err)
+	}
+	if opts.Node.Name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("configuring proxy: no workload name and no hostname: %w", err)
+		}
+		opts.Node.Name = h
+	}
+	n, err := opts.Node.Node()
+	if err != nil {
+		return nil, fmt.Errorf("configuring proxy: %w", err)
+	}
+	p := &Proxy{
+		opts:      opts,
+		log:       opts.Logger,
+		stats:     stats.NewStore(),
+		listeners: map[string]*activeListener{},
+		quit:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	p.rt.Store(emptyRuntime())
+	p.deps = upstream.Deps{
+		Stats: p.stats,
+		ClientTLS: func(c *tlsv3.UpstreamTlsContext) (*tls.Config, error) {
+			return tlsx.Client(c, p)
+		},
+		Logger: p.log,
+	}
+	p.client, err = xdsclient.New(xdsclient.Options{
+		Address:     opts.XDSAddress,
+		Node:        n,
+		Handler:     p,
+		Logger:      p.log,
+		ForceSotW:   opts.ForceSotW,
+		BackoffBase: opts.BackoffBase,
+		BackoffMax:  opts.BackoffMax,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configuring proxy: %w", err)
+	}
+	return p, nil
+}
+
+// Run builds a proxy from opts and serves until ctx ends, then drains (see Proxy.Run).
+func Run(ctx context.Context, opts Options) error {
+	p, err := New(opts)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}
+
+// Stats returns the proxy's metrics store.
+func (p *Proxy) Stats() *stats.Store { return p.stats }
+
+// XDS returns the proxy's xDS client (for its connection state and counters).
+func (p *Proxy) XDS() *xdsclient.Client { return p.client }
+
+// Run starts the admin interface and the xDS client and serves until ctx ends or /quitquitquit
+// is called. Then it drains: listeners stop accepting and open connections get up to
+// Options.DrainDuration to finish, after which everything is closed and Run returns.
+func (p *Proxy) Run(ctx context.Context) error {
+	defer close(p.done)
+	var adm *admin.Server
+	if p.opts.AdminAddress != "-" {
+		var err error
+		adm, err = admin.Listen(admin.Options{
+			Address: p.opts.AdminAddress,
+			Source:  adminSource{p},
+			Stats:   p.stats,
+			Level:   p.opts.LogLevel,
+			Logger:  p.log,
+		})
+		if err != nil {
+			return fmt.Errorf("starting admin: %w", err)
+		}
+		go func() {
+			if err := adm.Serve(); err != nil {
+				p.log.Error("admin server failed", "error", err)
+			}
+		}()
+		p.log.Info("admin listening", "address", adm.Addr().String())
+	}
+	xctx, stopXDS := context.WithCancel(context.Background())
+	xdone := make(chan struct{})
+	go func() {
+		defer close(xdone)
+		if err := p.client.Run(xctx); err != nil && !errors.Is(err, context.Canceled) {
+			p.log.Error("xds client stopped", "error", err)
+		}
+	}()
+	select {
+	case <-ctx.Done():
+		p.log.Info("shutdown requested; draining", "drain_duration", p.opts.DrainDuration)
+	case <-p.quit:
+		p.log.Info("quitquitquit; draining", "drain_duration", p.opts.DrainDuration)
+	}
+	p.drainingAll.Store(true)
+	p.drainAll(false)
+	p.waitDrained(p.opts.DrainDuration)
+	stopXDS()
+	<-xdone
+	p.applyMu.Lock()
+	p.closeListeners()
+	for _, c := range p.rt.Load().Clusters {
+		c.Close()
+	}
+	p.applyMu.Unlock()
+	if adm != nil {
+		adm.Close()
+	}
+	p.log.Info("proxy stopped")
+	return nil
+}
+
+// Quit starts a graceful shutdown, as SIGTERM does.
+func (p *Proxy) Quit() { p.quitOnce.Do(func() { close(p.quit) }) }
+
+// publish makes rt the current runtime.
+func (p *Proxy) publish(rt *Runtime) {
+	p.rt.Store(rt)
+}
+
+// retire runs f after the drain period (or at shutdown), for objects in-flight requests may still
+// hold.
+func (p *Proxy) retire(f func()) {
+	p.retiring.Add(1)
+	go func() {
+		defer p.retiring.Done()
+		t := time.NewTimer(p.opts.DrainDuration)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-p.done:
+		}
+		f()
+	}()
+}
+
+// markReceived records the first accepted CDS and LDS for readiness.
+func (p *Proxy) markReceived(typeURL string) {
+	switch typeURL {
+	case xdsclient.ClusterType:
+		if !p.gotCDS.Swap(true) {
+			p.log.Info("first clusters accepted")
+		}
+	case xdsclient.ListenerType:
+		if !p.gotLDS.Swap(true) {
+			p.log.Info("first listeners accepted")
+		}
+	}
+}
+
+// State returns the server state: PRE_INITIALIZING until the first CDS and LDS are accepted,
+// LIVE, then DRAINING after shutdown began.
+func (p *Proxy) State() string {
+	switch {
+	case p.drainingAll.Load():
+		return StateDraining
+	case p.gotCDS.Load() && p.gotLDS.Load():
+		return StateLive
+	}
+	return StatePreInitializing
+}

@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"context"
+	"net/netip"
+
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/strait-mesh/strait/proxy/l4"
+	"github.com/strait-mesh/strait/proxy/l7"
+	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/upstream"
+	"github.com/strait-mesh/strait/proxy/xdsclient"
+)
+
+// Runtime is one immutable generation of compiled configuration. The proxy publishes it through an
+// atomic pointer; readers load the pointer once and use that generation to the end of their work,
+// so an in-flight request finishes on the config it began with. A Runtime is never modified after
+// it is published: every update builds a new one (sharing unchanged compiled objects).
+type Runtime struct {
+	// Generation counts published runtimes, starting at 1.
+	Generation uint64
+	// Clusters are the compiled CDS clusters by name.
+	Clusters map[string]*upstream.Cluster
+	// Routes are the compiled RDS route tables by name.
+	Routes map[string]*route.Table
+	// Secrets are the SDS secrets by name.
+	Secrets map[string]*tlsv3.Secret
+	// Resources are the accepted xDS resources per type URL, as received (for config dumps and
+	// change detection).
+	Resources map[string]map[string]*xdsclient.Resource
+}
+
+// clone returns a shallow copy whose maps may be replaced (not modified) by the caller.
+func (r *Runtime) clone() *Runtime {
+	n := *r
+	n.Generation++
+	n.Resources = make(map[string]map[string]*xdsclient.Resource, len(r.Resources))
+	for t, set := range r.Resources {
+		n.Resources[t] = set
+	}
+	return &n
+}
+
+func emptyRuntime() *Runtime {
+	r := &Runtime{
+		Clusters:  map[string]*upstream.Cluster{},
+		Routes:    map[string]*route.Table{},
+		Secrets:   map[string]*tlsv3.Secret{},
+		Resources: map[string]map[string]*xdsclient.Resource{},
+	}
+	for _, t := range xdsclient.Types {
+		r.Resources[t] = map[string]*xdsclient.Resource{}
+	}
+	return r
+}
+
+// Runtime returns the current configuration generation. It never returns nil.
+func (p *Proxy) Runtime() *Runtime { return p.rt.Load() }
+
+// Secret implements tlsx.Secrets over the current runtime; it is called during TLS handshakes.
+func (p *Proxy) Secret(name string) *tlsv3.Secret { return p.rt.Load().Secrets[name] }
+
+// Route implements l7.Env: the current RDS route table of that name, nil when unknown.
+func (p *Proxy) Route(name string) *route.Table { return p.rt.Load().Routes[name] }
+
+// l7Env adapts the proxy to l7.Env (whose Cluster returns an l7.Upstream).
+type l7Env struct{ *Proxy }
+
+// Cluster returns the current cluster of that name, or nil (not a typed nil) when unknown.
+func (e l7Env) Cluster(name string) l7.Upstream {
+	if c := e.rt.Load().Clusters[name]; c != nil {
+		return c
+	}
+	return nil
+}
+
+// l4Env adapts the proxy to l4.Env (whose Cluster returns an l4.Upstream).
+type l4Env struct{ *Proxy }
+
+// Cluster returns the current cluster of that name, or nil (not a typed nil) when unknown.
+func (e l4Env) Cluster(name string) l4.Upstream {
+	if c := e.rt.Load().Clusters[name]; c != nil {
+		return c
+	}
+	return nil
+}
+
+var (
+	_ l7.Env = l7Env{}
+	_ l4.Env = l4Env{}
+)
+
+// WithOriginalDst implements l4.Env: it attaches a connection's original destination for
+// ORIGINAL_DST clusters.
+func (p *Proxy) WithOriginalDst(ctx context.Context, dst netip.AddrPort) context.Context {
+	return upstream.WithOriginalDst(ctx, dst)
+}
