@@ -8,7 +8,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -35,10 +34,9 @@ type proxyState struct {
 
 	// stMu guards convergence and NACK bookkeeping.
 	stMu         sync.Mutex
-	pushStart    time.Time            // start of the latest generation that changed something
-	pending      map[string]string    // typeURL → version pushed after an Update, not yet ACKed
-	pendingSince time.Time            // first Update not yet ACKed by this proxy
-	rejected     map[string]nackEvent // typeURL → last NACK
+	pushStart    time.Time         // start of the latest generation that changed something
+	pending      map[string]string // typeURL → version pushed after an Update, not yet ACKed
+	pendingSince time.Time         // first Update not yet ACKed by this proxy
 	lastNack     *nackEvent
 }
 
@@ -106,7 +104,6 @@ func (p *proxyState) markPushed(changedTypes map[string]string, from, genStart t
 func (p *proxyState) acked(typeURL, version string) (time.Duration, bool) {
 	p.stMu.Lock()
 	defer p.stMu.Unlock()
-	delete(p.rejected, typeURL)
 	if v, ok := p.pending[typeURL]; !ok || v != version {
 		return 0, false
 	}
@@ -123,11 +120,11 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closeStream(streamKey{true, id}) },
 		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
 			return s.onRequest(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(),
-				req.GetVersionInfo(), req.GetErrorDetail())
+				req.GetVersionInfo(), req.GetErrorDetail(), false)
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
 			return s.onRequest(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "",
-				req.GetErrorDetail())
+				req.GetErrorDetail(), len(req.GetResourceNamesSubscribe())+len(req.GetResourceNamesUnsubscribe()) > 0)
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
 			s.onResponse(streamKey{false, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
@@ -138,9 +135,10 @@ func (s *Server) callbacks() serverv3.Callbacks {
 	}
 }
 
-// onRequest registers the stream's proxy on its first request and tracks ACKs and NACKs. An error
-// ends the stream with that status.
-func (s *Server) onRequest(id streamKey, n *corev3.Node, typeURL, nonce, version string, detail *rpcstatus.Status) error {
+// onRequest registers the stream's proxy on its first request and tracks ACKs and NACKs. A Delta
+// request that changes the subscribed names resets the cache's memo of what the stream holds. An
+// error ends the stream with that status.
+func (s *Server) onRequest(id streamKey, n *corev3.Node, typeURL, nonce, version string, detail *rpcstatus.Status, namesChanged bool) error {
 	s.connMu.Lock()
 	st := s.streams[id]
 	s.connMu.Unlock()
@@ -149,6 +147,9 @@ func (s *Server) onRequest(id streamKey, n *corev3.Node, typeURL, nonce, version
 		if st, err = s.connect(id, n); err != nil {
 			return err
 		}
+	}
+	if namesChanged {
+		s.cache.invalidate(st.proxy.key, typeURL)
 	}
 	if nonce == "" {
 		return nil // a new subscription, not a reply to a response
@@ -169,10 +170,6 @@ func (s *Server) onRequest(id streamKey, n *corev3.Node, typeURL, nonce, version
 			"proxy", p.key, "type", ev.Type, "version", ev.Version, "nonce", nonce,
 			"code", codes.Code(detail.GetCode()).String(), "error", ev.Message)
 		p.stMu.Lock()
-		if p.rejected == nil {
-			p.rejected = make(map[string]nackEvent)
-		}
-		p.rejected[typeURL] = ev
 		p.lastNack = &ev
 		p.stMu.Unlock()
 		return nil
@@ -281,56 +278,9 @@ func (s *Server) closeStream(id streamKey) {
 	p.closed = true
 	delete(s.proxies, p.key)
 	s.metrics.connected.Dec()
-	s.cache.ClearSnapshot(p.key)
+	s.cache.Clear(p.key)
 	s.log.Debug("xds proxy disconnected", "proxy", p.key)
 	if s.opts.OnDisconnect != nil {
 		s.opts.OnDisconnect(p.proxy)
 	}
-}
-
-// rejectedVersion returns the version a proxy NACKed for a type with the given nonce, or "".
-func (s *Server) rejectedVersion(key, typeURL, nonce string) string {
-	s.connMu.Lock()
-	p := s.proxies[key]
-	s.connMu.Unlock()
-	if p == nil {
-		return ""
-	}
-	p.stMu.Lock()
-	defer p.stMu.Unlock()
-	if ev, ok := p.rejected[typeURL]; ok && ev.Nonce == nonce {
-		return ev.Version
-	}
-	return ""
-}
-
-// nackAwareCache wraps the SnapshotCache so that a state-of-the-world NACK does not trigger an
-// immediate re-send of the rejected version: the client reports its last accepted version, which
-// differs from the cache's, and the cache would answer at once with the same rejected resources.
-// The watch is opened as if the rejected version were current, so the next response is the next
-// change. Delta needs no help: the cache diffs against what the stream was sent.
-type nackAwareCache struct {
-	cache.SnapshotCache
-	srv *Server
-}
-
-// CreateWatch implements cache.ConfigWatcher.
-func (c *nackAwareCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch chan cache.Response) (func(), error) {
-	if req.GetErrorDetail() != nil {
-		if v := c.srv.rejectedVersion(req.GetNode().GetId(), req.GetTypeUrl(), req.GetResponseNonce()); v != "" && v != req.GetVersionInfo() {
-			req = &discovery.DiscoveryRequest{
-				VersionInfo:   v,
-				Node:          req.GetNode(),
-				ResourceNames: req.GetResourceNames(),
-				TypeUrl:       req.GetTypeUrl(),
-				ResponseNonce: req.GetResponseNonce(),
-				ErrorDetail:   req.GetErrorDetail(),
-			}
-		}
-	}
-	w, err := c.SnapshotCache.CreateWatch(req, sub, ch)
-	if err != nil {
-		return nil, fmt.Errorf("creating watch: %w", err)
-	}
-	return w, nil
 }

@@ -4,13 +4,16 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/controlplane/translate"
 )
@@ -19,24 +22,23 @@ import (
 // every subscribed client gets an answer for them.
 var coreTypes = []string{resource.ClusterType, resource.ListenerType, resource.RouteType, resource.EndpointType}
 
-// typeSet is an immutable set of resources of one type with its content-hash version. Sets are
-// interned: all proxies whose generated resources of a type are identical share one typeSet, so a
-// connected proxy costs a pointer per type, not a copy of its resources.
+// typeSet is an immutable set of resources of one type with its content-hash version, ready to
+// send: every resource is marshaled once into a discovery.Resource (its name, content-hash version
+// and Any) that all responses share. Sets are interned: proxies whose generated resources of a type
+// are identical share one typeSet, so a connected proxy costs a pointer per type, not a copy.
 type typeSet struct {
-	typeURL   string
-	version   string                           // hash of the names and content hashes of all items
-	items     map[string]types.ResourceWithTTL // name → resource (the generator's objects, never copied)
-	resources map[string]types.Resource
-	versions  map[string]string // name → content hash, for delta xDS
+	typeURL string
+	version string                         // hash of the names and content hashes of all items
+	wire    map[string]*discovery.Resource // name → marshaled resource; never modified
+	names   []string                       // sorted names of wire
+	diffs   sync.Map                       // old version → *setDiff, see diffFrom
 }
 
-// proxySnapshot is what the cache serves one proxy: a typeSet per resource type. It implements
-// go-control-plane's cache.ResourceSnapshot and is never modified after construction.
+// proxySnapshot is what the cache serves one proxy: a typeSet per resource type. It is never
+// modified after construction.
 type proxySnapshot struct {
 	sets [types.UnknownType]*typeSet
 }
-
-var _ cache.ResourceSnapshot = (*proxySnapshot)(nil)
 
 func (s *proxySnapshot) set(typeURL string) *typeSet {
 	if s == nil {
@@ -49,42 +51,15 @@ func (s *proxySnapshot) set(typeURL string) *typeSet {
 	return s.sets[i]
 }
 
-// GetVersion returns the content-hash version of one type ("" if absent).
-func (s *proxySnapshot) GetVersion(typeURL string) string {
+// version returns the content-hash version of one type ("" if absent).
+func (s *proxySnapshot) version(typeURL string) string {
 	if t := s.set(typeURL); t != nil {
 		return t.version
 	}
 	return ""
 }
 
-// GetResourcesAndTTL returns the shared item map of one type; callers must not modify it.
-func (s *proxySnapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
-	if t := s.set(typeURL); t != nil {
-		return t.items
-	}
-	return nil
-}
-
-// GetResources returns the shared resource map of one type; callers must not modify it.
-func (s *proxySnapshot) GetResources(typeURL string) map[string]types.Resource {
-	if t := s.set(typeURL); t != nil {
-		return t.resources
-	}
-	return nil
-}
-
-// ConstructVersionMap is a no-op: version maps are built when a typeSet is interned.
-func (s *proxySnapshot) ConstructVersionMap() error { return nil }
-
-// GetVersionMap returns name → content hash of one type; callers must not modify it.
-func (s *proxySnapshot) GetVersionMap(typeURL string) map[string]string {
-	if t := s.set(typeURL); t != nil {
-		return t.versions
-	}
-	return nil
-}
-
-// versions returns the version of every type present, keyed by type URL.
+// typeVersions returns the version of every type present, keyed by type URL.
 func (s *proxySnapshot) typeVersions() map[string]string {
 	out := make(map[string]string, len(coreTypes))
 	if s == nil {
@@ -104,6 +79,7 @@ type resourceInfo struct {
 	name    string
 	hash    string // content hash, the resource's delta version
 	item    uint64 // hash of name and content, summed into the type version
+	bytes   []byte // deterministic marshaling
 	err     error
 }
 
@@ -139,6 +115,7 @@ func (in *interner) info(r types.Resource) resourceInfo {
 		if err != nil {
 			ri.err = fmt.Errorf("marshaling %q: %w", ri.name, err)
 		} else {
+			ri.bytes = b
 			ri.hash = hashHex(xxhash.Sum64(b))
 			ri.item = xxhash.Sum64String(ri.name + "\x00" + ri.hash)
 		}
@@ -218,21 +195,19 @@ func (in *interner) typeSet(typeURL string, list []types.Resource) (*typeSet, er
 	set, ok := in.sets[key]
 	in.mu.Unlock()
 	if !ok {
-		set = &typeSet{
-			typeURL:   typeURL,
-			version:   version,
-			items:     make(map[string]types.ResourceWithTTL, len(infos)),
-			resources: make(map[string]types.Resource, len(infos)),
-			versions:  make(map[string]string, len(infos)),
-		}
-		for i, ri := range infos {
-			if _, dup := set.resources[ri.name]; dup {
+		set = &typeSet{typeURL: typeURL, version: version, wire: make(map[string]*discovery.Resource, len(infos))}
+		for _, ri := range infos {
+			if _, dup := set.wire[ri.name]; dup {
 				return nil, fmt.Errorf("duplicate %s resource name %q", shortType(typeURL), ri.name)
 			}
-			set.items[ri.name] = types.ResourceWithTTL{Resource: list[i]}
-			set.resources[ri.name] = list[i]
-			set.versions[ri.name] = ri.hash
+			set.wire[ri.name] = &discovery.Resource{
+				Name:     ri.name,
+				Version:  ri.hash,
+				Resource: &anypb.Any{TypeUrl: typeURL, Value: ri.bytes},
+			}
+			set.names = append(set.names, ri.name)
 		}
+		slices.Sort(set.names)
 		in.mu.Lock()
 		if prev, ok := in.sets[key]; ok {
 			set = prev // built concurrently by another proxy; share one

@@ -20,9 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -75,7 +73,7 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
-	cache   cache.SnapshotCache
+	cache   *snapshotCache
 	ads     serverv3.Server
 	sem     chan struct{} // bounds concurrent generations
 
@@ -137,10 +135,8 @@ func New(opts Options) (*Server, error) {
 	}
 	s.in.Store(newInterner())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	gcpLog := gcpLogger{s.log}
-	s.cache = cache.NewSnapshotCache(true, nodeHash{}, gcpLog)
-	s.ads = serverv3.NewServer(s.ctx, &nackAwareCache{SnapshotCache: s.cache, srv: s}, s.callbacks(),
-		serverLogger(gcpLog))
+	s.cache = newSnapshotCache()
+	s.ads = serverv3.NewServer(s.ctx, s.cache, s.callbacks(), serverLogger(gcpLogger{s.log}))
 	go s.loop()
 	return s, nil
 }
@@ -286,9 +282,7 @@ func (s *Server) pushProxy(p *proxyState, snap *mesh.Snapshot, from time.Time) b
 	}
 	p.generated = next
 	p.markPushed(changedTypes, from, genStart)
-	if err := s.cache.SetSnapshot(s.ctx, p.key, next); err != nil {
-		s.log.Error("setting xds snapshot", "proxy", p.key, "err", err)
-	}
+	s.cache.SetSnapshot(p.key, next)
 	return true
 }
 
@@ -316,8 +310,3 @@ func changed(prev, next map[string]string) map[string]string {
 	}
 	return out
 }
-
-// nodeHash keys the cache by the node ID string.
-type nodeHash struct{}
-
-func (nodeHash) ID(n *corev3.Node) string { return n.GetId() }

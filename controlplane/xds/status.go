@@ -12,8 +12,8 @@ import (
 
 // Sync states of one resource type for one proxy, as istioctl proxy-status reports them.
 const (
-	Synced  = "SYNCED"   // the last response was ACKed
-	Stale   = "STALE"    // sent and not yet ACKed, or NACKed
+	Synced  = "SYNCED"   // the proxy ACKed the current version
+	Stale   = "STALE"    // the current version is sent and not yet ACKed, or NACKed
 	NotSent = "NOT SENT" // nothing of this type was sent on the current stream
 )
 
@@ -97,8 +97,14 @@ func (s *Server) Status() []ProxyStatus {
 			st := TypeStatus{Status: NotSent, Version: generated[t]}
 			if ok {
 				st.SentVersion, st.AckedVersion, st.SentAt, st.AckedAt = ts.sentVersion, ts.ackedVersion, ts.sentAt, ts.ackedAt
+				// SYNCED: the proxy accepted what it should have now. After a NACK it keeps its
+				// last accepted version, which is current again once the config is fixed.
+				want := st.Version
+				if want == "" {
+					want = ts.sentVersion
+				}
 				st.Status = Stale
-				if !ts.nacked && ts.ackedVersion == ts.sentVersion && !ts.ackedAt.IsZero() {
+				if !ts.ackedAt.IsZero() && ts.ackedVersion == want && (!ts.nacked || ts.sentVersion != want) {
 					st.Status = Synced
 				}
 			}
