@@ -51,7 +51,7 @@ func Decode(origin string, data []byte) (objs []*Object, errs []error) {
 		return nil, []error{&Error{Origin: origin, Msg: fmt.Sprintf("input has %d documents, more than the limit of %d", len(docs), MaxDocuments)}}
 	}
 	for i, doc := range docs {
-		o, derrs := decodeDocument(origin, i+1, doc)
+		o, derrs := decodeDocument(origin, i+1, doc.line, doc.data)
 		objs = append(objs, o...)
 		errs = append(errs, derrs...)
 	}
@@ -75,31 +75,54 @@ func Load(origin string, data []byte) ([]*Object, []error) {
 	return valid, errs
 }
 
+// document is one YAML document of an input and the line it starts on.
+type document struct {
+	data []byte
+	line int // 1-based
+}
+
 // splitDocuments splits a YAML stream on "---" separator lines and drops documents that hold
 // only whitespace and comments.
-func splitDocuments(data []byte) [][]byte {
-	var docs [][]byte
-	start := 0
+func splitDocuments(data []byte) []document {
+	var docs []document
+	start, startLine, line := 0, 1, 1
 	flush := func(end int) {
 		if doc := data[start:end]; !blankYAML(doc) {
-			docs = append(docs, doc)
+			docs = append(docs, document{data: doc, line: startLine + leadingBlankLines(doc)})
 		}
 	}
-	for pos := 0; pos < len(data); {
+	for pos := 0; pos < len(data); line++ {
 		end := bytes.IndexByte(data[pos:], '\n')
 		next := len(data)
 		if end >= 0 {
 			next = pos + end + 1
 		}
-		line := bytes.TrimRight(data[pos:next], "\r\n")
-		if isSeparator(line) {
+		if isSeparator(bytes.TrimRight(data[pos:next], "\r\n")) {
 			flush(pos)
-			start = next
+			start, startLine = next, line+1
 		}
 		pos = next
 	}
 	flush(len(data))
 	return docs
+}
+
+// leadingBlankLines counts the blank and comment lines at the start of doc.
+func leadingBlankLines(doc []byte) int {
+	n := 0
+	for len(doc) > 0 {
+		i := bytes.IndexByte(doc, '\n')
+		if i < 0 {
+			return n
+		}
+		l := bytes.TrimSpace(doc[:i])
+		if len(l) > 0 && l[0] != '#' {
+			return n
+		}
+		n++
+		doc = doc[i+1:]
+	}
+	return n
 }
 
 // isSeparator reports whether line is a YAML document separator: "---", optionally followed by a
@@ -135,6 +158,7 @@ func blankYAML(doc []byte) bool {
 type docErr struct {
 	origin string
 	doc    int
+	line   int
 	kind   Kind
 	ns     string
 	name   string
@@ -149,12 +173,13 @@ func (d *docErr) err(field, format string, args ...any) *Error {
 			field = d.prefix + "." + field
 		}
 	}
-	return &Error{Origin: d.origin, Doc: d.doc, Kind: d.kind, Namespace: d.ns, Name: d.name, Field: field, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Origin: d.origin, Doc: d.doc, Line: d.line, Kind: d.kind, Namespace: d.ns, Name: d.name, Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-// decodeDocument decodes one YAML or JSON document; index is its 1-based position.
-func decodeDocument(origin string, index int, doc []byte) ([]*Object, []error) {
-	d := &docErr{origin: origin, doc: index}
+// decodeDocument decodes one YAML or JSON document; index is its 1-based position and line the
+// line it starts on.
+func decodeDocument(origin string, index, line int, doc []byte) ([]*Object, []error) {
+	d := &docErr{origin: origin, doc: index, line: line}
 	if len(doc) > MaxDocumentSize {
 		return nil, []error{d.err("", "document is %d bytes, more than the limit of %d", len(doc), MaxDocumentSize)}
 	}
@@ -211,7 +236,7 @@ func decodeList(d *docErr, obj map[string]any) ([]*Object, []error) {
 	}
 	var objs []*Object
 	for i, it := range items {
-		id := &docErr{origin: d.origin, doc: d.doc, prefix: "items[" + strconv.Itoa(i) + "]"}
+		id := &docErr{origin: d.origin, doc: d.doc, line: d.line, prefix: "items[" + strconv.Itoa(i) + "]"}
 		m, ok := it.(map[string]any)
 		if !ok {
 			errs = append(errs, id.err("", "expected an object, got %s", jsonType(it)))

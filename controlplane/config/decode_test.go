@@ -217,7 +217,7 @@ func TestDecodeBadDocuments(t *testing.T) {
 					t.Fatalf("error %T is not *config.Error: %v", err, err)
 				}
 				msg := err.Error()
-				if ce.Field == tc.field && strings.Contains(msg, tc.msg) && strings.Contains(msg, tc.object) && strings.HasPrefix(msg, file+": ") {
+				if ce.Field == tc.field && strings.Contains(msg, tc.msg) && strings.Contains(msg, tc.object) && strings.HasPrefix(msg, file+":1: ") {
 					found = true
 				}
 			}
@@ -306,6 +306,20 @@ func TestLoadReportsDecodeAndValidationErrors(t *testing.T) {
 	for _, want := range []string{"VirtualService default/a: spec.htttp", "DestinationRule default/b: spec.trafficPolicy.portLevelSettings[0].port.number"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("errors lack %q:\n%s", want, joined)
+		}
+	}
+}
+
+func TestDecodeErrorLines(t *testing.T) {
+	in := "# header\n\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: a}\nspec: {nope: 1}\n---\n\n# comment\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: b}\nspec: {nope: 1}\n--- # end\nkind: [\n"
+	_, errs := Decode("lines.yaml", []byte(in))
+	want := []string{"lines.yaml:3: Gateway default/a: spec.nope:", "lines.yaml:10: Gateway default/b: spec.nope:", "lines.yaml:15: document 3: parsing YAML"}
+	if len(errs) != len(want) {
+		t.Fatalf("errors: %v", errs)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(errs[i].Error(), w) {
+			t.Errorf("error %d = %q, want prefix %q", i, errs[i], w)
 		}
 	}
 }

@@ -3,16 +3,19 @@ package config
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
 // Error is one problem found in a config document, while decoding or validating it. It names the
-// file (Origin), the document (Kind, Namespace, Name — or Doc, the 1-based index of the document
-// within the file, when the name is not known) and the field path, e.g.
-// "spec.http[0].route[0].destination.host".
+// file (Origin, and for decoding errors the Line where the document starts), the document (Kind,
+// Namespace, Name — or Doc, the 1-based index of the document within the file, when the name is
+// not known) and the field path, e.g. "spec.http[0].route[0].destination.host". Error() reads
+// "FILE[:LINE]: KIND NAMESPACE/NAME: FIELD: MESSAGE".
 type Error struct {
 	Origin    string // file path, "store", "kubernetes", ...; may be empty
 	Doc       int    // 1-based document index in Origin; 0 when unknown
+	Line      int    // 1-based line where the document starts in Origin; 0 when unknown
 	Kind      Kind
 	Namespace string
 	Name      string
@@ -24,6 +27,10 @@ func (e *Error) Error() string {
 	var b strings.Builder
 	if e.Origin != "" {
 		b.WriteString(e.Origin)
+		if e.Line > 0 {
+			b.WriteString(":")
+			b.WriteString(strconv.Itoa(e.Line))
+		}
 		b.WriteString(": ")
 	}
 	b.WriteString(e.object())

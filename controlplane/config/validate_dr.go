@@ -267,7 +267,7 @@ func validateConnectionPool(fe *fieldErrs, p string, cp *networking.ConnectionPo
 		}
 		validateDuration(fe, tp+".connectTimeout", t.ConnectTimeout)
 		validateDuration(fe, tp+".maxConnectionDuration", t.MaxConnectionDuration)
-		validateDuration(fe, tp+".idleTimeout", t.IdleTimeout)
+		validateDurationOrZero(fe, tp+".idleTimeout", t.IdleTimeout) // 0s disables it
 		if k := t.TcpKeepalive; k != nil {
 			validateDuration(fe, tp+".tcpKeepalive.time", k.Time)
 			validateDuration(fe, tp+".tcpKeepalive.interval", k.Interval)
@@ -287,7 +287,7 @@ func validateConnectionPool(fe *fieldErrs, p string, cp *networking.ConnectionPo
 				fe.add(hp+"."+f.name, "%s %d must not be negative", f.name, f.v)
 			}
 		}
-		validateDuration(fe, hp+".idleTimeout", h.IdleTimeout)
+		validateDurationOrZero(fe, hp+".idleTimeout", h.IdleTimeout) // 0s disables it
 		if k := h.Http2KeepAlive; k != nil {
 			validateDuration(fe, hp+".http2KeepAlive.interval", k.Interval)
 			validateDuration(fe, hp+".http2KeepAlive.timeout", k.Timeout)
