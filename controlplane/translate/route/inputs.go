@@ -137,12 +137,15 @@ type Builder struct {
 	// meshVS maps a service to the VirtualService bound to the mesh that routes it (see
 	// selectVirtualService).
 	meshVS map[*registry.Service]*virtualService
+	// bases are the services' domains without port (see domainBases).
+	bases map[*registry.Service][]string
 	// defaultRetry is the retry policy of routes without retries (the mesh's
 	// defaultHttpRetryPolicy, else Istio's); shared by those routes, like zeroTimeout.
 	defaultRetry *routev3.RetryPolicy
 	// defaultRetryHashed is defaultRetry for routes with a hash policy.
 	defaultRetryHashed *routev3.RetryPolicy
 	zeroTimeout        *durationpb.Duration
+	previousHosts      []*routev3.RetryPolicy_RetryHostPredicate
 	matchAll           *routev3.RouteMatch // prefix "/"
 }
 
@@ -168,8 +171,9 @@ func New(in Inputs) (*Builder, error) {
 	if b.suffix == "" {
 		b.suffix = DefaultDomainSuffix
 	}
-	b.defaultRetry = DefaultRetryPolicy()
-	b.defaultRetryHashed = DefaultRetryPolicy()
+	b.previousHosts = []*routev3.RetryPolicy_RetryHostPredicate{previousHosts()}
+	b.defaultRetry = b.newRetryPolicy()
+	b.defaultRetryHashed = b.newRetryPolicy()
 	b.defaultRetryHashed.RetryHostPredicate = nil
 	if def := in.Mesh.GetDefaultHttpRetryPolicy(); def != nil {
 		c := &routeCtx{b: b}
@@ -228,7 +232,9 @@ func New(in Inputs) (*Builder, error) {
 		b.vs = append(b.vs, v)
 	}
 	b.meshVS = make(map[*registry.Service]*virtualService)
+	b.bases = make(map[*registry.Service][]string, len(b.services))
 	for _, svc := range b.services {
+		b.bases[svc] = domainBases(svc, in.Proxy.Namespace, b.suffix)
 		if v := b.selectVirtualService(svc.Hostname, MeshGateway); v != nil {
 			b.meshVS[svc] = v
 		}

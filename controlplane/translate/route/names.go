@@ -29,21 +29,19 @@ func hostPort(host string, port uint32) string {
 	return host + ":" + strconv.FormatUint(uint64(port), 10)
 }
 
-// serviceDomains returns the domains under which a client in proxyNS reaches svc on port, in
+// domainBases returns the names under which a client in proxyNS reaches svc, without port, in
 // Istio's order: the FQDN, the short names valid from proxyNS (for Kubernetes-style hostnames
-// name.ns.svc.<suffix>: "name.ns.svc" and "name.ns" always, "name" only from the same namespace),
-// then the service VIPs; each followed by its ":port" form. CIDR addresses and unspecified
-// addresses are not domains.
-func serviceDomains(svc *registry.Service, port uint32, proxyNS, suffix string) []string {
-	out := make([]string, 0, 10)
-	add := func(d string) { out = append(out, d, hostPort(d, port)) }
-	add(svc.Hostname)
+// name.ns.svc.<suffix>: "name" only from the same namespace, then "name.ns.svc" and "name.ns"),
+// then the service VIPs. CIDR and unspecified addresses are not domains. Each base becomes two
+// domains of a virtual host: the base and base:port.
+func domainBases(svc *registry.Service, proxyNS, suffix string) []string {
+	out := make([]string, 0, 5)
+	out = append(out, svc.Hostname)
 	if name, ns, ok := splitKubeHost(svc.Hostname, suffix); ok {
 		if ns == proxyNS {
-			add(name)
+			out = append(out, name)
 		}
-		add(name + "." + ns + ".svc")
-		add(name + "." + ns)
+		out = append(out, name+"."+ns+".svc", name+"."+ns)
 	}
 	for _, a := range svc.Addresses {
 		ip, err := netip.ParseAddr(a)
@@ -51,10 +49,10 @@ func serviceDomains(svc *registry.Service, port uint32, proxyNS, suffix string) 
 			continue // a CIDR or a name: not a Host header value
 		}
 		if ip.Is6() && !ip.Is4In6() {
-			add("[" + ip.String() + "]")
+			out = append(out, "["+ip.String()+"]")
 			continue
 		}
-		add(ip.String())
+		out = append(out, ip.String())
 	}
 	return out
 }

@@ -40,7 +40,7 @@ func (b *Builder) OutboundPorts() []uint32 {
 // ("9080"). It has:
 //
 //   - one virtual host per visible HTTP service on the port, named "host:port", with the domains a
-//     client in the proxy's namespace may use (see serviceDomains), routed by the oldest
+//     client in the proxy's namespace may use (see domainBases), each also with ":port", routed by the oldest
 //     VirtualService bound to the mesh gateway whose hosts name the service — else the one with
 //     the most specific wildcard host matching it — else by a default route to outbound|port||host with no
 //     timeout, the default retry policy and the DestinationRule's hash policy; a VirtualService
@@ -101,7 +101,7 @@ func (b *Builder) Outbound(port uint32) (*routev3.RouteConfiguration, error) {
 		return r
 	}
 	// Pass 3: virtual hosts.
-	domains := make(domainSet, 10*len(b.services))
+	domains := make(domainSet, 5*len(b.services))
 	var vhosts []*routev3.VirtualHost
 	for _, svc := range b.services {
 		p, ok := servicePort(svc, port)
@@ -118,7 +118,7 @@ func (b *Builder) Outbound(port uint32) (*routev3.RouteConfiguration, error) {
 		}
 		vh := &routev3.VirtualHost{
 			Name:    hostPort(svc.Hostname, port),
-			Domains: domains.claim(serviceDomains(svc, port, b.in.Proxy.Namespace, b.suffix)),
+			Domains: domains.claim(b.bases[svc], port),
 			Routes:  routes,
 		}
 		if len(vh.Domains) > 0 {
@@ -133,7 +133,7 @@ func (b *Builder) Outbound(port uint32) (*routev3.RouteConfiguration, error) {
 		}
 		vh := &routev3.VirtualHost{
 			Name:    hostPort(e.host, port),
-			Domains: domains.claim([]string{e.host, hostPort(e.host, port)}),
+			Domains: domains.claim([]string{e.host}, port),
 			Routes:  r.routes,
 		}
 		if len(vh.Domains) > 0 {
@@ -207,16 +207,19 @@ func (b *Builder) fallbackVirtualHost() *routev3.VirtualHost {
 	}}}
 }
 
-// domainSet tracks the domains used in one route configuration.
+// domainSet tracks the domains used in one route configuration, by base name: a virtual host's
+// domains are base names and the same names with ":port", so a base name decides both.
 type domainSet map[string]bool
 
-// claim returns the domains of ds not yet used, marking them used. It filters ds in place.
-func (s domainSet) claim(ds []string) []string {
-	out := ds[:0]
-	for _, d := range ds {
+// claim returns the domains of the bases not yet used — each base followed by base:port — and
+// marks them used.
+func (s domainSet) claim(bases []string, port uint32) []string {
+	out := make([]string, 0, 2*len(bases))
+	p := ":" + strconv.FormatUint(uint64(port), 10)
+	for _, d := range bases {
 		if !s[d] {
 			s[d] = true
-			out = append(out, d)
+			out = append(out, d, d+p)
 		}
 	}
 	return out

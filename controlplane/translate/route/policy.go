@@ -206,6 +206,17 @@ func DefaultRetryPolicy() *routev3.RetryPolicy {
 	}
 }
 
+// newRetryPolicy is DefaultRetryPolicy sharing the Builder's immutable host predicate.
+func (b *Builder) newRetryPolicy() *routev3.RetryPolicy {
+	return &routev3.RetryPolicy{
+		RetryOn:                       defaultRetryOn,
+		NumRetries:                    wrapperspb.UInt32(2),
+		RetriableStatusCodes:          []uint32{503},
+		RetryHostPredicate:            b.previousHosts,
+		HostSelectionRetryMaxAttempts: 5,
+	}
+}
+
 func previousHosts() *routev3.RetryPolicy_RetryHostPredicate {
 	a, _ := anypb.New(&previoushostsv3.PreviousHostsPredicate{}) // cannot fail for a registered type
 	return &routev3.RetryPolicy_RetryHostPredicate{
@@ -253,7 +264,7 @@ func (c *routeCtx) convertRetry(in *networking.HTTPRetry, hashed bool) (*routev3
 	if in.Attempts == 0 {
 		return nil, nil
 	}
-	out := DefaultRetryPolicy()
+	out := c.b.newRetryPolicy()
 	if hashed {
 		out.RetryHostPredicate = nil
 	}
@@ -266,7 +277,7 @@ func (c *routeCtx) convertRetry(in *networking.HTTPRetry, hashed bool) (*routev3
 			if s == "" {
 				continue
 			}
-			if code, err := strconv.Atoi(s); err == nil {
+			if code, err := strconv.Atoi(s); s[0] >= '0' && s[0] <= '9' && err == nil {
 				if http.StatusText(code) == "" {
 					return nil, errf("retryOn", "%d is not an HTTP status code", code)
 				}
@@ -300,7 +311,7 @@ func (c *routeCtx) convertRetry(in *networking.HTTPRetry, hashed bool) (*routev3
 	if in.RetryIgnorePreviousHosts != nil {
 		out.RetryHostPredicate = nil
 		if in.RetryIgnorePreviousHosts.Value {
-			out.RetryHostPredicate = []*routev3.RetryPolicy_RetryHostPredicate{previousHosts()}
+			out.RetryHostPredicate = c.b.previousHosts
 		}
 	}
 	if in.RetryRemoteLocalities.GetValue() {
