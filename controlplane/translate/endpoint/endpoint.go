@@ -122,9 +122,11 @@ func localityString(l *corev3.Locality) string {
 	return strings.TrimRight(l.GetRegion()+"/"+l.GetZone()+"/"+l.GetSubZone(), "/")
 }
 
+// parseLocality parses "region/zone/subzone". An empty string gives an empty (not nil)
+// locality: gRPC's xDS client rejects locality groups without one.
 func parseLocality(s string) *corev3.Locality {
 	if s == "" {
-		return nil
+		return &corev3.Locality{}
 	}
 	parts := strings.SplitN(s, "/", 3)
 	l := &corev3.Locality{Region: parts[0]}

@@ -1,0 +1,171 @@
+package translate_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
+	xdsgrpc "google.golang.org/grpc/xds"
+
+	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/controlplane/mesh/meshtest"
+	"github.com/strait-mesh/strait/controlplane/translate"
+	"github.com/strait-mesh/strait/controlplane/xds"
+)
+
+// startBackend starts a real gRPC server (health service) on a loopback port.
+func startBackend(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	healthpb.RegisterHealthServer(s, health.NewServer())
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	return lis.Addr().String()
+}
+
+const greeterService = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: greeter, namespace: default}
+spec:
+  hosts: [greeter.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{number: 50051, name: grpc}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {grpc: %d}, labels: {version: v1}}
+  - {address: 127.0.0.1, ports: {grpc: %d}, labels: {version: v2}}
+`
+
+const greeterV2Only = `
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: greeter, namespace: default}
+spec:
+  host: greeter
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: greeter, namespace: default}
+spec:
+  hosts: [greeter]
+  http:
+  - route:
+    - {destination: {host: greeter, subset: v1}, weight: 0}
+    - {destination: {host: greeter, subset: v2}, weight: 100}
+`
+
+// TestProxylessGRPC runs a stock grpc-go client through the xds:/// resolver against Strait's
+// ADS server and translation: calls round-robin across two real gRPC servers, then, after a
+// DestinationRule and a VirtualService sending 100% to subset v2 are applied, every call goes to
+// the v2 server.
+func TestProxylessGRPC(t *testing.T) {
+	v1, v2 := startBackend(t), startBackend(t)
+	port := func(addr string) int {
+		_, p, _ := net.SplitHostPort(addr)
+		var n int
+		fmt.Sscan(p, &n)
+		return n
+	}
+	snapshot := func(version uint64, yaml string) *mesh.Snapshot {
+		objs, err := meshtest.Decode("e2e", []byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mesh.New(version, config.DefaultMeshConfig(), objs)
+	}
+	base := fmt.Sprintf(greeterService, port(v1), port(v2))
+
+	// The control plane: Strait's xDS server with the translate generator.
+	srv, err := xds.New(xds.Options{Generator: translate.New(translate.Options{Report: func(_ *translate.Proxy, err error) {
+		t.Errorf("translation report: %v", err)
+	}}), Debounce: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.Update(snapshot(1, base))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	srv.Register(gs)
+	go gs.Serve(lis)
+	defer gs.Stop()
+
+	bootstrap := fmt.Sprintf(`{
+	  "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+	  "node": {"id": "sidecar~127.0.0.1~grpc-client.default~default.svc.cluster.local",
+	           "metadata": {"GENERATOR": "grpc", "NAMESPACE": "default"}}
+	}`, lis.Addr().String())
+	resolver, err := xdsgrpc.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("xds:///greeter.default.svc.cluster.local:50051",
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(resolver))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := healthpb.NewHealthClient(conn)
+
+	// call makes n calls and counts the backend each reached.
+	call := func(n int) map[string]int {
+		seen := map[string]int{}
+		for i := 0; i < n; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			var p peer.Peer
+			_, err := client.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p), grpc.WaitForReady(true))
+			cancel()
+			if err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
+			seen[p.Addr.String()]++
+		}
+		return seen
+	}
+
+	seen := call(20)
+	if seen[v1] == 0 || seen[v2] == 0 || seen[v1]+seen[v2] != 20 {
+		t.Fatalf("round robin: calls per backend = %v, want both %s and %s", seen, v1, v2)
+	}
+	t.Logf("round robin: %v", seen)
+
+	srv.Update(snapshot(2, base+greeterV2Only))
+	// The client applies the new route asynchronously: wait (bounded) until a call reaches v2
+	// only, then require every call to go there.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := call(10)
+		if s[v1] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the shift to v2, calls still reach v1: %v", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	seen = call(30)
+	if seen[v2] != 30 {
+		t.Fatalf("after the shift to v2: calls per backend = %v, want all 30 on %s", seen, v2)
+	}
+	t.Logf("after shift: %v", seen)
+}
