@@ -41,6 +41,8 @@ func TestValidateRejects(t *testing.T) {
 		{"vs huge regex", "VirtualService", "  hosts: [a]\n  http:\n  - match: [{headers: {x: {regex: '" + strings.Repeat("(a{1000}){1000}", 1) + "'}}}]\n" + route, `spec.http[0].match[0].headers["x"].regex`, ""},
 		{"vs uppercase header", "VirtualService", "  hosts: [a]\n  http:\n  - match: [{headers: {X-Foo: {exact: a}}}]\n" + route, `spec.http[0].match[0].headers["X-Foo"]`, "lower case"},
 		{"vs bad header name", "VirtualService", "  hosts: [a]\n  http:\n  - match: [{headers: {'a b': {exact: a}}}]\n" + route, `spec.http[0].match[0].headers["a b"]`, "invalid header name"},
+		{"vs pseudo header match", "VirtualService", "  hosts: [a]\n  http:\n  - match: [{headers: {':method': {exact: GET}}}]\n" + route, `spec.http[0].match[0].headers[":method"]`, "pseudo-header"},
+		{"vs program size", "VirtualService", "  hosts: [a]\n  http:\n  - match: [{uri: {regex: '" + strings.Repeat("[a-z]{1000}", 40) + "'}}]\n" + route, "spec.http[0].match[0].uri.regex", "too large"},
 		{"vs empty string match", "VirtualService", "  hosts: [a]\n  http:\n  - match: [{uri: {}}]\n" + route, "spec.http[0].match[0].uri", "one of exact, prefix or regex"},
 		{"vs negative weight", "VirtualService", "  hosts: [a]\n  http:\n  - route: [{destination: {host: a}, weight: -1}, {destination: {host: b}, weight: 101}]\n", "spec.http[0].route[0].weight", "negative"},
 		{"vs zero total weight", "VirtualService", "  hosts: [a]\n  http:\n  - route: [{destination: {host: a}, weight: 0}, {destination: {host: b}}]\n", "spec.http[0].route", "total weight"},

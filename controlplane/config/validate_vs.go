@@ -162,6 +162,9 @@ func validateHTTPMatch(fe *fieldErrs, p string, m *networking.HTTPMatchRequest) 
 		for _, k := range sortedStringKeys(set.m) {
 			hp := p + "." + set.name + "[" + strconv.Quote(k) + "]"
 			validateHeaderName(fe, hp, k)
+			if strings.HasPrefix(k, ":") {
+				fe.add(hp, "pseudo-header %s cannot be matched as a header; use uri, method, scheme or authority", quoteShort(k))
+			}
 			if k != strings.ToLower(k) {
 				fe.add(hp, "header name %s must be lower case", quoteShort(k))
 			}

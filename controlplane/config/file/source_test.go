@@ -275,3 +275,83 @@ func TestMetrics(t *testing.T) {
 		t.Error("no last reload timestamp")
 	}
 }
+
+func TestObjectMovesBetweenFiles(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("x", "x1"))
+	s := New(dir, quietOptions())
+	// The object moves to b.yaml, and a.yaml gets an invalid version of it: b.yaml's good one wins.
+	write(t, filepath.Join(dir, "b.yaml"), vsDoc("x", "x2"))
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("x", "x..bad"))
+	s.Reload()
+	if got := hosts(s)["x"]; got != "x2" {
+		t.Fatalf("served %q, want x2", got)
+	}
+	// b.yaml goes away: a.yaml's definition is still invalid and there is no good one to keep
+	// except the last served (x2).
+	if err := os.Remove(filepath.Join(dir, "b.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	s.Reload()
+	if got := hosts(s)["x"]; got != "x2" {
+		t.Fatalf("served %q, want last known good x2", got)
+	}
+	// Deleting a.yaml too removes it.
+	if err := os.Remove(filepath.Join(dir, "a.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	s.Reload()
+	if len(s.List()) != 0 || len(s.Errors()) != 0 {
+		t.Fatalf("after deleting all: %v %v", s.List(), s.Errors())
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a, namespace: ns}\n"+
+		"spec: {hosts: [a], http: [{route: [{destination: {host: a, subset: v1}}]}]}\n")
+	s := New(dir, quietOptions())
+	if len(s.Errors()) != 0 || len(s.Warnings()) != 1 || !config.IsWarning(s.Warnings()[0]) {
+		t.Fatalf("errors %v warnings %v", s.Errors(), s.Warnings())
+	}
+	write(t, filepath.Join(dir, "dr.yaml"), "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a, namespace: ns}\n"+
+		"spec: {host: a, subsets: [{name: v1, labels: {version: v1}}]}\n")
+	if !s.Reload() || len(s.Warnings()) != 0 {
+		t.Fatalf("warnings after adding the subset: %v", s.Warnings())
+	}
+}
+
+// TestConfigMapVolume checks the layout Kubernetes uses for ConfigMap volumes: files are symbolic
+// links through a "..data" link that is swapped atomically on update.
+func TestConfigMapVolume(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "..v1", "vs.yaml"), vsDoc("cm", "v1"))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink("..v1", filepath.Join(dir, "..data")))
+	must(os.Symlink(filepath.Join("..data", "vs.yaml"), filepath.Join(dir, "vs.yaml")))
+	s := New(dir, quietOptions())
+	if got := hosts(s); len(got) != 1 || got["cm"] != "v1" {
+		t.Fatalf("initial: %v %v", got, s.Errors())
+	}
+	runSource(t, s)
+	write(t, filepath.Join(dir, "..v2", "vs.yaml"), vsDoc("cm", "v2"))
+	must(os.Symlink("..v2", filepath.Join(dir, "..data_tmp")))
+	must(os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
+	must(os.RemoveAll(filepath.Join(dir, "..v1")))
+	eventually(t, "ConfigMap update", func() bool { return hosts(s)["cm"] == "v2" })
+}
+
+func TestResync(t *testing.T) {
+	dir := t.TempDir()
+	opts := quietOptions()
+	opts.Resync = 20 * time.Millisecond
+	s := New(dir, opts)
+	changes := runSource(t, s)
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a1"))
+	eventually(t, "new file", func() bool { return hosts(s)["a"] == "a1" && changes() > 0 })
+}
