@@ -143,17 +143,32 @@ func (s *Source) Reload() bool {
 	var errs []error
 	if walkErr != nil {
 		errs = append(errs, walkErr)
+		if !errors.Is(walkErr, fs.ErrNotExist) {
+			// The directory exists but cannot be read: that proves nothing about its files, so
+			// every file keeps serving what it served.
+			files = files[:0]
+			for path, prev := range prevFiles {
+				files = append(files, path)
+				newFiles[path] = &parsed{good: prev.good, broken: true}
+			}
+			sort.Strings(files)
+		}
 	}
 	for _, path := range files {
+		if newFiles[path] != nil {
+			continue
+		}
 		p, err := s.load(path, prevFiles[path])
 		if err != nil {
-			errs = append(errs, err)
-			// Unreadable now (for example, deleted during the scan): keep what it served.
-			if prev := prevFiles[path]; prev != nil {
-				p = &parsed{good: prev.good, broken: true}
-			} else {
-				continue
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted since the scan
 			}
+			errs = append(errs, &config.Error{Origin: path, Msg: err.Error()})
+			// Unreadable (permissions, I/O error): keep what it served.
+			if prev := prevFiles[path]; prev != nil {
+				newFiles[path] = &parsed{good: prev.good, broken: true}
+			}
+			continue
 		}
 		newFiles[path] = p
 	}
@@ -236,7 +251,7 @@ func merge(files []string, parsedFiles map[string]*parsed, prev map[config.Key]s
 func (s *Source) load(path string, prev *parsed) (*parsed, error) {
 	data, err := readLimited(path, config.MaxInputSize)
 	if err != nil {
-		return nil, &config.Error{Origin: path, Msg: fmt.Sprintf("reading file: %v", err)}
+		return nil, fmt.Errorf("reading file: %w", err)
 	}
 	sum := sha256.Sum256(data)
 	if prev != nil && prev.sum == sum {

@@ -355,3 +355,21 @@ func TestResync(t *testing.T) {
 	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a1"))
 	eventually(t, "new file", func() bool { return hosts(s)["a"] == "a1" && changes() > 0 })
 }
+
+func TestUnreadableKeepsServing(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("running as root: file permissions do not stop reads")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.yaml")
+	write(t, path, vsDoc("a", "a1"))
+	s := New(dir, quietOptions())
+	if err := os.Chmod(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(path, 0o644) })
+	s.Reload()
+	if hosts(s)["a"] != "a1" || len(s.Errors()) != 1 || !strings.Contains(s.Errors()[0].Error(), "reading file") {
+		t.Fatalf("served %v errors %v", hosts(s), s.Errors())
+	}
+}
