@@ -257,6 +257,11 @@ func (h *Handler) forward(s *Stream) {
 
 	// The outbound request reuses the downstream request's header map, which the proxy owns.
 	removeHopByHop(r.Header)
+	// The downstream server already answered 100-continue (when the body was first read), as
+	// Envoy does without proxy_100_continue; the upstream must not wait for a second one.
+	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		delete(r.Header, "Expect")
+	}
 	if upgrade != "" {
 		r.Header.Set("Connection", "Upgrade")
 		r.Header.Set("Upgrade", upgradeValue)
@@ -510,7 +515,9 @@ func (h *Handler) respond(s *Stream, ctx context.Context, resp *http.Response, c
 
 	flush := resp.ContentLength < 0 || s.grpc
 	rc := http.NewResponseController(s.W)
-	if flush {
+	if flush && s.Info.GRPCStatus == "" {
+		// Send headers at once (a stream may stay quiet for long). Not for a gRPC
+		// trailers-only response, which must stay a single HEADERS frame with END_STREAM.
 		_ = rc.Flush()
 	}
 	bp := copyBufPool.Get().(*[]byte)
