@@ -45,8 +45,9 @@ func isPlainHTTPServer(s *networking.Server) bool {
 // namespace), intersected with the servers' hosts ("namespace/host" restricts the
 // VirtualService's namespace; the more specific of the two hosts wins), one per host named
 // "host:port" with domains host and "host:*". VirtualServices for the same host are merged in
-// order (oldest first). A server with tls.httpsRedirect makes its virtual hosts redirect to HTTPS
-// (require_tls ALL). With no virtual host, a "blackhole:port" host with no routes answers 404.
+// order (oldest first). A server with tls.httpsRedirect makes its virtual hosts redirect every
+// request to https with 301 (what Envoy's require_tls ALL does on a plaintext server, expressed as
+// a redirect route). With no virtual host, a "blackhole:port" host with no routes answers 404.
 // Errors are as for Outbound.
 func (b *Builder) Gateway(port uint32) (*routev3.RouteConfiguration, error) {
 	var servers []gwServer
@@ -147,14 +148,23 @@ func (b *Builder) gatewayRoutes(name string, port uint32, servers []gwServer, tl
 			}
 			routes = append(routes, rs...)
 		}
-		if len(routes) == 0 && !acc.redirect {
+		if acc.redirect {
+			// tls.httpsRedirect: every request is redirected to https (301), the effect of
+			// Envoy's require_tls ALL on a plaintext server; the VirtualService routes are
+			// unreachable on this server.
+			routes = []*routev3.Route{{
+				Name:  "https_redirect",
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Redirect{Redirect: &routev3.RedirectAction{
+					SchemeRewriteSpecifier: &routev3.RedirectAction_HttpsRedirect{HttpsRedirect: true},
+					ResponseCode:           routev3.RedirectAction_MOVED_PERMANENTLY,
+				}},
+			}}
+		}
+		if len(routes) == 0 {
 			continue
 		}
-		vh := &routev3.VirtualHost{Name: hostPort(h, port), Domains: gatewayDomains(h), Routes: routes}
-		if acc.redirect {
-			vh.RequireTls = routev3.VirtualHost_ALL
-		}
-		vhosts = append(vhosts, vh)
+		vhosts = append(vhosts, &routev3.VirtualHost{Name: hostPort(h, port), Domains: gatewayDomains(h), Routes: routes})
 	}
 	if len(vhosts) == 0 {
 		vhosts = []*routev3.VirtualHost{{Name: hostPort("blackhole", port), Domains: []string{"*"}}}

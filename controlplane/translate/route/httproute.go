@@ -3,6 +3,7 @@ package route
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -115,7 +116,28 @@ func (c *routeCtx) buildRoute(r *networking.HTTPRoute, m *networking.HTTPMatchRe
 	if err := c.applyPolicies(out, r, destOps); err != nil {
 		return nil, err
 	}
+	if !c.proxyless {
+		out.Decorator = &routev3.Decorator{Operation: operation(out, c.obj.Name, c.port)}
+	}
 	return out, nil
+}
+
+// operation is the tracing operation name of a route, as Istio names it: "host:port/path*" for a
+// route to one cluster, "<VirtualService name>:port/path*" otherwise.
+func operation(r *routev3.Route, vsName string, port uint32) string {
+	path := "/*"
+	switch ps := r.GetMatch().GetPathSpecifier().(type) {
+	case *routev3.RouteMatch_Prefix:
+		path = ps.Prefix + "*"
+	case *routev3.RouteMatch_Path:
+		path = ps.Path
+	case *routev3.RouteMatch_SafeRegex:
+		path = ps.SafeRegex.GetRegex()
+	}
+	if parts := strings.Split(r.GetRoute().GetCluster(), "|"); len(parts) == 4 && parts[0] == "outbound" {
+		return parts[3] + ":" + parts[1] + path
+	}
+	return vsName + ":" + strconv.FormatUint(uint64(port), 10) + path
 }
 
 // routeName is Istio's route name: the HTTPRoute name and the match name joined with ".".

@@ -165,7 +165,7 @@ func Outbound(in Inputs, port uint32) (*routev3.RouteConfiguration, error) {
 
 // defaultRoute is the route of a service without a VirtualService: everything to
 // outbound|port||host, no timeout, the mesh default retry policy, the DestinationRule's hash
-// policy.
+// policy, and the tracing operation "host:port/*".
 func (b *Builder) defaultRoute(svc *registry.Service, port uint32) *routev3.Route {
 	action := &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: OutboundClusterName(port, "", svc.Hostname)},
@@ -179,9 +179,10 @@ func (b *Builder) defaultRoute(svc *registry.Service, port uint32) *routev3.Rout
 		}
 	}
 	return &routev3.Route{
-		Name:   DefaultRouteName,
-		Match:  b.matchAll,
-		Action: &routev3.Route_Route{Route: action},
+		Name:      DefaultRouteName,
+		Match:     b.matchAll,
+		Action:    &routev3.Route_Route{Route: action},
+		Decorator: &routev3.Decorator{Operation: hostPort(svc.Hostname, port) + "/*"},
 	}
 }
 

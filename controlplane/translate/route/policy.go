@@ -357,7 +357,7 @@ func proxylessRetry(p *routev3.RetryPolicy) (*routev3.RetryPolicy, error) {
 
 // mirrors maps mirror (+ mirrorPercentage, or the deprecated integer mirrorPercent) and
 // mirrors[] to request_mirror_policies. No percentage means 100%; an explicit 0% mirrors nothing,
-// so no policy is emitted for it (as Istio). Mirrored requests do not force trace sampling.
+// so no policy is emitted for it (as Istio).
 func (c *routeCtx) mirrors(action *routev3.RouteAction, r *networking.HTTPRoute) error {
 	if r.Mirror == nil && len(r.Mirrors) == 0 {
 		if r.MirrorPercentage != nil || r.MirrorPercent != nil {
@@ -432,7 +432,6 @@ func (c *routeCtx) mirrorPolicy(d *networking.Destination, frac *typev3.Fraction
 	return &routev3.RouteAction_RequestMirrorPolicy{
 		Cluster:         rd.cluster,
 		RuntimeFraction: &corev3.RuntimeFractionalPercent{DefaultValue: frac},
-		TraceSampled:    wrapperspb.Bool(false),
 	}, nil
 }
 
