@@ -30,12 +30,13 @@ const (
 // "---" lines, and a document may be a Kubernetes List ("kind: List", "items: [...]"). origin
 // names the input (a file path) in errors.
 //
-// Each document must be one of Kinds with an apiVersion from APIVersions. Its spec is decoded into
-// the istio.io/api networking/v1alpha3 message with the rules of Istio's own decoder (camelCase
-// or proto field names, durations as "1.5s" or "30ms", enums by name), except that unknown fields, values of the wrong
-// type, invalid enum values and out-of-range numbers are errors. Every error is an *Error that
-// names origin, the document and the field path. A document with errors produces no Object; the
-// other documents still decode. Decode does not run Validate. It never panics.
+// Each document must be one of Kinds with an apiVersion from APIVersions. Its spec is decoded
+// into the istio.io/api networking/v1alpha3 message with the rules of Istio's own decoder
+// (camelCase or proto field names, durations as "1.5s" or "30ms", enums by name), except that
+// unknown fields, values of the wrong type, invalid enum values and out-of-range numbers are
+// errors. Every error is an *Error that names origin, the document and the field path. A
+// document with errors produces no Object; the other documents still decode. Decode does not run
+// Validate (see Load). It never panics. It is safe for concurrent use.
 func Decode(origin string, data []byte) (objs []*Object, errs []error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -12,11 +12,17 @@ import (
 
 // Validate checks o semantically, with rules at least as strict as Istio's validation for its
 // kind. It returns nil, or an error joining one *Error per problem (use Errors to list them);
-// each names o's origin, kind, namespace, name and the field path. It does not modify o.
-func Validate(o *Object) error {
+// each names o's origin, kind, namespace, name and the field path. It does not modify o and
+// never panics.
+func Validate(o *Object) (err error) {
 	if o == nil {
 		return &Error{Msg: "nil object"}
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = errFor(o, "", fmt.Sprintf("internal error validating: %v", r))
+		}
+	}()
 	var fe fieldErrs
 	if o.Name == "" {
 		fe.add("metadata.name", "name is required")
@@ -30,6 +36,14 @@ func Validate(o *Object) error {
 	validateAnnotations(&fe, "metadata.annotations", o.Annotations)
 	if o.APIVersion != "" && !validAPIVersion(o.APIVersion) {
 		fe.add("apiVersion", "unsupported apiVersion %s", quoteShort(o.APIVersion))
+	}
+	if !knownKind(o.Kind) {
+		fe.add("kind", "unsupported kind %s", quoteShort(string(o.Kind)))
+		return fe.join(o)
+	}
+	if o.Spec == nil || !o.Spec.ProtoReflect().IsValid() {
+		fe.add("spec", "spec is required")
+		return fe.join(o)
 	}
 	switch spec := o.Spec.(type) {
 	case *networking.VirtualService:
@@ -61,9 +75,7 @@ func Validate(o *Object) error {
 			validateGateway(&fe, spec)
 		}
 	}
-	if !knownKind(o.Kind) {
-		fe.add("kind", "unsupported kind %s", quoteShort(string(o.Kind)))
-	} else if o.Spec == nil || o.Spec.ProtoReflect().Descriptor() != NewSpec(o.Kind).ProtoReflect().Descriptor() {
+	if o.Spec.ProtoReflect().Descriptor() != NewSpec(o.Kind).ProtoReflect().Descriptor() {
 		fe.add("spec", "spec is %T, not a %s", o.Spec, o.Kind)
 	}
 	return fe.join(o)

@@ -22,7 +22,12 @@ const DefaultDomainSuffix = "cluster.local"
 //   - two VirtualServices for the same host bound to the mesh (sidecars use only one).
 //
 // The result is sorted by object and field. objs is not modified.
-func ValidateSet(objs []*Object) []error {
+func ValidateSet(objs []*Object) (result []error) {
+	defer func() {
+		if r := recover(); r != nil {
+			result = append(result, &Warning{Msg: fmt.Sprintf("internal error in cross-object checks: %v", r)})
+		}
+	}()
 	s := newSetIndex(objs)
 	var out []*Warning
 	warn := func(o *Object, field, format string, args ...any) {
@@ -89,7 +94,7 @@ type setIndex struct {
 func newSetIndex(objs []*Object) *setIndex {
 	s := &setIndex{vsByKey: map[string]*Object{}, gateways: map[string]*Object{}}
 	for _, o := range objs {
-		if o == nil || o.Spec == nil {
+		if o == nil || o.Spec == nil || !o.Spec.ProtoReflect().IsValid() {
 			continue
 		}
 		switch o.Spec.(type) {

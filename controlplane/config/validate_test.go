@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	networking "istio.io/api/networking/v1alpha3"
 )
 
 // mustDecode decodes one document that must decode cleanly.
@@ -210,5 +212,45 @@ func TestValidateEnvelope(t *testing.T) {
 	o = &Object{Kind: "Pod", Meta: Meta{Name: "x", Namespace: "ns"}}
 	if err := Validate(o); err == nil || !strings.Contains(err.Error(), "unsupported kind") {
 		t.Errorf("bad kind: %v", err)
+	}
+}
+
+// TestValidateNilParts checks that specs built in code (not decoded) with nil list entries are
+// rejected, not a panic.
+func TestValidateNilParts(t *testing.T) {
+	objs := []*Object{
+		{Kind: VirtualService, Meta: Meta{Name: "a", Namespace: "ns"}, Spec: &networking.VirtualService{
+			Hosts: []string{"a"}, Http: []*networking.HTTPRoute{nil, {Match: []*networking.HTTPMatchRequest{nil}, Route: []*networking.HTTPRouteDestination{nil, {}}, Mirrors: []*networking.HTTPMirrorPolicy{nil}, CorsPolicy: &networking.CorsPolicy{AllowOrigins: []*networking.StringMatch{nil}}}},
+			Tcp: []*networking.TCPRoute{nil, {Match: []*networking.L4MatchAttributes{nil}}}, Tls: []*networking.TLSRoute{nil, {Match: []*networking.TLSMatchAttributes{nil}}},
+		}},
+		{Kind: DestinationRule, Meta: Meta{Name: "a", Namespace: "ns"}, Spec: &networking.DestinationRule{
+			Host: "a", Subsets: []*networking.Subset{nil}, TrafficPolicy: &networking.TrafficPolicy{
+				PortLevelSettings: []*networking.TrafficPolicy_PortTrafficPolicy{nil, {}},
+				LoadBalancer: &networking.LoadBalancerSettings{LocalityLbSetting: &networking.LocalityLoadBalancerSetting{
+					Distribute: []*networking.LocalityLoadBalancerSetting_Distribute{nil}, Failover: []*networking.LocalityLoadBalancerSetting_Failover{nil}}},
+			}}},
+		{Kind: ServiceEntry, Meta: Meta{Name: "a", Namespace: "ns"}, Spec: &networking.ServiceEntry{Hosts: []string{"a.com"}, Ports: []*networking.ServicePort{nil}, Endpoints: []*networking.WorkloadEntry{nil}}},
+		{Kind: Gateway, Meta: Meta{Name: "a", Namespace: "ns"}, Spec: &networking.Gateway{Servers: []*networking.Server{nil, {}}}},
+		{Kind: Sidecar, Meta: Meta{Name: "a", Namespace: "ns"}, Spec: &networking.Sidecar{Ingress: []*networking.IstioIngressListener{nil}, Egress: []*networking.IstioEgressListener{nil}}},
+		{Kind: WorkloadGroup, Meta: Meta{Name: "a", Namespace: "ns"}, Spec: &networking.WorkloadGroup{Probe: &networking.ReadinessProbe{HealthCheckMethod: &networking.ReadinessProbe_HttpGet{}}}},
+	}
+	for _, o := range objs {
+		err := Validate(o)
+		if err == nil {
+			t.Errorf("%s accepted", o.Key())
+			continue
+		}
+		if strings.Contains(err.Error(), "internal error") {
+			t.Errorf("%s: %v", o.Key(), err)
+		}
+	}
+	typedNil := &Object{Kind: Sidecar, Meta: Meta{Name: "a", Namespace: "ns"}, Spec: (*networking.Sidecar)(nil)}
+	if err := Validate(typedNil); err == nil || !strings.Contains(err.Error(), "spec is required") {
+		t.Errorf("typed nil spec: %v", err)
+	}
+	for _, w := range ValidateSet(append(objs, nil, &Object{Kind: VirtualService}, typedNil)) {
+		if strings.Contains(w.Error(), "internal error") {
+			t.Error(w)
+		}
 	}
 }
