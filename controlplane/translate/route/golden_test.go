@@ -26,7 +26,9 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from the
 
 // goldenInput is the schema of testdata/NAME.input.yaml.
 type goldenInput struct {
-	Proxy        route.Proxy         `json:"proxy"`
+	Proxy route.Proxy `json:"proxy"`
+	// Unreachable lists "host:port" service ports the proxy may not reach (Inputs.Reaches).
+	Unreachable  []string            `json:"unreachable"`
 	Mesh         json.RawMessage     `json:"mesh"` // MeshConfig, protojson
 	DomainSuffix string              `json:"domainSuffix"`
 	Services     []*registry.Service `json:"services"`
@@ -95,6 +97,16 @@ func runGolden(t *testing.T, path string) []byte {
 		t.Fatalf("%s: %v", path, err)
 	}
 	in := route.Inputs{Proxy: gi.Proxy, DomainSuffix: gi.DomainSuffix, Services: gi.Services}
+	if len(gi.Unreachable) > 0 {
+		in.Reaches = func(svc *registry.Service, port uint32) bool {
+			for _, u := range gi.Unreachable {
+				if u == fmt.Sprintf("%s:%d", svc.Hostname, port) {
+					return false
+				}
+			}
+			return true
+		}
+	}
 	if len(gi.Mesh) > 0 && string(gi.Mesh) != "null" {
 		in.Mesh = &meshconfig.MeshConfig{}
 		if err := protojson.Unmarshal(gi.Mesh, in.Mesh); err != nil {

@@ -63,6 +63,10 @@ type Inputs struct {
 	DestinationRule DestinationRuleLookup
 	// Delegate resolves delegate VirtualServices; nil means none can be resolved.
 	Delegate DelegateLookup
+	// Reaches reports whether the proxy may reach svc on port (Sidecar egress scoping narrows a
+	// service to some of its ports, e.g. mesh.Scope.Reaches); nil means every port of every
+	// service in Services. Outbound gives a service a virtual host only on reachable ports.
+	Reaches func(svc *registry.Service, port uint32) bool
 }
 
 // Error reports a VirtualService (or Gateway) that could not be translated, and what was left out.

@@ -26,7 +26,7 @@ func (b *Builder) OutboundPorts() []uint32 {
 	var out []uint32
 	for _, s := range b.services {
 		for _, p := range s.Ports {
-			if isHTTPPort(p) && !seen[p.Number] {
+			if isHTTPPort(p) && !seen[p.Number] && (b.in.Reaches == nil || b.in.Reaches(s, p.Number)) {
 				seen[p.Number] = true
 				out = append(out, p.Number)
 			}
@@ -105,7 +105,7 @@ func (b *Builder) Outbound(port uint32) (*routev3.RouteConfiguration, error) {
 	var vhosts []*routev3.VirtualHost
 	for _, svc := range b.services {
 		p, ok := servicePort(svc, port)
-		if !ok || !isHTTPPort(p) {
+		if !ok || !isHTTPPort(p) || b.in.Reaches != nil && !b.in.Reaches(svc, port) {
 			continue
 		}
 		var routes []*routev3.Route
