@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	networking "istio.io/api/networking/v1alpha3"
 )
 
@@ -320,6 +321,50 @@ func TestDecodeErrorLines(t *testing.T) {
 	for i, w := range want {
 		if !strings.HasPrefix(errs[i].Error(), w) {
 			t.Errorf("error %d = %q, want prefix %q", i, errs[i], w)
+		}
+	}
+}
+
+// TestGoodDocumentsCoverEveryHTTPField makes sure the round-trip test data sets every field of
+// HTTPRoute, HTTPMatchRequest, HTTPRetry, CorsPolicy, HTTPRedirect and HTTPRewrite at least once,
+// so a field added to the API without test data fails here.
+func TestGoodDocumentsCoverEveryHTTPField(t *testing.T) {
+	seen := map[string]bool{}
+	var visit func(m protoreflect.Message)
+	visit = func(m protoreflect.Message) {
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			seen[string(m.Descriptor().Name())+"."+fd.JSONName()] = true
+			switch {
+			case fd.IsList() && fd.Message() != nil:
+				for i := 0; i < v.List().Len(); i++ {
+					visit(v.List().Get(i).Message())
+				}
+			case fd.IsMap() && fd.MapValue().Message() != nil:
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					visit(mv.Message())
+					return true
+				})
+			case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
+				visit(v.Message())
+			}
+			return true
+		})
+	}
+	for _, o := range decodeFile(t, "testdata/good/virtualservice-all.yaml") {
+		visit(o.Spec.ProtoReflect())
+	}
+	for _, m := range []proto.Message{&networking.VirtualService{}, &networking.HTTPRoute{}, &networking.HTTPMatchRequest{}, &networking.HTTPRetry{},
+		&networking.CorsPolicy{}, &networking.HTTPRedirect{}, &networking.HTTPRewrite{}, &networking.HTTPRouteDestination{},
+		&networking.HTTPFaultInjection_Delay{}, &networking.HTTPMirrorPolicy{}, &networking.Headers_HeaderOperations{}} {
+		md := m.ProtoReflect().Descriptor()
+		for i := 0; i < md.Fields().Len(); i++ {
+			fd := md.Fields().Get(i)
+			if name := string(md.Name()) + "." + fd.JSONName(); !seen[name] {
+				if fd.Name() == "exponential_delay" {
+					continue // not supported by Istio: rejected by validation
+				}
+				t.Errorf("no test data sets %s", name)
+			}
 		}
 	}
 }

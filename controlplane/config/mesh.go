@@ -48,6 +48,14 @@ func DefaultMeshConfig() *meshconfig.MeshConfig {
 		DnsRefreshRate:                 durationpb.New(60 * time.Second),
 		EnablePrometheusMerge:          wrapperspb.Bool(true),
 		DefaultProviders:               &meshconfig.MeshConfig_DefaultProviders{},
+		ExtensionProviders: []*meshconfig.MeshConfig_ExtensionProvider{
+			{Name: "prometheus", Provider: &meshconfig.MeshConfig_ExtensionProvider_Prometheus{
+				Prometheus: &meshconfig.MeshConfig_ExtensionProvider_PrometheusMetricsProvider{},
+			}},
+			{Name: "envoy", Provider: &meshconfig.MeshConfig_ExtensionProvider_EnvoyFileAccessLog{
+				EnvoyFileAccessLog: &meshconfig.MeshConfig_ExtensionProvider_EnvoyFileAccessLogProvider{Path: "/dev/stdout"},
+			}},
+		},
 	}
 }
 
@@ -65,6 +73,9 @@ func DefaultProxyConfig() *meshconfig.ProxyConfig {
 		StatusPort:                      15020,
 		ProxyStatsMatcher:               &meshconfig.ProxyConfig_ProxyStatsMatcher{},
 		HoldApplicationUntilProxyStarts: wrapperspb.Bool(false),
+		Tracing: &meshconfig.Tracing{Tracer: &meshconfig.Tracing_Zipkin_{
+			Zipkin: &meshconfig.Tracing_Zipkin{Address: "zipkin.istio-system:9411"},
+		}},
 	}
 }
 
@@ -74,7 +85,8 @@ const MaxMeshConfigSize = 1 << 20
 // LoadMeshConfig reads a MeshConfig from a YAML or JSON file (the "mesh" key of Istio's
 // istio ConfigMap) and fills every field it does not set with DefaultMeshConfig's value. Nested
 // messages merge field by field (setting defaultConfig.drainDuration keeps the other proxy
-// defaults); lists and maps replace the default. Decoding is strict: unknown fields, wrong types
+// defaults); lists and maps replace the default, except extensionProviders, which are added to
+// the default providers (a provider with a default's name replaces it), as istiod does. Decoding is strict: unknown fields, wrong types
 // and invalid enum values are errors naming the field. An empty path returns the defaults.
 func LoadMeshConfig(path string) (*meshconfig.MeshConfig, error) {
 	if path == "" {
@@ -137,7 +149,11 @@ func ParseMeshConfig(origin string, data []byte) (mc *meshconfig.MeshConfig, err
 	if err := unmarshalJSON(js, user); err != nil {
 		return nil, merr("", "decoding: %v", err)
 	}
+	defaultProviders := mc.ExtensionProviders
 	mergeSet(mc.ProtoReflect(), user.ProtoReflect(), tree.(map[string]any))
+	if len(user.ExtensionProviders) > 0 {
+		mc.ExtensionProviders = mergeProviders(defaultProviders, user.ExtensionProviders)
+	}
 	if err := validateMeshConfig(origin, mc); err != nil {
 		return nil, err
 	}
@@ -173,6 +189,21 @@ func mergeSet(dst, src protoreflect.Message, set map[string]any) {
 	}
 }
 
+// mergeProviders returns the default providers not overridden by name, followed by the user's.
+func mergeProviders(defaults, user []*meshconfig.MeshConfig_ExtensionProvider) []*meshconfig.MeshConfig_ExtensionProvider {
+	names := map[string]bool{}
+	for _, p := range user {
+		names[p.GetName()] = true
+	}
+	var out []*meshconfig.MeshConfig_ExtensionProvider
+	for _, p := range defaults {
+		if !names[p.GetName()] {
+			out = append(out, p)
+		}
+	}
+	return append(out, user...)
+}
+
 // validateMeshConfig checks the fields Strait reads.
 func validateMeshConfig(origin string, mc *meshconfig.MeshConfig) error {
 	var fe fieldErrs
@@ -194,6 +225,19 @@ func validateMeshConfig(origin string, mc *meshconfig.MeshConfig) error {
 	}
 	if mc.ProxyInboundListenPort > 65535 {
 		fe.add("proxyInboundListenPort", "port %d must be in 1-65535", mc.ProxyInboundListenPort)
+	}
+	providers := map[string]bool{}
+	for i, p := range mc.ExtensionProviders {
+		switch {
+		case p.GetName() == "":
+			fe.add(fmt.Sprintf("extensionProviders[%d].name", i), "name is required")
+		case providers[p.GetName()]:
+			fe.add(fmt.Sprintf("extensionProviders[%d].name", i), "duplicate provider name %s", quoteShort(p.GetName()))
+		}
+		providers[p.GetName()] = true
+		if p.GetProvider() == nil {
+			fe.add(fmt.Sprintf("extensionProviders[%d]", i), "a provider type (such as prometheus or envoyFileAccessLog) is required")
+		}
 	}
 	if pc := mc.DefaultConfig; pc != nil {
 		validateDuration(&fe, "defaultConfig.drainDuration", pc.DrainDuration)

@@ -103,3 +103,26 @@ func TestLoadMeshConfigErrors(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+func TestMeshConfigExtensionProviders(t *testing.T) {
+	mc, err := ParseMeshConfig("mesh.yaml", []byte(`
+extensionProviders:
+- name: otel
+  opentelemetry: {service: otel.observability.svc.cluster.local, port: 4317}
+- name: envoy
+  envoyFileAccessLog: {path: /var/log/access.log}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range mc.ExtensionProviders {
+		names = append(names, p.Name)
+	}
+	if strings.Join(names, ",") != "prometheus,otel,envoy" || mc.ExtensionProviders[2].GetEnvoyFileAccessLog().Path != "/var/log/access.log" {
+		t.Errorf("providers: %v", names)
+	}
+	if _, err := ParseMeshConfig("mesh.yaml", []byte("extensionProviders: [{name: a, prometheus: {}}, {name: a, prometheus: {}}]")); err == nil || !strings.Contains(err.Error(), "duplicate provider") {
+		t.Errorf("duplicate providers: %v", err)
+	}
+}

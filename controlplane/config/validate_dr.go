@@ -350,6 +350,9 @@ func validateClientTLS(fe *fieldErrs, p string, t *networking.ClientTLSSettings)
 			}
 		}
 	}
+	if t.InsecureSkipVerify.GetValue() && (t.CaCertificates != "" || len(t.SubjectAltNames) > 0) {
+		fe.add(p+".insecureSkipVerify", "insecureSkipVerify cannot be combined with caCertificates or subjectAltNames")
+	}
 	if t.Sni != "" {
 		if msg := fqdnErr(t.Sni); msg != "" && !isIP(t.Sni) {
 			fe.add(p+".sni", "%s", msg)

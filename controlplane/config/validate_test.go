@@ -102,6 +102,7 @@ func TestValidateRejects(t *testing.T) {
 		{"dr tls mutual", "DestinationRule", "  host: a\n  trafficPolicy: {tls: {mode: MUTUAL}}\n", "spec.trafficPolicy.tls.clientCertificate", "required"},
 		{"dr tls credential and files", "DestinationRule", "  host: a\n  trafficPolicy: {tls: {mode: SIMPLE, credentialName: c, caCertificates: /ca.pem}}\n", "spec.trafficPolicy.tls", "cannot be combined with credentialName"},
 		{"dr tls istio mutual certs", "DestinationRule", "  host: a\n  trafficPolicy: {tls: {mode: ISTIO_MUTUAL, clientCertificate: /c.pem}}\n", "spec.trafficPolicy.tls", "ISTIO_MUTUAL"},
+		{"dr tls skip verify", "DestinationRule", "  host: a\n  trafficPolicy: {tls: {mode: SIMPLE, insecureSkipVerify: true, subjectAltNames: [a]}}\n", "spec.trafficPolicy.tls.insecureSkipVerify", "cannot be combined"},
 		{"dr port level dup", "DestinationRule", "  host: a\n  trafficPolicy: {portLevelSettings: [{port: {number: 80}}, {port: {number: 80}}]}\n", "spec.trafficPolicy.portLevelSettings[1].port.number", "duplicate port"},
 		{"dr port level no port", "DestinationRule", "  host: a\n  trafficPolicy: {portLevelSettings: [{loadBalancer: {simple: RANDOM}}]}\n", "spec.trafficPolicy.portLevelSettings[0].port", "required"},
 		{"dr subset labels", "DestinationRule", "  host: a\n  subsets: [{name: v1, labels: {version: 'bad value!'}}]\n", `spec.subsets[0].labels["version"]`, "invalid label value"},
