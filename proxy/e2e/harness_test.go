@@ -401,10 +401,20 @@ func startProxy(t *testing.T, ads *adsServer, drain time.Duration) *proxyProc {
 	}
 	go func() { p.waitErr = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
+		if t.Failed() {
+			// A goroutine dump in the log helps explain a hang.
+			p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-p.exited:
+			case <-time.After(5 * time.Second):
+			}
+		}
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.exited
 		if t.Failed() {
-			t.Logf("strait-proxy logs:\n%s", lastLines(p.logs.String(), 80))
+			f := filepath.Join(os.TempDir(), "strait-e2e-"+strings.ReplaceAll(t.Name(), "/", "_")+".log")
+			os.WriteFile(f, []byte(p.logs.String()), 0o644)
+			t.Logf("strait-proxy logs (full log in %s):\n%s", f, lastLines(p.logs.String(), 40))
 		}
 	})
 	return p

@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/proxy/xdsclient"
+)
+
+func mustAny(t *testing.T, m proto.Message) *anypb.Any {
+	t.Helper()
+	a, err := anypb.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func newTestProxy(t *testing.T) *Proxy {
+	t.Helper()
+	p, err := New(Options{
+		XDSAddress:    "127.0.0.1:1",
+		AdminAddress:  "-",
+		DrainDuration: time.Second,
+		Node:          xdsclient.NodeInfo{Type: node.Sidecar, IP: "127.0.0.1", Name: "unit", Namespace: "default"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func resources(t *testing.T, ms ...proto.Message) map[string]*xdsclient.Resource {
+	out := map[string]*xdsclient.Resource{}
+	for i, m := range ms {
+		type named interface{ GetName() string }
+		n := m.(named).GetName()
+		out[n] = &xdsclient.Resource{Name: n, Version: string(rune('1' + i)), Message: m, Any: mustAny(t, m), Updated: time.Now()}
+	}
+	return out
+}
+
+func TestRefsFindRDSAndSDSInsideTypedConfigs(t *testing.T) {
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix:     "in",
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{RouteConfigName: "9080"}},
+		HttpFilters:    []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}}},
+	}
+	dtls := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "default"}},
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+			ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: "ROOTCA"},
+		},
+	}}
+	l := &listenerv3.Listener{Name: "l", FilterChains: []*listenerv3.FilterChain{{
+		Filters:         []*listenerv3.Filter{{Name: "hcm", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)}}},
+		TransportSocket: &corev3.TransportSocket{Name: "tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, dtls)}},
+	}}}
+	r := newRefs()
+	r.collect(l)
+	if !r.routes["9080"] || len(r.routes) != 1 {
+		t.Fatalf("routes = %v", r.routes)
+	}
+	if !r.secrets["default"] || !r.secrets["ROOTCA"] || len(r.secrets) != 2 {
+		t.Fatalf("secrets = %v", r.secrets)
+	}
+}
+
+func TestApplyRejectsWholeUpdateNamingResource(t *testing.T) {
+	p := newTestProxy(t)
+	good := &clusterv3.Cluster{
+		Name:                 "good",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: "good"},
+	}
+	if err := p.Apply(xdsclient.ClusterType, resources(t, good)); err != nil {
+		t.Fatalf("good cluster rejected: %v", err)
+	}
+	gen := p.Runtime().Generation
+	bad := &clusterv3.Cluster{
+		Name:                 "bad",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: "bad"},
+		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+	}
+	other := proto.Clone(good).(*clusterv3.Cluster)
+	other.Name = "other"
+	err := p.Apply(xdsclient.ClusterType, resources(t, other, bad))
+	if err == nil || !strings.Contains(err.Error(), `cluster "bad"`) {
+		t.Fatalf("error = %v, want one naming cluster \"bad\"", err)
+	}
+	rt := p.Runtime()
+	if rt.Generation != gen || rt.Clusters["good"] == nil || rt.Clusters["other"] != nil {
+		t.Fatalf("rejected update changed the runtime: gen %d→%d clusters %v", gen, rt.Generation, rt.Clusters)
+	}
+
+	// A route configuration with an unsupported field is rejected by name as well.
+	rc := &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{
+		Name: "vh", Domains: []string{"*"}, RequireTls: routev3.VirtualHost_ALL,
+	}}}
+	if err := p.Apply(xdsclient.RouteType, resources(t, rc)); err == nil || !strings.Contains(err.Error(), `route configuration "rc"`) {
+		t.Fatalf("route error = %v", err)
+	}
+	if p.State() != StatePreInitializing {
+		t.Fatalf("state = %s before LDS", p.State())
+	}
+}
+
+func TestSecretsValidatedAndRedacted(t *testing.T) {
+	p := newTestProxy(t)
+	bad := &tlsv3.Secret{Name: "default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+		CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "not pem"}},
+		PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "secret key"}},
+	}}}
+	if err := p.Apply(xdsclient.SecretType, resources(t, bad)); err == nil || !strings.Contains(err.Error(), `secret "default"`) {
+		t.Fatalf("bad secret: %v", err)
+	}
+	r := redactSecret(bad)
+	if strings.Contains(r.String(), "secret key") || !strings.Contains(bad.String(), "secret key") {
+		t.Fatal("redaction must hide the key and leave the original alone")
+	}
+}
+
+// TestSocketHandOverLosesNoConnection switches a socket between feeds while clients connect:
+// every connection is served by exactly one generation.
+func TestSocketHandOverLosesNoConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSocket(ln, netip.MustParseAddrPort(ln.Addr().String()), slog.Default())
+	defer s.close()
+	serve := func(f *feed, tag string) {
+		for {
+			c, err := f.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.WriteString(c, tag); c.Close() }()
+		}
+	}
+	f1 := s.newFeed()
+	go serve(f1, "1")
+	s.switchTo(f1)
+	go s.acceptLoop()
+
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	seen := make(chan string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			b, err := io.ReadAll(c)
+			if err != nil || len(b) != 1 {
+				errs <- io.ErrUnexpectedEOF
+				return
+			}
+			seen <- string(b)
+		}()
+		if i == n/2 {
+			f2 := s.newFeed()
+			go serve(f2, "2")
+			s.switchTo(f2)
+			f1.Close()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	close(seen)
+	for err := range errs {
+		t.Fatalf("connection failed during hand-over: %v", err)
+	}
+	count := map[string]int{}
+	for tag := range seen {
+		count[tag]++
+	}
+	if count["1"]+count["2"] != n || count["2"] == 0 {
+		t.Fatalf("served: %v", count)
+	}
+}
