@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -28,7 +29,11 @@ func FuzzDecode(f *testing.F) {
 			if !errors.As(err, &ce) {
 				t.Fatalf("error %T is not *config.Error: %v", err, err)
 			}
-			_ = err.Error()
+			// The strict walk must catch everything the decoder rejects, so that every error has a
+			// field path; "decoding spec" means they disagree.
+			if strings.Contains(ce.Msg, "decoding spec") || strings.Contains(ce.Msg, "internal error") {
+				t.Fatalf("walk and decoder disagree: %v", err)
+			}
 		}
 		for _, o := range objs {
 			if err := Validate(o); err != nil {
@@ -53,5 +58,46 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		_ = ValidateSet(objs)
+	})
+}
+
+// FuzzSpec fuzzes the spec of a document of each kind, to exercise the strict walk and the
+// validators more directly than FuzzDecode: the envelope is always valid.
+func FuzzSpec(f *testing.F) {
+	for i, spec := range []string{
+		`{"hosts":["a"],"http":[{"route":[{"destination":{"host":"a","subset":"v1"},"weight":50}],"timeout":"1.5s"}]}`,
+		`{"host":"a","trafficPolicy":{"loadBalancer":{"consistentHash":{"httpCookie":{"name":"c","ttl":"0s"}}},"tls":{"mode":"MUTUAL"}}}`,
+		`{"hosts":["a.com"],"ports":[{"number":80,"name":"http","protocol":"HTTP"}],"resolution":"DNS","endpoints":[{"address":"b.com"}]}`,
+		`{"address":"1.2.3.4","ports":{"http":8080},"labels":{"app":"a"},"weight":"3"}`,
+		`{"template":{"ports":{"http":80}},"probe":{"httpGet":{"port":80}}}`,
+		`{"egress":[{"hosts":["./*"],"port":{"number":80,"name":"http","protocol":"HTTP"}}],"outboundTrafficPolicy":{"mode":"REGISTRY_ONLY"}}`,
+		`{"servers":[{"port":{"number":443,"name":"https","protocol":"HTTPS"},"hosts":["*/a.com"],"tls":{"mode":"SIMPLE","credentialName":"c"}}]}`,
+	} {
+		f.Add(uint8(i), spec)
+	}
+	f.Fuzz(func(t *testing.T, kind uint8, spec string) {
+		k := Kinds[int(kind)%len(Kinds)]
+		doc := "apiVersion: networking.istio.io/v1\nkind: " + string(k) + "\nmetadata: {name: f, namespace: ns}\nspec: " + spec + "\n"
+		objs, errs := Decode("spec.yaml", []byte(doc))
+		for _, err := range errs {
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %T is not *config.Error: %v", err, err)
+			}
+			if strings.Contains(ce.Msg, "decoding spec") || strings.Contains(ce.Msg, "internal error") {
+				t.Fatalf("walk and decoder disagree: %v", err)
+			}
+		}
+		for _, o := range objs {
+			if err := Validate(o); err != nil {
+				if strings.Contains(err.Error(), "internal error") {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if _, err := MarshalYAML(o); err != nil {
+				t.Fatal(err)
+			}
+		}
 	})
 }
