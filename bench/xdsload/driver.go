@@ -28,7 +28,7 @@ import (
 var subscribed = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
 
 // runDriver starts the server child, ramps up the proxies, measures memory, then times updates.
-func runDriver(cfg config) error {
+func runDriver(cfg options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
 	exe, err := os.Executable()
@@ -65,8 +65,8 @@ func runDriver(cfg config) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("server: %d services × %d ports = %d clusters, generator %s, debounce %s\n",
-		cfg.services, cfg.ports, cfg.services*cfg.ports+2, cfg.generator, cfg.debounce)
+	fmt.Printf("server: %d services × %d ports, generator %s, debounce %s\n",
+		cfg.services, cfg.ports, cfg.generator, cfg.debounce)
 	fmt.Printf("baseline: heap in use %.1f MiB, stacks %.1f MiB, %d goroutines\n",
 		mib(base.HeapInuse), mib(base.StackInuse), base.Goroutines)
 
@@ -97,6 +97,11 @@ func runDriver(cfg config) error {
 		}
 	}
 	ramp := time.Since(start)
+	proxies[0].mu.Lock()
+	fmt.Printf("each proxy holds: %d clusters, %d endpoint sets, %d listeners, %d route configurations\n",
+		len(proxies[0].names[resource.ClusterType]), len(proxies[0].names[resource.EndpointType]),
+		len(proxies[0].names[resource.ListenerType]), len(proxies[0].names[resource.RouteType]))
+	proxies[0].mu.Unlock()
 	loaded, err := getJSON[memStats](ctx, ctl+"/mem")
 	if err != nil {
 		return err
@@ -187,15 +192,21 @@ type simProxy struct {
 	failed chan error
 
 	mu      sync.Mutex
-	got     map[string]int   // responses per type
-	lastAck map[string]int64 // unix nanos of the last ACK sent, per type
+	names   map[string]map[string]bool // resources held per type; tracked for proxy 0 only
+	got     map[string]int             // responses per type
+	lastAck map[string]int64           // unix nanos of the last ACK sent, per type
 }
 
 func newSimProxy(n int) *simProxy {
 	ip := fmt.Sprintf("127.%d.%d.%d", 1+n/62500, n/250%250, n%250+1)
 	ns := fmt.Sprintf("ns-%d", n%20)
+	var names map[string]map[string]bool
+	if n == 0 {
+		names = map[string]map[string]bool{}
+	}
 	return &simProxy{
-		n: n,
+		names: names,
+		n:     n,
 		node: &corev3.Node{
 			Id: node.NewID(node.Sidecar, ip, fmt.Sprintf("app-%d-7d9f", n), ns).String(),
 			Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
@@ -253,6 +264,19 @@ func (p *simProxy) stream(ctx context.Context, addr string) error {
 		}
 		now := time.Now().UnixNano()
 		p.mu.Lock()
+		if p.names != nil {
+			set := p.names[resp.GetTypeUrl()]
+			if set == nil {
+				set = map[string]bool{}
+				p.names[resp.GetTypeUrl()] = set
+			}
+			for _, r := range resp.GetResources() {
+				set[r.GetName()] = true
+			}
+			for _, n := range resp.GetRemovedResources() {
+				delete(set, n)
+			}
+		}
 		p.got[resp.GetTypeUrl()]++
 		p.lastAck[resp.GetTypeUrl()] = now
 		all := len(p.got) == len(subscribed)

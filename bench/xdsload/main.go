@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-type config struct {
+type options struct {
 	role      string
 	proxies   int
 	services  int
@@ -32,15 +32,15 @@ type config struct {
 }
 
 func main() {
-	var cfg config
+	var cfg options
 	flag.StringVar(&cfg.role, "role", "driver", "driver (default) or server (internal: the child process)")
 	flag.IntVar(&cfg.proxies, "proxies", 1000, "simulated proxies connected over Delta ADS")
-	flag.IntVar(&cfg.services, "services", 334, "services in the generated mesh")
-	flag.IntVar(&cfg.ports, "ports", 3, "ports per service (1-3); clusters = services × ports + 2")
+	flag.IntVar(&cfg.services, "services", 334, "services (ServiceEntries) in the generated mesh")
+	flag.IntVar(&cfg.ports, "ports", 3, "ports per service (1-3)")
 	flag.IntVar(&cfg.updates, "updates", 20, "config changes to time")
 	flag.StringVar(&cfg.change, "change", "endpoint", "kind of change: endpoint (EDS only) or service (adds a service: CDS, EDS, RDS)")
 	flag.DurationVar(&cfg.debounce, "debounce", 100*time.Millisecond, "server debounce quiet period (negative: none)")
-	flag.StringVar(&cfg.generator, "generator", "synthetic", "generator: synthetic")
+	flag.StringVar(&cfg.generator, "generator", "synthetic", "generator: synthetic (shared resources of realistic size) or real (translate.New, Strait's translator)")
 	flag.IntVar(&cfg.parallel, "parallel", 50, "proxies connecting at the same time during the ramp")
 	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	flag.Parse()

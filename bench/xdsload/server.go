@@ -40,12 +40,13 @@ type updateResult struct {
 // generators are the selectable Generators (-generator).
 var generators = map[string]func() (translate.Generator, error){
 	"synthetic": func() (translate.Generator, error) { return &synthetic{}, nil },
+	"real":      func() (translate.Generator, error) { return translate.New(translate.Options{}), nil },
 }
 
 // runServer is the straitd stand-in: the xDS server alone in this process, so that its heap is
 // measured without the simulated proxies. It prints "LISTEN <xds> <control>" and serves until its
 // stdin closes (the driver exited) or the deadline passes.
-func runServer(cfg config) error {
+func runServer(cfg options) error {
 	newGen, ok := generators[cfg.generator]
 	if !ok {
 		return fmt.Errorf("unknown -generator %q", cfg.generator)
@@ -83,6 +84,7 @@ func runServer(cfg config) error {
 	mux := http.NewServeMux()
 	mux.Handle("/debug/syncz", srv.Handler())
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.Handle("/debug/pprof/heap", pprof.Handler("heap"))
 	mux.HandleFunc("/mem", func(w http.ResponseWriter, _ *http.Request) {
 		runtime.GC()
 		debug.FreeOSMemory()
@@ -93,7 +95,7 @@ func runServer(cfg config) error {
 	})
 	mux.HandleFunc("/update", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		model.change(r.URL.Query().Get("change"), cfg.ports)
+		model.change(r.URL.Query().Get("change"))
 		snap := model.snapshot()
 		mu.Unlock()
 		res := updateResult{MeshVersion: snap.Version, UnixNano: time.Now().UnixNano()}

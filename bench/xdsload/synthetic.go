@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,9 +20,10 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	meshconfig "istio.io/api/mesh/v1alpha1"
+	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 
+	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
-	"github.com/strait-mesh/strait/controlplane/registry"
 	"github.com/strait-mesh/strait/controlplane/translate"
 )
 
@@ -94,7 +97,7 @@ func (g *synthetic) sharedFor(snap *mesh.Snapshot) (translate.Resources, error) 
 				routes[port.Number] = rc
 				ports = append(ports, port.Number)
 			}
-			short := svc.Hostname[:len(svc.Hostname)-len(".svc.cluster.local")]
+			short := strings.TrimSuffix(svc.Hostname, ".svc.cluster.local")
 			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
 				Name:    fmt.Sprintf("%s:%d", svc.Hostname, port.Number),
 				Domains: []string{svc.Hostname, fmt.Sprintf("%s:%d", svc.Hostname, port.Number), short, fmt.Sprintf("%s:%d", short, port.Number)},
@@ -180,78 +183,76 @@ func tcpListener(name, ip string, port uint32, cluster string) (*listenerv3.List
 	}, nil
 }
 
-// meshModel is the benchmark's mutable mesh: services × ports with three endpoints each. Each
-// change produces a new immutable mesh.Snapshot.
+// meshModel is the benchmark's mutable mesh: one ServiceEntry (MESH_INTERNAL, STATIC) per service
+// with up to three ports and three inline endpoints, in 20 namespaces. Each change produces a new
+// mesh.Snapshot built by mesh.New, as straitd builds it.
 type meshModel struct {
-	version  uint64
-	services []*registry.Service
-	eps      map[mesh.ServiceKey][]*registry.Endpoint
-	changes  int
+	version uint64
+	ports   int
+	objects []*config.Object
+	changes int
 }
 
-var benchPorts = []registry.Port{
-	{Name: "http", Number: 80, Protocol: registry.HTTP},
-	{Name: "grpc", Number: 9090, Protocol: registry.GRPC},
-	{Name: "tcp", Number: 5432, Protocol: registry.TCP},
+var benchPorts = []*networkingv1alpha3.ServicePort{
+	{Name: "http", Number: 80, Protocol: "HTTP", TargetPort: 8080},
+	{Name: "grpc", Number: 9090, Protocol: "GRPC", TargetPort: 9090},
+	{Name: "tcp", Number: 5432, Protocol: "TCP", TargetPort: 5432},
 }
 
 func newMeshModel(services, ports int) *meshModel {
-	m := &meshModel{eps: map[mesh.ServiceKey][]*registry.Endpoint{}}
+	m := &meshModel{ports: ports}
 	for i := range services {
-		m.addService(i, ports)
+		m.objects = append(m.objects, serviceEntry(i, ports, 0))
 	}
 	return m
 }
 
-func (m *meshModel) addService(i, ports int) {
+// serviceEntry builds service i; gen varies its endpoint addresses.
+func serviceEntry(i, ports, gen int) *config.Object {
 	ns := fmt.Sprintf("ns-%d", i%20)
-	svc := &registry.Service{
-		Hostname:  fmt.Sprintf("svc-%d.%s.svc.cluster.local", i, ns),
-		Namespace: ns,
-		Addresses: []string{fmt.Sprintf("240.240.%d.%d", i/250, i%250+1)},
-		Ports:     benchPorts[:ports],
-		ExportTo:  []string{"*"},
-		Origin:    "ServiceEntry/" + ns + "/svc-" + strconv.Itoa(i),
+	name := fmt.Sprintf("svc-%d", i)
+	se := &networkingv1alpha3.ServiceEntry{
+		Hosts:      []string{fmt.Sprintf("%s.%s.svc.cluster.local", name, ns)},
+		Addresses:  []string{fmt.Sprintf("240.240.%d.%d", i/250, i%250+1)},
+		Ports:      benchPorts[:ports],
+		Location:   networkingv1alpha3.ServiceEntry_MESH_INTERNAL,
+		Resolution: networkingv1alpha3.ServiceEntry_STATIC,
 	}
-	m.services = append(m.services, svc)
-	key := mesh.ServiceKey{Hostname: svc.Hostname, Namespace: ns}
 	for e := range 3 {
-		for _, p := range svc.Ports {
-			m.eps[key] = append(m.eps[key], &registry.Endpoint{
-				Address: fmt.Sprintf("198.18.%d.%d", i%250, e+1), Port: 8000 + p.Number%1000, ServicePortName: p.Name,
-			})
+		addr := fmt.Sprintf("198.18.%d.%d", i%250, e+1)
+		if e == 0 && gen > 0 {
+			addr = fmt.Sprintf("198.19.%d.%d", gen/250%250, gen%250+1)
 		}
+		se.Endpoints = append(se.Endpoints, &networkingv1alpha3.WorkloadEntry{
+			Address: addr, Labels: map[string]string{"app": name, "version": "v1"},
+		})
+	}
+	return &config.Object{
+		Kind:       config.ServiceEntry,
+		APIVersion: "networking.istio.io/v1",
+		Meta: config.Meta{Name: name, Namespace: ns,
+			CreationTimestamp: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)},
+		Spec:   se,
+		Origin: "xdsload",
 	}
 }
 
 // change applies one config change: "endpoint" moves an endpoint of one service (EDS only);
 // "service" adds a service (CDS, EDS and RDS change).
-func (m *meshModel) change(kind string, ports int) {
+func (m *meshModel) change(kind string) {
 	m.changes++
 	switch kind {
 	case "service":
-		m.addService(len(m.services), ports)
+		m.objects = append(m.objects, serviceEntry(len(m.objects), m.ports, 0))
 	default:
-		svc := m.services[m.changes%len(m.services)]
-		key := mesh.ServiceKey{Hostname: svc.Hostname, Namespace: svc.Namespace}
-		eps := append([]*registry.Endpoint(nil), m.eps[key]...)
-		moved := *eps[0]
-		moved.Address = fmt.Sprintf("198.19.%d.%d", m.changes/250%250, m.changes%250+1)
-		eps[0] = &moved
-		m.eps[key] = eps
+		i := m.changes % len(m.objects)
+		objs := slices.Clone(m.objects)
+		objs[i] = serviceEntry(i, m.ports, m.changes)
+		m.objects = objs
 	}
 }
 
 func (m *meshModel) snapshot() *mesh.Snapshot {
 	m.version++
-	eps := make(map[mesh.ServiceKey][]*registry.Endpoint, len(m.eps))
-	for k, v := range m.eps {
-		eps[k] = v
-	}
-	return &mesh.Snapshot{
-		Version:   m.version,
-		Mesh:      &meshconfig.MeshConfig{TrustDomain: "cluster.local"},
-		Services:  append([]*registry.Service(nil), m.services...),
-		Endpoints: eps,
-	}
+	return mesh.New(m.version, &meshconfig.MeshConfig{TrustDomain: "cluster.local"}, slices.Clone(m.objects))
 }

@@ -1,11 +1,16 @@
 package xds
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"unsafe"
+	"weak"
 
 	"github.com/cespare/xxhash/v2"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -84,25 +89,78 @@ type resourceInfo struct {
 }
 
 // interner validates, hashes and shares resources within one push epoch. Resource objects are
-// keyed by identity: a generator that reuses an object for many proxies (as it should for resources
-// that do not depend on the proxy) has it marshaled and validated once per epoch. A new interner
-// is started for every push round so that objects of old snapshots can be collected.
+// memoized by identity: a generator that reuses an object for many proxies (as it should for
+// resources that do not depend on the proxy) has it validated and marshaled once per epoch. The
+// memo holds weak pointers, so objects built for a single proxy are not kept alive by it; entries
+// of collected objects are swept as the memo grows. A new interner is started for every push round.
 type interner struct {
-	res   sync.Map // types.Resource → resourceInfo
-	lists sync.Map // listKey → *typeSet
+	res   sync.Map // object address → *memoEntry
+	lists sync.Map // listKey → *listEntry
+	blobs sync.Map // content hash → *blob: one copy of equal marshaled bytes
 
 	mu   sync.Mutex
-	sets map[string]*typeSet // typeURL + "\x00" + version → set
+	sets map[string]weak.Pointer[typeSet] // typeURL + "\x00" + version → set, while a proxy holds it
+
+	inserts  atomic.Int64 // memo inserts since the last sweep
+	sweepAt  atomic.Int64 // sweep when inserts reach this
+	sweeping atomic.Bool
 }
 
-func newInterner() *interner {
-	return &interner{sets: make(map[string]*typeSet)}
+// memoEntry is the memoized check of one object; valid while obj still points to that object
+// (a collected object's address may be reused by a new one).
+type memoEntry struct {
+	obj  weak.Pointer[byte]
+	info resourceInfo
 }
+
+// blob is a weak reference to marshaled bytes shared by equal resources.
+type blob struct {
+	first weak.Pointer[byte]
+	n     int
+}
+
+// share returns a previously seen copy of b with hash h if one is still alive, else b.
+func (in *interner) share(h uint64, b []byte) []byte {
+	if len(b) == 0 {
+		return b
+	}
+	if v, ok := in.blobs.Load(h); ok {
+		e := v.(*blob)
+		if p := e.first.Value(); p != nil {
+			if old := unsafe.Slice(p, e.n); bytes.Equal(old, b) {
+				return old
+			}
+		}
+	}
+	in.blobs.Store(h, &blob{first: weak.Make(&b[0]), n: len(b)})
+	return b
+}
+
+// listEntry memoizes the typeSet of a whole slice returned by a generator.
+type listEntry struct {
+	first weak.Pointer[types.Resource]
+	set   *typeSet
+}
+
+const minSweep = 20000
+
+func newInterner() *interner {
+	in := &interner{sets: make(map[string]weak.Pointer[typeSet])}
+	in.sweepAt.Store(minSweep)
+	return in
+}
+
+// objectAddr returns the address of the object r points to.
+func objectAddr(r types.Resource) unsafe.Pointer { return reflect.ValueOf(r).UnsafePointer() }
 
 // info returns the name, content hash and validation error of r, computing them once per epoch.
 func (in *interner) info(r types.Resource) resourceInfo {
-	if v, ok := in.res.Load(r); ok {
-		return v.(resourceInfo)
+	addr := objectAddr(r)
+	if v, ok := in.res.Load(addr); ok {
+		e := v.(*memoEntry)
+		if e.obj.Value() == (*byte)(addr) {
+			return e.info
+		}
 	}
 	ri := resourceInfo{typeURL: typeURLOf(r), name: cache.GetResourceName(r)}
 	if v, ok := r.(interface{ Validate() error }); ok {
@@ -115,13 +173,56 @@ func (in *interner) info(r types.Resource) resourceInfo {
 		if err != nil {
 			ri.err = fmt.Errorf("marshaling %q: %w", ri.name, err)
 		} else {
-			ri.bytes = b
-			ri.hash = hashHex(xxhash.Sum64(b))
+			sum := xxhash.Sum64(b)
+			ri.bytes = in.share(sum, b)
+			ri.hash = hashHex(sum)
 			ri.item = xxhash.Sum64String(ri.name + "\x00" + ri.hash)
 		}
 	}
-	in.res.Store(r, ri)
+	in.res.Store(addr, &memoEntry{obj: weak.Make((*byte)(addr)), info: ri})
+	if in.inserts.Add(1) >= in.sweepAt.Load() {
+		in.sweep()
+	}
 	return ri
+}
+
+// sweep drops memo entries of collected objects and lists, and sets no proxy holds any more.
+// Concurrent callers skip it while one goroutine sweeps.
+func (in *interner) sweep() {
+	if !in.sweeping.CompareAndSwap(false, true) {
+		return
+	}
+	defer in.sweeping.Store(false)
+	live := int64(0)
+	in.res.Range(func(k, v any) bool {
+		if e := v.(*memoEntry); e.obj.Value() == nil {
+			in.res.Delete(k)
+		} else {
+			live++
+		}
+		return true
+	})
+	in.lists.Range(func(k, v any) bool {
+		if v.(*listEntry).first.Value() == nil {
+			in.lists.Delete(k)
+		}
+		return true
+	})
+	in.blobs.Range(func(k, v any) bool {
+		if v.(*blob).first.Value() == nil {
+			in.blobs.Delete(k)
+		}
+		return true
+	})
+	in.mu.Lock()
+	for k, wp := range in.sets {
+		if wp.Value() == nil {
+			delete(in.sets, k)
+		}
+	}
+	in.mu.Unlock()
+	in.inserts.Store(0)
+	in.sweepAt.Store(max(minSweep, live))
 }
 
 // snapshot validates and interns a generator's output into a proxySnapshot. Any invalid resource
@@ -152,16 +253,18 @@ func (in *interner) snapshot(res translate.Resources) (*proxySnapshot, error) {
 // between proxies (the same backing array and length) get the typeSet without a per-item pass.
 type listKey struct {
 	typeURL string
-	first   *types.Resource
+	first   unsafe.Pointer
 	n       int
 }
 
 func (in *interner) typeSet(typeURL string, list []types.Resource) (*typeSet, error) {
 	var lk listKey
 	if len(list) > 0 {
-		lk = listKey{typeURL, &list[0], len(list)}
+		lk = listKey{typeURL, unsafe.Pointer(&list[0]), len(list)}
 		if v, ok := in.lists.Load(lk); ok {
-			return v.(*typeSet), nil
+			if e := v.(*listEntry); e.first.Value() == &list[0] {
+				return e.set, nil
+			}
 		}
 	}
 	// The version is a hash of the count and the sum of per-item hashes (name and content): it
@@ -192,9 +295,9 @@ func (in *interner) typeSet(typeURL string, list []types.Resource) (*typeSet, er
 	key := typeURL + "\x00" + version
 
 	in.mu.Lock()
-	set, ok := in.sets[key]
+	set := in.sets[key].Value()
 	in.mu.Unlock()
-	if !ok {
+	if set == nil {
 		set = &typeSet{typeURL: typeURL, version: version, wire: make(map[string]*discovery.Resource, len(infos))}
 		for _, ri := range infos {
 			if _, dup := set.wire[ri.name]; dup {
@@ -209,15 +312,15 @@ func (in *interner) typeSet(typeURL string, list []types.Resource) (*typeSet, er
 		}
 		slices.Sort(set.names)
 		in.mu.Lock()
-		if prev, ok := in.sets[key]; ok {
+		if prev := in.sets[key].Value(); prev != nil {
 			set = prev // built concurrently by another proxy; share one
 		} else {
-			in.sets[key] = set
+			in.sets[key] = weak.Make(set)
 		}
 		in.mu.Unlock()
 	}
 	if len(list) > 0 {
-		in.lists.Store(lk, set)
+		in.lists.Store(lk, &listEntry{first: weak.Make(&list[0]), set: set})
 	}
 	return set, nil
 }
