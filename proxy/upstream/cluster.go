@@ -153,8 +153,9 @@ type Cluster struct {
 
 // hostSet is an immutable view of the cluster's members and their balancer.
 type hostSet struct {
-	lb  *balance.Set
-	eps []*endpoint
+	lb    *balance.Set
+	eps   []*endpoint
+	panic bool // some priority level is in panic mode (lb_healthy_panic)
 }
 
 // Name returns the cluster's name.

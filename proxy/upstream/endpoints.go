@@ -34,8 +34,8 @@ type endpoint struct {
 	active   atomic.Int64 // outstanding requests (LEAST_REQUEST, original-dst cleanup)
 	lastUsed atomic.Int64 // unix nanoseconds (original-dst cleanup)
 
-	poolMu sync.Mutex
-	pools  [numPoolKinds]*pool
+	poolMu sync.Mutex // serializes pool creation and close
+	pools  [numPoolKinds]atomic.Pointer[pool]
 	closed bool
 
 	od odState
@@ -56,10 +56,9 @@ func (ep *endpoint) dialAddr() string { return *ep.addr.Load() }
 func (ep *endpoint) close() {
 	ep.poolMu.Lock()
 	ep.closed = true
-	pools := ep.pools
 	ep.poolMu.Unlock()
-	for _, p := range pools {
-		if p != nil {
+	for i := range ep.pools {
+		if p := ep.pools[i].Load(); p != nil {
 			p.close()
 		}
 	}
@@ -276,7 +275,7 @@ func (c *Cluster) rebuildLocked() {
 		c.log.Error("rebuilding load balancer", "err", err)
 		return
 	}
-	c.set.Store(&hostSet{lb: lb, eps: append([]*endpoint(nil), c.members...)})
+	c.set.Store(&hostSet{lb: lb, eps: append([]*endpoint(nil), c.members...), panic: lb.InPanic()})
 	c.st.membershipTotal.Set(int64(len(hosts)))
 	c.st.membershipHealthy.Set(int64(healthy))
 }

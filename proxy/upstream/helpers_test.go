@@ -46,6 +46,11 @@ func h2cBackend(b *backend, p *http.Protocols) {
 
 func newBackend(t *testing.T, name string, opts ...backendOpt) *backend {
 	t.Helper()
+	return newBackendTB(t, name, opts...)
+}
+
+func newBackendTB(t testing.TB, name string, opts ...backendOpt) *backend {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -254,7 +259,7 @@ func names(n int, f func(i int) string) []string {
 
 type anyT = anypb.Any
 
-func mustAny(t *testing.T, m proto.Message) *anypb.Any {
+func mustAny(t testing.TB, m proto.Message) *anypb.Any {
 	t.Helper()
 	a, err := anypb.New(m)
 	if err != nil {

@@ -50,16 +50,20 @@ type pconn struct {
 	idle     *time.Timer
 }
 
-// poolFor returns the endpoint's pool of kind k, creating it on first use.
+// poolFor returns the endpoint's pool of kind k, creating it on first use. The common case is
+// one atomic load.
 func (ep *endpoint) poolFor(k poolKind) *pool {
+	if p := ep.pools[k].Load(); p != nil {
+		return p
+	}
 	ep.poolMu.Lock()
 	defer ep.poolMu.Unlock()
-	if p := ep.pools[k]; p != nil {
+	if p := ep.pools[k].Load(); p != nil {
 		return p
 	}
 	p := newPool(ep, k)
 	p.closed = ep.closed
-	ep.pools[k] = p
+	ep.pools[k].Store(p)
 	return p
 }
 
@@ -126,7 +130,7 @@ func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) 
 	for {
 		freed := c.connFreed()
 		p.mu.Lock()
-		if pc := p.reserveLocked(time.Now()); pc != nil {
+		if pc := p.reserveLocked(); pc != nil {
 			reused := pc.requests > 1
 			p.mu.Unlock()
 			return pc, reused, nil
@@ -178,19 +182,19 @@ func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) 
 }
 
 // reserveLocked reserves a request slot on the newest usable connection.
-func (p *pool) reserveLocked(now time.Time) *pconn {
+func (p *pool) reserveLocked() *pconn {
 	c := p.ep.c
+	var now time.Time
+	if c.http.maxConnDuration > 0 {
+		now = time.Now()
+	}
 	for i := len(p.conns) - 1; i >= 0; i-- {
 		pc := p.conns[i]
 		if pc.draining || pc.cc.Err() != nil {
 			continue
 		}
 		if d := c.http.maxConnDuration; d > 0 && now.Sub(pc.created) >= d {
-			pc.draining = true
-			c.st.cxMaxDurationReached.Inc()
-			if pc.cc.InFlight() == 0 {
-				go pc.cc.Close()
-			}
+			// The duration timer has not fired yet; it will close the connection.
 			continue
 		}
 		if pc.cc.Reserve() != nil {
@@ -225,7 +229,26 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 		c.st.cxHTTP1Total.Inc()
 	}
 	cc.SetStateHook(func(*http.ClientConn) { pc.onState() })
+	if d := c.http.maxConnDuration; d > 0 {
+		// Envoy drains a connection when it reaches max_connection_duration, busy or not.
+		time.AfterFunc(d, pc.onMaxDuration)
+	}
 	return pc, nil
+}
+
+func (pc *pconn) onMaxDuration() {
+	p := pc.p
+	p.mu.Lock()
+	first := !pc.draining
+	pc.draining = true
+	closeIt := pc.cc.InFlight() == 0 && pc.cc.Err() == nil
+	p.mu.Unlock()
+	if first {
+		p.ep.c.st.cxMaxDurationReached.Inc()
+	}
+	if closeIt {
+		pc.cc.Close()
+	}
 }
 
 // onState runs when a connection's state changes: it forgets dead connections, closes idle ones

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/tlsx"
 )
 
-func protoOptions(t *testing.T, o *httpv3.HttpProtocolOptions) map[string]*anypb.Any {
+func protoOptions(t testing.TB, o *httpv3.HttpProtocolOptions) map[string]*anypb.Any {
 	return map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(t, o)}
 }
 
@@ -435,5 +436,60 @@ func TestUpgradeWebSocketStyle(t *testing.T) {
 	buf := make([]byte, 5)
 	if _, err := io.ReadFull(rw, buf); err != nil || string(buf) != "hello" {
 		t.Fatalf("echo %q %v", buf, err)
+	}
+}
+
+func TestTCPKeepaliveApplied(t *testing.T) {
+	a := newBackend(t, "a")
+	c := staticCluster("ka-sock", clusterv3.Cluster_ROUND_ROBIN, a)
+	c.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{TcpKeepalive: &corev3.TcpKeepalive{
+		KeepaliveTime: u32(42), KeepaliveInterval: u32(7), KeepaliveProbes: u32(3)}}
+	cl, _ := compileT(t, c, Deps{})
+	conn, err := cl.Dial(context.Background(), balance.Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tcp := conn.(*dialedConn).Conn.(*trackedConn).Conn.(*net.TCPConn)
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var on, idle, intvl, cnt int
+	_ = raw.Control(func(fd uintptr) {
+		on, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+		idle, _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE)
+		intvl, _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL)
+		cnt, _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT)
+	})
+	if on != 1 || idle != 42 || intvl != 7 || cnt != 3 {
+		t.Fatalf("keepalive on=%d idle=%d interval=%d count=%d, want 1/42/7/3", on, idle, intvl, cnt)
+	}
+}
+
+func TestMaxConnectionDuration(t *testing.T) {
+	a := newBackend(t, "a")
+	c := staticCluster("maxdur", clusterv3.Cluster_ROUND_ROBIN, a)
+	c.TypedExtensionProtocolOptions = protoOptions(t, &httpv3.HttpProtocolOptions{
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{MaxConnectionDuration: durationpb.New(100 * time.Millisecond)},
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}}}},
+	})
+	cl, st := compileT(t, c, Deps{})
+	get(t, cl, balance.Context{})
+	get(t, cl, balance.Context{})
+	if a.accepted.Load() != 1 {
+		t.Fatal("want reuse within max_connection_duration")
+	}
+	// The idle connection is closed when it reaches its max duration, without new requests.
+	waitFor(t, "connection closed at its max duration", 5*time.Second, func() bool {
+		return gauge(st, "cluster.maxdur.upstream_cx_active") == 0
+	})
+	get(t, cl, balance.Context{})
+	if a.accepted.Load() != 2 {
+		t.Fatalf("accepted %d connections, want a new one after max duration", a.accepted.Load())
+	}
+	if counter(st, "cluster.maxdur.upstream_cx_max_duration_reached") == 0 {
+		t.Fatal("upstream_cx_max_duration_reached not counted")
 	}
 }

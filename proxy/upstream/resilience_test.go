@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -262,5 +264,85 @@ func TestCloseReleasesPools(t *testing.T) {
 	waitFor(t, "pooled connection to close", 5*time.Second, func() bool { return gauge(st, "cluster.closing.upstream_cx_active") == 0 })
 	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagNoHealthyUpstream {
 		t.Fatalf("closed cluster: err = %v, want UH", err)
+	}
+}
+
+func TestCloseLetsInFlightRequestsFinish(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	a := newBackend(t, "a")
+	a.handler = func(w http.ResponseWriter, r *http.Request) {
+		g.wait(r)
+		_, _ = w.Write([]byte("done"))
+	}
+	cl, st := compileT(t, staticCluster("drain", clusterv3.Cluster_ROUND_ROBIN, a), Deps{})
+	done := make(chan error, 1)
+	go func() {
+		resp, err := do(cl, balance.Context{}, "GET", "/")
+		if err == nil && resp.StatusCode != 200 {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		done <- err
+	}()
+	waitFor(t, "request in flight", 5*time.Second, func() bool { return g.waiting.Load() == 1 })
+	cl.Close()
+	g.open()
+	if err := <-done; err != nil {
+		t.Fatalf("in-flight request failed after Close: %v", err)
+	}
+	waitFor(t, "connection released after the last request", 5*time.Second, func() bool {
+		return gauge(st, "cluster.drain.upstream_cx_active") == 0
+	})
+}
+
+func TestPanicModeCounted(t *testing.T) {
+	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
+	cl, st := compileT(t, &clusterv3.Cluster{
+		Name:                 "panic",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+	}, Deps{})
+	cla := assignment("panic", a, b, c)
+	cla.Endpoints[0].LbEndpoints[0].HealthStatus = 3 // UNHEALTHY
+	cla.Endpoints[0].LbEndpoints[1].HealthStatus = 3
+	if err := cl.SetEndpoints(cla); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for range 9 {
+		name, _ := get(t, cl, balance.Context{})
+		seen[name] = true
+	}
+	// 1 of 3 healthy is under the 50% panic threshold: Envoy balances over all hosts.
+	if len(seen) != 3 || counter(st, "cluster.panic.lb_healthy_panic") != 9 {
+		t.Fatalf("panic mode: reached %v, lb_healthy_panic %d", seen, counter(st, "cluster.panic.lb_healthy_panic"))
+	}
+}
+
+func TestLocalityWeightedEndToEnd(t *testing.T) {
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	cla := assignment("loc", a)
+	cla.Endpoints[0].Locality = &corev3.Locality{Region: "r", Zone: "z1"}
+	cla.Endpoints[0].LoadBalancingWeight = u32(1)
+	second := assignment("loc", b).Endpoints[0]
+	second.Locality = &corev3.Locality{Region: "r", Zone: "z2"}
+	second.LoadBalancingWeight = u32(3)
+	cla.Endpoints = append(cla.Endpoints, second)
+	c := &clusterv3.Cluster{
+		Name:                 "loc",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{LocalityConfigSpecifier: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{
+			LocalityWeightedLbConfig: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig{}}},
+	}
+	cl, _ := compileT(t, c, Deps{})
+	if err := cl.SetEndpoints(cla); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for range 40 {
+		name, _ := get(t, cl, balance.Context{})
+		seen[name]++
+	}
+	if seen["a"] != 10 || seen["b"] != 30 {
+		t.Fatalf("locality weights 1:3 gave %v", seen)
 	}
 }

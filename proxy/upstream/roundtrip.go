@@ -38,6 +38,9 @@ func (c *Cluster) pick(ctx context.Context, hdr http.Header, lb balance.Context)
 		return ep, nil
 	}
 	hs := c.set.Load()
+	if hs.panic {
+		c.st.lbHealthyPanic.Inc()
+	}
 	i := hs.lb.Pick(lb)
 	if i < 0 {
 		c.st.cxNoneHealthy.Inc()
