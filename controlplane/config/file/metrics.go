@@ -56,6 +56,12 @@ func (st *stats) record(errs []error, warnings int, objs []*config.Object) {
 
 var _ prometheus.Collector = (*Source)(nil)
 
+// Collector returns the source's metrics collector (the Source itself), for registration with a
+// prometheus.Registerer: strait_config_errors{kind}, strait_config_objects{kind},
+// strait_config_warnings, strait_config_reloads_total{result} and
+// strait_config_last_reload_timestamp_seconds, all with source="file".
+func (s *Source) Collector() prometheus.Collector { return s }
+
 // Describe implements prometheus.Collector.
 func (s *Source) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descErrors, descObjects, descWarnings, descReloads, descLast} {

@@ -80,8 +80,16 @@ type parsed struct {
 var _ config.Source = (*Source)(nil)
 
 // New returns a source for dir and loads it once, so that List and Errors answer before Run is
-// called. Problems reading dir are reported by Errors; Run reports them as an error.
-func New(dir string, opts Options) *Source {
+// called. It fails only when dir is not a readable directory; problems with the files in it are
+// reported by Errors.
+func New(dir string, opts Options) (*Source, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening config directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("opening config directory: %s is not a directory", dir)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -99,7 +107,7 @@ func New(dir string, opts Options) *Source {
 		files:  map[string]*parsed{},
 	}
 	s.Reload()
-	return s
+	return s, nil
 }
 
 // List returns the accepted objects sorted by kind, namespace and name. The slice and the objects

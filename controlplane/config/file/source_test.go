@@ -73,7 +73,7 @@ func TestLoadAndLastKnownGood(t *testing.T) {
 	write(t, filepath.Join(dir, "sub", "c.yml"), vsDoc("c", "c1"))
 	write(t, filepath.Join(dir, "notes.txt"), "not config")
 	write(t, filepath.Join(dir, ".hidden.yaml"), vsDoc("hidden", "h"))
-	s := New(dir, quietOptions())
+	s := newSource(t, dir, quietOptions())
 	if got := hosts(s); len(got) != 3 || got["a"] != "a1" || got["b"] != "b1" || got["c"] != "c1" {
 		t.Fatalf("initial: %v", got)
 	}
@@ -143,7 +143,7 @@ func TestDuplicatesFirstWins(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "1.yaml"), vsDoc("x", "first"))
 	write(t, filepath.Join(dir, "2.yaml"), vsDoc("x", "second"))
-	s := New(dir, quietOptions())
+	s := newSource(t, dir, quietOptions())
 	if got := hosts(s); got["x"] != "first" {
 		t.Fatalf("got %v", got)
 	}
@@ -156,13 +156,37 @@ func TestDuplicatesFirstWins(t *testing.T) {
 
 func TestMissingDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "missing")
-	s := New(dir, quietOptions())
+	if _, err := New(dir, quietOptions()); err == nil || !strings.Contains(err.Error(), "opening config directory") {
+		t.Fatalf("New on a missing directory: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "f.yaml")
+	write(t, file, "")
+	if _, err := New(file, quietOptions()); err == nil {
+		t.Fatal("New on a file returned no error")
+	}
+	// The directory disappears after New: its objects go away, Run reports the error.
+	dir = t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a1"))
+	s := newSource(t, dir, quietOptions())
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	s.Reload()
 	if len(s.List()) != 0 || len(s.Errors()) != 1 {
 		t.Fatalf("list %v errors %v", s.List(), s.Errors())
 	}
 	if err := s.Run(context.Background(), nil); err == nil {
 		t.Fatal("Run on a missing directory returned nil")
 	}
+}
+
+func newSource(t *testing.T, dir string, opts Options) *Source {
+	t.Helper()
+	s, err := New(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // runSource starts Run and returns a function reporting how many times onChange ran.
@@ -187,7 +211,7 @@ func runSource(t *testing.T, s *Source) func() int {
 func TestWatch(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a1"))
-	s := New(dir, quietOptions())
+	s := newSource(t, dir, quietOptions())
 	changes := runSource(t, s)
 	// Give the watcher a moment to be installed: poll until a first write is seen.
 	write(t, filepath.Join(dir, "b.yaml"), vsDoc("b", "b1"))
@@ -234,9 +258,9 @@ func TestWatch(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a1")+"---\n"+vsDoc("b", "b..bad")+"---\nfoo: [\n")
-	s := New(dir, quietOptions())
+	s := newSource(t, dir, quietOptions())
 	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(s); err != nil {
+	if err := reg.Register(s.Collector()); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()
@@ -279,7 +303,7 @@ func TestMetrics(t *testing.T) {
 func TestObjectMovesBetweenFiles(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.yaml"), vsDoc("x", "x1"))
-	s := New(dir, quietOptions())
+	s := newSource(t, dir, quietOptions())
 	// The object moves to b.yaml, and a.yaml gets an invalid version of it: b.yaml's good one wins.
 	write(t, filepath.Join(dir, "b.yaml"), vsDoc("x", "x2"))
 	write(t, filepath.Join(dir, "a.yaml"), vsDoc("x", "x..bad"))
@@ -310,7 +334,7 @@ func TestWarnings(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.yaml"), "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a, namespace: ns}\n"+
 		"spec: {hosts: [a], http: [{route: [{destination: {host: a, subset: v1}}]}]}\n")
-	s := New(dir, quietOptions())
+	s := newSource(t, dir, quietOptions())
 	if len(s.Errors()) != 0 || len(s.Warnings()) != 1 || !config.IsWarning(s.Warnings()[0]) {
 		t.Fatalf("errors %v warnings %v", s.Errors(), s.Warnings())
 	}
@@ -334,7 +358,7 @@ func TestConfigMapVolume(t *testing.T) {
 	}
 	must(os.Symlink("..v1", filepath.Join(dir, "..data")))
 	must(os.Symlink(filepath.Join("..data", "vs.yaml"), filepath.Join(dir, "vs.yaml")))
-	s := New(dir, quietOptions())
+	s := newSource(t, dir, quietOptions())
 	if got := hosts(s); len(got) != 1 || got["cm"] != "v1" {
 		t.Fatalf("initial: %v %v", got, s.Errors())
 	}
@@ -350,7 +374,7 @@ func TestResync(t *testing.T) {
 	dir := t.TempDir()
 	opts := quietOptions()
 	opts.Resync = 20 * time.Millisecond
-	s := New(dir, opts)
+	s := newSource(t, dir, opts)
 	changes := runSource(t, s)
 	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a1"))
 	eventually(t, "new file", func() bool { return hosts(s)["a"] == "a1" && changes() > 0 })
@@ -363,7 +387,7 @@ func TestUnreadableKeepsServing(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "a.yaml")
 	write(t, path, vsDoc("a", "a1"))
-	s := New(dir, quietOptions())
+	s := newSource(t, dir, quietOptions())
 	if err := os.Chmod(path, 0); err != nil {
 		t.Fatal(err)
 	}
