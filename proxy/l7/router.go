@@ -347,7 +347,12 @@ func (h *Handler) forward(s *Stream) {
 		if rt.VirtualHost.IncludeAttemptCount {
 			r.Header.Set("X-Envoy-Attempt-Count", strconv.Itoa(attempt))
 		}
-		res = h.attempt(ctx, s, up, out, body, lb, perTry)
+		alb := lb
+		if attempt > 1 && lb.HasHash && policy.AvoidPreviousHosts {
+			// previous_hosts: move the retry to another ring position (see route.RetryPolicy).
+			alb.Hash = mix64(lb.Hash + uint64(attempt))
+		}
+		res = h.attempt(ctx, s, up, out, body, alb, perTry)
 		retry := false
 		if attempt <= maxRetries && ctx.Err() == nil {
 			if res.resp != nil {
@@ -568,4 +573,14 @@ func (h *Handler) respond(s *Stream, ctx context.Context, resp *http.Response, c
 			s.Info.GRPCStatus = v[0]
 		}
 	}
+}
+
+// mix64 is the splitmix64 finalizer.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }

@@ -79,13 +79,15 @@ type RetryPolicy struct {
 	NumRetries int
 	// PerTryTimeout bounds each attempt; 0 means only the route timeout applies.
 	PerTryTimeout time.Duration
-	// PerTryIdleTimeout bounds the time without bytes on each attempt; 0 disables it.
-	PerTryIdleTimeout time.Duration
 	// StatusCodes are the retriable-status-codes.
 	StatusCodes []int
-	// AvoidPreviousHosts is set by the previous_hosts retry host predicate.
+	// AvoidPreviousHosts is set by the previous_hosts retry host predicate. The load balancer
+	// API has no exclusion list, so l7 approximates it: round robin, least request and random
+	// move on by themselves, and for hash-based balancing each retry perturbs the hash so that
+	// it lands on another ring position.
 	AvoidPreviousHosts bool
-	// HostSelectionMaxAttempts is how often host selection is retried to satisfy the predicate.
+	// HostSelectionMaxAttempts is how often Envoy re-runs host selection to satisfy the
+	// predicate; with the approximation above a single selection is made per attempt.
 	HostSelectionMaxAttempts int
 	// BackoffBase and BackoffMax bound the fully jittered exponential back-off between attempts
 	// (Envoy defaults 25 ms and 10 × base).
@@ -96,7 +98,7 @@ type RetryPolicy struct {
 }
 
 func compileRetry(field string, p *routev3.RetryPolicy) (*RetryPolicy, error) {
-	if err := checkFields(field, p, "retry_on", "num_retries", "per_try_timeout", "per_try_idle_timeout",
+	if err := checkFields(field, p, "retry_on", "num_retries", "per_try_timeout",
 		"retry_host_predicate", "host_selection_retry_max_attempts", "retriable_status_codes",
 		"retry_back_off", "retriable_headers", "retriable_request_headers"); err != nil {
 		return nil, err
@@ -111,7 +113,6 @@ func compileRetry(field string, p *routev3.RetryPolicy) (*RetryPolicy, error) {
 		rp.NumRetries = int(n.GetValue())
 	}
 	rp.PerTryTimeout = p.GetPerTryTimeout().AsDuration()
-	rp.PerTryIdleTimeout = p.GetPerTryIdleTimeout().AsDuration()
 	for _, c := range p.GetRetriableStatusCodes() {
 		rp.StatusCodes = append(rp.StatusCodes, int(c))
 	}

@@ -73,6 +73,10 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 	if err := checkFields("route_configuration", rc, rcFields...); err != nil {
 		return nil, err
 	}
+	if rc.GetValidateClusters().GetValue() {
+		// Validation needs the cluster set, which the route compiler does not see.
+		return nil, unsupported("route_configuration.validate_clusters", "true")
+	}
 	t := &Table{
 		Name:             rc.GetName(),
 		exact:            map[string]*VirtualHost{},
