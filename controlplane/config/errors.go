@@ -23,6 +23,7 @@ type Error struct {
 	Msg       string
 }
 
+// Error formats the error as "FILE[:LINE]: KIND NAMESPACE/NAME: FIELD: MESSAGE".
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.Origin != "" {
@@ -86,6 +87,7 @@ type Warning struct {
 	Msg       string
 }
 
+// Error formats the warning like Error, prefixed with "warning: ".
 func (w *Warning) Error() string {
 	e := Error{Origin: w.Origin, Kind: w.Kind, Namespace: w.Namespace, Name: w.Name, Field: w.Field, Msg: w.Msg}
 	return "warning: " + e.Error()
