@@ -1,0 +1,167 @@
+package xds
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/strait-mesh/strait/controlplane/translate"
+)
+
+// deltaConn is a synchronous Delta ADS stream for step-by-step protocol tests.
+type deltaConn struct {
+	t  *testing.T
+	st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+}
+
+func openDelta(t *testing.T, addr string) *deltaConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(func() { cancel(); _ = cc.Close() })
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &deltaConn{t: t, st: st}
+}
+
+func (c *deltaConn) send(req *discovery.DeltaDiscoveryRequest) {
+	c.t.Helper()
+	if err := c.st.Send(req); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// next receives responses, ACKing each, until one of type typ arrives; it returns its resource
+// names and removals.
+func (c *deltaConn) next(typ string) (names, removed []string) {
+	c.t.Helper()
+	for {
+		resp, err := c.st.Recv()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()})
+		if resp.GetTypeUrl() != typ {
+			continue
+		}
+		for _, r := range resp.GetResources() {
+			names = append(names, r.GetName())
+		}
+		return names, resp.GetRemovedResources()
+	}
+}
+
+// TestDeltaNamedSubscriptions follows how Envoy asks for endpoints: by cluster name, subscribing
+// and unsubscribing as clusters come and go.
+func TestDeltaNamedSubscriptions(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.mesh.add("a", "default", nil).add("b", "default", nil)
+	e.srv.Update(e.mesh.snapshot())
+	ca, cb := clusterName(host("a", "default")), clusterName(host("b", "default"))
+	c := openDelta(t, e.addr)
+	c.send(&discovery.DeltaDiscoveryRequest{Node: testNode(sidecarID("127.0.0.10", "p-1", "default"), nil), TypeUrl: resource.ClusterType})
+	if names, _ := c.next(resource.ClusterType); !sameNames(names, ca, cb) {
+		t.Fatalf("CDS = %v", names)
+	}
+	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{ca}})
+	if names, _ := c.next(resource.EndpointType); !sameNames(names, ca) {
+		t.Fatalf("EDS after subscribing a = %v", names)
+	}
+	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{cb}})
+	if names, _ := c.next(resource.EndpointType); !sameNames(names, cb) {
+		t.Fatalf("EDS after subscribing b = %v", names)
+	}
+	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesUnsubscribe: []string{ca}})
+
+	// Endpoints of both change: only the still-subscribed b is sent.
+	e.mesh.endpoint("a", "default", "127.0.0.2").endpoint("b", "default", "127.0.0.3")
+	e.srv.Update(e.mesh.snapshot())
+	if names, _ := c.next(resource.EndpointType); !sameNames(names, cb) {
+		t.Fatalf("EDS after a change to a and b = %v, want only b", names)
+	}
+	// b is removed from the mesh: its cluster and endpoints go away.
+	e.mesh.remove("b", "default")
+	e.srv.Update(e.mesh.snapshot())
+	if names, removed := c.next(resource.ClusterType); len(names) != 0 || !sameNames(removed, cb) {
+		t.Fatalf("CDS after removing b = %v removed %v", names, removed)
+	}
+	if names, removed := c.next(resource.EndpointType); len(names) != 0 || !sameNames(removed, cb) {
+		t.Fatalf("EDS after removing b = %v removed %v", names, removed)
+	}
+}
+
+func sameNames(got []string, want ...string) bool {
+	g, w := slices.Clone(got), slices.Clone(want)
+	slices.Sort(g)
+	slices.Sort(w)
+	return slices.Equal(g, w)
+}
+
+func testCluster(name string, timeout time.Duration) *clusterv3.Cluster {
+	return &clusterv3.Cluster{Name: name, ConnectTimeout: durationpb.New(timeout),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}}
+}
+
+func TestInternerSharesEqualOutput(t *testing.T) {
+	in := newInterner()
+	a, b := testCluster("a", time.Second), testCluster("b", time.Second)
+	// Equal content from different objects and in a different order yields one shared set.
+	s1, err := in.snapshot(translate.Resources{resource.ClusterType: {a, b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := in.snapshot(translate.Resources{resource.ClusterType: {testCluster("b", time.Second), testCluster("a", time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1.set(resource.ClusterType) != s2.set(resource.ClusterType) {
+		t.Errorf("equal outputs were not shared")
+	}
+	for _, typ := range coreTypes {
+		if s1.set(typ) == nil {
+			t.Errorf("%s missing from the snapshot", shortType(typ))
+		}
+	}
+	// A change of content changes the version.
+	s3, err := in.snapshot(translate.Resources{resource.ClusterType: {a, testCluster("b", 2*time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s3.version(resource.ClusterType) == s1.version(resource.ClusterType) {
+		t.Errorf("changed content kept version %s", s1.version(resource.ClusterType))
+	}
+	d := s3.set(resource.ClusterType).diffFrom(s1.set(resource.ClusterType))
+	if len(d.changed) != 1 || d.changed[0].GetName() != "b" || len(d.removed) != 0 {
+		t.Errorf("diff = %v removed %v", d.changed, d.removed)
+	}
+}
+
+func TestInternerRejectsBadOutput(t *testing.T) {
+	for name, res := range map[string]translate.Resources{
+		"duplicate":  {resource.ClusterType: {testCluster("a", time.Second), testCluster("a", 2*time.Second)}},
+		"invalid":    {resource.ClusterType: {testCluster("a", -time.Second)}},
+		"wrong type": {resource.ListenerType: {testCluster("a", time.Second)}},
+		"nil":        {resource.ClusterType: {nil}},
+		"unknown":    {"type.googleapis.com/unknown": {testCluster("a", time.Second)}},
+	} {
+		if _, err := newInterner().snapshot(res); err == nil {
+			t.Errorf("%s: no error", name)
+		} else if !strings.Contains(err.Error(), "a") && name != "nil" {
+			t.Errorf("%s: error %q does not name the resource", name, err)
+		}
+	}
+}
