@@ -139,9 +139,15 @@ func (s *Source) Dir() string { return s.dir }
 // Reload rescans the directory now and reports whether the accepted objects, errors or warnings
 // changed. Run calls it after file events; tests and a SIGHUP handler may call it directly.
 func (s *Source) Reload() bool {
+	changed, _ := s.reload()
+	return changed
+}
+
+// reload is Reload, also returning the directories found, for Run to watch.
+func (s *Source) reload() (bool, []string) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	files, _, walkErr := s.scan()
+	files, dirs, walkErr := s.scan()
 
 	s.mu.RLock()
 	prevFiles, prevServed, prevErrs := s.files, s.served, s.errs
@@ -205,7 +211,7 @@ func (s *Source) Reload() bool {
 	if changed {
 		s.logResult(prevErrs, errs, warnings, len(objs))
 	}
-	return changed
+	return changed, dirs
 }
 
 // merge decides which object serves each key. Good definitions win, the first file in path order
@@ -373,8 +379,7 @@ func (s *Source) Run(ctx context.Context, onChange func()) error {
 		return fmt.Errorf("watching %s: %w", s.dir, err)
 	}
 	watched := map[string]bool{s.dir: true}
-	syncWatches := func() {
-		_, dirs, _ := s.scan()
+	syncWatches := func(dirs []string) {
 		now := map[string]bool{s.dir: true}
 		for _, d := range dirs {
 			now[d] = true
@@ -394,12 +399,15 @@ func (s *Source) Run(ctx context.Context, onChange func()) error {
 		}
 	}
 	reload := func() {
-		syncWatches()
-		if s.Reload() && onChange != nil {
+		changed, dirs := s.reload()
+		syncWatches(dirs)
+		if changed && onChange != nil {
 			onChange()
 		}
 	}
-	// Changes between New and Run, and directories to watch.
+	// Watch every directory first, then pick up changes made since New: nothing is missed between.
+	_, dirs, _ := s.scan()
+	syncWatches(dirs)
 	reload()
 
 	var (
@@ -447,12 +455,14 @@ func (s *Source) Run(ctx context.Context, onChange func()) error {
 			if !ok {
 				return errors.New("file watcher closed")
 			}
-			if ev.Op == fsnotify.Chmod {
+			if !relevant(ev) {
 				continue
 			}
 			if ev.Op&fsnotify.Create != 0 {
 				if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() && !hidden(filepath.Base(ev.Name)) {
-					syncWatches() // watch a new subdirectory at once, before files land in it
+					// Watch a new subdirectory at once, before files land in it unseen.
+					_, dirs, _ := s.scan()
+					syncWatches(dirs)
 				}
 			}
 			schedule()
@@ -470,6 +480,19 @@ func (s *Source) Run(ctx context.Context, onChange func()) error {
 			reload()
 		}
 	}
+}
+
+// relevant reports whether a file event can change the config: writes to files without a config
+// extension (logs, editor swap files) cannot; creations, removals and renames may concern
+// directories or ConfigMap "..data" links, so they always count.
+func relevant(ev fsnotify.Event) bool {
+	switch {
+	case ev.Op&(fsnotify.Create|fsnotify.Remove|fsnotify.Rename) != 0:
+		return true
+	case ev.Op&fsnotify.Write != 0:
+		return isConfigFile(ev.Name)
+	}
+	return false // Chmod only
 }
 
 // logResult logs a reload that changed something: newly found errors at Warn, the summary at Info.
