@@ -126,4 +126,3 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("drain: %v", err)
 	}
 }
-

@@ -3,6 +3,7 @@ package route
 import (
 	"encoding/hex"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"regexp"
@@ -292,6 +293,9 @@ func ParseGRPCTimeout(v string) (time.Duration, bool) {
 		unit = time.Nanosecond
 	default:
 		return 0, false
+	}
+	if n > int64(math.MaxInt64/unit) {
+		return math.MaxInt64, true // 99999999H overflows time.Duration: treat as unbounded
 	}
 	return time.Duration(n) * unit, true
 }
