@@ -24,6 +24,7 @@ import (
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 
 	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/translate"
 	"github.com/strait-mesh/strait/internal/node"
 )
@@ -104,6 +105,23 @@ func New(opts Options) (*Registry, error) {
 		refusals: make(map[string]error),
 		changed:  make(chan struct{}, 1),
 	}, nil
+}
+
+// SnapshotLookup returns an Options.Lookup that finds WorkloadGroups in the snapshot current()
+// returns (which may be nil before the first snapshot is built).
+func SnapshotLookup(current func() *mesh.Snapshot) func(namespace, name string) (*config.Object, bool) {
+	return func(namespace, name string) (*config.Object, bool) {
+		snap := current()
+		if snap == nil {
+			return nil, false
+		}
+		for _, o := range snap.Configs[config.WorkloadGroup] {
+			if o.Namespace == namespace && o.Name == name {
+				return o, true
+			}
+		}
+		return nil, false
+	}
 }
 
 // EntryName is the name Istio gives the entry of a proxy: "<group>-<ip>[-<network>]" with '.' and

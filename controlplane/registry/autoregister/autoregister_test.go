@@ -301,3 +301,18 @@ func waitEntries(t *testing.T, r *Registry, want int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestSnapshotLookup(t *testing.T) {
+	var snap *mesh.Snapshot
+	lookup := SnapshotLookup(func() *mesh.Snapshot { return snap })
+	if _, ok := lookup("default", "vms"); ok {
+		t.Fatal("found a group before any snapshot")
+	}
+	snap = &mesh.Snapshot{Configs: map[config.Kind][]*config.Object{config.WorkloadGroup: {group()}}}
+	if o, ok := lookup("default", "vms"); !ok || o.Name != "vms" {
+		t.Errorf("lookup(default, vms) = %v, %v", o, ok)
+	}
+	if _, ok := lookup("other", "vms"); ok {
+		t.Errorf("found a group in the wrong namespace")
+	}
+}
