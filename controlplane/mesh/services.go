@@ -64,3 +64,26 @@ func (s *Snapshot) VisibleServices(ns string) []*registry.Service {
 func (s *Snapshot) ServiceEndpoints(svc *registry.Service) []*registry.Endpoint {
 	return s.Endpoints[svc.Key()]
 }
+
+// InstanceEndpoint is one endpoint with the service it belongs to.
+type InstanceEndpoint struct {
+	Service  *registry.Service
+	Endpoint *registry.Endpoint
+}
+
+type instancesKey struct{}
+
+// Instances returns the service endpoints whose address is addr (a workload's own endpoints,
+// for inbound listeners), in service order. The index is built on first use.
+func (s *Snapshot) Instances(addr string) []InstanceEndpoint {
+	idx := s.CacheValue(instancesKey{}, func() any {
+		m := make(map[string][]InstanceEndpoint)
+		for _, svc := range s.Services {
+			for _, ep := range s.Endpoints[svc.Key()] {
+				m[ep.Address] = append(m[ep.Address], InstanceEndpoint{Service: svc, Endpoint: ep})
+			}
+		}
+		return m
+	}).(map[string][]InstanceEndpoint)
+	return idx[addr]
+}

@@ -6,8 +6,8 @@ import (
 	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
@@ -46,9 +46,11 @@ type edsTarget struct {
 
 // outboundSet is the outbound clusters of one scope with the EDS targets among them.
 type outboundSet struct {
-	clusters []*clusterv3.Cluster
-	eds      []edsTarget
-	errs     error
+	clusters   []*clusterv3.Cluster
+	clusterRes []types.Resource // clusters, type-erased once
+	byLabels   bool             // some load assignment depends on the proxy's labels
+	eds        []edsTarget
+	errs       error
 }
 
 // outboundClusters builds (once per share key) the outbound clusters of every reachable service
@@ -74,6 +76,10 @@ func outboundClusters(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, prox
 			}
 		}
 		set.errs = errors.Join(errs...)
+		set.clusterRes = appendAll(nil, set.clusters)
+		for _, t := range set.eds {
+			set.byLabels = set.byLabels || t.byLabels
+		}
 		return set
 	}).(*outboundSet)
 }
@@ -110,24 +116,22 @@ func edsTargets(snap *mesh.Snapshot, svc *registry.Service, port registry.Port, 
 
 // loadAssignments builds the load assignments of the EDS clusters of set for a proxy. Output is
 // shared between proxies of the same locality unless failoverPriority makes it label-dependent.
-func loadAssignments(snap *mesh.Snapshot, set *outboundSet, p *Proxy, base shareKey) []*endpointv3.ClusterLoadAssignment {
+func loadAssignments(snap *mesh.Snapshot, set *outboundSet, p *Proxy, base shareKey) []types.Resource {
 	loc := p.Node.GetLocality()
 	base.kind = "eds"
 	base.locality = loc.GetRegion() + "/" + loc.GetZone() + "/" + loc.GetSubZone()
-	build := func() []*endpointv3.ClusterLoadAssignment {
-		out := make([]*endpointv3.ClusterLoadAssignment, 0, len(set.eds))
+	build := func() []types.Resource {
+		out := make([]types.Resource, 0, len(set.eds))
 		for _, t := range set.eds {
 			out = append(out, endpoint.Build(t.name, t.port, t.subset, snap.ServiceEndpoints(t.svc), endpoint.Options{
 				ProxyLocality: loc, ProxyLabels: p.Labels, Locality: t.locality, OutlierDetection: t.outlier}))
 		}
 		return out
 	}
-	for _, t := range set.eds {
-		if t.byLabels {
-			return build()
-		}
+	if set.byLabels {
+		return build()
 	}
-	return snap.CacheValue(base, func() any { return build() }).([]*endpointv3.ClusterLoadAssignment)
+	return snap.CacheValue(base, func() any { return build() }).([]types.Resource)
 }
 
 // routeInputs returns the route package inputs for a proxy in a scope.
@@ -136,7 +140,8 @@ func (g *generator) routeInputs(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Work
 		Proxy:           route.Proxy{Namespace: w.Namespace, Labels: w.Labels, Router: router},
 		Mesh:            scopeMesh(snap, sc),
 		DomainSuffix:    g.opts.DomainSuffix,
-		Services:        reachableServices(snap, sc),
+		Services:        sc.Services,
+		Reaches:         sc.Reaches,
 		VirtualServices: vs,
 		Gateways:        gateways,
 		DestinationRule: func(host string) *networking.DestinationRule {
@@ -256,24 +261,4 @@ func outboundRoutes(b *route.Builder, ports []uint32) ([]*routev3.RouteConfigura
 		}
 	}
 	return out, errors.Join(errs...)
-}
-
-// reachableServices returns the scope's services restricted to their reachable ports (a
-// port-restricted Sidecar egress listener admits only some ports of a service), cached per scope.
-// Services reachable on every port are returned as they are.
-func reachableServices(snap *mesh.Snapshot, sc *mesh.Scope) []*registry.Service {
-	return snap.CacheValue(shareKey{kind: "services", scope: sc.Key}, func() any {
-		out := make([]*registry.Service, 0, len(sc.Services))
-		for _, svc := range sc.Services {
-			ports := sc.Ports(svc)
-			if len(ports) == len(svc.Ports) {
-				out = append(out, svc)
-				continue
-			}
-			cp := *svc
-			cp.Ports = ports
-			out = append(out, &cp)
-		}
-		return out
-	}).([]*registry.Service)
 }

@@ -59,8 +59,8 @@ func (g *generator) proxyless(snap *mesh.Snapshot, p *Proxy) (Resources, error) 
 	}
 	g.report(p, out.reports)
 	res := newResources()
-	res[resource.ClusterType] = appendAll(nil, set.clusters)
-	res[resource.EndpointType] = appendAll(nil, loadAssignments(snap, set, p, key))
+	res[resource.ClusterType] = set.clusterRes
+	res[resource.EndpointType] = loadAssignments(snap, set, p, key)
 	res[resource.ListenerType] = appendAll(nil, out.listeners)
 	res[resource.RouteType] = appendAll(nil, out.routes)
 	return res, nil

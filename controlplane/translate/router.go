@@ -76,10 +76,10 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 
 	res := newResources()
 	clusters := make([]types.Resource, 0, len(set.clusters)+1)
-	clusters = appendAll(clusters, set.clusters)
+	clusters = append(clusters, set.clusterRes...)
 	clusters = append(clusters, cluster.BlackHoleCluster(snap.Mesh))
 	res[resource.ClusterType] = clusters
-	res[resource.EndpointType] = appendAll(nil, loadAssignments(snap, set, p, shareKey{scope: sc.Key, drSig: snap.DestinationRuleSignature(w), router: true}))
+	res[resource.EndpointType] = (loadAssignments(snap, set, p, shareKey{scope: sc.Key, drSig: snap.DestinationRuleSignature(w), router: true}))
 	res[resource.ListenerType] = appendAll(nil, listeners)
 	res[resource.RouteType] = appendAll(nil, routes)
 	return res, nil

@@ -20,10 +20,12 @@ import (
 // sidecarOutbound is the proxy-independent part of a sidecar's output: listeners and route
 // configurations of its scope.
 type sidecarOutbound struct {
-	listeners []*listenerv3.Listener
-	routes    []*routev3.RouteConfiguration
-	err       error // fatal
-	reports   error // per-object problems
+	listeners   []*listenerv3.Listener
+	routes      []*routev3.RouteConfiguration
+	listenerRes []types.Resource // the same, type-erased once
+	routeRes    []types.Resource
+	err         error // fatal
+	reports     error // per-object problems
 }
 
 // sidecar generates a sidecar's resources: outbound clusters/endpoints/listeners/routes of its
@@ -50,8 +52,7 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	if sc.Sidecar != nil {
 		sidecarSpec = sc.Sidecar.Spec.(*networking.Sidecar)
 	}
-	inPorts, err := listener.InboundPorts(snap, sidecarSpec, listener.Instance{Namespace: p.Namespace,
-		WorkloadName: p.WorkloadName, IPs: p.IPs, Explicit: explicit})
+	inPorts, err := listener.InboundPorts(snap, sidecarSpec, listener.Instance{IPs: p.IPs, Explicit: explicit})
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +63,7 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 
 	res := newResources()
 	clusters := make([]types.Resource, 0, len(set.clusters)+len(inPorts)+3)
-	clusters = appendAll(clusters, set.clusters)
+	clusters = append(clusters, set.clusterRes...)
 	clusters = append(clusters, cluster.BlackHoleCluster(snap.Mesh), cluster.PassthroughCluster(snap.Mesh))
 	if !explicit {
 		clusters = append(clusters, cluster.InboundPassthroughCluster(snap.Mesh))
@@ -81,9 +82,9 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 		return nil, errors.Join(errs...)
 	}
 	res[resource.ClusterType] = clusters
-	res[resource.EndpointType] = appendAll(nil, loadAssignments(snap, set, p, key))
-	res[resource.ListenerType] = appendAll(appendAll(nil, out.listeners), inListeners)
-	res[resource.RouteType] = appendAll(nil, out.routes)
+	res[resource.EndpointType] = loadAssignments(snap, set, p, key)
+	res[resource.ListenerType] = appendAll(append(make([]types.Resource, 0, len(out.listenerRes)+len(inListeners)), out.listenerRes...), inListeners)
+	res[resource.RouteType] = out.routeRes
 	return res, nil
 }
 
@@ -118,5 +119,7 @@ func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.
 	}
 	out.routes = routes
 	out.reports = errors.Join(reports...)
+	out.listenerRes = appendAll(nil, out.listeners)
+	out.routeRes = appendAll(nil, out.routes)
 	return out
 }

@@ -33,10 +33,8 @@ type InboundPort struct {
 
 // Instance identifies the workload behind a proxy, to find the services it serves.
 type Instance struct {
-	Namespace    string
-	WorkloadName string
-	IPs          []string
-	Explicit     bool // INTERCEPTION_MODE=NONE
+	IPs      []string // instance IPs: endpoints with these addresses are the workload's
+	Explicit bool     // INTERCEPTION_MODE=NONE
 }
 
 // InboundPorts returns the ports a sidecar receives traffic on, sorted by port. With a Sidecar
@@ -51,19 +49,15 @@ func InboundPorts(snap *mesh.Snapshot, sidecar *networking.Sidecar, inst Instanc
 	if inst.Explicit {
 		return nil, nil
 	}
-	ips := map[string]bool{}
-	for _, ip := range inst.IPs {
-		ips[ip] = true
-	}
 	seen := map[uint32]bool{}
 	var out []InboundPort
-	for _, svc := range snap.Services {
-		for _, ep := range snap.ServiceEndpoints(svc) {
-			mine := ips[ep.Address] || (inst.WorkloadName != "" && ep.WorkloadName == inst.WorkloadName && ep.Namespace == inst.Namespace)
-			if !mine || ep.Port == 0 || seen[ep.Port] {
+	for _, ip := range inst.IPs {
+		for _, ie := range snap.Instances(ip) {
+			ep := ie.Endpoint
+			if ep.Port == 0 || seen[ep.Port] {
 				continue
 			}
-			sp := svc.PortByName(ep.ServicePortName)
+			sp := ie.Service.PortByName(ep.ServicePortName)
 			if sp == nil {
 				continue
 			}
