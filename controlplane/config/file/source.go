@@ -30,6 +30,9 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 )
 
+// rootPollInterval is how often Run checks whether a removed config directory is back.
+const rootPollInterval = time.Second
+
 // Options configure a Source. The zero value is usable.
 type Options struct {
 	// Logger receives reload results and newly found errors; nil means slog.Default().
@@ -379,8 +382,40 @@ func (s *Source) Run(ctx context.Context, onChange func()) error {
 		return fmt.Errorf("watching %s: %w", s.dir, err)
 	}
 	watched := map[string]bool{s.dir: true}
+	// rootPoll ticks while the directory itself is gone, to notice when it comes back (a removed
+	// directory cannot be watched).
+	var rootPoll *time.Ticker
+	var rootPollC <-chan time.Time
+	defer func() {
+		if rootPoll != nil {
+			rootPoll.Stop()
+		}
+	}()
 	syncWatches := func(dirs []string) {
+		if _, err := os.Stat(s.dir); err != nil {
+			if rootPoll == nil {
+				s.log.Warn("config directory is gone; polling for it", "err", err)
+				rootPoll = time.NewTicker(rootPollInterval)
+				rootPollC = rootPoll.C
+			}
+			for d := range watched {
+				_ = w.Remove(d)
+				delete(watched, d)
+			}
+			return
+		}
+		if rootPoll != nil {
+			rootPoll.Stop()
+			rootPoll, rootPollC = nil, nil
+		}
 		now := map[string]bool{s.dir: true}
+		if !watched[s.dir] {
+			if err := w.Add(s.dir); err != nil {
+				s.log.Warn("cannot watch directory", "path", s.dir, "err", err)
+			} else {
+				watched[s.dir] = true
+			}
+		}
 		for _, d := range dirs {
 			now[d] = true
 			if !watched[d] {
@@ -478,6 +513,10 @@ func (s *Source) Run(ctx context.Context, onChange func()) error {
 			reload()
 		case <-resyncC:
 			reload()
+		case <-rootPollC:
+			if _, err := os.Stat(s.dir); err == nil {
+				reload()
+			}
 		}
 	}
 }

@@ -397,3 +397,21 @@ func TestUnreadableKeepsServing(t *testing.T) {
 		t.Fatalf("served %v errors %v", hosts(s), s.Errors())
 	}
 }
+
+func TestDirectoryRemovedAndRecreated(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cfg")
+	write(t, filepath.Join(dir, "a.yaml"), vsDoc("a", "a1"))
+	s := newSource(t, dir, quietOptions())
+	runSource(t, s)
+	// Make sure the watcher runs before the directory goes.
+	write(t, filepath.Join(dir, "b.yaml"), vsDoc("b", "b1"))
+	eventually(t, "added file", func() bool { return hosts(s)["b"] == "b1" })
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "objects of the removed directory gone", func() bool { return len(s.List()) == 0 })
+	write(t, filepath.Join(dir, "c.yaml"), vsDoc("c", "c1"))
+	eventually(t, "recreated directory", func() bool { return hosts(s)["c"] == "c1" && len(s.Errors()) == 0 })
+	write(t, filepath.Join(dir, "c.yaml"), vsDoc("c", "c2"))
+	eventually(t, "recreated directory watched", func() bool { return hosts(s)["c"] == "c2" })
+}
