@@ -225,6 +225,42 @@ func h2cClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{Protocols: p, DisableCompression: true}, Timeout: 20 * time.Second}
 }
 
+// startUpstreamB is startUpstream for benchmarks.
+func startUpstreamB(b *testing.B, handler http.Handler) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: handler}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// startProxyB serves a handler routing everything to cluster "c" for benchmarks.
+func startProxyB(b *testing.B, env Env) string {
+	h, err := New(inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c")))), env, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go h.ServeConn(c, ConnInfo{Source: netip.MustParseAddrPort(c.RemoteAddr().String()),
+				OriginalDst: netip.MustParseAddrPort(c.LocalAddr().String())})
+		}
+	}()
+	b.Cleanup(func() { ln.Close(); h.Close() })
+	return ln.Addr().String()
+}
+
 // startUpstream runs handler on a loopback server; h2c adds cleartext HTTP/2.
 func startUpstream(t *testing.T, handler http.Handler, h2c bool) string {
 	t.Helper()
