@@ -508,7 +508,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, resp *http.Response, c
 		s.Info.GRPCStatus = gs[0]
 	}
 	if resp.ContentLength >= 0 && len(resp.Trailer) == 0 && resp.Header.Get("Content-Length") == "" &&
-		s.R.Method != http.MethodHead {
+		s.R.Method != http.MethodHead && resp.StatusCode >= 200 && resp.StatusCode != 204 && resp.StatusCode != 304 {
 		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
 	// Announce trailers up front so that HTTP/1.1 uses chunked encoding and HTTP/2 keeps the

@@ -1,8 +1,10 @@
 package l7
 
 import (
+	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/strait-mesh/strait/proxy/stats"
 )
@@ -21,7 +23,7 @@ type hcmStats struct {
 	rqCompleted       *stats.Counter
 	rqTimeout         *stats.Counter
 	rqHeadersTooLarge *stats.Counter
-	rqTimeMsTotal     *stats.Counter
+	rqTime            latency
 	noRoute           *stats.Counter
 	noCluster         *stats.Counter
 	rqRedirect        *stats.Counter
@@ -52,7 +54,7 @@ func newHCMStats(s *stats.Store, prefix string) *hcmStats {
 		rqCompleted:       c("downstream_rq_completed"),
 		rqTimeout:         c("downstream_rq_timeout"),
 		rqHeadersTooLarge: c("downstream_rq_header_too_large"),
-		rqTimeMsTotal:     c("downstream_rq_time_ms_total"),
+		rqTime:            newLatency(s, "http."+prefix+".downstream_rq_time", "envoy_http_downstream_rq_time", tag),
 		noRoute:           c("no_route"),
 		noCluster:         c("no_cluster"),
 		rqRedirect:        c("rq_redirect"),
@@ -124,4 +126,44 @@ func (cs *clusterStats) code(code int) {
 		stats.Tag{Name: "envoy_cluster_name", Value: cs.name}, stats.Tag{Name: "envoy_response_code", Value: strconv.Itoa(code)})
 	v, _ := cs.codes.LoadOrStore(code, ctr)
 	v.(*stats.Counter).Inc()
+}
+
+// latencyBounds are Envoy's default histogram bucket bounds, in milliseconds.
+var latencyBounds = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+	300000, 600000, 1800000, 3600000}
+
+// latency is a Prometheus-style cumulative histogram (in milliseconds) built from counters,
+// since the stats store has no histogram type: <prom>_bucket{le=...}, <prom>_sum, <prom>_count.
+type latency struct {
+	buckets []*stats.Counter // one per bound, plus +Inf
+	sumUs   *stats.Counter   // microseconds, so that sub-millisecond requests add up
+	sum     *stats.Counter
+	count   *stats.Counter
+}
+
+func newLatency(s *stats.Store, name, prom string, tag stats.Tag) latency {
+	l := latency{
+		sum:   s.Counter(name+"_sum", prom+"_sum", tag),
+		sumUs: s.Counter(name+"_sum_us", prom+"_sum_us", tag),
+		count: s.Counter(name+"_count", prom+"_count", tag),
+	}
+	for _, b := range latencyBounds {
+		le := strconv.FormatFloat(b, 'f', -1, 64)
+		l.buckets = append(l.buckets, s.Counter(name+"_bucket.le_"+le, prom+"_bucket", tag, stats.Tag{Name: "le", Value: le}))
+	}
+	l.buckets = append(l.buckets, s.Counter(name+"_bucket.le_inf", prom+"_bucket", tag, stats.Tag{Name: "le", Value: "+Inf"}))
+	return l
+}
+
+// observe records one request duration.
+func (l *latency) observe(d time.Duration) {
+	us := uint64(d.Microseconds())
+	l.count.Inc()
+	l.sumUs.Add(us)
+	l.sum.Add(us / 1000)
+	ms := float64(us) / 1000
+	i := sort.SearchFloat64s(latencyBounds, ms)
+	for ; i < len(l.buckets); i++ {
+		l.buckets[i].Inc()
+	}
 }

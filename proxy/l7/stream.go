@@ -455,7 +455,7 @@ func (h *Handler) forwardClientCert(s *Stream, cs *connState) {
 func (h *Handler) finish(s *Stream) {
 	h.st.rqActive.Dec()
 	s.Info.Duration = time.Since(s.Info.Start)
-	h.st.rqTimeMsTotal.Add(uint64(s.Info.Duration.Milliseconds()))
+	h.st.rqTime.observe(s.Info.Duration)
 	h.st.status(s.Info.Status)
 	if s.Info.Flags != 0 {
 		h.st.flags(s.Info.Flags)
