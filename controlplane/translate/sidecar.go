@@ -2,6 +2,7 @@ package translate
 
 import (
 	"errors"
+	"fmt"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -51,6 +52,10 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	var sidecarSpec *networking.Sidecar
 	if sc.Sidecar != nil {
 		sidecarSpec = sc.Sidecar.Spec.(*networking.Sidecar)
+		if sidecarSpec.GetOutboundTrafficPolicy().GetEgressProxy() != nil {
+			g.report(p, fmt.Errorf("Sidecar %s/%s: outboundTrafficPolicy.egressProxy is not supported: unknown destinations are reached directly (PassthroughCluster)",
+				sc.Sidecar.Namespace, sc.Sidecar.Name))
+		}
 	}
 	inPorts, err := listener.InboundPorts(snap, sidecarSpec, listener.Instance{IPs: p.IPs, Explicit: explicit})
 	if err != nil {
@@ -70,8 +75,7 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	}
 	var errs []error
 	for _, ip := range inPorts {
-		c, err := cluster.Inbound(registry.Port{Name: ip.Port.Name, Number: ip.Port.Number, Protocol: ip.Port.Protocol},
-			ip.Endpoint, ip.TargetPort, snap.Mesh)
+		c, err := cluster.Inbound(ip.Port, ip.Endpoint, ip.TargetPort, ip.ConnectionPool, snap.Mesh)
 		if err != nil {
 			errs = append(errs, err)
 			continue

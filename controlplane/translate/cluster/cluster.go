@@ -208,25 +208,22 @@ func InboundPassthroughCluster(m *meshconfig.MeshConfig) *clusterv3.Cluster {
 }
 
 // Inbound builds inbound|PORT||: a STATIC cluster to the application at addr:port (127.0.0.1, the
-// instance IP, or a unix socket), with HTTP/2 upstream for HTTP2/gRPC ports.
-func Inbound(port registry.Port, addr string, targetPort uint32, m *meshconfig.MeshConfig) (*clusterv3.Cluster, error) {
+// instance IP, or a unix socket), with HTTP/2 upstream for HTTP2/gRPC ports. cp is the Sidecar's
+// inbound connection pool (ingress[].connectionPool, else inboundConnectionPool), mapped as for
+// outbound clusters; nil leaves Istio's unlimited defaults.
+func Inbound(port registry.Port, addr string, targetPort uint32, cp *networking.ConnectionPoolSettings, m *meshconfig.MeshConfig) (*clusterv3.Cluster, error) {
 	name := InboundName(port.Number)
 	c := &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		ConnectTimeout:       durationpb.New(connectTimeout(m)),
 		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
-		CircuitBreakers:      &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{defaultThresholds()}},
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
 			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
 				Endpoint: &endpointv3.Endpoint{Address: SocketAddress(addr, targetPort)}}}},
 		}}},
 	}
-	if port.Protocol.IsHTTP() || port.Protocol == registry.Unsupported {
-		if err := applyConnectionPool(c, nil, port, m, false, nil); err != nil {
-			return nil, fmt.Errorf("building %s: %w", name, err)
-		}
-		c.ConnectTimeout = durationpb.New(connectTimeout(m))
+	if err := applyConnectionPool(c, &networking.TrafficPolicy{ConnectionPool: cp}, port, m, false, nil); err != nil {
+		return nil, fmt.Errorf("building %s: %w", name, err)
 	}
 	return c, nil
 }

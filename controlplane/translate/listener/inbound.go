@@ -29,6 +29,9 @@ type InboundPort struct {
 	Bind string
 	// TLS terminates TLS on the port (Sidecar ingress tls).
 	TLS *networking.ServerTLSSettings
+	// ConnectionPool limits connections to the application (Sidecar ingress connectionPool, else
+	// inboundConnectionPool); nil means unlimited.
+	ConnectionPool *networking.ConnectionPoolSettings
 }
 
 // Instance identifies the workload behind a proxy, to find the services it serves.
@@ -37,6 +40,10 @@ type Instance struct {
 	Explicit bool     // INTERCEPTION_MODE=NONE
 }
 
+// reservedPorts are the proxy's own ports (Istio's): admin, capture, HBONE, health and metrics, DNS.
+var reservedPorts = map[uint32]bool{15000: true, 15001: true, 15004: true, 15006: true, 15008: true,
+	15020: true, 15021: true, 15053: true, 15090: true}
+
 // InboundPorts returns the ports a sidecar receives traffic on, sorted by port. With a Sidecar
 // that lists ingress listeners, exactly those; otherwise every port of every service that has the
 // workload as an endpoint (matched by instance IP, or by WorkloadEntry name and namespace), with
@@ -44,7 +51,7 @@ type Instance struct {
 // there are none: the application is reached directly.
 func InboundPorts(snap *mesh.Snapshot, sidecar *networking.Sidecar, inst Instance) ([]InboundPort, error) {
 	if ing := sidecar.GetIngress(); len(ing) > 0 {
-		return sidecarIngress(ing, inst)
+		return sidecarIngress(ing, sidecar.GetInboundConnectionPool(), inst)
 	}
 	if inst.Explicit {
 		return nil, nil
@@ -61,24 +68,31 @@ func InboundPorts(snap *mesh.Snapshot, sidecar *networking.Sidecar, inst Instanc
 			if sp == nil {
 				continue
 			}
+			if reservedPorts[ep.Port] {
+				continue // the proxy's own ports are never inbound application ports
+			}
 			seen[ep.Port] = true
 			out = append(out, InboundPort{Port: registry.Port{Name: sp.Name, Number: ep.Port, Protocol: sp.Protocol},
-				Endpoint: "127.0.0.1", TargetPort: ep.Port})
+				Endpoint: "127.0.0.1", TargetPort: ep.Port, ConnectionPool: sidecar.GetInboundConnectionPool()})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Port.Number < out[j].Port.Number })
 	return out, nil
 }
 
-func sidecarIngress(ing []*networking.IstioIngressListener, inst Instance) ([]InboundPort, error) {
+func sidecarIngress(ing []*networking.IstioIngressListener, pool *networking.ConnectionPoolSettings, inst Instance) ([]InboundPort, error) {
 	var out []InboundPort
 	for i, l := range ing {
 		sp := l.GetPort()
 		ip := InboundPort{
-			Port:       registry.Port{Name: sp.GetName(), Number: sp.GetNumber(), Protocol: registry.SelectProtocol(sp.GetName(), sp.GetProtocol(), "")},
-			Endpoint:   "127.0.0.1",
-			TargetPort: sp.GetNumber(),
-			TLS:        l.GetTls(),
+			Port:           registry.Port{Name: sp.GetName(), Number: sp.GetNumber(), Protocol: registry.SelectProtocol(sp.GetName(), sp.GetProtocol(), "")},
+			Endpoint:       "127.0.0.1",
+			TargetPort:     sp.GetNumber(),
+			TLS:            l.GetTls(),
+			ConnectionPool: pool,
+		}
+		if l.GetConnectionPool() != nil {
+			ip.ConnectionPool = l.GetConnectionPool()
 		}
 		if de := l.GetDefaultEndpoint(); de != "" {
 			switch {
