@@ -1,37 +1,15 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 )
-
-// backend is a loopback HTTP server that answers with its name.
-func backend(t *testing.T, name string) (port int, hits *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hits = &atomic.Int64{}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		w.Header().Set("x-backend", name)
-		fmt.Fprintf(w, "%s %s %s", name, r.Method, r.URL.Path)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().(*net.TCPAddr).Port, hits
-}
 
 // meshYAML registers two versions of a "web" service on loopback backends and exposes them
 // through a Gateway on gwPort.
@@ -88,27 +66,16 @@ spec:
   - route: [{destination: {host: web.shop.svc.cluster.local, subset: v2}, weight: 100}]
 `
 
+// backendOf returns the name of the backend that answered a GET of url.
 func backendOf(t *testing.T, url string, hdr http.Header) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	code, body, err := testenv.Get(ctx, url, hdr)
-	if err != nil {
-		return "", err
-	}
-	if code != http.StatusOK {
-		return "", fmt.Errorf("status %d: %s", code, body)
-	}
-	name, _, _ := strings.Cut(body, " ")
-	return name, nil
+	return backendName(h1Client, request{URL: url, Header: hdr})
 }
 
 func TestGatewayRoutesByHeaderAndFollowsConfigChanges(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test runs real processes")
-	}
-	v1Port, _ := backend(t, "v1")
-	v2Port, _ := backendOn(t, "127.0.0.2", "v2")
+	skipShort(t)
+	v1Port := startBackend(t, "127.0.0.1", "v1", backendOptions{}).Port
+	v2Port := startBackend(t, "127.0.0.2", "v2", backendOptions{}).Port
 	gwPort := testenv.FreePort(t)
 	sd := testenv.StartStraitd(t, map[string]string{
 		"mesh.yaml":  meshYAML(gwPort, v1Port, v2Port),
@@ -140,9 +107,9 @@ func TestGatewayRoutesByHeaderAndFollowsConfigChanges(t *testing.T) {
 
 	// `strait apply` of a bad document is rejected and changes nothing.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	writeFile(t, bad, strings.Replace(routeV1, "name: web", "name: other", 1)+"  tcp: [{route: [{destination: {host: x}, weight: 900}]}]\n")
-	out, err := exec.Command(filepath.Join(testenv.Binaries(t), "strait"), "--straitd", sd.HTTP, "apply", "-f", bad).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "bad.yaml") || !strings.Contains(string(out), "weight") {
+	writeFile(t, bad, strings.Replace(routeAllV2, "weight: 100", "weight: -5", 1))
+	out, err := strait(t, sd, "apply", "-f", bad)
+	if err == nil || !strings.Contains(out, "bad.yaml") || !strings.Contains(out, "weight") {
 		t.Fatalf("bad apply: err %v, output:\n%s", err, out)
 	}
 	if name, err := backendOf(t, url, nil); err != nil || name != "v2" {
@@ -151,11 +118,9 @@ func TestGatewayRoutesByHeaderAndFollowsConfigChanges(t *testing.T) {
 }
 
 func TestProxyServesThroughControlPlaneOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test runs real processes")
-	}
-	v1Port, _ := backend(t, "v1")
-	v2Port, _ := backendOn(t, "127.0.0.2", "v2")
+	skipShort(t)
+	v1Port := startBackend(t, "127.0.0.1", "v1", backendOptions{}).Port
+	v2Port := startBackend(t, "127.0.0.2", "v2", backendOptions{}).Port
 	gwPort := testenv.FreePort(t)
 	xdsPort := testenv.FreePort(t)
 	files := map[string]string{"mesh.yaml": meshYAML(gwPort, v1Port, v2Port), "route.yaml": routeV1}

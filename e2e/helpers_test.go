@@ -1,33 +1,359 @@
 package e2e
 
 import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
-// backendOn is backend bound to a specific loopback address (127.0.0.0/8).
-func backendOn(t *testing.T, ip, name string) (int, *atomic.Int64) {
+// skipShort skips an end-to-end test in -short mode: these tests build and run real processes.
+func skipShort(t *testing.T) {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
+	if testing.Short() {
+		t.Skip("end-to-end test runs real straitd and strait-proxy processes")
+	}
+}
+
+// echo is what an echoBackend answers: who answered and what it received.
+type echo struct {
+	Backend string            `json:"backend"`
+	Method  string            `json:"method"`
+	Path    string            `json:"path"`
+	Query   string            `json:"query"`
+	Host    string            `json:"host"`
+	Proto   string            `json:"proto"`
+	Headers map[string]string `json:"headers"` // lower-case name → values joined by ","
+}
+
+// echoBackend is a loopback HTTP server that answers every request with an echo naming itself,
+// and a response header x-backend (its name) and x-backend-secret (for response header removal).
+//
+// Query parameters change its behaviour, so one backend serves every test:
+//   - sleep=DURATION delays the answer (ends early if the request is canceled);
+//   - failonce=KEY answers 503 to the first request carrying KEY and 200 afterwards;
+//   - hold=1 blocks until Release when the backend was started with holding enabled.
+type echoBackend struct {
+	Name string
+	IP   string
+	Port int
+
+	hits     atomic.Int64
+	active   atomic.Int64
+	holding  bool
+	release  chan struct{}
+	relOnce  sync.Once
+	mu       sync.Mutex
+	attempts map[string]int
+}
+
+// backendOptions select an echoBackend's transport and behaviour.
+type backendOptions struct {
+	h2c  bool // serve HTTP/2 with prior knowledge (and HTTP/1.1) instead of HTTP/1.1 only
+	hold bool // honour hold=1
+}
+
+// startBackend starts an echoBackend named name on ip (a 127.0.0.0/8 address) and a free port.
+func startBackend(t *testing.T, ip, name string, o backendOptions) *echoBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hits := &atomic.Int64{}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		fmt.Fprintf(w, "%s %s %s", name, r.Method, r.URL.Path)
-	})}
+	b := &echoBackend{Name: name, IP: ip, Port: ln.Addr().(*net.TCPAddr).Port, holding: o.hold,
+		release: make(chan struct{}), attempts: map[string]int{}}
+	var h http.Handler = b
+	if o.h2c {
+		h = h2c.NewHandler(b, &http2.Server{})
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if !o.h2c {
+		// Plain net/http would also speak h2c prior knowledge when asked; refuse it so a test
+		// sees which protocol the proxy chose.
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+	}
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	_, port, _ := strings.Cut(ln.Addr().String(), ":")
-	var p int
-	fmt.Sscan(port, &p)
-	return p, hits
+	t.Cleanup(func() {
+		b.Release()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			srv.Close()
+		}
+	})
+	return b
+}
+
+// Addr is the backend's ip:port.
+func (b *echoBackend) Addr() string { return net.JoinHostPort(b.IP, fmt.Sprint(b.Port)) }
+
+// Hits is the number of requests the backend received.
+func (b *echoBackend) Hits() int64 { return b.hits.Load() }
+
+// Active is the number of requests the backend is answering right now.
+func (b *echoBackend) Active() int64 { return b.active.Load() }
+
+// Release lets held requests finish.
+func (b *echoBackend) Release() { b.relOnce.Do(func() { close(b.release) }) }
+
+// ServeHTTP implements http.Handler.
+func (b *echoBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.hits.Add(1)
+	b.active.Add(1)
+	defer b.active.Add(-1)
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+	q := r.URL.Query()
+	if d, err := time.ParseDuration(q.Get("sleep")); err == nil {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if b.holding && q.Get("hold") == "1" {
+		select {
+		case <-b.release:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	w.Header().Set("x-backend", b.Name)
+	w.Header().Set("x-backend-secret", "s3cret")
+	if key := q.Get("failonce"); key != "" {
+		b.mu.Lock()
+		b.attempts[key]++
+		n := b.attempts[key]
+		b.mu.Unlock()
+		if n == 1 {
+			w.Header().Set("x-attempt", "1")
+			http.Error(w, b.Name+" failing once", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	e := echo{Backend: b.Name, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host,
+		Proto: r.Proto, Headers: map[string]string{}}
+	for k, v := range r.Header {
+		e.Headers[strings.ToLower(k)] = strings.Join(v, ",")
+	}
+	w.Header().Set("content-type", "application/json")
+	_ = json.NewEncoder(w).Encode(e)
+}
+
+// Attempts returns how many requests carried failonce=key.
+func (b *echoBackend) Attempts(key string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.attempts[key]
+}
+
+// reply is a response read in full.
+type reply struct {
+	Code   int
+	Header http.Header
+	Body   string
+	Proto  string
+	Echo   *echo // nil unless an echoBackend answered
+}
+
+// request describes one client request.
+type request struct {
+	Method string
+	URL    string
+	Host   string // overrides the Host header (authority)
+	Header http.Header
+	Body   string
+}
+
+// h1Client is an HTTP/1.1 client that does not follow redirects.
+var h1Client = &http.Client{
+	Timeout:       15 * time.Second,
+	Transport:     &http.Transport{MaxIdleConnsPerHost: 16, DisableCompression: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// h2cClient speaks HTTP/2 with prior knowledge over cleartext.
+var h2cClient = &http.Client{
+	Timeout: 15 * time.Second,
+	Transport: &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// do sends r with c and reads the response in full.
+func do(c *http.Client, r request) (*reply, error) {
+	if r.Method == "" {
+		r.Method = http.MethodGet
+	}
+	var body io.Reader
+	if r.Body != "" {
+		body = strings.NewReader(r.Body)
+	}
+	req, err := http.NewRequest(r.Method, r.URL, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range r.Header {
+		req.Header[k] = v
+	}
+	if r.Host != "" {
+		req.Host = r.Host
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading body of %s %s: %w", r.Method, r.URL, err)
+	}
+	out := &reply{Code: resp.StatusCode, Header: resp.Header, Body: string(b), Proto: resp.Proto}
+	var e echo
+	if strings.HasPrefix(resp.Header.Get("content-type"), "application/json") && json.Unmarshal(b, &e) == nil && e.Backend != "" {
+		out.Echo = &e
+	}
+	return out, nil
+}
+
+// mustDo is do that fails the test on a transport error.
+func mustDo(t *testing.T, c *http.Client, r request) *reply {
+	t.Helper()
+	rep, err := do(c, r)
+	if err != nil {
+		t.Fatalf("%s %s: %v", r.Method, r.URL, err)
+	}
+	return rep
+}
+
+// backendName returns which echoBackend answered, or an error for any other answer.
+func backendName(c *http.Client, r request) (string, error) {
+	rep, err := do(c, r)
+	if err != nil {
+		return "", err
+	}
+	if rep.Code != http.StatusOK || rep.Echo == nil {
+		return "", fmt.Errorf("%s: status %d: %.200s", r.URL, rep.Code, rep.Body)
+	}
+	return rep.Echo.Backend, nil
+}
+
+// waitBackend waits until r is answered by the backend named want.
+func waitBackend(t *testing.T, timeout time.Duration, c *http.Client, r request, want string) {
+	t.Helper()
+	testenv.Eventually(t, timeout, func() error {
+		got, err := backendName(c, r)
+		if err == nil && got != want {
+			err = fmt.Errorf("%s answered by %q, want %q", r.URL, got, want)
+		}
+		return err
+	})
+}
+
+// tally sends n requests built by mk and counts the answering backends. Any other answer fails.
+func tally(t *testing.T, c *http.Client, n int, mk func(i int) request) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; i < n && time.Now().Before(deadline); i++ {
+		r := mk(i)
+		name, err := backendName(c, r)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		counts[name]++
+	}
+	return counts
+}
+
+// fmtCounts prints counts in a stable order.
+func fmtCounts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%d ", k, m[k])
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// edge starts straitd with files and one router proxy for the Gateway "edge" (namespace e2e,
+// selector app=edge), and returns both.
+func edge(t *testing.T, files map[string]string) (*testenv.Straitd, *testenv.Proxy) {
+	t.Helper()
+	sd := testenv.StartStraitd(t, files)
+	px := testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "router", Name: "edge-1", Namespace: "e2e",
+		Labels: map[string]string{"app": "edge"}})
+	return sd, px
+}
+
+// gatewayYAML is a Gateway "edge" in namespace e2e with an HTTP server on port.
+func gatewayYAML(port int) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: e2e}
+spec:
+  selector: {app: edge}
+  servers: [{port: {number: %d, name: http, protocol: HTTP}, hosts: ["*"]}]
+`, port)
+}
+
+// serviceEntryYAML registers host with one port (name http unless the protocol says otherwise)
+// and a STATIC endpoint per backend, labelled version=<backend name>.
+func serviceEntryYAML(name, host string, port int, protocol string, backends ...*echoBackend) string {
+	var eps strings.Builder
+	for _, b := range backends {
+		fmt.Fprintf(&eps, "  - {address: %s, ports: {p: %d}, labels: {version: %s}}\n", b.IP, b.Port, b.Name)
+	}
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %s, namespace: e2e}
+spec:
+  hosts: [%s]
+  location: MESH_INTERNAL
+  ports: [{number: %d, name: p, protocol: %s}]
+  resolution: STATIC
+  endpoints:
+%s`, name, host, port, protocol, eps.String())
+}
+
+// strait runs the strait CLI against sd and returns its combined output.
+func strait(t *testing.T, sd *testenv.Straitd, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(testenv.Binaries(t), "strait"), append([]string{"--straitd", sd.HTTP}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// isTimeout reports whether err is a client timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func writeFile(t *testing.T, path, body string) {

@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -64,15 +66,17 @@ type Proxy struct {
 
 // ProxyOptions describe the workload a proxy runs for.
 type ProxyOptions struct {
-	Mode      string // sidecar or router
-	Name      string
-	Namespace string
+	Mode      string // sidecar or router (default router)
+	Name      string // workload name (--workload-name)
+	Namespace string // default "default"
 	Labels    map[string]string
-	IP        string
-	Extra     []string
+	IP        string   // workload IP (--ip); strait-proxy defaults to 127.0.0.1
+	Extra     []string // more flags
 }
 
-// StartProxy runs strait-proxy against straitd's ADS address and waits for /ready.
+// StartProxy runs strait-proxy against straitd's ADS address with its admin interface on a free
+// loopback port, and waits until the admin interface answers. It does not wait for /ready (LIVE):
+// a proxy whose first config is NACKed never gets there; use WaitReady for that.
 func StartProxy(t testing.TB, xds string, o ProxyOptions) *Proxy {
 	t.Helper()
 	bin := Binaries(t)
@@ -84,8 +88,8 @@ func StartProxy(t testing.TB, xds string, o ProxyOptions) *Proxy {
 	}
 	admin := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	args := []string{filepath.Join(bin, "strait-proxy"),
-		"--xds-address", xds, "--mode", o.Mode, "--name", o.Name, "--namespace", o.Namespace,
-		"--admin-address", admin}
+		"--xds-address", xds, "--mode", o.Mode, "--workload-name", o.Name, "--namespace", o.Namespace,
+		"--admin-address", admin, "--drain-duration", "1s"}
 	var labels []string
 	for k, v := range o.Labels {
 		labels = append(labels, k+"="+v)
@@ -98,5 +102,33 @@ func StartProxy(t testing.TB, xds string, o ProxyOptions) *Proxy {
 	}
 	args = append(args, o.Extra...)
 	p := &Proxy{Process: Start(t, "strait-proxy "+o.Name, nil, args...), Admin: admin}
+	Eventually(t, 30*time.Second, func() error {
+		select {
+		case <-p.Exited():
+			t.Fatalf("strait-proxy %s exited:\n%s", o.Name, p.Output())
+		default:
+		}
+		_, _, err := p.AdminGet("/server_info")
+		return err
+	})
 	return p
+}
+
+// AdminGet fetches path from the proxy's admin interface and returns status and body.
+func (p *Proxy) AdminGet(path string) (int, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return Get(ctx, "http://"+p.Admin+path, nil)
+}
+
+// WaitReady waits until the proxy's /ready reports LIVE (its first config was accepted).
+func (p *Proxy) WaitReady(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	Eventually(t, timeout, func() error {
+		code, body, err := p.AdminGet("/ready")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("/ready: %d %s", code, strings.TrimSpace(body))
+		}
+		return err
+	})
 }

@@ -32,11 +32,20 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
+// BinDirEnv names an environment variable that, when set, points at a directory of already built
+// straitd, strait-proxy and strait binaries to use instead of building them (for example binaries
+// built with -race, or from another tree).
+const BinDirEnv = "STRAIT_E2E_BIN"
+
 // Binaries builds straitd, strait-proxy and strait once per test process and returns the
-// directory holding them.
+// directory holding them, or returns $STRAIT_E2E_BIN when that is set.
 func Binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if dir := os.Getenv(BinDirEnv); dir != "" {
+			binDir = dir
+			return
+		}
 		binDir, buildErr = os.MkdirTemp("", "strait-bin-")
 		if buildErr != nil {
 			return
