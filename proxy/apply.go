@@ -216,6 +216,7 @@ func (p *Proxy) applyRoutes(set map[string]*xdsclient.Resource) error {
 	rt.Routes = next
 	rt.Resources[xdsclient.RouteType] = set
 	p.publish(rt)
+	p.activateWarm()
 	return nil
 }
 

@@ -24,6 +24,7 @@ type activeListener struct {
 	sock    *socket // nil for bind_to_port=false listeners (reached by hand-off only)
 	feed    *feed
 	inbound bool
+	routes  []string // RDS names it serves, for warming
 }
 
 // listenerEnv adapts the proxy to listener.Env.
@@ -55,12 +56,15 @@ func isInbound(l *listenerv3.Listener) bool {
 // listeners start accepting, changed ones take over their predecessor's socket (no connection is
 // refused), and replaced or removed ones drain. Any compile or bind failure rejects the whole
 // update before anything changes.
+//
+// As in Envoy, a new or changed listener warms first: it starts serving only when the RDS route
+// configurations it names have arrived (or after warmingTimeout); until then its predecessor, if
+// any, keeps serving.
 func (p *Proxy) applyListeners(set map[string]*xdsclient.Resource) error {
 	p.lmu.Lock()
 	defer p.lmu.Unlock()
-	old := p.listeners
-	next := make(map[string]*activeListener, len(set))
 	var compiled []*activeListener
+	keep := map[string]*activeListener{} // unchanged, by name (serving or warming)
 	var errs []error
 	byAddr := map[netip.AddrPort]string{}
 	for _, name := range sortedNames(set) {
@@ -70,30 +74,39 @@ func (p *Proxy) applyListeners(set map[string]*xdsclient.Resource) error {
 			errs = append(errs, fmt.Errorf("listener %q: not a Listener", name))
 			continue
 		}
-		if prev := old[name]; prev != nil && unchanged(prev.res, res) {
-			next[name] = prev
+		cur := p.warming[name]
+		if cur == nil {
+			cur = p.listeners[name]
+		}
+		var al *activeListener
+		if cur != nil && unchanged(cur.res, res) {
+			al = cur
+			keep[name] = cur
 		} else {
 			l, err := listener.Compile(lr, listenerEnv{p})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("listener %q: %w", name, err))
 				continue
 			}
-			al := &activeListener{name: name, res: res, l: l, inbound: isInbound(lr)}
+			r := newRefs()
+			r.collect(lr)
+			al = &activeListener{name: name, res: res, l: l, inbound: isInbound(lr), routes: sortedKeys(r.routes)}
 			compiled = append(compiled, al)
-			next[name] = al
 		}
-		if a := next[name].l; a.BindToPort() {
-			if other, dup := byAddr[a.Address()]; dup {
-				errs = append(errs, fmt.Errorf("listener %q: address %s already used by listener %q", name, a.Address(), other))
+		if al.l.BindToPort() {
+			if other, dup := byAddr[al.l.Address()]; dup {
+				errs = append(errs, fmt.Errorf("listener %q: address %s already used by listener %q", name, al.l.Address(), other))
 			}
-			byAddr[a.Address()] = name
+			byAddr[al.l.Address()] = name
 		}
 	}
 	// Bind sockets for addresses no current listener holds.
 	held := map[netip.AddrPort]*socket{}
-	for _, al := range old {
-		if al.sock != nil {
-			held[al.sock.addr] = al.sock
+	for _, m := range []map[string]*activeListener{p.listeners, p.warming} {
+		for _, al := range m {
+			if al.sock != nil {
+				held[al.sock.addr] = al.sock
+			}
 		}
 	}
 	var bound []*socket
@@ -111,9 +124,8 @@ func (p *Proxy) applyListeners(set map[string]*xdsclient.Resource) error {
 				errs = append(errs, fmt.Errorf("listener %q: %w", al.name, err))
 				continue
 			}
-			s := newSocket(ln, al.l.Address(), p.log)
-			al.sock = s
-			bound = append(bound, s)
+			al.sock = newSocket(ln, al.l.Address(), p.log)
+			bound = append(bound, al.sock)
 		}
 	}
 	if len(errs) > 0 {
@@ -126,40 +138,129 @@ func (p *Proxy) applyListeners(set map[string]*xdsclient.Resource) error {
 		return errors.Join(errs...)
 	}
 
-	// Commit: hand-off registry first, so new listeners are reachable by use_original_dst.
-	all := make([]*listener.Listener, 0, len(next))
-	for _, al := range next {
+	// Commit. Warming listeners that were replaced or removed never served: close them.
+	for name, w := range p.warming {
+		if keep[name] != w {
+			delete(p.warming, name)
+			p.closeUnused(w)
+		}
+	}
+	rt := p.rt.Load()
+	for _, al := range compiled {
+		if p.warm(al, rt) {
+			p.activate(al)
+			continue
+		}
+		p.warming[al.name] = al
+		p.log.Info("listener warming", "listener", al.name, "routes", al.routes)
+		time.AfterFunc(warmingTimeout, func() { p.warmingExpired(al) })
+	}
+	// Serving listeners that were removed drain now (changed ones drain when their successor
+	// activates). This runs after the new listeners took their sockets, so a socket moving to a
+	// listener of another name stays open.
+	for name, al := range p.listeners {
+		if _, ok := set[name]; !ok {
+			delete(p.listeners, name)
+			p.retireListener(al, al.feed, p.socketInUse(al.sock))
+		}
+	}
+	p.updateRegistry()
+
+	next := rt.clone()
+	next.Resources[xdsclient.ListenerType] = set
+	p.publish(next)
+	p.subscribeRoutes(set)
+	p.subscribeSecrets(next)
+	p.markReceived(xdsclient.ListenerType)
+	return nil
+}
+
+// warmingTimeout is how long a listener waits for its route configurations before it serves
+// anyway (Envoy's initial_fetch_timeout default).
+const warmingTimeout = 15 * time.Second
+
+// warm reports whether every route configuration al names is in rt.
+func (p *Proxy) warm(al *activeListener, rt *Runtime) bool {
+	for _, r := range al.routes {
+		if rt.Routes[r] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// activateWarm starts the warming listeners whose routes have arrived; called after RDS.
+func (p *Proxy) activateWarm() {
+	p.lmu.Lock()
+	defer p.lmu.Unlock()
+	rt := p.rt.Load()
+	changed := false
+	for name, al := range p.warming {
+		if p.warm(al, rt) {
+			delete(p.warming, name)
+			p.activate(al)
+			changed = true
+		}
+	}
+	if changed {
+		p.updateRegistry()
+	}
+}
+
+// warmingExpired activates al if it is still warming after warmingTimeout.
+func (p *Proxy) warmingExpired(al *activeListener) {
+	p.lmu.Lock()
+	defer p.lmu.Unlock()
+	if p.warming[al.name] != al {
+		return
+	}
+	p.log.Warn("listener warming timed out; serving without its routes", "listener", al.name, "routes", al.routes)
+	delete(p.warming, al.name)
+	p.activate(al)
+	p.updateRegistry()
+}
+
+// activate makes al the serving listener of its name and drains its predecessor. lmu is held.
+func (p *Proxy) activate(al *activeListener) {
+	prev := p.listeners[al.name]
+	p.listeners[al.name] = al
+	p.start(al)
+	if prev != nil {
+		p.retireListener(prev, prev.feed, p.socketInUse(prev.sock))
+	}
+}
+
+// socketInUse reports whether a serving or warming listener holds s. lmu is held.
+func (p *Proxy) socketInUse(s *socket) bool {
+	if s == nil {
+		return false
+	}
+	for _, m := range []map[string]*activeListener{p.listeners, p.warming} {
+		for _, al := range m {
+			if al.sock == s {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// closeUnused closes a listener that never served, and its socket unless another listener holds
+// it. lmu is held.
+func (p *Proxy) closeUnused(al *activeListener) {
+	if al.sock != nil && !p.socketInUse(al.sock) {
+		al.sock.close()
+	}
+	al.l.Close()
+}
+
+// updateRegistry publishes the serving listeners for use_original_dst hand-off. lmu is held.
+func (p *Proxy) updateRegistry() {
+	all := make([]*listener.Listener, 0, len(p.listeners))
+	for _, al := range p.listeners {
 		all = append(all, al.l)
 	}
 	p.registry.Set(all)
-	inUse := map[*socket]bool{}
-	for _, al := range next {
-		if al.sock != nil {
-			inUse[al.sock] = true
-		}
-	}
-	for _, al := range compiled {
-		p.start(al)
-	}
-	for name, prev := range old {
-		if next[name] == prev {
-			continue
-		}
-		keep := prev.sock != nil && inUse[prev.sock]
-		p.retireListener(prev, prev.feed, keep)
-	}
-	for _, s := range bound {
-		go s.acceptLoop()
-	}
-	p.listeners = next
-
-	rt := p.rt.Load().clone()
-	rt.Resources[xdsclient.ListenerType] = set
-	p.publish(rt)
-	p.subscribeRoutes(set)
-	p.subscribeSecrets(rt)
-	p.markReceived(xdsclient.ListenerType)
-	return nil
 }
 
 // start serves a newly compiled listener: on its socket (taking the socket's connections from
@@ -178,6 +279,7 @@ func (p *Proxy) start(al *activeListener) {
 		}
 	}()
 	al.sock.switchTo(al.feed)
+	al.sock.startOnce.Do(func() { go al.sock.acceptLoop() })
 	p.log.Info("listener serving", "listener", al.name, "address", al.sock.addr.String())
 }
 
@@ -238,6 +340,10 @@ func (p *Proxy) waitDrained(d time.Duration) {
 func (p *Proxy) closeListeners() {
 	p.lmu.Lock()
 	defer p.lmu.Unlock()
+	for name, al := range p.warming {
+		delete(p.warming, name)
+		p.closeUnused(al)
+	}
 	for _, al := range p.listeners {
 		if al.sock != nil {
 			al.sock.close()

@@ -48,7 +48,8 @@ type Proxy struct {
 	applyMu sync.Mutex // serializes Apply (the xDS goroutine) with shutdown
 
 	lmu       sync.Mutex
-	listeners map[string]*activeListener // by listener name
+	listeners map[string]*activeListener // serving, by listener name
+	warming   map[string]*activeListener // compiled, waiting for their routes
 	registry  listener.Registry          // for use_original_dst hand-off
 	draining  sync.WaitGroup             // listeners draining after removal or change
 
@@ -83,6 +84,7 @@ func New(opts Options) (*Proxy, error) {
 		log:       opts.Logger,
 		stats:     stats.NewStore(),
 		listeners: map[string]*activeListener{},
+		warming:   map[string]*activeListener{},
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -225,8 +227,15 @@ func (p *Proxy) State() string {
 	switch {
 	case p.drainingAll.Load():
 		return StateDraining
-	case p.gotCDS.Load() && p.gotLDS.Load():
+	case p.gotCDS.Load() && p.gotLDS.Load() && p.warmingCount() == 0:
 		return StateLive
 	}
 	return StatePreInitializing
+}
+
+// warmingCount returns the number of listeners waiting for their routes.
+func (p *Proxy) warmingCount() int {
+	p.lmu.Lock()
+	defer p.lmu.Unlock()
+	return len(p.warming)
 }

@@ -22,6 +22,7 @@ type socket struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	startOnce sync.Once // the accept loop starts when the first listener serves
 }
 
 func newSocket(ln net.Listener, addr netip.AddrPort, log *slog.Logger) *socket {

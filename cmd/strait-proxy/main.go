@@ -28,6 +28,21 @@ func env(def string, names ...string) string {
 	return def
 }
 
+// metaFromEnv returns node metadata from ISTIO_META_* and STRAIT_META_* variables, as Istio's
+// agent does (ISTIO_META_CLUSTER_ID=x becomes metadata CLUSTER_ID: x).
+func metaFromEnv(environ []string) map[string]string {
+	out := map[string]string{}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		for _, prefix := range []string{"ISTIO_META_", "STRAIT_META_"} {
+			if name, ok := strings.CutPrefix(k, prefix); ok && name != "" {
+				out[name] = v
+			}
+		}
+	}
+	return out
+}
+
 func main() {
 	var o proxy.Options
 	var mode, labels, ips, logLevel string
@@ -53,6 +68,7 @@ func main() {
 			if ips != "" {
 				o.Node.IPs = strings.Split(ips, ",")
 			}
+			o.Node.Extra = metaFromEnv(os.Environ())
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return proxy.Run(ctx, o)

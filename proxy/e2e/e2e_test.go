@@ -395,3 +395,21 @@ func TestSIGTERMDrainsThenExits(t *testing.T) {
 		t.Fatalf("exit status: %v", p.waitErr)
 	}
 }
+
+// TestListenerWarmsUntilRoutesArrive: a listener whose RDS route configuration has not arrived
+// does not serve (and the proxy is not ready) until it does, as Envoy's listener warming.
+func TestListenerWarmsUntilRoutesArrive(t *testing.T) {
+	w := newWorld(t)
+	c := w.config(t, "ingress")
+	c.listeners[0] = httpListener(t, "http", w.httpAddr, "route-late", "ingress")
+	w.ads.Push(c)
+	p := startProxy(t, w.ads, 2*time.Second)
+	eventually(t, "listener warming", func() bool { return strings.Contains(p.logs.String(), `msg="listener warming" listener=http`) })
+	if code, body, err := p.adminGet("/ready"); err != nil || code != 503 || !strings.Contains(body, "PRE_INITIALIZING") {
+		t.Fatalf("/ready while warming: %d %q %v", code, body, err)
+	}
+	c.routes = append(c.routes, routeConfig("route-late", "/", "backend-b"))
+	w.ads.Push(c)
+	p.waitReady()
+	expectBody(t, w.httpAddr, "/warm", "b /warm")
+}
