@@ -57,6 +57,29 @@ func (l *limit) release() {
 // Requests that exceed them fail fast with UO, as in Envoy.
 type breaker struct {
 	cx, pending, rq, retries limit
+	// Retry budget (replaces max_retries when set): active retries may be up to budgetPct of
+	// the active plus pending requests, and at least minRetries.
+	budget     bool
+	budgetPct  float64
+	minRetries int64
+}
+
+// acquireRetry takes a retry slot under max_retries or the retry budget.
+func (b *breaker) acquireRetry() bool {
+	if !b.budget {
+		return b.retries.acquire()
+	}
+	allowed := max(b.minRetries, int64(b.budgetPct/100*float64(b.rq.cur.Load()+b.pending.cur.Load())))
+	n := b.retries.cur.Add(1)
+	if n > allowed {
+		b.retries.cur.Add(-1)
+		b.retries.open.Set(1)
+		return false
+	}
+	if b.retries.remaining != nil {
+		b.retries.remaining.Set(allowed - n)
+	}
+	return true
 }
 
 func compileBreaker(cb *clusterv3.CircuitBreakers, st *clusterStats) (*breaker, error) {
@@ -75,7 +98,7 @@ func compileBreaker(cb *clusterv3.CircuitBreakers, st *clusterStats) (*breaker, 
 	for i, t := range cb.GetThresholds() {
 		path := fmt.Sprintf("circuit_breakers.thresholds[%d]", i)
 		if err := checkFields(t, path, "priority", "max_connections", "max_pending_requests",
-			"max_requests", "max_retries", "track_remaining"); err != nil {
+			"max_requests", "max_retries", "track_remaining", "retry_budget"); err != nil {
 			return nil, err
 		}
 		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
@@ -93,6 +116,19 @@ func compileBreaker(cb *clusterv3.CircuitBreakers, st *clusterStats) (*breaker, 
 		}
 		if v := t.GetMaxRetries(); v != nil {
 			b.retries.max = int64(v.GetValue())
+		}
+		if rb := t.GetRetryBudget(); rb != nil {
+			if err := checkFields(rb, path+".retry_budget", "budget_percent", "min_retry_concurrency"); err != nil {
+				return nil, err
+			}
+			// Envoy's defaults: 20% and 3.
+			b.budget, b.budgetPct, b.minRetries = true, 20, 3
+			if v := rb.GetBudgetPercent(); v != nil {
+				b.budgetPct = v.GetValue()
+			}
+			if v := rb.GetMinRetryConcurrency(); v != nil {
+				b.minRetries = int64(v.GetValue())
+			}
 		}
 		if t.GetTrackRemaining() {
 			b.cx.remaining, b.pending.remaining = st.cbRemainingCx, st.cbRemainingPending

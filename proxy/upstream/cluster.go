@@ -125,6 +125,8 @@ type Cluster struct {
 	breaker        *breaker
 	outlier        *outlierConfig
 	hashByHostname bool
+	bindAddr       *net.TCPAddr
+	slowStart      *slowStart
 
 	// DNS discovery.
 	dnsHosts     []dnsTarget
@@ -141,6 +143,7 @@ type Cluster struct {
 	mu      sync.Mutex
 	members []*endpoint
 	byKey   map[string]*endpoint
+	ramping bool // some member is in its slow-start window
 	orig    sync.Map // netip.AddrPort → *endpoint (ORIGINAL_DST)
 
 	freedMu sync.Mutex
@@ -210,11 +213,12 @@ func (c *Cluster) notifyFreed() {
 	c.freedMu.Unlock()
 }
 
-// AcquireRetry takes a retry slot of the max_retries circuit breaker. l7 calls it before each
-// retry and ReleaseRetry when the retry finishes; false means the breaker is open (Envoy counts
-// upstream_rq_retry_overflow and does not retry).
+// AcquireRetry takes a retry slot of the max_retries circuit breaker (or of the retry budget when
+// the thresholds have one). l7 calls it before each retry and ReleaseRetry when the retry
+// finishes; false means the breaker is open (Envoy counts upstream_rq_retry_overflow and does not
+// retry).
 func (c *Cluster) AcquireRetry() bool {
-	if !c.breaker.retries.acquire() {
+	if !c.breaker.acquireRetry() {
 		c.st.rqRetryOverflow.Inc()
 		return false
 	}

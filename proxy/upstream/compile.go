@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -42,6 +43,8 @@ type httpOptions struct {
 	maxRequestsPerConn uint32
 	// HTTP/2 flow-control windows (0 = Go's defaults).
 	streamWindow, connWindow int
+	// HTTP/2 PING keepalive (0 = off).
+	pingInterval, pingTimeout time.Duration
 }
 
 // transport is a compiled transport socket: nil means plaintext (raw_buffer).
@@ -80,7 +83,7 @@ func compile(c *clusterv3.Cluster, deps Deps) (*Cluster, error) {
 		"dns_refresh_rate", "respect_dns_ttl", "dns_lookup_family", "outlier_detection",
 		"cleanup_interval", "ring_hash_lb_config", "maglev_lb_config", "original_dst_lb_config",
 		"least_request_lb_config", "common_lb_config", "transport_socket", "transport_socket_matches",
-		"metadata", "upstream_connection_options"); err != nil {
+		"metadata", "upstream_connection_options", "upstream_bind_config", "round_robin_lb_config"); err != nil {
 		return nil, err
 	}
 	statsID := c.GetName()
@@ -131,6 +134,9 @@ func compile(c *clusterv3.Cluster, deps Deps) (*Cluster, error) {
 		return nil, err
 	}
 	if err := cl.compileConnOptions(c.GetUpstreamConnectionOptions()); err != nil {
+		return nil, err
+	}
+	if err := cl.compileBind(c.GetUpstreamBindConfig()); err != nil {
 		return nil, err
 	}
 	cl.set.Store(&hostSet{lb: emptySet(cl.lbCfg)})
@@ -272,7 +278,11 @@ func (cl *Cluster) compileLB(c *clusterv3.Cluster) error {
 		if p != balance.LeastRequest {
 			return fmt.Errorf("least_request_lb_config requires lb_policy LEAST_REQUEST")
 		}
-		if err := checkFields(l, "least_request_lb_config", "choice_count", "active_request_bias"); err != nil {
+		if err := checkFields(l, "least_request_lb_config", "choice_count", "active_request_bias", "slow_start_config"); err != nil {
+			return err
+		}
+		var err error
+		if cl.slowStart, err = compileSlowStart("least_request_lb_config.slow_start_config", l.GetSlowStartConfig()); err != nil {
 			return err
 		}
 		if v := l.GetChoiceCount(); v != nil {
@@ -286,6 +296,18 @@ func (cl *Cluster) compileLB(c *clusterv3.Cluster) error {
 				return err
 			}
 			cfg.ActiveRequestBias = b.GetDefaultValue()
+		}
+	}
+	if r := c.GetRoundRobinLbConfig(); r != nil {
+		if p != balance.RoundRobin {
+			return fmt.Errorf("round_robin_lb_config requires lb_policy ROUND_ROBIN")
+		}
+		if err := checkFields(r, "round_robin_lb_config", "slow_start_config"); err != nil {
+			return err
+		}
+		var err error
+		if cl.slowStart, err = compileSlowStart("round_robin_lb_config.slow_start_config", r.GetSlowStartConfig()); err != nil {
+			return err
 		}
 	}
 	if cc := c.GetCommonLbConfig(); cc != nil {
@@ -414,8 +436,19 @@ func (cl *Cluster) h2Options(path string, h2 *corev3.Http2ProtocolOptions) error
 	// max_concurrent_streams bounds what this side accepts as a server; the upstream's own
 	// SETTINGS limit our streams per connection, and the pool opens more connections as needed.
 	if err := checkFields(h2, path, "initial_stream_window_size", "initial_connection_window_size",
-		"max_concurrent_streams"); err != nil {
+		"max_concurrent_streams", "connection_keepalive"); err != nil {
 		return err
+	}
+	if ka := h2.GetConnectionKeepalive(); ka != nil {
+		// HTTP/2 PING keepalive: a PING after interval without frames, close after timeout.
+		if err := checkFields(ka, path+".connection_keepalive", "interval", "timeout"); err != nil {
+			return err
+		}
+		cl.http.pingInterval = ka.GetInterval().AsDuration()
+		cl.http.pingTimeout = ka.GetTimeout().AsDuration()
+		if ka.GetTimeout() == nil || cl.http.pingTimeout <= 0 {
+			return fmt.Errorf("%s.connection_keepalive.timeout is required", path)
+		}
 	}
 	if v := h2.GetInitialStreamWindowSize(); v != nil {
 		cl.http.streamWindow = int(v.GetValue())
@@ -527,6 +560,33 @@ func (cl *Cluster) compileConnOptions(o *clusterv3.UpstreamConnectionOptions) er
 	if v := ka.GetKeepaliveProbes(); v != nil {
 		cl.keepAlive.Count = int(v.GetValue())
 	}
+	return nil
+}
+
+// compileBind reads upstream_bind_config: the local address upstream connections are made from
+// (Istio binds InboundPassthroughCluster to 127.0.0.6 so that iptables does not capture it).
+func (cl *Cluster) compileBind(b *corev3.BindConfig) error {
+	if b == nil {
+		return nil
+	}
+	if err := checkFields(b, "upstream_bind_config", "source_address"); err != nil {
+		return err
+	}
+	sa := b.GetSourceAddress()
+	if sa == nil {
+		return fmt.Errorf("upstream_bind_config.source_address is required")
+	}
+	if err := checkFields(sa, "upstream_bind_config.source_address", "address", "port_value", "protocol"); err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(sa.GetAddress())
+	if err != nil {
+		return fmt.Errorf("upstream_bind_config.source_address: %q is not an IP address", sa.GetAddress())
+	}
+	if sa.GetPortValue() > 65535 {
+		return fmt.Errorf("upstream_bind_config.source_address: port %d out of range", sa.GetPortValue())
+	}
+	cl.bindAddr = &net.TCPAddr{IP: ip.AsSlice(), Port: int(sa.GetPortValue())}
 	return nil
 }
 

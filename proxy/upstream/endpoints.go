@@ -22,7 +22,8 @@ type endpoint struct {
 	c       *Cluster
 	key     string
 	hashKey string
-	addr    atomic.Pointer[string] // dial address "ip:port"; LOGICAL_DNS updates it
+	addr    atomic.Pointer[string] // dial address "ip:port" or a socket path; LOGICAL_DNS updates it
+	network string                 // "tcp" or "unix" (pipe endpoints)
 	ts      *transport
 	md      *corev3.Metadata
 
@@ -31,6 +32,7 @@ type endpoint struct {
 	locality                         string
 	healthy                          bool
 
+	created  time.Time    // when the host joined the cluster (slow start)
 	active   atomic.Int64 // outstanding requests (LEAST_REQUEST, original-dst cleanup)
 	lastUsed atomic.Int64 // unix nanoseconds (original-dst cleanup)
 
@@ -43,7 +45,7 @@ type endpoint struct {
 
 // endpointSpec is an endpoint as an update describes it.
 type endpointSpec struct {
-	key, addr, hostname              string
+	key, addr, hostname, network     string
 	weight, priority, localityWeight uint32
 	locality                         string
 	healthy                          bool
@@ -154,9 +156,20 @@ func parseLbEndpoint(path string, lb *endpointv3.LbEndpoint, dns bool) (endpoint
 	if err := checkFields(ep, path+".endpoint", "address", "hostname", "health_check_config"); err != nil {
 		return s, err
 	}
+	if pipe := ep.GetAddress().GetPipe(); pipe != nil && !dns {
+		// A Unix domain socket (Istio's Sidecar ingress defaultEndpoint unix://...).
+		if err := checkFields(pipe, path+".endpoint.address.pipe", "path", "mode"); err != nil {
+			return s, err
+		}
+		if pipe.GetPath() == "" {
+			return s, fmt.Errorf("%s.endpoint.address.pipe.path is empty", path)
+		}
+		s.addr, s.key, s.network = pipe.GetPath(), pipe.GetPath(), "unix"
+		return finishSpec(path, s, lb)
+	}
 	sa := ep.GetAddress().GetSocketAddress()
 	if sa == nil {
-		return s, fmt.Errorf("%s.endpoint.address: only socket_address is supported", path)
+		return s, fmt.Errorf("%s.endpoint.address: only socket_address and pipe are supported", path)
 	}
 	if err := checkFields(sa, path+".endpoint.address.socket_address", "protocol", "address", "port_value", "ipv4_compat"); err != nil {
 		return s, err
@@ -179,10 +192,16 @@ func parseLbEndpoint(path string, lb *endpointv3.LbEndpoint, dns bool) (endpoint
 	}
 	s.addr = net.JoinHostPort(host, strconv.Itoa(int(sa.GetPortValue())))
 	s.key = s.addr
+	s.network = "tcp"
 	s.hostname = ep.GetHostname()
 	if dns {
 		s.hostname = host
 	}
+	return finishSpec(path, s, lb)
+}
+
+// finishSpec reads the LbEndpoint attributes common to all address kinds.
+func finishSpec(path string, s endpointSpec, lb *endpointv3.LbEndpoint) (endpointSpec, error) {
 	s.weight = 1
 	if w := lb.GetLoadBalancingWeight(); w != nil {
 		if w.GetValue() == 0 {
@@ -216,6 +235,7 @@ func (c *Cluster) applyLocked(specs []endpointSpec) {
 		ep := c.byKey[s.key]
 		if ep == nil || ep.ts != ts {
 			ep = c.newEndpoint(s.key, s.addr, ts)
+			ep.network = s.network
 			changed = true
 		}
 		hashKey := s.key
@@ -252,7 +272,10 @@ func (c *Cluster) applyLocked(specs []endpointSpec) {
 }
 
 func (c *Cluster) newEndpoint(key, addr string, ts *transport) *endpoint {
-	ep := &endpoint{c: c, key: key, hashKey: key, ts: ts}
+	ep := &endpoint{c: c, key: key, hashKey: key, ts: ts, created: time.Now(), network: "tcp"}
+	if c.outlier != nil && len(c.outlier.monitors) > 0 {
+		ep.od.monitors = make([]atomic.Uint32, len(c.outlier.monitors))
+	}
 	ep.addr.Store(&addr)
 	return ep
 }
@@ -261,12 +284,20 @@ func (c *Cluster) newEndpoint(key, addr string, ts *transport) *endpoint {
 func (c *Cluster) rebuildLocked() {
 	hosts := make([]balance.Host, len(c.members))
 	healthy := 0
+	now := time.Now()
+	c.ramping = false
 	for i, ep := range c.members {
 		h := ep.healthy && !ep.od.ejected.Load()
 		if h {
 			healthy++
 		}
-		hosts[i] = balance.Host{Key: ep.hashKey, Weight: ep.weight, Priority: ep.priority,
+		w := ep.weight
+		if c.slowStart != nil {
+			var ramping bool
+			w, ramping = c.slowStart.weight(w, ep.created, now)
+			c.ramping = c.ramping || ramping
+		}
+		hosts[i] = balance.Host{Key: ep.hashKey, Weight: w, Priority: ep.priority,
 			Locality: ep.locality, LocalityWeight: ep.localityWeight, Healthy: h, Active: &ep.active}
 	}
 	lb, err := balance.New(c.lbCfg, hosts)
@@ -319,6 +350,10 @@ func (c *Cluster) start(cc *clusterv3.Cluster) error {
 	if c.outlier != nil {
 		c.wg.Add(1)
 		go c.outlierLoop()
+	}
+	if c.slowStart != nil {
+		c.wg.Add(1)
+		go c.slowStartLoop()
 	}
 	return nil
 }

@@ -3,28 +3,55 @@ package upstream
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"sync/atomic"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	consecutivev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/outlier_detection_monitors/consecutive_errors/v3"
 )
 
-// outlierConfig is the cluster's passive health checking (Envoy's outlier_detection), limited
-// to consecutive 5xx and consecutive gateway failures with locally originated failures folded
-// in (split_external_local_origin_errors false: connect failures and resets count as 503,
-// timeouts as 504).
+// outlierConfig is the cluster's passive health checking (Envoy's outlier_detection): consecutive
+// 5xx, consecutive gateway failures, consecutive local-origin failures (with
+// split_external_local_origin_errors) and consecutive-errors monitors over HTTP status ranges and
+// local-origin errors. Without the split, locally originated failures count as 503 (connect
+// failure, reset) or 504 (timeout). Success-rate and failure-percentage ejection are not
+// implemented and are rejected unless disabled.
 type outlierConfig struct {
-	consecutive5xx, enforcing5xx uint32
-	consecutiveGW, enforcingGW   uint32
-	interval, baseEjection       time.Duration
-	maxEjection                  time.Duration
-	maxEjectionPercent           uint32
+	consecutive5xx, enforcing5xx     uint32
+	consecutiveGW, enforcingGW       uint32
+	split                            bool
+	consecutiveLocal, enforcingLocal uint32
+	interval, baseEjection           time.Duration
+	maxEjection                      time.Duration
+	maxEjectionPercent               uint32
+	monitors                         []monitor
+}
+
+// monitor is a consecutive_errors outlier-detection monitor.
+type monitor struct {
+	name       string
+	threshold  uint32
+	enforcing  uint32
+	httpRanges [][2]int // [start, end)
+	local      bool     // counts locally originated errors
+}
+
+func (m *monitor) matchesStatus(code int) bool {
+	for _, r := range m.httpRanges {
+		if code >= r[0] && code < r[1] {
+			return true
+		}
+	}
+	return false
 }
 
 // odState is an endpoint's outlier-detection state.
 type odState struct {
-	c5xx, cGW atomic.Uint32
-	ejected   atomic.Bool
+	c5xx, cGW, cLocal atomic.Uint32
+	monitors          []atomic.Uint32 // one per outlierConfig.monitors
+	ejected           atomic.Bool
 	// Guarded by Cluster.mu.
 	ejectedAt  time.Time
 	multiplier uint32
@@ -34,27 +61,38 @@ func compileOutlier(o *clusterv3.OutlierDetection) (*outlierConfig, error) {
 	if o == nil {
 		return nil, nil
 	}
-	// Success-rate and failure-percentage detection are not implemented: they are accepted only
-	// when explicitly disabled (enforcing_success_rate: 0, as Istio sends).
-	if err := checkFields(o, "outlier_detection", "consecutive_5xx", "interval", "base_ejection_time",
+	const p = "outlier_detection"
+	if err := checkFields(o, p, "consecutive_5xx", "interval", "base_ejection_time",
 		"max_ejection_percent", "enforcing_consecutive_5xx", "enforcing_success_rate",
 		"consecutive_gateway_failure", "enforcing_consecutive_gateway_failure", "max_ejection_time",
-		"enforcing_failure_percentage", "enforcing_failure_percentage_local_origin",
-		"enforcing_consecutive_local_origin_failure", "enforcing_local_origin_success_rate"); err != nil {
+		"split_external_local_origin_errors", "consecutive_local_origin_failure",
+		"enforcing_consecutive_local_origin_failure", "enforcing_local_origin_success_rate",
+		"enforcing_failure_percentage", "enforcing_failure_percentage_local_origin", "monitors"); err != nil {
 		return nil, err
 	}
-	if v := o.GetEnforcingSuccessRate(); v != nil && v.GetValue() != 0 {
-		return nil, fmt.Errorf("outlier_detection.enforcing_success_rate %d is not supported (success-rate ejection is not implemented; set 0)", v.GetValue())
+	// Accepted only when disabled: the detectors they enforce are not implemented.
+	for name, v := range map[string]interface{ GetValue() uint32 }{
+		"enforcing_success_rate":                    o.GetEnforcingSuccessRate(),
+		"enforcing_local_origin_success_rate":       o.GetEnforcingLocalOriginSuccessRate(),
+		"enforcing_failure_percentage":              o.GetEnforcingFailurePercentage(),
+		"enforcing_failure_percentage_local_origin": o.GetEnforcingFailurePercentageLocalOrigin(),
+	} {
+		if v != nil && v.GetValue() != 0 {
+			return nil, fmt.Errorf("%s.%s %d is not supported (that detector is not implemented; set 0)", p, name, v.GetValue())
+		}
 	}
 	oc := &outlierConfig{
 		consecutive5xx:     5,
 		enforcing5xx:       100,
 		consecutiveGW:      5,
 		enforcingGW:        0,
+		consecutiveLocal:   5,
+		enforcingLocal:     100,
 		interval:           10 * time.Second,
 		baseEjection:       30 * time.Second,
 		maxEjection:        300 * time.Second,
 		maxEjectionPercent: 10,
+		split:              o.GetSplitExternalLocalOriginErrors(),
 	}
 	if v := o.GetConsecutive_5Xx(); v != nil {
 		oc.consecutive5xx = v.GetValue()
@@ -68,14 +106,20 @@ func compileOutlier(o *clusterv3.OutlierDetection) (*outlierConfig, error) {
 	if v := o.GetEnforcingConsecutiveGatewayFailure(); v != nil {
 		oc.enforcingGW = min(100, v.GetValue())
 	}
+	if v := o.GetConsecutiveLocalOriginFailure(); v != nil {
+		oc.consecutiveLocal = v.GetValue()
+	}
+	if v := o.GetEnforcingConsecutiveLocalOriginFailure(); v != nil {
+		oc.enforcingLocal = min(100, v.GetValue())
+	}
 	if d := o.GetInterval(); d != nil {
 		if oc.interval = d.AsDuration(); oc.interval <= 0 {
-			return nil, fmt.Errorf("outlier_detection.interval must be positive")
+			return nil, fmt.Errorf("%s.interval must be positive", p)
 		}
 	}
 	if d := o.GetBaseEjectionTime(); d != nil {
 		if oc.baseEjection = d.AsDuration(); oc.baseEjection <= 0 {
-			return nil, fmt.Errorf("outlier_detection.base_ejection_time must be positive")
+			return nil, fmt.Errorf("%s.base_ejection_time must be positive", p)
 		}
 	}
 	if d := o.GetMaxEjectionTime(); d != nil {
@@ -85,17 +129,105 @@ func compileOutlier(o *clusterv3.OutlierDetection) (*outlierConfig, error) {
 	if v := o.GetMaxEjectionPercent(); v != nil {
 		oc.maxEjectionPercent = min(100, v.GetValue())
 	}
+	for i, m := range o.GetMonitors() {
+		mp := fmt.Sprintf("%s.monitors[%d]", p, i)
+		mon, err := compileMonitor(mp, m)
+		if err != nil {
+			return nil, err
+		}
+		oc.monitors = append(oc.monitors, mon)
+	}
 	return oc, nil
 }
 
-// report feeds one request outcome (an HTTP status; locally originated failures are mapped to
-// 503/504 by the caller) into outlier detection. It runs on the request path: atomics only,
-// unless the host crosses a threshold.
+func compileMonitor(path string, m *corev3.TypedExtensionConfig) (monitor, error) {
+	var mon monitor
+	if m.GetTypedConfig().MessageName() != "envoy.extensions.outlier_detection_monitors.consecutive_errors.v3.ConsecutiveErrors" {
+		return mon, fmt.Errorf("%s: monitor %q (%s) is not supported", path, m.GetName(), m.GetTypedConfig().MessageName())
+	}
+	var ce consecutivev3.ConsecutiveErrors
+	if err := m.GetTypedConfig().UnmarshalTo(&ce); err != nil {
+		return mon, fmt.Errorf("decoding %s: %w", path, err)
+	}
+	if err := checkFields(&ce, path, "name", "threshold", "enforcing", "error_buckets"); err != nil {
+		return mon, err
+	}
+	mon = monitor{name: ce.GetName(), threshold: 5, enforcing: 100}
+	if v := ce.GetThreshold(); v != nil {
+		mon.threshold = v.GetValue()
+	}
+	if v := ce.GetEnforcing(); v != nil {
+		mon.enforcing = min(100, v.GetValue())
+	}
+	b := ce.GetErrorBuckets()
+	if b != nil {
+		if err := checkFields(b, path+".error_buckets", "http_errors", "local_origin_errors"); err != nil {
+			return mon, err
+		}
+	}
+	for j, h := range b.GetHttpErrors() {
+		r := h.GetRange()
+		if r == nil || r.GetStart() >= r.GetEnd() {
+			return mon, fmt.Errorf("%s.error_buckets.http_errors[%d]: invalid range", path, j)
+		}
+		mon.httpRanges = append(mon.httpRanges, [2]int{int(r.GetStart()), int(r.GetEnd())})
+	}
+	mon.local = len(b.GetLocalOriginErrors()) > 0
+	return mon, nil
+}
+
+// report feeds an upstream HTTP response status into outlier detection. It runs on the request
+// path: atomics only, unless the host crosses a threshold.
 func (c *Cluster) report(ep *endpoint, status int) {
 	oc := c.outlier
 	if oc == nil || ep == nil {
 		return
 	}
+	c.consecutive(ep, status)
+	if oc.split && ep.od.cLocal.Load() != 0 {
+		ep.od.cLocal.Store(0) // a response means the connection worked
+	}
+	for i := range oc.monitors {
+		c.monitorObserve(ep, i, oc.monitors[i].matchesStatus(status))
+	}
+}
+
+// reportLocal feeds a locally originated event (connect failure, reset, timeout, or a successful
+// connection) into outlier detection.
+func (c *Cluster) reportLocal(ep *endpoint, failed, timeout bool) {
+	oc := c.outlier
+	if oc == nil || ep == nil {
+		return
+	}
+	for i := range oc.monitors {
+		if oc.monitors[i].local {
+			c.monitorObserve(ep, i, failed)
+		}
+	}
+	if !failed {
+		if oc.split && ep.od.cLocal.Load() != 0 {
+			ep.od.cLocal.Store(0)
+		}
+		return
+	}
+	if !oc.split {
+		code := http.StatusServiceUnavailable
+		if timeout {
+			code = http.StatusGatewayTimeout
+		}
+		c.consecutive(ep, code)
+		return
+	}
+	if n := ep.od.cLocal.Add(1); oc.consecutiveLocal > 0 && n == oc.consecutiveLocal {
+		c.st.odDetectedLocal.Inc()
+		if roll(oc.enforcingLocal) {
+			c.eject(ep, c.st.odEnforcedLocal)
+		}
+	}
+}
+
+func (c *Cluster) consecutive(ep *endpoint, status int) {
+	oc := c.outlier
 	if status < 500 {
 		if ep.od.c5xx.Load() != 0 {
 			ep.od.c5xx.Store(0)
@@ -122,6 +254,23 @@ func (c *Cluster) report(ep *endpoint, status int) {
 		c.st.odDetectedGateway.Inc()
 		if roll(oc.enforcingGW) {
 			c.eject(ep, c.st.odEnforcedGateway)
+		}
+	}
+}
+
+func (c *Cluster) monitorObserve(ep *endpoint, i int, isError bool) {
+	m := &c.outlier.monitors[i]
+	cnt := &ep.od.monitors[i]
+	if !isError {
+		if cnt.Load() != 0 {
+			cnt.Store(0)
+		}
+		return
+	}
+	if n := cnt.Add(1); m.threshold > 0 && n == m.threshold {
+		c.st.odDetectedMonitor.Inc()
+		if roll(m.enforcing) {
+			c.eject(ep, c.st.odEnforcedMonitor)
 		}
 	}
 }
@@ -153,6 +302,10 @@ func (c *Cluster) eject(ep *endpoint, enforced incrementer) {
 	ep.od.multiplier++
 	ep.od.c5xx.Store(0)
 	ep.od.cGW.Store(0)
+	ep.od.cLocal.Store(0)
+	for i := range ep.od.monitors {
+		ep.od.monitors[i].Store(0)
+	}
 	enforced.Inc()
 	c.st.odEnforcedTotal.Inc()
 	c.st.odEjectionsTotal.Inc()

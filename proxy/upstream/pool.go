@@ -98,10 +98,12 @@ func newPool(ep *endpoint, k poolKind) *pool {
 		protos.SetHTTP2(true)
 	}
 	tr.Protocols = &protos
-	if c.http.streamWindow > 0 || c.http.connWindow > 0 {
+	if c.http.streamWindow > 0 || c.http.connWindow > 0 || c.http.pingInterval > 0 {
 		tr.HTTP2 = &http.HTTP2Config{
 			MaxReceiveBufferPerStream:     c.http.streamWindow,
 			MaxReceiveBufferPerConnection: c.http.connWindow,
+			SendPingTimeout:               c.http.pingInterval,
+			PingTimeout:                   c.http.pingTimeout,
 		}
 	}
 	return &pool{ep: ep, kind: k, tr: tr, scheme: scheme, changed: make(chan struct{})}
@@ -218,7 +220,11 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 	// The connect timeout bounds TCP connect and the TLS handshake; the connection outlives ctx.
 	dctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
 	defer cancel()
-	cc, err := p.tr.NewClientConn(dctx, p.scheme, p.ep.dialAddr())
+	addr := p.ep.dialAddr()
+	if p.ep.network == "unix" {
+		addr = "localhost:0" // the dialer ignores it; it only names the peer for TLS
+	}
+	cc, err := p.tr.NewClientConn(dctx, p.scheme, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -338,10 +344,13 @@ func (c *Cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, error) {
 		return nil, errCxOverflow
 	}
 	d := net.Dialer{Timeout: c.connectTimeout, KeepAliveConfig: c.keepAlive}
+	if c.bindAddr != nil && ep.network == "tcp" {
+		d.LocalAddr = c.bindAddr
+	}
 	if !c.keepAlive.Enable {
 		d.KeepAlive = -1
 	}
-	conn, err := d.DialContext(ctx, "tcp", ep.dialAddr())
+	conn, err := d.DialContext(ctx, ep.network, ep.dialAddr())
 	if err != nil {
 		c.breaker.cx.release()
 		c.st.cxConnectFail.Inc()

@@ -122,16 +122,16 @@ func (c *Cluster) failure(ctx context.Context, ep *endpoint, err error, connecti
 		return &Error{Flag: FlagOverflow, Err: err}
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 		c.st.rqTimeout.Inc()
-		c.report(ep, http.StatusGatewayTimeout)
+		c.reportLocal(ep, true, true)
 		return &Error{Flag: FlagUpstreamTimeout, Err: err}
 	case ctx.Err() != nil:
 		return &Error{Flag: FlagDownstreamCanceled, Err: err}
 	case connecting:
-		c.report(ep, http.StatusServiceUnavailable)
+		c.reportLocal(ep, true, false)
 		return &Error{Flag: FlagConnectFailure, Err: err}
 	}
 	c.st.rqReset.Inc()
-	c.report(ep, http.StatusServiceUnavailable)
+	c.reportLocal(ep, true, false)
 	return &Error{Flag: FlagConnectionTerminate, Err: err}
 }
 
@@ -160,8 +160,11 @@ func prepare(req *http.Request, p *pool) *http.Request {
 		if u.Host == "" {
 			u.Host = req.Host
 		}
-		if u.Host == "" {
+		if u.Host == "" && p.ep.network == "tcp" {
 			u.Host = p.ep.dialAddr()
+		}
+		if u.Host == "" {
+			u.Host = "localhost"
 		}
 		out.URL = u
 	}
@@ -253,7 +256,7 @@ func (c *Cluster) Dial(ctx context.Context, lb balance.Context) (net.Conn, error
 		}
 		conn = tc
 	}
-	c.report(ep, http.StatusOK)
+	c.reportLocal(ep, false, false)
 	return &dialedConn{Conn: conn, ep: ep}, nil
 }
 

@@ -18,6 +18,7 @@ type clusterStats struct {
 	lbHealthyPanic, membershipChange, updateSuccess                                   *stats.Counter
 	odEjectionsTotal, odEnforcedTotal, odOverflow                                     *stats.Counter
 	odDetected5xx, odEnforced5xx, odDetectedGateway, odEnforcedGateway                *stats.Counter
+	odDetectedLocal, odEnforcedLocal, odDetectedMonitor, odEnforcedMonitor            *stats.Counter
 	cxActive, rqActive, rqPendingActive, membershipHealthy, membershipTotal, odActive *stats.Gauge
 	cbCxOpen, cbPendingOpen, cbRqOpen, cbRetryOpen                                    *stats.Gauge
 	cbRemainingCx, cbRemainingPending, cbRemainingRq, cbRemainingRetries              *stats.Gauge
@@ -68,6 +69,10 @@ func newClusterStats(s *stats.Store, name string) *clusterStats {
 		odEnforced5xx:        c("outlier_detection.ejections_enforced_consecutive_5xx"),
 		odDetectedGateway:    c("outlier_detection.ejections_detected_consecutive_gateway_failure"),
 		odEnforcedGateway:    c("outlier_detection.ejections_enforced_consecutive_gateway_failure"),
+		odDetectedLocal:      c("outlier_detection.ejections_detected_consecutive_local_origin_failure"),
+		odEnforcedLocal:      c("outlier_detection.ejections_enforced_consecutive_local_origin_failure"),
+		odDetectedMonitor:    c("outlier_detection.ejections_detected_consecutive_errors"),
+		odEnforcedMonitor:    c("outlier_detection.ejections_enforced_consecutive_errors"),
 		cxActive:             g("upstream_cx_active"),
 		rqActive:             g("upstream_rq_active"),
 		rqPendingActive:      g("upstream_rq_pending_active"),
