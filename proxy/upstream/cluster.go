@@ -143,7 +143,7 @@ type Cluster struct {
 	mu      sync.Mutex
 	members []*endpoint
 	byKey   map[string]*endpoint
-	ramping bool // some member is in its slow-start window
+	ramping bool     // some member is in its slow-start window
 	orig    sync.Map // netip.AddrPort → *endpoint (ORIGINAL_DST)
 
 	freedMu sync.Mutex
