@@ -311,6 +311,12 @@ func readLine(t *testing.T, d *net.Dialer, addr string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	return firstLine(t, c)
+}
+
+// firstLine returns the first line read from c (without the newline), or what came before EOF.
+func firstLine(t *testing.T, c net.Conn) string {
+	t.Helper()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	var b []byte
 	one := make([]byte, 1)
