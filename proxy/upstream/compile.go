@@ -43,6 +43,8 @@ type httpOptions struct {
 	maxRequestsPerConn uint32
 	// HTTP/2 flow-control windows (0 = Go's defaults).
 	streamWindow, connWindow int
+	// maxStreams caps concurrent streams per HTTP/2 connection (0 = the server's limit).
+	maxStreams int
 	// HTTP/2 PING keepalive (0 = off).
 	pingInterval, pingTimeout time.Duration
 }
@@ -433,8 +435,8 @@ func (cl *Cluster) httpProtocolOptions(path string, o *httpv3.HttpProtocolOption
 }
 
 func (cl *Cluster) h2Options(path string, h2 *corev3.Http2ProtocolOptions) error {
-	// max_concurrent_streams bounds what this side accepts as a server; the upstream's own
-	// SETTINGS limit our streams per connection, and the pool opens more connections as needed.
+	// max_concurrent_streams caps the streams the pool puts on one upstream connection (the
+	// server's SETTINGS may lower it further); the pool opens more connections as needed.
 	if err := checkFields(h2, path, "initial_stream_window_size", "initial_connection_window_size",
 		"max_concurrent_streams", "connection_keepalive"); err != nil {
 		return err
@@ -449,6 +451,9 @@ func (cl *Cluster) h2Options(path string, h2 *corev3.Http2ProtocolOptions) error
 		if ka.GetTimeout() == nil || cl.http.pingTimeout <= 0 {
 			return fmt.Errorf("%s.connection_keepalive.timeout is required", path)
 		}
+	}
+	if v := h2.GetMaxConcurrentStreams(); v != nil {
+		cl.http.maxStreams = int(v.GetValue())
 	}
 	if v := h2.GetInitialStreamWindowSize(); v != nil {
 		cl.http.streamWindow = int(v.GetValue())

@@ -199,6 +199,9 @@ func (p *pool) reserveLocked() *pconn {
 			// The duration timer has not fired yet; it will close the connection.
 			continue
 		}
+		if m := c.http.maxStreams; m > 0 && pc.cc.InFlight() >= m {
+			continue
+		}
 		if pc.cc.Reserve() != nil {
 			continue
 		}

@@ -493,3 +493,30 @@ func TestMaxConnectionDuration(t *testing.T) {
 		t.Fatal("upstream_cx_max_duration_reached not counted")
 	}
 }
+
+func TestHTTP2MaxConcurrentStreams(t *testing.T) {
+	const n = 6
+	g := newGate()
+	defer g.open()
+	a := newBackend(t, "a", h2cBackend)
+	a.handler = func(w http.ResponseWriter, r *http.Request) { g.wait(r) }
+	c := staticCluster("h2max", clusterv3.Cluster_ROUND_ROBIN, a)
+	opts := explicitH2()
+	opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions().MaxConcurrentStreams = u32(2)
+	c.TypedExtensionProtocolOptions = protoOptions(t, opts)
+	cl, _ := compileT(t, c, Deps{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = do(cl, balance.Context{}, "GET", "/")
+		}()
+	}
+	waitFor(t, "all streams to reach the backend", 10*time.Second, func() bool { return g.waiting.Load() == n })
+	g.open()
+	wg.Wait()
+	if got := a.accepted.Load(); got != n/2 {
+		t.Fatalf("%d streams at 2 per connection used %d connections, want %d", n, got, n/2)
+	}
+}
