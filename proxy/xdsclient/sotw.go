@@ -19,7 +19,18 @@ type sotwStream struct {
 	nonce  map[string]string   // last nonce received per type
 	sent   map[string]bool
 	first  bool
+	// A SotW server answers a NACK (which carries the previous version) by sending the rejected
+	// version again. Repeated NACKs of the same version are therefore delayed with a growing
+	// backoff per type instead of looping at full speed.
+	nackVersion map[string]string
+	nackDelay   map[string]time.Duration
+	delayed     chan *discoveryv3.DiscoveryRequest
 }
+
+const (
+	nackBackoffBase = 100 * time.Millisecond
+	nackBackoffMax  = 10 * time.Second
+)
 
 type sotwRecv struct {
 	resp *discoveryv3.DiscoveryResponse
@@ -34,7 +45,8 @@ func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscover
 	if err != nil {
 		return false, fmt.Errorf("opening sotw ads stream: %w", err)
 	}
-	s := &sotwStream{c: c, stream: stream, names: map[string][]string{}, nonce: map[string]string{}, sent: map[string]bool{}, first: true}
+	s := &sotwStream{c: c, stream: stream, names: map[string][]string{}, nonce: map[string]string{}, sent: map[string]bool{}, first: true,
+		nackVersion: map[string]string{}, nackDelay: map[string]time.Duration{}, delayed: make(chan *discoveryv3.DiscoveryRequest, len(Types))}
 	recv := make(chan sotwRecv)
 	go func() {
 		for {
@@ -61,6 +73,13 @@ func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscover
 		case <-c.wake:
 			if err := s.sync(); err != nil {
 				return got, fmt.Errorf("sending sotw request: %w", err)
+			}
+		case req := <-s.delayed:
+			if req.GetResponseNonce() != s.nonce[req.GetTypeUrl()] {
+				continue // a newer response superseded the rejected one
+			}
+			if err := s.send(req); err != nil {
+				return got, fmt.Errorf("sending sotw nack: %w", err)
 			}
 		case r := <-recv:
 			if r.err != nil {
@@ -144,10 +163,24 @@ func (s *sotwStream) handle(resp *discoveryv3.DiscoveryResponse) error {
 		err = s.c.apply(t, next)
 	}
 	if err != nil {
-		s.c.log.Warn("xds update rejected", "type", t, "version", resp.GetVersionInfo(), "error", err)
 		req.VersionInfo = s.c.versions[t]
 		req.ErrorDetail = &status.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+		if s.nackVersion[t] == resp.GetVersionInfo() {
+			d := min(max(2*s.nackDelay[t], nackBackoffBase), nackBackoffMax)
+			s.nackDelay[t] = d
+			time.AfterFunc(d, func() {
+				select {
+				case s.delayed <- req:
+				default: // the stream is gone or a NACK is already queued
+				}
+			})
+			return nil
+		}
+		s.c.log.Warn("xds update rejected", "type", t, "version", resp.GetVersionInfo(), "error", err)
+		s.nackVersion[t] = resp.GetVersionInfo()
+		s.nackDelay[t] = 0
 	} else {
+		delete(s.nackVersion, t)
 		s.c.versions[t] = resp.GetVersionInfo()
 		req.VersionInfo = resp.GetVersionInfo()
 		s.c.log.Debug("xds update accepted", "type", t, "version", resp.GetVersionInfo(), "resources", len(next))
