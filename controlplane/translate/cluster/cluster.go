@@ -134,7 +134,7 @@ func outbound(svc *registry.Service, port registry.Port, eps []*registry.Endpoin
 	if tp.GetTunnel() != nil {
 		return nil, r.errf("trafficPolicy.tunnel", "HTTP CONNECT tunnelling to an egress proxy is not supported")
 	}
-	tlsCtx, err := upstreamTLS(tp.GetTls(), svc, port.Number, subset.GetName(), r)
+	tlsCtx, err := upstreamTLS(tp.GetTls(), svc, port.Number, subset.GetName(), subsetEndpoints(eps, subset), opts.Mesh.GetTrustDomain(), r)
 	if err != nil {
 		return nil, err
 	}
@@ -226,4 +226,18 @@ func Inbound(port registry.Port, addr string, targetPort uint32, cp *networking.
 		return nil, fmt.Errorf("building %s: %w", name, err)
 	}
 	return c, nil
+}
+
+// subsetEndpoints returns the endpoints whose labels match the subset (all when subset is nil).
+func subsetEndpoints(eps []*registry.Endpoint, subset *networking.Subset) []*registry.Endpoint {
+	if len(subset.GetLabels()) == 0 {
+		return eps
+	}
+	var out []*registry.Endpoint
+	for _, ep := range eps {
+		if registry.LabelsMatch(subset.GetLabels(), ep.Labels) {
+			out = append(out, ep)
+		}
+	}
+	return out
 }

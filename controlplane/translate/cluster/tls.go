@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -58,8 +59,9 @@ func SNI(port uint32, subset, host string) string {
 //	MUTUAL       -> SIMPLE plus a client certificate: clientCertificate/privateKey files or
 //	                credentialName (SDS "kubernetes://<name>")
 //	ISTIO_MUTUAL -> the workload certificate "default" and root "ROOTCA" over SDS, Istio's ALPN, SNI
-//	                outbound_.PORT_.SUBSET_.HOST and the service's subject alt names
-func upstreamTLS(t *networking.ClientTLSSettings, svc *registry.Service, port uint32, subset string, r *Rule) (*tlsv3.UpstreamTlsContext, error) {
+//	                outbound_.PORT_.SUBSET_.HOST and the service's subject alt names, else the SPIFFE
+//	                identities of the endpoints' service accounts (trustDomain from MeshConfig)
+func upstreamTLS(t *networking.ClientTLSSettings, svc *registry.Service, port uint32, subset string, eps []*registry.Endpoint, trustDomain string, r *Rule) (*tlsv3.UpstreamTlsContext, error) {
 	if t == nil || t.GetMode() == networking.ClientTLSSettings_DISABLE {
 		return nil, nil
 	}
@@ -71,6 +73,9 @@ func upstreamTLS(t *networking.ClientTLSSettings, svc *registry.Service, port ui
 	}
 	switch t.GetMode() {
 	case networking.ClientTLSSettings_ISTIO_MUTUAL:
+		if len(sans) == 0 {
+			sans = spiffeIDs(eps, trustDomain)
+		}
 		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{SDSConfig(SecretDefault)}
 		common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
 			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
@@ -184,4 +189,25 @@ func transportSocket(tlsCtx *tlsv3.UpstreamTlsContext, pp *networking.TrafficPol
 func rawBuffer() *corev3.TransportSocket {
 	a, _ := anypb.New(&rawbufferv3.RawBuffer{})
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.raw_buffer", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
+}
+
+// spiffeIDs returns the sorted, distinct SPIFFE identities of the endpoints' service accounts.
+func spiffeIDs(eps []*registry.Endpoint, trustDomain string) []string {
+	if trustDomain == "" {
+		trustDomain = "cluster.local"
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, ep := range eps {
+		if ep.ServiceAccount == "" {
+			continue
+		}
+		id := "spiffe://" + trustDomain + "/ns/" + ep.Namespace + "/sa/" + ep.ServiceAccount
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
