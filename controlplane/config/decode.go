@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/golang/protobuf/jsonpb"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/protoadapt"
 	"sigs.k8s.io/yaml"
 )
 
@@ -304,7 +303,7 @@ func decodeObject(d *docErr, obj map[string]any) (*Object, []error) {
 // decodeSpec checks raw against msg's descriptor and then decodes it into msg.
 func decodeSpec(d *docErr, raw any, msg proto.Message) []error {
 	w := &walker{maxDepth: MaxDepth}
-	w.message(msg.ProtoReflect().Descriptor(), raw, "spec", 1)
+	raw = w.message(msg.ProtoReflect().Descriptor(), raw, "spec", 1)
 	if len(w.errs) > 0 {
 		errs := make([]error, 0, len(w.errs))
 		for _, e := range w.errs {
@@ -316,18 +315,11 @@ func decodeSpec(d *docErr, raw any, msg proto.Message) []error {
 	if err != nil {
 		return []error{d.err("spec", "encoding spec: %v", err)}
 	}
-	if err := unmarshalJSON(js, msg); err != nil {
-		// The walk above should have caught everything the decoder rejects.
+	if err := protojson.Unmarshal(js, msg); err != nil {
+		// The walk above should have caught everything protojson rejects.
 		return []error{d.err("spec", "decoding spec: %v", err)}
 	}
 	return nil
-}
-
-// unmarshalJSON decodes JSON into msg with golang/protobuf's jsonpb, the decoder Istio's own
-// types use: it accepts Go durations such as "30ms" and "5m", which protojson does not.
-func unmarshalJSON(js []byte, msg proto.Message) error {
-	u := jsonpb.Unmarshaler{AllowUnknownFields: false}
-	return u.Unmarshal(bytes.NewReader(js), protoadapt.MessageV1Of(msg))
 }
 
 func kindList() string {

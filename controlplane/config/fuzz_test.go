@@ -1,13 +1,18 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/golang/protobuf/jsonpb" //nolint:staticcheck // Istio's decoder, as the reference
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
+	"sigs.k8s.io/yaml"
 )
 
 // FuzzDecode checks that Decode never panics, that every error is a *config.Error, and that every
@@ -89,6 +94,21 @@ func FuzzSpec(f *testing.F) {
 			}
 		}
 		for _, o := range objs {
+			// Whatever Decode accepts, Istio's decoder accepts too, with the same result.
+			if js, err := yaml.YAMLToJSON([]byte(doc)); err == nil {
+				var env struct {
+					Spec json.RawMessage `json:"spec"`
+				}
+				if json.Unmarshal(js, &env) == nil && len(env.Spec) > 0 && string(env.Spec) != "null" {
+					want := NewSpec(k)
+					if err := (&jsonpb.Unmarshaler{}).Unmarshal(bytes.NewReader(env.Spec), protoadapt.MessageV1Of(want)); err != nil {
+						t.Fatalf("accepted, but Istio's decoder rejects it: %v\n%s", err, env.Spec)
+					}
+					if !proto.Equal(want, o.Spec) {
+						t.Fatalf("decoded differently from Istio's decoder:\n got %v\nwant %v", o.Spec, want)
+					}
+				}
+			}
 			if err := Validate(o); err != nil {
 				if strings.Contains(err.Error(), "internal error") {
 					t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -138,7 +139,7 @@ func ParseMeshConfig(origin string, data []byte) (mc *meshconfig.MeshConfig, err
 	}
 	user := &meshconfig.MeshConfig{}
 	w := &walker{maxDepth: MaxDepth}
-	w.message(user.ProtoReflect().Descriptor(), tree, "", 0)
+	normalized := w.message(user.ProtoReflect().Descriptor(), tree, "", 0)
 	if len(w.errs) > 0 {
 		errs := make([]error, 0, len(w.errs))
 		for _, e := range w.errs {
@@ -146,7 +147,10 @@ func ParseMeshConfig(origin string, data []byte) (mc *meshconfig.MeshConfig, err
 		}
 		return nil, errors.Join(errs...)
 	}
-	if err := unmarshalJSON(js, user); err != nil {
+	if js, err = json.Marshal(normalized); err != nil {
+		return nil, merr("", "encoding: %v", err)
+	}
+	if err := protojson.Unmarshal(js, user); err != nil {
 		return nil, merr("", "decoding: %v", err)
 	}
 	defaultProviders := mc.ExtensionProviders

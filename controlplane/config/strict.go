@@ -54,20 +54,21 @@ func jsonType(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// message checks that v is a JSON object matching md.
-func (w *walker) message(md protoreflect.MessageDescriptor, v any, path string, depth int) {
+// message checks that v is a JSON object matching md. It returns v, or for a value that needs
+// normalizing before protojson decodes it (a Go-style duration), its normalized form; nested
+// normalized values are stored in place.
+func (w *walker) message(md protoreflect.MessageDescriptor, v any, path string, depth int) any {
 	if depth > w.maxDepth {
 		w.add(path, "nesting deeper than %d levels", w.maxDepth)
-		return
+		return v
 	}
 	if wkt := wellKnown(md.FullName()); wkt != nil {
-		wkt(w, md, v, path, depth)
-		return
+		return wkt(w, md, v, path, depth)
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
 		w.add(path, "expected an object (%s), got %s", md.Name(), jsonType(v))
-		return
+		return v
 	}
 	fields := md.Fields()
 	seen := make(map[protoreflect.FieldNumber]string, len(obj))
@@ -99,18 +100,19 @@ func (w *walker) message(md protoreflect.MessageDescriptor, v any, path string, 
 			}
 			oneofs[od.FullName()] = key
 		}
-		w.field(fd, val, fp, depth+1)
+		obj[key] = w.field(fd, val, fp, depth+1)
 	}
+	return obj
 }
 
-// field checks one field's value, which is not null.
-func (w *walker) field(fd protoreflect.FieldDescriptor, v any, path string, depth int) {
+// field checks one field's value, which is not null, and returns it normalized (see message).
+func (w *walker) field(fd protoreflect.FieldDescriptor, v any, path string, depth int) any {
 	switch {
 	case fd.IsList():
 		arr, ok := v.([]any)
 		if !ok {
 			w.add(path, "expected an array, got %s", jsonType(v))
-			return
+			return v
 		}
 		for i, e := range arr {
 			ep := fmt.Sprintf("%s[%d]", path, i)
@@ -118,13 +120,14 @@ func (w *walker) field(fd protoreflect.FieldDescriptor, v any, path string, dept
 				w.add(ep, "null is not allowed in a list")
 				continue
 			}
-			w.singular(fd, e, ep, depth)
+			arr[i] = w.singular(fd, e, ep, depth)
 		}
+		return arr
 	case fd.IsMap():
 		obj, ok := v.(map[string]any)
 		if !ok {
 			w.add(path, "expected an object (map), got %s", jsonType(v))
-			return
+			return v
 		}
 		kd, vd := fd.MapKey(), fd.MapValue()
 		for _, k := range sortedKeys(obj) {
@@ -134,10 +137,11 @@ func (w *walker) field(fd protoreflect.FieldDescriptor, v any, path string, dept
 				w.add(ep, "null is not allowed as a map value")
 				continue
 			}
-			w.singular(vd, obj[k], ep, depth)
+			obj[k] = w.singular(vd, obj[k], ep, depth)
 		}
+		return obj
 	default:
-		w.singular(fd, v, path, depth)
+		return w.singular(fd, v, path, depth)
 	}
 }
 
@@ -158,13 +162,13 @@ func (w *walker) mapKey(kd protoreflect.FieldDescriptor, k, path string) {
 	}
 }
 
-// singular checks one non-repeated value of fd's type.
-func (w *walker) singular(fd protoreflect.FieldDescriptor, v any, path string, depth int) {
+// singular checks one non-repeated value of fd's type and returns it normalized (see message).
+func (w *walker) singular(fd protoreflect.FieldDescriptor, v any, path string, depth int) any {
 	if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
-		w.message(fd.Message(), v, path, depth)
-		return
+		return w.message(fd.Message(), v, path, depth)
 	}
 	w.scalar(fd, v, path)
+	return v
 }
 
 // scalar checks a scalar or enum value the way protojson parses it.
@@ -293,73 +297,87 @@ func enumNames(ed protoreflect.EnumDescriptor) string {
 	return strings.Join(names, ", ")
 }
 
+// wellKnownFunc checks a value of a well-known type and returns it, normalized when needed.
+type wellKnownFunc func(w *walker, md protoreflect.MessageDescriptor, v any, path string, depth int) any
+
 // wellKnown returns the checker for a well-known type with a special JSON form, or nil.
-func wellKnown(name protoreflect.FullName) func(*walker, protoreflect.MessageDescriptor, any, string, int) {
+func wellKnown(name protoreflect.FullName) wellKnownFunc {
 	switch name {
 	case "google.protobuf.Duration":
-		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) {
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) any {
 			s, ok := v.(string)
 			if !ok {
 				w.add(path, "expected a duration string like \"1.5s\" or \"30ms\", got %s", jsonType(v))
-				return
+				return v
 			}
-			if _, err := parseProtoDuration(s); err != nil {
+			d, err := parseProtoDuration(s)
+			if err != nil {
 				w.add(path, "%v", err)
+				return v
 			}
+			return protoDurationJSON(d)
 		}
 	case "google.protobuf.Timestamp":
-		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) {
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) any {
 			s, ok := v.(string)
 			if !ok {
 				w.add(path, "expected an RFC 3339 timestamp string, got %s", jsonType(v))
-				return
+				return v
 			}
 			t, err := time.Parse(time.RFC3339Nano, s)
 			if err != nil || t.Year() < 1 || t.Year() > 9999 {
 				w.add(path, "invalid RFC 3339 timestamp %s", quoteShort(s))
 			}
+			return v
 		}
 	case "google.protobuf.DoubleValue", "google.protobuf.FloatValue", "google.protobuf.Int64Value",
 		"google.protobuf.UInt64Value", "google.protobuf.Int32Value", "google.protobuf.UInt32Value",
 		"google.protobuf.BoolValue", "google.protobuf.StringValue", "google.protobuf.BytesValue":
-		return func(w *walker, md protoreflect.MessageDescriptor, v any, path string, _ int) {
+		return func(w *walker, md protoreflect.MessageDescriptor, v any, path string, _ int) any {
 			w.scalar(md.Fields().ByName("value"), v, path)
+			return v
 		}
 	case "google.protobuf.Struct":
-		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, depth int) {
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, depth int) any {
 			if _, ok := v.(map[string]any); !ok {
 				w.add(path, "expected an object, got %s", jsonType(v))
-				return
+				return v
 			}
 			w.anyJSON(v, path, depth)
+			return v
 		}
 	case "google.protobuf.ListValue":
-		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, depth int) {
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, depth int) any {
 			if _, ok := v.([]any); !ok {
 				w.add(path, "expected an array, got %s", jsonType(v))
-				return
+				return v
 			}
 			w.anyJSON(v, path, depth)
+			return v
 		}
 	case "google.protobuf.Value":
-		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, depth int) {
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, depth int) any {
 			w.anyJSON(v, path, depth)
+			return v
 		}
 	case "google.protobuf.Empty":
-		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) {
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) any {
 			if m, ok := v.(map[string]any); !ok || len(m) != 0 {
 				w.add(path, "expected an empty object")
 			}
+			return v
 		}
 	case "google.protobuf.FieldMask":
-		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) {
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) any {
 			if _, ok := v.(string); !ok {
 				w.add(path, "expected a field mask string, got %s", jsonType(v))
 			}
+			return v
 		}
 	case "google.protobuf.Any":
-		return func(w *walker, _ protoreflect.MessageDescriptor, _ any, path string, _ int) {
+		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) any {
 			w.add(path, "google.protobuf.Any is not supported here")
+			return v
 		}
 	}
 	return nil
@@ -405,6 +423,25 @@ func parseProtoDuration(s string) (time.Duration, error) {
 
 // validBase64 reports whether s is standard, padded base64 (what encoding/json decodes into
 // []byte).
+// protoDurationJSON renders d in the JSON form of google.protobuf.Duration that protojson reads
+// ("1.500s", "-0.030s"), with the seconds and nanoseconds golang/protobuf's jsonpb (the decoder
+// Istio uses) would have produced from the same Go duration.
+func protoDurationJSON(d time.Duration) string {
+	sign := ""
+	if d < 0 {
+		sign = "-"
+	}
+	n := d.Nanoseconds()
+	secs, nanos := n/1e9, n%1e9
+	if secs < 0 {
+		secs = -secs
+	}
+	if nanos < 0 {
+		nanos = -nanos
+	}
+	return fmt.Sprintf("%s%d.%09ds", sign, secs, nanos)
+}
+
 func validBase64(s string) bool {
 	_, err := base64.StdEncoding.DecodeString(s)
 	return err == nil
