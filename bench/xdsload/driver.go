@@ -120,6 +120,12 @@ func runDriver(cfg options) error {
 		expect = []string{resource.ClusterType, resource.EndpointType, resource.RouteType}
 	}
 	var all, perProxy []time.Duration
+	profDone := make(chan error, 1)
+	if cfg.profile != "" {
+		go func() { profDone <- fetchToFile(ctx, ctl+"/debug/pprof/profile?seconds=30", cfg.profile) }()
+	} else {
+		profDone <- nil
+	}
 	for u := range cfg.updates {
 		before := make([][]int, len(proxies))
 		for i, p := range proxies {
@@ -146,6 +152,9 @@ func runDriver(cfg options) error {
 		}
 		all = append(all, worst)
 	}
+	if err := <-profDone; err != nil {
+		return err
+	}
 	if len(all) > 0 {
 		fmt.Printf("update → ACK by all %d proxies (%d %s changes): p50 %s  p99 %s  max %s\n",
 			cfg.proxies, cfg.updates, cfg.change, pct(all, 50), pct(all, 99), pct(all, 100))
@@ -164,6 +173,28 @@ func pct(ds []time.Duration, p int) time.Duration {
 	i := (len(s)*p + 99) / 100
 	i = min(max(i, 1), len(s))
 	return s[i-1].Round(time.Millisecond / 10)
+}
+
+// fetchToFile saves the body of a GET.
+func fetchToFile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("creating profile: %w", err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("saving profile: %w", err)
+	}
+	return f.Close()
 }
 
 func getJSON[T any](ctx context.Context, url string) (T, error) {

@@ -29,6 +29,7 @@ type options struct {
 	generator string
 	parallel  int
 	timeout   time.Duration
+	profile   string
 }
 
 func main() {
@@ -43,6 +44,7 @@ func main() {
 	flag.StringVar(&cfg.generator, "generator", "synthetic", "generator: synthetic (shared resources of realistic size) or real (translate.New, Strait's translator)")
 	flag.IntVar(&cfg.parallel, "parallel", 50, "proxies connecting at the same time during the ramp")
 	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "bound on the whole run")
+	flag.StringVar(&cfg.profile, "cpuprofile", "", "write a 30 s CPU profile of the server, taken during the updates, to this file")
 	flag.Parse()
 	if cfg.ports < 1 || cfg.ports > len(benchPorts) || cfg.proxies < 1 || cfg.services < 1 || cfg.parallel < 1 {
 		fmt.Fprintln(os.Stderr, "xdsload: -ports must be 1-3; -proxies, -services and -parallel positive")

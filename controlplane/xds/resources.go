@@ -113,27 +113,29 @@ type memoEntry struct {
 	info resourceInfo
 }
 
-// blob is a weak reference to marshaled bytes shared by equal resources.
+// blob is a weak reference to marshaled bytes shared by equal resources, with the result of
+// validating them.
 type blob struct {
 	first weak.Pointer[byte]
 	n     int
+	err   error
 }
 
-// share returns a previously seen copy of b with hash h if one is still alive, else b.
-func (in *interner) share(h uint64, b []byte) []byte {
+// share returns a live earlier copy of b (content hash h) and its validation result, with seen
+// true; or b itself and seen false when the content is new (or empty, which is not shared).
+func (in *interner) share(h uint64, b []byte) (shared []byte, err error, seen bool) {
 	if len(b) == 0 {
-		return b
+		return b, nil, false
 	}
 	if v, ok := in.blobs.Load(h); ok {
 		e := v.(*blob)
 		if p := e.first.Value(); p != nil {
 			if old := unsafe.Slice(p, e.n); bytes.Equal(old, b) {
-				return old
+				return old, e.err, true
 			}
 		}
 	}
-	in.blobs.Store(h, &blob{first: weak.Make(&b[0]), n: len(b)})
-	return b
+	return b, nil, false
 }
 
 // listEntry memoizes the typeSet of a whole slice returned by a generator.
@@ -163,20 +165,25 @@ func (in *interner) info(r types.Resource) resourceInfo {
 		}
 	}
 	ri := resourceInfo{typeURL: typeURLOf(r), name: cache.GetResourceName(r)}
-	if v, ok := r.(interface{ Validate() error }); ok {
-		if err := v.Validate(); err != nil {
-			ri.err = fmt.Errorf("invalid %s %q: %w", shortType(ri.typeURL), ri.name, err)
-		}
-	}
-	if ri.err == nil {
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
-		if err != nil {
-			ri.err = fmt.Errorf("marshaling %q: %w", ri.name, err)
-		} else {
-			sum := xxhash.Sum64(b)
-			ri.bytes = in.share(sum, b)
-			ri.hash = hashHex(sum)
-			ri.item = xxhash.Sum64String(ri.name + "\x00" + ri.hash)
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	if err != nil {
+		ri.err = fmt.Errorf("marshaling %s %q: %w", shortType(ri.typeURL), ri.name, err)
+	} else {
+		sum := xxhash.Sum64(b)
+		ri.hash = hashHex(sum)
+		ri.item = xxhash.Sum64String(ri.name + "\x00" + ri.hash)
+		// Validation depends only on content: equal bytes seen before share its result.
+		var seen bool
+		ri.bytes, ri.err, seen = in.share(sum, b)
+		if !seen {
+			if v, ok := r.(interface{ Validate() error }); ok {
+				if err := v.Validate(); err != nil {
+					ri.err = fmt.Errorf("invalid %s %q: %w", shortType(ri.typeURL), ri.name, err)
+				}
+			}
+			if len(b) > 0 {
+				in.blobs.Store(sum, &blob{first: weak.Make(&b[0]), n: len(b), err: ri.err})
+			}
 		}
 	}
 	in.res.Store(addr, &memoEntry{obj: weak.Make((*byte)(addr)), info: ri})
