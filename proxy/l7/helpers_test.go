@@ -129,6 +129,12 @@ func inlineHCM(rc *routev3.RouteConfiguration, filters ...*hcmv3.HttpFilter) *hc
 // http/1.1) before handing connections over, as a listener's filter chain does.
 func startProxy(t *testing.T, hcm *hcmv3.HttpConnectionManager, env Env, withTLS bool) *proxy {
 	t.Helper()
+	return startProxyTLS(t, hcm, env, withTLS, nil)
+}
+
+// startProxyTLS is startProxy with a hook to adjust the server TLS config (e.g. client auth).
+func startProxyTLS(t *testing.T, hcm *hcmv3.HttpConnectionManager, env Env, withTLS bool, adjust func(*tls.Config)) *proxy {
+	t.Helper()
 	p := &proxy{st: stats.NewStore(), infos: make(chan *RequestInfo, 1024)}
 	h, err := New(hcm, env, Options{Stats: p.st, OnComplete: func(ri *RequestInfo) {
 		c := *ri
@@ -148,6 +154,9 @@ func startProxy(t *testing.T, hcm *hcmv3.HttpConnectionManager, env Env, withTLS
 	p.addr = ln.Addr().String()
 	if withTLS {
 		p.tls, p.cert = selfSigned(t)
+		if adjust != nil {
+			adjust(p.tls)
+		}
 	}
 	var wg sync.WaitGroup
 	go func() {
@@ -174,6 +183,7 @@ func startProxy(t *testing.T, hcm *hcmv3.HttpConnectionManager, env Env, withTLS
 					}
 					cs := tc.ConnectionState()
 					info.TLS, info.ALPN, info.SNI = true, cs.NegotiatedProtocol, cs.ServerName
+					info.PeerCertificates, info.LocalCertificate = cs.PeerCertificates, p.cert
 					c = tc
 				}
 				h.ServeConn(c, info)

@@ -1,0 +1,107 @@
+package l7
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// TestForwardClientCert checks x-forwarded-client-cert with SANITIZE_SET over real mTLS.
+func TestForwardClientCert(t *testing.T) {
+	up := startUpstream(t, echoHandler(), false)
+	env := &testEnv{clusters: map[string]Upstream{"backend": newTestUpstream(up, false)}}
+	hcm := inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("backend"))))
+	hcm.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
+	hcm.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Subject: wrapperspb.Bool(true), Uri: true, Dns: true}
+	p := startProxyTLS(t, hcm, env, true, func(c *tls.Config) { c.ClientAuth = tls.RequireAnyClientCert })
+	pool := x509.NewCertPool()
+	pool.AddCert(p.cert)
+	clientCfg, _ := selfSigned(t) // the client presents a certificate of the same shape
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "proxy.test",
+		Certificates: clientCfg.Certificates}}}
+	req, _ := http.NewRequest("GET", "https://"+p.addr+"/", nil)
+	req.Header.Set("X-Forwarded-Client-Cert", "By=spoofed")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xfcc := decodeSeen(t, resp).Header.Get("X-Forwarded-Client-Cert")
+	for _, want := range []string{"By=spiffe://cluster.local/ns/default/sa/proxy;Hash=", ";Subject=\"CN=proxy.test\"",
+		";URI=spiffe://cluster.local/ns/default/sa/proxy", ";DNS=proxy.test"} {
+		if !strings.Contains(xfcc, want) {
+			t.Errorf("xfcc %q lacks %q", xfcc, want)
+		}
+	}
+	if strings.Contains(xfcc, "spoofed") {
+		t.Errorf("xfcc kept the client's value: %q", xfcc)
+	}
+}
+
+// TestStreamIdleTimeout ends a request whose upstream sends nothing with 408 (SI).
+func TestStreamIdleTimeout(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}), false)
+	env := &testEnv{clusters: map[string]Upstream{"b": newTestUpstream(up, false)}}
+	a := toCluster("b")
+	a.Timeout = durationpb.New(0)
+	a.IdleTimeout = durationpb.New(30 * time.Millisecond)
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), a))), env, false)
+	resp, err := h1Client().Get(p.url("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if ri := p.nextInfo(t); resp.StatusCode != 408 || ri.Flags != FlagStreamIdleTimeout {
+		t.Errorf("status %d flags %s", resp.StatusCode, ri.Flags)
+	}
+}
+
+func TestMaxRequestHeadersKbAndHTTP10(t *testing.T) {
+	env := &testEnv{clusters: map[string]Upstream{"c": cannedUpstream{}}}
+	hcm := inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c"))))
+	hcm.MaxRequestHeadersKb = wrapperspb.UInt32(1)
+	p := startProxy(t, hcm, env, false)
+	req, _ := http.NewRequest("GET", p.url("/"), nil)
+	req.Header.Set("X-Pad", strings.Repeat("p", 1100))
+	resp, err := h1Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 431 {
+		t.Errorf("1 KiB limit: %d", resp.StatusCode)
+	}
+	// The Go client always speaks HTTP/1.1: write an HTTP/1.0 request by hand.
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+	resp, err = http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUpgradeRequired {
+		t.Errorf("HTTP/1.0 without accept_http_10: %d", resp.StatusCode)
+	}
+}
