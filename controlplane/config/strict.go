@@ -519,5 +519,3 @@ func quoteShort(s string) string {
 	}
 	return strconv.Quote(s)
 }
-
-func sortStrings(s []string) { sort.Strings(s) }
