@@ -206,13 +206,14 @@ func (s *Source) reload() (bool, []string) {
 
 	changed := !sameServed(prevServed, servedNow) || !sameErrors(prevErrs, errs)
 	s.mu.Lock()
-	changed = changed || !sameErrors(s.warnings, warnings)
+	prevWarnings := s.warnings
+	changed = changed || !sameErrors(prevWarnings, warnings)
 	s.files, s.served, s.objs, s.errs, s.warnings = newFiles, servedNow, objs, errs, warnings
 	s.stats.record(errs, len(warnings), objs)
 	s.mu.Unlock()
 
 	if changed {
-		s.logResult(prevErrs, errs, warnings, len(objs))
+		s.logResult(prevErrs, errs, prevWarnings, warnings, len(objs))
 	}
 	return changed, dirs
 }
@@ -534,18 +535,31 @@ func relevant(ev fsnotify.Event) bool {
 	return false // Chmod only
 }
 
-// logResult logs a reload that changed something: newly found errors at Warn, the summary at Info.
-func (s *Source) logResult(prev, errs, warnings []error, objects int) {
-	old := make(map[string]bool, len(prev))
-	for _, e := range prev {
-		old[e.Error()] = true
+// logResult logs a reload that changed something: newly found errors at Warn, new warnings and
+// the summary at Info.
+func (s *Source) logResult(prevErrs, errs, prevWarnings, warnings []error, objects int) {
+	for _, e := range added(prevErrs, errs) {
+		s.log.Warn("rejected config", "err", e)
 	}
-	for _, e := range errs {
-		if !old[e.Error()] {
-			s.log.Warn("rejected config", "err", e)
-		}
+	for _, w := range added(prevWarnings, warnings) {
+		s.log.Info("config warning", "warning", w)
 	}
 	s.log.Info("config reloaded", "objects", objects, "errors", len(errs), "warnings", len(warnings))
+}
+
+// added returns the errors in now whose text is not in before.
+func added(before, now []error) []error {
+	old := make(map[string]bool, len(before))
+	for _, e := range before {
+		old[e.Error()] = true
+	}
+	var out []error
+	for _, e := range now {
+		if !old[e.Error()] {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func keyLess(a, b config.Key) bool {
