@@ -60,8 +60,9 @@ type Options struct {
 	// ControlPlane names this control plane instance in /debug/syncz (e.g. the hostname).
 	ControlPlane string
 	// OnConnect is called when a proxy opens its first stream, OnDisconnect when its last stream
-	// closes. Both are called synchronously from the stream's goroutine, at most once per
-	// connect/disconnect, and must return quickly. Either may be nil.
+	// closes, in that order for any one node ID. Both are called synchronously from the stream's
+	// goroutine with the server's connection lock held: they must return quickly and must not call
+	// back into the Server (Update is fine). Either may be nil.
 	OnConnect    func(p *translate.Proxy)
 	OnDisconnect func(p *translate.Proxy)
 }
@@ -281,6 +282,14 @@ func (s *Server) pushProxy(p *proxyState, snap *mesh.Snapshot, from time.Time) b
 		return false
 	}
 	p.generated = next
+	// Convergence is tracked only for types the proxy subscribed to (was sent before): a type it
+	// never asks for would never be ACKed.
+	sent := s.sentTypes(p)
+	for t := range changedTypes {
+		if !sent[t] {
+			delete(changedTypes, t)
+		}
+	}
 	p.markPushed(changedTypes, from, genStart)
 	s.cache.SetSnapshot(p.key, next)
 	return true
@@ -293,6 +302,23 @@ func (s *Server) generate(snap *mesh.Snapshot, p *translate.Proxy) (*proxySnapsh
 		return nil, fmt.Errorf("generator: %w", err)
 	}
 	return s.in.Load().snapshot(res)
+}
+
+// sentTypes returns the types sent to the proxy's current stream.
+func (s *Server) sentTypes(p *proxyState) map[string]bool {
+	s.connMu.Lock()
+	st := p.latest
+	s.connMu.Unlock()
+	out := map[string]bool{}
+	if st == nil {
+		return out
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for t := range st.types {
+		out[t] = true
+	}
+	return out
 }
 
 // changed lists the type URLs whose version differs between two version maps.
