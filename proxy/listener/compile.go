@@ -108,7 +108,8 @@ type Listener struct {
 	mu       sync.Mutex
 	conns    map[*trackedConn]struct{}
 	lns      []closer
-	draining bool
+	draining bool          // Drain called: sockets closed, open connections finish
+	closed   bool          // Close called: connections refused and cut
 	idle     chan struct{} // closed when draining and active reaches 0
 }
 
@@ -117,6 +118,9 @@ type closer interface{ Close() error }
 type listenerStats struct {
 	cxTotal, cxDestroy, overflow, noChain, preCxTimeout, filterError, tlsError *stats.Counter
 	cxActive                                                                   *stats.Gauge
+	// Inspector stats, process-wide as in Envoy (tls_inspector.*, http_inspector.*).
+	tlsFound, tlsNotFound, sniFound, alpnFound, helloTooLarge *stats.Counter
+	http10Found, http11Found, http2Found, httpNotFound        *stats.Counter
 }
 
 // Name returns the listener's name.
@@ -333,14 +337,23 @@ func newListenerStats(s *stats.Store, prefix string) listenerStats {
 		return s.Counter("listener."+prefix+"."+n, "envoy_listener_"+n, tag)
 	}
 	return listenerStats{
-		cxTotal:      c("downstream_cx_total"),
-		cxDestroy:    c("downstream_cx_destroy"),
-		overflow:     c("downstream_cx_overflow"),
-		noChain:      c("no_filter_chain_match"),
-		preCxTimeout: c("downstream_pre_cx_timeout"),
-		filterError:  c("downstream_listener_filter_error"),
-		tlsError:     c("ssl.connection_error"),
-		cxActive:     s.Gauge("listener."+prefix+".downstream_cx_active", "envoy_listener_downstream_cx_active", tag),
+		cxTotal:       c("downstream_cx_total"),
+		cxDestroy:     c("downstream_cx_destroy"),
+		overflow:      c("downstream_cx_overflow"),
+		noChain:       c("no_filter_chain_match"),
+		preCxTimeout:  c("downstream_pre_cx_timeout"),
+		filterError:   c("downstream_listener_filter_error"),
+		tlsError:      c("ssl.connection_error"),
+		cxActive:      s.Gauge("listener."+prefix+".downstream_cx_active", "envoy_listener_downstream_cx_active", tag),
+		tlsFound:      s.Counter("tls_inspector.tls_found", "envoy_tls_inspector_tls_found"),
+		tlsNotFound:   s.Counter("tls_inspector.tls_not_found", "envoy_tls_inspector_tls_not_found"),
+		sniFound:      s.Counter("tls_inspector.sni_found", "envoy_tls_inspector_sni_found"),
+		alpnFound:     s.Counter("tls_inspector.alpn_found", "envoy_tls_inspector_alpn_found"),
+		helloTooLarge: s.Counter("tls_inspector.client_hello_too_large", "envoy_tls_inspector_client_hello_too_large"),
+		http10Found:   s.Counter("http_inspector.http10_found", "envoy_http_inspector_http10_found"),
+		http11Found:   s.Counter("http_inspector.http11_found", "envoy_http_inspector_http11_found"),
+		http2Found:    s.Counter("http_inspector.http2_found", "envoy_http_inspector_http2_found"),
+		httpNotFound:  s.Counter("http_inspector.http_not_found", "envoy_http_inspector_http_not_found"),
 	}
 }
 

@@ -276,6 +276,11 @@ func TestHTTPInspectorChoosesChain(t *testing.T) {
 	if got := readLine(t, nil, addr); got != "TCP" {
 		t.Errorf("silent client: %q", got)
 	}
+	for _, name := range []string{"http_inspector.http11_found", "http_inspector.http2_found", "http_inspector.http_not_found", "tls_inspector.tls_not_found"} {
+		if env.counter(name) == 0 {
+			t.Errorf("%s = 0", name)
+		}
+	}
 }
 
 // TestRealHTTPConnectionManager serves a direct_response route through l7 (HTTP/1.1 and h2c).

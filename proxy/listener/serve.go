@@ -63,7 +63,18 @@ func (l *Listener) Serve(ln net.Listener) error {
 			return fmt.Errorf("accepting on %s: %w", l.addr, err)
 		}
 		backoff = 0
-		go l.accepted(c)
+		if m := l.maxConns.Load(); m > 0 && l.active.Load() >= m {
+			l.st.overflow.Inc()
+			c.Close()
+			continue
+		}
+		// Track before handing over, so that a Drain starting now waits for this connection.
+		tc := l.track(c)
+		if tc == nil {
+			c.Close()
+			continue
+		}
+		go l.accepted(c, tc)
 	}
 }
 
@@ -75,10 +86,12 @@ func isTemporary(err error) bool {
 // trackedConn is an open connection of this listener, closed by Close or a drain deadline.
 type trackedConn struct{ c net.Conn }
 
+// track registers an open connection. A draining listener still takes connections that were
+// accepted (or handed off) before it stopped; a closed one refuses them (nil).
 func (l *Listener) track(c net.Conn) *trackedConn {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.draining {
+	if l.closed {
 		return nil
 	}
 	tc := &trackedConn{c: c}
@@ -101,13 +114,9 @@ func (l *Listener) untrack(tc *trackedConn) {
 	l.st.cxDestroy.Inc()
 }
 
-// accepted serves one connection accepted on this listener's socket.
-func (l *Listener) accepted(c net.Conn) {
-	if m := l.maxConns.Load(); m > 0 && l.active.Load() >= m {
-		l.st.overflow.Inc()
-		c.Close()
-		return
-	}
+// accepted serves one connection accepted on this listener's socket and tracked as tc.
+func (l *Listener) accepted(c net.Conn, tc *trackedConn) {
+	defer l.untrack(tc)
 	src := addrPortOf(c.RemoteAddr())
 	dst := addrPortOf(c.LocalAddr())
 	if l.restoreDst {
@@ -117,22 +126,27 @@ func (l *Listener) accepted(c net.Conn) {
 	}
 	if l.useOriginalDst {
 		if t := l.env.Handoff(dst); t != nil && t != l {
-			t.serve(c, src, dst)
+			t.handoff(c, src, dst)
 			return
 		}
 	}
 	l.serve(c, src, dst)
 }
 
-// serve runs listener filters, selects a chain, terminates TLS and hands the connection to the
-// chain's terminal. It is also the entry point of connections handed off by another listener.
-func (l *Listener) serve(c net.Conn, src, dst netip.AddrPort) {
+// handoff serves a connection accepted by another listener (use_original_dst), tracked here.
+func (l *Listener) handoff(c net.Conn, src, dst netip.AddrPort) {
 	tc := l.track(c)
 	if tc == nil {
 		c.Close()
 		return
 	}
 	defer l.untrack(tc)
+	l.serve(c, src, dst)
+}
+
+// serve runs listener filters, selects a chain, terminates TLS and hands the connection to the
+// chain's terminal.
+func (l *Listener) serve(c net.Conn, src, dst netip.AddrPort) {
 	l.st.cxTotal.Inc()
 
 	var conn net.Conn = c
@@ -140,14 +154,19 @@ func (l *Listener) serve(c net.Conn, src, dst netip.AddrPort) {
 	if l.inspect.TLS || l.inspect.HTTP {
 		pc, res, err := sniff.Inspect(c, l.inspect)
 		if err != nil {
-			if errors.Is(err, sniff.ErrTimeout) {
+			switch {
+			case errors.Is(err, sniff.ErrTimeout):
 				l.st.preCxTimeout.Inc()
-			} else {
+			case errors.Is(err, sniff.ErrTooLarge):
+				l.st.helloTooLarge.Inc()
+				l.st.filterError.Inc()
+			default:
 				l.st.filterError.Inc()
 			}
 			c.Close()
 			return
 		}
+		l.countInspection(&res)
 		conn = pc
 		facts.serverName, facts.transport, facts.alpn = res.ServerName, res.TransportProtocol, res.ALPN
 	}
@@ -216,12 +235,6 @@ func (l *Listener) Drain(ctx context.Context) error {
 	for _, ln := range l.lns {
 		ln.Close()
 	}
-	idle := make(chan struct{})
-	if l.active.Load() == 0 {
-		close(idle)
-	} else {
-		l.idle = idle
-	}
 	l.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, ch := range l.chains {
@@ -231,21 +244,32 @@ func (l *Listener) Drain(ctx context.Context) error {
 			ch.term.Drain(ctx) //nolint:errcheck // the wait below decides
 		}()
 	}
-	select {
-	case <-idle:
-		wg.Wait()
-		return nil
-	case <-ctx.Done():
-		l.Close()
-		wg.Wait()
-		return fmt.Errorf("draining listener %q: %w", l.name, ctx.Err())
+	for {
+		l.mu.Lock()
+		if l.active.Load() == 0 {
+			l.mu.Unlock()
+			wg.Wait()
+			return nil
+		}
+		if l.idle == nil {
+			l.idle = make(chan struct{})
+		}
+		idle := l.idle
+		l.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			l.Close()
+			wg.Wait()
+			return fmt.Errorf("draining listener %q: %w", l.name, ctx.Err())
+		}
 	}
 }
 
 // Close stops accepting and closes every connection at once.
 func (l *Listener) Close() error {
 	l.mu.Lock()
-	l.draining = true
+	l.draining, l.closed = true, true
 	for _, ln := range l.lns {
 		ln.Close()
 	}
@@ -297,4 +321,32 @@ func (r *Registry) Lookup(dst netip.AddrPort) *Listener {
 		any = netip.IPv6Unspecified()
 	}
 	return m[netip.AddrPortFrom(any, dst.Port())]
+}
+
+func (l *Listener) countInspection(res *sniff.Result) {
+	if l.inspect.TLS {
+		if res.TransportProtocol == "tls" {
+			l.st.tlsFound.Inc()
+			if res.ServerName != "" {
+				l.st.sniFound.Inc()
+			}
+			if len(res.ALPN) > 0 {
+				l.st.alpnFound.Inc()
+			}
+			return
+		}
+		l.st.tlsNotFound.Inc()
+	}
+	if l.inspect.HTTP {
+		switch {
+		case len(res.ALPN) == 0:
+			l.st.httpNotFound.Inc()
+		case res.ALPN[0] == sniff.ProtoH2C:
+			l.st.http2Found.Inc()
+		case res.ALPN[0] == sniff.ProtoHTTP10:
+			l.st.http10Found.Inc()
+		default:
+			l.st.http11Found.Inc()
+		}
+	}
 }

@@ -28,8 +28,9 @@ const (
 	recordHeaderLen = 5
 	// maxRecordLen is the largest TLSPlaintext fragment (RFC 8446 §5.1).
 	maxRecordLen = 1 << 14
-	// DefaultMaxClientHelloSize bounds the handshake message, as Envoy's tls_inspector default.
-	DefaultMaxClientHelloSize = 16 * 1024
+	// DefaultMaxClientHelloSize bounds the handshake message, as Envoy's tls_inspector default
+	// (TLS_MAX_CLIENT_HELLO). Real ClientHellos are 0.5-2 KiB.
+	DefaultMaxClientHelloSize = 64 * 1024
 	// maxExtensions bounds how many extensions are walked; real clients send fewer than 30.
 	maxExtensions = 128
 	// maxALPN bounds the number of ALPN protocols kept.
