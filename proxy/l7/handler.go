@@ -99,6 +99,7 @@ type Handler struct {
 	fcc                hcmv3.HttpConnectionManager_ForwardClientCertDetails
 	fccDetails         *hcmv3.HttpConnectionManager_SetCurrentClientCertDetails
 	serverName         string
+	serverHdr          []string
 	serverTransform    hcmv3.HttpConnectionManager_ServerHeaderTransformation
 	maxHeaderBytes     int
 	maxHeaders         int
@@ -194,6 +195,7 @@ func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, err
 			h.serverName = "envoy"
 		}
 	}
+	h.serverHdr = []string{h.serverName}
 	if err := h.compileRouteSpecifier(hcm); err != nil {
 		return nil, err
 	}

@@ -69,10 +69,10 @@ func (s *Stream) applyCommonResponseHeaders(hdr http.Header) {
 	h := s.h
 	switch h.serverTransform {
 	case hcmv3.HttpConnectionManager_OVERWRITE:
-		hdr.Set("Server", h.serverName)
+		hdr["Server"] = h.serverHdr
 	case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
 		if hdr.Get("Server") == "" {
-			hdr.Set("Server", h.serverName)
+			hdr["Server"] = h.serverHdr
 		}
 	}
 	if h.alwaysSetID && s.Info.RequestID != "" {
@@ -254,6 +254,7 @@ func (h *Handler) forward(s *Stream) {
 	if policy != nil && policy.RequestRetriable(r) {
 		maxRetries = policy.NumRetries
 	}
+	s.retrying = maxRetries > 0
 
 	// The outbound request reuses the downstream request's header map, which the proxy owns.
 	removeHopByHop(r.Header)
@@ -403,6 +404,11 @@ func (h *Handler) forward(s *Stream) {
 // attempt makes one upstream try.
 func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http.Request, body *replayBody,
 	lb balance.Context, perTry time.Duration) attemptResult {
+	if perTry <= 0 && body == nil && !s.retrying {
+		// A single attempt needs no context of its own.
+		res := attemptResult{cancel: func(error) {}}
+		return h.roundTrip(ctx, ctx, s, up, out.WithContext(ctx), lb, res)
+	}
 	actx, acancel := context.WithCancelCause(ctx)
 	res := attemptResult{cancel: acancel}
 	if perTry > 0 {
@@ -412,6 +418,11 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http
 	if body != nil {
 		req.Body = body.attempt()
 	}
+	return h.roundTrip(ctx, actx, s, up, req, lb, res)
+}
+
+// roundTrip runs one attempt on req (whose context is actx) and classifies a failure.
+func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, req *http.Request, lb balance.Context, res attemptResult) attemptResult {
 	resp, err := up.RoundTrip(req, lb)
 	if res.perTry != nil {
 		res.perTry.Stop()

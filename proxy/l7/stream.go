@@ -41,6 +41,7 @@ type Stream struct {
 	corsOrigin  string
 	cors        *route.CORS
 	setCookie   string
+	retrying    bool
 }
 
 // StreamHandler is one stage of the HTTP filter pipeline.
@@ -48,6 +49,14 @@ type StreamHandler func(s *Stream)
 
 // Filter wraps the next stage; the pipeline is a chain of Filters ending in the router.
 type Filter func(next StreamHandler) StreamHandler
+
+// Shared single-value header slices: net/http never modifies header values in place and an
+// append to a slice of capacity one copies, so these are safe to share between requests.
+var (
+	hdrTrue  = []string{"true"}
+	hdrHTTP  = []string{"http"}
+	hdrHTTPS = []string{"https"}
+)
 
 var streamPool = sync.Pool{New: func() any { return new(Stream) }}
 
@@ -289,7 +298,7 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	s.external = h.useRemoteAddress && !internal
 	if h.useRemoteAddress {
 		if internal {
-			r.Header.Set("X-Envoy-Internal", "true")
+			r.Header["X-Envoy-Internal"] = hdrTrue
 			r.Header.Del("X-Envoy-External-Address")
 		} else {
 			r.Header.Del("X-Envoy-Internal")
@@ -307,7 +316,11 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 		}
 	}
 	if h.useRemoteAddress || r.Header.Get("X-Forwarded-Proto") == "" {
-		r.Header.Set("X-Forwarded-Proto", r.URL.Scheme)
+		if r.URL.Scheme == "https" {
+			r.Header["X-Forwarded-Proto"] = hdrHTTPS
+		} else {
+			r.Header["X-Forwarded-Proto"] = hdrHTTP
+		}
 	}
 
 	id := r.Header.Get("X-Request-Id")
