@@ -38,6 +38,8 @@ type ConnInfo struct {
 	ALPN string
 	// PeerCertificates is the verified client chain (leaf first) for mutual TLS.
 	PeerCertificates []*x509.Certificate
+	// LocalCertificate is the certificate the listener presented, for terminated TLS.
+	LocalCertificate *x509.Certificate
 	// FilterChain is the name of the selected filter chain.
 	FilterChain string
 }
@@ -239,6 +241,7 @@ func (t httpTerminal) ServeConn(c net.Conn, info ConnInfo) {
 		SNI:              info.ServerName,
 		ALPN:             info.ALPN,
 		PeerCertificates: info.PeerCertificates,
+		LocalCertificate: info.LocalCertificate,
 	})
 }
 

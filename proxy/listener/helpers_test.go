@@ -111,6 +111,12 @@ func newHTTPTerm() *httpTerm {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			info := r.Context().Value(infoKey{}).(ConnInfo)
 			fmt.Fprintf(w, "%s %s %s", info.FilterChain, r.Proto, info.ALPN)
+			if info.LocalCertificate != nil {
+				fmt.Fprintf(w, " local=%s", info.LocalCertificate.DNSNames[0])
+			}
+			if len(info.PeerCertificates) > 0 {
+				fmt.Fprintf(w, " peer=%s", info.PeerCertificates[0].DNSNames[0])
+			}
 		}),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			t.mu.Lock()

@@ -201,7 +201,7 @@ func TestTLSTerminationAndMTLS(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if string(body) != "mtls-http HTTP/1.1 http/1.1" {
+	if string(body) != "mtls-http HTTP/1.1 http/1.1 local=svc.test peer=svc.test" {
 		t.Errorf("body %q", body)
 	}
 	// Without a client certificate the handshake fails and is counted.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/sniff"
+	"github.com/strait-mesh/strait/proxy/tlsx"
 )
 
 // ErrClosed is returned by Serve when the listener is draining or closed.
@@ -209,6 +210,7 @@ func (l *Listener) serve(c net.Conn, src, dst netip.AddrPort) {
 		info.ServerName = cs.ServerName
 		info.ALPN = cs.NegotiatedProtocol
 		info.PeerCertificates = cs.PeerCertificates
+		info.LocalCertificate = tlsx.LocalCertificate(ch.tls, cs.ServerName)
 		conn = tlsConn
 	}
 	ch.term.ServeConn(conn, info)

@@ -12,6 +12,7 @@ package tlsx
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -192,4 +193,24 @@ func compileCommon(ctx *tlsv3.CommonTlsContext, s Secrets) (*tls.Config, []*cert
 		return nil, nil, nil, err
 	}
 	return cfg, certs, v, nil
+}
+
+// LocalCertificate returns the leaf certificate a config from Server presents for serverName
+// right now (the current SDS secret), or nil. The listener uses it after a handshake to tell the
+// HTTP layer which identity it served (x-forwarded-client-cert By=). It does no parsing in the
+// steady state.
+func LocalCertificate(cfg *tls.Config, serverName string) *x509.Certificate {
+	if cfg == nil || cfg.GetConfigForClient == nil {
+		return nil
+	}
+	hello := &tls.ClientHelloInfo{ServerName: serverName}
+	inner, err := cfg.GetConfigForClient(hello)
+	if err != nil || inner == nil || inner.GetCertificate == nil {
+		return nil
+	}
+	c, err := inner.GetCertificate(hello)
+	if err != nil || c == nil {
+		return nil
+	}
+	return c.Leaf
 }

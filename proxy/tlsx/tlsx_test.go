@@ -133,6 +133,9 @@ func TestMutualTLSWithSPIFFE(t *testing.T) {
 	if serr != nil || cerr != nil {
 		t.Fatalf("server: %v, client: %v", serr, cerr)
 	}
+	if lc := LocalCertificate(srv, ss.ServerName); lc == nil || lc.URIs[0].String() != serverID {
+		t.Errorf("LocalCertificate = %v", lc)
+	}
 	if got := ss.PeerCertificates[0].URIs[0].String(); got != clientID {
 		t.Errorf("server saw peer %s", got)
 	}
