@@ -1,11 +1,14 @@
 package translate_test
 
 import (
+	"sync"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/translate"
 )
 
@@ -51,5 +54,36 @@ func TestUnknownProxyType(t *testing.T) {
 	q.Type = "ztunnel"
 	if _, err := translate.New(translate.Options{}).Generate(snap, &q); err == nil {
 		t.Error("ztunnel proxy: want an error")
+	}
+}
+
+// TestConcurrentGenerate generates for many proxies at once on one snapshot (run with -race):
+// the per-snapshot caches must be safe and give every proxy the same shared output.
+func TestConcurrentGenerate(t *testing.T) {
+	snap := mesh.New(1, config.DefaultMeshConfig(), benchObjects(50, 20))
+	g := translate.New(translate.Options{})
+	var wg sync.WaitGroup
+	results := make([]translate.Resources, 16)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := g.Generate(snap, benchProxy(i*10)) // all in namespace ns-0
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	outbound := func(r translate.Resources) *clusterv3.Cluster { return r[resource.ClusterType][0].(*clusterv3.Cluster) }
+	for i, r := range results {
+		if r == nil || results[0] == nil {
+			continue
+		}
+		if outbound(r) != outbound(results[0]) {
+			t.Errorf("proxy %d does not share the outbound clusters of proxy 0", i)
+		}
 	}
 }
