@@ -56,9 +56,11 @@ func TestRouteActionsEndToEnd(t *testing.T) {
 			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "jason"}}}}}}, toCluster("v2"))
 	queryRoute := fwdRoute("by-query", &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/api"},
 		QueryParameters: []*routev3.QueryParameterMatcher{{Name: "canary", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_PresentMatch{PresentMatch: true}}}}, toCluster("v2"))
+	apiRoute := fwdRoute("api", pfx("/api"), toCluster("a"))
+	apiRoute.StatPrefix = "api-stats"
 	rc := oneVhost(
 		hdrRoute, queryRoute,
-		fwdRoute("api", pfx("/api"), toCluster("a")),
+		apiRoute,
 		fwdRoute("weighted", pfx("/w"), weighted),
 		fwdRoute("header", pfx("/ch"), &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_ClusterHeader{ClusterHeader: "x-target"}}),
 		fwdRoute("hashed", pfx("/sticky"), hashed),
@@ -89,6 +91,9 @@ func TestRouteActionsEndToEnd(t *testing.T) {
 	resp, b := get("/api/x", "End-User", "other")
 	if b != "a /api/x " || resp.Header.Get("X-Internal-Debug") != "" || resp.Header.Get("X-Upstream") != "a" {
 		t.Errorf("default: %q %v", b, resp.Header)
+	}
+	if p.counter("vhost.all.route.api-stats.upstream_rq_200") != 1 || p.counter("vhost.all.route.api-stats.upstream_rq_total") != 1 {
+		t.Error("per-route stats (stat_prefix) not recorded")
 	}
 	seen := map[string]bool{}
 	for i := 0; i < 200 && len(seen) < 2; i++ {

@@ -124,6 +124,7 @@ type Handler struct {
 	pipeline StreamHandler
 	st       *hcmStats
 	clusters sync.Map // cluster name -> *clusterStats
+	routes   sync.Map // virtual host + "\x00" + route stat_prefix -> *routeStats
 
 	mirrorSem chan struct{}
 

@@ -219,6 +219,10 @@ func (h *Handler) forward(s *Stream) {
 		return
 	}
 	cst := h.clusterStats(s.Cluster)
+	var rst *routeStats
+	if rt.StatPrefix != "" {
+		rst = h.routeStats(rt)
+	}
 
 	upgrade := upgradeType(r)
 	upgradeValue := r.Header.Get("Upgrade")
@@ -353,6 +357,9 @@ func (h *Handler) forward(s *Stream) {
 			// previous_hosts: move the retry to another ring position (see route.RetryPolicy).
 			alb.Hash = mix64(lb.Hash + uint64(attempt))
 		}
+		if rst != nil {
+			rst.total.Inc()
+		}
 		res = h.attempt(ctx, s, up, out, body, alb, perTry)
 		retry := false
 		if attempt <= maxRetries && ctx.Err() == nil {
@@ -374,6 +381,9 @@ func (h *Handler) forward(s *Stream) {
 			break
 		}
 		cst.retry.Inc()
+		if rst != nil {
+			rst.retry.Inc()
+		}
 		if res.resp != nil {
 			res.resp.Body.Close()
 		}
@@ -390,7 +400,16 @@ func (h *Handler) forward(s *Stream) {
 	defer res.cancel(nil)
 	if res.resp == nil {
 		h.failReply(s, ctx, res, cst)
+		if rst != nil {
+			if s.Info.Flags&FlagUpstreamRequestTimeout != 0 {
+				rst.timeout.Inc()
+			}
+			rst.code(s.Info.Status)
+		}
 		return
+	}
+	if rst != nil {
+		rst.code(res.resp.StatusCode)
 	}
 	s.Info.UpstreamServiceTime = time.Since(start)
 	h.mirror(s, body)

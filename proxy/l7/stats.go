@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 )
 
@@ -166,4 +167,52 @@ func (l *latency) observe(d time.Duration) {
 	for ; i < len(l.buckets); i++ {
 		l.buckets[i].Inc()
 	}
+}
+
+// routeStats are the per-route statistics Envoy keeps for routes with a stat_prefix
+// (vhost.<virtual host>.route.<stat_prefix>.*).
+type routeStats struct {
+	store     *stats.Store
+	prefix    string
+	tags      []stats.Tag
+	total     *stats.Counter
+	completed *stats.Counter
+	timeout   *stats.Counter
+	retry     *stats.Counter
+	xx        [6]*stats.Counter
+	codes     sync.Map // int -> *stats.Counter
+}
+
+func (h *Handler) routeStats(rt *route.Route) *routeStats {
+	key := rt.VirtualHost.Name + "\x00" + rt.StatPrefix
+	if v, ok := h.routes.Load(key); ok {
+		return v.(*routeStats)
+	}
+	s := h.opts.Stats
+	prefix := "vhost." + rt.VirtualHost.Name + ".route." + rt.StatPrefix + "."
+	tags := []stats.Tag{{Name: "envoy_virtual_host", Value: rt.VirtualHost.Name}, {Name: "envoy_route", Value: rt.StatPrefix}}
+	c := func(n string) *stats.Counter { return s.Counter(prefix+n, "envoy_vhost_route_"+n, tags...) }
+	rs := &routeStats{store: s, prefix: prefix, tags: tags, total: c("upstream_rq_total"), completed: c("upstream_rq_completed"),
+		timeout: c("upstream_rq_timeout"), retry: c("upstream_rq_retry")}
+	for i := 1; i <= 5; i++ {
+		rs.xx[i] = s.Counter(prefix+"upstream_rq_"+strconv.Itoa(i)+"xx", "envoy_vhost_route_upstream_rq_xx",
+			append(tags[:2:2], stats.Tag{Name: "envoy_response_code_class", Value: strconv.Itoa(i)})...)
+	}
+	v, _ := h.routes.LoadOrStore(key, rs)
+	return v.(*routeStats)
+}
+
+func (rs *routeStats) code(code int) {
+	rs.completed.Inc()
+	if c := code / 100; c >= 1 && c <= 5 {
+		rs.xx[c].Inc()
+	}
+	if v, ok := rs.codes.Load(code); ok {
+		v.(*stats.Counter).Inc()
+		return
+	}
+	ctr := rs.store.Counter(rs.prefix+"upstream_rq_"+strconv.Itoa(code), "envoy_vhost_route_upstream_rq",
+		append(rs.tags[:2:2], stats.Tag{Name: "envoy_response_code", Value: strconv.Itoa(code)})...)
+	v, _ := rs.codes.LoadOrStore(code, ctr)
+	v.(*stats.Counter).Inc()
 }

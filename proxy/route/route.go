@@ -65,6 +65,9 @@ type Route struct {
 	ClusterNotFoundStatus int
 	// CORS is the effective CORS policy, or nil.
 	CORS *CORS
+	// StatPrefix, when set, asks for per-route statistics under
+	// vhost.<virtual host>.route.<stat_prefix>.
+	StatPrefix string
 
 	m             routeMatch
 	cluster       *Target
@@ -120,7 +123,7 @@ type DirectResponse struct {
 	Body []byte
 }
 
-var routeFields = []string{"name", "match", "route", "redirect", "direct_response", "decorator",
+var routeFields = []string{"name", "match", "route", "redirect", "direct_response", "decorator", "stat_prefix",
 	"metadata", "typed_per_filter_config", "request_headers_to_add", "request_headers_to_remove",
 	"response_headers_to_add", "response_headers_to_remove"}
 
@@ -135,7 +138,7 @@ func compileRoute(field string, r *routev3.Route, env compileEnv) (*Route, error
 		return nil, err
 	}
 	rt := &Route{Name: r.GetName(), VirtualHost: env.vh, Retry: env.retry, Mirrors: env.mirrors, CORS: env.cors,
-		ClusterNotFoundStatus: http.StatusServiceUnavailable}
+		ClusterNotFoundStatus: http.StatusServiceUnavailable, StatPrefix: r.GetStatPrefix()}
 	var err error
 	if rt.m, err = compileMatch(field+".match", r.GetMatch()); err != nil {
 		return nil, err
