@@ -1,0 +1,67 @@
+package listener
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
+)
+
+// TestControlPlaneGoldenListeners compiles every listener in straitd's golden xDS output (the
+// translator's testdata; only the YAML files are read, nothing under controlplane/ is imported),
+// so that a field or filter the control plane starts emitting and the proxy does not implement
+// shows up here rather than as a NACK in production.
+func TestControlPlaneGoldenListeners(t *testing.T) {
+	files, _ := filepath.Glob("../../controlplane/translate/testdata/*.golden.yaml")
+	if len(files) == 0 {
+		t.Skip("no control-plane golden files")
+	}
+	n := 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := yaml.YAMLToJSON(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		var doc struct {
+			Listeners []json.RawMessage `json:"listeners"`
+		}
+		if err := json.Unmarshal(js, &doc); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for i, lj := range doc.Listeners {
+			var lr listenerv3.Listener
+			if err := protojson.Unmarshal(lj, &lr); err != nil {
+				t.Errorf("%s listener %d: decoding: %v", filepath.Base(f), i, err)
+				continue
+			}
+			if lr.GetApiListener() != nil {
+				continue // proxyless gRPC listeners are for grpc-go clients, not strait-proxy
+			}
+			env := newEnv()
+			env.secrets = nil
+			if _, err := Compile(&lr, env); err != nil {
+				t.Errorf("%s: %v", strings.TrimSuffix(filepath.Base(f), ".golden.yaml"), err)
+			}
+			n++
+		}
+	}
+	t.Logf("compiled %d listeners from %d golden files", n, len(files))
+}
