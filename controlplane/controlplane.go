@@ -91,11 +91,15 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	b := &builder{mesh: meshCfg, sources: sources, log: log}
-	ar := autoregister.New(autoregister.Options{
-		Grace:  o.AutoRegisterGrace,
-		Logger: log,
-		Lookup: b.workloadGroup,
+	ar, err := autoregister.New(autoregister.Options{
+		Grace:        o.AutoRegisterGrace,
+		Logger:       log,
+		Lookup:       b.workloadGroup,
+		ControlPlane: hostname(),
 	})
+	if err != nil {
+		return fmt.Errorf("auto-registration: %w", err)
+	}
 	b.sources = append(b.sources, namedSource{"autoregister", ar})
 
 	srv, err := xds.New(xds.Options{
@@ -105,8 +109,8 @@ func Run(ctx context.Context, o Options) error {
 		Registerer:   reg,
 		Logger:       log,
 		ControlPlane: hostname(),
-		OnConnect:    ar.Connect,
-		OnDisconnect: ar.Disconnect,
+		OnConnect:    ar.OnConnect,
+		OnDisconnect: ar.OnDisconnect,
 	})
 	if err != nil {
 		return fmt.Errorf("starting xDS server: %w", err)

@@ -78,8 +78,9 @@ func flatten(err error) []string {
 	return []string{err.Error()}
 }
 
-// decodeRequest reads an ApplyRequest (JSON) or, for curl users, a raw YAML body.
-func decodeRequest(r *http.Request) ([]*config.Object, bool, []error) {
+// decodeRequest reads an ApplyRequest (JSON) or, for curl users, a raw YAML body. With validate,
+// every object is also validated, so that one response carries every problem.
+func decodeRequest(r *http.Request, validate bool) ([]*config.Object, bool, []error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
 	if err != nil {
 		return nil, false, []error{fmt.Errorf("reading request: %w", err)}
@@ -99,7 +100,11 @@ func decodeRequest(r *http.Request) ([]*config.Object, bool, []error) {
 	var objs []*config.Object
 	var errs []error
 	for _, d := range req.Documents {
-		o, e := config.Decode(d.Origin, []byte(d.Data))
+		load := config.Decode
+		if validate {
+			load = config.Load
+		}
+		o, e := load(d.Origin, []byte(d.Data))
 		objs = append(objs, o...)
 		errs = append(errs, e...)
 	}
@@ -110,7 +115,7 @@ func decodeRequest(r *http.Request) ([]*config.Object, bool, []error) {
 }
 
 func (s *Store) serveApply(w http.ResponseWriter, r *http.Request) {
-	objs, dryRun, errs := decodeRequest(r)
+	objs, dryRun, errs := decodeRequest(r, true)
 	if len(errs) > 0 {
 		writeErrors(w, http.StatusUnprocessableEntity, errs...)
 		return
@@ -124,7 +129,7 @@ func (s *Store) serveApply(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Store) serveDeleteDocs(w http.ResponseWriter, r *http.Request) {
-	objs, _, errs := decodeRequest(r)
+	objs, _, errs := decodeRequest(r, false)
 	if len(errs) > 0 {
 		writeErrors(w, http.StatusUnprocessableEntity, errs...)
 		return
