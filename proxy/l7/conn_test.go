@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +104,37 @@ func TestMaxRequestHeadersKbAndHTTP10(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUpgradeRequired {
 		t.Errorf("HTTP/1.0 without accept_http_10: %d", resp.StatusCode)
+	}
+}
+
+// TestChunkedBodyAndKeepAlive sends a chunked request body (unknown length) and a second request
+// on the same kept-alive connection.
+func TestChunkedBodyAndKeepAlive(t *testing.T) {
+	up := startUpstream(t, echoHandler(), false)
+	env := &testEnv{clusters: map[string]Upstream{"backend": newTestUpstream(up, false)}}
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("backend")))), env, false)
+	c := h1Client()
+	var reused []bool
+	for i := 0; i < 2; i++ {
+		pr, pw := io.Pipe()
+		go func() {
+			for j := 0; j < 3; j++ {
+				io.WriteString(pw, "chunk"+itoa(j)+";")
+			}
+			pw.Close()
+		}()
+		req, _ := http.NewRequest("POST", p.url("/chunked"), pr)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(ci httptrace.GotConnInfo) { reused = append(reused, ci.Reused) }}))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := decodeSeen(t, resp); s.Body != "chunk0;chunk1;chunk2;" {
+			t.Errorf("upstream body %q", s.Body)
+		}
+	}
+	if len(reused) != 2 || !reused[1] {
+		t.Errorf("second request did not reuse the connection: %v", reused)
 	}
 }
