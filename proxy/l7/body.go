@@ -27,10 +27,11 @@ type replayBody struct {
 	gen      int
 	idle     *idleTimer
 	received *int64
+	onEOF    func() // called once when the downstream body ends (may be nil)
 }
 
-func newReplayBody(src io.Reader, record bool, idle *idleTimer, received *int64) *replayBody {
-	return &replayBody{src: src, record: record, idle: idle, received: received}
+func newReplayBody(src io.Reader, record bool, idle *idleTimer, received *int64, onEOF func()) *replayBody {
+	return &replayBody{src: src, record: record, idle: idle, received: received, onEOF: onEOF}
 }
 
 // attempt returns a reader for a new upstream attempt; earlier attempts' readers fail from now
@@ -100,6 +101,9 @@ func (v *bodyView) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		rb.eof = true
+		if rb.onEOF != nil {
+			rb.onEOF()
+		}
 	case err != nil:
 		rb.err = err
 	}

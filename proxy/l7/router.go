@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -304,9 +305,28 @@ func (h *Handler) forward(s *Stream) {
 	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
 		ctx = upstream.WithOriginalDst(ctx, s.Info.Conn.OriginalDst)
 	}
+	// Envoy's route timeout runs from the end of the downstream request (its last body byte) to
+	// the end of the response; startRouteTimer is called at once for bodiless requests and by
+	// the body reader at EOF otherwise.
+	var routeTimer *time.Timer
+	var startRouteTimer func()
 	if timeout > 0 {
-		t := time.AfterFunc(timeout, func() { cancel(errRouteTimeout) })
-		defer t.Stop()
+		var once sync.Once
+		var mu sync.Mutex
+		startRouteTimer = func() {
+			once.Do(func() {
+				mu.Lock()
+				routeTimer = time.AfterFunc(timeout, func() { cancel(errRouteTimeout) })
+				mu.Unlock()
+			})
+		}
+		defer func() {
+			mu.Lock()
+			if routeTimer != nil {
+				routeTimer.Stop()
+			}
+			mu.Unlock()
+		}()
 	}
 	maxDur := rt.MaxStreamDuration
 	if maxDur == 0 {
@@ -326,7 +346,9 @@ func (h *Handler) forward(s *Stream) {
 	var body *replayBody
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		record := maxRetries > 0 || len(rt.Mirrors) > 0
-		body = newReplayBody(r.Body, record, idle, &s.Info.BytesReceived)
+		body = newReplayBody(r.Body, record, idle, &s.Info.BytesReceived, startRouteTimer)
+	} else if startRouteTimer != nil {
+		startRouteTimer()
 		if r.ProtoMajor == 1 {
 			// Let the upstream response stream back while the request body is still arriving.
 			_ = http.NewResponseController(s.W).EnableFullDuplex()

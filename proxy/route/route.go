@@ -43,7 +43,8 @@ type Route struct {
 	// Direct is set for ActionDirect.
 	Direct *DirectResponse
 
-	// Timeout bounds the whole upstream exchange; 0 disables it.
+	// Timeout bounds the time from the end of the downstream request to the end of the
+	// response (Envoy's route timeout, across retries); 0 disables it.
 	Timeout time.Duration
 	// IdleTimeout bounds the time without body bytes in either direction; 0 disables it.
 	IdleTimeout time.Duration
