@@ -28,7 +28,7 @@ func balanceYAML(backends, lrBackends []*echoBackend) string {
 		fmt.Fprintf(&b, "  - match: [{uri: {prefix: /%[1]s}}]\n    route: [{destination: {host: lb-%[1]s.e2e.test}}]\n", name)
 	}
 	svc := func(name, policy string, eps []*echoBackend) {
-		b.WriteString(serviceEntryYAML("lb-"+name, "lb-"+name+".e2e.test", 80, "HTTP", eps...))
+		b.WriteString(serviceEntryYAML("lb-"+name, "lb-"+name+".e2e.test", 80, "HTTP", endpoints(eps...)...))
 		fmt.Fprintf(&b, `---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule

@@ -303,10 +303,14 @@ func fmtCounts(m map[string]int) string {
 // edge starts straitd with files and one router proxy for the Gateway "edge" (namespace e2e,
 // selector app=edge), and returns both.
 func edge(t *testing.T, files map[string]string) (*testenv.Straitd, *testenv.Proxy) {
+	var extra []string
+	if os.Getenv("E2E_DEBUG") != "" {
+		extra = []string{"--log-level", "debug"}
+	}
 	t.Helper()
 	sd := testenv.StartStraitd(t, files)
 	px := testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "router", Name: "edge-1", Namespace: "e2e",
-		Labels: map[string]string{"app": "edge"}})
+		Labels: map[string]string{"app": "edge"}, Extra: extra})
 	return sd, px
 }
 
@@ -321,12 +325,31 @@ spec:
 `, port)
 }
 
-// serviceEntryYAML registers host with one port (name http unless the protocol says otherwise)
-// and a STATIC endpoint per backend, labelled version=<backend name>.
-func serviceEntryYAML(name, host string, port int, protocol string, backends ...*echoBackend) string {
-	var eps strings.Builder
-	for _, b := range backends {
-		fmt.Fprintf(&eps, "  - {address: %s, ports: {p: %d}, labels: {version: %s}}\n", b.IP, b.Port, b.Name)
+// endpoint is a server a ServiceEntry lists: its name (the version label) and address.
+type endpoint struct {
+	Name string
+	IP   string
+	Port int
+}
+
+// Endpoint returns the backend as a ServiceEntry endpoint.
+func (b *echoBackend) Endpoint() endpoint { return endpoint{b.Name, b.IP, b.Port} }
+
+// endpoints returns the backends as ServiceEntry endpoints.
+func endpoints(bs ...*echoBackend) []endpoint {
+	out := make([]endpoint, len(bs))
+	for i, b := range bs {
+		out[i] = b.Endpoint()
+	}
+	return out
+}
+
+// serviceEntryYAML registers host with one port named p and a STATIC endpoint per entry of eps,
+// labelled version=<endpoint name>.
+func serviceEntryYAML(name, host string, port int, protocol string, eps ...endpoint) string {
+	var list strings.Builder
+	for _, e := range eps {
+		fmt.Fprintf(&list, "  - {address: %s, ports: {p: %d}, labels: {version: %s}}\n", e.IP, e.Port, e.Name)
 	}
 	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -337,7 +360,7 @@ spec:
   ports: [{number: %d, name: p, protocol: %s}]
   resolution: STATIC
   endpoints:
-%s`, name, host, port, protocol, eps.String())
+%s`, name, host, port, protocol, list.String())
 }
 
 // strait runs the strait CLI against sd and returns its combined output.

@@ -125,7 +125,7 @@ func TestHTTPRouting(t *testing.T) {
 	gw := testenv.FreePort(t)
 	edge(t, map[string]string{
 		"gateway.yaml": gatewayYAML(gw),
-		"web.yaml":     serviceEntryYAML("web", webHost, 80, "HTTP", a, b, d) + "---\n" + webDR,
+		"web.yaml":     serviceEntryYAML("web", webHost, 80, "HTTP", endpoints(a, b, d)...) + "---\n" + webDR,
 		"routes.yaml":  routingVS,
 	})
 	base := fmt.Sprintf("http://127.0.0.1:%d", gw)
