@@ -283,21 +283,49 @@ func TestHTTPInspectorChoosesChain(t *testing.T) {
 	}
 }
 
-// TestRealHTTPConnectionManager serves a direct_response route through l7 (HTTP/1.1 and h2c).
+// TestRealHTTPConnectionManager serves a direct_response route through l7 over HTTP/1.1, h2c
+// (prior knowledge, chosen by the http_inspector) and h2 over TLS (ALPN), on one listener.
 func TestRealHTTPConnectionManager(t *testing.T) {
 	env := newEnv()
-	hcm := directResponseHCM(t, "hello from strait")
-	_, addr := start(t, &listenerv3.Listener{Name: "l7",
-		ListenerFilters: []*listenerv3.ListenerFilter{httpInspector(t)},
-		FilterChains:    []*listenerv3.FilterChain{hcm}}, env)
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + addr + "/")
-	if err != nil {
-		t.Fatal(err)
+	_, certPEM, keyPEM := selfSigned(t, "l7.test")
+	plainChain := directResponseHCM(t, "hello from strait")
+	plainChain.FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: "raw_buffer"}
+	tlsChain := directResponseHCM(t, "hello from strait")
+	tlsChain.Name = "direct-tls"
+	tlsChain.FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: "tls"}
+	inline := func(b []byte) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(b) != "hello from strait" {
-		t.Fatalf("HTTP/1.1: %d %q", resp.StatusCode, b)
+	tlsChain.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{
+		CommonTlsContext: &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2", "http/1.1"},
+			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: inline(certPEM), PrivateKey: inline(keyPEM)}}},
+	})}}
+	_, addr := start(t, &listenerv3.Listener{Name: "l7",
+		ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector(t), httpInspector(t)},
+		FilterChains:    []*listenerv3.FilterChain{plainChain, tlsChain}}, env)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	clients := map[string]*http.Client{
+		"HTTP/1.1 http://": {Timeout: 10 * time.Second},
+		"HTTP/2.0 http://": {Timeout: 10 * time.Second, Transport: &http2.Transport{AllowHTTP: true,
+			DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, a)
+			}}},
+		"HTTP/2.0 https://": {Timeout: 10 * time.Second, Transport: &http.Transport{ForceAttemptHTTP2: true,
+			TLSClientConfig: &tls.Config{ServerName: "l7.test", RootCAs: pool}}},
+	}
+	for key, client := range clients {
+		proto, scheme, _ := strings.Cut(key, " ")
+		resp, err := client.Get(scheme + addr + "/")
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "hello from strait" || resp.Proto != proto {
+			t.Errorf("%s: %d %s %q", key, resp.StatusCode, resp.Proto, b)
+		}
 	}
 }
 
