@@ -102,7 +102,7 @@ func startStrait(ctx context.Context, work, binDir string, targets *[]target, mu
 	proxy := func(name, label string, admin int) *proc {
 		return must(start(work, name, 1, []string{"GOMAXPROCS=1"}, filepath.Join(binDir, "strait-proxy"),
 			"--xds-address", fmt.Sprintf("127.0.0.1:%d", portXDS), "--mode", "router", "--namespace", "bench",
-			"--name", name, "--labels", "bench="+label, "--admin-address", fmt.Sprintf("127.0.0.1:%d", admin)))
+			"--workload-name", name, "--labels", "bench="+label, "--admin-address", fmt.Sprintf("127.0.0.1:%d", admin)))
 	}
 	single := proxy("strait-single", "single", 18101)
 	front := proxy("strait-front", "client", 18102)
