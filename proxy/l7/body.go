@@ -27,10 +27,10 @@ type replayBody struct {
 	gen      int
 	idle     *idleTimer
 	received *int64
-	onEOF    func() // called once when the downstream body ends (may be nil)
+	onEOF    *routeTimer // started when the downstream body ends (may be nil)
 }
 
-func newReplayBody(src io.Reader, record bool, idle *idleTimer, received *int64, onEOF func()) *replayBody {
+func newReplayBody(src io.Reader, record bool, idle *idleTimer, received *int64, onEOF *routeTimer) *replayBody {
 	return &replayBody{src: src, record: record, idle: idle, received: received, onEOF: onEOF}
 }
 
@@ -101,9 +101,7 @@ func (v *bodyView) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		rb.eof = true
-		if rb.onEOF != nil {
-			rb.onEOF()
-		}
+		rb.onEOF.start()
 	case err != nil:
 		rb.err = err
 	}
@@ -139,3 +137,32 @@ func (it *idleTimer) stop() {
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// routeTimer is the route timeout: started once, when the downstream request is complete.
+type routeTimer struct {
+	mu      sync.Mutex
+	t       *time.Timer
+	d       time.Duration
+	stopped bool
+	cancel  func(error)
+}
+
+func (rt *routeTimer) start() {
+	if rt == nil {
+		return
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.t == nil && !rt.stopped {
+		rt.t = time.AfterFunc(rt.d, func() { rt.cancel(errRouteTimeout) })
+	}
+}
+
+func (rt *routeTimer) stop() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.stopped = true
+	if rt.t != nil {
+		rt.t.Stop()
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -306,27 +305,12 @@ func (h *Handler) forward(s *Stream) {
 		ctx = upstream.WithOriginalDst(ctx, s.Info.Conn.OriginalDst)
 	}
 	// Envoy's route timeout runs from the end of the downstream request (its last body byte) to
-	// the end of the response; startRouteTimer is called at once for bodiless requests and by
-	// the body reader at EOF otherwise.
-	var routeTimer *time.Timer
-	var startRouteTimer func()
+	// the end of the response: the timer starts at once for bodiless requests and from the body
+	// reader at EOF otherwise.
+	var rtimer *routeTimer
 	if timeout > 0 {
-		var once sync.Once
-		var mu sync.Mutex
-		startRouteTimer = func() {
-			once.Do(func() {
-				mu.Lock()
-				routeTimer = time.AfterFunc(timeout, func() { cancel(errRouteTimeout) })
-				mu.Unlock()
-			})
-		}
-		defer func() {
-			mu.Lock()
-			if routeTimer != nil {
-				routeTimer.Stop()
-			}
-			mu.Unlock()
-		}()
+		rtimer = &routeTimer{d: timeout, cancel: cancel}
+		defer rtimer.stop()
 	}
 	maxDur := rt.MaxStreamDuration
 	if maxDur == 0 {
@@ -346,9 +330,9 @@ func (h *Handler) forward(s *Stream) {
 	var body *replayBody
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		record := maxRetries > 0 || len(rt.Mirrors) > 0
-		body = newReplayBody(r.Body, record, idle, &s.Info.BytesReceived, startRouteTimer)
-	} else if startRouteTimer != nil {
-		startRouteTimer()
+		body = newReplayBody(r.Body, record, idle, &s.Info.BytesReceived, rtimer)
+	} else {
+		rtimer.start()
 		if r.ProtoMajor == 1 {
 			// Let the upstream response stream back while the request body is still arriving.
 			_ = http.NewResponseController(s.W).EnableFullDuplex()
