@@ -13,6 +13,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
 )
@@ -39,28 +40,43 @@ func (p *Proxy) Apply(typeURL string, set map[string]*xdsclient.Resource) error 
 	default:
 		err = fmt.Errorf("unsupported resource type %s", typeURL)
 	}
+	prefix, short := statScope(typeURL)
+	tags := []stats.Tag{{Name: "type", Value: short}}
 	if err != nil {
-		p.stats.Counter("strait.xds."+shortType(typeURL)+".update_rejected", "strait_xds_update_rejected_total").Inc()
+		p.stats.Counter(prefix+".update_rejected", "envoy_xds_update_rejected", tags...).Inc()
 		return err
 	}
-	p.stats.Counter("strait.xds."+shortType(typeURL)+".update_success", "strait_xds_update_success_total").Inc()
+	p.stats.Counter(prefix+".update_success", "envoy_xds_update_success", tags...).Inc()
+	p.updateGauges()
 	return nil
 }
 
-func shortType(t string) string {
+// statScope returns the Envoy stat prefix of a type's updates (cluster_manager.cds,
+// listener_manager.lds, ...) and the short type name.
+func statScope(t string) (prefix, short string) {
 	switch t {
 	case xdsclient.ClusterType:
-		return "cds"
+		return "cluster_manager.cds", "cds"
 	case xdsclient.EndpointType:
-		return "eds"
+		return "cluster_manager.eds", "eds"
 	case xdsclient.ListenerType:
-		return "lds"
+		return "listener_manager.lds", "lds"
 	case xdsclient.RouteType:
-		return "rds"
+		return "route_manager.rds", "rds"
 	case xdsclient.SecretType:
-		return "sds"
+		return "secret_manager.sds", "sds"
 	}
-	return "unknown"
+	return "xds.unknown", "unknown"
+}
+
+// updateGauges refreshes the manager gauges after an update.
+func (p *Proxy) updateGauges() {
+	rt := p.rt.Load()
+	p.gauges.activeClusters.Set(int64(len(rt.Clusters)))
+	p.lmu.Lock()
+	p.gauges.listenersActive.Set(int64(len(p.listeners)))
+	p.gauges.listenersWarming.Set(int64(len(p.warming)))
+	p.lmu.Unlock()
 }
 
 // unchanged reports whether res is byte-identical to the resource accepted before.

@@ -218,6 +218,8 @@ func (p *Proxy) warmingExpired(al *activeListener) {
 	delete(p.warming, al.name)
 	p.activate(al)
 	p.updateRegistry()
+	p.gauges.listenersActive.Set(int64(len(p.listeners)))
+	p.gauges.listenersWarming.Set(int64(len(p.warming)))
 }
 
 // activate makes al the serving listener of its name and drains its predecessor. lmu is held.
@@ -290,8 +292,10 @@ func (p *Proxy) retireListener(al *activeListener, f *feed, keepSocket bool) {
 		al.sock.close()
 	}
 	p.draining.Add(1)
+	p.gauges.listenersDraining.Inc()
 	go func() {
 		defer p.draining.Done()
+		defer p.gauges.listenersDraining.Dec()
 		if f != nil {
 			time.Sleep(handoffGrace)
 			f.Close()

@@ -55,6 +55,10 @@ type Proxy struct {
 
 	inboundDrained atomic.Bool // /drain_listeners?inboundonly was called
 
+	gauges struct {
+		connected, activeClusters, listenersActive, listenersWarming, listenersDraining *stats.Gauge
+	}
+
 	gotCDS, gotLDS atomic.Bool
 	drainingAll    atomic.Bool
 	quitOnce       sync.Once
@@ -89,6 +93,11 @@ func New(opts Options) (*Proxy, error) {
 		done:      make(chan struct{}),
 	}
 	p.rt.Store(emptyRuntime())
+	p.gauges.connected = p.stats.Gauge("control_plane.connected_state", "envoy_control_plane_connected_state")
+	p.gauges.activeClusters = p.stats.Gauge("cluster_manager.active_clusters", "envoy_cluster_manager_active_clusters")
+	p.gauges.listenersActive = p.stats.Gauge("listener_manager.total_listeners_active", "envoy_listener_manager_total_listeners_active")
+	p.gauges.listenersWarming = p.stats.Gauge("listener_manager.total_listeners_warming", "envoy_listener_manager_total_listeners_warming")
+	p.gauges.listenersDraining = p.stats.Gauge("listener_manager.total_listeners_draining", "envoy_listener_manager_total_listeners_draining")
 	p.deps = upstream.Deps{
 		Stats: p.stats,
 		ClientTLS: func(c *tlsv3.UpstreamTlsContext) (*tls.Config, error) {
@@ -104,6 +113,13 @@ func New(opts Options) (*Proxy, error) {
 		ForceSotW:   opts.ForceSotW,
 		BackoffBase: opts.BackoffBase,
 		BackoffMax:  opts.BackoffMax,
+		OnConnection: func(up bool) {
+			if up {
+				p.gauges.connected.Set(1)
+			} else {
+				p.gauges.connected.Set(0)
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("configuring proxy: %w", err)

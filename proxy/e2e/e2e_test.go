@@ -320,7 +320,10 @@ func TestAdminConfigDumpAndStats(t *testing.T) {
 	}
 
 	_, stats, _ := p.adminGet("/stats")
-	for _, want := range []string{"cluster.backend-a.upstream_rq_total", "http.ingress.downstream_rq_2xx"} {
+	listenerStat := "listener." + strings.ReplaceAll(w.httpAddr, ":", "_") + ".downstream_cx_total"
+	for _, want := range []string{"cluster.backend-a.upstream_rq_total: 5", "http.ingress.downstream_rq_2xx: 5", listenerStat,
+		"cluster_manager.cds.update_success: 1", "listener_manager.lds.update_success: 1", "control_plane.connected_state: 1",
+		"listener_manager.total_listeners_active: 2", "cluster_manager.active_clusters: 3"} {
 		if !strings.Contains(stats, want) {
 			t.Errorf("/stats lacks %s", want)
 		}

@@ -91,6 +91,8 @@ type Options struct {
 	BackoffBase, BackoffMax time.Duration
 	// ForceSotW disables the Delta attempt.
 	ForceSotW bool
+	// OnConnection, if set, is called with true when a stream opens and false when it ends.
+	OnConnection func(up bool)
 }
 
 // Client is an ADS client. Create it with New and start it with Run.
@@ -325,11 +327,17 @@ func (c *Client) markConnected(protocol string) {
 	c.protocol.Store(protocol)
 	c.stats.Connects.Add(1)
 	c.log.Info("xds stream open", "protocol", protocol, "address", c.opts.Address)
+	if c.opts.OnConnection != nil {
+		c.opts.OnConnection(true)
+	}
 }
 
 func (c *Client) markDisconnected() {
 	c.connected.Store(false)
 	c.stats.Disconnects.Add(1)
+	if c.opts.OnConnection != nil {
+		c.opts.OnConnection(false)
+	}
 }
 
 // sameAny reports whether a resource's serialized body is unchanged.
