@@ -88,11 +88,12 @@ type resourceInfo struct {
 	err     error
 }
 
-// interner validates, hashes and shares resources within one push epoch. Resource objects are
-// memoized by identity: a generator that reuses an object for many proxies (as it should for
-// resources that do not depend on the proxy) has it validated and marshaled once per epoch. The
-// memo holds weak pointers, so objects built for a single proxy are not kept alive by it; entries
-// of collected objects are swept as the memo grows. A new interner is started for every push round.
+// interner validates, hashes and shares resources. Resource objects are memoized by identity: a
+// generator that reuses an object for many proxies (as it should for resources that do not depend
+// on the proxy), or across snapshots, has it validated and marshaled once. Equal content is
+// validated once and its bytes are shared. Every memo holds weak pointers, so it keeps nothing
+// alive: entries of collected objects are swept as the memo grows. One interner serves the
+// Server's lifetime.
 type interner struct {
 	res   sync.Map // object address → *memoEntry
 	lists sync.Map // listKey → *listEntry
@@ -155,7 +156,7 @@ func newInterner() *interner {
 // objectAddr returns the address of the object r points to.
 func objectAddr(r types.Resource) unsafe.Pointer { return reflect.ValueOf(r).UnsafePointer() }
 
-// info returns the name, content hash and validation error of r, computing them once per epoch.
+// info returns the name, content hash and validation error of r, computing them once per object.
 func (in *interner) info(r types.Resource) resourceInfo {
 	addr := objectAddr(r)
 	if v, ok := in.res.Load(addr); ok {

@@ -91,7 +91,7 @@ type Server struct {
 	pendingFrom time.Time
 	rounds      atomic.Int64 // completed push rounds, for tests
 
-	in atomic.Pointer[interner]
+	in *interner // shares validated, marshaled resources between proxies
 
 	// Connected proxies by node ID (the cache key) and open streams by stream ID.
 	connMu  sync.Mutex
@@ -134,7 +134,7 @@ func New(opts Options) (*Server, error) {
 		proxies: make(map[string]*proxyState),
 		streams: make(map[streamKey]*stream),
 	}
-	s.in.Store(newInterner())
+	s.in = newInterner()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cache = newSnapshotCache()
 	s.ads = serverv3.NewServer(s.ctx, s.cache, s.callbacks(), serverLogger(gcpLogger{s.log}))
@@ -232,7 +232,6 @@ func (s *Server) debounce() bool {
 // snapshot only for proxies whose output changed.
 func (s *Server) pushAll(snap *mesh.Snapshot, from time.Time) {
 	start := time.Now()
-	s.in.Store(newInterner()) // a new epoch: release objects of older snapshots
 	s.connMu.Lock()
 	list := make([]*proxyState, 0, len(s.proxies))
 	for _, p := range s.proxies {
@@ -301,7 +300,7 @@ func (s *Server) generate(snap *mesh.Snapshot, p *translate.Proxy) (*proxySnapsh
 	if err != nil {
 		return nil, fmt.Errorf("generator: %w", err)
 	}
-	return s.in.Load().snapshot(res)
+	return s.in.snapshot(res)
 }
 
 // sentTypes returns the types sent to the proxy's current stream.
