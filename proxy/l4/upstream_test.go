@@ -1,0 +1,105 @@
+package l4
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/upstream"
+)
+
+var _ Upstream = (*upstream.Cluster)(nil)
+
+// clusterEnv serves real upstream.Clusters, as the proxy core does.
+type clusterEnv struct {
+	clusters map[string]*upstream.Cluster
+	st       *stats.Store
+}
+
+func (e *clusterEnv) Cluster(name string) Upstream {
+	if c, ok := e.clusters[name]; ok {
+		return c
+	}
+	return nil
+}
+func (e *clusterEnv) Stats() *stats.Store { return e.st }
+func (e *clusterEnv) WithOriginalDst(ctx context.Context, dst netip.AddrPort) context.Context {
+	return upstream.WithOriginalDst(ctx, dst)
+}
+
+func staticCluster(name, addr string) *clusterv3.Cluster {
+	ap := netip.MustParseAddrPort(addr)
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(5 * time.Second),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+					Address: ap.Addr().String(), PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(ap.Port())}}}}}}}},
+		}}},
+	}
+}
+
+// TestWithUpstreamClusters proxies through real upstream.Clusters: a STATIC cluster, and an
+// ORIGINAL_DST cluster (Istio's PassthroughCluster) that connects to the connection's original
+// destination.
+func TestWithUpstreamClusters(t *testing.T) {
+	st := stats.NewStore()
+	static, err := upstream.Compile(staticCluster("outbound|9000||echo", backend(t, "S:")), upstream.Deps{Stats: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer static.Close()
+	passthrough, err := upstream.Compile(&clusterv3.Cluster{
+		Name:                 "PassthroughCluster",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+		ConnectTimeout:       durationpb.New(5 * time.Second),
+	}, upstream.Deps{Stats: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer passthrough.Close()
+	env := &clusterEnv{clusters: map[string]*upstream.Cluster{"outbound|9000||echo": static, "PassthroughCluster": passthrough}, st: st}
+
+	p, err := New(&tcpv3.TcpProxy{StatPrefix: "outbound|9000||echo", ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "outbound|9000||echo"}}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := echoOnce(t, front(t, p), "hello"); got != "S:hello" {
+		t.Fatalf("static cluster: %q", got)
+	}
+
+	// ORIGINAL_DST: the destination is whatever the listener recovered; serve one connection by
+	// hand with the original destination set to a real backend.
+	target := netip.MustParseAddrPort(backend(t, "O:"))
+	pp, err := New(&tcpv3.TcpProxy{StatPrefix: "PassthroughCluster", ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "PassthroughCluster"}}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		pp.ServeConn(c, ConnInfo{Source: netip.MustParseAddrPort(c.RemoteAddr().String()), OriginalDst: target})
+	}()
+	if got := echoOnce(t, ln.Addr().String(), "pass"); got != "O:pass" {
+		t.Fatalf("original_dst cluster: %q", got)
+	}
+}
