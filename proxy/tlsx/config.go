@@ -94,10 +94,13 @@ func overlaps(a, b []string) bool {
 	return false
 }
 
-// pickCertificate returns the first certificate the client supports (signature schemes, SNI
-// names are not used for selection within one context, as in Envoy when no SAN matches).
+// pickCertificate chooses among the context's certificates as Envoy does: one whose names cover
+// the SNI and that the client supports, else one the client supports, else the first.
 func pickCertificate(certs []*certSource, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	var first *tls.Certificate
+	if len(certs) == 1 {
+		return certs[0].get()
+	}
+	var supported, first *tls.Certificate
 	var firstErr error
 	for _, cs := range certs {
 		c, err := cs.get()
@@ -110,11 +113,20 @@ func pickCertificate(certs []*certSource, hello *tls.ClientHelloInfo) (*tls.Cert
 		if first == nil {
 			first = c
 		}
-		if len(certs) == 1 || hello.SupportsCertificate(c) == nil {
+		if hello.SupportsCertificate(c) != nil {
+			continue
+		}
+		if hello.ServerName != "" && c.Leaf != nil && c.Leaf.VerifyHostname(hello.ServerName) == nil {
 			return c, nil
 		}
+		if supported == nil {
+			supported = c
+		}
 	}
-	if first != nil {
+	switch {
+	case supported != nil:
+		return supported, nil
+	case first != nil:
 		return first, nil
 	}
 	return nil, firstErr

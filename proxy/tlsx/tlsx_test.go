@@ -339,3 +339,51 @@ func TestMinimumVersionEnforced(t *testing.T) {
 		t.Fatal("TLS 1.1 handshake accepted")
 	}
 }
+
+// TestResumptionRevalidates: a resumed TLS session is validated against the current trust
+// anchors, so a root rotation also applies to clients holding session tickets.
+func TestResumptionRevalidates(t *testing.T) {
+	m := newMesh(t)
+	srv, err := Server(istioServer(), m.serverS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := Client(istioClient("reviews"), m.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli.MaxVersion = tls.VersionTLS12 // session tickets are issued within the handshake in 1.2
+	if serr, cerr, _, _ := handshake(t, srv, cli); serr != nil || cerr != nil {
+		t.Fatalf("first: %v %v", serr, cerr)
+	}
+	_, _, ss, _ := handshake(t, srv, cli)
+	if !ss.DidResume {
+		t.Skip("session was not resumed; nothing to check")
+	}
+	m.serverS.set(caSecret("ROOTCA", newCA(t, "other").pem))
+	if serr, _, ss, _ := handshake(t, srv, cli); serr == nil {
+		t.Fatalf("resumed=%v: server accepted a session whose client chain the new root does not sign", ss.DidResume)
+	}
+}
+
+// TestCertificateSelectionBySNI: with several certificates the one covering the SNI is served.
+func TestCertificateSelectionBySNI(t *testing.T) {
+	ca := newCA(t, "sel")
+	ac, ak, _ := ca.issue(t, nil, "a.example")
+	bc, bk, _ := ca.issue(t, nil, "b.example")
+	srv, err := Server(&tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificates: []*tlsv3.TlsCertificate{
+		{CertificateChain: inline(ac), PrivateKey: inline(ak)}, {CertificateChain: inline(bc), PrivateKey: inline(bk)}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a.example", "b.example"} {
+		cli, _ := Client(&tlsv3.UpstreamTlsContext{Sni: name}, nil)
+		_, cerr, _, cs := handshake(t, srv, cli)
+		if cerr != nil {
+			t.Fatal(cerr)
+		}
+		if got := cs.PeerCertificates[0].DNSNames[0]; got != name {
+			t.Errorf("SNI %s: served %s", name, got)
+		}
+	}
+}
