@@ -138,3 +138,48 @@ func TestChunkedBodyAndKeepAlive(t *testing.T) {
 		t.Errorf("second request did not reuse the connection: %v", reused)
 	}
 }
+
+// TestHTTP1FullDuplexStreaming echoes a request body line by line while it is still being sent:
+// request and response bodies stream through the proxy at the same time over HTTP/1.1.
+func TestHTTP1FullDuplexStreaming(t *testing.T) {
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).EnableFullDuplex()
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		br := bufio.NewReader(r.Body)
+		for {
+			line, err := br.ReadString('\n')
+			if line != "" {
+				io.WriteString(w, "echo "+line)
+				w.(http.Flusher).Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}), true)
+	for _, h2 := range []bool{false, true} {
+		env := &testEnv{clusters: map[string]Upstream{"b": newTestUpstream(up, h2)}}
+		a := toCluster("b")
+		a.Timeout = durationpb.New(0)
+		p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), a))), env, false)
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest("POST", p.url("/duplex"), pr)
+		resp, err := h1Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(resp.Body)
+		for i := 0; i < 3; i++ {
+			msg := "line " + itoa(i) + "\n"
+			io.WriteString(pw, msg)
+			got, err := br.ReadString('\n')
+			if err != nil || got != "echo "+msg {
+				t.Fatalf("upstream h2=%v: got %q, %v", h2, got, err)
+			}
+		}
+		pw.Close()
+		io.Copy(io.Discard, br)
+		resp.Body.Close()
+	}
+}

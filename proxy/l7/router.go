@@ -331,12 +331,12 @@ func (h *Handler) forward(s *Stream) {
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		record := maxRetries > 0 || len(rt.Mirrors) > 0
 		body = newReplayBody(r.Body, record, idle, &s.Info.BytesReceived, rtimer)
-	} else {
-		rtimer.start()
 		if r.ProtoMajor == 1 {
 			// Let the upstream response stream back while the request body is still arriving.
 			_ = http.NewResponseController(s.W).EnableFullDuplex()
 		}
+	} else {
+		rtimer.start()
 	}
 	out := &http.Request{
 		Method:        r.Method,
