@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -53,9 +55,21 @@ func defaultThresholds() *clusterv3.CircuitBreakers_Thresholds {
 //	retryBudget                     -> circuit_breakers retry_budget (budget_percent, min_retry_concurrency)
 func applyConnectionPool(c *clusterv3.Cluster, tp *networking.TrafficPolicy, port registry.Port, m *meshconfig.MeshConfig, proxyless bool, r *Rule) error {
 	cp := tp.GetConnectionPool()
+	c.ConnectTimeout = durationpb.New(connectTimeout(m))
+	if cp == nil && tp.GetRetryBudget() == nil {
+		// The common case: Istio's defaults, shared (resources are immutable once built).
+		c.CircuitBreakers = sharedBreakers
+		if proxyless {
+			return nil
+		}
+		applyKeepalive(c, nil, m)
+		if port.Protocol.IsHTTP() || port.Protocol == registry.Unsupported {
+			c.TypedExtensionProtocolOptions = defaultHTTPOptions(port, m)
+		}
+		return nil
+	}
 	th := defaultThresholds()
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
-	c.ConnectTimeout = durationpb.New(connectTimeout(m))
 	if d := cp.GetTcp().GetConnectTimeout(); d != nil {
 		c.ConnectTimeout = durationpb.New(d.AsDuration())
 	}
@@ -89,7 +103,46 @@ func applyConnectionPool(c *clusterv3.Cluster, tp *networking.TrafficPolicy, por
 		// gRPC honours only max_requests; connection options are Envoy's.
 		return nil
 	}
-	ka := cp.GetTcp().GetTcpKeepalive()
+	applyKeepalive(c, cp.GetTcp().GetTcpKeepalive(), m)
+	if !port.Protocol.IsHTTP() && port.Protocol != registry.Unsupported {
+		return nil
+	}
+	opts, err := httpOptions(cp, port, m, r)
+	if err != nil {
+		return err
+	}
+	any, err := anypb.New(opts)
+	if err != nil {
+		return r.errf("trafficPolicy.connectionPool", "encoding http protocol options: %v", err)
+	}
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{HTTPProtocolOptionsKey: any}
+	return nil
+}
+
+// sharedBreakers are Istio's default circuit breakers, shared by every cluster without limits.
+var sharedBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{defaultThresholds()}}
+
+// defaultHTTPOptions returns the upstream HTTP options of a port without connection pool
+// settings, shared between clusters: one encoded value per protocol choice.
+func defaultHTTPOptions(port registry.Port, m *meshconfig.MeshConfig) map[string]*anypb.Any {
+	opts, _ := httpOptions(nil, port, m, nil) // cannot fail without settings
+	key := opts.String()
+	if v, ok := httpOptionsCache.Load(key); ok {
+		return v.(map[string]*anypb.Any)
+	}
+	a, err := anypb.New(opts)
+	if err != nil {
+		panic(fmt.Sprintf("encoding default http protocol options: %v", err))
+	}
+	v, _ := httpOptionsCache.LoadOrStore(key, map[string]*anypb.Any{HTTPProtocolOptionsKey: a})
+	return v.(map[string]*anypb.Any)
+}
+
+// httpOptionsCache holds the few distinct default option sets (HTTP/1.1, HTTP/2, downstream).
+var httpOptionsCache sync.Map
+
+// applyKeepalive sets TCP keepalive from the DestinationRule, else MeshConfig.tcpKeepalive.
+func applyKeepalive(c *clusterv3.Cluster, ka *networking.ConnectionPoolSettings_TCPSettings_TcpKeepalive, m *meshconfig.MeshConfig) {
 	if ka == nil && m.GetTcpKeepalive() != nil {
 		ka = m.GetTcpKeepalive()
 	}
@@ -106,19 +159,6 @@ func applyConnectionPool(c *clusterv3.Cluster, tp *networking.TrafficPolicy, por
 		}
 		c.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{TcpKeepalive: k}
 	}
-	if !port.Protocol.IsHTTP() && port.Protocol != registry.Unsupported {
-		return nil
-	}
-	opts, err := httpOptions(cp, port, m, r)
-	if err != nil {
-		return err
-	}
-	any, err := anypb.New(opts)
-	if err != nil {
-		return r.errf("trafficPolicy.connectionPool", "encoding http protocol options: %v", err)
-	}
-	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{HTTPProtocolOptionsKey: any}
-	return nil
 }
 
 func connectTimeout(m *meshconfig.MeshConfig) time.Duration {

@@ -39,6 +39,7 @@ type Outbound struct {
 func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 	var out []*listenerv3.Listener
 	var captured chainSet
+	memo := map[httpChainKey]*listenerv3.FilterChain{}
 	explicit := map[string]*explicitListener{}
 	var explicitOrder []string
 	for _, l := range in.Scope.Egress {
@@ -51,7 +52,7 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 				if p := l.Spec.GetPort().GetProtocol(); p != "" {
 					port.Protocol = registry.ParseProtocol(p)
 				}
-				chains, err := serviceChains(in, svc, port, isExplicit)
+				chains, err := serviceChains(in, svc, port, isExplicit, memo)
 				if err != nil {
 					return nil, err
 				}
@@ -95,6 +96,12 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 		})
 	}
 	return out, nil
+}
+
+// httpChainKey identifies the shared plain HTTP chain of a port.
+type httpChainKey struct {
+	port  uint32
+	bound bool
 }
 
 type explicitListener struct {
@@ -154,7 +161,7 @@ func virtualOutbound(in Outbound, cs *chainSet) *listenerv3.Listener {
 // (tcp_proxy matched by SNI), or, for undeclared protocols, both behind http_inspector.
 // bound is true for explicit listeners, where destination addresses are the listener's own and
 // cannot be matched.
-func serviceChains(in Outbound, svc *registry.Service, port registry.Port, bound bool) ([]*listenerv3.FilterChain, error) {
+func serviceChains(in Outbound, svc *registry.Service, port registry.Port, bound bool, memo map[httpChainKey]*listenerv3.FilterChain) ([]*listenerv3.FilterChain, error) {
 	p := strconv.FormatUint(uint64(port.Number), 10)
 	match := func() *listenerv3.FilterChainMatch {
 		m := &listenerv3.FilterChainMatch{}
@@ -169,7 +176,14 @@ func serviceChains(in Outbound, svc *registry.Service, port registry.Port, bound
 	}
 	switch {
 	case port.Protocol.IsHTTP():
-		return []*listenerv3.FilterChain{httpChain(match())}, nil
+		// Every HTTP service on a port shares one chain (routing is by Host): build it once.
+		key := httpChainKey{port.Number, bound}
+		c := memo[key]
+		if c == nil {
+			c = httpChain(match())
+			memo[key] = c
+		}
+		return []*listenerv3.FilterChain{c}, nil
 	case port.Protocol == registry.UDP:
 		return nil, nil // UDP is not proxied (Istio captures TCP only)
 	}
