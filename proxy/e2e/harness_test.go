@@ -36,8 +36,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// proxyBin is the strait-proxy binary built once by TestMain.
-var proxyBin string
+// proxyBin is the strait-proxy binary built once by TestMain; straitdBin is the control plane,
+// empty when it does not build (its tests then skip).
+var proxyBin, straitdBin, straitdBuildErr string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "strait-proxy-e2e")
@@ -52,6 +53,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building strait-proxy:", err)
 		os.RemoveAll(dir)
 		os.Exit(1)
+	}
+	straitdBin = filepath.Join(dir, "straitd")
+	if out, err := exec.Command("go", "build", "-o", straitdBin, "github.com/strait-mesh/strait/cmd/straitd").CombinedOutput(); err != nil {
+		straitdBin, straitdBuildErr = "", fmt.Sprintf("%v: %s", err, out)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -387,14 +392,20 @@ func (s *syncBuffer) String() string {
 
 func startProxy(t *testing.T, ads *adsServer, drain time.Duration) *proxyProc {
 	t.Helper()
+	return startProxyArgs(t, ads.addr, drain, "--workload-name", "e2e", "--namespace", "default", "--ip", "127.0.0.1")
+}
+
+// startProxyArgs starts strait-proxy against xdsAddr with extra flags.
+func startProxyArgs(t *testing.T, xdsAddr string, drain time.Duration, extra ...string) *proxyProc {
+	t.Helper()
 	p := &proxyProc{t: t, admin: freeAddr(t), logs: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(proxyBin,
-		"--xds-address", ads.addr,
+	args := append([]string{
+		"--xds-address", xdsAddr,
 		"--admin-address", p.admin,
 		"--drain-duration", drain.String(),
-		"--workload-name", "e2e", "--namespace", "default", "--ip", "127.0.0.1",
 		"--log-level", "debug",
-	)
+	}, extra...)
+	p.cmd = exec.Command(proxyBin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
