@@ -167,7 +167,9 @@ func (h *Handler) faultFilter(name string, base *route.Fault, disabled bool) Fil
 }
 
 // corsFilter implements envoy.filters.http.cors with the route's (or virtual host's) policy.
-func (h *Handler) corsFilter(disabled bool) Filter {
+// The policy only ever comes from route configuration, so a filter marked disabled runs exactly
+// where a route enables it by carrying a policy, as in Envoy.
+func (h *Handler) corsFilter(_ bool) Filter {
 	return func(next StreamHandler) StreamHandler {
 		return func(s *Stream) {
 			r := s.R
@@ -177,7 +179,7 @@ func (h *Handler) corsFilter(disabled bool) Filter {
 				return
 			}
 			p := s.Route.CORS
-			if disabled && p == nil || p == nil || !p.Enabled.Sample() {
+			if p == nil || !p.Enabled.Sample() {
 				next(s)
 				return
 			}

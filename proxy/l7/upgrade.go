@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // tunnel completes an HTTP/1.1 upgrade (e.g. WebSocket): it forwards the upstream's 101
@@ -40,23 +42,64 @@ func (h *Handler) tunnel(s *Stream, resp *http.Response) {
 		pre, _ := brw.Reader.Peek(n)
 		down = io.MultiReader(bytes.NewReader(bytes.Clone(pre)), conn)
 	}
+	// The stream idle timeout also bounds a quiet tunnel, as in Envoy.
+	var timedOut atomic.Bool
+	idle := newIdleTimer(h.tunnelIdle(s), func() {
+		timedOut.Store(true)
+		upConn.Close()
+		conn.Close()
+	})
+	defer idle.stop()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		n, _ := io.Copy(upConn, down)
+		n := splice(upConn, down, idle)
 		s.Info.BytesReceived += n
 		upConn.Close()
 		conn.Close()
 	}()
 	go func() {
 		defer wg.Done()
-		n, _ := io.Copy(conn, upConn)
+		n := splice(conn, upConn, idle)
 		s.Info.BytesSent += n
 		upConn.Close()
 		conn.Close()
 	}()
 	wg.Wait()
+	if timedOut.Load() {
+		s.Info.Flags |= FlagStreamIdleTimeout
+	}
+}
+
+func (h *Handler) tunnelIdle(s *Stream) time.Duration {
+	if s.Route != nil && s.Route.IdleTimeout > 0 {
+		return s.Route.IdleTimeout
+	}
+	return h.streamIdle
+}
+
+// splice copies src to dst with a pooled buffer, touching the idle timer on every chunk, and
+// returns the bytes copied.
+func splice(dst io.Writer, src io.Reader, idle *idleTimer) int64 {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			idle.touch()
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			if werr != nil {
+				return total
+			}
+		}
+		if err != nil {
+			return total
+		}
+	}
 }
 
 func writeSwitching(w *bufio.Writer, hdr http.Header) error {
