@@ -1,5 +1,3 @@
-// Package translate turns a mesh.Snapshot into Envoy v3 xDS resources for one proxy. Translation
-// is a list of generators, one per resource type; policies apply themselves to the resources.
 package translate
 
 import (
