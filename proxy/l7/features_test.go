@@ -359,3 +359,27 @@ func TestResponseStreamsWithoutBuffering(t *testing.T) {
 }
 
 type protoreflectMessage = protoreflect.Message
+
+// TestWebSocketIdleTimeout closes a tunnel in which nothing moves for the route's idle timeout.
+func TestWebSocketIdleTimeout(t *testing.T) {
+	up := startUpstream(t, websocket.Handler(func(ws *websocket.Conn) { io.Copy(io.Discard, ws) }), false)
+	env := &testEnv{clusters: map[string]Upstream{"ws": newTestUpstream(up, false)}}
+	a := toCluster("ws")
+	a.IdleTimeout = durationpb.New(50 * time.Millisecond)
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("ws", pfx("/"), a))), env, false)
+	ws, err := websocket.Dial("ws://"+p.addr+"/quiet", "", "http://client.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.SetDeadline(time.Now().Add(10 * time.Second))
+	var msg string
+	if err := websocket.Message.Receive(ws, &msg); err == nil {
+		t.Fatal("received a message from a silent upstream")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("tunnel not closed by the idle timeout")
+	}
+	if ri := p.nextInfo(t); ri.Flags != FlagStreamIdleTimeout {
+		t.Errorf("flags %s", ri.Flags)
+	}
+}
