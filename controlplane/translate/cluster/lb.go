@@ -54,7 +54,8 @@ func HashPolicy(tp *networking.TrafficPolicy) []*routev3.RouteAction_HashPolicy 
 
 // applyLoadBalancer sets the cluster's LB policy from loadBalancer settings: simple policies map
 // to ROUND_ROBIN, LEAST_REQUEST, RANDOM or ORIGINAL_DST (PASSTHROUGH); consistentHash maps to
-// RING_HASH (ringHash or the deprecated minimumRingSize) or MAGLEV; warmup maps to slow start on
+// RING_HASH (ringHash or the deprecated minimumRingSize) or MAGLEV; UNSPECIFIED keeps defaultLB
+// (LEAST_REQUEST for sidecars, as Istio; ROUND_ROBIN for gRPC); warmup maps to slow start on
 // ROUND_ROBIN/LEAST_REQUEST; localityLbSetting.distribute enables locality-weighted LB (the weights
 // and failover priorities are set on the endpoints); zoneAwareLbSetting maps to zone-aware routing.
 // defaultLB is the policy when none is set.
@@ -83,7 +84,7 @@ func applyLoadBalancer(c *clusterv3.Cluster, lb *networking.LoadBalancerSettings
 		switch lb.GetSimple() {
 		case networking.LoadBalancerSettings_ROUND_ROBIN:
 			c.LbPolicy = clusterv3.Cluster_ROUND_ROBIN
-		case networking.LoadBalancerSettings_LEAST_REQUEST:
+		case networking.LoadBalancerSettings_LEAST_REQUEST, networking.LoadBalancerSettings_LEAST_CONN: //nolint:staticcheck // LEAST_CONN is Istio's deprecated alias
 			c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
 		case networking.LoadBalancerSettings_RANDOM:
 			c.LbPolicy = clusterv3.Cluster_RANDOM
