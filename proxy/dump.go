@@ -21,13 +21,16 @@ type adminSource struct{ p *Proxy }
 
 var _ admin.Source = adminSource{}
 
+// Ready reports LIVE once the first clusters and listeners are in and warm.
 func (a adminSource) Ready() (bool, string) {
 	s := a.p.State()
 	return s == StateLive, s
 }
 
+// DrainListeners implements /drain_listeners.
 func (a adminSource) DrainListeners(inboundOnly bool) { a.p.drainAll(inboundOnly) }
 
+// Quit implements /quitquitquit.
 func (a adminSource) Quit() { a.p.Quit() }
 
 // sortedResources returns a type's accepted resources ordered by name.

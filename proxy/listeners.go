@@ -30,14 +30,18 @@ type activeListener struct {
 // listenerEnv adapts the proxy to listener.Env.
 type listenerEnv struct{ *Proxy }
 
+// HTTP returns the l7 view of the proxy.
 func (e listenerEnv) HTTP() l7.Env { return l7Env(e) }
 
+// HTTPOptions returns the process-level l7 options.
 func (e listenerEnv) HTTPOptions() l7.Options {
 	return l7.Options{Stats: e.stats, Logger: e.log}
 }
 
+// TCP returns the l4 view of the proxy.
 func (e listenerEnv) TCP() l4.Env { return l4Env(e) }
 
+// Handoff finds the serving listener for a use_original_dst hand-off.
 func (e listenerEnv) Handoff(dst netip.AddrPort) *listener.Listener { return e.registry.Lookup(dst) }
 
 var _ listener.Env = listenerEnv{}

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/strait-mesh/strait/proxy/admin"
@@ -60,6 +61,7 @@ type Proxy struct {
 	}
 
 	gotCDS, gotLDS atomic.Bool
+	firstCDS       atomic.Pointer[time.Time]
 	drainingAll    atomic.Bool
 	quitOnce       sync.Once
 	quit           chan struct{}
@@ -228,6 +230,8 @@ func (p *Proxy) markReceived(typeURL string) {
 	switch typeURL {
 	case xdsclient.ClusterType:
 		if !p.gotCDS.Swap(true) {
+			now := time.Now()
+			p.firstCDS.Store(&now)
 			p.log.Info("first clusters accepted")
 		}
 	case xdsclient.ListenerType:
@@ -243,7 +247,7 @@ func (p *Proxy) State() string {
 	switch {
 	case p.drainingAll.Load():
 		return StateDraining
-	case p.gotCDS.Load() && p.gotLDS.Load() && p.warmingCount() == 0:
+	case p.gotCDS.Load() && p.gotLDS.Load() && p.warmingCount() == 0 && p.endpointsWarm():
 		return StateLive
 	}
 	return StatePreInitializing
@@ -254,4 +258,19 @@ func (p *Proxy) warmingCount() int {
 	p.lmu.Lock()
 	defer p.lmu.Unlock()
 	return len(p.warming)
+}
+
+// endpointsWarm reports whether every EDS cluster has received its endpoints, or the initial
+// fetch timeout since the first clusters has passed (as Envoy's cluster warming).
+func (p *Proxy) endpointsWarm() bool {
+	if t := p.firstCDS.Load(); t != nil && time.Since(*t) > warmingTimeout {
+		return true
+	}
+	rt := p.rt.Load()
+	for _, r := range rt.Resources[xdsclient.ClusterType] {
+		if c := r.Message.(*clusterv3.Cluster); isEDS(c) && rt.Resources[xdsclient.EndpointType][edsName(c)] == nil {
+			return false
+		}
+	}
+	return true
 }
