@@ -87,6 +87,7 @@ type Listener struct {
 	name        string
 	addr        netip.AddrPort
 	bindToPort  bool
+	ipv4Compat  bool // an IPv6 wildcard listener also accepts IPv4 (v4-mapped) connections
 	transparent bool
 	freebind    bool
 	statPrefix  string
@@ -170,6 +171,7 @@ func compile(lr *listenerv3.Listener, env Env) (*Listener, error) {
 		name:        lr.GetName(),
 		addr:        addr,
 		bindToPort:  lr.GetBindToPort() == nil || lr.GetBindToPort().GetValue(),
+		ipv4Compat:  lr.GetAddress().GetSocketAddress().GetIpv4Compat(),
 		transparent: lr.GetTransparent().GetValue(),
 		freebind:    lr.GetFreebind().GetValue(),
 		statPrefix:  lr.GetStatPrefix(),

@@ -491,3 +491,29 @@ func TestCompileErrorsNameTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6AndIPv4Compat: an IPv6 listener serves ::1; with ipv4_compat on [::] it also serves
+// 127.0.0.1 (v4-mapped), and the chain sees the unmapped IPv4 addresses.
+func TestIPv6AndIPv4Compat(t *testing.T) {
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Skip("no IPv6 loopback")
+	} else {
+		ln.Close()
+	}
+	env := newEnv()
+	env.tcp["v4"] = tcpBackend(t, "V4")
+	env.tcp["v6"] = tcpBackend(t, "V6")
+	addr := sockAddr("::", 0)
+	addr.GetSocketAddress().Ipv4Compat = true
+	_, a := start(t, &listenerv3.Listener{Name: "dual", Address: addr, FilterChains: []*listenerv3.FilterChain{
+		tcpChain(t, "v4", "v4", &listenerv3.FilterChainMatch{SourcePrefixRanges: []*corev3.CidrRange{cidr("127.0.0.0/8")}}),
+		tcpChain(t, "v6", "v6", &listenerv3.FilterChainMatch{SourcePrefixRanges: []*corev3.CidrRange{cidr("::1/128")}}),
+	}}, env)
+	p := uitoa(port(a))
+	if got := readLine(t, nil, "127.0.0.1:"+p); got != "V4" {
+		t.Errorf("IPv4 client: %q", got)
+	}
+	if got := readLine(t, nil, "[::1]:"+p); got != "V6" {
+		t.Errorf("IPv6 client: %q", got)
+	}
+}

@@ -19,11 +19,15 @@ import (
 var ErrClosed = errors.New("listener closed")
 
 // Listen binds the listener's address with its socket options (transparent, freebind). An
-// IPv4 address binds IPv4 only and an IPv6 address IPv6 only, as Envoy does.
+// IPv4 address binds IPv4 only and an IPv6 address IPv6 only, as Envoy does, except the IPv6
+// wildcard with ipv4_compat, which binds dual-stack.
 func (l *Listener) Listen(ctx context.Context) (net.Listener, error) {
 	network := "tcp4"
 	if l.addr.Addr().Is6() {
 		network = "tcp6"
+		if l.ipv4Compat && l.addr.Addr().IsUnspecified() {
+			network = "tcp"
+		}
 	}
 	lc := net.ListenConfig{Control: socketControl(l.transparent, l.freebind, l.addr.Addr().Is6())}
 	ln, err := lc.Listen(ctx, network, l.addr.String())
