@@ -120,6 +120,18 @@ func Start(t testing.TB, name string, env []string, argv ...string) *Process {
 // Signal sends sig to the process.
 func (p *Process) Signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
 
+// DumpGoroutines sends SIGQUIT, on which a Go binary prints every goroutine's stack and exits,
+// and waits up to 5 s for it to exit, so that the stacks are in Output (logged when the test
+// fails). Use it when a test finds the process stuck.
+func (p *Process) DumpGoroutines() {
+	p.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+	time.Sleep(100 * time.Millisecond) // let the output reader drain the pipe
+}
+
 // Exited returns a channel closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.done }
 
