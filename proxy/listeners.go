@@ -25,6 +25,7 @@ type activeListener struct {
 	feed    *feed
 	inbound bool
 	routes  []string // RDS names it serves, for warming
+	retired bool     // draining already (guarded by Proxy.lmu)
 }
 
 // listenerEnv adapts the proxy to listener.Env.
@@ -275,7 +276,7 @@ func (p *Proxy) start(al *activeListener) {
 	if al.sock == nil {
 		return
 	}
-	if p.drainingAll.Load() || (al.inbound && p.inboundDrained.Load()) {
+	if p.allDrained.Load() || (al.inbound && p.inboundDrained.Load()) {
 		return // drained by /drain_listeners or shutdown: stay closed
 	}
 	al.feed = al.sock.newFeed()
@@ -289,12 +290,16 @@ func (p *Proxy) start(al *activeListener) {
 	p.log.Info("listener serving", "listener", al.name, "address", al.sock.addr.String())
 }
 
-// retireListener drains a replaced or removed listener. keepSocket is true when a successor
+// retireListener drains a replaced or removed listener (once; lmu is held). keepSocket is true when a successor
 // serves the same socket; otherwise the socket is closed first so new connections are refused.
 func (p *Proxy) retireListener(al *activeListener, f *feed, keepSocket bool) {
 	if al.sock != nil && !keepSocket {
 		al.sock.close()
 	}
+	if al.retired {
+		return
+	}
+	al.retired = true
 	p.draining.Add(1)
 	p.gauges.listenersDraining.Inc()
 	go func() {
@@ -321,6 +326,8 @@ func (p *Proxy) drainAll(inboundOnly bool) {
 	defer p.lmu.Unlock()
 	if inboundOnly {
 		p.inboundDrained.Store(true)
+	} else {
+		p.allDrained.Store(true)
 	}
 	for _, al := range p.listeners {
 		if inboundOnly && !al.inbound || al.feed == nil {

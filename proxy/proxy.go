@@ -55,6 +55,7 @@ type Proxy struct {
 	draining  sync.WaitGroup             // listeners draining after removal or change
 
 	inboundDrained atomic.Bool // /drain_listeners?inboundonly was called
+	allDrained     atomic.Bool // /drain_listeners or shutdown: listeners stay closed
 
 	gauges struct {
 		connected, activeClusters, listenersActive, listenersWarming, listenersDraining *stats.Gauge
@@ -245,7 +246,7 @@ func (p *Proxy) markReceived(typeURL string) {
 // LIVE, then DRAINING after shutdown began.
 func (p *Proxy) State() string {
 	switch {
-	case p.drainingAll.Load():
+	case p.drainingAll.Load() || p.allDrained.Load():
 		return StateDraining
 	case p.gotCDS.Load() && p.gotLDS.Load() && p.warmingCount() == 0 && p.endpointsWarm():
 		return StateLive

@@ -416,3 +416,54 @@ func TestListenerWarmsUntilRoutesArrive(t *testing.T) {
 	p.waitReady()
 	expectBody(t, w.httpAddr, "/warm", "b /warm")
 }
+
+// TestAdminDrainListenersAndQuit: POST /drain_listeners stops accepting (tcp and http) while
+// the admin stays up; /quitquitquit then ends the process.
+func TestAdminDrainListenersAndQuit(t *testing.T) {
+	w := newWorld(t)
+	w.ads.Push(w.config(t, "ingress"))
+	p := startProxy(t, w.ads, 2*time.Second)
+	p.waitReady()
+	expectBody(t, w.httpAddr, "/x", "a /x")
+	if resp, err := http.Get("http://" + p.admin + "/drain_listeners"); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /drain_listeners must be refused: %v", err)
+	}
+	resp, err := http.Post("http://"+p.admin+"/drain_listeners", "", nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/drain_listeners: %v", err)
+	}
+	resp.Body.Close()
+	for _, addr := range []string{w.httpAddr, w.tcpAdr} {
+		eventually(t, "listener "+addr+" closed", func() bool {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return true
+			}
+			c.Close()
+			return false
+		})
+	}
+	if code, body, _ := p.adminGet("/ready"); code != 503 || !strings.Contains(body, "DRAINING") {
+		t.Fatalf("/ready after drain: %d %q", code, body)
+	}
+	// A config push does not reopen drained listeners.
+	w.ads.Push(w.config(t, "ingress-2"))
+	eventually(t, "lds applied", func() bool {
+		_, stats, _ := p.adminGet("/stats?filter=listener_manager.lds.update_success")
+		return strings.Contains(stats, "update_success: 2")
+	})
+	if c, err := net.DialTimeout("tcp", w.httpAddr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("a drained listener reopened after an LDS update")
+	}
+	resp, err = http.Post("http://"+p.admin+"/quitquitquit", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("proxy did not exit after /quitquitquit")
+	}
+}
