@@ -41,6 +41,7 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 		return nil, err
 	}
 	var reports []error
+	dropped := map[string]bool{} // chains (and so route configurations) of conflicting servers
 	tcpRoutes := func(gw *config.Object, s *networking.Server) ([]route.L4Route, error) {
 		var rs []route.L4Route
 		var err error
@@ -54,7 +55,14 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 		}
 		return rs, nil
 	}
-	listeners, err := listener.BuildGateway(listener.Gateway{Gateways: gateways, TCPRoutes: tcpRoutes})
+	listeners, err := listener.BuildGateway(listener.Gateway{Gateways: gateways, TCPRoutes: tcpRoutes,
+		Report: func(err error) {
+			reports = append(reports, err)
+			var ce *listener.ConflictError
+			if errors.As(err, &ce) {
+				dropped[ce.Chain] = true
+			}
+		}})
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +75,7 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 			if err != nil {
 				reports = append(reports, err)
 			}
-			if rc != nil {
+			if rc != nil && !dropped[rc.GetName()] {
 				routes = append(routes, rc)
 			}
 		}

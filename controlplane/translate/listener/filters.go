@@ -193,20 +193,25 @@ func cidrRanges(addrs []string) []*corev3.CidrRange {
 // rejects duplicate matches; the first — oldest service, then hostname order — wins, as in Istio).
 type chainSet struct {
 	chains []*listenerv3.FilterChain
-	seen   map[string]bool
+	seen   map[string]*listenerv3.FilterChain // by match
 	tls    bool // a chain matches server names or transport protocol: needs tls_inspector
 	http   bool // a chain matches application protocols: needs http_inspector
 }
 
 func (cs *chainSet) add(c *listenerv3.FilterChain) bool {
+	return cs.addOrExisting(c) == nil
+}
+
+// addOrExisting adds c, or returns the earlier chain with the same match (c is then dropped).
+func (cs *chainSet) addOrExisting(c *listenerv3.FilterChain) *listenerv3.FilterChain {
 	if cs.seen == nil {
-		cs.seen = make(map[string]bool)
+		cs.seen = make(map[string]*listenerv3.FilterChain)
 	}
 	key := matchKey(c.GetFilterChainMatch())
-	if cs.seen[key] {
-		return false
+	if prev := cs.seen[key]; prev != nil {
+		return prev
 	}
-	cs.seen[key] = true
+	cs.seen[key] = c
 	m := c.GetFilterChainMatch()
 	if len(m.GetServerNames()) > 0 || m.GetTransportProtocol() != "" {
 		cs.tls = true
@@ -215,7 +220,7 @@ func (cs *chainSet) add(c *listenerv3.FilterChain) bool {
 		cs.http = true
 	}
 	cs.chains = append(cs.chains, c)
-	return true
+	return nil
 }
 
 func matchKey(m *listenerv3.FilterChainMatch) string {

@@ -26,6 +26,9 @@ type Gateway struct {
 	// TCPRoutes supplies routes for TCP servers and TLS passthrough; nil leaves such servers
 	// without chains (an error is returned if one exists).
 	TCPRoutes GatewayTCPRouter
+	// Report receives conflicts that do not stop generation: a server whose filter chain match
+	// (port and SNI hosts) repeats an earlier server's is left out, as in Istio. May be nil.
+	Report func(error)
 }
 
 // BuildGateway returns one listener per distinct (bind, port) of the Gateway servers, named
@@ -65,7 +68,11 @@ func BuildGateway(in Gateway) ([]*listenerv3.Listener, error) {
 				return nil, err
 			}
 			for _, c := range chains {
-				l.chains.add(c)
+				// Plain HTTP servers on one port share the chain "http.PORT" (routing is by
+				// host); any other repeated match is a conflict.
+				if prev := l.chains.addOrExisting(c); prev != nil && prev.GetName() != c.GetName() && in.Report != nil {
+					in.Report(&ConflictError{Server: where, Chain: c.GetName(), Listener: key})
+				}
 			}
 		}
 	}
@@ -84,6 +91,18 @@ func BuildGateway(in Gateway) ([]*listenerv3.Listener, error) {
 		})
 	}
 	return out, nil
+}
+
+// ConflictError reports a Gateway server left out because an earlier server already matches the
+// same connections (same listener, port and SNI hosts).
+type ConflictError struct {
+	Server   string // "Gateway ns/name: servers[i]"
+	Chain    string // the filter chain left out (for HTTPS servers, its route configuration name)
+	Listener string
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("%s: filter chain %q matches the same connections as an earlier server on %s; left out", e.Server, e.Chain, e.Listener)
 }
 
 // serverChains builds the filter chains of one Gateway server.
