@@ -194,8 +194,8 @@ func cidrRanges(addrs []string) []*corev3.CidrRange {
 type chainSet struct {
 	chains []*listenerv3.FilterChain
 	seen   map[string]*listenerv3.FilterChain // by match
-	tls    bool // a chain matches server names or transport protocol: needs tls_inspector
-	http   bool // a chain matches application protocols: needs http_inspector
+	tls    bool                               // a chain matches server names or transport protocol: needs tls_inspector
+	http   bool                               // a chain matches application protocols: needs http_inspector
 }
 
 func (cs *chainSet) add(c *listenerv3.FilterChain) bool {
