@@ -90,6 +90,8 @@ type Listener struct {
 	ipv4Compat  bool // an IPv6 wildcard listener also accepts IPv4 (v4-mapped) connections
 	transparent bool
 	freebind    bool
+	reusePort   bool
+	modifyOnly  bool // drain_type MODIFY_ONLY
 	statPrefix  string
 
 	useOriginalDst bool // hand off to the listener of the original destination
@@ -134,6 +136,10 @@ func (l *Listener) Address() netip.AddrPort { return l.addr }
 // which only receive connections handed off by a use_original_dst listener).
 func (l *Listener) BindToPort() bool { return l.bindToPort }
 
+// DrainOnlyOnModify reports drain_type MODIFY_ONLY: the listener drains when it is changed or
+// removed, but not on a global drain (/drain_listeners, shutdown), as in Envoy.
+func (l *Listener) DrainOnlyOnModify() bool { return l.modifyOnly }
+
 // SetMaxConnections sets the listener's connection limit (0: unlimited). Connections accepted
 // beyond it are closed at once and counted in downstream_cx_overflow. Safe at any time.
 func (l *Listener) SetMaxConnections(n int) { l.maxConns.Store(int64(n)) }
@@ -174,6 +180,8 @@ func compile(lr *listenerv3.Listener, env Env) (*Listener, error) {
 		ipv4Compat:  lr.GetAddress().GetSocketAddress().GetIpv4Compat(),
 		transparent: lr.GetTransparent().GetValue(),
 		freebind:    lr.GetFreebind().GetValue(),
+		reusePort:   lr.GetEnableReusePort().GetValue(),
+		modifyOnly:  lr.GetDrainType() == listenerv3.Listener_MODIFY_ONLY,
 		statPrefix:  lr.GetStatPrefix(),
 		env:         env,
 		conns:       map[*trackedConn]struct{}{},

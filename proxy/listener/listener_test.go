@@ -517,3 +517,36 @@ func TestIPv6AndIPv4Compat(t *testing.T) {
 		t.Errorf("IPv6 client: %q", got)
 	}
 }
+
+// TestSocketOptions: enable_reuse_port lets a second socket bind the same port; freebind binds an
+// address not configured on any interface (198.18.0.0/15, never routed here).
+func TestSocketOptions(t *testing.T) {
+	env := newEnv()
+	env.tcp["c"] = tcpBackend(t, "C")
+	lr := &listenerv3.Listener{Name: "rp", Address: sockAddr("127.0.0.1", 0), EnableReusePort: wrapperspb.Bool(true),
+		DrainType: listenerv3.Listener_MODIFY_ONLY, FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "c", nil)}}
+	l, a := start(t, lr, env)
+	if !l.DrainOnlyOnModify() {
+		t.Error("drain_type MODIFY_ONLY not reported")
+	}
+	lr.Address = sockAddr("127.0.0.1", port(a))
+	l2, err := Compile(lr, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln2, err := l2.Listen(context.Background())
+	if err != nil {
+		t.Fatalf("second bind with enable_reuse_port: %v", err)
+	}
+	ln2.Close()
+	fb, err := Compile(&listenerv3.Listener{Name: "fb", Address: sockAddr("198.18.0.77", 0), Freebind: wrapperspb.Bool(true),
+		FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "c", nil)}}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln3, err := fb.Listen(context.Background())
+	if err != nil {
+		t.Fatalf("freebind: %v", err)
+	}
+	ln3.Close()
+}

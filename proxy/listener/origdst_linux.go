@@ -59,10 +59,10 @@ func originalDst(c net.Conn, local netip.AddrPort) (dst netip.AddrPort, ok bool)
 	return dst, ok
 }
 
-// socketControl sets IP_TRANSPARENT and IP_FREEBIND (and their IPv6 variants) before bind, for
-// listeners with transparent or freebind set.
-func socketControl(transparent, freebind, v6 bool) func(network, address string, c syscall.RawConn) error {
-	if !transparent && !freebind {
+// socketControl sets IP_TRANSPARENT, IP_FREEBIND (and their IPv6 variants) and SO_REUSEPORT
+// before bind, for listeners with transparent, freebind or enable_reuse_port set.
+func socketControl(transparent, freebind, reusePort, v6 bool) func(network, address string, c syscall.RawConn) error {
+	if !transparent && !freebind && !reusePort {
 		return nil
 	}
 	return func(_, _ string, c syscall.RawConn) error {
@@ -75,6 +75,11 @@ func socketControl(transparent, freebind, v6 bool) func(network, address string,
 					serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1)
 				}
 				if serr != nil {
+					return
+				}
+			}
+			if reusePort {
+				if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
 					return
 				}
 			}

@@ -18,7 +18,8 @@ import (
 // ErrClosed is returned by Serve when the listener is draining or closed.
 var ErrClosed = errors.New("listener closed")
 
-// Listen binds the listener's address with its socket options (transparent, freebind). An
+// Listen binds the listener's address with its socket options (transparent, freebind,
+// enable_reuse_port). An
 // IPv4 address binds IPv4 only and an IPv6 address IPv6 only, as Envoy does, except the IPv6
 // wildcard with ipv4_compat, which binds dual-stack.
 func (l *Listener) Listen(ctx context.Context) (net.Listener, error) {
@@ -29,7 +30,7 @@ func (l *Listener) Listen(ctx context.Context) (net.Listener, error) {
 			network = "tcp"
 		}
 	}
-	lc := net.ListenConfig{Control: socketControl(l.transparent, l.freebind, l.addr.Addr().Is6())}
+	lc := net.ListenConfig{Control: socketControl(l.transparent, l.freebind, l.reusePort, l.addr.Addr().Is6())}
 	ln, err := lc.Listen(ctx, network, l.addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("binding listener %q on %s: %w", l.name, l.addr, err)
