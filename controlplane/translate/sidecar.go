@@ -113,7 +113,8 @@ func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.
 		}
 		return rs, nil
 	}
-	out.listeners, out.err = listener.BuildOutbound(listener.Outbound{Snap: snap, Scope: sc, Workload: w, Explicit: explicit, TCPRoutes: tcpRoutes})
+	out.listeners, out.err = listener.BuildOutbound(listener.Outbound{Snap: snap, Scope: sc, Workload: w, Explicit: explicit,
+		TCPRoutes: tcpRoutes, Report: func(err error) { reports = append(reports, err) }})
 	if out.err != nil {
 		return out
 	}

@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -32,6 +33,9 @@ type Outbound struct {
 	Explicit bool
 	// TCPRoutes applies VirtualService tcp/tls routes; nil routes to the service cluster.
 	TCPRoutes TCPRouter
+	// Report receives services left out because an earlier service's filter chain matches the
+	// same connections (e.g. two TCP services without addresses on one port). May be nil.
+	Report func(error)
 }
 
 // BuildOutbound returns the sidecar's outbound listeners: virtualOutbound (unless every egress
@@ -58,7 +62,7 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 				}
 				if !isExplicit {
 					for _, c := range chains {
-						captured.add(c)
+						in.conflict(captured.addOrExisting(c), c, svc, VirtualOutbound)
 					}
 					continue
 				}
@@ -70,7 +74,7 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 					explicitOrder = append(explicitOrder, key)
 				}
 				for _, c := range chains {
-					el.chains.add(c)
+					in.conflict(el.chains.addOrExisting(c), c, svc, key)
 				}
 			}
 		}
@@ -102,6 +106,15 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 type httpChainKey struct {
 	port  uint32
 	bound bool
+}
+
+// conflict reports chain c of svc, dropped because prev already matches its connections.
+func (in Outbound) conflict(prev, c *listenerv3.FilterChain, svc *registry.Service, listenerName string) {
+	if prev == nil || prev.GetName() == c.GetName() || in.Report == nil {
+		return
+	}
+	in.Report(fmt.Errorf("service %s (%s): filter chain %q on %s matches the same connections as %q; its traffic goes there",
+		svc.Hostname, svc.Origin, c.GetName(), listenerName, prev.GetName()))
 }
 
 type explicitListener struct {
