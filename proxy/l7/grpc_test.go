@@ -25,6 +25,9 @@ type fullDuplex struct {
 // FullDuplexCall echoes each message as it arrives, then ends with a trailer; a request body of
 // "fail" ends the stream with NOT_FOUND instead.
 func (fullDuplex) FullDuplexCall(stream testpb.TestService_FullDuplexCallServer) error {
+	if err := stream.SendHeader(metadata.Pairs("x-backend", "b")); err != nil {
+		return err
+	}
 	for {
 		in, err := stream.Recv()
 		if err == io.EOF {

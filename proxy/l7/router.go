@@ -390,10 +390,12 @@ func (h *Handler) forward(s *Stream) {
 		if rst != nil {
 			rst.retry.Inc()
 		}
+		// Cancel before closing: closing an HTTP/2 response body waits for the request body
+		// writer, which may be blocked on a downstream body that is still open.
+		res.cancel(errStaleAttempt)
 		if res.resp != nil {
 			res.resp.Body.Close()
 		}
-		res.cancel(errStaleAttempt)
 		if d := policy.Backoff(attempt); d > 0 {
 			t := time.NewTimer(d)
 			select {
@@ -423,7 +425,7 @@ func (h *Handler) forward(s *Stream) {
 		h.tunnel(s, res.resp)
 		return
 	}
-	h.respond(s, ctx, res.resp, cst, idle)
+	h.respond(s, ctx, cancel, res.resp, cst, idle)
 }
 
 // attempt makes one upstream try.
@@ -526,8 +528,14 @@ func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, c
 
 // respond streams the upstream response downstream: headers, body (flushed as it arrives when
 // the length is unknown, as for gRPC and server-sent events) and trailers.
-func (h *Handler) respond(s *Stream, ctx context.Context, resp *http.Response, cst *clusterStats, idle *idleTimer) {
-	defer resp.Body.Close()
+func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelCauseFunc, resp *http.Response, cst *clusterStats, idle *idleTimer) {
+	defer func() {
+		// The exchange is over. Cancel first: closing an HTTP/2 response body otherwise waits
+		// for the request body writer, which may still block on an open downstream body (a
+		// gRPC server may end the stream while the client is still sending).
+		cancel(nil)
+		resp.Body.Close()
+	}()
 	cst.code(resp.StatusCode)
 	hdr := s.W.Header()
 	for k, v := range resp.Header {

@@ -509,7 +509,8 @@ func (rd *Redirect) Location(r *http.Request) string {
 		host, port = h, p
 	}
 	if rd.host != "" {
-		host = rd.host
+		// host_redirect replaces the whole authority: the request's port goes with it.
+		host, port = rd.host, ""
 		if h, p, ok := splitHostPort(host); ok {
 			host, port = h, p
 		}

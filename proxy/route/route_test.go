@@ -261,6 +261,8 @@ func TestActions(t *testing.T) {
 			ResponseCode:         routev3.RedirectAction_PERMANENT_REDIRECT}}},
 		{Name: "redirect-path", Match: prefix("/p"), Action: &routev3.Route_Redirect{Redirect: &routev3.RedirectAction{
 			PathRewriteSpecifier: &routev3.RedirectAction_PathRedirect{PathRedirect: "/elsewhere"}, StripQuery: true}}},
+		{Name: "host-redirect", Match: prefix("/hr"), Action: &routev3.Route_Redirect{Redirect: &routev3.RedirectAction{
+			HostRedirect: "other.test"}}},
 		{Name: "direct", Match: prefix("/d"), Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
 			Status: 418, Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "teapot"}}}}},
 	}
@@ -305,6 +307,10 @@ func TestActions(t *testing.T) {
 	rt = tb.Match(req("GET", "h", "/p?x=1"))
 	if loc := rt.Redirect.Location(req("GET", "h", "/p?x=1")); loc != "http://h/elsewhere" || rt.Redirect.Code != 301 {
 		t.Errorf("location %q code %d", loc, rt.Redirect.Code)
+	}
+	rt = tb.Match(req("GET", "h:8080", "/hr/x"))
+	if loc := rt.Redirect.Location(req("GET", "h:8080", "/hr/x")); loc != "http://other.test/hr/x" {
+		t.Errorf("host_redirect keeps the request port: %q", loc)
 	}
 	rt = tb.Match(req("GET", "h", "/d"))
 	if rt.Action != ActionDirect || rt.Direct.Status != 418 || string(rt.Direct.Body) != "teapot" {
