@@ -467,3 +467,24 @@ func TestAdminDrainListenersAndQuit(t *testing.T) {
 		t.Fatal("proxy did not exit after /quitquitquit")
 	}
 }
+
+// TestSotWFallback: against a server without Delta ADS the proxy falls back to
+// state-of-the-world, serves, follows changes and reports the GRPC (SotW) API in its bootstrap.
+func TestSotWFallback(t *testing.T) {
+	w := newWorld(t)
+	w.ads.Stop()
+	w.ads = newADSServer(t, true)
+	w.ads.Push(w.config(t, "ingress"))
+	p := startProxy(t, w.ads, 2*time.Second)
+	p.waitReady()
+	expectBody(t, w.httpAddr, "/sotw", "a /sotw")
+	w.ads.Push(w.config(t, "ingress", "/", "backend-b"))
+	expectBody(t, w.httpAddr, "/sotw", "b /sotw")
+	if delta, sotw := w.ads.Requests(); delta != 0 || sotw == 0 {
+		t.Fatalf("requests: delta %d sotw %d", delta, sotw)
+	}
+	_, dump, _ := p.adminGet("/config_dump?resource=bootstrap")
+	if !strings.Contains(dump, `"apiType": "GRPC"`) {
+		t.Fatalf("bootstrap does not report SotW:\n%s", lastLines(dump, 30))
+	}
+}

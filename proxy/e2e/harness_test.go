@@ -25,6 +25,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -72,34 +73,67 @@ type adsServer struct {
 	addr  string
 	cache cachev3.SnapshotCache
 
+	sotwOnly bool // serve only state-of-the-world ADS (Delta answers Unimplemented)
+
 	mu      sync.Mutex
 	grpc    *grpc.Server
 	nacks   []string
 	version int
+	deltaN  int // Delta requests seen
+	sotwN   int // SotW requests seen
 }
 
-func newADS(t *testing.T) *adsServer {
-	a := &adsServer{t: t, addr: "127.0.0.1:0", cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)}
+func newADS(t *testing.T) *adsServer { return newADSServer(t, false) }
+
+func newADSServer(t *testing.T, sotwOnly bool) *adsServer {
+	a := &adsServer{t: t, addr: "127.0.0.1:0", cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), sotwOnly: sotwOnly}
 	a.Start()
 	t.Cleanup(a.Stop)
 	return a
+}
+
+// sotwOnlyServer exposes only StreamAggregatedResources.
+type sotwOnlyServer struct {
+	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
+	s serverv3.Server
+}
+
+func (o sotwOnlyServer) StreamAggregatedResources(st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	return o.s.StreamAggregatedResources(st)
+}
+
+// Requests returns how many Delta and SotW requests the server saw.
+func (a *adsServer) Requests() (delta, sotw int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.deltaN, a.sotwN
 }
 
 // Start serves on a.addr (the port chosen at the first start).
 func (a *adsServer) Start() {
 	cb := serverv3.CallbackFuncs{
 		StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
+			a.mu.Lock()
+			a.sotwN++
+			a.mu.Unlock()
 			a.recordNack(r.GetErrorDetail().GetMessage())
 			return nil
 		},
 		StreamDeltaRequestFunc: func(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+			a.mu.Lock()
+			a.deltaN++
+			a.mu.Unlock()
 			a.recordNack(r.GetErrorDetail().GetMessage())
 			return nil
 		},
 	}
 	srv := serverv3.NewServer(context.Background(), a.cache, cb)
 	g := grpc.NewServer()
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	if a.sotwOnly {
+		discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, sotwOnlyServer{s: srv})
+	} else {
+		discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	}
 	var lis net.Listener
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; {
@@ -168,6 +202,7 @@ type config struct {
 	routes    []*routev3.RouteConfiguration
 	clusters  []*clusterv3.Cluster
 	endpoints []*endpointv3.ClusterLoadAssignment
+	secrets   []*tlsv3.Secret
 }
 
 func (c *config) resources() map[resource.Type][]types.Resource {
@@ -183,6 +218,9 @@ func (c *config) resources() map[resource.Type][]types.Resource {
 	}
 	for _, e := range c.endpoints {
 		out[resource.EndpointType] = append(out[resource.EndpointType], e)
+	}
+	for _, s := range c.secrets {
+		out[resource.SecretType] = append(out[resource.SecretType], s)
 	}
 	return out
 }
