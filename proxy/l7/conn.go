@@ -83,10 +83,13 @@ func (h *Handler) startServer() {
 		h2.MaxConcurrentStreams = 2147483647 // Envoy's default: effectively unlimited
 	}
 	h.srv = &http.Server{
-		Handler:           http.HandlerFunc(h.serveHTTP),
-		Protocols:         p,
-		HTTP2:             h2,
-		MaxHeaderBytes:    h.maxHeaderBytes,
+		Handler:   http.HandlerFunc(h.serveHTTP),
+		Protocols: p,
+		HTTP2:     h2,
+		// The server reads up to twice the limit so that admit can answer 431 itself, as Envoy
+		// does, also over HTTP/2: there net/http would otherwise fail a single oversized header
+		// value with a connection-level COMPRESSION_ERROR. Beyond that bound net/http rejects.
+		MaxHeaderBytes:    2*h.maxHeaderBytes + 4096,
 		ReadHeaderTimeout: h.headersTimeout,
 		IdleTimeout:       h.connIdle,
 		ErrorLog:          log.New(io.Discard, "", 0),

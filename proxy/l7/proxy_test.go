@@ -250,6 +250,17 @@ func TestHeaderLimits431(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("h2 101 headers: status %d", resp.StatusCode)
 	}
+	// One oversized header over HTTP/2: a 431 reply, not a connection error.
+	req, _ = http.NewRequest("GET", p.url("/"), nil)
+	req.Header.Set("X-Big", strings.Repeat("b", 70<<10))
+	resp, err = h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("h2 70 KiB header: status %d", resp.StatusCode)
+	}
 	// Within the limits passes.
 	req, _ = http.NewRequest("GET", p.url("/"), nil)
 	req.Header.Set("X-Big", strings.Repeat("a", 50<<10))
