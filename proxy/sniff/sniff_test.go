@@ -227,3 +227,24 @@ func TestConnWriteToReplaysPeeked(t *testing.T) {
 		t.Fatalf("WriteTo = %q", out.String())
 	}
 }
+
+func BenchmarkParseClientHello(b *testing.B) {
+	raw := clientHello(b, &tls.Config{ServerName: "reviews.default.svc.cluster.local", NextProtos: []string{"istio-peer-exchange", "istio"}})
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseClientHello(raw, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDetectHTTP(b *testing.B) {
+	req := []byte("GET /productpage HTTP/1.1\r\nHost: productpage:9080\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DetectHTTP(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
