@@ -5,10 +5,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -385,5 +388,41 @@ func TestCertificateSelectionBySNI(t *testing.T) {
 		if got := cs.PeerCertificates[0].DNSNames[0]; got != name {
 			t.Errorf("SNI %s: served %s", name, got)
 		}
+	}
+}
+
+// TestDataSources loads the certificate from a file, the key from an inline string and the CA
+// from an environment variable.
+func TestDataSources(t *testing.T) {
+	ca := newCA(t, "ds")
+	cp, kp, _ := ca.issue(t, nil, "ds.test")
+	certFile := filepath.Join(t.TempDir(), "cert.pem")
+	if err := os.WriteFile(certFile, cp, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STRAIT_TLSX_TEST_CA", string(ca.pem))
+	srv, err := Server(&tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificates: []*tlsv3.TlsCertificate{{
+		CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: certFile}},
+		PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: string(kp)}},
+	}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := Client(&tlsv3.UpstreamTlsContext{Sni: "ds.test", CommonTlsContext: &tlsv3.CommonTlsContext{
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_EnvironmentVariable{EnvironmentVariable: "STRAIT_TLSX_TEST_CA"}},
+			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_DNS, Matcher: exact("ds.test")}},
+		}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if serr, cerr, _, _ := handshake(t, srv, cli); serr != nil || cerr != nil {
+		t.Fatalf("server %v client %v", serr, cerr)
+	}
+	if _, err := Server(&tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificates: []*tlsv3.TlsCertificate{{
+		CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: certFile + ".missing"}},
+		PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: string(kp)}},
+	}}}}, nil); err == nil || !strings.Contains(err.Error(), "tls_certificates[0].certificate_chain") {
+		t.Fatalf("missing file: %v", err)
 	}
 }
