@@ -410,7 +410,7 @@ func TestDataSources(t *testing.T) {
 	}
 	cli, err := Client(&tlsv3.UpstreamTlsContext{Sni: "ds.test", CommonTlsContext: &tlsv3.CommonTlsContext{
 		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_EnvironmentVariable{EnvironmentVariable: "STRAIT_TLSX_TEST_CA"}},
+			TrustedCa:                 &corev3.DataSource{Specifier: &corev3.DataSource_EnvironmentVariable{EnvironmentVariable: "STRAIT_TLSX_TEST_CA"}},
 			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_DNS, Matcher: exact("ds.test")}},
 		}}}}, nil)
 	if err != nil {
