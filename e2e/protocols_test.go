@@ -108,6 +108,13 @@ func TestProtocols(t *testing.T) {
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	waitBackend(t, 30*time.Second, h1Client, request{URL: base + "/h1"}, "h1")
 
+	t.Run("no route", func(t *testing.T) {
+		rep := mustDo(t, h1Client, request{URL: base + "/nothing/here"})
+		if rep.Code != http.StatusNotFound || rep.Echo != nil {
+			t.Fatalf("a path no route matches: %d %.200s, want 404 from the proxy", rep.Code, rep.Body)
+		}
+	})
+
 	t.Run("HTTP/1.1 to h2c upstream", func(t *testing.T) {
 		rep := mustDo(t, h1Client, request{Method: http.MethodPost, URL: base + "/h2/up", Body: strings.Repeat("x", 100<<10)})
 		if rep.Code != http.StatusOK || rep.Echo == nil || rep.Echo.Backend != "h2" {

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -238,6 +240,39 @@ func TestHTTPRouting(t *testing.T) {
 		}
 		if got := rep.Header.Get("x-backend"); got != "a" {
 			t.Errorf("response x-backend = %q, want a (untouched)", got)
+		}
+		// What the connection manager adds on its own (a gateway uses the remote address).
+		if h["x-request-id"] == "" || h["x-forwarded-proto"] != "http" || !strings.Contains(h["x-forwarded-for"], "127.0.0.1") {
+			t.Errorf("generated headers: x-request-id=%q x-forwarded-proto=%q x-forwarded-for=%q",
+				h["x-request-id"], h["x-forwarded-proto"], h["x-forwarded-for"])
+		}
+	})
+
+	t.Run("header limits", func(t *testing.T) {
+		many := http.Header{}
+		for i := 0; i < 120; i++ {
+			many.Set(fmt.Sprintf("X-H%d", i), "v")
+		}
+		for _, c := range []struct {
+			name   string
+			client *http.Client
+		}{{"HTTP/1.1", h1Client}, {"h2c", h2cClient}} {
+			if rep := mustDo(t, c.client, request{URL: base + "/m/exact", Header: many}); rep.Code != http.StatusRequestHeaderFieldsTooLarge {
+				t.Errorf("%s with 120 headers: %d, want 431", c.name, rep.Code)
+			}
+		}
+		// 70 KiB in one header over HTTP/1.1: read only the status line, which the proxy sends
+		// before closing the connection.
+		conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "GET /m/exact HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", strings.Repeat("b", 70<<10))
+		status, err := bufio.NewReader(conn).ReadString('\n')
+		if !strings.HasPrefix(status, "HTTP/1.1 431") {
+			t.Errorf("HTTP/1.1 with a 70 KiB header: status line %q, %v; want 431", status, err)
 		}
 	})
 
