@@ -9,6 +9,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // sinkBackend reads and discards everything, acknowledging each 1 MiB with one byte.
@@ -88,4 +89,66 @@ func BenchmarkTCPProxyThroughput(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkConnectionSetup measures accepting a connection, running tls_inspector and
+// http_inspector on a plaintext request line, selecting a chain among 20, dialing the backend
+// and relaying its first line.
+func BenchmarkConnectionSetup(b *testing.B) {
+	env := newEnv()
+	env.tcp["c"] = tcpBackendB(b, "C")
+	var chains []*listenerv3.FilterChain
+	for i := 0; i < 19; i++ {
+		chains = append(chains, tcpChain(b, "p"+uitoa(uint32(i)), "c", &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(uint32(20000 + i))}))
+	}
+	chains = append(chains, tcpChain(b, "any", "c", nil))
+	l, err := Compile(&listenerv3.Listener{Name: "setup", Address: sockAddr("127.0.0.1", 0),
+		ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector(b), httpInspector(b)}, FilterChains: chains}, env)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go l.Serve(ln)
+	defer l.Close()
+	req := []byte("GET / HTTP/1.1\r\n\r\n")
+	buf := make([]byte, 2)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write(req)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+func tcpBackendB(b *testing.B, tag string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write([]byte(tag + "\n"))
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
