@@ -156,7 +156,8 @@ func postOnly(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-var dumpJSON = protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: false}
+// dumpJSON renders like Envoy: proto (snake_case) field names, Any with "@type".
+var dumpJSON = protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}
 
 func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	dump, err := s.opts.Source.ConfigDump(r.URL.Query().Get("resource"))
