@@ -55,6 +55,9 @@ func BuildGateway(in Gateway) ([]*listenerv3.Listener, error) {
 			if strings.HasPrefix(bind, "unix://") {
 				return nil, fmt.Errorf("%s.bind: unix domain socket binds are not supported", where)
 			}
+			if s.GetDefaultEndpoint() != "" && in.Report != nil {
+				in.Report(fmt.Errorf("%s.defaultEndpoint: not implemented (nor by Istio); ignored", where))
+			}
 			port := s.GetPort().GetNumber()
 			key := listenerName(bind, port)
 			l := byKey[key]
