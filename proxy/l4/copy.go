@@ -29,8 +29,9 @@ func (cs *conns) closeBoth() {
 }
 
 // splice copies both ways until both directions end. A clean EOF in one direction half-closes
-// the other side's write end; an error closes both.
-func (p *TCPProxy) splice(ctx context.Context, down, up net.Conn) {
+// the other side's write end; an error closes both. It returns the bytes received from and sent
+// to the downstream.
+func (p *TCPProxy) splice(ctx context.Context, down, up net.Conn) (rx, tx uint64) {
 	cs := &conns{down: down, up: up}
 	cs.last.Store(time.Now().UnixNano())
 	stop := context.AfterFunc(ctx, cs.closeBoth)
@@ -60,22 +61,24 @@ func (p *TCPProxy) splice(ctx context.Context, down, up net.Conn) {
 	}
 	done := make(chan struct{})
 	go func() {
-		p.copyHalf(cs, up, down, p.st.rxBytes)
+		rx = p.copyHalf(cs, up, down, p.st.rxBytes)
 		close(done)
 	}()
-	p.copyHalf(cs, down, up, p.st.txBytes)
+	tx = p.copyHalf(cs, down, up, p.st.txBytes)
 	<-done
 	if c := cs.reason.Load(); c != nil {
 		c.Inc()
 	}
 	cs.closeBoth()
+	return rx, tx
 }
 
-// copyHalf copies src to dst, then half-closes dst on a clean end or closes both on error.
-func (p *TCPProxy) copyHalf(cs *conns, dst, src net.Conn, counter *stats.Counter) {
+// copyHalf copies src to dst, then half-closes dst on a clean end or closes both on error. It
+// returns the bytes copied.
+func (p *TCPProxy) copyHalf(cs *conns, dst, src net.Conn, counter *stats.Counter) (copied uint64) {
 	var err error
 	if p.idle > 0 {
-		err = copyTracked(dst, src, &cs.last, counter)
+		copied, err = copyTracked(dst, src, &cs.last, counter)
 	} else {
 		// No activity to track: let io.Copy use ReadFrom/WriteTo, i.e. splice(2) between TCP
 		// sockets (sniff.Conn replays its peeked bytes first, then hands over its socket).
@@ -83,40 +86,44 @@ func (p *TCPProxy) copyHalf(cs *conns, dst, src net.Conn, counter *stats.Counter
 		var n int64
 		n, err = io.CopyBuffer(dst, src, *bp)
 		bufPool.Put(bp)
-		counter.Add(uint64(n))
+		copied = uint64(n)
+		counter.Add(copied)
 	}
 	if err != nil {
 		cs.closeBoth()
-		return
+		return copied
 	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		if cw.CloseWrite() == nil {
-			return
+			return copied
 		}
 	}
 	cs.closeBoth()
+	return copied
 }
 
-// copyTracked copies with a pooled buffer, recording activity for the idle timer. It returns nil
-// at EOF.
-func copyTracked(dst, src net.Conn, last *atomic.Int64, counter *stats.Counter) error {
+// copyTracked copies with a pooled buffer, recording activity for the idle timer. It returns the
+// bytes copied and a nil error at EOF.
+func copyTracked(dst, src net.Conn, last *atomic.Int64, counter *stats.Counter) (uint64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
+	var total uint64
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return werr
+				return total, werr
 			}
+			total += uint64(n)
 			counter.Add(uint64(n))
 		}
 		if rerr == io.EOF {
-			return nil
+			return total, nil
 		}
 		if rerr != nil {
-			return rerr
+			return total, rerr
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/upstream"
 )
 
 // Upstream is the part of a cluster the TCP proxy uses; *upstream.Cluster satisfies it. Dial
@@ -61,6 +62,7 @@ type weighted struct {
 // TCPProxy is a compiled tcp_proxy filter. It is immutable and safe for concurrent use.
 type TCPProxy struct {
 	env         Env
+	statPrefix  string
 	clusters    []weighted // one entry for a plain cluster
 	totalWeight uint64
 	hashSource  bool
@@ -111,7 +113,7 @@ func New(tp *tcpv3.TcpProxy, env Env) (*TCPProxy, error) {
 	if tp.GetStatPrefix() == "" {
 		return nil, errors.New("tcp_proxy.stat_prefix is required")
 	}
-	p := &TCPProxy{env: env, idle: DefaultIdleTimeout, attempts: 1}
+	p := &TCPProxy{env: env, statPrefix: tp.GetStatPrefix(), idle: DefaultIdleTimeout, attempts: 1}
 	switch cs := tp.GetClusterSpecifier().(type) {
 	case *tcpv3.TcpProxy_Cluster:
 		if cs.Cluster == "" {
@@ -205,6 +207,34 @@ func (p *TCPProxy) ServeConn(c net.Conn, info ConnInfo) {
 	p.Serve(context.Background(), c, info)
 }
 
+// Record describes one proxied connection, for access logs and TCP telemetry
+// (istio_tcp_connections_opened_total, istio_tcp_sent_bytes_total, ...).
+type Record struct {
+	// StatPrefix is the tcp_proxy's stat_prefix; Cluster the cluster chosen for the connection.
+	StatPrefix, Cluster string
+	// Source, OriginalDst and ServerName come from the listener.
+	Source, OriginalDst netip.AddrPort
+	ServerName          string
+	// Upstream is the upstream peer address; nil when no upstream connection was made.
+	Upstream net.Addr
+	// Start is when the downstream connection reached the proxy; Duration is set on close.
+	Start    time.Time
+	Duration time.Duration
+	// BytesReceived and BytesSent count downstream bytes (from and to the client), set on close.
+	BytesReceived, BytesSent uint64
+	// Flag is Envoy's response flag: "" for a normal connection, "NR" for an unknown cluster, and
+	// UF, UH, UO (from the cluster's *upstream.Error) when connecting failed.
+	Flag string
+}
+
+// Observer, when implemented by an Env, is told when a connection's upstream is established
+// (TCPOpened; not called when connecting fails) and when the connection ends (TCPClosed, always).
+// The Record must not be retained after TCPClosed returns.
+type Observer interface {
+	TCPOpened(r *Record)
+	TCPClosed(r *Record)
+}
+
 // Serve connects c to an upstream and proxies until both directions finish, an error occurs,
 // the idle timeout or maximum duration expires, or ctx is canceled. It always closes c.
 func (p *TCPProxy) Serve(ctx context.Context, c net.Conn, info ConnInfo) {
@@ -213,9 +243,22 @@ func (p *TCPProxy) Serve(ctx context.Context, c net.Conn, info ConnInfo) {
 	p.st.active.Inc()
 	defer p.st.active.Dec()
 	name := p.pick()
+	var rec *Record
+	obs, observed := p.env.(Observer)
+	if observed {
+		rec = &Record{StatPrefix: p.statPrefix, Cluster: name, Source: info.Source, OriginalDst: info.OriginalDst,
+			ServerName: info.ServerName, Start: time.Now()}
+		defer func() {
+			rec.Duration = time.Since(rec.Start)
+			obs.TCPClosed(rec)
+		}()
+	}
 	up := p.env.Cluster(name)
 	if up == nil {
 		p.st.noRoute.Inc()
+		if rec != nil {
+			rec.Flag = "NR"
+		}
 		return
 	}
 	var lb balance.Context
@@ -234,15 +277,29 @@ func (p *TCPProxy) Serve(ctx context.Context, c net.Conn, info ConnInfo) {
 		}
 		p.st.connectFail.Inc()
 		if ctx.Err() != nil {
-			return
+			break
 		}
 	}
 	if err != nil {
 		if p.attempts > 1 {
 			p.st.attemptsExceeded.Inc()
 		}
+		if rec != nil {
+			rec.Flag = upstream.FlagConnectFailure
+			var ue *upstream.Error
+			if errors.As(err, &ue) && ue.Flag != "" {
+				rec.Flag = ue.Flag
+			}
+		}
 		return
 	}
 	defer uc.Close()
-	p.splice(ctx, c, uc)
+	if rec != nil {
+		rec.Upstream = uc.RemoteAddr()
+		obs.TCPOpened(rec)
+	}
+	rx, tx := p.splice(ctx, c, uc)
+	if rec != nil {
+		rec.BytesReceived, rec.BytesSent = rx, tx
+	}
 }

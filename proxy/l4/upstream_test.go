@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,5 +102,70 @@ func TestWithUpstreamClusters(t *testing.T) {
 	}()
 	if got := echoOnce(t, ln.Addr().String(), "pass"); got != "O:pass" {
 		t.Fatalf("original_dst cluster: %q", got)
+	}
+}
+
+// observedEnv records the Observer calls.
+type observedEnv struct {
+	*clusterEnv
+	mu     sync.Mutex
+	opened []Record
+	closed chan Record
+}
+
+func (e *observedEnv) TCPOpened(r *Record) {
+	e.mu.Lock()
+	e.opened = append(e.opened, *r)
+	e.mu.Unlock()
+}
+func (e *observedEnv) TCPClosed(r *Record) { e.closed <- *r }
+
+// TestObserverRecords: the Observer sees bytes, the upstream address and Envoy response flags
+// (UF from a real cluster whose endpoint refuses connections, NR for an unknown cluster).
+func TestObserverRecords(t *testing.T) {
+	st := stats.NewStore()
+	good, err := upstream.Compile(staticCluster("good", backend(t, "G:")), upstream.Deps{Stats: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	refused, _ := net.Listen("tcp", "127.0.0.1:0")
+	refusedAddr := refused.Addr().String()
+	refused.Close() // nothing listens there any more
+	bad, err := upstream.Compile(staticCluster("bad", refusedAddr), upstream.Deps{Stats: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	env := &observedEnv{clusterEnv: &clusterEnv{clusters: map[string]*upstream.Cluster{"good": good, "bad": bad}, st: st}, closed: make(chan Record, 4)}
+	for _, c := range []struct{ cluster, send, want, flag string }{
+		{"good", "12345", "G:12345", ""},
+		{"bad", "x", "", "UF"},
+		{"missing", "x", "", "NR"},
+	} {
+		p, err := New(&tcpv3.TcpProxy{StatPrefix: c.cluster, ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: c.cluster}}, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := echoOnce(t, front(t, p), c.send); got != c.want {
+			t.Errorf("%s: got %q", c.cluster, got)
+		}
+		var r Record
+		select {
+		case r = <-env.closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no TCPClosed", c.cluster)
+		}
+		if r.Flag != c.flag || r.Cluster != c.cluster {
+			t.Errorf("%s: record %+v", c.cluster, r)
+		}
+		if c.flag == "" && (r.BytesReceived != 5 || r.BytesSent != 7 || r.Upstream == nil) {
+			t.Errorf("%s: record %+v", c.cluster, r)
+		}
+	}
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	if len(env.opened) != 1 || env.opened[0].Cluster != "good" {
+		t.Errorf("opened = %+v", env.opened)
 	}
 }
