@@ -150,8 +150,22 @@ func TestProxylessGRPC(t *testing.T) {
 		return seen
 	}
 
+	// gRPC's round robin picks among READY subchannels only, and the second backend's
+	// subchannel may still be connecting when the first calls go out: wait (bounded) until both
+	// backends have answered, then require the split.
+	readyBy := time.Now().Add(10 * time.Second)
+	for {
+		s := call(4)
+		if s[v1] > 0 && s[v2] > 0 {
+			break
+		}
+		if time.Now().After(readyBy) {
+			t.Fatalf("round robin: only %v answered within 10s, want both %s and %s", s, v1, v2)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	seen := call(20)
-	if seen[v1] == 0 || seen[v2] == 0 || seen[v1]+seen[v2] != 20 {
+	if seen[v1] < 5 || seen[v2] < 5 || seen[v1]+seen[v2] != 20 {
 		t.Fatalf("round robin: calls per backend = %v, want both %s and %s", seen, v1, v2)
 	}
 	t.Logf("round robin: %v", seen)
