@@ -234,12 +234,19 @@ func compileTerminal(typeURL string, a *anypb.Any, env Env, path string) (Termin
 type httpTerminal struct{ h *l7.Handler }
 
 func (t httpTerminal) ServeConn(c net.Conn, info ConnInfo) {
+	alpn := info.ALPN
+	switch alpn {
+	case "h2c": // http_inspector saw the h2 preface: the connection speaks h2
+		alpn = "h2"
+	case "http/1.0":
+		alpn = "http/1.1"
+	}
 	t.h.ServeConn(c, l7.ConnInfo{
 		OriginalDst:      info.OriginalDst,
 		Source:           info.Source,
 		TLS:              info.TLS,
 		SNI:              info.ServerName,
-		ALPN:             info.ALPN,
+		ALPN:             alpn,
 		PeerCertificates: info.PeerCertificates,
 		LocalCertificate: info.LocalCertificate,
 	})
