@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strait-mesh/strait/internal/testenv"
+)
+
+// TestAdminAndDrainOnSIGTERM checks the proxy's admin interface against the traffic it carried
+// (/ready, /config_dump, /stats, /stats/prometheus), then sends SIGTERM while a slow request is
+// in flight: the request must complete and the proxy must exit.
+func TestAdminAndDrainOnSIGTERM(t *testing.T) {
+	skipShort(t)
+	a := startBackend(t, "127.0.0.61", "a", backendOptions{})
+	b := startBackend(t, "127.0.0.62", "b", backendOptions{})
+	gw := testenv.FreePort(t)
+	_, px := edge(t, map[string]string{"mesh.yaml": twoVersions(gw, a, b), "route.yaml": routeTo("a", "")})
+	url := fmt.Sprintf("http://127.0.0.1:%d/", gw)
+	waitBackend(t, 30*time.Second, h1Client, request{URL: url}, "a")
+	px.WaitReady(t, 10*time.Second)
+
+	const n = 7
+	for i := 0; i < n; i++ {
+		if name, err := backendName(h1Client, request{URL: url}); err != nil || name != "a" {
+			t.Fatalf("request %d: %q, %v", i, name, err)
+		}
+	}
+	cluster := "outbound|80|a|" + webHost
+	if code, dump, err := px.AdminGet("/config_dump"); err != nil || code != http.StatusOK {
+		t.Errorf("/config_dump: %d, %v: %.500s", code, err, dump)
+	} else {
+		for _, want := range []string{cluster, fmt.Sprintf("0.0.0.0_%d", gw), "type.googleapis.com/envoy.admin.v3.RoutesConfigDump"} {
+			if !strings.Contains(dump, want) {
+				t.Errorf("/config_dump lacks %q", want)
+			}
+		}
+	}
+	// Requests counted per cluster: at least the n above (more from waiting for the route).
+	code, stats, err := px.AdminGet("/stats")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("/stats: %d, %v", code, err)
+	}
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta("cluster."+cluster+".upstream_rq_total: ") + `(\d+)$`).FindStringSubmatch(stats)
+	if m == nil {
+		t.Fatalf("/stats has no upstream_rq_total for %s:\n%.3000s", cluster, stats)
+	}
+	if v, _ := strconv.Atoi(m[1]); int64(v) < n || int64(v) > a.Hits() {
+		t.Errorf("upstream_rq_total = %d; backend a saw %d requests, the test sent at least %d", v, a.Hits(), n)
+	}
+	if code, prom, err := px.AdminGet("/stats/prometheus"); err != nil || code != http.StatusOK || !strings.Contains(prom, "envoy_cluster_upstream_rq_total") {
+		t.Errorf("/stats/prometheus: %d, %v, envoy_cluster_upstream_rq_total missing", code, err)
+	}
+
+	// SIGTERM with a request in flight: it completes, then the proxy exits.
+	type result struct {
+		rep *reply
+		err error
+	}
+	done := make(chan result, 1)
+	before := a.Active()
+	go func() {
+		rep, err := do(h1Client, request{URL: url + "slow?sleep=700ms"})
+		done <- result{rep, err}
+	}()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if a.Active() == before {
+			return fmt.Errorf("slow request not at the backend yet")
+		}
+		return nil
+	})
+	px.Signal(syscall.SIGTERM)
+	select {
+	case r := <-done:
+		if r.err != nil || r.rep.Code != http.StatusOK || r.rep.Echo == nil {
+			t.Fatalf("request in flight at SIGTERM: %v %+v", r.err, r.rep)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("request in flight at SIGTERM did not complete")
+	}
+	select {
+	case <-px.Exited():
+	case <-time.After(15 * time.Second):
+		t.Fatal("proxy did not exit after SIGTERM and its drain period")
+	}
+}
