@@ -21,10 +21,16 @@ type configz struct {
 	Version uint64          `json:"version"`
 	Objects []configzObject `json:"objects"`
 	Errors  []string        `json:"errors"`
+	// Untranslated lists objects (or fields) that were accepted but could not be translated for
+	// some proxy; their effect is left out of that proxy's configuration.
+	Untranslated []string `json:"untranslated"`
 }
 
 func (b *builder) serveConfigz(w http.ResponseWriter, _ *http.Request) {
-	out := configz{Objects: []configzObject{}, Errors: []string{}}
+	out := configz{Objects: []configzObject{}, Errors: []string{}, Untranslated: b.problems.current()}
+	if out.Untranslated == nil {
+		out.Untranslated = []string{}
+	}
 	if snap := b.current.Load(); snap != nil {
 		out.Version = snap.Version
 		for _, list := range snap.Configs {

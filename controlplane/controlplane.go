@@ -91,6 +91,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	b := &builder{mesh: meshCfg, sources: sources, log: log}
+	b.problems = newProblems(log, b.version.Load)
 	ar, err := autoregister.New(autoregister.Options{
 		Grace:        o.AutoRegisterGrace,
 		Logger:       log,
@@ -103,7 +104,7 @@ func Run(ctx context.Context, o Options) error {
 	b.sources = append(b.sources, namedSource{"autoregister", ar})
 
 	srv, err := xds.New(xds.Options{
-		Generator:    translate.New(translate.Options{}),
+		Generator:    translate.New(translate.Options{Report: b.problems.report}),
 		Debounce:     o.Debounce,
 		MaxDelay:     o.MaxDelay,
 		Registerer:   reg,
@@ -227,6 +228,8 @@ type builder struct {
 	sources []namedSource
 	log     *slog.Logger
 	push    func(*mesh.Snapshot)
+	// problems holds translation problems reported while generating for proxies.
+	problems *problems
 
 	mu      sync.Mutex // serialises rebuilds
 	version atomic.Uint64
