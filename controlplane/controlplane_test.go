@@ -1,0 +1,134 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const seGood = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: default}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+`
+
+const seBroken = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: default}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+  endpoints: [{address: 10.0.0.1, portz: {tls: 443}}]
+`
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRunServesConfigzMetricsAndKeepsLastGood runs straitd in-process on loopback with a watched
+// config dir: a bad edit of a good object is reported at /debug/configz and in /metrics while
+// the last good version keeps serving.
+func TestRunServesConfigzMetricsAndKeepsLastGood(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config")
+	os.MkdirAll(cfg, 0o755)
+	file := filepath.Join(cfg, "se.yaml")
+	os.WriteFile(file, []byte(seGood), 0o644)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{
+			ConfigDir: cfg, DataDir: filepath.Join(dir, "data"),
+			XDSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Ready:  func(_, http string) { addrs <- http },
+		})
+	}()
+	var base string
+	select {
+	case a := <-addrs:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	}()
+
+	if code, _ := get(t, base+"/ready"); code != http.StatusOK {
+		t.Fatalf("/ready = %d", code)
+	}
+	readConfigz := func() configz {
+		_, body := get(t, base+"/debug/configz")
+		var c configz
+		if err := json.Unmarshal([]byte(body), &c); err != nil {
+			t.Fatalf("configz: %v\n%s", err, body)
+		}
+		return c
+	}
+	if c := readConfigz(); len(c.Objects) != 1 || len(c.Errors) != 0 {
+		t.Fatalf("initial configz: %+v", c)
+	}
+
+	os.WriteFile(file, []byte(seBroken), 0o644)
+	var c configz
+	eventually(t, "the error at /debug/configz", func() bool { c = readConfigz(); return len(c.Errors) > 0 })
+	msg := strings.Join(c.Errors, "\n")
+	for _, want := range []string{"se.yaml", "ServiceEntry", "default/api", "portz"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("configz error lacks %q: %s", want, msg)
+		}
+	}
+	if len(c.Objects) != 1 || c.Objects[0].Name != "api" {
+		t.Fatalf("last good object should keep serving: %+v", c.Objects)
+	}
+	_, metrics := get(t, base+"/metrics")
+	if !strings.Contains(metrics, "strait_config_rejected 1") {
+		t.Errorf("/metrics lacks strait_config_rejected 1")
+	}
+	for _, m := range []string{"pilot_xds ", "strait_mesh_snapshot_version"} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+
+	// The embedded store API is mounted.
+	code, body := get(t, base+"/apis/v1/objects?kind=vs")
+	if code != http.StatusOK || !strings.Contains(body, `"items"`) {
+		t.Fatalf("store API: %d %s", code, body)
+	}
+}
