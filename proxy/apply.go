@@ -8,7 +8,6 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
@@ -264,23 +263,44 @@ func (p *Proxy) applySecrets(set map[string]*xdsclient.Resource) error {
 
 // subscribeSecrets subscribes SDS to the secrets the current listeners and clusters name.
 func (p *Proxy) subscribeSecrets(rt *Runtime) {
-	r := newRefs()
-	for _, res := range rt.Resources[xdsclient.ClusterType] {
-		r.collect(res.Message)
+	names := map[string]bool{}
+	live := map[*xdsclient.Resource]bool{}
+	for _, t := range []string{xdsclient.ClusterType, xdsclient.ListenerType} {
+		for _, res := range rt.Resources[t] {
+			live[res] = true
+			for n := range p.refsOf(res).secrets {
+				names[n] = true
+			}
+		}
 	}
-	for _, res := range rt.Resources[xdsclient.ListenerType] {
-		r.collect(res.Message)
+	for res := range p.refCache {
+		if !live[res] {
+			delete(p.refCache, res)
+		}
 	}
-	p.client.SetNames(xdsclient.SecretType, sortedKeys(r.secrets))
+	p.client.SetNames(xdsclient.SecretType, sortedKeys(names))
 }
 
 // subscribeRoutes subscribes RDS to the route configurations the listeners name.
 func (p *Proxy) subscribeRoutes(listeners map[string]*xdsclient.Resource) {
-	r := newRefs()
+	names := map[string]bool{}
 	for _, res := range listeners {
-		if l, ok := res.Message.(*listenerv3.Listener); ok {
-			r.collect(l)
+		for n := range p.refsOf(res).routes {
+			names[n] = true
 		}
 	}
-	p.client.SetNames(xdsclient.RouteType, sortedKeys(r.routes))
+	p.client.SetNames(xdsclient.RouteType, sortedKeys(names))
+}
+
+// refsOf returns a resource's references, walking it once: accepted resources are immutable
+// and unchanged ones are carried over between updates, so the cache is keyed by pointer.
+// Called with applyMu held.
+func (p *Proxy) refsOf(res *xdsclient.Resource) refs {
+	if r, ok := p.refCache[res]; ok {
+		return r
+	}
+	r := newRefs()
+	r.collect(res.Message)
+	p.refCache[res] = r
+	return r
 }

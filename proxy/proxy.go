@@ -45,8 +45,9 @@ type Proxy struct {
 	deps   upstream.Deps
 	client *xdsclient.Client
 
-	rt      atomic.Pointer[Runtime]
-	applyMu sync.Mutex // serializes Apply (the xDS goroutine) with shutdown
+	rt       atomic.Pointer[Runtime]
+	applyMu  sync.Mutex                   // serializes Apply (the xDS goroutine) with shutdown
+	refCache map[*xdsclient.Resource]refs // guarded by applyMu
 
 	lmu       sync.Mutex
 	listeners map[string]*activeListener // serving, by listener name
@@ -92,6 +93,7 @@ func New(opts Options) (*Proxy, error) {
 		stats:     stats.NewStore(),
 		listeners: map[string]*activeListener{},
 		warming:   map[string]*activeListener{},
+		refCache:  map[*xdsclient.Resource]refs{},
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
