@@ -150,6 +150,8 @@ func Run(ctx context.Context, o Options) error {
 	if store != nil {
 		mux.Handle("/apis/v1/", store.Handler())
 	}
+	// `strait get` lists what serves, from every source.
+	mux.Handle("GET /apis/v1/objects", embedded.ListHandler(b.objects))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -253,6 +255,19 @@ func (b *builder) rebuild() {
 	if b.push != nil {
 		b.push(snap)
 	}
+}
+
+// objects returns the objects of the current snapshot.
+func (b *builder) objects() []*config.Object {
+	snap := b.current.Load()
+	if snap == nil {
+		return nil
+	}
+	var out []*config.Object
+	for _, list := range snap.Configs {
+		out = append(out, list...)
+	}
+	return out
 }
 
 // workloadGroup finds a WorkloadGroup in the current snapshot, for auto-registration.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 
 	"github.com/strait-mesh/strait/controlplane/config"
@@ -163,25 +164,46 @@ func (s *Store) deleteKeys(w http.ResponseWriter, keys []config.Key) {
 }
 
 func (s *Store) serveList(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	kind, ok := config.KindFor(q.Get("kind"))
-	if !ok {
-		writeErrors(w, http.StatusBadRequest, fmt.Errorf("unknown kind %q", q.Get("kind")))
-		return
-	}
-	objs, err := s.Get(kind, q.Get("namespace"), q.Get("name"))
-	if errors.Is(err, ErrNotFound) {
-		writeErrors(w, http.StatusNotFound, err)
-		return
-	}
-	resp := ListResponse{Items: []json.RawMessage{}}
-	for _, o := range objs {
-		b, err := config.MarshalJSON(o)
-		if err != nil {
-			writeErrors(w, http.StatusInternalServerError, err)
+	ListHandler(s.List).ServeHTTP(w, r)
+}
+
+// ListHandler serves GET /apis/v1/objects?kind=K[&namespace=N][&name=M] from list, which returns
+// the objects to choose from. straitd mounts it over all config sources, so that `strait get`
+// shows what serves whether it came from a file, the store or auto-registration.
+func ListHandler(list func() []*config.Object) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		kind, ok := config.KindFor(q.Get("kind"))
+		if !ok {
+			writeErrors(w, http.StatusBadRequest, fmt.Errorf("unknown kind %q", q.Get("kind")))
 			return
 		}
-		resp.Items = append(resp.Items, b)
-	}
-	writeJSON(w, http.StatusOK, resp)
+		ns, name := q.Get("namespace"), q.Get("name")
+		var objs []*config.Object
+		for _, o := range list() {
+			if o.Kind == kind && (ns == "" || o.Namespace == ns) && (name == "" || o.Name == name) {
+				objs = append(objs, o)
+			}
+		}
+		if name != "" && len(objs) == 0 {
+			writeErrors(w, http.StatusNotFound, fmt.Errorf("%s: %w", config.Key{Kind: kind, Namespace: ns, Name: name}, ErrNotFound))
+			return
+		}
+		sort.Slice(objs, func(i, j int) bool {
+			if objs[i].Namespace != objs[j].Namespace {
+				return objs[i].Namespace < objs[j].Namespace
+			}
+			return objs[i].Name < objs[j].Name
+		})
+		resp := ListResponse{Items: []json.RawMessage{}}
+		for _, o := range objs {
+			b, err := config.MarshalJSON(o)
+			if err != nil {
+				writeErrors(w, http.StatusInternalServerError, err)
+				return
+			}
+			resp.Items = append(resp.Items, b)
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
 }
