@@ -279,13 +279,14 @@ func (p *Proxy) start(al *activeListener) {
 	if p.allDrained.Load() || (al.inbound && p.inboundDrained.Load()) {
 		return // drained by /drain_listeners or shutdown: stay closed
 	}
-	al.feed = al.sock.newFeed()
+	f := al.sock.newFeed()
+	al.feed = f
 	go func() {
-		if err := al.l.Serve(al.feed); err != nil && !errors.Is(err, listener.ErrClosed) {
+		if err := al.l.Serve(f); err != nil && !errors.Is(err, listener.ErrClosed) {
 			p.log.Error("listener stopped", "listener", al.name, "error", err)
 		}
 	}()
-	al.sock.switchTo(al.feed)
+	al.sock.switchTo(f)
 	al.sock.startOnce.Do(func() { go al.sock.acceptLoop() })
 	p.log.Info("listener serving", "listener", al.name, "address", al.sock.addr.String())
 }

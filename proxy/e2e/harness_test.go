@@ -48,7 +48,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	proxyBin = filepath.Join(dir, "strait-proxy")
-	build := exec.Command("go", "build", "-o", proxyBin, "github.com/strait-mesh/strait/cmd/strait-proxy")
+	args := []string{"build", "-o", proxyBin}
+	if os.Getenv("STRAIT_E2E_RACE") != "" {
+		args = append(args, "-race") // run the proxy under the race detector
+	}
+	build := exec.Command("go", append(args, "github.com/strait-mesh/strait/cmd/strait-proxy")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building strait-proxy:", err)
@@ -460,6 +464,9 @@ func startProxyArgs(t *testing.T, xdsAddr string, drain time.Duration, extra ...
 		}
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.exited
+		if strings.Contains(p.logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector found a data race in strait-proxy")
+		}
 		if t.Failed() {
 			f := filepath.Join(os.TempDir(), "strait-e2e-"+strings.ReplaceAll(t.Name(), "/", "_")+".log")
 			os.WriteFile(f, []byte(p.logs.String()), 0o644)
