@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -112,7 +114,7 @@ func (p *Proxy) applyClusters(set map[string]*xdsclient.Resource) error {
 		}
 		uc, err := upstream.Compile(c, p.deps)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("cluster %q: %w", name, err))
+			errs = append(errs, named("cluster", name, err))
 			continue
 		}
 		created = append(created, uc)
@@ -219,7 +221,7 @@ func (p *Proxy) applyRoutes(set map[string]*xdsclient.Resource) error {
 		}
 		t, err := route.Compile(rc)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("route configuration %q: %w", name, err))
+			errs = append(errs, named("route configuration", name, err))
 			continue
 		}
 		next[name] = t
@@ -303,4 +305,13 @@ func (p *Proxy) refsOf(res *xdsclient.Resource) refs {
 	r.collect(res.Message)
 	p.refCache[res] = r
 	return r
+}
+
+// named wraps a compile error with the resource's kind and name, unless the compiler already
+// named it (so a NACK reads `listener "http": ...` once).
+func named(kind, name string, err error) error {
+	if strings.Contains(err.Error(), kind+" "+strconv.Quote(name)) {
+		return err
+	}
+	return fmt.Errorf("%s %q: %w", kind, name, err)
 }

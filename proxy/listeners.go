@@ -90,7 +90,7 @@ func (p *Proxy) applyListeners(set map[string]*xdsclient.Resource) error {
 		} else {
 			l, err := listener.Compile(lr, listenerEnv{p})
 			if err != nil {
-				errs = append(errs, fmt.Errorf("listener %q: %w", name, err))
+				errs = append(errs, named("listener", name, err))
 				continue
 			}
 			r := newRefs()
