@@ -137,31 +137,38 @@ func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) 
 			p.mu.Unlock()
 			return pc, reused, nil
 		}
-		changed := p.changed
 		if !p.multiplexed() || p.dialing == 0 {
 			p.dialing++
 			p.mu.Unlock()
 			pc, err := p.dial(ctx)
 			p.mu.Lock()
 			p.dialing--
+			p.broadcastLocked()
 			if err == nil {
 				p.conns = append(p.conns, pc)
 				if pc.cc.Reserve() == nil {
 					pc.requests++
-					p.broadcastLocked()
 					p.mu.Unlock()
 					return pc, false, nil
 				}
+				// Taken by others already (HTTP/2 at its stream limit): look again.
+				p.mu.Unlock()
+				continue
 			}
-			p.broadcastLocked()
-			changed = p.changed
-			p.mu.Unlock()
-			if err != nil && !errors.Is(err, errCxOverflow) {
+			if !errors.Is(err, errCxOverflow) {
+				p.mu.Unlock()
 				return nil, false, err
 			}
-		} else {
-			p.mu.Unlock()
+			// A connection may have become free while we dialed.
+			if pc := p.reserveLocked(); pc != nil {
+				reused := pc.requests > 1
+				p.mu.Unlock()
+				return pc, reused, nil
+			}
 		}
+		// Wait on the state seen under this lock, so no change is missed.
+		changed := p.changed
+		p.mu.Unlock()
 		// No connection now: wait as a pending request.
 		if !pending {
 			if !c.breaker.pending.acquire() {
