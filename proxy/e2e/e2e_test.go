@@ -109,10 +109,21 @@ func TestServesThroughControlPlaneOutage(t *testing.T) {
 		}
 	}
 
-	// The control plane comes back with new config: the proxy reconnects and applies it.
-	w.ads.Push(w.config(t, "ingress", "/", "backend-b"))
+	// The control plane comes back with new config (a changed route, the tcp listener gone):
+	// the proxy reconnects, resyncs and applies both.
+	c := w.config(t, "ingress", "/", "backend-b")
+	c.listeners = c.listeners[:1]
+	w.ads.Push(c)
 	w.ads.Start()
 	expectBody(t, w.httpAddr, "/after", "b /after")
+	eventually(t, "tcp listener removed after resync", func() bool {
+		conn, err := net.DialTimeout("tcp", w.tcpAdr, time.Second)
+		if err != nil {
+			return true
+		}
+		conn.Close()
+		return false
+	})
 }
 
 func TestNackUnsupportedFilterKeepsServing(t *testing.T) {
