@@ -382,18 +382,21 @@ type trackedConn struct {
 	closed atomic.Bool
 }
 
+// Read counts received bytes (upstream_cx_rx_bytes_total).
 func (t *trackedConn) Read(b []byte) (int, error) {
 	n, err := t.Conn.Read(b)
 	t.c.st.cxRxBytes.Add(uint64(n))
 	return n, err
 }
 
+// Write counts sent bytes (upstream_cx_tx_bytes_total).
 func (t *trackedConn) Write(b []byte) (int, error) {
 	n, err := t.Conn.Write(b)
 	t.c.st.cxTxBytes.Add(uint64(n))
 	return n, err
 }
 
+// Close closes the connection and, once, releases its breaker slot and statistics.
 func (t *trackedConn) Close() error {
 	err := t.Conn.Close()
 	if !t.closed.Swap(true) {

@@ -346,3 +346,26 @@ func TestLocalityWeightedEndToEnd(t *testing.T) {
 		t.Fatalf("locality weights 1:3 gave %v", seen)
 	}
 }
+
+func TestDialRespectsMaxConnections(t *testing.T) {
+	a := newBackend(t, "a")
+	c := staticCluster("dialcb", clusterv3.Cluster_ROUND_ROBIN, a)
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxConnections: u32(1)}}}
+	cl, st := compileT(t, c, Deps{})
+	first, err := cl.Dial(context.Background(), balance.Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Dial(context.Background(), balance.Context{}); flagOf(err) != FlagOverflow {
+		t.Fatalf("second connection: err = %v, want UO", err)
+	}
+	_ = first.Close()
+	second, err := cl.Dial(context.Background(), balance.Context{})
+	if err != nil {
+		t.Fatalf("after closing the first: %v", err)
+	}
+	_ = second.Close()
+	if counter(st, "cluster.dialcb.upstream_cx_overflow") != 1 {
+		t.Fatal("upstream_cx_overflow not counted")
+	}
+}

@@ -267,6 +267,7 @@ type dialedConn struct {
 	closed atomic.Bool
 }
 
+// Close closes the connection and, once, ends its least-request accounting.
 func (d *dialedConn) Close() error {
 	if !d.closed.Swap(true) {
 		d.ep.active.Add(-1)
