@@ -331,10 +331,13 @@ func (p *Proxy) drainAll(inboundOnly bool) {
 		p.allDrained.Store(true)
 	}
 	for _, al := range p.listeners {
-		if inboundOnly && !al.inbound || al.feed == nil {
+		if inboundOnly && !al.inbound {
 			continue
 		}
-		al.sock.close()
+		if al.sock != nil {
+			al.sock.close()
+		}
+		// Listeners without a socket (bind_to_port=false, reached by hand-off) drain too.
 		p.retireListener(al, al.feed, true) // the socket is already closed
 		al.feed = nil
 	}
