@@ -135,6 +135,7 @@ type Cluster struct {
 	respectTTL   bool
 	origHeader   bool
 	cleanupEvery time.Duration
+	warm         chan struct{} // DNS clusters: closed after the first resolution
 
 	set atomic.Pointer[hostSet]
 

@@ -63,9 +63,9 @@ type socketMatch struct {
 
 // Compile validates c and builds a Cluster. Fields the proxy does not implement are errors naming
 // the field, so the CDS update is NACKed. STATIC and DNS clusters take their endpoints from
-// load_assignment (the first DNS resolution runs before Compile returns, bounded by the connect
-// timeout); EDS clusters start empty until SetEndpoints. Background work starts here and stops
-// in Close.
+// load_assignment; EDS clusters start empty until SetEndpoints. DNS clusters resolve in the
+// background: Compile does not block on DNS, and requests wait for the first resolution (Ready)
+// within their own deadline. Background work starts here and stops in Close.
 func Compile(c *clusterv3.Cluster, deps Deps) (*Cluster, error) {
 	if c.GetName() == "" {
 		return nil, fmt.Errorf("compiling cluster: name is empty")

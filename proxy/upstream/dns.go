@@ -67,8 +67,7 @@ func (c *Cluster) lookup(ctx context.Context, host string) ([]netip.Addr, error)
 
 // resolve looks every target up once and applies the result.
 func (c *Cluster) resolve() {
-	timeout := min(c.connectTimeout, c.dnsRefresh, 5*time.Second)
-	timeout = max(timeout, time.Second)
+	timeout := max(min(c.dnsRefresh, 5*time.Second), time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	go func() {
@@ -116,6 +115,8 @@ func (c *Cluster) resolve() {
 
 func (c *Cluster) dnsLoop() {
 	defer c.wg.Done()
+	c.resolve()
+	close(c.warm)
 	t := time.NewTicker(c.dnsRefresh)
 	defer t.Stop()
 	for {
@@ -127,3 +128,35 @@ func (c *Cluster) dnsLoop() {
 		}
 	}
 }
+
+// warmed waits until a DNS cluster has finished its first resolution, or ctx ends. Other
+// clusters are always warm.
+func (c *Cluster) warmed(ctx context.Context) error {
+	if c.warm == nil {
+		return nil
+	}
+	select {
+	case <-c.warm:
+		return nil
+	default:
+	}
+	select {
+	case <-c.warm:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.stop:
+		return errClosed
+	}
+}
+
+// Ready returns a channel closed once the cluster has its initial membership: at once for
+// STATIC, EDS and ORIGINAL_DST clusters, after the first DNS resolution for DNS clusters.
+func (c *Cluster) Ready() <-chan struct{} {
+	if c.warm == nil {
+		return closedChan
+	}
+	return c.warm
+}
+
+var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()

@@ -340,7 +340,9 @@ func (c *Cluster) start(cc *clusterv3.Cluster) error {
 			host, port, _ := net.SplitHostPort(s.addr)
 			c.dnsHosts = append(c.dnsHosts, dnsTarget{spec: s, host: host, port: port})
 		}
-		c.resolve()
+		// The first resolution runs in the background; requests wait for it (warming) rather
+		// than failing, and Compile does not block on DNS.
+		c.warm = make(chan struct{})
 		c.wg.Add(1)
 		go c.dnsLoop()
 	case discoveryOriginalDst:

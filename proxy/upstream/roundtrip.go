@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -36,6 +37,10 @@ func (c *Cluster) pick(ctx context.Context, hdr http.Header, lb balance.Context)
 		ep := c.originalDstEndpoint(a)
 		ep.lastUsed.Store(time.Now().UnixNano())
 		return ep, nil
+	}
+	if err := c.warmed(ctx); err != nil {
+		c.st.cxNoneHealthy.Inc()
+		return nil, &Error{Flag: FlagNoHealthyUpstream, Err: fmt.Errorf("waiting for the first DNS resolution: %w", err)}
 	}
 	hs := c.set.Load()
 	if hs.panic {
