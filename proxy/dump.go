@@ -66,12 +66,17 @@ func (a adminSource) ConfigDump(resource string) (*adminv3.ConfigDump, error) {
 	for _, r := range sortedResources(rt.Resources[xdsclient.ClusterType]) {
 		clusters = append(clusters, &adminv3.ClustersConfigDump_DynamicCluster{VersionInfo: r.Version, Cluster: r.Any, LastUpdated: ts(r)})
 	}
+	warming := a.p.warmingResources()
 	var listeners []*adminv3.ListenersConfigDump_DynamicListener
 	for _, r := range sortedResources(rt.Resources[xdsclient.ListenerType]) {
-		listeners = append(listeners, &adminv3.ListenersConfigDump_DynamicListener{
-			Name:        r.Name,
-			ActiveState: &adminv3.ListenersConfigDump_DynamicListenerState{VersionInfo: r.Version, Listener: r.Any, LastUpdated: ts(r)},
-		})
+		dl := &adminv3.ListenersConfigDump_DynamicListener{Name: r.Name}
+		state := &adminv3.ListenersConfigDump_DynamicListenerState{VersionInfo: r.Version, Listener: r.Any, LastUpdated: ts(r)}
+		if warming[r] {
+			dl.WarmingState = state
+		} else {
+			dl.ActiveState = state
+		}
+		listeners = append(listeners, dl)
 	}
 	var routes []*adminv3.RoutesConfigDump_DynamicRouteConfig
 	for _, r := range sortedResources(rt.Resources[xdsclient.RouteType]) {

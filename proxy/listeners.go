@@ -370,3 +370,14 @@ func (p *Proxy) closeListeners() {
 		al.l.Close()
 	}
 }
+
+// warmingResources returns the LDS resources of listeners still warming (for config dumps).
+func (p *Proxy) warmingResources() map[*xdsclient.Resource]bool {
+	p.lmu.Lock()
+	defer p.lmu.Unlock()
+	out := make(map[*xdsclient.Resource]bool, len(p.warming))
+	for _, al := range p.warming {
+		out[al.res] = true
+	}
+	return out
+}

@@ -422,6 +422,9 @@ func TestListenerWarmsUntilRoutesArrive(t *testing.T) {
 	if code, body, err := p.adminGet("/ready"); err != nil || code != 503 || !strings.Contains(body, "PRE_INITIALIZING") {
 		t.Fatalf("/ready while warming: %d %q %v", code, body, err)
 	}
+	if _, dump, _ := p.adminGet("/config_dump?resource=dynamic_listeners"); !strings.Contains(dump, "warming_state") {
+		t.Fatalf("warming listener not shown as warming:\n%s", lastLines(dump, 20))
+	}
 	c.routes = append(c.routes, routeConfig("route-late", "/", "backend-b"))
 	w.ads.Push(c)
 	p.waitReady()
