@@ -238,3 +238,20 @@ func TestCompileRejectsUnsupported(t *testing.T) {
 		})
 	}
 }
+
+func TestHostStatuses(t *testing.T) {
+	a := newBackend(t, "a")
+	cl, _ := compileT(t, dnsCluster("status", clusterv3.Cluster_STRICT_DNS, a.port()), Deps{})
+	<-cl.Ready()
+	hs := cl.HostStatuses()
+	if len(hs) != 1 {
+		t.Fatalf("%d hosts", len(hs))
+	}
+	sa := hs[0].GetAddress().GetSocketAddress()
+	if sa.GetAddress() != "127.0.0.1" || sa.GetPortValue() != a.port() || hs[0].GetHostname() != "localhost" {
+		t.Fatalf("host status %v", hs[0])
+	}
+	if hs[0].GetHealthStatus().GetEdsHealthStatus() != corev3.HealthStatus_HEALTHY || hs[0].GetHealthStatus().GetFailedOutlierCheck() {
+		t.Fatalf("health %v", hs[0].GetHealthStatus())
+	}
+}

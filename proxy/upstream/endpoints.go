@@ -30,6 +30,8 @@ type endpoint struct {
 	// Attributes, written under c.mu and read when the host set is rebuilt.
 	weight, priority, localityWeight uint32
 	locality                         string
+	localityProto                    *corev3.Locality
+	hostname                         string
 	healthy                          bool
 
 	created  time.Time    // when the host joined the cluster (slow start)
@@ -48,6 +50,7 @@ type endpointSpec struct {
 	key, addr, hostname, network     string
 	weight, priority, localityWeight uint32
 	locality                         string
+	localityProto                    *corev3.Locality
 	healthy                          bool
 	md                               *corev3.Metadata
 }
@@ -136,7 +139,7 @@ func parseAssignment(cla *endpointv3.ClusterLoadAssignment, dns bool) ([]endpoin
 			if err != nil {
 				return nil, 0, err
 			}
-			s.priority, s.locality, s.localityWeight = le.GetPriority(), locName, locWeight
+			s.priority, s.locality, s.localityWeight, s.localityProto = le.GetPriority(), locName, locWeight, loc
 			specs = append(specs, s)
 		}
 	}
@@ -247,6 +250,7 @@ func (c *Cluster) applyLocked(specs []endpointSpec) {
 		ep.addr.Store(&a)
 		ep.md = s.md
 		ep.weight, ep.priority, ep.locality, ep.localityWeight = s.weight, s.priority, s.locality, s.localityWeight
+		ep.localityProto, ep.hostname = s.localityProto, s.hostname
 		ep.healthy = s.healthy
 		next[s.key] = ep
 		members = append(members, ep)
