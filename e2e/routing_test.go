@@ -129,6 +129,7 @@ func TestHTTPRouting(t *testing.T) {
 		"gateway.yaml": gatewayYAML(gw),
 		"web.yaml":     serviceEntryYAML("web", webHost, 80, "HTTP", endpoints(a, b, d)...) + "---\n" + webDR,
 		"routes.yaml":  routingVS,
+		"sem.yaml":     semanticsVS,
 	})
 	base := fmt.Sprintf("http://127.0.0.1:%d", gw)
 	waitBackend(t, 30*time.Second, h1Client, request{URL: base + "/m/exact"}, "a")
@@ -386,4 +387,6 @@ func TestHTTPRouting(t *testing.T) {
 			t.Errorf("actual CORS request: %d %v", rep.Code, rep.Header)
 		}
 	})
+
+	t.Run("semantics", func(t *testing.T) { testRoutingSemantics(t, base, b) })
 }
