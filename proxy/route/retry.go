@@ -9,6 +9,7 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 )
 
 // RetryOn is a set of retry conditions (Envoy's x-envoy-retry-on / retry_on values).
@@ -119,7 +120,16 @@ func compileRetry(field string, p *routev3.RetryPolicy) (*RetryPolicy, error) {
 	for i, hp := range p.GetRetryHostPredicate() {
 		f := fmt.Sprintf("%s.retry_host_predicate[%d]", field, i)
 		name := hp.GetName()
-		if tc := hp.GetTypedConfig(); tc != nil && strings.HasSuffix(tc.GetTypeUrl(), ".PreviousHostsPredicate") {
+		if tc := hp.GetTypedConfig(); tc != nil {
+			// The typed config decides, as in Envoy; decoding it also links the type, so that
+			// config dumps can render it.
+			var ph previoushostsv3.PreviousHostsPredicate
+			if err := tc.UnmarshalTo(&ph); err != nil {
+				return nil, unsupported(f, "retry host predicate %s", tc.GetTypeUrl())
+			}
+			if err := checkFields(f+".typed_config", &ph); err != nil {
+				return nil, err
+			}
 			name = PreviousHostsPredicate
 		}
 		if name != PreviousHostsPredicate {

@@ -14,6 +14,7 @@ import (
 	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -379,7 +380,8 @@ func TestRetryHashMirrorFilterConfigs(t *testing.T) {
 					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"},
 					RetryPolicy: &routev3.RetryPolicy{RetryOn: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
 						NumRetries: wrapperspb.UInt32(2), PerTryTimeout: durationpb.New(time.Second), RetriableStatusCodes: []uint32{418},
-						RetryHostPredicate:            []*routev3.RetryPolicy_RetryHostPredicate{{Name: PreviousHostsPredicate}},
+						RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{Name: PreviousHostsPredicate},
+							{Name: "typed", ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})}}},
 						HostSelectionRetryMaxAttempts: 5},
 					HashPolicy: []*routev3.RouteAction_HashPolicy{
 						{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: "x-user"}}, Terminal: true},
