@@ -23,6 +23,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	uuidv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/request_id/uuid/v3"
 
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/route"
@@ -298,8 +299,10 @@ func (h *Handler) compileProtocolOptions(hcm *hcmv3.HttpConnectionManager) error
 		return &route.UnsupportedError{Field: "http_connection_manager.path_with_escaped_slashes_action", Detail: h.escapedSlashes.String()}
 	}
 	if ext := hcm.GetRequestIdExtension(); ext != nil {
-		tc := ext.GetTypedConfig()
-		if tc == nil || tc.GetTypeUrl() != "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig" {
+		// The UUID extension is the built-in behaviour; its options only concern tracing, which
+		// strait-proxy does not do. Decoding it also links the type for config dumps.
+		var u uuidv3.UuidRequestIdConfig
+		if tc := ext.GetTypedConfig(); tc == nil || tc.UnmarshalTo(&u) != nil {
 			return &route.UnsupportedError{Field: "http_connection_manager.request_id_extension", Detail: "only UuidRequestIdConfig"}
 		}
 	}
