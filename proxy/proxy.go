@@ -263,7 +263,8 @@ func (p *Proxy) warmingCount() int {
 	return len(p.warming)
 }
 
-// endpointsWarm reports whether every EDS cluster has received its endpoints, or the initial
+// endpointsWarm reports whether every EDS cluster has received its endpoints and every DNS
+// cluster its first resolution, or the initial
 // fetch timeout since the first clusters has passed (as Envoy's cluster warming).
 func (p *Proxy) endpointsWarm() bool {
 	if t := p.firstCDS.Load(); t != nil && time.Since(*t) > warmingTimeout {
@@ -272,6 +273,13 @@ func (p *Proxy) endpointsWarm() bool {
 	rt := p.rt.Load()
 	for _, r := range rt.Resources[xdsclient.ClusterType] {
 		if c := r.Message.(*clusterv3.Cluster); isEDS(c) && rt.Resources[xdsclient.EndpointType][edsName(c)] == nil {
+			return false
+		}
+	}
+	for _, c := range rt.Clusters {
+		select {
+		case <-c.Ready(): // DNS clusters: first resolution done
+		default:
 			return false
 		}
 	}

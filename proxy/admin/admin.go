@@ -16,6 +16,7 @@ import (
 	"time"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/strait-mesh/strait/proxy/stats"
@@ -296,9 +297,20 @@ func writeClustersText(w http.ResponseWriter, cs *adminv3.Clusters) {
 			for _, st := range h.GetStats() {
 				fmt.Fprintf(w, "%s::%s::%s::%d\n", name, host, st.GetName(), st.GetValue())
 			}
-			health := "healthy"
-			if hs := h.GetHealthStatus(); hs != nil && hs.GetEdsHealthStatus() != 0 && hs.GetEdsHealthStatus().String() != "HEALTHY" {
-				health = "/" + strings.ToLower(hs.GetEdsHealthStatus().String())
+			health := ""
+			if hs := h.GetHealthStatus(); hs != nil {
+				if e := hs.GetEdsHealthStatus(); e != corev3.HealthStatus_UNKNOWN && e != corev3.HealthStatus_HEALTHY {
+					health += "/failed_eds_health"
+				}
+				if hs.GetFailedOutlierCheck() {
+					health += "/failed_outlier_check"
+				}
+				if hs.GetFailedActiveHealthCheck() {
+					health += "/failed_active_hc"
+				}
+			}
+			if health == "" {
+				health = "healthy"
 			}
 			fmt.Fprintf(w, "%s::%s::health_flags::%s\n", name, host, health)
 			fmt.Fprintf(w, "%s::%s::weight::%d\n", name, host, h.GetWeight())

@@ -42,6 +42,11 @@ func (f *fakeSource) Clusters() *adminv3.Clusters {
 			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 				Address: "10.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 8080}}}},
 			Weight: 3,
+		}, {
+			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+				Address: "10.0.0.2", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 8080}}}},
+			HealthStatus: &adminv3.HostHealthStatus{EdsHealthStatus: corev3.HealthStatus_HEALTHY, FailedOutlierCheck: true},
+			Weight:       1,
 		}},
 	}}}
 }
@@ -90,7 +95,8 @@ func TestAdminEndpoints(t *testing.T) {
 	if _, body := do(t, h, "GET", "/stats/prometheus"); !strings.Contains(body, `envoy_cluster_upstream_rq_total{envoy_cluster_name="a"} 4`) {
 		t.Fatalf("/stats/prometheus = %q", body)
 	}
-	if _, body := do(t, h, "GET", "/clusters"); !strings.Contains(body, "outbound|80||a.default.svc.cluster.local::10.0.0.1:8080::weight::3") {
+	if _, body := do(t, h, "GET", "/clusters"); !strings.Contains(body, "outbound|80||a.default.svc.cluster.local::10.0.0.1:8080::weight::3") ||
+		!strings.Contains(body, "::10.0.0.1:8080::health_flags::healthy") || !strings.Contains(body, "::10.0.0.2:8080::health_flags::/failed_outlier_check") {
 		t.Fatalf("/clusters = %q", body)
 	}
 	if code, _ := do(t, h, "GET", "/quitquitquit"); code != http.StatusMethodNotAllowed || src.quit.Load() != 0 {
