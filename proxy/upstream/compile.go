@@ -51,7 +51,24 @@ type httpOptions struct {
 
 // transport is a compiled transport socket: nil means plaintext (raw_buffer).
 type transport struct {
-	tls *tls.Config
+	tls           *tls.Config // nil: plaintext
+	proxyProtocol int         // PROXY protocol version to send first (0: none)
+}
+
+// tlsConfig returns the TLS configuration, or nil for plaintext. Safe on a nil transport.
+func (t *transport) tlsConfig() *tls.Config {
+	if t == nil {
+		return nil
+	}
+	return t.tls
+}
+
+// proxyVersion returns the PROXY protocol version to send, 0 for none. Safe on nil.
+func (t *transport) proxyVersion() int {
+	if t == nil {
+		return 0
+	}
+	return t.proxyProtocol
 }
 
 // socketMatch is one transport_socket_matches entry.
@@ -539,6 +556,8 @@ func (cl *Cluster) compileSocket(path string, ts *corev3.TransportSocket) (*tran
 			cfg.ServerName = u.GetSni()
 		}
 		return &transport{tls: cfg}, nil
+	case "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport":
+		return cl.compileProxyProtocol(path, a)
 	}
 	return nil, fmt.Errorf("%s: transport socket %q (%s) is not supported", path, ts.GetName(), a.MessageName())
 }

@@ -38,9 +38,10 @@ type endpoint struct {
 	active   atomic.Int64 // outstanding requests (LEAST_REQUEST, original-dst cleanup)
 	lastUsed atomic.Int64 // unix nanoseconds (original-dst cleanup)
 
-	poolMu sync.Mutex // serializes pool creation and close
-	pools  [numPoolKinds]atomic.Pointer[pool]
-	closed bool
+	poolMu  sync.Mutex // serializes pool creation and close
+	pools   [numPoolKinds]atomic.Pointer[pool]
+	proxied sync.Map // proxiedKey → *pool (PROXY protocol: per downstream connection)
+	closed  bool
 
 	od odState
 }
@@ -67,6 +68,10 @@ func (ep *endpoint) close() {
 			p.close()
 		}
 	}
+	ep.proxied.Range(func(_, v any) bool {
+		v.(*pool).close()
+		return true
+	})
 }
 
 func emptySet(cfg balance.Config) *balance.Set {

@@ -38,6 +38,8 @@ type pool struct {
 	dialing int
 	changed chan struct{} // closed and replaced whenever a connection's state changes
 	closed  bool
+	// proxiedKey is set on a per-downstream PROXY-protocol pool (see endpoint.proxiedPool).
+	proxiedKey *proxiedKey
 }
 
 // pconn is one pooled connection.
@@ -67,6 +69,31 @@ func (ep *endpoint) poolFor(k poolKind) *pool {
 	return p
 }
 
+// proxiedKey identifies a pool of PROXY-protocol connections for one downstream address pair.
+type proxiedKey struct {
+	kind poolKind
+	d    downstreamAddrs
+}
+
+// proxiedPool returns the pool of kind k for downstream addresses d, creating it on first use.
+// Such a pool removes itself from the endpoint when its last connection closes.
+func (ep *endpoint) proxiedPool(k poolKind, d downstreamAddrs) *pool {
+	key := proxiedKey{kind: k, d: d}
+	if v, ok := ep.proxied.Load(key); ok {
+		return v.(*pool)
+	}
+	ep.poolMu.Lock()
+	defer ep.poolMu.Unlock()
+	if v, ok := ep.proxied.Load(key); ok {
+		return v.(*pool)
+	}
+	p := newPool(ep, k)
+	p.closed = ep.closed
+	p.proxiedKey = &key
+	ep.proxied.Store(key, p)
+	return p
+}
+
 func newPool(ep *endpoint, k poolKind) *pool {
 	c := ep.c
 	tr := &http.Transport{
@@ -80,15 +107,15 @@ func newPool(ep *endpoint, k poolKind) *pool {
 	}
 	var protos http.Protocols
 	scheme := "http"
-	if ep.ts != nil {
+	if cfg := ep.ts.tlsConfig(); cfg != nil {
 		scheme = "https"
-		tr.TLSClientConfig = ep.ts.tls.Clone()
+		tr.TLSClientConfig = cfg.Clone()
 	}
 	switch k {
 	case poolH1:
 		protos.SetHTTP1(true)
 	case poolH2:
-		if ep.ts != nil {
+		if ep.ts.tlsConfig() != nil {
 			protos.SetHTTP2(true)
 		} else {
 			protos.SetUnencryptedHTTP2(true)
@@ -156,6 +183,7 @@ func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) 
 				continue
 			}
 			if !errors.Is(err, errCxOverflow) {
+				p.forgetIfEmptyLocked()
 				p.mu.Unlock()
 				return nil, false, err
 			}
@@ -284,6 +312,7 @@ func (pc *pconn) onState() {
 		if pc.idle != nil {
 			pc.idle.Stop()
 		}
+		p.forgetIfEmptyLocked()
 	} else if pc.cc.InFlight() == 0 {
 		switch {
 		case pc.draining || p.closed || p.idleLocked() > maxIdlePerEndpoint:
@@ -301,6 +330,14 @@ func (pc *pconn) onState() {
 	p.mu.Unlock()
 	if closeIt {
 		pc.cc.Close()
+	}
+}
+
+// forgetIfEmptyLocked removes a per-downstream PROXY-protocol pool from its endpoint once it has
+// no connections left, so such pools do not accumulate. p.mu is held.
+func (p *pool) forgetIfEmptyLocked() {
+	if p.proxiedKey != nil && len(p.conns) == 0 && p.dialing == 0 {
+		p.ep.proxied.CompareAndDelete(*p.proxiedKey, p)
 	}
 }
 
@@ -372,7 +409,15 @@ func (c *Cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, error) {
 	}
 	c.st.cxTotal.Inc()
 	c.st.cxActive.Inc()
-	return &trackedConn{Conn: conn, c: c}, nil
+	tc := &trackedConn{Conn: conn, c: c}
+	if v := ep.ts.proxyVersion(); v != 0 {
+		d, ok := downstreamFrom(ctx)
+		if err := writeProxyHeader(tc, v, d, ok); err != nil {
+			_ = tc.Close()
+			return nil, err
+		}
+	}
+	return tc, nil
 }
 
 // trackedConn releases the connection's circuit-breaker slot and statistics when closed.

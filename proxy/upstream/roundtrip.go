@@ -63,7 +63,7 @@ func (c *Cluster) poolKind(req *http.Request, ep *endpoint) poolKind {
 			return poolH2
 		}
 	case protoAuto:
-		if ep.ts != nil {
+		if ep.ts.tlsConfig() != nil {
 			return poolAuto
 		}
 	}
@@ -92,6 +92,12 @@ func (c *Cluster) RoundTrip(req *http.Request, lb balance.Context) (*http.Respon
 	ep.active.Add(1)
 	c.st.rqActive.Inc()
 	p := ep.poolFor(c.poolKind(req, ep))
+	if ep.ts.proxyVersion() != 0 {
+		// The PROXY header belongs to the connection: connections are not shared between
+		// downstream connections (Envoy keys such pools by the downstream addresses too).
+		d, _ := downstreamFrom(req.Context())
+		p = ep.proxiedPool(c.poolKind(req, ep), d)
+	}
 	out := prepare(req, p)
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
@@ -244,8 +250,8 @@ func (c *Cluster) Dial(ctx context.Context, lb balance.Context) (net.Conn, error
 		ep.active.Add(-1)
 		return nil, c.failure(ctx, ep, err, true)
 	}
-	if ep.ts != nil {
-		cfg := ep.ts.tls.Clone()
+	if base := ep.ts.tlsConfig(); base != nil {
+		cfg := base.Clone()
 		if cfg.ServerName == "" {
 			host, _, _ := net.SplitHostPort(ep.dialAddr())
 			cfg.ServerName = host
