@@ -66,6 +66,7 @@ type bodyView struct {
 	off int64
 }
 
+// Read serves recorded bytes first, then reads on from the downstream body (recording them).
 func (v *bodyView) Read(p []byte) (int, error) {
 	rb := v.rb
 	rb.mu.Lock()

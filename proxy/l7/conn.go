@@ -160,6 +160,7 @@ func (l *chanListener) push(c net.Conn) bool {
 	}
 }
 
+// Accept implements net.Listener.
 func (l *chanListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.ch:
@@ -169,11 +170,13 @@ func (l *chanListener) Accept() (net.Conn, error) {
 	}
 }
 
+// Close implements net.Listener; connections already handed over are not affected.
 func (l *chanListener) Close() error {
 	l.once.Do(func() { close(l.closed) })
 	return nil
 }
 
+// Addr implements net.Listener.
 func (l *chanListener) Addr() net.Addr { return pipeAddr{} }
 
 type pipeAddr struct{}

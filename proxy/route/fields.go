@@ -43,6 +43,7 @@ type UnsupportedError struct {
 	Detail string
 }
 
+// Error implements error.
 func (e *UnsupportedError) Error() string {
 	if e.Detail != "" {
 		return fmt.Sprintf("%s: not supported by strait-proxy: %s", e.Field, e.Detail)
