@@ -139,8 +139,9 @@ func TestNACKKeepsServingTheOldConfig(t *testing.T) {
 
 // TestConfigChurnWithoutFailedRequests rewrites the watched config 50 times while clients send
 // requests through the proxy, and requires every request to succeed. The changes alternate the
-// route between two subsets (RDS), and every fifth one also changes the load balancer
-// (CDS: new clusters replace the old ones while requests are in flight). Each change is waited
+// route between two subsets (RDS); every fifth one also changes the load balancer (CDS: new
+// clusters replace the old ones while requests are in flight), and some of those add or remove
+// a second Gateway server (LDS: a listener comes and goes beside the one in use). Each change is waited
 // for: the response carries the generation in a header the route sets.
 func TestConfigChurnWithoutFailedRequests(t *testing.T) {
 	skipShort(t)
@@ -204,11 +205,16 @@ func TestConfigChurnWithoutFailedRequests(t *testing.T) {
 	}
 	defer func() { stop.Store(true); wg.Wait() }()
 
+	extraPort := testenv.FreePort(t)
 	for gen := 1; gen <= changes; gen++ {
 		if gen%5 == 0 {
 			policy := []string{"ROUND_ROBIN", "LEAST_REQUEST"}[gen/5%2]
-			sd.WriteConfig(t, "mesh.yaml", strings.Replace(mesh, "  subsets:\n",
-				"  trafficPolicy: {loadBalancer: {simple: "+policy+"}}\n  subsets:\n", 1))
+			m := strings.Replace(mesh, "  subsets:\n", "  trafficPolicy: {loadBalancer: {simple: "+policy+"}}\n  subsets:\n", 1)
+			if gen%10 == 0 && gen%20 != 0 {
+				// A second Gateway server: a listener comes and goes beside the one in use.
+				m = strings.Replace(m, "  servers: [", fmt.Sprintf("  servers: [{port: {number: %d, name: http2, protocol: HTTP}, hosts: [\"*\"]}, ", extraPort), 1)
+			}
+			sd.WriteConfig(t, "mesh.yaml", m)
 		}
 		sd.WriteConfig(t, "route.yaml", route(gen))
 		want := fmt.Sprint(gen)
@@ -225,6 +231,9 @@ func TestConfigChurnWithoutFailedRequests(t *testing.T) {
 			}
 			return nil
 		})
+		if gen%10 == 0 && gen%20 != 0 {
+			waitBackend(t, 15*time.Second, h1Client, request{URL: fmt.Sprintf("http://127.0.0.1:%d/extra", extraPort)}, []string{"a", "b"}[gen%2])
+		}
 	}
 	stop.Store(true)
 	wg.Wait()
