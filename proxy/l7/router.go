@@ -125,7 +125,13 @@ func upgradeType(r *http.Request) string {
 	for _, v := range r.Header["Connection"] {
 		for _, f := range strings.Split(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(f), "upgrade") {
-				return strings.ToLower(r.Header.Get("Upgrade"))
+				typ := strings.ToLower(r.Header.Get("Upgrade"))
+				if typ == "h2c" {
+					// Like Envoy, ignore an h2c upgrade offer and answer in HTTP/1.1; the
+					// hop-by-hop removal drops Upgrade and HTTP2-Settings.
+					return ""
+				}
+				return typ
 			}
 		}
 	}
