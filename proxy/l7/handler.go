@@ -1,14 +1,3 @@
-// Package l7 is strait-proxy's HTTP connection manager (Envoy's
-// envoy.filters.network.http_connection_manager): it serves downstream HTTP/1.1, h2 (ALPN) and
-// h2c (prior knowledge) connections, routes each request with a compiled route.Table, runs the
-// HTTP filter pipeline (fault, CORS, router) and forwards to upstream clusters, streaming bodies
-// in both directions, with Envoy's header handling, local replies, response flags, retries,
-// timeouts and mirroring.
-//
-// A Handler is compiled once per HttpConnectionManager config and is immutable; it is safe for
-// concurrent use by many connections. Route tables reached through RDS are looked up through
-// Env on every request (the proxy core answers from its atomically swapped runtime), so route
-// updates apply to new requests without rebuilding the Handler.
 package l7
 
 import (

@@ -1,13 +1,3 @@
-// Package route compiles an Envoy v3 RouteConfiguration into an immutable Table that matches
-// HTTP requests to routes with Envoy's semantics: virtual hosts chosen by domain (exact, longest
-// suffix wildcard, longest prefix wildcard, then "*"), routes tried in order by path, header,
-// query-parameter, gRPC and runtime-fraction matchers, and compiled actions (cluster choice,
-// rewrites, redirects, direct responses, header operations, timeouts, retries, hashing,
-// mirroring and per-filter configuration for the fault and CORS filters).
-//
-// A Table is safe for concurrent use and never changes after Compile; the proxy swaps whole
-// tables. Fields or typed configs the proxy does not implement make Compile fail with an
-// *UnsupportedError naming the field, so the update is NACKed.
 package route
 
 import (
