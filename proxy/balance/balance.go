@@ -117,6 +117,9 @@ type Host struct {
 	LocalityWeight uint32
 	// Healthy reports whether the host may take traffic (EDS health and outlier detection).
 	Healthy bool
+	// Degraded marks a healthy host that should take traffic only when the healthy hosts of
+	// all priorities fall short (EDS DEGRADED): degraded hosts form a further spill-over level.
+	Degraded bool
 	// Active points at the host's outstanding-request count, used by LEAST_REQUEST. May be nil.
 	Active *atomic.Int64
 }
@@ -131,8 +134,8 @@ type locality struct {
 }
 
 type level struct {
-	healthy, all picker // over the whole level
-	panic        bool
+	healthy, degraded, all picker // over the whole level
+	panic                  bool
 	// Locality-weighted selection (only when Config.LocalityWeighted and the policy allows).
 	localities []locality
 	locSched   *schedule // over localities by effective weight (healthy)
@@ -143,7 +146,8 @@ type level struct {
 type Set struct {
 	hosts  []Host
 	levels []level
-	// cumLoad[i] is the cumulative priority load (percent, 0-100) up to and including level i.
+	// cumLoad[b] is the cumulative load (percent, 0-100) up to and including bucket b: buckets
+	// 0..n-1 are the healthy hosts of levels 0..n-1, buckets n..2n-1 their degraded hosts.
 	cumLoad []uint32
 	healthy int
 }
@@ -178,11 +182,15 @@ func New(cfg Config, hosts []Host) (*Set, error) {
 	sort.Slice(prios, func(i, j int) bool { return prios[i] < prios[j] })
 
 	health := make([]uint32, len(prios))
+	degradedHealth := make([]uint32, len(prios))
 	for li, p := range prios {
 		idx := byPrio[p]
-		var healthy []int
+		var healthy, degraded []int
 		for _, i := range idx {
-			if s.hosts[i].Healthy {
+			switch h := &s.hosts[i]; {
+			case h.Healthy && h.Degraded:
+				degraded = append(degraded, i)
+			case h.Healthy:
 				healthy = append(healthy, i)
 			}
 		}
@@ -191,11 +199,16 @@ func New(cfg Config, hosts []Host) (*Set, error) {
 		if lv.healthy, err = s.newPicker(cfg, healthy); err != nil {
 			return nil, err
 		}
+		if lv.degraded, err = s.newPicker(cfg, degraded); err != nil {
+			return nil, err
+		}
 		if lv.all, err = s.newPicker(cfg, idx); err != nil {
 			return nil, err
 		}
-		health[li] = uint32(min(100, uint64(cfg.OverprovisioningFactor)*uint64(len(healthy))/uint64(len(idx))))
-		pct := 100 * float64(len(healthy)) / float64(len(idx))
+		op, n := uint64(cfg.OverprovisioningFactor), uint64(len(idx))
+		health[li] = uint32(min(100, op*uint64(len(healthy))/n))
+		degradedHealth[li] = uint32(min(100, op*uint64(len(degraded))/n))
+		pct := 100 * float64(len(healthy)+len(degraded)) / float64(len(idx))
 		lv.panic = cfg.PanicThreshold > 0 && pct < cfg.PanicThreshold
 		if cfg.LocalityWeighted && cfg.Policy != RingHash && cfg.Policy != Maglev {
 			if err := s.buildLocalities(cfg, &lv, idx); err != nil {
@@ -204,11 +217,11 @@ func New(cfg Config, hosts []Host) (*Set, error) {
 		}
 		s.levels = append(s.levels, lv)
 	}
-	s.cumLoad = priorityLoad(health)
+	s.cumLoad = priorityLoad(health, degradedHealth)
 	// Envoy disregards panic when the levels together have full capacity.
 	var total uint32
-	for _, h := range health {
-		total += h
+	for i := range health {
+		total += health[i] + degradedHealth[i]
 	}
 	if total >= 100 {
 		for i := range s.levels {
@@ -272,43 +285,47 @@ func isPrime(n uint64) bool {
 	return true
 }
 
-// priorityLoad turns per-level health (0-100, already scaled by overprovisioning) into
-// cumulative loads, as Envoy does: levels take load in order up to their health, normalized by
-// the total health when it is under 100. With no health anywhere, level 0 takes everything.
-func priorityLoad(health []uint32) []uint32 {
-	cum := make([]uint32, len(health))
-	if len(health) == 0 {
+// priorityLoad turns per-level health and degraded availability (0-100, already scaled by
+// overprovisioning) into cumulative bucket loads, as Envoy does: healthy hosts of each level in
+// priority order take load up to their availability, then degraded hosts of each level, all
+// normalized by the total availability when it is under 100. With no availability anywhere,
+// level 0 takes everything (and is in panic).
+func priorityLoad(health, degraded []uint32) []uint32 {
+	n := len(health)
+	avail := append(append([]uint32(nil), health...), degraded...)
+	cum := make([]uint32, 2*n)
+	if n == 0 {
 		return cum
 	}
 	var total uint32
-	for _, h := range health {
-		total += h
+	for _, a := range avail {
+		total += a
 	}
 	total = min(total, 100)
-	load := make([]uint32, len(health))
+	load := make([]uint32, 2*n)
 	if total == 0 {
 		load[0] = 100
 	} else {
 		remaining := uint32(100)
-		for i, h := range health {
-			l := min(remaining, h*100/total)
-			load[i] = l
+		for b, a := range avail {
+			l := min(remaining, a*100/total)
+			load[b] = l
 			remaining -= l
 		}
-		// Rounding leftovers go to the first level that has health.
+		// Rounding leftovers go to the first bucket that has availability.
 		if remaining > 0 {
-			for i, h := range health {
-				if h > 0 {
-					load[i] += remaining
+			for b, a := range avail {
+				if a > 0 {
+					load[b] += remaining
 					break
 				}
 			}
 		}
 	}
 	var acc uint32
-	for i, l := range load {
+	for b, l := range load {
 		acc += l
-		cum[i] = acc
+		cum[b] = acc
 	}
 	return cum
 }
@@ -330,7 +347,7 @@ func (s *Set) buildLocalities(cfg Config, lv *level, idx []int) error {
 		members := byLoc[name]
 		var healthy []int
 		for _, i := range members {
-			if s.hosts[i].Healthy {
+			if s.hosts[i].Healthy && !s.hosts[i].Degraded {
 				healthy = append(healthy, i)
 			}
 		}
@@ -397,9 +414,16 @@ func (s *Set) Pick(c Context) int {
 	if len(s.levels) == 0 {
 		return -1
 	}
-	lv := &s.levels[s.chooseLevel(c)]
+	b := s.chooseBucket(c)
+	lv := &s.levels[b%len(s.levels)]
 	if lv.panic {
 		return pickIn(lv.locAll, lv.localities, lv.all, c, true)
+	}
+	if b >= len(s.levels) {
+		if lv.degraded == nil {
+			return -1
+		}
+		return lv.degraded.pick(c)
 	}
 	if i := pickIn(lv.locSched, lv.localities, lv.healthy, c, false); i >= 0 {
 		return i
@@ -430,10 +454,10 @@ func pickIn(sched *schedule, locs []locality, whole picker, c Context, all bool)
 	return whole.pick(c)
 }
 
-// chooseLevel maps the request to a priority level by its hash (so hashing policies keep affinity
-// across the priority split) or at random.
-func (s *Set) chooseLevel(c Context) int {
-	if len(s.levels) == 1 {
+// chooseBucket maps the request to a load bucket (a level's healthy or degraded hosts) by its
+// hash (so hashing policies keep affinity across the split) or at random.
+func (s *Set) chooseBucket(c Context) int {
+	if len(s.levels) == 1 && s.cumLoad[0] == 100 {
 		return 0
 	}
 	var x uint32
@@ -442,16 +466,23 @@ func (s *Set) chooseLevel(c Context) int {
 	} else {
 		x = rand.Uint32N(100)
 	}
-	for i, cl := range s.cumLoad {
+	for b, cl := range s.cumLoad {
 		if x < cl {
-			return i
+			return b
 		}
 	}
-	return len(s.levels) - 1
+	return 0
 }
 
-// PriorityLoad returns the percentage of traffic each priority level (ascending) receives.
-func (s *Set) PriorityLoad() []uint32 {
+// PriorityLoad returns the percentage of traffic the healthy hosts of each priority level
+// (ascending) receive.
+func (s *Set) PriorityLoad() []uint32 { return s.bucketLoads()[:len(s.levels)] }
+
+// DegradedLoad returns the percentage of traffic the degraded hosts of each priority level
+// (ascending) receive.
+func (s *Set) DegradedLoad() []uint32 { return s.bucketLoads()[len(s.levels):] }
+
+func (s *Set) bucketLoads() []uint32 {
 	out := make([]uint32, len(s.cumLoad))
 	var prev uint32
 	for i, c := range s.cumLoad {

@@ -314,3 +314,41 @@ func BenchmarkPick(b *testing.B) {
 		}
 	}
 }
+
+// TestDegradedSpillover reproduces the table of Envoy's "Degraded endpoints" documentation.
+func TestDegradedSpillover(t *testing.T) {
+	cases := []struct {
+		healthy, degraded, unhealthy int
+		toHealthy, toDegraded        uint32
+	}{
+		{100, 0, 0, 100, 0},
+		{71, 0, 29, 100, 0},
+		{71, 29, 0, 99, 1},
+		{25, 65, 10, 35, 65},
+		{5, 0, 95, 100, 0},
+	}
+	for _, tc := range cases {
+		var hs []Host
+		for i := range tc.healthy + tc.degraded + tc.unhealthy {
+			h := Host{Key: fmt.Sprintf("h%d", i), Weight: 1, Healthy: i < tc.healthy+tc.degraded, Degraded: i >= tc.healthy}
+			hs = append(hs, h)
+		}
+		s := mustNew(t, NewConfig(RoundRobin), hs)
+		if got := s.PriorityLoad()[0]; got != tc.toHealthy {
+			t.Errorf("%d/%d/%d: healthy load %d, want %d", tc.healthy, tc.degraded, tc.unhealthy, got, tc.toHealthy)
+		}
+		if got := s.DegradedLoad()[0]; got != tc.toDegraded {
+			t.Errorf("%d/%d/%d: degraded load %d, want %d", tc.healthy, tc.degraded, tc.unhealthy, got, tc.toDegraded)
+		}
+	}
+	// Degraded hosts take traffic only from the spill-over share.
+	hs := hostsN(4)
+	hs[0].Degraded, hs[1].Degraded, hs[2].Degraded = true, true, true // 1 healthy: 35% healthy
+	cfg := NewConfig(RoundRobin)
+	cfg.PanicThreshold = 0
+	s := mustNew(t, cfg, hs)
+	c := counts(s, 10000, noHash)
+	if share := float64(c[3]) / 10000; math.Abs(share-0.35) > 0.03 {
+		t.Fatalf("healthy host share %.3f, want 0.35 (counts %v)", share, c)
+	}
+}

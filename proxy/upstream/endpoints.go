@@ -32,7 +32,7 @@ type endpoint struct {
 	locality                         string
 	localityProto                    *corev3.Locality
 	hostname                         string
-	healthy                          bool
+	healthy, degraded                bool
 
 	created  time.Time    // when the host joined the cluster (slow start)
 	active   atomic.Int64 // outstanding requests (LEAST_REQUEST, original-dst cleanup)
@@ -52,7 +52,7 @@ type endpointSpec struct {
 	weight, priority, localityWeight uint32
 	locality                         string
 	localityProto                    *corev3.Locality
-	healthy                          bool
+	healthy, degraded                bool
 	md                               *corev3.Metadata
 }
 
@@ -218,9 +218,11 @@ func finishSpec(path string, s endpointSpec, lb *endpointv3.LbEndpoint) (endpoin
 		s.weight = w.GetValue()
 	}
 	switch lb.GetHealthStatus() {
-	case corev3.HealthStatus_UNKNOWN, corev3.HealthStatus_HEALTHY, corev3.HealthStatus_DEGRADED:
-		// Degraded hosts are served as healthy (Envoy only prefers healthy ones when enough exist).
+	case corev3.HealthStatus_UNKNOWN, corev3.HealthStatus_HEALTHY:
 		s.healthy = true
+	case corev3.HealthStatus_DEGRADED:
+		// Served only when healthy hosts fall short (balance.Host.Degraded).
+		s.healthy, s.degraded = true, true
 	case corev3.HealthStatus_UNHEALTHY, corev3.HealthStatus_DRAINING, corev3.HealthStatus_TIMEOUT:
 		s.healthy = false
 	default:
@@ -256,7 +258,7 @@ func (c *Cluster) applyLocked(specs []endpointSpec) {
 		ep.md = s.md
 		ep.weight, ep.priority, ep.locality, ep.localityWeight = s.weight, s.priority, s.locality, s.localityWeight
 		ep.localityProto, ep.hostname = s.localityProto, s.hostname
-		ep.healthy = s.healthy
+		ep.healthy, ep.degraded = s.healthy, s.degraded
 		next[s.key] = ep
 		members = append(members, ep)
 	}
@@ -307,7 +309,8 @@ func (c *Cluster) rebuildLocked() {
 			c.ramping = c.ramping || ramping
 		}
 		hosts[i] = balance.Host{Key: ep.hashKey, Weight: w, Priority: ep.priority,
-			Locality: ep.locality, LocalityWeight: ep.localityWeight, Healthy: h, Active: &ep.active}
+			Locality: ep.locality, LocalityWeight: ep.localityWeight, Healthy: h, Degraded: ep.degraded,
+			Active: &ep.active}
 	}
 	lb, err := balance.New(c.lbCfg, hosts)
 	if err != nil {

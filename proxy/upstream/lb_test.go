@@ -10,6 +10,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/strait-mesh/strait/proxy/balance"
 )
@@ -145,7 +146,7 @@ func TestPriorityFailoverEndToEnd(t *testing.T) {
 			t.Fatalf("healthy P0: went to %s", name)
 		}
 	}
-	cla.Endpoints[0].LbEndpoints[0].HealthStatus = 3 // UNHEALTHY
+	cla.Endpoints[0].LbEndpoints[0].HealthStatus = corev3.HealthStatus_UNHEALTHY
 	if err := cl.SetEndpoints(cla); err != nil {
 		t.Fatal(err)
 	}
@@ -153,5 +154,27 @@ func TestPriorityFailoverEndToEnd(t *testing.T) {
 		if name, _ := get(t, cl, balance.Context{}); name != "p1" {
 			t.Fatalf("P0 down: went to %s", name)
 		}
+	}
+}
+
+func TestDegradedEndpointsTakeSpillover(t *testing.T) {
+	a, d := newBackend(t, "healthy"), newBackend(t, "degraded")
+	cl, _ := compileT(t, &clusterv3.Cluster{
+		Name:                 "deg",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+	}, Deps{})
+	cla := assignment("deg", a, d)
+	cla.Endpoints[0].LbEndpoints[1].HealthStatus = corev3.HealthStatus_DEGRADED
+	if err := cl.SetEndpoints(cla); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for range 300 {
+		name, _ := get(t, cl, balance.Context{})
+		seen[name]++
+	}
+	// One healthy host of two: 1.4 × 50% = 70% to it, the remaining 30% spills to the degraded one.
+	if seen["healthy"] < 170 || seen["healthy"] > 250 || seen["degraded"] == 0 {
+		t.Fatalf("split %v, want about 210/90", seen)
 	}
 }

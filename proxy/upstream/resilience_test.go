@@ -302,8 +302,8 @@ func TestPanicModeCounted(t *testing.T) {
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 	}, Deps{})
 	cla := assignment("panic", a, b, c)
-	cla.Endpoints[0].LbEndpoints[0].HealthStatus = 3 // UNHEALTHY
-	cla.Endpoints[0].LbEndpoints[1].HealthStatus = 3
+	cla.Endpoints[0].LbEndpoints[0].HealthStatus = corev3.HealthStatus_UNHEALTHY
+	cla.Endpoints[0].LbEndpoints[1].HealthStatus = corev3.HealthStatus_UNHEALTHY
 	if err := cl.SetEndpoints(cla); err != nil {
 		t.Fatal(err)
 	}

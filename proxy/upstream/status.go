@@ -25,8 +25,11 @@ func (c *Cluster) HostStatuses() []*adminv3.HostStatus {
 	defer c.mu.Unlock()
 	for _, ep := range eps {
 		eds := corev3.HealthStatus_HEALTHY
-		if !ep.healthy {
+		switch {
+		case !ep.healthy:
 			eds = corev3.HealthStatus_UNHEALTHY
+		case ep.degraded:
+			eds = corev3.HealthStatus_DEGRADED
 		}
 		out = append(out, &adminv3.HostStatus{
 			Address: ep.address(),
