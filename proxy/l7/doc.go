@@ -28,7 +28,8 @@
 //   - previous_hosts retry predicate: the load balancer API has no exclusion list; retries of
 //     hash-balanced requests use a perturbed hash, other policies move on by themselves.
 //   - The request body is kept for retries and mirroring only up to MaxReplayBytes (64 KiB).
-//   - Mirrors are sent after the main response, with the complete request body.
+//   - Mirrors are sent once the primary attempt has ended (answered or failed), and only when
+//     the request body was read completely within the replay buffer.
 //   - WebSocket over HTTP/2 (extended CONNECT) and CONNECT tunnels are not supported.
 //   - No runtime layer: runtime keys never override configured defaults.
 //   - Unsupported HttpConnectionManager fields (tracing, access_log, ...) and HTTP filters not

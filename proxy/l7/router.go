@@ -412,6 +412,8 @@ func (h *Handler) forward(s *Stream) {
 		}
 	}
 	defer res.cancel(nil)
+	// Shadow traffic does not depend on the primary's outcome.
+	h.mirror(s, body)
 	if res.resp == nil {
 		h.failReply(s, ctx, res, cst)
 		if rst != nil {
@@ -426,7 +428,6 @@ func (h *Handler) forward(s *Stream) {
 		rst.code(res.resp.StatusCode)
 	}
 	s.Info.UpstreamServiceTime = time.Since(start)
-	h.mirror(s, body)
 	if res.resp.StatusCode == http.StatusSwitchingProtocols && upgrade != "" {
 		h.tunnel(s, res.resp)
 		return
