@@ -205,3 +205,36 @@ func TestSocketHandOverLosesNoConnection(t *testing.T) {
 		t.Fatalf("served: %v", count)
 	}
 }
+
+// TestListenerBindFailureIsNacked: as in Envoy, a listener whose address cannot be bound rejects
+// the LDS update, naming the listener; nothing else changes.
+func TestListenerBindFailureIsNacked(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	ap := netip.MustParseAddrPort(busy.Addr().String())
+	p := newTestProxy(t)
+	l := &listenerv3.Listener{
+		Name: "taken",
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(ap.Port())},
+		}}},
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+			Name: "envoy.filters.network.http_connection_manager",
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, &hcmv3.HttpConnectionManager{
+				StatPrefix:     "x",
+				RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: "inline"}},
+				HttpFilters:    []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}}},
+			})},
+		}}}},
+	}
+	err = p.Apply(xdsclient.ListenerType, resources(t, l))
+	if err == nil || !strings.Contains(err.Error(), `listener "taken"`) {
+		t.Fatalf("bind failure: %v", err)
+	}
+	if len(p.Runtime().Resources[xdsclient.ListenerType]) != 0 || p.State() != StatePreInitializing {
+		t.Fatal("a rejected LDS update changed the runtime")
+	}
+}
