@@ -49,6 +49,15 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
+metadata: {name: sem-hosts, namespace: e2e}
+spec:
+  hosts: [app.example.com, "*.wild.example"]
+  gateways: [edge]
+  http:
+  - route: [{destination: {host: web.e2e.svc.cluster.local, subset: b}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
 metadata: {name: sem-child, namespace: e2e}
 spec:
   http:
@@ -149,6 +158,25 @@ func testRoutingSemantics(t *testing.T, base string, b *echoBackend) {
 		}
 		if got := pre("https://app.ok.example.evil"); got != "" {
 			t.Errorf("origin matching only a prefix of the regex allowed: %q", got)
+		}
+	})
+
+	t.Run("virtual host domains", func(t *testing.T) {
+		cases := []struct{ host, want string }{
+			{"app.example.com", "b"},
+			{"app.example.com:" + port, "b"},
+			{"APP.Example.COM", "b"},
+			{"x.wild.example", "b"},
+			// Istio adds "*.wild.example:*", which Envoy reads as a suffix wildcard ending in a
+			// literal "*": a wildcard host with a port falls to the "*" VirtualService (routes).
+			{"x.y.wild.example:" + port, "a"},
+			{"wild.example", "a"}, // not under the wildcard: the "*" VirtualService (routes)
+		}
+		for _, c := range cases {
+			rep := mustDo(t, h1Client, request{URL: base + "/m/exact", Host: c.host})
+			if rep.Echo == nil || rep.Echo.Backend != c.want {
+				t.Errorf("Host %s: %d %.100s, want %s", c.host, rep.Code, rep.Body, c.want)
+			}
 		}
 	})
 
