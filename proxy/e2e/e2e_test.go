@@ -502,3 +502,28 @@ func TestSotWFallback(t *testing.T) {
 		t.Fatalf("bootstrap does not report SotW:\n%s", lastLines(dump, 30))
 	}
 }
+
+// TestInFlightRequestKeepsItsConfig: a request that began before a route change finishes on
+// the route it matched, while new requests take the new route.
+func TestInFlightRequestKeepsItsConfig(t *testing.T) {
+	w := newWorld(t)
+	w.ads.Push(w.config(t, "ingress", "/", "backend-a"))
+	p := startProxy(t, w.ads, 5*time.Second)
+	p.waitReady()
+	expectBody(t, w.httpAddr, "/x", "a /x")
+	res := make(chan string, 1)
+	go func() {
+		_, body, err := get(w.httpAddr, "/slow")
+		if err != nil {
+			body = err.Error()
+		}
+		res <- body
+	}()
+	<-w.a.started
+	w.ads.Push(w.config(t, "ingress-2", "/", "backend-b")) // route and listener both change
+	expectBody(t, w.httpAddr, "/new", "b /new")
+	close(w.a.release)
+	if got := <-res; got != "a /slow" {
+		t.Fatalf("in-flight request = %q, want it finished on backend a", got)
+	}
+}
