@@ -19,6 +19,9 @@ type destinationRuleIndex struct {
 	byNS       map[string]*nsRules
 	selectorNS map[string][]*config.Object // rules with a workloadSelector, oldest first
 	defaults   []string
+	// exportedEverywhere is true when every rule is visible from every namespace, so that a
+	// proxy's namespace matters only when rules live in it (see NamespaceIndependent).
+	exportedEverywhere bool
 }
 
 type nsRules struct {
@@ -30,11 +33,15 @@ func newDestinationRuleIndex(s *Snapshot) (*destinationRuleIndex, []error) {
 	idx := &destinationRuleIndex{byNS: make(map[string]*nsRules), selectorNS: make(map[string][]*config.Object),
 		defaults: s.Mesh.GetDefaultDestinationRuleExportTo()}
 	var errs []error
+	idx.exportedEverywhere = true
 	for _, o := range s.Configs[config.DestinationRule] {
 		dr, ok := o.Spec.(*networking.DestinationRule)
 		if !ok {
 			errs = append(errs, fmt.Errorf("indexing destination rules: %s: spec is %T", o.Key(), o.Spec))
 			continue
+		}
+		if !exportedEverywhere(dr.GetExportTo(), idx.defaults) {
+			idx.exportedEverywhere = false
 		}
 		if sel := dr.GetWorkloadSelector(); sel != nil && len(sel.GetMatchLabels()) > 0 {
 			idx.selectorNS[o.Namespace] = append(idx.selectorNS[o.Namespace], o)
@@ -160,4 +167,19 @@ func (s *Snapshot) DestinationRuleSignature(w Workload) string {
 		}
 	}
 	return string(sig)
+}
+
+// NamespaceIndependent reports whether what a proxy sees through sc does not depend on the
+// proxy's namespace: no Sidecar applies, every namespace sees the same services, every
+// DestinationRule is exported everywhere and none lives in the scope's namespace. Lookups of
+// services and DestinationRules then give the same results for every such namespace, so output
+// built from them (outbound clusters and endpoints) may be shared between namespaces.
+func (s *Snapshot) NamespaceIndependent(sc *Scope) bool {
+	if sc.Sidecar != nil || !s.services.uniform || !s.drs.exportedEverywhere {
+		return false
+	}
+	if _, ok := s.drs.byNS[sc.Namespace]; ok {
+		return false
+	}
+	return len(s.drs.selectorNS[sc.Namespace]) == 0
 }

@@ -1,6 +1,8 @@
 package mesh
 
 import (
+	"slices"
+
 	"github.com/strait-mesh/strait/controlplane/registry"
 )
 
@@ -8,14 +10,29 @@ import (
 type serviceIndex struct {
 	byHost   map[string][]*registry.Service // in Snapshot.Services order (oldest first per host)
 	defaults []string
+	// uniform is true when every namespace sees the same services: each is exported everywhere
+	// and no hostname is defined twice (which namespace's definition wins depends on the viewer).
+	uniform bool
 }
 
 func newServiceIndex(s *Snapshot) *serviceIndex {
 	idx := &serviceIndex{byHost: make(map[string][]*registry.Service), defaults: s.Mesh.GetDefaultServiceExportTo()}
+	idx.uniform = true
 	for _, svc := range s.Services {
 		idx.byHost[svc.Hostname] = append(idx.byHost[svc.Hostname], svc)
+		if len(idx.byHost[svc.Hostname]) > 1 || !exportedEverywhere(svc.ExportTo, idx.defaults) {
+			idx.uniform = false
+		}
 	}
 	return idx
+}
+
+// exportedEverywhere reports whether exportTo (or the default when empty) admits every namespace.
+func exportedEverywhere(exportTo, defaults []string) bool {
+	if len(exportTo) == 0 {
+		exportTo = defaults
+	}
+	return len(exportTo) == 0 || slices.Contains(exportTo, "*")
 }
 
 // ServiceVisible reports whether svc is exported to namespace ns (ServiceEntry exportTo, else

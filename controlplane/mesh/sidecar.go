@@ -169,9 +169,26 @@ func (s *Snapshot) DefaultScope(ns string) *Scope {
 	if v, ok := s.scopes.Load(key); ok {
 		return v.(*Scope)
 	}
-	v, _ := s.scopes.LoadOrStore(key, s.buildScope(ns, nil, key))
+	var sc *Scope
+	if s.services.uniform {
+		// Every namespace sees the same services: share one computed scope, and only the
+		// namespace and key differ.
+		tmpl, ok := s.scopes.Load(uniformScopeKey{})
+		if !ok {
+			tmpl, _ = s.scopes.LoadOrStore(uniformScopeKey{}, s.buildScope(ns, nil, key))
+		}
+		c := *tmpl.(*Scope)
+		c.Namespace, c.Key = ns, key
+		sc = &c
+	} else {
+		sc = s.buildScope(ns, nil, key)
+	}
+	v, _ := s.scopes.LoadOrStore(key, sc)
 	return v.(*Scope)
 }
+
+// uniformScopeKey keys the default scope shared by all namespaces when services are uniform.
+type uniformScopeKey struct{}
 
 func (s *Snapshot) buildScope(ns string, sidecar *config.Object, key string) *Scope {
 	sc := &Scope{Namespace: ns, Sidecar: sidecar, Key: key, servicePorts: make(map[ServicePortKey]bool)}

@@ -45,6 +45,8 @@ type Snapshot struct {
 	scopes sync.Map // scopeKey -> *Scope
 	// Cache holds per-snapshot values that translation shares between proxies (see CacheValue).
 	cache sync.Map
+	// prints are the content hashes of the snapshot's inputs (see fingerprint.go).
+	prints fingerprints
 }
 
 // ServiceKey identifies a service: hostnames may repeat across namespaces.

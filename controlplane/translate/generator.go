@@ -33,11 +33,12 @@ func New(opts Options) Generator {
 	if opts.DomainSuffix == "" {
 		opts.DomainSuffix = mesh.DefaultDomainSuffix
 	}
-	return &generator{opts: opts}
+	return &generator{opts: opts, memo: newMemo()}
 }
 
 type generator struct {
 	opts Options
+	memo *memo // output carried over between snapshots
 }
 
 var _ Generator = (*generator)(nil)

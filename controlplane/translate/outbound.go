@@ -1,11 +1,15 @@
 package translate
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
+	"unsafe"
 
+	"github.com/cespare/xxhash/v2"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
@@ -36,16 +40,22 @@ type shareKey struct {
 // edsTarget is one EDS cluster and how to fill its load assignment.
 type edsTarget struct {
 	name     string
-	svc      *registry.Service
+	svc      mesh.ServiceKey
 	port     registry.Port
 	subset   map[string]string
 	locality *networking.LocalityLoadBalancerSetting
 	outlier  bool
 	byLabels bool // failoverPriority: depends on the proxy's labels
+	// from is the memoized entry the target belongs to: a new entry means new target inputs.
+	from *clusterEntry
 }
 
-// outboundSet is the outbound clusters of one scope with the EDS targets among them.
+// outboundSet is the outbound clusters of one scope with the EDS targets among them. Sets are
+// shared by every scope whose services, ports and DestinationRules are the same (typically every
+// namespace without its own rules), and carried over to the next snapshot when none of their
+// service ports changed.
 type outboundSet struct {
+	entries    []*clusterEntry // per reachable service port, in scope order
 	clusters   []*clusterv3.Cluster
 	clusterRes []types.Resource // clusters, type-erased once
 	byLabels   bool             // some load assignment depends on the proxy's labels
@@ -53,27 +63,47 @@ type outboundSet struct {
 	errs       error
 }
 
-// outboundClusters builds (once per share key) the outbound clusters of every reachable service
-// port in the scope. Ports whose DestinationRule cannot be translated get no clusters and an
-// error in errs.
-func outboundClusters(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, proxyless bool) *outboundSet {
+// outboundClusters returns (building once per share key and snapshot) the outbound clusters of
+// every reachable service port in the scope. Ports whose DestinationRule cannot be translated get
+// no clusters and an error in errs.
+func (g *generator) outboundClusters(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, proxyless bool) *outboundSet {
 	key := shareKey{kind: "cds", scope: sc.Key, drSig: snap.DestinationRuleSignature(w), proxyless: proxyless}
+	if snap.NamespaceIndependent(sc) {
+		key.scope = "" // the same services and DestinationRules as every other such namespace
+	}
 	return snap.CacheValue(key, func() any {
-		set := &outboundSet{}
-		opts := cluster.Options{Mesh: snap.Mesh, Proxyless: proxyless}
-		var errs []error
+		var entries []*clusterEntry
 		for _, svc := range sc.Services {
-			rule := cluster.RuleOf(snap.DestinationRule(w, svc.Hostname))
-			eps := snap.ServiceEndpoints(svc)
+			rule := snap.DestinationRule(w, svc.Hostname)
 			for _, port := range sc.Ports(svc) {
-				cs, err := cluster.Outbound(svc, port, eps, rule, opts)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("clusters of %s:%d: %w", svc.Hostname, port.Number, err))
-					continue
-				}
-				set.clusters = append(set.clusters, cs...)
-				set.eds = append(set.eds, edsTargets(snap, svc, port, rule, cs)...)
+				entries = append(entries, g.clusterEntry(snap, svc, port, rule, proxyless))
 			}
+		}
+		return g.outboundSet(snap, entries, proxyless)
+	}).(*outboundSet)
+}
+
+// setKey identifies an outboundSet by its entries (a hash of their addresses; entries are
+// interned, so equal entries are the same pointers).
+type setKey struct {
+	hash      uint64
+	n         int
+	proxyless bool
+}
+
+// outboundSet returns the set of the given entries: the one built before for the same entries
+// (in this snapshot for another scope, or in the previous snapshot) or a new one.
+func (g *generator) outboundSet(snap *mesh.Snapshot, entries []*clusterEntry, proxyless bool) *outboundSet {
+	build := func() any {
+		set := &outboundSet{entries: entries}
+		var errs []error
+		for _, e := range entries {
+			if e.err != nil {
+				errs = append(errs, e.err)
+				continue
+			}
+			set.clusters = append(set.clusters, e.clusters...)
+			set.eds = append(set.eds, e.eds...)
 		}
 		set.errs = errors.Join(errs...)
 		set.clusterRes = appendAll(nil, set.clusters)
@@ -81,7 +111,92 @@ func outboundClusters(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, prox
 			set.byLabels = set.byLabels || t.byLabels
 		}
 		return set
-	}).(*outboundSet)
+	}
+	key := setKey{hash: pointersHash(entries), n: len(entries), proxyless: proxyless}
+	set := g.memo.get(snap.Version, key, struct{}{}, build).(*outboundSet)
+	if !slices.Equal(set.entries, entries) { // a hash collision: do not share
+		set = build().(*outboundSet)
+	}
+	return set
+}
+
+// clusterEntry is the clusters of one service port with their EDS targets (or the error that
+// left them out), memoized across snapshots by clusterKey while its clusterPrint is unchanged.
+type clusterEntry struct {
+	clusters []*clusterv3.Cluster
+	eds      []edsTarget
+	err      error
+}
+
+type clusterKey struct {
+	svc       mesh.ServiceKey
+	port      uint32
+	proxyless bool
+}
+
+// clusterPrint is what a service port's clusters depend on: the service, the port, the
+// DestinationRule (and the rules' namespace and name, which errors name), the endpoints (only for
+// DNS clusters, which inline them, and with DestinationRule TLS settings, which may derive
+// subject alt names from them) and MeshConfig.
+type clusterPrint struct {
+	svc  uint64
+	port registry.Port
+	rule uint64
+	eps  uint64
+	mesh uint64
+}
+
+func (g *generator) clusterEntry(snap *mesh.Snapshot, svc *registry.Service, port registry.Port, ruleObj *config.Object, proxyless bool) *clusterEntry {
+	pr := clusterPrint{svc: snap.ServiceHash(svc), port: port, rule: snap.ObjectHash(ruleObj), mesh: snap.MeshHash()}
+	if ruleUsesTLS(ruleObj) || svc.Resolution == registry.ResolutionDNS || svc.Resolution == registry.ResolutionDNSRoundRobin {
+		pr.eps = snap.EndpointsHash(svc.Key())
+	}
+	key := clusterKey{svc: svc.Key(), port: port.Number, proxyless: proxyless}
+	return g.memo.get(snap.Version, key, pr, func() any {
+		rule := cluster.RuleOf(ruleObj)
+		cs, err := cluster.Outbound(svc, port, snap.ServiceEndpoints(svc), rule, cluster.Options{Mesh: snap.Mesh, Proxyless: proxyless})
+		if err != nil {
+			return &clusterEntry{err: fmt.Errorf("clusters of %s:%d: %w", svc.Hostname, port.Number, err)}
+		}
+		e := &clusterEntry{clusters: cs, eds: edsTargets(snap, svc, port, rule, cs)}
+		for i := range e.eds {
+			e.eds[i].from = e
+		}
+		return e
+	}).(*clusterEntry)
+}
+
+// ruleUsesTLS reports whether a DestinationRule sets client TLS anywhere (traffic policy, port
+// level, subsets): only then can its clusters depend on endpoints (ISTIO_MUTUAL subject alt
+// names from the endpoints' service accounts).
+func ruleUsesTLS(o *config.Object) bool {
+	if o == nil {
+		return false
+	}
+	dr, ok := o.Spec.(*networking.DestinationRule)
+	if !ok {
+		return true // unknown: assume it does
+	}
+	policyTLS := func(tp *networking.TrafficPolicy) bool {
+		if tp.GetTls() != nil {
+			return true
+		}
+		for _, pl := range tp.GetPortLevelSettings() {
+			if pl.GetTls() != nil {
+				return true
+			}
+		}
+		return false
+	}
+	if policyTLS(dr.GetTrafficPolicy()) {
+		return true
+	}
+	for _, ss := range dr.GetSubsets() {
+		if policyTLS(ss.GetTrafficPolicy()) {
+			return true
+		}
+	}
+	return false
 }
 
 func edsTargets(snap *mesh.Snapshot, svc *registry.Service, port registry.Port, rule *cluster.Rule, cs []*clusterv3.Cluster) []edsTarget {
@@ -108,30 +223,89 @@ func edsTargets(snap *mesh.Snapshot, svc *registry.Service, port registry.Port, 
 		if loc == nil {
 			loc = snap.Mesh.GetLocalityLbSetting()
 		}
-		out = append(out, edsTarget{name: name, svc: svc, port: port, subset: ss.GetLabels(), locality: loc,
+		out = append(out, edsTarget{name: name, svc: svc.Key(), port: port, subset: ss.GetLabels(), locality: loc,
 			outlier: tp.GetOutlierDetection() != nil, byLabels: len(loc.GetFailoverPriority()) > 0})
 	}
 	return out
 }
 
+// edsListKey identifies the load assignments of a set for proxies of one locality.
+type edsListKey struct {
+	set      *outboundSet
+	locality string
+}
+
+// claKey and claPrint memoize one load assignment across snapshots: it depends on the target
+// (fixed by the set's entry, so by the set) and the service's endpoints.
+type claKey struct {
+	name     string
+	svc      mesh.ServiceKey
+	locality string
+}
+
+type claPrint struct {
+	target *clusterEntry
+	eps    uint64
+}
+
 // loadAssignments builds the load assignments of the EDS clusters of set for a proxy. Output is
-// shared between proxies of the same locality unless failoverPriority makes it label-dependent.
-func loadAssignments(snap *mesh.Snapshot, set *outboundSet, p *Proxy, base shareKey) []types.Resource {
+// shared between proxies of the same locality unless failoverPriority makes it label-dependent;
+// an unchanged load assignment is the same object as in the previous snapshot, and so is the
+// whole list when none changed.
+func (g *generator) loadAssignments(snap *mesh.Snapshot, set *outboundSet, p *Proxy) []types.Resource {
 	loc := p.Node.GetLocality()
-	base.kind = "eds"
-	base.locality = loc.GetRegion() + "/" + loc.GetZone() + "/" + loc.GetSubZone()
-	build := func() []types.Resource {
+	if set.byLabels {
 		out := make([]types.Resource, 0, len(set.eds))
 		for _, t := range set.eds {
-			out = append(out, endpoint.Build(t.name, t.port, t.subset, snap.ServiceEndpoints(t.svc), endpoint.Options{
+			out = append(out, endpoint.Build(t.name, t.port, t.subset, snap.Endpoints[t.svc], endpoint.Options{
 				ProxyLocality: loc, ProxyLabels: p.Labels, Locality: t.locality, OutlierDetection: t.outlier}))
 		}
 		return out
 	}
-	if set.byLabels {
-		return build()
+	key := edsListKey{set: set, locality: loc.GetRegion() + "/" + loc.GetZone() + "/" + loc.GetSubZone()}
+	return snap.CacheValue(key, func() any {
+		list := make([]*endpointv3.ClusterLoadAssignment, 0, len(set.eds))
+		for _, t := range set.eds {
+			list = append(list, g.memo.get(snap.Version, claKey{name: t.name, svc: t.svc, locality: key.locality},
+				claPrint{target: t.from, eps: snap.EndpointsHash(t.svc)}, func() any {
+					return endpoint.Build(t.name, t.port, t.subset, snap.Endpoints[t.svc], endpoint.Options{
+						ProxyLocality: loc, Locality: t.locality, OutlierDetection: t.outlier})
+				}).(*endpointv3.ClusterLoadAssignment))
+		}
+		// The list itself is carried over when every assignment is unchanged, so that the xDS
+		// server recognizes it without looking at its items.
+		build := func() any { return appendAll(nil, list) }
+		out := g.memo.get(snap.Version, key, pointersHash(list), build).([]types.Resource)
+		if !sameItems(out, list) { // a hash collision: do not share
+			out = build().([]types.Resource)
+		}
+		return out
+	}).([]types.Resource)
+}
+
+// pointersHash hashes the addresses of the items of a list: lists of the same (interned)
+// objects hash the same.
+func pointersHash[T any](list []*T) uint64 {
+	h := xxhash.New()
+	var b [8]byte
+	for _, p := range list {
+		binary.LittleEndian.PutUint64(b[:], uint64(uintptr(unsafe.Pointer(p))))
+		_, _ = h.Write(b[:])
 	}
-	return snap.CacheValue(base, func() any { return build() }).([]types.Resource)
+	return h.Sum64()
+}
+
+// sameItems reports whether a type-erased list holds exactly the objects of list, in order.
+func sameItems[T any](out []types.Resource, list []*T) bool {
+	if len(out) != len(list) {
+		return false
+	}
+	for i, r := range out {
+		if any(r) != any(list[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // routeInputs returns the route package inputs for a proxy in a scope.

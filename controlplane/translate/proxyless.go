@@ -27,7 +27,7 @@ type proxylessOut struct {
 func (g *generator) proxyless(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	w := p.Workload()
 	sc := snap.Scope(w)
-	set := outboundClusters(snap, sc, w, true)
+	set := g.outboundClusters(snap, sc, w, true)
 	g.report(p, set.errs)
 	vss := sc.VirtualServices(snap)
 	key := shareKey{kind: "proxyless", scope: sc.Key, drSig: snap.DestinationRuleSignature(w), proxyless: true}
@@ -60,7 +60,7 @@ func (g *generator) proxyless(snap *mesh.Snapshot, p *Proxy) (Resources, error) 
 	g.report(p, out.reports)
 	res := newResources()
 	res[resource.ClusterType] = set.clusterRes
-	res[resource.EndpointType] = loadAssignments(snap, set, p, key)
+	res[resource.EndpointType] = g.loadAssignments(snap, set, p)
 	res[resource.ListenerType] = appendAll(nil, out.listeners)
 	res[resource.RouteType] = appendAll(nil, out.routes)
 	return res, nil

@@ -22,7 +22,7 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	w := p.Workload()
 	sc := snap.DefaultScope(p.Namespace)
 	gateways := snap.Gateways(w)
-	set := outboundClusters(snap, sc, w, false)
+	set := g.outboundClusters(snap, sc, w, false)
 	g.report(p, set.errs)
 
 	// VirtualServices bound to any selected gateway and exported to the gateway's namespace.
@@ -87,7 +87,7 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	clusters = append(clusters, set.clusterRes...)
 	clusters = append(clusters, cluster.BlackHoleCluster(snap.Mesh))
 	res[resource.ClusterType] = clusters
-	res[resource.EndpointType] = (loadAssignments(snap, set, p, shareKey{scope: sc.Key, drSig: snap.DestinationRuleSignature(w), router: true}))
+	res[resource.EndpointType] = g.loadAssignments(snap, set, p)
 	res[resource.ListenerType] = appendAll(nil, listeners)
 	res[resource.RouteType] = appendAll(nil, routes)
 	return res, nil

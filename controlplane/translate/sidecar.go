@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cespare/xxhash/v2"
+	"google.golang.org/protobuf/proto"
+
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -30,12 +33,13 @@ type sidecarOutbound struct {
 }
 
 // sidecar generates a sidecar's resources: outbound clusters/endpoints/listeners/routes of its
-// Sidecar scope (shared), plus its inbound listeners and clusters.
+// Sidecar scope (shared), plus its inbound listeners and clusters (shared by proxies with the
+// same inbound ports).
 func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	w := p.Workload()
 	sc := snap.Scope(w)
 	explicit := p.InterceptMode == "NONE"
-	set := outboundClusters(snap, sc, w, false)
+	set := g.outboundClusters(snap, sc, w, false)
 	g.report(p, set.errs)
 
 	vss := sc.VirtualServices(snap)
@@ -43,7 +47,11 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	if usesSourceLabels(vss) {
 		key.labels = labelsKey(p.Labels)
 	}
-	out := snap.CacheValue(key, func() any { return g.sidecarOutbound(snap, sc, w, explicit, vss) }).(*sidecarOutbound)
+	out := snap.CacheValue(key, func() any {
+		// Outbound listeners and routes read no endpoints: when nothing but endpoints changed
+		// since the previous snapshot, they are the previous objects.
+		return g.memo.get(snap.Version, key, snap.ConfigHash(), func() any { return g.sidecarOutbound(snap, sc, w, explicit, vss) })
+	}).(*sidecarOutbound)
 	if out.err != nil {
 		return nil, out.err
 	}
@@ -61,14 +69,106 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	if err != nil {
 		return nil, err
 	}
-	inListeners, err := listener.BuildInbound(inPorts, explicit)
-	if err != nil {
-		return nil, err
+	// The lists are carried over to the next snapshot with their parts: an endpoint-only change
+	// leaves them the same objects.
+	inKey := inboundKey(inPorts)
+	// Every part is carried over to the next snapshot while its inputs are unchanged (an
+	// endpoint-only change leaves them all), and so are the lists when all their parts are.
+	lk := localKey{out: out, explicit: explicit, inbound: inKey}
+	listeners := snap.CacheValue(lk, func() any {
+		in := g.memo.get(snap.Version, inboundPartKey{kind: "lds", explicit: explicit, inbound: inKey}, struct{}{}, func() any {
+			l, err := listener.BuildInbound(inPorts, explicit)
+			return &localList{list: appendAll(nil, l), err: err}
+		}).(*localList)
+		if in.err != nil {
+			return in
+		}
+		lk.part = in
+		return g.memo.get(snap.Version, lk, struct{}{}, func() any { return concatLists(out.listenerRes, in.list) })
+	}).(*localList)
+	if listeners.err != nil {
+		return nil, listeners.err
 	}
-
+	ck := localKey{set: set, explicit: explicit, inbound: inKey}
+	clusters := snap.CacheValue(ck, func() any {
+		in := g.memo.get(snap.Version, inboundPartKey{kind: "cds", explicit: explicit, inbound: inKey}, snap.MeshHash(), func() any {
+			return inboundClusters(snap, inPorts, explicit)
+		}).(*localList)
+		if in.err != nil {
+			return in
+		}
+		ck.part = in
+		return g.memo.get(snap.Version, ck, struct{}{}, func() any { return concatLists(set.clusterRes, in.list) })
+	}).(*localList)
+	if clusters.err != nil {
+		return nil, clusters.err
+	}
 	res := newResources()
-	clusters := make([]types.Resource, 0, len(set.clusters)+len(inPorts)+3)
-	clusters = append(clusters, set.clusterRes...)
+	res[resource.ClusterType] = clusters.list
+	res[resource.EndpointType] = g.loadAssignments(snap, set, p)
+	res[resource.ListenerType] = listeners.list
+	res[resource.RouteType] = out.routeRes
+	return res, nil
+}
+
+// localKey identifies a sidecar's complete cluster list (by its outbound set) or listener list
+// (by its outbound listeners), with its interception mode and inbound ports (and, as a memo key,
+// the inbound part). Proxies of one workload (and all proxies without inbound ports) share the
+// lists, which the xDS server then recognizes without looking at their items.
+type localKey struct {
+	set      *outboundSet
+	out      *sidecarOutbound
+	explicit bool
+	inbound  string
+	part     *localList
+}
+
+// inboundPartKey identifies the proxy-specific part of a sidecar's clusters ("cds": special and
+// inbound clusters) or listeners ("lds": inbound listeners).
+type inboundPartKey struct {
+	kind     string
+	explicit bool
+	inbound  string
+}
+
+// localList is a list of resources, or the error that prevents it.
+type localList struct {
+	list []types.Resource
+	err  error
+}
+
+// concatLists returns a new list of a's items followed by b's.
+func concatLists(a, b []types.Resource) *localList {
+	return &localList{list: append(append(make([]types.Resource, 0, len(a)+len(b)), a...), b...)}
+}
+
+// inboundKey renders inbound ports for localKey, with content hashes of their TLS and
+// connection pool settings.
+func inboundKey(ports []listener.InboundPort) string {
+	var b []byte
+	for _, ip := range ports {
+		b = fmt.Appendf(b, "%s|%d|%s|%s|%d|%s|%x|%x;", ip.Port.Name, ip.Port.Number, ip.Port.Protocol,
+			ip.Endpoint, ip.TargetPort, ip.Bind, protoHash(ip.TLS), protoHash(ip.ConnectionPool))
+	}
+	return string(b)
+}
+
+// protoHash returns a hash of a message's deterministic encoding (0 for nil).
+func protoHash(m proto.Message) uint64 {
+	if m == nil || !m.ProtoReflect().IsValid() {
+		return 0
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		b = []byte(fmt.Sprint(m)) // text format: deterministic enough for a key
+	}
+	return xxhash.Sum64(b) | 1
+}
+
+// inboundClusters builds the special clusters (BlackHole, Passthrough, InboundPassthrough unless
+// explicit) and the inbound clusters of a sidecar.
+func inboundClusters(snap *mesh.Snapshot, inPorts []listener.InboundPort, explicit bool) *localList {
+	clusters := make([]types.Resource, 0, len(inPorts)+3)
 	clusters = append(clusters, cluster.BlackHoleCluster(snap.Mesh), cluster.PassthroughCluster(snap.Mesh))
 	if !explicit {
 		clusters = append(clusters, cluster.InboundPassthroughCluster(snap.Mesh))
@@ -83,13 +183,9 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 		clusters = append(clusters, c)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return &localList{err: errors.Join(errs...)}
 	}
-	res[resource.ClusterType] = clusters
-	res[resource.EndpointType] = loadAssignments(snap, set, p, key)
-	res[resource.ListenerType] = appendAll(append(make([]types.Resource, 0, len(out.listenerRes)+len(inListeners)), out.listenerRes...), inListeners)
-	res[resource.RouteType] = out.routeRes
-	return res, nil
+	return &localList{list: clusters}
 }
 
 func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, explicit bool, vss []*config.Object) *sidecarOutbound {
