@@ -11,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/proxy/balance"
 )
@@ -206,11 +207,8 @@ func TestCompileRejectsUnsupported(t *testing.T) {
 			c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{
 				HashFunction: clusterv3.Cluster_RingHashLbConfig_MURMUR_HASH_2}}
 		},
-		"enforcing_success_rate": func(c *clusterv3.Cluster) {
-			c.OutlierDetection = &clusterv3.OutlierDetection{EnforcingSuccessRate: u32(100)}
-		},
-		"success_rate_minimum_hosts": func(c *clusterv3.Cluster) {
-			c.OutlierDetection = &clusterv3.OutlierDetection{SuccessRateMinimumHosts: u32(3)}
+		"detect_degraded_hosts": func(c *clusterv3.Cluster) {
+			c.OutlierDetection = &clusterv3.OutlierDetection{DetectDegradedHosts: wrapperspb.Bool(true)}
 		},
 		"priority": func(c *clusterv3.Cluster) {
 			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{Priority: corev3.RoutingPriority_HIGH}}}

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -180,11 +179,50 @@ func TestOutlierSplitLocalOriginAndMonitors(t *testing.T) {
 	}
 }
 
-func TestUnsupportedDetectorsRejected(t *testing.T) {
-	a := newBackend(t, "a")
-	c := staticCluster("fp", clusterv3.Cluster_ROUND_ROBIN, a)
-	c.OutlierDetection = &clusterv3.OutlierDetection{EnforcingFailurePercentage: u32(50)}
-	if _, err := Compile(c, Deps{}); err == nil || !strings.Contains(err.Error(), "enforcing_failure_percentage") {
-		t.Fatalf("err = %v", err)
+func TestOutlierSuccessRateAndFailurePercentage(t *testing.T) {
+	cases := []struct {
+		name string
+		od   *clusterv3.OutlierDetection
+		stat string
+	}{
+		{"success-rate", &clusterv3.OutlierDetection{
+			SuccessRateMinimumHosts: u32(5), SuccessRateRequestVolume: u32(5),
+		}, "ejections_enforced_success_rate"},
+		{"failure-percentage", &clusterv3.OutlierDetection{
+			EnforcingSuccessRate: u32(0), EnforcingFailurePercentage: u32(100),
+			FailurePercentageThreshold: u32(50), FailurePercentageMinimumHosts: u32(5), FailurePercentageRequestVolume: u32(5),
+		}, "ejections_enforced_failure_percentage"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var bs []*backend
+			for i := range 5 {
+				bs = append(bs, newBackend(t, string(rune('a'+i))))
+			}
+			bs[0].status.Store(500) // the outlier: every request fails
+			c := staticCluster("rate-"+tc.name, clusterv3.Cluster_ROUND_ROBIN, bs...)
+			tc.od.Consecutive_5Xx = u32(100000) // keep the consecutive detector out of it
+			tc.od.Interval = durationpb.New(200 * time.Millisecond)
+			tc.od.BaseEjectionTime = durationpb.New(time.Hour)
+			tc.od.MaxEjectionPercent = u32(100)
+			c.OutlierDetection = tc.od
+			cl, st := compileT(t, c, Deps{})
+			stat := "cluster.rate-" + tc.name + ".outlier_detection." + tc.stat
+			deadline := time.Now().Add(10 * time.Second)
+			for i := 0; i < 5000 && counter(st, stat) == 0 && time.Now().Before(deadline); i++ {
+				get(t, cl, balance.Context{})
+			}
+			if counter(st, stat) != 1 {
+				t.Fatalf("%s = %d, want 1", stat, counter(st, stat))
+			}
+			if h, n := cl.HealthyHosts(); h != 4 || n != 5 {
+				t.Fatalf("healthy %d/%d", h, n)
+			}
+			for range 10 {
+				if name, _ := get(t, cl, balance.Context{}); name == "a" {
+					t.Fatal("ejected host picked")
+				}
+			}
+		})
 	}
 }

@@ -14,10 +14,10 @@ import (
 
 // outlierConfig is the cluster's passive health checking (Envoy's outlier_detection): consecutive
 // 5xx, consecutive gateway failures, consecutive local-origin failures (with
-// split_external_local_origin_errors) and consecutive-errors monitors over HTTP status ranges and
-// local-origin errors. Without the split, locally originated failures count as 503 (connect
-// failure, reset) or 504 (timeout). Success-rate and failure-percentage ejection are not
-// implemented and are rejected unless disabled.
+// split_external_local_origin_errors), consecutive-errors monitors over HTTP status ranges and
+// local-origin errors, and the success-rate and failure-percentage detectors (rateConfig).
+// Without the split, locally originated failures count as 503 (connect failure, reset) or 504
+// (timeout).
 type outlierConfig struct {
 	consecutive5xx, enforcing5xx     uint32
 	consecutiveGW, enforcingGW       uint32
@@ -27,6 +27,7 @@ type outlierConfig struct {
 	maxEjection                      time.Duration
 	maxEjectionPercent               uint32
 	monitors                         []monitor
+	rates                            rateConfig
 }
 
 // monitor is a consecutive_errors outlier-detection monitor.
@@ -50,8 +51,11 @@ func (m *monitor) matchesStatus(code int) bool {
 // odState is an endpoint's outlier-detection state.
 type odState struct {
 	c5xx, cGW, cLocal atomic.Uint32
-	monitors          []atomic.Uint32 // one per outlierConfig.monitors
-	ejected           atomic.Bool
+	// Outcomes in the current interval (success rate, failure percentage); the local-origin
+	// pair is used only with split_external_local_origin_errors.
+	ok, fail, okLocal, failLocal atomic.Uint32
+	monitors                     []atomic.Uint32 // one per outlierConfig.monitors
+	ejected                      atomic.Bool
 	// Guarded by Cluster.mu.
 	ejectedAt  time.Time
 	multiplier uint32
@@ -67,19 +71,10 @@ func compileOutlier(o *clusterv3.OutlierDetection) (*outlierConfig, error) {
 		"consecutive_gateway_failure", "enforcing_consecutive_gateway_failure", "max_ejection_time",
 		"split_external_local_origin_errors", "consecutive_local_origin_failure",
 		"enforcing_consecutive_local_origin_failure", "enforcing_local_origin_success_rate",
-		"enforcing_failure_percentage", "enforcing_failure_percentage_local_origin", "monitors"); err != nil {
+		"enforcing_failure_percentage", "enforcing_failure_percentage_local_origin", "monitors",
+		"success_rate_minimum_hosts", "success_rate_request_volume", "success_rate_stdev_factor",
+		"failure_percentage_threshold", "failure_percentage_minimum_hosts", "failure_percentage_request_volume"); err != nil {
 		return nil, err
-	}
-	// Accepted only when disabled: the detectors they enforce are not implemented.
-	for name, v := range map[string]interface{ GetValue() uint32 }{
-		"enforcing_success_rate":                    o.GetEnforcingSuccessRate(),
-		"enforcing_local_origin_success_rate":       o.GetEnforcingLocalOriginSuccessRate(),
-		"enforcing_failure_percentage":              o.GetEnforcingFailurePercentage(),
-		"enforcing_failure_percentage_local_origin": o.GetEnforcingFailurePercentageLocalOrigin(),
-	} {
-		if v != nil && v.GetValue() != 0 {
-			return nil, fmt.Errorf("%s.%s %d is not supported (that detector is not implemented; set 0)", p, name, v.GetValue())
-		}
 	}
 	oc := &outlierConfig{
 		consecutive5xx:     5,
@@ -129,6 +124,7 @@ func compileOutlier(o *clusterv3.OutlierDetection) (*outlierConfig, error) {
 	if v := o.GetMaxEjectionPercent(); v != nil {
 		oc.maxEjectionPercent = min(100, v.GetValue())
 	}
+	oc.rates = compileRates(o)
 	for i, m := range o.GetMonitors() {
 		mp := fmt.Sprintf("%s.monitors[%d]", p, i)
 		mon, err := compileMonitor(mp, m)
@@ -183,6 +179,11 @@ func (c *Cluster) report(ep *endpoint, status int) {
 	if oc == nil || ep == nil {
 		return
 	}
+	if status >= 500 {
+		ep.od.fail.Add(1)
+	} else {
+		ep.od.ok.Add(1)
+	}
 	c.consecutive(ep, status)
 	if oc.split && ep.od.cLocal.Load() != 0 {
 		ep.od.cLocal.Store(0) // a response means the connection worked
@@ -203,6 +204,14 @@ func (c *Cluster) reportLocal(ep *endpoint, failed, timeout bool) {
 		if oc.monitors[i].local {
 			c.monitorObserve(ep, i, failed)
 		}
+	}
+	switch {
+	case oc.split && failed:
+		ep.od.failLocal.Add(1)
+	case oc.split:
+		ep.od.okLocal.Add(1)
+	case failed:
+		ep.od.fail.Add(1)
 	}
 	if !failed {
 		if oc.split && ep.od.cLocal.Load() != 0 {
@@ -282,8 +291,16 @@ type incrementer interface{ Inc() }
 func (c *Cluster) eject(ep *endpoint, enforced incrementer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.ejectLocked(ep, enforced) {
+		c.rebuildLocked()
+	}
+}
+
+// ejectLocked ejects ep unless max_ejection_percent forbids it and reports whether it did; the
+// caller republishes the host set. c.mu is held.
+func (c *Cluster) ejectLocked(ep *endpoint, enforced incrementer) bool {
 	if ep.od.ejected.Load() || c.closed.Load() || c.byKey[ep.key] != ep {
-		return
+		return false
 	}
 	total := len(c.members)
 	ejected := 0
@@ -295,7 +312,7 @@ func (c *Cluster) eject(ep *endpoint, enforced incrementer) {
 	// Envoy checks the share already ejected before ejecting another host.
 	if total == 0 || uint32(100*ejected/total) >= c.outlier.maxEjectionPercent {
 		c.st.odOverflow.Inc()
-		return
+		return false
 	}
 	ep.od.ejected.Store(true)
 	ep.od.ejectedAt = time.Now()
@@ -311,7 +328,7 @@ func (c *Cluster) eject(ep *endpoint, enforced incrementer) {
 	c.st.odEjectionsTotal.Inc()
 	c.st.odActive.Inc()
 	c.log.Info("outlier ejected", "host", ep.key, "for", c.ejectionTime(ep))
-	c.rebuildLocked()
+	return true
 }
 
 func (c *Cluster) ejectionTime(ep *endpoint) time.Duration {
@@ -337,7 +354,7 @@ func (c *Cluster) outlierLoop() {
 func (c *Cluster) sweep(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	changed := false
+	changed := c.rateSweepLocked()
 	for _, ep := range c.members {
 		switch {
 		case ep.od.ejected.Load():

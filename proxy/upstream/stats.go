@@ -18,6 +18,8 @@ type clusterStats struct {
 	lbHealthyPanic, membershipChange, updateSuccess                                   *stats.Counter
 	odEjectionsTotal, odEnforcedTotal, odOverflow                                     *stats.Counter
 	odDetected5xx, odEnforced5xx, odDetectedGateway, odEnforcedGateway                *stats.Counter
+	odDetectedSR, odEnforcedSR, odDetectedFP, odEnforcedFP                            *stats.Counter
+	odDetectedSRLocal, odEnforcedSRLocal, odDetectedFPLocal, odEnforcedFPLocal        *stats.Counter
 	odDetectedLocal, odEnforcedLocal, odDetectedMonitor, odEnforcedMonitor            *stats.Counter
 	cxActive, rqActive, rqPendingActive, membershipHealthy, membershipTotal, odActive *stats.Gauge
 	cbCxOpen, cbPendingOpen, cbRqOpen, cbRetryOpen                                    *stats.Gauge
@@ -73,6 +75,14 @@ func newClusterStats(s *stats.Store, name string) *clusterStats {
 		odEnforcedLocal:      c("outlier_detection.ejections_enforced_consecutive_local_origin_failure"),
 		odDetectedMonitor:    c("outlier_detection.ejections_detected_consecutive_errors"),
 		odEnforcedMonitor:    c("outlier_detection.ejections_enforced_consecutive_errors"),
+		odDetectedSR:         c("outlier_detection.ejections_detected_success_rate"),
+		odEnforcedSR:         c("outlier_detection.ejections_enforced_success_rate"),
+		odDetectedFP:         c("outlier_detection.ejections_detected_failure_percentage"),
+		odEnforcedFP:         c("outlier_detection.ejections_enforced_failure_percentage"),
+		odDetectedSRLocal:    c("outlier_detection.ejections_detected_local_origin_success_rate"),
+		odEnforcedSRLocal:    c("outlier_detection.ejections_enforced_local_origin_success_rate"),
+		odDetectedFPLocal:    c("outlier_detection.ejections_detected_local_origin_failure_percentage"),
+		odEnforcedFPLocal:    c("outlier_detection.ejections_enforced_local_origin_failure_percentage"),
 		cxActive:             g("upstream_cx_active"),
 		rqActive:             g("upstream_rq_active"),
 		rqPendingActive:      g("upstream_rq_pending_active"),
