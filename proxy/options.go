@@ -12,6 +12,9 @@ import (
 type Options struct {
 	// XDSAddress is the control plane's ADS address (host:port). Required.
 	XDSAddress string
+	// XDSTLS, when set, connects to the control plane over TLS (mutual with a client
+	// certificate); nil is plaintext.
+	XDSTLS *XDSTLS
 	// Node identifies the workload to the control plane.
 	Node xdsclient.NodeInfo
 	// AdminAddress is the admin interface address (default 127.0.0.1:15000; "-" disables it).

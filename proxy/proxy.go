@@ -110,8 +110,13 @@ func New(opts Options) (*Proxy, error) {
 		},
 		Logger: p.log,
 	}
+	dialOpts, err := opts.XDSTLS.dialOptions()
+	if err != nil {
+		return nil, fmt.Errorf("configuring proxy: %w", err)
+	}
 	p.client, err = xdsclient.New(xdsclient.Options{
 		Address:     opts.XDSAddress,
+		DialOptions: dialOpts,
 		Node:        n,
 		Handler:     p,
 		Logger:      p.log,

@@ -46,6 +46,7 @@ func metaFromEnv(environ []string) map[string]string {
 func main() {
 	var o proxy.Options
 	var mode, labels, ips, logLevel string
+	var xdsTLS proxy.XDSTLS
 	cmd := &cobra.Command{
 		Use:           "strait-proxy",
 		Short:         "Strait data plane: Envoy xDS in, traffic out",
@@ -69,6 +70,9 @@ func main() {
 				o.Node.IPs = strings.Split(ips, ",")
 			}
 			o.Node.Extra = metaFromEnv(os.Environ())
+			if xdsTLS.RootCA != "" {
+				o.XDSTLS = &xdsTLS
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return proxy.Run(ctx, o)
@@ -88,6 +92,10 @@ func main() {
 	f.StringVar(&o.Node.ClusterID, "cluster-id", env("", "CLUSTER_ID"), "cluster ID metadata")
 	f.StringVar(&o.Node.Network, "network", env("", "NETWORK"), "network metadata")
 	f.StringVar(&o.Node.InterceptMode, "interception-mode", env("REDIRECT", "INTERCEPTION_MODE"), "REDIRECT or NONE (explicit mode)")
+	f.StringVar(&xdsTLS.RootCA, "xds-root-ca", env("", "XDS_ROOT_CA"), "PEM CA file: connect to the control plane over TLS")
+	f.StringVar(&xdsTLS.CertChain, "xds-cert", env("", "XDS_CERT"), "PEM client certificate for mutual TLS to the control plane")
+	f.StringVar(&xdsTLS.Key, "xds-key", env("", "XDS_KEY"), "PEM private key of --xds-cert")
+	f.StringVar(&xdsTLS.ServerName, "xds-server-name", env("", "XDS_SERVER_NAME"), "name verified in the control plane's certificate (default: the address host)")
 	f.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1:15000", "admin interface address")
 	f.DurationVar(&o.DrainDuration, "drain-duration", 5e9, "how long open connections may finish on shutdown or listener removal")
 	f.BoolVar(&o.ForceSotW, "sotw", false, "use state-of-the-world ADS only")
