@@ -2,6 +2,7 @@ package l7
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -124,5 +126,61 @@ func TestDrain(t *testing.T) {
 	}
 	if err := <-drained; err != nil {
 		t.Fatalf("drain: %v", err)
+	}
+}
+
+// TestHashPolicyAffinity checks that the route's hash policy reaches the load balancer: with a
+// RING_HASH cluster of three endpoints, requests carrying the same x-user land on one endpoint.
+func TestHashPolicyAffinity(t *testing.T) {
+	var eps []*endpointv3.LbEndpoint
+	for _, name := range []string{"e0", "e1", "e2"} {
+		n := name
+		addr := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(n)) }), false)
+		host, port, _ := net.SplitHostPort(addr)
+		p, _ := strconv.Atoi(port)
+		eps = append(eps, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+				Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p)}}}}}}})
+	}
+	uc, err := upstream.Compile(&clusterv3.Cluster{
+		Name:                 "ring",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LbPolicy:             clusterv3.Cluster_RING_HASH,
+		ConnectTimeout:       durationpb.New(2 * time.Second),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "ring",
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}}},
+	}, upstream.Deps{Stats: stats.NewStore()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(uc.Close)
+	a := toCluster("ring")
+	a.HashPolicy = []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{
+		Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: "x-user"}}}}
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), a))), &testEnv{clusters: map[string]Upstream{"ring": uc}}, false)
+	c := h1Client()
+	chosen := map[string]bool{}
+	for u := 0; u < 12; u++ {
+		user := "user-" + strconv.Itoa(u)
+		first := ""
+		for i := 0; i < 5; i++ {
+			req, _ := http.NewRequest("GET", p.url("/"), nil)
+			req.Header.Set("X-User", user)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if first == "" {
+				first = string(b)
+			} else if string(b) != first {
+				t.Fatalf("%s went to %s, then %s", user, first, b)
+			}
+		}
+		chosen[first] = true
+	}
+	if len(chosen) < 2 {
+		t.Errorf("12 users all hashed to %v", chosen)
 	}
 }
