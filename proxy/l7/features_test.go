@@ -322,6 +322,17 @@ func TestRouteTimeout504(t *testing.T) {
 	if p.counter("http.test.downstream_rq_timeout") != 1 {
 		t.Error("downstream_rq_timeout not counted")
 	}
+	// An internal client may ask for 204 instead of 504.
+	req, _ := http.NewRequest("GET", p.url("/slow"), nil)
+	req.Header.Set("X-Envoy-Upstream-Rq-Timeout-Alt-Response", "204")
+	resp, err = h1Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Errorf("alt response: %d", resp.StatusCode)
+	}
 }
 
 func TestResponseStreamsWithoutBuffering(t *testing.T) {

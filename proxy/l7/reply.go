@@ -164,7 +164,9 @@ func (s *Stream) localReply(status int, flags ResponseFlags, details, body strin
 	if body != "" {
 		hdr.Set("Content-Type", "text/plain")
 	}
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	if status != http.StatusNoContent && status != http.StatusNotModified {
+		hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	}
 	s.writeHeader(status)
 	if body != "" && s.R.Method != http.MethodHead {
 		n, _ := s.W.Write([]byte(body))

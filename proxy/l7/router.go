@@ -238,6 +238,10 @@ func (h *Handler) forward(s *Stream) {
 	}
 
 	timeout := rt.Timeout
+	if _, ok := r.Header["X-Envoy-Upstream-Rq-Timeout-Alt-Response"]; ok {
+		delete(r.Header, "X-Envoy-Upstream-Rq-Timeout-Alt-Response")
+		s.timeoutAlt = !s.external // answer a route timeout with 204 instead of 504
+	}
 	if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Timeout-Ms"); ok {
 		timeout = d
 	}
@@ -502,6 +506,10 @@ func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, c
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errRouteTimeout):
 		h.st.rqTimeout.Inc()
+		if s.timeoutAlt {
+			s.localReply(http.StatusNoContent, FlagUpstreamRequestTimeout, "upstream_response_timeout", "", -1)
+			return
+		}
 		s.localReply(http.StatusGatewayTimeout, FlagUpstreamRequestTimeout, "upstream_response_timeout", "upstream request timeout", -1)
 		return
 	case errors.Is(cause, errIdleTimeout):

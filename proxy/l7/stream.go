@@ -42,6 +42,7 @@ type Stream struct {
 	cors        *route.CORS
 	setCookie   string
 	retrying    bool
+	timeoutAlt  bool
 }
 
 // StreamHandler is one stage of the HTTP filter pipeline.
