@@ -37,6 +37,10 @@ func repoRoot() string {
 // built with -race, or from another tree).
 const BinDirEnv = "STRAIT_E2E_BIN"
 
+// RaceEnv names an environment variable that, when set to 1, builds the binaries with the race
+// detector; a process that reports a data race then fails the test that started it.
+const RaceEnv = "STRAIT_E2E_RACE"
+
 // Binaries builds straitd, strait-proxy and strait once per test process and returns the
 // directory holding them, or returns $STRAIT_E2E_BIN when that is set.
 func Binaries(t testing.TB) string {
@@ -50,7 +54,11 @@ func Binaries(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/straitd", "./cmd/strait-proxy", "./cmd/strait")
+		args := []string{"build", "-o", binDir + "/"}
+		if os.Getenv(RaceEnv) == "1" {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/straitd", "./cmd/strait-proxy", "./cmd/strait")...)
 		cmd.Dir = repoRoot()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -69,7 +77,8 @@ type Process struct {
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	out  strings.Builder
-	done chan struct{}
+	done chan struct{} // closed when the process has exited
+	read chan struct{} // closed when its output has been read to the end
 }
 
 // Output returns everything the process printed so far.
@@ -83,7 +92,7 @@ func (p *Process) Output() string {
 // cleanup, and its output is logged if the test failed.
 func Start(t testing.TB, name string, env []string, argv ...string) *Process {
 	t.Helper()
-	p := &Process{Name: name, done: make(chan struct{})}
+	p := &Process{Name: name, done: make(chan struct{}), read: make(chan struct{})}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -106,10 +115,14 @@ func Start(t testing.TB, name string, env []string, argv ...string) *Process {
 			p.mu.Unlock()
 		}
 		r.Close()
+		close(p.read)
 	}()
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.Stop(5 * time.Second)
+		if strings.Contains(p.Output(), "WARNING: DATA RACE") {
+			t.Errorf("%s reported a data race", name)
+		}
 		if t.Failed() {
 			t.Logf("--- %s output ---\n%s", name, p.Output())
 		}
@@ -129,25 +142,32 @@ func (p *Process) DumpGoroutines() {
 	case <-p.done:
 	case <-time.After(5 * time.Second):
 	}
-	time.Sleep(100 * time.Millisecond) // let the output reader drain the pipe
+	select {
+	case <-p.read:
+	case <-time.After(2 * time.Second):
+	}
 }
 
 // Exited returns a channel closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.done }
 
-// Stop sends SIGTERM and waits up to grace before killing the process group.
+// Stop sends SIGTERM and waits up to grace before killing the process group, then waits
+// (briefly) until its output is read to the end.
 func (p *Process) Stop(grace time.Duration) {
 	select {
 	case <-p.done:
-		return
 	default:
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(grace):
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
+	case <-p.read:
+	case <-time.After(2 * time.Second): // a child holding the pipe open
 	}
 }
 
