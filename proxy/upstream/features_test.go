@@ -215,9 +215,11 @@ func TestOutlierSuccessRateAndFailurePercentage(t *testing.T) {
 			if counter(st, stat) != 1 {
 				t.Fatalf("%s = %d, want 1", stat, counter(st, stat))
 			}
-			if h, n := cl.HealthyHosts(); h != 4 || n != 5 {
-				t.Fatalf("healthy %d/%d", h, n)
-			}
+			// The sweep counts the ejection, then publishes the new host set.
+			waitFor(t, "the host set without the outlier", 5*time.Second, func() bool {
+				h, n := cl.HealthyHosts()
+				return h == 4 && n == 5
+			})
 			for range 10 {
 				if name, _ := get(t, cl, balance.Context{}); name == "a" {
 					t.Fatal("ejected host picked")

@@ -82,7 +82,7 @@ func TestLeastRequestPrefersIdleEndpoint(t *testing.T) {
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for i := 0; i < 60 && slowGate.waiting.Load() < 4; i++ {
+	for i := 0; i < 400 && slowGate.waiting.Load() < 4; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
