@@ -99,4 +99,3 @@ func TestForwardedHeadersAndSanitizing(t *testing.T) {
 		t.Errorf("sidecar headers %v", got)
 	}
 }
-
