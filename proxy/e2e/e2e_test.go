@@ -21,6 +21,7 @@ import (
 	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // world is the standard setup: two HTTP backends (a behind a STATIC cluster, b behind an EDS
@@ -161,12 +162,13 @@ func TestNackUnsupportedFilterKeepsServing(t *testing.T) {
 }
 
 // TestFiftyConfigChangesZeroFailures pushes 50 config changes (routes flipping between clusters,
-// endpoints moving, the listener itself changing every tenth push) while clients send requests
-// through the proxy; every request must succeed.
+// endpoints moving, clusters recompiled every seventh push, the listener itself changing every
+// tenth) while clients send requests through the proxy; every request must succeed.
 func TestFiftyConfigChangesZeroFailures(t *testing.T) {
 	w := newWorld(t)
 	w.ads.Push(w.config(t, "ingress"))
-	p := startProxy(t, w.ads, 5*time.Second)
+	// A short drain period retires replaced clusters and listeners while the load runs.
+	p := startProxy(t, w.ads, 500*time.Millisecond)
 	p.waitReady()
 	expectBody(t, w.httpAddr, "/x", "a /x")
 
@@ -220,6 +222,12 @@ func TestFiftyConfigChangesZeroFailures(t *testing.T) {
 		}
 		if i%3 == 0 {
 			c.endpoints = []*endpointv3.ClusterLoadAssignment{cla("backend-b", w.a.addr)}
+		}
+		if i%7 == 3 {
+			// The clusters themselves change: they are recompiled and the old ones retired.
+			for _, cl := range c.clusters {
+				cl.ConnectTimeout = durationpb.New(2*time.Second + time.Duration(i)*time.Millisecond)
+			}
 		}
 		w.ads.Push(c)
 		before := ok.Load()
