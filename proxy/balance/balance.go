@@ -9,7 +9,6 @@
 package balance
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -151,10 +150,6 @@ type Set struct {
 	cumLoad []uint32
 	healthy int
 }
-
-// ErrNoHosts is never returned by New (an empty set is valid: Pick returns -1); it documents the
-// meaning of -1 from Pick for callers that want an error value.
-var ErrNoHosts = errors.New("no healthy upstream host")
 
 // New builds a Set over hosts (copied) for cfg. Host indices returned by Pick refer to the
 // order of hosts. An empty or all-unhealthy set is valid.

@@ -369,3 +369,14 @@ func TestDialRespectsMaxConnections(t *testing.T) {
 		t.Fatal("upstream_cx_overflow not counted")
 	}
 }
+
+func TestHTTP2StreamResetIsUR(t *testing.T) {
+	a := newBackend(t, "a", h2cBackend)
+	a.handler = func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) }
+	c := staticCluster("rst2", clusterv3.Cluster_ROUND_ROBIN, a)
+	c.TypedExtensionProtocolOptions = protoOptions(t, explicitH2())
+	cl, _ := compileT(t, c, Deps{})
+	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagUpstreamReset {
+		t.Fatalf("err = %v, want UR", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -77,7 +78,8 @@ func (c *Cluster) poolKind(req *http.Request, ep *endpoint) poolKind {
 // that no default User-Agent is added. A 101 response's Body is an io.ReadWriteCloser (the
 // upgraded connection). Failures are *Error with Envoy's response flag: UO (circuit breaker),
 // UH (no healthy host), UF (connect failure), UC (connection closed or reset before a
-// response), UT (deadline of req's context), DC (req's context canceled).
+// response), UR (HTTP/2 stream reset by the upstream), UT (deadline of req's context), DC
+// (req's context canceled).
 func (c *Cluster) RoundTrip(req *http.Request, lb balance.Context) (*http.Response, error) {
 	c.st.rqTotal.Inc()
 	if !c.breaker.rq.acquire() {
@@ -143,6 +145,10 @@ func (c *Cluster) failure(ctx context.Context, ep *endpoint, err error, connecti
 	}
 	c.st.rqReset.Inc()
 	c.reportLocal(ep, true, false)
+	if s := err.Error(); strings.Contains(s, "stream error") || strings.Contains(s, "RST_STREAM") {
+		// The HTTP/2 upstream reset this stream; the connection lives on.
+		return &Error{Flag: FlagUpstreamReset, Err: err}
+	}
 	return &Error{Flag: FlagConnectionTerminate, Err: err}
 }
 
