@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -20,6 +21,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"golang.org/x/net/http2"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -176,14 +178,25 @@ func TestFiftyConfigChangesZeroFailures(t *testing.T) {
 	var firstErr atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for worker := 0; worker < 4; worker++ {
+	for worker := 0; worker < 5; worker++ {
 		wg.Add(1)
 		go func(worker int) {
 			defer wg.Done()
-			// Half the workers reuse keep-alive connections, half open a new one per request.
-			tr := &http.Transport{DisableKeepAlives: worker%2 == 1}
-			defer tr.CloseIdleConnections()
-			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			// Workers 0-3: HTTP/1.1, half reusing keep-alive connections, half opening one per
+			// request. Worker 4: HTTP/2 with prior knowledge (h2c), multiplexed on one connection
+			// that a listener change ends with GOAWAY.
+			var c *http.Client
+			if worker == 4 {
+				tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+					return (&net.Dialer{}).DialContext(ctx, network, addr)
+				}}
+				defer tr.CloseIdleConnections()
+				c = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			} else {
+				tr := &http.Transport{DisableKeepAlives: worker%2 == 1}
+				defer tr.CloseIdleConnections()
+				c = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			}
 			deadline := time.Now().Add(60 * time.Second)
 			for i := 0; i < 5000 && time.Now().Before(deadline); i++ {
 				select {
