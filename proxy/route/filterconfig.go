@@ -188,10 +188,10 @@ func CompileFault(field string, hf *faultv3.HTTPFault) (*Fault, error) {
 		f.DelayFraction = percentOrAll(d.GetPercentage() != nil, fractionOf(d.GetPercentage()))
 	}
 	if a := hf.GetAbort(); a != nil {
-		if err := checkFields(field+".abort", a, "http_status", "grpc_status", "header_abort", "percentage"); err != nil {
+		if err := checkFields(field+".abort", a, "http_status", "grpc_status", "header_abort", "percentage", "response_body"); err != nil {
 			return nil, err
 		}
-		f.HasAbort = true
+		f.HasAbort, f.AbortBody = true, a.GetResponseBody()
 		switch t := a.GetErrorType().(type) {
 		case *faultv3.FaultAbort_HttpStatus:
 			if t.HttpStatus < 200 || t.HttpStatus > 599 {

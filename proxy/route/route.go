@@ -60,8 +60,6 @@ type Route struct {
 	Mirrors []Mirror
 	// HostRewrite replaces the Host header when non-empty.
 	HostRewrite string
-	// AutoHostRewrite asks the upstream to set Host to the chosen endpoint's hostname.
-	AutoHostRewrite bool
 	// ClusterNotFoundStatus is answered when the chosen cluster does not exist (503 by default).
 	ClusterNotFoundStatus int
 	// CORS is the effective CORS policy, or nil.
@@ -228,7 +226,11 @@ func compileRouteAction(field string, a *routev3.RouteAction, rt *Route) error {
 	case *routev3.RouteAction_HostRewriteLiteral:
 		rt.HostRewrite = h.HostRewriteLiteral
 	case *routev3.RouteAction_AutoHostRewrite:
-		rt.AutoHostRewrite = h.AutoHostRewrite.GetValue()
+		if h.AutoHostRewrite.GetValue() {
+			// The upstream API does not report the chosen endpoint's hostname before the
+			// request is sent, so the Host could not be rewritten to it.
+			return unsupported(field+".auto_host_rewrite", "true")
+		}
 	}
 	rt.Timeout = DefaultTimeout
 	if a.GetTimeout() != nil {
