@@ -51,7 +51,12 @@ func newBackend(t *testing.T, name string, opts ...backendOpt) *backend {
 
 func newBackendTB(t testing.TB, name string, opts ...backendOpt) *backend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return newBackendAt(t, name, "127.0.0.1:0", opts...)
+}
+
+func newBackendAt(t testing.TB, name, addr string, opts ...backendOpt) *backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
