@@ -177,7 +177,14 @@ func (p *Proxy) applyEndpoints(set map[string]*xdsclient.Resource) error {
 		}
 		en := edsName(c)
 		res := set[en]
-		if res == nil || unchanged(prevSet[en], res) {
+		if res == nil {
+			if prevSet[en] != nil {
+				// The server removed the assignment: the cluster has no endpoints now.
+				jobs = append(jobs, job{old.Clusters[name], &endpointv3.ClusterLoadAssignment{ClusterName: en}})
+			}
+			continue
+		}
+		if unchanged(prevSet[en], res) {
 			continue
 		}
 		cla, ok := res.Message.(*endpointv3.ClusterLoadAssignment)

@@ -238,3 +238,49 @@ func TestListenerBindFailureIsNacked(t *testing.T) {
 		t.Fatal("a rejected LDS update changed the runtime")
 	}
 }
+
+// TestEndpointsFollowEDS: EDS assignments reach the compiled cluster, survive a recompile of the
+// cluster, and a removed assignment empties it.
+func TestEndpointsFollowEDS(t *testing.T) {
+	p := newTestProxy(t)
+	cl := &clusterv3.Cluster{
+		Name:                 "svc",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{ServiceName: "svc-eds", EdsConfig: &corev3.ConfigSource{
+			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}},
+	}
+	if err := p.Apply(xdsclient.ClusterType, resources(t, cl)); err != nil {
+		t.Fatal(err)
+	}
+	ep := func(port uint32) *endpointv3.LbEndpoint {
+		return &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+				Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}}}}
+	}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: "svc-eds", Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{ep(1), ep(2)}}}}
+	eds := map[string]*xdsclient.Resource{"svc-eds": {Name: "svc-eds", Version: "1", Message: cla, Any: mustAny(t, cla)}}
+	if err := p.Apply(xdsclient.EndpointType, eds); err != nil {
+		t.Fatal(err)
+	}
+	if _, total := p.Runtime().Clusters["svc"].HealthyHosts(); total != 2 {
+		t.Fatalf("hosts after EDS = %d, want 2", total)
+	}
+	// A changed cluster is recompiled with the endpoints it already had.
+	cl2 := proto.Clone(cl).(*clusterv3.Cluster)
+	cl2.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
+	if err := p.Apply(xdsclient.ClusterType, resources(t, cl2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, total := p.Runtime().Clusters["svc"].HealthyHosts(); total != 2 {
+		t.Fatalf("hosts after recompile = %d, want 2", total)
+	}
+	if err := p.Apply(xdsclient.EndpointType, map[string]*xdsclient.Resource{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, total := p.Runtime().Clusters["svc"].HealthyHosts(); total != 0 {
+		t.Fatalf("hosts after removal = %d, want 0", total)
+	}
+	if p.Runtime().Resources[xdsclient.EndpointType]["svc-eds"] != nil {
+		t.Fatal("removed assignment still in the runtime")
+	}
+}
