@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,6 +19,9 @@ var lbPolicies = []struct{ name, policy string }{
 	{"random", "{simple: RANDOM}"},
 	{"ring", "{consistentHash: {httpHeaderName: x-user, ringHash: {minimumRingSize: 1024}}}"},
 	{"maglev", "{consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 65537}}}"},
+	{"query", "{consistentHash: {httpQueryParameterName: user, ringHash: {minimumRingSize: 1024}}}"},
+	{"cookie", "{consistentHash: {httpCookie: {name: session, ttl: 600s}, maglev: {}}}"},
+	{"source", "{consistentHash: {useSourceIp: true, ringHash: {}}}"},
 }
 
 // balanceYAML registers one service per entry of lbPolicies on backends, a least-request service
@@ -104,28 +108,63 @@ func TestLoadBalancing(t *testing.T) {
 		}
 	})
 
+	// Each consistent hash case sends `each` requests for each of `users` users; a user must stay
+	// on one endpoint, and the users must not all land on the same one (chance 3^-23).
+	const users, each = 24, 5
+	affinity := func(t *testing.T, name string, client func(u int) *http.Client, mk func(u int) request) {
+		t.Helper()
+		used := map[string]int{}
+		for u := 0; u < users; u++ {
+			counts := tally(t, client(u), each, func(int) request { return mk(u) })
+			if len(counts) != 1 {
+				t.Fatalf("%s: user %d spread over %s, want one endpoint", name, u, fmtCounts(counts))
+			}
+			for be := range counts {
+				used[be]++
+			}
+		}
+		if len(used) < 2 {
+			t.Fatalf("%s: all %d users hashed to %s", name, users, fmtCounts(used))
+		}
+	}
+	shared := func(int) *http.Client { return h1Client }
 	for _, kind := range []string{"ring", "maglev"} {
-		t.Run("consistentHash "+kind, func(t *testing.T) {
-			const users, each = 24, 5
-			used := map[string]int{}
-			for u := 0; u < users; u++ {
-				user := fmt.Sprintf("user-%d", u)
-				counts := tally(t, h1Client, each, func(int) request {
-					return request{URL: base + "/" + kind, Header: http.Header{"X-User": {user}}}
-				})
-				if len(counts) != 1 {
-					t.Fatalf("%s: %s spread over %s, want one endpoint", kind, user, fmtCounts(counts))
-				}
-				for name := range counts {
-					used[name]++
-				}
-			}
-			// 24 users on one endpoint out of three would be a broken hash (chance 3^-23).
-			if len(used) < 2 {
-				t.Fatalf("%s: all %d users hashed to %s", kind, users, fmtCounts(used))
-			}
+		t.Run("consistentHash header "+kind, func(t *testing.T) {
+			affinity(t, kind, shared, func(u int) request {
+				return request{URL: base + "/" + kind, Header: http.Header{"X-User": {fmt.Sprintf("user-%d", u)}}}
+			})
 		})
 	}
+	t.Run("consistentHash query parameter", func(t *testing.T) {
+		affinity(t, "query", shared, func(u int) request { return request{URL: fmt.Sprintf("%s/query?user=u%d", base, u)} })
+	})
+	t.Run("consistentHash source IP", func(t *testing.T) {
+		// Each user connects from its own loopback address.
+		clients := make([]*http.Client, users)
+		for u := range clients {
+			src := &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(10+u))}
+			tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: src, Timeout: 5 * time.Second}).DialContext}
+			defer tr.CloseIdleConnections()
+			clients[u] = &http.Client{Transport: tr, Timeout: 15 * time.Second}
+		}
+		affinity(t, "source", func(u int) *http.Client { return clients[u] }, func(int) request { return request{URL: base + "/source"} })
+	})
+	t.Run("consistentHash generated cookie", func(t *testing.T) {
+		// Without the cookie the proxy picks an endpoint and sets a cookie that keeps the user
+		// there (httpCookie with a ttl).
+		cookies := make([]string, users)
+		for u := range cookies {
+			rep := mustDo(t, h1Client, request{URL: base + "/cookie"})
+			c := rep.Header.Get("Set-Cookie")
+			if rep.Code != http.StatusOK || !strings.HasPrefix(c, "session=") {
+				t.Fatalf("first request: %d, Set-Cookie %q; want a session cookie", rep.Code, c)
+			}
+			cookies[u], _, _ = strings.Cut(c, ";")
+		}
+		affinity(t, "cookie", shared, func(u int) request {
+			return request{URL: base + "/cookie", Header: http.Header{"Cookie": {cookies[u]}}}
+		})
+	})
 
 	t.Run("LEAST_REQUEST", func(t *testing.T) {
 		// Park slow requests on "busy": requests with hold=1 block there and return at once
@@ -153,12 +192,14 @@ func TestLoadBalancing(t *testing.T) {
 			})
 		}
 		// With two endpoints, power of two choices picks the busy one only when both draws
-		// land on it: 1 in 4. Round robin or random would give 50%.
-		const n = 100
+		// land on it: 1 in 4. Round robin or random would give half.
+		const n = 200
 		counts := tally(t, h1Client, n, func(int) request { return request{URL: base + "/lr"} })
 		t.Logf("least request, %d held on busy: %s", busy.Active(), fmtCounts(counts))
-		if counts["idle"] < 62 {
-			t.Fatalf("least request with %d requests held on busy: %s; want idle ≥ 62 of %d (expected 75)", busy.Active(), fmtCounts(counts), n)
+		// Expected 150 (standard deviation ~6); 130 is more than 3 deviations below, and 5 above
+		// what random or round robin would give.
+		if counts["idle"] < 130 {
+			t.Fatalf("least request with %d requests held on busy: %s; want idle ≥ 130 of %d (expected 150)", busy.Active(), fmtCounts(counts), n)
 		}
 	})
 }
