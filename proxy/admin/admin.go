@@ -5,6 +5,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -106,7 +107,7 @@ func (s *Server) Handler() http.Handler {
 		post bool
 	}{
 		"/config_dump":      {s.configDump, "dump current Envoy-shaped configs (?resource=)", false},
-		"/stats":            {s.stats, "print server stats (?filter=)", false},
+		"/stats":            {s.stats, "print server stats (?filter=, ?usedonly)", false},
 		"/stats/prometheus": {s.prometheus, "print server stats in prometheus format", false},
 		"/ready":            {s.ready, "print server state, 200 when LIVE", false},
 		"/healthz":          {s.healthz, "200 while the process serves", false},
@@ -181,8 +182,19 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if err := s.opts.Stats.WriteText(w, r.URL.Query().Get("filter")); err != nil {
+	var buf bytes.Buffer
+	if err := s.opts.Stats.WriteText(&buf, r.URL.Query().Get("filter")); err != nil {
 		s.opts.Logger.Debug("writing stats", "error", err)
+	}
+	if _, used := r.URL.Query()["usedonly"]; !used {
+		w.Write(buf.Bytes())
+		return
+	}
+	// ?usedonly: only metrics that have been written (non-zero), as Envoy's.
+	for _, line := range bytes.SplitAfter(buf.Bytes(), []byte("\n")) {
+		if len(line) > 0 && !bytes.HasSuffix(line, []byte(": 0\n")) {
+			w.Write(line)
+		}
 	}
 }
 

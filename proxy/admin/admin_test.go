@@ -92,6 +92,10 @@ func TestAdminEndpoints(t *testing.T) {
 	if code, body := do(t, h, "GET", "/stats?filter=cluster."); code != 200 || body != "cluster.a.upstream_rq_total: 4\n" {
 		t.Fatalf("/stats = %d %q", code, body)
 	}
+	st.Counter("cluster.b.upstream_rq_total", "envoy_cluster_upstream_rq_total", stats.Tag{Name: "envoy_cluster_name", Value: "b"})
+	if _, body := do(t, h, "GET", "/stats?usedonly&filter=cluster."); body != "cluster.a.upstream_rq_total: 4\n" {
+		t.Fatalf("/stats?usedonly = %q", body)
+	}
 	if _, body := do(t, h, "GET", "/stats/prometheus"); !strings.Contains(body, `envoy_cluster_upstream_rq_total{envoy_cluster_name="a"} 4`) {
 		t.Fatalf("/stats/prometheus = %q", body)
 	}
