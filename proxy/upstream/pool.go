@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +111,12 @@ func newPool(ep *endpoint, k poolKind) *pool {
 	if cfg := ep.ts.tlsConfig(); cfg != nil {
 		scheme = "https"
 		tr.TLSClientConfig = cfg.Clone()
+		// With a custom ALPN list (Istio's "istio-peer-exchange", "istio"), also offer the
+		// protocol this pool speaks, so that servers that require an ALPN match (Go's) accept
+		// the handshake; net/http adds "h2" itself for HTTP/2 pools.
+		if np := tr.TLSClientConfig.NextProtos; k == poolH1 && len(np) > 0 && !slices.Contains(np, "http/1.1") {
+			tr.TLSClientConfig.NextProtos = append(slices.Clone(np), "http/1.1")
+		}
 	}
 	switch k {
 	case poolH1:

@@ -274,6 +274,8 @@ func TestTLSUpstream(t *testing.T) {
 		wantProto string
 	}{
 		{"http1", nil, nil, "HTTP/1.1"},
+		{"http1-istio-alpn", nil, []string{"istio-peer-exchange", "istio"}, "HTTP/1.1"},
+		{"h2-istio-alpn", explicitH2(), []string{"istio-peer-exchange", "istio"}, "HTTP/2.0"},
 		{"explicit-h2", explicitH2(), []string{"h2"}, "HTTP/2.0"},
 		{"auto", &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_AutoConfig{
 			AutoConfig: &httpv3.HttpProtocolOptions_AutoHttpConfig{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}, nil, "HTTP/2.0"},
