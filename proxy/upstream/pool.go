@@ -306,9 +306,26 @@ func (pc *pconn) onMaxDuration() {
 // that should not be kept, arms the idle timer of the others, and wakes waiting requests.
 func (pc *pconn) onState() {
 	p := pc.p
+	// net/http runs the state hook synchronously inside ClientConn.Reserve and Release, and the
+	// pool calls Reserve with p.mu held: locking here would deadlock that goroutine. When the
+	// lock is busy, finish on another goroutine; the update is recomputed from the connection's
+	// current state, so running it a little later is correct.
+	if !p.mu.TryLock() {
+		go func() {
+			p.mu.Lock()
+			pc.syncStateAndUnlock()
+		}()
+		return
+	}
+	pc.syncStateAndUnlock()
+}
+
+// syncStateAndUnlock brings the pool up to date with the connection's state (closed, idle) and
+// releases p.mu, which the caller holds.
+func (pc *pconn) syncStateAndUnlock() {
+	p := pc.p
 	c := p.ep.c
 	closeIt := false
-	p.mu.Lock()
 	if pc.cc.Err() != nil {
 		for i, x := range p.conns {
 			if x == pc {
