@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -132,6 +134,12 @@ func (s *Server) Handler() http.Handler {
 		}
 		mux.HandleFunc(p, h)
 	}
+	// Go's profiler, as Envoy exposes /cpuprofiler and /heapprofiler: only to loopback clients.
+	mux.Handle("/debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/cmdline", loopbackOnly(http.HandlerFunc(pprof.Cmdline)))
+	mux.Handle("/debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/symbol", loopbackOnly(http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("/debug/pprof/trace", loopbackOnly(http.HandlerFunc(pprof.Trace)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		if req.URL.Path != "/" {
 			http.NotFound(w, req)
@@ -144,6 +152,18 @@ func (s *Server) Handler() http.Handler {
 		}
 	})
 	return mux
+}
+
+// loopbackOnly answers 403 to clients not on a loopback address: profiles reveal memory
+// contents and cost CPU, so they stay local even when the admin address is not.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().IsLoopback() {
+			http.Error(w, "profiling is only served to loopback clients", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // postOnly rejects mutating commands sent with GET, as Envoy does.

@@ -128,3 +128,18 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Fatalf("/nope = %d", code)
 	}
 }
+
+func TestPprofLoopbackOnly(t *testing.T) {
+	s := &Server{opts: Options{Source: &fakeSource{}, Stats: stats.NewStore()}}
+	h := s.Handler()
+	if code, _ := do(t, h, "GET", "/debug/pprof/"); code != http.StatusForbidden {
+		t.Fatalf("/debug/pprof/ from a remote client = %d, want 403", code)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/debug/pprof/", nil)
+	req.RemoteAddr = "127.0.0.1:40000"
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "heap") {
+		t.Fatalf("/debug/pprof/ from loopback = %d %q", rec.Code, rec.Body.String())
+	}
+}
