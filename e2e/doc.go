@@ -10,6 +10,8 @@
 //   - TestLoadBalancing: every DestinationRule load balancer and consistent hash source;
 //   - TestProtocols: HTTP/1.1 and h2c in both directions, gRPC bidi streams, WebSocket, TCP,
 //     TLS passthrough by SNI;
+//   - TestTLSTerminationAndOrigination: Gateway SIMPLE and MUTUAL TLS from certificate files,
+//     DestinationRule TLS origination with a CA and SNI;
 //   - TestNACKKeepsServingTheOldConfig, TestConfigChurnWithoutFailedRequests,
 //     TestProxyServesThroughControlPlaneOutage, TestAdminAndDrainOnSIGTERM: the life of a
 //     configuration and of the proxy.

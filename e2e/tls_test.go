@@ -1,0 +1,183 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strait-mesh/strait/internal/testenv"
+)
+
+// issue returns a leaf certificate for name signed by ca, for server or client authentication.
+func issue(t *testing.T, ca tls.Certificate, name string, client bool) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usage := x509.ExtKeyUsageServerAuth
+	if client {
+		usage = x509.ExtKeyUsageClientAuth
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Leaf, &key.PublicKey, ca.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// writePEM writes the certificate (and, if key, its private key) of c under dir and returns the
+// paths.
+func writePEM(t *testing.T, dir, name string, c tls.Certificate) (certPath, keyPath string) {
+	t.Helper()
+	certPath = filepath.Join(dir, name+".pem")
+	writeFile(t, certPath, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})))
+	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath = filepath.Join(dir, name+".key")
+	writeFile(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	return certPath, keyPath
+}
+
+// TestTLSTerminationAndOrigination terminates TLS at the Gateway (SIMPLE and MUTUAL, certificates
+// from files) and originates TLS to a backend per a DestinationRule (SIMPLE with a CA and SNI),
+// and checks that a backend whose certificate the CA does not sign is refused.
+func TestTLSTerminationAndOrigination(t *testing.T) {
+	skipShort(t)
+	dir := t.TempDir()
+	serverCA, clientCA, otherCA := selfSigned(t, "server-ca"), selfSigned(t, "client-ca"), selfSigned(t, "other-ca")
+	edgeCert, edgeKey := writePEM(t, dir, "edge", issue(t, serverCA, "edge.example", false))
+	clientCAPath, _ := writePEM(t, dir, "client-ca", clientCA)
+	serverCAPath, _ := writePEM(t, dir, "server-ca", serverCA)
+
+	plain := startBackend(t, "127.0.0.71", "plain", backendOptions{})
+	securePort := startTLSBackend(t, "127.0.0.72", "secure", issue(t, serverCA, "secure.example", false))
+	roguePort := startTLSBackend(t, "127.0.0.73", "rogue", issue(t, otherCA, "secure.example", false))
+
+	simplePort, mutualPort := testenv.FreePort(t), testenv.FreePort(t)
+	files := map[string]string{"tls.yaml": fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: e2e}
+spec:
+  selector: {app: edge}
+  servers:
+  - port: {number: %[1]d, name: https, protocol: HTTPS}
+    hosts: ["*"]
+    tls: {mode: SIMPLE, serverCertificate: %[3]s, privateKey: %[4]s}
+  - port: {number: %[2]d, name: https-mtls, protocol: HTTPS}
+    hosts: ["*"]
+    tls: {mode: MUTUAL, serverCertificate: %[3]s, privateKey: %[4]s, caCertificates: %[5]s}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tls, namespace: e2e}
+spec:
+  hosts: ["*"]
+  gateways: [edge]
+  http:
+  - match: [{uri: {prefix: /secure}}]
+    route: [{destination: {host: secure.e2e.test}}]
+  - match: [{uri: {prefix: /rogue}}]
+    route: [{destination: {host: rogue.e2e.test}}]
+  - route: [{destination: {host: plain.e2e.test}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: secure, namespace: e2e}
+spec:
+  host: secure.e2e.test
+  trafficPolicy: {tls: {mode: SIMPLE, caCertificates: %[6]s, sni: secure.example}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: rogue, namespace: e2e}
+spec:
+  host: rogue.e2e.test
+  trafficPolicy: {tls: {mode: SIMPLE, caCertificates: %[6]s, sni: secure.example}}
+---
+`, simplePort, mutualPort, edgeCert, edgeKey, clientCAPath, serverCAPath) + strings.Join([]string{
+		serviceEntryYAML("plain", "plain.e2e.test", 80, "HTTP", plain.Endpoint()),
+		serviceEntryYAML("secure", "secure.e2e.test", 80, "HTTP", endpoint{"secure", "127.0.0.72", securePort}),
+		serviceEntryYAML("rogue", "rogue.e2e.test", 80, "HTTP", endpoint{"rogue", "127.0.0.73", roguePort}),
+	}, "---\n")}
+	edge(t, files)
+
+	roots := x509.NewCertPool()
+	roots.AddCert(serverCA.Leaf)
+	client := func(port int, certs ...tls.Certificate) *http.Client {
+		tr := &http.Transport{
+			TLSClientConfig: &tls.Config{ServerName: "edge.example", RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS12},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", port))
+			},
+			ForceAttemptHTTP2: true,
+		}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 15 * time.Second}
+	}
+	simple := client(simplePort)
+	waitBackend(t, 30*time.Second, simple, request{URL: "https://edge.example/"}, "plain")
+
+	t.Run("termination", func(t *testing.T) {
+		rep := mustDo(t, simple, request{URL: "https://edge.example/x"})
+		if rep.Code != http.StatusOK || rep.Echo == nil || rep.Echo.Backend != "plain" {
+			t.Fatalf("%d %.200s", rep.Code, rep.Body)
+		}
+		if rep.Proto != "HTTP/2.0" || rep.Echo.Headers["x-forwarded-proto"] != "https" {
+			t.Fatalf("client spoke %s (want HTTP/2.0 by ALPN); backend saw x-forwarded-proto %q", rep.Proto, rep.Echo.Headers["x-forwarded-proto"])
+		}
+	})
+
+	t.Run("origination", func(t *testing.T) {
+		rep := mustDo(t, simple, request{URL: "https://edge.example/secure"})
+		if rep.Code != http.StatusOK || rep.Echo == nil || rep.Echo.Backend != "secure" {
+			t.Fatalf("%d %.200s", rep.Code, rep.Body)
+		}
+		rep = mustDo(t, simple, request{URL: "https://edge.example/rogue"})
+		if rep.Code != http.StatusServiceUnavailable || rep.Echo != nil {
+			t.Fatalf("backend with a certificate the CA does not sign: %d %.200s, want 503", rep.Code, rep.Body)
+		}
+	})
+
+	t.Run("mutual", func(t *testing.T) {
+		if _, err := do(client(mutualPort), request{URL: "https://edge.example/"}); err == nil {
+			t.Fatal("MUTUAL server accepted a client without a certificate")
+		}
+		if _, err := do(client(mutualPort, issue(t, otherCA, "stranger", true)), request{URL: "https://edge.example/"}); err == nil {
+			t.Fatal("MUTUAL server accepted a client certificate from another CA")
+		}
+		name, err := backendName(client(mutualPort, issue(t, clientCA, "friend", true)), request{URL: "https://edge.example/"})
+		if err != nil || name != "plain" {
+			t.Fatalf("client with a certificate from the client CA: %q, %v", name, err)
+		}
+	})
+}
