@@ -36,7 +36,7 @@ func runDriver(cfg options) error {
 		return fmt.Errorf("finding own executable: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, exe, "-role=server",
-		"-services="+strconv.Itoa(cfg.services), "-ports="+strconv.Itoa(cfg.ports),
+		"-services="+strconv.Itoa(cfg.services), "-ports="+strconv.Itoa(cfg.ports), "-virtualservices="+strconv.Itoa(cfg.vs),
 		"-debounce="+cfg.debounce.String(), "-generator="+cfg.generator, "-timeout="+cfg.timeout.String())
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -65,8 +65,8 @@ func runDriver(cfg options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("server: %d services × %d ports, generator %s, debounce %s\n",
-		cfg.services, cfg.ports, cfg.generator, cfg.debounce)
+	fmt.Printf("server: %d services × %d ports, %d VirtualServices, generator %s, debounce %s\n",
+		cfg.services, cfg.ports, cfg.vs, cfg.generator, cfg.debounce)
 	fmt.Printf("baseline: heap in use %.1f MiB, stacks %.1f MiB, %d goroutines\n",
 		mib(base.HeapInuse), mib(base.StackInuse), base.Goroutines)
 
@@ -113,6 +113,12 @@ func runDriver(cfg options) error {
 		cfg.proxies, ramp.Round(time.Millisecond), loaded.Connected)
 	fmt.Printf("memory per proxy: heap in use %.3f MiB, + stacks %.3f MiB = %.3f MiB (%d goroutines, sys %.0f MiB)\n",
 		heapPer/(1<<20), stackPer/(1<<20), (heapPer+stackPer)/(1<<20), loaded.Goroutines, mib(loaded.Sys))
+
+	if cfg.heapProf != "" {
+		if err := fetchToFile(ctx, ctl+"/debug/pprof/heap?gc=1", cfg.heapProf); err != nil {
+			return err
+		}
+	}
 
 	// Updates.
 	expect := []string{resource.EndpointType}

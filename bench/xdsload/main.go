@@ -30,6 +30,8 @@ type options struct {
 	parallel  int
 	timeout   time.Duration
 	profile   string
+	heapProf  string
+	vs        int
 }
 
 func main() {
@@ -38,6 +40,7 @@ func main() {
 	flag.IntVar(&cfg.proxies, "proxies", 1000, "simulated proxies connected over Delta ADS")
 	flag.IntVar(&cfg.services, "services", 334, "services (ServiceEntries) in the generated mesh")
 	flag.IntVar(&cfg.ports, "ports", 3, "ports per service (1-3)")
+	flag.IntVar(&cfg.vs, "virtualservices", 0, "VirtualServices (with a DestinationRule each: subsets v1/v2, a 90/10 split on the HTTP port) for the first services")
 	flag.IntVar(&cfg.updates, "updates", 20, "config changes to time")
 	flag.StringVar(&cfg.change, "change", "endpoint", "kind of change: endpoint (EDS only) or service (adds a service: CDS, EDS, RDS)")
 	flag.DurationVar(&cfg.debounce, "debounce", 100*time.Millisecond, "server debounce quiet period (negative: none)")
@@ -45,9 +48,10 @@ func main() {
 	flag.IntVar(&cfg.parallel, "parallel", 50, "proxies connecting at the same time during the ramp")
 	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	flag.StringVar(&cfg.profile, "cpuprofile", "", "write a 30 s CPU profile of the server, taken during the updates, to this file")
+	flag.StringVar(&cfg.heapProf, "memprofile", "", "write a heap profile of the server, taken with all proxies connected, to this file")
 	flag.Parse()
-	if cfg.ports < 1 || cfg.ports > len(benchPorts) || cfg.proxies < 1 || cfg.services < 1 || cfg.parallel < 1 {
-		fmt.Fprintln(os.Stderr, "xdsload: -ports must be 1-3; -proxies, -services and -parallel positive")
+	if cfg.ports < 1 || cfg.ports > len(benchPorts) || cfg.proxies < 1 || cfg.services < 1 || cfg.parallel < 1 || cfg.vs < 0 || cfg.vs > cfg.services {
+		fmt.Fprintln(os.Stderr, "xdsload: -ports must be 1-3; -proxies, -services and -parallel positive; -virtualservices at most -services")
 		os.Exit(2)
 	}
 	var err error

@@ -65,7 +65,7 @@ func runServer(cfg options) error {
 	}
 	defer srv.Close()
 	var mu sync.Mutex
-	model := newMeshModel(cfg.services, cfg.ports)
+	model := newMeshModel(cfg.services, cfg.ports, cfg.vs)
 	srv.Update(model.snapshot())
 
 	xdsLis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -184,12 +184,14 @@ func tcpListener(name, ip string, port uint32, cluster string) (*listenerv3.List
 }
 
 // meshModel is the benchmark's mutable mesh: one ServiceEntry (MESH_INTERNAL, STATIC) per service
-// with up to three ports and three inline endpoints, in 20 namespaces. Each change produces a new
+// with up to three ports and three inline endpoints, in 20 namespaces, and optionally a
+// VirtualService and DestinationRule for the first services. Each change produces a new
 // mesh.Snapshot built by mesh.New, as straitd builds it.
 type meshModel struct {
 	version uint64
 	ports   int
-	objects []*config.Object
+	objects []*config.Object // ServiceEntries, service i at index i
+	routing []*config.Object // DestinationRules and VirtualServices
 	changes int
 }
 
@@ -199,12 +201,41 @@ var benchPorts = []*networkingv1alpha3.ServicePort{
 	{Name: "tcp", Number: 5432, Protocol: "TCP", TargetPort: 5432},
 }
 
-func newMeshModel(services, ports int) *meshModel {
+func newMeshModel(services, ports, virtualServices int) *meshModel {
 	m := &meshModel{ports: ports}
 	for i := range services {
 		m.objects = append(m.objects, serviceEntry(i, ports, 0))
 	}
+	for i := range virtualServices {
+		m.routing = append(m.routing, routing(i)...)
+	}
 	return m
+}
+
+// routing returns a DestinationRule with subsets v1 and v2 for service i and a VirtualService
+// that sends /api 90/10 to them on the HTTP port and everything else to v1.
+func routing(i int) []*config.Object {
+	ns := fmt.Sprintf("ns-%d", i%20)
+	name := fmt.Sprintf("svc-%d", i)
+	host := fmt.Sprintf("%s.%s.svc.cluster.local", name, ns)
+	meta := config.Meta{Name: name, Namespace: ns, CreationTimestamp: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	dest := func(subset string, weight int32) *networkingv1alpha3.HTTPRouteDestination {
+		return &networkingv1alpha3.HTTPRouteDestination{Weight: weight, Destination: &networkingv1alpha3.Destination{
+			Host: host, Subset: subset, Port: &networkingv1alpha3.PortSelector{Number: benchPorts[0].Number}}}
+	}
+	return []*config.Object{
+		{Kind: config.DestinationRule, APIVersion: "networking.istio.io/v1", Meta: meta, Origin: "xdsload",
+			Spec: &networkingv1alpha3.DestinationRule{Host: host, Subsets: []*networkingv1alpha3.Subset{
+				{Name: "v1", Labels: map[string]string{"version": "v1"}},
+				{Name: "v2", Labels: map[string]string{"version": "v2"}}}}},
+		{Kind: config.VirtualService, APIVersion: "networking.istio.io/v1", Meta: meta, Origin: "xdsload",
+			Spec: &networkingv1alpha3.VirtualService{Hosts: []string{host}, Http: []*networkingv1alpha3.HTTPRoute{
+				{Match: []*networkingv1alpha3.HTTPMatchRequest{{Uri: &networkingv1alpha3.StringMatch{
+					MatchType: &networkingv1alpha3.StringMatch_Prefix{Prefix: "/api"}}}},
+					Route: []*networkingv1alpha3.HTTPRouteDestination{dest("v1", 90), dest("v2", 10)}},
+				{Route: []*networkingv1alpha3.HTTPRouteDestination{dest("v1", 0)}},
+			}}},
+	}
 }
 
 // serviceEntry builds service i; gen varies its endpoint addresses.
@@ -254,5 +285,5 @@ func (m *meshModel) change(kind string) {
 
 func (m *meshModel) snapshot() *mesh.Snapshot {
 	m.version++
-	return mesh.New(m.version, &meshconfig.MeshConfig{TrustDomain: "cluster.local"}, slices.Clone(m.objects))
+	return mesh.New(m.version, &meshconfig.MeshConfig{TrustDomain: "cluster.local"}, slices.Concat(m.objects, m.routing))
 }

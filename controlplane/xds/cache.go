@@ -3,11 +3,9 @@ package xds
 import (
 	"context"
 	"errors"
-	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -24,7 +22,8 @@ import (
 //   - state and locks are per node;
 //   - a new snapshot answers only the watches of types whose version changed;
 //   - responses reference the typeSet's pre-marshaled resources, shared by all proxies;
-//   - the Delta diff updates the subscription's returned-resource map in place.
+//   - the Delta diff is memoized per pair of sets, and wildcard Delta streams hold placeholders
+//     instead of copies of the returned-resource map (delta.go).
 //
 // Concurrency contract with the go-control-plane server (pkg/server/{sotw,delta}/v3): a watch's
 // Subscription is not touched by the server while the watch is open, the server cancels a watch
@@ -48,6 +47,10 @@ type nodeCache struct {
 	deltas  map[int64]*deltaWatch
 	sent    map[string]string    // typeURL → version last sent in a SotW response
 	memo    map[string]deltaMemo // typeURL → what the last Delta response left the stream with
+	// placeholders are the recent placeholder maps handed to wildcard Delta streams, per type;
+	// resubscribing marks types whose subscription a stream is changing (see delta.go).
+	placeholders  map[string][]*placeholder
+	resubscribing map[string]bool
 }
 
 type sotwWatch struct {
@@ -104,8 +107,8 @@ func (c *snapshotCache) SetSnapshot(id string, snap *proxySnapshot) {
 	}
 	for _, wid := range sortedWatches(n.deltas, func(w *deltaWatch) string { return w.req.GetTypeUrl() }) {
 		w := n.deltas[wid]
-		if !changed(w.req.GetTypeUrl()) {
-			continue
+		if !changed(w.req.GetTypeUrl()) || n.resubscribing[w.req.GetTypeUrl()] {
+			continue // unchanged, or about to be replaced by a watch on the changed subscription
 		}
 		if resp := n.deltaResponse(w.req, w.sub); resp != nil {
 			w.ch <- resp
@@ -145,6 +148,7 @@ func (c *snapshotCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subs
 	n := c.node(req.GetNode().GetId())
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	delete(n.resubscribing, req.GetTypeUrl()) // the subscription change, if any, is done
 	if resp := n.deltaResponse(req, sub); resp != nil {
 		ch <- resp
 		return nil, nil
@@ -224,149 +228,6 @@ func (n *nodeCache) sotwResponse(req *cache.Request, sub cache.Subscription) cac
 		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: set.version, Resources: anys, TypeUrl: typeURL},
 		ReturnedResources: next,
 	}
-}
-
-// deltaResponse builds the Delta response for a request: the resources whose version differs from
-// what the stream was sent, and the removals. It returns nil when there is nothing to send, except
-// for the first wildcard request, which is always answered. A NACK therefore re-sends nothing.
-// Called with n.mu held; it updates the subscription's returned map in place (see snapshotCache).
-//
-// When the returned map is the one this node's last response produced for a known typeSet (the
-// common case: an ACK, or a push after an ACK), the change is the shared, memoized diff between
-// the two sets, so a push costs O(changes) per proxy instead of O(resources).
-func (n *nodeCache) deltaResponse(req *cache.DeltaRequest, sub cache.Subscription) cache.DeltaResponse {
-	if n.snap == nil {
-		return nil
-	}
-	typeURL := req.GetTypeUrl()
-	set := n.snap.set(typeURL)
-	if set == nil {
-		set = &typeSet{typeURL: typeURL} // a type this proxy gets nothing of
-	}
-	returned := sub.ReturnedResources()
-	if returned == nil {
-		returned = make(map[string]string)
-	}
-	var changed []*discovery.Resource
-	var removed []string
-	m, ok := n.memo[typeURL]
-	if ok && m.returned == mapID(returned) && m.set.version == set.version {
-		// In sync: nothing to compute.
-	} else if ok && m.returned == mapID(returned) {
-		d := set.diffFrom(m.set)
-		changed, removed = d.changed, d.removed
-		if !sub.IsWildcard() {
-			subscribed := sub.SubscribedResources()
-			changed = slices.DeleteFunc(slices.Clone(changed), func(r *discovery.Resource) bool {
-				_, ok := subscribed[r.GetName()]
-				return !ok
-			})
-			removed = slices.DeleteFunc(slices.Clone(removed), func(name string) bool {
-				_, ok := returned[name]
-				return !ok
-			})
-		}
-	} else {
-		changed, removed = fullDiff(set, sub, returned)
-		slices.SortFunc(changed, byName)
-		slices.Sort(removed)
-	}
-	if n.memo == nil {
-		n.memo = make(map[string]deltaMemo)
-	}
-	n.memo[typeURL] = deltaMemo{returned: mapID(returned), set: set}
-	if len(changed) == 0 && len(removed) == 0 && !(sub.IsWildcard() && req.GetResponseNonce() == "") {
-		return nil
-	}
-	for _, r := range changed {
-		returned[r.GetName()] = r.GetVersion()
-	}
-	for _, name := range removed {
-		delete(returned, name)
-	}
-	return &cache.DeltaPassthroughResponse{
-		DeltaRequest:   req,
-		NextVersionMap: returned,
-		DeltaDiscoveryResponse: &discovery.DeltaDiscoveryResponse{
-			Resources:         changed,
-			RemovedResources:  removed,
-			TypeUrl:           typeURL,
-			SystemVersionInfo: set.version,
-		},
-	}
-}
-
-// fullDiff compares a set with what a subscription was sent, resource by resource.
-func fullDiff(set *typeSet, sub cache.Subscription, returned map[string]string) (changed []*discovery.Resource, removed []string) {
-	if sub.IsWildcard() {
-		for name, r := range set.wire {
-			if v, ok := returned[name]; !ok || v != r.GetVersion() {
-				changed = append(changed, r)
-			}
-		}
-		for name := range returned {
-			if _, ok := set.wire[name]; !ok {
-				removed = append(removed, name)
-			}
-		}
-		return changed, removed
-	}
-	for name := range sub.SubscribedResources() {
-		v, known := returned[name]
-		if r, ok := set.wire[name]; ok {
-			if !known || v != r.GetVersion() {
-				changed = append(changed, r)
-			}
-		} else if known {
-			removed = append(removed, name)
-		}
-	}
-	return changed, removed
-}
-
-// invalidate forgets what the node's streams were sent for a type: the server is about to change
-// the subscription (resource names subscribed or unsubscribed), so the next response is computed
-// resource by resource.
-func (c *snapshotCache) invalidate(id, typeURL string) {
-	n := c.node(id)
-	n.mu.Lock()
-	delete(n.memo, typeURL)
-	n.mu.Unlock()
-}
-
-// deltaMemo records that a subscription's returned map (by identity) reflects a typeSet.
-type deltaMemo struct {
-	returned unsafe.Pointer
-	set      *typeSet
-}
-
-func mapID(m map[string]string) unsafe.Pointer { return reflect.ValueOf(m).UnsafePointer() }
-
-// setDiff is what changes between two typeSets of one type.
-type setDiff struct {
-	changed []*discovery.Resource // added or changed, sorted by name
-	removed []string              // sorted
-}
-
-// diffFrom returns the diff from old to s, computed once per (old version, s) and shared.
-func (s *typeSet) diffFrom(old *typeSet) *setDiff {
-	if d, ok := s.diffs.Load(old.version); ok {
-		return d.(*setDiff)
-	}
-	d := &setDiff{}
-	for _, name := range s.names {
-		r := s.wire[name]
-		if o, ok := old.wire[name]; !ok || o.GetVersion() != r.GetVersion() {
-			d.changed = append(d.changed, r)
-		}
-	}
-	for _, name := range old.names {
-		if _, ok := s.wire[name]; !ok {
-			d.removed = append(d.removed, name)
-		}
-	}
-	v, _ := s.diffs.LoadOrStore(old.version, d)
-	return v.(*setDiff)
 }
 
 func byName(a, b *discovery.Resource) int {

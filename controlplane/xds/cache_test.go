@@ -165,3 +165,42 @@ func TestInternerRejectsBadOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestDeltaWildcardPlaceholders follows a wildcard stream (which holds a placeholder instead of a
+// copy of what it was sent) through subscription changes that edit what the server thinks it
+// holds: a name unsubscribed while wildcard is re-sent, a removal still reaches it afterwards, and
+// a named stream that unsubscribes and resubscribes gets the resource again.
+func TestDeltaWildcardPlaceholders(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.mesh.add("a", "default", nil).add("b", "default", nil)
+	e.srv.Update(e.mesh.snapshot())
+	ca, cb := clusterName(host("a", "default")), clusterName(host("b", "default"))
+	c := openDelta(t, e.addr)
+	c.send(&discovery.DeltaDiscoveryRequest{Node: testNode(sidecarID("127.0.0.11", "p-2", "default"), nil), TypeUrl: resource.ClusterType,
+		ResourceNamesSubscribe: []string{"*", ca}})
+	if names, _ := c.next(resource.ClusterType); !sameNames(names, ca, cb) {
+		t.Fatalf("CDS = %v", names)
+	}
+	// Unsubscribing a name while wildcard asks the server to say whether it still exists.
+	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResourceNamesUnsubscribe: []string{ca}})
+	if names, _ := c.next(resource.ClusterType); !sameNames(names, ca) {
+		t.Fatalf("CDS after unsubscribing a while wildcard = %v, want a again", names)
+	}
+	// A push after the subscription change: a removal is still sent.
+	e.mesh.remove("b", "default")
+	e.srv.Update(e.mesh.snapshot())
+	if names, removed := c.next(resource.ClusterType); len(names) != 0 || !sameNames(removed, cb) {
+		t.Fatalf("CDS after removing b = %v removed %v", names, removed)
+	}
+
+	// A named EDS subscription: unsubscribe and subscribe again.
+	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{ca}})
+	if names, _ := c.next(resource.EndpointType); !sameNames(names, ca) {
+		t.Fatalf("EDS after subscribing a = %v", names)
+	}
+	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesUnsubscribe: []string{ca}})
+	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{ca}})
+	if names, _ := c.next(resource.EndpointType); !sameNames(names, ca) {
+		t.Fatalf("EDS after subscribing a again = %v, want a", names)
+	}
+}
