@@ -12,6 +12,8 @@
 //     TLS passthrough by SNI;
 //   - TestTLSTerminationAndOrigination: Gateway SIMPLE and MUTUAL TLS from certificate files,
 //     DestinationRule TLS origination with a CA and SNI;
+//   - TestSidecarPair: client application → client sidecar → server sidecar → server application
+//     in explicit mode (Sidecar captureMode NONE);
 //   - TestNACKKeepsServingTheOldConfig, TestConfigChurnWithoutFailedRequests,
 //     TestProxyServesThroughControlPlaneOutage, TestAdminAndDrainOnSIGTERM: the life of a
 //     configuration and of the proxy.
