@@ -100,6 +100,7 @@ func main() {
 	f.DurationVar(&o.DrainDuration, "drain-duration", 5e9, "how long open connections may finish on shutdown or listener removal")
 	f.BoolVar(&o.ForceSotW, "sotw", false, "use state-of-the-world ADS only")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cmd.AddCommand(iptablesCmd())
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "strait-proxy:", err)
 		os.Exit(1)

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strait-mesh/strait/proxy/intercept"
+)
+
+// iptablesCmd is `strait-proxy iptables install|uninstall`: istio-iptables for the current
+// network namespace.
+func iptablesCmd() *cobra.Command {
+	var c intercept.Config
+	var dryRun, ipv4Only bool
+	var excludeIn, excludeOutPorts string
+	var inbound, includeCIDRs, excludeCIDRs string
+	parse := func() (intercept.Options, error) {
+		var err error
+		c.InboundPorts = split(inbound)
+		c.IncludeOutboundCIDRs = split(includeCIDRs)
+		c.ExcludeOutboundCIDRs = split(excludeCIDRs)
+		if c.ExcludeInboundPorts, err = ports(excludeIn); err != nil {
+			return intercept.Options{}, fmt.Errorf("--exclude-inbound-ports: %w", err)
+		}
+		if c.ExcludeOutboundPorts, err = ports(excludeOutPorts); err != nil {
+			return intercept.Options{}, fmt.Errorf("--exclude-outbound-ports: %w", err)
+		}
+		o := intercept.Options{}
+		if ipv4Only {
+			o.Families = []intercept.Family{intercept.IPv4}
+		}
+		return o, c.Validate()
+	}
+	families := func(o intercept.Options) []intercept.Family {
+		if len(o.Families) == 0 {
+			return []intercept.Family{intercept.IPv4, intercept.IPv6}
+		}
+		return o.Families
+	}
+	install := &cobra.Command{
+		Use:   "install",
+		Short: "Redirect this network namespace's TCP traffic to the sidecar (15001 out, 15006 in)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := parse()
+			if err != nil {
+				return err
+			}
+			if dryRun {
+				for _, fam := range families(o) {
+					rules, err := intercept.Rules(c, fam)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "# %s (%s --noflush)\n%s", fam, restoreName(fam), rules)
+				}
+				return nil
+			}
+			return intercept.Install(cmd.Context(), c, o)
+		},
+	}
+	uninstall := &cobra.Command{
+		Use:   "uninstall",
+		Short: "Remove every rule and chain `install` created",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := parse()
+			if err != nil {
+				return err
+			}
+			if dryRun {
+				fmt.Fprintf(cmd.OutOrStdout(), "# would remove the jumps to and the chains %s\n", strings.Join(intercept.Chains, ", "))
+				return nil
+			}
+			return intercept.Uninstall(cmd.Context(), o)
+		},
+	}
+	cmd := &cobra.Command{
+		Use:   "iptables",
+		Short: "Install or remove traffic interception in the current network namespace (as istio-iptables)",
+	}
+	f := cmd.PersistentFlags()
+	f.BoolVar(&dryRun, "dry-run", false, "print the rules instead of applying them")
+	f.BoolVar(&ipv4Only, "ipv4-only", false, "leave ip6tables alone")
+	f.IntVar(&c.ProxyUID, "proxy-uid", 1337, "uid of the proxy: its traffic is not redirected")
+	f.IntVar(&c.ProxyGID, "proxy-gid", 1337, "gid of the proxy: its traffic is not redirected")
+	f.StringVar(&inbound, "include-inbound-ports", "*", "inbound ports to redirect, comma-separated, or *")
+	f.StringVar(&excludeIn, "exclude-inbound-ports", "", "inbound ports never redirected, comma-separated (the proxy's own ports always are)")
+	f.StringVar(&includeCIDRs, "include-outbound-cidrs", "*", "outbound destinations to redirect, comma-separated CIDRs, or *")
+	f.StringVar(&excludeCIDRs, "exclude-outbound-cidrs", "", "outbound destinations never redirected, comma-separated CIDRs")
+	f.StringVar(&excludeOutPorts, "exclude-outbound-ports", "", "outbound destination ports never redirected, comma-separated")
+	cmd.AddCommand(install, uninstall)
+	return cmd
+}
+
+func restoreName(f intercept.Family) string {
+	if f == intercept.IPv6 {
+		return "ip6tables-restore"
+	}
+	return "iptables-restore"
+}
+
+// split splits a comma-separated list, dropping empty items.
+func split(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ports parses a comma-separated port list.
+func ports(s string) ([]uint16, error) {
+	var out []uint16
+	for _, p := range split(s) {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("port %q: want 1-65535", p)
+		}
+		out = append(out, uint16(n))
+	}
+	return out, nil
+}

@@ -1,0 +1,250 @@
+// Package intercept installs and removes the nat rules that send a network namespace's TCP
+// traffic through its sidecar, as Istio's init container (istio-iptables) does: outbound TCP is
+// redirected to the proxy's outbound capture port (15001), inbound TCP to its inbound capture port
+// (15006), and the proxy's own traffic (its uid and gid), loopback traffic and the proxy's ports
+// are left alone so that nothing loops.
+//
+// The rules live in chains of their own (STRAIT_OUTPUT, STRAIT_REDIRECT, STRAIT_INBOUND,
+// STRAIT_IN_REDIRECT) reached by one jump each from the nat table's OUTPUT and PREROUTING chains,
+// so that Uninstall removes exactly what Install created. Both IPv4 (iptables) and IPv6
+// (ip6tables) are handled.
+package intercept
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Chain names created by Install.
+const (
+	ChainOutput     = "STRAIT_OUTPUT"
+	ChainRedirect   = "STRAIT_REDIRECT"
+	ChainInbound    = "STRAIT_INBOUND"
+	ChainInRedirect = "STRAIT_IN_REDIRECT"
+)
+
+// Chains lists every chain Install creates, in creation order.
+var Chains = []string{ChainInbound, ChainInRedirect, ChainOutput, ChainRedirect}
+
+// ProxyPorts are the proxy's own ports (admin, outbound and inbound capture, HBONE, agent health
+// and merged metrics, Prometheus): inbound connections to them are never redirected.
+var ProxyPorts = []uint16{15000, 15001, 15006, 15008, 15020, 15021, 15090}
+
+// Family is an IP family: IPv4 (iptables) or IPv6 (ip6tables).
+type Family int
+
+// The families.
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+// String returns "ipv4" or "ipv6".
+func (f Family) String() string {
+	if f == IPv6 {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+// Config describes the interception, with the meaning of istio-iptables' flags. The zero value of
+// a field means its documented default; use Defaults to fill them.
+type Config struct {
+	// ProxyUID and ProxyGID own the proxy process; its traffic is never redirected (default 1337).
+	ProxyUID, ProxyGID int
+	// OutboundPort and InboundPort are the capture ports (defaults 15001 and 15006).
+	OutboundPort, InboundPort uint16
+	// InboundPorts are the inbound ports to redirect; empty or "*" means all TCP ports
+	// (istio-iptables -b).
+	InboundPorts []string
+	// ExcludeInboundPorts are never redirected inbound, in addition to ProxyPorts (-d).
+	ExcludeInboundPorts []uint16
+	// IncludeOutboundCIDRs are the destinations whose outbound traffic is redirected; empty or
+	// "*" means all (-i).
+	IncludeOutboundCIDRs []string
+	// ExcludeOutboundCIDRs are never redirected outbound (-x).
+	ExcludeOutboundCIDRs []string
+	// ExcludeOutboundPorts are destination ports never redirected outbound (-o).
+	ExcludeOutboundPorts []uint16
+}
+
+// Defaults returns c with zero fields set to their defaults.
+func (c Config) Defaults() Config {
+	if c.ProxyUID == 0 {
+		c.ProxyUID = 1337
+	}
+	if c.ProxyGID == 0 {
+		c.ProxyGID = 1337
+	}
+	if c.OutboundPort == 0 {
+		c.OutboundPort = 15001
+	}
+	if c.InboundPort == 0 {
+		c.InboundPort = 15006
+	}
+	return c
+}
+
+// cidrs splits CIDRs (or bare addresses) of the given family out of list; "*" means all and is
+// reported as all=true. An unparsable entry is an error.
+func cidrs(list []string, fam Family) (out []string, all bool, err error) {
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		switch s {
+		case "":
+			continue
+		case "*":
+			all = true
+			continue
+		}
+		var p netip.Prefix
+		if strings.Contains(s, "/") {
+			p, err = netip.ParsePrefix(s)
+		} else {
+			var a netip.Addr
+			if a, err = netip.ParseAddr(s); err == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("parsing CIDR %q: %w", s, err)
+		}
+		if p.Addr().Is4() != (fam == IPv4) {
+			continue
+		}
+		out = append(out, p.Masked().String())
+	}
+	return out, all, nil
+}
+
+// Validate checks every list entry.
+func (c Config) Validate() error {
+	for _, fam := range []Family{IPv4, IPv6} {
+		if _, _, err := cidrs(c.IncludeOutboundCIDRs, fam); err != nil {
+			return fmt.Errorf("include outbound CIDRs: %w", err)
+		}
+		if _, _, err := cidrs(c.ExcludeOutboundCIDRs, fam); err != nil {
+			return fmt.Errorf("exclude outbound CIDRs: %w", err)
+		}
+	}
+	if _, _, err := inboundPorts(c.InboundPorts); err != nil {
+		return err
+	}
+	return nil
+}
+
+// inboundPorts parses the include list: all=true for empty or "*".
+func inboundPorts(list []string) (ports []uint16, all bool, err error) {
+	if len(list) == 0 {
+		return nil, true, nil
+	}
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if s == "*" {
+			return nil, true, nil
+		}
+		if s == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(s, 10, 16)
+		if err != nil || n == 0 {
+			return nil, false, fmt.Errorf("inbound port %q: want 1-65535 or *", s)
+		}
+		ports = append(ports, uint16(n))
+	}
+	return ports, false, nil
+}
+
+// Rules returns the nat table rules of one family in iptables-restore format (to be applied
+// with --noflush: the built-in chains keep their other rules). The text is deterministic, so it
+// is also what --dry-run prints.
+func Rules(c Config, fam Family) (string, error) {
+	c = c.Defaults()
+	if err := c.Validate(); err != nil {
+		return "", err
+	}
+	loop, local6 := "127.0.0.1/32", "127.0.0.6/32"
+	if fam == IPv6 {
+		loop, local6 = "::1/128", "::6/128"
+	}
+	var b strings.Builder
+	add := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	add("*nat")
+	for _, ch := range Chains {
+		add(":%s - [0:0]", ch)
+	}
+
+	// Inbound: everything arriving for a local TCP port goes to the inbound capture port, except
+	// the proxy's own ports and the excluded ones.
+	add("-A PREROUTING -p tcp -j %s", ChainInbound)
+	include, all, _ := inboundPorts(c.InboundPorts)
+	exclude := sortedPorts(append(append([]uint16(nil), ProxyPorts...), c.ExcludeInboundPorts...))
+	if all {
+		for _, p := range exclude {
+			add("-A %s -p tcp --dport %d -j RETURN", ChainInbound, p)
+		}
+		add("-A %s -p tcp -j %s", ChainInbound, ChainInRedirect)
+	} else {
+		skip := map[uint16]bool{}
+		for _, p := range exclude {
+			skip[p] = true
+		}
+		for _, p := range sortedPorts(include) {
+			if !skip[p] {
+				add("-A %s -p tcp --dport %d -j %s", ChainInbound, p, ChainInRedirect)
+			}
+		}
+	}
+	add("-A %s -p tcp -j REDIRECT --to-ports %d", ChainInRedirect, c.InboundPort)
+
+	// Outbound.
+	add("-A OUTPUT -p tcp -j %s", ChainOutput)
+	add("-A %s -p tcp -j REDIRECT --to-ports %d", ChainRedirect, c.OutboundPort)
+	// Inbound passthrough connections the proxy makes from 127.0.0.6 to the workload's own
+	// address are never captured.
+	add("-A %s -s %s -o lo -j RETURN", ChainOutput, local6)
+	// The proxy calling its own workload's non-loopback address (an outbound request whose
+	// endpoint is this workload) takes the inbound path, as it would arriving from outside; the
+	// rest of the proxy's traffic leaves unchanged. The application's loopback traffic stays
+	// local.
+	for _, owner := range []string{"--uid-owner " + strconv.Itoa(c.ProxyUID), "--gid-owner " + strconv.Itoa(c.ProxyGID)} {
+		add("-A %s ! -d %s -o lo -p tcp ! --dport %d -m owner %s -j %s", ChainOutput, loop, 15008, owner, ChainInRedirect)
+		add("-A %s -o lo -m owner ! %s -j RETURN", ChainOutput, owner)
+		add("-A %s -m owner %s -j RETURN", ChainOutput, owner)
+	}
+	add("-A %s -d %s -j RETURN", ChainOutput, loop)
+	excl, _, _ := cidrs(c.ExcludeOutboundCIDRs, fam)
+	for _, cidr := range excl {
+		add("-A %s -d %s -j RETURN", ChainOutput, cidr)
+	}
+	for _, p := range sortedPorts(c.ExcludeOutboundPorts) {
+		add("-A %s -p tcp --dport %d -j RETURN", ChainOutput, p)
+	}
+	incl, allOut, _ := cidrs(c.IncludeOutboundCIDRs, fam)
+	if allOut || len(c.IncludeOutboundCIDRs) == 0 {
+		add("-A %s -j %s", ChainOutput, ChainRedirect)
+	} else {
+		for _, cidr := range incl {
+			add("-A %s -d %s -j %s", ChainOutput, cidr, ChainRedirect)
+		}
+	}
+	add("COMMIT")
+	return b.String(), nil
+}
+
+// sortedPorts returns ports sorted without duplicates.
+func sortedPorts(ports []uint16) []uint16 {
+	out := append([]uint16(nil), ports...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	n := 0
+	for i, p := range out {
+		if i == 0 || p != out[n-1] {
+			out[n] = p
+			n++
+		}
+	}
+	return out[:n]
+}

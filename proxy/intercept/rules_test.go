@@ -1,0 +1,62 @@
+package intercept
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestRulesGolden compares the generated rulesets with testdata/NAME.ipv4.golden and .ipv6.golden.
+func TestRulesGolden(t *testing.T) {
+	cases := map[string]Config{
+		"defaults": {},
+		"options": {
+			ProxyUID: 2000, ProxyGID: 2001,
+			InboundPorts:         []string{"9080", "15021", "8080"},
+			IncludeOutboundCIDRs: []string{"10.96.0.0/12", "198.18.0.0/15", "fd00::/8"},
+			ExcludeOutboundCIDRs: []string{"10.96.0.1", "fd00::1"},
+			ExcludeOutboundPorts: []uint16{5432, 22, 5432},
+		},
+		"exclude-inbound": {ExcludeInboundPorts: []uint16{22, 15000}, IncludeOutboundCIDRs: []string{"*"}},
+	}
+	for name, c := range cases {
+		for _, fam := range []Family{IPv4, IPv6} {
+			t.Run(name+"/"+fam.String(), func(t *testing.T) {
+				got, err := Rules(c, fam)
+				if err != nil {
+					t.Fatal(err)
+				}
+				path := filepath.Join("testdata", name+"."+fam.String()+".golden")
+				if *update {
+					if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				want, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatalf("%v (run with -update)", err)
+				}
+				if got != string(want) {
+					t.Errorf("rules differ from %s (run with -update and read the diff):\n%s", path, got)
+				}
+			})
+		}
+	}
+}
+
+func TestRulesInvalid(t *testing.T) {
+	for _, c := range []Config{
+		{IncludeOutboundCIDRs: []string{"10.0.0.0/33"}},
+		{ExcludeOutboundCIDRs: []string{"nope"}},
+		{InboundPorts: []string{"0"}},
+		{InboundPorts: []string{"x"}},
+	} {
+		if _, err := Rules(c, IPv4); err == nil {
+			t.Errorf("Rules(%+v): no error", c)
+		}
+	}
+}
