@@ -262,6 +262,15 @@ func TestHTTPRouting(t *testing.T) {
 				t.Errorf("%s with 120 headers: %d, want 431", c.name, rep.Code)
 			}
 		}
+		big := http.Header{}
+		for i := 0; i < 18; i++ {
+			big.Set(fmt.Sprintf("X-Big-%d", i), strings.Repeat("b", 4<<10))
+		}
+		for name, h := range map[string]http.Header{"one 70 KiB header": {"X-Big": {strings.Repeat("b", 70<<10)}}, "72 KiB in 18 headers": big} {
+			if rep := mustDo(t, h2cClient, request{URL: base + "/m/exact", Header: h}); rep.Code != http.StatusRequestHeaderFieldsTooLarge {
+				t.Errorf("h2c with %s: %d, want 431", name, rep.Code)
+			}
+		}
 		// 70 KiB in one header over HTTP/1.1: read only the status line, which the proxy sends
 		// before closing the connection.
 		conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 5*time.Second)
