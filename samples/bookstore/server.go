@@ -1,0 +1,188 @@
+package bookstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Identity names the service and version that produced a response. Every JSON answer of the
+// bookstore starts with it.
+type Identity struct {
+	Service string `json:"service"`
+	Version string `json:"version"`
+}
+
+// Handler returns the HTTP handler of the service o.Service: its endpoints, /healthz, the
+// identity headers, the fault flags and an access log line per request on log. o must be valid
+// (see Options.Validate). The handler is safe for concurrent use.
+func Handler(o Options, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	id := Identity{Service: o.Service, Version: o.Version}
+	up := newUpstream(o.upstreamTimeout())
+	mux := http.NewServeMux()
+	switch o.Service {
+	case Web:
+		newWeb(id, o, up).register(mux)
+	case Details:
+		newDetails(id).register(mux)
+	case Reviews:
+		newReviews(id, o, up).register(mux)
+	case Ratings:
+		newRatings(id).register(mux)
+	}
+	var h http.Handler = mux
+	h = faults(h, o.FailRate, o.Delay)
+	mux2 := http.NewServeMux()
+	mux2.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, struct {
+			Identity
+			Status string `json:"status"`
+		}{id, "ok"})
+	})
+	mux2.Handle("/", h)
+	return accessLog(identify(mux2, id), log)
+}
+
+// Run serves the service described by o until ctx is done, then shuts down gracefully (in-flight
+// requests get up to 5 seconds). It returns an error if o is invalid or the listener cannot be
+// opened; nil after a clean shutdown. log (default slog.Default()) should name the service.
+func Run(ctx context.Context, o Options, log *slog.Logger) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           Handler(o, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	log.Info("serving", "addr", ln.Addr().String(),
+		"details", o.DetailsURL, "reviews", o.ReviewsURL, "ratings", o.RatingsURL,
+		"timeout", o.upstreamTimeout(), "fail_rate", o.FailRate, "delay", o.Delay)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving: %w", err)
+	}
+	return nil
+}
+
+// identify sets the identity headers on every response.
+func identify(next http.Handler, id Identity) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderService, id.Service)
+		w.Header().Set(HeaderVersion, id.Version)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// faults delays every request by delay and then answers a fraction failRate of them with 503,
+// as a flaky or slow service would. A client that goes away during the delay ends the wait.
+func faults(next http.Handler, failRate float64, delay time.Duration) http.Handler {
+	if failRate == 0 && delay == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
+		if failRate > 0 && rand.Float64() < failRate {
+			writeError(w, http.StatusServiceUnavailable, "injected failure (--fail-rate)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusWriter records the status code written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// accessLog logs one line per request, except health checks, with the request id and user so
+// that a request can be followed through the services' logs.
+func accessLog(next http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"duration", time.Since(start).Round(time.Microsecond), "request_id", r.Header.Get("X-Request-Id"),
+			"end_user", r.Header.Get("End-User"))
+	})
+}
+
+// writeJSON writes v as the JSON body of a response with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, "encoding response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// errorBody is the JSON body of an error answer.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// writeError writes a JSON error answer.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{msg})
+}
