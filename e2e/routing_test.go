@@ -310,6 +310,14 @@ func TestHTTPRouting(t *testing.T) {
 		if n := a.Attempts(key); n != 2 {
 			t.Fatalf("backend saw %d attempts, want 2 (one failure, one retry)", n)
 		}
+		// Istio's default policy (no retries field) retries a 503 too.
+		key += "-default"
+		if rep := mustDo(t, h1Client, request{URL: base + "/m/exact?failonce=" + key}); rep.Code != http.StatusOK {
+			t.Fatalf("request under the default retry policy: %d %.200s, want 200 after a retry", rep.Code, rep.Body)
+		}
+		if n := a.Attempts(key); n != 2 {
+			t.Fatalf("default retry policy: backend saw %d attempts, want 2", n)
+		}
 		// The control: without retries the failure reaches the client.
 		key += "-none"
 		if rep := mustDo(t, h1Client, request{URL: base + "/a/noretry?failonce=" + key}); rep.Code != http.StatusServiceUnavailable {
