@@ -55,9 +55,13 @@ type Options struct {
 	// 2 s for reviews' calls to ratings, so that a slow ratings degrades reviews before web gives
 	// up on reviews.
 	Timeout time.Duration
-	// FailRate is the fraction of requests (0 to 1) answered with 503 instead of served, to
+	// FailRate is the fraction of requests (0 to 1) answered with FailCode instead of served, to
 	// demonstrate retries. /healthz never fails.
 	FailRate float64
+	// FailCode is the status of those answers; 0 means 500. 500 is not retried by the mesh's
+	// default retry policy (Istio's retries 503, twice), so a retry policy makes a visible
+	// difference; 503 shows the default retries at work.
+	FailCode int
 	// Delay is added before every answer except /healthz, to demonstrate timeouts.
 	Delay time.Duration
 }
@@ -85,7 +89,7 @@ named in its description; a flag given on the command line wins.
 // ParseArgs parses the command line args (without the program name) on top of the environment
 // read through getenv, and checks the result. Environment variables: BOOKSTORE_SERVICE,
 // SERVICE_VERSION, PORT, LISTEN_ADDR, DETAILS_URL, REVIEWS_URL, RATINGS_URL, UPSTREAM_TIMEOUT,
-// FAIL_RATE and DELAY. An error names the flag or variable at fault; flag.ErrHelp is returned
+// FAIL_RATE, FAIL_CODE and DELAY. An error names the flag or variable at fault; flag.ErrHelp is returned
 // for -h.
 func ParseArgs(args []string, getenv func(string) string) (Options, error) {
 	env := func(name, def string) string {
@@ -105,6 +109,9 @@ func ParseArgs(args []string, getenv func(string) string) (Options, error) {
 	if o.FailRate, err = strconv.ParseFloat(env("FAIL_RATE", "0"), 64); err != nil {
 		return o, fmt.Errorf("FAIL_RATE: %w", err)
 	}
+	if o.FailCode, err = strconv.Atoi(env("FAIL_CODE", "500")); err != nil {
+		return o, fmt.Errorf("FAIL_CODE: %w", err)
+	}
 	port, err := strconv.Atoi(env("PORT", strconv.Itoa(DefaultPort)))
 	if err != nil {
 		return o, fmt.Errorf("PORT: %w", err)
@@ -123,7 +130,8 @@ func ParseArgs(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.ReviewsURL, "reviews", env("REVIEWS_URL", DefaultReviewsURL), "base URL of reviews, called by web (REVIEWS_URL)")
 	fs.StringVar(&o.RatingsURL, "ratings", env("RATINGS_URL", DefaultRatingsURL), "base URL of ratings, called by reviews v2 and v3 (RATINGS_URL)")
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "timeout of each upstream call; 0 for the default, 3s for web and 2s for reviews (UPSTREAM_TIMEOUT)")
-	fs.Float64Var(&o.FailRate, "fail-rate", o.FailRate, "fraction of requests, 0 to 1, answered with 503 to demonstrate retries (FAIL_RATE)")
+	fs.Float64Var(&o.FailRate, "fail-rate", o.FailRate, "fraction of requests, 0 to 1, answered with --fail-code to demonstrate retries (FAIL_RATE)")
+	fs.IntVar(&o.FailCode, "fail-code", o.FailCode, "status of the --fail-rate answers: 500 is not retried by default, 503 is (FAIL_CODE)")
 	fs.DurationVar(&o.Delay, "delay", o.Delay, "delay added before every answer, to demonstrate timeouts (DELAY)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -167,6 +175,9 @@ func (o Options) Validate() error {
 	}
 	if o.FailRate < 0 || o.FailRate > 1 {
 		errs = append(errs, fmt.Errorf("--fail-rate %v: want a fraction from 0 to 1", o.FailRate))
+	}
+	if o.FailCode != 0 && (o.FailCode < 400 || o.FailCode > 599) {
+		errs = append(errs, fmt.Errorf("--fail-code %d: want a 4xx or 5xx status", o.FailCode))
 	}
 	if o.Delay < 0 {
 		errs = append(errs, fmt.Errorf("--delay %v: must not be negative", o.Delay))

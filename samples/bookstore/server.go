@@ -40,7 +40,7 @@ func Handler(o Options, log *slog.Logger) http.Handler {
 		newRatings(id).register(mux)
 	}
 	var h http.Handler = mux
-	h = faults(h, o.FailRate, o.Delay)
+	h = faults(h, o.FailRate, o.FailCode, o.Delay)
 	mux2 := http.NewServeMux()
 	mux2.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, struct {
@@ -73,7 +73,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	}
 	log.Info("serving", "addr", ln.Addr().String(),
 		"details", o.DetailsURL, "reviews", o.ReviewsURL, "ratings", o.RatingsURL,
-		"timeout", o.upstreamTimeout(), "fail_rate", o.FailRate, "delay", o.Delay)
+		"timeout", o.upstreamTimeout(), "fail_rate", o.FailRate, "fail_code", o.FailCode, "delay", o.Delay)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -101,11 +101,15 @@ func identify(next http.Handler, id Identity) http.Handler {
 	})
 }
 
-// faults delays every request by delay and then answers a fraction failRate of them with 503,
-// as a flaky or slow service would. A client that goes away during the delay ends the wait.
-func faults(next http.Handler, failRate float64, delay time.Duration) http.Handler {
+// faults delays every request by delay and then answers a fraction failRate of them with the
+// status failCode, as a flaky or slow service would. A client that goes away during the delay
+// ends the wait.
+func faults(next http.Handler, failRate float64, failCode int, delay time.Duration) http.Handler {
 	if failRate == 0 && delay == 0 {
 		return next
+	}
+	if failCode == 0 {
+		failCode = http.StatusInternalServerError
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if delay > 0 {
@@ -118,7 +122,7 @@ func faults(next http.Handler, failRate float64, delay time.Duration) http.Handl
 			}
 		}
 		if failRate > 0 && rand.Float64() < failRate {
-			writeError(w, http.StatusServiceUnavailable, "injected failure (--fail-rate)")
+			writeError(w, failCode, "injected failure (--fail-rate)")
 			return
 		}
 		next.ServeHTTP(w, r)
