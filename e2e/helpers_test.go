@@ -50,6 +50,7 @@ type echo struct {
 // Query parameters change its behaviour, so one backend serves every test:
 //   - sleep=DURATION delays the answer (ends early if the request is canceled);
 //   - failonce=KEY answers 503 to the first request carrying KEY and 200 afterwards;
+//   - slowonce=KEY holds the first request carrying KEY for 5 s (or until it is canceled);
 //   - hold=1 blocks until Release when the backend was started with holding enabled.
 type echoBackend struct {
 	Name string
@@ -136,14 +137,17 @@ func (b *echoBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if key := q.Get("slowonce"); key != "" && b.attempt(key) == 1 {
+		select {
+		case <-time.After(5 * time.Second):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	w.Header().Set("x-backend", b.Name)
 	w.Header().Set("x-backend-secret", "s3cret")
 	if key := q.Get("failonce"); key != "" {
-		b.mu.Lock()
-		b.attempts[key]++
-		n := b.attempts[key]
-		b.mu.Unlock()
-		if n == 1 {
+		if b.attempt(key) == 1 {
 			w.Header().Set("x-attempt", "1")
 			http.Error(w, b.Name+" failing once", http.StatusServiceUnavailable)
 			return
@@ -158,7 +162,15 @@ func (b *echoBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(e)
 }
 
-// Attempts returns how many requests carried failonce=key.
+// attempt counts a request carrying key and returns how many did so far.
+func (b *echoBackend) attempt(key string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.attempts[key]++
+	return b.attempts[key]
+}
+
+// Attempts returns how many requests carried failonce=key or slowonce=key.
 func (b *echoBackend) Attempts(key string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -79,6 +79,9 @@ spec:
   - match: [{uri: {prefix: /a/retry}}]
     retries: {attempts: 3, retryOn: 5xx}
     route: [{destination: {host: web.e2e.svc.cluster.local, subset: a}}]
+  - match: [{uri: {prefix: /a/pertry}}]
+    retries: {attempts: 2, perTryTimeout: 300ms, retryOn: gateway-error}
+    route: [{destination: {host: web.e2e.svc.cluster.local, subset: a}}]
   - match: [{uri: {prefix: /a/noretry}}]
     retries: {attempts: 0}
     route: [{destination: {host: web.e2e.svc.cluster.local, subset: a}}]
@@ -309,6 +312,14 @@ func TestHTTPRouting(t *testing.T) {
 		}
 		if n := a.Attempts(key); n != 2 {
 			t.Fatalf("backend saw %d attempts, want 2 (one failure, one retry)", n)
+		}
+		// A try that outlives perTryTimeout is abandoned and retried.
+		key += "-pertry"
+		if rep := mustDo(t, h1Client, request{URL: base + "/a/pertry?slowonce=" + key}); rep.Code != http.StatusOK || rep.Echo == nil {
+			t.Fatalf("request whose first try is slow: %d %.200s, want 200 from the retry", rep.Code, rep.Body)
+		}
+		if n := a.Attempts(key); n != 2 {
+			t.Fatalf("perTryTimeout: backend saw %d attempts, want 2", n)
 		}
 		// Istio's default policy (no retries field) retries a 503 too.
 		key += "-default"
