@@ -51,6 +51,9 @@ spec:
     route: [{destination: {host: h2.e2e.test}}]
   - match: [{uri: {prefix: /h1}}]
     route: [{destination: {host: h1.e2e.test}}]
+  - match: [{uri: {exact: /grpc.testing.TestService/EmptyCall}}]
+    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}
+    route: [{destination: {host: grpc.e2e.test}}]
   - match: [{uri: {prefix: /grpc.testing.TestService/}}]
     route: [{destination: {host: grpc.e2e.test}}]
   - match: [{uri: {prefix: /ws}}]
@@ -193,6 +196,15 @@ func TestProtocols(t *testing.T) {
 		}
 		if _, err := stream.Recv(); status.Code(err) != codes.FailedPrecondition {
 			t.Fatalf("failing stream: %v, want FailedPrecondition", err)
+		}
+
+		// A fault abort with a gRPC status answers for the server (which does not implement
+		// EmptyCall: reaching it would give Unimplemented).
+		if _, err := client.EmptyCall(fctx, &testpb.Empty{}); status.Code(err) != codes.Unavailable {
+			t.Fatalf("EmptyCall under a gRPC fault abort: %v, want Unavailable", err)
+		}
+		if _, err := client.UnaryCall(fctx, &testpb.SimpleRequest{}); status.Code(err) != codes.Unimplemented {
+			t.Fatalf("UnaryCall: %v, want the server's Unimplemented", err)
 		}
 	})
 

@@ -1,0 +1,239 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strait-mesh/strait/internal/netns"
+	"github.com/strait-mesh/strait/internal/testenv"
+)
+
+// appEnv selects a tiny application mode of this test binary (see init): the workloads of the
+// interception tests are this binary, unchanged and unaware of the mesh.
+const appEnv = "STRAIT_E2E_APP"
+
+func init() {
+	mode := os.Getenv(appEnv)
+	if mode == "" {
+		return
+	}
+	args := strings.Fields(mode)
+	if err := runApp(args); err != nil {
+		fmt.Fprintln(os.Stderr, "app:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// runApp is one of:
+//
+//	http-server ADDR       answers every request with "served-by NAME" and the request headers
+//	tcp-echo ADDR          echoes every connection
+//	get URL                GETs URL once, prints "RESULT <status> <body>", then waits for SIGTERM
+//	tcp-send ADDR MSG      sends MSG, prints "RESULT <reply>", then waits for SIGTERM
+func runApp(args []string) error {
+	wait := func() error {
+		ch := make(chan os.Signal, 1)
+		signalNotify(ch)
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Minute):
+		}
+		return nil
+	}
+	switch args[0] {
+	case "http-server":
+		return http.ListenAndServe(args[1], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "served-by %s\n", os.Getenv("STRAIT_WORKLOAD_NAME"))
+			r.Header.Write(w)
+		}))
+	case "tcp-echo":
+		ln, err := net.Listen("tcp", args[1])
+		if err != nil {
+			return err
+		}
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return err
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	case "get":
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(args[1])
+		if err != nil {
+			fmt.Printf("RESULT error %q\n", err.Error())
+			return wait()
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Printf("RESULT %d %q\n", resp.StatusCode, body)
+		return wait()
+	case "tcp-send":
+		c, err := net.DialTimeout("tcp", args[1], 10*time.Second)
+		if err != nil {
+			fmt.Printf("RESULT error %q\n", err.Error())
+			return wait()
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte(args[2] + "\n")); err != nil {
+			return err
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if err != nil {
+			fmt.Printf("RESULT error %q\n", err.Error())
+		} else {
+			fmt.Printf("RESULT %q\n", strings.TrimSpace(line))
+		}
+		return wait()
+	}
+	return fmt.Errorf("unknown app %q", args[0])
+}
+
+// meshHost is a test's private bridge: its own name and /24 inside 198.18.0.0/15, so that
+// tests and a running `strait up` (strait0, 198.18.0.1/15) do not meet.
+type meshHost struct {
+	bridge, cidr string
+}
+
+func newMeshHost(t *testing.T) meshHost {
+	t.Helper()
+	if err := netns.Available(); err != nil {
+		t.Skipf("skipping: %v (the same scenario runs in explicit mode in TestExplicitHTTPThroughBothSidecars)", err)
+	}
+	if _, err := exec.LookPath("iptables-restore"); err != nil {
+		if _, err := os.Stat("/usr/sbin/iptables-restore"); err != nil {
+			t.Skip("skipping: iptables-restore not found (Debian package iptables)")
+		}
+	}
+	n := os.Getpid()%200 + 20
+	h := meshHost{bridge: fmt.Sprintf("stt%d", n), cidr: fmt.Sprintf("198.19.%d.1/24", n)}
+	t.Cleanup(func() {
+		if _, err := netns.DeleteBridgeIfUnused(h.bridge); err != nil {
+			t.Error(err)
+		}
+	})
+	return h
+}
+
+// runWorkload starts `strait run` with args and the app mode, and stops it (SIGINT, as Ctrl-C)
+// at cleanup, checking that its namespace and veth are gone.
+func (h meshHost) runWorkload(t *testing.T, sd *testenv.Straitd, name string, app string, args ...string) *testenv.Process {
+	t.Helper()
+	bin := testenv.Binaries(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := append([]string{filepath.Join(bin, "strait"), "run", "--straitd", sd.HTTP, "--xds", sd.XDS,
+		"--name", name, "--bridge", h.bridge, "--bridge-address", h.cidr, "--mode", "netns",
+		"--proxy-bin", filepath.Join(bin, "strait-proxy")}, args...)
+	argv = append(argv, "--", self, "-test.run=^$")
+	p := testenv.Start(t, "strait run "+name, []string{appEnv + "=" + app}, argv...)
+	nsName := "strait-default-" + name
+	t.Cleanup(func() {
+		p.Signal(syscall.SIGINT)
+		select {
+		case <-p.Exited():
+		case <-time.After(30 * time.Second):
+			t.Errorf("strait run %s did not exit on SIGINT", name)
+		}
+		if netns.Exists(nsName) {
+			t.Errorf("namespace %s left behind", nsName)
+			_, _ = netns.IP("netns", "delete", nsName)
+		}
+	})
+	p.WaitOutput(t, regexp.MustCompile(`in network namespace `+regexp.QuoteMeta(nsName)), 60*time.Second)
+	return p
+}
+
+// adminStat reads a counter from the sidecar admin interface inside a workload's namespace.
+func adminStat(t *testing.T, name, stat string) int {
+	t.Helper()
+	ns := &netns.NS{Name: "strait-default-" + name}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = ns.Do(func() error { c, err = net.Dial(network, addr); return err })
+			return c, err
+		}}}
+	resp, err := hc.Get("http://127.0.0.1:15000/stats")
+	if err != nil {
+		t.Fatalf("%s admin: %v", name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok && k == stat {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	t.Fatalf("%s: no stat %s in:\n%s", name, stat, b)
+	return 0
+}
+
+// TestInterceptedHTTPThroughBothSidecars runs reviews-v2 (an HTTP server) and a client workload
+// with `strait run` in namespaces with iptables interception: the unmodified client's GET of the
+// service address reaches the server through its own sidecar's outbound listener and the
+// server's sidecar's inbound listener; each sidecar's upstream connections are made as uid 1337
+// and are not captured again (the client sidecar accepted exactly one connection on 15001).
+func TestInterceptedHTTPThroughBothSidecars(t *testing.T) {
+	h := newMeshHost(t)
+	sd := testenv.StartStraitd(t, nil, "--autoregister-grace", "1s")
+	h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
+		"--service", "reviews", "--labels", "version=v2", "--port", "9080", "--address", "198.18.255.10")
+	client := h.runWorkload(t, sd, "productpage-v1", "get http://198.18.255.10:9080/",
+		"--service", "productpage", "--port", "9081", "--labels", "version=v1")
+	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
+	if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], "served-by reviews-v2") {
+		t.Fatalf("client got %s", m[1])
+	}
+	// The server saw headers its sidecar's connection manager adds.
+	if !strings.Contains(strings.ToLower(m[1]), "x-request-id") {
+		t.Errorf("the request did not pass an HTTP sidecar: %s", m[1])
+	}
+	if n := adminStat(t, "productpage-v1", "cluster.outbound|9080||reviews.default.svc.cluster.local.upstream_rq_total"); n < 1 {
+		t.Errorf("client sidecar: outbound upstream_rq_total %d", n)
+	}
+	if n := adminStat(t, "reviews-v2", "http.inbound_0.0.0.0_9080.downstream_rq_total"); n < 1 {
+		t.Errorf("server sidecar: inbound downstream_rq_total %d", n)
+	}
+	if n := adminStat(t, "productpage-v1", "listener.0.0.0.0_15001.downstream_cx_total"); n != 1 {
+		t.Errorf("client sidecar accepted %d connections on 15001, want 1 (the app's): its own upstream connections must not be captured", n)
+	}
+}
+
+// TestInterceptedTCPEcho runs a TCP echo workload and a client that sends a line through
+// interception on both sides.
+func TestInterceptedTCPEcho(t *testing.T) {
+	h := newMeshHost(t)
+	sd := testenv.StartStraitd(t, nil, "--autoregister-grace", "1s")
+	h.runWorkload(t, sd, "echo-v1", "tcp-echo 0.0.0.0:9000",
+		"--service", "echo", "--protocol", "TCP", "--port", "9000", "--address", "198.18.255.11")
+	client := h.runWorkload(t, sd, "sender-v1", "tcp-send 198.18.255.11:9000 hello-through-the-mesh",
+		"--service", "sender", "--port", "9001")
+	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
+	if m[1] != `"hello-through-the-mesh"` {
+		t.Fatalf("client got %s", m[1])
+	}
+	if n := adminStat(t, "sender-v1", "cluster.outbound|9000||echo.default.svc.cluster.local.upstream_cx_total"); n < 1 {
+		t.Errorf("client sidecar: outbound upstream_cx_total %d", n)
+	}
+	if n := adminStat(t, "echo-v1", "cluster.inbound|9000||.upstream_cx_total"); n < 1 {
+		t.Errorf("server sidecar: inbound upstream_cx_total %d", n)
+	}
+}
