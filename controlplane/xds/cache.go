@@ -51,6 +51,12 @@ type nodeCache struct {
 	// resubscribing marks types whose subscription a stream is changing (see delta.go).
 	placeholders  map[string][]*placeholder
 	resubscribing map[string]bool
+	// The update order (order.go): the transition phase and what was served when it started,
+	// the types the node's streams subscribed to, and the version each was last left holding.
+	phase      int
+	retained   *retained
+	subscribed map[string]bool
+	settledAt  map[string]string
 }
 
 type sotwWatch struct {
@@ -80,40 +86,71 @@ func (c *snapshotCache) node(id string) *nodeCache {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n = c.nodes[id]; n == nil {
-		n = &nodeCache{watches: map[int64]*sotwWatch{}, deltas: map[int64]*deltaWatch{}, sent: map[string]string{}}
+		n = &nodeCache{watches: map[int64]*sotwWatch{}, deltas: map[int64]*deltaWatch{}, sent: map[string]string{},
+			subscribed: map[string]bool{}, settledAt: map[string]string{}}
 		c.nodes[id] = n
 	}
 	return n
 }
 
-// SetSnapshot makes snap the node's resources and answers its open watches of changed types, in
-// the order CDS, EDS, LDS, RDS, then the rest (make before break).
+// SetSnapshot makes snap the node's target resources and answers its open watches of types whose
+// served version changed, in the order CDS, EDS, LDS, RDS, then the rest; clusters and endpoints
+// go before the listeners and routes that use them, and removals after (order.go).
 func (c *snapshotCache) SetSnapshot(id string, snap *proxySnapshot) {
 	n := c.node(id)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	old := n.snap
-	n.snap = snap
-	changed := func(typeURL string) bool { return old == nil || old.version(typeURL) != snap.version(typeURL) }
-	for _, wid := range sortedWatches(n.watches, func(w *sotwWatch) string { return w.req.GetTypeUrl() }) {
-		w := n.watches[wid]
-		if !changed(w.req.GetTypeUrl()) {
-			continue
+	before := n.views()
+	n.startTransition(snap)
+	n.answer(func(typeURL string) bool {
+		if old == nil {
+			return true
 		}
-		if resp := n.sotwResponse(w.req, w.sub); resp != nil {
-			w.ch <- resp
-			delete(n.watches, wid)
+		if slices.Contains(orderedTypes, typeURL) {
+			return before[typeURL] != versionOf(n.view(typeURL))
 		}
+		return old.version(typeURL) != snap.version(typeURL)
+	})
+}
+
+// answer sends responses to the open watches of the types for which changed is true, in type
+// order, then moves the transition on and answers what that releases. Called with n.mu held.
+func (n *nodeCache) answer(changed func(typeURL string) bool) {
+	for changed != nil {
+		for _, wid := range sortedWatches(n.watches, func(w *sotwWatch) string { return w.req.GetTypeUrl() }) {
+			w := n.watches[wid]
+			if !changed(w.req.GetTypeUrl()) {
+				continue
+			}
+			if resp := n.sotwResponse(w.req, w.sub); resp != nil {
+				w.ch <- resp
+				delete(n.watches, wid)
+			}
+		}
+		for _, wid := range sortedWatches(n.deltas, func(w *deltaWatch) string { return w.req.GetTypeUrl() }) {
+			w := n.deltas[wid]
+			if !changed(w.req.GetTypeUrl()) || n.resubscribing[w.req.GetTypeUrl()] {
+				continue // unchanged, or about to be replaced by a watch on the changed subscription
+			}
+			if resp := n.deltaResponse(w.req, w.sub); resp != nil {
+				w.ch <- resp
+				delete(n.deltas, wid)
+			}
+		}
+		changed = n.released()
 	}
-	for _, wid := range sortedWatches(n.deltas, func(w *deltaWatch) string { return w.req.GetTypeUrl() }) {
-		w := n.deltas[wid]
-		if !changed(w.req.GetTypeUrl()) || n.resubscribing[w.req.GetTypeUrl()] {
-			continue // unchanged, or about to be replaced by a watch on the changed subscription
-		}
-		if resp := n.deltaResponse(w.req, w.sub); resp != nil {
-			w.ch <- resp
-			delete(n.deltas, wid)
-		}
+}
+
+// released advances the transition and returns which types' views that changed, or nil.
+func (n *nodeCache) released() func(typeURL string) bool {
+	before := n.advance()
+	if before == nil {
+		return nil
+	}
+	return func(typeURL string) bool {
+		v, ordered := before[typeURL]
+		return ordered && v != versionOf(n.view(typeURL))
 	}
 }
 
@@ -130,6 +167,8 @@ func (c *snapshotCache) CreateWatch(req *cache.Request, sub cache.Subscription, 
 	n := c.node(req.GetNode().GetId())
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.subscribed[req.GetTypeUrl()] = true
+	defer func() { n.answer(n.released()) }() // what this request settles may release other types
 	if resp := n.sotwResponse(req, sub); resp != nil {
 		ch <- resp
 		return func() {}, nil
@@ -149,6 +188,8 @@ func (c *snapshotCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subs
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.resubscribing, req.GetTypeUrl()) // the subscription change, if any, is done
+	n.subscribed[req.GetTypeUrl()] = true
+	defer func() { n.answer(n.released()) }() // what this request settles may release other types
 	if resp := n.deltaResponse(req, sub); resp != nil {
 		ch <- resp
 		return nil, nil
@@ -172,11 +213,12 @@ func (c *snapshotCache) Fetch(context.Context, *cache.Request) (cache.Response, 
 // n.mu held.
 func (n *nodeCache) sotwResponse(req *cache.Request, sub cache.Subscription) cache.Response {
 	typeURL := req.GetTypeUrl()
-	set := n.snap.set(typeURL)
+	set := n.view(typeURL)
 	if set == nil {
 		return nil // nothing of this type generated yet
 	}
 	if req.GetErrorDetail() != nil && n.sent[typeURL] == set.version {
+		n.settledAt[typeURL] = set.version
 		return nil
 	}
 	returned := sub.ReturnedResources()
@@ -201,6 +243,7 @@ func (n *nodeCache) sotwResponse(req *cache.Request, sub cache.Subscription) cac
 			}
 		}
 		if !newName {
+			n.settledAt[typeURL] = set.version
 			return nil
 		}
 	}
@@ -223,6 +266,7 @@ func (n *nodeCache) sotwResponse(req *cache.Request, sub cache.Subscription) cac
 		}
 	}
 	n.sent[typeURL] = set.version
+	n.settledAt[typeURL] = set.version
 	return &cache.PassthroughResponse{
 		Request:           req,
 		DiscoveryResponse: &discovery.DiscoveryResponse{VersionInfo: set.version, Resources: anys, TypeUrl: typeURL},

@@ -80,10 +80,11 @@ func (n *nodeCache) deltaResponse(req *cache.DeltaRequest, sub cache.Subscriptio
 		return nil
 	}
 	typeURL := req.GetTypeUrl()
-	set := n.snap.set(typeURL)
+	set := n.view(typeURL)
 	if set == nil {
 		set = &typeSet{typeURL: typeURL} // a type this proxy gets nothing of
 	}
+	n.settledAt[typeURL] = set.version // sent below, or nothing to send
 	returned := sub.ReturnedResources()
 	if returned == nil {
 		returned = make(map[string]string)

@@ -37,6 +37,7 @@ type typeSet struct {
 	wire    map[string]*discovery.Resource // name → marshaled resource; never modified
 	names   []string                       // sorted names of wire
 	diffs   sync.Map                       // old version → *setDiff, see diffFrom
+	unions  sync.Map                       // old version → *typeSet, see unionWith
 }
 
 // proxySnapshot is what the cache serves one proxy: a typeSet per resource type. It is never

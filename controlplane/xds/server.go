@@ -21,6 +21,7 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -137,7 +138,10 @@ func New(opts Options) (*Server, error) {
 	s.in = newInterner()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cache = newSnapshotCache()
-	s.ads = serverv3.NewServer(s.ctx, s.cache, s.callbacks(), serverLogger(gcpLogger{s.log}))
+	// Ordered ADS: SotW responses of all types go through one queue, in the order the cache
+	// produces them (CDS, EDS, LDS, RDS; see order.go). Without it the SotW server picks among
+	// per-type channels at random. The Delta server always uses one queue.
+	s.ads = serverv3.NewServer(s.ctx, s.cache, s.callbacks(), serverLogger(gcpLogger{s.log}), sotwv3.WithOrderedADS())
 	go s.loop()
 	return s, nil
 }

@@ -400,6 +400,8 @@ func TestDebounceCoalescesBursts(t *testing.T) {
 		e.srv.Update(e.mesh.snapshot())
 	}
 	waitFor(t, "burst applied", func() bool { return c.has(resource.ClusterType, names...) })
+	// The round is counted after its last proxy, which may be after this one received it.
+	waitFor(t, "second round counted", func() bool { return e.srv.rounds.Load() >= 2 })
 	if got := e.srv.rounds.Load(); got != 2 {
 		t.Errorf("push rounds = %d, want 2 (the burst of %d updates coalesced into one)", got, burst)
 	}

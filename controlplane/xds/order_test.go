@@ -1,0 +1,237 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// event is one response as a client applies it: for SotW the full state, for Delta the changes.
+type event struct {
+	typeURL string
+	names   []string // resources held after the response (clusters, load assignments) or routed to (routes)
+	ack     func()
+}
+
+// orderClient is a raw ADS stream (SotW or Delta) that tracks what it holds per type and leaves
+// ACKing to the test.
+type orderClient struct {
+	t     *testing.T
+	recv  func() event
+	held  map[string]map[string]bool
+	delta bool
+}
+
+func (c *orderClient) next() event { c.t.Helper(); return c.recv() }
+
+// routeClusters returns the clusters a route configuration routes to.
+func routeClusters(rc *routev3.RouteConfiguration) []string {
+	var out []string
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			out = append(out, r.GetRoute().GetCluster())
+		}
+	}
+	return out
+}
+
+// resourceNames unpacks resources and returns their names (for routes: the clusters they name).
+func resourceNames(t *testing.T, typeURL string, anys []*anypb.Any) []string {
+	t.Helper()
+	var out []string
+	for _, a := range anys {
+		switch typeURL {
+		case resource.ClusterType:
+			var c clusterv3.Cluster
+			if err := a.UnmarshalTo(&c); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, c.GetName())
+		case resource.EndpointType:
+			var cla endpointv3.ClusterLoadAssignment
+			if err := a.UnmarshalTo(&cla); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, cla.GetClusterName())
+		case resource.RouteType:
+			var rc routev3.RouteConfiguration
+			if err := a.UnmarshalTo(&rc); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, routeClusters(&rc)...)
+		}
+	}
+	return out
+}
+
+func openOrderClient(t *testing.T, addr, id string, delta bool) *orderClient {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(func() { cancel(); _ = cc.Close() })
+	c := &orderClient{t: t, held: map[string]map[string]bool{}, delta: delta}
+	ads := discovery.NewAggregatedDiscoveryServiceClient(cc)
+	n := testNode(id, nil)
+	if delta {
+		st, err := ads.DeltaAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, typ := range orderedTypes {
+			if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: n, TypeUrl: typ}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.recv = func() event {
+			resp, err := st.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			typ := resp.GetTypeUrl()
+			held := c.held[typ]
+			if held == nil || typ == resource.RouteType {
+				held = map[string]bool{}
+				c.held[typ] = held
+			}
+			var anys []*anypb.Any
+			for _, r := range resp.GetResources() {
+				anys = append(anys, r.GetResource())
+			}
+			for _, name := range resourceNames(t, typ, anys) {
+				held[name] = true
+			}
+			for _, name := range resp.GetRemovedResources() {
+				delete(held, name)
+			}
+			return event{typeURL: typ, names: keys(held), ack: func() {
+				if err := st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: typ, ResponseNonce: resp.GetNonce()}); err != nil {
+					t.Fatal(err)
+				}
+			}}
+		}
+		return c
+	}
+	st, err := ads.StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range orderedTypes {
+		if err := st.Send(&discovery.DiscoveryRequest{Node: n, TypeUrl: typ}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.recv = func() event {
+		resp, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ := resp.GetTypeUrl()
+		return event{typeURL: typ, names: resourceNames(t, typ, resp.GetResources()), ack: func() {
+			if err := st.Send(&discovery.DiscoveryRequest{TypeUrl: typ, VersionInfo: resp.GetVersionInfo(),
+				ResponseNonce: resp.GetNonce()}); err != nil {
+				t.Fatal(err)
+			}
+		}}
+	}
+	return c
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkRoutes fails when a route names a cluster the client does not hold (with its endpoints).
+func checkRoutes(t *testing.T, step string, held map[string][]string) {
+	t.Helper()
+	for _, c := range held[resource.RouteType] {
+		if !slices.Contains(held[resource.ClusterType], c) || !slices.Contains(held[resource.EndpointType], c) {
+			t.Errorf("%s: a route names %s, but the client holds clusters %v and endpoints %v", step, c,
+				held[resource.ClusterType], held[resource.EndpointType])
+		}
+	}
+}
+
+// TestUpdateOrderMakeBeforeBreak checks Envoy's ADS ordering over SotW and Delta: when a change
+// adds a cluster and removes another, the client never holds a route to a cluster (or endpoints)
+// it does not have, even when its CDS ACK is late (the CDS watch is not open when the change is
+// pushed, while the RDS watch is).
+func TestUpdateOrderMakeBeforeBreak(t *testing.T) {
+	for _, delta := range []bool{false, true} {
+		t.Run(fmt.Sprintf("delta=%v", delta), func(t *testing.T) {
+			e := newEnv(t, Options{Debounce: -1})
+			e.mesh.add("a", "default", nil).add("b", "default", nil)
+			e.srv.Update(e.mesh.snapshot())
+			id := sidecarID("127.0.0.20", "p-order", "default")
+			c := openOrderClient(t, e.addr, id, delta)
+			held := map[string][]string{}
+			apply := func(step string, ev event) {
+				held[ev.typeURL] = ev.names
+				checkRoutes(t, step, held)
+			}
+			for range orderedTypes { // initial state
+				ev := c.next()
+				apply("initial", ev)
+				ev.ack()
+			}
+			waitFor(t, "initial sync", func() bool { return e.allSynced(id) })
+
+			// Remove b, add c; everything ACKed at once.
+			e.mesh.remove("b", "default").add("c", "default", nil)
+			e.srv.Update(e.mesh.snapshot())
+			ca, cc := clusterName(host("a", "default")), clusterName(host("c", "default"))
+			for !sameNames(held[resource.ClusterType], ca, cc) || !sameNames(held[resource.EndpointType], ca, cc) ||
+				!sameNames(held[resource.RouteType], ca, cc) {
+				ev := c.next()
+				apply("b→c", ev)
+				ev.ack()
+			}
+
+			// Add d, but hold the ACK of the CDS response: the RDS watch is open, the CDS one is
+			// not, when the next change (add e) is pushed.
+			rounds := e.srv.rounds.Load()
+			e.mesh.add("d", "default", nil)
+			e.srv.Update(e.mesh.snapshot())
+			var heldAck func()
+			cd, ce := clusterName(host("d", "default")), clusterName(host("e", "default"))
+			for !sameNames(held[resource.RouteType], ca, cc, cd) {
+				ev := c.next()
+				apply("+d", ev)
+				if ev.typeURL == resource.ClusterType && heldAck == nil {
+					heldAck = ev.ack
+					continue
+				}
+				ev.ack()
+			}
+			waitFor(t, "push of +d", func() bool { return e.srv.rounds.Load() > rounds })
+			rounds = e.srv.rounds.Load()
+			e.mesh.add("e", "default", nil)
+			e.srv.Update(e.mesh.snapshot())
+			waitFor(t, "push of +e", func() bool { return e.srv.rounds.Load() > rounds })
+			heldAck()
+			for !sameNames(held[resource.RouteType], ca, cc, cd, ce) || !slices.Contains(held[resource.ClusterType], ce) {
+				ev := c.next()
+				apply("+e with a late CDS ACK", ev)
+				ev.ack()
+			}
+		})
+	}
+}
