@@ -202,6 +202,7 @@ func TestInterceptedHTTPThroughBothSidecars(t *testing.T) {
 	if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], "served-by reviews-v2") {
 		t.Fatalf("client got %s", m[1])
 	}
+	t.Logf("client got %s", m[1])
 	// The server saw headers its sidecar's connection manager adds.
 	if !strings.Contains(strings.ToLower(m[1]), "x-request-id") {
 		t.Errorf("the request did not pass an HTTP sidecar: %s", m[1])

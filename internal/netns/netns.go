@@ -228,3 +228,21 @@ func DeleteLink(name string) error {
 	}
 	return nil
 }
+
+// Lock takes an exclusive lock (flock) named name under /run/strait/locks, waiting for it, so
+// that processes creating and deleting a shared bridge do not race. The returned func unlocks.
+func Lock(name string) (func(), error) {
+	dir := "/run/strait/locks"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(dir+"/"+name, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock %s: %w", name, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", name, err)
+	}
+	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}

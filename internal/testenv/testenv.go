@@ -54,6 +54,10 @@ func Binaries(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
+		// Sidecars run as uid 1337 in interception tests: they must be able to run the binaries.
+		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
+			return
+		}
 		args := []string{"build", "-o", binDir + "/"}
 		if os.Getenv(RaceEnv) == "1" {
 			args = append(args, "-race")

@@ -1,0 +1,303 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strait-mesh/strait/controlplane/config/embedded"
+	"github.com/strait-mesh/strait/internal/netns"
+)
+
+// runOptions are the flags of `strait run`.
+type runOptions struct {
+	name, service, namespace, serviceAccount string
+	labels                                   string
+	port                                     uint32
+	protocol                                 string
+	address                                  string // ServiceEntry address (VIP), optional
+	xds                                      string
+	proxyBin                                 string
+	mode                                     string // auto, netns or explicit
+	bridge                                   string
+	bridgeAddr                               string
+	proxyUID                                 int
+	straitd                                  string
+}
+
+func newRun(g *globals) *cobra.Command {
+	o := runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run --name NAME --service SERVICE --port PORT [flags] -- COMMAND [ARGS...]",
+		Short: "Run COMMAND as a mesh workload with its own sidecar",
+		Long: "run registers SERVICE with straitd (a ServiceEntry and a WorkloadGroup) and starts COMMAND as a\n" +
+			"workload with its own strait-proxy sidecar, which auto-registers its WorkloadEntry; the entry\n" +
+			"is removed when the workload exits.\n\n" +
+			"As root, the workload gets its own network namespace on a bridge (addresses from 198.18.0.0/15),\n" +
+			"the sidecar runs as uid 1337 and iptables interception sends the workload's TCP through it, as in\n" +
+			"a pod: COMMAND is unchanged and unaware. Without root, explicit mode: the workload gets its own\n" +
+			"127.x address, and the sidecar listens for it inbound and offers outbound listeners on loopback.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.straitd = g.addr
+			return runWorkload(cmd.Context(), o, args, g.stdin, g.stdout, g.stderr)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.name, "name", "", "workload name, e.g. reviews-v2 (also the WorkloadGroup's name)")
+	f.StringVar(&o.service, "service", "", "service the workload serves, e.g. reviews (label app=SERVICE)")
+	f.StringVar(&o.namespace, "namespace", "default", "namespace of the service and workload")
+	f.StringVar(&o.serviceAccount, "service-account", "", "service account (default: SERVICE)")
+	f.StringVar(&o.labels, "labels", "", "more workload labels, k=v comma-separated, e.g. version=v2")
+	f.Uint32Var(&o.port, "port", 0, "port COMMAND serves on (also the service port)")
+	f.StringVar(&o.protocol, "protocol", "HTTP", "protocol of the port: HTTP, HTTP2, GRPC, TCP, ...")
+	f.StringVar(&o.address, "address", "", "a virtual IP for the service in its ServiceEntry (clients may call it)")
+	f.StringVar(&o.xds, "xds", "", "straitd's ADS address (default: the --straitd host, port 15010)")
+	f.StringVar(&o.proxyBin, "proxy-bin", "", "strait-proxy binary (default: beside strait, else on PATH)")
+	f.StringVar(&o.mode, "mode", "auto", "netns (root: namespace + iptables), explicit (loopback, no root) or auto")
+	f.StringVar(&o.bridge, "bridge", "strait0", "bridge for workload namespaces (netns mode)")
+	f.StringVar(&o.bridgeAddr, "bridge-address", "198.18.0.1/15", "the bridge's address and the workloads' subnet (netns mode)")
+	f.IntVar(&o.proxyUID, "proxy-uid", 1337, "uid and gid of the sidecar (netns mode)")
+	_ = cmd.MarkFlagRequired("name")
+	_ = cmd.MarkFlagRequired("service")
+	_ = cmd.MarkFlagRequired("port")
+	return cmd
+}
+
+// workload is what run knows about the workload being started.
+type workload struct {
+	o       runOptions
+	labels  map[string]string
+	host    string // the service's FQDN
+	ip      string // the workload's address (the sidecar's --ip)
+	xds     string // ADS address as seen from the sidecar
+	log     io.Writer
+	cleanup []func() error // run in reverse order
+}
+
+func (w *workload) defer_(f func() error) { w.cleanup = append(w.cleanup, f) }
+
+// teardown runs the cleanups in reverse order and joins their errors.
+func (w *workload) teardown() error {
+	var errs []error
+	for i := len(w.cleanup) - 1; i >= 0; i-- {
+		if err := w.cleanup[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	w.cleanup = nil
+	return errors.Join(errs...)
+}
+
+// runWorkload implements `strait run`.
+func runWorkload(ctx context.Context, o runOptions, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if o.serviceAccount == "" {
+		o.serviceAccount = o.service
+	}
+	w := &workload{o: o, labels: map[string]string{"app": o.service}, log: stderr,
+		host: o.service + "." + o.namespace + ".svc.cluster.local"}
+	if o.labels != "" {
+		for _, kv := range strings.Split(o.labels, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("--labels: %q is not k=v", kv)
+			}
+			w.labels[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	mode := o.mode
+	if mode == "auto" {
+		mode = "netns"
+		if err := netns.Available(); err != nil {
+			mode = "explicit"
+			fmt.Fprintf(stderr, "strait run: explicit mode (%v): %s gets its own loopback address; no interception\n", err, o.name)
+		}
+	}
+	xds := o.xds
+	if xds == "" {
+		host, _, err := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(o.straitd, "http://"), "https://"))
+		if err != nil {
+			return fmt.Errorf("--straitd %q: %w", o.straitd, err)
+		}
+		xds = net.JoinHostPort(host, "15010")
+	}
+	w.xds = xds
+	proxyBin, err := findProxy(o.proxyBin)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := w.teardown(); err != nil {
+			fmt.Fprintf(stderr, "strait run: cleaning up: %v\n", err)
+		}
+	}()
+	var app *exec.Cmd
+	switch mode {
+	case "netns":
+		app, err = w.startNetns(ctx, proxyBin, argv, stdin, stdout, stderr)
+	case "explicit":
+		app, err = w.startExplicit(ctx, proxyBin, argv, stdin, stdout, stderr)
+	default:
+		return fmt.Errorf("--mode %q: want auto, netns or explicit", o.mode)
+	}
+	if err != nil {
+		return err
+	}
+	return waitApp(ctx, app)
+}
+
+// waitApp waits for the application to exit; on ctx's end it sends SIGTERM (SIGKILL after 10 s).
+// A non-zero exit is returned as an error carrying the exit code.
+func waitApp(ctx context.Context, app *exec.Cmd) error {
+	done := make(chan error, 1)
+	go func() { done <- app.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = app.Process.Signal(syscall.SIGTERM)
+		select {
+		case err = <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-app.Process.Pid, syscall.SIGKILL)
+			err = <-done
+		}
+		if err != nil && ctx.Err() != nil {
+			return nil // stopped by us
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", app.Path, err)
+	}
+	return nil
+}
+
+// findProxy locates strait-proxy.
+func findProxy(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "strait-proxy")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("strait-proxy")
+	if err != nil {
+		return "", errors.New("strait-proxy not found beside strait or on PATH (use --proxy-bin)")
+	}
+	return p, nil
+}
+
+// register ensures the ServiceEntry and the WorkloadGroup exist in straitd.
+func (w *workload) register(ctx context.Context) error {
+	o := w.o
+	keys := make([]string, 0, len(w.labels))
+	for k := range w.labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var labels strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&labels, "      %s: %q\n", k, w.labels[k])
+	}
+	proto := strings.ToUpper(o.protocol)
+	addresses := ""
+	if o.address != "" {
+		addresses = fmt.Sprintf("  addresses: [%q]\n", o.address)
+	}
+	doc := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  hosts: [%[3]s]
+%[4]s  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: %[5]d, name: %[10]s-%[5]d, protocol: %[6]s}]
+  workloadSelector:
+    labels: {app: %[1]q}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: {name: %[7]s, namespace: %[2]s}
+spec:
+  metadata:
+    labels:
+%[8]s  template:
+    serviceAccount: %[9]s
+`, o.service, o.namespace, w.host, addresses, o.port, proto, o.name, labels.String(), o.serviceAccount, strings.ToLower(proto))
+	_, err := embedded.NewClient(o.straitd).Apply(ctx, []embedded.Document{{Origin: "strait run " + o.name, Data: doc}}, false)
+	if err != nil {
+		return fmt.Errorf("registering %s with straitd: %w", o.name, err)
+	}
+	return nil
+}
+
+// proxyArgs returns strait-proxy's flags for the workload.
+func (w *workload) proxyArgs(extra ...string) []string {
+	keys := make([]string, 0, len(w.labels))
+	for k := range w.labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var labels []string
+	for _, k := range keys {
+		labels = append(labels, k+"="+w.labels[k])
+	}
+	return append([]string{"--mode", "sidecar", "--xds-address", w.xds,
+		"--workload-name", w.o.name, "--namespace", w.o.namespace, "--ip", w.ip,
+		"--labels", strings.Join(labels, ","), "--service-account", w.o.serviceAccount,
+		"--workload-group", w.o.name}, extra...)
+}
+
+// appEnv is the environment of COMMAND: the caller's, plus where the workload is.
+func (w *workload) appEnv(mode string) []string {
+	return append(os.Environ(),
+		"STRAIT_MODE="+mode,
+		"STRAIT_WORKLOAD_NAME="+w.o.name,
+		"STRAIT_WORKLOAD_IP="+w.ip,
+		fmt.Sprintf("STRAIT_PORT=%d", w.o.port),
+		"STRAIT_SERVICE_HOST="+w.host)
+}
+
+// prefixWriter writes each line with a prefix.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+	mid    bool // inside a line: its prefix is written
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		if !p.mid {
+			p.mid = true
+			if _, err := io.WriteString(p.w, p.prefix); err != nil {
+				return 0, err
+			}
+		}
+		i := strings.IndexByte(string(b), '\n')
+		if i < 0 {
+			_, err := p.w.Write(b)
+			return n, err
+		}
+		if _, err := p.w.Write(b[:i+1]); err != nil {
+			return 0, err
+		}
+		p.mid = false
+		b = b[i+1:]
+	}
+	return n, nil
+}
