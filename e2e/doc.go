@@ -12,6 +12,7 @@
 //     TLS passthrough by SNI;
 //   - TestTLSTerminationAndOrigination: Gateway SIMPLE and MUTUAL TLS from certificate files,
 //     DestinationRule TLS origination with a CA and SNI;
+//   - TestOutlierDetectionAndCircuitBreaker: ejection of a failing endpoint, pool overflow (UO);
 //   - TestSidecarPair: client application → client sidecar → server sidecar → server application
 //     in explicit mode (Sidecar captureMode NONE);
 //   - TestNACKKeepsServingTheOldConfig, TestConfigChurnWithoutFailedRequests,

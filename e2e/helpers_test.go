@@ -60,6 +60,7 @@ type echoBackend struct {
 	hits     atomic.Int64
 	active   atomic.Int64
 	holding  bool
+	failing  bool
 	release  chan struct{}
 	relOnce  sync.Once
 	mu       sync.Mutex
@@ -70,6 +71,7 @@ type echoBackend struct {
 type backendOptions struct {
 	h2c  bool // serve HTTP/2 with prior knowledge (and HTTP/1.1) instead of HTTP/1.1 only
 	hold bool // honour hold=1
+	fail bool // answer every request with 503
 }
 
 // startBackend starts an echoBackend named name on ip (a 127.0.0.0/8 address) and a free port.
@@ -79,7 +81,7 @@ func startBackend(t *testing.T, ip, name string, o backendOptions) *echoBackend 
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &echoBackend{Name: name, IP: ip, Port: ln.Addr().(*net.TCPAddr).Port, holding: o.hold,
+	b := &echoBackend{Name: name, IP: ip, Port: ln.Addr().(*net.TCPAddr).Port, holding: o.hold, failing: o.fail,
 		release: make(chan struct{}), attempts: map[string]int{}}
 	var h http.Handler = b
 	if o.h2c {
@@ -146,6 +148,10 @@ func (b *echoBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("x-backend", b.Name)
 	w.Header().Set("x-backend-secret", "s3cret")
+	if b.failing {
+		http.Error(w, b.Name+" is broken", http.StatusServiceUnavailable)
+		return
+	}
 	if key := q.Get("failonce"); key != "" {
 		if b.attempt(key) == 1 {
 			w.Header().Set("x-attempt", "1")

@@ -41,9 +41,9 @@ func init() {
 // runApp is one of:
 //
 //	http-server ADDR       answers every request with "served-by NAME" and the request headers
-//	tcp-echo ADDR          echoes every connection
+//	tcp-echo ADDR...       echoes every connection
 //	get URL                GETs URL once, prints "RESULT <status> <body>", then waits for SIGTERM
-//	tcp-send ADDR MSG      sends MSG, prints "RESULT <reply>", then waits for SIGTERM
+//	tcp-send MSG ADDR...   sends MSG to each, prints "RESULT ADDR <reply>", then waits for SIGTERM
 func runApp(args []string) error {
 	wait := func() error {
 		ch := make(chan os.Signal, 1)
@@ -61,17 +61,24 @@ func runApp(args []string) error {
 			r.Header.Write(w)
 		}))
 	case "tcp-echo":
-		ln, err := net.Listen("tcp", args[1])
-		if err != nil {
-			return err
-		}
-		for {
-			c, err := ln.Accept()
+		errc := make(chan error, len(args))
+		for _, addr := range args[1:] {
+			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
 			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						errc <- err
+						return
+					}
+					go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+				}
+			}()
 		}
+		return <-errc
 	case "get":
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(args[1])
 		if err != nil {
@@ -83,25 +90,30 @@ func runApp(args []string) error {
 		fmt.Printf("RESULT %d %q\n", resp.StatusCode, body)
 		return wait()
 	case "tcp-send":
-		c, err := net.DialTimeout("tcp", args[1], 10*time.Second)
-		if err != nil {
-			fmt.Printf("RESULT error %q\n", err.Error())
-			return wait()
-		}
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write([]byte(args[2] + "\n")); err != nil {
-			return err
-		}
-		line, err := bufio.NewReader(c).ReadString('\n')
-		c.Close()
-		if err != nil {
-			fmt.Printf("RESULT error %q\n", err.Error())
-		} else {
-			fmt.Printf("RESULT %q\n", strings.TrimSpace(line))
+		for _, addr := range args[2:] {
+			fmt.Printf("RESULT %s %s\n", addr, sendLine(addr, args[1]))
 		}
 		return wait()
 	}
 	return fmt.Errorf("unknown app %q", args[0])
+}
+
+// sendLine sends msg and a newline to addr and returns the quoted reply line or the error.
+func sendLine(addr, msg string) string {
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return fmt.Sprintf("error %q", err.Error())
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte(msg + "\n")); err != nil {
+		return fmt.Sprintf("error %q", err.Error())
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return fmt.Sprintf("error %q", err.Error())
+	}
+	return strconv.Quote(strings.TrimSpace(line))
 }
 
 // meshHost is a test's private bridge: its own name and /24 inside 198.18.0.0/15, so that
@@ -219,22 +231,55 @@ func TestInterceptedHTTPThroughBothSidecars(t *testing.T) {
 }
 
 // TestInterceptedTCPEcho runs a TCP echo workload and a client that sends a line through
-// interception on both sides.
+// interception on both sides: to the service address (outbound|9000||echo... to the inbound
+// cluster), to the workload's address on a port no service declares (PassthroughCluster, then
+// InboundPassthroughCluster from 127.0.0.6 on the server side) and to a server outside the mesh
+// on the bridge (PassthroughCluster to its original destination).
 func TestInterceptedTCPEcho(t *testing.T) {
 	h := newMeshHost(t)
 	sd := testenv.StartStraitd(t, nil, "--autoregister-grace", "1s")
-	h.runWorkload(t, sd, "echo-v1", "tcp-echo 0.0.0.0:9000",
+	echo := h.runWorkload(t, sd, "echo-v1", "tcp-echo 0.0.0.0:9000 0.0.0.0:9100",
 		"--service", "echo", "--protocol", "TCP", "--port", "9000", "--address", "198.18.255.11")
-	client := h.runWorkload(t, sd, "sender-v1", "tcp-send 198.18.255.11:9000 hello-through-the-mesh",
+	podIP := echo.WaitOutput(t, regexp.MustCompile(`at (198\.19\.\d+\.\d+) `), 5*time.Second)[1]
+	// The bridge's own address in the host namespace: outside the mesh.
+	outside, err := net.Listen("tcp", strings.TrimSuffix(h.cidr, "/24")+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outside.Close()
+	go func() {
+		for {
+			c, err := outside.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	targets := []string{"198.18.255.11:9000", podIP + ":9100", outside.Addr().String()}
+	client := h.runWorkload(t, sd, "sender-v1", "tcp-send hello-through-the-mesh "+strings.Join(targets, " "),
 		"--service", "sender", "--port", "9001")
-	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
-	if m[1] != `"hello-through-the-mesh"` {
-		t.Fatalf("client got %s", m[1])
+	for _, target := range targets {
+		m := client.WaitOutput(t, regexp.MustCompile(`RESULT `+regexp.QuoteMeta(target)+` (.*)`), 30*time.Second)
+		if m[1] != `"hello-through-the-mesh"` {
+			t.Errorf("%s: client got %s", target, m[1])
+		}
 	}
-	if n := adminStat(t, "sender-v1", "cluster.outbound|9000||echo.default.svc.cluster.local.upstream_cx_total"); n < 1 {
-		t.Errorf("client sidecar: outbound upstream_cx_total %d", n)
+	for stat, min := range map[string]int{
+		"cluster.outbound|9000||echo.default.svc.cluster.local.upstream_cx_total": 1,
+		"cluster.PassthroughCluster.upstream_cx_total":                            2,
+		"listener.0.0.0.0_15001.downstream_cx_total":                              3,
+	} {
+		if n := adminStat(t, "sender-v1", stat); n < min {
+			t.Errorf("client sidecar: %s = %d, want at least %d", stat, n, min)
+		}
 	}
-	if n := adminStat(t, "echo-v1", "cluster.inbound|9000||.upstream_cx_total"); n < 1 {
-		t.Errorf("server sidecar: inbound upstream_cx_total %d", n)
+	for stat, min := range map[string]int{
+		"cluster.inbound|9000||.upstream_cx_total":             1,
+		"cluster.InboundPassthroughCluster.upstream_cx_total": 1,
+	} {
+		if n := adminStat(t, "echo-v1", stat); n < min {
+			t.Errorf("server sidecar: %s = %d, want at least %d", stat, n, min)
+		}
 	}
 }
