@@ -1,8 +1,11 @@
 package l7
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"io"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -13,8 +16,13 @@ const MaxReplayBytes = 64 << 10
 
 var errStaleAttempt = errors.New("request body belongs to an abandoned upstream attempt")
 
+// MaxPrefetchBytes bounds the request bodies (by Content-Length) whose first bytes are read before
+// the request goes upstream; see replayBody.prefetch.
+const MaxPrefetchBytes = 16 << 10
+
 // replayBody streams the downstream request body to the current upstream attempt while
 // remembering up to MaxReplayBytes of it, so that a retry can send the same bytes again.
+// Bytes read by prefetch are always kept in buf (they are at most MaxPrefetchBytes).
 type replayBody struct {
 	mu       sync.Mutex
 	src      io.Reader
@@ -40,7 +48,50 @@ func (rb *replayBody) attempt() io.ReadCloser {
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
 	rb.gen++
+	if rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total {
+		// The whole body is in memory: net/http then sends the request headers and body in one
+		// write instead of flushing the headers first and copying the body through a
+		// per-request 32 KiB buffer. An abandoned attempt keeps reading its own reader.
+		return io.NopCloser(bytes.NewReader(rb.buf))
+	}
 	return &bodyView{rb: rb, gen: rb.gen}
+}
+
+// prefetch reads, before the request goes upstream, what has already arrived of a small body
+// (0 < length <= MaxPrefetchBytes): one Read, which returns the bytes the server has buffered
+// or waits for the next ones, as Envoy forwards the body data that came with the headers. When
+// that is the whole body, attempts send it from memory. The rest of a body that did not come
+// at once streams as before. ctx ending (stream idle timeout, max duration, downstream reset)
+// interrupts the wait through the response's read deadline; without read deadline support
+// (a test recorder) nothing is prefetched.
+func (rb *replayBody) prefetch(ctx context.Context, w http.ResponseWriter, length int64) {
+	if length <= 0 || length > MaxPrefetchBytes {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Time{}) != nil {
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { _ = rc.SetReadDeadline(time.Unix(1, 0)) })
+	buf := make([]byte, length)
+	n, err := rb.src.Read(buf)
+	stop()
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	if n > 0 {
+		rb.buf = buf[:n]
+		rb.total = int64(n)
+		*rb.received += int64(n)
+		rb.idle.touch()
+	}
+	switch {
+	case err == io.EOF || err == nil && int64(n) == length:
+		// The server enforces Content-Length: reaching it ends the body.
+		rb.eof = true
+		rb.onEOF.start()
+	case err != nil:
+		rb.err = err
+	}
 }
 
 // canReplay reports whether a new attempt can send the whole body again.
@@ -74,7 +125,7 @@ func (v *bodyView) Read(p []byte) (int, error) {
 	if v.gen != rb.gen {
 		return 0, errStaleAttempt
 	}
-	if rb.record && !rb.overflow && v.off < int64(len(rb.buf)) {
+	if !rb.overflow && v.off < int64(len(rb.buf)) {
 		n := copy(p, rb.buf[v.off:])
 		v.off += int64(n)
 		return n, nil

@@ -345,6 +345,7 @@ func (h *Handler) forward(s *Stream) {
 			// Let the upstream response stream back while the request body is still arriving.
 			_ = http.NewResponseController(s.W).EnableFullDuplex()
 		}
+		body.prefetch(ctx, s.W, r.ContentLength)
 	} else {
 		rtimer.start()
 	}
