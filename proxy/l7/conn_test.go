@@ -183,3 +183,46 @@ func TestHTTP1FullDuplexStreaming(t *testing.T) {
 		resp.Body.Close()
 	}
 }
+
+// TestSmallBodyPrefetch covers the small-body fast path: a body that arrives in two parts
+// still streams through whole, and a body that never arrives ends with 408 (SI) when the
+// stream idle timeout fires while the proxy waits for its first bytes.
+func TestSmallBodyPrefetch(t *testing.T) {
+	up := startUpstream(t, echoHandler(), false)
+	env := &testEnv{clusters: map[string]Upstream{"b": newTestUpstream(up, false)}}
+	a := toCluster("b")
+	a.Timeout = durationpb.New(0)
+	a.IdleTimeout = durationpb.New(300 * time.Millisecond)
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), a))), env, false)
+
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "POST /split HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+	time.Sleep(50 * time.Millisecond) // the first part is read alone; the rest streams after
+	io.WriteString(c, "world")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := decodeSeen(t, resp).Body; got != "helloworld" {
+		t.Errorf("split body reached the upstream as %q", got)
+	}
+	if ri := p.nextInfo(t); ri.BytesReceived != 10 {
+		t.Errorf("bytes received %d, want 10", ri.BytesReceived)
+	}
+
+	io.WriteString(c, "POST /never HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ri := p.nextInfo(t); resp.StatusCode != 408 || ri.Flags != FlagStreamIdleTimeout {
+		t.Errorf("body never sent: status %d flags %s", resp.StatusCode, ri.Flags)
+	}
+}
