@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -399,5 +400,52 @@ func TestRun(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run: %v", err)
+	}
+}
+
+// TestProxy runs web and reviews with --proxy pointing at a stand-in for a sidecar's outbound
+// listener in explicit mode: the services keep calling the mesh names (http://reviews:9080), and
+// the proxy receives absolute-form requests whose Host is that name, and routes them by it.
+func TestProxy(t *testing.T) {
+	ratings := serve(t, Options{Service: Ratings}, nil)
+	details := serve(t, Options{Service: Details}, nil)
+	backends := map[string]string{"details:9080": details, "ratings:9080": ratings}
+	var mu sync.Mutex
+	var hosts []string
+	sidecar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hosts = append(hosts, r.Host)
+		to, ok := backends[r.Host]
+		mu.Unlock()
+		if !ok || !r.URL.IsAbs() {
+			http.Error(w, "no route to "+r.Host, http.StatusNotFound)
+			return
+		}
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, to+r.URL.Path, nil)
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	defer sidecar.Close()
+	reviews := serve(t, Options{Service: Reviews, Version: "v2", RatingsURL: DefaultRatingsURL, Proxy: sidecar.URL}, nil)
+	mu.Lock()
+	backends["reviews:9080"] = reviews
+	mu.Unlock()
+	web := serve(t, Options{Service: Web, DetailsURL: DefaultDetailsURL, ReviewsURL: DefaultReviewsURL, Proxy: sidecar.URL}, nil)
+	_, p := getPage(t, web+"/api/book/2", nil)
+	if got := versionsHeader(p.Versions); got != "details=v1,ratings=v1,reviews=v2,web=v1" {
+		t.Errorf("versions %s (details error %q, reviews error %q)", got, p.DetailsError, p.ReviewsError)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(hosts)
+	if want := []string{"details:9080", "ratings:9080", "reviews:9080"}; !slices.Equal(hosts, want) {
+		t.Errorf("proxy saw hosts %v, want %v", hosts, want)
 	}
 }

@@ -51,6 +51,11 @@ type Options struct {
 	Listen string
 	// DetailsURL, ReviewsURL and RatingsURL are the base URLs of the upstream services.
 	DetailsURL, ReviewsURL, RatingsURL string
+	// Proxy, if set, is the URL of an HTTP proxy that every upstream call goes through: a
+	// sidecar's outbound listener in explicit mode (no interception), which routes the request by
+	// its Host, the upstream's mesh name. Empty: HTTP_PROXY and NO_PROXY from the environment
+	// apply, as in any Go program (never to loopback addresses).
+	Proxy string
 	// Timeout bounds each upstream call. Zero means the service's default: 3 s for web's calls,
 	// 2 s for reviews' calls to ratings, so that a slow ratings degrades reviews before web gives
 	// up on reviews.
@@ -88,7 +93,7 @@ named in its description; a flag given on the command line wins.
 
 // ParseArgs parses the command line args (without the program name) on top of the environment
 // read through getenv, and checks the result. Environment variables: BOOKSTORE_SERVICE,
-// SERVICE_VERSION, PORT, LISTEN_ADDR, DETAILS_URL, REVIEWS_URL, RATINGS_URL, UPSTREAM_TIMEOUT,
+// SERVICE_VERSION, PORT, LISTEN_ADDR, DETAILS_URL, REVIEWS_URL, RATINGS_URL, UPSTREAM_PROXY, UPSTREAM_TIMEOUT,
 // FAIL_RATE, FAIL_CODE and DELAY. An error names the flag or variable at fault; flag.ErrHelp is returned
 // for -h.
 func ParseArgs(args []string, getenv func(string) string) (Options, error) {
@@ -129,6 +134,7 @@ func ParseArgs(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.DetailsURL, "details", env("DETAILS_URL", DefaultDetailsURL), "base URL of details, called by web (DETAILS_URL)")
 	fs.StringVar(&o.ReviewsURL, "reviews", env("REVIEWS_URL", DefaultReviewsURL), "base URL of reviews, called by web (REVIEWS_URL)")
 	fs.StringVar(&o.RatingsURL, "ratings", env("RATINGS_URL", DefaultRatingsURL), "base URL of ratings, called by reviews v2 and v3 (RATINGS_URL)")
+	fs.StringVar(&o.Proxy, "proxy", env("UPSTREAM_PROXY", ""), "HTTP proxy for upstream calls, e.g. the sidecar's outbound listener in explicit mode; default HTTP_PROXY (UPSTREAM_PROXY)")
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "timeout of each upstream call; 0 for the default, 3s for web and 2s for reviews (UPSTREAM_TIMEOUT)")
 	fs.Float64Var(&o.FailRate, "fail-rate", o.FailRate, "fraction of requests, 0 to 1, answered with --fail-code to demonstrate retries (FAIL_RATE)")
 	fs.IntVar(&o.FailCode, "fail-code", o.FailCode, "status of the --fail-rate answers: 500 is not retried by default, 503 is (FAIL_CODE)")
@@ -164,7 +170,11 @@ func (o Options) Validate() error {
 	if o.Listen == "" {
 		errs = append(errs, errors.New("--listen must not be empty"))
 	}
-	for _, u := range []struct{ flag, value string }{{"details", o.DetailsURL}, {"reviews", o.ReviewsURL}, {"ratings", o.RatingsURL}} {
+	urls := []struct{ flag, value string }{{"details", o.DetailsURL}, {"reviews", o.ReviewsURL}, {"ratings", o.RatingsURL}}
+	if o.Proxy != "" {
+		urls = append(urls, struct{ flag, value string }{"proxy", o.Proxy})
+	}
+	for _, u := range urls {
 		p, err := url.Parse(u.value)
 		switch {
 		case err != nil:

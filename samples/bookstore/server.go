@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -27,7 +28,11 @@ func Handler(o Options, log *slog.Logger) http.Handler {
 		log = slog.Default()
 	}
 	id := Identity{Service: o.Service, Version: o.Version}
-	up := newUpstream(o.upstreamTimeout())
+	var proxy *url.URL
+	if o.Proxy != "" {
+		proxy, _ = url.Parse(o.Proxy) // checked by Validate
+	}
+	up := newUpstream(o.upstreamTimeout(), proxy)
 	mux := http.NewServeMux()
 	switch o.Service {
 	case Web:
@@ -72,7 +77,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 	}
 	log.Info("serving", "addr", ln.Addr().String(),
-		"details", o.DetailsURL, "reviews", o.ReviewsURL, "ratings", o.RatingsURL,
+		"details", o.DetailsURL, "reviews", o.ReviewsURL, "ratings", o.RatingsURL, "proxy", o.Proxy,
 		"timeout", o.upstreamTimeout(), "fail_rate", o.FailRate, "fail_code", o.FailCode, "delay", o.Delay)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

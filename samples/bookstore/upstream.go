@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -22,10 +23,15 @@ type upstream struct {
 
 // newUpstream returns an upstream whose calls time out after timeout. Its transport is
 // net/http's default one (keep-alive pools, HTTP_PROXY/NO_PROXY from the environment, which
-// never applies to loopback addresses) with more idle connections per host.
-func newUpstream(timeout time.Duration) *upstream {
+// never apply to loopback addresses) with more idle connections per host; a non-nil proxy
+// replaces the environment's: every call goes through it, in absolute form
+// ("GET http://reviews:9080/reviews/0"), which keeps the upstream's mesh name as the Host.
+func newUpstream(timeout time.Duration, proxy *url.URL) *upstream {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 32
+	if proxy != nil {
+		t.Proxy = http.ProxyURL(proxy)
+	}
 	return &upstream{client: &http.Client{Transport: t}, timeout: timeout}
 }
 
@@ -49,10 +55,10 @@ func (e *StatusError) Error() string {
 func (u *upstream) getJSON(in *http.Request, extra http.Header, base, path string, out any) error {
 	ctx, cancel := context.WithTimeout(in.Context(), u.timeout)
 	defer cancel()
-	url := strings.TrimSuffix(base, "/") + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	target := strings.TrimSuffix(base, "/") + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return fmt.Errorf("GET %s: %w", target, err)
 	}
 	propagate(in, req)
 	for k, v := range extra {
@@ -66,15 +72,15 @@ func (u *upstream) getJSON(in *http.Request, extra http.Header, base, path strin
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody))
 	if err != nil {
-		return fmt.Errorf("GET %s: reading answer: %w", url, err)
+		return fmt.Errorf("GET %s: reading answer: %w", target, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var eb errorBody
 		_ = json.Unmarshal(body, &eb) // best effort: a proxy's 503 is plain text
-		return &StatusError{URL: url, Code: resp.StatusCode, Msg: eb.Error}
+		return &StatusError{URL: target, Code: resp.StatusCode, Msg: eb.Error}
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("GET %s: decoding answer: %w", url, err)
+		return fmt.Errorf("GET %s: decoding answer: %w", target, err)
 	}
 	return nil
 }
