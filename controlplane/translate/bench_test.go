@@ -2,10 +2,12 @@ package translate_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/strait-mesh/strait/controlplane/config"
@@ -73,16 +75,21 @@ func benchProxy(i int) *translate.Proxy {
 // BenchmarkTranslate measures Generate for one sidecar in a mesh of 1,000 services x 3 ports and
 // 200 VirtualServices (with 200 DestinationRules):
 //
-//   - cold: a new snapshot per iteration, so nothing is shared (the first proxy after a change);
+//   - cold: a new generator and snapshot per iteration, so nothing is shared or carried over
+//     (the first proxy after straitd starts);
+//   - endpoint-change: one generator, a new snapshot per iteration in which one service's endpoint
+//     moved (the first proxy after an endpoint change: unchanged output is carried over from the
+//     previous snapshot, only that service's load assignments are rebuilt);
+//   - vs-change: the same with one VirtualService changed (routes and listeners of every scope are
+//     rebuilt, clusters and endpoints carried over);
 //   - warm: one snapshot, a different proxy per iteration (every proxy after the first: outbound
 //     clusters, endpoints, listeners and routes come from the snapshot's per-scope cache; only the
-//     inbound side is built).
+//     inbound side is looked up).
 //
 // Run: go test ./controlplane/translate/ -run '^$' -bench BenchmarkTranslate -benchmem
 func BenchmarkTranslate(b *testing.B) {
 	objs := benchObjects(1000, 200)
 	mc := config.DefaultMeshConfig()
-	g := translate.New(translate.Options{})
 	count := func(b *testing.B, res translate.Resources) {
 		n := 0
 		for _, l := range res {
@@ -94,6 +101,7 @@ func BenchmarkTranslate(b *testing.B) {
 		b.ReportAllocs()
 		var res translate.Resources
 		for i := 0; i < b.N; i++ {
+			g := translate.New(translate.Options{})
 			snap := mesh.New(uint64(i), mc, objs)
 			var err error
 			if res, err = g.Generate(snap, benchProxy(i%1000)); err != nil {
@@ -102,7 +110,59 @@ func BenchmarkTranslate(b *testing.B) {
 		}
 		count(b, res)
 	})
+	// changed returns objs with object i (a ServiceEntry or VirtualService) changed in a way
+	// that depends on n.
+	changed := func(kind config.Kind, n int) []*config.Object {
+		out := slices.Clone(objs)
+		seen := 0
+		for j, o := range out {
+			if o.Kind != kind {
+				continue
+			}
+			if seen++; seen != 1+n%200 {
+				continue
+			}
+			c := *o
+			switch spec := proto.Clone(o.Spec).(type) {
+			case *networking.ServiceEntry:
+				spec.Endpoints[0].Address = fmt.Sprintf("10.250.%d.%d", n/250%250, n%250)
+				c.Spec = spec
+			case *networking.VirtualService:
+				spec.Http[0].Route[0].Weight = int32(1 + n%89)
+				spec.Http[0].Route[1].Weight = 100 - spec.Http[0].Route[0].Weight
+				c.Spec = spec
+			}
+			out[j] = &c
+			break
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		kind config.Kind
+	}{{"endpoint-change", config.ServiceEntry}, {"vs-change", config.VirtualService}} {
+		b.Run(tc.name, func(b *testing.B) {
+			g := translate.New(translate.Options{})
+			if _, err := g.Generate(mesh.New(1, mc, objs), benchProxy(0)); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			var res translate.Resources
+			for i := 0; i < b.N; i++ {
+				b.StopTimer() // building the snapshot is mesh.New's cost, not translation's
+				snap := mesh.New(uint64(i+2), mc, changed(tc.kind, i))
+				b.StartTimer()
+				var err error
+				if res, err = g.Generate(snap, benchProxy(0)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			count(b, res)
+		})
+	}
 	b.Run("warm", func(b *testing.B) {
+		g := translate.New(translate.Options{})
 		snap := mesh.New(1, mc, objs)
 		for i := 0; i < 10; i++ { // one proxy per namespace fills the per-scope cache
 			if _, err := g.Generate(snap, benchProxy(i)); err != nil {

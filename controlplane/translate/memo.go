@@ -55,6 +55,50 @@ func (m *memo) get(version uint64, key, print any, build func() any) any {
 	return v
 }
 
+// put stores value under key for inputs with fingerprint print, replacing what was there.
+func (m *memo) put(version uint64, key, print, value any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if version > m.version {
+		m.version = version
+		m.prev, m.cur = m.cur, make(map[any]*memoEntry, len(m.cur))
+	}
+	m.cur[key] = &memoEntry{print: print, value: value}
+}
+
+// find returns the value memoized under key for inputs with fingerprint print, if any.
+func (m *memo) find(version uint64, key, print any) (any, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if version > m.version {
+		m.version = version
+		m.prev, m.cur = m.cur, make(map[any]*memoEntry, len(m.cur))
+	}
+	if e := m.lookup(key, print); e != nil {
+		return e.value, true
+	}
+	return nil, false
+}
+
+// keep moves the entries of keys (if any) to the current generation, so that output reused
+// through a parent outlives the generation it was built in.
+func (m *memo) keep(version uint64, keys []any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if version > m.version {
+		m.version = version
+		m.prev, m.cur = m.cur, make(map[any]*memoEntry, len(m.cur))
+	}
+	for _, k := range keys {
+		if _, ok := m.cur[k]; ok {
+			continue
+		}
+		if e, ok := m.prev[k]; ok {
+			m.cur[k] = e
+		}
+	}
+}
+
 // lookup finds a valid entry in either generation, moving it to the current one. Called with
 // m.mu held.
 func (m *memo) lookup(key, print any) *memoEntry {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
@@ -56,6 +57,8 @@ type edsTarget struct {
 // service ports changed.
 type outboundSet struct {
 	entries    []*clusterEntry // per reachable service port, in scope order
+	keys       []any           // memo keys of the set and its entries
+	kept       atomic.Uint64   // last snapshot version the keys were kept for
 	clusters   []*clusterv3.Cluster
 	clusterRes []types.Resource // clusters, type-erased once
 	byLabels   bool             // some load assignment depends on the proxy's labels
@@ -72,6 +75,16 @@ func (g *generator) outboundClusters(snap *mesh.Snapshot, sc *mesh.Scope, w mesh
 		key.scope = "" // the same services and DestinationRules as every other such namespace
 	}
 	return snap.CacheValue(key, func() any {
+		// When nothing but endpoints changed since the previous snapshot, and none of the
+		// endpoints the clusters inline, the scope's set is the previous one.
+		mk := scopeSetKey{key}
+		if v, ok := g.memo.find(snap.Version, mk, snap.ConfigHash()); ok && v.(*outboundSet).endpointsCurrent(snap) {
+			set := v.(*outboundSet)
+			if set.kept.Swap(snap.Version) != snap.Version { // once per set and snapshot
+				g.memo.keep(snap.Version, set.keys)
+			}
+			return set
+		}
 		var entries []*clusterEntry
 		for _, svc := range sc.Services {
 			rule := snap.DestinationRule(w, svc.Hostname)
@@ -79,8 +92,24 @@ func (g *generator) outboundClusters(snap *mesh.Snapshot, sc *mesh.Scope, w mesh
 				entries = append(entries, g.clusterEntry(snap, svc, port, rule, proxyless))
 			}
 		}
-		return g.outboundSet(snap, entries, proxyless)
+		set := g.outboundSet(snap, entries, proxyless)
+		g.memo.put(snap.Version, mk, snap.ConfigHash(), set)
+		return set
 	}).(*outboundSet)
+}
+
+// scopeSetKey memoizes the outboundSet of a share key across snapshots.
+type scopeSetKey struct{ shareKey }
+
+// endpointsCurrent reports whether the endpoints the set's clusters inline (DNS clusters, TLS
+// subject alt names) are unchanged in snap.
+func (set *outboundSet) endpointsCurrent(snap *mesh.Snapshot) bool {
+	for _, e := range set.entries {
+		if e.epsDep && snap.EndpointsHash(e.svc) != e.eps {
+			return false
+		}
+	}
+	return true
 }
 
 // setKey identifies an outboundSet by its entries (a hash of their addresses; entries are
@@ -94,10 +123,13 @@ type setKey struct {
 // outboundSet returns the set of the given entries: the one built before for the same entries
 // (in this snapshot for another scope, or in the previous snapshot) or a new one.
 func (g *generator) outboundSet(snap *mesh.Snapshot, entries []*clusterEntry, proxyless bool) *outboundSet {
+	key := setKey{hash: pointersHash(entries), n: len(entries), proxyless: proxyless}
 	build := func() any {
-		set := &outboundSet{entries: entries}
+		set := &outboundSet{entries: entries, keys: make([]any, 0, len(entries)+1)}
+		set.keys = append(set.keys, key)
 		var errs []error
 		for _, e := range entries {
+			set.keys = append(set.keys, e.key)
 			if e.err != nil {
 				errs = append(errs, e.err)
 				continue
@@ -112,7 +144,6 @@ func (g *generator) outboundSet(snap *mesh.Snapshot, entries []*clusterEntry, pr
 		}
 		return set
 	}
-	key := setKey{hash: pointersHash(entries), n: len(entries), proxyless: proxyless}
 	set := g.memo.get(snap.Version, key, struct{}{}, build).(*outboundSet)
 	if !slices.Equal(set.entries, entries) { // a hash collision: do not share
 		set = build().(*outboundSet)
@@ -126,6 +157,11 @@ type clusterEntry struct {
 	clusters []*clusterv3.Cluster
 	eds      []edsTarget
 	err      error
+	key      clusterKey // its memo key
+	// epsDep is set when the clusters read the endpoints of svc, whose hash was eps.
+	epsDep bool
+	svc    mesh.ServiceKey
+	eps    uint64
 }
 
 type clusterKey struct {
@@ -148,7 +184,8 @@ type clusterPrint struct {
 
 func (g *generator) clusterEntry(snap *mesh.Snapshot, svc *registry.Service, port registry.Port, ruleObj *config.Object, proxyless bool) *clusterEntry {
 	pr := clusterPrint{svc: snap.ServiceHash(svc), port: port, rule: snap.ObjectHash(ruleObj), mesh: snap.MeshHash()}
-	if ruleUsesTLS(ruleObj) || svc.Resolution == registry.ResolutionDNS || svc.Resolution == registry.ResolutionDNSRoundRobin {
+	epsDep := ruleUsesTLS(ruleObj) || svc.Resolution == registry.ResolutionDNS || svc.Resolution == registry.ResolutionDNSRoundRobin
+	if epsDep {
 		pr.eps = snap.EndpointsHash(svc.Key())
 	}
 	key := clusterKey{svc: svc.Key(), port: port.Number, proxyless: proxyless}
@@ -156,9 +193,10 @@ func (g *generator) clusterEntry(snap *mesh.Snapshot, svc *registry.Service, por
 		rule := cluster.RuleOf(ruleObj)
 		cs, err := cluster.Outbound(svc, port, snap.ServiceEndpoints(svc), rule, cluster.Options{Mesh: snap.Mesh, Proxyless: proxyless})
 		if err != nil {
-			return &clusterEntry{err: fmt.Errorf("clusters of %s:%d: %w", svc.Hostname, port.Number, err)}
+			return &clusterEntry{err: fmt.Errorf("clusters of %s:%d: %w", svc.Hostname, port.Number, err),
+				key: key, epsDep: epsDep, svc: svc.Key(), eps: pr.eps}
 		}
-		e := &clusterEntry{clusters: cs, eds: edsTargets(snap, svc, port, rule, cs)}
+		e := &clusterEntry{clusters: cs, eds: edsTargets(snap, svc, port, rule, cs), key: key, epsDep: epsDep, svc: svc.Key(), eps: pr.eps}
 		for i := range e.eds {
 			e.eds[i].from = e
 		}
