@@ -77,13 +77,16 @@ func newRun(g *globals) *cobra.Command {
 
 // workload is what run knows about the workload being started.
 type workload struct {
-	o       runOptions
-	labels  map[string]string
-	host    string // the service's FQDN
-	ip      string // the workload's address (the sidecar's --ip)
-	xds     string // ADS address as seen from the sidecar
-	log     io.Writer
-	cleanup []func() error // run in reverse order
+	o      runOptions
+	labels map[string]string
+	host   string // the service's FQDN
+	ip     string // the workload's address (the sidecar's --ip)
+	// instanceLabels are the sidecar's labels beyond the workload's (not in the WorkloadGroup).
+	instanceLabels map[string]string
+	why            string // why explicit mode was chosen, if it was not asked for
+	xds            string // ADS address as seen from the sidecar
+	log            io.Writer
+	cleanup        []func() error // run in reverse order
 }
 
 func (w *workload) defer_(f func() error) { w.cleanup = append(w.cleanup, f) }
@@ -121,7 +124,7 @@ func runWorkload(ctx context.Context, o runOptions, argv []string, stdin io.Read
 		mode = "netns"
 		if err := netns.Available(); err != nil {
 			mode = "explicit"
-			fmt.Fprintf(stderr, "strait run: explicit mode (%v): %s gets its own loopback address; no interception\n", err, o.name)
+			w.why = err.Error()
 		}
 	}
 	xds := o.xds
@@ -201,8 +204,10 @@ func findProxy(flag string) (string, error) {
 	return p, nil
 }
 
-// register ensures the ServiceEntry and the WorkloadGroup exist in straitd.
-func (w *workload) register(ctx context.Context) error {
+// register ensures the ServiceEntry and the WorkloadGroup exist in straitd. templatePorts, when
+// set, map service port names to the ports auto-registered entries receive traffic on; extra are
+// more YAML documents to apply with them.
+func (w *workload) register(ctx context.Context, templatePorts map[string]uint32, extra string) error {
 	o := w.o
 	keys := make([]string, 0, len(w.labels))
 	for k := range w.labels {
@@ -217,6 +222,18 @@ func (w *workload) register(ctx context.Context) error {
 	addresses := ""
 	if o.address != "" {
 		addresses = fmt.Sprintf("  addresses: [%q]\n", o.address)
+	}
+	tmplPorts := ""
+	if len(templatePorts) > 0 {
+		names := make([]string, 0, len(templatePorts))
+		for n := range templatePorts {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		tmplPorts = "    ports:\n"
+		for _, n := range names {
+			tmplPorts += fmt.Sprintf("      %s: %d\n", n, templatePorts[n])
+		}
 	}
 	doc := fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -237,7 +254,11 @@ spec:
     labels:
 %[8]s  template:
     serviceAccount: %[9]s
-`, o.service, o.namespace, w.host, addresses, o.port, proto, o.name, labels.String(), o.serviceAccount, strings.ToLower(proto))
+%[11]s`, o.service, o.namespace, w.host, addresses, o.port, proto, o.name, labels.String(), o.serviceAccount,
+		strings.ToLower(proto), tmplPorts)
+	if extra != "" {
+		doc += "---\n" + extra
+	}
 	_, err := embedded.NewClient(o.straitd).Apply(ctx, []embedded.Document{{Origin: "strait run " + o.name, Data: doc}}, false)
 	if err != nil {
 		return fmt.Errorf("registering %s with straitd: %w", o.name, err)
@@ -245,16 +266,28 @@ spec:
 	return nil
 }
 
+// portName is the ServiceEntry's name of the workload's port.
+func (w *workload) portName() string {
+	return fmt.Sprintf("%s-%d", strings.ToLower(w.o.protocol), w.o.port)
+}
+
 // proxyArgs returns strait-proxy's flags for the workload.
 func (w *workload) proxyArgs(extra ...string) []string {
-	keys := make([]string, 0, len(w.labels))
-	for k := range w.labels {
+	all := map[string]string{}
+	for k, v := range w.labels {
+		all[k] = v
+	}
+	for k, v := range w.instanceLabels {
+		all[k] = v
+	}
+	keys := make([]string, 0, len(all))
+	for k := range all {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	var labels []string
 	for _, k := range keys {
-		labels = append(labels, k+"="+w.labels[k])
+		labels = append(labels, k+"="+all[k])
 	}
 	return append([]string{"--mode", "sidecar", "--xds-address", w.xds,
 		"--workload-name", w.o.name, "--namespace", w.o.namespace, "--ip", w.ip,

@@ -89,7 +89,7 @@ func (w *workload) startNetns(ctx context.Context, proxyBin string, argv []strin
 			w.xds = relay.Addr().String()
 		}
 	}
-	if err := w.register(ctx); err != nil {
+	if err := w.register(ctx, nil, ""); err != nil {
 		return nil, err
 	}
 	if err := ns.Do(func() error {

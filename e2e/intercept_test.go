@@ -30,7 +30,7 @@ func init() {
 	if mode == "" {
 		return
 	}
-	args := strings.Fields(mode)
+	args := strings.Fields(os.ExpandEnv(mode))
 	if err := runApp(args); err != nil {
 		fmt.Fprintln(os.Stderr, "app:", err)
 		os.Exit(1)
@@ -38,11 +38,11 @@ func init() {
 	os.Exit(0)
 }
 
-// runApp is one of:
+// runApp is one of (after $VARIABLE expansion):
 //
 //	http-server ADDR       answers every request with "served-by NAME" and the request headers
 //	tcp-echo ADDR...       echoes every connection
-//	get URL                GETs URL once, prints "RESULT <status> <body>", then waits for SIGTERM
+//	get URL [HOST]         GETs URL once (with Host HOST), prints "RESULT <status> <body>", then waits for SIGTERM
 //	tcp-send MSG ADDR...   sends MSG to each, prints "RESULT ADDR <reply>", then waits for SIGTERM
 func runApp(args []string) error {
 	wait := func() error {
@@ -80,7 +80,14 @@ func runApp(args []string) error {
 		}
 		return <-errc
 	case "get":
-		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(args[1])
+		req, err := http.NewRequest(http.MethodGet, args[1], nil)
+		if err != nil {
+			return err
+		}
+		if len(args) > 2 {
+			req.Host = args[2]
+		}
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 		if err != nil {
 			fmt.Printf("RESULT error %q\n", err.Error())
 			return wait()
@@ -275,7 +282,7 @@ func TestInterceptedTCPEcho(t *testing.T) {
 		}
 	}
 	for stat, min := range map[string]int{
-		"cluster.inbound|9000||.upstream_cx_total":             1,
+		"cluster.inbound|9000||.upstream_cx_total":            1,
 		"cluster.InboundPassthroughCluster.upstream_cx_total": 1,
 	} {
 		if n := adminStat(t, "echo-v1", stat); n < min {

@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strait-mesh/strait/internal/testenv"
+)
+
+// nonRootPrefix returns the argv prefix that runs a command as nobody (setpriv) when this test
+// runs as root, so that `strait run` takes its non-root path; none when not root.
+func nonRootPrefix(t *testing.T) []string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	path, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Log("setpriv not found: running strait run --mode explicit as root")
+		return nil
+	}
+	return []string{path, "--reuid=65534", "--regid=65534", "--clear-groups", "--"}
+}
+
+// worldExecutable copies this test binary where any user can run it.
+func worldExecutable(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		return self
+	}
+	dir, err := os.MkdirTemp("", "strait-e2e-app-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "e2e.test")
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// runExplicit starts `strait run` without root privileges (explicit mode) and returns it with
+// the workload's address; it is stopped with SIGINT (Ctrl-C) at cleanup.
+func runExplicit(t *testing.T, sd *testenv.Straitd, app, self, name string, args ...string) (*testenv.Process, string) {
+	t.Helper()
+	bin := testenv.Binaries(t)
+	argv := append(nonRootPrefix(t), filepath.Join(bin, "strait"), "run", "--straitd", sd.HTTP, "--xds", sd.XDS,
+		"--name", name, "--proxy-bin", filepath.Join(bin, "strait-proxy"))
+	if os.Geteuid() == 0 && len(nonRootPrefix(t)) == 0 {
+		argv = append(argv, "--mode", "explicit")
+	}
+	argv = append(append(argv, args...), "--", self, "-test.run=^$")
+	p := testenv.Start(t, "strait run "+name, []string{appEnv + "=" + app, "TMPDIR=/tmp"}, argv...)
+	t.Cleanup(func() {
+		p.Signal(syscall.SIGINT)
+		select {
+		case <-p.Exited():
+		case <-time.After(30 * time.Second):
+			t.Errorf("strait run %s did not exit on SIGINT", name)
+		}
+	})
+	m := p.WaitOutput(t, regexp.MustCompile(`explicit mode .*: \S+ listens on (127\.19\.\d+\.\d+):`), 60*time.Second)
+	return p, m[1]
+}
+
+// statAt reads a counter from the admin interface at addr.
+func statAt(t *testing.T, addr, stat string) int {
+	t.Helper()
+	_, body, err := testenv.Get(t.Context(), "http://"+addr+"/stats", http.Header{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok && k == stat {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	t.Fatalf("%s: no stat %s in:\n%s", addr, stat, body)
+	return 0
+}
+
+// TestExplicitHTTPThroughBothSidecars is TestInterceptedHTTPThroughBothSidecars without root:
+// `strait run` (as nobody when the test is root) gives each workload its own 127.19.N.1 address
+// and a sidecar with INTERCEPTION_MODE=NONE; the client calls the service at its sidecar's
+// outbound address by host name, and the request reaches the server through the server's
+// sidecar (inbound at 127.19.N.1:15006).
+func TestExplicitHTTPThroughBothSidecars(t *testing.T) {
+	sd := testenv.StartStraitd(t, nil, "--autoregister-grace", "1s")
+	self := worldExecutable(t)
+	_, server := runExplicit(t, sd, "http-server $STRAIT_WORKLOAD_IP:9080", self, "reviews-v2",
+		"--service", "reviews", "--labels", "version=v2", "--port", "9080")
+	client, clientIP := runExplicit(t, sd, "get http://$STRAIT_OUTBOUND_IP:9080/ reviews.default.svc.cluster.local", self, "productpage-v1",
+		"--service", "productpage", "--port", "9080", "--labels", "version=v1")
+	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
+	t.Logf("client got %s", m[1])
+	if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], "served-by reviews-v2") {
+		t.Fatalf("client got %s", m[1])
+	}
+	if n := statAt(t, clientIP+":15000", "cluster.outbound|9080||reviews.default.svc.cluster.local.upstream_rq_total"); n < 1 {
+		t.Errorf("client sidecar: outbound upstream_rq_total %d", n)
+	}
+	if n := statAt(t, server+":15000", "cluster.inbound|15006||.upstream_rq_total"); n < 1 {
+		t.Errorf("server sidecar: inbound upstream_rq_total %d", n)
+	}
+}
