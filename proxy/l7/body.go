@@ -2,11 +2,11 @@ package l7
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,10 +36,13 @@ type replayBody struct {
 	idle     *idleTimer
 	received *int64
 	onEOF    *routeTimer // started when the downstream body ends (may be nil)
+	// waiting is set while prefetch waits for the downstream (see interrupt).
+	waiting atomic.Pointer[http.ResponseController]
 }
 
-func newReplayBody(src io.Reader, record bool, idle *idleTimer, received *int64, onEOF *routeTimer) *replayBody {
-	return &replayBody{src: src, record: record, idle: idle, received: received, onEOF: onEOF}
+// newReplayBody wraps src; set idle before the first read.
+func newReplayBody(src io.Reader, record bool, received *int64, onEOF *routeTimer) *replayBody {
+	return &replayBody{src: src, record: record, received: received, onEOF: onEOF}
 }
 
 // attempt returns a reader for a new upstream attempt; earlier attempts' readers fail from now
@@ -61,10 +64,10 @@ func (rb *replayBody) attempt() io.ReadCloser {
 // (0 < length <= MaxPrefetchBytes): one Read, which returns the bytes the server has buffered
 // or waits for the next ones, as Envoy forwards the body data that came with the headers. When
 // that is the whole body, attempts send it from memory. The rest of a body that did not come
-// at once streams as before. ctx ending (stream idle timeout, max duration, downstream reset)
-// interrupts the wait through the response's read deadline; without read deadline support
-// (a test recorder) nothing is prefetched.
-func (rb *replayBody) prefetch(ctx context.Context, w http.ResponseWriter, length int64) {
+// at once streams as before. interrupt (the stream idle timeout, max duration) ends the wait
+// through the response's read deadline; a downstream reset ends the Read itself. Without read
+// deadline support (a test recorder) nothing is prefetched.
+func (rb *replayBody) prefetch(w http.ResponseWriter, length int64) {
 	if length <= 0 || length > MaxPrefetchBytes {
 		return
 	}
@@ -72,10 +75,10 @@ func (rb *replayBody) prefetch(ctx context.Context, w http.ResponseWriter, lengt
 	if rc.SetReadDeadline(time.Time{}) != nil {
 		return
 	}
-	stop := context.AfterFunc(ctx, func() { _ = rc.SetReadDeadline(time.Unix(1, 0)) })
+	rb.waiting.Store(rc)
 	buf := make([]byte, length)
 	n, err := rb.src.Read(buf)
-	stop()
+	rb.waiting.Store(nil)
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
 	if n > 0 {
@@ -92,6 +95,24 @@ func (rb *replayBody) prefetch(ctx context.Context, w http.ResponseWriter, lengt
 	case err != nil:
 		rb.err = err
 	}
+}
+
+// interrupt ends a prefetch wait (the stream is being canceled). Safe on a nil body.
+func (rb *replayBody) interrupt() {
+	if rb == nil {
+		return
+	}
+	if rc := rb.waiting.Swap(nil); rc != nil {
+		_ = rc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// inMemory reports whether the whole body was read and kept, so that attempts read it from
+// memory and never wait for the downstream.
+func (rb *replayBody) inMemory() bool {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	return rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total
 }
 
 // canReplay reports whether a new attempt can send the whole body again.

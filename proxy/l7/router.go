@@ -326,26 +326,30 @@ func (h *Handler) forward(s *Stream) {
 	if maxDur == 0 {
 		maxDur = h.maxStreamDuration
 	}
+	// The request body exists before the timers that interrupt its prefetch wait.
+	var body *replayBody
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		record := maxRetries > 0 || len(rt.Mirrors) > 0
+		body = newReplayBody(r.Body, record, &s.Info.BytesReceived, rtimer)
+	}
 	if maxDur > 0 {
-		t := time.AfterFunc(maxDur, func() { cancel(errMaxDuration) })
+		t := time.AfterFunc(maxDur, func() { cancel(errMaxDuration); body.interrupt() })
 		defer t.Stop()
 	}
 	idleD := h.streamIdle
 	if rt.IdleTimeout > 0 {
 		idleD = rt.IdleTimeout
 	}
-	idle := newIdleTimer(idleD, func() { cancel(errIdleTimeout) })
+	idle := newIdleTimer(idleD, func() { cancel(errIdleTimeout); body.interrupt() })
 	defer idle.stop()
 
-	var body *replayBody
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		record := maxRetries > 0 || len(rt.Mirrors) > 0
-		body = newReplayBody(r.Body, record, idle, &s.Info.BytesReceived, rtimer)
+	if body != nil {
+		body.idle = idle
 		if r.ProtoMajor == 1 {
 			// Let the upstream response stream back while the request body is still arriving.
 			_ = http.NewResponseController(s.W).EnableFullDuplex()
 		}
-		body.prefetch(ctx, s.W, r.ContentLength)
+		body.prefetch(s.W, r.ContentLength)
 	} else {
 		rtimer.start()
 	}
@@ -443,10 +447,16 @@ func (h *Handler) forward(s *Stream) {
 // attempt makes one upstream try.
 func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http.Request, body *replayBody,
 	lb balance.Context, perTry time.Duration) attemptResult {
-	if perTry <= 0 && body == nil && !s.retrying {
-		// A single attempt needs no context of its own.
+	if perTry <= 0 && (body == nil && !s.retrying || body != nil && body.inMemory()) {
+		// An attempt without a per-try timeout whose body cannot block on the downstream needs
+		// no context of its own: nothing is left to stop when it is abandoned but its response
+		// body, which the caller closes.
 		res := attemptResult{cancel: func(error) {}}
-		return h.roundTrip(ctx, ctx, s, up, out.WithContext(ctx), lb, res)
+		req := out.WithContext(ctx)
+		if body != nil {
+			req.Body = body.attempt()
+		}
+		return h.roundTrip(ctx, ctx, s, up, req, lb, res)
 	}
 	actx, acancel := context.WithCancelCause(ctx)
 	res := attemptResult{cancel: acancel}
