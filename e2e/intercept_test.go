@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"net/http"
@@ -163,21 +164,46 @@ func (h meshHost) runWorkload(t *testing.T, sd *testenv.Straitd, name string, ap
 		"--proxy-bin", filepath.Join(bin, "strait-proxy")}, args...)
 	argv = append(argv, "--", self, "-test.run=^$")
 	p := testenv.Start(t, "strait run "+name, []string{appEnv + "=" + app}, argv...)
-	nsName := "strait-default-" + name
-	t.Cleanup(func() {
-		p.Signal(syscall.SIGINT)
-		select {
-		case <-p.Exited():
-		case <-time.After(30 * time.Second):
-			t.Errorf("strait run %s did not exit on SIGINT", name)
-		}
-		if netns.Exists(nsName) {
-			t.Errorf("namespace %s left behind", nsName)
-			_, _ = netns.IP("netns", "delete", nsName)
-		}
-	})
-	p.WaitOutput(t, regexp.MustCompile(`in network namespace `+regexp.QuoteMeta(nsName)), 60*time.Second)
+	t.Cleanup(func() { stopWorkload(t, p, name) })
+	p.WaitOutput(t, regexp.MustCompile(`in network namespace `+regexp.QuoteMeta("strait-default-"+name)), 60*time.Second)
 	return p
+}
+
+// stopWorkload stops `strait run` with SIGINT (Ctrl-C) and checks that its namespace and host
+// veth are gone.
+func stopWorkload(t *testing.T, p *testenv.Process, name string) {
+	t.Helper()
+	p.Signal(syscall.SIGINT)
+	select {
+	case <-p.Exited():
+	case <-time.After(30 * time.Second):
+		t.Errorf("strait run %s did not exit on SIGINT", name)
+	}
+	nsName := "strait-default-" + name
+	if netns.Exists(nsName) {
+		t.Errorf("namespace %s left behind", nsName)
+		_, _ = netns.IP("netns", "delete", nsName)
+	}
+	if out, _ := netns.IP("-o", "link", "show", "type", "veth"); strings.Contains(out, "@if") && strings.Contains(out, vethOf(nsName)) {
+		t.Errorf("veth of %s left behind:\n%s", nsName, out)
+	}
+}
+
+// vethOf mirrors cli.vethName: "st" and the FNV-32a of the namespace name.
+func vethOf(nsName string) string {
+	h := fnv.New32a()
+	h.Write([]byte(nsName))
+	return fmt.Sprintf("st%08x", h.Sum32())
+}
+
+// workloadEntries lists the names of straitd's WorkloadEntries (auto-registered included).
+func workloadEntries(t *testing.T, sd *testenv.Straitd) string {
+	t.Helper()
+	_, body, err := testenv.Get(t.Context(), "http://"+sd.HTTP+"/apis/v1/objects?kind=WorkloadEntry", http.Header{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
 }
 
 // adminStat reads a counter from the sidecar admin interface inside a workload's namespace.
@@ -213,8 +239,16 @@ func adminStat(t *testing.T, name, stat string) int {
 func TestInterceptedHTTPThroughBothSidecars(t *testing.T) {
 	h := newMeshHost(t)
 	sd := testenv.StartStraitd(t, nil, "--autoregister-grace", "1s")
-	h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
+	server := h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
 		"--service", "reviews", "--labels", "version=v2", "--port", "9080", "--address", "198.18.255.10")
+	podIP := server.WaitOutput(t, regexp.MustCompile(`at (198\.19\.\d+\.\d+) `), 5*time.Second)[1]
+	entry := "reviews-v2-" + strings.ReplaceAll(podIP, ".", "-")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if list := workloadEntries(t, sd); !strings.Contains(list, entry) {
+			return fmt.Errorf("no auto-registered WorkloadEntry %s in %s", entry, list)
+		}
+		return nil
+	})
 	client := h.runWorkload(t, sd, "productpage-v1", "get http://198.18.255.10:9080/",
 		"--service", "productpage", "--port", "9081", "--labels", "version=v1")
 	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
@@ -234,6 +268,36 @@ func TestInterceptedHTTPThroughBothSidecars(t *testing.T) {
 	}
 	if n := adminStat(t, "productpage-v1", "listener.0.0.0.0_15001.downstream_cx_total"); n != 1 {
 		t.Errorf("client sidecar accepted %d connections on 15001, want 1 (the app's): its own upstream connections must not be captured", n)
+	}
+
+	// `strait-proxy iptables uninstall` in the workload's namespace leaves no rule of ours.
+	out, err := exec.Command("ip", "netns", "exec", "strait-default-reviews-v2",
+		filepath.Join(testenv.Binaries(t), "strait-proxy"), "iptables", "uninstall").CombinedOutput()
+	if err != nil {
+		t.Fatalf("uninstall: %v\n%s", err, out)
+	}
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := exec.Command("ip", "netns", "exec", "strait-default-reviews-v2", save, "-t", "nat").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", save, err, out)
+		}
+		if strings.Contains(string(out), "STRAIT") {
+			t.Errorf("%s after uninstall:\n%s", save, out)
+		}
+	}
+
+	// Ctrl-C: the workload's namespace and veth go, its WorkloadEntry leaves after the grace
+	// period, and the bridge goes with the last workload.
+	stopWorkload(t, server, "reviews-v2")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if list := workloadEntries(t, sd); strings.Contains(list, entry) {
+			return fmt.Errorf("WorkloadEntry %s still registered", entry)
+		}
+		return nil
+	})
+	stopWorkload(t, client, "productpage-v1")
+	if _, err := netns.IP("link", "show", "dev", h.bridge); err == nil {
+		t.Errorf("bridge %s left behind after its last workload exited", h.bridge)
 	}
 }
 
