@@ -128,7 +128,16 @@ func sendLine(addr, msg string) string {
 // tests and a running `strait up` (strait0, 198.18.0.1/15) do not meet.
 type meshHost struct {
 	bridge, cidr string
+	// ns is the mesh namespace of the test's workloads, unique per test process so that their
+	// network namespaces (strait-NS-NAME) never meet a real workload's.
+	ns string
 }
+
+// netnsOf is the network namespace `strait run` creates for workload name.
+func (h meshHost) netnsOf(name string) string { return "strait-" + h.ns + "-" + name }
+
+// fqdn is a service's host name in the test's namespace.
+func (h meshHost) fqdn(service string) string { return service + "." + h.ns + ".svc.cluster.local" }
 
 func newMeshHost(t *testing.T) meshHost {
 	t.Helper()
@@ -141,7 +150,7 @@ func newMeshHost(t *testing.T) meshHost {
 		}
 	}
 	n := os.Getpid()%200 + 20
-	h := meshHost{bridge: fmt.Sprintf("stt%d", n), cidr: fmt.Sprintf("198.19.%d.1/24", n)}
+	h := meshHost{bridge: fmt.Sprintf("stt%d", n), cidr: fmt.Sprintf("198.19.%d.1/24", n), ns: fmt.Sprintf("e2e-%d", os.Getpid())}
 	t.Cleanup(func() {
 		if _, err := netns.DeleteBridgeIfUnused(h.bridge); err != nil {
 			t.Error(err)
@@ -160,18 +169,18 @@ func (h meshHost) runWorkload(t *testing.T, sd *testenv.Straitd, name string, ap
 		t.Fatal(err)
 	}
 	argv := append([]string{filepath.Join(bin, "strait"), "run", "--straitd", sd.HTTP, "--xds", sd.XDS,
-		"--name", name, "--bridge", h.bridge, "--bridge-address", h.cidr, "--mode", "netns",
+		"--name", name, "--namespace", h.ns, "--bridge", h.bridge, "--bridge-address", h.cidr, "--mode", "netns",
 		"--proxy-bin", filepath.Join(bin, "strait-proxy")}, args...)
 	argv = append(argv, "--", self, "-test.run=^$")
 	p := testenv.Start(t, "strait run "+name, []string{appEnv + "=" + app}, argv...)
-	t.Cleanup(func() { stopWorkload(t, p, name) })
-	p.WaitOutput(t, regexp.MustCompile(`in network namespace `+regexp.QuoteMeta("strait-default-"+name)), 60*time.Second)
+	t.Cleanup(func() { h.stopWorkload(t, p, name) })
+	p.WaitOutput(t, regexp.MustCompile(`in network namespace `+regexp.QuoteMeta(h.netnsOf(name))), 60*time.Second)
 	return p
 }
 
 // stopWorkload stops `strait run` with SIGINT (Ctrl-C) and checks that its namespace and host
 // veth are gone.
-func stopWorkload(t *testing.T, p *testenv.Process, name string) {
+func (h meshHost) stopWorkload(t *testing.T, p *testenv.Process, name string) {
 	t.Helper()
 	p.Signal(syscall.SIGINT)
 	select {
@@ -179,7 +188,7 @@ func stopWorkload(t *testing.T, p *testenv.Process, name string) {
 	case <-time.After(30 * time.Second):
 		t.Errorf("strait run %s did not exit on SIGINT", name)
 	}
-	nsName := "strait-default-" + name
+	nsName := h.netnsOf(name)
 	if netns.Exists(nsName) {
 		t.Errorf("namespace %s left behind", nsName)
 		_, _ = netns.IP("netns", "delete", nsName)
@@ -207,9 +216,9 @@ func workloadEntries(t *testing.T, sd *testenv.Straitd) string {
 }
 
 // adminStat reads a counter from the sidecar admin interface inside a workload's namespace.
-func adminStat(t *testing.T, name, stat string) int {
+func (h meshHost) adminStat(t *testing.T, name, stat string) int {
 	t.Helper()
-	ns := &netns.NS{Name: "strait-default-" + name}
+	ns := &netns.NS{Name: h.netnsOf(name)}
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 			err = ns.Do(func() error { c, err = net.Dial(network, addr); return err })
@@ -260,24 +269,24 @@ func TestInterceptedHTTPThroughBothSidecars(t *testing.T) {
 	if !strings.Contains(strings.ToLower(m[1]), "x-request-id") {
 		t.Errorf("the request did not pass an HTTP sidecar: %s", m[1])
 	}
-	if n := adminStat(t, "productpage-v1", "cluster.outbound|9080||reviews.default.svc.cluster.local.upstream_rq_total"); n < 1 {
+	if n := h.adminStat(t, "productpage-v1", "cluster.outbound|9080||"+h.fqdn("reviews")+".upstream_rq_total"); n < 1 {
 		t.Errorf("client sidecar: outbound upstream_rq_total %d", n)
 	}
-	if n := adminStat(t, "reviews-v2", "http.inbound_0.0.0.0_9080.downstream_rq_total"); n < 1 {
+	if n := h.adminStat(t, "reviews-v2", "http.inbound_0.0.0.0_9080.downstream_rq_total"); n < 1 {
 		t.Errorf("server sidecar: inbound downstream_rq_total %d", n)
 	}
-	if n := adminStat(t, "productpage-v1", "listener.0.0.0.0_15001.downstream_cx_total"); n != 1 {
+	if n := h.adminStat(t, "productpage-v1", "listener.0.0.0.0_15001.downstream_cx_total"); n != 1 {
 		t.Errorf("client sidecar accepted %d connections on 15001, want 1 (the app's): its own upstream connections must not be captured", n)
 	}
 
 	// `strait-proxy iptables uninstall` in the workload's namespace leaves no rule of ours.
-	out, err := exec.Command("ip", "netns", "exec", "strait-default-reviews-v2",
+	out, err := exec.Command("ip", "netns", "exec", h.netnsOf("reviews-v2"),
 		filepath.Join(testenv.Binaries(t), "strait-proxy"), "iptables", "uninstall").CombinedOutput()
 	if err != nil {
 		t.Fatalf("uninstall: %v\n%s", err, out)
 	}
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := exec.Command("ip", "netns", "exec", "strait-default-reviews-v2", save, "-t", "nat").CombinedOutput()
+		out, err := exec.Command("ip", "netns", "exec", h.netnsOf("reviews-v2"), save, "-t", "nat").CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", save, err, out)
 		}
@@ -288,14 +297,14 @@ func TestInterceptedHTTPThroughBothSidecars(t *testing.T) {
 
 	// Ctrl-C: the workload's namespace and veth go, its WorkloadEntry leaves after the grace
 	// period, and the bridge goes with the last workload.
-	stopWorkload(t, server, "reviews-v2")
+	h.stopWorkload(t, server, "reviews-v2")
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if list := workloadEntries(t, sd); strings.Contains(list, entry) {
 			return fmt.Errorf("WorkloadEntry %s still registered", entry)
 		}
 		return nil
 	})
-	stopWorkload(t, client, "productpage-v1")
+	h.stopWorkload(t, client, "productpage-v1")
 	if _, err := netns.IP("link", "show", "dev", h.bridge); err == nil {
 		t.Errorf("bridge %s left behind after its last workload exited", h.bridge)
 	}
@@ -337,11 +346,11 @@ func TestInterceptedTCPEcho(t *testing.T) {
 		}
 	}
 	for stat, min := range map[string]int{
-		"cluster.outbound|9000||echo.default.svc.cluster.local.upstream_cx_total": 1,
-		"cluster.PassthroughCluster.upstream_cx_total":                            2,
-		"listener.0.0.0.0_15001.downstream_cx_total":                              3,
+		"cluster.outbound|9000||" + h.fqdn("echo") + ".upstream_cx_total": 1,
+		"cluster.PassthroughCluster.upstream_cx_total":                    2,
+		"listener.0.0.0.0_15001.downstream_cx_total":                      3,
 	} {
-		if n := adminStat(t, "sender-v1", stat); n < min {
+		if n := h.adminStat(t, "sender-v1", stat); n < min {
 			t.Errorf("client sidecar: %s = %d, want at least %d", stat, n, min)
 		}
 	}
@@ -349,7 +358,7 @@ func TestInterceptedTCPEcho(t *testing.T) {
 		"cluster.inbound|9000||.upstream_cx_total":            1,
 		"cluster.InboundPassthroughCluster.upstream_cx_total": 1,
 	} {
-		if n := adminStat(t, "echo-v1", stat); n < min {
+		if n := h.adminStat(t, "echo-v1", stat); n < min {
 			t.Errorf("server sidecar: %s = %d, want at least %d", stat, n, min)
 		}
 	}
