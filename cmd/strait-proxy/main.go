@@ -47,6 +47,7 @@ func main() {
 	var o proxy.Options
 	var mode, labels, ips, logLevel string
 	var xdsTLS proxy.XDSTLS
+	var gc gcSettings
 	cmd := &cobra.Command{
 		Use:           "strait-proxy",
 		Short:         "Strait data plane: Envoy xDS in, traffic out",
@@ -54,6 +55,9 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := gc.apply(cmd.Flags().Changed("gogc"), cmd.Flags().Changed("memory-limit")); err != nil {
+				return err
+			}
 			level := new(slog.LevelVar)
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -99,6 +103,8 @@ func main() {
 	f.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1:15000", "admin interface address")
 	f.DurationVar(&o.DrainDuration, "drain-duration", 5e9, "how long open connections may finish on shutdown or listener removal")
 	f.BoolVar(&o.ForceSotW, "sotw", false, "use state-of-the-world ADS only")
+	f.IntVar(&gc.gogc, "gogc", defaultGOGC, "GC target percentage (default: GOGC, else 100; see docs/performance.md)")
+	f.StringVar(&gc.memoryLimit, "memory-limit", "", "soft memory limit for the Go runtime, e.g. 64MiB or off (default: GOMEMLIMIT, else none)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	cmd.AddCommand(iptablesCmd())
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
