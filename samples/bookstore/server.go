@@ -44,17 +44,16 @@ func Handler(o Options, log *slog.Logger) http.Handler {
 	case Ratings:
 		newRatings(id).register(mux)
 	}
-	var h http.Handler = mux
-	h = faults(h, o.FailRate, o.FailCode, o.Delay)
-	mux2 := http.NewServeMux()
-	mux2.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	// /healthz is outside the faults: a demo of retries must not get the workload restarted.
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, struct {
 			Identity
 			Status string `json:"status"`
 		}{id, "ok"})
 	})
-	mux2.Handle("/", h)
-	return accessLog(identify(mux2, id), log)
+	root.Handle("/", faults(mux, o.FailRate, o.FailCode, o.Delay))
+	return accessLog(identify(root, id), log)
 }
 
 // Run serves the service described by o until ctx is done, then shuts down gracefully (in-flight
