@@ -18,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -94,7 +95,9 @@ named in its description; a flag given on the command line wins.
 // ParseArgs parses the command line args (without the program name) on top of the environment
 // read through getenv, and checks the result. Environment variables: BOOKSTORE_SERVICE,
 // SERVICE_VERSION, PORT, LISTEN_ADDR, DETAILS_URL, REVIEWS_URL, RATINGS_URL, UPSTREAM_PROXY, UPSTREAM_TIMEOUT,
-// FAIL_RATE, FAIL_CODE and DELAY. An error names the flag or variable at fault; flag.ErrHelp is returned
+// FAIL_RATE, FAIL_CODE and DELAY. Under `strait run --mode explicit` (STRAIT_MODE=explicit) the
+// service listens on $STRAIT_WORKLOAD_IP and calls its upstreams through the sidecar's outbound
+// listener at $STRAIT_OUTBOUND_IP:9080 unless told otherwise. An error names the flag or variable at fault; flag.ErrHelp is returned
 // for -h.
 func ParseArgs(args []string, getenv func(string) string) (Options, error) {
 	env := func(name, def string) string {
@@ -122,6 +125,16 @@ func ParseArgs(args []string, getenv func(string) string) (Options, error) {
 		return o, fmt.Errorf("PORT: %w", err)
 	}
 
+	// Under `strait run` in explicit mode (no interception) the workload has an address of its
+	// own to listen on, and its sidecar offers the mesh services on a second one.
+	listenHost, proxy := "", env("UPSTREAM_PROXY", "")
+	if getenv("STRAIT_MODE") == "explicit" {
+		listenHost = getenv("STRAIT_WORKLOAD_IP")
+		if ip := getenv("STRAIT_OUTBOUND_IP"); ip != "" && proxy == "" {
+			proxy = "http://" + net.JoinHostPort(ip, strconv.Itoa(DefaultPort))
+		}
+	}
+
 	fs := flag.NewFlagSet("bookstore", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), Usage)
@@ -134,7 +147,7 @@ func ParseArgs(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&o.DetailsURL, "details", env("DETAILS_URL", DefaultDetailsURL), "base URL of details, called by web (DETAILS_URL)")
 	fs.StringVar(&o.ReviewsURL, "reviews", env("REVIEWS_URL", DefaultReviewsURL), "base URL of reviews, called by web (REVIEWS_URL)")
 	fs.StringVar(&o.RatingsURL, "ratings", env("RATINGS_URL", DefaultRatingsURL), "base URL of ratings, called by reviews v2 and v3 (RATINGS_URL)")
-	fs.StringVar(&o.Proxy, "proxy", env("UPSTREAM_PROXY", ""), "HTTP proxy for upstream calls, e.g. the sidecar's outbound listener in explicit mode; default HTTP_PROXY (UPSTREAM_PROXY)")
+	fs.StringVar(&o.Proxy, "proxy", proxy, "HTTP proxy for upstream calls, e.g. the sidecar's outbound listener in explicit mode; default HTTP_PROXY (UPSTREAM_PROXY)")
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "timeout of each upstream call; 0 for the default, 3s for web and 2s for reviews (UPSTREAM_TIMEOUT)")
 	fs.Float64Var(&o.FailRate, "fail-rate", o.FailRate, "fraction of requests, 0 to 1, answered with --fail-code to demonstrate retries (FAIL_RATE)")
 	fs.IntVar(&o.FailCode, "fail-code", o.FailCode, "status of the --fail-rate answers: 500 is not retried by default, 503 is (FAIL_CODE)")
@@ -146,7 +159,7 @@ func ParseArgs(args []string, getenv func(string) string) (Options, error) {
 		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	if o.Listen == "" {
-		o.Listen = ":" + strconv.Itoa(port)
+		o.Listen = net.JoinHostPort(listenHost, strconv.Itoa(port))
 	}
 	return o, o.Validate()
 }
