@@ -391,6 +391,12 @@ func scopeMesh(snap *mesh.Snapshot, sc *mesh.Scope) *meshconfig.MeshConfig {
 	}).(*meshconfig.MeshConfig)
 }
 
+// scopeUsesSourceLabels is usesSourceLabels for a scope's VirtualServices (vss), computed once per
+// scope and snapshot.
+func scopeUsesSourceLabels(snap *mesh.Snapshot, sc *mesh.Scope, vss []*config.Object) bool {
+	return snap.CacheValue(shareKey{kind: "source-labels", scope: sc.Key}, func() any { return usesSourceLabels(vss) }).(bool)
+}
+
 // usesSourceLabels reports whether any of the VirtualServices matches on sourceLabels, which
 // makes routes depend on the individual proxy's labels.
 func usesSourceLabels(vss []*config.Object) bool {

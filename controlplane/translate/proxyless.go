@@ -31,7 +31,7 @@ func (g *generator) proxyless(snap *mesh.Snapshot, p *Proxy) (Resources, error) 
 	g.report(p, set.errs)
 	vss := sc.VirtualServices(snap)
 	key := shareKey{kind: "proxyless", scope: sc.Key, drSig: snap.DestinationRuleSignature(w), proxyless: true}
-	if usesSourceLabels(vss) {
+	if scopeUsesSourceLabels(snap, sc, vss) {
 		key.labels = labelsKey(p.Labels)
 	}
 	out := snap.CacheValue(key, func() any {

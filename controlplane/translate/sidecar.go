@@ -44,7 +44,7 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 
 	vss := sc.VirtualServices(snap)
 	key := shareKey{kind: "sidecar-out", scope: sc.Key, drSig: snap.DestinationRuleSignature(w), explicit: explicit}
-	if usesSourceLabels(vss) {
+	if scopeUsesSourceLabels(snap, sc, vss) {
 		key.labels = labelsKey(p.Labels)
 	}
 	out := snap.CacheValue(key, func() any {
