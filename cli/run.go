@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -61,7 +62,7 @@ func newRun(g *globals) *cobra.Command {
 	f.StringVar(&o.serviceAccount, "service-account", "", "service account (default: SERVICE)")
 	f.StringVar(&o.labels, "labels", "", "more workload labels, k=v comma-separated, e.g. version=v2")
 	f.Uint32Var(&o.port, "port", 0, "port COMMAND serves on (also the service port)")
-	f.StringVar(&o.protocol, "protocol", "HTTP", "protocol of the port: HTTP, HTTP2, GRPC, TCP, ...")
+	f.StringVar(&o.protocol, "protocol", "HTTP", "protocol of the port: HTTP, HTTP2, GRPC, TCP, ... or auto (detected per connection)")
 	f.StringVar(&o.address, "address", "", "a virtual IP for the service in its ServiceEntry (clients may call it)")
 	f.StringVar(&o.xds, "xds", "", "straitd's ADS address (default: the --straitd host, port 15010)")
 	f.StringVar(&o.proxyBin, "proxy-bin", "", "strait-proxy binary (default: beside strait, else on PATH)")
@@ -103,21 +104,41 @@ func (w *workload) teardown() error {
 	return errors.Join(errs...)
 }
 
-// runWorkload implements `strait run`.
-func runWorkload(ctx context.Context, o runOptions, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
+// newWorkload checks the options and builds the workload's description.
+func newWorkload(o runOptions, log io.Writer) (*workload, error) {
 	if o.serviceAccount == "" {
 		o.serviceAccount = o.service
 	}
-	w := &workload{o: o, labels: map[string]string{"app": o.service}, log: stderr,
+	for flag, v := range map[string]string{"--name": o.name, "--service": o.service, "--namespace": o.namespace} {
+		if !dnsLabel.MatchString(v) {
+			return nil, fmt.Errorf("%s %q: want a lower-case DNS label", flag, v)
+		}
+	}
+	if o.port == 0 || o.port > 65535 {
+		return nil, fmt.Errorf("--port %d: want 1-65535", o.port)
+	}
+	w := &workload{o: o, labels: map[string]string{"app": o.service}, log: log,
 		host: o.service + "." + o.namespace + ".svc.cluster.local"}
 	if o.labels != "" {
 		for _, kv := range strings.Split(o.labels, ",") {
 			k, v, ok := strings.Cut(kv, "=")
 			if !ok || k == "" {
-				return fmt.Errorf("--labels: %q is not k=v", kv)
+				return nil, fmt.Errorf("--labels: %q is not k=v", kv)
 			}
 			w.labels[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
+	}
+	return w, nil
+}
+
+// dnsLabel is a lower-case DNS-1123 label.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// runWorkload implements `strait run`.
+func runWorkload(ctx context.Context, o runOptions, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	w, err := newWorkload(o, stderr)
+	if err != nil {
+		return err
 	}
 	mode := o.mode
 	if mode == "auto" {
@@ -208,6 +229,16 @@ func findProxy(flag string) (string, error) {
 // set, map service port names to the ports auto-registered entries receive traffic on; extra are
 // more YAML documents to apply with them.
 func (w *workload) register(ctx context.Context, templatePorts map[string]uint32, extra string) error {
+	doc := w.documents(templatePorts, extra)
+	_, err := embedded.NewClient(w.o.straitd).Apply(ctx, []embedded.Document{{Origin: "strait run " + w.o.name, Data: doc}}, false)
+	if err != nil {
+		return fmt.Errorf("registering %s with straitd: %w", w.o.name, err)
+	}
+	return nil
+}
+
+// documents returns the YAML register applies.
+func (w *workload) documents(templatePorts map[string]uint32, extra string) string {
 	o := w.o
 	keys := make([]string, 0, len(w.labels))
 	for k := range w.labels {
@@ -219,6 +250,10 @@ func (w *workload) register(ctx context.Context, templatePorts map[string]uint32
 		fmt.Fprintf(&labels, "      %s: %q\n", k, w.labels[k])
 	}
 	proto := strings.ToUpper(o.protocol)
+	protoField := ", protocol: " + proto
+	if proto == "" || proto == "AUTO" {
+		protoField = "" // detected per connection, as Istio does for undeclared protocols
+	}
 	addresses := ""
 	if o.address != "" {
 		addresses = fmt.Sprintf("  addresses: [%q]\n", o.address)
@@ -242,7 +277,7 @@ spec:
   hosts: [%[3]s]
 %[4]s  location: MESH_INTERNAL
   resolution: STATIC
-  ports: [{number: %[5]d, name: %[10]s-%[5]d, protocol: %[6]s}]
+  ports: [{number: %[5]d, name: %[10]s%[6]s}]
   workloadSelector:
     labels: {app: %[1]q}
 ---
@@ -254,21 +289,21 @@ spec:
     labels:
 %[8]s  template:
     serviceAccount: %[9]s
-%[11]s`, o.service, o.namespace, w.host, addresses, o.port, proto, o.name, labels.String(), o.serviceAccount,
-		strings.ToLower(proto), tmplPorts)
+%[11]s`, o.service, o.namespace, w.host, addresses, o.port, protoField, o.name, labels.String(), o.serviceAccount,
+		w.portName(), tmplPorts)
 	if extra != "" {
 		doc += "---\n" + extra
 	}
-	_, err := embedded.NewClient(o.straitd).Apply(ctx, []embedded.Document{{Origin: "strait run " + o.name, Data: doc}}, false)
-	if err != nil {
-		return fmt.Errorf("registering %s with straitd: %w", o.name, err)
-	}
-	return nil
+	return doc
 }
 
 // portName is the ServiceEntry's name of the workload's port.
 func (w *workload) portName() string {
-	return fmt.Sprintf("%s-%d", strings.ToLower(w.o.protocol), w.o.port)
+	p := strings.ToLower(w.o.protocol)
+	if p == "" || p == "auto" {
+		p = "port"
+	}
+	return fmt.Sprintf("%s-%d", p, w.o.port)
 }
 
 // proxyArgs returns strait-proxy's flags for the workload.

@@ -50,21 +50,7 @@ func (w *workload) startExplicit(ctx context.Context, proxyBin string, argv []st
 	w.ip = wAddr.String()
 	instance := o.name + "-" + strings.ReplaceAll(w.ip, ".", "-")
 	w.instanceLabels = map[string]string{explicitLabel: instance}
-	proto := strings.ToUpper(o.protocol)
-	sidecar := fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: %[1]s, namespace: %[2]s}
-spec:
-  workloadSelector:
-    labels: {%[3]s: %[1]s}
-  ingress:
-  - port: {number: %[4]d, protocol: %[5]s, name: %[6]s}
-    bind: %[7]s
-    defaultEndpoint: 0.0.0.0:%[8]d
-  egress:
-  - bind: %[9]s
-    hosts: ["*/*"]
-`, instance, o.namespace, explicitLabel, ExplicitInboundPort, proto, w.portName(), w.ip, o.port, eAddr)
+	sidecar := w.explicitSidecar(instance, eAddr)
 	if err := w.register(ctx, map[string]uint32{w.portName(): ExplicitInboundPort}, sidecar); err != nil {
 		return nil, err
 	}
@@ -74,6 +60,36 @@ spec:
 		_, err := embedded.NewClient(o.straitd).Delete(ctx, "Sidecar", o.namespace, instance)
 		return err
 	})
+	return w.startExplicitProcesses(ctx, proxyBin, eAddr, argv, stdin, stdout, stderr)
+}
+
+// explicitSidecar returns the Sidecar of an explicit-mode instance: ingress at the workload's
+// address on ExplicitInboundPort to the application, egress to every service at eAddr.
+func (w *workload) explicitSidecar(instance string, eAddr netip.Addr) string {
+	o := w.o
+	proto := ", protocol: " + strings.ToUpper(o.protocol)
+	if p := strings.ToUpper(o.protocol); p == "" || p == "AUTO" {
+		proto = ""
+	}
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  workloadSelector:
+    labels: {%[3]s: %[1]s}
+  ingress:
+  - port: {number: %[4]d, name: %[6]s%[5]s}
+    bind: %[7]s
+    defaultEndpoint: 0.0.0.0:%[8]d
+  egress:
+  - bind: %[9]s
+    hosts: ["*/*"]
+`, instance, o.namespace, explicitLabel, ExplicitInboundPort, proto, w.portName(), w.ip, o.port, eAddr)
+}
+
+// startExplicitProcesses starts the sidecar, waits until it is ready, and starts the application.
+func (w *workload) startExplicitProcesses(ctx context.Context, proxyBin string, eAddr netip.Addr, argv []string, stdin io.Reader, stdout, stderr io.Writer) (*exec.Cmd, error) {
+	o := w.o
 	admin := net.JoinHostPort(w.ip, "15000")
 	proxy := exec.Command(proxyBin, w.proxyArgs("--interception-mode", "NONE", "--admin-address", admin)...)
 	proxy.Stdout = &prefixWriter{w: stderr, prefix: "[" + o.name + " sidecar] "}
