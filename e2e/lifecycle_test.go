@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -14,17 +15,62 @@ import (
 )
 
 // TestAdminAndDrainOnSIGTERM checks the proxy's admin interface against the traffic it carried
-// (/ready, /config_dump, /stats, /stats/prometheus), then sends SIGTERM while a slow request is
-// in flight: the request must complete and the proxy must exit.
+// (/ready, /config_dump, /stats, /stats/prometheus); removes a Gateway server while a slow
+// request is in flight on its listener (the request completes, the port closes); then sends
+// SIGTERM while a slow request is in flight: the request must complete and the proxy must exit.
 func TestAdminAndDrainOnSIGTERM(t *testing.T) {
 	skipShort(t)
 	a := startBackend(t, "127.0.0.61", "a", backendOptions{})
 	b := startBackend(t, "127.0.0.62", "b", backendOptions{})
-	gw := testenv.FreePort(t)
-	_, px := edge(t, map[string]string{"mesh.yaml": twoVersions(gw, a, b), "route.yaml": routeTo("a", "")})
+	gw, extra := testenv.FreePort(t), testenv.FreePort(t)
+	mesh := twoVersions(gw, a, b)
+	withExtra := strings.Replace(mesh, "  servers: [", fmt.Sprintf("  servers: [{port: {number: %d, name: http2, protocol: HTTP}, hosts: [\"*\"]}, ", extra), 1)
+	sd := testenv.StartStraitd(t, map[string]string{"mesh.yaml": withExtra, "route.yaml": routeTo("a", "")})
+	// A drain period longer than the slow requests below (testenv's default is 1 s).
+	px := testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "router", Name: "edge-1", Namespace: "e2e",
+		Labels: map[string]string{"app": "edge"}, Extra: []string{"--drain-duration", "5s"}})
 	url := fmt.Sprintf("http://127.0.0.1:%d/", gw)
 	waitBackend(t, 30*time.Second, h1Client, request{URL: url}, "a")
+	waitBackend(t, 30*time.Second, h1Client, request{URL: fmt.Sprintf("http://127.0.0.1:%d/", extra)}, "a")
 	px.WaitReady(t, 10*time.Second)
+
+	// A listener removed by the config drains: its open request finishes, then it closes.
+	type result struct {
+		rep *reply
+		err error
+	}
+	removed := make(chan result, 1)
+	active := a.Active()
+	go func() {
+		rep, err := do(&http.Client{Timeout: 15 * time.Second}, request{URL: fmt.Sprintf("http://127.0.0.1:%d/slow?sleep=2s", extra)})
+		removed <- result{rep, err}
+	}()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if a.Active() == active {
+			return fmt.Errorf("slow request not at the backend yet")
+		}
+		return nil
+	})
+	// The listener stops accepting (long before the 2 s request ends), and the request
+	// still completes.
+	sd.WriteConfig(t, "mesh.yaml", mesh)
+	testenv.Eventually(t, 15*time.Second, func() error {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", extra), time.Second)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("the removed listener still accepts connections")
+		}
+		return nil
+	})
+	select {
+	case r := <-removed:
+		if r.err != nil || r.rep.Code != http.StatusOK || r.rep.Echo == nil {
+			t.Fatalf("request in flight on a removed listener: %v %+v", r.err, r.rep)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("request in flight on a removed listener did not complete")
+	}
+	waitBackend(t, 10*time.Second, h1Client, request{URL: url}, "a")
 
 	const n = 7
 	for i := 0; i < n; i++ {
@@ -59,10 +105,6 @@ func TestAdminAndDrainOnSIGTERM(t *testing.T) {
 	}
 
 	// SIGTERM with a request in flight: it completes, then the proxy exits.
-	type result struct {
-		rep *reply
-		err error
-	}
 	done := make(chan result, 1)
 	before := a.Active()
 	go func() {
