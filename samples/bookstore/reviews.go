@@ -2,6 +2,7 @@ package bookstore
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 )
@@ -58,10 +59,11 @@ type reviewsService struct {
 	color      string // "" for v1: no stars, no call to ratings
 	ratingsURL string
 	up         *upstream
+	log        *slog.Logger
 }
 
-func newReviews(id Identity, o Options, up *upstream) *reviewsService {
-	s := &reviewsService{id: id, ratingsURL: o.RatingsURL, up: up}
+func newReviews(id Identity, o Options, up *upstream, log *slog.Logger) *reviewsService {
+	s := &reviewsService{id: id, ratingsURL: o.RatingsURL, up: up, log: log}
 	switch o.Version {
 	case "v2":
 		s.color = "black"
@@ -96,6 +98,7 @@ func (s *reviewsService) reviews(w http.ResponseWriter, r *http.Request) {
 func (s *reviewsService) rate(r *http.Request, ans *BookReviews) {
 	var br BookRatings
 	if err := s.up.getJSON(r, nil, s.ratingsURL, fmt.Sprintf("/ratings/%d", ans.ID), &br); err != nil {
+		s.log.Warn("ratings unavailable", "err", err, "request_id", r.Header.Get("X-Request-Id"))
 		ans.RatingsError = err.Error()
 		for i := range ans.Reviews {
 			ans.Reviews[i].Rating = &Rating{Error: RatingsUnavailable}

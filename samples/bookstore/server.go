@@ -36,11 +36,11 @@ func Handler(o Options, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	switch o.Service {
 	case Web:
-		newWeb(id, o, up).register(mux)
+		newWeb(id, o, up, log).register(mux)
 	case Details:
 		newDetails(id).register(mux)
 	case Reviews:
-		newReviews(id, o, up).register(mux)
+		newReviews(id, o, up, log).register(mux)
 	case Ratings:
 		newRatings(id).register(mux)
 	}

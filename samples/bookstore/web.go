@@ -3,6 +3,7 @@ package bookstore
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -50,10 +51,11 @@ type webService struct {
 	id                     Identity
 	detailsURL, reviewsURL string
 	up                     *upstream
+	log                    *slog.Logger
 }
 
-func newWeb(id Identity, o Options, up *upstream) *webService {
-	return &webService{id: id, detailsURL: o.DetailsURL, reviewsURL: o.ReviewsURL, up: up}
+func newWeb(id Identity, o Options, up *upstream, log *slog.Logger) *webService {
+	return &webService{id: id, detailsURL: o.DetailsURL, reviewsURL: o.ReviewsURL, up: up, log: log}
 }
 
 func (s *webService) register(mux *http.ServeMux) {
@@ -104,6 +106,7 @@ func (s *webService) page(r *http.Request, id int, user string, extra http.Heade
 	wg.Wait()
 
 	if derr != nil {
+		s.log.Warn("details unavailable", "err", derr, "request_id", p.RequestID)
 		p.DetailsError = DetailsUnavailable
 		var se *StatusError
 		if errors.As(derr, &se) {
@@ -114,6 +117,7 @@ func (s *webService) page(r *http.Request, id int, user string, extra http.Heade
 		p.Versions[details.Service] = details.Version
 	}
 	if rerr != nil {
+		s.log.Warn("reviews unavailable", "err", rerr, "request_id", p.RequestID)
 		p.ReviewsError = ReviewsUnavailable
 	} else {
 		p.Reviews = reviews.Reviews
@@ -190,6 +194,7 @@ func (s *webService) index(w http.ResponseWriter, r *http.Request) {
 	p := indexPage{Identity: s.id, User: user}
 	var l BookList
 	if err := s.up.getJSON(r, extra, s.detailsURL, "/details", &l); err != nil {
+		s.log.Warn("details unavailable", "err", err, "request_id", r.Header.Get("X-Request-Id"))
 		p.Error = DetailsUnavailable
 	} else {
 		p.Books, p.Details = l.Books, &l.Identity
