@@ -10,6 +10,7 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/strait-mesh/strait/controlplane/mesh"
@@ -47,7 +48,7 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 	explicit := map[string]*explicitListener{}
 	var explicitOrder []string
 	for _, l := range in.Scope.Egress {
-		bind, isExplicit := egressBind(l, in.Explicit)
+		bind, isExplicit, bound := egressBind(l, in.Explicit)
 		for _, svc := range l.Services {
 			for _, port := range in.Scope.Ports(svc) {
 				if l.Port != 0 && port.Number != l.Port {
@@ -69,7 +70,7 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 				key := listenerName(bind, port.Number)
 				el := explicit[key]
 				if el == nil {
-					el = &explicitListener{bind: bind, port: port.Number}
+					el = &explicitListener{bind: bind, port: port.Number, bound: bound}
 					explicit[key] = el
 					explicitOrder = append(explicitOrder, key)
 				}
@@ -79,11 +80,25 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 			}
 		}
 	}
+	handoff := false
+	for _, el := range explicit {
+		handoff = handoff || !el.bound
+	}
 	if !allExplicit(in) {
-		out = append(out, virtualOutbound(in, &captured))
+		vo := virtualOutbound(in, &captured)
+		if handoff {
+			// Captured connections whose original destination is a bind_to_port=false
+			// listener's address are handed to it, as Istio's virtualOutbound does.
+			vo.UseOriginalDst = wrapperspb.Bool(true)
+		}
+		out = append(out, vo)
 	}
 	for _, key := range explicitOrder {
 		el := explicit[key]
+		var bindToPort *wrapperspb.BoolValue
+		if !el.bound {
+			bindToPort = wrapperspb.Bool(false)
+		}
 		lf := []*listenerv3.ListenerFilter{}
 		if el.chains.tls {
 			lf = append(lf, tlsInspector())
@@ -96,6 +111,7 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 			Address:          socketAddress(el.bind, el.port),
 			FilterChains:     el.chains.chains,
 			ListenerFilters:  lf,
+			BindToPort:       bindToPort,
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		})
 	}
@@ -120,24 +136,32 @@ func (in Outbound) conflict(prev, c *listenerv3.FilterChain, svc *registry.Servi
 type explicitListener struct {
 	bind   string
 	port   uint32
+	bound  bool // false: bind_to_port=false, reached by hand-off from virtualOutbound
 	chains chainSet
 }
 
-// egressBind says whether an egress listener gets its own bound listener, and where.
-func egressBind(l *mesh.EgressListener, explicitProxy bool) (string, bool) {
+// egressBind says whether an egress listener gets a listener of its own (own), where, and whether
+// that listener binds its port. As Istio's getBindToPort: it binds with captureMode NONE, or with
+// DEFAULT on a proxy without interception; otherwise (a bind address on a captured proxy) its
+// traffic is captured and virtualOutbound hands it over by original destination.
+func egressBind(l *mesh.EgressListener, explicitProxy bool) (bind string, own, bound bool) {
 	spec := l.Spec
+	mode := spec.GetCaptureMode()
+	bound = mode == networking.CaptureMode_NONE || (mode == networking.CaptureMode_DEFAULT && explicitProxy)
 	if spec.GetBind() != "" {
-		return spec.GetBind(), true
+		return spec.GetBind(), true, bound
 	}
-	if explicitProxy || spec.GetCaptureMode() == networking.CaptureMode_NONE {
-		return "127.0.0.1", true
+	if explicitProxy || mode == networking.CaptureMode_NONE {
+		return "127.0.0.1", true, true
 	}
-	return "", false
+	return "", false, false
 }
 
+// allExplicit reports whether every egress listener binds a listener of its own, so that no
+// traffic is captured and virtualOutbound is not needed.
 func allExplicit(in Outbound) bool {
 	for _, l := range in.Scope.Egress {
-		if _, ok := egressBind(l, in.Explicit); !ok {
+		if _, own, bound := egressBind(l, in.Explicit); !own || !bound {
 			return false
 		}
 	}
