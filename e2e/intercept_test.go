@@ -363,3 +363,34 @@ func TestInterceptedTCPEcho(t *testing.T) {
 		}
 	}
 }
+
+// TestInterceptedEgressHandoff: a Sidecar egress listener with a bind address and the default
+// capture mode does not bind its port on a captured proxy; the client's connection, captured at
+// 15001, is handed to it by original destination (use_original_dst) and routed to the service.
+func TestInterceptedEgressHandoff(t *testing.T) {
+	h := newMeshHost(t)
+	sd := testenv.StartStraitd(t, map[string]string{"sidecar.yaml": fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: %s}
+spec:
+  egress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    bind: 0.0.0.0
+    hosts: ["./*"]
+  - hosts: ["./*"]
+`, h.ns)}, "--autoregister-grace", "1s")
+	h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
+		"--service", "reviews", "--labels", "version=v2", "--port", "9080", "--address", "198.18.255.10")
+	client := h.runWorkload(t, sd, "productpage-v1", "get http://198.18.255.10:9080/",
+		"--service", "productpage", "--port", "9081")
+	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
+	if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], "served-by reviews-v2") {
+		t.Fatalf("client got %s", m[1])
+	}
+	if n := h.adminStat(t, "productpage-v1", "listener.0.0.0.0_9080.downstream_cx_total"); n < 1 {
+		t.Errorf("client sidecar: the 0.0.0.0_9080 listener served %d connections", n)
+	}
+	if n := h.adminStat(t, "productpage-v1", "cluster.outbound|9080||"+h.fqdn("reviews")+".upstream_rq_total"); n < 1 {
+		t.Errorf("client sidecar: outbound upstream_rq_total %d (the request was not routed)", n)
+	}
+}
