@@ -116,7 +116,11 @@ func sidecarIngress(ing []*networking.IstioIngressListener, pool *networking.Con
 				}
 			}
 		}
-		if l.GetBind() != "" || l.GetCaptureMode() == networking.CaptureMode_NONE || inst.Explicit {
+		// As Istio's getBindToPort: the listener binds its port with captureMode NONE, or with
+		// DEFAULT on a proxy without interception. Otherwise (a bind address on a captured
+		// proxy included) the port's traffic arrives at virtualInbound, which serves it.
+		mode := l.GetCaptureMode()
+		if mode == networking.CaptureMode_NONE || (mode == networking.CaptureMode_DEFAULT && inst.Explicit) {
 			ip.Bind = l.GetBind()
 			if ip.Bind == "" {
 				ip.Bind = "0.0.0.0"

@@ -36,6 +36,7 @@ func TestSidecarIngressDefaultEndpoints(t *testing.T) {
 		{Port: &networking.SidecarPort{Number: 80, Name: "http"}},
 		{Port: &networking.SidecarPort{Number: 81, Protocol: "TCP", Name: "x"}, DefaultEndpoint: "0.0.0.0:9000"},
 		{Port: &networking.SidecarPort{Number: 82, Name: "grpc"}, DefaultEndpoint: "unix:///run/app.sock", Bind: "10.0.0.5"},
+		{Port: &networking.SidecarPort{Number: 83, Name: "http-b"}, Bind: "10.0.0.5", CaptureMode: networking.CaptureMode_NONE},
 	}, nil, Instance{IPs: []string{"10.0.0.5"}})
 	if err != nil {
 		t.Fatal(err)
@@ -48,13 +49,26 @@ func TestSidecarIngressDefaultEndpoints(t *testing.T) {
 	}{
 		{"127.0.0.1", 80, registry.HTTP, ""},
 		{"10.0.0.5", 9000, registry.TCP, ""},
-		{"unix:///run/app.sock", 0, registry.GRPC, "10.0.0.5"},
+		// A bind address on a captured proxy: the port's traffic arrives at virtualInbound.
+		{"unix:///run/app.sock", 0, registry.GRPC, ""},
+		{"127.0.0.1", 83, registry.HTTP, "10.0.0.5"},
 	}
 	for i, w := range want {
 		p := ports[i]
 		if p.Endpoint != w.endpoint || p.TargetPort != w.target || p.Port.Protocol != w.proto || p.Bind != w.bind {
 			t.Errorf("ingress[%d] = %+v, want %+v", i, p, w)
 		}
+	}
+	// Without interception, every ingress listener binds: at its bind address or the instance IP.
+	explicit, err := sidecarIngress([]*networking.IstioIngressListener{
+		{Port: &networking.SidecarPort{Number: 80, Name: "http"}},
+		{Port: &networking.SidecarPort{Number: 81, Name: "http-b"}, Bind: "127.0.0.9"},
+	}, nil, Instance{IPs: []string{"127.0.0.5"}, Explicit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if explicit[0].Bind != "127.0.0.5" || explicit[1].Bind != "127.0.0.9" {
+		t.Errorf("explicit binds %q, %q; want 127.0.0.5, 127.0.0.9", explicit[0].Bind, explicit[1].Bind)
 	}
 	if _, err := sidecarIngress([]*networking.IstioIngressListener{{Port: &networking.SidecarPort{Number: 1}, DefaultEndpoint: "nonsense"}}, nil, Instance{}); err == nil {
 		t.Error("bad defaultEndpoint: want an error")
