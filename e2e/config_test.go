@@ -179,10 +179,13 @@ func TestConfigChurnWithoutFailedRequests(t *testing.T) {
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
-			// Half the clients keep connections alive, half open one per request.
+			// HTTP/1.1 with keep-alive, HTTP/1.1 with a connection per request, and h2c.
 			client := h1Client
-			if c%2 == 1 {
+			switch c % 4 {
+			case 1:
 				client = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			case 2:
+				client = h2cClient
 			}
 			for i := 0; i < maxPerLoop && !stop.Load() && time.Now().Before(loopDeadline); i++ {
 				rep, err := do(client, request{URL: url})
