@@ -44,6 +44,7 @@ func init() {
 //	http-server ADDR       answers every request with "served-by NAME" and the request headers
 //	tcp-echo ADDR...       echoes every connection
 //	get URL [HOST]         GETs URL once (with Host HOST), prints "RESULT <status> <body>", then waits for SIGTERM
+//	get-all URL...         GETs each URL, prints "RESULT URL <status> <body>", then waits
 //	tcp-send MSG ADDR...   sends MSG to each, prints "RESULT ADDR <reply>", then waits for SIGTERM
 func runApp(args []string) error {
 	wait := func() error {
@@ -96,6 +97,18 @@ func runApp(args []string) error {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		fmt.Printf("RESULT %d %q\n", resp.StatusCode, body)
+		return wait()
+	case "get-all":
+		for _, url := range args[1:] {
+			resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
+			if err != nil {
+				fmt.Printf("RESULT %s error %q\n", url, err.Error())
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			fmt.Printf("RESULT %s %d %q\n", url, resp.StatusCode, body)
+		}
 		return wait()
 	case "tcp-send":
 		for _, addr := range args[2:] {
@@ -392,5 +405,41 @@ spec:
 	}
 	if n := h.adminStat(t, "productpage-v1", "cluster.outbound|9080||"+h.fqdn("reviews")+".upstream_rq_total"); n < 1 {
 		t.Errorf("client sidecar: outbound upstream_rq_total %d (the request was not routed)", n)
+	}
+}
+
+// TestInterceptedHTTPPassthrough: HTTP on a mesh port to addresses no virtual host names — the
+// server workload's own address, and a plain server outside the mesh on the bridge — leaves the
+// client sidecar through PassthroughCluster (ORIGINAL_DST) to the original destination; the
+// server workload's sidecar still receives the first one.
+func TestInterceptedHTTPPassthrough(t *testing.T) {
+	h := newMeshHost(t)
+	sd := testenv.StartStraitd(t, nil, "--autoregister-grace", "1s")
+	server := h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
+		"--service", "reviews", "--labels", "version=v2", "--port", "9080")
+	podIP := server.WaitOutput(t, regexp.MustCompile(`at (198\.19\.\d+\.\d+) `), 5*time.Second)[1]
+	outside, err := net.Listen("tcp", strings.TrimSuffix(h.cidr, "/24")+":9080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "served-by outside")
+	})}
+	go hs.Serve(outside)
+	defer hs.Close()
+	urls := []string{"http://" + podIP + ":9080/", "http://" + outside.Addr().String() + "/"}
+	client := h.runWorkload(t, sd, "productpage-v1", "get-all "+strings.Join(urls, " "),
+		"--service", "productpage", "--port", "9081")
+	for i, want := range []string{"served-by reviews-v2", "served-by outside"} {
+		m := client.WaitOutput(t, regexp.MustCompile(`RESULT `+regexp.QuoteMeta(urls[i])+` (.*)`), 30*time.Second)
+		if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], want) {
+			t.Errorf("%s: client got %s", urls[i], m[1])
+		}
+	}
+	if n := h.adminStat(t, "productpage-v1", "cluster.PassthroughCluster.upstream_rq_total"); n < 2 {
+		t.Errorf("client sidecar: PassthroughCluster upstream_rq_total %d, want 2", n)
+	}
+	if n := h.adminStat(t, "reviews-v2", "http.inbound_0.0.0.0_9080.downstream_rq_total"); n < 1 {
+		t.Errorf("server sidecar: inbound downstream_rq_total %d", n)
 	}
 }
