@@ -123,4 +123,13 @@ func TestExplicitHTTPThroughBothSidecars(t *testing.T) {
 	if n := statAt(t, server+":15000", "cluster.inbound|15006||.upstream_rq_total"); n < 1 {
 		t.Errorf("server sidecar: inbound upstream_rq_total %d", n)
 	}
+
+	// The outbound listener doubles as an HTTP proxy: an absolute-form request is routed by its
+	// host, the service's name.
+	proxied, _ := runExplicit(t, sd, "get-via http://$STRAIT_OUTBOUND_IP:9080 http://reviews.default.svc.cluster.local:9080/", self, "details-v1",
+		"--service", "details", "--port", "9080")
+	m = proxied.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
+	if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], "served-by reviews-v2") {
+		t.Fatalf("client through the outbound listener as an HTTP proxy got %s", m[1])
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,7 @@ func init() {
 //	http-server ADDR       answers every request with "served-by NAME" and the request headers
 //	tcp-echo ADDR...       echoes every connection
 //	get URL [HOST]         GETs URL once (with Host HOST), prints "RESULT <status> <body>", then waits for SIGTERM
+//	get-via PROXY URL      GETs URL through the HTTP proxy PROXY (absolute-form), as get
 //	get-all URL...         GETs each URL, prints "RESULT URL <status> <body>", then waits
 //	tcp-send MSG ADDR...   sends MSG to each, prints "RESULT ADDR <reply>", then waits for SIGTERM
 func runApp(args []string) error {
@@ -90,6 +92,21 @@ func runApp(args []string) error {
 			req.Host = args[2]
 		}
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			fmt.Printf("RESULT error %q\n", err.Error())
+			return wait()
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Printf("RESULT %d %q\n", resp.StatusCode, body)
+		return wait()
+	case "get-via":
+		proxy, err := url.Parse(args[1])
+		if err != nil {
+			return err
+		}
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}}
+		resp, err := hc.Get(args[2])
 		if err != nil {
 			fmt.Printf("RESULT error %q\n", err.Error())
 			return wait()
