@@ -138,11 +138,21 @@ const (
 	markEnd   = "<!-- proxybench:end -->"
 )
 
+// loadAverage returns the machine's load averages from /proc/loadavg, or "unknown": other work
+// on the machine inflates latencies and CPU figures.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], ", ")
+	}
+	return "unknown"
+}
+
 func renderTable(rows []row, d time.Duration) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "%s\nMeasured %s on %s (2 cores), %s per run, 1 KiB POST bodies echoed back; proxies pinned to CPU 1 with one core each, fortio and the backend on CPU 0.\n\n",
-		markBegin, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, d)
+	fmt.Fprintf(&b, "%s\nMeasured %s on %s (2 cores), %s per run, 1 KiB POST bodies echoed back; proxies pinned to CPU 1 with one core each, fortio and the backend on CPU 0. Load average at the end (1, 5, 15 min): %s. CPU-s and RSS are summed over the path's proxies (two for a pair).\n\n",
+		markBegin, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, d, loadAverage())
 	b.WriteString("| path | proto | target rps | achieved rps | p50 ms | p90 ms | p99 ms | errors | proxy CPU-s / 1k req | RSS idle MiB | RSS load MiB |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
