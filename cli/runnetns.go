@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -56,15 +57,15 @@ func (w *workload) startNetns(ctx context.Context, proxyBin string, argv []strin
 	})
 	nsName := "strait-" + o.namespace + "-" + o.name
 	hostIf := vethName(nsName)
+	if err := removeStale(nsName, hostIf); err != nil {
+		return nil, err
+	}
 	addr, release, err := allocate(br, nsName)
 	if err != nil {
 		return nil, err
 	}
 	w.defer_(release)
 	w.ip = addr.String()
-	if netns.Exists(nsName) {
-		return nil, fmt.Errorf("network namespace %s exists: is another %s running? (remove it with `ip netns delete %s`)", nsName, o.name, nsName)
-	}
 	ns, err := netns.Add(nsName)
 	if err != nil {
 		return nil, err
@@ -125,6 +126,25 @@ func (w *workload) startNetns(ctx context.Context, proxyBin string, argv []strin
 		return nil, fmt.Errorf("starting %s: %w", argv[0], err)
 	}
 	return app, nil
+}
+
+// removeStale deletes the namespace and veth a `strait run` of the same workload left behind when
+// it was killed (no process is left inside), and refuses when the workload is still running.
+func removeStale(nsName, hostIf string) error {
+	if !netns.Exists(nsName) {
+		return netns.DeleteLink(hostIf)
+	}
+	pids, err := netns.IP("netns", "pids", nsName)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(pids) != "" {
+		return fmt.Errorf("network namespace %s exists with processes in it: is another %s running?", nsName, strings.TrimPrefix(nsName, "strait-"))
+	}
+	if err := (&netns.NS{Name: nsName}).Delete(); err != nil {
+		return err
+	}
+	return netns.DeleteLink(hostIf)
 }
 
 // invokingUser returns the user who ran sudo (SUDO_UID/SUDO_GID), or nil to keep this process's.
@@ -234,7 +254,7 @@ func allocate(br netns.Bridge, nsName string) (netip.Addr, func() error, error) 
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 		if errors.Is(err, os.ErrExist) {
 			holder, rerr := os.ReadFile(path)
-			if rerr == nil && len(holder) > 0 && !netns.Exists(string(holder)) && string(holder) != nsName {
+			if rerr == nil && len(holder) > 0 && !netns.Exists(string(holder)) {
 				_ = os.Remove(path) // stale: try it again
 				f, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 			}

@@ -460,3 +460,37 @@ func TestInterceptedHTTPPassthrough(t *testing.T) {
 		t.Errorf("server sidecar: inbound downstream_rq_total %d", n)
 	}
 }
+
+// TestInterceptedStaleWorkload: a `strait run` killed without cleaning up leaves its namespace;
+// its sidecar and app die with it (parent-death signal), and the next `strait run` of the same
+// workload removes the leftovers and starts.
+func TestInterceptedStaleWorkload(t *testing.T) {
+	h := newMeshHost(t)
+	sd := testenv.StartStraitd(t, nil, "--autoregister-grace", "1s")
+	first := h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
+		"--service", "reviews", "--port", "9080")
+	first.Signal(syscall.SIGKILL)
+	<-first.Exited()
+	nsName := h.netnsOf("reviews-v2")
+	if !netns.Exists(nsName) {
+		t.Fatalf("namespace %s is gone although strait run was killed", nsName)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		pids, err := netns.IP("netns", "pids", nsName)
+		if err == nil && strings.TrimSpace(pids) != "" {
+			err = fmt.Errorf("processes still in %s: %s", nsName, pids)
+		}
+		return err
+	})
+	second := h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
+		"--service", "reviews", "--port", "9080")
+	podIP := second.WaitOutput(t, regexp.MustCompile(`at (198\.19\.\d+\.\d+) `), 5*time.Second)[1]
+	// From the host namespace (outside the mesh): the new sidecar serves the port inbound.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		code, body, err := testenv.Get(t.Context(), "http://"+podIP+":9080/", http.Header{})
+		if err == nil && (code != http.StatusOK || !strings.Contains(body, "served-by reviews-v2") || !strings.Contains(strings.ToLower(body), "x-request-id")) {
+			err = fmt.Errorf("%d %s", code, body)
+		}
+		return err
+	})
+}
