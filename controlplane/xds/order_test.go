@@ -27,10 +27,9 @@ type event struct {
 // orderClient is a raw ADS stream (SotW or Delta) that tracks what it holds per type and leaves
 // ACKing to the test.
 type orderClient struct {
-	t     *testing.T
-	recv  func() event
-	held  map[string]map[string]bool
-	delta bool
+	t    *testing.T
+	recv func() event
+	held map[string]map[string]bool // Delta: resources held per type
 }
 
 func (c *orderClient) next() event { c.t.Helper(); return c.recv() }
@@ -83,7 +82,7 @@ func openOrderClient(t *testing.T, addr, id string, delta bool) *orderClient {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(func() { cancel(); _ = cc.Close() })
-	c := &orderClient{t: t, held: map[string]map[string]bool{}, delta: delta}
+	c := &orderClient{t: t, held: map[string]map[string]bool{}}
 	ads := discovery.NewAggregatedDiscoveryServiceClient(cc)
 	n := testNode(id, nil)
 	if delta {
