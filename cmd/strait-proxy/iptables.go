@@ -16,12 +16,13 @@ func iptablesCmd() *cobra.Command {
 	var c intercept.Config
 	var dryRun, ipv4Only bool
 	var excludeIn, excludeOutPorts string
-	var inbound, includeCIDRs, excludeCIDRs string
+	var inbound, includeCIDRs, excludeCIDRs, dnsServers string
 	parse := func() (intercept.Options, error) {
 		var err error
 		c.InboundPorts = split(inbound)
 		c.IncludeOutboundCIDRs = split(includeCIDRs)
 		c.ExcludeOutboundCIDRs = split(excludeCIDRs)
+		c.DNSServers = split(dnsServers)
 		if c.ExcludeInboundPorts, err = ports(excludeIn); err != nil {
 			return intercept.Options{}, fmt.Errorf("--exclude-inbound-ports: %w", err)
 		}
@@ -92,6 +93,8 @@ func iptablesCmd() *cobra.Command {
 	f.StringVar(&includeCIDRs, "include-outbound-cidrs", "*", "outbound destinations to redirect, comma-separated CIDRs, or *")
 	f.StringVar(&excludeCIDRs, "exclude-outbound-cidrs", "", "outbound destinations never redirected, comma-separated CIDRs")
 	f.StringVar(&excludeOutPorts, "exclude-outbound-ports", "", "outbound destination ports never redirected, comma-separated")
+	f.BoolVar(&c.RedirectDNS, "redirect-dns", false, "send the application's DNS queries (port 53) to the proxy's DNS port")
+	f.StringVar(&dnsServers, "dns-servers", "", "with --redirect-dns: only queries to these addresses, comma-separated (default: any)")
 	cmd.AddCommand(install, uninstall)
 	return cmd
 }

@@ -81,7 +81,8 @@ func TestInstallUninstallNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := save(t, ns)
-	c := Config{ExcludeOutboundCIDRs: []string{"198.19.0.0/16"}, ExcludeInboundPorts: []uint16{22}}
+	c := Config{ExcludeOutboundCIDRs: []string{"198.19.0.0/16"}, ExcludeInboundPorts: []uint16{22},
+		RedirectDNS: true, DNSServers: []string{"127.0.0.53", "fd00::10"}}
 	install := func() {
 		t.Helper()
 		if err := ns.Do(func() error { return Install(ctx, c, Options{}) }); err != nil {
@@ -170,17 +171,30 @@ func TestRedirectAndOwnerExclusion(t *testing.T) {
 		return ch
 	}
 	atServer, atCapture := accepted(server), accepted(capture)
+	var dnsServer, dnsProxy net.PacketConn
+	if err := peer.Do(func() (err error) { dnsServer, err = net.ListenPacket("udp", "198.18.250.2:53"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer dnsServer.Close()
+	if err := ns.Do(func() (err error) { dnsProxy, err = net.ListenPacket("udp", "127.0.0.1:15053"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer dnsProxy.Close()
 	t.Cleanup(func() { _ = ns.Do(func() error { return Uninstall(ctx, Options{}) }) })
-	if err := ns.Do(func() error { return Install(ctx, Config{}, Options{}) }); err != nil {
+	if err := ns.Do(func() error { return Install(ctx, Config{RedirectDNS: true}, Options{}) }); err != nil {
 		t.Fatal(err)
 	}
 	// dial runs a short-lived child (this test binary, see TestMain) in the namespace as uid,
 	// which connects to addr and writes "hello".
 	self := worldExecutable(t)
-	dial := func(uid int) {
+	dial := func(uid int, target ...string) {
 		t.Helper()
+		addr := "tcp 198.18.250.2:9000"
+		if len(target) > 0 {
+			addr = target[0]
+		}
 		cmd := exec.Command(self, "-test.run=^$")
-		cmd.Env = append(os.Environ(), dialEnv+"=198.18.250.2:9000")
+		cmd.Env = append(os.Environ(), dialEnv+"="+addr)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -222,6 +236,26 @@ func TestRedirectAndOwnerExclusion(t *testing.T) {
 	dial(1337) // the proxy: not captured
 	wait(atServer, "the server").Close()
 	none(atCapture, "15001")
+
+	// DNS: the application's query goes to the proxy's DNS port, the proxy's own to the server.
+	received := func(pc net.PacketConn) string {
+		t.Helper()
+		_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 64)
+		n, _, err := pc.ReadFrom(b)
+		if err != nil {
+			t.Fatalf("no datagram at %s: %v", pc.LocalAddr(), err)
+		}
+		return string(b[:n])
+	}
+	dial(1000, "udp 198.18.250.2:53")
+	if got := received(dnsProxy); got != "hello" {
+		t.Errorf("DNS proxy got %q", got)
+	}
+	dial(1337, "udp 198.18.250.2:53")
+	if got := received(dnsServer); got != "hello" {
+		t.Errorf("DNS server got %q", got)
+	}
 }
 
 // worldExecutable copies this test binary where any uid can run it.
@@ -250,8 +284,9 @@ const dialEnv = "STRAIT_INTERCEPT_TEST_DIAL"
 
 // TestMain doubles as the dialing child of TestRedirectAndOwnerExclusion.
 func TestMain(m *testing.M) {
-	if addr := os.Getenv(dialEnv); addr != "" {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if target := os.Getenv(dialEnv); target != "" {
+		network, addr, _ := strings.Cut(target, " ")
+		c, err := net.DialTimeout(network, addr, 5*time.Second)
 		if err == nil {
 			_, err = c.Write([]byte("hello"))
 			c.Close()

@@ -69,6 +69,14 @@ type Config struct {
 	ExcludeOutboundCIDRs []string
 	// ExcludeOutboundPorts are destination ports never redirected outbound (-o).
 	ExcludeOutboundPorts []uint16
+	// RedirectDNS sends the application's DNS queries (UDP and TCP port 53) to the proxy's DNS
+	// port, as Istio's DNS capture does; the proxy's own queries are left alone.
+	RedirectDNS bool
+	// DNSServers limits RedirectDNS to queries sent to these addresses or CIDRs (Istio: the
+	// nameservers of resolv.conf); empty means queries to any address.
+	DNSServers []string
+	// DNSPort is the proxy's DNS port (default 15053).
+	DNSPort uint16
 }
 
 // Defaults returns c with zero fields set to their defaults.
@@ -84,6 +92,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.InboundPort == 0 {
 		c.InboundPort = 15006
+	}
+	if c.DNSPort == 0 {
+		c.DNSPort = 15053
 	}
 	return c
 }
@@ -128,6 +139,9 @@ func (c Config) Validate() error {
 		}
 		if _, _, err := cidrs(c.ExcludeOutboundCIDRs, fam); err != nil {
 			return fmt.Errorf("exclude outbound CIDRs: %w", err)
+		}
+		if _, _, err := cidrs(c.DNSServers, fam); err != nil {
+			return fmt.Errorf("DNS servers: %w", err)
 		}
 	}
 	if _, _, err := inboundPorts(c.InboundPorts); err != nil {
@@ -202,10 +216,34 @@ func Rules(c Config, fam Family) (string, error) {
 
 	// Outbound.
 	add("-A OUTPUT -p tcp -j %s", ChainOutput)
+	if c.RedirectDNS {
+		add("-A OUTPUT -p udp --dport 53 -j %s", ChainOutput)
+	}
 	add("-A %s -p tcp -j REDIRECT --to-ports %d", ChainRedirect, c.OutboundPort)
 	// Inbound passthrough connections the proxy makes from 127.0.0.6 to the workload's own
 	// address are never captured.
 	add("-A %s -s %s -o lo -j RETURN", ChainOutput, local6)
+	if c.RedirectDNS {
+		// Before the loopback rules: a resolver on 127.0.0.53 is captured too.
+		for _, proto := range []string{"udp", "tcp"} {
+			for _, owner := range []string{"--uid-owner " + strconv.Itoa(c.ProxyUID), "--gid-owner " + strconv.Itoa(c.ProxyGID)} {
+				add("-A %s -p %s --dport 53 -m owner %s -j RETURN", ChainOutput, proto, owner)
+			}
+		}
+		servers, _, _ := cidrs(c.DNSServers, fam)
+		if len(servers) == 0 && len(c.DNSServers) == 0 {
+			servers = []string{""}
+		}
+		for _, srv := range servers {
+			dst := ""
+			if srv != "" {
+				dst = " -d " + srv
+			}
+			for _, proto := range []string{"udp", "tcp"} {
+				add("-A %s%s -p %s --dport 53 -j REDIRECT --to-ports %d", ChainOutput, dst, proto, c.DNSPort)
+			}
+		}
+	}
 	// The proxy calling its own workload's non-loopback address (an outbound request whose
 	// endpoint is this workload) takes the inbound path, as it would arriving from outside; the
 	// rest of the proxy's traffic leaves unchanged. The application's loopback traffic stays

@@ -21,6 +21,8 @@ func TestRulesGolden(t *testing.T) {
 			ExcludeOutboundPorts: []uint16{5432, 22, 5432},
 		},
 		"exclude-inbound": {ExcludeInboundPorts: []uint16{22, 15000}, IncludeOutboundCIDRs: []string{"*"}},
+		"dns":             {RedirectDNS: true},
+		"dns-servers":     {RedirectDNS: true, DNSServers: []string{"127.0.0.53", "10.96.0.10", "fd00::10"}},
 	}
 	for name, c := range cases {
 		for _, fam := range []Family{IPv4, IPv6} {
@@ -54,6 +56,7 @@ func TestRulesInvalid(t *testing.T) {
 		{ExcludeOutboundCIDRs: []string{"nope"}},
 		{InboundPorts: []string{"0"}},
 		{InboundPorts: []string{"x"}},
+		{RedirectDNS: true, DNSServers: []string{"x"}},
 	} {
 		if _, err := Rules(c, IPv4); err == nil {
 			t.Errorf("Rules(%+v): no error", c)
