@@ -34,6 +34,7 @@ type runOptions struct {
 	bridge                                   string
 	bridgeAddr                               string
 	proxyUID                                 int
+	captureDNS                               bool
 	straitd                                  string
 }
 
@@ -70,6 +71,7 @@ func newRun(g *globals) *cobra.Command {
 	f.StringVar(&o.bridge, "bridge", "strait0", "bridge for workload namespaces (netns mode)")
 	f.StringVar(&o.bridgeAddr, "bridge-address", "198.18.0.1/15", "the bridge's address and the workloads' subnet (netns mode)")
 	f.IntVar(&o.proxyUID, "proxy-uid", 1337, "uid and gid of the sidecar (netns mode)")
+	f.BoolVar(&o.captureDNS, "capture-dns", false, "send the app's DNS queries to the sidecar's DNS port 15053 (netns mode)")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("service")
 	_ = cmd.MarkFlagRequired("port")

@@ -94,7 +94,7 @@ func (w *workload) startNetns(ctx context.Context, proxyBin string, argv []strin
 		return nil, err
 	}
 	if err := ns.Do(func() error {
-		return intercept.Install(ctx, intercept.Config{ProxyUID: o.proxyUID, ProxyGID: o.proxyUID}, intercept.Options{})
+		return intercept.Install(ctx, intercept.Config{ProxyUID: o.proxyUID, ProxyGID: o.proxyUID, RedirectDNS: o.captureDNS}, intercept.Options{})
 	}); err != nil {
 		return nil, fmt.Errorf("installing interception in %s: %w", nsName, err)
 	}
