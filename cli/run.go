@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -342,31 +343,34 @@ func (w *workload) appEnv(mode string) []string {
 		"STRAIT_SERVICE_HOST="+w.host)
 }
 
-// prefixWriter writes each line with a prefix.
+// prefixWriter writes each line with a prefix, a whole line per Write on w so that lines of
+// processes sharing w do not mix. A partial last line waits for its end.
 type prefixWriter struct {
 	w      io.Writer
 	prefix string
-	mid    bool // inside a line: its prefix is written
+	buf    []byte
 }
 
 func (p *prefixWriter) Write(b []byte) (int, error) {
 	n := len(b)
 	for len(b) > 0 {
-		if !p.mid {
-			p.mid = true
-			if _, err := io.WriteString(p.w, p.prefix); err != nil {
-				return 0, err
-			}
-		}
-		i := strings.IndexByte(string(b), '\n')
+		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
-			_, err := p.w.Write(b)
-			return n, err
+			if len(p.buf) == 0 {
+				p.buf = append(p.buf, p.prefix...)
+			}
+			p.buf = append(p.buf, b...)
+			return n, nil
 		}
-		if _, err := p.w.Write(b[:i+1]); err != nil {
+		if len(p.buf) == 0 {
+			p.buf = append(p.buf, p.prefix...)
+		}
+		p.buf = append(p.buf, b[:i+1]...)
+		_, err := p.w.Write(p.buf)
+		p.buf = p.buf[:0]
+		if err != nil {
 			return 0, err
 		}
-		p.mid = false
 		b = b[i+1:]
 	}
 	return n, nil

@@ -74,6 +74,7 @@ func TestPrefixWriter(t *testing.T) {
 	p := &prefixWriter{w: &b, prefix: "> "}
 	io.WriteString(p, "a\nb")
 	io.WriteString(p, "c\n\nd\n")
+	io.WriteString(p, "partial")
 	if got, want := b.String(), "> a\n> bc\n> \n> d\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
