@@ -15,6 +15,9 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/upstream"
 )
 
 // TestForwardClientCert checks x-forwarded-client-cert with SANITIZE_SET over real mTLS.
@@ -224,5 +227,27 @@ func TestSmallBodyPrefetch(t *testing.T) {
 	resp.Body.Close()
 	if ri := p.nextInfo(t); resp.StatusCode != 408 || ri.Flags != FlagStreamIdleTimeout {
 		t.Errorf("body never sent: status %d flags %s", resp.StatusCode, ri.Flags)
+	}
+}
+
+// overflowUpstream fails every request as the circuit breaker does.
+type overflowUpstream struct{}
+
+func (overflowUpstream) RoundTrip(*http.Request, balance.Context) (*http.Response, error) {
+	return nil, &upstream.Error{Flag: upstream.FlagOverflow, Err: io.ErrShortBuffer}
+}
+
+// TestOverflowMarksOverloaded answers a request dropped by circuit breaking with 503 (UO) and
+// x-envoy-overloaded: true, as Envoy's router does.
+func TestOverflowMarksOverloaded(t *testing.T) {
+	env := &testEnv{clusters: map[string]Upstream{"b": overflowUpstream{}}}
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("b")))), env, false)
+	resp, err := h1Client().Get(p.url("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ri := p.nextInfo(t); resp.StatusCode != 503 || ri.Flags != FlagUpstreamOverflow || resp.Header.Get("X-Envoy-Overloaded") != "true" {
+		t.Errorf("status %d flags %s headers %v", resp.StatusCode, ri.Flags, resp.Header)
 	}
 }

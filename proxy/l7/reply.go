@@ -148,6 +148,10 @@ func (s *Stream) localReply(status int, flags ResponseFlags, details, body strin
 		s.Route.ApplyResponseHeaders(hdr, s.R, &s.rinfo, s.Target)
 	}
 	s.applyCommonResponseHeaders(hdr)
+	if flags&FlagUpstreamOverflow != 0 && !s.h.suppressEnvoyHdrs {
+		// Envoy marks requests dropped by circuit breaking so that clients do not retry them.
+		hdr["X-Envoy-Overloaded"] = hdrTrue
+	}
 	if s.grpc || grpcStatus >= 0 {
 		if grpcStatus < 0 {
 			grpcStatus = grpcStatusFor(status)
