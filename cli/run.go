@@ -20,6 +20,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 	"github.com/strait-mesh/strait/internal/netns"
+	"github.com/strait-mesh/strait/proxy/intercept"
 )
 
 // runOptions are the flags of `strait run`.
@@ -146,7 +147,11 @@ func runWorkload(ctx context.Context, o runOptions, argv []string, stdin io.Read
 	mode := o.mode
 	if mode == "auto" {
 		mode = "netns"
-		if err := netns.Available(); err != nil {
+		err := netns.Available()
+		if err == nil {
+			err = intercept.Available()
+		}
+		if err != nil {
 			mode = "explicit"
 			w.why = err.Error()
 		}

@@ -14,19 +14,35 @@ import (
 // Exec is the real one; tests may substitute their own.
 type Runner func(ctx context.Context, stdin string, name string, args ...string) (string, error)
 
+// Available reports why the iptables tools cannot be run, or nil when they can.
+func Available() error {
+	for _, name := range []string{"iptables-restore", "iptables-save", "ip6tables-restore", "ip6tables-save"} {
+		if _, err := lookPath(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lookPath finds name on PATH or in /usr/sbin or /sbin (often not on a user's PATH).
+func lookPath(name string) (string, error) {
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path, nil
+	}
+	for _, dir := range []string{"/usr/sbin/", "/sbin/"} {
+		if p, err := exec.LookPath(dir + name); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("finding %s (Debian package iptables): %w", name, err)
+}
+
 // Exec runs the named program from PATH (or /usr/sbin, /sbin).
 func Exec(ctx context.Context, stdin string, name string, args ...string) (string, error) {
-	path, err := exec.LookPath(name)
+	path, err := lookPath(name)
 	if err != nil {
-		for _, dir := range []string{"/usr/sbin/", "/sbin/"} {
-			if p, err2 := exec.LookPath(dir + name); err2 == nil {
-				path, err = p, nil
-				break
-			}
-		}
-		if err != nil {
-			return "", fmt.Errorf("finding %s (Debian package iptables): %w", name, err)
-		}
+		return "", err
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
 	if stdin != "" {
