@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -51,12 +52,20 @@ type nodeCache struct {
 	// resubscribing marks types whose subscription a stream is changing (see delta.go).
 	placeholders  map[string][]*placeholder
 	resubscribing map[string]bool
+	sotwHeld      map[string]sotwHold // typeURL → the placeholder of the last wildcard SotW response
 	// The update order (order.go): the transition phase and what was served when it started,
 	// the types the node's streams subscribed to, and the version each was last left holding.
 	phase      int
 	retained   *retained
 	subscribed map[string]bool
 	settledAt  map[string]string
+}
+
+// sotwHold identifies a placeholder returned-resources map handed to a wildcard SotW stream and
+// the version it stands for.
+type sotwHold struct {
+	returned unsafe.Pointer
+	version  string
 }
 
 type sotwWatch struct {
@@ -224,8 +233,9 @@ func (n *nodeCache) sotwResponse(req *cache.Request, sub cache.Subscription) cac
 	returned := sub.ReturnedResources()
 	if req.GetVersionInfo() == set.version {
 		newName := false
-		if sub.IsWildcard() && len(returned) == len(set.names) {
-			// The map was built for this very version (values are the version): nothing is new.
+		if sub.IsWildcard() && (n.sotwHeld[typeURL] == sotwHold{mapID(returned), set.version} || len(returned) == len(set.names)) {
+			// The map is our placeholder for this very version, or was built for it (values are
+			// the version): nothing is new.
 		} else if sub.IsWildcard() {
 			for name := range set.wire {
 				if _, ok := returned[name]; !ok {
@@ -254,10 +264,17 @@ func (n *nodeCache) sotwResponse(req *cache.Request, sub cache.Subscription) cac
 		next[r.GetName()] = set.version
 	}
 	if sub.IsWildcard() {
+		// A wildcard stream holds exactly set after this response: an empty placeholder map
+		// says so (see delta.go). If the stream later names resources, go-control-plane edits
+		// the placeholder; the names it does not know are then sent again, which is harmless.
 		anys = make([]*anypb.Any, 0, len(set.names))
 		for _, name := range set.names {
-			add(set.wire[name])
+			anys = append(anys, set.wire[name].GetResource())
 		}
+		if n.sotwHeld == nil {
+			n.sotwHeld = make(map[string]sotwHold)
+		}
+		n.sotwHeld[typeURL] = sotwHold{mapID(next), set.version}
 	} else {
 		for _, name := range sortedKeys(sub.SubscribedResources()) {
 			if r, ok := set.wire[name]; ok {
