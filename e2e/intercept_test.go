@@ -494,3 +494,33 @@ func TestInterceptedStaleWorkload(t *testing.T) {
 		return err
 	})
 }
+
+// TestInterceptedAutoProtocol: ports without a declared protocol are detected per connection on
+// both sidecars: an HTTP request is routed as HTTP (the server sees x-request-id), a TCP line is
+// proxied as TCP.
+func TestInterceptedAutoProtocol(t *testing.T) {
+	h := newMeshHost(t)
+	sd := testenv.StartStraitd(t, nil, "--autoregister-grace", "1s")
+	h.runWorkload(t, sd, "web-v1", "http-server 0.0.0.0:9080",
+		"--service", "web", "--protocol", "auto", "--port", "9080", "--address", "198.18.255.21")
+	h.runWorkload(t, sd, "echo-v1", "tcp-echo 0.0.0.0:7000",
+		"--service", "echo", "--protocol", "auto", "--port", "7000", "--address", "198.18.255.20")
+	httpClient := h.runWorkload(t, sd, "client-v1", "get http://198.18.255.21:9080/",
+		"--service", "client", "--port", "9081")
+	m := httpClient.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
+	if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], "served-by web-v1") || !strings.Contains(strings.ToLower(m[1]), "x-request-id") {
+		t.Errorf("HTTP on a detected port: client got %s", m[1])
+	}
+	tcpClient := h.runWorkload(t, sd, "sender-v1", "tcp-send hello-detected 198.18.255.20:7000",
+		"--service", "sender", "--port", "9082")
+	m = tcpClient.WaitOutput(t, regexp.MustCompile(`RESULT \S+ (.*)`), 30*time.Second)
+	if m[1] != `"hello-detected"` {
+		t.Errorf("TCP on a detected port: client got %s", m[1])
+	}
+	if n := h.adminStat(t, "client-v1", "cluster.outbound|9080||"+h.fqdn("web")+".upstream_rq_total"); n < 1 {
+		t.Errorf("client sidecar: outbound upstream_rq_total %d", n)
+	}
+	if n := h.adminStat(t, "sender-v1", "cluster.outbound|7000||"+h.fqdn("echo")+".upstream_cx_total"); n < 1 {
+		t.Errorf("sender sidecar: outbound upstream_cx_total %d", n)
+	}
+}
