@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -18,6 +19,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 
 	"github.com/strait-mesh/strait/internal/netns"
 	"github.com/strait-mesh/strait/internal/testenv"
@@ -43,6 +47,8 @@ func init() {
 // runApp is one of (after $VARIABLE expansion):
 //
 //	http-server ADDR       answers every request with "served-by NAME" and the request headers
+//	h2c-server ADDR        http-server over HTTP/2 without TLS (and HTTP/1.1), naming the protocol
+//	h2c-get URL            get with HTTP/2 prior knowledge
 //	tcp-echo ADDR...       echoes every connection
 //	get URL [HOST]         GETs URL once (with Host HOST), prints "RESULT <status> <body>", then waits for SIGTERM
 //	get-via PROXY URL      GETs URL through the HTTP proxy PROXY (absolute-form), as get
@@ -64,6 +70,25 @@ func runApp(args []string) error {
 			fmt.Fprintf(w, "served-by %s\n", os.Getenv("STRAIT_WORKLOAD_NAME"))
 			r.Header.Write(w)
 		}))
+	case "h2c-server":
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "served-by %s over %s\n", os.Getenv("STRAIT_WORKLOAD_NAME"), r.Proto)
+			r.Header.Write(w)
+		})
+		return http.ListenAndServe(args[1], h2c.NewHandler(h, &http2.Server{}))
+	case "h2c-get":
+		tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}
+		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Get(args[1])
+		if err != nil {
+			fmt.Printf("RESULT error %q\n", err.Error())
+			return wait()
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Printf("RESULT %d %s %q\n", resp.StatusCode, resp.Proto, body)
+		return wait()
 	case "tcp-echo":
 		errc := make(chan error, len(args))
 		for _, addr := range args[1:] {
@@ -522,5 +547,23 @@ func TestInterceptedAutoProtocol(t *testing.T) {
 	}
 	if n := h.adminStat(t, "sender-v1", "cluster.outbound|7000||"+h.fqdn("echo")+".upstream_cx_total"); n < 1 {
 		t.Errorf("sender sidecar: outbound upstream_cx_total %d", n)
+	}
+}
+
+// TestInterceptedHTTP2: an h2c (HTTP/2 prior knowledge) client reaches a GRPC-protocol port
+// through both sidecars, and the server application is reached over HTTP/2 too.
+func TestInterceptedHTTP2(t *testing.T) {
+	h := newMeshHost(t)
+	sd := testenv.StartStraitd(t, nil, "--autoregister-grace", "1s")
+	h.runWorkload(t, sd, "grpc-v1", "h2c-server 0.0.0.0:9090",
+		"--service", "grpcsvc", "--protocol", "GRPC", "--port", "9090", "--address", "198.18.255.30")
+	client := h.runWorkload(t, sd, "client-v1", "h2c-get http://198.18.255.30:9090/",
+		"--service", "client", "--port", "9081")
+	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
+	if !strings.HasPrefix(m[1], "200 HTTP/2.0 ") || !strings.Contains(m[1], "served-by grpc-v1 over HTTP/2.0") || !strings.Contains(strings.ToLower(m[1]), "x-request-id") {
+		t.Errorf("client got %s", m[1])
+	}
+	if n := h.adminStat(t, "grpc-v1", "http.inbound_0.0.0.0_9090.downstream_rq_total"); n < 1 {
+		t.Errorf("server sidecar: inbound downstream_rq_total %d", n)
 	}
 }
