@@ -17,6 +17,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -76,6 +77,7 @@ func runDriver(cfg options) error {
 	sem := make(chan struct{}, cfg.parallel)
 	for i := range proxies {
 		p := newSimProxy(i)
+		p.sotw = cfg.sotw
 		proxies[i] = p
 		sem <- struct{}{}
 		go p.run(ctx, xdsAddr)
@@ -220,13 +222,16 @@ func getJSON[T any](ctx context.Context, url string) (T, error) {
 	return v, nil
 }
 
-// simProxy is a simulated proxy: a Delta ADS stream on its own gRPC connection that subscribes
-// (wildcard) to CDS, EDS, LDS and RDS and ACKs every response at once.
+// simProxy is a simulated proxy: a Delta (or, with -sotw, state-of-the-world) ADS stream on its
+// own gRPC connection that subscribes (wildcard) to CDS, EDS, LDS and RDS and ACKs every
+// response at once.
 type simProxy struct {
-	n      int
-	node   *corev3.Node
-	ready  chan struct{}
-	failed chan error
+	n         int
+	node      *corev3.Node
+	sotw      bool // state-of-the-world ADS instead of Delta
+	ready     chan struct{}
+	readyOnce sync.Once
+	failed    chan error
 
 	mu      sync.Mutex
 	names   map[string]map[string]bool // resources held per type; tracked for proxy 0 only
@@ -274,7 +279,11 @@ func (p *simProxy) stream(ctx context.Context, addr string) error {
 		return fmt.Errorf("dialing: %w", err)
 	}
 	defer cc.Close()
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+	ads := discovery.NewAggregatedDiscoveryServiceClient(cc)
+	if p.sotw {
+		return p.sotwStream(ctx, ads)
+	}
+	st, err := ads.DeltaAggregatedResources(ctx)
 	if err != nil {
 		return fmt.Errorf("opening stream: %w", err)
 	}
@@ -287,7 +296,6 @@ func (p *simProxy) stream(ctx context.Context, addr string) error {
 			return fmt.Errorf("subscribing: %w", err)
 		}
 	}
-	isReady := false
 	for {
 		resp, err := st.Recv()
 		if err != nil {
@@ -299,29 +307,79 @@ func (p *simProxy) stream(ctx context.Context, addr string) error {
 		if err := st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}); err != nil {
 			return fmt.Errorf("acking: %w", err)
 		}
-		now := time.Now().UnixNano()
-		p.mu.Lock()
-		if p.names != nil {
-			set := p.names[resp.GetTypeUrl()]
-			if set == nil {
-				set = map[string]bool{}
-				p.names[resp.GetTypeUrl()] = set
+		var names []string
+		for _, r := range resp.GetResources() {
+			names = append(names, r.GetName())
+		}
+		p.record(resp.GetTypeUrl(), false, names, resp.GetRemovedResources())
+	}
+}
+
+// sotwStream is stream over state-of-the-world ADS (-sotw).
+func (p *simProxy) sotwStream(ctx context.Context, ads discovery.AggregatedDiscoveryServiceClient) error {
+	st, err := ads.StreamAggregatedResources(ctx)
+	if err != nil {
+		return fmt.Errorf("opening stream: %w", err)
+	}
+	for i, t := range subscribed {
+		req := &discovery.DiscoveryRequest{TypeUrl: t}
+		if i == 0 {
+			req.Node = p.node
+		}
+		if err := st.Send(req); err != nil {
+			return fmt.Errorf("subscribing: %w", err)
+		}
+	}
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
 			}
-			for _, r := range resp.GetResources() {
-				set[r.GetName()] = true
-			}
-			for _, n := range resp.GetRemovedResources() {
-				delete(set, n)
+			return fmt.Errorf("receiving: %w", err)
+		}
+		if err := st.Send(&discovery.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), VersionInfo: resp.GetVersionInfo(),
+			ResponseNonce: resp.GetNonce()}); err != nil {
+			return fmt.Errorf("acking: %w", err)
+		}
+		var names []string
+		if p.names != nil { // only proxy 0 reports what it holds
+			for _, a := range resp.GetResources() {
+				m, err := a.UnmarshalNew()
+				if err != nil {
+					return fmt.Errorf("decoding %s: %w", resp.GetTypeUrl(), err)
+				}
+				names = append(names, cache.GetResourceName(m))
 			}
 		}
-		p.got[resp.GetTypeUrl()]++
-		p.lastAck[resp.GetTypeUrl()] = now
-		all := len(p.got) == len(subscribed)
-		p.mu.Unlock()
-		if all && !isReady {
-			isReady = true
-			close(p.ready)
+		p.record(resp.GetTypeUrl(), true, names, nil)
+	}
+}
+
+// record notes a response (and its ACK, sent just before): for proxy 0 the resources held
+// (full replaces them, as SotW does), and per type the count and time.
+func (p *simProxy) record(typeURL string, full bool, names, removed []string) {
+	now := time.Now().UnixNano()
+	p.mu.Lock()
+	if p.names != nil {
+		set := p.names[typeURL]
+		if set == nil || full {
+			set = map[string]bool{}
+			p.names[typeURL] = set
 		}
+		for _, n := range names {
+			set[n] = true
+		}
+		for _, n := range removed {
+			delete(set, n)
+		}
+	}
+	p.got[typeURL]++
+	p.lastAck[typeURL] = now
+	all := len(p.got) == len(subscribed)
+	p.mu.Unlock()
+	if all {
+		p.readyOnce.Do(func() { close(p.ready) })
 	}
 }
 

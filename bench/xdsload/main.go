@@ -1,6 +1,6 @@
 // Command xdsload measures straitd's xDS server under many proxies: it starts the server (the
 // controlplane/xds Server with a pluggable Generator) in a child process, connects N simulated
-// proxies to it over Delta ADS on loopback, each on its own gRPC connection, and reports
+// proxies to it over Delta (or, with -sotw, state-of-the-world) ADS on loopback, each on its own gRPC connection, and reports
 //
 //   - the server's memory per connected proxy: (heap in use with N proxies − heap in use with
 //     none) / N after a full GC, plus goroutine stacks;
@@ -32,12 +32,13 @@ type options struct {
 	profile   string
 	heapProf  string
 	vs        int
+	sotw      bool
 }
 
 func main() {
 	var cfg options
 	flag.StringVar(&cfg.role, "role", "driver", "driver (default) or server (internal: the child process)")
-	flag.IntVar(&cfg.proxies, "proxies", 1000, "simulated proxies connected over Delta ADS")
+	flag.IntVar(&cfg.proxies, "proxies", 1000, "simulated proxies connected over ADS")
 	flag.IntVar(&cfg.services, "services", 334, "services (ServiceEntries) in the generated mesh")
 	flag.IntVar(&cfg.ports, "ports", 3, "ports per service (1-3)")
 	flag.IntVar(&cfg.vs, "virtualservices", 0, "VirtualServices (with a DestinationRule each: subsets v1/v2, a 90/10 split on the HTTP port) for the first services")
@@ -48,6 +49,7 @@ func main() {
 	flag.IntVar(&cfg.parallel, "parallel", 50, "proxies connecting at the same time during the ramp")
 	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	flag.StringVar(&cfg.profile, "cpuprofile", "", "write a 30 s CPU profile of the server, taken during the updates, to this file")
+	flag.BoolVar(&cfg.sotw, "sotw", false, "simulated proxies use state-of-the-world ADS instead of Delta")
 	flag.StringVar(&cfg.heapProf, "memprofile", "", "write a heap profile of the server, taken with all proxies connected, to this file")
 	flag.Parse()
 	if cfg.ports < 1 || cfg.ports > len(benchPorts) || cfg.proxies < 1 || cfg.services < 1 || cfg.parallel < 1 || cfg.vs < 0 || cfg.vs > cfg.services {
