@@ -38,7 +38,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newApply(g), newGet(g), newDelete(g), newProxyStatus(g), newRun(g))
+	root.AddCommand(newApply(g), newGet(g), newDelete(g), newProxyStatus(g), newRun(g), newUp(g), newDown(g))
 	return root
 }
 

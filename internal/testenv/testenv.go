@@ -62,7 +62,7 @@ func Binaries(t testing.TB) string {
 		if os.Getenv(RaceEnv) == "1" {
 			args = append(args, "-race")
 		}
-		cmd := exec.Command("go", append(args, "./cmd/straitd", "./cmd/strait-proxy", "./cmd/strait")...)
+		cmd := exec.Command("go", append(args, "./cmd/straitd", "./cmd/strait-proxy", "./cmd/strait", "./samples/bookstore/cmd/bookstore")...)
 		cmd.Dir = repoRoot()
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strait-mesh/strait/internal/testenv"
+)
+
+// TestUpDownTwice runs `strait up` and `strait down` twice in a row: each time the bookstore
+// answers through the ingress on :8080 with every service contributing, and after `down` no
+// process, port or pid file is left over, so the second `up` works.
+func TestUpDownTwice(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test runs real processes")
+	}
+	bin := testenv.Binaries(t)
+	dir := filepath.Join(t.TempDir(), ".strait")
+	strait := filepath.Join(bin, "strait")
+	for round := 1; round <= 2; round++ {
+		up := exec.Command(strait, "up", "--dir", dir, "--bin", bin, "--mode", "explicit")
+		up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		stdout, err := up.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		up.Stderr = up.Stdout
+		if err := up.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 100)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		var output []string
+		ready := false
+		timeout := time.After(2 * time.Minute)
+		for !ready {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("round %d: strait up exited before ready:\n%s", round, strings.Join(output, "\n"))
+				}
+				output = append(output, l)
+				ready = l == "ready"
+			case <-timeout:
+				syscall.Kill(-up.Process.Pid, syscall.SIGKILL)
+				t.Fatalf("round %d: strait up not ready in 2m:\n%s", round, strings.Join(output, "\n"))
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		code, body, err := testenv.Get(ctx, "http://127.0.0.1:8080/api/book/0", nil)
+		cancel()
+		if err != nil || code != 200 || !strings.Contains(body, "reviews") {
+			t.Fatalf("round %d: bookstore through the ingress: %d %v\n%s", round, code, err, body)
+		}
+
+		down, err := exec.Command(strait, "down", "--dir", dir).CombinedOutput()
+		if err != nil {
+			t.Fatalf("round %d: strait down: %v\n%s", round, err, down)
+		}
+		waitDone := make(chan error, 1)
+		go func() { waitDone <- up.Wait() }()
+		select {
+		case err := <-waitDone:
+			if err != nil {
+				t.Fatalf("round %d: strait up exited with %v", round, err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("round %d: strait up still running after down", round)
+		}
+		for range lines {
+		}
+		// Nothing left: no process of the group, no listener on the mesh's ports, no pid file.
+		if err := syscall.Kill(-up.Process.Pid, 0); err == nil {
+			t.Errorf("round %d: processes of strait up's group still run", round)
+		}
+		for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:15010", "127.0.0.1:15014", "127.0.0.1:15000"} {
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				c.Close()
+				t.Errorf("round %d: %s still accepts connections after down", round, addr)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, "up.pid")); !os.IsNotExist(err) {
+			t.Errorf("round %d: pid file left: %v", round, err)
+		}
+		if out, _ := exec.Command("pgrep", "-f", bin).Output(); len(strings.TrimSpace(string(out))) > 0 {
+			t.Errorf("round %d: processes from %s still run: %s", round, bin, out)
+		}
+		fmt.Fprintf(os.Stderr, "round %d: up and down ok\n", round)
+	}
+}
