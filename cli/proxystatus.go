@@ -65,6 +65,10 @@ type syncStatus struct {
 	Types        map[string]struct {
 		Status string `json:"status"`
 	} `json:"types"` // CDS/LDS/EDS/RDS → SYNCED | STALE | NOT SENT
+	LastNack *struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"lastNack"`
 }
 
 func printSyncz(w io.Writer, body []byte) error {
@@ -87,5 +91,13 @@ func printSyncz(w io.Writer, body []byte) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ProxyID, st("CDS"), st("LDS"), st("EDS"), st("RDS"), e.Protocol, e.ControlPlane)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if n := e.LastNack; n != nil {
+			fmt.Fprintf(w, "\n%s rejected %s: %s\n", e.ProxyID, n.Type, n.Message)
+		}
+	}
+	return nil
 }
