@@ -95,7 +95,11 @@ func printSyncz(w io.Writer, body []byte) error {
 		return err
 	}
 	for _, e := range entries {
-		if n := e.LastNack; n != nil {
+		stale := false
+		for _, t := range e.Types {
+			stale = stale || t.Status == "STALE"
+		}
+		if n := e.LastNack; n != nil && stale {
 			fmt.Fprintf(w, "\n%s rejected %s: %s\n", e.ProxyID, n.Type, n.Message)
 		}
 	}
