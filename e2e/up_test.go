@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +70,10 @@ func TestUpDownTwice(t *testing.T) {
 			t.Fatalf("round %d: bookstore through the ingress: %d %v\n%s", round, code, err, body)
 		}
 
+		if round == 1 {
+			canary(t, strait, dir)
+		}
+
 		down, err := exec.Command(strait, "down", "--dir", dir).CombinedOutput()
 		if err != nil {
 			t.Fatalf("round %d: strait down: %v\n%s", round, err, down)
@@ -102,4 +108,51 @@ func TestUpDownTwice(t *testing.T) {
 		}
 		fmt.Fprintf(os.Stderr, "round %d: up and down ok\n", round)
 	}
+}
+
+// reviewsVersion asks the bookstore through the ingress which reviews version answered.
+func reviewsVersion(t *testing.T, client *http.Client) string {
+	t.Helper()
+	resp, err := client.Get("http://127.0.0.1:8080/api/book/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	for _, kv := range strings.Split(resp.Header.Get("X-Bookstore-Versions"), ",") {
+		if v, ok := strings.CutPrefix(kv, "reviews="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// canary applies the 90/10 scenario with `strait apply` and checks that 1,000 requests through
+// the ingress split 90±5% to reviews v1, the rest to v2. It logs how long the shift took to show.
+func canary(t *testing.T, strait, dir string) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	applied := time.Now()
+	out, err := exec.Command(strait, "apply", "-f", filepath.Join(dir, "scenarios", "reviews-canary-90-10.yaml")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("strait apply canary: %v\n%s", err, out)
+	}
+	// The shift has landed when 50 requests in a row see no v3 (which the canary excludes).
+	testenv.Eventually(t, 20*time.Second, func() error {
+		for i := 0; i < 50; i++ {
+			if v := reviewsVersion(t, client); v == "v3" {
+				return fmt.Errorf("reviews v3 still answers")
+			}
+		}
+		return nil
+	})
+	t.Logf("canary visible %.2fs after strait apply returned", time.Since(applied).Seconds())
+	counts := map[string]int{}
+	for i := 0; i < 1000; i++ {
+		counts[reviewsVersion(t, client)]++
+	}
+	if counts["v1"] < 850 || counts["v1"] > 950 || counts["v1"]+counts["v2"] != 1000 {
+		t.Fatalf("canary split over 1,000 requests = %v, want v1 900±50 and the rest v2", counts)
+	}
+	t.Logf("canary split over 1,000 requests: %v", counts)
 }
