@@ -168,6 +168,11 @@ func runDriver(cfg options) error {
 			cfg.proxies, cfg.updates, cfg.change, pct(all, 50), pct(all, 99), pct(all, 100))
 		fmt.Printf("update → ACK per proxy (%d samples):            p50 %s  p99 %s  max %s\n",
 			len(perProxy), pct(perProxy, 50), pct(perProxy, 99), pct(perProxy, 100))
+		fmt.Printf("update → ACK by all, in order:")
+		for _, d := range all {
+			fmt.Printf(" %s", d.Round(time.Millisecond))
+		}
+		fmt.Println()
 	}
 	return nil
 }
