@@ -19,7 +19,8 @@ import (
 // one endpoint per port: the host itself. Resolution NONE services keep their endpoints (if any) but
 // are translated as original-destination passthrough.
 //
-// Services are sorted by hostname, then creation time, then namespace. An object whose spec has the
+// Services without addresses get an auto-allocated VIP (see AllocateAddresses). Services are
+// sorted by hostname, then creation time, then namespace. An object whose spec has the
 // wrong type is reported in errs and skipped; everything else is still built.
 func Build(objs []*config.Object) (services []*Service, endpoints map[ServiceKey][]*Endpoint, errs []error) {
 	endpoints = make(map[ServiceKey][]*Endpoint)
@@ -103,6 +104,7 @@ func Build(objs []*config.Object) (services []*Service, endpoints map[ServiceKey
 		}
 		return a.Namespace < b.Namespace
 	})
+	AllocateAddresses(services)
 	return services, endpoints, errs
 }
 
