@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -110,6 +111,7 @@ func TestExplicitHTTPThroughBothSidecars(t *testing.T) {
 	self := worldExecutable(t)
 	_, server := runExplicit(t, sd, "http-server $STRAIT_WORKLOAD_IP:9080", self, "reviews-v2",
 		"--service", "reviews", "--labels", "version=v2", "--port", "9080")
+	waitListening(t, server+":9080")
 	client, clientIP := runExplicit(t, sd, "get http://$STRAIT_OUTBOUND_IP:9080/ reviews.default.svc.cluster.local", self, "productpage-v1",
 		"--service", "productpage", "--port", "9080", "--labels", "version=v1")
 	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
@@ -132,4 +134,17 @@ func TestExplicitHTTPThroughBothSidecars(t *testing.T) {
 	if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], "served-by reviews-v2") {
 		t.Fatalf("client through the outbound listener as an HTTP proxy got %s", m[1])
 	}
+}
+
+// waitListening waits (bounded) until addr accepts TCP connections: the workload's app has
+// started, so a first request does not race its start-up.
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
 }
