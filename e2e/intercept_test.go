@@ -434,8 +434,16 @@ spec:
     hosts: ["./*"]
   - hosts: ["./*"]
 `, h.ns)}, "--autoregister-grace", "1s")
-	h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
+	server := h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
 		"--service", "reviews", "--labels", "version=v2", "--port", "9080", "--address", "198.18.255.10")
+	podIP := server.WaitOutput(t, regexp.MustCompile(`at (198\.19\.\d+\.\d+) `), 5*time.Second)[1]
+	entry := "reviews-v2-" + strings.ReplaceAll(podIP, ".", "-")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if list := workloadEntries(t, sd); !strings.Contains(list, entry) {
+			return fmt.Errorf("no auto-registered WorkloadEntry %s in %s", entry, list)
+		}
+		return nil
+	})
 	client := h.runWorkload(t, sd, "productpage-v1", "get http://198.18.255.10:9080/",
 		"--service", "productpage", "--port", "9081")
 	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
