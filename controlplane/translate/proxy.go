@@ -20,6 +20,9 @@ type Proxy struct {
 	WorkloadName   string
 	WorkloadGroup  string // AUTO_REGISTER_GROUP, empty if none
 	InterceptMode  string // "REDIRECT" (default) or "NONE"
+	// DNSCapture is true when the proxy answers DNS (metadata DNS_CAPTURE=true): sidecars then
+	// get their name table (internal/nametable) as an ECDS resource.
+	DNSCapture bool
 	// Proxyless is true for gRPC clients (GENERATOR=grpc): they get API listeners, not 15001/15006.
 	Proxyless bool
 }

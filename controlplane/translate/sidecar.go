@@ -108,6 +108,13 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	res[resource.EndpointType] = g.loadAssignments(snap, set, p)
 	res[resource.ListenerType] = listeners.list
 	res[resource.RouteType] = out.routeRes
+	if p.DNSCapture {
+		names, err := g.nameTable(snap, sc)
+		if err != nil {
+			return nil, err
+		}
+		res[resource.ExtensionConfigType] = names
+	}
 	return res, nil
 }
 

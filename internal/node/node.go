@@ -32,6 +32,9 @@ const (
 	MetaInterceptMode  = "INTERCEPTION_MODE" // REDIRECT (default) or NONE (explicit mode)
 	MetaGenerator      = "GENERATOR"         // "grpc" for proxyless gRPC clients
 	MetaProxyVersion   = "ISTIO_VERSION"
+	// MetaDNSCapture "true" says the proxy answers DNS (Istio's ISTIO_META_DNS_CAPTURE) and
+	// wants its name table (internal/nametable).
+	MetaDNSCapture = "DNS_CAPTURE"
 )
 
 // ID is a parsed node ID.
