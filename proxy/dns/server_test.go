@@ -116,7 +116,7 @@ func startServer(t *testing.T, upstream ...string) *Server {
 	t.Helper()
 	table := testTable(t)
 	s, err := Listen(Options{Address: "127.0.0.1:0", Table: func() *Table { return table },
-		Search: []string{"default.svc.cluster.local", "svc.cluster.local", "cluster.local"},
+		Search:   []string{"default.svc.cluster.local", "svc.cluster.local", "cluster.local"},
 		Upstream: &Forwarder{Servers: upstream, Timeout: 5 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
