@@ -53,4 +53,18 @@ func BenchmarkLoopback(b *testing.B) {
 	}
 	b.Run("direct", func(b *testing.B) { run(b, "http://"+up+"/") })
 	b.Run("proxy", func(b *testing.B) { run(b, "http://"+p+"/") })
+	// A 1 KiB POST echoed back, as proxybench sends: the request body takes the small-body path.
+	b.Run("proxy_post", func(b *testing.B) {
+		c := h1Client()
+		b.ReportAllocs()
+		b.SetBytes(2048)
+		for i := 0; i < b.N; i++ {
+			resp, err := c.Post("http://"+p+"/", "application/octet-stream", bytes.NewReader(kib))
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
 }
