@@ -73,7 +73,7 @@ func newRun(g *globals) *cobra.Command {
 	f.StringVar(&o.bridge, "bridge", "strait0", "bridge for workload namespaces (netns mode)")
 	f.StringVar(&o.bridgeAddr, "bridge-address", "198.18.0.1/15", "the bridge's address and the workloads' subnet (netns mode)")
 	f.IntVar(&o.proxyUID, "proxy-uid", 1337, "uid and gid of the sidecar (netns mode)")
-	f.BoolVar(&o.captureDNS, "capture-dns", false, "send the app's DNS queries to the sidecar's DNS port 15053 (netns mode)")
+	f.BoolVar(&o.captureDNS, "capture-dns", true, "netns mode: the sidecar answers DNS on 127.0.0.1:15053 (mesh names, the rest forwarded) and the app's DNS queries are sent there")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("service")
 	_ = cmd.MarkFlagRequired("port")

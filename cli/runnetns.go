@@ -101,7 +101,11 @@ func (w *workload) startNetns(ctx context.Context, proxyBin string, argv []strin
 	fmt.Fprintf(stderr, "strait run: %s in network namespace %s at %s (bridge %s), sidecar uid %d, iptables interception\n",
 		o.name, nsName, addr, br.Name, o.proxyUID)
 
-	proxy := exec.Command(proxyBin, w.proxyArgs()...)
+	dnsAddr := "" // the sidecar's DNS proxy, where the app's redirected queries arrive
+	if o.captureDNS {
+		dnsAddr = "127.0.0.1:15053"
+	}
+	proxy := exec.Command(proxyBin, w.proxyArgs("--dns-address", dnsAddr)...)
 	proxy.Stdout = &prefixWriter{w: stderr, prefix: "[" + o.name + " sidecar] "}
 	proxy.Stderr = proxy.Stdout
 	proxy.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM,

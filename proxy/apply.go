@@ -38,6 +38,8 @@ func (p *Proxy) Apply(typeURL string, set map[string]*xdsclient.Resource) error 
 		err = p.applyRoutes(set)
 	case xdsclient.SecretType:
 		err = p.applySecrets(set)
+	case xdsclient.ExtensionConfigType:
+		err = p.applyNameTable(set)
 	default:
 		err = fmt.Errorf("unsupported resource type %s", typeURL)
 	}
@@ -66,6 +68,8 @@ func statScope(t string) (prefix, short string) {
 		return "route_manager.rds", "rds"
 	case xdsclient.SecretType:
 		return "secret_manager.sds", "sds"
+	case xdsclient.ExtensionConfigType:
+		return "extension_config_discovery", "ecds"
 	}
 	return "xds.unknown", "unknown"
 }

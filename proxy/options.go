@@ -31,6 +31,18 @@ type Options struct {
 	LogLevel *slog.LevelVar
 	// BackoffBase and BackoffMax bound the xDS reconnect delay (defaults 200ms and 15s).
 	BackoffBase, BackoffMax time.Duration
+	// DNSAddress, for sidecars, is where the DNS proxy listens (UDP and TCP, Istio's
+	// 127.0.0.1:15053); empty disables it. With it the proxy asks for its name table (node
+	// metadata DNS_CAPTURE=true) and answers mesh names from it.
+	DNSAddress string
+	// DNSBestEffort makes a failure to bind DNSAddress a logged warning instead of an error
+	// (for a default address another process may hold).
+	DNSBestEffort bool
+	// ResolvConf is the file naming the upstream resolvers and search suffixes of the DNS
+	// proxy (default /etc/resolv.conf), read at start.
+	ResolvConf string
+	// DNSUpstreamTimeout bounds each forwarded query per upstream resolver (default 2s).
+	DNSUpstreamTimeout time.Duration
 }
 
 func (o *Options) setDefaults() error {
@@ -45,6 +57,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.ResolvConf == "" {
+		o.ResolvConf = "/etc/resolv.conf"
 	}
 	if o.LogLevel == nil {
 		o.LogLevel = new(slog.LevelVar)

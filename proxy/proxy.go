@@ -22,6 +22,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
+	"github.com/strait-mesh/strait/internal/nametable"
 	"github.com/strait-mesh/strait/proxy/admin"
 	"github.com/strait-mesh/strait/proxy/listener"
 	"github.com/strait-mesh/strait/proxy/stats"
@@ -83,7 +84,11 @@ func New(opts Options) (*Proxy, error) {
 		}
 		opts.Node.Name = h
 	}
-	n, err := opts.Node.Node()
+	info := opts.Node
+	if opts.dnsEnabled() {
+		info = withDNSCapture(info)
+	}
+	n, err := info.Node()
 	if err != nil {
 		return nil, fmt.Errorf("configuring proxy: %w", err)
 	}
@@ -134,6 +139,9 @@ func New(opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring proxy: %w", err)
 	}
+	if opts.dnsEnabled() {
+		p.client.SetNames(xdsclient.ExtensionConfigType, []string{nametable.Name})
+	}
 	return p, nil
 }
 
@@ -176,6 +184,16 @@ func (p *Proxy) Run(ctx context.Context) error {
 			}
 		}()
 		p.log.Info("admin listening", "address", adm.Addr().String())
+	}
+	if p.opts.dnsEnabled() {
+		stopDNS, err := p.startDNS()
+		if err != nil {
+			if adm != nil {
+				adm.Close()
+			}
+			return err
+		}
+		defer stopDNS()
 	}
 	xctx, stopXDS := context.WithCancel(context.Background())
 	xdone := make(chan struct{})

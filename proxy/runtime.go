@@ -6,6 +6,7 @@ import (
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
+	"github.com/strait-mesh/strait/proxy/dns"
 	"github.com/strait-mesh/strait/proxy/l4"
 	"github.com/strait-mesh/strait/proxy/l7"
 	"github.com/strait-mesh/strait/proxy/route"
@@ -26,6 +27,8 @@ type Runtime struct {
 	Routes map[string]*route.Table
 	// Secrets are the SDS secrets by name.
 	Secrets map[string]*tlsv3.Secret
+	// Names is the compiled DNS name table (nil until the control plane sends one).
+	Names *dns.Table
 	// Resources are the accepted xDS resources per type URL, as received (for config dumps and
 	// change detection).
 	Resources map[string]map[string]*xdsclient.Resource

@@ -74,6 +74,9 @@ func main() {
 				o.Node.IPs = strings.Split(ips, ",")
 			}
 			o.Node.Extra = metaFromEnv(os.Environ())
+			// The default DNS address is best effort (another sidecar on the same host may hold
+			// it); one given explicitly must bind.
+			o.DNSBestEffort = !cmd.Flags().Changed("dns-address")
 			if xdsTLS.RootCA != "" {
 				o.XDSTLS = &xdsTLS
 			}
@@ -103,6 +106,9 @@ func main() {
 	f.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1:15000", "admin interface address")
 	f.DurationVar(&o.DrainDuration, "drain-duration", 5e9, "how long open connections may finish on shutdown or listener removal")
 	f.BoolVar(&o.ForceSotW, "sotw", false, "use state-of-the-world ADS only")
+	f.StringVar(&o.DNSAddress, "dns-address", env("127.0.0.1:15053", "DNS_ADDRESS"), "sidecar DNS proxy address, UDP and TCP (mesh names from the control plane, the rest forwarded); empty disables it")
+	f.StringVar(&o.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolv.conf naming the DNS proxy's upstream resolvers and search suffixes")
+	f.DurationVar(&o.DNSUpstreamTimeout, "dns-upstream-timeout", 2e9, "timeout of a query forwarded to one upstream resolver")
 	f.IntVar(&gc.gogc, "gogc", defaultGOGC, "GC target percentage (default: GOGC, else 100; see docs/performance.md)")
 	f.StringVar(&gc.memoryLimit, "memory-limit", "", "soft memory limit for the Go runtime, e.g. 64MiB or off (default: GOMEMLIMIT, else none)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")

@@ -37,17 +37,20 @@ import (
 )
 
 // Resource type URLs the client subscribes to, in the order Envoy requests them: clusters before
-// their endpoints, listeners before their routes, then secrets.
+// their endpoints, listeners before their routes, then secrets and extension configs.
 const (
 	ClusterType  = resource.ClusterType
 	EndpointType = resource.EndpointType
 	ListenerType = resource.ListenerType
 	RouteType    = resource.RouteType
 	SecretType   = resource.SecretType
+	// ExtensionConfigType (ECDS) carries the DNS name table (internal/nametable); it is
+	// requested only when the proxy names a resource of it (its DNS proxy is on).
+	ExtensionConfigType = resource.ExtensionConfigType
 )
 
 // Types lists the subscribed type URLs in request order.
-var Types = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
+var Types = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretType, ExtensionConfigType}
 
 // wildcardTypes are subscribed to everything; the others by name (see Client.SetNames).
 func isWildcard(typeURL string) bool { return typeURL == ClusterType || typeURL == ListenerType }

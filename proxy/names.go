@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/strait-mesh/strait/internal/nametable"
+	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/proxy/dns"
+	"github.com/strait-mesh/strait/proxy/xdsclient"
+)
+
+// dnsEnabled reports whether this proxy runs the DNS proxy (sidecars with a DNS address).
+func (o *Options) dnsEnabled() bool {
+	return o.DNSAddress != "" && (o.Node.Type == node.Sidecar || o.Node.Type == "")
+}
+
+// withDNSCapture returns node info that asks the control plane for the name table.
+func withDNSCapture(n xdsclient.NodeInfo) xdsclient.NodeInfo {
+	extra := maps.Clone(n.Extra)
+	if extra == nil {
+		extra = map[string]string{}
+	}
+	extra[node.MetaDNSCapture] = "true"
+	n.Extra = extra
+	return n
+}
+
+// applyNameTable compiles the ECDS set: the name table (the only extension config a sidecar
+// asks for). Any other resource is rejected, naming it.
+func (p *Proxy) applyNameTable(set map[string]*xdsclient.Resource) error {
+	var table *dns.Table
+	var errs []error
+	for _, name := range sortedNames(set) {
+		tec, ok := set[name].Message.(*corev3.TypedExtensionConfig)
+		if !ok {
+			errs = append(errs, fmt.Errorf("extension config %q: not a TypedExtensionConfig", name))
+			continue
+		}
+		if name != nametable.Name {
+			errs = append(errs, fmt.Errorf("extension config %q: not supported (only %q, the DNS name table)", name, nametable.Name))
+			continue
+		}
+		t, err := nametable.Decode(tec)
+		if err == nil {
+			table, err = dns.Compile(t)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("extension config %q: %w", name, err))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	rt := p.rt.Load().clone()
+	rt.Names = table
+	rt.Resources[xdsclient.ExtensionConfigType] = set
+	p.publish(rt)
+	return nil
+}
+
+// startDNS binds the DNS proxy (Options.DNSAddress) with the upstream resolvers of
+// Options.ResolvConf and serves it until the returned stop function is called. It answers from
+// the current runtime's name table. With DNSBestEffort a bind failure is logged and stop is a
+// no-op.
+func (p *Proxy) startDNS() (stop func(), err error) {
+	rc, err := dns.ReadResolvConf(p.opts.ResolvConf)
+	if err != nil {
+		return nil, fmt.Errorf("starting dns proxy: %w", err)
+	}
+	srv, err := dns.Listen(dns.Options{
+		Address:  p.opts.DNSAddress,
+		Table:    func() *dns.Table { return p.rt.Load().Names },
+		Search:   rc.Search,
+		Upstream: &dns.Forwarder{Servers: rc.Servers, Timeout: p.opts.DNSUpstreamTimeout},
+		Logger:   p.log,
+	})
+	if err != nil {
+		if p.opts.DNSBestEffort {
+			p.log.Warn("dns proxy disabled", "error", err)
+			return func() {}, nil
+		}
+		return nil, fmt.Errorf("starting dns proxy: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(); err != nil {
+			p.log.Error("dns proxy stopped", "error", err)
+		}
+	}()
+	p.log.Info("dns proxy listening", "address", srv.Addr().String(), "upstream", rc.Servers, "search", rc.Search)
+	return func() {
+		srv.Close()
+		<-done
+	}, nil
+}
