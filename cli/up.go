@@ -58,7 +58,7 @@ func newUp(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.dir, "dir", ".strait", "state directory (binaries, store, config, logs)")
 	f.StringVar(&o.binDir, "bin", "", "directory with straitd, strait-proxy, strait and bookstore (default: beside strait, else built from the source tree)")
-	f.StringVar(&o.mode, "mode", "explicit", "workload mode for `strait run`: explicit (loopback, no root) or netns (root; apps need mesh DNS)")
+	f.StringVar(&o.mode, "mode", "explicit", "workload mode for `strait run`: explicit (loopback, no root) or netns (root; own namespaces, mesh DNS)")
 	f.StringVar(&o.xds, "xds-listen", "127.0.0.1:15010", "straitd's ADS address")
 	f.StringVar(&o.http, "http-listen", "127.0.0.1:15014", "straitd's HTTP address")
 	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long to wait for the mesh to come up")
