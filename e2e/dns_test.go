@@ -51,6 +51,13 @@ func TestMeshDNSThroughBothSidecars(t *testing.T) {
 	if n := h.adminStat(t, "productpage-v1", "cluster.outbound|9080||"+h.fqdn("reviews")+".upstream_rq_total"); n < len(urls) {
 		t.Errorf("client sidecar: outbound upstream_rq_total %d, want %d (routed by the VIP, not passed through)", n, len(urls))
 	}
+	// The names were resolved by the client's sidecar, and none of them went upstream.
+	if n := h.adminStat(t, "productpage-v1", "dns.requests"); n < len(urls) {
+		t.Errorf("client sidecar answered %d DNS queries, want at least %d", n, len(urls))
+	}
+	if n := h.adminStat(t, "productpage-v1", "dns.upstream_requests"); n != 0 {
+		t.Errorf("client sidecar forwarded %d DNS queries for mesh names, want 0", n)
+	}
 	if n := h.adminStat(t, "reviews-v2", "http.inbound_0.0.0.0_9080.downstream_rq_total"); n < len(urls) {
 		t.Errorf("server sidecar: inbound downstream_rq_total %d", n)
 	}

@@ -77,6 +77,11 @@ func (p *Proxy) startDNS() (stop func(), err error) {
 		Search:   rc.Search,
 		Upstream: &dns.Forwarder{Servers: rc.Servers, Timeout: p.opts.DNSUpstreamTimeout},
 		Logger:   p.log,
+		Metrics: dns.Metrics{
+			Requests:         p.stats.Counter("dns.requests", "dns_requests_total"),
+			UpstreamRequests: p.stats.Counter("dns.upstream_requests", "dns_upstream_requests_total"),
+			UpstreamFailures: p.stats.Counter("dns.upstream_failures", "dns_upstream_failures_total"),
+		},
 	})
 	if err != nil {
 		if p.opts.DNSBestEffort {

@@ -33,6 +33,7 @@ type handler struct {
 	table   func() *Table
 	search  []string // canonical search suffixes, from resolv.conf
 	forward forwardFunc
+	metrics Metrics
 }
 
 // query is what a handler needs of a parsed client message.
@@ -55,6 +56,7 @@ func (h *handler) respond(ctx context.Context, msg []byte, tcp bool) []byte {
 	if err != nil || hdr.Response {
 		return nil
 	}
+	inc(h.metrics.Requests)
 	qr := query{hdr: hdr, udpLimit: minUDPSize}
 	if tcp {
 		qr.udpLimit = MaxMessageSize
@@ -77,11 +79,14 @@ func (h *handler) respond(ctx context.Context, msg []byte, tcp bool) []byte {
 			return out
 		}
 	}
+	inc(h.metrics.UpstreamRequests)
 	if h.forward == nil {
+		inc(h.metrics.UpstreamFailures)
 		return qr.reply(dnsmessage.RCodeServerFailure, false)
 	}
 	resp, err := h.forward(ctx, msg, tcp)
 	if err != nil || !validResponse(resp, hdr.ID) {
+		inc(h.metrics.UpstreamFailures)
 		return qr.reply(dnsmessage.RCodeServerFailure, false)
 	}
 	return resp

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -30,6 +31,23 @@ type Options struct {
 	MaxInFlight int
 	// TCPIdleTimeout closes a TCP connection without a query for this long (default 10s).
 	TCPIdleTimeout time.Duration
+	// Metrics count queries; nil counters are skipped.
+	Metrics Metrics
+}
+
+// Counter is a monotonic counter (the proxy's stats.Counter).
+type Counter interface{ Inc() }
+
+// Metrics are the DNS proxy's counters, as istio-agent's: every query answered, queries
+// forwarded upstream, and forwarded queries that failed (answered SERVFAIL).
+type Metrics struct {
+	Requests, UpstreamRequests, UpstreamFailures Counter
+}
+
+func inc(c Counter) {
+	if c != nil {
+		c.Inc()
+	}
 }
 
 // Server is the DNS proxy: a UDP socket and a TCP listener on one address. Create it with
@@ -65,23 +83,45 @@ func Listen(opts Options) (*Server, error) {
 	if opts.TCPIdleTimeout <= 0 {
 		opts.TCPIdleTimeout = 10 * time.Second
 	}
-	udp, err := net.ListenPacket("udp", opts.Address)
+	udp, tcp, err := listenPair(opts.Address)
 	if err != nil {
-		return nil, fmt.Errorf("listening for dns on udp %s: %w", opts.Address, err)
-	}
-	tcp, err := net.Listen("tcp", udp.LocalAddr().String())
-	if err != nil {
-		udp.Close()
-		return nil, fmt.Errorf("listening for dns on tcp %s: %w", udp.LocalAddr(), err)
+		return nil, err
 	}
 	s := &Server{opts: opts, udp: udp, tcp: tcp, log: opts.Logger.With("component", "dns"),
 		udpSem: make(chan struct{}, opts.MaxInFlight), tcpSem: make(chan struct{}, opts.MaxInFlight)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.h = handler{table: opts.Table, search: opts.Search}
+	s.h = handler{table: opts.Table, search: opts.Search, metrics: opts.Metrics}
 	if opts.Upstream != nil {
 		s.h.forward = opts.Upstream.Forward
 	}
 	return s, nil
+}
+
+// listenPair binds UDP and TCP on one address. With port 0 the UDP socket picks the port; when
+// that port is taken for TCP, it tries again with a new one (a bounded number of times).
+func listenPair(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dns address %q: %w", addr, err)
+	}
+	attempts := 1
+	if port == "0" {
+		attempts = 20
+	}
+	for i := 0; ; i++ {
+		udp, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listening for dns on udp %s: %w", addr, err)
+		}
+		tcp, err := net.Listen("tcp", udp.LocalAddr().String())
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+		if i+1 >= attempts || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("listening for dns on tcp %s: %w", udp.LocalAddr(), err)
+		}
+	}
 }
 
 // Addr returns the bound address (the same port for UDP and TCP).

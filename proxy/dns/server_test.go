@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,11 +46,7 @@ type fakeUpstream struct {
 
 func startUpstream(t *testing.T) *fakeUpstream {
 	t.Helper()
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp, err := net.Listen("tcp", udp.LocalAddr().String())
+	udp, tcp, err := listenPair("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,8 +272,10 @@ func TestUpstreamFailure(t *testing.T) {
 	dead := l.LocalAddr().String()
 	l.Close()
 	table := testTable(t)
+	var requests, upstream, failures counter
 	s, err := Listen(Options{Address: "127.0.0.1:0", Table: func() *Table { return table },
-		Upstream: &Forwarder{Servers: []string{dead}, Timeout: time.Second}})
+		Upstream: &Forwarder{Servers: []string{dead}, Timeout: time.Second},
+		Metrics:  Metrics{Requests: &requests, UpstreamRequests: &upstream, UpstreamFailures: &failures}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +291,15 @@ func TestUpstreamFailure(t *testing.T) {
 	if got := answers(exchange(t, s, "udp", buildQuery(t, 10, "reviews.", dnsmessage.TypeA, false))); len(got) != 1 {
 		t.Fatalf("answers %q", got)
 	}
+	if requests.n.Load() != 3 || upstream.n.Load() != 2 || failures.n.Load() != 2 {
+		t.Fatalf("metrics: requests %d upstream %d failures %d, want 3 2 2", requests.n.Load(), upstream.n.Load(), failures.n.Load())
+	}
 }
+
+// counter is a Counter for tests.
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) Inc() { c.n.Add(1) }
 
 func TestTruncationAndEDNS(t *testing.T) {
 	s := startServer(t)
