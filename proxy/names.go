@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
@@ -65,13 +67,14 @@ func (p *Proxy) applyNameTable(set map[string]*xdsclient.Resource) error {
 // startDNS binds the DNS proxy (Options.DNSAddress) with the upstream resolvers of
 // Options.ResolvConf and serves it until the returned stop function is called. It answers from
 // the current runtime's name table. With DNSBestEffort a bind failure is logged and stop is a
-// no-op.
+// no-op. On 127.0.0.1 it also listens on [::1] at the same port when the host has IPv6 loopback
+// (ip6tables sends an application's IPv6 DNS there), as istio-agent does.
 func (p *Proxy) startDNS() (stop func(), err error) {
 	rc, err := dns.ReadResolvConf(p.opts.ResolvConf)
 	if err != nil {
 		return nil, fmt.Errorf("starting dns proxy: %w", err)
 	}
-	srv, err := dns.Listen(dns.Options{
+	opts := dns.Options{
 		Address:  p.opts.DNSAddress,
 		Table:    func() *dns.Table { return p.rt.Load().Names },
 		Search:   rc.Search,
@@ -82,7 +85,8 @@ func (p *Proxy) startDNS() (stop func(), err error) {
 			UpstreamRequests: p.stats.Counter("dns.upstream_requests", "dns_upstream_requests_total"),
 			UpstreamFailures: p.stats.Counter("dns.upstream_failures", "dns_upstream_failures_total"),
 		},
-	})
+	}
+	srv, err := dns.Listen(opts)
 	if err != nil {
 		if p.opts.DNSBestEffort {
 			p.log.Warn("dns proxy disabled", "error", err)
@@ -90,16 +94,30 @@ func (p *Proxy) startDNS() (stop func(), err error) {
 		}
 		return nil, fmt.Errorf("starting dns proxy: %w", err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(); err != nil {
-			p.log.Error("dns proxy stopped", "error", err)
+	servers := []*dns.Server{srv}
+	if host, port, err := net.SplitHostPort(srv.Addr().String()); err == nil && host == "127.0.0.1" {
+		opts.Address = net.JoinHostPort("::1", port)
+		if srv6, err := dns.Listen(opts); err == nil {
+			servers = append(servers, srv6)
+		} else {
+			p.log.Debug("dns proxy not on IPv6 loopback", "error", err)
 		}
-	}()
-	p.log.Info("dns proxy listening", "address", srv.Addr().String(), "upstream", rc.Servers, "search", rc.Search)
+	}
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Serve(); err != nil {
+				p.log.Error("dns proxy stopped", "address", s.Addr().String(), "error", err)
+			}
+		}()
+		p.log.Info("dns proxy listening", "address", s.Addr().String(), "upstream", rc.Servers, "search", rc.Search)
+	}
 	return func() {
-		srv.Close()
-		<-done
+		for _, s := range servers {
+			s.Close()
+		}
+		wg.Wait()
 	}, nil
 }
