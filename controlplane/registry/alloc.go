@@ -51,6 +51,7 @@ func AllocateAddresses(services []*Service) {
 		}
 		used[slot] = true
 		svc.Addresses = []string{slotAddr(slot).String()}
+		svc.AutoAllocated = true
 	}
 }
 

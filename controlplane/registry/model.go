@@ -54,12 +54,14 @@ const (
 
 // Service is a mesh service: a hostname with ports.
 type Service struct {
-	Hostname     string   // FQDN, e.g. reviews.default.svc.cluster.local, or a wildcard *.example.com
-	Namespace    string   // namespace of the object that defined it
-	Addresses    []string // VIPs or CIDRs; empty means none
-	Ports        []Port
-	Resolution   Resolution
-	MeshExternal bool
+	Hostname  string   // FQDN, e.g. reviews.default.svc.cluster.local, or a wildcard *.example.com
+	Namespace string   // namespace of the object that defined it
+	Addresses []string // VIPs or CIDRs; empty means none
+	// AutoAllocated is true when Addresses holds the VIP AllocateAddresses gave the service.
+	AutoAllocated bool
+	Ports         []Port
+	Resolution    Resolution
+	MeshExternal  bool
 	// ExportTo lists namespaces that may see the service: "*" all (default), "." own namespace, "~" none.
 	ExportTo []string
 	Labels   map[string]string

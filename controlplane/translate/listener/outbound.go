@@ -267,7 +267,9 @@ func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound boo
 		add := rt.Match
 		if !bound {
 			m.PrefixRanges = add.GetPrefixRanges()
-			if len(m.PrefixRanges) == 0 {
+			// A TLS chain matches by SNI; an auto-allocated VIP would only turn away
+			// clients that resolved the name elsewhere, so it is not matched.
+			if len(m.PrefixRanges) == 0 && !(port.Protocol.IsTLS() && svc.AutoAllocated) {
 				m.PrefixRanges = cidrRanges(svc.Addresses)
 			}
 			m.SourcePrefixRanges = add.GetSourcePrefixRanges()
