@@ -20,6 +20,7 @@ func TestParseProxy(t *testing.T) {
 		node.MetaWorkloadGroup:  structpb.NewStringValue("vms"),
 		node.MetaInterceptMode:  structpb.NewStringValue("none"),
 		node.MetaGenerator:      structpb.NewStringValue("grpc"),
+		node.MetaDNSCapture:     structpb.NewStringValue("true"),
 	}}}
 	p, err := ParseProxy(n)
 	if err != nil {
@@ -27,7 +28,7 @@ func TestParseProxy(t *testing.T) {
 	}
 	if p.Type != node.Sidecar || p.Namespace != "prod" || p.ID.Name != "vm-1" || p.Labels["app"] != "vm" ||
 		p.ServiceAccount != "vm-sa" || strings.Join(p.IPs, ",") != "127.0.0.7,::1" || p.WorkloadGroup != "vms" ||
-		p.InterceptMode != "NONE" || !p.Proxyless || p.WorkloadName != "vm-1" || p.Node != n {
+		p.InterceptMode != "NONE" || !p.Proxyless || p.WorkloadName != "vm-1" || p.Node != n || !p.DNSCapture {
 		t.Errorf("ParseProxy = %+v", p)
 	}
 
@@ -36,7 +37,7 @@ func TestParseProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Type != node.Router || strings.Join(p.IPs, ",") != "127.0.0.9" || p.InterceptMode != "REDIRECT" || p.Proxyless {
+	if p.Type != node.Router || strings.Join(p.IPs, ",") != "127.0.0.9" || p.InterceptMode != "REDIRECT" || p.Proxyless || p.DNSCapture {
 		t.Errorf("defaults = %+v", p)
 	}
 
