@@ -19,6 +19,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // Upstream is the part of a cluster the TCP proxy uses; *upstream.Cluster satisfies it. Dial
@@ -106,7 +107,7 @@ func New(tp *tcpv3.TcpProxy, env Env) (*TCPProxy, error) {
 	if env == nil {
 		return nil, errors.New("tcp_proxy needs an environment")
 	}
-	if err := checkFields(tp, "tcp_proxy", "stat_prefix", "cluster", "weighted_clusters", "idle_timeout",
+	if err := xdsfield.Check(tp, "tcp_proxy", "stat_prefix", "cluster", "weighted_clusters", "idle_timeout",
 		"max_connect_attempts", "hash_policy", "max_downstream_connection_duration"); err != nil {
 		return nil, err
 	}
@@ -121,12 +122,12 @@ func New(tp *tcpv3.TcpProxy, env Env) (*TCPProxy, error) {
 		}
 		p.clusters = []weighted{{name: cs.Cluster, weight: 1}}
 	case *tcpv3.TcpProxy_WeightedClusters:
-		if err := checkFields(cs.WeightedClusters, "tcp_proxy.weighted_clusters", "clusters"); err != nil {
+		if err := xdsfield.Check(cs.WeightedClusters, "tcp_proxy.weighted_clusters", "clusters"); err != nil {
 			return nil, err
 		}
 		for i, wc := range cs.WeightedClusters.GetClusters() {
 			path := fmt.Sprintf("tcp_proxy.weighted_clusters.clusters[%d]", i)
-			if err := checkFields(wc, path, "name", "weight"); err != nil {
+			if err := xdsfield.Check(wc, path, "name", "weight"); err != nil {
 				return nil, err
 			}
 			if wc.GetName() == "" {

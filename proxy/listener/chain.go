@@ -22,6 +22,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/l4"
 	"github.com/strait-mesh/strait/proxy/l7"
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // ConnInfo describes an accepted connection after listener filters and TLS termination.
@@ -74,7 +75,7 @@ type connLimit struct {
 }
 
 func compileChain(fc *listenerv3.FilterChain, env Env, path string) (*chain, error) {
-	if err := checkFields(fc, path, "filter_chain_match", "filters", "transport_socket", "metadata", "name",
+	if err := xdsfield.Check(fc, path, "filter_chain_match", "filters", "transport_socket", "metadata", "name",
 		"transport_socket_connect_timeout"); err != nil {
 		return nil, err
 	}
@@ -96,7 +97,7 @@ func compileChain(fc *listenerv3.FilterChain, env Env, path string) (*chain, err
 	}
 	if ts := fc.GetTransportSocket(); ts != nil {
 		p := path + ".transport_socket"
-		if err := checkFields(ts, p, "name", "typed_config"); err != nil {
+		if err := xdsfield.Check(ts, p, "name", "typed_config"); err != nil {
 			return nil, err
 		}
 		switch ts.GetTypedConfig().GetTypeUrl() {
@@ -123,7 +124,7 @@ func compileChain(fc *listenerv3.FilterChain, env Env, path string) (*chain, err
 	}
 	for i, f := range filters {
 		p := fmt.Sprintf("%s.filters[%d]", path, i)
-		if err := checkFields(f, p, "name", "typed_config"); err != nil {
+		if err := xdsfield.Check(f, p, "name", "typed_config"); err != nil {
 			return nil, err
 		}
 		last := i == len(filters)-1
@@ -155,7 +156,7 @@ func compileChain(fc *listenerv3.FilterChain, env Env, path string) (*chain, err
 }
 
 func compileConnLimit(cl *connlimitv3.ConnectionLimit, env Env, path string) (*connLimit, error) {
-	if err := checkFields(cl, path+".typed_config", "stat_prefix", "max_connections", "delay"); err != nil {
+	if err := xdsfield.Check(cl, path+".typed_config", "stat_prefix", "max_connections", "delay"); err != nil {
 		return nil, err
 	}
 	if cl.GetStatPrefix() == "" {

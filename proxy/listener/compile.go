@@ -36,6 +36,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/sniff"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/tlsx"
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // Env is what a listener needs from the proxy core. Implementations answer from the current
@@ -166,7 +167,7 @@ func Compile(lr *listenerv3.Listener, env Env) (*Listener, error) {
 }
 
 func compile(lr *listenerv3.Listener, env Env) (*Listener, error) {
-	if err := checkFields(lr, "", listenerFields...); err != nil {
+	if err := xdsfield.Check(lr, "", listenerFields...); err != nil {
 		return nil, err
 	}
 	addr, err := socketAddress(lr.GetAddress())
@@ -193,7 +194,7 @@ func compile(lr *listenerv3.Listener, env Env) (*Listener, error) {
 	if cb := lr.GetConnectionBalanceConfig(); cb != nil {
 		// Envoy balances connections across worker threads; goroutines need no balancing, so
 		// exact_balance holds trivially. Other balancers are extensions we do not have.
-		if err := checkFields(cb, "connection_balance_config", "exact_balance"); err != nil {
+		if err := xdsfield.Check(cb, "connection_balance_config", "exact_balance"); err != nil {
 			return nil, err
 		}
 	}
@@ -239,7 +240,7 @@ func (l *Listener) compileListenerFilters(lr *listenerv3.Listener) error {
 	l.inspect.ContinueOnTimeout = lr.GetContinueOnListenerFiltersTimeout()
 	for i, lf := range lr.GetListenerFilters() {
 		path := fmt.Sprintf("listener_filters[%d]", i)
-		if err := checkFields(lf, path, "name", "typed_config"); err != nil {
+		if err := xdsfield.Check(lf, path, "name", "typed_config"); err != nil {
 			return err
 		}
 		kind := lf.GetTypedConfig().GetTypeUrl()
@@ -260,7 +261,7 @@ func (l *Listener) compileListenerFilters(lr *listenerv3.Listener) error {
 			if err := unmarshalOptional(lf.GetTypedConfig(), &c, path); err != nil {
 				return err
 			}
-			if err := checkFields(&c, path+".typed_config"); err != nil {
+			if err := xdsfield.Check(&c, path+".typed_config"); err != nil {
 				return err
 			}
 			l.restoreDst = true
@@ -269,7 +270,7 @@ func (l *Listener) compileListenerFilters(lr *listenerv3.Listener) error {
 			if err := unmarshalOptional(lf.GetTypedConfig(), &c, path); err != nil {
 				return err
 			}
-			if err := checkFields(&c, path+".typed_config", "initial_read_buffer_size",
+			if err := xdsfield.Check(&c, path+".typed_config", "initial_read_buffer_size",
 				"close_connection_on_client_hello_parsing_errors", "max_client_hello_size"); err != nil {
 				return err
 			}
@@ -283,7 +284,7 @@ func (l *Listener) compileListenerFilters(lr *listenerv3.Listener) error {
 			if err := unmarshalOptional(lf.GetTypedConfig(), &c, path); err != nil {
 				return err
 			}
-			if err := checkFields(&c, path+".typed_config"); err != nil {
+			if err := xdsfield.Check(&c, path+".typed_config"); err != nil {
 				return err
 			}
 			l.inspect.HTTP = true
@@ -308,11 +309,11 @@ func socketAddress(a *corev3.Address) (netip.AddrPort, error) {
 	if a == nil {
 		return netip.AddrPort{}, errors.New("address is required")
 	}
-	if err := checkFields(a, "address", "socket_address"); err != nil {
+	if err := xdsfield.Check(a, "address", "socket_address"); err != nil {
 		return netip.AddrPort{}, err
 	}
 	sa := a.GetSocketAddress()
-	if err := checkFields(sa, "address.socket_address", "address", "port_value", "protocol", "ipv4_compat"); err != nil {
+	if err := xdsfield.Check(sa, "address.socket_address", "address", "port_value", "protocol", "ipv4_compat"); err != nil {
 		return netip.AddrPort{}, err
 	}
 	if sa.GetProtocol() != corev3.SocketAddress_TCP {

@@ -8,6 +8,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // chainMatch is a compiled FilterChainMatch. Empty slices and zero values mean "any".
@@ -28,7 +30,7 @@ func compileChainMatch(m *listenerv3.FilterChainMatch, path string) (chainMatch,
 	if m == nil {
 		return cm, nil
 	}
-	if err := checkFields(m, path, "destination_port", "prefix_ranges", "direct_source_prefix_ranges",
+	if err := xdsfield.Check(m, path, "destination_port", "prefix_ranges", "direct_source_prefix_ranges",
 		"source_type", "source_prefix_ranges", "source_ports", "server_names", "transport_protocol",
 		"application_protocols"); err != nil {
 		return cm, err
@@ -77,7 +79,7 @@ func prefixes(rs []*corev3.CidrRange, path string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for i, r := range rs {
 		p := fmt.Sprintf("%s[%d]", path, i)
-		if err := checkFields(r, p, "address_prefix", "prefix_len"); err != nil {
+		if err := xdsfield.Check(r, p, "address_prefix", "prefix_len"); err != nil {
 			return nil, err
 		}
 		ip, err := netip.ParseAddr(r.GetAddressPrefix())

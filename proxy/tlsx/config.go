@@ -18,6 +18,8 @@ import (
 	"slices"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // Server returns the server-side configuration for a DownstreamTlsContext. The returned config is
@@ -26,7 +28,7 @@ func Server(ctx *tlsv3.DownstreamTlsContext, s Secrets) (*tls.Config, error) {
 	if ctx == nil {
 		return nil, errors.New("downstream tls context is nil")
 	}
-	if err := checkFields(ctx, "", "common_tls_context", "require_client_certificate", "require_sni", "disable_stateless_session_resumption"); err != nil {
+	if err := xdsfield.Check(ctx, "", "common_tls_context", "require_client_certificate", "require_sni", "disable_stateless_session_resumption"); err != nil {
 		return nil, err
 	}
 	common := ctx.GetCommonTlsContext()
@@ -139,7 +141,7 @@ func Client(ctx *tlsv3.UpstreamTlsContext, s Secrets) (*tls.Config, error) {
 	if ctx == nil {
 		return nil, errors.New("upstream tls context is nil")
 	}
-	if err := checkFields(ctx, "", "common_tls_context", "sni", "max_session_keys", "allow_renegotiation"); err != nil {
+	if err := xdsfield.Check(ctx, "", "common_tls_context", "sni", "max_session_keys", "allow_renegotiation"); err != nil {
 		return nil, err
 	}
 	if ctx.GetAllowRenegotiation() {
@@ -182,7 +184,7 @@ func Client(ctx *tlsv3.UpstreamTlsContext, s Secrets) (*tls.Config, error) {
 // compileCommon compiles the parts of CommonTlsContext shared by both sides.
 func compileCommon(ctx *tlsv3.CommonTlsContext, s Secrets) (*tls.Config, []*certSource, *validator, error) {
 	p := "common_tls_context"
-	if err := checkFields(ctx, p, "tls_params", "tls_certificates", "tls_certificate_sds_secret_configs",
+	if err := xdsfield.Check(ctx, p, "tls_params", "tls_certificates", "tls_certificate_sds_secret_configs",
 		"validation_context", "validation_context_sds_secret_config", "combined_validation_context", "alpn_protocols"); err != nil {
 		return nil, nil, nil, err
 	}

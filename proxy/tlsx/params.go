@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // cipherSuites maps BoringSSL/Envoy cipher names to crypto/tls IDs (TLS 1.2 suites; TLS 1.3 suites
@@ -57,7 +59,7 @@ func applyParams(cfg *tls.Config, p *tlsv3.TlsParameters, path string) error {
 	if p == nil {
 		return nil
 	}
-	if err := checkFields(p, path, "tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites", "ecdh_curves"); err != nil {
+	if err := xdsfield.Check(p, path, "tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites", "ecdh_curves"); err != nil {
 		return err
 	}
 	cfg.MinVersion = max(tlsVersion(p.GetTlsMinimumProtocolVersion(), tls.VersionTLS12), tls.VersionTLS12)

@@ -11,6 +11,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // Secrets resolves SDS secret names to the latest accepted secret. It is implemented by the proxy
@@ -29,7 +31,7 @@ func readDataSource(ds *corev3.DataSource, path string) ([]byte, error) {
 	if ds == nil {
 		return nil, fmt.Errorf("%s is required", path)
 	}
-	if err := checkFields(ds, path, "filename", "inline_bytes", "inline_string", "environment_variable"); err != nil {
+	if err := xdsfield.Check(ds, path, "filename", "inline_bytes", "inline_string", "environment_variable"); err != nil {
 		return nil, err
 	}
 	switch s := ds.GetSpecifier().(type) {
@@ -62,7 +64,7 @@ func readDataSource(ds *corev3.DataSource, path string) ([]byte, error) {
 
 // parseCertificate builds a tls.Certificate from an Envoy TlsCertificate (PEM chain and key).
 func parseCertificate(tc *tlsv3.TlsCertificate, path string) (*tls.Certificate, error) {
-	if err := checkFields(tc, path, "certificate_chain", "private_key"); err != nil {
+	if err := xdsfield.Check(tc, path, "certificate_chain", "private_key"); err != nil {
 		return nil, err
 	}
 	chain, err := readDataSource(tc.GetCertificateChain(), path+".certificate_chain")
@@ -169,7 +171,7 @@ func certSources(ctx *tlsv3.CommonTlsContext, s Secrets) ([]*certSource, error) 
 // checkSDS validates an SdsSecretConfig. sds_config (where to fetch from) is the proxy core's
 // business: it subscribes to every name it finds; here only the name matters.
 func checkSDS(sds *tlsv3.SdsSecretConfig, path string, s Secrets) error {
-	if err := checkFields(sds, path, "name", "sds_config"); err != nil {
+	if err := xdsfield.Check(sds, path, "name", "sds_config"); err != nil {
 		return err
 	}
 	if sds.GetName() == "" {

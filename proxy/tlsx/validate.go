@@ -13,6 +13,8 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // validation is a compiled CertificateValidationContext: the trust anchors and SAN matchers a peer
@@ -46,7 +48,7 @@ type stringMatch struct {
 }
 
 func compileStringMatch(sm *matcherv3.StringMatcher, path string) (stringMatch, error) {
-	if err := checkFields(sm, path, "exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"); err != nil {
+	if err := xdsfield.Check(sm, path, "exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"); err != nil {
 		return stringMatch{}, err
 	}
 	m := stringMatch{ignoreCase: sm.GetIgnoreCase()}
@@ -66,7 +68,7 @@ func compileStringMatch(sm *matcherv3.StringMatcher, path string) (stringMatch, 
 	case *matcherv3.StringMatcher_Contains:
 		m.kind, m.contains = 3, low(p.Contains)
 	case *matcherv3.StringMatcher_SafeRegex:
-		if err := checkFields(p.SafeRegex, path+".safe_regex", "regex", "google_re2"); err != nil {
+		if err := xdsfield.Check(p.SafeRegex, path+".safe_regex", "regex", "google_re2"); err != nil {
 			return m, err
 		}
 		if m.ignoreCase {
@@ -116,7 +118,7 @@ func (m *stringMatch) matchDNS(san string) bool {
 }
 
 func compileValidation(vc *tlsv3.CertificateValidationContext, path string) (*validation, error) {
-	if err := checkFields(vc, path, "trusted_ca", "match_typed_subject_alt_names", "match_subject_alt_names", "trust_chain_verification"); err != nil {
+	if err := xdsfield.Check(vc, path, "trusted_ca", "match_typed_subject_alt_names", "match_subject_alt_names", "trust_chain_verification"); err != nil {
 		return nil, err
 	}
 	v := &validation{}
@@ -134,7 +136,7 @@ func compileValidation(vc *tlsv3.CertificateValidationContext, path string) (*va
 	}
 	for i, sm := range vc.GetMatchTypedSubjectAltNames() {
 		p := fmt.Sprintf("%s.match_typed_subject_alt_names[%d]", path, i)
-		if err := checkFields(sm, p, "san_type", "matcher"); err != nil {
+		if err := xdsfield.Check(sm, p, "san_type", "matcher"); err != nil {
 			return nil, err
 		}
 		var k sanKind
@@ -349,7 +351,7 @@ func compileValidator(ctx *tlsv3.CommonTlsContext, s Secrets) (*validator, error
 	case *tlsv3.CommonTlsContext_CombinedValidationContext:
 		p := "common_tls_context.combined_validation_context"
 		cv := vt.CombinedValidationContext
-		if err := checkFields(cv, p, "default_validation_context", "validation_context_sds_secret_config"); err != nil {
+		if err := xdsfield.Check(cv, p, "default_validation_context", "validation_context_sds_secret_config"); err != nil {
 			return nil, err
 		}
 		if cv.GetValidationContextSdsSecretConfig() == nil {
