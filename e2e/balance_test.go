@@ -178,12 +178,13 @@ func TestLoadBalancing(t *testing.T) {
 			if sent >= 100 || time.Now().After(deadline) {
 				t.Fatalf("busy holds %d requests after %d attempts", busy.Active(), sent)
 			}
+			// Read the count before sending: a fast answer must not be counted in prev.
+			prev := busy.Hits() + idle.Hits()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				_, _ = do(h1Client, request{URL: base + "/lr?hold=1"})
 			}()
-			prev := busy.Hits() + idle.Hits()
 			testenv.Eventually(t, 10*time.Second, func() error {
 				if busy.Hits()+idle.Hits() == prev {
 					return fmt.Errorf("request not answered yet")
