@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -196,15 +197,23 @@ func (p *Process) WaitOutput(t testing.TB, re *regexp.Regexp, timeout time.Durat
 	return nil
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a TCP port that was free on every address a moment ago, for a listener a
+// child process will bind (a gateway binds 0.0.0.0). It picks from 20000–32767, below Linux's
+// ephemeral range (32768–60999): a port the kernel hands out for outgoing connections could be
+// taken as a source port by another test's client before the listener binds it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; i < 200; i++ {
+		port := 20000 + rand.IntN(12768)
+		ln, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port in 20000-32767 after 200 tries")
+	return 0
 }
 
 // Eventually polls cond every 20 ms until it returns nil or timeout passes, then fails with the
