@@ -368,6 +368,8 @@ func (h *Handler) forward(s *Stream) {
 
 	start := time.Now()
 	var res attemptResult
+	limiter, hasLimiter := up.(retryLimiter)
+	retrySlot := false
 	for attempt := 1; ; attempt++ {
 		s.Info.Attempts = attempt
 		if rt.VirtualHost.IncludeAttemptCount {
@@ -382,6 +384,10 @@ func (h *Handler) forward(s *Stream) {
 			rst.total.Inc()
 		}
 		res = h.attempt(ctx, s, up, out, body, alb, perTry)
+		if retrySlot {
+			limiter.ReleaseRetry()
+			retrySlot = false
+		}
 		retry := false
 		if attempt <= maxRetries && ctx.Err() == nil {
 			if res.resp != nil {
@@ -392,6 +398,12 @@ func (h *Handler) forward(s *Stream) {
 		}
 		if retry && body != nil && !body.canReplay() {
 			retry = false // the body already went upstream and was too large to keep
+		}
+		if retry && hasLimiter {
+			// The cluster's max_retries circuit breaker (or retry budget) bounds the retries in
+			// flight; when it is open the failure stands, as in Envoy (upstream_rq_retry_overflow).
+			retrySlot = limiter.AcquireRetry()
+			retry = retrySlot
 		}
 		if !retry {
 			if attempt > 1 && (res.resp == nil || policy.RetryOnResponse(res.resp)) {
@@ -653,4 +665,12 @@ func mix64(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
+}
+
+// retryLimiter is the part of an upstream that enforces the max_retries circuit breaker and the
+// retry budget; *upstream.Cluster implements it. A slot is held from the decision to retry until
+// that retry's attempt has returned.
+type retryLimiter interface {
+	AcquireRetry() bool
+	ReleaseRetry()
 }

@@ -1,0 +1,89 @@
+package l7
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/upstream"
+)
+
+// TestMaxRetriesBreakerStopsRetries sends a request that fails with 503 through a route that
+// retries 5xx twice: against a cluster whose max_retries circuit breaker is 0 the upstream sees
+// one attempt and the overflow is counted; against the default thresholds it sees three.
+func TestMaxRetriesBreakerStopsRetries(t *testing.T) {
+	var hits atomic.Int64
+	addr := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}), false)
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	cluster := func(name string, maxRetries *wrapperspb.UInt32Value, st *stats.Store) *upstream.Cluster {
+		c := &clusterv3.Cluster{
+			Name:                 name,
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			ConnectTimeout:       durationpb.New(2 * time.Second),
+			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+						Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p)}}}}}}}}}}},
+		}
+		if maxRetries != nil {
+			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxRetries: maxRetries}}}
+		}
+		uc, err := upstream.Compile(c, upstream.Deps{Stats: st})
+		if err != nil {
+			t.Fatalf("upstream.Compile: %v", err)
+		}
+		t.Cleanup(uc.Close)
+		return uc
+	}
+	for _, tc := range []struct {
+		name       string
+		maxRetries *wrapperspb.UInt32Value
+		wantHits   int64
+		overflow   string
+	}{
+		{"breaker-closed", wrapperspb.UInt32(0), 1, "1"},
+		{"default-thresholds", nil, 3, "0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hits.Store(0)
+			st := stats.NewStore()
+			env := &testEnv{clusters: map[string]Upstream{"c": cluster("c", tc.maxRetries, st)}}
+			a := toCluster("c")
+			a.RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx", NumRetries: wrapperspb.UInt32(2),
+				RetryBackOff: &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(time.Millisecond)}}
+			px := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), a))), env, false)
+			resp, err := h1Client().Get(px.url("/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("status %d, want 503", resp.StatusCode)
+			}
+			if got := hits.Load(); got != tc.wantHits {
+				t.Fatalf("upstream saw %d attempts, want %d", got, tc.wantHits)
+			}
+			var text strings.Builder
+			st.WriteText(&text, "upstream_rq_retry_overflow")
+			if !strings.Contains(text.String(), "upstream_rq_retry_overflow: "+tc.overflow) {
+				t.Fatalf("retry overflow stat: %q, want %s", text.String(), tc.overflow)
+			}
+		})
+	}
+}
