@@ -24,11 +24,6 @@ type deltaStream struct {
 	view map[string]map[string]*Resource
 }
 
-type deltaRecv struct {
-	resp *discoveryv3.DeltaDiscoveryResponse
-	err  error
-}
-
 // runDelta runs one Delta stream until it fails. got reports whether any response arrived.
 func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (got bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -41,20 +36,7 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 	for t, set := range c.accepted {
 		s.view[t] = copySet(set)
 	}
-	recv := make(chan deltaRecv)
-	go func() {
-		for {
-			resp, err := stream.Recv()
-			select {
-			case recv <- deltaRecv{resp, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	recv := pump(ctx, stream.Recv)
 	if err := s.sync(); err != nil {
 		return false, s.sendErr(ctx, recv, err)
 	}
@@ -89,7 +71,7 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 
 // sendErr turns a failed first Send into the stream's real status (Send reports io.EOF when the
 // server rejected the stream; Recv carries the code).
-func (s *deltaStream) sendErr(ctx context.Context, recv chan deltaRecv, err error) error {
+func (s *deltaStream) sendErr(ctx context.Context, recv <-chan received[*discoveryv3.DeltaDiscoveryResponse], err error) error {
 	select {
 	case r := <-recv:
 		if r.err != nil {

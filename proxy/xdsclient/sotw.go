@@ -32,11 +32,6 @@ const (
 	nackBackoffMax  = 10 * time.Second
 )
 
-type sotwRecv struct {
-	resp *discoveryv3.DiscoveryResponse
-	err  error
-}
-
 // runSotW runs one SotW stream until it fails. got reports whether any response arrived.
 func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (got bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -47,20 +42,7 @@ func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscover
 	}
 	s := &sotwStream{c: c, stream: stream, names: map[string][]string{}, nonce: map[string]string{}, sent: map[string]bool{}, first: true,
 		nackVersion: map[string]string{}, nackDelay: map[string]time.Duration{}, delayed: make(chan *discoveryv3.DiscoveryRequest, len(Types))}
-	recv := make(chan sotwRecv)
-	go func() {
-		for {
-			resp, err := stream.Recv()
-			select {
-			case recv <- sotwRecv{resp, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	recv := pump(ctx, stream.Recv)
 	if err := s.sync(); err != nil {
 		return false, fmt.Errorf("sending sotw request: %w", err)
 	}
