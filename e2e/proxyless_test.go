@@ -1,38 +1,15 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/peer"
-	xdsgrpc "google.golang.org/grpc/xds"
-
 	"github.com/strait-mesh/strait/internal/testenv"
 )
-
-// grpcBackend starts a real gRPC server (the standard health service) on a loopback port.
-func grpcBackend(t *testing.T) (addr string, port int) {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer()
-	healthpb.RegisterHealthServer(s, health.NewServer())
-	go s.Serve(lis)
-	t.Cleanup(s.Stop)
-	return lis.Addr().String(), lis.Addr().(*net.TCPAddr).Port
-}
 
 const proxylessShift = `apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -62,8 +39,8 @@ func TestProxylessGRPCFollowsStraitApply(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test runs real processes")
 	}
-	v1, p1 := grpcBackend(t)
-	v2, p2 := grpcBackend(t)
+	v1, p1 := testenv.GRPCBackend(t)
+	v2, p2 := testenv.GRPCBackend(t)
 	dataDir := t.TempDir()
 	sd := testenv.StartStraitd(t, map[string]string{"greeter.yaml": fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -78,36 +55,7 @@ spec:
   - {address: 127.0.0.1, ports: {grpc: %d}, labels: {version: v2}}
 `, p1, p2)}, "--data-dir", dataDir)
 
-	bootstrap := fmt.Sprintf(`{
-	  "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-	  "node": {"id": "sidecar~127.0.0.1~grpc-client.default~default.svc.cluster.local",
-	           "metadata": {"GENERATOR": "grpc", "NAMESPACE": "default"}}
-	}`, sd.XDS)
-	resolver, err := xdsgrpc.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient("xds:///greeter.default.svc.cluster.local:50051",
-		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(resolver))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := healthpb.NewHealthClient(conn)
-	calls := func(n int) (map[string]int, error) {
-		seen := map[string]int{}
-		for i := 0; i < n; i++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			var p peer.Peer
-			_, err := client.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p), grpc.WaitForReady(true))
-			cancel()
-			if err != nil {
-				return seen, fmt.Errorf("call %d: %w", i, err)
-			}
-			seen[p.Addr.String()]++
-		}
-		return seen, nil
-	}
+	calls := testenv.NewProxylessClient(t, sd.XDS, "xds:///greeter.default.svc.cluster.local:50051").Calls
 
 	// Round robin across both once both subchannels are ready.
 	testenv.Eventually(t, 20*time.Second, func() error {

@@ -1,39 +1,20 @@
 package translate_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/peer"
-	xdsgrpc "google.golang.org/grpc/xds"
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/mesh/meshtest"
 	"github.com/strait-mesh/strait/controlplane/translate"
 	"github.com/strait-mesh/strait/controlplane/xds"
+	"github.com/strait-mesh/strait/internal/testenv"
 )
-
-// startBackend starts a real gRPC server (health service) on a loopback port.
-func startBackend(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer()
-	healthpb.RegisterHealthServer(s, health.NewServer())
-	go s.Serve(lis)
-	t.Cleanup(s.Stop)
-	return lis.Addr().String()
-}
 
 const greeterService = `
 apiVersion: networking.istio.io/v1
@@ -76,7 +57,8 @@ spec:
 // DestinationRule and a VirtualService sending 100% to subset v2 are applied, every call goes to
 // the v2 server.
 func TestProxylessGRPC(t *testing.T) {
-	v1, v2 := startBackend(t), startBackend(t)
+	v1, _ := testenv.GRPCBackend(t)
+	v2, _ := testenv.GRPCBackend(t)
 	port := func(addr string) int {
 		_, p, _ := net.SplitHostPort(addr)
 		var n int
@@ -110,38 +92,8 @@ func TestProxylessGRPC(t *testing.T) {
 	go gs.Serve(lis)
 	defer gs.Stop()
 
-	bootstrap := fmt.Sprintf(`{
-	  "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-	  "node": {"id": "sidecar~127.0.0.1~grpc-client.default~default.svc.cluster.local",
-	           "metadata": {"GENERATOR": "grpc", "NAMESPACE": "default"}}
-	}`, lis.Addr().String())
-	resolver, err := xdsgrpc.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient("xds:///greeter.default.svc.cluster.local:50051",
-		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(resolver))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := healthpb.NewHealthClient(conn)
-
-	// try makes n calls and counts the backend each reached.
-	try := func(n int) (map[string]int, error) {
-		seen := map[string]int{}
-		for i := 0; i < n; i++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			var p peer.Peer
-			_, err := client.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p), grpc.WaitForReady(true))
-			cancel()
-			if err != nil {
-				return seen, fmt.Errorf("call %d: %w", i, err)
-			}
-			seen[p.Addr.String()]++
-		}
-		return seen, nil
-	}
+	client := testenv.NewProxylessClient(t, lis.Addr().String(), "xds:///greeter.default.svc.cluster.local:50051")
+	try := client.Calls
 	call := func(n int) map[string]int {
 		seen, err := try(n)
 		if err != nil {
