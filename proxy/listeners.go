@@ -36,8 +36,11 @@ func (e listenerEnv) HTTP() l7.Env { return l7Env(e) }
 
 // HTTPOptions returns the process-level l7 options.
 func (e listenerEnv) HTTPOptions() l7.Options {
-	return l7.Options{Stats: e.stats, Logger: e.log}
+	return l7.Options{Stats: e.stats, Logger: e.log, Overload: e.overload}
 }
+
+// Admission returns the overload manager, which admits accepted connections.
+func (e listenerEnv) Admission() listener.Admission { return e.overload }
 
 // TCP returns the l4 view of the proxy.
 func (e listenerEnv) TCP() l4.Env { return l4Env(e) }
@@ -45,7 +48,10 @@ func (e listenerEnv) TCP() l4.Env { return l4Env(e) }
 // Handoff finds the serving listener for a use_original_dst hand-off.
 func (e listenerEnv) Handoff(dst netip.AddrPort) *listener.Listener { return e.registry.Lookup(dst) }
 
-var _ listener.Env = listenerEnv{}
+var (
+	_ listener.Env          = listenerEnv{}
+	_ listener.AdmissionEnv = listenerEnv{}
+)
 
 // handoffGrace is how long a replaced listener keeps its accept path open after the socket's
 // connections go to its successor, so that a connection it accepted a moment earlier is tracked
@@ -93,6 +99,7 @@ func (p *Proxy) applyListeners(set map[string]*xdsclient.Resource) error {
 				errs = append(errs, named("listener", name, err))
 				continue
 			}
+			l.SetMaxConnections(p.opts.MaxConnectionsPerListener)
 			r := newRefs()
 			r.collect(lr)
 			al = &activeListener{name: name, res: res, l: l, inbound: isInbound(lr), routes: sortedKeys(r.routes)}

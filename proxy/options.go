@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/overload"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
 )
 
@@ -17,8 +18,15 @@ type Options struct {
 	XDSTLS *XDSTLS
 	// Node identifies the workload to the control plane.
 	Node xdsclient.NodeInfo
-	// AdminAddress is the admin interface address (default 127.0.0.1:15000; "-" disables it).
+	// AdminAddress is the TCP address of the admin interface's read-only endpoints (default
+	// 127.0.0.1:15000). "-" disables it, and with it the default AdminSocket.
 	AdminAddress string
+	// AdminSocket is the path of the admin socket: a Unix socket (mode 0600) that serves every
+	// admin endpoint, including /quitquitquit, /drain_listeners, /logging and /debug/pprof/, to
+	// the proxy's user and root only (see package admin). Default, unless AdminAddress is "-":
+	// admin.DefaultSocketPath(Node.Namespace, Node.Name, AdminAddress), and a default path that
+	// cannot be bound is only a warning; "-" disables the socket.
+	AdminSocket string
 	// DrainDuration bounds how long open connections may finish after SIGTERM,
 	// /quitquitquit, or a listener's removal (default 5s, as Istio's terminationDrainDuration).
 	DrainDuration time.Duration
@@ -43,6 +51,19 @@ type Options struct {
 	ResolvConf string
 	// DNSUpstreamTimeout bounds each forwarded query per upstream resolver (default 2s).
 	DNSUpstreamTimeout time.Duration
+	// MaxConnections is the global downstream connection limit over all listeners (Envoy's
+	// overload.global_downstream_max_connections): 0 selects overload.DefaultMaxConnections(),
+	// negative is unlimited. Connections beyond it are closed at accept.
+	MaxConnections int
+	// MaxConnectionsPerListener is each listener's own connection limit (Envoy's runtime key
+	// envoy.resource_limits.listener.<name>.connection_limit; default 0: unlimited).
+	MaxConnectionsPerListener int
+	// MemoryLimit is the overload manager's memory limit in bytes (0: no memory monitor, and no
+	// memory-based overload action); see package overload.
+	MemoryLimit int64
+	// OverloadThresholds are the memory pressures at which the overload actions turn on (zero
+	// entries: overload.DefaultThresholds()).
+	OverloadThresholds overload.Thresholds
 }
 
 func (o *Options) setDefaults() error {

@@ -25,6 +25,7 @@ import (
 	"github.com/strait-mesh/strait/internal/nametable"
 	"github.com/strait-mesh/strait/proxy/admin"
 	"github.com/strait-mesh/strait/proxy/listener"
+	"github.com/strait-mesh/strait/proxy/overload"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/tlsx"
 	"github.com/strait-mesh/strait/proxy/upstream"
@@ -45,6 +46,8 @@ type Proxy struct {
 	stats  *stats.Store
 	deps   upstream.Deps
 	client *xdsclient.Client
+	// overload is the overload manager: global connection limit and memory actions.
+	overload *overload.Manager
 
 	rt       atomic.Pointer[Runtime]
 	applyMu  sync.Mutex                   // serializes Apply (the xDS goroutine) with shutdown
@@ -108,6 +111,13 @@ func New(opts Options) (*Proxy, error) {
 	p.gauges.listenersActive = p.stats.Gauge("listener_manager.total_listeners_active", "envoy_listener_manager_total_listeners_active")
 	p.gauges.listenersWarming = p.stats.Gauge("listener_manager.total_listeners_warming", "envoy_listener_manager_total_listeners_warming")
 	p.gauges.listenersDraining = p.stats.Gauge("listener_manager.total_listeners_draining", "envoy_listener_manager_total_listeners_draining")
+	p.overload = overload.New(overload.Config{
+		MemoryLimit:    opts.MemoryLimit,
+		MaxConnections: opts.MaxConnections,
+		Thresholds:     opts.OverloadThresholds,
+		Stats:          p.stats,
+		Logger:         p.log,
+	})
 	p.deps = upstream.Deps{
 		Stats: p.stats,
 		ClientTLS: func(c *tlsv3.UpstreamTlsContext) (*tls.Config, error) {
@@ -165,15 +175,24 @@ func (p *Proxy) XDS() *xdsclient.Client { return p.client }
 // Options.DrainDuration to finish, after which everything is closed and Run returns.
 func (p *Proxy) Run(ctx context.Context) error {
 	defer close(p.done)
+	octx, stopOverload := context.WithCancel(context.Background())
+	defer stopOverload()
+	go p.overload.Run(octx)
 	var adm *admin.Server
-	if p.opts.AdminAddress != "-" {
+	socket, defaultSocket := p.opts.AdminSocket, false
+	if socket == "" && p.opts.AdminAddress != "-" {
+		socket, defaultSocket = admin.DefaultSocketPath(p.opts.Node.Namespace, p.opts.Node.Name, p.opts.AdminAddress), true
+	}
+	if p.opts.AdminAddress != "-" || (socket != "" && socket != "-") {
 		var err error
 		adm, err = admin.Listen(admin.Options{
-			Address: p.opts.AdminAddress,
-			Source:  adminSource{p},
-			Stats:   p.stats,
-			Level:   p.opts.LogLevel,
-			Logger:  p.log,
+			Address:          p.opts.AdminAddress,
+			Socket:           socket,
+			SocketBestEffort: defaultSocket,
+			Source:           adminSource{p},
+			Stats:            p.stats,
+			Level:            p.opts.LogLevel,
+			Logger:           p.log,
 		})
 		if err != nil {
 			return fmt.Errorf("starting admin: %w", err)
@@ -183,7 +202,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 				p.log.Error("admin server failed", "error", err)
 			}
 		}()
-		p.log.Info("admin listening", "address", adm.Addr().String())
+		address := "-"
+		if a := adm.Addr(); a != nil {
+			address = a.String()
+		}
+		p.log.Info("admin listening", "address", address, "socket", adm.SocketPath())
 	}
 	if p.opts.dnsEnabled() {
 		stopDNS, err := p.startDNS()

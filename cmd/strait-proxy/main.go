@@ -15,6 +15,7 @@ import (
 
 	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/proxy"
+	"github.com/strait-mesh/strait/proxy/overload"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
 )
 
@@ -46,6 +47,7 @@ func metaFromEnv(environ []string) map[string]string {
 func main() {
 	var o proxy.Options
 	var mode, labels, ips, logLevel string
+	var thresholds string
 	var xdsTLS proxy.XDSTLS
 	var gc gcSettings
 	cmd := &cobra.Command{
@@ -58,6 +60,12 @@ func main() {
 			if err := gc.apply(cmd.Flags().Changed("gogc"), cmd.Flags().Changed("memory-limit")); err != nil {
 				return err
 			}
+			o.MemoryLimit = gc.applyMemoryLimits(cmd.Flags().Changed("memory-limit"))
+			th, err := overload.ParseThresholds(thresholds)
+			if err != nil {
+				return fmt.Errorf("--overload-thresholds: %w", err)
+			}
+			o.OverloadThresholds = th
 			level := new(slog.LevelVar)
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -103,14 +111,19 @@ func main() {
 	f.StringVar(&xdsTLS.CertChain, "xds-cert", env("", "XDS_CERT"), "PEM client certificate for mutual TLS to the control plane")
 	f.StringVar(&xdsTLS.Key, "xds-key", env("", "XDS_KEY"), "PEM private key of --xds-cert")
 	f.StringVar(&xdsTLS.ServerName, "xds-server-name", env("", "XDS_SERVER_NAME"), "name verified in the control plane's certificate (default: the address host)")
-	f.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1:15000", "admin interface address")
+	f.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1:15000", "TCP address of the read-only admin endpoints (/stats, /ready, /config_dump, ...); - disables the admin interface unless --admin-socket is given")
+	f.StringVar(&o.AdminSocket, "admin-socket", env("", "STRAIT_ADMIN_SOCKET"), "Unix socket (mode 0600, the proxy's user and root only) serving every admin endpoint, including /quitquitquit, /drain_listeners, /logging and /debug/pprof/; - disables it "+
+		"(default: NAMESPACE.WORKLOAD@HOST_PORT.sock of --admin-address in $XDG_RUNTIME_DIR/strait, else /var/run/strait for root, else $TMPDIR/strait-UID)")
 	f.DurationVar(&o.DrainDuration, "drain-duration", 5e9, "how long open connections may finish on shutdown or listener removal")
 	f.BoolVar(&o.ForceSotW, "sotw", false, "use state-of-the-world ADS only")
 	f.StringVar(&o.DNSAddress, "dns-address", env("127.0.0.1:15053", "DNS_ADDRESS"), "sidecar DNS proxy address, UDP and TCP (mesh names from the control plane, the rest forwarded); empty disables it")
 	f.StringVar(&o.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolv.conf naming the DNS proxy's upstream resolvers and search suffixes")
 	f.DurationVar(&o.DNSUpstreamTimeout, "dns-upstream-timeout", 2e9, "timeout of a query forwarded to one upstream resolver")
 	f.IntVar(&gc.gogc, "gogc", defaultGOGC, "GC target percentage (default: GOGC, else 100; see docs/performance.md)")
-	f.StringVar(&gc.memoryLimit, "memory-limit", "", "soft memory limit for the Go runtime, e.g. 64MiB or off (default: GOMEMLIMIT, else none)")
+	f.StringVar(&gc.memoryLimit, "memory-limit", "", "soft memory limit for the Go runtime, e.g. 64MiB or off (default: GOMEMLIMIT, else none), and the overload manager's memory limit (the cgroup's, if lower or if none is set; then the Go soft limit is 90% of the cgroup's)")
+	f.IntVar(&o.MaxConnections, "max-connections", 0, "global downstream connection limit over all listeners (Envoy's overload.global_downstream_max_connections): connections beyond it are closed at once; 0 picks 50000, or half the file-descriptor limit if lower; -1 unlimited")
+	f.IntVar(&o.MaxConnectionsPerListener, "max-connections-per-listener", 0, "each listener's own connection limit; 0 unlimited")
+	f.StringVar(&thresholds, "overload-thresholds", "", "memory pressures (fraction of the memory limit) at which overload actions turn on, e.g. stop_accepting_requests=0.85,shrink_heap=off (default "+overload.DefaultThresholds().String()+")")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	cmd.AddCommand(iptablesCmd())
 	if err := cmd.ExecuteContext(context.Background()); err != nil {

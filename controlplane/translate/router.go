@@ -56,6 +56,7 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 		return rs, nil
 	}
 	listeners, err := listener.BuildGateway(listener.Gateway{Gateways: gateways, TCPRoutes: tcpRoutes,
+		TrustedProxies: snap.Mesh.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies(),
 		Report: func(err error) {
 			reports = append(reports, err)
 			var ce *listener.ConflictError

@@ -1,21 +1,48 @@
-// Package admin is strait-proxy's admin HTTP interface, by default on 127.0.0.1:15000, shaped like
-// Envoy's so that users' tools read it: /config_dump, /stats, /stats/prometheus, /ready, /healthz,
-// /clusters, /drain_listeners, /quitquitquit and /logging. It only renders and forwards; the
-// proxy core supplies the data through Source.
+// Package admin is strait-proxy's admin HTTP interface, shaped like Envoy's so that users' tools
+// read it: /config_dump, /stats, /stats/prometheus, /ready, /healthz, /clusters, /drain_listeners,
+// /quitquitquit, /logging and Go's /debug/pprof/. It only renders and forwards; the proxy core
+// supplies the data through Source.
+//
+// # Who may do what
+//
+// The admin interface is served twice, with different rights, because on a shared host (explicit
+// mode: several workloads, each proxy's admin on 127.x) every local user reaches every TCP port:
+//
+//   - TCP (Options.Address, default 127.0.0.1:15000) serves the read-only endpoints to anyone who
+//     can connect: /stats, /stats/prometheus, /ready, /healthz, /server_info, /clusters,
+//     /listeners, /config_dump (private keys and generic secrets are redacted), /runtime. An
+//     owner-only endpoint asked over TCP answers 403 with the socket's path, whatever the caller.
+//   - The admin socket (Options.Socket, a Unix socket) serves every endpoint, including the
+//     owner-only ones, and only to the proxy's own user and root:
+//     /quitquitquit, /drain_listeners and /logging change the proxy's state (Envoy's POST
+//     commands), and /debug/pprof/ costs CPU (a profile or trace runs for seconds) and shows
+//     goroutine stacks and the command line.
+//
+// The socket is guarded twice: the file is created with mode 0600 in a directory that the
+// proxy's user (or root) owns and no one else can write (see ListenSocket), and every
+// connection's peer credentials (SO_PEERCRED) must name the proxy's effective uid or root — so a
+// socket whose file mode is loosened by mistake still refuses other users. Root is allowed
+// because it can signal or ptrace the proxy anyway. Without peer credentials (not Linux) the
+// socket refuses everyone.
+//
+// Stopping a proxy does not need the admin interface: SIGTERM drains and exits as /quitquitquit
+// does, and is governed by the same rule (only the proxy's user and root may signal it).
 package admin
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/netip"
+	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
@@ -46,25 +73,41 @@ type Source interface {
 
 // Options configures the admin server.
 type Options struct {
-	Address string // default 127.0.0.1:15000
-	Source  Source
-	Stats   *stats.Store
-	Level   *slog.LevelVar // the level /logging changes
-	Logger  *slog.Logger
+	// Address is the TCP address of the read-only endpoints (default 127.0.0.1:15000; "-": no
+	// TCP listener).
+	Address string
+	// Socket is the path of the admin socket, which serves every endpoint to the proxy's user and
+	// root only (see the package doc and ListenSocket); "" or "-": no socket, and the owner-only
+	// endpoints are served nowhere.
+	Socket string
+	// SocketBestEffort makes a Socket that cannot be bound a logged warning instead of an error
+	// (for a default path the operator did not choose).
+	SocketBestEffort bool
+	Source           Source
+	Stats            *stats.Store
+	Level            *slog.LevelVar // the level /logging changes
+	Logger           *slog.Logger
 }
 
-// Server is the admin HTTP server.
+// Server is the admin HTTP server: the read-only endpoints on TCP and all of them on the admin
+// socket.
 type Server struct {
-	opts Options
-	srv  *http.Server
-	ln   net.Listener
+	opts     Options
+	ownerUID uint32 // besides root, the only uid the socket serves (the proxy's effective uid)
+
+	tcp, sock     *http.Server // either may be nil
+	tcpLn, sockLn net.Listener
+	socketPath    string // bound socket path, "" without one
 }
 
-// Listen binds the admin address; Serve then serves on it. Binding is separate so that a port
-// conflict fails startup.
+// Listen binds the TCP address, then the admin socket; Serve then serves on them. Binding is
+// separate so that a port conflict fails startup. At least one of the two must be configured.
 func Listen(opts Options) (*Server, error) {
 	if opts.Address == "" {
 		opts.Address = "127.0.0.1:15000"
+	}
+	if opts.Socket == "-" {
+		opts.Socket = ""
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -72,55 +115,135 @@ func Listen(opts Options) (*Server, error) {
 	if opts.Level == nil {
 		opts.Level = new(slog.LevelVar)
 	}
-	ln, err := net.Listen("tcp", opts.Address)
-	if err != nil {
-		return nil, fmt.Errorf("binding admin address %s: %w", opts.Address, err)
+	if opts.Address == "-" && opts.Socket == "" {
+		return nil, errors.New("admin: neither a TCP address nor a socket to listen on")
 	}
-	s := &Server{opts: opts, ln: ln}
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s := &Server{opts: opts, ownerUID: uint32(os.Geteuid())}
+	if opts.Address != "-" {
+		ln, err := net.Listen("tcp", opts.Address)
+		if err != nil {
+			return nil, fmt.Errorf("binding admin address %s: %w", opts.Address, err)
+		}
+		s.tcpLn = ln
+	}
+	if opts.Socket != "" {
+		ln, err := ListenSocket(opts.Socket)
+		switch {
+		case err == nil:
+			s.sockLn, s.socketPath = ln, opts.Socket
+		case opts.SocketBestEffort && s.tcpLn != nil:
+			opts.Logger.Warn("admin socket unavailable: /quitquitquit, /drain_listeners, /logging and "+
+				"/debug/pprof/ are served nowhere (SIGTERM still stops the proxy); set --admin-socket", "error", err)
+		default:
+			if s.tcpLn != nil {
+				s.tcpLn.Close()
+			}
+			return nil, err
+		}
+	}
+	if s.tcpLn != nil {
+		s.tcp = &http.Server{Handler: s.tcpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	if s.sockLn != nil {
+		s.sock = &http.Server{Handler: s.socketHandler(), ReadHeaderTimeout: 10 * time.Second,
+			ConnContext: withPeer}
+	}
 	return s, nil
 }
 
-// Addr returns the bound address.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
-
-// Serve serves until Close; it returns nil after Close.
-func (s *Server) Serve() error {
-	err := s.srv.Serve(s.ln)
-	if errors.Is(err, http.ErrServerClosed) {
+// Addr returns the bound TCP address, nil without one.
+func (s *Server) Addr() net.Addr {
+	if s.tcpLn == nil {
 		return nil
 	}
-	return err
+	return s.tcpLn.Addr()
 }
 
-// Close stops the server, letting running requests finish for up to five seconds.
+// SocketPath returns the path of the bound admin socket, "" without one.
+func (s *Server) SocketPath() string { return s.socketPath }
+
+// Serve serves until Close; it returns nil after Close, else the first listener's error.
+func (s *Server) Serve() error {
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, p := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{s.tcp, s.tcpLn}, {s.sock, s.sockLn}} {
+		if p.srv == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.srv.Serve(p.ln); !errors.Is(err, http.ErrServerClosed) {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// Close stops the server, letting running requests finish for up to five seconds. It removes the
+// socket file.
 func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return s.srv.Shutdown(ctx)
+	var errs []error
+	for _, srv := range []*http.Server{s.tcp, s.sock} {
+		if srv != nil {
+			errs = append(errs, srv.Shutdown(ctx))
+		}
+	}
+	return errors.Join(errs...)
 }
 
-// Handler returns the admin mux.
-func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	routes := map[string]struct {
-		h    http.HandlerFunc
-		help string
-		post bool
-	}{
-		"/config_dump":      {s.configDump, "dump current Envoy-shaped configs (?resource=)", false},
-		"/stats":            {s.stats, "print server stats (?filter=, ?usedonly)", false},
-		"/stats/prometheus": {s.prometheus, "print server stats in prometheus format", false},
-		"/ready":            {s.ready, "print server state, 200 when LIVE", false},
-		"/healthz":          {s.healthz, "200 while the process serves", false},
-		"/clusters":         {s.clusters, "upstream cluster status (?format=json)", false},
-		"/drain_listeners":  {s.drain, "drain listeners (?inboundonly)", true},
-		"/quitquitquit":     {s.quit, "exit the server after draining", true},
-		"/logging":          {s.logging, "query/change logging levels (?level=debug|info|warn|error)", true},
-		"/server_info":      {s.serverInfo, "print server version/status information", false},
-		"/listeners":        {s.listeners, "print listener names", false},
-		"/runtime":          {s.runtime, "print runtime values (none)", false},
+// route is one admin endpoint.
+type route struct {
+	h     http.Handler
+	help  string
+	post  bool // changes state: POST only, as Envoy (GET /logging without a query reads)
+	owner bool // only on the admin socket (see the package doc)
+}
+
+// routes returns the admin endpoints by path. The owner flag is the one list of what a local
+// user who is not the proxy's may not do.
+func (s *Server) routes() map[string]route {
+	return map[string]route{
+		"/config_dump":      {h: http.HandlerFunc(s.configDump), help: "dump current Envoy-shaped configs (?resource=)"},
+		"/stats":            {h: http.HandlerFunc(s.stats), help: "print server stats (?filter=, ?usedonly)"},
+		"/stats/prometheus": {h: http.HandlerFunc(s.prometheus), help: "print server stats in prometheus format"},
+		"/ready":            {h: http.HandlerFunc(s.ready), help: "print server state, 200 when LIVE"},
+		"/healthz":          {h: http.HandlerFunc(s.healthz), help: "200 while the process serves"},
+		"/clusters":         {h: http.HandlerFunc(s.clusters), help: "upstream cluster status (?format=json)"},
+		"/server_info":      {h: http.HandlerFunc(s.serverInfo), help: "print server version/status information"},
+		"/listeners":        {h: http.HandlerFunc(s.listeners), help: "print listener names"},
+		"/runtime":          {h: http.HandlerFunc(s.runtime), help: "print runtime values (none)"},
+		"/drain_listeners":  {h: http.HandlerFunc(s.drain), help: "drain listeners (?inboundonly)", post: true, owner: true},
+		"/quitquitquit":     {h: http.HandlerFunc(s.quit), help: "exit the server after draining", post: true, owner: true},
+		"/logging":          {h: http.HandlerFunc(s.logging), help: "query/change logging levels (?level=debug|info|warn|error)", post: true, owner: true},
+		// Go's profiler, as Envoy's /cpuprofiler and /heapprofiler; pprof.Index also serves the
+		// named profiles (/debug/pprof/heap, goroutine, ...).
+		"/debug/pprof/":        {h: http.HandlerFunc(pprof.Index), help: "Go profiles (heap, goroutine, allocs, ...)", owner: true},
+		"/debug/pprof/cmdline": {h: http.HandlerFunc(pprof.Cmdline), help: "the command line", owner: true},
+		"/debug/pprof/profile": {h: http.HandlerFunc(pprof.Profile), help: "CPU profile (?seconds=)", owner: true},
+		"/debug/pprof/symbol":  {h: http.HandlerFunc(pprof.Symbol), help: "symbol lookup", owner: true},
+		"/debug/pprof/trace":   {h: http.HandlerFunc(pprof.Trace), help: "execution trace (?seconds=)", owner: true},
 	}
+}
+
+// tcpHandler serves the read-only endpoints; an owner-only one answers 403 naming the socket.
+func (s *Server) tcpHandler() http.Handler { return s.mux(false) }
+
+// socketHandler serves every endpoint to the proxy's uid and root, and 403 to other peers.
+func (s *Server) socketHandler() http.Handler { return s.requireOwner(s.mux(true)) }
+
+// mux builds the admin mux of the TCP listener (socket false) or of the admin socket.
+func (s *Server) mux(socket bool) http.Handler {
+	mux := http.NewServeMux()
+	routes := s.routes()
 	paths := make([]string, 0, len(routes))
 	for p := range routes {
 		paths = append(paths, p)
@@ -132,14 +255,11 @@ func (s *Server) Handler() http.Handler {
 		if r.post {
 			h = postOnly(h)
 		}
-		mux.HandleFunc(p, h)
+		if r.owner && !socket {
+			h = s.socketOnly()
+		}
+		mux.Handle(p, h)
 	}
-	// Go's profiler, as Envoy exposes /cpuprofiler and /heapprofiler: only to loopback clients.
-	mux.Handle("/debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
-	mux.Handle("/debug/pprof/cmdline", loopbackOnly(http.HandlerFunc(pprof.Cmdline)))
-	mux.Handle("/debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
-	mux.Handle("/debug/pprof/symbol", loopbackOnly(http.HandlerFunc(pprof.Symbol)))
-	mux.Handle("/debug/pprof/trace", loopbackOnly(http.HandlerFunc(pprof.Trace)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		if req.URL.Path != "/" {
 			http.NotFound(w, req)
@@ -148,34 +268,40 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "admin commands are:")
 		for _, p := range paths {
-			fmt.Fprintf(w, "  %s: %s\n", p, routes[p].help)
+			note := ""
+			if routes[p].owner && !socket {
+				note = " (admin socket only)"
+			}
+			fmt.Fprintf(w, "  %s: %s%s\n", p, routes[p].help, note)
 		}
 	})
 	return mux
 }
 
-// loopbackOnly answers 403 to clients not on a loopback address: profiles reveal memory
-// contents and cost CPU, so they stay local even when the admin address is not.
-func loopbackOnly(h http.Handler) http.Handler {
+// socketOnly answers an owner-only endpoint asked over TCP: 403, whoever asks, with where to go.
+func (s *Server) socketOnly() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().IsLoopback() {
-			http.Error(w, "profiling is only served to loopback clients", http.StatusForbidden)
-			return
+		s.opts.Logger.Debug("admin: owner-only endpoint refused over TCP", "path", r.URL.Path, "remote", r.RemoteAddr)
+		msg := r.URL.Path + " changes the proxy's state or is costly to serve: it is served only on the admin socket, to the proxy's user and root"
+		if s.socketPath != "" {
+			msg += fmt.Sprintf(", e.g. curl --unix-socket %s -X POST http://localhost%s", s.socketPath, r.URL.Path)
+		} else {
+			msg += " (this proxy has no admin socket; see --admin-socket)"
 		}
-		h.ServeHTTP(w, r)
+		http.Error(w, msg, http.StatusForbidden)
 	})
 }
 
 // postOnly rejects mutating commands sent with GET, as Envoy does.
-func postOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func postOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost && !(r.URL.Path == "/logging" && len(r.URL.Query()) == 0) {
 			w.Header().Set("Allow", "POST")
 			http.Error(w, "This endpoint requires POST", http.StatusMethodNotAllowed)
 			return
 		}
-		h(w, r)
-	}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // dumpJSON renders like Envoy: proto (snake_case) field names, Any with "@type".
@@ -294,7 +420,12 @@ func (s *Server) logging(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serverInfo(w http.ResponseWriter, _ *http.Request) {
 	_, state := s.opts.Source.Ready()
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, "{\n  \"version\": \"strait-proxy\",\n  \"state\": %q\n}\n", state)
+	b, _ := json.MarshalIndent(struct {
+		Version     string `json:"version"`
+		State       string `json:"state"`
+		AdminSocket string `json:"admin_socket,omitempty"` // where the owner-only endpoints are
+	}{"strait-proxy", state, s.socketPath}, "", "  ")
+	w.Write(append(b, '\n'))
 }
 
 func (s *Server) listeners(w http.ResponseWriter, _ *http.Request) {

@@ -371,11 +371,9 @@ func TestAdminConfigDumpAndStats(t *testing.T) {
 	if code, _, _ := p.adminGet("/healthz"); code != 200 {
 		t.Errorf("/healthz = %d", code)
 	}
-	resp, err := http.Post("http://"+p.admin+"/logging?level=warning", "", nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("/logging: %v", err)
+	if code, _, err := p.adminPost("/logging?level=warning"); err != nil || code != 200 {
+		t.Fatalf("/logging on the admin socket: %d %v", code, err)
 	}
-	resp.Body.Close()
 }
 
 func TestSIGTERMDrainsThenExits(t *testing.T) {
@@ -460,14 +458,13 @@ func TestAdminDrainListenersAndQuit(t *testing.T) {
 	p := startProxy(t, w.ads, 2*time.Second)
 	p.waitReady()
 	expectBody(t, w.httpAddr, "/x", "a /x")
-	if resp, err := http.Get("http://" + p.admin + "/drain_listeners"); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Fatalf("GET /drain_listeners must be refused: %v", err)
+	// State-changing endpoints are served only on the admin socket (adminauth_test.go).
+	if resp, err := http.Post("http://"+p.admin+"/drain_listeners", "", nil); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST /drain_listeners over TCP must be refused: %v", err)
 	}
-	resp, err := http.Post("http://"+p.admin+"/drain_listeners", "", nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("/drain_listeners: %v", err)
+	if code, _, err := p.adminPost("/drain_listeners"); err != nil || code != 200 {
+		t.Fatalf("/drain_listeners: %d %v", code, err)
 	}
-	resp.Body.Close()
 	for _, addr := range []string{w.httpAddr, w.tcpAdr} {
 		eventually(t, "listener "+addr+" closed", func() bool {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -491,11 +488,9 @@ func TestAdminDrainListenersAndQuit(t *testing.T) {
 		c.Close()
 		t.Fatal("a drained listener reopened after an LDS update")
 	}
-	resp, err = http.Post("http://"+p.admin+"/quitquitquit", "", nil)
-	if err != nil {
-		t.Fatal(err)
+	if code, _, err := p.adminPost("/quitquitquit"); err != nil || code != 200 {
+		t.Fatalf("/quitquitquit: %d %v", code, err)
 	}
-	resp.Body.Close()
 	select {
 	case <-p.exited:
 	case <-time.After(20 * time.Second):

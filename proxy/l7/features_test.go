@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
@@ -308,7 +309,13 @@ func TestRouteTimeout504(t *testing.T) {
 	env := &testEnv{clusters: map[string]Upstream{"slow": newTestUpstream(up, false)}}
 	a := toCluster("slow")
 	a.Timeout = durationpb.New(50 * time.Millisecond)
-	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("slow", pfx("/"), a))), env, false)
+	hcm := inlineHCM(oneVhost(fwdRoute("slow", pfx("/"), a)))
+	// Loopback clients are internal only because the config says so (Envoy trusts no address
+	// by default).
+	hcm.UseRemoteAddress = wrapperspb.Bool(true)
+	hcm.InternalAddressConfig = &hcmv3.HttpConnectionManager_InternalAddressConfig{
+		CidrRanges: []*corev3.CidrRange{{AddressPrefix: "127.0.0.0", PrefixLen: wrapperspb.UInt32(8)}}}
+	p := startProxy(t, hcm, env, false)
 	resp, err := h1Client().Get(p.url("/slow"))
 	if err != nil {
 		t.Fatal(err)

@@ -66,6 +66,8 @@ type Options struct {
 	// ServerName overrides the default server header value ("envoy") when the config does not
 	// set server_name.
 	ServerName string
+	// Overload is the overload manager's state, read on every request (overload.go); nil: none.
+	Overload Overload
 }
 
 // Handler is a compiled HttpConnectionManager.
@@ -82,7 +84,7 @@ type Handler struct {
 	useRemoteAddress   bool
 	xffTrustedHops     int
 	skipXFFAppend      bool
-	internalCIDRs      []netip.Prefix
+	internalCIDRs      []netip.Prefix // internal_address_config.cidr_ranges; empty: nothing is internal
 	generateRequestID  bool
 	preserveExternalID bool
 	alwaysSetID        bool
@@ -117,6 +119,7 @@ type Handler struct {
 	routes   sync.Map // virtual host + "\x00" + route stat_prefix -> *routeStats
 
 	mirrorSem chan struct{}
+	overload  overloadState // overload.go
 
 	srvOnce sync.Once
 	srv     *http.Server
@@ -298,6 +301,10 @@ func (h *Handler) compileProtocolOptions(hcm *hcmv3.HttpConnectionManager) error
 	return nil
 }
 
+// compileAddressing compiles what decides whether a request is internal (see edge.go):
+// internal_address_config's cidr_ranges and unix_sockets. Without internal_address_config no
+// address is internal, as in current Envoy (the RFC 1918 / loopback default is gone); an
+// internal_address_config without cidr_ranges makes no IP address internal either.
 func (h *Handler) compileAddressing(hcm *hcmv3.HttpConnectionManager) error {
 	if ic := hcm.GetInternalAddressConfig(); ic != nil {
 		for i, c := range ic.GetCidrRanges() {
@@ -311,11 +318,8 @@ func (h *Handler) compileAddressing(hcm *hcmv3.HttpConnectionManager) error {
 			}
 			h.internalCIDRs = append(h.internalCIDRs, p)
 		}
-	} else {
-		// Envoy's default: RFC 1918, RFC 4193 and loopback addresses are internal.
-		for _, s := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7", "::1/128"} {
-			h.internalCIDRs = append(h.internalCIDRs, netip.MustParsePrefix(s))
-		}
+		// unix_sockets needs no state: strait-proxy's listeners are TCP only, so no downstream
+		// is a unix socket and the option can make no request internal.
 	}
 	if d := h.fccDetails; d != nil {
 		if d.GetCert() || d.GetChain() || d.GetIssuer() || d.GetFormat() != hcmv3.HttpConnectionManager_TEXT {

@@ -91,11 +91,13 @@ func TestForwardedHeadersAndSanitizing(t *testing.T) {
 	}
 
 	// A sidecar (no use_remote_address) trusting one hop: the client is the second address
-	// from the right, nothing is appended and x-envoy-* headers pass.
+	// from the right, nothing is appended and the client's x-request-id is kept. The request is
+	// not internal (XFF has more than one address, and no internal_address_config), so its
+	// x-envoy-* control headers are removed, as Envoy does.
 	h = mk(func(hcm *hcmv3.HttpConnectionManager) { hcm.XffNumTrustedHops = 1 })
 	got = decodeSeen(t, serveOne(t, h, external, newReq())).Header
 	if got.Get("X-Forwarded-For") != "9.9.9.9, 8.8.8.8" || got.Get("X-Client") != "9.9.9.9" ||
-		got.Get("X-Request-Id") != "client-chosen" || got.Get("X-Envoy-Internal") != "true" {
+		got.Get("X-Request-Id") != "client-chosen" || got.Get("X-Envoy-Internal") != "" || got.Get("X-Envoy-Retry-On") != "" {
 		t.Errorf("sidecar headers %v", got)
 	}
 }

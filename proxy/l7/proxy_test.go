@@ -66,7 +66,7 @@ func TestHTTP1DownstreamToH2CUpstream(t *testing.T) {
 	req.Header.Set("Connection", "keep-alive, X-Drop")
 	req.Header.Set("X-Drop", "hop")
 	req.Header.Set("X-Forwarded-For", "203.0.113.9")
-	req.Header.Set("X-Envoy-Retry-On", "5xx") // from an internal (loopback) client: consumed
+	req.Header.Set("X-Envoy-Retry-On", "5xx") // from an external client (no address is internal by default): removed
 	resp, err := h1Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +85,8 @@ func TestHTTP1DownstreamToH2CUpstream(t *testing.T) {
 	h := s.Header
 	if h.Get("X-Drop") != "" || h.Get("X-Vhost") != "yes" || h.Get("X-Envoy-Original-Path") != "/old/x?q=1" ||
 		h.Get("X-Forwarded-For") != "203.0.113.9, 127.0.0.1" || h.Get("X-Forwarded-Proto") != "http" ||
-		h.Get("X-Envoy-Internal") != "true" || len(h.Get("X-Request-Id")) != 36 || h.Get("X-Envoy-Retry-On") != "" ||
+		h.Get("X-Envoy-Internal") != "" || h.Get("X-Envoy-External-Address") != "127.0.0.1" ||
+		len(h.Get("X-Request-Id")) != 36 || h.Get("X-Envoy-Retry-On") != "" ||
 		h.Get("X-Envoy-Expected-Rq-Timeout-Ms") != "15000" {
 		t.Errorf("upstream headers %v", h)
 	}

@@ -33,10 +33,11 @@ const (
 	FlagDownstreamProtocolError                            // DPE
 	FlagUpstreamProtocolError                              // UPE
 	FlagMaxDurationReached                                 // UMSDR
+	FlagOverloadManager                                    // OM
 	flagCount                    = iota
 )
 
-var flagNames = [flagCount]string{"UH", "UF", "UO", "NR", "URX", "UT", "DC", "DI", "FI", "UC", "UR", "LR", "SI", "NC", "DPE", "UPE", "UMSDR"}
+var flagNames = [flagCount]string{"UH", "UF", "UO", "NR", "URX", "UT", "DC", "DI", "FI", "UC", "UR", "LR", "SI", "NC", "DPE", "UPE", "UMSDR", "OM"}
 
 // String renders the flags as Envoy does ("UF,URX"), or "-" when none are set.
 func (f ResponseFlags) String() string {

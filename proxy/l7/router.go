@@ -173,19 +173,24 @@ func envoyHeaderMs(s *Stream, name string) (time.Duration, bool) {
 	return time.Duration(ms) * time.Millisecond, true
 }
 
-// effectiveRetry applies x-envoy-retry-on, x-envoy-retry-grpc-on and x-envoy-max-retries from
-// internal requests on top of the route's policy.
+// effectiveRetry applies x-envoy-retry-on, x-envoy-retry-grpc-on, x-envoy-max-retries and
+// x-envoy-retriable-status-codes from internal requests on top of the route's policy. The
+// connection manager has already removed them from other requests (edge.go); the check here
+// keeps the router safe on its own. x-envoy-max-retries is capped by headerRetryCap.
 func effectiveRetry(s *Stream) *route.RetryPolicy {
 	p := s.Route.Retry
 	on := s.R.Header.Get("X-Envoy-Retry-On")
 	gon := s.R.Header.Get("X-Envoy-Retry-Grpc-On")
 	max := s.R.Header.Get("X-Envoy-Max-Retries")
-	if on == "" && gon == "" && max == "" || s.external {
+	codes := s.R.Header.Get("X-Envoy-Retriable-Status-Codes")
+	if on == "" && gon == "" && max == "" && codes == "" || s.external {
 		return p
 	}
 	np := &route.RetryPolicy{NumRetries: 1, BackoffBase: 25 * time.Millisecond, BackoffMax: 250 * time.Millisecond}
+	routeRetries := 0
 	if p != nil {
 		*np = *p
+		routeRetries = p.NumRetries
 	}
 	for _, v := range []string{on, gon} {
 		if v != "" {
@@ -195,7 +200,10 @@ func effectiveRetry(s *Stream) *route.RetryPolicy {
 		}
 	}
 	if n, err := strconv.Atoi(max); err == nil && n >= 0 {
-		np.NumRetries = n
+		np.NumRetries = min(n, headerRetryCap(routeRetries))
+	}
+	if extra := retriableStatusCodes(codes); len(extra) > 0 {
+		np.StatusCodes = append(append([]int(nil), np.StatusCodes...), extra...)
 	}
 	return np
 }
@@ -261,7 +269,9 @@ func (h *Handler) forward(s *Stream) {
 	if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms"); ok {
 		perTry = d
 	}
-	for _, k := range []string{"X-Envoy-Retry-On", "X-Envoy-Retry-Grpc-On", "X-Envoy-Max-Retries"} {
+	// Consume the retry headers so they do not travel upstream, as Envoy's router does.
+	for _, k := range []string{"X-Envoy-Retry-On", "X-Envoy-Retry-Grpc-On", "X-Envoy-Max-Retries",
+		"X-Envoy-Retriable-Status-Codes", "X-Envoy-Retriable-Header-Names", "X-Envoy-Hedge-On-Per-Try-Timeout"} {
 		delete(r.Header, k)
 	}
 	maxRetries := 0

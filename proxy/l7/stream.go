@@ -35,7 +35,7 @@ type Stream struct {
 	h           *Handler
 	rinfo       route.RequestInfo
 	grpc        bool
-	external    bool
+	external    bool // not internal (edge.go): x-envoy-* control headers are ignored
 	wroteHeader bool
 	abort       bool
 	corsOrigin  string
@@ -105,6 +105,9 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, s))
 	s.R = r
 
+	if h.shedOverload(s) {
+		return
+	}
 	if !h.admit(s) {
 		return
 	}
@@ -274,49 +277,44 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 		}
 	}
 
-	remote := cs.info.Source
-	if !remote.IsValid() {
+	peer := cs.info.Source
+	if !peer.IsValid() {
 		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-			remote = ap
+			peer = ap
 		}
 	}
+	// Envoy's order: the trusted client address is found before x-forwarded-for is appended to
+	// (edge.go has the rules), then the request is classified as internal, edge or neither.
 	xff := r.Header.Values("X-Forwarded-For")
-	if h.useRemoteAddress {
-		if h.xffTrustedHops > 0 {
-			if a, ok := xffHop(xff, h.xffTrustedHops-1); ok {
-				remote = netip.AddrPortFrom(a, 0)
-			}
-		}
-		if !h.skipXFFAppend && cs.info.Source.IsValid() {
-			appendXFF(r.Header, xff, cs.info.Source.Addr().Unmap().String())
-		}
-	} else if a, ok := xffHop(xff, h.xffTrustedHops); ok {
-		remote = netip.AddrPortFrom(a, 0)
+	client := h.trustedClient(peer, xff)
+	if h.useRemoteAddress && !h.skipXFFAppend && cs.info.Source.IsValid() {
+		appendXFF(r.Header, xff, cs.info.Source.Addr().Unmap().String())
+	}
+	remote := client.addr
+	if !remote.IsValid() {
+		remote = peer // no usable XFF: the peer is logged, but the request is not internal
 	}
 	s.Info.Remote = remote
 	s.rinfo.Remote = remote
-	internal := remote.IsValid() && h.isInternal(remote.Addr())
-	s.external = h.useRemoteAddress && !internal
-	if h.useRemoteAddress {
-		if internal {
-			r.Header["X-Envoy-Internal"] = hdrTrue
-			r.Header.Del("X-Envoy-External-Address")
-		} else {
-			r.Header.Del("X-Envoy-Internal")
-			if remote.IsValid() {
-				r.Header.Set("X-Envoy-External-Address", remote.Addr().Unmap().String())
-			}
+	internal := client.checkable && client.addr.IsValid() && h.isInternal(client.addr.Addr())
+	edge := h.useRemoteAddress && !internal
+	s.external = !internal
+
+	delete(r.Header, "X-Envoy-Internal")
+	removePeerMetadata(r.Header)
+	switch {
+	case internal:
+		r.Header["X-Envoy-Internal"] = hdrTrue
+	case edge:
+		sanitizeEdge(r.Header, h.xffTrustedHops)
+		if remote.IsValid() {
+			r.Header.Set("X-Envoy-External-Address", remote.Addr().Unmap().String())
 		}
+	default:
+		sanitizeUntrusted(r.Header)
 	}
-	if s.external {
-		// Envoy honours x-envoy-* control headers only from internal clients.
-		for k := range r.Header {
-			if strings.HasPrefix(k, "X-Envoy-") && k != "X-Envoy-External-Address" {
-				delete(r.Header, k)
-			}
-		}
-	}
-	if h.useRemoteAddress || r.Header.Get("X-Forwarded-Proto") == "" {
+	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing.
+	if h.useRemoteAddress && h.xffTrustedHops == 0 || r.Header.Get("X-Forwarded-Proto") == "" {
 		if r.URL.Scheme == "https" {
 			r.Header["X-Forwarded-Proto"] = hdrHTTPS
 		} else {
@@ -324,8 +322,10 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 		}
 	}
 
+	// x-request-id: kept from internal and intermediate hops, replaced at the edge unless
+	// preserve_external_request_id; an invalid one is always replaced.
 	id := r.Header.Get("X-Request-Id")
-	if h.generateRequestID && (id == "" || !validRequestID(id) || s.external && !h.preserveExternalID) {
+	if h.generateRequestID && (id == "" || !validRequestID(id) || edge && !h.preserveExternalID) {
 		id = newUUID()
 		r.Header.Set("X-Request-Id", id)
 	}
@@ -349,19 +349,8 @@ func itoa(n int) string {
 
 // xffHop returns the address n hops from the right of the x-forwarded-for list.
 func xffHop(xff []string, n int) (netip.Addr, bool) {
-	var all []string
-	for _, v := range xff {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				all = append(all, p)
-			}
-		}
-	}
-	if n >= len(all) {
-		return netip.Addr{}, false
-	}
-	a, err := netip.ParseAddr(all[len(all)-1-n])
-	return a, err == nil
+	a, _, ok := xffAddr(xff, n)
+	return a, ok
 }
 
 func appendXFF(h http.Header, prior []string, addr string) {

@@ -58,6 +58,27 @@ type Env interface {
 	Handoff(dst netip.AddrPort) *Listener
 }
 
+// Admission is process-wide admission control of accepted connections: the overload manager
+// (package overload implements it). The accept loop consults it before the listener's own limit;
+// its methods must be cheap (atomic operations) and safe for concurrent use.
+type Admission interface {
+	// AcceptingConnections reports false while envoy.overload_actions.stop_accepting_connections
+	// is active; new connections are then closed at once (downstream_cx_overload_reject).
+	AcceptingConnections() bool
+	// AcquireConnection takes a slot of the global downstream connection limit
+	// (overload.global_downstream_max_connections); false when none is left, and the connection
+	// is closed at once (downstream_global_cx_overflow).
+	AcquireConnection() bool
+	// ReleaseConnection returns a slot taken by AcquireConnection, when the connection closes.
+	ReleaseConnection()
+}
+
+// AdmissionEnv, when implemented by an Env, subjects its listeners to process-wide admission
+// control. Admission is called once, at Compile; nil means none.
+type AdmissionEnv interface {
+	Admission() Admission
+}
+
 // HTTPFactory, when implemented by an Env, replaces l7.New for http_connection_manager chains.
 // Tests use it to serve HTTP chains with a small local handler.
 type HTTPFactory interface {
@@ -106,6 +127,9 @@ type Listener struct {
 	env Env
 	st  listenerStats
 
+	adm          Admission // process-wide admission control, nil if none
+	ignoreGlobal bool      // ignore_global_conn_limit: not counted in the global limit
+
 	maxConns atomic.Int64 // 0: unlimited
 	active   atomic.Int64
 
@@ -121,6 +145,7 @@ type closer interface{ Close() error }
 
 type listenerStats struct {
 	cxTotal, cxDestroy, overflow, noChain, preCxTimeout, filterError, tlsError *stats.Counter
+	globalOverflow, overloadReject                                             *stats.Counter
 	cxActive                                                                   *stats.Gauge
 	// Inspector stats, process-wide as in Envoy (tls_inspector.*, http_inspector.*).
 	tlsFound, tlsNotFound, sniFound, alpnFound, helloTooLarge *stats.Counter
@@ -148,7 +173,8 @@ func (l *Listener) SetMaxConnections(n int) { l.maxConns.Store(int64(n)) }
 var listenerFields = []string{"name", "address", "stat_prefix", "filter_chains", "use_original_dst",
 	"default_filter_chain", "listener_filters", "listener_filters_timeout",
 	"continue_on_listener_filters_timeout", "traffic_direction", "metadata", "bind_to_port",
-	"drain_type", "connection_balance_config", "transparent", "freebind", "enable_reuse_port"}
+	"drain_type", "connection_balance_config", "transparent", "freebind", "enable_reuse_port",
+	"ignore_global_conn_limit"}
 
 // Compile builds a Listener from its xDS resource. Everything the proxy does not implement is an
 // error naming the field or filter, so that the update is NACKed. Compile does not bind.
@@ -186,6 +212,11 @@ func compile(lr *listenerv3.Listener, env Env) (*Listener, error) {
 		statPrefix:  lr.GetStatPrefix(),
 		env:         env,
 		conns:       map[*trackedConn]struct{}{},
+
+		ignoreGlobal: lr.GetIgnoreGlobalConnLimit(),
+	}
+	if ae, ok := env.(AdmissionEnv); ok {
+		l.adm = ae.Admission()
 	}
 	if l.statPrefix == "" {
 		l.statPrefix = statAddress(addr)
@@ -348,23 +379,25 @@ func newListenerStats(s *stats.Store, prefix string) listenerStats {
 		return s.Counter("listener."+prefix+"."+n, "envoy_listener_"+n, tag)
 	}
 	return listenerStats{
-		cxTotal:       c("downstream_cx_total"),
-		cxDestroy:     c("downstream_cx_destroy"),
-		overflow:      c("downstream_cx_overflow"),
-		noChain:       c("no_filter_chain_match"),
-		preCxTimeout:  c("downstream_pre_cx_timeout"),
-		filterError:   c("downstream_listener_filter_error"),
-		tlsError:      c("ssl.connection_error"),
-		cxActive:      s.Gauge("listener."+prefix+".downstream_cx_active", "envoy_listener_downstream_cx_active", tag),
-		tlsFound:      s.Counter("tls_inspector.tls_found", "envoy_tls_inspector_tls_found"),
-		tlsNotFound:   s.Counter("tls_inspector.tls_not_found", "envoy_tls_inspector_tls_not_found"),
-		sniFound:      s.Counter("tls_inspector.sni_found", "envoy_tls_inspector_sni_found"),
-		alpnFound:     s.Counter("tls_inspector.alpn_found", "envoy_tls_inspector_alpn_found"),
-		helloTooLarge: s.Counter("tls_inspector.client_hello_too_large", "envoy_tls_inspector_client_hello_too_large"),
-		http10Found:   s.Counter("http_inspector.http10_found", "envoy_http_inspector_http10_found"),
-		http11Found:   s.Counter("http_inspector.http11_found", "envoy_http_inspector_http11_found"),
-		http2Found:    s.Counter("http_inspector.http2_found", "envoy_http_inspector_http2_found"),
-		httpNotFound:  s.Counter("http_inspector.http_not_found", "envoy_http_inspector_http_not_found"),
+		cxTotal:        c("downstream_cx_total"),
+		cxDestroy:      c("downstream_cx_destroy"),
+		overflow:       c("downstream_cx_overflow"),
+		globalOverflow: c("downstream_global_cx_overflow"),
+		overloadReject: c("downstream_cx_overload_reject"),
+		noChain:        c("no_filter_chain_match"),
+		preCxTimeout:   c("downstream_pre_cx_timeout"),
+		filterError:    c("downstream_listener_filter_error"),
+		tlsError:       c("ssl.connection_error"),
+		cxActive:       s.Gauge("listener."+prefix+".downstream_cx_active", "envoy_listener_downstream_cx_active", tag),
+		tlsFound:       s.Counter("tls_inspector.tls_found", "envoy_tls_inspector_tls_found"),
+		tlsNotFound:    s.Counter("tls_inspector.tls_not_found", "envoy_tls_inspector_tls_not_found"),
+		sniFound:       s.Counter("tls_inspector.sni_found", "envoy_tls_inspector_sni_found"),
+		alpnFound:      s.Counter("tls_inspector.alpn_found", "envoy_tls_inspector_alpn_found"),
+		helloTooLarge:  s.Counter("tls_inspector.client_hello_too_large", "envoy_tls_inspector_client_hello_too_large"),
+		http10Found:    s.Counter("http_inspector.http10_found", "envoy_http_inspector_http10_found"),
+		http11Found:    s.Counter("http_inspector.http11_found", "envoy_http_inspector_http11_found"),
+		http2Found:     s.Counter("http_inspector.http2_found", "envoy_http_inspector_http2_found"),
+		httpNotFound:   s.Counter("http_inspector.http_not_found", "envoy_http_inspector_http_not_found"),
 	}
 }
 

@@ -69,19 +69,51 @@ func (l *Listener) Serve(ln net.Listener) error {
 			return fmt.Errorf("accepting on %s: %w", l.addr, err)
 		}
 		backoff = 0
-		if m := l.maxConns.Load(); m > 0 && l.active.Load() >= m {
-			l.st.overflow.Inc()
+		global, ok := l.admit()
+		if !ok {
 			c.Close()
 			continue
 		}
 		// Track before handing over, so that a Drain starting now waits for this connection.
 		tc := l.track(c)
 		if tc == nil {
+			if global {
+				l.adm.ReleaseConnection()
+			}
 			c.Close()
 			continue
 		}
-		go l.accepted(c, tc)
+		go l.accepted(c, tc, global)
 	}
+}
+
+// admit applies the connection limits to a newly accepted connection, in Envoy's order: the
+// overload manager's stop_accepting_connections, the global downstream connection limit, then
+// the listener's own limit. A refused connection is counted and must be closed at once
+// (ok false). global reports that a slot of the global limit was taken, to be released when
+// the connection ends.
+func (l *Listener) admit() (global, ok bool) {
+	if l.adm != nil {
+		if !l.adm.AcceptingConnections() {
+			l.st.overloadReject.Inc()
+			return false, false
+		}
+		if !l.ignoreGlobal {
+			if !l.adm.AcquireConnection() {
+				l.st.globalOverflow.Inc()
+				return false, false
+			}
+			global = true
+		}
+	}
+	if m := l.maxConns.Load(); m > 0 && l.active.Load() >= m {
+		l.st.overflow.Inc()
+		if global {
+			l.adm.ReleaseConnection()
+		}
+		return false, false
+	}
+	return global, true
 }
 
 func isTemporary(err error) bool {
@@ -120,8 +152,12 @@ func (l *Listener) untrack(tc *trackedConn) {
 	l.st.cxDestroy.Inc()
 }
 
-// accepted serves one connection accepted on this listener's socket and tracked as tc.
-func (l *Listener) accepted(c net.Conn, tc *trackedConn) {
+// accepted serves one connection accepted on this listener's socket and tracked as tc; global
+// says it holds a slot of the global connection limit, released when it ends.
+func (l *Listener) accepted(c net.Conn, tc *trackedConn, global bool) {
+	if global {
+		defer l.adm.ReleaseConnection()
+	}
 	defer l.untrack(tc)
 	src := addrPortOf(c.RemoteAddr())
 	dst := addrPortOf(c.LocalAddr())

@@ -109,19 +109,29 @@ func HTTPFilters(proxyless bool) []*hcmv3.HttpFilter {
 
 // hcmOptions configure one http_connection_manager.
 type hcmOptions struct {
-	statPrefix    string
-	rds           string                      // route configuration name for RDS
-	inline        *routev3.RouteConfiguration // or an inline route configuration
-	useRemoteAddr bool                        // gateways: trust the peer address for XFF
+	statPrefix     string
+	rds            string                      // route configuration name for RDS
+	inline         *routev3.RouteConfiguration // or an inline route configuration
+	useRemoteAddr  bool                        // gateways: trust the peer address for XFF
+	xffTrustedHops uint32                      // gateways: gatewayTopology.numTrustedProxies
 }
 
 // hcm builds an http_connection_manager network filter.
+//
+// Like Istio's, it sets no internal_address_config (Istio sets one only from meshNetworks
+// fromCidr endpoints behind istiod's ENABLE_HCM_INTERNAL_NETWORKS, which Strait does not have):
+// in current Envoy, and in strait-proxy, no client is then internal, so x-envoy-* control headers
+// are removed from every request before the router sees them. Sidecars (use_remote_address
+// false, as Istio without PILOT_SIDECAR_USE_REMOTE_ADDRESS) lose Envoy's list of control headers
+// and keep the rest; gateways (use_remote_address true) are the edge and lose every x-envoy-*
+// header, get x-envoy-external-address and a fresh x-request-id.
 func hcm(o hcmOptions) *listenerv3.Filter {
 	m := &hcmv3.HttpConnectionManager{
-		StatPrefix:       o.statPrefix,
-		CodecType:        hcmv3.HttpConnectionManager_AUTO,
-		HttpFilters:      HTTPFilters(false),
-		UseRemoteAddress: wrapperspb.Bool(o.useRemoteAddr),
+		StatPrefix:        o.statPrefix,
+		CodecType:         hcmv3.HttpConnectionManager_AUTO,
+		HttpFilters:       HTTPFilters(false),
+		UseRemoteAddress:  wrapperspb.Bool(o.useRemoteAddr),
+		XffNumTrustedHops: o.xffTrustedHops,
 		// Istio's defaults: WebSocket upgrades pass, streams have no idle timeout beyond the route's.
 		UpgradeConfigs:               []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
 		NormalizePath:                wrapperspb.Bool(true),

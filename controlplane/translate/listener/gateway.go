@@ -29,6 +29,10 @@ type Gateway struct {
 	// Report receives conflicts that do not stop generation: a server whose filter chain match
 	// (port and SNI hosts) repeats an earlier server's is left out, as in Istio. May be nil.
 	Report func(error)
+	// TrustedProxies is the number of proxies in front of the gateway whose x-forwarded-for
+	// entries are trusted: the HTTP connection managers' xff_num_trusted_hops. Istio takes it
+	// from ProxyConfig.gatewayTopology.numTrustedProxies (MeshConfig.defaultConfig for strait).
+	TrustedProxies uint32
 }
 
 // BuildGateway returns one listener per distinct (bind, port) of the Gateway servers, named
@@ -108,6 +112,14 @@ func (e *ConflictError) Error() string {
 	return fmt.Sprintf("%s: filter chain %q matches the same connections as an earlier server on %s; left out", e.Server, e.Chain, e.Listener)
 }
 
+// gatewayHCM is Istio's gateway connection manager: the gateway is the mesh's edge, so it uses
+// the connection's peer address (use_remote_address) and trusts gatewayTopology's number of
+// proxies in front of it; like Istio it sets no internal_address_config, so no client is internal
+// and every client's x-envoy-* control headers are removed.
+func gatewayHCM(in Gateway, statPrefix, rds string) hcmOptions {
+	return hcmOptions{statPrefix: statPrefix, rds: rds, useRemoteAddr: true, xffTrustedHops: in.TrustedProxies}
+}
+
 // serverChains builds the filter chains of one Gateway server.
 func serverChains(in Gateway, gw *config.Object, s *networking.Server, where string) ([]*listenerv3.FilterChain, error) {
 	port := s.GetPort().GetNumber()
@@ -122,7 +134,7 @@ func serverChains(in Gateway, gw *config.Object, s *networking.Server, where str
 	case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
 		if !terminates {
 			return []*listenerv3.FilterChain{{Name: "http." + p, FilterChainMatch: &listenerv3.FilterChainMatch{},
-				Filters: []*listenerv3.Filter{hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + p, rds: route.GatewayRouteName(port), useRemoteAddr: true})}}}, nil
+				Filters: []*listenerv3.Filter{hcm(gatewayHCM(in, "outbound_0.0.0.0_"+p, route.GatewayRouteName(port)))}}}, nil
 		}
 		fallthrough
 	case "HTTPS":
@@ -137,7 +149,7 @@ func serverChains(in Gateway, gw *config.Object, s *networking.Server, where str
 		return []*listenerv3.FilterChain{{Name: name,
 			FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: serverNames(s.GetHosts())},
 			TransportSocket:  ts,
-			Filters:          []*listenerv3.Filter{hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + p, rds: name, useRemoteAddr: true})}}}, nil
+			Filters:          []*listenerv3.Filter{hcm(gatewayHCM(in, "outbound_0.0.0.0_"+p, name))}}}, nil
 	case "TLS":
 		if !terminates {
 			return passthroughChains(in, gw, s, where)
