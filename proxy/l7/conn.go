@@ -35,11 +35,10 @@ func (h *Handler) ServeConn(c net.Conn, info ConnInfo) {
 	cs := &connState{info: info, done: make(chan struct{})}
 	if _, isTLS := c.(*tls.Conn); isTLS {
 		cs.info.TLS = true
-	} else {
-		// Cleartext, or TLS hidden behind a wrapper: from here on the bytes are HTTP/1.1 or an
-		// h2 connection with prior knowledge, which the server tells apart by the h2 preface.
-		c = &plainConn{Conn: c}
 	}
+	// The server sees every connection as cleartext through a protocol guard: HTTP/1.1, or h2
+	// (ALPN "h2" or prior knowledge) behind the HTTP/2 frame guard (guard.go).
+	c = h.guardConn(c, info.ALPN)
 	if info.ALPN == "h2" || h.codec == hcmv3.HttpConnectionManager_HTTP2 {
 		h.st.cxHTTP2.Inc()
 	} else {
@@ -53,10 +52,6 @@ func (h *Handler) ServeConn(c net.Conn, info ConnInfo) {
 	}
 	<-cs.done
 }
-
-// plainConn hides the concrete type of a wrapped connection from net/http so that it is served
-// as cleartext (HTTP/1.1 or h2c prior knowledge).
-type plainConn struct{ net.Conn }
 
 func (h *Handler) startServer() {
 	h.ln = newChanListener()
@@ -72,15 +67,16 @@ func (h *Handler) startServer() {
 		p.SetHTTP2(true)
 		p.SetUnencryptedHTTP2(true)
 	}
+	// Every connection reaches the server as cleartext (guard.go), TLS included.
+	if h.codec != hcmv3.HttpConnectionManager_HTTP1 {
+		p.SetUnencryptedHTTP2(true)
+	}
 	h2 := &http.HTTP2Config{
-		MaxConcurrentStreams:      int(h.h2MaxStreams),
-		MaxReceiveBufferPerStream: int(h.h2StreamWindow),
-	}
-	if h.h2ConnWindow > 0 {
-		h2.MaxReceiveBufferPerConnection = int(h.h2ConnWindow)
-	}
-	if h2.MaxConcurrentStreams == 0 {
-		h2.MaxConcurrentStreams = 2147483647 // Envoy's default: effectively unlimited
+		MaxConcurrentStreams:          int(h.h2MaxStreams),
+		MaxReceiveBufferPerStream:     int(h.h2StreamWindow),
+		MaxReceiveBufferPerConnection: int(h.h2ConnWindow),
+		MaxReadFrameSize:              h2MaxFrameSize,
+		MaxDecoderHeaderTableSize:     h2HeaderTableSize,
 	}
 	h.srv = &http.Server{
 		Handler:   http.HandlerFunc(h.serveHTTP),
@@ -89,7 +85,7 @@ func (h *Handler) startServer() {
 		// The server reads up to twice the limit so that admit can answer 431 itself, as Envoy
 		// does, also over HTTP/2: there net/http would otherwise fail a single oversized header
 		// value with a connection-level COMPRESSION_ERROR. Beyond that bound net/http rejects.
-		MaxHeaderBytes:    2*h.maxHeaderBytes + 4096,
+		MaxHeaderBytes:    h.serverMaxHeaderBytes(),
 		ReadHeaderTimeout: h.headersTimeout,
 		IdleTimeout:       h.connIdle,
 		ErrorLog:          log.New(io.Discard, "", 0),
@@ -101,6 +97,11 @@ func (h *Handler) startServer() {
 			return ctx
 		},
 		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateHijacked {
+				if pc, ok := c.(*protoConn); ok {
+					pc.hijacked()
+				}
+			}
 			if s == http.StateClosed {
 				if v, ok := h.conns.Load(c); ok {
 					v.(*connState).finish()

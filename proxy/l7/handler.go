@@ -108,6 +108,7 @@ type Handler struct {
 	stripAnyPort       bool
 	stripMatchingPort  bool
 	stripTrailingDot   bool
+	guardSt            *guardStats
 	h2MaxStreams       uint32
 	h2StreamWindow     uint32
 	h2ConnWindow       uint32
@@ -168,6 +169,10 @@ func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, err
 		maxHeaders:         100,
 		streamIdle:         5 * time.Minute,
 		connIdle:           time.Hour,
+		headersTimeout:     defaultHeadersTimeout,
+		h2MaxStreams:       defaultH2MaxStreams,
+		h2StreamWindow:     defaultH2StreamWindow,
+		h2ConnWindow:       defaultH2ConnWindow,
 		normalizePath:      hcm.GetNormalizePath().GetValue(),
 		mergeSlashes:       hcm.GetMergeSlashes(),
 		escapedSlashes:     hcm.GetPathWithEscapedSlashesAction(),
@@ -183,6 +188,7 @@ func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, err
 	if h.statPrefix == "" {
 		return nil, fmt.Errorf("http_connection_manager.stat_prefix: empty")
 	}
+	h.guardSt = newGuardStats(opts.Stats, h.statPrefix)
 	if h.serverName == "" {
 		h.serverName = opts.ServerName
 		if h.serverName == "" {
@@ -269,9 +275,15 @@ func (h *Handler) compileProtocolOptions(hcm *hcmv3.HttpConnectionManager) error
 			"initial_stream_window_size", "initial_connection_window_size"); err != nil {
 			return err
 		}
-		h.h2MaxStreams = o.GetMaxConcurrentStreams().GetValue()
-		h.h2StreamWindow = o.GetInitialStreamWindowSize().GetValue()
-		h.h2ConnWindow = o.GetInitialConnectionWindowSize().GetValue()
+		if v := o.GetMaxConcurrentStreams(); v != nil {
+			h.h2MaxStreams = v.GetValue()
+		}
+		if v := o.GetInitialStreamWindowSize(); v != nil {
+			h.h2StreamWindow = v.GetValue()
+		}
+		if v := o.GetInitialConnectionWindowSize(); v != nil {
+			h.h2ConnWindow = v.GetValue()
+		}
 	}
 	for i, u := range hcm.GetUpgradeConfigs() {
 		f := fmt.Sprintf("http_connection_manager.upgrade_configs[%d]", i)
