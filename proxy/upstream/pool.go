@@ -95,6 +95,14 @@ func (ep *endpoint) proxiedPool(k poolKind, d downstreamAddrs) *pool {
 	return p
 }
 
+// Upstream HTTP/2 flow-control windows when the cluster sets none (Envoy's edge
+// recommendation for its listeners; Envoy bounds upstream buffering with
+// per_connection_buffer_limit_bytes, 1 MiB, instead). docs/security.md.
+const (
+	defaultUpstreamStreamWindow = 64 << 10
+	defaultUpstreamConnWindow   = 1 << 20
+)
+
 func newPool(ep *endpoint, k poolKind) *pool {
 	c := ep.c
 	tr := &http.Transport{
@@ -132,13 +140,20 @@ func newPool(ep *endpoint, k poolKind) *pool {
 		protos.SetHTTP2(true)
 	}
 	tr.Protocols = &protos
-	if c.http.streamWindow > 0 || c.http.connWindow > 0 || c.http.pingInterval > 0 {
-		tr.HTTP2 = &http.HTTP2Config{
-			MaxReceiveBufferPerStream:     c.http.streamWindow,
-			MaxReceiveBufferPerConnection: c.http.connWindow,
-			SendPingTimeout:               c.http.pingInterval,
-			PingTimeout:                   c.http.pingTimeout,
-		}
+	// Flow-control windows bound what an upstream can make the proxy buffer while the
+	// downstream reads slowly (or not at all): Go's own defaults (4 MiB per stream, 1 GiB per
+	// connection) would let 100 stalled streams hold 400 MiB.
+	tr.HTTP2 = &http.HTTP2Config{
+		MaxReceiveBufferPerStream:     defaultUpstreamStreamWindow,
+		MaxReceiveBufferPerConnection: defaultUpstreamConnWindow,
+		SendPingTimeout:               c.http.pingInterval,
+		PingTimeout:                   c.http.pingTimeout,
+	}
+	if c.http.streamWindow > 0 {
+		tr.HTTP2.MaxReceiveBufferPerStream = c.http.streamWindow
+	}
+	if c.http.connWindow > 0 {
+		tr.HTTP2.MaxReceiveBufferPerConnection = c.http.connWindow
 	}
 	return &pool{ep: ep, kind: k, tr: tr, scheme: scheme, changed: make(chan struct{})}
 }
