@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -38,9 +39,16 @@ const (
 	maxPoisonBytes = 64 << 20                           // bound on the 431 poison
 )
 
-// smallRead: reads shorter than this (net/http's 1-byte background read, its 14-byte h2
-// preface peek) go through an internal buffer of this size.
-const smallRead = 64
+// smallRead: reads shorter than this (net/http's 1-byte background read) go through an
+// internal buffer of this size; the first read of a connection (net/http's 14-byte h2
+// preface peek) goes through a pooled buffer of startRead bytes, so that a request sent in one
+// piece is judged in one piece.
+const (
+	smallRead = 64
+	startRead = 4096
+)
+
+var startBufs = sync.Pool{New: func() any { b := make([]byte, startRead); return &b }}
 
 // lingerTimeout bounds how long a connection whose request was rejected keeps reading (and
 // discarding) after the server closed it, so that the client sees the answer instead of a
@@ -59,7 +67,8 @@ const lingerTimeout = time.Second
 //     start is never returned at all. Bytes that cannot be judged yet are held (at most the
 //     first 23 bytes of a possible h2 preface, or the CR that may end a head); Read never
 //     holds more than one read of the wrapped connection. Reads shorter than 64 bytes (such as
-//     net/http's 1-byte background read) are served from a 64-byte internal buffer.
+//     net/http's 1-byte background read) are served from a 64-byte internal buffer, except
+//     the first read of the connection, which reads up to 4 KiB into a pooled buffer.
 //   - When a request fails, Read returns the bytes before it (earlier pipelined requests are
 //     answered in order), then instead of it a poison request that makes net/http answer and
 //     close: a malformed request line (400), "Transfer-Encoding: bogus" (501), or a header
@@ -97,8 +106,9 @@ type GuardConn struct {
 	remain   int64 // Content-Length bytes left
 	p        Parser
 	ch       Chunked
-	out      []byte // validated bytes not yet returned (in scratch or stash)
-	stash    []byte // bytes after an Upgrade/CONNECT request, for the tunnel
+	out      []byte  // validated bytes not yet returned (in scratch, start or stash)
+	start    *[]byte // pooled buffer of the first read, until out is drained
+	stash    []byte  // bytes after an Upgrade/CONNECT request, for the tunnel
 	poison   string
 	poff     int
 	endless  bool  // the poison goes on with 'a'
@@ -148,6 +158,7 @@ func (g *GuardConn) Close() error {
 	if g.closed.Swap(true) {
 		return nil
 	}
+	// The pooled first-read buffer is not returned here: a Read may still be using it.
 	if g.viol.Load() == nil || g.hijacked.Load() {
 		return g.Conn.Close()
 	}
@@ -178,8 +189,8 @@ func (g *GuardConn) Read(b []byte) (int, error) {
 		if len(g.out) > 0 {
 			n := copy(b, g.out)
 			g.out = g.out[n:]
-			if len(g.out) == 0 && g.mode == gPass {
-				g.stash = nil
+			if len(g.out) == 0 {
+				g.drained()
 			}
 			return n, nil
 		}
@@ -207,10 +218,23 @@ func (g *GuardConn) Read(b []byte) (int, error) {
 		if g.rerr != nil {
 			return 0, g.rerr
 		}
-		if n, err := g.fill(b); n > 0 || err != nil {
+		n, again, err := g.fill(b)
+		if !again {
 			return n, err
 		}
-		// Nothing could be returned yet (only held bytes): read again.
+		// Bytes were read but none can be returned yet (held bytes, or a poison or error to
+		// return instead): go on.
+	}
+}
+
+// drained releases the buffers behind out once it is empty.
+func (g *GuardConn) drained() {
+	if g.start != nil {
+		startBufs.Put(g.start)
+		g.start = nil
+	}
+	if g.mode == gPass {
+		g.stash = nil
 	}
 }
 
@@ -226,16 +250,24 @@ func (g *GuardConn) pass() {
 }
 
 // fill reads once from the wrapped connection into b (or scratch for a short b), validates
-// what it got and returns how many bytes of b may be returned.
-func (g *GuardConn) fill(b []byte) (int, error) {
+// what it got and returns how many bytes of b may be returned; again reports that bytes were
+// read but none may be returned yet.
+func (g *GuardConn) fill(b []byte) (n int, again bool, err error) {
 	wb := b
-	if len(b) < smallRead {
+	small := len(b) < smallRead
+	if small {
 		wb = g.scratch[:]
+		if g.mode == gStart {
+			if g.start == nil {
+				g.start = startBufs.Get().(*[]byte)
+			}
+			wb = *g.start
+		}
 	}
 	h := copy(wb, g.held[:g.nheld])
-	n, err := g.Conn.Read(wb[h:])
+	n, err = g.Conn.Read(wb[h:])
 	if n == 0 {
-		return 0, err
+		return 0, false, err
 	}
 	if err != nil {
 		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
@@ -248,12 +280,14 @@ func (g *GuardConn) fill(b []byte) (int, error) {
 	if g.mode == gPoison || g.mode == gFailed {
 		g.rerr = nil // the poison ends with io.EOF; a failed body reports the violation
 	}
-	if len(b) < smallRead {
-		g.out = g.scratch[:d]
+	if small {
+		g.out = wb[:d]
 		d = copy(b, g.out)
-		g.out = g.out[d:]
+		if g.out = g.out[d:]; len(g.out) == 0 {
+			g.drained()
+		}
 	}
-	return d, nil
+	return d, d == 0, nil
 }
 
 // process validates buf, whose first from bytes were held from the previous read, and returns

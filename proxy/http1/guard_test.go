@@ -253,6 +253,29 @@ func TestGuardBodyViolationWithEndOfHead(t *testing.T) {
 	}
 }
 
+func TestGuardFirstReadJudgedWhole(t *testing.T) {
+	// net/http's first read is a 14-byte peek for the h2 preface: a request sent in one piece
+	// must still be judged in one piece (never "head delivered, body failed").
+	bad := "POST /bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n"
+	g := NewGuardConn(newScript(bad+smuggled), Limits{})
+	buf := make([]byte, 14)
+	n, err := g.Read(buf)
+	if err != nil || string(buf[:n]) != poison400[:min(14, len(poison400))] {
+		t.Fatalf("first read %q, %v", buf[:n], err)
+	}
+	// A good request is delivered in pieces of 14, then the rest in one read.
+	g = NewGuardConn(newScript(postReq+goodReq), Limits{})
+	out := make([]byte, 0, 256)
+	n, _ = g.Read(buf)
+	out = append(out, buf[:n]...)
+	big := make([]byte, 4096)
+	n, _ = g.Read(big)
+	out = append(out, big[:n]...)
+	if string(out) != postReq+goodReq || g.start != nil {
+		t.Fatalf("got %q; start buffer released: %v", out, g.start == nil)
+	}
+}
+
 func TestGuardH2Preface(t *testing.T) {
 	frames := "\x00\x00\x00\x04\x00\x00\x00\x00\x00GET / HTTP/1.1 anything\x00"
 	for _, cuts := range [][]int{nil, {1}, {3, 10, 23}, {24}, {5, 30}} {

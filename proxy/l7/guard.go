@@ -117,7 +117,8 @@ func (p *protoConn) decide() (net.Conn, error) {
 		return p.wrap(h2, p.Conn), nil
 	}
 	// AUTO: the client preface means h2 with prior knowledge, anything else HTTP/1.1.
-	buf := make([]byte, firstReadBytes)
+	bp := firstReadPool.Get().(*[]byte)
+	buf := *bp
 	n := 0
 	for {
 		k, err := p.Conn.Read(buf[n:])
@@ -132,30 +133,32 @@ func (p *protoConn) decide() (net.Conn, error) {
 		}
 		if err != nil {
 			if n == 0 {
+				firstReadPool.Put(bp)
 				return nil, err
 			}
 			break
 		}
 	}
 	if !h2 && !plausibleRequestLine(buf[:n]) {
+		firstReadPool.Put(bp)
 		// Neither HTTP/2 nor HTTP/1.x (for example an invalid HTTP/2 preface): close without an
 		// HTTP/1.1 answer the client could not read anyway.
 		p.h.guardSt.protoErr.Inc()
 		return nil, io.EOF
 	}
-	return p.wrap(h2, &replayConn{Conn: p.Conn, pending: buf[:n]}), nil
+	return p.wrap(h2, &replayConn{Conn: p.Conn, pending: buf[:n], buf: bp}), nil
 }
 
-// firstReadBytes is the size of the first read of an AUTO connection.
-const firstReadBytes = 1024
+// firstReadBytes is the size of the first read of an AUTO connection: large enough that a
+// request written at once is checked whole (head and body) before any of it is delivered.
+const firstReadBytes = 4096
+
+var firstReadPool = sync.Pool{New: func() any { b := make([]byte, firstReadBytes); return &b }}
 
 // plausibleRequestLine reports whether the first bytes of a connection can begin an HTTP/1.x
 // request: when the first line is complete it must end in " HTTP/1.0" or " HTTP/1.1" (the
 // HTTP/1.1 guard checks the rest).
 func plausibleRequestLine(b []byte) bool {
-	for len(b) >= 2 && b[0] == '\r' && b[1] == '\n' {
-		b = b[2:] // empty lines before the request line are allowed (RFC 9112 section 2.2)
-	}
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
 		return true
@@ -222,16 +225,22 @@ func (p *protoConn) hijacked() {
 	}
 }
 
-// replayConn returns pending before reading from the connection.
+// replayConn returns pending, read from the connection before, then reads on; buf, the pooled
+// buffer pending lives in, goes back to the pool once pending is consumed.
 type replayConn struct {
 	net.Conn
 	pending []byte
+	buf     *[]byte
 }
 
 func (r *replayConn) Read(b []byte) (int, error) {
 	if len(r.pending) > 0 {
 		n := copy(b, r.pending)
 		r.pending = r.pending[n:]
+		if len(r.pending) == 0 && r.buf != nil {
+			firstReadPool.Put(r.buf)
+			r.buf, r.pending = nil, nil
+		}
 		return n, nil
 	}
 	return r.Conn.Read(b)
