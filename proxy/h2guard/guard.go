@@ -206,14 +206,18 @@ type Conn struct {
 	lastStream uint32
 	err        *Error
 
-	// Shared between the two sides.
-	mu        sync.Mutex
-	out       outState
-	streams   map[uint32]int64 // open stream -> unix nanos it was opened
-	ctrlOwed  int              // PING and SETTINGS frames received and not yet acknowledged
-	dataSent  int
-	closed    bool
-	goAwaySet bool
+	// Shared between the two sides. wmu serializes writes to the connection (the library's and
+	// the GOAWAY) and is held during them; mu guards the fields below and is never held during
+	// I/O, so that a write blocked on a client that does not read stops neither the reading
+	// side nor Close.
+	wmu      sync.Mutex
+	mu       sync.Mutex
+	out      outState
+	streams  map[uint32]int64 // open stream -> unix nanos it was opened
+	ctrlOwed int              // PING and SETTINGS frames received and not yet acknowledged
+	dataSent int
+	closed   bool
+	broken   bool // a library write failed: where the outbound frame ends is unknown
 }
 
 // headerBlock is the header block being received (HEADERS then CONTINUATION frames).
@@ -619,12 +623,20 @@ func (g *Conn) fail(err error) {
 		g.lim.OnViolation(ge.Violation)
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.closed {
+		g.mu.Unlock()
 		return
 	}
-	g.closed = true
-	if g.prefaceOK && g.out.have == 0 && g.out.left == 0 {
+	g.closed = true // the library's later writes fail
+	g.mu.Unlock()
+	// A library write in progress may be blocked on a client that does not read (a control
+	// flood): the deadline bounds the wait for it.
+	g.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	g.wmu.Lock()
+	g.mu.Lock()
+	boundary := g.out.have == 0 && g.out.left == 0 && !g.broken
+	g.mu.Unlock()
+	if g.prefaceOK && boundary {
 		var f [headerLen + 8]byte
 		f[2] = 8
 		f[3] = frameGoAway
@@ -633,6 +645,7 @@ func (g *Conn) fail(err error) {
 		g.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 		g.Conn.Write(f[:])
 	}
+	g.wmu.Unlock()
 	if cw, ok := g.Conn.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	} else {
@@ -642,16 +655,25 @@ func (g *Conn) fail(err error) {
 
 // Write implements net.Conn: the library's bytes pass through unchanged.
 func (g *Conn) Write(p []byte) (int, error) {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.closed {
+		g.mu.Unlock()
 		return 0, net.ErrClosed
 	}
 	g.follow(p)
-	return g.Conn.Write(p)
+	g.mu.Unlock()
+	n, err := g.Conn.Write(p)
+	if err != nil {
+		g.mu.Lock()
+		g.broken = true
+		g.mu.Unlock()
+	}
+	return n, err
 }
 
-// follow tracks frame boundaries and counts in the library's outbound bytes.
+// follow tracks frame boundaries and counts in the library's outbound bytes; g.mu is held.
 func (g *Conn) follow(p []byte) {
 	o := &g.out
 	for len(p) > 0 {
