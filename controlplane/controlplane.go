@@ -91,7 +91,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	b := &builder{mesh: meshCfg, sources: sources, log: log}
-	b.problems = newProblems(log, b.version.Load)
+	b.problems = newProblems(log)
 	ar, err := autoregister.New(autoregister.Options{
 		Grace:        o.AutoRegisterGrace,
 		Logger:       log,
@@ -104,14 +104,14 @@ func Run(ctx context.Context, o Options) error {
 	b.sources = append(b.sources, namedSource{"autoregister", ar})
 
 	srv, err := xds.New(xds.Options{
-		Generator:    translate.New(translate.Options{Report: b.problems.report}),
+		Generator:    b.problems.generator(translate.New(translate.Options{Report: b.problems.report})),
 		Debounce:     o.Debounce,
 		MaxDelay:     o.MaxDelay,
 		Registerer:   reg,
 		Logger:       log,
 		ControlPlane: hostname(),
 		OnConnect:    ar.OnConnect,
-		OnDisconnect: ar.OnDisconnect,
+		OnDisconnect: func(p *translate.Proxy) { ar.OnDisconnect(p); b.problems.forget(p) },
 	})
 	if err != nil {
 		return fmt.Errorf("starting xDS server: %w", err)

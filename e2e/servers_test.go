@@ -23,6 +23,8 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // listen opens a TCP listener on ip (a 127.0.0.0/8 address) and a free port, closed at cleanup.
@@ -106,24 +108,15 @@ func startWebSocket(t *testing.T, ip, name string) int {
 func startTCPEcho(t *testing.T, ip, name string) int {
 	t.Helper()
 	ln, port := listen(t, ip)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	testenv.Serve(t, ln, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			if _, err := fmt.Fprintf(c, "%s: %s\n", name, sc.Text()); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					if _, err := fmt.Fprintf(c, "%s: %s\n", name, sc.Text()); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 	return port
 }
 

@@ -1,12 +1,10 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"sort"
-	"strconv"
-	"strings"
+	"maps"
+	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -26,117 +24,65 @@ import (
 func (p *Proxy) Apply(typeURL string, set map[string]*xdsclient.Resource) error {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
-	var err error
-	switch typeURL {
-	case xdsclient.ClusterType:
-		err = p.applyClusters(set)
-	case xdsclient.EndpointType:
-		err = p.applyEndpoints(set)
-	case xdsclient.ListenerType:
-		err = p.applyListeners(set)
-	case xdsclient.RouteType:
-		err = p.applyRoutes(set)
-	case xdsclient.SecretType:
-		err = p.applySecrets(set)
-	case xdsclient.ExtensionConfigType:
-		err = p.applyNameTable(set)
-	default:
-		err = fmt.Errorf("unsupported resource type %s", typeURL)
+	a, ok := appliers[typeURL]
+	if !ok {
+		a = applier{prefix: "xds.unknown", short: "unknown", apply: func(*Proxy, map[string]*xdsclient.Resource) error {
+			return fmt.Errorf("unsupported resource type %s", typeURL)
+		}}
 	}
-	prefix, short := statScope(typeURL)
-	tags := []stats.Tag{{Name: "type", Value: short}}
-	if err != nil {
-		p.stats.Counter(prefix+".update_rejected", "envoy_xds_update_rejected", tags...).Inc()
+	tags := []stats.Tag{{Name: "type", Value: a.short}}
+	if err := a.apply(p, set); err != nil {
+		p.stats.Counter(a.prefix+".update_rejected", "envoy_xds_update_rejected", tags...).Inc()
 		return err
 	}
-	p.stats.Counter(prefix+".update_success", "envoy_xds_update_success", tags...).Inc()
+	p.stats.Counter(a.prefix+".update_success", "envoy_xds_update_success", tags...).Inc()
 	p.updateGauges()
 	return nil
 }
 
-// statScope returns the Envoy stat prefix of a type's updates (cluster_manager.cds,
-// listener_manager.lds, ...) and the short type name.
-func statScope(t string) (prefix, short string) {
-	switch t {
-	case xdsclient.ClusterType:
-		return "cluster_manager.cds", "cds"
-	case xdsclient.EndpointType:
-		return "cluster_manager.eds", "eds"
-	case xdsclient.ListenerType:
-		return "listener_manager.lds", "lds"
-	case xdsclient.RouteType:
-		return "route_manager.rds", "rds"
-	case xdsclient.SecretType:
-		return "secret_manager.sds", "sds"
-	case xdsclient.ExtensionConfigType:
-		return "extension_config_discovery", "ecds"
-	}
-	return "xds.unknown", "unknown"
+// applier is how one xDS type is applied: its Envoy stat prefix (cluster_manager.cds, ...), its
+// short name and the step that compiles and publishes a set of it.
+type applier struct {
+	prefix, short string
+	apply         func(p *Proxy, set map[string]*xdsclient.Resource) error
+}
+
+var appliers = map[string]applier{
+	xdsclient.ClusterType:         {"cluster_manager.cds", "cds", (*Proxy).applyClusters},
+	xdsclient.EndpointType:        {"cluster_manager.eds", "eds", (*Proxy).applyEndpoints},
+	xdsclient.ListenerType:        {"listener_manager.lds", "lds", (*Proxy).applyListeners},
+	xdsclient.RouteType:           {"route_manager.rds", "rds", (*Proxy).applyRoutes},
+	xdsclient.SecretType:          {"secret_manager.sds", "sds", (*Proxy).applySecrets},
+	xdsclient.ExtensionConfigType: {"extension_config_discovery", "ecds", (*Proxy).applyNameTable},
 }
 
 // updateGauges refreshes the manager gauges after an update.
 func (p *Proxy) updateGauges() {
 	rt := p.rt.Load()
 	p.gauges.activeClusters.Set(int64(len(rt.Clusters)))
-	p.lmu.Lock()
-	p.gauges.listenersActive.Set(int64(len(p.listeners)))
-	p.gauges.listenersWarming.Set(int64(len(p.warming)))
-	p.lmu.Unlock()
-}
-
-// unchanged reports whether res is byte-identical to the resource accepted before.
-func unchanged(prev, res *xdsclient.Resource) bool {
-	return prev != nil && res != nil && prev.Any != nil && res.Any != nil &&
-		bytes.Equal(prev.Any.GetValue(), res.Any.GetValue())
-}
-
-// sortedNames returns the map's keys in order, so error messages are stable.
-func sortedNames[V any](set map[string]V) []string {
-	out := make([]string, 0, len(set))
-	for n := range set {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func (p *Proxy) applyClusters(set map[string]*xdsclient.Resource) error {
 	old := p.rt.Load()
-	next := make(map[string]*upstream.Cluster, len(set))
-	var created []*upstream.Cluster
-	var errs []error
-	for _, name := range sortedNames(set) {
-		res := set[name]
-		c, ok := res.Message.(*clusterv3.Cluster)
-		if !ok {
-			errs = append(errs, fmt.Errorf("cluster %q: not a Cluster", name))
-			continue
-		}
-		if prev := old.Clusters[name]; prev != nil && unchanged(old.Resources[xdsclient.ClusterType][name], res) {
-			next[name] = prev
-			continue
-		}
-		uc, err := upstream.Compile(c, p.deps)
-		if err != nil {
-			errs = append(errs, named("cluster", name, err))
-			continue
-		}
-		created = append(created, uc)
-		if isEDS(c) {
+	next, created, err := xdsclient.CompileSet("cluster", set, old.Resources[xdsclient.ClusterType], old.Clusters,
+		func(_ string, c *clusterv3.Cluster) (*upstream.Cluster, error) {
+			uc, err := upstream.Compile(c, p.deps)
+			if err != nil || !isEDS(c) {
+				return uc, err
+			}
 			if r := old.Resources[xdsclient.EndpointType][edsName(c)]; r != nil {
 				if err := uc.SetEndpoints(r.Message.(*endpointv3.ClusterLoadAssignment)); err != nil {
-					errs = append(errs, fmt.Errorf("cluster %q: endpoints %q: %w", name, edsName(c), err))
-					continue
+					uc.Close()
+					return nil, fmt.Errorf("endpoints %q: %w", edsName(c), err)
 				}
 			}
-		}
-		next[name] = uc
-	}
-	if len(errs) > 0 {
+			return uc, nil
+		})
+	if err != nil {
 		for _, c := range created {
 			c.Close()
 		}
-		return errors.Join(errs...)
+		return err
 	}
 	rt := old.clone()
 	rt.Clusters = next
@@ -174,7 +120,7 @@ func (p *Proxy) applyEndpoints(set map[string]*xdsclient.Resource) error {
 		cla *endpointv3.ClusterLoadAssignment
 	}
 	var jobs []job
-	for _, name := range sortedNames(old.Clusters) {
+	for _, name := range slices.Sorted(maps.Keys(old.Clusters)) {
 		c := old.Resources[xdsclient.ClusterType][name].Message.(*clusterv3.Cluster)
 		if !isEDS(c) {
 			continue
@@ -188,7 +134,7 @@ func (p *Proxy) applyEndpoints(set map[string]*xdsclient.Resource) error {
 			}
 			continue
 		}
-		if unchanged(prevSet[en], res) {
+		if res.SameBytes(prevSet[en]) {
 			continue
 		}
 		cla, ok := res.Message.(*endpointv3.ClusterLoadAssignment)
@@ -217,55 +163,25 @@ func (p *Proxy) applyEndpoints(set map[string]*xdsclient.Resource) error {
 
 func (p *Proxy) applyRoutes(set map[string]*xdsclient.Resource) error {
 	old := p.rt.Load()
-	next := make(map[string]*route.Table, len(set))
-	var errs []error
-	for _, name := range sortedNames(set) {
-		res := set[name]
-		if prev := old.Routes[name]; prev != nil && unchanged(old.Resources[xdsclient.RouteType][name], res) {
-			next[name] = prev
-			continue
-		}
-		rc, ok := res.Message.(*routev3.RouteConfiguration)
-		if !ok {
-			errs = append(errs, fmt.Errorf("route configuration %q: not a RouteConfiguration", name))
-			continue
-		}
-		t, err := route.Compile(rc)
-		if err != nil {
-			errs = append(errs, named("route configuration", name, err))
-			continue
-		}
-		next[name] = t
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	next, _, err := xdsclient.CompileSet("route configuration", set, old.Resources[xdsclient.RouteType], old.Routes,
+		func(_ string, rc *routev3.RouteConfiguration) (*route.Table, error) { return route.Compile(rc) })
+	if err != nil {
+		return err
 	}
 	rt := old.clone()
 	rt.Routes = next
 	rt.Resources[xdsclient.RouteType] = set
 	p.publish(rt)
-	p.activateWarm()
+	p.lds.ActivateWarm()
 	return nil
 }
 
 func (p *Proxy) applySecrets(set map[string]*xdsclient.Resource) error {
 	old := p.rt.Load()
-	next := make(map[string]*tlsv3.Secret, len(set))
-	var errs []error
-	for _, name := range sortedNames(set) {
-		s, ok := set[name].Message.(*tlsv3.Secret)
-		if !ok {
-			errs = append(errs, fmt.Errorf("secret %q: not a Secret", name))
-			continue
-		}
-		if err := validateSecret(s); err != nil {
-			errs = append(errs, fmt.Errorf("secret %q: %w", name, err))
-			continue
-		}
-		next[name] = s
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	next, _, err := xdsclient.CompileSet("secret", set, old.Resources[xdsclient.SecretType], old.Secrets,
+		func(_ string, s *tlsv3.Secret) (*tlsv3.Secret, error) { return s, validateSecret(s) })
+	if err != nil {
+		return err
 	}
 	rt := old.clone()
 	rt.Secrets = next
@@ -316,13 +232,4 @@ func (p *Proxy) refsOf(res *xdsclient.Resource) refs {
 	r.collect(res.Message)
 	p.refCache[res] = r
 	return r
-}
-
-// named wraps a compile error with the resource's kind and name, unless the compiler already
-// named it (so a NACK reads `listener "http": ...` once).
-func named(kind, name string, err error) error {
-	if strings.Contains(err.Error(), kind+" "+strconv.Quote(name)) {
-		return err
-	}
-	return fmt.Errorf("%s %q: %w", kind, name, err)
 }

@@ -28,7 +28,7 @@ func (a adminSource) Ready() (bool, string) {
 }
 
 // DrainListeners implements /drain_listeners.
-func (a adminSource) DrainListeners(inboundOnly bool) { a.p.drainAll(inboundOnly) }
+func (a adminSource) DrainListeners(inboundOnly bool) { a.p.lds.DrainAll(inboundOnly) }
 
 // Quit implements /quitquitquit.
 func (a adminSource) Quit() { a.p.Quit() }
@@ -66,7 +66,7 @@ func (a adminSource) ConfigDump(resource string) (*adminv3.ConfigDump, error) {
 	for _, r := range sortedResources(rt.Resources[xdsclient.ClusterType]) {
 		clusters = append(clusters, &adminv3.ClustersConfigDump_DynamicCluster{VersionInfo: r.Version, Cluster: r.Any, LastUpdated: ts(r)})
 	}
-	warming := a.p.warmingResources()
+	warming := a.p.lds.WarmingResources()
 	var listeners []*adminv3.ListenersConfigDump_DynamicListener
 	for _, r := range sortedResources(rt.Resources[xdsclient.ListenerType]) {
 		dl := &adminv3.ListenersConfigDump_DynamicListener{Name: r.Name}

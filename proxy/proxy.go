@@ -1,7 +1,8 @@
 // Package proxy is strait-proxy's core: it connects the xDS client to the compilers of the data
-// plane packages, publishes each compiled generation of configuration (a Runtime) through one
-// atomic pointer, owns the lifecycle of listeners (bind new ones, drain removed or changed ones),
-// serves the admin interface and drains on shutdown.
+// plane packages (one compile step for every type, xdsclient.CompileSet), publishes each compiled
+// generation of configuration (a Runtime) through one atomic pointer, hands LDS updates to the
+// listener manager (package lds: warming, hand-over, drain), serves the admin interface and
+// drains on shutdown.
 //
 // The Proxy is the glue between packages: it implements the small Env interfaces that l7, l4,
 // listener and tlsx declare by reading the current Runtime, so request handling never takes a
@@ -24,7 +25,7 @@ import (
 
 	"github.com/strait-mesh/strait/internal/nametable"
 	"github.com/strait-mesh/strait/proxy/admin"
-	"github.com/strait-mesh/strait/proxy/listener"
+	"github.com/strait-mesh/strait/proxy/lds"
 	"github.com/strait-mesh/strait/proxy/overload"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/tlsx"
@@ -53,17 +54,10 @@ type Proxy struct {
 	applyMu  sync.Mutex                   // serializes Apply (the xDS goroutine) with shutdown
 	refCache map[*xdsclient.Resource]refs // guarded by applyMu
 
-	lmu       sync.Mutex
-	listeners map[string]*activeListener // serving, by listener name
-	warming   map[string]*activeListener // compiled, waiting for their routes
-	registry  listener.Registry          // for use_original_dst hand-off
-	draining  sync.WaitGroup             // listeners draining after removal or change
-
-	inboundDrained atomic.Bool // /drain_listeners?inboundonly was called
-	allDrained     atomic.Bool // /drain_listeners or shutdown: listeners stay closed
+	lds *lds.Manager // the listeners: warming, hand-over, drain
 
 	gauges struct {
-		connected, activeClusters, listenersActive, listenersWarming, listenersDraining *stats.Gauge
+		connected, activeClusters *stats.Gauge
 	}
 
 	gotCDS, gotLDS atomic.Bool
@@ -96,21 +90,17 @@ func New(opts Options) (*Proxy, error) {
 		return nil, fmt.Errorf("configuring proxy: %w", err)
 	}
 	p := &Proxy{
-		opts:      opts,
-		log:       opts.Logger,
-		stats:     stats.NewStore(),
-		listeners: map[string]*activeListener{},
-		warming:   map[string]*activeListener{},
-		refCache:  map[*xdsclient.Resource]refs{},
-		quit:      make(chan struct{}),
-		done:      make(chan struct{}),
+		opts:     opts,
+		log:      opts.Logger,
+		stats:    stats.NewStore(),
+		refCache: map[*xdsclient.Resource]refs{},
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	p.rt.Store(emptyRuntime())
 	p.gauges.connected = p.stats.Gauge("control_plane.connected_state", "envoy_control_plane_connected_state")
 	p.gauges.activeClusters = p.stats.Gauge("cluster_manager.active_clusters", "envoy_cluster_manager_active_clusters")
-	p.gauges.listenersActive = p.stats.Gauge("listener_manager.total_listeners_active", "envoy_listener_manager_total_listeners_active")
-	p.gauges.listenersWarming = p.stats.Gauge("listener_manager.total_listeners_warming", "envoy_listener_manager_total_listeners_warming")
-	p.gauges.listenersDraining = p.stats.Gauge("listener_manager.total_listeners_draining", "envoy_listener_manager_total_listeners_draining")
+	p.lds = p.newListeners()
 	p.overload = overload.New(overload.Config{
 		MemoryLimit:    opts.MemoryLimit,
 		MaxConnections: opts.MaxConnections,
@@ -233,12 +223,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.log.Info("quitquitquit; draining", "drain_duration", p.opts.DrainDuration)
 	}
 	p.drainingAll.Store(true)
-	p.drainAll(false)
-	p.waitDrained(p.opts.DrainDuration)
+	p.lds.DrainAll(false)
+	p.lds.WaitDrained(p.opts.DrainDuration)
 	stopXDS()
 	<-xdone
 	p.applyMu.Lock()
-	p.closeListeners()
+	p.lds.Close()
 	for _, c := range p.rt.Load().Clusters {
 		c.Close()
 	}
@@ -294,26 +284,19 @@ func (p *Proxy) markReceived(typeURL string) {
 // LIVE, then DRAINING after shutdown began.
 func (p *Proxy) State() string {
 	switch {
-	case p.drainingAll.Load() || p.allDrained.Load():
+	case p.drainingAll.Load() || p.lds.Drained():
 		return StateDraining
-	case p.gotCDS.Load() && p.gotLDS.Load() && p.warmingCount() == 0 && p.endpointsWarm():
+	case p.gotCDS.Load() && p.gotLDS.Load() && p.lds.WarmingCount() == 0 && p.endpointsWarm():
 		return StateLive
 	}
 	return StatePreInitializing
-}
-
-// warmingCount returns the number of listeners waiting for their routes.
-func (p *Proxy) warmingCount() int {
-	p.lmu.Lock()
-	defer p.lmu.Unlock()
-	return len(p.warming)
 }
 
 // endpointsWarm reports whether every EDS cluster has received its endpoints and every DNS
 // cluster its first resolution, or the initial
 // fetch timeout since the first clusters has passed (as Envoy's cluster warming).
 func (p *Proxy) endpointsWarm() bool {
-	if t := p.firstCDS.Load(); t != nil && time.Since(*t) > warmingTimeout {
+	if t := p.firstCDS.Load(); t != nil && time.Since(*t) > lds.WarmingTimeout {
 		return true
 	}
 	rt := p.rt.Load()

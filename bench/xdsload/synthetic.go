@@ -25,6 +25,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/translate"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // synthetic is a Generator with realistic resource counts and sizes, standing in for the real
@@ -50,7 +51,7 @@ func (g *synthetic) Generate(snap *mesh.Snapshot, p *translate.Proxy) (translate
 	if len(p.IPs) > 0 {
 		ip = p.IPs[0]
 	}
-	inbound, err := tcpListener("virtualInbound", ip, 15006, "InboundPassthroughCluster")
+	inbound, err := tcpListener(vocab.VirtualInbound, ip, vocab.InboundCapturePort, vocab.InboundPassthroughCluster)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +76,7 @@ func (g *synthetic) sharedFor(snap *mesh.Snapshot) (translate.Resources, error) 
 	for _, svc := range snap.Services {
 		key := mesh.ServiceKey{Hostname: svc.Hostname, Namespace: svc.Namespace}
 		for _, port := range svc.Ports {
-			name := fmt.Sprintf("outbound|%d||%s", port.Number, svc.Hostname)
+			name := vocab.OutboundClusterName(port.Number, "", svc.Hostname)
 			clusters = append(clusters, edsCluster(name))
 			cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 			lle := &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{Region: "eu", Zone: "eu-1"}}
@@ -116,17 +117,17 @@ func (g *synthetic) sharedFor(snap *mesh.Snapshot) (translate.Resources, error) 
 		}
 	}
 	clusters = append(clusters,
-		&clusterv3.Cluster{Name: "PassthroughCluster", ConnectTimeout: durationpb.New(10 * time.Second),
+		&clusterv3.Cluster{Name: vocab.PassthroughCluster, ConnectTimeout: durationpb.New(10 * time.Second),
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
 			LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED},
-		&clusterv3.Cluster{Name: "BlackHoleCluster", ConnectTimeout: durationpb.New(10 * time.Second),
+		&clusterv3.Cluster{Name: vocab.BlackHoleCluster, ConnectTimeout: durationpb.New(10 * time.Second),
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}},
 	)
 	var rcs []types.Resource
 	for _, port := range ports {
 		rcs = append(rcs, routes[port])
 	}
-	outbound, err := tcpListener("virtualOutbound", "0.0.0.0", 15001, "PassthroughCluster")
+	outbound, err := tcpListener(vocab.VirtualOutbound, "0.0.0.0", vocab.OutboundCapturePort, vocab.PassthroughCluster)
 	if err != nil {
 		return nil, err
 	}
@@ -176,10 +177,10 @@ func tcpListener(name, ip string, port uint32, cluster string) (*listenerv3.List
 		Address: socketAddress(ip, port),
 		FilterChains: []*listenerv3.FilterChain{{
 			Name: cluster,
-			Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.tcp_proxy",
+			Filters: []*listenerv3.Filter{{Name: vocab.FilterTCPProxy,
 				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tp}}},
 		}},
-		UseOriginalDst: wrapperspb.Bool(port == 15001),
+		UseOriginalDst: wrapperspb.Bool(port == vocab.OutboundCapturePort),
 	}, nil
 }
 

@@ -16,6 +16,8 @@ import (
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 	"sigs.k8s.io/yaml"
+
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // DefaultMeshConfig returns Istio's default MeshConfig: the values istiod uses for fields a mesh
@@ -39,8 +41,8 @@ func DefaultMeshConfig() *meshconfig.MeshConfig {
 		LocalityLbSetting:              &networking.LocalityLoadBalancerSetting{Enabled: wrapperspb.Bool(true)},
 		DefaultConfig:                  DefaultProxyConfig(),
 		RootNamespace:                  "istio-system",
-		ProxyListenPort:                15001,
-		ProxyInboundListenPort:         15006,
+		ProxyListenPort:                vocab.OutboundCapturePort,
+		ProxyInboundListenPort:         vocab.InboundCapturePort,
 		ConnectTimeout:                 durationpb.New(10 * time.Second),
 		ProtocolDetectionTimeout:       durationpb.New(0),
 		DefaultServiceExportTo:         []string{"*"},
@@ -67,11 +69,11 @@ func DefaultProxyConfig() *meshconfig.ProxyConfig {
 		ClusterName:                     &meshconfig.ProxyConfig_ServiceCluster{ServiceCluster: "istio-proxy"},
 		DrainDuration:                   durationpb.New(45 * time.Second),
 		TerminationDrainDuration:        durationpb.New(5 * time.Second),
-		ProxyAdminPort:                  15000,
+		ProxyAdminPort:                  vocab.AdminPort,
 		ControlPlaneAuthPolicy:          meshconfig.AuthenticationPolicy_MUTUAL_TLS,
 		DiscoveryAddress:                "istiod.istio-system.svc:15012",
 		StatNameLength:                  189,
-		StatusPort:                      15020,
+		StatusPort:                      vocab.StatusPort,
 		ProxyStatsMatcher:               &meshconfig.ProxyConfig_ProxyStatsMatcher{},
 		HoldApplicationUntilProxyStarts: wrapperspb.Bool(false),
 		Tracing: &meshconfig.Tracing{Tracer: &meshconfig.Tracing_Zipkin_{
@@ -223,6 +225,9 @@ func validateMeshConfig(origin string, mc *meshconfig.MeshConfig) error {
 	validateExportTo(&fe, "defaultVirtualServiceExportTo", mc.DefaultVirtualServiceExportTo)
 	validateExportTo(&fe, "defaultDestinationRuleExportTo", mc.DefaultDestinationRuleExportTo)
 	validateDuration(&fe, "connectTimeout", mc.ConnectTimeout)
+	if r := mc.DefaultHttpRetryPolicy; r != nil {
+		validateRetries(&fe, "defaultHttpRetryPolicy", r)
+	}
 	validateDuration(&fe, "dnsRefreshRate", mc.DnsRefreshRate)
 	if mc.ProxyListenPort > 65535 {
 		fe.add("proxyListenPort", "port %d must be in 1-65535", mc.ProxyListenPort)

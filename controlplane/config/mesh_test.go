@@ -87,6 +87,8 @@ func TestLoadMeshConfigErrors(t *testing.T) {
 		{"defaultDestinationRuleExportTo: ['*', '.']", "defaultDestinationRuleExportTo", "cannot be combined"},
 		{"accessLogFile: [a]", "accessLogFile", "expected a string"},
 		{"rootNamespace: Bad_NS", "rootNamespace", "invalid namespace"},
+		{"defaultHttpRetryPolicy: {attempts: 2, retryOn: 'reset,bogus'}", "defaultHttpRetryPolicy.retryOn", "bogus"},
+		{"defaultHttpRetryPolicy: {attempts: -1}", "defaultHttpRetryPolicy.attempts", "negative"},
 	}
 	for _, tc := range cases {
 		_, err := ParseMeshConfig("mesh.yaml", []byte(tc.data))

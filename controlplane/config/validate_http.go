@@ -2,10 +2,13 @@ package config
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // validateRedirect checks an HTTP redirect.
@@ -79,15 +82,6 @@ func validateRewrite(fe *fieldErrs, p string, r *networking.HTTPRewrite) {
 	}
 }
 
-// retryOnPolicies are the retry conditions Envoy understands for x-envoy-retry-on and
-// x-envoy-retry-grpc-on.
-var retryOnPolicies = map[string]bool{
-	"5xx": true, "gateway-error": true, "reset": true, "reset-before-request": true, "connect-failure": true,
-	"envoy-ratelimited": true, "retriable-4xx": true, "refused-stream": true, "retriable-status-codes": true,
-	"retriable-headers": true, "http3-post-connect-failure": true,
-	"cancelled": true, "deadline-exceeded": true, "internal": true, "resource-exhausted": true, "unavailable": true,
-}
-
 // validateRetries checks a retry policy.
 func validateRetries(fe *fieldErrs, p string, r *networking.HTTPRetry) {
 	if r.Attempts < 0 {
@@ -98,23 +92,15 @@ func validateRetries(fe *fieldErrs, p string, r *networking.HTTPRetry) {
 	if r.RetryOn != "" {
 		for _, pol := range strings.Split(r.RetryOn, ",") {
 			pol = strings.TrimSpace(pol)
-			if retryOnPolicies[pol] {
+			if _, ok := vocab.LookupRetryCondition(pol); ok {
 				continue
 			}
-			if code, err := strconv.Atoi(pol); err == nil && code >= 100 && code <= 599 {
-				continue // a status code for retriable-status-codes
+			if code, err := strconv.Atoi(pol); err == nil && http.StatusText(code) != "" {
+				continue // a status code for retriable-status-codes (Istio: one net/http knows)
 			}
 			fe.add(p+".retryOn", "unknown retry condition %s", quoteShort(pol))
 		}
 	}
-}
-
-// grpcStatusNames are the gRPC status code names accepted for fault.abort.grpcStatus.
-var grpcStatusNames = map[string]bool{
-	"OK": true, "CANCELLED": true, "UNKNOWN": true, "INVALID_ARGUMENT": true, "DEADLINE_EXCEEDED": true,
-	"NOT_FOUND": true, "ALREADY_EXISTS": true, "PERMISSION_DENIED": true, "RESOURCE_EXHAUSTED": true,
-	"FAILED_PRECONDITION": true, "ABORTED": true, "OUT_OF_RANGE": true, "UNIMPLEMENTED": true, "INTERNAL": true,
-	"UNAVAILABLE": true, "DATA_LOSS": true, "UNAUTHENTICATED": true,
 }
 
 // validateFault checks fault injection.
@@ -151,10 +137,8 @@ func validateFault(fe *fieldErrs, p string, f *networking.HTTPFaultInjection) {
 				fe.add(ap+".httpStatus", "HTTP status %d must be in 200-599", t.HttpStatus)
 			}
 		case *networking.HTTPFaultInjection_Abort_GrpcStatus:
-			if !grpcStatusNames[t.GrpcStatus] {
-				if n, err := strconv.Atoi(t.GrpcStatus); err != nil || n < 0 || n > 16 {
-					fe.add(ap+".grpcStatus", "invalid gRPC status %s (want a code name like UNAVAILABLE)", quoteShort(t.GrpcStatus))
-				}
+			if _, ok := vocab.GRPCStatus(t.GrpcStatus); !ok {
+				fe.add(ap+".grpcStatus", "invalid gRPC status %s (want a code name like UNAVAILABLE)", quoteShort(t.GrpcStatus))
 			}
 		case *networking.HTTPFaultInjection_Abort_Http2Error:
 			fe.add(ap+".http2Error", "http2Error is not supported")

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // mustDecode decodes one document that must decode cleanly.
@@ -55,6 +57,7 @@ func TestValidateRejects(t *testing.T) {
 		{"vs timeout too small", "VirtualService", "  hosts: [a]\n  http:\n  - timeout: 0.5ms\n" + route, "spec.http[0].timeout", "1ms"},
 		{"vs per try timeout", "VirtualService", "  hosts: [a]\n  http:\n  - retries: {attempts: 2, perTryTimeout: 100us}\n" + route, "spec.http[0].retries.perTryTimeout", "1ms"},
 		{"vs retryOn", "VirtualService", "  hosts: [a]\n  http:\n  - retries: {attempts: 2, retryOn: '5xx,bogus'}\n" + route, "spec.http[0].retries.retryOn", "bogus"},
+		{"vs retryOn status", "VirtualService", "  hosts: [a]\n  http:\n  - retries: {attempts: 2, retryOn: '5xx,599'}\n" + route, "spec.http[0].retries.retryOn", "599"},
 		{"vs negative attempts", "VirtualService", "  hosts: [a]\n  http:\n  - retries: {attempts: -2}\n" + route, "spec.http[0].retries.attempts", "negative"},
 		{"vs fault percent", "VirtualService", "  hosts: [a]\n  http:\n  - fault: {abort: {httpStatus: 503, percentage: {value: 150}}}\n" + route, "spec.http[0].fault.abort.percentage.value", "0-100"},
 		{"vs fault status", "VirtualService", "  hosts: [a]\n  http:\n  - fault: {abort: {httpStatus: 99}}\n" + route, "spec.http[0].fault.abort.httpStatus", "200-599"},
@@ -174,6 +177,15 @@ func TestValidateRejects(t *testing.T) {
 	}
 }
 
+// everyRetryCondition lists every retry condition vocab knows, as a retryOn value.
+func everyRetryCondition() string {
+	var on vocab.RetryOn
+	for _, c := range vocab.RetryConditions() {
+		on |= c.On
+	}
+	return on.String()
+}
+
 func TestValidateAccepts(t *testing.T) {
 	const route = "    route: [{destination: {host: a}}]\n"
 	cases := []struct{ name, kind, spec string }{
@@ -184,6 +196,7 @@ func TestValidateAccepts(t *testing.T) {
 		{"vs root delegate", "VirtualService", "  hosts: [a]\n  http:\n  - delegate: {name: child, namespace: other}\n"},
 		{"vs zero timeout", "VirtualService", "  hosts: [a]\n  http:\n  - timeout: 0s\n" + route},
 		{"vs header presence", "VirtualService", "  hosts: [a]\n  http:\n  - match: [{headers: {x-a: {}}}]\n" + route},
+		{"vs retryOn every condition", "VirtualService", "  hosts: [a]\n  http:\n  - retries: {attempts: 2, retryOn: '" + everyRetryCondition() + ",503,429'}\n" + route},
 		{"dr wildcard", "DestinationRule", "  host: '*.example.com'\n"},
 		{"se static selector", "ServiceEntry", "  hosts: [a.com]\n  resolution: STATIC\n  workloadSelector: {labels: {app: a}}\n  ports: [{number: 80, name: http, protocol: http}]\n"},
 		{"se none cidr", "ServiceEntry", "  hosts: ['*.a.com']\n  addresses: [10.0.0.0/8]\n  resolution: NONE\n"},

@@ -129,7 +129,7 @@ func newReporter() *reporter { return &reporter{} }
 func (r *reporter) report(_ *translate.Proxy, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, e := range unjoin(err) {
+	for _, e := range config.Errors(err) {
 		r.reports = append(r.reports, e.Error())
 	}
 }
@@ -185,20 +185,6 @@ func renderWith(t testing.TB, g translate.Generator, r *reporter, snap *mesh.Sna
 		t.Fatal(err)
 	}
 	return y
-}
-
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, unjoin(e)...)
-		}
-		return out
-	}
-	if err == nil {
-		return nil
-	}
-	return []error{err}
 }
 
 func resourceName(r proto.Message) string {

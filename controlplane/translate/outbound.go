@@ -23,6 +23,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/translate/cluster"
 	"github.com/strait-mesh/strait/controlplane/translate/endpoint"
 	"github.com/strait-mesh/strait/controlplane/translate/route"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // shareKey identifies output that is identical for every proxy with the same scope, selector
@@ -245,7 +246,7 @@ func edsTargets(snap *mesh.Snapshot, svc *registry.Service, port registry.Port, 
 	subsets := append([]*networking.Subset{nil}, dr.GetSubsets()...)
 	var out []edsTarget
 	for _, ss := range subsets {
-		name := cluster.OutboundName(port.Number, ss.GetName(), svc.Hostname)
+		name := vocab.OutboundClusterName(port.Number, ss.GetName(), svc.Hostname)
 		var c *clusterv3.Cluster
 		for _, x := range cs {
 			if x.GetName() == name {

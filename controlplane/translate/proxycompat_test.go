@@ -27,7 +27,7 @@ import (
 // knownProxyGaps are features the control plane emits (for Envoy and gRPC) that strait-proxy
 // does not implement yet; resources using them are expected to be rejected by its compilers.
 var knownProxyGaps = []string{
-	"field api_listener is not supported", // proxyless gRPC listeners: for grpc-go, not strait-proxy
+	"api_listener: not supported", // proxyless gRPC listeners: for grpc-go, not strait-proxy
 	"envoy.transport_sockets.upstream_proxy_protocol",
 }
 

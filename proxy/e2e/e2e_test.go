@@ -24,6 +24,8 @@ import (
 	"golang.org/x/net/http2"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // world is the standard setup: two HTTP backends (a behind a STATIC cluster, b behind an EDS
@@ -40,7 +42,7 @@ func newWorld(t *testing.T) *world {
 		ads:      newADS(t),
 		a:        newBackend(t, "a"),
 		b:        newBackend(t, "b"),
-		echo:     tcpEcho(t),
+		echo:     testenv.TCPEcho(t, ""),
 		httpAddr: freeAddr(t),
 		tcpAdr:   freeAddr(t),
 	}

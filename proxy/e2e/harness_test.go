@@ -384,26 +384,6 @@ func newBackend(t *testing.T, name string) *backend {
 	return b
 }
 
-// tcpEcho is a TCP echo server on loopback.
-func tcpEcho(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	return l.Addr().String()
-}
-
 // proxyProc is a running strait-proxy binary.
 type proxyProc struct {
 	t     *testing.T

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // Chain names created by Install.
@@ -31,7 +33,7 @@ var Chains = []string{ChainInbound, ChainInRedirect, ChainOutput, ChainRedirect}
 
 // ProxyPorts are the proxy's own ports (admin, outbound and inbound capture, HBONE, agent health
 // and merged metrics, Prometheus): inbound connections to them are never redirected.
-var ProxyPorts = []uint16{15000, 15001, 15006, 15008, 15020, 15021, 15090}
+var ProxyPorts = vocab.ProxyListenPorts()
 
 // Family is an IP family: IPv4 (iptables) or IPv6 (ip6tables).
 type Family int
@@ -82,19 +84,19 @@ type Config struct {
 // Defaults returns c with zero fields set to their defaults.
 func (c Config) Defaults() Config {
 	if c.ProxyUID == 0 {
-		c.ProxyUID = 1337
+		c.ProxyUID = vocab.ProxyUID
 	}
 	if c.ProxyGID == 0 {
-		c.ProxyGID = 1337
+		c.ProxyGID = vocab.ProxyUID
 	}
 	if c.OutboundPort == 0 {
-		c.OutboundPort = 15001
+		c.OutboundPort = vocab.OutboundCapturePort
 	}
 	if c.InboundPort == 0 {
-		c.InboundPort = 15006
+		c.InboundPort = vocab.InboundCapturePort
 	}
 	if c.DNSPort == 0 {
-		c.DNSPort = 15053
+		c.DNSPort = vocab.DNSPort
 	}
 	return c
 }
@@ -249,7 +251,7 @@ func Rules(c Config, fam Family) (string, error) {
 	// rest of the proxy's traffic leaves unchanged. The application's loopback traffic stays
 	// local.
 	for _, owner := range []string{"--uid-owner " + strconv.Itoa(c.ProxyUID), "--gid-owner " + strconv.Itoa(c.ProxyGID)} {
-		add("-A %s ! -d %s -o lo -p tcp ! --dport %d -m owner %s -j %s", ChainOutput, loop, 15008, owner, ChainInRedirect)
+		add("-A %s ! -d %s -o lo -p tcp ! --dport %d -m owner %s -j %s", ChainOutput, loop, vocab.HBONEPort, owner, ChainInRedirect)
 		add("-A %s -o lo -m owner ! %s -j RETURN", ChainOutput, owner)
 		add("-A %s -m owner %s -j RETURN", ChainOutput, owner)
 	}

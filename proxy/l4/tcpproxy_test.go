@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/sniff"
 	"github.com/strait-mesh/strait/proxy/stats"
@@ -25,26 +26,7 @@ import (
 // backend is a real TCP server on loopback that prefixes what it echoes with its tag.
 func backend(t *testing.T, tag string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte(tag))
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.TCPEcho(t, tag)
 }
 
 // dialer is a cluster stand-in that dials a fixed loopback address over real TCP.
@@ -89,22 +71,10 @@ func (e *env) WithOriginalDst(ctx context.Context, dst netip.AddrPort) context.C
 // listener does.
 func front(t *testing.T, p *TCPProxy) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			sc, _, _ := sniff.Inspect(c, sniff.Options{HTTP: true, Timeout: 20 * time.Millisecond, ContinueOnTimeout: true})
-			go p.ServeConn(sc, ConnInfo{Source: netip.MustParseAddrPort(c.RemoteAddr().String()), OriginalDst: netip.MustParseAddrPort("10.0.0.1:9000")})
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.ServeTCP(t, "127.0.0.1:0", func(c net.Conn) {
+		sc, _, _ := sniff.Inspect(c, sniff.Options{HTTP: true, Timeout: 20 * time.Millisecond, ContinueOnTimeout: true})
+		p.ServeConn(sc, ConnInfo{Source: netip.MustParseAddrPort(c.RemoteAddr().String()), OriginalDst: netip.MustParseAddrPort("10.0.0.1:9000")})
+	})
 }
 
 func echoOnce(t *testing.T, addr, msg string) string {

@@ -14,6 +14,7 @@ import (
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
 )
@@ -88,19 +89,10 @@ func TestWithUpstreamClusters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
+	addr := testenv.ServeTCP(t, "127.0.0.1:0", func(c net.Conn) {
 		pp.ServeConn(c, ConnInfo{Source: netip.MustParseAddrPort(c.RemoteAddr().String()), OriginalDst: target})
-	}()
-	if got := echoOnce(t, ln.Addr().String(), "pass"); got != "O:pass" {
+	})
+	if got := echoOnce(t, addr, "pass"); got != "O:pass" {
 		t.Fatalf("original_dst cluster: %q", got)
 	}
 }

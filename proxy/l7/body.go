@@ -45,6 +45,17 @@ func newReplayBody(src io.Reader, record bool, received *int64, onEOF *routeTime
 	return &replayBody{src: src, record: record, received: received, onEOF: onEOF}
 }
 
+// downstreamErr returns the error reading the downstream body failed with, if any; rb may be
+// nil (no body).
+func (rb *replayBody) downstreamErr() error {
+	if rb == nil {
+		return nil
+	}
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	return rb.err
+}
+
 // attempt returns a reader for a new upstream attempt; earlier attempts' readers fail from now
 // on. Call canReplay first for a retry.
 func (rb *replayBody) attempt() io.ReadCloser {

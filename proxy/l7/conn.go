@@ -8,15 +8,18 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
 // connState tracks one downstream connection served by the shared http.Server.
 type connState struct {
-	info ConnInfo
-	once sync.Once
-	done chan struct{}
+	info   ConnInfo
+	cc     *clockConn  // the connection as the server sees it (timeouts.go)
+	handed atomic.Bool // the connection was handed to the server (its first head arrived)
+	once   sync.Once
+	done   chan struct{}
 }
 
 func (cs *connState) finish() { cs.once.Do(func() { close(cs.done) }) }
@@ -37,8 +40,12 @@ func (h *Handler) ServeConn(c net.Conn, info ConnInfo) {
 		cs.info.TLS = true
 	}
 	// The server sees every connection as cleartext through a protocol guard: HTTP/1.1, or h2
-	// (ALPN "h2" or prior knowledge) behind the HTTP/2 frame guard (guard.go).
-	c = h.guardConn(c, info.ALPN)
+	// (ALPN "h2" or prior knowledge) behind the HTTP/2 frame guard (guard.go), with the
+	// connection clocks net/http lacks (timeouts.go).
+	cc := h.newClockConn(c, info.ALPN)
+	defer cc.stopTimers()
+	cs.cc = cc
+	c = cc
 	if info.ALPN == "h2" || h.codec == hcmv3.HttpConnectionManager_HTTP2 {
 		h.st.cxHTTP2.Inc()
 	} else {
@@ -46,6 +53,13 @@ func (h *Handler) ServeConn(c net.Conn, info ConnInfo) {
 	}
 	h.conns.Store(c, cs)
 	defer h.conns.Delete(c)
+	// The first request head is awaited on this goroutine (timeouts.go): the server's
+	// per-connection state is spent only on connections that sent one.
+	if h.ln.isClosed() || !cc.awaitFirstHead() {
+		cc.Close()
+		return
+	}
+	cs.handed.Store(true)
 	if !h.ln.push(c) {
 		c.Close()
 		return
@@ -77,6 +91,9 @@ func (h *Handler) startServer() {
 		MaxReceiveBufferPerConnection: int(h.h2ConnWindow),
 		MaxReadFrameSize:              h2MaxFrameSize,
 		MaxDecoderHeaderTableSize:     h2HeaderTableSize,
+		// A connection that accepts no byte of a pending write for stream_idle_timeout is
+		// closed, as clockConn.Write does for HTTP/1.1.
+		WriteByteTimeout: h.streamIdle,
 	}
 	h.srv = &http.Server{
 		Handler:   http.HandlerFunc(h.serveHTTP),
@@ -97,10 +114,8 @@ func (h *Handler) startServer() {
 			return ctx
 		},
 		ConnState: func(c net.Conn, s http.ConnState) {
-			if s == http.StateHijacked {
-				if pc, ok := c.(*protoConn); ok {
-					pc.hijacked()
-				}
+			if cc, ok := c.(*clockConn); ok {
+				cc.setState(s) // also tells the HTTP/1.1 guard about a hijack
 			}
 			if s == http.StateClosed {
 				if v, ok := h.conns.Load(c); ok {
@@ -112,12 +127,14 @@ func (h *Handler) startServer() {
 	go func() { _ = h.srv.Serve(h.ln) }()
 }
 
-// Drain stops keep-alive on open HTTP/1.1 connections, closes idle ones, sends GOAWAY on HTTP/2
-// connections and waits (bounded by ctx) for in-flight requests. New ServeConn calls after
-// Drain close their connection at once.
+// Drain stops keep-alive on open HTTP/1.1 connections, closes idle ones (and those still
+// waiting for their first request head), sends GOAWAY on HTTP/2 connections and waits (bounded
+// by ctx) for in-flight requests. New ServeConn calls after Drain close their connection at
+// once.
 func (h *Handler) Drain(ctx context.Context) error {
 	h.srvOnce.Do(h.startServer)
 	h.ln.Close()
+	h.closeAwaiting()
 	err := h.srv.Shutdown(ctx)
 	// Connections that did not finish in time are closed by the caller's deadline.
 	h.conns.Range(func(_, v any) bool {
@@ -133,12 +150,24 @@ func (h *Handler) Drain(ctx context.Context) error {
 func (h *Handler) Close() error {
 	h.srvOnce.Do(h.startServer)
 	h.ln.Close()
+	h.closeAwaiting()
 	err := h.srv.Close()
 	h.conns.Range(func(_, v any) bool {
 		v.(*connState).finish()
 		return true
 	})
 	return err
+}
+
+// closeAwaiting closes the connections still waiting for their first request head: for the
+// server they do not exist yet, and they are idle.
+func (h *Handler) closeAwaiting() {
+	h.conns.Range(func(_, v any) bool {
+		if cs := v.(*connState); !cs.handed.Load() {
+			cs.cc.closeNow()
+		}
+		return true
+	})
 }
 
 // chanListener hands connections accepted elsewhere to http.Server.Serve.
@@ -157,6 +186,15 @@ func (l *chanListener) push(c net.Conn) bool {
 	case l.ch <- c:
 		return true
 	case <-l.closed:
+		return false
+	}
+}
+
+func (l *chanListener) isClosed() bool {
+	select {
+	case <-l.closed:
+		return true
+	default:
 		return false
 	}
 }

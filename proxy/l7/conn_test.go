@@ -231,7 +231,7 @@ func TestSmallBodyPrefetch(t *testing.T) {
 }
 
 // overflowUpstream fails every request as the circuit breaker does.
-type overflowUpstream struct{}
+type overflowUpstream struct{ unlimitedRetries }
 
 func (overflowUpstream) RoundTrip(*http.Request, balance.Context) (*http.Response, error) {
 	return nil, &upstream.Error{Flag: upstream.FlagOverflow, Err: io.ErrShortBuffer}

@@ -1,26 +1,12 @@
 package l7
 
 import (
-	"slices"
-
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
-// checkFields returns an error naming the first populated field of m not listed in allowed.
+// checkFields is xdsfield.Check with the argument order of this package's call sites.
 func checkFields(path string, m proto.Message, allowed ...string) error {
-	if m == nil || !m.ProtoReflect().IsValid() {
-		return nil
-	}
-	var err error
-	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		if !slices.Contains(allowed, string(fd.Name())) {
-			err = &route.UnsupportedError{Field: path + "." + string(fd.Name())}
-			return false
-		}
-		return true
-	})
-	return err
+	return xdsfield.Check(m, path, allowed...)
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // cannedUpstream answers every request at once with its request line echoed, reading the body.
-type cannedUpstream struct{}
+type cannedUpstream struct{ unlimitedRetries }
 
 func (cannedUpstream) RoundTrip(req *http.Request, _ balance.Context) (*http.Response, error) {
 	if req.Body != nil {

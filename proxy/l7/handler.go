@@ -22,8 +22,14 @@ import (
 // Upstream is a cluster requests can be sent to. *upstream.Cluster satisfies it. RoundTrip must
 // stream the request body and return the response with its body unread; a failure before a
 // response is an error (ideally an *upstream.Error carrying a response flag).
+//
+// AcquireRetry and ReleaseRetry are the cluster's max_retries circuit breaker and retry budget:
+// the router takes a slot before each retry (false: the breaker is open and the failure stands)
+// and gives it back when that retry's attempt has returned.
 type Upstream interface {
 	RoundTrip(req *http.Request, lb balance.Context) (*http.Response, error)
+	AcquireRetry() bool
+	ReleaseRetry()
 }
 
 // Env is what the connection manager needs from the proxy runtime. Implementations answer from
@@ -100,7 +106,11 @@ type Handler struct {
 	streamIdle         time.Duration
 	connIdle           time.Duration
 	headersTimeout     time.Duration
+	requestTimeout     time.Duration // request_timeout; 0: none (timeouts_stream.go)
+	maxConnDuration    time.Duration // common_http_protocol_options.max_connection_duration; 0: none
+	drainTimeout       time.Duration // drain period after max_connection_duration (drainPeriod)
 	maxStreamDuration  time.Duration
+	tst                *timeoutStats
 	upgrades           map[string]bool
 	normalizePath      bool
 	mergeSlashes       bool
@@ -131,7 +141,7 @@ type Handler struct {
 var hcmFields = []string{"codec_type", "stat_prefix", "rds", "route_config", "http_filters",
 	"common_http_protocol_options", "http_protocol_options", "http2_protocol_options", "server_name",
 	"server_header_transformation", "max_request_headers_kb", "stream_idle_timeout",
-	"request_headers_timeout", "use_remote_address", "xff_num_trusted_hops", "internal_address_config",
+	"request_headers_timeout", "request_timeout", "use_remote_address", "xff_num_trusted_hops", "internal_address_config",
 	"skip_xff_append", "generate_request_id", "preserve_external_request_id",
 	"always_set_request_id_in_response", "forward_client_cert_details", "set_current_client_cert_details",
 	"upgrade_configs", "normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
@@ -210,7 +220,8 @@ func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, err
 	if err != nil {
 		return nil, err
 	}
-	h.pipeline = p
+	// The connection manager's stream stage (timeouts_stream.go) runs in front of the filters.
+	h.pipeline = h.streamStage(p)
 	return h, nil
 }
 
@@ -250,14 +261,23 @@ func (h *Handler) compileProtocolOptions(hcm *hcmv3.HttpConnectionManager) error
 	if d := hcm.GetRequestHeadersTimeout(); d != nil {
 		h.headersTimeout = d.AsDuration()
 	}
+	// request_timeout: the whole request must arrive within it (timeouts_stream.go); unset or
+	// 0 disables it, as in Envoy.
+	h.requestTimeout = hcm.GetRequestTimeout().AsDuration()
+	h.drainTimeout = drainPeriod
+	h.tst = newTimeoutStats(h.opts.Stats, h.statPrefix)
 	if c := hcm.GetCommonHttpProtocolOptions(); c != nil {
 		if err := checkFields("http_connection_manager.common_http_protocol_options", c, "idle_timeout",
-			"max_headers_count", "max_stream_duration", "headers_with_underscores_action"); err != nil {
+			"max_headers_count", "max_stream_duration", "max_connection_duration",
+			"headers_with_underscores_action"); err != nil {
 			return err
 		}
 		if c.GetIdleTimeout() != nil {
 			h.connIdle = c.GetIdleTimeout().AsDuration()
 		}
+		// max_connection_duration: connections are drained and closed that long after they
+		// were accepted (timeouts.go); unset or 0: never.
+		h.maxConnDuration = c.GetMaxConnectionDuration().AsDuration()
 		if c.GetMaxHeadersCount() != nil {
 			h.maxHeaders = int(c.GetMaxHeadersCount().GetValue())
 		}

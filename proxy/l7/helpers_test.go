@@ -54,9 +54,17 @@ func (e *testEnv) Cluster(name string) Upstream {
 // testUpstream is a minimal cluster: one loopback endpoint reached over HTTP/1.1 or h2c with
 // real transports. Failures are reported as *upstream.Error like the real clusters do.
 type testUpstream struct {
+	unlimitedRetries
 	addr string
 	rt   http.RoundTripper
 }
+
+// unlimitedRetries is the retry budget of a test upstream without circuit breakers: it admits
+// every retry. Fakes embed it to say so; *upstream.Cluster enforces max_retries.
+type unlimitedRetries struct{}
+
+func (unlimitedRetries) AcquireRetry() bool { return true }
+func (unlimitedRetries) ReleaseRetry()      {}
 
 func newTestUpstream(addr string, h2c bool) *testUpstream {
 	dialErr := func(err error) error { return &upstream.Error{Flag: upstream.FlagConnectFailure, Err: err} }

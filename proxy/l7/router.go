@@ -5,14 +5,18 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
+	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/http1"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/upstream"
 )
@@ -194,7 +198,7 @@ func effectiveRetry(s *Stream) *route.RetryPolicy {
 	}
 	for _, v := range []string{on, gon} {
 		if v != "" {
-			if extra, err := route.ParseRetryOn(v); err == nil {
+			if extra, err := vocab.ParseRetryOn(v); err == nil {
 				np.On |= extra
 			}
 		}
@@ -216,6 +220,7 @@ type attemptResult struct {
 	cancel  context.CancelCauseFunc
 	perTry  *time.Timer
 	retried bool
+	sent    *atomic.Bool // with trackSent: the request's headers went upstream
 }
 
 // forward sends the request to the chosen cluster with retries, then streams the response.
@@ -279,6 +284,8 @@ func (h *Handler) forward(s *Stream) {
 		maxRetries = policy.NumRetries
 	}
 	s.retrying = maxRetries > 0
+	// reset-before-request needs to know whether a reset attempt's request went upstream.
+	trackSent := maxRetries > 0 && policy.TracksRequestSent()
 
 	// The outbound request reuses the downstream request's header map, which the proxy owns.
 	removeHopByHop(r.Header)
@@ -341,6 +348,7 @@ func (h *Handler) forward(s *Stream) {
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		record := maxRetries > 0 || len(rt.Mirrors) > 0
 		body = newReplayBody(r.Body, record, &s.Info.BytesReceived, rtimer)
+		s.reqBody = body
 	}
 	if maxDur > 0 {
 		t := time.AfterFunc(maxDur, func() { cancel(errMaxDuration); body.interrupt() })
@@ -376,10 +384,10 @@ func (h *Handler) forward(s *Stream) {
 		RemoteAddr:    r.RemoteAddr,
 	}
 
+	// Prepared once; now attempt → decide → maybe retry, with one decision (tryAgain).
 	start := time.Now()
 	var res attemptResult
-	limiter, hasLimiter := up.(retryLimiter)
-	retrySlot := false
+	retrySlot := false // a retry budget slot, held by the attempt being made
 	for attempt := 1; ; attempt++ {
 		s.Info.Attempts = attempt
 		if rt.VirtualHost.IncludeAttemptCount {
@@ -393,30 +401,13 @@ func (h *Handler) forward(s *Stream) {
 		if rst != nil {
 			rst.total.Inc()
 		}
-		res = h.attempt(ctx, s, up, out, body, alb, perTry)
+		res = h.attempt(ctx, s, up, out, body, alb, perTry, trackSent)
 		if retrySlot {
-			limiter.ReleaseRetry()
-			retrySlot = false
+			up.ReleaseRetry()
 		}
-		retry := false
-		if attempt <= maxRetries && ctx.Err() == nil {
-			if res.resp != nil {
-				retry = policy.RetryOnResponse(res.resp)
-			} else {
-				retry = res.fail != route.FailOverflow && res.fail != route.FailNoHealthy && policy.RetryOnFailure(res.fail)
-			}
-		}
-		if retry && body != nil && !body.canReplay() {
-			retry = false // the body already went upstream and was too large to keep
-		}
-		if retry && hasLimiter {
-			// The cluster's max_retries circuit breaker (or retry budget) bounds the retries in
-			// flight; when it is open the failure stands, as in Envoy (upstream_rq_retry_overflow).
-			retrySlot = limiter.AcquireRetry()
-			retry = retrySlot
-		}
-		if !retry {
-			if attempt > 1 && (res.resp == nil || policy.RetryOnResponse(res.resp)) {
+		var exhausted bool
+		if retrySlot, exhausted = tryAgain(ctx, policy, attempt, maxRetries, res, body, up); !retrySlot {
+			if exhausted {
 				s.Info.Flags |= FlagUpstreamRetryLimitExceed
 			} else if attempt > 1 {
 				cst.retryOK.Inc()
@@ -466,33 +457,63 @@ func (h *Handler) forward(s *Stream) {
 	h.respond(s, ctx, cancel, res.resp, cst, idle)
 }
 
-// attempt makes one upstream try.
-func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http.Request, body *replayBody,
-	lb balance.Context, perTry time.Duration) attemptResult {
-	if perTry <= 0 && (body == nil && !s.retrying || body != nil && body.inMemory()) {
-		// An attempt without a per-try timeout whose body cannot block on the downstream needs
-		// no context of its own: nothing is left to stop when it is abandoned but its response
-		// body, which the caller closes.
-		res := attemptResult{cancel: func(error) {}}
-		req := out.WithContext(ctx)
-		if body != nil {
-			req.Body = body.attempt()
+// tryAgain is the router's one retry decision, made after each attempt: the outcome must be one
+// policy retries (a response it retries on, or a failure other than a circuit-breaker overflow or
+// no healthy upstream), a retry must be left and the request still wanted, its body must be
+// replayable, and the cluster's max_retries circuit breaker (or retry budget) must admit one more
+// retry, as in Envoy (upstream_rq_retry_overflow otherwise). When it says again, the caller holds
+// a slot of the budget until the retry's attempt has returned (Upstream.ReleaseRetry). Otherwise
+// exhausted tells that retries were made and the final outcome is still a failure or a response
+// policy retries on (the URX flag).
+func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res attemptResult,
+	body *replayBody, up Upstream) (again, exhausted bool) {
+	retriable := false
+	if attempt <= maxRetries && ctx.Err() == nil {
+		if res.resp != nil {
+			retriable = policy.RetryOnResponse(res.resp)
+		} else {
+			retriable = res.fail != route.FailOverflow && res.fail != route.FailNoHealthy && policy.RetryOnFailure(res.fail)
 		}
-		return h.roundTrip(ctx, ctx, s, up, req, lb, res)
 	}
-	actx, acancel := context.WithCancelCause(ctx)
-	res := attemptResult{cancel: acancel}
-	if perTry > 0 {
-		res.perTry = time.AfterFunc(perTry, func() { acancel(errPerTryTimeout) })
+	// A body that already went upstream and was too large to keep cannot be sent again.
+	if retriable && (body == nil || body.canReplay()) && up.AcquireRetry() {
+		return true, false
 	}
-	req := out.WithContext(actx)
+	return false, attempt > 1 && (res.resp == nil || policy.RetryOnResponse(res.resp))
+}
+
+// attempt makes one upstream try. With trackSent it finds out whether the request's headers went
+// upstream, so that a reset before that is told apart (route.FailResetBeforeRequest).
+func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http.Request, body *replayBody,
+	lb balance.Context, perTry time.Duration, trackSent bool) attemptResult {
+	actx := ctx
+	res := attemptResult{cancel: func(error) {}}
+	if perTry > 0 || !(body == nil && !s.retrying || body != nil && body.inMemory()) {
+		// An attempt with a per-try timeout, or whose body can block on the downstream, gets a
+		// context of its own to stop it when it is abandoned. Without, nothing is left to stop
+		// but its response body, which the caller closes.
+		var acancel context.CancelCauseFunc
+		actx, acancel = context.WithCancelCause(ctx)
+		res.cancel = acancel
+		if perTry > 0 {
+			res.perTry = time.AfterFunc(perTry, func() { acancel(errPerTryTimeout) })
+		}
+	}
+	rctx := actx
+	if trackSent {
+		sent := new(atomic.Bool)
+		res.sent = sent
+		rctx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }})
+	}
+	req := out.WithContext(rctx)
 	if body != nil {
 		req.Body = body.attempt()
 	}
 	return h.roundTrip(ctx, actx, s, up, req, lb, res)
 }
 
-// roundTrip runs one attempt on req (whose context is actx) and classifies a failure.
+// roundTrip runs one attempt on req (whose context is actx or derives from it) and classifies a
+// failure.
 func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, req *http.Request, lb balance.Context, res attemptResult) attemptResult {
 	resp, err := up.RoundTrip(req, lb)
 	if res.perTry != nil {
@@ -531,11 +552,20 @@ func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, r
 			res.fail = route.FailRefusedStream
 		}
 	}
+	if res.fail == route.FailReset && res.sent != nil && !res.sent.Load() {
+		res.fail = route.FailResetBeforeRequest
+	}
 	return res
 }
 
 // failReply answers a request that got no upstream response.
 func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, cst *clusterStats) {
+	if v, ok := http1.IsViolation(s.reqBody.downstreamErr()); ok {
+		// The request body broke HTTP/1.1 framing after its head went upstream (a client that
+		// sent the bad chunk later): Envoy's codec error, not an upstream failure.
+		s.localReply(v.Status, FlagDownstreamProtocolError, v.Details, "", -1)
+		return
+	}
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errRouteTimeout):
 		h.st.rqTimeout.Inc()
@@ -675,12 +705,4 @@ func mix64(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
-}
-
-// retryLimiter is the part of an upstream that enforces the max_retries circuit breaker and the
-// retry budget; *upstream.Cluster implements it. A slot is held from the decision to retry until
-// that retry's attempt has returned.
-type retryLimiter interface {
-	AcquireRetry() bool
-	ReleaseRetry()
 }

@@ -42,6 +42,7 @@ type Stream struct {
 	cors        *route.CORS
 	setCookie   string
 	retrying    bool
+	reqBody     *replayBody // the request body as the router reads it, nil if none
 	timeoutAlt  bool
 }
 

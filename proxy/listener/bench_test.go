@@ -10,36 +10,23 @@ import (
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // sinkBackend reads and discards everything, acknowledging each 1 MiB with one byte.
 func sinkBackend(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
+	return testenv.ServeTCP(b, "127.0.0.1:0", func(c net.Conn) {
+		buf := make([]byte, 1<<20)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := io.ReadFull(c, buf); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 1<<20)
-				for {
-					if _, err := io.ReadFull(c, buf); err != nil {
-						return
-					}
-					if _, err := c.Write([]byte{1}); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := c.Write([]byte{1}); err != nil {
+				return
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // BenchmarkTCPProxyThroughput pushes 1 MiB per iteration through listener + tcp_proxy to a sink
@@ -132,23 +119,8 @@ func BenchmarkConnectionSetup(b *testing.B) {
 }
 
 func tcpBackendB(b *testing.B, tag string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte(tag + "\n"))
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.ServeTCP(b, "127.0.0.1:0", func(c net.Conn) {
+		c.Write([]byte(tag + "\n"))
+		io.Copy(io.Discard, c)
+	})
 }

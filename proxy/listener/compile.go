@@ -31,6 +31,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/l4"
 	"github.com/strait-mesh/strait/proxy/l7"
 	"github.com/strait-mesh/strait/proxy/sniff"
@@ -95,9 +96,6 @@ const (
 	typeConnLimit      = "type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit"
 	typeDownstreamTLS  = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 	typeRawBuffer      = "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
-	nameOriginalDst    = "envoy.filters.listener.original_dst"
-	nameTLSInspector   = "envoy.filters.listener.tls_inspector"
-	nameHTTPInspector  = "envoy.filters.listener.http_inspector"
 	defaultFilterTmout = 15 * time.Second
 	// defaultHandshakeTimeout bounds a TLS handshake when the chain sets no
 	// transport_socket_connect_timeout (Envoy has none; an unbounded handshake is a slowloris).
@@ -278,11 +276,11 @@ func (l *Listener) compileListenerFilters(lr *listenerv3.Listener) error {
 		if kind == "" {
 			// Legacy configs name the filter without a typed config.
 			switch lf.GetName() {
-			case nameOriginalDst:
+			case vocab.FilterOriginalDst:
 				kind = typeOriginalDst
-			case nameTLSInspector:
+			case vocab.FilterTLSInspector:
 				kind = typeTLSInspector
-			case nameHTTPInspector:
+			case vocab.FilterHTTPInspector:
 				kind = typeHTTPInspector
 			}
 		}

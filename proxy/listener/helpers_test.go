@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -29,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/l4"
 	"github.com/strait-mesh/strait/proxy/l7"
@@ -180,25 +180,7 @@ func (t *httpTerm) Close() error                    { return t.srv.Close() }
 // tcpBackend is a real TCP server that writes its tag, then echoes until EOF.
 func tcpBackend(t *testing.T, tag string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte(tag + "\n"))
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.TCPEcho(t, tag+"\n")
 }
 
 // tlsBackend is a real TLS server (certificate for any name) that writes tag and the SNI it saw.
@@ -208,25 +190,14 @@ func tlsBackend(t *testing.T, tag string, cert tls.Certificate) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				tc := c.(*tls.Conn)
-				tc.SetDeadline(time.Now().Add(10 * time.Second))
-				if tc.Handshake() != nil {
-					return
-				}
-				fmt.Fprintf(tc, "%s %s\n", tag, tc.ConnectionState().ServerName)
-			}()
+	return testenv.Serve(t, ln, func(c net.Conn) {
+		tc := c.(*tls.Conn)
+		tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if tc.Handshake() != nil {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		fmt.Fprintf(tc, "%s %s\n", tag, tc.ConnectionState().ServerName)
+	})
 }
 
 // selfSigned returns a certificate valid for the given DNS names, and its PEM forms.

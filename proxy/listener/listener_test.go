@@ -23,18 +23,20 @@ import (
 	"golang.org/x/net/http2"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 func tlsInspector(t testing.TB) *listenerv3.ListenerFilter {
-	return &listenerv3.ListenerFilter{Name: nameTLSInspector, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(t, &tlsinspv3.TlsInspector{})}}
+	return &listenerv3.ListenerFilter{Name: vocab.FilterTLSInspector, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(t, &tlsinspv3.TlsInspector{})}}
 }
 
 func httpInspector(t testing.TB) *listenerv3.ListenerFilter {
-	return &listenerv3.ListenerFilter{Name: nameHTTPInspector, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(t, &httpinspv3.HttpInspector{})}}
+	return &listenerv3.ListenerFilter{Name: vocab.FilterHTTPInspector, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(t, &httpinspv3.HttpInspector{})}}
 }
 
 func origDst(t testing.TB) *listenerv3.ListenerFilter {
-	return &listenerv3.ListenerFilter{Name: nameOriginalDst, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(t, &origdstv3.OriginalDst{})}}
+	return &listenerv3.ListenerFilter{Name: vocab.FilterOriginalDst, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(t, &origdstv3.OriginalDst{})}}
 }
 
 func port(addr string) uint32 {

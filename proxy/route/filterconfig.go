@@ -15,14 +15,17 @@ import (
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/strait-mesh/strait/internal/vocab"
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // Names under which Envoy's HTTP filters are usually configured (also the keys of
-// typed_per_filter_config).
+// typed_per_filter_config): vocab's, under the names the connection manager's pipeline uses.
 const (
-	FaultFilterName  = "envoy.filters.http.fault"
-	CORSFilterName   = "envoy.filters.http.cors"
-	RouterFilterName = "envoy.filters.http.router"
+	FaultFilterName  = vocab.FilterFault
+	CORSFilterName   = vocab.FilterCORS
+	RouterFilterName = vocab.FilterRouter
 )
 
 // FilterDisabled is returned by FilterConfig when the route disables the filter.
@@ -55,7 +58,7 @@ func compileFilterConfigs(field string, m map[string]*anypb.Any) ([]filterConfig
 			if err := a.UnmarshalTo(&fc); err != nil {
 				return nil, fmt.Errorf("%s: decoding FilterConfig: %w", f, err)
 			}
-			if err := checkFields(f, &fc, "config", "is_optional", "disabled"); err != nil {
+			if err := xdsfield.Check(&fc, f, "config", "is_optional", "disabled"); err != nil {
 				return nil, err
 			}
 			if fc.GetDisabled() {
@@ -165,7 +168,7 @@ type Fault struct {
 func CompileFault(field string, hf *faultv3.HTTPFault) (*Fault, error) {
 	// The *_runtime fields only name runtime keys, which do not exist without a runtime layer;
 	// Envoy then uses the configured values, as here.
-	if err := checkFields(field, hf, "delay", "abort", "upstream_cluster", "headers", "downstream_nodes",
+	if err := xdsfield.Check(hf, field, "delay", "abort", "upstream_cluster", "headers", "downstream_nodes",
 		"max_active_faults", "delay_percent_runtime", "abort_percent_runtime", "delay_duration_runtime",
 		"abort_http_status_runtime", "max_active_faults_runtime", "abort_grpc_status_runtime",
 		"disable_downstream_cluster_stats"); err != nil {
@@ -174,7 +177,7 @@ func CompileFault(field string, hf *faultv3.HTTPFault) (*Fault, error) {
 	f := &Fault{AbortGRPC: -1, UpstreamCluster: hf.GetUpstreamCluster(), DownstreamNodes: hf.GetDownstreamNodes(),
 		MaxActive: int(hf.GetMaxActiveFaults().GetValue())}
 	if d := hf.GetDelay(); d != nil {
-		if err := checkFields(field+".delay", d, "fixed_delay", "header_delay", "percentage"); err != nil {
+		if err := xdsfield.Check(d, field+".delay", "fixed_delay", "header_delay", "percentage"); err != nil {
 			return nil, err
 		}
 		switch t := d.GetFaultDelaySecifier().(type) {
@@ -188,7 +191,7 @@ func CompileFault(field string, hf *faultv3.HTTPFault) (*Fault, error) {
 		f.DelayFraction = percentOrAll(d.GetPercentage() != nil, fractionOf(d.GetPercentage()))
 	}
 	if a := hf.GetAbort(); a != nil {
-		if err := checkFields(field+".abort", a, "http_status", "grpc_status", "header_abort", "percentage", "response_body"); err != nil {
+		if err := xdsfield.Check(a, field+".abort", "http_status", "grpc_status", "header_abort", "percentage", "response_body"); err != nil {
 			return nil, err
 		}
 		f.HasAbort, f.AbortBody = true, a.GetResponseBody()
@@ -310,7 +313,7 @@ func (c *CORS) AllowsOrigin(origin string) bool {
 }
 
 func compileCORS(field string, p *corsv3.CorsPolicy) (*CORS, error) {
-	if err := checkFields(field, p, "allow_origin_string_match", "allow_methods", "allow_headers",
+	if err := xdsfield.Check(p, field, "allow_origin_string_match", "allow_methods", "allow_headers",
 		"expose_headers", "max_age", "allow_credentials", "filter_enabled", "allow_private_network_access",
 		"forward_not_matching_preflights"); err != nil {
 		return nil, err
@@ -322,7 +325,7 @@ func compileCORS(field string, p *corsv3.CorsPolicy) (*CORS, error) {
 }
 
 func compileRouteCORS(field string, p *routev3.CorsPolicy) (*CORS, error) {
-	if err := checkFields(field, p, "allow_origin_string_match", "allow_methods", "allow_headers",
+	if err := xdsfield.Check(p, field, "allow_origin_string_match", "allow_methods", "allow_headers",
 		"expose_headers", "max_age", "allow_credentials", "filter_enabled", "allow_private_network_access",
 		"forward_not_matching_preflights"); err != nil {
 		return nil, err

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 type hashKind uint8
@@ -38,13 +40,13 @@ func compileHash(field string, hs []*routev3.RouteAction_HashPolicy) ([]hashPoli
 	var out []hashPolicy
 	for i, h := range hs {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if err := checkFields(f, h, "header", "cookie", "connection_properties", "query_parameter", "terminal"); err != nil {
+		if err := xdsfield.Check(h, f, "header", "cookie", "connection_properties", "query_parameter", "terminal"); err != nil {
 			return nil, err
 		}
 		hp := hashPolicy{terminal: h.GetTerminal()}
 		switch p := h.GetPolicySpecifier().(type) {
 		case *routev3.RouteAction_HashPolicy_Header_:
-			if err := checkFields(f+".header", p.Header, "header_name", "regex_rewrite"); err != nil {
+			if err := xdsfield.Check(p.Header, f+".header", "header_name", "regex_rewrite"); err != nil {
 				return nil, err
 			}
 			if p.Header.GetHeaderName() == "" {
@@ -59,7 +61,7 @@ func compileHash(field string, hs []*routev3.RouteAction_HashPolicy) ([]hashPoli
 			}
 		case *routev3.RouteAction_HashPolicy_Cookie_:
 			c := p.Cookie
-			if err := checkFields(f+".cookie", c, "name", "ttl", "path", "attributes"); err != nil {
+			if err := xdsfield.Check(c, f+".cookie", "name", "ttl", "path", "attributes"); err != nil {
 				return nil, err
 			}
 			if c.GetName() == "" {
@@ -86,7 +88,7 @@ func compileHash(field string, hs []*routev3.RouteAction_HashPolicy) ([]hashPoli
 				hp.cookie = b.String()
 			}
 		case *routev3.RouteAction_HashPolicy_ConnectionProperties_:
-			if err := checkFields(f+".connection_properties", p.ConnectionProperties, "source_ip"); err != nil {
+			if err := xdsfield.Check(p.ConnectionProperties, f+".connection_properties", "source_ip"); err != nil {
 				return nil, err
 			}
 			if !p.ConnectionProperties.GetSourceIp() {
@@ -94,7 +96,7 @@ func compileHash(field string, hs []*routev3.RouteAction_HashPolicy) ([]hashPoli
 			}
 			hp.kind = hashSourceIP
 		case *routev3.RouteAction_HashPolicy_QueryParameter_:
-			if err := checkFields(f+".query_parameter", p.QueryParameter, "name"); err != nil {
+			if err := xdsfield.Check(p.QueryParameter, f+".query_parameter", "name"); err != nil {
 				return nil, err
 			}
 			hp.kind, hp.name = hashQuery, p.QueryParameter.GetName()
@@ -245,7 +247,7 @@ func compileMirrors(field string, ms []*routev3.RouteAction_RequestMirrorPolicy)
 	var out []Mirror
 	for i, m := range ms {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if err := checkFields(f, m, "cluster", "cluster_header", "runtime_fraction",
+		if err := xdsfield.Check(m, f, "cluster", "cluster_header", "runtime_fraction",
 			"disable_shadow_host_suffix_append", "host_rewrite_literal"); err != nil {
 			return nil, err
 		}

@@ -8,6 +8,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // RequestInfo is what header value formatters (%DOWNSTREAM_REMOTE_ADDRESS% and friends) and
@@ -88,7 +90,7 @@ func parseFormat(field, v string) ([]fmtPart, error) {
 			verb, arg = verb[:k], verb[k+1:len(verb)-1]
 		}
 		if !supportedVerbs[verb] {
-			return nil, unsupported(field, "header value command %%%s%%", v[:j])
+			return nil, xdsfield.Unsupported(field, "header value command %%%s%%", v[:j])
 		}
 		if verb == "REQ" {
 			if arg == "" {
@@ -112,15 +114,15 @@ func compileHeaderOps(field string, add []*corev3.HeaderValueOption, remove []st
 	}
 	for i, a := range add {
 		f := fmt.Sprintf("%s.request_headers_to_add[%d]", field, i)
-		if err := checkFields(f, a, "header", "append", "append_action", "keep_empty_value"); err != nil {
+		if err := xdsfield.Check(a, f, "header", "append", "append_action", "keep_empty_value"); err != nil {
 			return ops, err
 		}
 		h := a.GetHeader()
-		if err := checkFields(f+".header", h, "key", "value", "raw_value"); err != nil {
+		if err := xdsfield.Check(h, f+".header", "key", "value", "raw_value"); err != nil {
 			return ops, err
 		}
 		if strings.HasPrefix(h.GetKey(), ":") || strings.EqualFold(h.GetKey(), "host") || !httpguts.ValidHeaderFieldName(h.GetKey()) {
-			return ops, unsupported(f+".header.key", "header %q cannot be set", h.GetKey())
+			return ops, xdsfield.Unsupported(f+".header.key", "header %q cannot be set", h.GetKey())
 		}
 		val := h.GetValue()
 		if len(h.GetRawValue()) > 0 {

@@ -10,6 +10,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 type pathKind uint8
@@ -70,10 +72,10 @@ func fractionOf(p *typev3.FractionalPercent) Fraction {
 // runtimeFraction compiles a RuntimeFractionalPercent. strait-proxy has no runtime layer, so the
 // runtime_key never overrides the default, as in an Envoy with no runtime entry for that key.
 func runtimeFraction(field string, p *corev3.RuntimeFractionalPercent) (Fraction, error) {
-	if err := checkFields(field, p, "default_value", "runtime_key"); err != nil {
+	if err := xdsfield.Check(p, field, "default_value", "runtime_key"); err != nil {
 		return 0, err
 	}
-	if err := checkFields(field+".default_value", p.GetDefaultValue(), "numerator", "denominator"); err != nil {
+	if err := xdsfield.Check(p.GetDefaultValue(), field+".default_value", "numerator", "denominator"); err != nil {
 		return 0, err
 	}
 	return fractionOf(p.GetDefaultValue()), nil
@@ -83,7 +85,7 @@ func compileMatch(field string, m *routev3.RouteMatch) (routeMatch, error) {
 	if m == nil {
 		return routeMatch{}, fmt.Errorf("%s: missing", field)
 	}
-	if err := checkFields(field, m, "prefix", "path", "safe_regex", "path_separated_prefix",
+	if err := xdsfield.Check(m, field, "prefix", "path", "safe_regex", "path_separated_prefix",
 		"case_sensitive", "runtime_fraction", "headers", "query_parameters", "grpc"); err != nil {
 		return routeMatch{}, err
 	}
@@ -118,7 +120,7 @@ func compileMatch(field string, m *routev3.RouteMatch) (routeMatch, error) {
 		return routeMatch{}, err
 	}
 	if g := m.GetGrpc(); g != nil {
-		if err := checkFields(field+".grpc", g); err != nil {
+		if err := xdsfield.Check(g, field+".grpc"); err != nil {
 			return routeMatch{}, err
 		}
 		rm.grpc = true

@@ -5,77 +5,19 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
+
+	"github.com/strait-mesh/strait/internal/vocab"
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
-
-// RetryOn is a set of retry conditions (Envoy's x-envoy-retry-on / retry_on values).
-type RetryOn uint32
-
-// Retry conditions.
-const (
-	Retry5xx RetryOn = 1 << iota
-	RetryGatewayError
-	RetryReset
-	RetryConnectFailure
-	RetryRefusedStream
-	RetryRetriable4xx
-	RetryRetriableStatusCodes
-	RetryRetriableHeaders
-	RetryGrpcCancelled
-	RetryGrpcDeadlineExceeded
-	RetryGrpcInternal
-	RetryGrpcResourceExhausted
-	RetryGrpcUnavailable
-	RetryEnvoyRateLimited
-	RetryHTTP3PostConnectFailure
-)
-
-var retryOnNames = map[string]RetryOn{
-	"5xx":                        Retry5xx,
-	"gateway-error":              RetryGatewayError,
-	"reset":                      RetryReset,
-	"connect-failure":            RetryConnectFailure,
-	"refused-stream":             RetryRefusedStream,
-	"retriable-4xx":              RetryRetriable4xx,
-	"retriable-status-codes":     RetryRetriableStatusCodes,
-	"retriable-headers":          RetryRetriableHeaders,
-	"cancelled":                  RetryGrpcCancelled,
-	"deadline-exceeded":          RetryGrpcDeadlineExceeded,
-	"internal":                   RetryGrpcInternal,
-	"resource-exhausted":         RetryGrpcResourceExhausted,
-	"unavailable":                RetryGrpcUnavailable,
-	"envoy-ratelimited":          RetryEnvoyRateLimited,
-	"http3-post-connect-failure": RetryHTTP3PostConnectFailure,
-}
-
-// ParseRetryOn parses a comma-separated retry_on list. Unknown names are an error.
-func ParseRetryOn(s string) (RetryOn, error) {
-	var on RetryOn
-	for _, n := range strings.Split(s, ",") {
-		n = strings.TrimSpace(n)
-		if n == "" {
-			continue
-		}
-		v, ok := retryOnNames[n]
-		if !ok {
-			return 0, fmt.Errorf("unknown retry condition %q", n)
-		}
-		on |= v
-	}
-	return on, nil
-}
-
-// PreviousHostsPredicate is the retry host predicate that avoids hosts already tried.
-const PreviousHostsPredicate = "envoy.retry_host_predicates.previous_hosts"
 
 // RetryPolicy is a compiled routev3.RetryPolicy.
 type RetryPolicy struct {
 	// On is the set of retry conditions.
-	On RetryOn
+	On vocab.RetryOn
 	// NumRetries is the maximum number of retries (Envoy default 1).
 	NumRetries int
 	// PerTryTimeout bounds each attempt; 0 means only the route timeout applies.
@@ -99,14 +41,14 @@ type RetryPolicy struct {
 }
 
 func compileRetry(field string, p *routev3.RetryPolicy) (*RetryPolicy, error) {
-	if err := checkFields(field, p, "retry_on", "num_retries", "per_try_timeout",
+	if err := xdsfield.Check(p, field, "retry_on", "num_retries", "per_try_timeout",
 		"retry_host_predicate", "host_selection_retry_max_attempts", "retriable_status_codes",
 		"retry_back_off", "retriable_headers", "retriable_request_headers"); err != nil {
 		return nil, err
 	}
-	on, err := ParseRetryOn(p.GetRetryOn())
+	on, err := vocab.ParseRetryOn(p.GetRetryOn())
 	if err != nil {
-		return nil, unsupported(field+".retry_on", "%v", err)
+		return nil, xdsfield.Unsupported(field+".retry_on", "%v", err)
 	}
 	rp := &RetryPolicy{On: on, NumRetries: 1, BackoffBase: 25 * time.Millisecond,
 		HostSelectionMaxAttempts: int(p.GetHostSelectionRetryMaxAttempts())}
@@ -125,20 +67,20 @@ func compileRetry(field string, p *routev3.RetryPolicy) (*RetryPolicy, error) {
 			// config dumps can render it.
 			var ph previoushostsv3.PreviousHostsPredicate
 			if err := tc.UnmarshalTo(&ph); err != nil {
-				return nil, unsupported(f, "retry host predicate %s", tc.GetTypeUrl())
+				return nil, xdsfield.Unsupported(f, "retry host predicate %s", tc.GetTypeUrl())
 			}
-			if err := checkFields(f+".typed_config", &ph); err != nil {
+			if err := xdsfield.Check(&ph, f+".typed_config"); err != nil {
 				return nil, err
 			}
-			name = PreviousHostsPredicate
+			name = vocab.PreviousHostsPredicate
 		}
-		if name != PreviousHostsPredicate {
-			return nil, unsupported(f, "retry host predicate %q", hp.GetName())
+		if name != vocab.PreviousHostsPredicate {
+			return nil, xdsfield.Unsupported(f, "retry host predicate %q", hp.GetName())
 		}
 		rp.AvoidPreviousHosts = true
 	}
 	if b := p.GetRetryBackOff(); b != nil {
-		if err := checkFields(field+".retry_back_off", b, "base_interval", "max_interval"); err != nil {
+		if err := xdsfield.Check(b, field+".retry_back_off", "base_interval", "max_interval"); err != nil {
 			return nil, err
 		}
 		rp.BackoffBase = b.GetBaseInterval().AsDuration()
@@ -179,7 +121,8 @@ type FailureKind uint8
 const (
 	// FailConnect is a connection failure (response flag UF).
 	FailConnect FailureKind = iota
-	// FailReset is a reset or disconnect after connecting (UC/UR).
+	// FailReset is a reset or disconnect after the request (its headers at least) went
+	// upstream (UC/UR).
 	FailReset
 	// FailRefusedStream is an HTTP/2 REFUSED_STREAM.
 	FailRefusedStream
@@ -189,49 +132,62 @@ const (
 	FailOverflow
 	// FailNoHealthy is no healthy upstream (UH).
 	FailNoHealthy
+	// FailResetBeforeRequest is a reset or disconnect after connecting but before any of the
+	// request went upstream (UC/UR): safe to retry even for requests that are not idempotent.
+	FailResetBeforeRequest
 )
 
-// RetryOnFailure reports whether a failed attempt (no response) should be retried.
-func (p *RetryPolicy) RetryOnFailure(k FailureKind) bool {
-	switch k {
-	case FailConnect:
-		return p.On&(RetryConnectFailure|Retry5xx|RetryGatewayError|RetryReset) != 0
-	case FailReset:
-		return p.On&(RetryReset|Retry5xx|RetryGatewayError) != 0
-	case FailRefusedStream:
-		return p.On&(RetryRefusedStream|Retry5xx|RetryGatewayError|RetryReset) != 0
-	case FailPerTryTimeout:
-		return p.On&(Retry5xx|RetryGatewayError) != 0
-	}
-	return false
+// TracksRequestSent reports whether RetryOnFailure's answer depends on whether the request
+// went upstream before a reset (FailResetBeforeRequest or FailReset): the caller need not find
+// out otherwise.
+func (p *RetryPolicy) TracksRequestSent() bool {
+	return p.On&vocab.RetryResetBeforeRequest != 0 && p.On&(vocab.RetryReset|vocab.Retry5xx|vocab.RetryGatewayError) == 0
 }
 
-var grpcRetry = map[string]RetryOn{
-	"1": RetryGrpcCancelled, "4": RetryGrpcDeadlineExceeded, "13": RetryGrpcInternal,
-	"8": RetryGrpcResourceExhausted, "14": RetryGrpcUnavailable,
+// RetryOnFailure reports whether a failed attempt (no response) should be retried, as Envoy's
+// RetryStateImpl::wouldRetryFromReset decides: a connect failure or a reset before the request
+// went upstream is retried by reset-before-request too; a per-try timeout only by 5xx and
+// gateway-error.
+func (p *RetryPolicy) RetryOnFailure(k FailureKind) bool {
+	const resets = vocab.RetryReset | vocab.Retry5xx | vocab.RetryGatewayError
+	switch k {
+	case FailConnect:
+		return p.On&(vocab.RetryConnectFailure|vocab.RetryResetBeforeRequest|resets) != 0
+	case FailResetBeforeRequest:
+		return p.On&(vocab.RetryResetBeforeRequest|resets) != 0
+	case FailReset:
+		return p.On&resets != 0
+	case FailRefusedStream:
+		return p.On&(vocab.RetryRefusedStream|resets) != 0
+	case FailPerTryTimeout:
+		return p.On&(vocab.Retry5xx|vocab.RetryGatewayError) != 0
+	}
+	return false
 }
 
 // RetryOnResponse reports whether a response with these status and headers should be retried.
 func (p *RetryPolicy) RetryOnResponse(resp *http.Response) bool {
 	code := resp.StatusCode
+	if _, ok := resp.Header["X-Envoy-Ratelimited"]; ok {
+		// A response an upstream Envoy rate limited is retried only by envoy-ratelimited.
+		return p.On&vocab.RetryEnvoyRateLimited != 0
+	}
 	switch {
-	case p.On&Retry5xx != 0 && code >= 500:
+	case p.On&vocab.Retry5xx != 0 && code >= 500:
 		return true
-	case p.On&RetryGatewayError != 0 && (code == 502 || code == 503 || code == 504):
+	case p.On&vocab.RetryGatewayError != 0 && (code == 502 || code == 503 || code == 504):
 		return true
-	case p.On&RetryRetriable4xx != 0 && code == 409:
-		return true
-	case p.On&RetryEnvoyRateLimited != 0 && resp.Header.Get("X-Envoy-Ratelimited") != "":
+	case p.On&vocab.RetryRetriable4xx != 0 && code == 409:
 		return true
 	}
-	if p.On&RetryRetriableStatusCodes != 0 {
+	if p.On&vocab.RetryRetriableStatusCodes != 0 {
 		for _, c := range p.StatusCodes {
 			if c == code {
 				return true
 			}
 		}
 	}
-	if p.On&RetryRetriableHeaders != 0 && len(p.headers) > 0 {
+	if p.On&vocab.RetryRetriableHeaders != 0 && len(p.headers) > 0 {
 		fake := http.Request{Header: resp.Header}
 		for i := range p.headers {
 			if p.headers[i].name[0] == ':' {
@@ -245,10 +201,8 @@ func (p *RetryPolicy) RetryOnResponse(resp *http.Response) bool {
 			}
 		}
 	}
-	if gs := resp.Header["Grpc-Status"]; len(gs) == 1 {
-		if v, ok := grpcRetry[gs[0]]; ok && p.On&v != 0 {
-			return true
-		}
+	if gs := resp.Header["Grpc-Status"]; len(gs) == 1 && p.On&vocab.GRPCStatusRetryOn(gs[0]) != 0 {
+		return true
 	}
 	return false
 }

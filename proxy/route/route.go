@@ -12,6 +12,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // ActionKind says what a matched route does.
@@ -133,7 +135,7 @@ var actionFields = []string{"cluster", "cluster_header", "weighted_clusters", "c
 func compileRoute(field string, r *routev3.Route, env compileEnv) (*Route, error) {
 	// decorator only names the span for tracing and metadata is opaque to routing; both are
 	// accepted as descriptive data, as Envoy does without a tracer or metadata consumers.
-	if err := checkFields(field, r, routeFields...); err != nil {
+	if err := xdsfield.Check(r, field, routeFields...); err != nil {
 		return nil, err
 	}
 	rt := &Route{Name: r.GetName(), VirtualHost: env.vh, Retry: env.retry, Mirrors: env.mirrors, CORS: env.cors,
@@ -179,7 +181,7 @@ func compileRoute(field string, r *routev3.Route, env compileEnv) (*Route, error
 }
 
 func compileRouteAction(field string, a *routev3.RouteAction, rt *Route) error {
-	if err := checkFields(field, a, actionFields...); err != nil {
+	if err := xdsfield.Check(a, field, actionFields...); err != nil {
 		return err
 	}
 	var err error
@@ -229,7 +231,7 @@ func compileRouteAction(field string, a *routev3.RouteAction, rt *Route) error {
 		if h.AutoHostRewrite.GetValue() {
 			// The upstream API does not report the chosen endpoint's hostname before the
 			// request is sent, so the Host could not be rewritten to it.
-			return unsupported(field+".auto_host_rewrite", "true")
+			return xdsfield.Unsupported(field+".auto_host_rewrite", "true")
 		}
 	}
 	rt.Timeout = DefaultTimeout
@@ -240,7 +242,7 @@ func compileRouteAction(field string, a *routev3.RouteAction, rt *Route) error {
 		rt.IdleTimeout = a.GetIdleTimeout().AsDuration()
 	}
 	if msd := a.GetMaxStreamDuration(); msd != nil {
-		if err := checkFields(field+".max_stream_duration", msd, "max_stream_duration", "grpc_timeout_header_max"); err != nil {
+		if err := xdsfield.Check(msd, field+".max_stream_duration", "max_stream_duration", "grpc_timeout_header_max"); err != nil {
 			return err
 		}
 		rt.MaxStreamDuration = msd.GetMaxStreamDuration().AsDuration()
@@ -269,7 +271,7 @@ func compileRouteAction(field string, a *routev3.RouteAction, rt *Route) error {
 	}
 	for i, u := range a.GetUpgradeConfigs() {
 		f := fmt.Sprintf("%s.upgrade_configs[%d]", field, i)
-		if err := checkFields(f, u, "upgrade_type", "enabled"); err != nil {
+		if err := xdsfield.Check(u, f, "upgrade_type", "enabled"); err != nil {
 			return err
 		}
 		if rt.upgrades == nil {
@@ -283,18 +285,18 @@ func compileRouteAction(field string, a *routev3.RouteAction, rt *Route) error {
 func compileWeighted(field string, w *routev3.WeightedCluster, rt *Route) error {
 	// runtime_key_prefix only names runtime keys; without a runtime layer the configured weights
 	// apply, as in Envoy when the keys are absent.
-	if err := checkFields(field, w, "clusters", "total_weight", "runtime_key_prefix"); err != nil {
+	if err := xdsfield.Check(w, field, "clusters", "total_weight", "runtime_key_prefix"); err != nil {
 		return err
 	}
 	for i, c := range w.GetClusters() {
 		f := fmt.Sprintf("%s.clusters[%d]", field, i)
-		if err := checkFields(f, c, "name", "cluster_header", "weight", "request_headers_to_add",
+		if err := xdsfield.Check(c, f, "name", "cluster_header", "weight", "request_headers_to_add",
 			"request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
 			"host_rewrite_literal", "metadata_match"); err != nil {
 			return err
 		}
 		if c.GetMetadataMatch() != nil && len(c.GetMetadataMatch().GetFilterMetadata()) > 0 {
-			return unsupported(f+".metadata_match", "subset load balancing")
+			return xdsfield.Unsupported(f+".metadata_match", "subset load balancing")
 		}
 		t := &Target{Name: c.GetName(), HostRewrite: c.GetHostRewriteLiteral(), weight: uint64(c.GetWeight().GetValue())}
 		if c.GetClusterHeader() != "" {
@@ -324,14 +326,14 @@ func compileWeighted(field string, w *routev3.WeightedCluster, rt *Route) error 
 // compileSubst compiles a RegexMatchAndSubstitute. Envoy's substitution uses RE2's \N for
 // capture groups; it is rewritten to Go's ${N}.
 func compileSubst(field string, rr *matcherv3.RegexMatchAndSubstitute) (*regexp.Regexp, string, error) {
-	if err := checkFields(field, rr, "pattern", "substitution"); err != nil {
+	if err := xdsfield.Check(rr, field, "pattern", "substitution"); err != nil {
 		return nil, "", err
 	}
 	pm := rr.GetPattern()
 	if pm == nil {
 		return nil, "", fmt.Errorf("%s.pattern: missing", field)
 	}
-	if err := checkFields(field+".pattern", pm, "regex", "google_re2"); err != nil {
+	if err := xdsfield.Check(pm, field+".pattern", "regex", "google_re2"); err != nil {
 		return nil, "", err
 	}
 	re, err := compileRegex(field+".pattern", pm.GetRegex(), int(pm.GetGoogleRe2().GetMaxProgramSize().GetValue()))
@@ -358,7 +360,7 @@ func compileSubst(field string, rr *matcherv3.RegexMatchAndSubstitute) (*regexp.
 }
 
 func compileRedirect(field string, r *routev3.RedirectAction, rt *Route) (*Redirect, error) {
-	if err := checkFields(field, r, "https_redirect", "scheme_redirect", "host_redirect", "port_redirect",
+	if err := xdsfield.Check(r, field, "https_redirect", "scheme_redirect", "host_redirect", "port_redirect",
 		"path_redirect", "prefix_rewrite", "regex_rewrite", "response_code", "strip_query"); err != nil {
 		return nil, err
 	}
@@ -400,13 +402,13 @@ func compileRedirect(field string, r *routev3.RedirectAction, rt *Route) (*Redir
 	case routev3.RedirectAction_PERMANENT_REDIRECT:
 		rd.Code = http.StatusPermanentRedirect
 	default:
-		return nil, unsupported(field+".response_code", "%v", r.GetResponseCode())
+		return nil, xdsfield.Unsupported(field+".response_code", "%v", r.GetResponseCode())
 	}
 	return rd, nil
 }
 
 func compileDirect(field string, d *routev3.DirectResponseAction, maxBody int) (*DirectResponse, error) {
-	if err := checkFields(field, d, "status", "body"); err != nil {
+	if err := xdsfield.Check(d, field, "status", "body"); err != nil {
 		return nil, err
 	}
 	if d.GetStatus() < 200 || d.GetStatus() > 599 {
@@ -414,7 +416,7 @@ func compileDirect(field string, d *routev3.DirectResponseAction, maxBody int) (
 	}
 	dr := &DirectResponse{Status: int(d.GetStatus())}
 	if b := d.GetBody(); b != nil {
-		if err := checkFields(field+".body", b, "inline_string", "inline_bytes", "filename"); err != nil {
+		if err := xdsfield.Check(b, field+".body", "inline_string", "inline_bytes", "filename"); err != nil {
 			return nil, err
 		}
 		switch s := b.GetSpecifier().(type) {

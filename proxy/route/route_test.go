@@ -21,6 +21,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 func fwd(name string, m *routev3.RouteMatch, cluster string) *routev3.Route {
@@ -380,7 +382,7 @@ func TestRetryHashMirrorFilterConfigs(t *testing.T) {
 					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"},
 					RetryPolicy: &routev3.RetryPolicy{RetryOn: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
 						NumRetries: wrapperspb.UInt32(2), PerTryTimeout: durationpb.New(time.Second), RetriableStatusCodes: []uint32{418},
-						RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{Name: PreviousHostsPredicate},
+						RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{Name: vocab.PreviousHostsPredicate},
 							{Name: "typed", ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})}}},
 						HostSelectionRetryMaxAttempts: 5},
 					HashPolicy: []*routev3.RouteAction_HashPolicy{

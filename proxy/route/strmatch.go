@@ -11,6 +11,8 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // DefaultMaxProgramSize bounds the size of compiled regular expressions (Go regexp program
@@ -47,12 +49,12 @@ func regexMatcher(field string, m *matcherv3.RegexMatcher) (*regexp.Regexp, erro
 	}
 	limit := 0
 	if g := m.GetGoogleRe2(); g != nil {
-		if err := checkFields(field+".google_re2", g, "max_program_size"); err != nil {
+		if err := xdsfield.Check(g, field+".google_re2", "max_program_size"); err != nil {
 			return nil, err
 		}
 		limit = int(g.GetMaxProgramSize().GetValue())
 	}
-	if err := checkFields(field, m, "regex", "google_re2"); err != nil {
+	if err := xdsfield.Check(m, field, "regex", "google_re2"); err != nil {
 		return nil, err
 	}
 	return compileRegex(field, "^(?:"+m.GetRegex()+")$", limit)
@@ -80,7 +82,7 @@ func compileStringMatch(field string, m *matcherv3.StringMatcher) (StringMatch, 
 	if m == nil {
 		return StringMatch{}, fmt.Errorf("%s: missing string matcher", field)
 	}
-	if err := checkFields(field, m, "exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"); err != nil {
+	if err := xdsfield.Check(m, field, "exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"); err != nil {
 		return StringMatch{}, err
 	}
 	sm := StringMatch{ignoreCase: m.GetIgnoreCase()}
@@ -184,7 +186,7 @@ func headerKey(name string) string {
 }
 
 func compileHeaderMatcher(field string, h *routev3.HeaderMatcher) (headerMatcher, error) {
-	if err := checkFields(field, h, "name", "invert_match", "treat_missing_header_as_empty",
+	if err := xdsfield.Check(h, field, "name", "invert_match", "treat_missing_header_as_empty",
 		"exact_match", "safe_regex_match", "range_match", "present_match", "prefix_match",
 		"suffix_match", "contains_match", "string_match"); err != nil {
 		return headerMatcher{}, err
@@ -304,7 +306,7 @@ func compileQueryMatchers(field string, qs []*routev3.QueryParameterMatcher) ([]
 	out := make([]queryMatcher, 0, len(qs))
 	for i, q := range qs {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if err := checkFields(f, q, "name", "string_match", "present_match"); err != nil {
+		if err := xdsfield.Check(q, f, "name", "string_match", "present_match"); err != nil {
 			return nil, err
 		}
 		if q.GetName() == "" {

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // Table is a compiled RouteConfiguration.
@@ -60,12 +62,12 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 	if rc == nil {
 		return nil, fmt.Errorf("compiling route configuration: nil")
 	}
-	if err := checkFields("route_configuration", rc, rcFields...); err != nil {
+	if err := xdsfield.Check(rc, "route_configuration", rcFields...); err != nil {
 		return nil, err
 	}
 	if rc.GetValidateClusters().GetValue() {
 		// Validation needs the cluster set, which the route compiler does not see.
-		return nil, unsupported("route_configuration.validate_clusters", "true")
+		return nil, xdsfield.Unsupported("route_configuration.validate_clusters", "true")
 	}
 	t := &Table{
 		Name:             rc.GetName(),
@@ -118,7 +120,7 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 			case strings.HasSuffix(d, "*"):
 				dup = addWild(prefix, d[:len(d)-1], v)
 			case strings.Contains(d, "*"):
-				return nil, unsupported(field+".domains", "wildcard in the middle of %q", d)
+				return nil, xdsfield.Unsupported(field+".domains", "wildcard in the middle of %q", d)
 			default:
 				_, dup = t.exact[d]
 				t.exact[d] = v
@@ -163,7 +165,7 @@ type compileEnv struct {
 }
 
 func compileVirtualHost(field string, vh *routev3.VirtualHost, t *Table, env compileEnv) (*VirtualHost, error) {
-	if err := checkFields(field, vh, vhFields...); err != nil {
+	if err := xdsfield.Check(vh, field, vhFields...); err != nil {
 		return nil, err
 	}
 	v := &VirtualHost{

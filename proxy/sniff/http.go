@@ -1,15 +1,19 @@
 package sniff
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/strait-mesh/strait/internal/vocab"
+)
 
 // HTTP detection results.
 const (
 	// ProtoHTTP10 is the application protocol Envoy's http_inspector reports for HTTP/1.0.
-	ProtoHTTP10 = "http/1.0"
+	ProtoHTTP10 = vocab.ALPNHTTP10
 	// ProtoHTTP11 is the application protocol reported for an HTTP/1.1 request line.
-	ProtoHTTP11 = "http/1.1"
+	ProtoHTTP11 = vocab.ALPNHTTP11
 	// ProtoH2C is the application protocol reported for the HTTP/2 prior-knowledge preface.
-	ProtoH2C = "h2c"
+	ProtoH2C = vocab.ALPNH2C
 )
 
 // MaxRequestLine bounds how many bytes DetectHTTP looks at before deciding the data is not HTTP,

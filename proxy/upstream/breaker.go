@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // Envoy's default circuit-breaker thresholds.
@@ -92,12 +93,12 @@ func compileBreaker(cb *clusterv3.CircuitBreakers, st *clusterStats) (*breaker, 
 	if cb == nil {
 		return b, nil
 	}
-	if err := checkFields(cb, "circuit_breakers", "thresholds"); err != nil {
+	if err := xdsfield.Check(cb, "circuit_breakers", "thresholds"); err != nil {
 		return nil, err
 	}
 	for i, t := range cb.GetThresholds() {
 		path := fmt.Sprintf("circuit_breakers.thresholds[%d]", i)
-		if err := checkFields(t, path, "priority", "max_connections", "max_pending_requests",
+		if err := xdsfield.Check(t, path, "priority", "max_connections", "max_pending_requests",
 			"max_requests", "max_retries", "track_remaining", "retry_budget"); err != nil {
 			return nil, err
 		}
@@ -118,7 +119,7 @@ func compileBreaker(cb *clusterv3.CircuitBreakers, st *clusterStats) (*breaker, 
 			b.retries.max = int64(v.GetValue())
 		}
 		if rb := t.GetRetryBudget(); rb != nil {
-			if err := checkFields(rb, path+".retry_budget", "budget_percent", "min_retry_concurrency"); err != nil {
+			if err := xdsfield.Check(rb, path+".retry_budget", "budget_percent", "min_retry_concurrency"); err != nil {
 				return nil, err
 			}
 			// Envoy's defaults: 20% and 3.

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -15,11 +14,12 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // Envoy defaults.
@@ -95,7 +95,7 @@ func Compile(c *clusterv3.Cluster, deps Deps) (*Cluster, error) {
 }
 
 func compile(c *clusterv3.Cluster, deps Deps) (*Cluster, error) {
-	if err := checkFields(c, "cluster", "name", "alt_stat_name", "type", "eds_cluster_config",
+	if err := xdsfield.Check(c, "cluster", "name", "alt_stat_name", "type", "eds_cluster_config",
 		"connect_timeout", "per_connection_buffer_limit_bytes", "lb_policy", "load_assignment",
 		"max_requests_per_connection", "circuit_breakers", "common_http_protocol_options",
 		"http_protocol_options", "http2_protocol_options", "typed_extension_protocol_options",
@@ -166,19 +166,6 @@ func compile(c *clusterv3.Cluster, deps Deps) (*Cluster, error) {
 	return cl, nil
 }
 
-// checkFields reports the first populated field of m whose name is not in allowed.
-func checkFields(m proto.Message, path string, allowed ...string) error {
-	var err error
-	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		if !slices.Contains(allowed, string(fd.Name())) {
-			err = fmt.Errorf("%s.%s is not supported", path, fd.Name())
-			return false
-		}
-		return true
-	})
-	return err
-}
-
 func (cl *Cluster) compileDiscovery(c *clusterv3.Cluster) error {
 	switch c.GetType() {
 	case clusterv3.Cluster_STATIC:
@@ -186,7 +173,7 @@ func (cl *Cluster) compileDiscovery(c *clusterv3.Cluster) error {
 	case clusterv3.Cluster_EDS:
 		cl.kind = discoveryEDS
 		if ec := c.GetEdsClusterConfig(); ec != nil {
-			if err := checkFields(ec, "eds_cluster_config", "eds_config", "service_name"); err != nil {
+			if err := xdsfield.Check(ec, "eds_cluster_config", "eds_config", "service_name"); err != nil {
 				return err
 			}
 		}
@@ -233,7 +220,7 @@ func (cl *Cluster) compileDiscovery(c *clusterv3.Cluster) error {
 		if cl.kind != discoveryOriginalDst {
 			return fmt.Errorf("original_dst_lb_config requires type ORIGINAL_DST")
 		}
-		if err := checkFields(o, "original_dst_lb_config", "use_http_header"); err != nil {
+		if err := xdsfield.Check(o, "original_dst_lb_config", "use_http_header"); err != nil {
 			return err
 		}
 		cl.origHeader = o.GetUseHttpHeader()
@@ -269,7 +256,7 @@ func (cl *Cluster) compileLB(c *clusterv3.Cluster) error {
 		if p != balance.RingHash {
 			return fmt.Errorf("ring_hash_lb_config requires lb_policy RING_HASH")
 		}
-		if err := checkFields(r, "ring_hash_lb_config", "minimum_ring_size", "maximum_ring_size", "hash_function"); err != nil {
+		if err := xdsfield.Check(r, "ring_hash_lb_config", "minimum_ring_size", "maximum_ring_size", "hash_function"); err != nil {
 			return err
 		}
 		if r.GetHashFunction() != clusterv3.Cluster_RingHashLbConfig_XX_HASH {
@@ -286,7 +273,7 @@ func (cl *Cluster) compileLB(c *clusterv3.Cluster) error {
 		if p != balance.Maglev {
 			return fmt.Errorf("maglev_lb_config requires lb_policy MAGLEV")
 		}
-		if err := checkFields(m, "maglev_lb_config", "table_size"); err != nil {
+		if err := xdsfield.Check(m, "maglev_lb_config", "table_size"); err != nil {
 			return err
 		}
 		if v := m.GetTableSize(); v != nil {
@@ -297,7 +284,7 @@ func (cl *Cluster) compileLB(c *clusterv3.Cluster) error {
 		if p != balance.LeastRequest {
 			return fmt.Errorf("least_request_lb_config requires lb_policy LEAST_REQUEST")
 		}
-		if err := checkFields(l, "least_request_lb_config", "choice_count", "active_request_bias", "slow_start_config"); err != nil {
+		if err := xdsfield.Check(l, "least_request_lb_config", "choice_count", "active_request_bias", "slow_start_config"); err != nil {
 			return err
 		}
 		var err error
@@ -311,7 +298,7 @@ func (cl *Cluster) compileLB(c *clusterv3.Cluster) error {
 			cfg.ChoiceCount = v.GetValue()
 		}
 		if b := l.GetActiveRequestBias(); b != nil {
-			if err := checkFields(b, "least_request_lb_config.active_request_bias", "default_value", "runtime_key"); err != nil {
+			if err := xdsfield.Check(b, "least_request_lb_config.active_request_bias", "default_value", "runtime_key"); err != nil {
 				return err
 			}
 			cfg.ActiveRequestBias = b.GetDefaultValue()
@@ -321,7 +308,7 @@ func (cl *Cluster) compileLB(c *clusterv3.Cluster) error {
 		if p != balance.RoundRobin {
 			return fmt.Errorf("round_robin_lb_config requires lb_policy ROUND_ROBIN")
 		}
-		if err := checkFields(r, "round_robin_lb_config", "slow_start_config"); err != nil {
+		if err := xdsfield.Check(r, "round_robin_lb_config", "slow_start_config"); err != nil {
 			return err
 		}
 		var err error
@@ -330,7 +317,7 @@ func (cl *Cluster) compileLB(c *clusterv3.Cluster) error {
 		}
 	}
 	if cc := c.GetCommonLbConfig(); cc != nil {
-		if err := checkFields(cc, "common_lb_config", "healthy_panic_threshold",
+		if err := xdsfield.Check(cc, "common_lb_config", "healthy_panic_threshold",
 			"locality_weighted_lb_config", "update_merge_window", "consistent_hashing_lb_config"); err != nil {
 			return err
 		}
@@ -339,7 +326,7 @@ func (cl *Cluster) compileLB(c *clusterv3.Cluster) error {
 		}
 		cfg.LocalityWeighted = cc.GetLocalityWeightedLbConfig() != nil
 		if ch := cc.GetConsistentHashingLbConfig(); ch != nil {
-			if err := checkFields(ch, "common_lb_config.consistent_hashing_lb_config", "use_hostname_for_hashing"); err != nil {
+			if err := xdsfield.Check(ch, "common_lb_config.consistent_hashing_lb_config", "use_hostname_for_hashing"); err != nil {
 				return err
 			}
 			cl.hashByHostname = ch.GetUseHostnameForHashing()
@@ -365,7 +352,7 @@ func (cl *Cluster) compileProtocol(c *clusterv3.Cluster) error {
 		}
 	}
 	if h := c.GetHttpProtocolOptions(); h != nil {
-		if err := checkFields(h, "http_protocol_options"); err != nil {
+		if err := xdsfield.Check(h, "http_protocol_options"); err != nil {
 			return err
 		}
 	}
@@ -394,7 +381,7 @@ func (cl *Cluster) compileProtocol(c *clusterv3.Cluster) error {
 }
 
 func (cl *Cluster) httpProtocolOptions(path string, o *httpv3.HttpProtocolOptions) error {
-	if err := checkFields(o, path, "common_http_protocol_options", "explicit_http_config",
+	if err := xdsfield.Check(o, path, "common_http_protocol_options", "explicit_http_config",
 		"use_downstream_protocol_config", "auto_config"); err != nil {
 		return err
 	}
@@ -413,7 +400,7 @@ func (cl *Cluster) httpProtocolOptions(path string, o *httpv3.HttpProtocolOption
 	case o.GetExplicitHttpConfig() != nil:
 		e := o.GetExplicitHttpConfig()
 		subPath = path + ".explicit_http_config"
-		if err := checkFields(e, subPath, "http_protocol_options", "http2_protocol_options"); err != nil {
+		if err := xdsfield.Check(e, subPath, "http_protocol_options", "http2_protocol_options"); err != nil {
 			return err
 		}
 		cl.proto = protoHTTP1
@@ -423,14 +410,14 @@ func (cl *Cluster) httpProtocolOptions(path string, o *httpv3.HttpProtocolOption
 		sub = e
 	case o.GetUseDownstreamProtocolConfig() != nil:
 		subPath = path + ".use_downstream_protocol_config"
-		if err := checkFields(o.GetUseDownstreamProtocolConfig(), subPath, "http_protocol_options", "http2_protocol_options"); err != nil {
+		if err := xdsfield.Check(o.GetUseDownstreamProtocolConfig(), subPath, "http_protocol_options", "http2_protocol_options"); err != nil {
 			return err
 		}
 		cl.proto = protoDownstream
 		sub = o.GetUseDownstreamProtocolConfig()
 	case o.GetAutoConfig() != nil:
 		subPath = path + ".auto_config"
-		if err := checkFields(o.GetAutoConfig(), subPath, "http_protocol_options", "http2_protocol_options"); err != nil {
+		if err := xdsfield.Check(o.GetAutoConfig(), subPath, "http_protocol_options", "http2_protocol_options"); err != nil {
 			return err
 		}
 		cl.proto = protoAuto
@@ -438,7 +425,7 @@ func (cl *Cluster) httpProtocolOptions(path string, o *httpv3.HttpProtocolOption
 	}
 	if sub != nil {
 		if h1 := sub.GetHttpProtocolOptions(); h1 != nil {
-			if err := checkFields(h1, subPath+".http_protocol_options"); err != nil {
+			if err := xdsfield.Check(h1, subPath+".http_protocol_options"); err != nil {
 				return err
 			}
 		}
@@ -454,13 +441,13 @@ func (cl *Cluster) httpProtocolOptions(path string, o *httpv3.HttpProtocolOption
 func (cl *Cluster) h2Options(path string, h2 *corev3.Http2ProtocolOptions) error {
 	// max_concurrent_streams caps the streams the pool puts on one upstream connection (the
 	// server's SETTINGS may lower it further); the pool opens more connections as needed.
-	if err := checkFields(h2, path, "initial_stream_window_size", "initial_connection_window_size",
+	if err := xdsfield.Check(h2, path, "initial_stream_window_size", "initial_connection_window_size",
 		"max_concurrent_streams", "connection_keepalive"); err != nil {
 		return err
 	}
 	if ka := h2.GetConnectionKeepalive(); ka != nil {
 		// HTTP/2 PING keepalive: a PING after interval without frames, close after timeout.
-		if err := checkFields(ka, path+".connection_keepalive", "interval", "timeout"); err != nil {
+		if err := xdsfield.Check(ka, path+".connection_keepalive", "interval", "timeout"); err != nil {
 			return err
 		}
 		cl.http.pingInterval = ka.GetInterval().AsDuration()
@@ -482,7 +469,7 @@ func (cl *Cluster) h2Options(path string, h2 *corev3.Http2ProtocolOptions) error
 }
 
 func (cl *Cluster) commonOptions(path string, o *corev3.HttpProtocolOptions) error {
-	if err := checkFields(o, path, "idle_timeout", "max_connection_duration", "max_requests_per_connection"); err != nil {
+	if err := xdsfield.Check(o, path, "idle_timeout", "max_connection_duration", "max_requests_per_connection"); err != nil {
 		return err
 	}
 	if d := o.GetIdleTimeout(); d != nil {
@@ -507,7 +494,7 @@ func (cl *Cluster) compileTransport(c *clusterv3.Cluster) error {
 	}
 	for i, m := range c.GetTransportSocketMatches() {
 		path := fmt.Sprintf("transport_socket_matches[%d]", i)
-		if err := checkFields(m, path, "name", "match", "transport_socket"); err != nil {
+		if err := xdsfield.Check(m, path, "name", "match", "transport_socket"); err != nil {
 			return err
 		}
 		sm := socketMatch{name: m.GetName(), match: m.GetMatch()}
@@ -522,12 +509,12 @@ func (cl *Cluster) compileTransport(c *clusterv3.Cluster) error {
 }
 
 func (cl *Cluster) compileSocket(path string, ts *corev3.TransportSocket) (*transport, error) {
-	if err := checkFields(ts, path, "name", "typed_config"); err != nil {
+	if err := xdsfield.Check(ts, path, "name", "typed_config"); err != nil {
 		return nil, err
 	}
 	a := ts.GetTypedConfig()
 	if a == nil {
-		if ts.GetName() == "envoy.transport_sockets.raw_buffer" {
+		if ts.GetName() == vocab.TransportSocketRawBuffer {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("%s %q: typed_config is required", path, ts.GetName())
@@ -567,7 +554,7 @@ func (cl *Cluster) compileConnOptions(o *clusterv3.UpstreamConnectionOptions) er
 	if o == nil {
 		return nil
 	}
-	if err := checkFields(o, "upstream_connection_options", "tcp_keepalive"); err != nil {
+	if err := xdsfield.Check(o, "upstream_connection_options", "tcp_keepalive"); err != nil {
 		return err
 	}
 	ka := o.GetTcpKeepalive()
@@ -593,14 +580,14 @@ func (cl *Cluster) compileBind(b *corev3.BindConfig) error {
 	if b == nil {
 		return nil
 	}
-	if err := checkFields(b, "upstream_bind_config", "source_address"); err != nil {
+	if err := xdsfield.Check(b, "upstream_bind_config", "source_address"); err != nil {
 		return err
 	}
 	sa := b.GetSourceAddress()
 	if sa == nil {
 		return fmt.Errorf("upstream_bind_config.source_address is required")
 	}
-	if err := checkFields(sa, "upstream_bind_config.source_address", "address", "port_value", "protocol"); err != nil {
+	if err := xdsfield.Check(sa, "upstream_bind_config.source_address", "address", "port_value", "protocol"); err != nil {
 		return err
 	}
 	ip, err := netip.ParseAddr(sa.GetAddress())

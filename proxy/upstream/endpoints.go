@@ -14,6 +14,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
 	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // endpoint is one upstream host: its address, attributes, connection pools and outlier state.
@@ -111,12 +112,12 @@ func parseAssignment(cla *endpointv3.ClusterLoadAssignment, dns bool) ([]endpoin
 	if cla == nil {
 		return nil, 0, nil
 	}
-	if err := checkFields(cla, "load_assignment", "cluster_name", "endpoints", "policy"); err != nil {
+	if err := xdsfield.Check(cla, "load_assignment", "cluster_name", "endpoints", "policy"); err != nil {
 		return nil, 0, err
 	}
 	var overprov uint32
 	if p := cla.GetPolicy(); p != nil {
-		if err := checkFields(p, "load_assignment.policy", "overprovisioning_factor"); err != nil {
+		if err := xdsfield.Check(p, "load_assignment.policy", "overprovisioning_factor"); err != nil {
 			return nil, 0, err
 		}
 		if f := p.GetOverprovisioningFactor(); f != nil {
@@ -129,7 +130,7 @@ func parseAssignment(cla *endpointv3.ClusterLoadAssignment, dns bool) ([]endpoin
 	var specs []endpointSpec
 	for i, le := range cla.GetEndpoints() {
 		path := fmt.Sprintf("load_assignment.endpoints[%d]", i)
-		if err := checkFields(le, path, "locality", "lb_endpoints", "load_balancing_weight", "priority", "metadata"); err != nil {
+		if err := xdsfield.Check(le, path, "locality", "lb_endpoints", "load_balancing_weight", "priority", "metadata"); err != nil {
 			return nil, 0, err
 		}
 		loc := le.GetLocality()
@@ -153,7 +154,7 @@ func parseAssignment(cla *endpointv3.ClusterLoadAssignment, dns bool) ([]endpoin
 
 func parseLbEndpoint(path string, lb *endpointv3.LbEndpoint, dns bool) (endpointSpec, error) {
 	var s endpointSpec
-	if err := checkFields(lb, path, "endpoint", "health_status", "metadata", "load_balancing_weight"); err != nil {
+	if err := xdsfield.Check(lb, path, "endpoint", "health_status", "metadata", "load_balancing_weight"); err != nil {
 		return s, err
 	}
 	ep := lb.GetEndpoint()
@@ -161,12 +162,12 @@ func parseLbEndpoint(path string, lb *endpointv3.LbEndpoint, dns bool) (endpoint
 		return s, fmt.Errorf("%s.endpoint is required", path)
 	}
 	// health_check_config only matters to active health checking, which is not configured here.
-	if err := checkFields(ep, path+".endpoint", "address", "hostname", "health_check_config"); err != nil {
+	if err := xdsfield.Check(ep, path+".endpoint", "address", "hostname", "health_check_config"); err != nil {
 		return s, err
 	}
 	if pipe := ep.GetAddress().GetPipe(); pipe != nil && !dns {
 		// A Unix domain socket (Istio's Sidecar ingress defaultEndpoint unix://...).
-		if err := checkFields(pipe, path+".endpoint.address.pipe", "path", "mode"); err != nil {
+		if err := xdsfield.Check(pipe, path+".endpoint.address.pipe", "path", "mode"); err != nil {
 			return s, err
 		}
 		if pipe.GetPath() == "" {
@@ -179,7 +180,7 @@ func parseLbEndpoint(path string, lb *endpointv3.LbEndpoint, dns bool) (endpoint
 	if sa == nil {
 		return s, fmt.Errorf("%s.endpoint.address: only socket_address and pipe are supported", path)
 	}
-	if err := checkFields(sa, path+".endpoint.address.socket_address", "protocol", "address", "port_value", "ipv4_compat"); err != nil {
+	if err := xdsfield.Check(sa, path+".endpoint.address.socket_address", "protocol", "address", "port_value", "ipv4_compat"); err != nil {
 		return s, err
 	}
 	if sa.GetProtocol() != corev3.SocketAddress_TCP {

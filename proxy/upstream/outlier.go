@@ -10,6 +10,8 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	consecutivev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/outlier_detection_monitors/consecutive_errors/v3"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // outlierConfig is the cluster's passive health checking (Envoy's outlier_detection): consecutive
@@ -66,7 +68,7 @@ func compileOutlier(o *clusterv3.OutlierDetection) (*outlierConfig, error) {
 		return nil, nil
 	}
 	const p = "outlier_detection"
-	if err := checkFields(o, p, "consecutive_5xx", "interval", "base_ejection_time",
+	if err := xdsfield.Check(o, p, "consecutive_5xx", "interval", "base_ejection_time",
 		"max_ejection_percent", "enforcing_consecutive_5xx", "enforcing_success_rate",
 		"consecutive_gateway_failure", "enforcing_consecutive_gateway_failure", "max_ejection_time",
 		"split_external_local_origin_errors", "consecutive_local_origin_failure",
@@ -145,7 +147,7 @@ func compileMonitor(path string, m *corev3.TypedExtensionConfig) (monitor, error
 	if err := m.GetTypedConfig().UnmarshalTo(&ce); err != nil {
 		return mon, fmt.Errorf("decoding %s: %w", path, err)
 	}
-	if err := checkFields(&ce, path, "name", "threshold", "enforcing", "error_buckets"); err != nil {
+	if err := xdsfield.Check(&ce, path, "name", "threshold", "enforcing", "error_buckets"); err != nil {
 		return mon, err
 	}
 	mon = monitor{name: ce.GetName(), threshold: 5, enforcing: 100}
@@ -157,7 +159,7 @@ func compileMonitor(path string, m *corev3.TypedExtensionConfig) (monitor, error
 	}
 	b := ce.GetErrorBuckets()
 	if b != nil {
-		if err := checkFields(b, path+".error_buckets", "http_errors", "local_origin_errors"); err != nil {
+		if err := xdsfield.Check(b, path+".error_buckets", "http_errors", "local_origin_errors"); err != nil {
 			return mon, err
 		}
 	}

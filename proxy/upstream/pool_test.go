@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/tlsx"
 )
@@ -355,23 +357,10 @@ func TestTransportSocketMatches(t *testing.T) {
 }
 
 func TestDialTCPEcho(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
+	port := netip.MustParseAddrPort(testenv.TCPEcho(t, "")).Port()
 	c := staticCluster("tcp", clusterv3.Cluster_ROUND_ROBIN)
 	c.LoadAssignment.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{
-		lbEndpoint("127.0.0.1", uint32(ln.Addr().(*net.TCPAddr).Port))}}}
+		lbEndpoint("127.0.0.1", uint32(port))}}}
 	c.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{TcpKeepalive: &corev3.TcpKeepalive{KeepaliveTime: u32(30)}}
 	cl, st := compileT(t, c, Deps{})
 	conn, err := cl.Dial(context.Background(), balance.Context{})

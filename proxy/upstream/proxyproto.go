@@ -12,6 +12,8 @@ import (
 	ppv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/proxy_protocol/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // downstreamKey is the context key of the downstream connection's addresses.
@@ -41,12 +43,12 @@ func (cl *Cluster) compileProxyProtocol(path string, a *anypb.Any) (*transport, 
 	if err := anypb.UnmarshalTo(a, &pp, proto.UnmarshalOptions{}); err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", path, err)
 	}
-	if err := checkFields(&pp, path, "config", "transport_socket", "allow_unspecified_address"); err != nil {
+	if err := xdsfield.Check(&pp, path, "config", "transport_socket", "allow_unspecified_address"); err != nil {
 		return nil, err
 	}
 	version := 1
 	if c := pp.GetConfig(); c != nil {
-		if err := checkFields(c, path+".config", "version"); err != nil {
+		if err := xdsfield.Check(c, path+".config", "version"); err != nil {
 			return nil, err
 		}
 		if c.GetVersion() == corev3.ProxyProtocolConfig_V2 {

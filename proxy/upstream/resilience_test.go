@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
 )
 
@@ -44,23 +46,11 @@ func TestConnectFailureIsUF(t *testing.T) {
 }
 
 func TestConnectionClosedBeforeResponseIsUC(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := make([]byte, 4096)
-			_, _ = conn.Read(buf) // read the request, then hang up without answering
-			_ = conn.Close()
-		}
-	}()
-	port := uint32(ln.Addr().(*net.TCPAddr).Port)
+	addr := testenv.ServeTCP(t, "127.0.0.1:0", func(conn net.Conn) {
+		buf := make([]byte, 4096)
+		_, _ = conn.Read(buf) // read the request, then hang up without answering
+	})
+	port := uint32(netip.MustParseAddrPort(addr).Port())
 	c := staticCluster("rst", clusterv3.Cluster_ROUND_ROBIN)
 	c.LoadAssignment.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint("127.0.0.1", port)}}}
 	cl, _ := compileT(t, c, Deps{})

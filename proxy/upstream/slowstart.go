@@ -6,6 +6,8 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // slowStartScale multiplies all weights while slow start is configured, so that a ramping host's
@@ -26,7 +28,7 @@ func compileSlowStart(path string, s *clusterv3.Cluster_SlowStartConfig) (*slowS
 	if s == nil {
 		return nil, nil
 	}
-	if err := checkFields(s, path, "slow_start_window", "aggression", "min_weight_percent"); err != nil {
+	if err := xdsfield.Check(s, path, "slow_start_window", "aggression", "min_weight_percent"); err != nil {
 		return nil, err
 	}
 	ss := &slowStart{window: s.GetSlowStartWindow().AsDuration(), aggression: 1, minPercent: 10}
@@ -34,7 +36,7 @@ func compileSlowStart(path string, s *clusterv3.Cluster_SlowStartConfig) (*slowS
 		return nil, fmt.Errorf("%s.slow_start_window must be positive", path)
 	}
 	if a := s.GetAggression(); a != nil {
-		if err := checkFields(a, path+".aggression", "default_value", "runtime_key"); err != nil {
+		if err := xdsfield.Check(a, path+".aggression", "default_value", "runtime_key"); err != nil {
 			return nil, err
 		}
 		if ss.aggression = a.GetDefaultValue(); ss.aggression <= 0 {

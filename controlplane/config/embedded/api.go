@@ -69,14 +69,11 @@ func writeErrors(w http.ResponseWriter, code int, errs ...error) {
 
 // flatten splits joined errors so that each is reported on its own.
 func flatten(err error) []string {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []string
-		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
-		}
-		return out
+	var out []string
+	for _, e := range config.Errors(err) {
+		out = append(out, e.Error())
 	}
-	return []string{err.Error()}
+	return out
 }
 
 // decodeRequest reads an ApplyRequest (JSON) or, for curl users, a raw YAML body. With validate,

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"strconv"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -13,28 +12,8 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/strait-mesh/strait/controlplane/registry"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
-
-// Names of the special clusters, as Istio's.
-const (
-	Passthrough        = "PassthroughCluster"
-	BlackHole          = "BlackHoleCluster"
-	InboundPassthrough = "InboundPassthroughCluster"
-)
-
-// InboundPassthroughBindIP is the source address Istio binds inbound passthrough connections to,
-// so that iptables does not capture them again.
-const InboundPassthroughBindIP = "127.0.0.6"
-
-// OutboundName returns Istio's outbound cluster name: outbound|PORT|SUBSET|HOST.
-func OutboundName(port uint32, subset, host string) string {
-	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "|" + subset + "|" + host
-}
-
-// InboundName returns Istio's inbound cluster name: inbound|PORT||.
-func InboundName(port uint32) string {
-	return "inbound|" + strconv.FormatUint(uint64(port), 10) + "||"
-}
 
 // Options configure cluster generation for one class of proxy.
 type Options struct {
@@ -80,7 +59,7 @@ func Outbound(svc *registry.Service, port registry.Port, eps []*registry.Endpoin
 }
 
 func outbound(svc *registry.Service, port registry.Port, eps []*registry.Endpoint, subset *networking.Subset, r *Rule, opts Options) (*clusterv3.Cluster, error) {
-	name := OutboundName(port.Number, subset.GetName(), svc.Hostname)
+	name := vocab.OutboundClusterName(port.Number, subset.GetName(), svc.Hostname)
 	tp := EffectivePolicy(r.spec(), subset, port.Number)
 	c := &clusterv3.Cluster{Name: name}
 	switch svc.Resolution {
@@ -180,7 +159,7 @@ func SocketAddress(addr string, port uint32) *corev3.Address {
 // PassthroughCluster returns PassthroughCluster: ORIGINAL_DST to wherever the client connected.
 func PassthroughCluster(m *meshconfig.MeshConfig) *clusterv3.Cluster {
 	return &clusterv3.Cluster{
-		Name:                 Passthrough,
+		Name:                 vocab.PassthroughCluster,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
 		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
 		ConnectTimeout:       durationpb.New(connectTimeout(m)),
@@ -191,7 +170,7 @@ func PassthroughCluster(m *meshconfig.MeshConfig) *clusterv3.Cluster {
 // BlackHoleCluster returns BlackHoleCluster: a STATIC cluster with no endpoints.
 func BlackHoleCluster(m *meshconfig.MeshConfig) *clusterv3.Cluster {
 	return &clusterv3.Cluster{
-		Name:                 BlackHole,
+		Name:                 vocab.BlackHoleCluster,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationpb.New(connectTimeout(m)),
 	}
@@ -201,8 +180,8 @@ func BlackHoleCluster(m *meshconfig.MeshConfig) *clusterv3.Cluster {
 // that inbound traffic to ports without a service reaches the application.
 func InboundPassthroughCluster(m *meshconfig.MeshConfig) *clusterv3.Cluster {
 	c := PassthroughCluster(m)
-	c.Name = InboundPassthrough
-	c.UpstreamBindConfig = &corev3.BindConfig{SourceAddress: &corev3.SocketAddress{Address: InboundPassthroughBindIP,
+	c.Name = vocab.InboundPassthroughCluster
+	c.UpstreamBindConfig = &corev3.BindConfig{SourceAddress: &corev3.SocketAddress{Address: vocab.InboundPassthroughBindIP,
 		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 0}}}
 	return c
 }
@@ -212,7 +191,7 @@ func InboundPassthroughCluster(m *meshconfig.MeshConfig) *clusterv3.Cluster {
 // inbound connection pool (ingress[].connectionPool, else inboundConnectionPool), mapped as for
 // outbound clusters; nil leaves Istio's unlimited defaults.
 func Inbound(port registry.Port, addr string, targetPort uint32, cp *networking.ConnectionPoolSettings, m *meshconfig.MeshConfig) (*clusterv3.Cluster, error) {
-	name := InboundName(port.Number)
+	name := vocab.InboundClusterName(port.Number)
 	c := &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},

@@ -14,16 +14,11 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/strait-mesh/strait/controlplane/registry"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
-// SDS secret names Istio's agents serve: the workload certificate and the mesh root.
-const (
-	SecretDefault = "default"
-	SecretRootCA  = "ROOTCA"
-)
-
-// ALPN Istio offers on mesh mTLS connections.
-var istioALPN = []string{"istio-peer-exchange", "istio"}
+// istioALPN is shared by the clusters that offer it; protos built from it are never modified.
+var istioALPN = vocab.IstioALPN()
 
 // SDSConfig is the config source for SDS secrets: the ADS stream.
 func SDSConfig(name string) *tlsv3.SdsSecretConfig {
@@ -76,11 +71,11 @@ func upstreamTLS(t *networking.ClientTLSSettings, svc *registry.Service, port ui
 		if len(sans) == 0 {
 			sans = spiffeIDs(eps, trustDomain)
 		}
-		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{SDSConfig(SecretDefault)}
+		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{SDSConfig(vocab.SecretDefault)}
 		common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
 			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 				DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sanMatchers(sans)},
-				ValidationContextSdsSecretConfig: SDSConfig(SecretRootCA),
+				ValidationContextSdsSecretConfig: SDSConfig(vocab.SecretRootCA),
 			}}
 		common.AlpnProtocols = istioALPN
 		ctx.Sni = SNI(port, subset, svc.Hostname)
@@ -163,7 +158,7 @@ func transportSocket(tlsCtx *tlsv3.UpstreamTlsContext, pp *networking.TrafficPol
 		if err != nil {
 			return nil, r.errf("trafficPolicy.tls", "encoding: %v", err)
 		}
-		inner = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
+		inner = &corev3.TransportSocket{Name: vocab.TransportSocketTLS, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
 	}
 	if pp == nil {
 		return inner, nil
@@ -182,13 +177,13 @@ func transportSocket(tlsCtx *tlsv3.UpstreamTlsContext, pp *networking.TrafficPol
 	if err != nil {
 		return nil, r.errf("trafficPolicy.proxyProtocol", "encoding: %v", err)
 	}
-	return &corev3.TransportSocket{Name: "envoy.transport_sockets.upstream_proxy_protocol",
+	return &corev3.TransportSocket{Name: vocab.TransportSocketUpstreamProxyProtocol,
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}, nil
 }
 
 func rawBuffer() *corev3.TransportSocket {
 	a, _ := anypb.New(&rawbufferv3.RawBuffer{})
-	return &corev3.TransportSocket{Name: "envoy.transport_sockets.raw_buffer", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
+	return &corev3.TransportSocket{Name: vocab.TransportSocketRawBuffer, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}
 }
 
 // spiffeIDs returns the sorted, distinct SPIFFE identities of the endpoints' service accounts.

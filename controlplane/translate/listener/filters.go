@@ -36,37 +36,12 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/controlplane/translate/cluster"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
-// Well-known filter names.
-const (
-	FilterHCM          = "envoy.filters.network.http_connection_manager"
-	FilterTCPProxy     = "envoy.filters.network.tcp_proxy"
-	FilterRouter       = "envoy.filters.http.router"
-	FilterFault        = "envoy.filters.http.fault"
-	FilterCORS         = "envoy.filters.http.cors"
-	FilterOriginalDst  = "envoy.filters.listener.original_dst"
-	FilterTLSInspector = "envoy.filters.listener.tls_inspector"
-	FilterHTTPInspect  = "envoy.filters.listener.http_inspector"
-)
-
-// Listener names and ports, as Istio's.
-const (
-	VirtualOutbound     = "virtualOutbound"
-	VirtualInbound      = "virtualInbound"
-	OutboundCapturePort = 15001
-	InboundCapturePort  = 15006
-)
-
-// Filter chain names of the catch-all chains, as Istio's.
-const (
-	PassthroughChain        = "PassthroughFilterChain"
-	BlackHoleChain          = "BlackHoleFilterChain"
-	InboundPassthroughChain = "InboundPassthroughFilterChain"
-)
-
-// sniffedALPN are the application protocols http_inspector reports for plaintext HTTP.
-var sniffedALPN = []string{"http/1.0", "http/1.1", "h2c"}
+// sniffedALPN are the application protocols http_inspector reports for plaintext HTTP; chains
+// share it and never modify it.
+var sniffedALPN = vocab.SniffedHTTPALPN()
 
 func mustAny(m proto.Message) *anypb.Any {
 	a, err := anypb.New(m)
@@ -81,13 +56,13 @@ func listenerFilter(name string, m proto.Message) *listenerv3.ListenerFilter {
 }
 
 func originalDst() *listenerv3.ListenerFilter {
-	return listenerFilter(FilterOriginalDst, &originaldstv3.OriginalDst{})
+	return listenerFilter(vocab.FilterOriginalDst, &originaldstv3.OriginalDst{})
 }
 func tlsInspector() *listenerv3.ListenerFilter {
-	return listenerFilter(FilterTLSInspector, &tlsinspectorv3.TlsInspector{})
+	return listenerFilter(vocab.FilterTLSInspector, &tlsinspectorv3.TlsInspector{})
 }
 func httpInspector() *listenerv3.ListenerFilter {
-	return listenerFilter(FilterHTTPInspect, &httpinspectorv3.HttpInspector{})
+	return listenerFilter(vocab.FilterHTTPInspector, &httpinspectorv3.HttpInspector{})
 }
 
 func networkFilter(name string, m proto.Message) *listenerv3.Filter {
@@ -97,13 +72,13 @@ func networkFilter(name string, m proto.Message) *listenerv3.Filter {
 // HTTPFilters are the HTTP filters of every sidecar and gateway connection manager, in order:
 // fault injection and CORS (configured per route by VirtualServices), then the router.
 func HTTPFilters(proxyless bool) []*hcmv3.HttpFilter {
-	router := &hcmv3.HttpFilter{Name: FilterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}
-	fault := &hcmv3.HttpFilter{Name: FilterFault, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&faultv3.HTTPFault{})}}
+	router := &hcmv3.HttpFilter{Name: vocab.FilterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}
+	fault := &hcmv3.HttpFilter{Name: vocab.FilterFault, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&faultv3.HTTPFault{})}}
 	if proxyless {
 		// gRPC's xDS client implements fault injection and the router, not CORS.
 		return []*hcmv3.HttpFilter{fault, router}
 	}
-	cors := &hcmv3.HttpFilter{Name: FilterCORS, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&corsv3.Cors{})}}
+	cors := &hcmv3.HttpFilter{Name: vocab.FilterCORS, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&corsv3.Cors{})}}
 	return []*hcmv3.HttpFilter{fault, cors, router}
 }
 
@@ -143,7 +118,7 @@ func hcm(o hcmOptions) *listenerv3.Filter {
 	} else {
 		m.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: cluster.ADS(), RouteConfigName: o.rds}}
 	}
-	return networkFilter(FilterHCM, m)
+	return networkFilter(vocab.FilterHCM, m)
 }
 
 // tcpOptions configure one tcp_proxy.
@@ -168,7 +143,7 @@ func tcpProxy(o tcpOptions) *listenerv3.Filter {
 	if o.maxDuration > 0 {
 		m.MaxDownstreamConnectionDuration = durationpb.New(o.maxDuration)
 	}
-	return networkFilter(FilterTCPProxy, m)
+	return networkFilter(vocab.FilterTCPProxy, m)
 }
 
 // socketAddress builds addr:port.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/translate/route"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // GatewayTCPRouter returns the VirtualService tls/tcp routes bound to one Gateway server: for TLS
@@ -214,7 +215,7 @@ func tcpServerChains(in Gateway, gw *config.Object, s *networking.Server, where 
 		out = append(out, &listenerv3.FilterChain{
 			Name:             rt.Source,
 			FilterChainMatch: m,
-			Filters:          []*listenerv3.Filter{networkFilter(FilterTCPProxy, rt.TCPProxy)},
+			Filters:          []*listenerv3.Filter{networkFilter(vocab.FilterTCPProxy, rt.TCPProxy)},
 		})
 	}
 	return out, nil

@@ -13,8 +13,8 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/registry"
-	"github.com/strait-mesh/strait/controlplane/translate/cluster"
 	"github.com/strait-mesh/strait/controlplane/translate/route"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // InboundPort is one port on which a workload receives mesh traffic.
@@ -41,8 +41,6 @@ type Instance struct {
 }
 
 // reservedPorts are the proxy's own ports (Istio's): admin, capture, HBONE, health and metrics, DNS.
-var reservedPorts = map[uint32]bool{15000: true, 15001: true, 15004: true, 15006: true, 15008: true,
-	15020: true, 15021: true, 15053: true, 15090: true}
 
 // InboundPorts returns the ports a sidecar receives traffic on, sorted by port. With a Sidecar
 // that lists ingress listeners, exactly those; otherwise every port of every service that has the
@@ -68,7 +66,7 @@ func InboundPorts(snap *mesh.Snapshot, sidecar *networking.Sidecar, inst Instanc
 			if sp == nil {
 				continue
 			}
-			if reservedPorts[ep.Port] {
+			if vocab.ReservedPort(ep.Port) {
 				continue // the proxy's own ports are never inbound application ports
 			}
 			seen[ep.Port] = true
@@ -168,12 +166,12 @@ func BuildInbound(ports []InboundPort, explicit bool) ([]*listenerv3.Listener, e
 	}
 	lf := append([]*listenerv3.ListenerFilter{originalDst()}, inspectors(&captured)...)
 	vi := &listenerv3.Listener{
-		Name:            VirtualInbound,
-		Address:         socketAddress("0.0.0.0", InboundCapturePort),
+		Name:            vocab.VirtualInbound,
+		Address:         socketAddress("0.0.0.0", vocab.InboundCapturePort),
 		ListenerFilters: lf,
 		FilterChains:    captured.chains,
-		DefaultFilterChain: &listenerv3.FilterChain{Name: InboundPassthroughChain, Filters: []*listenerv3.Filter{
-			tcpProxy(tcpOptions{statPrefix: cluster.InboundPassthrough, cluster: cluster.InboundPassthrough})}},
+		DefaultFilterChain: &listenerv3.FilterChain{Name: vocab.InboundPassthroughFilterChain, Filters: []*listenerv3.Filter{
+			tcpProxy(tcpOptions{statPrefix: vocab.InboundPassthroughCluster, cluster: vocab.InboundPassthroughCluster})}},
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
 	}
 	return append([]*listenerv3.Listener{vi}, out...), nil
@@ -194,7 +192,7 @@ func inspectors(cs *chainSet) []*listenerv3.ListenerFilter {
 // route configuration inbound|PORT||), TCP (tcp_proxy), or both behind http_inspector for
 // undeclared protocols; with TLS termination when the Sidecar ingress asks.
 func inboundChains(ip InboundPort, captured bool) ([]*listenerv3.FilterChain, error) {
-	name := cluster.InboundName(ip.Port.Number)
+	name := vocab.InboundClusterName(ip.Port.Number)
 	match := func() *listenerv3.FilterChainMatch {
 		m := &listenerv3.FilterChainMatch{}
 		if captured {

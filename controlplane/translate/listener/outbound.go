@@ -3,6 +3,7 @@ package listener
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -17,6 +18,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/registry"
 	"github.com/strait-mesh/strait/controlplane/translate/cluster"
 	"github.com/strait-mesh/strait/controlplane/translate/route"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // TCPRouter returns the VirtualService tcp routes (TCP ports) or tls routes (TLS/HTTPS ports) for
@@ -63,7 +65,7 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 				}
 				if !isExplicit {
 					for _, c := range chains {
-						in.conflict(captured.addOrExisting(c), c, svc, VirtualOutbound)
+						in.conflict(captured.addOrExisting(c), c, svc, vocab.VirtualOutbound)
 					}
 					continue
 				}
@@ -124,13 +126,27 @@ type httpChainKey struct {
 	bound bool
 }
 
-// conflict reports chain c of svc, dropped because prev already matches its connections.
+// conflict reports chain c of svc, dropped because prev already matches its connections, unless
+// prev has the same name or does the same with them (a chain several services build alike).
 func (in Outbound) conflict(prev, c *listenerv3.FilterChain, svc *registry.Service, listenerName string) {
-	if prev == nil || prev.GetName() == c.GetName() || in.Report == nil {
+	if prev == nil || prev.GetName() == c.GetName() || in.Report == nil || sameFilters(prev, c) {
 		return
 	}
 	in.Report(fmt.Errorf("service %s (%s): filter chain %q on %s matches the same connections as %q; its traffic goes there",
 		svc.Hostname, svc.Origin, c.GetName(), listenerName, prev.GetName()))
+}
+
+// sameFilters reports whether two chains handle their connections alike.
+func sameFilters(a, b *listenerv3.FilterChain) bool {
+	if len(a.GetFilters()) != len(b.GetFilters()) {
+		return false
+	}
+	for i, f := range a.GetFilters() {
+		if !proto.Equal(f, b.GetFilters()[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 type explicitListener struct {
@@ -177,15 +193,15 @@ func virtualOutbound(in Outbound, cs *chainSet) *listenerv3.Listener {
 	if cs.http {
 		lf = append(lf, httpInspector())
 	}
-	def := &listenerv3.FilterChain{Name: PassthroughChain, Filters: []*listenerv3.Filter{
-		tcpProxy(tcpOptions{statPrefix: cluster.Passthrough, cluster: cluster.Passthrough})}}
+	def := &listenerv3.FilterChain{Name: vocab.PassthroughFilterChain, Filters: []*listenerv3.Filter{
+		tcpProxy(tcpOptions{statPrefix: vocab.PassthroughCluster, cluster: vocab.PassthroughCluster})}}
 	if in.Scope.RegistryOnly {
-		def = &listenerv3.FilterChain{Name: BlackHoleChain, Filters: []*listenerv3.Filter{
-			tcpProxy(tcpOptions{statPrefix: cluster.BlackHole, cluster: cluster.BlackHole})}}
+		def = &listenerv3.FilterChain{Name: vocab.BlackHoleFilterChain, Filters: []*listenerv3.Filter{
+			tcpProxy(tcpOptions{statPrefix: vocab.BlackHoleCluster, cluster: vocab.BlackHoleCluster})}}
 	}
 	return &listenerv3.Listener{
-		Name:               VirtualOutbound,
-		Address:            socketAddress("0.0.0.0", OutboundCapturePort),
+		Name:               vocab.VirtualOutbound,
+		Address:            socketAddress("0.0.0.0", vocab.OutboundCapturePort),
 		ListenerFilters:    lf,
 		FilterChains:       cs.chains,
 		DefaultFilterChain: def,
@@ -242,7 +258,7 @@ func serviceChains(in Outbound, svc *registry.Service, port registry.Port, bound
 // tcpChains returns the tcp_proxy chains of a service port, one per VirtualService TCP/TLS route
 // or one to the default cluster.
 func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound bool, match func() *listenerv3.FilterChainMatch) ([]*listenerv3.FilterChain, error) {
-	def := cluster.OutboundName(port.Number, "", svc.Hostname)
+	def := vocab.OutboundClusterName(port.Number, "", svc.Hostname)
 	dr := cluster.RuleOf(in.Snap.DestinationRule(in.Workload, svc.Hostname))
 	var tp *networking.TrafficPolicy
 	if dr != nil {
@@ -274,17 +290,37 @@ func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound boo
 			}
 			m.SourcePrefixRanges = add.GetSourcePrefixRanges()
 		}
+		name := def
 		if port.Protocol.IsTLS() {
 			m.TransportProtocol = "tls"
 			m.ServerNames = add.GetServerNames()
 			if len(m.ServerNames) == 0 && svc.Hostname != "*" {
 				m.ServerNames = []string{svc.Hostname}
 			}
+			name = tlsChainName(def, port.Number, svc.Hostname, m.ServerNames)
 		}
-		out = append(out, &listenerv3.FilterChain{Name: def, FilterChainMatch: m, Filters: []*listenerv3.Filter{
+		out = append(out, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{
 			tcpFilter(rt.TCPProxy, idle, maxDur)}})
 	}
 	return out, nil
+}
+
+// tlsChainName names a TLS chain of the service host: its default cluster def, unless the chain
+// matches only other hosts' SNI names (a tls route of a VirtualService for several hosts, which
+// every one of those hosts' services builds): then the first such host's default cluster, so that
+// each host's chain carries that host's name whichever service builds it first.
+func tlsChainName(def string, port uint32, host string, serverNames []string) string {
+	for _, sni := range serverNames {
+		if mesh.HostsOverlap(sni, host) {
+			return def
+		}
+	}
+	for _, sni := range serverNames {
+		if !strings.HasPrefix(sni, "*") {
+			return vocab.OutboundClusterName(port, "", sni)
+		}
+	}
+	return def
 }
 
 // tcpFilter wraps a tcp_proxy config from the route package, adding the DestinationRule's idle
@@ -299,5 +335,5 @@ func tcpFilter(tp *tcpproxyv3.TcpProxy, idle, maxDur time.Duration) *listenerv3.
 			tp.MaxDownstreamConnectionDuration = durationpb.New(maxDur)
 		}
 	}
-	return networkFilter(FilterTCPProxy, tp)
+	return networkFilter(vocab.FilterTCPProxy, tp)
 }

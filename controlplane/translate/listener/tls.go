@@ -10,6 +10,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/strait-mesh/strait/controlplane/translate/cluster"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // DownstreamTLS builds the TLS transport socket of a server (Gateway server or Sidecar ingress)
@@ -29,7 +30,7 @@ func DownstreamTLS(t *networking.ServerTLSSettings, where string) (*corev3.Trans
 	if mode == networking.ServerTLSSettings_PASSTHROUGH || mode == networking.ServerTLSSettings_AUTO_PASSTHROUGH {
 		return nil, nil
 	}
-	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2", "http/1.1"}}}
+	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{AlpnProtocols: vocab.HTTPALPN()}}
 	common := ctx.CommonTlsContext
 	params := &tlsv3.TlsParameters{
 		TlsMinimumProtocolVersion: tlsVersion(t.GetMinProtocolVersion()),
@@ -40,11 +41,11 @@ func DownstreamTLS(t *networking.ServerTLSSettings, where string) (*corev3.Trans
 		common.TlsParams = params
 	}
 	if mode == networking.ServerTLSSettings_ISTIO_MUTUAL {
-		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{cluster.SDSConfig(cluster.SecretDefault)}
+		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{cluster.SDSConfig(vocab.SecretDefault)}
 		common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
 			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 				DefaultValidationContext:         validation(t),
-				ValidationContextSdsSecretConfig: cluster.SDSConfig(cluster.SecretRootCA),
+				ValidationContextSdsSecretConfig: cluster.SDSConfig(vocab.SecretRootCA),
 			}}
 		ctx.RequireClientCertificate = wrapperspb.Bool(true)
 		return wrap(ctx)

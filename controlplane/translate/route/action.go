@@ -10,6 +10,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // envoyDefaultMaxDirectResponseBody is Envoy's default limit for direct response bodies; larger
@@ -185,7 +187,7 @@ func (c *routeCtx) destination(d *networking.Destination) (dest, error) {
 			return dest{}, errf("port", "required: service %s has %d ports", host, len(svc.Ports))
 		}
 	}
-	return dest{cluster: OutboundClusterName(port, d.Subset, host), host: host, subset: d.Subset, port: port}, nil
+	return dest{cluster: vocab.OutboundClusterName(port, d.Subset, host), host: host, subset: d.Subset, port: port}, nil
 }
 
 // rewrite maps HTTPRewrite: uri to prefix_rewrite (Envoy swaps the matched prefix, or the whole

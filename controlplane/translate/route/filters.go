@@ -14,19 +14,15 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
-)
 
-// HTTP filter names under which routes carry per-route config. The listener generator must
-// install these filters (before the router) in every HTTP connection manager whose routes can
-// use them; a route's typed_per_filter_config for an absent filter has no effect in Envoy.
-const (
-	FaultFilterName = "envoy.filters.http.fault"
-	CORSFilterName  = "envoy.filters.http.cors"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // fault maps HTTPFaultInjection to the fault filter's per-route HTTPFault. A delay or abort
 // without a percentage affects no request (the API's documented default), so it is emitted
-// with an explicit 0%.
+// with an explicit 0%. Validation (controlplane/config: validateFault) guarantees the delay's
+// duration, the abort's status and the percentages; what Envoy's fault filter cannot express is
+// reported here.
 func fault(in *networking.HTTPFaultInjection) (*faultv3.HTTPFault, error) {
 	if in.Delay == nil && in.Abort == nil {
 		return nil, errf("", "neither delay nor abort is set")
@@ -36,9 +32,6 @@ func fault(in *networking.HTTPFaultInjection) (*faultv3.HTTPFault, error) {
 		fd := &faultcommonv3.FaultDelay{}
 		switch t := d.HttpDelayType.(type) {
 		case *networking.HTTPFaultInjection_Delay_FixedDelay:
-			if err := t.FixedDelay.CheckValid(); err != nil || t.FixedDelay.AsDuration() <= 0 {
-				return nil, errf("delay.fixedDelay", "invalid duration %v", t.FixedDelay)
-			}
 			fd.FaultDelaySecifier = &faultcommonv3.FaultDelay_FixedDelay{FixedDelay: proto.Clone(t.FixedDelay).(*durationpb.Duration)}
 		case *networking.HTTPFaultInjection_Delay_ExponentialDelay:
 			return nil, errf("delay.exponentialDelay", "not supported (Envoy has fixed delays only)")
@@ -56,15 +49,9 @@ func fault(in *networking.HTTPFaultInjection) (*faultv3.HTTPFault, error) {
 		fa := &faultv3.FaultAbort{}
 		switch t := a.ErrorType.(type) {
 		case *networking.HTTPFaultInjection_Abort_HttpStatus:
-			if t.HttpStatus < 200 || t.HttpStatus >= 600 {
-				return nil, errf("abort.httpStatus", "%d is not an HTTP status in [200, 599]", t.HttpStatus)
-			}
 			fa.ErrorType = &faultv3.FaultAbort_HttpStatus{HttpStatus: uint32(t.HttpStatus)}
 		case *networking.HTTPFaultInjection_Abort_GrpcStatus:
-			code, ok := grpcCode(t.GrpcStatus)
-			if !ok {
-				return nil, errf("abort.grpcStatus", "%q is not a gRPC status code name (e.g. UNAVAILABLE)", t.GrpcStatus)
-			}
+			code, _ := vocab.GRPCStatus(t.GrpcStatus) // validated
 			fa.ErrorType = &faultv3.FaultAbort_GrpcStatus{GrpcStatus: code}
 		case *networking.HTTPFaultInjection_Abort_Http2Error:
 			return nil, errf("abort.http2Error", "not supported by Envoy's fault filter")
@@ -91,24 +78,6 @@ func faultPercent(p *networking.Percent, legacy int32) (*typev3.FractionalPercen
 		return nil, errf("", "%d is not a percentage in [0, 100]", legacy)
 	}
 	return &typev3.FractionalPercent{Numerator: uint32(legacy), Denominator: typev3.FractionalPercent_HUNDRED}, nil
-}
-
-// grpcCodes maps gRPC status code names (as Istio accepts them) to numbers.
-var grpcCodes = map[string]uint32{
-	"OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5,
-	"ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9,
-	"ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14,
-	"DATA_LOSS": 15, "UNAUTHENTICATED": 16,
-}
-
-func grpcCode(s string) (uint32, bool) {
-	if c, ok := grpcCodes[strings.ToUpper(strings.TrimSpace(s))]; ok {
-		return c, true
-	}
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil && n <= 16 {
-		return uint32(n), true
-	}
-	return 0, false
 }
 
 // cors maps CorsPolicy to the CORS filter's per-route policy: allowOrigins (else the deprecated

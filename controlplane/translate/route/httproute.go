@@ -3,7 +3,6 @@ package route
 import (
 	"fmt"
 	"strconv"
-	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -11,6 +10,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // routeCtx is the context the HTTP routes of one VirtualService are translated in.
@@ -134,8 +134,8 @@ func operation(r *routev3.Route, vsName string, port uint32) string {
 	case *routev3.RouteMatch_SafeRegex:
 		path = ps.SafeRegex.GetRegex()
 	}
-	if parts := strings.Split(r.GetRoute().GetCluster(), "|"); len(parts) == 4 && parts[0] == "outbound" {
-		return parts[3] + ":" + parts[1] + path
+	if n, ok := vocab.ParseClusterName(r.GetRoute().GetCluster()); ok && n.Direction == vocab.Outbound {
+		return n.Host + ":" + strconv.FormatUint(uint64(n.Port), 10) + path
 	}
 	return vsName + ":" + strconv.FormatUint(uint64(port), 10) + path
 }

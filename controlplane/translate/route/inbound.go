@@ -5,6 +5,8 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // Inbound builds the route configuration of the 15006 listener's HTTP filter chain for a
@@ -16,7 +18,7 @@ import (
 func Inbound(port uint32) *routev3.RouteConfiguration {
 	p := strconv.FormatUint(uint64(port), 10)
 	return &routev3.RouteConfiguration{
-		Name:             InboundClusterName(port),
+		Name:             vocab.InboundClusterName(port),
 		ValidateClusters: wrapperspb.Bool(false),
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    "inbound|http|" + p,
@@ -25,7 +27,7 @@ func Inbound(port uint32) *routev3.RouteConfiguration {
 				Name:  DefaultRouteName,
 				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: InboundClusterName(port)},
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: vocab.InboundClusterName(port)},
 					Timeout:          zeroDuration(),
 					// No stream limit, and a gRPC client's grpc-timeout header is honoured as the
 					// request timeout without cap.

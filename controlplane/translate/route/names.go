@@ -8,22 +8,6 @@ import (
 	"github.com/strait-mesh/strait/controlplane/registry"
 )
 
-// Well-known cluster names, as Istio's.
-const (
-	PassthroughCluster = "PassthroughCluster"
-	BlackHoleCluster   = "BlackHoleCluster"
-)
-
-// OutboundClusterName is Istio's outbound cluster name: outbound|9080|v1|reviews.default.svc.cluster.local.
-func OutboundClusterName(port uint32, subset, host string) string {
-	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "|" + subset + "|" + host
-}
-
-// InboundClusterName is Istio's inbound cluster name: inbound|9080||.
-func InboundClusterName(port uint32) string {
-	return "inbound|" + strconv.FormatUint(uint64(port), 10) + "||"
-}
-
 // hostPort joins a host and a port as Envoy virtual host names and domains spell them.
 func hostPort(host string, port uint32) string {
 	return host + ":" + strconv.FormatUint(uint64(port), 10)

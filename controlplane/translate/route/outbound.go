@@ -10,6 +10,7 @@ import (
 	meshconfig "istio.io/api/mesh/v1alpha1"
 
 	"github.com/strait-mesh/strait/controlplane/registry"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // Names of the fallback virtual hosts and routes of outbound route configurations, as Istio's.
@@ -168,7 +169,7 @@ func Outbound(in Inputs, port uint32) (*routev3.RouteConfiguration, error) {
 // policy, and the tracing operation "host:port/*".
 func (b *Builder) defaultRoute(svc *registry.Service, port uint32) *routev3.Route {
 	action := &routev3.RouteAction{
-		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: OutboundClusterName(port, "", svc.Hostname)},
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: vocab.OutboundClusterName(port, "", svc.Hostname)},
 		Timeout:          b.zeroTimeout,
 		RetryPolicy:      b.defaultRetry,
 	}
@@ -202,7 +203,7 @@ func (b *Builder) fallbackVirtualHost() *routev3.VirtualHost {
 		Name:  AllowAnyVirtualHost,
 		Match: match,
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: PassthroughCluster},
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: vocab.PassthroughCluster},
 			Timeout:          zeroDuration(),
 		}},
 	}}}

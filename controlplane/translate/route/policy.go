@@ -3,7 +3,6 @@ package route
 import (
 	"fmt"
 	"math"
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -17,12 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
-)
 
-// Envoy extension names used in routes.
-const (
-	previousHostsPredicate = "envoy.retry_host_predicates.previous_hosts"
-	previousPriorities     = "envoy.retry_priorities.previous_priorities"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // headerOps are translated Headers operations for one direction pair.
@@ -140,7 +135,7 @@ func (c *routeCtx) applyPolicies(out *routev3.Route, r *networking.HTTPRoute, de
 		if err != nil {
 			return atField("fault", err)
 		}
-		if err := setPerFilter(out, FaultFilterName, f); err != nil {
+		if err := setPerFilter(out, vocab.FilterFault, f); err != nil {
 			return err
 		}
 	}
@@ -152,7 +147,7 @@ func (c *routeCtx) applyPolicies(out *routev3.Route, r *networking.HTTPRoute, de
 		if err != nil {
 			return atField("corsPolicy", err)
 		}
-		if err := setPerFilter(out, CORSFilterName, p); err != nil {
+		if err := setPerFilter(out, vocab.FilterCORS, p); err != nil {
 			return err
 		}
 	}
@@ -190,8 +185,15 @@ func setPerFilter(out *routev3.Route, name string, m proto.Message) error {
 	return nil
 }
 
-// defaultRetryOn is Istio's default retry condition list.
-const defaultRetryOn = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+// defaultRetryOn is Istio's default retry condition list, in Istio's order.
+var defaultRetryOn = vocab.RetryOnList(vocab.RetryConnectFailure, vocab.RetryRefusedStream,
+	vocab.RetryGrpcUnavailable, vocab.RetryGrpcCancelled, vocab.RetryRetriableStatusCodes)
+
+// proxylessDefaultRetryOn is the part of defaultRetryOn gRPC's xDS client knows.
+var proxylessDefaultRetryOn = vocab.RetryOnList(vocab.RetryGrpcUnavailable, vocab.RetryGrpcCancelled)
+
+// retriableStatusCodes is the condition that retries the codes listed in retryOn.
+var retriableStatusCodes = vocab.RetryRetriableStatusCodes.String()
 
 // DefaultRetryPolicy returns Istio's default retry policy for routes without retries: 2 retries on
 // connect-failure, refused-stream, unavailable, cancelled and 503, never the same host twice
@@ -220,22 +222,21 @@ func (b *Builder) newRetryPolicy() *routev3.RetryPolicy {
 func previousHosts() *routev3.RetryPolicy_RetryHostPredicate {
 	a, _ := anypb.New(&previoushostsv3.PreviousHostsPredicate{}) // cannot fail for a registered type
 	return &routev3.RetryPolicy_RetryHostPredicate{
-		Name:       previousHostsPredicate,
+		Name:       vocab.PreviousHostsPredicate,
 		ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: a},
 	}
 }
 
-// envoyRetryOn are the retry conditions Envoy's router accepts in retry_on (x-envoy-retry-on and
-// x-envoy-retry-grpc-on values).
-var envoyRetryOn = map[string]bool{
-	"5xx": true, "gateway-error": true, "reset": true, "reset-before-request": true, "connect-failure": true,
-	"envoy-ratelimited": true, "retriable-4xx": true, "refused-stream": true, "retriable-status-codes": true,
-	"retriable-headers": true, "http3-post-connect-failure": true,
-	"cancelled": true, "deadline-exceeded": true, "internal": true, "resource-exhausted": true, "unavailable": true,
+// grpcRetryOnNames lists the retry conditions gRPC's xDS client implements.
+func grpcRetryOnNames() string {
+	var names []string
+	for _, c := range vocab.RetryConditions() {
+		if c.GRPC() {
+			names = append(names, c.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
-
-// grpcRetryOn are the retry conditions gRPC's xDS client implements.
-var grpcRetryOn = map[string]bool{"cancelled": true, "deadline-exceeded": true, "internal": true, "resource-exhausted": true, "unavailable": true}
 
 // retryPolicy maps HTTPRetry. nil means the mesh's defaultHttpRetryPolicy, else Istio's
 // default; attempts 0 disables retries. hashed tells that the route hashes to an endpoint
@@ -255,13 +256,13 @@ func (c *routeCtx) retryPolicy(in *networking.HTTPRetry, hashed bool) (*routev3.
 }
 
 // convertRetry maps an explicit HTTPRetry onto the default policy: numbers in retryOn become
-// retriable_status_codes (with the retriable-status-codes condition), other entries must be
-// conditions Envoy knows.
+// retriable_status_codes (with the retriable-status-codes condition), the other entries are
+// retry conditions. It converts what validation (controlplane/config: validateRetries, for
+// VirtualServices and the mesh config's defaultHttpRetryPolicy) accepted and does not check it
+// again: attempts are not negative, retryOn holds vocab's conditions and HTTP status codes, and
+// durations are at least 1ms.
 func (c *routeCtx) convertRetry(in *networking.HTTPRetry, hashed bool) (*routev3.RetryPolicy, error) {
-	if in.Attempts < 0 {
-		return nil, errf("attempts", "negative")
-	}
-	if in.Attempts == 0 {
+	if in.Attempts <= 0 {
 		return nil, nil
 	}
 	out := c.b.newRetryPolicy()
@@ -277,35 +278,23 @@ func (c *routeCtx) convertRetry(in *networking.HTTPRetry, hashed bool) (*routev3
 			if s == "" {
 				continue
 			}
-			if code, err := strconv.Atoi(s); s[0] >= '0' && s[0] <= '9' && err == nil {
-				if http.StatusText(code) == "" {
-					return nil, errf("retryOn", "%d is not an HTTP status code", code)
-				}
+			if code, err := strconv.Atoi(s); err == nil {
 				out.RetriableStatusCodes = append(out.RetriableStatusCodes, uint32(code))
 				continue
-			}
-			if !envoyRetryOn[s] {
-				return nil, errf("retryOn", "%q is not a retry condition Envoy knows", s)
 			}
 			if !contains(conds, s) {
 				conds = append(conds, s)
 			}
 		}
-		if len(out.RetriableStatusCodes) > 0 && !contains(conds, "retriable-status-codes") {
-			conds = append(conds, "retriable-status-codes")
+		if len(out.RetriableStatusCodes) > 0 && !contains(conds, retriableStatusCodes) {
+			conds = append(conds, retriableStatusCodes)
 		}
 		out.RetryOn = strings.Join(conds, ",")
 	}
 	if in.PerTryTimeout != nil {
-		if err := in.PerTryTimeout.CheckValid(); err != nil || in.PerTryTimeout.AsDuration() <= 0 {
-			return nil, errf("perTryTimeout", "invalid duration %v", in.PerTryTimeout)
-		}
 		out.PerTryTimeout = proto.Clone(in.PerTryTimeout).(*durationpb.Duration)
 	}
 	if in.Backoff != nil {
-		if err := in.Backoff.CheckValid(); err != nil || in.Backoff.AsDuration() <= 0 {
-			return nil, errf("backoff", "invalid duration %v", in.Backoff)
-		}
 		out.RetryBackOff = &routev3.RetryPolicy_RetryBackOff{BaseInterval: proto.Clone(in.Backoff).(*durationpb.Duration)}
 	}
 	if in.RetryIgnorePreviousHosts != nil {
@@ -321,14 +310,14 @@ func (c *routeCtx) convertRetry(in *networking.HTTPRetry, hashed bool) (*routev3
 			return nil, fmt.Errorf("packing retry priority: %w", err)
 		}
 		out.RetryPriority = &routev3.RetryPolicy_RetryPriority{
-			Name:       previousPriorities,
+			Name:       vocab.PreviousPrioritiesPredicate,
 			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: a},
 		}
 	}
 	if c.proxyless {
 		if in.RetryOn == "" {
 			// Istio's default conditions that gRPC knows; the others are HTTP-only.
-			out.RetryOn, out.RetriableStatusCodes = "unavailable,cancelled", nil
+			out.RetryOn, out.RetriableStatusCodes = proxylessDefaultRetryOn, nil
 		}
 		return proxylessRetry(out)
 	}
@@ -339,8 +328,8 @@ func (c *routeCtx) convertRetry(in *networking.HTTPRetry, hashed bool) (*routev3
 // num_retries, retry_back_off) and rejects the rest.
 func proxylessRetry(p *routev3.RetryPolicy) (*routev3.RetryPolicy, error) {
 	for _, cond := range strings.Split(p.RetryOn, ",") {
-		if cond != "" && !grpcRetryOn[cond] {
-			return nil, errf("retryOn", "%q is not a retry condition gRPC supports (cancelled, deadline-exceeded, internal, resource-exhausted, unavailable)", cond)
+		if rc, ok := vocab.LookupRetryCondition(cond); cond != "" && (!ok || !rc.GRPC()) {
+			return nil, errf("retryOn", "%q is not a retry condition gRPC supports (%s)", cond, grpcRetryOnNames())
 		}
 	}
 	if len(p.RetriableStatusCodes) > 0 {

@@ -8,6 +8,8 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // Proxyless builds the route configuration a proxyless gRPC client (xds:///host:port) asks for:
@@ -47,7 +49,7 @@ func (b *Builder) Proxyless(target string) (*routev3.RouteConfiguration, error) 
 		}
 	}
 	if len(routes) == 0 {
-		action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: OutboundClusterName(port, "", host)}}
+		action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: vocab.OutboundClusterName(port, "", host)}}
 		if b.in.DestinationRule != nil {
 			for _, h := range HashPolicy(b.in.DestinationRule(host), "", port) {
 				if h.GetHeader() != nil {

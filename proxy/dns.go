@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -34,31 +33,27 @@ func withDNSCapture(n xdsclient.NodeInfo) xdsclient.NodeInfo {
 // applyNameTable compiles the ECDS set: the name table (the only extension config a sidecar
 // asks for). Any other resource is rejected, naming it.
 func (p *Proxy) applyNameTable(set map[string]*xdsclient.Resource) error {
-	var table *dns.Table
-	var errs []error
-	for _, name := range sortedNames(set) {
-		tec, ok := set[name].Message.(*corev3.TypedExtensionConfig)
-		if !ok {
-			errs = append(errs, fmt.Errorf("extension config %q: not a TypedExtensionConfig", name))
-			continue
-		}
-		if name != nametable.Name {
-			errs = append(errs, fmt.Errorf("extension config %q: not supported (only %q, the DNS name table)", name, nametable.Name))
-			continue
-		}
-		t, err := nametable.Decode(tec)
-		if err == nil {
-			table, err = dns.Compile(t)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("extension config %q: %w", name, err))
-		}
+	old := p.rt.Load()
+	compiled := map[string]*dns.Table{}
+	if old.Names != nil {
+		compiled[nametable.Name] = old.Names
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	next, _, err := xdsclient.CompileSet("extension config", set, old.Resources[xdsclient.ExtensionConfigType], compiled,
+		func(name string, tec *corev3.TypedExtensionConfig) (*dns.Table, error) {
+			if name != nametable.Name {
+				return nil, fmt.Errorf("not supported (only %q, the DNS name table)", nametable.Name)
+			}
+			t, err := nametable.Decode(tec)
+			if err != nil {
+				return nil, err
+			}
+			return dns.Compile(t)
+		})
+	if err != nil {
+		return err
 	}
-	rt := p.rt.Load().clone()
-	rt.Names = table
+	rt := old.clone()
+	rt.Names = next[nametable.Name]
 	rt.Resources[xdsclient.ExtensionConfigType] = set
 	p.publish(rt)
 	return nil

@@ -1,0 +1,340 @@
+package l7
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The stream stage runs in front of the filter pipeline and ends streams the way Envoy's
+// connection manager does where the router cannot see it:
+//
+//   - request_timeout: the whole request (headers and body) must arrive within it; when it
+//     does not, the stream is answered 408 (or reset, if the response already began). The clock
+//     stops at the end of the request body or when the response begins. Disabled by default
+//     (Envoy's default too): it would end long-lived streams.
+//   - HTTP/1.1 responses that begin before their request body ended carry "Connection: close"
+//     (Envoy: downstream_rq_response_before_rq_complete), and the rest of the body is not waited
+//     for after the response: net/http would otherwise read up to 256 KiB of it with no clock,
+//     so a body trickled in after a local reply or a stream idle timeout held the connection.
+//   - stream_idle_timeout while an HTTP/2 response write waits for flow-control window the
+//     client never grants: the stream is reset (a connection-level stall is net/http's
+//     WriteByteTimeout, HTTP/1.1's is clockConn.Write).
+//   - max_connection_duration: responses of a draining connection carry "Connection: close"
+//     (HTTP/2: net/http turns it into GOAWAY).
+//
+// Requests without a body on HTTP/1.1 pass through untouched unless max_connection_duration is
+// set; the per-stream state is pooled.
+func (h *Handler) streamStage(next StreamHandler) StreamHandler {
+	return func(s *Stream) {
+		r := s.R
+		hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+		h1 := r.ProtoMajor == 1
+		var watch time.Duration
+		if !h1 {
+			watch = h.streamIdle
+			if s.Route != nil && s.Route.IdleTimeout > 0 {
+				watch = s.Route.IdleTimeout
+			}
+		}
+		timed := hasBody && h.requestTimeout > 0
+		if !hasBody && watch <= 0 && h.maxConnDuration <= 0 {
+			next(s)
+			return
+		}
+		var cc *clockConn
+		if cs, ok := r.Context().Value(connInfoKey{}).(*connState); ok {
+			cc = cs.cc
+		}
+		if !hasBody && watch <= 0 && cc == nil {
+			next(s)
+			return
+		}
+		se := streamEndPool.Get().(*streamEnd)
+		se.begin(h, s, cc, h1, watch, hasBody, timed)
+		ended := false
+		defer func() {
+			if !ended {
+				se.abandon() // a panic: no timer may act on the writer any more
+			}
+		}()
+		next(s)
+		se.end(s)
+		ended = true
+		streamEndPool.Put(se)
+	}
+}
+
+var streamEndPool = sync.Pool{New: func() any { return new(streamEnd) }}
+
+// Request timer states (the low two bits of streamEnd.rt; the rest is the generation).
+const (
+	rtIdle uint64 = iota
+	rtArmed
+	rtDone
+	rtFired
+)
+
+// streamEnd is the stream stage's state for one request. It is pooled: every field a timer
+// or a late body reader may touch is checked against the generation (gen) or a deadline, so a
+// stale callback never acts on the next request.
+type streamEnd struct {
+	h       *Handler
+	cc      *clockConn
+	body    *endBody
+	h1      bool
+	hasBody bool
+	started bool // the response began (handler goroutine only)
+	gen     atomic.Uint64
+
+	mu sync.Mutex          // guards rw against the timer goroutines
+	rw http.ResponseWriter // the server's writer while the handler runs, nil after
+
+	// stream_idle_timeout on HTTP/2 writes.
+	watch   time.Duration
+	watchT  *time.Timer
+	writeBy atomic.Int64 // deadline of the write in progress (unix nanos); 0: none
+	stalled atomic.Bool
+
+	// request_timeout.
+	rt     atomic.Uint64 // gen<<2 | state
+	rtBy   atomic.Int64  // when the timer expires (unix nanos)
+	rtT    *time.Timer
+	cancel context.CancelCauseFunc
+}
+
+// endWriter is the stream's http.ResponseWriter while the stage runs.
+type endWriter streamEnd
+
+// endBody is the stream's request body while the stage runs. It is not pooled: the transport
+// may still read the body of an abandoned attempt after the handler returned.
+type endBody struct {
+	rc  io.ReadCloser
+	se  *streamEnd
+	gen uint64
+	eof atomic.Bool
+}
+
+func (se *streamEnd) begin(h *Handler, s *Stream, cc *clockConn, h1 bool, watch time.Duration, hasBody, timed bool) {
+	gen := se.gen.Add(1)
+	se.h, se.cc, se.h1, se.hasBody, se.watch, se.started = h, cc, h1, hasBody, watch, false
+	se.stalled.Store(false)
+	se.writeBy.Store(0)
+	se.mu.Lock()
+	se.rw = s.W
+	se.mu.Unlock()
+	s.W = (*endWriter)(se)
+	se.body = nil
+	if hasBody {
+		se.body = &endBody{rc: s.R.Body, se: se, gen: gen}
+		s.R.Body = se.body
+	}
+	se.rt.Store(gen<<2 | rtIdle)
+	if timed {
+		ctx, cancel := context.WithCancelCause(s.R.Context())
+		se.cancel = cancel
+		s.R = s.R.WithContext(ctx)
+		se.rtBy.Store(time.Now().Add(h.requestTimeout).UnixNano())
+		se.rt.Store(gen<<2 | rtArmed)
+		if se.rtT == nil {
+			se.rtT = time.AfterFunc(h.requestTimeout, se.requestTimedOut)
+		} else {
+			se.rtT.Reset(h.requestTimeout)
+		}
+	}
+}
+
+// end runs on the handler goroutine after the pipeline returned.
+func (se *streamEnd) end(s *Stream) {
+	gen := se.gen.Load()
+	fired := false
+	if st := se.rt.Load(); st&3 != rtIdle {
+		if !se.rt.CompareAndSwap(gen<<2|rtArmed, gen<<2|rtDone) {
+			fired = se.rt.Load() == gen<<2|rtFired
+		}
+		se.rtT.Stop()
+	}
+	if se.watchT != nil {
+		se.watchT.Stop()
+	}
+	h := se.h
+	if fired {
+		// The router took the canceled context for a downstream disconnect.
+		s.Info.Flags &^= FlagDownstreamConnTerminated
+		h.st.rqTimeout.Inc()
+		if !s.wroteHeader {
+			s.localReply(http.StatusRequestTimeout, 0, "request_overall_timeout", "request timeout", -1)
+		} else {
+			s.Info.Details = "request_overall_timeout"
+		}
+	}
+	if se.stalled.Load() {
+		s.Info.Flags = s.Info.Flags&^FlagDownstreamConnTerminated | FlagStreamIdleTimeout
+		s.Info.Details = "stream_idle_timeout"
+		h.tst.streamIdleReset.Inc()
+	}
+	if se.h1 && se.hasBody && !se.body.eof.Load() {
+		// The rest of the request body is not waited for (see streamStage); the connection
+		// closes after the response, lingering so that the client reads it.
+		if !se.started {
+			se.rw.Header().Set("Connection", "close")
+		}
+		_ = http.NewResponseController(se.rw).SetReadDeadline(time.Unix(1, 0))
+		if se.cc != nil {
+			se.cc.linger.Store(true)
+		}
+	}
+	se.mu.Lock()
+	se.rw = nil
+	se.mu.Unlock()
+	if se.cancel != nil {
+		se.cancel(nil)
+		se.cancel = nil
+	}
+	se.h, se.cc, se.body = nil, nil, nil
+}
+
+// abandon disarms the timers of a stream whose pipeline panicked.
+func (se *streamEnd) abandon() {
+	se.mu.Lock()
+	se.rw = nil
+	se.mu.Unlock()
+	se.rt.Store(se.gen.Load()<<2 | rtDone)
+	if se.cancel != nil {
+		se.cancel(nil)
+	}
+}
+
+// respond runs when the response begins (its status is decided): the request clock stops and
+// the connection-level decisions go into the headers.
+func (se *streamEnd) respond(code int) {
+	if se.started || code < 200 {
+		return
+	}
+	se.started = true
+	gen := se.gen.Load()
+	if se.rt.CompareAndSwap(gen<<2|rtArmed, gen<<2|rtDone) {
+		se.rtT.Stop()
+	}
+	closeConn := false
+	if se.hasBody && !se.body.eof.Load() {
+		se.h.tst.beforeRqDone.Inc()
+		closeConn = se.h1
+	}
+	if se.cc != nil && se.cc.draining.Load() {
+		closeConn = true
+	}
+	if closeConn {
+		se.rw.Header().Set("Connection", "close")
+	}
+}
+
+// requestTimedOut is the request_timeout timer.
+func (se *streamEnd) requestTimedOut() {
+	if time.Now().UnixNano() < se.rtBy.Load() {
+		return // a stale timer of an earlier request
+	}
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	gen := se.gen.Load()
+	if se.rw == nil || !se.rt.CompareAndSwap(gen<<2|rtArmed, gen<<2|rtFired) {
+		return
+	}
+	se.cancel(errRequestTimeout)
+	// End a body read in progress; later reads fail at once (endBody.Read).
+	_ = http.NewResponseController(se.rw).SetReadDeadline(time.Unix(1, 0))
+}
+
+// arm starts the HTTP/2 write stall watch for a write about to start; the caller clears
+// writeBy when the write returns.
+func (se *streamEnd) arm() {
+	se.writeBy.Store(time.Now().Add(se.watch).UnixNano())
+	if se.watchT == nil {
+		se.watchT = time.AfterFunc(se.watch, se.writeStalled)
+	} else {
+		se.watchT.Reset(se.watch)
+	}
+}
+
+// writeStalled is the write stall timer: a write still waiting at its deadline resets the
+// stream (net/http's HTTP/2 server resets a stream whose write deadline passed).
+func (se *streamEnd) writeStalled() {
+	by := se.writeBy.Load()
+	if by == 0 || time.Now().UnixNano() < by {
+		return
+	}
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	if se.rw == nil || se.writeBy.Load() != by {
+		return
+	}
+	se.stalled.Store(true)
+	_ = http.NewResponseController(se.rw).SetWriteDeadline(time.Unix(1, 0))
+}
+
+// Header implements http.ResponseWriter.
+func (w *endWriter) Header() http.Header { return w.rw.Header() }
+
+// WriteHeader implements http.ResponseWriter.
+func (w *endWriter) WriteHeader(code int) {
+	se := (*streamEnd)(w)
+	se.respond(code)
+	se.rw.WriteHeader(code)
+}
+
+// Write implements http.ResponseWriter.
+func (w *endWriter) Write(b []byte) (int, error) {
+	se := (*streamEnd)(w)
+	se.respond(http.StatusOK)
+	if se.watch <= 0 {
+		return se.rw.Write(b)
+	}
+	se.arm()
+	n, err := se.rw.Write(b)
+	se.writeBy.Store(0)
+	return n, err
+}
+
+// FlushError lets http.ResponseController flush through the write stall watch.
+func (w *endWriter) FlushError() error {
+	se := (*streamEnd)(w)
+	se.respond(http.StatusOK)
+	if se.watch > 0 {
+		se.arm()
+		defer se.writeBy.Store(0)
+	}
+	switch f := se.rw.(type) {
+	case interface{ FlushError() error }:
+		return f.FlushError()
+	case http.Flusher:
+		f.Flush()
+		return nil
+	}
+	return http.ErrNotSupported
+}
+
+// Unwrap gives http.ResponseController the server's writer.
+func (w *endWriter) Unwrap() http.ResponseWriter { return w.rw }
+
+// Read implements io.Reader.
+func (b *endBody) Read(p []byte) (int, error) {
+	se := b.se
+	current := se.gen.Load() == b.gen
+	if current && se.rt.Load() == b.gen<<2|rtFired {
+		return 0, errRequestTimeout
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof.Store(true)
+		if se.rt.CompareAndSwap(b.gen<<2|rtArmed, b.gen<<2|rtDone) {
+			se.rtT.Stop()
+		}
+	}
+	return n, err
+}
+
+// Close implements io.Closer.
+func (b *endBody) Close() error { return b.rc.Close() }
