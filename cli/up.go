@@ -192,6 +192,8 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 	done = step(out, "starting straitd (control plane)")
 	err = start("straitd", filepath.Join(bin, "straitd"), "--config-dir", filepath.Join(dir, "config"),
 		"--data-dir", filepath.Join(dir, "data"), "--xds-listen", o.xds, "--http-listen", o.http,
+		// The CA's mesh port is not used by the demo's proxies yet (issue 15): any free port.
+		"--mesh-address", "127.0.0.1:0",
 		"--autoregister-grace", "1s")
 	if err == nil {
 		err = waitURL(ctx, "http://"+o.http+"/ready", children)

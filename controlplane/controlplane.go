@@ -44,7 +44,17 @@ type Options struct {
 	// AutoRegisterGrace is how long an auto-registered WorkloadEntry outlives its proxy's
 	// disconnection (default 10 s).
 	AutoRegisterGrace time.Duration
-	Logger            *slog.Logger
+	// MeshListen is the TLS mesh port (Istio's 15012) serving the CA's CSR API; "" disables it
+	// and the CA (straitd's --mesh-address flag defaults to 127.0.0.1:15012). Without a CA
+	// directory (CADir, CACertsDir or DataDir) the mesh port stays off.
+	MeshListen string
+	// CADir holds the self-signed root (default <DataDir>/ca). CACertsDir selects plug-in
+	// certificates in Istio's cacerts layout instead (an intermediate CA); set one, not both.
+	CADir, CACertsDir string
+	// WorkloadCertTTL is a workload certificate's default lifetime (default 24h) and
+	// MaxWorkloadCertTTL the longest one signed (default 2160h).
+	WorkloadCertTTL, MaxWorkloadCertTTL time.Duration
+	Logger                              *slog.Logger
 	// Ready, if set, is called once with the bound addresses when straitd serves.
 	Ready func(xdsAddr, httpAddr string)
 }
@@ -90,6 +100,14 @@ func Run(ctx context.Context, o Options) error {
 		sources = append(sources, namedSource{"store", store})
 	}
 
+	// The admin token authorises the admin API (bootstrap tokens); it lives beside the store.
+	var adminToken string
+	if o.DataDir != "" {
+		if adminToken, err = loadOrCreateAdminToken(o.DataDir, log); err != nil {
+			return err
+		}
+	}
+
 	b := &builder{mesh: meshCfg, sources: sources, log: log}
 	b.problems = newProblems(log)
 	ar, err := autoregister.New(autoregister.Options{
@@ -129,6 +147,12 @@ func Run(ctx context.Context, o Options) error {
 		xdsLn.Close()
 		return fmt.Errorf("http listen: %w", err)
 	}
+	mp, err := newMeshPort(o, meshCfg.GetTrustDomain(), log)
+	if err != nil {
+		xdsLn.Close()
+		httpLn.Close()
+		return err
+	}
 
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(16<<20),
@@ -149,6 +173,14 @@ func Run(ctx context.Context, o Options) error {
 	})
 	if store != nil {
 		mux.Handle("/apis/v1/", store.Handler())
+	}
+	if mp != nil {
+		if adminToken != "" {
+			mux.Handle("POST "+embedded.BootstrapTokensPath,
+				embedded.RequireAdmin(adminToken, embedded.BootstrapTokenHandler(mp.mint)))
+		} else {
+			log.Warn("bootstrap tokens cannot be minted: the admin API needs --data-dir for its admin token")
+		}
 	}
 	// `strait get` lists what serves, from every source.
 	mux.Handle("GET /apis/v1/objects", embedded.ListHandler(b.objects))
@@ -191,7 +223,15 @@ func Run(ctx context.Context, o Options) error {
 	})
 	goRun("xds server", func() error { return g.Serve(xdsLn) })
 	goRun("http server", func() error { return hs.Serve(httpLn) })
-	log.Info("straitd serving", "xds", xdsLn.Addr().String(), "http", httpLn.Addr().String())
+	meshAddr := ""
+	if mp != nil {
+		goRun("mesh server", func() error { return mp.grpc.Serve(mp.ln) })
+		meshAddr = mp.ln.Addr().String()
+		log.Info("mesh CA serving", "address", meshAddr, "mode", mp.authority.Mode(),
+			"trustDomain", mp.authority.TrustDomain(), "rootFingerprint", mp.rootFingerprint(),
+			"roots", len(mp.authority.TrustBundle()))
+	}
+	log.Info("straitd serving", "xds", xdsLn.Addr().String(), "http", httpLn.Addr().String(), "mesh", meshAddr)
 	if o.Ready != nil {
 		o.Ready(xdsLn.Addr().String(), httpLn.Addr().String())
 	}
@@ -206,10 +246,19 @@ func Run(ctx context.Context, o Options) error {
 	defer done()
 	_ = hs.Shutdown(shutdown)
 	stopped := make(chan struct{})
-	go func() { g.GracefulStop(); close(stopped) }()
+	go func() {
+		if mp != nil {
+			mp.grpc.GracefulStop()
+		}
+		g.GracefulStop()
+		close(stopped)
+	}()
 	select {
 	case <-stopped:
 	case <-shutdown.Done():
+		if mp != nil {
+			mp.grpc.Stop()
+		}
 		g.Stop()
 	}
 	wg.Wait()

@@ -97,7 +97,7 @@ func startStrait(ctx context.Context, work, binDir string, targets *[]target, mu
 		return err
 	}
 	must(start(work, "straitd", 0, nil, filepath.Join(binDir, "straitd"), "--config-dir", cfgDir,
-		"--data-dir", filepath.Join(work, "data"),
+		"--data-dir", filepath.Join(work, "data"), "--mesh-address", "127.0.0.1:0",
 		"--xds-listen", fmt.Sprintf("127.0.0.1:%d", portXDS), "--http-listen", fmt.Sprintf("127.0.0.1:%d", portStraitd)))
 	proxy := func(name, label string, admin int) *proc {
 		return must(start(work, name, 1, []string{"GOMAXPROCS=1"}, filepath.Join(binDir, "strait-proxy"),

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -44,6 +45,11 @@ func main() {
 	f.DurationVar(&o.Debounce, "debounce", 0, "quiet period before a push (default 100ms)")
 	f.DurationVar(&o.MaxDelay, "debounce-max", 0, "longest a push waits under steady changes (default 1s)")
 	f.DurationVar(&o.AutoRegisterGrace, "autoregister-grace", 0, "how long an auto-registered WorkloadEntry outlives its proxy (default 10s)")
+	f.StringVar(&o.MeshListen, "mesh-address", "127.0.0.1:15012", "address of the TLS mesh port (the CA's CSR API); empty disables it and the CA")
+	f.StringVar(&o.CADir, "ca-dir", "", "directory of the CA's self-signed root, created on first start (default <data-dir>/ca)")
+	f.StringVar(&o.CACertsDir, "cacerts-dir", "", "plug-in CA certificates in Istio's cacerts layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) instead of a self-signed root")
+	f.DurationVar(&o.WorkloadCertTTL, "workload-cert-ttl", 24*time.Hour, "lifetime of a workload certificate when the request names none")
+	f.DurationVar(&o.MaxWorkloadCertTTL, "max-workload-cert-ttl", 2160*time.Hour, "longest workload certificate lifetime signed")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "straitd:", err)

@@ -38,7 +38,7 @@ func StartStraitd(t testing.TB, files map[string]string, extra ...string) *Strai
 	}
 	args := append([]string{filepath.Join(bin, "straitd"),
 		"--config-dir", s.ConfigDir, "--data-dir", s.DataDir,
-		"--xds-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+		"--xds-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mesh-address", "127.0.0.1:0",
 		"--debounce", "10ms", "--debounce-max", "200ms"}, extra...)
 	s.Process = Start(t, "straitd", nil, args...)
 	m := s.WaitOutput(t, servingRE, 30*time.Second)

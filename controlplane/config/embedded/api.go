@@ -1,13 +1,18 @@
 package embedded
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/strait-mesh/strait/controlplane/config"
 )
@@ -203,4 +208,126 @@ func ListHandler(list func() []*config.Object) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})
+}
+
+// BootstrapTokensPath is where straitd's admin API mints bootstrap tokens.
+const BootstrapTokensPath = "/apis/v1/bootstrap-tokens"
+
+// maxTokenRequestBytes bounds the body of a bootstrap token request.
+const maxTokenRequestBytes = 4 << 10
+
+// ErrInvalidRequest is wrapped by a mint function's error when the request itself is wrong (an
+// invalid namespace or service account): the client gets 422 and the message.
+var ErrInvalidRequest = errors.New("invalid request")
+
+// BootstrapTokenRequest is the body of POST /apis/v1/bootstrap-tokens: a token for one namespace
+// and service account. TTLSeconds zero means straitd's default (1 h); larger than straitd's
+// maximum (24 h) is capped, so read Expires in the response.
+type BootstrapTokenRequest struct {
+	Namespace      string `json:"namespace"`
+	ServiceAccount string `json:"serviceAccount"`
+	TTLSeconds     int64  `json:"ttlSeconds,omitempty"`
+}
+
+// BootstrapTokenResponse is the success body of POST /apis/v1/bootstrap-tokens.
+type BootstrapTokenResponse struct {
+	// Token is the secret: the workload presents it once as gRPC metadata
+	// "authorization: Bearer <token>" to CreateCertificate on CAAddress.
+	Token string `json:"token"`
+	// ID names the token in straitd's logs without revealing it.
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires"`
+	// Identity is the SPIFFE ID the token proves.
+	Identity string `json:"identity"`
+	// TrustBundle is the mesh's roots (PEM), to verify straitd's serving certificate on CAAddress
+	// and mesh peers.
+	TrustBundle string `json:"trustBundle"`
+	// CAAddress is the host:port of straitd's TLS mesh port (the CSR API).
+	CAAddress string `json:"caAddress"`
+}
+
+// BootstrapTokenHandler serves POST /apis/v1/bootstrap-tokens with mint, which straitd implements
+// over its CA. It authorises nothing itself: mount it behind RequireAdmin.
+func BootstrapTokenHandler(mint func(BootstrapTokenRequest) (BootstrapTokenResponse, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeErrors(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed", r.Method))
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxTokenRequestBytes+1))
+		if err != nil {
+			writeErrors(w, http.StatusBadRequest, fmt.Errorf("reading request: %w", err))
+			return
+		}
+		if len(body) > maxTokenRequestBytes {
+			writeErrors(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", maxTokenRequestBytes))
+			return
+		}
+		var req BootstrapTokenRequest
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeErrors(w, http.StatusBadRequest, fmt.Errorf("decoding request: %w", err))
+			return
+		}
+		if dec.More() {
+			writeErrors(w, http.StatusBadRequest, errors.New("decoding request: trailing data after the JSON object"))
+			return
+		}
+		var errs []error
+		if req.Namespace == "" {
+			errs = append(errs, errors.New("namespace is required"))
+		}
+		if req.ServiceAccount == "" {
+			errs = append(errs, errors.New("serviceAccount is required"))
+		}
+		if req.TTLSeconds < 0 {
+			errs = append(errs, errors.New("ttlSeconds must not be negative"))
+		}
+		if len(errs) > 0 {
+			writeErrors(w, http.StatusUnprocessableEntity, errs...)
+			return
+		}
+		resp, err := mint(req)
+		w.Header().Set("Cache-Control", "no-store")
+		switch {
+		case errors.Is(err, ErrInvalidRequest):
+			writeErrors(w, http.StatusUnprocessableEntity, err)
+		case err != nil:
+			writeErrors(w, http.StatusServiceUnavailable, err)
+		default:
+			writeJSON(w, http.StatusOK, resp)
+		}
+	})
+}
+
+// RequireAdmin admits a request to h only from a loopback client that presents the admin token
+// as "Authorization: Bearer <token>": 403 for any other client address, 401 for a missing or
+// wrong token. The comparison takes constant time. An empty token admits nobody.
+func RequireAdmin(token string, h http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackClient(r.RemoteAddr) {
+			writeErrors(w, http.StatusForbidden, errors.New("the admin API accepts loopback clients only"))
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if !ok || token == "" || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="straitd"`)
+			writeErrors(w, http.StatusUnauthorized, errors.New("the admin API requires straitd's admin token (Authorization: Bearer, from <data-dir>/admin-token)"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func loopbackClient(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.Unmap().IsLoopback()
 }

@@ -1,0 +1,80 @@
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+)
+
+// maxAdminTokenFileBytes bounds what ReadAdminToken reads.
+const maxAdminTokenFileBytes = 4 << 10
+
+// ReadAdminToken reads straitd's admin token file (<data-dir>/admin-token). It refuses a file
+// that others than its owner can read or write: such a token may have leaked.
+func ReadAdminToken(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("reading straitd's admin token: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("reading straitd's admin token: %w", err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("reading straitd's admin token: %s must be a regular file readable by its owner only (mode %v)", path, fi.Mode())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxAdminTokenFileBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("reading straitd's admin token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(b) > maxAdminTokenFileBytes || tok == "" {
+		return "", fmt.Errorf("reading straitd's admin token: %s is empty or too large", path)
+	}
+	return tok, nil
+}
+
+// MintBootstrapToken asks straitd for a bootstrap token, authenticated by adminToken.
+func (c *Client) MintBootstrapToken(ctx context.Context, adminToken string, req BootstrapTokenRequest) (BootstrapTokenResponse, error) {
+	var out BootstrapTokenResponse
+	body, err := json.Marshal(req)
+	if err != nil {
+		return out, fmt.Errorf("encoding request: %w", err)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+BootstrapTokensPath, bytes.NewReader(body))
+	if err != nil {
+		return out, fmt.Errorf("building request: %w", err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		return out, fmt.Errorf("contacting straitd at %s (is it running?): %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return out, fmt.Errorf("reading response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var er ErrorResponse
+		if json.Unmarshal(data, &er) != nil || len(er.Errors) == 0 {
+			er.Errors = []string{fmt.Sprintf("straitd answered %s: %s", resp.Status, bytes.TrimSpace(data))}
+		}
+		return out, &APIError{Status: resp.StatusCode, Errors: er.Errors}
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return out, fmt.Errorf("decoding response: %w", err)
+	}
+	if out.Token == "" {
+		return out, errors.New("decoding response: no token")
+	}
+	return out, nil
+}

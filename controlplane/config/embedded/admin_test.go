@@ -1,0 +1,79 @@
+package embedded
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRequireAdmin(t *testing.T) {
+	minted := 0
+	h := RequireAdmin("s3cret", BootstrapTokenHandler(func(r BootstrapTokenRequest) (BootstrapTokenResponse, error) {
+		minted++
+		return BootstrapTokenResponse{Token: "sbt1.x", Identity: "spiffe://cluster.local/ns/" + r.Namespace + "/sa/" + r.ServiceAccount, Expires: time.Now()}, nil
+	}))
+	cases := []struct {
+		remote, auth, body string
+		want               int
+	}{
+		{"127.0.0.1:5000", "Bearer s3cret", `{"namespace":"a","serviceAccount":"b"}`, http.StatusOK},
+		{"[::1]:5000", "Bearer s3cret", `{"namespace":"a","serviceAccount":"b"}`, http.StatusOK},
+		{"[::ffff:127.0.0.1]:5000", "Bearer s3cret", `{"namespace":"a","serviceAccount":"b"}`, http.StatusOK},
+		{"192.0.2.7:5000", "Bearer s3cret", `{"namespace":"a","serviceAccount":"b"}`, http.StatusForbidden},
+		{"[2001:db8::1]:5000", "Bearer s3cret", `{"namespace":"a","serviceAccount":"b"}`, http.StatusForbidden},
+		{"garbage", "Bearer s3cret", `{"namespace":"a","serviceAccount":"b"}`, http.StatusForbidden},
+		{"127.0.0.1:5000", "", `{"namespace":"a","serviceAccount":"b"}`, http.StatusUnauthorized},
+		{"127.0.0.1:5000", "Bearer s3cre", `{"namespace":"a","serviceAccount":"b"}`, http.StatusUnauthorized},
+		{"127.0.0.1:5000", "bearer s3cret", `{"namespace":"a","serviceAccount":"b"}`, http.StatusUnauthorized},
+		{"127.0.0.1:5000", "Bearer s3cret", `{"namespace":"a"}`, http.StatusUnprocessableEntity},
+		{"127.0.0.1:5000", "Bearer s3cret", `{"namespace":"a","serviceAccount":"b","ttlSeconds":-1}`, http.StatusUnprocessableEntity},
+		{"127.0.0.1:5000", "Bearer s3cret", `{"namespace":"a","serviceAccount":"b","admin":true}`, http.StatusBadRequest},
+		{"127.0.0.1:5000", "Bearer s3cret", `{"namespace":"a","serviceAccount":"b"}{}`, http.StatusBadRequest},
+		{"127.0.0.1:5000", "Bearer s3cret", strings.Repeat(" ", 5000), http.StatusRequestEntityTooLarge},
+	}
+	for _, c := range cases {
+		req := httptest.NewRequest(http.MethodPost, BootstrapTokensPath, strings.NewReader(c.body))
+		req.RemoteAddr = c.remote
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != c.want {
+			t.Errorf("%s %q %s: %d %s, want %d", c.remote, c.auth, c.body, rec.Code, rec.Body, c.want)
+		}
+		if rec.Code != http.StatusOK && strings.Contains(rec.Body.String(), "sbt1.") {
+			t.Errorf("refused response carries a token: %s", rec.Body)
+		}
+	}
+	if minted != 3 {
+		t.Errorf("minted %d tokens, want 3", minted)
+	}
+	// An empty admin token admits nobody.
+	req := httptest.NewRequest(http.MethodPost, BootstrapTokensPath, strings.NewReader(`{"namespace":"a","serviceAccount":"b"}`))
+	req.RemoteAddr = "127.0.0.1:1"
+	req.Header.Set("Authorization", "Bearer ")
+	rec := httptest.NewRecorder()
+	RequireAdmin("", h).ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized {
+		t.Errorf("empty admin token: %d, want 401", rec.Code)
+	}
+}
+
+func TestReadAdminTokenRefusesOpenFiles(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "admin-token")
+	os.WriteFile(p, []byte("tok\n"), 0o644)
+	os.Chmod(p, 0o644)
+	if _, err := ReadAdminToken(p); err == nil {
+		t.Error("a group/world-readable token file was accepted")
+	}
+	os.Chmod(p, 0o600)
+	if tok, err := ReadAdminToken(p); err != nil || tok != "tok" {
+		t.Errorf("ReadAdminToken: %q, %v", tok, err)
+	}
+}
