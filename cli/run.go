@@ -38,6 +38,8 @@ type runOptions struct {
 	proxyUID                                 int
 	captureDNS                               bool
 	straitd                                  string
+	// The sidecar's identity agent (strait-proxy's flags of the same names); empty caAddress: none.
+	caAddress, caRootCert, bootstrapTokenFile string
 }
 
 func newRun(g *globals) *cobra.Command {
@@ -74,6 +76,9 @@ func newRun(g *globals) *cobra.Command {
 	f.StringVar(&o.bridgeAddr, "bridge-address", "198.18.0.1/15", "the bridge's address and the workloads' subnet (netns mode)")
 	f.IntVar(&o.proxyUID, "proxy-uid", 1337, "uid and gid of the sidecar (netns mode)")
 	f.BoolVar(&o.captureDNS, "capture-dns", true, "netns mode: the sidecar answers DNS on 127.0.0.1:15053 (mesh names, the rest forwarded) and the app's DNS queries are sent there")
+	f.StringVar(&o.caAddress, "ca-address", "", "straitd's CA (its TLS mesh port): the sidecar gets its workload certificate there (needs --ca-root-cert and --bootstrap-token-file)")
+	f.StringVar(&o.caRootCert, "ca-root-cert", "", "PEM file with the mesh's root certificates, for the sidecar's agent")
+	f.StringVar(&o.bootstrapTokenFile, "bootstrap-token-file", "", "file with a bootstrap token straitd minted for the workload's namespace and service account")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("service")
 	_ = cmd.MarkFlagRequired("port")
@@ -90,6 +95,7 @@ type workload struct {
 	instanceLabels map[string]string
 	why            string // why explicit mode was chosen, if it was not asked for
 	xds            string // ADS address as seen from the sidecar
+	ca             string // the CA's address as seen from the sidecar; empty: no agent
 	log            io.Writer
 	cleanup        []func() error // run in reverse order
 }
@@ -165,6 +171,10 @@ func runWorkload(ctx context.Context, o runOptions, argv []string, stdin io.Read
 		xds = net.JoinHostPort(host, "15010")
 	}
 	w.xds = xds
+	w.ca = o.caAddress
+	if (o.caAddress == "") != (o.caRootCert == "") || (o.caAddress == "") != (o.bootstrapTokenFile == "") {
+		return errors.New("--ca-address, --ca-root-cert and --bootstrap-token-file go together")
+	}
 	proxyBin, err := findProxy(o.proxyBin)
 	if err != nil {
 		return err
@@ -332,10 +342,14 @@ func (w *workload) proxyArgs(extra ...string) []string {
 	for _, k := range keys {
 		labels = append(labels, k+"="+all[k])
 	}
-	return append([]string{"--mode", "sidecar", "--xds-address", w.xds,
+	args := []string{"--mode", "sidecar", "--xds-address", w.xds,
 		"--workload-name", w.o.name, "--namespace", w.o.namespace, "--ip", w.ip,
 		"--labels", strings.Join(labels, ","), "--service-account", w.o.serviceAccount,
-		"--workload-group", w.o.name}, extra...)
+		"--workload-group", w.o.name}
+	if w.ca != "" {
+		args = append(args, "--ca-address", w.ca, "--ca-root-cert", w.o.caRootCert, "--bootstrap-token-file", w.o.bootstrapTokenFile)
+	}
+	return append(args, extra...)
 }
 
 // appEnv is the environment of COMMAND: the caller's, plus where the workload is.

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,16 +79,27 @@ func (w *workload) startNetns(ctx context.Context, proxyBin string, argv []strin
 	unlock()
 	locked = false
 
-	// The sidecar reaches straitd from inside the namespace: a loopback ADS address is relayed
-	// from the bridge's address for the lifetime of this workload.
-	if host, _, err := net.SplitHostPort(w.xds); err == nil {
+	// The sidecar reaches straitd from inside the namespace: a loopback ADS (or CA) address is
+	// relayed from the bridge's address for the lifetime of this workload.
+	for _, addr := range []*string{&w.xds, &w.ca} {
+		host, _, err := net.SplitHostPort(*addr)
+		if err != nil {
+			continue
+		}
 		if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
-			relay, err := startRelay(net.JoinHostPort(gw.Addr().String(), "0"), w.xds)
+			relay, err := startRelay(net.JoinHostPort(gw.Addr().String(), "0"), *addr)
 			if err != nil {
 				return nil, err
 			}
 			w.defer_(relay.Close)
-			w.xds = relay.Addr().String()
+			*addr = relay.Addr().String()
+		}
+	}
+	// The sidecar runs as --proxy-uid: it reads copies of its identity files from a directory of
+	// its own (0700), removed with the workload.
+	if w.ca != "" {
+		if err := w.shareIdentityFiles(o.proxyUID); err != nil {
+			return nil, err
 		}
 	}
 	if err := w.register(ctx, nil, ""); err != nil {
@@ -130,6 +142,31 @@ func (w *workload) startNetns(ctx context.Context, proxyBin string, argv []strin
 		return nil, fmt.Errorf("starting %s: %w", argv[0], err)
 	}
 	return app, nil
+}
+
+// shareIdentityFiles copies --ca-root-cert and --bootstrap-token-file into a new directory owned
+// by uid (mode 0700, files 0600) and points the sidecar's flags at the copies.
+func (w *workload) shareIdentityFiles(uid int) error {
+	dir, err := os.MkdirTemp("", "strait-identity-")
+	if err != nil {
+		return err
+	}
+	w.defer_(func() error { return os.RemoveAll(dir) })
+	for name, f := range map[string]*string{"root-cert.pem": &w.o.caRootCert, "bootstrap-token": &w.o.bootstrapTokenFile} {
+		b, err := os.ReadFile(*f)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(dir, name)
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			return err
+		}
+		if err := os.Chown(dst, uid, uid); err != nil {
+			return fmt.Errorf("giving the sidecar (uid %d) its identity file: %w", uid, err)
+		}
+		*f = dst
+	}
+	return os.Chown(dir, uid, uid)
 }
 
 // removeStale deletes the namespace and veth a `strait run` of the same workload left behind when

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strait-mesh/strait/controlplane/config/embedded"
 	"github.com/strait-mesh/strait/samples/bookstore"
 )
 
@@ -28,6 +29,7 @@ type upOptions struct {
 	mode    string // workload mode passed to `strait run`
 	xds     string
 	http    string
+	mesh    string // straitd's TLS mesh port: the CA the proxies' agents get certificates from
 	timeout time.Duration
 }
 
@@ -61,6 +63,7 @@ func newUp(g *globals) *cobra.Command {
 	f.StringVar(&o.mode, "mode", "explicit", "workload mode for `strait run`: explicit (loopback, no root) or netns (root; own namespaces, mesh DNS)")
 	f.StringVar(&o.xds, "xds-listen", "127.0.0.1:15010", "straitd's ADS address")
 	f.StringVar(&o.http, "http-listen", "127.0.0.1:15014", "straitd's HTTP address")
+	f.StringVar(&o.mesh, "mesh-listen", "127.0.0.1:15012", "straitd's TLS mesh address (the CA of the proxies' workload certificates)")
 	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long to wait for the mesh to come up")
 	return cmd
 }
@@ -192,8 +195,7 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 	done = step(out, "starting straitd (control plane)")
 	err = start("straitd", filepath.Join(bin, "straitd"), "--config-dir", filepath.Join(dir, "config"),
 		"--data-dir", filepath.Join(dir, "data"), "--xds-listen", o.xds, "--http-listen", o.http,
-		// The CA's mesh port is not used by the demo's proxies yet (issue 15): any free port.
-		"--mesh-address", "127.0.0.1:0",
+		"--mesh-address", o.mesh,
 		"--autoregister-grace", "1s")
 	if err == nil {
 		err = waitURL(ctx, "http://"+o.http+"/ready", children)
@@ -202,10 +204,25 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 		return err
 	}
 
+	// Each proxy's identity: a bootstrap token for its namespace and service account, and the
+	// trust bundle, in files only this user can read (removed when up ends).
+	idDir := filepath.Join(dir, "identity")
+	defer os.RemoveAll(idDir)
+	adminToken, err := embedded.ReadAdminToken(filepath.Join(dir, "data", adminTokenFile))
+	if err != nil {
+		return err
+	}
+	identity := func(name, namespace, serviceAccount string) ([]string, error) {
+		return mintIdentity(ctx, o.http, adminToken, o.mesh, filepath.Join(idDir, name), namespace, serviceAccount)
+	}
+
 	done = step(out, "starting the ingress gateway on localhost:8080")
-	err = start("ingress", filepath.Join(bin, "strait-proxy"), "--mode", "router", "--namespace", "default",
-		"--workload-name", "ingress", "--labels", "istio=ingressgateway", "--xds-address", o.xds,
-		"--admin-address", "127.0.0.1:15000", "--drain-duration", "1s")
+	idArgs, err := identity("ingress", "default", "default")
+	if err == nil {
+		err = start("ingress", append([]string{filepath.Join(bin, "strait-proxy"), "--mode", "router", "--namespace", "default",
+			"--service-account", "default", "--workload-name", "ingress", "--labels", "istio=ingressgateway", "--xds-address", o.xds,
+			"--admin-address", "127.0.0.1:15000", "--drain-duration", "1s"}, idArgs...)...)
+	}
 	if err = done(err); err != nil {
 		return err
 	}
@@ -213,10 +230,14 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 	for i, wl := range bookstoreWorkloads {
 		name, svc, ver := wl[0], wl[1], wl[2]
 		done = step(out, fmt.Sprintf("starting %s with its sidecar", name))
-		err := start(name, filepath.Join(bin, "strait"), "--straitd", o.http, "run",
-			"--name", name, "--service", svc, "--labels", "version="+ver, "--port", "9080",
-			"--mode", o.mode, "--xds", o.xds, "--proxy-bin", filepath.Join(bin, "strait-proxy"),
-			"--", filepath.Join(bin, "bookstore"), "--service", svc, "--version", ver)
+		// `strait run`'s service account defaults to the service's name.
+		idArgs, err := identity(name, "default", svc)
+		if err == nil {
+			argv := append([]string{filepath.Join(bin, "strait"), "--straitd", o.http, "run",
+				"--name", name, "--service", svc, "--labels", "version=" + ver, "--port", "9080",
+				"--mode", o.mode, "--xds", o.xds, "--proxy-bin", filepath.Join(bin, "strait-proxy")}, idArgs...)
+			err = start(name, append(argv, "--", filepath.Join(bin, "bookstore"), "--service", svc, "--version", ver)...)
+		}
 		// Start workloads one at a time: each claims its own loopback addresses when its sidecar
 		// binds them, so wait until the sidecar has connected to straitd.
 		if err == nil {
@@ -257,6 +278,52 @@ The mesh is up.
 	case name := <-died:
 		return fmt.Errorf("%s exited unexpectedly; see %s", name, filepath.Join(o.dir, "logs", name+".log"))
 	}
+}
+
+// adminTokenFile is straitd's admin token in its data dir (controlplane.AdminTokenFile).
+const adminTokenFile = "admin-token"
+
+// mintIdentity asks straitd (HTTP address straitd, authenticated by adminToken) for a bootstrap
+// token for namespace/serviceAccount, writes it and the trust bundle to 0600 files in dir
+// (created 0700), and returns strait-proxy's flags (which `strait run` passes on) for its agent:
+// --ca-address (straitd's answer, else meshAddr), --ca-root-cert and --bootstrap-token-file.
+func mintIdentity(ctx context.Context, straitd, adminToken, meshAddr, dir, namespace, serviceAccount string) ([]string, error) {
+	resp, err := embedded.NewClient(straitd).MintBootstrapToken(ctx, adminToken,
+		embedded.BootstrapTokenRequest{Namespace: namespace, ServiceAccount: serviceAccount})
+	if err != nil {
+		return nil, fmt.Errorf("minting a bootstrap token for %s/%s: %w", namespace, serviceAccount, err)
+	}
+	if resp.TrustBundle == "" {
+		return nil, fmt.Errorf("minting a bootstrap token for %s/%s: straitd sent no trust bundle", namespace, serviceAccount)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	tokenFile, rootsFile := filepath.Join(dir, "bootstrap-token"), filepath.Join(dir, "root-cert.pem")
+	for f, data := range map[string]string{tokenFile: resp.Token + "\n", rootsFile: resp.TrustBundle} {
+		if err := writePrivate(f, []byte(data)); err != nil {
+			return nil, err
+		}
+	}
+	caAddr := resp.CAAddress
+	if caAddr == "" {
+		caAddr = meshAddr
+	}
+	return []string{"--ca-address", caAddr, "--ca-root-cert", rootsFile, "--bootstrap-token-file", tokenFile}, nil
+}
+
+// writePrivate writes data to path with mode 0600, replacing a file of an earlier run.
+func writePrivate(path string, data []byte) error {
+	_ = os.Remove(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func writeFiles(dst, sub string) error {

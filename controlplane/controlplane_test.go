@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 const seGood = `apiVersion: networking.istio.io/v1
@@ -43,15 +45,10 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// eventually polls cond until it holds or 15s pass.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, 15*time.Second, cond)
 }
 
 // TestRunServesConfigzMetricsAndKeepsLastGood runs straitd in-process on loopback with a watched

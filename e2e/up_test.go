@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -71,6 +72,7 @@ func TestUpDownTwice(t *testing.T) {
 		}
 
 		if round == 1 {
+			proxiesHaveCertificates(t, dir)
 			canary(t, strait, dir)
 		}
 
@@ -94,7 +96,7 @@ func TestUpDownTwice(t *testing.T) {
 		if err := syscall.Kill(-up.Process.Pid, 0); err == nil {
 			t.Errorf("round %d: processes of strait up's group still run", round)
 		}
-		for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:15010", "127.0.0.1:15014", "127.0.0.1:15000"} {
+		for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:15010", "127.0.0.1:15012", "127.0.0.1:15014", "127.0.0.1:15000"} {
 			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 				c.Close()
 				t.Errorf("round %d: %s still accepts connections after down", round, addr)
@@ -111,6 +113,32 @@ func TestUpDownTwice(t *testing.T) {
 }
 
 // reviewsVersion asks the bookstore through the ingress which reviews version answered.
+// proxiesHaveCertificates checks that the ingress and every sidecar got a workload certificate
+// from straitd's CA: each one's /stats/prometheus has the agent's expiry gauge.
+func proxiesHaveCertificates(t *testing.T, dir string) {
+	t.Helper()
+	admins := map[string]string{"ingress": "127.0.0.1:15000"}
+	listens := regexp.MustCompile(`explicit mode \(.*\): \S+ listens on ([0-9.]+):`)
+	for _, wl := range []string{"details-v1", "ratings-v1", "reviews-v1", "reviews-v2", "reviews-v3", "web-v1"} {
+		b, _ := os.ReadFile(filepath.Join(dir, "logs", wl+".log"))
+		m := listens.FindSubmatch(b)
+		if m == nil {
+			t.Errorf("%s: no workload address in its log:\n%s", wl, b)
+			continue
+		}
+		admins[wl] = string(m[1]) + ":15000"
+	}
+	gauge := regexp.MustCompile(`(?m)^istio_agent_cert_expiry_seconds\{resource_name="default"\} [1-9][0-9]*$`)
+	for name, addr := range admins {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		code, body, err := testenv.Get(ctx, "http://"+addr+"/stats/prometheus", nil)
+		cancel()
+		if err != nil || code != 200 || !gauge.MatchString(body) {
+			t.Errorf("%s: no certificate expiry gauge at %s: %d %v", name, addr, code, err)
+		}
+	}
+}
+
 func reviewsVersion(t *testing.T, client *http.Client) string {
 	t.Helper()
 	resp, err := client.Get("http://127.0.0.1:8080/api/book/0")

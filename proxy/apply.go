@@ -190,7 +190,8 @@ func (p *Proxy) applySecrets(set map[string]*xdsclient.Resource) error {
 	return nil
 }
 
-// subscribeSecrets subscribes SDS to the secrets the current listeners and clusters name.
+// subscribeSecrets subscribes SDS to the secrets the current listeners and clusters name, except
+// those the identity agent serves.
 func (p *Proxy) subscribeSecrets(rt *Runtime) {
 	names := map[string]bool{}
 	live := map[*xdsclient.Resource]bool{}
@@ -198,7 +199,9 @@ func (p *Proxy) subscribeSecrets(rt *Runtime) {
 		for _, res := range rt.Resources[t] {
 			live[res] = true
 			for n := range p.refsOf(res).secrets {
-				names[n] = true
+				if !p.agentOwned(n) {
+					names[n] = true
+				}
 			}
 		}
 	}

@@ -48,7 +48,8 @@ var dumpResources = []string{"bootstrap", "dynamic_active_clusters", "dynamic_li
 
 // ConfigDump renders the current runtime's accepted resources in Envoy's ConfigDump shape:
 // BootstrapConfigDump, ClustersConfigDump, ListenersConfigDump, RoutesConfigDump,
-// EndpointsConfigDump and SecretsConfigDump (private keys and generic secrets redacted).
+// EndpointsConfigDump and SecretsConfigDump (private keys and generic secrets redacted; the
+// identity agent's "default" and "ROOTCA" among the dynamic secrets, as Istio's SDS shows them).
 func (a adminSource) ConfigDump(resource string) (*adminv3.ConfigDump, error) {
 	rt := a.p.rt.Load()
 	version := func(t string) string {
@@ -88,12 +89,21 @@ func (a adminSource) ConfigDump(resource string) (*adminv3.ConfigDump, error) {
 	}
 	var secrets []*adminv3.SecretsConfigDump_DynamicSecret
 	for _, r := range sortedResources(rt.Resources[xdsclient.SecretType]) {
+		if a.p.agentOwned(r.Name) {
+			continue // the agent's own secret is shown instead
+		}
 		red, err := anypb.New(redactSecret(r.Message.(*tlsv3.Secret)))
 		if err != nil {
 			return nil, fmt.Errorf("packing secret %q: %w", r.Name, err)
 		}
 		secrets = append(secrets, &adminv3.SecretsConfigDump_DynamicSecret{Name: r.Name, VersionInfo: r.Version, LastUpdated: ts(r), Secret: red})
 	}
+	own, err := a.p.agentSecrets()
+	if err != nil {
+		return nil, err
+	}
+	secrets = append(secrets, own...)
+	sort.SliceStable(secrets, func(i, j int) bool { return secrets[i].Name < secrets[j].Name })
 
 	sections := map[string][]proto.Message{}
 	boot := &adminv3.BootstrapConfigDump{

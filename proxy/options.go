@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/agent"
 	"github.com/strait-mesh/strait/proxy/overload"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
 )
@@ -64,6 +65,15 @@ type Options struct {
 	// OverloadThresholds are the memory pressures at which the overload actions turn on (zero
 	// entries: overload.DefaultThresholds()).
 	OverloadThresholds overload.Thresholds
+	// Agent, when set, runs the workload-identity agent (package agent) in the proxy: it obtains
+	// and renews the workload certificate from straitd's CA and serves the SDS secrets "default"
+	// and "ROOTCA", which are then no longer requested over xDS. Its Logger defaults to Logger.
+	// nil: no agent, every secret comes from the control plane.
+	Agent *agent.Options
+	// CertWait bounds how long Run waits for the agent's first certificate before it connects
+	// to the control plane anyway (default DefaultCertWait; negative: no wait). The agent keeps
+	// retrying after it; see Proxy.startAgent.
+	CertWait time.Duration
 }
 
 func (o *Options) setDefaults() error {
@@ -84,6 +94,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.LogLevel == nil {
 		o.LogLevel = new(slog.LevelVar)
+	}
+	if o.CertWait == 0 {
+		o.CertWait = DefaultCertWait
 	}
 	return nil
 }

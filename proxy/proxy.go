@@ -25,6 +25,7 @@ import (
 
 	"github.com/strait-mesh/strait/internal/nametable"
 	"github.com/strait-mesh/strait/proxy/admin"
+	"github.com/strait-mesh/strait/proxy/agent"
 	"github.com/strait-mesh/strait/proxy/lds"
 	"github.com/strait-mesh/strait/proxy/overload"
 	"github.com/strait-mesh/strait/proxy/stats"
@@ -49,6 +50,8 @@ type Proxy struct {
 	client *xdsclient.Client
 	// overload is the overload manager: global connection limit and memory actions.
 	overload *overload.Manager
+	// agent is the workload-identity agent (nil without Options.Agent).
+	agent *agent.Agent
 
 	rt       atomic.Pointer[Runtime]
 	applyMu  sync.Mutex                   // serializes Apply (the xDS goroutine) with shutdown
@@ -100,6 +103,9 @@ func New(opts Options) (*Proxy, error) {
 	p.rt.Store(emptyRuntime())
 	p.gauges.connected = p.stats.Gauge("control_plane.connected_state", "envoy_control_plane_connected_state")
 	p.gauges.activeClusters = p.stats.Gauge("cluster_manager.active_clusters", "envoy_cluster_manager_active_clusters")
+	if err := p.newAgent(); err != nil {
+		return nil, fmt.Errorf("configuring proxy: %w", err)
+	}
 	p.lds = p.newListeners()
 	p.overload = overload.New(overload.Config{
 		MemoryLimit:    opts.MemoryLimit,
@@ -207,6 +213,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 			return err
 		}
 		defer stopDNS()
+	}
+	if p.agent != nil {
+		stopAgent := p.startAgent(ctx)
+		defer stopAgent()
 	}
 	xctx, stopXDS := context.WithCancel(context.Background())
 	xdone := make(chan struct{})

@@ -61,8 +61,15 @@ func emptyRuntime() *Runtime {
 // Runtime returns the current configuration generation. It never returns nil.
 func (p *Proxy) Runtime() *Runtime { return p.rt.Load() }
 
-// Secret implements tlsx.Secrets over the current runtime; it is called during TLS handshakes.
-func (p *Proxy) Secret(name string) *tlsv3.Secret { return p.rt.Load().Secrets[name] }
+// Secret implements tlsx.Secrets: the identity agent's "default" and "ROOTCA" when the proxy
+// runs one (nil until its first certificate), every other name from the current runtime's SDS
+// secrets. It is called during TLS handshakes: one or two atomic loads.
+func (p *Proxy) Secret(name string) *tlsv3.Secret {
+	if p.agentOwned(name) {
+		return p.agent.Secret(name)
+	}
+	return p.rt.Load().Secrets[name]
+}
 
 // Route implements l7.Env: the current RDS route table of that name, nil when unknown.
 func (p *Proxy) Route(name string) *route.Table { return p.rt.Load().Routes[name] }

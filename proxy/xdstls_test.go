@@ -2,14 +2,8 @@ package proxy
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -27,46 +21,23 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
 )
 
-type pki struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newPKI(t *testing.T) (*pki, []byte) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "xds root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &pki{c, key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-func (ca *pki) leaf(t *testing.T, serial int64, usage x509.ExtKeyUsage, ips ...net.IP) (certPEM, keyPEM []byte) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "leaf"}, IPAddresses: ips,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+// leaf returns PEM certificate and key signed by ca for one extended key usage.
+func leaf(t *testing.T, ca *testenv.CA, serial int64, usage x509.ExtKeyUsage, ips ...net.IP) (certPEM, keyPEM []byte) {
+	t.Helper()
+	return testenv.PEM(t, ca.Issue(t, testenv.Leaf{Serial: serial, CommonName: "leaf", IPs: ips, Usage: []x509.ExtKeyUsage{usage}}))
 }
 
 // TestXDSOverMutualTLS connects the proxy to a go-control-plane ADS server that requires a
 // client certificate signed by the mesh CA.
 func TestXDSOverMutualTLS(t *testing.T) {
-	ca, caPEM := newPKI(t)
-	srvCert, srvKey := ca.leaf(t, 2, x509.ExtKeyUsageServerAuth, net.ParseIP("127.0.0.1"))
-	cliCert, cliKey := ca.leaf(t, 3, x509.ExtKeyUsageClientAuth)
+	ca := testenv.NewCA(t, "xds root")
+	caPEM := ca.PEM
+	srvCert, srvKey := leaf(t, ca, 2, x509.ExtKeyUsageServerAuth, net.ParseIP("127.0.0.1"))
+	cliCert, cliKey := leaf(t, ca, 3, x509.ExtKeyUsageClientAuth)
 	dir := t.TempDir()
 	files := map[string][]byte{"ca.pem": caPEM, "cert.pem": cliCert, "key.pem": cliKey}
 	for n, b := range files {
@@ -80,7 +51,7 @@ func TestXDSOverMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
+	pool.AddCert(ca.Cert)
 	creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12})
 	cache := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
 	nodeID := node.NewID(node.Sidecar, "127.0.0.1", "unit", "default").String()

@@ -50,6 +50,7 @@ func main() {
 	var thresholds string
 	var xdsTLS proxy.XDSTLS
 	var gc gcSettings
+	var ag agentFlags
 	cmd := &cobra.Command{
 		Use:           "strait-proxy",
 		Short:         "Strait data plane: Envoy xDS in, traffic out",
@@ -88,6 +89,9 @@ func main() {
 			if xdsTLS.RootCA != "" {
 				o.XDSTLS = &xdsTLS
 			}
+			if o.Agent, err = ag.options(o.Node.Namespace, o.Node.ServiceAccount); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return proxy.Run(ctx, o)
@@ -125,6 +129,7 @@ func main() {
 	f.IntVar(&o.MaxConnectionsPerListener, "max-connections-per-listener", 0, "each listener's own connection limit; 0 unlimited")
 	f.StringVar(&thresholds, "overload-thresholds", "", "memory pressures (fraction of the memory limit) at which overload actions turn on, e.g. stop_accepting_requests=0.85,shrink_heap=off (default "+overload.DefaultThresholds().String()+")")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	ag.register(f)
 	cmd.AddCommand(iptablesCmd())
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "strait-proxy:", err)

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 	pb "istio.io/api/security/v1alpha1"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // meshPort is straitd's 15012 in miniature: the CSR service on a TLS gRPC server on loopback,
@@ -29,7 +31,7 @@ type meshPort struct {
 	tokens *BootstrapTokens
 	clock  *fakeClock // the bootstrap tokens' clock
 	addr   string
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 }
 
 func startMeshPort(t *testing.T) *meshPort {

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // allTypes are the types the test client subscribes to, in Envoy's order.
@@ -264,14 +265,8 @@ func (c *adsClient) streamErr(d time.Duration) error {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or 15s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, 15*time.Second, cond)
 }

@@ -231,6 +231,18 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 	t.Fatalf("condition not met within %s: %v", timeout, err)
 }
 
+// WaitFor polls cond every 10 ms until it holds, and fails the test naming what it waited for
+// if timeout passes first. Like Eventually it is for waiting, never for asserting on time.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // Get performs a GET with a short timeout and returns status and body.
 func Get(ctx context.Context, url string, header http.Header) (int, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

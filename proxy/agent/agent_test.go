@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,38 +29,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strait-mesh/strait/controlplane/ca"
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/agent"
 )
 
 const ratingsID = "spiffe://cluster.local/ns/default/sa/ratings"
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testLogger(t *testing.T, name string) (*slog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("%s log:\n%s", name, buf.String())
-		}
-	})
-	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
 
 // testCA is straitd's mesh port in miniature: the CSR service with the certificate and
 // bootstrap-token authenticators, on a gRPC server whose TLS is ca.ServerTLSConfig. It can be
@@ -72,7 +44,7 @@ type testCA struct {
 	svc    *ca.Service
 	sc     *ca.ServingCertificate
 	addr   string
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 
 	mu sync.Mutex
 	g  *grpc.Server
@@ -80,7 +52,7 @@ type testCA struct {
 
 func startCA(t *testing.T) *testCA {
 	t.Helper()
-	log, logs := testLogger(t, "CA")
+	log, logs := testenv.Logger(t, "CA")
 	a, err := ca.New(ca.Options{Dir: t.TempDir(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -156,9 +128,9 @@ func (c *testCA) mint(t *testing.T, ns, sa string) string {
 }
 
 // startAgent runs an agent for default/ratings against c until the test ends.
-func startAgent(t *testing.T, c *testCA, mod func(*agent.Options)) (*agent.Agent, *syncBuffer) {
+func startAgent(t *testing.T, c *testCA, mod func(*agent.Options)) (*agent.Agent, *testenv.SyncBuffer) {
 	t.Helper()
-	log, logs := testLogger(t, "agent")
+	log, logs := testenv.Logger(t, "agent")
 	o := agent.Options{
 		CAAddress:      c.addr,
 		RootsPEM:       c.a.TrustBundlePEM(),
@@ -193,15 +165,10 @@ func startAgent(t *testing.T, c *testCA, mod func(*agent.Options)) (*agent.Agent
 	return ag, logs
 }
 
-// eventually polls cond every 50 ms until it holds or timeout passes.
+// eventually polls cond until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, timeout, cond)
 }
 
 func waitReady(t *testing.T, ag *agent.Agent) {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -35,6 +34,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // proxyBin is the strait-proxy binary built once by TestMain; straitdBin is the control plane,
@@ -389,27 +390,10 @@ type proxyProc struct {
 	t     *testing.T
 	cmd   *exec.Cmd
 	admin string
-	logs  *syncBuffer
+	logs  *testenv.SyncBuffer
 	// exited is closed when the process has exited; waitErr is then its exit status.
 	exited  chan struct{}
 	waitErr error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startProxy(t *testing.T, ads *adsServer, drain time.Duration) *proxyProc {
@@ -420,7 +404,7 @@ func startProxy(t *testing.T, ads *adsServer, drain time.Duration) *proxyProc {
 // startProxyArgs starts strait-proxy against xdsAddr with extra flags.
 func startProxyArgs(t *testing.T, xdsAddr string, drain time.Duration, extra ...string) *proxyProc {
 	t.Helper()
-	p := &proxyProc{t: t, admin: freeAddr(t), logs: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proxyProc{t: t, admin: freeAddr(t), logs: &testenv.SyncBuffer{}, exited: make(chan struct{})}
 	args := append([]string{
 		"--xds-address", xdsAddr,
 		"--admin-address", p.admin,
@@ -484,16 +468,10 @@ func (p *proxyProc) waitReady() {
 	})
 }
 
-// eventually polls cond every 20ms for up to 20s.
+// eventually polls cond until it holds or 20s pass.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, 20*time.Second, cond)
 }
 
 // get sends one GET through addr with a fresh connection and returns status and body.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // gatewayYAML is Istio configuration: a gateway on gwPort routing everything to a ServiceEntry
@@ -92,7 +94,7 @@ func TestWithStraitd(t *testing.T) {
 	}
 	write("/")
 	xds := freeAddr(t)
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	cmd := exec.Command(straitdBin, "--config-dir", dir, "--xds-listen", xds, "--http-listen", freeAddr(t))
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

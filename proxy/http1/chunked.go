@@ -66,6 +66,28 @@ func (c *Chunked) Feed(b []byte) (n int, err error) {
 	return n, nil
 }
 
+// extStep is the size line's extension grammar after a name, a token value or the white space
+// after either: the state that ch leads to from st, or false where ch may not stand there.
+func extStep(st cstate, ch byte) (cstate, bool) {
+	switch {
+	case isToken(ch) && (st == cExtName || st == cExtToken):
+		return st, true
+	case isOWS(ch) && st == cExtName:
+		return cExtAfterName, true
+	case isOWS(ch) && st == cExtToken:
+		return cExtAfterValue, true
+	case isOWS(ch):
+		return st, true
+	case ch == '=' && (st == cExtName || st == cExtAfterName):
+		return cExtValue0, true
+	case ch == ';':
+		return cExtName0, true
+	case ch == '\r':
+		return cSizeLF, true
+	}
+	return st, false
+}
+
 // Next consumes a prefix of b and returns its length. When the prefix ends with chunk data,
 // data is that data (a subslice of b) so that a codec can decode the body; framing bytes are
 // validated and consumed without being returned. Next returns after each run of data, so call
@@ -118,36 +140,13 @@ loop:
 				e = ErrChunkExtension
 				break loop
 			}
-		case cExtName, cExtToken:
-			switch {
-			case isToken(ch):
-			case isOWS(ch) && c.st == cExtName:
-				c.st = cExtAfterName
-			case isOWS(ch):
-				c.st = cExtAfterValue
-			case ch == '=' && c.st == cExtName:
-				c.st = cExtValue0
-			case ch == ';':
-				c.st = cExtName0
-			case ch == '\r':
-				c.st = cSizeLF
-			default:
+		case cExtName, cExtToken, cExtAfterName, cExtAfterValue:
+			st, ok := extStep(c.st, ch)
+			if !ok {
 				e = ErrChunkExtension
 				break loop
 			}
-		case cExtAfterName, cExtAfterValue:
-			switch {
-			case isOWS(ch):
-			case ch == '=' && c.st == cExtAfterName:
-				c.st = cExtValue0
-			case ch == ';':
-				c.st = cExtName0
-			case ch == '\r':
-				c.st = cSizeLF
-			default:
-				e = ErrChunkExtension
-				break loop
-			}
+			c.st = st
 		case cExtValue0:
 			switch {
 			case isOWS(ch):

@@ -49,6 +49,7 @@ type entry struct {
 	tags    []Tag
 	counter *Counter
 	gauge   *Gauge
+	fn      func() (int64, bool) // a GaugeFunc: computed when rendered; false: no value (omitted)
 }
 
 // Store holds all metrics of one proxy. It is safe for concurrent use. Metrics are never removed
@@ -86,6 +87,19 @@ func (s *Store) Gauge(name, prom string, tags ...Tag) *Gauge {
 	return g
 }
 
+// GaugeFunc registers a gauge whose value f computes each time the store is rendered; while f
+// reports false the metric is omitted (no sample is better than a wrong one, e.g. a certificate
+// expiry before the first certificate). f must be cheap and safe for concurrent use. A second
+// call for the same name keeps the first function.
+func (s *Store) GaugeFunc(name, prom string, f func() (int64, bool), tags ...Tag) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.entries[name]; ok && e.fn != nil {
+		return
+	}
+	s.entries[name] = &entry{name: name, prom: prom, tags: tags, fn: f}
+}
+
 func (s *Store) sorted() []*entry {
 	s.mu.Lock()
 	out := make([]*entry, 0, len(s.entries))
@@ -97,11 +111,16 @@ func (s *Store) sorted() []*entry {
 	return out
 }
 
-func (e *entry) value() string {
-	if e.counter != nil {
-		return fmt.Sprint(e.counter.Value())
+// value returns the rendered value, and false for a GaugeFunc without one.
+func (e *entry) value() (string, bool) {
+	switch {
+	case e.counter != nil:
+		return fmt.Sprint(e.counter.Value()), true
+	case e.fn != nil:
+		v, ok := e.fn()
+		return fmt.Sprint(v), ok
 	}
-	return fmt.Sprint(e.gauge.Value())
+	return fmt.Sprint(e.gauge.Value()), true
 }
 
 // WriteText writes "name: value" lines as Envoy's /stats does, sorted by name. A non-empty filter
@@ -111,7 +130,11 @@ func (s *Store) WriteText(w io.Writer, filter string) error {
 		if filter != "" && !strings.Contains(e.name, filter) {
 			continue
 		}
-		if _, err := fmt.Fprintf(w, "%s: %s\n", e.name, e.value()); err != nil {
+		v, ok := e.value()
+		if !ok {
+			continue
+		}
+		if _, err := fmt.Fprintf(w, "%s: %s\n", e.name, v); err != nil {
 			return err
 		}
 	}
@@ -122,7 +145,13 @@ func (s *Store) WriteText(w io.Writer, filter string) error {
 func (s *Store) WritePrometheus(w io.Writer) error {
 	byProm := map[string][]*entry{}
 	var names []string
+	vals := map[*entry]string{}
 	for _, e := range s.sorted() {
+		v, ok := e.value()
+		if !ok {
+			continue
+		}
+		vals[e] = v
 		if _, ok := byProm[e.prom]; !ok {
 			names = append(names, e.prom)
 		}
@@ -133,7 +162,7 @@ func (s *Store) WritePrometheus(w io.Writer) error {
 	for _, n := range names {
 		es := byProm[n]
 		typ := "counter"
-		if es[0].gauge != nil {
+		if es[0].counter == nil {
 			typ = "gauge"
 		}
 		fmt.Fprintf(&b, "# TYPE %s %s\n", n, typ)
@@ -150,7 +179,7 @@ func (s *Store) WritePrometheus(w io.Writer) error {
 				b.WriteByte('}')
 			}
 			b.WriteByte(' ')
-			b.WriteString(e.value())
+			b.WriteString(vals[e])
 			b.WriteByte('\n')
 		}
 	}

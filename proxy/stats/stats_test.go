@@ -41,3 +41,28 @@ func TestStoreRendersTextAndPrometheus(t *testing.T) {
 		}
 	}
 }
+
+func TestGaugeFuncOmittedWithoutValue(t *testing.T) {
+	s := NewStore()
+	var v int64
+	ok := false
+	s.GaugeFunc("sds.default.cert_expiry_seconds", "istio_agent_cert_expiry_seconds", func() (int64, bool) { return v, ok },
+		Tag{"resource_name", "default"})
+	var text, prom strings.Builder
+	_ = s.WriteText(&text, "")
+	_ = s.WritePrometheus(&prom)
+	if text.Len() != 0 || prom.Len() != 0 {
+		t.Fatalf("a gauge without a value was rendered: %q %q", text.String(), prom.String())
+	}
+	v, ok = 86399, true
+	text.Reset()
+	prom.Reset()
+	_ = s.WriteText(&text, "")
+	_ = s.WritePrometheus(&prom)
+	if text.String() != "sds.default.cert_expiry_seconds: 86399\n" {
+		t.Fatalf("text: %q", text.String())
+	}
+	if want := "# TYPE istio_agent_cert_expiry_seconds gauge\nistio_agent_cert_expiry_seconds{resource_name=\"default\"} 86399\n"; prom.String() != want {
+		t.Fatalf("prometheus: %q, want %q", prom.String(), want)
+	}
+}

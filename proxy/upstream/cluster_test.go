@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
 )
 
@@ -36,7 +37,7 @@ func TestStaticRoundRobin(t *testing.T) {
 	if got := gauge(st, "cluster.static.membership_total"); got != 3 {
 		t.Fatalf("membership_total = %d", got)
 	}
-	waitFor(t, "requests to finish", 5*time.Second, func() bool { return gauge(st, "cluster.static.upstream_rq_active") == 0 })
+	testenv.WaitFor(t, "requests to finish", 5*time.Second, func() bool { return gauge(st, "cluster.static.upstream_rq_active") == 0 })
 }
 
 func TestEDSEndpointsUpdate(t *testing.T) {
@@ -118,7 +119,7 @@ func TestStrictDNS(t *testing.T) {
 		t.Fatalf("membership_total = %d", gauge(st, "cluster.strict.membership_total"))
 	}
 	// Re-resolution keeps the same host (and its pool): still one connection after refreshes.
-	waitFor(t, "a DNS refresh", 5*time.Second, func() bool { return counter(st, "cluster.strict.update_success") >= 3 })
+	testenv.WaitFor(t, "a DNS refresh", 5*time.Second, func() bool { return counter(st, "cluster.strict.update_success") >= 3 })
 	get(t, cl, balance.Context{})
 	if n := a.accepted.Load(); n != 1 {
 		t.Fatalf("backend accepted %d connections across DNS refreshes, want 1", n)
@@ -182,7 +183,7 @@ func TestOriginalDst(t *testing.T) {
 	if n := origHosts(cl); n != 2 {
 		t.Fatalf("%d original-dst hosts, want 2", n)
 	}
-	waitFor(t, "original-dst hosts cleanup", 5*time.Second, func() bool {
+	testenv.WaitFor(t, "original-dst hosts cleanup", 5*time.Second, func() bool {
 		return origHosts(cl) == 0 && gauge(st, "cluster.orig.membership_total") == 0
 	})
 	// TCP dial through the same cluster.

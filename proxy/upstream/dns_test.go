@@ -12,6 +12,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
 )
 
@@ -119,7 +120,7 @@ func TestStrictDNSFollowsRecords(t *testing.T) {
 		t.Fatalf("went to %q", name)
 	}
 	dns.set("127.0.0.1", "127.0.0.2")
-	waitFor(t, "two hosts after re-resolution", 10*time.Second, func() bool { return gauge(st, "cluster.sdns.membership_total") == 2 })
+	testenv.WaitFor(t, "two hosts after re-resolution", 10*time.Second, func() bool { return gauge(st, "cluster.sdns.membership_total") == 2 })
 	seen := map[string]int{}
 	for range 10 {
 		name, _ := get(t, cl, balance.Context{})
@@ -129,7 +130,7 @@ func TestStrictDNSFollowsRecords(t *testing.T) {
 		t.Fatalf("split %v", seen)
 	}
 	dns.set("127.0.0.2")
-	waitFor(t, "one host after re-resolution", 10*time.Second, func() bool { return gauge(st, "cluster.sdns.membership_total") == 1 })
+	testenv.WaitFor(t, "one host after re-resolution", 10*time.Second, func() bool { return gauge(st, "cluster.sdns.membership_total") == 1 })
 	for range 5 {
 		if name, _ := get(t, cl, balance.Context{}); name != "two" {
 			t.Fatalf("went to removed host %q", name)
@@ -153,7 +154,7 @@ func TestLogicalDNSNewConnectionsFollowAddress(t *testing.T) {
 		t.Fatalf("went to %q", name)
 	}
 	dns.set("127.0.0.2")
-	waitFor(t, "the logical host to move", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the logical host to move", 10*time.Second, func() bool {
 		hs := cl.HostStatuses()
 		return len(hs) == 1 && hs[0].GetAddress().GetSocketAddress().GetAddress() == "127.0.0.2"
 	})
@@ -163,5 +164,5 @@ func TestLogicalDNSNewConnectionsFollowAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = conn.Close()
-	waitFor(t, "a connection to the new address", 5*time.Second, func() bool { return b2.accepted.Load() == 1 })
+	testenv.WaitFor(t, "a connection to the new address", 5*time.Second, func() bool { return b2.accepted.Load() == 1 })
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
 )
 
@@ -216,7 +217,7 @@ func TestOutlierSuccessRateAndFailurePercentage(t *testing.T) {
 				t.Fatalf("%s = %d, want 1", stat, counter(st, stat))
 			}
 			// The sweep counts the ejection, then publishes the new host set.
-			waitFor(t, "the host set without the outlier", 5*time.Second, func() bool {
+			testenv.WaitFor(t, "the host set without the outlier", 5*time.Second, func() bool {
 				h, n := cl.HealthyHosts()
 				return h == 4 && n == 5
 			})

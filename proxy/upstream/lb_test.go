@@ -12,6 +12,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
 )
 
@@ -90,7 +91,7 @@ func TestLeastRequestPrefersIdleEndpoint(t *testing.T) {
 		}()
 		time.Sleep(5 * time.Millisecond)
 	}
-	waitFor(t, "4 slow requests parked on busy", 10*time.Second, func() bool { return slowGate.waiting.Load() >= 4 })
+	testenv.WaitFor(t, "4 slow requests parked on busy", 10*time.Second, func() bool { return slowGate.waiting.Load() >= 4 })
 
 	seen := map[string]int{}
 	for range 200 {

@@ -3,20 +3,13 @@ package upstream
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,7 +77,7 @@ func TestMaxRequestsPerConnectionAndIdleTimeout(t *testing.T) {
 	if n := a.accepted.Load(); n != 4 {
 		t.Fatalf("18 requests at 5 per connection used %d connections, want 4", n)
 	}
-	waitFor(t, "idle connection to time out", 5*time.Second, func() bool {
+	testenv.WaitFor(t, "idle connection to time out", 5*time.Second, func() bool {
 		return gauge(st, "cluster.maxrq.upstream_cx_active") == 0
 	})
 	if counter(st, "cluster.maxrq.upstream_cx_idle_timeout") != 1 {
@@ -173,39 +166,12 @@ type testPKI struct {
 
 func newPKI(t *testing.T) *testPKI {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spiffe, _ := url.Parse("spiffe://test.local/ns/default/sa/backend")
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "backend"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"backend.test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, URIs: []*url.URL{spiffe},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testPKI{
-		caPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})),
-		server: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
-	}
+	ca := testenv.NewCA(t, "test CA")
+	server := ca.Issue(t, testenv.Leaf{
+		Serial: 2, CommonName: "backend", DNS: []string{"backend.test"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+		URIs: []string{"spiffe://test.local/ns/default/sa/backend"}, Usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	return &testPKI{caPEM: string(ca.PEM), server: server}
 }
 
 type noSecrets struct{}
@@ -473,7 +439,7 @@ func TestMaxConnectionDuration(t *testing.T) {
 		t.Fatal("want reuse within max_connection_duration")
 	}
 	// The idle connection is closed when it reaches its max duration, without new requests.
-	waitFor(t, "connection closed at its max duration", 5*time.Second, func() bool {
+	testenv.WaitFor(t, "connection closed at its max duration", 5*time.Second, func() bool {
 		return gauge(st, "cluster.maxdur.upstream_cx_active") == 0
 	})
 	get(t, cl, balance.Context{})
@@ -504,7 +470,7 @@ func TestHTTP2MaxConcurrentStreams(t *testing.T) {
 			_, _ = do(cl, balance.Context{}, "GET", "/")
 		}()
 	}
-	waitFor(t, "all streams to reach the backend", 10*time.Second, func() bool { return g.waiting.Load() == n })
+	testenv.WaitFor(t, "all streams to reach the backend", 10*time.Second, func() bool { return g.waiting.Load() == n })
 	g.open()
 	wg.Wait()
 	if got := a.accepted.Load(); got != n/2 {

@@ -18,6 +18,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	ppv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/proxy_protocol/v3"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
 )
 
@@ -132,7 +133,7 @@ func TestUpstreamProxyProtocol(t *testing.T) {
 				corev3.ProxyProtocolConfig_V1: {"PROXY TCP4 10.1.2.3 10.9.9.9 40000 8080", "PROXY TCP4 10.1.2.4 10.9.9.9 40001 8080", "PROXY UNKNOWN", "PROXY TCP4 10.1.2.4 10.9.9.9 40001 8080"},
 				corev3.ProxyProtocolConfig_V2: {"v2 10.1.2.3:40000 10.9.9.9:8080", "v2 10.1.2.4:40001 10.9.9.9:8080", "v2 LOCAL", "v2 10.1.2.4:40001 10.9.9.9:8080"},
 			}[v]
-			waitFor(t, "the TCP connection's header", 5*time.Second, func() bool { return len(pl.seen()) == len(want) })
+			testenv.WaitFor(t, "the TCP connection's header", 5*time.Second, func() bool { return len(pl.seen()) == len(want) })
 			// One connection per downstream address pair (the repeated down1 request reused its own).
 			if got := pl.seen(); strings.Join(got, "|") != strings.Join(want, "|") {
 				t.Fatalf("headers\n%q\nwant\n%q", got, want)

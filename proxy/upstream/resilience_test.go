@@ -94,7 +94,7 @@ func TestCircuitBreakerMaxRequestsIsUO(t *testing.T) {
 		_, err := do(cl, balance.Context{}, "GET", "/slow")
 		done <- err
 	}()
-	waitFor(t, "the slow request to reach the backend", 5*time.Second, func() bool { return g.waiting.Load() == 1 })
+	testenv.WaitFor(t, "the slow request to reach the backend", 5*time.Second, func() bool { return g.waiting.Load() == 1 })
 	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagOverflow {
 		t.Fatalf("second request: err = %v, want UO", err)
 	}
@@ -136,7 +136,7 @@ func TestCircuitBreakerConnectionsAndPending(t *testing.T) {
 		_, err := do(cl, balance.Context{}, "GET", "/slow")
 		errs <- err
 	}()
-	waitFor(t, "the slow request", 5*time.Second, func() bool { return g.waiting.Load() == 1 })
+	testenv.WaitFor(t, "the slow request", 5*time.Second, func() bool { return g.waiting.Load() == 1 })
 	// The second request waits for the only connection (HTTP/1.1: one request at a time).
 	wg.Add(1)
 	go func() {
@@ -144,7 +144,7 @@ func TestCircuitBreakerConnectionsAndPending(t *testing.T) {
 		_, err := do(cl, balance.Context{}, "GET", "/")
 		errs <- err
 	}()
-	waitFor(t, "a pending request", 5*time.Second, func() bool { return gauge(st, "cluster.cbcx.upstream_rq_pending_active") == 1 })
+	testenv.WaitFor(t, "a pending request", 5*time.Second, func() bool { return gauge(st, "cluster.cbcx.upstream_rq_pending_active") == 1 })
 	// The third overflows the pending queue.
 	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagOverflow {
 		t.Fatalf("third request: err = %v, want UO", err)
@@ -202,7 +202,7 @@ func TestOutlierEjectionAndReturn(t *testing.T) {
 	}
 	// The host recovers; after base_ejection_time it returns at an interval sweep.
 	bad.status.Store(0)
-	waitFor(t, "the ejected host to return", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the ejected host to return", 10*time.Second, func() bool {
 		h, _ := cl.HealthyHosts()
 		return h == 2
 	})
@@ -251,7 +251,7 @@ func TestCloseReleasesPools(t *testing.T) {
 		t.Fatal("want one pooled connection")
 	}
 	cl.Close()
-	waitFor(t, "pooled connection to close", 5*time.Second, func() bool { return gauge(st, "cluster.closing.upstream_cx_active") == 0 })
+	testenv.WaitFor(t, "pooled connection to close", 5*time.Second, func() bool { return gauge(st, "cluster.closing.upstream_cx_active") == 0 })
 	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagNoHealthyUpstream {
 		t.Fatalf("closed cluster: err = %v, want UH", err)
 	}
@@ -274,13 +274,13 @@ func TestCloseLetsInFlightRequestsFinish(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, "request in flight", 5*time.Second, func() bool { return g.waiting.Load() == 1 })
+	testenv.WaitFor(t, "request in flight", 5*time.Second, func() bool { return g.waiting.Load() == 1 })
 	cl.Close()
 	g.open()
 	if err := <-done; err != nil {
 		t.Fatalf("in-flight request failed after Close: %v", err)
 	}
-	waitFor(t, "connection released after the last request", 5*time.Second, func() bool {
+	testenv.WaitFor(t, "connection released after the last request", 5*time.Second, func() bool {
 		return gauge(st, "cluster.drain.upstream_cx_active") == 0
 	})
 }

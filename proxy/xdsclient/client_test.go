@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // testServer is a real go-control-plane ADS server on loopback.
@@ -133,15 +134,10 @@ func (r *recorder) get(typeURL string) string {
 	return strings.Join(r.sets[typeURL], ",")
 }
 
+// waitFor polls cond until it holds or 20s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, 20*time.Second, cond)
 }
 
 func snapshot(t *testing.T, version string, clusters ...string) *cachev3.Snapshot {
