@@ -90,9 +90,13 @@ func newApply(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			changes, err := embedded.NewClient(g.addr).Apply(cmd.Context(), docs, dryRun)
+			tok, err := g.loadAdminToken()
 			if err != nil {
 				return err
+			}
+			changes, err := embedded.NewClient(g.addr).WithAdminToken(tok.token).Apply(cmd.Context(), docs, dryRun)
+			if err != nil {
+				return tok.explain("strait apply", err)
 			}
 			suffix := ""
 			if dryRun {
@@ -115,9 +119,12 @@ func newDelete(g *globals) *cobra.Command {
 		Short: "Delete configuration from straitd",
 		Args:  cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := embedded.NewClient(g.addr)
+			tok, err := g.loadAdminToken()
+			if err != nil {
+				return err
+			}
+			c := embedded.NewClient(g.addr).WithAdminToken(tok.token)
 			var changes []embedded.Change
-			var err error
 			switch {
 			case len(files) > 0 && len(args) == 0:
 				var docs []embedded.Document
@@ -131,7 +138,7 @@ func newDelete(g *globals) *cobra.Command {
 				return errors.New("give either -f FILE|DIR|- or KIND NAME")
 			}
 			if err != nil {
-				return err
+				return tok.explain("strait delete", err)
 			}
 			printChanges(g.stdout, changes, "")
 			return nil

@@ -14,10 +14,11 @@ import (
 const DefaultAddr = "127.0.0.1:15014"
 
 type globals struct {
-	addr   string
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	addr           string
+	adminTokenFile string // straitd's admin token for writes; see loadAdminToken
+	stdin          io.Reader
+	stdout         io.Writer
+	stderr         io.Writer
 }
 
 // New returns the root `strait` command. Output goes to stdout/stderr, input from stdin.
@@ -35,6 +36,8 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		addr = DefaultAddr
 	}
 	root.PersistentFlags().StringVar(&g.addr, "straitd", addr, "straitd HTTP address (env STRAIT_ADDR)")
+	root.PersistentFlags().StringVar(&g.adminTokenFile, "admin-token-file", "",
+		"straitd's admin token (<straitd --data-dir>/admin-token), required by apply, delete and run (default $"+adminTokenEnv+", else "+defaultAdminTokenFile+" if it exists)")
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

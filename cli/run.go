@@ -38,6 +38,7 @@ type runOptions struct {
 	proxyUID                                 int
 	captureDNS                               bool
 	straitd                                  string
+	admin                                    adminToken // for registering with straitd
 	// The sidecar's identity agent (strait-proxy's flags of the same names); empty caAddress: none.
 	caAddress, caRootCert, bootstrapTokenFile string
 }
@@ -57,6 +58,10 @@ func newRun(g *globals) *cobra.Command {
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.straitd = g.addr
+			var err error
+			if o.admin, err = g.loadAdminToken(); err != nil {
+				return err
+			}
 			return runWorkload(cmd.Context(), o, args, g.stdin, g.stdout, g.stderr)
 		},
 	}
@@ -248,9 +253,9 @@ func findProxy(flag string) (string, error) {
 // more YAML documents to apply with them.
 func (w *workload) register(ctx context.Context, templatePorts map[string]uint32, extra string) error {
 	doc := w.documents(templatePorts, extra)
-	_, err := embedded.NewClient(w.o.straitd).Apply(ctx, []embedded.Document{{Origin: "strait run " + w.o.name, Data: doc}}, false)
+	_, err := embedded.NewClient(w.o.straitd).WithAdminToken(w.o.admin.token).Apply(ctx, []embedded.Document{{Origin: "strait run " + w.o.name, Data: doc}}, false)
 	if err != nil {
-		return fmt.Errorf("registering %s with straitd: %w", w.o.name, err)
+		return fmt.Errorf("registering %s with straitd: %w", w.o.name, w.o.admin.explain("strait run", err))
 	}
 	return nil
 }

@@ -57,7 +57,7 @@ func (w *workload) startExplicit(ctx context.Context, proxyBin string, argv []st
 	w.defer_(func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, err := embedded.NewClient(o.straitd).Delete(ctx, "Sidecar", o.namespace, instance)
+		_, err := embedded.NewClient(o.straitd).WithAdminToken(o.admin.token).Delete(ctx, "Sidecar", o.namespace, instance)
 		return err
 	})
 	return w.startExplicitProcesses(ctx, proxyBin, eAddr, argv, stdin, stdout, stderr)

@@ -58,7 +58,7 @@ func newUp(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.dir, "dir", ".strait", "state directory (binaries, store, config, logs)")
+	f.StringVar(&o.dir, "dir", defaultUpDir, "state directory (binaries, store, config, logs)")
 	f.StringVar(&o.binDir, "bin", "", "directory with straitd, strait-proxy, strait and bookstore (default: beside strait, else built from the source tree)")
 	f.StringVar(&o.mode, "mode", "explicit", "workload mode for `strait run`: explicit (loopback, no root) or netns (root; own namespaces, mesh DNS)")
 	f.StringVar(&o.xds, "xds-listen", "127.0.0.1:15010", "straitd's ADS address")
@@ -78,7 +78,7 @@ func newDown(g *globals) *cobra.Command {
 			return down(cmd.Context(), dir, g.stdout)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", ".strait", "state directory of `strait up`")
+	cmd.Flags().StringVar(&dir, "dir", defaultUpDir, "state directory of `strait up`")
 	return cmd
 }
 
@@ -233,7 +233,8 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 		// `strait run`'s service account defaults to the service's name.
 		idArgs, err := identity(name, "default", svc)
 		if err == nil {
-			argv := append([]string{filepath.Join(bin, "strait"), "--straitd", o.http, "run",
+			argv := append([]string{filepath.Join(bin, "strait"), "--straitd", o.http,
+				"--admin-token-file", filepath.Join(dir, "data", adminTokenFile), "run",
 				"--name", name, "--service", svc, "--labels", "version=" + ver, "--port", "9080",
 				"--mode", o.mode, "--xds", o.xds, "--proxy-bin", filepath.Join(bin, "strait-proxy")}, idArgs...)
 			err = start(name, append(argv, "--", filepath.Join(bin, "bookstore"), "--service", svc, "--version", ver)...)
@@ -264,6 +265,10 @@ The mesh is up.
           strait proxy-status                                          every proxy's sync state
   Stop    Ctrl-C here, or strait down
 `, o.dir)
+	if filepath.Clean(o.dir) != defaultUpDir {
+		fmt.Fprintf(out, "  (strait apply and delete need straitd's admin token: --admin-token-file %s)\n",
+			filepath.Join(o.dir, "data", adminTokenFile))
+	}
 	fmt.Fprintln(out, "ready")
 
 	// Run until interrupted or a child dies.

@@ -100,7 +100,8 @@ func Run(ctx context.Context, o Options) error {
 		sources = append(sources, namedSource{"store", store})
 	}
 
-	// The admin token authorises the admin API (bootstrap tokens); it lives beside the store.
+	// The admin token authorises the admin API (apply, delete, bootstrap tokens); it lives beside
+	// the store.
 	var adminToken string
 	if o.DataDir != "" {
 		if adminToken, err = loadOrCreateAdminToken(o.DataDir, log); err != nil {
@@ -172,7 +173,7 @@ func Run(ctx context.Context, o Options) error {
 		w.Write([]byte("ready\n"))
 	})
 	if store != nil {
-		mux.Handle("/apis/v1/", store.Handler())
+		mux.Handle("/apis/v1/", store.Handler(adminToken)) // writes need the admin token
 	}
 	if mp != nil {
 		if adminToken != "" {

@@ -60,12 +60,42 @@ func worldExecutable(t *testing.T) string {
 	return path
 }
 
+// adminTokenFor returns straitd's admin token file for `strait run`; asNobody: a copy owned by
+// nobody (65534, mode 0600, in a directory only nobody can enter), for `strait run` under
+// nonRootPrefix, as an operator would hand the token to the user that runs workloads.
+func adminTokenFor(t *testing.T, sd *testenv.Straitd, asNobody bool) string {
+	t.Helper()
+	if !asNobody {
+		return sd.AdminTokenFile()
+	}
+	b, err := os.ReadFile(sd.AdminTokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "strait-e2e-token-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "admin-token")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, dir} {
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
 // runExplicit starts `strait run` without root privileges (explicit mode) and returns it with
 // the workload's address; it is stopped with SIGINT (Ctrl-C) at cleanup.
 func runExplicit(t *testing.T, sd *testenv.Straitd, app, self, name string, args ...string) (*testenv.Process, string) {
 	t.Helper()
 	bin := testenv.Binaries(t)
-	argv := append(nonRootPrefix(t), filepath.Join(bin, "strait"), "run", "--straitd", sd.HTTP, "--xds", sd.XDS,
+	argv := append(nonRootPrefix(t), filepath.Join(bin, "strait"), "run", "--straitd", sd.HTTP,
+		"--admin-token-file", adminTokenFor(t, sd, len(nonRootPrefix(t)) > 0), "--xds", sd.XDS,
 		"--name", name, "--proxy-bin", filepath.Join(bin, "strait-proxy"))
 	if os.Geteuid() == 0 && len(nonRootPrefix(t)) == 0 {
 		argv = append(argv, "--mode", "explicit")

@@ -386,7 +386,7 @@ func strait(t *testing.T, sd *testenv.Straitd, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(testenv.Binaries(t), "strait"), append([]string{"--straitd", sd.HTTP}, args...)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(testenv.Binaries(t), "strait"), append([]string{"--straitd", sd.HTTP, "--admin-token-file", sd.AdminTokenFile()}, args...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

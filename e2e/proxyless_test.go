@@ -74,7 +74,7 @@ spec:
 	file := filepath.Join(t.TempDir(), "shift.yaml")
 	writeFile(t, file, proxylessShift)
 	strait := filepath.Join(testenv.Binaries(t), "strait")
-	if out, err := exec.Command(strait, "--straitd", sd.HTTP, "apply", "-f", file).CombinedOutput(); err != nil {
+	if out, err := exec.Command(strait, "--straitd", sd.HTTP, "--admin-token-file", sd.AdminTokenFile(), "apply", "-f", file).CombinedOutput(); err != nil {
 		t.Fatalf("strait apply: %v\n%s", err, out)
 	}
 	testenv.Eventually(t, 20*time.Second, func() error {

@@ -161,7 +161,8 @@ func canary(t *testing.T, strait, dir string) {
 	t.Helper()
 	client := &http.Client{Timeout: 5 * time.Second}
 	applied := time.Now()
-	out, err := exec.Command(strait, "apply", "-f", filepath.Join(dir, "scenarios", "reviews-canary-90-10.yaml")).CombinedOutput()
+	out, err := exec.Command(strait, "apply", "--admin-token-file", filepath.Join(dir, "data", "admin-token"),
+		"-f", filepath.Join(dir, "scenarios", "reviews-canary-90-10.yaml")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("strait apply canary: %v\n%s", err, out)
 	}

@@ -224,6 +224,9 @@ func DeleteLink(name string) error {
 		return nil
 	}
 	if _, err := IP("link", "delete", name); err != nil {
+		if _, serr := IP("link", "show", "dev", name); serr != nil {
+			return nil // gone meanwhile: a veth goes with its peer's namespace
+		}
 		return fmt.Errorf("deleting interface %s: %w", name, err)
 	}
 	return nil

@@ -40,10 +40,21 @@ func StartStraitd(t testing.TB, files map[string]string, extra ...string) *Strai
 		"--config-dir", s.ConfigDir, "--data-dir", s.DataDir,
 		"--xds-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--mesh-address", "127.0.0.1:0",
 		"--debounce", "10ms", "--debounce-max", "200ms"}, extra...)
+	for i := 0; i+1 < len(extra); i++ { // a later --data-dir replaces the default one
+		if extra[i] == "--data-dir" {
+			s.DataDir = extra[i+1]
+		}
+	}
 	s.Process = Start(t, "straitd", nil, args...)
 	m := s.WaitOutput(t, servingRE, 30*time.Second)
 	s.XDS, s.HTTP = strings.Trim(m[1], `"`), strings.Trim(m[2], `"`)
 	return s
+}
+
+// AdminTokenFile is straitd's admin token (<data-dir>/admin-token), which `strait apply`,
+// `strait delete` and `strait run` need: pass it as --admin-token-file.
+func (s *Straitd) AdminTokenFile() string {
+	return filepath.Join(s.DataDir, "admin-token")
 }
 
 // WriteConfig writes (or replaces) a file in the watched config dir atomically.

@@ -77,3 +77,83 @@ func TestReadAdminTokenRefusesOpenFiles(t *testing.T) {
 		t.Errorf("ReadAdminToken: %q, %v", tok, err)
 	}
 }
+
+// TestStoreWritesRequireAdmin: apply and delete (by documents and by name) need a loopback
+// client with the admin token; listing does not.
+func TestStoreWritesRequireAdmin(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := s.Handler("s3cret")
+	const vs = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+`
+	do := func(method, path, remote, auth, body string) int {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.RemoteAddr = remote
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	writes := []struct{ method, path, body string }{
+		{http.MethodPost, "/apis/v1/apply", vs},
+		{http.MethodPost, "/apis/v1/delete", vs},
+		{http.MethodDelete, "/apis/v1/objects/VirtualService/default/reviews", ""},
+	}
+	for _, w := range writes {
+		for _, c := range []struct {
+			remote, auth string
+			want         int
+		}{
+			{"127.0.0.1:1", "", http.StatusUnauthorized},
+			{"127.0.0.1:1", "Bearer wrong", http.StatusUnauthorized},
+			{"127.0.0.1:1", "s3cret", http.StatusUnauthorized},
+			{"192.0.2.7:1", "Bearer s3cret", http.StatusForbidden},
+		} {
+			if got := do(w.method, w.path, c.remote, c.auth, w.body); got != c.want {
+				t.Errorf("%s %s from %s with %q: %d, want %d", w.method, w.path, c.remote, c.auth, got, c.want)
+			}
+		}
+	}
+	if n := len(s.List()); n != 0 {
+		t.Fatalf("refused writes stored %d objects", n)
+	}
+	if got := do(http.MethodPost, "/apis/v1/apply", "127.0.0.1:1", "Bearer s3cret", vs); got != http.StatusOK {
+		t.Fatalf("apply with the token: %d", got)
+	}
+	if got := do(http.MethodGet, "/apis/v1/objects?kind=VirtualService", "192.0.2.7:1", "", ""); got != http.StatusOK {
+		t.Errorf("list without a token: %d, want 200", got)
+	}
+	if got := do(http.MethodPost, "/apis/v1/delete", "[::1]:1", "Bearer s3cret", vs); got != http.StatusOK {
+		t.Errorf("delete with the token: %d", got)
+	}
+	if got := do(http.MethodPost, "/apis/v1/apply", "127.0.0.1:1", "Bearer s3cret", vs); got != http.StatusOK {
+		t.Fatalf("apply with the token: %d", got)
+	}
+	if got := do(http.MethodDelete, "/apis/v1/objects/VirtualService/default/reviews", "127.0.0.1:1", "Bearer s3cret", ""); got != http.StatusOK {
+		t.Errorf("delete by name with the token: %d", got)
+	}
+	if n := len(s.List()); n != 0 {
+		t.Errorf("after deletes: %d objects", n)
+	}
+	// An empty admin token admits nobody.
+	req := httptest.NewRequest(http.MethodPost, "/apis/v1/apply", strings.NewReader(vs))
+	req.RemoteAddr = "127.0.0.1:1"
+	req.Header.Set("Authorization", "Bearer ")
+	rec := httptest.NewRecorder()
+	s.Handler("").ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized {
+		t.Errorf("empty admin token: %d, want 401", rec.Code)
+	}
+}

@@ -48,13 +48,15 @@ type ListResponse struct {
 	Items []json.RawMessage `json:"items"`
 }
 
-// Handler serves the store's HTTP API under /apis/v1/.
-func (s *Store) Handler() http.Handler {
+// Handler serves the store's HTTP API under /apis/v1/. The write routes (apply, delete) are
+// behind RequireAdmin(adminToken): loopback clients presenting the admin token only (an empty
+// token admits nobody). Reads are open.
+func (s *Store) Handler(adminToken string) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /apis/v1/apply", s.serveApply)
-	mux.HandleFunc("POST /apis/v1/delete", s.serveDeleteDocs)
+	mux.Handle("POST /apis/v1/apply", RequireAdmin(adminToken, http.HandlerFunc(s.serveApply)))
+	mux.Handle("POST /apis/v1/delete", RequireAdmin(adminToken, http.HandlerFunc(s.serveDeleteDocs)))
 	mux.HandleFunc("GET /apis/v1/objects", s.serveList)
-	mux.HandleFunc("DELETE /apis/v1/objects/{kind}/{namespace}/{name}", s.serveDeleteOne)
+	mux.Handle("DELETE /apis/v1/objects/{kind}/{namespace}/{name}", RequireAdmin(adminToken, http.HandlerFunc(s.serveDeleteOne)))
 	return mux
 }
 
@@ -302,6 +304,9 @@ func BootstrapTokenHandler(mint func(BootstrapTokenRequest) (BootstrapTokenRespo
 	})
 }
 
+// AdminTokenRequired is the message of a 401 from RequireAdmin.
+const AdminTokenRequired = "the admin API requires straitd's admin token (Authorization: Bearer, from <data-dir>/admin-token)"
+
 // RequireAdmin admits a request to h only from a loopback client that presents the admin token
 // as "Authorization: Bearer <token>": 403 for any other client address, 401 for a missing or
 // wrong token. The comparison takes constant time. An empty token admits nobody.
@@ -316,7 +321,7 @@ func RequireAdmin(token string, h http.Handler) http.Handler {
 		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
 		if !ok || token == "" || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="straitd"`)
-			writeErrors(w, http.StatusUnauthorized, errors.New("the admin API requires straitd's admin token (Authorization: Bearer, from <data-dir>/admin-token)"))
+			writeErrors(w, http.StatusUnauthorized, errors.New(AdminTokenRequired))
 			return
 		}
 		h.ServeHTTP(w, r)

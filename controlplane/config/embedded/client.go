@@ -14,8 +14,23 @@ import (
 
 // Client talks to a straitd's store API. The zero value is not usable; use NewClient.
 type Client struct {
-	base string
-	hc   *http.Client
+	base       string
+	hc         *http.Client
+	adminToken string // sent with write requests (apply, delete); see WithAdminToken
+}
+
+// WithAdminToken makes c send straitd's admin token ("Authorization: Bearer") with its write
+// requests (apply, delete), which straitd requires. Reads never carry it. It returns c.
+func (c *Client) WithAdminToken(token string) *Client {
+	c.adminToken = token
+	return c
+}
+
+// IsUnauthorized reports whether err is straitd refusing a request for a missing or wrong
+// admin token (401).
+func IsUnauthorized(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusUnauthorized
 }
 
 // NewClient returns a client for the straitd HTTP address, e.g. "127.0.0.1:15014" or a URL.
@@ -54,6 +69,9 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.adminToken != "" && method != http.MethodGet {
+		req.Header.Set("Authorization", "Bearer "+c.adminToken)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -64,11 +64,15 @@ spec:
 `
 
 type harness struct {
-	t     *testing.T
-	path  string
-	store *embedded.Store
-	srv   *httptest.Server
+	t         *testing.T
+	path      string
+	store     *embedded.Store
+	srv       *httptest.Server
+	tokenFile string // the admin token, as straitd keeps it beside the store
 }
+
+// testAdminToken is the harness's admin token, in admin-token beside the store (mode 0600).
+const testAdminToken = "sat1.test-admin-token"
 
 func open(t *testing.T, path string) *harness {
 	t.Helper()
@@ -76,8 +80,12 @@ func open(t *testing.T, path string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(s.Handler())
-	h := &harness{t: t, path: path, store: s, srv: srv}
+	tokenFile := filepath.Join(filepath.Dir(path), "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(testAdminToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler(testAdminToken))
+	h := &harness{t: t, path: path, store: s, srv: srv, tokenFile: tokenFile}
 	t.Cleanup(h.close)
 	return h
 }
@@ -90,8 +98,13 @@ func (h *harness) close() {
 	}
 }
 
-// strait runs the real CLI against the store's API.
+// strait runs the real CLI against the store's API, with the admin token.
 func (h *harness) strait(stdin string, args ...string) (string, string, int) {
+	return h.straitNoToken(stdin, append([]string{"--admin-token-file", h.tokenFile}, args...)...)
+}
+
+// straitNoToken runs the real CLI against the store's API without --admin-token-file.
+func (h *harness) straitNoToken(stdin string, args ...string) (string, string, int) {
 	var out, errb bytes.Buffer
 	code := cli.Run(context.Background(), append([]string{"--straitd", h.srv.URL}, args...), strings.NewReader(stdin), &out, &errb)
 	return out.String(), errb.String(), code
@@ -220,5 +233,63 @@ func TestRunNotifiesOnChange(t *testing.T) {
 		// Make the next apply a real change.
 		objs[0].Labels = map[string]string{"n": strings.Repeat("x", i%5+1)}
 		<-afterMillis(5)
+	}
+}
+
+// TestCLIWritesNeedTheAdminToken: `strait apply` and `strait delete` without the admin token, or
+// with a wrong one, are refused with what to do and change nothing; `strait get` needs none; the
+// token is found through $STRAIT_ADMIN_TOKEN_FILE too; a token file others can read is refused.
+func TestCLIWritesNeedTheAdminToken(t *testing.T) {
+	t.Setenv("STRAIT_ADMIN_TOKEN_FILE", "")
+	dir := t.TempDir()
+	h := open(t, filepath.Join(dir, "store.db"))
+
+	_, errOut, code := h.straitNoToken(goodVS, "apply", "-f", "-")
+	if code == 0 || !strings.Contains(errOut, "strait apply: straitd requires its admin token") || !strings.Contains(errOut, "pass --admin-token-file") {
+		t.Errorf("apply without a token: code %d, %s", code, errOut)
+	}
+	_, errOut, code = h.straitNoToken("", "delete", "vs", "reviews", "-n", "bookinfo")
+	if code == 0 || !strings.Contains(errOut, "strait delete: straitd requires its admin token") {
+		t.Errorf("delete without a token: code %d, %s", code, errOut)
+	}
+	wrong := filepath.Join(dir, "wrong-token")
+	if err := os.WriteFile(wrong, []byte("sat1.wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = h.straitNoToken(goodVS, "--admin-token-file", wrong, "apply", "-f", "-")
+	if code == 0 || !strings.Contains(errOut, "refused the admin token in "+wrong) {
+		t.Errorf("apply with a wrong token: code %d, %s", code, errOut)
+	}
+	if n := len(h.store.List()); n != 0 {
+		t.Fatalf("refused applies stored %d objects", n)
+	}
+
+	t.Setenv("STRAIT_ADMIN_TOKEN_FILE", h.tokenFile)
+	if out, errOut, code := h.straitNoToken(goodVS, "apply", "-f", "-"); code != 0 || !strings.Contains(out, "virtualservice/reviews created") {
+		t.Fatalf("apply with $STRAIT_ADMIN_TOKEN_FILE: code %d, %s%s", code, out, errOut)
+	}
+	t.Setenv("STRAIT_ADMIN_TOKEN_FILE", "")
+	if out, errOut, code := h.straitNoToken("", "get", "vs", "-A"); code != 0 || !strings.Contains(out, "reviews") {
+		t.Errorf("get without a token: code %d, %s%s", code, out, errOut)
+	}
+	_, errOut, code = h.straitNoToken("", "--admin-token-file", wrong, "delete", "vs", "reviews", "-n", "bookinfo")
+	if code == 0 || !strings.Contains(errOut, "refused the admin token") {
+		t.Errorf("delete with a wrong token: code %d, %s", code, errOut)
+	}
+
+	open := filepath.Join(dir, "open-token")
+	if err := os.WriteFile(open, []byte(testAdminToken+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o644)
+	_, errOut, code = h.straitNoToken("", "--admin-token-file", open, "delete", "vs", "reviews", "-n", "bookinfo")
+	if code == 0 || !strings.Contains(errOut, "readable by its owner only") {
+		t.Errorf("delete with a world-readable token file: code %d, %s", code, errOut)
+	}
+	if n := len(h.store.List()); n != 2 {
+		t.Fatalf("refused deletes: %d objects, want 2", n)
+	}
+	if _, errOut, code := h.strait("", "delete", "vs", "reviews", "-n", "bookinfo"); code != 0 {
+		t.Fatalf("delete with the token: %s", errOut)
 	}
 }
