@@ -117,6 +117,17 @@ func (p *protoConn) decide() (net.Conn, error) {
 		return p.wrap(h2, p.Conn), nil
 	}
 	// AUTO: the client preface means h2 with prior knowledge, anything else HTTP/1.1.
+	if fc, ok := p.Conn.(*firstConn); ok {
+		// The first bytes are already in memory (clockConn.awaitFirstHead): decide on them
+		// instead of reading them into a second buffer.
+		if b := fc.pending; len(b) >= len(h2guard.Preface) || string(b) != h2guard.Preface[:len(b)] {
+			h2 = len(b) >= len(h2guard.Preface) && string(b[:len(h2guard.Preface)]) == h2guard.Preface
+			if !h2 && !plausibleRequestLine(b) {
+				return nil, p.refuse()
+			}
+			return p.wrap(h2, fc), nil
+		}
+	}
 	bp := firstReadPool.Get().(*[]byte)
 	buf := *bp
 	n := 0
@@ -141,12 +152,16 @@ func (p *protoConn) decide() (net.Conn, error) {
 	}
 	if !h2 && !plausibleRequestLine(buf[:n]) {
 		firstReadPool.Put(bp)
-		// Neither HTTP/2 nor HTTP/1.x (for example an invalid HTTP/2 preface): close without an
-		// HTTP/1.1 answer the client could not read anyway.
-		p.h.guardSt.protoErr.Inc()
-		return nil, io.EOF
+		return nil, p.refuse()
 	}
 	return p.wrap(h2, &replayConn{Conn: p.Conn, pending: buf[:n], buf: bp}), nil
+}
+
+// refuse counts a connection whose first bytes are neither HTTP/2 nor HTTP/1.x (for example an
+// invalid HTTP/2 preface); it is closed without an HTTP/1.1 answer the client could not read.
+func (p *protoConn) refuse() error {
+	p.h.guardSt.protoErr.Inc()
+	return io.EOF
 }
 
 // firstReadBytes is the size of the first read of an AUTO connection: large enough that a
