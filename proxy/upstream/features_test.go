@@ -209,8 +209,11 @@ func TestOutlierSuccessRateAndFailurePercentage(t *testing.T) {
 			c.OutlierDetection = tc.od
 			cl, st := compileT(t, c, Deps{})
 			stat := "cluster.rate-" + tc.name + ".outlier_detection." + tc.stat
+			// The loop must span at least one 200 ms sweep whatever the
+			// machine's speed: it stops on the ejection, bounded by time and
+			// by a count no machine reaches before the first sweep.
 			deadline := time.Now().Add(10 * time.Second)
-			for i := 0; i < 5000 && counter(st, stat) == 0 && time.Now().Before(deadline); i++ {
+			for i := 0; i < 500000 && counter(st, stat) == 0 && time.Now().Before(deadline); i++ {
 				get(t, cl, balance.Context{})
 			}
 			if counter(st, stat) != 1 {
