@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -73,6 +75,7 @@ func TestUpDownTwice(t *testing.T) {
 
 		if round == 1 {
 			proxiesHaveCertificates(t, dir)
+			everyHopIsMTLS(t, dir)
 			canary(t, strait, dir)
 		}
 
@@ -135,6 +138,81 @@ func proxiesHaveCertificates(t *testing.T, dir string) {
 		cancel()
 		if err != nil || code != 200 || !gauge.MatchString(body) {
 			t.Errorf("%s: no certificate expiry gauge at %s: %d %v", name, addr, code, err)
+		}
+	}
+}
+
+// everyHopIsMTLS checks the demo's mesh-wide STRICT PeerAuthentication: every hop of a page
+// (ingress → web → details and reviews → ratings) is mutual TLS, each server-side sidecar having
+// verified its caller's SPIFFE ID (web reports them in X-Bookstore-Callers); and each sidecar's
+// inbound address presents its own workload's SPIFFE ID and refuses plaintext and TLS without a
+// mesh client certificate.
+func everyHopIsMTLS(t *testing.T, dir string) {
+	t.Helper()
+	const sa = "spiffe://cluster.local/ns/default/sa/"
+	want := map[string]string{"web": sa + "default", "details": sa + "web", "reviews": sa + "web", "ratings": sa + "reviews"}
+	seen := map[string]bool{}
+	// reviews v1 calls no ratings: ask until a page shows every service.
+	for i := 0; i < 50 && len(seen) < len(want); i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:8080/api/book/0", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cancel()
+		for _, kv := range strings.Split(resp.Header.Get("X-Bookstore-Callers"), ",") {
+			svc, caller, _ := strings.Cut(kv, "=")
+			if svc == "" {
+				continue
+			}
+			if want[svc] != caller {
+				t.Fatalf("%s was called by %q, want %q (X-Bookstore-Callers %q)", svc, caller, want[svc], resp.Header.Get("X-Bookstore-Callers"))
+			}
+			seen[svc] = true
+		}
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("hops seen as mutual TLS: %v, want all of %v", seen, want)
+	}
+	listens := regexp.MustCompile(`its sidecar receives mesh traffic at ([0-9.]+:[0-9]+)`)
+	for _, wl := range []string{"details-v1", "ratings-v1", "reviews-v1", "web-v1"} {
+		b, _ := os.ReadFile(filepath.Join(dir, "logs", wl+".log"))
+		m := listens.FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("%s: no inbound address in its log:\n%s", wl, b)
+		}
+		addr := string(m[1])
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _, err := testenv.Get(ctx, "http://"+addr+"/healthz", nil)
+		cancel()
+		if err == nil {
+			t.Errorf("%s: plaintext to its sidecar (%s) was accepted under STRICT", wl, addr)
+		}
+		var served []string
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true,
+			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+				c, err := x509.ParseCertificate(raw[0])
+				if err == nil {
+					for _, u := range c.URIs {
+						served = append(served, u.String())
+					}
+				}
+				return err
+			}})
+		if err == nil {
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+			if _, rerr := conn.Read(make([]byte, 1)); rerr == nil {
+				t.Errorf("%s: TLS without a client certificate was served", wl)
+			}
+			conn.Close()
+		}
+		svc, _, _ := strings.Cut(wl, "-")
+		if len(served) != 1 || served[0] != sa+svc {
+			t.Errorf("%s: its sidecar presented %v, want exactly %s", wl, served, sa+svc)
 		}
 	}
 }

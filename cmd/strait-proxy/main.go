@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy"
 	"github.com/strait-mesh/strait/proxy/overload"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
@@ -91,6 +92,17 @@ func main() {
 			}
 			if o.Agent, err = ag.options(o.Node.Namespace, o.Node.ServiceAccount); err != nil {
 				return err
+			}
+			if o.Agent != nil {
+				// A proxy with a mesh identity terminates mesh mTLS: say so as Istio's injector
+				// does, so that auto-registered endpoints get automatic mTLS and straitd gives
+				// the inbound side mTLS chains. An explicit value from --labels stands.
+				if o.Node.Labels == nil {
+					o.Node.Labels = map[string]string{}
+				}
+				if _, set := o.Node.Labels[vocab.LabelTLSMode]; !set {
+					o.Node.Labels[vocab.LabelTLSMode] = vocab.TLSModeIstio
+				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -29,13 +29,16 @@ const (
 // "---" lines, and a document may be a Kubernetes List ("kind: List", "items: [...]"). origin
 // names the input (a file path) in errors.
 //
-// Each document must be one of Kinds with an apiVersion from APIVersions. Its spec is decoded
-// into the istio.io/api networking/v1alpha3 message with the rules of Istio's own decoder
-// (camelCase or proto field names, durations as "1.5s" or "30ms", enums by name), except that
-// unknown fields, values of the wrong type, invalid enum values and out-of-range numbers are
-// errors. Every error is an *Error that names origin, the document and the field path. A
-// document with errors produces no Object; the other documents still decode. Decode does not run
-// Validate (see Load). It never panics. It is safe for concurrent use.
+// Each document must be one of Kinds with one of its kind's apiVersions (APIVersionsFor). Its
+// spec is decoded into the kind's istio.io/api message (networking/v1alpha3, or security/v1beta1
+// for PeerAuthentication) with the rules of Istio's own decoder (camelCase or proto field names,
+// durations as "1.5s" or "30ms", enums by name), except that unknown fields, values of the wrong
+// type, invalid enum values and out-of-range numbers are errors. A document of another kind is
+// refused with one error that says whether it is an Istio (or Gateway API) kind Strait does not
+// support yet or not an Istio object at all (a Kubernetes Service, say). Every error is an *Error
+// that names origin, the document and the field path. A document with errors produces no Object;
+// the other documents still decode. Decode does not run Validate (see Load). It never panics. It
+// is safe for concurrent use.
 func Decode(origin string, data []byte) (objs []*Object, errs []error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -257,16 +260,26 @@ func decodeObject(d *docErr, obj map[string]any) (*Object, []error) {
 	var errs []error
 	apiVersion, _ := obj["apiVersion"].(string)
 	kind, _ := obj["kind"].(string)
+	if msg := refuseKind(apiVersion, kind); msg != "" {
+		// Not a kind Strait decodes: one error for the whole document, naming it.
+		_, _ = decodeMeta(d, obj["metadata"])
+		return nil, []error{d.err("", "%s", msg)}
+	}
 	// Identify the document first, so that every error can name it.
 	if kind != "" && knownKind(Kind(kind)) {
 		d.kind = Kind(kind)
 	}
 	meta, merrs := decodeMeta(d, obj["metadata"])
+	// The apiVersions of the document's kind or, when the kind is not known, of any kind.
+	versions, validVersion := APIVersions, validAPIVersion(apiVersion)
+	if d.kind != "" {
+		versions, validVersion = APIVersionsFor(d.kind), validAPIVersionFor(d.kind, apiVersion)
+	}
 	switch {
 	case obj["apiVersion"] == nil:
-		errs = append(errs, d.err("apiVersion", "apiVersion is required (one of %s)", strings.Join(APIVersions, ", ")))
-	case !validAPIVersion(apiVersion):
-		errs = append(errs, d.err("apiVersion", "unsupported apiVersion %s (want one of %s)", quoteShort(fmt.Sprint(obj["apiVersion"])), strings.Join(APIVersions, ", ")))
+		errs = append(errs, d.err("apiVersion", "apiVersion is required (one of %s)", strings.Join(versions, ", ")))
+	case !validVersion:
+		errs = append(errs, d.err("apiVersion", "unsupported apiVersion %s (want one of %s)", quoteShort(fmt.Sprint(obj["apiVersion"])), strings.Join(versions, ", ")))
 	}
 	switch {
 	case obj["kind"] == nil:

@@ -200,6 +200,21 @@ func TestDecodeBadDocuments(t *testing.T) {
 		{"sidecar wrong nested type", "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec: {egress: [{hosts: ['./*'], port: 80}]}", "Sidecar default/s", "spec.egress[0].port", "expected an object"},
 		{"service entry bad enum", "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: se}\nspec: {hosts: [a.com], resolution: DNSX}", "ServiceEntry default/se", "spec.resolution", "invalid value"},
 		{"workload entry ports wrong type", "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: we}\nspec: {address: 1.2.3.4, ports: {http: eighty}}", "WorkloadEntry default/we", `spec.ports["http"]`, "integer"},
+		{"peer authentication networking apiVersion", "apiVersion: networking.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {}", "PeerAuthentication ns/pa", "apiVersion", `unsupported apiVersion "networking.istio.io/v1" (want one of security.istio.io/v1, security.istio.io/v1beta1)`},
+		{"virtual service security apiVersion", "apiVersion: security.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: bookinfo}\nspec: {}", vsObj, "apiVersion", `unsupported apiVersion "security.istio.io/v1" (want one of networking.istio.io/v1, networking.istio.io/v1beta1, networking.istio.io/v1alpha3)`},
+		{"peer authentication missing apiVersion", "kind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {}", "PeerAuthentication ns/pa", "apiVersion", "apiVersion is required (one of security.istio.io/v1, security.istio.io/v1beta1)"},
+		{"peer authentication bad mode", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {mtls: {mode: STRICTER}}", "PeerAuthentication ns/pa", "spec.mtls.mode", `invalid value "STRICTER" for Mode (valid: UNSET, DISABLE, PERMISSIVE, STRICT)`},
+		{"peer authentication bad mode number", "apiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {mtls: {mode: 7}}", "PeerAuthentication ns/pa", "spec.mtls.mode", "invalid value 7"},
+		{"peer authentication bad port mode", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {selector: {matchLabels: {app: a}}, portLevelMtls: {8080: {mode: strict}}}", "PeerAuthentication ns/pa", `spec.portLevelMtls["8080"].mode`, `invalid value "strict"`},
+		{"peer authentication port name", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {selector: {matchLabels: {app: a}}, portLevelMtls: {http: {mode: STRICT}}}", "PeerAuthentication ns/pa", `spec.portLevelMtls["http"]`, "non-negative integer"},
+		{"peer authentication negative port", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {selector: {matchLabels: {app: a}}, portLevelMtls: {-80: {mode: STRICT}}}", "PeerAuthentication ns/pa", `spec.portLevelMtls["-80"]`, "non-negative integer"},
+		{"peer authentication unknown field", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {mtls: {mod: STRICT}}", "PeerAuthentication ns/pa", "spec.mtls.mod", `unknown field "mod" in MutualTLS (did you mean "mode"?)`},
+		{"peer authentication selector wrong type", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {selector: {matchLabels: [app]}}", "PeerAuthentication ns/pa", "spec.selector.matchLabels", "expected an object"},
+		{"peer authentication workloadSelector", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {workloadSelector: {labels: {app: a}}}", "PeerAuthentication ns/pa", "spec.workloadSelector", `unknown field "workloadSelector" in PeerAuthentication`},
+		{"removed field", vsHead + "spec: {hosts: [a], http: [{websocketUpgrade: true, route: [{destination: {host: a}}]}]}", vsObj, "spec.http[0].websocketUpgrade", `unknown field "websocketUpgrade" in HTTPRoute: Istio removed this field from its API`},
+		{"istio kind not supported yet", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap, namespace: ns}\nspec: {action: DENY}", "object ns/ap", "", "kind AuthorizationPolicy (security.istio.io) is not supported yet"},
+		{"gateway api gateway", "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: ns}\nspec: {gatewayClassName: istio, listeners: []}", "object ns/gw", "", "kind Gateway (gateway.networking.k8s.io) is not supported yet"},
+		{"kubernetes object", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: ns}\ndata: {a: b}", "object ns/cm", "", "kind ConfigMap (apiVersion v1) is not an Istio object; Strait reads only Istio configuration: VirtualService, "},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -275,12 +290,15 @@ func TestKindFor(t *testing.T) {
 		"dr": DestinationRule, "destinationrules.networking.istio.io": DestinationRule, "se": ServiceEntry,
 		"we": WorkloadEntry, "wg": WorkloadGroup, "workloadgroups": WorkloadGroup, "sidecar": Sidecar,
 		"gw": Gateway, "Gateway": Gateway, "serviceentries": ServiceEntry,
+		"pa": PeerAuthentication, "PeerAuthentication": PeerAuthentication, "peerauthentications": PeerAuthentication,
+		"peerauthentications.security.istio.io": PeerAuthentication, "PA.Security.Istio.IO": PeerAuthentication,
+		"gateways.networking.istio.io": Gateway,
 	} {
 		if got, ok := KindFor(in); !ok || got != want {
 			t.Errorf("KindFor(%q) = %q, %v; want %q", in, got, ok, want)
 		}
 	}
-	for _, in := range []string{"", "pods", "v", "authorizationpolicy"} {
+	for _, in := range []string{"", "pods", "v", "authorizationpolicy", "peerauthentications.networking.istio.io", "virtualservices.security.istio.io", ".security.istio.io"} {
 		if k, ok := KindFor(in); ok {
 			t.Errorf("KindFor(%q) = %q, want not found", in, k)
 		}

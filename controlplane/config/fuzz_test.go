@@ -67,7 +67,8 @@ func FuzzDecode(f *testing.F) {
 }
 
 // FuzzSpec fuzzes the spec of a document of each kind, to exercise the strict walk and the
-// validators more directly than FuzzDecode: the envelope is always valid.
+// validators more directly than FuzzDecode: the envelope is always valid. The seed specs are in
+// the order of Kinds, one per kind.
 func FuzzSpec(f *testing.F) {
 	for i, spec := range []string{
 		`{"hosts":["a"],"http":[{"route":[{"destination":{"host":"a","subset":"v1"},"weight":50}],"timeout":"1.5s"}]}`,
@@ -77,12 +78,13 @@ func FuzzSpec(f *testing.F) {
 		`{"template":{"ports":{"http":80}},"probe":{"httpGet":{"port":80}}}`,
 		`{"egress":[{"hosts":["./*"],"port":{"number":80,"name":"http","protocol":"HTTP"}}],"outboundTrafficPolicy":{"mode":"REGISTRY_ONLY"}}`,
 		`{"servers":[{"port":{"number":443,"name":"https","protocol":"HTTPS"},"hosts":["*/a.com"],"tls":{"mode":"SIMPLE","credentialName":"c"}}]}`,
+		`{"selector":{"matchLabels":{"app":"a"}},"mtls":{"mode":"STRICT"},"portLevelMtls":{"8080":{"mode":"DISABLE"},"9090":{}}}`,
 	} {
 		f.Add(uint8(i), spec)
 	}
 	f.Fuzz(func(t *testing.T, kind uint8, spec string) {
 		k := Kinds[int(kind)%len(Kinds)]
-		doc := "apiVersion: networking.istio.io/v1\nkind: " + string(k) + "\nmetadata: {name: f, namespace: ns}\nspec: " + spec + "\n"
+		doc := "apiVersion: " + DefaultAPIVersionFor(k) + "\nkind: " + string(k) + "\nmetadata: {name: f, namespace: ns}\nspec: " + spec + "\n"
 		objs, errs := Decode("spec.yaml", []byte(doc))
 		for _, err := range errs {
 			var ce *Error

@@ -5,20 +5,53 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 )
 
-// Group is the API group of every kind in this package.
-const Group = "networking.istio.io"
+// API groups of the kinds this package decodes.
+const (
+	// Group is the API group of the networking kinds (VirtualService, DestinationRule, ...).
+	Group = "networking.istio.io"
+	// SecurityGroup is the API group of the security kinds (PeerAuthentication).
+	SecurityGroup = "security.istio.io"
+)
 
-// APIVersions lists the accepted apiVersion values. v1 and v1beta1 are aliases of v1alpha3: all
-// three decode into the istio.io/api networking/v1alpha3 messages.
-var APIVersions = []string{Group + "/v1", Group + "/v1beta1", Group + "/v1alpha3"}
+// networkingVersions are the apiVersions of the networking kinds. v1 and v1beta1 are aliases of
+// v1alpha3: all three decode into the istio.io/api networking/v1alpha3 messages.
+var networkingVersions = []string{Group + "/v1", Group + "/v1beta1", Group + "/v1alpha3"}
 
-// DefaultAPIVersion is the apiVersion used when rendering objects that do not record one.
+// securityVersions are the apiVersions of the security kinds. v1 is an alias of v1beta1: both
+// decode into the istio.io/api security/v1beta1 messages.
+var securityVersions = []string{SecurityGroup + "/v1", SecurityGroup + "/v1beta1"}
+
+// APIVersions lists every accepted apiVersion value, of any kind. Which of them a document may
+// use depends on its kind: see APIVersionsFor.
+var APIVersions = append(append([]string(nil), networkingVersions...), securityVersions...)
+
+// DefaultAPIVersion is the apiVersion of the networking kinds used when rendering objects that
+// do not record one. DefaultAPIVersionFor gives it for any kind.
 const DefaultAPIVersion = Group + "/v1"
 
 // Kinds lists every kind this package decodes, in a stable order.
-var Kinds = []Kind{VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway}
+var Kinds = []Kind{VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, PeerAuthentication}
+
+// kindInfo describes one kind of Kinds.
+type kindInfo struct {
+	group    string
+	versions []string // accepted apiVersions; the first is the default
+	newSpec  func() proto.Message
+}
+
+var kindInfos = map[Kind]kindInfo{
+	VirtualService:     {Group, networkingVersions, func() proto.Message { return &networking.VirtualService{} }},
+	DestinationRule:    {Group, networkingVersions, func() proto.Message { return &networking.DestinationRule{} }},
+	ServiceEntry:       {Group, networkingVersions, func() proto.Message { return &networking.ServiceEntry{} }},
+	WorkloadEntry:      {Group, networkingVersions, func() proto.Message { return &networking.WorkloadEntry{} }},
+	WorkloadGroup:      {Group, networkingVersions, func() proto.Message { return &networking.WorkloadGroup{} }},
+	Sidecar:            {Group, networkingVersions, func() proto.Message { return &networking.Sidecar{} }},
+	Gateway:            {Group, networkingVersions, func() proto.Message { return &networking.Gateway{} }},
+	PeerAuthentication: {SecurityGroup, securityVersions, func() proto.Message { return &security.PeerAuthentication{} }},
+}
 
 // kindNames maps lower-case names, plurals and Istio's short names to kinds.
 var kindNames = map[string]Kind{
@@ -29,40 +62,64 @@ var kindNames = map[string]Kind{
 	"workloadgroup": WorkloadGroup, "workloadgroups": WorkloadGroup, "wg": WorkloadGroup,
 	"sidecar": Sidecar, "sidecars": Sidecar,
 	"gateway": Gateway, "gateways": Gateway, "gw": Gateway,
+	"peerauthentication": PeerAuthentication, "peerauthentications": PeerAuthentication, "pa": PeerAuthentication,
 }
 
 // KindFor resolves a user-typed kind name as kubectl and istioctl do: case-insensitive, singular
-// or plural, or a short name ("vs", "dr", "se", "we", "wg", "gw"). A trailing API group
-// (".networking.istio.io") is accepted too.
+// or plural, or a short name ("vs", "dr", "se", "we", "wg", "gw", "pa"). A trailing API group
+// is accepted too when it is the kind's own (".networking.istio.io" for VirtualService,
+// ".security.istio.io" for PeerAuthentication).
 func KindFor(name string) (Kind, bool) {
 	n := strings.ToLower(strings.TrimSpace(name))
-	n = strings.TrimSuffix(n, "."+Group)
-	k, ok := kindNames[n]
-	return k, ok
+	if k, ok := kindNames[n]; ok {
+		return k, true
+	}
+	for _, g := range []string{Group, SecurityGroup} {
+		if base, found := strings.CutSuffix(n, "."+g); found {
+			if k, ok := kindNames[base]; ok && GroupFor(k) == g {
+				return k, true
+			}
+		}
+	}
+	return "", false
 }
 
 // NewSpec returns a new, empty spec message for kind, or nil when the kind is unknown.
 func NewSpec(k Kind) proto.Message {
-	switch k {
-	case VirtualService:
-		return &networking.VirtualService{}
-	case DestinationRule:
-		return &networking.DestinationRule{}
-	case ServiceEntry:
-		return &networking.ServiceEntry{}
-	case WorkloadEntry:
-		return &networking.WorkloadEntry{}
-	case WorkloadGroup:
-		return &networking.WorkloadGroup{}
-	case Sidecar:
-		return &networking.Sidecar{}
-	case Gateway:
-		return &networking.Gateway{}
+	if info, ok := kindInfos[k]; ok {
+		return info.newSpec()
 	}
 	return nil
 }
 
-// validAPIVersion reports whether v is one of APIVersions.
+// GroupFor returns the API group of kind k ("networking.istio.io", "security.istio.io"), or ""
+// when k is not one of Kinds.
+func GroupFor(k Kind) string { return kindInfos[k].group }
+
+// APIVersionsFor returns the apiVersions a document of kind k may use, or nil when k is not one
+// of Kinds. The slice must not be modified.
+func APIVersionsFor(k Kind) []string { return kindInfos[k].versions }
+
+// DefaultAPIVersionFor returns the apiVersion used when rendering an object of kind k that does
+// not record one ("networking.istio.io/v1", "security.istio.io/v1"), or "" for an unknown kind.
+func DefaultAPIVersionFor(k Kind) string {
+	if v := kindInfos[k].versions; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// validAPIVersionFor reports whether v is one of the apiVersions of kind k.
+func validAPIVersionFor(k Kind, v string) bool {
+	for _, a := range kindInfos[k].versions {
+		if v == a {
+			return true
+		}
+	}
+	return false
+}
+
+// validAPIVersion reports whether v is one of APIVersions (the apiVersion of some kind).
 func validAPIVersion(v string) bool {
 	for _, a := range APIVersions {
 		if v == a {
@@ -74,5 +131,16 @@ func validAPIVersion(v string) bool {
 
 // knownKind reports whether k is one of Kinds (exact spelling).
 func knownKind(k Kind) bool {
-	return NewSpec(k) != nil
+	_, ok := kindInfos[k]
+	return ok
+}
+
+// apiGroup returns the group part of an apiVersion: "networking.istio.io" for
+// "networking.istio.io/v1", "" for the core group ("v1").
+func apiGroup(apiVersion string) string {
+	g, _, found := strings.Cut(apiVersion, "/")
+	if !found {
+		return ""
+	}
+	return g
 }

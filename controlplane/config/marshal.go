@@ -84,6 +84,9 @@ func toEnvelope(o *Object) (*envelope, error) {
 	}
 	apiVersion := o.APIVersion
 	if apiVersion == "" {
+		apiVersion = DefaultAPIVersionFor(o.Kind)
+	}
+	if apiVersion == "" {
 		apiVersion = DefaultAPIVersion
 	}
 	m := metaOut{

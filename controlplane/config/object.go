@@ -14,7 +14,8 @@ import (
 // Kind is an Istio config kind, e.g. "VirtualService".
 type Kind string
 
-// Kinds of networking.istio.io config handled by the control plane core.
+// Kinds of config handled by the control plane core: the networking.istio.io kinds and, of
+// security.istio.io, PeerAuthentication.
 const (
 	VirtualService  Kind = "VirtualService"
 	DestinationRule Kind = "DestinationRule"
@@ -23,6 +24,10 @@ const (
 	WorkloadGroup   Kind = "WorkloadGroup"
 	Sidecar         Kind = "Sidecar"
 	Gateway         Kind = "Gateway"
+
+	// PeerAuthentication (security.istio.io) has a *securityv1beta1.PeerAuthentication spec
+	// (istio.io/api/security/v1beta1).
+	PeerAuthentication Kind = "PeerAuthentication"
 )
 
 // Meta is the subset of Kubernetes ObjectMeta Strait keeps.
@@ -37,11 +42,11 @@ type Meta struct {
 }
 
 // Object is one config object: its kind, metadata and typed spec (an istio.io/api message such as
-// *networkingv1alpha3.VirtualService). Objects are immutable once handed to a Source's consumers:
-// never modify one in place, make a copy.
+// *networkingv1alpha3.VirtualService or *securityv1beta1.PeerAuthentication). Objects are
+// immutable once handed to a Source's consumers: never modify one in place, make a copy.
 type Object struct {
 	Kind       Kind
-	APIVersion string // as written, e.g. "networking.istio.io/v1"
+	APIVersion string // as written, e.g. "networking.istio.io/v1" or "security.istio.io/v1"
 	Meta
 	Spec proto.Message
 	// Origin says where the object came from: a file path, "store" or "kubernetes".

@@ -81,6 +81,10 @@ func (w *walker) message(md protoreflect.MessageDescriptor, v any, path string, 
 			fd = fields.ByTextName(key)
 		}
 		if fd == nil {
+			if removed(md, key) {
+				w.add(fp, "unknown field %q in %s: Istio removed this field from its API (it is reserved in %s); delete it", key, md.Name(), md.FullName())
+				continue
+			}
 			w.add(fp, "unknown field %q in %s%s", key, md.Name(), suggest(md, key))
 			continue
 		}
@@ -445,6 +449,24 @@ func protoDurationJSON(d time.Duration) string {
 func validBase64(s string) bool {
 	_, err := base64.StdEncoding.DecodeString(s)
 	return err == nil
+}
+
+// removed reports whether key names a field that Istio's API once had and has since removed (a
+// reserved name of md, such as HTTPRoute's "websocket_upgrade"), given in either its proto or its
+// JSON (camelCase) spelling. Istio's own decoder drops such fields silently; Strait refuses
+// them, saying why.
+func removed(md protoreflect.MessageDescriptor, key string) bool {
+	var b strings.Builder
+	for i, r := range key {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return md.ReservedNames().Has(protoreflect.Name(b.String()))
 }
 
 // suggest proposes the field name the user probably meant.

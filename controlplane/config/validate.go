@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 )
 
 // Validate checks o semantically, with rules at least as strict as Istio's validation for its
@@ -34,12 +35,15 @@ func Validate(o *Object) (err error) {
 	}
 	validateLabels(&fe, "metadata.labels", o.Labels)
 	validateAnnotations(&fe, "metadata.annotations", o.Annotations)
-	if o.APIVersion != "" && !validAPIVersion(o.APIVersion) {
-		fe.add("apiVersion", "unsupported apiVersion %s", quoteShort(o.APIVersion))
-	}
 	if !knownKind(o.Kind) {
+		if o.APIVersion != "" && !validAPIVersion(o.APIVersion) {
+			fe.add("apiVersion", "unsupported apiVersion %s", quoteShort(o.APIVersion))
+		}
 		fe.add("kind", "unsupported kind %s", quoteShort(string(o.Kind)))
 		return fe.join(o)
+	}
+	if o.APIVersion != "" && !validAPIVersionFor(o.Kind, o.APIVersion) {
+		fe.add("apiVersion", "unsupported apiVersion %s", quoteShort(o.APIVersion))
 	}
 	if o.Spec == nil || !o.Spec.ProtoReflect().IsValid() {
 		fe.add("spec", "spec is required")
@@ -73,6 +77,10 @@ func Validate(o *Object) (err error) {
 	case *networking.Gateway:
 		if o.Kind == Gateway {
 			validateGateway(&fe, spec)
+		}
+	case *security.PeerAuthentication:
+		if o.Kind == PeerAuthentication {
+			validatePeerAuthentication(&fe, spec)
 		}
 	}
 	if o.Spec.ProtoReflect().Descriptor() != NewSpec(o.Kind).ProtoReflect().Descriptor() {

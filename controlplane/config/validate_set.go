@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 )
 
 // DefaultDomainSuffix is the cluster domain used to expand short host names in cross-object checks.
@@ -18,6 +19,7 @@ const DefaultDomainSuffix = "cluster.local"
 //   - a VirtualService names a Gateway that is not in the set;
 //   - a VirtualService delegates to a VirtualService that is not in the set, or that has hosts;
 //   - more than one Sidecar without workloadSelector in a namespace;
+//   - more than one PeerAuthentication without selector labels in a namespace;
 //   - more than one DestinationRule without workloadSelector for the same host in a namespace;
 //   - two VirtualServices for the same host bound to the mesh (sidecars use only one).
 //
@@ -89,6 +91,7 @@ type setIndex struct {
 	drs      []*Object
 	sidecars []*Object
 	gateways map[string]*Object // "ns/name"
+	peerAuth []*Object
 }
 
 func newSetIndex(objs []*Object) *setIndex {
@@ -107,6 +110,8 @@ func newSetIndex(objs []*Object) *setIndex {
 			s.sidecars = append(s.sidecars, o)
 		case *networking.Gateway:
 			s.gateways[o.Namespace+"/"+o.Name] = o
+		case *security.PeerAuthentication:
+			s.peerAuth = append(s.peerAuth, o)
 		}
 	}
 	return s
@@ -207,8 +212,8 @@ func (s *setIndex) checkSubsets(o *Object, vs *networking.VirtualService, warn f
 	}
 }
 
-// checkDuplicates warns about Sidecars, DestinationRules and VirtualServices that compete for the
-// same namespace, host or host and gateway. The first object (by namespace and name) is the one
+// checkDuplicates warns about Sidecars, PeerAuthentications, DestinationRules and VirtualServices
+// that compete for the same namespace, host or host and gateway. The first object (by namespace and name) is the one
 // named in the message; the later ones get the warning.
 func (s *setIndex) checkDuplicates(warn func(*Object, string, string, ...any)) {
 	byName := func(list []*Object) []*Object {
@@ -226,6 +231,17 @@ func (s *setIndex) checkDuplicates(warn func(*Object, string, string, ...any)) {
 			continue
 		}
 		defaultSidecar[o.Namespace] = o
+	}
+	namespacePA := map[string]*Object{}
+	for _, o := range byName(s.peerAuth) {
+		if len(o.Spec.(*security.PeerAuthentication).GetSelector().GetMatchLabels()) > 0 {
+			continue
+		}
+		if first, ok := namespacePA[o.Namespace]; ok {
+			warn(o, "spec.selector", "namespace %s has more than one PeerAuthentication without selector (also %s); Istio uses only the oldest of them", o.Namespace, first.Name)
+			continue
+		}
+		namespacePA[o.Namespace] = o
 	}
 	drHosts := map[string]*Object{}
 	for _, o := range byName(s.drs) {

@@ -65,6 +65,21 @@ apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: b, namespace: bookinfo}
 spec: {}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: bookinfo}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: permissive, namespace: bookinfo}
+spec: {selector: {matchLabels: {}}, mtls: {mode: PERMISSIVE}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: reviews, namespace: bookinfo}
+spec: {selector: {matchLabels: {app: reviews}}, mtls: {mode: DISABLE}}
 `
 	objs, errs := Decode("set.yaml", []byte(in))
 	if len(errs) > 0 {
@@ -78,6 +93,7 @@ spec: {}
 	got := ValidateSet(objs)
 	want := []string{
 		`DestinationRule bookinfo/reviews2: spec.host: DestinationRule reviews in the same namespace is also for host`,
+		`PeerAuthentication bookinfo/permissive: spec.selector: namespace bookinfo has more than one PeerAuthentication without selector (also default)`,
 		`Sidecar bookinfo/b: spec.workloadSelector: namespace bookinfo has more than one Sidecar`,
 		`VirtualService bookinfo/reviews: spec.gateways[2]: gateway "missing-gw" not found`,
 		`VirtualService bookinfo/reviews: spec.http[0].route[1].destination.subset: subset "v9" is not defined`,

@@ -20,8 +20,9 @@ func mustDecode(t *testing.T, doc string) *Object {
 	return objs[0]
 }
 
+// doc builds a document of kind, with the kind's default apiVersion, named ns/obj.
 func doc(kind, spec string) string {
-	return "apiVersion: networking.istio.io/v1\nkind: " + kind + "\nmetadata: {name: obj, namespace: ns}\nspec:\n" + spec
+	return "apiVersion: " + DefaultAPIVersionFor(Kind(kind)) + "\nkind: " + kind + "\nmetadata: {name: obj, namespace: ns}\nspec:\n" + spec
 }
 
 // TestValidateRejects checks semantic rules: each spec must be rejected with an error at field
@@ -151,6 +152,18 @@ func TestValidateRejects(t *testing.T) {
 		{"gw bad host", "Gateway", "  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['ns/a/b']}]\n", "spec.servers[0].hosts[0]", "namespace/dnsName"},
 		{"gw bad protocol", "Gateway", "  servers: [{port: {number: 80, name: http, protocol: FTP}, hosts: ['*']}]\n", "spec.servers[0].port.protocol", "unsupported protocol"},
 		{"gw versions", "Gateway", "  servers: [{port: {number: 443, name: https, protocol: HTTPS}, hosts: ['*'], tls: {mode: SIMPLE, credentialName: c, minProtocolVersion: TLSV1_3, maxProtocolVersion: TLSV1_2}}]\n", "spec.servers[0].tls.minProtocolVersion", "above"},
+		// PeerAuthentication
+		{"pa port level without selector", "PeerAuthentication", "  mtls: {mode: STRICT}\n  portLevelMtls: {8080: {mode: DISABLE}}\n", "spec.portLevelMtls", "portLevelMtls requires selector"},
+		{"pa port level empty selector", "PeerAuthentication", "  selector: {matchLabels: {}}\n  portLevelMtls: {8080: {mode: DISABLE}}\n", "spec.portLevelMtls", "portLevelMtls requires selector"},
+		{"pa port level empty", "PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {}\n", "spec.portLevelMtls", "at least one port"},
+		{"pa port zero", "PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {0: {mode: DISABLE}}\n", `spec.portLevelMtls["0"]`, "1-65535"},
+		{"pa port too big", "PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  portLevelMtls: {65536: {mode: DISABLE}}\n", `spec.portLevelMtls["65536"]`, "1-65535"},
+		{"pa selector wildcard value", "PeerAuthentication", "  selector: {matchLabels: {app: 'a*'}}\n", `spec.selector.matchLabels["app"]`, "wildcards"},
+		{"pa selector wildcard key", "PeerAuthentication", "  selector: {matchLabels: {'a*': b}}\n", `spec.selector.matchLabels["a*"]`, "wildcards"},
+		{"pa selector empty key", "PeerAuthentication", "  selector: {matchLabels: {'': b}}\n", "spec.selector.matchLabels", "empty label key"},
+		{"pa selector bad key", "PeerAuthentication", "  selector: {matchLabels: {'a b': c}}\n", `spec.selector.matchLabels["a b"]`, "invalid label"},
+		{"pa selector bad value", "PeerAuthentication", "  selector: {matchLabels: {app: 'a b'}}\n", `spec.selector.matchLabels["app"]`, "invalid label value"},
+		{"pa selector long value", "PeerAuthentication", "  selector: {matchLabels: {app: " + strings.Repeat("a", 64) + "}}\n", `spec.selector.matchLabels["app"]`, "at most 63"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -205,6 +218,11 @@ func TestValidateAccepts(t *testing.T) {
 		{"sidecar empty", "Sidecar", "  {}\n"},
 		{"gw passthrough", "Gateway", "  servers: [{port: {number: 443, name: tls, protocol: TLS}, hosts: ['*'], tls: {mode: PASSTHROUGH}}]\n"},
 		{"gw istio mutual", "Gateway", "  servers: [{port: {number: 15443, name: tls, protocol: TLS}, hosts: ['*'], tls: {mode: ISTIO_MUTUAL}}]\n"},
+		{"pa empty", "PeerAuthentication", "  {}\n"},
+		{"pa namespace strict", "PeerAuthentication", "  mtls: {mode: STRICT}\n"},
+		{"pa every mode", "PeerAuthentication", "  selector: {matchLabels: {app: a}}\n  mtls: {mode: UNSET}\n  portLevelMtls: {1: {mode: DISABLE}, 80: {mode: PERMISSIVE}, 443: {mode: STRICT}, 65535: {mode: UNSET}, 8080: {}}\n"},
+		{"pa empty selector", "PeerAuthentication", "  selector: {matchLabels: {}}\n  mtls: {mode: PERMISSIVE}\n"},
+		{"pa mode by number", "PeerAuthentication", "  mtls: {mode: 3}\n"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

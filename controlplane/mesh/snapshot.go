@@ -36,11 +36,12 @@ type Snapshot struct {
 	// Errors lists problems found while building the snapshot (bad specs); the rest still works.
 	Errors []error
 
-	services *serviceIndex
-	sidecars *sidecarIndex
-	drs      *destinationRuleIndex
-	vss      *virtualServiceIndex
-	gateways *gatewayIndex
+	services  *serviceIndex
+	sidecars  *sidecarIndex
+	drs       *destinationRuleIndex
+	vss       *virtualServiceIndex
+	gateways  *gatewayIndex
+	peerAuthn *peerAuthnIndex
 
 	scopes sync.Map // scopeKey -> *Scope
 	// Cache holds per-snapshot values that translation shares between proxies (see CacheValue).
@@ -83,6 +84,8 @@ func New(version uint64, meshCfg *meshconfig.MeshConfig, objects []*config.Objec
 	s.vss, errs = newVirtualServiceIndex(s)
 	s.Errors = append(s.Errors, errs...)
 	s.gateways, errs = newGatewayIndex(s)
+	s.Errors = append(s.Errors, errs...)
+	s.peerAuthn, errs = newPeerAuthnIndex(s)
 	s.Errors = append(s.Errors, errs...)
 	return s
 }

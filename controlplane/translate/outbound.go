@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"sync/atomic"
 	"unsafe"
 
@@ -106,7 +107,7 @@ type scopeSetKey struct{ shareKey }
 // subject alt names) are unchanged in snap.
 func (set *outboundSet) endpointsCurrent(snap *mesh.Snapshot) bool {
 	for _, e := range set.entries {
-		if e.epsDep && snap.EndpointsHash(e.svc) != e.eps {
+		if e.epsDep != noEndpoints && endpointsPrint(snap, e.epsDep, e.svc) != e.eps {
 			return false
 		}
 	}
@@ -159,10 +160,70 @@ type clusterEntry struct {
 	eds      []edsTarget
 	err      error
 	key      clusterKey // its memo key
-	// epsDep is set when the clusters read the endpoints of svc, whose hash was eps.
-	epsDep bool
+	// epsDep says what the clusters read of the endpoints of svc, whose print was eps.
+	epsDep endpointsDep
 	svc    mesh.ServiceKey
 	eps    uint64
+}
+
+// endpointsDep is what a service port's clusters read of its endpoints.
+type endpointsDep uint8
+
+const (
+	noEndpoints endpointsDep = iota
+	// endpointIdentities: mesh mTLS subject alt names from the endpoints' service accounts
+	// (DestinationRule TLS, automatic mTLS), per subset.
+	endpointIdentities
+	// allEndpoints: DNS clusters inline their endpoints.
+	allEndpoints
+)
+
+// clusterEndpointsDep returns what the clusters of svc read of its endpoints.
+func clusterEndpointsDep(snap *mesh.Snapshot, svc *registry.Service, ruleObj *config.Object, proxyless bool) endpointsDep {
+	switch {
+	case svc.Resolution == registry.ResolutionDNS || svc.Resolution == registry.ResolutionDNSRoundRobin:
+		return allEndpoints
+	case ruleUsesTLS(ruleObj), cluster.AutoMTLS(snap.Mesh) && !proxyless && svc.Resolution != registry.ResolutionNone:
+		return endpointIdentities
+	}
+	return noEndpoints
+}
+
+// endpointsPrint returns the print of what dep reads of the endpoints of the service k.
+func endpointsPrint(snap *mesh.Snapshot, dep endpointsDep, k mesh.ServiceKey) uint64 {
+	if dep == allEndpoints {
+		return snap.EndpointsHash(k)
+	}
+	return identitiesHash(snap, k)
+}
+
+type identitiesKey struct{ svc mesh.ServiceKey }
+
+// identitiesHash hashes the distinct namespace, service account and labels of a service's
+// endpoints: all that mesh mTLS subject alt names read, so that endpoints coming and going with
+// the same identities leave the clusters as they are. Computed once per service and snapshot.
+func identitiesHash(snap *mesh.Snapshot, k mesh.ServiceKey) uint64 {
+	return snap.CacheValue(identitiesKey{k}, func() any {
+		seen := map[string]bool{}
+		var ids []string
+		for _, ep := range snap.Endpoints[k] {
+			if ep.ServiceAccount == "" {
+				continue
+			}
+			id := ep.Namespace + "/" + ep.ServiceAccount + "|" + labelsKey(ep.Labels)
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		sort.Strings(ids)
+		h := xxhash.New()
+		for _, id := range ids {
+			h.WriteString(id)
+			h.WriteString(";")
+		}
+		return h.Sum64()
+	}).(uint64)
 }
 
 type clusterKey struct {
@@ -176,23 +237,25 @@ type clusterKey struct {
 // DNS clusters, which inline them, and with DestinationRule TLS settings, which may derive
 // subject alt names from them) and MeshConfig.
 type clusterPrint struct {
-	svc  uint64
-	port registry.Port
-	rule uint64
-	eps  uint64
-	mesh uint64
+	svc   uint64
+	port  registry.Port
+	rule  uint64
+	eps   uint64
+	mesh  uint64
+	authn uint64
 }
 
 func (g *generator) clusterEntry(snap *mesh.Snapshot, svc *registry.Service, port registry.Port, ruleObj *config.Object, proxyless bool) *clusterEntry {
 	pr := clusterPrint{svc: snap.ServiceHash(svc), port: port, rule: snap.ObjectHash(ruleObj), mesh: snap.MeshHash()}
-	epsDep := ruleUsesTLS(ruleObj) || svc.Resolution == registry.ResolutionDNS || svc.Resolution == registry.ResolutionDNSRoundRobin
-	if epsDep {
-		pr.eps = snap.EndpointsHash(svc.Key())
+	epsDep := clusterEndpointsDep(snap, svc, ruleObj, proxyless)
+	if epsDep != noEndpoints {
+		pr.eps = endpointsPrint(snap, epsDep, svc.Key())
+		pr.authn = snap.PeerAuthnHash()
 	}
 	key := clusterKey{svc: svc.Key(), port: port.Number, proxyless: proxyless}
 	return g.memo.get(snap.Version, key, pr, func() any {
 		rule := cluster.RuleOf(ruleObj)
-		cs, err := cluster.Outbound(svc, port, snap.ServiceEndpoints(svc), rule, cluster.Options{Mesh: snap.Mesh, Proxyless: proxyless})
+		cs, err := cluster.Outbound(svc, port, snap.ServiceEndpoints(svc), rule, cluster.Options{Mesh: snap.Mesh, Proxyless: proxyless, MTLSReady: mtlsReady(snap)})
 		if err != nil {
 			return &clusterEntry{err: fmt.Errorf("clusters of %s:%d: %w", svc.Hostname, port.Number, err),
 				key: key, epsDep: epsDep, svc: svc.Key(), eps: pr.eps}
@@ -285,6 +348,7 @@ type claKey struct {
 type claPrint struct {
 	target *clusterEntry
 	eps    uint64
+	authn  uint64 // PeerAuthentication: which endpoints take automatic mTLS
 }
 
 // loadAssignments builds the load assignments of the EDS clusters of set for a proxy. Output is
@@ -297,7 +361,7 @@ func (g *generator) loadAssignments(snap *mesh.Snapshot, set *outboundSet, p *Pr
 		out := make([]types.Resource, 0, len(set.eds))
 		for _, t := range set.eds {
 			out = append(out, endpoint.Build(t.name, t.port, t.subset, snap.Endpoints[t.svc], endpoint.Options{
-				ProxyLocality: loc, ProxyLabels: p.Labels, Locality: t.locality, OutlierDetection: t.outlier}))
+				ProxyLocality: loc, ProxyLabels: p.Labels, Locality: t.locality, OutlierDetection: t.outlier, MTLSReady: mtlsReady(snap)}))
 		}
 		return out
 	}
@@ -306,9 +370,9 @@ func (g *generator) loadAssignments(snap *mesh.Snapshot, set *outboundSet, p *Pr
 		list := make([]*endpointv3.ClusterLoadAssignment, 0, len(set.eds))
 		for _, t := range set.eds {
 			list = append(list, g.memo.get(snap.Version, claKey{name: t.name, svc: t.svc, locality: key.locality},
-				claPrint{target: t.from, eps: snap.EndpointsHash(t.svc)}, func() any {
+				claPrint{target: t.from, eps: snap.EndpointsHash(t.svc), authn: snap.PeerAuthnHash()}, func() any {
 					return endpoint.Build(t.name, t.port, t.subset, snap.Endpoints[t.svc], endpoint.Options{
-						ProxyLocality: loc, Locality: t.locality, OutlierDetection: t.outlier})
+						ProxyLocality: loc, Locality: t.locality, OutlierDetection: t.outlier, MTLSReady: mtlsReady(snap)})
 				}).(*endpointv3.ClusterLoadAssignment))
 		}
 		// The list itself is carried over when every assignment is unchanged, so that the xDS
@@ -480,4 +544,18 @@ func outboundRoutes(b *route.Builder, ports []uint32) ([]*routev3.RouteConfigura
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// mtlsReady returns the test of automatic mutual TLS for the snapshot's endpoints (nil when
+// MeshConfig turns it off): the endpoint's workload runs a sidecar (label
+// security.istio.io/tlsMode: istio) and its PeerAuthentication for the endpoint's port is not
+// DISABLE, as Istio's mTLS checker decides.
+func mtlsReady(snap *mesh.Snapshot) func(*registry.Endpoint) bool {
+	if !cluster.AutoMTLS(snap.Mesh) {
+		return nil
+	}
+	return func(ep *registry.Endpoint) bool {
+		return ep.Labels[vocab.LabelTLSMode] == vocab.TLSModeIstio &&
+			snap.MTLS(mesh.Workload{Namespace: ep.Namespace, Labels: ep.Labels}, ep.Port) != mesh.MTLSDisable
+	}
 }

@@ -3,6 +3,7 @@ package translate
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"google.golang.org/protobuf/proto"
@@ -19,6 +20,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/translate/cluster"
 	"github.com/strait-mesh/strait/controlplane/translate/listener"
 	"github.com/strait-mesh/strait/controlplane/translate/route"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // sidecarOutbound is the proxy-independent part of a sidecar's output: listeners and route
@@ -69,15 +71,16 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	if err != nil {
 		return nil, err
 	}
+	sec := g.inboundSecurity(snap, w, p, inPorts)
 	// The lists are carried over to the next snapshot with their parts: an endpoint-only change
 	// leaves them the same objects.
-	inKey := inboundKey(inPorts)
+	inKey := inboundKey(inPorts, sec)
 	// Every part is carried over to the next snapshot while its inputs are unchanged (an
 	// endpoint-only change leaves them all), and so are the lists when all their parts are.
 	lk := localKey{out: out, explicit: explicit, inbound: inKey}
 	listeners := snap.CacheValue(lk, func() any {
 		in := g.memo.get(snap.Version, inboundPartKey{kind: "lds", explicit: explicit, inbound: inKey}, struct{}{}, func() any {
-			l, err := listener.BuildInbound(inPorts, explicit)
+			l, err := listener.BuildInbound(inPorts, explicit, sec)
 			return &localList{list: appendAll(nil, l), err: err}
 		}).(*localList)
 		if in.err != nil {
@@ -151,13 +154,48 @@ func concatLists(a, b []types.Resource) *localList {
 
 // inboundKey renders inbound ports for localKey, with content hashes of their TLS and
 // connection pool settings.
-func inboundKey(ports []listener.InboundPort) string {
+func inboundKey(ports []listener.InboundPort, sec listener.InboundSecurity) string {
 	var b []byte
 	for _, ip := range ports {
-		b = fmt.Appendf(b, "%s|%d|%s|%s|%d|%s|%x|%x;", ip.Port.Name, ip.Port.Number, ip.Port.Protocol,
-			ip.Endpoint, ip.TargetPort, ip.Bind, protoHash(ip.TLS), protoHash(ip.ConnectionPool))
+		b = fmt.Appendf(b, "%s|%d|%s|%s|%d|%s|%x|%x|%s;", ip.Port.Name, ip.Port.Number, ip.Port.Protocol,
+			ip.Endpoint, ip.TargetPort, ip.Bind, protoHash(ip.TLS), protoHash(ip.ConnectionPool), ip.MTLS)
 	}
+	b = fmt.Appendf(b, "passthrough=%s|td=%s", sec.Passthrough, strings.Join(sec.TrustDomains, ","))
 	return string(b)
+}
+
+// inboundSecurity sets each inbound port's PeerAuthentication mode and returns the sidecar's
+// inbound security. A proxy without a mesh identity (no label security.istio.io/tlsMode: istio:
+// it runs no identity agent) cannot terminate mesh mTLS: PERMISSIVE is plaintext only for it,
+// while STRICT keeps refusing plaintext (and is reported, since no client can then connect).
+func (g *generator) inboundSecurity(snap *mesh.Snapshot, w mesh.Workload, p *Proxy, ports []listener.InboundPort) listener.InboundSecurity {
+	identity := p.Labels[vocab.LabelTLSMode] == vocab.TLSModeIstio
+	mode := func(port uint32) mesh.MTLSMode {
+		m := snap.MTLS(w, port)
+		if m == mesh.MTLSPermissive && !identity {
+			return mesh.MTLSDisable
+		}
+		return m
+	}
+	strictWithout := false
+	for i := range ports {
+		ports[i].MTLS = mode(ports[i].Port.Number)
+		strictWithout = strictWithout || (!identity && ports[i].MTLS == mesh.MTLSStrict && ports[i].TLS == nil)
+	}
+	if strictWithout {
+		g.report(p, fmt.Errorf("proxy %s has no mesh identity (no %s=%s label: it runs without the identity agent) but PeerAuthentication is STRICT for its ports: mutual TLS to it cannot succeed",
+			p.ID, vocab.LabelTLSMode, vocab.TLSModeIstio))
+	}
+	return listener.InboundSecurity{Passthrough: mode(0), TrustDomains: trustDomains(snap)}
+}
+
+// trustDomains returns MeshConfig's trust domain (default cluster.local) and its aliases.
+func trustDomains(snap *mesh.Snapshot) []string {
+	td := snap.Mesh.GetTrustDomain()
+	if td == "" {
+		td = mesh.DefaultDomainSuffix
+	}
+	return append([]string{td}, snap.Mesh.GetTrustDomainAliases()...)
 }
 
 // protoHash returns a hash of a message's deterministic encoding (0 for nil).

@@ -26,3 +26,28 @@ const (
 	SecretDefault = "default" // the workload certificate
 	SecretRootCA  = "ROOTCA"  // the mesh root certificates
 )
+
+// Automatic mutual TLS: Istio's label on workloads that run a sidecar able to terminate mesh
+// mTLS, copied into endpoint metadata under the transport socket match key, where a cluster's
+// transport_socket_matches pick mTLS for those endpoints and plaintext for the rest.
+const (
+	LabelTLSMode           = "security.istio.io/tlsMode"
+	TLSModeIstio           = "istio"
+	TransportSocketMatchMD = "envoy.transport_socket_match"
+	// TLSModeKey is the key of the transport socket match metadata ("tlsMode": "istio").
+	TLSModeKey = "tlsMode"
+)
+
+// Istio's per-protocol mesh ALPN values: a client sidecar offers them on mTLS to tell the
+// server's inbound listener a connection is mesh mTLS (not the application's own TLS).
+const (
+	ALPNIstioHTTP10 = "istio-http/1.0"
+	ALPNIstioHTTP11 = "istio-http/1.1"
+	ALPNIstioH2     = "istio-h2"
+)
+
+// MeshMTLSALPN are the application protocols that mark a TLS connection as mesh mTLS on a
+// PERMISSIVE inbound port (Istio's inbound mTLS chain match). The slice is a copy.
+func MeshMTLSALPN() []string {
+	return []string{ALPNIstioPeerExchange, ALPNIstio, ALPNIstioHTTP10, ALPNIstioHTTP11, ALPNIstioH2}
+}

@@ -199,6 +199,9 @@ func (v *validation) verify(certs []*x509.Certificate) error {
 	}); err != nil {
 		return fmt.Errorf("verifying peer certificate chain: %w", err)
 	}
+	if err := checkSVID(leaf); err != nil {
+		return err
+	}
 	if len(v.typed) == 0 && len(v.any) == 0 {
 		return nil
 	}
@@ -370,4 +373,60 @@ func compileValidator(ctx *tlsv3.CommonTlsContext, s Secrets) (*validator, error
 	default:
 		return nil, fmt.Errorf("common_tls_context: validation context type %T is not supported", vt)
 	}
+}
+
+// checkSVID enforces the SPIFFE X.509-SVID rules a mesh identity rests on: a certificate that
+// carries a spiffe:// URI SAN carries exactly one URI SAN, and it is a well-formed SPIFFE ID
+// (lower-case trust domain of letters, digits, '.', '-', '_'; a path of non-empty segments of
+// letters, digits, '.', '-', '_', none "." or ".."; no user, port, query or fragment). Otherwise
+// which of two identities a policy sees would depend on the reader.
+func checkSVID(c *x509.Certificate) error {
+	spiffe := false
+	for _, u := range c.URIs {
+		if strings.EqualFold(u.Scheme, "spiffe") {
+			spiffe = true
+		}
+	}
+	if !spiffe {
+		return nil
+	}
+	if len(c.URIs) != 1 {
+		return fmt.Errorf("peer certificate has %d URI SANs: a SPIFFE ID must be its only one", len(c.URIs))
+	}
+	if !ValidSPIFFEID(c.URIs[0].String()) {
+		return fmt.Errorf("peer certificate URI SAN %q is not a valid SPIFFE ID", c.URIs[0].String())
+	}
+	return nil
+}
+
+// ValidSPIFFEID reports whether id is a SPIFFE ID as the SPIFFE standard defines it:
+// spiffe://TRUST-DOMAIN/PATH with the character sets of checkSVID.
+func ValidSPIFFEID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "spiffe://")
+	if !ok {
+		return false
+	}
+	td, path, _ := strings.Cut(rest, "/")
+	if td == "" || len(id) > 2048 {
+		return false
+	}
+	for i := 0; i < len(td); i++ {
+		if c := td[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	if path == "" {
+		return !strings.HasSuffix(rest, "/")
+	}
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+		for i := 0; i < len(seg); i++ {
+			if c := seg[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -33,7 +33,7 @@ const (
 	// maxResponseHeaderBytes matches Envoy's default 60 KiB header limit.
 	maxResponseHeaderBytes = 60 << 10
 	httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-	transportSocketMatchMD = "envoy.transport_socket_match"
+	transportSocketMatchMD = vocab.TransportSocketMatchMD
 )
 
 // httpOptions are the common HTTP protocol options that govern pooled connections.

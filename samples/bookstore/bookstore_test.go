@@ -334,7 +334,7 @@ func TestFaultsAndHealth(t *testing.T) {
 		resp, body := get(t, nil, u+"/healthz", nil)
 		var id Identity
 		_ = json.Unmarshal(body, &id)
-		if resp.StatusCode != http.StatusOK || id != (Identity{s, "v3"}) || resp.Header.Get(HeaderVersion) != "v3" {
+		if resp.StatusCode != http.StatusOK || id != (Identity{Service: s, Version: "v3"}) || resp.Header.Get(HeaderVersion) != "v3" {
 			t.Errorf("%s /healthz: %d %s", s, resp.StatusCode, body)
 		}
 	}

@@ -61,7 +61,7 @@ func (d *detailsService) register(mux *http.ServeMux) {
 }
 
 func (d *detailsService) list(w http.ResponseWriter, r *http.Request) {
-	l := BookList{Identity: d.id, Books: make([]BookSummary, 0, len(catalog))}
+	l := BookList{Identity: d.id.For(r), Books: make([]BookSummary, 0, len(catalog))}
 	for _, b := range catalog {
 		l.Books = append(l.Books, BookSummary{ID: b.ID, Title: b.Title, Author: b.Author})
 	}
@@ -74,7 +74,7 @@ func (d *detailsService) book(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no book with id "+strconv.Quote(r.PathValue("id")))
 		return
 	}
-	writeJSON(w, http.StatusOK, BookDetails{Identity: d.id, Book: b})
+	writeJSON(w, http.StatusOK, BookDetails{Identity: d.id.For(r), Book: b})
 }
 
 // lookupBook finds a book of the catalog by its id, given as a path segment.

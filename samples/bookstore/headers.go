@@ -47,6 +47,10 @@ const (
 	// HeaderVersions, set by web only, lists every service that took part in a page and the version
 	// that answered, sorted by service: "details=v1,ratings=v1,reviews=v2,web=v1".
 	HeaderVersions = "X-Bookstore-Versions"
+	// HeaderCallers, set by web only, lists for every service that took part in a page who called
+	// it, as its sidecar verified the caller's certificate: "details=spiffe://cluster.local/ns/
+	// default/sa/web,...". A plaintext hop has no entry.
+	HeaderCallers = "X-Bookstore-Callers"
 )
 
 // propagate copies PropagatedHeaders from the inbound request in to the outbound request out.

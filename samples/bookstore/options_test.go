@@ -3,6 +3,7 @@ package bookstore
 import (
 	"errors"
 	"flag"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +87,23 @@ func TestParseArgsHelp(t *testing.T) {
 	_, err := ParseArgs([]string{"-h"}, func(string) string { return "" })
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("error %v, want flag.ErrHelp", err)
+	}
+}
+
+func TestCallerOf(t *testing.T) {
+	for xfcc, want := range map[string]string{
+		"": "",
+		`By=spiffe://cluster.local/ns/default/sa/web;Hash=ab;Subject="";URI=spiffe://cluster.local/ns/default/sa/default`: "spiffe://cluster.local/ns/default/sa/default",
+		// Earlier elements are earlier hops; the local sidecar appends the last one.
+		`By=a;URI=spiffe://x/ns/a/sa/first,By=b;Subject="CN=x,O=y;z";URI=spiffe://x/ns/b/sa/last`: "spiffe://x/ns/b/sa/last",
+		`By=b;Hash=cd`: "",
+	} {
+		h := http.Header{}
+		if xfcc != "" {
+			h.Set("X-Forwarded-Client-Cert", xfcc)
+		}
+		if got := CallerOf(h); got != want {
+			t.Errorf("CallerOf(%q) = %q, want %q", xfcc, got, want)
+		}
 	}
 }

@@ -41,5 +41,5 @@ func (s *ratingsService) ratings(w http.ResponseWriter, r *http.Request) {
 	if rs == nil {
 		rs = map[string]int{}
 	}
-	writeJSON(w, http.StatusOK, BookRatings{Identity: s.id, ID: id, Ratings: rs})
+	writeJSON(w, http.StatusOK, BookRatings{Identity: s.id.For(r), ID: id, Ratings: rs})
 }

@@ -83,7 +83,7 @@ func (s *reviewsService) reviews(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "book id "+strconv.Quote(r.PathValue("id"))+" is not a number")
 		return
 	}
-	ans := BookReviews{Identity: s.id, ID: id, Reviews: []Review{}}
+	ans := BookReviews{Identity: s.id.For(r), ID: id, Reviews: []Review{}}
 	for _, rv := range reviewsByBook[id] {
 		ans.Reviews = append(ans.Reviews, Review{Reviewer: rv.Reviewer, Text: rv.Text})
 	}

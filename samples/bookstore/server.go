@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -18,6 +19,54 @@ import (
 type Identity struct {
 	Service string `json:"service"`
 	Version string `json:"version"`
+	// Caller is who called this service, as its sidecar verified it: the SPIFFE ID of the
+	// caller's certificate on the mesh mTLS hop (x-forwarded-client-cert URI). Empty when the
+	// request came in plaintext.
+	Caller string `json:"caller,omitempty"`
+}
+
+// For returns the identity for an answer to r: id with r's caller.
+func (id Identity) For(r *http.Request) Identity {
+	id.Caller = CallerOf(r.Header)
+	return id
+}
+
+// CallerOf returns the URI of the last element of x-forwarded-client-cert (the client certificate
+// the local sidecar verified: it appends its own element last), or "".
+func CallerOf(h http.Header) string {
+	v := h.Get("X-Forwarded-Client-Cert")
+	if v == "" {
+		return ""
+	}
+	// Elements are separated by ',' and pairs by ';' outside double quotes.
+	var elems [][]string
+	pairs, cur, quoted := []string{}, []byte{}, false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '\\' && quoted && i+1 < len(v):
+			i++
+			cur = append(cur, v[i])
+		case c == '"':
+			quoted = !quoted
+		case (c == ';' || c == ',') && !quoted:
+			pairs = append(pairs, string(cur))
+			cur = cur[:0]
+			if c == ',' {
+				elems = append(elems, pairs)
+				pairs = []string{}
+			}
+		default:
+			cur = append(cur, c)
+		}
+	}
+	elems = append(elems, append(pairs, string(cur)))
+	for _, kv := range elems[len(elems)-1] {
+		if k, val, ok := strings.Cut(kv, "="); ok && strings.EqualFold(strings.TrimSpace(k), "URI") {
+			return val
+		}
+	}
+	return ""
 }
 
 // Handler returns the HTTP handler of the service o.Service: its endpoints, /healthz, the

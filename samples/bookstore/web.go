@@ -40,6 +40,9 @@ type BookPage struct {
 
 	// Versions maps each service that answered (web, details, reviews, ratings) to its version.
 	Versions map[string]string `json:"versions"`
+	// Callers maps each service that answered to the identity of its caller as the service's
+	// sidecar verified it (absent on a plaintext hop).
+	Callers callers `json:"callers,omitempty"`
 
 	// detailsStatus is details' status when it answered other than 200 (404 for an unknown book).
 	detailsStatus int
@@ -92,8 +95,9 @@ func (s *webService) prepare(w http.ResponseWriter, r *http.Request) (user strin
 
 // page fetches a book's details and reviews concurrently and assembles its page.
 func (s *webService) page(r *http.Request, id int, user string, extra http.Header) *BookPage {
-	p := &BookPage{Identity: s.id, ID: id, RequestID: r.Header.Get("X-Request-Id"), User: user,
-		Versions: map[string]string{s.id.Service: s.id.Version}}
+	p := &BookPage{Identity: s.id.For(r), ID: id, RequestID: r.Header.Get("X-Request-Id"), User: user,
+		Versions: map[string]string{s.id.Service: s.id.Version}, Callers: map[string]string{}}
+	p.Callers.add(p.Identity)
 	var (
 		wg      sync.WaitGroup
 		details BookDetails
@@ -115,6 +119,7 @@ func (s *webService) page(r *http.Request, id int, user string, extra http.Heade
 	} else {
 		p.Details = &details.Book
 		p.Versions[details.Service] = details.Version
+		p.Callers.add(details.Identity)
 	}
 	if rerr != nil {
 		s.log.Warn("reviews unavailable", "err", rerr, "request_id", p.RequestID)
@@ -122,8 +127,10 @@ func (s *webService) page(r *http.Request, id int, user string, extra http.Heade
 	} else {
 		p.Reviews = reviews.Reviews
 		p.Versions[reviews.Service] = reviews.Version
+		p.Callers.add(reviews.Identity)
 		if reviews.RatingsBy != nil {
 			p.Versions[reviews.RatingsBy.Service] = reviews.RatingsBy.Version
+			p.Callers.add(*reviews.RatingsBy)
 		}
 		if reviews.RatingsError != "" {
 			p.RatingsError = RatingsUnavailable
@@ -160,6 +167,9 @@ func (s *webService) servePage(w http.ResponseWriter, r *http.Request) (*BookPag
 	}
 	p := s.page(r, id, user, extra)
 	w.Header().Set(HeaderVersions, versionsHeader(p.Versions))
+	if len(p.Callers) > 0 {
+		w.Header().Set(HeaderCallers, versionsHeader(p.Callers))
+	}
 	status := http.StatusOK
 	if p.detailsStatus == http.StatusNotFound {
 		status = http.StatusNotFound
@@ -227,4 +237,13 @@ func backTo(r *http.Request) string {
 		return "/"
 	}
 	return b
+}
+
+// callers maps a service to the identity of its caller (BookPage.Callers).
+type callers map[string]string
+
+func (c callers) add(id Identity) {
+	if id.Caller != "" {
+		c[id.Service] = id.Caller
+	}
 }

@@ -6,7 +6,9 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
@@ -22,6 +24,15 @@ type Options struct {
 	// Proxyless selects gRPC's xDS client's subset of Envoy: EDS or LOGICAL_DNS clusters,
 	// ROUND_ROBIN by default, no Envoy-only options.
 	Proxyless bool
+	// MTLSReady reports whether a client may use automatic mutual TLS to an endpoint: it runs a
+	// sidecar (label security.istio.io/tlsMode: istio) whose PeerAuthentication for that port is
+	// not DISABLE. Such endpoints carry the transport socket match metadata; nil means none does.
+	MTLSReady func(*registry.Endpoint) bool
+}
+
+// AutoMTLS reports whether MeshConfig.enableAutoMtls is on (Istio's default: true).
+func AutoMTLS(m *meshconfig.MeshConfig) bool {
+	return m.GetEnableAutoMtls() == nil || m.GetEnableAutoMtls().GetValue()
 }
 
 // ADS is the config source pointing at the ADS stream.
@@ -73,7 +84,7 @@ func outbound(svc *registry.Service, port registry.Port, eps []*registry.Endpoin
 		}
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: typ}
 		c.DnsLookupFamily = clusterv3.Cluster_V4_ONLY
-		c.LoadAssignment = dnsAssignment(name, port, eps, subset)
+		c.LoadAssignment = dnsAssignment(name, port, eps, subset, opts.MTLSReady)
 		if typ == clusterv3.Cluster_LOGICAL_DNS && len(c.LoadAssignment.GetEndpoints()) > 0 {
 			// LOGICAL_DNS takes exactly one host; keep the first.
 			la := c.LoadAssignment.Endpoints[0]
@@ -120,6 +131,16 @@ func outbound(svc *registry.Service, port registry.Port, eps []*registry.Endpoin
 	if opts.Proxyless && (tlsCtx != nil || tp.GetProxyProtocol() != nil) {
 		return nil, r.errf("trafficPolicy.tls", "proxyless gRPC clients get TLS from certificate providers, which Strait does not configure")
 	}
+	if tp.GetTls() == nil && AutoMTLS(opts.Mesh) && !opts.Proxyless && svc.Resolution != registry.ResolutionNone {
+		// Automatic mutual TLS: ISTIO_MUTUAL to the endpoints that can take it, plaintext to the
+		// rest, chosen per endpoint by its transport socket match metadata.
+		mt, err := upstreamTLS(istioMutual, svc, port.Number, subset.GetName(), subsetEndpoints(eps, subset), opts.Mesh.GetTrustDomain(), r)
+		if err != nil {
+			return nil, err
+		}
+		c.TransportSocketMatches, err = autoMTLSMatches(mt, tp.GetProxyProtocol(), r)
+		return c, err
+	}
 	ts, err := transportSocket(tlsCtx, tp.GetProxyProtocol(), r)
 	if err != nil {
 		return nil, err
@@ -128,8 +149,47 @@ func outbound(svc *registry.Service, port registry.Port, eps []*registry.Endpoin
 	return c, nil
 }
 
+// istioMutual is the client TLS setting automatic mutual TLS applies; never modified.
+var istioMutual = &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_ISTIO_MUTUAL}
+
+// autoMTLSMatches returns Istio's transport socket matches of automatic mutual TLS:
+// "tlsMode-istio" (endpoint metadata tlsMode: istio) with the mesh mTLS context, and
+// "tlsMode-disabled" (every other endpoint) in plaintext; both wrapped in the PROXY protocol
+// socket when the policy asks for it.
+func autoMTLSMatches(mt *tlsv3.UpstreamTlsContext, pp *networking.TrafficPolicy_ProxyProtocol, r *Rule) ([]*clusterv3.Cluster_TransportSocketMatch, error) {
+	istio, err := transportSocket(mt, pp, r)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := transportSocket(nil, pp, r)
+	if err != nil {
+		return nil, err
+	}
+	if plain == nil {
+		plain = rawBuffer()
+	}
+	return []*clusterv3.Cluster_TransportSocketMatch{
+		{Name: "tlsMode-" + vocab.TLSModeIstio, Match: tlsModeStruct(), TransportSocket: istio},
+		{Name: "tlsMode-disabled", Match: &structpb.Struct{}, TransportSocket: plain},
+	}, nil
+}
+
+// tlsModeStruct returns {tlsMode: istio}, the match and the endpoint metadata of automatic mTLS.
+func tlsModeStruct() *structpb.Struct {
+	return &structpb.Struct{Fields: map[string]*structpb.Value{vocab.TLSModeKey: structpb.NewStringValue(vocab.TLSModeIstio)}}
+}
+
+// EndpointMetadata returns the metadata of an endpoint that takes automatic mutual TLS, or nil
+// when ready is false.
+func EndpointMetadata(ready bool) *corev3.Metadata {
+	if !ready {
+		return nil
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{vocab.TransportSocketMatchMD: tlsModeStruct()}}
+}
+
 // dnsAssignment builds the inline load assignment of a DNS cluster (hostnames as addresses).
-func dnsAssignment(name string, port registry.Port, eps []*registry.Endpoint, subset *networking.Subset) *endpointv3.ClusterLoadAssignment {
+func dnsAssignment(name string, port registry.Port, eps []*registry.Endpoint, subset *networking.Subset, ready func(*registry.Endpoint) bool) *endpointv3.ClusterLoadAssignment {
 	la := &endpointv3.LocalityLbEndpoints{}
 	for _, ep := range eps {
 		if ep.ServicePortName != port.Name || !registry.LabelsMatch(subset.GetLabels(), ep.Labels) {
@@ -138,6 +198,7 @@ func dnsAssignment(name string, port registry.Port, eps []*registry.Endpoint, su
 		la.LbEndpoints = append(la.LbEndpoints, &endpointv3.LbEndpoint{
 			HostIdentifier:      &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: SocketAddress(ep.Address, ep.Port)}},
 			LoadBalancingWeight: wrapperspb.UInt32(max(ep.Weight, 1)),
+			Metadata:            EndpointMetadata(ready != nil && ready(ep)),
 		})
 	}
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}

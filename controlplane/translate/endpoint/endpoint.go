@@ -30,6 +30,9 @@ type Options struct {
 	// OutlierDetection is true when the cluster has outlier detection; Istio applies locality
 	// failover only then (failover needs unhealthy endpoints to be ejected).
 	OutlierDetection bool
+	// MTLSReady reports whether an endpoint takes automatic mutual TLS (see cluster.Options);
+	// those endpoints carry the transport socket match metadata. nil means none does.
+	MTLSReady func(*registry.Endpoint) bool
 }
 
 // Build returns the load assignment for cluster clusterName: the endpoints of eps serving port
@@ -71,6 +74,7 @@ func Build(clusterName string, port registry.Port, subset map[string]string, eps
 			HostIdentifier:      &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: cluster.SocketAddress(ep.Address, ep.Port)}},
 			HealthStatus:        health,
 			LoadBalancingWeight: wrapperspb.UInt32(w),
+			Metadata:            cluster.EndpointMetadata(o.MTLSReady != nil && o.MTLSReady(ep)),
 		})
 		g.weight += w
 	}

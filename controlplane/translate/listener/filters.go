@@ -89,6 +89,9 @@ type hcmOptions struct {
 	inline         *routev3.RouteConfiguration // or an inline route configuration
 	useRemoteAddr  bool                        // gateways: trust the peer address for XFF
 	xffTrustedHops uint32                      // gateways: gatewayTopology.numTrustedProxies
+	// appendXFCC: sidecar inbound, as Istio: x-forwarded-client-cert APPEND_FORWARD with the
+	// peer certificate's subject, URI and DNS SANs (the header is removed on plaintext).
+	appendXFCC bool
 }
 
 // hcm builds an http_connection_manager network filter.
@@ -112,6 +115,11 @@ func hcm(o hcmOptions) *listenerv3.Filter {
 		NormalizePath:                wrapperspb.Bool(true),
 		MergeSlashes:                 false,
 		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_KEEP_UNCHANGED,
+	}
+	if o.appendXFCC {
+		m.ForwardClientCertDetails = hcmv3.HttpConnectionManager_APPEND_FORWARD
+		m.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
+			Subject: wrapperspb.Bool(true), Uri: true, Dns: true}
 	}
 	if o.inline != nil {
 		m.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: o.inline}

@@ -9,10 +9,14 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/registry"
+	"github.com/strait-mesh/strait/controlplane/translate/cluster"
 	"github.com/strait-mesh/strait/controlplane/translate/route"
 	"github.com/strait-mesh/strait/internal/vocab"
 )
@@ -32,6 +36,19 @@ type InboundPort struct {
 	// ConnectionPool limits connections to the application (Sidecar ingress connectionPool, else
 	// inboundConnectionPool); nil means unlimited.
 	ConnectionPool *networking.ConnectionPoolSettings
+	// MTLS is the port's PeerAuthentication mode: which of the mutual TLS and plaintext chains
+	// the port gets. A port with TLS (Sidecar ingress tls) terminates that instead.
+	MTLS mesh.MTLSMode
+}
+
+// InboundSecurity is what a sidecar's inbound mutual TLS needs beyond its ports.
+type InboundSecurity struct {
+	// Passthrough is the mode of traffic to ports that are not service ports (the workload's
+	// own PeerAuthentication mode, without port-level exceptions).
+	Passthrough mesh.MTLSMode
+	// TrustDomains are the trust domains whose identities may connect (MeshConfig trustDomain
+	// and trustDomainAliases); empty accepts any certificate the mesh root signed.
+	TrustDomains []string
 }
 
 // Instance identifies the workload behind a proxy, to find the services it serves.
@@ -135,11 +152,11 @@ func sidecarIngress(ing []*networking.IstioIngressListener, pool *networking.Con
 // BuildInbound returns virtualInbound (0.0.0.0:15006, a chain per captured inbound port to
 // inbound|PORT||, InboundPassthroughCluster by default) unless the proxy is explicit, plus one
 // bound listener per explicit ingress port.
-func BuildInbound(ports []InboundPort, explicit bool) ([]*listenerv3.Listener, error) {
+func BuildInbound(ports []InboundPort, explicit bool, sec InboundSecurity) ([]*listenerv3.Listener, error) {
 	var captured chainSet
 	var out []*listenerv3.Listener
 	for _, ip := range ports {
-		chains, err := inboundChains(ip, ip.Bind == "")
+		chains, err := inboundChains(ip, ip.Bind == "", sec)
 		if err != nil {
 			return nil, err
 		}
@@ -164,17 +181,76 @@ func BuildInbound(ports []InboundPort, explicit bool) ([]*listenerv3.Listener, e
 	if explicit {
 		return out, nil
 	}
+	// Ports that are no service port pass through to the application, under the workload's
+	// mode: mutual TLS terminated first (the chains match no port, so a service port's chains
+	// win), plaintext through the default chain unless STRICT.
+	passthrough := func() *listenerv3.FilterChain {
+		return &listenerv3.FilterChain{Name: vocab.InboundPassthroughFilterChain, Filters: []*listenerv3.Filter{
+			tcpProxy(tcpOptions{statPrefix: vocab.InboundPassthroughCluster, cluster: vocab.InboundPassthroughCluster})}}
+	}
+	var defaultChain *listenerv3.FilterChain
+	if sec.Passthrough != mesh.MTLSDisable {
+		c := passthrough()
+		c.FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: transportTLS}
+		if sec.Passthrough == mesh.MTLSPermissive {
+			c.FilterChainMatch.ApplicationProtocols = meshALPN
+		}
+		c.TransportSocket = meshServerTLS(false, sec)
+		captured.add(c)
+	}
+	if sec.Passthrough != mesh.MTLSStrict {
+		defaultChain = passthrough()
+	}
 	lf := append([]*listenerv3.ListenerFilter{originalDst()}, inspectors(&captured)...)
 	vi := &listenerv3.Listener{
-		Name:            vocab.VirtualInbound,
-		Address:         socketAddress("0.0.0.0", vocab.InboundCapturePort),
-		ListenerFilters: lf,
-		FilterChains:    captured.chains,
-		DefaultFilterChain: &listenerv3.FilterChain{Name: vocab.InboundPassthroughFilterChain, Filters: []*listenerv3.Filter{
-			tcpProxy(tcpOptions{statPrefix: vocab.InboundPassthroughCluster, cluster: vocab.InboundPassthroughCluster})}},
-		TrafficDirection: corev3.TrafficDirection_INBOUND,
+		Name:               vocab.VirtualInbound,
+		Address:            socketAddress("0.0.0.0", vocab.InboundCapturePort),
+		ListenerFilters:    lf,
+		FilterChains:       captured.chains,
+		DefaultFilterChain: defaultChain,
+		TrafficDirection:   corev3.TrafficDirection_INBOUND,
 	}
 	return append([]*listenerv3.Listener{vi}, out...), nil
+}
+
+// transportTLS and transportRaw are the transport protocols tls_inspector reports.
+const (
+	transportTLS = "tls"
+	transportRaw = "raw_buffer"
+)
+
+// meshALPN marks a TLS connection as mesh mTLS on PERMISSIVE ports; shared, never modified.
+var meshALPN = vocab.MeshMTLSALPN()
+
+// meshServerTLS is the transport socket of a mesh mTLS chain: the workload certificate
+// "default", client certificates required and verified against "ROOTCA", from one of the
+// accepted trust domains; HTTP chains offer h2 and http/1.1.
+func meshServerTLS(http bool, sec InboundSecurity) *corev3.TransportSocket {
+	vc := &tlsv3.CertificateValidationContext{}
+	for _, td := range sec.TrustDomains {
+		vc.MatchTypedSubjectAltNames = append(vc.MatchTypedSubjectAltNames, &tlsv3.SubjectAltNameMatcher{
+			SanType: tlsv3.SubjectAltNameMatcher_URI,
+			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + td + "/"}}})
+	}
+	ctx := &tlsv3.DownstreamTlsContext{
+		RequireClientCertificate: wrapperspb.Bool(true),
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{cluster.SDSConfig(vocab.SecretDefault)},
+			ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{
+				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+					DefaultValidationContext:         vc,
+					ValidationContextSdsSecretConfig: cluster.SDSConfig(vocab.SecretRootCA),
+				}},
+		},
+	}
+	if http {
+		ctx.CommonTlsContext.AlpnProtocols = vocab.HTTPALPN()
+	}
+	ts, err := wrap(ctx)
+	if err != nil {
+		panic(fmt.Sprintf("encoding the mesh mTLS context: %v", err)) // only fails for invalid messages we build
+	}
+	return ts
 }
 
 func inspectors(cs *chainSet) []*listenerv3.ListenerFilter {
@@ -190,48 +266,102 @@ func inspectors(cs *chainSet) []*listenerv3.ListenerFilter {
 
 // inboundChains builds the chains of one inbound port: HTTP (connection manager with the inline
 // route configuration inbound|PORT||), TCP (tcp_proxy), or both behind http_inspector for
-// undeclared protocols; with TLS termination when the Sidecar ingress asks.
-func inboundChains(ip InboundPort, captured bool) ([]*listenerv3.FilterChain, error) {
+// undeclared protocols; with TLS termination when the Sidecar ingress asks. Under the port's
+// PeerAuthentication mode, as Istio:
+//
+//	DISABLE    -> the plaintext chains
+//	STRICT     -> the same chains terminating mesh mTLS (transport protocol tls); plaintext and
+//	              TLS without a mesh client certificate match no chain and are closed
+//	PERMISSIVE -> mesh mTLS chains for TLS that offers Istio's mesh ALPN, the plaintext chains
+//	              for raw_buffer, and other TLS (the application's own) passed through as TCP
+func inboundChains(ip InboundPort, captured bool, sec InboundSecurity) ([]*listenerv3.FilterChain, error) {
 	name := vocab.InboundClusterName(ip.Port.Number)
-	match := func() *listenerv3.FilterChainMatch {
-		m := &listenerv3.FilterChainMatch{}
+	match := func(transport string, alpn []string) *listenerv3.FilterChainMatch {
+		m := &listenerv3.FilterChainMatch{TransportProtocol: transport, ApplicationProtocols: alpn}
 		if captured {
 			m.DestinationPort = u32(ip.Port.Number)
 		}
 		return m
 	}
-	httpChain := func(m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
+	httpChain := func(m *listenerv3.FilterChainMatch, xfcc bool) *listenerv3.FilterChain {
 		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{
-			hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + strconv.FormatUint(uint64(ip.Port.Number), 10), inline: route.Inbound(ip.Port.Number)})}}
+			hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + strconv.FormatUint(uint64(ip.Port.Number), 10), inline: route.Inbound(ip.Port.Number), appendXFCC: xfcc})}}
 	}
 	tcpChain := func(m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
 		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{
 			tcpProxy(tcpOptions{statPrefix: name, cluster: name})}}
 	}
-	var chains []*listenerv3.FilterChain
-	switch {
-	case ip.Port.Protocol.IsHTTP():
-		chains = append(chains, httpChain(match()))
-	case ip.Port.Protocol == registry.Unsupported && ip.TLS == nil:
-		m := match()
-		m.ApplicationProtocols = sniffedALPN
-		chains = append(chains, httpChain(m), tcpChain(match()))
-	case ip.Port.Protocol == registry.UDP:
+	if ip.Port.Protocol == registry.UDP {
 		return nil, nil
-	default:
-		chains = append(chains, tcpChain(match()))
 	}
 	if ip.TLS != nil {
 		ts, err := DownstreamTLS(ip.TLS, "sidecar ingress tls")
 		if err != nil {
 			return nil, err
 		}
-		for _, c := range chains {
-			c.TransportSocket = ts
-			if ts != nil && captured {
-				c.FilterChainMatch.TransportProtocol = "tls"
-			}
+		transport := ""
+		if ts != nil && captured {
+			transport = transportTLS
 		}
+		var c *listenerv3.FilterChain
+		if ip.Port.Protocol.IsHTTP() {
+			c = httpChain(match(transport, nil), false)
+		} else {
+			c = tcpChain(match(transport, nil))
+		}
+		c.TransportSocket = ts
+		return []*listenerv3.FilterChain{c}, nil
 	}
-	return chains, nil
+	undeclared := ip.Port.Protocol == registry.Unsupported
+	// plain returns the plaintext chains, for connections of the given transport protocol.
+	plain := func(transport string) []*listenerv3.FilterChain {
+		switch {
+		case ip.Port.Protocol.IsHTTP():
+			return []*listenerv3.FilterChain{httpChain(match(transport, nil), true)}
+		case undeclared:
+			return []*listenerv3.FilterChain{httpChain(match(transport, sniffedALPN), true), tcpChain(match(transport, nil))}
+		}
+		return []*listenerv3.FilterChain{tcpChain(match(transport, nil))}
+	}
+	// mtls returns the chains terminating mesh mTLS; alpn (PERMISSIVE) restricts them to Istio's
+	// mesh ALPN values.
+	mtls := func(alpn []string) []*listenerv3.FilterChain {
+		var chains []*listenerv3.FilterChain
+		switch {
+		case ip.Port.Protocol.IsHTTP():
+			chains = []*listenerv3.FilterChain{httpChain(match(transportTLS, alpn), true)}
+		case undeclared:
+			// Istio's clients name HTTP in their ALPN (istio-http/1.0, istio-http/1.1,
+			// istio-h2); the rest of the mesh is TCP.
+			chains = []*listenerv3.FilterChain{
+				httpChain(match(transportTLS, []string{vocab.ALPNIstioHTTP10, vocab.ALPNIstioHTTP11, vocab.ALPNIstioH2}), true),
+				tcpChain(match(transportTLS, nonHTTP(alpn))),
+			}
+		default:
+			chains = []*listenerv3.FilterChain{tcpChain(match(transportTLS, alpn))}
+		}
+		for _, c := range chains {
+			c.TransportSocket = meshServerTLS(len(c.Filters) > 0 && c.Filters[0].GetName() == vocab.FilterHCM, sec)
+		}
+		return chains
+	}
+	switch ip.MTLS {
+	case mesh.MTLSStrict:
+		return mtls(nil), nil
+	case mesh.MTLSPermissive:
+		chains := mtls(meshALPN)
+		chains = append(chains, plain(transportRaw)...)
+		// TLS that is not mesh mTLS is the application's own: pass it through.
+		return append(chains, tcpChain(match(transportTLS, nil))), nil
+	}
+	return plain(""), nil
+}
+
+// nonHTTP returns the mesh ALPN values that do not name HTTP (nil for nil: any ALPN), so that the
+// TCP chain of an undeclared port does not overlap its HTTP chain.
+func nonHTTP(alpn []string) []string {
+	if alpn == nil {
+		return nil
+	}
+	return vocab.IstioALPN()
 }
