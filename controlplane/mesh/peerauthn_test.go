@@ -76,7 +76,9 @@ func TestMTLSComposition(t *testing.T) {
 	if len(snap.Errors) > 0 {
 		t.Fatal(snap.Errors)
 	}
-	w := func(ns string, labels map[string]string) mesh.Workload { return mesh.Workload{Namespace: ns, Labels: labels} }
+	w := func(ns string, labels map[string]string) mesh.Workload {
+		return mesh.Workload{Namespace: ns, Labels: labels}
+	}
 	finance := map[string]string{"app": "finance"}
 	web := map[string]string{"app": "web"}
 	for _, tc := range []struct {
