@@ -155,7 +155,7 @@ func TestProxyConfigLive(t *testing.T) {
 	testenv.Start(t, "strait-proxy", nil, append([]string{filepath.Join(testenv.Binaries(t), "strait-proxy"),
 		"--mode", "sidecar", "--workload-name", "productpage-v1", "--namespace", "default", "--ip", wIP,
 		"--labels", "app=productpage,version=v1", "--service-account", "productpage", "--interception-mode", "NONE",
-		"--admin-address", admin, "--admin-socket", "-", "--xds-address", sd.XDS, "--dns-address", "",
+		"--admin-address", admin, "--admin-socket", "-", "--dns-address", "",
 		"--drain-duration", "1s"}, idArgs...)...)
 
 	pc := func(args ...string) (string, error) {

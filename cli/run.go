@@ -74,14 +74,14 @@ func newRun(g *globals) *cobra.Command {
 	f.Uint32Var(&o.port, "port", 0, "port COMMAND serves on (also the service port)")
 	f.StringVar(&o.protocol, "protocol", "HTTP", "protocol of the port: HTTP, HTTP2, GRPC, TCP, ... or auto (detected per connection)")
 	f.StringVar(&o.address, "address", "", "a virtual IP for the service in its ServiceEntry (clients may call it)")
-	f.StringVar(&o.xds, "xds", "", "straitd's ADS address (default: the --straitd host, port 15010)")
+	f.StringVar(&o.xds, "xds", "", "straitd's ADS address (default: its mesh port, where the sidecar speaks xDS over mutual TLS as the workload's identity)")
 	f.StringVar(&o.proxyBin, "proxy-bin", "", "strait-proxy binary (default: beside strait, else on PATH)")
 	f.StringVar(&o.mode, "mode", "auto", "netns (root: namespace + iptables), explicit (loopback, no root) or auto")
 	f.StringVar(&o.bridge, "bridge", "strait0", "bridge for workload namespaces (netns mode)")
 	f.StringVar(&o.bridgeAddr, "bridge-address", "198.18.0.1/15", "the bridge's address and the workloads' subnet (netns mode)")
 	f.IntVar(&o.proxyUID, "proxy-uid", 1337, "uid and gid of the sidecar (netns mode)")
 	f.BoolVar(&o.captureDNS, "capture-dns", true, "netns mode: the sidecar answers DNS on 127.0.0.1:15053 (mesh names, the rest forwarded) and the app's DNS queries are sent there")
-	f.StringVar(&o.caAddress, "ca-address", "", "straitd's CA (its TLS mesh port): the sidecar gets its workload certificate there (needs --ca-root-cert and --bootstrap-token-file)")
+	f.StringVar(&o.caAddress, "ca-address", "", "straitd's CA (its TLS mesh port): the sidecar gets its workload certificate there (needs --ca-root-cert and --bootstrap-token-file; default: strait run mints the identity with straitd's admin token)")
 	f.StringVar(&o.caRootCert, "ca-root-cert", "", "PEM file with the mesh's root certificates, for the sidecar's agent")
 	f.StringVar(&o.bootstrapTokenFile, "bootstrap-token-file", "", "file with a bootstrap token straitd minted for the workload's namespace and service account")
 	_ = cmd.MarkFlagRequired("name")
@@ -167,8 +167,28 @@ func runWorkload(ctx context.Context, o runOptions, argv []string, stdin io.Read
 			w.why = err.Error()
 		}
 	}
+	if (o.caAddress == "") != (o.caRootCert == "") || (o.caAddress == "") != (o.bootstrapTokenFile == "") {
+		return errors.New("--ca-address, --ca-root-cert and --bootstrap-token-file go together")
+	}
+	defer func() {
+		if err := w.teardown(); err != nil {
+			fmt.Fprintf(stderr, "strait run: cleaning up: %v\n", err)
+		}
+	}()
+	if o.caAddress == "" {
+		// The sidecar's identity: a bootstrap token for the workload's namespace and service
+		// account, minted with the admin token that registers it anyway.
+		if err := w.mintIdentity(ctx); err != nil {
+			return err
+		}
+	}
+	w.ca = w.o.caAddress
 	xds := o.xds
-	if xds == "" {
+	switch {
+	case xds != "":
+	case w.ca != "":
+		xds = w.ca // xDS on the mesh port, as the workload's identity
+	default:
 		host, _, err := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(o.straitd, "http://"), "https://"))
 		if err != nil {
 			return fmt.Errorf("--straitd %q: %w", o.straitd, err)
@@ -176,19 +196,10 @@ func runWorkload(ctx context.Context, o runOptions, argv []string, stdin io.Read
 		xds = net.JoinHostPort(host, "15010")
 	}
 	w.xds = xds
-	w.ca = o.caAddress
-	if (o.caAddress == "") != (o.caRootCert == "") || (o.caAddress == "") != (o.bootstrapTokenFile == "") {
-		return errors.New("--ca-address, --ca-root-cert and --bootstrap-token-file go together")
-	}
 	proxyBin, err := findProxy(o.proxyBin)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := w.teardown(); err != nil {
-			fmt.Fprintf(stderr, "strait run: cleaning up: %v\n", err)
-		}
-	}()
 	var app *exec.Cmd
 	switch mode {
 	case "netns":
@@ -398,4 +409,30 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		b = b[i+1:]
 	}
 	return n, nil
+}
+
+// mintIdentity gets the sidecar an identity from straitd: a bootstrap token for the workload's
+// namespace and service account and the trust bundle, in files of a private temporary directory
+// removed with the workload.
+func (w *workload) mintIdentity(ctx context.Context) error {
+	dir, err := os.MkdirTemp("", "strait-run-identity-")
+	if err != nil {
+		return err
+	}
+	w.defer_(func() error { return os.RemoveAll(dir) })
+	args, err := mintIdentity(ctx, w.o.straitd, w.o.admin.token, "", filepath.Join(dir, "id"), w.o.namespace, w.o.serviceAccount)
+	if err != nil {
+		return fmt.Errorf("strait run: the sidecar's identity: %w", w.o.admin.explain("strait run", err))
+	}
+	for i := 0; i+1 < len(args); i += 2 {
+		switch args[i] {
+		case "--ca-address":
+			w.o.caAddress = args[i+1]
+		case "--ca-root-cert":
+			w.o.caRootCert = args[i+1]
+		case "--bootstrap-token-file":
+			w.o.bootstrapTokenFile = args[i+1]
+		}
+	}
+	return nil
 }

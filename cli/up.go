@@ -61,9 +61,9 @@ func newUp(g *globals) *cobra.Command {
 	f.StringVar(&o.dir, "dir", defaultUpDir, "state directory (binaries, store, config, logs)")
 	f.StringVar(&o.binDir, "bin", "", "directory with straitd, strait-proxy, strait and bookstore (default: beside strait, else built from the source tree)")
 	f.StringVar(&o.mode, "mode", "explicit", "workload mode for `strait run`: explicit (loopback, no root) or netns (root; own namespaces, mesh DNS)")
-	f.StringVar(&o.xds, "xds-listen", "127.0.0.1:15010", "straitd's ADS address")
+	f.StringVar(&o.xds, "xds-listen", "", "also open straitd's plaintext ADS port at this address, e.g. 127.0.0.1:15010, for development clients (the mesh's proxies speak xDS over mutual TLS on the mesh port)")
 	f.StringVar(&o.http, "http-listen", "127.0.0.1:15014", "straitd's HTTP address")
-	f.StringVar(&o.mesh, "mesh-listen", "127.0.0.1:15012", "straitd's TLS mesh address (the CA of the proxies' workload certificates)")
+	f.StringVar(&o.mesh, "mesh-listen", "127.0.0.1:15012", "straitd's TLS mesh address: the CA of the proxies' workload certificates and their xDS over mutual TLS")
 	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long to wait for the mesh to come up")
 	return cmd
 }
@@ -193,10 +193,13 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 	}
 
 	done = step(out, "starting straitd (control plane)")
-	err = start("straitd", filepath.Join(bin, "straitd"), "--config-dir", filepath.Join(dir, "config"),
-		"--data-dir", filepath.Join(dir, "data"), "--xds-listen", o.xds, "--http-listen", o.http,
-		"--mesh-address", o.mesh,
-		"--autoregister-grace", "1s")
+	straitdArgs := []string{filepath.Join(bin, "straitd"), "--config-dir", filepath.Join(dir, "config"),
+		"--data-dir", filepath.Join(dir, "data"), "--http-listen", o.http, "--mesh-address", o.mesh,
+		"--autoregister-grace", "1s"}
+	if o.xds != "" {
+		straitdArgs = append(straitdArgs, "--xds-listen", o.xds) // plaintext, for development clients
+	}
+	err = start("straitd", straitdArgs...)
 	if err == nil {
 		err = waitURL(ctx, "http://"+o.http+"/ready", children)
 	}
@@ -220,7 +223,7 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 	idArgs, err := identity("ingress", "default", "default")
 	if err == nil {
 		err = start("ingress", append([]string{filepath.Join(bin, "strait-proxy"), "--mode", "router", "--namespace", "default",
-			"--service-account", "default", "--workload-name", "ingress", "--labels", "istio=ingressgateway", "--xds-address", o.xds,
+			"--service-account", "default", "--workload-name", "ingress", "--labels", "istio=ingressgateway",
 			"--admin-address", "127.0.0.1:15000", "--drain-duration", "1s"}, idArgs...)...)
 	}
 	if err = done(err); err != nil {
@@ -236,7 +239,7 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 			argv := append([]string{filepath.Join(bin, "strait"), "--straitd", o.http,
 				"--admin-token-file", filepath.Join(dir, "data", adminTokenFile), "run",
 				"--name", name, "--service", svc, "--labels", "version=" + ver, "--port", "9080",
-				"--mode", o.mode, "--xds", o.xds, "--proxy-bin", filepath.Join(bin, "strait-proxy")}, idArgs...)
+				"--mode", o.mode, "--proxy-bin", filepath.Join(bin, "strait-proxy")}, idArgs...)
 			err = start(name, append(argv, "--", filepath.Join(bin, "bookstore"), "--service", svc, "--version", ver)...)
 		}
 		// Start workloads one at a time: each claims its own loopback addresses when its sidecar

@@ -37,7 +37,10 @@ type Options struct {
 	ConfigDir      string // watched directory of Istio YAML; "" for none
 	DataDir        string // embedded store directory; "" disables `strait apply`
 	MeshConfigFile string // MeshConfig YAML; "" for Istio's defaults
-	XDSListen      string // default 127.0.0.1:15010
+	// XDSListen is the plaintext development xDS port (Istio's 15010); "" disables it. Its
+	// streams are unauthenticated: they cannot auto-register workloads or take over an
+	// authenticated proxy's node ID. Proxies with an identity use the mesh port.
+	XDSListen string
 	HTTPListen     string // default 127.0.0.1:15014
 	// Debounce and MaxDelay tune push batching (defaults 100 ms and 1 s).
 	Debounce, MaxDelay time.Duration
@@ -61,9 +64,6 @@ type Options struct {
 
 // Run starts straitd and blocks until ctx is done or a component fails.
 func Run(ctx context.Context, o Options) error {
-	if o.XDSListen == "" {
-		o.XDSListen = "127.0.0.1:15010"
-	}
 	if o.HTTPListen == "" {
 		o.HTTPListen = "127.0.0.1:15014"
 	}
@@ -122,7 +122,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	b.sources = append(b.sources, namedSource{"autoregister", ar})
 
+	trustDomain := meshCfg.GetTrustDomain()
+	if trustDomain == "" {
+		trustDomain = "cluster.local"
+	}
 	srv, err := xds.New(xds.Options{
+		TrustDomain:  trustDomain,
 		Generator:    b.problems.generator(translate.New(translate.Options{Report: b.problems.report})),
 		Debounce:     o.Debounce,
 		MaxDelay:     o.MaxDelay,
@@ -139,20 +144,34 @@ func Run(ctx context.Context, o Options) error {
 	b.push = srv.Update
 	reg.MustRegister(b.collector())
 
-	xdsLn, err := net.Listen("tcp", o.XDSListen)
-	if err != nil {
-		return fmt.Errorf("xds listen: %w", err)
+	var xdsLn net.Listener
+	if o.XDSListen != "" {
+		if xdsLn, err = net.Listen("tcp", o.XDSListen); err != nil {
+			return fmt.Errorf("xds listen: %w", err)
+		}
+		log.Warn("plaintext xDS port open: its proxies are unauthenticated (development only; proxies with an identity use the mesh port)",
+			"address", xdsLn.Addr().String())
+	}
+	closeXDS := func() {
+		if xdsLn != nil {
+			xdsLn.Close()
+		}
 	}
 	httpLn, err := net.Listen("tcp", o.HTTPListen)
 	if err != nil {
-		xdsLn.Close()
+		closeXDS()
 		return fmt.Errorf("http listen: %w", err)
 	}
 	mp, err := newMeshPort(o, meshCfg.GetTrustDomain(), log)
 	if err != nil {
-		xdsLn.Close()
+		closeXDS()
 		httpLn.Close()
 		return err
+	}
+	if mp != nil {
+		srv.Register(mp.grpc) // xDS over mutual TLS, bound to the proxies' certificates
+	} else if xdsLn == nil {
+		log.Warn("no xDS port: neither the mesh port (needs a CA) nor --xds-listen is open")
 	}
 
 	g := grpc.NewServer(
@@ -222,7 +241,11 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 	})
-	goRun("xds server", func() error { return g.Serve(xdsLn) })
+	xdsAddr := ""
+	if xdsLn != nil {
+		xdsAddr = xdsLn.Addr().String()
+		goRun("xds server", func() error { return g.Serve(xdsLn) })
+	}
 	goRun("http server", func() error { return hs.Serve(httpLn) })
 	meshAddr := ""
 	if mp != nil {
@@ -232,9 +255,9 @@ func Run(ctx context.Context, o Options) error {
 			"trustDomain", mp.authority.TrustDomain(), "rootFingerprint", mp.rootFingerprint(),
 			"roots", len(mp.authority.TrustBundle()))
 	}
-	log.Info("straitd serving", "xds", xdsLn.Addr().String(), "http", httpLn.Addr().String(), "mesh", meshAddr)
+	log.Info("straitd serving", "xds", xdsAddr, "http", httpLn.Addr().String(), "mesh", meshAddr)
 	if o.Ready != nil {
-		o.Ready(xdsLn.Addr().String(), httpLn.Addr().String())
+		o.Ready(xdsAddr, httpLn.Addr().String())
 	}
 
 	var runErr error

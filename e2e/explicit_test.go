@@ -95,7 +95,7 @@ func runExplicit(t *testing.T, sd *testenv.Straitd, app, self, name string, args
 	t.Helper()
 	bin := testenv.Binaries(t)
 	argv := append(nonRootPrefix(t), filepath.Join(bin, "strait"), "run", "--straitd", sd.HTTP,
-		"--admin-token-file", adminTokenFor(t, sd, len(nonRootPrefix(t)) > 0), "--xds", sd.XDS,
+		"--admin-token-file", adminTokenFor(t, sd, len(nonRootPrefix(t)) > 0),
 		"--name", name, "--proxy-bin", filepath.Join(bin, "strait-proxy"))
 	if os.Geteuid() == 0 && len(nonRootPrefix(t)) == 0 {
 		argv = append(argv, "--mode", "explicit")

@@ -223,7 +223,7 @@ func (h meshHost) runWorkload(t *testing.T, sd *testenv.Straitd, name string, ap
 	if err != nil {
 		t.Fatal(err)
 	}
-	argv := append([]string{filepath.Join(bin, "strait"), "run", "--straitd", sd.HTTP, "--admin-token-file", sd.AdminTokenFile(), "--xds", sd.XDS,
+	argv := append([]string{filepath.Join(bin, "strait"), "run", "--straitd", sd.HTTP, "--admin-token-file", sd.AdminTokenFile(),
 		"--name", name, "--namespace", h.ns, "--bridge", h.bridge, "--bridge-address", h.cidr, "--mode", "netns",
 		"--proxy-bin", filepath.Join(bin, "strait-proxy")}, args...)
 	argv = append(argv, "--", self, "-test.run=^$")

@@ -17,6 +17,10 @@ type Options struct {
 	// XDSTLS, when set, connects to the control plane over TLS (mutual with a client
 	// certificate); nil is plaintext.
 	XDSTLS *XDSTLS
+	// XDSAgentTLS connects to the control plane over mutual TLS with the identity agent's
+	// workload certificate and trust bundle (needs Agent; excludes XDSTLS): xDS on straitd's mesh
+	// port, which binds the stream to the certificate's identity.
+	XDSAgentTLS bool
 	// Node identifies the workload to the control plane.
 	Node xdsclient.NodeInfo
 	// AdminAddress is the TCP address of the admin interface's read-only endpoints (default

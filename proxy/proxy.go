@@ -125,6 +125,16 @@ func New(opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring proxy: %w", err)
 	}
+	if opts.XDSAgentTLS {
+		if p.agent == nil || opts.XDSTLS != nil {
+			return nil, errors.New("configuring proxy: xDS over the agent's mutual TLS needs the agent and no other xDS TLS settings")
+		}
+		serverName := opts.Agent.CAServerName
+		if serverName == "" {
+			serverName = agent.DefaultCAServerName
+		}
+		dialOpts = agentDialOptions(p.agent, serverName)
+	}
 	p.client, err = xdsclient.New(xdsclient.Options{
 		Address:     opts.XDSAddress,
 		DialOptions: dialOpts,

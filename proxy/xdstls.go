@@ -9,6 +9,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/strait-mesh/strait/proxy/agent"
 )
 
 // XDSTLS configures TLS (and optionally mutual TLS) to the control plane, as Istio's port 15012.
@@ -106,4 +108,28 @@ func (x *XDSTLS) clientCert() (*tls.Certificate, error) {
 		return nil, fmt.Errorf("xds tls: client key pair: %w", err)
 	}
 	return &cert, nil
+}
+
+// agentDialOptions connects to the control plane's mesh port (Istio's 15012) over mutual TLS as
+// the workload: the agent's current certificate as the client certificate, the control plane's
+// certificate verified for serverName against the agent's current trust bundle. Both are read
+// per handshake, so a renewed certificate or a rotated root applies on the next reconnect.
+func agentDialOptions(a *agent.Agent, serverName string) []grpc.DialOption {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName,
+		GetClientCertificate: a.GetClientCertificate,
+		InsecureSkipVerify:   true, // verified below against the current bundle
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("xds tls: server sent no certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: serverName, Roots: a.Roots(), Intermediates: inter}); err != nil {
+				return fmt.Errorf("xds tls: verifying the control plane's certificate: %w", err)
+			}
+			return nil
+		}}
+	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
 }

@@ -50,6 +50,7 @@ func main() {
 	var mode, labels, ips, logLevel string
 	var thresholds string
 	var xdsTLS proxy.XDSTLS
+	var xdsPlaintext bool
 	var gc gcSettings
 	var ag agentFlags
 	cmd := &cobra.Command{
@@ -93,6 +94,17 @@ func main() {
 			if o.Agent, err = ag.options(o.Node.Namespace, o.Node.ServiceAccount); err != nil {
 				return err
 			}
+			// With an identity, xDS goes to straitd's mesh port over mutual TLS as that identity
+			// (Istio's 15012), by default at the CA's address; plaintext is for development.
+			switch {
+			case o.Agent != nil && o.XDSTLS == nil && !xdsPlaintext:
+				o.XDSAgentTLS = true
+				if o.XDSAddress == "" {
+					o.XDSAddress = o.Agent.CAAddress
+				}
+			case o.XDSAddress == "":
+				o.XDSAddress = "127.0.0.1:15010"
+			}
 			if o.Agent != nil {
 				// A proxy with a mesh identity terminates mesh mTLS: say so as Istio's injector
 				// does, so that auto-registered endpoints get automatic mTLS and straitd gives
@@ -110,7 +122,8 @@ func main() {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.XDSAddress, "xds-address", env("127.0.0.1:15010", "XDS_ADDRESS", "PILOT_ADDRESS"), "control plane ADS address")
+	f.StringVar(&o.XDSAddress, "xds-address", env("", "XDS_ADDRESS", "PILOT_ADDRESS"), "control plane ADS address (default: with --ca-address, that address over mutual TLS as the workload's identity; else 127.0.0.1:15010 in plaintext)")
+	f.BoolVar(&xdsPlaintext, "xds-plaintext", false, "with --ca-address, still speak plaintext xDS (to straitd's development port, --xds-listen): unauthenticated, no auto-registration")
 	f.StringVar(&mode, "mode", env("sidecar", "PROXY_MODE"), "proxy type: sidecar or router")
 	f.StringVar(&o.Node.Name, "workload-name", env("", "POD_NAME", "WORKLOAD_NAME"), "pod or workload name")
 	f.StringVar(&o.Node.Namespace, "namespace", env("default", "POD_NAMESPACE"), "workload namespace")

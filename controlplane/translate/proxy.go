@@ -25,6 +25,10 @@ type Proxy struct {
 	DNSCapture bool
 	// Proxyless is true for gRPC clients (GENERATOR=grpc): they get API listeners, not 15001/15006.
 	Proxyless bool
+	// Identity is the SPIFFE ID the proxy proved with its client certificate on straitd's mesh
+	// port (its Namespace and ServiceAccount are then that identity's); empty for a proxy on the
+	// plaintext development port, whose claims are unauthenticated.
+	Identity string
 }
 
 // Resources is a generated set of resources for one proxy, keyed by type URL

@@ -116,6 +116,8 @@ func (p *proxyState) acked(typeURL, version string) (time.Duration, bool) {
 
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
+		StreamOpenFunc:        func(ctx context.Context, id int64, _ string) error { return s.openStream(ctx, streamKey{false, id}) },
+		DeltaStreamOpenFunc:   func(ctx context.Context, id int64, _ string) error { return s.openStream(ctx, streamKey{true, id}) },
 		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.closeStream(streamKey{false, id}) },
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closeStream(streamKey{true, id}) },
 		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
@@ -221,7 +223,24 @@ func (s *Server) connect(id streamKey, n *corev3.Node) (*stream, error) {
 		return nil, status.Error(codes.InvalidArgument, fmt.Sprintf("invalid node: %v", err))
 	}
 	s.connMu.Lock()
+	peerID := s.peers[id]
+	s.connMu.Unlock()
+	if err := bind(proxy, peerID); err != nil {
+		s.metrics.refused.Inc()
+		s.log.Warn("refusing xds stream: node claims another identity", "node", n.GetId(), "err", err)
+		return nil, err
+	}
+	s.connMu.Lock()
 	p := s.proxies[n.GetId()]
+	if p != nil && p.proxy.Identity != proxy.Identity {
+		// A node ID is held by the identity that connected with it first: another one (or an
+		// unauthenticated stream) neither joins it nor takes its status over.
+		s.connMu.Unlock()
+		s.metrics.refused.Inc()
+		s.log.Warn("refusing xds stream: node id held by another identity", "node", n.GetId(),
+			"holder", identityOrNone(p.proxy.Identity), "claimant", identityOrNone(proxy.Identity))
+		return nil, status.Errorf(codes.PermissionDenied, "node id %q is in use by another connected proxy", n.GetId())
+	}
 	isNew := p == nil
 	if isNew {
 		p = &proxyState{key: n.GetId(), proxy: proxy, connectedAt: time.Now()}
@@ -251,10 +270,33 @@ func (s *Server) connect(id streamKey, n *corev3.Node) (*stream, error) {
 	return st, nil
 }
 
+// openStream records what a new stream's transport proved (see streamPeer), or refuses the stream.
+func (s *Server) openStream(ctx context.Context, id streamKey) error {
+	pi, err := s.streamPeer(ctx)
+	if err != nil {
+		s.metrics.refused.Inc()
+		s.log.Warn("refusing xds stream", "err", err)
+		return err
+	}
+	s.connMu.Lock()
+	s.peers[id] = pi
+	s.connMu.Unlock()
+	return nil
+}
+
+// identityOrNone names an identity for logs.
+func identityOrNone(id string) string {
+	if id == "" {
+		return "(unauthenticated)"
+	}
+	return id
+}
+
 // closeStream forgets a stream; when it was its proxy's last, the proxy's cache entry is dropped and
 // OnDisconnect is called.
 func (s *Server) closeStream(id streamKey) {
 	s.connMu.Lock()
+	delete(s.peers, id)
 	st := s.streams[id]
 	s.connMu.Unlock()
 	if st == nil {

@@ -17,6 +17,7 @@ type metrics struct {
 	internalErrs  prometheus.Counter       // pilot_total_xds_internal_errors
 	connected     prometheus.Gauge         // pilot_xds
 	convergence   prometheus.Histogram     // pilot_proxy_convergence_time
+	refused       prometheus.Counter       // strait_xds_streams_refused_total
 }
 
 var convergenceBuckets = []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30}
@@ -53,12 +54,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Seconds from a mesh snapshot update to its ACK by a proxy.",
 			Buckets: convergenceBuckets,
 		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strait_xds_streams_refused_total",
+			Help: "xDS streams refused: no or a foreign client certificate on the mesh port, a node claiming another identity, or a node ID held by another connection.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.pushes, m.pushTime, m.rejects, m.writeTimeouts, m.internalErrs, m.connected, m.convergence} {
+	for _, c := range []prometheus.Collector{m.pushes, m.pushTime, m.rejects, m.writeTimeouts, m.internalErrs, m.connected, m.convergence, m.refused} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -66,6 +66,9 @@ type Options struct {
 	// back into the Server (Update is fine). Either may be nil.
 	OnConnect    func(p *translate.Proxy)
 	OnDisconnect func(p *translate.Proxy)
+	// TrustDomain, when set, is the only trust domain whose client certificates may open xDS
+	// streams over TLS (the mesh port).
+	TrustDomain string
 }
 
 // Server is the xDS server. Create it with New, attach it to a grpc.Server with Register, feed it
@@ -98,6 +101,7 @@ type Server struct {
 	connMu  sync.Mutex
 	proxies map[string]*proxyState
 	streams map[streamKey]*stream
+	peers   map[streamKey]peerIdentity // what each open stream's transport proved
 }
 
 // New builds a Server and starts its push loop. It fails only when the options are unusable
@@ -134,6 +138,7 @@ func New(opts Options) (*Server, error) {
 		updates: make(chan struct{}, 1),
 		proxies: make(map[string]*proxyState),
 		streams: make(map[streamKey]*stream),
+		peers:   make(map[streamKey]peerIdentity),
 	}
 	s.in = newInterner()
 	s.ctx, s.cancel = context.WithCancel(context.Background())

@@ -22,8 +22,10 @@ var statusTypes = []string{resource.ClusterType, resource.ListenerType, resource
 
 // ProxyStatus is one proxy's entry in /debug/syncz.
 type ProxyStatus struct {
-	Proxy        string                `json:"proxy"`
-	Namespace    string                `json:"namespace"`
+	Proxy     string `json:"proxy"`
+	Namespace string `json:"namespace"`
+	// Identity is the SPIFFE ID the proxy proved on the mesh port; empty when unauthenticated.
+	Identity     string                `json:"identity,omitempty"`
 	ControlPlane string                `json:"controlPlane,omitempty"`
 	Protocol     string                `json:"protocol"` // "delta" or "sotw"
 	ConnectedAt  time.Time             `json:"connectedAt"`
@@ -60,7 +62,7 @@ func (s *Server) Status() []ProxyStatus {
 	out := make([]ProxyStatus, 0, len(list))
 	for _, e := range list {
 		ps := ProxyStatus{
-			Proxy: e.p.key, Namespace: e.p.proxy.Namespace, ControlPlane: s.opts.ControlPlane,
+			Proxy: e.p.key, Namespace: e.p.proxy.Namespace, Identity: e.p.proxy.Identity, ControlPlane: s.opts.ControlPlane,
 			ConnectedAt: e.p.connectedAt, Streams: e.conns, Types: make(map[string]TypeStatus),
 		}
 		e.p.genMu.Lock()

@@ -13,8 +13,9 @@ import (
 
 // Identity mints a bootstrap token for namespace/serviceAccount through straitd's admin API and
 // returns the strait-proxy flags that give a proxy that identity through its agent
-// (--ca-address, --ca-root-cert, --bootstrap-token-file, --service-account), as `strait run`
-// passes them.
+// (--ca-address, --ca-root-cert, --bootstrap-token-file, --service-account) and make it speak
+// xDS on straitd's mesh port as that identity (--xds-address: later flags win over an earlier
+// one, so these go after StartProxy's), as `strait run` passes them.
 func (s *Straitd) Identity(t testing.TB, namespace, serviceAccount string) []string {
 	t.Helper()
 	tok, err := os.ReadFile(s.AdminTokenFile())
@@ -37,7 +38,7 @@ func (s *Straitd) Identity(t testing.TB, namespace, serviceAccount string) []str
 		t.Fatal(err)
 	}
 	return []string{"--ca-address", resp.CAAddress, "--ca-root-cert", rootsFile, "--bootstrap-token-file", tokenFile,
-		"--service-account", serviceAccount}
+		"--service-account", serviceAccount, "--xds-address", resp.CAAddress}
 }
 
 // TrustBundle returns the mesh's root certificates (PEM) as straitd hands them to workloads.

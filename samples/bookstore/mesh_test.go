@@ -104,11 +104,15 @@ func TestMesh(t *testing.T) {
 		"services.yaml":          readSample(t, "register/services.yaml"),
 		"sidecars.yaml":          sidecars,
 	})
-	testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Name: "ingress", Labels: map[string]string{"istio": "ingressgateway"}})
+	// Every proxy has an identity from straitd's CA (auto-registration needs one): the hops are
+	// mutual TLS.
+	testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Name: "ingress", Labels: map[string]string{"istio": "ingressgateway"},
+		Extra: sd.Identity(t, "default", "ingress")})
 	for _, w := range workloads {
 		testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "sidecar", Name: w.name, IP: w.inboundIP(),
 			Labels: map[string]string{"app": w.service, "version": w.version},
-			Extra:  []string{"--interception-mode", "NONE", "--workload-group", w.service, "--service-account", "bookstore-" + w.service}})
+			Extra: append([]string{"--interception-mode", "NONE", "--workload-group", w.service},
+				sd.Identity(t, "default", "bookstore-"+w.service)...)})
 	}
 
 	ingress := fmt.Sprintf("http://127.0.0.1:%d/api/book/0", ingressPort)
@@ -173,6 +177,14 @@ func TestMesh(t *testing.T) {
 		p, _ := page("")
 		if p.Details == nil || p.Versions[Web] != "v1" || p.Versions[Details] != "v1" {
 			t.Errorf("page through the ingress: %+v", p)
+		}
+		// Automatic mutual TLS: each service's sidecar verified its caller's certificate.
+		const sa = "spiffe://cluster.local/ns/default/sa/"
+		want := map[string]string{Web: sa + "ingress", Details: sa + "bookstore-web", Reviews: sa + "bookstore-web"}
+		for svc, caller := range want {
+			if p.Callers[svc] != caller {
+				t.Errorf("%s was called by %q, want %q (callers %v)", svc, p.Callers[svc], caller, p.Callers)
+			}
 		}
 	})
 	t.Run("reviews-v1.yaml", func(t *testing.T) {

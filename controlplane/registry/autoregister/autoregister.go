@@ -239,6 +239,12 @@ func (r *Registry) build(p *translate.Proxy) (*config.Object, error) {
 	if len(p.IPs) == 0 {
 		return nil, fmt.Errorf("proxy has no IP (node id or %s)", node.MetaInstanceIPs)
 	}
+	if p.Identity == "" {
+		// Anyone who can reach an unauthenticated port could otherwise put an address of their
+		// choice into a service's endpoints.
+		return nil, fmt.Errorf("auto-registration into WorkloadGroup %s/%s needs a proxy authenticated by its mesh certificate (xDS on straitd's mesh port), not the plaintext xDS port",
+			p.Namespace, p.WorkloadGroup)
+	}
 	g, ok := r.opts.Lookup(p.Namespace, p.WorkloadGroup)
 	if !ok || g == nil {
 		return nil, fmt.Errorf("WorkloadGroup %s/%s not found", p.Namespace, p.WorkloadGroup)
@@ -250,6 +256,12 @@ func (r *Registry) build(p *translate.Proxy) (*config.Object, error) {
 	we := &networkingv1alpha3.WorkloadEntry{}
 	if wg.GetTemplate() != nil {
 		we = proto.Clone(wg.GetTemplate()).(*networkingv1alpha3.WorkloadEntry)
+	}
+	// The proxy's namespace and service account are those its certificate proved (the xDS
+	// server binds them); the group's workloads must run as the group's service account.
+	if sa := we.GetServiceAccount(); sa != "" && sa != p.ServiceAccount {
+		return nil, fmt.Errorf("WorkloadGroup %s/%s runs as service account %q; proxy %s is %s",
+			p.Namespace, p.WorkloadGroup, sa, p.ID.String(), p.Identity)
 	}
 	we.Address = p.IPs[0]
 	labels := map[string]string{}

@@ -2,6 +2,9 @@ package autoregister
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -12,7 +15,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/structpb"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/translate"
 	"github.com/strait-mesh/strait/controlplane/xds"
 	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 func group() *config.Object {
@@ -66,7 +70,30 @@ func proxy(t *testing.T, ip, grp string, meta map[string]string) *translate.Prox
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As the xDS server binds a proxy authenticated on the mesh port.
+	p.ServiceAccount, p.Identity = "legacy-sa", "spiffe://cluster.local/ns/default/sa/legacy-sa"
 	return p
+}
+
+// TestUnauthenticatedOrForeignProxyIsRefused: a proxy on the plaintext port, or one whose
+// identity is another service account than the group's, never registers an endpoint.
+func TestUnauthenticatedOrForeignProxyIsRefused(t *testing.T) {
+	r := newRegistry(t, nil)
+	anon := proxy(t, "10.0.0.8", "vms", nil)
+	anon.Identity, anon.ServiceAccount = "", ""
+	r.OnConnect(anon)
+	foreign := proxy(t, "10.0.0.9", "vms", nil)
+	foreign.ServiceAccount, foreign.Identity = "ratings", "spiffe://cluster.local/ns/default/sa/ratings"
+	r.OnConnect(foreign)
+	if n := len(r.List()); n != 0 {
+		t.Fatalf("%d entries registered, want none", n)
+	}
+	errs := fmt.Sprint(r.Errors())
+	for _, want := range []string{"needs a proxy authenticated by its mesh certificate", `runs as service account "legacy-sa"`} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("errors %s: want %q", errs, want)
+		}
+	}
 }
 
 // manualTimers lets a test fire grace timers by hand.
@@ -260,12 +287,22 @@ func TestWithXDSServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	// The mesh port's TLS: client certificates verified against the mesh root when given.
+	ca := testenv.NewCA(t, "cluster.local")
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{ca.Issue(t, testenv.Leaf{DNS: []string{"straitd"}})},
+		ClientAuth:   tls.VerifyClientCertIfGiven, ClientCAs: pool,
+	})))
 	srv.Register(g)
 	go func() { _ = g.Serve(lis) }()
 	t.Cleanup(func() { g.Stop(); srv.Close() })
 
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		RootCAs: pool, ServerName: "straitd",
+		Certificates: []tls.Certificate{ca.Issue(t, testenv.Leaf{URIs: []string{"spiffe://cluster.local/ns/default/sa/legacy-sa"}})},
+	})))
 	if err != nil {
 		t.Fatal(err)
 	}
