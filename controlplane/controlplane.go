@@ -40,8 +40,8 @@ type Options struct {
 	// XDSListen is the plaintext development xDS port (Istio's 15010); "" disables it. Its
 	// streams are unauthenticated: they cannot auto-register workloads or take over an
 	// authenticated proxy's node ID. Proxies with an identity use the mesh port.
-	XDSListen string
-	HTTPListen     string // default 127.0.0.1:15014
+	XDSListen  string
+	HTTPListen string // default 127.0.0.1:15014
 	// Debounce and MaxDelay tune push batching (defaults 100 ms and 1 s).
 	Debounce, MaxDelay time.Duration
 	// AutoRegisterGrace is how long an auto-registered WorkloadEntry outlives its proxy's

@@ -24,14 +24,8 @@ spec:
   resolution: DNS
 `
 
-const seBroken = `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: api, namespace: default}
-spec:
-  hosts: [api.example.com]
-  ports: [{number: 443, name: tls, protocol: TLS}]
-  resolution: DNS
-  endpoints: [{address: 10.0.0.1, portz: {tls: 443}}]
+// seBroken is seGood with a misspelled endpoint field.
+const seBroken = seGood + `  endpoints: [{address: 10.0.0.1, portz: {tls: 443}}]
 `
 
 func get(t *testing.T, url string) (int, string) {
@@ -43,6 +37,25 @@ func get(t *testing.T, url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// startStraitd runs straitd in-process (Run with o, its log discarded) until the test ends, and
+// returns its HTTP address once it is ready, and the run, whose Stop stops it.
+func startStraitd(t *testing.T, o Options) (string, *testenv.Running) {
+	t.Helper()
+	addrs := make(chan string, 1)
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	o.Ready = func(_, http string) { addrs <- http }
+	r := testenv.Go(t, "straitd", 10*time.Second, func(ctx context.Context) error { return Run(ctx, o) })
+	select {
+	case base := <-addrs:
+		return base, r
+	case <-r.Done():
+		t.Fatalf("Run: %v", r.Err())
+	case <-time.After(15 * time.Second):
+		t.Fatal("straitd did not start")
+	}
+	return "", nil
 }
 
 // eventually polls cond until it holds or 15s pass.
@@ -61,30 +74,11 @@ func TestRunServesConfigzMetricsAndKeepsLastGood(t *testing.T) {
 	file := filepath.Join(cfg, "se.yaml")
 	os.WriteFile(file, []byte(seGood), 0o644)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{
-			ConfigDir: cfg, DataDir: filepath.Join(dir, "data"),
-			XDSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready:  func(_, http string) { addrs <- http },
-		})
-	}()
-	var base string
-	select {
-	case a := <-addrs:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run returned %v", err)
-		}
-	}()
+	addr, _ := startStraitd(t, Options{
+		ConfigDir: cfg, DataDir: filepath.Join(dir, "data"),
+		XDSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
+	})
+	base := "http://" + addr
 
 	if code, _ := get(t, base+"/ready"); code != http.StatusOK {
 		t.Fatalf("/ready = %d", code)

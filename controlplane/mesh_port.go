@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/strait-mesh/strait/controlplane/ca"
@@ -83,33 +82,23 @@ func newMeshPort(o Options, trustDomain string, log *slog.Logger) (*meshPort, er
 	if err != nil {
 		return nil, err
 	}
-	svc, err := ca.NewService(ca.ServiceOptions{
-		Signer:         a,
-		Authenticators: []ca.Authenticator{ca.NewCertificateAuthenticator(a, a.Now), tokens},
-		Logger:         log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	serving, err := ca.NewServingCertificate(a, ca.ServingOptions{
+	g, err := ca.NewMeshServer(a, tokens, ca.ServingOptions{
 		DNSNames: append(append([]string{}, ca.DefaultServingDNSNames...), hostname()),
 		IPs:      servingIPs(o.MeshListen),
 		Logger:   log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("serving certificate: %w", err)
-	}
-	ln, err := net.Listen("tcp", o.MeshListen)
-	if err != nil {
-		return nil, fmt.Errorf("mesh listen: %w", err)
-	}
-	g := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(ca.ServerTLSConfig(a, serving))),
+	}, log,
 		grpc.ConnectionTimeout(10*time.Second),
 		grpc.MaxRecvMsgSize(1<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
-	svc.Register(g)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.MeshListen)
+	if err != nil {
+		g.Stop()
+		return nil, fmt.Errorf("mesh listen: %w", err)
+	}
 	return &meshPort{authority: a, tokens: tokens, grpc: g, ln: ln, log: log}, nil
 }
 

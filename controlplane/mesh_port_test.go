@@ -33,45 +33,8 @@ import (
 // address and a stop function that waits for Run to return.
 func runStraitd(t *testing.T, dataDir string) (string, func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{
-			DataDir:   dataDir,
-			XDSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", MeshListen: "127.0.0.1:0",
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready:  func(_, http string) { addrs <- http },
-		})
-	}()
-	var base string
-	select {
-	case base = <-addrs:
-	case err := <-done:
-		cancel()
-		t.Fatalf("Run: %v", err)
-	case <-time.After(15 * time.Second):
-		cancel()
-		t.Fatal("straitd did not start")
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("straitd did not stop")
-		}
-	}
-	t.Cleanup(stop)
-	return base, stop
+	base, r := startStraitd(t, Options{DataDir: dataDir, XDSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", MeshListen: "127.0.0.1:0"})
+	return base, r.Stop
 }
 
 func postToken(t *testing.T, base, auth string, body string) (int, []byte) {
@@ -230,20 +193,7 @@ func TestMeshPortMintsTokensAndSignsCSRs(t *testing.T) {
 // TestMeshPortOff: without a mesh address straitd serves no CA and no token endpoint.
 func TestMeshPortOff(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addrs := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{DataDir: dataDir, XDSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(_, h string) { addrs <- h }})
-	}()
-	var base string
-	select {
-	case base = <-addrs:
-	case err := <-done:
-		t.Fatal(err)
-	}
+	base, straitd := startStraitd(t, Options{DataDir: dataDir, XDSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0"})
 	admin, err := embedded.ReadAdminToken(filepath.Join(dataDir, AdminTokenFile))
 	if err != nil {
 		t.Fatal(err)
@@ -254,10 +204,7 @@ func TestMeshPortOff(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dataDir, "ca")); err == nil {
 		t.Error("a CA directory was created with the mesh port off")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	straitd.Stop() // fails the test if Run returns an error
 }
 
 // TestAdminTokenReplacedWhenOpen: a token file others can read is replaced, not trusted.

@@ -32,29 +32,15 @@ func balanceYAML(backends, lrBackends []*echoBackend) string {
 		fmt.Fprintf(&b, "  - match: [{uri: {prefix: /%[1]s}}]\n    route: [{destination: {host: lb-%[1]s.e2e.test}}]\n", name)
 	}
 	svc := func(name, policy string, eps []*echoBackend) {
-		b.WriteString(serviceEntryYAML("lb-"+name, "lb-"+name+".e2e.test", 80, "HTTP", endpoints(eps...)...))
-		fmt.Fprintf(&b, `---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: lb-%s, namespace: e2e}
-spec:
-  host: lb-%[1]s.e2e.test
-  trafficPolicy: {loadBalancer: %s}
----
-`, name, policy)
+		host := "lb-" + name + ".e2e.test"
+		b.WriteString(serviceEntryYAML(host, 80, "HTTP", endpoints(eps...)...) + "---\n" +
+			trafficPolicyYAML(host, "    loadBalancer: "+policy+"\n") + "---\n")
 	}
 	for _, p := range lbPolicies {
 		svc(p.name, p.policy, backends)
 	}
 	svc("lr", "{simple: LEAST_REQUEST}", lrBackends)
-	b.WriteString(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: lb, namespace: e2e}
-spec:
-  hosts: ["*"]
-  gateways: [edge]
-  http:
-`)
+	b.WriteString(edgeVS("lb", "e2e", `["*"]`, "  http:\n"))
 	for _, p := range lbPolicies {
 		route(p.name)
 	}

@@ -16,30 +16,16 @@ import (
 // twoVersions registers web.e2e.svc.cluster.local on backends a and b with subsets of the same
 // names, behind the Gateway "edge" on gwPort.
 func twoVersions(gwPort int, a, b *echoBackend) string {
-	return gatewayYAML(gwPort) + "---\n" + serviceEntryYAML("web", webHost, 80, "HTTP", a.Endpoint(), b.Endpoint()) + `---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: web, namespace: e2e}
-spec:
-  host: web.e2e.svc.cluster.local
-  subsets:
-  - {name: a, labels: {version: a}}
-  - {name: b, labels: {version: b}}
-`
+	return gatewayYAML(gwPort) + "---\n" + serviceEntryYAML(webHost, 80, "HTTP", a.Endpoint(), b.Endpoint()) + "---\n" +
+		subsetsYAML(webHost, a.Name, b.Name)
 }
 
 // routeTo is a VirtualService "web" sending everything to subset, with extra YAML appended to its
 // only HTTP route (indented by four spaces).
 func routeTo(subset, extra string) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web, namespace: e2e}
-spec:
-  hosts: ["*"]
-  gateways: [edge]
-  http:
+	return edgeVS("web", "e2e", `["*"]`, fmt.Sprintf(`  http:
   - route: [{destination: {host: web.e2e.svc.cluster.local, subset: %s}}]
-%s`, subset, extra)
+%s`, subset, extra))
 }
 
 // syncz is the part of straitd's /debug/syncz the tests read.

@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bufio"
-	"context"
 	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,55 +35,7 @@ func TestUpNetnsMeshDNS(t *testing.T) {
 	bin := testenv.Binaries(t)
 	dir := filepath.Join(t.TempDir(), ".strait")
 	strait := filepath.Join(bin, "strait")
-	up := exec.Command(strait, "up", "--dir", dir, "--bin", bin, "--mode", "netns")
-	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stdout, err := up.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	up.Stderr = up.Stdout
-	if err := up.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		exited <- up.Wait()
-	}()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			_ = syscall.Kill(-up.Process.Pid, syscall.SIGINT)
-			select {
-			case <-exited:
-			case <-time.After(60 * time.Second):
-				_ = syscall.Kill(-up.Process.Pid, syscall.SIGKILL)
-			}
-		}
-	})
-	var output []string
-	timeout := time.After(2 * time.Minute)
-	for ready := false; !ready; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("strait up exited before ready:\n%s", strings.Join(output, "\n"))
-			}
-			output = append(output, l)
-			ready = l == "ready"
-		case <-timeout:
-			t.Fatalf("strait up not ready in 2m:\n%s", strings.Join(output, "\n"))
-		}
-	}
-	go func() {
-		for range lines {
-		}
-	}()
+	up := startUp(t, "netns", bin, dir, "netns")
 
 	// Every service answers: web calls details and reviews by name, reviews v2 and v3 call
 	// ratings by name. Reviews versions rotate, so ask until ratings was seen (bounded).
@@ -112,20 +61,7 @@ func TestUpNetnsMeshDNS(t *testing.T) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, strait, "down", "--dir", dir).CombinedOutput(); err != nil {
-		t.Fatalf("strait down: %v\n%s", err, out)
-	}
-	select {
-	case err := <-exited:
-		stopped = true
-		if err != nil {
-			t.Fatalf("strait up exited with %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("strait up still running after down")
-	}
+	up.down(t, strait, dir)
 	for _, wl := range []string{"web-v1", "details-v1", "reviews-v1", "reviews-v2", "reviews-v3", "ratings-v1"} {
 		if netns.Exists("strait-default-" + wl) {
 			t.Errorf("namespace strait-default-%s left behind", wl)

@@ -16,22 +16,16 @@ import (
 // echo backend; both routes have a 10 s timeout.
 func edgeTrustYAML(gw int, ok, broken *echoBackend) string {
 	return gatewayYAML(gw) + "---\n" +
-		serviceEntryYAML("ok", "ok.e2e.test", 80, "HTTP", ok.Endpoint()) + "---\n" +
-		serviceEntryYAML("broken", "broken.e2e.test", 80, "HTTP", broken.Endpoint()) + `---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: edgetrust, namespace: e2e}
-spec:
-  hosts: ["*"]
-  gateways: [edge]
-  http:
+		serviceEntryYAML("ok.e2e.test", 80, "HTTP", ok.Endpoint()) + "---\n" +
+		serviceEntryYAML("broken.e2e.test", 80, "HTTP", broken.Endpoint()) + "---\n" +
+		edgeVS("edgetrust", "e2e", `["*"]`, `  http:
   - match: [{uri: {prefix: /broken}}]
     timeout: 10s
     retries: {attempts: 1, retryOn: connect-failure}
     route: [{destination: {host: broken.e2e.test}}]
   - timeout: 10s
     route: [{destination: {host: ok.e2e.test}}]
-`
+`)
 }
 
 // attackHeaders are what an untrusted client sends to steer the gateway or fool the app: every

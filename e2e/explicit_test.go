@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -121,14 +120,7 @@ func statAt(t *testing.T, addr, stat string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(body, "\n") {
-		if k, v, ok := strings.Cut(line, ": "); ok && k == stat {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
-	}
-	t.Fatalf("%s: no stat %s in:\n%s", addr, stat, body)
-	return 0
+	return statIn(t, addr, body, stat)
 }
 
 // TestExplicitHTTPThroughBothSidecars is TestInterceptedHTTPThroughBothSidecars without root:
@@ -144,25 +136,22 @@ func TestExplicitHTTPThroughBothSidecars(t *testing.T) {
 	waitListening(t, server+":9080")
 	client, clientIP := runExplicit(t, sd, "get http://$STRAIT_OUTBOUND_IP:9080/ reviews.default.svc.cluster.local", self, "productpage-v1",
 		"--service", "productpage", "--port", "9080", "--labels", "version=v1")
-	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
-	t.Logf("client got %s", m[1])
-	if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], "served-by reviews-v2") {
-		t.Fatalf("client got %s", m[1])
+	got := result(t, client, "")
+	t.Logf("client got %s", got)
+	if !strings.HasPrefix(got, "200 ") || !strings.Contains(got, "served-by reviews-v2") {
+		t.Fatalf("client got %s", got)
 	}
-	if n := statAt(t, clientIP+":15000", "cluster.outbound|9080||reviews.default.svc.cluster.local.upstream_rq_total"); n < 1 {
-		t.Errorf("client sidecar: outbound upstream_rq_total %d", n)
-	}
-	if n := statAt(t, server+":15000", "cluster.inbound|15006||.upstream_rq_total"); n < 1 {
-		t.Errorf("server sidecar: inbound upstream_rq_total %d", n)
-	}
+	statsAtLeast(t, "client sidecar", func(s string) int { return statAt(t, clientIP+":15000", s) },
+		map[string]int{"cluster.outbound|9080||reviews.default.svc.cluster.local.upstream_rq_total": 1})
+	statsAtLeast(t, "server sidecar", func(s string) int { return statAt(t, server+":15000", s) },
+		map[string]int{"cluster.inbound|15006||.upstream_rq_total": 1})
 
 	// The outbound listener doubles as an HTTP proxy: an absolute-form request is routed by its
 	// host, the service's name.
 	proxied, _ := runExplicit(t, sd, "get-via http://$STRAIT_OUTBOUND_IP:9080 http://reviews.default.svc.cluster.local:9080/", self, "details-v1",
 		"--service", "details", "--port", "9080")
-	m = proxied.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
-	if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], "served-by reviews-v2") {
-		t.Fatalf("client through the outbound listener as an HTTP proxy got %s", m[1])
+	if got := result(t, proxied, ""); !strings.HasPrefix(got, "200 ") || !strings.Contains(got, "served-by reviews-v2") {
+		t.Fatalf("client through the outbound listener as an HTTP proxy got %s", got)
 	}
 }
 

@@ -14,57 +14,20 @@ import (
 // meshYAML registers two versions of a "web" service on loopback backends and exposes them
 // through a Gateway on gwPort.
 func meshYAML(gwPort, v1Port, v2Port int) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: web, namespace: shop}
-spec:
-  hosts: [web.shop.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{number: 8000, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: %[2]d}, labels: {version: v1}}
-  - {address: 127.0.0.2, ports: {http: %[3]d}, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: web, namespace: shop}
-spec:
-  host: web.shop.svc.cluster.local
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: edge, namespace: shop}
-spec:
-  selector: {app: edge}
-  servers: [{port: {number: %[1]d, name: http, protocol: HTTP}, hosts: ["*"]}]
-`, gwPort, v1Port, v2Port)
+	const host = "web.shop.svc.cluster.local"
+	return serviceEntryYAML(host, 8000, "HTTP", endpoint{"v1", "127.0.0.1", v1Port}, endpoint{"v2", "127.0.0.2", v2Port}) +
+		"---\n" + subsetsYAML(host, "v1", "v2") + "---\n" + gatewayYAMLIn("shop", gwPort)
 }
 
-const routeV1 = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web, namespace: shop}
-spec:
-  hosts: ["*"]
-  gateways: [edge]
-  http:
+var routeV1 = edgeVS("web", "shop", `["*"]`, `  http:
   - match: [{headers: {x-user: {exact: tester}}}]
     route: [{destination: {host: web.shop.svc.cluster.local, subset: v2}}]
   - route: [{destination: {host: web.shop.svc.cluster.local, subset: v1}}]
-`
+`)
 
-const routeAllV2 = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: web, namespace: shop}
-spec:
-  hosts: ["*"]
-  gateways: [edge]
-  http:
+var routeAllV2 = edgeVS("web", "shop", `["*"]`, `  http:
   - route: [{destination: {host: web.shop.svc.cluster.local, subset: v2}, weight: 100}]
-`
+`)
 
 // backendOf returns the name of the backend that answered a GET of url.
 func backendOf(t *testing.T, url string, hdr http.Header) (string, error) {

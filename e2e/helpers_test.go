@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -306,13 +308,8 @@ func tally(t *testing.T, c *http.Client, n int, mk func(i int) request) map[stri
 
 // fmtCounts prints counts in a stable order.
 func fmtCounts(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var b strings.Builder
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		fmt.Fprintf(&b, "%s=%d ", k, m[k])
 	}
 	return strings.TrimSpace(b.String())
@@ -333,14 +330,34 @@ func edge(t *testing.T, files map[string]string) (*testenv.Straitd, *testenv.Pro
 }
 
 // gatewayYAML is a Gateway "edge" in namespace e2e with an HTTP server on port.
-func gatewayYAML(port int) string {
+func gatewayYAML(port int) string { return gatewayYAMLIn("e2e", port) }
+
+// gatewayYAMLIn is a Gateway "edge" in namespace ns, for the router proxies labelled app=edge,
+// with an HTTP server on port.
+func gatewayYAMLIn(ns string, port int) string {
 	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: Gateway
-metadata: {name: edge, namespace: e2e}
+metadata: {name: edge, namespace: %s}
 spec:
   selector: {app: edge}
   servers: [{port: {number: %d, name: http, protocol: HTTP}, hosts: ["*"]}]
-`, port)
+`, ns, port)
+}
+
+// virtualServiceYAML is a VirtualService name in namespace ns with spec (indented by two spaces).
+func virtualServiceYAML(name, ns, spec string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: %s, namespace: %s}
+spec:
+%s`, name, ns, spec)
+}
+
+// edgeVS is a VirtualService name in namespace ns bound to the Gateway edge, for hosts (a YAML
+// list: ["*"] for every host); routes is the rest of its spec (http, tcp or tls routes,
+// indented by two spaces).
+func edgeVS(name, ns, hosts, routes string) string {
+	return virtualServiceYAML(name, ns, "  hosts: "+hosts+"\n  gateways: [edge]\n"+routes)
 }
 
 // endpoint is a server a ServiceEntry lists: its name (the version label) and address.
@@ -362,23 +379,94 @@ func endpoints(bs ...*echoBackend) []endpoint {
 	return out
 }
 
-// serviceEntryYAML registers host with one port named p and a STATIC endpoint per entry of eps,
-// labelled version=<endpoint name>.
-func serviceEntryYAML(name, host string, port int, protocol string, eps ...endpoint) string {
-	var list strings.Builder
-	for _, e := range eps {
-		fmt.Fprintf(&list, "  - {address: %s, ports: {p: %d}, labels: {version: %s}}\n", e.IP, e.Port, e.Name)
+// hostName returns the name and the namespace of the objects for a service host: its first two
+// labels ("web" and "e2e" for web.e2e.svc.cluster.local and for web.e2e.test).
+func hostName(host string) (name, ns string) {
+	labels := strings.SplitN(host, ".", 3)
+	return labels[0], labels[1]
+}
+
+// serviceEntryYAML registers host (in the ServiceEntry hostName names) with one port named p and
+// a STATIC endpoint per entry of eps, labelled version=<endpoint name>.
+func serviceEntryYAML(host string, port int, protocol string, eps ...endpoint) string {
+	list := make([]string, len(eps))
+	for i, e := range eps {
+		list[i] = fmt.Sprintf("{address: %s, ports: {p: %d}, labels: {version: %s}}", e.IP, e.Port, e.Name)
 	}
+	return staticServiceYAML(host, port, "p", protocol, list...)
+}
+
+// staticServiceYAML registers host (in the ServiceEntry hostName names) with one port and the
+// STATIC endpoints given as YAML objects.
+func staticServiceYAML(host string, port int, portName, protocol string, endpoints ...string) string {
+	var list strings.Builder
+	for _, e := range endpoints {
+		fmt.Fprintf(&list, "  - %s\n", e)
+	}
+	name, ns := hostName(host)
 	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {name: %s, namespace: e2e}
+metadata: {name: %s, namespace: %s}
 spec:
   hosts: [%s]
   location: MESH_INTERNAL
-  ports: [{number: %d, name: p, protocol: %s}]
+  ports: [{number: %d, name: %s, protocol: %s}]
   resolution: STATIC
   endpoints:
-%s`, name, host, port, protocol, list.String())
+%s`, name, ns, host, port, portName, protocol, list.String())
+}
+
+// destinationRuleYAML is a DestinationRule for host (named by hostName) with the rest of its
+// spec (indented by two spaces).
+func destinationRuleYAML(host, spec string) string {
+	name, ns := hostName(host)
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: %s, namespace: %s}
+spec:
+  host: %s
+%s`, name, ns, host, spec)
+}
+
+// subsetsYAML is a DestinationRule for host with one subset per version, selecting the endpoints
+// labelled version=<subset name>, as serviceEntryYAML labels them.
+func subsetsYAML(host string, versions ...string) string {
+	var list strings.Builder
+	for _, v := range versions {
+		fmt.Fprintf(&list, "  - {name: %[1]s, labels: {version: %[1]s}}\n", v)
+	}
+	return destinationRuleYAML(host, "  subsets:\n"+list.String())
+}
+
+// trafficPolicyYAML is a DestinationRule for host with the traffic policy policy (YAML indented
+// by four spaces).
+func trafficPolicyYAML(host, policy string) string {
+	return destinationRuleYAML(host, "  trafficPolicy:\n"+policy)
+}
+
+// statIn returns the counter stat from body, the /stats page of the proxy admin at where; it
+// fails the test when body has no such counter.
+func statIn(t *testing.T, where, body, stat string) int {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok && k == stat {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	t.Fatalf("%s: no stat %s in:\n%s", where, stat, body)
+	return 0
+}
+
+// statsAtLeast fails the test (t.Errorf) for each counter of min that stat, which reads one from
+// a proxy, finds below its minimum; who names the proxy in the failures.
+func statsAtLeast(t *testing.T, who string, stat func(string) int, min map[string]int) {
+	t.Helper()
+	for name, want := range min {
+		if n := stat(name); n < want {
+			t.Errorf("%s: %s = %d, want at least %d", who, name, n, want)
+		}
+	}
 }
 
 // strait runs the strait CLI against sd and returns its combined output.

@@ -81,13 +81,7 @@ func runApp(args []string) error {
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
 		}}
 		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Get(args[1])
-		if err != nil {
-			fmt.Printf("RESULT error %q\n", err.Error())
-			return wait()
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		fmt.Printf("RESULT %d %s %q\n", resp.StatusCode, resp.Proto, body)
+		printResult("", resp, err, true)
 		return wait()
 	case "tcp-echo":
 		errc := make(chan error, len(args))
@@ -117,13 +111,7 @@ func runApp(args []string) error {
 			req.Host = args[2]
 		}
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-		if err != nil {
-			fmt.Printf("RESULT error %q\n", err.Error())
-			return wait()
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		fmt.Printf("RESULT %d %q\n", resp.StatusCode, body)
+		printResult("", resp, err, false)
 		return wait()
 	case "get-via":
 		proxy, err := url.Parse(args[1])
@@ -132,24 +120,12 @@ func runApp(args []string) error {
 		}
 		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}}
 		resp, err := hc.Get(args[2])
-		if err != nil {
-			fmt.Printf("RESULT error %q\n", err.Error())
-			return wait()
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		fmt.Printf("RESULT %d %q\n", resp.StatusCode, body)
+		printResult("", resp, err, false)
 		return wait()
 	case "get-all":
 		for _, url := range args[1:] {
 			resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
-			if err != nil {
-				fmt.Printf("RESULT %s error %q\n", url, err.Error())
-				continue
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			fmt.Printf("RESULT %s %d %q\n", url, resp.StatusCode, body)
+			printResult(url+" ", resp, err, false)
 		}
 		return wait()
 	case "tcp-send":
@@ -159,6 +135,22 @@ func runApp(args []string) error {
 		return wait()
 	}
 	return fmt.Errorf("unknown app %q", args[0])
+}
+
+// printResult prints an app's RESULT line for a GET: "RESULT " and label, then the status (and the
+// protocol, if proto) and the quoted body, or "error" and the quoted error.
+func printResult(label string, resp *http.Response, err error, proto bool) {
+	if err != nil {
+		fmt.Printf("RESULT %serror %q\n", label, err.Error())
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if proto {
+		fmt.Printf("RESULT %s%d %s %q\n", label, resp.StatusCode, resp.Proto, body)
+		return
+	}
+	fmt.Printf("RESULT %s%d %q\n", label, resp.StatusCode, body)
 }
 
 // sendLine sends msg and a newline to addr and returns the quoted reply line or the error.
@@ -285,14 +277,43 @@ func (h meshHost) adminStat(t *testing.T, name, stat string) int {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ": "); ok && k == stat {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
+	return statIn(t, name, string(b), stat)
+}
+
+// stats reads the counters of workload name's sidecar (adminStat).
+func (h meshHost) stats(t *testing.T, name string) func(string) int {
+	return func(stat string) int { return h.adminStat(t, name, stat) }
+}
+
+// workloadIP waits for the address `strait run` gave its workload on the bridge.
+func workloadIP(t *testing.T, workload *testenv.Process) string {
+	t.Helper()
+	return workload.WaitOutput(t, regexp.MustCompile(`at (198\.19\.\d+\.\d+) `), 5*time.Second)[1]
+}
+
+// waitRegistered waits until straitd lists the WorkloadEntry auto-registration makes for workload
+// name at podIP, and returns the entry's name.
+func waitRegistered(t *testing.T, sd *testenv.Straitd, name, podIP string) string {
+	t.Helper()
+	entry := name + "-" + strings.ReplaceAll(podIP, ".", "-")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if list := workloadEntries(t, sd); !strings.Contains(list, entry) {
+			return fmt.Errorf("no auto-registered WorkloadEntry %s in %s", entry, list)
 		}
+		return nil
+	})
+	return entry
+}
+
+// result waits for a client app's RESULT line for target ("" for its first line) and returns the
+// rest of the line.
+func result(t *testing.T, client *testenv.Process, target string) string {
+	t.Helper()
+	re := `RESULT (.*)`
+	if target != "" {
+		re = `RESULT ` + regexp.QuoteMeta(target) + ` (.*)`
 	}
-	t.Fatalf("%s: no stat %s in:\n%s", name, stat, b)
-	return 0
+	return client.WaitOutput(t, regexp.MustCompile(re), 30*time.Second)[1]
 }
 
 // TestInterceptedHTTPThroughBothSidecars runs reviews-v2 (an HTTP server) and a client workload
@@ -305,31 +326,21 @@ func TestInterceptedHTTPThroughBothSidecars(t *testing.T) {
 	sd := testenv.StartStraitd(t, nil, "--autoregister-grace", "1s")
 	server := h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
 		"--service", "reviews", "--labels", "version=v2", "--port", "9080", "--address", "198.18.255.10")
-	podIP := server.WaitOutput(t, regexp.MustCompile(`at (198\.19\.\d+\.\d+) `), 5*time.Second)[1]
-	entry := "reviews-v2-" + strings.ReplaceAll(podIP, ".", "-")
-	testenv.Eventually(t, 30*time.Second, func() error {
-		if list := workloadEntries(t, sd); !strings.Contains(list, entry) {
-			return fmt.Errorf("no auto-registered WorkloadEntry %s in %s", entry, list)
-		}
-		return nil
-	})
+	podIP := workloadIP(t, server)
+	entry := waitRegistered(t, sd, "reviews-v2", podIP)
 	client := h.runWorkload(t, sd, "productpage-v1", "get http://198.18.255.10:9080/",
 		"--service", "productpage", "--port", "9081", "--labels", "version=v1")
-	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
-	if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], "served-by reviews-v2") {
-		t.Fatalf("client got %s", m[1])
+	got := result(t, client, "")
+	if !strings.HasPrefix(got, "200 ") || !strings.Contains(got, "served-by reviews-v2") {
+		t.Fatalf("client got %s", got)
 	}
-	t.Logf("client got %s", m[1])
+	t.Logf("client got %s", got)
 	// The server saw headers its sidecar's connection manager adds.
-	if !strings.Contains(strings.ToLower(m[1]), "x-request-id") {
-		t.Errorf("the request did not pass an HTTP sidecar: %s", m[1])
+	if !strings.Contains(strings.ToLower(got), "x-request-id") {
+		t.Errorf("the request did not pass an HTTP sidecar: %s", got)
 	}
-	if n := h.adminStat(t, "productpage-v1", "cluster.outbound|9080||"+h.fqdn("reviews")+".upstream_rq_total"); n < 1 {
-		t.Errorf("client sidecar: outbound upstream_rq_total %d", n)
-	}
-	if n := h.adminStat(t, "reviews-v2", "http.inbound_0.0.0.0_9080.downstream_rq_total"); n < 1 {
-		t.Errorf("server sidecar: inbound downstream_rq_total %d", n)
-	}
+	statsAtLeast(t, "client sidecar", h.stats(t, "productpage-v1"), map[string]int{"cluster.outbound|9080||" + h.fqdn("reviews") + ".upstream_rq_total": 1})
+	statsAtLeast(t, "server sidecar", h.stats(t, "reviews-v2"), map[string]int{"http.inbound_0.0.0.0_9080.downstream_rq_total": 1})
 	if n := h.adminStat(t, "productpage-v1", "listener.0.0.0.0_15001.downstream_cx_total"); n != 1 {
 		t.Errorf("client sidecar accepted %d connections on 15001, want 1 (the app's): its own upstream connections must not be captured", n)
 	}
@@ -375,48 +386,26 @@ func TestInterceptedTCPEcho(t *testing.T) {
 	sd := testenv.StartStraitd(t, nil, "--autoregister-grace", "1s")
 	echo := h.runWorkload(t, sd, "echo-v1", "tcp-echo 0.0.0.0:9000 0.0.0.0:9100",
 		"--service", "echo", "--protocol", "TCP", "--port", "9000", "--address", "198.18.255.11")
-	podIP := echo.WaitOutput(t, regexp.MustCompile(`at (198\.19\.\d+\.\d+) `), 5*time.Second)[1]
+	podIP := workloadIP(t, echo)
 	// The bridge's own address in the host namespace: outside the mesh.
-	outside, err := net.Listen("tcp", strings.TrimSuffix(h.cidr, "/24")+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outside.Close()
-	go func() {
-		for {
-			c, err := outside.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	targets := []string{"198.18.255.11:9000", podIP + ":9100", outside.Addr().String()}
+	outside := testenv.ServeTCP(t, strings.TrimSuffix(h.cidr, "/24")+":0", func(c net.Conn) { _, _ = io.Copy(c, c) })
+	targets := []string{"198.18.255.11:9000", podIP + ":9100", outside}
 	client := h.runWorkload(t, sd, "sender-v1", "tcp-send hello-through-the-mesh "+strings.Join(targets, " "),
 		"--service", "sender", "--port", "9001")
 	for _, target := range targets {
-		m := client.WaitOutput(t, regexp.MustCompile(`RESULT `+regexp.QuoteMeta(target)+` (.*)`), 30*time.Second)
-		if m[1] != `"hello-through-the-mesh"` {
-			t.Errorf("%s: client got %s", target, m[1])
+		if got := result(t, client, target); got != `"hello-through-the-mesh"` {
+			t.Errorf("%s: client got %s", target, got)
 		}
 	}
-	for stat, min := range map[string]int{
+	statsAtLeast(t, "client sidecar", h.stats(t, "sender-v1"), map[string]int{
 		"cluster.outbound|9000||" + h.fqdn("echo") + ".upstream_cx_total": 1,
 		"cluster.PassthroughCluster.upstream_cx_total":                    2,
 		"listener.0.0.0.0_15001.downstream_cx_total":                      3,
-	} {
-		if n := h.adminStat(t, "sender-v1", stat); n < min {
-			t.Errorf("client sidecar: %s = %d, want at least %d", stat, n, min)
-		}
-	}
-	for stat, min := range map[string]int{
+	})
+	statsAtLeast(t, "server sidecar", h.stats(t, "echo-v1"), map[string]int{
 		"cluster.inbound|9000||.upstream_cx_total":            1,
 		"cluster.InboundPassthroughCluster.upstream_cx_total": 1,
-	} {
-		if n := h.adminStat(t, "echo-v1", stat); n < min {
-			t.Errorf("server sidecar: %s = %d, want at least %d", stat, n, min)
-		}
-	}
+	})
 }
 
 // TestInterceptedEgressHandoff: a Sidecar egress listener with a bind address and the default
@@ -436,26 +425,17 @@ spec:
 `, h.ns)}, "--autoregister-grace", "1s")
 	server := h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
 		"--service", "reviews", "--labels", "version=v2", "--port", "9080", "--address", "198.18.255.10")
-	podIP := server.WaitOutput(t, regexp.MustCompile(`at (198\.19\.\d+\.\d+) `), 5*time.Second)[1]
-	entry := "reviews-v2-" + strings.ReplaceAll(podIP, ".", "-")
-	testenv.Eventually(t, 30*time.Second, func() error {
-		if list := workloadEntries(t, sd); !strings.Contains(list, entry) {
-			return fmt.Errorf("no auto-registered WorkloadEntry %s in %s", entry, list)
-		}
-		return nil
-	})
+	waitRegistered(t, sd, "reviews-v2", workloadIP(t, server))
 	client := h.runWorkload(t, sd, "productpage-v1", "get http://198.18.255.10:9080/",
 		"--service", "productpage", "--port", "9081")
-	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
-	if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], "served-by reviews-v2") {
-		t.Fatalf("client got %s", m[1])
+	if got := result(t, client, ""); !strings.HasPrefix(got, "200 ") || !strings.Contains(got, "served-by reviews-v2") {
+		t.Fatalf("client got %s", got)
 	}
-	if n := h.adminStat(t, "productpage-v1", "listener.0.0.0.0_9080.downstream_cx_total"); n < 1 {
-		t.Errorf("client sidecar: the 0.0.0.0_9080 listener served %d connections", n)
-	}
-	if n := h.adminStat(t, "productpage-v1", "cluster.outbound|9080||"+h.fqdn("reviews")+".upstream_rq_total"); n < 1 {
-		t.Errorf("client sidecar: outbound upstream_rq_total %d (the request was not routed)", n)
-	}
+	// The 0.0.0.0_9080 listener served the connection, and routed the request.
+	statsAtLeast(t, "client sidecar", h.stats(t, "productpage-v1"), map[string]int{
+		"listener.0.0.0.0_9080.downstream_cx_total":                          1,
+		"cluster.outbound|9080||" + h.fqdn("reviews") + ".upstream_rq_total": 1,
+	})
 }
 
 // TestInterceptedHTTPPassthrough: HTTP on a mesh port to addresses no virtual host names — the
@@ -467,31 +447,19 @@ func TestInterceptedHTTPPassthrough(t *testing.T) {
 	sd := testenv.StartStraitd(t, nil, "--autoregister-grace", "1s")
 	server := h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
 		"--service", "reviews", "--labels", "version=v2", "--port", "9080")
-	podIP := server.WaitOutput(t, regexp.MustCompile(`at (198\.19\.\d+\.\d+) `), 5*time.Second)[1]
-	outside, err := net.Listen("tcp", strings.TrimSuffix(h.cidr, "/24")+":9080")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "served-by outside")
-	})}
-	go hs.Serve(outside)
-	defer hs.Close()
-	urls := []string{"http://" + podIP + ":9080/", "http://" + outside.Addr().String() + "/"}
+	podIP := workloadIP(t, server)
+	outside := testenv.ServeHTTP(t, testenv.Listen(t, strings.TrimSuffix(h.cidr, "/24")+":9080"), &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "served-by outside") })})
+	urls := []string{"http://" + podIP + ":9080/", "http://" + outside + "/"}
 	client := h.runWorkload(t, sd, "productpage-v1", "get-all "+strings.Join(urls, " "),
 		"--service", "productpage", "--port", "9081")
 	for i, want := range []string{"served-by reviews-v2", "served-by outside"} {
-		m := client.WaitOutput(t, regexp.MustCompile(`RESULT `+regexp.QuoteMeta(urls[i])+` (.*)`), 30*time.Second)
-		if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], want) {
-			t.Errorf("%s: client got %s", urls[i], m[1])
+		if got := result(t, client, urls[i]); !strings.HasPrefix(got, "200 ") || !strings.Contains(got, want) {
+			t.Errorf("%s: client got %s", urls[i], got)
 		}
 	}
-	if n := h.adminStat(t, "productpage-v1", "cluster.PassthroughCluster.upstream_rq_total"); n < 2 {
-		t.Errorf("client sidecar: PassthroughCluster upstream_rq_total %d, want 2", n)
-	}
-	if n := h.adminStat(t, "reviews-v2", "http.inbound_0.0.0.0_9080.downstream_rq_total"); n < 1 {
-		t.Errorf("server sidecar: inbound downstream_rq_total %d", n)
-	}
+	statsAtLeast(t, "client sidecar", h.stats(t, "productpage-v1"), map[string]int{"cluster.PassthroughCluster.upstream_rq_total": 2})
+	statsAtLeast(t, "server sidecar", h.stats(t, "reviews-v2"), map[string]int{"http.inbound_0.0.0.0_9080.downstream_rq_total": 1})
 }
 
 // TestInterceptedStaleWorkload: a `strait run` killed without cleaning up leaves its namespace;
@@ -517,7 +485,7 @@ func TestInterceptedStaleWorkload(t *testing.T) {
 	})
 	second := h.runWorkload(t, sd, "reviews-v2", "http-server 0.0.0.0:9080",
 		"--service", "reviews", "--port", "9080")
-	podIP := second.WaitOutput(t, regexp.MustCompile(`at (198\.19\.\d+\.\d+) `), 5*time.Second)[1]
+	podIP := workloadIP(t, second)
 	// From the host namespace (outside the mesh): the new sidecar serves the port inbound.
 	testenv.Eventually(t, 30*time.Second, func() error {
 		code, body, err := testenv.Get(t.Context(), "http://"+podIP+":9080/", http.Header{})
@@ -540,22 +508,16 @@ func TestInterceptedAutoProtocol(t *testing.T) {
 		"--service", "echo", "--protocol", "auto", "--port", "7000", "--address", "198.18.255.20")
 	httpClient := h.runWorkload(t, sd, "client-v1", "get http://198.18.255.21:9080/",
 		"--service", "client", "--port", "9081")
-	m := httpClient.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
-	if !strings.HasPrefix(m[1], "200 ") || !strings.Contains(m[1], "served-by web-v1") || !strings.Contains(strings.ToLower(m[1]), "x-request-id") {
-		t.Errorf("HTTP on a detected port: client got %s", m[1])
+	if got := result(t, httpClient, ""); !strings.HasPrefix(got, "200 ") || !strings.Contains(got, "served-by web-v1") || !strings.Contains(strings.ToLower(got), "x-request-id") {
+		t.Errorf("HTTP on a detected port: client got %s", got)
 	}
 	tcpClient := h.runWorkload(t, sd, "sender-v1", "tcp-send hello-detected 198.18.255.20:7000",
 		"--service", "sender", "--port", "9082")
-	m = tcpClient.WaitOutput(t, regexp.MustCompile(`RESULT \S+ (.*)`), 30*time.Second)
-	if m[1] != `"hello-detected"` {
-		t.Errorf("TCP on a detected port: client got %s", m[1])
+	if got := result(t, tcpClient, "198.18.255.20:7000"); got != `"hello-detected"` {
+		t.Errorf("TCP on a detected port: client got %s", got)
 	}
-	if n := h.adminStat(t, "client-v1", "cluster.outbound|9080||"+h.fqdn("web")+".upstream_rq_total"); n < 1 {
-		t.Errorf("client sidecar: outbound upstream_rq_total %d", n)
-	}
-	if n := h.adminStat(t, "sender-v1", "cluster.outbound|7000||"+h.fqdn("echo")+".upstream_cx_total"); n < 1 {
-		t.Errorf("sender sidecar: outbound upstream_cx_total %d", n)
-	}
+	statsAtLeast(t, "client sidecar", h.stats(t, "client-v1"), map[string]int{"cluster.outbound|9080||" + h.fqdn("web") + ".upstream_rq_total": 1})
+	statsAtLeast(t, "sender sidecar", h.stats(t, "sender-v1"), map[string]int{"cluster.outbound|7000||" + h.fqdn("echo") + ".upstream_cx_total": 1})
 }
 
 // TestInterceptedHTTP2: an h2c (HTTP/2 prior knowledge) client reaches a GRPC-protocol port
@@ -567,11 +529,8 @@ func TestInterceptedHTTP2(t *testing.T) {
 		"--service", "grpcsvc", "--protocol", "GRPC", "--port", "9090", "--address", "198.18.255.30")
 	client := h.runWorkload(t, sd, "client-v1", "h2c-get http://198.18.255.30:9090/",
 		"--service", "client", "--port", "9081")
-	m := client.WaitOutput(t, regexp.MustCompile(`RESULT (.*)`), 30*time.Second)
-	if !strings.HasPrefix(m[1], "200 HTTP/2.0 ") || !strings.Contains(m[1], "served-by grpc-v1 over HTTP/2.0") || !strings.Contains(strings.ToLower(m[1]), "x-request-id") {
-		t.Errorf("client got %s", m[1])
+	if got := result(t, client, ""); !strings.HasPrefix(got, "200 HTTP/2.0 ") || !strings.Contains(got, "served-by grpc-v1 over HTTP/2.0") || !strings.Contains(strings.ToLower(got), "x-request-id") {
+		t.Errorf("client got %s", got)
 	}
-	if n := h.adminStat(t, "grpc-v1", "http.inbound_0.0.0.0_9090.downstream_rq_total"); n < 1 {
-		t.Errorf("server sidecar: inbound downstream_rq_total %d", n)
-	}
+	statsAtLeast(t, "server sidecar", h.stats(t, "grpc-v1"), map[string]int{"http.inbound_0.0.0.0_9090.downstream_rq_total": 1})
 }

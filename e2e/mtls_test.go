@@ -17,9 +17,8 @@ import (
 // mtlsYAML is sidecarYAML with the server registered as a workload with a sidecar (label
 // security.istio.io/tlsMode: istio) running as service account reviews.
 func mtlsYAML(clientIP, serverIP, appAddr string) string {
-	return strings.Replace(sidecarYAML(clientIP, serverIP, appAddr),
-		"endpoints: [{address: "+serverIP+", labels: {app: reviews}}]",
-		"endpoints: [{address: "+serverIP+", serviceAccount: reviews, labels: {app: reviews, security.istio.io/tlsMode: istio}}]", 1)
+	return sidecarPairYAML(clientIP, serverIP, appAddr,
+		"{address: "+serverIP+", serviceAccount: reviews, labels: {app: reviews, security.istio.io/tlsMode: istio}}")
 }
 
 const (

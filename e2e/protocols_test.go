@@ -40,13 +40,7 @@ spec:
     tls: {mode: PASSTHROUGH}
     hosts: [a.tls.example, b.tls.example]
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: http, namespace: e2e}
-spec:
-  hosts: ["*"]
-  gateways: [edge]
-  http:
+`, httpPort, tcpPort, tlsPort) + edgeVS("http", "e2e", `["*"]`, `  http:
   - match: [{uri: {prefix: /h2}}]
     route: [{destination: {host: h2.e2e.test}}]
   - match: [{uri: {prefix: /h1}}]
@@ -58,30 +52,15 @@ spec:
     route: [{destination: {host: grpc.e2e.test}}]
   - match: [{uri: {prefix: /ws}}]
     route: [{destination: {host: ws.e2e.test}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: tcp, namespace: e2e}
-spec:
-  hosts: ["*"]
-  gateways: [edge]
-  tcp:
-  - match: [{port: %[2]d}]
+`) + "---\n" + edgeVS("tcp", "e2e", `["*"]`, fmt.Sprintf(`  tcp:
+  - match: [{port: %d}]
     route: [{destination: {host: echo.e2e.test, port: {number: 9000}}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: tls, namespace: e2e}
-spec:
-  hosts: [a.tls.example, b.tls.example]
-  gateways: [edge]
-  tls:
-  - match: [{sniHosts: [a.tls.example], port: %[3]d}]
+`, tcpPort)) + "---\n" + edgeVS("tls", "e2e", "[a.tls.example, b.tls.example]", fmt.Sprintf(`  tls:
+  - match: [{sniHosts: [a.tls.example], port: %[1]d}]
     route: [{destination: {host: tls-a.e2e.test, port: {number: 443}}}]
-  - match: [{sniHosts: [b.tls.example], port: %[3]d}]
+  - match: [{sniHosts: [b.tls.example], port: %[1]d}]
     route: [{destination: {host: tls-b.e2e.test, port: {number: 443}}}]
----
-%[4]s`, httpPort, tcpPort, tlsPort, se)
+`, tlsPort)) + "---\n" + se
 }
 
 // TestProtocols carries HTTP/1.1 ↔ HTTP/2 (h2c) both ways, a gRPC bidirectional stream, a
@@ -93,18 +72,18 @@ func TestProtocols(t *testing.T) {
 	grpcPort := startGRPC(t, "127.0.0.43", "grpc")
 	wsPort := startWebSocket(t, "127.0.0.44", "ws")
 	echoPort := startTCPEcho(t, "127.0.0.45", "echo")
-	certA, certB := selfSigned(t, "a.tls.example"), selfSigned(t, "b.tls.example")
+	certA, certB := testenv.SelfSigned(t, "a.tls.example"), testenv.SelfSigned(t, "b.tls.example")
 	tlsA := startTLSBackend(t, "127.0.0.46", "tls-a", certA)
 	tlsB := startTLSBackend(t, "127.0.0.47", "tls-b", certB)
 
 	se := strings.Join([]string{
-		serviceEntryYAML("h2", "h2.e2e.test", 80, "HTTP2", h2.Endpoint()),
-		serviceEntryYAML("h1", "h1.e2e.test", 80, "HTTP", h1.Endpoint()),
-		serviceEntryYAML("grpc", "grpc.e2e.test", 7070, "GRPC", endpoint{"grpc", "127.0.0.43", grpcPort}),
-		serviceEntryYAML("ws", "ws.e2e.test", 80, "HTTP", endpoint{"ws", "127.0.0.44", wsPort}),
-		serviceEntryYAML("echo", "echo.e2e.test", 9000, "TCP", endpoint{"echo", "127.0.0.45", echoPort}),
-		serviceEntryYAML("tls-a", "tls-a.e2e.test", 443, "TLS", endpoint{"tls-a", "127.0.0.46", tlsA}),
-		serviceEntryYAML("tls-b", "tls-b.e2e.test", 443, "TLS", endpoint{"tls-b", "127.0.0.47", tlsB}),
+		serviceEntryYAML("h2.e2e.test", 80, "HTTP2", h2.Endpoint()),
+		serviceEntryYAML("h1.e2e.test", 80, "HTTP", h1.Endpoint()),
+		serviceEntryYAML("grpc.e2e.test", 7070, "GRPC", endpoint{"grpc", "127.0.0.43", grpcPort}),
+		serviceEntryYAML("ws.e2e.test", 80, "HTTP", endpoint{"ws", "127.0.0.44", wsPort}),
+		serviceEntryYAML("echo.e2e.test", 9000, "TCP", endpoint{"echo", "127.0.0.45", echoPort}),
+		serviceEntryYAML("tls-a.e2e.test", 443, "TLS", endpoint{"tls-a", "127.0.0.46", tlsA}),
+		serviceEntryYAML("tls-b.e2e.test", 443, "TLS", endpoint{"tls-b", "127.0.0.47", tlsB}),
 	}, "---\n")
 	httpPort, tcpPort, tlsPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	edge(t, map[string]string{"protocols.yaml": protocolsYAML(httpPort, tcpPort, tlsPort, se)})
@@ -118,32 +97,27 @@ func TestProtocols(t *testing.T) {
 		}
 	})
 
-	t.Run("HTTP/1.1 to h2c upstream", func(t *testing.T) {
-		rep := mustDo(t, h1Client, request{Method: http.MethodPost, URL: base + "/h2/up", Body: strings.Repeat("x", 100<<10)})
-		if rep.Code != http.StatusOK || rep.Echo == nil || rep.Echo.Backend != "h2" {
-			t.Fatalf("%d %.200s", rep.Code, rep.Body)
-		}
-		if rep.Proto != "HTTP/1.1" || rep.Echo.Proto != "HTTP/2.0" {
-			t.Fatalf("client got %s, backend saw %s; want HTTP/1.1 downstream, HTTP/2.0 upstream", rep.Proto, rep.Echo.Proto)
-		}
-	})
-
-	t.Run("h2c to HTTP/1.1 upstream", func(t *testing.T) {
-		rep := mustDo(t, h2cClient, request{URL: base + "/h1/down"})
-		if rep.Code != http.StatusOK || rep.Echo == nil || rep.Echo.Backend != "h1" {
-			t.Fatalf("%d %.200s", rep.Code, rep.Body)
-		}
-		if rep.Proto != "HTTP/2.0" || rep.Echo.Proto != "HTTP/1.1" {
-			t.Fatalf("client got %s, backend saw %s; want HTTP/2.0 downstream, HTTP/1.1 upstream", rep.Proto, rep.Echo.Proto)
-		}
-	})
-
-	t.Run("h2c to h2c upstream", func(t *testing.T) {
-		rep := mustDo(t, h2cClient, request{URL: base + "/h2/both"})
-		if rep.Code != http.StatusOK || rep.Echo == nil || rep.Proto != "HTTP/2.0" || rep.Echo.Proto != "HTTP/2.0" {
-			t.Fatalf("%d %s → %+v", rep.Code, rep.Proto, rep.Echo)
-		}
-	})
+	for _, c := range []struct {
+		name     string
+		client   *http.Client
+		req      request
+		backend  string
+		down, up string // the protocol the client and the backend spoke
+	}{
+		{"HTTP/1.1 to h2c upstream", h1Client, request{Method: http.MethodPost, URL: base + "/h2/up", Body: strings.Repeat("x", 100<<10)}, "h2", "HTTP/1.1", "HTTP/2.0"},
+		{"h2c to HTTP/1.1 upstream", h2cClient, request{URL: base + "/h1/down"}, "h1", "HTTP/2.0", "HTTP/1.1"},
+		{"h2c to h2c upstream", h2cClient, request{URL: base + "/h2/both"}, "h2", "HTTP/2.0", "HTTP/2.0"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rep := mustDo(t, c.client, c.req)
+			if rep.Code != http.StatusOK || rep.Echo == nil || rep.Echo.Backend != c.backend {
+				t.Fatalf("%d %.200s", rep.Code, rep.Body)
+			}
+			if rep.Proto != c.down || rep.Echo.Proto != c.up {
+				t.Fatalf("client got %s, backend saw %s; want %s downstream, %s upstream", rep.Proto, rep.Echo.Proto, c.down, c.up)
+			}
+		})
+	}
 
 	t.Run("gRPC bidirectional stream", func(t *testing.T) {
 		conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", httpPort), grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -11,25 +11,16 @@ import (
 	"github.com/strait-mesh/strait/internal/testenv"
 )
 
-const proxylessShift = `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: greeter, namespace: default}
-spec:
-  host: greeter.default.svc.cluster.local
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: greeter, namespace: default}
-spec:
-  hosts: [greeter.default.svc.cluster.local]
+// greeterHost is the proxyless gRPC service, with the subsets v1 and v2.
+const greeterHost = "greeter.default.svc.cluster.local"
+
+// proxylessShift sends every call to subset v2.
+var proxylessShift = subsetsYAML(greeterHost, "v1", "v2") + "---\n" + virtualServiceYAML("greeter", "default", `  hosts: [greeter.default.svc.cluster.local]
   http:
   - route:
     - {destination: {host: greeter.default.svc.cluster.local, subset: v1}, weight: 0}
     - {destination: {host: greeter.default.svc.cluster.local, subset: v2}, weight: 100}
-`
+`)
 
 // TestProxylessGRPCFollowsStraitApply runs a stock grpc-go client through the xds:/// resolver
 // against a real straitd process: calls round-robin across two real gRPC servers; after
@@ -42,20 +33,10 @@ func TestProxylessGRPCFollowsStraitApply(t *testing.T) {
 	v1, p1 := testenv.GRPCBackend(t)
 	v2, p2 := testenv.GRPCBackend(t)
 	dataDir := t.TempDir()
-	sd := testenv.StartStraitd(t, map[string]string{"greeter.yaml": fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: greeter, namespace: default}
-spec:
-  hosts: [greeter.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{number: 50051, name: grpc}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.0.0.1, ports: {grpc: %d}, labels: {version: v1}}
-  - {address: 127.0.0.1, ports: {grpc: %d}, labels: {version: v2}}
-`, p1, p2)}, "--data-dir", dataDir)
+	sd := testenv.StartStraitd(t, map[string]string{"greeter.yaml": serviceEntryYAML(greeterHost, 50051, "GRPC",
+		endpoint{"v1", "127.0.0.1", p1}, endpoint{"v2", "127.0.0.1", p2})}, "--data-dir", dataDir)
 
-	calls := testenv.NewProxylessClient(t, sd.XDS, "xds:///greeter.default.svc.cluster.local:50051").Calls
+	calls := testenv.NewProxylessClient(t, sd.XDS, "xds:///"+greeterHost+":50051").Calls
 
 	// Round robin across both once both subchannels are ready.
 	testenv.Eventually(t, 20*time.Second, func() error {

@@ -16,41 +16,23 @@ import (
 // with a one-connection pool and room for one pending request).
 func resilienceYAML(gw int, good1, good2, broken, held *echoBackend) string {
 	return gatewayYAML(gw) + "---\n" +
-		serviceEntryYAML("outlier", "outlier.e2e.test", 80, "HTTP", good1.Endpoint(), good2.Endpoint(), broken.Endpoint()) + "---\n" +
-		serviceEntryYAML("breaker", "breaker.e2e.test", 80, "HTTP", held.Endpoint()) + `---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: outlier, namespace: e2e}
-spec:
-  host: outlier.e2e.test
-  trafficPolicy:
-    loadBalancer: {simple: ROUND_ROBIN}
+		serviceEntryYAML("outlier.e2e.test", 80, "HTTP", good1.Endpoint(), good2.Endpoint(), broken.Endpoint()) + "---\n" +
+		serviceEntryYAML("breaker.e2e.test", 80, "HTTP", held.Endpoint()) + "---\n" +
+		trafficPolicyYAML("outlier.e2e.test", `    loadBalancer: {simple: ROUND_ROBIN}
     outlierDetection: {consecutive5xxErrors: 2, interval: 100ms, baseEjectionTime: 5m, maxEjectionPercent: 100}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: breaker, namespace: e2e}
-spec:
-  host: breaker.e2e.test
-  trafficPolicy:
-    connectionPool:
+`) + "---\n" +
+		trafficPolicyYAML("breaker.e2e.test", `    connectionPool:
       tcp: {maxConnections: 1}
       http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 0}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: resilience, namespace: e2e}
-spec:
-  hosts: ["*"]
-  gateways: [edge]
-  http:
+`) + "---\n" +
+		edgeVS("resilience", "e2e", `["*"]`, `  http:
   - match: [{uri: {prefix: /outlier}}]
     retries: {attempts: 0}
     route: [{destination: {host: outlier.e2e.test}}]
   - match: [{uri: {prefix: /breaker}}]
     retries: {attempts: 0}
     route: [{destination: {host: breaker.e2e.test}}]
-`
+`)
 }
 
 // TestOutlierDetectionAndCircuitBreaker checks that outlier detection ejects an endpoint that

@@ -16,13 +16,7 @@ const webHost = "web.e2e.svc.cluster.local"
 // routingVS exercises every HTTP match kind (under /m/) and every action (under /a/). Each rule
 // that matches sends to subset a; a request no rule matches falls through to subset d, so a test
 // tells "matched" from "not matched" by the backend that answered.
-const routingVS = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: routes, namespace: e2e}
-spec:
-  hosts: ["*"]
-  gateways: [edge]
-  http:
+var routingVS = edgeVS("routes", "e2e", `["*"]`, `  http:
   - match: [{uri: {exact: /m/exact}}]
     route: [{destination: {host: web.e2e.svc.cluster.local, subset: a}}]
   - match: [{uri: {prefix: /m/prefix/}}]
@@ -104,19 +98,7 @@ spec:
       maxAge: 1h
     route: [{destination: {host: web.e2e.svc.cluster.local, subset: a}}]
   - route: [{destination: {host: web.e2e.svc.cluster.local, subset: d}}]
-`
-
-// webDR names the subsets of webHost by the backends' version labels.
-const webDR = `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: web, namespace: e2e}
-spec:
-  host: web.e2e.svc.cluster.local
-  subsets:
-  - {name: a, labels: {version: a}}
-  - {name: b, labels: {version: b}}
-  - {name: d, labels: {version: d}}
-`
+`)
 
 // TestHTTPRouting drives every VirtualService HTTP match kind and action through one router
 // proxy in front of three backends.
@@ -128,7 +110,7 @@ func TestHTTPRouting(t *testing.T) {
 	gw := testenv.FreePort(t)
 	edge(t, map[string]string{
 		"gateway.yaml": gatewayYAML(gw),
-		"web.yaml":     serviceEntryYAML("web", webHost, 80, "HTTP", endpoints(a, b, d)...) + "---\n" + webDR,
+		"web.yaml":     serviceEntryYAML(webHost, 80, "HTTP", endpoints(a, b, d)...) + "---\n" + subsetsYAML(webHost, "a", "b", "d"),
 		"routes.yaml":  routingVS,
 		"sem.yaml":     semanticsVS,
 	})

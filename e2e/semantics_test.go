@@ -10,13 +10,7 @@ import (
 // semanticsVS holds the finer points of Istio's HTTP routing for the host sem.example: rules
 // that combine fields, delegation, per-destination header operations, redirect ports and
 // disabled mirroring. A delegate VirtualService "sem-child" holds the routes under /d/.
-const semanticsVS = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: sem, namespace: e2e}
-spec:
-  hosts: [sem.example]
-  gateways: [edge]
-  http:
+var semanticsVS = edgeVS("sem", "e2e", "[sem.example]", `  http:
   - match: [{uri: {exact: /s/exact}}]
     rewrite: {uri: /replaced}
     route: [{destination: {host: web.e2e.svc.cluster.local, subset: a}}]
@@ -47,15 +41,9 @@ spec:
     delegate: {name: sem-child, namespace: e2e}
   - route: [{destination: {host: web.e2e.svc.cluster.local, subset: d}}]
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: sem-hosts, namespace: e2e}
-spec:
-  hosts: [app.example.com, "*.wild.example"]
-  gateways: [edge]
-  http:
+`) + edgeVS("sem-hosts", "e2e", `[app.example.com, "*.wild.example"]`, `  http:
   - route: [{destination: {host: web.e2e.svc.cluster.local, subset: b}}]
----
+`) + `---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: sem-child, namespace: e2e}

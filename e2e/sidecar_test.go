@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,49 +17,40 @@ import (
 // outbound traffic on its own address, the server's sidecar takes inbound traffic on its
 // address and hands it to the application.
 func sidecarYAML(clientIP, serverIP, appAddr string) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: e2e}
-spec:
-  hosts: [reviews.e2e.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: %[2]s, labels: {app: reviews}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: client, namespace: e2e}
-spec:
-  workloadSelector: {labels: {app: client}}
-  egress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    bind: %[1]s
-    captureMode: NONE
-    hosts: ["e2e/*"]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: reviews, namespace: e2e}
-spec:
-  workloadSelector: {labels: {app: reviews}}
-  ingress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    defaultEndpoint: %[3]s
-    captureMode: NONE
-    bind: %[2]s
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: e2e}
-spec:
-  hosts: [reviews.e2e.svc.cluster.local]
+	return sidecarPairYAML(clientIP, serverIP, appAddr, "{address: "+serverIP+", labels: {app: reviews}}")
+}
+
+// sidecarPairYAML is sidecarYAML with endpoint (a YAML object) as the server's endpoint.
+func sidecarPairYAML(clientIP, serverIP, appAddr, endpoint string) string {
+	return staticServiceYAML("reviews.e2e.svc.cluster.local", 9080, "http", "HTTP", endpoint) + "---\n" +
+		explicitSidecarYAML("client", "egress", "bind: "+clientIP, `hosts: ["e2e/*"]`) + "---\n" +
+		explicitSidecarYAML("reviews", "ingress", "defaultEndpoint: "+appAddr, "bind: "+serverIP) + "---\n" +
+		virtualServiceYAML("reviews", "e2e", `  hosts: [reviews.e2e.svc.cluster.local]
   http:
   - match: [{uri: {prefix: /hello}}]
     headers: {request: {set: {x-routed-by: client-sidecar}}}
     route: [{destination: {host: reviews.e2e.svc.cluster.local}}]
   - route: [{destination: {host: reviews.e2e.svc.cluster.local}}]
-`, clientIP, serverIP, appAddr)
+`)
+}
+
+// explicitSidecarYAML is a Sidecar resource for the workloads labelled app=<app> in namespace e2e
+// with one listener of kind ("egress" or "ingress") for HTTP on port 9080 in capture mode NONE,
+// and the listener's further fields.
+func explicitSidecarYAML(app, kind string, fields ...string) string {
+	var more strings.Builder
+	for _, f := range fields {
+		fmt.Fprintf(&more, "    %s\n", f)
+	}
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: %[1]s, namespace: e2e}
+spec:
+  workloadSelector: {labels: {app: %[1]s}}
+  %[2]s:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    captureMode: NONE
+%[3]s`, app, kind, more.String())
 }
 
 // TestSidecarPair sends a request from a client application through its sidecar (outbound) and

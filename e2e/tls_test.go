@@ -28,6 +28,27 @@ func issue(t *testing.T, ca tls.Certificate, name string, client bool) tls.Certi
 	return signer.Issue(t, testenv.Leaf{Serial: time.Now().UnixNano(), DNS: []string{name}, Usage: []x509.ExtKeyUsage{usage}})
 }
 
+// edgeTLSClient is an HTTPS client of the gateway's TLS port on loopback: it dials port whatever
+// the URL's host, verifies the server as edge.example against roots, and presents certs.
+func edgeTLSClient(t *testing.T, port int, roots *x509.CertPool, certs ...tls.Certificate) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{ServerName: "edge.example", RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS12},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", port))
+		},
+		ForceAttemptHTTP2: true,
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 15 * time.Second}
+}
+
+// originateTLS is a DestinationRule for host that originates TLS (SIMPLE) with SNI secure.example,
+// verifying the server's certificate against the CA file caPath.
+func originateTLS(host, caPath string) string {
+	return trafficPolicyYAML(host, fmt.Sprintf("    tls: {mode: SIMPLE, caCertificates: %s, sni: secure.example}\n", caPath))
+}
+
 // writePEM writes the certificate (and, if key, its private key) of c under dir and returns the
 // paths.
 func writePEM(t *testing.T, dir, name string, c tls.Certificate) (certPath, keyPath string) {
@@ -49,7 +70,7 @@ func writePEM(t *testing.T, dir, name string, c tls.Certificate) (certPath, keyP
 func TestTLSTerminationAndOrigination(t *testing.T) {
 	skipShort(t)
 	dir := t.TempDir()
-	serverCA, clientCA, otherCA := selfSigned(t, "server-ca"), selfSigned(t, "client-ca"), selfSigned(t, "other-ca")
+	serverCA, clientCA, otherCA := testenv.SelfSigned(t, "server-ca"), testenv.SelfSigned(t, "client-ca"), testenv.SelfSigned(t, "other-ca")
 	edgeCert, edgeKey := writePEM(t, dir, "edge", issue(t, serverCA, "edge.example", false))
 	clientCAPath, _ := writePEM(t, dir, "client-ca", clientCA)
 	serverCAPath, _ := writePEM(t, dir, "server-ca", serverCA)
@@ -72,54 +93,22 @@ spec:
     hosts: ["*"]
     tls: {mode: MUTUAL, serverCertificate: %[3]s, privateKey: %[4]s, caCertificates: %[5]s}
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: tls, namespace: e2e}
-spec:
-  hosts: ["*"]
-  gateways: [edge]
-  http:
+`, simplePort, mutualPort, edgeCert, edgeKey, clientCAPath) + edgeVS("tls", "e2e", `["*"]`, `  http:
   - match: [{uri: {prefix: /secure}}]
     route: [{destination: {host: secure.e2e.test}}]
   - match: [{uri: {prefix: /rogue}}]
     route: [{destination: {host: rogue.e2e.test}}]
   - route: [{destination: {host: plain.e2e.test}}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: secure, namespace: e2e}
-spec:
-  host: secure.e2e.test
-  trafficPolicy: {tls: {mode: SIMPLE, caCertificates: %[6]s, sni: secure.example}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: rogue, namespace: e2e}
-spec:
-  host: rogue.e2e.test
-  trafficPolicy: {tls: {mode: SIMPLE, caCertificates: %[6]s, sni: secure.example}}
----
-`, simplePort, mutualPort, edgeCert, edgeKey, clientCAPath, serverCAPath) + strings.Join([]string{
-		serviceEntryYAML("plain", "plain.e2e.test", 80, "HTTP", plain.Endpoint()),
-		serviceEntryYAML("secure", "secure.e2e.test", 80, "HTTP", endpoint{"secure", "127.0.0.72", securePort}),
-		serviceEntryYAML("rogue", "rogue.e2e.test", 80, "HTTP", endpoint{"rogue", "127.0.0.73", roguePort}),
+`) + "---\n" + originateTLS("secure.e2e.test", serverCAPath) + "---\n" + originateTLS("rogue.e2e.test", serverCAPath) + "---\n" + strings.Join([]string{
+		serviceEntryYAML("plain.e2e.test", 80, "HTTP", plain.Endpoint()),
+		serviceEntryYAML("secure.e2e.test", 80, "HTTP", endpoint{"secure", "127.0.0.72", securePort}),
+		serviceEntryYAML("rogue.e2e.test", 80, "HTTP", endpoint{"rogue", "127.0.0.73", roguePort}),
 	}, "---\n")}
 	edge(t, files)
 
 	roots := x509.NewCertPool()
 	roots.AddCert(serverCA.Leaf)
-	client := func(port int, certs ...tls.Certificate) *http.Client {
-		tr := &http.Transport{
-			TLSClientConfig: &tls.Config{ServerName: "edge.example", RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS12},
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", port))
-			},
-			ForceAttemptHTTP2: true,
-		}
-		t.Cleanup(tr.CloseIdleConnections)
-		return &http.Client{Transport: tr, Timeout: 15 * time.Second}
-	}
+	client := func(port int, certs ...tls.Certificate) *http.Client { return edgeTLSClient(t, port, roots, certs...) }
 	simple := client(simplePort)
 	waitBackend(t, 30*time.Second, simple, request{URL: "https://edge.example/"}, "plain")
 

@@ -21,6 +21,93 @@ import (
 	"github.com/strait-mesh/strait/internal/testenv"
 )
 
+// upProc is a running `strait up`.
+type upProc struct {
+	name   string // for failures
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited; err is then its exit status
+	err    error
+}
+
+// startUp runs `strait up` for dir with the binaries in bin in mode, and waits (up to 2 minutes)
+// until it prints "ready". One still running at the end of the test is interrupted (SIGINT, as
+// Ctrl-C), and killed after a minute.
+func startUp(t *testing.T, name, bin, dir, mode string) *upProc {
+	t.Helper()
+	u := &upProc{name: name, exited: make(chan struct{})}
+	u.cmd = exec.Command(filepath.Join(bin, "strait"), "up", "--dir", dir, "--bin", bin, "--mode", mode)
+	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdout, err := u.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.cmd.Stderr = u.cmd.Stdout
+	if err := u.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		u.err = u.cmd.Wait()
+		close(u.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-u.exited:
+			return
+		default:
+		}
+		_ = syscall.Kill(-u.cmd.Process.Pid, syscall.SIGINT)
+		select {
+		case <-u.exited:
+		case <-time.After(60 * time.Second):
+			_ = syscall.Kill(-u.cmd.Process.Pid, syscall.SIGKILL)
+		}
+	})
+	var output []string
+	timeout := time.After(2 * time.Minute)
+	for ready := false; !ready; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("%s: strait up exited before ready:\n%s", name, strings.Join(output, "\n"))
+			}
+			output = append(output, l)
+			ready = l == "ready"
+		case <-timeout:
+			t.Fatalf("%s: strait up not ready in 2m:\n%s", name, strings.Join(output, "\n"))
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	return u
+}
+
+// down runs `strait down` for dir and waits (up to a minute) for `strait up` to exit, without an
+// error.
+func (u *upProc) down(t *testing.T, strait, dir string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, strait, "down", "--dir", dir).CombinedOutput(); err != nil {
+		t.Fatalf("%s: strait down: %v\n%s", u.name, err, out)
+	}
+	select {
+	case <-u.exited:
+		if u.err != nil {
+			t.Fatalf("%s: strait up exited with %v", u.name, u.err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s: strait up still running after down", u.name)
+	}
+}
+
 // TestUpDownTwice runs `strait up` and `strait down` twice in a row: each time the bookstore
 // answers through the ingress on :8080 with every service contributing, and after `down` no
 // process, port or pid file is left over, so the second `up` works.
@@ -32,40 +119,7 @@ func TestUpDownTwice(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), ".strait")
 	strait := filepath.Join(bin, "strait")
 	for round := 1; round <= 2; round++ {
-		up := exec.Command(strait, "up", "--dir", dir, "--bin", bin, "--mode", "explicit")
-		up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		stdout, err := up.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		up.Stderr = up.Stdout
-		if err := up.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string, 100)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
-		var output []string
-		ready := false
-		timeout := time.After(2 * time.Minute)
-		for !ready {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("round %d: strait up exited before ready:\n%s", round, strings.Join(output, "\n"))
-				}
-				output = append(output, l)
-				ready = l == "ready"
-			case <-timeout:
-				syscall.Kill(-up.Process.Pid, syscall.SIGKILL)
-				t.Fatalf("round %d: strait up not ready in 2m:\n%s", round, strings.Join(output, "\n"))
-			}
-		}
+		up := startUp(t, fmt.Sprintf("round %d", round), bin, dir, "explicit")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		code, body, err := testenv.Get(ctx, "http://127.0.0.1:8080/api/book/0", nil)
 		cancel()
@@ -79,24 +133,9 @@ func TestUpDownTwice(t *testing.T) {
 			canary(t, strait, dir)
 		}
 
-		down, err := exec.Command(strait, "down", "--dir", dir).CombinedOutput()
-		if err != nil {
-			t.Fatalf("round %d: strait down: %v\n%s", round, err, down)
-		}
-		waitDone := make(chan error, 1)
-		go func() { waitDone <- up.Wait() }()
-		select {
-		case err := <-waitDone:
-			if err != nil {
-				t.Fatalf("round %d: strait up exited with %v", round, err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Fatalf("round %d: strait up still running after down", round)
-		}
-		for range lines {
-		}
+		up.down(t, strait, dir)
 		// Nothing left: no process of the group, no listener on the mesh's ports, no pid file.
-		if err := syscall.Kill(-up.Process.Pid, 0); err == nil {
+		if err := syscall.Kill(-up.cmd.Process.Pid, 0); err == nil {
 			t.Errorf("round %d: processes of strait up's group still run", round)
 		}
 		for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:15010", "127.0.0.1:15012", "127.0.0.1:15014", "127.0.0.1:15000"} {

@@ -20,53 +20,15 @@ import (
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/strait-mesh/strait/controlplane/ca"
 	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/internal/testenv"
+	"github.com/strait-mesh/strait/internal/testenv/meshca"
 	"github.com/strait-mesh/strait/proxy/agent"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
 )
-
-// startTestCA serves the CSR API with the certificate and bootstrap-token authenticators on
-// loopback TLS, as straitd's mesh port does, and returns its address, the authority and the
-// token issuer.
-func startTestCA(t *testing.T) (string, *ca.Authority, *ca.BootstrapTokens) {
-	t.Helper()
-	log, _ := testenv.Logger(t, "CA")
-	a, err := ca.New(ca.Options{Dir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := ca.NewBootstrapTokens(ca.BootstrapOptions{TrustDomain: a.TrustDomain()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := ca.NewService(ca.ServiceOptions{
-		Signer:         a,
-		Authenticators: []ca.Authenticator{ca.NewCertificateAuthenticator(a, nil), tokens},
-		Logger:         log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := ca.NewServingCertificate(a, ca.ServingOptions{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerTLSConfig(a, sc))))
-	svc.Register(g)
-	go g.Serve(ln)
-	t.Cleanup(g.Stop)
-	return ln.Addr().String(), a, tokens
-}
 
 // runAgentProxy runs a sidecar for default/ratings with its agent (files as strait up writes
 // them), no control plane, and its admin on a free port, until the test ends.
@@ -99,20 +61,7 @@ func runAgentProxy(t *testing.T, caAddr string, roots []byte, token string, cert
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return")
-		}
-	})
+	testenv.Go(t, "Run", 10*time.Second, p.Run)
 	return p, "http://" + admin
 }
 
@@ -130,12 +79,8 @@ func adminGet(t *testing.T, url string) string {
 var expiryGauge = regexp.MustCompile(`(?m)^istio_agent_cert_expiry_seconds\{resource_name="default"\} (\d+)$`)
 
 func TestAgentCertificateInStatsAndConfigDump(t *testing.T) {
-	caAddr, a, tokens := startTestCA(t)
-	tok, err := tokens.Mint("default", "ratings", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, admin := runAgentProxy(t, caAddr, a.TrustBundlePEM(), tok.Token, 0)
+	mesh := meshca.Start(t)
+	p, admin := runAgentProxy(t, mesh.Addr(), mesh.Authority.TrustBundlePEM(), mesh.Mint(t, "default", "ratings"), 0)
 	testenv.WaitFor(t, "the first certificate", 10*time.Second, func() bool { return p.Agent().Certificate() != nil })
 	leaf := p.Agent().Certificate().Leaf
 
@@ -227,9 +172,9 @@ func TestAgentCAUnreachableAtStart(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	_, a, _ := startTestCA(t)
+	mesh := meshca.Start(t)
 	start := time.Now()
-	p, admin := runAgentProxy(t, dead, a.TrustBundlePEM(), ca.BootstrapTokenPrefix+"unused", 300*time.Millisecond)
+	p, admin := runAgentProxy(t, dead, mesh.Authority.TrustBundlePEM(), ca.BootstrapTokenPrefix+"unused", 300*time.Millisecond)
 	// The admin serves and the proxy goes on without a certificate; the gauge is absent, not 0.
 	testenv.WaitFor(t, "the xDS client to start", 5*time.Second, func() bool {
 		return p.Agent().LastError() != nil && time.Since(start) > 300*time.Millisecond

@@ -12,11 +12,9 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -61,17 +59,10 @@ func TestXDSOverMutualTLS(t *testing.T) {
 	if err := cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer(grpc.Creds(creds))
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, serverv3.NewServer(context.Background(), cache, nil))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(lis)
-	defer g.Stop()
+	ads := testenv.StartADS(t, testenv.ADSOptions{Cache: cache, GRPC: []grpc.ServerOption{grpc.Creds(creds)}})
 
 	p, err := New(Options{
-		XDSAddress:    lis.Addr().String(),
+		XDSAddress:    ads.Addr(),
 		XDSTLS:        &XDSTLS{RootCA: filepath.Join(dir, "ca.pem"), CertChain: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")},
 		AdminAddress:  "-",
 		DrainDuration: 100 * time.Millisecond,

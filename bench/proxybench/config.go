@@ -1,6 +1,9 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Ports used by the benchmark, all on loopback.
 const (
@@ -12,70 +15,49 @@ const (
 	portHAProxy   = 18085
 	portNginxH2   = 18086 // nginx speaks h2c only on a port of its own
 	portHAProxyH2 = 18087
+	portSidecar   = 18090 // the sidecar pairs' service port, on each pair's own loopback addresses (sidecar.go)
 	portXDS       = 18010
 	portStraitd   = 18014
 )
 
 // meshConfig is the Istio configuration straitd serves to the benchmark's proxies: a backend
-// registered with a ServiceEntry, and Gateways + VirtualServices for three router proxies.
+// registered with a ServiceEntry, Gateways + VirtualServices for three router proxies, and the
+// services and Sidecar resources of the two sidecar pairs (sidecar.go).
 func meshConfig() string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: backend, namespace: bench}
-spec:
-  hosts: [backend.bench.svc.cluster.local]
+	const header = "apiVersion: networking.istio.io/v1\nkind: %s\nmetadata: {name: %s, namespace: bench}\nspec:\n"
+	// service registers <name>.bench.svc.cluster.local on port at 127.0.0.1.
+	service := func(name string, port int) string {
+		return fmt.Sprintf(header+`  hosts: [%[2]s.bench.svc.cluster.local]
   location: MESH_INTERNAL
-  ports: [{number: %[1]d, name: http, protocol: HTTP}]
+  ports: [{number: %[3]d, name: http, protocol: HTTP}]
   resolution: STATIC
   endpoints: [{address: 127.0.0.1}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: server-proxy, namespace: bench}
-spec:
-  hosts: [server-proxy.bench.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{number: %[4]d, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1}]
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: single, namespace: bench}
-spec:
-  selector: {bench: single}
-  servers: [{port: {number: %[2]d, name: http, protocol: HTTP}, hosts: ["*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: client, namespace: bench}
-spec:
-  selector: {bench: client}
+`, "ServiceEntry", name, port)
+	}
+	// gateway is an HTTP server on port for the router proxy labelled bench=<name>.
+	gateway := func(name string, port int) string {
+		return fmt.Sprintf(header+`  selector: {bench: %[2]s}
   servers: [{port: {number: %[3]d, name: http, protocol: HTTP}, hosts: ["*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: server, namespace: bench}
-spec:
-  selector: {bench: server}
-  servers: [{port: {number: %[4]d, name: http, protocol: HTTP}, hosts: ["*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: single, namespace: bench}
-spec:
-  hosts: ["*"]
-  gateways: [single, server]
-  http: [{route: [{destination: {host: backend.bench.svc.cluster.local, port: {number: %[1]d}}}]}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: client, namespace: bench}
-spec:
-  hosts: ["*"]
-  gateways: [client]
-  http: [{route: [{destination: {host: server-proxy.bench.svc.cluster.local, port: {number: %[4]d}}}]}]
-`, portBackend, portSingle, portPairFront, portPairBack)
+`, "Gateway", name, port)
+	}
+	// route sends everything through gateways to the service to on port.
+	route := func(name, gateways, to string, port int) string {
+		return fmt.Sprintf(header+`  hosts: ["*"]
+  gateways: [%[3]s]
+  http: [{route: [{destination: {host: %[4]s.bench.svc.cluster.local, port: {number: %[5]d}}}]}]
+`, "VirtualService", name, gateways, to, port)
+	}
+	return strings.Join([]string{
+		service("backend", portBackend),
+		service("server-proxy", portPairBack),
+		gateway("single", portSingle),
+		gateway("client", portPairFront),
+		gateway("server", portPairBack),
+		route("single", "single, server", "backend", portBackend),
+		route("client", "client", "server-proxy", portPairBack),
+		sidecarConfig(plainPair),
+		sidecarConfig(mtlsPair),
+	}, "---\n")
 }
 
 // nginxConfig is nginx as an equivalent reverse proxy: one worker, keep-alive to the backend.

@@ -4,6 +4,11 @@
 // 1 KiB request and response bodies, at a fixed 1,000 rps and at maximum throughput. It writes a
 // Markdown table into docs/performance.md between proxybench markers.
 //
+// It also measures a client sidecar → server sidecar pair (explicit mode on loopback addresses)
+// twice: in plaintext, and with identities from straitd's CA so that automatic mTLS makes the hop
+// mutual TLS (sidecar.go; the run fails if either hop is not what its name says), and adds a
+// table of the mTLS overhead in CPU per request and latency.
+//
 // Every proxy gets one core (GOMAXPROCS=1, one nginx worker, one HAProxy thread) pinned to CPU 1;
 // the load generator (fortio) and the backend (fortio's echo server) share CPU 0. All traffic is on
 // loopback; every run is bounded by -duration.
@@ -39,17 +44,25 @@ func main() {
 type target struct {
 	name    string
 	url     string
+	host    string // Host header, when not the URL's
 	h2      bool
-	proxies []*proc // whose CPU and memory are measured
+	proxies []*proc     // whose CPU and memory are measured
+	pair    sidecarPair // for the sidecar pairs: whose client's upstream connections are counted
 }
 
-func run(duration time.Duration, binDir, out, only string) error {
+func run(duration time.Duration, binDir, out, only string) (err error) {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "proxybench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	defer func() {
+		if err != nil { // the error names logs in work
+			log.Printf("logs kept in %s", work)
+			return
+		}
+		os.RemoveAll(work)
+	}()
 	fortio, err := findFortio(work)
 	if err != nil {
 		return err
@@ -96,8 +109,11 @@ func startStrait(ctx context.Context, work, binDir string, targets *[]target, mu
 	if err := os.WriteFile(filepath.Join(cfgDir, "bench.yaml"), []byte(meshConfig()), 0o644); err != nil {
 		return err
 	}
+	// The data dir gives straitd its CA, the mesh port (a free one) its TLS xDS and CSR API for
+	// the proxies with an identity; the router proxies and the plaintext sidecars speak plaintext xDS.
+	dataDir := filepath.Join(work, "data")
 	must(start(work, "straitd", 0, nil, filepath.Join(binDir, "straitd"), "--config-dir", cfgDir,
-		"--data-dir", filepath.Join(work, "data"), "--mesh-address", "127.0.0.1:0",
+		"--data-dir", dataDir, "--mesh-address", "127.0.0.1:0",
 		"--xds-listen", fmt.Sprintf("127.0.0.1:%d", portXDS), "--http-listen", fmt.Sprintf("127.0.0.1:%d", portStraitd)))
 	proxy := func(name, label string, admin int) *proc {
 		return must(start(work, name, 1, []string{"GOMAXPROCS=1"}, filepath.Join(binDir, "strait-proxy"),
@@ -112,10 +128,19 @@ func startStrait(ctx context.Context, work, binDir string, targets *[]target, mu
 			return fmt.Errorf("strait-proxy not ready (see %s/*.log): %w", work, err)
 		}
 	}
+	sidecars, err := startSidecars(ctx, work, binDir, fmt.Sprintf("127.0.0.1:%d", portStraitd), dataDir, must)
+	if err != nil {
+		return err
+	}
 	for _, h2 := range []bool{false, true} {
 		*targets = append(*targets,
 			target{name: "strait-proxy", url: fmt.Sprintf("http://127.0.0.1:%d/echo", portSingle), h2: h2, proxies: []*proc{single}},
 			target{name: "strait-proxy pair", url: fmt.Sprintf("http://127.0.0.1:%d/echo", portPairFront), h2: h2, proxies: []*proc{front, back}})
+		for _, t := range sidecars {
+			if t.h2 == h2 {
+				*targets = append(*targets, t)
+			}
+		}
 	}
 	return nil
 }
@@ -154,18 +179,34 @@ func finish(ctx context.Context, fortio, work, only, out string, duration time.D
 		log.Printf("haproxy not installed (apt-get install haproxy): skipped")
 	}
 
+	selected := func(t target) bool { return only == "" || strings.Contains(","+only+",", ","+t.name+",") }
+	// The mTLS sidecar pair is measured right after the plaintext pair at the same protocol and
+	// rate, so that the two runs compared in the overhead table see the same load on the machine.
+	twin := map[bool]target{}
+	for _, t := range targets {
+		if t.name == mtlsPair.name && selected(t) {
+			twin[t.h2] = t
+		}
+	}
 	var rows []row
 	for _, t := range targets {
-		if only != "" && !strings.Contains(","+only+",", ","+t.name+",") {
+		_, paired := twin[t.h2]
+		if !selected(t) || (t.name == mtlsPair.name && selected(target{name: plainPair.name})) {
 			continue
 		}
 		for _, qps := range []int{1000, 0} {
-			r, err := measure(ctx, fortio, work, t, qps, duration)
-			if err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
+			runs := []target{t}
+			if t.name == plainPair.name && paired {
+				runs = append(runs, twin[t.h2])
 			}
-			log.Printf("%s", r)
-			rows = append(rows, r)
+			for _, t := range runs {
+				r, err := measure(ctx, fortio, work, t, qps, duration)
+				if err != nil {
+					return fmt.Errorf("%s: %w", t.name, err)
+				}
+				log.Printf("%s", r)
+				rows = append(rows, r)
+			}
 		}
 	}
 	table := renderTable(rows, duration)

@@ -24,11 +24,16 @@ type row struct {
 	rssIdle       float64 // MiB, summed, before the run
 	rssLoad       float64 // MiB, summed, at the end of the run
 	proxies       int
+	newConns      int64 // sidecar pairs: connections the client sidecar opened to the server sidecar during the run; -1 elsewhere
 }
 
 func (r row) String() string {
-	return fmt.Sprintf("%-18s %-3s qps=%-5d actual=%.0f p50=%.3fms p99=%.3fms errors=%d cpu/1k=%.3fs rss=%.1f/%.1fMiB",
+	s := fmt.Sprintf("%-18s %-3s qps=%-5d actual=%.0f p50=%.3fms p99=%.3fms errors=%d cpu/1k=%.3fs rss=%.1f/%.1fMiB",
 		r.name, proto(r.h2), r.qps, r.actualQPS, r.p50, r.p99, r.errors, r.cpuPer1k, r.rssIdle, r.rssLoad)
+	if r.newConns >= 0 {
+		s += fmt.Sprintf(" new-upstream-conns=%d", r.newConns)
+	}
+	return s
 }
 
 func proto(h2 bool) string {
@@ -54,7 +59,7 @@ type fortioResult struct {
 // measure runs fortio against t for d at qps (0 = as fast as possible) with 1 KiB POST bodies
 // echoed back, and samples the proxies' CPU time and RSS around the run.
 func measure(ctx context.Context, fortio, work string, t target, qps int, d time.Duration) (row, error) {
-	r := row{name: t.name, h2: t.h2, qps: qps, proxies: len(t.proxies)}
+	r := row{name: t.name, h2: t.h2, qps: qps, proxies: len(t.proxies), newConns: -1}
 	conns := "16"
 	q := fmt.Sprint(qps)
 	if qps == 0 {
@@ -64,6 +69,16 @@ func measure(ctx context.Context, fortio, work string, t target, qps int, d time
 	// Warm up connections and pools briefly (bounded), unmeasured.
 	if err := runFortio(ctx, fortio, work, t, "200", "4", 2*time.Second, filepath.Join(work, "warm.json")); err != nil {
 		return r, fmt.Errorf("warm-up: %w", err)
+	}
+	// For a sidecar pair, the connections its client sidecar opens to the server sidecar (each
+	// one a TLS handshake in the mTLS pair): few when connections are reused.
+	cxStat := "cluster." + t.pair.cluster() + ".upstream_cx_total"
+	var cx0 int64
+	if t.pair.service != "" {
+		var err error
+		if cx0, err = statValue(ctx, t.pair.clientAdm, cxStat); err != nil {
+			return r, err
+		}
 	}
 	cpu0 := make([]float64, len(t.proxies))
 	for i, p := range t.proxies {
@@ -78,6 +93,13 @@ func measure(ctx context.Context, fortio, work string, t target, qps int, d time
 	for i, p := range t.proxies {
 		cpu += p.cpuSeconds() - cpu0[i]
 		r.rssLoad += p.rssMiB()
+	}
+	if t.pair.service != "" {
+		cx1, err := statValue(ctx, t.pair.clientAdm, cxStat)
+		if err != nil {
+			return r, err
+		}
+		r.newConns = cx1 - cx0
 	}
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
@@ -115,6 +137,9 @@ func runFortio(ctx context.Context, fortio, work string, t target, qps, conns st
 		"-p", "50,90,99", "-json", jsonPath, "-logger-json=false", "-nocatchup", "-allow-initial-errors"}
 	if t.h2 {
 		args = append(args, "-h2")
+	}
+	if t.host != "" {
+		args = append(args, "-H", "Host: "+t.host)
 	}
 	args = append(args, t.url+"?size=1024")
 	cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", "0", fortio}, args...)...)
@@ -169,7 +194,46 @@ func renderTable(rows []row, d time.Duration) string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.3f | %.3f | %.3f | %d | %s | %s | %s |\n",
 			r.name, proto(r.h2), target, r.actualQPS, r.p50, r.p90, r.p99, r.errors, cpu, idle, load)
 	}
+	b.WriteString(mtlsTable(rows))
 	b.WriteString("\nReproduce: `make build && go run ./bench/proxybench -duration " + d.String() + "`\n" + markEnd + "\n")
+	return b.String()
+}
+
+// mtlsTable compares the sidecar pair with mutual TLS to the same pair in plaintext, row by row
+// of the same run (empty when either was not measured).
+func mtlsTable(rows []row) string {
+	type key struct {
+		h2  bool
+		qps int
+	}
+	plain := map[key]row{}
+	for _, r := range rows {
+		if r.name == plainPair.name {
+			plain[key{r.h2, r.qps}] = r
+		}
+	}
+	var b strings.Builder
+	for _, m := range rows {
+		p, ok := plain[key{m.h2, m.qps}]
+		if m.name != mtlsPair.name || !ok {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("\nmTLS overhead: the sidecar pair with identities from straitd's CA, whose hop is mutual TLS (automatic mTLS), against the same sidecar pair in plaintext, in the same run. CPU-s are summed over both sidecars; new connections are those the client sidecar opened to the server sidecar during the run (in the mTLS pair each is a full TLS handshake).\n\n")
+			b.WriteString("| proto | target rps | achieved rps, plaintext / mTLS | CPU-s / 1k req, plaintext | CPU-s / 1k req, mTLS | mTLS CPU per request | p50 ms, plaintext / mTLS | p99 ms, plaintext / mTLS | new connections, plaintext / mTLS |\n")
+			b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+		}
+		target := "max"
+		if m.qps > 0 {
+			target = fmt.Sprint(m.qps)
+		}
+		over := "–"
+		if p.cpuPer1k > 0 {
+			over = fmt.Sprintf("%+.1f %%", (m.cpuPer1k/p.cpuPer1k-1)*100)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f / %.0f | %.3f | %.3f | %s | %.3f / %.3f | %.3f / %.3f | %d / %d |\n",
+			proto(m.h2), target, p.actualQPS, m.actualQPS, p.cpuPer1k, m.cpuPer1k, over, p.p50, m.p50, p.p99, m.p99, p.newConns, m.newConns)
+	}
 	return b.String()
 }
 

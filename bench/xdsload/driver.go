@@ -17,7 +17,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -284,80 +283,37 @@ func (p *simProxy) stream(ctx context.Context, addr string) error {
 		return fmt.Errorf("dialing: %w", err)
 	}
 	defer cc.Close()
-	ads := discovery.NewAggregatedDiscoveryServiceClient(cc)
-	if p.sotw {
-		return p.sotwStream(ctx, ads)
-	}
-	st, err := ads.DeltaAggregatedResources(ctx)
+	st, err := openStream(ctx, discovery.NewAggregatedDiscoveryServiceClient(cc), p.sotw)
 	if err != nil {
 		return fmt.Errorf("opening stream: %w", err)
 	}
 	for i, t := range subscribed {
-		req := &discovery.DeltaDiscoveryRequest{TypeUrl: t}
+		var n *corev3.Node
 		if i == 0 {
-			req.Node = p.node
+			n = p.node
 		}
-		if err := st.Send(req); err != nil {
+		if err := st.send(t, n, "", ""); err != nil {
 			return fmt.Errorf("subscribing: %w", err)
 		}
 	}
 	for {
-		resp, err := st.Recv()
+		resp, err := st.recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return fmt.Errorf("receiving: %w", err)
 		}
-		if err := st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}); err != nil {
-			return fmt.Errorf("acking: %w", err)
-		}
-		var names []string
-		for _, r := range resp.GetResources() {
-			names = append(names, r.GetName())
-		}
-		p.record(resp.GetTypeUrl(), false, names, resp.GetRemovedResources())
-	}
-}
-
-// sotwStream is stream over state-of-the-world ADS (-sotw).
-func (p *simProxy) sotwStream(ctx context.Context, ads discovery.AggregatedDiscoveryServiceClient) error {
-	st, err := ads.StreamAggregatedResources(ctx)
-	if err != nil {
-		return fmt.Errorf("opening stream: %w", err)
-	}
-	for i, t := range subscribed {
-		req := &discovery.DiscoveryRequest{TypeUrl: t}
-		if i == 0 {
-			req.Node = p.node
-		}
-		if err := st.Send(req); err != nil {
-			return fmt.Errorf("subscribing: %w", err)
-		}
-	}
-	for {
-		resp, err := st.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("receiving: %w", err)
-		}
-		if err := st.Send(&discovery.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), VersionInfo: resp.GetVersionInfo(),
-			ResponseNonce: resp.GetNonce()}); err != nil {
+		if err := st.send(resp.typ, nil, resp.version, resp.nonce); err != nil {
 			return fmt.Errorf("acking: %w", err)
 		}
 		var names []string
 		if p.names != nil { // only proxy 0 reports what it holds
-			for _, a := range resp.GetResources() {
-				m, err := a.UnmarshalNew()
-				if err != nil {
-					return fmt.Errorf("decoding %s: %w", resp.GetTypeUrl(), err)
-				}
-				names = append(names, cache.GetResourceName(m))
+			if names, err = resp.names(); err != nil {
+				return err
 			}
 		}
-		p.record(resp.GetTypeUrl(), true, names, nil)
+		p.record(resp.typ, p.sotw, names, resp.removed)
 	}
 }
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -41,44 +43,37 @@ func iptablesCmd() *cobra.Command {
 		}
 		return o.Families
 	}
-	install := &cobra.Command{
-		Use:   "install",
-		Short: "Redirect this network namespace's TCP traffic to the sidecar (15001 out, 15006 in)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+	// command runs run with the parsed options, or with --dry-run prints what it would do.
+	command := func(use, short string, dry func(io.Writer, intercept.Options) error, run func(context.Context, intercept.Options) error) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := parse()
 			if err != nil {
 				return err
 			}
 			if dryRun {
-				for _, fam := range families(o) {
-					rules, err := intercept.Rules(c, fam)
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "# %s (%s --noflush)\n%s", fam, restoreName(fam), rules)
+				return dry(cmd.OutOrStdout(), o)
+			}
+			return run(cmd.Context(), o)
+		}}
+	}
+	install := command("install", "Redirect this network namespace's TCP traffic to the sidecar (15001 out, 15006 in)",
+		func(w io.Writer, o intercept.Options) error {
+			for _, fam := range families(o) {
+				rules, err := intercept.Rules(c, fam)
+				if err != nil {
+					return err
 				}
-				return nil
+				fmt.Fprintf(w, "# %s (%s --noflush)\n%s", fam, restoreName(fam), rules)
 			}
-			return intercept.Install(cmd.Context(), c, o)
+			return nil
 		},
-	}
-	uninstall := &cobra.Command{
-		Use:   "uninstall",
-		Short: "Remove every rule and chain `install` created",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			o, err := parse()
-			if err != nil {
-				return err
-			}
-			if dryRun {
-				fmt.Fprintf(cmd.OutOrStdout(), "# would remove the jumps to and the chains %s\n", strings.Join(intercept.Chains, ", "))
-				return nil
-			}
-			return intercept.Uninstall(cmd.Context(), o)
+		func(ctx context.Context, o intercept.Options) error { return intercept.Install(ctx, c, o) })
+	uninstall := command("uninstall", "Remove every rule and chain `install` created",
+		func(w io.Writer, _ intercept.Options) error {
+			fmt.Fprintf(w, "# would remove the jumps to and the chains %s\n", strings.Join(intercept.Chains, ", "))
+			return nil
 		},
-	}
+		intercept.Uninstall)
 	cmd := &cobra.Command{
 		Use:   "iptables",
 		Short: "Install or remove traffic interception in the current network namespace (as istio-iptables)",

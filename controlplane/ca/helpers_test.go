@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"net/url"
 	"sync"
 	"testing"
@@ -102,37 +101,24 @@ func mustParseCSR(t testing.TB, p string) *x509.CertificateRequest {
 // itself would never sign (two URI SANs, another trust domain, expired).
 func issue(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, parentKey crypto.Signer) *x509.Certificate {
 	t.Helper()
-	if tmpl.SerialNumber == nil {
-		tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
-	}
 	if parent == nil {
 		parent = tmpl
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
+	c, err := newCertificate(tmpl, parent, pub, parentKey)
 	if err != nil {
-		t.Fatalf("CreateCertificate: %v", err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("ParseCertificate: %v", err)
+		t.Fatalf("issuing a test certificate: %v", err)
 	}
 	return c
 }
 
 // leafTemplate is a workload certificate template like Sign's, for the given SPIFFE IDs.
 func leafTemplate(now time.Time, uris ...string) *x509.Certificate {
-	tmpl := &x509.Certificate{
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-	}
+	var parsed []*url.URL
 	for _, u := range uris {
 		pu, _ := url.Parse(u)
-		tmpl.URIs = append(tmpl.URIs, pu)
+		parsed = append(parsed, pu)
 	}
-	return tmpl
+	return workloadTemplate(now.Add(-time.Minute), now.Add(time.Hour), parsed...)
 }
 
 // caTemplate is a CA certificate template.

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -210,16 +211,9 @@ func TestPluginLeafLifetimeCappedByChain(t *testing.T) {
 	}
 }
 
+// equalCerts reports whether a and b hold the same certificates in the same order.
 func equalCerts(a, b []*x509.Certificate) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !a[i].Equal(b[i]) {
-			return false
-		}
-	}
-	return true
+	return slices.EqualFunc(a, b, (*x509.Certificate).Equal)
 }
 
 func subjects(cs []*x509.Certificate) []string {

@@ -2,7 +2,6 @@ package ca
 
 import (
 	"crypto"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -97,13 +96,8 @@ func (a *Authority) newRoot() (crypto.Signer, *x509.Certificate, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, err
-	}
 	now := a.opts.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
 		Subject:               pkix.Name{Organization: []string{a.opts.TrustDomain}},
 		NotBefore:             now.Add(-rootBackdate),
 		NotAfter:              now.Add(a.opts.RootLifetime),
@@ -111,13 +105,9 @@ func (a *Authority) newRoot() (crypto.Signer, *x509.Certificate, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	cert, err := newCertificate(tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating self-signed root: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, fmt.Errorf("parsing new root: %w", err)
 	}
 	return key, cert, nil
 }

@@ -46,20 +46,10 @@ func startMeshPort(t *testing.T) *meshPort {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := NewService(ServiceOptions{
-		Signer:         a,
-		Authenticators: []Authenticator{NewCertificateAuthenticator(a, nil), tokens},
-		Logger:         log,
-	})
+	g, err := NewMeshServer(a, tokens, ServingOptions{Logger: log}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := NewServingCertificate(a, ServingOptions{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(ServerTLSConfig(a, sc))))
-	svc.Register(g)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -107,17 +106,12 @@ func (s *ServingCertificate) issueLocked() error {
 	if err != nil {
 		return fmt.Errorf("issuing straitd's serving certificate: %w", err)
 	}
-	serial, err := newSerial()
-	if err != nil {
-		return fmt.Errorf("issuing straitd's serving certificate: %w", err)
-	}
 	now := s.a.Now()
 	notAfter := now.Add(s.o.Lifetime)
 	if notAfter.After(st.notAfter) {
 		notAfter = st.notAfter
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
 		NotBefore:             now.Add(-min(maxBackdate, s.o.Lifetime/10)),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
@@ -126,15 +120,11 @@ func (s *ServingCertificate) issueLocked() error {
 		DNSNames:              s.o.DNSNames,
 		IPAddresses:           s.o.IPs,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, st.cert, key.Public(), st.signer)
+	leaf, err := newCertificate(tmpl, st.cert, key.Public(), st.signer)
 	if err != nil {
 		return fmt.Errorf("issuing straitd's serving certificate: %w", err)
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return fmt.Errorf("parsing straitd's serving certificate: %w", err)
-	}
-	chain := [][]byte{der}
+	chain := [][]byte{leaf.Raw}
 	for _, c := range st.chain {
 		chain = append(chain, c.Raw)
 	}

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
@@ -93,29 +94,47 @@ func (a *Authority) Sign(req SignRequest) (*Certificate, error) {
 	if !notAfter.After(now) {
 		return nil, fmt.Errorf("signing %s: the CA's signing chain expired at %s", req.Identity, st.notAfter.UTC().Format(time.RFC3339))
 	}
-	serial, err := newSerial()
+	tmpl := workloadTemplate(now.Add(-min(maxBackdate, lifetime/10)), notAfter, req.Identity.URL())
+	leaf, err := newCertificate(tmpl, st.cert, req.CSR.PublicKey, st.signer)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("signing %s: %w", req.Identity, err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		NotBefore:             now.Add(-min(maxBackdate, lifetime/10)),
+	return &Certificate{Leaf: leaf, Intermediates: st.chain, Roots: st.roots}, nil
+}
+
+// workloadTemplate is the template of a workload certificate (see Sign) with the URI SANs uris.
+func workloadTemplate(notBefore, notAfter time.Time, uris ...*url.URL) *x509.Certificate {
+	return &x509.Certificate{
+		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  false,
-		URIs:                  []*url.URL{req.Identity.URL()},
+		URIs:                  uris,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, st.cert, req.CSR.PublicKey, st.signer)
+}
+
+// newCertificate has parentKey sign tmpl for pub as issued by parent (tmpl itself for a
+// self-signed certificate) and returns the parsed certificate. A tmpl without a serial number
+// gets a random one (newSerial).
+func newCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, parentKey crypto.Signer) (*x509.Certificate, error) {
+	if tmpl.SerialNumber == nil {
+		serial, err := newSerial()
+		if err != nil {
+			return nil, err
+		}
+		tmpl.SerialNumber = serial
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
 	if err != nil {
-		return nil, fmt.Errorf("signing %s: %w", req.Identity, err)
+		return nil, err
 	}
-	leaf, err := x509.ParseCertificate(der)
+	c, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("parsing the certificate signed for %s: %w", req.Identity, err)
+		return nil, fmt.Errorf("parsing the new certificate: %w", err)
 	}
-	return &Certificate{Leaf: leaf, Intermediates: st.chain, Roots: st.roots}, nil
+	return c, nil
 }
 
 // newSerial returns a random, positive 128-bit serial number (RFC 5280 allows up to 20 octets).

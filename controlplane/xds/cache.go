@@ -182,13 +182,7 @@ func (c *snapshotCache) CreateWatch(req *cache.Request, sub cache.Subscription, 
 		ch <- resp
 		return func() {}, nil
 	}
-	id := c.watchID.Add(1)
-	n.watches[id] = &sotwWatch{req: req, sub: sub, ch: ch}
-	return func() {
-		n.mu.Lock()
-		delete(n.watches, id)
-		n.mu.Unlock()
-	}, nil
+	return addWatch(c, n, n.watches, &sotwWatch{req: req, sub: sub, ch: ch}), nil
 }
 
 // CreateDeltaWatch implements cache.ConfigWatcher for Delta.
@@ -203,13 +197,18 @@ func (c *snapshotCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subs
 		ch <- resp
 		return nil, nil
 	}
+	return addWatch(c, n, n.deltas, &deltaWatch{req: req, sub: sub, ch: ch}), nil
+}
+
+// addWatch adds w to watches, one of n's (its lock held), and returns the function that removes it.
+func addWatch[W any](c *snapshotCache, n *nodeCache, watches map[int64]W, w W) func() {
 	id := c.watchID.Add(1)
-	n.deltas[id] = &deltaWatch{req: req, sub: sub, ch: ch}
+	watches[id] = w
 	return func() {
 		n.mu.Lock()
-		delete(n.deltas, id)
+		delete(watches, id)
 		n.mu.Unlock()
-	}, nil
+	}
 }
 
 // Fetch implements cache.ConfigFetcher; Strait serves xDS over streams only.

@@ -56,15 +56,133 @@ type typeState struct {
 type adsClient struct {
 	t      *testing.T
 	delta  bool
-	cc     *grpc.ClientConn
-	cancel context.CancelFunc
-	sotw   discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
-	dstr   discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	close  func() // ends the stream and the connection
+	stream adsStream
 	reject string
 	done   chan error
 
 	mu    sync.Mutex
 	types map[string]*typeState
+}
+
+// adsStream is a SotW or a Delta ADS stream, as the test client uses either.
+type adsStream interface {
+	// send sends a request for typ: a subscription (with the node on the stream's first), or the
+	// ACK (nack nil) or NACK of the response with nonce. version is the last accepted (SotW only).
+	send(typ string, n *corev3.Node, version, nonce string, nack error) error
+	recv() (adsResponse, error)
+}
+
+// adsResponse is one response as the test clients see it.
+type adsResponse struct {
+	typ, nonce string
+	version    string       // version_info (SotW) or system_version_info (Delta)
+	resources  []*anypb.Any // the resources in it
+	names      []string     // their names
+	versions   []string     // Delta: their versions
+	replace    bool         // SotW: the resources replace all those held
+	removed    []string     // Delta: the resources it removes
+}
+
+// apply records the accepted response r in ts.
+func (r adsResponse) apply(ts *typeState) {
+	ts.version = r.version
+	if r.replace {
+		ts.resources = map[string]string{}
+	}
+	for i, n := range r.names {
+		ts.resources[n] = ""
+		if r.versions != nil {
+			ts.resources[n] = r.versions[i]
+		}
+	}
+	for _, n := range r.removed {
+		delete(ts.resources, n)
+	}
+}
+
+// errorDetail is a NACK's error_detail (nil for an ACK).
+func errorDetail(nack error) *rpcstatus.Status {
+	if nack == nil {
+		return nil
+	}
+	return &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: nack.Error()}
+}
+
+type sotwClientStream struct {
+	discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+}
+
+func (s sotwClientStream) send(typ string, n *corev3.Node, version, nonce string, nack error) error {
+	return s.Send(&discovery.DiscoveryRequest{TypeUrl: typ, Node: n, VersionInfo: version, ResponseNonce: nonce, ErrorDetail: errorDetail(nack)})
+}
+
+func (s sotwClientStream) recv() (adsResponse, error) {
+	resp, err := s.Recv()
+	r := adsResponse{typ: resp.GetTypeUrl(), nonce: resp.GetNonce(), version: resp.GetVersionInfo(), resources: resp.GetResources(), replace: true}
+	for _, a := range r.resources {
+		m, err := anypb.UnmarshalNew(a, protoUnmarshalOptions)
+		if err != nil {
+			return adsResponse{}, err
+		}
+		r.names = append(r.names, cache.GetResourceName(m))
+	}
+	return r, err
+}
+
+type deltaClientStream struct {
+	discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+}
+
+func (s deltaClientStream) send(typ string, n *corev3.Node, _, nonce string, nack error) error {
+	return s.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: typ, Node: n, ResponseNonce: nonce, ErrorDetail: errorDetail(nack)})
+}
+
+func (s deltaClientStream) recv() (adsResponse, error) {
+	resp, err := s.Recv()
+	r := adsResponse{typ: resp.GetTypeUrl(), nonce: resp.GetNonce(), version: resp.GetSystemVersionInfo(), removed: resp.GetRemovedResources()}
+	for _, res := range resp.GetResources() {
+		r.resources = append(r.resources, res.GetResource())
+		r.names = append(r.names, res.GetName())
+		r.versions = append(r.versions, res.GetVersion())
+	}
+	return r, err
+}
+
+// dialADS connects to the ADS server at addr. The streams opened with ctx end when closeConn is
+// called, at the end of the test, or after life (0: no limit).
+func dialADS(t *testing.T, addr string, life time.Duration) (ads discovery.AggregatedDiscoveryServiceClient, ctx context.Context, closeConn func()) {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cancel context.CancelFunc
+	if life > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), life)
+	} else {
+		ctx, cancel = context.WithCancel(context.Background())
+	}
+	closeConn = func() { cancel(); _ = cc.Close() }
+	t.Cleanup(closeConn)
+	return discovery.NewAggregatedDiscoveryServiceClient(cc), ctx, closeConn
+}
+
+// openStream opens a Delta or a SotW ADS stream.
+func openStream(ctx context.Context, t *testing.T, ads discovery.AggregatedDiscoveryServiceClient, delta bool) adsStream {
+	t.Helper()
+	if delta {
+		s, err := ads.DeltaAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return deltaClientStream{s}
+	}
+	s, err := ads.StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sotwClientStream{s}
 }
 
 // testNode builds a node with the given ID and metadata strings.
@@ -83,53 +201,24 @@ func sidecarID(ip, name, ns string) string {
 // dial connects a client; it fails the test only for dial errors, stream errors are in done.
 func dial(t *testing.T, addr string, delta bool, n *corev3.Node, reject string) *adsClient {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &adsClient{t: t, delta: delta, cc: cc, cancel: cancel, reject: reject, done: make(chan error, 1),
+	ads, ctx, closeConn := dialADS(t, addr, 0)
+	c := &adsClient{t: t, delta: delta, close: closeConn, reject: reject, done: make(chan error, 1),
 		types: make(map[string]*typeState)}
 	for _, typ := range allTypes {
 		c.types[typ] = &typeState{resources: map[string]string{}}
 	}
-	ads := discovery.NewAggregatedDiscoveryServiceClient(cc)
-	if delta {
-		if c.dstr, err = ads.DeltaAggregatedResources(ctx); err != nil {
+	c.stream = openStream(ctx, t, ads, delta)
+	for i, typ := range allTypes {
+		var first *corev3.Node
+		if i == 0 {
+			first = n
+		}
+		if err := c.stream.send(typ, first, "", "", nil); err != nil && err != io.EOF { // EOF: the status comes from Recv
 			t.Fatal(err)
 		}
-		for i, typ := range allTypes {
-			req := &discovery.DeltaDiscoveryRequest{TypeUrl: typ}
-			if i == 0 {
-				req.Node = n
-			}
-			if err := c.dstr.Send(req); err != nil && err != io.EOF { // EOF: the status comes from Recv
-				t.Fatal(err)
-			}
-		}
-		go c.deltaLoop()
-	} else {
-		if c.sotw, err = ads.StreamAggregatedResources(ctx); err != nil {
-			t.Fatal(err)
-		}
-		for i, typ := range allTypes {
-			req := &discovery.DiscoveryRequest{TypeUrl: typ}
-			if i == 0 {
-				req.Node = n
-			}
-			if err := c.sotw.Send(req); err != nil && err != io.EOF { // EOF: the status comes from Recv
-				t.Fatal(err)
-			}
-		}
-		go c.sotwLoop()
 	}
-	t.Cleanup(c.close)
+	go c.loop()
 	return c
-}
-
-func (c *adsClient) close() {
-	c.cancel()
-	_ = c.cc.Close()
 }
 
 // rejects returns the NACK error for a CDS response naming a rejected resource.
@@ -145,81 +234,26 @@ func (c *adsClient) rejects(typ string, names []string) error {
 	return nil
 }
 
-func (c *adsClient) sotwLoop() {
+// loop receives responses and ACKs or NACKs each until the stream ends.
+func (c *adsClient) loop() {
 	for {
-		resp, err := c.sotw.Recv()
+		r, err := c.stream.recv()
 		if err != nil {
 			c.done <- err
 			return
 		}
-		names := make([]string, 0, len(resp.GetResources()))
-		for _, a := range resp.GetResources() {
-			m, err := anypb.UnmarshalNew(a, protoUnmarshalOptions)
-			if err != nil {
-				c.done <- err
-				return
-			}
-			names = append(names, cache.GetResourceName(m))
-		}
-		typ := resp.GetTypeUrl()
-		rejectErr := c.rejects(typ, names)
+		rejectErr := c.rejects(r.typ, r.names)
 		c.mu.Lock()
-		ts := c.types[typ]
+		ts := c.types[r.typ]
 		ts.responses++
 		if rejectErr == nil {
-			ts.version = resp.GetVersionInfo()
-			ts.resources = map[string]string{}
-			for _, n := range names {
-				ts.resources[n] = ""
-			}
+			r.apply(ts)
 		} else {
 			ts.nacks++
 		}
-		req := &discovery.DiscoveryRequest{TypeUrl: typ, VersionInfo: ts.version, ResponseNonce: resp.GetNonce()}
+		version := ts.version
 		c.mu.Unlock()
-		if rejectErr != nil {
-			req.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: rejectErr.Error()}
-		}
-		if err := c.sotw.Send(req); err != nil {
-			c.done <- err
-			return
-		}
-	}
-}
-
-func (c *adsClient) deltaLoop() {
-	for {
-		resp, err := c.dstr.Recv()
-		if err != nil {
-			c.done <- err
-			return
-		}
-		names := make([]string, 0, len(resp.GetResources()))
-		for _, r := range resp.GetResources() {
-			names = append(names, r.GetName())
-		}
-		typ := resp.GetTypeUrl()
-		rejectErr := c.rejects(typ, names)
-		c.mu.Lock()
-		ts := c.types[typ]
-		ts.responses++
-		if rejectErr == nil {
-			ts.version = resp.GetSystemVersionInfo()
-			for _, r := range resp.GetResources() {
-				ts.resources[r.GetName()] = r.GetVersion()
-			}
-			for _, n := range resp.GetRemovedResources() {
-				delete(ts.resources, n)
-			}
-		} else {
-			ts.nacks++
-		}
-		c.mu.Unlock()
-		req := &discovery.DeltaDiscoveryRequest{TypeUrl: typ, ResponseNonce: resp.GetNonce()}
-		if rejectErr != nil {
-			req.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: rejectErr.Error()}
-		}
-		if err := c.dstr.Send(req); err != nil {
+		if err := c.stream.send(r.typ, nil, version, r.nonce, rejectErr); err != nil {
 			c.done <- err
 			return
 		}

@@ -1,7 +1,6 @@
 package xds
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -10,10 +9,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -76,72 +72,37 @@ func resourceNames(t *testing.T, typeURL string, anys []*anypb.Any) []string {
 
 func openOrderClient(t *testing.T, addr, id string, delta bool) *orderClient {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(func() { cancel(); _ = cc.Close() })
+	ads, ctx, _ := dialADS(t, addr, 30*time.Second)
 	c := &orderClient{t: t, held: map[string]map[string]bool{}}
-	ads := discovery.NewAggregatedDiscoveryServiceClient(cc)
+	st := openStream(ctx, t, ads, delta)
 	n := testNode(id, nil)
-	if delta {
-		st, err := ads.DeltaAggregatedResources(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, typ := range orderedTypes {
-			if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: n, TypeUrl: typ}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		c.recv = func() event {
-			resp, err := st.Recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			typ := resp.GetTypeUrl()
-			held := c.held[typ]
-			if held == nil || typ == resource.RouteType {
-				held = map[string]bool{}
-				c.held[typ] = held
-			}
-			var anys []*anypb.Any
-			for _, r := range resp.GetResources() {
-				anys = append(anys, r.GetResource())
-			}
-			for _, name := range resourceNames(t, typ, anys) {
-				held[name] = true
-			}
-			for _, name := range resp.GetRemovedResources() {
-				delete(held, name)
-			}
-			return event{typeURL: typ, names: keys(held), ack: func() {
-				if err := st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: typ, ResponseNonce: resp.GetNonce()}); err != nil {
-					t.Fatal(err)
-				}
-			}}
-		}
-		return c
-	}
-	st, err := ads.StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, typ := range orderedTypes {
-		if err := st.Send(&discovery.DiscoveryRequest{Node: n, TypeUrl: typ}); err != nil {
+		if err := st.send(typ, n, "", "", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	c.recv = func() event {
-		resp, err := st.Recv()
+		r, err := st.recv()
 		if err != nil {
 			t.Fatal(err)
 		}
-		typ := resp.GetTypeUrl()
-		return event{typeURL: typ, names: resourceNames(t, typ, resp.GetResources()), ack: func() {
-			if err := st.Send(&discovery.DiscoveryRequest{TypeUrl: typ, VersionInfo: resp.GetVersionInfo(),
-				ResponseNonce: resp.GetNonce()}); err != nil {
+		names := resourceNames(t, r.typ, r.resources)
+		if delta { // the client holds what it was sent until it is removed
+			held := c.held[r.typ]
+			if held == nil || r.typ == resource.RouteType {
+				held = map[string]bool{}
+				c.held[r.typ] = held
+			}
+			for _, name := range names {
+				held[name] = true
+			}
+			for _, name := range r.removed {
+				delete(held, name)
+			}
+			names = keys(held)
+		}
+		return event{typeURL: r.typ, names: names, ack: func() {
+			if err := st.send(r.typ, nil, r.version, r.nonce, nil); err != nil {
 				t.Fatal(err)
 			}
 		}}

@@ -3,8 +3,10 @@ package testenv
 import (
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Serve accepts connections on ln until the test ends, and runs handle for each on a goroutine
@@ -58,11 +60,33 @@ func Serve(t testing.TB, ln net.Listener, handle func(net.Conn)) string {
 // ServeTCP is Serve on a new TCP listener on addr ("127.0.0.1:0" for loopback).
 func ServeTCP(t testing.TB, addr string, handle func(net.Conn)) string {
 	t.Helper()
+	return Serve(t, Listen(t, addr), handle)
+}
+
+// Listen opens a TCP listener on addr ("127.0.0.1:0" for a free loopback port), closed at the
+// end of the test.
+func Listen(t testing.TB, addr string) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Serve(t, ln, handle)
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// ServeHTTP serves srv on ln until the test ends, when it closes srv, and returns ln's address.
+func ServeHTTP(t testing.TB, ln net.Listener, srv *http.Server) string {
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// HTTPBackend serves h with net/http's defaults on a free loopback port until the test ends, and
+// returns its address.
+func HTTPBackend(t testing.TB, h http.HandlerFunc) string {
+	t.Helper()
+	return ServeHTTP(t, Listen(t, "127.0.0.1:0"), &http.Server{Handler: h})
 }
 
 // TCPEcho is a TCP server on loopback that writes greeting (which may be empty) to each
@@ -80,4 +104,27 @@ func TCPEcho(t testing.TB, greeting string) string {
 			_ = tc.CloseWrite()
 		}
 	})
+}
+
+// Exchange dials addr, writes each part (pausing for pause between them, so that each arrives on
+// its own) and reads until the server closes the connection, for up to 10 s. It returns what it
+// read and the read's error: nil when the server closed the connection. Parts after one the
+// server did not take are not written.
+func Exchange(t testing.TB, addr string, pause time.Duration, parts ...string) ([]byte, error) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	for i, p := range parts {
+		if i > 0 {
+			time.Sleep(pause)
+		}
+		if _, err := io.WriteString(c, p); err != nil {
+			break // the server already closed: the rest is not read by anyone
+		}
+	}
+	return io.ReadAll(c)
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/stats"
 )
 
@@ -30,14 +31,7 @@ func serve(t *testing.T, src Source, sock string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	t.Cleanup(func() {
-		s.Close()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	testenv.ServeUntilEnd(t, s.Serve, s.Close)
 	return s
 }
 

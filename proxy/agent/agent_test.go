@@ -19,121 +19,27 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/strait-mesh/strait/controlplane/ca"
 	"github.com/strait-mesh/strait/internal/testenv"
+	"github.com/strait-mesh/strait/internal/testenv/meshca"
 	"github.com/strait-mesh/strait/proxy/agent"
 )
 
 const ratingsID = "spiffe://cluster.local/ns/default/sa/ratings"
 
-// testCA is straitd's mesh port in miniature: the CSR service with the certificate and
-// bootstrap-token authenticators, on a gRPC server whose TLS is ca.ServerTLSConfig. It can be
-// stopped and restarted on the same address.
-type testCA struct {
-	a      *ca.Authority
-	tokens *ca.BootstrapTokens
-	svc    *ca.Service
-	sc     *ca.ServingCertificate
-	addr   string
-	logs   *testenv.SyncBuffer
-
-	mu sync.Mutex
-	g  *grpc.Server
-}
-
-func startCA(t *testing.T) *testCA {
-	t.Helper()
-	log, logs := testenv.Logger(t, "CA")
-	a, err := ca.New(ca.Options{Dir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := ca.NewBootstrapTokens(ca.BootstrapOptions{TrustDomain: a.TrustDomain()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := ca.NewService(ca.ServiceOptions{
-		Signer:         a,
-		Authenticators: []ca.Authenticator{ca.NewCertificateAuthenticator(a, nil), tokens},
-		Logger:         log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := ca.NewServingCertificate(a, ca.ServingOptions{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &testCA{a: a, tokens: tokens, svc: svc, sc: sc, addr: ln.Addr().String(), logs: logs}
-	c.serve(ln)
-	t.Cleanup(c.stop)
-	return c
-}
-
-func (c *testCA) serve(ln net.Listener) {
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerTLSConfig(c.a, c.sc))))
-	c.svc.Register(g)
-	c.mu.Lock()
-	c.g = g
-	c.mu.Unlock()
-	go g.Serve(ln)
-}
-
-func (c *testCA) stop() {
-	c.mu.Lock()
-	g := c.g
-	c.g = nil
-	c.mu.Unlock()
-	if g != nil {
-		g.Stop()
-	}
-}
-
-func (c *testCA) restart(t *testing.T) {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if ln, err = net.Listen("tcp", c.addr); err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("listening again on %s: %v", c.addr, err)
-	}
-	c.serve(ln)
-}
-
-func (c *testCA) mint(t *testing.T, ns, sa string) string {
-	t.Helper()
-	tok, err := c.tokens.Mint(ns, sa, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok.Token
-}
-
 // startAgent runs an agent for default/ratings against c until the test ends.
-func startAgent(t *testing.T, c *testCA, mod func(*agent.Options)) (*agent.Agent, *testenv.SyncBuffer) {
+func startAgent(t *testing.T, c *meshca.Server, mod func(*agent.Options)) (*agent.Agent, *testenv.SyncBuffer) {
 	t.Helper()
 	log, logs := testenv.Logger(t, "agent")
 	o := agent.Options{
-		CAAddress:      c.addr,
-		RootsPEM:       c.a.TrustBundlePEM(),
+		CAAddress:      c.Addr(),
+		RootsPEM:       c.Authority.TrustBundlePEM(),
 		Namespace:      "default",
 		ServiceAccount: "ratings",
 		Lifetime:       10 * time.Second,
@@ -148,20 +54,7 @@ func startAgent(t *testing.T, c *testCA, mod func(*agent.Options)) (*agent.Agent
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("Run did not return after cancellation")
-		}
-	})
+	testenv.Go(t, "Run", 15*time.Second, ag.Run)
 	return ag, logs
 }
 
@@ -218,8 +111,8 @@ func handshake(t *testing.T, server *tls.Config, roots *x509.CertPool) string {
 
 func TestIssueAndRenew(t *testing.T) {
 	t.Parallel()
-	c := startCA(t)
-	tok := c.mint(t, "default", "ratings")
+	c := meshca.Start(t)
+	tok := c.Mint(t, "default", "ratings")
 	tokFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokFile, []byte(tok+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -247,7 +140,7 @@ func TestIssueAndRenew(t *testing.T) {
 	if st.AuthenticatedBy != "bootstrap-token" || st.Issued != 1 || st.Serial != fmt.Sprintf("%x", leaf.SerialNumber) {
 		t.Errorf("status %+v", st)
 	}
-	if !bytes.Equal(ag.RootsPEM(), c.a.TrustBundlePEM()) {
+	if !bytes.Equal(ag.RootsPEM(), c.Authority.TrustBundlePEM()) {
 		t.Error("ROOTCA is not the CA's trust bundle")
 	}
 	if s, ok := ag.CertExpirySeconds(); !ok || s <= 0 || s > 10 {
@@ -273,13 +166,13 @@ func TestIssueAndRenew(t *testing.T) {
 	}
 
 	// Renewals prove the workload by its certificate: the token is no longer valid.
-	c.tokens.Revoke(tok)
+	c.Tokens.Revoke(tok)
 	eventually(t, 40*time.Second, "two renewals", func() bool { return ag.Status().Issued >= 3 })
 	st2 := ag.Status()
 	if st2.AuthenticatedBy != "certificate" || st2.Serial == st.Serial || st2.LastError != nil {
 		t.Errorf("after renewals: %+v", st2)
 	}
-	if n := strings.Count(c.logs.String(), "authn=certificate"); n < 2 {
+	if n := strings.Count(c.Logs.String(), "authn=certificate"); n < 2 {
 		t.Errorf("the CA saw %d certificate-authenticated requests, want at least 2", n)
 	}
 	renewed := ag.Certificate()
@@ -300,7 +193,7 @@ func TestIssueAndRenew(t *testing.T) {
 	default:
 		t.Error("no change notification")
 	}
-	if strings.Contains(logs.String(), tok) || strings.Contains(c.logs.String(), tok) {
+	if strings.Contains(logs.String(), tok) || strings.Contains(c.Logs.String(), tok) {
 		t.Error("the bootstrap token was logged")
 	}
 	if strings.Contains(logs.String(), "level=WARN") || strings.Contains(logs.String(), "level=ERROR") {
@@ -310,9 +203,9 @@ func TestIssueAndRenew(t *testing.T) {
 
 func TestCAOutage(t *testing.T) {
 	t.Parallel()
-	c := startCA(t)
+	c := meshca.Start(t)
 	ag, logs := startAgent(t, c, func(o *agent.Options) {
-		o.BootstrapToken = c.mint(t, "default", "ratings")
+		o.BootstrapToken = c.Mint(t, "default", "ratings")
 		o.RenewFraction = 0.5
 		o.RenewJitter = -1
 		o.WarnFraction = 0.3
@@ -321,7 +214,7 @@ func TestCAOutage(t *testing.T) {
 
 	// The CA goes away for longer than half of the lifetime: the certificate stays in use, its
 	// expiry value falls, and the warning appears.
-	c.stop()
+	c.Stop()
 	before := ag.Status()
 	e1, _ := ag.CertExpirySeconds()
 	eventually(t, 20*time.Second, "expiry warning", func() bool { return strings.Contains(logs.String(), "expires soon") })
@@ -341,7 +234,7 @@ func TestCAOutage(t *testing.T) {
 	}
 
 	// The CA returns: the certificate is renewed.
-	c.restart(t)
+	c.Start()
 	eventually(t, 30*time.Second, "renewal after the CA returned", func() bool {
 		s := ag.Status()
 		return s.Serial != before.Serial && s.LastError == nil
@@ -349,13 +242,13 @@ func TestCAOutage(t *testing.T) {
 
 	// An outage past the expiry: the expired certificate is reported, and when the CA returns
 	// the agent proves itself with the bootstrap token again.
-	c.stop()
+	c.Stop()
 	eventually(t, 30*time.Second, "expired warning", func() bool { return strings.Contains(logs.String(), "workload certificate expired") })
 	if s, _ := ag.CertExpirySeconds(); s >= 0 {
 		t.Errorf("expiry seconds %v after the expiry", s)
 	}
 	expired := ag.Status().Serial
-	c.restart(t)
+	c.Start()
 	eventually(t, 30*time.Second, "renewal with the token after the expiry", func() bool {
 		s := ag.Status()
 		return s.Serial != expired && s.AuthenticatedBy == "bootstrap-token"
@@ -364,15 +257,15 @@ func TestCAOutage(t *testing.T) {
 
 func TestRootRotation(t *testing.T) {
 	t.Parallel()
-	c := startCA(t)
+	c := meshca.Start(t)
 	ag, _ := startAgent(t, c, func(o *agent.Options) {
-		o.BootstrapToken = c.mint(t, "default", "ratings")
+		o.BootstrapToken = c.Mint(t, "default", "ratings")
 		o.RenewFraction = 0.3
 	})
 	waitReady(t, ag)
 	changes, cancel := ag.Subscribe()
 	defer cancel()
-	old := c.a.TrustBundle()[0]
+	old := c.Authority.TrustBundle()[0]
 	has := func(r *x509.Certificate) bool {
 		for _, x := range ag.RootCertificates() {
 			if x.Equal(r) {
@@ -383,7 +276,7 @@ func TestRootRotation(t *testing.T) {
 	}
 
 	// A new root is added beside the old one: it reaches the agent with the next renewal.
-	newRoot, err := c.a.StageRoot()
+	newRoot, err := c.Authority.StageRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +292,7 @@ func TestRootRotation(t *testing.T) {
 
 	// The new root signs: the agent (which trusts it already) renews through straitd's re-issued
 	// serving certificate and gets a certificate of the new root.
-	if err := c.a.ActivateStagedRoot(); err != nil {
+	if err := c.Authority.ActivateStagedRoot(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "a certificate of the new root", func() bool {
@@ -407,7 +300,7 @@ func TestRootRotation(t *testing.T) {
 	})
 
 	// The old root is removed: it leaves ROOTCA with the next renewal.
-	if err := c.a.RemoveRoot(ca.Fingerprint(old)); err != nil {
+	if err := c.Authority.RemoveRoot(ca.Fingerprint(old)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "the old root out of ROOTCA", func() bool { return !has(old) && has(newRoot) })
@@ -421,8 +314,8 @@ func TestRootRotation(t *testing.T) {
 
 func TestRefusals(t *testing.T) {
 	t.Parallel()
-	c := startCA(t)
-	other := startCA(t) // another mesh: its roots do not authenticate c
+	c := meshca.Start(t)
+	other := meshca.Start(t) // another mesh: its roots do not authenticate c
 	tests := []struct {
 		name string
 		mod  func(*agent.Options)
@@ -431,28 +324,28 @@ func TestRefusals(t *testing.T) {
 		refused bool
 		caLog   string
 	}{
-		{"token for another service account", func(o *agent.Options) { o.BootstrapToken = c.mint(t, "default", "reviews") },
+		{"token for another service account", func(o *agent.Options) { o.BootstrapToken = c.Mint(t, "default", "reviews") },
 			codes.PermissionDenied, true, "proven=spiffe://cluster.local/ns/default/sa/reviews"},
-		{"token for another namespace", func(o *agent.Options) { o.BootstrapToken = c.mint(t, "prod", "ratings") },
+		{"token for another namespace", func(o *agent.Options) { o.BootstrapToken = c.Mint(t, "prod", "ratings") },
 			codes.PermissionDenied, true, "CSR refused"},
 		{"unknown token", func(o *agent.Options) { o.BootstrapToken = ca.BootstrapTokenPrefix + "forged" },
 			codes.Unauthenticated, true, "unknown token"},
 		{"another trust domain", func(o *agent.Options) {
-			o.BootstrapToken = c.mint(t, "default", "ratings")
+			o.BootstrapToken = c.Mint(t, "default", "ratings")
 			o.TrustDomain = "example.org"
 		}, codes.PermissionDenied, true, "claimed=spiffe://example.org/ns/default/sa/ratings"},
 		{"CA not trusted", func(o *agent.Options) {
-			o.BootstrapToken = c.mint(t, "default", "ratings")
-			o.RootsPEM = other.a.TrustBundlePEM()
+			o.BootstrapToken = c.Mint(t, "default", "ratings")
+			o.RootsPEM = other.Authority.TrustBundlePEM()
 		}, codes.Unavailable, false, ""},
 		{"wrong server name", func(o *agent.Options) {
-			o.BootstrapToken = c.mint(t, "default", "ratings")
+			o.BootstrapToken = c.Mint(t, "default", "ratings")
 			o.CAServerName = "istiod.evil.svc"
 		}, codes.Unavailable, false, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(c.logs.String())
+			before := len(c.Logs.String())
 			ag, logs := startAgent(t, c, tc.mod)
 			eventually(t, 20*time.Second, "a failed request", func() bool { return ag.LastError() != nil })
 			err := ag.LastError()
@@ -480,7 +373,7 @@ func TestRefusals(t *testing.T) {
 			if !strings.Contains(logs.String(), level) || !strings.Contains(logs.String(), "certificate=\"none yet\"") {
 				t.Errorf("the failure is not logged at %s", level)
 			}
-			caLogs := c.logs.String()[before:]
+			caLogs := c.Logs.String()[before:]
 			if tc.caLog != "" && !strings.Contains(caLogs, tc.caLog) {
 				t.Errorf("the CA's log lacks %q", tc.caLog)
 			}
@@ -495,10 +388,10 @@ func TestRefusals(t *testing.T) {
 // other with the agent's tls callbacks and trust bundle, as two sidecars do.
 func TestMutualTLSBetweenAgents(t *testing.T) {
 	t.Parallel()
-	c := startCA(t)
-	server, _ := startAgent(t, c, func(o *agent.Options) { o.BootstrapToken = c.mint(t, "default", "ratings") })
+	c := meshca.Start(t)
+	server, _ := startAgent(t, c, func(o *agent.Options) { o.BootstrapToken = c.Mint(t, "default", "ratings") })
 	client, _ := startAgent(t, c, func(o *agent.Options) {
-		o.BootstrapToken = c.mint(t, "default", "reviews")
+		o.BootstrapToken = c.Mint(t, "default", "reviews")
 		o.ServiceAccount = "reviews"
 	})
 	waitReady(t, server)

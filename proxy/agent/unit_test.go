@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -155,16 +156,9 @@ func TestParseResponse(t *testing.T) {
 	}
 }
 
+// sameOrder reports whether a and b hold the same certificates in the same order.
 func sameOrder(a, b []*x509.Certificate) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !a[i].Equal(b[i]) {
-			return false
-		}
-	}
-	return true
+	return slices.EqualFunc(a, b, (*x509.Certificate).Equal)
 }
 
 func TestParseTrustBundle(t *testing.T) {

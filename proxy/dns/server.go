@@ -154,19 +154,28 @@ func (s *Server) Close() error {
 	return err
 }
 
+// readFailed handles an error of reading or accepting (doing): it reports whether to try again
+// (a timeout), and otherwise the error to return, nil when the server is stopping.
+func (s *Server) readFailed(err error, doing string) (again bool, _ error) {
+	if s.ctx.Err() != nil {
+		return false, nil
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true, nil
+	}
+	return false, fmt.Errorf("%s: %w", doing, err)
+}
+
 func (s *Server) serveUDP() error {
 	for {
 		buf := make([]byte, maxUDPSize)
 		n, addr, err := s.udp.ReadFrom(buf)
 		if err != nil {
-			if s.ctx.Err() != nil {
-				return nil
+			if again, err := s.readFailed(err, "reading dns over udp"); !again {
+				return err
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("reading dns over udp: %w", err)
+			continue
 		}
 		select {
 		case s.udpSem <- struct{}{}:
@@ -189,14 +198,10 @@ func (s *Server) serveTCP() error {
 	for {
 		c, err := s.tcp.Accept()
 		if err != nil {
-			if s.ctx.Err() != nil {
-				return nil
+			if again, err := s.readFailed(err, "accepting dns over tcp"); !again {
+				return err
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("accepting dns over tcp: %w", err)
+			continue
 		}
 		select {
 		case s.tcpSem <- struct{}{}:

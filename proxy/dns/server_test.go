@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/strait-mesh/strait/internal/nametable"
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 func testTable(t testing.TB) *Table {
@@ -118,14 +119,7 @@ func startServer(t *testing.T, upstream ...string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	t.Cleanup(func() {
-		s.Close()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	testenv.ServeUntilEnd(t, s.Serve, s.Close)
 	return s
 }
 

@@ -108,10 +108,7 @@ func TestAdminLocalUserCannotControlProxy(t *testing.T) {
 	sock := filepath.Join(base, "run", "admin.sock")
 
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
-	p := startProxyArgs(t, w.ads.addr, 2*time.Second, "--workload-name", "e2e", "--namespace", "default",
-		"--ip", "127.0.0.1", "--admin-socket", sock)
-	p.waitReady()
+	p := w.start(t, 2*time.Second, "--admin-socket", sock)
 	expectBody(t, w.httpAddr, "/x", "a /x")
 
 	if got := p.adminSocket(); got != sock {
@@ -199,22 +196,8 @@ func TestAdminLocalUserCannotControlProxy(t *testing.T) {
 	if code, _, err := p.adminPost("/drain_listeners"); err != nil || code != 200 {
 		t.Fatalf("owner: /drain_listeners = %d %v", code, err)
 	}
-	eventually(t, "listeners drained", func() bool {
-		c, err := net.DialTimeout("tcp", w.httpAddr, time.Second)
-		if err != nil {
-			return true
-		}
-		c.Close()
-		return false
-	})
-	if code, _, err := p.adminPost("/quitquitquit"); err != nil || code != 200 {
-		t.Fatalf("owner: /quitquitquit = %d %v", code, err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("proxy did not exit after the owner's /quitquitquit")
-	}
+	eventuallyRefused(t, "listeners drained", w.httpAddr)
+	p.quit() // the owner, on the socket
 	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("admin socket left after exit: %v", err)
 	}
@@ -227,11 +210,8 @@ func TestAdminLocalUserCannotControlProxy(t *testing.T) {
 func TestAdminDefaultSocket(t *testing.T) {
 	requireRootAndCurl(t)
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
 	// --admin-socket "" selects the default even if the harness ever passes a socket of its own.
-	p := startProxyArgs(t, w.ads.addr, time.Second, "--workload-name", "e2e", "--namespace", "default",
-		"--ip", "127.0.0.1", "--admin-socket", "")
-	p.waitReady()
+	p := w.start(t, time.Second, "--admin-socket", "")
 	sock := p.adminSocket()
 	dir := "/var/run/strait"
 	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
@@ -250,14 +230,7 @@ func TestAdminDefaultSocket(t *testing.T) {
 	if code, msg := curlAs(t, "--unix-socket", sock, "-X", "POST", "http://localhost/quitquitquit"); code != 0 || !strings.Contains(msg, "Permission denied") {
 		t.Fatalf("nobody: POST /quitquitquit on the default admin socket = %d %q, want no connection (permission denied)", code, msg)
 	}
-	if code, _, err := p.adminPost("/quitquitquit"); err != nil || code != 200 {
-		t.Fatalf("owner: /quitquitquit = %d %v", code, err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("proxy did not exit after the owner's /quitquitquit")
-	}
+	p.quit() // the owner, on the socket
 	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("admin socket left after exit: %v", err)
 	}

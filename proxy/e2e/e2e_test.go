@@ -64,11 +64,19 @@ func (w *world) config(t *testing.T, statPrefix string, routes ...string) *confi
 	}
 }
 
+// start pushes the standard config (stat prefix "ingress"), starts a proxy with drain and extra
+// flags, and waits until it is ready.
+func (w *world) start(t *testing.T, drain time.Duration, extra ...string) *proxyProc {
+	t.Helper()
+	w.ads.Push(w.config(t, "ingress"))
+	p := startProxy(t, w.ads, drain, extra...)
+	p.waitReady()
+	return p
+}
+
 func TestRoutedEndToEnd(t *testing.T) {
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
-	p := startProxy(t, w.ads, 2*time.Second)
-	p.waitReady()
+	w.start(t, 2*time.Second)
 
 	expectBody(t, w.httpAddr, "/hello", "a /hello") // STATIC cluster
 	expectBody(t, w.httpAddr, "/b/x", "b /b/x")     // EDS cluster
@@ -96,9 +104,7 @@ func TestRoutedEndToEnd(t *testing.T) {
 
 func TestServesThroughControlPlaneOutage(t *testing.T) {
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
-	p := startProxy(t, w.ads, 2*time.Second)
-	p.waitReady()
+	p := w.start(t, 2*time.Second)
 	expectBody(t, w.httpAddr, "/x", "a /x")
 
 	w.ads.Stop()
@@ -121,21 +127,12 @@ func TestServesThroughControlPlaneOutage(t *testing.T) {
 	w.ads.Push(c)
 	w.ads.Start()
 	expectBody(t, w.httpAddr, "/after", "b /after")
-	eventually(t, "tcp listener removed after resync", func() bool {
-		conn, err := net.DialTimeout("tcp", w.tcpAdr, time.Second)
-		if err != nil {
-			return true
-		}
-		conn.Close()
-		return false
-	})
+	eventuallyRefused(t, "tcp listener removed after resync", w.tcpAdr)
 }
 
 func TestNackUnsupportedFilterKeepsServing(t *testing.T) {
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
-	p := startProxy(t, w.ads, 2*time.Second)
-	p.waitReady()
+	p := w.start(t, 2*time.Second)
 	expectBody(t, w.httpAddr, "/x", "a /x")
 
 	bad := w.config(t, "ingress-with-lua", "/", "backend-b")
@@ -170,10 +167,8 @@ func TestNackUnsupportedFilterKeepsServing(t *testing.T) {
 // tenth) while clients send requests through the proxy; every request must succeed.
 func TestFiftyConfigChangesZeroFailures(t *testing.T) {
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
 	// A short drain period retires replaced clusters and listeners while the load runs.
-	p := startProxy(t, w.ads, 500*time.Millisecond)
-	p.waitReady()
+	w.start(t, 500*time.Millisecond)
 	expectBody(t, w.httpAddr, "/x", "a /x")
 
 	var ok, failed atomic.Int64
@@ -261,9 +256,7 @@ func TestFiftyConfigChangesZeroFailures(t *testing.T) {
 
 func TestListenerDrainOnRemoval(t *testing.T) {
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
-	p := startProxy(t, w.ads, 20*time.Second)
-	p.waitReady()
+	w.start(t, 20*time.Second)
 	expectBody(t, w.httpAddr, "/x", "a /x")
 
 	// A slow request is in flight when the listener is removed.
@@ -287,14 +280,7 @@ func TestListenerDrainOnRemoval(t *testing.T) {
 	w.ads.Push(c)
 
 	// New connections are refused once the listener stopped accepting...
-	eventually(t, "listener stops accepting", func() bool {
-		conn, err := net.DialTimeout("tcp", w.httpAddr, time.Second)
-		if err != nil {
-			return true
-		}
-		conn.Close()
-		return false
-	})
+	eventuallyRefused(t, "listener stops accepting", w.httpAddr)
 	// ...while the request that began before the removal finishes normally.
 	close(w.a.release)
 	r := <-res
@@ -308,9 +294,7 @@ func TestListenerDrainOnRemoval(t *testing.T) {
 
 func TestAdminConfigDumpAndStats(t *testing.T) {
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
-	p := startProxy(t, w.ads, 2*time.Second)
-	p.waitReady()
+	p := w.start(t, 2*time.Second)
 	for i := 0; i < 5; i++ {
 		expectBody(t, w.httpAddr, "/x", "a /x")
 	}
@@ -380,9 +364,7 @@ func TestAdminConfigDumpAndStats(t *testing.T) {
 
 func TestSIGTERMDrainsThenExits(t *testing.T) {
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
-	p := startProxy(t, w.ads, 30*time.Second)
-	p.waitReady()
+	p := w.start(t, 30*time.Second)
 	expectBody(t, w.httpAddr, "/x", "a /x")
 
 	res := make(chan error, 1)
@@ -401,14 +383,7 @@ func TestSIGTERMDrainsThenExits(t *testing.T) {
 		code, body, err := p.adminGet("/ready")
 		return err == nil && code == 503 && strings.Contains(body, "DRAINING")
 	})
-	eventually(t, "listener stops accepting", func() bool {
-		conn, err := net.DialTimeout("tcp", w.httpAddr, time.Second)
-		if err != nil {
-			return true
-		}
-		conn.Close()
-		return false
-	})
+	eventuallyRefused(t, "listener stops accepting", w.httpAddr)
 	select {
 	case <-p.exited:
 		t.Fatal("proxy exited while a request was in flight")
@@ -456,9 +431,7 @@ func TestListenerWarmsUntilRoutesArrive(t *testing.T) {
 // the admin stays up; /quitquitquit then ends the process.
 func TestAdminDrainListenersAndQuit(t *testing.T) {
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
-	p := startProxy(t, w.ads, 2*time.Second)
-	p.waitReady()
+	p := w.start(t, 2*time.Second)
 	expectBody(t, w.httpAddr, "/x", "a /x")
 	// State-changing endpoints are served only on the admin socket (adminauth_test.go).
 	if resp, err := http.Post("http://"+p.admin+"/drain_listeners", "", nil); err != nil || resp.StatusCode != http.StatusForbidden {
@@ -468,14 +441,7 @@ func TestAdminDrainListenersAndQuit(t *testing.T) {
 		t.Fatalf("/drain_listeners: %d %v", code, err)
 	}
 	for _, addr := range []string{w.httpAddr, w.tcpAdr} {
-		eventually(t, "listener "+addr+" closed", func() bool {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err != nil {
-				return true
-			}
-			c.Close()
-			return false
-		})
+		eventuallyRefused(t, "listener "+addr+" closed", addr)
 	}
 	if code, body, _ := p.adminGet("/ready"); code != 503 || !strings.Contains(body, "DRAINING") {
 		t.Fatalf("/ready after drain: %d %q", code, body)
@@ -486,18 +452,10 @@ func TestAdminDrainListenersAndQuit(t *testing.T) {
 		_, stats, _ := p.adminGet("/stats?filter=listener_manager.lds.update_success")
 		return strings.Contains(stats, "update_success: 2")
 	})
-	if c, err := net.DialTimeout("tcp", w.httpAddr, time.Second); err == nil {
-		c.Close()
+	if accepts(w.httpAddr) {
 		t.Fatal("a drained listener reopened after an LDS update")
 	}
-	if code, _, err := p.adminPost("/quitquitquit"); err != nil || code != 200 {
-		t.Fatalf("/quitquitquit: %d %v", code, err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("proxy did not exit after /quitquitquit")
-	}
+	p.quit()
 }
 
 // TestSotWFallback: against a server without Delta ADS the proxy falls back to
@@ -506,9 +464,7 @@ func TestSotWFallback(t *testing.T) {
 	w := newWorld(t)
 	w.ads.Stop()
 	w.ads = newADSServer(t, true)
-	w.ads.Push(w.config(t, "ingress"))
-	p := startProxy(t, w.ads, 2*time.Second)
-	p.waitReady()
+	p := w.start(t, 2*time.Second)
 	expectBody(t, w.httpAddr, "/sotw", "a /sotw")
 	w.ads.Push(w.config(t, "ingress", "/", "backend-b"))
 	expectBody(t, w.httpAddr, "/sotw", "b /sotw")

@@ -24,6 +24,8 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // Bounds of TestH2Flood.
@@ -574,12 +576,8 @@ func percentiles(l []time.Duration) (p50, p99, mx time.Duration) {
 // bigBackend is an HTTP/1.1 server on loopback whose /big?n=N answers N bytes of "b".
 func bigBackend(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	chunk := bytes.Repeat([]byte("b"), 32<<10)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return testenv.HTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		n = min(n, 64<<20)
 		w.Header().Set("content-length", strconv.Itoa(n))
@@ -590,10 +588,7 @@ func bigBackend(t *testing.T) string {
 			}
 			n -= k
 		}
-	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return l.Addr().String()
+	})
 }
 
 // setStreamIdle sets the stream_idle_timeout of l's http_connection_manager.

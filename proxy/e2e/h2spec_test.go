@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,13 +127,7 @@ func TestH2spec(t *testing.T) {
 			w.ads.Push(cfg)
 			p := startProxy(t, w.ads, time.Second)
 			p.waitReady()
-			eventually(t, "listener serving", func() bool {
-				c, err := net.DialTimeout("tcp", w.httpAddr, time.Second)
-				if err == nil {
-					c.Close()
-				}
-				return err == nil
-			})
+			eventually(t, "listener serving", func() bool { return accepts(w.httpAddr) })
 			peak := &rssPeak{pid: p.cmd.Process.Pid}
 			stop := peak.watch(t)
 			res := runH2spec(t, w.httpAddr, tc.tls, sections...)

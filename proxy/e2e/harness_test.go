@@ -25,12 +25,9 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -71,118 +68,21 @@ func TestMain(m *testing.M) {
 
 const nodeID = "sidecar~127.0.0.1~e2e.default~default.svc.cluster.local"
 
-// adsServer is a real go-control-plane ADS server (Delta and SotW) on loopback that records the
-// NACKs it receives. Stop and Start simulate a control-plane outage on the same address.
+// adsServer is testenv's ADS server on loopback, with a version counter for Push.
 type adsServer struct {
-	t     *testing.T
-	addr  string
-	cache cachev3.SnapshotCache
-
-	sotwOnly bool // serve only state-of-the-world ADS (Delta answers Unimplemented)
+	*testenv.ADS
+	t *testing.T
 
 	mu      sync.Mutex
-	grpc    *grpc.Server
-	nacks   []string
 	version int
-	deltaN  int // Delta requests seen
-	sotwN   int // SotW requests seen
 }
 
 func newADS(t *testing.T) *adsServer { return newADSServer(t, false) }
 
+// newADSServer starts an ADS server; sotwOnly serves state-of-the-world ADS only (Delta answers
+// Unimplemented).
 func newADSServer(t *testing.T, sotwOnly bool) *adsServer {
-	a := &adsServer{t: t, addr: "127.0.0.1:0", cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), sotwOnly: sotwOnly}
-	a.Start()
-	t.Cleanup(a.Stop)
-	return a
-}
-
-// sotwOnlyServer exposes only StreamAggregatedResources.
-type sotwOnlyServer struct {
-	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
-	s serverv3.Server
-}
-
-func (o sotwOnlyServer) StreamAggregatedResources(st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
-	return o.s.StreamAggregatedResources(st)
-}
-
-// Requests returns how many Delta and SotW requests the server saw.
-func (a *adsServer) Requests() (delta, sotw int) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.deltaN, a.sotwN
-}
-
-// Start serves on a.addr (the port chosen at the first start).
-func (a *adsServer) Start() {
-	cb := serverv3.CallbackFuncs{
-		StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
-			a.mu.Lock()
-			a.sotwN++
-			a.mu.Unlock()
-			a.recordNack(r.GetErrorDetail().GetMessage())
-			return nil
-		},
-		StreamDeltaRequestFunc: func(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
-			a.mu.Lock()
-			a.deltaN++
-			a.mu.Unlock()
-			a.recordNack(r.GetErrorDetail().GetMessage())
-			return nil
-		},
-	}
-	srv := serverv3.NewServer(context.Background(), a.cache, cb)
-	g := grpc.NewServer()
-	if a.sotwOnly {
-		discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, sotwOnlyServer{s: srv})
-	} else {
-		discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
-	}
-	var lis net.Listener
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		lis, err = net.Listen("tcp", a.addr)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		a.t.Fatalf("ads listen: %v", err)
-	}
-	a.addr = lis.Addr().String()
-	a.mu.Lock()
-	a.grpc = g
-	a.mu.Unlock()
-	go g.Serve(lis)
-}
-
-// Stop stops the server and drops its streams.
-func (a *adsServer) Stop() {
-	a.mu.Lock()
-	g := a.grpc
-	a.grpc = nil
-	a.mu.Unlock()
-	if g != nil {
-		g.Stop()
-	}
-}
-
-func (a *adsServer) recordNack(msg string) {
-	if msg == "" {
-		return
-	}
-	a.mu.Lock()
-	a.nacks = append(a.nacks, msg)
-	a.mu.Unlock()
-}
-
-// Nacks returns the error details received so far.
-func (a *adsServer) Nacks() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]string(nil), a.nacks...)
+	return &adsServer{ADS: testenv.StartADS(t, testenv.ADSOptions{SotWOnly: sotwOnly}), t: t}
 }
 
 // Push sets a new snapshot for the proxy's node.
@@ -196,7 +96,7 @@ func (a *adsServer) Push(cfg *config) {
 	if err != nil {
 		a.t.Fatalf("snapshot: %v", err)
 	}
-	if err := a.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
+	if err := a.Cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
 		a.t.Fatalf("set snapshot: %v", err)
 	}
 }
@@ -363,12 +263,7 @@ type backend struct {
 func newBackend(t *testing.T, name string) *backend {
 	t.Helper()
 	b := &backend{name: name, release: make(chan struct{}), started: make(chan struct{}, 16)}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.addr = l.Addr().String()
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.addr = testenv.HTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			b.started <- struct{}{}
 			select {
@@ -379,9 +274,7 @@ func newBackend(t *testing.T, name string) *backend {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("x-backend", name)
 		fmt.Fprintf(w, "%s %s", name, r.URL.Path)
-	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	})
 	return b
 }
 
@@ -396,9 +289,11 @@ type proxyProc struct {
 	waitErr error
 }
 
-func startProxy(t *testing.T, ads *adsServer, drain time.Duration) *proxyProc {
+// startProxy starts strait-proxy against ads for the workload e2e.default on 127.0.0.1, with
+// extra flags.
+func startProxy(t *testing.T, ads *adsServer, drain time.Duration, extra ...string) *proxyProc {
 	t.Helper()
-	return startProxyArgs(t, ads.addr, drain, "--workload-name", "e2e", "--namespace", "default", "--ip", "127.0.0.1")
+	return startProxyArgs(t, ads.Addr(), drain, append([]string{"--workload-name", "e2e", "--namespace", "default", "--ip", "127.0.0.1"}, extra...)...)
 }
 
 // startProxyArgs starts strait-proxy against xdsAddr with extra flags.
@@ -466,6 +361,36 @@ func (p *proxyProc) waitReady() {
 		code, _, err := p.adminGet("/ready")
 		return err == nil && code == 200
 	})
+}
+
+// quit asks the proxy to exit (POST /quitquitquit on the admin socket) and waits up to 20 s for it
+// to exit.
+func (p *proxyProc) quit() {
+	p.t.Helper()
+	if code, _, err := p.adminPost("/quitquitquit"); err != nil || code != 200 {
+		p.t.Fatalf("/quitquitquit on the admin socket: %d %v", code, err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		p.t.Fatal("proxy did not exit after /quitquitquit")
+	}
+}
+
+// accepts reports whether a TCP connection to addr succeeds within a second.
+func accepts(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// eventuallyRefused waits until addr refuses connections: its listener is closed.
+func eventuallyRefused(t *testing.T, what, addr string) {
+	t.Helper()
+	eventually(t, what, func() bool { return !accepts(addr) })
 }
 
 // eventually polls cond until it holds or 20s pass.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -36,6 +37,31 @@ func (p *proxyProc) statInt(t *testing.T, name string) int64 {
 		}
 	}
 	return -1
+}
+
+// statWant is what a test expects of one /stats value.
+type statWant struct {
+	name string
+	ok   func(n int64) bool
+	want string // ok in words, for the failure
+}
+
+func statAtLeast(name string, min int64) statWant {
+	return statWant{name, func(n int64) bool { return n >= min }, fmt.Sprintf(">= %d", min)}
+}
+
+func statIs(name string, v int64) statWant {
+	return statWant{name, func(n int64) bool { return n == v }, fmt.Sprint(v)}
+}
+
+// checkStats fails the test (t.Errorf) for each value that is not as wanted.
+func (p *proxyProc) checkStats(t *testing.T, wants ...statWant) {
+	t.Helper()
+	for _, w := range wants {
+		if n := p.statInt(t, w.name); !w.ok(n) {
+			t.Errorf("%s = %d, want %s", w.name, n, w.want)
+		}
+	}
 }
 
 // oneConnClient is an HTTP/1.1 client that keeps one connection open.
@@ -83,10 +109,7 @@ func closedUnanswered(t *testing.T, addr string) bool {
 // closed at once while the two open ones keep working; the refusal and the state are in /stats.
 func TestOverloadConnectionLimit(t *testing.T) {
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
-	p := startProxyArgs(t, w.ads.addr, 2*time.Second, "--workload-name", "e2e", "--namespace", "default", "--ip", "127.0.0.1",
-		"--max-connections", "2", "--memory-limit", "1GiB")
-	p.waitReady()
+	p := w.start(t, 2*time.Second, "--max-connections", "2", "--memory-limit", "1GiB")
 	expectBody(t, w.httpAddr, "/hello", "a /hello") // one connection at a time: under the limit
 	// The proxy may still count expectBody's connections for a moment after they closed.
 	eventually(t, "earlier connections released", func() bool { return p.statInt(t, "server.total_connections") == 0 })
@@ -113,23 +136,15 @@ func TestOverloadConnectionLimit(t *testing.T) {
 			t.Fatalf("client %d after the refusals: %d %q reused %v", i+1, code, body, reused)
 		}
 	}
-	if n := p.statInt(t, "listener."+listenerStatName(w.httpAddr)+".downstream_global_cx_overflow"); n < 1 {
-		t.Errorf("http listener downstream_global_cx_overflow = %d", n)
-	}
-	if n := p.statInt(t, "listener."+listenerStatName(w.tcpAdr)+".downstream_global_cx_overflow"); n < 1 {
-		t.Errorf("tcp listener downstream_global_cx_overflow = %d", n)
-	}
-	if n := p.statInt(t, "overload.global_downstream_max_connections"); n != 2 {
-		t.Errorf("overload.global_downstream_max_connections = %d", n)
-	}
-	// The memory monitor runs (1 GiB is far away) and every action is off.
-	if n := p.statInt(t, "overload.envoy.resource_monitors.fixed_heap.pressure"); n < 0 || n >= 80 {
-		t.Errorf("pressure = %d%% with a 1 GiB limit", n)
-	}
+	p.checkStats(t,
+		statAtLeast("listener."+listenerStatName(w.httpAddr)+".downstream_global_cx_overflow", 1),
+		statAtLeast("listener."+listenerStatName(w.tcpAdr)+".downstream_global_cx_overflow", 1),
+		statIs("overload.global_downstream_max_connections", 2),
+		// The memory monitor runs (1 GiB is far away) and every action is off.
+		statWant{"overload.envoy.resource_monitors.fixed_heap.pressure", func(n int64) bool { return n >= 0 && n < 80 }, "0 to 79 (%) with a 1 GiB limit"},
+	)
 	for _, a := range []string{"disable_http_keepalive", "stop_accepting_requests", "stop_accepting_connections", "shrink_heap"} {
-		if n := p.statInt(t, "overload.envoy.overload_actions."+a+".active"); n != 0 {
-			t.Errorf("%s.active = %d", a, n)
-		}
+		p.checkStats(t, statIs("overload.envoy.overload_actions."+a+".active", 0))
 	}
 
 	// A closed connection frees its slot.
@@ -143,10 +158,7 @@ func TestOverloadConnectionLimit(t *testing.T) {
 // /stats/prometheus show it. stop_accepting_connections is turned off so requests get through.
 func TestOverloadMemoryPressure(t *testing.T) {
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
-	p := startProxyArgs(t, w.ads.addr, 2*time.Second, "--workload-name", "e2e", "--namespace", "default", "--ip", "127.0.0.1",
-		"--memory-limit", "2MiB", "--overload-thresholds", "stop_accepting_connections=off,shrink_heap=off")
-	p.waitReady()
+	p := w.start(t, 2*time.Second, "--memory-limit", "2MiB", "--overload-thresholds", "stop_accepting_connections=off,shrink_heap=off")
 	eventually(t, "stop_accepting_requests active", func() bool {
 		return p.statInt(t, "overload.envoy.overload_actions.stop_accepting_requests.active") == 1
 	})
@@ -163,21 +175,13 @@ func TestOverloadMemoryPressure(t *testing.T) {
 	if !resp.Close {
 		t.Error("no Connection: close while disable_http_keepalive is active")
 	}
-	if n := p.statInt(t, "http.ingress.downstream_rq_overload_close"); n < 1 {
-		t.Errorf("downstream_rq_overload_close = %d", n)
-	}
-	if n := p.statInt(t, "http.ingress.downstream_rq_response_flags.OM"); n < 1 {
-		t.Errorf("downstream_rq_response_flags.OM = %d", n)
-	}
-	if n := p.statInt(t, "overload.envoy.resource_monitors.fixed_heap.pressure"); n < 90 {
-		t.Errorf("pressure = %d%%, want >= 90", n)
-	}
-	if n := p.statInt(t, "overload.envoy.overload_actions.disable_http_keepalive.active"); n != 1 {
-		t.Errorf("disable_http_keepalive.active = %d", n)
-	}
-	if n := p.statInt(t, "overload.envoy.overload_actions.stop_accepting_connections.active"); n != 0 {
-		t.Errorf("stop_accepting_connections (off) .active = %d", n)
-	}
+	p.checkStats(t,
+		statAtLeast("http.ingress.downstream_rq_overload_close", 1),
+		statAtLeast("http.ingress.downstream_rq_response_flags.OM", 1),
+		statAtLeast("overload.envoy.resource_monitors.fixed_heap.pressure", 90),
+		statIs("overload.envoy.overload_actions.disable_http_keepalive.active", 1),
+		statIs("overload.envoy.overload_actions.stop_accepting_connections.active", 0), // turned off
+	)
 	_, prom, err := p.adminGet("/stats/prometheus")
 	if err != nil {
 		t.Fatal(err)
@@ -197,20 +201,15 @@ func TestOverloadMemoryPressure(t *testing.T) {
 // below what the process holds, new connections are closed at once and counted.
 func TestOverloadStopAcceptingConnections(t *testing.T) {
 	w := newWorld(t)
-	w.ads.Push(w.config(t, "ingress"))
-	p := startProxyArgs(t, w.ads.addr, 2*time.Second, "--workload-name", "e2e", "--namespace", "default", "--ip", "127.0.0.1",
-		"--memory-limit", "2MiB")
-	p.waitReady()
+	p := w.start(t, 2*time.Second, "--memory-limit", "2MiB")
 	eventually(t, "stop_accepting_connections active", func() bool {
 		return p.statInt(t, "overload.envoy.overload_actions.stop_accepting_connections.active") == 1
 	})
 	if !closedUnanswered(t, w.httpAddr) {
 		t.Fatal("a new connection was served while stop_accepting_connections is active")
 	}
-	if n := p.statInt(t, "listener."+listenerStatName(w.httpAddr)+".downstream_cx_overload_reject"); n < 1 {
-		t.Errorf("downstream_cx_overload_reject = %d", n)
-	}
-	if n := p.statInt(t, "overload.envoy.overload_actions.shrink_heap.shrink_count"); n < 1 {
-		t.Errorf("shrink_heap.shrink_count = %d", n)
-	}
+	p.checkStats(t,
+		statAtLeast("listener."+listenerStatName(w.httpAddr)+".downstream_cx_overload_reject", 1),
+		statAtLeast("overload.envoy.overload_actions.shrink_heap.shrink_count", 1),
+	)
 }

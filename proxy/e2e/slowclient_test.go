@@ -24,6 +24,8 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // Slow clients against a real strait-proxy: the timeouts end them (request_headers_timeout,
@@ -66,13 +68,8 @@ type slowBackend struct {
 func newSlowBackend(t *testing.T) *slowBackend {
 	t.Helper()
 	b := &slowBackend{}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.addr = l.Addr().String()
 	chunk := bytes.Repeat([]byte("x"), 32<<10)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.addr = testenv.HTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		if r.URL.Path != "/big" {
 			io.WriteString(w, "ok")
@@ -86,9 +83,7 @@ func newSlowBackend(t *testing.T) *slowBackend {
 				return
 			}
 		}
-	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	})
 	return b
 }
 

@@ -17,6 +17,8 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // smuggleUpstream is a TCP upstream that parses nothing: it counts the connections it accepts
@@ -87,7 +89,7 @@ func smugglePush(t *testing.T, a *adsServer, id string, cfg *config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.cache.SetSnapshot(context.Background(), id, snap); err != nil {
+	if err := a.Cache.SetSnapshot(context.Background(), id, snap); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -97,21 +99,7 @@ func smugglePush(t *testing.T, a *adsServer, id string, cfg *config) {
 // timing out).
 func smuggleExchange(t *testing.T, addr string, parts ...string) (statuses []int, closed bool, raw string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	for i, p := range parts {
-		if i > 0 {
-			time.Sleep(100 * time.Millisecond)
-		}
-		if _, err := io.WriteString(c, p); err != nil {
-			break // the proxy already closed: the rest is not read by anyone
-		}
-	}
-	b, err := io.ReadAll(c)
+	b, err := testenv.Exchange(t, addr, 100*time.Millisecond, parts...)
 	closed = err == nil
 	if ne, ok := err.(*net.OpError); ok && strings.Contains(ne.Err.Error(), "reset") {
 		closed = true // closed with unread bytes: still closed, but the answer may be lost
@@ -209,7 +197,7 @@ func TestSmuggling(t *testing.T) {
 				clusters:  []*clusterv3.Cluster{staticCluster("raw", up.addr)},
 			})
 			args := append([]string{"--workload-name", "e2e", "--namespace", "default", "--ip", "127.0.0.1"}, mode.args...)
-			p := startProxyArgs(t, ads.addr, time.Second, args...)
+			p := startProxyArgs(t, ads.Addr(), time.Second, args...)
 			p.waitReady()
 
 			// Control: a valid request reaches the upstream, so "received nothing" means something.

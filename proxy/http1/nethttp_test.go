@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // oneConnListener hands one connection to http.Server.Serve.
@@ -312,21 +314,7 @@ func startGuarded(t *testing.T, lim Limits, h http.Handler) *guardedServer {
 // server closes it.
 func exchange(t *testing.T, addr string, parts ...string) string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	for i, p := range parts {
-		if i > 0 {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if _, err := io.WriteString(c, p); err != nil {
-			break // the server may already have closed
-		}
-	}
-	b, err := io.ReadAll(c)
+	b, err := testenv.Exchange(t, addr, 50*time.Millisecond, parts...)
 	if err != nil {
 		t.Fatalf("reading: %v (got %q)", err, b)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/sniff"
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/upstream"
 )
 
 // backend is a real TCP server on loopback that prefixes what it echoes with its tag.
@@ -51,20 +52,23 @@ func (d *dialer) Dial(ctx context.Context, _ balance.Context) (net.Conn, error) 
 
 type dstKey struct{}
 
-type env struct {
-	clusters map[string]*dialer
+// env is an Env of test upstreams: dialers, or real upstream.Clusters as the proxy core serves.
+type env[U Upstream] struct {
+	clusters map[string]U
 	st       *stats.Store
 }
 
-func (e *env) Cluster(name string) Upstream {
-	if d, ok := e.clusters[name]; ok {
-		return d
+func (e *env[U]) Cluster(name string) Upstream {
+	if u, ok := e.clusters[name]; ok {
+		return u
 	}
 	return nil
 }
-func (e *env) Stats() *stats.Store { return e.st }
-func (e *env) WithOriginalDst(ctx context.Context, dst netip.AddrPort) context.Context {
-	return context.WithValue(ctx, dstKey{}, dst)
+func (e *env[U]) Stats() *stats.Store { return e.st }
+
+// WithOriginalDst records dst where both the test dialer and upstream.Cluster read it.
+func (e *env[U]) WithOriginalDst(ctx context.Context, dst netip.AddrPort) context.Context {
+	return upstream.WithOriginalDst(context.WithValue(ctx, dstKey{}, dst), dst)
 }
 
 // front accepts real TCP connections and serves each through p, wrapping with sniff.Conn as the
@@ -104,7 +108,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestEchoWithHalfClose(t *testing.T) {
 	for _, idle := range []*durationpb.Duration{nil, durationpb.New(0)} { // tracked copy and splice
-		e := &env{clusters: map[string]*dialer{"echo": {addr: backend(t, "A:")}}, st: stats.NewStore()}
+		e := &env[*dialer]{clusters: map[string]*dialer{"echo": {addr: backend(t, "A:")}}, st: stats.NewStore()}
 		p, err := New(&tcpv3.TcpProxy{StatPrefix: "echo", IdleTimeout: idle, ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "echo"}}, e)
 		if err != nil {
 			t.Fatal(err)
@@ -128,7 +132,7 @@ func TestEchoWithHalfClose(t *testing.T) {
 }
 
 func TestWeightedClusters(t *testing.T) {
-	e := &env{clusters: map[string]*dialer{"a": {addr: backend(t, "a")}, "b": {addr: backend(t, "b")}, "zero": {addr: backend(t, "z")}}, st: stats.NewStore()}
+	e := &env[*dialer]{clusters: map[string]*dialer{"a": {addr: backend(t, "a")}, "b": {addr: backend(t, "b")}, "zero": {addr: backend(t, "z")}}, st: stats.NewStore()}
 	p, err := New(&tcpv3.TcpProxy{StatPrefix: "w", ClusterSpecifier: &tcpv3.TcpProxy_WeightedClusters{WeightedClusters: &tcpv3.TcpProxy_WeightedCluster{
 		Clusters: []*tcpv3.TcpProxy_WeightedCluster_ClusterWeight{{Name: "a", Weight: 50}, {Name: "b", Weight: 50}, {Name: "zero", Weight: 0}}}}}, e)
 	if err != nil {
@@ -147,7 +151,7 @@ func TestWeightedClusters(t *testing.T) {
 func TestConnectAttemptsAndNoRoute(t *testing.T) {
 	d := &dialer{addr: backend(t, "ok")}
 	d.fail.Store(2)
-	e := &env{clusters: map[string]*dialer{"c": d}, st: stats.NewStore()}
+	e := &env[*dialer]{clusters: map[string]*dialer{"c": d}, st: stats.NewStore()}
 	p, err := New(&tcpv3.TcpProxy{StatPrefix: "r", MaxConnectAttempts: wrapperspb.UInt32(3), ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}}, e)
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +177,7 @@ func TestConnectAttemptsAndNoRoute(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	e := &env{clusters: map[string]*dialer{"c": {addr: backend(t, "")}}, st: stats.NewStore()}
+	e := &env[*dialer]{clusters: map[string]*dialer{"c": {addr: backend(t, "")}}, st: stats.NewStore()}
 	p, err := New(&tcpv3.TcpProxy{StatPrefix: "idle", IdleTimeout: durationpb.New(100 * time.Millisecond), ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}}, e)
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +197,7 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestContextCancelCloses(t *testing.T) {
-	e := &env{clusters: map[string]*dialer{"c": {addr: backend(t, "")}}, st: stats.NewStore()}
+	e := &env[*dialer]{clusters: map[string]*dialer{"c": {addr: backend(t, "")}}, st: stats.NewStore()}
 	p, _ := New(&tcpv3.TcpProxy{StatPrefix: "cc", ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}}, e)
 	a, b := net.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -211,7 +215,7 @@ func TestContextCancelCloses(t *testing.T) {
 }
 
 func TestUnsupportedFields(t *testing.T) {
-	e := &env{st: stats.NewStore()}
+	e := &env[*dialer]{st: stats.NewStore()}
 	cases := []struct {
 		tp   *tcpv3.TcpProxy
 		want string

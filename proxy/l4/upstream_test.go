@@ -1,7 +1,6 @@
 package l4
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"sync"
@@ -22,21 +21,7 @@ import (
 var _ Upstream = (*upstream.Cluster)(nil)
 
 // clusterEnv serves real upstream.Clusters, as the proxy core does.
-type clusterEnv struct {
-	clusters map[string]*upstream.Cluster
-	st       *stats.Store
-}
-
-func (e *clusterEnv) Cluster(name string) Upstream {
-	if c, ok := e.clusters[name]; ok {
-		return c
-	}
-	return nil
-}
-func (e *clusterEnv) Stats() *stats.Store { return e.st }
-func (e *clusterEnv) WithOriginalDst(ctx context.Context, dst netip.AddrPort) context.Context {
-	return upstream.WithOriginalDst(ctx, dst)
-}
+type clusterEnv = env[*upstream.Cluster]
 
 func staticCluster(name, addr string) *clusterv3.Cluster {
 	ap := netip.MustParseAddrPort(addr)

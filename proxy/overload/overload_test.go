@@ -302,56 +302,48 @@ func writeFile(t *testing.T, root, rel, content string) {
 }
 
 func TestCgroupMemoryLimit(t *testing.T) {
-	t.Run("v2 in its own namespace", func(t *testing.T) {
-		root := t.TempDir()
-		writeFile(t, root, "proc/self/cgroup", "0::/\n")
-		writeFile(t, root, "sys/fs/cgroup/cgroup.controllers", "cpu memory\n")
-		writeFile(t, root, "sys/fs/cgroup/memory.max", "134217728\n")
-		if got := cgroupMemoryLimit(root); got != 128<<20 {
-			t.Errorf("limit = %d", got)
-		}
-	})
-	t.Run("v2 nested: lowest ancestor wins", func(t *testing.T) {
-		root := t.TempDir()
-		writeFile(t, root, "proc/self/cgroup", "0::/kubepods/pod1/ctr\n")
-		writeFile(t, root, "sys/fs/cgroup/cgroup.controllers", "memory\n")
-		writeFile(t, root, "sys/fs/cgroup/kubepods/pod1/ctr/memory.max", "max\n")
-		writeFile(t, root, "sys/fs/cgroup/kubepods/pod1/memory.max", "67108864\n")
-		writeFile(t, root, "sys/fs/cgroup/kubepods/memory.max", "1073741824\n")
-		if got := cgroupMemoryLimit(root); got != 64<<20 {
-			t.Errorf("limit = %d", got)
-		}
-	})
-	t.Run("v2 unlimited", func(t *testing.T) {
-		root := t.TempDir()
-		writeFile(t, root, "proc/self/cgroup", "0::/\n")
-		writeFile(t, root, "sys/fs/cgroup/cgroup.controllers", "memory\n")
-		writeFile(t, root, "sys/fs/cgroup/memory.max", "max\n")
-		if got := cgroupMemoryLimit(root); got != 0 {
-			t.Errorf("limit = %d", got)
-		}
-	})
-	t.Run("v1 with a path from another namespace", func(t *testing.T) {
-		root := t.TempDir()
-		writeFile(t, root, "proc/self/cgroup", "5:cpu,cpuacct:/x\n4:memory:/docker/abc\n0::/\n")
-		writeFile(t, root, "sys/fs/cgroup/memory/memory.limit_in_bytes", "268435456\n")
-		if got := cgroupMemoryLimit(root); got != 256<<20 {
-			t.Errorf("limit = %d", got)
-		}
-	})
-	t.Run("v1 unlimited", func(t *testing.T) {
-		root := t.TempDir()
-		writeFile(t, root, "proc/self/cgroup", "4:memory:/\n")
-		writeFile(t, root, "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n")
-		if got := cgroupMemoryLimit(root); got != 0 {
-			t.Errorf("limit = %d", got)
-		}
-	})
-	t.Run("none", func(t *testing.T) {
-		if got := cgroupMemoryLimit(t.TempDir()); got != 0 {
-			t.Errorf("limit = %d", got)
-		}
-	})
+	for _, c := range []struct {
+		name  string
+		files map[string]string // under the root
+		want  int64
+	}{
+		{"v2 in its own namespace", map[string]string{
+			"proc/self/cgroup":                 "0::/\n",
+			"sys/fs/cgroup/cgroup.controllers": "cpu memory\n",
+			"sys/fs/cgroup/memory.max":         "134217728\n",
+		}, 128 << 20},
+		{"v2 nested: lowest ancestor wins", map[string]string{
+			"proc/self/cgroup":                           "0::/kubepods/pod1/ctr\n",
+			"sys/fs/cgroup/cgroup.controllers":           "memory\n",
+			"sys/fs/cgroup/kubepods/pod1/ctr/memory.max": "max\n",
+			"sys/fs/cgroup/kubepods/pod1/memory.max":     "67108864\n",
+			"sys/fs/cgroup/kubepods/memory.max":          "1073741824\n",
+		}, 64 << 20},
+		{"v2 unlimited", map[string]string{
+			"proc/self/cgroup":                 "0::/\n",
+			"sys/fs/cgroup/cgroup.controllers": "memory\n",
+			"sys/fs/cgroup/memory.max":         "max\n",
+		}, 0},
+		{"v1 with a path from another namespace", map[string]string{
+			"proc/self/cgroup":                           "5:cpu,cpuacct:/x\n4:memory:/docker/abc\n0::/\n",
+			"sys/fs/cgroup/memory/memory.limit_in_bytes": "268435456\n",
+		}, 256 << 20},
+		{"v1 unlimited", map[string]string{
+			"proc/self/cgroup":                           "4:memory:/\n",
+			"sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n",
+		}, 0},
+		{"none", nil, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			for rel, content := range c.files {
+				writeFile(t, root, rel, content)
+			}
+			if got := cgroupMemoryLimit(root); got != c.want {
+				t.Errorf("limit = %d, want %d", got, c.want)
+			}
+		})
+	}
 	// The real one must not fail, whatever this machine has.
 	if n := CgroupMemoryLimit(); n < 0 {
 		t.Errorf("CgroupMemoryLimit = %d", n)

@@ -14,7 +14,9 @@ import (
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
@@ -312,53 +314,61 @@ func (c *CORS) AllowsOrigin(origin string) bool {
 	return false
 }
 
-func compileCORS(field string, p *corsv3.CorsPolicy) (*CORS, error) {
+// corsPolicy is a CORS policy as the cors filter's config and the route's (the same fields).
+type corsPolicy interface {
+	proto.Message
+	GetAllowOriginStringMatch() []*matcherv3.StringMatcher
+	GetAllowMethods() string
+	GetAllowHeaders() string
+	GetExposeHeaders() string
+	GetMaxAge() string
+	GetAllowCredentials() *wrapperspb.BoolValue
+	GetAllowPrivateNetworkAccess() *wrapperspb.BoolValue
+	GetForwardNotMatchingPreflights() *wrapperspb.BoolValue
+	GetFilterEnabled() *corev3.RuntimeFractionalPercent
+}
+
+var (
+	_ corsPolicy = (*corsv3.CorsPolicy)(nil)
+	_ corsPolicy = (*routev3.CorsPolicy)(nil)
+)
+
+// compileCORS compiles a CORS policy of the cors filter's config or of a route.
+func compileCORS(field string, p corsPolicy) (*CORS, error) {
 	if err := xdsfield.Check(p, field, "allow_origin_string_match", "allow_methods", "allow_headers",
 		"expose_headers", "max_age", "allow_credentials", "filter_enabled", "allow_private_network_access",
 		"forward_not_matching_preflights"); err != nil {
 		return nil, err
 	}
-	return buildCORS(field, p.GetAllowOriginStringMatch(), p.GetAllowMethods(), p.GetAllowHeaders(),
-		p.GetExposeHeaders(), p.GetMaxAge(), p.GetAllowCredentials().GetValue(),
-		p.GetAllowPrivateNetworkAccess().GetValue(), p.GetForwardNotMatchingPreflights() == nil || p.GetForwardNotMatchingPreflights().GetValue(),
-		p.GetFilterEnabled())
-}
-
-func compileRouteCORS(field string, p *routev3.CorsPolicy) (*CORS, error) {
-	if err := xdsfield.Check(p, field, "allow_origin_string_match", "allow_methods", "allow_headers",
-		"expose_headers", "max_age", "allow_credentials", "filter_enabled", "allow_private_network_access",
-		"forward_not_matching_preflights"); err != nil {
-		return nil, err
+	c := &CORS{
+		AllowMethods:                 p.GetAllowMethods(),
+		AllowHeaders:                 p.GetAllowHeaders(),
+		ExposeHeaders:                p.GetExposeHeaders(),
+		MaxAge:                       p.GetMaxAge(),
+		AllowCredentials:             p.GetAllowCredentials().GetValue(),
+		AllowPrivateNetworkAccess:    p.GetAllowPrivateNetworkAccess().GetValue(),
+		ForwardNotMatchingPreflights: p.GetForwardNotMatchingPreflights() == nil || p.GetForwardNotMatchingPreflights().GetValue(),
+		Enabled:                      Million,
 	}
-	return buildCORS(field, p.GetAllowOriginStringMatch(), p.GetAllowMethods(), p.GetAllowHeaders(),
-		p.GetExposeHeaders(), p.GetMaxAge(), p.GetAllowCredentials().GetValue(),
-		p.GetAllowPrivateNetworkAccess().GetValue(), p.GetForwardNotMatchingPreflights() == nil || p.GetForwardNotMatchingPreflights().GetValue(),
-		p.GetFilterEnabled())
-}
-
-func buildCORS(field string, origins []*matcherv3.StringMatcher, methods, headers, expose, maxAge string,
-	creds, pna, fwd bool, enabled *corev3.RuntimeFractionalPercent) (*CORS, error) {
-	c := &CORS{AllowMethods: methods, AllowHeaders: headers, ExposeHeaders: expose, MaxAge: maxAge,
-		AllowCredentials: creds, AllowPrivateNetworkAccess: pna, ForwardNotMatchingPreflights: fwd, Enabled: Million}
-	if maxAge != "" {
-		if _, err := strconv.ParseUint(maxAge, 10, 32); err != nil {
-			return nil, fmt.Errorf("%s.max_age: %q is not a number of seconds", field, maxAge)
+	if c.MaxAge != "" {
+		if _, err := strconv.ParseUint(c.MaxAge, 10, 32); err != nil {
+			return nil, fmt.Errorf("%s.max_age: %q is not a number of seconds", field, c.MaxAge)
 		}
 	}
-	for i, o := range origins {
+	for i, o := range p.GetAllowOriginStringMatch() {
 		sm, err := compileStringMatch(fmt.Sprintf("%s.allow_origin_string_match[%d]", field, i), o)
 		if err != nil {
 			return nil, err
 		}
 		c.Origins = append(c.Origins, sm)
 	}
-	if enabled != nil {
+	if enabled := p.GetFilterEnabled(); enabled != nil {
 		var err error
 		if c.Enabled, err = runtimeFraction(field+".filter_enabled", enabled); err != nil {
 			return nil, err
 		}
 	}
-	for _, s := range []string{methods, headers, expose} {
+	for _, s := range []string{c.AllowMethods, c.AllowHeaders, c.ExposeHeaders} {
 		if strings.ContainsAny(s, "\r\n") {
 			return nil, fmt.Errorf("%s: header list contains a line break", field)
 		}

@@ -87,34 +87,14 @@ func FuzzStringMatch(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var want bool
-			switch kind {
-			case "exact":
-				want = value == pattern
-			case "prefix":
-				want = strings.HasPrefix(value, pattern)
-			case "suffix":
-				want = strings.HasSuffix(value, pattern)
-			case "contains":
-				want = strings.Contains(value, pattern)
-			}
+			want := matchesRef(kind, pattern, value)
 			if got := m.Match(value); got != want {
 				t.Fatalf("%s %q in %q: got %v want %v", kind, pattern, value, got, want)
 			}
 			// Case-insensitive matching must agree with ASCII lower-casing (Envoy folds ASCII only).
 			{
 				mi, _ := compileStringMatch("f", sm(kind, pattern, true))
-				lp, lv := asciiLower(pattern), asciiLower(value)
-				switch kind {
-				case "exact":
-					want = lv == lp
-				case "prefix":
-					want = strings.HasPrefix(lv, lp)
-				case "suffix":
-					want = strings.HasSuffix(lv, lp)
-				case "contains":
-					want = strings.Contains(lv, lp)
-				}
+				want = matchesRef(kind, asciiLower(pattern), asciiLower(value))
 				if got := mi.Match(value); got != want {
 					t.Fatalf("ignore_case %s %q in %q: got %v want %v", kind, pattern, value, got, want)
 				}
@@ -136,3 +116,19 @@ func asciiLower(s string) string {
 }
 
 func boolValue(v bool) *wrapperspb.BoolValue { return wrapperspb.Bool(v) }
+
+// matchesRef is the reference a string matcher of kind is checked against: whether pattern
+// matches value.
+func matchesRef(kind, pattern, value string) bool {
+	switch kind {
+	case "exact":
+		return value == pattern
+	case "prefix":
+		return strings.HasPrefix(value, pattern)
+	case "suffix":
+		return strings.HasSuffix(value, pattern)
+	case "contains":
+		return strings.Contains(value, pattern)
+	}
+	panic("unknown kind " + kind)
+}

@@ -265,7 +265,7 @@ func compileRouteAction(field string, a *routev3.RouteAction, rt *Route) error {
 		return err
 	}
 	if a.GetCors() != nil {
-		if rt.CORS, err = compileRouteCORS(field+".cors", a.GetCors()); err != nil {
+		if rt.CORS, err = compileCORS(field+".cors", a.GetCors()); err != nil {
 			return err
 		}
 	}

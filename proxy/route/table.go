@@ -187,7 +187,7 @@ func compileVirtualHost(field string, vh *routev3.VirtualHost, t *Table, env com
 	}
 	env.filters = mergeFilterConfigs(vf, env.filters)
 	if vh.GetCors() != nil {
-		if env.cors, err = compileRouteCORS(field+".cors", vh.GetCors()); err != nil {
+		if env.cors, err = compileCORS(field+".cors", vh.GetCors()); err != nil {
 			return nil, err
 		}
 	}

@@ -65,26 +65,27 @@ func NewStore() *Store { return &Store{entries: make(map[string]*entry)} }
 // Counter returns the counter with the given Envoy-style name, creating it on first use. prom is
 // the Prometheus metric name and tags its labels; both are fixed by the first call for a name.
 func (s *Store) Counter(name, prom string, tags ...Tag) *Counter {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.entries[name]; ok && e.counter != nil {
-		return e.counter
-	}
-	c := &Counter{}
-	s.entries[name] = &entry{name: name, prom: prom, tags: tags, counter: c}
-	return c
+	return metric(s, name, prom, tags, func(e *entry) **Counter { return &e.counter })
 }
 
 // Gauge returns the gauge with the given Envoy-style name, creating it on first use.
 func (s *Store) Gauge(name, prom string, tags ...Tag) *Gauge {
+	return metric(s, name, prom, tags, func(e *entry) **Gauge { return &e.gauge })
+}
+
+// metric returns the metric of name that field selects in its entry, creating the entry (which
+// replaces one of another kind) and the metric on first use.
+func metric[M any](s *Store, name, prom string, tags []Tag, field func(*entry) **M) *M {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.entries[name]; ok && e.gauge != nil {
-		return e.gauge
+	if e, ok := s.entries[name]; ok && *field(e) != nil {
+		return *field(e)
 	}
-	g := &Gauge{}
-	s.entries[name] = &entry{name: name, prom: prom, tags: tags, gauge: g}
-	return g
+	m := new(M)
+	e := &entry{name: name, prom: prom, tags: tags}
+	*field(e) = m
+	s.entries[name] = e
+	return m
 }
 
 // GaugeFunc registers a gauge whose value f computes each time the store is rendered; while f

@@ -20,11 +20,7 @@ import (
 func TestStaticRoundRobin(t *testing.T) {
 	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
 	cl, st := compileT(t, staticCluster("static", clusterv3.Cluster_ROUND_ROBIN, a, b, c), Deps{})
-	seen := map[string]int{}
-	for range 30 {
-		name, _ := get(t, cl, balance.Context{})
-		seen[name]++
-	}
+	seen := tally(t, cl, 30)
 	if seen["a"] != 10 || seen["b"] != 10 || seen["c"] != 10 {
 		t.Fatalf("round robin split %v, want 10 each", seen)
 	}
@@ -53,11 +49,7 @@ func TestEDSEndpointsUpdate(t *testing.T) {
 	if err := cl.SetEndpoints(assignment("eds", a, b)); err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]int{}
-	for range 10 {
-		name, _ := get(t, cl, balance.Context{})
-		seen[name]++
-	}
+	seen := tally(t, cl, 10)
 	if seen["a"] != 5 || seen["b"] != 5 {
 		t.Fatalf("split %v", seen)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/stats"
 )
 
 // fakeDNS is a real UDP DNS server on loopback answering A queries for "svc.test." from a table
@@ -105,27 +106,28 @@ func twoBackends(t *testing.T) (*backend, *backend) {
 	return nil, nil
 }
 
-func dnsTestCluster(name string, typ clusterv3.Cluster_DiscoveryType, port uint32) *clusterv3.Cluster {
-	c := dnsCluster(name, typ, port)
-	c.LoadAssignment.Endpoints[0].LbEndpoints[0].GetEndpoint().GetAddress().GetSocketAddress().Address = "svc.test"
-	return c
-}
-
-func TestStrictDNSFollowsRecords(t *testing.T) {
+// startDNSCluster compiles a DNS cluster of typ for the host svc.test, which a fake DNS server
+// first resolves to 127.0.0.1, where backend "one" of twoBackends serves ("two" is on 127.0.0.2),
+// and checks that a request goes to one.
+func startDNSCluster(t *testing.T, name string, typ clusterv3.Cluster_DiscoveryType) (*Cluster, *stats.Store, *fakeDNS, *backend) {
+	t.Helper()
 	b1, b2 := twoBackends(t)
 	dns := newFakeDNS(t)
 	dns.set("127.0.0.1")
-	cl, st := compileT(t, dnsTestCluster("sdns", clusterv3.Cluster_STRICT_DNS, b1.port()), Deps{Resolver: dns.resolver()})
+	c := dnsCluster(name, typ, b1.port())
+	c.LoadAssignment.Endpoints[0].LbEndpoints[0].GetEndpoint().GetAddress().GetSocketAddress().Address = "svc.test"
+	cl, st := compileT(t, c, Deps{Resolver: dns.resolver()})
 	if name, _ := get(t, cl, balance.Context{}); name != "one" {
 		t.Fatalf("went to %q", name)
 	}
+	return cl, st, dns, b2
+}
+
+func TestStrictDNSFollowsRecords(t *testing.T) {
+	cl, st, dns, _ := startDNSCluster(t, "sdns", clusterv3.Cluster_STRICT_DNS)
 	dns.set("127.0.0.1", "127.0.0.2")
 	testenv.WaitFor(t, "two hosts after re-resolution", 10*time.Second, func() bool { return gauge(st, "cluster.sdns.membership_total") == 2 })
-	seen := map[string]int{}
-	for range 10 {
-		name, _ := get(t, cl, balance.Context{})
-		seen[name]++
-	}
+	seen := tally(t, cl, 10)
 	if seen["one"] != 5 || seen["two"] != 5 {
 		t.Fatalf("split %v", seen)
 	}
@@ -142,17 +144,10 @@ func TestStrictDNSFollowsRecords(t *testing.T) {
 	if name, _ := get(t, cl, balance.Context{}); name != "two" {
 		t.Fatalf("after an empty answer went to %q", name)
 	}
-	_ = b2
 }
 
 func TestLogicalDNSNewConnectionsFollowAddress(t *testing.T) {
-	b1, b2 := twoBackends(t)
-	dns := newFakeDNS(t)
-	dns.set("127.0.0.1")
-	cl, _ := compileT(t, dnsTestCluster("ldns", clusterv3.Cluster_LOGICAL_DNS, b1.port()), Deps{Resolver: dns.resolver()})
-	if name, _ := get(t, cl, balance.Context{}); name != "one" {
-		t.Fatalf("went to %q", name)
-	}
+	cl, _, dns, b2 := startDNSCluster(t, "ldns", clusterv3.Cluster_LOGICAL_DNS)
 	dns.set("127.0.0.2")
 	testenv.WaitFor(t, "the logical host to move", 10*time.Second, func() bool {
 		hs := cl.HostStatuses()

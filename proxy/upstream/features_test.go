@@ -105,11 +105,7 @@ func TestSlowStartRampsNewHost(t *testing.T) {
 	if err := cl.SetEndpoints(assignment("slow", a, b)); err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]int{}
-	for range 220 {
-		name, _ := get(t, cl, balance.Context{})
-		seen[name]++
-	}
+	seen := tally(t, cl, 220)
 	if seen["a"] != 200 || seen["b"] != 20 {
 		t.Fatalf("slow start split %v, want a=200 b=20 (b at 10%% weight)", seen)
 	}

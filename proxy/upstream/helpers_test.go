@@ -156,6 +156,17 @@ func get(t *testing.T, cl *Cluster, lb balance.Context, hdr ...string) (string, 
 	return resp.Header.Get("X-Backend"), resp
 }
 
+// tally sends n GETs through cl and counts them per backend that answered.
+func tally(t *testing.T, cl *Cluster, n int) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for range n {
+		name, _ := get(t, cl, balance.Context{})
+		seen[name]++
+	}
+	return seen
+}
+
 func do(cl *Cluster, lb balance.Context, method, path string, hdr ...string) (*http.Response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -228,6 +239,21 @@ func (g *gate) wait(r *http.Request) {
 }
 
 func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+
+// gatedBackend is backend name, whose requests for /slow wait at the returned gate until it
+// opens, at the end of the test at the latest.
+func gatedBackend(t *testing.T, name string) (*backend, *gate) {
+	t.Helper()
+	b := newBackend(t, name)
+	g := newGate()
+	t.Cleanup(g.open) // before the backend closes: cleanups run last-registered first
+	b.handler = func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			g.wait(r)
+		}
+	}
+	return b, g
+}
 
 func u32(v uint32) *wrapperspb.UInt32Value { return wrapperspb.UInt32(v) }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -65,14 +64,8 @@ func TestHashPoliciesKeepAffinity(t *testing.T) {
 }
 
 func TestLeastRequestPrefersIdleEndpoint(t *testing.T) {
-	slowGate := newGate()
-	busy := newBackend(t, "busy")
+	busy, slowGate := gatedBackend(t, "busy")
 	idle := newBackend(t, "idle")
-	busy.handler = func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			slowGate.wait(r)
-		}
-	}
 	c := staticCluster("lr", clusterv3.Cluster_LEAST_REQUEST, busy, idle)
 	c.LbConfig = &clusterv3.Cluster_LeastRequestLbConfig_{LeastRequestLbConfig: &clusterv3.Cluster_LeastRequestLbConfig{ChoiceCount: u32(3)}}
 	cl, _ := compileT(t, c, Deps{})
@@ -93,11 +86,7 @@ func TestLeastRequestPrefersIdleEndpoint(t *testing.T) {
 	}
 	testenv.WaitFor(t, "4 slow requests parked on busy", 10*time.Second, func() bool { return slowGate.waiting.Load() >= 4 })
 
-	seen := map[string]int{}
-	for range 200 {
-		name, _ := get(t, cl, balance.Context{})
-		seen[name]++
-	}
+	seen := tally(t, cl, 200)
 	// Choice of 3 over 2 hosts: busy wins only when all three draws hit it (1/8).
 	if seen["idle"] < 160 {
 		t.Fatalf("least request split %v: want the idle endpoint to take most requests", seen)
@@ -111,11 +100,7 @@ func TestRandomAndRoundRobinWeighted(t *testing.T) {
 		c := staticCluster("w-"+policy.String(), policy, a, b)
 		c.LoadAssignment.Endpoints[0].LbEndpoints[1].LoadBalancingWeight = u32(3)
 		cl, _ := compileT(t, c, Deps{})
-		seen := map[string]int{}
-		for range 400 {
-			name, _ := get(t, cl, balance.Context{})
-			seen[name]++
-		}
+		seen := tally(t, cl, 400)
 		switch policy {
 		case clusterv3.Cluster_ROUND_ROBIN:
 			if seen["a"] != 100 || seen["b"] != 300 {
@@ -169,11 +154,7 @@ func TestDegradedEndpointsTakeSpillover(t *testing.T) {
 	if err := cl.SetEndpoints(cla); err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]int{}
-	for range 300 {
-		name, _ := get(t, cl, balance.Context{})
-		seen[name]++
-	}
+	seen := tally(t, cl, 300)
 	// One healthy host of two: 1.4 × 50% = 70% to it, the remaining 30% spills to the degraded one.
 	if seen["healthy"] < 170 || seen["healthy"] > 250 || seen["degraded"] == 0 {
 		t.Fatalf("split %v, want about 210/90", seen)

@@ -76,14 +76,7 @@ func TestUpstreamTimeoutIsUT(t *testing.T) {
 }
 
 func TestCircuitBreakerMaxRequestsIsUO(t *testing.T) {
-	g := newGate()
-	defer g.open()
-	a := newBackend(t, "a")
-	a.handler = func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			g.wait(r)
-		}
-	}
+	a, g := gatedBackend(t, "a")
 	c := staticCluster("cb", clusterv3.Cluster_ROUND_ROBIN, a)
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 		MaxRequests: u32(1), TrackRemaining: true,
@@ -115,14 +108,7 @@ func TestCircuitBreakerMaxRequestsIsUO(t *testing.T) {
 }
 
 func TestCircuitBreakerConnectionsAndPending(t *testing.T) {
-	g := newGate()
-	defer g.open()
-	a := newBackend(t, "a")
-	a.handler = func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			g.wait(r)
-		}
-	}
+	a, g := gatedBackend(t, "a")
 	c := staticCluster("cbcx", clusterv3.Cluster_ROUND_ROBIN, a)
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 		MaxConnections: u32(1), MaxPendingRequests: u32(1),
@@ -209,11 +195,7 @@ func TestOutlierEjectionAndReturn(t *testing.T) {
 	if gauge(st, "cluster.od.outlier_detection.ejections_active") != 0 {
 		t.Fatal("ejections_active not back to 0")
 	}
-	seen := map[string]int{}
-	for range 10 {
-		name, _ := get(t, cl, balance.Context{})
-		seen[name]++
-	}
+	seen := tally(t, cl, 10)
 	if seen["bad"] != 5 {
 		t.Fatalf("after return: %v", seen)
 	}
@@ -327,11 +309,7 @@ func TestLocalityWeightedEndToEnd(t *testing.T) {
 	if err := cl.SetEndpoints(cla); err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]int{}
-	for range 40 {
-		name, _ := get(t, cl, balance.Context{})
-		seen[name]++
-	}
+	seen := tally(t, cl, 40)
 	if seen["a"] != 10 || seen["b"] != 30 {
 		t.Fatalf("locality weights 1:3 gave %v", seen)
 	}

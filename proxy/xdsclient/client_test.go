@@ -3,7 +3,6 @@ package xdsclient
 import (
 	"context"
 	"fmt"
-	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -13,90 +12,13 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
-	"google.golang.org/grpc"
 
 	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/internal/testenv"
 )
-
-// testServer is a real go-control-plane ADS server on loopback.
-type testServer struct {
-	addr  string
-	cache cachev3.SnapshotCache
-	grpc  *grpc.Server
-
-	mu    sync.Mutex
-	nacks []string
-	reqs  int
-}
-
-type sotwOnly struct {
-	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
-	s serverv3.Server
-}
-
-func (o sotwOnly) StreamAggregatedResources(st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
-	return o.s.StreamAggregatedResources(st)
-}
-
-func startServer(t *testing.T, addr string, cache cachev3.SnapshotCache, sotw bool) *testServer {
-	t.Helper()
-	ts := &testServer{cache: cache}
-	cb := serverv3.CallbackFuncs{
-		StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
-			ts.record(r.GetErrorDetail().GetMessage())
-			return nil
-		},
-		StreamDeltaRequestFunc: func(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
-			ts.record(r.GetErrorDetail().GetMessage())
-			return nil
-		},
-	}
-	srv := serverv3.NewServer(context.Background(), cache, cb)
-	ts.grpc = grpc.NewServer()
-	if sotw {
-		discoveryv3.RegisterAggregatedDiscoveryServiceServer(ts.grpc, sotwOnly{s: srv})
-	} else {
-		discoveryv3.RegisterAggregatedDiscoveryServiceServer(ts.grpc, srv)
-	}
-	var lis net.Listener
-	var err error
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		lis, err = net.Listen("tcp", addr)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	ts.addr = lis.Addr().String()
-	go ts.grpc.Serve(lis)
-	t.Cleanup(ts.grpc.Stop)
-	return ts
-}
-
-func (ts *testServer) record(nack string) {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	ts.reqs++
-	if nack != "" {
-		ts.nacks = append(ts.nacks, nack)
-	}
-}
-
-func (ts *testServer) nackList() []string {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return append([]string(nil), ts.nacks...)
-}
 
 // recorder is a Handler that keeps the last accepted names per type and rejects clusters named
 // "bad"; it subscribes EDS to every EDS cluster, as the proxy does.
@@ -194,8 +116,8 @@ func TestClientProtocols(t *testing.T) {
 			if err := cache.SetSnapshot(context.Background(), nodeID, snapshot(t, "1", "a", "b")); err != nil {
 				t.Fatal(err)
 			}
-			ts := startServer(t, "127.0.0.1:0", cache, sotw)
-			c, rec := runClient(t, ts.addr)
+			ts := testenv.StartADS(t, testenv.ADSOptions{Cache: cache, SotWOnly: sotw})
+			c, rec := runClient(t, ts.Addr())
 
 			waitFor(t, "clusters a,b", func() bool { return rec.get(ClusterType) == "a,b" })
 			waitFor(t, "endpoints a,b", func() bool { return rec.get(EndpointType) == "a,b" })
@@ -208,7 +130,7 @@ func TestClientProtocols(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, "nack", func() bool {
-				for _, n := range ts.nackList() {
+				for _, n := range ts.Nacks() {
 					if strings.Contains(n, `cluster "bad": field lb_policy`) {
 						return true
 					}
@@ -227,7 +149,7 @@ func TestClientProtocols(t *testing.T) {
 			waitFor(t, "endpoints a,c", func() bool { return strings.Contains(rec.get(EndpointType), "c") })
 
 			// Outage: the server goes away; the accepted set stays; a new server resyncs.
-			ts.grpc.Stop()
+			ts.Stop()
 			waitFor(t, "disconnect", func() bool { return !c.Connected() })
 			if got := rec.get(ClusterType); got != "a,c" {
 				t.Fatalf("during outage clusters = %q, want a,c", got)
@@ -236,7 +158,7 @@ func TestClientProtocols(t *testing.T) {
 			if err := cache2.SetSnapshot(context.Background(), nodeID, snapshot(t, "4", "d")); err != nil {
 				t.Fatal(err)
 			}
-			startServer(t, ts.addr, cache2, sotw)
+			testenv.StartADS(t, testenv.ADSOptions{Addr: ts.Addr(), Cache: cache2, SotWOnly: sotw})
 			waitFor(t, "clusters d after reconnect", func() bool { return rec.get(ClusterType) == "d" })
 			waitFor(t, "endpoints d after reconnect", func() bool { return rec.get(EndpointType) == "d" })
 			if c.Stats().Nacks.Load() == 0 || c.Stats().Acks.Load() == 0 {

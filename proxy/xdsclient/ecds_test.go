@@ -11,6 +11,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // TestExtensionConfigByName: ECDS (the DNS name table) is requested only by name, and only once
@@ -40,8 +42,8 @@ func TestExtensionConfigByName(t *testing.T) {
 			if err := cache.SetSnapshot(context.Background(), testNode(t).GetId(), snap); err != nil {
 				t.Fatal(err)
 			}
-			ts := startServer(t, "127.0.0.1:0", cache, sotw)
-			c, rec := runClient(t, ts.addr)
+			ts := testenv.StartADS(t, testenv.ADSOptions{Cache: cache, SotWOnly: sotw})
+			c, rec := runClient(t, ts.Addr())
 			waitFor(t, "clusters", func() bool { return rec.get(ClusterType) == "a" })
 			if got := rec.get(ExtensionConfigType); got != "" {
 				t.Fatalf("extension configs %q before any was named", got)

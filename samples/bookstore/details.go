@@ -86,9 +86,15 @@ func lookupBook(s string) (Book, bool) {
 	return catalog[i], true
 }
 
-// bookID parses a book id from a path segment: a non-negative integer. Services other than
-// details do not know the catalog, and answer for any id.
-func bookID(s string) (int, bool) {
+// bookID parses the book id of r's {id} path segment: a non-negative integer. Services other than
+// details do not know the catalog, and answer for any id. When the segment is not an id, bookID
+// answers 400 and reports false.
+func bookID(w http.ResponseWriter, r *http.Request) (int, bool) {
+	s := r.PathValue("id")
 	i, err := strconv.Atoi(s)
-	return i, err == nil && i >= 0 && strconv.Itoa(i) == s
+	if err != nil || i < 0 || strconv.Itoa(i) != s {
+		writeError(w, http.StatusBadRequest, "book id "+strconv.Quote(s)+" is not a number")
+		return 0, false
+	}
+	return i, true
 }

@@ -2,7 +2,6 @@ package bookstore
 
 import (
 	"net/http"
-	"strconv"
 )
 
 // ratingsByBook holds each book's ratings: reviewer → stars (1 to 5). A book without an entry has
@@ -32,9 +31,8 @@ func (s *ratingsService) register(mux *http.ServeMux) {
 }
 
 func (s *ratingsService) ratings(w http.ResponseWriter, r *http.Request) {
-	id, ok := bookID(r.PathValue("id"))
+	id, ok := bookID(w, r)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "book id "+strconv.Quote(r.PathValue("id"))+" is not a number")
 		return
 	}
 	rs := ratingsByBook[id]

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 )
 
 // reviewsByBook holds each book's reviews. Reviewers match the keys of ratingsByBook.
@@ -78,9 +77,8 @@ func (s *reviewsService) register(mux *http.ServeMux) {
 }
 
 func (s *reviewsService) reviews(w http.ResponseWriter, r *http.Request) {
-	id, ok := bookID(r.PathValue("id"))
+	id, ok := bookID(w, r)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "book id "+strconv.Quote(r.PathValue("id"))+" is not a number")
 		return
 	}
 	ans := BookReviews{Identity: s.id.For(r), ID: id, Reviews: []Review{}}

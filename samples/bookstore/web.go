@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -141,28 +142,19 @@ func (s *webService) page(r *http.Request, id int, user string, extra http.Heade
 
 // versionsHeader formats Versions for HeaderVersions: "details=v1,reviews=v2,web=v1".
 func versionsHeader(v map[string]string) string {
-	keys := make([]string, 0, len(v))
-	for k := range v {
-		keys = append(keys, k)
+	pairs := make([]string, 0, len(v))
+	for _, k := range slices.Sorted(maps.Keys(v)) {
+		pairs = append(pairs, k+"="+v[k])
 	}
-	slices.Sort(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(k + "=" + v[k])
-	}
-	return b.String()
+	return strings.Join(pairs, ",")
 }
 
 // servePage handles the common part of /book/{id} and /api/book/{id}: it parses the id, builds
 // the page and picks its status (404 when details does not know the book).
 func (s *webService) servePage(w http.ResponseWriter, r *http.Request) (*BookPage, int, bool) {
 	user, extra := s.prepare(w, r)
-	id, ok := bookID(r.PathValue("id"))
+	id, ok := bookID(w, r)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "book id "+strconv.Quote(r.PathValue("id"))+" is not a number")
 		return nil, 0, false
 	}
 	p := s.page(r, id, user, extra)

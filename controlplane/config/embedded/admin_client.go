@@ -1,9 +1,7 @@
 package embedded
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -44,34 +42,8 @@ func ReadAdminToken(path string) (string, error) {
 // MintBootstrapToken asks straitd for a bootstrap token, authenticated by adminToken.
 func (c *Client) MintBootstrapToken(ctx context.Context, adminToken string, req BootstrapTokenRequest) (BootstrapTokenResponse, error) {
 	var out BootstrapTokenResponse
-	body, err := json.Marshal(req)
-	if err != nil {
-		return out, fmt.Errorf("encoding request: %w", err)
-	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+BootstrapTokensPath, bytes.NewReader(body))
-	if err != nil {
-		return out, fmt.Errorf("building request: %w", err)
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := c.hc.Do(hreq)
-	if err != nil {
-		return out, fmt.Errorf("contacting straitd at %s (is it running?): %w", c.base, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return out, fmt.Errorf("reading response: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var er ErrorResponse
-		if json.Unmarshal(data, &er) != nil || len(er.Errors) == 0 {
-			er.Errors = []string{fmt.Sprintf("straitd answered %s: %s", resp.Status, bytes.TrimSpace(data))}
-		}
-		return out, &APIError{Status: resp.StatusCode, Errors: er.Errors}
-	}
-	if err := json.Unmarshal(data, &out); err != nil {
-		return out, fmt.Errorf("decoding response: %w", err)
+	if err := c.roundTrip(ctx, http.MethodPost, BootstrapTokensPath, "Bearer "+adminToken, 1<<20, req, &out); err != nil {
+		return out, err
 	}
 	if out.Token == "" {
 		return out, errors.New("decoding response: no token")

@@ -54,7 +54,19 @@ func (e *APIError) Error() string {
 // NotFound reports whether the server answered 404.
 func (e *APIError) NotFound() bool { return e.Status == http.StatusNotFound }
 
+// do sends a store API request, with the admin token on writes.
 func (c *Client) do(ctx context.Context, method, path string, body any, out any) error {
+	var auth string
+	if c.adminToken != "" && method != http.MethodGet {
+		auth = "Bearer " + c.adminToken
+	}
+	return c.roundTrip(ctx, method, path, auth, 64<<20, body, out)
+}
+
+// roundTrip sends body (nil for none) as JSON with the Authorization header auth ("" for none)
+// and decodes an OK answer of at most limit bytes into out. Any other status is an *APIError
+// with the errors straitd gave (its ErrorResponse) or, failing those, the status and body.
+func (c *Client) roundTrip(ctx context.Context, method, path, auth string, limit int64, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -70,15 +82,15 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.adminToken != "" && method != http.MethodGet {
-		req.Header.Set("Authorization", "Bearer "+c.adminToken)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("contacting straitd at %s (is it running?): %w", c.base, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return fmt.Errorf("reading response: %w", err)
 	}
