@@ -37,7 +37,7 @@ func istioKind(kind, group string) string {
 
 // notIstio is the refusal of a Kubernetes object that is not Istio configuration.
 func notIstio(kind, apiVersion string) string {
-	return "kind " + kind + " (apiVersion " + apiVersion + ") is not an Istio object; Strait reads only Istio configuration: "
+	return "kind " + kind + " (apiVersion " + apiVersion + ") is not an Istio object; Strait reads only Istio configuration and Secrets: "
 }
 
 // removedField is the refusal of a field Istio removed from its API.
@@ -49,7 +49,7 @@ func removedField(path, field, msg string) string {
 // Strait does not support, never a parse error about an API it does not read.
 var (
 	notYetRE    = regexp.MustCompile(`^kind [A-Za-z]+ \([a-z0-9.-]+\) is not supported yet$`)
-	notIstioRE  = regexp.MustCompile(`^kind [A-Za-z]+ \(apiVersion [a-z0-9./-]+\) is not an Istio object; Strait reads only Istio configuration: [A-Za-z, ]+$`)
+	notIstioRE  = regexp.MustCompile(`^kind [A-Za-z]+ \(apiVersion [a-z0-9./-]+\) is not an Istio object; Strait reads only Istio configuration and Secrets: [A-Za-z, ]+$`)
 	removedFdRE = regexp.MustCompile(`^unknown field "[A-Za-z]+" in [A-Za-z]+: Istio removed this field from its API`)
 )
 

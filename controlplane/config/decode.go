@@ -31,11 +31,13 @@ const (
 //
 // Each document must be one of Kinds with one of its kind's apiVersions (APIVersionsFor). Its
 // spec is decoded into the kind's istio.io/api message (networking/v1alpha3, or security/v1beta1
-// for PeerAuthentication) with the rules of Istio's own decoder (camelCase or proto field names,
-// durations as "1.5s" or "30ms", enums by name), except that unknown fields, values of the wrong
-// type, invalid enum values and out-of-range numbers are errors. A document of another kind is
-// refused with one error that says whether it is an Istio (or Gateway API) kind Strait does not
-// support yet or not an Istio object at all (a Kubernetes Service, say). Every error is an *Error
+// for the security.istio.io kinds) with the rules of Istio's own decoder (camelCase or proto
+// field names, durations as "1.5s" or "30ms", enums by name), except that unknown fields, values of the wrong
+// type, invalid enum values and out-of-range numbers are errors. A Kubernetes "v1" Secret is
+// decoded as Kubernetes does (type, data in base64, stringData) into a *corev1.Secret; its errors
+// never quote its data. A document of another kind is refused with one error that says whether
+// it is an Istio (or Gateway API) kind Strait does not support yet or not an Istio object at all
+// (a Kubernetes Service, say). Every error is an *Error
 // that names origin, the document and the field path. A document with errors produces no Object;
 // the other documents still decode. Decode does not run Validate (see Load). It never panics. It
 // is safe for concurrent use.
@@ -288,6 +290,14 @@ func decodeObject(d *docErr, obj map[string]any) (*Object, []error) {
 		errs = append(errs, d.err("kind", "unsupported kind %s (want one of %s)", quoteShort(fmt.Sprint(obj["kind"])), kindList()))
 	}
 	errs = append(errs, merrs...)
+	if d.kind == Secret {
+		// A Kubernetes Secret has no spec: type, data and stringData sit beside metadata.
+		spec, serrs := decodeSecret(d, obj)
+		if errs = append(errs, serrs...); len(errs) > 0 {
+			return nil, errs
+		}
+		return &Object{Kind: d.kind, APIVersion: apiVersion, Meta: meta, Spec: spec, Origin: d.origin}, nil
+	}
 	for _, k := range sortedKeys(obj) {
 		switch k {
 		case "apiVersion", "kind", "metadata", "spec":

@@ -62,7 +62,8 @@ func TestDecodeGoodDocuments(t *testing.T) {
 }
 
 // TestRoundTrip checks that MarshalYAML and MarshalJSON output decodes to an equal object, for
-// every good document (including every VirtualService HTTP field).
+// every good document (including every VirtualService HTTP field), except Secrets, whose output
+// must be redacted instead.
 func TestRoundTrip(t *testing.T) {
 	files, _ := filepath.Glob("testdata/good/*")
 	for _, f := range files {
@@ -71,6 +72,10 @@ func TestRoundTrip(t *testing.T) {
 				out, err := marshal(o)
 				if err != nil {
 					t.Fatalf("%s %s: %v", name, o.Key(), err)
+				}
+				if o.Kind == Secret {
+					checkSecretRedacted(t, o, out, marshal)
+					continue
 				}
 				back, errs := Decode("roundtrip", out)
 				if len(errs) > 0 || len(back) != 1 {
@@ -212,9 +217,16 @@ func TestDecodeBadDocuments(t *testing.T) {
 		{"peer authentication selector wrong type", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {selector: {matchLabels: [app]}}", "PeerAuthentication ns/pa", "spec.selector.matchLabels", "expected an object"},
 		{"peer authentication workloadSelector", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {workloadSelector: {labels: {app: a}}}", "PeerAuthentication ns/pa", "spec.workloadSelector", `unknown field "workloadSelector" in PeerAuthentication`},
 		{"removed field", vsHead + "spec: {hosts: [a], http: [{websocketUpgrade: true, route: [{destination: {host: a}}]}]}", vsObj, "spec.http[0].websocketUpgrade", `unknown field "websocketUpgrade" in HTTPRoute: Istio removed this field from its API`},
-		{"istio kind not supported yet", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap, namespace: ns}\nspec: {action: DENY}", "object ns/ap", "", "kind AuthorizationPolicy (security.istio.io) is not supported yet"},
+		{"istio kind not supported yet", "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: ns}\nspec: {tracing: [{}]}", "object ns/t", "", "kind Telemetry (telemetry.istio.io) is not supported yet"},
+		{"authorization policy networking apiVersion", "apiVersion: networking.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap, namespace: ns}\nspec: {action: DENY, rules: [{}]}", "AuthorizationPolicy ns/ap", "apiVersion", `unsupported apiVersion "networking.istio.io/v1" (want one of security.istio.io/v1, security.istio.io/v1beta1)`},
+		{"authorization policy bad action", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap, namespace: ns}\nspec: {action: REJECT}", "AuthorizationPolicy ns/ap", "spec.action", `invalid value "REJECT" for Action (valid: ALLOW, DENY, AUDIT, CUSTOM)`},
+		{"authorization policy unknown field", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap, namespace: ns}\nspec: {rules: [{from: [{source: {principal: [a]}}]}]}", "AuthorizationPolicy ns/ap", "spec.rules[0].from[0].source.principal", `unknown field "principal" in Source (did you mean "principals"?)`},
+		{"authorization policy port number", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap, namespace: ns}\nspec: {rules: [{to: [{operation: {ports: [80]}}]}]}", "AuthorizationPolicy ns/ap", "spec.rules[0].to[0].operation.ports[0]", "expected a string, got number"},
+		{"request authentication unknown field", "apiVersion: security.istio.io/v1beta1\nkind: RequestAuthentication\nmetadata: {name: ra, namespace: ns}\nspec: {jwtRules: [{issuer: a, jwks_uri: 'https://a/k', jwksURI: 'https://a/k'}]}", "RequestAuthentication ns/ra", "spec.jwtRules[0].jwksURI", `unknown field "jwksURI" in JWTRule`},
+		{"request authentication timeout", "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: ra, namespace: ns}\nspec: {jwtRules: [{issuer: a, timeout: apple}]}", "RequestAuthentication ns/ra", "spec.jwtRules[0].timeout", "duration"},
+		{"request authentication null rule", "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: ra, namespace: ns}\nspec: {jwtRules: [null]}", "RequestAuthentication ns/ra", "spec.jwtRules[0]", "null is not allowed in a list"},
 		{"gateway api gateway", "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: ns}\nspec: {gatewayClassName: istio, listeners: []}", "object ns/gw", "", "kind Gateway (gateway.networking.k8s.io) is not supported yet"},
-		{"kubernetes object", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: ns}\ndata: {a: b}", "object ns/cm", "", "kind ConfigMap (apiVersion v1) is not an Istio object; Strait reads only Istio configuration: VirtualService, "},
+		{"kubernetes object", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: ns}\ndata: {a: b}", "object ns/cm", "", "kind ConfigMap (apiVersion v1) is not an Istio object; Strait reads only Istio configuration and Secrets: VirtualService, "},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -292,13 +304,15 @@ func TestKindFor(t *testing.T) {
 		"gw": Gateway, "Gateway": Gateway, "serviceentries": ServiceEntry,
 		"pa": PeerAuthentication, "PeerAuthentication": PeerAuthentication, "peerauthentications": PeerAuthentication,
 		"peerauthentications.security.istio.io": PeerAuthentication, "PA.Security.Istio.IO": PeerAuthentication,
-		"gateways.networking.istio.io": Gateway,
+		"gateways.networking.istio.io": Gateway, "ap": AuthorizationPolicy, "AuthorizationPolicies": AuthorizationPolicy,
+		"authorizationpolicies.security.istio.io": AuthorizationPolicy,
+		"ra": RequestAuthentication, "requestauthentication": RequestAuthentication, "RequestAuthentications.security.istio.io": RequestAuthentication,
 	} {
 		if got, ok := KindFor(in); !ok || got != want {
 			t.Errorf("KindFor(%q) = %q, %v; want %q", in, got, ok, want)
 		}
 	}
-	for _, in := range []string{"", "pods", "v", "authorizationpolicy", "peerauthentications.networking.istio.io", "virtualservices.security.istio.io", ".security.istio.io"} {
+	for _, in := range []string{"", "pods", "v", "telemetry", "authorizationpolicies.networking.istio.io", "peerauthentications.networking.istio.io", "virtualservices.security.istio.io", ".security.istio.io"} {
 		if k, ok := KindFor(in); ok {
 			t.Errorf("KindFor(%q) = %q, want not found", in, k)
 		}

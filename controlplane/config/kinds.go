@@ -6,13 +6,16 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+
+	"github.com/strait-mesh/strait/controlplane/config/corev1"
 )
 
 // API groups of the kinds this package decodes.
 const (
 	// Group is the API group of the networking kinds (VirtualService, DestinationRule, ...).
 	Group = "networking.istio.io"
-	// SecurityGroup is the API group of the security kinds (PeerAuthentication).
+	// SecurityGroup is the API group of the security kinds (PeerAuthentication,
+	// AuthorizationPolicy, RequestAuthentication).
 	SecurityGroup = "security.istio.io"
 )
 
@@ -24,16 +27,20 @@ var networkingVersions = []string{Group + "/v1", Group + "/v1beta1", Group + "/v
 // decode into the istio.io/api security/v1beta1 messages.
 var securityVersions = []string{SecurityGroup + "/v1", SecurityGroup + "/v1beta1"}
 
+// coreVersions are the apiVersions of the Kubernetes core kinds (Secret): the core group has no
+// name, so its apiVersion is the bare version.
+var coreVersions = []string{"v1"}
+
 // APIVersions lists every accepted apiVersion value, of any kind. Which of them a document may
 // use depends on its kind: see APIVersionsFor.
-var APIVersions = append(append([]string(nil), networkingVersions...), securityVersions...)
+var APIVersions = append(append(append([]string(nil), networkingVersions...), securityVersions...), coreVersions...)
 
 // DefaultAPIVersion is the apiVersion of the networking kinds used when rendering objects that
 // do not record one. DefaultAPIVersionFor gives it for any kind.
 const DefaultAPIVersion = Group + "/v1"
 
 // Kinds lists every kind this package decodes, in a stable order.
-var Kinds = []Kind{VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, PeerAuthentication}
+var Kinds = []Kind{VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Secret}
 
 // kindInfo describes one kind of Kinds.
 type kindInfo struct {
@@ -43,14 +50,17 @@ type kindInfo struct {
 }
 
 var kindInfos = map[Kind]kindInfo{
-	VirtualService:     {Group, networkingVersions, func() proto.Message { return &networking.VirtualService{} }},
-	DestinationRule:    {Group, networkingVersions, func() proto.Message { return &networking.DestinationRule{} }},
-	ServiceEntry:       {Group, networkingVersions, func() proto.Message { return &networking.ServiceEntry{} }},
-	WorkloadEntry:      {Group, networkingVersions, func() proto.Message { return &networking.WorkloadEntry{} }},
-	WorkloadGroup:      {Group, networkingVersions, func() proto.Message { return &networking.WorkloadGroup{} }},
-	Sidecar:            {Group, networkingVersions, func() proto.Message { return &networking.Sidecar{} }},
-	Gateway:            {Group, networkingVersions, func() proto.Message { return &networking.Gateway{} }},
-	PeerAuthentication: {SecurityGroup, securityVersions, func() proto.Message { return &security.PeerAuthentication{} }},
+	VirtualService:        {Group, networkingVersions, func() proto.Message { return &networking.VirtualService{} }},
+	DestinationRule:       {Group, networkingVersions, func() proto.Message { return &networking.DestinationRule{} }},
+	ServiceEntry:          {Group, networkingVersions, func() proto.Message { return &networking.ServiceEntry{} }},
+	WorkloadEntry:         {Group, networkingVersions, func() proto.Message { return &networking.WorkloadEntry{} }},
+	WorkloadGroup:         {Group, networkingVersions, func() proto.Message { return &networking.WorkloadGroup{} }},
+	Sidecar:               {Group, networkingVersions, func() proto.Message { return &networking.Sidecar{} }},
+	Gateway:               {Group, networkingVersions, func() proto.Message { return &networking.Gateway{} }},
+	PeerAuthentication:    {SecurityGroup, securityVersions, func() proto.Message { return &security.PeerAuthentication{} }},
+	AuthorizationPolicy:   {SecurityGroup, securityVersions, func() proto.Message { return &security.AuthorizationPolicy{} }},
+	RequestAuthentication: {SecurityGroup, securityVersions, func() proto.Message { return &security.RequestAuthentication{} }},
+	Secret:                {"", coreVersions, func() proto.Message { return &corev1.Secret{} }},
 }
 
 // kindNames maps lower-case names, plurals and Istio's short names to kinds.
@@ -63,10 +73,13 @@ var kindNames = map[string]Kind{
 	"sidecar": Sidecar, "sidecars": Sidecar,
 	"gateway": Gateway, "gateways": Gateway, "gw": Gateway,
 	"peerauthentication": PeerAuthentication, "peerauthentications": PeerAuthentication, "pa": PeerAuthentication,
+	"authorizationpolicy": AuthorizationPolicy, "authorizationpolicies": AuthorizationPolicy, "ap": AuthorizationPolicy,
+	"requestauthentication": RequestAuthentication, "requestauthentications": RequestAuthentication, "ra": RequestAuthentication,
+	"secret": Secret, "secrets": Secret,
 }
 
 // KindFor resolves a user-typed kind name as kubectl and istioctl do: case-insensitive, singular
-// or plural, or a short name ("vs", "dr", "se", "we", "wg", "gw", "pa"). A trailing API group
+// or plural, or a short name ("vs", "dr", "se", "we", "wg", "gw", "pa", "ap", "ra"). A trailing API group
 // is accepted too when it is the kind's own (".networking.istio.io" for VirtualService,
 // ".security.istio.io" for PeerAuthentication).
 func KindFor(name string) (Kind, bool) {
@@ -93,7 +106,7 @@ func NewSpec(k Kind) proto.Message {
 }
 
 // GroupFor returns the API group of kind k ("networking.istio.io", "security.istio.io"), or ""
-// when k is not one of Kinds.
+// when k is not one of Kinds or is of Kubernetes' core group (Secret).
 func GroupFor(k Kind) string { return kindInfos[k].group }
 
 // APIVersionsFor returns the apiVersions a document of kind k may use, or nil when k is not one
@@ -101,7 +114,8 @@ func GroupFor(k Kind) string { return kindInfos[k].group }
 func APIVersionsFor(k Kind) []string { return kindInfos[k].versions }
 
 // DefaultAPIVersionFor returns the apiVersion used when rendering an object of kind k that does
-// not record one ("networking.istio.io/v1", "security.istio.io/v1"), or "" for an unknown kind.
+// not record one ("networking.istio.io/v1", "security.istio.io/v1", "v1"), or "" for an unknown
+// kind.
 func DefaultAPIVersionFor(k Kind) string {
 	if v := kindInfos[k].versions; len(v) > 0 {
 		return v[0]

@@ -14,8 +14,9 @@ import (
 // Kind is an Istio config kind, e.g. "VirtualService".
 type Kind string
 
-// Kinds of config handled by the control plane core: the networking.istio.io kinds and, of
-// security.istio.io, PeerAuthentication.
+// Kinds of config handled by the control plane core: the networking.istio.io kinds, of
+// security.istio.io PeerAuthentication, AuthorizationPolicy and RequestAuthentication, and of
+// Kubernetes' core/v1 Secret.
 const (
 	VirtualService  Kind = "VirtualService"
 	DestinationRule Kind = "DestinationRule"
@@ -28,6 +29,19 @@ const (
 	// PeerAuthentication (security.istio.io) has a *securityv1beta1.PeerAuthentication spec
 	// (istio.io/api/security/v1beta1).
 	PeerAuthentication Kind = "PeerAuthentication"
+
+	// AuthorizationPolicy (security.istio.io) has a *securityv1beta1.AuthorizationPolicy spec;
+	// see also DryRun and the other helpers of authz.go.
+	AuthorizationPolicy Kind = "AuthorizationPolicy"
+
+	// RequestAuthentication (security.istio.io) has a *securityv1beta1.RequestAuthentication
+	// spec.
+	RequestAuthentication Kind = "RequestAuthentication"
+
+	// Secret (Kubernetes core "v1") has a *corev1.Secret spec (controlplane/config/corev1): the
+	// TLS credentials that Gateway servers name with credentialName. Its data is never rendered
+	// or logged (see MarshalJSON).
+	Secret Kind = "Secret"
 )
 
 // Meta is the subset of Kubernetes ObjectMeta Strait keeps.
@@ -42,7 +56,8 @@ type Meta struct {
 }
 
 // Object is one config object: its kind, metadata and typed spec (an istio.io/api message such as
-// *networkingv1alpha3.VirtualService or *securityv1beta1.PeerAuthentication). Objects are
+// *networkingv1alpha3.VirtualService or *securityv1beta1.PeerAuthentication, or a
+// *corev1.Secret). Objects are
 // immutable once handed to a Source's consumers: never modify one in place, make a copy.
 type Object struct {
 	Kind       Kind

@@ -8,14 +8,13 @@ import (
 // Documents that are not one of Kinds are refused, with a message that says why: a kind of
 // Istio's API (or the Gateway API, which Istio implements) that Strait does not decode yet, or an
 // object that is not Istio configuration at all (a Kubernetes Service or Deployment in the same
-// file). Either way the document is refused as a whole, with one error and without reading its
+// file). Of Kubernetes' own kinds only the core "v1" Secret is read (gateway credentials). Either way the document is refused as a whole, with one error and without reading its
 // other fields, so that the user never sees a misleading complaint about fields of an API Strait
 // does not read.
 
 // notYetKinds lists, by API group, the kinds of Istio's API that Strait does not decode yet.
 var notYetKinds = map[string][]string{
 	Group:                 {"EnvoyFilter", "ProxyConfig"},
-	SecurityGroup:         {"AuthorizationPolicy", "RequestAuthentication"},
 	"telemetry.istio.io":  {"Telemetry"},
 	"extensions.istio.io": {"WasmPlugin"},
 }
@@ -66,7 +65,7 @@ func refuseKind(apiVersion, kind string) string {
 		// decoder as an unsupported apiVersion or kind.
 		return ""
 	}
-	return fmt.Sprintf("kind %s (apiVersion %s) is not an Istio object; Strait reads only Istio configuration: %s",
+	return fmt.Sprintf("kind %s (apiVersion %s) is not an Istio object; Strait reads only Istio configuration and Secrets: %s",
 		quoteKind(kind), quoteKind(apiVersion), kindList())
 }
 

@@ -45,6 +45,9 @@ func TestDecodeMatchesIstioDecoder(t *testing.T) {
 			if err := json.Unmarshal(js, &env); err != nil {
 				t.Fatal(err)
 			}
+			if env.Kind == Secret {
+				continue // Kubernetes' kind, not Istio's: no spec for Istio's decoder
+			}
 			objs, errs := Decode(f, doc.data)
 			if len(errs) > 0 || len(objs) != 1 {
 				t.Fatalf("%s: %v", f, errs)

@@ -13,11 +13,11 @@ import (
 func TestKindGroupsAndVersions(t *testing.T) {
 	for _, k := range Kinds {
 		g, versions, def := GroupFor(k), APIVersionsFor(k), DefaultAPIVersionFor(k)
-		if g == "" || len(versions) == 0 || def != versions[0] {
+		if (g == "") != (k == Secret) || len(versions) == 0 || def != versions[0] {
 			t.Errorf("%s: group %q, versions %v, default %q", k, g, versions, def)
 		}
 		for _, v := range versions {
-			if !strings.HasPrefix(v, g+"/") || !validAPIVersion(v) {
+			if apiGroup(v) != g || !validAPIVersion(v) {
 				t.Errorf("%s: apiVersion %q is not of group %q or not in APIVersions", k, v, g)
 			}
 		}
@@ -116,10 +116,6 @@ func manyLabels(n int) map[string]string {
 // error saying why, however its other fields look, also inside a List.
 func TestDecodeRefusesOtherKinds(t *testing.T) {
 	for _, tc := range []struct{ name, doc, want string }{
-		{"authorization policy", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a, namespace: ns}\nspec: {action: DENY, rules: [{}]}\n",
-			"f.yaml:1: object ns/a: kind AuthorizationPolicy (security.istio.io) is not supported yet"},
-		{"request authentication", "apiVersion: security.istio.io/v1beta1\nkind: RequestAuthentication\nmetadata: {name: a}\nspec: {jwtRules: [{issuer: x}]}\n",
-			"f.yaml:1: object default/a: kind RequestAuthentication (security.istio.io) is not supported yet"},
 		{"telemetry", "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: a}\nspec: {tracing: [{}]}\n",
 			"kind Telemetry (telemetry.istio.io) is not supported yet"},
 		{"wasm plugin", "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: a}\nspec: {url: oci://x}\n",
@@ -131,7 +127,7 @@ func TestDecodeRefusesOtherKinds(t *testing.T) {
 		{"gateway api route", "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata: {name: a}\nspec: {parentRefs: [{name: gw}]}\n",
 			"kind HTTPRoute (gateway.networking.k8s.io) is not supported yet"},
 		{"config map", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: ns, bogus: 1}\ndata: {a: b}\n",
-			"f.yaml:1: object ns/a: kind ConfigMap (apiVersion v1) is not an Istio object; Strait reads only Istio configuration: VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, PeerAuthentication"},
+			"f.yaml:1: object ns/a: kind ConfigMap (apiVersion v1) is not an Istio object; Strait reads only Istio configuration and Secrets: VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Secret"},
 		{"deployment", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec: {replicas: 1}\n",
 			"kind Deployment (apiVersion apps/v1) is not an Istio object"},
 		{"list item", `{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":[{"port":80}]}}]}`,

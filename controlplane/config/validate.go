@@ -9,6 +9,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+
+	"github.com/strait-mesh/strait/controlplane/config/corev1"
 )
 
 // Validate checks o semantically, with rules at least as strict as Istio's validation for its
@@ -82,10 +84,23 @@ func Validate(o *Object) (err error) {
 		if o.Kind == PeerAuthentication {
 			validatePeerAuthentication(&fe, spec)
 		}
+	case *security.AuthorizationPolicy:
+		if o.Kind == AuthorizationPolicy {
+			validateAuthorizationPolicy(&fe, spec)
+		}
+	case *security.RequestAuthentication:
+		if o.Kind == RequestAuthentication {
+			validateRequestAuthentication(&fe, spec)
+		}
+	case *corev1.Secret:
+		if o.Kind == Secret {
+			validateSecret(&fe, spec)
+		}
 	}
 	if o.Spec.ProtoReflect().Descriptor() != NewSpec(o.Kind).ProtoReflect().Descriptor() {
 		fe.add("spec", "spec is %T, not a %s", o.Spec, o.Kind)
 	}
+	validateDryRunAnnotation(&fe, o)
 	return fe.join(o)
 }
 

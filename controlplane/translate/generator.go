@@ -23,7 +23,8 @@ type Options struct {
 }
 
 // New returns the Generator that assembles CDS, EDS, LDS and RDS for sidecars, routers
-// (gateways) and proxyless gRPC clients.
+// (gateways) and proxyless gRPC clients, and for routers SDS: the Secrets their credentialNames
+// name (secrets.go).
 //
 // Output that does not depend on the individual proxy (outbound clusters, endpoints, outbound
 // listeners and route configurations of one Sidecar scope) is built once per snapshot and shared

@@ -1,9 +1,13 @@
 package translate_test
 
 import (
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -152,8 +156,12 @@ func renderWith(t testing.TB, g translate.Generator, r *reporter, snap *mesh.Sna
 		t.Fatalf("Generate: %v", err)
 	}
 	out := map[string]any{}
-	for typ, key := range map[string]string{resource.ClusterType: "clusters", resource.EndpointType: "endpoints",
-		resource.ListenerType: "listeners", resource.RouteType: "routes"} {
+	types := map[string]string{resource.ClusterType: "clusters", resource.EndpointType: "endpoints",
+		resource.ListenerType: "listeners", resource.RouteType: "routes"}
+	if len(res[resource.SecretType]) > 0 {
+		types[resource.SecretType] = "secrets" // routers' credentials (test keys only)
+	}
+	for typ, key := range types {
 		list := []any{}
 		for _, r := range res[typ] {
 			if err := r.(validator).Validate(); err != nil {
@@ -166,6 +174,9 @@ func renderWith(t testing.TB, g translate.Generator, r *reporter, snap *mesh.Sna
 			var v any
 			if err := json.Unmarshal(b, &v); err != nil {
 				t.Fatal(err)
+			}
+			if typ == resource.SecretType {
+				describeInline(v)
 			}
 			list = append(list, v)
 		}
@@ -259,4 +270,50 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// describeInline replaces the inline PEM of a rendered SDS Secret with what it holds (the
+// certificates' subjects, the key's type and size), so that a golden file reads as what is
+// served and holds no key material.
+func describeInline(v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if s, ok := e.(string); ok && k == "inlineBytes" {
+				b, err := base64.StdEncoding.DecodeString(s)
+				if err == nil {
+					x[k] = describePEM(b)
+				}
+				continue
+			}
+			describeInline(e)
+		}
+	case []any:
+		for _, e := range x {
+			describeInline(e)
+		}
+	}
+}
+
+// describePEM lists the PEM blocks of b: "CERTIFICATE CN=a.example", "PRIVATE KEY (138 bytes)".
+func describePEM(b []byte) []string {
+	var out []string
+	for {
+		block, rest := pem.Decode(b)
+		if block == nil {
+			break
+		}
+		d := fmt.Sprintf("%s (%d bytes)", block.Type, len(block.Bytes))
+		if block.Type == "CERTIFICATE" {
+			if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+				d = "CERTIFICATE " + c.Subject.String()
+			}
+		}
+		out = append(out, d)
+		b = rest
+	}
+	if len(out) == 0 {
+		out = append(out, fmt.Sprintf("not PEM (%d bytes)", len(b)))
+	}
+	return out
 }

@@ -16,8 +16,9 @@ import (
 )
 
 // router generates a gateway's resources: a listener per Gateway server port, route
-// configurations "http.PORT" and one per TLS-terminating server, and clusters and endpoints for
-// every service visible from the gateway's namespace.
+// configurations "http.PORT" and one per TLS-terminating server, clusters and endpoints for
+// every service visible from the gateway's namespace, and the SDS Secrets of the credentials its
+// listeners and clusters name (secrets.go).
 func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	w := p.Workload()
 	sc := snap.DefaultScope(p.Namespace)
@@ -55,8 +56,13 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 		}
 		return rs, nil
 	}
+	az := g.authorization(snap, w)
+	for _, err := range az.errs {
+		g.report(p, err)
+	}
 	listeners, err := listener.BuildGateway(listener.Gateway{Gateways: gateways, TCPRoutes: tcpRoutes,
 		TrustedProxies: snap.Mesh.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies(),
+		HTTPFilters:    az.filters.HTTP, NetworkFilters: az.filters.TCP,
 		Report: func(err error) {
 			reports = append(reports, err)
 			var ce *listener.ConflictError
@@ -81,6 +87,9 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 			}
 		}
 	}
+	// SDS: the credentials (credentialName) the listeners and clusters name, from Secrets.
+	secrets, err := g.routerSecrets(snap, p, gateways, listeners, set.clusterRes)
+	reports = append(reports, err)
 	g.report(p, errors.Join(reports...))
 
 	res := newResources()
@@ -91,6 +100,7 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	res[resource.EndpointType] = g.loadAssignments(snap, set, p)
 	res[resource.ListenerType] = appendAll(nil, listeners)
 	res[resource.RouteType] = appendAll(nil, routes)
+	res[resource.SecretType] = secrets
 	return res, nil
 }
 

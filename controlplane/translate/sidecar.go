@@ -13,10 +13,12 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	networking "istio.io/api/networking/v1alpha3"
+	securityv1beta1 "istio.io/api/security/v1beta1"
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/registry"
+	"github.com/strait-mesh/strait/controlplane/translate/authz"
 	"github.com/strait-mesh/strait/controlplane/translate/cluster"
 	"github.com/strait-mesh/strait/controlplane/translate/listener"
 	"github.com/strait-mesh/strait/controlplane/translate/route"
@@ -161,7 +163,50 @@ func inboundKey(ports []listener.InboundPort, sec listener.InboundSecurity) stri
 			ip.Endpoint, ip.TargetPort, ip.Bind, protoHash(ip.TLS), protoHash(ip.ConnectionPool), ip.MTLS)
 	}
 	b = fmt.Appendf(b, "passthrough=%s|td=%s", sec.Passthrough, strings.Join(sec.TrustDomains, ","))
+	for _, f := range sec.HTTPFilters {
+		b = fmt.Appendf(b, "|h%x", protoHash(f))
+	}
+	for _, f := range sec.NetworkFilters {
+		b = fmt.Appendf(b, "|n%x", protoHash(f))
+	}
 	return string(b)
+}
+
+// authzKey caches a workload's authorization filters in the snapshot.
+type authzKey struct{ namespace, labels string }
+
+type authzResult struct {
+	filters authz.Filters
+	errs    []error
+}
+
+// authorization returns the RBAC filters of the workload's AuthorizationPolicies, built once per
+// snapshot for each namespace and label set.
+func (g *generator) authorization(snap *mesh.Snapshot, w mesh.Workload) *authzResult {
+	return snap.CacheValue(authzKey{w.Namespace, labelsKey(w.Labels)}, func() any {
+		res := &authzResult{}
+		// RequestAuthentication is accepted but not enforced yet: say so for every workload it
+		// selects, since its tokens are not verified (requestPrincipals and request.auth.*
+		// conditions match no request).
+		for _, o := range snap.Configs[config.RequestAuthentication] {
+			ra, ok := o.Spec.(*securityv1beta1.RequestAuthentication)
+			if !ok || ra.GetTargetRef() != nil || len(ra.GetTargetRefs()) > 0 || (o.Namespace != w.Namespace && o.Namespace != snap.RootNamespace()) {
+				continue
+			}
+			if sel := ra.GetSelector().GetMatchLabels(); len(sel) > 0 && !registry.LabelsMatch(sel, w.Labels) {
+				continue
+			}
+			res.errs = append(res.errs, fmt.Errorf("RequestAuthentication %s/%s: JWT authentication is not supported yet: tokens are not verified and requestPrincipals and request.auth.* conditions match no request",
+				o.Namespace, o.Name))
+		}
+		sel := authz.Select(snap.Configs[config.AuthorizationPolicy], w.Namespace, w.Labels, snap.RootNamespace())
+		if len(sel) == 0 {
+			return res
+		}
+		f, errs := authz.Build(sel, authz.Options{RootNamespace: snap.RootNamespace(), TrustDomains: trustDomains(snap)})
+		res.filters, res.errs = f, append(res.errs, errs...)
+		return res
+	}).(*authzResult)
 }
 
 // inboundSecurity sets each inbound port's PeerAuthentication mode and returns the sidecar's
@@ -186,7 +231,12 @@ func (g *generator) inboundSecurity(snap *mesh.Snapshot, w mesh.Workload, p *Pro
 		g.report(p, fmt.Errorf("proxy %s has no mesh identity (no %s=%s label: it runs without the identity agent) but PeerAuthentication is STRICT for its ports: mutual TLS to it cannot succeed",
 			p.ID, vocab.LabelTLSMode, vocab.TLSModeIstio))
 	}
-	return listener.InboundSecurity{Passthrough: mode(0), TrustDomains: trustDomains(snap)}
+	az := g.authorization(snap, w)
+	for _, err := range az.errs {
+		g.report(p, err)
+	}
+	return listener.InboundSecurity{Passthrough: mode(0), TrustDomains: trustDomains(snap),
+		HTTPFilters: az.filters.HTTP, NetworkFilters: az.filters.TCP}
 }
 
 // trustDomains returns MeshConfig's trust domain (default cluster.local) and its aliases.

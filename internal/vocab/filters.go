@@ -11,6 +11,11 @@ const (
 	FilterRouter = "envoy.filters.http.router"
 	FilterFault  = "envoy.filters.http.fault"
 	FilterCORS   = "envoy.filters.http.cors"
+	// FilterHTTPRBAC and FilterNetworkRBAC enforce AuthorizationPolicy; FilterJWTAuthn verifies
+	// RequestAuthentication's tokens and holds their payload as dynamic metadata.
+	FilterHTTPRBAC    = "envoy.filters.http.rbac"
+	FilterNetworkRBAC = "envoy.filters.network.rbac"
+	FilterJWTAuthn    = "envoy.filters.http.jwt_authn"
 
 	// Listener filters.
 	FilterOriginalDst   = "envoy.filters.listener.original_dst"

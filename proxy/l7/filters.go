@@ -9,6 +9,7 @@ import (
 
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
@@ -91,6 +92,17 @@ func (h *Handler) buildPipeline(filters []*hcmv3.HttpFilter) (StreamHandler, err
 				return nil, err
 			}
 			flt = h.corsFilter(f.GetDisabled())
+		case typeRBAC:
+			var rc rbachttpv3.RBAC
+			if tc != nil {
+				if err := tc.UnmarshalTo(&rc); err != nil {
+					return nil, fmt.Errorf("%s: decoding RBAC: %w", field, err)
+				}
+			}
+			var err error
+			if flt, err = h.rbacFilter(field, &rc, f.GetDisabled()); err != nil {
+				return nil, err
+			}
 		default:
 			if f.GetIsOptional() {
 				continue // Envoy skips optional filters it does not know

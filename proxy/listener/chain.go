@@ -60,7 +60,8 @@ type chain struct {
 	match            chainMatch
 	tls              *tls.Config // nil: raw_buffer
 	handshakeTimeout time.Duration
-	limit            *connLimit // envoy.filters.network.connection_limit, nil if none
+	limit            *connLimit  // envoy.filters.network.connection_limit, nil if none
+	rbac             []*connRBAC // envoy.filters.network.rbac, in order
 	term             Terminal
 }
 
@@ -141,6 +142,15 @@ func compileChain(fc *listenerv3.FilterChain, env Env, path string) (*chain, err
 			if c.limit, err = compileConnLimit(&cl, env, p); err != nil {
 				return nil, err
 			}
+		case typeNetworkRBAC:
+			if last {
+				return nil, fmt.Errorf("%s: rbac cannot be the terminal filter", p)
+			}
+			r, err := compileNetworkRBAC(a, env, p)
+			if err != nil {
+				return nil, err
+			}
+			c.rbac = append(c.rbac, r)
 		case typeHCM, typeTCPProxy:
 			if !last {
 				return nil, fmt.Errorf("%s: %q is a terminal filter and must be last", p, f.GetName())

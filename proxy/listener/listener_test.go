@@ -473,14 +473,14 @@ func TestOriginalDstFallbackAndHandoff(t *testing.T) {
 
 func TestCompileErrorsNameTheField(t *testing.T) {
 	env := newEnv()
-	rbac := &listenerv3.Filter{Name: "envoy.filters.network.rbac", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, &tlsinspv3.TlsInspector{})}}
-	rbac.GetTypedConfig().TypeUrl = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC"
+	extAuthz := &listenerv3.Filter{Name: "envoy.filters.network.ext_authz", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, &tlsinspv3.TlsInspector{})}}
+	extAuthz.GetTypedConfig().TypeUrl = "type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz"
 	cases := []struct {
 		lr   *listenerv3.Listener
 		want string
 	}{
 		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), TcpBacklogSize: wrapperspb.UInt32(5), FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "x", nil)}}, "tcp_backlog_size"},
-		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{rbac, tcpChain(t, "c", "x", nil).Filters[0]}}}}, "envoy.filters.network.rbac"},
+		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{extAuthz, tcpChain(t, "c", "x", nil).Filters[0]}}}}, "envoy.filters.network.ext_authz"},
 		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), ListenerFilters: []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.proxy_protocol"}}, FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "x", nil)}}, "proxy_protocol"},
 		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "x", nil), tcpChain(t, "d", "x", nil)}}, "same filter_chain_match"},
 		{&listenerv3.Listener{Name: "a", Address: sockAddr("not-an-ip", 1), FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "x", nil)}}, "address"},

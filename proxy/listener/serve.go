@@ -254,6 +254,12 @@ func (l *Listener) serve(c net.Conn, src, dst netip.AddrPort) {
 		info.LocalCertificate = tlsx.LocalCertificate(ch.tls, cs.ServerName)
 		conn = tlsConn
 	}
+	for _, r := range ch.rbac {
+		if !r.allow(&info) {
+			conn.Close()
+			return
+		}
+	}
 	ch.term.ServeConn(conn, info)
 }
 

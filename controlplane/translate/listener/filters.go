@@ -92,6 +92,8 @@ type hcmOptions struct {
 	// appendXFCC: sidecar inbound, as Istio: x-forwarded-client-cert APPEND_FORWARD with the
 	// peer certificate's subject, URI and DNS SANs (the header is removed on plaintext).
 	appendXFCC bool
+	// authz are the RBAC filters of the workload's AuthorizationPolicies, before all others.
+	authz []*hcmv3.HttpFilter
 }
 
 // hcm builds an http_connection_manager network filter.
@@ -107,7 +109,7 @@ func hcm(o hcmOptions) *listenerv3.Filter {
 	m := &hcmv3.HttpConnectionManager{
 		StatPrefix:        o.statPrefix,
 		CodecType:         hcmv3.HttpConnectionManager_AUTO,
-		HttpFilters:       HTTPFilters(false),
+		HttpFilters:       append(append([]*hcmv3.HttpFilter{}, o.authz...), HTTPFilters(false)...),
 		UseRemoteAddress:  wrapperspb.Bool(o.useRemoteAddr),
 		XffNumTrustedHops: o.xffTrustedHops,
 		// Istio's defaults: WebSocket upgrades pass, streams have no idle timeout beyond the route's.

@@ -7,6 +7,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -34,6 +35,10 @@ type Gateway struct {
 	// entries are trusted: the HTTP connection managers' xff_num_trusted_hops. Istio takes it
 	// from ProxyConfig.gatewayTopology.numTrustedProxies (MeshConfig.defaultConfig for strait).
 	TrustedProxies uint32
+	// HTTPFilters and NetworkFilters enforce the gateway workload's AuthorizationPolicies: they
+	// go first on every HTTP connection manager and TCP chain.
+	HTTPFilters    []*hcmv3.HttpFilter
+	NetworkFilters []*listenerv3.Filter
 }
 
 // BuildGateway returns one listener per distinct (bind, port) of the Gateway servers, named
@@ -118,7 +123,7 @@ func (e *ConflictError) Error() string {
 // proxies in front of it; like Istio it sets no internal_address_config, so no client is internal
 // and every client's x-envoy-* control headers are removed.
 func gatewayHCM(in Gateway, statPrefix, rds string) hcmOptions {
-	return hcmOptions{statPrefix: statPrefix, rds: rds, useRemoteAddr: true, xffTrustedHops: in.TrustedProxies}
+	return hcmOptions{statPrefix: statPrefix, rds: rds, useRemoteAddr: true, xffTrustedHops: in.TrustedProxies, authz: in.HTTPFilters}
 }
 
 // serverChains builds the filter chains of one Gateway server.
@@ -215,7 +220,7 @@ func tcpServerChains(in Gateway, gw *config.Object, s *networking.Server, where 
 		out = append(out, &listenerv3.FilterChain{
 			Name:             rt.Source,
 			FilterChainMatch: m,
-			Filters:          []*listenerv3.Filter{networkFilter(vocab.FilterTCPProxy, rt.TCPProxy)},
+			Filters:          append(append([]*listenerv3.Filter{}, in.NetworkFilters...), networkFilter(vocab.FilterTCPProxy, rt.TCPProxy)),
 		})
 	}
 	return out, nil

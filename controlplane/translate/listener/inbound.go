@@ -9,6 +9,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -49,6 +50,10 @@ type InboundSecurity struct {
 	// TrustDomains are the trust domains whose identities may connect (MeshConfig trustDomain
 	// and trustDomainAliases); empty accepts any certificate the mesh root signed.
 	TrustDomains []string
+	// HTTPFilters and NetworkFilters enforce the workload's AuthorizationPolicies: they go
+	// first on every inbound HTTP chain and TCP chain (passthrough included).
+	HTTPFilters    []*hcmv3.HttpFilter
+	NetworkFilters []*listenerv3.Filter
 }
 
 // Instance identifies the workload behind a proxy, to find the services it serves.
@@ -185,8 +190,8 @@ func BuildInbound(ports []InboundPort, explicit bool, sec InboundSecurity) ([]*l
 	// mode: mutual TLS terminated first (the chains match no port, so a service port's chains
 	// win), plaintext through the default chain unless STRICT.
 	passthrough := func() *listenerv3.FilterChain {
-		return &listenerv3.FilterChain{Name: vocab.InboundPassthroughFilterChain, Filters: []*listenerv3.Filter{
-			tcpProxy(tcpOptions{statPrefix: vocab.InboundPassthroughCluster, cluster: vocab.InboundPassthroughCluster})}}
+		return &listenerv3.FilterChain{Name: vocab.InboundPassthroughFilterChain, Filters: append(append([]*listenerv3.Filter{}, sec.NetworkFilters...),
+			tcpProxy(tcpOptions{statPrefix: vocab.InboundPassthroughCluster, cluster: vocab.InboundPassthroughCluster}))}
 	}
 	var defaultChain *listenerv3.FilterChain
 	if sec.Passthrough != mesh.MTLSDisable {
@@ -285,11 +290,12 @@ func inboundChains(ip InboundPort, captured bool, sec InboundSecurity) ([]*liste
 	}
 	httpChain := func(m *listenerv3.FilterChainMatch, xfcc bool) *listenerv3.FilterChain {
 		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{
-			hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + strconv.FormatUint(uint64(ip.Port.Number), 10), inline: route.Inbound(ip.Port.Number), appendXFCC: xfcc})}}
+			hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + strconv.FormatUint(uint64(ip.Port.Number), 10), inline: route.Inbound(ip.Port.Number),
+				appendXFCC: xfcc, authz: sec.HTTPFilters})}}
 	}
 	tcpChain := func(m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
-		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{
-			tcpProxy(tcpOptions{statPrefix: name, cluster: name})}}
+		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: append(append([]*listenerv3.Filter{}, sec.NetworkFilters...),
+			tcpProxy(tcpOptions{statPrefix: name, cluster: name}))}
 	}
 	if ip.Port.Protocol == registry.UDP {
 		return nil, nil
