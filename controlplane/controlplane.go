@@ -202,6 +202,7 @@ func Run(ctx context.Context, o Options) error {
 			log.Warn("bootstrap tokens cannot be minted: the admin API needs --data-dir for its admin token")
 		}
 	}
+	mux.Handle(caRootsPattern, rootsHandler(mp, adminToken)) // root rotation (roots_api.go)
 	// `strait get` lists what serves, from every source.
 	mux.Handle("GET /apis/v1/objects", embedded.ListHandler(b.objects))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -288,6 +288,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		delay := bo.next()
+		if w := a.cert.Load(); w != nil {
+			// While the certificate can still prove the workload, retry well before it no longer
+			// can: a CA that returns late in the lifetime is reached before the expiry.
+			delay = capRetry(delay, time.Until(w.cert.Leaf.NotAfter)-credentialMargin, a.o.RetryInitial)
+		}
 		next = time.Now().Add(delay)
 		a.failed(err, delay)
 	}

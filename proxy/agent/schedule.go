@@ -25,6 +25,19 @@ func warnAt(notBefore, notAfter time.Time, warnFraction float64) time.Time {
 	return notAfter.Add(-time.Duration(float64(notAfter.Sub(notBefore)) * warnFraction))
 }
 
+// capRetry caps the backoff delay before retrying a failed renewal while the certificate can
+// still prove the workload for left more: the retry comes at the latest halfway through left (but
+// not sooner than floor). Retries thus get denser towards the expiry instead of one RetryMax
+// apart, so that a CA that was unreachable for most of a short lifetime is asked again soon after
+// it returns, while the certificate still authenticates the request. left <= 0 (the certificate
+// no longer serves) leaves the delay as it is.
+func capRetry(delay, left, floor time.Duration) time.Duration {
+	if left <= 0 {
+		return delay
+	}
+	return min(delay, max(floor, left/2))
+}
+
 // backoff is capped exponential backoff with ±20% jitter. Not safe for concurrent use.
 type backoff struct {
 	initial, max time.Duration

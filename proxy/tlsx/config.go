@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
@@ -176,9 +177,57 @@ func Client(ctx *tlsv3.UpstreamTlsContext, s Secrets) (*tls.Config, error) {
 		keys = int(mk.GetValue())
 	}
 	if keys > 0 {
-		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(keys)
+		var cert *certSource
+		if len(certs) > 0 {
+			cert = certs[0]
+		}
+		cfg.ClientSessionCache = &boundSessionCache{size: keys, cert: cert, validator: v}
 	}
 	return cfg, nil
+}
+
+// boundSessionCache is the client's session cache, bound to the SDS secrets of the handshakes
+// that put the sessions in it: once the certificate to present or the trust bundle changes, the
+// sessions are forgotten and the next connection makes a full handshake. A resumed session
+// carries the identity of its first handshake; after a rotation that is the old certificate,
+// which the server verifies again (VerifyConnection) and refuses once the old root is gone —
+// and crypto/tls keeps offering a session whose resumption failed.
+type boundSessionCache struct {
+	size      int
+	cert      *certSource // nil: no certificate presented
+	validator *validator  // nil: no validation
+
+	mu    sync.Mutex
+	key   sessionBinding
+	inner tls.ClientSessionCache
+}
+
+// sessionBinding is what a session is bound to: the secrets' identities (a static certificate or
+// validation context never changes).
+type sessionBinding struct{ cert, validation *tlsv3.Secret }
+
+func (c *boundSessionCache) current() tls.ClientSessionCache {
+	var key sessionBinding
+	if c.cert != nil && c.cert.static == nil {
+		key.cert = c.cert.secrets.Secret(c.cert.name)
+	}
+	if c.validator != nil && c.validator.static == nil {
+		key.validation = c.validator.secrets.Secret(c.validator.name)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inner == nil || key != c.key {
+		c.key, c.inner = key, tls.NewLRUClientSessionCache(c.size)
+	}
+	return c.inner
+}
+
+func (c *boundSessionCache) Get(sessionKey string) (*tls.ClientSessionState, bool) {
+	return c.current().Get(sessionKey)
+}
+
+func (c *boundSessionCache) Put(sessionKey string, cs *tls.ClientSessionState) {
+	c.current().Put(sessionKey, cs)
 }
 
 // compileCommon compiles the parts of CommonTlsContext shared by both sides.
