@@ -26,6 +26,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 	"github.com/strait-mesh/strait/controlplane/config/file"
+	"github.com/strait-mesh/strait/controlplane/jwks"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/registry/autoregister"
 	"github.com/strait-mesh/strait/controlplane/translate"
@@ -47,6 +48,11 @@ type Options struct {
 	// AutoRegisterGrace is how long an auto-registered WorkloadEntry outlives its proxy's
 	// disconnection (default 10 s).
 	AutoRegisterGrace time.Duration
+	// JWKSAllowPrivate lets the control plane fetch RequestAuthentication jwksUri key sets from
+	// loopback, link-local and unspecified addresses (refused by default).
+	JWKSAllowPrivate bool
+	// JWKSRefresh is how often fetched key sets are fetched again (default 20 minutes, Istio's).
+	JWKSRefresh time.Duration
 	// MeshListen is the TLS mesh port (Istio's 15012) serving the CA's CSR API; "" disables it
 	// and the CA (straitd's --mesh-address flag defaults to 127.0.0.1:15012). Without a CA
 	// directory (CADir, CACertsDir or DataDir) the mesh port stays off.
@@ -126,9 +132,20 @@ func Run(ctx context.Context, o Options) error {
 	if trustDomain == "" {
 		trustDomain = "cluster.local"
 	}
+	// RequestAuthentication key sets: fetched in the background; their arrival rebuilds the
+	// snapshot (changed is the builder's rebuild signal).
+	changed := make(chan struct{}, 1)
+	keySets := jwks.New(jwks.Options{AllowPrivate: o.JWKSAllowPrivate, Refresh: o.JWKSRefresh, Logger: log.With("component", "jwks"),
+		OnUpdate: func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}})
+	defer keySets.Close()
 	srv, err := xds.New(xds.Options{
 		TrustDomain:  trustDomain,
-		Generator:    b.problems.generator(translate.New(translate.Options{Report: b.problems.report})),
+		Generator:    b.problems.generator(translate.New(translate.Options{Report: b.problems.report, JWKS: keySets.Get})),
 		Debounce:     o.Debounce,
 		MaxDelay:     o.MaxDelay,
 		Registerer:   reg,
@@ -220,7 +237,6 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}()
 	}
-	changed := make(chan struct{}, 1)
 	notify := func() {
 		select {
 		case changed <- struct{}{}:

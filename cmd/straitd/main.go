@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strait-mesh/strait/controlplane"
+	"github.com/strait-mesh/strait/controlplane/jwks"
 )
 
 func main() {
@@ -45,6 +46,8 @@ func main() {
 	f.DurationVar(&o.Debounce, "debounce", 0, "quiet period before a push (default 100ms)")
 	f.DurationVar(&o.MaxDelay, "debounce-max", 0, "longest a push waits under steady changes (default 1s)")
 	f.DurationVar(&o.AutoRegisterGrace, "autoregister-grace", 0, "how long an auto-registered WorkloadEntry outlives its proxy (default 10s)")
+	f.BoolVar(&o.JWKSAllowPrivate, "jwks-allow-private", false, "let RequestAuthentication jwksUri fetches reach loopback, link-local and unspecified addresses (an issuer on this machine)")
+	f.DurationVar(&o.JWKSRefresh, "jwks-refresh", jwks.DefaultRefresh, "how often RequestAuthentication jwksUri key sets are fetched again")
 	f.StringVar(&o.MeshListen, "mesh-address", "127.0.0.1:15012", "address of the TLS mesh port: the CA's CSR API and xDS over mutual TLS; empty disables it and the CA")
 	f.StringVar(&o.CADir, "ca-dir", "", "directory of the CA's self-signed root, created on first start (default <data-dir>/ca)")
 	f.StringVar(&o.CACertsDir, "cacerts-dir", "", "plug-in CA certificates in Istio's cacerts layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) instead of a self-signed root")

@@ -20,6 +20,9 @@ type Options struct {
 	// policy that cannot be translated). The object's effect is left out and generation goes on;
 	// nil discards the reports. It may be called concurrently.
 	Report func(p *Proxy, err error)
+	// JWKS returns the key set of a RequestAuthentication jwksUri as the control plane fetched
+	// it (package jwks); nil: jwksUri rules get keys that verify no token.
+	JWKS func(uri string) (string, error)
 }
 
 // New returns the Generator that assembles CDS, EDS, LDS and RDS for sidecars, routers

@@ -13,7 +13,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	networking "istio.io/api/networking/v1alpha3"
-	securityv1beta1 "istio.io/api/security/v1beta1"
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
@@ -185,26 +184,21 @@ type authzResult struct {
 func (g *generator) authorization(snap *mesh.Snapshot, w mesh.Workload) *authzResult {
 	return snap.CacheValue(authzKey{w.Namespace, labelsKey(w.Labels)}, func() any {
 		res := &authzResult{}
-		// RequestAuthentication is accepted but not enforced yet: say so for every workload it
-		// selects, since its tokens are not verified (requestPrincipals and request.auth.*
-		// conditions match no request).
-		for _, o := range snap.Configs[config.RequestAuthentication] {
-			ra, ok := o.Spec.(*securityv1beta1.RequestAuthentication)
-			if !ok || ra.GetTargetRef() != nil || len(ra.GetTargetRefs()) > 0 || (o.Namespace != w.Namespace && o.Namespace != snap.RootNamespace()) {
-				continue
+		if ras := authz.SelectRequestAuthentication(snap.Configs[config.RequestAuthentication], w.Namespace, w.Labels, snap.RootNamespace()); len(ras) > 0 {
+			jwt, errs := authz.BuildJWT(ras, g.opts.JWKS)
+			res.errs = append(res.errs, errs...)
+			if jwt != nil {
+				res.filters.HTTP = append(res.filters.HTTP, jwt) // before authorization, which reads its payload
 			}
-			if sel := ra.GetSelector().GetMatchLabels(); len(sel) > 0 && !registry.LabelsMatch(sel, w.Labels) {
-				continue
-			}
-			res.errs = append(res.errs, fmt.Errorf("RequestAuthentication %s/%s: JWT authentication is not supported yet: tokens are not verified and requestPrincipals and request.auth.* conditions match no request",
-				o.Namespace, o.Name))
 		}
 		sel := authz.Select(snap.Configs[config.AuthorizationPolicy], w.Namespace, w.Labels, snap.RootNamespace())
 		if len(sel) == 0 {
 			return res
 		}
 		f, errs := authz.Build(sel, authz.Options{RootNamespace: snap.RootNamespace(), TrustDomains: trustDomains(snap)})
-		res.filters, res.errs = f, append(res.errs, errs...)
+		res.filters.HTTP = append(res.filters.HTTP, f.HTTP...)
+		res.filters.TCP = f.TCP
+		res.errs = append(res.errs, errs...)
 		return res
 	}).(*authzResult)
 }

@@ -9,6 +9,7 @@ import (
 
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -101,6 +102,17 @@ func (h *Handler) buildPipeline(filters []*hcmv3.HttpFilter) (StreamHandler, err
 			}
 			var err error
 			if flt, err = h.rbacFilter(field, &rc, f.GetDisabled()); err != nil {
+				return nil, err
+			}
+		case typeJWTAuthn:
+			var jc jwtauthnv3.JwtAuthentication
+			if tc != nil {
+				if err := tc.UnmarshalTo(&jc); err != nil {
+					return nil, fmt.Errorf("%s: decoding JwtAuthentication: %w", field, err)
+				}
+			}
+			var err error
+			if flt, err = h.jwtFilter(field, f.GetName(), &jc, f.GetDisabled()); err != nil {
 				return nil, err
 			}
 		default:

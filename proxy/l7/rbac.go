@@ -121,8 +121,8 @@ func (r *rbacRequest) Peer() *authz.Peer {
 	return authz.PeerFromCertificate(c.PeerCertificates[0])
 }
 
-// Metadata: no filter before RBAC sets dynamic metadata yet (JWT authentication will).
-func (r *rbacRequest) Metadata(string) *structpb.Struct { return nil }
+// Metadata is the request's dynamic metadata (e.g. envoy.filters.http.jwt_authn's payload).
+func (r *rbacRequest) Metadata(ns string) *structpb.Struct { return r.s.metadata[ns] }
 
 func (r *rbacRequest) FilterState(string) (string, bool) { return "", false }
 

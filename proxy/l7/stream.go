@@ -13,6 +13,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/proxy/route"
 )
@@ -44,6 +45,29 @@ type Stream struct {
 	retrying    bool
 	reqBody     *replayBody // the request body as the router reads it, nil if none
 	timeoutAlt  bool
+	metadata    map[string]*structpb.Struct // dynamic metadata by filter namespace; nil until set
+}
+
+// DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
+// set by an earlier filter of this request, or nil.
+func (s *Stream) DynamicMetadata(ns string) *structpb.Struct { return s.metadata[ns] }
+
+// SetDynamicMetadata merges v's fields into the namespace ns, as Envoy's setDynamicMetadata.
+func (s *Stream) SetDynamicMetadata(ns string, v *structpb.Struct) {
+	cur := s.metadata[ns]
+	if cur == nil {
+		if s.metadata == nil {
+			s.metadata = make(map[string]*structpb.Struct, 1)
+		}
+		s.metadata[ns] = v
+		return
+	}
+	if cur.Fields == nil {
+		cur.Fields = make(map[string]*structpb.Value, len(v.GetFields()))
+	}
+	for k, f := range v.GetFields() {
+		cur.Fields[k] = f
+	}
 }
 
 // StreamHandler is one stage of the HTTP filter pipeline.
