@@ -9,9 +9,11 @@ import (
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -409,10 +411,11 @@ func TestIstioRegexesFit(t *testing.T) {
 		"spiffe://.+/ns/some-namespace/(.+/|)sa/some-service-account(/.+)?",
 		".*/ns/team-.*-prod/.*",
 	} {
-		if _, err := compileRegex("f", re, MaxRegexProgramSize); err != nil {
+		m := &matcherv3.RegexMatcher{Regex: re}
+		if _, err := matcher.Regex("f", m, matchOptions); err != nil {
 			t.Errorf("%s: %v", re, err)
 		}
-		if _, err := compileRegex("f", re, 200); err == nil {
+		if _, err := matcher.Regex("f", m, matcher.Options{MaxProgramSize: 200}); err == nil {
 			t.Logf("%s also fits the route package's default of 200", re)
 		}
 	}

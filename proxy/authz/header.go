@@ -1,13 +1,11 @@
 package authz
 
 import (
-	"fmt"
-	"strconv"
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
-	"github.com/strait-mesh/strait/proxy/xdsfield"
+	"github.com/strait-mesh/strait/proxy/matcher"
 )
 
 // hdrSource says where a header matcher reads its value from.
@@ -21,45 +19,21 @@ const (
 	hdrScheme                     // :scheme
 )
 
-type hdrKind uint8
-
-const (
-	hdrString  hdrKind = iota // a string matcher on the value
-	hdrPresent                // present_match (or no specifier)
-	hdrRange                  // range_match
-	hdrAny                    // exact_match "": Envoy's legacy "any value"
-)
-
-// headerMatcher is a compiled envoy.config.route.v3.HeaderMatcher with the semantics of Envoy's
-// HeaderUtility: repeated headers are joined with ","; a missing header matches only a
-// present_match whose expectation (after invert_match) is absence, unless
-// treat_missing_header_as_empty makes it an empty value.
+// headerMatcher is a compiled envoy.config.route.v3.HeaderMatcher and where in the Request its
+// header is.
 type headerMatcher struct {
-	name         string // lower case
-	src          hdrSource
-	kind         hdrKind
-	sm           stringMatcher
-	present      bool
-	start, end   int64
-	invert       bool
-	missingEmpty bool
+	name string // lower case
+	src  hdrSource
+	matcher.Header
 }
 
 func compileHeaderMatcher(field string, h *routev3.HeaderMatcher) (*headerMatcher, error) {
-	if h == nil {
-		return nil, fmt.Errorf("%s: missing header matcher", field)
-	}
-	if err := xdsfield.Check(h, field, "name", "invert_match", "treat_missing_header_as_empty",
-		"exact_match", "safe_regex_match", "range_match", "present_match", "prefix_match",
-		"suffix_match", "contains_match", "string_match"); err != nil {
+	m, err := matcher.CompileHeader(field, h, matchOptions)
+	if err != nil {
 		return nil, err
 	}
-	name := asciiLower(h.GetName())
-	if name == "" {
-		return nil, fmt.Errorf("%s.name: empty header name", field)
-	}
-	hm := &headerMatcher{name: name, invert: h.GetInvertMatch(), missingEmpty: h.GetTreatMissingHeaderAsEmpty()}
-	switch name {
+	hm := &headerMatcher{name: matcher.LowerASCII(m.Name()), Header: m}
+	switch hm.name {
 	case ":method":
 		hm.src = hdrMethod
 	case ":path":
@@ -68,39 +42,6 @@ func compileHeaderMatcher(field string, h *routev3.HeaderMatcher) (*headerMatche
 		hm.src = hdrAuthority
 	case ":scheme":
 		hm.src = hdrScheme
-	}
-	switch s := h.GetHeaderMatchSpecifier().(type) {
-	case *routev3.HeaderMatcher_ExactMatch:
-		if s.ExactMatch == "" {
-			hm.kind = hdrAny
-		} else {
-			hm.sm = stringMatcher{kind: strExact, s: s.ExactMatch}
-		}
-	case *routev3.HeaderMatcher_PrefixMatch:
-		hm.sm = stringMatcher{kind: strPrefix, s: s.PrefixMatch}
-	case *routev3.HeaderMatcher_SuffixMatch:
-		hm.sm = stringMatcher{kind: strSuffix, s: s.SuffixMatch}
-	case *routev3.HeaderMatcher_ContainsMatch:
-		hm.sm = stringMatcher{kind: strContains, s: s.ContainsMatch}
-	case *routev3.HeaderMatcher_SafeRegexMatch:
-		re, err := compileRegexMatcher(field+".safe_regex_match", s.SafeRegexMatch)
-		if err != nil {
-			return nil, err
-		}
-		hm.sm = stringMatcher{kind: strRegex, re: re}
-	case *routev3.HeaderMatcher_StringMatch:
-		sm, err := compileStringMatcher(field+".string_match", s.StringMatch)
-		if err != nil {
-			return nil, err
-		}
-		hm.sm = sm
-	case *routev3.HeaderMatcher_PresentMatch:
-		hm.kind, hm.present = hdrPresent, s.PresentMatch
-	case *routev3.HeaderMatcher_RangeMatch:
-		hm.kind, hm.start, hm.end = hdrRange, s.RangeMatch.GetStart(), s.RangeMatch.GetEnd()
-	case nil:
-		// Envoy: no specifier means "the header is present".
-		hm.kind, hm.present = hdrPresent, true
 	}
 	return hm, nil
 }
@@ -132,25 +73,4 @@ func (hm *headerMatcher) value(r Request) (string, bool) {
 		return strings.Join(vs, ","), true
 	}
 	return v, v != ""
-}
-
-func (hm *headerMatcher) match(r Request) bool {
-	v, ok := hm.value(r)
-	if !ok && !hm.missingEmpty {
-		return hm.kind == hdrPresent && hm.present == hm.invert
-	}
-	var m bool
-	switch hm.kind {
-	case hdrPresent:
-		m = hm.present
-	case hdrAny:
-		m = true
-	case hdrRange:
-		// absl::SimpleAtoi: optional surrounding ASCII whitespace and sign.
-		n, err := strconv.ParseInt(strings.Trim(v, " \t\n\v\f\r"), 10, 64)
-		m = err == nil && n >= hm.start && n < hm.end
-	default:
-		m = hm.sm.match(v)
-	}
-	return m != hm.invert
 }

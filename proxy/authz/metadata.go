@@ -6,6 +6,7 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -41,7 +42,7 @@ type valueMatcher struct {
 	kind  valueKind
 	b     bool    // bool_match, present_match
 	d, d2 float64 // double exact, or range [d, d2)
-	sm    stringMatcher
+	sm    matcher.String
 	sub   []valueMatcher // list_match.one_of (one), or_match.value_matchers
 }
 
@@ -110,7 +111,7 @@ func compileValueMatcher(field string, v *matcherv3.ValueMatcher, depth int) (va
 		}
 		return valueMatcher{}, fmt.Errorf("%s: no match_pattern set", f)
 	case *matcherv3.ValueMatcher_StringMatch:
-		sm, err := compileStringMatcher(field+".string_match", p.StringMatch)
+		sm, err := matcher.CompileString(field+".string_match", p.StringMatch, matchOptions)
 		if err != nil {
 			return valueMatcher{}, err
 		}
@@ -161,7 +162,7 @@ func (vm *valueMatcher) match(v *structpb.Value) bool {
 		return ok && vm.d <= n.NumberValue && n.NumberValue < vm.d2
 	case valString:
 		s, ok := v.GetKind().(*structpb.Value_StringValue)
-		return ok && vm.sm.match(s.StringValue)
+		return ok && vm.sm.Match(s.StringValue)
 	case valBool:
 		b, ok := v.GetKind().(*structpb.Value_BoolValue)
 		return ok && b.BoolValue == vm.b

@@ -11,6 +11,7 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
+	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -48,7 +49,7 @@ const (
 type rule struct {
 	op     op
 	kids   []rule           // and, or, not (one)
-	sm     *stringMatcher   // url_path, requested_server_name, authenticated (nil: any peer), filter_state
+	sm     *matcher.String  // url_path, requested_server_name, authenticated (nil: any peer), filter_state
 	hdr    *headerMatcher   // header
 	tmpl   *uriTemplate     // uri_template
 	meta   *metadataMatcher // metadata, sourced_metadata
@@ -130,7 +131,7 @@ func compilePermission(field string, p *rbacv3.Permission, depth int) (rule, err
 		}
 		return rule{op: opMetadata, meta: mm}, nil
 	case *rbacv3.Permission_RequestedServerName:
-		sm, err := compileStringMatcher(field+".requested_server_name", r.RequestedServerName)
+		sm, err := matcher.CompileString(field+".requested_server_name", r.RequestedServerName, matchOptions)
 		if err != nil {
 			return rule{}, err
 		}
@@ -189,7 +190,7 @@ func compilePrincipal(field string, p *rbacv3.Principal, depth int) (rule, error
 		}
 		out := rule{op: opAuthenticated}
 		if pn := r.Authenticated.GetPrincipalName(); pn != nil {
-			sm, err := compileStringMatcher(f+".principal_name", pn)
+			sm, err := matcher.CompileString(f+".principal_name", pn, matchOptions)
 			if err != nil {
 				return rule{}, err
 			}
@@ -263,11 +264,11 @@ func compilePrincipalSet(field string, o op, s *rbacv3.Principal_Set, depth int)
 }
 
 // compilePathMatcher compiles an envoy.type.matcher.v3.PathMatcher.
-func compilePathMatcher(field string, pm *matcherv3.PathMatcher) (*stringMatcher, error) {
+func compilePathMatcher(field string, pm *matcherv3.PathMatcher) (*matcher.String, error) {
 	if err := xdsfield.Check(pm, field, "path"); err != nil {
 		return nil, err
 	}
-	sm, err := compileStringMatcher(field+".path", pm.GetPath())
+	sm, err := matcher.CompileString(field+".path", pm.GetPath(), matchOptions)
 	if err != nil {
 		return nil, err
 	}
@@ -356,7 +357,7 @@ func compileFilterState(field string, fs *matcherv3.FilterStateMatcher) (rule, e
 	if fs.GetStringMatch() == nil {
 		return rule{}, fmt.Errorf("%s: no matcher set", field)
 	}
-	sm, err := compileStringMatcher(field+".string_match", fs.GetStringMatch())
+	sm, err := matcher.CompileString(field+".string_match", fs.GetStringMatch(), matchOptions)
 	if err != nil {
 		return rule{}, err
 	}
@@ -422,11 +423,12 @@ func (ru *rule) match(in *input) bool {
 	case opNot:
 		return !ru.kids[0].match(in)
 	case opHeader:
-		return ru.hdr.match(in.r)
+		v, ok := ru.hdr.value(in.r)
+		return ru.hdr.Match(v, ok)
 	case opURLPath:
 		// Envoy: no :path header, no match (the network filter, a CONNECT request).
 		p, ok := in.urlPath()
-		return ok && ru.sm.match(p)
+		return ok && ru.sm.Match(p)
 	case opURITemplate:
 		p, ok := in.urlPath()
 		return ok && ru.tmpl.match(p)
@@ -440,7 +442,7 @@ func (ru *rule) match(in *input) bool {
 	case opMetadata:
 		return ru.meta.match(in.c)
 	case opSNI:
-		return ru.sm.match(in.c.RequestedServerName())
+		return ru.sm.Match(in.c.RequestedServerName())
 	case opAuthenticated:
 		return matchAuthenticated(ru.sm, in.c.Peer())
 	case opSourceIP, opDirectRemoteIP:
@@ -449,7 +451,7 @@ func (ru *rule) match(in *input) bool {
 		return inPrefix(ru.prefix, in.c.RemoteIP())
 	case opFilterState:
 		v, ok := in.c.FilterState(ru.key)
-		return ok && ru.sm.match(v)
+		return ok && ru.sm.Match(v)
 	}
 	return false
 }
@@ -465,7 +467,7 @@ func inPrefix(p netip.Prefix, a netip.Addr) bool {
 
 // matchAuthenticated is Envoy's AuthenticatedMatcher: no TLS, no match; no principal_name,
 // any TLS peer; otherwise any URI SAN, then any DNS SAN, then the subject must match.
-func matchAuthenticated(sm *stringMatcher, p *Peer) bool {
+func matchAuthenticated(sm *matcher.String, p *Peer) bool {
 	if p == nil {
 		return false
 	}
@@ -473,16 +475,16 @@ func matchAuthenticated(sm *stringMatcher, p *Peer) bool {
 		return true
 	}
 	for _, u := range p.URISANs {
-		if sm.match(u) {
+		if sm.Match(u) {
 			return true
 		}
 	}
 	for _, d := range p.DNSSANs {
-		if sm.match(d) {
+		if sm.Match(d) {
 			return true
 		}
 	}
-	return sm.match(p.Subject)
+	return sm.Match(p.Subject)
 }
 
 // policyName quotes a policy name for a field path when it is not a plain identifier.

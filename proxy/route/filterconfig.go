@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/internal/vocab"
+	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -291,7 +292,7 @@ func (f *Fault) AbortFor(r *http.Request) (status, grpcStatus int) {
 // CORS is a compiled CORS policy.
 type CORS struct {
 	// Origins are the allowed origins.
-	Origins []StringMatch
+	Origins []matcher.String
 	// AllowMethods, AllowHeaders, ExposeHeaders and MaxAge are sent as configured.
 	AllowMethods, AllowHeaders, ExposeHeaders, MaxAge string
 	// AllowCredentials adds access-control-allow-credentials: true.
@@ -356,7 +357,7 @@ func compileCORS(field string, p corsPolicy) (*CORS, error) {
 		}
 	}
 	for i, o := range p.GetAllowOriginStringMatch() {
-		sm, err := compileStringMatch(fmt.Sprintf("%s.allow_origin_string_match[%d]", field, i), o)
+		sm, err := matcher.CompileString(fmt.Sprintf("%s.allow_origin_string_match[%d]", field, i), o, matchOptions)
 		if err != nil {
 			return nil, err
 		}

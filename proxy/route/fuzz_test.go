@@ -74,61 +74,17 @@ func FuzzMatch(f *testing.F) {
 	})
 }
 
-// FuzzStringMatch checks the allocation-free case-insensitive matchers against a reference
-// written with strings.ToLower.
-func FuzzStringMatch(f *testing.F) {
+// FuzzQueryParam feeds arbitrary raw queries, names and hosts through query-parameter lookup
+// and port stripping: nothing may panic. (String matching itself is fuzzed in proxy/matcher.)
+func FuzzQueryParam(f *testing.F) {
 	f.Add("abc", "xxABCxx")
 	f.Add("", "")
 	f.Add("ß", "SS")
-	f.Add("K", "\u212a") // Kelvin sign folds to k
+	f.Add("K", "\u212a")
 	f.Fuzz(func(t *testing.T, pattern, value string) {
-		for _, kind := range []string{"exact", "prefix", "suffix", "contains"} {
-			m, err := compileStringMatch("f", sm(kind, pattern, false))
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := matchesRef(kind, pattern, value)
-			if got := m.Match(value); got != want {
-				t.Fatalf("%s %q in %q: got %v want %v", kind, pattern, value, got, want)
-			}
-			// Case-insensitive matching must agree with ASCII lower-casing (Envoy folds ASCII only).
-			{
-				mi, _ := compileStringMatch("f", sm(kind, pattern, true))
-				want = matchesRef(kind, asciiLower(pattern), asciiLower(value))
-				if got := mi.Match(value); got != want {
-					t.Fatalf("ignore_case %s %q in %q: got %v want %v", kind, pattern, value, got, want)
-				}
-			}
-		}
 		_, _ = queryParam(value, pattern)
 		_ = stripPort(value)
 	})
 }
 
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
-
 func boolValue(v bool) *wrapperspb.BoolValue { return wrapperspb.Bool(v) }
-
-// matchesRef is the reference a string matcher of kind is checked against: whether pattern
-// matches value.
-func matchesRef(kind, pattern, value string) bool {
-	switch kind {
-	case "exact":
-		return value == pattern
-	case "prefix":
-		return strings.HasPrefix(value, pattern)
-	case "suffix":
-		return strings.HasSuffix(value, pattern)
-	case "contains":
-		return strings.Contains(value, pattern)
-	}
-	panic("unknown kind " + kind)
-}

@@ -11,6 +11,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
+	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -104,7 +105,7 @@ func compileMatch(field string, m *routev3.RouteMatch) (routeMatch, error) {
 		}
 		rm.kind, rm.s = pathSeparated, p.PathSeparatedPrefix
 	case *routev3.RouteMatch_SafeRegex:
-		re, err := regexMatcher(field+".safe_regex", p.SafeRegex)
+		re, err := matcher.Regex(field+".safe_regex", p.SafeRegex, matchOptions)
 		if err != nil {
 			return routeMatch{}, err
 		}
@@ -148,7 +149,7 @@ func hasPrefix(s, p string, cs bool) bool {
 	if cs {
 		return s[:len(p)] == p
 	}
-	return asciiEqualFold(s[:len(p)], p)
+	return matcher.EqualFoldASCII(s[:len(p)], p)
 }
 
 func stripQuery(path string) (string, string) {

@@ -191,7 +191,7 @@ func (p *RetryPolicy) RetryOnResponse(resp *http.Response) bool {
 		fake := http.Request{Header: resp.Header}
 		for i := range p.headers {
 			if p.headers[i].name[0] == ':' {
-				if p.headers[i].name == ":status" && p.headers[i].matchValue(strconv.Itoa(code), true) {
+				if p.headers[i].name == ":status" && p.headers[i].Match(strconv.Itoa(code), true) {
 					return true
 				}
 				continue

@@ -13,6 +13,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
+	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -329,14 +330,7 @@ func compileSubst(field string, rr *matcherv3.RegexMatchAndSubstitute) (*regexp.
 	if err := xdsfield.Check(rr, field, "pattern", "substitution"); err != nil {
 		return nil, "", err
 	}
-	pm := rr.GetPattern()
-	if pm == nil {
-		return nil, "", fmt.Errorf("%s.pattern: missing", field)
-	}
-	if err := xdsfield.Check(pm, field+".pattern", "regex", "google_re2"); err != nil {
-		return nil, "", err
-	}
-	re, err := compileRegex(field+".pattern", pm.GetRegex(), int(pm.GetGoogleRe2().GetMaxProgramSize().GetValue()))
+	re, err := matcher.SearchRegex(field+".pattern", rr.GetPattern(), matchOptions)
 	if err != nil {
 		return nil, "", err
 	}

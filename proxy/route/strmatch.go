@@ -4,14 +4,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
-	"regexp"
-	"regexp/syntax"
-	"strconv"
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
+	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -20,160 +17,36 @@ import (
 // instructions; Go's programs are about twice as long for the same pattern, hence 200.
 const DefaultMaxProgramSize = 200
 
-// compileRegex compiles an RE2 pattern for a full-string match (Envoy's safe_regex semantics)
-// and rejects programs larger than limit instructions.
-func compileRegex(field, pattern string, limit int) (*regexp.Regexp, error) {
-	if limit <= 0 {
-		limit = DefaultMaxProgramSize
-	}
-	if len(pattern) > 64<<10 {
-		return nil, fmt.Errorf("%s: regex longer than 64 KiB", field)
-	}
-	re, err := syntax.Parse(pattern, syntax.Perl)
-	if err != nil {
-		return nil, fmt.Errorf("%s: parsing regex %q: %w", field, pattern, err)
-	}
-	prog, err := syntax.Compile(re.Simplify())
-	if err != nil {
-		return nil, fmt.Errorf("%s: compiling regex %q: %w", field, pattern, err)
-	}
-	if len(prog.Inst) > limit {
-		return nil, fmt.Errorf("%s: regex %q program size %d exceeds limit %d", field, pattern, len(prog.Inst), limit)
-	}
-	return regexp.Compile(pattern)
+// matchOptions are the route table's choices for string, regex and header matchers. A
+// google_re2.max_program_size is taken as Go instructions (0 as unset); ignore_case with
+// safe_regex is accepted and has no effect; a deprecated exact_match "" matches only an empty
+// value, and range_match parses the value as it is, without trimming whitespace.
+var matchOptions = matcher.Options{
+	MaxProgramSize: DefaultMaxProgramSize,
+	ProgramSize: func(n uint32) int {
+		if n == 0 {
+			return DefaultMaxProgramSize
+		}
+		return int(n)
+	},
+	MaxRegexLen:     64 << 10,
+	IgnoreCaseRegex: true,
 }
 
-func regexMatcher(field string, m *matcherv3.RegexMatcher) (*regexp.Regexp, error) {
-	if m == nil {
-		return nil, fmt.Errorf("%s: missing regex", field)
-	}
-	limit := 0
-	if g := m.GetGoogleRe2(); g != nil {
-		if err := xdsfield.Check(g, field+".google_re2", "max_program_size"); err != nil {
-			return nil, err
-		}
-		limit = int(g.GetMaxProgramSize().GetValue())
-	}
-	if err := xdsfield.Check(m, field, "regex", "google_re2"); err != nil {
-		return nil, err
-	}
-	return compileRegex(field, "^(?:"+m.GetRegex()+")$", limit)
-}
-
-type strKind uint8
-
-const (
-	strExact strKind = iota
-	strPrefix
-	strSuffix
-	strContains
-	strRegex
-)
-
-// StringMatch is a compiled envoy.type.matcher.v3.StringMatcher.
-type StringMatch struct {
-	kind       strKind
-	ignoreCase bool
-	s          string
-	re         *regexp.Regexp
-}
-
-func compileStringMatch(field string, m *matcherv3.StringMatcher) (StringMatch, error) {
-	if m == nil {
-		return StringMatch{}, fmt.Errorf("%s: missing string matcher", field)
-	}
-	if err := xdsfield.Check(m, field, "exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"); err != nil {
-		return StringMatch{}, err
-	}
-	sm := StringMatch{ignoreCase: m.GetIgnoreCase()}
-	switch p := m.GetMatchPattern().(type) {
-	case *matcherv3.StringMatcher_Exact:
-		sm.kind, sm.s = strExact, p.Exact
-	case *matcherv3.StringMatcher_Prefix:
-		sm.kind, sm.s = strPrefix, p.Prefix
-	case *matcherv3.StringMatcher_Suffix:
-		sm.kind, sm.s = strSuffix, p.Suffix
-	case *matcherv3.StringMatcher_Contains:
-		sm.kind, sm.s = strContains, p.Contains
-	case *matcherv3.StringMatcher_SafeRegex:
-		re, err := regexMatcher(field+".safe_regex", p.SafeRegex)
-		if err != nil {
-			return StringMatch{}, err
-		}
-		sm.kind, sm.re = strRegex, re
-	default:
-		return StringMatch{}, fmt.Errorf("%s: no match_pattern set", field)
-	}
-	return sm, nil
-}
-
-// Match reports whether v matches. It does not allocate.
-func (m *StringMatch) Match(v string) bool {
-	switch m.kind {
-	case strExact:
-		if m.ignoreCase {
-			return asciiEqualFold(v, m.s)
-		}
-		return v == m.s
-	case strPrefix:
-		if len(v) < len(m.s) {
-			return false
-		}
-		if m.ignoreCase {
-			return asciiEqualFold(v[:len(m.s)], m.s)
-		}
-		return v[:len(m.s)] == m.s
-	case strSuffix:
-		if len(v) < len(m.s) {
-			return false
-		}
-		if m.ignoreCase {
-			return asciiEqualFold(v[len(v)-len(m.s):], m.s)
-		}
-		return v[len(v)-len(m.s):] == m.s
-	case strContains:
-		if !m.ignoreCase {
-			return strings.Contains(v, m.s)
-		}
-		for i := 0; i+len(m.s) <= len(v); i++ {
-			if asciiEqualFold(v[i:i+len(m.s)], m.s) {
-				return true
-			}
-		}
-		return false
-	case strRegex:
-		return m.re.MatchString(v)
-	}
-	return false
-}
-
-type hdrKind uint8
-
-const (
-	hdrString hdrKind = iota
-	hdrPresent
-	hdrRange
-)
-
-// headerMatcher is a compiled routev3.HeaderMatcher.
+// headerMatcher is a compiled routev3.HeaderMatcher with the request's header it reads.
 type headerMatcher struct {
-	name         string // canonical Go header key, or a pseudo-header such as ":authority"
-	kind         hdrKind
-	sm           StringMatch
-	present      bool
-	start, end   int64
-	invert       bool
-	missingEmpty bool
+	name string // canonical Go header key, or a pseudo-header such as ":authority"
+	matcher.Header
 }
 
 func compileHeaderMatchers(field string, hs []*routev3.HeaderMatcher) ([]headerMatcher, error) {
 	out := make([]headerMatcher, 0, len(hs))
 	for i, h := range hs {
-		hm, err := compileHeaderMatcher(fmt.Sprintf("%s[%d]", field, i), h)
+		hm, err := matcher.CompileHeader(fmt.Sprintf("%s[%d]", field, i), h, matchOptions)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, hm)
+		out = append(out, headerMatcher{name: headerKey(hm.Name()), Header: hm})
 	}
 	return out, nil
 }
@@ -183,48 +56,6 @@ func headerKey(name string) string {
 		return strings.ToLower(name)
 	}
 	return textproto.CanonicalMIMEHeaderKey(name)
-}
-
-func compileHeaderMatcher(field string, h *routev3.HeaderMatcher) (headerMatcher, error) {
-	if err := xdsfield.Check(h, field, "name", "invert_match", "treat_missing_header_as_empty",
-		"exact_match", "safe_regex_match", "range_match", "present_match", "prefix_match",
-		"suffix_match", "contains_match", "string_match"); err != nil {
-		return headerMatcher{}, err
-	}
-	if h.GetName() == "" {
-		return headerMatcher{}, fmt.Errorf("%s.name: empty header name", field)
-	}
-	hm := headerMatcher{name: headerKey(h.GetName()), invert: h.GetInvertMatch(), missingEmpty: h.GetTreatMissingHeaderAsEmpty()}
-	switch s := h.GetHeaderMatchSpecifier().(type) {
-	case *routev3.HeaderMatcher_ExactMatch:
-		hm.sm = StringMatch{kind: strExact, s: s.ExactMatch}
-	case *routev3.HeaderMatcher_PrefixMatch:
-		hm.sm = StringMatch{kind: strPrefix, s: s.PrefixMatch}
-	case *routev3.HeaderMatcher_SuffixMatch:
-		hm.sm = StringMatch{kind: strSuffix, s: s.SuffixMatch}
-	case *routev3.HeaderMatcher_ContainsMatch:
-		hm.sm = StringMatch{kind: strContains, s: s.ContainsMatch}
-	case *routev3.HeaderMatcher_SafeRegexMatch:
-		re, err := regexMatcher(field+".safe_regex_match", s.SafeRegexMatch)
-		if err != nil {
-			return headerMatcher{}, err
-		}
-		hm.sm = StringMatch{kind: strRegex, re: re}
-	case *routev3.HeaderMatcher_StringMatch:
-		sm, err := compileStringMatch(field+".string_match", s.StringMatch)
-		if err != nil {
-			return headerMatcher{}, err
-		}
-		hm.sm = sm
-	case *routev3.HeaderMatcher_PresentMatch:
-		hm.kind, hm.present = hdrPresent, s.PresentMatch
-	case *routev3.HeaderMatcher_RangeMatch:
-		hm.kind, hm.start, hm.end = hdrRange, s.RangeMatch.GetStart(), s.RangeMatch.GetEnd()
-	case nil:
-		// Envoy: no specifier means "header is present".
-		hm.kind, hm.present = hdrPresent, true
-	}
-	return hm, nil
 }
 
 // headerValue returns the value of header key in r, joining repeated values with "," as Envoy
@@ -275,31 +106,13 @@ func requestScheme(r *http.Request) string {
 
 func (hm *headerMatcher) match(r *http.Request) bool {
 	v, ok := headerValue(r, hm.name)
-	if !ok && !hm.missingEmpty {
-		return hm.kind == hdrPresent && (hm.present == hm.invert)
-	}
-	return hm.matchValue(v, true)
-}
-
-// matchValue evaluates the matcher against a present value v.
-func (hm *headerMatcher) matchValue(v string, _ bool) bool {
-	var m bool
-	switch hm.kind {
-	case hdrPresent:
-		m = hm.present
-	case hdrRange:
-		n, err := strconv.ParseInt(v, 10, 64)
-		m = err == nil && n >= hm.start && n < hm.end
-	default:
-		m = hm.sm.Match(v)
-	}
-	return m != hm.invert
+	return hm.Match(v, ok)
 }
 
 // queryMatcher is a compiled routev3.QueryParameterMatcher.
 type queryMatcher struct {
 	name string
-	sm   *StringMatch
+	sm   *matcher.String
 }
 
 func compileQueryMatchers(field string, qs []*routev3.QueryParameterMatcher) ([]queryMatcher, error) {
@@ -315,7 +128,7 @@ func compileQueryMatchers(field string, qs []*routev3.QueryParameterMatcher) ([]
 		qm := queryMatcher{name: q.GetName()}
 		switch s := q.GetQueryParameterMatchSpecifier().(type) {
 		case *routev3.QueryParameterMatcher_StringMatch:
-			sm, err := compileStringMatch(f+".string_match", s.StringMatch)
+			sm, err := matcher.CompileString(f+".string_match", s.StringMatch, matchOptions)
 			if err != nil {
 				return nil, err
 			}
@@ -392,28 +205,4 @@ func (qm *queryMatcher) match(rawQuery string) bool {
 		return true // present_match: presence is all that is asked
 	}
 	return qm.sm.Match(v)
-}
-
-// asciiEqualFold compares s and t ignoring ASCII case only, as Envoy's ignore_case does (no
-// Unicode folding: "K" does not equal the Kelvin sign).
-func asciiEqualFold(s, t string) bool {
-	if len(s) != len(t) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		a, b := s[i], t[i]
-		if a == b {
-			continue
-		}
-		if 'A' <= a && a <= 'Z' {
-			a += 'a' - 'A'
-		}
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		if a != b {
-			return false
-		}
-	}
-	return true
 }

@@ -301,7 +301,7 @@ func TestStringMatchers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := m.match(c.in); got != c.want {
+		if got := m.Match(c.in); got != c.want {
 			t.Errorf("case %d: match(%q) = %v", i, c.in, got)
 		}
 	}

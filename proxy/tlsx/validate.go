@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -14,15 +13,16 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // validation is a compiled CertificateValidationContext: the trust anchors and SAN matchers a peer
 // certificate must satisfy.
 type validation struct {
-	roots *x509.CertPool // nil: no chain verification (Envoy accepts any peer cert then)
-	typed []sanMatcher   // match_typed_subject_alt_names: any one must match
-	any   []stringMatch  // match_subject_alt_names (deprecated): matches DNS, URI, email or IP SANs
+	roots *x509.CertPool   // nil: no chain verification (Envoy accepts any peer cert then)
+	typed []sanMatcher     // match_typed_subject_alt_names: any one must match
+	any   []matcher.String // match_subject_alt_names (deprecated): matches DNS, URI, email or IP SANs
 }
 
 type sanKind int
@@ -36,83 +36,29 @@ const (
 
 type sanMatcher struct {
 	kind sanKind
-	m    stringMatch
+	m    matcher.String
 }
 
-// stringMatch is a compiled envoy.type.matcher.v3.StringMatcher.
-type stringMatch struct {
-	exact, prefix, suffix, contains string
-	re                              *regexp.Regexp
-	ignoreCase                      bool
-	kind                            int // 0 exact, 1 prefix, 2 suffix, 3 contains, 4 regex
-}
+// sanMatchOptions are the SAN matchers' choices: regular expressions have no size limit and
+// google_re2 is ignored; ignore_case with safe_regex is refused; ignore_case lower-cases with
+// strings.ToLower (Unicode) rather than Envoy's ASCII-only folding. SANs are ASCII (Go's x509
+// parser refuses others), so only a pattern with non-ASCII letters can tell the difference.
+var sanMatchOptions = matcher.Options{FoldUnicode: true}
 
-func compileStringMatch(sm *matcherv3.StringMatcher, path string) (stringMatch, error) {
-	if err := xdsfield.Check(sm, path, "exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"); err != nil {
-		return stringMatch{}, err
-	}
-	m := stringMatch{ignoreCase: sm.GetIgnoreCase()}
-	low := func(s string) string {
-		if m.ignoreCase {
-			return strings.ToLower(s)
-		}
-		return s
-	}
-	switch p := sm.GetMatchPattern().(type) {
-	case *matcherv3.StringMatcher_Exact:
-		m.kind, m.exact = 0, low(p.Exact)
-	case *matcherv3.StringMatcher_Prefix:
-		m.kind, m.prefix = 1, low(p.Prefix)
-	case *matcherv3.StringMatcher_Suffix:
-		m.kind, m.suffix = 2, low(p.Suffix)
-	case *matcherv3.StringMatcher_Contains:
-		m.kind, m.contains = 3, low(p.Contains)
-	case *matcherv3.StringMatcher_SafeRegex:
-		if err := xdsfield.Check(p.SafeRegex, path+".safe_regex", "regex", "google_re2"); err != nil {
-			return m, err
-		}
-		if m.ignoreCase {
-			return m, fmt.Errorf("%s: ignore_case has no effect on safe_regex", path)
-		}
-		re, err := regexp.Compile("^(?:" + p.SafeRegex.GetRegex() + ")$")
-		if err != nil {
-			return m, fmt.Errorf("compiling %s.safe_regex: %w", path, err)
-		}
-		m.kind, m.re = 4, re
-	default:
-		return m, fmt.Errorf("%s: match pattern is required", path)
-	}
-	return m, nil
-}
-
-func (m *stringMatch) match(s string) bool {
-	if m.ignoreCase {
-		s = strings.ToLower(s)
-	}
-	switch m.kind {
-	case 0:
-		return s == m.exact
-	case 1:
-		return strings.HasPrefix(s, m.prefix)
-	case 2:
-		return strings.HasSuffix(s, m.suffix)
-	case 3:
-		return strings.Contains(s, m.contains)
-	default:
-		return m.re.MatchString(s)
-	}
+func compileStringMatch(sm *matcherv3.StringMatcher, path string) (matcher.String, error) {
+	return matcher.CompileString(path, sm, sanMatchOptions)
 }
 
 // matchDNS matches a DNS SAN. As Envoy does, an exact matcher also matches a wildcard SAN
 // ("*.example.com" matches exact "a.example.com", one label only).
-func (m *stringMatch) matchDNS(san string) bool {
-	if m.match(san) {
+func matchDNS(m *matcher.String, san string) bool {
+	if m.Match(san) {
 		return true
 	}
-	if m.kind != 0 || !strings.HasPrefix(san, "*.") {
+	want, exact := m.Exact()
+	if !exact || !strings.HasPrefix(san, "*.") {
 		return false
 	}
-	want := m.exact
 	i := strings.IndexByte(want, '.')
 	return i > 0 && strings.EqualFold(want[i:], san[1:])
 }
@@ -217,25 +163,25 @@ func (v *validation) matchSANs(c *x509.Certificate) bool {
 		switch sm.kind {
 		case sanDNS:
 			for _, s := range c.DNSNames {
-				if sm.m.matchDNS(s) {
+				if matchDNS(&sm.m, s) {
 					return true
 				}
 			}
 		case sanURI:
 			for _, u := range c.URIs {
-				if sm.m.match(u.String()) {
+				if sm.m.Match(u.String()) {
 					return true
 				}
 			}
 		case sanEmail:
 			for _, s := range c.EmailAddresses {
-				if sm.m.match(s) {
+				if sm.m.Match(s) {
 					return true
 				}
 			}
 		case sanIP:
 			for _, ip := range c.IPAddresses {
-				if sm.m.match(ip.String()) {
+				if sm.m.Match(ip.String()) {
 					return true
 				}
 			}
@@ -244,22 +190,22 @@ func (v *validation) matchSANs(c *x509.Certificate) bool {
 	for i := range v.any {
 		m := &v.any[i]
 		for _, s := range c.DNSNames {
-			if m.matchDNS(s) {
+			if matchDNS(m, s) {
 				return true
 			}
 		}
 		for _, u := range c.URIs {
-			if m.match(u.String()) {
+			if m.Match(u.String()) {
 				return true
 			}
 		}
 		for _, s := range c.EmailAddresses {
-			if m.match(s) {
+			if m.Match(s) {
 				return true
 			}
 		}
 		for _, ip := range c.IPAddresses {
-			if m.match(ip.String()) {
+			if m.Match(ip.String()) {
 				return true
 			}
 		}

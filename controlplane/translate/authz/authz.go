@@ -292,85 +292,19 @@ func (b *ruleBuilder) httpField(name string, n int) (skip bool, err error) {
 }
 
 func (b *ruleBuilder) operation(op *security.Operation) ([]*rbacv3.Permission, error) {
-	var out []*rbacv3.Permission
-	field := func(name string, values []string, not bool, mk func(string) (*rbacv3.Permission, error), httpOnly bool) error {
-		if len(values) == 0 {
-			return nil
-		}
-		if httpOnly {
-			if skip, err := b.httpField(name, len(values)); skip {
-				return err
-			}
-		}
-		var or []*rbacv3.Permission
-		for _, v := range values {
-			p, err := mk(v)
-			if err != nil {
-				return fmt.Errorf("%s %q: %w", name, v, err)
-			}
-			or = append(or, p)
-		}
-		r := &rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: or}}}
-		if not {
-			r = &rbacv3.Permission{Rule: &rbacv3.Permission_NotRule{NotRule: r}}
-		}
-		out = append(out, r)
-		return nil
-	}
-	host := func(v string) (*rbacv3.Permission, error) { return headerPermission(":authority", v, true), nil }
-	method := func(v string) (*rbacv3.Permission, error) { return headerPermission(":method", v, false), nil }
-	for _, f := range []struct {
-		name     string
-		values   []string
-		not      bool
-		mk       func(string) (*rbacv3.Permission, error)
-		httpOnly bool
-	}{
+	host := one(func(v string) (*rbacv3.Permission, error) { return headerPermission(":authority", v, true), nil })
+	method := one(func(v string) (*rbacv3.Permission, error) { return headerPermission(":method", v, false), nil })
+	path, port := one(pathPermission), one(portPermission)
+	return appendFields(b, permissions, []field[*rbacv3.Permission]{
 		{"hosts", op.GetHosts(), false, host, true}, {"notHosts", op.GetNotHosts(), true, host, true},
 		{"methods", op.GetMethods(), false, method, true}, {"notMethods", op.GetNotMethods(), true, method, true},
-		{"paths", op.GetPaths(), false, pathPermission, true}, {"notPaths", op.GetNotPaths(), true, pathPermission, true},
-		{"ports", op.GetPorts(), false, portPermission, false}, {"notPorts", op.GetNotPorts(), true, portPermission, false},
-	} {
-		if err := field(f.name, f.values, f.not, f.mk, f.httpOnly); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+		{"paths", op.GetPaths(), false, path, true}, {"notPaths", op.GetNotPaths(), true, path, true},
+		{"ports", op.GetPorts(), false, port, false}, {"notPorts", op.GetNotPorts(), true, port, false},
+	})
 }
 
 func (b *ruleBuilder) source(src *security.Source) ([]*rbacv3.Principal, error) {
-	var out []*rbacv3.Principal
-	field := func(name string, values []string, not bool, mk func(string) ([]*rbacv3.Principal, error), httpOnly bool) error {
-		if len(values) == 0 {
-			return nil
-		}
-		if httpOnly {
-			if skip, err := b.httpField(name, len(values)); skip {
-				return err
-			}
-		}
-		var or []*rbacv3.Principal
-		for _, v := range values {
-			ps, err := mk(v)
-			if err != nil {
-				return fmt.Errorf("%s %q: %w", name, v, err)
-			}
-			or = append(or, ps...)
-		}
-		id := &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: or}}}
-		if not {
-			id = &rbacv3.Principal{Identifier: &rbacv3.Principal_NotId{NotId: id}}
-		}
-		out = append(out, id)
-		return nil
-	}
-	for _, f := range []struct {
-		name     string
-		values   []string
-		not      bool
-		mk       func(string) ([]*rbacv3.Principal, error)
-		httpOnly bool
-	}{
+	return appendFields(b, principals, []field[*rbacv3.Principal]{
 		{"principals", src.GetPrincipals(), false, b.principal, false}, {"notPrincipals", src.GetNotPrincipals(), true, b.principal, false},
 		{"requestPrincipals", src.GetRequestPrincipals(), false, requestPrincipal, true},
 		{"notRequestPrincipals", src.GetNotRequestPrincipals(), true, requestPrincipal, true},
@@ -379,10 +313,104 @@ func (b *ruleBuilder) source(src *security.Source) ([]*rbacv3.Principal, error) 
 		{"namespaces", src.GetNamespaces(), false, namespacePrincipal, false}, {"notNamespaces", src.GetNotNamespaces(), true, namespacePrincipal, false},
 		{"remoteIpBlocks", src.GetRemoteIpBlocks(), false, remoteIP, false}, {"notRemoteIpBlocks", src.GetNotRemoteIpBlocks(), true, remoteIP, false},
 		{"ipBlocks", src.GetIpBlocks(), false, directIP, false}, {"notIpBlocks", src.GetNotIpBlocks(), true, directIP, false},
-	} {
-		if err := field(f.name, f.values, f.not, f.mk, f.httpOnly); err != nil {
+	})
+}
+
+// combiner is how the matchers of a field's values combine, for permissions (or_rules,
+// not_rule) or principals (or_ids, not_id).
+type combiner[M any] struct {
+	or  func([]M) M
+	not func(M) M
+}
+
+var (
+	permissions = combiner[*rbacv3.Permission]{
+		or: func(rs []*rbacv3.Permission) *rbacv3.Permission {
+			return &rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: rs}}}
+		},
+		not: func(r *rbacv3.Permission) *rbacv3.Permission {
+			return &rbacv3.Permission{Rule: &rbacv3.Permission_NotRule{NotRule: r}}
+		},
+	}
+	principals = combiner[*rbacv3.Principal]{
+		or: func(ids []*rbacv3.Principal) *rbacv3.Principal {
+			return &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: ids}}}
+		},
+		not: func(id *rbacv3.Principal) *rbacv3.Principal {
+			return &rbacv3.Principal{Identifier: &rbacv3.Principal_NotId{NotId: id}}
+		},
+	}
+)
+
+// one adapts a function that makes one matcher of a value to appendField's.
+func one[M any](mk func(string) (M, error)) func(string) ([]M, error) {
+	return func(v string) ([]M, error) {
+		m, err := mk(v)
+		return []M{m}, err
+	}
+}
+
+// field is one field of an operation or source: its values, whether it is the not- form, how a
+// value becomes matchers, and whether only an HTTP chain can evaluate it.
+type field[M any] struct {
+	name     string
+	values   []string
+	not      bool
+	mk       func(string) ([]M, error)
+	httpOnly bool
+}
+
+// appendFields returns the matchers of the fields that have values, in order.
+func appendFields[M any](b *ruleBuilder, c combiner[M], fs []field[M]) ([]M, error) {
+	var out []M
+	for _, f := range fs {
+		var err error
+		if out, err = appendField(b, out, c, f.name, f.name, f.httpOnly, f.mk, valueSet{f.values, f.not}); err != nil {
 			return nil, err
 		}
+	}
+	return out, nil
+}
+
+// valueSet is a field's values, or the values of its not- form (notPaths, notValues).
+type valueSet struct {
+	values []string
+	not    bool
+}
+
+// appendField appends to out one matcher per value set with values: mk's matchers of every
+// value or'ed, negated for a not- set. An HTTP-only field with values on a TCP chain is left to
+// b.httpField, under name; label starts the error about a value mk refuses.
+func appendField[M any](b *ruleBuilder, out []M, c combiner[M], name, label string, httpOnly bool, mk func(string) ([]M, error), sets ...valueSet) ([]M, error) {
+	n := 0
+	for _, s := range sets {
+		n += len(s.values)
+	}
+	if n == 0 {
+		return out, nil
+	}
+	if httpOnly {
+		if skip, err := b.httpField(name, n); skip {
+			return out, err
+		}
+	}
+	for _, s := range sets {
+		if len(s.values) == 0 {
+			continue
+		}
+		var or []M
+		for _, v := range s.values {
+			ms, err := mk(v)
+			if err != nil {
+				return out, fmt.Errorf("%s %q: %w", label, v, err)
+			}
+			or = append(or, ms...)
+		}
+		m := c.or(or)
+		if s.not {
+			m = c.not(m)
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }
@@ -390,58 +418,14 @@ func (b *ruleBuilder) source(src *security.Source) ([]*rbacv3.Principal, error) 
 // condition translates one `when` condition into permission or principal matchers by its key.
 func (b *ruleBuilder) condition(c *security.Condition) (perm []*rbacv3.Permission, prin []*rbacv3.Principal, err error) {
 	key := c.GetKey()
-	permField := func(mk func(string) (*rbacv3.Permission, error)) error {
-		for _, set := range []struct {
-			values []string
-			not    bool
-		}{{c.GetValues(), false}, {c.GetNotValues(), true}} {
-			if len(set.values) == 0 {
-				continue
-			}
-			var or []*rbacv3.Permission
-			for _, v := range set.values {
-				p, err := mk(v)
-				if err != nil {
-					return fmt.Errorf("when %s %q: %w", key, v, err)
-				}
-				or = append(or, p)
-			}
-			r := &rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: or}}}
-			if set.not {
-				r = &rbacv3.Permission{Rule: &rbacv3.Permission_NotRule{NotRule: r}}
-			}
-			perm = append(perm, r)
-		}
-		return nil
+	sets := []valueSet{{c.GetValues(), false}, {c.GetNotValues(), true}}
+	permField := func(mk func(string) (*rbacv3.Permission, error)) (err error) {
+		perm, err = appendField(b, perm, permissions, key, "when "+key, false, one(mk), sets...)
+		return err
 	}
-	prinField := func(mk func(string) ([]*rbacv3.Principal, error), httpOnly bool) error {
-		if httpOnly {
-			if skip, err := b.httpField(key, len(c.GetValues())+len(c.GetNotValues())); skip {
-				return err
-			}
-		}
-		for _, set := range []struct {
-			values []string
-			not    bool
-		}{{c.GetValues(), false}, {c.GetNotValues(), true}} {
-			if len(set.values) == 0 {
-				continue
-			}
-			var or []*rbacv3.Principal
-			for _, v := range set.values {
-				ps, err := mk(v)
-				if err != nil {
-					return fmt.Errorf("when %s %q: %w", key, v, err)
-				}
-				or = append(or, ps...)
-			}
-			id := &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: or}}}
-			if set.not {
-				id = &rbacv3.Principal{Identifier: &rbacv3.Principal_NotId{NotId: id}}
-			}
-			prin = append(prin, id)
-		}
-		return nil
+	prinField := func(mk func(string) ([]*rbacv3.Principal, error), httpOnly bool) (err error) {
+		prin, err = appendField(b, prin, principals, key, "when "+key, httpOnly, mk, sets...)
+		return err
 	}
 	switch {
 	case key == "source.ip":
