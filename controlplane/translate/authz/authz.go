@@ -42,6 +42,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	security "istio.io/api/security/v1beta1"
+	typev1beta1 "istio.io/api/type/v1beta1"
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/internal/vocab"
@@ -65,16 +66,31 @@ type Filters struct {
 // Select returns the AuthorizationPolicies that apply to a sidecar workload (namespace ns, labels),
 // oldest first, the root namespace's before the workload namespace's.
 func Select(policies []*config.Object, ns string, labels map[string]string, root string) []*config.Object {
+	return selectFor(policies, ns, labels, root)
+}
+
+// workloadPolicy is what AuthorizationPolicy and RequestAuthentication have in common.
+type workloadPolicy interface {
+	GetSelector() *typev1beta1.WorkloadSelector
+	GetTargetRef() *typev1beta1.PolicyTargetReference
+	GetTargetRefs() []*typev1beta1.PolicyTargetReference
+}
+
+// selectFor returns the objects whose spec is a workloadPolicy applying to a sidecar workload:
+// in the root namespace or the workload's, without a selector or with a matching one, and
+// without targetRef(s) (those attach to gateways and waypoints, never to sidecars); oldest
+// first, the root namespace's before the workload namespace's.
+func selectFor(objs []*config.Object, ns string, labels map[string]string, root string) []*config.Object {
 	var out []*config.Object
-	for _, o := range policies {
-		ap, ok := o.Spec.(*security.AuthorizationPolicy)
-		if !ok || len(ap.GetTargetRefs()) > 0 || ap.GetTargetRef() != nil {
-			continue // targetRef(s) attach to gateways and waypoints, never to sidecars
+	for _, o := range objs {
+		wp, ok := o.Spec.(workloadPolicy)
+		if !ok || len(wp.GetTargetRefs()) > 0 || wp.GetTargetRef() != nil {
+			continue
 		}
 		if o.Namespace != root && o.Namespace != ns {
 			continue
 		}
-		if sel := ap.GetSelector().GetMatchLabels(); len(sel) > 0 && !subset(sel, labels) {
+		if sel := wp.GetSelector().GetMatchLabels(); len(sel) > 0 && !subset(sel, labels) {
 			continue
 		}
 		out = append(out, o)

@@ -2,7 +2,6 @@ package authz
 
 import (
 	"fmt"
-	"sort"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -19,31 +18,7 @@ import (
 // SelectRequestAuthentication returns the RequestAuthentications that apply to a workload, as
 // Select does for AuthorizationPolicy.
 func SelectRequestAuthentication(all []*config.Object, ns string, labels map[string]string, root string) []*config.Object {
-	var out []*config.Object
-	for _, o := range all {
-		ra, ok := o.Spec.(*security.RequestAuthentication)
-		if !ok || len(ra.GetTargetRefs()) > 0 || ra.GetTargetRef() != nil {
-			continue
-		}
-		if o.Namespace != root && o.Namespace != ns {
-			continue
-		}
-		if sel := ra.GetSelector().GetMatchLabels(); len(sel) > 0 && !subset(sel, labels) {
-			continue
-		}
-		out = append(out, o)
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if (a.Namespace == root) != (b.Namespace == root) {
-			return a.Namespace == root
-		}
-		if !a.CreationTimestamp.Equal(b.CreationTimestamp) {
-			return a.CreationTimestamp.Before(b.CreationTimestamp)
-		}
-		return a.Name < b.Name
-	})
-	return out
+	return selectFor(all, ns, labels, root)
 }
 
 // JWKSFunc returns the key set of a jwksUri (see package jwks); an error means none yet.
