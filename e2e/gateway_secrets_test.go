@@ -98,18 +98,7 @@ spec:
 
 	roots := x509.NewCertPool()
 	roots.AddCert(serverCA.Cert)
-	client := func(port int, certs ...tls.Certificate) *http.Client {
-		tr := &http.Transport{
-			TLSClientConfig: &tls.Config{ServerName: "edge.example", RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS12},
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", port))
-			},
-			ForceAttemptHTTP2: true,
-		}
-		t.Cleanup(tr.CloseIdleConnections)
-		return &http.Client{Transport: tr, Timeout: 15 * time.Second}
-	}
+	client := func(port int, certs ...tls.Certificate) *http.Client { return edgeTLSClient(t, port, roots, certs...) }
 	waitBackend(t, 30*time.Second, client(simplePort), request{URL: "https://edge.example/"}, "plain")
 
 	t.Run("served certificate", func(t *testing.T) {
