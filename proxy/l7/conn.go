@@ -39,6 +39,7 @@ func (h *Handler) ServeConn(c net.Conn, info ConnInfo) {
 	if _, isTLS := c.(*tls.Conn); isTLS {
 		cs.info.TLS = true
 	}
+	cs.info.authzPeer = rbacPeer(&cs.info)
 	// The server sees every connection as cleartext through a protocol guard: HTTP/1.1, or h2
 	// (ALPN "h2" or prior knowledge) behind the HTTP/2 frame guard (guard.go), with the
 	// connection clocks net/http lacks (timeouts.go).

@@ -14,6 +14,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	uuidv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/request_id/uuid/v3"
 
+	"github.com/strait-mesh/strait/proxy/authz"
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
@@ -58,6 +59,8 @@ type ConnInfo struct {
 	// LocalCertificate is the proxy's own certificate on this connection, if any (for the By
 	// element of x-forwarded-client-cert).
 	LocalCertificate *x509.Certificate
+
+	authzPeer *authz.Peer // the TLS peer as RBAC sees it, built once per connection
 }
 
 // Options are the process-level inputs of New.

@@ -110,15 +110,24 @@ func (r *rbacRequest) RequestedServerName() string {
 	return ""
 }
 
+// Peer is the connection's TLS peer, built once per connection (ServeConn), not per request.
 func (r *rbacRequest) Peer() *authz.Peer {
-	c := r.conn()
-	if c == nil || !c.TLS {
+	if c := r.conn(); c != nil {
+		return c.authzPeer
+	}
+	return nil
+}
+
+// rbacPeer is what RBAC sees of a connection's TLS peer: nil without TLS, empty without a client
+// certificate.
+func rbacPeer(info *ConnInfo) *authz.Peer {
+	if !info.TLS {
 		return nil
 	}
-	if len(c.PeerCertificates) == 0 {
+	if len(info.PeerCertificates) == 0 {
 		return authz.PeerFromCertificate(nil)
 	}
-	return authz.PeerFromCertificate(c.PeerCertificates[0])
+	return authz.PeerFromCertificate(info.PeerCertificates[0])
 }
 
 // Metadata is the request's dynamic metadata (e.g. envoy.filters.http.jwt_authn's payload).

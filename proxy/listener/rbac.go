@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -52,8 +53,8 @@ func compileNetworkRBAC(a *anypb.Any, env Env, path string) (*connRBAC, error) {
 // allow evaluates the connection. Envoy checks on the connection's first byte
 // (ONE_TIME_ON_FIRST_BYTE); strait-proxy checks as soon as the connection's facts are known
 // (after TLS), which denies a server-first protocol before its greeting reaches the client.
-func (r *connRBAC) allow(info *ConnInfo) bool {
-	res := r.f.CheckConnection(rbacConn{info})
+func (r *connRBAC) allow(c rbacConn) bool {
+	res := r.f.CheckConnection(c)
 	if res.HasShadow {
 		if res.Shadow.Allowed {
 			r.shadowAllowed.Inc()
@@ -73,7 +74,23 @@ func (r *connRBAC) allow(info *ConnInfo) bool {
 }
 
 // rbacConn is what the RBAC engine sees of a connection (authz.Connection).
-type rbacConn struct{ info *ConnInfo }
+type rbacConn struct {
+	info *ConnInfo
+	peer *authz.Peer
+}
+
+// newRBACConn builds the connection's view once for all of its chain's RBAC filters.
+func newRBACConn(info *ConnInfo) rbacConn {
+	c := rbacConn{info: info}
+	if info.TLS {
+		var leaf *x509.Certificate
+		if len(info.PeerCertificates) > 0 {
+			leaf = info.PeerCertificates[0]
+		}
+		c.peer = authz.PeerFromCertificate(leaf)
+	}
+	return c
+}
 
 func (c rbacConn) DestinationIP() netip.Addr   { return c.info.OriginalDst.Addr().Unmap() }
 func (c rbacConn) DestinationPort() uint16     { return c.info.OriginalDst.Port() }
@@ -81,15 +98,7 @@ func (c rbacConn) DirectRemoteIP() netip.Addr  { return c.info.Source.Addr().Unm
 func (c rbacConn) RemoteIP() netip.Addr        { return c.info.Source.Addr().Unmap() }
 func (c rbacConn) RequestedServerName() string { return c.info.ServerName }
 
-func (c rbacConn) Peer() *authz.Peer {
-	if !c.info.TLS {
-		return nil
-	}
-	if len(c.info.PeerCertificates) == 0 {
-		return authz.PeerFromCertificate(nil)
-	}
-	return authz.PeerFromCertificate(c.info.PeerCertificates[0])
-}
+func (c rbacConn) Peer() *authz.Peer { return c.peer }
 
 func (c rbacConn) Metadata(string) *structpb.Struct  { return nil }
 func (c rbacConn) FilterState(string) (string, bool) { return "", false }

@@ -254,10 +254,13 @@ func (l *Listener) serve(c net.Conn, src, dst netip.AddrPort) {
 		info.LocalCertificate = tlsx.LocalCertificate(ch.tls, cs.ServerName)
 		conn = tlsConn
 	}
-	for _, r := range ch.rbac {
-		if !r.allow(&info) {
-			conn.Close()
-			return
+	if len(ch.rbac) > 0 {
+		rc := newRBACConn(&info)
+		for _, r := range ch.rbac {
+			if !r.allow(rc) {
+				conn.Close()
+				return
+			}
 		}
 	}
 	ch.term.ServeConn(conn, info)
