@@ -63,6 +63,7 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	listeners, err := listener.BuildGateway(listener.Gateway{Gateways: gateways, TCPRoutes: tcpRoutes,
 		TrustedProxies: snap.Mesh.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies(),
 		HTTPFilters:    az.filters.HTTP, NetworkFilters: az.filters.TCP,
+		PathNormalization: snap.Mesh.GetPathNormalization().GetNormalization(),
 		Report: func(err error) {
 			reports = append(reports, err)
 			var ce *listener.ConflictError

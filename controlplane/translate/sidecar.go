@@ -230,7 +230,8 @@ func (g *generator) inboundSecurity(snap *mesh.Snapshot, w mesh.Workload, p *Pro
 		g.report(p, err)
 	}
 	return listener.InboundSecurity{Passthrough: mode(0), TrustDomains: trustDomains(snap),
-		HTTPFilters: az.filters.HTTP, NetworkFilters: az.filters.TCP}
+		HTTPFilters: az.filters.HTTP, NetworkFilters: az.filters.TCP,
+		PathNormalization: snap.Mesh.GetPathNormalization().GetNormalization()}
 }
 
 // trustDomains returns MeshConfig's trust domain (default cluster.local) and its aliases.

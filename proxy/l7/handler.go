@@ -16,6 +16,7 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/authz"
 	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/httppath"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 )
@@ -115,8 +116,7 @@ type Handler struct {
 	maxStreamDuration  time.Duration
 	tst                *timeoutStats
 	upgrades           map[string]bool
-	normalizePath      bool
-	mergeSlashes       bool
+	pathOptions        httppath.Options // normalize_path, merge_slashes, UNESCAPE_AND_FORWARD
 	escapedSlashes     hcmv3.HttpConnectionManager_PathWithEscapedSlashesAction
 	stripAnyPort       bool
 	stripMatchingPort  bool
@@ -186,14 +186,17 @@ func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, err
 		h2MaxStreams:       defaultH2MaxStreams,
 		h2StreamWindow:     defaultH2StreamWindow,
 		h2ConnWindow:       defaultH2ConnWindow,
-		normalizePath:      hcm.GetNormalizePath().GetValue(),
-		mergeSlashes:       hcm.GetMergeSlashes(),
-		escapedSlashes:     hcm.GetPathWithEscapedSlashesAction(),
-		stripAnyPort:       hcm.GetStripAnyHostPort(),
-		stripMatchingPort:  hcm.GetStripMatchingHostPort(),
-		stripTrailingDot:   hcm.GetStripTrailingHostDot(),
-		upgrades:           map[string]bool{},
-		mirrorSem:          make(chan struct{}, maxMirrorsInFlight),
+		pathOptions: httppath.Options{
+			Canonicalize:    hcm.GetNormalizePath().GetValue(),
+			MergeSlashes:    hcm.GetMergeSlashes(),
+			UnescapeSlashes: hcm.GetPathWithEscapedSlashesAction() == hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD,
+		},
+		escapedSlashes:    hcm.GetPathWithEscapedSlashesAction(),
+		stripAnyPort:      hcm.GetStripAnyHostPort(),
+		stripMatchingPort: hcm.GetStripMatchingHostPort(),
+		stripTrailingDot:  hcm.GetStripTrailingHostDot(),
+		upgrades:          map[string]bool{},
+		mirrorSem:         make(chan struct{}, maxMirrorsInFlight),
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

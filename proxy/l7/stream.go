@@ -15,6 +15,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/proxy/httppath"
 	"github.com/strait-mesh/strait/proxy/route"
 )
 
@@ -193,9 +194,18 @@ func (h *Handler) admit(s *Stream) bool {
 	return true
 }
 
-// normalize applies path normalization options; false means the request was rejected.
+// normalize applies the connection manager's path normalization (httppath has the rules) to
+// the path, never the query, and refuses what Envoy refuses with 400: %00, a fragment-only or
+// relative path that cannot be canonicalized, escaped slashes under REJECT_REQUEST, and a method
+// with lower-case letters (Istio's documented normalization: "get" is not GET to a policy, so it
+// is not forwarded). The fragment, which a client must not send, is removed. False means the
+// request was answered.
 func (h *Handler) normalize(s *Stream) bool {
 	r := s.R
+	if !upperMethod(r.Method) {
+		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "invalid_method", "", -1)
+		return false
+	}
 	uri := r.RequestURI
 	if uri == "" || uri[0] != '/' {
 		if r.URL.Path == "" && r.Method == http.MethodOptions && uri == "*" {
@@ -204,25 +214,19 @@ func (h *Handler) normalize(s *Stream) bool {
 		uri = r.URL.RequestURI() // absolute-form: keep only the origin-form part
 	}
 	path, query, hasQuery := strings.Cut(uri, "?")
-	if strings.Contains(path, "#") {
-		path = path[:strings.IndexByte(path, '#')]
+	if i := strings.IndexByte(path, '#'); i >= 0 {
+		path, hasQuery = path[:i], false
+	} else if i := strings.IndexByte(query, '#'); i >= 0 {
+		query = query[:i]
 	}
-	if h.escapedSlashes == hcmv3.HttpConnectionManager_REJECT_REQUEST || h.escapedSlashes == hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD {
-		if i := strings.Index(strings.ToLower(path), "%2f"); i >= 0 || strings.Contains(strings.ToLower(path), "%5c") {
-			if h.escapedSlashes == hcmv3.HttpConnectionManager_REJECT_REQUEST {
-				s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "path_normalization_failed", "", -1)
-				return false
-			}
-			path = replaceFold(replaceFold(path, "%2f", "/"), "%5c", "\\")
-		}
+	if h.escapedSlashes == hcmv3.HttpConnectionManager_REJECT_REQUEST && httppath.HasEscapedSlash(path) {
+		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "path_normalization_failed", "", -1)
+		return false
 	}
-	if h.normalizePath {
-		path = normalizeDots(path)
-	}
-	if h.mergeSlashes {
-		for strings.Contains(path, "//") {
-			path = strings.ReplaceAll(path, "//", "/")
-		}
+	path, err := httppath.Normalize(path, h.pathOptions)
+	if err != nil {
+		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "path_normalization_failed", "", -1)
+		return false
 	}
 	if hasQuery {
 		uri = path + "?" + query
@@ -238,46 +242,14 @@ func (h *Handler) normalize(s *Stream) bool {
 	return true
 }
 
-func replaceFold(s, old, repl string) string {
-	for {
-		i := strings.Index(strings.ToLower(s), old)
-		if i < 0 {
-			return s
-		}
-		s = s[:i] + repl + s[i+len(old):]
-	}
-}
-
-// normalizeDots removes "." and ".." segments (RFC 3986 section 5.2.4), keeping a trailing
-// slash, and decodes nothing else.
-func normalizeDots(p string) string {
-	if !strings.Contains(p, "/.") {
-		return p
-	}
-	segs := strings.Split(p, "/")
-	out := make([]string, 0, len(segs))
-	for i, seg := range segs {
-		switch seg {
-		case ".":
-			if i == len(segs)-1 {
-				out = append(out, "")
-			}
-		case "..":
-			if len(out) > 1 {
-				out = out[:len(out)-1]
-			}
-			if i == len(segs)-1 {
-				out = append(out, "")
-			}
-		default:
-			out = append(out, seg)
+// upperMethod reports whether a method has no lower-case letters.
+func upperMethod(m string) bool {
+	for i := 0; i < len(m); i++ {
+		if 'a' <= m[i] && m[i] <= 'z' {
+			return false
 		}
 	}
-	res := strings.Join(out, "/")
-	if !strings.HasPrefix(res, "/") {
-		res = "/" + res
-	}
-	return res
+	return true
 }
 
 // decorateRequest applies Envoy's connection-manager header handling: host port stripping,

@@ -34,6 +34,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	meshconfig "istio.io/api/mesh/v1alpha1"
 
 	"github.com/strait-mesh/strait/controlplane/translate/cluster"
 	"github.com/strait-mesh/strait/internal/vocab"
@@ -94,6 +95,26 @@ type hcmOptions struct {
 	appendXFCC bool
 	// authz are the RBAC filters of the workload's AuthorizationPolicies, before all others.
 	authz []*hcmv3.HttpFilter
+	// pathNorm is MeshConfig.pathNormalization (DEFAULT is BASE).
+	pathNorm meshconfig.MeshConfig_ProxyPathNormalization_NormalizationType
+}
+
+// pathNormalization sets the connection manager's path options as istiod does for MeshConfig
+// pathNormalization: NONE none, BASE (the default) normalize_path, MERGE_SLASHES adds
+// merge_slashes, DECODE_AND_MERGE_SLASHES adds UNESCAPE_AND_FORWARD for %2F and %5C.
+func pathNormalization(m *hcmv3.HttpConnectionManager, n meshconfig.MeshConfig_ProxyPathNormalization_NormalizationType) {
+	m.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_KEEP_UNCHANGED
+	switch n {
+	case meshconfig.MeshConfig_ProxyPathNormalization_NONE:
+		m.NormalizePath = wrapperspb.Bool(false)
+	case meshconfig.MeshConfig_ProxyPathNormalization_MERGE_SLASHES:
+		m.NormalizePath, m.MergeSlashes = wrapperspb.Bool(true), true
+	case meshconfig.MeshConfig_ProxyPathNormalization_DECODE_AND_MERGE_SLASHES:
+		m.NormalizePath, m.MergeSlashes = wrapperspb.Bool(true), true
+		m.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD
+	default: // DEFAULT, BASE
+		m.NormalizePath = wrapperspb.Bool(true)
+	}
 }
 
 // hcm builds an http_connection_manager network filter.
@@ -113,11 +134,9 @@ func hcm(o hcmOptions) *listenerv3.Filter {
 		UseRemoteAddress:  wrapperspb.Bool(o.useRemoteAddr),
 		XffNumTrustedHops: o.xffTrustedHops,
 		// Istio's defaults: WebSocket upgrades pass, streams have no idle timeout beyond the route's.
-		UpgradeConfigs:               []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
-		NormalizePath:                wrapperspb.Bool(true),
-		MergeSlashes:                 false,
-		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_KEEP_UNCHANGED,
+		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
 	}
+	pathNormalization(m, o.pathNorm)
 	if o.appendXFCC {
 		m.ForwardClientCertDetails = hcmv3.HttpConnectionManager_APPEND_FORWARD
 		m.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{

@@ -9,6 +9,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
+	meshconfig "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/strait-mesh/strait/controlplane/config"
@@ -39,6 +40,8 @@ type Gateway struct {
 	// go first on every HTTP connection manager and TCP chain.
 	HTTPFilters    []*hcmv3.HttpFilter
 	NetworkFilters []*listenerv3.Filter
+	// PathNormalization is MeshConfig.pathNormalization.normalization.
+	PathNormalization meshconfig.MeshConfig_ProxyPathNormalization_NormalizationType
 }
 
 // BuildGateway returns one listener per distinct (bind, port) of the Gateway servers, named
@@ -123,7 +126,8 @@ func (e *ConflictError) Error() string {
 // proxies in front of it; like Istio it sets no internal_address_config, so no client is internal
 // and every client's x-envoy-* control headers are removed.
 func gatewayHCM(in Gateway, statPrefix, rds string) hcmOptions {
-	return hcmOptions{statPrefix: statPrefix, rds: rds, useRemoteAddr: true, xffTrustedHops: in.TrustedProxies, authz: in.HTTPFilters}
+	return hcmOptions{statPrefix: statPrefix, rds: rds, useRemoteAddr: true, xffTrustedHops: in.TrustedProxies, authz: in.HTTPFilters,
+		pathNorm: in.PathNormalization}
 }
 
 // serverChains builds the filter chains of one Gateway server.

@@ -13,6 +13,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	meshconfig "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/strait-mesh/strait/controlplane/mesh"
@@ -44,6 +45,9 @@ type InboundPort struct {
 
 // InboundSecurity is what a sidecar's inbound mutual TLS needs beyond its ports.
 type InboundSecurity struct {
+	// PathNormalization is MeshConfig.pathNormalization.normalization: the requests that
+	// authorization judges are the requests the application receives.
+	PathNormalization meshconfig.MeshConfig_ProxyPathNormalization_NormalizationType
 	// Passthrough is the mode of traffic to ports that are not service ports (the workload's
 	// own PeerAuthentication mode, without port-level exceptions).
 	Passthrough mesh.MTLSMode
@@ -291,7 +295,7 @@ func inboundChains(ip InboundPort, captured bool, sec InboundSecurity) ([]*liste
 	httpChain := func(m *listenerv3.FilterChainMatch, xfcc bool) *listenerv3.FilterChain {
 		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{
 			hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + strconv.FormatUint(uint64(ip.Port.Number), 10), inline: route.Inbound(ip.Port.Number),
-				appendXFCC: xfcc, authz: sec.HTTPFilters})}}
+				appendXFCC: xfcc, authz: sec.HTTPFilters, pathNorm: sec.PathNormalization})}}
 	}
 	tcpChain := func(m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
 		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: append(append([]*listenerv3.Filter{}, sec.NetworkFilters...),

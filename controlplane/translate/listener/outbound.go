@@ -225,7 +225,8 @@ func serviceChains(in Outbound, svc *registry.Service, port registry.Port, bound
 	}
 	httpChain := func(m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
 		return &listenerv3.FilterChain{Name: "0.0.0.0_" + p, FilterChainMatch: m,
-			Filters: []*listenerv3.Filter{hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + p, rds: p})}}
+			Filters: []*listenerv3.Filter{hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + p, rds: p,
+				pathNorm: in.Snap.Mesh.GetPathNormalization().GetNormalization()})}}
 	}
 	switch {
 	case port.Protocol.IsHTTP():
