@@ -42,7 +42,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newApply(g), newGet(g), newDelete(g), newProxyStatus(g), newRun(g), newUp(g), newDown(g))
-	root.AddCommand(newProxyConfig(g))
+	root.AddCommand(newProxyConfig(g), newExplain(g))
 	root.AddCommand(newCA(g))
 	return root
 }

@@ -97,6 +97,30 @@ spec:
 	// Path tricks reach the same decision after normalization.
 	expect("client with a dot-segment path into the denied one", clientIP, "/hello/x/../secret", http.StatusForbidden)
 
+	// strait explain computes the same decisions from the server's live configuration with the
+	// proxy's own evaluation code, naming the deciding policy.
+	explain := func(wantErr bool, wants []string, args ...string) {
+		t.Helper()
+		out, err := strait(t, sd, append([]string{"explain", server.Admin, "--port", "9080", "--host", host}, args...)...)
+		if (err != nil) != wantErr {
+			t.Errorf("strait explain %v: error %v, want error %v:\n%s", args, err, wantErr, out)
+		}
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				t.Errorf("strait explain %v: output lacks %q:\n%s", args, w, out)
+				return
+			}
+		}
+	}
+	explain(false, []string{"Decision:      ALLOWED", "ns[e2e]-policy[reviews-callers]-rule[0]"},
+		"--principal", "cluster.local/ns/e2e/sa/client", "--path", "/hello/world")
+	explain(true, []string{"DENIED (403 RBAC: access denied)", "Decided by:    ns[e2e]-policy[no-secrets]-rule[0]"},
+		"--principal", "cluster.local/ns/e2e/sa/client", "--path", "/hello/x/../secret")
+	explain(true, []string{"DENIED", "-> denied"}, "--principal", "cluster.local/ns/e2e/sa/intruder", "--path", "/hello")
+	explain(false, []string{"(shadow: dry run, AUDIT or CUSTOM) ns[e2e]-policy[would-deny-everything]-rule[0]"},
+		"--principal", "spiffe://cluster.local/ns/e2e/sa/client", "--path", "/hello")
+	explain(true, []string{"REFUSED (400"}, "--principal", "cluster.local/ns/e2e/sa/client", "--method", "get")
+
 	_, stats, err := server.AdminGet("/stats")
 	if err != nil {
 		t.Fatal(err)
