@@ -7,6 +7,8 @@ import (
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
@@ -233,6 +235,66 @@ func (f *Filter) ShadowMetadata(d Decision) map[string]string {
 		m[f.ShadowPrefix+ShadowEffectivePolicyIDKey] = d.Policy
 	}
 	return m
+}
+
+// Shared values of ShadowEngineResultKey: a dynamic metadata Value is never modified once set,
+// so every request's Struct can point at these.
+var (
+	allowedValue = structpb.NewStringValue(EngineResultAllowed)
+	deniedValue  = structpb.NewStringValue(EngineResultDenied)
+)
+
+// ShadowMetadataStruct is ShadowMetadata as the Struct the filter merges into its dynamic
+// metadata namespace (Envoy's setDynamicMetadata): <prefix>shadow_engine_result, and
+// <prefix>shadow_effective_policy_id when a policy matched. A new Struct is returned on every
+// call, since the stream's metadata merges later values into the Struct it was given first.
+func (f *Filter) ShadowMetadataStruct(d Decision) *structpb.Struct {
+	fields := make(map[string]*structpb.Value, 2)
+	if d.Allowed {
+		fields[f.ShadowPrefix+ShadowEngineResultKey] = allowedValue
+	} else {
+		fields[f.ShadowPrefix+ShadowEngineResultKey] = deniedValue
+	}
+	if d.Policy != "" {
+		fields[f.ShadowPrefix+ShadowEffectivePolicyIDKey] = structpb.NewStringValue(d.Policy)
+	}
+	return &structpb.Struct{Fields: fields}
+}
+
+// MetadataMatcher is a compiled envoy.type.matcher.v3.MetadataMatcher over a request's dynamic
+// metadata, with the semantics of the RBAC engine's metadata principal (Envoy's
+// Matchers::MetadataMatcher): the value at filter/path is matched and the result XORed with
+// invert. Other filters (ext_authz's filter_enabled_metadata) use it so that metadata matching
+// has one owner. It is immutable and safe for concurrent use.
+type MetadataMatcher struct{ m *metadataMatcher }
+
+// CompileMetadataMatcher compiles m; field names it in errors, and unsupported fields are an
+// *xdsfield.UnsupportedError.
+func CompileMetadataMatcher(field string, m *matcherv3.MetadataMatcher) (*MetadataMatcher, error) {
+	mm, err := compileMetadataMatcher(field, m)
+	if err != nil {
+		return nil, err
+	}
+	return &MetadataMatcher{m: mm}, nil
+}
+
+// Match reports whether the dynamic metadata md (namespace to Struct; nil for a namespace that
+// is not set) satisfies the matcher. A missing value is a Value with no kind: only an inverted
+// matcher accepts it.
+func (mm *MetadataMatcher) Match(md func(namespace string) *structpb.Struct) bool {
+	s := md(mm.m.filter)
+	var v *structpb.Value
+	for _, k := range mm.m.path {
+		if s == nil {
+			v = nil
+			break
+		}
+		if v = s.GetFields()[k]; v == nil {
+			break
+		}
+		s = v.GetStructValue()
+	}
+	return mm.m.value.match(v) != mm.m.invert
 }
 
 // ResponseDetail is Envoy's response code detail (and connection termination detail) of a

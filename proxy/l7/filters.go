@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
@@ -113,6 +114,17 @@ func (h *Handler) buildPipeline(filters []*hcmv3.HttpFilter) (StreamHandler, err
 			}
 			var err error
 			if flt, err = h.jwtFilter(field, f.GetName(), &jc, f.GetDisabled()); err != nil {
+				return nil, err
+			}
+		case typeExtAuthz:
+			var ec extauthzv3.ExtAuthz
+			if tc != nil {
+				if err := tc.UnmarshalTo(&ec); err != nil {
+					return nil, fmt.Errorf("%s: decoding ExtAuthz: %w", field, err)
+				}
+			}
+			var err error
+			if flt, err = h.extAuthzFilter(field, f.GetName(), &ec, f.GetDisabled()); err != nil {
 				return nil, err
 			}
 		default:

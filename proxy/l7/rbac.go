@@ -16,9 +16,14 @@ const typeRBAC = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
 
 // rbacFilter enforces envoy.filters.http.rbac with Envoy's semantics: the enforced engine's
 // denial is a local 403 "RBAC: access denied" with the matched policy in the response code
-// details; the shadow engine only counts; the counters are http.<prefix>.rbac.(allowed|denied)
-// and their shadow_ forms. Decisions are made on the request as normalized by the connection
-// manager, before routing's rewrites, so authorization and routing see the same path.
+// details. The shadow engine never denies: it counts, and writes its decision to the dynamic
+// metadata namespace envoy.filters.http.rbac, as <shadow_rules_stat_prefix>shadow_engine_result
+// ("allowed" or "denied") and, when a policy matched, the policy's name as
+// <shadow_rules_stat_prefix>shadow_effective_policy_id. The counters are
+// http.<prefix>.rbac.<rules_stat_prefix>(allowed|denied) and
+// http.<prefix>.rbac.<shadow_rules_stat_prefix>shadow_(allowed|denied). Decisions are made on
+// the request as normalized by the connection manager, before routing's rewrites, so
+// authorization and routing see the same path.
 func (h *Handler) rbacFilter(field string, cfg *rbachttpv3.RBAC, disabled bool) (Filter, error) {
 	f, err := authz.CompileHTTPFilter(cfg, h.statPrefix, field+".typed_config")
 	if err != nil {
@@ -51,6 +56,9 @@ func (h *Handler) rbacFilter(field string, cfg *rbachttpv3.RBAC, disabled bool) 
 				} else {
 					shadowDenied.Inc()
 				}
+				// Later filters read the shadow decision (Istio's CUSTOM action: ext_authz's
+				// filter_enabled_metadata on <prefix>shadow_effective_policy_id).
+				s.SetDynamicMetadata(authz.HTTPFilterName, f.ShadowMetadataStruct(res.Shadow))
 			}
 			if f.Rules == nil {
 				next(s)

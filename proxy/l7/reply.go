@@ -34,10 +34,11 @@ const (
 	FlagUpstreamProtocolError                              // UPE
 	FlagMaxDurationReached                                 // UMSDR
 	FlagOverloadManager                                    // OM
+	FlagUnauthorizedExtService                             // UAEX
 	flagCount                    = iota
 )
 
-var flagNames = [flagCount]string{"UH", "UF", "UO", "NR", "URX", "UT", "DC", "DI", "FI", "UC", "UR", "LR", "SI", "NC", "DPE", "UPE", "UMSDR", "OM"}
+var flagNames = [flagCount]string{"UH", "UF", "UO", "NR", "URX", "UT", "DC", "DI", "FI", "UC", "UR", "LR", "SI", "NC", "DPE", "UPE", "UMSDR", "OM", "UAEX"}
 
 // String renders the flags as Envoy does ("UF,URX"), or "-" when none are set.
 func (f ResponseFlags) String() string {
