@@ -13,6 +13,7 @@ import (
 	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -167,6 +168,7 @@ func explainRequest(ls []*listenerv3.Listener, f *explainFlags) (*explanation, e
 		p += "?" + q
 	}
 	req.path, ex.Path = p, p
+	custom := "" // the external authorizer a CUSTOM policy sends the request to
 	for i, hf := range m.GetHttpFilters() {
 		if hf.GetDisabled() {
 			continue
@@ -222,6 +224,9 @@ func explainRequest(ls []*listenerv3.Listener, f *explainFlags) (*explanation, e
 					step.Action = "shadow " + af.Shadow.Action().String()
 					step.Policies = len(af.Shadow.Policies())
 				}
+				// As the proxy: the shadow decision goes to the dynamic metadata, where a
+				// CUSTOM policy's ext_authz filter reads whether to call its authorizer.
+				mergeMetadata(req.metadata, "envoy.filters.http.rbac", af.ShadowMetadataStruct(af.Shadow.Evaluate(req)))
 			}
 			res := af.Check(req)
 			if af.Rules != nil {
@@ -242,10 +247,30 @@ func explainRequest(ls []*listenerv3.Listener, f *explainFlags) (*explanation, e
 			if res.Enforced.Policy != "" {
 				ex.DecidedBy = res.Enforced.Policy
 			}
-		case strings.Contains(tc.GetTypeUrl(), "ext_authz"):
-			ex.Steps = append(ex.Steps, explainStep{Filter: hf.GetName(), Verdict: "not evaluated: the external authorizer decides at run time"})
-			ex.Notes = append(ex.Notes, "a CUSTOM policy sends matching requests to an external authorizer, which explain does not call")
+		case tc.MessageIs((*extauthzv3.ExtAuthz)(nil)):
+			var ec extauthzv3.ExtAuthz
+			if err := tc.UnmarshalTo(&ec); err != nil {
+				return nil, fmt.Errorf("%s: %w", field, err)
+			}
+			checked := true
+			if fm := ec.GetFilterEnabledMetadata(); fm != nil {
+				mm, err := authz.CompileMetadataMatcher(field+".filter_enabled_metadata", fm)
+				if err != nil {
+					return nil, err
+				}
+				checked = mm.Match(func(ns string) *structpb.Struct { return req.metadata[ns] })
+			}
+			step := explainStep{Filter: hf.GetName(), Action: "CUSTOM", Verdict: "not called: no CUSTOM rule selects the request"}
+			if checked {
+				step.Verdict = "the external authorizer decides (" + extAuthzTarget(&ec) + ")"
+				ex.Notes = append(ex.Notes, "a CUSTOM policy sends this request to an external authorizer, which explain does not call: the decision above holds only if it allows")
+				custom = extAuthzTarget(&ec)
+			}
+			ex.Steps = append(ex.Steps, step)
 		}
+	}
+	if custom != "" {
+		ex.Decision = "ALLOWED if the external authorizer allows (" + custom + ")"
 	}
 	return ex, nil
 }
@@ -416,6 +441,29 @@ func (r *explainReq) Header(name string) []string {
 }
 func (r *explainReq) DelHeader(name string)        { r.header.Del(name) }
 func (r *explainReq) AddHeader(name, value string) { r.header.Add(name, value) }
+
+// mergeMetadata merges v's fields into the namespace ns, as the proxy's stream does.
+func mergeMetadata(md map[string]*structpb.Struct, ns string, v *structpb.Struct) {
+	cur := md[ns]
+	if cur == nil {
+		md[ns] = v
+		return
+	}
+	for k, f := range v.GetFields() {
+		cur.Fields[k] = f
+	}
+}
+
+// extAuthzTarget names the authorizer of an ext_authz filter: its cluster.
+func extAuthzTarget(c *extauthzv3.ExtAuthz) string {
+	if g := c.GetGrpcService().GetEnvoyGrpc(); g != nil {
+		return "gRPC " + g.GetClusterName()
+	}
+	if u := c.GetHttpService().GetServerUri(); u != nil {
+		return "HTTP " + u.GetCluster()
+	}
+	return "unknown service"
+}
 
 // upperMethodName reports whether a method has no lower-case letters (strait-proxy refuses the
 // others with 400).

@@ -33,51 +33,20 @@ var captureDump = flag.Bool("capture-dump", false,
 // with two subsets and a VirtualService, a TCP service, and a Sidecar giving the workload at wIP
 // an inbound listener on wIP:15006 and its outbound listeners on eIP (strait run's explicit mode).
 func liveMeshYAML(wIP, eIP string) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.42.1.11, labels: {version: v1}}
-  - {address: 127.42.1.12, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: db, namespace: default}
-spec:
-  hosts: [db.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{number: 5432, name: tcp, protocol: TCP}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.42.1.13}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews, namespace: default}
-spec:
-  host: reviews.default.svc.cluster.local
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
+	const reviews = "reviews.default.svc.cluster.local"
+	return testenv.StaticServiceYAML(reviews, 9080, "http", "HTTP",
+		"{address: 127.42.1.11, labels: {version: v1}}", "{address: 127.42.1.12, labels: {version: v2}}") + "---\n" +
+		testenv.StaticServiceYAML("db.default.svc.cluster.local", 5432, "tcp", "TCP", "{address: 127.42.1.13}") + "---\n" +
+		testenv.DestinationRuleYAML(reviews, "  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n") + "---\n" +
+		testenv.VirtualServiceYAML("reviews", "default", `  hosts: [reviews.default.svc.cluster.local]
   http:
   - match: [{headers: {end-user: {exact: jason}}}]
     route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2}}]
   - match: [{uri: {prefix: /api/}}]
     route: [{destination: {host: reviews.default.svc.cluster.local, subset: v1}}]
   - route: [{destination: {host: reviews.default.svc.cluster.local, subset: v1}}]
----
-apiVersion: networking.istio.io/v1
+`) + "---\n" +
+		fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: productpage, namespace: default}
 spec:

@@ -36,10 +36,11 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"sigs.k8s.io/yaml"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/proxyconfig/*.golden from the current output")
@@ -64,16 +65,22 @@ type pcFixture struct {
 	admin        string // an admin server serving both
 }
 
-func newPCFixture(t *testing.T) *pcFixture {
+// readTestdataJSON decodes testdata/proxyconfig/name (protobuf JSON) into m.
+func readTestdataJSON(t *testing.T, name string, m proto.Message) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "proxyconfig", "config_dump.json"))
+	raw, err := os.ReadFile(filepath.Join("testdata", "proxyconfig", name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cd adminv3.ConfigDump
-	if err := protojson.Unmarshal(raw, &cd); err != nil {
+	if err := protojson.Unmarshal(raw, m); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func newPCFixture(t *testing.T) *pcFixture {
+	t.Helper()
+	var cd adminv3.ConfigDump
+	readTestdataJSON(t, "config_dump.json", &cd)
 	for i, a := range cd.Configs {
 		var m proto.Message
 		var err error
@@ -83,19 +90,19 @@ func newPCFixture(t *testing.T) *pcFixture {
 		case a.MessageIs((*adminv3.ListenersConfigDump)(nil)):
 			m, err = a.UnmarshalNew()
 			if err == nil {
-				m.(*adminv3.ListenersConfigDump).StaticListeners = []*adminv3.ListenersConfigDump_StaticListener{{Listener: mustAny(t, testListener(t))}}
+				m.(*adminv3.ListenersConfigDump).StaticListeners = []*adminv3.ListenersConfigDump_StaticListener{{Listener: testenv.MustAny(t, testListener(t))}}
 			}
 		case a.MessageIs((*adminv3.RoutesConfigDump)(nil)):
 			m, err = a.UnmarshalNew()
 			if err == nil {
-				m.(*adminv3.RoutesConfigDump).StaticRouteConfigs = []*adminv3.RoutesConfigDump_StaticRouteConfig{{RouteConfig: mustAny(t, testRoute())}}
+				m.(*adminv3.RoutesConfigDump).StaticRouteConfigs = []*adminv3.RoutesConfigDump_StaticRouteConfig{{RouteConfig: testenv.MustAny(t, testRoute())}}
 			}
 		case a.MessageIs((*adminv3.ClustersConfigDump)(nil)):
 			m, err = a.UnmarshalNew()
 			if err == nil {
 				for _, c := range testClusters() {
 					m.(*adminv3.ClustersConfigDump).StaticClusters = append(m.(*adminv3.ClustersConfigDump).StaticClusters,
-						&adminv3.ClustersConfigDump_StaticCluster{Cluster: mustAny(t, c)})
+						&adminv3.ClustersConfigDump_StaticCluster{Cluster: testenv.MustAny(t, c)})
 				}
 			}
 		default:
@@ -104,21 +111,16 @@ func newPCFixture(t *testing.T) *pcFixture {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cd.Configs[i] = mustAny(t, m)
+		cd.Configs[i] = testenv.MustAny(t, m)
 	}
 	f := &pcFixture{}
+	var err error
 	if f.dumpJSON, err = (protojson.MarshalOptions{UseProtoNames: true, Multiline: true}).Marshal(&cd); err != nil {
 		t.Fatal(err)
 	}
 
-	raw, err = os.ReadFile(filepath.Join("testdata", "proxyconfig", "clusters.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var cs adminv3.Clusters
-	if err := protojson.Unmarshal(raw, &cs); err != nil {
-		t.Fatal(err)
-	}
+	readTestdataJSON(t, "clusters.json", &cs)
 	for _, c := range cs.ClusterStatuses {
 		if c.Name == "outbound|9080|v2|reviews.default.svc.cluster.local" {
 			for _, h := range c.HostStatuses {
@@ -159,15 +161,6 @@ func adminMux(dump, clusters []byte) *http.ServeMux {
 		})
 	}
 	return mux
-}
-
-func mustAny(t *testing.T, m proto.Message) *anypb.Any {
-	t.Helper()
-	a, err := anypb.New(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }
 
 func day(s string) time.Time {
@@ -219,7 +212,7 @@ func testSecrets(t *testing.T) *adminv3.SecretsConfigDump {
 	}
 	redacted := &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "[redacted]"}}
 	certSecret := func(name string, chain []byte) *adminv3.SecretsConfigDump_DynamicSecret {
-		return &adminv3.SecretsConfigDump_DynamicSecret{Name: name, VersionInfo: "1", Secret: mustAny(t, &tlsv3.Secret{Name: name,
+		return &adminv3.SecretsConfigDump_DynamicSecret{Name: name, VersionInfo: "1", Secret: testenv.MustAny(t, &tlsv3.Secret{Name: name,
 			Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: chain}},
 				PrivateKey:       redacted,
@@ -228,7 +221,7 @@ func testSecrets(t *testing.T) *adminv3.SecretsConfigDump {
 	return &adminv3.SecretsConfigDump{
 		DynamicActiveSecrets: []*adminv3.SecretsConfigDump_DynamicSecret{
 			certSecret("default", leaf("29f3a1e83bcf0a9c5ac4b64e0b3c5178", "2026-05-31T12:00:00Z", "2026-06-01T12:00:01Z")),
-			{Name: "ROOTCA", Secret: mustAny(t, &tlsv3.Secret{Name: "ROOTCA", Type: &tlsv3.Secret_ValidationContext{
+			{Name: "ROOTCA", Secret: testenv.MustAny(t, &tlsv3.Secret{Name: "ROOTCA", Type: &tlsv3.Secret_ValidationContext{
 				ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: &corev3.DataSource{
 					Specifier: &corev3.DataSource_InlineBytes{InlineBytes: caPEM}}}}})},
 			certSecret("kubernetes://expired-cert", leaf("1ee7", "2026-04-01T00:00:00Z", "2026-05-01T00:00:00Z")),
@@ -243,13 +236,13 @@ func sockAddr(ip string, port uint32) *corev3.Address {
 }
 
 func tcpFilter(t *testing.T, cluster string) *listenerv3.Filter {
-	return &listenerv3.Filter{Name: tcpFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t,
+	return &listenerv3.Filter{Name: tcpFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t,
 		&tcpv3.TcpProxy{StatPrefix: cluster, ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: cluster}})}}
 }
 
 func hcmFilter(t *testing.T, hcm *hcmv3.HttpConnectionManager) *listenerv3.Filter {
 	hcm.StatPrefix = "test"
-	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)}}
+	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, hcm)}}
 }
 
 func routeTo(prefix, cluster string) *routev3.Route {
@@ -341,25 +334,6 @@ func pcRun(t *testing.T, straitd string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// golden compares got with testdata/proxyconfig/NAME.golden (rewritten with -update).
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", "proxyconfig", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./cli -run TestProxyConfigGolden -update)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s:\n--- got\n%s--- want\n%s", name, path, got, want)
-	}
-}
-
 // TestProxyConfigGolden checks the exact table of each subcommand and each filter.
 func TestProxyConfigGolden(t *testing.T) {
 	f := newPCFixture(t)
@@ -411,7 +385,7 @@ func TestProxyConfigGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, c.golden, out)
+			testenv.Golden(t, filepath.Join("testdata", "proxyconfig", c.golden+".golden"), out, *update)
 		})
 	}
 }

@@ -59,6 +59,19 @@ func readSyncz(sd *testenv.Straitd) (syncz, error) {
 	return s, nil
 }
 
+// waitRDSSynced waits until straitd's /syncz shows the first proxy's RDS SYNCED; when says at
+// which step of the test.
+func waitRDSSynced(t *testing.T, sd *testenv.Straitd, when string) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		s, err := readSyncz(sd)
+		if err == nil && s[0].Types["RDS"].Status != "SYNCED" {
+			err = fmt.Errorf("RDS %q %s", s[0].Types["RDS"].Status, when)
+		}
+		return err
+	})
+}
+
 // TestNACKKeepsServingTheOldConfig pushes a VirtualService whose translation uses a field
 // strait-proxy does not implement (retryRemoteLocalities becomes Envoy's retry_priority
 // previous_priorities; when the proxy learns it, pick another unimplemented field). The proxy
@@ -72,13 +85,7 @@ func TestNACKKeepsServingTheOldConfig(t *testing.T) {
 	sd, _ := edge(t, map[string]string{"mesh.yaml": twoVersions(gw, a, b), "route.yaml": routeTo("a", "")})
 	url := fmt.Sprintf("http://127.0.0.1:%d/", gw)
 	waitBackend(t, 30*time.Second, h1Client, request{URL: url}, "a")
-	testenv.Eventually(t, 10*time.Second, func() error {
-		s, err := readSyncz(sd)
-		if err == nil && s[0].Types["RDS"].Status != "SYNCED" {
-			err = fmt.Errorf("RDS %q before the bad update", s[0].Types["RDS"].Status)
-		}
-		return err
-	})
+	waitRDSSynced(t, sd, "before the bad update")
 
 	sd.WriteConfig(t, "route.yaml", routeTo("b", "    retries: {attempts: 2, retryOn: 5xx, retryRemoteLocalities: true}\n"))
 	var nack string
@@ -114,13 +121,7 @@ func TestNACKKeepsServingTheOldConfig(t *testing.T) {
 	// A good config is accepted again.
 	sd.WriteConfig(t, "route.yaml", routeTo("b", "    retries: {attempts: 2, retryOn: 5xx}\n"))
 	waitBackend(t, 15*time.Second, h1Client, request{URL: url}, "b")
-	testenv.Eventually(t, 10*time.Second, func() error {
-		s, err := readSyncz(sd)
-		if err == nil && s[0].Types["RDS"].Status != "SYNCED" {
-			err = fmt.Errorf("RDS %q after the fix", s[0].Types["RDS"].Status)
-		}
-		return err
-	})
+	waitRDSSynced(t, sd, "after the fix")
 }
 
 // TestConfigChurnWithoutFailedRequests rewrites the watched config 50 times while clients send

@@ -344,15 +344,6 @@ spec:
 `, ns, port)
 }
 
-// virtualServiceYAML is a VirtualService name in namespace ns with spec (indented by two spaces).
-func virtualServiceYAML(name, ns, spec string) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: %s, namespace: %s}
-spec:
-%s`, name, ns, spec)
-}
-
 // edgeVS is a VirtualService name in namespace ns bound to the Gateway edge, for hosts (a YAML
 // list: ["*"] for every host); routes is the rest of its spec (http, tcp or tls routes,
 // indented by two spaces).
@@ -379,53 +370,21 @@ func endpoints(bs ...*echoBackend) []endpoint {
 	return out
 }
 
-// hostName returns the name and the namespace of the objects for a service host: its first two
-// labels ("web" and "e2e" for web.e2e.svc.cluster.local and for web.e2e.test).
-func hostName(host string) (name, ns string) {
-	labels := strings.SplitN(host, ".", 3)
-	return labels[0], labels[1]
-}
+// The Istio YAML builders of testenv, by the names these tests use.
+var (
+	staticServiceYAML   = testenv.StaticServiceYAML
+	destinationRuleYAML = testenv.DestinationRuleYAML
+	virtualServiceYAML  = testenv.VirtualServiceYAML
+)
 
-// serviceEntryYAML registers host (in the ServiceEntry hostName names) with one port named p and
-// a STATIC endpoint per entry of eps, labelled version=<endpoint name>.
+// serviceEntryYAML registers host (as staticServiceYAML does) with one port named p and a STATIC
+// endpoint per entry of eps, labelled version=<endpoint name>.
 func serviceEntryYAML(host string, port int, protocol string, eps ...endpoint) string {
 	list := make([]string, len(eps))
 	for i, e := range eps {
 		list[i] = fmt.Sprintf("{address: %s, ports: {p: %d}, labels: {version: %s}}", e.IP, e.Port, e.Name)
 	}
 	return staticServiceYAML(host, port, "p", protocol, list...)
-}
-
-// staticServiceYAML registers host (in the ServiceEntry hostName names) with one port and the
-// STATIC endpoints given as YAML objects.
-func staticServiceYAML(host string, port int, portName, protocol string, endpoints ...string) string {
-	var list strings.Builder
-	for _, e := range endpoints {
-		fmt.Fprintf(&list, "  - %s\n", e)
-	}
-	name, ns := hostName(host)
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: %s, namespace: %s}
-spec:
-  hosts: [%s]
-  location: MESH_INTERNAL
-  ports: [{number: %d, name: %s, protocol: %s}]
-  resolution: STATIC
-  endpoints:
-%s`, name, ns, host, port, portName, protocol, list.String())
-}
-
-// destinationRuleYAML is a DestinationRule for host (named by hostName) with the rest of its
-// spec (indented by two spaces).
-func destinationRuleYAML(host, spec string) string {
-	name, ns := hostName(host)
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: %s, namespace: %s}
-spec:
-  host: %s
-%s`, name, ns, host, spec)
 }
 
 // subsetsYAML is a DestinationRule for host with one subset per version, selecting the endpoints

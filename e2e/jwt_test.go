@@ -15,6 +15,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/strait-mesh/strait/internal/testenv"
+	"github.com/strait-mesh/strait/internal/testenv/jwttest"
 )
 
 // jwtIssuer is a test issuer: it signs tokens with its current key and serves its key set.
@@ -56,28 +57,7 @@ func (is *jwtIssuer) rotate(t *testing.T, kid string) {
 func (is *jwtIssuer) token(t *testing.T, claims map[string]any) string {
 	t.Helper()
 	c := map[string]any{"iss": "https://issuer.test", "sub": "alice", "aud": "reviews", "exp": time.Now().Add(time.Hour).Unix()}
-	for k, v := range claims {
-		if v == nil {
-			delete(c, k)
-		} else {
-			c[k] = v
-		}
-	}
-	payload, _ := json.Marshal(c)
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: is.key.Load()},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", is.kid.Load()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return jwttest.Sign(t, jose.ES256, is.key.Load(), is.kid.Load().(string), jwttest.Override(c, claims))
 }
 
 // TestJWTRequestAuthentication verifies end-user tokens on a server sidecar: straitd fetches the

@@ -14,6 +14,40 @@ import (
 	"github.com/strait-mesh/strait/internal/testenv"
 )
 
+// inFlight sends r with c in the background and waits until backend b holds it. The function it
+// returns waits up to 15 s for the answer and fails the test (naming the request what) unless
+// the backend answered 200.
+func inFlight(t *testing.T, b *echoBackend, c *http.Client, r request, what string) (wait func()) {
+	t.Helper()
+	type result struct {
+		rep *reply
+		err error
+	}
+	done := make(chan result, 1)
+	active := b.Active()
+	go func() {
+		rep, err := do(c, r)
+		done <- result{rep, err}
+	}()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if b.Active() == active {
+			return fmt.Errorf("slow request not at the backend yet")
+		}
+		return nil
+	})
+	return func() {
+		t.Helper()
+		select {
+		case r := <-done:
+			if r.err != nil || r.rep.Code != http.StatusOK || r.rep.Echo == nil {
+				t.Fatalf("%s: %v %+v", what, r.err, r.rep)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s did not complete", what)
+		}
+	}
+}
+
 // TestAdminAndDrainOnSIGTERM checks the proxy's admin interface against the traffic it carried
 // (/ready, /config_dump, /stats, /stats/prometheus); removes a Gateway server while a slow
 // request is in flight on its listener (the request completes, the port closes); then sends
@@ -35,22 +69,8 @@ func TestAdminAndDrainOnSIGTERM(t *testing.T) {
 	px.WaitReady(t, 10*time.Second)
 
 	// A listener removed by the config drains: its open request finishes, then it closes.
-	type result struct {
-		rep *reply
-		err error
-	}
-	removed := make(chan result, 1)
-	active := a.Active()
-	go func() {
-		rep, err := do(&http.Client{Timeout: 15 * time.Second}, request{URL: fmt.Sprintf("http://127.0.0.1:%d/slow?sleep=2s", extra)})
-		removed <- result{rep, err}
-	}()
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if a.Active() == active {
-			return fmt.Errorf("slow request not at the backend yet")
-		}
-		return nil
-	})
+	removed := inFlight(t, a, &http.Client{Timeout: 15 * time.Second}, request{URL: fmt.Sprintf("http://127.0.0.1:%d/slow?sleep=2s", extra)},
+		"request in flight on a removed listener")
 	// The listener stops accepting (long before the 2 s request ends), and the request
 	// still completes.
 	sd.WriteConfig(t, "mesh.yaml", mesh)
@@ -62,14 +82,7 @@ func TestAdminAndDrainOnSIGTERM(t *testing.T) {
 		}
 		return nil
 	})
-	select {
-	case r := <-removed:
-		if r.err != nil || r.rep.Code != http.StatusOK || r.rep.Echo == nil {
-			t.Fatalf("request in flight on a removed listener: %v %+v", r.err, r.rep)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("request in flight on a removed listener did not complete")
-	}
+	removed()
 	waitBackend(t, 10*time.Second, h1Client, request{URL: url}, "a")
 
 	const n = 7
@@ -105,27 +118,9 @@ func TestAdminAndDrainOnSIGTERM(t *testing.T) {
 	}
 
 	// SIGTERM with a request in flight: it completes, then the proxy exits.
-	done := make(chan result, 1)
-	before := a.Active()
-	go func() {
-		rep, err := do(h1Client, request{URL: url + "slow?sleep=700ms"})
-		done <- result{rep, err}
-	}()
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if a.Active() == before {
-			return fmt.Errorf("slow request not at the backend yet")
-		}
-		return nil
-	})
+	done := inFlight(t, a, h1Client, request{URL: url + "slow?sleep=700ms"}, "request in flight at SIGTERM")
 	px.Signal(syscall.SIGTERM)
-	select {
-	case r := <-done:
-		if r.err != nil || r.rep.Code != http.StatusOK || r.rep.Echo == nil {
-			t.Fatalf("request in flight at SIGTERM: %v %+v", r.err, r.rep)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("request in flight at SIGTERM did not complete")
-	}
+	done()
 	select {
 	case <-px.Exited():
 	case <-time.After(15 * time.Second):

@@ -17,9 +17,22 @@ import (
 // mtlsYAML is sidecarYAML with the server registered as a workload with a sidecar (label
 // security.istio.io/tlsMode: istio) running as service account reviews.
 func mtlsYAML(clientIP, serverIP, appAddr string) string {
-	return sidecarPairYAML(clientIP, serverIP, appAddr,
-		"{address: "+serverIP+", serviceAccount: reviews, labels: {app: reviews, security.istio.io/tlsMode: istio}}")
+	return sidecarPairYAML(clientIP, serverIP, appAddr, mtlsEndpoint(serverIP))
 }
+
+// mtlsEndpoint is the server's endpoint (a YAML object) as a workload with a sidecar (label
+// security.istio.io/tlsMode: istio) running as service account reviews.
+func mtlsEndpoint(serverIP string) string {
+	return "{address: " + serverIP + ", serviceAccount: reviews, labels: {app: reviews, security.istio.io/tlsMode: istio}}"
+}
+
+// strictPeerAuthnYAML makes mutual TLS STRICT for namespace e2e.
+const strictPeerAuthnYAML = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: e2e}
+spec:
+  mtls: {mode: STRICT}
+`
 
 const (
 	spiffeClient  = "spiffe://cluster.local/ns/e2e/sa/client"
@@ -84,12 +97,7 @@ func TestAutoMTLSAndPeerAuthentication(t *testing.T) {
 	}
 
 	// STRICT for the namespace: plaintext is refused, the mesh hop goes on.
-	sd.WriteConfig(t, "pa.yaml", `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: e2e}
-spec:
-  mtls: {mode: STRICT}
-`)
+	sd.WriteConfig(t, "pa.yaml", strictPeerAuthnYAML)
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if plaintext() == nil {
 			return errors.New("plaintext still accepted")

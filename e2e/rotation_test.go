@@ -40,54 +40,11 @@ const rotationRequestsPerConn = 5
 // TLS STRICT (a hop that is not mutual TLS fails), and limits the requests per connection with a
 // DestinationRule that leaves automatic mTLS on.
 func rotationYAML(clientIP, serverIP, appAddr string) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: e2e}
-spec:
-  hosts: [reviews.e2e.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: %[2]s, serviceAccount: reviews, labels: {app: reviews, security.istio.io/tlsMode: istio}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: client, namespace: e2e}
-spec:
-  workloadSelector: {labels: {app: client}}
-  egress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    bind: %[1]s
-    captureMode: NONE
-    hosts: ["e2e/*"]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: reviews, namespace: e2e}
-spec:
-  workloadSelector: {labels: {app: reviews}}
-  ingress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    defaultEndpoint: %[3]s
-    captureMode: NONE
-    bind: %[2]s
-  egress:
-  - hosts: ["~/*"]
----
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: e2e}
-spec:
-  mtls: {mode: STRICT}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews, namespace: e2e}
-spec:
-  host: reviews.e2e.svc.cluster.local
-  trafficPolicy:
-    connectionPool: {http: {maxRequestsPerConnection: %[4]d}}
-`, clientIP, serverIP, appAddr, rotationRequestsPerConn)
+	return staticServiceYAML("reviews.e2e.svc.cluster.local", 9080, "http", "HTTP", mtlsEndpoint(serverIP)) + "---\n" +
+		explicitSidecarYAML("client", "egress", "bind: "+clientIP, `hosts: ["e2e/*"]`) + "---\n" +
+		explicitSidecarYAML("reviews", "ingress", "defaultEndpoint: "+appAddr, "bind: "+serverIP) + "  egress:\n  - hosts: [\"~/*\"]\n---\n" +
+		strictPeerAuthnYAML + "---\n" +
+		trafficPolicyYAML("reviews.e2e.svc.cluster.local", fmt.Sprintf("    connectionPool: {http: {maxRequestsPerConnection: %d}}\n", rotationRequestsPerConn))
 }
 
 // rotationPair is a client and a server sidecar with mesh identities, and the URL and host
@@ -378,26 +335,29 @@ func watchCerts(t *testing.T, proxies map[string]*testenv.Proxy) *certWatch {
 	return w
 }
 
-// current returns the latest secrets seen of a proxy.
-func (w *certWatch) current(name string) proxySecrets {
+// state returns the latest secrets seen of a proxy and the serials it had while watched.
+func (w *certWatch) state(name string) (proxySecrets, []serialSeen) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.cur[name]
+	return w.cur[name], slices.Clone(w.serials[name])
+}
+
+// current returns the latest secrets seen of a proxy.
+func (w *certWatch) current(name string) proxySecrets {
+	s, _ := w.state(name)
+	return s
 }
 
 // renewals returns how many times a proxy's certificate changed while watched.
 func (w *certWatch) renewals(name string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.serials[name]) - 1
+	_, seen := w.state(name)
+	return len(seen) - 1
 }
 
 // changedAt returns when the proxy's current certificate was first seen.
 func (w *certWatch) changedAt(name string) time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	s := w.serials[name]
-	return s[len(s)-1].at
+	_, seen := w.state(name)
+	return seen[len(seen)-1].at
 }
 
 // waitAll waits until cond (called without w's lock held) holds for every proxy named, failing the test after timeout (a

@@ -16,20 +16,11 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
 )
-
-func mustAny(t *testing.T, m proto.Message) *anypb.Any {
-	t.Helper()
-	a, err := anypb.New(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
 
 func newTestProxy(t *testing.T) *Proxy {
 	t.Helper()
@@ -50,7 +41,7 @@ func resources(t *testing.T, ms ...proto.Message) map[string]*xdsclient.Resource
 	for i, m := range ms {
 		type named interface{ GetName() string }
 		n := m.(named).GetName()
-		out[n] = &xdsclient.Resource{Name: n, Version: string(rune('1' + i)), Message: m, Any: mustAny(t, m), Updated: time.Now()}
+		out[n] = &xdsclient.Resource{Name: n, Version: string(rune('1' + i)), Message: m, Any: testenv.MustAny(t, m), Updated: time.Now()}
 	}
 	return out
 }
@@ -59,7 +50,7 @@ func TestRefsFindRDSAndSDSInsideTypedConfigs(t *testing.T) {
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:     "in",
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{RouteConfigName: "9080"}},
-		HttpFilters:    []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}}},
+		HttpFilters:    []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: testenv.MustAny(t, &routerv3.Router{})}}},
 	}
 	dtls := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "default"}},
@@ -68,8 +59,8 @@ func TestRefsFindRDSAndSDSInsideTypedConfigs(t *testing.T) {
 		},
 	}}
 	l := &listenerv3.Listener{Name: "l", FilterChains: []*listenerv3.FilterChain{{
-		Filters:         []*listenerv3.Filter{{Name: "hcm", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)}}},
-		TransportSocket: &corev3.TransportSocket{Name: "tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, dtls)}},
+		Filters:         []*listenerv3.Filter{{Name: "hcm", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, hcm)}}},
+		TransportSocket: &corev3.TransportSocket{Name: "tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: testenv.MustAny(t, dtls)}},
 	}}}
 	r := newRefs()
 	r.collect(l)
@@ -153,10 +144,10 @@ func TestListenerBindFailureIsNacked(t *testing.T) {
 		}}},
 		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
 			Name: "envoy.filters.network.http_connection_manager",
-			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, &hcmv3.HttpConnectionManager{
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, &hcmv3.HttpConnectionManager{
 				StatPrefix:     "x",
 				RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: "inline"}},
-				HttpFilters:    []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}}},
+				HttpFilters:    []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: testenv.MustAny(t, &routerv3.Router{})}}},
 			})},
 		}}}},
 	}
@@ -188,7 +179,7 @@ func TestEndpointsFollowEDS(t *testing.T) {
 				Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}}}}
 	}
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: "svc-eds", Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{ep(1), ep(2)}}}}
-	eds := map[string]*xdsclient.Resource{"svc-eds": {Name: "svc-eds", Version: "1", Message: cla, Any: mustAny(t, cla)}}
+	eds := map[string]*xdsclient.Resource{"svc-eds": {Name: "svc-eds", Version: "1", Message: cla, Any: testenv.MustAny(t, cla)}}
 	if err := p.Apply(xdsclient.EndpointType, eds); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
 	security "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 )
@@ -51,6 +52,18 @@ type rejectCase struct {
 	name, meta, spec, field, msg string
 }
 
+// checkBuiltSpecsRejected validates an object of kind with each of specs, built in code as a Source
+// may hand them over: each must be refused with an error, never a panic or an internal error.
+func checkBuiltSpecsRejected[S proto.Message](t *testing.T, kind Kind, specs []S) {
+	t.Helper()
+	for i, s := range specs {
+		err := Validate(&Object{Kind: kind, Meta: Meta{Name: "obj", Namespace: "ns"}, Spec: s})
+		if err == nil || strings.Contains(err.Error(), "internal error") {
+			t.Errorf("spec %d: %v", i, err)
+		}
+	}
+}
+
 // docWithMeta is doc with extra metadata lines (e.g. "  annotations: {...}\n").
 func docWithMeta(kind, meta, spec string) string {
 	return "apiVersion: " + DefaultAPIVersionFor(Kind(kind)) + "\nkind: " + kind + "\nmetadata:\n  name: obj\n  namespace: ns\n" + meta + "spec:\n" + spec
@@ -90,6 +103,12 @@ func TestAuthorizationPolicyRejects(t *testing.T) {
 		{"custom claims", "", "  action: CUSTOM\n  provider: {name: p}\n" + rule("when: [{key: 'request.auth.claims[iss]', values: [a]}]"), "spec.rules[0].when[0].key", "not supported with action CUSTOM"},
 		{"custom source principal", "", "  action: CUSTOM\n  provider: {name: p}\n" + rule("when: [{key: source.principal, values: [a]}]"), "spec.rules[0].when[0].key", "not supported with action CUSTOM"},
 		{"custom source namespace", "", "  action: CUSTOM\n  provider: {name: p}\n" + rule("when: [{key: source.namespace, values: [a]}]"), "spec.rules[0].when[0].key", "not supported with action CUSTOM"},
+		{"custom not principals", "", "  action: CUSTOM\n  provider: {name: p}\n" + rule("from: [{source: {notPrincipals: [a]}}]"), "spec.rules[0].from[0].source.notPrincipals", "not supported with action CUSTOM"},
+		{"custom not request principals", "", "  action: CUSTOM\n  provider: {name: p}\n" + rule("from: [{source: {notRequestPrincipals: [a]}}]"), "spec.rules[0].from[0].source.notRequestPrincipals", "not supported with action CUSTOM"},
+		{"custom request.auth.principal", "", "  action: CUSTOM\n  provider: {name: p}\n" + rule("when: [{key: request.auth.principal, values: [a]}]"), "spec.rules[0].when[0].key", "not supported with action CUSTOM"},
+		{"custom request.auth.audiences", "", "  action: CUSTOM\n  provider: {name: p}\n" + rule("when: [{key: request.auth.audiences, values: [a]}]"), "spec.rules[0].when[0].key", "not supported with action CUSTOM"},
+		{"custom request.auth.presenter", "", "  action: CUSTOM\n  provider: {name: p}\n" + rule("when: [{key: request.auth.presenter, values: [a]}]"), "spec.rules[0].when[0].key", "not supported with action CUSTOM"},
+		{"provider with deny", "", "  action: DENY\n  provider: {name: p}\n" + rule("{}"), "spec.provider", "only with action CUSTOM, not DENY"},
 		// Dry-run.
 		{"dry-run not a boolean", strings.Replace(dryRun, "%s", "'yes'", 1), "  action: DENY\n" + rule("{}"), `metadata.annotations["istio.io/dry-run"]`, `invalid value "yes"`},
 		{"dry-run empty", strings.Replace(dryRun, "%s", "''", 1), rule("{}"), `metadata.annotations["istio.io/dry-run"]`, `invalid value ""`},
@@ -208,13 +227,7 @@ func TestAuthorizationPolicyObjects(t *testing.T) {
 		{TargetRefs: []*typev1beta1.PolicyTargetReference{nil}},
 		{Action: 7},
 	}
-	for i, s := range specs {
-		o := &Object{Kind: AuthorizationPolicy, Meta: Meta{Name: "ap", Namespace: "ns"}, Spec: s}
-		err := Validate(o)
-		if err == nil || strings.Contains(err.Error(), "internal error") {
-			t.Errorf("spec %d: %v", i, err)
-		}
-	}
+	checkBuiltSpecsRejected(t, AuthorizationPolicy, specs)
 	ap := &Object{Kind: AuthorizationPolicy, Meta: Meta{Name: "ap", Namespace: "ns"}, Spec: &security.AuthorizationPolicy{
 		Action: security.AuthorizationPolicy_DENY,
 		Rules:  []*security.Rule{{To: []*security.Rule_To{{Operation: &security.Operation{Ports: []string{"22"}}}}}},

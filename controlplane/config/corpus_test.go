@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
-	"sigs.k8s.io/yaml"
 )
 
 // corpusDir holds Istio's own sample and test configuration (see its README.md and LICENSE).
@@ -475,22 +473,12 @@ func checkCorpusFile(t *testing.T, path string, want corpusWant) {
 	}
 	// Accepted documents decode to what Istio's decoder makes of them: nothing is misread.
 	for _, doc := range docs {
-		js, err := yaml.YAMLToJSON(doc.data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var env struct {
-			Kind Kind            `json:"kind"`
-			Spec json.RawMessage `json:"spec"`
-		}
-		if err := json.Unmarshal(js, &env); err != nil {
-			t.Fatal(err)
-		}
+		kind, spec := kindAndSpec(t, doc.data)
 		objs, errs := Load(path, doc.data)
-		if len(errs) > 0 || len(objs) != 1 || len(env.Spec) == 0 {
+		if len(errs) > 0 || len(objs) != 1 || len(spec) == 0 {
 			continue
 		}
-		if ref := istioDecode(t, env.Kind, env.Spec); !proto.Equal(objs[0].Spec, ref) {
+		if ref := istioDecode(t, kind, spec); !proto.Equal(objs[0].Spec, ref) {
 			t.Errorf("%s: Strait and Istio's decoder differ:\n got %v\nwant %v", objs[0].Key(), objs[0].Spec, ref)
 		}
 	}

@@ -15,6 +15,22 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// checkDecodeErrors fails the test unless every error of Decode is a *config.Error from the
+// strict walk: the walk must catch everything the decoder rejects, so that every error has a
+// field path; "decoding spec" means they disagree.
+func checkDecodeErrors(t *testing.T, errs []error) {
+	t.Helper()
+	for _, err := range errs {
+		var ce *Error
+		if !errors.As(err, &ce) {
+			t.Fatalf("error %T is not *config.Error: %v", err, err)
+		}
+		if strings.Contains(ce.Msg, "decoding spec") || strings.Contains(ce.Msg, "internal error") {
+			t.Fatalf("walk and decoder disagree: %v", err)
+		}
+	}
+}
+
 // FuzzDecode checks that Decode never panics, that every error is a *config.Error, and that every
 // decoded object validates or fails with *config.Error values and round-trips through MarshalJSON.
 // The seed corpus in testdata/fuzz/FuzzDecode and the good documents run in every `go test`.
@@ -29,17 +45,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		objs, errs := Decode("fuzz.yaml", data)
-		for _, err := range errs {
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("error %T is not *config.Error: %v", err, err)
-			}
-			// The strict walk must catch everything the decoder rejects, so that every error has a
-			// field path; "decoding spec" means they disagree.
-			if strings.Contains(ce.Msg, "decoding spec") || strings.Contains(ce.Msg, "internal error") {
-				t.Fatalf("walk and decoder disagree: %v", err)
-			}
-		}
+		checkDecodeErrors(t, errs)
 		for _, o := range objs {
 			if err := Validate(o); err != nil {
 				for _, e := range Errors(err) {
@@ -92,15 +98,7 @@ func FuzzSpec(f *testing.F) {
 		k := Kinds[int(kind)%len(Kinds)]
 		doc := "apiVersion: " + DefaultAPIVersionFor(k) + "\nkind: " + string(k) + "\nmetadata: {name: f, namespace: ns}\nspec: " + spec + "\n"
 		objs, errs := Decode("spec.yaml", []byte(doc))
-		for _, err := range errs {
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("error %T is not *config.Error: %v", err, err)
-			}
-			if strings.Contains(ce.Msg, "decoding spec") || strings.Contains(ce.Msg, "internal error") {
-				t.Fatalf("walk and decoder disagree: %v", err)
-			}
-		}
+		checkDecodeErrors(t, errs)
 		for _, o := range objs {
 			// Whatever Decode accepts, Istio's decoder accepts too, with the same result.
 			if js, err := yaml.YAMLToJSON([]byte(doc)); err == nil {

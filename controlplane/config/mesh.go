@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+
+	envoytypev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -244,8 +248,13 @@ func validateMeshConfig(origin string, mc *meshconfig.MeshConfig) error {
 			fe.add(fmt.Sprintf("extensionProviders[%d].name", i), "duplicate provider name %s", quoteShort(p.GetName()))
 		}
 		providers[p.GetName()] = true
-		if p.GetProvider() == nil {
+		switch kind := p.GetProvider().(type) {
+		case nil:
 			fe.add(fmt.Sprintf("extensionProviders[%d]", i), "a provider type (such as prometheus or envoyFileAccessLog) is required")
+		case *meshconfig.MeshConfig_ExtensionProvider_EnvoyExtAuthzHttp:
+			validateExtAuthzHTTP(&fe, fmt.Sprintf("extensionProviders[%d].envoyExtAuthzHttp", i), kind.EnvoyExtAuthzHttp)
+		case *meshconfig.MeshConfig_ExtensionProvider_EnvoyExtAuthzGrpc:
+			validateExtAuthzGRPC(&fe, fmt.Sprintf("extensionProviders[%d].envoyExtAuthzGrpc", i), kind.EnvoyExtAuthzGrpc)
 		}
 	}
 	if pc := mc.DefaultConfig; pc != nil {
@@ -273,4 +282,69 @@ func validateMeshConfig(origin string, mc *meshconfig.MeshConfig) error {
 		errs = append(errs, &Error{Origin: origin, Kind: "MeshConfig", Field: e.path, Msg: e.msg})
 	}
 	return errors.Join(errs...)
+}
+
+// validateExtAuthzHTTP checks an envoyExtAuthzHttp provider (path p) with the rules of Istio's
+// validation (pkg/config/validation ValidateExtensionProviderEnvoyExtAuthzHTTP): service and
+// port required, statusOnError one of Envoy's HTTP status codes, pathPrefix starting with '/'.
+// Strait also refuses what Envoy would refuse in the generated filter: a timeout below 1ms,
+// maxRequestBytes 0, additional header names that are not HTTP tokens and values with CR, LF
+// or NUL.
+func validateExtAuthzHTTP(fe *fieldErrs, p string, c *meshconfig.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider) {
+	validateExtAuthzCommon(fe, p, c.GetService(), c.GetPort(), c.GetTimeout(), c.GetStatusOnError(), c.GetIncludeRequestBodyInCheck())
+	if pp := c.GetPathPrefix(); pp != "" {
+		if _, err := url.Parse(pp); err != nil || !strings.HasPrefix(pp, "/") {
+			fe.add(p+".pathPrefix", "invalid pathPrefix %s: want a URL path starting with '/'", quoteShort(pp))
+		}
+	}
+	for _, k := range sortedStringKeys(c.GetIncludeAdditionalHeadersInCheck()) {
+		kp := p + ".includeAdditionalHeadersInCheck[" + quoteShort(k) + "]"
+		validateHeaderName(fe, kp, k)
+		if v := c.GetIncludeAdditionalHeadersInCheck()[k]; strings.ContainsAny(v, "\r\n\x00") {
+			fe.add(kp, "header value must not contain CR, LF or NUL")
+		}
+	}
+}
+
+// validateExtAuthzGRPC checks an envoyExtAuthzGrpc provider (path p) as Istio does
+// (ValidateExtensionProviderEnvoyExtAuthzGRPC), with Strait's additions of validateExtAuthzHTTP.
+func validateExtAuthzGRPC(fe *fieldErrs, p string, c *meshconfig.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationGrpcProvider) {
+	validateExtAuthzCommon(fe, p, c.GetService(), c.GetPort(), c.GetTimeout(), c.GetStatusOnError(), c.GetIncludeRequestBodyInCheck())
+}
+
+// validateExtAuthzCommon checks the fields both external authorization providers have.
+func validateExtAuthzCommon(fe *fieldErrs, p, service string, port uint32, timeout *durationpb.Duration, status string,
+	body *meshconfig.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationRequestBody) {
+	validateExtAuthzService(fe, p+".service", service)
+	if port == 0 || port > 65535 {
+		fe.add(p+".port", "port %d must be in 1-65535", port)
+	}
+	validateDuration(fe, p+".timeout", timeout)
+	if status != "" {
+		code, err := strconv.ParseInt(status, 10, 32)
+		if _, known := envoytypev3.StatusCode_name[int32(code)]; err != nil || !known || code == 0 {
+			fe.add(p+".statusOnError", "invalid statusOnError %s: want an HTTP status code Envoy knows, such as \"403\" or \"503\"", quoteShort(status))
+		}
+	}
+	if body != nil && body.GetMaxRequestBytes() == 0 {
+		fe.add(p+".includeRequestBodyInCheck.maxRequestBytes", "maxRequestBytes must be at least 1")
+	}
+}
+
+// validateExtAuthzService checks a provider's service: "<hostname>" (a DNS name or an IP) or
+// "<namespace>/<hostname>", as Istio's validateExtensionProviderService.
+func validateExtAuthzService(fe *fieldErrs, p, service string) {
+	switch {
+	case service == "":
+		fe.add(p, "service is required: the hostname of a service in the registry, or namespace/hostname")
+	case strings.Contains(service, "/"):
+		if msg := namespacedHostErr(service, true, false); msg != "" {
+			fe.add(p, "%s", msg)
+		}
+	case isIP(service):
+	default:
+		if msg := fqdnErr(service); msg != "" {
+			fe.add(p, "%s", msg)
+		}
+	}
 }

@@ -128,3 +128,56 @@ extensionProviders:
 		t.Errorf("duplicate providers: %v", err)
 	}
 }
+
+func TestMeshConfigExtAuthzProviders(t *testing.T) {
+	good := `
+extensionProviders:
+- name: http
+  envoyExtAuthzHttp:
+    service: ext-authz.foo.svc.cluster.local
+    port: "8000"
+    timeout: 0.5s
+    pathPrefix: /check
+    statusOnError: "503"
+    includeRequestHeadersInCheck: [x-ext-authz, "x-*"]
+    includeAdditionalHeadersInCheck: {x-a: "1"}
+    includeRequestBodyInCheck: {maxRequestBytes: 1024}
+- name: grpc
+  envoyExtAuthzGrpc: {service: foo/ext-authz.foo.svc.cluster.local, port: 9000, failOpen: true}
+- name: ip
+  envoyExtAuthzGrpc: {service: 10.0.0.1, port: 9000}
+`
+	mc, err := ParseMeshConfig("mesh.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := mc.ExtensionProviders[2].GetEnvoyExtAuthzHttp(); h.GetPort() != 8000 || h.GetTimeout().AsDuration() != 500*time.Millisecond {
+		t.Errorf("http provider: %v", h)
+	}
+	for _, tc := range []struct{ provider, field, msg string }{
+		{"envoyExtAuthzHttp: {port: 8000}", "extensionProviders[2].envoyExtAuthzHttp.service", "service is required"},
+		{"envoyExtAuthzGrpc: {service: a.example.com}", "extensionProviders[2].envoyExtAuthzGrpc.port", "port 0 must be in 1-65535"},
+		{"envoyExtAuthzGrpc: {service: a.example.com, port: 70000}", "extensionProviders[2].envoyExtAuthzGrpc.port", "port 70000"},
+		{"envoyExtAuthzHttp: {service: 'bad host!', port: 80}", "extensionProviders[2].envoyExtAuthzHttp.service", "invalid host name"},
+		{"envoyExtAuthzHttp: {service: 'Bad_NS/a.example.com', port: 80}", "extensionProviders[2].envoyExtAuthzHttp.service", "namespace"},
+		{"envoyExtAuthzHttp: {service: 'a/b/c', port: 80}", "extensionProviders[2].envoyExtAuthzHttp.service", "namespace/dnsName"},
+		{"envoyExtAuthzGrpc: {service: a.example.com, port: 80, timeout: 0s}", "extensionProviders[2].envoyExtAuthzGrpc.timeout", "1ms"},
+		{"envoyExtAuthzGrpc: {service: a.example.com, port: 80, statusOnError: '299'}", "extensionProviders[2].envoyExtAuthzGrpc.statusOnError", `invalid statusOnError "299"`},
+		{"envoyExtAuthzGrpc: {service: a.example.com, port: 80, statusOnError: forbidden}", "extensionProviders[2].envoyExtAuthzGrpc.statusOnError", "invalid statusOnError"},
+		{"envoyExtAuthzGrpc: {service: a.example.com, port: 80, statusOnError: '0'}", "extensionProviders[2].envoyExtAuthzGrpc.statusOnError", "invalid statusOnError"},
+		{"envoyExtAuthzHttp: {service: a.example.com, port: 80, pathPrefix: check}", "extensionProviders[2].envoyExtAuthzHttp.pathPrefix", "starting with '/'"},
+		{"envoyExtAuthzHttp: {service: a.example.com, port: 80, includeRequestBodyInCheck: {}}", "extensionProviders[2].envoyExtAuthzHttp.includeRequestBodyInCheck.maxRequestBytes", "at least 1"},
+		{"envoyExtAuthzHttp: {service: a.example.com, port: 80, includeAdditionalHeadersInCheck: {'bad name': x}}", `extensionProviders[2].envoyExtAuthzHttp.includeAdditionalHeadersInCheck["bad name"]`, "invalid header name"},
+		{"envoyExtAuthzHttp: {service: a.example.com, port: 80, includeAdditionalHeadersInCheck: {x-a: \"a\\nb\"}}", `extensionProviders[2].envoyExtAuthzHttp.includeAdditionalHeadersInCheck["x-a"]`, "CR, LF or NUL"},
+	} {
+		_, err := ParseMeshConfig("mesh.yaml", []byte("extensionProviders:\n- name: p\n  "+tc.provider+"\n"))
+		if err == nil {
+			t.Errorf("%s accepted", tc.provider)
+			continue
+		}
+		var ce *Error
+		if !errors.As(Errors(err)[0], &ce) || ce.Field != tc.field || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: got %v, want field %q containing %q", tc.provider, err, tc.field, tc.msg)
+		}
+	}
+}

@@ -24,6 +24,24 @@ func istioDecode(t *testing.T, kind Kind, spec []byte) proto.Message {
 	return m
 }
 
+// kindAndSpec returns the kind and the spec (JSON) of one YAML document, as Istio's decoder gets
+// them.
+func kindAndSpec(t *testing.T, doc []byte) (Kind, json.RawMessage) {
+	t.Helper()
+	js, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct {
+		Kind Kind            `json:"kind"`
+		Spec json.RawMessage `json:"spec"`
+	}
+	if err := json.Unmarshal(js, &env); err != nil {
+		t.Fatal(err)
+	}
+	return env.Kind, env.Spec
+}
+
 // TestDecodeMatchesIstioDecoder checks that every good document decodes to the same spec as
 // Istio's decoder produces from it.
 func TestDecodeMatchesIstioDecoder(t *testing.T) {
@@ -34,25 +52,15 @@ func TestDecodeMatchesIstioDecoder(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, doc := range splitDocuments(data) {
-			js, err := yaml.YAMLToJSON(doc.data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var env struct {
-				Kind Kind            `json:"kind"`
-				Spec json.RawMessage `json:"spec"`
-			}
-			if err := json.Unmarshal(js, &env); err != nil {
-				t.Fatal(err)
-			}
-			if env.Kind == Secret {
+			kind, spec := kindAndSpec(t, doc.data)
+			if kind == Secret {
 				continue // Kubernetes' kind, not Istio's: no spec for Istio's decoder
 			}
 			objs, errs := Decode(f, doc.data)
 			if len(errs) > 0 || len(objs) != 1 {
 				t.Fatalf("%s: %v", f, errs)
 			}
-			if want := istioDecode(t, env.Kind, env.Spec); !proto.Equal(objs[0].Spec, want) {
+			if want := istioDecode(t, kind, spec); !proto.Equal(objs[0].Spec, want) {
 				t.Errorf("%s %s: Decode and Istio's decoder differ:\n got %v\nwant %v", f, objs[0].Key(), objs[0].Spec, want)
 			}
 		}

@@ -57,43 +57,55 @@ func (c *deltaConn) next(typ string) (names, removed []string) {
 	}
 }
 
+// startDeltaAB serves services a and b (namespace default) and opens a delta stream; it returns
+// the stream and the names of a's and b's clusters.
+func startDeltaAB(t *testing.T) (e *testEnv, c *deltaConn, ca, cb string) {
+	t.Helper()
+	e = newEnv(t, Options{})
+	e.mesh.add("a", "default", nil).add("b", "default", nil)
+	e.srv.Update(e.mesh.snapshot())
+	return e, openDelta(t, e.addr), clusterName(host("a", "default")), clusterName(host("b", "default"))
+}
+
+// want receives the next response of type typ (as next does) and fails the test unless it holds
+// exactly the resources named want; what says after which step.
+func (c *deltaConn) want(typ, what string, want ...string) {
+	c.t.Helper()
+	if names, _ := c.next(typ); !sameNames(names, want...) {
+		c.t.Fatalf("%s %s = %v, want %v", shortType(typ), what, names, want)
+	}
+}
+
+// wantRemoved receives the next response of type typ and fails the test unless it holds no
+// resources and removes exactly removed.
+func (c *deltaConn) wantRemoved(typ, what string, removed ...string) {
+	c.t.Helper()
+	if names, got := c.next(typ); len(names) != 0 || !sameNames(got, removed...) {
+		c.t.Fatalf("%s %s = %v removed %v, want none removed %v", shortType(typ), what, names, got, removed)
+	}
+}
+
 // TestDeltaNamedSubscriptions follows how Envoy asks for endpoints: by cluster name, subscribing
 // and unsubscribing as clusters come and go.
 func TestDeltaNamedSubscriptions(t *testing.T) {
-	e := newEnv(t, Options{})
-	e.mesh.add("a", "default", nil).add("b", "default", nil)
-	e.srv.Update(e.mesh.snapshot())
-	ca, cb := clusterName(host("a", "default")), clusterName(host("b", "default"))
-	c := openDelta(t, e.addr)
+	e, c, ca, cb := startDeltaAB(t)
 	c.send(&discovery.DeltaDiscoveryRequest{Node: testNode(sidecarID("127.0.0.10", "p-1", "default"), nil), TypeUrl: resource.ClusterType})
-	if names, _ := c.next(resource.ClusterType); !sameNames(names, ca, cb) {
-		t.Fatalf("CDS = %v", names)
-	}
+	c.want(resource.ClusterType, "at first", ca, cb)
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{ca}})
-	if names, _ := c.next(resource.EndpointType); !sameNames(names, ca) {
-		t.Fatalf("EDS after subscribing a = %v", names)
-	}
+	c.want(resource.EndpointType, "after subscribing a", ca)
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{cb}})
-	if names, _ := c.next(resource.EndpointType); !sameNames(names, cb) {
-		t.Fatalf("EDS after subscribing b = %v", names)
-	}
+	c.want(resource.EndpointType, "after subscribing b", cb)
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesUnsubscribe: []string{ca}})
 
 	// Endpoints of both change: only the still-subscribed b is sent.
 	e.mesh.endpoint("a", "default", "127.0.0.2").endpoint("b", "default", "127.0.0.3")
 	e.srv.Update(e.mesh.snapshot())
-	if names, _ := c.next(resource.EndpointType); !sameNames(names, cb) {
-		t.Fatalf("EDS after a change to a and b = %v, want only b", names)
-	}
+	c.want(resource.EndpointType, "after a change to a and b", cb)
 	// b is removed from the mesh: its cluster and endpoints go away.
 	e.mesh.remove("b", "default")
 	e.srv.Update(e.mesh.snapshot())
-	if names, removed := c.next(resource.ClusterType); len(names) != 0 || !sameNames(removed, cb) {
-		t.Fatalf("CDS after removing b = %v removed %v", names, removed)
-	}
-	if names, removed := c.next(resource.EndpointType); len(names) != 0 || !sameNames(removed, cb) {
-		t.Fatalf("EDS after removing b = %v removed %v", names, removed)
-	}
+	c.wantRemoved(resource.ClusterType, "after removing b", cb)
+	c.wantRemoved(resource.EndpointType, "after removing b", cb)
 }
 
 func sameNames(got []string, want ...string) bool {
@@ -163,36 +175,22 @@ func TestInternerRejectsBadOutput(t *testing.T) {
 // holds: a name unsubscribed while wildcard is re-sent, a removal still reaches it afterwards, and
 // a named stream that unsubscribes and resubscribes gets the resource again.
 func TestDeltaWildcardPlaceholders(t *testing.T) {
-	e := newEnv(t, Options{})
-	e.mesh.add("a", "default", nil).add("b", "default", nil)
-	e.srv.Update(e.mesh.snapshot())
-	ca, cb := clusterName(host("a", "default")), clusterName(host("b", "default"))
-	c := openDelta(t, e.addr)
+	e, c, ca, cb := startDeltaAB(t)
 	c.send(&discovery.DeltaDiscoveryRequest{Node: testNode(sidecarID("127.0.0.11", "p-2", "default"), nil), TypeUrl: resource.ClusterType,
 		ResourceNamesSubscribe: []string{"*", ca}})
-	if names, _ := c.next(resource.ClusterType); !sameNames(names, ca, cb) {
-		t.Fatalf("CDS = %v", names)
-	}
+	c.want(resource.ClusterType, "at first", ca, cb)
 	// Unsubscribing a name while wildcard asks the server to say whether it still exists.
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResourceNamesUnsubscribe: []string{ca}})
-	if names, _ := c.next(resource.ClusterType); !sameNames(names, ca) {
-		t.Fatalf("CDS after unsubscribing a while wildcard = %v, want a again", names)
-	}
+	c.want(resource.ClusterType, "after unsubscribing a while wildcard", ca)
 	// A push after the subscription change: a removal is still sent.
 	e.mesh.remove("b", "default")
 	e.srv.Update(e.mesh.snapshot())
-	if names, removed := c.next(resource.ClusterType); len(names) != 0 || !sameNames(removed, cb) {
-		t.Fatalf("CDS after removing b = %v removed %v", names, removed)
-	}
+	c.wantRemoved(resource.ClusterType, "after removing b", cb)
 
 	// A named EDS subscription: unsubscribe and subscribe again.
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{ca}})
-	if names, _ := c.next(resource.EndpointType); !sameNames(names, ca) {
-		t.Fatalf("EDS after subscribing a = %v", names)
-	}
+	c.want(resource.EndpointType, "after subscribing a", ca)
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesUnsubscribe: []string{ca}})
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{ca}})
-	if names, _ := c.next(resource.EndpointType); !sameNames(names, ca) {
-		t.Fatalf("EDS after subscribing a again = %v, want a", names)
-	}
+	c.want(resource.EndpointType, "after subscribing a again", ca)
 }

@@ -59,7 +59,7 @@ func (w *world) config(t *testing.T, statPrefix string, routes ...string) *confi
 			tcpListener(t, "tcp", w.tcpAdr, "tcp-echo"),
 		},
 		routes:    []*routev3.RouteConfiguration{routeConfig("route-http", routes...)},
-		clusters:  []*clusterv3.Cluster{staticCluster("backend-a", w.a.addr), edsCluster("backend-b"), staticCluster("tcp-echo", w.echo)},
+		clusters:  []*clusterv3.Cluster{testenv.StaticCluster("backend-a", clusterTimeout, w.a.addr), edsCluster("backend-b"), testenv.StaticCluster("tcp-echo", clusterTimeout, w.echo)},
 		endpoints: []*endpointv3.ClusterLoadAssignment{cla("backend-b", w.b.addr)},
 	}
 }
@@ -138,7 +138,7 @@ func TestNackUnsupportedFilterKeepsServing(t *testing.T) {
 	bad := w.config(t, "ingress-with-lua", "/", "backend-b")
 	lua := &hcmv3.HttpFilter{
 		Name:       "envoy.filters.http.lua",
-		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &luav3.Lua{})},
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: testenv.MustAny(t, &luav3.Lua{})},
 	}
 	bad.listeners[0] = httpListener(t, "http", w.httpAddr, "route-http", "ingress-with-lua", lua)
 	bad.routes = w.config(t, "ingress").routes // routes unchanged: only the listener is new

@@ -84,7 +84,7 @@ func TestH2Flood(t *testing.T) {
 	w.ads.Push(&config{
 		listeners: []*listenerv3.Listener{l},
 		routes:    []*routev3.RouteConfiguration{routeConfig("route-http", "/big", "big", "/", "backend-a")},
-		clusters:  []*clusterv3.Cluster{staticCluster("backend-a", w.a.addr), staticCluster("big", big)},
+		clusters:  []*clusterv3.Cluster{testenv.StaticCluster("backend-a", clusterTimeout, w.a.addr), testenv.StaticCluster("big", clusterTimeout, big)},
 	})
 	p := startProxy(t, w.ads, time.Second)
 	p.waitReady()
@@ -600,5 +600,5 @@ func setStreamIdle(t *testing.T, l *listenerv3.Listener, d time.Duration) {
 		t.Fatal(err)
 	}
 	hcm.StreamIdleTimeout = durationpb.New(d)
-	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, &hcm)}
+	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, &hcm)}
 }

@@ -18,6 +18,8 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // h2specResult is one test case of h2spec's JUnit report.
@@ -106,7 +108,7 @@ func TestH2spec(t *testing.T) {
 			cfg := &config{
 				listeners: []*listenerv3.Listener{l},
 				routes:    []*routev3.RouteConfiguration{routeConfig("route-http", "/", "backend-a")},
-				clusters:  []*clusterv3.Cluster{staticCluster("backend-a", w.a.addr)},
+				clusters:  []*clusterv3.Cluster{testenv.StaticCluster("backend-a", clusterTimeout, w.a.addr)},
 			}
 			if tc.tls {
 				ca := newTestCA(t)
@@ -120,7 +122,7 @@ func TestH2spec(t *testing.T) {
 				}}
 				l.FilterChains[0].TransportSocket = &corev3.TransportSocket{
 					Name:       "envoy.transport_sockets.tls",
-					ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, dtls)},
+					ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: testenv.MustAny(t, dtls)},
 				}
 				cfg.secrets = []*tlsv3.Secret{certSecret("h2spec-cert", cert, key)}
 			}
@@ -165,7 +167,7 @@ func setCodec(t *testing.T, l *listenerv3.Listener, codec hcmv3.HttpConnectionMa
 		t.Fatal(err)
 	}
 	hcm.CodecType = codec
-	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, &hcm)}
+	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, &hcm)}
 }
 
 // rssPeak samples a process's RSS every 50 ms.

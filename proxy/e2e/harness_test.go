@@ -28,8 +28,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
@@ -130,29 +128,11 @@ func (c *config) resources() map[resource.Type][]types.Resource {
 	return out
 }
 
-func mustAny(t *testing.T, m proto.Message) *anypb.Any {
-	t.Helper()
-	a, err := anypb.New(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
-func socketAddr(hostport string) *corev3.Address {
-	host, port, _ := net.SplitHostPort(hostport)
-	var p uint32
-	fmt.Sscan(port, &p)
-	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: p},
-	}}}
-}
-
 // httpListener is a listener on addr whose http_connection_manager takes routes from RDS.
 func httpListener(t *testing.T, name, addr, rds, statPrefix string, extraFilters ...*hcmv3.HttpFilter) *listenerv3.Listener {
 	filters := append(extraFilters, &hcmv3.HttpFilter{
 		Name:       "envoy.filters.http.router",
-		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})},
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: testenv.MustAny(t, &routerv3.Router{})},
 	})
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: statPrefix,
@@ -164,11 +144,11 @@ func httpListener(t *testing.T, name, addr, rds, statPrefix string, extraFilters
 	}
 	return &listenerv3.Listener{
 		Name:    name,
-		Address: socketAddr(addr),
+		Address: testenv.SocketAddr(addr),
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{{
 				Name:       "envoy.filters.network.http_connection_manager",
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)},
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, hcm)},
 			}},
 		}},
 	}
@@ -179,11 +159,11 @@ func tcpListener(t *testing.T, name, addr, cluster string) *listenerv3.Listener 
 	tp := &tcpv3.TcpProxy{StatPrefix: name, ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: cluster}}
 	return &listenerv3.Listener{
 		Name:    name,
-		Address: socketAddr(addr),
+		Address: testenv.SocketAddr(addr),
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{{
 				Name:       "envoy.filters.network.tcp_proxy",
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, tp)},
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, tp)},
 			}},
 		}},
 	}
@@ -206,29 +186,13 @@ func routeConfig(name string, pairs ...string) *routev3.RouteConfiguration {
 	}
 }
 
-func lbEndpoints(addrs ...string) []*endpointv3.LocalityLbEndpoints {
-	var eps []*endpointv3.LbEndpoint
-	for _, a := range addrs {
-		eps = append(eps, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
-			Endpoint: &endpointv3.Endpoint{Address: socketAddr(a)},
-		}})
-	}
-	return []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}}
-}
-
-func staticCluster(name string, addrs ...string) *clusterv3.Cluster {
-	return &clusterv3.Cluster{
-		Name:                 name,
-		ConnectTimeout:       durationpb.New(2 * time.Second),
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: lbEndpoints(addrs...)},
-	}
-}
+// clusterTimeout is the connect timeout of the clusters the tests configure.
+const clusterTimeout = 2 * time.Second
 
 func edsCluster(name string) *clusterv3.Cluster {
 	return &clusterv3.Cluster{
 		Name:                 name,
-		ConnectTimeout:       durationpb.New(2 * time.Second),
+		ConnectTimeout:       durationpb.New(clusterTimeout),
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{
 			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}, ResourceApiVersion: corev3.ApiVersion_V3,
@@ -237,7 +201,7 @@ func edsCluster(name string) *clusterv3.Cluster {
 }
 
 func cla(name string, addrs ...string) *endpointv3.ClusterLoadAssignment {
-	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: lbEndpoints(addrs...)}
+	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: testenv.LbEndpoints(addrs...)}
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.

@@ -51,7 +51,7 @@ func TestTLSListenerWithSDSRotation(t *testing.T) {
 	}}
 	c.listeners[0].FilterChains[0].TransportSocket = &corev3.TransportSocket{
 		Name:       "envoy.transport_sockets.tls",
-		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, dtls)},
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: testenv.MustAny(t, dtls)},
 	}
 	c.secrets = []*tlsv3.Secret{certSecret("gateway-cert", cert1, key1)}
 	w.ads.Push(c)

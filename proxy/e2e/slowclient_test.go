@@ -54,7 +54,7 @@ func withHCM(t *testing.T, l *listenerv3.Listener, tweak func(*hcmv3.HttpConnect
 		t.Fatal(err)
 	}
 	tweak(&hcm)
-	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, &hcm)}
+	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, &hcm)}
 	return l
 }
 
@@ -267,7 +267,7 @@ func TestSlowClient(t *testing.T) {
 			}),
 		},
 		routes:   []*routev3.RouteConfiguration{routeConfig("route-slow", "/", "slow-backend")},
-		clusters: []*clusterv3.Cluster{staticCluster("slow-backend", be.addr)},
+		clusters: []*clusterv3.Cluster{testenv.StaticCluster("slow-backend", clusterTimeout, be.addr)},
 	}
 	w.ads.Push(cfg)
 	p := startProxy(t, w.ads, time.Second)

@@ -194,7 +194,7 @@ func TestSmuggling(t *testing.T) {
 			smugglePush(t, ads, mode.id, &config{
 				listeners: []*listenerv3.Listener{httpListener(t, "http", addr, "route-http", "smuggling")},
 				routes:    []*routev3.RouteConfiguration{routeConfig("route-http", "/", "raw")},
-				clusters:  []*clusterv3.Cluster{staticCluster("raw", up.addr)},
+				clusters:  []*clusterv3.Cluster{testenv.StaticCluster("raw", clusterTimeout, up.addr)},
 			})
 			args := append([]string{"--workload-name", "e2e", "--namespace", "default", "--ip", "127.0.0.1"}, mode.args...)
 			p := startProxyArgs(t, ads.Addr(), time.Second, args...)

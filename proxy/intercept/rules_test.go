@@ -2,9 +2,10 @@ package intercept
 
 import (
 	"flag"
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -31,20 +32,7 @@ func TestRulesGolden(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				path := filepath.Join("testdata", name+"."+fam.String()+".golden")
-				if *update {
-					if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-						t.Fatal(err)
-					}
-					return
-				}
-				want, err := os.ReadFile(path)
-				if err != nil {
-					t.Fatalf("%v (run with -update)", err)
-				}
-				if got != string(want) {
-					t.Errorf("rules differ from %s (run with -update and read the diff):\n%s", path, got)
-				}
+				testenv.Golden(t, filepath.Join("testdata", name+"."+fam.String()+".golden"), got, *update)
 			})
 		}
 	}

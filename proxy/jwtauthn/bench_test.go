@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/strait-mesh/strait/internal/testenv/jwttest"
 )
 
 // BenchmarkVerify measures one request through istiod's configuration: a valid token signed
@@ -14,8 +16,8 @@ func BenchmarkVerify(b *testing.B) {
 	for _, bc := range []struct {
 		name, auth string
 	}{
-		{"RS256", "Bearer " + sign(b, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"scope": "read write"}))},
-		{"ES256", "Bearer " + sign(b, jose.ES256, k.ec, "ec1", claims(map[string]any{"scope": "read write"}))},
+		{"RS256", "Bearer " + jwttest.Sign(b, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"scope": "read write"}))},
+		{"ES256", "Bearer " + jwttest.Sign(b, jose.ES256, k.ec, "ec1", claims(map[string]any{"scope": "read write"}))},
 		{"no-token", ""},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -69,6 +69,7 @@ type provider struct {
 	claimHeaders  []claimHeader
 	clearRoute    bool
 	extractor     *extractor
+	sigs          *sigCache // tokens whose signature verified with keys
 }
 
 type claimHeader struct {
@@ -262,10 +263,25 @@ func (f *Filter) compileProvider(field, name string, p *jwtauthnv3.JwtProvider) 
 	if err := xdsfield.Check(p, field, "issuer", "audiences", "local_jwks", "forward", "from_headers",
 		"from_params", "from_cookies", "forward_payload_header", "pad_forward_payload_header",
 		"payload_in_metadata", "normalize_payload_in_metadata", "header_in_metadata",
-		"clock_skew_seconds", "claim_to_headers", "clear_route_cache"); err != nil {
+		"clock_skew_seconds", "claim_to_headers", "clear_route_cache", "jwt_cache_config"); err != nil {
 		return nil, err
 	}
+	// The signature cache is on whether or not jwt_cache_config asks (it changes no outcome,
+	// see sigCache); the config sets its bounds.
+	cacheSize, cacheMax := defaultCacheSize, defaultCacheMaxToken
+	if cc := p.GetJwtCacheConfig(); cc != nil {
+		if err := xdsfield.Check(cc, field+".jwt_cache_config", "jwt_cache_size", "jwt_max_token_size"); err != nil {
+			return nil, err
+		}
+		if n := cc.GetJwtCacheSize(); n > 0 {
+			cacheSize = int(min(n, 1<<16))
+		}
+		if n := cc.GetJwtMaxTokenSize(); n > 0 {
+			cacheMax = int(min(n, 1<<16))
+		}
+	}
 	pr := &provider{
+		sigs:          newSigCache(cacheSize, cacheMax),
 		name:          name,
 		issuer:        p.GetIssuer(),
 		audiences:     newAudiences(p.GetAudiences()),

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/internal/testenv/jwttest"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -60,9 +61,6 @@ func TestCompileRefuses(t *testing.T) {
 		}), "jwt.providers[origins-0].subjects", ""},
 		{"require_expiration", base(func(_ *jwtauthnv3.JwtAuthentication, p *jwtauthnv3.JwtProvider) { p.RequireExpiration = true }),
 			"jwt.providers[origins-0].require_expiration", ""},
-		{"jwt_cache_config", base(func(_ *jwtauthnv3.JwtAuthentication, p *jwtauthnv3.JwtProvider) {
-			p.JwtCacheConfig = &jwtauthnv3.JwtCacheConfig{JwtCacheSize: 100}
-		}), "jwt.providers[origins-0].jwt_cache_config", ""},
 		{"failed_status_in_metadata", base(func(_ *jwtauthnv3.JwtAuthentication, p *jwtauthnv3.JwtProvider) { p.FailedStatusInMetadata = "x" }),
 			"jwt.providers[origins-0].failed_status_in_metadata", ""},
 		{"claim_path", base(func(_ *jwtauthnv3.JwtAuthentication, p *jwtauthnv3.JwtProvider) {
@@ -142,7 +140,7 @@ func TestCompileAccepts(t *testing.T) {
 		t.Errorf("warnings: %v", f.Warnings())
 	}
 
-	bad := sign(t, jose.RS256, k.rsa2, "rsa1", claims(nil))
+	bad := jwttest.Sign(t, jose.RS256, k.rsa2, "rsa1", claims(nil))
 	for path, want := range map[string]Status{"/public": OK, "/PUBLIC/x": OK, "/publicity": JwtVerificationFail} {
 		if got := f.Verify(newReq(path, "authorization", "Bearer "+bad)).Status; got != want {
 			t.Errorf("%s: status %q, want %q", path, got, want)
@@ -150,13 +148,13 @@ func TestCompileAccepts(t *testing.T) {
 	}
 
 	// clock_skew_seconds replaces the 60 s default.
-	late := sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": testNow.Add(-30 * time.Second).Unix()}))
+	late := jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": testNow.Add(-30 * time.Second).Unix()}))
 	if got := f.Verify(newReq("/", "authorization", "Bearer "+late)).Status; got != JwtExpired {
 		t.Errorf("30 s late with a 5 s skew: %q", got)
 	}
 
 	// header_in_metadata and a padded payload header.
-	tok := sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"x": "y"}))
+	tok := jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"x": "y"}))
 	r := newReq("/", "authorization", "Bearer "+tok)
 	res := f.Verify(r)
 	if res.Status != OK {
@@ -173,34 +171,16 @@ func TestCompileAccepts(t *testing.T) {
 // TestParseJWKS covers the JWKS forms and the faults that leave a provider without keys.
 func TestParseJWKS(t *testing.T) {
 	k := mustKeys(t)
-	rsaJWK := func(over map[string]any) string {
-		b, _ := json.Marshal(jose.JSONWebKey{Key: &k.rsa.PublicKey, KeyID: "r"})
+	// jwk is the JWK of a public key with the members of over changed (a nil value deletes).
+	jwk := func(key any, kid string, over map[string]any) string {
+		b, _ := json.Marshal(jose.JSONWebKey{Key: key, KeyID: kid})
 		var m map[string]any
 		_ = json.Unmarshal(b, &m)
-		for key, v := range over {
-			if v == nil {
-				delete(m, key)
-			} else {
-				m[key] = v
-			}
-		}
-		b, _ = json.Marshal(m)
+		b, _ = json.Marshal(jwttest.Override(m, over))
 		return string(b)
 	}
-	ecJWK := func(over map[string]any) string {
-		b, _ := json.Marshal(jose.JSONWebKey{Key: &k.ec.PublicKey, KeyID: "e"})
-		var m map[string]any
-		_ = json.Unmarshal(b, &m)
-		for key, v := range over {
-			if v == nil {
-				delete(m, key)
-			} else {
-				m[key] = v
-			}
-		}
-		b, _ = json.Marshal(m)
-		return string(b)
-	}
+	rsaJWK := func(over map[string]any) string { return jwk(&k.rsa.PublicKey, "r", over) }
+	ecJWK := func(over map[string]any) string { return jwk(&k.ec.PublicKey, "e", over) }
 	many := make([]string, MaxJWKSKeys+1)
 	for i := range many {
 		many[i] = rsaJWK(map[string]any{"kid": fmt.Sprint(i)})
@@ -297,7 +277,7 @@ func x509JWKSEC(t *testing.T) string {
 func TestX509Form(t *testing.T) {
 	k := mustKeys(t)
 	f := mustCompile(t, istioConfig(istioProvider(testIssuer, x509JWKS(t, k.rsa))))
-	tok := sign(t, jose.RS256, k.rsa, "kid1", claims(nil))
+	tok := jwttest.Sign(t, jose.RS256, k.rsa, "kid1", claims(nil))
 	if got := f.Verify(newReq("/", "authorization", "Bearer "+tok)).Status; got != OK {
 		t.Fatalf("status %q", got)
 	}

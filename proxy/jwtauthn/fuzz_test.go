@@ -7,6 +7,8 @@ import (
 
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/strait-mesh/strait/internal/testenv/jwttest"
 )
 
 // FuzzVerify feeds arbitrary Authorization values to a filter that requires a token signed by a
@@ -26,11 +28,11 @@ func FuzzVerify(f *testing.F) {
 		signed[parts[0]+"."+parts[1]] = true
 		f.Add("Bearer " + tok)
 	}
-	add(sign(f, jose.RS256, k.rsa, "rsa1", claims(nil)))
-	add(sign(f, jose.ES256, k.ec, "ec1", claims(nil)))
-	add(sign(f, jose.EdDSA, k.ed, "ed1", claims(nil)))
-	add(sign(f, jose.PS384, k.rsa, "", claims(map[string]any{"scope": "a b"})))
-	add(sign(f, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": testNow.Add(-time.Hour).Unix()})))
+	add(jwttest.Sign(f, jose.RS256, k.rsa, "rsa1", claims(nil)))
+	add(jwttest.Sign(f, jose.ES256, k.ec, "ec1", claims(nil)))
+	add(jwttest.Sign(f, jose.EdDSA, k.ed, "ed1", claims(nil)))
+	add(jwttest.Sign(f, jose.PS384, k.rsa, "", claims(map[string]any{"scope": "a b"})))
+	add(jwttest.Sign(f, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": testNow.Add(-time.Hour).Unix()})))
 	for _, s := range []string{
 		"", "Bearer ", "Bearer a.b.c", "Bearer ..", "Bearer e30.e30.e30", "Bearer eyJhbGciOiJub25lIn0.e30.",
 		"Bearer eyJhbGciOiJSUzI1NiJ9.e30.AAAA", "Bearer eyJhbGciOiJIUzI1NiJ9." + strings.Repeat("W3s", 100) + ".AA",

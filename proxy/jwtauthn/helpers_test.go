@@ -19,6 +19,8 @@ import (
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	jose "github.com/go-jose/go-jose/v4"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/strait-mesh/strait/internal/testenv/jwttest"
 )
 
 // testNow is the clock of the tests: tokens are minted relative to it.
@@ -85,41 +87,7 @@ func claims(over map[string]any) map[string]any {
 		"iat": testNow.Add(-time.Minute).Unix(),
 		"exp": testNow.Add(time.Hour).Unix(),
 	}
-	for k, v := range over {
-		if v == nil {
-			delete(c, k)
-			continue
-		}
-		c[k] = v
-	}
-	return c
-}
-
-// sign returns a compact JWS of payload signed with key (a private key or []byte) by alg, with
-// the given kid ("" for none).
-func sign(tb testing.TB, alg jose.SignatureAlgorithm, key any, kid string, payload map[string]any) string {
-	tb.Helper()
-	b, err := json.Marshal(payload)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if kid != "" {
-		opts = opts.WithHeader("kid", kid)
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	jws, err := s.Sign(b)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tok, err := jws.CompactSerialize()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return tok
+	return jwttest.Override(c, over)
 }
 
 // rawToken assembles a token from a header and payload (JSON-encoded) and a raw signature.

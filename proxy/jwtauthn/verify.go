@@ -194,8 +194,11 @@ func (v *verifier) verifyToken(loc *location, p *provider, aud *audiences) Statu
 	if p.keys == nil {
 		return JwksNoValidKeys
 	}
-	if st := verifySignature(t, p.keys); st != OK {
-		return st
+	if !p.sigs.has(loc.token) {
+		if st := verifySignature(t, p.keys); st != OK {
+			return st
+		}
+		p.sigs.add(loc.token)
 	}
 	v.accept(loc, p, t)
 	return OK

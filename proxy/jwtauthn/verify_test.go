@@ -13,6 +13,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/internal/testenv/jwttest"
 )
 
 // TestVerifyIstio runs tokens through the configuration istiod emits for one
@@ -27,7 +29,7 @@ func TestVerifyIstio(t *testing.T) {
 	}
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
 
-	valid := sign(t, jose.RS256, k.rsa, "rsa1", claims(nil))
+	valid := jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(nil))
 	parts := strings.Split(valid, ".")
 	tamperedSig := parts[0] + "." + parts[1] + "." + flipLast(parts[2])
 	otherPayload := base64.RawURLEncoding.EncodeToString(mustJSON(t, claims(map[string]any{"sub": "admin"})))
@@ -39,36 +41,36 @@ func TestVerifyIstio(t *testing.T) {
 		want  Status
 	}{
 		{"valid RS256", valid, OK},
-		{"valid ES256", sign(t, jose.ES256, k.ec, "ec1", claims(nil)), OK},
-		{"valid PS256", sign(t, jose.PS256, k.rsa, "rsa1", claims(nil)), OK},
-		{"valid EdDSA", sign(t, jose.EdDSA, k.ed, "ed1", claims(nil)), OK},
-		{"valid without kid tries every key", sign(t, jose.RS256, k.rsa, "", claims(nil)), OK},
+		{"valid ES256", jwttest.Sign(t, jose.ES256, k.ec, "ec1", claims(nil)), OK},
+		{"valid PS256", jwttest.Sign(t, jose.PS256, k.rsa, "rsa1", claims(nil)), OK},
+		{"valid EdDSA", jwttest.Sign(t, jose.EdDSA, k.ed, "ed1", claims(nil)), OK},
+		{"valid without kid tries every key", jwttest.Sign(t, jose.RS256, k.rsa, "", claims(nil)), OK},
 		{"no token passes (allow_missing)", "", OK},
-		{"expired", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": testNow.Add(-2 * time.Minute).Unix()})), JwtExpired},
-		{"expired within the 60s skew", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": testNow.Add(-30 * time.Second).Unix()})), OK},
-		{"not yet valid", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"nbf": testNow.Add(2 * time.Minute).Unix()})), JwtNotYetValid},
-		{"nbf within the skew", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"nbf": testNow.Add(30 * time.Second).Unix()})), OK},
-		{"no exp never expires", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": nil})), OK},
-		{"wrong issuer", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"iss": "https://evil.example.com"})), JwtUnknownIssuer},
-		{"no issuer", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"iss": nil})), JwtUnknownIssuer},
-		{"wrong audience", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"aud": "other"})), JwtAudienceNotAllowed},
-		{"no audience", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"aud": nil})), JwtAudienceNotAllowed},
-		{"one of several audiences", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"aud": []string{"x", "bookinfo"}})), OK},
-		{"audience scheme and slash ignored", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"aud": "http://reviews.example.com"})), OK},
-		{"audience not a string", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"aud": 7})), JwtPayloadParseErrorAudNotString},
-		{"exp not a number", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": "tomorrow"})), JwtPayloadParseErrorExpNotInteger},
-		{"negative exp", sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": -1})), JwtPayloadParseErrorExpOutOfRange},
+		{"expired", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": testNow.Add(-2 * time.Minute).Unix()})), JwtExpired},
+		{"expired within the 60s skew", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": testNow.Add(-30 * time.Second).Unix()})), OK},
+		{"not yet valid", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"nbf": testNow.Add(2 * time.Minute).Unix()})), JwtNotYetValid},
+		{"nbf within the skew", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"nbf": testNow.Add(30 * time.Second).Unix()})), OK},
+		{"no exp never expires", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": nil})), OK},
+		{"wrong issuer", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"iss": "https://evil.example.com"})), JwtUnknownIssuer},
+		{"no issuer", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"iss": nil})), JwtUnknownIssuer},
+		{"wrong audience", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"aud": "other"})), JwtAudienceNotAllowed},
+		{"no audience", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"aud": nil})), JwtAudienceNotAllowed},
+		{"one of several audiences", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"aud": []string{"x", "bookinfo"}})), OK},
+		{"audience scheme and slash ignored", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"aud": "http://reviews.example.com"})), OK},
+		{"audience not a string", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"aud": 7})), JwtPayloadParseErrorAudNotString},
+		{"exp not a number", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": "tomorrow"})), JwtPayloadParseErrorExpNotInteger},
+		{"negative exp", jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": -1})), JwtPayloadParseErrorExpOutOfRange},
 		{"alg none, no signature", rawToken(t, map[string]any{"alg": "none"}, claims(nil), nil), JwtBadFormat},
 		{"alg none with a signature", rawToken(t, map[string]any{"alg": "none"}, claims(nil), []byte("x")), JwtHeaderNotImplementedAlg},
 		{"alg missing", rawToken(t, map[string]any{"typ": "JWT"}, claims(nil), []byte("x")), JwtHeaderBadAlg},
 		{"kid not a string", rawToken(t, map[string]any{"alg": "RS256", "kid": 1}, claims(nil), []byte("x")), JwtHeaderBadKid},
-		{"HS256 with the public key as secret (alg confusion)", sign(t, jose.HS256, pubPEM, "rsa1", claims(nil)), JwtVerificationFail},
-		{"HS256 with the public key as secret, no kid", sign(t, jose.HS256, pubPEM, "", claims(nil)), JwtVerificationFail},
+		{"HS256 with the public key as secret (alg confusion)", jwttest.Sign(t, jose.HS256, pubPEM, "rsa1", claims(nil)), JwtVerificationFail},
+		{"HS256 with the public key as secret, no kid", jwttest.Sign(t, jose.HS256, pubPEM, "", claims(nil)), JwtVerificationFail},
 		{"tampered signature", tamperedSig, JwtVerificationFail},
 		{"tampered payload", tamperedPayload, JwtVerificationFail},
-		{"signed by another key, same kid", sign(t, jose.RS256, k.rsa2, "rsa1", claims(nil)), JwtVerificationFail},
-		{"ES256 by another key", sign(t, jose.ES256, k.ec2, "ec1", claims(nil)), JwtVerificationFail},
-		{"unknown kid", sign(t, jose.RS256, k.rsa, "nope", claims(nil)), JwksKidAlgMismatch},
+		{"signed by another key, same kid", jwttest.Sign(t, jose.RS256, k.rsa2, "rsa1", claims(nil)), JwtVerificationFail},
+		{"ES256 by another key", jwttest.Sign(t, jose.ES256, k.ec2, "ec1", claims(nil)), JwtVerificationFail},
+		{"unknown kid", jwttest.Sign(t, jose.RS256, k.rsa, "nope", claims(nil)), JwksKidAlgMismatch},
 		{"alg not the key's (ES384 on an ES256 key)", rawToken(t, map[string]any{"alg": "ES384", "kid": "ec1"}, claims(nil), make([]byte, 96)), JwksKidAlgMismatch},
 		{"RS256 signature of zeros", rawToken(t, map[string]any{"alg": "RS256"}, claims(nil), make([]byte, 256)), JwtVerificationFail},
 		{"EdDSA signature of the wrong length", rawToken(t, map[string]any{"alg": "EdDSA", "kid": "ed1"}, claims(nil), make([]byte, 63)), JwtEd25519SignatureWrongLength},
@@ -139,8 +141,8 @@ func mustJSON(t *testing.T, v any) []byte {
 // TestLocations checks where tokens are looked for and what happens to them afterwards.
 func TestLocations(t *testing.T) {
 	k := mustKeys(t)
-	tok := sign(t, jose.RS256, k.rsa, "rsa1", claims(nil))
-	bad := sign(t, jose.RS256, k.rsa2, "rsa1", claims(nil))
+	tok := jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(nil))
+	bad := jwttest.Sign(t, jose.RS256, k.rsa2, "rsa1", claims(nil))
 
 	withLoc := func(mod func(p *jwtauthnv3.JwtProvider)) *Filter {
 		p := istioProvider(testIssuer, k.jwks)
@@ -243,7 +245,7 @@ func TestOutputs(t *testing.T) {
 		"groups": []string{"a", "b"},
 		"scope":  "read  write",
 	})
-	tok := sign(t, jose.RS256, k.rsa, "rsa1", c)
+	tok := jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", c)
 	r := newReq("/", "authorization", "Bearer "+tok, "x-sub", "spoofed", "x-missing", "spoofed", "x-jwt-payload", "spoofed")
 	res := f.Verify(r)
 	if res.Status != OK {
@@ -301,11 +303,11 @@ func TestRequirements(t *testing.T) {
 	}
 	sf := mustCompile(t, strict)
 
-	tokA := sign(t, jose.RS256, k.rsa, "rsa1", claims(nil))
-	tokB := sign(t, jose.ES256, k.ec2, "other", claims(map[string]any{"iss": "issuer-2"}))
-	tokC := sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"iss": "issuer-3"}))
-	admin := sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"aud": "admin"}))
-	expired := sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": testNow.Add(-time.Hour).Unix()}))
+	tokA := jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(nil))
+	tokB := jwttest.Sign(t, jose.ES256, k.ec2, "other", claims(map[string]any{"iss": "issuer-2"}))
+	tokC := jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"iss": "issuer-3"}))
+	admin := jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"aud": "admin"}))
+	expired := jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(map[string]any{"exp": testNow.Add(-time.Hour).Unix()}))
 
 	tests := []struct {
 		name  string
@@ -373,7 +375,7 @@ func TestInvalidJWKS(t *testing.T) {
 	if len(f.Warnings()) == 0 {
 		t.Error("no warning for an invalid JWKS")
 	}
-	r := newReq("/", "authorization", "Bearer "+sign(t, jose.RS256, k.rsa, "rsa1", claims(nil)))
+	r := newReq("/", "authorization", "Bearer "+jwttest.Sign(t, jose.RS256, k.rsa, "rsa1", claims(nil)))
 	if got := f.Verify(r).Status; got != JwksNoValidKeys || got.String() != "Jwks doesn't have any valid public key" {
 		t.Fatalf("token against an invalid JWKS: %q", got)
 	}
@@ -391,9 +393,9 @@ func TestHMAC(t *testing.T) {
 		tok  string
 		want Status
 	}{
-		"valid":     {sign(t, jose.HS256, secret, "h1", claims(nil)), OK},
-		"other key": {sign(t, jose.HS256, []byte(strings.Repeat("fedcba9876543210", 4)), "h1", claims(nil)), JwtVerificationFail},
-		"HS384 alg": {sign(t, jose.HS384, secret, "h1", claims(nil)), JwksKidAlgMismatch},
+		"valid":     {jwttest.Sign(t, jose.HS256, secret, "h1", claims(nil)), OK},
+		"other key": {jwttest.Sign(t, jose.HS256, []byte(strings.Repeat("fedcba9876543210", 4)), "h1", claims(nil)), JwtVerificationFail},
+		"HS384 alg": {jwttest.Sign(t, jose.HS384, secret, "h1", claims(nil)), JwksKidAlgMismatch},
 		"RS256 alg": {rawToken(t, map[string]any{"alg": "RS256", "kid": "h1"}, claims(nil), []byte("x")), JwksKidAlgMismatch},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -23,26 +21,12 @@ var _ Upstream = (*upstream.Cluster)(nil)
 // clusterEnv serves real upstream.Clusters, as the proxy core does.
 type clusterEnv = env[*upstream.Cluster]
 
-func staticCluster(name, addr string) *clusterv3.Cluster {
-	ap := netip.MustParseAddrPort(addr)
-	return &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		ConnectTimeout:       durationpb.New(5 * time.Second),
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
-			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-					Address: ap.Addr().String(), PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(ap.Port())}}}}}}}},
-		}}},
-	}
-}
-
 // TestWithUpstreamClusters proxies through real upstream.Clusters: a STATIC cluster, and an
 // ORIGINAL_DST cluster (Istio's PassthroughCluster) that connects to the connection's original
 // destination.
 func TestWithUpstreamClusters(t *testing.T) {
 	st := stats.NewStore()
-	static, err := upstream.Compile(staticCluster("outbound|9000||echo", backend(t, "S:")), upstream.Deps{Stats: st})
+	static, err := upstream.Compile(testenv.StaticCluster("outbound|9000||echo", 5*time.Second, backend(t, "S:")), upstream.Deps{Stats: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +85,7 @@ func (e *observedEnv) TCPClosed(r *Record) { e.closed <- *r }
 // (UF from a real cluster whose endpoint refuses connections, NR for an unknown cluster).
 func TestObserverRecords(t *testing.T) {
 	st := stats.NewStore()
-	good, err := upstream.Compile(staticCluster("good", backend(t, "G:")), upstream.Deps{Stats: st})
+	good, err := upstream.Compile(testenv.StaticCluster("good", 5*time.Second, backend(t, "G:")), upstream.Deps{Stats: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +93,7 @@ func TestObserverRecords(t *testing.T) {
 	refused, _ := net.Listen("tcp", "127.0.0.1:0")
 	refusedAddr := refused.Addr().String()
 	refused.Close() // nothing listens there any more
-	bad, err := upstream.Compile(staticCluster("bad", refusedAddr), upstream.Deps{Stats: st})
+	bad, err := upstream.Compile(testenv.StaticCluster("bad", 5*time.Second, refusedAddr), upstream.Deps{Stats: st})
 	if err != nil {
 		t.Fatal(err)
 	}

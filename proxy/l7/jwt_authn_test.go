@@ -33,7 +33,7 @@ type jwtSigner struct {
 	jwks string
 }
 
-func newJWTSigner(t *testing.T) *jwtSigner {
+func newJWTSigner(t testing.TB) *jwtSigner {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -47,7 +47,7 @@ func newJWTSigner(t *testing.T) *jwtSigner {
 }
 
 // token signs claims valid now, with overrides.
-func (j *jwtSigner) token(t *testing.T, over map[string]any) string {
+func (j *jwtSigner) token(t testing.TB, over map[string]any) string {
 	t.Helper()
 	c := map[string]any{"iss": jwtIssuer, "sub": "user-1", "aud": "bookinfo", "exp": time.Now().Add(time.Hour).Unix()}
 	for k, v := range over {

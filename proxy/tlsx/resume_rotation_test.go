@@ -13,14 +13,7 @@ func TestResumptionAfterClientRotation(t *testing.T) {
 		m := newMesh(t)
 		next := newCA(t, "cluster.local-next")
 		m.serverS.set(caSecret("ROOTCA", append(append([]byte{}, m.ca.pem...), next.pem...)))
-		srv, err := Server(istioServer(), m.serverS)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cli, err := Client(istioClient("reviews"), m.client)
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv, cli := m.istioConfigs(t)
 		cli.MaxVersion = version
 		for i := 0; i < 2; i++ {
 			if serr, cerr, _, _ := handshake(t, srv, cli); serr != nil || cerr != nil {

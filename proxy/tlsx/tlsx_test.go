@@ -109,6 +109,21 @@ type mesh struct {
 	serverSerial    int64
 }
 
+// istioConfigs returns the server's configuration (as istiod configures an inbound listener)
+// and the client's (for the server's identity, reviews) over the mesh's secrets.
+func (m *mesh) istioConfigs(t *testing.T) (srv, cli *tls.Config) {
+	t.Helper()
+	srv, err := Server(istioServer(), m.serverS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err = Client(istioClient("reviews"), m.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, cli
+}
+
 func newMesh(t *testing.T) *mesh {
 	ca := newCA(t, "cluster.local")
 	m := &mesh{ca: ca, serverS: &secretMap{}, client: &secretMap{}}
@@ -347,14 +362,7 @@ func TestMinimumVersionEnforced(t *testing.T) {
 // anchors, so a root rotation also applies to clients holding session tickets.
 func TestResumptionRevalidates(t *testing.T) {
 	m := newMesh(t)
-	srv, err := Server(istioServer(), m.serverS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := Client(istioClient("reviews"), m.client)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, cli := m.istioConfigs(t)
 	cli.MaxVersion = tls.VersionTLS12 // session tickets are issued within the handshake in 1.2
 	if serr, cerr, _, _ := handshake(t, srv, cli); serr != nil || cerr != nil {
 		t.Fatalf("first: %v %v", serr, cerr)

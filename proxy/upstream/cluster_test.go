@@ -207,7 +207,7 @@ func TestCompileRejectsUnsupported(t *testing.T) {
 		},
 		"CLUSTER_PROVIDED": func(c *clusterv3.Cluster) { c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED },
 		"typed_extension_protocol_options[envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions]": func(c *clusterv3.Cluster) {
-			c.TypedExtensionProtocolOptions = map[string]*anyT{"envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions": mustAny(t, &corev3.TcpKeepalive{})}
+			c.TypedExtensionProtocolOptions = map[string]*anyT{"envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions": testenv.MustAny(t, &corev3.TcpKeepalive{})}
 		},
 		"ip address": func(c *clusterv3.Cluster) {
 			c.LoadAssignment.Endpoints[0].LbEndpoints[0].GetEndpoint().GetAddress().GetSocketAddress().Address = "localhost"

@@ -162,7 +162,7 @@ func TestOutlierSplitLocalOriginAndMonitors(t *testing.T) {
 		EnforcingSuccessRate: u32(0),
 		Interval:             durationpb.New(time.Hour),
 		MaxEjectionPercent:   u32(100),
-		Monitors:             []*corev3.TypedExtensionConfig{{Name: "envoy.outlier_detection_monitors.consecutive_errors", TypedConfig: mustAny(t, ce)}},
+		Monitors:             []*corev3.TypedExtensionConfig{{Name: "envoy.outlier_detection_monitors.consecutive_errors", TypedConfig: testenv.MustAny(t, ce)}},
 	}
 	cl, st = compileT(t, c, Deps{})
 	for range 10 {

@@ -12,6 +12,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
 	// Register the typed configs the control plane may put in clusters.
@@ -43,22 +44,23 @@ func TestCompilesControlPlaneOutput(t *testing.T) {
 			t.Fatalf("%s: %v", f, err)
 		}
 		clas := map[string]*endpointv3.ClusterLoadAssignment{}
-		for _, e := range doc.Endpoints {
-			js, _ := yaml.Marshal(e)
+		// decode decodes one resource of the file (a YAML value) into m.
+		decode := func(what string, v any, m proto.Message) {
+			t.Helper()
+			js, _ := yaml.Marshal(v)
 			js, _ = yaml.YAMLToJSON(js)
-			cla := &endpointv3.ClusterLoadAssignment{}
-			if err := protojson.Unmarshal(js, cla); err != nil {
-				t.Fatalf("%s: decoding endpoints: %v", f, err)
+			if err := protojson.Unmarshal(js, m); err != nil {
+				t.Fatalf("%s: decoding %s: %v", f, what, err)
 			}
+		}
+		for _, e := range doc.Endpoints {
+			cla := &endpointv3.ClusterLoadAssignment{}
+			decode("endpoints", e, cla)
 			clas[cla.GetClusterName()] = cla
 		}
 		for _, c := range doc.Clusters {
-			js, _ := yaml.Marshal(c)
-			js, _ = yaml.YAMLToJSON(js)
 			cl := &clusterv3.Cluster{}
-			if err := protojson.Unmarshal(js, cl); err != nil {
-				t.Fatalf("%s: decoding cluster: %v", f, err)
-			}
+			decode("cluster", c, cl)
 			deps := tlsDeps()
 			deps.Resolver = offlineResolver // no DNS traffic off the machine from tests
 			compiled, err := Compile(cl, deps)

@@ -31,7 +31,7 @@ import (
 )
 
 func protoOptions(t testing.TB, o *httpv3.HttpProtocolOptions) map[string]*anypb.Any {
-	return map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(t, o)}
+	return map[string]*anypb.Any{httpProtocolOptionsKey: testenv.MustAny(t, o)}
 }
 
 func explicitH2() *httpv3.HttpProtocolOptions {
@@ -228,7 +228,7 @@ func upstreamTLS(t *testing.T, pki *testPKI, san string, alpn ...string) *corev3
 			}},
 		},
 	}
-	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, u)}}
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: testenv.MustAny(t, u)}}
 }
 
 func TestTLSUpstream(t *testing.T) {

@@ -91,7 +91,7 @@ func proxyProtocolSocket(t *testing.T, v corev3.ProxyProtocolConfig_Version) *co
 		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.raw_buffer"},
 	}
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.upstream_proxy_protocol",
-		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, pp)}}
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: testenv.MustAny(t, pp)}}
 }
 
 func TestUpstreamProxyProtocol(t *testing.T) {
