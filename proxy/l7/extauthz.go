@@ -15,7 +15,6 @@ import (
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/extauthz"
 	"github.com/strait-mesh/strait/proxy/http1"
-	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 )
 
@@ -29,11 +28,7 @@ type extAuthzStats struct {
 }
 
 func (h *Handler) newExtAuthzStats(prefix string) *extAuthzStats {
-	tag := stats.Tag{Name: "envoy_http_conn_manager_prefix", Value: h.statPrefix}
-	prom := "envoy_http_" + strings.ReplaceAll(prefix, ".", "_")
-	c := func(name string) *stats.Counter {
-		return h.opts.Stats.Counter("http."+h.statPrefix+"."+prefix+name, prom+name, tag)
-	}
+	c := func(name string) *stats.Counter { return h.httpCounter(prefix + name) }
 	return &extAuthzStats{ok: c("ok"), denied: c("denied"), errors: c("error"), disabled: c("disabled"),
 		failureModeAllowed: c("failure_mode_allowed"), invalid: c("invalid"), ignoredMetadata: c("ignored_dynamic_metadata")}
 }
@@ -55,15 +50,9 @@ func (h *Handler) extAuthzFilter(field, name string, cfg *extauthzv3.ExtAuthz, d
 	st := h.newExtAuthzStats(c.StatPrefix)
 	return func(next StreamHandler) StreamHandler {
 		return func(s *Stream) {
-			if disabled {
+			if s.filterOff(name, disabled) {
 				next(s)
 				return
-			}
-			if s.Route != nil {
-				if _, off := s.Route.FilterConfig(name).(route.FilterDisabled); off {
-					next(s)
-					return
-				}
 			}
 			if !c.Enabled(s.DynamicMetadata) {
 				st.disabled.Inc()

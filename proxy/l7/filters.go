@@ -16,6 +16,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/stats"
 )
 
 // Type URLs of the HTTP filters strait-proxy implements.
@@ -143,6 +144,27 @@ func (h *Handler) buildPipeline(filters []*hcmv3.HttpFilter) (StreamHandler, err
 		next = chain[i](next)
 	}
 	return next, nil
+}
+
+// filterOff reports whether the filter name is off for this stream: disabled in the connection
+// manager and not enabled again by the route, or disabled by the route's per-filter config.
+func (s *Stream) filterOff(name string, disabled bool) bool {
+	if disabled {
+		return true
+	}
+	if s.Route != nil {
+		if _, off := s.Route.FilterConfig(name).(route.FilterDisabled); off {
+			return true
+		}
+	}
+	return false
+}
+
+// httpCounter registers the connection manager's counter http.<stat_prefix>.<stat> (Prometheus
+// envoy_http_<stat with "_" for ".">, tagged with the prefix), as Envoy names filter stats.
+func (h *Handler) httpCounter(stat string) *stats.Counter {
+	tag := stats.Tag{Name: "envoy_http_conn_manager_prefix", Value: h.statPrefix}
+	return h.opts.Stats.Counter("http."+h.statPrefix+"."+stat, "envoy_http_"+strings.ReplaceAll(stat, ".", "_"), tag)
 }
 
 // faultFilter injects delays and aborts (envoy.filters.http.fault). The route's per-filter

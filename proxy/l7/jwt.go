@@ -28,23 +28,14 @@ func (h *Handler) jwtFilter(field, name string, cfg *jwtauthnv3.JwtAuthenticatio
 	for _, w := range f.Warnings() {
 		h.log.Warn("jwt_authn: accepted with a problem", "problem", w)
 	}
-	tag := stats.Tag{Name: "envoy_http_conn_manager_prefix", Value: h.statPrefix}
-	counter := func(stat string) *stats.Counter {
-		return h.opts.Stats.Counter("http."+h.statPrefix+".jwt_authn."+stat, "envoy_http_jwt_authn_"+stat, tag)
-	}
+	counter := func(stat string) *stats.Counter { return h.httpCounter("jwt_authn." + stat) }
 	allowed, denied, bypassed := counter("allowed"), counter("denied"), counter("cors_preflight_bypassed")
 	strip := f.StripFailureResponse()
 	return func(next StreamHandler) StreamHandler {
 		return func(s *Stream) {
-			if disabled {
+			if s.filterOff(name, disabled) {
 				next(s)
 				return
-			}
-			if s.Route != nil {
-				if _, off := s.Route.FilterConfig(name).(route.FilterDisabled); off {
-					next(s)
-					return
-				}
 			}
 			res := f.Verify((*jwtRequest)(s))
 			if res.CORSBypassed {

@@ -23,6 +23,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/strait-mesh/strait/internal/testenv/jwttest"
 )
 
 const jwtIssuer = "https://accounts.example.com"
@@ -50,23 +52,7 @@ func newJWTSigner(t testing.TB) *jwtSigner {
 func (j *jwtSigner) token(t testing.TB, over map[string]any) string {
 	t.Helper()
 	c := map[string]any{"iss": jwtIssuer, "sub": "user-1", "aud": "bookinfo", "exp": time.Now().Add(time.Hour).Unix()}
-	for k, v := range over {
-		c[k] = v
-	}
-	payload, _ := json.Marshal(c)
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: j.key}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return jwttest.Sign(t, jose.ES256, j.key, "k1", jwttest.Override(c, over))
 }
 
 // istioJWTFilter is the jwt_authn filter istiod emits for one RequestAuthentication jwtRule

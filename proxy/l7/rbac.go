@@ -29,13 +29,11 @@ func (h *Handler) rbacFilter(field string, cfg *rbachttpv3.RBAC, disabled bool) 
 	if err != nil {
 		return nil, err
 	}
-	tag := stats.Tag{Name: "envoy_http_conn_manager_prefix", Value: h.statPrefix}
-	counter := func(name string) *stats.Counter {
+	counter := func(name string) *stats.Counter { // name is the full http.<prefix>.rbac... name
 		if name == "" {
 			return nil
 		}
-		prom := "envoy_http_" + strings.ReplaceAll(strings.TrimPrefix(name, "http."+h.statPrefix+"."), ".", "_")
-		return h.opts.Stats.Counter(name, prom, tag)
+		return h.httpCounter(strings.TrimPrefix(name, "http."+h.statPrefix+"."))
 	}
 	allowed, denied := counter(f.Stats.Allowed), counter(f.Stats.Denied)
 	var shadowAllowed, shadowDenied *stats.Counter
