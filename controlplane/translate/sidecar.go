@@ -10,6 +10,7 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	networking "istio.io/api/networking/v1alpha3"
@@ -179,26 +180,27 @@ type authzResult struct {
 	errs    []error
 }
 
-// authorization returns the RBAC filters of the workload's AuthorizationPolicies, built once per
-// snapshot for each namespace and label set.
+// authorization returns the authentication and authorization filters of the workload's
+// RequestAuthentications and AuthorizationPolicies, built once per snapshot for each namespace
+// and label set: CUSTOM (ext_authz), then jwt_authn, then the RBAC filters, as istiod orders them.
 func (g *generator) authorization(snap *mesh.Snapshot, w mesh.Workload) *authzResult {
 	return snap.CacheValue(authzKey{w.Namespace, labelsKey(w.Labels)}, func() any {
 		res := &authzResult{}
+		var jwt *hcmv3.HttpFilter
 		if ras := authz.SelectRequestAuthentication(snap.Configs[config.RequestAuthentication], w.Namespace, w.Labels, snap.RootNamespace()); len(ras) > 0 {
-			jwt, errs := authz.BuildJWT(ras, g.opts.JWKS)
+			var errs []error
+			jwt, errs = authz.BuildJWT(ras, g.opts.JWKS)
 			res.errs = append(res.errs, errs...)
-			if jwt != nil {
-				res.filters.HTTP = append(res.filters.HTTP, jwt) // before authorization, which reads its payload
-			}
 		}
-		sel := authz.Select(snap.Configs[config.AuthorizationPolicy], w.Namespace, w.Labels, snap.RootNamespace())
-		if len(sel) == 0 {
-			return res
+		var f authz.Filters
+		if sel := authz.Select(snap.Configs[config.AuthorizationPolicy], w.Namespace, w.Labels, snap.RootNamespace()); len(sel) > 0 {
+			var errs []error
+			f, errs = authz.Build(sel, authz.Options{RootNamespace: snap.RootNamespace(), TrustDomains: trustDomains(snap),
+				Providers: snap.Mesh.GetExtensionProviders(), Services: snap.Services})
+			res.errs = append(res.errs, errs...)
 		}
-		f, errs := authz.Build(sel, authz.Options{RootNamespace: snap.RootNamespace(), TrustDomains: trustDomains(snap)})
-		res.filters.HTTP = append(res.filters.HTTP, f.HTTP...)
+		res.filters.HTTP = f.WithAuthn(jwt) // jwt_authn before the RBAC filters, which read its payload
 		res.filters.TCP = f.TCP
-		res.errs = append(res.errs, errs...)
 		return res
 	}).(*authzResult)
 }

@@ -124,18 +124,19 @@ type RoundTripper interface {
 // Check asks the authorization service about req through rt, within Timeout and ctx (the
 // downstream request's context), and interprets the reply. It never returns nil.
 func (c *Config) Check(ctx context.Context, rt RoundTripper, req *Request) *Response {
+	if c.GRPC {
+		cr, err := c.grpc.call(ctx, rt, c.checkRequest(req))
+		if err != nil {
+			return errorResponse(err)
+		}
+		return c.fromCheckResponse(cr)
+	}
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
 	}
-	var out *http.Request
-	var err error
-	if c.GRPC {
-		out, err = c.grpcRequest(req)
-	} else {
-		out, err = c.httpRequest(req)
-	}
+	out, err := c.httpRequest(req)
 	if err != nil {
 		return errorResponse(err)
 	}
@@ -147,9 +148,6 @@ func (c *Config) Check(ctx context.Context, rt RoundTripper, req *Request) *Resp
 		return errorResponse(fmt.Errorf("calling the authorization service on %s: %w", c.Cluster, err))
 	}
 	defer resp.Body.Close()
-	if c.GRPC {
-		return c.fromGRPCResponse(resp)
-	}
 	return c.fromHTTPResponse(resp)
 }
 

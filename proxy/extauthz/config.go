@@ -111,9 +111,7 @@ type Config struct {
 	metadataFromHeaders      *nameList
 
 	// gRPC service.
-	authority       string
-	initialMetadata []header
-	maxReceive      int
+	grpc grpcClient
 }
 
 // BodySettings are with_request_body's.
@@ -222,7 +220,6 @@ func Compile(cfg *extauthzv3.ExtAuthz, path string) (*Config, error) {
 		StatPrefix:                "ext_authz.",
 		enabled:                   route.Million,
 		includeTLSSession:         cfg.GetIncludeTlsSession(),
-		maxReceive:                DefaultMaxReceiveBytes,
 	}
 	if p := cfg.GetStatPrefix(); p != "" {
 		c.StatPrefix += p + "."
@@ -412,41 +409,13 @@ func (c *Config) compileHTTP(field string, hs *extauthzv3.HttpService) error {
 }
 
 func (c *Config) compileGRPC(field string, gs *corev3.GrpcService) error {
-	if err := xdsfield.Check(gs, field, "envoy_grpc", "timeout", "initial_metadata"); err != nil {
+	g, err := compileGRPCClient(field, gs)
+	if err != nil {
 		return err
 	}
-	eg := gs.GetEnvoyGrpc()
-	if eg == nil {
-		return fmt.Errorf("%s.envoy_grpc: missing", field)
-	}
-	// skip_envoy_headers: the proxy adds no x-envoy-* headers to the call either way.
-	if err := xdsfield.Check(eg, field+".envoy_grpc", "cluster_name", "authority", "max_receive_message_length",
-		"skip_envoy_headers"); err != nil {
-		return err
-	}
-	c.GRPC = true
-	if c.Cluster = eg.GetClusterName(); c.Cluster == "" {
-		return fmt.Errorf("%s.envoy_grpc.cluster_name: empty", field)
-	}
-	if c.authority = eg.GetAuthority(); c.authority == "" {
-		c.authority = c.Cluster
-	}
-	if strings.ContainsAny(c.authority, " \t\r\n\x00/") {
-		return fmt.Errorf("%s.envoy_grpc.authority: %q is not an authority", field, c.authority)
-	}
-	if m := eg.GetMaxReceiveMessageLength(); m != nil && m.GetValue() > 0 {
-		c.maxReceive = int(m.GetValue())
-	}
-	c.Timeout = DefaultTimeout
-	if t := gs.GetTimeout(); t != nil {
-		c.Timeout = t.AsDuration()
-	}
-	if c.Timeout < 0 {
-		return fmt.Errorf("%s.timeout: negative", field)
-	}
-	var err error
-	c.initialMetadata, err = compileHeaders(field+".initial_metadata", gs.GetInitialMetadata())
-	return err
+	c.GRPC, c.grpc = true, g
+	c.Cluster, c.Timeout = g.cluster, g.timeout
+	return nil
 }
 
 func compileHeaders(field string, hs []*corev3.HeaderValue) ([]header, error) {

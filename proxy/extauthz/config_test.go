@@ -96,8 +96,8 @@ func TestCompileIstioShapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.GRPC || c.Cluster != "outbound|9000||ext-authz.foo.svc.cluster.local" || c.authority != "ext-authz.foo.svc.cluster.local" ||
-		c.Timeout != 600*time.Second || c.maxReceive != DefaultMaxReceiveBytes {
+	if !c.GRPC || c.Cluster != "outbound|9000||ext-authz.foo.svc.cluster.local" || c.grpc.authority != "ext-authz.foo.svc.cluster.local" ||
+		c.Timeout != 600*time.Second || c.grpc.maxReceive != DefaultMaxReceiveBytes {
 		t.Fatalf("grpc config %+v", c)
 	}
 
@@ -137,7 +137,7 @@ func TestCompileDefaultsAndOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Timeout != DefaultTimeout || c.authority != "c" || c.maxReceive != 1000 || c.StatusOnError != 503 ||
+	if c.Timeout != DefaultTimeout || c.grpc.authority != "c" || c.grpc.maxReceive != 1000 || c.StatusOnError != 503 ||
 		c.StatPrefix != "ext_authz.waf." || *c.Body != (BodySettings{MaxBytes: 100, AllowPartial: true, PackAsBytes: true}) ||
 		!c.DenyAtDisable || c.IngestMetadata || !c.includeTLSSession || c.clearRouteHeaders[0] != "x-route" {
 		t.Fatalf("config %+v", c)

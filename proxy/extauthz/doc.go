@@ -1,10 +1,12 @@
-// Package extauthz is the logic of Envoy's external authorization HTTP filter
-// (envoy.filters.http.ext_authz, envoy.extensions.filters.http.ext_authz.v3.ExtAuthz), which
-// enforces Istio's AuthorizationPolicy action CUSTOM: it compiles the filter's configuration,
-// builds the check for the configured service kind, and turns the authorization service's
-// reply into a Response that the connection manager (proxy/l7) applies. It owns no sockets:
-// the check is sent through a RoundTripper the caller supplies (the proxy's own cluster, so
-// endpoints, pools and mTLS are the proxy's), and it does no local replies itself.
+// Package extauthz is the logic of Envoy's external authorization filters, which enforce
+// Istio's AuthorizationPolicy action CUSTOM: the HTTP filter (envoy.filters.http.ext_authz,
+// envoy.extensions.filters.http.ext_authz.v3.ExtAuthz; Compile, Config) and the network filter
+// (envoy.filters.network.ext_authz, envoy.extensions.filters.network.ext_authz.v3.ExtAuthz;
+// CompileNetwork, NetworkConfig). It compiles the filters' configuration, builds the check for
+// the configured service kind, and turns the authorization service's reply into a Response
+// that the connection manager (proxy/l7) or the listener (proxy/listener) applies. It owns no
+// sockets: the check is sent through a RoundTripper the caller supplies (the proxy's own
+// cluster, so endpoints, pools and mTLS are the proxy's), and it does no local replies itself.
 //
 // Compile checks every populated field against the list this package implements; anything
 // else is an *xdsfield.UnsupportedError naming the field, so the update is NACKed. A *Config
@@ -44,6 +46,19 @@
 // Errors become status_on_error (403 by default) unless failure_mode_allow, when the request
 // continues (with x-envoy-auth-failure-mode-allowed: true if failure_mode_allow_header_add).
 //
+// # Network filter
+//
+// The network filter supports the gRPC service only (grpc_service.envoy_grpc, with the same
+// framing, limits and timeout as above: one client shared by both filters). Its CheckRequest is
+// Envoy's createTcpCheck: the source and destination addresses, their principals on a TLS
+// connection, tls_session with include_tls_session, metadata_context from
+// metadata_context_namespaces of the connection's dynamic metadata; no request attributes. A
+// reply with status OK allows, an error_response and every failure to get a reply are errors,
+// anything else denies. filter_enabled_metadata selects the connections checked. Refused:
+// include_peer_certificate, bootstrap_metadata_labels_key, send_tls_alert_on_denial,
+// typed_metadata_context_namespaces, shadow_mode, transport_api_version V2 and any service but
+// envoy_grpc. What the listener does with the outcome is in proxy/listener.
+//
 // # Choices where Envoy's documentation is silent or ambiguous
 //
 //   - HeaderValueOption in replies: an explicit append decides (true appends, false sets);
@@ -69,6 +84,7 @@
 //
 // Envoy references:
 //   - https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/ext_authz_filter
+//   - https://www.envoyproxy.io/docs/envoy/latest/configuration/listeners/network_filters/ext_authz_filter
 //   - https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/http/ext_authz/v3/ext_authz.proto
 //   - https://www.envoyproxy.io/docs/envoy/latest/api-v3/service/auth/v3/external_auth.proto
 //   - https://www.envoyproxy.io/docs/envoy/latest/api-v3/service/auth/v3/attribute_context.proto

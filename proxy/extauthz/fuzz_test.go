@@ -66,8 +66,8 @@ func FuzzGRPCReply(f *testing.F) {
 	}
 	f.Add([]byte{0, 0, 0, 0, 0})
 	f.Add([]byte{1, 0, 0, 0, 1, 0})
-	c := &Config{GRPC: true, StatusOnError: 403, maxReceive: 1 << 16, MaxDeniedBodyBytes: 64}
-	strict := &Config{GRPC: true, StatusOnError: 403, maxReceive: 1 << 16, ValidateMutations: true}
+	c := &Config{GRPC: true, StatusOnError: 403, grpc: grpcClient{maxReceive: 1 << 16}, MaxDeniedBodyBytes: 64}
+	strict := &Config{GRPC: true, StatusOnError: 403, grpc: grpcClient{maxReceive: 1 << 16}, ValidateMutations: true}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		checkMutations(t, c.fromGRPCBody(body))
 		checkMutations(t, strict.fromGRPCBody(body))

@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -18,14 +20,96 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // CheckPath is the gRPC method the gRPC service is called on.
 const CheckPath = "/envoy.service.auth.v3.Authorization/Check"
 
-// grpcRequest builds the gRPC service's Check call: one length-prefixed CheckRequest.
-func (c *Config) grpcRequest(r *Request) (*http.Request, error) {
-	msg, err := proto.Marshal(c.checkRequest(r))
+// grpcClient is a unary envoy.service.auth.v3.Authorization/Check client over an envoy_grpc
+// cluster: the framing of the call and of its reply, shared by the HTTP filter's gRPC service
+// and the network filter. It is immutable once compiled and safe for concurrent use.
+type grpcClient struct {
+	cluster, authority string
+	// timeout bounds one call (grpc_service.timeout); 0: no bound beyond the caller's context.
+	timeout         time.Duration
+	initialMetadata []header
+	// maxReceive bounds the CheckResponse message (max_receive_message_length).
+	maxReceive int
+}
+
+// compileGRPCClient compiles a GrpcService with an envoy_grpc target; field names it in errors.
+// Fields it does not implement (google_grpc, retry_policy...) are *xdsfield.UnsupportedError.
+func compileGRPCClient(field string, gs *corev3.GrpcService) (grpcClient, error) {
+	var g grpcClient
+	if err := xdsfield.Check(gs, field, "envoy_grpc", "timeout", "initial_metadata"); err != nil {
+		return g, err
+	}
+	eg := gs.GetEnvoyGrpc()
+	if eg == nil {
+		return g, fmt.Errorf("%s.envoy_grpc: missing", field)
+	}
+	// skip_envoy_headers: the proxy adds no x-envoy-* headers to the call either way.
+	if err := xdsfield.Check(eg, field+".envoy_grpc", "cluster_name", "authority", "max_receive_message_length",
+		"skip_envoy_headers"); err != nil {
+		return g, err
+	}
+	if g.cluster = eg.GetClusterName(); g.cluster == "" {
+		return g, fmt.Errorf("%s.envoy_grpc.cluster_name: empty", field)
+	}
+	if g.authority = eg.GetAuthority(); g.authority == "" {
+		g.authority = g.cluster
+	}
+	if strings.ContainsAny(g.authority, " \t\r\n\x00/") {
+		return g, fmt.Errorf("%s.envoy_grpc.authority: %q is not an authority", field, g.authority)
+	}
+	g.maxReceive = DefaultMaxReceiveBytes
+	if m := eg.GetMaxReceiveMessageLength(); m != nil && m.GetValue() > 0 {
+		g.maxReceive = int(m.GetValue())
+	}
+	g.timeout = DefaultTimeout
+	if t := gs.GetTimeout(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return g, fmt.Errorf("%s.timeout: %w", field, err)
+		}
+		g.timeout = t.AsDuration()
+	}
+	if g.timeout < 0 {
+		return g, fmt.Errorf("%s.timeout: negative", field)
+	}
+	var err error
+	g.initialMetadata, err = compileHeaders(field+".initial_metadata", gs.GetInitialMetadata())
+	return g, err
+}
+
+// call sends cr to the cluster through rt within the timeout and ctx, and returns the service's
+// CheckResponse. Any failure (transport, HTTP status, grpc-status, oversized or malformed reply)
+// is an error.
+func (g *grpcClient) call(ctx context.Context, rt RoundTripper, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	if g.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+	}
+	req, err := g.request(cr)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := rt.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+		return nil, fmt.Errorf("calling the authorization service on %s: %w", g.cluster, err)
+	}
+	defer resp.Body.Close()
+	return g.response(resp)
+}
+
+// request builds the Check call: one length-prefixed CheckRequest.
+func (g *grpcClient) request(cr *authv3.CheckRequest) (*http.Request, error) {
+	msg, err := proto.Marshal(cr)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the CheckRequest: %w", err)
 	}
@@ -37,10 +121,10 @@ func (c *Config) grpcRequest(r *Request) (*http.Request, error) {
 		"Te":           {"trailers"},
 		"User-Agent":   nil,
 	}
-	if c.Timeout > 0 {
-		hdr["Grpc-Timeout"] = []string{grpcTimeout(c.Timeout.Milliseconds())}
+	if g.timeout > 0 {
+		hdr["Grpc-Timeout"] = []string{grpcTimeout(g.timeout.Milliseconds())}
 	}
-	for _, h := range c.initialMetadata {
+	for _, h := range g.initialMetadata {
 		k := http.CanonicalHeaderKey(h.name)
 		hdr[k] = append(hdr[k], h.value)
 	}
@@ -50,7 +134,7 @@ func (c *Config) grpcRequest(r *Request) (*http.Request, error) {
 		Proto:         "HTTP/2.0",
 		ProtoMajor:    2,
 		Header:        hdr,
-		Host:          c.authority,
+		Host:          g.authority,
 		ContentLength: int64(len(frame)),
 		Body:          io.NopCloser(bytes.NewReader(frame)),
 		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(frame)), nil },
@@ -158,44 +242,53 @@ func peer(addr netip.AddrPort, principal, service string) *authv3.AttributeConte
 	return p
 }
 
-// fromGRPCResponse reads and interprets the Check call's reply.
-func (c *Config) fromGRPCResponse(resp *http.Response) *Response {
+// response reads and decodes the Check call's reply.
+func (g *grpcClient) response(resp *http.Response) (*authv3.CheckResponse, error) {
 	if resp.StatusCode != http.StatusOK {
-		return errorResponse(fmt.Errorf("the authorization service answered HTTP %d to a gRPC call", resp.StatusCode))
+		return nil, fmt.Errorf("the authorization service answered HTTP %d to a gRPC call", resp.StatusCode)
 	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/grpc") {
-		return errorResponse(fmt.Errorf("the authorization service answered content-type %q to a gRPC call", ct))
+		return nil, fmt.Errorf("the authorization service answered content-type %q to a gRPC call", ct)
 	}
 	if err := grpcStatusErr(resp.Header); err != nil {
-		return errorResponse(err) // a trailers-only reply
+		return nil, err // a trailers-only reply
 	}
-	body, err := readAtMost(resp.Body, c.maxReceive+5)
+	body, err := readAtMost(resp.Body, g.maxReceive+5)
 	if err != nil {
-		return errorResponse(fmt.Errorf("reading the CheckResponse: %w", err))
+		return nil, fmt.Errorf("reading the CheckResponse: %w", err)
 	}
 	if resp.Header.Get("Grpc-Status") == "" {
 		if resp.Trailer.Get("Grpc-Status") == "" {
-			return errorResponse(errors.New("the Check call ended without a grpc-status"))
+			return nil, errors.New("the Check call ended without a grpc-status")
 		}
 		if err := grpcStatusErr(resp.Trailer); err != nil {
-			return errorResponse(err)
+			return nil, err
 		}
 	}
-	return c.fromGRPCBody(body)
+	return g.decode(body)
 }
 
-// fromGRPCBody interprets the body of a successful Check call: exactly one uncompressed
-// CheckResponse of at most the receive limit.
-func (c *Config) fromGRPCBody(body []byte) *Response {
-	msg, err := grpcMessage(body, c.maxReceive)
+// decode decodes the body of a successful Check call: exactly one uncompressed CheckResponse of
+// at most the receive limit.
+func (g *grpcClient) decode(body []byte) (*authv3.CheckResponse, error) {
+	msg, err := grpcMessage(body, g.maxReceive)
 	if err != nil {
-		return errorResponse(fmt.Errorf("reading the CheckResponse: %w", err))
+		return nil, fmt.Errorf("reading the CheckResponse: %w", err)
 	}
 	var cr authv3.CheckResponse
 	if err := proto.Unmarshal(msg, &cr); err != nil {
-		return errorResponse(fmt.Errorf("decoding the CheckResponse: %w", err))
+		return nil, fmt.Errorf("decoding the CheckResponse: %w", err)
 	}
-	return c.fromCheckResponse(&cr)
+	return &cr, nil
+}
+
+// fromGRPCBody interprets the body of a successful Check call (see decode).
+func (c *Config) fromGRPCBody(body []byte) *Response {
+	cr, err := c.grpc.decode(body)
+	if err != nil {
+		return errorResponse(err)
+	}
+	return c.fromCheckResponse(cr)
 }
 
 // grpcStatusErr returns the failure carried by h's grpc-status, nil for none or OK.
@@ -228,15 +321,11 @@ func grpcMessage(b []byte, limit int) ([]byte, error) {
 
 // fromCheckResponse interprets a CheckResponse.
 func (c *Config) fromCheckResponse(cr *authv3.CheckResponse) *Response {
-	md := cr.GetDynamicMetadata()
 	var res *Response
-	switch {
-	case cr.GetStatus().GetCode() == 0:
+	switch checkStatus(cr) {
+	case StatusOK:
 		ok := cr.GetOkResponse()
 		res = &Response{Status: StatusOK}
-		if ok.GetDynamicMetadata() != nil {
-			md = ok.GetDynamicMetadata() // deprecated, but it overrides while it exists
-		}
 		var bad1, bad2 bool
 		res.RequestHeaders, bad1 = opsFromOptions(ok.GetHeaders(), true, c.ValidateMutations)
 		res.ResponseHeaders, bad2 = opsFromOptions(ok.GetResponseHeadersToAdd(), false, c.ValidateMutations)
@@ -256,7 +345,7 @@ func (c *Config) fromCheckResponse(cr *authv3.CheckResponse) *Response {
 		if bad1 || bad2 {
 			res = &Response{Status: StatusOK, Invalid: true}
 		}
-	case cr.GetErrorResponse() != nil:
+	case StatusError:
 		e := cr.GetErrorResponse()
 		res = &Response{Status: StatusError, Err: errors.New("the authorization service sent an error_response"),
 			Body: c.cutBody(e.GetBody())}
@@ -272,8 +361,31 @@ func (c *Config) fromCheckResponse(cr *authv3.CheckResponse) *Response {
 		}
 		res.ResponseHeaders, _ = opsFromOptions(d.GetHeaders(), false, false)
 	}
-	if len(md.GetFields()) > 0 {
-		res.Metadata = md
-	}
+	res.Metadata = checkMetadata(cr)
 	return res
+}
+
+// checkStatus classifies a CheckResponse as Envoy's gRPC client does: status OK allows, an
+// error_response is an error, anything else denies.
+func checkStatus(cr *authv3.CheckResponse) Status {
+	switch {
+	case cr.GetStatus().GetCode() == 0:
+		return StatusOK
+	case cr.GetErrorResponse() != nil:
+		return StatusError
+	}
+	return StatusDenied
+}
+
+// checkMetadata returns a CheckResponse's dynamic metadata (ok_response's deprecated one
+// overrides it on an allowing reply), nil when empty.
+func checkMetadata(cr *authv3.CheckResponse) *structpb.Struct {
+	md := cr.GetDynamicMetadata()
+	if checkStatus(cr) == StatusOK && cr.GetOkResponse().GetDynamicMetadata() != nil {
+		md = cr.GetOkResponse().GetDynamicMetadata() // deprecated, but it overrides while it exists
+	}
+	if len(md.GetFields()) == 0 {
+		return nil
+	}
+	return md
 }

@@ -42,17 +42,7 @@ func BenchmarkTCPProxyThroughput(b *testing.B) {
 			env.tcp["sink"] = sinkBackend(b)
 			fc := tcpChain(b, "bench", "sink", nil)
 			fc.Filters[0].GetTypedConfig().MarshalFrom(&tcpv3.TcpProxy{StatPrefix: "bench", IdleTimeout: mode.idle, ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "sink"}})
-			l, err := Compile(&listenerv3.Listener{Name: "bench", Address: sockAddr("127.0.0.1", 0), FilterChains: []*listenerv3.FilterChain{fc}}, env)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			go l.Serve(ln)
-			defer l.Close()
-			target := ln.Addr().String()
+			_, target := start(b, &listenerv3.Listener{Name: "bench", FilterChains: []*listenerv3.FilterChain{fc}}, env)
 			if mode.name == "direct" {
 				target = env.tcp["sink"] // baseline without the proxy
 			}
@@ -89,23 +79,14 @@ func BenchmarkConnectionSetup(b *testing.B) {
 		chains = append(chains, tcpChain(b, "p"+uitoa(uint32(i)), "c", &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(uint32(20000 + i))}))
 	}
 	chains = append(chains, tcpChain(b, "any", "c", nil))
-	l, err := Compile(&listenerv3.Listener{Name: "setup", Address: sockAddr("127.0.0.1", 0),
+	_, addr := start(b, &listenerv3.Listener{Name: "setup",
 		ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector(b), httpInspector(b)}, FilterChains: chains}, env)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go l.Serve(ln)
-	defer l.Close()
 	req := []byte("GET / HTTP/1.1\r\n\r\n")
 	buf := make([]byte, 2)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -61,8 +61,11 @@ type chain struct {
 	tls              *tls.Config // nil: raw_buffer
 	handshakeTimeout time.Duration
 	limit            *connLimit  // envoy.filters.network.connection_limit, nil if none
-	rbac             []*connRBAC // envoy.filters.network.rbac, in order
+	filters          []netFilter // rbac and ext_authz, in order
 	term             Terminal
+	// ctx is done when the listener closes: it cancels the filters' pending work (checks).
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // connLimit is a compiled connection_limit network filter: at most max concurrent connections on
@@ -81,6 +84,7 @@ func compileChain(fc *listenerv3.FilterChain, env Env, path string) (*chain, err
 		return nil, err
 	}
 	c := &chain{name: fc.GetName(), handshakeTimeout: defaultHandshakeTimeout}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if c.name == "" {
 		c.name = path
 	}
@@ -150,7 +154,16 @@ func compileChain(fc *listenerv3.FilterChain, env Env, path string) (*chain, err
 			if err != nil {
 				return nil, err
 			}
-			c.rbac = append(c.rbac, r)
+			c.filters = append(c.filters, r)
+		case typeNetworkExtAuthz:
+			if last {
+				return nil, fmt.Errorf("%s: ext_authz cannot be the terminal filter", p)
+			}
+			x, err := compileNetworkExtAuthz(c.ctx, a, env, p)
+			if err != nil {
+				return nil, err
+			}
+			c.filters = append(c.filters, x)
 		case typeHCM, typeTCPProxy:
 			if !last {
 				return nil, fmt.Errorf("%s: %q is a terminal filter and must be last", p, f.GetName())

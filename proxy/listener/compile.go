@@ -1,9 +1,11 @@
 // Package listener compiles Envoy v3 Listener resources and serves them: it accepts connections,
 // recovers the original destination of redirected connections (SO_ORIGINAL_DST), runs the
 // tls_inspector and http_inspector listener filters, selects a filter chain with Envoy's
-// FilterChainMatch semantics, terminates TLS when the chain has a DownstreamTlsContext, and
-// hands the connection to the chain's terminal network filter: an HTTP connection manager
-// (package l7) or a TCP proxy (package l4).
+// FilterChainMatch semantics, terminates TLS when the chain has a DownstreamTlsContext, runs
+// the chain's connection_limit, rbac and ext_authz network filters (which share the
+// connection's dynamic metadata: the RBAC filter's shadow decision enables ext_authz, as Istio's
+// CUSTOM action needs), and hands the connection to the chain's terminal network filter: an
+// HTTP connection manager (package l7) or a TCP proxy (package l4).
 //
 // A compiled *Listener is immutable configuration plus the bookkeeping of its own connections
 // (for the connection limit and for draining). The proxy core builds one per LDS resource with

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/websocket"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/l7"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/upstream"
@@ -82,10 +83,10 @@ func TestWebSocketThroughListener(t *testing.T) {
 				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "ws"}}},
 			}}}},
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}}},
+		HttpFilters: []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: testenv.MustAny(t, &routerv3.Router{})}}},
 	}
 	fc := &listenerv3.FilterChain{Name: "ws", Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager",
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)}}}}
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, hcm)}}}}
 	_, addr := start(t, &listenerv3.Listener{Name: "ws", ListenerFilters: []*listenerv3.ListenerFilter{httpInspector(t)},
 		FilterChains: []*listenerv3.FilterChain{fc}}, env)
 

@@ -25,8 +25,6 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
@@ -231,14 +229,6 @@ func selfSigned(t *testing.T, names ...string) (tls.Certificate, []byte, []byte)
 	return c, cp, kp
 }
 
-func mustAny(t testing.TB, m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 func sockAddr(ip string, port uint32) *corev3.Address {
 	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 		Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
@@ -247,19 +237,19 @@ func sockAddr(ip string, port uint32) *corev3.Address {
 func tcpChain(t testing.TB, name, cluster string, m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
 	return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{{
 		Name:       "envoy.filters.network.tcp_proxy",
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, &tcpv3.TcpProxy{StatPrefix: name, ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: cluster}})},
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, &tcpv3.TcpProxy{StatPrefix: name, ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: cluster}})},
 	}}}
 }
 
 func httpChain(t testing.TB, name string, m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
 	return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{{
 		Name:       "envoy.filters.network.http_connection_manager",
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, &hcmv3.HttpConnectionManager{StatPrefix: name})},
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, &hcmv3.HttpConnectionManager{StatPrefix: name})},
 	}}}
 }
 
 // start compiles lr, binds it on loopback (port 0 unless given) and serves it.
-func start(t *testing.T, lr *listenerv3.Listener, env Env) (*Listener, string) {
+func start(t testing.TB, lr *listenerv3.Listener, env Env) (*Listener, string) {
 	t.Helper()
 	if lr.Address == nil {
 		lr.Address = sockAddr("127.0.0.1", 0)
@@ -329,8 +319,8 @@ func directResponseHCM(t testing.TB, body string) *listenerv3.FilterChain {
 					Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: body}}}},
 			}}}},
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}}},
+		HttpFilters: []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: testenv.MustAny(t, &routerv3.Router{})}}},
 	}
 	return &listenerv3.FilterChain{Name: "direct", Filters: []*listenerv3.Filter{{
-		Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)}}}}
+		Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, hcm)}}}}
 }

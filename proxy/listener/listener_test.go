@@ -24,19 +24,20 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 func tlsInspector(t testing.TB) *listenerv3.ListenerFilter {
-	return &listenerv3.ListenerFilter{Name: vocab.FilterTLSInspector, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(t, &tlsinspv3.TlsInspector{})}}
+	return &listenerv3.ListenerFilter{Name: vocab.FilterTLSInspector, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: testenv.MustAny(t, &tlsinspv3.TlsInspector{})}}
 }
 
 func httpInspector(t testing.TB) *listenerv3.ListenerFilter {
-	return &listenerv3.ListenerFilter{Name: vocab.FilterHTTPInspector, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(t, &httpinspv3.HttpInspector{})}}
+	return &listenerv3.ListenerFilter{Name: vocab.FilterHTTPInspector, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: testenv.MustAny(t, &httpinspv3.HttpInspector{})}}
 }
 
 func origDst(t testing.TB) *listenerv3.ListenerFilter {
-	return &listenerv3.ListenerFilter{Name: vocab.FilterOriginalDst, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(t, &origdstv3.OriginalDst{})}}
+	return &listenerv3.ListenerFilter{Name: vocab.FilterOriginalDst, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: testenv.MustAny(t, &origdstv3.OriginalDst{})}}
 }
 
 func port(addr string) uint32 {
@@ -163,7 +164,7 @@ func TestTLSTerminationAndMTLS(t *testing.T) {
 		return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
 	}
 	fc := tcpChain(t, "tls-echo", "echo", nil)
-	fc.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{
+	fc.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: testenv.MustAny(t, &tlsv3.DownstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: inline(certPEM), PrivateKey: inline(keyPEM)}}},
 	})}}
 	_, addr := start(t, &listenerv3.Listener{Name: "term", FilterChains: []*listenerv3.FilterChain{fc}}, env)
@@ -187,7 +188,7 @@ func TestTLSTerminationAndMTLS(t *testing.T) {
 	env.secrets["default"] = &tlsv3.Secret{Name: "default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{CertificateChain: inline(certPEM), PrivateKey: inline(keyPEM)}}}
 	env.secrets["ROOTCA"] = &tlsv3.Secret{Name: "ROOTCA", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: inline(certPEM)}}}
 	hc := httpChain(t, "mtls-http", nil)
-	hc.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{
+	hc.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: testenv.MustAny(t, &tlsv3.DownstreamTlsContext{
 		RequireClientCertificate: wrapperspb.Bool(true),
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			AlpnProtocols:                  []string{"http/1.1"},
@@ -298,7 +299,7 @@ func TestRealHTTPConnectionManager(t *testing.T) {
 	inline := func(b []byte) *corev3.DataSource {
 		return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
 	}
-	tlsChain.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{
+	tlsChain.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: testenv.MustAny(t, &tlsv3.DownstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2", "http/1.1"},
 			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: inline(certPEM), PrivateKey: inline(keyPEM)}}},
 	})}}
@@ -337,7 +338,7 @@ func TestConnectionLimits(t *testing.T) {
 	env.tcp["echo"] = tcpBackend(t, "ECHO")
 	fc := tcpChain(t, "limited", "echo", nil)
 	fc.Filters = append([]*listenerv3.Filter{{Name: "envoy.filters.network.connection_limit", ConfigType: &listenerv3.Filter_TypedConfig{
-		TypedConfig: mustAny(t, &connlimitv3.ConnectionLimit{StatPrefix: "cl", MaxConnections: wrapperspb.UInt64(1)})}}}, fc.Filters...)
+		TypedConfig: testenv.MustAny(t, &connlimitv3.ConnectionLimit{StatPrefix: "cl", MaxConnections: wrapperspb.UInt64(1)})}}}, fc.Filters...)
 	l, addr := start(t, &listenerv3.Listener{Name: "limit", FilterChains: []*listenerv3.FilterChain{fc}}, env)
 	first, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -473,14 +474,14 @@ func TestOriginalDstFallbackAndHandoff(t *testing.T) {
 
 func TestCompileErrorsNameTheField(t *testing.T) {
 	env := newEnv()
-	extAuthz := &listenerv3.Filter{Name: "envoy.filters.network.ext_authz", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, &tlsinspv3.TlsInspector{})}}
-	extAuthz.GetTypedConfig().TypeUrl = "type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz"
+	redis := &listenerv3.Filter{Name: "envoy.filters.network.redis_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, &tlsinspv3.TlsInspector{})}}
+	redis.GetTypedConfig().TypeUrl = "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy"
 	cases := []struct {
 		lr   *listenerv3.Listener
 		want string
 	}{
 		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), TcpBacklogSize: wrapperspb.UInt32(5), FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "x", nil)}}, "tcp_backlog_size"},
-		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{extAuthz, tcpChain(t, "c", "x", nil).Filters[0]}}}}, "envoy.filters.network.ext_authz"},
+		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{redis, tcpChain(t, "c", "x", nil).Filters[0]}}}}, "envoy.filters.network.redis_proxy"},
 		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), ListenerFilters: []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.proxy_protocol"}}, FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "x", nil)}}, "proxy_protocol"},
 		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "x", nil), tcpChain(t, "d", "x", nil)}}, "same filter_chain_match"},
 		{&listenerv3.Listener{Name: "a", Address: sockAddr("not-an-ip", 1), FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "x", nil)}}, "address"},

@@ -50,17 +50,22 @@ func compileNetworkRBAC(a *anypb.Any, env Env, path string) (*connRBAC, error) {
 	return r, nil
 }
 
-// allow evaluates the connection. Envoy checks on the connection's first byte
+// onConnection evaluates the connection. Envoy checks on the connection's first byte
 // (ONE_TIME_ON_FIRST_BYTE); strait-proxy checks as soon as the connection's facts are known
 // (after TLS), which denies a server-first protocol before its greeting reaches the client.
-func (r *connRBAC) allow(c rbacConn) bool {
-	res := r.f.CheckConnection(c)
+// With shadow rules, the shadow decision is written to the connection's dynamic metadata in
+// the envoy.filters.network.rbac namespace, as Envoy does: <shadow_rules_stat_prefix>
+// shadow_engine_result, and <shadow_rules_stat_prefix>shadow_effective_policy_id when a shadow
+// policy matched (Istio's CUSTOM action enables the ext_authz filter from it).
+func (r *connRBAC) onConnection(cs *connState) bool {
+	res := r.f.CheckConnection(cs.rbac)
 	if res.HasShadow {
 		if res.Shadow.Allowed {
 			r.shadowAllowed.Inc()
 		} else {
 			r.shadowDenied.Inc()
 		}
+		cs.md.set(authz.NetworkFilterName, r.f.ShadowMetadataStruct(res.Shadow))
 	}
 	if r.f.Rules == nil {
 		return true
@@ -77,11 +82,13 @@ func (r *connRBAC) allow(c rbacConn) bool {
 type rbacConn struct {
 	info *ConnInfo
 	peer *authz.Peer
+	md   *connMetadata
 }
 
-// newRBACConn builds the connection's view once for all of its chain's RBAC filters.
-func newRBACConn(info *ConnInfo) rbacConn {
-	c := rbacConn{info: info}
+// newRBACConn builds the connection's view once for all of its chain's RBAC filters; md is the
+// connection's dynamic metadata, which metadata principals read.
+func newRBACConn(info *ConnInfo, md *connMetadata) rbacConn {
+	c := rbacConn{info: info, md: md}
 	if info.TLS {
 		var leaf *x509.Certificate
 		if len(info.PeerCertificates) > 0 {
@@ -100,5 +107,5 @@ func (c rbacConn) RequestedServerName() string { return c.info.ServerName }
 
 func (c rbacConn) Peer() *authz.Peer { return c.peer }
 
-func (c rbacConn) Metadata(string) *structpb.Struct  { return nil }
-func (c rbacConn) FilterState(string) (string, bool) { return "", false }
+func (c rbacConn) Metadata(ns string) *structpb.Struct { return c.md.get(ns) }
+func (c rbacConn) FilterState(string) (string, bool)   { return "", false }

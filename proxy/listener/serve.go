@@ -254,14 +254,15 @@ func (l *Listener) serve(c net.Conn, src, dst netip.AddrPort) {
 		info.LocalCertificate = tlsx.LocalCertificate(ch.tls, cs.ServerName)
 		conn = tlsConn
 	}
-	if len(ch.rbac) > 0 {
-		rc := newRBACConn(&info)
-		for _, r := range ch.rbac {
-			if !r.allow(rc) {
-				conn.Close()
+	if len(ch.filters) > 0 {
+		cs := newConnState(conn, &info)
+		for _, f := range ch.filters {
+			if !f.onConnection(cs) {
+				cs.conn.Close()
 				return
 			}
 		}
+		conn = cs.conn
 	}
 	ch.term.ServeConn(conn, info)
 }
@@ -334,6 +335,9 @@ func (l *Listener) Close() error {
 		c.Close()
 	}
 	for _, ch := range l.chains {
+		if ch.cancel != nil {
+			ch.cancel()
+		}
 		ch.term.Close()
 	}
 	return nil

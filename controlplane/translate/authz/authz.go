@@ -1,24 +1,27 @@
-// Package authz translates Istio AuthorizationPolicy into Envoy RBAC filters for a sidecar's
-// inbound listeners, as istiod does:
+// Package authz translates Istio AuthorizationPolicy into Envoy filters for a sidecar's inbound
+// listeners and a gateway's listeners, as istiod does:
 //
 //   - the policies of a workload are those of the root namespace (without a selector: every
 //     workload; with one: matching workloads of every namespace) and of its own namespace
 //     (without a selector, or with a matching one); policies with targetRef(s) do not apply to
 //     sidecars;
-//   - actions are grouped into one RBAC filter each, in the order AUDIT (LOG), DENY, ALLOW, on
-//     HTTP chains (envoy.filters.http.rbac) and TCP chains (envoy.filters.network.rbac, stat
-//     prefix "tcp."); dry-run policies (annotation istio.io/dry-run: "true") go into the same
+//   - actions are evaluated in the order CUSTOM, AUDIT (LOG), DENY, ALLOW, each a group of
+//     filters on HTTP chains (envoy.filters.http.rbac) and TCP chains (envoy.filters.network.rbac,
+//     stat prefix "tcp."); dry-run policies (annotation istio.io/dry-run: "true") go into the same
 //     filter's shadow rules;
 //   - each rule becomes one RBAC policy "ns[NS]-policy[NAME]-rule[I]" whose permissions are the
 //     rule's `to` operations (each AND of its fields, values ORed) and whose principals are its
 //     `from` sources, with the `when` conditions added to every permission or principal by key;
 //   - on TCP chains, a rule of an ALLOW policy that uses an HTTP-only field is dropped (it allows
-//     nothing), while DENY and AUDIT rules drop only the HTTP-only values (matching more);
-//   - an ALLOW policy without rules allows nothing; without any policy there is no filter.
+//     nothing), while DENY, AUDIT and CUSTOM rules drop only the HTTP-only values (matching more);
+//   - an ALLOW policy without rules allows nothing; without any policy there is no filter;
+//   - CUSTOM policies (external authorization, extauthz.go) become a shadow RBAC filter whose
+//     rules are named "istio-ext-authz-ns[NS]-policy[NAME]-rule[I]", followed by the ext_authz
+//     filter of the MeshConfig extension provider they name, which runs only for requests those
+//     rules match; the JWT filter (jwt.go) goes after them and before the RBAC filters (see
+//     Filters.WithAuthn).
 //
-// CUSTOM (ext_authz) and the JWT parts (requestPrincipals and request.auth.* match the
-// jwt_authn filter's payload metadata, which no filter sets yet) are the next steps: CUSTOM
-// policies are reported and refused, not silently dropped.
+// requestPrincipals and request.auth.* match the jwt_authn filter's payload metadata.
 package authz
 
 import (
@@ -41,10 +44,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	meshconfig "istio.io/api/mesh/v1alpha1"
 	security "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 
 	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/registry"
 	"github.com/strait-mesh/strait/internal/vocab"
 )
 
@@ -54,13 +59,35 @@ type Options struct {
 	RootNamespace string
 	// TrustDomains is the trust domain bundle: MeshConfig trustDomain first, then its aliases.
 	TrustDomains []string
+	// Providers are MeshConfig.extensionProviders, where CUSTOM policies find their provider.
+	Providers []*meshconfig.MeshConfig_ExtensionProvider
+	// Services is the service registry (mesh.Snapshot.Services), where an ext_authz provider's
+	// service is looked up.
+	Services []*registry.Service
 }
 
-// Filters are the RBAC filters of one workload's inbound chains, in order; both empty when no
+// Filters are the authorization filters of one workload's chains, in order; both empty when no
 // policy applies.
 type Filters struct {
+	// HTTP are the CUSTOM action's filters (shadow RBAC, ext_authz), then the RBAC filters of
+	// AUDIT, DENY and ALLOW.
 	HTTP []*hcmv3.HttpFilter
-	TCP  []*listenerv3.Filter
+	// TCP are the network filters in the same order.
+	TCP []*listenerv3.Filter
+	// custom is how many of HTTP are the CUSTOM action's.
+	custom int
+}
+
+// WithAuthn returns the HTTP filters with the authentication filter authn (jwt_authn; nil for
+// none) where istiod puts it: after the CUSTOM action's filters, which see the request before
+// authentication, and before the RBAC filters, which read its result.
+func (f Filters) WithAuthn(authn *hcmv3.HttpFilter) []*hcmv3.HttpFilter {
+	if authn == nil {
+		return f.HTTP
+	}
+	out := make([]*hcmv3.HttpFilter, 0, len(f.HTTP)+1)
+	out = append(append(out, f.HTTP[:f.custom]...), authn)
+	return append(out, f.HTTP[f.custom:]...)
 }
 
 // Select returns the AuthorizationPolicies that apply to a sidecar workload (namespace ns, labels),
@@ -120,12 +147,16 @@ func subset(sel, labels map[string]string) bool {
 	return true
 }
 
-// Build translates the selected policies (see Select) into the workload's RBAC filters. errs
-// names the policies or rules that could not be translated (CUSTOM actions, unknown condition
-// keys): they are left out, which for ALLOW means they allow nothing.
+// Build translates the selected policies (see Select) into the workload's filters. errs names
+// the policies or rules that could not be translated (unknown condition keys, CUSTOM policies
+// whose provider cannot be used): an ALLOW rule is left out (it allows nothing), a DENY rule
+// denies everything, a CUSTOM rule sends every request to the authorizer, and the rules of
+// CUSTOM policies without a usable provider deny the requests they match.
 func Build(selected []*config.Object, o Options) (Filters, []error) {
-	var errs []error
 	var out Filters
+	var errs []error
+	out.HTTP, out.TCP, errs = buildCustom(selected, o)
+	out.custom = len(out.HTTP)
 	for _, action := range []security.AuthorizationPolicy_Action{
 		security.AuthorizationPolicy_AUDIT, security.AuthorizationPolicy_DENY, security.AuthorizationPolicy_ALLOW} {
 		var group []*config.Object
@@ -149,24 +180,22 @@ func Build(selected []*config.Object, o Options) (Filters, []error) {
 			}
 		}
 	}
-	for _, obj := range selected {
-		if obj.Spec.(*security.AuthorizationPolicy).GetAction() == security.AuthorizationPolicy_CUSTOM {
-			errs = append(errs, fmt.Errorf("AuthorizationPolicy %s/%s: action CUSTOM (external authorization) is not supported yet; the policy is not enforced",
-				obj.Namespace, obj.Name))
-		}
-	}
 	return out, errs
 }
 
-// build returns the enforced and the dry-run RBAC config of one action's policies.
+// build returns the enforced and the dry-run RBAC config of one action's policies. CUSTOM
+// rules are built as DENY rules (istiod's choice, so that on TCP chains HTTP-only values widen
+// a rule rather than drop it) and named for the ext_authz filter; the caller leaves out dry-run
+// CUSTOM policies.
 func build(group []*config.Object, action security.AuthorizationPolicy_Action, tcp bool, o Options) (rules, shadow *rbacv3.RBAC, errs []error) {
 	act := rbacv3.RBAC_ALLOW
 	switch action {
-	case security.AuthorizationPolicy_DENY:
+	case security.AuthorizationPolicy_DENY, security.AuthorizationPolicy_CUSTOM:
 		act = rbacv3.RBAC_DENY
 	case security.AuthorizationPolicy_AUDIT:
 		act = rbacv3.RBAC_LOG
 	}
+	custom := action == security.AuthorizationPolicy_CUSTOM
 	for _, obj := range group {
 		ap := obj.Spec.(*security.AuthorizationPolicy)
 		dry, _ := config.DryRun(obj)
@@ -178,8 +207,8 @@ func build(group []*config.Object, action security.AuthorizationPolicy_Action, t
 			*target = &rbacv3.RBAC{Action: act, Policies: map[string]*rbacv3.Policy{}}
 		}
 		if len(ap.GetRules()) == 0 {
-			// No rules: ALLOW allows nothing; DENY and AUDIT match nothing.
-			(*target).Policies[policyName(obj, 0)] = &rbacv3.Policy{
+			// No rules: ALLOW allows nothing; DENY, AUDIT and CUSTOM match nothing.
+			(*target).Policies[policyName(obj, 0, custom)] = &rbacv3.Policy{
 				Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_NotRule{NotRule: anyPermission()}}},
 				Principals:  []*rbacv3.Principal{{Identifier: &rbacv3.Principal_NotId{NotId: anyPrincipal()}}},
 			}
@@ -193,21 +222,28 @@ func build(group []*config.Object, action security.AuthorizationPolicy_Action, t
 					continue // ALLOW on TCP: the rule allows nothing
 				}
 				errs = append(errs, fmt.Errorf("AuthorizationPolicy %s/%s rules[%d]: %w", obj.Namespace, obj.Name, i, err))
-				if action != security.AuthorizationPolicy_DENY {
+				if action != security.AuthorizationPolicy_DENY && !custom {
 					continue // ALLOW: the rule allows nothing; AUDIT: nothing is logged
 				}
-				// A DENY rule that cannot be translated denies everything: failing open would
-				// let through what the policy meant to keep out.
+				// A DENY rule that cannot be translated denies everything, and a CUSTOM rule
+				// sends every request to the authorizer: failing open would let through what
+				// the policy meant to keep out or check.
 				p = &rbacv3.Policy{Permissions: []*rbacv3.Permission{andRules(nil)}, Principals: []*rbacv3.Principal{andIDs(nil)}}
 			}
-			(*target).Policies[policyName(obj, i)] = p
+			(*target).Policies[policyName(obj, i, custom)] = p
 		}
 	}
 	return rules, shadow, errs
 }
 
-func policyName(o *config.Object, i int) string {
-	return fmt.Sprintf("ns[%s]-policy[%s]-rule[%d]", o.Namespace, o.Name, i)
+// policyName names the RBAC policy of rule i of o; CUSTOM rules get the prefix the ext_authz
+// filter looks for.
+func policyName(o *config.Object, i int, custom bool) string {
+	name := fmt.Sprintf("ns[%s]-policy[%s]-rule[%d]", o.Namespace, o.Name, i)
+	if custom {
+		return extAuthzPolicyPrefix + "-" + name
+	}
+	return name
 }
 
 // httpFilter and networkFilter wrap rules in the filters, with Istio's shadow stat prefix (the

@@ -9,6 +9,7 @@ import (
 
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	security "istio.io/api/security/v1beta1"
@@ -139,25 +140,65 @@ func TestBuildSemantics(t *testing.T) {
 	}
 }
 
-func TestFilterOrderAndCustom(t *testing.T) {
+// TestFilterOrder checks istiod's evaluation order: CUSTOM (shadow RBAC, ext_authz), then the
+// JWT filter (WithAuthn), then AUDIT, DENY and ALLOW RBAC filters; on TCP chains the same
+// without the JWT filter.
+func TestFilterOrder(t *testing.T) {
 	allow := policy("foo", "a", 0, &security.AuthorizationPolicy{Rules: []*security.Rule{{}}})
 	deny := policy("foo", "d", 1, &security.AuthorizationPolicy{Action: security.AuthorizationPolicy_DENY, Rules: []*security.Rule{{}}})
 	audit := policy("foo", "l", 2, &security.AuthorizationPolicy{Action: security.AuthorizationPolicy_AUDIT, Rules: []*security.Rule{{}}})
-	custom := policy("foo", "c", 3, &security.AuthorizationPolicy{Action: security.AuthorizationPolicy_CUSTOM,
-		ActionDetail: &security.AuthorizationPolicy_Provider{Provider: &security.AuthorizationPolicy_ExtensionProvider{Name: "ext"}}})
-	f, errs := Build([]*config.Object{allow, deny, audit, custom}, Options{})
-	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "CUSTOM") {
-		t.Errorf("errors %v, want one naming CUSTOM", errs)
+	custom := customPolicy("foo", "c", 3, "grpc", &security.Rule{})
+	f, errs := Build([]*config.Object{allow, deny, audit, custom}, extAuthzOptions())
+	if len(errs) > 0 {
+		t.Fatal(errs)
 	}
-	var actions []rbacv3.RBAC_Action
-	for i := range f.HTTP {
-		var c rbachttpv3.RBAC
-		if err := f.HTTP[i].GetTypedConfig().UnmarshalTo(&c); err != nil {
-			t.Fatal(err)
+	jwt := &hcmv3.HttpFilter{Name: "envoy.filters.http.jwt_authn"}
+	describe := func(name string, rules, shadow *rbacv3.RBAC) string {
+		switch {
+		case rules != nil:
+			return name + ":" + rules.GetAction().String()
+		case shadow != nil:
+			return name + ":shadow-" + shadow.GetAction().String()
 		}
-		actions = append(actions, c.GetRules().GetAction())
+		return name
 	}
-	if len(actions) != 3 || actions[0] != rbacv3.RBAC_LOG || actions[1] != rbacv3.RBAC_DENY || actions[2] != rbacv3.RBAC_ALLOW || len(f.TCP) != 3 {
-		t.Errorf("filter actions %v (TCP %d), want LOG, DENY, ALLOW", actions, len(f.TCP))
+	var http []string
+	for _, h := range f.WithAuthn(jwt) {
+		var c rbachttpv3.RBAC
+		if h.GetTypedConfig() != nil && h.GetTypedConfig().MessageIs(&c) {
+			if err := h.GetTypedConfig().UnmarshalTo(&c); err != nil {
+				t.Fatal(err)
+			}
+			http = append(http, describe(h.GetName(), c.GetRules(), c.GetShadowRules()))
+			continue
+		}
+		http = append(http, h.GetName())
+	}
+	want := "envoy.filters.http.rbac:shadow-DENY envoy.filters.http.ext_authz envoy.filters.http.jwt_authn " +
+		"envoy.filters.http.rbac:LOG envoy.filters.http.rbac:DENY envoy.filters.http.rbac:ALLOW"
+	if strings.Join(http, " ") != want {
+		t.Errorf("HTTP filters\n%s\nwant\n%s", strings.Join(http, " "), want)
+	}
+	var tcp []string
+	for _, n := range f.TCP {
+		var c rbacnetv3.RBAC
+		if n.GetTypedConfig().MessageIs(&c) {
+			if err := n.GetTypedConfig().UnmarshalTo(&c); err != nil {
+				t.Fatal(err)
+			}
+			tcp = append(tcp, describe(n.GetName(), c.GetRules(), c.GetShadowRules()))
+			continue
+		}
+		tcp = append(tcp, n.GetName())
+	}
+	want = "envoy.filters.network.rbac:shadow-DENY envoy.filters.network.ext_authz " +
+		"envoy.filters.network.rbac:LOG envoy.filters.network.rbac:DENY envoy.filters.network.rbac:ALLOW"
+	if strings.Join(tcp, " ") != want {
+		t.Errorf("TCP filters\n%s\nwant\n%s", strings.Join(tcp, " "), want)
+	}
+	// Without CUSTOM policies or a JWT filter the RBAC filters are unchanged.
+	f, _ = Build([]*config.Object{allow}, Options{})
+	if got := f.WithAuthn(nil); len(got) != 1 || got[0] != f.HTTP[0] {
+		t.Errorf("WithAuthn(nil) = %v", got)
 	}
 }
