@@ -103,6 +103,7 @@ func newApply(g *globals) *cobra.Command {
 				suffix = " (dry run)"
 			}
 			printChanges(g.stdout, changes, suffix)
+			printApplyWarnings(cmd.Context(), g.stderr, g.addr, docs) // Istio's analyzers, as istioctl's warnings
 			return nil
 		},
 	}

@@ -44,6 +44,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newApply(g), newGet(g), newDelete(g), newProxyStatus(g), newRun(g), newUp(g), newDown(g))
 	root.AddCommand(newProxyConfig(g), newExplain(g))
 	root.AddCommand(newCA(g))
+	root.AddCommand(newAnalyze(g))
 	return root
 }
 

@@ -3,8 +3,12 @@ package controlplane
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strait-mesh/strait/controlplane/analysis"
 )
 
 // configzObject is one accepted object in /debug/configz.
@@ -24,10 +28,13 @@ type configz struct {
 	// Untranslated lists objects (or fields) that were accepted but could not be translated for
 	// some proxy; their effect is left out of that proxy's configuration.
 	Untranslated []string `json:"untranslated"`
+	// Analysis holds the messages of Istio's analyzers over the snapshot (what `strait analyze`
+	// prints for the live mesh).
+	Analysis []analysis.Message `json:"analysis"`
 }
 
 func (b *builder) serveConfigz(w http.ResponseWriter, _ *http.Request) {
-	out := configz{Objects: []configzObject{}, Errors: []string{}, Untranslated: b.problems.current()}
+	out := configz{Objects: []configzObject{}, Errors: []string{}, Untranslated: b.problems.current(), Analysis: []analysis.Message{}}
 	if out.Untranslated == nil {
 		out.Untranslated = []string{}
 	}
@@ -40,6 +47,9 @@ func (b *builder) serveConfigz(w http.ResponseWriter, _ *http.Request) {
 				})
 			}
 		}
+		if msgs := analysis.Analyze(snap, analysis.Options{Locator: &analysis.FileLocator{Read: readConfigFile}}); msgs != nil {
+			out.Analysis = msgs
+		}
 	}
 	if errs := b.errs.Load(); errs != nil {
 		for _, e := range *errs {
@@ -50,6 +60,16 @@ func (b *builder) serveConfigz(w http.ResponseWriter, _ *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(out)
+}
+
+// readConfigFile reads the file an object came from, for the lines of analysis messages. Only
+// YAML and JSON files are read (an origin such as "store" or "kubernetes" is not a file).
+func readConfigFile(origin string) ([]byte, error) {
+	switch filepath.Ext(origin) {
+	case ".yaml", ".yml", ".json":
+		return os.ReadFile(origin)
+	}
+	return nil, os.ErrNotExist
 }
 
 // collector exports the snapshot version and the number of current config errors.
