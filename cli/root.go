@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/strait-mesh/strait/internal/version"
 )
 
 // DefaultAddr is straitd's default --http-listen address.
@@ -30,6 +32,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		Long:          "strait manages a Strait mesh: it applies Istio configuration to straitd and inspects the mesh.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get().String(),
 	}
 	addr := os.Getenv("STRAIT_ADDR")
 	if addr == "" {
@@ -43,7 +46,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.AddCommand(newApply(g), newGet(g), newDelete(g), newProxyStatus(g), newRun(g), newUp(g), newDown(g))
 	root.AddCommand(newProxyConfig(g), newExplain(g))
-	root.AddCommand(newCA(g))
+	root.AddCommand(newCA(g), newVersion(g))
 	root.AddCommand(newAnalyze(g))
 	return root
 }

@@ -5,6 +5,7 @@ package controlplane
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/registry/autoregister"
 	"github.com/strait-mesh/strait/controlplane/translate"
 	"github.com/strait-mesh/strait/controlplane/xds"
+	"github.com/strait-mesh/strait/internal/version"
 )
 
 // Options configure straitd. The zero value of each field means its documented default.
@@ -201,6 +203,10 @@ func Run(ctx context.Context, o Options) error {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/debug/syncz", srv.Handler())
 	mux.HandleFunc("/debug/configz", b.serveConfigz)
+	mux.HandleFunc("/version", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(version.Get())
+	})
 	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
 		if b.version.Load() == 0 {
 			http.Error(w, "no mesh snapshot yet", http.StatusServiceUnavailable)

@@ -121,6 +121,12 @@ spec:
 		"--principal", "spiffe://cluster.local/ns/e2e/sa/client", "--path", "/hello")
 	explain(true, []string{"REFUSED (400"}, "--principal", "cluster.local/ns/e2e/sa/client", "--method", "get")
 
+	// strait version reports every connected proxy's build, which is straitd's.
+	if out, err := strait(t, sd, "version"); err != nil || !strings.Contains(out, "(3 proxies)") ||
+		strings.Contains(out, "unknown") {
+		t.Errorf("strait version: %v\n%s", err, out)
+	}
+
 	_, stats, err := server.AdminGet("/stats")
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/internal/version"
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy"
 	"github.com/strait-mesh/strait/proxy/overload"
@@ -55,6 +56,7 @@ func main() {
 	var ag agentFlags
 	cmd := &cobra.Command{
 		Use:           "strait-proxy",
+		Version:       version.Get().String(),
 		Short:         "Strait data plane: Envoy xDS in, traffic out",
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
@@ -85,6 +87,7 @@ func main() {
 				o.Node.IPs = strings.Split(ips, ",")
 			}
 			o.Node.Extra = metaFromEnv(os.Environ())
+			o.Node.Version = version.Get().String() // ISTIO_VERSION and the node's user agent version
 			// The default DNS address is best effort (another sidecar on the same host may hold
 			// it); one given explicitly must bind.
 			o.DNSBestEffort = !cmd.Flags().Changed("dns-address")

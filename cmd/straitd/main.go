@@ -15,6 +15,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane"
 	"github.com/strait-mesh/strait/controlplane/jwks"
+	"github.com/strait-mesh/strait/internal/version"
 )
 
 func main() {
@@ -22,6 +23,7 @@ func main() {
 	var logLevel string
 	cmd := &cobra.Command{
 		Use:           "straitd",
+		Version:       version.Get().String(),
 		Short:         "Strait control plane: Istio config in, Envoy xDS out",
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,

@@ -26,6 +26,7 @@ type ProxyStatus struct {
 	Namespace string `json:"namespace"`
 	// Identity is the SPIFFE ID the proxy proved on the mesh port; empty when unauthenticated.
 	Identity     string                `json:"identity,omitempty"`
+	Version      string                `json:"version,omitempty"` // the proxy's own (its node's user agent version)
 	ControlPlane string                `json:"controlPlane,omitempty"`
 	Protocol     string                `json:"protocol"` // "delta" or "sotw"
 	ConnectedAt  time.Time             `json:"connectedAt"`
@@ -67,6 +68,7 @@ func (s *Server) Status() []ProxyStatus {
 		}
 		e.p.genMu.Lock()
 		ps.MeshVersion = e.p.meshVersion
+		ps.Version = e.p.proxy.Node.GetUserAgentVersion()
 		generated := e.p.generated.typeVersions()
 		e.p.genMu.Unlock()
 		e.p.stMu.Lock()
