@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -43,5 +44,38 @@ func TestVersion(t *testing.T) {
 	var v meshVersions
 	if err := json.Unmarshal(out.Bytes(), &v); err != nil || v.Unreachable == "" || v.Client.Version == "" {
 		t.Errorf("straitd down, -o json: %v %+v", err, v)
+	}
+}
+
+// TestWait follows a fake straitd: the object appears at mesh version 7, then the proxies
+// acknowledge it; a missing object times out naming what is missing.
+func TestWait(t *testing.T) {
+	var calls int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		switch r.URL.Path {
+		case "/debug/configz":
+			w.Write([]byte(`{"version":7,"objects":[{"kind":"VirtualService","namespace":"default","name":"reviews","resourceVersion":"3"}]}`))
+		case "/debug/syncz":
+			mv := 6
+			if calls > 4 {
+				mv = 7
+			}
+			fmt.Fprintf(w, `[{"meshVersion":%d,"types":{"CDS":{"status":"SYNCED"},"LDS":{"status":"SYNCED"}}},{"meshVersion":8,"types":{"RDS":{"status":"SYNCED"}}}]`, mv)
+		}
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	var out, errb bytes.Buffer
+	if code := Run(t.Context(), []string{"--straitd", addr, "wait", "vs", "reviews.default", "--resource-version", "3"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if want := "VirtualService reviews.default present on 2 out of 2 proxies (mesh version 7)\n"; out.String() != want {
+		t.Errorf("got %q, want %q", out.String(), want)
+	}
+	errb.Reset()
+	if code := Run(t.Context(), []string{"--straitd", addr, "wait", "vs", "ratings.default", "--timeout", "300ms"}, nil, &out, &errb); code == 0 ||
+		!strings.Contains(errb.String(), "VirtualService ratings.default is not served yet") {
+		t.Errorf("missing object: exit %d, %q", code, errb.String())
 	}
 }

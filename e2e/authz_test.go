@@ -59,12 +59,7 @@ spec:
 	expect("client before any policy", clientIP, "/hello", http.StatusOK)
 	expect("intruder before any policy", intruderIP, "/hello", http.StatusOK)
 
-	sd.WriteConfig(t, "authz.yaml", `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: reviews-callers, namespace: e2e}
-spec:
-  selector: {matchLabels: {app: reviews}}
-  action: ALLOW
+	sd.WriteConfig(t, "authz.yaml", reviewsPolicyYAML("AuthorizationPolicy", "reviews-callers", `  action: ALLOW
   rules:
   - from: [{source: {principals: [cluster.local/ns/e2e/sa/client]}}]
     to: [{operation: {methods: [GET], paths: ["/hello*"]}}]
@@ -86,7 +81,18 @@ metadata:
 spec:
   action: DENY
   rules: [{}]
-`)
+`))
+	// strait wait returns once every proxy has acknowledged the policy: the server's
+	// configuration has it at once (connections already open finish on the configuration they
+	// started with, as in Envoy, so traffic is checked below with Eventually).
+	if out, err := strait(t, sd, "wait", "authorizationpolicy", "reviews-callers.e2e", "--timeout", "30s"); err != nil {
+		t.Fatalf("strait wait: %v\n%s", err, out)
+	} else if !strings.Contains(out, "present on 3 out of 3 proxies") {
+		t.Errorf("strait wait: %s", out)
+	}
+	if _, dump, err := server.AdminGet("/config_dump"); err != nil || !strings.Contains(dump, "ns[e2e]-policy[reviews-callers]-rule[0]") {
+		t.Errorf("right after strait wait, the server's config dump lacks the policy (%v)", err)
+	}
 	expect("intruder under ALLOW for client only", intruderIP, "/hello", http.StatusForbidden)
 	if code, body := get(intruderIP, "/hello"); code != http.StatusForbidden || body != "RBAC: access denied" {
 		t.Errorf("the denial: %d %q, want 403 \"RBAC: access denied\"", code, body)
@@ -138,5 +144,11 @@ spec:
 	}
 
 	sd.WriteConfig(t, "authz.yaml", "# no policies\n")
+	if out, err := strait(t, sd, "wait", "ap", "reviews-callers.e2e", "--for", "delete"); err != nil {
+		t.Fatalf("strait wait --for delete: %v\n%s", err, out)
+	}
+	if _, dump, err := server.AdminGet("/config_dump"); err != nil || strings.Contains(dump, "policy[reviews-callers]") {
+		t.Errorf("right after strait wait --for delete, the server's config dump still has the policy (%v)", err)
+	}
 	expect("intruder after the policies are removed", intruderIP, "/hello", http.StatusOK)
 }
