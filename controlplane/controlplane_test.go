@@ -12,20 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strait-mesh/strait/controlplane/mesh/meshtest"
 	"github.com/strait-mesh/strait/internal/testenv"
 )
 
-const seGood = `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: api, namespace: default}
-spec:
-  hosts: [api.example.com]
+var seGood = meshtest.Object("ServiceEntry", "api", "default", `  hosts: [api.example.com]
   ports: [{number: 443, name: tls, protocol: TLS}]
   resolution: DNS
-`
+`)
 
 // seBroken is seGood with a misspelled endpoint field.
-const seBroken = seGood + `  endpoints: [{address: 10.0.0.1, portz: {tls: 443}}]
+var seBroken = seGood + `  endpoints: [{address: 10.0.0.1, portz: {tls: 443}}]
 `
 
 func get(t *testing.T, url string) (int, string) {

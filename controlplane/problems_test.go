@@ -41,15 +41,7 @@ spec:
 
 func snapshotOf(t *testing.T, version uint64, docs ...string) *mesh.Snapshot {
 	t.Helper()
-	objs, err := meshtest.Decode("test.yaml", []byte(strings.Join(docs, "\n---\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := mesh.New(version, config.DefaultMeshConfig(), objs)
-	if len(snap.Errors) > 0 {
-		t.Fatalf("snapshot: %v", snap.Errors)
-	}
-	return snap
+	return meshtest.Snapshot(t, "test.yaml", version, config.DefaultMeshConfig(), docs...)
 }
 
 func sidecar(name string) *translate.Proxy {

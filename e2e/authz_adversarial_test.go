@@ -21,12 +21,7 @@ import (
 // after normalization and without the query, hosts case-insensitively on the whole authority
 // (port included: "host:*" is Istio's idiom for any port), methods exactly, header names
 // case-insensitively and duplicate headers as one comma-joined value.
-const adversarialPolicies = `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-tricks, namespace: e2e}
-spec:
-  selector: {matchLabels: {app: reviews}}
-  action: DENY
+var adversarialPolicies = reviewsPolicyYAML("AuthorizationPolicy", "deny-tricks", `  action: DENY
   rules:
   - to: [{operation: {paths: ["/admin*"]}}]
   - to: [{operation: {hosts: ["secret.example.com", "secret.example.com:*", "secret.example.com.*"]}}]
@@ -34,16 +29,10 @@ spec:
   - when: [{key: "request.headers[x-user]", values: ["admin", "*,admin", "admin,*"]}]
   - from: [{source: {notPrincipals: ["cluster.local/ns/e2e/sa/client"]}}]
     to: [{operation: {paths: ["/id*"]}}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-public, namespace: e2e}
-spec:
-  selector: {matchLabels: {app: reviews}}
-  action: ALLOW
+`) + "---\n" + reviewsPolicyYAML("AuthorizationPolicy", "allow-public", `  action: ALLOW
   rules:
   - to: [{operation: {paths: ["/public/*", "/admin*", "/id*"]}}]
-`
+`)
 
 // rawCase is one request written byte for byte to the server sidecar, and the outcome a
 // correct mesh gives it: the status and, when the request reaches the application, the path

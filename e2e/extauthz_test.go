@@ -111,16 +111,11 @@ func (a *grpcAuthorizer) Check(_ context.Context, req *authv3.CheckRequest) (*au
 // customPolicy is a CUSTOM AuthorizationPolicy for the reviews workload with provider: requests
 // under /checked go to the authorizer, the rest do not.
 func customPolicy(provider string) string {
-	return fmt.Sprintf(`apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: ext-authz, namespace: e2e}
-spec:
-  selector: {matchLabels: {app: reviews}}
-  action: CUSTOM
+	return reviewsPolicyYAML("AuthorizationPolicy", "ext-authz", fmt.Sprintf(`  action: CUSTOM
   provider: {name: %s}
   rules:
   - to: [{operation: {paths: ["/checked*"]}}]
-`, provider)
+`, provider))
 }
 
 // TestCustomAuthorization runs AuthorizationPolicy action CUSTOM against a real HTTP and a real

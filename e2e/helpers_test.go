@@ -403,6 +403,18 @@ func trafficPolicyYAML(host, policy string) string {
 	return destinationRuleYAML(host, "  trafficPolicy:\n"+policy)
 }
 
+// reviewsPolicyYAML is a security.istio.io/v1 object of kind (AuthorizationPolicy,
+// RequestAuthentication, PeerAuthentication) name in namespace e2e for the workloads labelled
+// app=reviews; spec is the rest of its spec (indented by two spaces).
+func reviewsPolicyYAML(kind, name, spec string) string {
+	return fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: %s
+metadata: {name: %s, namespace: e2e}
+spec:
+  selector: {matchLabels: {app: reviews}}
+%s`, kind, name, spec)
+}
+
 // statIn returns the counter stat from body, the /stats page of the proxy admin at where; it
 // fails the test when body has no such counter.
 func statIn(t *testing.T, where, body, stat string) int {

@@ -72,27 +72,16 @@ func TestJWTRequestAuthentication(t *testing.T) {
 	const clientIP, serverIP = "127.0.0.101", "127.0.0.102"
 	is := newJWTIssuer(t)
 	app := startBackend(t, "127.0.0.1", "reviews", backendOptions{})
-	sd := testenv.StartStraitd(t, map[string]string{"mesh.yaml": mtlsYAML(clientIP, serverIP, app.Addr()) + fmt.Sprintf(`---
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: jwt, namespace: e2e}
-spec:
-  selector: {matchLabels: {app: reviews}}
-  jwtRules:
+	sd := testenv.StartStraitd(t, map[string]string{"mesh.yaml": mtlsYAML(clientIP, serverIP, app.Addr()) + "---\n" +
+		reviewsPolicyYAML("RequestAuthentication", "jwt", fmt.Sprintf(`  jwtRules:
   - issuer: https://issuer.test
     audiences: [reviews]
     jwksUri: http://%s/jwks
   - issuer: https://unreachable.test
     jwksUri: http://127.0.0.1:1/jwks
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: require-jwt, namespace: e2e}
-spec:
-  selector: {matchLabels: {app: reviews}}
-  rules:
+`, is.url)) + "---\n" + reviewsPolicyYAML("AuthorizationPolicy", "require-jwt", `  rules:
   - from: [{source: {requestPrincipals: ["https://issuer.test/alice"]}}]
-`, is.url)}, "--jwks-allow-private", "--jwks-refresh", "2s")
+`)}, "--jwks-allow-private", "--jwks-refresh", "2s")
 	for _, s := range []struct{ name, ip, app, sa string }{{"reviews-1", serverIP, "reviews", "reviews"}, {"client-1", clientIP, "client", "client"}} {
 		testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "sidecar", Name: s.name, Namespace: "e2e", IP: s.ip,
 			Labels: map[string]string{"app": s.app}, Extra: append([]string{"--interception-mode", "NONE"}, sd.Identity(t, "e2e", s.sa)...)})

@@ -130,15 +130,10 @@ func TestAutoMTLSAndPeerAuthentication(t *testing.T) {
 
 	// A port-level DISABLE exception for the workload: plaintext again, and clients stop using
 	// mTLS to that port (its endpoints lose the tlsMode metadata).
-	sd.WriteConfig(t, "pa-reviews.yaml", `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: reviews, namespace: e2e}
-spec:
-  selector: {matchLabels: {app: reviews}}
-  mtls: {mode: STRICT}
+	sd.WriteConfig(t, "pa-reviews.yaml", reviewsPolicyYAML("PeerAuthentication", "reviews", `  mtls: {mode: STRICT}
   portLevelMtls:
     9080: {mode: DISABLE}
-`)
+`))
 	testenv.Eventually(t, 30*time.Second, plaintext)
 	testenv.Eventually(t, 30*time.Second, func() error {
 		h, err := xfcc()

@@ -6,38 +6,37 @@ import (
 	"testing"
 
 	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/mesh/meshtest"
 )
 
 // services is a registry for the cases: reviews (one port) and ratings (two ports).
-const services = `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
+var services = meshtest.Object("ServiceEntry", "reviews", "default", `  hosts: [reviews.default.svc.cluster.local]
   location: MESH_INTERNAL
   ports: [{number: 9080, name: http, protocol: HTTP}]
   resolution: STATIC
   workloadSelector: {labels: {app: reviews}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ratings, namespace: default}
-spec:
-  hosts: [ratings.default.svc.cluster.local]
+`) + "---\n" + meshtest.Object("ServiceEntry", "ratings", "default", `  hosts: [ratings.default.svc.cluster.local]
   location: MESH_INTERNAL
   ports:
   - {number: 9080, name: http, protocol: HTTP}
   - {number: 9090, name: grpc, protocol: GRPC}
   resolution: STATIC
   workloadSelector: {labels: {app: ratings}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews, namespace: default}
-spec:
-  host: reviews
+`) + "---\n" + meshtest.Object("DestinationRule", "reviews", "default", `  host: reviews
   subsets:
   - {name: v1, labels: {version: v1}}
+`)
+
+// gateway is the Gateway default/gw with an HTTP server on port 80, for the cases of gateway
+// VirtualServices.
+var gateway = meshtest.Object("Gateway", "gw", "default", `  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+`)
+
+// reviews1 is a workload of reviews v1, for the cases of Sidecar selectors.
+const reviews1 = `apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-1, namespace: default}
+spec: {address: 127.0.0.2, labels: {app: reviews, version: v1}}
 `
 
 // run loads the documents of input (file "in.yaml", after the registry in "services.yaml"),
@@ -73,24 +72,16 @@ func TestAnalyzers(t *testing.T) {
 	}{
 		{
 			name: "destination host found",
-			input: `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews]
+			input: meshtest.Object("VirtualService", "reviews", "default", `  hosts: [reviews]
   http:
   - route:
     - destination: {host: reviews}
-`,
+`),
 			codes: []string{"IST0101"},
 		},
 		{
 			name: "destination host not found",
-			input: `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews]
+			input: meshtest.Object("VirtualService", "reviews", "default", `  hosts: [reviews]
   http:
   - route:
     - destination:
@@ -98,7 +89,7 @@ spec:
   - mirror: {host: mirror.example.com}
     route:
     - destination: {host: reviews}
-`,
+`),
 			codes: []string{"IST0101"},
 			want: []string{
 				`Error [IST0101] (VirtualService default/reviews in.yaml:9) Referenced host not found: "reveiws"`,
@@ -107,141 +98,85 @@ spec:
 		},
 		{
 			name: "subset found",
-			input: `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews]
+			input: meshtest.Object("VirtualService", "reviews", "default", `  hosts: [reviews]
   http:
   - route:
     - destination: {host: reviews.default.svc.cluster.local, subset: v1}
-`,
+`),
 			codes: []string{"IST0101"},
 		},
 		{
 			name: "subset not found",
-			input: `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts:
+			input: meshtest.Object("VirtualService", "reviews", "default", `  hosts:
   - reviews
   http:
   - route:
     - destination:
         host: reviews
         subset: v9
-`,
+`),
 			codes: []string{"IST0101"},
 			want:  []string{`Error [IST0101] (VirtualService default/reviews in.yaml:11) Referenced host+subset in destinationrule not found: "reviews+v9"`},
 		},
 		{
 			name: "gateway found",
-			input: `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: front, namespace: other}
-spec:
-  hosts: [front.example.com]
+			input: gateway + "---\n" + meshtest.Object("VirtualService", "front", "other", `  hosts: [front.example.com]
   gateways: [default/gw, mesh]
   http:
   - route:
     - destination: {host: reviews.default.svc.cluster.local}
-`,
+`),
 			codes: []string{"IST0101"},
 		},
 		{
 			name: "gateway not found",
-			input: `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: front, namespace: default}
-spec:
-  hosts: ["*"]
+			input: meshtest.Object("VirtualService", "front", "default", `  hosts: ["*"]
   gateways:
   - httpbin-gateway-bogus
   http:
   - route:
     - destination: {host: reviews}
-`,
+`),
 			codes: []string{"IST0101"},
 			want:  []string{`Error [IST0101] (VirtualService default/front in.yaml:7) Referenced gateway not found: "httpbin-gateway-bogus"`},
 		},
 		{
 			name: "gateway destination names its port",
-			input: `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: front, namespace: default}
-spec:
-  hosts: ["*"]
+			input: gateway + "---\n" + meshtest.Object("VirtualService", "front", "default", `  hosts: ["*"]
   gateways: [gw]
   http:
   - route:
     - destination: {host: ratings, port: {number: 9080}}
-`,
+`),
 			codes: []string{"IST0112"},
 		},
 		{
 			name: "gateway destination without port on a service with two",
-			input: `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: front, namespace: default}
-spec:
-  hosts: ["*"]
+			input: gateway + "---\n" + meshtest.Object("VirtualService", "front", "default", `  hosts: ["*"]
   gateways: [gw]
   http:
   - route:
     - destination: {host: ratings}
-`,
+`),
 			codes: []string{"IST0112"},
 			want:  []string{`Error [IST0112] (VirtualService default/front in.yaml:15) This VirtualService routes to a service "ratings" that exposes multiple ports [9080 9090]. Specifying a port in the destination is required to disambiguate.`},
 		},
 		{
 			name: "mesh hosts scoped apart",
-			input: `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: productpage, namespace: team-1}
-spec:
-  exportTo: ["."]
+			input: meshtest.Object("VirtualService", "productpage", "team-1", `  exportTo: ["."]
   hosts: [productpage.default.svc.cluster.local]
   http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: custom, namespace: team-2}
-spec:
-  exportTo: ["."]
+`) + "---\n" + meshtest.Object("VirtualService", "custom", "team-2", `  exportTo: ["."]
   hosts: [productpage.default.svc.cluster.local]
   http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]
-`,
+`),
 			codes: []string{"IST0109"},
 		},
 		{
 			name: "conflicting mesh hosts",
-			input: `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: productpage, namespace: team-1}
-spec:
-  hosts: [productpage.default.svc.cluster.local]
+			input: meshtest.Object("VirtualService", "productpage", "team-1", `  hosts: [productpage.default.svc.cluster.local]
   http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]
----
-apiVersion: networking.istio.io/v1
+`) + "---\n" + `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
   name: custom
@@ -258,55 +193,34 @@ spec:
 		},
 		{
 			name: "destination rule host known",
-			input: `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: ratings, namespace: default}
-spec:
-  host: ratings
-`,
+			input: meshtest.Object("DestinationRule", "ratings", "default", `  host: ratings
+`),
 			codes: []string{"IST0174"},
 		},
 		{
 			name: "destination rule host unknown",
-			input: `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews2, namespace: default}
-spec:
-  host: reveiws
-`,
+			input: meshtest.Object("DestinationRule", "reviews2", "default", `  host: reveiws
+`),
 			codes: []string{"IST0174"},
 			want:  []string{`Warning [IST0174] (DestinationRule default/reviews2 in.yaml:5) The host reveiws defined in the DestinationRule does not match any services in the mesh.`},
 		},
 		{
 			name: "destination rules merge cleanly",
-			input: `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews-v2, namespace: default}
-spec:
-  host: reviews
+			input: meshtest.Object("DestinationRule", "reviews-v2", "default", `  host: reviews
   subsets:
   - {name: v2, labels: {version: v2}}
-`,
+`),
 			codes: []string{"STR0001"},
 		},
 		{
 			name: "conflicting destination rules",
-			input: `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews-more, namespace: default}
-spec:
-  host: reviews.default.svc.cluster.local
+			input: meshtest.Object("DestinationRule", "reviews-more", "default", `  host: reviews.default.svc.cluster.local
   trafficPolicy: {loadBalancer: {simple: RANDOM}}
   subsets:
   - {name: v1, labels: {version: v1}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews-lb, namespace: default}
-spec:
-  host: reviews
+`) + "---\n" + meshtest.Object("DestinationRule", "reviews-lb", "default", `  host: reviews
   trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}
-`,
+`),
 			codes: []string{"STR0001"},
 			// Rules merge in snapshot order (creation time, then name): reviews, reviews-lb, then
 			// reviews-more, whose policy and subset v1 were defined before it.
@@ -316,104 +230,65 @@ spec:
 		},
 		{
 			name: "gateway selects a workload",
-			input: `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  selector: {istio: ingressgateway}
+			input: meshtest.Object("Gateway", "gw", "default", `  selector: {istio: ingressgateway}
   servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: ingress, namespace: istio-system}
-spec:
-  address: 127.0.0.1
+`) + "---\n" + meshtest.Object("WorkloadEntry", "ingress", "istio-system", `  address: 127.0.0.1
   labels: {istio: ingressgateway}
-`,
+`),
 			opts:  Options{CheckGatewaySelectors: true},
 			codes: []string{"IST0101"},
 		},
 		{
 			name: "gateway selects no workload",
-			input: `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  selector:
+			input: meshtest.Object("Gateway", "gw", "default", `  selector:
     istio: ingressgateway
     app: front
   servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
-`,
+`),
 			opts:  Options{CheckGatewaySelectors: true, Workloads: []Workload{{Name: "other", Namespace: "default", Labels: map[string]string{"istio": "ingressgateway"}}}},
 			codes: []string{"IST0101"},
 			want:  []string{`Error [IST0101] (Gateway default/gw in.yaml:5) Referenced selector not found: "app=front,istio=ingressgateway"`},
 		},
 		{
 			name: "gateway selectors not checked by default",
-			input: `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  selector: {istio: ingressgateway}
+			input: meshtest.Object("Gateway", "gw", "default", `  selector: {istio: ingressgateway}
   servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
-`,
+`),
 			codes: []string{"IST0101"},
 		},
 		{
 			name: "port names with a protocol",
-			input: `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: db, namespace: default}
-spec:
-  hosts: [db.example.com]
+			input: meshtest.Object("ServiceEntry", "db", "default", `  hosts: [db.example.com]
   ports:
   - {number: 5432, name: tcp-postgres}
   - {number: 8080, name: web, protocol: HTTP}
   resolution: DNS
-`,
+`),
 			codes: []string{"IST0118"},
 		},
 		{
 			name: "port name without a protocol",
-			input: `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: db, namespace: default}
-spec:
-  hosts: [db.example.com]
+			input: meshtest.Object("ServiceEntry", "db", "default", `  hosts: [db.example.com]
   ports:
   - number: 5432
     name: postgres
     targetPort: 15432
   resolution: DNS
-`,
+`),
 			codes: []string{"IST0118"},
 			want:  []string{`Info [IST0118] (ServiceEntry default/db in.yaml:8) Port name postgres (port: 5432, targetPort: 15432) doesn't follow the naming convention of Istio port.`},
 		},
 		{
 			name: "one sidecar without selector per namespace",
-			input: `apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: default, namespace: default}
-spec:
-  egress: [{hosts: ["./*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: default, namespace: other}
-spec:
-  egress: [{hosts: ["./*"]}]
-`,
+			input: meshtest.Object("Sidecar", "default", "default", `  egress: [{hosts: ["./*"]}]
+`) + "---\n" + meshtest.Object("Sidecar", "default", "other", `  egress: [{hosts: ["./*"]}]
+`),
 			codes: []string{"IST0110", "IST0111"},
 		},
 		{
 			name: "several sidecars without selector",
-			input: `apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: a, namespace: default}
-spec:
-  egress: [{hosts: ["./*"]}]
----
-apiVersion: networking.istio.io/v1
+			input: meshtest.Object("Sidecar", "a", "default", `  egress: [{hosts: ["./*"]}]
+`) + "---\n" + `apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata:
   name: b
@@ -429,49 +304,21 @@ spec:
 		},
 		{
 			name: "sidecars select different workloads",
-			input: `apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: a, namespace: default}
-spec:
-  workloadSelector: {labels: {app: reviews}}
+			input: meshtest.Object("Sidecar", "a", "default", `  workloadSelector: {labels: {app: reviews}}
   egress: [{hosts: ["./*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: b, namespace: default}
-spec:
-  workloadSelector: {labels: {app: ratings}}
+`) + "---\n" + meshtest.Object("Sidecar", "b", "default", `  workloadSelector: {labels: {app: ratings}}
   egress: [{hosts: ["./*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: reviews-1, namespace: default}
-spec: {address: 127.0.0.2, labels: {app: reviews, version: v1}}
-`,
+`) + "---\n" + reviews1,
 			codes: []string{"IST0110", "IST0111"},
 		},
 		{
 			name: "sidecars select one workload",
-			input: `apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: a, namespace: default}
-spec:
-  workloadSelector: {labels: {app: reviews}}
+			input: meshtest.Object("Sidecar", "a", "default", `  workloadSelector: {labels: {app: reviews}}
   egress: [{hosts: ["./*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: b, namespace: default}
-spec:
-  workloadSelector:
+`) + "---\n" + meshtest.Object("Sidecar", "b", "default", `  workloadSelector:
     labels: {version: v1}
   egress: [{hosts: ["./*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: reviews-1, namespace: default}
-spec: {address: 127.0.0.2, labels: {app: reviews, version: v1}}
-`,
+`) + "---\n" + reviews1,
 			codes: []string{"IST0110", "IST0111"},
 			want: []string{
 				`Error [IST0110] (Sidecar default/a in.yaml:5) The Sidecars [default/a default/b] in namespace "default" select the same workload pod "reviews-1", which can lead to undefined behavior.`,
@@ -480,38 +327,25 @@ spec: {address: 127.0.0.2, labels: {app: reviews, version: v1}}
 		},
 		{
 			name: "no deprecated fields",
-			input: `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: ratings, namespace: default}
-spec:
-  host: ratings
+			input: meshtest.Object("DestinationRule", "ratings", "default", `  host: ratings
   trafficPolicy:
     outlierDetection: {consecutive5xxErrors: 5}
-`,
+`),
 			codes: []string{"IST0002"},
 		},
 		{
 			name: "deprecated fields",
-			input: `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: ratings, namespace: default}
-spec:
-  host: ratings
+			input: meshtest.Object("DestinationRule", "ratings", "default", `  host: ratings
   trafficPolicy:
     outlierDetection:
       consecutiveErrors: 5
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews]
+`) + "---\n" + meshtest.Object("VirtualService", "reviews", "default", `  hosts: [reviews]
   http:
   - route:
     - destination: {host: reviews}
     mirror: {host: reviews}
     mirrorPercent: 5
-`,
+`),
 			codes: []string{"IST0002"},
 			want: []string{
 				`Warning [IST0002] (DestinationRule default/ratings in.yaml:8) Deprecated: "spec.trafficPolicy.outlierDetection.consecutiveErrors" is deprecated; use "consecutive5xxErrors"`,

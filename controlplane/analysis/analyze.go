@@ -175,33 +175,6 @@ func (c *context) knownWorkloads() []Workload {
 	return c.workloads
 }
 
-// exportedTo reports whether an object of namespace ns with the given exportTo (defaults when
-// empty) is visible from namespace to, as Istio reads exportTo.
-func exportedTo(exportTo, defaults []string, ns, to string) bool {
-	if len(exportTo) == 0 {
-		exportTo = defaults
-	}
-	if len(exportTo) == 0 {
-		return true
-	}
-	for _, e := range exportTo {
-		switch e {
-		case "*":
-			return true
-		case "~":
-		case ".":
-			if ns == to {
-				return true
-			}
-		default:
-			if e == to {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // selectorString formats labels as Kubernetes prints a label selector: "k1=v1,k2=v2", sorted.
 func selectorString(labels map[string]string) string {
 	keys := make([]string, 0, len(labels))

@@ -111,7 +111,7 @@ func analyzeDestinationSubsets(c *context) {
 			fqdn := mesh.ResolveShortName(d.dest.GetHost(), t.obj.Namespace)
 			found := false
 			for _, dr := range drs {
-				if !exportedTo(dr.spec.GetExportTo(), defaults, dr.obj.Namespace, t.obj.Namespace) {
+				if !mesh.ExportedTo(dr.spec.GetExportTo(), defaults, dr.obj.Namespace, t.obj.Namespace) {
 					continue
 				}
 				if !mesh.HostMatches(mesh.ResolveShortName(dr.spec.GetHost(), dr.obj.Namespace), fqdn) {

@@ -146,3 +146,32 @@ func (f *fieldErrs) join(o *Object) error {
 	}
 	return errors.Join(errs...)
 }
+
+// eachItem checks every item of the list at path p: a null item is reported at "p[i]" as
+// "<what> must not be null", any other is passed to check with its index and path "p[i]".
+func eachItem[T comparable](fe *fieldErrs, p string, list []T, what string, check func(i int, ip string, item T)) {
+	var null T
+	for i, item := range list {
+		ip := fmt.Sprintf("%s[%d]", p, i)
+		if item == null {
+			fe.add(ip, "%s must not be null", what)
+			continue
+		}
+		check(i, ip, item)
+	}
+}
+
+// namedInt is an integer field and its name, for validateNonNegative.
+type namedInt struct {
+	name string
+	v    int32
+}
+
+// validateNonNegative reports each of fields (below path p) that is negative.
+func validateNonNegative(fe *fieldErrs, p string, fields ...namedInt) {
+	for _, f := range fields {
+		if f.v < 0 {
+			fe.add(p+"."+f.name, "%s %d must not be negative", f.name, f.v)
+		}
+	}
+}

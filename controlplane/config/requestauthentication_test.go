@@ -34,7 +34,6 @@ func TestRequestAuthenticationRejects(t *testing.T) {
 		jwtRuleReject("jwksUri no host", "issuer: a, jwksUri: 'https:///keys'", ".jwksUri", "has no host"),
 		jwtRuleReject("jwksUri port", "issuer: a, jwksUri: 'https://a:99999/k'", ".jwksUri", "1-65535"),
 		jwtRuleReject("jwksUri port name", "issuer: a, jwksUri: 'https://a:https/k'", ".jwksUri", "invalid URL"),
-		jwtRuleReject("jwksUri too long", "issuer: a, jwksUri: 'https://a/"+strings.Repeat("k", 2048)+"'", ".jwksUri", "more than the limit of 2048"),
 		jwtRuleReject("jwks not json", "issuer: a, jwks: 'keys'", ".jwks", "not a JSON object"),
 		jwtRuleReject("jwks array", "issuer: a, jwks: '[]'", ".jwks", "not a JSON object"),
 		jwtRuleReject("jwks empty object", "issuer: a, jwks: '{}'", ".jwks", "nor a valid JSON Web Key"),
@@ -58,6 +57,8 @@ func TestRequestAuthenticationRejects(t *testing.T) {
 		jwtRuleReject("timeout zero", "issuer: a, timeout: 0s", ".timeout", "at least 1ms"),
 		jwtRuleReject("timeout precision", "issuer: a, timeout: 1.0005s", ".timeout", "millisecond precision"),
 		jwtRuleReject("space delimited empty", "issuer: a, spaceDelimitedClaims: [scope, '']", ".spaceDelimitedClaims[1]", "empty value"),
+		// Limits on sizes.
+		jwtRuleReject("jwksUri too long", "issuer: a, jwksUri: 'https://a/"+strings.Repeat("k", 2048)+"'", ".jwksUri", "more than the limit of 2048"),
 		jwtRuleReject("space delimited too many", "issuer: a, spaceDelimitedClaims: ["+strings.Repeat("c, ", 64)+"c]", ".spaceDelimitedClaims", "more than the limit of 64"),
 		{"dry-run", "  annotations: {istio.io/dry-run: 'true'}\n", jwtRule("issuer: a"), `metadata.annotations["istio.io/dry-run"]`, "not a RequestAuthentication"},
 	})

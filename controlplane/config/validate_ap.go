@@ -59,14 +59,9 @@ func validateAuthorizationPolicy(fe *fieldErrs, ap *security.AuthorizationPolicy
 		fe.add("spec.rules", "%d rules, more than the limit of %d", n, maxAuthzRules)
 		return
 	}
-	for i, r := range ap.GetRules() {
-		p := fmt.Sprintf("spec.rules[%d]", i)
-		if r == nil {
-			fe.add(p, "rule must not be null")
-			continue
-		}
+	eachItem(fe, "spec.rules", ap.GetRules(), "rule", func(_ int, p string, r *security.Rule) {
 		validateAuthzRule(fe, p, r, custom)
-	}
+	})
 }
 
 // validateAuthzRule checks one rule; custom reports whether the policy's action is CUSTOM.
@@ -74,29 +69,21 @@ func validateAuthzRule(fe *fieldErrs, p string, r *security.Rule, custom bool) {
 	if n := len(r.GetFrom()); n > maxAuthzFrom {
 		fe.add(p+".from", "%d sources, more than the limit of %d", n, maxAuthzFrom)
 	} else {
-		for j, f := range r.GetFrom() {
-			fp := fmt.Sprintf("%s.from[%d]", p, j)
-			switch {
-			case f == nil:
-				fe.add(fp, "from must not be null")
-			case f.GetSource() == nil:
+		eachItem(fe, p+".from", r.GetFrom(), "from", func(_ int, fp string, f *security.Rule_From) {
+			if f.GetSource() == nil {
 				fe.add(fp+".source", "source is required")
-			default:
-				validateAuthzSource(fe, fp+".source", f.GetSource(), custom)
+				return
 			}
-		}
+			validateAuthzSource(fe, fp+".source", f.GetSource(), custom)
+		})
 	}
-	for j, t := range r.GetTo() {
-		tp := fmt.Sprintf("%s.to[%d]", p, j)
-		switch {
-		case t == nil:
-			fe.add(tp, "to must not be null")
-		case t.GetOperation() == nil:
+	eachItem(fe, p+".to", r.GetTo(), "to", func(_ int, tp string, t *security.Rule_To) {
+		if t.GetOperation() == nil {
 			fe.add(tp+".operation", "operation is required")
-		default:
-			validateAuthzOperation(fe, tp+".operation", t.GetOperation())
+			return
 		}
-	}
+		validateAuthzOperation(fe, tp+".operation", t.GetOperation())
+	})
 	for j, c := range r.GetWhen() {
 		validateAuthzCondition(fe, fmt.Sprintf("%s.when[%d]", p, j), c, custom)
 	}
@@ -396,14 +383,9 @@ func validatePolicyTarget(fe *fieldErrs, sel *typev1beta1.WorkloadSelector, ref 
 		fe.add("spec.targetRefs", "%d target references, more than the limit of %d", len(refs), maxTargetRefs)
 		return
 	}
-	for i, r := range refs {
-		p := fmt.Sprintf("spec.targetRefs[%d]", i)
-		if r == nil {
-			fe.add(p, "target reference must not be null")
-			continue
-		}
+	eachItem(fe, "spec.targetRefs", refs, "target reference", func(_ int, p string, r *typev1beta1.PolicyTargetReference) {
 		validateTargetRef(fe, p, r)
-	}
+	})
 }
 
 var (

@@ -16,12 +16,7 @@ func validateDestinationRule(fe *fieldErrs, dr *networking.DestinationRule) {
 	}
 	validateTrafficPolicy(fe, "spec.trafficPolicy", dr.TrafficPolicy, true)
 	names := map[string]int{}
-	for i, s := range dr.Subsets {
-		p := fmt.Sprintf("spec.subsets[%d]", i)
-		if s == nil {
-			fe.add(p, "subset must not be null")
-			continue
-		}
+	eachItem(fe, "spec.subsets", dr.Subsets, "subset", func(i int, p string, s *networking.Subset) {
 		switch {
 		case s.Name == "":
 			fe.add(p+".name", "subset name is required")
@@ -35,7 +30,7 @@ func validateDestinationRule(fe *fieldErrs, dr *networking.DestinationRule) {
 		}
 		validateLabels(fe, p+".labels", s.Labels)
 		validateTrafficPolicy(fe, p+".trafficPolicy", s.TrafficPolicy, true)
-	}
+	})
 	validateExportTo(fe, "spec.exportTo", dr.ExportTo)
 	if dr.WorkloadSelector != nil {
 		validateWorkloadSelector(fe, "spec.workloadSelector", dr.WorkloadSelector.MatchLabels)
@@ -75,12 +70,7 @@ func validateTrafficPolicy(fe *fieldErrs, p string, tp *networking.TrafficPolicy
 		fe.add(p+".portLevelSettings", "portLevelSettings cannot be nested")
 	}
 	ports := map[uint32]int{}
-	for i, pl := range tp.PortLevelSettings {
-		pp := fmt.Sprintf("%s.portLevelSettings[%d]", p, i)
-		if pl == nil {
-			fe.add(pp, "port traffic policy must not be null")
-			continue
-		}
+	eachItem(fe, p+".portLevelSettings", tp.PortLevelSettings, "port traffic policy", func(i int, pp string, pl *networking.TrafficPolicy_PortTrafficPolicy) {
 		if pl.Port == nil {
 			fe.add(pp+".port", "port is required")
 		} else {
@@ -94,7 +84,7 @@ func validateTrafficPolicy(fe *fieldErrs, p string, tp *networking.TrafficPolicy
 		validateConnectionPool(fe, pp+".connectionPool", pl.ConnectionPool)
 		validateOutlierDetection(fe, pp+".outlierDetection", pl.OutlierDetection)
 		validateClientTLS(fe, pp+".tls", pl.Tls)
-	}
+	})
 }
 
 // validateLoadBalancer checks load balancer settings.
@@ -189,12 +179,7 @@ func validateLocalityLB(fe *fieldErrs, p string, l *networking.LocalityLoadBalan
 		fe.add(p, "only one of distribute and failover may be set")
 	}
 	froms := map[string]bool{}
-	for i, d := range l.Distribute {
-		dp := fmt.Sprintf("%s.distribute[%d]", p, i)
-		if d == nil {
-			fe.add(dp, "distribute entry must not be null")
-			continue
-		}
+	eachItem(fe, p+".distribute", l.Distribute, "distribute entry", func(_ int, dp string, d *networking.LocalityLoadBalancerSetting_Distribute) {
 		validateLocality(fe, dp+".from", d.From, true)
 		if froms[d.From] {
 			fe.add(dp+".from", "locality %s is distributed twice", quoteShort(d.From))
@@ -208,13 +193,8 @@ func validateLocalityLB(fe *fieldErrs, p string, l *networking.LocalityLoadBalan
 		if total != 100 {
 			fe.add(dp+".to", "weights must add up to 100, not %d", total)
 		}
-	}
-	for i, f := range l.Failover {
-		fp := fmt.Sprintf("%s.failover[%d]", p, i)
-		if f == nil {
-			fe.add(fp, "failover entry must not be null")
-			continue
-		}
+	})
+	eachItem(fe, p+".failover", l.Failover, "failover entry", func(_ int, fp string, f *networking.LocalityLoadBalancerSetting_Failover) {
 		if f.From == f.To {
 			fe.add(fp, "failover from and to must differ (both %s)", quoteShort(f.From))
 		}
@@ -223,7 +203,7 @@ func validateLocalityLB(fe *fieldErrs, p string, l *networking.LocalityLoadBalan
 		if strings.Contains(f.From, "/") || strings.Contains(f.To, "/") {
 			fe.add(fp, "failover applies to regions only (no \"/\")")
 		}
-	}
+	})
 	for i, fp := range l.FailoverPriority {
 		if strings.TrimSpace(fp) == "" {
 			fe.add(fmt.Sprintf("%s.failoverPriority[%d]", p, i), "label must not be empty")
@@ -275,18 +255,10 @@ func validateConnectionPool(fe *fieldErrs, p string, cp *networking.ConnectionPo
 	}
 	if h := cp.Http; h != nil {
 		hp := p + ".http"
-		for _, f := range []struct {
-			name string
-			v    int32
-		}{
-			{"http1MaxPendingRequests", h.Http1MaxPendingRequests}, {"http2MaxRequests", h.Http2MaxRequests},
-			{"maxRequestsPerConnection", h.MaxRequestsPerConnection}, {"maxRetries", h.MaxRetries},
-			{"maxConcurrentStreams", h.MaxConcurrentStreams},
-		} {
-			if f.v < 0 {
-				fe.add(hp+"."+f.name, "%s %d must not be negative", f.name, f.v)
-			}
-		}
+		validateNonNegative(fe, hp,
+			namedInt{"http1MaxPendingRequests", h.Http1MaxPendingRequests}, namedInt{"http2MaxRequests", h.Http2MaxRequests},
+			namedInt{"maxRequestsPerConnection", h.MaxRequestsPerConnection}, namedInt{"maxRetries", h.MaxRetries},
+			namedInt{"maxConcurrentStreams", h.MaxConcurrentStreams})
 		validateDurationOrZero(fe, hp+".idleTimeout", h.IdleTimeout) // 0s disables it
 		if k := h.Http2KeepAlive; k != nil {
 			validateDuration(fe, hp+".http2KeepAlive.interval", k.Interval)

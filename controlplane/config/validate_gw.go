@@ -17,12 +17,7 @@ func validateGateway(fe *fieldErrs, gw *networking.Gateway) {
 	validateLabels(fe, "spec.selector", gw.Selector)
 	portNames := map[string]int{}
 	serverNames := map[string]int{}
-	for i, s := range gw.Servers {
-		p := fmt.Sprintf("spec.servers[%d]", i)
-		if s == nil {
-			fe.add(p, "server must not be null")
-			continue
-		}
+	eachItem(fe, "spec.servers", gw.Servers, "server", func(i int, p string, s *networking.Server) {
 		validateServer(fe, p, s)
 		if s.Port != nil && s.Port.Name != "" {
 			if j, dup := portNames[s.Port.Name]; dup {
@@ -38,7 +33,7 @@ func validateGateway(fe *fieldErrs, gw *networking.Gateway) {
 				serverNames[s.Name] = i
 			}
 		}
-	}
+	})
 }
 
 // validateServer checks one gateway server.
@@ -195,12 +190,7 @@ func validateSidecar(fe *fieldErrs, sc *networking.Sidecar) {
 		validateWorkloadSelector(fe, "spec.workloadSelector", sc.WorkloadSelector.Labels)
 	}
 	ingressPorts := map[uint32]int{}
-	for i, in := range sc.Ingress {
-		p := fmt.Sprintf("spec.ingress[%d]", i)
-		if in == nil {
-			fe.add(p, "ingress listener must not be null")
-			continue
-		}
+	eachItem(fe, "spec.ingress", sc.Ingress, "ingress listener", func(i int, p string, in *networking.IstioIngressListener) {
 		if in.Port == nil {
 			fe.add(p+".port", "port is required")
 		} else {
@@ -220,15 +210,10 @@ func validateSidecar(fe *fieldErrs, sc *networking.Sidecar) {
 			validateServerTLS(fe, p+".tls", in.Tls, true)
 		}
 		validateConnectionPool(fe, p+".connectionPool", in.ConnectionPool)
-	}
+	})
 	egressKeys := map[string]int{}
 	catchAll := -1
-	for i, eg := range sc.Egress {
-		p := fmt.Sprintf("spec.egress[%d]", i)
-		if eg == nil {
-			fe.add(p, "egress listener must not be null")
-			continue
-		}
+	eachItem(fe, "spec.egress", sc.Egress, "egress listener", func(i int, p string, eg *networking.IstioEgressListener) {
 		if len(eg.Hosts) == 0 {
 			fe.add(p+".hosts", "at least one host is required")
 		}
@@ -254,7 +239,7 @@ func validateSidecar(fe *fieldErrs, sc *networking.Sidecar) {
 			}
 			egressKeys[key] = i
 		}
-	}
+	})
 	if catchAll >= 0 && catchAll != len(sc.Egress)-1 {
 		fe.add(fmt.Sprintf("spec.egress[%d]", catchAll), "the egress listener without a port must be the last one")
 	}

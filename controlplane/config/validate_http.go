@@ -161,15 +161,10 @@ func validateMirrors(fe *fieldErrs, p string, r *networking.HTTPRoute) {
 		fe.add(p+".mirrorPercent", "only one of mirrorPercent and mirrorPercentage may be set")
 	}
 	validatePercent(fe, p+".mirrorPercentage", r.MirrorPercentage)
-	for i, m := range r.Mirrors {
-		mp := fmt.Sprintf("%s.mirrors[%d]", p, i)
-		if m == nil {
-			fe.add(mp, "mirror must not be null")
-			continue
-		}
+	eachItem(fe, p+".mirrors", r.Mirrors, "mirror", func(_ int, mp string, m *networking.HTTPMirrorPolicy) {
 		validateDestination(fe, mp+".destination", m.Destination)
 		validatePercent(fe, mp+".percentage", m.Percentage)
-	}
+	})
 }
 
 // corsMethods are the methods accepted in corsPolicy.allowMethods.
@@ -183,14 +178,9 @@ func validateCors(fe *fieldErrs, p string, c *networking.CorsPolicy) {
 	if len(c.AllowOrigin) > 0 && len(c.AllowOrigins) > 0 {
 		fe.add(p+".allowOrigin", "only one of allowOrigin (deprecated) and allowOrigins may be set")
 	}
-	for i, o := range c.AllowOrigins {
-		op := fmt.Sprintf("%s.allowOrigins[%d]", p, i)
-		if o == nil {
-			fe.add(op, "origin must not be null")
-			continue
-		}
+	eachItem(fe, p+".allowOrigins", c.AllowOrigins, "origin", func(_ int, op string, o *networking.StringMatch) {
 		validateStringMatch(fe, op, o)
-	}
+	})
 	for i, m := range c.AllowMethods {
 		if !corsMethods[m] {
 			fe.add(fmt.Sprintf("%s.allowMethods[%d]", p, i), "%s is not an HTTP method", quoteShort(m))

@@ -41,14 +41,9 @@ func validateRequestAuthentication(fe *fieldErrs, ra *security.RequestAuthentica
 		fe.add("spec.jwtRules", "%d JWT rules, more than the limit of %d", len(rules), maxJWTRules)
 		return
 	}
-	for i, r := range rules {
-		p := fmt.Sprintf("spec.jwtRules[%d]", i)
-		if r == nil {
-			fe.add(p, "JWT rule must not be null")
-			continue
-		}
+	eachItem(fe, "spec.jwtRules", rules, "JWT rule", func(_ int, p string, r *security.JWTRule) {
 		validateJWTRule(fe, p, r)
-	}
+	})
 }
 
 // validateJWTRule checks one JWT rule.
@@ -72,18 +67,13 @@ func validateJWTRule(fe *fieldErrs, p string, r *security.JWTRule) {
 			fe.add(p+".jwks", "%s", msg)
 		}
 	}
-	for i, h := range r.GetFromHeaders() {
-		hp := fmt.Sprintf("%s.fromHeaders[%d]", p, i)
-		if h == nil {
-			fe.add(hp, "header location must not be null")
-			continue
-		}
+	eachItem(fe, p+".fromHeaders", r.GetFromHeaders(), "header location", func(_ int, hp string, h *security.JWTHeader) {
 		if h.GetName() == "" {
 			fe.add(hp+".name", "name is required")
-			continue
+			return
 		}
 		validateHeaderName(fe, hp+".name", h.GetName())
-	}
+	})
 	checkValues(fe, p+".fromParams", r.GetFromParams(), func(*fieldErrs, string, string) {})
 	checkValues(fe, p+".fromCookies", r.GetFromCookies(), func(fe *fieldErrs, vp, v string) {
 		if !httpTokenRE.MatchString(v) {
@@ -94,12 +84,7 @@ func validateJWTRule(fe *fieldErrs, p string, r *security.JWTRule) {
 		fe.add(p+".outputPayloadToHeader", "invalid header name %s", quoteShort(h))
 	}
 	seen := map[string]int{}
-	for i, c := range r.GetOutputClaimToHeaders() {
-		cp := fmt.Sprintf("%s.outputClaimToHeaders[%d]", p, i)
-		if c == nil {
-			fe.add(cp, "claim to header must not be null")
-			continue
-		}
+	eachItem(fe, p+".outputClaimToHeaders", r.GetOutputClaimToHeaders(), "claim to header", func(i int, cp string, c *security.ClaimToHeader) {
 		if c.GetClaim() == "" {
 			fe.add(cp+".claim", "claim is required")
 		}
@@ -115,7 +100,7 @@ func validateJWTRule(fe *fieldErrs, p string, r *security.JWTRule) {
 			}
 			seen[strings.ToLower(h)] = i
 		}
-	}
+	})
 	validateDuration(fe, p+".timeout", r.GetTimeout())
 	if n := len(r.GetSpaceDelimitedClaims()); n > maxSpaceDelimitedClaims {
 		fe.add(p+".spaceDelimitedClaims", "%d claims, more than the limit of %d", n, maxSpaceDelimitedClaims)

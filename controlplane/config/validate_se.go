@@ -39,12 +39,7 @@ func validateServiceEntry(fe *fieldErrs, se *networking.ServiceEntry) {
 	}
 	portNames := map[string]bool{}
 	portNumbers := map[uint32]bool{}
-	for i, port := range se.Ports {
-		p := fmt.Sprintf("spec.ports[%d]", i)
-		if port == nil {
-			fe.add(p, "port must not be null")
-			continue
-		}
+	eachItem(fe, "spec.ports", se.Ports, "port", func(_ int, p string, port *networking.ServicePort) {
 		validatePort(fe, p+".number", port.Number)
 		if port.TargetPort != 0 {
 			validatePort(fe, p+".targetPort", port.TargetPort)
@@ -59,7 +54,7 @@ func validateServiceEntry(fe *fieldErrs, se *networking.ServiceEntry) {
 			fe.add(p+".number", "duplicate port number %d", port.Number)
 		}
 		portNumbers[port.Number] = true
-	}
+	})
 	if se.WorkloadSelector != nil {
 		if len(se.Endpoints) > 0 {
 			fe.add("spec.workloadSelector", "only one of workloadSelector and endpoints may be set")
@@ -67,12 +62,7 @@ func validateServiceEntry(fe *fieldErrs, se *networking.ServiceEntry) {
 		validateWorkloadSelector(fe, "spec.workloadSelector", se.WorkloadSelector.Labels)
 	}
 	unixEndpoint := false
-	for i, ep := range se.Endpoints {
-		p := fmt.Sprintf("spec.endpoints[%d]", i)
-		if ep == nil {
-			fe.add(p, "endpoint must not be null")
-			continue
-		}
+	eachItem(fe, "spec.endpoints", se.Endpoints, "endpoint", func(_ int, p string, ep *networking.WorkloadEntry) {
 		validateWorkloadEntry(fe, p, ep, true)
 		if strings.HasPrefix(ep.Address, "unix://") {
 			unixEndpoint = true
@@ -82,7 +72,7 @@ func validateServiceEntry(fe *fieldErrs, se *networking.ServiceEntry) {
 				fe.add(p+".ports["+quoteShort(name)+"]", "port name %s is not a port of the ServiceEntry", quoteShort(name))
 			}
 		}
-	}
+	})
 	if unixEndpoint && len(se.Endpoints) > 1 {
 		fe.add("spec.endpoints", "a unix:// endpoint must be the only endpoint")
 	}
@@ -186,18 +176,10 @@ func validateWorkloadGroup(fe *fieldErrs, wg *networking.WorkloadGroup) {
 	if pr == nil {
 		return
 	}
-	for _, f := range []struct {
-		name string
-		v    int32
-	}{
-		{"initialDelaySeconds", pr.InitialDelaySeconds}, {"timeoutSeconds", pr.TimeoutSeconds},
-		{"periodSeconds", pr.PeriodSeconds}, {"successThreshold", pr.SuccessThreshold},
-		{"failureThreshold", pr.FailureThreshold},
-	} {
-		if f.v < 0 {
-			fe.add("spec.probe."+f.name, "%s %d must not be negative", f.name, f.v)
-		}
-	}
+	validateNonNegative(fe, "spec.probe",
+		namedInt{"initialDelaySeconds", pr.InitialDelaySeconds}, namedInt{"timeoutSeconds", pr.TimeoutSeconds},
+		namedInt{"periodSeconds", pr.PeriodSeconds}, namedInt{"successThreshold", pr.SuccessThreshold},
+		namedInt{"failureThreshold", pr.FailureThreshold})
 	switch h := pr.HealthCheckMethod.(type) {
 	case nil:
 		fe.add("spec.probe", "one of httpGet, tcpSocket, exec or grpc is required")

@@ -50,12 +50,7 @@ func validateVirtualService(fe *fieldErrs, vs *networking.VirtualService) {
 		fe.add("spec", "at least one of http, tcp or tls routes is required")
 	}
 	routeNames := map[string]int{}
-	for i, r := range vs.Http {
-		p := fmt.Sprintf("spec.http[%d]", i)
-		if r == nil {
-			fe.add(p, "route must not be null")
-			continue
-		}
+	eachItem(fe, "spec.http", vs.Http, "route", func(i int, p string, r *networking.HTTPRoute) {
 		if r.Name != "" {
 			if j, dup := routeNames[r.Name]; dup {
 				fe.add(p+".name", "duplicate route name %s (also spec.http[%d])", quoteShort(r.Name), j)
@@ -64,23 +59,13 @@ func validateVirtualService(fe *fieldErrs, vs *networking.VirtualService) {
 			}
 		}
 		validateHTTPRoute(fe, p, r, delegate)
-	}
-	for i, r := range vs.Tls {
-		p := fmt.Sprintf("spec.tls[%d]", i)
-		if r == nil {
-			fe.add(p, "route must not be null")
-			continue
-		}
+	})
+	eachItem(fe, "spec.tls", vs.Tls, "route", func(_ int, p string, r *networking.TLSRoute) {
 		validateTLSRoute(fe, p, r, vs.Hosts)
-	}
-	for i, r := range vs.Tcp {
-		p := fmt.Sprintf("spec.tcp[%d]", i)
-		if r == nil {
-			fe.add(p, "route must not be null")
-			continue
-		}
+	})
+	eachItem(fe, "spec.tcp", vs.Tcp, "route", func(_ int, p string, r *networking.TCPRoute) {
 		validateTCPRoute(fe, p, r)
-	}
+	})
 	validateExportTo(fe, "spec.exportTo", vs.ExportTo)
 }
 
@@ -225,50 +210,43 @@ func validateDestination(fe *fieldErrs, p string, d *networking.Destination) {
 // maxTotalWeight keeps the sum of weights within Envoy's uint32 total_weight.
 const maxTotalWeight = 1 << 31
 
-// validateHTTPRouteDestinations checks destinations and weights: weights are relative (Istio no
-// longer requires them to add up to 100), must not be negative, and with more than one
-// destination they must not all be 0.
+// validateHTTPRouteDestinations checks HTTP route destinations (see validateWeighted) and their
+// header operations.
 func validateHTTPRouteDestinations(fe *fieldErrs, p string, ds []*networking.HTTPRouteDestination) {
-	var total int64
-	for i, d := range ds {
-		dp := fmt.Sprintf("%s[%d]", p, i)
-		if d == nil {
-			fe.add(dp, "destination must not be null")
-			continue
-		}
-		validateDestination(fe, dp+".destination", d.Destination)
-		if d.Weight < 0 {
-			fe.add(dp+".weight", "weight %d must not be negative", d.Weight)
-		}
-		total += int64(d.Weight)
+	validateWeighted(fe, p, ds, func(dp string, d *networking.HTTPRouteDestination) {
 		validateHeaders(fe, dp+".headers", d.Headers)
-	}
-	if len(ds) > 1 && total == 0 {
-		fe.add(p, "the total weight of the destinations must be greater than 0")
-	}
-	if total >= maxTotalWeight {
-		fe.add(p, "the total weight of the destinations (%d) is too large", total)
-	}
+	})
 }
 
-// validateRouteDestinations checks TCP and TLS route destinations.
+// validateRouteDestinations checks TCP and TLS route destinations (see validateWeighted): at
+// least one is required.
 func validateRouteDestinations(fe *fieldErrs, p string, ds []*networking.RouteDestination) {
 	if len(ds) == 0 {
 		fe.add(p, "at least one route destination is required")
 	}
+	validateWeighted(fe, p, ds, func(string, *networking.RouteDestination) {})
+}
+
+// weightedDestination is an HTTP or a TCP/TLS route destination.
+type weightedDestination interface {
+	comparable
+	GetDestination() *networking.Destination
+	GetWeight() int32
+}
+
+// validateWeighted checks destinations and weights, what HTTP and TCP/TLS routes share: weights
+// are relative (Istio no longer requires them to add up to 100), must not be negative, and with
+// more than one destination they must not all be 0. more checks what only one kind has.
+func validateWeighted[D weightedDestination](fe *fieldErrs, p string, ds []D, more func(dp string, d D)) {
 	var total int64
-	for i, d := range ds {
-		dp := fmt.Sprintf("%s[%d]", p, i)
-		if d == nil {
-			fe.add(dp, "destination must not be null")
-			continue
+	eachItem(fe, p, ds, "destination", func(_ int, dp string, d D) {
+		validateDestination(fe, dp+".destination", d.GetDestination())
+		if d.GetWeight() < 0 {
+			fe.add(dp+".weight", "weight %d must not be negative", d.GetWeight())
 		}
-		validateDestination(fe, dp+".destination", d.Destination)
-		if d.Weight < 0 {
-			fe.add(dp+".weight", "weight %d must not be negative", d.Weight)
-		}
-		total += int64(d.Weight)
-	}
+		total += int64(d.GetWeight())
+		more(dp, d)
+	})
 	if len(ds) > 1 && total == 0 {
 		fe.add(p, "the total weight of the destinations must be greater than 0")
 	}
@@ -282,12 +260,7 @@ func validateTLSRoute(fe *fieldErrs, p string, r *networking.TLSRoute, vsHosts [
 	if len(r.Match) == 0 {
 		fe.add(p+".match", "a TLS route needs at least one match")
 	}
-	for i, m := range r.Match {
-		mp := fmt.Sprintf("%s.match[%d]", p, i)
-		if m == nil {
-			fe.add(mp, "match must not be null")
-			continue
-		}
+	eachItem(fe, p+".match", r.Match, "match", func(_ int, mp string, m *networking.TLSMatchAttributes) {
 		if len(m.SniHosts) == 0 {
 			fe.add(mp+".sniHosts", "a TLS match needs at least one SNI host")
 		}
@@ -302,7 +275,7 @@ func validateTLSRoute(fe *fieldErrs, p string, r *networking.TLSRoute, vsHosts [
 			}
 		}
 		validateL4Match(fe, mp, m.DestinationSubnets, m.Port, m.SourceLabels, m.Gateways, m.SourceNamespace)
-	}
+	})
 	validateRouteDestinations(fe, p+".route", r.Route)
 }
 
@@ -334,17 +307,12 @@ func hostsOverlap(a, b string) bool {
 
 // validateTCPRoute checks a TCP route.
 func validateTCPRoute(fe *fieldErrs, p string, r *networking.TCPRoute) {
-	for i, m := range r.Match {
-		mp := fmt.Sprintf("%s.match[%d]", p, i)
-		if m == nil {
-			fe.add(mp, "match must not be null")
-			continue
-		}
+	eachItem(fe, p+".match", r.Match, "match", func(_ int, mp string, m *networking.L4MatchAttributes) {
 		validateL4Match(fe, mp, m.DestinationSubnets, m.Port, m.SourceLabels, m.Gateways, m.SourceNamespace)
 		if m.SourceSubnet != "" && !isIP(m.SourceSubnet) && !isCIDR(m.SourceSubnet) {
 			fe.add(mp+".sourceSubnet", "%s is not an IP address or CIDR", quoteShort(m.SourceSubnet))
 		}
-	}
+	})
 	validateRouteDestinations(fe, p+".route", r.Route)
 }
 

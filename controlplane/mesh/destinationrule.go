@@ -147,7 +147,7 @@ func (idx *destinationRuleIndex) lookup(ns, host, to string, local bool) *config
 				}
 				continue
 			}
-			if exportedTo(exp, idx.defaults, ns, to) {
+			if ExportedTo(exp, idx.defaults, ns, to) {
 				return o
 			}
 		}

@@ -12,46 +12,22 @@ import (
 // build decodes YAML documents into a snapshot with the given version.
 func build(t *testing.T, version uint64, docs ...string) *mesh.Snapshot {
 	t.Helper()
-	objs, err := meshtest.Decode("test", []byte(strings.Join(docs, "\n---\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := mesh.New(version, nil, objs)
-	if len(s.Errors) > 0 {
-		t.Fatal(s.Errors)
-	}
-	return s
+	return meshtest.Snapshot(t, "test", version, nil, docs...)
 }
 
-const (
-	seReviews = `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
+var (
+	seReviews = meshtest.Object("ServiceEntry", "reviews", "default", `  hosts: [reviews.default.svc.cluster.local]
   ports: [{number: 9080, name: http}]
   resolution: STATIC
-  endpoints: [{address: 10.0.0.1}]`
-	seRatings = `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ratings, namespace: team-a}
-spec:
-  hosts: [ratings.team-a.svc.cluster.local]
+  endpoints: [{address: 10.0.0.1}]`)
+	seRatings = meshtest.Object("ServiceEntry", "ratings", "team-a", `  hosts: [ratings.team-a.svc.cluster.local]
   ports: [{number: 9080, name: http}]
   resolution: STATIC
-  endpoints: [{address: 10.0.1.1}]`
-	drReviews = `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews, namespace: default}
-spec:
-  host: reviews
-  subsets: [{name: v1, labels: {version: v1}}]`
-	vsReviews = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews]
-  http: [{route: [{destination: {host: reviews, subset: v1}}]}]`
+  endpoints: [{address: 10.0.1.1}]`)
+	drReviews = meshtest.Object("DestinationRule", "reviews", "default", `  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}]`)
+	vsReviews = meshtest.Object("VirtualService", "reviews", "default", `  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]`)
 )
 
 // TestFingerprints checks what the content hashes that translation keys its reuse on see: equal

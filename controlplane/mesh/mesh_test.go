@@ -10,132 +10,54 @@ import (
 	"github.com/strait-mesh/strait/controlplane/mesh/meshtest"
 )
 
-const fixture = `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
+var fixture = meshtest.Object("ServiceEntry", "reviews", "default", `  hosts: [reviews.default.svc.cluster.local]
   ports: [{number: 9080, name: http}]
   resolution: STATIC
   endpoints: [{address: 10.0.0.1, labels: {version: v1}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: private, namespace: team-a}
-spec:
-  hosts: [private.team-a.svc.cluster.local]
+`) + "---\n" + meshtest.Object("ServiceEntry", "private", "team-a", `  hosts: [private.team-a.svc.cluster.local]
   exportTo: ["."]
   ports: [{number: 80, name: http}, {number: 9000, name: tcp}]
   resolution: STATIC
   endpoints: [{address: 10.0.1.1}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ext, namespace: team-b}
-spec:
-  hosts: [api.example.com]
+`) + "---\n" + meshtest.Object("ServiceEntry", "ext", "team-b", `  hosts: [api.example.com]
   exportTo: [team-a, team-b]
   location: MESH_EXTERNAL
   ports: [{number: 443, name: tls, protocol: TLS}]
   resolution: DNS
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews-root, namespace: istio-system}
-spec:
-  host: "*.svc.cluster.local"
+`) + "---\n" + meshtest.Object("DestinationRule", "reviews-root", "istio-system", `  host: "*.svc.cluster.local"
   subsets: [{name: root}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews-svc, namespace: default}
-spec:
-  host: reviews
+`) + "---\n" + meshtest.Object("DestinationRule", "reviews-svc", "default", `  host: reviews
   subsets: [{name: v1, labels: {version: v1}}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews-svc2, namespace: default}
-spec:
-  host: reviews.default.svc.cluster.local
+`) + "---\n" + meshtest.Object("DestinationRule", "reviews-svc2", "default", `  host: reviews.default.svc.cluster.local
   subsets: [{name: v2, labels: {version: v2}}, {name: v1, labels: {version: other}}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews-local, namespace: team-a}
-spec:
-  host: reviews.default.svc.cluster.local
+`) + "---\n" + meshtest.Object("DestinationRule", "reviews-local", "team-a", `  host: reviews.default.svc.cluster.local
   exportTo: ["."]
   subsets: [{name: local}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews-selected, namespace: team-a}
-spec:
-  host: reviews.default.svc.cluster.local
+`) + "---\n" + meshtest.Object("DestinationRule", "reviews-selected", "team-a", `  host: reviews.default.svc.cluster.local
   workloadSelector: {matchLabels: {app: special}}
   subsets: [{name: selected}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: default, namespace: team-a}
-spec:
-  egress:
+`) + "---\n" + meshtest.Object("Sidecar", "default", "team-a", `  egress:
   - hosts: ["./*", "team-b/*"]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: narrow, namespace: team-a}
-spec:
-  workloadSelector: {labels: {app: narrow}}
+`) + "---\n" + meshtest.Object("Sidecar", "narrow", "team-a", `  workloadSelector: {labels: {app: narrow}}
   egress:
   - port: {number: 9000, name: tcp, protocol: TCP}
     hosts: ["./*"]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: default, namespace: istio-system}
-spec:
-  egress:
+`) + "---\n" + meshtest.Object("Sidecar", "default", "istio-system", `  egress:
   - hosts: ["./*", "istio-system/*"]
   outboundTrafficPolicy: {mode: REGISTRY_ONLY}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews]
+`) + "---\n" + meshtest.Object("VirtualService", "reviews", "default", `  hosts: [reviews]
   http: [{route: [{destination: {host: reviews}}]}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: gw-only, namespace: default}
-spec:
-  hosts: ["*"]
+`) + "---\n" + meshtest.Object("VirtualService", "gw-only", "default", `  hosts: ["*"]
   gateways: [ingress, other/gw, mesh]
   exportTo: ["."]
   http: [{route: [{destination: {host: reviews}}]}]
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: ingress, namespace: default}
-spec:
-  selector: {istio: ingressgateway}
+`) + "---\n" + meshtest.Object("Gateway", "ingress", "default", `  selector: {istio: ingressgateway}
   servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
-`
+`)
 
 func snapshot(t *testing.T) *mesh.Snapshot {
 	t.Helper()
-	objs, err := meshtest.Decode("fixture", []byte(fixture))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := mesh.New(1, &meshconfig.MeshConfig{}, objs)
-	if len(s.Errors) > 0 {
-		t.Fatal(s.Errors)
-	}
-	return s
+	return meshtest.Snapshot(t, "fixture", 1, &meshconfig.MeshConfig{}, fixture)
 }
 
 func TestServiceVisibility(t *testing.T) {

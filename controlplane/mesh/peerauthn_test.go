@@ -68,14 +68,7 @@ spec: {mtls: {mode: UNSET}}
 `
 
 func TestMTLSComposition(t *testing.T) {
-	objs, err := meshtest.Decode("pa.yaml", []byte(peerAuthnFixture))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := mesh.New(1, nil, objs)
-	if len(snap.Errors) > 0 {
-		t.Fatal(snap.Errors)
-	}
+	snap := meshtest.Snapshot(t, "pa.yaml", 1, nil, peerAuthnFixture)
 	w := func(ns string, labels map[string]string) mesh.Workload {
 		return mesh.Workload{Namespace: ns, Labels: labels}
 	}
@@ -107,7 +100,7 @@ func TestMTLSComposition(t *testing.T) {
 	if got := mesh.New(2, nil, nil).MTLS(w("foo", nil), 80); got != mesh.MTLSPermissive {
 		t.Errorf("no policy: %s, want PERMISSIVE", got)
 	}
-	custom := mesh.New(3, &meshconfig.MeshConfig{RootNamespace: "foo"}, objs)
+	custom := meshtest.Snapshot(t, "pa.yaml", 3, &meshconfig.MeshConfig{RootNamespace: "foo"}, peerAuthnFixture)
 	if got := custom.MTLS(w("other", nil), 80); got != mesh.MTLSPermissive {
 		t.Errorf("root namespace foo: other namespaces get foo's policy, got %s", got)
 	}

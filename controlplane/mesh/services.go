@@ -38,7 +38,7 @@ func exportedEverywhere(exportTo, defaults []string) bool {
 // ServiceVisible reports whether svc is exported to namespace ns (ServiceEntry exportTo, else
 // MeshConfig.defaultServiceExportTo, else everywhere).
 func (s *Snapshot) ServiceVisible(svc *registry.Service, ns string) bool {
-	return exportedTo(svc.ExportTo, s.services.defaults, svc.Namespace, ns)
+	return ExportedTo(svc.ExportTo, s.services.defaults, svc.Namespace, ns)
 }
 
 // Service returns the service with the exact hostname that a proxy in namespace ns sees, or nil.

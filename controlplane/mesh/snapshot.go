@@ -123,10 +123,10 @@ func sortObjects(list []*config.Object) {
 	})
 }
 
-// exportedTo reports whether an object in namespace ns with the given exportTo list (or the
-// default when empty) is visible from namespace to: "*" everyone, "." its own namespace, "~"
-// nobody, otherwise a namespace name.
-func exportedTo(exportTo, defaults []string, ns, to string) bool {
+// ExportedTo reports whether an object in namespace ns with the given exportTo list (or the
+// default when empty) is visible from namespace to, as Istio reads exportTo: "*" everyone, "."
+// its own namespace, "~" nobody, otherwise a namespace name. The analyzers share it.
+func ExportedTo(exportTo, defaults []string, ns, to string) bool {
 	if len(exportTo) == 0 {
 		exportTo = defaults
 	}

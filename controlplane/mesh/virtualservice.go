@@ -82,7 +82,7 @@ func (s *Snapshot) VirtualServices(proxyNS, gateway string) []*config.Object {
 	list := s.vss.byGateway[gateway]
 	out := make([]*config.Object, 0, len(list))
 	for _, o := range list {
-		if exportedTo(o.Spec.(*networking.VirtualService).GetExportTo(), s.vss.defaults, o.Namespace, proxyNS) {
+		if ExportedTo(o.Spec.(*networking.VirtualService).GetExportTo(), s.vss.defaults, o.Namespace, proxyNS) {
 			out = append(out, o)
 		}
 	}
@@ -148,5 +148,5 @@ func (s *Snapshot) VirtualService(namespace, name string) *config.Object {
 
 // VirtualServiceVisible reports whether the VirtualService object is exported to namespace ns.
 func (s *Snapshot) VirtualServiceVisible(o *config.Object, ns string) bool {
-	return exportedTo(o.Spec.(*networking.VirtualService).GetExportTo(), s.vss.defaults, o.Namespace, ns)
+	return ExportedTo(o.Spec.(*networking.VirtualService).GetExportTo(), s.vss.defaults, o.Namespace, ns)
 }

@@ -40,42 +40,29 @@ func TestSelectProtocol(t *testing.T) {
 }
 
 func TestBuild(t *testing.T) {
-	objs, err := meshtest.Decode("test", []byte(`
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: vm, namespace: apps}
-spec:
-  hosts: [vm.apps.svc.cluster.local, vm-alias.example.com]
+	objs, err := meshtest.Decode("test", []byte(meshtest.Object("ServiceEntry", "vm", "apps", `  hosts: [vm.apps.svc.cluster.local, vm-alias.example.com]
   addresses: [240.0.0.1]
   ports: [{number: 8080, name: http, targetPort: 9090}, {number: 5432, name: tcp-db}]
   resolution: STATIC
   workloadSelector: {labels: {app: vm}}
   subjectAltNames: [spiffe://cluster.local/ns/apps/sa/vm]
----
-apiVersion: networking.istio.io/v1
+`)+"---\n"+`apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: vm-1, namespace: apps}
 spec: {address: 10.1.0.1, labels: {app: vm, version: v1}, locality: us/east/a, weight: 3, serviceAccount: vm, ports: {tcp-db: 6543}}
----
-apiVersion: networking.istio.io/v1
+`+"---\n"+`apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: other, namespace: apps}
 spec: {address: 10.1.0.2, labels: {app: other}}
----
-apiVersion: networking.istio.io/v1
+`+"---\n"+`apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: vm-elsewhere, namespace: other}
 spec: {address: 10.1.0.3, labels: {app: vm}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ext, namespace: apps}
-spec:
-  hosts: [api.example.com]
+`+"---\n"+meshtest.Object("ServiceEntry", "ext", "apps", `  hosts: [api.example.com]
   location: MESH_EXTERNAL
   ports: [{number: 443, name: https}]
   resolution: DNS
-`))
+`)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,53 +16,25 @@ import (
 	"github.com/strait-mesh/strait/internal/node"
 )
 
-const nameTableConfig = `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
+var nameTableConfig = meshtest.Object("ServiceEntry", "reviews", "default", `  hosts: [reviews.default.svc.cluster.local]
   ports: [{number: 9080, name: http}]
   resolution: STATIC
   workloadSelector: {labels: {app: reviews}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ratings, namespace: prod}
-spec:
-  hosts: [ratings.prod.svc.cluster.local]
+`) + "---\n" + meshtest.Object("ServiceEntry", "ratings", "prod", `  hosts: [ratings.prod.svc.cluster.local]
   addresses: [10.96.0.11, "2001:db8::11", 10.97.0.0/16]
   ports: [{number: 9080, name: http}]
   resolution: STATIC
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: external, namespace: default}
-spec:
-  hosts: [api.example.com, "*.wild.example.com"]
+`) + "---\n" + meshtest.Object("ServiceEntry", "external", "default", `  hosts: [api.example.com, "*.wild.example.com"]
   ports: [{number: 443, name: tls}]
   resolution: DNS
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: passthrough, namespace: default}
-spec:
-  hosts: [legacy.example.com]
+`) + "---\n" + meshtest.Object("ServiceEntry", "passthrough", "default", `  hosts: [legacy.example.com]
   ports: [{number: 5432, name: tcp}]
   resolution: NONE
-`
+`)
 
 func nameTableSnapshot(t *testing.T, version uint64) *mesh.Snapshot {
 	t.Helper()
-	objs, err := meshtest.Decode("nametable", []byte(nameTableConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := mesh.New(version, nil, objs)
-	if len(snap.Errors) > 0 {
-		t.Fatal(snap.Errors)
-	}
-	return snap
+	return meshtest.Snapshot(t, "nametable", version, nil, nameTableConfig)
 }
 
 func nameTableProxy(dns bool) *translate.Proxy {

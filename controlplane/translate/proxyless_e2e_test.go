@@ -16,41 +16,25 @@ import (
 	"github.com/strait-mesh/strait/internal/testenv"
 )
 
-const greeterService = `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: greeter, namespace: default}
-spec:
-  hosts: [greeter.default.svc.cluster.local]
+var greeterService = meshtest.Object("ServiceEntry", "greeter", "default", `  hosts: [greeter.default.svc.cluster.local]
   location: MESH_INTERNAL
   ports: [{number: 50051, name: grpc}]
   resolution: STATIC
   endpoints:
   - {address: 127.0.0.1, ports: {grpc: %d}, labels: {version: v1}}
   - {address: 127.0.0.1, ports: {grpc: %d}, labels: {version: v2}}
-`
+`)
 
-const greeterV2Only = `
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: greeter, namespace: default}
-spec:
-  host: greeter
+var greeterV2Only = "\n---\n" + meshtest.Object("DestinationRule", "greeter", "default", `  host: greeter
   subsets:
   - {name: v1, labels: {version: v1}}
   - {name: v2, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: greeter, namespace: default}
-spec:
-  hosts: [greeter]
+`) + "---\n" + meshtest.Object("VirtualService", "greeter", "default", `  hosts: [greeter]
   http:
   - route:
     - {destination: {host: greeter, subset: v1}, weight: 0}
     - {destination: {host: greeter, subset: v2}, weight: 100}
-`
+`)
 
 // TestProxylessGRPC runs a stock grpc-go client through the xds:/// resolver against Strait's
 // ADS server and translation: calls round-robin across two real gRPC servers, then, after a
@@ -66,11 +50,7 @@ func TestProxylessGRPC(t *testing.T) {
 		return n
 	}
 	snapshot := func(version uint64, yaml string) *mesh.Snapshot {
-		objs, err := meshtest.Decode("e2e", []byte(yaml))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return mesh.New(version, config.DefaultMeshConfig(), objs)
+		return meshtest.Snapshot(t, "e2e", version, config.DefaultMeshConfig(), yaml)
 	}
 	base := fmt.Sprintf(greeterService, port(v1), port(v2))
 

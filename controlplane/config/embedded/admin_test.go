@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strait-mesh/strait/controlplane/mesh/meshtest"
 )
 
 func TestRequireAdmin(t *testing.T) {
@@ -87,15 +89,11 @@ func TestStoreWritesRequireAdmin(t *testing.T) {
 	}
 	defer s.Close()
 	h := s.Handler("s3cret")
-	const vs = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews]
+	vs := meshtest.Object("VirtualService", "reviews", "default", `  hosts: [reviews]
   http:
   - route:
     - destination: {host: reviews}
-`
+`)
 	do := func(method, path, remote, auth, body string) int {
 		req := httptest.NewRequest(method, path, strings.NewReader(body))
 		req.RemoteAddr = remote

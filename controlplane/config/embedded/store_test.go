@@ -12,6 +12,7 @@ import (
 	"github.com/strait-mesh/strait/cli"
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
+	"github.com/strait-mesh/strait/controlplane/mesh/meshtest"
 )
 
 const goodVS = `apiVersion: networking.istio.io/v1
@@ -38,30 +39,16 @@ spec:
 `
 
 // twoBad has two invalid documents and one good one: nothing may be stored.
-const twoBad = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: bad-field, namespace: bookinfo}
-spec:
-  hosts: [ratings]
+var twoBad = meshtest.Object("VirtualService", "bad-field", "bookinfo", `  hosts: [ratings]
   htttp: []
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: good, namespace: bookinfo}
-spec:
-  hosts: [api.example.com]
+`) + "---\n" + meshtest.Object("ServiceEntry", "good", "bookinfo", `  hosts: [api.example.com]
   ports: [{number: 443, name: tls, protocol: TLS}]
   resolution: DNS
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: bad-port, namespace: bookinfo}
-spec:
-  host: ratings
+`) + "---\n" + meshtest.Object("DestinationRule", "bad-port", "bookinfo", `  host: ratings
   trafficPolicy:
     portLevelSettings:
     - port: {number: 70000}
-`
+`)
 
 type harness struct {
 	t         *testing.T

@@ -211,6 +211,20 @@ func resolveCommon(service string, port uint32, timeout *durationpb.Duration, st
 	return c, errs
 }
 
+// httpFilter is the HTTP ext_authz filter with what both provider kinds set the same way (status
+// on error, fail open, route cache, request body, run only for CUSTOM policies); the caller adds
+// the service and, for HTTP providers, the allowed headers.
+func (c providerCommon) httpFilter(failOpen, clearRouteCache bool) *extauthzhttpv3.ExtAuthz {
+	return &extauthzhttpv3.ExtAuthz{
+		StatusOnError:         c.status,
+		FailureModeAllow:      failOpen,
+		ClearRouteCache:       clearRouteCache,
+		TransportApiVersion:   corev3.ApiVersion_V3,
+		FilterEnabledMetadata: extAuthzEnabled(vocab.FilterHTTPRBAC),
+		WithRequestBody:       c.body,
+	}
+}
+
 // lookupService resolves a provider's service as istiod does: "NS/HOST" is the registry service
 // with hostname HOST defined in namespace NS; a bare HOST must be defined in exactly one
 // namespace. Visibility (exportTo, Sidecar) does not matter here.
@@ -304,16 +318,10 @@ func buildHTTPProvider(c *meshconfig.MeshConfig_ExtensionProvider_EnvoyExternalA
 		svc.AuthorizationResponse = &extauthzhttpv3.AuthorizationResponse{AllowedUpstreamHeaders: matchers[1],
 			AllowedClientHeaders: matchers[2], AllowedClientHeadersOnSuccess: matchers[3]}
 	}
-	return &extAuthz{http: &extauthzhttpv3.ExtAuthz{
-		Services:              &extauthzhttpv3.ExtAuthz_HttpService{HttpService: svc},
-		AllowedHeaders:        matchers[0],
-		StatusOnError:         common.status,
-		FailureModeAllow:      c.GetFailOpen(),
-		ClearRouteCache:       c.GetClearRouteCache(),
-		TransportApiVersion:   corev3.ApiVersion_V3,
-		FilterEnabledMetadata: extAuthzEnabled(vocab.FilterHTTPRBAC),
-		WithRequestBody:       common.body,
-	}}, nil
+	filter := common.httpFilter(c.GetFailOpen(), c.GetClearRouteCache())
+	filter.Services = &extauthzhttpv3.ExtAuthz_HttpService{HttpService: svc}
+	filter.AllowedHeaders = matchers[0]
+	return &extAuthz{http: filter}, nil
 }
 
 // buildGRPCProvider builds the ext_authz filters of an envoyExtAuthzGrpc provider: the gRPC
@@ -328,16 +336,10 @@ func buildGRPCProvider(c *meshconfig.MeshConfig_ExtensionProvider_EnvoyExternalA
 			ClusterName: common.cluster, Authority: common.host}},
 		Timeout: common.timeout,
 	}
+	filter := common.httpFilter(c.GetFailOpen(), c.GetClearRouteCache())
+	filter.Services = &extauthzhttpv3.ExtAuthz_GrpcService{GrpcService: grpc}
 	return &extAuthz{
-		http: &extauthzhttpv3.ExtAuthz{
-			Services:              &extauthzhttpv3.ExtAuthz_GrpcService{GrpcService: grpc},
-			StatusOnError:         common.status,
-			FailureModeAllow:      c.GetFailOpen(),
-			ClearRouteCache:       c.GetClearRouteCache(),
-			TransportApiVersion:   corev3.ApiVersion_V3,
-			FilterEnabledMetadata: extAuthzEnabled(vocab.FilterHTTPRBAC),
-			WithRequestBody:       common.body,
-		},
+		http: filter,
 		tcp: &extauthznetv3.ExtAuthz{
 			StatPrefix:            "tcp.",
 			GrpcService:           grpc,

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -41,16 +39,11 @@ func anyJSON(t *testing.T, name string, a *anypb.Any) string {
 	return name + " " + compact.String()
 }
 
-func httpJSON(t *testing.T, fs []*hcmv3.HttpFilter) []string {
-	t.Helper()
-	var out []string
-	for _, f := range fs {
-		out = append(out, anyJSON(t, f.GetName(), f.GetTypedConfig()))
-	}
-	return out
-}
-
-func tcpJSON(t *testing.T, fs []*listenerv3.Filter) []string {
+// filtersJSON renders HTTP or network filters with anyJSON, one string a filter.
+func filtersJSON[F interface {
+	GetName() string
+	GetTypedConfig() *anypb.Any
+}](t *testing.T, fs []F) []string {
 	t.Helper()
 	var out []string
 	for _, f := range fs {
@@ -219,8 +212,8 @@ func TestBuildCustom(t *testing.T) {
 					}
 				}
 			}
-			check("HTTP filters", httpJSON(t, f.HTTP), tc.http)
-			check("TCP filters", tcpJSON(t, f.TCP), tc.tcp)
+			check("HTTP filters", filtersJSON(t, f.HTTP), tc.http)
+			check("TCP filters", filtersJSON(t, f.TCP), tc.tcp)
 			var got []string
 			for _, e := range errs {
 				got = append(got, e.Error())
