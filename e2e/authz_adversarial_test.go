@@ -55,7 +55,7 @@ type rawCase struct {
 // where encoded and doubled slashes are decoded and merged before any decision.
 func TestAuthorizationAdversarialRequests(t *testing.T) {
 	skipShort(t)
-	const serverIP = "127.0.0.101"
+	const serverIP = "127.0.0.111" // unique among the e2e tests, which run in parallel
 	app := startBackend(t, "127.0.0.1", "reviews", backendOptions{})
 	cfg := staticServiceYAML("reviews.e2e.svc.cluster.local", 9080, "http", "HTTP",
 		"{address: "+serverIP+", serviceAccount: reviews, labels: {app: reviews, security.istio.io/tlsMode: istio}}") + "---\n" +

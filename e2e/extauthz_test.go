@@ -126,7 +126,7 @@ func customPolicy(provider string) string {
 // provider is failOpen.
 func TestCustomAuthorization(t *testing.T) {
 	skipShort(t)
-	const serverIP, clientIP = "127.0.0.102", "127.0.0.103"
+	const serverIP, clientIP = "127.0.0.112", "127.0.0.113" // unique among the e2e tests
 	app := startBackend(t, "127.0.0.1", "reviews", backendOptions{})
 	httpAuthz, grpcAuthz := startHTTPAuthorizer(t), startGRPCAuthorizer(t)
 	down, err := net.Listen("tcp", "127.0.0.1:0") // a port where nothing answers

@@ -69,7 +69,7 @@ func (is *jwtIssuer) token(t *testing.T, claims map[string]any) string {
 // whose key set cannot be fetched gets its tokens refused.
 func TestJWTRequestAuthentication(t *testing.T) {
 	skipShort(t)
-	const clientIP, serverIP = "127.0.0.101", "127.0.0.102"
+	const clientIP, serverIP = "127.0.0.114", "127.0.0.115"
 	is := newJWTIssuer(t)
 	app := startBackend(t, "127.0.0.1", "reviews", backendOptions{})
 	sd := testenv.StartStraitd(t, map[string]string{"mesh.yaml": mtlsYAML(clientIP, serverIP, app.Addr()) + "---\n" +
