@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -22,4 +23,30 @@ func Golden(t testing.TB, path, got string, update bool) {
 	if got != string(want) {
 		t.Errorf("got differs from %s (run the test with -update and read the diff):\n--- got\n%s--- want\n%s", path, got, want)
 	}
+}
+
+// GoldenFile is one of straitd's golden xDS files.
+type GoldenFile struct {
+	Name string // the file's base name, "<case>.golden.yaml"
+	YAML []byte
+}
+
+// ControlPlaneGoldens reads straitd's golden xDS output, the translator's testdata
+// (controlplane/translate/testdata/*.golden.yaml; only the files are read, nothing under
+// controlplane/ is imported), and skips the test when there is none.
+func ControlPlaneGoldens(t testing.TB) []GoldenFile {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(repoRoot(), "controlplane", "translate", "testdata", "*.golden.yaml"))
+	if len(paths) == 0 {
+		t.Skip("no control-plane golden files")
+	}
+	files := make([]GoldenFile, 0, len(paths))
+	for _, p := range paths {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, GoldenFile{Name: filepath.Base(p), YAML: raw})
+	}
+	return files
 }

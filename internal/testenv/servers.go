@@ -68,11 +68,24 @@ func ServeTCP(t testing.TB, addr string, handle func(net.Conn)) string {
 func Listen(t testing.TB, addr string) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
+	return closedAtEnd(t, ln, err)
+}
+
+// Dial opens a TCP connection to addr, closed at the end of the test.
+func Dial(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	return closedAtEnd(t, c, err)
+}
+
+// closedAtEnd fails the test on err, else closes c at the end of the test and returns it.
+func closedAtEnd[C io.Closer](t testing.TB, c C, err error) C {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // ServeHTTP serves srv on ln until the test ends, when it closes srv, and returns ln's address.
@@ -87,6 +100,21 @@ func ServeHTTP(t testing.TB, ln net.Listener, srv *http.Server) string {
 func HTTPBackend(t testing.TB, h http.HandlerFunc) string {
 	t.Helper()
 	return ServeHTTP(t, Listen(t, "127.0.0.1:0"), &http.Server{Handler: h})
+}
+
+// HangingHTTPBackend is an HTTP server on a free loopback port that never answers: each request
+// waits until its client goes away or the test ends. It returns the server's address.
+func HangingHTTPBackend(t testing.TB) string {
+	t.Helper()
+	release := make(chan struct{})
+	addr := HTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	t.Cleanup(func() { close(release) }) // runs before the server's own cleanups
+	return addr
 }
 
 // TCPEcho is a TCP server on loopback that writes greeting (which may be empty) to each
@@ -127,4 +155,36 @@ func Exchange(t testing.TB, addr string, pause time.Duration, parts ...string) (
 		}
 	}
 	return io.ReadAll(c)
+}
+
+// Calls records what a test server received, in order. It is safe for concurrent use; the zero
+// value is empty and ready.
+type Calls[T any] struct {
+	mu   sync.Mutex
+	list []T
+}
+
+// Add records v.
+func (c *Calls[T]) Add(v T) {
+	c.mu.Lock()
+	c.list = append(c.list, v)
+	c.mu.Unlock()
+}
+
+// Len is how many were recorded.
+func (c *Calls[T]) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.list)
+}
+
+// Last is the last one recorded; it fails the test when there is none.
+func (c *Calls[T]) Last(t testing.TB) T {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.list) == 0 {
+		t.Fatal("the server received nothing")
+	}
+	return c.list[len(c.list)-1]
 }

@@ -12,10 +12,10 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -31,52 +31,26 @@ func list(ms ...*matcherv3.StringMatcher) *matcherv3.ListStringMatcher {
 	return &matcherv3.ListStringMatcher{Patterns: ms}
 }
 
-// istioEnabledMetadata is the filter_enabled_metadata Istio sets for CUSTOM policies.
-func istioEnabledMetadata() *matcherv3.MetadataMatcher {
-	return &matcherv3.MetadataMatcher{
-		Filter: "envoy.filters.http.rbac",
-		Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "istio_ext_authz_shadow_effective_policy_id"}}},
-		Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-			MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "istio-ext-authz"}}}},
+// shadowPolicyMetadata returns the dynamic metadata of a request or connection for which the
+// shadow RBAC filter rbacFilter matched the policy named v ("": none matched), as filters read
+// it.
+func shadowPolicyMetadata(rbacFilter string) func(v string) func(string) *structpb.Struct {
+	return func(v string) func(string) *structpb.Struct {
+		return func(ns string) *structpb.Struct {
+			if ns != rbacFilter || v == "" {
+				return nil
+			}
+			return &structpb.Struct{Fields: map[string]*structpb.Value{"istio_ext_authz_shadow_effective_policy_id": structpb.NewStringValue(v)}}
+		}
 	}
 }
 
 // istioHTTP is the ext_authz config istiod emits for an envoyExtAuthzHttp provider.
 func istioHTTP(cluster string) *extauthzv3.ExtAuthz {
-	return &extauthzv3.ExtAuthz{
-		Services: &extauthzv3.ExtAuthz_HttpService{HttpService: &extauthzv3.HttpService{
-			ServerUri: &corev3.HttpUri{Uri: "http://ext-authz.foo.svc.cluster.local", Timeout: durationpb.New(600 * time.Second),
-				HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: cluster}},
-			PathPrefix: "/check",
-			AuthorizationRequest: &extauthzv3.AuthorizationRequest{
-				AllowedHeaders: list(exact("x-ext-authz"), prefix("x-pass-")),
-				HeadersToAdd:   []*corev3.HeaderValue{{Key: "x-added", Value: "by-proxy"}},
-			},
-			AuthorizationResponse: &extauthzv3.AuthorizationResponse{
-				AllowedUpstreamHeaders:        list(exact("x-ext-authz-check-result"), exact("x-user")),
-				AllowedClientHeaders:          list(exact("x-ext-authz-check-result"), exact("set-cookie")),
-				AllowedClientHeadersOnSuccess: list(exact("x-session")),
-			},
-		}},
-		StatusOnError:         &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
-		TransportApiVersion:   corev3.ApiVersion_V3,
-		FilterEnabledMetadata: istioEnabledMetadata(),
-	}
-}
-
-// istioGRPC is the ext_authz config istiod emits for an envoyExtAuthzGrpc provider.
-func istioGRPC(cluster string) *extauthzv3.ExtAuthz {
-	return &extauthzv3.ExtAuthz{
-		Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
-			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
-				ClusterName: cluster, Authority: "ext-authz.foo.svc.cluster.local"}},
-			Timeout: durationpb.New(600 * time.Second),
-		}},
-		FailureModeAllow:      false,
-		StatusOnError:         &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
-		TransportApiVersion:   corev3.ApiVersion_V3,
-		FilterEnabledMetadata: istioEnabledMetadata(),
-	}
+	return testenv.IstioExtAuthzHTTP(cluster, &extauthzv3.AuthorizationRequest{
+		AllowedHeaders: list(exact("x-ext-authz"), prefix("x-pass-")),
+		HeadersToAdd:   []*corev3.HeaderValue{{Key: "x-added", Value: "by-proxy"}},
+	})
 }
 
 func TestCompileIstioShapes(t *testing.T) {
@@ -92,7 +66,7 @@ func TestCompileIstioShapes(t *testing.T) {
 		t.Error("allowed_client_headers: the list plus Envoy's defaults")
 	}
 
-	c, err = Compile(istioGRPC("outbound|9000||ext-authz.foo.svc.cluster.local"), "f")
+	c, err = Compile(testenv.IstioExtAuthzGRPC("outbound|9000||ext-authz.foo.svc.cluster.local"), "f")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,21 +76,14 @@ func TestCompileIstioShapes(t *testing.T) {
 	}
 
 	// Metadata gating: only a request whose RBAC shadow policy is a CUSTOM one is checked.
-	md := func(v string) func(string) *structpb.Struct {
-		return func(ns string) *structpb.Struct {
-			if ns != "envoy.filters.http.rbac" || v == "" {
-				return nil
-			}
-			return &structpb.Struct{Fields: map[string]*structpb.Value{"istio_ext_authz_shadow_effective_policy_id": structpb.NewStringValue(v)}}
-		}
-	}
+	md := shadowPolicyMetadata("envoy.filters.http.rbac")
 	if !c.Enabled(md("istio-ext-authz-ns[foo]-policy[bar]-rule[0]")) || c.Enabled(md("")) || c.Enabled(md("other")) {
 		t.Error("filter_enabled_metadata")
 	}
 }
 
 func TestCompileDefaultsAndOptions(t *testing.T) {
-	cfg := istioGRPC("c")
+	cfg := testenv.IstioExtAuthzGRPC("c")
 	cfg.GetGrpcService().Timeout = nil
 	cfg.GetGrpcService().GetEnvoyGrpc().Authority = ""
 	cfg.GetGrpcService().GetEnvoyGrpc().MaxReceiveMessageLength = wrapperspb.UInt32(1000)
@@ -162,30 +129,30 @@ func TestCompileRefuses(t *testing.T) {
 		field string
 		cfg   *extauthzv3.ExtAuthz
 	}{
-		{"f.typed_metadata_context_namespaces", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.TypedMetadataContextNamespaces = []string{"x"} })},
-		{"f.route_metadata_context_namespaces", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.RouteMetadataContextNamespaces = []string{"x"} })},
-		{"f.route_typed_metadata_context_namespaces", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.RouteTypedMetadataContextNamespaces = []string{"x"} })},
-		{"f.include_peer_certificate", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.IncludePeerCertificate = true })},
-		{"f.bootstrap_metadata_labels_key", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.BootstrapMetadataLabelsKey = "labels" })},
-		{"f.encode_raw_headers", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.EncodeRawHeaders = true })},
-		{"f.decoder_header_mutation_rules", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) {
+		{"f.typed_metadata_context_namespaces", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.TypedMetadataContextNamespaces = []string{"x"} })},
+		{"f.route_metadata_context_namespaces", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.RouteMetadataContextNamespaces = []string{"x"} })},
+		{"f.route_typed_metadata_context_namespaces", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.RouteTypedMetadataContextNamespaces = []string{"x"} })},
+		{"f.include_peer_certificate", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.IncludePeerCertificate = true })},
+		{"f.bootstrap_metadata_labels_key", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.BootstrapMetadataLabelsKey = "labels" })},
+		{"f.encode_raw_headers", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.EncodeRawHeaders = true })},
+		{"f.decoder_header_mutation_rules", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) {
 			c.DecoderHeaderMutationRules = &mutationv3.HeaderMutationRules{DisallowAll: wrapperspb.Bool(true)}
 		})},
-		{"f.filter_metadata", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.FilterMetadata = &structpb.Struct{} })},
-		{"f.emit_filter_state_stats", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.EmitFilterStateStats = true })},
-		{"f.enforce_response_header_limits", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.EnforceResponseHeaderLimits = true })},
-		{"f.shadow_mode", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.ShadowMode = true })},
-		{"f.charge_cluster_response_stats", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.ChargeClusterResponseStats = wrapperspb.Bool(true) })},
-		{"f.transport_api_version", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.TransportApiVersion = corev3.ApiVersion_V2 })},
-		{"f.with_request_body.max_request_bytes", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) {
+		{"f.filter_metadata", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.FilterMetadata = &structpb.Struct{} })},
+		{"f.emit_filter_state_stats", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.EmitFilterStateStats = true })},
+		{"f.enforce_response_header_limits", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.EnforceResponseHeaderLimits = true })},
+		{"f.shadow_mode", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.ShadowMode = true })},
+		{"f.charge_cluster_response_stats", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.ChargeClusterResponseStats = wrapperspb.Bool(true) })},
+		{"f.transport_api_version", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.TransportApiVersion = corev3.ApiVersion_V2 })},
+		{"f.with_request_body.max_request_bytes", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) {
 			c.WithRequestBody = &extauthzv3.BufferSettings{MaxRequestBytes: MaxRequestBytesLimit + 1}
 		})},
-		{"f.grpc_service.google_grpc", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) {
+		{"f.grpc_service.google_grpc", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) {
 			c.Services = &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_GoogleGrpc_{
 				GoogleGrpc: &corev3.GrpcService_GoogleGrpc{TargetUri: "x:1", StatPrefix: "s"}}}}
 		})},
-		{"f.grpc_service.retry_policy", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.GetGrpcService().RetryPolicy = &corev3.RetryPolicy{} })},
-		{"f.grpc_service.envoy_grpc.retry_policy", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) {
+		{"f.grpc_service.retry_policy", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.GetGrpcService().RetryPolicy = &corev3.RetryPolicy{} })},
+		{"f.grpc_service.envoy_grpc.retry_policy", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) {
 			c.GetGrpcService().GetEnvoyGrpc().RetryPolicy = &corev3.RetryPolicy{}
 		})},
 		{"f.http_service.retry_policy", mod(istioHTTP, func(c *extauthzv3.ExtAuthz) { c.GetHttpService().RetryPolicy = &corev3.RetryPolicy{} })},
@@ -223,8 +190,8 @@ func TestCompileRefuses(t *testing.T) {
 		{"prefix and override", "only one of path_prefix and path_override", mod(istioHTTP, func(c *extauthzv3.ExtAuthz) { c.GetHttpService().PathOverride = "/x" })},
 		{"bad prefix", "path_prefix", mod(istioHTTP, func(c *extauthzv3.ExtAuthz) { c.GetHttpService().PathPrefix = "check" })},
 		{"no cluster", "server_uri.cluster: empty", mod(istioHTTP, func(c *extauthzv3.ExtAuthz) { c.GetHttpService().GetServerUri().HttpUpstreamType = nil })},
-		{"no grpc cluster", "cluster_name: empty", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.GetGrpcService().GetEnvoyGrpc().ClusterName = "" })},
-		{"zero body", "max_request_bytes: must be greater than 0", mod(istioGRPC, func(c *extauthzv3.ExtAuthz) { c.WithRequestBody = &extauthzv3.BufferSettings{} })},
+		{"no grpc cluster", "cluster_name: empty", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.GetGrpcService().GetEnvoyGrpc().ClusterName = "" })},
+		{"zero body", "max_request_bytes: must be greater than 0", mod(testenv.IstioExtAuthzGRPC, func(c *extauthzv3.ExtAuthz) { c.WithRequestBody = &extauthzv3.BufferSettings{} })},
 		{"bad header to add", "headers_to_add[0].key", mod(istioHTTP, func(c *extauthzv3.ExtAuthz) {
 			c.GetHttpService().GetAuthorizationRequest().HeadersToAdd[0].Key = "bad header"
 		})},

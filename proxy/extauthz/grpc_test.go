@@ -3,7 +3,6 @@ package extauthz
 import (
 	"context"
 	"encoding/binary"
-	"net"
 	"net/http"
 	"reflect"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -23,13 +21,15 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // authServer is a real envoy.service.auth.v3 Authorization server that records its calls.
 type authServer struct {
 	authv3.UnimplementedAuthorizationServer
+	testenv.Calls[call]
 	mu    sync.Mutex
-	calls []call
 	reply func(*authv3.CheckRequest) (*authv3.CheckResponse, error)
 }
 
@@ -42,8 +42,8 @@ type call struct {
 func (a *authServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	_, dl := ctx.Deadline()
+	a.Add(call{req: req, md: md, hasDeadline: dl})
 	a.mu.Lock()
-	a.calls = append(a.calls, call{req: req, md: md, hasDeadline: dl})
 	reply := a.reply
 	a.mu.Unlock()
 	return reply(req)
@@ -55,27 +55,17 @@ func (a *authServer) set(reply func(*authv3.CheckRequest) (*authv3.CheckResponse
 	a.mu.Unlock()
 }
 
-func (a *authServer) last(t *testing.T) call {
+// checkPeers checks a check's source and destination: clientRequest's addresses (10.0.0.1:5555
+// and 10.0.0.2:8080) with the principals srcP and dstP.
+func checkPeers(t *testing.T, ac *authv3.AttributeContext, srcP, dstP string) {
 	t.Helper()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.calls) == 0 {
-		t.Fatal("the authorization server got no call")
+	src, dst := ac.GetSource(), ac.GetDestination()
+	if src.GetAddress().GetSocketAddress().GetAddress() != "10.0.0.1" || src.GetAddress().GetSocketAddress().GetPortValue() != 5555 ||
+		src.GetPrincipal() != srcP ||
+		dst.GetAddress().GetSocketAddress().GetAddress() != "10.0.0.2" || dst.GetAddress().GetSocketAddress().GetPortValue() != 8080 ||
+		dst.GetPrincipal() != dstP {
+		t.Errorf("peers %v / %v", src, dst)
 	}
-	return a.calls[len(a.calls)-1]
-}
-
-func startAuthServer(t *testing.T, a *authServer) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, a)
-	go gs.Serve(ln)
-	t.Cleanup(gs.Stop)
-	return ln.Addr().String()
 }
 
 func okReply(ok *authv3.OkHttpResponse) func(*authv3.CheckRequest) (*authv3.CheckResponse, error) {
@@ -94,8 +84,8 @@ func hvo(k, v string, appendV *bool, action corev3.HeaderValueOption_HeaderAppen
 
 func TestGRPCServiceCheckRequest(t *testing.T) {
 	a := &authServer{reply: okReply(nil)}
-	addr := startAuthServer(t, a)
-	cfg := istioGRPC("outbound|9000||authz")
+	addr := testenv.AuthorizationServer(t, a)
+	cfg := testenv.IstioExtAuthzGRPC("outbound|9000||authz")
 	cfg.GetGrpcService().InitialMetadata = []*corev3.HeaderValue{{Key: "x-tenant", Value: "t1"}}
 	cfg.MetadataContextNamespaces = []string{"envoy.filters.http.jwt_authn", "absent"}
 	cfg.IncludeTlsSession = true
@@ -116,18 +106,12 @@ func TestGRPCServiceCheckRequest(t *testing.T) {
 	if res := c.Check(context.Background(), h2cRT(addr), req); res.Status != StatusOK {
 		t.Fatalf("status %v: %v", res.Status, res.Err)
 	}
-	got := a.last(t)
+	got := a.Last(t)
 	if got.md.Get(":authority")[0] != "ext-authz.foo.svc.cluster.local" || got.md.Get("x-tenant")[0] != "t1" || !got.hasDeadline {
 		t.Errorf("call metadata %v deadline %v", got.md, got.hasDeadline)
 	}
 	ac := got.req.GetAttributes()
-	src, dst := ac.GetSource(), ac.GetDestination()
-	if src.GetAddress().GetSocketAddress().GetAddress() != "10.0.0.1" || src.GetAddress().GetSocketAddress().GetPortValue() != 5555 ||
-		src.GetPrincipal() != "spiffe://cluster.local/ns/a/sa/client" ||
-		dst.GetAddress().GetSocketAddress().GetAddress() != "10.0.0.2" || dst.GetAddress().GetSocketAddress().GetPortValue() != 8080 ||
-		dst.GetPrincipal() != "spiffe://cluster.local/ns/b/sa/server" {
-		t.Errorf("peers %v / %v", src, dst)
-	}
+	checkPeers(t, ac, "spiffe://cluster.local/ns/a/sa/client", "spiffe://cluster.local/ns/b/sa/server")
 	h := ac.GetRequest().GetHttp()
 	if h.GetId() != "req-1" || h.GetMethod() != "POST" || h.GetPath() != "/api/items?q=1" || h.GetHost() != "svc.local" ||
 		h.GetScheme() != "http" || h.GetProtocol() != "HTTP/1.1" || h.GetSize() != 3 || h.GetBody() != "abc" {
@@ -160,7 +144,7 @@ func TestGRPCServiceCheckRequest(t *testing.T) {
 	if res := c.Check(context.Background(), h2cRT(addr), req); res.Status != StatusOK {
 		t.Fatalf("status %v: %v", res.Status, res.Err)
 	}
-	h = a.last(t).req.GetAttributes().GetRequest().GetHttp()
+	h = a.Last(t).req.GetAttributes().GetRequest().GetHttp()
 	if want := map[string]string{"x-ext-authz": "allow", PartialBodyHeader: "true"}; !reflect.DeepEqual(h.GetHeaders(), want) {
 		t.Errorf("headers %v, want %v", h.GetHeaders(), want)
 	}
@@ -171,8 +155,8 @@ func TestGRPCServiceCheckRequest(t *testing.T) {
 
 func TestGRPCServiceReplies(t *testing.T) {
 	a := &authServer{}
-	addr := startAuthServer(t, a)
-	c := mustCompile(t, istioGRPC("authz"))
+	addr := testenv.AuthorizationServer(t, a)
+	c := mustCompile(t, testenv.IstioExtAuthzGRPC("authz"))
 	check := func() *Response { return c.Check(context.Background(), h2cRT(addr), clientRequest()) }
 	yes, no := true, false
 
@@ -257,7 +241,7 @@ func TestGRPCServiceReplies(t *testing.T) {
 	if res = check(); res.Status != StatusOK || res.Invalid || !reflect.DeepEqual(res.RequestHeaders, []HeaderOp{{"x-good", "g", Set}}) {
 		t.Fatalf("invalid header skipped: %+v", res)
 	}
-	cfg := istioGRPC("authz")
+	cfg := testenv.IstioExtAuthzGRPC("authz")
 	cfg.ValidateMutations = true
 	vc := mustCompile(t, cfg)
 	if res = vc.Check(context.Background(), h2cRT(addr), clientRequest()); res.Status != StatusOK || !res.Invalid {
@@ -272,8 +256,8 @@ func TestGRPCServiceFailures(t *testing.T) {
 		<-release
 		return &authv3.CheckResponse{}, nil
 	}}
-	addr := startAuthServer(t, a)
-	cfg := istioGRPC("authz")
+	addr := testenv.AuthorizationServer(t, a)
+	cfg := testenv.IstioExtAuthzGRPC("authz")
 	cfg.GetGrpcService().Timeout = durationpb.New(50 * time.Millisecond)
 	c := mustCompile(t, cfg)
 	if res := c.Check(context.Background(), h2cRT(addr), clientRequest()); res.Status != StatusError {
@@ -281,7 +265,7 @@ func TestGRPCServiceFailures(t *testing.T) {
 	}
 
 	// A plain HTTP server is not a gRPC service.
-	plain := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) }))
+	plain := testenv.HTTPBackend(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) })
 	if res := c.Check(context.Background(), h1RT(plain), clientRequest()); res.Status != StatusError {
 		t.Fatalf("not gRPC: %+v", res)
 	}

@@ -14,6 +14,8 @@ import (
 
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // addrRT sends every request to one loopback address, as a one-endpoint cluster would.
@@ -38,19 +40,6 @@ func h2cRT(addr string) addrRT {
 	return addrRT{addr: addr, rt: &http.Transport{Protocols: p, DisableCompression: true}}
 }
 
-// serve runs h on a loopback server.
-func serve(t *testing.T, h http.Handler) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
-}
-
 // seen is one request an authorization server received.
 type seen struct {
 	method, uri, host string
@@ -61,28 +50,18 @@ type seen struct {
 
 // recorder is an HTTP authorization server that records requests and answers with reply.
 type recorder struct {
+	testenv.Calls[seen]
 	mu    sync.Mutex
-	reqs  []seen
 	reply func(w http.ResponseWriter, r *http.Request)
 }
 
 func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b, _ := io.ReadAll(r.Body)
+	rec.Add(seen{r.Method, r.RequestURI, r.Host, r.Header.Clone(), string(b), r.ContentLength})
 	rec.mu.Lock()
-	rec.reqs = append(rec.reqs, seen{r.Method, r.RequestURI, r.Host, r.Header.Clone(), string(b), r.ContentLength})
 	reply := rec.reply
 	rec.mu.Unlock()
 	reply(w, r)
-}
-
-func (rec *recorder) last(t *testing.T) seen {
-	t.Helper()
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.reqs) == 0 {
-		t.Fatal("the authorization server got no request")
-	}
-	return rec.reqs[len(rec.reqs)-1]
 }
 
 func (rec *recorder) set(reply func(w http.ResponseWriter, r *http.Request)) {
@@ -114,13 +93,13 @@ func mustCompile(t *testing.T, cfg *extauthzv3.ExtAuthz) *Config {
 
 func TestHTTPServiceRequest(t *testing.T) {
 	rec := &recorder{reply: func(w http.ResponseWriter, r *http.Request) {}}
-	addr := serve(t, rec)
+	addr := testenv.HTTPBackend(t, rec.ServeHTTP)
 	c := mustCompile(t, istioHTTP("authz"))
 	res := c.Check(context.Background(), h1RT(addr), clientRequest())
 	if res.Status != StatusOK {
 		t.Fatalf("status %v: %v", res.Status, res.Err)
 	}
-	got := rec.last(t)
+	got := rec.Last(t)
 	if got.method != "POST" || got.uri != "/check/api/items?q=1" || got.host != "svc.local" || got.contentLength != 0 || got.body != "" {
 		t.Errorf("request %s %s host %s length %d body %q", got.method, got.uri, got.host, got.contentLength, got.body)
 	}
@@ -148,7 +127,7 @@ func TestHTTPServiceRequest(t *testing.T) {
 	if res := c.Check(context.Background(), h1RT(addr), req); res.Status != StatusOK {
 		t.Fatalf("status %v: %v", res.Status, res.Err)
 	}
-	got = rec.last(t)
+	got = rec.Last(t)
 	if got.uri != "/verify" || got.body != "abcd" || got.contentLength != 4 || got.header.Get("X-Envoy-Auth-Partial-Body") != "true" ||
 		got.header.Get("X-Ext-Authz") != "" || got.header.Get("Authorization") != "" || got.header.Get("X-Pass-One") != "1,2" {
 		t.Errorf("request %s body %q length %d header %v", got.uri, got.body, got.contentLength, got.header)
@@ -157,7 +136,7 @@ func TestHTTPServiceRequest(t *testing.T) {
 
 func TestHTTPServiceReplies(t *testing.T) {
 	rec := &recorder{}
-	addr := serve(t, rec)
+	addr := testenv.HTTPBackend(t, rec.ServeHTTP)
 	cfg := istioHTTP("authz")
 	cfg.GetHttpService().GetAuthorizationResponse().AllowedUpstreamHeadersToAppend = list(exact("x-tag"))
 	cfg.GetHttpService().GetAuthorizationResponse().DynamicMetadataFromHeaders = list(exact("x-user"))
@@ -266,14 +245,7 @@ func hasName(ops []HeaderOp, name string) bool {
 }
 
 func TestHTTPServiceFailures(t *testing.T) {
-	release := make(chan struct{})
-	addr := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	t.Cleanup(func() { close(release) })
+	addr := testenv.HangingHTTPBackend(t)
 	cfg := istioHTTP("authz")
 	cfg.GetHttpService().GetServerUri().Timeout = durationpb.New(50 * time.Millisecond)
 	c := mustCompile(t, cfg)

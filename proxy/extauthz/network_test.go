@@ -9,35 +9,18 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	netextauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/ext_authz/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
-// istioNetwork is the network filter istiod emits for an envoyExtAuthzGrpc provider.
-func istioNetwork(cluster string) *netextauthzv3.ExtAuthz {
-	enabled := istioEnabledMetadata()
-	enabled.Filter = "envoy.filters.network.rbac"
-	return &netextauthzv3.ExtAuthz{
-		StatPrefix: "tcp.",
-		GrpcService: &corev3.GrpcService{
-			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
-				ClusterName: cluster, Authority: "ext-authz.foo.svc.cluster.local"}},
-			Timeout: durationpb.New(600 * time.Second),
-		},
-		TransportApiVersion:   corev3.ApiVersion_V3,
-		FilterEnabledMetadata: enabled,
-	}
-}
-
 func TestCompileNetwork(t *testing.T) {
-	c, err := CompileNetwork(istioNetwork("outbound|9000||ext-authz.foo.svc.cluster.local"), "f")
+	c, err := CompileNetwork(testenv.IstioNetworkExtAuthz("outbound|9000||ext-authz.foo.svc.cluster.local"), "f")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,18 +29,11 @@ func TestCompileNetwork(t *testing.T) {
 		t.Errorf("compiled %+v", c)
 	}
 	// filter_enabled_metadata: only connections the shadow RBAC filter matched a CUSTOM policy for.
-	md := func(v string) func(string) *structpb.Struct {
-		return func(ns string) *structpb.Struct {
-			if ns != "envoy.filters.network.rbac" || v == "" {
-				return nil
-			}
-			return &structpb.Struct{Fields: map[string]*structpb.Value{"istio_ext_authz_shadow_effective_policy_id": structpb.NewStringValue(v)}}
-		}
-	}
+	md := shadowPolicyMetadata("envoy.filters.network.rbac")
 	if !c.Enabled(md("istio-ext-authz-ns[foo]-policy[p]-rule[0]")) || c.Enabled(md("")) || c.Enabled(md("ns[foo]-policy[p]-rule[0]")) {
 		t.Error("filter_enabled_metadata")
 	}
-	cfg := istioNetwork("c")
+	cfg := testenv.IstioNetworkExtAuthz("c")
 	cfg.GrpcService.Timeout = nil
 	cfg.FilterEnabledMetadata = nil
 	if c, err = CompileNetwork(cfg, "f"); err != nil || c.Timeout != DefaultTimeout || !c.Enabled(md("")) {
@@ -70,8 +46,8 @@ func TestNetworkCheck(t *testing.T) {
 		return &authv3.CheckResponse{Status: &rpcstatus.Status{},
 			DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{"user": structpb.NewStringValue("alice")}}}, nil
 	}}
-	addr := startAuthServer(t, a)
-	cfg := istioNetwork("authz")
+	addr := testenv.AuthorizationServer(t, a)
+	cfg := testenv.IstioNetworkExtAuthz("authz")
 	cfg.IncludeTlsSession = true
 	cfg.MetadataContextNamespaces = []string{"envoy.filters.network.rbac", "absent"}
 	c, err := CompileNetwork(cfg, "f")
@@ -96,18 +72,12 @@ func TestNetworkCheck(t *testing.T) {
 	if res.Status != StatusOK || res.Metadata.GetFields()["user"].GetStringValue() != "alice" {
 		t.Fatalf("allow: %+v", res)
 	}
-	got := a.last(t)
+	got := a.Last(t)
 	if got.md.Get(":authority")[0] != "ext-authz.foo.svc.cluster.local" || !got.hasDeadline {
 		t.Errorf("call metadata %v deadline %v", got.md, got.hasDeadline)
 	}
 	ac := got.req.GetAttributes()
-	src, dst := ac.GetSource(), ac.GetDestination()
-	if src.GetAddress().GetSocketAddress().GetAddress() != "10.0.0.1" || src.GetAddress().GetSocketAddress().GetPortValue() != 5555 ||
-		src.GetPrincipal() != "spiffe://cluster.local/ns/a/sa/client" ||
-		dst.GetAddress().GetSocketAddress().GetAddress() != "10.0.0.2" || dst.GetAddress().GetSocketAddress().GetPortValue() != 8080 ||
-		dst.GetPrincipal() != "CN=server" {
-		t.Errorf("peers %v / %v", src, dst)
-	}
+	checkPeers(t, ac, "spiffe://cluster.local/ns/a/sa/client", "CN=server")
 	if ac.GetRequest() != nil || ac.GetTlsSession().GetSni() != "svc.local" {
 		t.Errorf("request %v, tls_session %v", ac.GetRequest(), ac.GetTlsSession())
 	}
@@ -120,7 +90,7 @@ func TestNetworkCheck(t *testing.T) {
 	if res = c.Check(context.Background(), h2cRT(addr), conn); res.Status != StatusOK {
 		t.Fatalf("plaintext: %+v", res)
 	}
-	if ac = a.last(t).req.GetAttributes(); ac.GetSource().GetPrincipal() != "" || ac.GetDestination().GetPrincipal() != "" || ac.GetTlsSession() != nil {
+	if ac = a.Last(t).req.GetAttributes(); ac.GetSource().GetPrincipal() != "" || ac.GetDestination().GetPrincipal() != "" || ac.GetTlsSession() != nil {
 		t.Errorf("plaintext attributes %v", ac)
 	}
 

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/route"
 )
 
@@ -74,13 +75,7 @@ func TestRouteActionsEndToEnd(t *testing.T) {
 		for i := 0; i+1 < len(hdr); i += 2 {
 			req.Header.Set(hdr[i], hdr[i+1])
 		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp, string(b)
+		return roundTrip(t, c, req)
 	}
 	if _, b := get("/api/x", "End-User", "jason"); b != "v2 /api/x " {
 		t.Errorf("header match: %q", b)
@@ -128,11 +123,11 @@ func TestRouteActionsEndToEnd(t *testing.T) {
 
 func TestGRPCFaultAbortAndTimeoutHeader(t *testing.T) {
 	env := &testEnv{clusters: map[string]Upstream{"c": cannedUpstream{}}}
-	abort := mustAny(t, &faultv3.HTTPFault{Abort: &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_GrpcStatus{GrpcStatus: uint32(codes.ResourceExhausted)},
+	abort := testenv.MustAny(t, &faultv3.HTTPFault{Abort: &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_GrpcStatus{GrpcStatus: uint32(codes.ResourceExhausted)},
 		Percentage: &typev3.FractionalPercent{Numerator: 100}}})
 	r := fwdRoute("r", pfx("/"), toCluster("c"))
 	r.TypedPerFilterConfig = map[string]*anypb.Any{route.FaultFilterName: abort}
-	faultFilter := &hcmv3.HttpFilter{Name: route.FaultFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &faultv3.HTTPFault{})}}
+	faultFilter := &hcmv3.HttpFilter{Name: route.FaultFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: testenv.MustAny(t, &faultv3.HTTPFault{})}}
 	p := startProxy(t, inlineHCM(oneVhost(r), faultFilter), env, false)
 	cc, err := grpc.NewClient("passthrough:///"+p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -35,7 +35,7 @@ func BenchmarkHandler(b *testing.B) {
 // BenchmarkLoopback compares a 1 KiB GET sent directly to an upstream with the same GET through
 // the handler, HTTP/1.1 keep-alive on loopback (sequential requests).
 func BenchmarkLoopback(b *testing.B) {
-	up := startUpstreamB(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(kib) }))
+	up := startUpstream(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(kib) }), false)
 	env := &testEnv{clusters: map[string]Upstream{"c": newTestUpstream(up, false)}}
 	p := startProxyB(b, env)
 	run := func(b *testing.B, url string) {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/upstream"
 )
@@ -53,14 +54,7 @@ func TestForwardClientCert(t *testing.T) {
 
 // TestStreamIdleTimeout ends a request whose upstream sends nothing with 408 (SI).
 func TestStreamIdleTimeout(t *testing.T) {
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}), false)
+	up := testenv.HangingHTTPBackend(t)
 	env := &testEnv{clusters: map[string]Upstream{"b": newTestUpstream(up, false)}}
 	a := toCluster("b")
 	a.Timeout = durationpb.New(0)

@@ -2,7 +2,6 @@ package l7
 
 import (
 	"bytes"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -152,9 +151,9 @@ func (s *Stream) extAuthzRequest() extauthz.Request {
 	if c := s.Info.Conn; c != nil {
 		req.Source, req.Destination, req.TLS, req.SNI = c.Source, c.OriginalDst, c.TLS, c.SNI
 		if len(c.PeerCertificates) > 0 {
-			req.SourcePrincipal = certPrincipal(c.PeerCertificates[0])
+			req.SourcePrincipal = extauthz.CertPrincipal(c.PeerCertificates[0])
 		}
-		req.DestinationPrincipal = certPrincipal(c.LocalCertificate)
+		req.DestinationPrincipal = extauthz.CertPrincipal(c.LocalCertificate)
 	}
 	if !req.Source.IsValid() {
 		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
@@ -162,20 +161,6 @@ func (s *Stream) extAuthzRequest() extauthz.Request {
 		}
 	}
 	return req
-}
-
-// certPrincipal is a certificate's identity as Envoy's ext_authz reports it: the first URI SAN,
-// else the first DNS SAN, else the subject.
-func certPrincipal(c *x509.Certificate) string {
-	switch {
-	case c == nil:
-		return ""
-	case len(c.URIs) > 0:
-		return c.URIs[0].String()
-	case len(c.DNSNames) > 0:
-		return c.DNSNames[0]
-	}
-	return c.Subject.String()
 }
 
 // extAuthzBody reads the start of the request body for the check (with_request_body) and puts

@@ -21,13 +21,14 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 const (
@@ -61,50 +62,12 @@ func istioCustomRBAC(pathPrefix string) *hcmv3.HttpFilter {
 	})
 }
 
-func istioEnabledMetadata() *matcherv3.MetadataMatcher {
-	return &matcherv3.MetadataMatcher{
-		Filter: "envoy.filters.http.rbac",
-		Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "istio_ext_authz_shadow_effective_policy_id"}}},
-		Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-			MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "istio-ext-authz"}}}},
-	}
-}
-
 // istioHTTPAuthz is the ext_authz config istiod emits for an envoyExtAuthzHttp provider.
 func istioHTTPAuthz() *extauthzv3.ExtAuthz {
-	return &extauthzv3.ExtAuthz{
-		Services: &extauthzv3.ExtAuthz_HttpService{HttpService: &extauthzv3.HttpService{
-			ServerUri: &corev3.HttpUri{Uri: "http://ext-authz.foo.svc.cluster.local", Timeout: durationpb.New(600 * time.Second),
-				HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: httpAuthzCluster}},
-			PathPrefix: "/check",
-			AuthorizationRequest: &extauthzv3.AuthorizationRequest{
-				AllowedHeaders: strList("x-ext-authz"),
-				HeadersToAdd:   []*corev3.HeaderValue{{Key: "x-from-proxy", Value: "1"}},
-			},
-			AuthorizationResponse: &extauthzv3.AuthorizationResponse{
-				AllowedUpstreamHeaders:        strList("x-ext-authz-check-result", "x-user"),
-				AllowedClientHeaders:          strList("x-ext-authz-check-result", "set-cookie"),
-				AllowedClientHeadersOnSuccess: strList("x-session"),
-			},
-		}},
-		StatusOnError:         &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
-		TransportApiVersion:   corev3.ApiVersion_V3,
-		FilterEnabledMetadata: istioEnabledMetadata(),
-	}
-}
-
-// istioGRPCAuthz is the ext_authz config istiod emits for an envoyExtAuthzGrpc provider.
-func istioGRPCAuthz() *extauthzv3.ExtAuthz {
-	return &extauthzv3.ExtAuthz{
-		Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
-			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
-				ClusterName: grpcAuthzCluster, Authority: "ext-authz.foo.svc.cluster.local"}},
-			Timeout: durationpb.New(600 * time.Second),
-		}},
-		StatusOnError:         &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
-		TransportApiVersion:   corev3.ApiVersion_V3,
-		FilterEnabledMetadata: istioEnabledMetadata(),
-	}
+	return testenv.IstioExtAuthzHTTP(httpAuthzCluster, &extauthzv3.AuthorizationRequest{
+		AllowedHeaders: strList("x-ext-authz"),
+		HeadersToAdd:   []*corev3.HeaderValue{{Key: "x-from-proxy", Value: "1"}},
+	})
 }
 
 func extAuthzFilterOf(cfg *extauthzv3.ExtAuthz) *hcmv3.HttpFilter {
@@ -204,13 +167,8 @@ func doReq(t *testing.T, p *proxy, method, path, body string, hdr map[string]str
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := h1Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return extAuthzResult{status: resp.StatusCode, body: string(b), header: resp.Header, info: p.nextInfo(t)}
+	resp, b := roundTrip(t, h1Client(), req)
+	return extAuthzResult{status: resp.StatusCode, body: b, header: resp.Header, info: p.nextInfo(t)}
 }
 
 // TestExtAuthzHTTPServiceIstio runs Istio's CUSTOM action end to end with an HTTP authorizer:
@@ -319,28 +277,15 @@ func (a *grpcAuthorizer) Check(ctx context.Context, req *authv3.CheckRequest) (*
 	}, nil
 }
 
-func startGRPCAuthorizer(t *testing.T, a *grpcAuthorizer) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, a)
-	go gs.Serve(ln)
-	t.Cleanup(gs.Stop)
-	return ln.Addr().String()
-}
-
 // TestExtAuthzGRPCServiceIstio runs Istio's CUSTOM action with a gRPC authorizer.
 func TestExtAuthzGRPCServiceIstio(t *testing.T) {
 	authz := &grpcAuthorizer{}
 	app := &upstreamRecorder{}
 	env := &testEnv{clusters: map[string]Upstream{
 		"app":            newTestUpstream(startUpstream(t, app, false), false),
-		grpcAuthzCluster: newTestUpstream(startGRPCAuthorizer(t, authz), true),
+		grpcAuthzCluster: newTestUpstream(testenv.AuthorizationServer(t, authz), true),
 	}}
-	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("app"))), istioCustomRBAC("/secure"), extAuthzFilterOf(istioGRPCAuthz())), env, false)
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("app"))), istioCustomRBAC("/secure"), extAuthzFilterOf(testenv.IstioExtAuthzGRPC(grpcAuthzCluster))), env, false)
 
 	r := doGet(t, p, "/secure/x?y=1", map[string]string{"X-Ext-Authz": "allow", "Authorization": "Bearer t", "X-Request-Id": "rid-1"})
 	if r.status != 200 || r.body != "ok" || r.header.Get("X-Session") != "g1" {
@@ -405,9 +350,9 @@ func TestExtAuthzDynamicMetadata(t *testing.T) {
 	app := &upstreamRecorder{}
 	env := &testEnv{clusters: map[string]Upstream{
 		"app":            newTestUpstream(startUpstream(t, app, false), false),
-		grpcAuthzCluster: newTestUpstream(startGRPCAuthorizer(t, authz), true),
+		grpcAuthzCluster: newTestUpstream(testenv.AuthorizationServer(t, authz), true),
 	}}
-	cfg := istioGRPCAuthz()
+	cfg := testenv.IstioExtAuthzGRPC(grpcAuthzCluster)
 	cfg.FilterEnabledMetadata = nil
 	// Allow only requests whose ext_authz metadata says user alice.
 	rbac := typedFilter("envoy.filters.http.rbac", &rbachttpv3.RBAC{Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: map[string]*rbacv3.Policy{
@@ -445,14 +390,7 @@ func TestExtAuthzFailures(t *testing.T) {
 	}
 	downAddr := ln.Addr().String()
 	ln.Close()
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	slow := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}), false)
+	slow := testenv.HangingHTTPBackend(t)
 	env := &testEnv{clusters: map[string]Upstream{
 		"app":  newTestUpstream(startUpstream(t, app, false), false),
 		"down": newTestUpstream(downAddr, false),
@@ -593,7 +531,7 @@ func TestExtAuthzBodyAndRoutes(t *testing.T) {
 // TestExtAuthzRefusesUnsupported checks that a listener whose ext_authz uses a field the proxy
 // does not implement is NACKed with the field named.
 func TestExtAuthzRefusesUnsupported(t *testing.T) {
-	cfg := istioGRPCAuthz()
+	cfg := testenv.IstioExtAuthzGRPC(grpcAuthzCluster)
 	cfg.IncludePeerCertificate = true
 	_, err := New(inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c"))), extAuthzFilterOf(cfg)), &testEnv{}, Options{})
 	if err == nil || !strings.Contains(err.Error(), "http_connection_manager.http_filters[0].typed_config.include_peer_certificate") {
@@ -603,7 +541,7 @@ func TestExtAuthzRefusesUnsupported(t *testing.T) {
 	per, _ := anypb.New(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}})
 	rt := fwdRoute("r", pfx("/"), toCluster("c"))
 	rt.TypedPerFilterConfig = map[string]*anypb.Any{"envoy.filters.http.ext_authz": per}
-	if _, err := New(inlineHCM(oneVhost(rt), extAuthzFilterOf(istioGRPCAuthz())), &testEnv{}, Options{}); err == nil {
+	if _, err := New(inlineHCM(oneVhost(rt), extAuthzFilterOf(testenv.IstioExtAuthzGRPC(grpcAuthzCluster))), &testEnv{}, Options{}); err == nil {
 		t.Fatal("ExtAuthzPerRoute accepted")
 	}
 }

@@ -20,11 +20,11 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"golang.org/x/net/websocket"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/route"
 )
 
@@ -36,19 +36,7 @@ func TestWebSocketEcho(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 3; i++ {
-		msg := fmt.Sprintf("frame %d", i)
-		if err := websocket.Message.Send(ws, msg); err != nil {
-			t.Fatal(err)
-		}
-		var got string
-		if err := websocket.Message.Receive(ws, &got); err != nil {
-			t.Fatal(err)
-		}
-		if got != msg {
-			t.Fatalf("echo %q", got)
-		}
-	}
+	testenv.WebSocketEcho(t, ws, "frame 0", "frame 1", "frame 2")
 	ws.Close()
 	if ri := p.nextInfo(t); ri.Status != 101 {
 		t.Errorf("info %+v", ri)
@@ -92,22 +80,14 @@ func TestExpect100Continue(t *testing.T) {
 	}
 }
 
-func mustAny(t *testing.T, m interface{ ProtoReflect() protoreflectMessage }) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 func TestFaultInjection(t *testing.T) {
 	up := startUpstream(t, echoHandler(), false)
 	env := &testEnv{clusters: map[string]Upstream{"backend": newTestUpstream(up, false)}}
 	all := &typev3.FractionalPercent{Numerator: 100}
-	abort := mustAny(t, &faultv3.HTTPFault{Abort: &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_HttpStatus{HttpStatus: 503}, Percentage: all}})
-	delay := mustAny(t, &faultv3.HTTPFault{Delay: &faultcommonv3.FaultDelay{
+	abort := testenv.MustAny(t, &faultv3.HTTPFault{Abort: &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_HttpStatus{HttpStatus: 503}, Percentage: all}})
+	delay := testenv.MustAny(t, &faultv3.HTTPFault{Delay: &faultcommonv3.FaultDelay{
 		FaultDelaySecifier: &faultcommonv3.FaultDelay_FixedDelay{FixedDelay: durationpb.New(20 * time.Millisecond)}, Percentage: all}})
-	never := mustAny(t, &faultv3.HTTPFault{Abort: &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_HttpStatus{HttpStatus: 500},
+	never := testenv.MustAny(t, &faultv3.HTTPFault{Abort: &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_HttpStatus{HttpStatus: 500},
 		Percentage: &typev3.FractionalPercent{Numerator: 0}}})
 	withFault := func(path string, cfg *anypb.Any) *routev3.Route {
 		r := fwdRoute(path, pfx(path), toCluster("backend"))
@@ -115,7 +95,7 @@ func TestFaultInjection(t *testing.T) {
 		return r
 	}
 	rc := oneVhost(withFault("/abort", abort), withFault("/delay", delay), withFault("/never", never), fwdRoute("plain", pfx("/"), toCluster("backend")))
-	faultFilter := &hcmv3.HttpFilter{Name: route.FaultFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &faultv3.HTTPFault{})}}
+	faultFilter := &hcmv3.HttpFilter{Name: route.FaultFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: testenv.MustAny(t, &faultv3.HTTPFault{})}}
 	p := startProxy(t, inlineHCM(rc, faultFilter), env, false)
 	c := h1Client()
 	cases := []struct {
@@ -249,13 +229,13 @@ func TestCORS(t *testing.T) {
 	var hits atomic.Int32
 	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }), false)
 	env := &testEnv{clusters: map[string]Upstream{"backend": newTestUpstream(up, false)}}
-	policy := mustAny(t, &corsv3.CorsPolicy{
+	policy := testenv.MustAny(t, &corsv3.CorsPolicy{
 		AllowOriginStringMatch: []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "https://app.test"}}},
 		AllowMethods:           "GET,POST", AllowHeaders: "x-token", ExposeHeaders: "x-out", MaxAge: "600",
 		AllowCredentials: wrapperspb.Bool(true)})
 	r := fwdRoute("r", pfx("/"), toCluster("backend"))
 	r.TypedPerFilterConfig = map[string]*anypb.Any{route.CORSFilterName: policy}
-	cors := &hcmv3.HttpFilter{Name: route.CORSFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &corsv3.Cors{})}}
+	cors := &hcmv3.HttpFilter{Name: route.CORSFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: testenv.MustAny(t, &corsv3.Cors{})}}
 	p := startProxy(t, inlineHCM(oneVhost(r), cors), env, false)
 	c := h1Client()
 
@@ -298,14 +278,7 @@ func TestCORS(t *testing.T) {
 }
 
 func TestRouteTimeout504(t *testing.T) {
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}), false)
+	up := testenv.HangingHTTPBackend(t)
 	env := &testEnv{clusters: map[string]Upstream{"slow": newTestUpstream(up, false)}}
 	a := toCluster("slow")
 	a.Timeout = durationpb.New(50 * time.Millisecond)
@@ -375,8 +348,6 @@ func TestResponseStreamsWithoutBuffering(t *testing.T) {
 		}
 	}
 }
-
-type protoreflectMessage = protoreflect.Message
 
 // TestWebSocketIdleTimeout closes a tunnel in which nothing moves for the route's idle timeout.
 func TestWebSocketIdleTimeout(t *testing.T) {

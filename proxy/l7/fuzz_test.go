@@ -49,23 +49,11 @@ func FuzzServeHTTP1(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { h.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go h.ServeConn(c, ConnInfo{Source: netip.MustParseAddrPort("198.18.0.1:1234"), OriginalDst: netip.MustParseAddrPort("127.0.0.1:80")})
-		}
-	}()
+	addr := serveConns(f, h, func(net.Conn) ConnInfo {
+		return ConnInfo{Source: netip.MustParseAddrPort("198.18.0.1:1234"), OriginalDst: netip.MustParseAddrPort("127.0.0.1:80")}
+	})
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Skip(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -244,27 +245,23 @@ func h2cClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{Protocols: p, DisableCompression: true}, Timeout: 20 * time.Second}
 }
 
-// startUpstreamB is startUpstream for benchmarks.
-func startUpstreamB(b *testing.B, handler http.Handler) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &http.Server{Handler: handler}
-	go srv.Serve(ln)
-	b.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
-}
-
 // startProxyB serves a handler routing everything to cluster "c" for benchmarks.
 func startProxyB(b *testing.B, env Env) string {
 	h, err := New(inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c")))), env, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
+	return serveConns(b, h, loopbackInfo)
+}
+
+// serveConns serves h on a new loopback listener, each connection on a goroutine of its own
+// with the ConnInfo info gives it, and returns the listener's address. At the end of the test
+// the listener, then h, is closed.
+func serveConns(t testing.TB, h *Handler, info func(net.Conn) ConnInfo) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	go func() {
 		for {
@@ -272,30 +269,44 @@ func startProxyB(b *testing.B, env Env) string {
 			if err != nil {
 				return
 			}
-			go h.ServeConn(c, ConnInfo{Source: netip.MustParseAddrPort(c.RemoteAddr().String()),
-				OriginalDst: netip.MustParseAddrPort(c.LocalAddr().String())})
+			go h.ServeConn(c, info(c))
 		}
 	}()
-	b.Cleanup(func() { ln.Close(); h.Close() })
+	t.Cleanup(func() { ln.Close(); h.Close() })
 	return ln.Addr().String()
 }
 
-// startUpstream runs handler on a loopback server; h2c adds cleartext HTTP/2.
-func startUpstream(t *testing.T, handler http.Handler, h2c bool) string {
+// loopbackInfo is the ConnInfo of a connection accepted directly (not redirected): its peer
+// and its local address.
+func loopbackInfo(c net.Conn) ConnInfo {
+	return ConnInfo{Source: netip.MustParseAddrPort(c.RemoteAddr().String()),
+		OriginalDst: netip.MustParseAddrPort(c.LocalAddr().String())}
+}
+
+// dial opens a TCP connection to addr, closed at the end of the test.
+func dial(t *testing.T, addr string) net.Conn { return testenv.Dial(t, addr) }
+
+// roundTrip sends req with c and returns the response with its body, read and closed.
+func roundTrip(t testing.TB, c *http.Client, req *http.Request) (*http.Response, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// startUpstream runs handler on a loopback server; h2c adds cleartext HTTP/2.
+func startUpstream(t testing.TB, handler http.Handler, h2c bool) string {
+	t.Helper()
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
 	if h2c {
 		p.SetUnencryptedHTTP2(true)
 	}
-	srv := &http.Server{Handler: handler, Protocols: p}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	return testenv.ServeHTTP(t, testenv.Listen(t, "127.0.0.1:0"), &http.Server{Handler: handler, Protocols: p})
 }
 
 func selfSigned(t *testing.T) (*tls.Config, *x509.Certificate) {

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,22 +42,7 @@ func startOverloadProxy(t *testing.T, o Overload) *proxy {
 		t.Fatal(err)
 	}
 	p.h = h
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = ln.Addr().String()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go h.ServeConn(c, ConnInfo{Source: netip.MustParseAddrPort(c.RemoteAddr().String()),
-				OriginalDst: netip.MustParseAddrPort(c.LocalAddr().String())})
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); h.Close() })
+	p.addr = serveConns(t, h, loopbackInfo)
 	return p
 }
 
@@ -70,13 +54,8 @@ func getTraced(t *testing.T, c *http.Client, url string) (code int, body string,
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 		GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused },
 	}))
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Close, reused
+	resp, b := roundTrip(t, c, req)
+	return resp.StatusCode, b, resp.Close, reused
 }
 
 func TestOverloadStopAcceptingRequests(t *testing.T) {

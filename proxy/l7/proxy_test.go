@@ -175,13 +175,7 @@ func TestLocalRepliesAndFlags(t *testing.T) {
 	do := func(host, path string) (*http.Response, string) {
 		req, _ := http.NewRequest("GET", p.url(path), nil)
 		req.Host = host
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp, string(b)
+		return roundTrip(t, c, req)
 	}
 	cases := []struct {
 		host, path string

@@ -65,21 +65,7 @@ func withDrain(t *testing.T, hcm *hcmv3.HttpConnectionManager, env Env, drain ti
 	}
 	h.drainTimeout = drain
 	p.h = h
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = ln.Addr().String()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go h.ServeConn(c, ConnInfo{})
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); h.Close() })
+	p.addr = serveConns(t, h, func(net.Conn) ConnInfo { return ConnInfo{} })
 	return p
 }
 
@@ -115,28 +101,27 @@ func readUntilClosed(t *testing.T, c net.Conn, within time.Duration) (string, ti
 	return got.String(), time.Since(start)
 }
 
-func dial(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 func ms(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
+
+// rht is headsProxy's request_headers_timeout.
+const rht = 300 * time.Millisecond
+
+// headsProxy is a slowProxy with request_headers_timeout rht and an idle_timeout (an hour) that
+// does not interfere.
+func headsProxy(t *testing.T) *proxy {
+	t.Helper()
+	return slowProxy(t, 0, func(h *hcmv3.HttpConnectionManager) {
+		h.RequestHeadersTimeout = ms(rht)
+		h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: ms(time.Hour)}
+	})
+}
 
 // TestSlowRequestHeads: request_headers_timeout ends a connection whose request head does not
 // arrive in time: the first head (net/http's clock, from accept), a later keep-alive head from
 // its first byte (byte by byte, or a few bytes and then nothing), while idle_timeout (one hour
 // here) would not.
 func TestSlowRequestHeads(t *testing.T) {
-	const rht = 300 * time.Millisecond
-	p := slowProxy(t, 0, func(h *hcmv3.HttpConnectionManager) {
-		h.RequestHeadersTimeout = ms(rht)
-		h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: ms(time.Hour)}
-	})
+	p := headsProxy(t)
 	t.Run("first head trickled", func(t *testing.T) {
 		c := dial(t, p.addr)
 		start := time.Now()
@@ -311,11 +296,7 @@ func (h *h2conn) closed(within time.Duration) {
 // TestSlowH2Heads: the HTTP/2 preface and every header block must arrive within
 // request_headers_timeout; a quiet connection after SETTINGS lives until idle_timeout.
 func TestSlowH2Heads(t *testing.T) {
-	const rht = 300 * time.Millisecond
-	p := slowProxy(t, 0, func(h *hcmv3.HttpConnectionManager) {
-		h.RequestHeadersTimeout = ms(rht)
-		h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: ms(time.Hour)}
-	})
+	p := headsProxy(t)
 	t.Run("preface byte by byte", func(t *testing.T) {
 		c := dial(t, p.addr)
 		start := time.Now()

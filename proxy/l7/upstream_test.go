@@ -2,7 +2,6 @@ package l7
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -16,24 +15,16 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
 )
 
+// staticCluster compiles a STATIC cluster name with one endpoint, addr; h2 speaks HTTP/2 to it.
 func staticCluster(t *testing.T, name, addr string, h2 bool) *upstream.Cluster {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
-	c := &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		ConnectTimeout:       durationpb.New(2 * time.Second),
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
-			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-					Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p)}}}}}}}}}}},
-	}
+	c := testenv.StaticCluster(name, 2*time.Second, addr)
 	if h2 {
 		c.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
 	}
@@ -166,15 +157,10 @@ func TestHashPolicyAffinity(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			req, _ := http.NewRequest("GET", p.url("/"), nil)
 			req.Header.Set("X-User", user)
-			resp, err := c.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_, b := roundTrip(t, c, req)
 			if first == "" {
-				first = string(b)
-			} else if string(b) != first {
+				first = b
+			} else if b != first {
 				t.Fatalf("%s went to %s, then %s", user, first, b)
 			}
 		}

@@ -195,10 +195,7 @@ func compileConnLimit(cl *connlimitv3.ConnectionLimit, env Env, path string) (*c
 		}
 		lim.delay = d.AsDuration()
 	}
-	s := env.Stats()
-	if s == nil {
-		s = stats.NewStore()
-	}
+	s := envStats(env)
 	tag := stats.Tag{Name: "envoy_connection_limit_prefix", Value: cl.GetStatPrefix()}
 	lim.limited = s.Counter("connection_limit."+cl.GetStatPrefix()+".limited_connections", "envoy_connection_limit_limited_connections", tag)
 	lim.gauge = s.Gauge("connection_limit."+cl.GetStatPrefix()+".active_connections", "envoy_connection_limit_active_connections", tag)

@@ -326,6 +326,20 @@ func (l *Listener) compileListenerFilters(lr *listenerv3.Listener) error {
 	return nil
 }
 
+// compileTyped decodes a, the typed_config of the filter at path, as an M and compiles it with
+// compile, which names it path+".typed_config" in its errors.
+func compileTyped[M any, PM interface {
+	*M
+	proto.Message
+}, C any](a *anypb.Any, path string, compile func(PM, string) (C, error)) (C, error) {
+	cfg := PM(new(M))
+	if err := a.UnmarshalTo(cfg); err != nil {
+		var zero C
+		return zero, fmt.Errorf("decoding %s: %w", path, err)
+	}
+	return compile(cfg, path+".typed_config")
+}
+
 func unmarshalOptional(a *anypb.Any, m proto.Message, path string) error {
 	if a == nil {
 		return nil
@@ -368,6 +382,23 @@ func statAddress(a netip.AddrPort) string {
 		s = "[" + strings.ReplaceAll(s, ":", "_") + "]"
 	}
 	return s + "_" + strconv.Itoa(int(a.Port()))
+}
+
+// envStats is the runtime's statistics store, or a private one when env has none.
+func envStats(env Env) *stats.Store {
+	if s := env.Stats(); s != nil {
+		return s
+	}
+	return stats.NewStore()
+}
+
+// promName is the Prometheus name of an untagged statistic: "envoy_" and name with its dots
+// as underscores.
+func promName(name string) string { return "envoy_" + strings.ReplaceAll(name, ".", "_") }
+
+// untaggedCounter is s's counter name, exported to Prometheus as promName(name).
+func untaggedCounter(s *stats.Store, name string) *stats.Counter {
+	return s.Counter(name, promName(name))
 }
 
 func newListenerStats(s *stats.Store, prefix string) listenerStats {

@@ -7,11 +7,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	netextauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/ext_authz/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -51,27 +49,17 @@ type netExtAuthzStats struct {
 }
 
 func compileNetworkExtAuthz(ctx context.Context, a *anypb.Any, env Env, path string) (*connExtAuthz, error) {
-	var cfg netextauthzv3.ExtAuthz
-	if err := a.UnmarshalTo(&cfg); err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", path, err)
-	}
-	c, err := extauthz.CompileNetwork(&cfg, path+".typed_config")
+	s := envStats(env)
+	c, err := compileTyped(a, path, extauthz.CompileNetwork)
 	if err != nil {
 		return nil, err
 	}
-	s := env.Stats()
-	if s == nil {
-		s = stats.NewStore()
-	}
-	counter := func(name string) *stats.Counter {
-		n := c.StatPrefix + name
-		return s.Counter(n, "envoy_"+strings.ReplaceAll(n, ".", "_"))
-	}
+	counter := func(name string) *stats.Counter { return untaggedCounter(s, c.StatPrefix+name) }
 	active := c.StatPrefix + "active"
 	return &connExtAuthz{cfg: c, env: env, ctx: ctx, st: netExtAuthzStats{
 		total: counter("total"), ok: counter("ok"), denied: counter("denied"), errors: counter("error"),
 		failureModeAllowed: counter("failure_mode_allowed"), disabled: counter("disabled"), cxClosed: counter("cx_closed"),
-		active: s.Gauge(active, "envoy_"+strings.ReplaceAll(active, ".", "_")),
+		active: s.Gauge(active, promName(active)),
 	}}, nil
 }
 

@@ -21,7 +21,6 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -38,51 +37,29 @@ import (
 // authorizer is a real envoy.service.auth.v3 Authorization server (grpc-go) on loopback.
 type authorizer struct {
 	authv3.UnimplementedAuthorizationServer
-	mu        sync.Mutex
-	calls     []*authv3.CheckRequest
-	cancelled int
-	reply     func(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error)
+	testenv.Calls[*authv3.CheckRequest]
+	cancelled atomic.Int64
+	reply     func(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) // set before serving
 }
 
 func (a *authorizer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	a.mu.Lock()
-	a.calls = append(a.calls, req)
-	reply := a.reply
-	a.mu.Unlock()
-	res, err := reply(ctx, req)
+	a.Add(req)
+	res, err := a.reply(ctx, req)
 	if ctx.Err() != nil {
-		a.mu.Lock()
-		a.cancelled++
-		a.mu.Unlock()
+		a.cancelled.Add(1)
 	}
 	return res, err
 }
 
+// count is how many checks the authorizer received, and how many of them were cancelled.
 func (a *authorizer) count() (calls, cancelled int) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.calls), a.cancelled
-}
-
-func (a *authorizer) last(t *testing.T) *authv3.CheckRequest {
-	t.Helper()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.calls) == 0 {
-		t.Fatal("the authorizer got no call")
-	}
-	return a.calls[len(a.calls)-1]
+	return a.Len(), int(a.cancelled.Load())
 }
 
 func startAuthorizer(t *testing.T, reply func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error)) (*authorizer, string) {
 	t.Helper()
 	a := &authorizer{reply: reply}
-	ln := testenv.Listen(t, "127.0.0.1:0")
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, a)
-	go gs.Serve(ln) //nolint:errcheck // ends with Stop
-	t.Cleanup(gs.Stop)
-	return a, ln.Addr().String()
+	return a, testenv.AuthorizationServer(t, a)
 }
 
 func allowWith(md *structpb.Struct) func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
@@ -172,22 +149,10 @@ const (
 
 // istioExtAuthz is the filter as the control plane emits it for an envoyExtAuthzGrpc provider.
 func istioExtAuthz(failOpen bool) *netextauthzv3.ExtAuthz {
-	return &netextauthzv3.ExtAuthz{
-		StatPrefix: "tcp.",
-		GrpcService: &corev3.GrpcService{
-			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
-				ClusterName: authzCluster, Authority: "ext-authz.foo.svc.cluster.local"}},
-			Timeout: durationpb.New(10 * time.Second),
-		},
-		FailureModeAllow:    failOpen,
-		TransportApiVersion: corev3.ApiVersion_V3,
-		FilterEnabledMetadata: &matcherv3.MetadataMatcher{
-			Filter: "envoy.filters.network.rbac",
-			Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "istio_ext_authz_shadow_effective_policy_id"}}},
-			Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-				MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "istio-ext-authz"}}}},
-		},
-	}
+	x := testenv.IstioNetworkExtAuthz(authzCluster)
+	x.GrpcService.Timeout = durationpb.New(10 * time.Second)
+	x.FailureModeAllow = failOpen
+	return x
 }
 
 // shadowRBAC is the network RBAC filter before it: shadow DENY rules whose one policy matches
@@ -262,7 +227,7 @@ func TestNetworkExtAuthzAllowAndDeny(t *testing.T) {
 	if got, err := exchange(t, "", addr, "hello"); err != nil || got != "hello" {
 		t.Fatalf("allowed: got %q, %v", got, err)
 	}
-	ac := a.last(t).GetAttributes()
+	ac := a.Last(t).GetAttributes()
 	src, dst := ac.GetSource().GetAddress().GetSocketAddress(), ac.GetDestination().GetAddress().GetSocketAddress()
 	if src.GetAddress() != "127.0.0.1" || src.GetPortValue() == 0 || dst.GetAddress() != "127.0.0.1" ||
 		uint32(port(addr)) != dst.GetPortValue() || ac.GetRequest() != nil || ac.GetTlsSession() != nil ||
@@ -349,7 +314,7 @@ func TestNetworkExtAuthzShadowMetadata(t *testing.T) {
 		t.Fatalf("matched connection: %d calls, ok %d", calls, env.value(statPrefix+"ok"))
 	}
 	// The CheckRequest carries the shadow metadata (metadata_context_namespaces).
-	got := a.last(t).GetAttributes().GetMetadataContext().GetFilterMetadata()["envoy.filters.network.rbac"]
+	got := a.Last(t).GetAttributes().GetMetadataContext().GetFilterMetadata()["envoy.filters.network.rbac"]
 	want := &structpb.Struct{Fields: map[string]*structpb.Value{
 		"istio_ext_authz_shadow_effective_policy_id": structpb.NewStringValue(istioPolicy),
 		"istio_ext_authz_shadow_engine_result":       structpb.NewStringValue("denied"),

@@ -102,16 +102,5 @@ func TestWebSocketThroughListener(t *testing.T) {
 	}
 	defer ws.Close()
 	ws.SetDeadline(time.Now().Add(10 * time.Second))
-	for _, msg := range []string{"hello", "through", "strait"} {
-		if err := websocket.Message.Send(ws, msg); err != nil {
-			t.Fatal(err)
-		}
-		var got string
-		if err := websocket.Message.Receive(ws, &got); err != nil {
-			t.Fatal(err)
-		}
-		if got != msg {
-			t.Fatalf("echo %q, want %q", got, msg)
-		}
-	}
+	testenv.WebSocketEcho(t, ws, "hello", "through", "strait")
 }

@@ -2,8 +2,6 @@ package listener
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,6 +17,8 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // TestControlPlaneGoldenListeners compiles every listener in straitd's golden xDS output (the
@@ -26,17 +26,11 @@ import (
 // so that a field or filter the control plane starts emitting and the proxy does not implement
 // shows up here rather than as a NACK in production.
 func TestControlPlaneGoldenListeners(t *testing.T) {
-	files, _ := filepath.Glob("../../controlplane/translate/testdata/*.golden.yaml")
-	if len(files) == 0 {
-		t.Skip("no control-plane golden files")
-	}
+	files := testenv.ControlPlaneGoldens(t)
 	n := 0
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		js, err := yaml.YAMLToJSON(raw)
+	for _, gf := range files {
+		f := gf.Name
+		js, err := yaml.YAMLToJSON(gf.YAML)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
@@ -49,7 +43,7 @@ func TestControlPlaneGoldenListeners(t *testing.T) {
 		for i, lj := range doc.Listeners {
 			var lr listenerv3.Listener
 			if err := protojson.Unmarshal(lj, &lr); err != nil {
-				t.Errorf("%s listener %d: decoding: %v", filepath.Base(f), i, err)
+				t.Errorf("%s listener %d: decoding: %v", f, i, err)
 				continue
 			}
 			if lr.GetApiListener() != nil {
@@ -58,7 +52,7 @@ func TestControlPlaneGoldenListeners(t *testing.T) {
 			env := newEnv()
 			env.secrets = nil
 			if _, err := Compile(&lr, env); err != nil {
-				t.Errorf("%s: %v", strings.TrimSuffix(filepath.Base(f), ".golden.yaml"), err)
+				t.Errorf("%s: %v", strings.TrimSuffix(f, ".golden.yaml"), err)
 			}
 			n++
 		}

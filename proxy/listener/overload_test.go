@@ -10,6 +10,7 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/overload"
 )
 
@@ -26,11 +27,7 @@ var _ AdmissionEnv = admissionEnv{}
 // echoConn dials addr, reads the backend's greeting and checks that an echo round trip works.
 func echoConn(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := testenv.Dial(t, addr)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(c)
 	if line, _ := r.ReadString('\n'); line != "ECHO\n" {

@@ -2,11 +2,8 @@ package listener
 
 import (
 	"crypto/x509"
-	"fmt"
 	"net/netip"
-	"strings"
 
-	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -25,23 +22,16 @@ type connRBAC struct {
 }
 
 func compileNetworkRBAC(a *anypb.Any, env Env, path string) (*connRBAC, error) {
-	var cfg netrbacv3.RBAC
-	if err := a.UnmarshalTo(&cfg); err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", path, err)
-	}
-	f, err := authz.CompileNetworkFilter(&cfg, path+".typed_config")
+	f, err := compileTyped(a, path, authz.CompileNetworkFilter)
 	if err != nil {
 		return nil, err
 	}
-	s := env.Stats()
-	if s == nil {
-		s = stats.NewStore()
-	}
+	s := envStats(env)
 	counter := func(name string) *stats.Counter {
 		if name == "" {
 			return nil
 		}
-		return s.Counter(name, "envoy_"+strings.ReplaceAll(name, ".", "_"))
+		return untaggedCounter(s, name)
 	}
 	r := &connRBAC{f: f, allowed: counter(f.Stats.Allowed), denied: counter(f.Stats.Denied)}
 	if f.Shadow != nil {

@@ -114,19 +114,9 @@ func (c *Cluster) resolve() {
 }
 
 func (c *Cluster) dnsLoop() {
-	defer c.wg.Done()
 	c.resolve()
 	close(c.warm)
-	t := time.NewTicker(c.dnsRefresh)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-			c.resolve()
-		}
-	}
+	c.tickUntilStop(c.dnsRefresh, func(time.Time) { c.resolve() })
 }
 
 // warmed waits until a DNS cluster has finished its first resolution, or ctx ends. Other

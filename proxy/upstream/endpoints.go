@@ -375,28 +375,36 @@ func (c *Cluster) start(cc *clusterv3.Cluster) error {
 
 // cleanupLoop removes original-destination hosts that have been idle for cleanup_interval.
 func (c *Cluster) cleanupLoop() {
+	c.tickUntilStop(c.cleanupEvery, func(now time.Time) {
+		cutoff := now.Add(-c.cleanupEvery).UnixNano()
+		n := 0
+		c.orig.Range(func(k, v any) bool {
+			ep := v.(*endpoint)
+			if ep.active.Load() == 0 && ep.lastUsed.Load() < cutoff {
+				c.orig.Delete(k)
+				ep.close()
+			} else {
+				n++
+			}
+			return true
+		})
+		c.st.membershipTotal.Set(int64(n))
+		c.st.membershipHealthy.Set(int64(n))
+	})
+}
+
+// tickUntilStop calls tick every d until the cluster stops, then marks the calling goroutine
+// done (c.wg). It is the body of the cluster's background loops.
+func (c *Cluster) tickUntilStop(d time.Duration, tick func(now time.Time)) {
 	defer c.wg.Done()
-	t := time.NewTicker(c.cleanupEvery)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-c.stop:
 			return
 		case now := <-t.C:
-			cutoff := now.Add(-c.cleanupEvery).UnixNano()
-			n := 0
-			c.orig.Range(func(k, v any) bool {
-				ep := v.(*endpoint)
-				if ep.active.Load() == 0 && ep.lastUsed.Load() < cutoff {
-					c.orig.Delete(k)
-					ep.close()
-				} else {
-					n++
-				}
-				return true
-			})
-			c.st.membershipTotal.Set(int64(n))
-			c.st.membershipHealthy.Set(int64(n))
+			tick(now)
 		}
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,21 +19,17 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // TestCompilesControlPlaneOutput compiles every cluster (and its endpoints) in straitd's golden
 // xDS files: what the control plane emits must be accepted by the proxy.
 func TestCompilesControlPlaneOutput(t *testing.T) {
-	files, _ := filepath.Glob("../../controlplane/translate/testdata/*.golden.yaml")
-	if len(files) == 0 {
-		t.Skip("no control-plane golden files beside this package")
-	}
+	files := testenv.ControlPlaneGoldens(t)
 	n := 0
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, gf := range files {
+		f, raw := gf.Name, gf.YAML
 		var doc struct {
 			Clusters  []any `json:"clusters"`
 			Endpoints []any `json:"endpoints"`
@@ -66,16 +60,16 @@ func TestCompilesControlPlaneOutput(t *testing.T) {
 			compiled, err := Compile(cl, deps)
 			if err != nil {
 				if known(err) {
-					t.Logf("%s: skipped (needs files of a mesh host): %v", filepath.Base(f), err)
+					t.Logf("%s: skipped (needs files of a mesh host): %v", f, err)
 					continue
 				}
-				t.Errorf("%s: %v", filepath.Base(f), err)
+				t.Errorf("%s: %v", f, err)
 				continue
 			}
 			n++
 			if cla := clas[cl.GetEdsClusterConfig().GetServiceName()]; cla != nil && cl.GetType() == clusterv3.Cluster_EDS {
 				if err := compiled.SetEndpoints(cla); err != nil {
-					t.Errorf("%s: cluster %s: endpoints: %v", filepath.Base(f), cl.GetName(), err)
+					t.Errorf("%s: cluster %s: endpoints: %v", f, cl.GetName(), err)
 				}
 			}
 			compiled.Close()

@@ -340,17 +340,7 @@ func (c *Cluster) ejectionTime(ep *endpoint) time.Duration {
 // outlierLoop runs Envoy's interval sweep: hosts whose ejection time has passed return, and the
 // ejection multiplier of hosts that stayed healthy for an interval decays.
 func (c *Cluster) outlierLoop() {
-	defer c.wg.Done()
-	t := time.NewTicker(c.outlier.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case now := <-t.C:
-			c.sweep(now)
-		}
-	}
+	c.tickUntilStop(c.outlier.interval, c.sweep)
 }
 
 func (c *Cluster) sweep(now time.Time) {

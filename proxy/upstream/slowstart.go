@@ -64,19 +64,11 @@ func (s *slowStart) weight(w uint32, created, now time.Time) (uint32, bool) {
 
 // slowStartLoop rebuilds the balancer while hosts ramp up, a twentieth of the window apart.
 func (c *Cluster) slowStartLoop() {
-	defer c.wg.Done()
-	t := time.NewTicker(max(c.slowStart.window/20, 100*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-			c.mu.Lock()
-			if c.ramping && !c.closed.Load() {
-				c.rebuildLocked()
-			}
-			c.mu.Unlock()
+	c.tickUntilStop(max(c.slowStart.window/20, 100*time.Millisecond), func(time.Time) {
+		c.mu.Lock()
+		if c.ramping && !c.closed.Load() {
+			c.rebuildLocked()
 		}
-	}
+		c.mu.Unlock()
+	})
 }
