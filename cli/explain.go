@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/authz"
 	"github.com/strait-mesh/strait/proxy/httppath"
 	"github.com/strait-mesh/strait/proxy/jwtauthn"
@@ -226,7 +227,7 @@ func explainRequest(ls []*listenerv3.Listener, f *explainFlags) (*explanation, e
 				}
 				// As the proxy: the shadow decision goes to the dynamic metadata, where a
 				// CUSTOM policy's ext_authz filter reads whether to call its authorizer.
-				mergeMetadata(req.metadata, "envoy.filters.http.rbac", af.ShadowMetadataStruct(af.Shadow.Evaluate(req)))
+				mergeMetadata(req.metadata, vocab.FilterHTTPRBAC, af.ShadowMetadataStruct(af.Shadow.Evaluate(req)))
 			}
 			res := af.Check(req)
 			if af.Rules != nil {

@@ -16,6 +16,10 @@ const (
 	FilterHTTPRBAC    = "envoy.filters.http.rbac"
 	FilterNetworkRBAC = "envoy.filters.network.rbac"
 	FilterJWTAuthn    = "envoy.filters.http.jwt_authn"
+	// FilterHTTPExtAuthz and FilterNetworkExtAuthz call the external authorizer of a CUSTOM
+	// AuthorizationPolicy.
+	FilterHTTPExtAuthz    = "envoy.filters.http.ext_authz"
+	FilterNetworkExtAuthz = "envoy.filters.network.ext_authz"
 
 	// Listener filters.
 	FilterOriginalDst   = "envoy.filters.listener.original_dst"

@@ -10,15 +10,16 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // Names of Envoy's RBAC filters, and the dynamic metadata the filter writes.
 const (
 	// HTTPFilterName is the HTTP filter's name and its dynamic metadata namespace.
-	HTTPFilterName = "envoy.filters.http.rbac"
+	HTTPFilterName = vocab.FilterHTTPRBAC
 	// NetworkFilterName is the network filter's name and its dynamic metadata namespace.
-	NetworkFilterName = "envoy.filters.network.rbac"
+	NetworkFilterName = vocab.FilterNetworkRBAC
 	// ShadowEffectivePolicyIDKey is the metadata key of the shadow engine's matched policy
 	// (prefixed with shadow_rules_stat_prefix, e.g. Istio's
 	// "istio_dry_run_allow_shadow_effective_policy_id"); set only when a policy matched.

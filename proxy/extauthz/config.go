@@ -11,6 +11,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/authz"
 	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/route"
@@ -21,7 +22,7 @@ import (
 const (
 	// FilterName is the filter's well-known name, and the dynamic metadata namespace its
 	// authorization service's metadata is written to.
-	FilterName = "envoy.filters.http.ext_authz"
+	FilterName = vocab.FilterHTTPExtAuthz
 	// TypeURL is the type URL of the filter's configuration.
 	TypeURL = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
 

@@ -12,6 +12,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/authz"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
@@ -20,7 +21,7 @@ import (
 const (
 	// NetworkFilterName is the network filter's well-known name, and the connection dynamic
 	// metadata namespace its authorization service's metadata is written to.
-	NetworkFilterName = "envoy.filters.network.ext_authz"
+	NetworkFilterName = vocab.FilterNetworkExtAuthz
 	// NetworkTypeURL is the type URL of the network filter's configuration.
 	NetworkTypeURL = "type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz"
 	// DurationMetadataKey is the key, in NetworkFilterName's namespace, of the duration of an

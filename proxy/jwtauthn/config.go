@@ -29,11 +29,12 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 
+	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // MetadataNamespace is the dynamic metadata namespace the filter writes (Envoy's filter name).
-const MetadataNamespace = "envoy.filters.http.jwt_authn"
+const MetadataNamespace = vocab.FilterJWTAuthn
 
 // defaultClockSkew is jwt_verify_lib's kClockSkewInSecond, used when clock_skew_seconds is 0.
 const defaultClockSkew = 60

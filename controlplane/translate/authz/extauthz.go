@@ -35,8 +35,8 @@ import (
 // value starts with extAuthzPolicyPrefix, which every CUSTOM policy name does.
 const (
 	// filterHTTPExtAuthz and filterNetworkExtAuthz are Envoy's external authorization filters.
-	filterHTTPExtAuthz    = "envoy.filters.http.ext_authz"
-	filterNetworkExtAuthz = "envoy.filters.network.ext_authz"
+	filterHTTPExtAuthz    = vocab.FilterHTTPExtAuthz
+	filterNetworkExtAuthz = vocab.FilterNetworkExtAuthz
 	extAuthzPolicyPrefix  = "istio-ext-authz"
 	extAuthzStatPrefix    = "istio_ext_authz_"
 	// badCustomSuffix names the DENY policies that replace CUSTOM rules whose provider is unusable.
