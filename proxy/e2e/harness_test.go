@@ -204,15 +204,34 @@ func cla(name string, addrs ...string) *endpointv3.ClusterLoadAssignment {
 	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: testenv.LbEndpoints(addrs...)}
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
+// handedOut are the ports freeAddr returned in this test process: the kernel may hand a closed
+// port out again for the next ":0", and two listeners of one test must not get the same one (CI
+// once saw "address already used by listener" that way).
+var handedOut = struct {
+	sync.Mutex
+	ports map[string]bool
+}{ports: map[string]bool{}}
+
+// freeAddr returns a loopback address with a port that was free a moment ago and that no earlier
+// call returned.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for i := 0; i < 100; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !handedOut.ports[addr] {
+			handedOut.ports[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no new free loopback port after 100 tries")
+	return ""
 }
 
 // backend is a real HTTP server on loopback that answers with its name; /slow waits until
