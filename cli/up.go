@@ -156,22 +156,33 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 		}
 		_ = done(nil)
 	}()
-	start := func(name string, argv ...string) error {
-		logf, err := os.Create(filepath.Join(dir, "logs", name+".log"))
+	// launch starts a child; a restarted one appends to its log instead of replacing it.
+	launch := func(name string, restart bool, argv ...string) (*child, error) {
+		flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+		if restart {
+			flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+		}
+		logf, err := os.OpenFile(filepath.Join(dir, "logs", name+".log"), flags, 0o644)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 		if err := cmd.Start(); err != nil {
 			logf.Close()
-			return fmt.Errorf("starting %s: %w", name, err)
+			return nil, fmt.Errorf("starting %s: %w", name, err)
 		}
 		c := &child{name: name, cmd: cmd, done: make(chan struct{})}
 		go func() { _ = cmd.Wait(); logf.Close(); close(c.done) }()
-		children = append(children, c)
-		return nil
+		return c, nil
+	}
+	start := func(name string, argv ...string) error {
+		c, err := launch(name, false, argv...)
+		if err == nil {
+			children = append(children, c)
+		}
+		return err
 	}
 	// ctx bounds start-up; once up, only parent (Ctrl-C, SIGTERM from `strait down`) stops it.
 	ctx, cancel := context.WithTimeout(parent, o.timeout)
@@ -274,17 +285,66 @@ The mesh is up.
 	}
 	fmt.Fprintln(out, "ready")
 
-	// Run until interrupted or a child dies.
-	died := make(chan string, len(children))
+	// Run until interrupted or a child other than straitd dies. straitd is supervised: the
+	// proxies serve on with their last configuration while it is down, so it is restarted with
+	// backoff from its persisted store (data dir) and the watched config dir.
+	died := make(chan *child, len(children))
+	watch := func(c *child) { go func() { <-c.done; died <- c }() }
 	for _, c := range children {
-		go func(c *child) { <-c.done; died <- c.name }(c)
+		watch(c)
 	}
-	select {
-	case <-parent.Done():
-		fmt.Fprintln(out, "\nInterrupted.")
-		return nil
-	case name := <-died:
-		return fmt.Errorf("%s exited unexpectedly; see %s", name, filepath.Join(o.dir, "logs", name+".log"))
+	for {
+		var c *child
+		select {
+		case <-parent.Done():
+			fmt.Fprintln(out, "\nInterrupted.")
+			return nil
+		case c = <-died:
+		}
+		if c != children[0] { // children[0] is straitd
+			return fmt.Errorf("%s exited unexpectedly; see %s", c.name, filepath.Join(o.dir, "logs", c.name+".log"))
+		}
+		nc, err := superviseStraitd(parent, out, c, func() (*child, error) { return launch("straitd", true, straitdArgs...) },
+			func(ctx context.Context, nc *child) error {
+				return waitURL(ctx, "http://"+o.http+"/ready", []*child{nc})
+			}, filepath.Join(o.dir, "logs", "straitd.log"))
+		if err != nil {
+			return nil // interrupted while restarting
+		}
+		children[0] = nc
+		watch(nc)
+	}
+}
+
+// superviseStraitd restarts straitd after it died (dead is the old process), with backoff from 1 s
+// doubling to 30 s, until a new one is ready or ctx ends (then it returns ctx's error). It says
+// what happens on out.
+func superviseStraitd(ctx context.Context, out io.Writer, dead *child, launch func() (*child, error),
+	ready func(context.Context, *child) error, logPath string) (*child, error) {
+	fmt.Fprintf(out, "straitd exited unexpectedly (%v); the proxies keep serving their last configuration; restarting it (log: %s)\n",
+		dead.cmd.ProcessState, logPath)
+	backoff := time.Second
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		nc, err := launch()
+		if err == nil {
+			rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			err = ready(rctx, nc)
+			cancel()
+			if err != nil {
+				nc.stop(5 * time.Second)
+			}
+		}
+		if err == nil {
+			fmt.Fprintf(out, "straitd is back (restart attempt %d)\n", attempt)
+			return nc, nil
+		}
+		backoff = min(2*backoff, 30*time.Second)
+		fmt.Fprintf(out, "restarting straitd failed (attempt %d): %v; trying again in %s\n", attempt, err, backoff)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,6 +28,7 @@ type upProc struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has exited; err is then its exit status
 	err    error
+	after  chan string // output lines after "ready"
 }
 
 // startUp runs `strait up` for dir with the binaries in bin in mode, and waits (up to 2 minutes)
@@ -34,7 +36,7 @@ type upProc struct {
 // Ctrl-C), and killed after a minute.
 func startUp(t *testing.T, name, bin, dir, mode string) *upProc {
 	t.Helper()
-	u := &upProc{name: name, exited: make(chan struct{})}
+	u := &upProc{name: name, exited: make(chan struct{}), after: make(chan string, 1000)}
 	u.cmd = exec.Command(filepath.Join(bin, "strait"), "up", "--dir", dir, "--bin", bin, "--mode", mode)
 	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := u.cmd.StdoutPipe()
@@ -83,10 +85,30 @@ func startUp(t *testing.T, name, bin, dir, mode string) *upProc {
 		}
 	}
 	go func() {
-		for range lines {
+		for l := range lines {
+			select {
+			case u.after <- l:
+			default: // nobody reads: drop
+			}
 		}
 	}()
 	return u
+}
+
+// waitLine waits (up to timeout) for an output line of strait up containing s.
+func (u *upProc) waitLine(t *testing.T, s string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l := <-u.after:
+			if strings.Contains(l, s) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("%s: strait up did not print %q in %s", u.name, s, timeout)
+		}
+	}
 }
 
 // down runs `strait down` for dir and waits (up to a minute) for `strait up` to exit, without an
@@ -131,6 +153,7 @@ func TestUpDownTwice(t *testing.T) {
 			proxiesHaveCertificates(t, dir)
 			everyHopIsMTLS(t, dir)
 			canary(t, strait, dir)
+			straitdCrash(t, up, bin, dir)
 		}
 
 		up.down(t, strait, dir)
@@ -301,4 +324,72 @@ func canary(t *testing.T, strait, dir string) {
 		t.Fatalf("canary split over 1,000 requests = %v, want v1 900±50 and the rest v2", counts)
 	}
 	t.Logf("canary split over 1,000 requests: %v", counts)
+}
+
+// straitdCrash kills straitd with SIGKILL while a bounded load runs through the ingress: strait
+// up restarts it, no request fails meanwhile (the proxies serve their last configuration), and
+// after the restart the canary applied before the crash still decides where reviews go.
+func straitdCrash(t *testing.T, up *upProc, bin, dir string) {
+	t.Helper()
+	out, err := exec.Command("pgrep", "-f", filepath.Join(bin, "straitd")+" --config-dir "+filepath.Join(dir, "config")).Output()
+	pid, _ := strconv.Atoi(strings.Fields(string(out) + " 0")[0])
+	if err != nil || pid <= 0 {
+		t.Fatalf("finding straitd: %v %q", err, out)
+	}
+	stop := make(chan struct{})
+	type result struct{ sent, failed int }
+	res := make(chan result)
+	go func() { // bounded: at most 20,000 requests or until stopped
+		client := &http.Client{Timeout: 5 * time.Second}
+		var r result
+		for r.sent < 20000 {
+			select {
+			case <-stop:
+				res <- r
+				return
+			default:
+			}
+			r.sent++
+			resp, err := client.Get("http://127.0.0.1:8080/api/book/0")
+			if err != nil {
+				r.failed++
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				r.failed++
+			}
+		}
+		<-stop
+		res <- r
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("killing straitd (pid %d): %v", pid, err)
+	}
+	up.waitLine(t, "straitd is back", 90*time.Second)
+	// Serve a little longer on the restarted control plane, then stop the load.
+	time.Sleep(2 * time.Second)
+	close(stop)
+	r := <-res
+	if r.failed != 0 || r.sent < 10 {
+		t.Errorf("through straitd's crash and restart: %d of %d requests failed", r.failed, r.sent)
+	}
+	t.Logf("straitd killed and restarted under load: %d requests, %d failed", r.sent, r.failed)
+	client := &http.Client{Timeout: 5 * time.Second}
+	testenv.Eventually(t, 30*time.Second, func() error { // the proxies are back on straitd
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, body, err := testenv.Get(ctx, "http://127.0.0.1:15014/debug/syncz", nil)
+		if err != nil || strings.Count(body, `"proxy"`) < 7 {
+			return fmt.Errorf("proxies reconnected: %v %.200s", err, body)
+		}
+		return nil
+	})
+	for i := 0; i < 50; i++ {
+		if v := reviewsVersion(t, client); v == "v3" {
+			t.Fatalf("after straitd's restart reviews v3 answers: the canary applied before the crash is lost")
+		}
+	}
 }
