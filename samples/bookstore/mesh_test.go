@@ -285,5 +285,34 @@ func TestMesh(t *testing.T) {
 			}
 			return nil
 		})
+		flaky.Store(false)
+	})
+	// The authorization scenarios name strait up's service accounts (sa/reviews); this mesh's
+	// are bookstore-<service>.
+	authz := func(file, name string) {
+		t.Helper()
+		body := strings.ReplaceAll(readSample(t, filepath.Join("scenarios", name)), "/sa/", "/sa/bookstore-")
+		sd.WriteConfig(t, file, body)
+	}
+	t.Run("authz-deny-ratings.yaml", func(t *testing.T) {
+		authz("authz.yaml", "authz-deny-ratings.yaml")
+		testenv.Eventually(t, 20*time.Second, func() error {
+			if e, err := ratingsError(""); err != nil || !strings.Contains(e, "403") {
+				return fmt.Errorf("ratings error %q (%v), want 403 from the DENY policy", e, err)
+			}
+			return nil
+		})
+		if p, err := page(""); err != nil || p.Details == nil {
+			t.Errorf("the page without ratings: %+v (%v), want it still served", p, err)
+		}
+	})
+	t.Run("authz-ratings-from-reviews-only.yaml", func(t *testing.T) {
+		authz("authz.yaml", "authz-ratings-from-reviews-only.yaml")
+		testenv.Eventually(t, 20*time.Second, func() error {
+			if e, err := ratingsError(""); err != nil || e != "" {
+				return fmt.Errorf("ratings error %q (%v), want none: reviews is the allowed caller", e, err)
+			}
+			return nil
+		})
 	})
 }
