@@ -69,10 +69,10 @@ func newAnalyze(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory or - for stdin to analyze offline (repeatable); none: the live mesh")
-	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "report messages about this namespace")
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "`FILE`, directory or - for stdin to analyze offline (repeatable); none: the live mesh")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "report messages about `NAMESPACE`")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "report messages about every namespace")
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json or yaml (default: istioctl's lines)")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output `FORMAT`: json or yaml (default: istioctl's lines)")
 	cmd.Flags().BoolVar(&selectors, "check-gateway-selectors", false,
 		"with -f: report Gateways whose selector matches no WorkloadEntry or WorkloadGroup of the files (gateway proxies started by strait up or strait run are not in them)")
 	return cmd
@@ -104,6 +104,9 @@ func analyzeDocuments(docs []embedded.Document, selectors bool) ([]analysis.Mess
 	}
 	opts := analysis.Options{Locator: analysis.LocatorFor(files), CheckGatewaySelectors: selectors}
 	msgs := analysis.AnalyzeObjects(nil, objs, opts)
+	for _, o := range objs {
+		msgs = append(msgs, warningMessages(o, opts.Locator)...)
+	}
 	var errs []error
 	for _, err := range loadErrs {
 		var ce *config.Error
@@ -126,6 +129,29 @@ func analyzeDocuments(docs []embedded.Document, selectors bool) ([]analysis.Mess
 		})
 	}
 	return analysis.Sort(msgs), errs
+}
+
+// warningMessages turns what decoding accepted with a warning (a field Istio removed from its
+// API, dropped) into IST0002 Deprecated messages, as istioctl analyze reports deprecated fields.
+func warningMessages(o *config.Object, loc analysis.Locator) []analysis.Message {
+	var out []analysis.Message
+	for _, w := range o.Warnings {
+		line := 0
+		if loc != nil {
+			line = loc.Line(o.Origin, o.Key(), w.Field)
+		}
+		if line == 0 {
+			line = w.Line
+		}
+		out = append(out, analysis.Message{
+			Code: analysis.Deprecated.Code, Name: analysis.Deprecated.Name, Level: analysis.Deprecated.Level,
+			Resource: analysis.Resource{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name},
+			Origin:   o.Origin, Field: w.Field, Line: line,
+			Text:             fmt.Sprintf(analysis.Deprecated.Template, fieldMsg(w)),
+			DocumentationURL: analysis.Deprecated.DocumentationURL(),
+		})
+	}
+	return out
 }
 
 // fieldMsg is a config error without its file and object: "FIELD: MESSAGE".
@@ -237,6 +263,12 @@ func printApplyWarnings(ctx context.Context, w io.Writer, addr string, docs []em
 	if len(objs) == 0 {
 		return
 	}
+	loc := analysis.LocatorFor(files)
+	for _, o := range objs { // decoding's own warnings first: they need nothing from straitd
+		for _, m := range warningMessages(o, loc) {
+			fmt.Fprintln(w, m.String())
+		}
+	}
 	for _, k := range config.Kinds {
 		if k == config.Secret {
 			continue
@@ -255,7 +287,7 @@ func printApplyWarnings(ctx context.Context, w io.Writer, addr string, docs []em
 			}
 		}
 	}
-	for _, m := range analysis.AnalyzeObjects(nil, objs, analysis.Options{Locator: analysis.LocatorFor(files)}) {
+	for _, m := range analysis.AnalyzeObjects(nil, objs, analysis.Options{Locator: loc}) {
 		if applied[config.Key{Kind: m.Resource.Kind, Namespace: m.Resource.Namespace, Name: m.Resource.Name}] {
 			fmt.Fprintln(w, m.String())
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 )
 
@@ -70,6 +71,28 @@ func readDocuments(paths []string, stdin io.Reader) ([]embedded.Document, error)
 	return docs, nil
 }
 
+// checkObjects names the inputs that hold no object (only comments or empty documents): an
+// error when none of them holds one, as kubectl apply's "no objects passed to apply", else a
+// warning on w for each.
+func checkObjects(w io.Writer, docs []embedded.Document) error {
+	var empty []string
+	for _, d := range docs {
+		if objs, errs := config.Decode(d.Origin, []byte(d.Data)); len(objs) == 0 && len(errs) == 0 {
+			empty = append(empty, d.Origin)
+		}
+	}
+	if len(empty) == 0 {
+		return nil
+	}
+	if len(empty) == len(docs) {
+		return fmt.Errorf("no objects to apply: %s contain(s) no objects (only comments or empty documents)", strings.Join(empty, ", "))
+	}
+	for _, e := range empty {
+		fmt.Fprintf(w, "warning: %s contains no objects (only comments or empty documents)\n", e)
+	}
+	return nil
+}
+
 func printChanges(w io.Writer, changes []embedded.Change, suffix string) {
 	for _, c := range changes {
 		fmt.Fprintf(w, "%s/%s %s%s (namespace %s)\n", strings.ToLower(string(c.Kind)), c.Name, c.Action, suffix, c.Namespace)
@@ -90,6 +113,9 @@ func newApply(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkObjects(g.stderr, docs); err != nil {
+				return err
+			}
 			tok, err := g.loadAdminToken()
 			if err != nil {
 				return err
@@ -107,7 +133,7 @@ func newApply(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory or - for stdin (repeatable)")
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "`FILE`, directory or - for stdin (repeatable)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate only; change nothing")
 	return cmd
 }
@@ -145,7 +171,7 @@ func newDelete(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory or - for stdin (repeatable)")
-	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of KIND NAME")
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "`FILE`, directory or - for stdin (repeatable)")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "`NAMESPACE` of KIND NAME")
 	return cmd
 }

@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 )
 
@@ -28,12 +30,15 @@ func newGet(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
 		Short: "List configuration stored in straitd",
-		Long:  "get lists objects of a kind (virtualservice/vs, destinationrule/dr, serviceentry/se, workloadentry/we,\nworkloadgroup/wg, sidecar, gateway/gw) as a table, YAML or JSON.",
+		Long:  "get lists objects of a kind as a table, YAML or JSON. KIND is one of " + kindNamesHelp() + ".",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
 			if len(args) == 2 {
 				name = args[1]
+			}
+			if _, ok := config.KindFor(args[0]); !ok {
+				return fmt.Errorf("unknown kind %q: want one of %s", args[0], kindNamesHelp())
 			}
 			ns := namespace
 			if all {
@@ -46,10 +51,30 @@ func newGet(g *globals) *cobra.Command {
 			return printObjects(g.stdout, items, output, all, name != "")
 		},
 	}
-	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "`NAMESPACE` to list")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list across all namespaces")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: yaml or json (default: table)")
 	return cmd
+}
+
+// kindShortNames are Istio's short names of the kinds, as `get` accepts them (config.KindFor).
+var kindShortNames = map[config.Kind]string{
+	config.VirtualService: "vs", config.DestinationRule: "dr", config.ServiceEntry: "se", config.WorkloadEntry: "we",
+	config.WorkloadGroup: "wg", config.Gateway: "gw", config.PeerAuthentication: "pa", config.AuthorizationPolicy: "ap",
+	config.RequestAuthentication: "ra",
+}
+
+// kindNamesHelp lists the kinds `get` accepts: "virtualservice (vs), destinationrule (dr), ...".
+func kindNamesHelp() string {
+	names := make([]string, 0, len(config.Kinds))
+	for _, k := range config.Kinds {
+		n := strings.ToLower(string(k))
+		if s := kindShortNames[k]; s != "" {
+			n += " (" + s + ")"
+		}
+		names = append(names, n)
+	}
+	return strings.Join(names, ", ")
 }
 
 func printObjects(w io.Writer, items []json.RawMessage, output string, withNS, single bool) error {

@@ -57,7 +57,7 @@ reports. When that does not fit, pass the admin address.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(pc.clusterCmd(), pc.listenerCmd(), pc.routeCmd(), pc.endpointCmd(), pc.secretCmd(), pc.allCmd())
+	cmd.AddCommand(pc.clusterCmd(), pc.listenerCmd(), pc.routeCmd(), pc.endpointCmd(), pc.secretCmd(), pc.allCmd(), pc.bootstrapCmd(), pc.logCmd())
 	return cmd
 }
 

@@ -376,6 +376,8 @@ func TestProxyConfigGolden(t *testing.T) {
 		{"endpoint-eds", []string{"endpoint", "--file", dumpFile}},
 		{"secret", []string{"secret", a}},
 		{"secret", []string{"s", "--file", dumpFile}},
+		{"bootstrap", []string{"bootstrap", "--file", dumpFile}},
+		{"bootstrap-yaml", []string{"b", "--file", dumpFile, "-o", "yaml"}},
 		{"all", []string{"all", a}},
 		{"all-filtered", []string{"all", a, "--port", "9080", "--subset", "v1", "--name", "9080", "--cluster", "outbound|9080|v1|reviews.default.svc.cluster.local"}},
 	}

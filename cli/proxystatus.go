@@ -23,14 +23,16 @@ func newProxyStatus(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				_, err := g.stdout.Write(body)
-				return err
+			switch output {
+			case "json", "yaml":
+				return writeRaw(g.stdout, output, body)
+			case "", "table", "short":
+				return printSyncz(g.stdout, body)
 			}
-			return printSyncz(g.stdout, body)
+			return fmt.Errorf("unknown output format %q: want json or yaml (default: table)", output)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json (default: table)")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output `FORMAT`: json or yaml (default: table)")
 	return cmd
 }
 

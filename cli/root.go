@@ -38,16 +38,16 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	root.PersistentFlags().StringVar(&g.addr, "straitd", addr, "straitd HTTP address (env STRAIT_ADDR)")
+	root.PersistentFlags().StringVar(&g.addr, "straitd", addr, "straitd's HTTP `ADDRESS` (env STRAIT_ADDR)")
 	root.PersistentFlags().StringVar(&g.adminTokenFile, "admin-token-file", "",
-		"straitd's admin token (<straitd --data-dir>/admin-token), required by apply, delete and run (default $"+adminTokenEnv+", else "+defaultAdminTokenFile+" if it exists)")
+		"straitd's admin token `FILE` (<straitd --data-dir>/admin-token), required by apply, delete and run (default $"+adminTokenEnv+", else "+defaultAdminTokenFile+" if it exists)")
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newApply(g), newGet(g), newDelete(g), newProxyStatus(g), newRun(g), newUp(g), newDown(g))
 	root.AddCommand(newProxyConfig(g), newExplain(g))
 	root.AddCommand(newCA(g), newVersion(g), newWait(g))
-	root.AddCommand(newAnalyze(g))
+	root.AddCommand(newAnalyze(g), newDescribe(g))
 	return root
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 	"github.com/strait-mesh/strait/controlplane/config/file"
+	"github.com/strait-mesh/strait/controlplane/describe"
 	"github.com/strait-mesh/strait/controlplane/jwks"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/registry/autoregister"
@@ -203,6 +204,7 @@ func Run(ctx context.Context, o Options) error {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/debug/syncz", srv.Handler())
 	mux.HandleFunc("/debug/configz", b.serveConfigz)
+	mux.Handle(describe.Path, describe.Handler(describe.Options{Snapshot: b.current.Load, Proxies: srv.Status})) // strait describe
 	mux.HandleFunc("/version", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(version.Get())

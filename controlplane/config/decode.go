@@ -312,37 +312,43 @@ func decodeObject(d *docErr, obj map[string]any) (*Object, []error) {
 		return nil, errs
 	}
 	spec := NewSpec(d.kind)
+	var warns []*Error
 	if raw, ok := obj["spec"]; ok && raw != nil {
-		if serrs := decodeSpec(d, raw, spec); len(serrs) > 0 {
+		var serrs []error
+		if serrs, warns = decodeSpec(d, raw, spec); len(serrs) > 0 {
 			errs = append(errs, serrs...)
 		}
 	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	return &Object{Kind: d.kind, APIVersion: apiVersion, Meta: meta, Spec: spec, Origin: d.origin}, nil
+	return &Object{Kind: d.kind, APIVersion: apiVersion, Meta: meta, Spec: spec, Origin: d.origin, Warnings: warns}, nil
 }
 
-// decodeSpec checks raw against msg's descriptor and then decodes it into msg.
-func decodeSpec(d *docErr, raw any, msg proto.Message) []error {
+// decodeSpec checks raw against msg's descriptor and then decodes it into msg. warns are what
+// was accepted with a warning (see Object.Warnings).
+func decodeSpec(d *docErr, raw any, msg proto.Message) (errs []error, warns []*Error) {
 	w := &walker{maxDepth: MaxDepth}
 	raw = w.message(msg.ProtoReflect().Descriptor(), raw, "spec", 1)
+	for _, e := range w.warns {
+		warns = append(warns, d.err(e.path, "%s", e.msg))
+	}
 	if len(w.errs) > 0 {
 		errs := make([]error, 0, len(w.errs))
 		for _, e := range w.errs {
 			errs = append(errs, d.err(e.path, "%s", e.msg))
 		}
-		return errs
+		return errs, warns
 	}
 	js, err := json.Marshal(raw)
 	if err != nil {
-		return []error{d.err("spec", "encoding spec: %v", err)}
+		return []error{d.err("spec", "encoding spec: %v", err)}, warns
 	}
 	if err := protojson.Unmarshal(js, msg); err != nil {
 		// The walk above should have caught everything protojson rejects.
-		return []error{d.err("spec", "decoding spec: %v", err)}
+		return []error{d.err("spec", "decoding spec: %v", err)}, warns
 	}
-	return nil
+	return nil, warns
 }
 
 func kindList() string {

@@ -66,6 +66,10 @@ type Object struct {
 	Spec proto.Message
 	// Origin says where the object came from: a file path, "store" or "kubernetes".
 	Origin string
+	// Warnings are what Decode accepted but the user should hear about, such as a field Istio
+	// removed from its API that was dropped (HTTPRoute's websocketUpgrade). `strait apply` and
+	// `strait analyze` print them. They are not part of the object's content.
+	Warnings []*Error
 }
 
 // Key identifies an object within a kind.

@@ -25,7 +25,16 @@ const maxErrorsPerDocument = 50
 // walker holds the state of one strict walk.
 type walker struct {
 	errs     []fieldErr
+	warns    []fieldErr // accepted, but worth telling the user (a removed field that is dropped)
 	maxDepth int
+}
+
+// warn records a warning at path (bounded as errors are).
+func (w *walker) warn(path, format string, args ...any) {
+	if len(w.warns) >= maxErrorsPerDocument {
+		return
+	}
+	w.warns = append(w.warns, fieldErr{path: path, msg: fmt.Sprintf(format, args...)})
 }
 
 func (w *walker) add(path, format string, args ...any) {
@@ -81,6 +90,13 @@ func (w *walker) message(md protoreflect.MessageDescriptor, v any, path string, 
 			fd = fields.ByTextName(key)
 		}
 		if fd == nil {
+			if note, ok := tolerated[md.FullName().Append(protoName(key))]; ok && removed(md, key) {
+				// Istio accepts it (Kubernetes prunes it, Istio's decoder drops it): a warning,
+				// and the field is dropped.
+				w.warn(fp, "field %q of %s is deprecated: Istio removed it from its API and ignores it (%s); delete it", key, md.Name(), note)
+				delete(obj, key)
+				continue
+			}
 			if removed(md, key) {
 				w.add(fp, "unknown field %q in %s: Istio removed this field from its API (it is reserved in %s); delete it", key, md.Name(), md.FullName())
 				continue
@@ -451,11 +467,24 @@ func validBase64(s string) bool {
 	return err == nil
 }
 
+// tolerated lists the removed fields (see removed) that are accepted with a warning and dropped,
+// by full proto name, with why dropping them changes nothing: Istio's own test data still uses
+// them, and Istio accepts them. The other removed fields had a meaning that would be lost
+// silently, so they stay errors.
+var tolerated = map[protoreflect.FullName]string{
+	"istio.networking.v1alpha3.HTTPRoute.websocket_upgrade": "WebSocket upgrades are always allowed",
+}
+
 // removed reports whether key names a field that Istio's API once had and has since removed (a
 // reserved name of md, such as HTTPRoute's "websocket_upgrade"), given in either its proto or its
 // JSON (camelCase) spelling. Istio's own decoder drops such fields silently; Strait refuses
-// them, saying why.
+// them, saying why, except those in tolerated, which it drops with a warning.
 func removed(md protoreflect.MessageDescriptor, key string) bool {
+	return md.ReservedNames().Has(protoName(key))
+}
+
+// protoName is the proto (snake_case) spelling of a field name given in either spelling.
+func protoName(key string) protoreflect.Name {
 	var b strings.Builder
 	for i, r := range key {
 		if r >= 'A' && r <= 'Z' {
@@ -466,7 +495,7 @@ func removed(md protoreflect.MessageDescriptor, key string) bool {
 		}
 		b.WriteRune(r)
 	}
-	return md.ReservedNames().Has(protoreflect.Name(b.String()))
+	return protoreflect.Name(b.String())
 }
 
 // suggest proposes the field name the user probably meant.
