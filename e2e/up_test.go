@@ -153,6 +153,7 @@ func TestUpDownTwice(t *testing.T) {
 			proxiesHaveCertificates(t, dir)
 			everyHopIsMTLS(t, dir)
 			canary(t, strait, dir)
+			cliOnLiveMesh(t, strait, dir)
 			straitdCrash(t, up, bin, dir)
 		}
 
@@ -392,4 +393,69 @@ func straitdCrash(t *testing.T, up *upProc, bin, dir string) {
 			t.Fatalf("after straitd's restart reviews v3 answers: the canary applied before the crash is lost")
 		}
 	}
+}
+
+// cliOnLiveMesh runs every operator command against the live mesh of strait up, as a user would
+// after the README's tour, and checks the part of each answer that proves it read the mesh. A
+// VirtualService routing to a subset that does not exist is reported IST0101 by strait analyze
+// offline, by strait apply, by straitd's /debug/configz and by strait analyze live.
+func cliOnLiveMesh(t *testing.T, strait, dir string) {
+	t.Helper()
+	token := filepath.Join(dir, "data", "admin-token")
+	run := func(wantErr bool, args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, strait, append([]string{"--admin-token-file", token}, args...)...).CombinedOutput()
+		if (err != nil) != wantErr {
+			t.Errorf("strait %s: error %v, want error %v\n%s", strings.Join(args, " "), err, wantErr, out)
+		}
+		return string(out)
+	}
+	expect := func(out, what string, wants ...string) {
+		t.Helper()
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: output lacks %q:\n%.2000s", what, w, out)
+			}
+		}
+	}
+	const ingress = "127.0.0.1:15000"
+	expect(run(false, "version"), "version", "client version: ", "control plane version: ", "(7 proxies)")
+	expect(run(false, "proxy-status"), "proxy-status", "SYNCED")
+	expect(run(false, "proxy-status", "-o", "json"), "proxy-status -o json", `"proxy"`)
+	expect(run(false, "analyze"), "analyze (live, clean)", "No validation issues found")
+	expect(run(false, "describe", "service", "reviews"), "describe service", "Service: reviews.default.svc.cluster.local", "Endpoints:", "DestinationRule: default/reviews")
+	expect(run(false, "describe", "workload", "reviews-v1"), "describe workload", "reviews")
+	for _, sub := range []string{"cluster", "listener", "route", "endpoint", "secret", "bootstrap", "all"} {
+		expect(run(false, "proxy-config", sub, ingress), "proxy-config "+sub, "")
+	}
+	expect(run(false, "proxy-config", "cluster", ingress), "proxy-config cluster", "reviews.default.svc.cluster.local")
+	expect(run(false, "proxy-config", "bootstrap", ingress), "proxy-config bootstrap", "router~")
+	expect(run(false, "proxy-config", "log", ingress), "proxy-config log", "active loggers")
+	expect(run(false, "explain", ingress, "--port", "8080", "--path", "/api/book/0"), "explain", "Decision:      ALLOWED")
+	expect(run(false, "get", "virtualservice", "-A"), "get", "reviews")
+
+	// A route to a subset that does not exist: IST0101 everywhere.
+	bad := filepath.Join(t.TempDir(), "reviews-v9.yaml")
+	body, err := os.ReadFile(filepath.Join(dir, "scenarios", "reviews-v1.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte(strings.ReplaceAll(string(body), "subset: v1", "subset: v9")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ist := `IST0101`
+	expect(run(true, "analyze", "-f", bad, "-f", filepath.Join(dir, "config")), "analyze offline", ist, `"reviews+v9"`)
+	expect(run(false, "apply", "-f", bad), "apply", ist)
+	expect(run(false, "wait", "virtualservice", "reviews.default"), "wait", "present on 7 out of 7 proxies")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, configz, err := testenv.Get(ctx, "http://127.0.0.1:15014/debug/configz", nil)
+	cancel()
+	if err != nil || !strings.Contains(configz, ist) {
+		t.Errorf("/debug/configz lacks %s: %v", ist, err)
+	}
+	expect(run(true, "analyze"), "analyze (live)", ist)
+	// Put the canary back for what follows.
+	expect(run(false, "apply", "-f", filepath.Join(dir, "scenarios", "reviews-canary-90-10.yaml")), "apply canary", "")
 }
