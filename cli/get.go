@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,7 +49,12 @@ func newGet(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printObjects(g.stdout, items, output, all, name != "")
+			var st map[string]objectStatus
+			if output == "" {
+				kind, _ := config.KindFor(args[0])
+				st = objectStatuses(cmd.Context(), g.addr, kind)
+			}
+			return printObjects(g.stdout, items, output, all, name != "", st)
 		},
 	}
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "`NAMESPACE` to list")
@@ -77,7 +83,62 @@ func kindNamesHelp() string {
 	return strings.Join(names, ", ")
 }
 
-func printObjects(w io.Writer, items []json.RawMessage, output string, withNS, single bool) error {
+// objectStatus is what straitd says of one served object: where it came from and what the
+// analyzers found (the worst level and its codes; "OK" when nothing).
+type objectStatus struct{ origin, status string }
+
+// objectStatuses reads straitd's /debug/configz for the objects of kind, keyed "ns/name": their
+// origin (a file of the watched directory or the store) and their analysis status. It is best
+// effort: without an answer the table just has no such columns.
+func objectStatuses(ctx context.Context, addr string, kind config.Kind) map[string]objectStatus {
+	b, err := fetch(ctx, addr, "/debug/configz")
+	if err != nil {
+		return nil
+	}
+	var cz struct {
+		Objects []struct {
+			Kind, Namespace, Name, Origin string
+		} `json:"objects"`
+		Analysis []struct {
+			Code     string `json:"code"`
+			Level    string `json:"level"`
+			Resource struct {
+				Kind, Namespace, Name string
+			} `json:"resource"`
+		} `json:"analysis"`
+	}
+	if json.Unmarshal(b, &cz) != nil {
+		return nil
+	}
+	out := map[string]objectStatus{}
+	for _, o := range cz.Objects {
+		if o.Kind == string(kind) {
+			out[o.Namespace+"/"+o.Name] = objectStatus{origin: o.Origin, status: "OK"}
+		}
+	}
+	rank := map[string]int{"Info": 1, "Warning": 2, "Error": 3}
+	worst := map[string]string{}
+	for _, m := range cz.Analysis {
+		if m.Resource.Kind != string(kind) {
+			continue
+		}
+		key := m.Resource.Namespace + "/" + m.Resource.Name
+		st, ok := out[key]
+		if !ok {
+			continue
+		}
+		if rank[m.Level] > rank[worst[key]] {
+			worst[key] = m.Level
+			st.status = m.Level + " " + m.Code
+		} else if m.Level == worst[key] && !strings.Contains(st.status, m.Code) {
+			st.status += "," + m.Code
+		}
+		out[key] = st
+	}
+	return out
+}
+
+func printObjects(w io.Writer, items []json.RawMessage, output string, withNS, single bool, statuses map[string]objectStatus) error {
 	switch output {
 	case "json":
 		var v any = items
@@ -113,11 +174,14 @@ func printObjects(w io.Writer, items []json.RawMessage, output string, withNS, s
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	head := "NAME\tAGE"
 	if withNS {
-		fmt.Fprintln(tw, "NAMESPACE\tNAME\tAGE")
-	} else {
-		fmt.Fprintln(tw, "NAME\tAGE")
+		head = "NAMESPACE\t" + head
 	}
+	if statuses != nil {
+		head += "\tSTATUS\tORIGIN"
+	}
+	fmt.Fprintln(tw, head)
 	for _, it := range items {
 		var h objectHeader
 		if err := json.Unmarshal(it, &h); err != nil {
@@ -127,11 +191,18 @@ func printObjects(w io.Writer, items []json.RawMessage, output string, withNS, s
 		if !h.Metadata.CreationTimestamp.IsZero() {
 			age = shortDuration(time.Since(h.Metadata.CreationTimestamp))
 		}
+		row := h.Metadata.Name + "\t" + age
 		if withNS {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Metadata.Namespace, h.Metadata.Name, age)
-		} else {
-			fmt.Fprintf(tw, "%s\t%s\n", h.Metadata.Name, age)
+			row = h.Metadata.Namespace + "\t" + row
 		}
+		if statuses != nil {
+			st, ok := statuses[h.Metadata.Namespace+"/"+h.Metadata.Name]
+			if !ok {
+				st = objectStatus{status: "not served", origin: "-"} // stored, but refused or not yet in a snapshot
+			}
+			row += "\t" + st.status + "\t" + st.origin
+		}
+		fmt.Fprintln(tw, row)
 	}
 	return tw.Flush()
 }

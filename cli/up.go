@@ -189,7 +189,7 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 	defer cancel()
 
 	done := step(out, "finding the binaries")
-	bin, err := findBinaries(ctx, o.binDir, filepath.Join(dir, "bin"))
+	bin, err := findBinaries(ctx, o.binDir, filepath.Join(dir, "bin"), out)
 	if err = done(err); err != nil {
 		return err
 	}
@@ -410,7 +410,7 @@ func writeFiles(dst, sub string) error {
 // findBinaries returns a directory holding straitd, strait-proxy, strait and bookstore: flag if
 // set, else the directory of this executable if it holds them all, else a build from the source
 // tree in the working directory into buildDir.
-func findBinaries(ctx context.Context, flag, buildDir string) (string, error) {
+func findBinaries(ctx context.Context, flag, buildDir string, progress io.Writer) (string, error) {
 	names := []string{"straitd", "strait-proxy", "strait", "bookstore"}
 	has := func(d string) bool {
 		for _, n := range names {
@@ -432,6 +432,9 @@ func findBinaries(ctx context.Context, flag, buildDir string) (string, error) {
 	mod, err := os.ReadFile("go.mod")
 	if err != nil || !strings.Contains(string(mod), "module github.com/strait-mesh/strait") {
 		return "", errors.New("binaries not found beside strait; run from the Strait source tree or pass --bin")
+	}
+	if progress != nil {
+		fmt.Fprint(progress, "building them from the source tree (the first run takes a minute or two) ... ")
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", buildDir+"/",
 		"./cmd/straitd", "./cmd/strait-proxy", "./cmd/strait", "./samples/bookstore/cmd/bookstore")

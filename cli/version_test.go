@@ -79,3 +79,38 @@ func TestWait(t *testing.T) {
 		t.Errorf("missing object: exit %d, %q", code, errb.String())
 	}
 }
+
+// TestGetStatusColumns: strait get's table shows what straitd's analysis says of each object and
+// where it came from; an object stored but not served says so.
+func TestGetStatusColumns(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/apis/v1/objects":
+			w.Write([]byte(`{"items":[
+				{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"reviews","namespace":"default"}},
+				{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"ratings","namespace":"default"}},
+				{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"broken","namespace":"default"}}]}`))
+		case "/debug/configz":
+			w.Write([]byte(`{"version":3,"objects":[
+				{"kind":"VirtualService","namespace":"default","name":"reviews","origin":"/cfg/reviews.yaml"},
+				{"kind":"VirtualService","namespace":"default","name":"ratings","origin":"store"}],
+				"analysis":[{"code":"IST0101","level":"Error","resource":{"kind":"VirtualService","namespace":"default","name":"reviews"}},
+				{"code":"IST0002","level":"Warning","resource":{"kind":"VirtualService","namespace":"default","name":"reviews"}}]}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	if code := Run(t.Context(), []string{"--straitd", strings.TrimPrefix(srv.URL, "http://"), "get", "vs"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	want := `NAME      AGE         STATUS          ORIGIN
+reviews   <unknown>   Error IST0101   /cfg/reviews.yaml
+ratings   <unknown>   OK              store
+broken    <unknown>   not served      -
+`
+	if out.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
