@@ -130,8 +130,11 @@ func leadingBlankLines(doc []byte) int {
 	return n
 }
 
-// isSeparator reports whether line is a YAML document separator: "---", optionally followed by a
-// space and a comment.
+// IsDocumentSeparator reports whether line is a YAML document separator: "---", optionally
+// followed by a space and a comment.
+func IsDocumentSeparator(line string) bool { return isSeparator([]byte(line)) }
+
+// isSeparator is IsDocumentSeparator on bytes.
 func isSeparator(line []byte) bool {
 	if !bytes.HasPrefix(line, []byte("---")) {
 		return false
@@ -168,6 +171,8 @@ type docErr struct {
 	ns     string
 	name   string
 	prefix string // path prefix for documents inside a List, e.g. "items[2]"
+	text   []byte // the document, to find the line of an error's field
+	lines  *YAMLDoc
 }
 
 func (d *docErr) err(field, format string, args ...any) *Error {
@@ -178,13 +183,20 @@ func (d *docErr) err(field, format string, args ...any) *Error {
 			field = d.prefix + "." + field
 		}
 	}
-	return &Error{Origin: d.origin, Doc: d.doc, Line: d.line, Kind: d.kind, Namespace: d.ns, Name: d.name, Field: field, Msg: fmt.Sprintf(format, args...)}
+	line := d.line
+	if field != "" && d.text != nil && d.line > 0 {
+		if d.lines == nil {
+			d.lines = ParseYAMLDoc(strings.Split(string(d.text), "\n"), d.line-leadingBlankLines(d.text))
+		}
+		line = d.lines.Find(field)
+	}
+	return &Error{Origin: d.origin, Doc: d.doc, Line: line, Kind: d.kind, Namespace: d.ns, Name: d.name, Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
 // decodeDocument decodes one YAML or JSON document; index is its 1-based position and line the
 // line it starts on.
 func decodeDocument(origin string, index, line int, doc []byte) ([]*Object, []error) {
-	d := &docErr{origin: origin, doc: index, line: line}
+	d := &docErr{origin: origin, doc: index, line: line, text: doc}
 	if len(doc) > MaxDocumentSize {
 		return nil, []error{d.err("", "document is %d bytes, more than the limit of %d", len(doc), MaxDocumentSize)}
 	}
@@ -241,7 +253,7 @@ func decodeList(d *docErr, obj map[string]any) ([]*Object, []error) {
 	}
 	var objs []*Object
 	for i, it := range items {
-		id := &docErr{origin: d.origin, doc: d.doc, line: d.line, prefix: "items[" + strconv.Itoa(i) + "]"}
+		id := &docErr{origin: d.origin, doc: d.doc, line: d.line, prefix: "items[" + strconv.Itoa(i) + "]", text: d.text, lines: d.lines}
 		m, ok := it.(map[string]any)
 		if !ok {
 			errs = append(errs, id.err("", "expected an object, got %s", jsonType(it)))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -245,7 +246,10 @@ func TestDecodeBadDocuments(t *testing.T) {
 					t.Fatalf("error %T is not *config.Error: %v", err, err)
 				}
 				msg := err.Error()
-				if ce.Field == tc.field && strings.Contains(msg, tc.msg) && strings.Contains(msg, tc.object) && strings.HasPrefix(msg, file+":1: ") {
+				// The line is the field's (these documents are short: the field is on one of them).
+				lines := strings.Count(tc.doc, "\n") + 1
+				if ce.Field == tc.field && strings.Contains(msg, tc.msg) && strings.Contains(msg, tc.object) &&
+					strings.HasPrefix(msg, file+":"+strconv.Itoa(ce.Line)+": ") && ce.Line >= 1 && ce.Line <= lines {
 					found = true
 				}
 			}
@@ -253,6 +257,31 @@ func TestDecodeBadDocuments(t *testing.T) {
 				t.Errorf("want an error naming %q, %q, field %q, containing %q; got:\n%v", file, tc.object, tc.field, tc.msg, errors.Join(errs...))
 			}
 		})
+	}
+}
+
+// TestDecodeErrorLineIsTheField: an error names the line of the offending field, in a block-style
+// document after another document, and the document's first line when the field is not found.
+func TestDecodeErrorLineIsTheField(t *testing.T) {
+	in := "# a comment\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: ns}\nspec:\n  selector: {istio: ingressgateway}\n  servers: []\n" +
+		"---\n\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n  namespace: ns\nspec:\n  hosts: [reviews]\n" +
+		"  http:\n  - route:\n    - destination:\n        host: reviews\n      weihgt: 5\n    timeout: soon\n"
+	_, errs := Decode("f.yaml", []byte(in))
+	want := map[string]int{"spec.http[0].route[0].weihgt": 21, "spec.http[0].timeout": 22}
+	for _, err := range errs {
+		var ce *Error
+		if !errors.As(err, &ce) {
+			t.Fatalf("%T: %v", err, err)
+		}
+		if line, ok := want[ce.Field]; ok {
+			if ce.Line != line {
+				t.Errorf("%s: line %d, want %d (%v)", ce.Field, ce.Line, line, err)
+			}
+			delete(want, ce.Field)
+		}
+	}
+	for f := range want {
+		t.Errorf("no error for %s in %v", f, errors.Join(errs...))
 	}
 }
 
@@ -346,7 +375,8 @@ func TestLoadReportsDecodeAndValidationErrors(t *testing.T) {
 func TestDecodeErrorLines(t *testing.T) {
 	in := "# header\n\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: a}\nspec: {nope: 1}\n---\n\n# comment\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: b}\nspec: {nope: 1}\n--- # end\nkind: [\n"
 	_, errs := Decode("lines.yaml", []byte(in))
-	want := []string{"lines.yaml:3: Gateway default/a: spec.nope:", "lines.yaml:10: Gateway default/b: spec.nope:", "lines.yaml:15: document 3: parsing YAML"}
+	// Each error names the line of its field (spec.nope), or where the document starts.
+	want := []string{"lines.yaml:6: Gateway default/a: spec.nope:", "lines.yaml:13: Gateway default/b: spec.nope:", "lines.yaml:15: document 3: parsing YAML"}
 	if len(errs) != len(want) {
 		t.Fatalf("errors: %v", errs)
 	}
@@ -411,7 +441,7 @@ func TestDecodeRemovedFieldWarning(t *testing.T) {
 		t.Fatalf("objects %d, errors %v", len(objs), errs)
 	}
 	w := objs[0].Warnings
-	want := `ws.yaml:1: VirtualService ns/ws: spec.http[0].websocket_upgrade: field "websocket_upgrade" of HTTPRoute is deprecated: Istio removed it from its API and ignores it (WebSocket upgrades are always allowed); delete it`
+	want := `ws.yaml:7: VirtualService ns/ws: spec.http[0].websocket_upgrade: field "websocket_upgrade" of HTTPRoute is deprecated: Istio removed it from its API and ignores it (WebSocket upgrades are always allowed); delete it`
 	if len(w) != 1 || w[0].Error() != want {
 		t.Fatalf("warnings = %v, want %s", w, want)
 	}

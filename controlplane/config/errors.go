@@ -15,7 +15,7 @@ import (
 type Error struct {
 	Origin    string // file path, "store", "kubernetes", ...; may be empty
 	Doc       int    // 1-based document index in Origin; 0 when unknown
-	Line      int    // 1-based line where the document starts in Origin; 0 when unknown
+	Line      int    // 1-based line of Field in Origin (where the document starts when not found); 0 when unknown
 	Kind      Kind
 	Namespace string
 	Name      string
