@@ -62,8 +62,11 @@ PROXY is named as for strait proxy-config. The inbound listener of --port is use
 listener of that port); the caller's identity (--principal, e.g. cluster.local/ns/web/sa/web or
 spiffe://cluster.local/ns/web/sa/web) selects the mutual TLS filter chain, --plaintext the
 plaintext one.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && f.file == "" {
+				return fmt.Errorf("name the proxy (its admin address or name), or a saved config dump with --file")
+			}
 			if f.port == 0 {
 				return fmt.Errorf("--port is required: the destination port whose listener decides")
 			}
