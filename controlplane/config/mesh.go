@@ -16,12 +16,14 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 	"sigs.k8s.io/yaml"
 
 	"github.com/strait-mesh/strait/internal/vocab"
+	"github.com/strait-mesh/strait/proxy/accesslog"
 )
 
 // DefaultMeshConfig returns Istio's default MeshConfig: the values istiod uses for fields a mesh
@@ -239,6 +241,7 @@ func validateMeshConfig(origin string, mc *meshconfig.MeshConfig) error {
 	if mc.ProxyInboundListenPort > 65535 {
 		fe.add("proxyInboundListenPort", "port %d must be in 1-65535", mc.ProxyInboundListenPort)
 	}
+	validateAccessLogFormat(&fe, mc)
 	providers := map[string]bool{}
 	for i, p := range mc.ExtensionProviders {
 		switch {
@@ -282,6 +285,33 @@ func validateMeshConfig(origin string, mc *meshconfig.MeshConfig) error {
 		errs = append(errs, &Error{Origin: origin, Kind: "MeshConfig", Field: e.path, Msg: e.msg})
 	}
 	return errors.Join(errs...)
+}
+
+// validateAccessLogFormat checks accessLogFormat with the parser strait-proxy uses, so that a
+// format the proxies would refuse (an unknown command operator, a stray '%') is an error naming
+// the field instead of a NACK on every proxy: for TEXT a format string, for JSON an object whose
+// values are format strings (or nested objects). Istio would fall back to its default JSON format
+// for an object that does not parse; strait refuses it.
+func validateAccessLogFormat(fe *fieldErrs, mc *meshconfig.MeshConfig) {
+	f := mc.GetAccessLogFormat()
+	if f == "" {
+		return
+	}
+	switch mc.GetAccessLogEncoding() {
+	case meshconfig.MeshConfig_JSON:
+		var st structpb.Struct
+		if err := protojson.Unmarshal([]byte(f), &st); err != nil {
+			fe.add("accessLogFormat", "accessLogEncoding is JSON but the format is not a JSON object: %v", err)
+			return
+		}
+		if _, err := accesslog.CompileJSON(&st, true, false); err != nil {
+			fe.add("accessLogFormat", "%v", err)
+		}
+	default:
+		if _, err := accesslog.CompileText(f, false); err != nil {
+			fe.add("accessLogFormat", "%v", err)
+		}
+	}
 }
 
 // validateExtAuthzHTTP checks an envoyExtAuthzHttp provider (path p) with the rules of Istio's

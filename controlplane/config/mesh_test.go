@@ -89,6 +89,11 @@ func TestLoadMeshConfigErrors(t *testing.T) {
 		{"rootNamespace: Bad_NS", "rootNamespace", "invalid namespace"},
 		{"defaultHttpRetryPolicy: {attempts: 2, retryOn: 'reset,bogus'}", "defaultHttpRetryPolicy.retryOn", "bogus"},
 		{"defaultHttpRetryPolicy: {attempts: -1}", "defaultHttpRetryPolicy.attempts", "negative"},
+		{"accessLogFormat: '[%START_TIME%] %BOGUS_OPERATOR%'", "accessLogFormat", "%BOGUS_OPERATOR%"},
+		{"accessLogFormat: '100% sure'", "accessLogFormat", "expected a command operator"},
+		{"accessLogFormat: '%REQ()%'", "accessLogFormat", "needs an argument"},
+		{"{accessLogEncoding: JSON, accessLogFormat: 'not json'}", "accessLogFormat", "not a JSON object"},
+		{`{accessLogEncoding: JSON, accessLogFormat: '{"code": "%RESPONSE_CODE%", "x": "%NOPE%"}'}`, "accessLogFormat", "%NOPE%"},
 	}
 	for _, tc := range cases {
 		_, err := ParseMeshConfig("mesh.yaml", []byte(tc.data))
@@ -103,6 +108,17 @@ func TestLoadMeshConfigErrors(t *testing.T) {
 	}
 	if _, err := LoadMeshConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "reading mesh config") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestMeshConfigAccessLogFormats(t *testing.T) {
+	for _, data := range []string{
+		"{accessLogFile: /dev/stdout, accessLogFormat: '[%START_TIME(%s.%3f)%] %REQ(:METHOD)% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME):5% %DYNAMIC_METADATA(ns:key)%'}",
+		`{accessLogFile: /dev/stdout, accessLogEncoding: JSON, accessLogFormat: '{"code": "%RESPONSE_CODE%", "nested": {"flags": "%RESPONSE_FLAGS%"}}'}`,
+	} {
+		if _, err := ParseMeshConfig("mesh.yaml", []byte(data)); err != nil {
+			t.Errorf("%s: %v", data, err)
+		}
 	}
 }
 

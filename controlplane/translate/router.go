@@ -64,6 +64,7 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 		TrustedProxies: snap.Mesh.GetDefaultConfig().GetGatewayTopology().GetNumTrustedProxies(),
 		HTTPFilters:    az.filters.HTTP, NetworkFilters: az.filters.TCP,
 		PathNormalization: snap.Mesh.GetPathNormalization().GetNormalization(),
+		AccessLog:         listener.AccessLogFromMesh(snap.Mesh),
 		Report: func(err error) {
 			reports = append(reports, err)
 			var ce *listener.ConflictError

@@ -233,7 +233,8 @@ func (g *generator) inboundSecurity(snap *mesh.Snapshot, w mesh.Workload, p *Pro
 	}
 	return listener.InboundSecurity{Passthrough: mode(0), TrustDomains: trustDomains(snap),
 		HTTPFilters: az.filters.HTTP, NetworkFilters: az.filters.TCP,
-		PathNormalization: snap.Mesh.GetPathNormalization().GetNormalization()}
+		PathNormalization: snap.Mesh.GetPathNormalization().GetNormalization(),
+		AccessLog:         listener.AccessLogFromMesh(snap.Mesh)}
 }
 
 // trustDomains returns MeshConfig's trust domain (default cluster.local) and its aliases.

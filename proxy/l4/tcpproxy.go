@@ -6,6 +6,7 @@ package l4
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -16,6 +17,7 @@ import (
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
+	"github.com/strait-mesh/strait/proxy/accesslog"
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
@@ -46,6 +48,16 @@ type ConnInfo struct {
 	OriginalDst netip.AddrPort
 	// ServerName is the TLS SNI if one was seen.
 	ServerName string
+	// PeerCertificates and LocalCertificate are the certificates of a TLS-terminated
+	// connection (for access logs).
+	PeerCertificates []*x509.Certificate
+	LocalCertificate *x509.Certificate
+}
+
+// AccessLogEnv, when implemented by an Env, gives the files tcp_proxy access logs write to;
+// otherwise they use accesslog.Shared.
+type AccessLogEnv interface {
+	AccessLogFiles() *accesslog.Files
 }
 
 // Defaults, as in Envoy.
@@ -71,6 +83,7 @@ type TCPProxy struct {
 	maxDuration time.Duration // 0: unlimited
 	attempts    int
 	st          *proxyStats
+	accessLog   *accesslog.Logger // access_log; nil: none
 }
 
 type proxyStats struct {
@@ -108,7 +121,7 @@ func New(tp *tcpv3.TcpProxy, env Env) (*TCPProxy, error) {
 		return nil, errors.New("tcp_proxy needs an environment")
 	}
 	if err := xdsfield.Check(tp, "tcp_proxy", "stat_prefix", "cluster", "weighted_clusters", "idle_timeout",
-		"max_connect_attempts", "hash_policy", "max_downstream_connection_duration"); err != nil {
+		"max_connect_attempts", "hash_policy", "max_downstream_connection_duration", "access_log"); err != nil {
 		return nil, err
 	}
 	if tp.GetStatPrefix() == "" {
@@ -172,6 +185,20 @@ func New(tp *tcpv3.TcpProxy, env Env) (*TCPProxy, error) {
 		p.hashSource = true
 	}
 	p.st = newStats(env.Stats(), tp.GetStatPrefix())
+	if len(tp.GetAccessLog()) > 0 {
+		var files *accesslog.Files
+		if ae, ok := env.(AccessLogEnv); ok {
+			files = ae.AccessLogFiles()
+		}
+		if files == nil {
+			files = accesslog.Shared(env.Stats())
+		}
+		l, err := accesslog.Compile("tcp_proxy.access_log", tp.GetAccessLog(), files)
+		if err != nil {
+			return nil, err
+		}
+		p.accessLog = l
+	}
 	return p, nil
 }
 
@@ -217,7 +244,10 @@ type Record struct {
 	Source, OriginalDst netip.AddrPort
 	ServerName          string
 	// Upstream is the upstream peer address; nil when no upstream connection was made.
-	Upstream net.Addr
+	// UpstreamLocal is the local address of that connection.
+	Upstream, UpstreamLocal net.Addr
+	// Attempts counts the upstream connect attempts.
+	Attempts int
 	// Start is when the downstream connection reached the proxy; Duration is set on close.
 	Start    time.Time
 	Duration time.Duration
@@ -246,12 +276,17 @@ func (p *TCPProxy) Serve(ctx context.Context, c net.Conn, info ConnInfo) {
 	name := p.pick()
 	var rec *Record
 	obs, observed := p.env.(Observer)
-	if observed {
+	if observed || p.accessLog != nil {
 		rec = &Record{StatPrefix: p.statPrefix, Cluster: name, Source: info.Source, OriginalDst: info.OriginalDst,
 			ServerName: info.ServerName, Start: time.Now()}
 		defer func() {
 			rec.Duration = time.Since(rec.Start)
-			obs.TCPClosed(rec)
+			if p.accessLog != nil {
+				p.logAccess(rec, info.PeerCertificates, info.LocalCertificate)
+			}
+			if observed {
+				obs.TCPClosed(rec)
+			}
 		}()
 	}
 	up := p.env.Cluster(name)
@@ -273,6 +308,9 @@ func (p *TCPProxy) Serve(ctx context.Context, c net.Conn, info ConnInfo) {
 	var uc net.Conn
 	var err error
 	for i := 0; i < p.attempts; i++ {
+		if rec != nil {
+			rec.Attempts = i + 1
+		}
 		if uc, err = up.Dial(dctx, lb); err == nil {
 			break
 		}
@@ -296,8 +334,10 @@ func (p *TCPProxy) Serve(ctx context.Context, c net.Conn, info ConnInfo) {
 	}
 	defer uc.Close()
 	if rec != nil {
-		rec.Upstream = uc.RemoteAddr()
-		obs.TCPOpened(rec)
+		rec.Upstream, rec.UpstreamLocal = uc.RemoteAddr(), uc.LocalAddr()
+		if observed {
+			obs.TCPOpened(rec)
+		}
 	}
 	rx, tx := p.splice(ctx, c, uc)
 	if rec != nil {

@@ -11,6 +11,7 @@ import (
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -126,6 +127,17 @@ func (h *Handler) buildPipeline(filters []*hcmv3.HttpFilter) (StreamHandler, err
 			}
 			var err error
 			if flt, err = h.extAuthzFilter(field, f.GetName(), &ec, f.GetDisabled()); err != nil {
+				return nil, err
+			}
+		case typeLocalRateLimit:
+			var lc lrlv3.LocalRateLimit
+			if tc != nil {
+				if err := tc.UnmarshalTo(&lc); err != nil {
+					return nil, fmt.Errorf("%s: decoding LocalRateLimit: %w", field, err)
+				}
+			}
+			var err error
+			if flt, err = h.localRateLimitFilter(field, f.GetName(), &lc, f.GetDisabled()); err != nil {
 				return nil, err
 			}
 		default:

@@ -14,6 +14,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	uuidv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/request_id/uuid/v3"
 
+	"github.com/strait-mesh/strait/proxy/accesslog"
 	"github.com/strait-mesh/strait/proxy/authz"
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/httppath"
@@ -78,6 +79,9 @@ type Options struct {
 	ServerName string
 	// Overload is the overload manager's state, read on every request (overload.go); nil: none.
 	Overload Overload
+	// AccessLogFiles are the files the connection manager's access_log writes to (nil:
+	// accesslog.Shared, the process's files).
+	AccessLogFiles *accesslog.Files
 }
 
 // Handler is a compiled HttpConnectionManager.
@@ -127,10 +131,11 @@ type Handler struct {
 	h2ConnWindow       uint32
 	suppressEnvoyHdrs  bool
 
-	pipeline StreamHandler
-	st       *hcmStats
-	clusters sync.Map // cluster name -> *clusterStats
-	routes   sync.Map // virtual host + "\x00" + route stat_prefix -> *routeStats
+	pipeline  StreamHandler
+	accessLog *accesslog.Logger // access_log; nil: none (accesslog.go)
+	st        *hcmStats
+	clusters  sync.Map // cluster name -> *clusterStats
+	routes    sync.Map // virtual host + "\x00" + route stat_prefix -> *routeStats
 
 	mirrorSem chan struct{}
 	overload  overloadState // overload.go
@@ -147,7 +152,7 @@ var hcmFields = []string{"codec_type", "stat_prefix", "rds", "route_config", "ht
 	"request_headers_timeout", "request_timeout", "use_remote_address", "xff_num_trusted_hops", "internal_address_config",
 	"skip_xff_append", "generate_request_id", "preserve_external_request_id",
 	"always_set_request_id_in_response", "forward_client_cert_details", "set_current_client_cert_details",
-	"upgrade_configs", "normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
+	"upgrade_configs", "normalize_path", "access_log", "merge_slashes", "path_with_escaped_slashes_action",
 	"request_id_extension", "strip_matching_host_port", "strip_any_host_port", "strip_trailing_host_dot"}
 
 // New compiles hcm. Anything the proxy does not implement (fields, filters not marked
@@ -222,6 +227,9 @@ func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, err
 		return nil, err
 	}
 	h.st = newHCMStats(opts.Stats, h.statPrefix)
+	if err := h.compileAccessLog(hcm); err != nil {
+		return nil, err
+	}
 	p, err := h.buildPipeline(hcm.GetHttpFilters())
 	if err != nil {
 		return nil, err

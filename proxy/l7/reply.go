@@ -35,10 +35,11 @@ const (
 	FlagMaxDurationReached                                 // UMSDR
 	FlagOverloadManager                                    // OM
 	FlagUnauthorizedExtService                             // UAEX
+	FlagRateLimited                                        // RL
 	flagCount                    = iota
 )
 
-var flagNames = [flagCount]string{"UH", "UF", "UO", "NR", "URX", "UT", "DC", "DI", "FI", "UC", "UR", "LR", "SI", "NC", "DPE", "UPE", "UMSDR", "OM", "UAEX"}
+var flagNames = [flagCount]string{"UH", "UF", "UO", "NR", "URX", "UT", "DC", "DI", "FI", "UC", "UR", "LR", "SI", "NC", "DPE", "UPE", "UMSDR", "OM", "UAEX", "RL"}
 
 // String renders the flags as Envoy does ("UF,URX"), or "-" when none are set.
 func (f ResponseFlags) String() string {
@@ -99,8 +100,15 @@ type RequestInfo struct {
 	BytesReceived, BytesSent int64
 	// UpstreamServiceTime is the time until upstream response headers arrived.
 	UpstreamServiceTime time.Duration
-	// Details is a short reason for local replies (Envoy's %RESPONSE_CODE_DETAILS%).
+	// Details is Envoy's %RESPONSE_CODE_DETAILS%: a short reason for local replies,
+	// "via_upstream" for a response from the upstream.
 	Details string
+	// UpstreamHost is the address of the upstream host of the last attempt ("ip:port"), when
+	// the connection manager has an access log (the only reader).
+	UpstreamHost string
+	// TransportFailureReason is %UPSTREAM_TRANSPORT_FAILURE_REASON%: why connecting upstream
+	// failed (UF), with spaces as underscores as Envoy writes it.
+	TransportFailureReason string
 }
 
 type infoKey struct{}

@@ -331,6 +331,9 @@ func (h *Handler) forward(s *Stream) {
 	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
 		ctx = upstream.WithOriginalDst(ctx, s.Info.Conn.OriginalDst)
 	}
+	if h.accessLog != nil {
+		ctx = upstream.WithHostReport(ctx, &s.hostReport)
+	}
 	// Envoy's route timeout runs from the end of the downstream request (its last body byte) to
 	// the end of the response: the timer starts at once for bodiless requests and from the body
 	// reader at EOF otherwise.
@@ -596,6 +599,7 @@ func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, c
 		s.localReply(http.StatusServiceUnavailable, res.flag, "upstream_reset_before_response_started{overflow}",
 			"upstream connect error or disconnect/reset before headers. reset reason: overflow", -1)
 	case route.FailConnect:
+		s.Info.TransportFailureReason = transportFailure(res.err)
 		s.localReply(http.StatusServiceUnavailable, res.flag, "upstream_reset_before_response_started{connection_failure}",
 			"upstream connect error or disconnect/reset before headers. reset reason: connection failure", -1)
 	default:
@@ -615,6 +619,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 		resp.Body.Close()
 	}()
 	cst.code(resp.StatusCode)
+	s.Info.Details = "via_upstream"
 	hdr := s.W.Header()
 	for k, v := range resp.Header {
 		hdr[k] = v

@@ -17,6 +17,7 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/httppath"
 	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/upstream"
 )
 
 // Stream is one request travelling through the filter pipeline. Filters read the request and
@@ -47,6 +48,8 @@ type Stream struct {
 	reqBody     *replayBody // the request body as the router reads it, nil if none
 	timeoutAlt  bool
 	metadata    map[string]*structpb.Struct // dynamic metadata by filter namespace; nil until set
+	hostReport  upstream.HostReport         // the upstream host, reported by the cluster (access logs)
+	downW       http.ResponseWriter         // the connection's own writer (W may wrap it)
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
@@ -99,7 +102,7 @@ func (s *Stream) writeHeader(code int) {
 
 func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s := streamPool.Get().(*Stream)
-	*s = Stream{W: w, R: r, h: h}
+	*s = Stream{W: w, R: r, h: h, downW: w}
 	s.Info.Start = time.Now()
 	defer h.finish(s)
 
@@ -459,6 +462,10 @@ func (h *Handler) finish(s *Stream) {
 	h.st.status(s.Info.Status)
 	if s.Info.Flags != 0 {
 		h.st.flags(s.Info.Flags)
+	}
+	if h.accessLog != nil {
+		s.Info.UpstreamHost = s.hostReport.Host
+		h.logAccess(s)
 	}
 	if h.opts.OnComplete != nil {
 		h.opts.OnComplete(&s.Info)

@@ -28,6 +28,7 @@ func (h *Handler) tunnel(s *Stream, resp *http.Response) {
 	}
 	defer h.hijackDone(s.R)
 	defer conn.Close()
+	s.Info.Details = "via_upstream"
 	hdr := resp.Header.Clone()
 	s.Route.ApplyResponseHeaders(hdr, s.R, &s.rinfo, s.Target)
 	if err := writeSwitching(brw.Writer, hdr); err != nil {

@@ -155,6 +155,15 @@ func compileChain(fc *listenerv3.FilterChain, env Env, path string) (*chain, err
 				return nil, err
 			}
 			c.filters = append(c.filters, r)
+		case typeNetworkLocalRateLimit:
+			if last {
+				return nil, fmt.Errorf("%s: local_ratelimit cannot be the terminal filter", p)
+			}
+			r, err := compileNetworkLocalRateLimit(a, env, p)
+			if err != nil {
+				return nil, err
+			}
+			c.filters = append(c.filters, r)
 		case typeNetworkExtAuthz:
 			if last {
 				return nil, fmt.Errorf("%s: ext_authz cannot be the terminal filter", p)
@@ -301,7 +310,8 @@ func (t *tcpTerminal) ServeConn(c net.Conn, info ConnInfo) {
 			}
 		}
 	}()
-	t.p.Serve(t.ctx, c, l4.ConnInfo{Source: info.Source, OriginalDst: info.OriginalDst, ServerName: info.ServerName})
+	t.p.Serve(t.ctx, c, l4.ConnInfo{Source: info.Source, OriginalDst: info.OriginalDst, ServerName: info.ServerName,
+		PeerCertificates: info.PeerCertificates, LocalCertificate: info.LocalCertificate})
 }
 
 func (t *tcpTerminal) Drain(ctx context.Context) error {

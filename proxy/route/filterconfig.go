@@ -13,6 +13,7 @@ import (
 	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -36,7 +37,7 @@ type FilterDisabled struct{}
 
 type filterConfig struct {
 	name string
-	cfg  any // *Fault, *CORS or FilterDisabled
+	cfg  any // *Fault, *CORS, *LocalRateLimit or FilterDisabled
 }
 
 const (
@@ -99,6 +100,12 @@ func compileFilterConfig(field string, a *anypb.Any) (any, error) {
 			return nil, fmt.Errorf("%s: decoding HTTPFault: %w", field, err)
 		}
 		return CompileFault(field, &hf)
+	case typeLocalRateLimit:
+		var lc lrlv3.LocalRateLimit
+		if err := a.UnmarshalTo(&lc); err != nil {
+			return nil, fmt.Errorf("%s: decoding LocalRateLimit: %w", field, err)
+		}
+		return CompileLocalRateLimit(field, &lc, true)
 	case typeCORSPolicy:
 		var cp corsv3.CorsPolicy
 		if err := a.UnmarshalTo(&cp); err != nil {
@@ -128,7 +135,7 @@ func mergeFilterConfigs(specific, outer []filterConfig) []filterConfig {
 }
 
 // FilterConfig returns the most specific per-filter config for the filter named name: *Fault,
-// *CORS, FilterDisabled{} or nil. The scan is over a handful of entries, without allocation.
+// *CORS, *LocalRateLimit, FilterDisabled{} or nil. The scan is over a handful of entries, without allocation.
 func (rt *Route) FilterConfig(name string) any {
 	for i := range rt.filters {
 		if rt.filters[i].name == name {

@@ -71,20 +71,22 @@ type Route struct {
 	// vhost.<virtual host>.route.<stat_prefix>.
 	StatPrefix string
 
-	m             routeMatch
-	cluster       *Target
-	clusterHeader string
-	weighted      []*Target
-	totalWeight   uint64
-	prefixRewrite string
-	hasPrefixRw   bool
-	regexRewrite  *regexp.Regexp
-	regexSubst    string
-	hash          []hashPolicy
-	upgrades      map[string]bool
-	filters       []filterConfig
-	reqOps        HeaderOps
-	respOps       HeaderOps
+	m                   routeMatch
+	cluster             *Target
+	clusterHeader       string
+	weighted            []*Target
+	totalWeight         uint64
+	prefixRewrite       string
+	hasPrefixRw         bool
+	regexRewrite        *regexp.Regexp
+	regexSubst          string
+	hash                []hashPolicy
+	upgrades            map[string]bool
+	filters             []filterConfig
+	rateLimits          []rateLimitPolicy
+	includeVHRateLimits bool
+	reqOps              HeaderOps
+	respOps             HeaderOps
 }
 
 // Target is a cluster a forwarding route may send to, with its per-cluster header operations.
@@ -131,7 +133,7 @@ var routeFields = []string{"name", "match", "route", "redirect", "direct_respons
 
 var actionFields = []string{"cluster", "cluster_header", "weighted_clusters", "cluster_not_found_response_code",
 	"prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout",
-	"retry_policy", "request_mirror_policies", "hash_policy", "cors", "max_stream_duration", "upgrade_configs"}
+	"retry_policy", "request_mirror_policies", "hash_policy", "cors", "max_stream_duration", "upgrade_configs", "rate_limits", "include_vh_rate_limits"}
 
 func compileRoute(field string, r *routev3.Route, env compileEnv) (*Route, error) {
 	// decorator only names the span for tracing and metadata is opaque to routing; both are
@@ -270,6 +272,10 @@ func compileRouteAction(field string, a *routev3.RouteAction, rt *Route) error {
 			return err
 		}
 	}
+	if rt.rateLimits, err = compileRateLimits(field+".rate_limits", a.GetRateLimits()); err != nil {
+		return err
+	}
+	rt.includeVHRateLimits = a.GetIncludeVhRateLimits().GetValue()
 	for i, u := range a.GetUpgradeConfigs() {
 		f := fmt.Sprintf("%s.upgrade_configs[%d]", field, i)
 		if err := xdsfield.Check(u, f, "upgrade_type", "enabled"); err != nil {

@@ -42,6 +42,7 @@ type VirtualHost struct {
 	IncludeAttemptCountInResponse bool
 
 	routes          []*Route
+	rateLimits      []rateLimitPolicy
 	reqOps, respOps HeaderOps
 	table           *Table
 }
@@ -54,7 +55,7 @@ var rcFields = []string{"name", "virtual_hosts", "internal_only_headers", "respo
 var vhFields = []string{"name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
 	"response_headers_to_add", "response_headers_to_remove", "cors", "typed_per_filter_config",
 	"include_request_attempt_count", "include_attempt_count_in_response", "retry_policy",
-	"request_mirror_policies"}
+	"request_mirror_policies", "rate_limits"}
 
 // Compile turns rc into a Table. It validates everything the request path relies on, so matching
 // never fails at run time. A nil rc yields an error.
@@ -179,6 +180,9 @@ func compileVirtualHost(field string, vh *routev3.VirtualHost, t *Table, env com
 		return nil, err
 	}
 	if v.respOps, err = compileResponseHeaderOps(field, vh.GetResponseHeadersToAdd(), vh.GetResponseHeadersToRemove()); err != nil {
+		return nil, err
+	}
+	if v.rateLimits, err = compileRateLimits(field+".rate_limits", vh.GetRateLimits()); err != nil {
 		return nil, err
 	}
 	vf, err := compileFilterConfigs(field+".typed_per_filter_config", vh.GetTypedPerFilterConfig())

@@ -91,6 +91,7 @@ func (c *Cluster) RoundTrip(req *http.Request, lb balance.Context) (*http.Respon
 		c.breaker.rq.release()
 		return nil, err
 	}
+	reportHost(req.Context(), ep)
 	ep.active.Add(1)
 	c.st.rqActive.Inc()
 	p := ep.poolFor(c.poolKind(req, ep))

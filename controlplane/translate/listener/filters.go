@@ -15,6 +15,7 @@ package listener
 
 import (
 	"fmt"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	"net/netip"
 	"strconv"
 	"time"
@@ -97,6 +98,8 @@ type hcmOptions struct {
 	authz []*hcmv3.HttpFilter
 	// pathNorm is MeshConfig.pathNormalization (DEFAULT is BASE).
 	pathNorm meshconfig.MeshConfig_ProxyPathNormalization_NormalizationType
+	// accessLog is the access_log list (AccessLog.Build), shared read-only; nil: none.
+	accessLog []*accesslogv3.AccessLog
 }
 
 // pathNormalization sets the connection manager's path options as istiod does for MeshConfig
@@ -135,6 +138,7 @@ func hcm(o hcmOptions) *listenerv3.Filter {
 		XffNumTrustedHops: o.xffTrustedHops,
 		// Istio's defaults: WebSocket upgrades pass, streams have no idle timeout beyond the route's.
 		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
+		AccessLog:      o.accessLog,
 	}
 	pathNormalization(m, o.pathNorm)
 	if o.appendXFCC {
@@ -157,10 +161,11 @@ type tcpOptions struct {
 	weighted    []*tcpproxyv3.TcpProxy_WeightedCluster_ClusterWeight
 	idle        time.Duration // 0: Envoy's default (1h)
 	maxDuration time.Duration
+	accessLog   []*accesslogv3.AccessLog // AccessLog.Build; nil: none
 }
 
 func tcpProxy(o tcpOptions) *listenerv3.Filter {
-	m := &tcpproxyv3.TcpProxy{StatPrefix: o.statPrefix}
+	m := &tcpproxyv3.TcpProxy{StatPrefix: o.statPrefix, AccessLog: o.accessLog}
 	if len(o.weighted) > 0 {
 		m.ClusterSpecifier = &tcpproxyv3.TcpProxy_WeightedClusters{WeightedClusters: &tcpproxyv3.TcpProxy_WeightedCluster{Clusters: o.weighted}}
 	} else {

@@ -2,6 +2,7 @@ package listener
 
 import (
 	"fmt"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	"strconv"
 	"strings"
 
@@ -14,7 +15,6 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/translate/route"
-	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // GatewayTCPRouter returns the VirtualService tls/tcp routes bound to one Gateway server: for TLS
@@ -42,6 +42,10 @@ type Gateway struct {
 	NetworkFilters []*listenerv3.Filter
 	// PathNormalization is MeshConfig.pathNormalization.normalization.
 	PathNormalization meshconfig.MeshConfig_ProxyPathNormalization_NormalizationType
+	// AccessLog is MeshConfig's access log, on every connection manager and TCP proxy.
+	AccessLog AccessLog
+
+	accessLog []*accesslogv3.AccessLog // AccessLog built once by BuildGateway
 }
 
 // BuildGateway returns one listener per distinct (bind, port) of the Gateway servers, named
@@ -50,6 +54,7 @@ type Gateway struct {
 // "https.PORT.PORTNAME.GATEWAY.NAMESPACE"; TLS passthrough and TCP servers get tcp_proxy chains
 // from VirtualService tls/tcp routes.
 func BuildGateway(in Gateway) ([]*listenerv3.Listener, error) {
+	in.accessLog = in.AccessLog.Build()
 	type lis struct {
 		bind   string
 		port   uint32
@@ -127,7 +132,7 @@ func (e *ConflictError) Error() string {
 // and every client's x-envoy-* control headers are removed.
 func gatewayHCM(in Gateway, statPrefix, rds string) hcmOptions {
 	return hcmOptions{statPrefix: statPrefix, rds: rds, useRemoteAddr: true, xffTrustedHops: in.TrustedProxies, authz: in.HTTPFilters,
-		pathNorm: in.PathNormalization}
+		pathNorm: in.PathNormalization, accessLog: in.accessLog}
 }
 
 // serverChains builds the filter chains of one Gateway server.
@@ -224,7 +229,7 @@ func tcpServerChains(in Gateway, gw *config.Object, s *networking.Server, where 
 		out = append(out, &listenerv3.FilterChain{
 			Name:             rt.Source,
 			FilterChainMatch: m,
-			Filters:          append(append([]*listenerv3.Filter{}, in.NetworkFilters...), networkFilter(vocab.FilterTCPProxy, rt.TCPProxy)),
+			Filters:          append(append([]*listenerv3.Filter{}, in.NetworkFilters...), tcpFilter(rt.TCPProxy, 0, 0, in.accessLog)),
 		})
 	}
 	return out, nil

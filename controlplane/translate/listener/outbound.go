@@ -2,6 +2,7 @@ package listener
 
 import (
 	"fmt"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	"strconv"
 	"strings"
 	"time"
@@ -39,11 +40,14 @@ type Outbound struct {
 	// Report receives services left out because an earlier service's filter chain matches the
 	// same connections (e.g. two TCP services without addresses on one port). May be nil.
 	Report func(error)
+
+	accessLog []*accesslogv3.AccessLog // from Snap.Mesh, built once by BuildOutbound
 }
 
 // BuildOutbound returns the sidecar's outbound listeners: virtualOutbound (unless every egress
 // listener is explicit) and one bound listener per explicit egress port.
 func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
+	in.accessLog = AccessLogFromMesh(in.Snap.Mesh).Build()
 	var out []*listenerv3.Listener
 	var captured chainSet
 	memo := map[httpChainKey]*listenerv3.FilterChain{}
@@ -194,10 +198,10 @@ func virtualOutbound(in Outbound, cs *chainSet) *listenerv3.Listener {
 		lf = append(lf, httpInspector())
 	}
 	def := &listenerv3.FilterChain{Name: vocab.PassthroughFilterChain, Filters: []*listenerv3.Filter{
-		tcpProxy(tcpOptions{statPrefix: vocab.PassthroughCluster, cluster: vocab.PassthroughCluster})}}
+		tcpProxy(tcpOptions{statPrefix: vocab.PassthroughCluster, cluster: vocab.PassthroughCluster, accessLog: in.accessLog})}}
 	if in.Scope.RegistryOnly {
 		def = &listenerv3.FilterChain{Name: vocab.BlackHoleFilterChain, Filters: []*listenerv3.Filter{
-			tcpProxy(tcpOptions{statPrefix: vocab.BlackHoleCluster, cluster: vocab.BlackHoleCluster})}}
+			tcpProxy(tcpOptions{statPrefix: vocab.BlackHoleCluster, cluster: vocab.BlackHoleCluster, accessLog: in.accessLog})}}
 	}
 	return &listenerv3.Listener{
 		Name:               vocab.VirtualOutbound,
@@ -226,7 +230,7 @@ func serviceChains(in Outbound, svc *registry.Service, port registry.Port, bound
 	httpChain := func(m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
 		return &listenerv3.FilterChain{Name: "0.0.0.0_" + p, FilterChainMatch: m,
 			Filters: []*listenerv3.Filter{hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + p, rds: p,
-				pathNorm: in.Snap.Mesh.GetPathNormalization().GetNormalization()})}}
+				pathNorm: in.Snap.Mesh.GetPathNormalization().GetNormalization(), accessLog: in.accessLog})}}
 	}
 	switch {
 	case port.Protocol.IsHTTP():
@@ -301,7 +305,7 @@ func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound boo
 			name = tlsChainName(def, port.Number, svc.Hostname, m.ServerNames)
 		}
 		out = append(out, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{
-			tcpFilter(rt.TCPProxy, idle, maxDur)}})
+			tcpFilter(rt.TCPProxy, idle, maxDur, in.accessLog)}})
 	}
 	return out, nil
 }
@@ -325,10 +329,12 @@ func tlsChainName(def string, port uint32, host string, serverNames []string) st
 }
 
 // tcpFilter wraps a tcp_proxy config from the route package, adding the DestinationRule's idle
-// timeout and maximum connection duration (on a copy: route results may be shared).
-func tcpFilter(tp *tcpproxyv3.TcpProxy, idle, maxDur time.Duration) *listenerv3.Filter {
-	if idle > 0 || maxDur > 0 {
+// timeout and maximum connection duration and the access log (on a copy: route results may be
+// shared).
+func tcpFilter(tp *tcpproxyv3.TcpProxy, idle, maxDur time.Duration, al []*accesslogv3.AccessLog) *listenerv3.Filter {
+	if idle > 0 || maxDur > 0 || len(al) > 0 {
 		tp = proto.Clone(tp).(*tcpproxyv3.TcpProxy)
+		tp.AccessLog = al
 		if idle > 0 {
 			tp.IdleTimeout = durationpb.New(idle)
 		}

@@ -1,0 +1,429 @@
+package accesslog
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
+)
+
+// opKind is one command operator.
+type opKind uint8
+
+const (
+	opStartTime opKind = iota
+	opReqHeader
+	opRespHeader
+	opTrailer
+	opProtocol
+	opResponseCode
+	opResponseFlags
+	opResponseCodeDetails
+	opConnTermDetails
+	opUpstreamTransportFailure
+	opBytesReceived
+	opBytesSent
+	opDuration
+	opUpstreamHost
+	opUpstreamCluster
+	opUpstreamLocal
+	opDownstreamLocal
+	opDownstreamRemote
+	opDownstreamDirect
+	opPeerURISAN
+	opLocalURISAN
+	opPeerSubject
+	opLocalSubject
+	opRequestedServerName
+	opRouteName
+	opAttempts
+	opDynamicMetadata
+	opGRPCStatus
+	opConstant // HOSTNAME, ENVIRONMENT(X): resolved when the format is compiled
+)
+
+// addrPart selects what an address operator prints.
+type addrPart uint8
+
+const (
+	addrFull   addrPart = iota // ip:port
+	addrNoPort                 // ip
+	addrPort                   // port (a number)
+)
+
+// valKind is the type of an operator's value, for typed JSON.
+type valKind uint8
+
+const (
+	vMissing valKind = iota // not set or empty: "-" in text, null in JSON
+	vString
+	vNumber
+	vJSON // a JSON value (dynamic metadata struct or list)
+)
+
+// op is one compiled command operator.
+type op struct {
+	kind   opKind
+	part   addrPart
+	keys   []string // header names (main, alternative), metadata namespace and path
+	maxLen int      // :Z truncation; 0 none
+	tf     *timeFormat
+	grpc   uint8  // GRPC_STATUS: 0 CAMEL_STRING, 1 SNAKE_STRING, 2 NUMBER
+	value  string // opConstant
+}
+
+// simpleOps are the operators without arguments.
+var simpleOps = map[string]op{
+	"PROTOCOL":                                      {kind: opProtocol},
+	"RESPONSE_CODE":                                 {kind: opResponseCode},
+	"RESPONSE_FLAGS":                                {kind: opResponseFlags},
+	"RESPONSE_CODE_DETAILS":                         {kind: opResponseCodeDetails},
+	"CONNECTION_TERMINATION_DETAILS":                {kind: opConnTermDetails},
+	"UPSTREAM_TRANSPORT_FAILURE_REASON":             {kind: opUpstreamTransportFailure},
+	"BYTES_RECEIVED":                                {kind: opBytesReceived},
+	"BYTES_SENT":                                    {kind: opBytesSent},
+	"DURATION":                                      {kind: opDuration},
+	"UPSTREAM_HOST":                                 {kind: opUpstreamHost},
+	"UPSTREAM_REMOTE_ADDRESS":                       {kind: opUpstreamHost},
+	"UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT":          {kind: opUpstreamHost, part: addrNoPort},
+	"UPSTREAM_REMOTE_PORT":                          {kind: opUpstreamHost, part: addrPort},
+	"UPSTREAM_CLUSTER":                              {kind: opUpstreamCluster},
+	"UPSTREAM_CLUSTER_RAW":                          {kind: opUpstreamCluster},
+	"UPSTREAM_LOCAL_ADDRESS":                        {kind: opUpstreamLocal},
+	"UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT":           {kind: opUpstreamLocal, part: addrNoPort},
+	"UPSTREAM_LOCAL_PORT":                           {kind: opUpstreamLocal, part: addrPort},
+	"DOWNSTREAM_LOCAL_ADDRESS":                      {kind: opDownstreamLocal},
+	"DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT":         {kind: opDownstreamLocal, part: addrNoPort},
+	"DOWNSTREAM_LOCAL_PORT":                         {kind: opDownstreamLocal, part: addrPort},
+	"DOWNSTREAM_REMOTE_ADDRESS":                     {kind: opDownstreamRemote},
+	"DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT":        {kind: opDownstreamRemote, part: addrNoPort},
+	"DOWNSTREAM_REMOTE_PORT":                        {kind: opDownstreamRemote, part: addrPort},
+	"DOWNSTREAM_DIRECT_REMOTE_ADDRESS":              {kind: opDownstreamDirect},
+	"DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT": {kind: opDownstreamDirect, part: addrNoPort},
+	"DOWNSTREAM_DIRECT_REMOTE_PORT":                 {kind: opDownstreamDirect, part: addrPort},
+	"DOWNSTREAM_PEER_URI_SAN":                       {kind: opPeerURISAN},
+	"DOWNSTREAM_LOCAL_URI_SAN":                      {kind: opLocalURISAN},
+	"DOWNSTREAM_PEER_SUBJECT":                       {kind: opPeerSubject},
+	"DOWNSTREAM_LOCAL_SUBJECT":                      {kind: opLocalSubject},
+	"REQUESTED_SERVER_NAME":                         {kind: opRequestedServerName},
+	"ROUTE_NAME":                                    {kind: opRouteName},
+	"UPSTREAM_REQUEST_ATTEMPT_COUNT":                {kind: opAttempts},
+	"GRPC_STATUS_NUMBER":                            {kind: opGRPCStatus, grpc: 2},
+}
+
+// parseOp compiles one command operator: name, its argument (inside the parentheses, hasArg
+// when present) and the :Z truncation.
+func parseOp(name, arg string, hasArg bool, maxLen int) (op, error) {
+	if o, ok := simpleOps[name]; ok {
+		o.maxLen = maxLen
+		return o, nil
+	}
+	needArg := func() error {
+		if !hasArg || arg == "" {
+			return xdsfield.Unsupported("%"+name+"%", "needs an argument, e.g. %%%s(X)%%", name)
+		}
+		return nil
+	}
+	switch name {
+	case "START_TIME":
+		o := op{kind: opStartTime, maxLen: maxLen}
+		if hasArg && arg != "" {
+			o.tf = compileTime(arg)
+		}
+		return o, nil
+	case "REQ", "REQUEST_HEADER", "RESP", "RESPONSE_HEADER", "TRAILER", "RESPONSE_TRAILER":
+		if err := needArg(); err != nil {
+			return op{}, err
+		}
+		main, alt, hasAlt := strings.Cut(arg, "?")
+		if main == "" || hasAlt && (alt == "" || strings.Contains(alt, "?")) {
+			return op{}, xdsfield.Unsupported("%"+name+"("+arg+")%", "expected X or X?Y")
+		}
+		o := op{kind: opReqHeader, maxLen: maxLen}
+		switch name {
+		case "RESP", "RESPONSE_HEADER":
+			o.kind = opRespHeader
+		case "TRAILER", "RESPONSE_TRAILER":
+			o.kind = opTrailer
+		}
+		o.keys = []string{headerKey(main, o.kind)}
+		if hasAlt {
+			o.keys = append(o.keys, headerKey(alt, o.kind))
+		}
+		return o, nil
+	case "DYNAMIC_METADATA":
+		if err := needArg(); err != nil {
+			return op{}, err
+		}
+		return op{kind: opDynamicMetadata, keys: strings.Split(arg, ":"), maxLen: maxLen}, nil
+	case "GRPC_STATUS":
+		o := op{kind: opGRPCStatus, maxLen: maxLen}
+		switch arg {
+		case "", "CAMEL_STRING":
+		case "SNAKE_STRING":
+			o.grpc = 1
+		case "NUMBER":
+			o.grpc = 2
+		default:
+			return op{}, xdsfield.Unsupported("%GRPC_STATUS("+arg+")%", "expected CAMEL_STRING, SNAKE_STRING or NUMBER")
+		}
+		return o, nil
+	case "HOSTNAME":
+		h, _ := os.Hostname()
+		return op{kind: opConstant, value: h, maxLen: maxLen}, nil
+	case "ENVIRONMENT":
+		if err := needArg(); err != nil {
+			return op{}, err
+		}
+		return op{kind: opConstant, value: os.Getenv(arg), maxLen: maxLen}, nil
+	}
+	return op{}, xdsfield.Unsupported("%"+name+"%", "command operator not implemented")
+}
+
+// headerKey is the lookup key of a header operator's name: pseudo-headers as given (upper
+// case), others in net/http's canonical form (trailers under http.TrailerPrefix).
+func headerKey(name string, kind opKind) string {
+	if strings.HasPrefix(name, ":") {
+		return strings.ToUpper(name)
+	}
+	k := http.CanonicalHeaderKey(name)
+	if kind == opTrailer {
+		return http.TrailerPrefix + k
+	}
+	return k
+}
+
+// appendValue appends the operator's value for e to b, untruncated text for strings and
+// numbers, a JSON text for vJSON, nothing for vMissing.
+func (o *op) appendValue(b []byte, e *Entry) ([]byte, valKind) {
+	start := len(b)
+	b, k := o.appendRaw(b, e)
+	if k == vString && len(b) == start {
+		return b, vMissing // Envoy prints an empty value as a missing one
+	}
+	if o.maxLen > 0 && k != vNumber && len(b)-start > o.maxLen {
+		b = b[:start+o.maxLen]
+	}
+	return b, k
+}
+
+func (o *op) appendRaw(b []byte, e *Entry) ([]byte, valKind) {
+	switch o.kind {
+	case opStartTime:
+		if e.Start.IsZero() {
+			return b, vMissing
+		}
+		if o.tf == nil {
+			return appendDefaultTime(b, e.Start), vString
+		}
+		return o.tf.append(b, e.Start), vString
+	case opReqHeader:
+		for _, k := range o.keys {
+			if v := requestHeader(e, k); v != "" {
+				return append(b, v...), vString
+			}
+		}
+		return b, vMissing
+	case opRespHeader, opTrailer:
+		for _, k := range o.keys {
+			if vs := e.ResponseHeaders[k]; len(vs) > 0 && vs[0] != "" {
+				return append(b, vs[0]...), vString
+			}
+		}
+		return b, vMissing
+	case opProtocol:
+		return appendStr(b, e.Protocol)
+	case opResponseCode:
+		return strconv.AppendInt(b, int64(e.ResponseCode), 10), vNumber
+	case opResponseFlags:
+		if e.ResponseFlags == "" {
+			return append(b, '-'), vString // Envoy renders no flags as "-", also in JSON
+		}
+		return append(b, e.ResponseFlags...), vString
+	case opResponseCodeDetails:
+		return appendStr(b, e.ResponseCodeDetails)
+	case opConnTermDetails:
+		return appendStr(b, e.ConnectionTerminationDetails)
+	case opUpstreamTransportFailure:
+		return appendStr(b, e.UpstreamTransportFailureReason)
+	case opBytesReceived:
+		return strconv.AppendInt(b, e.BytesReceived, 10), vNumber
+	case opBytesSent:
+		return strconv.AppendInt(b, e.BytesSent, 10), vNumber
+	case opDuration:
+		return strconv.AppendInt(b, e.Duration.Milliseconds(), 10), vNumber
+	case opUpstreamHost:
+		if o.part == addrFull {
+			return appendStr(b, e.UpstreamHost)
+		}
+		ap, err := netip.ParseAddrPort(e.UpstreamHost)
+		if err != nil {
+			return b, vMissing
+		}
+		return appendAddr(b, ap, o.part)
+	case opUpstreamCluster:
+		return appendStr(b, e.UpstreamCluster)
+	case opUpstreamLocal:
+		return appendAddr(b, e.UpstreamLocal, o.part)
+	case opDownstreamLocal:
+		return appendAddr(b, e.DownstreamLocal, o.part)
+	case opDownstreamRemote:
+		return appendAddr(b, e.DownstreamRemote, o.part)
+	case opDownstreamDirect:
+		return appendAddr(b, e.DownstreamDirect, o.part)
+	case opPeerURISAN:
+		if len(e.PeerCertificates) == 0 {
+			return b, vMissing
+		}
+		return appendURIs(b, e.PeerCertificates[0].URIs), vString
+	case opLocalURISAN:
+		if e.LocalCertificate == nil {
+			return b, vMissing
+		}
+		return appendURIs(b, e.LocalCertificate.URIs), vString
+	case opPeerSubject:
+		if len(e.PeerCertificates) == 0 {
+			return b, vMissing
+		}
+		return append(b, e.PeerCertificates[0].Subject.String()...), vString
+	case opLocalSubject:
+		if e.LocalCertificate == nil {
+			return b, vMissing
+		}
+		return append(b, e.LocalCertificate.Subject.String()...), vString
+	case opRequestedServerName:
+		return appendStr(b, e.RequestedServerName)
+	case opRouteName:
+		return appendStr(b, e.RouteName)
+	case opAttempts:
+		return strconv.AppendInt(b, int64(e.Attempts), 10), vNumber
+	case opGRPCStatus:
+		return appendGRPCStatus(b, e.GRPCStatus, o.grpc)
+	case opDynamicMetadata:
+		return appendMetadata(b, e.DynamicMetadata, o.keys)
+	case opConstant:
+		return appendStr(b, o.value)
+	}
+	return b, vMissing
+}
+
+// requestHeader returns a request header or pseudo-header of e ("" when absent).
+func requestHeader(e *Entry, k string) string {
+	switch k {
+	case ":METHOD":
+		return e.Method
+	case ":PATH":
+		return e.Path
+	case ":AUTHORITY":
+		return e.Authority
+	case ":SCHEME":
+		return e.Scheme
+	case ":PROTOCOL":
+		return ""
+	}
+	if k == "Host" {
+		return e.Authority
+	}
+	if vs := e.RequestHeaders[k]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
+func appendStr(b []byte, s string) ([]byte, valKind) {
+	if s == "" {
+		return b, vMissing
+	}
+	return append(b, s...), vString
+}
+
+func appendAddr(b []byte, a netip.AddrPort, part addrPart) ([]byte, valKind) {
+	if !a.IsValid() {
+		return b, vMissing
+	}
+	switch part {
+	case addrNoPort:
+		return a.Addr().Unmap().AppendTo(b), vString
+	case addrPort:
+		return strconv.AppendUint(b, uint64(a.Port()), 10), vNumber
+	}
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()).AppendTo(b), vString
+}
+
+func appendURIs[U interface{ String() string }](b []byte, uris []U) []byte {
+	for i, u := range uris {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, u.String()...)
+	}
+	return b
+}
+
+var grpcCamel = [...]string{"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+	"AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
+	"Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"}
+
+var grpcSnake = [...]string{"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+	"UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
+
+func appendGRPCStatus(b []byte, status string, style uint8) ([]byte, valKind) {
+	n, err := strconv.Atoi(status)
+	if status == "" || err != nil || n < 0 {
+		return b, vMissing
+	}
+	switch {
+	case style == 2:
+		return strconv.AppendInt(b, int64(n), 10), vNumber
+	case n >= len(grpcCamel):
+		return strconv.AppendInt(b, int64(n), 10), vString
+	case style == 1:
+		return append(b, grpcSnake[n]...), vString
+	}
+	return append(b, grpcCamel[n]...), vString
+}
+
+// appendMetadata appends the value at path (namespace, then keys) of the dynamic metadata:
+// a string as is, a number or bool as its JSON text, a struct or list as JSON.
+func appendMetadata(b []byte, md map[string]*structpb.Struct, path []string) ([]byte, valKind) {
+	s := md[path[0]]
+	if s == nil {
+		return b, vMissing
+	}
+	if len(path) == 1 {
+		return appendJSONValue(b, s.AsMap()), vJSON
+	}
+	v := s.GetFields()[path[1]]
+	for _, k := range path[2:] {
+		v = v.GetStructValue().GetFields()[k]
+	}
+	if v == nil {
+		return b, vMissing
+	}
+	switch x := v.GetKind().(type) {
+	case *structpb.Value_StringValue:
+		return appendStr(b, x.StringValue)
+	case *structpb.Value_NumberValue:
+		return strconv.AppendFloat(b, x.NumberValue, 'g', -1, 64), vNumber
+	case *structpb.Value_BoolValue:
+		return strconv.AppendBool(b, x.BoolValue), vJSON
+	case *structpb.Value_NullValue, nil:
+		return b, vMissing
+	}
+	return appendJSONValue(b, v.AsInterface()), vJSON
+}
+
+func appendJSONValue(b []byte, v any) []byte {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return b
+	}
+	return append(b, j...)
+}

@@ -1,0 +1,87 @@
+package l7
+
+import (
+	"errors"
+	"strings"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/strait-mesh/strait/proxy/accesslog"
+	"github.com/strait-mesh/strait/proxy/upstream"
+)
+
+// compileAccessLog compiles the connection manager's access_log (Envoy's file access logger;
+// anything else is refused by name).
+func (h *Handler) compileAccessLog(hcm *hcmv3.HttpConnectionManager) error {
+	if len(hcm.GetAccessLog()) == 0 {
+		return nil
+	}
+	files := h.opts.AccessLogFiles
+	if files == nil {
+		files = accesslog.Shared(h.opts.Stats)
+	}
+	l, err := accesslog.Compile("http_connection_manager.access_log", hcm.GetAccessLog(), files)
+	if err != nil {
+		return err
+	}
+	h.accessLog = l
+	return nil
+}
+
+// logAccess writes the finished request's access log lines. It runs in finish, after the
+// response went out, on the request's goroutine; the line is formatted into a pooled buffer and
+// written by the file's own goroutine.
+func (h *Handler) logAccess(s *Stream) {
+	in := &s.Info
+	e := accesslog.Entry{
+		Start:                          in.Start,
+		Duration:                       in.Duration,
+		Protocol:                       in.Protocol,
+		Method:                         in.Method,
+		RequestHeaders:                 s.R.Header,
+		ResponseHeaders:                s.downW.Header(), // s.W's wrapper is detached by now
+		ResponseCode:                   in.Status,
+		ResponseCodeDetails:            in.Details,
+		UpstreamTransportFailureReason: in.TransportFailureReason,
+		BytesReceived:                  in.BytesReceived,
+		BytesSent:                      in.BytesSent,
+		UpstreamHost:                   in.UpstreamHost,
+		UpstreamCluster:                in.Cluster,
+		DownstreamRemote:               in.Remote,
+		RouteName:                      in.RouteName,
+		Attempts:                       in.Attempts,
+		GRPCStatus:                     in.GRPCStatus,
+		DynamicMetadata:                s.metadata,
+	}
+	// The request as forwarded: host and path after normalization and rewrites (a rewrite
+	// keeps the original in x-envoy-original-path), as Envoy's header map has them.
+	e.Authority, e.Path = s.R.Host, s.R.RequestURI
+	if s.R.URL != nil {
+		e.Scheme = s.R.URL.Scheme
+	}
+	if in.Flags != 0 {
+		e.ResponseFlags = in.Flags.String()
+	}
+	if c := in.Conn; c != nil {
+		e.DownstreamLocal, e.DownstreamDirect = c.OriginalDst, c.Source
+		e.RequestedServerName = c.SNI
+		e.PeerCertificates, e.LocalCertificate = c.PeerCertificates, c.LocalCertificate
+	}
+	if !e.DownstreamRemote.IsValid() {
+		e.DownstreamRemote = e.DownstreamDirect
+	}
+	h.accessLog.Log(&e)
+}
+
+// transportFailure renders why connecting upstream failed as Envoy's
+// %UPSTREAM_TRANSPORT_FAILURE_REASON% does: the reason with whitespace as underscores.
+func transportFailure(err error) string {
+	var ue *upstream.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		err = ue.Err
+	}
+	if err == nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(err.Error()), "_")
+}
