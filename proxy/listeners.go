@@ -20,7 +20,7 @@ func (e listenerEnv) HTTP() l7.Env { return l7Env(e) }
 
 // HTTPOptions returns the process-level l7 options.
 func (e listenerEnv) HTTPOptions() l7.Options {
-	return l7.Options{Stats: e.stats, Logger: e.log, Overload: e.overload}
+	return l7.Options{Stats: e.stats, Logger: e.log, Overload: e.overload, Telemetry: e.telemetry}
 }
 
 // Admission returns the overload manager, which admits accepted connections.

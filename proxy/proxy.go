@@ -29,6 +29,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/lds"
 	"github.com/strait-mesh/strait/proxy/overload"
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/telemetry"
 	"github.com/strait-mesh/strait/proxy/tlsx"
 	"github.com/strait-mesh/strait/proxy/upstream"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
@@ -52,6 +53,8 @@ type Proxy struct {
 	overload *overload.Manager
 	// agent is the workload-identity agent (nil without Options.Agent).
 	agent *agent.Agent
+	// telemetry records Istio's standard metrics (package telemetry).
+	telemetry *telemetry.Recorder
 
 	rt       atomic.Pointer[Runtime]
 	applyMu  sync.Mutex                   // serializes Apply (the xDS goroutine) with shutdown
@@ -106,6 +109,7 @@ func New(opts Options) (*Proxy, error) {
 	if err := p.newAgent(); err != nil {
 		return nil, fmt.Errorf("configuring proxy: %w", err)
 	}
+	p.telemetry = p.newTelemetry()
 	p.lds = p.newListeners()
 	p.overload = overload.New(overload.Config{
 		MemoryLimit:    opts.MemoryLimit,

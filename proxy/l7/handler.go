@@ -20,6 +20,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/httppath"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/telemetry"
 )
 
 // Upstream is a cluster requests can be sent to. *upstream.Cluster satisfies it. RoundTrip must
@@ -82,6 +83,9 @@ type Options struct {
 	// AccessLogFiles are the files the connection manager's access_log writes to (nil:
 	// accesslog.Shared, the process's files).
 	AccessLogFiles *accesslog.Files
+	// Telemetry, if set, records Istio's standard metrics of each finished request
+	// (telemetry.go); nil: none.
+	Telemetry *telemetry.Recorder
 }
 
 // Handler is a compiled HttpConnectionManager.

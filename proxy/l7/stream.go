@@ -467,6 +467,9 @@ func (h *Handler) finish(s *Stream) {
 		s.Info.UpstreamHost = s.hostReport.Host
 		h.logAccess(s)
 	}
+	if h.opts.Telemetry != nil {
+		h.recordTelemetry(s)
+	}
 	if h.opts.OnComplete != nil {
 		h.opts.OnComplete(&s.Info)
 	}

@@ -55,8 +55,23 @@ type entry struct {
 // Store holds all metrics of one proxy. It is safe for concurrent use. Metrics are never removed
 // (a removed cluster's counters stay, as in Envoy until restart), so pointers stay valid.
 type Store struct {
-	mu      sync.Mutex
-	entries map[string]*entry
+	mu         sync.Mutex
+	entries    map[string]*entry
+	collectors []Collector
+}
+
+// Collector renders metrics kept outside the store (e.g. labelled histograms) in Prometheus
+// text format; WritePrometheus appends its output after the store's own metrics. It must be
+// safe for concurrent use and write whole families with their # TYPE lines.
+type Collector interface {
+	WritePrometheus(w io.Writer) error
+}
+
+// AddCollector adds c to the store's Prometheus output.
+func (s *Store) AddCollector(c Collector) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.collectors = append(s.collectors, c)
 }
 
 // NewStore returns an empty store.
@@ -184,6 +199,16 @@ func (s *Store) WritePrometheus(w io.Writer) error {
 			b.WriteByte('\n')
 		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	cs := append([]Collector(nil), s.collectors...)
+	s.mu.Unlock()
+	for _, c := range cs {
+		if err := c.WritePrometheus(w); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,0 +1,35 @@
+package l7
+
+import "github.com/strait-mesh/strait/proxy/telemetry"
+
+// recordTelemetry records the finished request in Istio's standard metrics (Options.Telemetry).
+// The reporter follows from the stat_prefix: Istio names a sidecar's inbound connection
+// managers "inbound_...", which report as the destination; every other reports as the source.
+// It runs in finish on the request's goroutine and does not allocate once the request's label
+// combination is known.
+func (h *Handler) recordTelemetry(s *Stream) {
+	in := &s.Info
+	q := telemetry.HTTPRequest{
+		Reporter:      telemetry.ReporterForStatPrefix(h.statPrefix),
+		Code:          in.Status,
+		GRPC:          s.grpc,
+		GRPCStatus:    in.GRPCStatus,
+		Flags:         uint64(in.Flags),
+		FlagText:      flagText,
+		Cluster:       in.Cluster,
+		Authority:     in.Authority,
+		Duration:      in.Duration,
+		RequestBytes:  in.BytesReceived,
+		ResponseBytes: in.BytesSent,
+	}
+	if c := in.Conn; c != nil {
+		if len(c.PeerCertificates) > 0 {
+			q.Peer = c.PeerCertificates[0]
+		}
+		q.Local = c.LocalCertificate
+	}
+	h.opts.Telemetry.RecordHTTP(&q)
+}
+
+// flagText renders response flags for the response_flags label.
+func flagText(f uint64) string { return ResponseFlags(f).String() }

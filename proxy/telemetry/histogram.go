@@ -1,0 +1,44 @@
+package telemetry
+
+import (
+	"strconv"
+	"sync/atomic"
+)
+
+// Buckets are the upper bounds of Istio's histograms, which are Envoy's default buckets:
+// istio_request_duration_milliseconds (in milliseconds) and istio_request_bytes /
+// istio_response_bytes (in bytes) use the same bounds.
+var Buckets = [...]float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+	300000, 600000, 1800000, 3600000}
+
+// bucketLabels are the rendered le values, as Envoy prints them (%g: 1.8e+06).
+var bucketLabels = func() (out [len(Buckets)]string) {
+	for i, b := range Buckets {
+		out[i] = strconv.FormatFloat(b, 'g', -1, 64)
+	}
+	return out
+}()
+
+// histogram counts integer observations (milliseconds or bytes, as Envoy records them) into
+// Buckets with atomics: counts[i] is the number of values in (Buckets[i-1], Buckets[i]], the
+// last entry those above every bound. Rendering makes them cumulative.
+type histogram struct {
+	counts [len(Buckets) + 1]atomic.Uint64
+	sum    atomic.Uint64
+}
+
+// bucketIndex returns the bucket of v: the first bound not below it.
+func bucketIndex(v uint64) int {
+	f := float64(v)
+	for i, b := range Buckets {
+		if f <= b {
+			return i
+		}
+	}
+	return len(Buckets)
+}
+
+func (h *histogram) observe(v uint64) {
+	h.counts[bucketIndex(v)].Add(1)
+	h.sum.Add(v)
+}

@@ -1,0 +1,109 @@
+package telemetry
+
+import (
+	"crypto/x509"
+	"sort"
+	"strings"
+	"sync/atomic"
+)
+
+// TCPConn describes one proxied TCP connection for the istio_tcp_* metrics.
+type TCPConn struct {
+	Reporter Reporter
+	// Cluster is the upstream cluster (source reporter: destination_service comes from it).
+	Cluster string
+	// Peer is the verified client certificate (leaf) of an mTLS connection; Local is the
+	// proxy's certificate on the connection.
+	Peer, Local *x509.Certificate
+}
+
+type tcpKey struct {
+	reporter Reporter
+	mtls     bool
+	cluster  string
+	peer     spiffeRef
+	local    spiffeRef
+}
+
+// TCPSeries is the counters of one label combination. Its methods are safe on nil (a
+// connection whose labels were beyond the cap).
+type TCPSeries struct {
+	labels                     string
+	opened, closed, sent, recv atomic.Uint64
+}
+
+// TCP returns the series of a connection's labels, or nil when it is beyond the cap (then
+// counted as dropped). The caller keeps it for the connection's life.
+func (r *Recorder) TCP(c *TCPConn) *TCPSeries {
+	k := tcpKey{reporter: c.Reporter}
+	if c.Reporter == Destination {
+		k.peer, k.local, k.mtls = spiffeOf(c.Peer), spiffeOf(c.Local), c.Peer != nil
+	} else {
+		k.cluster = c.Cluster
+	}
+	s := r.tcp.get(k, func(k tcpKey) *TCPSeries { return &TCPSeries{labels: r.tcpLabels(k)} })
+	if s == nil {
+		r.dropped.Inc()
+	}
+	return s
+}
+
+func (r *Recorder) tcpLabels(k tcpKey) string {
+	src, dst, srcP, dstP := r.sides(k.reporter, k.peer, k.local)
+	svc := Service{Host: Unknown, Name: Unknown, Namespace: Unknown}
+	if k.reporter == Source && strings.HasPrefix(k.cluster, "outbound|") {
+		svc = ServiceFromCluster(k.cluster, "")
+	} else if k.reporter == Source && k.cluster != "" {
+		svc.Name = k.cluster
+	}
+	var b labelWriter
+	b.workloads(k.reporter, src, dst, srcP, dstP, svc)
+	b.pair("request_protocol", "tcp")
+	b.pair("response_flags", "-")
+	b.pair("connection_security_policy", securityPolicy(k.reporter, k.mtls))
+	return b.String()
+}
+
+// Opened counts a new connection.
+func (s *TCPSeries) Opened() {
+	if s != nil {
+		s.opened.Add(1)
+	}
+}
+
+// Closed counts a finished connection.
+func (s *TCPSeries) Closed() {
+	if s != nil {
+		s.closed.Add(1)
+	}
+}
+
+// Bytes adds bytes received from the downstream and sent to it.
+func (s *TCPSeries) Bytes(received, sent int64) {
+	if s != nil {
+		s.recv.Add(nonNegative(received))
+		s.sent.Add(nonNegative(sent))
+	}
+}
+
+func (r *Recorder) writeTCP(b *strings.Builder) {
+	ss := r.tcp.series()
+	if len(ss) == 0 {
+		return
+	}
+	sort.Slice(ss, func(i, j int) bool { return ss[i].labels < ss[j].labels })
+	for _, f := range []struct {
+		name string
+		v    func(*TCPSeries) uint64
+	}{
+		{"istio_tcp_connections_closed_total", func(s *TCPSeries) uint64 { return s.closed.Load() }},
+		{"istio_tcp_connections_opened_total", func(s *TCPSeries) uint64 { return s.opened.Load() }},
+		{"istio_tcp_received_bytes_total", func(s *TCPSeries) uint64 { return s.recv.Load() }},
+		{"istio_tcp_sent_bytes_total", func(s *TCPSeries) uint64 { return s.sent.Load() }},
+	} {
+		b.WriteString("# TYPE " + f.name + " counter\n")
+		for _, s := range ss {
+			sample(b, f.name, s.labels, f.v(s))
+		}
+	}
+}

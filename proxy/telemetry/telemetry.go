@@ -1,0 +1,329 @@
+// Package telemetry produces Istio's standard metrics (istio_requests_total,
+// istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes and the
+// istio_tcp_* counters) from strait-proxy, with Istio's names, labels and buckets, rendered in
+// Prometheus text format beside the proxy's other statistics (package stats).
+//
+// The request path does one lock-free map lookup keyed by a small struct of the per-request
+// values (reporter, response code, flags, gRPC status, cluster, authority, peer identity) and
+// atomic adds; the label text is built once per label combination. Label combinations are
+// capped per family (Options.MaxSeries); requests beyond the cap are counted in
+// strait_telemetry_series_dropped_total and otherwise not recorded.
+//
+// In this first slice the local workload's labels come from the proxy's node and the peer's
+// from what the connection proves (its SPIFFE ID); everything else about the peer is "unknown"
+// as Istio prints it without peer metadata. docs/observability.md describes the next step.
+package telemetry
+
+import (
+	"crypto/x509"
+	"io"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/strait-mesh/strait/proxy/stats"
+)
+
+// DefaultMaxSeries is the default cap on label combinations per metric family.
+const DefaultMaxSeries = 10000
+
+// Reporter is the side of the request the proxy reports as: Istio's reporter label.
+type Reporter uint8
+
+// The reporters: a sidecar's inbound listeners report as the destination, its outbound
+// listeners and gateways as the source.
+const (
+	Source Reporter = iota + 1
+	Destination
+)
+
+// String returns the reporter label value.
+func (r Reporter) String() string {
+	if r == Destination {
+		return "destination"
+	}
+	return "source"
+}
+
+// ReporterForStatPrefix returns the reporter of an HTTP connection manager from its
+// stat_prefix: Istio names the inbound ones "inbound_<address>_<port>"; every other
+// (outbound_..., a gateway's) reports as the source.
+func ReporterForStatPrefix(prefix string) Reporter {
+	if strings.HasPrefix(prefix, "inbound_") {
+		return Destination
+	}
+	return Source
+}
+
+// ReporterForTCPStatPrefix returns the reporter of a tcp_proxy from its stat_prefix, which
+// Istio sets to the cluster name: "inbound|..." and InboundPassthroughCluster are the
+// destination, the rest the source.
+func ReporterForTCPStatPrefix(prefix string) Reporter {
+	if strings.HasPrefix(prefix, "inbound|") || prefix == "InboundPassthroughCluster" {
+		return Destination
+	}
+	return Source
+}
+
+// Options configure a Recorder.
+type Options struct {
+	// Local is the proxy's own workload (NodeWorkload).
+	Local Workload
+	// LocalPrincipal returns the proxy's SPIFFE ID, used when the connection carries no local
+	// certificate that says it (always at the source reporter); nil or "": unknown. It is
+	// called when a label combination is first seen.
+	LocalPrincipal func() string
+	// MaxSeries caps the label combinations of each family, HTTP and TCP (0: DefaultMaxSeries).
+	MaxSeries int
+	// Stats, when set, renders the metrics in its Prometheus output and holds the counter
+	// strait_telemetry_series_dropped_total.
+	Stats *stats.Store
+}
+
+// Recorder holds one proxy's Istio metrics. It is safe for concurrent use; create it with New.
+type Recorder struct {
+	opts    Options
+	http    *table[httpKey, httpSeries]
+	tcp     *table[tcpKey, TCPSeries]
+	dropped *stats.Counter
+}
+
+// New returns a Recorder, registered with o.Stats for rendering when set.
+func New(o Options) *Recorder {
+	if o.MaxSeries <= 0 {
+		o.MaxSeries = DefaultMaxSeries
+	}
+	r := &Recorder{opts: o, http: newTable[httpKey, httpSeries](o.MaxSeries), tcp: newTable[tcpKey, TCPSeries](o.MaxSeries)}
+	if o.Stats != nil {
+		r.dropped = o.Stats.Counter("telemetry.series_dropped", "strait_telemetry_series_dropped_total")
+		o.Stats.AddCollector(r)
+	} else {
+		r.dropped = new(stats.Counter)
+	}
+	return r
+}
+
+// Dropped returns how many observations were not recorded because their label combination
+// was beyond the cap.
+func (r *Recorder) Dropped() uint64 { return r.dropped.Value() }
+
+// Series returns the number of HTTP and TCP label combinations.
+func (r *Recorder) Series() (http, tcp int) { return r.http.len(), r.tcp.len() }
+
+// HTTPRequest is what the connection manager knows of one finished request. Recording does
+// not retain the pointer; its strings may be kept as labels.
+type HTTPRequest struct {
+	Reporter Reporter
+	// Code is the response status sent downstream (0: none).
+	Code int
+	// GRPC marks a gRPC request (request_protocol "grpc"); GRPCStatus is its grpc-status.
+	GRPC       bool
+	GRPCStatus string
+	// Flags are the response flags as a bit set; FlagText renders them ("-" for none).
+	Flags    uint64
+	FlagText func(uint64) string
+	// Cluster is the upstream cluster (source reporter: destination_service comes from it).
+	Cluster string
+	// Authority is the request's host (the passthrough service, and the destination
+	// reporter's destination_service).
+	Authority string
+	// Peer is the verified client certificate (leaf) of an mTLS connection; Local is the
+	// proxy's certificate on the connection.
+	Peer, Local *x509.Certificate
+	// Duration is the request's total time; RequestBytes and ResponseBytes its body sizes.
+	Duration                    time.Duration
+	RequestBytes, ResponseBytes int64
+}
+
+// httpKey is the per-request part of the labels; the rest is fixed per proxy.
+type httpKey struct {
+	reporter   Reporter
+	grpc, mtls bool
+	code       int32
+	flags      uint64
+	grpcStatus string
+	cluster    string
+	authority  string
+	peer       spiffeRef
+	local      spiffeRef
+}
+
+// spiffeRef is a SPIFFE ID as its URL's parts, so that a key is built without allocating.
+type spiffeRef struct{ trustDomain, path string }
+
+func spiffeOf(c *x509.Certificate) spiffeRef {
+	if c == nil {
+		return spiffeRef{}
+	}
+	for _, u := range c.URIs {
+		if u.Scheme == "spiffe" {
+			return spiffeRef{u.Host, u.Path}
+		}
+	}
+	return spiffeRef{}
+}
+
+func (s spiffeRef) String() string {
+	if s.trustDomain == "" {
+		return ""
+	}
+	return "spiffe://" + s.trustDomain + s.path
+}
+
+type httpSeries struct {
+	labels    string // label pairs without braces
+	requests  atomic.Uint64
+	duration  histogram // milliseconds
+	reqBytes  histogram
+	respBytes histogram
+}
+
+// RecordHTTP records one finished request. It does not allocate once its label combination
+// has been seen.
+func (r *Recorder) RecordHTTP(q *HTTPRequest) {
+	k := httpKey{reporter: q.Reporter, grpc: q.GRPC, code: int32(q.Code), flags: q.Flags, grpcStatus: q.GRPCStatus}
+	if q.Reporter == Destination {
+		k.authority = stripPort(q.Authority)
+		k.peer, k.local = spiffeOf(q.Peer), spiffeOf(q.Local)
+		k.mtls = q.Peer != nil
+	} else {
+		k.cluster = q.Cluster
+		if !strings.HasPrefix(q.Cluster, "outbound|") {
+			k.authority = q.Authority
+		}
+	}
+	s := r.http.get(k, func(k httpKey) *httpSeries { return &httpSeries{labels: r.httpLabels(k, q.FlagText)} })
+	if s == nil {
+		r.dropped.Inc()
+		return
+	}
+	s.requests.Add(1)
+	ms := q.Duration.Milliseconds()
+	if ms < 0 {
+		ms = 0
+	}
+	s.duration.observe(uint64(ms))
+	s.reqBytes.observe(nonNegative(q.RequestBytes))
+	s.respBytes.observe(nonNegative(q.ResponseBytes))
+}
+
+func nonNegative(n int64) uint64 {
+	if n < 0 {
+		return 0
+	}
+	return uint64(n)
+}
+
+// sides returns the source and destination workloads and principals of a key.
+func (r *Recorder) sides(rep Reporter, peer, local spiffeRef) (src, dst Workload, srcP, dstP string) {
+	localP := local.String()
+	if localP == "" && r.opts.LocalPrincipal != nil {
+		localP = r.opts.LocalPrincipal()
+	}
+	localP = first(localP)
+	if rep == Destination {
+		src = unknownWorkload
+		if p := peer.String(); p != "" {
+			srcP = p
+			src.Namespace = spiffePathNamespace(peer.path)
+		} else {
+			srcP = Unknown
+		}
+		return src, r.opts.Local, srcP, localP
+	}
+	return r.opts.Local, unknownWorkload, localP, Unknown
+}
+
+func (r *Recorder) httpLabels(k httpKey, flagText func(uint64) string) string {
+	src, dst, srcP, dstP := r.sides(k.reporter, k.peer, k.local)
+	var svc Service
+	if k.reporter == Destination {
+		svc = ServiceFromAuthority(k.authority)
+	} else {
+		svc = ServiceFromCluster(k.cluster, k.authority)
+	}
+	proto := "http"
+	if k.grpc {
+		proto = "grpc"
+	}
+	flags := "-"
+	if k.flags != 0 && flagText != nil {
+		flags = flagText(k.flags)
+	}
+	var b labelWriter
+	b.workloads(k.reporter, src, dst, srcP, dstP, svc)
+	b.pair("request_protocol", proto)
+	b.pair("response_code", strconv.Itoa(int(k.code)))
+	b.pair("grpc_response_status", k.grpcStatus)
+	b.pair("response_flags", flags)
+	b.pair("connection_security_policy", securityPolicy(k.reporter, k.mtls))
+	return b.String()
+}
+
+// securityPolicy is Istio's connection_security_policy: known at the destination only.
+func securityPolicy(rep Reporter, mtls bool) string {
+	switch {
+	case rep == Source:
+		return Unknown
+	case mtls:
+		return "mutual_tls"
+	}
+	return "none"
+}
+
+// labelWriter renders label pairs in Istio's order.
+type labelWriter struct{ strings.Builder }
+
+func (b *labelWriter) pair(name, value string) {
+	if b.Len() > 0 {
+		b.WriteByte(',')
+	}
+	b.WriteString(name)
+	b.WriteString(`="`)
+	for i := 0; i < len(value); i++ {
+		switch c := value[i]; c {
+		case '\\':
+			b.WriteString(`\\`)
+		case '"':
+			b.WriteString(`\"`)
+		case '\n':
+			b.WriteString(`\n`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+}
+
+func (b *labelWriter) workloads(rep Reporter, src, dst Workload, srcP, dstP string, svc Service) {
+	b.pair("reporter", rep.String())
+	b.pair("source_workload", src.Name)
+	b.pair("source_canonical_service", src.CanonicalService)
+	b.pair("source_canonical_revision", src.CanonicalRevision)
+	b.pair("source_workload_namespace", src.Namespace)
+	b.pair("source_principal", srcP)
+	b.pair("source_app", src.App)
+	b.pair("source_version", src.Version)
+	b.pair("source_cluster", src.Cluster)
+	b.pair("destination_workload", dst.Name)
+	b.pair("destination_workload_namespace", dst.Namespace)
+	b.pair("destination_principal", dstP)
+	b.pair("destination_app", dst.App)
+	b.pair("destination_version", dst.Version)
+	b.pair("destination_service", svc.Host)
+	b.pair("destination_canonical_service", dst.CanonicalService)
+	b.pair("destination_canonical_revision", dst.CanonicalRevision)
+	b.pair("destination_service_name", svc.Name)
+	b.pair("destination_service_namespace", svc.Namespace)
+	b.pair("destination_cluster", dst.Cluster)
+}
+
+// WritePrometheus writes the metrics in Prometheus text format (stats.Collector).
+func (r *Recorder) WritePrometheus(w io.Writer) error {
+	var b strings.Builder
+	r.writeHTTP(&b)
+	r.writeTCP(&b)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
