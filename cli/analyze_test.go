@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/strait-mesh/strait/controlplane/analysis"
 	"github.com/strait-mesh/strait/internal/testenv"
@@ -22,15 +20,18 @@ func analyzeRun(t *testing.T, addr string, args ...string) (string, string, erro
 	t.Helper()
 	var out, errb bytes.Buffer
 	g := &globals{addr: addr, stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
-	cmd := newAnalyze(g)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	cmd.SetOut(&errb)
-	cmd.SetErr(&errb)
-	cmd.SetArgs(append([]string{}, args...)) // never nil: cobra would read os.Args
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	err := cmd.ExecuteContext(ctx)
+	err := executeQuiet(newAnalyze(g), &errb, args)
 	return out.String(), errb.String(), err
+}
+
+// tempFile writes data to a file name in a new temporary directory and returns its path.
+func tempFile(t *testing.T, name, data string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // TestAnalyzeGolden checks the exact output of `strait analyze -f` on a file full of mistakes,
@@ -73,7 +74,6 @@ func TestAnalyzeClean(t *testing.T) {
 // TestAnalyzeBookstoreWrongSubset: the bookstore sample with a route to a subset that no
 // DestinationRule defines yields IST0101 offline, and nothing else.
 func TestAnalyzeBookstoreWrongSubset(t *testing.T) {
-	dir := t.TempDir()
 	route, err := os.ReadFile(filepath.Join("..", "samples", "bookstore", "scenarios", "reviews-v1.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -82,10 +82,7 @@ func TestAnalyzeBookstoreWrongSubset(t *testing.T) {
 	if wrong == string(route) {
 		t.Fatal("reviews-v1.yaml routes to no subset v1")
 	}
-	file := filepath.Join(dir, "reviews-v9.yaml")
-	if err := os.WriteFile(file, []byte(wrong), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := tempFile(t, "reviews-v9.yaml", wrong)
 	samples := filepath.Join("..", "samples", "bookstore")
 	out, _, err := analyzeRun(t, "127.0.0.1:1", "-f", filepath.Join(samples, "config"), "-f", filepath.Join(samples, "register"), "-f", file)
 	if err == nil {
@@ -135,5 +132,18 @@ func TestAnalyzeLive(t *testing.T) {
 	}
 	if want := "Warning [IST0174] (DestinationRule other/x) The host x defined in the DestinationRule does not match any services in the mesh.\n"; out != want {
 		t.Errorf("namespace other:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// TestAnalyzeRemovedField: websocketUpgrade is accepted with IST0002, not refused.
+func TestAnalyzeRemovedField(t *testing.T) {
+	file := tempFile(t, "ws.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ws, namespace: default}\nspec:\n  hosts: [ws.example.com]\n  http:\n  - websocketUpgrade: true\n    route: [{destination: {host: ws.example.com}}]\n"+
+		"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ws, namespace: default}\nspec: {hosts: [ws.example.com], ports: [{name: http, number: 80, protocol: HTTP}], resolution: DNS}\n")
+	out, stderr, err := analyzeRun(t, "127.0.0.1:1", "-f", file)
+	if err != nil || stderr != "" {
+		t.Errorf("error %v, stderr %s", err, stderr)
+	}
+	if !strings.Contains(out, "Warning [IST0002] (VirtualService default/ws "+file+":7) Deprecated: spec.http[0].websocketUpgrade: field \"websocketUpgrade\" of HTTPRoute is deprecated") {
+		t.Errorf("out:\n%s", out)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strait-mesh/strait/controlplane/analysis"
 	"github.com/strait-mesh/strait/controlplane/describe"
 )
 
@@ -385,14 +386,5 @@ func labels(m map[string]string) string {
 	if len(m) == 0 {
 		return "(none)"
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + m[k]
-	}
-	return strings.Join(parts, ", ")
+	return strings.Join(analysis.LabelPairs(m), ", ")
 }

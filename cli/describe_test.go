@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/strait-mesh/strait/controlplane/describe"
 	"github.com/strait-mesh/strait/controlplane/mesh"
@@ -45,12 +48,25 @@ func describeStraitd(t *testing.T) string {
 func cliRun(t *testing.T, addr string, args ...string) (string, error) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	root := New(strings.NewReader(""), &out, &errb)
-	root.SetArgs(append([]string{"--straitd", addr}, args...))
+	err := execute(New(strings.NewReader(""), &out, &errb), append([]string{"--straitd", addr}, args...))
+	return out.String(), err
+}
+
+// execute runs cmd with args (never nil, or cobra would read os.Args) within 20 seconds.
+func execute(cmd *cobra.Command, args []string) error {
+	cmd.SetArgs(append([]string{}, args...))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err := root.ExecuteContext(ctx)
-	return out.String(), err
+	return cmd.ExecuteContext(ctx)
+}
+
+// executeQuiet runs cmd as execute does, with cobra printing neither usage nor the error, and
+// what it does print (help) written to errw.
+func executeQuiet(cmd *cobra.Command, errw io.Writer, args []string) error {
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	cmd.SetOut(errw)
+	cmd.SetErr(errw)
+	return execute(cmd, args)
 }
 
 // TestDescribeGolden checks the exact text of `strait describe service` and `describe

@@ -16,6 +16,7 @@ import (
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/strait-mesh/strait/internal/node"
 )
@@ -271,23 +272,7 @@ func (pc *proxyConfig) clusterCmd() *cobra.Command {
 		Use:     "cluster PROXY",
 		Aliases: []string{"clusters", "c"},
 		Short:   "Show a proxy's clusters (SERVICE FQDN, PORT, SUBSET, DIRECTION, TYPE, DESTINATION RULE)",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := pc.decodedDump(cmd.Context(), args, &f)
-			if err != nil {
-				return err
-			}
-			clusters, err := d.clusterList()
-			if err != nil {
-				return err
-			}
-			if len(clusters) == 0 {
-				return errors.New("no clusters found in the proxy's config dump")
-			}
-			if f.output != "short" {
-				return writeMessages(pc.g.stdout, f.output, filterSlice(clusters, cf.match))
-			}
-			return writeClusterTable(pc.g.stdout, clusters, cf)
-		},
+		RunE:    listRunE(pc, &f, "clusters", (*configDump).clusterList, &cf, writeClusterTable),
 	}
 	addCommonFlags(cmd, &f)
 	cmd.Flags().StringVar(&cf.fqdn, "fqdn", "", "only clusters whose name contains this service FQDN")
@@ -304,23 +289,7 @@ func (pc *proxyConfig) listenerCmd() *cobra.Command {
 		Use:     "listener PROXY",
 		Aliases: []string{"listeners", "l"},
 		Short:   "Show a proxy's listeners (ADDRESSES, PORT, MATCH, DESTINATION)",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := pc.decodedDump(cmd.Context(), args, &f)
-			if err != nil {
-				return err
-			}
-			listeners, err := d.listenerList()
-			if err != nil {
-				return err
-			}
-			if len(listeners) == 0 {
-				return errors.New("no listeners found in the proxy's config dump")
-			}
-			if f.output != "short" {
-				return writeMessages(pc.g.stdout, f.output, filterSlice(listeners, lf.match))
-			}
-			return writeListenerTable(pc.g.stdout, listeners, lf)
-		},
+		RunE:    listRunE(pc, &f, "listeners", (*configDump).listenerList, &lf, writeListenerTable),
 	}
 	addCommonFlags(cmd, &f)
 	cmd.Flags().StringVar(&lf.address, "address", "", "only listeners on this address")
@@ -337,23 +306,7 @@ func (pc *proxyConfig) routeCmd() *cobra.Command {
 		Use:     "route PROXY",
 		Aliases: []string{"routes", "r"},
 		Short:   "Show a proxy's routes (NAME, VHOST NAME, DOMAINS, MATCH, VIRTUAL SERVICE)",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := pc.decodedDump(cmd.Context(), args, &f)
-			if err != nil {
-				return err
-			}
-			routes, err := d.routeList()
-			if err != nil {
-				return err
-			}
-			if len(routes) == 0 {
-				return errors.New("no routes found in the proxy's config dump")
-			}
-			if f.output != "short" {
-				return writeMessages(pc.g.stdout, f.output, filterSlice(routes, rf.match))
-			}
-			return writeRouteTable(pc.g.stdout, routes, rf)
-		},
+		RunE:    listRunE(pc, &f, "routes", (*configDump).routeList, &rf, writeRouteTable),
 	}
 	addCommonFlags(cmd, &f)
 	cmd.Flags().StringVar(&rf.name, "name", "", "only the route configuration of this name (e.g. the port, 9080)")
@@ -401,19 +354,10 @@ func (pc *proxyConfig) secretCmd() *cobra.Command {
 		Use:     "secret PROXY",
 		Aliases: []string{"secrets", "s"},
 		Short:   "Show a proxy's secrets (RESOURCE NAME, TYPE, STATUS, VALID CERT, SERIAL NUMBER, NOT AFTER, NOT BEFORE)",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := pc.decodedDump(cmd.Context(), args, &f)
-			if err != nil {
-				return err
-			}
-			if d.secrets == nil {
-				return errors.New("the proxy's config dump has no secrets section")
-			}
-			if f.output != "short" {
-				return writeMessage(pc.g.stdout, f.output, d.secrets)
-			}
-			return writeSecretTable(pc.g.stdout, d.secrets, pc.now())
-		},
+		RunE: sectionRunE(pc, &f, "secrets", func(d *configDump) *adminv3.SecretsConfigDump { return d.secrets },
+			func(sd *adminv3.SecretsConfigDump, _ *pcSource) error {
+				return writeSecretTable(pc.g.stdout, sd, pc.now())
+			}),
 	}
 	addCommonFlags(cmd, &f)
 	return cmd
@@ -468,6 +412,57 @@ func (pc *proxyConfig) allCmd() *cobra.Command {
 	cmd.Flags().StringVar(&ef.cluster, "cluster", "", "only endpoints of this cluster")
 	cmd.Flags().StringVar(&ef.status, "status", "", "only endpoints of this health status")
 	return cmd
+}
+
+// listRunE is the RunE of a subcommand that lists one kind of resource of the config dump (what,
+// e.g. "clusters"), filtered by the subcommand's flags (filter, read when the command runs):
+// -o json|yaml prints the matching resources, short prints table's table of them.
+func listRunE[M proto.Message, F interface{ match(M) bool }](pc *proxyConfig, f *pcFlags, what string, list func(*configDump) ([]M, error), filter *F, table func(io.Writer, []M, F) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		d, err := pc.decodedDump(cmd.Context(), args, f)
+		if err != nil {
+			return err
+		}
+		ms, err := list(d)
+		if err != nil {
+			return err
+		}
+		if len(ms) == 0 {
+			return fmt.Errorf("no %s found in the proxy's config dump", what)
+		}
+		if f.output != "short" {
+			return writeMessages(pc.g.stdout, f.output, filterSlice(ms, (*filter).match))
+		}
+		return table(pc.g.stdout, ms, *filter)
+	}
+}
+
+// sectionRunE is the RunE of a subcommand that shows one section of the config dump (name, e.g.
+// "secrets"; get returns nil when the dump has none): -o json|yaml prints the section, short
+// prints it with short, which is also given where the dump came from.
+func sectionRunE[M interface {
+	comparable
+	proto.Message
+}](pc *proxyConfig, f *pcFlags, name string, get func(*configDump) M, short func(M, *pcSource) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		src, err := pc.source(cmd.Context(), args, f)
+		if err != nil {
+			return err
+		}
+		d, err := src.decodedDump(cmd.Context())
+		if err != nil {
+			return err
+		}
+		var none M
+		m := get(d)
+		if m == none {
+			return fmt.Errorf("the proxy's config dump has no %s section", name)
+		}
+		if f.output != "short" {
+			return writeMessage(pc.g.stdout, f.output, m)
+		}
+		return short(m, src)
+	}
 }
 
 // decodedDump resolves PROXY (or opens --file) and decodes its config dump.

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,23 +22,10 @@ func (pc *proxyConfig) bootstrapCmd() *cobra.Command {
 		Use:     "bootstrap PROXY",
 		Aliases: []string{"b"},
 		Short:   "Show a proxy's bootstrap: node ID, xDS server and admin address; -o json|yaml: the whole bootstrap section",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			src, err := pc.source(cmd.Context(), args, &f)
-			if err != nil {
-				return err
-			}
-			d, err := src.decodedDump(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if d.bootstrap == nil {
-				return errors.New("the proxy's config dump has no bootstrap section")
-			}
-			if f.output != "short" {
-				return writeMessage(pc.g.stdout, f.output, d.bootstrap)
-			}
-			return writeBootstrap(pc.g.stdout, d.bootstrap, src.admin)
-		},
+		RunE: sectionRunE(pc, &f, "bootstrap", func(d *configDump) *adminv3.BootstrapConfigDump { return d.bootstrap },
+			func(b *adminv3.BootstrapConfigDump, src *pcSource) error {
+				return writeBootstrap(pc.g.stdout, b, src.admin)
+			}),
 	}
 	addCommonFlags(cmd, &f)
 	cmd.Flags().Lookup("output").Usage = "output format: short (node ID, xDS server, admin address), json or yaml (the bootstrap section)"

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -324,13 +323,7 @@ func pcRun(t *testing.T, straitd string, args ...string) (string, error) {
 	var out, errb bytes.Buffer
 	g := &globals{addr: straitd, stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
 	cmd := (&proxyConfig{g: g, client: &http.Client{Timeout: 10 * time.Second}, now: func() time.Time { return pcNow }}).command()
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	cmd.SetOut(&errb)
-	cmd.SetErr(&errb)
-	cmd.SetArgs(args)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	err := cmd.ExecuteContext(ctx)
+	err := executeQuiet(cmd, &errb, args)
 	return out.String(), err
 }
 

@@ -114,3 +114,39 @@ broken    <unknown>   not served      -
 		t.Errorf("got:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
+
+// TestGetUnknownKind: `strait get` of an unknown kind lists the kinds, without asking straitd.
+func TestGetUnknownKind(t *testing.T) {
+	_, err := cliRun(t, "127.0.0.1:1", "get", "virtualservise")
+	if err == nil || !strings.Contains(err.Error(), `unknown kind "virtualservise": want one of virtualservice (vs), destinationrule (dr),`) {
+		t.Errorf("error = %v", err)
+	}
+}
+
+// TestApplyNoObjects: an apply of files that hold no object names them, before asking straitd.
+func TestApplyNoObjects(t *testing.T) {
+	empty := tempFile(t, "empty.yaml", "# nothing here\n---\n")
+	_, err := cliRun(t, "127.0.0.1:1", "apply", "-f", empty)
+	if err == nil || err.Error() != "no objects to apply: "+empty+" contain(s) no objects (only comments or empty documents)" {
+		t.Errorf("error = %v", err)
+	}
+}
+
+// TestProxyStatusFormats: -o json and yaml print straitd's sync status; another format is an error.
+func TestProxyStatusFormats(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte(`[{"proxy":"sidecar~127.0.0.11~a.default~default.svc.cluster.local","protocol":"delta","types":{"CDS":{"status":"SYNCED"}}}]`))
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	out, err := cliRun(t, addr, "proxy-status", "-o", "yaml")
+	if want := "- protocol: delta\n  proxy: sidecar~127.0.0.11~a.default~default.svc.cluster.local\n  types:\n    CDS:\n      status: SYNCED\n"; err != nil || out != want {
+		t.Errorf("yaml: %v\n%s\nwant:\n%s", err, out, want)
+	}
+	if out, err = cliRun(t, addr, "proxy-status", "-o", "json"); err != nil || !strings.HasPrefix(out, "[\n    {\n") {
+		t.Errorf("json: %v\n%s", err, out)
+	}
+	if _, err = cliRun(t, addr, "proxy-status", "-o", "xml"); err == nil || !strings.Contains(err.Error(), `unknown output format "xml"`) {
+		t.Errorf("xml: %v", err)
+	}
+}

@@ -2,6 +2,8 @@ package analysis
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -175,18 +177,16 @@ func (c *context) knownWorkloads() []Workload {
 	return c.workloads
 }
 
-// selectorString formats labels as Kubernetes prints a label selector: "k1=v1,k2=v2", sorted.
-func selectorString(labels map[string]string) string {
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
+// SelectorString formats labels as Kubernetes prints a label selector: "k1=v1,k2=v2", sorted.
+func SelectorString(labels map[string]string) string { return strings.Join(LabelPairs(labels), ",") }
+
+// LabelPairs lists labels as "key=value", sorted by key.
+func LabelPairs(labels map[string]string) []string {
+	parts := make([]string, 0, len(labels))
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, k+"="+labels[k])
 	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + labels[k]
-	}
-	return strings.Join(parts, ",")
+	return parts
 }
 
 // fullName returns "namespace/name" of o.

@@ -27,7 +27,7 @@ func analyzeGatewaySelectors(c *context) {
 			}
 		}
 		if !found {
-			c.report(newMessage(ReferencedResourceNotFound, t.obj, "spec.selector", "selector", selectorString(sel)))
+			c.report(newMessage(ReferencedResourceNotFound, t.obj, "spec.selector", "selector", SelectorString(sel)))
 		}
 	}
 }

@@ -50,20 +50,8 @@ func TestServiceNames(t *testing.T) {
 		{name: "", err: "no service name given"},
 	} {
 		r, err := Service(snap, c.name, c.ns, nil)
-		if c.err != "" {
-			var nf *NotFoundError
-			if !errors.As(err, &nf) || !strings.Contains(err.Error(), c.err) {
-				t.Errorf("Service(%q, %q) error = %v, want a NotFoundError with %q", c.name, c.ns, err, c.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("Service(%q, %q): %v", c.name, c.ns, err)
-			continue
-		}
-		if got := r.Service.Hostname + "/" + r.Service.Namespace; got != c.want {
-			t.Errorf("Service(%q, %q) = %s, want %s", c.name, c.ns, got, c.want)
-		}
+		checkLookup(t, "Service", c.name, c.ns, r, err, c.err, c.want,
+			func(r *ServiceReport) string { return r.Service.Hostname + "/" + r.Service.Namespace })
 	}
 }
 
@@ -196,20 +184,8 @@ func TestWorkloadReport(t *testing.T) {
 		{name: "127.9.9.9", err: "no workload at 127.9.9.9"},
 	} {
 		r, err := Workload(snap, c.name, c.ns, testProxies)
-		if c.err != "" {
-			var nf *NotFoundError
-			if !errors.As(err, &nf) || !strings.Contains(err.Error(), c.err) {
-				t.Errorf("Workload(%q, %q) error = %v, want %q", c.name, c.ns, err, c.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("Workload(%q, %q): %v", c.name, c.ns, err)
-			continue
-		}
-		if got := r.Workload.Name + "." + r.Workload.Namespace; got != c.wantName {
-			t.Errorf("Workload(%q, %q) = %s, want %s", c.name, c.ns, got, c.wantName)
-		}
+		checkLookup(t, "Workload", c.name, c.ns, r, err, c.err, c.wantName,
+			func(r *WorkloadReport) string { return r.Workload.Name + "." + r.Workload.Namespace })
 	}
 
 	r, err := Workload(snap, "reviews-v1", "", testProxies)
@@ -325,5 +301,22 @@ func TestFlatten(t *testing.T) {
 	}
 	if flatten("", nil) != nil {
 		t.Error("flatten(nil) is not nil")
+	}
+}
+
+// checkLookup checks the result r and error err of what(name, ns), a Service or Workload lookup:
+// with wantErr set, a NotFoundError containing it; otherwise no error and id(r) == want.
+func checkLookup[R any](t *testing.T, what, name, ns string, r R, err error, wantErr, want string, id func(R) string) {
+	t.Helper()
+	switch {
+	case wantErr != "":
+		var nf *NotFoundError
+		if !errors.As(err, &nf) || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%s(%q, %q) error = %v, want a NotFoundError with %q", what, name, ns, err, wantErr)
+		}
+	case err != nil:
+		t.Errorf("%s(%q, %q): %v", what, name, ns, err)
+	case id(r) != want:
+		t.Errorf("%s(%q, %q) = %s, want %s", what, name, ns, id(r), want)
 	}
 }

@@ -124,44 +124,49 @@ func gatewayInfo(snap *mesh.Snapshot, ref, vs string) GatewayInfo {
 // destinations that are host.
 func describeRoutes(vs *networking.VirtualService, ns, host string) []RouteInfo {
 	var out []RouteInfo
-	dest := func(d *networking.Destination, weight int32, n int) DestinationInfo {
-		di := DestinationInfo{Host: d.GetHost(), Subset: d.GetSubset(), Port: d.GetPort().GetNumber(), Weight: weight}
-		if n == 1 && weight == 0 {
-			di.Weight = 100
-		}
-		di.ThisService = mesh.HostMatches(mesh.ResolveShortName(d.GetHost(), ns), host)
-		return di
-	}
 	for _, r := range vs.GetHttp() {
 		ri := RouteInfo{Protocol: "HTTP", Name: r.GetName()}
 		for _, m := range r.GetMatch() {
 			ri.Match = append(ri.Match, httpMatch(m))
 		}
-		for _, d := range r.GetRoute() {
-			ri.Destinations = append(ri.Destinations, dest(d.GetDestination(), d.GetWeight(), len(r.GetRoute())))
-		}
+		ri.Destinations = destinations(r.GetRoute(), ns, host)
 		ri.Other = httpExtras(r)
 		out = append(out, ri)
 	}
 	for _, r := range vs.GetTls() {
-		ri := RouteInfo{Protocol: "TLS"}
-		for _, m := range r.GetMatch() {
-			ri.Match = append(ri.Match, strings.Join(flatten("", m), " "))
-		}
-		for _, d := range r.GetRoute() {
-			ri.Destinations = append(ri.Destinations, dest(d.GetDestination(), d.GetWeight(), len(r.GetRoute())))
-		}
-		out = append(out, ri)
+		out = append(out, l4Route("TLS", r.GetMatch(), r.GetRoute(), ns, host))
 	}
 	for _, r := range vs.GetTcp() {
-		ri := RouteInfo{Protocol: "TCP"}
-		for _, m := range r.GetMatch() {
-			ri.Match = append(ri.Match, strings.Join(flatten("", m), " "))
+		out = append(out, l4Route("TCP", r.GetMatch(), r.GetRoute(), ns, host))
+	}
+	return out
+}
+
+// l4Route describes one TLS or TCP route: each match block flattened, and its destinations.
+func l4Route[M proto.Message](protocol string, matches []M, routes []*networking.RouteDestination, ns, host string) RouteInfo {
+	ri := RouteInfo{Protocol: protocol}
+	for _, m := range matches {
+		ri.Match = append(ri.Match, strings.Join(flatten("", m), " "))
+	}
+	ri.Destinations = destinations(routes, ns, host)
+	return ri
+}
+
+// destinations describes a route's weighted destinations (in namespace ns), marking those that
+// are host; a lone destination without a weight takes all the traffic.
+func destinations[D interface {
+	GetDestination() *networking.Destination
+	GetWeight() int32
+}](routes []D, ns, host string) []DestinationInfo {
+	var out []DestinationInfo
+	for _, rd := range routes {
+		d := rd.GetDestination()
+		di := DestinationInfo{Host: d.GetHost(), Subset: d.GetSubset(), Port: d.GetPort().GetNumber(), Weight: rd.GetWeight()}
+		if len(routes) == 1 && di.Weight == 0 {
+			di.Weight = 100
 		}
-		for _, d := range r.GetRoute() {
-			ri.Destinations = append(ri.Destinations, dest(d.GetDestination(), d.GetWeight(), len(r.GetRoute())))
-		}
-		out = append(out, ri)
+		di.ThisService = mesh.HostMatches(mesh.ResolveShortName(d.GetHost(), ns), host)
+		out = append(out, di)
 	}
 	return out
 }

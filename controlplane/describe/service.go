@@ -2,11 +2,12 @@ package describe
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
 
+	"github.com/strait-mesh/strait/controlplane/analysis"
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/registry"
@@ -281,7 +282,7 @@ func servicePolicies(snap *mesh.Snapshot, svc *registry.Service, eps []*registry
 		if svc.MeshExternal && ep.WorkloadName == "" {
 			continue // an external host, not a workload of the mesh: no inbound policy applies
 		}
-		k := workloadKey{ep.WorkloadName, ep.Namespace, labelString(ep.Labels)}
+		k := workloadKey{ep.WorkloadName, ep.Namespace, analysis.SelectorString(ep.Labels)}
 		x, ok := byKey[k]
 		if !ok {
 			name := ep.WorkloadName
@@ -292,7 +293,7 @@ func servicePolicies(snap *mesh.Snapshot, svc *registry.Service, eps []*registry
 			byKey[k] = x
 			order = append(order, k)
 		}
-		if ep.Port != 0 && !containsPort(x.ports, ep.Port) {
+		if ep.Port != 0 && !slices.Contains(x.ports, ep.Port) {
 			x.ports = append(x.ports, ep.Port)
 		}
 	}
@@ -308,7 +309,7 @@ func servicePolicies(snap *mesh.Snapshot, svc *registry.Service, eps []*registry
 	index := map[string]int{}
 	for _, k := range order {
 		x := byKey[k]
-		sort.Slice(x.ports, func(i, j int) bool { return x.ports[i] < x.ports[j] })
+		slices.Sort(x.ports)
 		p := workloadPolicies(snap, x.w, x.ports)
 		sig := fmt.Sprintf("%v", p)
 		if i, ok := index[sig]; ok {
@@ -324,30 +325,4 @@ func servicePolicies(snap *mesh.Snapshot, svc *registry.Service, eps []*registry
 		out = append(out, p)
 	}
 	return out
-}
-
-func containsPort(ports []uint32, p uint32) bool {
-	for _, q := range ports {
-		if q == p {
-			return true
-		}
-	}
-	return false
-}
-
-// labelString renders labels sorted, "a=1,b=2".
-func labelString(labels map[string]string) string {
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(k + "=" + labels[k])
-	}
-	return b.String()
 }

@@ -3,7 +3,7 @@ package describe
 import (
 	"fmt"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -43,7 +43,7 @@ func Workload(snap *mesh.Snapshot, name, namespace string, proxies []xds.ProxySt
 	byIP := proxiesByIP(proxies)
 	seen := map[mesh.ServiceKey]bool{}
 	for _, inst := range instances(snap, info) {
-		if inst.Endpoint.Port != 0 && !containsPort(ports, inst.Endpoint.Port) {
+		if inst.Endpoint.Port != 0 && !slices.Contains(ports, inst.Endpoint.Port) {
 			ports = append(ports, inst.Endpoint.Port)
 		}
 		if seen[inst.Service.Key()] {
@@ -53,7 +53,7 @@ func Workload(snap *mesh.Snapshot, name, namespace string, proxies []xds.ProxySt
 		sr := describeService(snap, inst.Service, &w, byIP)
 		r.Services = append(r.Services, sr)
 	}
-	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+	slices.Sort(ports)
 	r.Policies = workloadPolicies(snap, w, ports)
 	if len(r.Services) == 0 {
 		r.Warnings = append(r.Warnings, "the workload backs no service: no ServiceEntry selects it or lists it as an endpoint")

@@ -161,6 +161,18 @@ func TestMesh(t *testing.T) {
 		}
 		return br.RatingsError, nil
 	}
+	// awaitRatings waits up to d until user's ("" for no user) ratings error contains want, or
+	// with want "" until there is none; why is what the test waits for.
+	awaitRatings := func(t *testing.T, d time.Duration, user, want, why string) {
+		t.Helper()
+		testenv.Eventually(t, d, func() error {
+			e, err := ratingsError(user)
+			if ok := strings.Contains(e, want) && (want != "" || e == ""); err != nil || !ok {
+				return fmt.Errorf("ratings error %q for user %q (%v), want %s", e, user, err, why)
+			}
+			return nil
+		})
+	}
 	scenario := func(file, name string) {
 		t.Helper()
 		sd.WriteConfig(t, file, readSample(t, filepath.Join("scenarios", name)))
@@ -228,12 +240,7 @@ func TestMesh(t *testing.T) {
 	})
 	t.Run("ratings-abort-jason.yaml", func(t *testing.T) {
 		scenario("ratings.yaml", "ratings-abort-jason.yaml")
-		testenv.Eventually(t, 10*time.Second, func() error {
-			if e, err := ratingsError("jason"); err != nil || !strings.Contains(e, "500") {
-				return fmt.Errorf("jason's ratings error %q (%v), want the injected 500", e, err)
-			}
-			return nil
-		})
+		awaitRatings(t, 10*time.Second, "jason", "500", "the injected 500")
 		if e, err := ratingsError("alice"); err != nil || e != "" {
 			t.Errorf("alice's ratings error %q (%v), want none", e, err)
 		}
@@ -243,13 +250,8 @@ func TestMesh(t *testing.T) {
 	})
 	t.Run("ratings-delay-jason.yaml", func(t *testing.T) {
 		scenario("ratings.yaml", "ratings-delay-jason.yaml")
-		testenv.Eventually(t, 20*time.Second, func() error {
-			// The 7 s delay outlasts reviews' 2 s timeout: reviews gives up on ratings.
-			if e, err := ratingsError("jason"); err != nil || !strings.Contains(e, "deadline exceeded") {
-				return fmt.Errorf("jason's ratings error %q (%v), want a timeout", e, err)
-			}
-			return nil
-		})
+		// The 7 s delay outlasts reviews' 2 s timeout: reviews gives up on ratings.
+		awaitRatings(t, 20*time.Second, "jason", "deadline exceeded", "a timeout")
 		if e, err := ratingsError("alice"); err != nil || e != "" {
 			t.Errorf("alice's ratings error %q (%v), want none", e, err)
 		}
@@ -296,23 +298,13 @@ func TestMesh(t *testing.T) {
 	}
 	t.Run("authz-deny-ratings.yaml", func(t *testing.T) {
 		authz("authz.yaml", "authz-deny-ratings.yaml")
-		testenv.Eventually(t, 20*time.Second, func() error {
-			if e, err := ratingsError(""); err != nil || !strings.Contains(e, "403") {
-				return fmt.Errorf("ratings error %q (%v), want 403 from the DENY policy", e, err)
-			}
-			return nil
-		})
+		awaitRatings(t, 20*time.Second, "", "403", "403 from the DENY policy")
 		if p, err := page(""); err != nil || p.Details == nil {
 			t.Errorf("the page without ratings: %+v (%v), want it still served", p, err)
 		}
 	})
 	t.Run("authz-ratings-from-reviews-only.yaml", func(t *testing.T) {
 		authz("authz.yaml", "authz-ratings-from-reviews-only.yaml")
-		testenv.Eventually(t, 20*time.Second, func() error {
-			if e, err := ratingsError(""); err != nil || e != "" {
-				return fmt.Errorf("ratings error %q (%v), want none: reviews is the allowed caller", e, err)
-			}
-			return nil
-		})
+		awaitRatings(t, 20*time.Second, "", "", "none: reviews is the allowed caller")
 	})
 }

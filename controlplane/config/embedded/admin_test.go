@@ -3,7 +3,6 @@ package embedded
 import (
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,13 +37,7 @@ func TestRequireAdmin(t *testing.T) {
 		{"127.0.0.1:5000", "Bearer s3cret", strings.Repeat(" ", 5000), http.StatusRequestEntityTooLarge},
 	}
 	for _, c := range cases {
-		req := httptest.NewRequest(http.MethodPost, BootstrapTokensPath, strings.NewReader(c.body))
-		req.RemoteAddr = c.remote
-		if c.auth != "" {
-			req.Header.Set("Authorization", c.auth)
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
+		rec := serve(h, http.MethodPost, BootstrapTokensPath, c.remote, c.auth, c.body)
 		if rec.Code != c.want {
 			t.Errorf("%s %q %s: %d %s, want %d", c.remote, c.auth, c.body, rec.Code, rec.Body, c.want)
 		}
@@ -56,27 +49,9 @@ func TestRequireAdmin(t *testing.T) {
 		t.Errorf("minted %d tokens, want 3", minted)
 	}
 	// An empty admin token admits nobody.
-	req := httptest.NewRequest(http.MethodPost, BootstrapTokensPath, strings.NewReader(`{"namespace":"a","serviceAccount":"b"}`))
-	req.RemoteAddr = "127.0.0.1:1"
-	req.Header.Set("Authorization", "Bearer ")
-	rec := httptest.NewRecorder()
-	RequireAdmin("", h).ServeHTTP(rec, req)
+	rec := serve(RequireAdmin("", h), http.MethodPost, BootstrapTokensPath, "127.0.0.1:1", "Bearer ", `{"namespace":"a","serviceAccount":"b"}`)
 	if rec.Code != http.StatusUnauthorized {
 		t.Errorf("empty admin token: %d, want 401", rec.Code)
-	}
-}
-
-func TestReadAdminTokenRefusesOpenFiles(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "admin-token")
-	os.WriteFile(p, []byte("tok\n"), 0o644)
-	os.Chmod(p, 0o644)
-	if _, err := ReadAdminToken(p); err == nil {
-		t.Error("a group/world-readable token file was accepted")
-	}
-	os.Chmod(p, 0o600)
-	if tok, err := ReadAdminToken(p); err != nil || tok != "tok" {
-		t.Errorf("ReadAdminToken: %q, %v", tok, err)
 	}
 }
 
@@ -95,14 +70,7 @@ func TestStoreWritesRequireAdmin(t *testing.T) {
     - destination: {host: reviews}
 `)
 	do := func(method, path, remote, auth, body string) int {
-		req := httptest.NewRequest(method, path, strings.NewReader(body))
-		req.RemoteAddr = remote
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		return rec.Code
+		return serve(h, method, path, remote, auth, body).Code
 	}
 	writes := []struct{ method, path, body string }{
 		{http.MethodPost, "/apis/v1/apply", vs},
@@ -146,12 +114,20 @@ func TestStoreWritesRequireAdmin(t *testing.T) {
 		t.Errorf("after deletes: %d objects", n)
 	}
 	// An empty admin token admits nobody.
-	req := httptest.NewRequest(http.MethodPost, "/apis/v1/apply", strings.NewReader(vs))
-	req.RemoteAddr = "127.0.0.1:1"
-	req.Header.Set("Authorization", "Bearer ")
-	rec := httptest.NewRecorder()
-	s.Handler("").ServeHTTP(rec, req)
-	if rec.Code != http.StatusUnauthorized {
+	if rec := serve(s.Handler(""), http.MethodPost, "/apis/v1/apply", "127.0.0.1:1", "Bearer ", vs); rec.Code != http.StatusUnauthorized {
 		t.Errorf("empty admin token: %d, want 401", rec.Code)
 	}
+}
+
+// serve has h answer a request from remote with body and, unless auth is "", that Authorization
+// header.
+func serve(h http.Handler, method, path, remote, auth, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.RemoteAddr = remote
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
 }

@@ -223,6 +223,21 @@ func TestRunNotifiesOnChange(t *testing.T) {
 	}
 }
 
+// TestReadAdminTokenRefusesOpenFiles: a token file its group or others can read is refused.
+func TestReadAdminTokenRefusesOpenFiles(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "admin-token")
+	os.WriteFile(p, []byte("tok\n"), 0o644)
+	os.Chmod(p, 0o644)
+	if _, err := embedded.ReadAdminToken(p); err == nil {
+		t.Error("a group/world-readable token file was accepted")
+	}
+	os.Chmod(p, 0o600)
+	if tok, err := embedded.ReadAdminToken(p); err != nil || tok != "tok" {
+		t.Errorf("ReadAdminToken: %q, %v", tok, err)
+	}
+}
+
 // TestCLIWritesNeedTheAdminToken: `strait apply` and `strait delete` without the admin token, or
 // with a wrong one, are refused with what to do and change nothing; `strait get` needs none; the
 // token is found through $STRAIT_ADMIN_TOKEN_FILE too; a token file others can read is refused.
