@@ -24,14 +24,11 @@ type envelope struct {
 	Spec       json.RawMessage `json:"spec"`
 }
 
+// metaOut is Meta as rendered: its creation timestamp in RFC 3339 seconds, omitted when zero
+// (this field hides Meta's in JSON, and keeps its place, last).
 type metaOut struct {
-	Name              string            `json:"name"`
-	Namespace         string            `json:"namespace,omitempty"`
-	Labels            map[string]string `json:"labels,omitempty"`
-	Annotations       map[string]string `json:"annotations,omitempty"`
-	ResourceVersion   string            `json:"resourceVersion,omitempty"`
-	Generation        int64             `json:"generation,omitempty"`
-	CreationTimestamp string            `json:"creationTimestamp,omitempty"`
+	Meta
+	CreationTimestamp string `json:"creationTimestamp,omitempty"`
 }
 
 // MarshalJSON renders o as an Istio-shaped Kubernetes object (apiVersion, kind, metadata, spec),
@@ -107,10 +104,10 @@ func renderedAPIVersion(o *Object) string {
 }
 
 func renderedMeta(o *Object, annotations map[string]string) metaOut {
-	m := metaOut{
+	m := metaOut{Meta: Meta{
 		Name: o.Name, Namespace: o.Namespace, Labels: o.Labels, Annotations: annotations,
 		ResourceVersion: o.ResourceVersion, Generation: o.Generation,
-	}
+	}}
 	if !o.CreationTimestamp.IsZero() {
 		m.CreationTimestamp = o.CreationTimestamp.UTC().Format(time.RFC3339)
 	}

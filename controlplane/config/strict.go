@@ -324,32 +324,22 @@ type wellKnownFunc func(w *walker, md protoreflect.MessageDescriptor, v any, pat
 func wellKnown(name protoreflect.FullName) wellKnownFunc {
 	switch name {
 	case "google.protobuf.Duration":
-		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) any {
-			s, ok := v.(string)
-			if !ok {
-				w.add(path, "expected a duration string like \"1.5s\" or \"30ms\", got %s", jsonType(v))
-				return v
-			}
+		return jsonString(`a duration string like "1.5s" or "30ms"`, func(w *walker, s, path string) any {
 			d, err := parseProtoDuration(s)
 			if err != nil {
 				w.add(path, "%v", err)
-				return v
+				return s
 			}
 			return protoDurationJSON(d)
-		}
+		})
 	case "google.protobuf.Timestamp":
-		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) any {
-			s, ok := v.(string)
-			if !ok {
-				w.add(path, "expected an RFC 3339 timestamp string, got %s", jsonType(v))
-				return v
-			}
+		return jsonString("an RFC 3339 timestamp string", func(w *walker, s, path string) any {
 			t, err := time.Parse(time.RFC3339Nano, s)
 			if err != nil || t.Year() < 1 || t.Year() > 9999 {
 				w.add(path, "invalid RFC 3339 timestamp %s", quoteShort(s))
 			}
-			return v
-		}
+			return s
+		})
 	case "google.protobuf.DoubleValue", "google.protobuf.FloatValue", "google.protobuf.Int64Value",
 		"google.protobuf.UInt64Value", "google.protobuf.Int32Value", "google.protobuf.UInt32Value",
 		"google.protobuf.BoolValue", "google.protobuf.StringValue", "google.protobuf.BytesValue":
@@ -357,26 +347,15 @@ func wellKnown(name protoreflect.FullName) wellKnownFunc {
 			w.scalar(md.Fields().ByName("value"), v, path)
 			return v
 		}
-	case "google.protobuf.Struct":
+	case "google.protobuf.Struct", "google.protobuf.ListValue", "google.protobuf.Value":
+		// A Struct must be a JSON object and a ListValue an array (jsonType's names); a Value
+		// may be any JSON.
+		want := map[protoreflect.FullName]string{"google.protobuf.Struct": "object", "google.protobuf.ListValue": "array"}[name]
 		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, depth int) any {
-			if _, ok := v.(map[string]any); !ok {
-				w.add(path, "expected an object, got %s", jsonType(v))
+			if got := jsonType(v); want != "" && got != want {
+				w.add(path, "expected an %s, got %s", want, got)
 				return v
 			}
-			w.anyJSON(v, path, depth)
-			return v
-		}
-	case "google.protobuf.ListValue":
-		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, depth int) any {
-			if _, ok := v.([]any); !ok {
-				w.add(path, "expected an array, got %s", jsonType(v))
-				return v
-			}
-			w.anyJSON(v, path, depth)
-			return v
-		}
-	case "google.protobuf.Value":
-		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, depth int) any {
 			w.anyJSON(v, path, depth)
 			return v
 		}
@@ -388,12 +367,7 @@ func wellKnown(name protoreflect.FullName) wellKnownFunc {
 			return v
 		}
 	case "google.protobuf.FieldMask":
-		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) any {
-			if _, ok := v.(string); !ok {
-				w.add(path, "expected a field mask string, got %s", jsonType(v))
-			}
-			return v
-		}
+		return jsonString("a field mask string", func(_ *walker, s, _ string) any { return s })
 	case "google.protobuf.Any":
 		return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) any {
 			w.add(path, "google.protobuf.Any is not supported here")
@@ -401,6 +375,20 @@ func wellKnown(name protoreflect.FullName) wellKnownFunc {
 		}
 	}
 	return nil
+}
+
+// jsonString is the checker of a well-known type written as a JSON string: what describes that
+// string in the error for any other JSON value, and check checks s and returns it or its
+// normalized form.
+func jsonString(what string, check func(w *walker, s, path string) any) wellKnownFunc {
+	return func(w *walker, _ protoreflect.MessageDescriptor, v any, path string, _ int) any {
+		s, ok := v.(string)
+		if !ok {
+			w.add(path, "expected %s, got %s", what, jsonType(v))
+			return v
+		}
+		return check(w, s, path)
+	}
 }
 
 // anyJSON accepts any JSON value, checking only the nesting depth and number syntax.

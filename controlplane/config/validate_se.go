@@ -184,11 +184,9 @@ func validateWorkloadGroup(fe *fieldErrs, wg *networking.WorkloadGroup) {
 	case nil:
 		fe.add("spec.probe", "one of httpGet, tcpSocket, exec or grpc is required")
 	case *networking.ReadinessProbe_HttpGet:
-		if h.HttpGet == nil {
-			fe.add("spec.probe.httpGet", "httpGet must not be empty")
+		if !validateProbePort(fe, "httpGet", h.HttpGet == nil, h.HttpGet.GetPort()) {
 			break
 		}
-		validatePort(fe, "spec.probe.httpGet.port", h.HttpGet.Port)
 		if s := h.HttpGet.Scheme; s != "" && !strings.EqualFold(s, "http") && !strings.EqualFold(s, "https") {
 			fe.add("spec.probe.httpGet.scheme", "scheme %s must be HTTP or HTTPS", quoteShort(s))
 		}
@@ -198,20 +196,23 @@ func validateWorkloadGroup(fe *fieldErrs, wg *networking.WorkloadGroup) {
 			}
 		}
 	case *networking.ReadinessProbe_TcpSocket:
-		if h.TcpSocket == nil {
-			fe.add("spec.probe.tcpSocket", "tcpSocket must not be empty")
-			break
-		}
-		validatePort(fe, "spec.probe.tcpSocket.port", h.TcpSocket.Port)
+		validateProbePort(fe, "tcpSocket", h.TcpSocket == nil, h.TcpSocket.GetPort())
 	case *networking.ReadinessProbe_Exec:
 		if h.Exec == nil || len(h.Exec.Command) == 0 {
 			fe.add("spec.probe.exec.command", "command is required")
 		}
 	case *networking.ReadinessProbe_Grpc:
-		if h.Grpc == nil {
-			fe.add("spec.probe.grpc", "grpc must not be empty")
-			break
-		}
-		validatePort(fe, "spec.probe.grpc.port", h.Grpc.Port)
+		validateProbePort(fe, "grpc", h.Grpc == nil, h.Grpc.GetPort())
 	}
+}
+
+// validateProbePort checks the port of the probe's method (httpGet, tcpSocket or grpc), which
+// missing says is not set; false when it is not.
+func validateProbePort(fe *fieldErrs, method string, missing bool, port uint32) bool {
+	if missing {
+		fe.add("spec.probe."+method, "%s must not be empty", method)
+		return false
+	}
+	validatePort(fe, "spec.probe."+method+".port", port)
+	return true
 }

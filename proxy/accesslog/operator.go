@@ -1,6 +1,7 @@
 package accesslog
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"net/netip"
@@ -21,28 +22,13 @@ const (
 	opReqHeader
 	opRespHeader
 	opTrailer
-	opProtocol
-	opResponseCode
+	opString // a string field of the Entry (op.str)
+	opNumber // an integer field of the Entry (op.num)
 	opResponseFlags
-	opResponseCodeDetails
-	opConnTermDetails
-	opUpstreamTransportFailure
-	opBytesReceived
-	opBytesSent
-	opDuration
 	opUpstreamHost
-	opUpstreamCluster
-	opUpstreamLocal
-	opDownstreamLocal
-	opDownstreamRemote
-	opDownstreamDirect
-	opPeerURISAN
-	opLocalURISAN
-	opPeerSubject
-	opLocalSubject
-	opRequestedServerName
-	opRouteName
-	opAttempts
+	opAddr    // an address field of the Entry (op.addr), printed as op.part says
+	opURISAN  // the URI SANs of a certificate of the Entry (op.cert)
+	opSubject // the subject of a certificate of the Entry (op.cert)
 	opDynamicMetadata
 	opGRPCStatus
 	opConstant // HOSTNAME, ENVIRONMENT(X): resolved when the format is compiled
@@ -74,48 +60,73 @@ type op struct {
 	keys   []string // header names (main, alternative), metadata namespace and path
 	maxLen int      // :Z truncation; 0 none
 	tf     *timeFormat
-	grpc   uint8  // GRPC_STATUS: 0 CAMEL_STRING, 1 SNAKE_STRING, 2 NUMBER
-	value  string // opConstant
+	grpc   uint8                          // GRPC_STATUS: 0 CAMEL_STRING, 1 SNAKE_STRING, 2 NUMBER
+	value  string                         // opConstant
+	str    func(*Entry) string            // opString
+	num    func(*Entry) int64             // opNumber
+	addr   func(*Entry) netip.AddrPort    // opAddr
+	cert   func(*Entry) *x509.Certificate // opURISAN, opSubject
 }
 
-// simpleOps are the operators without arguments.
+// simpleOps are the operators without arguments; init adds the address operators.
 var simpleOps = map[string]op{
-	"PROTOCOL":                                      {kind: opProtocol},
-	"RESPONSE_CODE":                                 {kind: opResponseCode},
-	"RESPONSE_FLAGS":                                {kind: opResponseFlags},
-	"RESPONSE_CODE_DETAILS":                         {kind: opResponseCodeDetails},
-	"CONNECTION_TERMINATION_DETAILS":                {kind: opConnTermDetails},
-	"UPSTREAM_TRANSPORT_FAILURE_REASON":             {kind: opUpstreamTransportFailure},
-	"BYTES_RECEIVED":                                {kind: opBytesReceived},
-	"BYTES_SENT":                                    {kind: opBytesSent},
-	"DURATION":                                      {kind: opDuration},
-	"UPSTREAM_HOST":                                 {kind: opUpstreamHost},
-	"UPSTREAM_REMOTE_ADDRESS":                       {kind: opUpstreamHost},
-	"UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT":          {kind: opUpstreamHost, part: addrNoPort},
-	"UPSTREAM_REMOTE_PORT":                          {kind: opUpstreamHost, part: addrPort},
-	"UPSTREAM_CLUSTER":                              {kind: opUpstreamCluster},
-	"UPSTREAM_CLUSTER_RAW":                          {kind: opUpstreamCluster},
-	"UPSTREAM_LOCAL_ADDRESS":                        {kind: opUpstreamLocal},
-	"UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT":           {kind: opUpstreamLocal, part: addrNoPort},
-	"UPSTREAM_LOCAL_PORT":                           {kind: opUpstreamLocal, part: addrPort},
-	"DOWNSTREAM_LOCAL_ADDRESS":                      {kind: opDownstreamLocal},
-	"DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT":         {kind: opDownstreamLocal, part: addrNoPort},
-	"DOWNSTREAM_LOCAL_PORT":                         {kind: opDownstreamLocal, part: addrPort},
-	"DOWNSTREAM_REMOTE_ADDRESS":                     {kind: opDownstreamRemote},
-	"DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT":        {kind: opDownstreamRemote, part: addrNoPort},
-	"DOWNSTREAM_REMOTE_PORT":                        {kind: opDownstreamRemote, part: addrPort},
-	"DOWNSTREAM_DIRECT_REMOTE_ADDRESS":              {kind: opDownstreamDirect},
-	"DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT": {kind: opDownstreamDirect, part: addrNoPort},
-	"DOWNSTREAM_DIRECT_REMOTE_PORT":                 {kind: opDownstreamDirect, part: addrPort},
-	"DOWNSTREAM_PEER_URI_SAN":                       {kind: opPeerURISAN},
-	"DOWNSTREAM_LOCAL_URI_SAN":                      {kind: opLocalURISAN},
-	"DOWNSTREAM_PEER_SUBJECT":                       {kind: opPeerSubject},
-	"DOWNSTREAM_LOCAL_SUBJECT":                      {kind: opLocalSubject},
-	"REQUESTED_SERVER_NAME":                         {kind: opRequestedServerName},
-	"ROUTE_NAME":                                    {kind: opRouteName},
-	"UPSTREAM_REQUEST_ATTEMPT_COUNT":                {kind: opAttempts},
-	"GRPC_STATUS_NUMBER":                            {kind: opGRPCStatus, grpc: 2},
+	"PROTOCOL":                          strOp(func(e *Entry) string { return e.Protocol }),
+	"RESPONSE_CODE":                     numOp(func(e *Entry) int64 { return int64(e.ResponseCode) }),
+	"RESPONSE_FLAGS":                    {kind: opResponseFlags},
+	"RESPONSE_CODE_DETAILS":             strOp(func(e *Entry) string { return e.ResponseCodeDetails }),
+	"CONNECTION_TERMINATION_DETAILS":    strOp(func(e *Entry) string { return e.ConnectionTerminationDetails }),
+	"UPSTREAM_TRANSPORT_FAILURE_REASON": strOp(func(e *Entry) string { return e.UpstreamTransportFailureReason }),
+	"BYTES_RECEIVED":                    numOp(func(e *Entry) int64 { return e.BytesReceived }),
+	"BYTES_SENT":                        numOp(func(e *Entry) int64 { return e.BytesSent }),
+	"DURATION":                          numOp(func(e *Entry) int64 { return e.Duration.Milliseconds() }),
+	"UPSTREAM_HOST":                     {kind: opUpstreamHost},
+	"UPSTREAM_CLUSTER":                  strOp(func(e *Entry) string { return e.UpstreamCluster }),
+	"UPSTREAM_CLUSTER_RAW":              strOp(func(e *Entry) string { return e.UpstreamCluster }),
+	"DOWNSTREAM_PEER_URI_SAN":           {kind: opURISAN, cert: peerCertificate},
+	"DOWNSTREAM_LOCAL_URI_SAN":          {kind: opURISAN, cert: localCertificate},
+	"DOWNSTREAM_PEER_SUBJECT":           {kind: opSubject, cert: peerCertificate},
+	"DOWNSTREAM_LOCAL_SUBJECT":          {kind: opSubject, cert: localCertificate},
+	"REQUESTED_SERVER_NAME":             strOp(func(e *Entry) string { return e.RequestedServerName }),
+	"ROUTE_NAME":                        strOp(func(e *Entry) string { return e.RouteName }),
+	"UPSTREAM_REQUEST_ATTEMPT_COUNT":    numOp(func(e *Entry) int64 { return int64(e.Attempts) }),
+	"GRPC_STATUS_NUMBER":                {kind: opGRPCStatus, grpc: 2},
 }
+
+// addrOps are the address operators by name prefix: each prefix P gives P_ADDRESS,
+// P_ADDRESS_WITHOUT_PORT and P_PORT.
+var addrOps = map[string]op{
+	"UPSTREAM_REMOTE":          {kind: opUpstreamHost},
+	"UPSTREAM_LOCAL":           {kind: opAddr, addr: func(e *Entry) netip.AddrPort { return e.UpstreamLocal }},
+	"DOWNSTREAM_LOCAL":         {kind: opAddr, addr: func(e *Entry) netip.AddrPort { return e.DownstreamLocal }},
+	"DOWNSTREAM_REMOTE":        {kind: opAddr, addr: func(e *Entry) netip.AddrPort { return e.DownstreamRemote }},
+	"DOWNSTREAM_DIRECT_REMOTE": {kind: opAddr, addr: func(e *Entry) netip.AddrPort { return e.DownstreamDirect }},
+}
+
+func init() {
+	for prefix, o := range addrOps {
+		for suffix, part := range map[string]addrPart{"_ADDRESS": addrFull, "_ADDRESS_WITHOUT_PORT": addrNoPort, "_PORT": addrPort} {
+			o.part = part
+			simpleOps[prefix+suffix] = o
+		}
+	}
+}
+
+// strOp is the operator printing the string field f returns.
+func strOp(f func(*Entry) string) op { return op{kind: opString, str: f} }
+
+// numOp is the operator printing the integer field f returns.
+func numOp(f func(*Entry) int64) op { return op{kind: opNumber, num: f} }
+
+// peerCertificate is the downstream peer's leaf certificate, nil without one.
+func peerCertificate(e *Entry) *x509.Certificate {
+	if len(e.PeerCertificates) == 0 {
+		return nil
+	}
+	return e.PeerCertificates[0]
+}
+
+// localCertificate is the downstream connection's local certificate, nil without one.
+func localCertificate(e *Entry) *x509.Certificate { return e.LocalCertificate }
 
 // parseOp compiles one command operator: name, its argument (inside the parentheses, hasArg
 // when present) and the :Z truncation.
@@ -237,27 +248,15 @@ func (o *op) appendRaw(b []byte, e *Entry) ([]byte, valKind) {
 			}
 		}
 		return b, vMissing
-	case opProtocol:
-		return appendStr(b, e.Protocol)
-	case opResponseCode:
-		return strconv.AppendInt(b, int64(e.ResponseCode), 10), vNumber
+	case opString:
+		return appendStr(b, o.str(e))
+	case opNumber:
+		return strconv.AppendInt(b, o.num(e), 10), vNumber
 	case opResponseFlags:
 		if e.ResponseFlags == "" {
 			return append(b, '-'), vString // Envoy renders no flags as "-", also in JSON
 		}
 		return append(b, e.ResponseFlags...), vString
-	case opResponseCodeDetails:
-		return appendStr(b, e.ResponseCodeDetails)
-	case opConnTermDetails:
-		return appendStr(b, e.ConnectionTerminationDetails)
-	case opUpstreamTransportFailure:
-		return appendStr(b, e.UpstreamTransportFailureReason)
-	case opBytesReceived:
-		return strconv.AppendInt(b, e.BytesReceived, 10), vNumber
-	case opBytesSent:
-		return strconv.AppendInt(b, e.BytesSent, 10), vNumber
-	case opDuration:
-		return strconv.AppendInt(b, e.Duration.Milliseconds(), 10), vNumber
 	case opUpstreamHost:
 		if o.part == addrFull {
 			return appendStr(b, e.UpstreamHost)
@@ -267,42 +266,17 @@ func (o *op) appendRaw(b []byte, e *Entry) ([]byte, valKind) {
 			return b, vMissing
 		}
 		return appendAddr(b, ap, o.part)
-	case opUpstreamCluster:
-		return appendStr(b, e.UpstreamCluster)
-	case opUpstreamLocal:
-		return appendAddr(b, e.UpstreamLocal, o.part)
-	case opDownstreamLocal:
-		return appendAddr(b, e.DownstreamLocal, o.part)
-	case opDownstreamRemote:
-		return appendAddr(b, e.DownstreamRemote, o.part)
-	case opDownstreamDirect:
-		return appendAddr(b, e.DownstreamDirect, o.part)
-	case opPeerURISAN:
-		if len(e.PeerCertificates) == 0 {
+	case opAddr:
+		return appendAddr(b, o.addr(e), o.part)
+	case opURISAN, opSubject:
+		c := o.cert(e)
+		switch {
+		case c == nil:
 			return b, vMissing
+		case o.kind == opSubject:
+			return append(b, c.Subject.String()...), vString
 		}
-		return appendURIs(b, e.PeerCertificates[0].URIs), vString
-	case opLocalURISAN:
-		if e.LocalCertificate == nil {
-			return b, vMissing
-		}
-		return appendURIs(b, e.LocalCertificate.URIs), vString
-	case opPeerSubject:
-		if len(e.PeerCertificates) == 0 {
-			return b, vMissing
-		}
-		return append(b, e.PeerCertificates[0].Subject.String()...), vString
-	case opLocalSubject:
-		if e.LocalCertificate == nil {
-			return b, vMissing
-		}
-		return append(b, e.LocalCertificate.Subject.String()...), vString
-	case opRequestedServerName:
-		return appendStr(b, e.RequestedServerName)
-	case opRouteName:
-		return appendStr(b, e.RouteName)
-	case opAttempts:
-		return strconv.AppendInt(b, int64(e.Attempts), 10), vNumber
+		return appendURIs(b, c.URIs), vString
 	case opGRPCStatus:
 		return appendGRPCStatus(b, e.GRPCStatus, o.grpc)
 	case opDynamicMetadata:

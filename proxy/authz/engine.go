@@ -61,6 +61,13 @@ type policy struct {
 	principals  []rule // any may match
 }
 
+// rbacActions are the RBAC actions strait-proxy implements.
+var rbacActions = map[rbacv3.RBAC_Action]Action{
+	rbacv3.RBAC_ALLOW: Allow,
+	rbacv3.RBAC_DENY:  Deny,
+	rbacv3.RBAC_LOG:   Log,
+}
+
 // Compile validates rules and compiles its matchers. path names the message in errors (e.g.
 // "rules" or "shadow_rules"). Any field strait-proxy does not implement is an
 // *xdsfield.UnsupportedError naming it; the caller NACKs the update. Supported:
@@ -84,17 +91,11 @@ func Compile(rules *rbacv3.RBAC, path string) (*Engine, error) {
 	if err := xdsfield.Check(rules, path, "action", "policies"); err != nil {
 		return nil, err
 	}
-	e := &Engine{}
-	switch rules.GetAction() {
-	case rbacv3.RBAC_ALLOW:
-		e.action = Allow
-	case rbacv3.RBAC_DENY:
-		e.action = Deny
-	case rbacv3.RBAC_LOG:
-		e.action = Log
-	default:
+	action, ok := rbacActions[rules.GetAction()]
+	if !ok {
 		return nil, fmt.Errorf("%s.action: unknown action %d", path, rules.GetAction())
 	}
+	e := &Engine{action: action}
 	names := make([]string, 0, len(rules.GetPolicies()))
 	for name := range rules.GetPolicies() {
 		names = append(names, name)

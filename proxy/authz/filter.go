@@ -206,21 +206,21 @@ func statNames(prefix, rulesPrefix, shadowPrefix string) StatNames {
 // caller counts Stats.ShadowAllowed/ShadowDenied and Allowed/Denied from the result, writes the
 // shadow metadata (ShadowMetadata), and on denial replies 403 DeniedBody with ResponseDetail.
 func (f *Filter) Check(r Request) Result {
-	var res Result
-	if f.Shadow != nil {
-		res.Shadow, res.HasShadow = f.Shadow.Evaluate(r), true
-	}
-	res.Enforced = f.Rules.Evaluate(r)
-	return res
+	return check(f, (*Engine).Evaluate, r)
 }
 
 // CheckConnection evaluates a connection (the network filter), as Check does.
 func (f *Filter) CheckConnection(c Connection) Result {
+	return check(f, (*Engine).EvaluateConnection, c)
+}
+
+// check evaluates x with f's shadow engine (if any) and then its enforced one.
+func check[T any](f *Filter, evaluate func(*Engine, T) Decision, x T) Result {
 	var res Result
 	if f.Shadow != nil {
-		res.Shadow, res.HasShadow = f.Shadow.EvaluateConnection(c), true
+		res.Shadow, res.HasShadow = evaluate(f.Shadow, x), true
 	}
-	res.Enforced = f.Rules.EvaluateConnection(c)
+	res.Enforced = evaluate(f.Rules, x)
 	return res
 }
 

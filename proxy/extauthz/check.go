@@ -131,11 +131,8 @@ func (c *Config) Check(ctx context.Context, rt RoundTripper, req *Request) *Resp
 		}
 		return c.fromCheckResponse(cr)
 	}
-	if c.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := withTimeout(ctx, c.Timeout)
+	defer cancel()
 	out, err := c.httpRequest(req)
 	if err != nil {
 		return errorResponse(err)

@@ -237,11 +237,9 @@ func Compile(cfg *extauthzv3.ExtAuthz, path string) (*Config, error) {
 		}
 		c.clearRouteHeaders = append(c.clearRouteHeaders, strings.ToLower(h))
 	}
-	for i, ns := range cfg.GetMetadataContextNamespaces() {
-		if ns == "" {
-			return nil, fmt.Errorf("%s.metadata_context_namespaces[%d]: empty", path, i)
-		}
-		c.metadataNamespaces = append(c.metadataNamespaces, ns)
+	var err error
+	if c.metadataNamespaces, err = metadataNamespaces(path, cfg.GetMetadataContextNamespaces()); err != nil {
+		return nil, err
 	}
 	if b := cfg.GetWithRequestBody(); b != nil {
 		f := path + ".with_request_body"
@@ -276,7 +274,6 @@ func Compile(cfg *extauthzv3.ExtAuthz, path string) (*Config, error) {
 		}
 		c.DenyAtDisable = d.GetDefaultValue().GetValue()
 	}
-	var err error
 	if c.allowed, err = compileList(path+".allowed_headers", cfg.GetAllowedHeaders()); err != nil {
 		return nil, err
 	}

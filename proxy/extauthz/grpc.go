@@ -87,11 +87,8 @@ func compileGRPCClient(field string, gs *corev3.GrpcService) (grpcClient, error)
 // CheckResponse. Any failure (transport, HTTP status, grpc-status, oversized or malformed reply)
 // is an error.
 func (g *grpcClient) call(ctx context.Context, rt RoundTripper, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	if g.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, g.timeout)
-		defer cancel()
-	}
+	ctx, cancel := withTimeout(ctx, g.timeout)
+	defer cancel()
 	req, err := g.request(cr)
 	if err != nil {
 		return nil, err
@@ -215,16 +212,7 @@ func (c *Config) checkRequest(r *Request) *authv3.CheckRequest {
 	if !r.Time.IsZero() {
 		ac.Request.Time = timestamppb.New(r.Time)
 	}
-	if r.Metadata != nil {
-		for _, ns := range c.metadataNamespaces {
-			if s := r.Metadata(ns); s != nil {
-				if ac.MetadataContext == nil {
-					ac.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{}}
-				}
-				ac.MetadataContext.FilterMetadata[ns] = s
-			}
-		}
-	}
+	ac.MetadataContext = metadataContext(c.metadataNamespaces, r.Metadata)
 	if c.includeTLSSession && r.TLS {
 		ac.TlsSession = &authv3.AttributeContext_TLSSession{Sni: sanitize(r.SNI)}
 	}

@@ -89,11 +89,8 @@ func CompileNetwork(cfg *netextauthzv3.ExtAuthz, path string) (*NetworkConfig, e
 			return nil, err
 		}
 	}
-	for i, ns := range cfg.GetMetadataContextNamespaces() {
-		if ns == "" {
-			return nil, fmt.Errorf("%s.metadata_context_namespaces[%d]: empty", path, i)
-		}
-		c.metadataNamespaces = append(c.metadataNamespaces, ns)
+	if c.metadataNamespaces, err = metadataNamespaces(path, cfg.GetMetadataContextNamespaces()); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -151,16 +148,7 @@ func (c *NetworkConfig) checkRequest(conn *Connection) *authv3.CheckRequest {
 	if c.includeTLSSession && conn.TLS {
 		ac.TlsSession = &authv3.AttributeContext_TLSSession{Sni: sanitize(conn.SNI)}
 	}
-	if conn.Metadata != nil {
-		for _, ns := range c.metadataNamespaces {
-			if s := conn.Metadata(ns); s != nil {
-				if ac.MetadataContext == nil {
-					ac.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{}}
-				}
-				ac.MetadataContext.FilterMetadata[ns] = s
-			}
-		}
-	}
+	ac.MetadataContext = metadataContext(c.metadataNamespaces, conn.Metadata)
 	return &authv3.CheckRequest{Attributes: ac}
 }
 

@@ -134,6 +134,17 @@ func compileChain(fc *listenerv3.FilterChain, env Env, path string) (*chain, err
 		}
 		last := i == len(filters)-1
 		a := f.GetTypedConfig()
+		if nf, ok := netFilterCompilers[a.GetTypeUrl()]; ok {
+			if last {
+				return nil, fmt.Errorf("%s: %s cannot be the terminal filter", p, nf.name)
+			}
+			x, err := nf.compile(c.ctx, a, env, p)
+			if err != nil {
+				return nil, err
+			}
+			c.filters = append(c.filters, x)
+			continue
+		}
 		switch a.GetTypeUrl() {
 		case typeConnLimit:
 			if last {
@@ -146,33 +157,6 @@ func compileChain(fc *listenerv3.FilterChain, env Env, path string) (*chain, err
 			if c.limit, err = compileConnLimit(&cl, env, p); err != nil {
 				return nil, err
 			}
-		case typeNetworkRBAC:
-			if last {
-				return nil, fmt.Errorf("%s: rbac cannot be the terminal filter", p)
-			}
-			r, err := compileNetworkRBAC(a, env, p)
-			if err != nil {
-				return nil, err
-			}
-			c.filters = append(c.filters, r)
-		case typeNetworkLocalRateLimit:
-			if last {
-				return nil, fmt.Errorf("%s: local_ratelimit cannot be the terminal filter", p)
-			}
-			r, err := compileNetworkLocalRateLimit(a, env, p)
-			if err != nil {
-				return nil, err
-			}
-			c.filters = append(c.filters, r)
-		case typeNetworkExtAuthz:
-			if last {
-				return nil, fmt.Errorf("%s: ext_authz cannot be the terminal filter", p)
-			}
-			x, err := compileNetworkExtAuthz(c.ctx, a, env, p)
-			if err != nil {
-				return nil, err
-			}
-			c.filters = append(c.filters, x)
 		case typeHCM, typeTCPProxy:
 			if !last {
 				return nil, fmt.Errorf("%s: %q is a terminal filter and must be last", p, f.GetName())
@@ -185,6 +169,23 @@ func compileChain(fc *listenerv3.FilterChain, env Env, path string) (*chain, err
 		}
 	}
 	return c, nil
+}
+
+// netFilterCompilers are the non-terminal network filters that run on a connection (netFilter), by
+// type URL: the name their errors use and their compiler. ctx is done when the listener closes.
+var netFilterCompilers = map[string]struct {
+	name    string
+	compile func(ctx context.Context, a *anypb.Any, env Env, path string) (netFilter, error)
+}{
+	typeNetworkRBAC: {"rbac", func(_ context.Context, a *anypb.Any, env Env, path string) (netFilter, error) {
+		return compileNetworkRBAC(a, env, path)
+	}},
+	typeNetworkLocalRateLimit: {"local_ratelimit", func(_ context.Context, a *anypb.Any, env Env, path string) (netFilter, error) {
+		return compileNetworkLocalRateLimit(a, env, path)
+	}},
+	typeNetworkExtAuthz: {"ext_authz", func(ctx context.Context, a *anypb.Any, env Env, path string) (netFilter, error) {
+		return compileNetworkExtAuthz(ctx, a, env, path)
+	}},
 }
 
 func compileConnLimit(cl *connlimitv3.ConnectionLimit, env Env, path string) (*connLimit, error) {

@@ -92,16 +92,14 @@ func TestBucketConcurrent(t *testing.T) {
 	b := NewBucket(TokenBucket{1000, 1, time.Hour}, c.now)
 	var taken atomic.Int64
 	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 500; i++ {
+	for range 8 {
+		wg.Go(func() {
+			for range 500 {
 				if b.Take() {
 					taken.Add(1)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if n := taken.Load(); n != 1000 {
@@ -231,14 +229,22 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestAllowDoesNotAllocate(t *testing.T) {
+// unlimited is a Limiter whose default bucket and one remote_address descriptor never run out.
+func unlimited(tb testing.TB) *Limiter {
+	tb.Helper()
+	huge := TokenBucket{1 << 30, 1 << 30, time.Second}
 	l, err := NewLimiter(Config{
-		Default:     &TokenBucket{1 << 30, 1 << 30, time.Second},
-		Descriptors: []DescriptorConfig{{Entries: []Entry{{"remote_address", "127.0.0.1"}}, Bucket: TokenBucket{1 << 30, 1 << 30, time.Second}}},
+		Default:     &huge,
+		Descriptors: []DescriptorConfig{{Entries: []Entry{{"remote_address", "127.0.0.1"}}, Bucket: huge}},
 	}, nil)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return l
+}
+
+func TestAllowDoesNotAllocate(t *testing.T) {
+	l := unlimited(t)
 	d := descs([]Entry{{"remote_address", "127.0.0.1"}}, []Entry{{"generic_key", "x"}})
 	if n := testing.AllocsPerRun(100, func() { l.Allow(d) }); n != 0 {
 		t.Errorf("Allow allocates %v times", n)
@@ -246,10 +252,7 @@ func TestAllowDoesNotAllocate(t *testing.T) {
 }
 
 func BenchmarkAllow(b *testing.B) {
-	l, _ := NewLimiter(Config{
-		Default:     &TokenBucket{1 << 30, 1 << 30, time.Second},
-		Descriptors: []DescriptorConfig{{Entries: []Entry{{"remote_address", "127.0.0.1"}}, Bucket: TokenBucket{1 << 30, 1 << 30, time.Second}}},
-	}, nil)
+	l := unlimited(b)
 	d := descs([]Entry{{"remote_address", "127.0.0.1"}})
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

@@ -270,6 +270,12 @@ func compileMirrors(field string, ms []*routev3.RouteAction_RequestMirrorPolicy)
 	return out, nil
 }
 
+// grpcTimeoutUnits are the grpc-timeout units by their letter.
+var grpcTimeoutUnits = map[byte]time.Duration{
+	'H': time.Hour, 'M': time.Minute, 'S': time.Second,
+	'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond,
+}
+
 // ParseGRPCTimeout parses a grpc-timeout header value ("100m", "5S"...).
 func ParseGRPCTimeout(v string) (time.Duration, bool) {
 	if len(v) < 2 || len(v) > 9 {
@@ -279,21 +285,8 @@ func ParseGRPCTimeout(v string) (time.Duration, bool) {
 	if err != nil || n < 0 {
 		return 0, false
 	}
-	var unit time.Duration
-	switch v[len(v)-1] {
-	case 'H':
-		unit = time.Hour
-	case 'M':
-		unit = time.Minute
-	case 'S':
-		unit = time.Second
-	case 'm':
-		unit = time.Millisecond
-	case 'u':
-		unit = time.Microsecond
-	case 'n':
-		unit = time.Nanosecond
-	default:
+	unit, ok := grpcTimeoutUnits[v[len(v)-1]]
+	if !ok {
 		return 0, false
 	}
 	if n > int64(math.MaxInt64/unit) {

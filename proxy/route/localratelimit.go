@@ -56,6 +56,13 @@ type LocalRateLimit struct {
 	stats         atomic.Pointer[ratelimit.HTTPStats]
 }
 
+// vhRateLimitsOptions are Envoy's VhRateLimitsOptions by the VhRateLimits they select.
+var vhRateLimitsOptions = map[ratelimitv3.VhRateLimitsOptions]VhRateLimits{
+	ratelimitv3.VhRateLimitsOptions_OVERRIDE: VhOverride,
+	ratelimitv3.VhRateLimitsOptions_INCLUDE:  VhInclude,
+	ratelimitv3.VhRateLimitsOptions_IGNORE:   VhIgnore,
+}
+
 // CompileLocalRateLimit compiles a LocalRateLimit. perRoute is true for a typed_per_filter_config,
 // which must carry a token_bucket as in Envoy; at the connection manager the bucket may be
 // omitted (the filter is then enabled per route).
@@ -92,16 +99,11 @@ func CompileLocalRateLimit(field string, c *lrlv3.LocalRateLimit, perRoute bool)
 	if l.Stage > maxRateLimitStage {
 		return nil, fmt.Errorf("%s.stage: %d exceeds %d", field, l.Stage, maxRateLimitStage)
 	}
-	switch c.GetVhRateLimits() {
-	case ratelimitv3.VhRateLimitsOptions_OVERRIDE:
-		l.VhRateLimits = VhOverride
-	case ratelimitv3.VhRateLimitsOptions_INCLUDE:
-		l.VhRateLimits = VhInclude
-	case ratelimitv3.VhRateLimitsOptions_IGNORE:
-		l.VhRateLimits = VhIgnore
-	default:
+	vh, ok := vhRateLimitsOptions[c.GetVhRateLimits()]
+	if !ok {
 		return nil, xdsfield.Unsupported(field+".vh_rate_limits", "%v", c.GetVhRateLimits())
 	}
+	l.VhRateLimits = vh
 	var err error
 	if e := c.GetFilterEnabled(); e != nil {
 		if l.Enabled, err = runtimeFraction(field+".filter_enabled", e); err != nil {

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/proxy/ratelimit"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
@@ -85,55 +87,34 @@ func compileRateLimitAction(field string, a *routev3.RateLimit_Action) (rlAction
 	}
 	switch t := a.GetActionSpecifier().(type) {
 	case *routev3.RateLimit_Action_DestinationCluster_:
-		if err := xdsfield.Check(t.DestinationCluster, field+".destination_cluster"); err != nil {
-			return rlAction{}, err
-		}
-		return rlAction{kind: rlDestinationCluster, key: "destination_cluster"}, nil
+		return compileBareAction(field, "destination_cluster", t.DestinationCluster, rlDestinationCluster)
 	case *routev3.RateLimit_Action_RequestHeaders_:
 		rh := t.RequestHeaders
-		f := field + ".request_headers"
-		if err := xdsfield.Check(rh, f, "header_name", "descriptor_key", "skip_if_absent"); err != nil {
-			return rlAction{}, err
+		act, err := compileNamedAction(field+".request_headers", rh, rlRequestHeader, "header_name", rh.GetHeaderName(),
+			rh.GetDescriptorKey(), rh.GetSkipIfAbsent())
+		if err == nil {
+			act.name = headerKey(act.name)
 		}
-		if rh.GetHeaderName() == "" || rh.GetDescriptorKey() == "" {
-			return rlAction{}, fmt.Errorf("%s: header_name and descriptor_key are required", f)
-		}
-		return rlAction{kind: rlRequestHeader, key: rh.GetDescriptorKey(), name: headerKey(rh.GetHeaderName()),
-			skipIfAbsent: rh.GetSkipIfAbsent()}, nil
+		return act, err
 	case *routev3.RateLimit_Action_QueryParameters_:
 		qp := t.QueryParameters
-		f := field + ".query_parameters"
-		if err := xdsfield.Check(qp, f, "query_parameter_name", "descriptor_key", "skip_if_absent"); err != nil {
-			return rlAction{}, err
-		}
-		if qp.GetQueryParameterName() == "" || qp.GetDescriptorKey() == "" {
-			return rlAction{}, fmt.Errorf("%s: query_parameter_name and descriptor_key are required", f)
-		}
-		return rlAction{kind: rlQueryParameter, key: qp.GetDescriptorKey(), name: qp.GetQueryParameterName(),
-			skipIfAbsent: qp.GetSkipIfAbsent()}, nil
+		return compileNamedAction(field+".query_parameters", qp, rlQueryParameter, "query_parameter_name",
+			qp.GetQueryParameterName(), qp.GetDescriptorKey(), qp.GetSkipIfAbsent())
 	case *routev3.RateLimit_Action_RemoteAddress_:
-		if err := xdsfield.Check(t.RemoteAddress, field+".remote_address"); err != nil {
-			return rlAction{}, err
-		}
-		return rlAction{kind: rlRemoteAddress, key: "remote_address"}, nil
+		return compileBareAction(field, "remote_address", t.RemoteAddress, rlRemoteAddress)
 	case *routev3.RateLimit_Action_MaskedRemoteAddress_:
 		m := t.MaskedRemoteAddress
 		f := field + ".masked_remote_address"
 		if err := xdsfield.Check(m, f, "v4_prefix_mask_len", "v6_prefix_mask_len"); err != nil {
 			return rlAction{}, err
 		}
-		act := rlAction{kind: rlMaskedRemoteAddress, key: "masked_remote_address", v4Mask: 32, v6Mask: 128}
-		if v := m.GetV4PrefixMaskLen(); v != nil {
-			if v.GetValue() > 32 {
-				return rlAction{}, fmt.Errorf("%s.v4_prefix_mask_len: %d exceeds 32", f, v.GetValue())
-			}
-			act.v4Mask = int(v.GetValue())
+		act := rlAction{kind: rlMaskedRemoteAddress, key: "masked_remote_address"}
+		var err error
+		if act.v4Mask, err = prefixMaskLen(f+".v4_prefix_mask_len", m.GetV4PrefixMaskLen(), 32); err != nil {
+			return rlAction{}, err
 		}
-		if v := m.GetV6PrefixMaskLen(); v != nil {
-			if v.GetValue() > 128 {
-				return rlAction{}, fmt.Errorf("%s.v6_prefix_mask_len: %d exceeds 128", f, v.GetValue())
-			}
-			act.v6Mask = int(v.GetValue())
+		if act.v6Mask, err = prefixMaskLen(f+".v6_prefix_mask_len", m.GetV6PrefixMaskLen(), 128); err != nil {
+			return rlAction{}, err
 		}
 		return act, nil
 	case *routev3.RateLimit_Action_GenericKey_:
@@ -171,6 +152,40 @@ func compileRateLimitAction(field string, a *routev3.RateLimit_Action) (rlAction
 			expectMatch: h.GetExpectMatch() == nil || h.GetExpectMatch().GetValue()}, nil
 	}
 	return rlAction{}, fmt.Errorf("%s: no action set", field)
+}
+
+// compileBareAction compiles an action without settings (destination_cluster, remote_address) at
+// field.name: its descriptor key is name.
+func compileBareAction(field, name string, m proto.Message, kind rlActionKind) (rlAction, error) {
+	if err := xdsfield.Check(m, field+"."+name); err != nil {
+		return rlAction{}, err
+	}
+	return rlAction{kind: kind, key: name}, nil
+}
+
+// prefixMaskLen is a masked_remote_address prefix length at field: v, at most bits, or bits when
+// unset.
+func prefixMaskLen(field string, v *wrapperspb.UInt32Value, bits int) (int, error) {
+	if v == nil {
+		return bits, nil
+	}
+	if int64(v.GetValue()) > int64(bits) {
+		return 0, fmt.Errorf("%s: %d exceeds %d", field, v.GetValue(), bits)
+	}
+	return int(v.GetValue()), nil
+}
+
+// compileNamedAction compiles a request_headers or query_parameters action m at field: both
+// take the value of one request header or query parameter (nameField, given as name) into
+// descriptor_key, both required.
+func compileNamedAction(field string, m proto.Message, kind rlActionKind, nameField, name, key string, skipIfAbsent bool) (rlAction, error) {
+	if err := xdsfield.Check(m, field, nameField, "descriptor_key", "skip_if_absent"); err != nil {
+		return rlAction{}, err
+	}
+	if name == "" || key == "" {
+		return rlAction{}, fmt.Errorf("%s: %s and descriptor_key are required", field, nameField)
+	}
+	return rlAction{kind: kind, key: key, name: name, skipIfAbsent: skipIfAbsent}, nil
 }
 
 // appendDescriptors appends to d the descriptors of the policies of stage, as Envoy's

@@ -106,18 +106,10 @@ func compileBreaker(cb *clusterv3.CircuitBreakers, st *clusterStats) (*breaker, 
 			// Routes do not carry a priority here, so HIGH thresholds would never apply.
 			return nil, fmt.Errorf("%s.priority %v is not supported (only DEFAULT)", path, t.GetPriority())
 		}
-		if v := t.GetMaxConnections(); v != nil {
-			b.cx.max = int64(v.GetValue())
-		}
-		if v := t.GetMaxPendingRequests(); v != nil {
-			b.pending.max = int64(v.GetValue())
-		}
-		if v := t.GetMaxRequests(); v != nil {
-			b.rq.max = int64(v.GetValue())
-		}
-		if v := t.GetMaxRetries(); v != nil {
-			b.retries.max = int64(v.GetValue())
-		}
+		setUint32(&b.cx.max, t.GetMaxConnections())
+		setUint32(&b.pending.max, t.GetMaxPendingRequests())
+		setUint32(&b.rq.max, t.GetMaxRequests())
+		setUint32(&b.retries.max, t.GetMaxRetries())
 		if rb := t.GetRetryBudget(); rb != nil {
 			if err := xdsfield.Check(rb, path+".retry_budget", "budget_percent", "min_retry_concurrency"); err != nil {
 				return nil, err
@@ -127,9 +119,7 @@ func compileBreaker(cb *clusterv3.CircuitBreakers, st *clusterStats) (*breaker, 
 			if v := rb.GetBudgetPercent(); v != nil {
 				b.budgetPct = v.GetValue()
 			}
-			if v := rb.GetMinRetryConcurrency(); v != nil {
-				b.minRetries = int64(v.GetValue())
-			}
+			setUint32(&b.minRetries, rb.GetMinRetryConcurrency())
 		}
 		if t.GetTrackRemaining() {
 			b.cx.remaining, b.pending.remaining = st.cbRemainingCx, st.cbRemainingPending

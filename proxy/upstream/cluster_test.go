@@ -43,9 +43,7 @@ func TestEDSEndpointsUpdate(t *testing.T) {
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{ServiceName: "eds"},
 	}, Deps{})
-	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagNoHealthyUpstream {
-		t.Fatalf("no endpoints: err %v, want UH", err)
-	}
+	getFailsWith(t, cl, FlagNoHealthyUpstream, "no endpoints")
 	if err := cl.SetEndpoints(assignment("eds", a, b)); err != nil {
 		t.Fatal(err)
 	}
@@ -168,9 +166,7 @@ func TestOriginalDst(t *testing.T) {
 	if err != nil || resp.Header.Get("X-Backend") != "b" {
 		t.Fatalf("header original dst: %v %v", resp, err)
 	}
-	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagNoHealthyUpstream {
-		t.Fatalf("no original dst: %v, want UH", err)
-	}
+	getFailsWith(t, cl, FlagNoHealthyUpstream, "no original dst")
 	// Idle hosts are cleaned up.
 	if n := origHosts(cl); n != 2 {
 		t.Fatalf("%d original-dst hosts, want 2", n)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/balance"
@@ -92,6 +93,15 @@ func Compile(c *clusterv3.Cluster, deps Deps) (*Cluster, error) {
 		return nil, fmt.Errorf("compiling cluster %q: %w", c.GetName(), err)
 	}
 	return cl, nil
+}
+
+// dnsLookupFamilies are the dns_lookup_family values by the family they select.
+var dnsLookupFamilies = map[clusterv3.Cluster_DnsLookupFamily]dnsFamily{
+	clusterv3.Cluster_AUTO:         familyAuto,
+	clusterv3.Cluster_V4_ONLY:      familyV4,
+	clusterv3.Cluster_V6_ONLY:      familyV6,
+	clusterv3.Cluster_V4_PREFERRED: familyV4Preferred,
+	clusterv3.Cluster_ALL:          familyAll,
 }
 
 func compile(c *clusterv3.Cluster, deps Deps) (*Cluster, error) {
@@ -197,20 +207,11 @@ func (cl *Cluster) compileDiscovery(c *clusterv3.Cluster) error {
 	// The Go resolver does not expose record TTLs; with respect_dns_ttl the refresh still runs at
 	// dns_refresh_rate (Envoy's lower bound for TTL-driven refresh).
 	cl.respectTTL = c.GetRespectDnsTtl()
-	switch c.GetDnsLookupFamily() {
-	case clusterv3.Cluster_AUTO:
-		cl.dnsFamily = familyAuto
-	case clusterv3.Cluster_V4_ONLY:
-		cl.dnsFamily = familyV4
-	case clusterv3.Cluster_V6_ONLY:
-		cl.dnsFamily = familyV6
-	case clusterv3.Cluster_V4_PREFERRED:
-		cl.dnsFamily = familyV4Preferred
-	case clusterv3.Cluster_ALL:
-		cl.dnsFamily = familyAll
-	default:
+	family, ok := dnsLookupFamilies[c.GetDnsLookupFamily()]
+	if !ok {
 		return fmt.Errorf("dns_lookup_family %v is not supported", c.GetDnsLookupFamily())
 	}
+	cl.dnsFamily = family
 	if d := c.GetCleanupInterval(); d != nil {
 		if cl.cleanupEvery = d.AsDuration(); cl.cleanupEvery <= 0 {
 			return fmt.Errorf("cleanup_interval must be positive")
@@ -391,37 +392,29 @@ func (cl *Cluster) httpProtocolOptions(path string, o *httpv3.HttpProtocolOption
 		}
 	}
 	type h12 interface {
+		proto.Message
 		GetHttpProtocolOptions() *corev3.Http1ProtocolOptions
 		GetHttp2ProtocolOptions() *corev3.Http2ProtocolOptions
 	}
 	var sub h12
 	var subPath string
+	var mode protocol
 	switch {
 	case o.GetExplicitHttpConfig() != nil:
-		e := o.GetExplicitHttpConfig()
-		subPath = path + ".explicit_http_config"
-		if err := xdsfield.Check(e, subPath, "http_protocol_options", "http2_protocol_options"); err != nil {
-			return err
+		sub, subPath, mode = o.GetExplicitHttpConfig(), path+".explicit_http_config", protoHTTP1
+		if o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil {
+			mode = protoHTTP2
 		}
-		cl.proto = protoHTTP1
-		if e.GetHttp2ProtocolOptions() != nil {
-			cl.proto = protoHTTP2
-		}
-		sub = e
 	case o.GetUseDownstreamProtocolConfig() != nil:
-		subPath = path + ".use_downstream_protocol_config"
-		if err := xdsfield.Check(o.GetUseDownstreamProtocolConfig(), subPath, "http_protocol_options", "http2_protocol_options"); err != nil {
-			return err
-		}
-		cl.proto = protoDownstream
-		sub = o.GetUseDownstreamProtocolConfig()
+		sub, subPath, mode = o.GetUseDownstreamProtocolConfig(), path+".use_downstream_protocol_config", protoDownstream
 	case o.GetAutoConfig() != nil:
-		subPath = path + ".auto_config"
-		if err := xdsfield.Check(o.GetAutoConfig(), subPath, "http_protocol_options", "http2_protocol_options"); err != nil {
+		sub, subPath, mode = o.GetAutoConfig(), path+".auto_config", protoAuto
+	}
+	if sub != nil {
+		if err := xdsfield.Check(sub, subPath, "http_protocol_options", "http2_protocol_options"); err != nil {
 			return err
 		}
-		cl.proto = protoAuto
-		sub = o.GetAutoConfig()
+		cl.proto = mode
 	}
 	if sub != nil {
 		if h1 := sub.GetHttpProtocolOptions(); h1 != nil {
@@ -456,16 +449,17 @@ func (cl *Cluster) h2Options(path string, h2 *corev3.Http2ProtocolOptions) error
 			return fmt.Errorf("%s.connection_keepalive.timeout is required", path)
 		}
 	}
-	if v := h2.GetMaxConcurrentStreams(); v != nil {
-		cl.http.maxStreams = int(v.GetValue())
-	}
-	if v := h2.GetInitialStreamWindowSize(); v != nil {
-		cl.http.streamWindow = int(v.GetValue())
-	}
-	if v := h2.GetInitialConnectionWindowSize(); v != nil {
-		cl.http.connWindow = int(v.GetValue())
-	}
+	setUint32(&cl.http.maxStreams, h2.GetMaxConcurrentStreams())
+	setUint32(&cl.http.streamWindow, h2.GetInitialStreamWindowSize())
+	setUint32(&cl.http.connWindow, h2.GetInitialConnectionWindowSize())
 	return nil
+}
+
+// setUint32 sets *dst to v's value when v is set, leaving the default otherwise.
+func setUint32[T ~int | ~int64 | ~uint32](dst *T, v *wrapperspb.UInt32Value) {
+	if v != nil {
+		*dst = T(v.GetValue())
+	}
 }
 
 func (cl *Cluster) commonOptions(path string, o *corev3.HttpProtocolOptions) error {

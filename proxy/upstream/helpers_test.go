@@ -210,6 +210,18 @@ func (r *byteReader) Read(p []byte) (int, error) {
 }
 
 // flagOf returns the response flag of an upstream error, or "".
+// getFailsWith sends GET / through cl and fails t unless it fails with the response flag want;
+// what names the request in the failure message ("" for none).
+func getFailsWith(t *testing.T, cl *Cluster, want, what string) {
+	t.Helper()
+	if what != "" {
+		what += ": "
+	}
+	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != want {
+		t.Fatalf("%serr = %v, want %s", what, err, want)
+	}
+}
+
 func flagOf(err error) string {
 	var ue *Error
 	if errors.As(err, &ue) {
@@ -238,6 +250,14 @@ func (g *gate) wait(r *http.Request) {
 }
 
 func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+
+// breakerCluster is a ROUND_ROBIN static cluster name over backend a whose circuit breakers
+// have the one (default priority) threshold th.
+func breakerCluster(name string, a *backend, th *clusterv3.CircuitBreakers_Thresholds) *clusterv3.Cluster {
+	c := staticCluster(name, clusterv3.Cluster_ROUND_ROBIN, a)
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
+	return c
+}
 
 // gatedBackend is backend name, whose requests for /slow wait at the returned gate until it
 // opens, at the end of the test at the latest.

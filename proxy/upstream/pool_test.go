@@ -271,9 +271,7 @@ func TestTLSUpstream(t *testing.T) {
 	c := staticCluster("tls-bad-san", clusterv3.Cluster_ROUND_ROBIN, b)
 	c.TransportSocket = upstreamTLS(t, pki, "spiffe://test.local/ns/default/sa/other")
 	cl, _ := compileT(t, c, tlsDeps())
-	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagConnectFailure {
-		t.Fatalf("wrong SAN: err = %v, want UF", err)
-	}
+	getFailsWith(t, cl, FlagConnectFailure, "wrong SAN")
 	// Dial (TCP proxy) also runs the TLS handshake.
 	c = staticCluster("tls-dial", clusterv3.Cluster_ROUND_ROBIN, b)
 	c.TransportSocket = upstreamTLS(t, pki, san, "http/1.1")

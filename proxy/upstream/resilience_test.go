@@ -54,9 +54,7 @@ func TestConnectionClosedBeforeResponseIsUC(t *testing.T) {
 	c := staticCluster("rst", clusterv3.Cluster_ROUND_ROBIN)
 	c.LoadAssignment.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint("127.0.0.1", port)}}}
 	cl, _ := compileT(t, c, Deps{})
-	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagConnectionTerminate {
-		t.Fatalf("err = %v, want UC", err)
-	}
+	getFailsWith(t, cl, FlagConnectionTerminate, "")
 }
 
 func TestUpstreamTimeoutIsUT(t *testing.T) {
@@ -77,20 +75,14 @@ func TestUpstreamTimeoutIsUT(t *testing.T) {
 
 func TestCircuitBreakerMaxRequestsIsUO(t *testing.T) {
 	a, g := gatedBackend(t, "a")
-	c := staticCluster("cb", clusterv3.Cluster_ROUND_ROBIN, a)
-	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-		MaxRequests: u32(1), TrackRemaining: true,
-	}}}
-	cl, st := compileT(t, c, Deps{})
+	cl, st := compileT(t, breakerCluster("cb", a, &clusterv3.CircuitBreakers_Thresholds{MaxRequests: u32(1), TrackRemaining: true}), Deps{})
 	done := make(chan error, 1)
 	go func() {
 		_, err := do(cl, balance.Context{}, "GET", "/slow")
 		done <- err
 	}()
 	testenv.WaitFor(t, "the slow request to reach the backend", 5*time.Second, func() bool { return g.waiting.Load() == 1 })
-	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagOverflow {
-		t.Fatalf("second request: err = %v, want UO", err)
-	}
+	getFailsWith(t, cl, FlagOverflow, "second request")
 	if counter(st, "cluster.cb.upstream_rq_pending_overflow") != 1 {
 		t.Fatal("upstream_rq_pending_overflow not counted")
 	}
@@ -109,11 +101,7 @@ func TestCircuitBreakerMaxRequestsIsUO(t *testing.T) {
 
 func TestCircuitBreakerConnectionsAndPending(t *testing.T) {
 	a, g := gatedBackend(t, "a")
-	c := staticCluster("cbcx", clusterv3.Cluster_ROUND_ROBIN, a)
-	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-		MaxConnections: u32(1), MaxPendingRequests: u32(1),
-	}}}
-	cl, st := compileT(t, c, Deps{})
+	cl, st := compileT(t, breakerCluster("cbcx", a, &clusterv3.CircuitBreakers_Thresholds{MaxConnections: u32(1), MaxPendingRequests: u32(1)}), Deps{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	wg.Add(1)
@@ -132,9 +120,7 @@ func TestCircuitBreakerConnectionsAndPending(t *testing.T) {
 	}()
 	testenv.WaitFor(t, "a pending request", 5*time.Second, func() bool { return gauge(st, "cluster.cbcx.upstream_rq_pending_active") == 1 })
 	// The third overflows the pending queue.
-	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagOverflow {
-		t.Fatalf("third request: err = %v, want UO", err)
-	}
+	getFailsWith(t, cl, FlagOverflow, "third request")
 	g.open()
 	wg.Wait()
 	close(errs)
@@ -234,9 +220,7 @@ func TestCloseReleasesPools(t *testing.T) {
 	}
 	cl.Close()
 	testenv.WaitFor(t, "pooled connection to close", 5*time.Second, func() bool { return gauge(st, "cluster.closing.upstream_cx_active") == 0 })
-	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagNoHealthyUpstream {
-		t.Fatalf("closed cluster: err = %v, want UH", err)
-	}
+	getFailsWith(t, cl, FlagNoHealthyUpstream, "closed cluster")
 }
 
 func TestCloseLetsInFlightRequestsFinish(t *testing.T) {
@@ -317,9 +301,7 @@ func TestLocalityWeightedEndToEnd(t *testing.T) {
 
 func TestDialRespectsMaxConnections(t *testing.T) {
 	a := newBackend(t, "a")
-	c := staticCluster("dialcb", clusterv3.Cluster_ROUND_ROBIN, a)
-	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxConnections: u32(1)}}}
-	cl, st := compileT(t, c, Deps{})
+	cl, st := compileT(t, breakerCluster("dialcb", a, &clusterv3.CircuitBreakers_Thresholds{MaxConnections: u32(1)}), Deps{})
 	first, err := cl.Dial(context.Background(), balance.Context{})
 	if err != nil {
 		t.Fatal(err)
@@ -344,7 +326,5 @@ func TestHTTP2StreamResetIsUR(t *testing.T) {
 	c := staticCluster("rst2", clusterv3.Cluster_ROUND_ROBIN, a)
 	c.TypedExtensionProtocolOptions = protoOptions(t, explicitH2())
 	cl, _ := compileT(t, c, Deps{})
-	if _, err := do(cl, balance.Context{}, "GET", "/"); flagOf(err) != FlagUpstreamReset {
-		t.Fatalf("err = %v, want UR", err)
-	}
+	getFailsWith(t, cl, FlagUpstreamReset, "")
 }

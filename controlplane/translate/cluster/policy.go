@@ -85,26 +85,19 @@ func flatten(tp *networking.TrafficPolicy, port uint32) *networking.TrafficPolic
 
 // overlay sets every field present in sub on out.
 func overlay(out, sub *networking.TrafficPolicy) {
-	if sub.LoadBalancer != nil {
-		out.LoadBalancer = sub.LoadBalancer
-	}
-	if sub.ConnectionPool != nil {
-		out.ConnectionPool = sub.ConnectionPool
-	}
-	if sub.OutlierDetection != nil {
-		out.OutlierDetection = sub.OutlierDetection
-	}
-	if sub.Tls != nil {
-		out.Tls = sub.Tls
-	}
-	if sub.Tunnel != nil {
-		out.Tunnel = sub.Tunnel
-	}
-	if sub.ProxyProtocol != nil {
-		out.ProxyProtocol = sub.ProxyProtocol
-	}
-	if sub.RetryBudget != nil {
-		out.RetryBudget = sub.RetryBudget
+	override(&out.LoadBalancer, sub.LoadBalancer)
+	override(&out.ConnectionPool, sub.ConnectionPool)
+	override(&out.OutlierDetection, sub.OutlierDetection)
+	override(&out.Tls, sub.Tls)
+	override(&out.Tunnel, sub.Tunnel)
+	override(&out.ProxyProtocol, sub.ProxyProtocol)
+	override(&out.RetryBudget, sub.RetryBudget)
+}
+
+// override sets *dst to v when v is set.
+func override[T any](dst **T, v *T) {
+	if v != nil {
+		*dst = v
 	}
 }
 

@@ -24,11 +24,9 @@ func TestBuilderConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; j < 5; j++ {
+	for range 4 {
+		wg.Go(func() {
+			for range 5 {
 				got, err := b.Outbound(80)
 				if err != nil {
 					t.Error(err)
@@ -43,7 +41,7 @@ func TestBuilderConcurrent(t *testing.T) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }

@@ -97,6 +97,15 @@ type l4Match struct {
 	sourceNamespace string
 }
 
+// l4Matches converts the match attributes of a tls or tcp route with conv; nil for none.
+func l4Matches[M any](ms []M, conv func(M) *l4Match) []*l4Match {
+	var out []*l4Match
+	for _, m := range ms {
+		out = append(out, conv(m))
+	}
+	return out
+}
+
 func (b *Builder) l4RoutesOf(v *virtualService, port uint32, gateway string, tls bool) ([]L4Route, error) {
 	c := &routeCtx{b: b, obj: v.obj, rootNS: v.obj.Namespace, port: port, gateway: gateway, vsGateways: v.gateways}
 	type l4Route struct {
@@ -108,21 +117,17 @@ func (b *Builder) l4RoutesOf(v *virtualService, port uint32, gateway string, tls
 	if tls {
 		kind = "tls"
 		for _, r := range v.spec.Tls {
-			lr := l4Route{dests: r.Route}
-			for _, m := range r.Match {
-				lr.matches = append(lr.matches, &l4Match{port: m.Port, subnets: m.DestinationSubnets, sniHosts: m.SniHosts,
-					sourceLabels: m.SourceLabels, gateways: m.Gateways, sourceNamespace: m.SourceNamespace})
-			}
-			routes = append(routes, lr)
+			routes = append(routes, l4Route{dests: r.Route, matches: l4Matches(r.Match, func(m *networking.TLSMatchAttributes) *l4Match {
+				return &l4Match{port: m.Port, subnets: m.DestinationSubnets, sniHosts: m.SniHosts,
+					sourceLabels: m.SourceLabels, gateways: m.Gateways, sourceNamespace: m.SourceNamespace}
+			})})
 		}
 	} else {
 		for _, r := range v.spec.Tcp {
-			lr := l4Route{dests: r.Route}
-			for _, m := range r.Match {
-				lr.matches = append(lr.matches, &l4Match{port: m.Port, subnets: m.DestinationSubnets, sourceSubnet: m.SourceSubnet,
-					sourceLabels: m.SourceLabels, gateways: m.Gateways, sourceNamespace: m.SourceNamespace})
-			}
-			routes = append(routes, lr)
+			routes = append(routes, l4Route{dests: r.Route, matches: l4Matches(r.Match, func(m *networking.L4MatchAttributes) *l4Match {
+				return &l4Match{port: m.Port, subnets: m.DestinationSubnets, sourceSubnet: m.SourceSubnet,
+					sourceLabels: m.SourceLabels, gateways: m.Gateways, sourceNamespace: m.SourceNamespace}
+			})})
 		}
 	}
 	var out []L4Route
