@@ -120,8 +120,13 @@ func Run(ctx context.Context, o Options) error {
 
 	b := &builder{mesh: meshCfg, sources: sources, log: log}
 	b.problems = newProblems(log)
+	var arState string // where the entries survive a restart
+	if o.DataDir != "" {
+		arState = filepath.Join(o.DataDir, "autoregister.json")
+	}
 	ar, err := autoregister.New(autoregister.Options{
 		Grace:        o.AutoRegisterGrace,
+		StateFile:    arState,
 		Logger:       log,
 		Lookup:       b.workloadGroup,
 		ControlPlane: hostname(),

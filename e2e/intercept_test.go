@@ -53,7 +53,8 @@ func init() {
 //	get URL [HOST]         GETs URL once (with Host HOST), prints "RESULT <status> <body>", then waits for SIGTERM
 //	get-via PROXY URL      GETs URL through the HTTP proxy PROXY (absolute-form), as get
 //	get-all URL...         GETs each URL, prints "RESULT URL <status> <body>", then waits
-//	tcp-send MSG ADDR...   sends MSG to each, prints "RESULT ADDR <reply>", then waits for SIGTERM
+//	tcp-send MSG ADDR...   sends MSG to each (retrying a failed send for up to 20 s), prints
+//	                       "RESULT ADDR <reply>", then waits for SIGTERM
 func runApp(args []string) error {
 	wait := func() error {
 		ch := make(chan os.Signal, 1)
@@ -129,8 +130,16 @@ func runApp(args []string) error {
 		}
 		return wait()
 	case "tcp-send":
+		// The first connection may come before every proxy on the path has its configuration
+		// (the app starts when its own sidecar is ready, not the server's): retry a failed send,
+		// bounded, as a client would.
 		for _, addr := range args[2:] {
-			fmt.Printf("RESULT %s %s\n", addr, sendLine(addr, args[1]))
+			reply := sendLine(addr, args[1])
+			for i := 0; i < 40 && strings.HasPrefix(reply, "error"); i++ {
+				time.Sleep(500 * time.Millisecond)
+				reply = sendLine(addr, args[1])
+			}
+			fmt.Printf("RESULT %s %s\n", addr, reply)
 		}
 		return wait()
 	}

@@ -338,7 +338,10 @@ func straitdCrash(t *testing.T, up *upProc, bin, dir string) {
 		t.Fatalf("finding straitd: %v %q", err, out)
 	}
 	stop := make(chan struct{})
-	type result struct{ sent, failed int }
+	type result struct {
+		sent, failed int
+		first        string // the first failure
+	}
 	res := make(chan result)
 	go func() { // bounded: at most 20,000 requests or until stopped
 		client := &http.Client{Timeout: 5 * time.Second}
@@ -353,13 +356,17 @@ func straitdCrash(t *testing.T, up *upProc, bin, dir string) {
 			r.sent++
 			resp, err := client.Get("http://127.0.0.1:8080/api/book/0")
 			if err != nil {
-				r.failed++
+				if r.failed++; r.first == "" {
+					r.first = err.Error()
+				}
 				continue
 			}
-			io.Copy(io.Discard, resp.Body)
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
-				r.failed++
+				if r.failed++; r.first == "" {
+					r.first = fmt.Sprintf("%d %s", resp.StatusCode, body)
+				}
 			}
 		}
 		<-stop
@@ -375,7 +382,7 @@ func straitdCrash(t *testing.T, up *upProc, bin, dir string) {
 	close(stop)
 	r := <-res
 	if r.failed != 0 || r.sent < 10 {
-		t.Errorf("through straitd's crash and restart: %d of %d requests failed", r.failed, r.sent)
+		t.Errorf("through straitd's crash and restart: %d of %d requests failed, the first: %s", r.failed, r.sent, r.first)
 	}
 	t.Logf("straitd killed and restarted under load: %d requests, %d failed", r.sent, r.failed)
 	client := &http.Client{Timeout: 5 * time.Second}

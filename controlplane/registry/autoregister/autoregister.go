@@ -10,10 +10,12 @@ package autoregister
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,6 +56,15 @@ type Options struct {
 	Grace time.Duration
 	// Logger receives registrations and refusals (default slog.Default()).
 	Logger *slog.Logger
+	// StateFile, when set, keeps the entries across restarts of the control plane, as Istio's
+	// entries survive istiod's (they are Kubernetes objects): the entries are written there after
+	// every change and restored by New, each with RestoreGrace for its proxy to reconnect. Without
+	// it a restarted straitd would serve no endpoint of an auto-registered workload until that
+	// workload's proxy reconnects, failing traffic that its proxies could still serve.
+	StateFile string
+	// RestoreGrace is how long a restored entry waits for its proxy (default: Grace, and at
+	// least 30 s, the longest reconnect backoff of strait-proxy).
+	RestoreGrace time.Duration
 
 	// afterFunc schedules removals; tests replace it to fire timers by hand.
 	afterFunc func(d time.Duration, f func()) (stop func() bool)
@@ -97,14 +108,85 @@ func New(opts Options) (*Registry, error) {
 	if opts.afterFunc == nil {
 		opts.afterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
-	return &Registry{
+	if opts.RestoreGrace <= 0 {
+		opts.RestoreGrace = max(opts.Grace, 30*time.Second)
+	}
+	r := &Registry{
 		opts:     opts,
 		log:      opts.Logger.With("component", "autoregister"),
 		entries:  make(map[config.Key]*entry),
 		byProxy:  make(map[string]config.Key),
 		refusals: make(map[string]error),
 		changed:  make(chan struct{}, 1),
-	}, nil
+	}
+	if opts.StateFile != "" {
+		r.restore()
+	}
+	return r, nil
+}
+
+// maxStateFile bounds the state file read back at start.
+const maxStateFile = 64 << 20
+
+// restore loads the entries of StateFile, each waiting RestoreGrace for its proxy. A missing file
+// is a first start; an unreadable one is logged and ignored (the proxies re-register).
+func (r *Registry) restore() {
+	data, err := os.ReadFile(r.opts.StateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err == nil && len(data) > maxStateFile {
+		err = fmt.Errorf("%d bytes, more than %d", len(data), maxStateFile)
+	}
+	if err != nil {
+		r.log.Warn("not restoring auto-registered workloads", "file", r.opts.StateFile, "err", err)
+		return
+	}
+	objs, errs := config.Decode(r.opts.StateFile, data)
+	for _, err := range errs {
+		r.log.Warn("not restoring an auto-registered workload", "err", err)
+	}
+	for _, o := range objs {
+		if o.Kind != config.WorkloadEntry {
+			continue
+		}
+		o.Origin = Origin
+		key := o.Key()
+		r.entries[key] = &entry{obj: o, proxies: map[string]struct{}{},
+			stop: r.opts.afterFunc(r.opts.RestoreGrace, func() { r.expire(key, 0) })}
+		r.version++
+	}
+	if len(objs) > 0 {
+		r.log.Info("restored auto-registered workloads; each waits for its proxy to reconnect",
+			"entries", len(r.entries), "grace", r.opts.RestoreGrace)
+	}
+}
+
+// persist writes the current entries to StateFile (a Kubernetes List, atomically), so that a
+// restarted control plane serves them at once.
+func (r *Registry) persist() {
+	if r.opts.StateFile == "" {
+		return
+	}
+	items := []json.RawMessage{}
+	for _, o := range r.List() {
+		b, err := config.MarshalJSON(o)
+		if err != nil {
+			r.log.Warn("not persisting an auto-registered workload", "entry", o.Key().String(), "err", err)
+			continue
+		}
+		items = append(items, b)
+	}
+	b, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
+	if err == nil {
+		tmp := r.opts.StateFile + ".tmp"
+		if err = os.WriteFile(tmp, b, 0o600); err == nil {
+			err = os.Rename(tmp, r.opts.StateFile)
+		}
+	}
+	if err != nil {
+		r.log.Warn("persisting auto-registered workloads", "file", r.opts.StateFile, "err", err)
+	}
 }
 
 // SnapshotLookup returns an Options.Lookup that finds WorkloadGroups in the snapshot current()
@@ -343,6 +425,7 @@ func (r *Registry) Run(ctx context.Context, onChange func()) error {
 		case <-ctx.Done():
 			return nil
 		case <-r.changed:
+			r.persist()
 			onChange()
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -351,5 +352,45 @@ func TestSnapshotLookup(t *testing.T) {
 	}
 	if _, ok := lookup("other", "vms"); ok {
 		t.Errorf("found a group in the wrong namespace")
+	}
+}
+
+// TestEntriesSurviveARestart: with a state file, a new Registry (a restarted straitd) serves the
+// entries of the old one at once, keeps one whose proxy reconnects, and removes one whose proxy
+// does not come back within the restore grace.
+func TestEntriesSurviveARestart(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "autoregister.json")
+	r1, err := New(Options{Lookup: lookup, StateFile: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	changes := make(chan int, 16)
+	done := make(chan error)
+	go func() { done <- r1.Run(ctx, func() { changes <- len(r1.List()) }) }()
+	back, gone := proxy(t, "127.0.0.7", "vms", nil), proxy(t, "127.0.0.8", "vms", nil)
+	r1.OnConnect(back)
+	waitChange(t, changes, 1)
+	r1.OnConnect(gone)
+	waitChange(t, changes, 2) // persisted after each change
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	timers := &manualTimers{}
+	r2, err := New(Options{Lookup: lookup, StateFile: state, afterFunc: timers.afterFunc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r2.List(); len(got) != 2 || got[0].Origin != Origin ||
+		got[0].Spec.(*networkingv1alpha3.WorkloadEntry).GetAddress() != "127.0.0.7" {
+		t.Fatalf("restored entries: %v", got)
+	}
+	r2.OnConnect(back)
+	timers.fireAll() // the restore grace ends
+	got := r2.List()
+	if len(got) != 1 || got[0].Spec.(*networkingv1alpha3.WorkloadEntry).GetAddress() != "127.0.0.7" {
+		t.Errorf("after the restore grace: %v, want only the reconnected 127.0.0.7", got)
 	}
 }
