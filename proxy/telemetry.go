@@ -1,6 +1,9 @@
 package proxy
 
-import "github.com/strait-mesh/strait/proxy/telemetry"
+import (
+	"github.com/strait-mesh/strait/proxy/l4"
+	"github.com/strait-mesh/strait/proxy/telemetry"
+)
 
 // newTelemetry creates the recorder of Istio's standard metrics for the proxy's workload,
 // rendered on the admin's /stats/prometheus with the other statistics. The SPIFFE ID used
@@ -15,4 +18,32 @@ func (p *Proxy) newTelemetry() *telemetry.Recorder {
 		o.LocalPrincipal = a.Identity
 	}
 	return telemetry.New(o)
+}
+
+// l4Env reports every proxied TCP connection in Istio's istio_tcp_* metrics (l4.Observer): the
+// reporter from the tcp_proxy's stat prefix (Istio sets it to the cluster), the peer from the
+// connection's certificates.
+var _ l4.Observer = l4Env{}
+
+// tcpSeries finds the metrics series of a connection.
+func (e l4Env) tcpSeries(r *l4.Record) *telemetry.TCPSeries {
+	if e.telemetry == nil {
+		return nil
+	}
+	return e.telemetry.TCP(&telemetry.TCPConn{Reporter: telemetry.ReporterForTCPStatPrefix(r.StatPrefix),
+		Cluster: r.Cluster, Peer: r.PeerCertificate, Local: r.LocalCertificate})
+}
+
+// TCPOpened implements l4.Observer: istio_tcp_connections_opened_total.
+func (e l4Env) TCPOpened(r *l4.Record) { e.tcpSeries(r).Opened() }
+
+// TCPClosed implements l4.Observer: istio_tcp_connections_closed_total and the byte counters,
+// for connections whose upstream was established (as Envoy's istio stats filter counts them).
+func (e l4Env) TCPClosed(r *l4.Record) {
+	if r.Upstream == nil {
+		return
+	}
+	s := e.tcpSeries(r)
+	s.Closed()
+	s.Bytes(int64(r.BytesReceived), int64(r.BytesSent))
 }

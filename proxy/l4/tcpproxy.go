@@ -256,6 +256,9 @@ type Record struct {
 	// Flag is Envoy's response flag: "" for a normal connection, "NR" for an unknown cluster, and
 	// UF, UH, UO (from the cluster's *upstream.Error) when connecting failed.
 	Flag string
+	// PeerCertificate is the verified client certificate (leaf) of a TLS-terminated connection,
+	// LocalCertificate the proxy's own on it; nil otherwise.
+	PeerCertificate, LocalCertificate *x509.Certificate
 }
 
 // Observer, when implemented by an Env, is told when a connection's upstream is established
@@ -278,7 +281,10 @@ func (p *TCPProxy) Serve(ctx context.Context, c net.Conn, info ConnInfo) {
 	obs, observed := p.env.(Observer)
 	if observed || p.accessLog != nil {
 		rec = &Record{StatPrefix: p.statPrefix, Cluster: name, Source: info.Source, OriginalDst: info.OriginalDst,
-			ServerName: info.ServerName, Start: time.Now()}
+			ServerName: info.ServerName, Start: time.Now(), LocalCertificate: info.LocalCertificate}
+		if len(info.PeerCertificates) > 0 {
+			rec.PeerCertificate = info.PeerCertificates[0]
+		}
 		defer func() {
 			rec.Duration = time.Since(rec.Start)
 			if p.accessLog != nil {
