@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +42,10 @@ spec:
 		return testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "sidecar", Name: name, Namespace: "e2e", IP: ip,
 			Labels: map[string]string{"app": app}, Extra: append([]string{"--interception-mode", "NONE"}, sd.Identity(t, "e2e", sa)...)})
 	}
-	server := sidecar("reviews-1", serverIP, "reviews", "reviews")
+	statusAddr := net.JoinHostPort(serverIP, "15020") // Istio's status port, beside the admin
+	server := testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "sidecar", Name: "reviews-1", Namespace: "e2e", IP: serverIP,
+		Labels: map[string]string{"app": "reviews"}, Extra: append([]string{"--interception-mode", "NONE",
+			"--status-address", statusAddr, "--app-metrics-url", "http://" + app.Addr() + "/metrics"}, sd.Identity(t, "e2e", "reviews")...)})
 	client := sidecar("client-1", clientIP, "client", "client")
 	host := "reviews.e2e.svc.cluster.local:9080"
 	get := func(path, id string) int {
@@ -79,4 +85,23 @@ spec:
 	server.WaitOutput(t, regexp.MustCompile(start+q(`"GET /hello/secret HTTP/1.1" 403 - rbac_access_denied_matched_policy[ns[e2e]-policy[no-secrets]-rule[0]] - "-" 0 19 `)+
 		`\d+ - `+q(`"-" "accesslog-e2e/1" "`+deniedID+`"`)), 20*time.Second)
 	client.WaitOutput(t, regexp.MustCompile(q(`"GET /hello/secret HTTP/1.1" 403 - via_upstream - "-" 0 19 `)+`\d+ \d+ `+q(`"-" "accesslog-e2e/1" "`+deniedID+`"`)), 20*time.Second)
+
+	// Istio's status port: ready, and the merged Prometheus page has the server sidecar's
+	// standard metrics for these requests, reported as the destination with the caller's
+	// verified identity (and the application's own page, here the echo of /metrics).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if code, body, err := testenv.Get(ctx, "http://"+statusAddr+"/healthz/ready", nil); err != nil || code != http.StatusOK {
+		t.Errorf("/healthz/ready: %d %v %s", code, err, body)
+	}
+	_, metrics, err := testenv.Get(ctx, "http://"+statusAddr+"/stats/prometheus", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`istio_requests_total{reporter="destination"`, `source_principal="spiffe://cluster.local/ns/e2e/sa/client"`,
+		`response_code="403"`, `connection_security_policy="mutual_tls"`, `"path":"/metrics"`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("the status port's metrics lack %s", want)
+		}
+	}
 }

@@ -32,6 +32,11 @@ type Options struct {
 	// admin.DefaultSocketPath(Node.Namespace, Node.Name, AdminAddress), and a default path that
 	// cannot be bound is only a warning; "-" disables the socket.
 	AdminSocket string
+	// StatusAddress serves Istio's 15020 (merged /stats/prometheus with AppMetricsURL's metrics,
+	// /healthz/ready); PrometheusAddress Istio's 15090 (/stats/prometheus). "" or "-": off.
+	StatusAddress, PrometheusAddress string
+	// AppMetricsURL is the application's Prometheus endpoint merged into StatusAddress's.
+	AppMetricsURL string
 	// DrainDuration bounds how long open connections may finish after SIGTERM,
 	// /quitquitquit, or a listener's removal (default 5s, as Istio's terminationDrainDuration).
 	DrainDuration time.Duration

@@ -188,6 +188,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 	octx, stopOverload := context.WithCancel(context.Background())
 	defer stopOverload()
 	go p.overload.Run(octx)
+	st, err := admin.ListenStatus(admin.StatusOptions{Address: p.opts.StatusAddress, PrometheusAddress: p.opts.PrometheusAddress,
+		AppMetricsURL: p.opts.AppMetricsURL, Source: adminSource{p}, Stats: p.stats, Logger: p.log})
+	if err != nil {
+		return fmt.Errorf("starting the status listeners: %w", err)
+	}
+	defer st.Close()
 	var adm *admin.Server
 	socket, defaultSocket := p.opts.AdminSocket, false
 	if socket == "" && p.opts.AdminAddress != "-" {

@@ -143,6 +143,9 @@ func main() {
 	f.StringVar(&xdsTLS.CertChain, "xds-cert", env("", "XDS_CERT"), "PEM client certificate for mutual TLS to the control plane")
 	f.StringVar(&xdsTLS.Key, "xds-key", env("", "XDS_KEY"), "PEM private key of --xds-cert")
 	f.StringVar(&xdsTLS.ServerName, "xds-server-name", env("", "XDS_SERVER_NAME"), "name verified in the control plane's certificate (default: the address host)")
+	f.StringVar(&o.StatusAddress, "status-address", "-", "TCP address of Istio's status port (15020): merged /stats/prometheus and /healthz/ready; - disables it")
+	f.StringVar(&o.PrometheusAddress, "prometheus-address", "-", "TCP address of Istio's Prometheus port (15090): the proxy's /stats/prometheus; - disables it")
+	f.StringVar(&o.AppMetricsURL, "app-metrics-url", "", "the application's Prometheus endpoint (Istio's prometheus.io/port and /path annotations), merged into --status-address's /stats/prometheus")
 	f.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1:15000", "TCP address of the read-only admin endpoints (/stats, /ready, /config_dump, ...); - disables the admin interface unless --admin-socket is given")
 	f.StringVar(&o.AdminSocket, "admin-socket", env("", "STRAIT_ADMIN_SOCKET"), "Unix socket (mode 0600, the proxy's user and root only) serving every admin endpoint, including /quitquitquit, /drain_listeners, /logging and /debug/pprof/; - disables it "+
 		"(default: NAMESPACE.WORKLOAD@HOST_PORT.sock of --admin-address in $XDG_RUNTIME_DIR/strait, else /var/run/strait for root, else $TMPDIR/strait-UID)")

@@ -1,0 +1,62 @@
+package admin
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/strait-mesh/strait/internal/testenv"
+	"github.com/strait-mesh/strait/proxy/stats"
+)
+
+// TestStatusListeners: Istio's 15020 merges the proxy's Prometheus statistics with the
+// application's and answers /healthz/ready with the proxy's readiness; 15090 has the proxy's
+// statistics only.
+func TestStatusListeners(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "# TYPE app_orders_total counter\napp_orders_total 42")
+	}))
+	defer app.Close()
+	st := stats.NewStore()
+	st.Counter("cluster.x.upstream_rq_total", "envoy_cluster_upstream_rq_total").Add(3)
+	src := &fakeSource{}
+	status, prom := "127.0.0.1:"+strconv.Itoa(testenv.FreePort(t)), "127.0.0.1:"+strconv.Itoa(testenv.FreePort(t))
+	ss, err := ListenStatus(StatusOptions{Address: status, PrometheusAddress: prom, AppMetricsURL: app.URL,
+		Source: src, Stats: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("http://" + status + "/healthz/ready"); code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz/ready before the proxy is ready: %d, want 503", code)
+	}
+	src.ready.Store(true)
+	if code, body := get("http://" + status + "/healthz/ready"); code != http.StatusOK || !strings.Contains(body, "LIVE") {
+		t.Errorf("/healthz/ready when ready: %d %q", code, body)
+	}
+	_, merged := get("http://" + status + "/stats/prometheus")
+	if !strings.Contains(merged, "envoy_cluster_upstream_rq_total") || !strings.HasSuffix(merged, "app_orders_total 42\n") {
+		t.Errorf("merged metrics lack the proxy's or the application's:\n%s", merged)
+	}
+	_, own := get("http://" + prom + "/stats/prometheus")
+	if !strings.Contains(own, "envoy_cluster_upstream_rq_total") || strings.Contains(own, "app_orders_total") {
+		t.Errorf("15090 metrics:\n%s", own)
+	}
+	if _, err := ListenStatus(StatusOptions{Address: status, Source: src}); err == nil {
+		t.Error("a second listener on the same address started")
+	}
+}
