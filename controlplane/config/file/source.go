@@ -516,6 +516,10 @@ func (s *Source) Run(ctx context.Context, onChange func()) error {
 			reload()
 		case <-rootPollC:
 			if _, err := os.Stat(s.dir); err == nil {
+				// Watch the recreated tree first, then read it: a file written between a scan
+				// and the watch would otherwise go unseen until the next change (a CI flake).
+				_, dirs, _ := s.scan()
+				syncWatches(dirs)
 				reload()
 			}
 		}
