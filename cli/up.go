@@ -204,9 +204,17 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 	}
 
 	done = step(out, "starting straitd (control plane)")
+	// The demo's MeshConfig (Istio's "mesh" section): every proxy writes Istio's access log line
+	// for each request to its log in logs/. An edit applies when straitd restarts.
+	meshFile := filepath.Join(dir, "mesh.yaml")
+	if _, err := os.Stat(meshFile); os.IsNotExist(err) {
+		if err := os.WriteFile(meshFile, []byte(upMeshConfig), 0o644); err != nil {
+			return done(err)
+		}
+	}
 	straitdArgs := []string{filepath.Join(bin, "straitd"), "--config-dir", filepath.Join(dir, "config"),
 		"--data-dir", filepath.Join(dir, "data"), "--http-listen", o.http, "--mesh-address", o.mesh,
-		"--autoregister-grace", "1s"}
+		"--autoregister-grace", "1s", "--mesh-config", meshFile}
 	if o.xds != "" {
 		straitdArgs = append(straitdArgs, "--xds-listen", o.xds) // plaintext, for development clients
 	}
@@ -347,6 +355,12 @@ func superviseStraitd(ctx context.Context, out io.Writer, dead *child, launch fu
 		fmt.Fprintf(out, "restarting straitd failed (attempt %d): %v; trying again in %s\n", attempt, err, backoff)
 	}
 }
+
+// upMeshConfig is the MeshConfig strait up writes to <dir>/mesh.yaml on its first run.
+const upMeshConfig = `# MeshConfig for strait up's mesh (Istio's "mesh" section of the istio ConfigMap).
+# Every proxy logs each request in Istio's default format to its log in logs/.
+accessLogFile: /dev/stdout
+`
 
 // adminTokenFile is straitd's admin token in its data dir (controlplane.AdminTokenFile).
 const adminTokenFile = "admin-token"

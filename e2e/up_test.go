@@ -150,6 +150,14 @@ func TestUpDownTwice(t *testing.T) {
 		}
 
 		if round == 1 {
+			// The demo's mesh config turns access logs on: the ingress logs Istio's line.
+			testenv.Eventually(t, 10*time.Second, func() error {
+				b, err := os.ReadFile(filepath.Join(dir, "logs", "ingress.log"))
+				if err != nil || !strings.Contains(string(b), `"GET /api/book/0 HTTP/1.1" 200 - via_upstream`) {
+					return fmt.Errorf("no access log line in the ingress's log (%v)", err)
+				}
+				return nil
+			})
 			proxiesHaveCertificates(t, dir)
 			everyHopIsMTLS(t, dir)
 			canary(t, strait, dir)
