@@ -150,26 +150,14 @@ func explainRequest(ls []*listenerv3.Listener, f *explainFlags) (*explanation, e
 		return nil, err
 	}
 	ex := &explanation{Listener: l.GetName(), FilterChain: chain.GetName(), Allowed: true, Decision: "ALLOWED"}
-	if !upperMethodName(req.method) {
+	if !httppath.UpperMethod(req.method) {
 		ex.Allowed, ex.Decision = false, "REFUSED (400: a method with lower-case letters)"
 		return ex, nil
 	}
-	opts := httppath.Options{
-		Canonicalize:    m.GetNormalizePath().GetValue(),
-		MergeSlashes:    m.GetMergeSlashes(),
-		UnescapeSlashes: m.GetPathWithEscapedSlashesAction() == hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD,
-	}
-	p, q, hasQ := strings.Cut(req.path, "?")
-	if m.GetPathWithEscapedSlashesAction() == hcmv3.HttpConnectionManager_REJECT_REQUEST && httppath.HasEscapedSlash(p) {
-		ex.Allowed, ex.Decision = false, "REFUSED (400: escaped slashes)"
-		return ex, nil
-	}
-	if p, err = httppath.Normalize(p, opts); err != nil {
+	p, err := httppath.NormalizeURI(req.path, httppath.OptionsFor(m))
+	if err != nil {
 		ex.Allowed, ex.Decision = false, "REFUSED (400: "+err.Error()+")"
 		return ex, nil
-	}
-	if hasQ {
-		p += "?" + q
 	}
 	req.path, ex.Path = p, p
 	custom := "" // the external authorizer a CUSTOM policy sends the request to
@@ -468,7 +456,3 @@ func extAuthzTarget(c *extauthzv3.ExtAuthz) string {
 	}
 	return "unknown service"
 }
-
-// upperMethodName reports whether a method has no lower-case letters (strait-proxy refuses the
-// others with 400).
-func upperMethodName(m string) bool { return strings.ToUpper(m) == m }

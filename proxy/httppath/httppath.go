@@ -17,10 +17,14 @@ package httppath
 import (
 	"errors"
 	"strings"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
-// Errors of Canonicalize; the connection manager answers them with 400.
+// Errors of Canonicalize and NormalizeURI; the connection manager answers them with 400.
 var (
+	// ErrEscapedSlash is a path with %2F or %5C under REJECT_REQUEST.
+	ErrEscapedSlash = errors.New("path contains an escaped slash")
 	// ErrNotAbsolute is a path that does not start with "/".
 	ErrNotAbsolute = errors.New("path does not start with /")
 	// ErrNUL is a path containing %00 (or a raw NUL), which Envoy (and so Istio) always rejects.
@@ -35,6 +39,56 @@ type Options struct {
 	MergeSlashes bool
 	// UnescapeSlashes decodes %2F and %5C first (UNESCAPE_AND_FORWARD).
 	UnescapeSlashes bool
+	// RejectEscapedSlashes refuses a path with %2F or %5C (REJECT_REQUEST).
+	RejectEscapedSlashes bool
+}
+
+// OptionsFor returns the path options of a connection manager's configuration.
+func OptionsFor(m *hcmv3.HttpConnectionManager) Options {
+	a := m.GetPathWithEscapedSlashesAction()
+	return Options{
+		Canonicalize:         m.GetNormalizePath().GetValue(),
+		MergeSlashes:         m.GetMergeSlashes(),
+		UnescapeSlashes:      a == hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD,
+		RejectEscapedSlashes: a == hcmv3.HttpConnectionManager_REJECT_REQUEST,
+	}
+}
+
+// NormalizeURI applies o to the path of an origin-form request URI ("/path?query#fragment"), as
+// the connection manager does before any filter: the fragment, which a client must not send, is
+// dropped, the query is kept as it is, and the path is normalized (Normalize).
+func NormalizeURI(uri string, o Options) (string, error) {
+	path, query, hasQuery := strings.Cut(uri, "?")
+	cut := false // a fragment was dropped
+	if i := strings.IndexByte(path, '#'); i >= 0 {
+		path, hasQuery, cut = path[:i], false, true
+	} else if i := strings.IndexByte(query, '#'); i >= 0 {
+		query, cut = query[:i], true
+	}
+	if o.RejectEscapedSlashes && HasEscapedSlash(path) {
+		return "", ErrEscapedSlash
+	}
+	norm, err := Normalize(path, o)
+	switch {
+	case err != nil:
+		return "", err
+	case norm == path && !cut:
+		return uri, nil // the common case: nothing to rebuild
+	case hasQuery:
+		return norm + "?" + query, nil
+	}
+	return norm, nil
+}
+
+// UpperMethod reports whether a method has no lower-case letters: Istio's normalization refuses
+// the others with 400, since "get" is not GET to an authorization policy.
+func UpperMethod(m string) bool {
+	for i := 0; i < len(m); i++ {
+		if 'a' <= m[i] && m[i] <= 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // Normalize applies o to path in Envoy's order. A path with %00 is refused whatever o says.

@@ -119,3 +119,31 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+func TestNormalizeURI(t *testing.T) {
+	base := Options{Canonicalize: true}
+	for _, c := range []struct {
+		in   string
+		o    Options
+		want string
+		err  error
+	}{
+		{"/a/../b?x=/../y", base, "/b?x=/../y", nil}, // the query is never touched
+		{"/admin#/../public", base, "/admin", nil},   // the fragment goes
+		{"/a?x=1#frag", base, "/a?x=1", nil},         // a fragment after the query too
+		{"/a%2fb", Options{RejectEscapedSlashes: true}, "", ErrEscapedSlash},
+		{"/a%2fb?q", Options{UnescapeSlashes: true}, "/a/b?q", nil},
+		{"/a%00", base, "", ErrNUL},
+	} {
+		got, err := NormalizeURI(c.in, c.o)
+		if got != c.want || err != c.err {
+			t.Errorf("NormalizeURI(%q, %+v) = %q, %v; want %q, %v", c.in, c.o, got, err, c.want, c.err)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = NormalizeURI("/api/v1/books/1?full=1", base) }); n != 0 {
+		t.Errorf("%v allocations for a canonical URI with a query, want 0", n)
+	}
+	if !UpperMethod("GET") || !UpperMethod("M-SEARCH") || UpperMethod("get") || UpperMethod("Delete") {
+		t.Error("UpperMethod")
+	}
+}

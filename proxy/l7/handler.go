@@ -124,7 +124,7 @@ type Handler struct {
 	maxStreamDuration  time.Duration
 	tst                *timeoutStats
 	upgrades           map[string]bool
-	pathOptions        httppath.Options // normalize_path, merge_slashes, UNESCAPE_AND_FORWARD
+	pathOptions        httppath.Options // normalize_path, merge_slashes, escaped slashes
 	escapedSlashes     hcmv3.HttpConnectionManager_PathWithEscapedSlashesAction
 	stripAnyPort       bool
 	stripMatchingPort  bool
@@ -195,17 +195,13 @@ func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, err
 		h2MaxStreams:       defaultH2MaxStreams,
 		h2StreamWindow:     defaultH2StreamWindow,
 		h2ConnWindow:       defaultH2ConnWindow,
-		pathOptions: httppath.Options{
-			Canonicalize:    hcm.GetNormalizePath().GetValue(),
-			MergeSlashes:    hcm.GetMergeSlashes(),
-			UnescapeSlashes: hcm.GetPathWithEscapedSlashesAction() == hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD,
-		},
-		escapedSlashes:    hcm.GetPathWithEscapedSlashesAction(),
-		stripAnyPort:      hcm.GetStripAnyHostPort(),
-		stripMatchingPort: hcm.GetStripMatchingHostPort(),
-		stripTrailingDot:  hcm.GetStripTrailingHostDot(),
-		upgrades:          map[string]bool{},
-		mirrorSem:         make(chan struct{}, maxMirrorsInFlight),
+		pathOptions:        httppath.OptionsFor(hcm),
+		escapedSlashes:     hcm.GetPathWithEscapedSlashesAction(),
+		stripAnyPort:       hcm.GetStripAnyHostPort(),
+		stripMatchingPort:  hcm.GetStripMatchingHostPort(),
+		stripTrailingDot:   hcm.GetStripTrailingHostDot(),
+		upgrades:           map[string]bool{},
+		mirrorSem:          make(chan struct{}, maxMirrorsInFlight),
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

@@ -205,7 +205,7 @@ func (h *Handler) admit(s *Stream) bool {
 // request was answered.
 func (h *Handler) normalize(s *Stream) bool {
 	r := s.R
-	if !upperMethod(r.Method) {
+	if !httppath.UpperMethod(r.Method) {
 		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "invalid_method", "", -1)
 		return false
 	}
@@ -216,41 +216,13 @@ func (h *Handler) normalize(s *Stream) bool {
 		}
 		uri = r.URL.RequestURI() // absolute-form: keep only the origin-form part
 	}
-	path, query, hasQuery := strings.Cut(uri, "?")
-	if i := strings.IndexByte(path, '#'); i >= 0 {
-		path, hasQuery = path[:i], false
-	} else if i := strings.IndexByte(query, '#'); i >= 0 {
-		query = query[:i]
+	uri, err := httppath.NormalizeURI(uri, h.pathOptions)
+	if err == nil && uri != r.RequestURI {
+		err = setRequestURI(r, uri)
 	}
-	if h.escapedSlashes == hcmv3.HttpConnectionManager_REJECT_REQUEST && httppath.HasEscapedSlash(path) {
-		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "path_normalization_failed", "", -1)
-		return false
-	}
-	path, err := httppath.Normalize(path, h.pathOptions)
 	if err != nil {
 		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "path_normalization_failed", "", -1)
 		return false
-	}
-	if hasQuery {
-		uri = path + "?" + query
-	} else {
-		uri = path
-	}
-	if uri != r.RequestURI {
-		if err := setRequestURI(r, uri); err != nil {
-			s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "path_normalization_failed", "", -1)
-			return false
-		}
-	}
-	return true
-}
-
-// upperMethod reports whether a method has no lower-case letters.
-func upperMethod(m string) bool {
-	for i := 0; i < len(m); i++ {
-		if 'a' <= m[i] && m[i] <= 'z' {
-			return false
-		}
 	}
 	return true
 }
