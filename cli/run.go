@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 	"github.com/strait-mesh/strait/internal/netns"
+	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/intercept"
 )
 
@@ -366,6 +368,14 @@ func (w *workload) proxyArgs(extra ...string) []string {
 		args = append(args, "--ca-address", w.ca, "--ca-root-cert", w.o.caRootCert, "--bootstrap-token-file", w.o.bootstrapTokenFile)
 	}
 	return append(args, extra...)
+}
+
+// statusArgs are the sidecar's Istio status ports on the workload's address, where Prometheus
+// scrapes a pod's proxy: 15020 (the proxy's metrics merged with the application's, and
+// /healthz/ready) and 15090 (the proxy's own /stats/prometheus).
+func (w *workload) statusArgs() []string {
+	return []string{"--status-address", net.JoinHostPort(w.ip, strconv.Itoa(vocab.StatusPort)),
+		"--prometheus-address", net.JoinHostPort(w.ip, strconv.Itoa(vocab.PrometheusPort))}
 }
 
 // appEnv is the environment of COMMAND: the caller's, plus where the workload is.

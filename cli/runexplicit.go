@@ -91,8 +91,8 @@ spec:
 func (w *workload) startExplicitProcesses(ctx context.Context, proxyBin string, eAddr netip.Addr, argv []string, stdin io.Reader, stdout, stderr io.Writer) (*exec.Cmd, error) {
 	o := w.o
 	admin := net.JoinHostPort(w.ip, "15000")
-	proxy := exec.Command(proxyBin, w.proxyArgs("--interception-mode", "NONE", "--admin-address", admin,
-		"--dns-address", "")...) // no mesh DNS: sidecars share the host's loopback
+	proxy := exec.Command(proxyBin, w.proxyArgs(append([]string{"--interception-mode", "NONE", "--admin-address", admin,
+		"--dns-address", ""}, w.statusArgs()...)...)...) // no mesh DNS: sidecars share the host's loopback
 	proxy.Stdout = &prefixWriter{w: stderr, prefix: "[" + o.name + " sidecar] "}
 	proxy.Stderr = proxy.Stdout
 	proxy.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}

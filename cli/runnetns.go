@@ -117,7 +117,7 @@ func (w *workload) startNetns(ctx context.Context, proxyBin string, argv []strin
 	if o.captureDNS {
 		dnsAddr = "127.0.0.1:15053"
 	}
-	proxy := exec.Command(proxyBin, w.proxyArgs("--dns-address", dnsAddr)...)
+	proxy := exec.Command(proxyBin, w.proxyArgs(append([]string{"--dns-address", dnsAddr}, w.statusArgs()...)...)...)
 	proxy.Stdout = &prefixWriter{w: stderr, prefix: "[" + o.name + " sidecar] "}
 	proxy.Stderr = proxy.Stdout
 	proxy.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM,

@@ -243,7 +243,8 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 	if err == nil {
 		err = start("ingress", append([]string{filepath.Join(bin, "strait-proxy"), "--mode", "router", "--namespace", "default",
 			"--service-account", "default", "--workload-name", "ingress", "--labels", "istio=ingressgateway",
-			"--admin-address", "127.0.0.1:15000", "--drain-duration", "1s"}, idArgs...)...)
+			"--admin-address", "127.0.0.1:15000", "--status-address", "127.0.0.1:15020",
+			"--prometheus-address", "127.0.0.1:15090", "--drain-duration", "1s"}, idArgs...)...)
 	}
 	if err = done(err); err != nil {
 		return err

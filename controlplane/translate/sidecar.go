@@ -268,7 +268,7 @@ func inboundClusters(snap *mesh.Snapshot, inPorts []listener.InboundPort, explic
 	}
 	var errs []error
 	for _, ip := range inPorts {
-		c, err := cluster.Inbound(ip.Port, ip.Endpoint, ip.TargetPort, ip.ConnectionPool, snap.Mesh)
+		c, err := cluster.Inbound(ip.Port, ip.Endpoint, ip.TargetPort, ip.ConnectionPool, ip.Services, snap.Mesh)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -51,3 +51,11 @@ const (
 func MeshMTLSALPN() []string {
 	return []string{ALPNIstioPeerExchange, ALPNIstio, ALPNIstioHTTP10, ALPNIstioHTTP11, ALPNIstioH2}
 }
+
+// IstioMetadata is the filter_metadata namespace istiod writes its own facts under ("istio"):
+// a route's config origin, and a cluster's services (IstioServicesKey: a list of {host, name,
+// namespace}), where the destination reporter of Istio's metrics finds destination_service.
+const (
+	IstioMetadata    = "istio"
+	IstioServicesKey = "services"
+)

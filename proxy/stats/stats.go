@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // Counter is a monotonically increasing value.
@@ -97,7 +98,7 @@ func metric[M any](s *Store, name, prom string, tags []Tag, field func(*entry) *
 		return *field(e)
 	}
 	m := new(M)
-	e := &entry{name: name, prom: prom, tags: tags}
+	e := &entry{name: name, prom: PromName(prom), tags: promTags(tags)}
 	*field(e) = m
 	s.entries[name] = e
 	return m
@@ -113,7 +114,79 @@ func (s *Store) GaugeFunc(name, prom string, f func() (int64, bool), tags ...Tag
 	if e, ok := s.entries[name]; ok && e.fn != nil {
 		return
 	}
-	s.entries[name] = &entry{name: name, prom: prom, tags: tags, fn: f}
+	s.entries[name] = &entry{name: name, prom: PromName(prom), tags: promTags(tags), fn: f}
+}
+
+// PromName returns name as a valid Prometheus metric name, as Envoy's exposition sanitizes stat
+// names: every character other than [a-zA-Z0-9_:] becomes '_', and a leading digit gets a '_'
+// before it (e.g. "envoy_listener_ssl.connection_error" → "envoy_listener_ssl_connection_error").
+func PromName(name string) string {
+	ok := name != "" && !(name[0] >= '0' && name[0] <= '9')
+	for i := 0; ok && i < len(name); i++ {
+		ok = nameChar(name[i])
+	}
+	if ok {
+		return name
+	}
+	var b strings.Builder
+	if name == "" || (name[0] >= '0' && name[0] <= '9') {
+		b.WriteByte('_')
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; nameChar(c) {
+			b.WriteByte(c)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+func nameChar(c byte) bool {
+	return c == '_' || c == ':' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+}
+
+// promTags returns tags with valid label names (no ':' either, as Prometheus requires).
+func promTags(tags []Tag) []Tag {
+	for i, t := range tags {
+		if n := strings.ReplaceAll(PromName(t.Name), ":", "_"); n != t.Name {
+			out := append([]Tag(nil), tags...)
+			out[i].Name = n
+			return promTags(out)
+		}
+	}
+	return tags
+}
+
+// WriteLabelValue writes v escaped for a quoted Prometheus label value: backslash, double quote
+// and newline are escaped as the text format defines, and bytes that are not valid UTF-8 become
+// U+FFFD (Prometheus refuses the whole scrape over one invalid label value, and values can come
+// from requests, e.g. a Host header).
+func WriteLabelValue(b *strings.Builder, v string) {
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < utf8.RuneSelf {
+			switch c {
+			case '\\':
+				b.WriteString(`\\`)
+			case '"':
+				b.WriteString(`\"`)
+			case '\n':
+				b.WriteString(`\n`)
+			default:
+				b.WriteByte(c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(v[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(v[i : i+n])
+		}
+		i += n
+	}
 }
 
 func (s *Store) sorted() []*entry {
@@ -190,7 +263,10 @@ func (s *Store) WritePrometheus(w io.Writer) error {
 					if i > 0 {
 						b.WriteByte(',')
 					}
-					fmt.Fprintf(&b, "%s=%q", t.Name, t.Value)
+					b.WriteString(t.Name)
+					b.WriteString(`="`)
+					WriteLabelValue(&b, t.Value)
+					b.WriteByte('"')
 				}
 				b.WriteByte('}')
 			}

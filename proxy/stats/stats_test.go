@@ -3,6 +3,9 @@ package stats
 import (
 	"strings"
 	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 func TestStoreRendersTextAndPrometheus(t *testing.T) {
@@ -64,5 +67,34 @@ func TestGaugeFuncOmittedWithoutValue(t *testing.T) {
 	}
 	if want := "# TYPE istio_agent_cert_expiry_seconds gauge\nistio_agent_cert_expiry_seconds{resource_name=\"default\"} 86399\n"; prom.String() != want {
 		t.Fatalf("prometheus: %q, want %q", prom.String(), want)
+	}
+}
+
+// TestPrometheusOutputParses renders names and label values Envoy's stat names and requests can
+// carry (dots, pipes, a leading digit, quotes, newlines, invalid UTF-8) and parses the page with
+// Prometheus' own text parser, which refuses a whole scrape over one bad line.
+func TestPrometheusOutputParses(t *testing.T) {
+	s := NewStore()
+	s.Counter("listener.a.ssl.connection_error", "envoy_listener_ssl.connection_error", Tag{"envoy_listener_address", "0.0.0.0_443"}).Inc()
+	s.Counter("cluster.x.upstream_rq_total", "envoy_cluster_upstream_rq_total", Tag{"envoy_cluster_name", "outbound|9080||reviews.default.svc.cluster.local"}).Add(2)
+	s.Counter("odd", "9odd-name|x", Tag{"tag:with-colon", "a\"b\\c\nd\xffe\u00e9"}).Inc()
+	s.Gauge("g", "envoy_server_live").Set(1)
+	var b strings.Builder
+	if err := s.WritePrometheus(&b); err != nil {
+		t.Fatal(err)
+	}
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatalf("Prometheus refuses the page: %v\n%s", err, b.String())
+	}
+	for _, want := range []string{"envoy_listener_ssl_connection_error", "envoy_cluster_upstream_rq_total", "_9odd_name_x", "envoy_server_live"} {
+		if fams[want] == nil {
+			t.Errorf("family %s missing: %s", want, b.String())
+		}
+	}
+	lp := fams["_9odd_name_x"].GetMetric()[0].GetLabel()[0]
+	if lp.GetName() != "tag_with_colon" || lp.GetValue() != "a\"b\\c\nd\ufffde\u00e9" {
+		t.Errorf("label %s=%q", lp.GetName(), lp.GetValue())
 	}
 }

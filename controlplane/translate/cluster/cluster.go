@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -250,8 +251,11 @@ func InboundPassthroughCluster(m *meshconfig.MeshConfig) *clusterv3.Cluster {
 // Inbound builds inbound|PORT||: a STATIC cluster to the application at addr:port (127.0.0.1, the
 // instance IP, or a unix socket), with HTTP/2 upstream for HTTP2/gRPC ports. cp is the Sidecar's
 // inbound connection pool (ingress[].connectionPool, else inboundConnectionPool), mapped as for
-// outbound clusters; nil leaves Istio's unlimited defaults.
-func Inbound(port registry.Port, addr string, targetPort uint32, cp *networking.ConnectionPoolSettings, m *meshconfig.MeshConfig) (*clusterv3.Cluster, error) {
+// outbound clusters; nil leaves Istio's unlimited defaults. services (the services that have the
+// workload as an endpoint on the port) go into the cluster's metadata as istiod puts them:
+// filter_metadata.istio.services, a list of {host, name, namespace}, where the destination
+// reporter of Istio's standard metrics finds destination_service.
+func Inbound(port registry.Port, addr string, targetPort uint32, cp *networking.ConnectionPoolSettings, services []*registry.Service, m *meshconfig.MeshConfig) (*clusterv3.Cluster, error) {
 	name := vocab.InboundClusterName(port.Number)
 	c := &clusterv3.Cluster{
 		Name:                 name,
@@ -265,7 +269,29 @@ func Inbound(port registry.Port, addr string, targetPort uint32, cp *networking.
 	if err := applyConnectionPool(c, &networking.TrafficPolicy{ConnectionPool: cp}, port, m, false, nil); err != nil {
 		return nil, fmt.Errorf("building %s: %w", name, err)
 	}
+	if len(services) > 0 {
+		c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{vocab.IstioMetadata: ServicesMetadata(services)}}
+	}
 	return c, nil
+}
+
+// ServicesMetadata is istiod's cluster metadata for services: {services: [{host, name,
+// namespace}]}. The name of a Kubernetes-style host (name.namespace.svc.<domain>) is its first
+// label; any other host is its own name, as for ServiceEntries.
+func ServicesMetadata(services []*registry.Service) *structpb.Struct {
+	list := make([]*structpb.Value, 0, len(services))
+	for _, svc := range services {
+		name := svc.Hostname
+		if parts := strings.SplitN(svc.Hostname, ".", 4); len(parts) >= 3 && parts[1] == svc.Namespace && parts[2] == "svc" {
+			name = parts[0]
+		}
+		list = append(list, structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			"host":      structpb.NewStringValue(svc.Hostname),
+			"name":      structpb.NewStringValue(name),
+			"namespace": structpb.NewStringValue(svc.Namespace),
+		}}))
+	}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{vocab.IstioServicesKey: structpb.NewListValue(&structpb.ListValue{Values: list})}}
 }
 
 // subsetEndpoints returns the endpoints whose labels match the subset (all when subset is nil).

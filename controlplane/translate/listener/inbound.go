@@ -42,6 +42,10 @@ type InboundPort struct {
 	// MTLS is the port's PeerAuthentication mode: which of the mutual TLS and plaintext chains
 	// the port gets. A port with TLS (Sidecar ingress tls) terminates that instead.
 	MTLS mesh.MTLSMode
+	// Services are the services that have the workload as an endpoint on this port, sorted by
+	// host: the inbound cluster names them in its metadata, where the destination reporter of
+	// Istio's metrics finds destination_service.
+	Services []*registry.Service
 }
 
 // InboundSecurity is what a sidecar's inbound mutual TLS needs beyond its ports.
@@ -80,7 +84,11 @@ type Instance struct {
 // there are none: the application is reached directly.
 func InboundPorts(snap *mesh.Snapshot, sidecar *networking.Sidecar, inst Instance) ([]InboundPort, error) {
 	if ing := sidecar.GetIngress(); len(ing) > 0 {
-		return sidecarIngress(ing, sidecar.GetInboundConnectionPool(), inst)
+		out, err := sidecarIngress(ing, sidecar.GetInboundConnectionPool(), inst)
+		for i := range out {
+			out[i].Services = servicesAt(snap, inst.IPs, out[i].Port.Number)
+		}
+		return out, err
 	}
 	if inst.Explicit {
 		return nil, nil
@@ -102,11 +110,34 @@ func InboundPorts(snap *mesh.Snapshot, sidecar *networking.Sidecar, inst Instanc
 			}
 			seen[ep.Port] = true
 			out = append(out, InboundPort{Port: registry.Port{Name: sp.Name, Number: ep.Port, Protocol: sp.Protocol},
-				Endpoint: "127.0.0.1", TargetPort: ep.Port, ConnectionPool: sidecar.GetInboundConnectionPool()})
+				Endpoint: "127.0.0.1", TargetPort: ep.Port, ConnectionPool: sidecar.GetInboundConnectionPool(),
+				Services: servicesAt(snap, inst.IPs, ep.Port)})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Port.Number < out[j].Port.Number })
 	return out, nil
+}
+
+// servicesAt returns the services with an endpoint at one of ips on port, sorted by host and
+// namespace, each once.
+func servicesAt(snap *mesh.Snapshot, ips []string, port uint32) []*registry.Service {
+	var out []*registry.Service
+	seen := map[registry.ServiceKey]bool{}
+	for _, ip := range ips {
+		for _, ie := range snap.Instances(ip) {
+			if k := ie.Service.Key(); ie.Endpoint.Port == port && !seen[k] {
+				seen[k] = true
+				out = append(out, ie.Service)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Hostname != out[j].Hostname {
+			return out[i].Hostname < out[j].Hostname
+		}
+		return out[i].Namespace < out[j].Namespace
+	})
+	return out
 }
 
 func sidecarIngress(ing []*networking.IstioIngressListener, pool *networking.ConnectionPoolSettings, inst Instance) ([]InboundPort, error) {

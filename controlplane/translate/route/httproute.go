@@ -158,7 +158,7 @@ func (c *routeCtx) metadata() *corev3.Metadata {
 		return c.meta
 	}
 	c.meta = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-		"istio": {Fields: map[string]*structpb.Value{
+		vocab.IstioMetadata: {Fields: map[string]*structpb.Value{
 			"config": structpb.NewStringValue(fmt.Sprintf("/apis/networking.istio.io/v1/namespaces/%s/virtual-service/%s", c.obj.Namespace, c.obj.Name)),
 		}},
 	}}
