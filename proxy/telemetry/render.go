@@ -6,16 +6,23 @@ import (
 	"strings"
 )
 
-// writeHTTP renders the HTTP families, series sorted by labels for a stable output.
+// writeHTTP renders the HTTP families, series sorted by labels for a stable output. Series
+// with equal labels (a peer that left the workload table and came back is a new key) are
+// rendered as one, their values added.
 func (r *Recorder) writeHTTP(b *strings.Builder) {
 	ss := r.http.series()
 	if len(ss) == 0 {
 		return
 	}
 	sort.Slice(ss, func(i, j int) bool { return ss[i].labels < ss[j].labels })
+	groups := runs(ss, func(s *httpSeries) string { return s.labels })
 	b.WriteString("# TYPE istio_requests_total counter\n")
-	for _, s := range ss {
-		sample(b, "istio_requests_total", s.labels, s.requests.Load())
+	for _, g := range groups {
+		var n uint64
+		for _, s := range g {
+			n += s.requests.Load()
+		}
+		sample(b, "istio_requests_total", g[0].labels, n)
 	}
 	for _, f := range []struct {
 		name string
@@ -26,17 +33,41 @@ func (r *Recorder) writeHTTP(b *strings.Builder) {
 		{"istio_response_bytes", func(s *httpSeries) *histogram { return &s.respBytes }},
 	} {
 		b.WriteString("# TYPE " + f.name + " histogram\n")
-		for _, s := range ss {
-			writeHistogram(b, f.name, s.labels, f.h(s))
+		for _, g := range groups {
+			var counts [len(Buckets) + 1]uint64
+			var sum uint64
+			for _, s := range g {
+				h := f.h(s)
+				for i := range h.counts {
+					counts[i] += h.counts[i].Load()
+				}
+				sum += h.sum.Load()
+			}
+			writeHistogram(b, f.name, g[0].labels, &counts, sum)
 		}
 	}
 }
 
-// writeHistogram renders one histogram series: cumulative buckets, +Inf, sum and count.
-func writeHistogram(b *strings.Builder, name, labels string, h *histogram) {
+// runs splits a slice sorted by label into runs of equal labels.
+func runs[S any](ss []S, labels func(S) string) [][]S {
+	var out [][]S
+	for i := 0; i < len(ss); {
+		j := i + 1
+		for j < len(ss) && labels(ss[j]) == labels(ss[i]) {
+			j++
+		}
+		out = append(out, ss[i:j])
+		i = j
+	}
+	return out
+}
+
+// writeHistogram renders one histogram series from its per-bucket counts: cumulative buckets,
+// +Inf, sum and count.
+func writeHistogram(b *strings.Builder, name, labels string, counts *[len(Buckets) + 1]uint64, sum uint64) {
 	var cum uint64
-	for i := range h.counts {
-		cum += h.counts[i].Load()
+	for i := range counts {
+		cum += counts[i]
 		le := "+Inf"
 		if i < len(bucketLabels) {
 			le = bucketLabels[i]
@@ -50,7 +81,7 @@ func writeHistogram(b *strings.Builder, name, labels string, h *histogram) {
 		b.WriteString(strconv.FormatUint(cum, 10))
 		b.WriteByte('\n')
 	}
-	sample(b, name+"_sum", labels, h.sum.Load())
+	sample(b, name+"_sum", labels, sum)
 	sample(b, name+"_count", labels, cum)
 }
 

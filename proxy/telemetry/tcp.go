@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"crypto/x509"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -15,6 +16,9 @@ type TCPConn struct {
 	// Peer is the verified client certificate (leaf) of an mTLS connection; Local is the
 	// proxy's certificate on the connection.
 	Peer, Local *x509.Certificate
+	// Source is the downstream client's address (destination reporter: the peer workload);
+	// Upstream the address of the upstream host the tcp_proxy connected to (source reporter).
+	Source, Upstream netip.Addr
 }
 
 type tcpKey struct {
@@ -23,6 +27,7 @@ type tcpKey struct {
 	cluster  string
 	peer     spiffeRef
 	local    spiffeRef
+	peerWL   *Peer
 }
 
 // TCPSeries is the counters of one label combination. Its methods are safe on nil (a
@@ -38,8 +43,10 @@ func (r *Recorder) TCP(c *TCPConn) *TCPSeries {
 	k := tcpKey{reporter: c.Reporter}
 	if c.Reporter == Destination {
 		k.peer, k.local, k.mtls = spiffeOf(c.Peer), spiffeOf(c.Local), c.Peer != nil
+		k.peerWL = r.peers.Load().downstream(k.peer, c.Source)
 	} else {
 		k.cluster = c.Cluster
+		k.peerWL = r.peers.Load().byAddress(c.Upstream)
 	}
 	s := r.tcp.get(k, func(k tcpKey) *TCPSeries { return &TCPSeries{labels: r.tcpLabels(k)} })
 	if s == nil {
@@ -49,7 +56,7 @@ func (r *Recorder) TCP(c *TCPConn) *TCPSeries {
 }
 
 func (r *Recorder) tcpLabels(k tcpKey) string {
-	src, dst, srcP, dstP := r.sides(k.reporter, k.peer, k.local)
+	src, dst, srcP, dstP := r.sides(k.reporter, k.peer, k.local, k.peerWL)
 	svc := Service{Host: Unknown, Name: Unknown, Namespace: Unknown}
 	if k.reporter == Source && strings.HasPrefix(k.cluster, "outbound|") {
 		svc = ServiceFromCluster(k.cluster, "")
@@ -92,6 +99,7 @@ func (r *Recorder) writeTCP(b *strings.Builder) {
 		return
 	}
 	sort.Slice(ss, func(i, j int) bool { return ss[i].labels < ss[j].labels })
+	groups := runs(ss, func(s *TCPSeries) string { return s.labels })
 	for _, f := range []struct {
 		name string
 		v    func(*TCPSeries) uint64
@@ -102,8 +110,12 @@ func (r *Recorder) writeTCP(b *strings.Builder) {
 		{"istio_tcp_sent_bytes_total", func(s *TCPSeries) uint64 { return s.sent.Load() }},
 	} {
 		b.WriteString("# TYPE " + f.name + " counter\n")
-		for _, s := range ss {
-			sample(b, f.name, s.labels, f.v(s))
+		for _, g := range groups {
+			var n uint64
+			for _, s := range g {
+				n += f.v(s)
+			}
+			sample(b, f.name, g[0].labels, n)
 		}
 	}
 }
