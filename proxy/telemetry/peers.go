@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"hash/maphash"
 	"net/netip"
 	"slices"
 	"strings"
@@ -24,6 +25,11 @@ type peerContent struct {
 	sidecar bool
 }
 
+// peerSeed hashes peerContent for the intern map, which is keyed by the hash alone (8 bytes
+// instead of the content's 120): a collision only costs a new Peer (and so new series keys
+// with the same labels, which render as one).
+var peerSeed = maphash.MakeSeed()
+
 // identity is a SPIFFE identity's namespace and service account.
 type identity struct{ namespace, serviceAccount string }
 
@@ -42,7 +48,7 @@ type Peers struct {
 	trustDomains []string
 	byAddr       map[netip.Addr]*Peer
 	byIdentity   map[identity]*identityPeers
-	interned     map[peerContent]*Peer
+	interned     map[uint64]*Peer // by maphash of the content
 	workloads    int
 }
 
@@ -51,18 +57,21 @@ type Peers struct {
 // merged into one Peer that keeps the labels they agree on and is Unknown in the others.
 func CompilePeers(t workloadtable.Table, prev *Peers) *Peers {
 	p := &Peers{trustDomains: slices.Clone(t.TrustDomains), byAddr: make(map[netip.Addr]*Peer),
-		byIdentity: make(map[identity]*identityPeers), interned: make(map[peerContent]*Peer), workloads: len(t.Workloads)}
+		byIdentity: make(map[identity]*identityPeers), interned: make(map[uint64]*Peer), workloads: len(t.Workloads)}
 	intern := func(c peerContent) *Peer {
-		if e, ok := p.interned[c]; ok {
+		h := maphash.Comparable(peerSeed, c)
+		if e, ok := p.interned[h]; ok && c == (peerContent{e.Workload, e.sidecar}) {
 			return e
 		}
 		e := &Peer{Workload: c.Workload, sidecar: c.sidecar}
 		if prev != nil {
-			if old, ok := prev.interned[c]; ok {
+			if old, ok := prev.interned[h]; ok && c == (peerContent{old.Workload, old.sidecar}) {
 				e = old
 			}
 		}
-		p.interned[c] = e
+		if _, taken := p.interned[h]; !taken {
+			p.interned[h] = e
+		}
 		return e
 	}
 	addrs := make(map[netip.Addr][]peerContent)

@@ -196,35 +196,62 @@ func heapInUse() uint64 {
 }
 
 // TestMemoryWithPeers measures (and logs; no assertion on the figure) the heap of a proxy's
-// metrics with 1,000 peer workloads: the compiled table, and one HTTP series per peer at each
-// reporter plus one TCP series per peer, as a busy sidecar that calls and is called by every
-// peer would hold. Run with -v to see it.
+// metrics with 1,000 peer workloads: the compiled table (its strings included), then one HTTP
+// series per peer (a server called by every peer, or a client calling every one), then the
+// busiest case: one more HTTP series and one TCP series per peer (calling and called by every
+// peer). Run with -v to see it.
 func TestMemoryWithPeers(t *testing.T) {
 	const n = 1000
-	table := peerTable(n)
 	before := heapInUse()
+	table := peerTable(n)
 	r := New(Options{Local: local, Stats: stats.NewStore()})
 	r.SetPeers(CompilePeers(table, nil))
+	addrs := make([]netip.Addr, n)
+	for i, w := range table.Workloads {
+		addrs[i] = netip.MustParseAddr(w.Addresses[0])
+	}
+	table = workloadtable.Table{} // as the proxy, keep only the compiled form
 	withTable := heapInUse()
 	certs := make([]*HTTPRequest, n)
 	for i := range n {
 		certs[i] = &HTTPRequest{Reporter: Destination, Code: 200, Authority: "reviews.default.svc.cluster.local:9080",
-			Peer: spiffeCert(t, fmt.Sprintf("spiffe://cluster.local/ns/shop/sa/service-%04d", i)), Source: netip.MustParseAddr(table.Workloads[i].Addresses[0])}
+			Peer: spiffeCert(t, fmt.Sprintf("spiffe://cluster.local/ns/shop/sa/service-%04d", i)), Source: addrs[i]}
 	}
 	between := heapInUse()
 	for i := range n {
 		r.RecordHTTP(certs[i])
+	}
+	oneEach := heapInUse()
+	for i := range n {
 		r.RecordHTTP(&HTTPRequest{Reporter: Source, Code: 200, Cluster: fmt.Sprintf("outbound|80||service-%04d.shop.svc.cluster.local", i),
-			Upstream: table.Workloads[i].Addresses[0] + ":80"})
-		r.TCP(&TCPConn{Reporter: Source, Cluster: "outbound|5432||db.shop.svc.cluster.local", Upstream: netip.MustParseAddr(table.Workloads[i].Addresses[0])}).Opened()
+			Upstream: addrs[i].String() + ":80"})
+		r.TCP(&TCPConn{Reporter: Source, Cluster: "outbound|5432||db.shop.svc.cluster.local", Upstream: addrs[i]}).Opened()
 	}
 	after := heapInUse()
 	if h, c := r.Series(); h != 2*n || c != n {
 		t.Fatalf("%d HTTP and %d TCP series", h, c)
 	}
-	tableBytes, seriesBytes := withTable-before, after-between
-	t.Logf("%d peers: workload table %d KiB, %d HTTP + %d TCP series %d KiB, total %.2f MiB",
-		n, tableBytes>>10, 2*n, n, seriesBytes>>10, float64(tableBytes+seriesBytes)/(1<<20))
+	mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
+	tableBytes, one, busiest := withTable-before, oneEach-between, after-between
+	t.Logf("%d peers: workload table %.2f MiB; + %d HTTP series %.2f MiB (total %.2f MiB); busiest, + %d HTTP and %d TCP series more: total %.2f MiB",
+		n, mib(tableBytes), n, mib(one), mib(tableBytes+one), n, n, mib(tableBytes+busiest))
 	runtime.KeepAlive(r)
 	runtime.KeepAlive(certs)
+}
+
+func TestRecordWithPeersDoesNotAllocate(t *testing.T) {
+	r := New(Options{Local: local})
+	r.SetPeers(CompilePeers(peersTable, nil))
+	in := &HTTPRequest{Reporter: Destination, Code: 200, Authority: "reviews:9080", Peer: spiffeCert(t, "spiffe://cluster.local/ns/default/sa/reviews"),
+		Source: netip.MustParseAddr("10.0.0.9")}
+	out := &HTTPRequest{Reporter: Source, Code: 200, Cluster: "outbound|9080||reviews.default.svc.cluster.local", Upstream: "10.0.0.9:9080"}
+	tcp := &TCPConn{Reporter: Source, Cluster: "outbound|9080||reviews.default.svc.cluster.local", Upstream: netip.MustParseAddr("10.0.0.9")}
+	for range 3 {
+		r.RecordHTTP(in)
+		r.RecordHTTP(out)
+		r.TCP(tcp)
+	}
+	if n := testing.AllocsPerRun(100, func() { r.RecordHTTP(in); r.RecordHTTP(out); r.TCP(tcp).Opened() }); n != 0 {
+		t.Errorf("%v allocations per request", n)
+	}
 }

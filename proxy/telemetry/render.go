@@ -14,15 +14,18 @@ func (r *Recorder) writeHTTP(b *strings.Builder) {
 	if len(ss) == 0 {
 		return
 	}
-	sort.Slice(ss, func(i, j int) bool { return ss[i].labels < ss[j].labels })
-	groups := runs(ss, func(s *httpSeries) string { return s.labels })
+	labels := make([]string, len(ss))
+	for i, s := range ss {
+		labels[i] = r.httpLabels(s.key, s.flagText)
+	}
+	groups := byLabels(ss, labels)
 	b.WriteString("# TYPE istio_requests_total counter\n")
 	for _, g := range groups {
 		var n uint64
-		for _, s := range g {
+		for _, s := range g.series {
 			n += s.requests.Load()
 		}
-		sample(b, "istio_requests_total", g[0].labels, n)
+		sample(b, "istio_requests_total", g.labels, n)
 	}
 	for _, f := range []struct {
 		name string
@@ -36,28 +39,38 @@ func (r *Recorder) writeHTTP(b *strings.Builder) {
 		for _, g := range groups {
 			var counts [len(Buckets) + 1]uint64
 			var sum uint64
-			for _, s := range g {
+			for _, s := range g.series {
 				h := f.h(s)
 				for i := range h.counts {
 					counts[i] += h.counts[i].Load()
 				}
 				sum += h.sum.Load()
 			}
-			writeHistogram(b, f.name, g[0].labels, &counts, sum)
+			writeHistogram(b, f.name, g.labels, &counts, sum)
 		}
 	}
 }
 
-// runs splits a slice sorted by label into runs of equal labels.
-func runs[S any](ss []S, labels func(S) string) [][]S {
-	var out [][]S
-	for i := 0; i < len(ss); {
-		j := i + 1
-		for j < len(ss) && labels(ss[j]) == labels(ss[i]) {
-			j++
+// group is the series with one label text.
+type group[S any] struct {
+	labels string
+	series []S
+}
+
+// byLabels sorts series by their label texts (labels[i] is ss[i]'s) and groups equal ones.
+func byLabels[S any](ss []S, labels []string) []group[S] {
+	idx := make([]int, len(ss))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return labels[idx[a]] < labels[idx[b]] })
+	var out []group[S]
+	for _, i := range idx {
+		if n := len(out); n > 0 && out[n-1].labels == labels[i] {
+			out[n-1].series = append(out[n-1].series, ss[i])
+			continue
 		}
-		out = append(out, ss[i:j])
-		i = j
+		out = append(out, group[S]{labels: labels[i], series: []S{ss[i]}})
 	}
 	return out
 }

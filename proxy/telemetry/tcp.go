@@ -3,7 +3,6 @@ package telemetry
 import (
 	"crypto/x509"
 	"net/netip"
-	"sort"
 	"strings"
 	"sync/atomic"
 )
@@ -33,7 +32,7 @@ type tcpKey struct {
 // TCPSeries is the counters of one label combination. Its methods are safe on nil (a
 // connection whose labels were beyond the cap).
 type TCPSeries struct {
-	labels                     string
+	key                        tcpKey
 	opened, closed, sent, recv atomic.Uint64
 }
 
@@ -48,7 +47,7 @@ func (r *Recorder) TCP(c *TCPConn) *TCPSeries {
 		k.cluster = c.Cluster
 		k.peerWL = r.peers.Load().byAddress(c.Upstream)
 	}
-	s := r.tcp.get(k, func(k tcpKey) *TCPSeries { return &TCPSeries{labels: r.tcpLabels(k)} })
+	s := r.tcp.get(k, func(k tcpKey) *TCPSeries { return &TCPSeries{key: k} })
 	if s == nil {
 		r.dropped.Inc()
 	}
@@ -98,8 +97,11 @@ func (r *Recorder) writeTCP(b *strings.Builder) {
 	if len(ss) == 0 {
 		return
 	}
-	sort.Slice(ss, func(i, j int) bool { return ss[i].labels < ss[j].labels })
-	groups := runs(ss, func(s *TCPSeries) string { return s.labels })
+	labels := make([]string, len(ss))
+	for i, s := range ss {
+		labels[i] = r.tcpLabels(s.key)
+	}
+	groups := byLabels(ss, labels)
 	for _, f := range []struct {
 		name string
 		v    func(*TCPSeries) uint64
@@ -112,10 +114,10 @@ func (r *Recorder) writeTCP(b *strings.Builder) {
 		b.WriteString("# TYPE " + f.name + " counter\n")
 		for _, g := range groups {
 			var n uint64
-			for _, s := range g {
+			for _, s := range g.series {
 				n += f.v(s)
 			}
-			sample(b, f.name, g[0].labels, n)
+			sample(b, f.name, g.labels, n)
 		}
 	}
 }

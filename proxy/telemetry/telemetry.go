@@ -4,8 +4,9 @@
 // Prometheus text format beside the proxy's other statistics (package stats).
 //
 // The request path does one lock-free map lookup keyed by a small struct of the per-request
-// values (reporter, response code, flags, gRPC status, cluster, authority, peer identity) and
-// atomic adds; the label text is built once per label combination. Label combinations are
+// values (reporter, response code, flags, gRPC status, cluster, authority, peer identity and
+// workload) and atomic adds. The label text is built from the key when the metrics are
+// rendered, not kept: it is most of a series' size. Label combinations are
 // capped per family (Options.MaxSeries); requests beyond the cap are counted in
 // strait_telemetry_series_dropped_total and otherwise not recorded.
 //
@@ -189,7 +190,8 @@ func (s spiffeRef) String() string {
 }
 
 type httpSeries struct {
-	labels    string // label pairs without braces
+	key       httpKey
+	flagText  func(uint64) string
 	requests  atomic.Uint64
 	duration  histogram // milliseconds
 	reqBytes  histogram
@@ -212,7 +214,7 @@ func (r *Recorder) RecordHTTP(q *HTTPRequest) {
 		}
 		k.peerWL = r.peers.Load().byUpstream(q.Upstream)
 	}
-	s := r.http.get(k, func(k httpKey) *httpSeries { return &httpSeries{labels: r.httpLabels(k, q.FlagText)} })
+	s := r.http.get(k, func(k httpKey) *httpSeries { return &httpSeries{key: k, flagText: q.FlagText} })
 	if s == nil {
 		r.dropped.Inc()
 		return
