@@ -53,7 +53,7 @@ var appliers = map[string]applier{
 	xdsclient.ListenerType:        {"listener_manager.lds", "lds", (*Proxy).applyListeners},
 	xdsclient.RouteType:           {"route_manager.rds", "rds", (*Proxy).applyRoutes},
 	xdsclient.SecretType:          {"secret_manager.sds", "sds", (*Proxy).applySecrets},
-	xdsclient.ExtensionConfigType: {"extension_config_discovery", "ecds", (*Proxy).applyNameTable},
+	xdsclient.ExtensionConfigType: {"extension_config_discovery", "ecds", (*Proxy).applyExtensionConfigs},
 }
 
 // updateGauges refreshes the manager gauges after an update.

@@ -6,9 +6,6 @@ import (
 	"net"
 	"sync"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-
-	"github.com/strait-mesh/strait/internal/nametable"
 	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/proxy/dns"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
@@ -28,35 +25,6 @@ func withDNSCapture(n xdsclient.NodeInfo) xdsclient.NodeInfo {
 	extra[node.MetaDNSCapture] = "true"
 	n.Extra = extra
 	return n
-}
-
-// applyNameTable compiles the ECDS set: the name table (the only extension config a sidecar
-// asks for). Any other resource is rejected, naming it.
-func (p *Proxy) applyNameTable(set map[string]*xdsclient.Resource) error {
-	old := p.rt.Load()
-	compiled := map[string]*dns.Table{}
-	if old.Names != nil {
-		compiled[nametable.Name] = old.Names
-	}
-	next, _, err := xdsclient.CompileSet("extension config", set, old.Resources[xdsclient.ExtensionConfigType], compiled,
-		func(name string, tec *corev3.TypedExtensionConfig) (*dns.Table, error) {
-			if name != nametable.Name {
-				return nil, fmt.Errorf("not supported (only %q, the DNS name table)", nametable.Name)
-			}
-			t, err := nametable.Decode(tec)
-			if err != nil {
-				return nil, err
-			}
-			return dns.Compile(t)
-		})
-	if err != nil {
-		return err
-	}
-	rt := old.clone()
-	rt.Names = next[nametable.Name]
-	rt.Resources[xdsclient.ExtensionConfigType] = set
-	p.publish(rt)
-	return nil
 }
 
 // startDNS binds the DNS proxy (Options.DNSAddress) with the upstream resolvers of

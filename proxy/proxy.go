@@ -23,7 +23,6 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
-	"github.com/strait-mesh/strait/internal/nametable"
 	"github.com/strait-mesh/strait/proxy/admin"
 	"github.com/strait-mesh/strait/proxy/agent"
 	"github.com/strait-mesh/strait/proxy/lds"
@@ -87,10 +86,7 @@ func New(opts Options) (*Proxy, error) {
 		}
 		opts.Node.Name = h
 	}
-	info := opts.Node
-	if opts.dnsEnabled() {
-		info = withDNSCapture(info)
-	}
+	info := opts.withExtensionConfigs(opts.Node)
 	n, err := info.Node()
 	if err != nil {
 		return nil, fmt.Errorf("configuring proxy: %w", err)
@@ -159,9 +155,7 @@ func New(opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring proxy: %w", err)
 	}
-	if opts.dnsEnabled() {
-		p.client.SetNames(xdsclient.ExtensionConfigType, []string{nametable.Name})
-	}
+	p.client.SetNames(xdsclient.ExtensionConfigType, opts.extensionConfigNames())
 	return p, nil
 }
 

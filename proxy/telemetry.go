@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"net"
+
 	"github.com/strait-mesh/strait/proxy/l4"
 	"github.com/strait-mesh/strait/proxy/telemetry"
 )
@@ -22,7 +24,8 @@ func (p *Proxy) newTelemetry() *telemetry.Recorder {
 
 // l4Env reports every proxied TCP connection in Istio's istio_tcp_* metrics (l4.Observer): the
 // reporter from the tcp_proxy's stat prefix (Istio sets it to the cluster), the peer from the
-// connection's certificates.
+// connection's certificates and addresses through the workload table: the client by its
+// identity and source address (destination), the server by the upstream host (source).
 var _ l4.Observer = l4Env{}
 
 // tcpSeries finds the metrics series of a connection.
@@ -30,8 +33,12 @@ func (e l4Env) tcpSeries(r *l4.Record) *telemetry.TCPSeries {
 	if e.telemetry == nil {
 		return nil
 	}
-	return e.telemetry.TCP(&telemetry.TCPConn{Reporter: telemetry.ReporterForTCPStatPrefix(r.StatPrefix),
-		Cluster: r.Cluster, Peer: r.PeerCertificate, Local: r.LocalCertificate})
+	c := telemetry.TCPConn{Reporter: telemetry.ReporterForTCPStatPrefix(r.StatPrefix),
+		Cluster: r.Cluster, Peer: r.PeerCertificate, Local: r.LocalCertificate, Source: r.Source.Addr()}
+	if a, ok := r.Upstream.(*net.TCPAddr); ok {
+		c.Upstream = a.AddrPort().Addr()
+	}
+	return e.telemetry.TCP(&c)
 }
 
 // TCPOpened implements l4.Observer: istio_tcp_connections_opened_total.

@@ -23,6 +23,10 @@ type Proxy struct {
 	// DNSCapture is true when the proxy answers DNS (metadata DNS_CAPTURE=true): sidecars then
 	// get their name table (internal/nametable) as an ECDS resource.
 	DNSCapture bool
+	// WorkloadTable is true when the proxy asks for the workload table (metadata
+	// WORKLOAD_TABLE=true): sidecars and routers then get it (internal/workloadtable) as an ECDS
+	// resource, for the peer labels of their standard metrics.
+	WorkloadTable bool
 	// Proxyless is true for gRPC clients (GENERATOR=grpc): they get API listeners, not 15001/15006.
 	Proxyless bool
 	// Identity is the SPIFFE ID the proxy proved with its client certificate on straitd's mesh

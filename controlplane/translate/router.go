@@ -103,6 +103,13 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	res[resource.ListenerType] = appendAll(nil, listeners)
 	res[resource.RouteType] = appendAll(nil, routes)
 	res[resource.SecretType] = secrets
+	if p.WorkloadTable {
+		ecds, err := g.extensionConfigs(snap, p, nil)
+		if err != nil {
+			return nil, err
+		}
+		res[resource.ExtensionConfigType] = ecds
+	}
 	return res, nil
 }
 

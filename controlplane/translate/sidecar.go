@@ -113,12 +113,12 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	res[resource.EndpointType] = g.loadAssignments(snap, set, p)
 	res[resource.ListenerType] = listeners.list
 	res[resource.RouteType] = out.routeRes
-	if p.DNSCapture {
-		names, err := g.nameTable(snap, sc)
+	if p.DNSCapture || p.WorkloadTable {
+		ecds, err := g.extensionConfigs(snap, p, sc)
 		if err != nil {
 			return nil, err
 		}
-		res[resource.ExtensionConfigType] = names
+		res[resource.ExtensionConfigType] = ecds
 	}
 	return res, nil
 }

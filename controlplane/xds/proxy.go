@@ -38,6 +38,7 @@ func ParseProxy(n *corev3.Node) (*translate.Proxy, error) {
 		InterceptMode:  strings.ToUpper(stringField(md, node.MetaInterceptMode)),
 		Proxyless:      stringField(md, node.MetaGenerator) == "grpc",
 		DNSCapture:     strings.EqualFold(stringField(md, node.MetaDNSCapture), "true"),
+		WorkloadTable:  strings.EqualFold(stringField(md, node.MetaWorkloadTable), "true"),
 	}
 	if ns := stringField(md, node.MetaNamespace); ns != "" && ns != id.Namespace {
 		return nil, fmt.Errorf("node %q: metadata %s=%q does not match the node id namespace %q",

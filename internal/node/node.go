@@ -35,6 +35,9 @@ const (
 	// MetaDNSCapture "true" says the proxy answers DNS (Istio's ISTIO_META_DNS_CAPTURE) and
 	// wants its name table (internal/nametable).
 	MetaDNSCapture = "DNS_CAPTURE"
+	// MetaWorkloadTable "true" says the proxy wants the workload table (internal/workloadtable)
+	// for the peer labels of its standard metrics.
+	MetaWorkloadTable = "WORKLOAD_TABLE"
 )
 
 // ID is a parsed node ID.

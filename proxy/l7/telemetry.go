@@ -5,6 +5,8 @@ import "github.com/strait-mesh/strait/proxy/telemetry"
 // recordTelemetry records the finished request in Istio's standard metrics (Options.Telemetry).
 // The reporter follows from the stat_prefix: Istio names a sidecar's inbound connection
 // managers "inbound_...", which report as the destination; every other reports as the source.
+// The peer workload comes from the recorder's workload table: the client by its certificate and
+// source address (destination), the server by the upstream host the cluster picked (source).
 // It runs in finish on the request's goroutine and does not allocate once the request's label
 // combination is known.
 func (h *Handler) recordTelemetry(s *Stream) {
@@ -27,8 +29,19 @@ func (h *Handler) recordTelemetry(s *Stream) {
 			q.Peer = c.PeerCertificates[0]
 		}
 		q.Local = c.LocalCertificate
+		q.Source = c.Source.Addr()
+	}
+	if q.Reporter == telemetry.Source {
+		q.Upstream = s.hostReport.Host
 	}
 	h.opts.Telemetry.RecordHTTP(&q)
+}
+
+// telemetryNeedsHost reports whether the router must learn the upstream host the cluster picks
+// (upstream.WithHostReport) for the standard metrics: at the source reporter, whose peer is
+// that host's workload in the workload table.
+func (h *Handler) telemetryNeedsHost() bool {
+	return h.opts.Telemetry != nil && telemetry.ReporterForStatPrefix(h.statPrefix) == telemetry.Source
 }
 
 // flagText renders response flags for the response_flags label.

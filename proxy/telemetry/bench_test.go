@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -37,5 +38,32 @@ func BenchmarkRecordHTTPMixed(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		r.RecordHTTP(&qs[i%len(qs)])
+	}
+}
+
+// BenchmarkRecordHTTPPeers is BenchmarkRecordHTTP with a workload table of 1,000 peers: the
+// destination side looks the client up by its identity and address, the source side the
+// server by the upstream host (both reporters alternate, known combinations).
+func BenchmarkRecordHTTPPeers(b *testing.B) {
+	table := peerTable(1000)
+	r := New(Options{Local: local})
+	r.SetPeers(CompilePeers(table, nil))
+	in := &HTTPRequest{Reporter: Destination, Code: 200, Authority: "reviews.default.svc.cluster.local:9080",
+		Peer: spiffeCert(b, "spiffe://cluster.local/ns/shop/sa/service-0500"), Source: netip.MustParseAddr(table.Workloads[500].Addresses[0]),
+		Duration: 3 * time.Millisecond, RequestBytes: 100, ResponseBytes: 2000}
+	out := &HTTPRequest{Reporter: Source, Code: 200, Cluster: "outbound|80||service-0700.shop.svc.cluster.local",
+		Upstream: table.Workloads[700].Addresses[0] + ":80", Duration: 3 * time.Millisecond}
+	for range 3 {
+		r.RecordHTTP(in)
+		r.RecordHTTP(out)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i&1 == 0 {
+			r.RecordHTTP(in)
+		} else {
+			r.RecordHTTP(out)
+		}
 	}
 }

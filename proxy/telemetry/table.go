@@ -8,19 +8,21 @@ import (
 // table interns label combinations: it maps a small comparable key of per-request values to
 // its series, created once. Lookups of known keys read an immutable map through an atomic
 // pointer (no lock, no allocation); a miss takes the mutex and finds or creates the series in
-// the complete map, which is copied to the read map after as many misses as it has entries
-// (the amortization of sync.Map). At most max series exist; a key beyond that is refused.
+// the map of series created since the read map was built, which is merged into a new read map
+// after as many misses as there are series (the amortization of sync.Map). Between merges a
+// series is in one of the two maps, so each key is held once. At most max series exist; a key
+// beyond that is refused.
 type table[K comparable, V any] struct {
 	read   atomic.Pointer[map[K]*V]
 	mu     sync.Mutex
-	all    map[K]*V // every series; guarded by mu
+	dirty  map[K]*V // series not in *read; guarded by mu
 	list   []*V     // every series in creation order; guarded by mu
 	misses int      // guarded by mu
 	max    int
 }
 
 func newTable[K comparable, V any](max int) *table[K, V] {
-	t := &table[K, V]{all: make(map[K]*V), max: max}
+	t := &table[K, V]{dirty: make(map[K]*V), max: max}
 	m := make(map[K]*V)
 	t.read.Store(&m)
 	return t
@@ -37,22 +39,30 @@ func (t *table[K, V]) get(k K, mk func(K) *V) *V {
 func (t *table[K, V]) slow(k K, mk func(K) *V) *V {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	v, ok := t.all[k]
+	read := *t.read.Load() // only replaced under mu
+	if v, ok := read[k]; ok {
+		return v
+	}
+	v, ok := t.dirty[k]
 	if !ok {
-		if len(t.all) >= t.max {
+		if len(t.list) >= t.max {
 			return nil
 		}
 		v = mk(k)
-		t.all[k] = v
+		t.dirty[k] = v
 		t.list = append(t.list, v)
 	}
 	t.misses++
-	if t.misses >= len(t.all) {
-		m := make(map[K]*V, len(t.all))
-		for k, v := range t.all {
+	if t.misses >= len(t.list) {
+		m := make(map[K]*V, len(t.list))
+		for k, v := range read {
+			m[k] = v
+		}
+		for k, v := range t.dirty {
 			m[k] = v
 		}
 		t.read.Store(&m)
+		t.dirty = make(map[K]*V)
 		t.misses = 0
 	}
 	return v
@@ -69,5 +79,5 @@ func (t *table[K, V]) series() []*V {
 func (t *table[K, V]) len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.all)
+	return len(t.list)
 }

@@ -2,7 +2,7 @@ package telemetry
 
 import (
 	"crypto/x509"
-	"sort"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 )
@@ -15,6 +15,9 @@ type TCPConn struct {
 	// Peer is the verified client certificate (leaf) of an mTLS connection; Local is the
 	// proxy's certificate on the connection.
 	Peer, Local *x509.Certificate
+	// Source is the downstream client's address (destination reporter: the peer workload);
+	// Upstream the address of the upstream host the tcp_proxy connected to (source reporter).
+	Source, Upstream netip.Addr
 }
 
 type tcpKey struct {
@@ -23,12 +26,13 @@ type tcpKey struct {
 	cluster  string
 	peer     spiffeRef
 	local    spiffeRef
+	peerWL   *Peer
 }
 
 // TCPSeries is the counters of one label combination. Its methods are safe on nil (a
 // connection whose labels were beyond the cap).
 type TCPSeries struct {
-	labels                     string
+	key                        tcpKey
 	opened, closed, sent, recv atomic.Uint64
 }
 
@@ -38,10 +42,12 @@ func (r *Recorder) TCP(c *TCPConn) *TCPSeries {
 	k := tcpKey{reporter: c.Reporter}
 	if c.Reporter == Destination {
 		k.peer, k.local, k.mtls = spiffeOf(c.Peer), spiffeOf(c.Local), c.Peer != nil
+		k.peerWL = r.peers.Load().downstream(k.peer, c.Source)
 	} else {
 		k.cluster = c.Cluster
+		k.peerWL = r.peers.Load().byAddress(c.Upstream)
 	}
-	s := r.tcp.get(k, func(k tcpKey) *TCPSeries { return &TCPSeries{labels: r.tcpLabels(k)} })
+	s := r.tcp.get(k, func(k tcpKey) *TCPSeries { return &TCPSeries{key: k} })
 	if s == nil {
 		r.dropped.Inc()
 	}
@@ -49,7 +55,7 @@ func (r *Recorder) TCP(c *TCPConn) *TCPSeries {
 }
 
 func (r *Recorder) tcpLabels(k tcpKey) string {
-	src, dst, srcP, dstP := r.sides(k.reporter, k.peer, k.local)
+	src, dst, srcP, dstP := r.sides(k.reporter, k.peer, k.local, k.peerWL)
 	svc := Service{Host: Unknown, Name: Unknown, Namespace: Unknown}
 	if k.reporter == Source && strings.HasPrefix(k.cluster, "outbound|") {
 		svc = ServiceFromCluster(k.cluster, "")
@@ -91,7 +97,11 @@ func (r *Recorder) writeTCP(b *strings.Builder) {
 	if len(ss) == 0 {
 		return
 	}
-	sort.Slice(ss, func(i, j int) bool { return ss[i].labels < ss[j].labels })
+	labels := make([]string, len(ss))
+	for i, s := range ss {
+		labels[i] = r.tcpLabels(s.key)
+	}
+	groups := byLabels(ss, labels)
 	for _, f := range []struct {
 		name string
 		v    func(*TCPSeries) uint64
@@ -102,8 +112,12 @@ func (r *Recorder) writeTCP(b *strings.Builder) {
 		{"istio_tcp_sent_bytes_total", func(s *TCPSeries) uint64 { return s.sent.Load() }},
 	} {
 		b.WriteString("# TYPE " + f.name + " counter\n")
-		for _, s := range ss {
-			sample(b, f.name, s.labels, f.v(s))
+		for _, g := range groups {
+			var n uint64
+			for _, s := range g.series {
+				n += f.v(s)
+			}
+			sample(b, f.name, g.labels, n)
 		}
 	}
 }

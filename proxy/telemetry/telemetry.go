@@ -4,19 +4,24 @@
 // Prometheus text format beside the proxy's other statistics (package stats).
 //
 // The request path does one lock-free map lookup keyed by a small struct of the per-request
-// values (reporter, response code, flags, gRPC status, cluster, authority, peer identity) and
-// atomic adds; the label text is built once per label combination. Label combinations are
+// values (reporter, response code, flags, gRPC status, cluster, authority, peer identity and
+// workload) and atomic adds. The label text is built from the key when the metrics are
+// rendered, not kept: it is most of a series' size. Label combinations are
 // capped per family (Options.MaxSeries); requests beyond the cap are counted in
 // strait_telemetry_series_dropped_total and otherwise not recorded.
 //
-// In this first slice the local workload's labels come from the proxy's node and the peer's
-// from what the connection proves (its SPIFFE ID); everything else about the peer is "unknown"
-// as Istio prints it without peer metadata. docs/observability.md describes the next step.
+// The local workload's labels come from the proxy's node. The peer's come from what the
+// connection proves (its SPIFFE ID) and from the workload table straitd pushes (Peers, set with
+// Recorder.SetPeers): the destination side looks the client up by its identity (narrowed by its
+// address), the source side the server by the address of the upstream host the cluster picked.
+// A peer the table does not know is "unknown", as Istio prints it without peer metadata.
+// docs/observability.md ("Peer metadata") explains the choice.
 package telemetry
 
 import (
 	"crypto/x509"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -84,6 +89,7 @@ type Options struct {
 // Recorder holds one proxy's Istio metrics. It is safe for concurrent use; create it with New.
 type Recorder struct {
 	opts    Options
+	peers   atomic.Pointer[Peers]
 	http    *table[httpKey, httpSeries]
 	tcp     *table[tcpKey, TCPSeries]
 	dropped *stats.Counter
@@ -103,6 +109,12 @@ func New(o Options) *Recorder {
 	}
 	return r
 }
+
+// SetPeers installs a compiled workload table (nil: none) for the requests recorded from now on.
+func (r *Recorder) SetPeers(p *Peers) { r.peers.Store(p) }
+
+// Peers returns the workload table in force, or nil.
+func (r *Recorder) Peers() *Peers { return r.peers.Load() }
 
 // Dropped returns how many observations were not recorded because their label combination
 // was beyond the cap.
@@ -131,6 +143,11 @@ type HTTPRequest struct {
 	// Peer is the verified client certificate (leaf) of an mTLS connection; Local is the
 	// proxy's certificate on the connection.
 	Peer, Local *x509.Certificate
+	// Source is the downstream client's address (destination reporter: the peer workload).
+	Source netip.Addr
+	// Upstream is the address ("ip:port") of the upstream host of the last attempt (source
+	// reporter: the peer workload); empty when no host was picked.
+	Upstream string
 	// Duration is the request's total time; RequestBytes and ResponseBytes its body sizes.
 	Duration                    time.Duration
 	RequestBytes, ResponseBytes int64
@@ -147,6 +164,7 @@ type httpKey struct {
 	authority  string
 	peer       spiffeRef
 	local      spiffeRef
+	peerWL     *Peer // the peer's workload from the table, nil when unknown
 }
 
 // spiffeRef is a SPIFFE ID as its URL's parts, so that a key is built without allocating.
@@ -172,7 +190,8 @@ func (s spiffeRef) String() string {
 }
 
 type httpSeries struct {
-	labels    string // label pairs without braces
+	key       httpKey
+	flagText  func(uint64) string
 	requests  atomic.Uint64
 	duration  histogram // milliseconds
 	reqBytes  histogram
@@ -187,13 +206,15 @@ func (r *Recorder) RecordHTTP(q *HTTPRequest) {
 		k.authority = stripPort(q.Authority)
 		k.peer, k.local = spiffeOf(q.Peer), spiffeOf(q.Local)
 		k.mtls = q.Peer != nil
+		k.peerWL = r.peers.Load().downstream(k.peer, q.Source)
 	} else {
 		k.cluster = q.Cluster
 		if !strings.HasPrefix(q.Cluster, "outbound|") {
 			k.authority = q.Authority
 		}
+		k.peerWL = r.peers.Load().byUpstream(q.Upstream)
 	}
-	s := r.http.get(k, func(k httpKey) *httpSeries { return &httpSeries{labels: r.httpLabels(k, q.FlagText)} })
+	s := r.http.get(k, func(k httpKey) *httpSeries { return &httpSeries{key: k, flagText: q.FlagText} })
 	if s == nil {
 		r.dropped.Inc()
 		return
@@ -215,8 +236,11 @@ func nonNegative(n int64) uint64 {
 	return uint64(n)
 }
 
-// sides returns the source and destination workloads and principals of a key.
-func (r *Recorder) sides(rep Reporter, peer, local spiffeRef) (src, dst Workload, srcP, dstP string) {
+// sides returns the source and destination workloads and principals of a key. The peer's
+// workload is peerWL's when the table knows it. destination_principal at the source reporter
+// stays unknown: Istio takes it from the upstream connection's certificate, which the cluster
+// does not report (the table's identity of a host is not what the handshake proved).
+func (r *Recorder) sides(rep Reporter, peer, local spiffeRef, peerWL *Peer) (src, dst Workload, srcP, dstP string) {
 	localP := local.String()
 	if localP == "" && r.opts.LocalPrincipal != nil {
 		localP = r.opts.LocalPrincipal()
@@ -224,6 +248,9 @@ func (r *Recorder) sides(rep Reporter, peer, local spiffeRef) (src, dst Workload
 	localP = first(localP)
 	if rep == Destination {
 		src = unknownWorkload
+		if peerWL != nil {
+			src = peerWL.Workload
+		}
 		if p := peer.String(); p != "" {
 			srcP = p
 			src.Namespace = spiffePathNamespace(peer.path)
@@ -232,11 +259,15 @@ func (r *Recorder) sides(rep Reporter, peer, local spiffeRef) (src, dst Workload
 		}
 		return src, r.opts.Local, srcP, localP
 	}
-	return r.opts.Local, unknownWorkload, localP, Unknown
+	dst = unknownWorkload
+	if peerWL != nil {
+		dst = peerWL.Workload
+	}
+	return r.opts.Local, dst, localP, Unknown
 }
 
 func (r *Recorder) httpLabels(k httpKey, flagText func(uint64) string) string {
-	src, dst, srcP, dstP := r.sides(k.reporter, k.peer, k.local)
+	src, dst, srcP, dstP := r.sides(k.reporter, k.peer, k.local, k.peerWL)
 	var svc Service
 	if k.reporter == Destination {
 		svc = ServiceFromAuthority(k.authority)

@@ -1,6 +1,10 @@
 package telemetry
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/strait-mesh/strait/internal/workloadtable"
+)
 
 // Unknown is the value Istio prints for a label the proxy cannot know.
 const Unknown = "unknown"
@@ -8,16 +12,9 @@ const Unknown = "unknown"
 // latest is Istio's canonical revision when a workload has none.
 const latest = "latest"
 
-// Node metadata keys and labels the local workload's values come from (Istio's names).
-const (
-	metaWorkloadName       = "WORKLOAD_NAME"
-	labelApp               = "app"
-	labelVersion           = "version"
-	labelK8sName           = "app.kubernetes.io/name"
-	labelK8sVersion        = "app.kubernetes.io/version"
-	labelCanonicalName     = "service.istio.io/canonical-name"
-	labelCanonicalRevision = "service.istio.io/canonical-revision"
-)
+// metaWorkloadName is the node metadata key of the local workload's name (Istio's name). The
+// labels are internal/workloadtable's, which straitd applies to the peers the same way.
+const metaWorkloadName = "WORKLOAD_NAME"
 
 // Workload is one side of a request as Istio's labels name it. Every field is set: a value
 // that is not known is Unknown (CanonicalRevision: "latest"), as Istio prints it.
@@ -42,12 +39,12 @@ func NodeWorkload(name, namespace, clusterID string, labels, meta map[string]str
 	w := Workload{
 		Name:      first(meta[metaWorkloadName], name),
 		Namespace: first(namespace),
-		App:       first(labels[labelApp]),
-		Version:   first(labels[labelVersion]),
+		App:       first(labels[workloadtable.LabelApp]),
+		Version:   first(labels[workloadtable.LabelVersion]),
 		Cluster:   first(clusterID),
 	}
-	w.CanonicalService = first(labels[labelCanonicalName], labels[labelK8sName], labels[labelApp], w.Name)
-	w.CanonicalRevision = first(labels[labelCanonicalRevision], labels[labelK8sVersion], labels[labelVersion], latest)
+	cs, cr := workloadtable.Canonical(labels, w.Name)
+	w.CanonicalService, w.CanonicalRevision = first(cs), cr
 	return w
 }
 

@@ -44,8 +44,8 @@ const (
 	ListenerType = resource.ListenerType
 	RouteType    = resource.RouteType
 	SecretType   = resource.SecretType
-	// ExtensionConfigType (ECDS) carries the DNS name table (internal/nametable); it is
-	// requested only when the proxy names a resource of it (its DNS proxy is on).
+	// ExtensionConfigType (ECDS) carries the DNS name table (internal/nametable) and the
+	// workload table (internal/workloadtable); it is requested by name.
 	ExtensionConfigType = resource.ExtensionConfigType
 )
 

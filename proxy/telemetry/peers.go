@@ -1,0 +1,230 @@
+package telemetry
+
+import (
+	"hash/maphash"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/strait-mesh/strait/internal/workloadtable"
+)
+
+// Peer is a workload of the workload table as the metric labels name it: every field is set
+// (Unknown where the table says nothing; CanonicalRevision "latest"). Peers are immutable and
+// compared by pointer: a series key holds the *Peer of the request's peer.
+type Peer struct {
+	Workload
+	// sidecar: every workload this entry stands for runs a sidecar.
+	sidecar bool
+}
+
+// peerContent is what makes two Peers equal; compiled tables reuse the previous table's Peer
+// for equal content, so that a push which leaves a workload unchanged keeps its series.
+type peerContent struct {
+	Workload
+	sidecar bool
+}
+
+// peerSeed hashes peerContent for the intern map, which is keyed by the hash alone (8 bytes
+// instead of the content's 120): a collision only costs a new Peer (and so new series keys
+// with the same labels, which render as one).
+var peerSeed = maphash.MakeSeed()
+
+// identity is a SPIFFE identity's namespace and service account.
+type identity struct{ namespace, serviceAccount string }
+
+// identityPeers are the workloads of one identity: merged holds the labels they all agree on
+// (the only entry when they are one), byAddr the exact workload per address when they are
+// several.
+type identityPeers struct {
+	merged *Peer
+	byAddr map[netip.Addr]*Peer
+}
+
+// Peers is a compiled workload table (internal/workloadtable): lookups by address and by
+// identity. It is immutable and safe for concurrent use; lookups do not allocate. A nil *Peers
+// knows nobody.
+type Peers struct {
+	trustDomains []string
+	byAddr       map[netip.Addr]*Peer
+	byIdentity   map[identity]*identityPeers
+	interned     map[uint64]*Peer // by maphash of the content
+	workloads    int
+}
+
+// CompilePeers compiles a decoded workload table. prev, the table in force (nil for none),
+// lends its Peers to equal entries. Several workloads on one address, or of one identity, are
+// merged into one Peer that keeps the labels they agree on and is Unknown in the others.
+func CompilePeers(t workloadtable.Table, prev *Peers) *Peers {
+	p := &Peers{trustDomains: slices.Clone(t.TrustDomains), byAddr: make(map[netip.Addr]*Peer),
+		byIdentity: make(map[identity]*identityPeers), interned: make(map[uint64]*Peer), workloads: len(t.Workloads)}
+	intern := func(c peerContent) *Peer {
+		h := maphash.Comparable(peerSeed, c)
+		if e, ok := p.interned[h]; ok && c == (peerContent{e.Workload, e.sidecar}) {
+			return e
+		}
+		e := &Peer{Workload: c.Workload, sidecar: c.sidecar}
+		if prev != nil {
+			if old, ok := prev.interned[h]; ok && c == (peerContent{old.Workload, old.sidecar}) {
+				e = old
+			}
+		}
+		if _, taken := p.interned[h]; !taken {
+			p.interned[h] = e
+		}
+		return e
+	}
+	addrs := make(map[netip.Addr][]peerContent)
+	ids := make(map[identity][]peerContent)
+	idAddrs := make(map[identity]map[netip.Addr][]peerContent)
+	for _, w := range t.Workloads {
+		c := peerContent{Workload: Workload{Name: first(w.Name), Namespace: first(w.Namespace), App: first(w.App),
+			Version: first(w.Version), CanonicalService: first(w.CanonicalService),
+			CanonicalRevision: firstOr(latest, w.CanonicalRevision), Cluster: first(w.Cluster)}, sidecar: w.Sidecar}
+		id := identity{w.Namespace, w.ServiceAccount}
+		if w.ServiceAccount != "" && w.Namespace != "" {
+			ids[id] = append(ids[id], c)
+		}
+		for _, s := range w.Addresses {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				continue // Decode checked them
+			}
+			a = a.Unmap()
+			addrs[a] = append(addrs[a], c)
+			if w.ServiceAccount != "" && w.Namespace != "" {
+				if idAddrs[id] == nil {
+					idAddrs[id] = make(map[netip.Addr][]peerContent)
+				}
+				idAddrs[id][a] = append(idAddrs[id][a], c)
+			}
+		}
+	}
+	for a, cs := range addrs {
+		p.byAddr[a] = intern(merge(cs))
+	}
+	for id, cs := range ids {
+		ip := &identityPeers{merged: intern(merge(cs))}
+		if distinct(cs) {
+			ip.byAddr = make(map[netip.Addr]*Peer, len(idAddrs[id]))
+			for a, acs := range idAddrs[id] {
+				ip.byAddr[a] = intern(merge(acs))
+			}
+		}
+		p.byIdentity[id] = ip
+	}
+	return p
+}
+
+// Len returns the number of workloads in the table.
+func (p *Peers) Len() int {
+	if p == nil {
+		return 0
+	}
+	return p.workloads
+}
+
+// distinct reports whether the entries differ.
+func distinct(cs []peerContent) bool {
+	for _, c := range cs[1:] {
+		if c != cs[0] {
+			return true
+		}
+	}
+	return false
+}
+
+// merge returns the content all of cs agree on, Unknown (revision "latest") elsewhere.
+func merge(cs []peerContent) peerContent {
+	m := cs[0]
+	for _, c := range cs[1:] {
+		same := func(dst *string, v, unknown string) {
+			if *dst != v {
+				*dst = unknown
+			}
+		}
+		same(&m.Name, c.Name, Unknown)
+		same(&m.Namespace, c.Namespace, Unknown)
+		same(&m.App, c.App, Unknown)
+		same(&m.Version, c.Version, Unknown)
+		same(&m.CanonicalService, c.CanonicalService, Unknown)
+		same(&m.CanonicalRevision, c.CanonicalRevision, latest)
+		same(&m.Cluster, c.Cluster, Unknown)
+		m.sidecar = m.sidecar && c.sidecar
+	}
+	return m
+}
+
+// firstOr returns the first non-empty value, or def.
+func firstOr(def string, vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return def
+}
+
+// byAddress returns the workload at a, or nil.
+func (p *Peers) byAddress(a netip.Addr) *Peer {
+	if p == nil || !a.IsValid() {
+		return nil
+	}
+	return p.byAddr[a.Unmap()]
+}
+
+// byUpstream returns the workload at an upstream host address "ip:port" (the host the cluster
+// picked), or nil.
+func (p *Peers) byUpstream(host string) *Peer {
+	if p == nil || host == "" {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(host)
+	if err != nil {
+		return nil
+	}
+	return p.byAddress(ap.Addr())
+}
+
+// downstream returns the client workload of an inbound connection. With a verified SPIFFE ID
+// the candidates are the workloads of that identity (in one of the table's trust domains),
+// narrowed to the one at the source address when they differ; nothing else is looked at, so
+// the labels never contradict the identity. Without one (plaintext), the workload at the source
+// address, but only when it runs a sidecar: Istio learns a plaintext peer's labels only from
+// its sidecar's metadata exchange, and an address is not an identity (docs/observability.md).
+func (p *Peers) downstream(id spiffeRef, src netip.Addr) *Peer {
+	if p == nil {
+		return nil
+	}
+	if id.trustDomain == "" {
+		if w := p.byAddress(src); w != nil && w.sidecar {
+			return w
+		}
+		return nil
+	}
+	if !slices.Contains(p.trustDomains, id.trustDomain) {
+		return nil
+	}
+	rest, ok := strings.CutPrefix(id.path, "/ns/")
+	if !ok {
+		return nil
+	}
+	ns, rest, ok := strings.Cut(rest, "/")
+	if !ok {
+		return nil
+	}
+	sa, ok := strings.CutPrefix(rest, "sa/")
+	if !ok || strings.IndexByte(sa, '/') >= 0 {
+		return nil
+	}
+	ip := p.byIdentity[identity{ns, sa}]
+	if ip == nil {
+		return nil
+	}
+	if ip.byAddr != nil && src.IsValid() {
+		if w := ip.byAddr[src.Unmap()]; w != nil {
+			return w
+		}
+	}
+	return ip.merged
+}
