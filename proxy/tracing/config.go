@@ -84,7 +84,7 @@ const (
 // safe for concurrent use; its exporter sends spans from a goroutine of its own that runs only
 // while spans are queued.
 type Tracer struct {
-	random, client, overall ratio
+	random, client, overall  ratio
 	packReason, useRequestID bool
 	maxPathTag               int
 	spawnUpstream            bool

@@ -39,7 +39,7 @@ func (s *tracerStats) reason(r Reason) {
 // reports_failed, reports_skipped_no_cluster), plus strait-proxy's spans_dropped: spans not
 // queued because the queue was full.
 type exporterStats struct {
-	spansSent, spansDropped, timerFlushed               *stats.Counter
+	spansSent, spansDropped, timerFlushed                 *stats.Counter
 	reportsSent, reportsDropped, reportsFailed, noCluster *stats.Counter
 }
 

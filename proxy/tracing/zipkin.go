@@ -104,4 +104,3 @@ func (z *zipkinSender) send(cluster func(string) RoundTripper) sendFunc {
 		return err
 	}
 }
-
