@@ -218,9 +218,9 @@ func (t *Tracer) compileZipkin(field string, c *tracev3.ZipkinConfig, d Deps) er
 		"shared_span_context", "collector_endpoint_version", "collector_hostname"); err != nil {
 		return err
 	}
-	if c.GetCollectorEndpointVersion() != tracev3.ZipkinConfig_HTTP_JSON {
-		return xdsfield.Unsupported(field+".collector_endpoint_version", "%s: only HTTP_JSON",
-			c.GetCollectorEndpointVersion())
+	// The zero value (once v1 JSON) is HTTP_JSON in current Envoy, its default.
+	if v := c.GetCollectorEndpointVersion(); v != tracev3.ZipkinConfig_HTTP_JSON && v != tracev3.ZipkinConfig_DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE {
+		return xdsfield.Unsupported(field+".collector_endpoint_version", "%s: not supported yet, only HTTP_JSON", v)
 	}
 	if c.GetCollectorCluster() == "" {
 		return fmt.Errorf("%s.collector_cluster: empty", field)
