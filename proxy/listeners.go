@@ -20,7 +20,9 @@ func (e listenerEnv) HTTP() l7.Env { return l7Env(e) }
 
 // HTTPOptions returns the process-level l7 options.
 func (e listenerEnv) HTTPOptions() l7.Options {
-	return l7.Options{Stats: e.stats, Logger: e.log, Overload: e.overload, Telemetry: e.telemetry}
+	n := e.opts.Node
+	return l7.Options{Stats: e.stats, Logger: e.log, Overload: e.overload, Telemetry: e.telemetry,
+		Tracing: l7.TracingOptions{NodeID: n.ID().String(), LocalCluster: n.Cluster, LocalAddress: n.IP}}
 }
 
 // Admission returns the overload manager, which admits accepted connections.

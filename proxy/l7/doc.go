@@ -32,6 +32,6 @@
 //     the request body was read completely within the replay buffer.
 //   - WebSocket over HTTP/2 (extended CONNECT) and CONNECT tunnels are not supported.
 //   - No runtime layer: runtime keys never override configured defaults.
-//   - Unsupported HttpConnectionManager fields (tracing, access_log, ...) and HTTP filters not
+//   - Unsupported HttpConnectionManager fields and HTTP filters not
 //     marked is_optional are compile errors naming them.
 package l7

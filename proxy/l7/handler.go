@@ -21,6 +21,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/telemetry"
+	"github.com/strait-mesh/strait/proxy/tracing"
 )
 
 // Upstream is a cluster requests can be sent to. *upstream.Cluster satisfies it. RoundTrip must
@@ -86,6 +87,12 @@ type Options struct {
 	// Telemetry, if set, records Istio's standard metrics of each finished request
 	// (telemetry.go); nil: none.
 	Telemetry *telemetry.Recorder
+	// Tracing is the node's identity in spans and the exporters' tuning (tracing.go).
+	Tracing TracingOptions
+	// TrafficDirection is the traffic_direction of the listener serving the connection
+	// manager: OUTBOUND makes its spans Envoy's egress spans. UNSPECIFIED falls back to the
+	// stat_prefix Istio gives (outbound_...: egress), else ingress as in Envoy.
+	TrafficDirection corev3.TrafficDirection
 }
 
 // Handler is a compiled HttpConnectionManager.
@@ -137,6 +144,8 @@ type Handler struct {
 
 	pipeline  StreamHandler
 	accessLog *accesslog.Logger // access_log; nil: none (accesslog.go)
+	tracer    *tracing.Tracer   // tracing; nil: none (tracing.go)
+	requestID *uuidv3.UuidRequestIdConfig
 	st        *hcmStats
 	clusters  sync.Map // cluster name -> *clusterStats
 	routes    sync.Map // virtual host + "\x00" + route stat_prefix -> *routeStats
@@ -157,7 +166,8 @@ var hcmFields = []string{"codec_type", "stat_prefix", "rds", "route_config", "ht
 	"skip_xff_append", "generate_request_id", "preserve_external_request_id",
 	"always_set_request_id_in_response", "forward_client_cert_details", "set_current_client_cert_details",
 	"upgrade_configs", "normalize_path", "access_log", "merge_slashes", "path_with_escaped_slashes_action",
-	"request_id_extension", "strip_matching_host_port", "strip_any_host_port", "strip_trailing_host_dot"}
+	"request_id_extension", "strip_matching_host_port", "strip_any_host_port", "strip_trailing_host_dot",
+	"tracing"}
 
 // New compiles hcm. Anything the proxy does not implement (fields, filters not marked
 // is_optional, typed configs) is an error naming it, so the listener update is NACKed.
@@ -228,6 +238,9 @@ func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, err
 	}
 	h.st = newHCMStats(opts.Stats, h.statPrefix)
 	if err := h.compileAccessLog(hcm); err != nil {
+		return nil, err
+	}
+	if err := h.compileTracing(hcm); err != nil {
 		return nil, err
 	}
 	p, err := h.buildPipeline(hcm.GetHttpFilters())
@@ -337,12 +350,17 @@ func (h *Handler) compileProtocolOptions(hcm *hcmv3.HttpConnectionManager) error
 		return &route.UnsupportedError{Field: "http_connection_manager.path_with_escaped_slashes_action", Detail: h.escapedSlashes.String()}
 	}
 	if ext := hcm.GetRequestIdExtension(); ext != nil {
-		// The UUID extension is the built-in behaviour; its options only concern tracing, which
-		// strait-proxy does not do. Decoding it also links the type for config dumps.
+		// The UUID extension is the built-in behaviour; its options (pack_trace_reason,
+		// use_request_id_for_trace_sampling) steer tracing's sampling (tracing.go).
 		var u uuidv3.UuidRequestIdConfig
 		if tc := ext.GetTypedConfig(); tc == nil || tc.UnmarshalTo(&u) != nil {
 			return &route.UnsupportedError{Field: "http_connection_manager.request_id_extension", Detail: "only UuidRequestIdConfig"}
 		}
+		if err := checkFields("http_connection_manager.request_id_extension.typed_config", &u,
+			"pack_trace_reason", "use_request_id_for_trace_sampling"); err != nil {
+			return err
+		}
+		h.requestID = &u
 	}
 	return nil
 }

@@ -283,8 +283,8 @@ func TestUnsupportedFilterIsRejected(t *testing.T) {
 		t.Fatalf("optional filter: %v", err)
 	}
 	hcm = inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c"))))
-	hcm.Tracing = &hcmv3.HttpConnectionManager_Tracing{}
-	if _, err := New(hcm, &testEnv{}, Options{}); err == nil || !strings.Contains(err.Error(), "http_connection_manager.tracing") {
+	hcm.Tracing = &hcmv3.HttpConnectionManager_Tracing{Verbose: true} // tracing is supported, verbose is not
+	if _, err := New(hcm, &testEnv{}, Options{}); err == nil || !strings.Contains(err.Error(), "http_connection_manager.tracing.verbose") {
 		t.Fatalf("tracing: %v", err)
 	}
 }

@@ -89,6 +89,9 @@ func (s *Stream) applyCommonResponseHeaders(hdr http.Header) {
 		hdr.Add("Set-Cookie", s.setCookie)
 	}
 	s.applyCORS(hdr)
+	if s.trace != nil {
+		s.traceResponseHeaders(hdr)
+	}
 }
 
 // hopByHop are the headers that describe one connection and are never forwarded.
@@ -331,8 +334,11 @@ func (h *Handler) forward(s *Stream) {
 	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
 		ctx = upstream.WithOriginalDst(ctx, s.Info.Conn.OriginalDst)
 	}
-	if h.accessLog != nil || h.telemetryNeedsHost() {
+	if h.accessLog != nil || s.trace != nil || h.telemetryNeedsHost() {
 		ctx = upstream.WithHostReport(ctx, &s.hostReport)
+	}
+	if s.trace != nil {
+		s.injectTrace()
 	}
 	// Envoy's route timeout runs from the end of the downstream request (its last body byte) to
 	// the end of the response: the timer starts at once for bodiless requests and from the body

@@ -48,7 +48,8 @@ type Stream struct {
 	reqBody     *replayBody // the request body as the router reads it, nil if none
 	timeoutAlt  bool
 	metadata    map[string]*structpb.Struct // dynamic metadata by filter namespace; nil until set
-	hostReport  upstream.HostReport         // the upstream host, reported by the cluster (access logs)
+	hostReport  upstream.HostReport         // the upstream host, reported by the cluster (access logs, tracing)
+	trace       *streamTrace                // the request's spans when tracing is on (tracing.go)
 	downW       http.ResponseWriter         // the connection's own writer (W may wrap it)
 }
 
@@ -157,6 +158,9 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			s.Cluster, s.Target = s.Route.PickCluster(r)
 			s.Info.Cluster = s.Cluster
 		}
+	}
+	if h.tracer != nil {
+		h.startTrace(s)
 	}
 	h.pipeline(s)
 }
@@ -441,6 +445,9 @@ func (h *Handler) finish(s *Stream) {
 	}
 	if h.opts.Telemetry != nil {
 		h.recordTelemetry(s)
+	}
+	if s.trace != nil {
+		h.finishTrace(s)
 	}
 	if h.opts.OnComplete != nil {
 		h.opts.OnComplete(&s.Info)

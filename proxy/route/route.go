@@ -70,6 +70,11 @@ type Route struct {
 	// StatPrefix, when set, asks for per-route statistics under
 	// vhost.<virtual host>.route.<stat_prefix>.
 	StatPrefix string
+	// Decorator is decorator.operation, the name of the request's span when tracing is on
+	// (empty: no decorator); DecoratorPropagate is decorator.propagate (default true): the
+	// operation is passed on in x-envoy-decorator-operation.
+	Decorator          string
+	DecoratorPropagate bool
 
 	m                   routeMatch
 	cluster             *Target
@@ -136,13 +141,23 @@ var actionFields = []string{"cluster", "cluster_header", "weighted_clusters", "c
 	"retry_policy", "request_mirror_policies", "hash_policy", "cors", "max_stream_duration", "upgrade_configs", "rate_limits", "include_vh_rate_limits"}
 
 func compileRoute(field string, r *routev3.Route, env compileEnv) (*Route, error) {
-	// decorator only names the span for tracing and metadata is opaque to routing; both are
-	// accepted as descriptive data, as Envoy does without a tracer or metadata consumers.
+	// metadata is opaque to routing: accepted as descriptive data, as Envoy does without
+	// metadata consumers. decorator names the span when the connection manager traces.
 	if err := xdsfield.Check(r, field, routeFields...); err != nil {
 		return nil, err
 	}
 	rt := &Route{Name: r.GetName(), VirtualHost: env.vh, Retry: env.retry, Mirrors: env.mirrors, CORS: env.cors,
 		ClusterNotFoundStatus: http.StatusServiceUnavailable, StatPrefix: r.GetStatPrefix()}
+	if d := r.GetDecorator(); d != nil {
+		if err := xdsfield.Check(d, field+".decorator", "operation", "propagate"); err != nil {
+			return nil, err
+		}
+		if d.GetOperation() == "" || strings.ContainsAny(d.GetOperation(), "\r\n\x00") {
+			return nil, fmt.Errorf("%s.decorator.operation: empty or not a header value", field)
+		}
+		rt.Decorator = d.GetOperation()
+		rt.DecoratorPropagate = d.GetPropagate() == nil || d.GetPropagate().GetValue()
+	}
 	var err error
 	if rt.m, err = compileMatch(field+".match", r.GetMatch()); err != nil {
 		return nil, err

@@ -1,0 +1,412 @@
+package l7
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/tracing"
+)
+
+// otlpReceiver is a real OTLP gRPC trace receiver (TraceService/Export).
+type otlpReceiver struct {
+	coltracepb.UnimplementedTraceServiceServer
+	mu      sync.Mutex
+	service []string
+	spans   []*tracepb.Span
+}
+
+func (o *otlpReceiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, rs := range req.GetResourceSpans() {
+		for _, a := range rs.GetResource().GetAttributes() {
+			if a.GetKey() == "service.name" {
+				o.service = append(o.service, a.GetValue().GetStringValue())
+			}
+		}
+		for _, ss := range rs.GetScopeSpans() {
+			o.spans = append(o.spans, ss.GetSpans()...)
+		}
+	}
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+func (o *otlpReceiver) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.spans)
+}
+
+// span returns the received span of trace (hex), waiting for it.
+func (o *otlpReceiver) span(t *testing.T, trace string) *tracepb.Span {
+	t.Helper()
+	var found *tracepb.Span
+	waitFor(t, "span of trace "+trace, func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		for _, s := range o.spans {
+			if hex.EncodeToString(s.GetTraceId()) == trace {
+				found = s
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+func startOTLPReceiver(t *testing.T) (*otlpReceiver, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &otlpReceiver{}
+	srv := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(srv, r)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return r, ln.Addr().String()
+}
+
+// headerRecorder is an upstream that remembers the propagation headers it received.
+type headerRecorder struct {
+	mu  sync.Mutex
+	got []http.Header
+}
+
+func (u *headerRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u.mu.Lock()
+	u.got = append(u.got, r.Header.Clone())
+	u.mu.Unlock()
+	io.WriteString(w, "ok")
+}
+
+func (u *headerRecorder) last() http.Header {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.got[len(u.got)-1]
+}
+
+func anyOf(t *testing.T, name string, cfg interface {
+	ProtoMessage()
+}) *tracev3.Tracing_Http {
+	t.Helper()
+	var a *anypb.Any
+	var err error
+	switch c := cfg.(type) {
+	case *tracev3.OpenTelemetryConfig:
+		a, err = anypb.New(c)
+	case *tracev3.ZipkinConfig:
+		a, err = anypb.New(c)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tracev3.Tracing_Http{Name: name, ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: a}}
+}
+
+// tracedProxy serves an HCM with tracing cfg routing to cluster "app" under stat prefix
+// prefix (Istio's inbound_/outbound_ names set the direction).
+func tracedProxy(t *testing.T, env *testEnv, prefix string, cfg *hcmv3.HttpConnectionManager_Tracing, batch int) (string, *stats.Store) {
+	t.Helper()
+	rt := fwdRoute("r", pfx("/"), toCluster("app"))
+	rt.Decorator = &routev3.Decorator{Operation: "app.ns.svc.cluster.local:80/*"}
+	hcm := inlineHCM(oneVhost(rt))
+	hcm.StatPrefix = prefix
+	hcm.Tracing = cfg
+	st := stats.NewStore()
+	h, err := New(hcm, env, Options{Stats: st, Tracing: TracingOptions{NodeID: "sidecar~127.0.0.1~app-1.ns~ns.svc.cluster.local",
+		LocalCluster: "app.ns", LocalAddress: "127.0.0.1", Batch: batch, FlushInterval: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveConns(t, h, loopbackInfo), st
+}
+
+func attrs(s *tracepb.Span) map[string]string {
+	m := map[string]string{}
+	for _, a := range s.GetAttributes() {
+		m[a.GetKey()] = a.GetValue().GetStringValue()
+	}
+	return m
+}
+
+func otelGRPC(t *testing.T, cluster string) *tracev3.Tracing_Http {
+	return anyOf(t, tracing.OpenTelemetryName, &tracev3.OpenTelemetryConfig{ServiceName: "app.ns",
+		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: cluster}}}})
+}
+
+func TestTracingOpenTelemetryW3C(t *testing.T) {
+	recv, recvAddr := startOTLPReceiver(t)
+	app := &headerRecorder{}
+	env := &testEnv{clusters: map[string]Upstream{
+		"app":  newTestUpstream(startUpstream(t, app, false), false),
+		"otel": newTestUpstream(recvAddr, true),
+	}}
+	addr, _ := tracedProxy(t, env, "inbound_0.0.0.0_80", &hcmv3.HttpConnectionManager_Tracing{
+		Provider: otelGRPC(t, "otel"), RandomSampling: &typev3.Percent{Value: 100},
+		CustomTags: nil}, 1)
+	c := h1Client()
+
+	// A W3C client is joined to its trace.
+	const trace, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	req, _ := http.NewRequest("GET", "http://"+addr+"/items?id=1", nil)
+	req.Header.Set("traceparent", "00-"+trace+"-"+parent+"-01")
+	req.Header.Set("tracestate", "vendor=x")
+	resp, _ := roundTrip(t, c, req)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got := resp.Header.Get("X-Envoy-Decorator-Operation"); got != "app.ns.svc.cluster.local:80/*" {
+		t.Errorf("inbound response decorator header %q", got)
+	}
+	sp := recv.span(t, trace)
+	if hex.EncodeToString(sp.GetParentSpanId()) != parent || sp.GetKind() != tracepb.Span_SPAN_KIND_SERVER ||
+		sp.GetName() != "app.ns.svc.cluster.local:80/*" || sp.GetTraceState() != "vendor=x" {
+		t.Errorf("span: parent %x kind %v name %q state %q", sp.GetParentSpanId(), sp.GetKind(), sp.GetName(), sp.GetTraceState())
+	}
+	a := attrs(sp)
+	for k, want := range map[string]string{"http.method": "GET", "http.status_code": "200", "component": "proxy",
+		"upstream_cluster": "app", "response_flags": "-", "http.protocol": "HTTP/1.1", "response_size": "2",
+		"node_id": "sidecar~127.0.0.1~app-1.ns~ns.svc.cluster.local", "http.url": "http://" + addr + "/items?id=1",
+		"user_agent": "Go-http-client/1.1", "downstream_cluster": "-"} {
+		if a[k] != want {
+			t.Errorf("attribute %s = %q, want %q", k, a[k], want)
+		}
+	}
+	if a["guid:x-request-id"] == "" || !strings.HasPrefix(a["peer.address"], "127.0.0.1:") {
+		t.Errorf("attributes %v", a)
+	}
+	if sp.GetStartTimeUnixNano() == 0 || sp.GetEndTimeUnixNano() < sp.GetStartTimeUnixNano() {
+		t.Errorf("times %d..%d", sp.GetStartTimeUnixNano(), sp.GetEndTimeUnixNano())
+	}
+	up := app.last()
+	if want := "00-" + trace + "-" + hex.EncodeToString(sp.GetSpanId()) + "-01"; up.Get("Traceparent") != want {
+		t.Errorf("upstream traceparent %q, want %q", up.Get("Traceparent"), want)
+	}
+	if up.Get("Tracestate") != "vendor=x" {
+		t.Errorf("upstream tracestate %q", up.Get("Tracestate"))
+	}
+	recv.mu.Lock()
+	if len(recv.service) == 0 || recv.service[0] != "app.ns" {
+		t.Errorf("service.name %v", recv.service)
+	}
+	recv.mu.Unlock()
+
+	// Without headers (and with a malformed traceparent) a new trace starts: the upstream gets
+	// its context and the span is a root.
+	for _, tp := range []string{"", "00-zzzz-01"} {
+		req, _ = http.NewRequest("GET", "http://"+addr+"/", nil)
+		if tp != "" {
+			req.Header.Set("traceparent", tp)
+		}
+		if resp, _ := roundTrip(t, c, req); resp.StatusCode != 200 {
+			t.Fatalf("traceparent %q: status %d", tp, resp.StatusCode)
+		}
+		sc, ok := tracing.ParseTraceparent(app.last().Get("Traceparent"))
+		if !ok || !sc.Sampled {
+			t.Fatalf("traceparent %q: upstream got %q", tp, app.last().Get("Traceparent"))
+		}
+		root := recv.span(t, sc.TraceID.String())
+		if len(root.GetParentSpanId()) != 0 || hex.EncodeToString(root.GetSpanId()) != sc.SpanID.String() {
+			t.Errorf("traceparent %q: root span parent %x id %x", tp, root.GetParentSpanId(), root.GetSpanId())
+		}
+	}
+}
+
+// TestTracingSpawnUpstreamSpan: with spawn_upstream_span the connection manager's span is a
+// SERVER span even on egress and the upstream sees a CLIENT child span's context.
+func TestTracingSpawnUpstreamSpan(t *testing.T) {
+	recv, recvAddr := startOTLPReceiver(t)
+	app := &headerRecorder{}
+	env := &testEnv{clusters: map[string]Upstream{
+		"app":  newTestUpstream(startUpstream(t, app, false), false),
+		"otel": newTestUpstream(recvAddr, true),
+	}}
+	addr, _ := tracedProxy(t, env, "outbound_0.0.0.0_80", &hcmv3.HttpConnectionManager_Tracing{
+		Provider: otelGRPC(t, "otel"), SpawnUpstreamSpan: wrapperspb.Bool(true)}, 1)
+	if resp, _ := roundTrip(t, h1Client(), mustGet(t, "http://"+addr+"/")); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	sc, _ := tracing.ParseTraceparent(app.last().Get("Traceparent"))
+	waitFor(t, "2 spans", func() bool { return recv.count() == 2 })
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	var server, client *tracepb.Span
+	for _, s := range recv.spans {
+		switch s.GetKind() {
+		case tracepb.Span_SPAN_KIND_SERVER:
+			server = s
+		case tracepb.Span_SPAN_KIND_CLIENT:
+			client = s
+		}
+	}
+	if server == nil || client == nil || hex.EncodeToString(client.GetSpanId()) != sc.SpanID.String() ||
+		string(client.GetParentSpanId()) != string(server.GetSpanId()) || client.GetName() != "router app egress" {
+		t.Fatalf("server %v client %v, upstream context %+v", server, client, sc)
+	}
+	if app.last().Get("X-Envoy-Decorator-Operation") != "app.ns.svc.cluster.local:80/*" {
+		t.Errorf("egress request lacks the decorator header: %v", app.last())
+	}
+}
+
+func mustGet(t *testing.T, url string) *http.Request {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// zipkinCollector is an HTTP server that decodes Zipkin v2 JSON.
+type zipkinCollector struct {
+	mu    sync.Mutex
+	spans []tracing.ZipkinSpan
+	paths []string
+}
+
+func (z *zipkinCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var spans []tracing.ZipkinSpan
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&spans); err != nil || r.Header.Get("Content-Type") != "application/json" {
+		w.WriteHeader(400)
+		return
+	}
+	z.mu.Lock()
+	z.spans = append(z.spans, spans...)
+	z.paths = append(z.paths, r.Method+" "+r.Host+r.URL.Path)
+	z.mu.Unlock()
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (z *zipkinCollector) span(t *testing.T, trace string) tracing.ZipkinSpan {
+	t.Helper()
+	var found tracing.ZipkinSpan
+	waitFor(t, "zipkin span of "+trace, func() bool {
+		z.mu.Lock()
+		defer z.mu.Unlock()
+		for _, s := range z.spans {
+			if s.TraceID == trace {
+				found = s
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+func TestTracingZipkinB3(t *testing.T) {
+	col := &zipkinCollector{}
+	app := &headerRecorder{}
+	env := &testEnv{clusters: map[string]Upstream{
+		"app":    newTestUpstream(startUpstream(t, app, false), false),
+		"zipkin": newTestUpstream(startUpstream(t, col, false), false),
+	}}
+	addr, st := tracedProxy(t, env, "outbound_0.0.0.0_80", &hcmv3.HttpConnectionManager_Tracing{
+		Provider: anyOf(t, tracing.ZipkinName, &tracev3.ZipkinConfig{CollectorCluster: "zipkin", CollectorEndpoint: "/api/v2/spans",
+			CollectorEndpointVersion: tracev3.ZipkinConfig_HTTP_JSON, TraceId_128Bit: true}),
+	}, 1)
+	c := h1Client()
+	const trace, parent, grand = "463ac35c9f6413ad48485a3953bb6124", "a2fb4a1d1a96d312", "0020000000000001"
+
+	// B3 multiple headers.
+	req := mustGet(t, "http://"+addr+"/")
+	req.Header.Set("X-B3-TraceId", trace)
+	req.Header.Set("X-B3-SpanId", parent)
+	req.Header.Set("X-B3-ParentSpanId", grand)
+	req.Header.Set("X-B3-Sampled", "1")
+	if resp, _ := roundTrip(t, c, req); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	sp := col.span(t, trace)
+	if sp.ParentID != parent || sp.Kind != "CLIENT" || sp.Shared || sp.LocalEndpoint == nil || sp.LocalEndpoint.ServiceName != "app.ns" ||
+		sp.Tags["http.status_code"] != "200" || sp.Name != "app.ns.svc.cluster.local:80/*" {
+		t.Errorf("zipkin span %+v", sp)
+	}
+	up := app.last()
+	if up.Get("X-B3-Traceid") != trace || up.Get("X-B3-Spanid") != sp.ID || up.Get("X-B3-Parentspanid") != parent || up.Get("X-B3-Sampled") != "1" {
+		t.Errorf("upstream B3 headers %v", up)
+	}
+
+	// B3 single header in: joined, and the upstream gets the multiple headers (as Envoy).
+	const trace2 = "80f198ee56343ba864fe8b2a57d3eff7"
+	req = mustGet(t, "http://"+addr+"/")
+	req.Header.Set("b3", trace2+"-"+parent+"-1")
+	roundTrip(t, c, req)
+	sp = col.span(t, trace2)
+	if sp.ParentID != parent || app.last().Get("X-B3-Traceid") != trace2 || app.last().Get("X-B3-Spanid") != sp.ID {
+		t.Errorf("b3 single: span %+v, upstream %v", sp, app.last())
+	}
+
+	// A malformed B3 header starts a new trace; the request is served.
+	req = mustGet(t, "http://"+addr+"/")
+	req.Header.Set("X-B3-TraceId", "not-hex")
+	req.Header.Set("X-B3-SpanId", parent)
+	if resp, _ := roundTrip(t, c, req); resp.StatusCode != 200 {
+		t.Fatalf("malformed: status %d", resp.StatusCode)
+	}
+	if tr := app.last().Get("X-B3-Traceid"); len(tr) != 32 || tr == trace || app.last().Get("X-B3-Parentspanid") != "" {
+		t.Errorf("malformed: upstream %v", app.last())
+	}
+	col.mu.Lock()
+	if len(col.paths) == 0 || col.paths[0] != "POST zipkin/api/v2/spans" {
+		t.Errorf("collector requests %v", col.paths)
+	}
+	col.mu.Unlock()
+	waitFor(t, "reports_sent", func() bool { return st.Counter("tracing.zipkin.reports_sent", "").Value() >= 1 })
+}
+
+// TestTracingRandomSampling: at random_sampling 10%, 1,000 requests without trace context are
+// sampled 10±3% of the time (the upstream's traceparent says which, and the collector gets
+// exactly those spans).
+func TestTracingRandomSampling(t *testing.T) {
+	recv, recvAddr := startOTLPReceiver(t)
+	env := &testEnv{clusters: map[string]Upstream{
+		"app":  newTestUpstream(startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Header.Get("Traceparent")) }), false), false),
+		"otel": newTestUpstream(recvAddr, true),
+	}}
+	addr, st := tracedProxy(t, env, "inbound_0.0.0.0_80", &hcmv3.HttpConnectionManager_Tracing{
+		Provider: otelGRPC(t, "otel"), RandomSampling: &typev3.Percent{Value: 10}}, 50)
+	c := h1Client()
+	deadline := time.Now().Add(60 * time.Second)
+	sampled := 0
+	const n = 1000
+	for i := 0; i < n && time.Now().Before(deadline); i++ {
+		resp, body := roundTrip(t, c, mustGet(t, "http://"+addr+"/"))
+		sc, ok := tracing.ParseTraceparent(body)
+		if resp.StatusCode != 200 || !ok {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		if sc.Sampled {
+			sampled++
+		}
+	}
+	if sampled < 70 || sampled > 130 {
+		t.Fatalf("%d of %d sampled, want 10±3%%", sampled, n)
+	}
+	waitFor(t, "the sampled spans", func() bool { return recv.count() == sampled })
+	if got := st.Counter("http.inbound_0.0.0.0_80.tracing.random_sampling", "").Value(); got != uint64(sampled) {
+		t.Errorf("tracing.random_sampling %d, want %d", got, sampled)
+	}
+}

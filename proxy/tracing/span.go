@@ -1,0 +1,149 @@
+package tracing
+
+import (
+	"net/http"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Attr is one span tag (an OpenTelemetry string attribute, a Zipkin tag).
+type Attr struct{ Key, Value string }
+
+// Span is one span of a request. The connection manager owns it from Start to Finish on the
+// request's goroutine; after Finish it belongs to the exporter and must not be touched.
+type Span struct {
+	Name     string
+	Kind     Kind
+	TraceID  TraceID
+	SpanID   SpanID
+	ParentID SpanID // zero for a root span
+	Sampled  bool
+	// Shared marks a Zipkin server span that shares the caller's span id (shared_span_context).
+	Shared     bool
+	TraceState string
+	Start, End time.Time
+	Attrs      []Attr
+	// Error marks a failed request (OpenTelemetry status ERROR).
+	Error bool
+
+	t *Tracer
+}
+
+// Egress reports whether the tracer serves an outbound listener (Envoy's operation name egress).
+func (t *Tracer) Egress() bool { return t.egress }
+
+// SpawnUpstream reports spawn_upstream_span: the router starts a CLIENT child span for the
+// upstream request.
+func (t *Tracer) SpawnUpstream() bool { return t.spawnUpstream }
+
+// HasProvider reports whether spans are created at all (a tracing config without a provider
+// only makes the sampling decision).
+func (t *Tracer) HasProvider() bool { return t.provider != providerNone }
+
+// MaxPathTag is max_path_tag_length, the bound on the http.url tag.
+func (t *Tracer) MaxPathTag() int { return t.maxPathTag }
+
+// Start starts the connection manager's span for a request whose headers are h, named name,
+// with the sampling decision reason. The parent comes from the provider's headers (W3C for
+// OpenTelemetry, B3 for Zipkin); a missing or malformed one starts a new trace. A valid
+// parent's sampling state overrides the decision, as in Envoy. The span kind follows Envoy:
+// SERVER with spawn_upstream_span or on ingress, CLIENT on egress. Start returns nil without
+// a provider.
+func (t *Tracer) Start(h http.Header, name string, reason Reason, start time.Time) *Span {
+	if t.provider == providerNone {
+		return nil
+	}
+	sp := &Span{t: t, Name: name, Start: start, Sampled: reason.Traced(), Kind: KindServer,
+		Attrs: make([]Attr, 0, 24)}
+	if t.egress && !t.spawnUpstream {
+		sp.Kind = KindClient
+	}
+	switch t.provider {
+	case providerOTel:
+		if sc, ok := ExtractW3C(h); ok {
+			sp.TraceID, sp.ParentID, sp.Sampled, sp.TraceState = sc.TraceID, sc.SpanID, sc.Sampled, sc.TraceState
+		} else {
+			sp.TraceID = newTraceID(false)
+		}
+		sp.SpanID = newSpanID()
+	case providerZipkin:
+		sc, hasCtx := ExtractB3(h)
+		if sc.SampledSet {
+			sp.Sampled = sc.Sampled
+		}
+		switch {
+		case !hasCtx:
+			sp.TraceID, sp.SpanID = newTraceID(!t.zipkin128), newSpanID()
+		case !t.egress && t.zipkinShared:
+			// Ingress with shared_span_context: the server span shares the client's id.
+			sp.TraceID, sp.SpanID, sp.ParentID, sp.Shared = sc.TraceID, sc.SpanID, sc.ParentID, true
+		default:
+			sp.TraceID, sp.SpanID, sp.ParentID = sc.TraceID, newSpanID(), sc.SpanID
+		}
+	}
+	sp.SetTag("node_id", t.nodeID)
+	sp.SetTag("zone", t.zone)
+	return sp
+}
+
+// Child starts a CLIENT span under sp (the upstream span of spawn_upstream_span).
+func (sp *Span) Child(name string, start time.Time) *Span {
+	c := &Span{t: sp.t, Name: name, Kind: KindClient, TraceID: sp.TraceID, SpanID: newSpanID(),
+		ParentID: sp.SpanID, Sampled: sp.Sampled, TraceState: sp.TraceState, Start: start, Attrs: make([]Attr, 0, 12)}
+	c.SetTag("node_id", sp.t.nodeID)
+	c.SetTag("zone", sp.t.zone)
+	return c
+}
+
+// SetTag sets a tag, replacing an earlier value of the same key.
+func (sp *Span) SetTag(k, v string) {
+	for i := range sp.Attrs {
+		if sp.Attrs[i].Key == k {
+			sp.Attrs[i].Value = v
+			return
+		}
+	}
+	sp.Attrs = append(sp.Attrs, Attr{k, v})
+}
+
+// Tag returns a tag's value.
+func (sp *Span) Tag(k string) (string, bool) {
+	for _, a := range sp.Attrs {
+		if a.Key == k {
+			return a.Value, true
+		}
+	}
+	return "", false
+}
+
+// Inject writes the span's context to an outgoing request in the provider's format: W3C
+// traceparent and tracestate (OpenTelemetry), B3 multiple headers (Zipkin).
+func (sp *Span) Inject(h http.Header) {
+	switch sp.t.provider {
+	case providerOTel:
+		InjectW3C(h, sp.TraceID, sp.SpanID, sp.Sampled, sp.TraceState)
+	case providerZipkin:
+		InjectB3(h, sp.TraceID, sp.SpanID, sp.ParentID, sp.Sampled)
+	}
+}
+
+// CustomTags applies the configured custom_tags from the request headers h and its dynamic
+// metadata md (may be nil).
+func (sp *Span) CustomTags(h http.Header, md func(ns string) *structpb.Struct) {
+	for i := range sp.t.tags {
+		c := &sp.t.tags[i]
+		if v, ok := c.value(h, md); ok {
+			sp.SetTag(c.name, v)
+		}
+	}
+}
+
+// Finish ends the span at end and, when it is sampled, queues it for export. The request path
+// never waits: a full queue drops the span and counts it.
+func (sp *Span) Finish(end time.Time) {
+	sp.End = end
+	if sp.Sampled && sp.t.exp != nil {
+		sp.t.exp.enqueue(sp)
+	}
+}
