@@ -247,4 +247,3 @@ func matches(m *tpb.MetricSelector) []string {
 	}
 	return allMetrics
 }
-
