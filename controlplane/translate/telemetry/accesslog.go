@@ -35,12 +35,12 @@ func buildAccessLogs(in Inputs, ap applied, mode tpb.WorkloadMode, report func(e
 	for _, n := range names {
 		p := lookupProvider(in.Mesh, n)
 		if p == nil {
-			report(fmt.Errorf("access logging: provider %q is not one of MeshConfig's extensionProviders; left out", n))
+			report(fmt.Errorf("%s: accessLogging: provider %q is not one of MeshConfig's extensionProviders; left out", ap.owner(), n))
 			continue
 		}
 		f, ok := p.GetProvider().(*meshconfig.MeshConfig_ExtensionProvider_EnvoyFileAccessLog)
 		if !ok {
-			report(fmt.Errorf("access logging: provider %q is a %s provider, not an access log provider (envoyFileAccessLog); left out", n, providerType(p)))
+			report(fmt.Errorf("%s: accessLogging: provider %q (of type %s) is not an access log provider (envoyFileAccessLog); left out", ap.owner(), n, providerType(p)))
 			continue
 		}
 		set = true

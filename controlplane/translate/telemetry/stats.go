@@ -83,9 +83,9 @@ func buildStats(in Inputs, ap applied, mode tpb.WorkloadMode, router bool, repor
 		p := lookupProvider(in.Mesh, n)
 		switch {
 		case p == nil:
-			report(fmt.Errorf("metrics: provider %q is not one of MeshConfig's extensionProviders; left out", n))
+			report(fmt.Errorf("%s: metrics: provider %q is not one of MeshConfig's extensionProviders; left out", ap.owner(), n))
 		case p.GetPrometheus() == nil:
-			report(fmt.Errorf("metrics: provider %q is a %s provider, not a metrics provider (prometheus); left out", n, providerType(p)))
+			report(fmt.Errorf("%s: metrics: provider %q (of type %s) is not a metrics provider (prometheus); left out", ap.owner(), n, providerType(p)))
 		case prom == nil:
 			prom = merged[n]
 		}

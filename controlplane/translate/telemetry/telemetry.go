@@ -125,6 +125,15 @@ type applied struct {
 	names []string // "ns/name" of each, for messages
 }
 
+// owner names the applied Telemetries for messages: "Telemetry istio-system/mesh, default/a",
+// or MeshConfig's defaultProviders when none applies.
+func (a applied) owner() string {
+	if len(a.names) == 0 {
+		return "MeshConfig defaultProviders"
+	}
+	return "Telemetry " + strings.Join(a.names, ", ")
+}
+
 // applicable selects the Telemetries of w as istiod does: the root namespace's Telemetry without
 // selector, then the workload namespace's Telemetry without selector, then the first (oldest)
 // Telemetry of the workload's namespace whose selector matches its labels. Of several

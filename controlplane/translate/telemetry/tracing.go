@@ -251,7 +251,7 @@ func tracerFor(in Inputs, w Workload, p *meshconfig.MeshConfig_ExtensionProvider
 		name, maxTag = tracerOpenTelemetry, o.GetMaxTagLength()
 		t.Provider = &tracev3.Tracing_Http{Name: name, ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: mustAny(oc)}}
 	default:
-		return nil, fmt.Errorf("a %s provider does not trace (want zipkin or opentelemetry)", providerType(p))
+		return nil, fmt.Errorf("a provider of type %s does not trace (want zipkin or opentelemetry)", providerType(p))
 	}
 	if maxTag != 0 {
 		t.MaxPathTagLength = wrapperspb.UInt32(maxTag)
