@@ -219,10 +219,10 @@ var corpus = map[string]corpusWant{
 		accepted: []string{"Gateway/default/cross-network-gateway"},
 	},
 	"samples/open-telemetry/loki/telemetry.yaml": {
-		refused: []string{istioKind("Telemetry", "telemetry.istio.io")},
+		accepted: []string{"Telemetry/istio-system/mesh-logging"},
 	},
 	"samples/open-telemetry/tracing/telemetry.yaml": {
-		refused: []string{istioKind("Telemetry", "telemetry.istio.io")},
+		accepted: []string{"Telemetry/default/otel-demo"},
 	},
 	"samples/ratelimit/local-rate-limit-service.yaml": {
 		refused: []string{istioKind("EnvoyFilter", "networking.istio.io")},

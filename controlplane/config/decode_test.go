@@ -218,7 +218,10 @@ func TestDecodeBadDocuments(t *testing.T) {
 		{"peer authentication selector wrong type", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {selector: {matchLabels: [app]}}", "PeerAuthentication ns/pa", "spec.selector.matchLabels", "expected an object"},
 		{"peer authentication workloadSelector", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: ns}\nspec: {workloadSelector: {labels: {app: a}}}", "PeerAuthentication ns/pa", "spec.workloadSelector", `unknown field "workloadSelector" in PeerAuthentication`},
 		{"removed field", vsHead + "spec: {hosts: [a], http: [{appendHeaders: {a: b}, route: [{destination: {host: a}}]}]}", vsObj, "spec.http[0].appendHeaders", `unknown field "appendHeaders" in HTTPRoute: Istio removed this field from its API`},
-		{"istio kind not supported yet", "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: ns}\nspec: {tracing: [{}]}", "object ns/t", "", "kind Telemetry (telemetry.istio.io) is not supported yet"},
+		{"istio kind not supported yet", "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: t, namespace: ns}\nspec: {url: oci://x}", "object ns/t", "", "kind WasmPlugin (extensions.istio.io) is not supported yet"},
+		{"telemetry unknown field", "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: ns}\nspec: {tracing: [{sampling: 10}]}", "Telemetry ns/t", "spec.tracing[0].sampling", `unknown field "sampling" in Tracing`},
+		{"telemetry networking apiVersion", "apiVersion: networking.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: ns}\nspec: {}", "Telemetry ns/t", "apiVersion", `unsupported apiVersion "networking.istio.io/v1" (want one of telemetry.istio.io/v1, telemetry.istio.io/v1alpha1)`},
+		{"telemetry bad mode", "apiVersion: telemetry.istio.io/v1alpha1\nkind: Telemetry\nmetadata: {name: t, namespace: ns}\nspec: {accessLogging: [{match: {mode: BOTH}}]}", "Telemetry ns/t", "spec.accessLogging[0].match.mode", `invalid value "BOTH" for WorkloadMode`},
 		{"authorization policy networking apiVersion", "apiVersion: networking.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap, namespace: ns}\nspec: {action: DENY, rules: [{}]}", "AuthorizationPolicy ns/ap", "apiVersion", `unsupported apiVersion "networking.istio.io/v1" (want one of security.istio.io/v1, security.istio.io/v1beta1)`},
 		{"authorization policy bad action", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap, namespace: ns}\nspec: {action: REJECT}", "AuthorizationPolicy ns/ap", "spec.action", `invalid value "REJECT" for Action (valid: ALLOW, DENY, AUDIT, CUSTOM)`},
 		{"authorization policy unknown field", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap, namespace: ns}\nspec: {rules: [{from: [{source: {principal: [a]}}]}]}", "AuthorizationPolicy ns/ap", "spec.rules[0].from[0].source.principal", `unknown field "principal" in Source (did you mean "principals"?)`},
@@ -336,12 +339,13 @@ func TestKindFor(t *testing.T) {
 		"gateways.networking.istio.io": Gateway, "ap": AuthorizationPolicy, "AuthorizationPolicies": AuthorizationPolicy,
 		"authorizationpolicies.security.istio.io": AuthorizationPolicy,
 		"ra": RequestAuthentication, "requestauthentication": RequestAuthentication, "RequestAuthentications.security.istio.io": RequestAuthentication,
+		"telemetry": Telemetry, "Telemetries": Telemetry, "telemetries.telemetry.istio.io": Telemetry,
 	} {
 		if got, ok := KindFor(in); !ok || got != want {
 			t.Errorf("KindFor(%q) = %q, %v; want %q", in, got, ok, want)
 		}
 	}
-	for _, in := range []string{"", "pods", "v", "telemetry", "authorizationpolicies.networking.istio.io", "peerauthentications.networking.istio.io", "virtualservices.security.istio.io", ".security.istio.io"} {
+	for _, in := range []string{"", "pods", "v", "wasmplugin", "telemetries.security.istio.io", "authorizationpolicies.networking.istio.io", "peerauthentications.networking.istio.io", "virtualservices.security.istio.io", ".security.istio.io"} {
 		if k, ok := KindFor(in); ok {
 			t.Errorf("KindFor(%q) = %q, want not found", in, k)
 		}

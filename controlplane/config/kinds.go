@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/strait-mesh/strait/controlplane/config/corev1"
 )
@@ -17,6 +18,8 @@ const (
 	// SecurityGroup is the API group of the security kinds (PeerAuthentication,
 	// AuthorizationPolicy, RequestAuthentication).
 	SecurityGroup = "security.istio.io"
+	// TelemetryGroup is the API group of Telemetry.
+	TelemetryGroup = "telemetry.istio.io"
 )
 
 // networkingVersions are the apiVersions of the networking kinds. v1 and v1beta1 are aliases of
@@ -27,20 +30,24 @@ var networkingVersions = []string{Group + "/v1", Group + "/v1beta1", Group + "/v
 // decode into the istio.io/api security/v1beta1 messages.
 var securityVersions = []string{SecurityGroup + "/v1", SecurityGroup + "/v1beta1"}
 
+// telemetryVersions are the apiVersions of Telemetry. v1 is an alias of v1alpha1: both decode
+// into the istio.io/api telemetry/v1alpha1 message.
+var telemetryVersions = []string{TelemetryGroup + "/v1", TelemetryGroup + "/v1alpha1"}
+
 // coreVersions are the apiVersions of the Kubernetes core kinds (Secret): the core group has no
 // name, so its apiVersion is the bare version.
 var coreVersions = []string{"v1"}
 
 // APIVersions lists every accepted apiVersion value, of any kind. Which of them a document may
 // use depends on its kind: see APIVersionsFor.
-var APIVersions = append(append(append([]string(nil), networkingVersions...), securityVersions...), coreVersions...)
+var APIVersions = append(append(append(append([]string(nil), networkingVersions...), securityVersions...), telemetryVersions...), coreVersions...)
 
 // DefaultAPIVersion is the apiVersion of the networking kinds used when rendering objects that
 // do not record one. DefaultAPIVersionFor gives it for any kind.
 const DefaultAPIVersion = Group + "/v1"
 
 // Kinds lists every kind this package decodes, in a stable order.
-var Kinds = []Kind{VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Secret}
+var Kinds = []Kind{VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry, Secret}
 
 // kindInfo describes one kind of Kinds.
 type kindInfo struct {
@@ -60,6 +67,7 @@ var kindInfos = map[Kind]kindInfo{
 	PeerAuthentication:    {SecurityGroup, securityVersions, func() proto.Message { return &security.PeerAuthentication{} }},
 	AuthorizationPolicy:   {SecurityGroup, securityVersions, func() proto.Message { return &security.AuthorizationPolicy{} }},
 	RequestAuthentication: {SecurityGroup, securityVersions, func() proto.Message { return &security.RequestAuthentication{} }},
+	Telemetry:             {TelemetryGroup, telemetryVersions, func() proto.Message { return &telemetry.Telemetry{} }},
 	Secret:                {"", coreVersions, func() proto.Message { return &corev1.Secret{} }},
 }
 
@@ -75,19 +83,20 @@ var kindNames = map[string]Kind{
 	"peerauthentication": PeerAuthentication, "peerauthentications": PeerAuthentication, "pa": PeerAuthentication,
 	"authorizationpolicy": AuthorizationPolicy, "authorizationpolicies": AuthorizationPolicy, "ap": AuthorizationPolicy,
 	"requestauthentication": RequestAuthentication, "requestauthentications": RequestAuthentication, "ra": RequestAuthentication,
+	"telemetry": Telemetry, "telemetries": Telemetry,
 	"secret": Secret, "secrets": Secret,
 }
 
 // KindFor resolves a user-typed kind name as kubectl and istioctl do: case-insensitive, singular
 // or plural, or a short name ("vs", "dr", "se", "we", "wg", "gw", "pa", "ap", "ra"). A trailing API group
 // is accepted too when it is the kind's own (".networking.istio.io" for VirtualService,
-// ".security.istio.io" for PeerAuthentication).
+// ".security.istio.io" for PeerAuthentication, ".telemetry.istio.io" for Telemetry).
 func KindFor(name string) (Kind, bool) {
 	n := strings.ToLower(strings.TrimSpace(name))
 	if k, ok := kindNames[n]; ok {
 		return k, true
 	}
-	for _, g := range []string{Group, SecurityGroup} {
+	for _, g := range []string{Group, SecurityGroup, TelemetryGroup} {
 		if base, found := strings.CutSuffix(n, "."+g); found {
 			if k, ok := kindNames[base]; ok && GroupFor(k) == g {
 				return k, true
@@ -105,7 +114,8 @@ func NewSpec(k Kind) proto.Message {
 	return nil
 }
 
-// GroupFor returns the API group of kind k ("networking.istio.io", "security.istio.io"), or ""
+// GroupFor returns the API group of kind k ("networking.istio.io", "security.istio.io",
+// "telemetry.istio.io"), or ""
 // when k is not one of Kinds or is of Kubernetes' core group (Secret).
 func GroupFor(k Kind) string { return kindInfos[k].group }
 
@@ -114,7 +124,8 @@ func GroupFor(k Kind) string { return kindInfos[k].group }
 func APIVersionsFor(k Kind) []string { return kindInfos[k].versions }
 
 // DefaultAPIVersionFor returns the apiVersion used when rendering an object of kind k that does
-// not record one ("networking.istio.io/v1", "security.istio.io/v1", "v1"), or "" for an unknown
+// not record one ("networking.istio.io/v1", "security.istio.io/v1", "telemetry.istio.io/v1",
+// "v1"), or "" for an unknown
 // kind.
 func DefaultAPIVersionFor(k Kind) string {
 	if v := kindInfos[k].versions; len(v) > 0 {

@@ -258,11 +258,15 @@ func validateMeshConfig(origin string, mc *meshconfig.MeshConfig) error {
 			validateExtAuthzHTTP(&fe, fmt.Sprintf("extensionProviders[%d].envoyExtAuthzHttp", i), kind.EnvoyExtAuthzHttp)
 		case *meshconfig.MeshConfig_ExtensionProvider_EnvoyExtAuthzGrpc:
 			validateExtAuthzGRPC(&fe, fmt.Sprintf("extensionProviders[%d].envoyExtAuthzGrpc", i), kind.EnvoyExtAuthzGrpc)
+		default:
+			validateTelemetryProvider(&fe, i, p)
 		}
 	}
+	validateDefaultProviders(&fe, mc)
 	if pc := mc.DefaultConfig; pc != nil {
 		validateDuration(&fe, "defaultConfig.drainDuration", pc.DrainDuration)
 		validateDuration(&fe, "defaultConfig.terminationDrainDuration", pc.TerminationDrainDuration)
+		validateLegacyTracing(&fe, pc.GetTracing())
 		if pc.DiscoveryAddress != "" {
 			if i := strings.LastIndexByte(pc.DiscoveryAddress, ':'); i <= 0 {
 				fe.add("defaultConfig.discoveryAddress", "discoveryAddress %s must be host:port", quoteShort(pc.DiscoveryAddress))

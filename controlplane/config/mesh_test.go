@@ -197,3 +197,57 @@ extensionProviders:
 		}
 	}
 }
+
+func TestMeshConfigTelemetryProviders(t *testing.T) {
+	good := `
+enableTracing: true
+defaultProviders: {tracing: [zipkin], metrics: [prometheus], accessLogging: [json-log]}
+defaultConfig:
+  tracing:
+    sampling: 10
+    maxPathTagLength: 99
+    zipkin: {address: zipkin.istio-system:9411}
+    customTags: {team: {literal: {value: a}}, user: {header: {name: x-user}}}
+extensionProviders:
+- name: zipkin
+  zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411, maxTagLength: 256, enable64bitTraceId: true, path: /api/v2/spans}
+- name: otel-http
+  opentelemetry:
+    service: otel.observability.svc.cluster.local
+    port: 4318
+    http: {path: /v1/traces, timeout: 2s, headers: [{name: x-token, value: abc}]}
+- name: otel-grpc
+  opentelemetry: {service: otel.observability.svc.cluster.local, port: 4317, grpc: {timeout: 1s}}
+- name: json-log
+  envoyFileAccessLog: {path: /dev/stdout, logFormat: {labels: {code: "%RESPONSE_CODE%"}}}
+- name: text-log
+  envoyFileAccessLog: {path: /dev/stdout, logFormat: {text: "%RESPONSE_CODE%"}}
+`
+	if _, err := ParseMeshConfig("mesh.yaml", []byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ data, field, msg string }{
+		{"extensionProviders: [{name: d, datadog: {service: a.b, port: 1}}]", "extensionProviders[2].datadog", "provider type datadog is not supported yet"},
+		{"extensionProviders: [{name: s, skywalking: {service: a.b, port: 1}}]", "extensionProviders[2].skywalking", "not supported yet"},
+		{"extensionProviders: [{name: s, stackdriver: {}}]", "extensionProviders[2].stackdriver", "not supported yet"},
+		{"extensionProviders: [{name: s, envoyOtelAls: {service: a.b, port: 1}}]", "extensionProviders[2].envoyOtelAls", "not supported yet"},
+		{"extensionProviders: [{name: s, envoyHttpAls: {service: a.b, port: 1}}]", "extensionProviders[2].envoyHttpAls", "not supported yet"},
+		{"extensionProviders: [{name: s, envoyTcpAls: {service: a.b, port: 1}}]", "extensionProviders[2].envoyTcpAls", "not supported yet"},
+		{"extensionProviders: [{name: z, zipkin: {service: a.b}}]", "extensionProviders[2].zipkin.port", "must be in 1-65535"},
+		{"extensionProviders: [{name: z, zipkin: {port: 1}}]", "extensionProviders[2].zipkin.service", "service is required"},
+		{"extensionProviders: [{name: o, opentelemetry: {service: a.b, port: 1, resourceDetectors: {environment: {}}}}]", "extensionProviders[2].opentelemetry.resourceDetectors", "not supported yet"},
+		{"extensionProviders: [{name: o, opentelemetry: {service: a.b, port: 1, http: {headers: [{name: a, envName: B}]}}}]", "extensionProviders[2].opentelemetry.http.headers[0].envName", "not supported yet"},
+		{"extensionProviders: [{name: f, envoyFileAccessLog: {path: /dev/stdout, logFormat: {text: '%NOPE%'}}}]", "extensionProviders[2].envoyFileAccessLog.logFormat.text", "NOPE"},
+		{"defaultProviders: {tracing: [nope]}", "defaultProviders.tracing[0]", "not one of extensionProviders"},
+		{"defaultProviders: {metrics: [envoy]}", "defaultProviders.metrics[0]", "not a metrics provider"},
+		{"defaultConfig: {tracing: {sampling: 101}}", "defaultConfig.tracing.sampling", "must be in 0-100"},
+		{"defaultConfig: {tracing: {datadog: {address: a:1}}}", "defaultConfig.tracing", "tracer datadog is not supported yet"},
+		{"defaultConfig: {tracing: {zipkin: {address: nope}}}", "defaultConfig.tracing.zipkin.address", "host:port"},
+	} {
+		_, err := ParseMeshConfig("mesh.yaml", []byte(tc.data))
+		var ce *Error
+		if err == nil || !errors.As(Errors(err)[0], &ce) || ce.Field != tc.field || !strings.Contains(ce.Msg, tc.msg) {
+			t.Errorf("%s: got %v, want %s: ...%s...", tc.data, err, tc.field, tc.msg)
+		}
+	}
+}

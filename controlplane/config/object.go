@@ -15,7 +15,8 @@ import (
 type Kind string
 
 // Kinds of config handled by the control plane core: the networking.istio.io kinds, of
-// security.istio.io PeerAuthentication, AuthorizationPolicy and RequestAuthentication, and of
+// security.istio.io PeerAuthentication, AuthorizationPolicy and RequestAuthentication,
+// telemetry.istio.io Telemetry, and of
 // Kubernetes' core/v1 Secret.
 const (
 	VirtualService  Kind = "VirtualService"
@@ -37,6 +38,10 @@ const (
 	// RequestAuthentication (security.istio.io) has a *securityv1beta1.RequestAuthentication
 	// spec.
 	RequestAuthentication Kind = "RequestAuthentication"
+
+	// Telemetry (telemetry.istio.io) has a *telemetryv1alpha1.Telemetry spec
+	// (istio.io/api/telemetry/v1alpha1); see telemetry.go for what its fields mean.
+	Telemetry Kind = "Telemetry"
 
 	// Secret (Kubernetes core "v1") has a *corev1.Secret spec (controlplane/config/corev1): the
 	// TLS credentials that Gateway servers name with credentialName. Its data is never rendered

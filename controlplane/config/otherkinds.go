@@ -15,7 +15,6 @@ import (
 // notYetKinds lists, by API group, the kinds of Istio's API that Strait does not decode yet.
 var notYetKinds = map[string][]string{
 	Group:                 {"EnvoyFilter", "ProxyConfig"},
-	"telemetry.istio.io":  {"Telemetry"},
 	"extensions.istio.io": {"WasmPlugin"},
 }
 

@@ -116,8 +116,6 @@ func manyLabels(n int) map[string]string {
 // error saying why, however its other fields look, also inside a List.
 func TestDecodeRefusesOtherKinds(t *testing.T) {
 	for _, tc := range []struct{ name, doc, want string }{
-		{"telemetry", "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: a}\nspec: {tracing: [{}]}\n",
-			"kind Telemetry (telemetry.istio.io) is not supported yet"},
 		{"wasm plugin", "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: a}\nspec: {url: oci://x}\n",
 			"kind WasmPlugin (extensions.istio.io) is not supported yet"},
 		{"envoy filter", "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: a}\nspec: {configPatches: []}\n",
@@ -127,7 +125,7 @@ func TestDecodeRefusesOtherKinds(t *testing.T) {
 		{"gateway api route", "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata: {name: a}\nspec: {parentRefs: [{name: gw}]}\n",
 			"kind HTTPRoute (gateway.networking.k8s.io) is not supported yet"},
 		{"config map", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: ns, bogus: 1}\ndata: {a: b}\n",
-			"f.yaml:1: object ns/a: kind ConfigMap (apiVersion v1) is not an Istio object; Strait reads only Istio configuration and Secrets: VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Secret"},
+			"f.yaml:1: object ns/a: kind ConfigMap (apiVersion v1) is not an Istio object; Strait reads only Istio configuration and Secrets: VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry, Secret"},
 		{"deployment", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec: {replicas: 1}\n",
 			"kind Deployment (apiVersion apps/v1) is not an Istio object"},
 		{"list item", `{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":[{"port":80}]}}]}`,

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/strait-mesh/strait/controlplane/config/corev1"
 )
@@ -91,6 +92,10 @@ func Validate(o *Object) (err error) {
 	case *security.RequestAuthentication:
 		if o.Kind == RequestAuthentication {
 			validateRequestAuthentication(&fe, spec)
+		}
+	case *telemetry.Telemetry:
+		if o.Kind == Telemetry {
+			validateTelemetry(&fe, spec)
 		}
 	case *corev1.Secret:
 		if o.Kind == Secret {

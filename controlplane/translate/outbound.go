@@ -38,6 +38,8 @@ type shareKey struct {
 	router    bool
 	explicit  bool
 	locality  string
+	// telemetry is the client-side telemetry's key (telemetry.Key): it differs by workload.
+	telemetry string
 }
 
 // edsTarget is one EDS cluster and how to fill its load assignment.

@@ -65,6 +65,7 @@ func (g *generator) router(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 		HTTPFilters:    az.filters.HTTP, NetworkFilters: az.filters.TCP,
 		PathNormalization: snap.Mesh.GetPathNormalization().GetNormalization(),
 		AccessLog:         listener.AccessLogFromMesh(snap.Mesh),
+		Telemetry:         g.telemetry(snap, p, true).Client,
 		Report: func(err error) {
 			reports = append(reports, err)
 			var ce *listener.ConflictError

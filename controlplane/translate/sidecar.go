@@ -47,14 +47,16 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	g.report(p, set.errs)
 
 	vss := sc.VirtualServices(snap)
-	key := shareKey{kind: "sidecar-out", scope: sc.Key, drSig: snap.DestinationRuleSignature(w), explicit: explicit}
+	tel := g.telemetry(snap, p, false)
+	key := shareKey{kind: "sidecar-out", scope: sc.Key, drSig: snap.DestinationRuleSignature(w), explicit: explicit,
+		telemetry: tel.clientKey}
 	if scopeUsesSourceLabels(snap, sc, vss) {
 		key.labels = labelsKey(p.Labels)
 	}
 	out := snap.CacheValue(key, func() any {
 		// Outbound listeners and routes read no endpoints: when nothing but endpoints changed
 		// since the previous snapshot, they are the previous objects.
-		return g.memo.get(snap.Version, key, snap.ConfigHash(), func() any { return g.sidecarOutbound(snap, sc, w, explicit, vss) })
+		return g.memo.get(snap.Version, key, snap.ConfigHash(), func() any { return g.sidecarOutbound(snap, sc, w, explicit, vss, tel) })
 	}).(*sidecarOutbound)
 	if out.err != nil {
 		return nil, out.err
@@ -74,9 +76,10 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 		return nil, err
 	}
 	sec := g.inboundSecurity(snap, w, p, inPorts)
+	sec.Telemetry = tel.Server
 	// The lists are carried over to the next snapshot with their parts: an endpoint-only change
 	// leaves them the same objects.
-	inKey := inboundKey(inPorts, sec)
+	inKey := inboundKey(inPorts, sec) + "|tel=" + tel.serverKey
 	// Every part is carried over to the next snapshot while its inputs are unchanged (an
 	// endpoint-only change leaves them all), and so are the lists when all their parts are.
 	lk := localKey{out: out, explicit: explicit, inbound: inKey}
@@ -281,7 +284,7 @@ func inboundClusters(snap *mesh.Snapshot, inPorts []listener.InboundPort, explic
 	return &localList{list: clusters}
 }
 
-func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, explicit bool, vss []*config.Object) *sidecarOutbound {
+func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, explicit bool, vss []*config.Object, tel *telemetryResult) *sidecarOutbound {
 	out := &sidecarOutbound{}
 	b, err := route.New(g.routeInputs(snap, sc, w, false, vss, nil))
 	if err != nil {
@@ -302,7 +305,7 @@ func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.
 		}
 		return rs, nil
 	}
-	out.listeners, out.err = listener.BuildOutbound(listener.Outbound{Snap: snap, Scope: sc, Workload: w, Explicit: explicit,
+	out.listeners, out.err = listener.BuildOutbound(listener.Outbound{Snap: snap, Scope: sc, Workload: w, Explicit: explicit, Telemetry: tel.Client,
 		TCPRoutes: tcpRoutes, Report: func(err error) { reports = append(reports, err) }})
 	if out.err != nil {
 		return out

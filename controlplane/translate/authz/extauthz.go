@@ -26,6 +26,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/registry"
+	"github.com/strait-mesh/strait/controlplane/translate/provider"
 	"github.com/strait-mesh/strait/internal/vocab"
 )
 
@@ -181,7 +182,7 @@ func resolveCommon(service string, port uint32, timeout *durationpb.Duration, st
 		errs = append(errs, fmt.Errorf("port %d must be in 1-65535", port))
 	}
 	var err error
-	if c.host, err = lookupService(service, services); err != nil {
+	if c.host, err = provider.LookupService(service, services); err != nil {
 		errs = append(errs, err)
 	}
 	c.cluster = vocab.OutboundClusterName(port, "", c.host)
@@ -223,42 +224,6 @@ func (c providerCommon) httpFilter(failOpen, clearRouteCache bool) *extauthzhttp
 		FilterEnabledMetadata: extAuthzEnabled(vocab.FilterHTTPRBAC),
 		WithRequestBody:       c.body,
 	}
-}
-
-// lookupService resolves a provider's service as istiod does: "NS/HOST" is the registry service
-// with hostname HOST defined in namespace NS; a bare HOST must be defined in exactly one
-// namespace. Visibility (exportTo, Sidecar) does not matter here.
-func lookupService(service string, services []*registry.Service) (string, error) {
-	if service == "" {
-		return "", errors.New("service is required")
-	}
-	ns, host, qualified := strings.Cut(service, "/")
-	if !qualified {
-		host = service
-	}
-	var namespaces []string
-	for _, s := range services {
-		if s.Hostname != host {
-			continue
-		}
-		if qualified && s.Namespace == ns {
-			return host, nil
-		}
-		namespaces = append(namespaces, s.Namespace)
-	}
-	if !qualified {
-		sort.Strings(namespaces)
-		namespaces = slices.Compact(namespaces)
-		switch len(namespaces) {
-		case 1:
-			return host, nil
-		case 0:
-		default:
-			return "", fmt.Errorf("service %q is defined in several namespaces (%s): name one as <namespace>/<hostname>",
-				service, strings.Join(namespaces, ", "))
-		}
-	}
-	return "", fmt.Errorf("service %q is not in the service registry (want the hostname of a Kubernetes Service or ServiceEntry, or <namespace>/<hostname>)", service)
 }
 
 // buildHTTPProvider builds the ext_authz filter of an envoyExtAuthzHttp provider: an HTTP check

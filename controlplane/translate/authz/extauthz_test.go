@@ -226,21 +226,3 @@ func TestBuildCustom(t *testing.T) {
 		})
 	}
 }
-
-func TestLookupService(t *testing.T) {
-	services := extAuthzOptions().Services
-	for _, tc := range []struct{ service, host, err string }{
-		{"ext-authz.foo.svc.cluster.local", "ext-authz.foo.svc.cluster.local", ""},
-		{"foo/ext-authz.foo.svc.cluster.local", "ext-authz.foo.svc.cluster.local", ""},
-		{"bar/ext-authz.foo.svc.cluster.local", "", "not in the service registry"},
-		{"baz/twice.example.com", "twice.example.com", ""},
-		{"twice.example.com", "", "several namespaces (bar, baz)"},
-		{"ext-authz", "", "not in the service registry"}, // short names are not expanded
-		{"", "", "service is required"},
-	} {
-		host, err := lookupService(tc.service, services)
-		if host != tc.host || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
-			t.Errorf("lookupService(%q) = %q, %v; want %q, %q", tc.service, host, err, tc.host, tc.err)
-		}
-	}
-}

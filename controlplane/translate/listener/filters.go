@@ -100,6 +100,9 @@ type hcmOptions struct {
 	pathNorm meshconfig.MeshConfig_ProxyPathNormalization_NormalizationType
 	// accessLog is the access_log list (AccessLog.Build), shared read-only; nil: none.
 	accessLog []*accesslogv3.AccessLog
+	// tel adds tracing, the request ID extension and the istio.stats filter (its access log
+	// is accessLog).
+	tel Telemetry
 }
 
 // pathNormalization sets the connection manager's path options as istiod does for MeshConfig
@@ -133,12 +136,16 @@ func hcm(o hcmOptions) *listenerv3.Filter {
 	m := &hcmv3.HttpConnectionManager{
 		StatPrefix:        o.statPrefix,
 		CodecType:         hcmv3.HttpConnectionManager_AUTO,
-		HttpFilters:       append(append([]*hcmv3.HttpFilter{}, o.authz...), HTTPFilters(false)...),
+		HttpFilters:       httpFilters(o.authz, o.tel.HTTPStats),
 		UseRemoteAddress:  wrapperspb.Bool(o.useRemoteAddr),
 		XffNumTrustedHops: o.xffTrustedHops,
 		// Istio's defaults: WebSocket upgrades pass, streams have no idle timeout beyond the route's.
 		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
 		AccessLog:      o.accessLog,
+		Tracing:        o.tel.Tracing,
+	}
+	if o.tel.Tracing != nil {
+		m.RequestIdExtension = o.tel.RequestID
 	}
 	pathNormalization(m, o.pathNorm)
 	if o.appendXFCC {
@@ -152,6 +159,18 @@ func hcm(o hcmOptions) *listenerv3.Filter {
 		m.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: cluster.ADS(), RouteConfigName: o.rds}}
 	}
 	return networkFilter(vocab.FilterHCM, m)
+}
+
+// httpFilters are a connection manager's HTTP filters: the authorization filters, then
+// HTTPFilters with the istio.stats filter (when set) before the router, as istiod orders them.
+func httpFilters(authz []*hcmv3.HttpFilter, stats *hcmv3.HttpFilter) []*hcmv3.HttpFilter {
+	std := HTTPFilters(false)
+	out := make([]*hcmv3.HttpFilter, 0, len(authz)+len(std)+1)
+	out = append(append(out, authz...), std[:len(std)-1]...)
+	if stats != nil {
+		out = append(out, stats)
+	}
+	return append(out, std[len(std)-1])
 }
 
 // tcpOptions configure one tcp_proxy.

@@ -44,8 +44,10 @@ type Gateway struct {
 	PathNormalization meshconfig.MeshConfig_ProxyPathNormalization_NormalizationType
 	// AccessLog is MeshConfig's access log, on every connection manager and TCP proxy.
 	AccessLog AccessLog
+	// Telemetry is the gateway's telemetry (a gateway is a client, as istiod sees it).
+	Telemetry Telemetry
 
-	accessLog []*accesslogv3.AccessLog // AccessLog built once by BuildGateway
+	accessLog []*accesslogv3.AccessLog // Telemetry's or AccessLog, built once by BuildGateway
 }
 
 // BuildGateway returns one listener per distinct (bind, port) of the Gateway servers, named
@@ -54,7 +56,7 @@ type Gateway struct {
 // "https.PORT.PORTNAME.GATEWAY.NAMESPACE"; TLS passthrough and TCP servers get tcp_proxy chains
 // from VirtualService tls/tcp routes.
 func BuildGateway(in Gateway) ([]*listenerv3.Listener, error) {
-	in.accessLog = in.AccessLog.Build()
+	in.accessLog = in.Telemetry.accessLogOr(in.AccessLog)
 	type lis struct {
 		bind   string
 		port   uint32
@@ -132,7 +134,7 @@ func (e *ConflictError) Error() string {
 // and every client's x-envoy-* control headers are removed.
 func gatewayHCM(in Gateway, statPrefix, rds string) hcmOptions {
 	return hcmOptions{statPrefix: statPrefix, rds: rds, useRemoteAddr: true, xffTrustedHops: in.TrustedProxies, authz: in.HTTPFilters,
-		pathNorm: in.PathNormalization, accessLog: in.accessLog}
+		pathNorm: in.PathNormalization, accessLog: in.accessLog, tel: in.Telemetry}
 }
 
 // serverChains builds the filter chains of one Gateway server.
@@ -229,7 +231,7 @@ func tcpServerChains(in Gateway, gw *config.Object, s *networking.Server, where 
 		out = append(out, &listenerv3.FilterChain{
 			Name:             rt.Source,
 			FilterChainMatch: m,
-			Filters:          append(append([]*listenerv3.Filter{}, in.NetworkFilters...), tcpFilter(rt.TCPProxy, 0, 0, in.accessLog)),
+			Filters:          withTCPStats(in.Telemetry.TCPStats, append(append([]*listenerv3.Filter{}, in.NetworkFilters...), tcpFilter(rt.TCPProxy, 0, 0, in.accessLog))...),
 		})
 	}
 	return out, nil

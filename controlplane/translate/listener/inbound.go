@@ -65,8 +65,10 @@ type InboundSecurity struct {
 	NetworkFilters []*listenerv3.Filter
 	// AccessLog is MeshConfig's access log, on every connection manager and TCP proxy.
 	AccessLog AccessLog
+	// Telemetry is the workload's server-side telemetry (Telemetry API, MeshConfig).
+	Telemetry Telemetry
 
-	accessLog []*accesslogv3.AccessLog // AccessLog built once by BuildInbound
+	accessLog []*accesslogv3.AccessLog // Telemetry's or AccessLog, built once by BuildInbound
 }
 
 // Instance identifies the workload behind a proxy, to find the services it serves.
@@ -198,7 +200,7 @@ func sidecarIngress(ing []*networking.IstioIngressListener, pool *networking.Con
 // inbound|PORT||, InboundPassthroughCluster by default) unless the proxy is explicit, plus one
 // bound listener per explicit ingress port.
 func BuildInbound(ports []InboundPort, explicit bool, sec InboundSecurity) ([]*listenerv3.Listener, error) {
-	sec.accessLog = sec.AccessLog.Build()
+	sec.accessLog = sec.Telemetry.accessLogOr(sec.AccessLog)
 	var captured chainSet
 	var out []*listenerv3.Listener
 	for _, ip := range ports {
@@ -231,8 +233,8 @@ func BuildInbound(ports []InboundPort, explicit bool, sec InboundSecurity) ([]*l
 	// mode: mutual TLS terminated first (the chains match no port, so a service port's chains
 	// win), plaintext through the default chain unless STRICT.
 	passthrough := func() *listenerv3.FilterChain {
-		return &listenerv3.FilterChain{Name: vocab.InboundPassthroughFilterChain, Filters: append(append([]*listenerv3.Filter{}, sec.NetworkFilters...),
-			tcpProxy(tcpOptions{statPrefix: vocab.InboundPassthroughCluster, cluster: vocab.InboundPassthroughCluster, accessLog: sec.accessLog}))}
+		return &listenerv3.FilterChain{Name: vocab.InboundPassthroughFilterChain, Filters: withTCPStats(sec.Telemetry.TCPStats, append(append([]*listenerv3.Filter{}, sec.NetworkFilters...),
+			tcpProxy(tcpOptions{statPrefix: vocab.InboundPassthroughCluster, cluster: vocab.InboundPassthroughCluster, accessLog: sec.accessLog}))...)}
 	}
 	var defaultChain *listenerv3.FilterChain
 	if sec.Passthrough != mesh.MTLSDisable {
@@ -332,11 +334,11 @@ func inboundChains(ip InboundPort, captured bool, sec InboundSecurity) ([]*liste
 	httpChain := func(m *listenerv3.FilterChainMatch, xfcc bool) *listenerv3.FilterChain {
 		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{
 			hcm(hcmOptions{statPrefix: "inbound_0.0.0.0_" + strconv.FormatUint(uint64(ip.Port.Number), 10), inline: route.Inbound(ip.Port.Number),
-				appendXFCC: xfcc, authz: sec.HTTPFilters, pathNorm: sec.PathNormalization, accessLog: sec.accessLog})}}
+				appendXFCC: xfcc, authz: sec.HTTPFilters, pathNorm: sec.PathNormalization, accessLog: sec.accessLog, tel: sec.Telemetry})}}
 	}
 	tcpChain := func(m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
-		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: append(append([]*listenerv3.Filter{}, sec.NetworkFilters...),
-			tcpProxy(tcpOptions{statPrefix: name, cluster: name, accessLog: sec.accessLog}))}
+		return &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: withTCPStats(sec.Telemetry.TCPStats, append(append([]*listenerv3.Filter{}, sec.NetworkFilters...),
+			tcpProxy(tcpOptions{statPrefix: name, cluster: name, accessLog: sec.accessLog}))...)}
 	}
 	if ip.Port.Protocol == registry.UDP {
 		return nil, nil

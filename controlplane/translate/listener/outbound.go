@@ -40,14 +40,16 @@ type Outbound struct {
 	// Report receives services left out because an earlier service's filter chain matches the
 	// same connections (e.g. two TCP services without addresses on one port). May be nil.
 	Report func(error)
+	// Telemetry is the workload's client-side telemetry (Telemetry API, MeshConfig).
+	Telemetry Telemetry
 
-	accessLog []*accesslogv3.AccessLog // from Snap.Mesh, built once by BuildOutbound
+	accessLog []*accesslogv3.AccessLog // Telemetry's or Snap.Mesh's, built once by BuildOutbound
 }
 
 // BuildOutbound returns the sidecar's outbound listeners: virtualOutbound (unless every egress
 // listener is explicit) and one bound listener per explicit egress port.
 func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
-	in.accessLog = AccessLogFromMesh(in.Snap.Mesh).Build()
+	in.accessLog = in.Telemetry.accessLogOr(AccessLogFromMesh(in.Snap.Mesh))
 	var out []*listenerv3.Listener
 	var captured chainSet
 	memo := map[httpChainKey]*listenerv3.FilterChain{}
@@ -197,11 +199,11 @@ func virtualOutbound(in Outbound, cs *chainSet) *listenerv3.Listener {
 	if cs.http {
 		lf = append(lf, httpInspector())
 	}
-	def := &listenerv3.FilterChain{Name: vocab.PassthroughFilterChain, Filters: []*listenerv3.Filter{
-		tcpProxy(tcpOptions{statPrefix: vocab.PassthroughCluster, cluster: vocab.PassthroughCluster, accessLog: in.accessLog})}}
+	def := &listenerv3.FilterChain{Name: vocab.PassthroughFilterChain, Filters: withTCPStats(in.Telemetry.TCPStats,
+		tcpProxy(tcpOptions{statPrefix: vocab.PassthroughCluster, cluster: vocab.PassthroughCluster, accessLog: in.accessLog}))}
 	if in.Scope.RegistryOnly {
-		def = &listenerv3.FilterChain{Name: vocab.BlackHoleFilterChain, Filters: []*listenerv3.Filter{
-			tcpProxy(tcpOptions{statPrefix: vocab.BlackHoleCluster, cluster: vocab.BlackHoleCluster, accessLog: in.accessLog})}}
+		def = &listenerv3.FilterChain{Name: vocab.BlackHoleFilterChain, Filters: withTCPStats(in.Telemetry.TCPStats,
+			tcpProxy(tcpOptions{statPrefix: vocab.BlackHoleCluster, cluster: vocab.BlackHoleCluster, accessLog: in.accessLog}))}
 	}
 	return &listenerv3.Listener{
 		Name:               vocab.VirtualOutbound,
@@ -230,7 +232,7 @@ func serviceChains(in Outbound, svc *registry.Service, port registry.Port, bound
 	httpChain := func(m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
 		return &listenerv3.FilterChain{Name: "0.0.0.0_" + p, FilterChainMatch: m,
 			Filters: []*listenerv3.Filter{hcm(hcmOptions{statPrefix: "outbound_0.0.0.0_" + p, rds: p,
-				pathNorm: in.Snap.Mesh.GetPathNormalization().GetNormalization(), accessLog: in.accessLog})}}
+				pathNorm: in.Snap.Mesh.GetPathNormalization().GetNormalization(), accessLog: in.accessLog, tel: in.Telemetry})}}
 	}
 	switch {
 	case port.Protocol.IsHTTP():
@@ -304,8 +306,8 @@ func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound boo
 			}
 			name = tlsChainName(def, port.Number, svc.Hostname, m.ServerNames)
 		}
-		out = append(out, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listenerv3.Filter{
-			tcpFilter(rt.TCPProxy, idle, maxDur, in.accessLog)}})
+		out = append(out, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: withTCPStats(in.Telemetry.TCPStats,
+			tcpFilter(rt.TCPProxy, idle, maxDur, in.accessLog))})
 	}
 	return out, nil
 }
