@@ -33,7 +33,7 @@ func httpRecord() *Record {
 			"Content-Length": {"12"},
 		},
 		ResponseHeaders: http.Header{
-			"Content-Type":                    {"application/grpc"},
+			"Content-Type":                     {"application/grpc"},
 			http.TrailerPrefix + "Grpc-Status": {"14"},
 		},
 		ResponseCode:                   503,
