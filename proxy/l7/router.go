@@ -331,7 +331,7 @@ func (h *Handler) forward(s *Stream) {
 	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
 		ctx = upstream.WithOriginalDst(ctx, s.Info.Conn.OriginalDst)
 	}
-	if h.accessLog != nil {
+	if h.needsHostReport() {
 		ctx = upstream.WithHostReport(ctx, &s.hostReport)
 	}
 	// Envoy's route timeout runs from the end of the downstream request (its last body byte) to

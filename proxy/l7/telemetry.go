@@ -28,6 +28,9 @@ func (h *Handler) recordTelemetry(s *Stream) {
 		}
 		q.Local = c.LocalCertificate
 	}
+	if !h.applyIstioStats(s, &q) { // istiostats.go
+		return
+	}
 	h.opts.Telemetry.RecordHTTP(&q)
 }
 

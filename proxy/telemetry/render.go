@@ -1,42 +1,49 @@
 package telemetry
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 )
 
-// writeHTTP renders the HTTP families, series sorted by labels for a stable output.
+// writeHTTP renders the HTTP families, series sorted by labels for a stable output. Series of
+// requests with istio.stats overrides have labels of their own per family (httpRows).
 func (r *Recorder) writeHTTP(b *strings.Builder) {
-	ss := r.http.series()
-	if len(ss) == 0 {
-		return
-	}
-	sort.Slice(ss, func(i, j int) bool { return ss[i].labels < ss[j].labels })
-	b.WriteString("# TYPE istio_requests_total counter\n")
-	for _, s := range ss {
-		sample(b, "istio_requests_total", s.labels, s.requests.Load())
-	}
-	for _, f := range []struct {
-		name string
-		h    func(*httpSeries) *histogram
-	}{
-		{"istio_request_duration_milliseconds", func(s *httpSeries) *histogram { return &s.duration }},
-		{"istio_request_bytes", func(s *httpSeries) *histogram { return &s.reqBytes }},
-		{"istio_response_bytes", func(s *httpSeries) *histogram { return &s.respBytes }},
-	} {
-		b.WriteString("# TYPE " + f.name + " histogram\n")
-		for _, s := range ss {
-			writeHistogram(b, f.name, s.labels, f.h(s))
+	for m, name := range httpMetricNames {
+		rows := r.httpRows(m)
+		if len(rows) == 0 {
+			continue
+		}
+		name = "istio_" + name
+		if m == 0 {
+			b.WriteString("# TYPE " + name + " counter\n")
+			for _, row := range rows {
+				var n uint64
+				for _, s := range row.series {
+					n += s.requests.Load()
+				}
+				sample(b, name, row.labels, n)
+			}
+			continue
+		}
+		b.WriteString("# TYPE " + name + " histogram\n")
+		for _, row := range rows {
+			hs := make([]*histogram, len(row.series))
+			for i, s := range row.series {
+				hs[i] = [...]*histogram{nil, &s.duration, &s.reqBytes, &s.respBytes}[m]
+			}
+			writeHistogram(b, name, row.labels, hs...)
 		}
 	}
 }
 
-// writeHistogram renders one histogram series: cumulative buckets, +Inf, sum and count.
-func writeHistogram(b *strings.Builder, name, labels string, h *histogram) {
-	var cum uint64
-	for i := range h.counts {
-		cum += h.counts[i].Load()
+// writeHistogram renders one histogram series, the sum of hs: cumulative buckets, +Inf, sum
+// and count.
+func writeHistogram(b *strings.Builder, name, labels string, hs ...*histogram) {
+	var cum, sum uint64
+	for i := range hs[0].counts {
+		for _, h := range hs {
+			cum += h.counts[i].Load()
+		}
 		le := "+Inf"
 		if i < len(bucketLabels) {
 			le = bucketLabels[i]
@@ -50,7 +57,10 @@ func writeHistogram(b *strings.Builder, name, labels string, h *histogram) {
 		b.WriteString(strconv.FormatUint(cum, 10))
 		b.WriteByte('\n')
 	}
-	sample(b, name+"_sum", labels, h.sum.Load())
+	for _, h := range hs {
+		sum += h.sum.Load()
+	}
+	sample(b, name+"_sum", labels, sum)
 	sample(b, name+"_count", labels, cum)
 }
 
