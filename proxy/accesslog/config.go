@@ -21,14 +21,16 @@ type Logger struct {
 }
 
 type fileLog struct {
-	f    *Format
-	sink *sink
+	f      *Format
+	sink   *sink
+	filter filter // nil: every entry
 }
 
 // Compile compiles the access_log list at field path (e.g. "http_connection_manager.access_log")
-// against files. It returns nil for an empty list. Anything not implemented — another logger
-// type, a filter, a field of FileAccessLog or of its format — is an error naming the field, so
-// that the update carrying it is NACKed; so is a file that cannot be opened.
+// against files. It returns nil for an empty list. Each log's filter (filter.go) decides which
+// entries it writes. Anything not implemented — another logger type, a filter kind, a field of
+// FileAccessLog or of its format — is an error naming the field, so that the update carrying it
+// is NACKed; so is a file that cannot be opened or a CEL expression that does not compile.
 func Compile(path string, als []*accesslogv3.AccessLog, files *Files) (*Logger, error) {
 	if len(als) == 0 {
 		return nil, nil
@@ -36,8 +38,15 @@ func Compile(path string, als []*accesslogv3.AccessLog, files *Files) (*Logger, 
 	l := &Logger{}
 	for i, al := range als {
 		p := fmt.Sprintf("%s[%d]", path, i)
-		if err := xdsfield.Check(al, p, "name", "typed_config"); err != nil {
+		if err := xdsfield.Check(al, p, "name", "typed_config", "filter"); err != nil {
 			return nil, err
+		}
+		var flt filter
+		if al.GetFilter() != nil {
+			var err error
+			if flt, err = compileFilter(p+".filter", al.GetFilter()); err != nil {
+				return nil, err
+			}
 		}
 		tc := al.GetTypedConfig()
 		if tc.GetTypeUrl() != TypeFile {
@@ -55,7 +64,7 @@ func Compile(path string, als []*accesslogv3.AccessLog, files *Files) (*Logger, 
 		if err != nil {
 			return nil, fmt.Errorf("%s.typed_config.path: %w", p, err)
 		}
-		l.logs = append(l.logs, fileLog{f: f, sink: s})
+		l.logs = append(l.logs, fileLog{f: f, sink: s, filter: flt})
 	}
 	return l, nil
 }
@@ -140,14 +149,18 @@ func compileSubstitution(path string, sf *corev3.SubstitutionFormatString) (*For
 	return f, nil
 }
 
-// Log formats e with each access log and queues the lines for writing. It never blocks: a line
-// whose file queue is full is dropped and counted. Nothing of e is retained.
+// Log formats e with each access log whose filter admits it and queues the lines for writing.
+// It never blocks: a line whose file queue is full is dropped and counted. Nothing of e is
+// retained.
 func (l *Logger) Log(e *Entry) {
 	if l == nil {
 		return
 	}
 	for i := range l.logs {
 		fl := &l.logs[i]
+		if fl.filter != nil && !fl.filter(e) {
+			continue
+		}
 		bp := bufPool.Get().(*[]byte)
 		*bp = fl.f.Append((*bp)[:0], e)
 		fl.sink.enqueue(bp)

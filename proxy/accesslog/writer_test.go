@@ -146,8 +146,8 @@ func TestCompileRefuses(t *testing.T) {
 	}})
 	defer files.Close()
 	withFilter := textLog(t, "/x", "%RESPONSE_CODE%\n")
-	withFilter.Filter = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{
-		ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"NR"}}}}
+	withFilter.Filter = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_RuntimeFilter{
+		RuntimeFilter: &accesslogv3.RuntimeFilter{RuntimeKey: "access_log.sample"}}}
 	stdoutLog := accessLogOf(t, &streamv3.StdoutAccessLog{})
 	formatters := accessLogOf(t, &filev3.FileAccessLog{Path: "/x", AccessLogFormat: &filev3.FileAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
 		Format:     &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "%REQ_WITHOUT_QUERY(:PATH)%"}}},
@@ -157,7 +157,7 @@ func TestCompileRefuses(t *testing.T) {
 		al    *accesslogv3.AccessLog
 		field string
 	}{
-		"filter":       {withFilter, "access_log[0].filter"},
+		"filter":       {withFilter, "access_log[0].filter.runtime_filter"},
 		"other logger": {stdoutLog, "access_log[0].typed_config"},
 		"formatters":   {formatters, "access_log[0].typed_config.log_format.formatters"},
 		"bad operator": {badOp, "%NO_SUCH_OPERATOR%"},

@@ -32,6 +32,13 @@ func (h *Handler) compileAccessLog(hcm *hcmv3.HttpConnectionManager) error {
 // response went out, on the request's goroutine; the line is formatted into a pooled buffer and
 // written by the file's own goroutine.
 func (h *Handler) logAccess(s *Stream) {
+	e := h.record(s)
+	h.accessLog.Log(&e)
+}
+
+// record describes the finished request for the access log and CEL expressions (Envoy's
+// attributes).
+func (h *Handler) record(s *Stream) accesslog.Entry {
 	in := &s.Info
 	e := accesslog.Entry{
 		Start:                          in.Start,
@@ -45,7 +52,7 @@ func (h *Handler) logAccess(s *Stream) {
 		UpstreamTransportFailureReason: in.TransportFailureReason,
 		BytesReceived:                  in.BytesReceived,
 		BytesSent:                      in.BytesSent,
-		UpstreamHost:                   in.UpstreamHost,
+		UpstreamHost:                   s.hostReport.Host,
 		UpstreamCluster:                in.Cluster,
 		DownstreamRemote:               in.Remote,
 		RouteName:                      in.RouteName,
@@ -70,7 +77,7 @@ func (h *Handler) logAccess(s *Stream) {
 	if !e.DownstreamRemote.IsValid() {
 		e.DownstreamRemote = e.DownstreamDirect
 	}
-	h.accessLog.Log(&e)
+	return e
 }
 
 // transportFailure renders why connecting upstream failed as Envoy's

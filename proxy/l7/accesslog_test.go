@@ -175,12 +175,12 @@ func mustRequest(t *testing.T, method, url string) *http.Request {
 func TestAccessLogRefusesFilter(t *testing.T) {
 	hcm := inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c"))))
 	al := fileAccessLog(t, filepath.Join(t.TempDir(), "a.log"), "%RESPONSE_CODE%\n")
-	al.Filter = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
-		StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{Value: &corev3.RuntimeUInt32{DefaultValue: 500}}}}}
+	al.Filter = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_TraceableFilter{
+		TraceableFilter: &accesslogv3.TraceableFilter{}}}
 	hcm.AccessLog = []*accesslogv3.AccessLog{al}
 	files := accesslog.NewFiles(accesslog.FilesOptions{})
 	defer files.Close()
-	if _, err := New(hcm, &testEnv{}, Options{AccessLogFiles: files}); err == nil || !strings.Contains(err.Error(), "http_connection_manager.access_log[0].filter") {
+	if _, err := New(hcm, &testEnv{}, Options{AccessLogFiles: files}); err == nil || !strings.Contains(err.Error(), "http_connection_manager.access_log[0].filter.traceable_filter") {
 		t.Errorf("got %v, want the filter refused by name", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/telemetry"
 )
 
 // Type URLs of the HTTP filters strait-proxy implements.
@@ -138,6 +139,14 @@ func (h *Handler) buildPipeline(filters []*hcmv3.HttpFilter) (StreamHandler, err
 			}
 			var err error
 			if flt, err = h.localRateLimitFilter(field, f.GetName(), &lc, f.GetDisabled()); err != nil {
+				return nil, err
+			}
+		case telemetry.TypeStatsPluginConfig, telemetry.TypeUDPATypedStruct, telemetry.TypeXDSTypedStruct:
+			if typ != telemetry.TypeStatsPluginConfig && !telemetry.IsStatsConfig(tc) && f.GetIsOptional() {
+				continue // another TypedStruct extension Envoy may skip
+			}
+			var err error
+			if flt, err = h.istioStatsFilter(field, f); err != nil {
 				return nil, err
 			}
 		default:

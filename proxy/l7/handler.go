@@ -142,13 +142,14 @@ type Handler struct {
 	h2ConnWindow       uint32
 	suppressEnvoyHdrs  bool
 
-	pipeline  StreamHandler
-	accessLog *accesslog.Logger // access_log; nil: none (accesslog.go)
-	tracer    *tracing.Tracer   // tracing; nil: none (tracing.go)
-	requestID *uuidv3.UuidRequestIdConfig
-	st        *hcmStats
-	clusters  sync.Map // cluster name -> *clusterStats
-	routes    sync.Map // virtual host + "\x00" + route stat_prefix -> *routeStats
+	pipeline   StreamHandler
+	accessLog  *accesslog.Logger      // access_log; nil: none (accesslog.go)
+	istioStats *telemetry.StatsConfig // the istio.stats filter's configuration; nil: none (istiostats.go)
+	tracer     *tracing.Tracer        // tracing; nil: none (tracing.go)
+	requestID  *uuidv3.UuidRequestIdConfig
+	st         *hcmStats
+	clusters   sync.Map // cluster name -> *clusterStats
+	routes     sync.Map // virtual host + "\x00" + route stat_prefix -> *routeStats
 
 	mirrorSem chan struct{}
 	overload  overloadState // overload.go

@@ -334,7 +334,7 @@ func (h *Handler) forward(s *Stream) {
 	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
 		ctx = upstream.WithOriginalDst(ctx, s.Info.Conn.OriginalDst)
 	}
-	if h.accessLog != nil || s.trace != nil || h.telemetryNeedsHost() {
+	if h.needsHostReport() || s.trace != nil || h.telemetryNeedsHost() {
 		ctx = upstream.WithHostReport(ctx, &s.hostReport)
 	}
 	if s.trace != nil {

@@ -34,6 +34,9 @@ func (h *Handler) recordTelemetry(s *Stream) {
 	if q.Reporter == telemetry.Source {
 		q.Upstream = s.hostReport.Host
 	}
+	if !h.applyIstioStats(s, &q) { // istiostats.go
+		return
+	}
 	h.opts.Telemetry.RecordHTTP(&q)
 }
 

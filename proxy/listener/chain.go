@@ -22,6 +22,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/l4"
 	"github.com/strait-mesh/strait/proxy/l7"
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/telemetry"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -186,6 +187,10 @@ var netFilterCompilers = map[string]struct {
 	typeNetworkExtAuthz: {"ext_authz", func(ctx context.Context, a *anypb.Any, env Env, path string) (netFilter, error) {
 		return compileNetworkExtAuthz(ctx, a, env, path)
 	}},
+	// istio.stats: its own type, or a TypedStruct carrying it (istiostats.go).
+	telemetry.TypeStatsPluginConfig: {"istio.stats", compileIstioStats},
+	telemetry.TypeUDPATypedStruct:   {"istio.stats", compileIstioStats},
+	telemetry.TypeXDSTypedStruct:    {"istio.stats", compileIstioStats},
 }
 
 func compileConnLimit(cl *connlimitv3.ConnectionLimit, env Env, path string) (*connLimit, error) {

@@ -6,47 +6,33 @@ import (
 	"strings"
 )
 
-// writeHTTP renders the HTTP families, series sorted by labels for a stable output. Series
-// with equal labels (a peer that left the workload table and came back is a new key) are
-// rendered as one, their values added.
+// writeHTTP renders the HTTP families, series sorted by labels for a stable output. Series of
+// requests with istio.stats overrides have labels of their own per family (httpRows).
 func (r *Recorder) writeHTTP(b *strings.Builder) {
-	ss := r.http.series()
-	if len(ss) == 0 {
-		return
-	}
-	labels := make([]string, len(ss))
-	for i, s := range ss {
-		labels[i] = r.httpLabels(s.key, s.flagText)
-	}
-	groups := byLabels(ss, labels)
-	b.WriteString("# TYPE istio_requests_total counter\n")
-	for _, g := range groups {
-		var n uint64
-		for _, s := range g.series {
-			n += s.requests.Load()
+	for m, name := range httpMetricNames {
+		rows := r.httpRows(m)
+		if len(rows) == 0 {
+			continue
 		}
-		sample(b, "istio_requests_total", g.labels, n)
-	}
-	for _, f := range []struct {
-		name string
-		h    func(*httpSeries) *histogram
-	}{
-		{"istio_request_duration_milliseconds", func(s *httpSeries) *histogram { return &s.duration }},
-		{"istio_request_bytes", func(s *httpSeries) *histogram { return &s.reqBytes }},
-		{"istio_response_bytes", func(s *httpSeries) *histogram { return &s.respBytes }},
-	} {
-		b.WriteString("# TYPE " + f.name + " histogram\n")
-		for _, g := range groups {
-			var counts [len(Buckets) + 1]uint64
-			var sum uint64
-			for _, s := range g.series {
-				h := f.h(s)
-				for i := range h.counts {
-					counts[i] += h.counts[i].Load()
+		name = "istio_" + name
+		if m == 0 {
+			b.WriteString("# TYPE " + name + " counter\n")
+			for _, row := range rows {
+				var n uint64
+				for _, s := range row.series {
+					n += s.requests.Load()
 				}
-				sum += h.sum.Load()
+				sample(b, name, row.labels, n)
 			}
-			writeHistogram(b, f.name, g.labels, &counts, sum)
+			continue
+		}
+		b.WriteString("# TYPE " + name + " histogram\n")
+		for _, row := range rows {
+			hs := make([]*histogram, len(row.series))
+			for i, s := range row.series {
+				hs[i] = [...]*histogram{nil, &s.duration, &s.reqBytes, &s.respBytes}[m]
+			}
+			writeHistogram(b, name, row.labels, hs...)
 		}
 	}
 }
@@ -75,12 +61,14 @@ func byLabels[S any](ss []S, labels []string) []group[S] {
 	return out
 }
 
-// writeHistogram renders one histogram series from its per-bucket counts: cumulative buckets,
-// +Inf, sum and count.
-func writeHistogram(b *strings.Builder, name, labels string, counts *[len(Buckets) + 1]uint64, sum uint64) {
-	var cum uint64
-	for i := range counts {
-		cum += counts[i]
+// writeHistogram renders one histogram series, the sum of hs: cumulative buckets, +Inf, sum
+// and count.
+func writeHistogram(b *strings.Builder, name, labels string, hs ...*histogram) {
+	var cum, sum uint64
+	for i := range hs[0].counts {
+		for _, h := range hs {
+			cum += h.counts[i].Load()
+		}
 		le := "+Inf"
 		if i < len(bucketLabels) {
 			le = bucketLabels[i]
@@ -93,6 +81,9 @@ func writeHistogram(b *strings.Builder, name, labels string, counts *[len(Bucket
 		b.WriteString(`"} `)
 		b.WriteString(strconv.FormatUint(cum, 10))
 		b.WriteByte('\n')
+	}
+	for _, h := range hs {
+		sum += h.sum.Load()
 	}
 	sample(b, name+"_sum", labels, sum)
 	sample(b, name+"_count", labels, cum)

@@ -91,6 +91,7 @@ type Recorder struct {
 	opts    Options
 	peers   atomic.Pointer[Peers]
 	http    *table[httpKey, httpSeries]
+	over    *table[overKey, overSeries] // series of requests with istio.stats overrides (overrides.go)
 	tcp     *table[tcpKey, TCPSeries]
 	dropped *stats.Counter
 }
@@ -100,7 +101,8 @@ func New(o Options) *Recorder {
 	if o.MaxSeries <= 0 {
 		o.MaxSeries = DefaultMaxSeries
 	}
-	r := &Recorder{opts: o, http: newTable[httpKey, httpSeries](o.MaxSeries), tcp: newTable[tcpKey, TCPSeries](o.MaxSeries)}
+	r := &Recorder{opts: o, http: newTable[httpKey, httpSeries](o.MaxSeries), tcp: newTable[tcpKey, TCPSeries](o.MaxSeries),
+		over: newTable[overKey, overSeries](o.MaxSeries)}
 	if o.Stats != nil {
 		r.dropped = o.Stats.Counter("telemetry.series_dropped", "strait_telemetry_series_dropped_total")
 		o.Stats.AddCollector(r)
@@ -151,6 +153,10 @@ type HTTPRequest struct {
 	// Duration is the request's total time; RequestBytes and ResponseBytes its body sizes.
 	Duration                    time.Duration
 	RequestBytes, ResponseBytes int64
+	// Overrides, when set, are the istio.stats filter's metric overrides, and Dimensions the
+	// request's values of their expressions (Overrides.Evaluate); see overrides.go.
+	Overrides  *Overrides
+	Dimensions Dimensions
 }
 
 // httpKey is the per-request part of the labels; the rest is fixed per proxy.
@@ -218,6 +224,12 @@ func (r *Recorder) RecordHTTP(q *HTTPRequest) {
 	if s == nil {
 		r.dropped.Inc()
 		return
+	}
+	if q.Overrides != nil {
+		if s = r.overridden(s, q); s == nil {
+			r.dropped.Inc()
+			return
+		}
 	}
 	s.requests.Add(1)
 	ms := q.Duration.Milliseconds()
