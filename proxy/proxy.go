@@ -87,7 +87,7 @@ func New(opts Options) (*Proxy, error) {
 		}
 		opts.Node.Name = h
 	}
-	info := opts.Node
+	info := withAddresses(opts.Node, &opts)
 	if opts.dnsEnabled() {
 		info = withDNSCapture(info)
 	}

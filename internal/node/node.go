@@ -35,6 +35,12 @@ const (
 	// MetaDNSCapture "true" says the proxy answers DNS (Istio's ISTIO_META_DNS_CAPTURE) and
 	// wants its name table (internal/nametable).
 	MetaDNSCapture = "DNS_CAPTURE"
+	// MetaStatsAddress is host:port where the proxy serves its Prometheus /stats/prometheus
+	// (its --prometheus-address, else its admin address), which straitd scrapes for the
+	// dashboard; MetaAdminAddress is its admin interface's host:port. An empty or unspecified
+	// host means the proxy's own IP.
+	MetaStatsAddress = "STATS_ADDRESS"
+	MetaAdminAddress = "ADMIN_ADDRESS"
 )
 
 // ID is a parsed node ID.
