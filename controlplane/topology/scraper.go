@@ -36,6 +36,7 @@ const (
 	DefaultMaxSeries   = 20_000  // Istio's series kept per proxy
 	DefaultTotalSeries = 200_000 // Istio's series kept per sample over all proxies
 	DefaultMaxTargets  = 1_000
+	DefaultIdle        = 2 * time.Minute
 )
 
 // Target is a connected proxy to scrape.
@@ -69,6 +70,9 @@ type Options struct {
 	MaxTargets int
 	// Client makes the requests (default: no redirects, no proxy from the environment).
 	Client *http.Client
+	// Idle is how long rounds go on after the last call of Graph (default DefaultIdle):
+	// nobody looking, nothing scraped. Negative: always scrape.
+	Idle time.Duration
 	// Now returns the time (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -81,6 +85,8 @@ type Scraper struct {
 	mu    sync.Mutex // serialises rounds and guards state
 	state map[string]*proxyState
 	graph atomic.Pointer[Graph]
+	asked atomic.Int64  // Unix nanoseconds of the latest Graph call
+	wake  chan struct{} // a Graph call after an idle time asks Run for a round now
 }
 
 // proxyState is the last two samples of one proxy.
@@ -127,34 +133,68 @@ func New(o Options) *Scraper {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
+	if o.Idle == 0 {
+		o.Idle = DefaultIdle
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Scraper{o: o, state: map[string]*proxyState{}}
+	s := &Scraper{o: o, state: map[string]*proxyState{}, wake: make(chan struct{}, 1)}
 	s.graph.Store(compute(nil, o.Now()))
 	return s
 }
 
-// Run scrapes every Interval until ctx ends; it returns nil then.
+// Run scrapes every Interval until ctx ends; it returns nil then. While nobody called Graph
+// for Idle it skips rounds and forgets the samples (a rate over the gap would mislead); the
+// next Graph call starts a round at once.
 func (s *Scraper) Run(ctx context.Context) error {
 	t := time.NewTicker(s.o.Interval)
 	defer t.Stop()
 	for {
-		s.ScrapeOnce(ctx)
+		if s.wanted() {
+			s.ScrapeOnce(ctx)
+		} else {
+			s.forget()
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-s.wake:
 		}
 	}
 }
 
-// Graph returns the graph computed after the latest round (never nil). The caller must not
-// modify it.
-func (s *Scraper) Graph() *Graph { return s.graph.Load() }
+// Graph returns the graph computed after the latest round (never nil), and records that
+// someone is looking (see Run). The caller must not modify it.
+func (s *Scraper) Graph() *Graph {
+	now := s.o.Now().UnixNano()
+	if last := s.asked.Swap(now); time.Duration(now-last) > s.o.Idle {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	return s.graph.Load()
+}
+
+// wanted reports whether Graph was called within Idle.
+func (s *Scraper) wanted() bool {
+	return s.o.Idle < 0 || time.Duration(s.o.Now().UnixNano()-s.asked.Load()) <= s.o.Idle
+}
+
+// forget drops every sample and graph, once nobody is looking.
+func (s *Scraper) forget() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.state) > 0 {
+		s.state = map[string]*proxyState{}
+		s.graph.Store(compute(nil, s.o.Now()))
+	}
+}
 
 // ScrapeOnce scrapes every target once (at most Concurrency at a time), then computes the graph.
 func (s *Scraper) ScrapeOnce(ctx context.Context) {

@@ -185,3 +185,32 @@ func TestScraperForgetsOnError(t *testing.T) {
 		t.Errorf("after an error: %+v", e)
 	}
 }
+
+// TestScraperIdle: Run scrapes nothing until someone asks for the graph, and stops once
+// nobody has for Idle.
+func TestScraperIdle(t *testing.T) {
+	hits := make(chan struct{}, 10)
+	srv := page(t, func() string { hits <- struct{}{}; return reviewsV1(true) })
+	clock := &fakeClock{}
+	clock.t.Store(1_000)
+	s := New(Options{Interval: time.Hour, Idle: time.Minute, Now: clock.now, Targets: func() []Target {
+		return []Target{{Proxy: "p", Workload: "reviews-v1", Namespace: "shop", Address: addr(srv)}}
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if s.wanted() {
+		t.Fatal("wanted before anyone asked")
+	}
+	s.Graph() // wakes Run
+	select {
+	case <-hits:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no scrape after the graph was asked for")
+	}
+	clock.t.Add(61)
+	if s.wanted() {
+		t.Error("still wanted after the idle time")
+	}
+}
