@@ -46,6 +46,8 @@ type Target struct {
 	Namespace string
 	Gateway   bool   // a router proxy
 	Address   string // host:port of its /stats/prometheus, as its node reported it; "" for none
+	// Problem, when set, says why the proxy is not scraped (Address is then ignored).
+	Problem string
 }
 
 // Options configure a Scraper. Zero values select the defaults.
@@ -218,7 +220,11 @@ func (s *Scraper) ScrapeOnce(ctx context.Context) {
 	sem := make(chan struct{}, s.o.Concurrency)
 	var wg sync.WaitGroup
 	for i, t := range targets {
-		if t.Address == "" {
+		switch {
+		case t.Problem != "":
+			results[i].err = errors.New(t.Problem)
+			continue
+		case t.Address == "":
 			results[i].err = errNoAddress
 			continue
 		}
@@ -244,7 +250,7 @@ func (s *Scraper) ScrapeOnce(ctx context.Context) {
 		r := results[i]
 		switch {
 		case r.err != nil:
-			if !errors.Is(r.err, errNoAddress) {
+			if !errors.Is(r.err, errNoAddress) && t.Problem == "" {
 				s.o.Logger.Debug("scraping proxy stats", "proxy", t.Proxy, "address", t.Address, "error", r.err)
 			}
 			// A failed scrape drops the samples: a rate over a gap would mislead.
@@ -287,6 +293,10 @@ func (s *Scraper) scrape(ctx context.Context, addr string) (sample, error) {
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := s.o.Client.Do(req)
 	if err != nil {
+		var ne net.Error
+		if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
+			return nil, fmt.Errorf("scraping %s: no answer within %v: %w", addr, s.o.Timeout, err)
+		}
 		return nil, fmt.Errorf("scraping %s: %w", addr, err)
 	}
 	defer resp.Body.Close()

@@ -112,6 +112,7 @@ func TestScraperLimits(t *testing.T) {
 		{Proxy: "e-type", Address: addr(wrongType)},
 		{Proxy: "f-redirect", Address: addr(redirect)},
 		{Proxy: "g-slow", Address: addr(slow)},
+		{Proxy: "h-problem", Address: addr(many), Problem: "not reachable from here"},
 	}
 	s := New(Options{MaxBody: 100_000, MaxSeries: 10, Timeout: 200 * time.Millisecond, Concurrency: 2,
 		Targets: func() []Target { return targets }})
@@ -123,7 +124,8 @@ func TestScraperLimits(t *testing.T) {
 		"d-bad":      "parsing metrics",
 		"e-type":     "want a histogram",
 		"f-redirect": "302",
-		"g-slow":     "timeout",
+		"g-slow":     "no answer within 200ms",
+		"h-problem":  "not reachable from here",
 	}
 	g := s.Graph()
 	if len(g.Proxies) != len(want) {

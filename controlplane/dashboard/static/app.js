@@ -244,9 +244,16 @@ function list(items, render) {
   return el("ul", {}, ...items.map(i => el("li", {}, ...[].concat(render(i)))));
 }
 
+// nodeName is how the panel names a node of the graph.
+function nodeName(id) {
+  const n = graph && graph.nodes.find(x => x.id === id);
+  if (!n) return id.replace(/^(workload|service):/, "");
+  return n.kind === "service" ? n.service : (n.namespace ? n.namespace + "/" : "") + n.name;
+}
+
 function trafficSection(edges, id) {
   return section("Traffic", list(edges, e => {
-    const other = e.source === id ? "→ " + e.target : "← " + e.source;
+    const other = e.source === id ? "→ " + nodeName(e.target) : "← " + nodeName(e.source);
     return [other + ": " + edgeLabel(e) + (e.protocol !== "tcp" ? `, p50 ${fmtMs(e.p50Ms)}, p99 ${fmtMs(e.p99Ms)}` : ""), e.mtls ? " (mutual TLS)" : ""];
   }));
 }
@@ -291,7 +298,7 @@ function renderService(view, node) {
   const dr = r.destinationRule;
   out.push(...section("DestinationRule", dr ? el("div", {},
     el("p", {}, `${dr.namespace}/${dr.name}` + (dr.trafficPolicy && dr.trafficPolicy.tlsMode ? ` · TLS ${dr.trafficPolicy.tlsMode}` : "")),
-    list(dr.subsets, ss => `subset ${ss.name}: ${Object.entries(ss.labels || {}).map(([k, v]) => k + "=" + v).join(", ")} (${ss.endpoints} endpoints)`))
+    list(dr.subsets, ss => `subset ${ss.name}: ${Object.entries(ss.labels || {}).map(([k, v]) => k + "=" + v).join(", ")} (${ss.endpoints} endpoint${ss.endpoints === 1 ? "" : "s"})`))
     : el("p", { class: "muted" }, "none")));
   out.push(...section("Endpoints", list(r.endpoints, e => `${e.address}:${e.port} ${e.workload || ""} ${e.healthy ? "healthy" : "unhealthy"}`)));
   out.push(...policiesSection(r.workloads));
