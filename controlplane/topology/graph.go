@@ -304,20 +304,21 @@ func compute(in []proxyData, now time.Time) *Graph {
 		out[k.from+"|"+classOfProtocol(k.protocol)] += acc.rate
 	}
 	for k, acc := range edges {
-		e := Edge{Source: k.from, Target: k.to, Protocol: k.protocol, Reporter: acc.reporter, Total: acc.total,
+		// Sums of huge counter values may overflow: JSON has no infinities, so they read 0.
+		e := Edge{Source: k.from, Target: k.to, Protocol: k.protocol, Reporter: acc.reporter, Total: finite(acc.total),
 			MTLS: acc.all > 0 && acc.secure >= acc.all}
 		if k.protocol == ProtocolTCP {
-			e.BytesPerSecond = acc.rate
+			e.BytesPerSecond = finite(acc.rate)
 		} else {
-			e.RequestsPerSecond = acc.rate
+			e.RequestsPerSecond = finite(acc.rate)
 			if acc.rate > 0 {
-				e.ErrorRate = acc.errRate / acc.rate
+				e.ErrorRate = finite(acc.errRate / acc.rate)
 			}
 			e.P50 = quantilePtr(0.5, acc.buckets)
 			e.P99 = quantilePtr(0.99, acc.buckets)
 		}
 		if sum := out[k.from+"|"+classOfProtocol(k.protocol)]; sum > 0 {
-			e.Share = acc.rate / sum
+			e.Share = finite(acc.rate / sum)
 		}
 		g.Edges = append(g.Edges, e)
 	}
@@ -367,10 +368,18 @@ func quantilePtr(q float64, buckets map[float64]float64) *float64 {
 		bs = append(bs, bucket{le, c})
 	}
 	v := histogramQuantile(q, bs)
-	if math.IsNaN(v) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return nil
 	}
 	return &v
+}
+
+// finite returns x, or 0 for a NaN or an infinity.
+func finite(x float64) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0
+	}
+	return x
 }
 
 func protocolOf(l labels) string {

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -272,5 +273,25 @@ func TestGraphPeerLabels(t *testing.T) {
 	e := findEdge(t, g, "workload:shop/batch", "service:"+reviews)
 	if e.Reporter != "destination" || !near(e.RequestsPerSecond, 2) || !e.MTLS {
 		t.Errorf("batch → reviews from the destination: %+v", e)
+	}
+}
+
+// TestGraphJSONSafe: hostile values (huge counters, infinite bounds) never make the graph
+// unencodable as JSON.
+func TestGraphJSONSafe(t *testing.T) {
+	page := func(second bool) string {
+		v := "1e308"
+		if second {
+			v = "+Inf"
+		}
+		l := destination(reviews, "reviews-v1", "v1", ppPrinc, "200", "mutual_tls")
+		return series(metricRequests, 1.7e308, l...) + strings.Replace(series(metricRequests, 1.7e308, l...), "200", "201", 1) +
+			"# TYPE istio_request_duration_milliseconds histogram\n" +
+			"istio_request_duration_milliseconds_bucket{le=\"-Inf\"} 1\nistio_request_duration_milliseconds_bucket{le=\"" + v + "\"} 5\n" +
+			"istio_request_duration_milliseconds_bucket{le=\"+Inf\"} 5\nistio_request_duration_milliseconds_count 5\n"
+	}
+	g := compute(twoScrapes(t, map[string]func(bool) string{"reviews-v1": page}), time.Now())
+	if _, err := json.Marshal(g); err != nil {
+		t.Fatalf("graph not encodable: %v\n%+v", err, g)
 	}
 }

@@ -88,7 +88,7 @@ func parseExposition(body []byte, maxSeries int) (sample, error) {
 	}
 	s := sample{}
 	add := func(k seriesKey, v float64) error {
-		if math.IsNaN(v) || v < 0 {
+		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
 			return nil // not a counter value; ignored like a missing series
 		}
 		if _, ok := s[k]; !ok && len(s) >= maxSeries {
@@ -129,7 +129,7 @@ func parseExposition(body []byte, maxSeries int) (sample, error) {
 			inf := false
 			for _, b := range h.GetBucket() {
 				le := b.GetUpperBound()
-				if math.IsNaN(le) {
+				if math.IsNaN(le) || math.IsInf(le, -1) {
 					continue
 				}
 				inf = inf || math.IsInf(le, 1)
