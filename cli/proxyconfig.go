@@ -168,8 +168,8 @@ func (pc *proxyConfig) resolve(ctx context.Context, arg string) (proxyTarget, er
 	}
 	var entries []struct {
 		Proxy string `json:"proxy"`
-		// AdminAddress is the proxy's admin address if straitd reports it (not yet: the node
-		// metadata carries none); the node's IP:15000 is tried otherwise.
+		// AdminAddress is the proxy's admin address if straitd reports it (from the node
+		// metadata ADMIN_ADDRESS that strait-proxy sends); the node's IP:15000 is tried otherwise.
 		AdminAddress string `json:"adminAddress"`
 	}
 	if err := json.Unmarshal(body, &entries); err != nil {

@@ -27,10 +27,12 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 	"github.com/strait-mesh/strait/controlplane/config/file"
+	"github.com/strait-mesh/strait/controlplane/dashboard"
 	"github.com/strait-mesh/strait/controlplane/describe"
 	"github.com/strait-mesh/strait/controlplane/jwks"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/registry/autoregister"
+	"github.com/strait-mesh/strait/controlplane/topology"
 	"github.com/strait-mesh/strait/controlplane/translate"
 	"github.com/strait-mesh/strait/controlplane/xds"
 	"github.com/strait-mesh/strait/internal/version"
@@ -66,7 +68,10 @@ type Options struct {
 	// WorkloadCertTTL is a workload certificate's default lifetime (default 24h) and
 	// MaxWorkloadCertTTL the longest one signed (default 2160h).
 	WorkloadCertTTL, MaxWorkloadCertTTL time.Duration
-	Logger                              *slog.Logger
+	// DashboardScrapeInterval is how often the dashboard scrapes the proxies' statistics while
+	// someone looks at it (default topology.DefaultInterval).
+	DashboardScrapeInterval time.Duration
+	Logger                  *slog.Logger
 	// Ready, if set, is called once with the bound addresses when straitd serves.
 	Ready func(xdsAddr, httpAddr string)
 }
@@ -210,6 +215,9 @@ func Run(ctx context.Context, o Options) error {
 	mux.Handle("/debug/syncz", srv.Handler())
 	mux.HandleFunc("/debug/configz", b.serveConfigz)
 	mux.Handle(describe.Path, describe.Handler(describe.Options{Snapshot: b.current.Load, Proxies: srv.Status})) // strait describe
+	scraper := topology.New(topology.Options{Targets: func() []topology.Target { return scrapeTargets(srv.Status()) },
+		Interval: o.DashboardScrapeInterval, Logger: log.With("component", "dashboard")})
+	mux.Handle(dashboard.Path, dashboard.Handler(dashboard.Options{Graph: scraper.Graph, Snapshot: b.current.Load, Proxies: srv.Status})) // strait dashboard
 	mux.HandleFunc("/version", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(version.Get())
@@ -261,6 +269,7 @@ func Run(ctx context.Context, o Options) error {
 		goRun("config source "+s.name, func() error { return s.src.Run(ctx, notify) })
 	}
 	b.rebuild()
+	goRun("dashboard scraper", func() error { return scraper.Run(ctx) })
 	goRun("snapshot builder", func() error {
 		for {
 			select {

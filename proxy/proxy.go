@@ -86,7 +86,7 @@ func New(opts Options) (*Proxy, error) {
 		}
 		opts.Node.Name = h
 	}
-	info := opts.withExtensionConfigs(opts.Node)
+	info := opts.withExtensionConfigs(withAddresses(opts.Node, &opts))
 	n, err := info.Node()
 	if err != nil {
 		return nil, fmt.Errorf("configuring proxy: %w", err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane"
 	"github.com/strait-mesh/strait/controlplane/jwks"
+	"github.com/strait-mesh/strait/controlplane/topology"
 	"github.com/strait-mesh/strait/internal/version"
 )
 
@@ -55,6 +56,7 @@ func main() {
 	f.StringVar(&o.CACertsDir, "cacerts-dir", "", "plug-in CA certificates in Istio's cacerts layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) instead of a self-signed root")
 	f.DurationVar(&o.WorkloadCertTTL, "workload-cert-ttl", 24*time.Hour, "lifetime of a workload certificate when the request names none")
 	f.DurationVar(&o.MaxWorkloadCertTTL, "max-workload-cert-ttl", 2160*time.Hour, "longest workload certificate lifetime signed")
+	f.DurationVar(&o.DashboardScrapeInterval, "dashboard-scrape-interval", topology.DefaultInterval, "how often the dashboard (/dashboard/) scrapes each proxy's /stats/prometheus while someone looks at it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "straitd:", err)

@@ -3,7 +3,9 @@ package xds
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -77,6 +79,11 @@ func ParseProxy(n *corev3.Node) (*translate.Proxy, error) {
 			p.IPs = append(p.IPs, ip)
 		}
 	}
+	for _, key := range []string{node.MetaStatsAddress, node.MetaAdminAddress} {
+		if err := checkAddress(stringField(md, key)); err != nil {
+			return nil, fmt.Errorf("node %q: metadata %s: %w", n.GetId(), key, err)
+		}
+	}
 	if len(p.IPs) == 0 && id.IP != "" {
 		if _, err := netip.ParseAddr(id.IP); err != nil {
 			return nil, fmt.Errorf("node %q: ip part: %w", n.GetId(), err)
@@ -88,4 +95,40 @@ func ParseProxy(n *corev3.Node) (*translate.Proxy, error) {
 
 func stringField(md map[string]*structpb.Value, key string) string {
 	return md[key].GetStringValue()
+}
+
+// checkAddress accepts "" or host:port with an IP literal (or empty) host and a port 1-65535:
+// the form of node.MetaStatsAddress and node.MetaAdminAddress. Host names are refused so that
+// straitd never resolves a name a proxy chose.
+func checkAddress(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port: %w", err)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("%q: port %q: want 1-65535", addr, port)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("%q: host %q: want an IP address", addr, host)
+		}
+	}
+	return nil
+}
+
+// proxyAddress returns the address a proxy reported under key (see checkAddress) with an
+// empty or unspecified host replaced by the proxy's first IP; "" when it reported none.
+func proxyAddress(p *translate.Proxy, key string) string {
+	addr := stringField(p.Node.GetMetadata().GetFields(), key)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); (err != nil || ip.IsUnspecified()) && len(p.IPs) > 0 {
+		host = p.IPs[0]
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -45,14 +45,17 @@ func TestParseProxy(t *testing.T) {
 		n    *corev3.Node
 		want string
 	}{
-		"nil":            {nil, "missing node id"},
-		"empty id":       {&corev3.Node{}, "missing node id"},
-		"parts":          {&corev3.Node{Id: "sidecar~1.2.3.4"}, "want 4 parts"},
-		"type":           {&corev3.Node{Id: "bogus~1.2.3.4~a.b~b.svc.cluster.local"}, "unknown proxy type"},
-		"ip":             {&corev3.Node{Id: "sidecar~not-an-ip~a.b~b.svc.cluster.local"}, "ip part"},
-		"namespace":      {withMeta("sidecar~1.2.3.4~a.b~b.svc.cluster.local", node.MetaNamespace, structpb.NewStringValue("c")), "does not match"},
-		"instance ips":   {withMeta("sidecar~1.2.3.4~a.b~b.svc.cluster.local", node.MetaInstanceIPs, structpb.NewStringValue("1.2.3")), node.MetaInstanceIPs},
-		"intercept mode": {withMeta("sidecar~1.2.3.4~a.b~b.svc.cluster.local", node.MetaInterceptMode, structpb.NewStringValue("magic")), node.MetaInterceptMode},
+		"nil":                {nil, "missing node id"},
+		"empty id":           {&corev3.Node{}, "missing node id"},
+		"parts":              {&corev3.Node{Id: "sidecar~1.2.3.4"}, "want 4 parts"},
+		"type":               {&corev3.Node{Id: "bogus~1.2.3.4~a.b~b.svc.cluster.local"}, "unknown proxy type"},
+		"ip":                 {&corev3.Node{Id: "sidecar~not-an-ip~a.b~b.svc.cluster.local"}, "ip part"},
+		"namespace":          {withMeta("sidecar~1.2.3.4~a.b~b.svc.cluster.local", node.MetaNamespace, structpb.NewStringValue("c")), "does not match"},
+		"instance ips":       {withMeta("sidecar~1.2.3.4~a.b~b.svc.cluster.local", node.MetaInstanceIPs, structpb.NewStringValue("1.2.3")), node.MetaInstanceIPs},
+		"intercept mode":     {withMeta("sidecar~1.2.3.4~a.b~b.svc.cluster.local", node.MetaInterceptMode, structpb.NewStringValue("magic")), node.MetaInterceptMode},
+		"stats address host": {withMeta("sidecar~1.2.3.4~a.b~b.svc.cluster.local", node.MetaStatsAddress, structpb.NewStringValue("metrics.example:15090")), node.MetaStatsAddress},
+		"stats address port": {withMeta("sidecar~1.2.3.4~a.b~b.svc.cluster.local", node.MetaStatsAddress, structpb.NewStringValue("1.2.3.4:0")), node.MetaStatsAddress},
+		"admin address":      {withMeta("sidecar~1.2.3.4~a.b~b.svc.cluster.local", node.MetaAdminAddress, structpb.NewStringValue("15000")), node.MetaAdminAddress},
 		"label value": {withMeta("sidecar~1.2.3.4~a.b~b.svc.cluster.local", node.MetaLabels,
 			structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"n": structpb.NewNumberValue(1)}})), "LABELS.n"},
 	} {
@@ -64,4 +67,24 @@ func TestParseProxy(t *testing.T) {
 
 func withMeta(id, key string, v *structpb.Value) *corev3.Node {
 	return &corev3.Node{Id: id, Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{key: v}}}
+}
+
+func TestProxyAddress(t *testing.T) {
+	for addr, want := range map[string]string{
+		"":                "",
+		"127.0.0.1:15000": "127.0.0.1:15000",
+		"0.0.0.0:15090":   "10.1.0.7:15090",
+		":15090":          "10.1.0.7:15090",
+		"[::]:15090":      "10.1.0.7:15090",
+		"[::1]:15000":     "[::1]:15000",
+	} {
+		n := withMeta("sidecar~10.1.0.7~a.b~b.svc.cluster.local", node.MetaStatsAddress, structpb.NewStringValue(addr))
+		p, err := ParseProxy(n)
+		if err != nil {
+			t.Fatalf("%q: %v", addr, err)
+		}
+		if got := proxyAddress(p, node.MetaStatsAddress); got != want {
+			t.Errorf("proxyAddress(%q) = %q, want %q", addr, got, want)
+		}
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/strait-mesh/strait/internal/node"
 )
 
 // Sync states of one resource type for one proxy, as istioctl proxy-status reports them.
@@ -34,6 +36,11 @@ type ProxyStatus struct {
 	Streams      int                   `json:"streams"`
 	Types        map[string]TypeStatus `json:"types"` // CDS, LDS, EDS, RDS, SDS, ...
 	LastNack     *nackEvent            `json:"lastNack,omitempty"`
+	// AdminAddress and StatsAddress are the proxy's admin interface and Prometheus
+	// /stats/prometheus (host:port) as its node metadata reports them (an unspecified host
+	// replaced by the proxy's IP); empty when it reports none.
+	AdminAddress string `json:"adminAddress,omitempty"`
+	StatsAddress string `json:"statsAddress,omitempty"`
 }
 
 // TypeStatus is the sync state of one resource type of one proxy.
@@ -65,6 +72,7 @@ func (s *Server) Status() []ProxyStatus {
 		ps := ProxyStatus{
 			Proxy: e.p.key, Namespace: e.p.proxy.Namespace, Identity: e.p.proxy.Identity, ControlPlane: s.opts.ControlPlane,
 			ConnectedAt: e.p.connectedAt, Streams: e.conns, Types: make(map[string]TypeStatus),
+			AdminAddress: proxyAddress(e.p.proxy, node.MetaAdminAddress), StatsAddress: proxyAddress(e.p.proxy, node.MetaStatsAddress),
 		}
 		e.p.genMu.Lock()
 		ps.MeshVersion = e.p.meshVersion

@@ -38,6 +38,12 @@ const (
 	// MetaWorkloadTable "true" says the proxy wants the workload table (internal/workloadtable)
 	// for the peer labels of its standard metrics.
 	MetaWorkloadTable = "WORKLOAD_TABLE"
+	// MetaStatsAddress is host:port where the proxy serves its Prometheus /stats/prometheus
+	// (its --prometheus-address, else its admin address), which straitd scrapes for the
+	// dashboard; MetaAdminAddress is its admin interface's host:port. An empty or unspecified
+	// host means the proxy's own IP.
+	MetaStatsAddress = "STATS_ADDRESS"
+	MetaAdminAddress = "ADMIN_ADDRESS"
 )
 
 // ID is a parsed node ID.
