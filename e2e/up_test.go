@@ -162,6 +162,7 @@ func TestUpDownTwice(t *testing.T) {
 			everyHopIsMTLS(t, dir)
 			canary(t, strait, dir)
 			cliOnLiveMesh(t, strait, dir)
+			prometheusOnLiveMesh(t, dir)
 			straitdCrash(t, up, bin, dir)
 		}
 
@@ -191,16 +192,9 @@ func TestUpDownTwice(t *testing.T) {
 // from straitd's CA: each one's /stats/prometheus has the agent's expiry gauge.
 func proxiesHaveCertificates(t *testing.T, dir string) {
 	t.Helper()
-	admins := map[string]string{"ingress": "127.0.0.1:15000"}
-	listens := regexp.MustCompile(`explicit mode \(.*\): \S+ listens on ([0-9.]+):`)
-	for _, wl := range []string{"details-v1", "ratings-v1", "reviews-v1", "reviews-v2", "reviews-v3", "web-v1"} {
-		b, _ := os.ReadFile(filepath.Join(dir, "logs", wl+".log"))
-		m := listens.FindSubmatch(b)
-		if m == nil {
-			t.Errorf("%s: no workload address in its log:\n%s", wl, b)
-			continue
-		}
-		admins[wl] = string(m[1]) + ":15000"
+	admins := map[string]string{}
+	for name, ip := range upProxyIPs(t, dir) {
+		admins[name] = ip + ":15000"
 	}
 	gauge := regexp.MustCompile(`(?m)^istio_agent_cert_expiry_seconds\{resource_name="default"\} [1-9][0-9]*$`)
 	for name, addr := range admins {

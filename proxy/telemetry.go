@@ -35,6 +35,11 @@ func (e l4Env) tcpSeries(r *l4.Record) *telemetry.TCPSeries {
 	}
 	c := telemetry.TCPConn{Reporter: telemetry.ReporterForTCPStatPrefix(r.StatPrefix),
 		Cluster: r.Cluster, Peer: r.PeerCertificate, Local: r.LocalCertificate, Source: r.Source.Addr()}
+	if rt := e.rt.Load(); rt != nil {
+		if cl := rt.Clusters[r.Cluster]; cl != nil {
+			c.Services = cl.IstioServices()
+		}
+	}
 	if a, ok := r.Upstream.(*net.TCPAddr); ok {
 		c.Upstream = a.AddrPort().Addr()
 	}

@@ -86,8 +86,13 @@ func TestReuseAcrossSnapshotsAndNamespaces(t *testing.T) {
 	for _, typ := range []string{resource.ClusterType, resource.EndpointType} {
 		bb := byName(t, b[typ])
 		for name, r := range byName(t, a[typ]) {
-			if bb[name] != r {
+			// Inbound clusters name the services of the namespace's workload (istio.services
+			// metadata): equal content must be the same object, different content may not.
+			if bb[name] != r && proto.Equal(bb[name], r) {
 				t.Errorf("%s %s: namespaces ns-0 and ns-1 got different objects for the same resource", typ, name)
+			}
+			if bb[name] != r && !strings.HasPrefix(name, "inbound|") {
+				t.Errorf("%s %s: namespaces ns-0 and ns-1 got different resources", typ, name)
 			}
 		}
 	}

@@ -100,7 +100,7 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	ck := localKey{set: set, explicit: explicit, inbound: inKey}
 	clusters := snap.CacheValue(ck, func() any {
 		in := g.memo.get(snap.Version, inboundPartKey{kind: "cds", explicit: explicit, inbound: inKey}, snap.MeshHash(), func() any {
-			return inboundClusters(snap, inPorts, explicit)
+			return g.inboundClusters(snap, inPorts, explicit)
 		}).(*localList)
 		if in.err != nil {
 			return in
@@ -164,6 +164,9 @@ func inboundKey(ports []listener.InboundPort, sec listener.InboundSecurity) stri
 	for _, ip := range ports {
 		b = fmt.Appendf(b, "%s|%d|%s|%s|%d|%s|%x|%x|%s;", ip.Port.Name, ip.Port.Number, ip.Port.Protocol,
 			ip.Endpoint, ip.TargetPort, ip.Bind, protoHash(ip.TLS), protoHash(ip.ConnectionPool), ip.MTLS)
+		for _, svc := range ip.Services { // the inbound cluster's istio.services metadata
+			b = fmt.Appendf(b, "s=%s/%s,", svc.Namespace, svc.Hostname)
+		}
 	}
 	b = fmt.Appendf(b, "passthrough=%s|td=%s", sec.Passthrough, strings.Join(sec.TrustDomains, ","))
 	for _, f := range sec.HTTPFilters {
@@ -262,21 +265,31 @@ func protoHash(m proto.Message) uint64 {
 }
 
 // inboundClusters builds the special clusters (BlackHole, Passthrough, InboundPassthrough unless
-// explicit) and the inbound clusters of a sidecar.
-func inboundClusters(snap *mesh.Snapshot, inPorts []listener.InboundPort, explicit bool) *localList {
-	clusters := make([]types.Resource, 0, len(inPorts)+3)
-	clusters = append(clusters, cluster.BlackHoleCluster(snap.Mesh), cluster.PassthroughCluster(snap.Mesh))
-	if !explicit {
-		clusters = append(clusters, cluster.InboundPassthroughCluster(snap.Mesh))
-	}
+// explicit) and the inbound clusters of a sidecar. Each is memoized on its own inputs, so the
+// special clusters and an inbound cluster with the same port, application address and services
+// are the same objects for every sidecar.
+func (g *generator) inboundClusters(snap *mesh.Snapshot, inPorts []listener.InboundPort, explicit bool) *localList {
+	special := g.memo.get(snap.Version, inboundPartKey{kind: "cds-special", explicit: explicit}, snap.MeshHash(), func() any {
+		list := []types.Resource{cluster.BlackHoleCluster(snap.Mesh), cluster.PassthroughCluster(snap.Mesh)}
+		if !explicit {
+			list = append(list, cluster.InboundPassthroughCluster(snap.Mesh))
+		}
+		return list
+	}).([]types.Resource)
+	clusters := make([]types.Resource, 0, len(inPorts)+len(special))
+	clusters = append(clusters, special...)
 	var errs []error
 	for _, ip := range inPorts {
-		c, err := cluster.Inbound(ip.Port, ip.Endpoint, ip.TargetPort, ip.ConnectionPool, ip.Services, snap.Mesh)
-		if err != nil {
-			errs = append(errs, err)
+		key := inboundPartKey{kind: "cds-port", inbound: inboundKey([]listener.InboundPort{ip}, listener.InboundSecurity{})}
+		res := g.memo.get(snap.Version, key, snap.MeshHash(), func() any {
+			c, err := cluster.Inbound(ip.Port, ip.Endpoint, ip.TargetPort, ip.ConnectionPool, ip.Services, snap.Mesh)
+			return &localList{list: []types.Resource{c}, err: err}
+		}).(*localList)
+		if res.err != nil {
+			errs = append(errs, res.err)
 			continue
 		}
-		clusters = append(clusters, c)
+		clusters = append(clusters, res.list...)
 	}
 	if len(errs) > 0 {
 		return &localList{err: errors.Join(errs...)}

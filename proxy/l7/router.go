@@ -240,6 +240,9 @@ func (h *Handler) forward(s *Stream) {
 		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
 		return
 	}
+	if sv, ok := up.(istioServicer); ok {
+		s.services = sv.IstioServices()
+	}
 	cst := h.clusterStats(s.Cluster)
 	var rst *routeStats
 	if rt.StatPrefix != "" {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/httppath"
 	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/telemetry"
 	"github.com/strait-mesh/strait/proxy/upstream"
 )
 
@@ -49,6 +50,7 @@ type Stream struct {
 	timeoutAlt  bool
 	metadata    map[string]*structpb.Struct // dynamic metadata by filter namespace; nil until set
 	hostReport  upstream.HostReport         // the upstream host, reported by the cluster (access logs, tracing)
+	services    []telemetry.Service         // the cluster's services from istiod's metadata (telemetry.go)
 	trace       *streamTrace                // the request's spans when tracing is on (tracing.go)
 	downW       http.ResponseWriter         // the connection's own writer (W may wrap it)
 }

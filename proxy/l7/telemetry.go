@@ -20,6 +20,7 @@ func (h *Handler) recordTelemetry(s *Stream) {
 		FlagText:      flagText,
 		Cluster:       in.Cluster,
 		Authority:     in.Authority,
+		Services:      s.services,
 		Duration:      in.Duration,
 		RequestBytes:  in.BytesReceived,
 		ResponseBytes: in.BytesSent,
@@ -45,6 +46,12 @@ func (h *Handler) recordTelemetry(s *Stream) {
 // that host's workload in the workload table.
 func (h *Handler) telemetryNeedsHost() bool {
 	return h.opts.Telemetry != nil && telemetry.ReporterForStatPrefix(h.statPrefix) == telemetry.Source
+}
+
+// istioServicer is a cluster that knows its services from istiod's metadata
+// (upstream.Cluster), which the destination reporter names as destination_service.
+type istioServicer interface {
+	IstioServices() []telemetry.Service
 }
 
 // flagText renders response flags for the response_flags label.

@@ -255,3 +255,35 @@ func TestRecordWithPeersDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per request", n)
 	}
 }
+
+// TestPickService checks how the destination reporter picks destination_service from the
+// inbound cluster's services: the only one, or the one the authority names among several.
+func TestPickService(t *testing.T) {
+	web := Service{Host: "web.default.svc.cluster.local", Name: "web", Namespace: "default"}
+	api := Service{Host: "api.default.svc.cluster.local", Name: "api", Namespace: "default"}
+	ext := Service{Host: "db.example.com", Name: "db.example.com", Namespace: "data"}
+	for _, tc := range []struct {
+		services  []Service
+		authority string
+		want      string
+	}{
+		{nil, "web", ""},
+		{[]Service{web}, "127.0.0.1:8080", web.Host},
+		{[]Service{web}, "", web.Host},
+		{[]Service{api, web}, "web:9080", web.Host},
+		{[]Service{api, web}, "web.default", web.Host},
+		{[]Service{api, web}, "web.default.svc.cluster.local:9080", web.Host},
+		{[]Service{api, web}, "api.default.svc", ""},
+		{[]Service{api, web}, "web.other", ""},
+		{[]Service{api, ext}, "db.example.com", ext.Host},
+		{[]Service{api, web}, "unknown-host", ""},
+	} {
+		got := ""
+		if s := PickService(tc.services, tc.authority); s != nil {
+			got = s.Host
+		}
+		if got != tc.want {
+			t.Errorf("PickService(%v, %q) = %q, want %q", tc.services, tc.authority, got, tc.want)
+		}
+	}
+}

@@ -15,6 +15,9 @@ type TCPConn struct {
 	// Peer is the verified client certificate (leaf) of an mTLS connection; Local is the
 	// proxy's certificate on the connection.
 	Peer, Local *x509.Certificate
+	// Services are the upstream cluster's services (istiod's istio.services metadata): the
+	// destination reporter's destination_service when there is exactly one.
+	Services []Service
 	// Source is the downstream client's address (destination reporter: the peer workload);
 	// Upstream the address of the upstream host the tcp_proxy connected to (source reporter).
 	Source, Upstream netip.Addr
@@ -27,6 +30,7 @@ type tcpKey struct {
 	peer     spiffeRef
 	local    spiffeRef
 	peerWL   *Peer
+	service  Service // destination reporter: the inbound cluster's only service
 }
 
 // TCPSeries is the counters of one label combination. Its methods are safe on nil (a
@@ -43,6 +47,9 @@ func (r *Recorder) TCP(c *TCPConn) *TCPSeries {
 	if c.Reporter == Destination {
 		k.peer, k.local, k.mtls = spiffeOf(c.Peer), spiffeOf(c.Local), c.Peer != nil
 		k.peerWL = r.peers.Load().downstream(k.peer, c.Source)
+		if svc := PickService(c.Services, ""); svc != nil {
+			k.service = *svc
+		}
 	} else {
 		k.cluster = c.Cluster
 		k.peerWL = r.peers.Load().byAddress(c.Upstream)
@@ -57,7 +64,9 @@ func (r *Recorder) TCP(c *TCPConn) *TCPSeries {
 func (r *Recorder) tcpLabels(k tcpKey) string {
 	src, dst, srcP, dstP := r.sides(k.reporter, k.peer, k.local, k.peerWL)
 	svc := Service{Host: Unknown, Name: Unknown, Namespace: Unknown}
-	if k.reporter == Source && strings.HasPrefix(k.cluster, "outbound|") {
+	if k.service.Host != "" {
+		svc = k.service
+	} else if k.reporter == Source && strings.HasPrefix(k.cluster, "outbound|") {
 		svc = ServiceFromCluster(k.cluster, "")
 	} else if k.reporter == Source && k.cluster != "" {
 		svc.Name = k.cluster

@@ -140,8 +140,12 @@ type HTTPRequest struct {
 	// Cluster is the upstream cluster (source reporter: destination_service comes from it).
 	Cluster string
 	// Authority is the request's host (the passthrough service, and the destination
-	// reporter's destination_service).
+	// reporter's destination_service when Services does not decide it).
 	Authority string
+	// Services are the services of the upstream cluster's metadata (istiod's istio.services):
+	// the destination reporter's destination_service is the only one, or the one the
+	// authority names among several.
+	Services []Service
 	// Peer is the verified client certificate (leaf) of an mTLS connection; Local is the
 	// proxy's certificate on the connection.
 	Peer, Local *x509.Certificate
@@ -168,6 +172,7 @@ type httpKey struct {
 	grpcStatus string
 	cluster    string
 	authority  string
+	service    Service // destination reporter: the service from the inbound cluster's metadata
 	peer       spiffeRef
 	local      spiffeRef
 	peerWL     *Peer // the peer's workload from the table, nil when unknown
@@ -209,7 +214,11 @@ type httpSeries struct {
 func (r *Recorder) RecordHTTP(q *HTTPRequest) {
 	k := httpKey{reporter: q.Reporter, grpc: q.GRPC, code: int32(q.Code), flags: q.Flags, grpcStatus: q.GRPCStatus}
 	if q.Reporter == Destination {
-		k.authority = stripPort(q.Authority)
+		if svc := PickService(q.Services, q.Authority); svc != nil {
+			k.service = *svc
+		} else {
+			k.authority = stripPort(q.Authority)
+		}
 		k.peer, k.local = spiffeOf(q.Peer), spiffeOf(q.Local)
 		k.mtls = q.Peer != nil
 		k.peerWL = r.peers.Load().downstream(k.peer, q.Source)
@@ -282,7 +291,10 @@ func (r *Recorder) httpLabels(k httpKey, flagText func(uint64) string) string {
 	src, dst, srcP, dstP := r.sides(k.reporter, k.peer, k.local, k.peerWL)
 	var svc Service
 	if k.reporter == Destination {
-		svc = ServiceFromAuthority(k.authority)
+		svc = k.service
+		if svc.Host == "" {
+			svc = ServiceFromAuthority(k.authority)
+		}
 	} else {
 		svc = ServiceFromCluster(k.cluster, k.authority)
 	}

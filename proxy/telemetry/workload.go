@@ -85,6 +85,28 @@ func ServiceFromAuthority(authority string) Service {
 	return serviceFromHost(stripPort(authority))
 }
 
+// PickService returns the service of an inbound cluster a request is for, as Istio's stats
+// filter picks destination_service on the server side: the cluster's only service, or among
+// several the one whose host, name or name.namespace the authority (port stripped) names; nil
+// when none is decided (then the authority itself is the service).
+func PickService(services []Service, authority string) *Service {
+	switch len(services) {
+	case 0:
+		return nil
+	case 1:
+		return &services[0]
+	}
+	h := stripPort(authority)
+	for i := range services {
+		s := &services[i]
+		if h == s.Host || h == s.Name || (len(h) == len(s.Name)+1+len(s.Namespace) &&
+			strings.HasPrefix(h, s.Name) && h[len(s.Name)] == '.' && strings.HasSuffix(h, s.Namespace)) {
+			return s
+		}
+	}
+	return nil
+}
+
 func serviceFromHost(host string) Service {
 	if host == "" {
 		return Service{Host: Unknown, Name: Unknown, Namespace: Unknown}

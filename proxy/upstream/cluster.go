@@ -24,6 +24,7 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/telemetry"
 )
 
 // Deps are what a cluster needs from the proxy core.
@@ -127,6 +128,7 @@ type Cluster struct {
 	hashByHostname bool
 	bindAddr       *net.TCPAddr
 	slowStart      *slowStart
+	services       []telemetry.Service // filter_metadata.istio.services (services.go)
 
 	// DNS discovery.
 	dnsHosts     []dnsTarget

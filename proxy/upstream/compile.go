@@ -92,6 +92,7 @@ func Compile(c *clusterv3.Cluster, deps Deps) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compiling cluster %q: %w", c.GetName(), err)
 	}
+	cl.services = istioServices(c.GetMetadata())
 	return cl, nil
 }
 
