@@ -7,8 +7,9 @@ import (
 
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
-	"github.com/strait-mesh/strait/internal/celattr"
 	"github.com/strait-mesh/strait/proxy/accesslog"
+	"github.com/strait-mesh/strait/proxy/attributes"
+	proxytelemetry "github.com/strait-mesh/strait/proxy/telemetry"
 )
 
 // Limits on a Telemetry, so that one object cannot make every proxy's configuration huge.
@@ -33,7 +34,11 @@ var metricLabelRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 //     string strait-proxy can render);
 //   - metrics overrides: tagOverrides keys are Prometheus label names; UPSERT needs a value and
 //     REMOVE must not have one; values and accessLogging.filter.expression are CEL expressions
-//     over Envoy's attributes (package celattr), compiled here so that a bad one is refused;
+//     over Envoy's attributes, compiled here by strait-proxy's own compiler (package
+//     attributes: its vocabulary, limits and refusals), so that what the proxy would refuse
+//     is refused at apply time, naming the field;
+//   - at most proxytelemetry.MaxDimensionExpressions distinct UPSERT values per mode: strait-
+//     proxy's istio.stats filter evaluates each on every request and refuses more;
 //   - reportingInterval at least 1ms; every mode and metric one of Istio's enum values.
 func validateTelemetry(fe *fieldErrs, t *telemetry.Telemetry) {
 	validatePolicySelector(fe, "spec.selector", t.GetSelector())
@@ -58,12 +63,13 @@ func validateTelemetry(fe *fieldErrs, t *telemetry.Telemetry) {
 	eachItem(fe, "spec.metrics", t.GetMetrics(), "metrics entry", func(_ int, p string, m *telemetry.Metrics) {
 		validateTelemetryMetrics(fe, p, m)
 	})
+	validateDimensionCount(fe, t.GetMetrics())
 	eachItem(fe, "spec.accessLogging", t.GetAccessLogging(), "accessLogging entry", func(_ int, p string, a *telemetry.AccessLogging) {
 		validateProviderRefs(fe, p+".providers", a.GetProviders())
 		validateWorkloadMode(fe, p+".match.mode", a.GetMatch().GetMode())
 		if f := a.GetFilter(); f != nil {
-			if _, err := celattr.CompileFilter(f.GetExpression()); err != nil {
-				fe.add(p+".filter.expression", "invalid CEL expression %s: %v", quoteShort(f.GetExpression()), err)
+			if _, err := attributes.CompileBool(f.GetExpression()); err != nil {
+				fe.add(p+".filter.expression", "%v", err)
 			}
 		}
 	})
@@ -208,8 +214,8 @@ func validateTagOverride(fe *fieldErrs, p string, t *telemetry.MetricsOverrides_
 			fe.add(p+".value", "value is required when operation is UPSERT: a CEL expression such as request.host")
 			return
 		}
-		if _, err := celattr.Compile(t.GetValue()); err != nil {
-			fe.add(p+".value", "invalid CEL expression %s: %v", quoteShort(t.GetValue()), err)
+		if _, err := attributes.Compile(t.GetValue()); err != nil {
+			fe.add(p+".value", "%v", err)
 		}
 	case telemetry.MetricsOverrides_TagOverride_REMOVE:
 		if t.GetValue() != "" {
@@ -217,5 +223,31 @@ func validateTagOverride(fe *fieldErrs, p string, t *telemetry.MetricsOverrides_
 		}
 	default:
 		fe.add(p+".operation", "invalid operation %d (valid: UPSERT, REMOVE)", int32(t.GetOperation()))
+	}
+}
+
+// validateDimensionCount refuses more distinct tagOverrides values (CEL expressions) for one mode
+// (CLIENT or SERVER) than strait-proxy's istio.stats filter accepts: the overrides of one mode
+// become one filter, which would be refused by every proxy it is sent to. Several Telemetries
+// that together exceed the limit are caught when they are translated.
+func validateDimensionCount(fe *fieldErrs, entries []*telemetry.Metrics) {
+	for _, mode := range []telemetry.WorkloadMode{telemetry.WorkloadMode_CLIENT, telemetry.WorkloadMode_SERVER} {
+		distinct := map[string]bool{}
+		for _, m := range entries {
+			for _, o := range m.GetOverrides() {
+				if md := o.GetMatch().GetMode(); md != telemetry.WorkloadMode_CLIENT_AND_SERVER && md != mode {
+					continue
+				}
+				for _, t := range o.GetTagOverrides() {
+					if t.GetOperation() == telemetry.MetricsOverrides_TagOverride_UPSERT && t.GetValue() != "" {
+						distinct[t.GetValue()] = true
+					}
+				}
+			}
+		}
+		if n := len(distinct); n > proxytelemetry.MaxDimensionExpressions {
+			fe.add("spec.metrics", "%d distinct tagOverrides values apply to mode %s, more than the limit of %d (strait-proxy evaluates each on every request)",
+				n, mode, proxytelemetry.MaxDimensionExpressions)
+		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	stats "istio.io/api/envoy/extensions/stats"
 	tpb "istio.io/api/telemetry/v1alpha1"
+
+	proxytelemetry "github.com/strait-mesh/strait/proxy/telemetry"
 )
 
 // StatsFilterName is the name of Istio's stats filter, HTTP and network.
@@ -134,10 +136,27 @@ func buildStats(in Inputs, ap applied, mode tpb.WorkloadMode, router bool, repor
 		if len(cfg.Metrics) == 0 && cfg.TcpReportingDuration == nil {
 			return nil, nil
 		}
+		if n := distinctDimensions(cfg); n > proxytelemetry.MaxDimensionExpressions {
+			report(fmt.Errorf("%s: metrics: %d distinct tagOverrides values apply to mode %s, more than strait-proxy's limit of %d; the metric overrides of that mode are left out",
+				ap.owner(), n, mode, proxytelemetry.MaxDimensionExpressions))
+			return nil, nil
+		}
 	}
 	a := mustAny(cfg)
 	return &hcmv3.HttpFilter{Name: StatsFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}},
 		&listenerv3.Filter{Name: StatsFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: a}}
+}
+
+// distinctDimensions counts the distinct dimension expressions of cfg, which strait-proxy
+// evaluates on every request and bounds.
+func distinctDimensions(cfg *stats.PluginConfig) int {
+	seen := map[string]bool{}
+	for _, m := range cfg.GetMetrics() {
+		for _, e := range m.GetDimensions() {
+			seen[e] = true
+		}
+	}
+	return len(seen)
 }
 
 // metricName is the stats filter's name of an Istio metric enum name or custom metric.

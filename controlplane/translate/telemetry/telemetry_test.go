@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -98,5 +99,36 @@ func TestMergeMetrics(t *testing.T) {
 	}
 	if o := m.modes[tpb.WorkloadMode_CLIENT].overrides["REQUEST_COUNT"]; o == nil || o.tags["a"].GetValue() != "request.host" {
 		t.Errorf("client REQUEST_COUNT override: %+v", o)
+	}
+}
+
+// TestStatsDimensionLimit checks that Telemetries which together give a mode more distinct tag
+// values than strait-proxy's istio.stats filter evaluates are reported, and that mode's metric
+// overrides left out rather than sent to be refused; the other mode keeps its filter.
+func TestStatsDimensionLimit(t *testing.T) {
+	tags := func(from, to int, mode tpb.WorkloadMode) *tpb.Telemetry {
+		o := &tpb.MetricsOverrides{Match: &tpb.MetricSelector{Mode: mode,
+			MetricMatch: &tpb.MetricSelector_Metric{Metric: tpb.MetricSelector_REQUEST_COUNT}},
+			TagOverrides: map[string]*tpb.MetricsOverrides_TagOverride{}}
+		for i := from; i < to; i++ {
+			o.TagOverrides[fmt.Sprintf("t%d", i)] = &tpb.MetricsOverrides_TagOverride{Value: fmt.Sprintf("request.headers['x-%d']", i)}
+		}
+		return &tpb.Telemetry{Metrics: []*tpb.Metrics{{Overrides: []*tpb.MetricsOverrides{o}}}}
+	}
+	mc := &meshconfig.MeshConfig{RootNamespace: "istio-system", ExtensionProviders: []*meshconfig.MeshConfig_ExtensionProvider{{
+		Name: "prometheus", Provider: &meshconfig.MeshConfig_ExtensionProvider_Prometheus{Prometheus: &meshconfig.MeshConfig_ExtensionProvider_PrometheusMetricsProvider{}}}}}
+	in := Inputs{Mesh: mc, Telemetries: []*config.Object{
+		tel("istio-system", "mesh", 1, nil, tags(0, 5, tpb.WorkloadMode_CLIENT_AND_SERVER)),
+		tel("ns", "ns", 1, nil, tags(5, 9, tpb.WorkloadMode_CLIENT)),
+	}}
+	r := Build(in, Workload{Namespace: "ns"})
+	if r.Client.HTTPStats != nil || r.Client.TCPStats != nil {
+		t.Error("client: the istio.stats filter with 9 dimensions is sent")
+	}
+	if r.Server.HTTPStats == nil {
+		t.Error("server: the istio.stats filter with 5 dimensions is left out")
+	}
+	if len(r.Errs) != 1 || !strings.Contains(r.Errs[0].Error(), "9 distinct tagOverrides values apply to mode CLIENT") {
+		t.Errorf("errs = %v", r.Errs)
 	}
 }

@@ -244,10 +244,7 @@ func tracerFor(in Inputs, w Workload, p *meshconfig.MeshConfig_ExtensionProvider
 		if err != nil {
 			return nil, err
 		}
-		oc, err := otelConfig(serviceCluster(w), host, cluster, o)
-		if err != nil {
-			return nil, err
-		}
+		oc := otelConfig(serviceCluster(w), host, cluster, o)
 		name, maxTag = tracerOpenTelemetry, o.GetMaxTagLength()
 		t.Provider = &tracev3.Tracing_Http{Name: name, ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: mustAny(oc)}}
 	default:
@@ -275,14 +272,16 @@ func zipkinConfig(host, cluster, path string, traceID128 bool) *tracev3.ZipkinCo
 }
 
 // otelConfig is istiod's OpenTelemetryConfig: OTLP over gRPC (Envoy's gRPC client to the
-// collector's cluster, with its authority) or, with http set, over HTTP to HOST/PATH.
-func otelConfig(serviceName, host, cluster string, o *meshconfig.MeshConfig_ExtensionProvider_OpenTelemetryTracingProvider) (*tracev3.OpenTelemetryConfig, error) {
+// collector's cluster, with its authority) or, with http set, over HTTP to the collector's
+// cluster. The HTTP service's http_uri.uri is the full URI Envoy's HttpUri documents,
+// http://HOST:PORT/PATH: istiod writes HOST/PATH without a scheme, which Envoy's exporter
+// tolerates but strait-proxy refuses as not a URI; both send the same path, and the Host
+// header carries the port.
+func otelConfig(serviceName, host, cluster string, o *meshconfig.MeshConfig_ExtensionProvider_OpenTelemetryTracingProvider) *tracev3.OpenTelemetryConfig {
 	oc := &tracev3.OpenTelemetryConfig{ServiceName: serviceName}
 	if h := o.GetHttp(); h != nil {
-		uri, err := url.JoinPath(host, h.GetPath())
-		if err != nil {
-			return nil, fmt.Errorf("http.path %q: %w", h.GetPath(), err)
-		}
+		base := url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.FormatUint(uint64(o.GetPort()), 10))}
+		uri := base.JoinPath(h.GetPath()).String() // MeshConfig validation keeps ? and # out of the path
 		timeout := h.GetTimeout()
 		if timeout == nil {
 			timeout = durationpb.New(defaultOTelHTTPTimeout)
@@ -295,7 +294,7 @@ func otelConfig(serviceName, host, cluster string, o *meshconfig.MeshConfig_Exte
 				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 				Header:       &corev3.HeaderValue{Key: hd.GetName(), Value: hd.GetValue()}})
 		}
-		return oc, nil
+		return oc
 	}
 	oc.GrpcService = &corev3.GrpcService{
 		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: cluster, Authority: host}},
@@ -304,7 +303,7 @@ func otelConfig(serviceName, host, cluster string, o *meshconfig.MeshConfig_Exte
 	for _, hd := range o.GetGrpc().GetInitialMetadata() {
 		oc.GrpcService.InitialMetadata = append(oc.GrpcService.InitialMetadata, &corev3.HeaderValue{Key: hd.GetName(), Value: hd.GetValue()})
 	}
-	return oc, nil
+	return oc
 }
 
 // serviceCluster is the span's service name: the node's cluster, else Istio's service cluster
