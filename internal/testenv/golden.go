@@ -3,7 +3,10 @@ package testenv
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // Golden compares got with the golden file at path, or, with update (a test's -update flag),
@@ -29,6 +32,19 @@ func Golden(t testing.TB, path, got string, update bool) {
 type GoldenFile struct {
 	Name string // the file's base name, "<case>.golden.yaml"
 	YAML []byte
+	// Pending is the case's proxyPending list (its input file's header): errors strait-proxy
+	// gives on it until the feature they name lands, each matched as a substring.
+	Pending []string
+}
+
+// PendingError reports whether err is one of the case's pending proxy errors.
+func (g GoldenFile) PendingError(err error) bool {
+	for _, p := range g.Pending {
+		if strings.Contains(err.Error(), p) {
+			return true
+		}
+	}
+	return false
 }
 
 // ControlPlaneGoldens reads straitd's golden xDS output, the translator's testdata
@@ -46,7 +62,21 @@ func ControlPlaneGoldens(t testing.TB) []GoldenFile {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, GoldenFile{Name: filepath.Base(p), YAML: raw})
+		gf := GoldenFile{Name: filepath.Base(p), YAML: raw}
+		if in, err := os.ReadFile(strings.TrimSuffix(p, ".golden.yaml") + ".input.yaml"); err == nil {
+			for _, line := range strings.Split(string(in), "\n") {
+				if strings.HasPrefix(line, "proxyPending:") {
+					var h struct {
+						ProxyPending []string `json:"proxyPending"`
+					}
+					if err := yaml.Unmarshal([]byte(line), &h); err != nil {
+						t.Fatalf("%s: %v", p, err)
+					}
+					gf.Pending = h.ProxyPending
+				}
+			}
+		}
+		files = append(files, gf)
 	}
 	return files
 }
