@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test vet fmt-check bench clean
+.PHONY: all build test test-deps vet fmt-check bench clean
 
 all: build
 
@@ -20,10 +20,15 @@ fmt-check:
 
 # test runs every test: formatting, vet, the dependency rule for strait-proxy, and go test
 # (which also runs each fuzz target over its committed seed corpus).
-test: fmt-check vet
+test: test-deps fmt-check vet
 	@if $(GO) list -deps ./cmd/strait-proxy | grep -E '^(k8s.io/client-go|go.etcd.io/bbolt|github.com/prometheus/client_golang|github.com/strait-mesh/strait/controlplane)'; then \
 		echo "strait-proxy must not link the packages above"; exit 1; fi
 	$(GO) test -count=1 -timeout 20m ./...
+
+# test-deps installs the Debian packages the end-to-end tests use (root and apt-get), or says
+# which are missing.
+test-deps:
+	@bash .ci/test-deps
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

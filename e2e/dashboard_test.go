@@ -17,8 +17,6 @@ import (
 	"github.com/strait-mesh/strait/internal/testenv"
 )
 
-// chromiumPath is Debian's chromium, which CI installs.
-const chromiumPath = "/usr/bin/chromium"
 
 // dashboardScreenshotEnv names a file to which TestDashboard writes the page's screenshot
 // (docs/dashboard.png is made so).
@@ -110,13 +108,8 @@ const readEdges = `[...document.querySelectorAll("#svg g.edge")].map(g => {
 // VirtualService applied with `strait apply` shifts half of the traffic to v2, and the page
 // shows the new edge to reviews-v2 with its share.
 func TestDashboard(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if testing.Short() {
-			t.Skipf("%s is missing (install Debian's chromium): %v", chromiumPath, err)
-		}
-		t.Fatalf("%s is missing: the dashboard test needs Debian's chromium (apt-get install chromium): %v", chromiumPath, err)
-	}
 	skipShort(t)
+	chromiumPath := needTool(t, "chromium", "chromium")
 	const clientIP, v1IP, v2IP = "127.0.0.151", "127.0.0.152", "127.0.0.153"
 	app1 := startBackend(t, "127.0.0.1", "reviews-v1", backendOptions{})
 	app2 := startBackend(t, "127.0.0.1", "reviews-v2", backendOptions{})
