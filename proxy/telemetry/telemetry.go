@@ -93,6 +93,8 @@ type Recorder struct {
 	http    *table[httpKey, httpSeries]
 	over    *table[overKey, overSeries] // series of requests with istio.stats overrides (overrides.go)
 	tcp     *table[tcpKey, TCPSeries]
+	tcpOver *table[tcpOverKey, tcpOverSeries] // series of connections with istio.stats overrides (tcp.go)
+	open    tcpReporter                       // open connections whose bytes are reported periodically (tcpreport.go)
 	dropped *stats.Counter
 }
 
@@ -102,7 +104,7 @@ func New(o Options) *Recorder {
 		o.MaxSeries = DefaultMaxSeries
 	}
 	r := &Recorder{opts: o, http: newTable[httpKey, httpSeries](o.MaxSeries), tcp: newTable[tcpKey, TCPSeries](o.MaxSeries),
-		over: newTable[overKey, overSeries](o.MaxSeries)}
+		over: newTable[overKey, overSeries](o.MaxSeries), tcpOver: newTable[tcpOverKey, tcpOverSeries](o.MaxSeries)}
 	if o.Stats != nil {
 		r.dropped = o.Stats.Counter("telemetry.series_dropped", "strait_telemetry_series_dropped_total")
 		o.Stats.AddCollector(r)
