@@ -44,6 +44,7 @@ func (e l4Env) tcpConn(r *l4.Record) telemetry.TCPConn {
 	if a, ok := r.Upstream.(*net.TCPAddr); ok {
 		c.Upstream = a.AddrPort().Addr()
 	}
+	c.UpstreamPeer = r.UpstreamPeerCertificate
 	if r.Live != nil {
 		c.Received, c.Sent = &r.Live.Received, &r.Live.Sent
 	}

@@ -252,8 +252,10 @@ type Record struct {
 	Source, OriginalDst netip.AddrPort
 	ServerName          string
 	// Upstream is the upstream peer address; nil when no upstream connection was made.
-	// UpstreamLocal is the local address of that connection.
+	// UpstreamLocal is the local address of that connection. UpstreamPeerCertificate is the
+	// verified certificate (leaf) the upstream host presented when the connection uses TLS.
 	Upstream, UpstreamLocal net.Addr
+	UpstreamPeerCertificate *x509.Certificate
 	// Attempts counts the upstream connect attempts.
 	Attempts int
 	// Start is when the downstream connection reached the proxy; Duration is set on close.
@@ -370,6 +372,9 @@ func (p *TCPProxy) Serve(ctx context.Context, c net.Conn, info ConnInfo) {
 	defer uc.Close()
 	if rec != nil {
 		rec.Upstream, rec.UpstreamLocal = uc.RemoteAddr(), uc.LocalAddr()
+		if pc, ok := uc.(interface{ PeerCertificate() *x509.Certificate }); ok {
+			rec.UpstreamPeerCertificate = pc.PeerCertificate()
+		}
 		if observed {
 			obs.TCPOpened(rec)
 		}

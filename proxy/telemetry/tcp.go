@@ -22,6 +22,9 @@ type TCPConn struct {
 	// Source is the downstream client's address (destination reporter: the peer workload);
 	// Upstream the address of the upstream host the tcp_proxy connected to (source reporter).
 	Source, Upstream netip.Addr
+	// UpstreamPeer is the verified certificate (leaf) the upstream host presented on a TLS
+	// connection (source reporter: destination_principal); nil otherwise.
+	UpstreamPeer *x509.Certificate
 	// Overrides, when set, are the istio.stats network filter's TCP metric overrides, and
 	// Dimensions the connection's values of their expressions (Overrides.Evaluate).
 	Overrides  *Overrides
@@ -68,6 +71,7 @@ func (r *Recorder) TCP(c *TCPConn) *TCPSeries {
 		}
 	} else {
 		k.cluster = c.Cluster
+		k.peer = spiffeOf(c.UpstreamPeer)
 		k.peerWL = r.peers.Load().byAddress(c.Upstream)
 	}
 	s := r.tcp.get(k, func(k tcpKey) *TCPSeries { return &TCPSeries{key: k} })

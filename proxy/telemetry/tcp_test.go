@@ -139,3 +139,26 @@ func TestTCPReporting(t *testing.T) {
 	var none *TCPConnection
 	none.Close(1, 1)
 }
+
+// TestSourceDestinationPrincipal: at the source reporter, destination_principal is the SPIFFE ID
+// of the certificate the upstream host proved (HTTP and TCP); without one it stays unknown, and
+// connection_security_policy stays unknown either way, as in Istio.
+func TestSourceDestinationPrincipal(t *testing.T) {
+	st := stats.NewStore()
+	r := New(Options{Local: Workload{Name: "w", Namespace: "ns"}, Stats: st})
+	const id = "spiffe://td/ns/shop/sa/db"
+	cert := spiffeCert(t, id)
+	r.RecordHTTP(&HTTPRequest{Reporter: Source, Code: 200, Cluster: "outbound|80||api.shop.svc.cluster.local", UpstreamPeer: cert})
+	r.RecordHTTP(&HTTPRequest{Reporter: Source, Code: 200, Cluster: "outbound|80||web.shop.svc.cluster.local"})
+	r.OpenTCP(&TCPConn{Reporter: Source, Cluster: "outbound|5432||db.shop.svc.cluster.local", UpstreamPeer: cert}).Close(1, 1)
+	out := render(t, st)
+	for _, re := range []string{
+		`(?m)^istio_requests_total\{[^}]*destination_principal="` + regexp.QuoteMeta(id) + `"[^}]*destination_service="api\.shop\.svc\.cluster\.local"[^}]*connection_security_policy="unknown"\} 1$`,
+		`(?m)^istio_requests_total\{[^}]*destination_principal="unknown"[^}]*destination_service="web\.shop\.svc\.cluster\.local"[^}]*\} 1$`,
+		`(?m)^istio_tcp_connections_closed_total\{[^}]*destination_principal="` + regexp.QuoteMeta(id) + `"[^}]*connection_security_policy="unknown"\} 1$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("no line matches %s:\n%s", re, out)
+		}
+	}
+}
