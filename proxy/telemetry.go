@@ -25,14 +25,15 @@ func (p *Proxy) newTelemetry() *telemetry.Recorder {
 // l4Env reports every proxied TCP connection in Istio's istio_tcp_* metrics (l4.Observer): the
 // reporter from the tcp_proxy's stat prefix (Istio sets it to the cluster), the peer from the
 // connection's certificates and addresses through the workload table: the client by its
-// identity and source address (destination), the server by the upstream host (source).
+// identity and source address (destination), the server by the upstream host (source). The
+// istio.stats network filter before the tcp_proxy, when there is one, overrides the metrics
+// (its dimensions are evaluated once, when the upstream connection is established) and sets how
+// often the bytes of an open connection are reported; without it they are reported every
+// telemetry.DefaultTCPReportingDuration, as with Istio's default filter.
 var _ l4.Observer = l4Env{}
 
-// tcpSeries finds the metrics series of a connection.
-func (e l4Env) tcpSeries(r *l4.Record) *telemetry.TCPSeries {
-	if e.telemetry == nil {
-		return nil
-	}
+// tcpConn describes a connection for its metrics series.
+func (e l4Env) tcpConn(r *l4.Record) telemetry.TCPConn {
 	c := telemetry.TCPConn{Reporter: telemetry.ReporterForTCPStatPrefix(r.StatPrefix),
 		Cluster: r.Cluster, Peer: r.PeerCertificate, Local: r.LocalCertificate, Source: r.Source.Addr()}
 	if rt := e.rt.Load(); rt != nil {
@@ -43,19 +44,37 @@ func (e l4Env) tcpSeries(r *l4.Record) *telemetry.TCPSeries {
 	if a, ok := r.Upstream.(*net.TCPAddr); ok {
 		c.Upstream = a.AddrPort().Addr()
 	}
-	return e.telemetry.TCP(&c)
+	c.UpstreamPeer = r.UpstreamPeerCertificate
+	if r.Live != nil {
+		c.Received, c.Sent = &r.Live.Received, &r.Live.Sent
+	}
+	if cfg := r.IstioStats; cfg != nil {
+		c.ReportEvery = cfg.TCPReportingDuration
+		if o := cfg.TCPOverrides; o != nil {
+			c.Overrides = o
+			if o.HasDimensions() {
+				attrs := r.Entry()
+				o.Evaluate(&attrs, &c.Dimensions)
+			}
+		}
+	}
+	return c
 }
 
-// TCPOpened implements l4.Observer: istio_tcp_connections_opened_total.
-func (e l4Env) TCPOpened(r *l4.Record) { e.tcpSeries(r).Opened() }
-
-// TCPClosed implements l4.Observer: istio_tcp_connections_closed_total and the byte counters,
-// for connections whose upstream was established (as Envoy's istio stats filter counts them).
-func (e l4Env) TCPClosed(r *l4.Record) {
-	if r.Upstream == nil {
+// TCPOpened implements l4.Observer: istio_tcp_connections_opened_total, and the connection's
+// bytes are reported periodically from now on.
+func (e l4Env) TCPOpened(r *l4.Record) {
+	if e.telemetry == nil || (r.IstioStats != nil && r.IstioStats.TCPOverrides.DropsAll()) {
 		return
 	}
-	s := e.tcpSeries(r)
-	s.Closed()
-	s.Bytes(int64(r.BytesReceived), int64(r.BytesSent))
+	c := e.tcpConn(r)
+	r.Report = e.telemetry.OpenTCP(&c)
+}
+
+// TCPClosed implements l4.Observer: istio_tcp_connections_closed_total and the bytes not
+// reported yet, for connections whose upstream was established (as Envoy's istio stats filter
+// counts them).
+func (e l4Env) TCPClosed(r *l4.Record) {
+	r.Report.Close(r.BytesReceived, r.BytesSent)
+	r.Report = nil
 }

@@ -1,7 +1,6 @@
 package l4
 
 import (
-	"crypto/x509"
 	"net"
 	"net/netip"
 
@@ -10,7 +9,15 @@ import (
 
 // logAccess writes the access log lines of a closed connection. TCP lines have no HTTP fields:
 // %PROTOCOL%, headers and route print "-", %RESPONSE_CODE% prints 0, as in Envoy.
-func (p *TCPProxy) logAccess(rec *Record, peer []*x509.Certificate, local *x509.Certificate) {
+func (p *TCPProxy) logAccess(rec *Record) {
+	e := rec.Entry()
+	p.accessLog.Log(&e)
+}
+
+// Entry returns the connection as an access log entry, which is also the attributes.Record
+// that CEL expressions (access log filters, istio.stats dimensions) read. Bytes and duration
+// are as far as the Record has them (set on close).
+func (rec *Record) Entry() accesslog.Entry {
 	e := accesslog.Entry{
 		Start:               rec.Start,
 		Duration:            rec.Duration,
@@ -24,13 +31,13 @@ func (p *TCPProxy) logAccess(rec *Record, peer []*x509.Certificate, local *x509.
 		DownstreamDirect:    rec.Source,
 		RequestedServerName: rec.ServerName,
 		Attempts:            rec.Attempts,
-		PeerCertificates:    peer,
-		LocalCertificate:    local,
+		PeerCertificates:    rec.PeerCertificates,
+		LocalCertificate:    rec.LocalCertificate,
 	}
 	if rec.Upstream != nil {
 		e.UpstreamHost = rec.Upstream.String()
 	}
-	p.accessLog.Log(&e)
+	return e
 }
 
 // addrPort converts a TCP address (nil or not TCP: invalid).

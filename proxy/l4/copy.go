@@ -19,6 +19,7 @@ type conns struct {
 	last      atomic.Int64 // unix nanos of the last byte moved in either direction
 	closeOnce sync.Once
 	reason    atomic.Pointer[stats.Counter] // stat to count when a timer closed the pair
+	live      *Counters                     // bytes so far, for an Observer; nil: not counted live
 }
 
 func (cs *conns) closeBoth() {
@@ -30,9 +31,9 @@ func (cs *conns) closeBoth() {
 
 // splice copies both ways until both directions end. A clean EOF in one direction half-closes
 // the other side's write end; an error closes both. It returns the bytes received from and sent
-// to the downstream.
-func (p *TCPProxy) splice(ctx context.Context, down, up net.Conn) (rx, tx uint64) {
-	cs := &conns{down: down, up: up}
+// to the downstream. When live is set, it counts the same bytes as they are copied.
+func (p *TCPProxy) splice(ctx context.Context, down, up net.Conn, live *Counters) (rx, tx uint64) {
+	cs := &conns{down: down, up: up, live: live}
 	cs.last.Store(time.Now().UnixNano())
 	stop := context.AfterFunc(ctx, cs.closeBoth)
 	defer stop()
@@ -61,10 +62,10 @@ func (p *TCPProxy) splice(ctx context.Context, down, up net.Conn) (rx, tx uint64
 	}
 	done := make(chan struct{})
 	go func() {
-		rx = p.copyHalf(cs, up, down, p.st.rxBytes)
+		rx = p.copyHalf(cs, up, down, p.st.rxBytes, cs.liveCounter(true))
 		close(done)
 	}()
-	tx = p.copyHalf(cs, down, up, p.st.txBytes)
+	tx = p.copyHalf(cs, down, up, p.st.txBytes, cs.liveCounter(false))
 	<-done
 	if c := cs.reason.Load(); c != nil {
 		c.Inc()
@@ -73,15 +74,28 @@ func (p *TCPProxy) splice(ctx context.Context, down, up net.Conn) (rx, tx uint64
 	return rx, tx
 }
 
+// liveCounter returns the live counter of one direction (received: from the downstream), nil
+// when bytes are not counted live.
+func (cs *conns) liveCounter(received bool) *atomic.Uint64 {
+	switch {
+	case cs.live == nil:
+		return nil
+	case received:
+		return &cs.live.Received
+	}
+	return &cs.live.Sent
+}
+
 // copyHalf copies src to dst, then half-closes dst on a clean end or closes both on error. It
-// returns the bytes copied.
-func (p *TCPProxy) copyHalf(cs *conns, dst, src net.Conn, counter *stats.Counter) (copied uint64) {
+// returns the bytes copied; live, when set, counts them as they are copied.
+func (p *TCPProxy) copyHalf(cs *conns, dst, src net.Conn, counter *stats.Counter, live *atomic.Uint64) (copied uint64) {
 	var err error
-	if p.idle > 0 {
-		copied, err = copyTracked(dst, src, &cs.last, counter)
+	if p.idle > 0 || live != nil {
+		copied, err = copyTracked(dst, src, &cs.last, counter, live)
 	} else {
-		// No activity to track: let io.Copy use ReadFrom/WriteTo, i.e. splice(2) between TCP
-		// sockets (sniff.Conn replays its peeked bytes first, then hands over its socket).
+		// No activity to track and no live count: let io.Copy use ReadFrom/WriteTo, i.e.
+		// splice(2) between TCP sockets (sniff.Conn replays its peeked bytes first, then hands
+		// over its socket).
 		bp := bufPool.Get().(*[]byte)
 		var n int64
 		n, err = io.CopyBuffer(dst, src, *bp)
@@ -102,9 +116,9 @@ func (p *TCPProxy) copyHalf(cs *conns, dst, src net.Conn, counter *stats.Counter
 	return copied
 }
 
-// copyTracked copies with a pooled buffer, recording activity for the idle timer. It returns the
-// bytes copied and a nil error at EOF.
-func copyTracked(dst, src net.Conn, last *atomic.Int64, counter *stats.Counter) (uint64, error) {
+// copyTracked copies with a pooled buffer, recording activity for the idle timer and counting
+// the bytes in live (when set). It returns the bytes copied and a nil error at EOF.
+func copyTracked(dst, src net.Conn, last *atomic.Int64, counter *stats.Counter, live *atomic.Uint64) (uint64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -118,6 +132,9 @@ func copyTracked(dst, src net.Conn, last *atomic.Int64, counter *stats.Counter) 
 			}
 			total += uint64(n)
 			counter.Add(uint64(n))
+			if live != nil {
+				live.Add(uint64(n))
+			}
 		}
 		if rerr == io.EOF {
 			return total, nil

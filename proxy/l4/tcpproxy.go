@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -20,6 +21,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/accesslog"
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/telemetry"
 	"github.com/strait-mesh/strait/proxy/upstream"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
@@ -83,7 +85,8 @@ type TCPProxy struct {
 	maxDuration time.Duration // 0: unlimited
 	attempts    int
 	st          *proxyStats
-	accessLog   *accesslog.Logger // access_log; nil: none
+	accessLog   *accesslog.Logger      // access_log; nil: none
+	istioStats  *telemetry.StatsConfig // the istio.stats network filter before it; nil: none
 }
 
 type proxyStats struct {
@@ -202,6 +205,11 @@ func New(tp *tcpv3.TcpProxy, env Env) (*TCPProxy, error) {
 	return p, nil
 }
 
+// SetIstioStats gives the configuration of the istio.stats network filter that precedes the
+// tcp_proxy in its filter chain; the Observer finds it in each connection's Record. It must be
+// called before the proxy serves connections.
+func (p *TCPProxy) SetIstioStats(c *telemetry.StatsConfig) { p.istioStats = c }
+
 // pick chooses the cluster for one connection.
 func (p *TCPProxy) pick() string {
 	if len(p.clusters) == 1 {
@@ -244,8 +252,10 @@ type Record struct {
 	Source, OriginalDst netip.AddrPort
 	ServerName          string
 	// Upstream is the upstream peer address; nil when no upstream connection was made.
-	// UpstreamLocal is the local address of that connection.
+	// UpstreamLocal is the local address of that connection. UpstreamPeerCertificate is the
+	// verified certificate (leaf) the upstream host presented when the connection uses TLS.
 	Upstream, UpstreamLocal net.Addr
+	UpstreamPeerCertificate *x509.Certificate
 	// Attempts counts the upstream connect attempts.
 	Attempts int
 	// Start is when the downstream connection reached the proxy; Duration is set on close.
@@ -253,12 +263,29 @@ type Record struct {
 	Duration time.Duration
 	// BytesReceived and BytesSent count downstream bytes (from and to the client), set on close.
 	BytesReceived, BytesSent uint64
+	// Live counts the same bytes while the connection is open (for an Observer; it may read
+	// them until TCPClosed returns).
+	Live *Counters
 	// Flag is Envoy's response flag: "" for a normal connection, "NR" for an unknown cluster, and
 	// UF, UH, UO (from the cluster's *upstream.Error) when connecting failed.
 	Flag string
 	// PeerCertificate is the verified client certificate (leaf) of a TLS-terminated connection,
-	// LocalCertificate the proxy's own on it; nil otherwise.
+	// LocalCertificate the proxy's own on it; nil otherwise. PeerCertificates is the verified
+	// client chain, leaf first.
 	PeerCertificate, LocalCertificate *x509.Certificate
+	PeerCertificates                  []*x509.Certificate
+	// IstioStats is the configuration of the istio.stats network filter before the tcp_proxy
+	// (nil: none), for the Observer's TCP metrics.
+	IstioStats *telemetry.StatsConfig
+	// Report is the Observer's handle of the connection in the TCP metrics, which its
+	// TCPOpened sets for its TCPClosed; nil otherwise.
+	Report *telemetry.TCPConnection
+}
+
+// Counters are a connection's bytes from and to the downstream so far, updated atomically
+// while it is open.
+type Counters struct {
+	Received, Sent atomic.Uint64
 }
 
 // Observer, when implemented by an Env, is told when a connection's upstream is established
@@ -281,14 +308,18 @@ func (p *TCPProxy) Serve(ctx context.Context, c net.Conn, info ConnInfo) {
 	obs, observed := p.env.(Observer)
 	if observed || p.accessLog != nil {
 		rec = &Record{StatPrefix: p.statPrefix, Cluster: name, Source: info.Source, OriginalDst: info.OriginalDst,
-			ServerName: info.ServerName, Start: time.Now(), LocalCertificate: info.LocalCertificate}
+			ServerName: info.ServerName, Start: time.Now(), LocalCertificate: info.LocalCertificate,
+			PeerCertificates: info.PeerCertificates, IstioStats: p.istioStats}
+		if observed {
+			rec.Live = new(Counters)
+		}
 		if len(info.PeerCertificates) > 0 {
 			rec.PeerCertificate = info.PeerCertificates[0]
 		}
 		defer func() {
 			rec.Duration = time.Since(rec.Start)
 			if p.accessLog != nil {
-				p.logAccess(rec, info.PeerCertificates, info.LocalCertificate)
+				p.logAccess(rec)
 			}
 			if observed {
 				obs.TCPClosed(rec)
@@ -341,11 +372,18 @@ func (p *TCPProxy) Serve(ctx context.Context, c net.Conn, info ConnInfo) {
 	defer uc.Close()
 	if rec != nil {
 		rec.Upstream, rec.UpstreamLocal = uc.RemoteAddr(), uc.LocalAddr()
+		if pc, ok := uc.(interface{ PeerCertificate() *x509.Certificate }); ok {
+			rec.UpstreamPeerCertificate = pc.PeerCertificate()
+		}
 		if observed {
 			obs.TCPOpened(rec)
 		}
 	}
-	rx, tx := p.splice(ctx, c, uc)
+	var live *Counters
+	if rec != nil {
+		live = rec.Live
+	}
+	rx, tx := p.splice(ctx, c, uc, live)
 	if rec != nil {
 		rec.BytesReceived, rec.BytesSent = rx, tx
 	}

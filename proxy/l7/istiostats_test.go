@@ -97,12 +97,11 @@ func TestIstioStatsRefused(t *testing.T) {
 	}{
 		{map[string]any{"definitions": []any{map[string]any{"name": "x", "value": "1"}}}, "typed_config.definitions: not supported"},
 		{map[string]any{"metrics": []any{map[string]any{"name": "requests_total", "match": "true"}}}, "metrics[0].match: not supported"},
-		{map[string]any{"metrics": []any{map[string]any{"drop": true}}}, "metrics[0]: not supported by strait-proxy: overrides of the TCP metrics"},
-		{map[string]any{"metrics": []any{map[string]any{"name": "tcp_sent_bytes_total", "drop": true}}}, "metrics[0].name: not supported"},
-		{map[string]any{"metrics": []any{map[string]any{"name": "no_such_metric"}}}, `unknown metric "no_such_metric"`},
+		{map[string]any{"metrics": []any{map[string]any{"name": "no-such-metric"}}}, `"no-such-metric" is not a metric name`},
 		{map[string]any{"metrics": []any{map[string]any{"name": "requests_total", "dimensions": map[string]any{"x": "request.nope"}}}}, "attribute request.nope: not supported"},
 		{map[string]any{"metrics": []any{map[string]any{"name": "requests_total", "dimensions": map[string]any{"bad-label": "request.host"}}}}, `"bad-label" is not a label name`},
-		{map[string]any{"tcp_reporting_duration": "5s"}, "tcp_reporting_duration: not supported"},
+		{map[string]any{"tcp_reporting_duration": "0s"}, "tcp_reporting_duration: must be positive"},
+		{map[string]any{"tcp_reporting_duration": "-1s"}, "tcp_reporting_duration: must be positive"},
 		{map[string]any{"reporter": "SERVER_GATEWAY"}, "reporter: not supported"},
 	} {
 		hcm := inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c"))), istioStatsHTTPFilter(t, tc.cfg))

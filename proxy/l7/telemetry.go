@@ -34,6 +34,7 @@ func (h *Handler) recordTelemetry(s *Stream) {
 	}
 	if q.Reporter == telemetry.Source {
 		q.Upstream = s.hostReport.Host
+		q.UpstreamPeer = s.hostReport.PeerCertificate
 	}
 	if !h.applyIstioStats(s, &q) { // istiostats.go
 		return

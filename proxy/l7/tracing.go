@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
+	"github.com/strait-mesh/strait/proxy/accesslog"
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/tracing"
 )
@@ -188,6 +189,14 @@ func (h *Handler) finishTrace(s *Stream) {
 	sp.SetTag("response_size", strconv.FormatInt(in.BytesSent, 10))
 	h.commonTraceTags(s, sp)
 	sp.CustomTags(r.Header, s.DynamicMetadata)
+	// Custom tags of the value kind (access log formats) cost a record and a rendering: only
+	// for a sampled span, which is exported.
+	var e *accesslog.Entry
+	if sp.Sampled && h.tracer.HasFormatTags() {
+		rec := h.record(s)
+		e = &rec
+		sp.FormatTags(e)
+	}
 	if up := st.up; up != nil {
 		up.SetTag("http.protocol", in.Protocol)
 		h.commonTraceTags(s, up)
@@ -195,6 +204,9 @@ func (h *Handler) finishTrace(s *Stream) {
 			up.SetTag("peer.address", s.hostReport.Host)
 		}
 		up.CustomTags(r.Header, s.DynamicMetadata)
+		if e != nil && up.Sampled {
+			up.FormatTags(e)
+		}
 		up.Finish(end)
 	}
 	sp.Finish(end)

@@ -16,6 +16,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tagv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -166,7 +167,7 @@ func TestTracingOpenTelemetryW3C(t *testing.T) {
 	}}
 	addr, _ := tracedProxy(t, env, "inbound_0.0.0.0_80", &hcmv3.HttpConnectionManager_Tracing{
 		Provider: otelGRPC(t, "otel"), RandomSampling: &typev3.Percent{Value: 100},
-		CustomTags: nil}, 1)
+		CustomTags: []*tagv3.CustomTag{{Tag: "req", Type: &tagv3.CustomTag_Value{Value: "%REQ(:METHOD)% %REQ(x-user)% %RESPONSE_CODE%"}}}}, 1)
 	c := h1Client()
 
 	// A W3C client is joined to its trace.
@@ -174,6 +175,7 @@ func TestTracingOpenTelemetryW3C(t *testing.T) {
 	req, _ := http.NewRequest("GET", "http://"+addr+"/items?id=1", nil)
 	req.Header.Set("traceparent", "00-"+trace+"-"+parent+"-01")
 	req.Header.Set("tracestate", "vendor=x")
+	req.Header.Set("x-user", "ana")
 	resp, _ := roundTrip(t, c, req)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -190,7 +192,7 @@ func TestTracingOpenTelemetryW3C(t *testing.T) {
 	for k, want := range map[string]string{"http.method": "GET", "http.status_code": "200", "component": "proxy",
 		"upstream_cluster": "app", "response_flags": "-", "http.protocol": "HTTP/1.1", "response_size": "2",
 		"node_id": "sidecar~127.0.0.1~app-1.ns~ns.svc.cluster.local", "http.url": "http://" + addr + "/items?id=1",
-		"user_agent": "Go-http-client/1.1", "downstream_cluster": "-"} {
+		"user_agent": "Go-http-client/1.1", "downstream_cluster": "-", "req": "GET ana 200"} {
 		if a[k] != want {
 			t.Errorf("attribute %s = %q, want %q", k, a[k], want)
 		}

@@ -169,6 +169,9 @@ func compileChain(fc *listenerv3.FilterChain, env Env, path string) (*chain, err
 			return nil, fmt.Errorf("%s: network filter %q (%s) is not supported", p, f.GetName(), a.GetTypeUrl())
 		}
 	}
+	if err := attachIstioStats(c); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

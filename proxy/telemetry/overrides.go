@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	udpatypev1 "github.com/cncf/xds/go/udpa/type/v1"
 	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
@@ -30,16 +31,26 @@ const (
 // each is evaluated on every request the filter sees.
 const MaxDimensionExpressions = 8
 
-// The standard metrics an override may name (without the istio_ prefix), by family.
+// The standard metrics an override may name (without the istio_ prefix), by family, each in
+// the order the family is rendered.
 var (
 	httpMetricNames = [...]string{"requests_total", "request_duration_milliseconds", "request_bytes", "response_bytes"}
 	// Istio's gRPC streaming message counters: strait-proxy does not produce them, so an
 	// override naming them has nothing to change.
 	notProducedMetricNames = []string{"request_messages_total", "response_messages_total"}
-	tcpMetricNames         = []string{"tcp_sent_bytes_total", "tcp_received_bytes_total", "tcp_connections_opened_total", "tcp_connections_closed_total"}
+	tcpMetricNames         = [...]string{"tcp_connections_closed_total", "tcp_connections_opened_total", "tcp_received_bytes_total", "tcp_sent_bytes_total"}
 )
 
+// familySize is the number of metrics of each family (HTTP, TCP).
+const familySize = len(httpMetricNames)
+
+var _ = [1]struct{}{}[len(tcpMetricNames)-familySize] // both families have familySize metrics
+
 var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// DefaultTCPReportingDuration is Istio's default tcp_reporting_duration: how often the byte
+// counters of an open TCP connection are reported.
+const DefaultTCPReportingDuration = 15 * time.Second
 
 // StatsConfig is a compiled istio.stats filter configuration (Istio's stats.PluginConfig). It is
 // immutable and safe for concurrent use.
@@ -48,19 +59,24 @@ type StatsConfig struct {
 	// name its service (PassthroughCluster) reports destination_service "unknown" instead of
 	// the request's host.
 	DisableHostHeaderFallback bool
-	// Overrides are the HTTP metric overrides; nil when there are none.
-	Overrides *Overrides
+	// Overrides are the HTTP metric overrides, TCPOverrides the TCP metric overrides; nil when
+	// there are none. An HTTP connection manager uses the first, a tcp_proxy the second.
+	Overrides, TCPOverrides *Overrides
+	// TCPReportingDuration is how often an open TCP connection's bytes are reported
+	// (tcp_reporting_duration, DefaultTCPReportingDuration when unset).
+	TCPReportingDuration time.Duration
 }
 
-// Overrides are the compiled metric overrides of an istio.stats filter for the HTTP metrics:
-// per metric, whether it is dropped, which labels are removed and which are set from CEL
-// expressions. Recorder.RecordHTTP applies them to a request whose HTTPRequest carries them.
+// Overrides are the compiled metric overrides of an istio.stats filter for one family of
+// metrics (HTTP or TCP): per metric, whether it is dropped, which labels are removed and which
+// are set from CEL expressions. Recorder.RecordHTTP applies HTTP overrides to a request whose
+// HTTPRequest carries them, Recorder.OpenTCP TCP overrides to a connection whose TCPConn does.
 type Overrides struct {
 	// key identifies the overrides across configuration versions: series recorded with equal
 	// keys are the same series.
 	key     string
-	metrics [len(httpMetricNames)]metricOverride
-	exprs   []*attributes.Program // distinct dimension expressions, evaluated per request
+	metrics [familySize]metricOverride
+	exprs   []*attributes.Program // distinct dimension expressions of the family, evaluated per request or connection
 	allDrop bool
 }
 
@@ -75,11 +91,12 @@ type dimension struct {
 	expr  int // index in Overrides.exprs
 }
 
-// Dimensions holds one request's dimension values, by expression index; "" is not a value
-// (the label is then "unknown", as Istio reports an expression that fails).
+// Dimensions holds one request's (or connection's) dimension values, by expression index; ""
+// is not a value (the label is then "unknown", as Istio reports an expression that fails).
 type Dimensions [MaxDimensionExpressions]string
 
-// DropsAll reports whether every HTTP metric is dropped: the request need not be recorded.
+// DropsAll reports whether every metric of the family is dropped: the request or connection
+// need not be recorded.
 func (o *Overrides) DropsAll() bool { return o != nil && o.allDrop }
 
 // Evaluate computes the request's dimension values into d. An expression that fails (an absent
@@ -94,38 +111,51 @@ func (o *Overrides) Evaluate(r *attributes.Record, d *Dimensions) {
 	}
 }
 
-// HasDimensions reports whether any expression must be evaluated per request.
+// HasDimensions reports whether any expression must be evaluated per request or connection.
 func (o *Overrides) HasDimensions() bool { return o != nil && len(o.exprs) > 0 }
 
+// overrideState is what the metric entries of a filter say about one metric, before it is
+// compiled into a metricOverride.
+type overrideState struct {
+	drop   bool
+	remove map[string]bool
+	dims   map[string]string // label: expression
+}
+
 // CompileStatsConfig decodes and compiles an istio.stats filter's typed_config (path names it
-// in errors). Accepted: metrics (name, drop, tags_to_remove, dimensions) and
+// in errors). Accepted: metrics (name, drop, tags_to_remove, dimensions) of the HTTP and TCP
+// metrics (an unnamed entry applies to every metric), tcp_reporting_duration and
 // disable_host_header_fallback. Refused by name as not supported yet: definitions (custom
-// metrics), a metric's match, reporter, tcp_reporting_duration, rotation_interval,
-// graceful_deletion_interval and the deprecated fields, and an override that changes a TCP
-// metric (an unnamed override applies to them too). An override of a metric strait-proxy does
-// not produce (request_messages_total, response_messages_total) changes nothing.
+// metrics), a metric's match, reporter, rotation_interval, graceful_deletion_interval and the
+// deprecated fields. An override of a metric strait-proxy does not produce
+// (request_messages_total, response_messages_total, custom metrics) changes nothing.
 func CompileStatsConfig(path string, a *anypb.Any) (*StatsConfig, error) {
 	pc, err := decodePluginConfig(path, a)
 	if err != nil {
 		return nil, err
 	}
-	if err := xdsfield.Check(pc, path, "metrics", "disable_host_header_fallback"); err != nil {
+	if err := xdsfield.Check(pc, path, "metrics", "disable_host_header_fallback", "tcp_reporting_duration"); err != nil {
 		return nil, err
 	}
-	c := &StatsConfig{DisableHostHeaderFallback: pc.GetDisableHostHeaderFallback()}
+	c := &StatsConfig{DisableHostHeaderFallback: pc.GetDisableHostHeaderFallback(), TCPReportingDuration: DefaultTCPReportingDuration}
+	if d := pc.GetTcpReportingDuration(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return nil, fmt.Errorf("%s.tcp_reporting_duration: %w", path, err)
+		}
+		if d.AsDuration() <= 0 {
+			return nil, fmt.Errorf("%s.tcp_reporting_duration: must be positive, got %v", path, d.AsDuration())
+		}
+		c.TCPReportingDuration = d.AsDuration()
+	}
 	if len(pc.GetMetrics()) == 0 {
 		return c, nil
 	}
-	o := &Overrides{}
-	exprIndex := map[string]int{}
-	type state struct {
-		remove map[string]bool
-		dims   map[string]string
-	}
-	var st [len(httpMetricNames)]state
+	// st[0:familySize] are the HTTP metrics, st[familySize:] the TCP metrics.
+	var st [2 * familySize]overrideState
 	for i := range st {
-		st[i] = state{remove: map[string]bool{}, dims: map[string]string{}}
+		st[i] = overrideState{remove: map[string]bool{}, dims: map[string]string{}}
 	}
+	programs := map[string]*attributes.Program{}
 	for i, m := range pc.GetMetrics() {
 		p := fmt.Sprintf("%s.metrics[%d]", path, i)
 		if err := xdsfield.Check(m, p, "name", "drop", "tags_to_remove", "dimensions"); err != nil {
@@ -134,21 +164,22 @@ func CompileStatsConfig(path string, a *anypb.Any) (*StatsConfig, error) {
 		var targets []int
 		switch name := m.GetName(); {
 		case name == "":
-			targets = []int{0, 1, 2, 3}
-			if changes(m) {
-				return nil, xdsfield.Unsupported(p, "overrides of the TCP metrics (an override without a name applies to them too); name an HTTP metric")
+			for t := range st {
+				targets = append(targets, t)
 			}
 		case slices.Contains(httpMetricNames[:], name):
 			targets = []int{slices.Index(httpMetricNames[:], name)}
+		case slices.Contains(tcpMetricNames[:], name):
+			targets = []int{familySize + slices.Index(tcpMetricNames[:], name)}
 		case slices.Contains(notProducedMetricNames, name):
 			continue
-		case slices.Contains(tcpMetricNames, name):
-			if changes(m) {
-				return nil, xdsfield.Unsupported(p+".name", "overrides of %s (TCP metric overrides are not implemented yet)", name)
-			}
+		case labelName.MatchString(name):
+			// A custom metric: strait-proxy refuses definitions, so it is not produced and
+			// the override has nothing to change (as in Istio, where an override of a metric
+			// that is not defined applies to nothing).
 			continue
 		default:
-			return nil, fmt.Errorf("%s.name: unknown metric %q (custom metrics are not supported)", p, name)
+			return nil, fmt.Errorf("%s.name: %q is not a metric name", p, name)
 		}
 		for j, t := range m.GetTagsToRemove() {
 			if !labelName.MatchString(t) {
@@ -159,64 +190,78 @@ func CompileStatsConfig(path string, a *anypb.Any) (*StatsConfig, error) {
 			if !labelName.MatchString(k) {
 				return nil, fmt.Errorf("%s.dimensions: %q is not a label name", p, k)
 			}
-			if _, ok := exprIndex[e]; ok {
+			if _, ok := programs[e]; ok {
 				continue
 			}
 			prg, err := attributes.Compile(e)
 			if err != nil {
 				return nil, fmt.Errorf("%s.dimensions[%q]: %w", p, k, err)
 			}
-			if len(o.exprs) == MaxDimensionExpressions {
+			if len(programs) == MaxDimensionExpressions {
 				return nil, fmt.Errorf("%s.dimensions: more than %d distinct expressions", path, MaxDimensionExpressions)
 			}
-			exprIndex[e] = len(o.exprs)
-			o.exprs = append(o.exprs, prg)
+			programs[e] = prg
 		}
 		for _, t := range targets {
-			mo := &o.metrics[t]
-			mo.drop = mo.drop || m.GetDrop()
+			s := &st[t]
+			s.drop = s.drop || m.GetDrop()
 			for _, tag := range m.GetTagsToRemove() {
-				st[t].remove[tag] = true
-				delete(st[t].dims, tag)
+				s.remove[tag] = true
+				delete(s.dims, tag)
 			}
 			for k, e := range m.GetDimensions() {
-				st[t].dims[k] = e
-				delete(st[t].remove, k)
+				s.dims[k] = e
+				delete(s.remove, k)
 			}
 		}
 	}
+	c.Overrides = compileOverrides(st[:familySize], programs)
+	c.TCPOverrides = compileOverrides(st[familySize:], programs)
+	return c, nil
+}
+
+// compileOverrides builds one family's overrides from the state of its metrics; nil when they
+// change nothing. Its expressions are those its metrics use, each once.
+func compileOverrides(st []overrideState, programs map[string]*attributes.Program) *Overrides {
+	o := &Overrides{allDrop: true}
+	exprIndex := map[string]int{}
+	changed := false
 	var key strings.Builder
-	o.allDrop = true
 	for t := range o.metrics {
-		mo := &o.metrics[t]
+		s, mo := &st[t], &o.metrics[t]
+		mo.drop = s.drop
 		o.allDrop = o.allDrop && mo.drop
-		for tag := range st[t].remove {
+		for tag := range s.remove {
 			mo.remove = append(mo.remove, tag)
 		}
 		sort.Strings(mo.remove)
-		for k, e := range st[t].dims {
-			mo.dims = append(mo.dims, dimension{label: k, expr: exprIndex[e]})
+		labels := make([]string, 0, len(s.dims))
+		for k := range s.dims {
+			labels = append(labels, k)
 		}
-		sort.Slice(mo.dims, func(i, j int) bool { return mo.dims[i].label < mo.dims[j].label })
+		sort.Strings(labels)
+		for _, k := range labels {
+			e := s.dims[k]
+			i, ok := exprIndex[e]
+			if !ok {
+				i = len(o.exprs)
+				exprIndex[e] = i
+				o.exprs = append(o.exprs, programs[e])
+			}
+			mo.dims = append(mo.dims, dimension{label: k, expr: i})
+		}
+		changed = changed || mo.drop || len(mo.remove) > 0 || len(mo.dims) > 0
 		fmt.Fprintf(&key, "%d:%v:%q:", t, mo.drop, mo.remove)
 		for _, d := range mo.dims {
 			fmt.Fprintf(&key, "%q=%q,", d.label, o.exprs[d.expr].String())
 		}
 		key.WriteByte(';')
 	}
-	o.key = key.String()
-	if !o.allDrop && len(o.exprs) == 0 && !slices.ContainsFunc(o.metrics[:], func(m metricOverride) bool {
-		return m.drop || len(m.remove) > 0
-	}) {
-		return c, nil // nothing changes
+	if !changed {
+		return nil
 	}
-	c.Overrides = o
-	return c, nil
-}
-
-// changes reports whether a metric override changes anything.
-func changes(m *statspb.MetricConfig) bool {
-	return m.GetDrop() || len(m.GetTagsToRemove()) > 0 || len(m.GetDimensions()) > 0
+	o.key = key.String()
+	return o
 }
 
 // IsStatsConfig reports whether a is an istio.stats configuration: a stats.PluginConfig, or a

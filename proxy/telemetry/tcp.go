@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // TCPConn describes one proxied TCP connection for the istio_tcp_* metrics.
@@ -21,6 +22,20 @@ type TCPConn struct {
 	// Source is the downstream client's address (destination reporter: the peer workload);
 	// Upstream the address of the upstream host the tcp_proxy connected to (source reporter).
 	Source, Upstream netip.Addr
+	// UpstreamPeer is the verified certificate (leaf) the upstream host presented on a TLS
+	// connection (source reporter: destination_principal); nil otherwise.
+	UpstreamPeer *x509.Certificate
+	// Overrides, when set, are the istio.stats network filter's TCP metric overrides, and
+	// Dimensions the connection's values of their expressions (Overrides.Evaluate).
+	Overrides  *Overrides
+	Dimensions Dimensions
+	// ReportEvery is how often OpenTCP reports the bytes of the open connection
+	// (tcp_reporting_duration; 0: DefaultTCPReportingDuration).
+	ReportEvery time.Duration
+	// Received and Sent, for OpenTCP, are the connection's byte counts so far (from and to the
+	// downstream), which the proxy updates while the connection is open; nil: the bytes are
+	// reported when it closes.
+	Received, Sent *atomic.Uint64
 }
 
 type tcpKey struct {
@@ -41,8 +56,12 @@ type TCPSeries struct {
 }
 
 // TCP returns the series of a connection's labels, or nil when it is beyond the cap (then
-// counted as dropped). The caller keeps it for the connection's life.
+// counted as dropped) or every TCP metric is dropped by its overrides. The caller keeps it for
+// the connection's life. It does not allocate once the label combination has been seen.
 func (r *Recorder) TCP(c *TCPConn) *TCPSeries {
+	if c.Overrides.DropsAll() {
+		return nil
+	}
 	k := tcpKey{reporter: c.Reporter}
 	if c.Reporter == Destination {
 		k.peer, k.local, k.mtls = spiffeOf(c.Peer), spiffeOf(c.Local), c.Peer != nil
@@ -52,13 +71,58 @@ func (r *Recorder) TCP(c *TCPConn) *TCPSeries {
 		}
 	} else {
 		k.cluster = c.Cluster
+		k.peer = spiffeOf(c.UpstreamPeer)
 		k.peerWL = r.peers.Load().byAddress(c.Upstream)
 	}
 	s := r.tcp.get(k, func(k tcpKey) *TCPSeries { return &TCPSeries{key: k} })
+	if s != nil && c.Overrides != nil {
+		s = r.tcpOverridden(s, c)
+	}
 	if s == nil {
 		r.dropped.Inc()
 	}
 	return s
+}
+
+// tcpOverKey is an overridden TCP series: the series the connection's standard labels give,
+// the overrides, and the connection's dimension values.
+type tcpOverKey struct {
+	base *TCPSeries
+	key  string
+	dims Dimensions
+}
+
+// tcpOverSeries is an overridden TCP series: its counters, and per metric (tcpMetricNames) its
+// labels, or dropped.
+type tcpOverSeries struct {
+	TCPSeries
+	labels [familySize]string
+	drop   [familySize]bool
+}
+
+// tcpOverridden returns the series that records a connection whose standard series is base
+// and which carries overrides; nil beyond the cap.
+func (r *Recorder) tcpOverridden(base *TCPSeries, c *TCPConn) *TCPSeries {
+	o := c.Overrides
+	k := tcpOverKey{base: base, key: o.key}
+	for _, m := range o.metrics {
+		for _, d := range m.dims {
+			k.dims[d.expr] = c.Dimensions[d.expr]
+		}
+	}
+	s := r.tcpOver.get(k, func(k tcpOverKey) *tcpOverSeries {
+		s := &tcpOverSeries{TCPSeries: TCPSeries{key: base.key}}
+		pairs := parseLabels(r.tcpLabels(k.base.key))
+		for i, m := range o.metrics {
+			s.drop[i] = m.drop
+			s.labels[i] = m.apply(pairs, &k.dims)
+		}
+		return s
+	})
+	if s == nil {
+		return nil
+	}
+	return &s.TCPSeries
 }
 
 func (r *Recorder) tcpLabels(k tcpKey) string {
@@ -101,32 +165,51 @@ func (s *TCPSeries) Bytes(received, sent int64) {
 	}
 }
 
+// recorded reports whether the series counted anything.
+func (s *TCPSeries) recorded() bool {
+	return s.opened.Load() > 0 || s.closed.Load() > 0 || s.sent.Load() > 0 || s.recv.Load() > 0
+}
+
+// tcpCounters reads metric m (an index of tcpMetricNames) of a series.
+var tcpCounters = [familySize]func(*TCPSeries) uint64{
+	func(s *TCPSeries) uint64 { return s.closed.Load() },
+	func(s *TCPSeries) uint64 { return s.opened.Load() },
+	func(s *TCPSeries) uint64 { return s.recv.Load() },
+	func(s *TCPSeries) uint64 { return s.sent.Load() },
+}
+
+// writeTCP renders the TCP families, series sorted by labels: the standard series that
+// recorded something and the overridden series that do not drop the metric, added up where
+// their labels coincide.
 func (r *Recorder) writeTCP(b *strings.Builder) {
-	ss := r.tcp.series()
-	if len(ss) == 0 {
-		return
+	var ss []*TCPSeries
+	var labels []string
+	for _, s := range r.tcp.series() {
+		if s.recorded() {
+			ss = append(ss, s)
+			labels = append(labels, r.tcpLabels(s.key))
+		}
 	}
-	labels := make([]string, len(ss))
-	for i, s := range ss {
-		labels[i] = r.tcpLabels(s.key)
-	}
-	groups := byLabels(ss, labels)
-	for _, f := range []struct {
-		name string
-		v    func(*TCPSeries) uint64
-	}{
-		{"istio_tcp_connections_closed_total", func(s *TCPSeries) uint64 { return s.closed.Load() }},
-		{"istio_tcp_connections_opened_total", func(s *TCPSeries) uint64 { return s.opened.Load() }},
-		{"istio_tcp_received_bytes_total", func(s *TCPSeries) uint64 { return s.recv.Load() }},
-		{"istio_tcp_sent_bytes_total", func(s *TCPSeries) uint64 { return s.sent.Load() }},
-	} {
-		b.WriteString("# TYPE " + f.name + " counter\n")
-		for _, g := range groups {
+	over := r.tcpOver.series()
+	for m, name := range tcpMetricNames {
+		ms, ml := ss, labels
+		for _, s := range over {
+			if !s.drop[m] && s.recorded() {
+				ms = append(ms[:len(ms):len(ms)], &s.TCPSeries)
+				ml = append(ml[:len(ml):len(ml)], s.labels[m])
+			}
+		}
+		if len(ms) == 0 {
+			continue
+		}
+		name = "istio_" + name
+		b.WriteString("# TYPE " + name + " counter\n")
+		for _, g := range byLabels(ms, ml) {
 			var n uint64
 			for _, s := range g.series {
-				n += f.v(s)
+				n += tcpCounters[m](s)
 			}
-			sample(b, f.name, g.labels, n)
+			sample(b, name, g.labels, n)
 		}
 	}
 }

@@ -93,6 +93,8 @@ type Recorder struct {
 	http    *table[httpKey, httpSeries]
 	over    *table[overKey, overSeries] // series of requests with istio.stats overrides (overrides.go)
 	tcp     *table[tcpKey, TCPSeries]
+	tcpOver *table[tcpOverKey, tcpOverSeries] // series of connections with istio.stats overrides (tcp.go)
+	open    tcpReporter                       // open connections whose bytes are reported periodically (tcpreport.go)
 	dropped *stats.Counter
 }
 
@@ -102,7 +104,7 @@ func New(o Options) *Recorder {
 		o.MaxSeries = DefaultMaxSeries
 	}
 	r := &Recorder{opts: o, http: newTable[httpKey, httpSeries](o.MaxSeries), tcp: newTable[tcpKey, TCPSeries](o.MaxSeries),
-		over: newTable[overKey, overSeries](o.MaxSeries)}
+		over: newTable[overKey, overSeries](o.MaxSeries), tcpOver: newTable[tcpOverKey, tcpOverSeries](o.MaxSeries)}
 	if o.Stats != nil {
 		r.dropped = o.Stats.Counter("telemetry.series_dropped", "strait_telemetry_series_dropped_total")
 		o.Stats.AddCollector(r)
@@ -152,8 +154,11 @@ type HTTPRequest struct {
 	// Source is the downstream client's address (destination reporter: the peer workload).
 	Source netip.Addr
 	// Upstream is the address ("ip:port") of the upstream host of the last attempt (source
-	// reporter: the peer workload); empty when no host was picked.
-	Upstream string
+	// reporter: the peer workload); empty when no host was picked. UpstreamPeer is the
+	// verified certificate (leaf) that host presented on a TLS connection (source reporter:
+	// destination_principal); nil otherwise.
+	Upstream     string
+	UpstreamPeer *x509.Certificate
 	// Duration is the request's total time; RequestBytes and ResponseBytes its body sizes.
 	Duration                    time.Duration
 	RequestBytes, ResponseBytes int64
@@ -227,6 +232,7 @@ func (r *Recorder) RecordHTTP(q *HTTPRequest) {
 		if !strings.HasPrefix(q.Cluster, "outbound|") {
 			k.authority = q.Authority
 		}
+		k.peer = spiffeOf(q.UpstreamPeer)
 		k.peerWL = r.peers.Load().byUpstream(q.Upstream)
 	}
 	s := r.http.get(k, func(k httpKey) *httpSeries { return &httpSeries{key: k, flagText: q.FlagText} })
@@ -258,9 +264,10 @@ func nonNegative(n int64) uint64 {
 }
 
 // sides returns the source and destination workloads and principals of a key. The peer's
-// workload is peerWL's when the table knows it. destination_principal at the source reporter
-// stays unknown: Istio takes it from the upstream connection's certificate, which the cluster
-// does not report (the table's identity of a host is not what the handshake proved).
+// workload is peerWL's when the table knows it. peer is the certificate's SPIFFE ID the peer
+// proved: the client's at the destination reporter, the upstream host's at the source reporter
+// (destination_principal, as Istio takes it from the upstream connection; unknown on plaintext,
+// since the table's identity of a host is not what a handshake proved).
 func (r *Recorder) sides(rep Reporter, peer, local spiffeRef, peerWL *Peer) (src, dst Workload, srcP, dstP string) {
 	localP := local.String()
 	if localP == "" && r.opts.LocalPrincipal != nil {
@@ -284,7 +291,7 @@ func (r *Recorder) sides(rep Reporter, peer, local spiffeRef, peerWL *Peer) (src
 	if peerWL != nil {
 		dst = peerWL.Workload
 	}
-	return r.opts.Local, dst, localP, Unknown
+	return r.opts.Local, dst, localP, first(peer.String())
 }
 
 func (r *Recorder) httpLabels(k httpKey, flagText func(uint64) string) string {

@@ -17,6 +17,7 @@ import (
 	tagv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/proxy/accesslog"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
@@ -91,6 +92,7 @@ type Tracer struct {
 	egress                   bool
 	nodeID, zone             string
 	tags                     []customTag
+	formatTags               bool // a tag of the value kind is configured
 	provider                 providerKind
 	zipkin128, zipkinShared  bool
 	exp                      *exporter // nil without a provider
@@ -144,6 +146,7 @@ func Compile(field string, cfg *hcmv3.HttpConnectionManager_Tracing, rid *uuidv3
 			return nil, err
 		}
 		t.tags = append(t.tags, tag)
+		t.formatTags = t.formatTags || tag.format != nil
 	}
 	t.st = newTracerStats(d.Stats, d.StatPrefix)
 	if p := cfg.GetProvider(); p != nil {
@@ -383,10 +386,13 @@ type customTag struct {
 	mdNS         string
 	mdPath       []string
 	fromMetadata bool
+	// format is a value tag's substitution format (the access log's command operators),
+	// rendered from the finished request's record (Span.FormatTags).
+	format *accesslog.Format
 }
 
 func compileTag(field string, ct *tagv3.CustomTag) (customTag, error) {
-	if err := xdsfield.Check(ct, field, "tag", "literal", "environment", "request_header", "metadata"); err != nil {
+	if err := xdsfield.Check(ct, field, "tag", "literal", "environment", "request_header", "metadata", "value"); err != nil {
 		return customTag{}, err
 	}
 	tag := customTag{name: ct.GetTag()}
@@ -438,15 +444,26 @@ func compileTag(field string, ct *tagv3.CustomTag) (customTag, error) {
 			}
 			tag.mdPath = append(tag.mdPath, p.GetKey())
 		}
+	case *tagv3.CustomTag_Value:
+		// Envoy: the access log's format, with unknown (missing) values as the empty string
+		// instead of "-"; an empty result sets no tag.
+		f, err := accesslog.CompileText(ty.Value, true)
+		if err != nil {
+			return tag, fmt.Errorf("%s.value: %w", field, err)
+		}
+		tag.format = f
 	default:
-		return tag, fmt.Errorf("%s: one of literal, environment, request_header or metadata is required", field)
+		return tag, fmt.Errorf("%s: one of literal, environment, request_header, metadata or value is required", field)
 	}
 	return tag, nil
 }
 
-// value returns the tag's value for a request, ok false when it has none.
+// value returns the tag's value for a request, ok false when it has none. Value tags are
+// rendered by Span.FormatTags instead.
 func (c *customTag) value(h http.Header, md func(ns string) *structpb.Struct) (string, bool) {
 	switch {
+	case c.format != nil:
+		return "", false
 	case c.hasLiteral:
 		return c.literal, true
 	case c.header != "":

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/proxy/accesslog"
 )
 
 // Attr is one span tag (an OpenTelemetry string attribute, a Zipkin tag).
@@ -135,6 +137,25 @@ func (sp *Span) CustomTags(h http.Header, md func(ns string) *structpb.Struct) {
 		c := &sp.t.tags[i]
 		if v, ok := c.value(h, md); ok {
 			sp.SetTag(c.name, v)
+		}
+	}
+}
+
+// HasFormatTags reports whether custom tags of the value kind (substitution formats) are
+// configured: the caller then renders them with FormatTags on sampled spans.
+func (t *Tracer) HasFormatTags() bool { return t.formatTags }
+
+// FormatTags sets the custom tags of the value kind, rendered from the finished request's
+// record e. Only a sampled span needs them; an empty value sets no tag, as in Envoy.
+func (sp *Span) FormatTags(e *accesslog.Entry) {
+	var buf []byte
+	for i := range sp.t.tags {
+		c := &sp.t.tags[i]
+		if c.format == nil {
+			continue
+		}
+		if buf = c.format.Append(buf[:0], e); len(buf) > 0 {
+			sp.SetTag(c.name, string(buf))
 		}
 	}
 }

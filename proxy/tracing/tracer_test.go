@@ -12,10 +12,12 @@ import (
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	uuidv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/request_id/uuid/v3"
+	tagv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/proxy/accesslog"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
@@ -120,6 +122,47 @@ func TestStartOTel(t *testing.T) {
 	sp = tr.Start(http.Header{"Traceparent": {"00-zz"}, "Tracestate": {"k=v"}}, "op", Sampled, now)
 	if sp.TraceID.String() == tid || !sp.ParentID.IsZero() || !sp.Sampled || sp.TraceState != "" || !sp.TraceID.High64() {
 		t.Fatalf("new trace: %+v", sp)
+	}
+}
+
+// TestFormatTags: custom tags of the value kind render the access log's command operators from
+// the request's record, with a missing value as the empty string (and an empty result sets no
+// tag); the other kinds are not rendered by FormatTags, nor value tags by CustomTags. A bad
+// format is refused naming the tag's field.
+func TestFormatTags(t *testing.T) {
+	value := func(tag, v string) *tagv3.CustomTag {
+		return &tagv3.CustomTag{Tag: tag, Type: &tagv3.CustomTag_Value{Value: v}}
+	}
+	tr := compile(t, &hcmv3.HttpConnectionManager_Tracing{Provider: otelProvider(t), CustomTags: []*tagv3.CustomTag{
+		value("route", "%ROUTE_NAME%"),
+		value("user", "user=%REQ(x-user)%;code=%RESPONSE_CODE%"),
+		value("absent", "%REQ(x-none)%"),
+		{Tag: "lit", Type: &tagv3.CustomTag_Literal_{Literal: &tagv3.CustomTag_Literal{Value: "v"}}},
+	}}, nil, Deps{})
+	if !tr.HasFormatTags() {
+		t.Fatal("HasFormatTags is false with value tags")
+	}
+	sp := tr.Start(http.Header{}, "op", Sampled, time.Now())
+	h := http.Header{"X-User": {"ana"}}
+	sp.CustomTags(h, nil)
+	if _, ok := sp.Tag("route"); ok {
+		t.Error("CustomTags set a value tag")
+	}
+	sp.FormatTags(&accesslog.Entry{RouteName: "r1", ResponseCode: 200, RequestHeaders: h})
+	for k, want := range map[string]string{"route": "r1", "user": "user=ana;code=200", "lit": "v"} {
+		if v, _ := sp.Tag(k); v != want {
+			t.Errorf("tag %s = %q, want %q", k, v, want)
+		}
+	}
+	if v, ok := sp.Tag("absent"); ok {
+		t.Errorf("a value tag whose value is missing is set: %q", v)
+	}
+	if compile(t, &hcmv3.HttpConnectionManager_Tracing{Provider: otelProvider(t)}, nil, Deps{}).HasFormatTags() {
+		t.Error("HasFormatTags without value tags")
+	}
+	_, err := Compile("tracing", &hcmv3.HttpConnectionManager_Tracing{CustomTags: []*tagv3.CustomTag{value("x", "%NO_SUCH_OPERATOR%")}}, nil, Deps{})
+	if err == nil || !strings.Contains(err.Error(), "tracing.custom_tags[0].value") {
+		t.Errorf("a bad format: %v", err)
 	}
 }
 

@@ -256,6 +256,17 @@ func TestTLSUpstream(t *testing.T) {
 				c.TypedExtensionProtocolOptions = protoOptions(t, tc.opts)
 			}
 			cl, _ := compileT(t, c, tlsDeps())
+			// The host report carries the certificate the host proved.
+			var hr HostReport
+			req, _ := http.NewRequestWithContext(WithHostReport(context.Background(), &hr), "GET", "http://backend.test/", nil)
+			resp, err := cl.RoundTrip(req, balance.Context{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if hr.Host == "" || hr.PeerCertificate == nil || len(hr.PeerCertificate.URIs) != 1 || hr.PeerCertificate.URIs[0].String() != san {
+				t.Fatalf("host report %+v", hr)
+			}
 			for range 3 {
 				_, resp := get(t, cl, balance.Context{})
 				if resp.Header.Get("X-SNI") != "backend.test" {
@@ -289,6 +300,10 @@ func TestTLSUpstream(t *testing.T) {
 	}
 	if resp.Header.Get("X-SNI") != "backend.test" {
 		t.Fatalf("dial: SNI %q", resp.Header.Get("X-SNI"))
+	}
+	pc, ok := conn.(interface{ PeerCertificate() *x509.Certificate })
+	if !ok || pc.PeerCertificate() == nil || pc.PeerCertificate().URIs[0].String() != san {
+		t.Fatalf("dial: the connection does not report the host's certificate")
 	}
 }
 

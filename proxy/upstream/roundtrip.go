@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -111,6 +112,7 @@ func (c *Cluster) RoundTrip(req *http.Request, lb balance.Context) (*http.Respon
 		}
 		resp, err := pc.cc.RoundTrip(out)
 		if err == nil {
+			reportPeer(ctx, resp.TLS)
 			c.st.countStatus(resp.StatusCode)
 			c.report(ep, resp.StatusCode)
 			resp.Body = wrapBody(resp.Body, c, ep)
@@ -275,15 +277,26 @@ func (c *Cluster) Dial(ctx context.Context, lb balance.Context) (net.Conn, error
 		conn = tc
 	}
 	c.reportLocal(ep, false, false)
-	return &dialedConn{Conn: conn, ep: ep}, nil
+	d := &dialedConn{Conn: conn, ep: ep}
+	if tc, ok := conn.(*tls.Conn); ok {
+		if pcs := tc.ConnectionState().PeerCertificates; len(pcs) > 0 {
+			d.peer = pcs[0]
+		}
+	}
+	return d, nil
 }
 
 // dialedConn is a TCP-proxy upstream connection; Close ends its least-request accounting.
 type dialedConn struct {
 	net.Conn
 	ep     *endpoint
+	peer   *x509.Certificate // the host's verified certificate (leaf) on TLS; nil otherwise
 	closed atomic.Bool
 }
+
+// PeerCertificate returns the verified certificate (leaf) the host presented when the
+// connection uses TLS, else nil.
+func (d *dialedConn) PeerCertificate() *x509.Certificate { return d.peer }
 
 // Close closes the connection and, once, ends its least-request accounting.
 func (d *dialedConn) Close() error {
