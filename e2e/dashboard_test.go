@@ -17,7 +17,6 @@ import (
 	"github.com/strait-mesh/strait/internal/testenv"
 )
 
-
 // dashboardScreenshotEnv names a file to which TestDashboard writes the page's screenshot
 // (docs/dashboard.png is made so).
 const dashboardScreenshotEnv = "STRAIT_DASHBOARD_SCREENSHOT"
