@@ -108,7 +108,7 @@ func TestRunServesConfigzMetricsAndKeepsLastGood(t *testing.T) {
 	if !strings.Contains(metrics, "strait_config_rejected 1") {
 		t.Errorf("/metrics lacks strait_config_rejected 1")
 	}
-	for _, m := range []string{"pilot_xds ", "strait_mesh_snapshot_version"} {
+	for _, m := range []string{"pilot_services ", "pilot_virt_services ", "strait_mesh_snapshot_version"} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}
