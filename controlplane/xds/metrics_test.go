@@ -70,7 +70,7 @@ func TestPilotMetrics(t *testing.T) {
 		return sample(text, `pilot_total_xds_rejects{type="cds"}`) == 1 && sample(text, "pilot_proxy_convergence_time_count") >= 1
 	})
 	for series, want := range map[string]float64{
-		`pilot_xds{version="1.24.0"}`: 1,
+		`pilot_xds{version="1.24.0"}`:  1,
 		`pilot_xds{version="unknown"}`: 1,
 		"pilot_services":               3,
 		"pilot_virt_services":          0, // the second snapshot has none
