@@ -192,7 +192,7 @@ func Run(ctx context.Context, o Options) error {
 		closeXDS()
 		return fmt.Errorf("http listen: %w", err)
 	}
-	mp, err := newMeshPort(o, meshCfg.GetTrustDomain(), log)
+	mp, err := newMeshPort(o, meshCfg.GetTrustDomain(), reg, log)
 	if err != nil {
 		closeXDS()
 		httpLn.Close()
