@@ -27,6 +27,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 	"github.com/strait-mesh/strait/controlplane/config/file"
+	"github.com/strait-mesh/strait/controlplane/config/validationmetrics"
 	"github.com/strait-mesh/strait/controlplane/dashboard"
 	"github.com/strait-mesh/strait/controlplane/describe"
 	"github.com/strait-mesh/strait/controlplane/jwks"
@@ -93,9 +94,13 @@ func Run(ctx context.Context, o Options) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	validation, err := validationmetrics.New(reg) // galley_validation_*
+	if err != nil {
+		return err
+	}
 	var sources []namedSource
 	if o.ConfigDir != "" {
-		fs, err := file.New(o.ConfigDir, file.Options{Logger: log})
+		fs, err := file.New(o.ConfigDir, file.Options{Logger: log, Validation: validation})
 		if err != nil {
 			return fmt.Errorf("config dir: %w", err)
 		}
@@ -111,6 +116,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		defer store.Close()
+		store.SetValidationCounters(validation)
 		sources = append(sources, namedSource{"store", store})
 	}
 
@@ -192,7 +198,7 @@ func Run(ctx context.Context, o Options) error {
 		closeXDS()
 		return fmt.Errorf("http listen: %w", err)
 	}
-	mp, err := newMeshPort(o, meshCfg.GetTrustDomain(), log)
+	mp, err := newMeshPort(o, meshCfg.GetTrustDomain(), reg, log)
 	if err != nil {
 		closeXDS()
 		httpLn.Close()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strait-mesh/strait/controlplane/config/embedded"
 	"github.com/strait-mesh/strait/controlplane/mesh/meshtest"
 	"github.com/strait-mesh/strait/internal/testenv"
 )
@@ -108,9 +109,43 @@ func TestRunServesConfigzMetricsAndKeepsLastGood(t *testing.T) {
 	if !strings.Contains(metrics, "strait_config_rejected 1") {
 		t.Errorf("/metrics lacks strait_config_rejected 1")
 	}
-	for _, m := range []string{"pilot_xds ", "strait_mesh_snapshot_version"} {
+	for _, m := range []string{"pilot_services ", "pilot_virt_services ", "strait_mesh_snapshot_version"} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+
+	// The config directory's validations are counted as Istio's webhook counts them: the good
+	// ServiceEntry passed, then its broken edit failed.
+	for _, line := range []string{
+		`galley_validation_passed{group="networking.istio.io",resource="serviceentries",version="v1"} 1`,
+		`galley_validation_failed{group="networking.istio.io",reason="invalid_resource",resource="serviceentries",version="v1"} 1`,
+	} {
+		if !strings.Contains(metrics, line) {
+			t.Errorf("/metrics lacks %s", line)
+		}
+	}
+	// So are strait apply's (a dry run here: the webhook sees those too).
+	admin, err := embedded.ReadAdminToken(filepath.Join(dir, "data", AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client := embedded.NewClient(addr).WithAdminToken(admin)
+	if _, err := client.Apply(ctx, []embedded.Document{{Origin: "a.yaml", Data: strings.Replace(seGood, "name: api", "name: api2", 1)}}, true); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if _, err := client.Apply(ctx, []embedded.Document{{Origin: "b.yaml", Data: seBroken}}, true); err == nil {
+		t.Fatal("a broken apply succeeded")
+	}
+	_, metrics = get(t, base+"/metrics")
+	for _, line := range []string{
+		`galley_validation_passed{group="networking.istio.io",resource="serviceentries",version="v1"} 2`,
+		`galley_validation_failed{group="networking.istio.io",reason="invalid_resource",resource="serviceentries",version="v1"} 2`,
+	} {
+		if !strings.Contains(metrics, line) {
+			t.Errorf("/metrics lacks %s", line)
 		}
 	}
 

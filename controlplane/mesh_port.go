@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -50,8 +51,8 @@ func caDirs(o Options) (dir, plugin string, ok bool) {
 
 // newMeshPort creates the Authority, the bootstrap tokens, the CSR service and the serving
 // certificate, and binds the mesh address. It returns nil (and no error) when the mesh port is
-// disabled or no CA is configured.
-func newMeshPort(o Options, trustDomain string, log *slog.Logger) (*meshPort, error) {
+// disabled or no CA is configured. The CA's metrics are registered with reg.
+func newMeshPort(o Options, trustDomain string, reg prometheus.Registerer, log *slog.Logger) (*meshPort, error) {
 	if o.MeshListen == "" {
 		log.Info("mesh port disabled: no CA, no CSR API")
 		return nil, nil
@@ -74,6 +75,7 @@ func newMeshPort(o Options, trustDomain string, log *slog.Logger) (*meshPort, er
 		DefaultLifetime: o.WorkloadCertTTL,
 		MaxLifetime:     o.MaxWorkloadCertTTL,
 		Logger:          log,
+		Registerer:      reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)

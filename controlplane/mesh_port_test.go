@@ -171,6 +171,19 @@ func TestMeshPortMintsTokensAndSignsCSRs(t *testing.T) {
 		t.Fatalf("leaf does not verify against the trust bundle: %v", err)
 	}
 
+	// straitd's /metrics counts the CSRs as Istio's CA does.
+	_, metrics := get(t, "http://"+base+"/metrics")
+	for _, line := range []string{
+		"citadel_server_csr_count 3", "citadel_server_success_cert_issuance_count 1",
+		"citadel_server_authentication_failure_count 1", "citadel_server_id_extraction_err_count 1",
+		"citadel_server_csr_parsing_err_count 0", "citadel_server_root_cert_expiry_timestamp ",
+		"citadel_server_cert_chain_expiry_timestamp ",
+	} {
+		if !strings.Contains(metrics, "\n"+line) {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+
 	// A restart with the same data dir keeps the root and the admin token.
 	stop()
 	base2, _ := runStraitd(t, dataDir)

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults for Options.
@@ -51,6 +53,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests set it.
 	Now func() time.Time
+	// Registerer, when set, receives the CA's metrics (Istio's citadel_server_*): the CSR
+	// counters the mesh server's Service counts (NewMeshServer) and the expiry gauges.
+	Registerer prometheus.Registerer
 }
 
 // Authority is the mesh's certificate authority: a signing key and certificate, the chain from
@@ -62,6 +67,8 @@ type Authority struct {
 	log   *slog.Logger
 	state atomic.Pointer[state]
 	mu    sync.Mutex // serialises root changes (self-signed mode)
+	// metrics are counted by the Service NewMeshServer creates; nil until New registered them.
+	metrics *Metrics
 }
 
 // state is one immutable view of the CA. A root change builds a new state and swaps it in.
@@ -132,6 +139,9 @@ func New(o Options) (*Authority, error) {
 	}
 	st.generation = 1
 	a.state.Store(st)
+	if a.metrics, err = newMetrics(o.Registerer, a); err != nil {
+		return nil, err
+	}
 	a.log.Info("certificate authority ready", "mode", a.Mode(), "trustDomain", o.TrustDomain,
 		"signer", st.cert.Subject.String(), "signerNotAfter", st.cert.NotAfter, "roots", len(st.roots))
 	return a, nil
@@ -195,6 +205,12 @@ func (a *Authority) TrustPool() *x509.CertPool { return a.state.Load().pool }
 func (a *Authority) SigningCertificate() (cert *x509.Certificate, chain []*x509.Certificate) {
 	st := a.state.Load()
 	return st.cert, slices.Clone(st.chain)
+}
+
+// anchor returns the root the signing certificate chains to: the last of the trust bundle.
+func (a *Authority) anchor() *x509.Certificate {
+	roots := a.state.Load().roots
+	return roots[len(roots)-1]
 }
 
 // Generation returns a number that increases whenever the signing certificate or the trust

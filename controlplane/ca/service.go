@@ -45,6 +45,8 @@ type ServiceOptions struct {
 	Authenticators []Authenticator
 	// Logger receives one line per issued certificate and per refusal (default slog.Default()).
 	Logger *slog.Logger
+	// Metrics, when set, count the requests (citadel_server_csr_count and the outcomes).
+	Metrics *Metrics
 }
 
 // Service implements istio.v1.auth.IstioCertificateService, Istio's CSR API, meant for straitd's
@@ -56,6 +58,7 @@ type Service struct {
 	signer Signer
 	authn  []Authenticator
 	log    *slog.Logger
+	m      *Metrics
 }
 
 var _ pb.IstioCertificateServiceServer = (*Service)(nil)
@@ -71,7 +74,7 @@ func NewService(o ServiceOptions) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Service{signer: o.Signer, authn: o.Authenticators, log: o.Logger.With("component", "ca")}, nil
+	return &Service{signer: o.Signer, authn: o.Authenticators, log: o.Logger.With("component", "ca"), m: o.Metrics}, nil
 }
 
 // Register registers the service on a gRPC server.
@@ -92,9 +95,11 @@ func (s *Service) Register(g grpc.ServiceRegistrar) {
 //
 // Every refusal is logged with the claimed and the proven identity; no credential is logged.
 func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificateRequest) (*pb.IstioCertificateResponse, error) {
+	s.m.csr()
 	log := s.log.With("peer", peerAddr(ctx))
 	caller, err := Authenticate(ctx, s.authn)
 	if err != nil {
+		s.m.authnFailure()
 		log.Warn("CSR refused: caller not authenticated", "claimed", claimedIdentity(req), "err", err)
 		return nil, status.Error(codes.Unauthenticated, "request authentication failure")
 	}
@@ -102,22 +107,26 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	log = log.With("proven", proven, "authn", caller.Method, "credential", caller.Credential)
 
 	if len(req.GetCsr()) > MaxCSRSize {
+		s.m.parseErr()
 		log.Warn("CSR refused: too large", "bytes", len(req.GetCsr()))
 		return nil, status.Errorf(codes.InvalidArgument, "CSR larger than %d bytes", MaxCSRSize)
 	}
 	csr, err := ParseCSR([]byte(req.GetCsr()))
 	if err != nil {
+		s.m.parseErr()
 		log.Warn("CSR refused: malformed", "err", err)
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	for _, u := range csr.URIs {
 		if claimed := u.String(); claimed != proven {
+			s.m.idErr()
 			log.Warn("CSR refused: it asks for another identity than the caller proved", "claimed", truncate(claimed, 256))
 			return nil, status.Errorf(codes.PermissionDenied, "the CSR names %q but the caller proved %q", truncate(claimed, 256), proven)
 		}
 	}
 	fields := req.GetMetadata().GetFields()
 	if v, ok := fields[MetadataImpersonatedIdentity]; ok && v.GetStringValue() != proven {
+		s.m.idErr()
 		claimed := truncate(v.GetStringValue(), 256)
 		log.Warn("CSR refused: metadata asks for another identity than the caller proved", "claimed", claimed)
 		return nil, status.Errorf(codes.PermissionDenied, "impersonating %q is not allowed for %q", claimed, proven)
@@ -135,16 +144,20 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrKeyPolicy), errors.Is(err, ErrMalformed):
+			s.m.signErr(signErrCSR)
 			log.Warn("CSR refused", "err", err)
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		case errors.Is(err, ErrForeignTrustDomain):
+			s.m.idErr()
 			log.Warn("CSR refused", "err", err)
 			return nil, status.Error(codes.PermissionDenied, err.Error())
 		default:
+			s.m.signErr(signErrCertGen)
 			log.Error("signing a CSR", "err", err)
 			return nil, status.Error(codes.Internal, "signing failed")
 		}
 	}
+	s.m.success()
 	log.Info("issued workload certificate", "serial", fmt.Sprintf("%x", cert.Leaf.SerialNumber), "notAfter", cert.Leaf.NotAfter)
 	return &pb.IstioCertificateResponse{CertChain: cert.CertChainPEM()}, nil
 }

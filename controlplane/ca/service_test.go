@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -36,8 +37,14 @@ type meshPort struct {
 
 func startMeshPort(t *testing.T) *meshPort {
 	t.Helper()
+	return startMeshPortMetrics(t, nil)
+}
+
+// startMeshPortMetrics is startMeshPort with the CA's metrics registered with reg (nil: none).
+func startMeshPortMetrics(t *testing.T, reg prometheus.Registerer) *meshPort {
+	t.Helper()
 	log, logs := testLogger(t)
-	a, err := New(Options{Dir: t.TempDir(), Logger: log})
+	a, err := New(Options{Dir: t.TempDir(), Logger: log, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ type proxyState struct {
 	key         string // node ID, the cache key
 	proxy       *translate.Proxy
 	connectedAt time.Time
+	version     string // its pilot_xds{version} label
 
 	// Guarded by Server.connMu.
 	conns  int
@@ -129,10 +130,18 @@ func (s *Server) callbacks() serverv3.Callbacks {
 				req.GetErrorDetail(), len(req.GetResourceNamesSubscribe())+len(req.GetResourceNamesUnsubscribe()) > 0)
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
-			s.onResponse(streamKey{false, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+			size := 0
+			for _, r := range resp.GetResources() {
+				size += len(r.GetValue())
+			}
+			s.onResponse(streamKey{false, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), size)
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
-			s.onResponse(streamKey{true, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+			size := 0
+			for _, r := range resp.GetResources() {
+				size += len(r.GetResource().GetValue())
+			}
+			s.onResponse(streamKey{true, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), size)
 		},
 	}
 }
@@ -188,12 +197,14 @@ func (s *Server) onRequest(id streamKey, n *corev3.Node, typeURL, nonce, version
 	return nil
 }
 
-// onResponse records a response about to be sent.
-func (s *Server) onResponse(id streamKey, typeURL, nonce, version string) {
+// onResponse records a response about to be sent; size is the bytes of its resources
+// (pilot_xds_config_size_bytes, as istiod measures it).
+func (s *Server) onResponse(id streamKey, typeURL, nonce, version string, size int) {
 	s.connMu.Lock()
 	st := s.streams[id]
 	s.connMu.Unlock()
 	s.metrics.pushes.WithLabelValues(metricType(typeURL)).Inc()
+	s.metrics.configSize.WithLabelValues(metricType(typeURL)).Observe(float64(size))
 	if st == nil {
 		return
 	}
@@ -245,7 +256,7 @@ func (s *Server) connect(id streamKey, n *corev3.Node) (*stream, error) {
 	if isNew {
 		p = &proxyState{key: n.GetId(), proxy: proxy, connectedAt: time.Now()}
 		s.proxies[p.key] = p
-		s.metrics.connected.Inc()
+		p.version = s.metrics.proxyConnected(proxyVersion(n))
 		if s.opts.OnConnect != nil {
 			s.opts.OnConnect(proxy)
 		}
@@ -319,7 +330,7 @@ func (s *Server) closeStream(id streamKey) {
 	}
 	p.closed = true
 	delete(s.proxies, p.key)
-	s.metrics.connected.Dec()
+	s.metrics.proxyDisconnected(p.version)
 	s.cache.Clear(p.key)
 	s.log.Debug("xds proxy disconnected", "proxy", p.key)
 	if s.opts.OnDisconnect != nil {

@@ -176,6 +176,7 @@ func (s *Server) Update(snap *mesh.Snapshot) {
 		return
 	}
 	s.current = snap
+	s.metrics.snapshot(snap)
 	if s.pending == nil {
 		s.pendingFrom = time.Now()
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/strait-mesh/strait/proxy/telemetry"
 )
 
 // MaxReplayBytes bounds the request body kept for retries and mirroring: a request whose body
@@ -36,6 +38,10 @@ type replayBody struct {
 	idle     *idleTimer
 	received *int64
 	onEOF    *routeTimer // started when the downstream body ends (may be nil)
+	// grpc counts the gRPC messages of the downstream body (istio_request_messages_total)
+	// when countGRPC is set; each byte is fed once, when it is read from the downstream.
+	grpc      telemetry.GRPCFrames
+	countGRPC bool
 	// waiting is set while prefetch waits for the downstream (see interrupt).
 	waiting atomic.Pointer[http.ResponseController]
 }
@@ -97,6 +103,9 @@ func (rb *replayBody) prefetch(w http.ResponseWriter, length int64) {
 		rb.total = int64(n)
 		*rb.received += int64(n)
 		rb.idle.touch()
+		if rb.countGRPC {
+			rb.grpc.Feed(buf[:n])
+		}
 	}
 	switch {
 	case err == io.EOF || err == nil && int64(n) == length:
@@ -116,6 +125,17 @@ func (rb *replayBody) interrupt() {
 	if rc := rb.waiting.Swap(nil); rc != nil {
 		_ = rc.SetReadDeadline(time.Unix(1, 0))
 	}
+}
+
+// grpcMessages returns the gRPC messages read from the downstream body so far; 0 for a nil
+// body or one that does not count them.
+func (rb *replayBody) grpcMessages() uint64 {
+	if rb == nil {
+		return 0
+	}
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	return rb.grpc.Messages()
 }
 
 // inMemory reports whether the whole body was read and kept, so that attempts read it from
@@ -174,6 +194,9 @@ func (v *bodyView) Read(p []byte) (int, error) {
 		*rb.received += int64(n)
 		v.off += int64(n)
 		rb.idle.touch()
+		if rb.countGRPC {
+			rb.grpc.Feed(p[:n])
+		}
 		if rb.record && !rb.overflow {
 			if len(rb.buf)+n <= MaxReplayBytes {
 				rb.buf = append(rb.buf, p[:n]...)

@@ -360,6 +360,7 @@ func (h *Handler) forward(s *Stream) {
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		record := maxRetries > 0 || len(rt.Mirrors) > 0
 		body = newReplayBody(r.Body, record, &s.Info.BytesReceived, rtimer)
+		body.countGRPC = h.countsGRPCMessages(s) // telemetry.go
 		s.reqBody = body
 	}
 	if maxDur > 0 {
@@ -661,6 +662,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 		// trailers-only response, which must stay a single HEADERS frame with END_STREAM.
 		_ = rc.Flush()
 	}
+	countGRPC := h.countsGRPCMessages(s)
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
@@ -670,6 +672,9 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 			idle.touch()
 			w, werr := s.W.Write(buf[:n])
 			s.Info.BytesSent += int64(w)
+			if countGRPC {
+				s.respGRPC.Feed(buf[:w])
+			}
 			if werr != nil {
 				s.Info.Flags |= FlagDownstreamConnTerminated
 				return

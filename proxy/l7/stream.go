@@ -53,6 +53,7 @@ type Stream struct {
 	services    []telemetry.Service         // the cluster's services from istiod's metadata (telemetry.go)
 	trace       *streamTrace                // the request's spans when tracing is on (tracing.go)
 	downW       http.ResponseWriter         // the connection's own writer (W may wrap it)
+	respGRPC    telemetry.GRPCFrames        // gRPC messages of the response body sent downstream (telemetry.go)
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")

@@ -25,6 +25,9 @@ func (h *Handler) recordTelemetry(s *Stream) {
 		RequestBytes:  in.BytesReceived,
 		ResponseBytes: in.BytesSent,
 	}
+	if s.grpc {
+		q.RequestMessages, q.ResponseMessages = s.reqBody.grpcMessages(), s.respGRPC.Messages()
+	}
 	if c := in.Conn; c != nil {
 		if len(c.PeerCertificates) > 0 {
 			q.Peer = c.PeerCertificates[0]
@@ -40,6 +43,15 @@ func (h *Handler) recordTelemetry(s *Stream) {
 		return
 	}
 	h.opts.Telemetry.RecordHTTP(&q)
+}
+
+// countsGRPCMessages reports whether the router counts the gRPC messages of the request's
+// bodies (istio_request_messages_total, istio_response_messages_total): for gRPC requests when
+// the standard metrics are on. The request body counts what it reads from the downstream
+// (replayBody), the response copy what it writes downstream (Stream.respGRPC); a retry's
+// replayed bytes are not counted again.
+func (h *Handler) countsGRPCMessages(s *Stream) bool {
+	return s.grpc && h.opts.Telemetry != nil
 }
 
 // telemetryNeedsHost reports whether the router must learn the upstream host the cluster picks

@@ -34,17 +34,24 @@ const MaxDimensionExpressions = 8
 // The standard metrics an override may name (without the istio_ prefix), by family, each in
 // the order the family is rendered.
 var (
-	httpMetricNames = [...]string{"requests_total", "request_duration_milliseconds", "request_bytes", "response_bytes"}
-	// Istio's gRPC streaming message counters: strait-proxy does not produce them, so an
-	// override naming them has nothing to change.
-	notProducedMetricNames = []string{"request_messages_total", "response_messages_total"}
-	tcpMetricNames         = [...]string{"tcp_connections_closed_total", "tcp_connections_opened_total", "tcp_received_bytes_total", "tcp_sent_bytes_total"}
+	httpMetricNames = [...]string{"requests_total", "request_duration_milliseconds", "request_bytes", "response_bytes",
+		"request_messages_total", "response_messages_total"}
+	tcpMetricNames = [...]string{"tcp_connections_closed_total", "tcp_connections_opened_total", "tcp_received_bytes_total", "tcp_sent_bytes_total"}
 )
 
-// familySize is the number of metrics of each family (HTTP, TCP).
-const familySize = len(httpMetricNames)
+// Indexes in httpMetricNames of the metrics rendered specially: the gRPC message counters are
+// produced for gRPC requests only.
+const (
+	metricRequests         = 0
+	metricRequestMessages  = 4
+	metricResponseMessages = 5
+)
 
-var _ = [1]struct{}{}[len(tcpMetricNames)-familySize] // both families have familySize metrics
+// httpFamilySize and tcpFamilySize are the number of metrics of each family.
+const (
+	httpFamilySize = len(httpMetricNames)
+	tcpFamilySize  = len(tcpMetricNames)
+)
 
 var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
@@ -75,7 +82,7 @@ type Overrides struct {
 	// key identifies the overrides across configuration versions: series recorded with equal
 	// keys are the same series.
 	key     string
-	metrics [familySize]metricOverride
+	metrics []metricOverride      // by index in httpMetricNames or tcpMetricNames
 	exprs   []*attributes.Program // distinct dimension expressions of the family, evaluated per request or connection
 	allDrop bool
 }
@@ -127,8 +134,8 @@ type overrideState struct {
 // metrics (an unnamed entry applies to every metric), tcp_reporting_duration and
 // disable_host_header_fallback. Refused by name as not supported yet: definitions (custom
 // metrics), a metric's match, reporter, rotation_interval, graceful_deletion_interval and the
-// deprecated fields. An override of a metric strait-proxy does not produce
-// (request_messages_total, response_messages_total, custom metrics) changes nothing.
+// deprecated fields. An override of a metric strait-proxy does not produce (a custom metric)
+// changes nothing.
 func CompileStatsConfig(path string, a *anypb.Any) (*StatsConfig, error) {
 	pc, err := decodePluginConfig(path, a)
 	if err != nil {
@@ -150,8 +157,8 @@ func CompileStatsConfig(path string, a *anypb.Any) (*StatsConfig, error) {
 	if len(pc.GetMetrics()) == 0 {
 		return c, nil
 	}
-	// st[0:familySize] are the HTTP metrics, st[familySize:] the TCP metrics.
-	var st [2 * familySize]overrideState
+	// st[0:httpFamilySize] are the HTTP metrics, st[httpFamilySize:] the TCP metrics.
+	var st [httpFamilySize + tcpFamilySize]overrideState
 	for i := range st {
 		st[i] = overrideState{remove: map[string]bool{}, dims: map[string]string{}}
 	}
@@ -170,9 +177,7 @@ func CompileStatsConfig(path string, a *anypb.Any) (*StatsConfig, error) {
 		case slices.Contains(httpMetricNames[:], name):
 			targets = []int{slices.Index(httpMetricNames[:], name)}
 		case slices.Contains(tcpMetricNames[:], name):
-			targets = []int{familySize + slices.Index(tcpMetricNames[:], name)}
-		case slices.Contains(notProducedMetricNames, name):
-			continue
+			targets = []int{httpFamilySize + slices.Index(tcpMetricNames[:], name)}
 		case labelName.MatchString(name):
 			// A custom metric: strait-proxy refuses definitions, so it is not produced and
 			// the override has nothing to change (as in Istio, where an override of a metric
@@ -215,15 +220,15 @@ func CompileStatsConfig(path string, a *anypb.Any) (*StatsConfig, error) {
 			}
 		}
 	}
-	c.Overrides = compileOverrides(st[:familySize], programs)
-	c.TCPOverrides = compileOverrides(st[familySize:], programs)
+	c.Overrides = compileOverrides(st[:httpFamilySize], programs)
+	c.TCPOverrides = compileOverrides(st[httpFamilySize:], programs)
 	return c, nil
 }
 
 // compileOverrides builds one family's overrides from the state of its metrics; nil when they
 // change nothing. Its expressions are those its metrics use, each once.
 func compileOverrides(st []overrideState, programs map[string]*attributes.Program) *Overrides {
-	o := &Overrides{allDrop: true}
+	o := &Overrides{allDrop: true, metrics: make([]metricOverride, len(st))}
 	exprIndex := map[string]int{}
 	changed := false
 	var key strings.Builder
@@ -334,8 +339,8 @@ type overKey struct {
 // dropped).
 type overSeries struct {
 	httpSeries
-	labels [len(httpMetricNames)]string
-	drop   [len(httpMetricNames)]bool
+	labels [httpFamilySize]string
+	drop   [httpFamilySize]bool
 }
 
 // overridden returns the series that records a request whose standard series is base and which
@@ -349,7 +354,7 @@ func (r *Recorder) overridden(base *httpSeries, q *HTTPRequest) *httpSeries {
 		}
 	}
 	s := r.over.get(k, func(k overKey) *overSeries {
-		s := &overSeries{}
+		s := &overSeries{httpSeries: httpSeries{key: k.base.key}} // the key tells a gRPC series
 		pairs := parseLabels(r.httpLabels(k.base.key, k.base.flagText))
 		for i, m := range o.metrics {
 			s.drop[i] = m.drop
@@ -446,13 +451,15 @@ func (r *Recorder) httpRows(m int) []httpRow {
 		idx[labels] = len(rows)
 		rows = append(rows, httpRow{labels: labels, series: []*httpSeries{s}})
 	}
+	// The gRPC message counters exist for gRPC requests only, as in Istio.
+	grpcOnly := m == metricRequestMessages || m == metricResponseMessages
 	for _, s := range r.http.series() {
-		if s.requests.Load() > 0 {
+		if s.requests.Load() > 0 && (!grpcOnly || s.key.grpc) {
 			add(r.httpLabels(s.key, s.flagText), s)
 		}
 	}
 	for _, s := range r.over.series() {
-		if !s.drop[m] && s.requests.Load() > 0 {
+		if !s.drop[m] && s.requests.Load() > 0 && (!grpcOnly || s.key.grpc) {
 			add(s.labels[m], &s.httpSeries)
 		}
 	}

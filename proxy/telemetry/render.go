@@ -15,12 +15,13 @@ func (r *Recorder) writeHTTP(b *strings.Builder) {
 			continue
 		}
 		name = "istio_" + name
-		if m == 0 {
+		switch m {
+		case metricRequests, metricRequestMessages, metricResponseMessages:
 			b.WriteString("# TYPE " + name + " counter\n")
 			for _, row := range rows {
 				var n uint64
 				for _, s := range row.series {
-					n += s.requests.Load()
+					n += httpCounter(m, s)
 				}
 				sample(b, name, row.labels, n)
 			}
@@ -35,6 +36,17 @@ func (r *Recorder) writeHTTP(b *strings.Builder) {
 			writeHistogram(b, name, row.labels, hs...)
 		}
 	}
+}
+
+// httpCounter reads counter metric m (an index of httpMetricNames) of a series.
+func httpCounter(m int, s *httpSeries) uint64 {
+	switch m {
+	case metricRequestMessages:
+		return s.reqMsgs.Load()
+	case metricResponseMessages:
+		return s.respMsgs.Load()
+	}
+	return s.requests.Load()
 }
 
 // group is the series with one label text.

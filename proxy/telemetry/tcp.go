@@ -96,8 +96,8 @@ type tcpOverKey struct {
 // labels, or dropped.
 type tcpOverSeries struct {
 	TCPSeries
-	labels [familySize]string
-	drop   [familySize]bool
+	labels [tcpFamilySize]string
+	drop   [tcpFamilySize]bool
 }
 
 // tcpOverridden returns the series that records a connection whose standard series is base
@@ -171,7 +171,7 @@ func (s *TCPSeries) recorded() bool {
 }
 
 // tcpCounters reads metric m (an index of tcpMetricNames) of a series.
-var tcpCounters = [familySize]func(*TCPSeries) uint64{
+var tcpCounters = [tcpFamilySize]func(*TCPSeries) uint64{
 	func(s *TCPSeries) uint64 { return s.closed.Load() },
 	func(s *TCPSeries) uint64 { return s.opened.Load() },
 	func(s *TCPSeries) uint64 { return s.recv.Load() },

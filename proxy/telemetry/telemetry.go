@@ -1,5 +1,6 @@
 // Package telemetry produces Istio's standard metrics (istio_requests_total,
-// istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes and the
+// istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes, the gRPC
+// message counters istio_request_messages_total and istio_response_messages_total, and the
 // istio_tcp_* counters) from strait-proxy, with Istio's names, labels and buckets, rendered in
 // Prometheus text format beside the proxy's other statistics (package stats).
 //
@@ -162,6 +163,9 @@ type HTTPRequest struct {
 	// Duration is the request's total time; RequestBytes and ResponseBytes its body sizes.
 	Duration                    time.Duration
 	RequestBytes, ResponseBytes int64
+	// RequestMessages and ResponseMessages are the length-prefixed gRPC messages that went
+	// through the proxy in each direction (GRPCFrames); recorded for gRPC requests only.
+	RequestMessages, ResponseMessages uint64
 	// Overrides, when set, are the istio.stats filter's metric overrides, and Dimensions the
 	// request's values of their expressions (Overrides.Evaluate); see overrides.go.
 	Overrides  *Overrides
@@ -212,6 +216,8 @@ type httpSeries struct {
 	duration  histogram // milliseconds
 	reqBytes  histogram
 	respBytes histogram
+	reqMsgs   atomic.Uint64 // gRPC messages, request direction
+	respMsgs  atomic.Uint64 // gRPC messages, response direction
 }
 
 // RecordHTTP records one finished request. It does not allocate once its label combination
@@ -254,6 +260,10 @@ func (r *Recorder) RecordHTTP(q *HTTPRequest) {
 	s.duration.observe(uint64(ms))
 	s.reqBytes.observe(nonNegative(q.RequestBytes))
 	s.respBytes.observe(nonNegative(q.ResponseBytes))
+	if q.GRPC {
+		s.reqMsgs.Add(q.RequestMessages)
+		s.respMsgs.Add(q.ResponseMessages)
+	}
 }
 
 func nonNegative(n int64) uint64 {

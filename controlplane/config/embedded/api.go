@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/config/validationmetrics"
 )
 
 // MaxRequestBytes bounds the body of an apply or delete request.
@@ -47,6 +48,10 @@ type ErrorResponse struct {
 type ListResponse struct {
 	Items []json.RawMessage `json:"items"`
 }
+
+// SetValidationCounters makes the apply API count the documents it validates
+// (galley_validation_passed / galley_validation_failed). Call it before serving Handler.
+func (s *Store) SetValidationCounters(c *validationmetrics.Counters) { s.validation = c }
 
 // Handler serves the store's HTTP API under /apis/v1/. The write routes (apply, delete) are
 // behind RequireAdmin(adminToken): loopback clients presenting the admin token only (an empty
@@ -84,8 +89,9 @@ func flatten(err error) []string {
 }
 
 // decodeRequest reads an ApplyRequest (JSON) or, for curl users, a raw YAML body. With validate,
-// every object is also validated, so that one response carries every problem.
-func decodeRequest(r *http.Request, validate bool) ([]*config.Object, bool, []error) {
+// every object is also validated, so that one response carries every problem, and the
+// documents' validations are counted in vc (may be nil).
+func decodeRequest(r *http.Request, validate bool, vc *validationmetrics.Counters) ([]*config.Object, bool, []error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
 	if err != nil {
 		return nil, false, []error{fmt.Errorf("reading request: %w", err)}
@@ -110,6 +116,9 @@ func decodeRequest(r *http.Request, validate bool) ([]*config.Object, bool, []er
 			load = config.Load
 		}
 		o, e := load(d.Origin, []byte(d.Data))
+		if validate {
+			vc.Record(o, e)
+		}
 		objs = append(objs, o...)
 		errs = append(errs, e...)
 	}
@@ -120,7 +129,7 @@ func decodeRequest(r *http.Request, validate bool) ([]*config.Object, bool, []er
 }
 
 func (s *Store) serveApply(w http.ResponseWriter, r *http.Request) {
-	objs, dryRun, errs := decodeRequest(r, true)
+	objs, dryRun, errs := decodeRequest(r, true, s.validation)
 	if len(errs) > 0 {
 		writeErrors(w, http.StatusUnprocessableEntity, errs...)
 		return
@@ -134,7 +143,7 @@ func (s *Store) serveApply(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Store) serveDeleteDocs(w http.ResponseWriter, r *http.Request) {
-	objs, _, errs := decodeRequest(r, false)
+	objs, _, errs := decodeRequest(r, false, nil)
 	if len(errs) > 0 {
 		writeErrors(w, http.StatusUnprocessableEntity, errs...)
 		return

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/config/validationmetrics"
 )
 
 var bucketObjects = []byte("objects")
@@ -63,6 +64,8 @@ type Store struct {
 	rv      uint64           // last resourceVersion handed out
 	subs    []chan struct{}
 	loadErr []error
+
+	validation *validationmetrics.Counters // counts the apply API's validations; set before serving
 }
 
 var _ config.Source = (*Store)(nil)

@@ -28,6 +28,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/config/validationmetrics"
 )
 
 // rootPollInterval is how often Run checks whether a removed config directory is back.
@@ -45,6 +46,9 @@ type Options struct {
 	// Resync, when positive, rescans the tree at this interval in addition to watching it, for
 	// file systems where change notifications are unreliable.
 	Resync time.Duration
+	// Validation, when set, counts the documents of each new or changed file as they are
+	// validated (galley_validation_passed / galley_validation_failed).
+	Validation *validationmetrics.Counters
 }
 
 // Source serves the objects under a directory. It is safe for concurrent use; List, Errors and
@@ -277,6 +281,7 @@ func (s *Source) load(path string, prev *parsed) (*parsed, error) {
 	}
 	p := &parsed{sum: sum}
 	objs, errs := config.Load(path, data)
+	s.opts.Validation.Record(objs, errs)
 	for _, e := range errs {
 		p.addErr(e)
 	}
