@@ -67,7 +67,7 @@ func TestTracingAcrossHops(t *testing.T) {
 	// ports): a proxy exports spans through its own cluster of the collector service.
 	more := ""
 	for _, p := range []string{"{number: 4317, protocol: GRPC, name: otlp}", "{number: 9411, protocol: HTTP, name: zipkin}"} {
-		more += "  - port: " + p + "\n    captureMode: NONE\n    bind: " + clientIP + "\n    hosts: [\"e2e/*\"]\n"
+		more += explicitListener(p, "bind: "+clientIP, `hosts: ["e2e/*"]`)
 	}
 	pair := strings.Replace(mtlsYAML(clientIP, serverIP, app.Addr()), "    hosts: [\"e2e/*\"]\n", "    hosts: [\"e2e/*\"]\n"+more, 1)
 	cfg := pair + "---\n" + gatewayYAML(gwPort) + "---\n" +
@@ -77,8 +77,7 @@ func TestTracingAcrossHops(t *testing.T) {
 		"--mesh-config", meshFile)
 	var proxies []*testenv.Proxy
 	sidecar := func(name, ip, app string) {
-		proxies = append(proxies, testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "sidecar", Name: name, Namespace: "e2e", IP: ip,
-			Labels: map[string]string{"app": app}, Extra: append([]string{"--interception-mode", "NONE"}, sd.Identity(t, "e2e", app)...)}))
+		proxies = append(proxies, startSidecar(t, sd, name, ip, appLabels(app), app))
 	}
 	defer func() { // on failure, each proxy's tracing statistics
 		if t.Failed() {
