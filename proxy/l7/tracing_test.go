@@ -88,18 +88,24 @@ func tracedProxy(t *testing.T, env *testEnv, prefix string, cfg *hcmv3.HttpConne
 	return serveConns(t, h, loopbackInfo), st
 }
 
+// otelEnv is a testEnv with the clusters app (serving app) and otel (an OTLP gRPC collector,
+// returned).
+func otelEnv(t *testing.T, app http.Handler) (*testEnv, *testenv.Collector) {
+	recv := testenv.StartOTLPCollector(t, "127.0.0.1")
+	return &testEnv{clusters: map[string]Upstream{
+		"app":  newTestUpstream(startUpstream(t, app, false), false),
+		"otel": newTestUpstream(recv.Addr, true),
+	}}, recv
+}
+
 func otelGRPC(t *testing.T, cluster string) *tracev3.Tracing_Http {
 	return anyOf(t, tracing.OpenTelemetryName, &tracev3.OpenTelemetryConfig{ServiceName: "app.ns",
 		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: cluster}}}})
 }
 
 func TestTracingOpenTelemetryW3C(t *testing.T) {
-	recv := testenv.StartOTLPCollector(t, "127.0.0.1")
 	app := &headerRecorder{}
-	env := &testEnv{clusters: map[string]Upstream{
-		"app":  newTestUpstream(startUpstream(t, app, false), false),
-		"otel": newTestUpstream(recv.Addr, true),
-	}}
+	env, recv := otelEnv(t, app)
 	addr, _ := tracedProxy(t, env, "inbound_0.0.0.0_80", &hcmv3.HttpConnectionManager_Tracing{
 		Provider: otelGRPC(t, "otel"), RandomSampling: &typev3.Percent{Value: 100},
 		CustomTags: []*tagv3.CustomTag{{Tag: "req", Type: &tagv3.CustomTag_Value{Value: "%REQ(:METHOD)% %REQ(x-user)% %RESPONSE_CODE%"}}}}, 1)
@@ -172,12 +178,8 @@ func TestTracingOpenTelemetryW3C(t *testing.T) {
 // TestTracingSpawnUpstreamSpan: with spawn_upstream_span the connection manager's span is a
 // SERVER span even on egress and the upstream sees a CLIENT child span's context.
 func TestTracingSpawnUpstreamSpan(t *testing.T) {
-	recv := testenv.StartOTLPCollector(t, "127.0.0.1")
 	app := &headerRecorder{}
-	env := &testEnv{clusters: map[string]Upstream{
-		"app":  newTestUpstream(startUpstream(t, app, false), false),
-		"otel": newTestUpstream(recv.Addr, true),
-	}}
+	env, recv := otelEnv(t, app)
 	addr, _ := tracedProxy(t, env, "outbound_0.0.0.0_80", &hcmv3.HttpConnectionManager_Tracing{
 		Provider: otelGRPC(t, "otel"), SpawnUpstreamSpan: wrapperspb.Bool(true)}, 1)
 	if resp, _ := roundTrip(t, h1Client(), mustGet(t, "http://"+addr+"/")); resp.StatusCode != 200 {
@@ -274,11 +276,7 @@ func TestTracingZipkinB3(t *testing.T) {
 // sampled 10±3% of the time (the upstream's traceparent says which, and the collector gets
 // exactly those spans).
 func TestTracingRandomSampling(t *testing.T) {
-	recv := testenv.StartOTLPCollector(t, "127.0.0.1")
-	env := &testEnv{clusters: map[string]Upstream{
-		"app":  newTestUpstream(startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Header.Get("Traceparent")) }), false), false),
-		"otel": newTestUpstream(recv.Addr, true),
-	}}
+	env, recv := otelEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Header.Get("Traceparent")) }))
 	addr, st := tracedProxy(t, env, "inbound_0.0.0.0_80", &hcmv3.HttpConnectionManager_Tracing{
 		Provider: otelGRPC(t, "otel"), RandomSampling: &typev3.Percent{Value: 10}}, 50)
 	c := h1Client()
