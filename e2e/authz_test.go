@@ -18,27 +18,12 @@ func TestAuthorizationPolicyBetweenSidecars(t *testing.T) {
 	skipShort(t)
 	const clientIP, serverIP, intruderIP = "127.0.0.98", "127.0.0.99", "127.0.0.100"
 	app := startBackend(t, "127.0.0.1", "reviews", backendOptions{})
-	mesh := mtlsYAML(clientIP, serverIP, app.Addr()) + fmt.Sprintf(`---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: intruder, namespace: e2e}
-spec:
-  workloadSelector: {labels: {app: intruder}}
-  egress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    bind: %s
-    captureMode: NONE
-    hosts: ["e2e/*"]
-`, intruderIP)
+	mesh := mtlsYAML(clientIP, serverIP, app.Addr()) + "---\n" +
+		explicitSidecarYAML("intruder", "egress", "bind: "+intruderIP, `hosts: ["e2e/*"]`)
 	sd := testenv.StartStraitd(t, map[string]string{"mesh.yaml": mesh})
-	sidecar := func(name, ip, app, sa string) *testenv.Proxy {
-		extra := append([]string{"--interception-mode", "NONE"}, sd.Identity(t, "e2e", sa)...)
-		return testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "sidecar", Name: name, Namespace: "e2e", IP: ip,
-			Labels: map[string]string{"app": app}, Extra: extra})
-	}
-	server := sidecar("reviews-1", serverIP, "reviews", "reviews")
-	sidecar("client-1", clientIP, "client", "client")
-	sidecar("intruder-1", intruderIP, "intruder", "intruder")
+	server := startSidecar(t, sd, "reviews-1", serverIP, appLabels("reviews"), "reviews")
+	startSidecar(t, sd, "client-1", clientIP, appLabels("client"), "client")
+	startSidecar(t, sd, "intruder-1", intruderIP, appLabels("intruder"), "intruder")
 	host := "reviews.e2e.svc.cluster.local:9080"
 	get := func(from, path string) (int, string) {
 		rep, err := do(h1Client, request{URL: fmt.Sprintf("http://%s:9080%s", from, path), Host: host})

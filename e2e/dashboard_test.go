@@ -24,51 +24,19 @@ const dashboardScreenshotEnv = "STRAIT_DASHBOARD_SCREENSHOT"
 // dashboardMeshYAML: a client and reviews v1 and v2, each a sidecar in explicit mode on its own
 // loopback address with an identity (so the hops are mutual TLS), and reviews' subsets.
 func dashboardMeshYAML(clientIP, v1IP, v2IP, app1, app2 string) string {
-	ingress := func(version, ip, app string) string {
-		return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: reviews-%[1]s, namespace: e2e}
-spec:
-  workloadSelector: {labels: {app: reviews, version: %[1]s}}
-  ingress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    captureMode: NONE
-    bind: %[2]s
-    defaultEndpoint: %[3]s
-  egress: [{hosts: ["istio-system/*"]}] # no outbound listeners: the two versions would share 127.0.0.1:9080
-`, version, ip, app)
+	const host = "reviews.e2e.svc.cluster.local"
+	endpoint := func(version, ip string) string {
+		return "{address: " + ip + ", serviceAccount: reviews, labels: {app: reviews, version: " + version + ", security.istio.io/tlsMode: istio}}"
 	}
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: e2e}
-spec:
-  hosts: [reviews.e2e.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{name: http, number: 9080, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: %[2]s, serviceAccount: reviews, labels: {app: reviews, version: v1, security.istio.io/tlsMode: istio}}
-  - {address: %[3]s, serviceAccount: reviews, labels: {app: reviews, version: v2, security.istio.io/tlsMode: istio}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews, namespace: e2e}
-spec:
-  host: reviews.e2e.svc.cluster.local
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: client, namespace: e2e}
-spec:
-  workloadSelector: {labels: {app: client}}
-  egress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    captureMode: NONE
-    bind: %[1]s
-    hosts: ["e2e/*"]
----
-`, clientIP, v1IP, v2IP) + ingress("v1", v1IP, app1) + "---\n" + ingress("v2", v2IP, app2)
+	ingress := func(version, ip, app string) string {
+		return sidecarResourceYAML("reviews-"+version, "app: reviews, version: "+version,
+			"  ingress:\n"+explicitListener(httpPort, "bind: "+ip, "defaultEndpoint: "+app)+
+				`  egress: [{hosts: ["istio-system/*"]}] # no outbound listeners: the two versions would share 127.0.0.1:9080`+"\n")
+	}
+	return staticServiceYAML(host, 9080, "http", "HTTP", endpoint("v1", v1IP), endpoint("v2", v2IP)) + "---\n" +
+		subsetsYAML(host, "v1", "v2") + "---\n" +
+		explicitSidecarYAML("client", "egress", "bind: "+clientIP, `hosts: ["e2e/*"]`) + "---\n" +
+		ingress("v1", v1IP, app1) + "---\n" + ingress("v2", v2IP, app2)
 }
 
 // reviewsCanaryYAML routes reviews v1 weight1% and v2 the rest.
@@ -114,15 +82,13 @@ func TestDashboard(t *testing.T) {
 	app2 := startBackend(t, "127.0.0.1", "reviews-v2", backendOptions{})
 	sd := testenv.StartStraitd(t, map[string]string{"mesh.yaml": dashboardMeshYAML(clientIP, v1IP, v2IP, app1.Addr(), app2.Addr())},
 		"--dashboard-scrape-interval", "1s")
-	sidecar := func(name, ip string, labels map[string]string, sa string, extra ...string) {
-		testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "sidecar", Name: name, Namespace: "e2e", IP: ip, Labels: labels,
-			Extra: append(append([]string{"--interception-mode", "NONE"}, extra...), sd.Identity(t, "e2e", sa)...)}).WaitReady(t, 30*time.Second)
-	}
 	// The servers' statistics on Istio's 15090 of their own addresses; the client's on its
 	// admin address (STATS_ADDRESS falls back to it).
-	sidecar("reviews-v1", v1IP, map[string]string{"app": "reviews", "version": "v1"}, "reviews", "--prometheus-address", v1IP+":15090")
-	sidecar("reviews-v2", v2IP, map[string]string{"app": "reviews", "version": "v2"}, "reviews", "--prometheus-address", v2IP+":15090")
-	sidecar("client", clientIP, map[string]string{"app": "client"}, "client")
+	startSidecar(t, sd, "reviews-v1", v1IP, map[string]string{"app": "reviews", "version": "v1"}, "reviews",
+		"--prometheus-address", v1IP+":15090").WaitReady(t, 30*time.Second)
+	startSidecar(t, sd, "reviews-v2", v2IP, map[string]string{"app": "reviews", "version": "v2"}, "reviews",
+		"--prometheus-address", v2IP+":15090").WaitReady(t, 30*time.Second)
+	startSidecar(t, sd, "client", clientIP, appLabels("client"), "client").WaitReady(t, 30*time.Second)
 	if out, err := strait(t, sd, "apply", "-f", writeTemp(t, "vs.yaml", reviewsCanaryYAML(100))); err != nil {
 		t.Fatalf("strait apply: %v\n%s", err, out)
 	}

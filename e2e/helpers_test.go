@@ -329,6 +329,71 @@ func edge(t *testing.T, files map[string]string) (*testenv.Straitd, *testenv.Pro
 	return sd, px
 }
 
+// startSidecar starts the sidecar name of namespace e2e in explicit mode (--interception-mode
+// NONE: it listens only where the workload's Sidecar resource binds, on ip) with labels and the
+// identity of service account sa from straitd's CA, so its hops are mutual TLS; extra are more
+// strait-proxy flags.
+func startSidecar(t *testing.T, sd *testenv.Straitd, name, ip string, labels map[string]string, sa string, extra ...string) *testenv.Proxy {
+	t.Helper()
+	return testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "sidecar", Name: name, Namespace: "e2e", IP: ip, Labels: labels,
+		Extra: append(append([]string{"--interception-mode", "NONE"}, extra...), sd.Identity(t, "e2e", sa)...)})
+}
+
+// appLabels are the labels of a workload of application app.
+func appLabels(app string) map[string]string { return map[string]string{"app": app} }
+
+// sidecarPort is the port of a Sidecar listener (a YAML port object), named after its protocol.
+func sidecarPort(number int, protocol string) string {
+	return fmt.Sprintf("{number: %d, protocol: %s, name: %s}", number, protocol, strings.ToLower(protocol))
+}
+
+// httpPort is the port of the explicit Sidecar listeners of most tests: HTTP on 9080.
+var httpPort = sidecarPort(9080, "HTTP")
+
+// explicitSidecarYAML is a Sidecar resource for the workloads labelled app=<app> in namespace e2e
+// with one listener of kind ("egress" or "ingress") for HTTP on port 9080 in capture mode NONE,
+// and the listener's further fields.
+func explicitSidecarYAML(app, kind string, fields ...string) string {
+	return sidecarResourceYAML(app, "app: "+app, "  "+kind+":\n"+explicitListener(httpPort, fields...))
+}
+
+// sidecarResourceYAML is a Sidecar resource name in namespace e2e for the workloads with labels
+// (the content of a YAML flow mapping: "app: reviews, version: v1"), with the rest of its spec
+// (indented by two spaces).
+func sidecarResourceYAML(name, labels, spec string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: %s, namespace: e2e}
+spec:
+  workloadSelector: {labels: {%s}}
+%s`, name, labels, spec)
+}
+
+// explicitListener is an item of a Sidecar's ingress or egress list: a listener on port (a YAML
+// port object) in capture mode NONE, with its further fields (bind, defaultEndpoint, hosts).
+func explicitListener(port string, fields ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  - port: %s\n    captureMode: NONE\n", port)
+	for _, f := range fields {
+		fmt.Fprintf(&b, "    %s\n", f)
+	}
+	return b.String()
+}
+
+// workloadEntryYAML is a WorkloadEntry name in namespace e2e at address running as service
+// account sa with labels (the content of a YAML flow mapping) and the label of a workload with a
+// sidecar (security.istio.io/tlsMode: istio).
+func workloadEntryYAML(name, address, sa, labels string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: %s, namespace: e2e}
+spec:
+  address: %s
+  serviceAccount: %s
+  labels: {%s, security.istio.io/tlsMode: istio}
+`, name, address, sa, labels)
+}
+
 // gatewayYAML is a Gateway "edge" in namespace e2e with an HTTP server on port.
 func gatewayYAML(port int) string { return gatewayYAMLIn("e2e", port) }
 

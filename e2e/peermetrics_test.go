@@ -17,7 +17,8 @@ import (
 // sidecars in explicit mode (Sidecar resources binding their addresses) with identities
 // e2e/client and e2e/reviews.
 func peerMetricsYAML(clientIP, serverIP, appAddr, tcpAddr string) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+	tcpPort := sidecarPort(9090, "TCP")
+	return `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: reviews, namespace: e2e}
 spec:
@@ -26,40 +27,12 @@ spec:
   resolution: STATIC
   workloadSelector: {labels: {app: reviews}}
 ---
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: reviews-v2, namespace: e2e}
-spec:
-  address: %[2]s
-  serviceAccount: reviews
-  labels: {app: reviews, version: v2, security.istio.io/tlsMode: istio}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: productpage-v1, namespace: e2e}
-spec:
-  address: %[1]s
-  serviceAccount: client
-  labels: {app: productpage, version: v1, security.istio.io/tlsMode: istio}
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: productpage, namespace: e2e}
-spec:
-  workloadSelector: {labels: {app: productpage}}
-  egress:
-  - {port: {number: 9080, protocol: HTTP, name: http}, captureMode: NONE, bind: %[1]s, hosts: ["e2e/*"]}
-  - {port: {number: 9090, protocol: TCP, name: tcp}, captureMode: NONE, bind: %[1]s, hosts: ["e2e/*"]}
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: reviews, namespace: e2e}
-spec:
-  workloadSelector: {labels: {app: reviews}}
-  ingress:
-  - {port: {number: 9080, protocol: HTTP, name: http}, captureMode: NONE, bind: %[2]s, defaultEndpoint: "%[3]s"}
-  - {port: {number: 9090, protocol: TCP, name: tcp}, captureMode: NONE, bind: %[2]s, defaultEndpoint: "%[4]s"}
-`, clientIP, serverIP, appAddr, tcpAddr)
+` + workloadEntryYAML("reviews-v2", serverIP, "reviews", "app: reviews, version: v2") + "---\n" +
+		workloadEntryYAML("productpage-v1", clientIP, "client", "app: productpage, version: v1") + "---\n" +
+		sidecarResourceYAML("productpage", "app: productpage", "  egress:\n"+
+			explicitListener(httpPort, "bind: "+clientIP, `hosts: ["e2e/*"]`)+explicitListener(tcpPort, "bind: "+clientIP, `hosts: ["e2e/*"]`)) + "---\n" +
+		sidecarResourceYAML("reviews", "app: reviews", "  ingress:\n"+
+			explicitListener(httpPort, "bind: "+serverIP, "defaultEndpoint: "+appAddr)+explicitListener(tcpPort, "bind: "+serverIP, "defaultEndpoint: "+tcpAddr))
 }
 
 // metricLine returns the first line of a Prometheus page that starts with prefix and has every
@@ -91,12 +64,8 @@ func TestPeerWorkloadMetrics(t *testing.T) {
 	app := startBackend(t, "127.0.0.1", "reviews", backendOptions{})
 	tcpPort := startTCPEcho(t, "127.0.0.1", "reviews-tcp")
 	sd := testenv.StartStraitd(t, map[string]string{"mesh.yaml": peerMetricsYAML(clientIP, serverIP, app.Addr(), fmt.Sprintf("127.0.0.1:%d", tcpPort))})
-	sidecar := func(name, ip, app, version, sa string) *testenv.Proxy {
-		return testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "sidecar", Name: name, Namespace: "e2e", IP: ip,
-			Labels: map[string]string{"app": app, "version": version}, Extra: append([]string{"--interception-mode", "NONE"}, sd.Identity(t, "e2e", sa)...)})
-	}
-	server := sidecar("reviews-v2-1", serverIP, "reviews", "v2", "reviews")
-	client := sidecar("productpage-v1-1", clientIP, "productpage", "v1", "client")
+	server := startSidecar(t, sd, "reviews-v2-1", serverIP, map[string]string{"app": "reviews", "version": "v2"}, "reviews")
+	client := startSidecar(t, sd, "productpage-v1-1", clientIP, map[string]string{"app": "productpage", "version": "v1"}, "client")
 
 	clientPeer := []string{`source_workload="productpage-v1"`, `source_canonical_service="productpage"`, `source_canonical_revision="v1"`,
 		`source_workload_namespace="e2e"`, `source_principal="spiffe://cluster.local/ns/e2e/sa/client"`, `source_app="productpage"`,

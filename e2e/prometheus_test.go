@@ -368,47 +368,14 @@ func TestPrometheusTCP(t *testing.T) {
 	needTool(t, "prometheus", "prometheus")
 	const clientIP, serverIP = "127.0.0.192", "127.0.0.193"
 	echoPort := startTCPEcho(t, "127.0.0.1", "echo")
-	cfg := fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: echo, namespace: e2e}
-spec:
-  hosts: [echo.e2e.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9000, name: tcp, protocol: TCP}]
-  endpoints:
-  - {address: %[2]s, serviceAccount: echo, labels: {app: echo, security.istio.io/tlsMode: istio}}
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: client, namespace: e2e}
-spec:
-  workloadSelector: {labels: {app: client}}
-  egress:
-  - port: {number: 9000, protocol: TCP, name: tcp}
-    captureMode: NONE
-    bind: %[1]s
-    hosts: ["e2e/*"]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: echo, namespace: e2e}
-spec:
-  workloadSelector: {labels: {app: echo}}
-  ingress:
-  - port: {number: 9000, protocol: TCP, name: tcp}
-    captureMode: NONE
-    bind: %[2]s
-    defaultEndpoint: 127.0.0.1:%[3]d
-`, clientIP, serverIP, echoPort)
+	port := sidecarPort(9000, "TCP")
+	cfg := staticServiceYAML("echo.e2e.svc.cluster.local", 9000, "tcp", "TCP",
+		"{address: "+serverIP+", serviceAccount: echo, labels: {app: echo, security.istio.io/tlsMode: istio}}") + "---\n" +
+		sidecarResourceYAML("client", "app: client", "  egress:\n"+explicitListener(port, "bind: "+clientIP, `hosts: ["e2e/*"]`)) + "---\n" +
+		sidecarResourceYAML("echo", "app: echo", "  ingress:\n"+explicitListener(port, "bind: "+serverIP, fmt.Sprintf("defaultEndpoint: 127.0.0.1:%d", echoPort)))
 	sd := testenv.StartStraitd(t, map[string]string{"mesh.yaml": cfg})
-	sidecar := func(name, ip, app string) {
-		testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "sidecar", Name: name, Namespace: "e2e", IP: ip,
-			Labels: map[string]string{"app": app}, Extra: append([]string{"--interception-mode", "NONE",
-				"--status-address", net.JoinHostPort(ip, "15020")}, sd.Identity(t, "e2e", app)...)})
-	}
-	sidecar("echo-1", serverIP, "echo")
-	sidecar("client-1", clientIP, "client")
+	startSidecar(t, sd, "echo-1", serverIP, appLabels("echo"), "echo", "--status-address", net.JoinHostPort(serverIP, "15020"))
+	startSidecar(t, sd, "client-1", clientIP, appLabels("client"), "client", "--status-address", net.JoinHostPort(clientIP, "15020"))
 
 	// One line per connection: "ping-N\n" (7 bytes) out, "echo: ping-N\n" (13 bytes) back.
 	exchange := func(i int) error {

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -32,25 +31,6 @@ func sidecarPairYAML(clientIP, serverIP, appAddr, endpoint string) string {
     route: [{destination: {host: reviews.e2e.svc.cluster.local}}]
   - route: [{destination: {host: reviews.e2e.svc.cluster.local}}]
 `)
-}
-
-// explicitSidecarYAML is a Sidecar resource for the workloads labelled app=<app> in namespace e2e
-// with one listener of kind ("egress" or "ingress") for HTTP on port 9080 in capture mode NONE,
-// and the listener's further fields.
-func explicitSidecarYAML(app, kind string, fields ...string) string {
-	var more strings.Builder
-	for _, f := range fields {
-		fmt.Fprintf(&more, "    %s\n", f)
-	}
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: %[1]s, namespace: e2e}
-spec:
-  workloadSelector: {labels: {app: %[1]s}}
-  %[2]s:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    captureMode: NONE
-%[3]s`, app, kind, more.String())
 }
 
 // TestSidecarPair sends a request from a client application through its sidecar (outbound) and

@@ -67,7 +67,7 @@ func TestTracingAcrossHops(t *testing.T) {
 	// ports): a proxy exports spans through its own cluster of the collector service.
 	more := ""
 	for _, p := range []string{"{number: 4317, protocol: GRPC, name: otlp}", "{number: 9411, protocol: HTTP, name: zipkin}"} {
-		more += "  - port: " + p + "\n    captureMode: NONE\n    bind: " + clientIP + "\n    hosts: [\"e2e/*\"]\n"
+		more += explicitListener(p, "bind: "+clientIP, `hosts: ["e2e/*"]`)
 	}
 	pair := strings.Replace(mtlsYAML(clientIP, serverIP, app.Addr()), "    hosts: [\"e2e/*\"]\n", "    hosts: [\"e2e/*\"]\n"+more, 1)
 	cfg := pair + "---\n" + gatewayYAML(gwPort) + "---\n" +
@@ -77,8 +77,7 @@ func TestTracingAcrossHops(t *testing.T) {
 		"--mesh-config", meshFile)
 	var proxies []*testenv.Proxy
 	sidecar := func(name, ip, app string) {
-		proxies = append(proxies, testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "sidecar", Name: name, Namespace: "e2e", IP: ip,
-			Labels: map[string]string{"app": app}, Extra: append([]string{"--interception-mode", "NONE"}, sd.Identity(t, "e2e", app)...)}))
+		proxies = append(proxies, startSidecar(t, sd, name, ip, appLabels(app), app))
 	}
 	defer func() { // on failure, each proxy's tracing statistics
 		if t.Failed() {
@@ -133,6 +132,13 @@ func TestTracingAcrossHops(t *testing.T) {
 		}
 		return "?" + s.Attrs["node_id"]
 	}
+	byProxy := func(spans []testenv.Span) map[string][]testenv.Span {
+		by := map[string][]testenv.Span{}
+		for _, s := range spans {
+			by[from(s)] = append(by[from(s)], s)
+		}
+		return by
+	}
 	// waitTrace waits for n spans of a trace in c and returns them by proxy address.
 	waitTrace := func(c *testenv.Collector, trace string, n int) map[string][]testenv.Span {
 		t.Helper()
@@ -143,11 +149,7 @@ func TestTracingAcrossHops(t *testing.T) {
 			}
 			return nil
 		})
-		by := map[string][]testenv.Span{}
-		for _, s := range spans {
-			by[from(s)] = append(by[from(s)], s)
-		}
-		return by
+		return byProxy(spans)
 	}
 
 	t.Run("W3C through both sidecars", func(t *testing.T) {
@@ -200,20 +202,27 @@ func TestTracingAcrossHops(t *testing.T) {
 	// The B3 client: switch the mesh to the Zipkin provider, as an operator would.
 	writeFile(t, filepath.Join(sd.ConfigDir, "telemetry.yaml"), tracingTelemetry("zipkin", 100))
 	t.Run("B3 through both sidecars", func(t *testing.T) {
-		const trace, parent = "6bf92f3577b34da6a3ce929d0e0e4738", "20f067aa0ba902b9"
+		const parent = "20f067aa0ba902b9"
+		// The sidecars take the Zipkin provider one after the other: each attempt is a trace of
+		// its own, until one trace has reached the Zipkin collector from both sidecars.
+		var traces []string
+		var by map[string][]testenv.Span
 		testenv.Eventually(t, 30*time.Second, func() error {
+			trace := fmt.Sprintf("6bf92f3577b34da6a3ce929d%08x", len(traces)+1)
+			traces = append(traces, trace)
 			if code, err := viaSidecar(http.Header{"X-B3-Traceid": {trace}, "X-B3-Spanid": {parent}, "X-B3-Sampled": {"1"}}); err != nil || code != 200 {
 				return fmt.Errorf("request: %d %v", code, err)
 			}
-			if len(zipkin.Trace(trace)) == 0 {
-				time.Sleep(time.Second)
-				return fmt.Errorf("no Zipkin span yet")
+			time.Sleep(time.Second)
+			for _, tr := range traces {
+				if by = byProxy(zipkin.Trace(tr)); len(by[clientIP]) > 0 && len(by[serverIP]) > 0 {
+					return nil
+				}
 			}
-			return nil
+			return fmt.Errorf("no trace with both sidecars' Zipkin spans yet: %d spans in all", len(zipkin.Spans()))
 		})
-		by := waitTrace(zipkin, trace, 2)
 		c, s := by[clientIP], by[serverIP]
-		if len(c) == 0 || len(s) == 0 {
+		if len(c) != 1 || len(s) != 1 {
 			t.Fatalf("spans by proxy: %+v", by)
 		}
 		if c[0].Kind != "CLIENT" || c[0].Parent != parent {

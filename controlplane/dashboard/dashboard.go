@@ -46,20 +46,20 @@ type Options struct {
 	Proxies func() []xds.ProxyStatus
 }
 
-// ServiceView is the body of ServicePath: what `strait describe service` reports, the sync
-// status of the proxies serving the service, and its edges in the current graph.
-type ServiceView struct {
-	Report  *describe.ServiceReport `json:"report"`
-	Proxies []xds.ProxyStatus       `json:"proxies"`
-	Edges   []topology.Edge         `json:"edges"`
+// View is the body of ServicePath and WorkloadPath: what `strait describe` reports of the
+// service or workload, the sync status of the proxies serving it, and its edges in the current
+// graph.
+type View[R any] struct {
+	Report  R                 `json:"report"`
+	Proxies []xds.ProxyStatus `json:"proxies"`
+	Edges   []topology.Edge   `json:"edges"`
 }
 
+// ServiceView is the body of ServicePath.
+type ServiceView = View[*describe.ServiceReport]
+
 // WorkloadView is the body of WorkloadPath.
-type WorkloadView struct {
-	Report  *describe.WorkloadReport `json:"report"`
-	Proxies []xds.ProxyStatus        `json:"proxies"`
-	Edges   []topology.Edge          `json:"edges"`
-}
+type WorkloadView = View[*describe.WorkloadReport]
 
 // securityHeaders allow this origin's own resources only, and no framing.
 var securityHeaders = map[string]string{
@@ -99,9 +99,9 @@ func Handler(o Options) http.Handler {
 		case GraphPath:
 			writeJSON(w, o.Graph())
 		case ServicePath:
-			o.serveService(w, r)
+			serveView(o, w, r, describe.Service, serviceSubject)
 		case WorkloadPath:
-			o.serveWorkload(w, r)
+			serveView(o, w, r, describe.Workload, workloadSubject)
 		default:
 			if strings.HasPrefix(r.URL.Path, Path+"api/") {
 				http.NotFound(w, r)
@@ -128,7 +128,12 @@ func (o Options) inputs(w http.ResponseWriter) (*mesh.Snapshot, []xds.ProxyStatu
 	return snap, proxies, true
 }
 
-func (o Options) serveService(w http.ResponseWriter, r *http.Request) {
+// serveView answers a side panel's request: report (describe.Service or describe.Workload) of
+// the query's name and namespace, with the status of the proxies and the edges of the graph
+// node that subject names for the report.
+func serveView[R any](o Options, w http.ResponseWriter, r *http.Request,
+	report func(snap *mesh.Snapshot, name, namespace string, proxies []xds.ProxyStatus) (R, error),
+	subject func(R) (proxies map[string]bool, node string)) {
 	q := r.URL.Query()
 	name := q.Get("name")
 	if name == "" {
@@ -139,40 +144,32 @@ func (o Options) serveService(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rep, err := describe.Service(snap, name, q.Get("namespace"), proxies)
+	rep, err := report(snap, name, q.Get("namespace"), proxies)
 	if !describeError(w, err) {
 		return
 	}
+	ids, node := subject(rep)
+	writeJSON(w, View[R]{Report: rep, Proxies: pick(proxies, ids), Edges: o.edgesOf(node)})
+}
+
+// serviceSubject is a service's proxies (its endpoints') and graph node.
+func serviceSubject(rep *describe.ServiceReport) (map[string]bool, string) {
 	ids := map[string]bool{}
 	for _, ep := range rep.Endpoints {
 		if ep.Proxy != "" {
 			ids[ep.Proxy] = true
 		}
 	}
-	writeJSON(w, ServiceView{Report: rep, Proxies: pick(proxies, ids), Edges: o.edgesOf("service:" + rep.Service.Hostname)})
+	return ids, "service:" + rep.Service.Hostname
 }
 
-func (o Options) serveWorkload(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	name := q.Get("name")
-	if name == "" {
-		http.Error(w, "missing query parameter name", http.StatusBadRequest)
-		return
-	}
-	snap, proxies, ok := o.inputs(w)
-	if !ok {
-		return
-	}
-	rep, err := describe.Workload(snap, name, q.Get("namespace"), proxies)
-	if !describeError(w, err) {
-		return
-	}
+// workloadSubject is a workload's proxies and graph node.
+func workloadSubject(rep *describe.WorkloadReport) (map[string]bool, string) {
 	ids := map[string]bool{}
 	for _, p := range rep.Proxies {
 		ids[p.ID] = true
 	}
-	writeJSON(w, WorkloadView{Report: rep, Proxies: pick(proxies, ids),
-		Edges: o.edgesOf("workload:" + rep.Workload.Namespace + "/" + rep.Workload.Name)})
+	return ids, "workload:" + rep.Workload.Namespace + "/" + rep.Workload.Name
 }
 
 // describeError writes err's response and reports whether there was none.

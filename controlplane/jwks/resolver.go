@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,6 +26,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/strait-mesh/strait/internal/boundedhttp"
 )
 
 // Defaults of Options.
@@ -184,25 +185,9 @@ func (r *Resolver) refreshLoop() {
 
 // fetch gets and validates one key set, returning it re-encoded (only the public keys).
 func (r *Resolver) fetch(uri string) (string, error) {
-	req, err := http.NewRequestWithContext(r.ctx, http.MethodGet, uri, nil)
+	body, err := boundedhttp.Get(r.ctx, r.client, uri, "application/json", r.o.MaxSize)
 	if err != nil {
 		return "", err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %s", resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, r.o.MaxSize+1))
-	if err != nil {
-		return "", err
-	}
-	if int64(len(body)) > r.o.MaxSize {
-		return "", fmt.Errorf("larger than %d bytes", r.o.MaxSize)
 	}
 	return Normalize(body)
 }

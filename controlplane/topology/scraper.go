@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/strait-mesh/strait/internal/boundedhttp"
 )
 
 // StatsPath is the path scraped on each proxy's stats address.
@@ -132,7 +133,7 @@ func New(o Options) *Scraper {
 				ResponseHeaderTimeout: o.Timeout,
 				DisableCompression:    true,
 			},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			CheckRedirect: boundedhttp.NoRedirects,
 		}
 	}
 	if o.Idle == 0 {
@@ -286,29 +287,13 @@ var errNoAddress = errors.New("the proxy reports no stats address (node metadata
 func (s *Scraper) scrape(ctx context.Context, addr string) (sample, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+StatsPath, nil)
-	if err != nil {
-		return nil, fmt.Errorf("scraping %s: %w", addr, err)
-	}
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := s.o.Client.Do(req)
+	body, err := boundedhttp.Get(ctx, s.o.Client, "http://"+addr+StatsPath, "text/plain;version=0.0.4", s.o.MaxBody)
 	if err != nil {
 		var ne net.Error
 		if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
 			return nil, fmt.Errorf("scraping %s: no answer within %v: %w", addr, s.o.Timeout, err)
 		}
 		return nil, fmt.Errorf("scraping %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scraping %s: status %s", addr, resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, s.o.MaxBody+1))
-	if err != nil {
-		return nil, fmt.Errorf("scraping %s: reading the body: %w", addr, err)
-	}
-	if int64(len(body)) > s.o.MaxBody {
-		return nil, fmt.Errorf("scraping %s: body larger than %d bytes", addr, s.o.MaxBody)
 	}
 	smp, err := parseExposition(body, s.o.MaxSeries)
 	if err != nil {

@@ -9,26 +9,32 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 )
 
-// Span is a received span in one shape for both collectors: ids in lower-case hex.
+// Span is a received span in one shape for both collectors: ids in lower-case hex ("" for a
+// root span's Parent).
 type Span struct {
 	Trace, ID, Parent, Name, Kind string
 	Service                       string // the resource's service.name (OTLP) or localEndpoint (Zipkin)
 	Attrs                         map[string]string
+	TraceState                    string // OTLP only
+	Shared                        bool   // Zipkin only
+	Start, End                    time.Time
 }
 
 // Collector is a trace collector started by a test: an OTLP gRPC receiver
 // (opentelemetry.proto.collector.trace.v1.TraceService/Export) or a Zipkin v2 JSON HTTP
-// collector (POST /api/v2/spans).
+// collector (POST of application/json).
 type Collector struct {
-	Addr  string
-	mu    sync.Mutex
-	spans []Span
+	Addr     string
+	mu       sync.Mutex
+	spans    []Span
+	requests []string
 	coltracepb.UnimplementedTraceServiceServer
 }
 
@@ -47,7 +53,8 @@ func (c *Collector) Export(_ context.Context, req *coltracepb.ExportTraceService
 			for _, s := range ss.GetSpans() {
 				sp := Span{Trace: hex.EncodeToString(s.GetTraceId()), ID: hex.EncodeToString(s.GetSpanId()),
 					Parent: hex.EncodeToString(s.GetParentSpanId()), Name: s.GetName(), Service: service,
-					Kind: otlpKinds[s.GetKind()], Attrs: map[string]string{}}
+					Kind: otlpKinds[s.GetKind()], Attrs: map[string]string{}, TraceState: s.GetTraceState(),
+					Start: time.Unix(0, int64(s.GetStartTimeUnixNano())), End: time.Unix(0, int64(s.GetEndTimeUnixNano()))}
 				for _, a := range s.GetAttributes() {
 					sp.Attrs[a.GetKey()] = a.GetValue().GetStringValue()
 				}
@@ -61,7 +68,8 @@ func (c *Collector) Export(_ context.Context, req *coltracepb.ExportTraceService
 var otlpKinds = map[tracepb.Span_SpanKind]string{tracepb.Span_SPAN_KIND_SERVER: "SERVER", tracepb.Span_SPAN_KIND_CLIENT: "CLIENT",
 	tracepb.Span_SPAN_KIND_INTERNAL: "INTERNAL", tracepb.Span_SPAN_KIND_PRODUCER: "PRODUCER", tracepb.Span_SPAN_KIND_CONSUMER: "CONSUMER"}
 
-// ServeHTTP is the Zipkin v2 JSON collector.
+// ServeHTTP is the Zipkin v2 JSON collector: it takes a POST of a JSON list of spans (at most
+// 4 MiB), and answers 400 to anything else.
 func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var spans []struct {
 		TraceID       string `json:"traceId"`
@@ -69,22 +77,36 @@ func (c *Collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ID            string `json:"id"`
 		Kind          string `json:"kind"`
 		Name          string `json:"name"`
+		Timestamp     int64  `json:"timestamp"` // microseconds
+		Duration      int64  `json:"duration"`
 		LocalEndpoint struct {
 			ServiceName string `json:"serviceName"`
 		} `json:"localEndpoint"`
-		Tags map[string]string `json:"tags"`
+		Tags   map[string]string `json:"tags"`
+		Shared bool              `json:"shared"`
 	}
-	if r.Method != http.MethodPost || json.NewDecoder(io.LimitReader(r.Body, 4<<20)).Decode(&spans) != nil {
+	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" ||
+		json.NewDecoder(io.LimitReader(r.Body, 4<<20)).Decode(&spans) != nil {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
 	c.mu.Lock()
+	c.requests = append(c.requests, r.Method+" "+r.Host+r.URL.Path)
 	for _, s := range spans {
+		start := time.UnixMicro(s.Timestamp)
 		c.spans = append(c.spans, Span{Trace: s.TraceID, ID: s.ID, Parent: s.ParentID, Name: s.Name, Kind: s.Kind,
-			Service: s.LocalEndpoint.ServiceName, Attrs: s.Tags})
+			Service: s.LocalEndpoint.ServiceName, Attrs: s.Tags, Shared: s.Shared,
+			Start: start, End: start.Add(time.Duration(s.Duration) * time.Microsecond)})
 	}
 	c.mu.Unlock()
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// Requests returns the Zipkin requests accepted so far, as "METHOD host/path".
+func (c *Collector) Requests() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.requests...)
 }
 
 // Spans returns a copy of the spans received so far.
@@ -108,28 +130,19 @@ func (c *Collector) Trace(trace string) []Span {
 // StartOTLPCollector runs an OTLP gRPC trace receiver on ip (a free port) until the test ends.
 func StartOTLPCollector(t testing.TB, ip string) *Collector {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &Collector{Addr: ln.Addr().String()}
-	srv := grpc.NewServer()
-	coltracepb.RegisterTraceServiceServer(srv, c)
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
+	c := &Collector{}
+	c.Addr = ServeGRPC(t, net.JoinHostPort(ip, "0"), func() *grpc.Server {
+		srv := grpc.NewServer()
+		coltracepb.RegisterTraceServiceServer(srv, c)
+		return srv
+	}).Addr()
 	return c
 }
 
 // StartZipkinCollector runs a Zipkin v2 JSON collector on ip (a free port) until the test ends.
 func StartZipkinCollector(t testing.TB, ip string) *Collector {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &Collector{Addr: ln.Addr().String()}
-	srv := &http.Server{Handler: c}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	c := &Collector{}
+	c.Addr = ServeHTTP(t, Listen(t, net.JoinHostPort(ip, "0")), &http.Server{Handler: c})
 	return c
 }

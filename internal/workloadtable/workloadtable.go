@@ -5,9 +5,8 @@
 // encodes it) and proxy/telemetry (which decodes and compiles it); docs/observability.md
 // ("Peer metadata") explains why a table replaces Istio's peer metadata headers.
 //
-// Like the DNS name table (internal/nametable) it travels as an ECDS resource (an
-// envoy.config.core.v3.TypedExtensionConfig) named Name, whose typed_config is an
-// xds.type.v3.TypedStruct with type_url TypeURL and a google.protobuf.Struct value:
+// Like the DNS name table (internal/nametable) it travels in internal/ecdstable's envelope: an
+// ECDS resource named Name whose TypedStruct has type_url TypeURL and a Struct value:
 //
 //	{"trustDomains": ["cluster.local"],
 //	 "workloads": [{"name": "reviews-v1", "namespace": "default", "serviceAccount": "reviews",
@@ -23,11 +22,10 @@ import (
 	"fmt"
 	"net/netip"
 
-	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/internal/ecdstable"
 )
 
 // Name is the resource name of the workload table.
@@ -98,38 +96,38 @@ func firstSet(vs ...string) string {
 	return ""
 }
 
+// stringFields are the string fields of a workload entry, by their key in the resource.
+var stringFields = [...]struct {
+	key string
+	of  func(*Workload) *string
+}{
+	{"name", func(w *Workload) *string { return &w.Name }},
+	{"namespace", func(w *Workload) *string { return &w.Namespace }},
+	{"serviceAccount", func(w *Workload) *string { return &w.ServiceAccount }},
+	{"app", func(w *Workload) *string { return &w.App }},
+	{"version", func(w *Workload) *string { return &w.Version }},
+	{"canonicalService", func(w *Workload) *string { return &w.CanonicalService }},
+	{"canonicalRevision", func(w *Workload) *string { return &w.CanonicalRevision }},
+	{"cluster", func(w *Workload) *string { return &w.Cluster }},
+}
+
 // Encode returns the table as its ECDS resource. Its encoding is deterministic for equal
 // tables (the workloads keep their order). It refuses a table beyond the limits.
 func Encode(t Table) (*corev3.TypedExtensionConfig, error) {
 	if err := check(t); err != nil {
 		return nil, fmt.Errorf("encoding workload table: %w", err)
 	}
-	tds := make([]*structpb.Value, len(t.TrustDomains))
-	for i, td := range t.TrustDomains {
-		tds[i] = structpb.NewStringValue(td)
-	}
 	ws := make([]*structpb.Value, len(t.Workloads))
-	for i, w := range t.Workloads {
-		f := make(map[string]*structpb.Value, 10)
-		str := func(k, v string) {
-			if v != "" {
-				f[k] = structpb.NewStringValue(v)
+	for i := range t.Workloads {
+		w := &t.Workloads[i]
+		f := make(map[string]*structpb.Value, len(stringFields)+2)
+		for _, sf := range stringFields {
+			if v := *sf.of(w); v != "" {
+				f[sf.key] = structpb.NewStringValue(v)
 			}
 		}
-		str("name", w.Name)
-		str("namespace", w.Namespace)
-		str("serviceAccount", w.ServiceAccount)
-		str("app", w.App)
-		str("version", w.Version)
-		str("canonicalService", w.CanonicalService)
-		str("canonicalRevision", w.CanonicalRevision)
-		str("cluster", w.Cluster)
 		if len(w.Addresses) > 0 {
-			as := make([]*structpb.Value, len(w.Addresses))
-			for j, a := range w.Addresses {
-				as[j] = structpb.NewStringValue(a)
-			}
-			f["addresses"] = structpb.NewListValue(&structpb.ListValue{Values: as})
+			f["addresses"] = ecdstable.StringValues(w.Addresses)
 		}
 		if w.Sidecar {
 			f["sidecar"] = structpb.NewBoolValue(true)
@@ -137,16 +135,14 @@ func Encode(t Table) (*corev3.TypedExtensionConfig, error) {
 		ws[i] = structpb.NewStructValue(&structpb.Struct{Fields: f})
 	}
 	v := &structpb.Struct{Fields: map[string]*structpb.Value{
-		"trustDomains": structpb.NewListValue(&structpb.ListValue{Values: tds}),
+		"trustDomains": ecdstable.StringValues(t.TrustDomains),
 		"workloads":    structpb.NewListValue(&structpb.ListValue{Values: ws}),
 	}}
-	// Deterministic: a Struct is maps, and equal tables must be equal bytes (the xDS server
-	// pushes a resource whose bytes changed).
-	a := new(anypb.Any)
-	if err := anypb.MarshalFrom(a, &xdstypev3.TypedStruct{TypeUrl: TypeURL, Value: v}, proto.MarshalOptions{Deterministic: true}); err != nil {
+	tec, err := ecdstable.Encode(Name, TypeURL, v)
+	if err != nil {
 		return nil, fmt.Errorf("encoding workload table: %w", err)
 	}
-	return &corev3.TypedExtensionConfig{Name: Name, TypedConfig: a}, nil
+	return tec, nil
 }
 
 // check applies the limits to a table.
@@ -168,21 +164,15 @@ func check(t Table) error {
 // Decode parses a workload table resource. Every address must be an IP address and every
 // string at most MaxValueLen bytes; unknown fields are refused, naming them.
 func Decode(tec *corev3.TypedExtensionConfig) (Table, error) {
-	if tec.GetName() != Name {
-		return Table{}, fmt.Errorf("workload table: resource name %q, want %q", tec.GetName(), Name)
-	}
-	var ts xdstypev3.TypedStruct
-	if err := tec.GetTypedConfig().UnmarshalTo(&ts); err != nil {
-		return Table{}, fmt.Errorf("workload table: typed_config: %w", err)
-	}
-	if ts.GetTypeUrl() != TypeURL {
-		return Table{}, fmt.Errorf("workload table: typed_config.type_url %q, want %q", ts.GetTypeUrl(), TypeURL)
+	v, err := ecdstable.Decode(tec, Name, TypeURL)
+	if err != nil {
+		return Table{}, fmt.Errorf("workload table: %w", err)
 	}
 	var t Table
-	for k, v := range ts.GetValue().GetFields() {
+	for k, v := range v.GetFields() {
 		switch k {
 		case "trustDomains":
-			tds, err := stringList(v, MaxTrustDomains)
+			tds, err := ecdstable.StringList(v, MaxTrustDomains, MaxValueLen)
 			if err != nil {
 				return Table{}, fmt.Errorf("workload table: trustDomains: %w", err)
 			}
@@ -218,24 +208,7 @@ func decodeWorkload(v *structpb.Value) (Workload, error) {
 	}
 	var w Workload
 	for k, f := range s.GetFields() {
-		var dst *string
 		switch k {
-		case "name":
-			dst = &w.Name
-		case "namespace":
-			dst = &w.Namespace
-		case "serviceAccount":
-			dst = &w.ServiceAccount
-		case "app":
-			dst = &w.App
-		case "version":
-			dst = &w.Version
-		case "canonicalService":
-			dst = &w.CanonicalService
-		case "canonicalRevision":
-			dst = &w.CanonicalRevision
-		case "cluster":
-			dst = &w.Cluster
 		case "sidecar":
 			b, ok := f.GetKind().(*structpb.Value_BoolValue)
 			if !ok {
@@ -244,7 +217,7 @@ func decodeWorkload(v *structpb.Value) (Workload, error) {
 			w.Sidecar = b.BoolValue
 			continue
 		case "addresses":
-			as, err := stringList(f, MaxAddresses)
+			as, err := ecdstable.StringList(f, MaxAddresses, MaxValueLen)
 			if err != nil {
 				return Workload{}, fmt.Errorf(".addresses: %w", err)
 			}
@@ -255,7 +228,9 @@ func decodeWorkload(v *structpb.Value) (Workload, error) {
 			}
 			w.Addresses = as
 			continue
-		default:
+		}
+		dst := stringField(&w, k)
+		if dst == nil {
 			return Workload{}, fmt.Errorf(".%s: not supported", k)
 		}
 		str, ok := f.GetKind().(*structpb.Value_StringValue)
@@ -270,24 +245,12 @@ func decodeWorkload(v *structpb.Value) (Workload, error) {
 	return w, nil
 }
 
-func stringList(v *structpb.Value, limit int) ([]string, error) {
-	l := v.GetListValue()
-	if l == nil {
-		return nil, errors.New("want a list")
-	}
-	if len(l.GetValues()) > limit {
-		return nil, fmt.Errorf("%d items, at most %d", len(l.GetValues()), limit)
-	}
-	out := make([]string, 0, len(l.GetValues()))
-	for _, s := range l.GetValues() {
-		str, ok := s.GetKind().(*structpb.Value_StringValue)
-		if !ok {
-			return nil, errors.New("want strings")
+// stringField returns the string field of w whose key is key, or nil.
+func stringField(w *Workload, key string) *string {
+	for _, sf := range stringFields {
+		if sf.key == key {
+			return sf.of(w)
 		}
-		if len(str.StringValue) > MaxValueLen {
-			return nil, fmt.Errorf("%d bytes, at most %d", len(str.StringValue), MaxValueLen)
-		}
-		out = append(out, str.StringValue)
 	}
-	return out, nil
+	return nil
 }

@@ -5,11 +5,11 @@ import (
 	"strings"
 	"testing"
 
-	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/internal/ecdstable"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -64,11 +64,11 @@ func resourceOf(t *testing.T, v map[string]any) *corev3.TypedExtensionConfig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := anypb.New(&xdstypev3.TypedStruct{TypeUrl: TypeURL, Value: s})
+	tec, err := ecdstable.Encode(Name, TypeURL, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &corev3.TypedExtensionConfig{Name: Name, TypedConfig: a}
+	return tec
 }
 
 func TestDecodeRefuses(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/strait-mesh/strait/proxy/attributes"
 	"github.com/strait-mesh/strait/proxy/matcher"
@@ -31,24 +32,12 @@ var headerMatch = matcher.Options{MaxProgramSize: 1000, MaxRegexLen: 4096}
 func compileFilter(path string, f *accesslogv3.AccessLogFilter) (filter, error) {
 	switch x := f.GetFilterSpecifier().(type) {
 	case *accesslogv3.AccessLogFilter_StatusCodeFilter:
-		cmp, err := compileComparison(path+".status_code_filter", x.StatusCodeFilter.GetComparison())
-		if err != nil {
-			return nil, err
-		}
-		if err := xdsfield.Check(x.StatusCodeFilter, path+".status_code_filter", "comparison"); err != nil {
-			return nil, err
-		}
 		// Envoy compares 0 when there is no response code (a TCP connection, a reset).
-		return func(e *Entry) bool { return cmp(uint64(max(e.ResponseCode, 0))) }, nil
+		return compileComparisonFilter(path+".status_code_filter", x.StatusCodeFilter,
+			func(e *Entry) uint64 { return uint64(max(e.ResponseCode, 0)) })
 	case *accesslogv3.AccessLogFilter_DurationFilter:
-		cmp, err := compileComparison(path+".duration_filter", x.DurationFilter.GetComparison())
-		if err != nil {
-			return nil, err
-		}
-		if err := xdsfield.Check(x.DurationFilter, path+".duration_filter", "comparison"); err != nil {
-			return nil, err
-		}
-		return func(e *Entry) bool { return cmp(uint64(max(e.Duration.Milliseconds(), 0))) }, nil
+		return compileComparisonFilter(path+".duration_filter", x.DurationFilter,
+			func(e *Entry) uint64 { return uint64(max(e.Duration.Milliseconds(), 0)) })
 	case *accesslogv3.AccessLogFilter_NotHealthCheckFilter:
 		if err := xdsfield.Check(x.NotHealthCheckFilter, path+".not_health_check_filter"); err != nil {
 			return nil, err
@@ -57,31 +46,9 @@ func compileFilter(path string, f *accesslogv3.AccessLogFilter) (filter, error) 
 		// strait-proxy refuses that filter, so no request ever is one.
 		return func(*Entry) bool { return true }, nil
 	case *accesslogv3.AccessLogFilter_AndFilter:
-		fs, err := compileFilters(path+".and_filter", x.AndFilter.GetFilters())
-		if err != nil {
-			return nil, err
-		}
-		return func(e *Entry) bool {
-			for _, f := range fs {
-				if !f(e) {
-					return false
-				}
-			}
-			return true
-		}, nil
+		return compileJunction(path+".and_filter", x.AndFilter.GetFilters(), false)
 	case *accesslogv3.AccessLogFilter_OrFilter:
-		fs, err := compileFilters(path+".or_filter", x.OrFilter.GetFilters())
-		if err != nil {
-			return nil, err
-		}
-		return func(e *Entry) bool {
-			for _, f := range fs {
-				if f(e) {
-					return true
-				}
-			}
-			return false
-		}, nil
+		return compileJunction(path+".or_filter", x.OrFilter.GetFilters(), true)
 	case *accesslogv3.AccessLogFilter_ResponseFlagFilter:
 		return compileResponseFlagFilter(path+".response_flag_filter", x.ResponseFlagFilter)
 	case *accesslogv3.AccessLogFilter_HeaderFilter:
@@ -108,6 +75,41 @@ func compileFilter(path string, f *accesslogv3.AccessLogFilter) (filter, error) 
 		}
 		return nil, xdsfield.Unsupported(path+"."+name, "access log filter")
 	}
+}
+
+// comparisonFilter is a status_code_filter or a duration_filter.
+type comparisonFilter interface {
+	proto.Message
+	GetComparison() *accesslogv3.ComparisonFilter
+}
+
+// compileComparisonFilter compiles a filter that compares value(entry) with its comparison.
+func compileComparisonFilter(path string, f comparisonFilter, value func(*Entry) uint64) (filter, error) {
+	cmp, err := compileComparison(path, f.GetComparison())
+	if err != nil {
+		return nil, err
+	}
+	if err := xdsfield.Check(f, path, "comparison"); err != nil {
+		return nil, err
+	}
+	return func(e *Entry) bool { return cmp(value(e)) }, nil
+}
+
+// compileJunction compiles an and_filter (or false: every filter must log) or an or_filter (or
+// true: one filter logging is enough).
+func compileJunction(path string, fs []*accesslogv3.AccessLogFilter, or bool) (filter, error) {
+	cs, err := compileFilters(path, fs)
+	if err != nil {
+		return nil, err
+	}
+	return func(e *Entry) bool {
+		for _, f := range cs {
+			if f(e) == or {
+				return or
+			}
+		}
+		return !or
+	}, nil
 }
 
 func compileFilters(path string, fs []*accesslogv3.AccessLogFilter) ([]filter, error) {

@@ -31,6 +31,7 @@ var activationPool = sync.Pool{New: func() any {
 	a := &activation{}
 	for i, n := range groupOrder {
 		a.groups[i] = group{a: a, fields: groups[n]}
+		a.groups[i].self = &a.groups[i]
 	}
 	return a
 }}
@@ -109,8 +110,48 @@ func convertMap(v ref.Val, t ref.Type) ref.Val {
 	return types.NewErrFromString("type conversion error from map to " + t.TypeName())
 }
 
+// mapValue is the CEL map behaviour (ref.Val and traits.Mapper) of a lookup: the lazily resolved
+// maps of this package embed it, with self set to themselves.
+type mapValue struct{ self lookup }
+
+// ConvertToNative implements ref.Val.
+func (m *mapValue) ConvertToNative(reflect.Type) (any, error) {
+	return nil, errors.New("attribute maps do not convert to native values")
+}
+
+// ConvertToType implements ref.Val.
+func (m *mapValue) ConvertToType(t ref.Type) ref.Val { return convertMap(m.self.(ref.Val), t) }
+
+// Equal implements ref.Val: an attribute map equals only itself.
+func (m *mapValue) Equal(o ref.Val) ref.Val {
+	l, ok := o.(lookup)
+	return types.Bool(ok && l == m.self)
+}
+
+// Type implements ref.Val.
+func (m *mapValue) Type() ref.Type { return types.MapType }
+
+// Value implements ref.Val.
+func (m *mapValue) Value() any { return m.self }
+
+// Contains implements traits.Container.
+func (m *mapValue) Contains(k ref.Val) ref.Val { return containsKey(m.self, k) }
+
+// Get implements traits.Indexer.
+func (m *mapValue) Get(k ref.Val) ref.Val { return getKey(m.self, k) }
+
+// Find implements traits.Mapper.
+func (m *mapValue) Find(k ref.Val) (ref.Val, bool) { return findKey(m.self, k) }
+
+// Iterator implements traits.Iterable.
+func (m *mapValue) Iterator() traits.Iterator { return keyIterator(m.self) }
+
+// Size implements traits.Sizer.
+func (m *mapValue) Size() ref.Val { return types.Int(len(m.self.keys())) }
+
 // group is a top-level attribute (request, response, ...) of the activation's Record.
 type group struct {
+	mapValue
 	a      *activation
 	fields map[string]attr
 }
@@ -136,42 +177,11 @@ func (g *group) keys() []string {
 	return ks
 }
 
-// ConvertToNative implements ref.Val.
-func (g *group) ConvertToNative(reflect.Type) (any, error) {
-	return nil, errors.New("attribute maps do not convert to native values")
-}
-
-// ConvertToType implements ref.Val.
-func (g *group) ConvertToType(t ref.Type) ref.Val { return convertMap(g, t) }
-
-// Equal implements ref.Val: an attribute map equals only itself.
-func (g *group) Equal(o ref.Val) ref.Val { return types.Bool(o == ref.Val(g)) }
-
-// Type implements ref.Val.
-func (g *group) Type() ref.Type { return types.MapType }
-
-// Value implements ref.Val.
-func (g *group) Value() any { return g }
-
-// Contains implements traits.Container.
-func (g *group) Contains(k ref.Val) ref.Val { return containsKey(g, k) }
-
-// Get implements traits.Indexer.
-func (g *group) Get(k ref.Val) ref.Val { return getKey(g, k) }
-
-// Find implements traits.Mapper.
-func (g *group) Find(k ref.Val) (ref.Val, bool) { return findKey(g, k) }
-
-// Iterator implements traits.Iterable.
-func (g *group) Iterator() traits.Iterator { return keyIterator(g) }
-
-// Size implements traits.Sizer.
-func (g *group) Size() ref.Val { return types.Int(len(g.keys())) }
-
 // headerMap is request.headers, response.headers or response.trailers: header values by
 // lower-cased name (case-insensitive lookup), several values comma-joined. Request headers
 // include the pseudo-headers :method, :path, :authority and :scheme; response headers :status.
 type headerMap struct {
+	mapValue
 	r    *Record
 	kind headerKind
 }
@@ -190,21 +200,27 @@ func requestHeaders(r *Record) (ref.Val, bool) {
 	if r.Protocol == "" {
 		return nil, false
 	}
-	return &headerMap{r: r, kind: requestHeaderMap}, true
+	return newHeaderMap(r, requestHeaderMap), true
 }
 
 func responseHeaders(r *Record) (ref.Val, bool) {
 	if r.Protocol == "" || r.ResponseCode == 0 {
 		return nil, false
 	}
-	return &headerMap{r: r, kind: responseHeaderMap}, true
+	return newHeaderMap(r, responseHeaderMap), true
 }
 
 func responseTrailers(r *Record) (ref.Val, bool) {
 	if r.Protocol == "" || r.ResponseCode == 0 {
 		return nil, false
 	}
-	return &headerMap{r: r, kind: responseTrailerMap}, true
+	return newHeaderMap(r, responseTrailerMap), true
+}
+
+func newHeaderMap(r *Record, kind headerKind) *headerMap {
+	m := &headerMap{r: r, kind: kind}
+	m.self = m
+	return m
 }
 
 var (
@@ -278,35 +294,3 @@ func (m *headerMap) keys() []string {
 	sort.Strings(ks)
 	return ks
 }
-
-// ConvertToNative implements ref.Val.
-func (m *headerMap) ConvertToNative(reflect.Type) (any, error) {
-	return nil, errors.New("header maps do not convert to native values")
-}
-
-// ConvertToType implements ref.Val.
-func (m *headerMap) ConvertToType(t ref.Type) ref.Val { return convertMap(m, t) }
-
-// Equal implements ref.Val: a header map equals only itself.
-func (m *headerMap) Equal(o ref.Val) ref.Val { return types.Bool(o == ref.Val(m)) }
-
-// Type implements ref.Val.
-func (m *headerMap) Type() ref.Type { return types.MapType }
-
-// Value implements ref.Val.
-func (m *headerMap) Value() any { return m }
-
-// Contains implements traits.Container.
-func (m *headerMap) Contains(k ref.Val) ref.Val { return containsKey(m, k) }
-
-// Get implements traits.Indexer.
-func (m *headerMap) Get(k ref.Val) ref.Val { return getKey(m, k) }
-
-// Find implements traits.Mapper.
-func (m *headerMap) Find(k ref.Val) (ref.Val, bool) { return findKey(m, k) }
-
-// Iterator implements traits.Iterable.
-func (m *headerMap) Iterator() traits.Iterator { return keyIterator(m) }
-
-// Size implements traits.Sizer.
-func (m *headerMap) Size() ref.Val { return types.Int(len(m.keys())) }

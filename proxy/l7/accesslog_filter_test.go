@@ -11,23 +11,11 @@ import (
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/accesslog"
+	"github.com/strait-mesh/strait/proxy/accesslog/accesslogtest"
 )
-
-// celFilter is Istio's access log filter for a Telemetry accessLogging.filter.expression.
-func celFilter(t testing.TB, expr string) *accesslogv3.AccessLogFilter {
-	a, err := anypb.New(&celv3.ExpressionFilter{Expression: expr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{
-		ExtensionFilter: &accesslogv3.ExtensionFilter{Name: "envoy.access_loggers.extension_filters.cel",
-			ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: a}}}}
-}
 
 // TestAccessLogFilters sends 200s and 503s through a real connection manager whose access log
 // has a filter, and counts the lines written: only the 503s are logged.
@@ -36,7 +24,9 @@ func TestAccessLogFilters(t *testing.T) {
 		name   string
 		filter func(t testing.TB) *accesslogv3.AccessLogFilter
 	}{
-		{"cel", func(t testing.TB) *accesslogv3.AccessLogFilter { return celFilter(t, `response.code >= 500`) }},
+		{"cel", func(t testing.TB) *accesslogv3.AccessLogFilter {
+			return accesslogtest.CELFilter(t, `response.code >= 500`)
+		}},
 		{"status_code", func(testing.TB) *accesslogv3.AccessLogFilter {
 			return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
 				StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
@@ -46,7 +36,7 @@ func TestAccessLogFilters(t *testing.T) {
 			return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{AndFilter: &accesslogv3.AndFilter{
 				Filters: []*accesslogv3.AccessLogFilter{
 					{FilterSpecifier: &accesslogv3.AccessLogFilter_NotHealthCheckFilter{NotHealthCheckFilter: &accesslogv3.NotHealthCheckFilter{}}},
-					celFilter(t, `request.url_path.startsWith("/fail") && request.headers["x-test"] == "yes"`),
+					accesslogtest.CELFilter(t, `request.url_path.startsWith("/fail") && request.headers["x-test"] == "yes"`),
 				}}}}
 		}},
 	} {
@@ -115,8 +105,8 @@ func TestAccessLogFilterRefused(t *testing.T) {
 	}{
 		{&accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_RuntimeFilter{
 			RuntimeFilter: &accesslogv3.RuntimeFilter{RuntimeKey: "k"}}}, "access_log[0].filter.runtime_filter: not supported"},
-		{celFilter(t, `response.code >=`), "access_log[0].filter.extension_filter.typed_config.expression: compiling CEL expression"},
-		{celFilter(t, `xds.node.id == "x"`), "attribute xds.node: not supported"},
+		{accesslogtest.CELFilter(t, `response.code >=`), "access_log[0].filter.extension_filter.typed_config.expression: compiling CEL expression"},
+		{accesslogtest.CELFilter(t, `xds.node.id == "x"`), "attribute xds.node: not supported"},
 	} {
 		hcm := inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c"))))
 		al := fileAccessLog(t, filepath.Join(t.TempDir(), "a.log"), "%RESPONSE_CODE%\n")

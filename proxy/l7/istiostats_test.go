@@ -11,22 +11,16 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/telemetry"
 )
 
-// istioStatsFilter is the istio.stats HTTP filter with a PluginConfig given as JSON-like
-// values, in a TypedStruct as an EnvoyFilter writes it.
+// istioStatsHTTPFilter is the istio.stats HTTP filter with a PluginConfig given as JSON-like
+// values, in a udpa TypedStruct as an EnvoyFilter writes it.
 func istioStatsHTTPFilter(t testing.TB, cfg map[string]any) *hcmv3.HttpFilter {
-	v, err := structpb.NewStruct(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := anypb.New(&udpatypev1.TypedStruct{TypeUrl: telemetry.TypeStatsPluginConfig, Value: v})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &hcmv3.HttpFilter{Name: "istio.stats", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}
+	return &hcmv3.HttpFilter{Name: "istio.stats", ConfigType: &hcmv3.HttpFilter_TypedConfig{
+		TypedConfig: testenv.MustAny(t, &udpatypev1.TypedStruct{TypeUrl: telemetry.TypeStatsPluginConfig, Value: testenv.MustStruct(t, cfg)})}}
 }
 
 // TestIstioStatsOverrides sends requests through a connection manager whose istio.stats filter

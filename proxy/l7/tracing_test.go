@@ -1,11 +1,7 @@
 package l7
 
 import (
-	"context"
-	"encoding/hex"
-	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,76 +14,23 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tagv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/tracing"
 )
 
-// otlpReceiver is a real OTLP gRPC trace receiver (TraceService/Export).
-type otlpReceiver struct {
-	coltracepb.UnimplementedTraceServiceServer
-	mu      sync.Mutex
-	service []string
-	spans   []*tracepb.Span
-}
-
-func (o *otlpReceiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, rs := range req.GetResourceSpans() {
-		for _, a := range rs.GetResource().GetAttributes() {
-			if a.GetKey() == "service.name" {
-				o.service = append(o.service, a.GetValue().GetStringValue())
-			}
-		}
-		for _, ss := range rs.GetScopeSpans() {
-			o.spans = append(o.spans, ss.GetSpans()...)
-		}
-	}
-	return &coltracepb.ExportTraceServiceResponse{}, nil
-}
-
-func (o *otlpReceiver) count() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.spans)
-}
-
-// span returns the received span of trace (hex), waiting for it.
-func (o *otlpReceiver) span(t *testing.T, trace string) *tracepb.Span {
+// waitSpan returns the span of trace (hex) that c received, waiting for it.
+func waitSpan(t *testing.T, c *testenv.Collector, trace string) testenv.Span {
 	t.Helper()
-	var found *tracepb.Span
+	var found []testenv.Span
 	waitFor(t, "span of trace "+trace, func() bool {
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		for _, s := range o.spans {
-			if hex.EncodeToString(s.GetTraceId()) == trace {
-				found = s
-				return true
-			}
-		}
-		return false
+		found = c.Trace(trace)
+		return len(found) > 0
 	})
-	return found
-}
-
-func startOTLPReceiver(t *testing.T) (*otlpReceiver, string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &otlpReceiver{}
-	srv := grpc.NewServer()
-	coltracepb.RegisterTraceServiceServer(srv, r)
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
-	return r, ln.Addr().String()
+	return found[0]
 }
 
 // headerRecorder is an upstream that remembers the propagation headers it received.
@@ -145,12 +88,14 @@ func tracedProxy(t *testing.T, env *testEnv, prefix string, cfg *hcmv3.HttpConne
 	return serveConns(t, h, loopbackInfo), st
 }
 
-func attrs(s *tracepb.Span) map[string]string {
-	m := map[string]string{}
-	for _, a := range s.GetAttributes() {
-		m[a.GetKey()] = a.GetValue().GetStringValue()
-	}
-	return m
+// otelEnv is a testEnv with the clusters app (serving app) and otel (an OTLP gRPC collector,
+// returned).
+func otelEnv(t *testing.T, app http.Handler) (*testEnv, *testenv.Collector) {
+	recv := testenv.StartOTLPCollector(t, "127.0.0.1")
+	return &testEnv{clusters: map[string]Upstream{
+		"app":  newTestUpstream(startUpstream(t, app, false), false),
+		"otel": newTestUpstream(recv.Addr, true),
+	}}, recv
 }
 
 func otelGRPC(t *testing.T, cluster string) *tracev3.Tracing_Http {
@@ -159,12 +104,8 @@ func otelGRPC(t *testing.T, cluster string) *tracev3.Tracing_Http {
 }
 
 func TestTracingOpenTelemetryW3C(t *testing.T) {
-	recv, recvAddr := startOTLPReceiver(t)
 	app := &headerRecorder{}
-	env := &testEnv{clusters: map[string]Upstream{
-		"app":  newTestUpstream(startUpstream(t, app, false), false),
-		"otel": newTestUpstream(recvAddr, true),
-	}}
+	env, recv := otelEnv(t, app)
 	addr, _ := tracedProxy(t, env, "inbound_0.0.0.0_80", &hcmv3.HttpConnectionManager_Tracing{
 		Provider: otelGRPC(t, "otel"), RandomSampling: &typev3.Percent{Value: 100},
 		CustomTags: []*tagv3.CustomTag{{Tag: "req", Type: &tagv3.CustomTag_Value{Value: "%REQ(:METHOD)% %REQ(x-user)% %RESPONSE_CODE%"}}}}, 1)
@@ -183,12 +124,11 @@ func TestTracingOpenTelemetryW3C(t *testing.T) {
 	if got := resp.Header.Get("X-Envoy-Decorator-Operation"); got != "app.ns.svc.cluster.local:80/*" {
 		t.Errorf("inbound response decorator header %q", got)
 	}
-	sp := recv.span(t, trace)
-	if hex.EncodeToString(sp.GetParentSpanId()) != parent || sp.GetKind() != tracepb.Span_SPAN_KIND_SERVER ||
-		sp.GetName() != "app.ns.svc.cluster.local:80/*" || sp.GetTraceState() != "vendor=x" {
-		t.Errorf("span: parent %x kind %v name %q state %q", sp.GetParentSpanId(), sp.GetKind(), sp.GetName(), sp.GetTraceState())
+	sp := waitSpan(t, recv, trace)
+	if sp.Parent != parent || sp.Kind != "SERVER" || sp.Name != "app.ns.svc.cluster.local:80/*" || sp.TraceState != "vendor=x" {
+		t.Errorf("span: parent %s kind %s name %q state %q", sp.Parent, sp.Kind, sp.Name, sp.TraceState)
 	}
-	a := attrs(sp)
+	a := sp.Attrs
 	for k, want := range map[string]string{"http.method": "GET", "http.status_code": "200", "component": "proxy",
 		"upstream_cluster": "app", "response_flags": "-", "http.protocol": "HTTP/1.1", "response_size": "2",
 		"node_id": "sidecar~127.0.0.1~app-1.ns~ns.svc.cluster.local", "http.url": "http://" + addr + "/items?id=1",
@@ -200,21 +140,19 @@ func TestTracingOpenTelemetryW3C(t *testing.T) {
 	if a["guid:x-request-id"] == "" || !strings.HasPrefix(a["peer.address"], "127.0.0.1:") {
 		t.Errorf("attributes %v", a)
 	}
-	if sp.GetStartTimeUnixNano() == 0 || sp.GetEndTimeUnixNano() < sp.GetStartTimeUnixNano() {
-		t.Errorf("times %d..%d", sp.GetStartTimeUnixNano(), sp.GetEndTimeUnixNano())
+	if sp.Start.UnixNano() == 0 || sp.End.Before(sp.Start) {
+		t.Errorf("times %v..%v", sp.Start, sp.End)
 	}
 	up := app.last()
-	if want := "00-" + trace + "-" + hex.EncodeToString(sp.GetSpanId()) + "-01"; up.Get("Traceparent") != want {
+	if want := "00-" + trace + "-" + sp.ID + "-01"; up.Get("Traceparent") != want {
 		t.Errorf("upstream traceparent %q, want %q", up.Get("Traceparent"), want)
 	}
 	if up.Get("Tracestate") != "vendor=x" {
 		t.Errorf("upstream tracestate %q", up.Get("Tracestate"))
 	}
-	recv.mu.Lock()
-	if len(recv.service) == 0 || recv.service[0] != "app.ns" {
-		t.Errorf("service.name %v", recv.service)
+	if sp.Service != "app.ns" {
+		t.Errorf("service.name %q", sp.Service)
 	}
-	recv.mu.Unlock()
 
 	// Without headers (and with a malformed traceparent) a new trace starts: the upstream gets
 	// its context and the span is a root.
@@ -230,9 +168,9 @@ func TestTracingOpenTelemetryW3C(t *testing.T) {
 		if !ok || !sc.Sampled {
 			t.Fatalf("traceparent %q: upstream got %q", tp, app.last().Get("Traceparent"))
 		}
-		root := recv.span(t, sc.TraceID.String())
-		if len(root.GetParentSpanId()) != 0 || hex.EncodeToString(root.GetSpanId()) != sc.SpanID.String() {
-			t.Errorf("traceparent %q: root span parent %x id %x", tp, root.GetParentSpanId(), root.GetSpanId())
+		root := waitSpan(t, recv, sc.TraceID.String())
+		if root.Parent != "" || root.ID != sc.SpanID.String() {
+			t.Errorf("traceparent %q: root span parent %s id %s", tp, root.Parent, root.ID)
 		}
 	}
 }
@@ -240,32 +178,26 @@ func TestTracingOpenTelemetryW3C(t *testing.T) {
 // TestTracingSpawnUpstreamSpan: with spawn_upstream_span the connection manager's span is a
 // SERVER span even on egress and the upstream sees a CLIENT child span's context.
 func TestTracingSpawnUpstreamSpan(t *testing.T) {
-	recv, recvAddr := startOTLPReceiver(t)
 	app := &headerRecorder{}
-	env := &testEnv{clusters: map[string]Upstream{
-		"app":  newTestUpstream(startUpstream(t, app, false), false),
-		"otel": newTestUpstream(recvAddr, true),
-	}}
+	env, recv := otelEnv(t, app)
 	addr, _ := tracedProxy(t, env, "outbound_0.0.0.0_80", &hcmv3.HttpConnectionManager_Tracing{
 		Provider: otelGRPC(t, "otel"), SpawnUpstreamSpan: wrapperspb.Bool(true)}, 1)
 	if resp, _ := roundTrip(t, h1Client(), mustGet(t, "http://"+addr+"/")); resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	sc, _ := tracing.ParseTraceparent(app.last().Get("Traceparent"))
-	waitFor(t, "2 spans", func() bool { return recv.count() == 2 })
-	recv.mu.Lock()
-	defer recv.mu.Unlock()
-	var server, client *tracepb.Span
-	for _, s := range recv.spans {
-		switch s.GetKind() {
-		case tracepb.Span_SPAN_KIND_SERVER:
-			server = s
-		case tracepb.Span_SPAN_KIND_CLIENT:
-			client = s
+	waitFor(t, "2 spans", func() bool { return len(recv.Spans()) == 2 })
+	var server, client *testenv.Span
+	spans := recv.Spans()
+	for i := range spans {
+		switch spans[i].Kind {
+		case "SERVER":
+			server = &spans[i]
+		case "CLIENT":
+			client = &spans[i]
 		}
 	}
-	if server == nil || client == nil || hex.EncodeToString(client.GetSpanId()) != sc.SpanID.String() ||
-		string(client.GetParentSpanId()) != string(server.GetSpanId()) || client.GetName() != "router app egress" {
+	if server == nil || client == nil || client.ID != sc.SpanID.String() || client.Parent != server.ID || client.Name != "router app egress" {
 		t.Fatalf("server %v client %v, upstream context %+v", server, client, sc)
 	}
 	if app.last().Get("X-Envoy-Decorator-Operation") != "app.ns.svc.cluster.local:80/*" {
@@ -281,49 +213,12 @@ func mustGet(t *testing.T, url string) *http.Request {
 	return req
 }
 
-// zipkinCollector is an HTTP server that decodes Zipkin v2 JSON.
-type zipkinCollector struct {
-	mu    sync.Mutex
-	spans []tracing.ZipkinSpan
-	paths []string
-}
-
-func (z *zipkinCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var spans []tracing.ZipkinSpan
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&spans); err != nil || r.Header.Get("Content-Type") != "application/json" {
-		w.WriteHeader(400)
-		return
-	}
-	z.mu.Lock()
-	z.spans = append(z.spans, spans...)
-	z.paths = append(z.paths, r.Method+" "+r.Host+r.URL.Path)
-	z.mu.Unlock()
-	w.WriteHeader(http.StatusAccepted)
-}
-
-func (z *zipkinCollector) span(t *testing.T, trace string) tracing.ZipkinSpan {
-	t.Helper()
-	var found tracing.ZipkinSpan
-	waitFor(t, "zipkin span of "+trace, func() bool {
-		z.mu.Lock()
-		defer z.mu.Unlock()
-		for _, s := range z.spans {
-			if s.TraceID == trace {
-				found = s
-				return true
-			}
-		}
-		return false
-	})
-	return found
-}
-
 func TestTracingZipkinB3(t *testing.T) {
-	col := &zipkinCollector{}
+	col := testenv.StartZipkinCollector(t, "127.0.0.1")
 	app := &headerRecorder{}
 	env := &testEnv{clusters: map[string]Upstream{
 		"app":    newTestUpstream(startUpstream(t, app, false), false),
-		"zipkin": newTestUpstream(startUpstream(t, col, false), false),
+		"zipkin": newTestUpstream(col.Addr, false),
 	}}
 	addr, st := tracedProxy(t, env, "outbound_0.0.0.0_80", &hcmv3.HttpConnectionManager_Tracing{
 		Provider: anyOf(t, tracing.ZipkinName, &tracev3.ZipkinConfig{CollectorCluster: "zipkin", CollectorEndpoint: "/api/v2/spans",
@@ -341,9 +236,9 @@ func TestTracingZipkinB3(t *testing.T) {
 	if resp, _ := roundTrip(t, c, req); resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	sp := col.span(t, trace)
-	if sp.ParentID != parent || sp.Kind != "CLIENT" || sp.Shared || sp.LocalEndpoint == nil || sp.LocalEndpoint.ServiceName != "app.ns" ||
-		sp.Tags["http.status_code"] != "200" || sp.Name != "app.ns.svc.cluster.local:80/*" {
+	sp := waitSpan(t, col, trace)
+	if sp.Parent != parent || sp.Kind != "CLIENT" || sp.Shared || sp.Service != "app.ns" ||
+		sp.Attrs["http.status_code"] != "200" || sp.Name != "app.ns.svc.cluster.local:80/*" {
 		t.Errorf("zipkin span %+v", sp)
 	}
 	up := app.last()
@@ -356,8 +251,8 @@ func TestTracingZipkinB3(t *testing.T) {
 	req = mustGet(t, "http://"+addr+"/")
 	req.Header.Set("b3", trace2+"-"+parent+"-1")
 	roundTrip(t, c, req)
-	sp = col.span(t, trace2)
-	if sp.ParentID != parent || app.last().Get("X-B3-Traceid") != trace2 || app.last().Get("X-B3-Spanid") != sp.ID {
+	sp = waitSpan(t, col, trace2)
+	if sp.Parent != parent || app.last().Get("X-B3-Traceid") != trace2 || app.last().Get("X-B3-Spanid") != sp.ID {
 		t.Errorf("b3 single: span %+v, upstream %v", sp, app.last())
 	}
 
@@ -371,11 +266,9 @@ func TestTracingZipkinB3(t *testing.T) {
 	if tr := app.last().Get("X-B3-Traceid"); len(tr) != 32 || tr == trace || app.last().Get("X-B3-Parentspanid") != "" {
 		t.Errorf("malformed: upstream %v", app.last())
 	}
-	col.mu.Lock()
-	if len(col.paths) == 0 || col.paths[0] != "POST zipkin/api/v2/spans" {
-		t.Errorf("collector requests %v", col.paths)
+	if reqs := col.Requests(); len(reqs) == 0 || reqs[0] != "POST zipkin/api/v2/spans" {
+		t.Errorf("collector requests %v", reqs)
 	}
-	col.mu.Unlock()
 	waitFor(t, "reports_sent", func() bool { return st.Counter("tracing.zipkin.reports_sent", "").Value() >= 1 })
 }
 
@@ -383,11 +276,7 @@ func TestTracingZipkinB3(t *testing.T) {
 // sampled 10±3% of the time (the upstream's traceparent says which, and the collector gets
 // exactly those spans).
 func TestTracingRandomSampling(t *testing.T) {
-	recv, recvAddr := startOTLPReceiver(t)
-	env := &testEnv{clusters: map[string]Upstream{
-		"app":  newTestUpstream(startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Header.Get("Traceparent")) }), false), false),
-		"otel": newTestUpstream(recvAddr, true),
-	}}
+	env, recv := otelEnv(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Header.Get("Traceparent")) }))
 	addr, st := tracedProxy(t, env, "inbound_0.0.0.0_80", &hcmv3.HttpConnectionManager_Tracing{
 		Provider: otelGRPC(t, "otel"), RandomSampling: &typev3.Percent{Value: 10}}, 50)
 	c := h1Client()
@@ -407,7 +296,7 @@ func TestTracingRandomSampling(t *testing.T) {
 	if sampled < 70 || sampled > 130 {
 		t.Fatalf("%d of %d sampled, want 10±3%%", sampled, n)
 	}
-	waitFor(t, "the sampled spans", func() bool { return recv.count() == sampled })
+	waitFor(t, "the sampled spans", func() bool { return len(recv.Spans()) == sampled })
 	if got := st.Counter("http.inbound_0.0.0.0_80.tracing.random_sampling", "").Value(); got != uint64(sampled) {
 		t.Errorf("tracing.random_sampling %d, want %d", got, sampled)
 	}

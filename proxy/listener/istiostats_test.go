@@ -7,20 +7,17 @@ import (
 
 	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/l4"
 	"github.com/strait-mesh/strait/proxy/telemetry"
 )
 
+// istioStatsFilterConfig is the istio.stats network filter with a PluginConfig given as
+// JSON-like values, in an xds TypedStruct.
 func istioStatsFilterConfig(t testing.TB, cfg map[string]any) *listenerv3.Filter {
-	v, err := structpb.NewStruct(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return &listenerv3.Filter{Name: "istio.stats", ConfigType: &listenerv3.Filter_TypedConfig{
-		TypedConfig: testenv.MustAny(t, &xdstypev3.TypedStruct{TypeUrl: telemetry.TypeStatsPluginConfig, Value: v})}}
+		TypedConfig: testenv.MustAny(t, &xdstypev3.TypedStruct{TypeUrl: telemetry.TypeStatsPluginConfig, Value: testenv.MustStruct(t, cfg)})}}
 }
 
 // statsEnv is a testEnv whose tcp_proxy observer reports the istio.stats configuration each

@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
@@ -103,33 +105,25 @@ func (g *grpcTarget) sender(cluster func(string) RoundTripper, service string) s
 		copy(frame[5:], msg)
 		hdr := http.Header{"Content-Type": {"application/grpc"}, "Te": {"trailers"}, "User-Agent": nil,
 			"Grpc-Timeout": {strconv.FormatInt(max(g.timeout.Milliseconds(), 1), 10) + "m"}}
-		for k, v := range g.metadata {
-			hdr[k] = v
-		}
-		ctx, cancel := context.WithTimeout(ctx, g.timeout)
-		defer cancel()
-		req := (&http.Request{Method: http.MethodPost, URL: &url.URL{Path: ExportPath}, Proto: "HTTP/2.0", ProtoMajor: 2,
-			Header: hdr, Host: g.authority, ContentLength: int64(len(frame)), Body: io.NopCloser(bytes.NewReader(frame)),
-			GetBody: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(frame)), nil }}).WithContext(ctx)
-		resp, err := roundTrip(cluster, g.cluster, req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("OTLP export to %s: HTTP %d", g.cluster, resp.StatusCode)
-		}
-		if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxExportReply)); err != nil {
-			return fmt.Errorf("OTLP export to %s: reading the reply: %w", g.cluster, err)
-		}
-		st := resp.Header.Get("Grpc-Status")
-		if st == "" {
-			st = resp.Trailer.Get("Grpc-Status")
-		}
-		if st != "0" {
-			return fmt.Errorf("OTLP export to %s: grpc-status %q: %s", g.cluster, st, resp.Trailer.Get("Grpc-Message"))
-		}
-		return nil
+		maps.Copy(hdr, g.metadata)
+		p := post{cluster: g.cluster, url: &url.URL{Path: ExportPath}, host: g.authority, http2: true,
+			header: hdr, body: frame, timeout: g.timeout}
+		return p.send(ctx, cluster, func(resp *http.Response) error {
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("OTLP export to %s: HTTP %d", g.cluster, resp.StatusCode)
+			}
+			if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxExportReply)); err != nil {
+				return fmt.Errorf("OTLP export to %s: reading the reply: %w", g.cluster, err)
+			}
+			st := resp.Header.Get("Grpc-Status")
+			if st == "" {
+				st = resp.Trailer.Get("Grpc-Status")
+			}
+			if st != "0" {
+				return fmt.Errorf("OTLP export to %s: grpc-status %q: %s", g.cluster, st, resp.Trailer.Get("Grpc-Message"))
+			}
+			return nil
+		})
 	}
 }
 
@@ -148,28 +142,51 @@ func (h *httpTarget) otlpSender(cluster func(string) RoundTripper, service strin
 // post sends body to the target and wants a 2xx.
 func (h *httpTarget) post(ctx context.Context, cluster func(string) RoundTripper, contentType string, body []byte) error {
 	hdr := http.Header{"Content-Type": {contentType}, "User-Agent": nil}
-	for k, v := range h.headers {
-		hdr[k] = v
-	}
+	maps.Copy(hdr, h.headers)
 	u, err := url.ParseRequestURI(h.path)
 	if err != nil {
 		return fmt.Errorf("export to %s: path %q: %w", h.cluster, h.path, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	p := post{cluster: h.cluster, url: u, host: h.host, header: hdr, body: body, timeout: h.timeout}
+	return p.send(ctx, cluster, func(resp *http.Response) error {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxExportReply))
+		if resp.StatusCode/100 != 2 {
+			return &statusError{cluster: h.cluster, code: resp.StatusCode}
+		}
+		return nil
+	})
+}
+
+// post is one export request: body POSTed to url with header, for host, through cluster (on
+// HTTP/2 when http2, else HTTP/1.1) within timeout.
+type post struct {
+	cluster string
+	url     *url.URL
+	host    string
+	http2   bool
+	header  http.Header
+	body    []byte
+	timeout time.Duration
+}
+
+// send sends the request through the cluster clusters returns for its name, and hands the reply
+// to check before closing its body.
+func (p post) send(ctx context.Context, clusters func(string) RoundTripper, check func(*http.Response) error) error {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	req := (&http.Request{Method: http.MethodPost, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: hdr, Host: h.host, ContentLength: int64(len(body)), Body: io.NopCloser(bytes.NewReader(body)),
-		GetBody: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }}).WithContext(ctx)
-	resp, err := roundTrip(cluster, h.cluster, req)
+	body := func() io.ReadCloser { return io.NopCloser(bytes.NewReader(p.body)) }
+	req := (&http.Request{Method: http.MethodPost, URL: p.url, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: p.header, Host: p.host, ContentLength: int64(len(p.body)), Body: body(),
+		GetBody: func() (io.ReadCloser, error) { return body(), nil }}).WithContext(ctx)
+	if p.http2 {
+		req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
+	}
+	resp, err := roundTrip(clusters, p.cluster, req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxExportReply))
-	if resp.StatusCode/100 != 2 {
-		return &statusError{cluster: h.cluster, code: resp.StatusCode}
-	}
-	return nil
+	return check(resp)
 }
 
 // statusError is a collector's reply other than 2xx.

@@ -1,0 +1,85 @@
+// Package ecdstable is the envelope of the tables straitd sends strait-proxy beside Envoy's own
+// resources (the DNS name table, internal/nametable; the workload table,
+// internal/workloadtable): go-control-plane carries no type for them, so each travels as an ECDS
+// resource, an envoy.config.core.v3.TypedExtensionConfig named after the table, whose
+// typed_config is an xds.type.v3.TypedStruct with the table's own type_url and a
+// google.protobuf.Struct value. An Envoy never asks for them: Envoy requests ECDS only for the
+// names its listeners reference.
+//
+// The table packages own their names, type URLs, fields and limits; this package owns the
+// envelope and the bounded decoding of the string lists both tables hold.
+package ecdstable
+
+import (
+	"errors"
+	"fmt"
+
+	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Encode wraps v as the ECDS resource name with the TypedStruct type_url typeURL. The encoding
+// is deterministic (a Struct is maps, and the xDS server pushes a resource whose bytes changed,
+// so equal tables must be equal bytes).
+func Encode(name, typeURL string, v *structpb.Struct) (*corev3.TypedExtensionConfig, error) {
+	a := new(anypb.Any)
+	if err := anypb.MarshalFrom(a, &xdstypev3.TypedStruct{TypeUrl: typeURL, Value: v}, proto.MarshalOptions{Deterministic: true}); err != nil {
+		return nil, fmt.Errorf("encoding typed_config: %w", err)
+	}
+	return &corev3.TypedExtensionConfig{Name: name, TypedConfig: a}, nil
+}
+
+// Decode returns the Struct of an ECDS resource that Encode made with name and typeURL; it
+// refuses a resource of another name or another TypedStruct type_url, naming the field.
+func Decode(tec *corev3.TypedExtensionConfig, name, typeURL string) (*structpb.Struct, error) {
+	if tec.GetName() != name {
+		return nil, fmt.Errorf("resource name %q, want %q", tec.GetName(), name)
+	}
+	var ts xdstypev3.TypedStruct
+	if err := tec.GetTypedConfig().UnmarshalTo(&ts); err != nil {
+		return nil, fmt.Errorf("typed_config: %w", err)
+	}
+	if ts.GetTypeUrl() != typeURL {
+		return nil, fmt.Errorf("typed_config.type_url %q, want %q", ts.GetTypeUrl(), typeURL)
+	}
+	return ts.GetValue(), nil
+}
+
+// StringList decodes a list of strings of at most maxItems items, each of at most maxBytes
+// bytes (0: no limit per string). An absent value (nil) is an empty list.
+func StringList(v *structpb.Value, maxItems, maxBytes int) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	l := v.GetListValue()
+	if l == nil {
+		return nil, errors.New("want a list")
+	}
+	if len(l.GetValues()) > maxItems {
+		return nil, fmt.Errorf("%d items, at most %d", len(l.GetValues()), maxItems)
+	}
+	out := make([]string, 0, len(l.GetValues()))
+	for _, s := range l.GetValues() {
+		str, ok := s.GetKind().(*structpb.Value_StringValue)
+		if !ok {
+			return nil, errors.New("want strings")
+		}
+		if maxBytes > 0 && len(str.StringValue) > maxBytes {
+			return nil, fmt.Errorf("%d bytes, at most %d", len(str.StringValue), maxBytes)
+		}
+		out = append(out, str.StringValue)
+	}
+	return out, nil
+}
+
+// StringValues returns vs as a list value.
+func StringValues(vs []string) *structpb.Value {
+	l := make([]*structpb.Value, len(vs))
+	for i, s := range vs {
+		l[i] = structpb.NewStringValue(s)
+	}
+	return structpb.NewListValue(&structpb.ListValue{Values: l})
+}
