@@ -167,7 +167,7 @@ var corpus = map[string]corpusWant{
 	},
 	"samples/bookinfo/policy/productpage_envoy_ratelimit.yaml": {
 		// The global rate limit filter: strait-proxy implements only the local one.
-		refused: []string{`spec.configPatches[0].patch.value.typed_config: HTTP filter "envoy.ratelimit" (type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit) is not supported yet`},
+		refused:  []string{`spec.configPatches[0].patch.value.typed_config: HTTP filter "envoy.ratelimit" (type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit) is not supported yet`},
 		accepted: []string{"EnvoyFilter/istio-system/filter-ratelimit-svc"},
 	},
 	"samples/extauthz/local-ext-authz.yaml": {
