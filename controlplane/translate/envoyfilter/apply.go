@@ -33,9 +33,9 @@ func (a *Applier) Listener(ctx networking.EnvoyFilter_PatchContext, l *listenerv
 		case networking.EnvoyFilter_ROUTE_CONFIGURATION, networking.EnvoyFilter_VIRTUAL_HOST, networking.EnvoyFilter_HTTP_ROUTE:
 			return true
 		case networking.EnvoyFilter_LISTENER:
-			return p.Op != networking.EnvoyFilter_Patch_ADD && listenerMatch(p, l)
+			return p.Op != networking.EnvoyFilter_Patch_ADD && listenerMatch(p, l, false)
 		case networking.EnvoyFilter_FILTER_CHAIN, networking.EnvoyFilter_NETWORK_FILTER, networking.EnvoyFilter_HTTP_FILTER:
-			return listenerMatch(p, l)
+			return listenerMatch(p, l, true)
 		}
 		return false
 	})

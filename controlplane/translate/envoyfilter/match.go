@@ -14,21 +14,32 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 )
 
-// virtualInbound is the name of a sidecar's inbound capture listener: its filter chains stand
-// for the inbound ports, so a listener portNumber is matched against their destination_port.
-const virtualInbound = "virtualInbound"
+// Names of a sidecar's capture listeners. Their filter chains stand for Istio's per-port
+// listeners: a listener portNumber is matched against a chain's destination_port, and on
+// virtualOutbound a listener name against a chain's name too ("0.0.0.0_8080", as Istio names
+// its outbound listeners).
+const (
+	virtualInbound  = "virtualInbound"
+	virtualOutbound = "virtualOutbound"
+)
 
-// listenerMatch reports whether listener l matches p's listener match (name, portNumber), as
-// Istio matches: on virtualInbound the port is matched per filter chain (filterChainMatch).
-func listenerMatch(p *Patch, l *listenerv3.Listener) bool {
+func isVirtual(l *listenerv3.Listener) bool {
+	return l.GetName() == virtualInbound || l.GetName() == virtualOutbound
+}
+
+// listenerMatch reports whether listener l matches p's listener match (name, portNumber). With
+// perChain (patches to filter chains and filters), the match of a virtual listener's port, and
+// of virtualOutbound's chain names, is left to filterChainMatch.
+func listenerMatch(p *Patch, l *listenerv3.Listener, perChain bool) bool {
 	lm := p.Match.GetListener()
 	if lm == nil {
 		return true
 	}
-	if lm.GetName() != "" && lm.GetName() != l.GetName() {
+	deferred := perChain && isVirtual(l)
+	if lm.GetName() != "" && lm.GetName() != l.GetName() && !(deferred && l.GetName() == virtualOutbound) {
 		return false
 	}
-	if n := lm.GetPortNumber(); n != 0 && l.GetName() != virtualInbound {
+	if n := lm.GetPortNumber(); n != 0 && !deferred {
 		if l.GetAddress().GetSocketAddress().GetPortValue() != n {
 			return false
 		}
@@ -38,11 +49,14 @@ func listenerMatch(p *Patch, l *listenerv3.Listener) bool {
 
 // filterChainMatch reports whether filter chain fc of listener l matches p's filterChain match
 // (name, sni, transportProtocol, applicationProtocols, destinationPort, filter and subFilter)
-// and, on virtualInbound, the listener portNumber.
+// and, on a virtual listener, the listener's portNumber (and on virtualOutbound its name).
 func filterChainMatch(p *Patch, l *listenerv3.Listener, fc *listenerv3.FilterChain) bool {
 	lm := p.Match.GetListener()
-	if n := lm.GetPortNumber(); n != 0 && l.GetName() == virtualInbound {
-		if fc.GetFilterChainMatch().GetDestinationPort().GetValue() != n {
+	if isVirtual(l) {
+		if n := lm.GetPortNumber(); n != 0 && fc.GetFilterChainMatch().GetDestinationPort().GetValue() != n {
+			return false
+		}
+		if name := lm.GetName(); name != "" && name != l.GetName() && name != fc.GetName() {
 			return false
 		}
 	}
