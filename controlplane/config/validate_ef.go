@@ -110,6 +110,15 @@ func validateEnvoyPatch(fe *fieldErrs, p string, cp *networking.EnvoyFilter_Envo
 		fe.add(p+".patch.operation", "operation %s is not supported for applyTo %s (supported: %s)", op, applyTo, opNames(efOps[applyTo]))
 		return
 	}
+	if op == networking.EnvoyFilter_Patch_MERGE || op == networking.EnvoyFilter_Patch_REMOVE || op == networking.EnvoyFilter_Patch_REPLACE {
+		f := cp.GetMatch().GetListener().GetFilterChain().GetFilter()
+		switch {
+		case applyTo == networking.EnvoyFilter_HTTP_FILTER && f.GetSubFilter().GetName() == "":
+			fe.add(p+".match.listener.filterChain.filter.subFilter.name", "operation %s of an HTTP filter needs the filter's name (subFilter.name)", op)
+		case applyTo == networking.EnvoyFilter_NETWORK_FILTER && f.GetName() == "":
+			fe.add(p+".match.listener.filterChain.filter.name", "operation %s of a network filter needs the filter's name (filter.name)", op)
+		}
+	}
 	if patch.GetFilterClass() != networking.EnvoyFilter_Patch_UNSPECIFIED {
 		fe.add(p+".patch.filterClass", "filterClass is not supported yet: place the filter with INSERT_BEFORE, INSERT_AFTER or INSERT_FIRST")
 	}
