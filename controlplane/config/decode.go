@@ -66,18 +66,44 @@ func Decode(origin string, data []byte) (objs []*Object, errs []error) {
 // Load decodes data with Decode and validates each decoded object with Validate. It returns the
 // objects that pass both and every error from both steps, so that a caller such as `strait apply`
 // can report all problems at once. Errors about an object that decoded but did not validate carry
-// its kind, namespace and name (see (*Error).Key).
+// its kind, namespace and name (see (*Error).Key) and, when the document holds that one object,
+// the document and the line of the field.
 func Load(origin string, data []byte) ([]*Object, []error) {
-	objs, errs := Decode(origin, data)
-	valid := objs[:0:0]
-	for _, o := range objs {
-		if err := Validate(o); err != nil {
-			errs = append(errs, Errors(err)...)
-			continue
+	if len(data) > MaxInputSize || len(splitDocuments(data)) > MaxDocuments {
+		return Decode(origin, data) // refused as a whole
+	}
+	var valid []*Object
+	var errs []error
+	for i, doc := range splitDocuments(data) {
+		objs, derrs := decodeDocumentSafe(origin, i+1, doc)
+		errs = append(errs, derrs...)
+		for _, o := range objs {
+			err := Validate(o)
+			if err == nil {
+				valid = append(valid, o)
+				continue
+			}
+			for _, e := range Errors(err) {
+				if ce, ok := e.(*Error); ok && len(objs) == 1 && ce.Line == 0 && ce.Origin == origin {
+					d := &docErr{origin: origin, doc: i + 1, line: doc.line, text: doc.data}
+					ce.Doc, ce.Line = i+1, d.err(ce.Field, "").Line
+				}
+				errs = append(errs, e)
+			}
 		}
-		valid = append(valid, o)
 	}
 	return valid, errs
+}
+
+// decodeDocumentSafe is decodeDocument for Load, recovering from a panic as Decode does.
+func decodeDocumentSafe(origin string, index int, doc document) (objs []*Object, errs []error) {
+	defer func() {
+		if r := recover(); r != nil {
+			objs = nil
+			errs = []error{&Error{Origin: origin, Doc: index, Line: doc.line, Msg: fmt.Sprintf("internal error decoding input: %v", r)}}
+		}
+	}()
+	return decodeDocument(origin, index, doc.line, doc.data)
 }
 
 // document is one YAML document of an input and the line it starts on.

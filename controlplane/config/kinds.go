@@ -26,6 +26,9 @@ const (
 // v1alpha3: all three decode into the istio.io/api networking/v1alpha3 messages.
 var networkingVersions = []string{Group + "/v1", Group + "/v1beta1", Group + "/v1alpha3"}
 
+// envoyFilterVersions are the apiVersions of EnvoyFilter: Istio serves it only as v1alpha3.
+var envoyFilterVersions = []string{Group + "/v1alpha3"}
+
 // securityVersions are the apiVersions of the security kinds. v1 is an alias of v1beta1: both
 // decode into the istio.io/api security/v1beta1 messages.
 var securityVersions = []string{SecurityGroup + "/v1", SecurityGroup + "/v1beta1"}
@@ -47,7 +50,7 @@ var APIVersions = append(append(append(append([]string(nil), networkingVersions.
 const DefaultAPIVersion = Group + "/v1"
 
 // Kinds lists every kind this package decodes, in a stable order.
-var Kinds = []Kind{VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry, Secret}
+var Kinds = []Kind{VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry, Secret}
 
 // kindInfo describes one kind of Kinds.
 type kindInfo struct {
@@ -64,6 +67,7 @@ var kindInfos = map[Kind]kindInfo{
 	WorkloadGroup:         {Group, networkingVersions, func() proto.Message { return &networking.WorkloadGroup{} }},
 	Sidecar:               {Group, networkingVersions, func() proto.Message { return &networking.Sidecar{} }},
 	Gateway:               {Group, networkingVersions, func() proto.Message { return &networking.Gateway{} }},
+	EnvoyFilter:           {Group, envoyFilterVersions, func() proto.Message { return &networking.EnvoyFilter{} }},
 	PeerAuthentication:    {SecurityGroup, securityVersions, func() proto.Message { return &security.PeerAuthentication{} }},
 	AuthorizationPolicy:   {SecurityGroup, securityVersions, func() proto.Message { return &security.AuthorizationPolicy{} }},
 	RequestAuthentication: {SecurityGroup, securityVersions, func() proto.Message { return &security.RequestAuthentication{} }},
@@ -80,6 +84,7 @@ var kindNames = map[string]Kind{
 	"workloadgroup": WorkloadGroup, "workloadgroups": WorkloadGroup, "wg": WorkloadGroup,
 	"sidecar": Sidecar, "sidecars": Sidecar,
 	"gateway": Gateway, "gateways": Gateway, "gw": Gateway,
+	"envoyfilter": EnvoyFilter, "envoyfilters": EnvoyFilter,
 	"peerauthentication": PeerAuthentication, "peerauthentications": PeerAuthentication, "pa": PeerAuthentication,
 	"authorizationpolicy": AuthorizationPolicy, "authorizationpolicies": AuthorizationPolicy, "ap": AuthorizationPolicy,
 	"requestauthentication": RequestAuthentication, "requestauthentications": RequestAuthentication, "ra": RequestAuthentication,

@@ -27,6 +27,10 @@ const (
 	Sidecar         Kind = "Sidecar"
 	Gateway         Kind = "Gateway"
 
+	// EnvoyFilter (networking.istio.io/v1alpha3) has a *networkingv1alpha3.EnvoyFilter spec:
+	// patches to the generated Envoy configuration (see validate_ef.go and DecodeEnvoyPatch).
+	EnvoyFilter Kind = "EnvoyFilter"
+
 	// PeerAuthentication (security.istio.io) has a *securityv1beta1.PeerAuthentication spec
 	// (istio.io/api/security/v1beta1).
 	PeerAuthentication Kind = "PeerAuthentication"

@@ -14,7 +14,7 @@ import (
 
 // notYetKinds lists, by API group, the kinds of Istio's API that Strait does not decode yet.
 var notYetKinds = map[string][]string{
-	Group:                 {"EnvoyFilter", "ProxyConfig"},
+	Group:                 {"ProxyConfig"},
 	"extensions.istio.io": {"WasmPlugin"},
 }
 

@@ -27,6 +27,10 @@ type walker struct {
 	errs     []fieldErr
 	warns    []fieldErr // accepted, but worth telling the user (a removed field that is dropped)
 	maxDepth int
+	// anyTypes makes google.protobuf.Any values acceptable: their "@type" is resolved in the
+	// global registry and the other fields are checked against that message (Envoy config in
+	// an EnvoyFilter patch). Without it an Any is an error, as no Istio kind has one.
+	anyTypes bool
 }
 
 // warn records a warning at path (bounded as errors are).
@@ -70,6 +74,9 @@ func (w *walker) message(md protoreflect.MessageDescriptor, v any, path string, 
 	if depth > w.maxDepth {
 		w.add(path, "nesting deeper than %d levels", w.maxDepth)
 		return v
+	}
+	if md.FullName() == "google.protobuf.Any" && w.anyTypes {
+		return w.anyValue(v, path, depth)
 	}
 	if wkt := wellKnown(md.FullName()); wkt != nil {
 		return wkt(w, md, v, path, depth)

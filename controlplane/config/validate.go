@@ -81,6 +81,10 @@ func Validate(o *Object) (err error) {
 		if o.Kind == Gateway {
 			validateGateway(&fe, spec)
 		}
+	case *networking.EnvoyFilter:
+		if o.Kind == EnvoyFilter {
+			validateEnvoyFilter(&fe, o.Namespace, spec)
+		}
 	case *security.PeerAuthentication:
 		if o.Kind == PeerAuthentication {
 			validatePeerAuthentication(&fe, spec)

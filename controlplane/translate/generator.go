@@ -9,6 +9,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/controlplane/translate/envoyfilter"
+	"github.com/strait-mesh/strait/controlplane/translate/envoyfilter/proxycheck"
 	"github.com/strait-mesh/strait/internal/node"
 )
 
@@ -23,6 +25,9 @@ type Options struct {
 	// JWKS returns the key set of a RequestAuthentication jwksUri as the control plane fetched
 	// it (package jwks); nil: jwksUri rules get keys that verify no token.
 	JWKS func(uri string) (string, error)
+	// EnvoyFilterCheck says whether strait-proxy accepts a resource an EnvoyFilter patched;
+	// nil: strait-proxy's own compilers (envoyfilter/proxycheck).
+	EnvoyFilterCheck envoyfilter.Checker
 }
 
 // New returns the Generator that assembles CDS, EDS, LDS and RDS for sidecars, routers
@@ -37,12 +42,13 @@ func New(opts Options) Generator {
 	if opts.DomainSuffix == "" {
 		opts.DomainSuffix = mesh.DefaultDomainSuffix
 	}
-	return &generator{opts: opts, memo: newMemo()}
+	return &generator{opts: opts, memo: newMemo(), check: proxycheck.Checker{}}
 }
 
 type generator struct {
-	opts Options
-	memo *memo // output carried over between snapshots
+	opts  Options
+	memo  *memo               // output carried over between snapshots
+	check envoyfilter.Checker // when opts.EnvoyFilterCheck is nil
 }
 
 var _ Generator = (*generator)(nil)
@@ -70,6 +76,9 @@ func (g *generator) Generate(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("generating for %s: %w", p.ID, err)
+	}
+	if !p.Proxyless {
+		res = g.envoyFilters(snap, p, res)
 	}
 	return res, nil
 }

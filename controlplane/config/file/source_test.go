@@ -85,7 +85,7 @@ func TestLoadAndLastKnownGood(t *testing.T) {
 		t.Fatalf("after bad b: %v", got)
 	}
 	errs := s.Errors()
-	if len(errs) == 0 || !strings.Contains(errs[0].Error(), "a.yaml: VirtualService ns/b: spec.hosts[0]") {
+	if len(errs) == 0 || !strings.Contains(errs[0].Error(), "a.yaml:9: VirtualService ns/b: spec.hosts[0]") {
 		t.Fatalf("errors: %v", errs)
 	}
 

@@ -1,0 +1,76 @@
+package proxycheck
+
+import (
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/strait-mesh/strait/controlplane/config"
+)
+
+// anyOf returns an empty message of typeURL as an Any.
+func anyOf(t *testing.T, typeURL string) *anypb.Any {
+	t.Helper()
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(typeURL)
+	if err != nil {
+		t.Fatalf("%s: %v", typeURL, err)
+	}
+	a, err := anypb.New(mt.New().Interface())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// listenerWith is a listener whose one chain has the network filters fs.
+func listenerWith(fs ...*listenerv3.Filter) *listenerv3.Listener {
+	return &listenerv3.Listener{Name: "l",
+		Address:      &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 1}}}},
+		FilterChains: []*listenerv3.FilterChain{{Filters: fs}}}
+}
+
+// hcmWith is an HTTP connection manager network filter with the HTTP filter typ, then the router.
+func hcmWith(t *testing.T, typ string) *listenerv3.Filter {
+	router, _ := anypb.New(&routerv3.Router{})
+	hcm := &hcmv3.HttpConnectionManager{StatPrefix: "p", HttpFilters: []*hcmv3.HttpFilter{
+		{Name: "f", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(t, typ)}},
+		{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
+	}, RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: "r"}}}
+	a, _ := anypb.New(hcm)
+	return &listenerv3.Filter{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: a}}
+}
+
+// TestProxyFilterTypes keeps config.ProxyHTTPFilterTypes and config.ProxyNetworkFilterTypes (the
+// filters an EnvoyFilter may add, checked at apply time) equal to what strait-proxy's compilers
+// implement: a listed type is never refused as an unknown filter (an empty config may be refused
+// for its content), and Envoy's global rate limit filters, which strait-proxy lacks, are.
+func TestProxyFilterTypes(t *testing.T) {
+	c := Checker{}
+	for _, typ := range config.ProxyHTTPFilterTypes {
+		if err := c.Listener(listenerWith(hcmWith(t, typ))); err != nil && strings.Contains(err.Error(), typ) {
+			t.Errorf("HTTP filter %s: %v", typ, err)
+		}
+	}
+	for _, typ := range config.ProxyNetworkFilterTypes {
+		f := &listenerv3.Filter{Name: "f", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, typ)}}
+		if err := c.Listener(listenerWith(f)); err != nil && strings.Contains(err.Error(), typ) {
+			t.Errorf("network filter %s: %v", typ, err)
+		}
+	}
+	const global = "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit"
+	if err := c.Listener(listenerWith(hcmWith(t, global))); err == nil || !strings.Contains(err.Error(), global) {
+		t.Errorf("the global rate limit filter: %v (config.ProxyHTTPFilterTypes must not list it while strait-proxy lacks it)", err)
+	}
+	const netGlobal = "type.googleapis.com/envoy.extensions.filters.network.ratelimit.v3.RateLimit"
+	f := &listenerv3.Filter{Name: "f", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, netGlobal)}}
+	if err := c.Listener(listenerWith(f)); err == nil {
+		t.Errorf("the network global rate limit filter was accepted")
+	}
+}
