@@ -353,18 +353,9 @@ func (b *labelWriter) pair(name, value string) {
 	}
 	b.WriteString(name)
 	b.WriteString(`="`)
-	for i := 0; i < len(value); i++ {
-		switch c := value[i]; c {
-		case '\\':
-			b.WriteString(`\\`)
-		case '"':
-			b.WriteString(`\"`)
-		case '\n':
-			b.WriteString(`\n`)
-		default:
-			b.WriteByte(c)
-		}
-	}
+	// Values can come from requests (a Host header names destination_service): escaped, and
+	// invalid UTF-8 replaced, so that one request cannot make Prometheus refuse the page.
+	stats.WriteLabelValue(&b.Builder, value)
 	b.WriteByte('"')
 }
 

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/strait-mesh/strait/proxy/stats"
 )
 
@@ -248,5 +251,36 @@ func TestRecordHTTPDoesNotAllocate(t *testing.T) {
 	r.RecordHTTP(q) // promotes to the read map
 	if n := testing.AllocsPerRun(100, func() { r.RecordHTTP(q) }); n != 0 {
 		t.Errorf("%v allocations per request", n)
+	}
+}
+
+// TestHostileAuthorityParses records requests whose Host header (destination_service on the
+// destination side) carries quotes, backslashes, a newline and bytes that are not UTF-8, and
+// parses the page with Prometheus' own parser: one such request must not make Prometheus refuse
+// every metric of the proxy.
+func TestHostileAuthorityParses(t *testing.T) {
+	st := stats.NewStore()
+	r := New(Options{Local: local, Stats: st})
+	for _, host := range []string{"a\"b", `c\d`, "e\nf", "g\xff\xfeh", "caf\u00e9.example"} {
+		r.RecordHTTP(&HTTPRequest{Reporter: Destination, Code: 200, Authority: host})
+	}
+	out := render(t, st)
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(out))
+	if err != nil {
+		t.Fatalf("Prometheus refuses the page: %v\n%s", err, out)
+	}
+	seen := map[string]bool{}
+	for _, m := range fams["istio_requests_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "destination_service" {
+				seen[l.GetValue()] = true
+			}
+		}
+	}
+	for _, want := range []string{"a\"b", `c\d`, "e\nf", "g\ufffd\ufffdh", "caf\u00e9.example"} {
+		if !seen[want] {
+			t.Errorf("destination_service %q missing: %v", want, seen)
+		}
 	}
 }
