@@ -42,6 +42,10 @@ type replayBody struct {
 	// when countGRPC is set; each byte is fed once, when it is read from the downstream.
 	grpc      telemetry.GRPCFrames
 	countGRPC bool
+	// grpcCount is grpc's count, published for readers that must not wait for mu: the reader
+	// holds mu while it waits for the downstream, and a stream's response (a gRPC status while
+	// the client still sends) finishes without waiting for it.
+	grpcCount atomic.Uint64
 	// waiting is set while prefetch waits for the downstream (see interrupt).
 	waiting atomic.Pointer[http.ResponseController]
 }
@@ -105,6 +109,7 @@ func (rb *replayBody) prefetch(w http.ResponseWriter, length int64) {
 		rb.idle.touch()
 		if rb.countGRPC {
 			rb.grpc.Feed(buf[:n])
+			rb.grpcCount.Store(rb.grpc.Messages())
 		}
 	}
 	switch {
@@ -133,9 +138,7 @@ func (rb *replayBody) grpcMessages() uint64 {
 	if rb == nil {
 		return 0
 	}
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
-	return rb.grpc.Messages()
+	return rb.grpcCount.Load()
 }
 
 // inMemory reports whether the whole body was read and kept, so that attempts read it from
@@ -196,6 +199,7 @@ func (v *bodyView) Read(p []byte) (int, error) {
 		rb.idle.touch()
 		if rb.countGRPC {
 			rb.grpc.Feed(p[:n])
+			rb.grpcCount.Store(rb.grpc.Messages())
 		}
 		if rb.record && !rb.overflow {
 			if len(rb.buf)+n <= MaxReplayBytes {
