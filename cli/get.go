@@ -67,7 +67,7 @@ func newGet(g *globals) *cobra.Command {
 var kindShortNames = map[config.Kind]string{
 	config.VirtualService: "vs", config.DestinationRule: "dr", config.ServiceEntry: "se", config.WorkloadEntry: "we",
 	config.WorkloadGroup: "wg", config.Gateway: "gw", config.PeerAuthentication: "pa", config.AuthorizationPolicy: "ap",
-	config.RequestAuthentication: "ra",
+	config.RequestAuthentication: "ra", config.RateLimit: "rl",
 }
 
 // kindNamesHelp lists the kinds `get` accepts: "virtualservice (vs), destinationrule (dr), ...".

@@ -9,6 +9,7 @@ import (
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/strait-mesh/strait/controlplane/config/corev1"
+	"github.com/strait-mesh/strait/controlplane/config/extensionsv1alpha1"
 )
 
 // API groups of the kinds this package decodes.
@@ -20,6 +21,8 @@ const (
 	SecurityGroup = "security.istio.io"
 	// TelemetryGroup is the API group of Telemetry.
 	TelemetryGroup = "telemetry.istio.io"
+	// ExtensionsGroup is the API group of Strait's own kinds (RateLimit).
+	ExtensionsGroup = "extensions.strait.io"
 )
 
 // networkingVersions are the apiVersions of the networking kinds. v1 and v1beta1 are aliases of
@@ -37,20 +40,23 @@ var securityVersions = []string{SecurityGroup + "/v1", SecurityGroup + "/v1beta1
 // into the istio.io/api telemetry/v1alpha1 message.
 var telemetryVersions = []string{TelemetryGroup + "/v1", TelemetryGroup + "/v1alpha1"}
 
+// extensionsVersions are the apiVersions of Strait's own kinds (RateLimit).
+var extensionsVersions = []string{ExtensionsGroup + "/v1alpha1"}
+
 // coreVersions are the apiVersions of the Kubernetes core kinds (Secret): the core group has no
 // name, so its apiVersion is the bare version.
 var coreVersions = []string{"v1"}
 
 // APIVersions lists every accepted apiVersion value, of any kind. Which of them a document may
 // use depends on its kind: see APIVersionsFor.
-var APIVersions = append(append(append(append([]string(nil), networkingVersions...), securityVersions...), telemetryVersions...), coreVersions...)
+var APIVersions = append(append(append(append(append([]string(nil), networkingVersions...), securityVersions...), telemetryVersions...), extensionsVersions...), coreVersions...)
 
 // DefaultAPIVersion is the apiVersion of the networking kinds used when rendering objects that
 // do not record one. DefaultAPIVersionFor gives it for any kind.
 const DefaultAPIVersion = Group + "/v1"
 
 // Kinds lists every kind this package decodes, in a stable order.
-var Kinds = []Kind{VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry, Secret}
+var Kinds = []Kind{VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry, RateLimit, Secret}
 
 // kindInfo describes one kind of Kinds.
 type kindInfo struct {
@@ -72,6 +78,7 @@ var kindInfos = map[Kind]kindInfo{
 	AuthorizationPolicy:   {SecurityGroup, securityVersions, func() proto.Message { return &security.AuthorizationPolicy{} }},
 	RequestAuthentication: {SecurityGroup, securityVersions, func() proto.Message { return &security.RequestAuthentication{} }},
 	Telemetry:             {TelemetryGroup, telemetryVersions, func() proto.Message { return &telemetry.Telemetry{} }},
+	RateLimit:             {ExtensionsGroup, extensionsVersions, func() proto.Message { return &extensionsv1alpha1.RateLimit{} }},
 	Secret:                {"", coreVersions, func() proto.Message { return &corev1.Secret{} }},
 }
 
@@ -89,19 +96,21 @@ var kindNames = map[string]Kind{
 	"authorizationpolicy": AuthorizationPolicy, "authorizationpolicies": AuthorizationPolicy, "ap": AuthorizationPolicy,
 	"requestauthentication": RequestAuthentication, "requestauthentications": RequestAuthentication, "ra": RequestAuthentication,
 	"telemetry": Telemetry, "telemetries": Telemetry,
+	"ratelimit": RateLimit, "ratelimits": RateLimit, "rl": RateLimit,
 	"secret": Secret, "secrets": Secret,
 }
 
 // KindFor resolves a user-typed kind name as kubectl and istioctl do: case-insensitive, singular
-// or plural, or a short name ("vs", "dr", "se", "we", "wg", "gw", "pa", "ap", "ra"). A trailing API group
+// or plural, or a short name ("vs", "dr", "se", "we", "wg", "gw", "pa", "ap", "ra", "rl"). A trailing API group
 // is accepted too when it is the kind's own (".networking.istio.io" for VirtualService,
-// ".security.istio.io" for PeerAuthentication, ".telemetry.istio.io" for Telemetry).
+// ".security.istio.io" for PeerAuthentication, ".telemetry.istio.io" for Telemetry,
+// ".extensions.strait.io" for RateLimit).
 func KindFor(name string) (Kind, bool) {
 	n := strings.ToLower(strings.TrimSpace(name))
 	if k, ok := kindNames[n]; ok {
 		return k, true
 	}
-	for _, g := range []string{Group, SecurityGroup, TelemetryGroup} {
+	for _, g := range []string{Group, SecurityGroup, TelemetryGroup, ExtensionsGroup} {
 		if base, found := strings.CutSuffix(n, "."+g); found {
 			if k, ok := kindNames[base]; ok && GroupFor(k) == g {
 				return k, true

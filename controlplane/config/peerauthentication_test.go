@@ -125,7 +125,7 @@ func TestDecodeRefusesOtherKinds(t *testing.T) {
 		{"gateway api route", "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata: {name: a}\nspec: {parentRefs: [{name: gw}]}\n",
 			"kind HTTPRoute (gateway.networking.k8s.io) is not supported yet"},
 		{"config map", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: ns, bogus: 1}\ndata: {a: b}\n",
-			"f.yaml:1: object ns/a: kind ConfigMap (apiVersion v1) is not an Istio object; Strait reads only Istio configuration and Secrets: VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry, Secret"},
+			"f.yaml:1: object ns/a: kind ConfigMap (apiVersion v1) is not an Istio object; Strait reads only Istio configuration and Secrets: VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry, RateLimit, Secret"},
 		{"deployment", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec: {replicas: 1}\n",
 			"kind Deployment (apiVersion apps/v1) is not an Istio object"},
 		{"list item", `{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":[{"port":80}]}}]}`,

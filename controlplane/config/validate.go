@@ -12,6 +12,7 @@ import (
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/strait-mesh/strait/controlplane/config/corev1"
+	"github.com/strait-mesh/strait/controlplane/config/extensionsv1alpha1"
 )
 
 // Validate checks o semantically, with rules at least as strict as Istio's validation for its
@@ -100,6 +101,10 @@ func Validate(o *Object) (err error) {
 	case *telemetry.Telemetry:
 		if o.Kind == Telemetry {
 			validateTelemetry(&fe, spec)
+		}
+	case *extensionsv1alpha1.RateLimit:
+		if o.Kind == RateLimit {
+			validateRateLimit(&fe, spec)
 		}
 	case *corev1.Secret:
 		if o.Kind == Secret {

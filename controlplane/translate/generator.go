@@ -78,6 +78,7 @@ func (g *generator) Generate(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 		return nil, fmt.Errorf("generating for %s: %w", p.ID, err)
 	}
 	if !p.Proxyless {
+		res = g.rateLimits(snap, p, res)
 		res = g.envoyFilters(snap, p, res)
 	}
 	return res, nil
