@@ -32,6 +32,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/describe"
 	"github.com/strait-mesh/strait/controlplane/jwks"
 	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/controlplane/ratelimit"
 	"github.com/strait-mesh/strait/controlplane/registry/autoregister"
 	"github.com/strait-mesh/strait/controlplane/topology"
 	"github.com/strait-mesh/strait/controlplane/translate"
@@ -72,7 +73,12 @@ type Options struct {
 	// DashboardScrapeInterval is how often the dashboard scrapes the proxies' statistics while
 	// someone looks at it (default topology.DefaultInterval).
 	DashboardScrapeInterval time.Duration
-	Logger                  *slog.Logger
+	// RateLimitListen is the address of the in-memory rate limit service
+	// (envoy.service.ratelimit.v3, plaintext gRPC) that proxies' global rate limit filters
+	// call; "" disables it. RateLimitConfig is its configuration file, in the format of
+	// Envoy's ratelimit service, reloaded when it changes (controlplane/ratelimit).
+	RateLimitListen, RateLimitConfig string
+	Logger                           *slog.Logger
 	// Ready, if set, is called once with the bound addresses when straitd serves.
 	Ready func(xdsAddr, httpAddr string)
 }
@@ -210,6 +216,16 @@ func Run(ctx context.Context, o Options) error {
 		log.Warn("no xDS port: neither the mesh port (needs a CA) nor --xds-listen is open")
 	}
 
+	rl, err := newRateLimitPort(o, log)
+	if err != nil {
+		closeXDS()
+		httpLn.Close()
+		if mp != nil {
+			mp.ln.Close()
+		}
+		return err
+	}
+
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(16<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -300,6 +316,11 @@ func Run(ctx context.Context, o Options) error {
 			"trustDomain", mp.authority.TrustDomain(), "rootFingerprint", mp.rootFingerprint(),
 			"roots", len(mp.authority.TrustBundle()))
 	}
+	if rl != nil {
+		goRun("rate limit service", func() error { return rl.grpc.Serve(rl.ln) })
+		goRun("rate limit config", func() error { return rl.svc.Watch(ctx, 0) })
+		log.Info("rate limit service serving", "address", rl.ln.Addr().String(), "config", o.RateLimitConfig)
+	}
 	log.Info("straitd serving", "xds", xdsAddr, "http", httpLn.Addr().String(), "mesh", meshAddr)
 	if o.Ready != nil {
 		o.Ready(xdsAddr, httpLn.Addr().String())
@@ -320,6 +341,9 @@ func Run(ctx context.Context, o Options) error {
 			mp.grpc.GracefulStop()
 		}
 		g.GracefulStop()
+		if rl != nil {
+			rl.grpc.GracefulStop()
+		}
 		close(stopped)
 	}()
 	select {
@@ -329,6 +353,9 @@ func Run(ctx context.Context, o Options) error {
 			mp.grpc.Stop()
 		}
 		g.Stop()
+		if rl != nil {
+			rl.grpc.Stop()
+		}
 	}
 	wg.Wait()
 	return runErr
@@ -400,4 +427,33 @@ func (b *builder) workloadGroup(namespace, name string) (*config.Object, bool) {
 		}
 	}
 	return nil, false
+}
+
+// rateLimitPort is the in-memory rate limit service and its listener.
+type rateLimitPort struct {
+	svc  *ratelimit.Service
+	grpc *grpc.Server
+	ln   net.Listener
+}
+
+// newRateLimitPort builds the rate limit service of o.RateLimitListen, nil when it is off.
+func newRateLimitPort(o Options, log *slog.Logger) (*rateLimitPort, error) {
+	if o.RateLimitListen == "" {
+		if o.RateLimitConfig != "" {
+			return nil, errors.New("--ratelimit-config needs --ratelimit-listen")
+		}
+		return nil, nil
+	}
+	svc, err := ratelimit.New(ratelimit.Options{ConfigFile: o.RateLimitConfig, Logger: log.With("component", "ratelimit")})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.RateLimitListen)
+	if err != nil {
+		return nil, fmt.Errorf("rate limit listen: %w", err)
+	}
+	g := grpc.NewServer(grpc.MaxRecvMsgSize(1<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}))
+	svc.Register(g)
+	return &rateLimitPort{svc: svc, grpc: g, ln: ln}, nil
 }

@@ -166,9 +166,9 @@ var corpus = map[string]corpusWant{
 		accepted: []string{"VirtualService/default/reviews"},
 	},
 	"samples/bookinfo/policy/productpage_envoy_ratelimit.yaml": {
-		// The global rate limit filter: strait-proxy implements only the local one.
-		refused:  []string{`spec.configPatches[0].patch.value.typed_config: HTTP filter "envoy.ratelimit" (type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit) is not supported yet`},
-		accepted: []string{"EnvoyFilter/istio-system/filter-ratelimit-svc"},
+		// Global rate limiting: the filter (strait-proxy's envoy.filters.http.ratelimit) and the
+		// virtual host's rate_limits.
+		accepted: []string{"EnvoyFilter/istio-system/filter-ratelimit", "EnvoyFilter/istio-system/filter-ratelimit-svc"},
 	},
 	"samples/extauthz/local-ext-authz.yaml": {
 		accepted: []string{

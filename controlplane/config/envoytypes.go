@@ -2,7 +2,7 @@ package config
 
 // The Envoy extensions whose typed configs an EnvoyFilter patch may name: importing them
 // registers their messages, so that DecodeEnvoyPatch resolves their type URLs. Some of them
-// (global rate limit, Lua, Wasm, ...) are known only so that a patch using them is refused with
+// (network global rate limit, Lua, Wasm, ...) are known only so that a patch using them is refused with
 // a message naming the filter strait-proxy does not implement, rather than an unknown type.
 import (
 	_ "github.com/cncf/xds/go/udpa/type/v1"
@@ -47,6 +47,7 @@ var ProxyHTTPFilterTypes = []string{
 	"type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
 	"type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
 	"type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+	"type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
 }
 
 // ProxyNetworkFilterTypes are the typed_config type URLs of the network filters strait-proxy

@@ -12,6 +12,7 @@ import (
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	rlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -139,6 +140,17 @@ func (h *Handler) buildPipeline(filters []*hcmv3.HttpFilter) (StreamHandler, err
 			}
 			var err error
 			if flt, err = h.localRateLimitFilter(field, f.GetName(), &lc, f.GetDisabled()); err != nil {
+				return nil, err
+			}
+		case typeGlobalRateLimit:
+			var rc rlhttpv3.RateLimit
+			if tc != nil {
+				if err := tc.UnmarshalTo(&rc); err != nil {
+					return nil, fmt.Errorf("%s: decoding RateLimit: %w", field, err)
+				}
+			}
+			var err error
+			if flt, err = h.globalRateLimitFilter(field, f.GetName(), &rc, f.GetDisabled()); err != nil {
 				return nil, err
 			}
 		case telemetry.TypeStatsPluginConfig, telemetry.TypeUDPATypedStruct, telemetry.TypeXDSTypedStruct:

@@ -36,10 +36,11 @@ const (
 	FlagOverloadManager                                    // OM
 	FlagUnauthorizedExtService                             // UAEX
 	FlagRateLimited                                        // RL
+	FlagRateLimitServiceError                              // RLSE
 	flagCount                    = iota
 )
 
-var flagNames = [flagCount]string{"UH", "UF", "UO", "NR", "URX", "UT", "DC", "DI", "FI", "UC", "UR", "LR", "SI", "NC", "DPE", "UPE", "UMSDR", "OM", "UAEX", "RL"}
+var flagNames = [flagCount]string{"UH", "UF", "UO", "NR", "URX", "UT", "DC", "DI", "FI", "UC", "UR", "LR", "SI", "NC", "DPE", "UPE", "UMSDR", "OM", "UAEX", "RL", "RLSE"}
 
 // String renders the flags as Envoy does ("UF,URX"), or "-" when none are set.
 func (f ResponseFlags) String() string {

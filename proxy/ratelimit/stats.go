@@ -48,3 +48,26 @@ func promName(name string) string {
 	}
 	return string(b)
 }
+
+// GlobalStats are the counters of the global rate limit filter for one route target cluster,
+// cluster.<cluster>.ratelimit.* as Envoy names them (Prometheus envoy_cluster_ratelimit_<stat>
+// with the label envoy_cluster_name).
+type GlobalStats struct {
+	// OK counts under-limit replies from the rate limit service.
+	OK *stats.Counter
+	// OverLimit counts over-limit replies.
+	OverLimit *stats.Counter
+	// Error counts failures to get an answer from the service.
+	Error *stats.Counter
+	// FailureModeAllowed counts errors that let the request through (failure_mode_deny false).
+	FailureModeAllowed *stats.Counter
+}
+
+// NewGlobalStats registers the global rate limit counters of cluster in s.
+func NewGlobalStats(s *stats.Store, cluster string) *GlobalStats {
+	tag := stats.Tag{Name: "envoy_cluster_name", Value: cluster}
+	c := func(stat string) *stats.Counter {
+		return s.Counter("cluster."+cluster+".ratelimit."+stat, "envoy_cluster_ratelimit_"+stat, tag)
+	}
+	return &GlobalStats{OK: c("ok"), OverLimit: c("over_limit"), Error: c("error"), FailureModeAllowed: c("failure_mode_allowed")}
+}

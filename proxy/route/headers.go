@@ -233,3 +233,10 @@ func (o *HeaderOps) Apply(h http.Header, req *http.Request, info *RequestInfo) {
 		}
 	}
 }
+
+// CompileResponseHeaderOps compiles response headers to add (with Envoy's %VERB% formatters) of
+// a filter config at field, for filters outside this package (the global rate limit filter's
+// response_headers_to_add).
+func CompileResponseHeaderOps(field string, add []*corev3.HeaderValueOption) (HeaderOps, error) {
+	return compileResponseHeaderOps(field, add, nil)
+}

@@ -53,8 +53,8 @@ func compileRateLimits(field string, rls []*routev3.RateLimit) ([]rateLimitPolic
 	out := make([]rateLimitPolicy, 0, len(rls))
 	for i, rl := range rls {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		// limit, hits_addend and apply_on_stream_done only matter to the global rate limit
-		// filter, which strait-proxy does not implement yet; x_ratelimit_option likewise.
+		// limit, hits_addend, apply_on_stream_done and x_ratelimit_option are options of the
+		// global rate limit filter that strait-proxy does not implement yet.
 		if err := xdsfield.Check(rl, f, "stage", "disable_key", "actions"); err != nil {
 			return nil, err
 		}

@@ -50,7 +50,8 @@ func hcmWith(t *testing.T, typ string) *listenerv3.Filter {
 // TestProxyFilterTypes keeps config.ProxyHTTPFilterTypes and config.ProxyNetworkFilterTypes (the
 // filters an EnvoyFilter may add, checked at apply time) equal to what strait-proxy's compilers
 // implement: a listed type is never refused as an unknown filter (an empty config may be refused
-// for its content), and Envoy's global rate limit filters, which strait-proxy lacks, are.
+// for its content), and filters strait-proxy lacks (Lua, Envoy's network global rate limit
+// filter) are.
 func TestProxyFilterTypes(t *testing.T) {
 	c := Checker{}
 	for _, typ := range config.ProxyHTTPFilterTypes {
@@ -64,9 +65,9 @@ func TestProxyFilterTypes(t *testing.T) {
 			t.Errorf("network filter %s: %v", typ, err)
 		}
 	}
-	const global = "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit"
-	if err := c.Listener(listenerWith(hcmWith(t, global))); err == nil || !strings.Contains(err.Error(), global) {
-		t.Errorf("the global rate limit filter: %v (config.ProxyHTTPFilterTypes must not list it while strait-proxy lacks it)", err)
+	const lua = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
+	if err := c.Listener(listenerWith(hcmWith(t, lua))); err == nil || !strings.Contains(err.Error(), lua) {
+		t.Errorf("the Lua filter: %v (config.ProxyHTTPFilterTypes must not list it while strait-proxy lacks it)", err)
 	}
 	const netGlobal = "type.googleapis.com/envoy.extensions.filters.network.ratelimit.v3.RateLimit"
 	f := &listenerv3.Filter{Name: "f", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, netGlobal)}}
