@@ -162,6 +162,13 @@ func runDriver(cfg options) error {
 	if err := <-profDone; err != nil {
 		return err
 	}
+	// The mem endpoint collects first, so RSS now is after a GC; the peak is the process's
+	// high-water mark over the whole run (ramp and updates).
+	end, err := getJSON[memStats](ctx, ctl+"/mem")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("server RSS: peak %.0f MiB over the run, %.0f MiB at the end (after a GC)\n", mib(end.PeakRSS), mib(end.RSS))
 	if len(all) > 0 {
 		fmt.Printf("update → ACK by all %d proxies (%d %s changes): p50 %s  p99 %s  max %s\n",
 			cfg.proxies, cfg.updates, cfg.change, pct(all, 50), pct(all, 99), pct(all, 100))
