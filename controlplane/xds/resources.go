@@ -36,6 +36,7 @@ type typeSet struct {
 	version string                         // hash of the names and content hashes of all items
 	wire    map[string]*discovery.Resource // name → marshaled resource; never modified
 	names   []string                       // sorted names of wire
+	bytes   int64                          // resource bytes of all items (a full response's size)
 	diffs   sync.Map                       // old version → *setDiff, see diffFrom
 	unions  sync.Map                       // old version → *typeSet, see unionWith
 }
@@ -318,6 +319,7 @@ func (in *interner) typeSet(typeURL string, list []types.Resource) (*typeSet, er
 				Resource: &anypb.Any{TypeUrl: typeURL, Value: ri.bytes},
 			}
 			set.names = append(set.names, ri.name)
+			set.bytes += int64(len(ri.bytes))
 		}
 		slices.Sort(set.names)
 		in.mu.Lock()
