@@ -404,6 +404,11 @@ func (s *Server) acquirePush(ctx context.Context) (release func(), err error) {
 		return nil, s.ctx.Err()
 	}
 	s.metrics.pushesInProgress.Inc()
+	for n := int64(len(s.push)); ; { // high-water mark, for tests
+		if p := s.pushPeak.Load(); n <= p || s.pushPeak.CompareAndSwap(p, n) {
+			break
+		}
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {

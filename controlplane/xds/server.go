@@ -79,13 +79,14 @@ type Options struct {
 // snapshots with Update, mount Handler for /debug/syncz and stop it with Close. All methods are
 // safe for concurrent use.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	metrics *metrics
-	cache   *snapshotCache
-	fc      *flowControl
-	sem     chan struct{} // bounds concurrent generations
-	push    chan struct{} // push slots: generations and sends (Flow.PushThrottle)
+	opts     Options
+	log      *slog.Logger
+	metrics  *metrics
+	cache    *snapshotCache
+	fc       *flowControl
+	sem      chan struct{} // bounds concurrent generations
+	push     chan struct{} // push slots: generations and sends (Flow.PushThrottle)
+	pushPeak atomic.Int64  // most push slots in use at once, for tests
 
 	ctx    context.Context
 	cancel context.CancelFunc
