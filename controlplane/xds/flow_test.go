@@ -471,3 +471,26 @@ func TestPushThrottleBoundsConcurrency(t *testing.T) {
 		t.Errorf("strait_xds_pushes_in_progress = %v at rest, want 0", got)
 	}
 }
+
+// TestAckTimeoutEndsBlockedSend: a proxy that stops reading while a large response is being sent
+// (the server's send blocked on HTTP/2 flow control) is disconnected after the ACK timeout too,
+// and the stream's bytes are returned.
+func TestAckTimeoutEndsBlockedSend(t *testing.T) {
+	e := newEnv(t, Options{Generator: &bigGenerator{size: 1 << 20}, Flow: FlowLimits{AckTimeout: 300 * time.Millisecond}})
+	e.srv.Update(e.mesh.snapshot())
+	cc, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sidecarID("127.0.0.10", "productpage-1", "default")
+	subscribeAll(t, deltaClientStream{st}, testNode(id, nil)) // and never Recv
+	waitFor(t, "ACK timeout", func() bool { return metricValue(t, e.srv.metrics.ackTimeouts) >= 1 })
+	waitFor(t, "proxy gone", func() bool { _, ok := e.status(id); return !ok })
+	waitFor(t, "bytes returned", func() bool { return e.srv.fc.queuedBytes() == 0 })
+}
