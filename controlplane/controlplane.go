@@ -52,6 +52,9 @@ type Options struct {
 	HTTPListen string // default 127.0.0.1:15014
 	// Debounce and MaxDelay tune push batching (defaults 100 ms and 1 s).
 	Debounce, MaxDelay time.Duration
+	// XDSFlow bounds push work and the memory of xDS responses not yet acknowledged (push
+	// throttle, byte caps, ACK timeout; xds.FlowLimits documents the defaults).
+	XDSFlow xds.FlowLimits
 	// AutoRegisterGrace is how long an auto-registered WorkloadEntry outlives its proxy's
 	// disconnection (default 10 s).
 	AutoRegisterGrace time.Duration
@@ -173,6 +176,7 @@ func Run(ctx context.Context, o Options) error {
 		Generator:    b.problems.generator(translate.New(translate.Options{Report: b.problems.report, JWKS: keySets.Get})),
 		Debounce:     o.Debounce,
 		MaxDelay:     o.MaxDelay,
+		Flow:         o.XDSFlow,
 		Registerer:   reg,
 		Logger:       log,
 		ControlPlane: hostname(),

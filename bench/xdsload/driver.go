@@ -120,6 +120,14 @@ func runDriver(cfg options) error {
 			return err
 		}
 	}
+	if cfg.stuck > 0 {
+		stuck := min(cfg.stuck, len(proxies)-1)
+		for _, p := range proxies[len(proxies)-stuck:] {
+			close(p.stop)
+		}
+		proxies = proxies[:len(proxies)-stuck]
+		fmt.Printf("%d proxies stopped reading their streams; timing the other %d\n", stuck, len(proxies))
+	}
 
 	// Updates.
 	expect := []string{resource.EndpointType}
@@ -162,9 +170,16 @@ func runDriver(cfg options) error {
 	if err := <-profDone; err != nil {
 		return err
 	}
+	// The mem endpoint collects first, so RSS now is after a GC; the peak is the process's
+	// high-water mark over the whole run (ramp and updates).
+	end, err := getJSON[memStats](ctx, ctl+"/mem")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("server RSS: peak %.0f MiB over the run, %.0f MiB at the end (after a GC)\n", mib(end.PeakRSS), mib(end.RSS))
 	if len(all) > 0 {
 		fmt.Printf("update → ACK by all %d proxies (%d %s changes): p50 %s  p99 %s  max %s\n",
-			cfg.proxies, cfg.updates, cfg.change, pct(all, 50), pct(all, 99), pct(all, 100))
+			len(proxies), cfg.updates, cfg.change, pct(all, 50), pct(all, 99), pct(all, 100))
 		fmt.Printf("update → ACK per proxy (%d samples):            p50 %s  p99 %s  max %s\n",
 			len(perProxy), pct(perProxy, 50), pct(perProxy, 99), pct(perProxy, 100))
 		fmt.Printf("update → ACK by all, in order:")
@@ -235,6 +250,7 @@ type simProxy struct {
 	sotw      bool // state-of-the-world ADS instead of Delta
 	ready     chan struct{}
 	readyOnce sync.Once
+	stop      chan struct{} // closed: the proxy stops reading its stream (-stuck)
 	failed    chan error
 
 	mu      sync.Mutex
@@ -264,6 +280,7 @@ func newSimProxy(n int) *simProxy {
 			}},
 		},
 		ready:   make(chan struct{}),
+		stop:    make(chan struct{}),
 		failed:  make(chan error, 1),
 		got:     map[string]int{},
 		lastAck: map[string]int64{},
@@ -297,6 +314,12 @@ func (p *simProxy) stream(ctx context.Context, addr string) error {
 		}
 	}
 	for {
+		select {
+		case <-p.stop: // stuck: hold the stream open without reading it
+			<-ctx.Done()
+			return nil
+		default:
+		}
 		resp, err := st.recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) {

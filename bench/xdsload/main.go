@@ -33,6 +33,7 @@ type options struct {
 	heapProf  string
 	vs        int
 	sotw      bool
+	stuck     int
 }
 
 func main() {
@@ -50,6 +51,7 @@ func main() {
 	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	flag.StringVar(&cfg.profile, "cpuprofile", "", "write a 30 s CPU profile of the server, taken during the updates, to this file")
 	flag.BoolVar(&cfg.sotw, "sotw", false, "simulated proxies use state-of-the-world ADS instead of Delta")
+	flag.IntVar(&cfg.stuck, "stuck", 0, "this many of the proxies stop reading their stream once synced (the updates are timed on the others)")
 	flag.StringVar(&cfg.heapProf, "memprofile", "", "write a heap profile of the server, taken with all proxies connected, to this file")
 	flag.Parse()
 	if cfg.ports < 1 || cfg.ports > len(benchPorts) || cfg.proxies < 1 || cfg.services < 1 || cfg.parallel < 1 || cfg.vs < 0 || cfg.vs > cfg.services {

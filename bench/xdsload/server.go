@@ -12,6 +12,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +31,29 @@ type memStats struct {
 	Sys        uint64 `json:"sys"`
 	Goroutines int    `json:"goroutines"`
 	Connected  int    `json:"connected"`
+	// PeakRSS is the server process's peak resident set size (VmHWM), 0 where /proc is missing.
+	PeakRSS uint64 `json:"peakRSS"`
+	RSS     uint64 `json:"rss"` // resident set size now (VmRSS)
+}
+
+// procStatus reads a "kB" field of /proc/self/status (VmHWM, VmRSS) in bytes; 0 if unavailable.
+func procStatus(field string) uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, field+":")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		if err != nil {
+			return 0
+		}
+		return kb << 10
+	}
+	return 0
 }
 
 // updateResult tells the driver when an Update was handed to the server.
@@ -91,7 +116,8 @@ func runServer(cfg options) error {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		_ = json.NewEncoder(w).Encode(memStats{HeapInuse: ms.HeapInuse, HeapAlloc: ms.HeapAlloc,
-			StackInuse: ms.StackInuse, Sys: ms.Sys, Goroutines: runtime.NumGoroutine(), Connected: len(srv.Status())})
+			StackInuse: ms.StackInuse, Sys: ms.Sys, Goroutines: runtime.NumGoroutine(), Connected: len(srv.Status()),
+			PeakRSS: procStatus("VmHWM"), RSS: procStatus("VmRSS")})
 	})
 	mux.HandleFunc("/update", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()

@@ -16,12 +16,14 @@ import (
 	"github.com/strait-mesh/strait/controlplane"
 	"github.com/strait-mesh/strait/controlplane/jwks"
 	"github.com/strait-mesh/strait/controlplane/topology"
+	"github.com/strait-mesh/strait/controlplane/xds"
 	"github.com/strait-mesh/strait/internal/version"
 )
 
 func main() {
 	var o controlplane.Options
 	var logLevel string
+	var queuedMiB, streamQueuedMiB int64
 	cmd := &cobra.Command{
 		Use:           "straitd",
 		Version:       version.Get().String(),
@@ -35,6 +37,10 @@ func main() {
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			if queuedMiB <= 0 || streamQueuedMiB <= 0 || o.XDSFlow.PushThrottle <= 0 {
+				return fmt.Errorf("--xds-max-queued-mib, --xds-max-stream-queued-mib and --push-throttle must be positive")
+			}
+			o.XDSFlow.MaxQueuedBytes, o.XDSFlow.MaxStreamQueuedBytes = queuedMiB<<20, streamQueuedMiB<<20
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return controlplane.Run(ctx, o)
@@ -48,6 +54,10 @@ func main() {
 	f.StringVar(&o.HTTPListen, "http-listen", "127.0.0.1:15014", "address of /metrics, /debug/* and the config API")
 	f.DurationVar(&o.Debounce, "debounce", 0, "quiet period before a push (default 100ms)")
 	f.DurationVar(&o.MaxDelay, "debounce-max", 0, "longest a push waits under steady changes (default 1s)")
+	f.IntVar(&o.XDSFlow.PushThrottle, "push-throttle", xds.DefaultPushThrottle, "pushes (one proxy's generation, or one xDS response's send) running at once, as istiod's PILOT_PUSH_THROTTLE")
+	f.Int64Var(&queuedMiB, "xds-max-queued-mib", xds.DefaultMaxQueuedBytes>>20, "cap on the MiB of xDS responses built and not yet acknowledged, all proxies together; responses beyond it wait (the newest state is sent when room frees up)")
+	f.Int64Var(&streamQueuedMiB, "xds-max-stream-queued-mib", xds.DefaultMaxStreamQueuedBytes>>20, "the same cap per xDS stream")
+	f.DurationVar(&o.XDSFlow.AckTimeout, "xds-ack-timeout", xds.DefaultAckTimeout, "disconnect a proxy that leaves an xDS response unacknowledged (no ACK or NACK) this long; it reconnects and is resynced (negative: never)")
 	f.DurationVar(&o.AutoRegisterGrace, "autoregister-grace", 0, "how long an auto-registered WorkloadEntry outlives its proxy (default 10s)")
 	f.BoolVar(&o.JWKSAllowPrivate, "jwks-allow-private", false, "let RequestAuthentication jwksUri fetches reach loopback, link-local and unspecified addresses (an issuer on this machine)")
 	f.DurationVar(&o.JWKSRefresh, "jwks-refresh", jwks.DefaultRefresh, "how often RequestAuthentication jwksUri key sets are fetched again")

@@ -34,6 +34,7 @@ import (
 type snapshotCache struct {
 	mu    sync.RWMutex
 	nodes map[string]*nodeCache
+	fc    *flowControl // nil: no flow control (tests of the cache alone)
 
 	watchID atomic.Int64
 }
@@ -59,6 +60,11 @@ type nodeCache struct {
 	retained   *retained
 	subscribed map[string]bool
 	settledAt  map[string]string
+	// Flow control (flow.go): a response waits for the server-wide byte budget; the node's share
+	// of strait_xds_pending_pushes; the node was cleared (its proxy left).
+	heldGlobal   bool
+	pendingTypes int
+	cleared      bool
 }
 
 // sotwHold identifies a placeholder returned-resources map handed to a wildcard SotW stream and
@@ -72,16 +78,38 @@ type sotwWatch struct {
 	req *cache.Request
 	sub cache.Subscription
 	ch  chan cache.Response
+	f   *streamFlow
 }
 
 type deltaWatch struct {
 	req *cache.DeltaRequest
 	sub cache.Subscription
 	ch  chan cache.DeltaResponse
+	f   *streamFlow
 }
 
-func newSnapshotCache() *snapshotCache {
-	return &snapshotCache{nodes: make(map[string]*nodeCache)}
+// newSnapshotCache returns an empty cache; fc may be nil (no flow control).
+func newSnapshotCache(fc *flowControl) *snapshotCache {
+	return &snapshotCache{nodes: make(map[string]*nodeCache), fc: fc}
+}
+
+// streamWatcher is the cache as one stream's go-control-plane server sees it: its watches carry
+// the stream's flow-control state.
+type streamWatcher struct {
+	c *snapshotCache
+	f *streamFlow
+}
+
+var _ cache.ConfigWatcher = streamWatcher{}
+
+// CreateWatch implements cache.ConfigWatcher for SotW.
+func (w streamWatcher) CreateWatch(req *cache.Request, sub cache.Subscription, ch chan cache.Response) (func(), error) {
+	return w.c.createWatch(req, sub, ch, w.f)
+}
+
+// CreateDeltaWatch implements cache.ConfigWatcher for Delta.
+func (w streamWatcher) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, ch chan cache.DeltaResponse) (func(), error) {
+	return w.c.createDeltaWatch(req, sub, ch, w.f)
 }
 
 // node returns the state of a node, creating it.
@@ -109,6 +137,7 @@ func (c *snapshotCache) SetSnapshot(id string, snap *proxySnapshot) {
 	n := c.node(id)
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	defer c.settle(n)
 	old := n.snap
 	before := n.views()
 	n.startTransition(snap)
@@ -132,7 +161,7 @@ func (n *nodeCache) answer(changed func(typeURL string) bool) {
 			if !changed(w.req.GetTypeUrl()) {
 				continue
 			}
-			if resp := n.sotwResponse(w.req, w.sub); resp != nil {
+			if resp := n.sotwResponse(w.req, w.sub, w.f); resp != nil {
 				w.ch <- resp
 				delete(n.watches, wid)
 			}
@@ -142,7 +171,7 @@ func (n *nodeCache) answer(changed func(typeURL string) bool) {
 			if !changed(w.req.GetTypeUrl()) || n.resubscribing[w.req.GetTypeUrl()] {
 				continue // unchanged, or about to be replaced by a watch on the changed subscription
 			}
-			if resp := n.deltaResponse(w.req, w.sub); resp != nil {
+			if resp := n.deltaResponse(w.req, w.sub, w.f); resp != nil {
 				w.ch <- resp
 				delete(n.deltas, wid)
 			}
@@ -166,38 +195,64 @@ func (n *nodeCache) released() func(typeURL string) bool {
 // Clear forgets a node; its streams are gone.
 func (c *snapshotCache) Clear(id string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	n := c.nodes[id]
 	delete(c.nodes, id)
+	c.mu.Unlock()
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c.fc != nil && n.pendingTypes != 0 {
+		c.fc.metrics.pendingPushes.Sub(float64(n.pendingTypes))
+	}
+	n.pendingTypes, n.cleared = 0, true
 }
 
-// CreateWatch implements cache.ConfigWatcher for SotW: it answers at once when the node's
-// snapshot has something new for the request, and otherwise keeps the watch until it does.
+// CreateWatch implements cache.ConfigWatcher for SotW without flow control (see streamWatcher).
 func (c *snapshotCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch chan cache.Response) (func(), error) {
+	return c.createWatch(req, sub, ch, nil)
+}
+
+// CreateDeltaWatch implements cache.ConfigWatcher for Delta without flow control.
+func (c *snapshotCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, ch chan cache.DeltaResponse) (func(), error) {
+	return c.createDeltaWatch(req, sub, ch, nil)
+}
+
+// createWatch serves a SotW request of the stream with flow state f: it answers at once when the
+// node's snapshot has something new for the request (and flow control lets it), and otherwise
+// keeps the watch until it does.
+func (c *snapshotCache) createWatch(req *cache.Request, sub cache.Subscription, ch chan cache.Response, f *streamFlow) (func(), error) {
 	n := c.node(req.GetNode().GetId())
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	f.bind(n)
+	f.dropUnsent(req.GetTypeUrl()) // a response the server discarded for this request
 	n.subscribed[req.GetTypeUrl()] = true
+	defer c.settle(n)
 	defer func() { n.answer(n.released()) }() // what this request settles may release other types
-	if resp := n.sotwResponse(req, sub); resp != nil {
+	if resp := n.sotwResponse(req, sub, f); resp != nil {
 		ch <- resp
 		return func() {}, nil
 	}
-	return addWatch(c, n, n.watches, &sotwWatch{req: req, sub: sub, ch: ch}), nil
+	return addWatch(c, n, n.watches, &sotwWatch{req: req, sub: sub, ch: ch, f: f}), nil
 }
 
-// CreateDeltaWatch implements cache.ConfigWatcher for Delta.
-func (c *snapshotCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, ch chan cache.DeltaResponse) (func(), error) {
+// createDeltaWatch serves a Delta request of the stream with flow state f.
+func (c *snapshotCache) createDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, ch chan cache.DeltaResponse, f *streamFlow) (func(), error) {
 	n := c.node(req.GetNode().GetId())
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	f.bind(n)
 	delete(n.resubscribing, req.GetTypeUrl()) // the subscription change, if any, is done
 	n.subscribed[req.GetTypeUrl()] = true
+	defer c.settle(n)
 	defer func() { n.answer(n.released()) }() // what this request settles may release other types
-	if resp := n.deltaResponse(req, sub); resp != nil {
+	if resp := n.deltaResponse(req, sub, f); resp != nil {
 		ch <- resp
 		return nil, nil
 	}
-	return addWatch(c, n, n.deltas, &deltaWatch{req: req, sub: sub, ch: ch}), nil
+	return addWatch(c, n, n.deltas, &deltaWatch{req: req, sub: sub, ch: ch, f: f}), nil
 }
 
 // addWatch adds w to watches, one of n's (its lock held), and returns the function that removes it.
@@ -217,13 +272,17 @@ func (c *snapshotCache) Fetch(context.Context, *cache.Request) (cache.Response, 
 }
 
 // sotwResponse builds the SotW response for a request, or nil when the client is up to date or
-// NACKed the current version (it keeps its last good version until the next change). Called with
-// n.mu held.
-func (n *nodeCache) sotwResponse(req *cache.Request, sub cache.Subscription) cache.Response {
+// NACKed the current version (it keeps its last good version until the next change), or when
+// flow control holds it (f: a response of the type is outstanding, or the bytes do not fit).
+// Called with n.mu held.
+func (n *nodeCache) sotwResponse(req *cache.Request, sub cache.Subscription, f *streamFlow) cache.Response {
 	typeURL := req.GetTypeUrl()
 	set := n.view(typeURL)
 	if set == nil {
 		return nil // nothing of this type generated yet
+	}
+	if f.inFlight(typeURL) {
+		return nil // answered after the ACK, from the newest snapshot
 	}
 	if req.GetErrorDetail() != nil && n.sent[typeURL] == set.version {
 		n.settledAt[typeURL] = set.version
@@ -257,11 +316,8 @@ func (n *nodeCache) sotwResponse(req *cache.Request, sub cache.Subscription) cac
 		}
 	}
 	var anys []*anypb.Any
+	var size int64
 	next := make(map[string]string)
-	add := func(r *discovery.Resource) {
-		anys = append(anys, r.GetResource())
-		next[r.GetName()] = set.version
-	}
 	if sub.IsWildcard() {
 		// A wildcard stream holds exactly set after this response: an empty placeholder map
 		// says so (see delta.go). If the stream later names resources, go-control-plane edits
@@ -270,16 +326,24 @@ func (n *nodeCache) sotwResponse(req *cache.Request, sub cache.Subscription) cac
 		for _, name := range set.names {
 			anys = append(anys, set.wire[name].GetResource())
 		}
+		size = set.bytes
+	} else {
+		for _, name := range sortedKeys(sub.SubscribedResources()) {
+			if r, ok := set.wire[name]; ok {
+				anys = append(anys, r.GetResource())
+				next[r.GetName()] = set.version
+				size += int64(len(r.GetResource().GetValue()))
+			}
+		}
+	}
+	if !n.reserve(f, typeURL, size) {
+		return nil
+	}
+	if sub.IsWildcard() {
 		if n.sotwHeld == nil {
 			n.sotwHeld = make(map[string]sotwHold)
 		}
 		n.sotwHeld[typeURL] = sotwHold{mapID(next), set.version}
-	} else {
-		for _, name := range sortedKeys(sub.SubscribedResources()) {
-			if r, ok := set.wire[name]; ok {
-				add(r)
-			}
-		}
 	}
 	n.sent[typeURL] = set.version
 	n.settledAt[typeURL] = set.version
@@ -334,4 +398,15 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// reserve accounts a response of size bytes for the stream f, or records why it must wait (the
+// stream's flow remembers a per-stream wait; a server-wide wait queues the node when the current
+// operation ends, see snapshotCache.settle). Called with n.mu held.
+func (n *nodeCache) reserve(f *streamFlow, typeURL string, size int64) bool {
+	ok, global := f.reserve(typeURL, size)
+	if !ok && global {
+		n.heldGlobal = true
+	}
+	return ok
 }

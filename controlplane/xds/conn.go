@@ -115,47 +115,53 @@ func (p *proxyState) acked(typeURL, version string) (time.Duration, bool) {
 	return time.Since(p.pendingSince), true
 }
 
-func (s *Server) callbacks() serverv3.Callbacks {
+// streamCallbacks are the go-control-plane callbacks of one stream: each stream has its own
+// go-control-plane server (see adsService), so the stream's key and flow state are known here and
+// go-control-plane's own stream numbers are not used.
+func (s *Server) streamCallbacks(key streamKey, f *streamFlow) serverv3.CallbackFuncs {
 	return serverv3.CallbackFuncs{
-		StreamOpenFunc:        func(ctx context.Context, id int64, _ string) error { return s.openStream(ctx, streamKey{false, id}) },
-		DeltaStreamOpenFunc:   func(ctx context.Context, id int64, _ string) error { return s.openStream(ctx, streamKey{true, id}) },
-		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.closeStream(streamKey{false, id}) },
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closeStream(streamKey{true, id}) },
-		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
-			return s.onRequest(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(),
+		StreamOpenFunc:        func(ctx context.Context, _ int64, _ string) error { return s.openStream(ctx, key) },
+		DeltaStreamOpenFunc:   func(ctx context.Context, _ int64, _ string) error { return s.openStream(ctx, key) },
+		StreamClosedFunc:      func(int64, *corev3.Node) { s.closeStream(key) },
+		DeltaStreamClosedFunc: func(int64, *corev3.Node) { s.closeStream(key) },
+		StreamRequestFunc: func(_ int64, req *discovery.DiscoveryRequest) error {
+			return s.onRequest(key, f, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(),
 				req.GetVersionInfo(), req.GetErrorDetail(), false)
 		},
-		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
-			return s.onRequest(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "",
+		StreamDeltaRequestFunc: func(_ int64, req *discovery.DeltaDiscoveryRequest) error {
+			return s.onRequest(key, f, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "",
 				req.GetErrorDetail(), len(req.GetResourceNamesSubscribe())+len(req.GetResourceNamesUnsubscribe()) > 0)
 		},
-		StreamResponseFunc: func(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+		StreamResponseFunc: func(_ context.Context, _ int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
 			size := 0
 			for _, r := range resp.GetResources() {
 				size += len(r.GetValue())
 			}
-			s.onResponse(streamKey{false, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), size)
+			f.sent(resp.GetTypeUrl(), resp.GetNonce())
+			s.onResponse(key, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), size)
 		},
-		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+		StreamDeltaResponseFunc: func(_ int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
 			size := 0
 			for _, r := range resp.GetResources() {
 				size += len(r.GetResource().GetValue())
 			}
-			s.onResponse(streamKey{true, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), size)
+			f.sent(resp.GetTypeUrl(), resp.GetNonce())
+			s.onResponse(key, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), size)
 		},
 	}
 }
 
-// onRequest registers the stream's proxy on its first request and tracks ACKs and NACKs. A Delta
-// request that changes the subscribed names resets the cache's memo of what the stream holds. An
-// error ends the stream with that status.
-func (s *Server) onRequest(id streamKey, n *corev3.Node, typeURL, nonce, version string, detail *rpcstatus.Status, namesChanged bool) error {
+// onRequest registers the stream's proxy on its first request and tracks ACKs and NACKs; a reply
+// to the stream's outstanding response of the type releases it (flow control), before
+// go-control-plane opens the type's next watch. A Delta request that changes the subscribed names
+// resets the cache's memo of what the stream holds. An error ends the stream with that status.
+func (s *Server) onRequest(id streamKey, f *streamFlow, n *corev3.Node, typeURL, nonce, version string, detail *rpcstatus.Status, namesChanged bool) error {
 	s.connMu.Lock()
 	st := s.streams[id]
 	s.connMu.Unlock()
 	if st == nil {
 		var err error
-		if st, err = s.connect(id, n); err != nil {
+		if st, err = s.connect(id, f, n); err != nil {
 			return err
 		}
 	}
@@ -165,6 +171,7 @@ func (s *Server) onRequest(id streamKey, n *corev3.Node, typeURL, nonce, version
 	if nonce == "" {
 		return nil // a new subscription, not a reply to a response
 	}
+	f.ack(typeURL, nonce)
 	st.mu.Lock()
 	ts := st.types[typeURL]
 	if ts == nil || ts.sentNonce != nonce {
@@ -227,7 +234,7 @@ func (s *Server) onResponse(id streamKey, typeURL, nonce, version string, size i
 
 // connect registers a new stream, creating the proxy's state and generating its resources when it
 // is the proxy's first stream.
-func (s *Server) connect(id streamKey, n *corev3.Node) (*stream, error) {
+func (s *Server) connect(id streamKey, f *streamFlow, n *corev3.Node) (*stream, error) {
 	proxy, err := ParseProxy(n)
 	if err != nil {
 		s.log.Warn("refusing xds stream: bad node", "node", n.GetId(), "err", err)
@@ -274,7 +281,7 @@ func (s *Server) connect(id streamKey, n *corev3.Node) (*stream, error) {
 		s.mu.Unlock()
 		if snap != nil {
 			s.sem <- struct{}{}
-			s.pushProxy(p, snap, time.Time{})
+			s.pushProxy(f.ctx, p, snap, time.Time{})
 			<-s.sem
 		}
 	}

@@ -69,22 +69,25 @@ func mapID(m map[string]string) unsafe.Pointer { return reflect.ValueOf(m).Unsaf
 // deltaResponse builds the Delta response for a request: the resources whose version differs from
 // what the stream was sent, and the removals. It returns nil when there is nothing to send, except
 // for the first wildcard request, which is always answered. A NACK therefore re-sends nothing.
-// Called with n.mu held.
+// Flow control (f) holds the response while one of the type is outstanding on the stream or
+// while its bytes do not fit: it returns nil and the watch stays open. Called with n.mu held.
 //
 // When the returned map is the one this node's last response produced for a known typeSet (the
 // common case: an ACK, or a push after an ACK), the change is the shared, memoized diff between
 // the two sets, so a push costs O(changes) per proxy instead of O(resources). Wildcard streams are
 // handed placeholders (see above); other streams' maps are updated in place.
-func (n *nodeCache) deltaResponse(req *cache.DeltaRequest, sub cache.Subscription) cache.DeltaResponse {
+func (n *nodeCache) deltaResponse(req *cache.DeltaRequest, sub cache.Subscription, f *streamFlow) cache.DeltaResponse {
 	if n.snap == nil {
 		return nil
 	}
 	typeURL := req.GetTypeUrl()
+	if f.inFlight(typeURL) {
+		return nil // answered after the ACK, from the newest snapshot
+	}
 	set := n.view(typeURL)
 	if set == nil {
 		set = &typeSet{typeURL: typeURL} // a type this proxy gets nothing of
 	}
-	n.settledAt[typeURL] = set.version // sent below, or nothing to send
 	returned := sub.ReturnedResources()
 	if returned == nil {
 		returned = make(map[string]string)
@@ -131,6 +134,7 @@ func (n *nodeCache) deltaResponse(req *cache.DeltaRequest, sub cache.Subscriptio
 		n.memo = make(map[string]deltaMemo)
 	}
 	if len(changed) == 0 && len(removed) == 0 && !(wildcard && req.GetResponseNonce() == "") {
+		n.settledAt[typeURL] = set.version // nothing to send
 		memo := deltaMemo{returned: id, set: set}
 		if inMemo && m.ph != nil {
 			memo.ph = m.ph // still an unfilled placeholder, now for set (no difference)
@@ -139,6 +143,10 @@ func (n *nodeCache) deltaResponse(req *cache.DeltaRequest, sub cache.Subscriptio
 		n.memo[typeURL] = memo
 		return nil
 	}
+	if !n.reserve(f, typeURL, deltaSize(changed, removed)) {
+		return nil // the watch stays open; answered when the bytes fit
+	}
+	n.settledAt[typeURL] = set.version
 	next := returned
 	if wildcard {
 		// After this response the stream holds exactly set: a placeholder says so.
@@ -165,6 +173,19 @@ func (n *nodeCache) deltaResponse(req *cache.DeltaRequest, sub cache.Subscriptio
 			SystemVersionInfo: set.version,
 		},
 	}
+}
+
+// deltaSize is the bytes a Delta response carries: its resources, names and versions, and the
+// names it removes.
+func deltaSize(changed []*discovery.Resource, removed []string) int64 {
+	var n int64
+	for _, r := range changed {
+		n += int64(len(r.GetResource().GetValue()) + len(r.GetName()) + len(r.GetVersion()))
+	}
+	for _, name := range removed {
+		n += int64(len(name))
+	}
+	return n
 }
 
 // rememberPlaceholder keeps the most recent placeholders of a type. Called with n.mu held.

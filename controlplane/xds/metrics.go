@@ -29,6 +29,12 @@ type metrics struct {
 	virtServices  prometheus.Gauge         // pilot_virt_services
 	refused       prometheus.Counter       // strait_xds_streams_refused_total
 
+	// Flow control (flow.go), Strait's own.
+	queuedBytes      prometheus.Gauge   // strait_xds_queued_bytes
+	pendingPushes    prometheus.Gauge   // strait_xds_pending_pushes
+	ackTimeouts      prometheus.Counter // strait_xds_ack_timeouts_total
+	pushesInProgress prometheus.Gauge   // strait_xds_pushes_in_progress
+
 	// clients counts the connected proxies per version, so that pilot_xds{version} is set to
 	// the count (Istio keeps a version's series at 0 once its last proxy left).
 	clientsMu sync.Mutex
@@ -92,6 +98,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "strait_xds_streams_refused_total",
 			Help: "xDS streams refused: no or a foreign client certificate on the mesh port, a node claiming another identity, or a node ID held by another connection.",
 		}),
+		queuedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strait_xds_queued_bytes",
+			Help: "Resource bytes of xDS responses built and not yet acknowledged by their proxy (waiting to be sent, buffered by gRPC, or unread), across all streams; capped by --xds-max-queued-mib.",
+		}),
+		pendingPushes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strait_xds_pending_pushes",
+			Help: "Resource types of connected proxies with a newer configuration not yet sent: held until the proxy ACKs its previous response of the type, or until the bytes fit under the caps.",
+		}),
+		ackTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strait_xds_ack_timeouts_total",
+			Help: "xDS streams ended because a response stayed unacknowledged (no ACK or NACK) for longer than the ACK timeout.",
+		}),
+		pushesInProgress: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strait_xds_pushes_in_progress",
+			Help: "Push slots in use: proxy generations and response sends running now (at most --push-throttle).",
+		}),
 		clients: map[string]float64{},
 	}
 	if reg == nil {
@@ -99,7 +121,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{m.pushes, m.pushTime, m.configSize, m.rejects, m.writeTimeouts, m.internalErrs,
-		m.connected, m.convergence, m.services, m.virtServices, m.refused} {
+		m.connected, m.convergence, m.services, m.virtServices, m.refused,
+		m.queuedBytes, m.pendingPushes, m.ackTimeouts, m.pushesInProgress} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -160,8 +160,10 @@ func (s *typeSet) unionWith(old *typeSet) *typeSet {
 	for name, r := range s.wire {
 		u.wire[name] = r
 	}
+	u.bytes = s.bytes
 	for _, name := range d.removed {
 		u.wire[name] = old.wire[name]
+		u.bytes += int64(len(old.wire[name].GetResource().GetValue()))
 	}
 	u.names = append(append(make([]string, 0, len(u.wire)), s.names...), d.removed...)
 	slices.Sort(u.names)

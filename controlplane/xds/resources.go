@@ -36,6 +36,7 @@ type typeSet struct {
 	version string                         // hash of the names and content hashes of all items
 	wire    map[string]*discovery.Resource // name → marshaled resource; never modified
 	names   []string                       // sorted names of wire
+	bytes   int64                          // resource bytes of all items (a full response's size)
 	diffs   sync.Map                       // old version → *setDiff, see diffFrom
 	unions  sync.Map                       // old version → *typeSet, see unionWith
 }
@@ -96,7 +97,7 @@ type resourceInfo struct {
 // alive: entries of collected objects are swept as the memo grows. One interner serves the
 // Server's lifetime.
 type interner struct {
-	res   sync.Map // object address → *memoEntry
+	res   sync.Map // object address (uintptr: keys must not keep objects alive) → *memoEntry
 	lists sync.Map // listKey → *listEntry
 	blobs sync.Map // content hash → *blob: one copy of equal marshaled bytes
 
@@ -160,7 +161,7 @@ func objectAddr(r types.Resource) unsafe.Pointer { return reflect.ValueOf(r).Uns
 // info returns the name, content hash and validation error of r, computing them once per object.
 func (in *interner) info(r types.Resource) resourceInfo {
 	addr := objectAddr(r)
-	if v, ok := in.res.Load(addr); ok {
+	if v, ok := in.res.Load(uintptr(addr)); ok {
 		e := v.(*memoEntry)
 		if e.obj.Value() == (*byte)(addr) {
 			return e.info
@@ -188,7 +189,7 @@ func (in *interner) info(r types.Resource) resourceInfo {
 			}
 		}
 	}
-	in.res.Store(addr, &memoEntry{obj: weak.Make((*byte)(addr)), info: ri})
+	in.res.Store(uintptr(addr), &memoEntry{obj: weak.Make((*byte)(addr)), info: ri})
 	if in.inserts.Add(1) >= in.sweepAt.Load() {
 		in.sweep()
 	}
@@ -262,14 +263,14 @@ func (in *interner) snapshot(res translate.Resources) (*proxySnapshot, error) {
 // between proxies (the same backing array and length) get the typeSet without a per-item pass.
 type listKey struct {
 	typeURL string
-	first   unsafe.Pointer
+	first   uintptr // not a pointer: the key must not keep the list alive
 	n       int
 }
 
 func (in *interner) typeSet(typeURL string, list []types.Resource) (*typeSet, error) {
 	var lk listKey
 	if len(list) > 0 {
-		lk = listKey{typeURL, unsafe.Pointer(&list[0]), len(list)}
+		lk = listKey{typeURL, uintptr(unsafe.Pointer(&list[0])), len(list)}
 		if v, ok := in.lists.Load(lk); ok {
 			if e := v.(*listEntry); e.first.Value() == &list[0] {
 				return e.set, nil
@@ -318,6 +319,7 @@ func (in *interner) typeSet(typeURL string, list []types.Resource) (*typeSet, er
 				Resource: &anypb.Any{TypeUrl: typeURL, Value: ri.bytes},
 			}
 			set.names = append(set.names, ri.name)
+			set.bytes += int64(len(ri.bytes))
 		}
 		slices.Sort(set.names)
 		in.mu.Lock()

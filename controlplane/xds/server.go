@@ -6,7 +6,10 @@
 // before it is served; each type is versioned by a hash of its content, so an unchanged type is
 // never re-sent. Snapshot updates are debounced, and a push round regenerates every connected proxy
 // concurrently (bounded by GOMAXPROCS workers) but sends only to proxies whose output changed.
-// ACKs and NACKs are tracked per proxy and type and served as JSON at /debug/syncz.
+// Flow control (flow.go) keeps at most one response per stream and type unacknowledged, caps the
+// bytes of responses built and not yet acknowledged, ends streams that do not ACK in time and
+// bounds concurrent push work. ACKs and NACKs are tracked per proxy and type and served as JSON at
+// /debug/syncz.
 package xds
 
 import (
@@ -21,8 +24,6 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
@@ -52,8 +53,11 @@ type Options struct {
 	// WriteTimeout is how long a send to one proxy may take before it is logged and counted in
 	// pilot_xds_write_timeout (default 5 s).
 	WriteTimeout time.Duration
-	// Workers bounds concurrent generations (default GOMAXPROCS).
+	// Workers bounds concurrent generations (default GOMAXPROCS); Flow.PushThrottle bounds all
+	// push work, generations and sends together.
 	Workers int
+	// Flow bounds push work and the memory of responses not yet acknowledged (flow.go).
+	Flow FlowLimits
 	// Registerer receives the server's metrics; nil means they are not registered anywhere.
 	Registerer prometheus.Registerer
 	// Logger is used for all logs (default slog.Default()).
@@ -75,12 +79,14 @@ type Options struct {
 // snapshots with Update, mount Handler for /debug/syncz and stop it with Close. All methods are
 // safe for concurrent use.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	metrics *metrics
-	cache   *snapshotCache
-	ads     serverv3.Server
-	sem     chan struct{} // bounds concurrent generations
+	opts     Options
+	log      *slog.Logger
+	metrics  *metrics
+	cache    *snapshotCache
+	fc       *flowControl
+	sem      chan struct{} // bounds concurrent generations
+	push     chan struct{} // push slots: generations and sends (Flow.PushThrottle)
+	pushPeak atomic.Int64  // most push slots in use at once, for tests
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -98,10 +104,13 @@ type Server struct {
 	in *interner // shares validated, marshaled resources between proxies
 
 	// Connected proxies by node ID (the cache key) and open streams by stream ID.
-	connMu  sync.Mutex
-	proxies map[string]*proxyState
-	streams map[streamKey]*stream
-	peers   map[streamKey]peerIdentity // what each open stream's transport proved
+	connMu    sync.Mutex
+	proxies   map[string]*proxyState
+	streams   map[streamKey]*stream
+	peers     map[streamKey]peerIdentity // what each open stream's transport proved
+	flows     map[streamKey]*streamFlow  // flow-control state of every open RPC
+	streamIDs atomic.Int64
+	workers   sync.WaitGroup // the pump and the ACK reaper
 }
 
 // New builds a Server and starts its push loop. It fails only when the options are unusable
@@ -125,6 +134,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	opts.Flow = opts.Flow.withDefaults()
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err
@@ -134,19 +144,21 @@ func New(opts Options) (*Server, error) {
 		log:     opts.Logger.With("component", "xds"),
 		metrics: m,
 		sem:     make(chan struct{}, opts.Workers),
+		push:    make(chan struct{}, opts.Flow.PushThrottle),
+		fc:      newFlowControl(opts.Flow, m),
 		done:    make(chan struct{}),
 		updates: make(chan struct{}, 1),
 		proxies: make(map[string]*proxyState),
 		streams: make(map[streamKey]*stream),
 		peers:   make(map[streamKey]peerIdentity),
+		flows:   make(map[streamKey]*streamFlow),
 	}
 	s.in = newInterner()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.cache = newSnapshotCache()
-	// Ordered ADS: SotW responses of all types go through one queue, in the order the cache
-	// produces them (CDS, EDS, LDS, RDS; see order.go). Without it the SotW server picks among
-	// per-type channels at random. The Delta server always uses one queue.
-	s.ads = serverv3.NewServer(s.ctx, s.cache, s.callbacks(), serverLogger(gcpLogger{s.log}), sotwv3.WithOrderedADS())
+	s.cache = newSnapshotCache(s.fc)
+	s.workers.Add(2)
+	go func() { defer s.workers.Done(); s.fc.pump(s.ctx) }()
+	go func() { defer s.workers.Done(); s.reapUnacked() }()
 	go s.loop()
 	return s, nil
 }
@@ -193,6 +205,7 @@ func (s *Server) Update(snap *mesh.Snapshot) {
 func (s *Server) Close() {
 	s.cancel()
 	<-s.done
+	s.workers.Wait()
 }
 
 // loop debounces updates and runs push rounds until Close.
@@ -256,7 +269,7 @@ func (s *Server) pushAll(snap *mesh.Snapshot, from time.Time) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-s.sem; wg.Done() }()
-			if s.pushProxy(p, snap, from) {
+			if s.pushProxy(s.ctx, p, snap, from) {
 				changed.Add(1)
 			}
 		}()
@@ -269,7 +282,13 @@ func (s *Server) pushAll(snap *mesh.Snapshot, from time.Time) {
 
 // pushProxy generates p's resources from snap and hands them to the cache if they changed. It
 // reports whether a new cache snapshot was set. A generation error keeps the previous resources.
-func (s *Server) pushProxy(p *proxyState, snap *mesh.Snapshot, from time.Time) bool {
+// It holds a push slot, waiting for one unless ctx ends first.
+func (s *Server) pushProxy(ctx context.Context, p *proxyState, snap *mesh.Snapshot, from time.Time) bool {
+	release, err := s.acquirePush(ctx)
+	if err != nil {
+		return false
+	}
+	defer release()
 	p.genMu.Lock()
 	defer p.genMu.Unlock()
 	if p.closed || (p.generated != nil && p.meshVersion >= snap.Version) {
