@@ -104,19 +104,10 @@ type tcpOverSeries struct {
 // and which carries overrides; nil beyond the cap.
 func (r *Recorder) tcpOverridden(base *TCPSeries, c *TCPConn) *TCPSeries {
 	o := c.Overrides
-	k := tcpOverKey{base: base, key: o.key}
-	for _, m := range o.metrics {
-		for _, d := range m.dims {
-			k.dims[d.expr] = c.Dimensions[d.expr]
-		}
-	}
+	k := tcpOverKey{base: base, key: o.key, dims: o.used(&c.Dimensions)}
 	s := r.tcpOver.get(k, func(k tcpOverKey) *tcpOverSeries {
 		s := &tcpOverSeries{TCPSeries: TCPSeries{key: base.key}}
-		pairs := parseLabels(r.tcpLabels(k.base.key))
-		for i, m := range o.metrics {
-			s.drop[i] = m.drop
-			s.labels[i] = m.apply(pairs, &k.dims)
-		}
+		o.label(r.tcpLabels(k.base.key), &k.dims, s.labels[:], s.drop[:])
 		return s
 	})
 	if s == nil {
