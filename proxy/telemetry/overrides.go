@@ -327,10 +327,10 @@ func decodePluginConfig(path string, a *anypb.Any) (*statspb.PluginConfig, error
 	return &pc, nil
 }
 
-// overKey is an overridden series: the series the request's standard labels give, the
-// overrides, and the request's dimension values.
-type overKey struct {
-	base *httpSeries
+// overKey is an overridden series: the series the request's (or connection's) standard labels
+// give (an *httpSeries or *TCPSeries), the overrides, and the dimension values.
+type overKey[S comparable] struct {
+	base S
 	key  string
 	dims Dimensions
 }
@@ -347,8 +347,8 @@ type overSeries struct {
 // carries overrides; nil beyond the cap.
 func (r *Recorder) overridden(base *httpSeries, q *HTTPRequest) *httpSeries {
 	o := q.Overrides
-	k := overKey{base: base, key: o.key, dims: o.used(&q.Dimensions)}
-	s := r.over.get(k, func(k overKey) *overSeries {
+	k := overKey[*httpSeries]{base: base, key: o.key, dims: o.used(&q.Dimensions)}
+	s := r.over.get(k, func(k overKey[*httpSeries]) *overSeries {
 		s := &overSeries{httpSeries: httpSeries{key: k.base.key}} // the key tells a gRPC series
 		o.label(r.httpLabels(k.base.key, k.base.flagText), &k.dims, s.labels[:], s.drop[:])
 		return s
