@@ -1,9 +1,7 @@
 package translate_test
 
 import (
-	"context"
 	"crypto/tls"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,10 +14,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/strait-mesh/strait/controlplane/translate"
-	"github.com/strait-mesh/strait/proxy/l4"
-	"github.com/strait-mesh/strait/proxy/l7"
-	"github.com/strait-mesh/strait/proxy/listener"
-	proute "github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/controlplane/translate/envoyfilter/proxycheck"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
 )
@@ -30,25 +25,6 @@ var knownProxyGaps = []string{
 	"api_listener: not supported", // proxyless gRPC listeners: for grpc-go, not strait-proxy
 	"envoy.transport_sockets.upstream_proxy_protocol",
 }
-
-// compatEnv is the smallest environment strait-proxy's listener compiler needs.
-type compatEnv struct{ st *stats.Store }
-
-func (e compatEnv) Secret(string) *tlsv3.Secret               { return nil }
-func (e compatEnv) HTTP() l7.Env                              { return e }
-func (e compatEnv) HTTPOptions() l7.Options                   { return l7.Options{} }
-func (e compatEnv) TCP() l4.Env                               { return compatL4{e} }
-func (e compatEnv) Stats() *stats.Store                       { return e.st }
-func (e compatEnv) Handoff(netip.AddrPort) *listener.Listener { return nil }
-func (e compatEnv) Route(string) *proute.Table                { return nil }
-func (e compatEnv) Cluster(string) l7.Upstream                { return nil }
-func (e compatEnv) WithOriginalDst(ctx context.Context, _ netip.AddrPort) context.Context {
-	return ctx
-}
-
-type compatL4 struct{ compatEnv }
-
-func (compatL4) Cluster(string) l4.Upstream { return nil }
 
 // TestProxyCompiles feeds every golden case's output to strait-proxy's compilers (clusters,
 // endpoints, listeners, routes): what the control plane sends must be what the proxy accepts,
@@ -122,13 +98,14 @@ func TestProxyCompiles(t *testing.T) {
 					}
 				}
 			}
+			var check proxycheck.Checker // as the control plane checks EnvoyFilter results
 			for _, r := range res[resource.RouteType] {
-				if _, err := proute.Compile(r.(*routev3.RouteConfiguration)); err != nil && !known(err) {
+				if err := check.RouteConfiguration(r.(*routev3.RouteConfiguration)); err != nil && !known(err) {
 					t.Errorf("route: %v", err)
 				}
 			}
 			for _, r := range res[resource.ListenerType] {
-				if _, err := listener.Compile(r.(*listenerv3.Listener), compatEnv{st: stats.NewStore()}); err != nil && !known(err) {
+				if err := check.Listener(r.(*listenerv3.Listener)); err != nil && !known(err) {
 					t.Errorf("listener: %v", err)
 				}
 			}

@@ -125,7 +125,7 @@ type RoundTripper interface {
 // downstream request's context), and interprets the reply. It never returns nil.
 func (c *Config) Check(ctx context.Context, rt RoundTripper, req *Request) *Response {
 	if c.GRPC {
-		cr, err := c.grpc.call(ctx, rt, c.checkRequest(req))
+		cr, err := callCheck(ctx, &c.grpc, rt, c.checkRequest(req))
 		if err != nil {
 			return errorResponse(err)
 		}

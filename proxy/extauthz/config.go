@@ -13,6 +13,7 @@ import (
 
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/authz"
+	"github.com/strait-mesh/strait/proxy/grpcunary"
 	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
@@ -34,9 +35,6 @@ const (
 	// MaxHTTPResponseBytes bounds the body of an HTTP authorization service's reply; a larger one
 	// is an error.
 	MaxHTTPResponseBytes = 1 << 20
-	// DefaultMaxReceiveBytes bounds a gRPC CheckResponse unless envoy_grpc sets
-	// max_receive_message_length (gRPC's usual 4 MiB).
-	DefaultMaxReceiveBytes = 4 << 20
 )
 
 // Headers the filter reads or writes, lower case.
@@ -112,7 +110,7 @@ type Config struct {
 	metadataFromHeaders      *nameList
 
 	// gRPC service.
-	grpc grpcClient
+	grpc grpcunary.Client
 }
 
 // BodySettings are with_request_body's.
@@ -412,7 +410,7 @@ func (c *Config) compileGRPC(field string, gs *corev3.GrpcService) error {
 		return err
 	}
 	c.GRPC, c.grpc = true, g
-	c.Cluster, c.Timeout = g.cluster, g.timeout
+	c.Cluster, c.Timeout = g.Cluster, g.Timeout
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
+	"github.com/strait-mesh/strait/proxy/grpcunary"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -70,8 +71,8 @@ func TestCompileIstioShapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.GRPC || c.Cluster != "outbound|9000||ext-authz.foo.svc.cluster.local" || c.grpc.authority != "ext-authz.foo.svc.cluster.local" ||
-		c.Timeout != 600*time.Second || c.grpc.maxReceive != DefaultMaxReceiveBytes {
+	if !c.GRPC || c.Cluster != "outbound|9000||ext-authz.foo.svc.cluster.local" || c.grpc.Authority != "ext-authz.foo.svc.cluster.local" ||
+		c.Timeout != 600*time.Second || c.grpc.MaxReceive != grpcunary.DefaultMaxReceiveBytes {
 		t.Fatalf("grpc config %+v", c)
 	}
 
@@ -104,7 +105,7 @@ func TestCompileDefaultsAndOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Timeout != DefaultTimeout || c.grpc.authority != "c" || c.grpc.maxReceive != 1000 || c.StatusOnError != 503 ||
+	if c.Timeout != DefaultTimeout || c.grpc.Authority != "c" || c.grpc.MaxReceive != 1000 || c.StatusOnError != 503 ||
 		c.StatPrefix != "ext_authz.waf." || *c.Body != (BodySettings{MaxBytes: 100, AllowPartial: true, PackAsBytes: true}) ||
 		!c.DenyAtDisable || c.IngestMetadata || !c.includeTLSSession || c.clearRouteHeaders[0] != "x-route" {
 		t.Fatalf("config %+v", c)

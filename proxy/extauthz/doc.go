@@ -29,10 +29,10 @@
 // Status, Content-Length, WWW-Authenticate and Location are added to it).
 //
 // gRPC service (grpc_service.envoy_grpc): a unary envoy.service.auth.v3.Authorization/Check
-// call, framed here (5-byte length prefix, application/grpc, te: trailers, grpc-timeout) and
-// sent as an HTTP/2 request with :authority envoy_grpc.authority (the cluster name when
-// unset). The CheckRequest's AttributeContext carries the source (peer address, principal of
-// the peer certificate: URI SAN, else DNS SAN, else subject; service from
+// call, framed by package grpcunary (5-byte length prefix, application/grpc, te: trailers,
+// grpc-timeout) and sent as an HTTP/2 request with :authority envoy_grpc.authority (the
+// cluster name when unset). The CheckRequest's AttributeContext carries the source (peer
+// address, principal of the peer certificate: URI SAN, else DNS SAN, else subject; service from
 // x-envoy-downstream-service-cluster), the destination (local address, own certificate's
 // principal), request.time and request.http (x-request-id, method, lower-case headers with
 // the pseudo-headers :authority, :method, :path and :scheme, path, host, scheme, protocol,

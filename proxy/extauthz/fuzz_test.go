@@ -12,6 +12,8 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/strait-mesh/strait/proxy/grpcunary"
 )
 
 // checkMutations applies an allowing reply as the connection manager would and checks that
@@ -66,8 +68,8 @@ func FuzzGRPCReply(f *testing.F) {
 	}
 	f.Add([]byte{0, 0, 0, 0, 0})
 	f.Add([]byte{1, 0, 0, 0, 1, 0})
-	c := &Config{GRPC: true, StatusOnError: 403, grpc: grpcClient{maxReceive: 1 << 16}, MaxDeniedBodyBytes: 64}
-	strict := &Config{GRPC: true, StatusOnError: 403, grpc: grpcClient{maxReceive: 1 << 16}, ValidateMutations: true}
+	c := &Config{GRPC: true, StatusOnError: 403, grpc: grpcunary.Client{MaxReceive: 1 << 16}, MaxDeniedBodyBytes: 64}
+	strict := &Config{GRPC: true, StatusOnError: 403, grpc: grpcunary.Client{MaxReceive: 1 << 16}, ValidateMutations: true}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		checkMutations(t, c.fromGRPCBody(body))
 		checkMutations(t, strict.fromGRPCBody(body))

@@ -1,152 +1,64 @@
 package extauthz
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/strait-mesh/strait/proxy/grpcunary"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
 // CheckPath is the gRPC method the gRPC service is called on.
 const CheckPath = "/envoy.service.auth.v3.Authorization/Check"
 
-// grpcClient is a unary envoy.service.auth.v3.Authorization/Check client over an envoy_grpc
-// cluster: the framing of the call and of its reply, shared by the HTTP filter's gRPC service
-// and the network filter. It is immutable once compiled and safe for concurrent use.
-type grpcClient struct {
-	cluster, authority string
-	// timeout bounds one call (grpc_service.timeout); 0: no bound beyond the caller's context.
-	timeout         time.Duration
-	initialMetadata []header
-	// maxReceive bounds the CheckResponse message (max_receive_message_length).
-	maxReceive int
-}
-
-// compileGRPCClient compiles a GrpcService with an envoy_grpc target; field names it in errors.
+// compileGRPCClient compiles a GrpcService with an envoy_grpc target (see package grpcunary),
+// its timeout (DefaultTimeout when unset) and initial_metadata; field names it in errors.
 // Fields it does not implement (google_grpc, retry_policy...) are *xdsfield.UnsupportedError.
-func compileGRPCClient(field string, gs *corev3.GrpcService) (grpcClient, error) {
-	var g grpcClient
+func compileGRPCClient(field string, gs *corev3.GrpcService) (grpcunary.Client, error) {
 	if err := xdsfield.Check(gs, field, "envoy_grpc", "timeout", "initial_metadata"); err != nil {
+		return grpcunary.Client{}, err
+	}
+	g, err := grpcunary.CompileEnvoyGRPC(field, gs)
+	if err != nil {
 		return g, err
 	}
-	eg := gs.GetEnvoyGrpc()
-	if eg == nil {
-		return g, fmt.Errorf("%s.envoy_grpc: missing", field)
-	}
-	// skip_envoy_headers: the proxy adds no x-envoy-* headers to the call either way.
-	if err := xdsfield.Check(eg, field+".envoy_grpc", "cluster_name", "authority", "max_receive_message_length",
-		"skip_envoy_headers"); err != nil {
-		return g, err
-	}
-	if g.cluster = eg.GetClusterName(); g.cluster == "" {
-		return g, fmt.Errorf("%s.envoy_grpc.cluster_name: empty", field)
-	}
-	if g.authority = eg.GetAuthority(); g.authority == "" {
-		g.authority = g.cluster
-	}
-	if strings.ContainsAny(g.authority, " \t\r\n\x00/") {
-		return g, fmt.Errorf("%s.envoy_grpc.authority: %q is not an authority", field, g.authority)
-	}
-	g.maxReceive = DefaultMaxReceiveBytes
-	if m := eg.GetMaxReceiveMessageLength(); m != nil && m.GetValue() > 0 {
-		g.maxReceive = int(m.GetValue())
-	}
-	g.timeout = DefaultTimeout
+	g.Timeout = DefaultTimeout
 	if t := gs.GetTimeout(); t != nil {
 		if err := t.CheckValid(); err != nil {
 			return g, fmt.Errorf("%s.timeout: %w", field, err)
 		}
-		g.timeout = t.AsDuration()
+		g.Timeout = t.AsDuration()
 	}
-	if g.timeout < 0 {
+	if g.Timeout < 0 {
 		return g, fmt.Errorf("%s.timeout: negative", field)
 	}
-	var err error
-	g.initialMetadata, err = compileHeaders(field+".initial_metadata", gs.GetInitialMetadata())
+	md, err := compileHeaders(field+".initial_metadata", gs.GetInitialMetadata())
+	for _, h := range md {
+		g.Metadata = append(g.Metadata, [2]string{http.CanonicalHeaderKey(h.name), h.value})
+	}
 	return g, err
 }
 
-// call sends cr to the cluster through rt within the timeout and ctx, and returns the service's
-// CheckResponse. Any failure (transport, HTTP status, grpc-status, oversized or malformed reply)
-// is an error.
-func (g *grpcClient) call(ctx context.Context, rt RoundTripper, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	ctx, cancel := withTimeout(ctx, g.timeout)
-	defer cancel()
-	req, err := g.request(cr)
-	if err != nil {
-		return nil, err
+// callCheck sends cr to the authorization service through rt within g's timeout and ctx, and
+// returns its CheckResponse. Any failure (transport, HTTP status, grpc-status, oversized or
+// malformed reply) is an error.
+func callCheck(ctx context.Context, g *grpcunary.Client, rt RoundTripper, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	var resp authv3.CheckResponse
+	if err := g.Call(ctx, rt, CheckPath, cr, &resp); err != nil {
+		return nil, fmt.Errorf("the authorization service: %w", err)
 	}
-	resp, err := rt.RoundTrip(req.WithContext(ctx))
-	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", err, ctx.Err())
-		}
-		return nil, fmt.Errorf("calling the authorization service on %s: %w", g.cluster, err)
-	}
-	defer resp.Body.Close()
-	return g.response(resp)
-}
-
-// request builds the Check call: one length-prefixed CheckRequest.
-func (g *grpcClient) request(cr *authv3.CheckRequest) (*http.Request, error) {
-	msg, err := proto.Marshal(cr)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the CheckRequest: %w", err)
-	}
-	frame := make([]byte, 5+len(msg))
-	binary.BigEndian.PutUint32(frame[1:5], uint32(len(msg)))
-	copy(frame[5:], msg)
-	hdr := http.Header{
-		"Content-Type": {"application/grpc"},
-		"Te":           {"trailers"},
-		"User-Agent":   nil,
-	}
-	if g.timeout > 0 {
-		hdr["Grpc-Timeout"] = []string{grpcTimeout(g.timeout.Milliseconds())}
-	}
-	for _, h := range g.initialMetadata {
-		k := http.CanonicalHeaderKey(h.name)
-		hdr[k] = append(hdr[k], h.value)
-	}
-	return &http.Request{
-		Method:        http.MethodPost,
-		URL:           &url.URL{Path: CheckPath},
-		Proto:         "HTTP/2.0",
-		ProtoMajor:    2,
-		Header:        hdr,
-		Host:          g.authority,
-		ContentLength: int64(len(frame)),
-		Body:          io.NopCloser(bytes.NewReader(frame)),
-		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(frame)), nil },
-	}, nil
-}
-
-// grpcTimeout renders a grpc-timeout header value (at most 8 digits) for ms milliseconds.
-func grpcTimeout(ms int64) string {
-	if ms < 1 {
-		ms = 1
-	}
-	if ms < 100_000_000 {
-		return strconv.FormatInt(ms, 10) + "m"
-	}
-	return strconv.FormatInt(min(ms/1000, 99_999_999), 10) + "S"
+	return &resp, nil
 }
 
 // sendGRPCHeader says whether a header (lower case) goes into the CheckRequest: all of them
@@ -230,81 +142,14 @@ func peer(addr netip.AddrPort, principal, service string) *authv3.AttributeConte
 	return p
 }
 
-// response reads and decodes the Check call's reply.
-func (g *grpcClient) response(resp *http.Response) (*authv3.CheckResponse, error) {
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("the authorization service answered HTTP %d to a gRPC call", resp.StatusCode)
-	}
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/grpc") {
-		return nil, fmt.Errorf("the authorization service answered content-type %q to a gRPC call", ct)
-	}
-	if err := grpcStatusErr(resp.Header); err != nil {
-		return nil, err // a trailers-only reply
-	}
-	body, err := readAtMost(resp.Body, g.maxReceive+5)
-	if err != nil {
-		return nil, fmt.Errorf("reading the CheckResponse: %w", err)
-	}
-	if resp.Header.Get("Grpc-Status") == "" {
-		if resp.Trailer.Get("Grpc-Status") == "" {
-			return nil, errors.New("the Check call ended without a grpc-status")
-		}
-		if err := grpcStatusErr(resp.Trailer); err != nil {
-			return nil, err
-		}
-	}
-	return g.decode(body)
-}
-
-// decode decodes the body of a successful Check call: exactly one uncompressed CheckResponse of
-// at most the receive limit.
-func (g *grpcClient) decode(body []byte) (*authv3.CheckResponse, error) {
-	msg, err := grpcMessage(body, g.maxReceive)
-	if err != nil {
-		return nil, fmt.Errorf("reading the CheckResponse: %w", err)
-	}
-	var cr authv3.CheckResponse
-	if err := proto.Unmarshal(msg, &cr); err != nil {
-		return nil, fmt.Errorf("decoding the CheckResponse: %w", err)
-	}
-	return &cr, nil
-}
-
-// fromGRPCBody interprets the body of a successful Check call (see decode).
+// fromGRPCBody interprets the body of a successful Check call: exactly one uncompressed
+// CheckResponse of at most the receive limit.
 func (c *Config) fromGRPCBody(body []byte) *Response {
-	cr, err := c.grpc.decode(body)
-	if err != nil {
+	var cr authv3.CheckResponse
+	if err := grpcunary.Decode(body, c.grpc.MaxReceive, &cr); err != nil {
 		return errorResponse(err)
 	}
-	return c.fromCheckResponse(cr)
-}
-
-// grpcStatusErr returns the failure carried by h's grpc-status, nil for none or OK.
-func grpcStatusErr(h http.Header) error {
-	st := h.Get("Grpc-Status")
-	if st == "" || st == "0" {
-		return nil
-	}
-	msg, _ := url.PathUnescape(h.Get("Grpc-Message"))
-	return fmt.Errorf("the Check call failed: grpc-status %s: %s", st, msg)
-}
-
-// grpcMessage returns the one message of a gRPC response body.
-func grpcMessage(b []byte, limit int) ([]byte, error) {
-	if len(b) < 5 {
-		return nil, fmt.Errorf("%d bytes: no complete message", len(b))
-	}
-	if b[0] != 0 {
-		return nil, fmt.Errorf("message flags %#x: compressed or unknown", b[0])
-	}
-	n := binary.BigEndian.Uint32(b[1:5])
-	if uint64(n) > uint64(limit) {
-		return nil, fmt.Errorf("message of %d bytes: %w of %d bytes", n, errTooLarge, limit)
-	}
-	if uint64(len(b)-5) != uint64(n) {
-		return nil, fmt.Errorf("message of %d bytes in %d bytes of body: not exactly one message", n, len(b)-5)
-	}
-	return b[5:], nil
+	return c.fromCheckResponse(&cr)
 }
 
 // fromCheckResponse interprets a CheckResponse.

@@ -277,24 +277,3 @@ func frame(msg []byte) []byte {
 	copy(b[5:], msg)
 	return b
 }
-
-func TestGRPCMessageFraming(t *testing.T) {
-	msg := []byte("hello")
-	if got, err := grpcMessage(frame(msg), 10); err != nil || string(got) != "hello" {
-		t.Fatalf("one message: %q %v", got, err)
-	}
-	compressed := frame(msg)
-	compressed[0] = 1
-	two := append(frame(msg), frame(msg)...)
-	for name, b := range map[string][]byte{
-		"short": {0, 0}, "compressed": compressed, "two messages": two, "truncated": frame(msg)[:7],
-		"over the limit": frame(make([]byte, 11)), "huge length": {0, 0xff, 0xff, 0xff, 0xff},
-	} {
-		if _, err := grpcMessage(b, 10); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
-	}
-	if grpcTimeout(0) != "1m" || grpcTimeout(600_000) != "600000m" || grpcTimeout(200_000_000) != "200000S" {
-		t.Error("grpc-timeout rendering")
-	}
-}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/authz"
+	"github.com/strait-mesh/strait/proxy/grpcunary"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -42,7 +43,7 @@ type NetworkConfig struct {
 	// StatPrefix is the statistics' prefix as Envoy builds it: "ext_authz.<stat_prefix>.".
 	StatPrefix string
 
-	grpc               grpcClient
+	grpc               grpcunary.Client
 	enabledMeta        *authz.MetadataMatcher
 	includeTLSSession  bool
 	metadataNamespaces []string
@@ -77,8 +78,8 @@ func CompileNetwork(cfg *netextauthzv3.ExtAuthz, path string) (*NetworkConfig, e
 		return nil, err
 	}
 	c := &NetworkConfig{
-		Cluster:           g.cluster,
-		Timeout:           g.timeout,
+		Cluster:           g.Cluster,
+		Timeout:           g.Timeout,
 		FailureModeAllow:  cfg.GetFailureModeAllow(),
 		StatPrefix:        "ext_authz." + cfg.GetStatPrefix() + ".",
 		grpc:              g,
@@ -122,7 +123,7 @@ type Connection struct {
 // every failure to get a reply are StatusError, anything else is StatusDenied. Only Status,
 // Err and Metadata of the Response are set. It never returns nil.
 func (c *NetworkConfig) Check(ctx context.Context, rt RoundTripper, conn *Connection) *Response {
-	cr, err := c.grpc.call(ctx, rt, c.checkRequest(conn))
+	cr, err := callCheck(ctx, &c.grpc, rt, c.checkRequest(conn))
 	if err != nil {
 		return errorResponse(err)
 	}

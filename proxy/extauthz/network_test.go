@@ -25,7 +25,7 @@ func TestCompileNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Cluster != "outbound|9000||ext-authz.foo.svc.cluster.local" || c.Timeout != 600*time.Second || c.FailureModeAllow ||
-		c.StatPrefix != "ext_authz.tcp.." || c.grpc.authority != "ext-authz.foo.svc.cluster.local" {
+		c.StatPrefix != "ext_authz.tcp.." || c.grpc.Authority != "ext-authz.foo.svc.cluster.local" {
 		t.Errorf("compiled %+v", c)
 	}
 	// filter_enabled_metadata: only connections the shadow RBAC filter matched a CUSTOM policy for.

@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 
+	"github.com/strait-mesh/strait/proxy/grpcunary"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -161,27 +162,9 @@ func compileClient(field string, gs *corev3.GrpcService, timeout time.Duration) 
 	if err := xdsfield.Check(gs, field, "envoy_grpc", "initial_metadata"); err != nil {
 		return cl, err
 	}
-	eg := gs.GetEnvoyGrpc()
-	if eg == nil {
-		return cl, fmt.Errorf("%s.envoy_grpc: missing", field)
-	}
-	// skip_envoy_headers: the proxy adds no x-envoy-* headers to the call either way.
-	if err := xdsfield.Check(eg, field+".envoy_grpc", "cluster_name", "authority", "max_receive_message_length",
-		"skip_envoy_headers"); err != nil {
+	var err error
+	if cl.Client, err = grpcunary.CompileEnvoyGRPC(field, gs); err != nil {
 		return cl, err
-	}
-	if cl.Cluster = eg.GetClusterName(); cl.Cluster == "" {
-		return cl, fmt.Errorf("%s.envoy_grpc.cluster_name: empty", field)
-	}
-	if cl.Authority = eg.GetAuthority(); cl.Authority == "" {
-		cl.Authority = cl.Cluster
-	}
-	if strings.ContainsAny(cl.Authority, " \t\r\n\x00/") {
-		return cl, fmt.Errorf("%s.envoy_grpc.authority: %q is not an authority", field, cl.Authority)
-	}
-	cl.MaxReceive = DefaultMaxReceiveBytes
-	if m := eg.GetMaxReceiveMessageLength(); m != nil && m.GetValue() > 0 {
-		cl.MaxReceive = int(m.GetValue())
 	}
 	cl.Timeout = timeout
 	for i, h := range gs.GetInitialMetadata() {

@@ -1,30 +1,22 @@
 package ratelimit
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	commonrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/proxy/grpcunary"
 )
 
 // ShouldRateLimitPath is the gRPC method of the rate limit service.
 const ShouldRateLimitPath = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
-
-// DefaultMaxReceiveBytes bounds a RateLimitResponse unless envoy_grpc sets
-// max_receive_message_length (gRPC's default of 4 MiB).
-const DefaultMaxReceiveBytes = 4 << 20
 
 // RoundTripper sends one request to the named cluster and returns its response with the body
 // unread: the proxy's own cluster, so endpoints, pools and mTLS are its own.
@@ -33,17 +25,9 @@ type RoundTripper interface {
 }
 
 // Client is a unary envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit client over an
-// envoy_grpc cluster. It frames the call itself (5-byte length prefix, application/grpc,
-// te: trailers, grpc-timeout) and sends it as an HTTP/2 request with :authority Authority.
+// envoy_grpc cluster, framed by package grpcunary.
 type Client struct {
-	// Cluster is the rate limit service's cluster, Authority the call's :authority.
-	Cluster, Authority string
-	// Timeout bounds one call; 0 means only the caller's context does.
-	Timeout time.Duration
-	// MaxReceive bounds the reply message.
-	MaxReceive int
-	// Metadata are initial_metadata headers (canonical name, value).
-	Metadata [][2]string
+	grpcunary.Client
 }
 
 // Code is the outcome of a check.
@@ -162,103 +146,11 @@ func validHeader(k, v string) bool {
 // call sends req and returns the service's reply; any failure (transport, HTTP status,
 // grpc-status, oversized or malformed reply) is an error.
 func (c *Client) call(ctx context.Context, rt RoundTripper, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
-	if c.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
-		defer cancel()
+	var resp rlsv3.RateLimitResponse
+	if err := c.Call(ctx, rt, ShouldRateLimitPath, req, &resp); err != nil {
+		return nil, fmt.Errorf("the rate limit service: %w", err)
 	}
-	msg, err := proto.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the RateLimitRequest: %w", err)
-	}
-	frame := make([]byte, 5+len(msg))
-	binary.BigEndian.PutUint32(frame[1:5], uint32(len(msg)))
-	copy(frame[5:], msg)
-	hdr := http.Header{"Content-Type": {"application/grpc"}, "Te": {"trailers"}, "User-Agent": nil}
-	if c.Timeout > 0 {
-		hdr["Grpc-Timeout"] = []string{strconv.FormatInt(max(c.Timeout.Milliseconds(), 1), 10) + "m"}
-	}
-	for _, m := range c.Metadata {
-		hdr[m[0]] = append(hdr[m[0]], m[1])
-	}
-	hr := &http.Request{
-		Method: http.MethodPost, URL: &url.URL{Path: ShouldRateLimitPath},
-		Proto: "HTTP/2.0", ProtoMajor: 2, Header: hdr, Host: c.Authority,
-		ContentLength: int64(len(frame)),
-		Body:          io.NopCloser(bytes.NewReader(frame)),
-		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(frame)), nil },
-	}
-	resp, err := rt.RoundTrip(hr.WithContext(ctx))
-	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", err, ctx.Err())
-		}
-		return nil, fmt.Errorf("calling the rate limit service on %s: %w", c.Cluster, err)
-	}
-	defer resp.Body.Close()
-	return c.response(resp)
-}
-
-func (c *Client) response(resp *http.Response) (*rlsv3.RateLimitResponse, error) {
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("the rate limit service answered HTTP %d to a gRPC call", resp.StatusCode)
-	}
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/grpc") {
-		return nil, fmt.Errorf("the rate limit service answered content-type %q to a gRPC call", ct)
-	}
-	if err := grpcStatusErr(resp.Header); err != nil {
-		return nil, err // a trailers-only reply
-	}
-	limit := c.MaxReceive
-	if limit <= 0 {
-		limit = DefaultMaxReceiveBytes
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+6))
-	if err != nil {
-		return nil, fmt.Errorf("reading the RateLimitResponse: %w", err)
-	}
-	if resp.Header.Get("Grpc-Status") == "" {
-		if resp.Trailer.Get("Grpc-Status") == "" {
-			return nil, errors.New("the ShouldRateLimit call ended without a grpc-status")
-		}
-		if err := grpcStatusErr(resp.Trailer); err != nil {
-			return nil, err
-		}
-	}
-	return decodeResponse(body, limit)
-}
-
-// decodeResponse decodes a successful call's body: exactly one uncompressed message of at
-// most limit bytes.
-func decodeResponse(b []byte, limit int) (*rlsv3.RateLimitResponse, error) {
-	if len(b) < 5 {
-		return nil, fmt.Errorf("reading the RateLimitResponse: %d bytes: no complete message", len(b))
-	}
-	if b[0] != 0 {
-		return nil, fmt.Errorf("reading the RateLimitResponse: message flags %#x: compressed or unknown", b[0])
-	}
-	n := binary.BigEndian.Uint32(b[1:5])
-	if uint64(n) > uint64(limit) {
-		return nil, fmt.Errorf("reading the RateLimitResponse: message of %d bytes exceeds the limit of %d", n, limit)
-	}
-	if uint64(len(b)-5) != uint64(n) {
-		return nil, fmt.Errorf("reading the RateLimitResponse: message of %d bytes in %d bytes of body", n, len(b)-5)
-	}
-	var r rlsv3.RateLimitResponse
-	if err := proto.Unmarshal(b[5:], &r); err != nil {
-		return nil, fmt.Errorf("decoding the RateLimitResponse: %w", err)
-	}
-	return &r, nil
-}
-
-// grpcStatusErr returns the failure carried by h's grpc-status, nil for none or OK.
-func grpcStatusErr(h http.Header) error {
-	st := h.Get("Grpc-Status")
-	if st == "" || st == "0" {
-		return nil
-	}
-	msg, _ := url.PathUnescape(h.Get("Grpc-Message"))
-	return fmt.Errorf("the ShouldRateLimit call failed: grpc-status %s: %s", st, msg)
+	return &resp, nil
 }
 
 // unitSeconds are the seconds of a RateLimitResponse unit, 0 for UNKNOWN.

@@ -327,10 +327,10 @@ func decodePluginConfig(path string, a *anypb.Any) (*statspb.PluginConfig, error
 	return &pc, nil
 }
 
-// overKey is an overridden series: the series the request's standard labels give, the
-// overrides, and the request's dimension values.
-type overKey struct {
-	base *httpSeries
+// overKey is an overridden series: the series the request's (or connection's) standard labels
+// give (an *httpSeries or *TCPSeries), the overrides, and the dimension values.
+type overKey[S comparable] struct {
+	base S
 	key  string
 	dims Dimensions
 }
@@ -347,25 +347,39 @@ type overSeries struct {
 // carries overrides; nil beyond the cap.
 func (r *Recorder) overridden(base *httpSeries, q *HTTPRequest) *httpSeries {
 	o := q.Overrides
-	k := overKey{base: base, key: o.key}
-	for _, m := range o.metrics {
-		for _, d := range m.dims {
-			k.dims[d.expr] = q.Dimensions[d.expr]
-		}
-	}
-	s := r.over.get(k, func(k overKey) *overSeries {
+	k := overKey[*httpSeries]{base: base, key: o.key, dims: o.used(&q.Dimensions)}
+	s := r.over.get(k, func(k overKey[*httpSeries]) *overSeries {
 		s := &overSeries{httpSeries: httpSeries{key: k.base.key}} // the key tells a gRPC series
-		pairs := parseLabels(r.httpLabels(k.base.key, k.base.flagText))
-		for i, m := range o.metrics {
-			s.drop[i] = m.drop
-			s.labels[i] = m.apply(pairs, &k.dims)
-		}
+		o.label(r.httpLabels(k.base.key, k.base.flagText), &k.dims, s.labels[:], s.drop[:])
 		return s
 	})
 	if s == nil {
 		return nil
 	}
 	return &s.httpSeries
+}
+
+// used returns the values of d that o's metrics use, the others empty: with the standard
+// series and o.key, they identify an overridden series (of either family).
+func (o *Overrides) used(d *Dimensions) Dimensions {
+	var out Dimensions
+	for _, m := range o.metrics {
+		for _, dm := range m.dims {
+			out[dm.expr] = d[dm.expr]
+		}
+	}
+	return out
+}
+
+// label fills, per metric of an overridden series whose standard labels are std and whose
+// dimension values are dims, its labels and whether it is dropped; labels and drop are indexed
+// as o.metrics (httpMetricNames or tcpMetricNames).
+func (o *Overrides) label(std string, dims *Dimensions, labels []string, drop []bool) {
+	pairs := parseLabels(std)
+	for i, m := range o.metrics {
+		drop[i] = m.drop
+		labels[i] = m.apply(pairs, dims)
+	}
 }
 
 // apply renders the labels of one metric: the standard pairs without the removed ones, with

@@ -84,14 +84,6 @@ func (r *Recorder) TCP(c *TCPConn) *TCPSeries {
 	return s
 }
 
-// tcpOverKey is an overridden TCP series: the series the connection's standard labels give,
-// the overrides, and the connection's dimension values.
-type tcpOverKey struct {
-	base *TCPSeries
-	key  string
-	dims Dimensions
-}
-
 // tcpOverSeries is an overridden TCP series: its counters, and per metric (tcpMetricNames) its
 // labels, or dropped.
 type tcpOverSeries struct {
@@ -104,19 +96,10 @@ type tcpOverSeries struct {
 // and which carries overrides; nil beyond the cap.
 func (r *Recorder) tcpOverridden(base *TCPSeries, c *TCPConn) *TCPSeries {
 	o := c.Overrides
-	k := tcpOverKey{base: base, key: o.key}
-	for _, m := range o.metrics {
-		for _, d := range m.dims {
-			k.dims[d.expr] = c.Dimensions[d.expr]
-		}
-	}
-	s := r.tcpOver.get(k, func(k tcpOverKey) *tcpOverSeries {
+	k := overKey[*TCPSeries]{base: base, key: o.key, dims: o.used(&c.Dimensions)}
+	s := r.tcpOver.get(k, func(k overKey[*TCPSeries]) *tcpOverSeries {
 		s := &tcpOverSeries{TCPSeries: TCPSeries{key: base.key}}
-		pairs := parseLabels(r.tcpLabels(k.base.key))
-		for i, m := range o.metrics {
-			s.drop[i] = m.drop
-			s.labels[i] = m.apply(pairs, &k.dims)
-		}
+		o.label(r.tcpLabels(k.base.key), &k.dims, s.labels[:], s.drop[:])
 		return s
 	})
 	if s == nil {

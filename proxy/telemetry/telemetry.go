@@ -92,10 +92,10 @@ type Recorder struct {
 	opts    Options
 	peers   atomic.Pointer[Peers]
 	http    *table[httpKey, httpSeries]
-	over    *table[overKey, overSeries] // series of requests with istio.stats overrides (overrides.go)
+	over    *table[overKey[*httpSeries], overSeries] // series of requests with istio.stats overrides (overrides.go)
 	tcp     *table[tcpKey, TCPSeries]
-	tcpOver *table[tcpOverKey, tcpOverSeries] // series of connections with istio.stats overrides (tcp.go)
-	open    tcpReporter                       // open connections whose bytes are reported periodically (tcpreport.go)
+	tcpOver *table[overKey[*TCPSeries], tcpOverSeries] // series of connections with istio.stats overrides (tcp.go)
+	open    tcpReporter                                // open connections whose bytes are reported periodically (tcpreport.go)
 	dropped *stats.Counter
 }
 
@@ -105,7 +105,7 @@ func New(o Options) *Recorder {
 		o.MaxSeries = DefaultMaxSeries
 	}
 	r := &Recorder{opts: o, http: newTable[httpKey, httpSeries](o.MaxSeries), tcp: newTable[tcpKey, TCPSeries](o.MaxSeries),
-		over: newTable[overKey, overSeries](o.MaxSeries), tcpOver: newTable[tcpOverKey, tcpOverSeries](o.MaxSeries)}
+		over: newTable[overKey[*httpSeries], overSeries](o.MaxSeries), tcpOver: newTable[overKey[*TCPSeries], tcpOverSeries](o.MaxSeries)}
 	if o.Stats != nil {
 		r.dropped = o.Stats.Counter("telemetry.series_dropped", "strait_telemetry_series_dropped_total")
 		o.Stats.AddCollector(r)

@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -50,6 +49,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/registry"
+	"github.com/strait-mesh/strait/controlplane/translate/selection"
 	"github.com/strait-mesh/strait/internal/vocab"
 )
 
@@ -93,7 +93,7 @@ func (f Filters) WithAuthn(authn *hcmv3.HttpFilter) []*hcmv3.HttpFilter {
 // Select returns the AuthorizationPolicies that apply to a sidecar workload (namespace ns, labels),
 // oldest first, the root namespace's before the workload namespace's.
 func Select(policies []*config.Object, ns string, labels map[string]string, root string) []*config.Object {
-	return selectFor(policies, ns, labels, root)
+	return selection.Select(policies, ns, labels, root, workloadPolicies)
 }
 
 // workloadPolicy is what AuthorizationPolicy and RequestAuthentication have in common.
@@ -103,49 +103,16 @@ type workloadPolicy interface {
 	GetTargetRefs() []*typev1beta1.PolicyTargetReference
 }
 
-// selectFor returns the objects whose spec is a workloadPolicy applying to a sidecar workload:
-// in the root namespace or the workload's, without a selector or with a matching one, and
-// without targetRef(s) (those attach to gateways and waypoints, never to sidecars); oldest
-// first, the root namespace's before the workload namespace's.
-func selectFor(objs []*config.Object, ns string, labels map[string]string, root string) []*config.Object {
-	var out []*config.Object
-	for _, o := range objs {
-		wp, ok := o.Spec.(workloadPolicy)
-		if !ok || len(wp.GetTargetRefs()) > 0 || wp.GetTargetRef() != nil {
-			continue
-		}
-		if o.Namespace != root && o.Namespace != ns {
-			continue
-		}
-		if sel := wp.GetSelector().GetMatchLabels(); len(sel) > 0 && !subset(sel, labels) {
-			continue
-		}
-		out = append(out, o)
+// workloadPolicies selects AuthorizationPolicies and RequestAuthentications for a sidecar
+// workload: by selector, never with targetRef(s) (those attach to gateways and waypoints, never
+// to sidecars).
+var workloadPolicies = selection.Kind{Selector: func(o *config.Object) (map[string]string, bool) {
+	wp, ok := o.Spec.(workloadPolicy)
+	if !ok || len(wp.GetTargetRefs()) > 0 || wp.GetTargetRef() != nil {
+		return nil, false
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if (a.Namespace == root) != (b.Namespace == root) {
-			return a.Namespace == root
-		}
-		if !a.CreationTimestamp.Equal(b.CreationTimestamp) {
-			return a.CreationTimestamp.Before(b.CreationTimestamp)
-		}
-		if a.Name != b.Name {
-			return a.Name < b.Name
-		}
-		return a.Namespace < b.Namespace
-	})
-	return out
-}
-
-func subset(sel, labels map[string]string) bool {
-	for k, v := range sel {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
-}
+	return wp.GetSelector().GetMatchLabels(), true
+}}
 
 // Build translates the selected policies (see Select) into the workload's filters. errs names
 // the policies or rules that could not be translated (unknown condition keys, CUSTOM policies

@@ -12,13 +12,14 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/jwks"
+	"github.com/strait-mesh/strait/controlplane/translate/selection"
 	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // SelectRequestAuthentication returns the RequestAuthentications that apply to a workload, as
 // Select does for AuthorizationPolicy.
 func SelectRequestAuthentication(all []*config.Object, ns string, labels map[string]string, root string) []*config.Object {
-	return selectFor(all, ns, labels, root)
+	return selection.Select(all, ns, labels, root, workloadPolicies)
 }
 
 // JWKSFunc returns the key set of a jwksUri (see package jwks); an error means none yet.

@@ -22,7 +22,6 @@ package envoyfilter
 import (
 	"fmt"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -33,6 +32,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/translate/selection"
 )
 
 // Checker says whether strait-proxy accepts a resource: nil, or the error its compiler would
@@ -78,48 +78,20 @@ type Set struct {
 // in Istio's order: the root namespace's before the workload namespace's, then by priority,
 // creation time and name.
 func Select(efs []*config.Object, ns string, labels map[string]string, root string) []*config.Object {
-	var out []*config.Object
-	for _, o := range efs {
-		ef, ok := o.Spec.(*networking.EnvoyFilter)
-		if !ok || len(ef.GetTargetRefs()) > 0 {
-			continue
-		}
-		if o.Namespace != root && o.Namespace != ns {
-			continue
-		}
-		if !subset(ef.GetWorkloadSelector().GetLabels(), labels) {
-			continue
-		}
-		out = append(out, o)
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if ar, br := a.Namespace == root, b.Namespace == root; ar != br {
-			return ar
-		}
-		pa, pb := a.Spec.(*networking.EnvoyFilter).GetPriority(), b.Spec.(*networking.EnvoyFilter).GetPriority()
-		if pa != pb {
-			return pa < pb
-		}
-		if !a.CreationTimestamp.Equal(b.CreationTimestamp) {
-			return a.CreationTimestamp.Before(b.CreationTimestamp)
-		}
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
-		}
-		return a.Name < b.Name
-	})
-	return out
+	return selection.Select(efs, ns, labels, root, envoyFilters)
 }
 
-// subset reports whether every label of sel is in labels.
-func subset(sel, labels map[string]string) bool {
-	for k, v := range sel {
-		if lv, ok := labels[k]; !ok || lv != v {
-			return false
+// envoyFilters selects EnvoyFilters by workloadSelector (those with targetRefs attach to
+// gateways and waypoints) and orders each namespace's by priority.
+var envoyFilters = selection.Kind{
+	Selector: func(o *config.Object) (map[string]string, bool) {
+		ef, ok := o.Spec.(*networking.EnvoyFilter)
+		if !ok || len(ef.GetTargetRefs()) > 0 {
+			return nil, false
 		}
-	}
-	return true
+		return ef.GetWorkloadSelector().GetLabels(), true
+	},
+	Priority: func(o *config.Object) int32 { return o.Spec.(*networking.EnvoyFilter).GetPriority() },
 }
 
 // Compile decodes the patches of the selected EnvoyFilters (in the order Select returns them).

@@ -20,8 +20,8 @@
 package telemetry
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -32,6 +32,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/registry"
 	"github.com/strait-mesh/strait/controlplane/translate/listener"
+	"github.com/strait-mesh/strait/controlplane/translate/selection"
 )
 
 // Workload is the proxy whose telemetry is built.
@@ -140,58 +141,35 @@ func (a applied) owner() string {
 // Telemetries without selector in one namespace (which Istio calls invalid), the oldest counts.
 func applicable(in Inputs, w Workload) applied {
 	root := in.Mesh.GetRootNamespace()
-	byNS := map[string][]*config.Object{}
-	for _, o := range in.Telemetries {
-		if _, ok := o.Spec.(*tpb.Telemetry); ok {
-			byNS[o.Namespace] = append(byNS[o.Namespace], o)
+	// Selected, the root namespace's come first, each namespace's oldest first: the first of
+	// each level counts (cmp.Or keeps it).
+	var rootWide, nsWide, workload *config.Object
+	for _, o := range selection.Select(in.Telemetries, w.Namespace, w.Labels, root, telemetries) {
+		scoped := len(o.Spec.(*tpb.Telemetry).GetSelector().GetMatchLabels()) > 0
+		switch {
+		case !scoped && o.Namespace == root:
+			rootWide = cmp.Or(rootWide, o)
+		case !scoped:
+			nsWide = cmp.Or(nsWide, o)
+		case o.Namespace == w.Namespace: // one with selector in the root namespace selects only its own workloads
+			workload = cmp.Or(workload, o)
 		}
-	}
-	for _, list := range byNS {
-		sort.SliceStable(list, func(i, j int) bool {
-			a, b := list[i], list[j]
-			if !a.CreationTimestamp.Equal(b.CreationTimestamp) {
-				return a.CreationTimestamp.Before(b.CreationTimestamp)
-			}
-			return a.Name < b.Name
-		})
 	}
 	var out applied
-	add := func(o *config.Object) {
-		out.specs = append(out.specs, o.Spec.(*tpb.Telemetry))
-		out.names = append(out.names, o.Namespace+"/"+o.Name)
-	}
-	namespaceWide := func(ns string) {
-		for _, o := range byNS[ns] {
-			if len(o.Spec.(*tpb.Telemetry).GetSelector().GetMatchLabels()) == 0 {
-				add(o)
-				return
-			}
-		}
-	}
-	if root != "" {
-		namespaceWide(root)
-	}
-	if w.Namespace != root {
-		namespaceWide(w.Namespace)
-	}
-	for _, o := range byNS[w.Namespace] {
-		sel := o.Spec.(*tpb.Telemetry).GetSelector().GetMatchLabels()
-		if len(sel) > 0 && subset(sel, w.Labels) {
-			add(o)
-			break
+	for _, o := range []*config.Object{rootWide, nsWide, workload} {
+		if o != nil {
+			out.specs = append(out.specs, o.Spec.(*tpb.Telemetry))
+			out.names = append(out.names, o.Namespace+"/"+o.Name)
 		}
 	}
 	return out
 }
 
-func subset(sel, labels map[string]string) bool {
-	for k, v := range sel {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
-}
+// telemetries selects Telemetries by selector.
+var telemetries = selection.Kind{Selector: func(o *config.Object) (map[string]string, bool) {
+	t, ok := o.Spec.(*tpb.Telemetry)
+	return t.GetSelector().GetMatchLabels(), ok
+}}
 
 // lookupProvider finds an extension provider by name (case-insensitive, as istiod).
 func lookupProvider(mc *meshconfig.MeshConfig, name string) *meshconfig.MeshConfig_ExtensionProvider {

@@ -47,6 +47,11 @@ func TestApplicable(t *testing.T) {
 	if strings.Join(got.names, " ") != "istio-system/mesh ns/ns ns/older" {
 		t.Errorf("applicable = %v", got.names)
 	}
+	// In the root namespace, its selector-less Telemetry counts once, and its selectors select.
+	got = applicable(in, Workload{Namespace: "istio-system", Labels: map[string]string{"app": "x"}})
+	if strings.Join(got.names, " ") != "istio-system/mesh istio-system/root-selector" {
+		t.Errorf("applicable in the root namespace = %v", got.names)
+	}
 }
 
 // TestMergeLogs checks provider selection by mode, inheritance of the parent's providers by an
