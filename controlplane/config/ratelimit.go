@@ -48,6 +48,9 @@ const (
 	// intervals under 50ms.
 	MinRateLimitPer = 50 * time.Millisecond
 	MaxRateLimitPer = 24 * time.Hour
+	// MaxRateLimitGlobalTo bounds a Global rule's match.to entries: its descriptor has one entry
+	// per to entry, plus the rule's, and a rate limit service takes at most 16.
+	MaxRateLimitGlobalTo = 15
 	// maxRateLimitHeaders bounds response.headers.
 	maxRateLimitHeaders = 16
 	// maxRateLimitHeaderValue bounds each response header value.
@@ -119,6 +122,9 @@ func validateRateLimitGlobal(fe *fieldErrs, p string, r *ext.RateLimitRule) {
 		if !ok {
 			fe.add(p+".limit.per", "per %s: a Global rule's budget is counted in the rate limit service's fixed windows: per must be 1s, 1m, 1h or 24h", d)
 		}
+	}
+	if n := len(r.GetMatch().GetTo()); n > MaxRateLimitGlobalTo {
+		fe.add(p+".match.to", "%d entries, more than the limit of %d for a Global rule (its descriptor has one entry per to entry)", n, MaxRateLimitGlobalTo)
 	}
 	switch v := r.GetOnServiceError(); v {
 	case "", RateLimitOnErrorAllow, RateLimitOnErrorDeny:

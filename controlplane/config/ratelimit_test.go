@@ -71,6 +71,7 @@ func TestRateLimitRefusals(t *testing.T) {
 		"per precision":    {"  rules:\n  - limit: {requests: 5, per: 1.0005s}\n", "only millisecond precision"},
 		"global per":       {"  rules:\n  - scope: Global\n" + lim, "spec.rules[0].limit.per: per 10s: a Global rule's budget is counted in the rate limit service's fixed windows"},
 		"on error value":   {"  rules:\n  - scope: Global\n    onServiceError: deny\n    limit: {requests: 5, per: 1m}\n", `spec.rules[0].onServiceError: invalid onServiceError "deny" (want Allow or Deny)`},
+		"global to":        {"  rules:\n  - scope: Global\n    match: {to: [" + strings.Repeat("{operation: {paths: [/a]}},", 16) + "]}\n    limit: {requests: 5, per: 1m}\n", "spec.rules[0].match.to: 16 entries, more than the limit of 15 for a Global rule"},
 		"on error local":   {"  rules:\n  - onServiceError: Deny\n" + lim, "spec.rules[0].onServiceError: onServiceError applies only to scope Global"},
 		"bad scope":        {"  rules:\n  - scope: local\n" + lim, `spec.rules[0].scope: invalid scope "local" (want Local or Global)`},
 		"by":               {"  rules:\n  - by: [remote.ip]\n" + lim, "spec.rules[0].by: by is not supported yet"},
