@@ -44,7 +44,7 @@ const (
 )
 
 // errNoService is a Global rule's error when straitd's rate limit service is off.
-var errNoService = errors.New("scope Global needs straitd's rate limit service, which is not enabled (straitd --ratelimit-listen); the rule is not applied")
+var errNoService = errors.New("scope Global needs straitd's rate limit service, which is not enabled (straitd --ratelimit-listen) or has no address proxies can reach (--ratelimit-address); the RateLimits of this proxy's listener are not applied")
 
 // GlobalRule is a Global rule as straitd's rate limit service counts it: the descriptor
 // [RuleKey=ID, MatchKey=1 × Width] has Requests per Per.

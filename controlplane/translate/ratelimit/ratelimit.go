@@ -1,7 +1,15 @@
 // Package ratelimit translates Strait's RateLimit kind (extensions.strait.io/v1alpha1) into
-// Envoy's local rate limit HTTP filter (envoy.filters.http.local_ratelimit), one filter per rule,
-// at the front of the HTTP filters of the selected sidecars' inbound connection managers and of
-// the selected gateways' connection managers (docs/ratelimit.md).
+// Envoy's local rate limit HTTP filter (envoy.filters.http.local_ratelimit) for a Local rule and
+// Envoy's global rate limit filter (envoy.filters.http.ratelimit) for a Global one, one filter
+// per rule, at the front of the HTTP filters of the selected sidecars' inbound connection
+// managers and of the selected gateways' connection managers (docs/ratelimit.md).
+//
+// A Global rule's filter (global.go) calls straitd's rate limit service through the cluster
+// vocab.RateLimitServiceCluster (Cluster) in domain Domain, at a stage of its own (1 to
+// MaxGlobalRules); its descriptor comes from rate_limits of that stage added to every route of
+// the connection manager's route configuration, with the same actions as a Local rule's (below)
+// padded to one entry per to entry, so that the descriptor is the same on every proxy and port
+// and straitd's service (GlobalRules) counts one budget for all of them.
 //
 // A rule that counts every request on a chain is a filter with a token bucket of its own, as the
 // EnvoyFilter of Istio's gateway example writes it. A rule with a match is a filter without a
