@@ -79,9 +79,14 @@ type Options struct {
 	// RateLimitListen is the address of the in-memory rate limit service
 	// (envoy.service.ratelimit.v3, plaintext gRPC) that proxies' global rate limit filters
 	// call; "" disables it. RateLimitConfig is its configuration file, in the format of
-	// Envoy's ratelimit service, reloaded when it changes (controlplane/ratelimit).
+	// Envoy's ratelimit service, reloaded when it changes (controlplane/ratelimit); the
+	// RateLimit objects' Global rules add their own limits (domain "strait").
 	RateLimitListen, RateLimitConfig string
-	Logger                           *slog.Logger
+	// RateLimitAddress is where proxies reach the rate limit service, for the RateLimits' Global
+	// rules (host:port; a proxy in a network namespace needs an address it can route to); by
+	// default the address RateLimitListen is bound to, unless that is unspecified (0.0.0.0).
+	RateLimitAddress string
+	Logger           *slog.Logger
 	// Ready, if set, is called once with the bound addresses when straitd serves.
 	Ready func(xdsAddr, httpAddr string)
 }
@@ -171,9 +176,19 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}})
 	defer keySets.Close()
+	rl, err := newRateLimitPort(o, log)
+	if err != nil {
+		return err
+	}
+	rlAddress := ""
+	if rl != nil {
+		defer rl.ln.Close()
+		rlAddress = rl.address
+	}
 	srv, err := xds.New(xds.Options{
-		TrustDomain:  trustDomain,
-		Generator:    b.problems.generator(translate.New(translate.Options{Report: b.problems.report, JWKS: keySets.Get})),
+		TrustDomain: trustDomain,
+		Generator: b.problems.generator(translate.New(translate.Options{Report: b.problems.report, JWKS: keySets.Get,
+			RateLimitService: rlAddress})),
 		Debounce:     o.Debounce,
 		MaxDelay:     o.MaxDelay,
 		Flow:         o.XDSFlow,
@@ -188,6 +203,15 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer srv.Close()
 	b.push = srv.Update
+	if rl != nil {
+		// The service learns the Global rules' limits before the proxies get their filters.
+		b.push = func(snap *mesh.Snapshot) {
+			if err := rl.svc.SetRateLimits(snap.Configs[config.RateLimit]); err != nil {
+				log.Warn("rate limit service: RateLimit rules left out", "error", err)
+			}
+			srv.Update(snap)
+		}
+	}
 	reg.MustRegister(b.collector())
 
 	var xdsLn net.Listener
@@ -218,16 +242,6 @@ func Run(ctx context.Context, o Options) error {
 		srv.Register(mp.grpc) // xDS over mutual TLS, bound to the proxies' certificates
 	} else if xdsLn == nil {
 		log.Warn("no xDS port: neither the mesh port (needs a CA) nor --xds-listen is open")
-	}
-
-	rl, err := newRateLimitPort(o, log)
-	if err != nil {
-		closeXDS()
-		httpLn.Close()
-		if mp != nil {
-			mp.ln.Close()
-		}
-		return err
 	}
 
 	g := grpc.NewServer(
@@ -323,7 +337,8 @@ func Run(ctx context.Context, o Options) error {
 	if rl != nil {
 		goRun("rate limit service", func() error { return rl.grpc.Serve(rl.ln) })
 		goRun("rate limit config", func() error { return rl.svc.Watch(ctx, 0) })
-		log.Info("rate limit service serving", "address", rl.ln.Addr().String(), "config", o.RateLimitConfig)
+		log.Info("rate limit service serving", "address", rl.ln.Addr().String(), "config", o.RateLimitConfig,
+			"proxiesReachItAt", rl.address)
 	}
 	log.Info("straitd serving", "xds", xdsAddr, "http", httpLn.Addr().String(), "mesh", meshAddr)
 	if o.Ready != nil {
@@ -438,6 +453,8 @@ type rateLimitPort struct {
 	svc  *ratelimit.Service
 	grpc *grpc.Server
 	ln   net.Listener
+	// address is where proxies reach it (Options.RateLimitAddress); "" when unknown.
+	address string
 }
 
 // newRateLimitPort builds the rate limit service of o.RateLimitListen, nil when it is off.
@@ -445,6 +462,9 @@ func newRateLimitPort(o Options, log *slog.Logger) (*rateLimitPort, error) {
 	if o.RateLimitListen == "" {
 		if o.RateLimitConfig != "" {
 			return nil, errors.New("--ratelimit-config needs --ratelimit-listen")
+		}
+		if o.RateLimitAddress != "" {
+			return nil, errors.New("--ratelimit-address needs --ratelimit-listen")
 		}
 		return nil, nil
 	}
@@ -456,8 +476,16 @@ func newRateLimitPort(o Options, log *slog.Logger) (*rateLimitPort, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rate limit listen: %w", err)
 	}
+	address := o.RateLimitAddress
+	if address == "" {
+		if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsUnspecified() {
+			address = a.String()
+		} else {
+			log.Warn("rate limit service: listening on an unspecified address, and no --ratelimit-address: RateLimit Global rules are not applied")
+		}
+	}
 	g := grpc.NewServer(grpc.MaxRecvMsgSize(1<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}))
 	svc.Register(g)
-	return &rateLimitPort{svc: svc, grpc: g, ln: ln}, nil
+	return &rateLimitPort{svc: svc, grpc: g, ln: ln, address: address}, nil
 }

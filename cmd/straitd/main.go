@@ -69,6 +69,7 @@ func main() {
 	f.DurationVar(&o.DashboardScrapeInterval, "dashboard-scrape-interval", topology.DefaultInterval, "how often the dashboard (/dashboard/) scrapes each proxy's /stats/prometheus while someone looks at it")
 	f.StringVar(&o.RateLimitListen, "ratelimit-listen", "", "address of the in-memory rate limit service (Envoy's envoy.service.ratelimit.v3 API, plaintext gRPC) for global rate limit filters, e.g. 127.0.0.1:8081; empty disables it")
 	f.StringVar(&o.RateLimitConfig, "ratelimit-config", "", "rate limit service configuration in the YAML format of Envoy's ratelimit service (domain, descriptors), reloaded when it changes; needs --ratelimit-listen")
+	f.StringVar(&o.RateLimitAddress, "ratelimit-address", "", "host:port at which proxies reach the rate limit service, for RateLimit rules with scope Global (default: the --ratelimit-listen address; needed when that is 0.0.0.0 or proxies run in network namespaces)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "straitd:", err)

@@ -21,9 +21,23 @@ const RateLimit Kind = "RateLimit"
 const (
 	// RateLimitScopeLocal gives each proxy its own budget (the default).
 	RateLimitScopeLocal = "Local"
-	// RateLimitScopeGlobal shares one budget between proxies; not supported yet.
+	// RateLimitScopeGlobal shares one budget between the proxies the RateLimit selects, kept by
+	// straitd's rate limit service.
 	RateLimitScopeGlobal = "Global"
 )
+
+// What a Global rule does when the rate limit service cannot answer (onServiceError).
+const (
+	// RateLimitOnErrorAllow lets the request through (the default): a rate limiter that fails
+	// should not turn into an outage of everything behind it.
+	RateLimitOnErrorAllow = "Allow"
+	// RateLimitOnErrorDeny answers 500.
+	RateLimitOnErrorDeny = "Deny"
+)
+
+// RateLimitGlobalPers are the values limit.per may take in a Global rule: the units of the
+// rate limit service's fixed windows (second, minute, hour, day).
+var RateLimitGlobalPers = []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour}
 
 // Limits of a RateLimit.
 const (
@@ -34,6 +48,9 @@ const (
 	// intervals under 50ms.
 	MinRateLimitPer = 50 * time.Millisecond
 	MaxRateLimitPer = 24 * time.Hour
+	// MaxRateLimitGlobalTo bounds a Global rule's match.to entries: its descriptor has one entry
+	// per to entry, plus the rule's, and a rate limit service takes at most 16.
+	MaxRateLimitGlobalTo = 15
 	// maxRateLimitHeaders bounds response.headers.
 	maxRateLimitHeaders = 16
 	// maxRateLimitHeaderValue bounds each response header value.
@@ -44,8 +61,9 @@ const (
 // supported yet), 1 to MaxRateLimitRules rules, each with a unique DNS-label name if named, a
 // match that AuthorizationPolicy would accept and that strait-proxy's rate limit actions can
 // express (refused field by field otherwise), a limit of at least one request per
-// MinRateLimitPer-MaxRateLimitPer in whole milliseconds, scope Local (Global and by are not
-// supported yet), and a response with a 4xx/5xx status and plain response headers.
+// MinRateLimitPer-MaxRateLimitPer in whole milliseconds (for scope Global one of
+// RateLimitGlobalPers), scope Local or Global, onServiceError (Global only) Allow or Deny, by not
+// set (not supported yet), and a response with a 4xx/5xx status and plain response headers.
 func validateRateLimit(fe *fieldErrs, rl *ext.RateLimit) {
 	validatePolicySelector(fe, "spec.selector", rl.GetSelector())
 	if len(rl.GetTargetRefs()) > 0 {
@@ -77,8 +95,11 @@ func validateRateLimit(fe *fieldErrs, rl *ext.RateLimit) {
 		validateRateLimitLimit(fe, p+".limit", r.GetLimit())
 		switch s := r.GetScope(); s {
 		case "", RateLimitScopeLocal:
+			if r.GetOnServiceError() != "" {
+				fe.add(p+".onServiceError", "onServiceError applies only to scope Global (a Local rule needs no service)")
+			}
 		case RateLimitScopeGlobal:
-			fe.add(p+".scope", "scope Global is not supported yet: strait-proxy has no global rate limit filter; use Local (a budget per proxy)")
+			validateRateLimitGlobal(fe, p, r)
 		default:
 			fe.add(p+".scope", "invalid scope %s (want %s or %s)", quoteShort(s), RateLimitScopeLocal, RateLimitScopeGlobal)
 		}
@@ -87,6 +108,29 @@ func validateRateLimit(fe *fieldErrs, rl *ext.RateLimit) {
 		}
 		validateRateLimitResponse(fe, p+".response", r.GetResponse())
 	})
+}
+
+// validateRateLimitGlobal checks what scope Global adds to rule r at p: limit.per is a unit of
+// the rate limit service's windows, and onServiceError is Allow or Deny.
+func validateRateLimitGlobal(fe *fieldErrs, p string, r *ext.RateLimitRule) {
+	if per := r.GetLimit().GetPer(); per != nil && per.CheckValid() == nil {
+		d := per.AsDuration()
+		ok := false
+		for _, g := range RateLimitGlobalPers {
+			ok = ok || d == g
+		}
+		if !ok {
+			fe.add(p+".limit.per", "per %s: a Global rule's budget is counted in the rate limit service's fixed windows: per must be 1s, 1m, 1h or 24h", d)
+		}
+	}
+	if n := len(r.GetMatch().GetTo()); n > MaxRateLimitGlobalTo {
+		fe.add(p+".match.to", "%d entries, more than the limit of %d for a Global rule (its descriptor has one entry per to entry)", n, MaxRateLimitGlobalTo)
+	}
+	switch v := r.GetOnServiceError(); v {
+	case "", RateLimitOnErrorAllow, RateLimitOnErrorDeny:
+	default:
+		fe.add(p+".onServiceError", "invalid onServiceError %s (want %s or %s)", quoteShort(v), RateLimitOnErrorAllow, RateLimitOnErrorDeny)
+	}
 }
 
 // validateRateLimitLimit checks a rule's limit at p.

@@ -28,6 +28,8 @@ func TestRateLimitDecode(t *testing.T) {
     scope: Local
     response: {status: 503, headers: {x-limited: "yes"}}
   - limit: {requests: 100, per: 1m}
+    scope: Global
+    onServiceError: Deny
 `)))
 	if len(errs) > 0 {
 		t.Fatal(errors.Join(errs...))
@@ -41,7 +43,7 @@ func TestRateLimitDecode(t *testing.T) {
 		r.GetResponse().GetHeaders()["x-limited"] != "yes" || r.GetMatch().GetTo()[0].GetOperation().GetPaths()[0] != "/productpage*" {
 		t.Errorf("rule 0: %v", r)
 	}
-	if rl.GetRules()[1].GetLimit().GetPer().AsDuration() != time.Minute {
+	if r1 := rl.GetRules()[1]; r1.GetLimit().GetPer().AsDuration() != time.Minute || r1.GetScope() != RateLimitScopeGlobal || r1.GetOnServiceError() != RateLimitOnErrorDeny {
 		t.Errorf("rule 1: %v", rl.GetRules()[1])
 	}
 	if k, ok := KindFor("rl"); !ok || k != RateLimit {
@@ -67,7 +69,10 @@ func TestRateLimitRefusals(t *testing.T) {
 		"per too short":    {"  rules:\n  - limit: {requests: 5, per: 10ms}\n", "spec.rules[0].limit.per: per 10ms must be from 50ms to 24h0m0s"},
 		"per too long":     {"  rules:\n  - limit: {requests: 5, per: 48h}\n", "must be from 50ms to 24h0m0s"},
 		"per precision":    {"  rules:\n  - limit: {requests: 5, per: 1.0005s}\n", "only millisecond precision"},
-		"global":           {"  rules:\n  - scope: Global\n" + lim, "spec.rules[0].scope: scope Global is not supported yet"},
+		"global per":       {"  rules:\n  - scope: Global\n" + lim, "spec.rules[0].limit.per: per 10s: a Global rule's budget is counted in the rate limit service's fixed windows"},
+		"on error value":   {"  rules:\n  - scope: Global\n    onServiceError: deny\n    limit: {requests: 5, per: 1m}\n", `spec.rules[0].onServiceError: invalid onServiceError "deny" (want Allow or Deny)`},
+		"global to":        {"  rules:\n  - scope: Global\n    match: {to: [" + strings.Repeat("{operation: {paths: [/a]}},", 16) + "]}\n    limit: {requests: 5, per: 1m}\n", "spec.rules[0].match.to: 16 entries, more than the limit of 15 for a Global rule"},
+		"on error local":   {"  rules:\n  - onServiceError: Deny\n" + lim, "spec.rules[0].onServiceError: onServiceError applies only to scope Global"},
 		"bad scope":        {"  rules:\n  - scope: local\n" + lim, `spec.rules[0].scope: invalid scope "local" (want Local or Global)`},
 		"by":               {"  rules:\n  - by: [remote.ip]\n" + lim, "spec.rules[0].by: by is not supported yet"},
 		"targetRefs":       {"  targetRefs: [{kind: Service, name: a}]\n  rules:\n  - " + lim[4:], "spec.targetRefs: targetRefs is not supported yet"},

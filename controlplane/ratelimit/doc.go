@@ -55,6 +55,15 @@
 // failure_mode_deny. Requests are bounded too: at most MaxDescriptors descriptors of at most
 // MaxEntries entries, keys and values of at most MaxValueBytes bytes.
 //
+// # RateLimit objects
+//
+// The Global rules of Strait's RateLimit kind (docs/ratelimit.md) bring their own limits:
+// straitd hands every snapshot's RateLimits to SetRateLimits, and each Global rule becomes the
+// descriptor [ratelimit_rule=NS/NAME/RULE, ratelimit_match=1 × its to entries] of domain Domain
+// ("strait") with its requests per unit (kind.go); package controlplane/translate/ratelimit
+// emits the filters and route actions that send exactly that descriptor. Domain belongs to the
+// RateLimits: a configuration file's document for it is ignored.
+//
 // The configuration file is read again when its modification time or size changes (checked
 // every second); counters survive a reload. A file that fails to decode keeps the previous
 // configuration and is logged.

@@ -49,7 +49,11 @@ type Service struct {
 
 	opts Options
 	log  *slog.Logger
-	cfg  atomic.Pointer[Config]
+	cfg  atomic.Pointer[Config] // what requests are answered from: file and rules (publish)
+
+	cfgMu sync.Mutex // guards file and rules
+	file  *Config    // the configuration file's
+	rules *Config    // Domain, from the RateLimit objects (SetRateLimits); nil until set
 
 	// modTime and size identify the loaded file's version (Watch).
 	modTime time.Time
@@ -88,12 +92,13 @@ func New(o Options) (*Service, error) {
 			return nil, err
 		}
 	}
-	s.cfg.Store(cfg)
+	s.setFile(cfg)
 	return s, nil
 }
 
-// SetConfig replaces the configuration; counters are kept.
-func (s *Service) SetConfig(c *Config) { s.cfg.Store(c) }
+// SetConfig replaces the configuration file's domains (Domain stays the RateLimit objects',
+// once SetRateLimits was called); counters are kept.
+func (s *Service) SetConfig(c *Config) { s.setFile(c) }
 
 // Register adds the service to a gRPC server.
 func (s *Service) Register(g *grpc.Server) { rlsv3.RegisterRateLimitServiceServer(g, s) }
@@ -127,7 +132,7 @@ func (s *Service) Watch(ctx context.Context, interval time.Duration) error {
 			s.log.Error("rate limit config not reloaded; keeping the previous one", "error", err)
 			continue
 		}
-		s.cfg.Store(cfg)
+		s.setFile(cfg)
 		s.log.Info("rate limit config reloaded", "file", s.opts.ConfigFile)
 	}
 }

@@ -28,6 +28,10 @@ type Options struct {
 	// EnvoyFilterCheck says whether strait-proxy accepts a resource an EnvoyFilter patched;
 	// nil: strait-proxy's own compilers (envoyfilter/proxycheck).
 	EnvoyFilterCheck envoyfilter.Checker
+	// RateLimitService is the address (host:port) at which proxies reach straitd's rate limit
+	// service, for RateLimits' Global rules (cluster vocab.RateLimitServiceCluster); "" when
+	// the service is off, and a Global rule is then reported and not applied.
+	RateLimitService string
 }
 
 // New returns the Generator that assembles CDS, EDS, LDS and RDS for sidecars, routers

@@ -30,6 +30,10 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml")
 
+// goldenRateLimitService is where the golden cases' proxies reach straitd's rate limit service
+// (translate.Options.RateLimitService), for RateLimits' Global rules.
+const goldenRateLimitService = "10.96.0.15:8081"
+
 // header is the first document of a NAME.input.yaml: the proxy to generate for and the mesh
 // config. Every other document is Istio config.
 type header struct {
@@ -139,7 +143,7 @@ type validator interface{ Validate() error }
 func render(t testing.TB, snap *mesh.Snapshot, p *translate.Proxy) []byte {
 	t.Helper()
 	r := newReporter()
-	return renderWith(t, translate.New(translate.Options{Report: r.report}), r, snap, p)
+	return renderWith(t, translate.New(translate.Options{Report: r.report, RateLimitService: goldenRateLimitService}), r, snap, p)
 }
 
 // reporter collects a generator's reports.
@@ -238,7 +242,7 @@ func TestGoldenSharedGenerator(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newReporter()
-	g := translate.New(translate.Options{Report: r.report})
+	g := translate.New(translate.Options{Report: r.report, RateLimitService: goldenRateLimitService})
 	version := uint64(0)
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".input.yaml")

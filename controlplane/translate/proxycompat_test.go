@@ -68,7 +68,7 @@ func TestProxyCompiles(t *testing.T) {
 				}()
 			}
 			snap, p := loadCase(t, in)
-			res, err := translate.New(translate.Options{}).Generate(snap, p)
+			res, err := translate.New(translate.Options{RateLimitService: goldenRateLimitService}).Generate(snap, p)
 			if err != nil {
 				t.Fatal(err)
 			}

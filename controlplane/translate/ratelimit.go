@@ -1,12 +1,16 @@
 package translate
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/strait-mesh/strait/controlplane/config"
@@ -24,16 +28,37 @@ type rlListenerKey struct {
 	res      types.Resource
 }
 
-// rlResult is a listener with its rate limit filters, or the error that left it unchanged.
+// rlResult is a listener with its rate limit filters and the Global rules' rate_limits for its
+// RDS route configurations, or the error that left it unchanged.
 type rlResult struct {
 	l   *listenerv3.Listener
+	rds map[string][]*routev3.RateLimit
+	err error
+}
+
+// rlRouteKey memoizes one route configuration with the rate_limits of one list of RateLimits.
+type rlRouteKey struct {
+	policies string
+	res      types.Resource
+}
+
+// rlClusterKey memoizes the rate limit service cluster of an address.
+type rlClusterKey struct{ address string }
+
+// rlCluster is the rate limit service cluster, or the error of its address.
+type rlCluster struct {
+	c   types.Resource
 	err error
 }
 
 // rateLimits adds the filters of the RateLimits that select p (package ratelimit) to its
-// inbound listeners (a sidecar's) or all its listeners (a gateway's). It runs before the
+// inbound listeners (a sidecar's) or all its listeners (a gateway's). Their Global rules also
+// add rate_limits to the routes of those listeners (inline, or the RDS route configurations
+// they name) and the cluster vocab.RateLimitServiceCluster of Options.RateLimitService; without
+// that service a Global rule is reported and its listener left unchanged. It runs before the
 // EnvoyFilters, which may patch what it adds, as they patch everything else. A proxy without
-// RateLimits gets res unchanged; listeners are memoized per list of RateLimits and base listener.
+// RateLimits gets res unchanged; listeners and route configurations are memoized per list of
+// RateLimits and base resource.
 func (g *generator) rateLimits(snap *mesh.Snapshot, p *Proxy, res Resources) Resources {
 	if len(snap.Configs[config.RateLimit]) == 0 {
 		return res
@@ -49,10 +74,12 @@ func (g *generator) rateLimits(snap *mesh.Snapshot, p *Proxy, res Resources) Res
 		key.WriteString(o.Namespace + "/" + o.Name + "@" + strconv.FormatUint(snap.ObjectHash(o), 16) + ";")
 	}
 	gateway := p.Type == node.Router
+	service := g.opts.RateLimitService != ""
 	out := make(Resources, len(res))
 	for typ, list := range res {
 		out[typ] = list
 	}
+	rds := map[string][]*routev3.RateLimit{}
 	list := make([]types.Resource, 0, len(res[resource.ListenerType]))
 	for _, r := range res[resource.ListenerType] {
 		l := r.(*listenerv3.Listener)
@@ -60,17 +87,64 @@ func (g *generator) rateLimits(snap *mesh.Snapshot, p *Proxy, res Resources) Res
 			list = append(list, r)
 			continue
 		}
-		lr := g.memo.get(snap.Version, rlListenerKey{key.String(), r}, struct{}{}, func() any {
-			nl, err := ratelimit.Listener(l, policies)
-			return &rlResult{l: nl, err: err}
+		lr := g.memo.get(snap.Version, rlListenerKey{key.String(), r}, service, func() any {
+			nl, routes, err := ratelimit.Listener(l, policies, service)
+			return &rlResult{l: nl, rds: routes, err: err}
 		}).(*rlResult)
+		if lr.err == nil {
+			for name, rls := range lr.rds {
+				if prev, ok := rds[name]; ok && !equalRateLimits(prev, rls) {
+					lr = &rlResult{err: fmt.Errorf("listener %s: route configuration %q is shared with another listener that other Global RateLimit rules apply to", l.GetName(), name)}
+					break
+				}
+			}
+		}
 		if lr.err != nil {
 			g.report(p, lr.err)
 			list = append(list, r)
 			continue
 		}
+		for name, rls := range lr.rds {
+			rds[name] = rls
+		}
 		list = append(list, lr.l)
 	}
 	out[resource.ListenerType] = list
+	if len(rds) > 0 {
+		routes := make([]types.Resource, 0, len(res[resource.RouteType]))
+		for _, r := range res[resource.RouteType] {
+			rc := r.(*routev3.RouteConfiguration)
+			rls, ok := rds[rc.GetName()]
+			if !ok {
+				routes = append(routes, r)
+				continue
+			}
+			routes = append(routes, g.memo.get(snap.Version, rlRouteKey{key.String(), r}, struct{}{}, func() any {
+				return ratelimit.RouteConfiguration(rc, rls)
+			}).(*routev3.RouteConfiguration))
+		}
+		out[resource.RouteType] = routes
+	}
+	if service && hasGlobalRule(policies) {
+		rc := g.memo.get(snap.Version, rlClusterKey{g.opts.RateLimitService}, struct{}{}, func() any {
+			c, err := ratelimit.Cluster(g.opts.RateLimitService)
+			return &rlCluster{c: c, err: err}
+		}).(*rlCluster)
+		if rc.err != nil {
+			g.report(p, rc.err)
+		} else {
+			out[resource.ClusterType] = append(slices.Clip(res[resource.ClusterType]), rc.c)
+		}
+	}
 	return out
+}
+
+// hasGlobalRule reports whether one of policies has a Global rule.
+func hasGlobalRule(policies []*config.Object) bool {
+	return len(ratelimit.GlobalRules(policies)) > 0
+}
+
+// equalRateLimits reports whether a and b are the same rate_limits.
+func equalRateLimits(a, b []*routev3.RateLimit) bool {
+	return slices.EqualFunc(a, b, func(x, y *routev3.RateLimit) bool { return proto.Equal(x, y) })
 }

@@ -16,6 +16,11 @@ const (
 	InboundPassthroughCluster = "InboundPassthroughCluster"
 )
 
+// RateLimitServiceCluster is the cluster, added by straitd to the proxies that a RateLimit
+// with a Global rule selects, through which their global rate limit filters reach straitd's
+// rate limit service. It is not a service's cluster: it does not parse as one.
+const RateLimitServiceCluster = "strait-ratelimit"
+
 // InboundPassthroughBindIP is the source address Istio binds inbound passthrough connections to,
 // so that iptables does not capture them again.
 const InboundPassthroughBindIP = "127.0.0.6"

@@ -111,15 +111,19 @@ type RateLimitRule struct {
 	// limit is the budget: requests per unit of time. Required.
 	Limit *Limit `protobuf:"bytes,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	// scope is "Local" (each proxy has its own budget; the default) or "Global" (one budget
-	// shared by every proxy, through a rate limit service; not supported yet).
+	// shared by every proxy the RateLimit selects, kept by straitd's rate limit service).
 	Scope string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
 	// by gives each value of these attributes ("remote.ip", "request.headers[NAME]") a budget of
 	// its own; not supported yet.
 	By []string `protobuf:"bytes,5,rep,name=by,proto3" json:"by,omitempty"`
 	// response is what a limited request is answered.
-	Response      *Response `protobuf:"bytes,6,opt,name=response,proto3" json:"response,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Response *Response `protobuf:"bytes,6,opt,name=response,proto3" json:"response,omitempty"`
+	// onServiceError is what a Global rule does with a request when the rate limit service
+	// cannot answer (unreachable, too slow, an error): "Allow" lets it through (the default),
+	// "Deny" answers 500. Only for scope Global.
+	OnServiceError string `protobuf:"bytes,7,opt,name=on_service_error,json=onServiceError,proto3" json:"on_service_error,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RateLimitRule) Reset() {
@@ -192,6 +196,13 @@ func (x *RateLimitRule) GetResponse() *Response {
 		return x.Response
 	}
 	return nil
+}
+
+func (x *RateLimitRule) GetOnServiceError() string {
+	if x != nil {
+		return x.OnServiceError
+	}
+	return ""
 }
 
 // Limit is a token bucket that holds requests tokens and is refilled to full every per.
@@ -313,14 +324,15 @@ const file_controlplane_config_extensionsv1alpha1_ratelimit_proto_rawDesc = "" +
 	"\bselector\x18\x01 \x01(\v2$.istio.type.v1beta1.WorkloadSelectorR\bselector\x12J\n" +
 	"\vtarget_refs\x18\x02 \x03(\v2).istio.type.v1beta1.PolicyTargetReferenceR\n" +
 	"targetRefs\x12?\n" +
-	"\x05rules\x18\x03 \x03(\v2).strait.extensions.v1alpha1.RateLimitRuleR\x05rules\"\xf8\x01\n" +
+	"\x05rules\x18\x03 \x03(\v2).strait.extensions.v1alpha1.RateLimitRuleR\x05rules\"\xa2\x02\n" +
 	"\rRateLimitRule\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
 	"\x05match\x18\x02 \x01(\v2\x1c.istio.security.v1beta1.RuleR\x05match\x127\n" +
 	"\x05limit\x18\x03 \x01(\v2!.strait.extensions.v1alpha1.LimitR\x05limit\x12\x14\n" +
 	"\x05scope\x18\x04 \x01(\tR\x05scope\x12\x0e\n" +
 	"\x02by\x18\x05 \x03(\tR\x02by\x12@\n" +
-	"\bresponse\x18\x06 \x01(\v2$.strait.extensions.v1alpha1.ResponseR\bresponse\"P\n" +
+	"\bresponse\x18\x06 \x01(\v2$.strait.extensions.v1alpha1.ResponseR\bresponse\x12(\n" +
+	"\x10on_service_error\x18\a \x01(\tR\x0eonServiceError\"P\n" +
 	"\x05Limit\x12\x1a\n" +
 	"\brequests\x18\x01 \x01(\rR\brequests\x12+\n" +
 	"\x03per\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03per\"\xab\x01\n" +

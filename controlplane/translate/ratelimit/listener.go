@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -11,14 +12,18 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 )
 
-// Listener returns l with the filters of policies (see Filters) at the front of the HTTP
-// filters of each of its HTTP connection managers, the port of each being its filter chain's
-// destination_port or else the listener's port; l itself, unmodified, when no rule applies. l is
-// never modified: what changes is copied.
-func Listener(l *listenerv3.Listener, policies []*config.Object) (*listenerv3.Listener, error) {
+// Listener returns l with the filters of policies (see Filters; service as there) at the front
+// of the HTTP filters of each of its HTTP connection managers, the port of each being its filter
+// chain's destination_port or else the listener's port; l itself, unmodified, when no rule
+// applies. The Global rules' route rate_limits are added to a connection manager's inline
+// route_config (RouteConfiguration) or, for one that uses RDS, returned by route configuration
+// name for the caller to add: a name used by several connection managers that need different
+// rate_limits is an error. l is never modified: what changes is copied.
+func Listener(l *listenerv3.Listener, policies []*config.Object, service bool) (*listenerv3.Listener, map[string][]*routev3.RateLimit, error) {
 	if len(policies) == 0 {
-		return l, nil
+		return l, nil, nil
 	}
+	var rds map[string][]*routev3.RateLimit
 	port := l.GetAddress().GetSocketAddress().GetPortValue()
 	var out *listenerv3.Listener
 	patch := func(fc *listenerv3.FilterChain) (*listenerv3.FilterChain, error) {
@@ -31,15 +36,32 @@ func Listener(l *listenerv3.Listener, policies []*config.Object) (*listenerv3.Li
 			if f.GetName() != config.HCMFilterName {
 				continue
 			}
-			rls, err := Filters(policies, p)
-			if err != nil || len(rls) == 0 {
+			ch, err := Filters(policies, p, service)
+			if err != nil || len(ch.Filters) == 0 {
 				return nil, err
 			}
 			hcm := &hcmv3.HttpConnectionManager{}
 			if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
 				return nil, fmt.Errorf("listener %s: filter chain %q: decoding the connection manager: %w", l.GetName(), fc.GetName(), err)
 			}
-			hcm.HttpFilters = append(rls, hcm.GetHttpFilters()...)
+			hcm.HttpFilters = append(ch.Filters, hcm.GetHttpFilters()...)
+			if len(ch.RateLimits) > 0 {
+				switch rs := hcm.GetRouteSpecifier().(type) {
+				case *hcmv3.HttpConnectionManager_RouteConfig:
+					rs.RouteConfig = RouteConfiguration(rs.RouteConfig, ch.RateLimits)
+				case *hcmv3.HttpConnectionManager_Rds:
+					name := rs.Rds.GetRouteConfigName()
+					if prev, ok := rds[name]; ok && !equalRateLimits(prev, ch.RateLimits) {
+						return nil, fmt.Errorf("listener %s: filter chain %q: route configuration %q is shared with a connection manager on another port that other Global rules apply to", l.GetName(), fc.GetName(), name)
+					}
+					if rds == nil {
+						rds = map[string][]*routev3.RateLimit{}
+					}
+					rds[name] = ch.RateLimits
+				default:
+					return nil, fmt.Errorf("listener %s: filter chain %q: a Global rule needs the connection manager's route configuration (inline or RDS)", l.GetName(), fc.GetName())
+				}
+			}
 			tc, err := anypb.New(hcm)
 			if err != nil {
 				return nil, fmt.Errorf("listener %s: filter chain %q: encoding the connection manager: %w", l.GetName(), fc.GetName(), err)
@@ -54,7 +76,7 @@ func Listener(l *listenerv3.Listener, policies []*config.Object) (*listenerv3.Li
 	for i, fc := range l.GetFilterChains() {
 		chain, err := patch(fc)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if chain == nil {
 			continue
@@ -67,7 +89,7 @@ func Listener(l *listenerv3.Listener, policies []*config.Object) (*listenerv3.Li
 	if dc := l.GetDefaultFilterChain(); dc != nil {
 		chain, err := patch(dc)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if chain != nil {
 			if out == nil {
@@ -77,7 +99,20 @@ func Listener(l *listenerv3.Listener, policies []*config.Object) (*listenerv3.Li
 		}
 	}
 	if out == nil {
-		return l, nil
+		return l, nil, nil
 	}
-	return out, nil
+	return out, rds, nil
+}
+
+// equalRateLimits reports whether a and b are the same rate_limits.
+func equalRateLimits(a, b []*routev3.RateLimit) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !proto.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -1,7 +1,15 @@
 // Package ratelimit translates Strait's RateLimit kind (extensions.strait.io/v1alpha1) into
-// Envoy's local rate limit HTTP filter (envoy.filters.http.local_ratelimit), one filter per rule,
-// at the front of the HTTP filters of the selected sidecars' inbound connection managers and of
-// the selected gateways' connection managers (docs/ratelimit.md).
+// Envoy's local rate limit HTTP filter (envoy.filters.http.local_ratelimit) for a Local rule and
+// Envoy's global rate limit filter (envoy.filters.http.ratelimit) for a Global one, one filter
+// per rule, at the front of the HTTP filters of the selected sidecars' inbound connection
+// managers and of the selected gateways' connection managers (docs/ratelimit.md).
+//
+// A Global rule's filter (global.go) calls straitd's rate limit service through the cluster
+// vocab.RateLimitServiceCluster (Cluster) in domain Domain, at a stage of its own (1 to
+// MaxGlobalRules); its descriptor comes from rate_limits of that stage added to every route of
+// the connection manager's route configuration, with the same actions as a Local rule's (below)
+// padded to one entry per to entry, so that the descriptor is the same on every proxy and port
+// and straitd's service (GlobalRules) counts one budget for all of them.
 //
 // A rule that counts every request on a chain is a filter with a token bucket of its own, as the
 // EnvoyFilter of Istio's gateway example writes it. A rule with a match is a filter without a
@@ -95,11 +103,22 @@ func subset(sel, labels map[string]string) bool {
 	return true
 }
 
-// Filters returns the HTTP filters of the rules of policies (as Select returns them) that apply
-// to a connection manager serving port (the destination port of a sidecar's inbound chain, or a
-// gateway listener's port), in order.
-func Filters(policies []*config.Object, port uint32) ([]*hcmv3.HttpFilter, error) {
-	var out []*hcmv3.HttpFilter
+// Chain is what the rules that apply to one connection manager add to it: HTTP filters, in
+// order, for the front of its filter chain, and the rate_limits that the Global rules' filters
+// read (each with its filter's stage), for every route of its route configuration.
+type Chain struct {
+	Filters    []*hcmv3.HttpFilter
+	RateLimits []*routev3.RateLimit
+}
+
+// Filters returns what the rules of policies (as Select returns them) that apply to a
+// connection manager serving port (the destination port of a sidecar's inbound chain, or a
+// gateway listener's port) add to it. A Global rule's filter calls the cluster
+// vocab.RateLimitServiceCluster; service says whether straitd serves it: without it a Global
+// rule is an error, as are more than MaxGlobalRules Global rules on one port.
+func Filters(policies []*config.Object, port uint32, service bool) (Chain, error) {
+	var out Chain
+	stage := uint32(0)
 	for _, o := range policies {
 		rl, ok := o.Spec.(*ext.RateLimit)
 		if !ok {
@@ -107,17 +126,42 @@ func Filters(policies []*config.Object, port uint32) ([]*hcmv3.HttpFilter, error
 		}
 		for i, r := range rl.GetRules() {
 			id := ruleID(o, i, r)
+			wrap := func(err error) error {
+				return fmt.Errorf("RateLimit %s/%s: spec.rules[%d]: %w", o.Namespace, o.Name, i, err)
+			}
+			if r.GetScope() == config.RateLimitScopeGlobal {
+				if !service {
+					return Chain{}, wrap(errNoService)
+				}
+				f, rls, err := globalFilter(id, r, port, stage+1)
+				if err != nil {
+					return Chain{}, wrap(err)
+				}
+				if f == nil {
+					continue
+				}
+				if stage++; stage > MaxGlobalRules {
+					return Chain{}, wrap(fmt.Errorf("more than %d Global rules apply to port %d: the global rate limit filter has stages 1 to %d only", MaxGlobalRules, port, MaxGlobalRules))
+				}
+				out.Filters = append(out.Filters, f)
+				out.RateLimits = append(out.RateLimits, rls...)
+				continue
+			}
 			f, err := ruleFilter(id, r, port)
 			if err != nil {
-				return nil, fmt.Errorf("RateLimit %s/%s: spec.rules[%d]: %w", o.Namespace, o.Name, i, err)
+				return Chain{}, wrap(err)
 			}
 			if f != nil {
-				out = append(out, f)
+				out.Filters = append(out.Filters, f)
 			}
 		}
 	}
 	return out, nil
 }
+
+// RuleID names rule i of o: "NS/NAME/RULE", RULE being the rule's name or its index. It is
+// the value of the RuleKey entry of the rule's descriptor.
+func RuleID(o *config.Object, i int, r *ext.RateLimitRule) string { return ruleID(o, i, r) }
 
 // ruleID names rule i of o: "NS/NAME/RULE", RULE being the rule's name or its index.
 func ruleID(o *config.Object, i int, r *ext.RateLimitRule) string {
@@ -162,7 +206,9 @@ func ruleFilter(id string, r *ext.RateLimitRule, port uint32) (*hcmv3.HttpFilter
 	case len(alts) == 0:
 		return nil, nil
 	default:
-		c.RateLimits, c.Descriptors = descriptors(id, alts, whenMatchers(r.GetMatch().GetWhen()), bucket)
+		var rls []*routev3.RateLimit
+		rls, c.Descriptors = descriptors(id, alts, len(alts), whenMatchers(r.GetMatch().GetWhen()), bucket)
+		c.RateLimits = rls
 	}
 	tc, err := anypb.New(c)
 	if err != nil {
@@ -253,14 +299,14 @@ func regexMatcher(name, re string, invert bool) *routev3.HeaderMatcher {
 }
 
 // descriptors returns the filter's rate_limits and its one descriptor. Policy k produces the
-// descriptor [rule, match × len(alts)] when the request matches none of alternatives 0..k-1,
+// descriptor [rule, match × width] (width ≥ len(alts)) when the request matches none of alternatives 0..k-1,
 // matches alternative k and the when matchers: its actions are a generic_key naming the rule,
 // a header_value_match that must fail for each earlier alternative, one that must hold for
 // alternative k with when, and generic_key padding, so that every policy's descriptor is the same
 // and at most one policy produces it.
-func descriptors(id string, alts [][]*routev3.HeaderMatcher, when []*routev3.HeaderMatcher, bucket *typev3.TokenBucket) ([]*routev3.RateLimit, []*ratelimitv3.LocalRateLimitDescriptor) {
+func descriptors(id string, alts [][]*routev3.HeaderMatcher, width int, when []*routev3.HeaderMatcher, bucket *typev3.TokenBucket) ([]*routev3.RateLimit, []*ratelimitv3.LocalRateLimitDescriptor) {
 	entries := []*ratelimitv3.RateLimitDescriptor_Entry{{Key: RuleKey, Value: id}}
-	for range alts {
+	for range width {
 		entries = append(entries, &ratelimitv3.RateLimitDescriptor_Entry{Key: MatchKey, Value: matchValue})
 	}
 	pad := &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_GenericKey_{
@@ -282,7 +328,7 @@ func descriptors(id string, alts [][]*routev3.HeaderMatcher, when []*routev3.Hea
 		} else {
 			actions = append(actions, pad)
 		}
-		for range alts[k+1:] {
+		for range width - k - 1 {
 			actions = append(actions, pad)
 		}
 		rls = append(rls, &routev3.RateLimit{Actions: actions})

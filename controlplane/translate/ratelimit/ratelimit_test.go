@@ -27,12 +27,12 @@ func load(t *testing.T, docs string) []*config.Object {
 // compiler, so that the test sees what the proxy does.
 func compiled(t *testing.T, policies []*config.Object, port uint32) map[string]*route.LocalRateLimit {
 	t.Helper()
-	fs, err := Filters(policies, port)
+	ch, err := Filters(policies, port, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]*route.LocalRateLimit{}
-	for _, f := range fs {
+	for _, f := range ch.Filters {
 		c := &lrlv3.LocalRateLimit{}
 		if err := f.GetTypedConfig().UnmarshalTo(c); err != nil {
 			t.Fatal(err)

@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strait-mesh/strait/internal/testenv"
+)
+
+// globalRateLimitKindBudget is the shared budget of /productpage per minute.
+const globalRateLimitKindBudget = 6
+
+// globalRateLimitKind is the first-class equivalent of Istio's global rate limit task
+// (globalRateLimitEnvoyFilter and globalRateLimitServiceConfig): every ingress gateway shares
+// globalRateLimitKindBudget requests to /productpage per minute, kept by straitd's own rate
+// limit service; /warmup has a large budget of its own.
+var globalRateLimitKind = fmt.Sprintf(`apiVersion: extensions.strait.io/v1alpha1
+kind: RateLimit
+metadata: {name: ingress, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  rules:
+  - name: productpage
+    scope: Global
+    match:
+      to: [{operation: {paths: [/productpage]}}]
+    limit: {requests: %d, per: 1m}
+    response:
+      headers: {x-limited-by: strait}
+  - name: warmup
+    scope: Global
+    match:
+      to: [{operation: {paths: [/warmup]}}]
+    limit: {requests: 1000, per: 1m}
+`, globalRateLimitKindBudget)
+
+// TestRateLimitKindGlobalSharedBudget: two ingress gateways selected by one RateLimit with
+// scope Global share one budget through straitd's in-memory rate limit service, which takes the
+// limit from the RateLimit itself (no --ratelimit-config): of 2×budget requests alternating
+// between the gateways, budget are answered and budget get 429 with the x-ratelimit-* headers,
+// x-envoy-ratelimited and the rule's response header.
+func TestRateLimitKindGlobalSharedBudget(t *testing.T) {
+	skipShort(t)
+	const rlsIP = "127.0.0.236"
+	app := startBackend(t, "127.0.0.1", "productpage", backendOptions{})
+	portA, portB, rlsPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+
+	gateway := func(name string, port int) string {
+		return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: %s, namespace: istio-system}
+spec:
+  selector: {gateway: %s}
+  servers: [{port: {number: %d, name: http, protocol: HTTP}, hosts: ["*"]}]
+`, name, name, port)
+	}
+	cfg := staticServiceYAML("productpage.default.svc.cluster.local", 9080, "http", "HTTP",
+		fmt.Sprintf("{address: 127.0.0.1, ports: {http: %d}}", app.Port)) +
+		"---\n" + gateway("gw-a", portA) + "---\n" + gateway("gw-b", portB) +
+		"---\n" + virtualServiceYAML("bookinfo", "istio-system", `  hosts: ["*"]
+  gateways: [gw-a, gw-b]
+  http:
+  - route: [{destination: {host: productpage.default.svc.cluster.local, port: {number: 9080}}}]
+`)
+	sd := testenv.StartStraitd(t, map[string]string{"mesh.yaml": cfg, "ratelimit.yaml": globalRateLimitKind},
+		"--ratelimit-listen", fmt.Sprintf("%s:%d", rlsIP, rlsPort))
+	gws := []*testenv.Proxy{
+		testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "router", Name: "ingressgateway-a", Namespace: "istio-system",
+			Labels: map[string]string{"istio": "ingressgateway", "gateway": "gw-a"}}),
+		testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "router", Name: "ingressgateway-b", Namespace: "istio-system",
+			Labels: map[string]string{"istio": "ingressgateway", "gateway": "gw-b"}}),
+	}
+	urls := []string{fmt.Sprintf("http://127.0.0.1:%d", portA), fmt.Sprintf("http://127.0.0.1:%d", portB)}
+	const target = "outbound|9080||productpage.default.svc.cluster.local"
+
+	// Both gateways call the service: /warmup is counted by its own rule.
+	for i, gw := range gws {
+		testenv.Eventually(t, 30*time.Second, func() error {
+			rep, err := do(h1Client, request{URL: urls[i] + "/warmup"})
+			if err != nil {
+				return err
+			}
+			if rep.Code != http.StatusOK {
+				return fmt.Errorf("status %d", rep.Code)
+			}
+			if rep.Header.Get("X-Ratelimit-Limit") == "" {
+				return fmt.Errorf("gateway %d: no x-ratelimit-limit yet", i)
+			}
+			_, stats, err := gw.AdminGet("/stats")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(stats, "cluster."+target+".ratelimit.ok: ") {
+				return fmt.Errorf("gateway %d: no rate limit call yet", i)
+			}
+			return nil
+		})
+	}
+
+	// Windows are calendar minutes: keep the burst away from a minute's end.
+	if s := time.Now().Second(); s > 45 {
+		time.Sleep(time.Duration(61-s) * time.Second)
+	}
+	ok, limited := 0, 0
+	for i := range 2 * globalRateLimitKindBudget {
+		rep := mustDo(t, h1Client, request{URL: urls[i%2] + "/productpage"})
+		switch rep.Code {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			limited++
+			if rep.Header.Get("X-Envoy-Ratelimited") != "true" || rep.Header.Get("X-Limited-By") != "strait" ||
+				rep.Header.Get("X-Ratelimit-Remaining") != "0" ||
+				!strings.HasPrefix(rep.Header.Get("X-Ratelimit-Limit"), fmt.Sprint(globalRateLimitKindBudget)) {
+				t.Errorf("429 headers: %v", rep.Header)
+			}
+		default:
+			t.Fatalf("status %d: %.200s", rep.Code, rep.Body)
+		}
+	}
+	if ok != globalRateLimitKindBudget || limited != globalRateLimitKindBudget {
+		t.Fatalf("%d requests alternating between the gateways: %d answered, %d limited; want %d and %d",
+			2*globalRateLimitKindBudget, ok, limited, globalRateLimitKindBudget, globalRateLimitKindBudget)
+	}
+	for i, gw := range gws {
+		_, stats, err := gw.AdminGet("/stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(stats, "cluster."+target+".ratelimit.over_limit: ") {
+			t.Errorf("gateway %d: no over_limit counter", i)
+		}
+	}
+}
