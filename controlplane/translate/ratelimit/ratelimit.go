@@ -43,6 +43,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	ext "github.com/strait-mesh/strait/controlplane/config/extensionsv1alpha1"
+	"github.com/strait-mesh/strait/controlplane/translate/selection"
 )
 
 // Names and keys of the generated configuration.
@@ -67,41 +68,14 @@ const (
 // with labels: those of the root namespace and of ns whose selector (if any) matches, the root
 // namespace's first, then oldest first, then by name.
 func Select(objs []*config.Object, ns string, labels map[string]string, root string) []*config.Object {
-	var out []*config.Object
-	for _, o := range objs {
-		rl, ok := o.Spec.(*ext.RateLimit)
-		if !ok || (o.Namespace != root && o.Namespace != ns) {
-			continue
-		}
-		if sel := rl.GetSelector().GetMatchLabels(); len(sel) > 0 && !subset(sel, labels) {
-			continue
-		}
-		out = append(out, o)
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if (a.Namespace == root) != (b.Namespace == root) {
-			return a.Namespace == root
-		}
-		if !a.CreationTimestamp.Equal(b.CreationTimestamp) {
-			return a.CreationTimestamp.Before(b.CreationTimestamp)
-		}
-		if a.Name != b.Name {
-			return a.Name < b.Name
-		}
-		return a.Namespace < b.Namespace
-	})
-	return out
+	return selection.Select(objs, ns, labels, root, rateLimits)
 }
 
-func subset(sel, labels map[string]string) bool {
-	for k, v := range sel {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
-}
+// rateLimits reads a RateLimit's workload selector for selection.Select.
+var rateLimits = selection.Kind{Selector: func(o *config.Object) (map[string]string, bool) {
+	rl, ok := o.Spec.(*ext.RateLimit)
+	return rl.GetSelector().GetMatchLabels(), ok
+}}
 
 // Chain is what the rules that apply to one connection manager add to it: HTTP filters, in
 // order, for the front of its filter chain, and the rate_limits that the Global rules' filters
