@@ -372,9 +372,10 @@ func (w *workload) proxyArgs(extra ...string) []string {
 
 // statusArgs are the sidecar's Istio status ports on the workload's address, where Prometheus
 // scrapes a pod's proxy: 15020 (the proxy's metrics merged with the application's, and
-// /healthz/ready) and 15090 (the proxy's own /stats/prometheus).
+// /healthz/ready), 15021 (/healthz/ready) and 15090 (the proxy's own /stats/prometheus).
 func (w *workload) statusArgs() []string {
 	return []string{"--status-address", net.JoinHostPort(w.ip, strconv.Itoa(vocab.StatusPort)),
+		"--health-address", net.JoinHostPort(w.ip, strconv.Itoa(vocab.HealthPort)),
 		"--prometheus-address", net.JoinHostPort(w.ip, strconv.Itoa(vocab.PrometheusPort))}
 }
 

@@ -243,7 +243,7 @@ func up(parent context.Context, o upOptions, out io.Writer) error {
 	if err == nil {
 		err = start("ingress", append([]string{filepath.Join(bin, "strait-proxy"), "--mode", "router", "--namespace", "default",
 			"--service-account", "default", "--workload-name", "ingress", "--labels", "istio=ingressgateway",
-			"--admin-address", "127.0.0.1:15000", "--status-address", "127.0.0.1:15020",
+			"--admin-address", "127.0.0.1:15000", "--status-address", "127.0.0.1:15020", "--health-address", "127.0.0.1:15021",
 			"--prometheus-address", "127.0.0.1:15090", "--drain-duration", "1s"}, idArgs...)...)
 	}
 	if err = done(err); err != nil {

@@ -35,6 +35,8 @@ type Options struct {
 	// StatusAddress serves Istio's 15020 (merged /stats/prometheus with AppMetricsURL's metrics,
 	// /healthz/ready); PrometheusAddress Istio's 15090 (/stats/prometheus). "" or "-": off.
 	StatusAddress, PrometheusAddress string
+	// HealthAddress serves Istio's 15021 (/healthz/ready). "" or "-": off.
+	HealthAddress string
 	// AppMetricsURL is the application's Prometheus endpoint merged into StatusAddress's.
 	AppMetricsURL string
 	// DrainDuration bounds how long open connections may finish after SIGTERM,

@@ -144,6 +144,7 @@ func main() {
 	f.StringVar(&xdsTLS.Key, "xds-key", env("", "XDS_KEY"), "PEM private key of --xds-cert")
 	f.StringVar(&xdsTLS.ServerName, "xds-server-name", env("", "XDS_SERVER_NAME"), "name verified in the control plane's certificate (default: the address host)")
 	f.StringVar(&o.StatusAddress, "status-address", "-", "TCP address of Istio's status port (15020): merged /stats/prometheus and /healthz/ready; - disables it")
+	f.StringVar(&o.HealthAddress, "health-address", "-", "TCP address of Istio's health port (15021): /healthz/ready; - disables it")
 	f.StringVar(&o.PrometheusAddress, "prometheus-address", "-", "TCP address of Istio's Prometheus port (15090): the proxy's /stats/prometheus; - disables it")
 	f.StringVar(&o.AppMetricsURL, "app-metrics-url", "", "the application's Prometheus endpoint (Istio's prometheus.io/port and /path annotations), merged into --status-address's /stats/prometheus")
 	f.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1:15000", "TCP address of the read-only admin endpoints (/stats, /ready, /config_dump, ...); - disables the admin interface unless --admin-socket is given")

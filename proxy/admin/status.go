@@ -14,8 +14,9 @@ import (
 )
 
 // StatusOptions configure the listeners Istio's sidecars have beside the admin interface:
-// 15020, the merged Prometheus endpoint and the readiness probe, and 15090, the proxy's own
-// Prometheus endpoint. Both serve read-only data to anyone who can reach them, as Istio's do.
+// 15020, the merged Prometheus endpoint and the readiness probe, 15021, the readiness probe
+// alone, and 15090, the proxy's own Prometheus endpoint. All serve read-only data to anyone who
+// can reach them, as Istio's do.
 type StatusOptions struct {
 	// Address serves /stats/prometheus (the proxy's statistics, then the application's when
 	// AppMetricsURL is set: Istio's metrics merging) and /healthz/ready (200 once the proxy is
@@ -24,6 +25,9 @@ type StatusOptions struct {
 	// PrometheusAddress serves /stats/prometheus, the proxy's statistics only. "" or "-": not
 	// served.
 	PrometheusAddress string
+	// HealthAddress serves /healthz/ready only: Istio's 15021, where gateways' load balancers
+	// and Kubernetes probes ask whether the proxy is ready. "" or "-": not served.
+	HealthAddress string
 	// AppMetricsURL is the application's own Prometheus endpoint (Istio's prometheus.io/port and
 	// prometheus.io/path annotations), scraped on each request to Address's /stats/prometheus.
 	AppMetricsURL string
@@ -108,6 +112,11 @@ func ListenStatus(o StatusOptions) (*StatusServers, error) {
 	status.HandleFunc("/stats/prometheus", merged)
 	status.HandleFunc("/healthz/ready", ready)
 	if err := serve(o.Address, status); err != nil {
+		return nil, err
+	}
+	health := http.NewServeMux()
+	health.HandleFunc("/healthz/ready", ready)
+	if err := serve(o.HealthAddress, health); err != nil {
 		return nil, err
 	}
 	promMux := http.NewServeMux()

@@ -25,7 +25,8 @@ func TestStatusListeners(t *testing.T) {
 	st.Counter("cluster.x.upstream_rq_total", "envoy_cluster_upstream_rq_total").Add(3)
 	src := &fakeSource{}
 	status, prom := "127.0.0.1:"+strconv.Itoa(testenv.FreePort(t)), "127.0.0.1:"+strconv.Itoa(testenv.FreePort(t))
-	ss, err := ListenStatus(StatusOptions{Address: status, PrometheusAddress: prom, AppMetricsURL: app.URL,
+	health := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	ss, err := ListenStatus(StatusOptions{Address: status, PrometheusAddress: prom, HealthAddress: health, AppMetricsURL: app.URL,
 		Source: src, Stats: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -41,12 +42,19 @@ func TestStatusListeners(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, _ := get("http://" + status + "/healthz/ready"); code != http.StatusServiceUnavailable {
-		t.Errorf("/healthz/ready before the proxy is ready: %d, want 503", code)
+	for _, addr := range []string{status, health} {
+		if code, _ := get("http://" + addr + "/healthz/ready"); code != http.StatusServiceUnavailable {
+			t.Errorf("%s/healthz/ready before the proxy is ready: %d, want 503", addr, code)
+		}
 	}
 	src.ready.Store(true)
-	if code, body := get("http://" + status + "/healthz/ready"); code != http.StatusOK || !strings.Contains(body, "LIVE") {
-		t.Errorf("/healthz/ready when ready: %d %q", code, body)
+	for _, addr := range []string{status, health} {
+		if code, body := get("http://" + addr + "/healthz/ready"); code != http.StatusOK || !strings.Contains(body, "LIVE") {
+			t.Errorf("%s/healthz/ready when ready: %d %q", addr, code, body)
+		}
+	}
+	if code, _ := get("http://" + health + "/stats/prometheus"); code != http.StatusNotFound {
+		t.Errorf("15021 serves metrics: %d", code)
 	}
 	_, merged := get("http://" + status + "/stats/prometheus")
 	if !strings.Contains(merged, "envoy_cluster_upstream_rq_total") || !strings.HasSuffix(merged, "app_orders_total 42\n") {
