@@ -9,6 +9,10 @@
 // mutual TLS (sidecar.go; the run fails if either hop is not what its name says), and adds a
 // table of the mTLS overhead in CPU per request and latency.
 //
+// The feature paths (features.go: telemetry-off, telemetry-full, ratelimit-none, ratelimit-local,
+// ratelimit-global) measure the same plaintext sidecar pair at 1,000 rps once per configuration,
+// for the telemetry (issue 8) and rate limit (issue 16) targets.
+//
 // Every proxy gets one core (GOMAXPROCS=1, one nginx worker, one HAProxy thread) pinned to CPU 1;
 // the load generator (fortio) and the backend (fortio's echo server) share CPU 0. All traffic is on
 // loopback; every run is bounded by -duration.
