@@ -9,6 +9,10 @@
 // mutual TLS (sidecar.go; the run fails if either hop is not what its name says), and adds a
 // table of the mTLS overhead in CPU per request and latency.
 //
+// The feature paths (features.go: telemetry-off, telemetry-full, ratelimit-none, ratelimit-local,
+// ratelimit-global) measure the same plaintext sidecar pair at 1,000 rps once per configuration,
+// for the telemetry (issue 8) and rate limit (issue 16) targets.
+//
 // Every proxy gets one core (GOMAXPROCS=1, one nginx worker, one HAProxy thread) pinned to CPU 1;
 // the load generator (fortio) and the backend (fortio's echo server) share CPU 0. All traffic is on
 // loopback; every run is bounded by -duration.
@@ -48,6 +52,7 @@ type target struct {
 	h2      bool
 	proxies []*proc     // whose CPU and memory are measured
 	pair    sidecarPair // for the sidecar pairs: whose client's upstream connections are counted
+	rates   []int       // target rps to measure (0 = maximum); empty: 1,000 and maximum
 }
 
 func run(duration time.Duration, binDir, out, only string) (err error) {
@@ -92,29 +97,45 @@ func run(duration time.Duration, binDir, out, only string) (err error) {
 		target{name: "direct", url: fmt.Sprintf("http://127.0.0.1:%d/echo", portBackend)},
 		target{name: "direct", url: fmt.Sprintf("http://127.0.0.1:%d/echo", portBackend), h2: true})
 
-	// Strait: straitd with the bench config, three router proxies.
-	if only == "" || strings.Contains(only, "strait") {
-		if err := startStrait(ctx, work, binDir, &targets, must); err != nil {
+	// Strait: straitd with the bench config, three router proxies, the sidecar pairs.
+	var full *otlpCollector
+	var accessLog string
+	if only == "" || strings.Contains(only, "strait") || wantsFeatures(only) {
+		if full, accessLog, err = startStrait(ctx, work, binDir, only, &targets, must); err != nil {
 			return err
 		}
 	}
-	return finish(ctx, fortio, work, only, out, duration, targets, must)
-}
-
-func startStrait(ctx context.Context, work, binDir string, targets *[]target, must func(*proc, error) *proc) error {
-	cfgDir := filepath.Join(work, "config")
-	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
+	if err := finish(ctx, fortio, work, only, out, duration, targets, must); err != nil {
 		return err
 	}
+	reportFull(full, accessLog)
+	return nil
+}
+
+// startStrait starts straitd, the router proxies and the sidecar pairs, and with -only naming
+// a feature pair (or empty) the feature pairs (features.go); it returns the telemetry-full
+// pair's trace collector and access log file (nil and "" without it).
+func startStrait(ctx context.Context, work, binDir, only string, targets *[]target, must func(*proc, error) *proc) (*otlpCollector, string, error) {
+	cfgDir := filepath.Join(work, "config")
+	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
+		return nil, "", err
+	}
 	if err := os.WriteFile(filepath.Join(cfgDir, "bench.yaml"), []byte(meshConfig()), 0o644); err != nil {
-		return err
+		return nil, "", err
+	}
+	features := wantsFeatures(only)
+	if features {
+		if err := os.WriteFile(filepath.Join(cfgDir, "features.yaml"), []byte(featureConfig()), 0o644); err != nil {
+			return nil, "", err
+		}
 	}
 	// The data dir gives straitd its CA, the mesh port (a free one) its TLS xDS and CSR API for
 	// the proxies with an identity; the router proxies and the plaintext sidecars speak plaintext xDS.
 	dataDir := filepath.Join(work, "data")
 	must(start(work, "straitd", 0, nil, filepath.Join(binDir, "straitd"), "--config-dir", cfgDir,
 		"--data-dir", dataDir, "--mesh-address", "127.0.0.1:0",
-		"--xds-listen", fmt.Sprintf("127.0.0.1:%d", portXDS), "--http-listen", fmt.Sprintf("127.0.0.1:%d", portStraitd)))
+		"--xds-listen", fmt.Sprintf("127.0.0.1:%d", portXDS), "--http-listen", fmt.Sprintf("127.0.0.1:%d", portStraitd),
+		"--ratelimit-listen", fmt.Sprintf("127.0.0.1:%d", portRateLimit)))
 	proxy := func(name, label string, admin int) *proc {
 		return must(start(work, name, 1, []string{"GOMAXPROCS=1"}, filepath.Join(binDir, "strait-proxy"),
 			"--xds-address", fmt.Sprintf("127.0.0.1:%d", portXDS), "--mode", "router", "--namespace", "bench",
@@ -125,12 +146,34 @@ func startStrait(ctx context.Context, work, binDir string, targets *[]target, mu
 	back := proxy("strait-back", "server", 18103)
 	for _, a := range []int{18101, 18102, 18103} {
 		if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", a), 200, 30*time.Second); err != nil {
-			return fmt.Errorf("strait-proxy not ready (see %s/*.log): %w", work, err)
+			return nil, "", fmt.Errorf("strait-proxy not ready (see %s/*.log): %w", work, err)
 		}
 	}
-	sidecars, err := startSidecars(ctx, work, binDir, fmt.Sprintf("127.0.0.1:%d", portStraitd), dataDir, must)
+	straitdHTTP := fmt.Sprintf("127.0.0.1:%d", portStraitd)
+	sidecars, err := startSidecars(ctx, work, binDir, straitdHTTP, dataDir, []sidecarPair{plainPair, mtlsPair}, must)
 	if err != nil {
-		return err
+		return nil, "", err
+	}
+	var col *otlpCollector
+	var accessLog string
+	var featureTargets []target
+	if features {
+		if col, accessLog, err = featureStraitd(work, binDir, must); err != nil {
+			return nil, "", err
+		}
+		pairs := append(mainFeaturePairs[:1:1], telemetryFullPair)
+		pairs = append(pairs, mainFeaturePairs[1:]...)
+		if featureTargets, err = startSidecars(ctx, work, binDir, straitdHTTP, dataDir, pairs, must); err != nil {
+			return nil, "", err
+		}
+		for _, p := range pairs {
+			if err := checkFeature(ctx, p); err != nil {
+				return nil, "", fmt.Errorf("%w (logs: %s)", err, work)
+			}
+		}
+		for i := range featureTargets {
+			featureTargets[i].rates = []int{1000}
+		}
 	}
 	for _, h2 := range []bool{false, true} {
 		*targets = append(*targets,
@@ -141,8 +184,13 @@ func startStrait(ctx context.Context, work, binDir string, targets *[]target, mu
 				*targets = append(*targets, t)
 			}
 		}
+		for _, t := range featureTargets {
+			if t.h2 == h2 {
+				*targets = append(*targets, t)
+			}
+		}
 	}
-	return nil
+	return col, accessLog, nil
 }
 
 func finish(ctx context.Context, fortio, work, only, out string, duration time.Duration, targets []target, must func(*proc, error) *proc) error {
@@ -194,7 +242,11 @@ func finish(ctx context.Context, fortio, work, only, out string, duration time.D
 		if !selected(t) || (t.name == mtlsPair.name && selected(target{name: plainPair.name})) {
 			continue
 		}
-		for _, qps := range []int{1000, 0} {
+		rates := t.rates
+		if len(rates) == 0 {
+			rates = []int{1000, 0}
+		}
+		for _, qps := range rates {
 			runs := []target{t}
 			if t.name == plainPair.name && paired {
 				runs = append(runs, twin[t.h2])

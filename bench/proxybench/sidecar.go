@@ -37,6 +37,13 @@ type sidecarPair struct {
 	clientIP, serverIP   string
 	clientAdm, serverAdm int
 	mtls                 bool
+	// The feature pairs (features.go): xds is the plaintext xDS port of the straitd the pair's
+	// proxies use (0: portXDS), label adds pair=<service> to both proxies' labels so that a
+	// Telemetry or RateLimit selects them, and imports are further hosts (namespace/host) both
+	// sidecars import on portCollector, such as the trace collector.
+	xds     int
+	label   bool
+	imports []string
 }
 
 var (
@@ -71,6 +78,19 @@ func sidecarConfig(p sidecarPair) string {
 		endpoint = fmt.Sprintf("{address: %s, serviceAccount: %s, labels: {app: %s-server, security.istio.io/tlsMode: istio}}",
 			p.serverIP, saSidecarServer, p.service)
 	}
+	clientEgress, serverEgress := "", `  egress: [{hosts: ["~/*"]}]
+`
+	if len(p.imports) > 0 {
+		// The imported hosts' outbound listeners are bound to each sidecar's own address (two
+		// sidecars on one machine cannot both bind 127.0.0.1 for the same port).
+		hosts := `"` + strings.Join(p.imports, `", "`) + `"`
+		imports := func(ip string) string {
+			return fmt.Sprintf("  - {port: {number: %d, protocol: GRPC, name: grpc}, bind: %s, captureMode: NONE, hosts: [%s]}\n",
+				portCollector, ip, hosts)
+		}
+		clientEgress = imports(p.clientIP)
+		serverEgress = "  egress:\n" + imports(p.serverIP)
+	}
 	return strings.Join([]string{
 		fmt.Sprintf(header+`  hosts: [%[3]s]
   location: MESH_INTERNAL
@@ -84,27 +104,34 @@ func sidecarConfig(p sidecarPair) string {
     bind: %[4]s
     captureMode: NONE
     hosts: ["%[5]s/%[6]s"]
-`, "Sidecar", p.service+"-client", portSidecar, p.clientIP, benchNamespace, p.host()),
+%[7]s`, "Sidecar", p.service+"-client", portSidecar, p.clientIP, benchNamespace, p.host(), clientEgress),
 		fmt.Sprintf(header+`  workloadSelector: {labels: {app: %[2]s}}
   ingress:
   - port: {number: %[3]d, protocol: HTTP, name: http}
     defaultEndpoint: 127.0.0.1:%[4]d
     captureMode: NONE
     bind: %[5]s
-  egress: [{hosts: ["~/*"]}]
-`, "Sidecar", p.service+"-server", portSidecar, portBackend, p.serverIP),
+%[6]s`, "Sidecar", p.service+"-server", portSidecar, portBackend, p.serverIP, serverEgress),
 	}, "---\n")
 }
 
-// startSidecars starts both sidecar pairs, checks that the plaintext pair's hop is plaintext and
+// startSidecars starts the sidecar pairs, checks that a plaintext pair's hop is plaintext and
 // the mTLS pair's hop mutual TLS with both identities, and returns their targets.
-func startSidecars(ctx context.Context, work, binDir, straitdHTTP, dataDir string, must func(*proc, error) *proc) ([]target, error) {
+func startSidecars(ctx context.Context, work, binDir, straitdHTTP, dataDir string, pairs []sidecarPair, must func(*proc, error) *proc) ([]target, error) {
 	var targets []target
-	for _, p := range []sidecarPair{plainPair, mtlsPair} {
+	for _, p := range pairs {
 		launch := func(side, ip, sa string, admin int) (*proc, error) {
 			name := p.service + "-" + side
+			labels := "app=" + name
+			if p.label {
+				labels += ",pair=" + p.service
+			}
+			xds := p.xds
+			if xds == 0 {
+				xds = portXDS
+			}
 			args := []string{filepath.Join(binDir, "strait-proxy"), "--mode", "sidecar", "--namespace", benchNamespace,
-				"--workload-name", name, "--labels", "app=" + name, "--ip", ip, "--interception-mode", "NONE",
+				"--workload-name", name, "--labels", labels, "--ip", ip, "--interception-mode", "NONE",
 				"--dns-address", "", "--admin-address", fmt.Sprintf("127.0.0.1:%d", admin)}
 			if p.mtls {
 				id, err := mintIdentity(ctx, straitdHTTP, dataDir, filepath.Join(work, "identity", name), sa)
@@ -113,7 +140,7 @@ func startSidecars(ctx context.Context, work, binDir, straitdHTTP, dataDir strin
 				}
 				args = append(args, id...)
 			} else {
-				args = append(args, "--xds-address", fmt.Sprintf("127.0.0.1:%d", portXDS))
+				args = append(args, "--xds-address", fmt.Sprintf("127.0.0.1:%d", xds))
 			}
 			return must(start(work, name, 1, []string{"GOMAXPROCS=1"}, args...)), nil
 		}

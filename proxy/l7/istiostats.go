@@ -14,7 +14,9 @@ import (
 // finished request is recorded in Istio's standard metrics (applyIstioStats). Without the
 // filter the connection manager records the standard metrics unchanged (unlike Envoy, which
 // records none without it), so that a control plane need not send it; to turn the metrics off
-// it sends the filter with an override that drops every metric.
+// it sends the filter with an override that drops every metric: the connection manager then
+// does no recording work on the request path at all (no recorder, so no host report, no gRPC
+// message counting, no metrics record), as Envoy's filter is then a no-op.
 func (h *Handler) istioStatsFilter(field string, f *hcmv3.HttpFilter) (Filter, error) {
 	if f.GetDisabled() {
 		return nil, &route.UnsupportedError{Field: field + ".disabled", Detail: "a disabled istio.stats filter"}
@@ -27,6 +29,11 @@ func (h *Handler) istioStatsFilter(field string, f *hcmv3.HttpFilter) (Filter, e
 		return nil, err
 	}
 	h.istioStats = c
+	if c.Overrides.DropsAll() {
+		// Every HTTP metric is dropped: this connection manager records nothing, so it needs
+		// none of the recorder's per-request work (telemetry.go checks opts.Telemetry).
+		h.opts.Telemetry = nil
+	}
 	return func(next StreamHandler) StreamHandler { return next }, nil
 }
 

@@ -83,6 +83,40 @@ func TestIstioStatsOverrides(t *testing.T) {
 	}
 }
 
+// TestIstioStatsDropAll: with an istio.stats filter that drops every metric (how the control
+// plane turns metrics off), the connection manager does none of the recording work: no
+// recorder, no upstream host report for the source reporter, no series.
+func TestIstioStatsDropAll(t *testing.T) {
+	up := statusUpstream(t)
+	env := &testEnv{clusters: map[string]Upstream{"outbound|80||api.shop.svc.cluster.local": newTestUpstream(up, false)}}
+	st := stats.NewStore()
+	rec := telemetry.New(telemetry.Options{Local: telemetryLocal, Stats: st})
+	hcm := inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("outbound|80||api.shop.svc.cluster.local"))),
+		istioStatsHTTPFilter(t, map[string]any{"metrics": []any{map[string]any{"drop": true}}}))
+	hcm.StatPrefix = "outbound_0.0.0.0_80"
+	h, err := New(hcm, env, Options{Stats: st, Telemetry: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.opts.Telemetry != nil || h.telemetryNeedsHost() || h.needsHostReport() {
+		t.Errorf("every metric dropped, yet the handler keeps the recorder (%v) or asks for the upstream host (%v, %v)",
+			h.opts.Telemetry != nil, h.telemetryNeedsHost(), h.needsHostReport())
+	}
+	addr := serveConns(t, h, loopbackInfo)
+	c := h1Client()
+	for _, code := range []string{"200", "503"} {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/"+code, nil)
+		req.Host = "api.shop:80"
+		roundTrip(t, c, req)
+	}
+	if n, m := rec.Series(); n != 0 || m != 0 {
+		t.Errorf("recorder has %d HTTP and %d TCP series, want none", n, m)
+	}
+	if out := prometheusText(t, st); strings.Contains(out, "istio_") {
+		t.Errorf("metrics recorded although every metric is dropped:\n%s", out)
+	}
+}
+
 // TestIstioStatsRefused: what the proxy does not implement in istio.stats is refused by name.
 func TestIstioStatsRefused(t *testing.T) {
 	for _, tc := range []struct {
