@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/translate"
 	"github.com/strait-mesh/strait/controlplane/xds"
 	"github.com/strait-mesh/strait/internal/version"
+	"github.com/strait-mesh/strait/internal/workloadtable"
 )
 
 // Options configure straitd. The zero value of each field means its documented default.
@@ -185,6 +187,15 @@ func Run(ctx context.Context, o Options) error {
 		defer rl.ln.Close()
 		rlAddress = rl.address
 	}
+	// The workload table lists the authenticated connected proxies: their comings and goings
+	// rebuild the snapshot, coalesced (connectedPeers).
+	peers := newConnectedPeers(o.Debounce, log, func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
+	defer peers.stop()
 	srv, err := xds.New(xds.Options{
 		TrustDomain: trustDomain,
 		Generator: b.problems.generator(translate.New(translate.Options{Report: b.problems.report, JWKS: keySets.Get,
@@ -195,13 +206,15 @@ func Run(ctx context.Context, o Options) error {
 		Registerer:   reg,
 		Logger:       log,
 		ControlPlane: hostname(),
-		OnConnect:    ar.OnConnect,
-		OnDisconnect: func(p *translate.Proxy) { ar.OnDisconnect(p); b.problems.forget(p) },
+		OnConnect:    func(p *translate.Proxy) { ar.OnConnect(p); peers.changed(p) },
+		OnDisconnect: func(p *translate.Proxy) { ar.OnDisconnect(p); b.problems.forget(p); peers.changed(p) },
 	})
 	if err != nil {
 		return fmt.Errorf("starting xDS server: %w", err)
 	}
 	defer srv.Close()
+	peers.list = srv.AuthenticatedProxies
+	b.connected = peers.entries
 	b.push = srv.Update
 	if rl != nil {
 		// The service learns the Global rules' limits before the proxies get their filters.
@@ -396,6 +409,9 @@ type builder struct {
 	push    func(*mesh.Snapshot)
 	// problems holds translation problems reported while generating for proxies.
 	problems *problems
+	// connected returns the workload table entries of the connected proxies, attached to each
+	// snapshot; nil for none.
+	connected func() []workloadtable.Workload
 
 	mu      sync.Mutex // serialises rebuilds
 	version atomic.Uint64
@@ -409,6 +425,9 @@ func (b *builder) rebuild() {
 	defer b.mu.Unlock()
 	objs, errs := merge(b.sources)
 	snap := mesh.New(b.version.Add(1), b.mesh, objs)
+	if b.connected != nil {
+		translate.AttachConnectedWorkloads(snap, b.connected())
+	}
 	errs = append(errs, snap.Errors...)
 	for _, err := range errs {
 		b.log.Warn("config rejected", "error", err)
@@ -446,6 +465,85 @@ func (b *builder) workloadGroup(namespace, name string) (*config.Object, bool) {
 		}
 	}
 	return nil, false
+}
+
+// connectedPeers turns the comings and goings of authenticated proxies (the xDS server's
+// connection hooks) into snapshot rebuilds for the workload table, coalesced: the first change
+// arms a timer of one debounce period, and when it fires the snapshot is rebuilt only if the
+// connected proxies' table entries differ from the latest snapshot's. A burst of connections
+// thus costs one rebuild, and a proxy reconnecting with the same metadata none.
+type connectedPeers struct {
+	delay  time.Duration
+	log    *slog.Logger
+	notify func() // asks for a rebuild; must not block
+	// list returns the authenticated connected proxies; set before the first proxy connects.
+	list func() []*translate.Proxy
+
+	mu      sync.Mutex
+	timer   *time.Timer              // armed while a change waits
+	last    []workloadtable.Workload // the entries of the latest snapshot
+	stopped bool
+}
+
+func newConnectedPeers(delay time.Duration, log *slog.Logger, notify func()) *connectedPeers {
+	if delay <= 0 {
+		delay = xds.DefaultDebounce
+	}
+	return &connectedPeers{delay: delay, log: log, notify: notify}
+}
+
+// changed is the connection hook: it arms the timer for an authenticated proxy. It returns at
+// once (it runs under the xDS server's connection lock).
+func (c *connectedPeers) changed(p *translate.Proxy) {
+	if p == nil || p.Identity == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer == nil && !c.stopped {
+		c.timer = time.AfterFunc(c.delay, c.fire)
+	}
+}
+
+// fire asks for a rebuild when the entries changed since the latest snapshot. A change arriving
+// while it runs arms the timer again.
+func (c *connectedPeers) fire() {
+	c.mu.Lock()
+	c.timer = nil
+	c.mu.Unlock()
+	ws, errs := translate.ConnectedWorkloads(c.list())
+	for _, err := range errs {
+		c.log.Warn("workload table", "error", err)
+	}
+	c.mu.Lock()
+	same := reflect.DeepEqual(ws, c.last)
+	c.mu.Unlock()
+	if !same {
+		c.notify()
+	}
+}
+
+// entries returns the connected proxies' table entries for a new snapshot and records them as
+// the latest.
+func (c *connectedPeers) entries() []workloadtable.Workload {
+	if c.list == nil {
+		return nil
+	}
+	ws, _ := translate.ConnectedWorkloads(c.list())
+	c.mu.Lock()
+	c.last = ws
+	c.mu.Unlock()
+	return ws
+}
+
+// stop disarms the timer.
+func (c *connectedPeers) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
 }
 
 // rateLimitPort is the in-memory rate limit service and its listener.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/internal/workloadtable"
 )
@@ -48,6 +49,7 @@ func (g *generator) workloadTable(snap *mesh.Snapshot, p *Proxy) ([]types.Resour
 			_, _ = h.Write(b[:])
 		}
 		put(snap.MeshHash())
+		put(hashWorkloads(connectedWorkloads(snap)))
 		for _, k := range []config.Kind{config.WorkloadEntry, config.ServiceEntry} {
 			for _, o := range snap.Configs[k] {
 				put(snap.ObjectHash(o))
@@ -68,7 +70,9 @@ func (g *generator) workloadTable(snap *mesh.Snapshot, p *Proxy) ([]types.Resour
 
 // buildWorkloadTable lists the workloads the registry knows: every WorkloadEntry (auto-registered
 // ones included) and every inline endpoint of a ServiceEntry, with their IP addresses (hostnames
-// and unix sockets are not peer addresses) and identities. Labels follow Istio: the workload
+// and unix sockets are not peer addresses) and identities; then the authenticated connected
+// proxies recorded in the snapshot (AttachConnectedWorkloads) that the registry does not list
+// (see mergeConnected). Labels follow Istio: the workload
 // name is the service.istio.io/workload-name label, else an auto-registered entry's
 // WorkloadGroup, else the WorkloadEntry's name (an inline endpoint has none); app and version are
 // those labels; canonical service and revision take Istio's fallbacks; the cluster is the
@@ -106,14 +110,30 @@ func buildWorkloadTable(snap *mesh.Snapshot) (workloadtable.Table, error) {
 			t.Workloads = append(t.Workloads, tableWorkload(we, "", o.Namespace))
 		}
 	}
-	slices.SortFunc(t.Workloads, compareWorkloads)
-	t.Workloads = slices.CompactFunc(t.Workloads, func(a, b workloadtable.Workload) bool { return compareWorkloads(a, b) == 0 })
+	t.Workloads = sortedUnique(t.Workloads)
 	var report error
 	if n := len(t.Workloads); n > workloadtable.MaxWorkloads {
 		report = fmt.Errorf("workload table: %d workloads, at most %d: the metrics of proxies label the rest's traffic unknown", n, workloadtable.MaxWorkloads)
 		t.Workloads = t.Workloads[:workloadtable.MaxWorkloads]
 	}
+	connected := mergeConnected(t.Workloads, connectedWorkloads(snap))
+	if room := workloadtable.MaxWorkloads - len(t.Workloads); len(connected) > room {
+		if report == nil {
+			report = fmt.Errorf("workload table: %d connected proxies beyond %d workloads: the metrics of proxies label their traffic unknown",
+				len(connected)-room, workloadtable.MaxWorkloads)
+		}
+		connected = connected[:room]
+	}
+	if len(connected) > 0 {
+		t.Workloads = sortedUnique(append(t.Workloads, connected...))
+	}
 	return t, report
+}
+
+// sortedUnique sorts workloads (compareWorkloads) and lists identical entries once.
+func sortedUnique(ws []workloadtable.Workload) []workloadtable.Workload {
+	slices.SortFunc(ws, compareWorkloads)
+	return slices.CompactFunc(ws, func(a, b workloadtable.Workload) bool { return compareWorkloads(a, b) == 0 })
 }
 
 // tableWorkload is the table entry of a WorkloadEntry (or inline endpoint) in namespace ns;
@@ -185,4 +205,159 @@ func (g *generator) extensionConfigs(snap *mesh.Snapshot, p *Proxy, sc *mesh.Sco
 	return snap.CacheValue(both{&names[0], &workloads[0]}, func() any {
 		return concatLists(names, workloads)
 	}).(*localList).list, nil
+}
+
+// connectedWorkloadsKey is the snapshot cache key of the connected proxies' table entries
+// (AttachConnectedWorkloads).
+type connectedWorkloadsKey struct{}
+
+// AttachConnectedWorkloads records in snap the workload table entries of the proxies connected
+// when it was built (ConnectedWorkloads), so that its workload table lists them beside the
+// registry's. The control plane calls it once per snapshot, before handing the snapshot to the
+// xDS server or anyone else (the snapshot must not be read before); a second call does nothing.
+// ws is kept and must not be modified afterwards.
+func AttachConnectedWorkloads(snap *mesh.Snapshot, ws []workloadtable.Workload) {
+	snap.CacheValue(connectedWorkloadsKey{}, func() any { return ws })
+}
+
+// connectedWorkloads returns the entries AttachConnectedWorkloads recorded in snap; none when it
+// was not called.
+func connectedWorkloads(snap *mesh.Snapshot) []workloadtable.Workload {
+	ws, _ := snap.CacheValue(connectedWorkloadsKey{}, func() any { return []workloadtable.Workload(nil) }).([]workloadtable.Workload)
+	return ws
+}
+
+// ConnectedWorkloads returns the workload table entries of connected proxies, sorted as the table
+// is, with an error for each proxy left out. Only proxies whose stream proved an identity (their
+// Identity is set: namespace and service account are the client certificate's) are listed, as
+// gateways (routers) and sidecars; an unauthenticated proxy (the plaintext development port)
+// and a proxyless client are left out silently. An entry holds what the proxy's node declares
+// within its proven identity, read as for a WorkloadEntry: the workload name is the label
+// service.istio.io/workload-name, else the node's WORKLOAD_NAME (else its node ID's name);
+// app, version, canonical service and revision take Istio's fallbacks; the cluster is the label
+// topology.istio.io/cluster, else the node's CLUSTER_ID; the addresses are its instance IPs
+// (workloadtable.MaxAddresses at most); Sidecar holds for a sidecar labelled
+// security.istio.io/tlsMode=istio (never for a gateway, whose plaintext peers are outsiders).
+// A proxy with a string longer than workloadtable.MaxValueLen is left out (proxies would refuse
+// the table). The result depends only on the proxies' content, not their order.
+func ConnectedWorkloads(ps []*Proxy) ([]workloadtable.Workload, []error) {
+	var out []workloadtable.Workload
+	var errs []error
+	for _, p := range ps {
+		if p == nil || p.Identity == "" || p.Proxyless || (p.Type != node.Sidecar && p.Type != node.Router) {
+			continue
+		}
+		w := connectedWorkload(p)
+		if err := checkWorkloadStrings(w); err != nil {
+			errs = append(errs, fmt.Errorf("connected proxy %s left out of the workload table: %w", p.ID.String(), err))
+			continue
+		}
+		out = append(out, w)
+	}
+	return sortedUnique(out), errs
+}
+
+// connectedWorkload is the table entry of an authenticated connected proxy (see
+// ConnectedWorkloads).
+func connectedWorkload(p *Proxy) workloadtable.Workload {
+	l := p.Labels
+	name := cmp.Or(l[workloadtable.LabelWorkloadName], p.WorkloadName, p.ID.Name)
+	w := workloadtable.Workload{
+		Name:           name,
+		Namespace:      p.Namespace,
+		ServiceAccount: p.ServiceAccount,
+		App:            l[workloadtable.LabelApp],
+		Version:        l[workloadtable.LabelVersion],
+		Cluster:        cmp.Or(l[workloadtable.LabelCluster], p.Node.GetMetadata().GetFields()[node.MetaClusterID].GetStringValue()),
+		Sidecar:        p.Type == node.Sidecar && l[vocab.LabelTLSMode] == vocab.TLSModeIstio,
+	}
+	w.CanonicalService, w.CanonicalRevision = workloadtable.Canonical(l, name)
+	for _, s := range p.IPs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil || ip.IsUnspecified() || len(w.Addresses) == workloadtable.MaxAddresses {
+			continue
+		}
+		if a := ip.Unmap().String(); !slices.Contains(w.Addresses, a) {
+			w.Addresses = append(w.Addresses, a)
+		}
+	}
+	slices.Sort(w.Addresses)
+	return w
+}
+
+// checkWorkloadStrings refuses an entry with a string longer than workloadtable.MaxValueLen.
+func checkWorkloadStrings(w workloadtable.Workload) error {
+	for _, f := range []struct{ name, v string }{{"name", w.Name}, {"namespace", w.Namespace},
+		{"serviceAccount", w.ServiceAccount}, {"app", w.App}, {"version", w.Version},
+		{"canonicalService", w.CanonicalService}, {"canonicalRevision", w.CanonicalRevision}, {"cluster", w.Cluster}} {
+		if len(f.v) > workloadtable.MaxValueLen {
+			return fmt.Errorf("%s: %d bytes, at most %d", f.name, len(f.v), workloadtable.MaxValueLen)
+		}
+	}
+	return nil
+}
+
+// mergeConnected returns the connected proxies' entries the table adds to the registry's
+// (sorted, compacted): the registry is the operator's word and wins. A proxy is otherwise
+// registered, and left out, when the registry lists a workload of its identity at one of its
+// addresses (an auto-registered proxy, a WorkloadEntry for a VM). An address the registry gives
+// another identity, or that connected proxies of different identities claim, is removed from
+// the connected entries (an identity cannot take over another's address); the entry stays,
+// found by its identity.
+func mergeConnected(registry, connected []workloadtable.Workload) []workloadtable.Workload {
+	if len(connected) == 0 {
+		return nil
+	}
+	type identity struct{ ns, sa string }
+	owners := make(map[string][]identity) // address → registry identities at it
+	for _, w := range registry {
+		for _, a := range w.Addresses {
+			owners[a] = append(owners[a], identity{w.Namespace, w.ServiceAccount})
+		}
+	}
+	claims := make(map[string]identity) // address → the one identity of the connected proxies claiming it
+	contested := make(map[string]bool)
+	var out []workloadtable.Workload
+	for _, w := range connected {
+		id := identity{w.Namespace, w.ServiceAccount}
+		registered := false
+		for _, a := range w.Addresses {
+			registered = registered || slices.Contains(owners[a], id)
+			if c, ok := claims[a]; ok && c != id {
+				contested[a] = true
+			}
+			claims[a] = id
+		}
+		if !registered {
+			out = append(out, w)
+		}
+	}
+	for i := range out {
+		w := &out[i]
+		w.Addresses = slices.DeleteFunc(slices.Clone(w.Addresses), func(a string) bool { return len(owners[a]) > 0 || contested[a] })
+		if len(w.Addresses) == 0 {
+			w.Addresses = nil
+		}
+	}
+	return sortedUnique(out)
+}
+
+// hashWorkloads is a content hash of table entries, for the table's memo.
+func hashWorkloads(ws []workloadtable.Workload) uint64 {
+	h := xxhash.New()
+	for _, w := range ws {
+		for _, s := range []string{w.Name, w.Namespace, w.ServiceAccount, w.App, w.Version, w.CanonicalService, w.CanonicalRevision, w.Cluster} {
+			_, _ = h.WriteString(s)
+			_, _ = h.Write([]byte{0})
+		}
+		for _, a := range w.Addresses {
+			_, _ = h.WriteString(a)
+			_, _ = h.Write([]byte{1})
+		}
+		if w.Sidecar {
+			_, _ = h.Write([]byte{2})
+		}
+		_, _ = h.Write([]byte{3})
+	}
+	return h.Sum64()
 }

@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -87,4 +88,22 @@ func bind(p *translate.Proxy, id peerIdentity) error {
 	}
 	p.Identity = id.spiffe
 	return nil
+}
+
+// AuthenticatedProxies returns the connected proxies whose streams proved an identity on the
+// mesh port (their Identity is set and their namespace and service account are the client
+// certificate's; see bind), sorted by node ID. Proxies on the plaintext port are not listed:
+// nothing proves their claims. The proxies are shared and must not be modified. It must not be
+// called from OnConnect or OnDisconnect (they run with the connection lock held).
+func (s *Server) AuthenticatedProxies() []*translate.Proxy {
+	s.connMu.Lock()
+	out := make([]*translate.Proxy, 0, len(s.proxies))
+	for _, p := range s.proxies {
+		if p.proxy.Identity != "" {
+			out = append(out, p.proxy)
+		}
+	}
+	s.connMu.Unlock()
+	slices.SortFunc(out, func(a, b *translate.Proxy) int { return strings.Compare(a.Node.GetId(), b.Node.GetId()) })
+	return out
 }

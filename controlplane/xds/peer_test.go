@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -161,4 +162,31 @@ func (e *meshPortEnv) statusOf(id string) (ProxyStatus, bool) {
 		}
 	}
 	return ProxyStatus{}, false
+}
+
+// TestAuthenticatedProxies: the proxies of the workload table are those whose stream proved an
+// identity on the mesh port, not those of the plaintext port, and they leave when they
+// disconnect.
+func TestAuthenticatedProxies(t *testing.T) {
+	e := newMeshPortEnv(t)
+	e.srv.Update(newMesh().add("reviews", "default", nil).snapshot())
+	authn := reviewsNode("10.0.0.1", nil)
+	err, end := e.open(t, false, e.cert(t, reviewsID), authn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err, _ := e.open(t, true, nil, reviewsNode("10.0.0.2", nil)); err != nil {
+		t.Fatal(err)
+	}
+	got := e.srv.AuthenticatedProxies()
+	if len(got) != 1 || got[0].Node.GetId() != authn.GetId() || got[0].Identity != reviewsID || got[0].ServiceAccount != "reviews" {
+		t.Fatalf("authenticated proxies = %+v, want the one with identity %s", got, reviewsID)
+	}
+	end()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := len(e.srv.AuthenticatedProxies()); n != 0 {
+			return fmt.Errorf("%d authenticated proxies after the disconnection", n)
+		}
+		return nil
+	})
 }
