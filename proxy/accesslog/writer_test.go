@@ -236,3 +236,75 @@ func BenchmarkLog(b *testing.B) {
 }
 
 func structpbNew(m map[string]any) (*structpb.Struct, error) { return structpb.NewStruct(m) }
+
+// countingWriter counts writes and lines.
+type countingWriter struct {
+	mu            sync.Mutex
+	writes, lines int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes++
+	w.lines += strings.Count(string(p), "\n")
+	return len(p), nil
+}
+func (w *countingWriter) Close() error { return nil }
+
+func (w *countingWriter) counts() (int, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writes, w.lines
+}
+
+// TestFlushInterval checks Envoy's buffered file writes: with a flush interval, lines wait in
+// the writer's buffer (no write per line) until 64 KiB are buffered or the interval passes, and
+// Close writes what is left.
+func TestFlushInterval(t *testing.T) {
+	w := &countingWriter{}
+	files := NewFiles(FilesOptions{FlushInterval: time.Hour, Open: func(string) (io.WriteCloser, error) { return w, nil }})
+	l, err := Compile("access_log", []*accesslogv3.AccessLog{textLog(t, "/buffered", "%RESPONSE_CODE%\n")}, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		l.Log(&Entry{ResponseCode: 200})
+	}
+	time.Sleep(100 * time.Millisecond) // the writer has taken the lines; an hour has not passed
+	if writes, _ := w.counts(); writes != 0 {
+		t.Errorf("%d writes before the buffer filled or the interval passed", writes)
+	}
+	// 64 KiB of lines (4 bytes each) are written without waiting for the interval.
+	for i := 0; i < 20000; i++ {
+		l.Log(&Entry{ResponseCode: 200})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for writes, _ := w.counts(); writes == 0 && time.Now().Before(deadline); writes, _ = w.counts() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if writes, _ := w.counts(); writes == 0 {
+		t.Error("a full buffer was not written")
+	}
+	files.Close()
+	if _, lines := w.counts(); lines+int(files.Dropped()) != 20010 {
+		t.Errorf("%d lines written + %d dropped, want 20010", lines, files.Dropped())
+	}
+
+	// A short interval writes buffered lines without Close.
+	w2 := &countingWriter{}
+	files2 := NewFiles(FilesOptions{FlushInterval: 20 * time.Millisecond, Open: func(string) (io.WriteCloser, error) { return w2, nil }})
+	defer files2.Close()
+	l2, err := Compile("access_log", []*accesslogv3.AccessLog{textLog(t, "/soon", "%RESPONSE_CODE%\n")}, files2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.Log(&Entry{ResponseCode: 200})
+	deadline = time.Now().Add(10 * time.Second)
+	for _, lines := w2.counts(); lines == 0 && time.Now().Before(deadline); _, lines = w2.counts() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, lines := w2.counts(); lines != 1 {
+		t.Errorf("after the interval: %d lines written, want 1", lines)
+	}
+}
