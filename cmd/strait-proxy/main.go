@@ -167,7 +167,7 @@ func main() {
 	f.StringVar(&thresholds, "overload-thresholds", "", "memory pressures (fraction of the memory limit) at which overload actions turn on, e.g. stop_accepting_requests=0.85,shrink_heap=off (default "+overload.DefaultThresholds().String()+")")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	ag.register(f)
-	cmd.AddCommand(iptablesCmd())
+	cmd.AddCommand(iptablesCmd(), waitCmd())
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "strait-proxy:", err)
 		os.Exit(1)

@@ -165,3 +165,31 @@ func appHealth(o StatusOptions) http.HandlerFunc {
 		fmt.Fprintln(w, "ok")
 	}
 }
+
+// WaitReady polls url every period until it answers 200 or ctx ends: `strait-proxy wait`,
+// which holds an application container until its sidecar is ready.
+func WaitReady(ctx context.Context, url string, period time.Duration) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("readiness URL: %w", err)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s answered %d", url, resp.StatusCode)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the proxy was not ready in time: %w", last)
+		case <-time.After(period):
+		}
+	}
+}

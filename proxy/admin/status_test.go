@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/strait-mesh/strait/internal/appprobe"
 	"github.com/strait-mesh/strait/internal/testenv"
@@ -111,5 +113,28 @@ func TestStatusAppHealth(t *testing.T) {
 	}
 	if c := code("/app-health/web/livez"); c != http.StatusNotFound {
 		t.Errorf("a path with no probe: %d, want 404", c)
+	}
+}
+
+// TestWaitReady: `strait-proxy wait` returns once the health endpoint answers 200, and fails
+// with the last answer when the deadline passes first.
+func TestWaitReady(t *testing.T) {
+	var ready atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := WaitReady(ctx, srv.URL, 5*time.Millisecond); err == nil || !strings.Contains(err.Error(), "not ready in time") {
+		t.Errorf("never ready: %v", err)
+	}
+	ready.Store(true)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := WaitReady(ctx2, srv.URL, 5*time.Millisecond); err != nil {
+		t.Errorf("ready: %v", err)
 	}
 }
