@@ -495,10 +495,11 @@ func proxyContainer(c Config, pod *corev1.Pod, namespace, image, logLevel string
 	}
 	uid, no, yes := int64(ProxyUID), false, true
 	return corev1.Container{
-		Name:  ProxyContainer,
-		Image: image,
-		Args:  args,
-		Env:   env,
+		Name:    ProxyContainer,
+		Image:   image,
+		Command: []string{"strait-proxy"},
+		Args:    args,
+		Env:     env,
 		Ports: []corev1.ContainerPort{
 			{Name: "http-envoy-prom", ContainerPort: PrometheusPort, Protocol: corev1.ProtocolTCP},
 		},
