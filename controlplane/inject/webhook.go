@@ -5,20 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-)
 
-// maxReview bounds an AdmissionReview's body. The API server limits objects to about 3 MiB
-// (etcd's request limit), and a review carries the object once.
-const maxReview = 4 << 20
+	"github.com/strait-mesh/strait/controlplane/admission"
+)
 
 // NamespaceLabels returns a namespace's labels (from an informer's cache, say).
 type NamespaceLabels func(ctx context.Context, namespace string) (map[string]string, error)
@@ -35,50 +30,13 @@ type Webhook struct {
 
 // ServeHTTP implements http.Handler.
 func (wh *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := wh.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	if r.Method != http.MethodPost {
-		http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
-		return
-	}
-	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
-		http.Error(w, "Content-Type must be application/json", http.StatusUnsupportedMediaType)
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxReview+1))
-	if err != nil {
-		http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if len(body) > maxReview {
-		http.Error(w, fmt.Sprintf("AdmissionReview larger than %d bytes", maxReview), http.StatusRequestEntityTooLarge)
-		return
-	}
-	var review admissionv1.AdmissionReview
-	if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
-		http.Error(w, "not an AdmissionReview with a request", http.StatusBadRequest)
-		return
-	}
-	resp := wh.Review(r.Context(), review.Request)
-	if !resp.Allowed {
-		log.Info("sidecar injection refused a pod", "namespace", review.Request.Namespace, "name", review.Request.Name, "reason", resp.Result.Message)
-	}
-	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp}
-	if out.APIVersion == "" {
-		out.APIVersion, out.Kind = "admission.k8s.io/v1", "AdmissionReview"
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(&out)
+	admission.Handler(wh.Review, wh.Logger).ServeHTTP(w, r)
 }
 
 // Review decides one admission request.
 func (wh *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
-	allow := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
-	deny := func(msg string) *admissionv1.AdmissionResponse {
-		return &admissionv1.AdmissionResponse{UID: req.UID, Result: &metav1.Status{Status: metav1.StatusFailure, Message: "strait sidecar injection: " + msg, Reason: metav1.StatusReasonBadRequest, Code: http.StatusBadRequest}}
-	}
+	allow := admission.Allow(req)
+	deny := func(msg string) *admissionv1.AdmissionResponse { return admission.Deny(req, "strait sidecar injection: "+msg) }
 	if req.Kind.Kind != "Pod" || req.Kind.Group != "" || req.Operation != admissionv1.Create {
 		return allow
 	}
