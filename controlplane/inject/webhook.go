@@ -36,7 +36,9 @@ func (wh *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Review decides one admission request.
 func (wh *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	allow := admission.Allow(req)
-	deny := func(msg string) *admissionv1.AdmissionResponse { return admission.Deny(req, "strait sidecar injection: "+msg) }
+	deny := func(msg string) *admissionv1.AdmissionResponse {
+		return admission.Deny(req, "strait sidecar injection: "+msg)
+	}
 	if req.Kind.Kind != "Pod" || req.Kind.Group != "" || req.Operation != admissionv1.Create {
 		return allow
 	}
