@@ -76,7 +76,7 @@ func openOrderClient(t *testing.T, addr, id string, delta bool) *orderClient {
 	c := &orderClient{t: t, held: map[string]map[string]bool{}}
 	st := openStream(ctx, t, ads, delta)
 	n := testNode(id, nil)
-	for _, typ := range orderedTypes {
+	for _, typ := range classicTypes {
 		if err := st.send(typ, n, "", "", nil); err != nil {
 			t.Fatal(err)
 		}
@@ -109,6 +109,9 @@ func openOrderClient(t *testing.T, addr, id string, delta bool) *orderClient {
 	}
 	return c
 }
+
+// classicTypes are the ordered types a client without VHDS subscribes to.
+var classicTypes = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
 
 func keys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
@@ -147,7 +150,7 @@ func TestUpdateOrderMakeBeforeBreak(t *testing.T) {
 				held[ev.typeURL] = ev.names
 				checkRoutes(t, step, held)
 			}
-			for range orderedTypes { // initial state
+			for range classicTypes { // initial state
 				ev := c.next()
 				apply("initial", ev)
 				ev.ack()
