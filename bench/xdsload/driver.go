@@ -251,22 +251,8 @@ func receivedBytes(proxies []*simProxy) map[string]int64 {
 	return out
 }
 
-// metricName is a type URL's short name (CDS, EDS, LDS, RDS, VHDS).
-func metricName(typeURL string) string {
-	switch typeURL {
-	case resource.ClusterType:
-		return "CDS"
-	case resource.EndpointType:
-		return "EDS"
-	case resource.ListenerType:
-		return "LDS"
-	case resource.RouteType:
-		return "RDS"
-	case resource.VirtualHostType:
-		return "VHDS"
-	}
-	return typeURL
-}
+// metricName is a type URL's message name (Cluster, VirtualHost, ...).
+func metricName(typeURL string) string { return typeURL[strings.LastIndexByte(typeURL, '.')+1:] }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 

@@ -2,6 +2,7 @@ package translate_test
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -48,7 +49,7 @@ func TestVHDSEquivalent(t *testing.T) {
 			}
 			for _, r := range split[resource.VirtualHostType] {
 				if err := r.(*routev3.VirtualHost).Validate(); err != nil {
-					t.Errorf("virtual host %s: %v", cacheName(r), err)
+					t.Errorf("virtual host %s: %v", r.(*routev3.VirtualHost).GetName(), err)
 				}
 			}
 			if len(plain[resource.RouteType]) != len(split[resource.RouteType]) {
@@ -103,16 +104,6 @@ func mergeVHDS(t *testing.T, res translate.Resources, rename bool) []*routev3.Ro
 	return out
 }
 
-func cacheName(r types.Resource) string { return r.(*routev3.VirtualHost).GetName() }
-
 func equalLists(a, b []types.Resource) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !proto.Equal(a[i], b[i]) {
-			return false
-		}
-	}
-	return true
+	return slices.EqualFunc(a, b, func(x, y types.Resource) bool { return proto.Equal(x, y) })
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -86,16 +85,7 @@ func vhdsSnapshot(t *testing.T, version string, vhosts ...*routev3.VirtualHost) 
 func runRouteClient(t *testing.T, addr string, sotw bool) (*Client, *routeRecorder) {
 	t.Helper()
 	rec := &routeRecorder{}
-	c, err := New(Options{Address: addr, Node: testNode(t), Handler: rec, ForceSotW: sotw,
-		BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetNames(RouteType, []string{"80"})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	c := startClient(t, Options{Address: addr, Handler: rec, ForceSotW: sotw}, func(c *Client) { c.SetNames(RouteType, []string{"80"}) })
 	return c, rec
 }
 
