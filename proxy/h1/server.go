@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -220,11 +221,17 @@ func (c *conn) setTarget(t []byte, hostAt int) *http1.Error {
 	}
 	switch {
 	case c.p.Connect():
+		if !validAuthority(t) {
+			return ErrInvalidAuthority
+		}
 		r.SetAuthority(t)
 		return nil
 	case len(t) > 0 && (t[0] == '/' || t[0] == '*'):
 		if hostAt < 0 && r.Proto == httpmsg.HTTP11 {
 			return ErrMissingHost
+		}
+		if !validEscapes(t) {
+			return http1.ErrInvalidURL
 		}
 		r.SetAuthority(host)
 		r.SetPath(t)
@@ -242,8 +249,11 @@ func (c *conn) setTarget(t []byte, hostAt int) *http1.Error {
 		j++
 	}
 	auth, path := rest[:j], rest[j:]
-	if !validAuthority(auth) || hasByte(auth, '@') {
+	if !validAuthority(auth) {
 		return ErrInvalidAuthority
+	}
+	if !validEscapes(path) {
+		return http1.ErrInvalidURL
 	}
 	switch {
 	case httpmsg.EqualFold(scheme, "http"):
@@ -251,7 +261,7 @@ func (c *conn) setTarget(t []byte, hostAt int) *http1.Error {
 	case httpmsg.EqualFold(scheme, "https"):
 		r.Scheme = "https"
 	default:
-		r.Scheme = string(scheme)
+		r.Scheme = strings.ToLower(string(scheme))
 	}
 	r.SetAuthority(auth)
 	if len(path) == 0 || path[0] != '/' {
@@ -346,35 +356,64 @@ func (c *conn) bodyStart() {
 
 func (c *conn) bodyEnd(error) {}
 
-func hasByte(b []byte, c byte) bool {
-	for _, x := range b {
-		if x == c {
-			return true
-		}
-	}
-	return false
-}
-
-// validAuthority reports whether b has only characters an authority (host [":" port], with
-// IP-literals and percent-encoding) may have; it may be empty.
-func validAuthority(b []byte) bool {
-	for _, c := range b {
-		if authChar[c] == 0 {
+// validEscapes reports whether every "%" in the path of target (before any "?") starts a
+// percent-encoded octet: "%" HEXDIG HEXDIG. net/http refuses the request otherwise, and what
+// a path with a stray "%" decodes to depends on the decoder.
+func validEscapes(target []byte) bool {
+	for i := 0; i < len(target) && target[i] != '?'; i++ {
+		if target[i] == '%' && (i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2])) {
 			return false
 		}
 	}
 	return true
 }
 
-// authChar marks unreserved, sub-delims, ":", "@", "[", "]" and "%" (RFC 3986 section 3.2).
-var authChar = func() (t [256]uint8) {
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'f' }
+
+// validAuthority reports whether b is an authority without userinfo (RFC 3986 section 3.2):
+// host [":" *DIGIT], where host is a reg-name (unreserved and sub-delims) or an IPv6 literal
+// in brackets; it may be empty. Percent-encoding is refused: no host name needs it, and
+// parsers disagree on what it decodes to (net/url refuses most of it).
+func validAuthority(b []byte) bool {
+	i := 0
+	if len(b) > 0 && b[0] == '[' {
+		for i = 1; i < len(b) && b[i] != ']'; i++ {
+			if c := b[i]; !(c == ':' || c == '.' || '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'f') {
+				return false
+			}
+		}
+		if i == len(b) {
+			return false
+		}
+		i++
+	} else {
+		for i < len(b) && regName[b[i]] != 0 {
+			i++
+		}
+	}
+	if i == len(b) {
+		return true
+	}
+	if b[i] != ':' {
+		return false
+	}
+	for _, c := range b[i+1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// regName marks unreserved and sub-delims (RFC 3986 section 3.2.2).
+var regName = func() (t [256]uint8) {
 	for c := 0; c < 256; c++ {
 		b := byte(c)
 		if 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' {
 			t[c] = 1
 		}
 	}
-	for _, c := range "-._~!$&'()*+,;=:@[]%" {
+	for _, c := range "-._~!$&'()*+,;=" {
 		t[c] = 1
 	}
 	return t

@@ -16,13 +16,13 @@ var (
 type rstate uint8
 
 const (
-	rVersion rstate = iota // "HTTP/1." and the minor digit
-	rSP1                   // SP after the version
-	rCode                  // three digits
-	rAfterCode             // SP, or CR (no reason phrase)
-	rReason                // reason-phrase
-	rLineLF                // LF of the status line
-	rFields                // field lines and the empty line (fields, a Parser)
+	rVersion   rstate = iota // "HTTP/1." and the minor digit
+	rSP1                     // SP after the version
+	rCode                    // three digits
+	rAfterCode               // SP, or CR (no reason phrase)
+	rReason                  // reason-phrase
+	rLineLF                  // LF of the status line
+	rFields                  // field lines and the empty line (fields, a Parser)
 	rDone
 	rFailed
 )

@@ -64,7 +64,9 @@ func (r *Request) Reset() {
 }
 
 // Authority returns the authority (Host), aliasing r's storage.
-func (r *Request) Authority() []byte { return r.pseudo[r.authority.off:r.authority.end:r.authority.end] }
+func (r *Request) Authority() []byte {
+	return r.pseudo[r.authority.off:r.authority.end:r.authority.end]
+}
 
 // Path returns the path and query (origin form; "*" for a server-wide OPTIONS; empty for
 // CONNECT), aliasing r's storage.
