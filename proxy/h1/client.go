@@ -222,6 +222,12 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *httpmsg.Request, resp 
 		cc.stop = context.AfterFunc(ctx, cc.cancel)
 	}
 	werr := cc.writeRequest(req)
+	if werr != nil && cc.wr.err == nil {
+		// The codec refused the request (an invalid field, a body shorter than its length):
+		// nothing valid was sent, so no response is awaited.
+		cc.stopWatch()
+		return false, werr
+	}
 	connect := req.Method == "CONNECT"
 	head := req.Method == "HEAD"
 	for {
