@@ -27,16 +27,22 @@ func codecGet(p *Pool, req *httpmsg.Request, resp *httpmsg.Response, buf []byte)
 	if err := p.RoundTrip(context.Background(), req, resp); err != nil {
 		return err
 	}
+	if err := drainBody(resp.Body, buf); err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// drainBody reads r to EOF through buf, without allocating.
+func drainBody(r io.Reader, buf []byte) error {
 	for {
-		_, err := resp.Body.Read(buf)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
+		if _, err := r.Read(buf); err != nil {
+			if err == io.EOF {
+				return nil
+			}
 			return err
 		}
 	}
-	return resp.Body.Close()
 }
 
 // TestKeepAliveGETNoAllocs checks the steady-state cost of a keep-alive GET through the
@@ -103,10 +109,8 @@ func BenchmarkKeepAliveGET(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			for {
-				if _, err := resp.Body.Read(buf); err != nil {
-					break
-				}
+			if err := drainBody(resp.Body, buf); err != nil {
+				b.Fatal(err)
 			}
 			resp.Body.Close()
 		}

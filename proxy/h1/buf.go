@@ -211,24 +211,20 @@ func validValue(b []byte) bool {
 }
 
 // tchar marks token characters (RFC 9110 section 5.6.2).
-var tchar = func() (t [256]uint8) {
+var tchar = alnumAnd("!#$%&'*+-.^_`|~")
+
+// alnumAnd returns a table marking ASCII letters, digits and the bytes of extra.
+func alnumAnd(extra string) (t [256]uint8) {
 	for c := 0; c < 256; c++ {
 		b := byte(c)
 		if 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' {
 			t[c] = 1
 		}
 	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = 1
+	for i := 0; i < len(extra); i++ {
+		t[extra[i]] = 1
 	}
 	return t
-}()
-
-// fieldsToHeader copies the fields of a parser into h.
-func fieldsToHeader(h *httpmsg.Header, n int, field func(int) ([]byte, []byte)) {
-	for i := 0; i < n; i++ {
-		h.AddBytes(field(i))
-	}
 }
 
 // asError returns err as a protocol error of the peer, if it is one.

@@ -92,12 +92,13 @@ func TestClientAgainstNetHTTP(t *testing.T) {
 			w.Write(b)
 		}
 	})}
-	addr := listen(t, func(c net.Conn) {
-		l := newOneConn(c)
-		srv.Serve(l)
-	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	p := newPool(addr)
+	p := newPool(ln.Addr().String())
 	defer p.Close()
 
 	req := newRequest("GET", "/a?b", "", 0)
@@ -127,30 +128,6 @@ func TestClientAgainstNetHTTP(t *testing.T) {
 		t.Errorf("%d upstream connections, %d idle: want 1 kept alive", n, p.Idle())
 	}
 }
-
-// oneConn is a listener that hands out one connection.
-type oneConn struct {
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func newOneConn(c net.Conn) *oneConn {
-	l := &oneConn{ch: make(chan net.Conn, 1), done: make(chan struct{})}
-	l.ch <- c
-	return l
-}
-
-func (l *oneConn) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-func (l *oneConn) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
-func (l *oneConn) Addr() net.Addr { return &net.TCPAddr{} }
 
 // rawServer answers each request head it reads with the next scripted response.
 func rawServer(t *testing.T, responses ...string) string {

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -102,7 +103,7 @@ var connPool = sync.Pool{New: func() any {
 // rejected, or the handler hijacks it; c is closed unless hijacked. It returns nil when the
 // connection ended cleanly (EOF or idle timeout between requests), the *http1.Error of a
 // rejected request, or the I/O error that ended it.
-func (s *Server) ServeConn(nc net.Conn) error {
+func (s *Server) ServeConn(nc net.Conn) (err error) {
 	c := connPool.Get().(*conn)
 	c.srv, c.c = s, nc
 	c.rd.src, c.wr.dst = nc, nc
@@ -110,7 +111,15 @@ func (s *Server) ServeConn(nc net.Conn) error {
 	c.wr.buf, c.wr.err = c.wr.buf[:0], nil
 	c.p.Init(s.Limits, true)
 	c.body.trail.Init(s.Limits, true)
-	err := c.serve()
+	defer func() {
+		// A handler that panics aborts its connection (as net/http's ErrAbortHandler does);
+		// the connection's state is dropped, not pooled.
+		if v := recover(); v != nil {
+			nc.Close()
+			err = &PanicError{Value: v}
+		}
+	}()
+	err = c.serve()
 	hijacked := c.w.hijacked
 	c.srv, c.c, c.rd.src, c.wr.dst = nil, nil, nil, nil
 	c.req.Reset()
@@ -121,6 +130,12 @@ func (s *Server) ServeConn(nc net.Conn) error {
 	}
 	return err
 }
+
+// PanicError is the error ServeConn returns when the handler panicked; the connection was
+// closed without completing the response.
+type PanicError struct{ Value any }
+
+func (e *PanicError) Error() string { return fmt.Sprintf("h1: handler panicked: %v", e.Value) }
 
 func (c *conn) serve() error {
 	s := c.srv
@@ -406,15 +421,4 @@ func validAuthority(b []byte) bool {
 }
 
 // regName marks unreserved and sub-delims (RFC 3986 section 3.2.2).
-var regName = func() (t [256]uint8) {
-	for c := 0; c < 256; c++ {
-		b := byte(c)
-		if 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' {
-			t[c] = 1
-		}
-	}
-	for _, c := range "-._~!$&'()*+,;=" {
-		t[c] = 1
-	}
-	return t
-}()
+var regName = alnumAnd("-._~!$&'()*+,;=")

@@ -338,3 +338,15 @@ func TestServeHijack(t *testing.T) {
 		t.Errorf("refused upgrade: %q", out)
 	}
 }
+
+func TestServeHandlerPanicAborts(t *testing.T) {
+	h := HandlerFunc(func(w *ResponseWriter, r *httpmsg.Request) {
+		w.WriteString("partial")
+		panic("abort")
+	})
+	out, err := serve(t, &Server{Handler: h}, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	var pe *PanicError
+	if !errors.As(err, &pe) || out != "" {
+		t.Errorf("panic: %v, wrote %q", err, out)
+	}
+}
