@@ -310,14 +310,14 @@ func TestClientRefusesInvalidRequest(t *testing.T) {
 	}
 	req := newRequest("GET", "/", "", 0)
 	req.Header.Add("X", "a\r\nInjected: 1")
-	var seen []byte
-	addr := listen(t, func(c net.Conn) { seen, _ = io.ReadAll(c); c.Close() })
+	seenCh := make(chan []byte, 1)
+	addr := listen(t, func(c net.Conn) { b, _ := io.ReadAll(c); c.Close(); seenCh <- b })
 	p = newPool(addr)
 	if err := p.RoundTrip(context.Background(), req, new(httpmsg.Response)); err != ErrInvalidField {
 		t.Errorf("CRLF in a value: %v", err)
 	}
 	p.Close()
-	if strings.Contains(string(seen), "Injected") {
+	if seen := <-seenCh; strings.Contains(string(seen), "Injected") {
 		t.Errorf("wrote an invalid field")
 	}
 }
