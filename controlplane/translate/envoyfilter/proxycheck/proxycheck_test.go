@@ -9,6 +9,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/redis_proxy/v3" // a filter strait-proxy lacks
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -50,8 +51,7 @@ func hcmWith(t *testing.T, typ string) *listenerv3.Filter {
 // TestProxyFilterTypes keeps config.ProxyHTTPFilterTypes and config.ProxyNetworkFilterTypes (the
 // filters an EnvoyFilter may add, checked at apply time) equal to what strait-proxy's compilers
 // implement: a listed type is never refused as an unknown filter (an empty config may be refused
-// for its content), and filters strait-proxy lacks (Lua, Envoy's network global rate limit
-// filter) are.
+// for its content), and filters strait-proxy lacks (Lua, Envoy's Redis proxy) are.
 func TestProxyFilterTypes(t *testing.T) {
 	c := Checker{}
 	for _, typ := range config.ProxyHTTPFilterTypes {
@@ -69,9 +69,9 @@ func TestProxyFilterTypes(t *testing.T) {
 	if err := c.Listener(listenerWith(hcmWith(t, lua))); err == nil || !strings.Contains(err.Error(), lua) {
 		t.Errorf("the Lua filter: %v (config.ProxyHTTPFilterTypes must not list it while strait-proxy lacks it)", err)
 	}
-	const netGlobal = "type.googleapis.com/envoy.extensions.filters.network.ratelimit.v3.RateLimit"
-	f := &listenerv3.Filter{Name: "f", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, netGlobal)}}
-	if err := c.Listener(listenerWith(f)); err == nil {
-		t.Errorf("the network global rate limit filter was accepted")
+	const redis = "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy"
+	f := &listenerv3.Filter{Name: "f", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, redis)}}
+	if err := c.Listener(listenerWith(f)); err == nil || !strings.Contains(err.Error(), redis) {
+		t.Errorf("the Redis proxy filter: %v (config.ProxyNetworkFilterTypes must not list it while strait-proxy lacks it)", err)
 	}
 }
