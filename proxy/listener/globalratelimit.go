@@ -7,7 +7,6 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/proxy/ratelimit"
-	"github.com/strait-mesh/strait/proxy/sniff"
 )
 
 // typeNetworkGlobalRateLimit is the type URL of envoy.filters.network.ratelimit.
@@ -47,18 +46,13 @@ func compileNetworkGlobalRateLimit(ctx context.Context, a *anypb.Any, env Env, p
 func (f *connGlobalRateLimit) onConnection(cs *connState) bool {
 	f.st.Total.Inc()
 	f.st.Active.Inc()
-	ctx, cancel := context.WithCancel(f.ctx)
-	defer cancel()
-	sc := sniff.NewConn(cs.conn)
-	h := holdData(sc, cancel)
-	out := f.cfg.Client.Check(ctx, f.caller, f.cfg.Domain, &f.cfg.Descriptors)
-	gone := h.stop()
+	var out ratelimit.Outcome
+	gone := holdDuring(f.ctx, cs, func(ctx context.Context) {
+		out = f.cfg.Client.Check(ctx, f.caller, f.cfg.Domain, &f.cfg.Descriptors)
+	})
 	f.st.Active.Dec()
 	if gone {
 		return false
-	}
-	if len(sc.Peeked()) > 0 || h.eof {
-		cs.conn = sc // replay the held bytes (and the client's end of stream)
 	}
 	if out.Metadata != nil {
 		cs.md.set(ratelimit.NetworkGlobalFilterName, out.Metadata)

@@ -16,13 +16,11 @@ import (
 	rlnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/ratelimit/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	rlservice "github.com/strait-mesh/strait/controlplane/ratelimit"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/ratelimit"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
@@ -54,22 +52,13 @@ func netGlobalChain(t *testing.T, c *rlnetv3.RateLimit) *listenerv3.FilterChain 
 	}}
 }
 
-func startRLS(t *testing.T, s rlsv3.RateLimitServiceServer) string {
-	t.Helper()
-	return testenv.ServeGRPC(t, "127.0.0.1:0", func() *grpc.Server {
-		gs := grpc.NewServer()
-		rlsv3.RegisterRateLimitServiceServer(gs, s)
-		return gs
-	}).Addr()
-}
-
 const netRLStats = "ratelimit.tcp_global."
 
 // TestNetworkGlobalRateLimit: straitd's in-memory rate limit service allows 3 connections a day
 // for the filter's descriptor; of 6 connections 3 are served and 3 closed before reaching the
 // backend, with Envoy's ratelimit.<stat_prefix>.* statistics.
 func TestNetworkGlobalRateLimit(t *testing.T) {
-	cfg, err := rlservice.ParseConfig([]byte(`domain: tcp
+	rlsAddr := testenv.InMemoryRateLimitService(t, `domain: tcp
 descriptors:
   - key: generic_key
     value: backend
@@ -77,17 +66,9 @@ descriptors:
       - key: port
         value: "9000"
         rate_limit: {unit: day, requests_per_unit: 3}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := rlservice.New(rlservice.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc.SetConfig(cfg)
+`)
 	be := newRecordingBackend(t)
-	env := newAuthzEnv(rlsCluster, startRLS(t, svc)).addTCP(backendCluster, be.addr)
+	env := newAuthzEnv(rlsCluster, rlsAddr).addTCP(backendCluster, be.addr)
 	_, addr := start(t, &listenerv3.Listener{Name: "l", FilterChains: []*listenerv3.FilterChain{netGlobalChain(t, netGlobalRateLimit(false))}}, env)
 
 	served := 0
@@ -141,7 +122,7 @@ func (s *blockingRLS) requests() int {
 func TestNetworkGlobalRateLimitHoldsData(t *testing.T) {
 	rls := &blockingRLS{release: make(chan struct{})}
 	be := newRecordingBackend(t)
-	env := newAuthzEnv(rlsCluster, startRLS(t, rls)).addTCP(backendCluster, be.addr)
+	env := newAuthzEnv(rlsCluster, testenv.RateLimitServer(t, rls)).addTCP(backendCluster, be.addr)
 	_, addr := start(t, &listenerv3.Listener{Name: "l", FilterChains: []*listenerv3.FilterChain{netGlobalChain(t, netGlobalRateLimit(true))}}, env)
 
 	type result struct {
