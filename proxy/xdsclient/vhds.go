@@ -123,6 +123,13 @@ func (c *Client) mergeVirtualHosts(r *Resource, rc *routev3.RouteConfiguration, 
 		if !ok {
 			return nil, fmt.Errorf("virtual host %q: not a VirtualHost", v.Name)
 		}
+		// The resource is named "<route configuration>/<virtual host>"; the route table, its
+		// stats and `strait proxy-config route` show the virtual host's own name, as without VHDS.
+		if short, ok := strings.CutPrefix(vh.GetName(), rc.GetName()+"/"); ok {
+			cp := proto.Clone(vh).(*routev3.VirtualHost)
+			cp.Name = short
+			vh = cp
+		}
 		m.VirtualHosts = append(m.VirtualHosts, vh)
 		h.Write([]byte{0})
 		h.Write([]byte(v.Name + "=" + v.Version))

@@ -89,7 +89,8 @@ func runRouteClient(t *testing.T, addr string, sotw bool) (*Client, *routeRecord
 	return c, rec
 }
 
-// TestVHDS: virtual hosts delivered by VHDS reach the handler inside their route configuration;
+// TestVHDS: virtual hosts delivered by VHDS reach the handler inside their route configuration,
+// under their own names (the "80/" resource-name prefix removed);
 // a VHDS update the route compiler rejects is NACKed as VHDS and changes nothing; removals apply.
 func TestVHDS(t *testing.T) {
 	cache := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
@@ -103,19 +104,19 @@ func TestVHDS(t *testing.T) {
 	set(vhdsSnapshot(t, "1", vhost("80", "a", "a.example"), vhost("80", "b", "b.example"), vhost("9080", "x", "x.example")))
 	ts := testenv.StartADS(t, testenv.ADSOptions{Cache: cache})
 	_, rec := runRouteClient(t, ts.Addr(), false)
-	waitFor(t, "route configuration 80 with virtual hosts a, b", func() bool { return rec.get("80") == "80/a,80/b" })
+	waitFor(t, "route configuration 80 with virtual hosts a, b", func() bool { return rec.get("80") == "a,b" })
 
 	// Two virtual hosts claiming one domain: the route compiler refuses the merged configuration.
 	set(vhdsSnapshot(t, "2", vhost("80", "a", "a.example"), vhost("80", "b", "b.example"), vhost("80", "c", "a.example")))
 	waitFor(t, "VHDS NACK", func() bool {
 		return slices.ContainsFunc(ts.Nacks(), func(n string) bool { return strings.Contains(n, `domain "a.example" is already used`) })
 	})
-	if got := rec.get("80"); got != "80/a,80/b" {
-		t.Fatalf("after the NACK: %q, want 80/a,80/b", got)
+	if got := rec.get("80"); got != "a,b" {
+		t.Fatalf("after the NACK: %q, want a,b", got)
 	}
 
 	set(vhdsSnapshot(t, "3", vhost("80", "c", "c.example")))
-	waitFor(t, "virtual hosts a, b removed, c added", func() bool { return rec.get("80") == "80/c" })
+	waitFor(t, "virtual hosts a, b removed, c added", func() bool { return rec.get("80") == "c" })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if rec.vhds {
