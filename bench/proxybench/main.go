@@ -38,7 +38,14 @@ func main() {
 	binDir := flag.String("bin", "bin", "directory with straitd and strait-proxy")
 	out := flag.String("out", "docs/performance.md", "Markdown file to update (between proxybench markers); empty prints only")
 	only := flag.String("only", "", "comma-separated path names to run (default all)")
+	instructions := flag.Bool("instructions", false, "count the instructions per request of each telemetry feature under valgrind (instructions.go) instead of the load runs")
 	flag.Parse()
+	if *instructions {
+		if err := runInstructions(*out); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if err := run(*duration, *binDir, *out, *only); err != nil {
 		log.Fatal(err)
 	}

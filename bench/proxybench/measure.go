@@ -237,16 +237,22 @@ func mtlsTable(rows []row) string {
 	return b.String()
 }
 
-// updateDoc replaces the marked section of path (or appends it).
+// updateDoc replaces the proxybench section of path (or appends it).
 func updateDoc(path, section string) error {
+	return updateDocSection(path, markBegin, markEnd, section)
+}
+
+// updateDocSection replaces the section of path between the markers begin and end (section
+// includes them and ends with a newline), or appends it when path has none.
+func updateDocSection(path, begin, end, section string) error {
 	b, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	s := string(b)
-	i, j := strings.Index(s, markBegin), strings.Index(s, markEnd)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
 	if i >= 0 && j > i {
-		s = s[:i] + section + s[j+len(markEnd)+1:]
+		s = s[:i] + section + strings.TrimPrefix(s[j+len(end):], "\n")
 	} else {
 		s += "\n" + section
 	}
