@@ -86,7 +86,8 @@ func telemetryHandler(tb testing.TB, prefix string, f telemetryFeatures) (*Handl
 	}
 	hcm.RequestIdExtension = &hcmv3.RequestIDExtension{TypedConfig: rid}
 	st := stats.NewStore()
-	files := accesslog.NewFiles(accesslog.FilesOptions{Stats: st, QueueLines: 1 << 16,
+	// The proxy's own settings (accesslog.Shared): the default queue, Envoy's 1 s flush.
+	files := accesslog.NewFiles(accesslog.FilesOptions{Stats: st, FlushInterval: accesslog.DefaultFlushInterval,
 		Open: func(string) (io.WriteCloser, error) { return discard{}, nil }})
 	opts := Options{Stats: st, AccessLogFiles: files,
 		Tracing: TracingOptions{NodeID: "sidecar~10.0.0.7~reviews-v1-abc.default~default.svc.cluster.local", LocalCluster: "reviews.default", LocalAddress: "10.0.0.7"}}
