@@ -39,9 +39,10 @@ func main() {
 	out := flag.String("out", "docs/performance.md", "Markdown file to update (between proxybench markers); empty prints only")
 	only := flag.String("only", "", "comma-separated path names to run (default all)")
 	instructions := flag.Bool("instructions", false, "count the instructions per request of each telemetry feature under valgrind (instructions.go) instead of the load runs")
+	l7Test := flag.String("l7-test", "", "with -instructions: a proxy/l7 test binary built beforehand (go test -c), e.g. of an older commit; default: built from this tree")
 	flag.Parse()
 	if *instructions {
-		if err := runInstructions(*out); err != nil {
+		if err := runInstructions(*out, *l7Test); err != nil {
 			log.Fatal(err)
 		}
 		return
