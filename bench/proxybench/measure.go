@@ -25,6 +25,7 @@ type row struct {
 	rssLoad       float64 // MiB, summed, at the end of the run
 	proxies       int
 	newConns      int64 // sidecar pairs: connections the client sidecar opened to the server sidecar during the run; -1 elsewhere
+	round         int   // the telemetry paths with -rounds above 1: which round (from 1); 0 otherwise
 }
 
 func (r row) String() string {
@@ -191,10 +192,15 @@ func renderTable(rows []row, d time.Duration) string {
 			idle = fmt.Sprintf("%.1f", r.rssIdle)
 			load = fmt.Sprintf("%.1f", r.rssLoad)
 		}
+		name := r.name
+		if r.round > 0 {
+			name += fmt.Sprintf(" #%d", r.round)
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.3f | %.3f | %.3f | %d | %s | %s | %s |\n",
-			r.name, proto(r.h2), target, r.actualQPS, r.p50, r.p90, r.p99, r.errors, cpu, idle, load)
+			name, proto(r.h2), target, r.actualQPS, r.p50, r.p90, r.p99, r.errors, cpu, idle, load)
 	}
 	b.WriteString(mtlsTable(rows))
+	b.WriteString(telemetryTable(rows))
 	b.WriteString("\nReproduce: `make build && go run ./bench/proxybench -duration " + d.String() + "`\n" + markEnd + "\n")
 	return b.String()
 }
