@@ -17,15 +17,15 @@ import (
 //   - telemetry-off: a Telemetry that disables Istio's standard metrics (prometheus provider,
 //     override disabled: true), no access log, no tracing (straitd sends an istio.stats filter
 //     that drops every metric; the proxy then records nothing);
-//   - telemetry-full: metrics on, MeshConfig accessLogFile to a file in the work dir, and tracing
-//     at 1% (an opentelemetry extensionProvider, a Telemetry with randomSamplingPercentage: 1)
-//     exporting over OTLP gRPC to the benchmark's own receiver (otlp.go). Its pair uses a
-//     second straitd (featureStraitd) whose MeshConfig has the access log and the provider, so
-//     that no other path's proxies log;
+//   - telemetry-full: metrics on, an access log in Istio's default TEXT format to a file in the
+//     work dir (an envoyFileAccessLog extensionProvider the pair's Telemetry selects), and
+//     tracing at 1% (an opentelemetry extensionProvider, randomSamplingPercentage: 1) exporting
+//     over OTLP gRPC to the benchmark's own receiver (otlp.go). Its pair uses a second straitd
+//     (featureStraitd) whose MeshConfig has the providers;
 //   - telemetry-metrics, telemetry-accesslog, telemetry-tracing: one feature of telemetry-full
 //     each, so that its cost is attributed: Istio's metrics alone (the main straitd, no
 //     Telemetry); the access log alone and 1% tracing alone on the second straitd, with
-//     Telemetry resources that disable the metrics (and, for tracing, the access log);
+//     Telemetry resources that select that provider and disable the metrics;
 //   - ratelimit-none: the pair as the others, metrics on, no RateLimit;
 //   - ratelimit-local: a RateLimit (scope Local) on the server sidecar's inbound port with a limit
 //     far above the load (nothing is refused: the cost is measured, not the refusals);
@@ -121,25 +121,26 @@ func featureConfig() string {
 	return strings.Join(parts, "---\n")
 }
 
-// featureMeshConfig is the second straitd's MeshConfig: the access log file and the trace
-// collector's provider.
+// featureMeshConfig is the second straitd's MeshConfig: the providers of the access log file
+// and of the trace collector.
 func featureMeshConfig(accessLog string) string {
-	return fmt.Sprintf(`accessLogFile: %s
-extensionProviders:
+	return fmt.Sprintf(`extensionProviders:
 - name: otel
   opentelemetry: {service: %s, port: %d}
-`, accessLog, collectorHost, portCollector)
+- name: file-log
+  envoyFileAccessLog: {path: %s}
+`, collectorHost, portCollector, accessLog)
 }
 
 // featureFullConfig is the second straitd's Istio configuration: its pairs, their Telemetry
-// resources (telemetry-full: tracing at 1% to the collector, metrics on as by default, the
-// MeshConfig's access log; telemetry-accesslog: metrics off; telemetry-tracing: tracing at 1%,
-// metrics and access log off), and the collector.
+// resources (telemetry-full: tracing at 1% to the collector, the access log, metrics on as by
+// default; telemetry-accesslog: the access log, metrics off; telemetry-tracing: tracing at 1%,
+// metrics off), and the collector.
 func featureFullConfig() string {
 	const (
 		tracing1  = "  tracing: [{providers: [{name: otel}], randomSamplingPercentage: 1}]\n"
 		noMetrics = "  metrics: [{providers: [{name: prometheus}], overrides: [{disabled: true}]}]\n"
-		noLog     = "  accessLogging: [{disabled: true}]\n"
+		fileLog   = "  accessLogging: [{providers: [{name: file-log}]}]\n"
 	)
 	telemetry := func(p sidecarPair, spec string) string {
 		return fmt.Sprintf(`apiVersion: telemetry.istio.io/v1
@@ -150,9 +151,9 @@ spec:
 `, p.service, benchNamespace) + spec
 	}
 	parts := []string{
-		telemetry(telemetryFullPair, tracing1),
-		telemetry(telemetryAccessLogPair, noMetrics),
-		telemetry(telemetryTracingPair, tracing1+noMetrics+noLog),
+		telemetry(telemetryFullPair, tracing1+fileLog),
+		telemetry(telemetryAccessLogPair, fileLog+noMetrics),
+		telemetry(telemetryTracingPair, tracing1+noMetrics),
 		fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: otel-collector, namespace: %s}
@@ -233,7 +234,7 @@ func checkFeature(ctx context.Context, p sidecarPair) error {
 	return nil
 }
 
-// reportFull logs what telemetry-full produced: spans received, access log size.
+// reportFull logs what the second straitd's pairs produced: spans received, access log size.
 func reportFull(col *otlpCollector, accessLog string) {
 	if col == nil {
 		return
@@ -242,5 +243,5 @@ func reportFull(col *otlpCollector, accessLog string) {
 	if fi, err := os.Stat(accessLog); err == nil {
 		size = fi.Size()
 	}
-	log.Printf("telemetry-full: %d spans received by the OTLP collector, access log %s is %d bytes", col.spans.Load(), accessLog, size)
+	log.Printf("telemetry-tracing and -full: %d spans received by the OTLP collector; telemetry-accesslog and -full: access log %s is %d bytes", col.spans.Load(), accessLog, size)
 }
