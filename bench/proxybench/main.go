@@ -9,9 +9,14 @@
 // mutual TLS (sidecar.go; the run fails if either hop is not what its name says), and adds a
 // table of the mTLS overhead in CPU per request and latency.
 //
-// The feature paths (features.go: telemetry-off, telemetry-full, ratelimit-none, ratelimit-local,
-// ratelimit-global) measure the same plaintext sidecar pair at 1,000 rps once per configuration,
-// for the telemetry (issue 8) and rate limit (issue 16) targets.
+// The feature paths (features.go: telemetry-off, -metrics, -accesslog, -tracing, -full,
+// ratelimit-none, ratelimit-local, ratelimit-global) measure the same plaintext sidecar pair at
+// 1,000 rps once per configuration, for the telemetry (issue 8) and rate limit (issue 16)
+// targets; -rounds N measures the telemetry paths N times, interleaved (telemetry.go).
+//
+// -instructions instead counts the instructions each telemetry feature adds per request through
+// a sidecar's connection manager under valgrind (instructions.go): a measure that the machine's
+// other work does not move.
 //
 // Every proxy gets one core (GOMAXPROCS=1, one nginx worker, one HAProxy thread) pinned to CPU 1;
 // the load generator (fortio) and the backend (fortio's echo server) share CPU 0. All traffic is on
