@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -135,6 +136,10 @@ func BenchmarkTelemetryPipeline(b *testing.B) {
 					if w.Code != 200 {
 						b.Fatal(w.Code)
 					}
+					// A request on a socket waits for I/O, which lets the access log's writer
+					// and the span exporter run (with one P they would otherwise wait for
+					// preemption, and lines pile up or are dropped).
+					runtime.Gosched()
 				}
 			})
 		}
