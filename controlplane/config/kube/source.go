@@ -16,12 +16,13 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -383,8 +384,10 @@ func (s *Source) publish() bool {
 		}
 		errs = append(errs, e.errs...)
 	}
-	sort.Slice(objs, func(i, j int) bool { return keyLess(objs[i].Key(), objs[j].Key()) })
-	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	slices.SortFunc(objs, func(a, b *config.Object) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	slices.SortStableFunc(errs, func(a, b error) int { return cmp.Compare(a.Error(), b.Error()) })
 	s.mu.Lock()
 	s.objs, s.errs = objs, errs
 	s.mu.Unlock()
@@ -421,16 +424,6 @@ func (s *Source) decode(k config.Key, u *unstructured.Unstructured) (*config.Obj
 			Msg: fmt.Sprintf("decoded as %s", o.Key())}}
 	}
 	return o, nil
-}
-
-func keyLess(a, b config.Key) bool {
-	if a.Kind != b.Kind {
-		return a.Kind < b.Kind
-	}
-	if a.Namespace != b.Namespace {
-		return a.Namespace < b.Namespace
-	}
-	return a.Name < b.Name
 }
 
 // shallowCopy copies the top level of an object, so that apiVersion and kind can be set without

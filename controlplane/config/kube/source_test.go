@@ -63,7 +63,7 @@ func run(t *testing.T, ctx context.Context, c *kubeenv.Cluster, opts kube.Option
 }
 
 // eventually waits (up to a minute, woken by the source's changes) until cond holds.
-func eventually(t *testing.T, changed <-chan struct{}, what string, cond func() bool) {
+func eventually(t *testing.T, src *kube.Source, changed <-chan struct{}, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.After(time.Minute)
 	for !cond() {
@@ -71,7 +71,11 @@ func eventually(t *testing.T, changed <-chan struct{}, what string, cond func() 
 		case <-changed:
 		case <-time.After(200 * time.Millisecond):
 		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
+			var got []string
+			for _, o := range src.List() {
+				got = append(got, o.Key().String()+"@"+o.ResourceVersion)
+			}
+			t.Fatalf("timed out waiting for %s; serving %v; errors %v", what, got, src.Errors())
 		}
 	}
 }
@@ -140,7 +144,7 @@ spec:
 	if _, err := objs.Create(ctx, dr); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, changed, "the three objects", func() bool { return len(src.List()) == 3 })
+	eventually(t, src, changed, "the three objects", func() bool { return len(src.List()) == 3 })
 	o := find(src, key)
 	if o == nil || o.Origin != kube.Origin || o.ResourceVersion == "" || o.APIVersion != "networking.istio.io/v1" {
 		t.Fatalf("VirtualService served as %+v", o)
@@ -157,14 +161,14 @@ spec:
 	if err := objs.Replace(ctx, vs("reviews", "v2", "")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, changed, "subset v2", func() bool { return subset() == "v2" })
+	eventually(t, src, changed, "subset v2", func() bool { return subset() == "v2" })
 
 	// The API server takes an object Strait refuses (two routes named alike): the last good
 	// version keeps serving and the error names the field.
 	if err := objs.Replace(ctx, vs("reviews", "v1", "primary")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, changed, "the error", func() bool { return len(src.Errors()) == 1 })
+	eventually(t, src, changed, "the error", func() bool { return len(src.Errors()) == 1 })
 	err := src.Errors()[0]
 	want := "kubernetes: VirtualService bookinfo/reviews: spec.http[1].name: duplicate route name"
 	if !strings.HasPrefix(err.Error(), want) {
@@ -178,17 +182,17 @@ spec:
 	if err := objs.Replace(ctx, vs("reviews", "v1", "secondary")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, changed, "the mended object", func() bool { return subset() == "v1" && len(src.Errors()) == 0 })
+	eventually(t, src, changed, "the mended object", func() bool { return subset() == "v1" && len(src.Errors()) == 0 })
 
 	// Deleted: gone, including a refused object's error.
 	if err := objs.Replace(ctx, vs("reviews", "v1", "primary")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, changed, "the error", func() bool { return len(src.Errors()) == 1 })
+	eventually(t, src, changed, "the error", func() bool { return len(src.Errors()) == 1 })
 	if err := objs.Delete(ctx, vs("reviews", "v1", "")+"---\n"+dr); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, changed, "an empty source", func() bool { return len(src.List()) == 0 && len(src.Errors()) == 0 })
+	eventually(t, src, changed, "an empty source", func() bool { return len(src.List()) == 0 && len(src.Errors()) == 0 })
 }
 
 // TestSourceNamespaces checks that a source limited to namespaces reads only those, and that a
@@ -213,7 +217,7 @@ stringData: {username: u, password: p}
 	if _, err := objs.Create(ctx, strings.Join(docs, "---\n")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, changed, "two objects", func() bool { return len(src.List()) == 2 })
+	eventually(t, src, changed, "two objects", func() bool { return len(src.List()) == 2 })
 	for _, o := range src.List() {
 		if o.Kind != config.PeerAuthentication || o.Namespace == "b" {
 			t.Errorf("served %s", o.Key())

@@ -240,22 +240,64 @@ func tail(s string, n int) string {
 }
 
 // startEtcd runs etcd on two free loopback ports with its data under dir and returns its client
-// URL once it answers /health. A port taken in between is retried with others.
+// URL once it answers /health.
 func startEtcd(t testing.TB, bin, dir string) string {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		client, peer := freePort(t), freePort(t)
-		clientURL := "http://127.0.0.1:" + strconv.Itoa(client)
-		peerURL := "http://127.0.0.1:" + strconv.Itoa(peer)
-		data := filepath.Join(dir, "etcd-"+strconv.Itoa(attempt))
-		p := startProcess(t, dir, "etcd-"+strconv.Itoa(attempt), bin,
-			"--name=default", "--data-dir="+data,
+	var clientURL string
+	startOnFreePorts(t, http.DefaultClient, 30*time.Second, func(attempt int) (*process, string) {
+		n := strconv.Itoa(attempt)
+		clientURL = "http://127.0.0.1:" + strconv.Itoa(freePort(t))
+		peerURL := "http://127.0.0.1:" + strconv.Itoa(freePort(t))
+		p := startProcess(t, dir, "etcd-"+n, bin,
+			"--name=default", "--data-dir="+filepath.Join(dir, "etcd-"+n),
 			"--listen-client-urls="+clientURL, "--advertise-client-urls="+clientURL,
 			"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 			"--initial-cluster=default="+peerURL,
 			"--logger=zap", "--log-level=warn")
-		err := waitFor(p, 30*time.Second, func() bool {
-			resp, err := http.Get(clientURL + "/health")
+		return p, clientURL + "/health"
+	})
+	return clientURL
+}
+
+// startAPIServer runs kube-apiserver on a free loopback port and returns the port once /readyz
+// answers 200.
+func startAPIServer(t testing.TB, bin, dir string, pki *pki, etcdURL string) int {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.adminTLS()}}
+	defer client.CloseIdleConnections()
+	var port int
+	startOnFreePorts(t, client, 90*time.Second, func(attempt int) (*process, string) {
+		n := strconv.Itoa(attempt)
+		port = freePort(t)
+		p := startProcess(t, dir, "kube-apiserver-"+n, bin,
+			"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
+			"--etcd-servers="+etcdURL, "--etcd-prefix=/registry-"+n,
+			"--cert-dir="+filepath.Join(dir, "apiserver-certs"),
+			"--tls-cert-file="+pki.file("apiserver.crt"), "--tls-private-key-file="+pki.file("apiserver.key"),
+			"--client-ca-file="+pki.file("ca.crt"),
+			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+			"--service-account-key-file="+pki.file("sa.pub"),
+			"--service-account-signing-key-file="+pki.file("sa.key"),
+			"--service-cluster-ip-range="+ServiceCIDR,
+			"--authorization-mode=RBAC,Node",
+			"--allow-privileged=true",
+			"--endpoint-reconciler-type=none", // loopback cannot be the kubernetes Service's endpoint
+			"--profiling=false",
+			"--v=1")
+		return p, "https://127.0.0.1:" + strconv.Itoa(port) + "/readyz"
+	})
+	return port
+}
+
+// startOnFreePorts runs start, which starts a server on ports it picks, until the server's health
+// URL answers 200 (each try within timeout). A server that exits early, as when another process
+// took a port in between, is tried again with other ports, up to three times in all.
+func startOnFreePorts(t testing.TB, client *http.Client, timeout time.Duration, start func(attempt int) (*process, string)) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		p, url := start(attempt)
+		err := waitFor(p, timeout, func() bool {
+			resp, err := client.Get(url)
 			if err != nil {
 				return false
 			}
@@ -263,10 +305,10 @@ func startEtcd(t testing.TB, bin, dir string) string {
 			return resp.StatusCode == http.StatusOK
 		})
 		if err == nil {
-			return clientURL
+			return
 		}
 		if !p.exited() || attempt == 3 {
-			t.Fatalf("kubeenv: etcd: %v\n%s", err, p.tail())
+			t.Fatalf("kubeenv: %v\n%s", err, p.tail())
 		}
 	}
 }
@@ -285,45 +327,6 @@ func waitFor(p *process, timeout time.Duration, ready func() bool) error {
 			return fmt.Errorf("%s not ready after %s", p.name, timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// startAPIServer runs kube-apiserver on a free loopback port and returns the port once /readyz
-// answers 200.
-func startAPIServer(t testing.TB, bin, dir string, pki *pki, etcdURL string) int {
-	t.Helper()
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.adminTLS()}}
-	defer client.CloseIdleConnections()
-	for attempt := 1; ; attempt++ {
-		port := freePort(t)
-		p := startProcess(t, dir, "kube-apiserver-"+strconv.Itoa(attempt), bin,
-			"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
-			"--etcd-servers="+etcdURL, "--etcd-prefix=/registry-"+strconv.Itoa(attempt),
-			"--cert-dir="+filepath.Join(dir, "apiserver-certs"),
-			"--tls-cert-file="+pki.file("apiserver.crt"), "--tls-private-key-file="+pki.file("apiserver.key"),
-			"--client-ca-file="+pki.file("ca.crt"),
-			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-			"--service-account-key-file="+pki.file("sa.pub"),
-			"--service-account-signing-key-file="+pki.file("sa.key"),
-			"--service-cluster-ip-range="+ServiceCIDR,
-			"--authorization-mode=RBAC,Node",
-			"--allow-privileged=true",
-			"--profiling=false",
-			"--v=1")
-		err := waitFor(p, 90*time.Second, func() bool {
-			resp, err := client.Get("https://127.0.0.1:" + strconv.Itoa(port) + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
-		if err == nil {
-			return port
-		}
-		if !p.exited() || attempt == 3 {
-			t.Fatalf("kubeenv: kube-apiserver: %v\n%s", err, p.tail())
-		}
 	}
 }
 

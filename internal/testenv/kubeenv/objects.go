@@ -123,29 +123,29 @@ func (o *Objects) Create(ctx context.Context, data string) ([]*unstructured.Unst
 
 // Replace replaces each object of the YAML stream with its new content (the objects must exist).
 func (o *Objects) Replace(ctx context.Context, data string) error {
-	objs, err := Parse(data)
-	if err != nil {
-		return err
-	}
-	for _, u := range objs {
-		api, err := o.resource(u)
+	return o.each(data, func(api dynamic.ResourceInterface, u *unstructured.Unstructured) error {
+		cur, err := api.Get(ctx, u.GetName(), metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		cur, err := api.Get(ctx, u.GetName(), metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("reading %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
-		}
 		u.SetResourceVersion(cur.GetResourceVersion())
-		if _, err := api.Update(ctx, u, metav1.UpdateOptions{FieldValidation: "Strict"}); err != nil {
-			return fmt.Errorf("replacing %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
-		}
-	}
-	return nil
+		_, err = api.Update(ctx, u, metav1.UpdateOptions{FieldValidation: "Strict"})
+		return err
+	})
 }
 
 // Delete deletes each object of the YAML stream; objects already gone are fine.
 func (o *Objects) Delete(ctx context.Context, data string) error {
+	return o.each(data, func(api dynamic.ResourceInterface, u *unstructured.Unstructured) error {
+		if err := api.Delete(ctx, u.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		return nil
+	})
+}
+
+// each calls f with each object of the YAML stream and its API, naming the object in f's error.
+func (o *Objects) each(data string, f func(dynamic.ResourceInterface, *unstructured.Unstructured) error) error {
 	objs, err := Parse(data)
 	if err != nil {
 		return err
@@ -155,8 +155,8 @@ func (o *Objects) Delete(ctx context.Context, data string) error {
 		if err != nil {
 			return err
 		}
-		if err := api.Delete(ctx, u.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("deleting %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+		if err := f(api, u); err != nil {
+			return fmt.Errorf("%s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 		}
 	}
 	return nil
