@@ -11,7 +11,6 @@ package kubeenv
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -58,7 +57,8 @@ const ServiceCIDR = "198.19.240.0/20"
 type Options struct {
 	// ControllerManager also starts kube-controller-manager with the controllers that derive
 	// objects from others: EndpointSlices, service accounts and their tokens, namespaces'
-	// deletion, garbage collection, Deployments, ReplicaSets and Jobs.
+	// deletion, garbage collection, Deployments, ReplicaSets, Jobs and the kube-root-ca.crt
+	// ConfigMaps.
 	ControllerManager bool
 }
 
@@ -339,7 +339,7 @@ func startControllerManager(t testing.TB, bin, dir, kubeconfig string, pki *pki)
 		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
 		"--bind-address=127.0.0.1", "--secure-port=0",
 		"--leader-elect=false",
-		"--controllers=endpointslice-controller,endpointslice-mirroring-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller,deployment-controller,replicaset-controller,job-controller",
+		"--controllers=endpointslice-controller,endpointslice-mirroring-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller,deployment-controller,replicaset-controller,job-controller,root-ca-certificate-publisher-controller",
 		"--service-account-private-key-file="+pki.file("sa.key"),
 		"--root-ca-file="+pki.file("ca.crt"),
 		"--service-cluster-ip-range="+ServiceCIDR,
@@ -471,11 +471,4 @@ func writeKubeconfig(path, url string, p *pki) error {
 		return fmt.Errorf("writing kubeconfig: %w", err)
 	}
 	return nil
-}
-
-// Context returns a context that ends with the test (or after limit), for client calls.
-func Context(t testing.TB, limit time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	t.Cleanup(cancel)
-	return ctx
 }
