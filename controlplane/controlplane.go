@@ -93,10 +93,12 @@ type Options struct {
 	// gateway credential Secrets) read through informers from the cluster this kubeconfig file
 	// names. KubeInCluster does the same with the pod's own service account (straitd running
 	// in the cluster); set one, not both. KubeNamespaces limits the source to these namespaces
-	// (default: all). straitd serves its first snapshot only once the source has synced.
+	// (default: all). straitd serves its first snapshot only once the source has synced. It
+	// writes a status condition on each object it refuses, unless KubeSkipStatus.
 	Kubeconfig     string
 	KubeInCluster  bool
 	KubeNamespaces []string
+	KubeSkipStatus bool
 	Logger         *slog.Logger
 	// Ready, if set, is called once with the bound addresses when straitd serves.
 	Ready func(xdsAddr, httpAddr string)

@@ -37,7 +37,8 @@ func newKubeSource(o Options, log *slog.Logger, validation *validationmetrics.Co
 		return nil, nil
 	}
 	cfg.UserAgent = "straitd/" + version.Get().Version
-	src, err := kube.New(cfg, kube.Options{Logger: log, Namespaces: o.KubeNamespaces, Validation: validation})
+	src, err := kube.New(cfg, kube.Options{Logger: log, Namespaces: o.KubeNamespaces, Validation: validation,
+		WriteStatus: !o.KubeSkipStatus})
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: %w", err)
 	}

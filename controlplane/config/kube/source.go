@@ -62,6 +62,10 @@ type Options struct {
 	Debounce, MaxDelay time.Duration
 	// Validation, when set, counts objects as they are validated (galley_validation_*).
 	Validation *validationmetrics.Counters
+	// WriteStatus writes a status condition (ConditionType) on each object Strait refuses,
+	// naming the fields, and turns it to "True" once the object is mended. It needs the
+	// permission to patch the kinds' status subresources.
+	WriteStatus bool
 }
 
 // resource is one kind the source watches.
@@ -92,7 +96,9 @@ type Source struct {
 	pending map[config.Key]*unstructured.Unstructured
 	kick    chan struct{}
 
-	state map[config.Key]*entry // owned by Run's goroutine
+	state  map[config.Key]*entry                       // owned by Run's goroutine
+	gvrs   map[config.Kind]schema.GroupVersionResource // custom resources' APIs, set by Run
+	status *statusWriter                               // nil unless Options.WriteStatus
 
 	mu      sync.RWMutex
 	objs    []*config.Object
@@ -123,7 +129,13 @@ func New(cfg *rest.Config, opts Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes discovery client: %w", err)
 	}
+	var status *statusWriter
+	if opts.WriteStatus {
+		status = newStatusWriter(client, opts.Logger.With("source", Origin))
+	}
 	return &Source{
+		status:  status,
+		gvrs:    map[config.Kind]schema.GroupVersionResource{},
 		client:  client,
 		disc:    disc,
 		opts:    opts,
@@ -179,6 +191,19 @@ func (s *Source) Run(ctx context.Context, onChange func()) error {
 	s.mu.Lock()
 	s.missing = missing
 	s.mu.Unlock()
+	for _, r := range resources {
+		if r.kind != config.Secret { // no status subresource
+			s.gvrs[r.kind] = r.gvr
+		}
+	}
+	if s.status != nil {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.status.run(ctx)
+		}()
+		defer func() { <-done }()
+	}
 
 	namespaces := s.opts.Namespaces
 	if len(namespaces) == 0 {
@@ -353,12 +378,18 @@ func (s *Source) publish() bool {
 				delete(s.state, k)
 				changed = true
 			}
+			if s.status != nil {
+				s.status.forget(k)
+			}
 			continue
 		}
 		if old != nil && old.good != nil && old.errs == nil && old.good.ResourceVersion == u.GetResourceVersion() {
 			continue // a resync or a relist of what serves
 		}
 		obj, errs := s.decode(k, u)
+		if gvr, ok := s.gvrs[k.Kind]; ok && s.status != nil {
+			s.status.update(k, gvr, u, errs)
+		}
 		e := &entry{errs: errs}
 		if old != nil {
 			e.good = old.good // last known good

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/config/kube"
@@ -115,7 +116,7 @@ spec:
 // version serving and is reported with its field path.
 func TestSourceFollowsAPIServer(t *testing.T) {
 	c, objs, ctx := cluster(t)
-	src, changed := run(t, ctx, c, kube.Options{})
+	src, changed := run(t, ctx, c, kube.Options{WriteStatus: true})
 	if len(src.List()) != 0 || len(src.Errors()) != 0 {
 		t.Fatalf("empty cluster: objects %v, errors %v", src.List(), src.Errors())
 	}
@@ -177,12 +178,15 @@ spec:
 	if got := subset(); got != "v2" {
 		t.Errorf("serving subset %q after a refused update, want the last good v2", got)
 	}
+	waitCondition(t, ctx, objs, vs("reviews", "", ""), "False", kube.ReasonInvalid,
+		`spec.http[1].name: duplicate route name "primary" (also spec.http[0])`)
 
 	// Mended: the new version serves and the error goes.
 	if err := objs.Replace(ctx, vs("reviews", "v1", "secondary")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, src, changed, "the mended object", func() bool { return subset() == "v1" && len(src.Errors()) == 0 })
+	waitCondition(t, ctx, objs, vs("reviews", "", ""), "True", kube.ReasonValid, "accepted by Strait")
 
 	// Deleted: gone, including a refused object's error.
 	if err := objs.Replace(ctx, vs("reviews", "v1", "primary")); err != nil {
@@ -193,6 +197,35 @@ spec:
 		t.Fatal(err)
 	}
 	eventually(t, src, changed, "an empty source", func() bool { return len(src.List()) == 0 && len(src.Errors()) == 0 })
+}
+
+// waitCondition waits until the object has Strait's status condition with this status, reason
+// and message, for its current generation.
+func waitCondition(t *testing.T, ctx context.Context, objs *kubeenv.Objects, obj, status, reason, msg string) {
+	t.Helper()
+	var last map[string]any
+	for {
+		got, err := objs.Get(ctx, obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conds, _, _ := unstructured.NestedSlice(got[0].Object, "status", "conditions")
+		for _, c := range conds {
+			m, _ := c.(map[string]any)
+			if m["type"] != kube.ConditionType {
+				continue
+			}
+			last = m
+			if m["status"] == status && m["reason"] == reason && m["message"] == msg && m["observedGeneration"] == got[0].GetGeneration() {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no condition %s=%s (%s: %s); last %v", kube.ConditionType, status, reason, msg, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // TestSourceNamespaces checks that a source limited to namespaces reads only those, and that a

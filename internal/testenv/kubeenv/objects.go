@@ -134,6 +134,18 @@ func (o *Objects) Replace(ctx context.Context, data string) error {
 	})
 }
 
+// Get reads the current version of each object of the YAML stream (only their kinds, namespaces
+// and names count).
+func (o *Objects) Get(ctx context.Context, data string) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	err := o.each(data, func(api dynamic.ResourceInterface, u *unstructured.Unstructured) error {
+		cur, err := api.Get(ctx, u.GetName(), metav1.GetOptions{})
+		out = append(out, cur)
+		return err
+	})
+	return out, err
+}
+
 // Delete deletes each object of the YAML stream; objects already gone are fine.
 func (o *Objects) Delete(ctx context.Context, data string) error {
 	return o.each(data, func(api dynamic.ResourceInterface, u *unstructured.Unstructured) error {
