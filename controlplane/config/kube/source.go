@@ -50,6 +50,9 @@ const Origin = "kubernetes"
 // tokens, registry credentials and the like are never read.
 var secretTypes = []string{config.SecretTypeTLS, config.SecretTypeOpaque}
 
+// discoveryTimeout bounds each discovery request.
+const discoveryTimeout = 30 * time.Second
+
 // Options configure a Source. The zero value is usable.
 type Options struct {
 	// Logger receives sync results and newly found errors; nil means slog.Default().
@@ -125,7 +128,9 @@ func New(cfg *rest.Config, opts Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	discCfg := rest.CopyConfig(cfg)
+	discCfg.Timeout = discoveryTimeout
+	disc, err := discovery.NewDiscoveryClientForConfig(discCfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes discovery client: %w", err)
 	}
@@ -168,7 +173,8 @@ func (s *Source) Errors() []error {
 // without its Kubernetes config.
 func (s *Source) Synced() <-chan struct{} { return s.synced }
 
-// Run discovers which kinds the API server serves, starts an informer for each (per namespace
+// Run discovers which kinds the API server serves (trying again while it cannot be reached),
+// starts an informer for each (per namespace
 // when Options.Namespaces is set), publishes the objects once all have synced, and then
 // publishes changes (debounced), calling onChange after each publish that changed the accepted
 // objects or the errors. It returns nil when ctx is done.
@@ -181,9 +187,22 @@ func (s *Source) Run(ctx context.Context, onChange func()) error {
 	s.started = true
 	s.mu.Unlock()
 
-	resources, missing, err := s.discover()
-	if err != nil {
-		return err
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var resources []resource
+	var missing []error
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		var err error
+		if resources, missing, err = s.discover(); err == nil {
+			break
+		}
+		// The API server may not be up yet: keep trying, as the informers would.
+		s.log.Warn("kubernetes discovery failed; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
 	}
 	for _, e := range missing {
 		s.log.Warn("kind not read", "err", e)
@@ -202,7 +221,7 @@ func (s *Source) Run(ctx context.Context, onChange func()) error {
 			defer close(done)
 			s.status.run(ctx)
 		}()
-		defer func() { <-done }()
+		defer func() { cancel(); <-done }()
 	}
 
 	namespaces := s.opts.Namespaces
@@ -230,6 +249,7 @@ func (s *Source) Run(ctx context.Context, onChange func()) error {
 		f.Start(ctx.Done())
 	}
 	defer func() {
+		cancel() // Shutdown waits for the informers, which stop with ctx
 		for _, f := range factories {
 			f.Shutdown()
 		}

@@ -3,12 +3,14 @@ package kube_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/config/kube"
@@ -273,5 +275,30 @@ func TestSourceWithoutCRDs(t *testing.T) {
 	}
 	if want := "is its CustomResourceDefinition installed?"; !strings.Contains(errs[0].Error(), want) {
 		t.Errorf("error %q does not say %q", errs[0], want)
+	}
+}
+
+// TestRunWithoutAPIServer checks that a source whose API server cannot be reached keeps trying
+// (it does not fail straitd) and never reports a sync.
+func TestRunWithoutAPIServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	src, err := kube.New(&rest.Config{Host: "https://" + addr}, kube.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if err := src.Run(ctx, nil); err != nil {
+		t.Errorf("Run: %v, want nil when its context ends", err)
+	}
+	select {
+	case <-src.Synced():
+		t.Error("synced without an API server")
+	default:
 	}
 }
