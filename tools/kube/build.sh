@@ -38,7 +38,7 @@ if ! built; then
 	start=$(date +%s)
 	pkgs=()
 	for b in "${bins[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
-	(cd "$here" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags='-s -w' -o "$tmp/" "${pkgs[@]}")
+	(cd "$here" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags='-s -w' -o "$tmp/" "${pkgs[@]}")
 	for b in "${bins[@]}"; do mv "$tmp/$b" "$out/$b"; done
 	echo "tools/kube: built in $(($(date +%s) - start))s into $out" >&2
 fi
