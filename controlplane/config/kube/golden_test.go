@@ -30,15 +30,18 @@ import (
 // hold every kind the source reads, Secrets of both types included.
 const goldenInputs = "../../translate/testdata/*.input.yaml"
 
-// goldenHeader is the first document of a golden input: the proxy and the mesh config (the
-// fields of translate's golden test that these cases use).
+// goldenHeader is the first document of a golden input: the proxy and the mesh config, as
+// translate's golden test reads them.
 type goldenHeader struct {
 	Proxy struct {
-		Type      string            `json:"type"`
-		IP        string            `json:"ip"`
-		Name      string            `json:"name"`
-		Namespace string            `json:"namespace"`
-		Labels    map[string]string `json:"labels"`
+		Type          string            `json:"type"`
+		IP            string            `json:"ip"`
+		Name          string            `json:"name"`
+		Namespace     string            `json:"namespace"`
+		Labels        map[string]string `json:"labels"`
+		InterceptMode string            `json:"interceptMode"`
+		Proxyless     bool              `json:"proxyless"`
+		Locality      string            `json:"locality"`
 	} `json:"proxy"`
 	Mesh json.RawMessage `json:"mesh"`
 }
@@ -159,8 +162,13 @@ func goldenProxy(h goldenHeader) *translate.Proxy {
 	hp.Type, hp.Namespace = cmp.Or(hp.Type, "sidecar"), cmp.Or(hp.Namespace, "default")
 	hp.Name, hp.IP = cmp.Or(hp.Name, "test"), cmp.Or(hp.IP, "10.0.0.1")
 	id := node.NewID(node.Type(hp.Type), hp.IP, hp.Name, hp.Namespace)
-	return &translate.Proxy{ID: id, Node: &corev3.Node{Id: id.String()}, Type: id.Type, Namespace: hp.Namespace,
-		Labels: hp.Labels, IPs: []string{hp.IP}, WorkloadName: hp.Name, InterceptMode: "REDIRECT"}
+	n := &corev3.Node{Id: id.String()}
+	if hp.Locality != "" {
+		parts := append(strings.SplitN(hp.Locality, "/", 3), "", "")
+		n.Locality = &corev3.Locality{Region: parts[0], Zone: parts[1], SubZone: parts[2]}
+	}
+	return &translate.Proxy{ID: id, Node: n, Type: id.Type, Namespace: hp.Namespace, Labels: hp.Labels,
+		IPs: []string{hp.IP}, WorkloadName: hp.Name, InterceptMode: cmp.Or(hp.InterceptMode, "REDIRECT"), Proxyless: hp.Proxyless}
 }
 
 // errorTexts renders config errors without their origin and line, which differ between a file
