@@ -110,8 +110,7 @@ descriptors:
 func TestGlobalRateLimitSharedBudget(t *testing.T) {
 	skipShort(t)
 	const rlsIP = "127.0.0.221"
-	app := startBackend(t, "127.0.0.1", "productpage", backendOptions{})
-	portA, portB, rlsPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	rlsPort := testenv.FreePort(t)
 
 	// The rate limit service: a straitd of its own, so that it can be stopped alone.
 	rlsDir := t.TempDir()
@@ -119,7 +118,17 @@ func TestGlobalRateLimitSharedBudget(t *testing.T) {
 	writeFile(t, rlsConfig, globalRateLimitServiceConfig)
 	rls := testenv.StartStraitd(t, map[string]string{"empty.yaml": ""}, "--mesh-address", "",
 		"--ratelimit-listen", fmt.Sprintf("%s:%d", rlsIP, rlsPort), "--ratelimit-config", rlsConfig)
+	globalRateLimitTask(t, rlsIP, rlsPort, func() { rls.Stop(5 * time.Second) })
+}
 
+// globalRateLimitTask runs Istio's global rate-limit task (globalRateLimitEnvoyFilter) against
+// the rate limit service at rlsIP:rlsPort, which must serve globalRateLimitServiceConfig: two
+// ingress gateways share its budget of /productpage; then stopService stops the service and
+// requests fail with 500 (failure_mode_deny: true) or pass (false).
+func globalRateLimitTask(t *testing.T, rlsIP string, rlsPort int, stopService func()) {
+	t.Helper()
+	app := startBackend(t, "127.0.0.1", "productpage", backendOptions{})
+	portA, portB := testenv.FreePort(t), testenv.FreePort(t)
 	gateway := func(name string, port int) string {
 		return fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -178,7 +187,7 @@ spec:
 	})
 
 	// The service stopped: failure_mode_deny: true answers 500 (flag RLSE).
-	rls.Stop(5 * time.Second)
+	stopService()
 	for _, u := range urls {
 		if rep := mustDo(t, h1Client, request{URL: u + "/productpage"}); rep.Code != http.StatusInternalServerError {
 			t.Errorf("service down, failure_mode_deny true: status %d, want 500", rep.Code)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/strait-mesh/strait/internal/appprobe"
 	"github.com/strait-mesh/strait/proxy/agent"
 	"github.com/strait-mesh/strait/proxy/overload"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
@@ -39,6 +40,8 @@ type Options struct {
 	HealthAddress string
 	// AppMetricsURL is the application's Prometheus endpoint merged into StatusAddress's.
 	AppMetricsURL string
+	// AppProbers are the application's probes served on StatusAddress's /app-health/ paths.
+	AppProbers appprobe.Probers
 	// DrainDuration bounds how long open connections may finish after SIGTERM,
 	// /quitquitquit, or a listener's removal (default 5s, as Istio's terminationDrainDuration).
 	DrainDuration time.Duration

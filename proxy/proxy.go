@@ -184,7 +184,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	go p.overload.Run(octx)
 	st, err := admin.ListenStatus(admin.StatusOptions{Address: p.opts.StatusAddress, PrometheusAddress: p.opts.PrometheusAddress,
 		HealthAddress: p.opts.HealthAddress,
-		AppMetricsURL: p.opts.AppMetricsURL, Source: adminSource{p}, Stats: p.stats, Logger: p.log})
+		AppMetricsURL: p.opts.AppMetricsURL, AppProbers: p.opts.AppProbers, PodIP: p.opts.Node.IP, Source: adminSource{p}, Stats: p.stats, Logger: p.log})
 	if err != nil {
 		return fmt.Errorf("starting the status listeners: %w", err)
 	}

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +27,32 @@ import (
 	"github.com/strait-mesh/strait/internal/node"
 )
 
-var subscribed = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
+// subscribedTypes are the types a simulated proxy subscribes to (wildcard), in Envoy's order;
+// with VHDS also virtual hosts.
+func subscribedTypes(vhds bool) []string {
+	ts := []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
+	if vhds {
+		ts = append(ts, resource.VirtualHostType)
+	}
+	return ts
+}
+
+// changeKinds maps -change to the types whose update every proxy must ACK before the change
+// counts as applied: routes are RDS, or VHDS for proxies that take virtual hosts through it.
+var changeKinds = map[string]func(vhds bool) []string{
+	"endpoint": func(bool) []string { return []string{resource.EndpointType} },
+	"service": func(vhds bool) []string {
+		return []string{resource.ClusterType, resource.EndpointType, routesType(vhds)}
+	},
+	"virtualservice": func(vhds bool) []string { return []string{routesType(vhds)} },
+}
+
+func routesType(vhds bool) string {
+	if vhds {
+		return resource.VirtualHostType
+	}
+	return resource.RouteType
+}
 
 // runDriver starts the server child, ramps up the proxies, measures memory, then times updates.
 func runDriver(cfg options) error {
@@ -65,8 +92,15 @@ func runDriver(cfg options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("server: %d services × %d ports, %d VirtualServices, generator %s, debounce %s\n",
-		cfg.services, cfg.ports, cfg.vs, cfg.generator, cfg.debounce)
+	protocol := "delta"
+	switch {
+	case cfg.sotw:
+		protocol = "sotw"
+	case cfg.vhds:
+		protocol = "delta+vhds"
+	}
+	fmt.Printf("server: %d services × %d ports, %d VirtualServices, generator %s, debounce %s; proxies: %s\n",
+		cfg.services, cfg.ports, cfg.vs, cfg.generator, cfg.debounce, protocol)
 	fmt.Printf("baseline: heap in use %.1f MiB, stacks %.1f MiB, %d goroutines\n",
 		mib(base.HeapInuse), mib(base.StackInuse), base.Goroutines)
 
@@ -75,7 +109,7 @@ func runDriver(cfg options) error {
 	proxies := make([]*simProxy, cfg.proxies)
 	sem := make(chan struct{}, cfg.parallel)
 	for i := range proxies {
-		p := newSimProxy(i)
+		p := newSimProxy(i, cfg.vhds)
 		p.sotw = cfg.sotw
 		proxies[i] = p
 		sem <- struct{}{}
@@ -99,9 +133,10 @@ func runDriver(cfg options) error {
 	}
 	ramp := time.Since(start)
 	proxies[0].mu.Lock()
-	fmt.Printf("each proxy holds: %d clusters, %d endpoint sets, %d listeners, %d route configurations\n",
+	fmt.Printf("each proxy holds: %d clusters, %d endpoint sets, %d listeners, %d route configurations, %d virtual hosts (VHDS)\n",
 		len(proxies[0].names[resource.ClusterType]), len(proxies[0].names[resource.EndpointType]),
-		len(proxies[0].names[resource.ListenerType]), len(proxies[0].names[resource.RouteType]))
+		len(proxies[0].names[resource.ListenerType]), len(proxies[0].names[resource.RouteType]),
+		len(proxies[0].names[resource.VirtualHostType]))
 	proxies[0].mu.Unlock()
 	loaded, err := getJSON[memStats](ctx, ctl+"/mem")
 	if err != nil {
@@ -130,11 +165,11 @@ func runDriver(cfg options) error {
 	}
 
 	// Updates.
-	expect := []string{resource.EndpointType}
-	if cfg.change == "service" {
-		expect = []string{resource.ClusterType, resource.EndpointType, resource.RouteType}
-	}
+	expect := changeKinds[cfg.change](cfg.vhds)
 	var all, perProxy []time.Duration
+	// Bytes received by the timed proxies per type, from the start of the first update to the
+	// end of the run: what the changes cost on the wire.
+	bytesBefore := receivedBytes(proxies)
 	profDone := make(chan error, 1)
 	if cfg.profile != "" {
 		go func() { profDone <- fetchToFile(ctx, ctl+"/debug/pprof/profile?seconds=30", cfg.profile) }()
@@ -170,6 +205,8 @@ func runDriver(cfg options) error {
 	if err := <-profDone; err != nil {
 		return err
 	}
+	time.Sleep(time.Second) // let responses of types not waited for (LDS) arrive
+	bytesAfter := receivedBytes(proxies)
 	// The mem endpoint collects first, so RSS now is after a GC; the peak is the process's
 	// high-water mark over the whole run (ramp and updates).
 	end, err := getJSON[memStats](ctx, ctl+"/mem")
@@ -187,9 +224,35 @@ func runDriver(cfg options) error {
 			fmt.Printf(" %s", d.Round(time.Millisecond))
 		}
 		fmt.Println()
+		var total float64
+		var parts []string
+		for _, t := range slices.Sorted(maps.Keys(bytesAfter)) {
+			per := float64(bytesAfter[t]-bytesBefore[t]) / float64(len(proxies)) / float64(cfg.updates)
+			total += per
+			if per > 0 {
+				parts = append(parts, fmt.Sprintf("%s %.1f KiB", metricName(t), per/1024))
+			}
+		}
+		fmt.Printf("bytes received per proxy per change: %.1f KiB (%s)\n", total/1024, strings.Join(parts, ", "))
 	}
 	return nil
 }
+
+// receivedBytes sums the response bytes the proxies received, per type.
+func receivedBytes(proxies []*simProxy) map[string]int64 {
+	out := map[string]int64{}
+	for _, p := range proxies {
+		p.mu.Lock()
+		for t, n := range p.bytes {
+			out[t] += n
+		}
+		p.mu.Unlock()
+	}
+	return out
+}
+
+// metricName is a type URL's message name (Cluster, VirtualHost, ...).
+func metricName(typeURL string) string { return typeURL[strings.LastIndexByte(typeURL, '.')+1:] }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
@@ -253,24 +316,33 @@ type simProxy struct {
 	stop      chan struct{} // closed: the proxy stops reading its stream (-stuck)
 	failed    chan error
 
+	types []string // subscribed types, in order
+
 	mu      sync.Mutex
 	names   map[string]map[string]bool // resources held per type; tracked for proxy 0 only
 	got     map[string]int             // responses per type
+	bytes   map[string]int64           // response bytes received per type
 	lastAck map[string]int64           // unix nanos of the last ACK sent, per type
 }
 
-func newSimProxy(n int) *simProxy {
+func newSimProxy(n int, vhds bool) *simProxy {
 	ip := fmt.Sprintf("127.%d.%d.%d", 1+n/62500, n/250%250, n%250+1)
 	ns := fmt.Sprintf("ns-%d", n%20)
 	var names map[string]map[string]bool
 	if n == 0 {
 		names = map[string]map[string]bool{}
 	}
+	var features []string
+	if vhds {
+		features = []string{node.FeatureVHDS}
+	}
 	return &simProxy{
 		names: names,
 		n:     n,
+		types: subscribedTypes(vhds),
 		node: &corev3.Node{
-			Id: node.NewID(node.Sidecar, ip, fmt.Sprintf("app-%d-7d9f", n), ns).String(),
+			ClientFeatures: features,
+			Id:             node.NewID(node.Sidecar, ip, fmt.Sprintf("app-%d-7d9f", n), ns).String(),
 			Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
 				node.MetaNamespace:   structpb.NewStringValue(ns),
 				node.MetaInstanceIPs: structpb.NewStringValue(ip),
@@ -283,6 +355,7 @@ func newSimProxy(n int) *simProxy {
 		stop:    make(chan struct{}),
 		failed:  make(chan error, 1),
 		got:     map[string]int{},
+		bytes:   map[string]int64{},
 		lastAck: map[string]int64{},
 	}
 }
@@ -304,7 +377,7 @@ func (p *simProxy) stream(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("opening stream: %w", err)
 	}
-	for i, t := range subscribed {
+	for i, t := range p.types {
 		var n *corev3.Node
 		if i == 0 {
 			n = p.node
@@ -336,13 +409,13 @@ func (p *simProxy) stream(ctx context.Context, addr string) error {
 				return err
 			}
 		}
-		p.record(resp.typ, p.sotw, names, resp.removed)
+		p.record(resp.typ, p.sotw, names, resp.removed, resp.size)
 	}
 }
 
 // record notes a response (and its ACK, sent just before): for proxy 0 the resources held
 // (full replaces them, as SotW does), and per type the count and time.
-func (p *simProxy) record(typeURL string, full bool, names, removed []string) {
+func (p *simProxy) record(typeURL string, full bool, names, removed []string, size int) {
 	now := time.Now().UnixNano()
 	p.mu.Lock()
 	if p.names != nil {
@@ -359,8 +432,9 @@ func (p *simProxy) record(typeURL string, full bool, names, removed []string) {
 		}
 	}
 	p.got[typeURL]++
+	p.bytes[typeURL] += int64(size)
 	p.lastAck[typeURL] = now
-	all := len(p.got) == len(subscribed)
+	all := len(p.got) == len(p.types)
 	p.mu.Unlock()
 	if all {
 		p.readyOnce.Do(func() { close(p.ready) })

@@ -34,6 +34,7 @@ type options struct {
 	vs        int
 	sotw      bool
 	stuck     int
+	vhds      bool
 }
 
 func main() {
@@ -44,16 +45,24 @@ func main() {
 	flag.IntVar(&cfg.ports, "ports", 3, "ports per service (1-3)")
 	flag.IntVar(&cfg.vs, "virtualservices", 0, "VirtualServices (with a DestinationRule each: subsets v1/v2, a 90/10 split on the HTTP port) for the first services")
 	flag.IntVar(&cfg.updates, "updates", 20, "config changes to time")
-	flag.StringVar(&cfg.change, "change", "endpoint", "kind of change: endpoint (EDS only) or service (adds a service: CDS, EDS, RDS)")
+	flag.StringVar(&cfg.change, "change", "endpoint", "kind of change: endpoint (moves an endpoint: EDS), service (adds a service: CDS, EDS and routes) or virtualservice (edits a VirtualService's weights: routes; needs -virtualservices)")
 	flag.DurationVar(&cfg.debounce, "debounce", 100*time.Millisecond, "server debounce quiet period (negative: none)")
 	flag.StringVar(&cfg.generator, "generator", "synthetic", "generator: synthetic (shared resources of realistic size) or real (translate.New, Strait's translator)")
 	flag.IntVar(&cfg.parallel, "parallel", 50, "proxies connecting at the same time during the ramp")
 	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	flag.StringVar(&cfg.profile, "cpuprofile", "", "write a 30 s CPU profile of the server, taken during the updates, to this file")
 	flag.BoolVar(&cfg.sotw, "sotw", false, "simulated proxies use state-of-the-world ADS instead of Delta")
+	flag.BoolVar(&cfg.vhds, "vhds", true, "simulated Delta proxies announce VHDS support (as strait-proxy does) and subscribe to virtual hosts")
 	flag.IntVar(&cfg.stuck, "stuck", 0, "this many of the proxies stop reading their stream once synced (the updates are timed on the others)")
 	flag.StringVar(&cfg.heapProf, "memprofile", "", "write a heap profile of the server, taken with all proxies connected, to this file")
 	flag.Parse()
+	if cfg.sotw {
+		cfg.vhds = false // VHDS is Delta only
+	}
+	if _, ok := changeKinds[cfg.change]; !ok || cfg.change == "virtualservice" && cfg.vs == 0 {
+		fmt.Fprintln(os.Stderr, "xdsload: -change must be endpoint, service or virtualservice (which needs -virtualservices)")
+		os.Exit(2)
+	}
 	if cfg.ports < 1 || cfg.ports > len(benchPorts) || cfg.proxies < 1 || cfg.services < 1 || cfg.parallel < 1 || cfg.vs < 0 || cfg.vs > cfg.services {
 		fmt.Fprintln(os.Stderr, "xdsload: -ports must be 1-3; -proxies, -services and -parallel positive; -virtualservices at most -services")
 		os.Exit(2)

@@ -7,6 +7,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 // adsStream is an ADS stream of either protocol, as a simulated proxy uses it.
@@ -22,6 +23,7 @@ type adsResponse struct {
 	typ, version, nonce string
 	names               func() ([]string, error) // the resources' names (decoding them, for SotW)
 	removed             []string                 // Delta's removals
+	size                int                      // the response's encoded size
 }
 
 func openStream(ctx context.Context, ads discovery.AggregatedDiscoveryServiceClient, sotw bool) (adsStream, error) {
@@ -54,7 +56,8 @@ func (s sotwStream) recv() (adsResponse, error) {
 		}
 		return names, nil
 	}
-	return adsResponse{typ: resp.GetTypeUrl(), version: resp.GetVersionInfo(), nonce: resp.GetNonce(), names: names}, err
+	return adsResponse{typ: resp.GetTypeUrl(), version: resp.GetVersionInfo(), nonce: resp.GetNonce(), names: names,
+		size: proto.Size(resp)}, err
 }
 
 // deltaStream is incremental ADS, the default.
@@ -73,5 +76,5 @@ func (s deltaStream) recv() (adsResponse, error) {
 		names = append(names, r.GetName())
 	}
 	return adsResponse{typ: resp.GetTypeUrl(), nonce: resp.GetNonce(), removed: resp.GetRemovedResources(),
-		names: func() ([]string, error) { return names, nil }}, err
+		names: func() ([]string, error) { return names, nil }, size: proto.Size(resp)}, err
 }

@@ -208,14 +208,16 @@ func newMeshModel(services, ports, virtualServices int) *meshModel {
 		m.objects = append(m.objects, serviceEntry(i, ports, 0))
 	}
 	for i := range virtualServices {
-		m.routing = append(m.routing, routing(i)...)
+		m.routing = append(m.routing, routing(i, 0)...)
 	}
 	return m
 }
 
 // routing returns a DestinationRule with subsets v1 and v2 for service i and a VirtualService
-// that sends /api 90/10 to them on the HTTP port and everything else to v1.
-func routing(i int) []*config.Object {
+// that sends /api 90/10 to them on the HTTP port (gen shifts the split by gen%80 points) and
+// everything else to v1.
+func routing(i, gen int) []*config.Object {
+	split := int32(90 - gen%80)
 	ns := fmt.Sprintf("ns-%d", i%20)
 	name := fmt.Sprintf("svc-%d", i)
 	host := fmt.Sprintf("%s.%s.svc.cluster.local", name, ns)
@@ -233,7 +235,7 @@ func routing(i int) []*config.Object {
 			Spec: &networkingv1alpha3.VirtualService{Hosts: []string{host}, Http: []*networkingv1alpha3.HTTPRoute{
 				{Match: []*networkingv1alpha3.HTTPMatchRequest{{Uri: &networkingv1alpha3.StringMatch{
 					MatchType: &networkingv1alpha3.StringMatch_Prefix{Prefix: "/api"}}}},
-					Route: []*networkingv1alpha3.HTTPRouteDestination{dest("v1", 90), dest("v2", 10)}},
+					Route: []*networkingv1alpha3.HTTPRouteDestination{dest("v1", split), dest("v2", 100-split)}},
 				{Route: []*networkingv1alpha3.HTTPRouteDestination{dest("v1", 0)}},
 			}}},
 	}
@@ -270,12 +272,18 @@ func serviceEntry(i, ports, gen int) *config.Object {
 }
 
 // change applies one config change: "endpoint" moves an endpoint of one service (EDS only);
-// "service" adds a service (CDS, EDS and RDS change).
+// "service" adds a service (CDS, EDS and routes change); "virtualservice" changes the weights
+// of one VirtualService (routes change).
 func (m *meshModel) change(kind string) {
 	m.changes++
 	switch kind {
 	case "service":
 		m.objects = append(m.objects, serviceEntry(len(m.objects), m.ports, 0))
+	case "virtualservice":
+		i := m.changes % (len(m.routing) / 2)
+		objs := slices.Clone(m.routing)
+		objs[2*i+1] = routing(i, m.changes)[1]
+		m.routing = objs
 	default:
 		i := m.changes % len(m.objects)
 		objs := slices.Clone(m.objects)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strait-mesh/strait/internal/appprobe"
 	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/internal/version"
 	"github.com/strait-mesh/strait/internal/vocab"
@@ -48,7 +49,7 @@ func metaFromEnv(environ []string) map[string]string {
 
 func main() {
 	var o proxy.Options
-	var mode, labels, ips, logLevel string
+	var mode, labels, ips, logLevel, appProbers string
 	var thresholds string
 	var xdsTLS proxy.XDSTLS
 	var xdsPlaintext bool
@@ -83,6 +84,9 @@ func main() {
 				return fmt.Errorf("--labels: %w", err)
 			}
 			o.Node.Labels = l
+			if o.AppProbers, err = appprobe.Parse(appProbers); err != nil {
+				return fmt.Errorf("--app-probers: %w", err)
+			}
 			if ips != "" {
 				o.Node.IPs = strings.Split(ips, ",")
 			}
@@ -147,6 +151,7 @@ func main() {
 	f.StringVar(&o.HealthAddress, "health-address", "-", "TCP address of Istio's health port (15021): /healthz/ready; - disables it")
 	f.StringVar(&o.PrometheusAddress, "prometheus-address", "-", "TCP address of Istio's Prometheus port (15090): the proxy's /stats/prometheus; - disables it")
 	f.StringVar(&o.AppMetricsURL, "app-metrics-url", "", "the application's Prometheus endpoint (Istio's prometheus.io/port and /path annotations), merged into --status-address's /stats/prometheus")
+	f.StringVar(&appProbers, "app-probers", env("", "ISTIO_KUBE_APP_PROBERS"), "the application's probes rewritten to --status-address's /app-health/ paths (Istio's ISTIO_KUBE_APP_PROBERS JSON, written by the injector)")
 	f.StringVar(&o.AdminAddress, "admin-address", "127.0.0.1:15000", "TCP address of the read-only admin endpoints (/stats, /ready, /config_dump, ...); - disables the admin interface unless --admin-socket is given")
 	f.StringVar(&o.AdminSocket, "admin-socket", env("", "STRAIT_ADMIN_SOCKET"), "Unix socket (mode 0600, the proxy's user and root only) serving every admin endpoint, including /quitquitquit, /drain_listeners, /logging and /debug/pprof/; - disables it "+
 		"(default: NAMESPACE.WORKLOAD@HOST_PORT.sock of --admin-address in $XDG_RUNTIME_DIR/strait, else /var/run/strait for root, else $TMPDIR/strait-UID)")
@@ -162,7 +167,7 @@ func main() {
 	f.StringVar(&thresholds, "overload-thresholds", "", "memory pressures (fraction of the memory limit) at which overload actions turn on, e.g. stop_accepting_requests=0.85,shrink_heap=off (default "+overload.DefaultThresholds().String()+")")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	ag.register(f)
-	cmd.AddCommand(iptablesCmd())
+	cmd.AddCommand(iptablesCmd(), waitCmd())
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "strait-proxy:", err)
 		os.Exit(1)

@@ -2,7 +2,7 @@ package config
 
 // The Envoy extensions whose typed configs an EnvoyFilter patch may name: importing them
 // registers their messages, so that DecodeEnvoyPatch resolves their type URLs. Some of them
-// (network global rate limit, Lua, Wasm, ...) are known only so that a patch using them is refused with
+// (Lua, Wasm, ...) are known only so that a patch using them is refused with
 // a message naming the filter strait-proxy does not implement, rather than an unknown type.
 import (
 	_ "github.com/cncf/xds/go/udpa/type/v1"
@@ -59,4 +59,5 @@ var ProxyNetworkFilterTypes = []string{
 	"type.googleapis.com/envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit",
 	"type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC",
 	"type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz",
+	"type.googleapis.com/envoy.extensions.filters.network.ratelimit.v3.RateLimit",
 }

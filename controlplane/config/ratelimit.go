@@ -35,6 +35,10 @@ const (
 	RateLimitOnErrorDeny = "Deny"
 )
 
+// RateLimitByRemoteIP is the by attribute of the client's address (Istio's remote.ip: the
+// downstream address after X-Forwarded-For processing).
+const RateLimitByRemoteIP = AttrRemoteIP
+
 // RateLimitGlobalPers are the values limit.per may take in a Global rule: the units of the
 // rate limit service's fixed windows (second, minute, hour, day).
 var RateLimitGlobalPers = []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour}
@@ -51,6 +55,9 @@ const (
 	// MaxRateLimitGlobalTo bounds a Global rule's match.to entries: its descriptor has one entry
 	// per to entry, plus the rule's, and a rate limit service takes at most 16.
 	MaxRateLimitGlobalTo = 15
+	// MaxRateLimitBy bounds a rule's by attributes: each header among them may be absent,
+	// and each combination of present ones is a descriptor of its own.
+	MaxRateLimitBy = 2
 	// maxRateLimitHeaders bounds response.headers.
 	maxRateLimitHeaders = 16
 	// maxRateLimitHeaderValue bounds each response header value.
@@ -62,8 +69,9 @@ const (
 // match that AuthorizationPolicy would accept and that strait-proxy's rate limit actions can
 // express (refused field by field otherwise), a limit of at least one request per
 // MinRateLimitPer-MaxRateLimitPer in whole milliseconds (for scope Global one of
-// RateLimitGlobalPers), scope Local or Global, onServiceError (Global only) Allow or Deny, by not
-// set (not supported yet), and a response with a 4xx/5xx status and plain response headers.
+// RateLimitGlobalPers), scope Local or Global, onServiceError (Global only) Allow or Deny, by
+// attributes that strait-proxy's rate limit actions read (validateRateLimitBy), and a response
+// with a 4xx/5xx status and plain response headers.
 func validateRateLimit(fe *fieldErrs, rl *ext.RateLimit) {
 	validatePolicySelector(fe, "spec.selector", rl.GetSelector())
 	if len(rl.GetTargetRefs()) > 0 {
@@ -103,9 +111,7 @@ func validateRateLimit(fe *fieldErrs, rl *ext.RateLimit) {
 		default:
 			fe.add(p+".scope", "invalid scope %s (want %s or %s)", quoteShort(s), RateLimitScopeLocal, RateLimitScopeGlobal)
 		}
-		if len(r.GetBy()) > 0 {
-			fe.add(p+".by", "by is not supported yet: strait-proxy's local rate limit has no budget per client address or header value (Envoy's dynamic descriptors)")
-		}
+		validateRateLimitBy(fe, p+".by", r.GetBy())
 		validateRateLimitResponse(fe, p+".response", r.GetResponse())
 	})
 }
@@ -123,13 +129,43 @@ func validateRateLimitGlobal(fe *fieldErrs, p string, r *ext.RateLimitRule) {
 			fe.add(p+".limit.per", "per %s: a Global rule's budget is counted in the rate limit service's fixed windows: per must be 1s, 1m, 1h or 24h", d)
 		}
 	}
-	if n := len(r.GetMatch().GetTo()); n > MaxRateLimitGlobalTo {
-		fe.add(p+".match.to", "%d entries, more than the limit of %d for a Global rule (its descriptor has one entry per to entry)", n, MaxRateLimitGlobalTo)
+	if n, most := len(r.GetMatch().GetTo()), MaxRateLimitGlobalTo-len(r.GetBy()); n > most {
+		fe.add(p+".match.to", "%d entries, more than the limit of %d for a Global rule with %d by attributes (its descriptor has one entry per to entry and per by attribute)", n, most, len(r.GetBy()))
 	}
 	switch v := r.GetOnServiceError(); v {
 	case "", RateLimitOnErrorAllow, RateLimitOnErrorDeny:
 	default:
 		fe.add(p+".onServiceError", "invalid onServiceError %s (want %s or %s)", quoteShort(v), RateLimitOnErrorAllow, RateLimitOnErrorDeny)
+	}
+}
+
+// validateRateLimitBy checks a rule's by attributes at p: at most MaxRateLimitBy, distinct,
+// each remote.ip or request.headers[NAME] (not a pseudo-header).
+func validateRateLimitBy(fe *fieldErrs, p string, by []string) {
+	if len(by) > MaxRateLimitBy {
+		fe.add(p, "%d attributes, more than the limit of %d", len(by), MaxRateLimitBy)
+		return
+	}
+	seen := map[string]bool{}
+	for i, a := range by {
+		ap := fmt.Sprintf("%s[%d]", p, i)
+		if seen[a] {
+			fe.add(ap, "%s is listed twice", quoteShort(a))
+			continue
+		}
+		seen[a] = true
+		k, err := ParseConditionKey(a)
+		switch {
+		case err != nil:
+			fe.add(ap, "invalid attribute %s: %v", quoteShort(a), err)
+		case k.Attribute == AttrRemoteIP:
+		case k.Attribute == AttrRequestHeaders:
+			if strings.HasPrefix(k.Names[0], ":") {
+				fe.add(ap, "pseudo-header %s: a budget per path, method or host is not supported yet", quoteShort(k.Names[0]))
+			}
+		default:
+			fe.add(ap, "attribute %s is not supported yet in by: use remote.ip or request.headers[NAME]", quoteShort(a))
+		}
 	}
 }
 

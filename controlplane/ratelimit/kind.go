@@ -26,7 +26,8 @@ var units = map[time.Duration]rlsv3.RateLimitResponse_RateLimit_Unit{
 
 // RulesConfig compiles Global rules (translate/ratelimit.GlobalRules) into the descriptor tree
 // of Domain: each rule is the descriptor [ratelimit_rule=ID, ratelimit_match=1 × Width] that
-// its filters send, with Requests per Per, named by its ID. A rule whose per is not a unit of
+// its filters send, followed by the keys of each of its ByShapes (key-only nodes: a counter per
+// distinct value), with Requests per Per, named by its ID. A rule whose per is not a unit of
 // the service or whose descriptor is too long (validation refuses both), or whose ID was seen
 // before, is left out and named in the error; the others are in the returned Config.
 func RulesConfig(rules []trl.GlobalRule) (*Config, error) {
@@ -38,8 +39,12 @@ func RulesConfig(rules []trl.GlobalRule) (*Config, error) {
 			errs = append(errs, fmt.Errorf("RateLimit rule %s: per %s is not 1s, 1m, 1h or 24h", r.ID, r.Per))
 			continue
 		}
-		if r.Width < 1 || r.Width >= MaxEntries {
-			errs = append(errs, fmt.Errorf("RateLimit rule %s: %d match entries, want 1 to %d", r.ID, r.Width, MaxEntries-1))
+		by := 0
+		for _, s := range r.ByShapes {
+			by = max(by, len(s))
+		}
+		if r.Width < 1 || r.Width+by >= MaxEntries {
+			errs = append(errs, fmt.Errorf("RateLimit rule %s: %d match and %d by entries, want 1 to %d in all", r.ID, r.Width, by, MaxEntries-1))
 			continue
 		}
 		k := trl.RuleKey + "\x00" + r.ID
@@ -56,7 +61,25 @@ func RulesConfig(rules []trl.GlobalRule) (*Config, error) {
 			n.children = &level{exact: map[string]*node{trl.MatchKey + "\x00" + matchValue: child}}
 			n = child
 		}
-		n.limit = &Limit{RequestsPerUnit: r.Requests, Unit: unit, Seconds: int64(r.Per / time.Second), Name: r.ID, id: id}
+		shapes := r.ByShapes
+		if len(shapes) == 0 {
+			shapes = [][]string{nil}
+		}
+		for _, shape := range shapes {
+			m, mid := n, id
+			for _, k := range shape {
+				if m.children == nil {
+					m.children = &level{exact: map[string]*node{}, keyOnly: map[string]*node{}}
+				}
+				child := m.children.keyOnly[k]
+				if child == nil {
+					child = &node{}
+					m.children.keyOnly[k] = child
+				}
+				m, mid = child, mid+"\x00"+k
+			}
+			m.limit = &Limit{RequestsPerUnit: r.Requests, Unit: unit, Seconds: int64(r.Per / time.Second), Name: r.ID, id: mid}
+		}
 	}
 	return &Config{domains: map[string]*level{Domain: lv}}, errors.Join(errs...)
 }

@@ -3,7 +3,9 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -97,7 +99,13 @@ func newProxySide(t *testing.T, policies []*config.Object, port uint32) proxySid
 // first code that is not OK, and the descriptors sent.
 func (ps proxySide) check(t *testing.T, s *Service, method, target string) (rlsv3.RateLimitResponse_Code, []string) {
 	t.Helper()
-	r := httptest.NewRequest(method, target, nil)
+	return ps.send(t, s, httptest.NewRequest(method, target, nil), netip.AddrPort{})
+}
+
+// send is check for request r from the downstream address remote.
+func (ps proxySide) send(t *testing.T, s *Service, r *http.Request, remote netip.AddrPort) (rlsv3.RateLimitResponse_Code, []string) {
+	t.Helper()
+	method, target := r.Method, r.URL.Path
 	rt := ps.table.Match(r)
 	if rt == nil {
 		t.Fatalf("%s %s: no route", method, target)
@@ -105,7 +113,7 @@ func (ps proxySide) check(t *testing.T, s *Service, method, target string) (rlsv
 	var sent []string
 	for _, stage := range ps.stages {
 		var d proxyratelimit.Descriptors
-		rt.AppendRateLimitDescriptors(&d, stage, route.VhOverride, r, &route.RequestInfo{}, "backend")
+		rt.AppendRateLimitDescriptors(&d, stage, route.VhOverride, r, &route.RequestInfo{Remote: remote}, "backend")
 		if d.Len() == 0 {
 			continue
 		}
@@ -170,6 +178,50 @@ func TestRateLimitKindShared(t *testing.T) {
 	}
 }
 
+// TestRateLimitKindGlobalBy checks a Global rule with by through strait-proxy's compilers: each
+// client address and x-user value has its own budget of 2 per minute, and the requests of a
+// client without x-user share the budget of its address.
+func TestRateLimitKindGlobalBy(t *testing.T) {
+	s, clk := newService(t, "", 0)
+	clk.t = time.Unix(1_700_000_040, 0)
+	policies := loadKind(t, `apiVersion: extensions.strait.io/v1alpha1
+kind: RateLimit
+metadata: {name: shop, namespace: default}
+spec:
+  rules:
+  - name: per-client
+    scope: Global
+    by: [remote.ip, "request.headers[x-user]"]
+    limit: {requests: 2, per: 1m}
+`)
+	if err := s.SetRateLimits(policies); err != nil {
+		t.Fatal(err)
+	}
+	ps := newProxySide(t, policies, 8080)
+	for _, c := range []struct{ ip, user, sent string }{
+		{"10.0.0.1", "a", "[ratelimit_rule=default/shop/per-client, ratelimit_match=1, remote_address=10.0.0.1, request.headers[x-user]=a]"},
+		{"10.0.0.1", "b", ""},
+		{"10.0.0.2", "a", ""},
+		{"10.0.0.1", "", "[ratelimit_rule=default/shop/per-client, ratelimit_match=1, remote_address=10.0.0.1]"},
+		{"10.0.0.2", "", ""},
+	} {
+		remote := netip.AddrPortFrom(netip.MustParseAddr(c.ip), 40000)
+		for i, want := range []rlsv3.RateLimitResponse_Code{rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OVER_LIMIT} {
+			r := httptest.NewRequest("GET", "/", nil)
+			if c.user != "" {
+				r.Header.Set("X-User", c.user)
+			}
+			code, sent := ps.send(t, s, r, remote)
+			if code != want {
+				t.Fatalf("%s, x-user %q, request %d: %v, want %v (sent %v)", c.ip, c.user, i, code, want, sent)
+			}
+			if c.sent != "" && (len(sent) != 1 || sent[0] != c.sent) {
+				t.Fatalf("%s, x-user %q: sent %v, want %s", c.ip, c.user, sent, c.sent)
+			}
+		}
+	}
+}
+
 // TestRateLimitKindConfig checks the service's configuration from RateLimits: the file's
 // domains stay, a file's document for Domain is ignored, a changed limit keeps its counter,
 // and a removed rule no longer limits.
@@ -221,7 +273,7 @@ func TestRulesConfigErrors(t *testing.T) {
 		{ID: "a/b/1", Width: 1, Requests: 1, Per: time.Minute},
 		{ID: "a/b/2", Width: MaxEntries, Requests: 1, Per: time.Minute},
 	})
-	for _, want := range []string{"a/b/0: per 10s", "a/b/1: configured twice", "a/b/2: 16 match entries"} {
+	for _, want := range []string{"a/b/0: per 10s", "a/b/1: configured twice", "a/b/2: 16 match and 0 by entries"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v, want it to contain %q", err, want)
 		}

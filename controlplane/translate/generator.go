@@ -84,6 +84,9 @@ func (g *generator) Generate(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	if !p.Proxyless {
 		res = g.rateLimits(snap, p, res)
 		res = g.envoyFilters(snap, p, res)
+		if p.VHDS {
+			res = g.virtualHosts(snap, res)
+		}
 	}
 	return res, nil
 }

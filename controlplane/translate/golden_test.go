@@ -46,6 +46,8 @@ type header struct {
 		InterceptMode string            `json:"interceptMode"`
 		Proxyless     bool              `json:"proxyless"`
 		Locality      string            `json:"locality"`
+		// VHDS: the proxy announces node.FeatureVHDS (its virtual hosts come through VHDS).
+		VHDS bool `json:"vhds"`
 	} `json:"proxy"`
 	Mesh json.RawMessage `json:"mesh"`
 	// ProxyPending lists what strait-proxy does not accept yet in this case's output (a
@@ -133,7 +135,7 @@ func loadCaseAt(t testing.TB, path string, version uint64) (*mesh.Snapshot, *tra
 		mode = "REDIRECT"
 	}
 	p := &translate.Proxy{ID: id, Node: n, Type: id.Type, Namespace: hp.Namespace, Labels: hp.Labels,
-		IPs: []string{hp.IP}, WorkloadName: hp.Name, InterceptMode: mode, Proxyless: hp.Proxyless}
+		IPs: []string{hp.IP}, WorkloadName: hp.Name, InterceptMode: mode, Proxyless: hp.Proxyless, VHDS: hp.VHDS}
 	return snap, p
 }
 
@@ -184,6 +186,9 @@ func renderWith(t testing.TB, g translate.Generator, r *reporter, snap *mesh.Sna
 		resource.ListenerType: "listeners", resource.RouteType: "routes"}
 	if len(res[resource.SecretType]) > 0 {
 		types[resource.SecretType] = "secrets" // routers' credentials (test keys only)
+	}
+	if len(res[resource.VirtualHostType]) > 0 {
+		types[resource.VirtualHostType] = "virtualHosts" // VHDS
 	}
 	for typ, key := range types {
 		list := []any{}

@@ -27,6 +27,11 @@ type Proxy struct {
 	// WORKLOAD_TABLE=true): sidecars and routers then get it (internal/workloadtable) as an ECDS
 	// resource, for the peer labels of their standard metrics.
 	WorkloadTable bool
+	// VHDS is true when the proxy takes the virtual hosts of its route configurations through
+	// VHDS (node.FeatureVHDS in its client features, announced on Delta streams only): its route
+	// configurations then carry `vhds` and each virtual host is its own VirtualHost resource
+	// (vhds.go), so that a change of one service re-sends that service's virtual hosts only.
+	VHDS bool
 	// Proxyless is true for gRPC clients (GENERATOR=grpc): they get API listeners, not 15001/15006.
 	Proxyless bool
 	// Identity is the SPIFFE ID the proxy proved with its client certificate on straitd's mesh

@@ -368,7 +368,7 @@ func byName(a, b *discovery.Resource) int {
 // listeners before their routes.
 var typeOrder = map[string]int{
 	resource.ClusterType: 1, resource.EndpointType: 2, resource.ListenerType: 3, resource.RouteType: 4,
-	resource.SecretType: 5,
+	resource.VirtualHostType: 5, resource.SecretType: 6,
 }
 
 func sortedWatches[W any](m map[int64]W, typeOf func(W) string) []int64 {

@@ -39,12 +39,13 @@ const (
 	phaseRoutes
 )
 
-// orderedTypes are the types a transition orders; other types (SDS) are served at once.
-var orderedTypes = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
+// orderedTypes are the types a transition orders; other types (SDS) are served at once. Virtual
+// hosts (VHDS) are routes: they move with RDS.
+var orderedTypes = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType, resource.VirtualHostType}
 
 // retained is what a node served when a transition started, per ordered type.
 type retained struct {
-	cds, eds, lds, rds *typeSet
+	cds, eds, lds, rds, vhds *typeSet
 }
 
 // view returns the set the node serves now for a type: the target snapshot's, or during a
@@ -67,6 +68,10 @@ func (n *nodeCache) view(typeURL string) *typeSet {
 	case resource.RouteType:
 		if n.phase == phaseMake {
 			return r.rds
+		}
+	case resource.VirtualHostType:
+		if n.phase == phaseMake {
+			return r.vhds
 		}
 	}
 	return set
@@ -91,7 +96,7 @@ func (n *nodeCache) startTransition(snap *proxySnapshot) {
 		return
 	}
 	r := &retained{cds: n.view(resource.ClusterType), eds: n.view(resource.EndpointType),
-		lds: n.view(resource.ListenerType), rds: n.view(resource.RouteType)}
+		lds: n.view(resource.ListenerType), rds: n.view(resource.RouteType), vhds: n.view(resource.VirtualHostType)}
 	n.snap = snap
 	if versionOf(r.cds) == snap.version(resource.ClusterType) && versionOf(r.eds) == snap.version(resource.EndpointType) {
 		n.phase, n.retained = phaseDone, nil // no cluster or endpoint changes: nothing to order
@@ -112,7 +117,7 @@ func (n *nodeCache) advance() map[string]string {
 				before = n.views()
 			}
 			n.phase = phaseRoutes
-		case n.phase == phaseRoutes && n.settled(resource.ListenerType) && n.settled(resource.RouteType):
+		case n.phase == phaseRoutes && n.settled(resource.ListenerType) && n.settled(resource.RouteType) && n.settled(resource.VirtualHostType):
 			if before == nil {
 				before = n.views()
 			}

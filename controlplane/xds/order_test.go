@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/strait-mesh/strait/internal/node"
 )
 
 // event is one response as a client applies it: for SotW the full state, for Delta the changes.
@@ -30,10 +33,10 @@ type orderClient struct {
 
 func (c *orderClient) next() event { c.t.Helper(); return c.recv() }
 
-// routeClusters returns the clusters a route configuration routes to.
-func routeClusters(rc *routev3.RouteConfiguration) []string {
+// routeClusters returns the clusters virtual hosts route to.
+func routeClusters(vhosts []*routev3.VirtualHost) []string {
 	var out []string
-	for _, vh := range rc.GetVirtualHosts() {
+	for _, vh := range vhosts {
 		for _, r := range vh.GetRoutes() {
 			out = append(out, r.GetRoute().GetCluster())
 		}
@@ -41,10 +44,11 @@ func routeClusters(rc *routev3.RouteConfiguration) []string {
 	return out
 }
 
-// resourceNames unpacks resources and returns their names (for routes: the clusters they name).
-func resourceNames(t *testing.T, typeURL string, anys []*anypb.Any) []string {
+// resourceNames unpacks resources and returns their names; for routes (RDS, VHDS) it returns,
+// per resource name, the clusters it routes to instead.
+func resourceNames(t *testing.T, typeURL string, anys []*anypb.Any) (names []string, routes map[string][]string) {
 	t.Helper()
-	var out []string
+	routes = map[string][]string{}
 	for _, a := range anys {
 		switch typeURL {
 		case resource.ClusterType:
@@ -52,44 +56,73 @@ func resourceNames(t *testing.T, typeURL string, anys []*anypb.Any) []string {
 			if err := a.UnmarshalTo(&c); err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, c.GetName())
+			names = append(names, c.GetName())
 		case resource.EndpointType:
 			var cla endpointv3.ClusterLoadAssignment
 			if err := a.UnmarshalTo(&cla); err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, cla.GetClusterName())
+			names = append(names, cla.GetClusterName())
 		case resource.RouteType:
 			var rc routev3.RouteConfiguration
 			if err := a.UnmarshalTo(&rc); err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, routeClusters(&rc)...)
+			routes[rc.GetName()] = routeClusters(rc.GetVirtualHosts())
+		case resource.VirtualHostType:
+			var vh routev3.VirtualHost
+			if err := a.UnmarshalTo(&vh); err != nil {
+				t.Fatal(err)
+			}
+			routes[vh.GetName()] = routeClusters([]*routev3.VirtualHost{&vh})
 		}
 	}
-	return out
+	return names, routes
 }
 
-func openOrderClient(t *testing.T, addr, id string, delta bool) *orderClient {
+// openOrderClient opens a raw stream that subscribes to the ordered types; with vhds (Delta only)
+// it announces node.FeatureVHDS and subscribes to virtual hosts too.
+func openOrderClient(t *testing.T, addr, id string, delta, vhds bool) *orderClient {
 	t.Helper()
 	ads, ctx, _ := dialADS(t, addr, 30*time.Second)
 	c := &orderClient{t: t, held: map[string]map[string]bool{}}
 	st := openStream(ctx, t, ads, delta)
 	n := testNode(id, nil)
-	for _, typ := range orderedTypes {
+	subscribe := classicTypes
+	if vhds {
+		n.ClientFeatures = []string{node.FeatureVHDS}
+		subscribe = orderedTypes
+	}
+	for _, typ := range subscribe {
 		if err := st.send(typ, n, "", "", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
+	routesHeld := map[string]map[string][]string{} // per route type: resource → clusters
 	c.recv = func() event {
 		r, err := st.recv()
 		if err != nil {
 			t.Fatal(err)
 		}
-		names := resourceNames(t, r.typ, r.resources)
-		if delta { // the client holds what it was sent until it is removed
+		names, routes := resourceNames(t, r.typ, r.resources)
+		if r.typ == resource.RouteType || r.typ == resource.VirtualHostType {
+			held := routesHeld[r.typ]
+			if held == nil || !delta { // SotW: the response is the full state
+				held = map[string][]string{}
+				routesHeld[r.typ] = held
+			}
+			maps.Copy(held, routes)
+			for _, name := range r.removed {
+				delete(held, name)
+			}
+			names = nil
+			for _, cs := range held {
+				names = append(names, cs...)
+			}
+			slices.Sort(names)
+		} else if delta { // the client holds what it was sent until it is removed
 			held := c.held[r.typ]
-			if held == nil || r.typ == resource.RouteType {
+			if held == nil {
 				held = map[string]bool{}
 				c.held[r.typ] = held
 			}
@@ -110,6 +143,9 @@ func openOrderClient(t *testing.T, addr, id string, delta bool) *orderClient {
 	return c
 }
 
+// classicTypes are the ordered types a client without VHDS subscribes to.
+var classicTypes = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
+
 func keys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -122,7 +158,7 @@ func keys(m map[string]bool) []string {
 // checkRoutes fails when a route names a cluster the client does not hold (with its endpoints).
 func checkRoutes(t *testing.T, step string, held map[string][]string) {
 	t.Helper()
-	for _, c := range held[resource.RouteType] {
+	for _, c := range routed(held) {
 		if !slices.Contains(held[resource.ClusterType], c) || !slices.Contains(held[resource.EndpointType], c) {
 			t.Errorf("%s: a route names %s, but the client holds clusters %v and endpoints %v", step, c,
 				held[resource.ClusterType], held[resource.EndpointType])
@@ -130,24 +166,34 @@ func checkRoutes(t *testing.T, step string, held map[string][]string) {
 	}
 }
 
+// routed returns the clusters the held routes name, through RDS or VHDS.
+func routed(held map[string][]string) []string {
+	return slices.Concat(held[resource.RouteType], held[resource.VirtualHostType])
+}
+
 // TestUpdateOrderMakeBeforeBreak checks Envoy's ADS ordering over SotW and Delta: when a change
 // adds a cluster and removes another, the client never holds a route to a cluster (or endpoints)
 // it does not have, even when its CDS ACK is late (the CDS watch is not open when the change is
 // pushed, while the RDS watch is).
 func TestUpdateOrderMakeBeforeBreak(t *testing.T) {
-	for _, delta := range []bool{false, true} {
-		t.Run(fmt.Sprintf("delta=%v", delta), func(t *testing.T) {
+	for _, tc := range []struct{ delta, vhds bool }{{false, false}, {true, false}, {true, true}} {
+		delta := tc.delta
+		t.Run(fmt.Sprintf("delta=%v,vhds=%v", tc.delta, tc.vhds), func(t *testing.T) {
 			e := newEnv(t, Options{Debounce: -1})
 			e.mesh.add("a", "default", nil).add("b", "default", nil)
 			e.srv.Update(e.mesh.snapshot())
 			id := sidecarID("127.0.0.20", "p-order", "default")
-			c := openOrderClient(t, e.addr, id, delta)
+			c := openOrderClient(t, e.addr, id, delta, tc.vhds)
 			held := map[string][]string{}
 			apply := func(step string, ev event) {
 				held[ev.typeURL] = ev.names
 				checkRoutes(t, step, held)
 			}
-			for range orderedTypes { // initial state
+			initial := classicTypes
+			if tc.vhds {
+				initial = orderedTypes
+			}
+			for range initial { // initial state
 				ev := c.next()
 				apply("initial", ev)
 				ev.ack()
@@ -159,7 +205,7 @@ func TestUpdateOrderMakeBeforeBreak(t *testing.T) {
 			e.srv.Update(e.mesh.snapshot())
 			ca, cc := clusterName(host("a", "default")), clusterName(host("c", "default"))
 			for !sameNames(held[resource.ClusterType], ca, cc) || !sameNames(held[resource.EndpointType], ca, cc) ||
-				!sameNames(held[resource.RouteType], ca, cc) {
+				!sameNames(routed(held), ca, cc) {
 				ev := c.next()
 				apply("b→c", ev)
 				ev.ack()
@@ -172,7 +218,7 @@ func TestUpdateOrderMakeBeforeBreak(t *testing.T) {
 			e.srv.Update(e.mesh.snapshot())
 			var heldAck func()
 			cd, ce := clusterName(host("d", "default")), clusterName(host("e", "default"))
-			for !sameNames(held[resource.RouteType], ca, cc, cd) {
+			for !sameNames(routed(held), ca, cc, cd) {
 				ev := c.next()
 				apply("+d", ev)
 				if ev.typeURL == resource.ClusterType && heldAck == nil {
@@ -187,7 +233,7 @@ func TestUpdateOrderMakeBeforeBreak(t *testing.T) {
 			e.srv.Update(e.mesh.snapshot())
 			waitFor(t, "push of +e", func() bool { return e.srv.rounds.Load() > rounds })
 			heldAck()
-			for !sameNames(held[resource.RouteType], ca, cc, cd, ce) || !slices.Contains(held[resource.ClusterType], ce) {
+			for !sameNames(routed(held), ca, cc, cd, ce) || !slices.Contains(held[resource.ClusterType], ce) {
 				ev := c.next()
 				apply("+e with a late CDS ACK", ev)
 				ev.ack()

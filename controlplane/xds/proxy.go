@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,6 +42,7 @@ func ParseProxy(n *corev3.Node) (*translate.Proxy, error) {
 		Proxyless:      stringField(md, node.MetaGenerator) == "grpc",
 		DNSCapture:     strings.EqualFold(stringField(md, node.MetaDNSCapture), "true"),
 		WorkloadTable:  strings.EqualFold(stringField(md, node.MetaWorkloadTable), "true"),
+		VHDS:           slices.Contains(n.GetClientFeatures(), node.FeatureVHDS),
 	}
 	if ns := stringField(md, node.MetaNamespace); ns != "" && ns != id.Namespace {
 		return nil, fmt.Errorf("node %q: metadata %s=%q does not match the node id namespace %q",

@@ -346,7 +346,8 @@ func typeURLOf(r types.Resource) string {
 	return resource.APITypePrefix + string(proto.MessageName(r))
 }
 
-// shortType maps a type URL to Istio's short name: CDS, LDS, RDS, EDS, SDS, or the URL itself.
+// shortType maps a type URL to Istio's short name: CDS, LDS, RDS, VHDS, EDS, SDS, ECDS, or the
+// URL itself.
 func shortType(typeURL string) string {
 	switch typeURL {
 	case resource.ClusterType:
@@ -355,6 +356,8 @@ func shortType(typeURL string) string {
 		return "LDS"
 	case resource.RouteType:
 		return "RDS"
+	case resource.VirtualHostType:
+		return "VHDS"
 	case resource.EndpointType:
 		return "EDS"
 	case resource.SecretType:

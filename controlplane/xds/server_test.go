@@ -83,12 +83,23 @@ func (g *nsGenerator) Generate(snap *mesh.Snapshot, p *translate.Proxy) (transla
 			}},
 		})
 	}
-	return translate.Resources{
+	res := translate.Resources{
 		resource.ClusterType:  clusters,
 		resource.EndpointType: eps,
 		resource.RouteType:    {rc},
 		resource.ListenerType: {g.listener},
-	}, nil
+	}
+	if p.VHDS { // the virtual hosts as VHDS resources, as translate does for such proxies
+		var vhosts []types.Resource
+		for _, vh := range rc.VirtualHosts {
+			vh.Name = translate.VHDSName(rc.Name, vh.Name)
+			vhosts = append(vhosts, vh)
+		}
+		res[resource.RouteType] = []types.Resource{&routev3.RouteConfiguration{Name: rc.Name, Vhds: &routev3.Vhds{
+			ConfigSource: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}}}
+		res[resource.VirtualHostType] = vhosts
+	}
+	return res, nil
 }
 
 // meshBuilder builds successive snapshots from a set of services.

@@ -122,6 +122,7 @@ func (s *Server) Status() []ProxyStatus {
 			}
 			ps.Types[shortType(t)] = st
 		}
+		foldVHDS(ps.Types)
 		out = append(out, ps)
 	}
 	slices.SortFunc(out, func(a, b ProxyStatus) int { return strings.Compare(a.Proxy, b.Proxy) })
@@ -138,4 +139,19 @@ func (s *Server) serveSyncz(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(list)
+}
+
+// foldVHDS reports a proxy's virtual hosts (VHDS) in its RDS status too: with VHDS a route
+// change travels as virtual hosts, and `strait proxy-status` (like istioctl's) shows RDS, so a
+// NACKed or unacknowledged virtual host makes RDS STALE. The VHDS entry stays for detail.
+func foldVHDS(types map[string]TypeStatus) {
+	v, ok := types["VHDS"]
+	if !ok || v.Status != Stale {
+		return
+	}
+	r := types["RDS"]
+	if r.Status == Synced {
+		r.Status = Stale
+		types["RDS"] = r
+	}
 }

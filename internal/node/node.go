@@ -46,6 +46,13 @@ const (
 	MetaAdminAddress = "ADMIN_ADDRESS"
 )
 
+// FeatureVHDS in Node.client_features says the client takes the virtual hosts of its outbound
+// route configurations through VHDS (Envoy's Virtual Host Discovery Service, type
+// envoy.config.route.v3.VirtualHost, Delta xDS only): a route configuration may then carry
+// `vhds` and leave its virtual hosts to VirtualHost resources named "<route config>/<virtual
+// host>". A client announces it only on Delta streams.
+const FeatureVHDS = "io.strait.vhds"
+
 // ID is a parsed node ID.
 type ID struct {
 	Type      Type

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/strait-mesh/strait/internal/appprobe"
 	"github.com/strait-mesh/strait/proxy/stats"
 )
 
@@ -31,9 +32,14 @@ type StatusOptions struct {
 	// AppMetricsURL is the application's own Prometheus endpoint (Istio's prometheus.io/port and
 	// prometheus.io/path annotations), scraped on each request to Address's /stats/prometheus.
 	AppMetricsURL string
-	Source        Source
-	Stats         *stats.Store
-	Logger        *slog.Logger
+	// AppProbers are the application's own probes, rewritten by the injector to Address's
+	// /app-health/CONTAINER/{livez,readyz,startupz} (Istio's ISTIO_KUBE_APP_PROBERS); each is
+	// run against PodIP when asked.
+	AppProbers appprobe.Probers
+	PodIP      string
+	Source     Source
+	Stats      *stats.Store
+	Logger     *slog.Logger
 }
 
 // maxAppMetrics bounds what is read from the application's metrics endpoint.
@@ -111,6 +117,7 @@ func ListenStatus(o StatusOptions) (*StatusServers, error) {
 	status := http.NewServeMux()
 	status.HandleFunc("/stats/prometheus", merged)
 	status.HandleFunc("/healthz/ready", ready)
+	status.HandleFunc(appprobe.PathPrefix, appHealth(o))
 	if err := serve(o.Address, status); err != nil {
 		return nil, err
 	}
@@ -136,5 +143,53 @@ func (ss *StatusServers) Close() {
 	defer cancel()
 	for _, s := range ss.servers {
 		_ = s.Shutdown(ctx)
+	}
+}
+
+// appHealth runs the application probe registered for the request's path: 200 when it
+// succeeds, 503 with the reason when it fails, 404 for a path no probe was rewritten to.
+func appHealth(o StatusOptions) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p := o.AppProbers[r.URL.Path]
+		if p == nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := p.Run(r.Context(), o.PodIP); err != nil {
+			o.Logger.Debug("application probe failed", "path", r.URL.Path, "error", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, err)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}
+}
+
+// WaitReady polls url every period until it answers 200 or ctx ends: `strait-proxy wait`,
+// which holds an application container until its sidecar is ready.
+func WaitReady(ctx context.Context, url string, period time.Duration) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("readiness URL: %w", err)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s answered %d", url, resp.StatusCode)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the proxy was not ready in time: %w", last)
+		case <-time.After(period):
+		}
 	}
 }

@@ -1,14 +1,18 @@
 package admin
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/strait-mesh/strait/internal/appprobe"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/stats"
 )
@@ -66,5 +70,71 @@ func TestStatusListeners(t *testing.T) {
 	}
 	if _, err := ListenStatus(StatusOptions{Address: status, Source: src}); err == nil {
 		t.Error("a second listener on the same address started")
+	}
+}
+
+// TestStatusAppHealth: a probe the injector rewrote to /app-health/... on 15020 runs the
+// application's original probe and answers with its result.
+func TestStatusAppHealth(t *testing.T) {
+	var failing atomic.Bool
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	defer app.Close()
+	_, p, _ := strings.Cut(app.Listener.Addr().String(), "127.0.0.1:")
+	probers, err := appprobe.Parse(`{"/app-health/web/readyz":{"httpGet":{"path":"/ready","port":` + p + `}}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	ss, err := ListenStatus(StatusOptions{Address: status, AppProbers: probers, PodIP: "127.0.0.1", Source: &fakeSource{},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	code := func(path string) int {
+		t.Helper()
+		resp, err := http.Get("http://" + status + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := code("/app-health/web/readyz"); c != http.StatusOK {
+		t.Errorf("healthy application: %d", c)
+	}
+	failing.Store(true)
+	if c := code("/app-health/web/readyz"); c != http.StatusServiceUnavailable {
+		t.Errorf("failing application: %d, want 503", c)
+	}
+	if c := code("/app-health/web/livez"); c != http.StatusNotFound {
+		t.Errorf("a path with no probe: %d, want 404", c)
+	}
+}
+
+// TestWaitReady: `strait-proxy wait` returns once the health endpoint answers 200, and fails
+// with the last answer when the deadline passes first.
+func TestWaitReady(t *testing.T) {
+	var ready atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := WaitReady(ctx, srv.URL, 5*time.Millisecond); err == nil || !strings.Contains(err.Error(), "not ready in time") {
+		t.Errorf("never ready: %v", err)
+	}
+	ready.Store(true)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := WaitReady(ctx2, srv.URL, 5*time.Millisecond); err != nil {
+		t.Errorf("ready: %v", err)
 	}
 }

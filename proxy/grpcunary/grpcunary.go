@@ -22,6 +22,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"golang.org/x/net/http/httpguts"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strait-mesh/strait/proxy/xdsfield"
@@ -68,7 +69,10 @@ func CompileEnvoyGRPC(field string, gs *corev3.GrpcService) (Client, error) {
 		return c, fmt.Errorf("%s.envoy_grpc.cluster_name: empty", field)
 	}
 	if c.Authority = eg.GetAuthority(); c.Authority == "" {
-		c.Authority = c.Cluster
+		var ok bool
+		if c.Authority, ok = defaultAuthority(c.Cluster); !ok {
+			return c, fmt.Errorf("%s.envoy_grpc.authority: unset, and the cluster name %q is not an authority strait-proxy can send: set authority", field, c.Cluster)
+		}
 	}
 	if strings.ContainsAny(c.Authority, " \t\r\n\x00/") {
 		return c, fmt.Errorf("%s.envoy_grpc.authority: %q is not an authority", field, c.Authority)
@@ -139,6 +143,20 @@ func (c *Client) request(method string, req proto.Message) (*http.Request, error
 		Body:          io.NopCloser(bytes.NewReader(frame)),
 		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(frame)), nil },
 	}, nil
+}
+
+// defaultAuthority is the :authority of calls whose envoy_grpc sets none: the cluster name, as
+// Envoy sends it. Istio's cluster names (outbound|8081||ratelimit.default.svc.cluster.local)
+// are not valid authorities for strait-proxy's HTTP/2 client, which refuses a '|' in
+// :authority: for them the service's host name is sent. ok is false when neither is valid.
+func defaultAuthority(cluster string) (authority string, ok bool) {
+	if httpguts.ValidHostHeader(cluster) {
+		return cluster, true
+	}
+	if parts := strings.Split(cluster, "|"); len(parts) == 4 && parts[3] != "" && httpguts.ValidHostHeader(parts[3]) {
+		return parts[3], true
+	}
+	return "", false
 }
 
 // timeoutHeader renders a grpc-timeout header value (at most 8 digits) for ms milliseconds.

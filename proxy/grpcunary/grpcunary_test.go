@@ -143,8 +143,12 @@ func TestCompileEnvoyGRPC(t *testing.T) {
 		return &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: eg}}
 	}
 	c, err := CompileEnvoyGRPC("f", gs(&corev3.GrpcService_EnvoyGrpc{ClusterName: "outbound|9000||svc"}))
-	if err != nil || c.Cluster != "outbound|9000||svc" || c.Authority != c.Cluster || c.MaxReceive != DefaultMaxReceiveBytes {
-		t.Fatalf("defaults: %+v %v", c, err)
+	if err != nil || c.Cluster != "outbound|9000||svc" || c.Authority != "svc" || c.MaxReceive != DefaultMaxReceiveBytes {
+		t.Fatalf("defaults, an Istio cluster name (the service's host as authority): %+v %v", c, err)
+	}
+	c, err = CompileEnvoyGRPC("f", gs(&corev3.GrpcService_EnvoyGrpc{ClusterName: "rate_limit_cluster"}))
+	if err != nil || c.Authority != "rate_limit_cluster" {
+		t.Fatalf("defaults, the cluster name as authority: %+v %v", c, err)
 	}
 	c, err = CompileEnvoyGRPC("f", gs(&corev3.GrpcService_EnvoyGrpc{ClusterName: "c", Authority: "svc.ns",
 		MaxReceiveMessageLength: wrapperspb.UInt32(1000), SkipEnvoyHeaders: true}))
@@ -158,7 +162,9 @@ func TestCompileEnvoyGRPC(t *testing.T) {
 		"no envoy_grpc": {&corev3.GrpcService{}, "f.envoy_grpc: missing"},
 		"no cluster":    {gs(&corev3.GrpcService_EnvoyGrpc{}), "f.envoy_grpc.cluster_name: empty"},
 		"bad authority": {gs(&corev3.GrpcService_EnvoyGrpc{ClusterName: "c", Authority: "a/b"}), "f.envoy_grpc.authority"},
-		"retry_policy":  {gs(&corev3.GrpcService_EnvoyGrpc{ClusterName: "c", RetryPolicy: &corev3.RetryPolicy{}}), "retry_policy"},
+		"cluster name no authority": {gs(&corev3.GrpcService_EnvoyGrpc{ClusterName: "a|b"}),
+			`f.envoy_grpc.authority: unset, and the cluster name "a|b" is not an authority`},
+		"retry_policy": {gs(&corev3.GrpcService_EnvoyGrpc{ClusterName: "c", RetryPolicy: &corev3.RetryPolicy{}}), "retry_policy"},
 	} {
 		_, err := CompileEnvoyGRPC("f", tc.gs)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -19,6 +19,8 @@ func (f Framing) String() string {
 		return "length"
 	case FramingChunked:
 		return "chunked"
+	case FramingUntilClose:
+		return "until-close"
 	}
 	return "none"
 }

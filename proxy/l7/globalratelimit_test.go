@@ -16,11 +16,9 @@ import (
 	rlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	rlservice "github.com/strait-mesh/strait/controlplane/ratelimit"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
@@ -47,15 +45,6 @@ func pathLimits() []*routev3.RateLimit {
 		RequestHeaders: &routev3.RateLimit_Action_RequestHeaders{HeaderName: ":path", DescriptorKey: "PATH"}}}}}}
 }
 
-func rlsServer(t *testing.T, s rlsv3.RateLimitServiceServer) string {
-	t.Helper()
-	return testenv.ServeGRPC(t, "127.0.0.1:0", func() *grpc.Server {
-		gs := grpc.NewServer()
-		rlsv3.RegisterRateLimitServiceServer(gs, s)
-		return gs
-	}).Addr()
-}
-
 // globalProxy serves a route table whose virtual host has Istio's rate_limits, with cfg as the
 // global rate limit filter, the backend and the rate limit service (rlsAddr) as clusters.
 func globalProxy(t *testing.T, cfg *rlhttpv3.RateLimit, rlsAddr string, routes ...*routev3.Route) *proxy {
@@ -73,26 +62,18 @@ func globalProxy(t *testing.T, cfg *rlhttpv3.RateLimit, rlsAddr string, routes .
 // TestGlobalRateLimitIstioTask is Istio's task with straitd's in-memory service: /productpage
 // 1 per minute, other paths 100 per minute.
 func TestGlobalRateLimitIstioTask(t *testing.T) {
-	svcCfg, err := rlservice.ParseConfig([]byte(`domain: ratelimit
+	rlsAddr := testenv.InMemoryRateLimitService(t, `domain: ratelimit
 descriptors:
   - key: PATH
     value: "/productpage"
     rate_limit: {unit: minute, requests_per_unit: 1}
   - key: PATH
     rate_limit: {unit: minute, requests_per_unit: 100}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := rlservice.New(rlservice.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc.SetConfig(svcCfg)
+`)
 	cfg := istioGlobalRateLimit(true)
 	cfg.EnableXRatelimitHeaders = rlhttpv3.RateLimit_DRAFT_VERSION_03
 	cfg.ResponseHeadersToAdd = []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-limited-path", Value: "%REQ(:PATH)%"}}}
-	p := globalProxy(t, cfg, rlsServer(t, svc))
+	p := globalProxy(t, cfg, rlsAddr)
 	c := h1Client()
 
 	ok, limited := 0, 0
@@ -208,7 +189,7 @@ func (s *scriptedRLS) requests() []*rlsv3.RateLimitRequest {
 
 func TestGlobalRateLimitDescriptorsAndReplies(t *testing.T) {
 	rls := &scriptedRLS{}
-	addr := rlsServer(t, rls)
+	addr := testenv.RateLimitServer(t, rls)
 	// /own has its own rate_limits (generic_key, and one of stage 1): the vhost's are not used.
 	own := fwdRoute("own", pfx("/own"), toCluster("backend"))
 	own.GetRoute().RateLimits = []*routev3.RateLimit{
@@ -269,7 +250,7 @@ func TestGlobalRateLimitDescriptorsAndReplies(t *testing.T) {
 
 func TestGlobalRateLimitOptions(t *testing.T) {
 	rls := &scriptedRLS{}
-	addr := rlsServer(t, rls)
+	addr := testenv.RateLimitServer(t, rls)
 	cfg := istioGlobalRateLimit(false)
 	cfg.Stage = 1
 	cfg.RequestType = "external"

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,6 +190,53 @@ func TestLocalRateLimitPerClientAddress(t *testing.T) {
 	}
 }
 
+// TestLocalRateLimitDynamicDescriptors gives each client address its own bucket of 5 through a
+// descriptor whose remote_address entry has no value (Envoy's dynamic descriptors): two clients
+// from different loopback addresses each get 5 of 20 requests answered, with their own
+// x-ratelimit-* headers, and the default bucket (1) is not consumed.
+func TestLocalRateLimitDynamicDescriptors(t *testing.T) {
+	up := startUpstream(t, echoHandler(), false)
+	env := &testEnv{clusters: map[string]Upstream{"backend": newTestUpstream(up, false)}}
+	cfg := istioLimit(bucket(1, 1, time.Hour))
+	cfg.Descriptors = []*ratelimitv3.LocalRateLimitDescriptor{{
+		Entries:     []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "generic_key", Value: "per-client"}, {Key: "remote_address"}},
+		TokenBucket: bucket(5, 5, time.Hour)}}
+	cfg.MaxDynamicDescriptors = wrapperspb.UInt32(10)
+	cfg.AlwaysConsumeDefaultTokenBucket = wrapperspb.Bool(false)
+	r := fwdRoute("r", pfx("/"), toCluster("backend"))
+	r.TypedPerFilterConfig = perFilter(cfg)
+	r.GetRoute().RateLimits = []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{
+		{ActionSpecifier: &routev3.RateLimit_Action_GenericKey_{GenericKey: &routev3.RateLimit_Action_GenericKey{DescriptorValue: "per-client"}}},
+		{ActionSpecifier: &routev3.RateLimit_Action_RemoteAddress_{RemoteAddress: &routev3.RateLimit_Action_RemoteAddress{}}},
+	}}}
+	p := startProxy(t, inlineHCM(oneVhost(r), lrlFilter("lrl")), env, false)
+	for _, ip := range []string{"127.0.0.26", "127.0.0.27"} {
+		c := clientFrom(ip)
+		ok := 0
+		for i := range 20 {
+			resp, err := c.Get(p.url("/"))
+			if err != nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					t.Fatal(err)
+				}
+				t.Skipf("cannot send from %s: %v", ip, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			p.nextInfo(t)
+			if resp.StatusCode == http.StatusOK {
+				ok++
+			}
+			if resp.Header.Get("X-Ratelimit-Limit") != "5" || (i >= 5 && resp.Header.Get("X-Ratelimit-Remaining") != "0") {
+				t.Errorf("client %s, request %d: x-ratelimit headers %v", ip, i, resp.Header)
+			}
+		}
+		if ok != 5 {
+			t.Errorf("client %s: %d of 20 answered, want its own 5", ip, ok)
+		}
+	}
+}
+
 // TestLocalRateLimitNotEnforced counts requests over the limit without limiting them when
 // filter_enforced is 0%, adding request_headers_to_add_when_not_enforced upstream; a 0%
 // filter_enabled does not even check.
@@ -264,9 +312,6 @@ func TestLocalRateLimitUnsupported(t *testing.T) {
 	}{
 		"local_cluster_rate_limit": {hcmWith(&lrlv3.LocalRateLimit{StatPrefix: "x",
 			LocalClusterRateLimit: &ratelimitv3.LocalClusterRateLimit{}}), "local_cluster_rate_limit"},
-		"dynamic descriptor": {hcmWith(&lrlv3.LocalRateLimit{StatPrefix: "x", Descriptors: []*ratelimitv3.LocalRateLimitDescriptor{{
-			Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "remote_address"}}, TokenBucket: bucket(1, 1, time.Second)}}}),
-			"descriptors[0].entries[0].value"},
 		"source_cluster action": {routeWith(func(r *routev3.Route) {
 			r.GetRoute().RateLimits = []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{{
 				ActionSpecifier: &routev3.RateLimit_Action_SourceCluster_{SourceCluster: &routev3.RateLimit_Action_SourceCluster{}}}}}}
@@ -280,6 +325,11 @@ func TestLocalRateLimitUnsupported(t *testing.T) {
 		if !errors.As(tc.err, &ue) || !hasSuffix(ue.Field, tc.field) {
 			t.Errorf("%s: got %v, want an unsupported %s", name, tc.err, tc.field)
 		}
+	}
+	// max_dynamic_descriptors is at least 1, as in Envoy.
+	if err := hcmWith(&lrlv3.LocalRateLimit{StatPrefix: "x", MaxDynamicDescriptors: wrapperspb.UInt32(0)}); err == nil ||
+		!strings.Contains(err.Error(), "max_dynamic_descriptors") {
+		t.Errorf("max_dynamic_descriptors 0: got %v, want an error naming it", err)
 	}
 	// A per-route config without a token bucket is refused as in Envoy.
 	err := routeWith(func(r *routev3.Route) { r.TypedPerFilterConfig = perFilter(&lrlv3.LocalRateLimit{StatPrefix: "x"}) })

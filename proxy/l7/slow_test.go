@@ -561,18 +561,20 @@ func TestMaxConnectionDuration(t *testing.T) {
 	hcm.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{MaxConnectionDuration: ms(mcd)}
 	p := withDrain(t, hcm, &testEnv{clusters: map[string]Upstream{"b": newTestUpstream(up, false)}}, drain)
 	t.Run("idle HTTP/1.1", func(t *testing.T) {
+		start := time.Now() // before the proxy accepts: the connection's age counts from then
 		c := dial(t, p.addr)
 		br := bufio.NewReader(c)
-		start := time.Now()
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil || resp.Close {
 			t.Fatalf("%v close %v", err, resp.Close)
 		}
 		io.Copy(io.Discard, resp.Body)
+		// Closed (readUntilClosed fails the test if not within 3 s), and not before the
+		// connection's duration and drain have passed. No upper bound: the machine may be slow.
 		readUntilClosed(t, c, 3*time.Second)
-		if d := time.Since(start); d < mcd+drain || d > mcd+drain+500*time.Millisecond {
-			t.Errorf("closed after %v, want about %v", d, mcd+drain)
+		if d := time.Since(start); d < mcd+drain {
+			t.Errorf("closed after %v, before max_connection_duration + drain (%v)", d, mcd+drain)
 		}
 	})
 	t.Run("busy HTTP/1.1", func(t *testing.T) {

@@ -62,7 +62,7 @@ type chain struct {
 	tls              *tls.Config // nil: raw_buffer
 	handshakeTimeout time.Duration
 	limit            *connLimit  // envoy.filters.network.connection_limit, nil if none
-	filters          []netFilter // rbac and ext_authz, in order
+	filters          []netFilter // rbac, local_ratelimit, ext_authz, ratelimit, ..., in order
 	term             Terminal
 	// ctx is done when the listener closes: it cancels the filters' pending work (checks).
 	ctx    context.Context
@@ -189,6 +189,9 @@ var netFilterCompilers = map[string]struct {
 	}},
 	typeNetworkExtAuthz: {"ext_authz", func(ctx context.Context, a *anypb.Any, env Env, path string) (netFilter, error) {
 		return compileNetworkExtAuthz(ctx, a, env, path)
+	}},
+	typeNetworkGlobalRateLimit: {"ratelimit", func(ctx context.Context, a *anypb.Any, env Env, path string) (netFilter, error) {
+		return compileNetworkGlobalRateLimit(ctx, a, env, path)
 	}},
 	// istio.stats: its own type, or a TypedStruct carrying it (istiostats.go).
 	telemetry.TypeStatsPluginConfig: {"istio.stats", compileIstioStats},

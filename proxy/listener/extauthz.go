@@ -79,10 +79,6 @@ func (f *connExtAuthz) onConnection(cs *connState) bool {
 	}
 	f.st.total.Inc()
 	f.st.active.Inc()
-	ctx, cancel := context.WithCancel(f.ctx)
-	defer cancel()
-	sc := sniff.NewConn(cs.conn)
-	h := holdData(sc, cancel)
 	req := &extauthz.Connection{
 		Source: cs.info.Source, Destination: cs.info.OriginalDst, TLS: cs.info.TLS, SNI: cs.info.ServerName,
 		LocalCertificate: cs.info.LocalCertificate, Metadata: cs.md.get,
@@ -91,14 +87,13 @@ func (f *connExtAuthz) onConnection(cs *connState) bool {
 		req.PeerCertificate = cs.info.PeerCertificates[0]
 	}
 	start := time.Now()
-	res := f.cfg.Check(ctx, clusterCaller{env: f.env, name: f.cfg.Cluster}, req)
-	gone := h.stop()
+	var res *extauthz.Response
+	gone := holdDuring(f.ctx, cs, func(ctx context.Context) {
+		res = f.cfg.Check(ctx, clusterCaller{env: f.env, name: f.cfg.Cluster}, req)
+	})
 	f.st.active.Dec()
 	if gone {
 		return false
-	}
-	if len(sc.Peeked()) > 0 || h.eof {
-		cs.conn = sc // replay the held bytes (and the client's end of stream)
 	}
 	switch res.Status {
 	case extauthz.StatusOK:
@@ -124,6 +119,25 @@ func (f *connExtAuthz) onConnection(cs *connState) bool {
 		return true
 	}
 	f.st.cxClosed.Inc()
+	return false
+}
+
+// holdDuring runs check (a call to a service about the connection) while the connection's
+// first bytes are held (holder): check's context is cancelled when the client resets or closes
+// the connection, or when parent is done. gone reports that the connection is gone; otherwise
+// cs.conn replays what was held.
+func holdDuring(parent context.Context, cs *connState, check func(ctx context.Context)) (gone bool) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	sc := sniff.NewConn(cs.conn)
+	h := holdData(sc, cancel)
+	check(ctx)
+	if h.stop() {
+		return true
+	}
+	if len(sc.Peeked()) > 0 || h.eof {
+		cs.conn = sc // replay the held bytes (and the client's end of stream)
+	}
 	return false
 }
 

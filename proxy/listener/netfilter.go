@@ -6,8 +6,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// netFilter is a compiled network filter that runs before the chain's terminal: the RBAC and
-// external authorization filters. The serving goroutine calls onConnection once per
+// netFilter is a compiled network filter that runs before the chain's terminal (RBAC, rate limits,
+// external authorization, ...). The serving goroutine calls onConnection once per
 // connection, in the chain's order, after TLS termination; false means the filter refused the
 // connection, which is then closed and reaches no later filter. A netFilter is immutable and
 // safe for concurrent use.

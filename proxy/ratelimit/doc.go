@@ -9,7 +9,11 @@
 // concurrent use without locks.
 //
 // A Limiter is a default bucket plus the configured descriptor buckets of one filter config.
-// Descriptor buckets are configured, never created per request, so a Limiter's memory is fixed
-// when it is built; the per-connection mode builds one Limiter per downstream connection, which
-// lives as long as the connection.
+// Descriptors whose entries all have values have their bucket from the start. A descriptor with
+// an entry without a value is a wildcard (Envoy's dynamic descriptors): each distinct request
+// descriptor it matches gets a bucket of its own (a client address, a header value), created
+// full on first use and kept in a least-recently-used cache of at most max_dynamic_descriptors
+// buckets (20 by default); keys longer than 128 bytes are kept as their SHA-256 digest, so a
+// Limiter's memory is bounded when it is built. The per-connection mode builds one Limiter per
+// downstream connection, which lives as long as the connection.
 package ratelimit

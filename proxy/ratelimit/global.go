@@ -7,7 +7,9 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	ratelimitconfv3 "github.com/envoyproxy/go-control-plane/envoy/config/ratelimit/v3"
 	rlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/strait-mesh/strait/proxy/grpcunary"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
@@ -115,15 +117,6 @@ func CompileGlobal(field string, c *rlhttpv3.RateLimit) (*Global, error) {
 	default:
 		return nil, fmt.Errorf("%s.request_type: %q is not internal, external or both", field, c.GetRequestType())
 	}
-	timeout := DefaultGlobalTimeout
-	if t := c.GetTimeout(); t != nil {
-		if err := t.CheckValid(); err != nil {
-			return nil, fmt.Errorf("%s.timeout: %w", field, err)
-		}
-		if timeout = t.AsDuration(); timeout < 0 {
-			return nil, fmt.Errorf("%s.timeout: negative", field)
-		}
-	}
 	if s := c.GetRateLimitedStatus(); s != nil && s.GetCode() >= 400 {
 		g.RateLimitedStatus = int(s.GetCode()) // Envoy: a code below 400 keeps 429
 	}
@@ -133,23 +126,37 @@ func CompileGlobal(field string, c *rlhttpv3.RateLimit) (*Global, error) {
 		}
 		g.StatusOnError = int(s.GetCode())
 	}
-	svc := c.GetRateLimitService()
-	sf := field + ".rate_limit_service"
-	if svc == nil {
-		return nil, fmt.Errorf("%s: missing", sf)
-	}
-	if err := xdsfield.Check(svc, sf, "grpc_service", "transport_api_version"); err != nil {
-		return nil, err
-	}
-	// AUTO is the only other version Envoy still accepts, and means the one the proxy speaks.
-	if v := svc.GetTransportApiVersion(); v != corev3.ApiVersion_V3 && v != corev3.ApiVersion_AUTO {
-		return nil, fmt.Errorf("%s.transport_api_version: %s is not supported (V3 only)", sf, v)
-	}
 	var err error
-	if g.Client, err = compileClient(sf+".grpc_service", svc.GetGrpcService(), timeout); err != nil {
+	if g.Client, err = compileService(field, c.GetTimeout(), c.GetRateLimitService()); err != nil {
 		return nil, err
 	}
 	return g, nil
+}
+
+// compileService compiles a filter's rate_limit_service and timeout (field names the filter's
+// config) into the client that calls the service: the global HTTP and network filters share it.
+func compileService(field string, t *durationpb.Duration, svc *ratelimitconfv3.RateLimitServiceConfig) (Client, error) {
+	timeout := DefaultGlobalTimeout
+	if t != nil {
+		if err := t.CheckValid(); err != nil {
+			return Client{}, fmt.Errorf("%s.timeout: %w", field, err)
+		}
+		if timeout = t.AsDuration(); timeout < 0 {
+			return Client{}, fmt.Errorf("%s.timeout: negative", field)
+		}
+	}
+	sf := field + ".rate_limit_service"
+	if svc == nil {
+		return Client{}, fmt.Errorf("%s: missing", sf)
+	}
+	if err := xdsfield.Check(svc, sf, "grpc_service", "transport_api_version"); err != nil {
+		return Client{}, err
+	}
+	// AUTO is the only other version Envoy still accepts, and means the one the proxy speaks.
+	if v := svc.GetTransportApiVersion(); v != corev3.ApiVersion_V3 && v != corev3.ApiVersion_AUTO {
+		return Client{}, fmt.Errorf("%s.transport_api_version: %s is not supported (V3 only)", sf, v)
+	}
+	return compileClient(sf+".grpc_service", svc.GetGrpcService(), timeout)
 }
 
 // compileClient compiles the envoy_grpc target of gs; the call's timeout is the filter's

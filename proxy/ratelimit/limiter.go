@@ -63,6 +63,8 @@ func (d *Descriptors) String() string {
 }
 
 // DescriptorConfig is a configured descriptor with its own bucket (LocalRateLimitDescriptor).
+// An entry with an empty Value makes it a wildcard (Envoy's dynamic descriptor): each distinct
+// request descriptor it matches gets a bucket of its own.
 type DescriptorConfig struct {
 	Entries []Entry
 	Bucket  TokenBucket
@@ -78,10 +80,13 @@ type Config struct {
 	// AlwaysConsumeDefault takes a token from the default bucket even when a descriptor
 	// matched (always_consume_default_token_bucket, true by default in Envoy).
 	AlwaysConsumeDefault bool
+	// MaxDynamic bounds the buckets each wildcard descriptor keeps
+	// (max_dynamic_descriptors); 0 means DefaultMaxDynamicDescriptors.
+	MaxDynamic uint32
 }
 
 // Validate checks the configuration as Envoy does: valid buckets, unique descriptors with at
-// least one entry and non-empty keys and values.
+// least one entry and non-empty keys (an empty value makes a wildcard descriptor).
 func (c *Config) Validate() error {
 	if c.Default != nil {
 		if err := c.Default.Validate(); err != nil {
@@ -97,9 +102,6 @@ func (c *Config) Validate() error {
 			if e.Key == "" {
 				return fmt.Errorf("descriptors[%d].entries[%d].key: empty", i, j)
 			}
-			if e.Value == "" {
-				return fmt.Errorf("descriptors[%d].entries[%d].value: empty", i, j)
-			}
 		}
 		if err := d.Bucket.Validate(); err != nil {
 			return fmt.Errorf("descriptors[%d].token_bucket: %w", i, err)
@@ -113,11 +115,14 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Limiter is one local rate limit configuration's buckets: a default bucket and descriptor
-// buckets. It is safe for concurrent use; its memory is fixed at construction.
+// Limiter is one local rate limit configuration's buckets: a default bucket, the buckets of
+// the configured descriptors, and those the wildcard descriptors create per distinct request
+// descriptor (at most MaxDynamic each, least recently used dropped first). It is safe for
+// concurrent use; its memory is bounded at construction.
 type Limiter struct {
 	def                  *Bucket
 	byKey                map[string]*Bucket
+	wild                 []*wildcard
 	alwaysConsumeDefault bool
 }
 
@@ -130,25 +135,34 @@ func NewLimiter(c Config, clock Clock) (*Limiter, error) {
 	if c.Default != nil {
 		l.def = NewBucket(*c.Default, clock)
 	}
-	if len(c.Descriptors) > 0 {
-		l.byKey = make(map[string]*Bucket, len(c.Descriptors))
-		for _, d := range c.Descriptors {
-			l.byKey[string(appendKey(nil, d.Entries))] = NewBucket(d.Bucket, clock)
+	maxDynamic := int(c.MaxDynamic)
+	if maxDynamic == 0 {
+		maxDynamic = DefaultMaxDynamicDescriptors
+	}
+	for _, d := range c.Descriptors {
+		if isWildcard(d.Entries) {
+			l.wild = append(l.wild, newWildcard(d, maxDynamic, clock))
+			continue
 		}
+		if l.byKey == nil {
+			l.byKey = make(map[string]*Bucket, len(c.Descriptors))
+		}
+		l.byKey[string(appendKey(nil, d.Entries))] = NewBucket(d.Bucket, clock)
 	}
 	return l, nil
 }
 
 // HasDescriptors reports whether descriptor buckets are configured (else request descriptors
 // need not be computed).
-func (l *Limiter) HasDescriptors() bool { return len(l.byKey) > 0 }
+func (l *Limiter) HasDescriptors() bool { return len(l.byKey) > 0 || len(l.wild) > 0 }
 
 // Default returns the default bucket, or nil.
 func (l *Limiter) Default() *Bucket { return l.def }
 
-// Allow decides one request as Envoy's local rate limiter does. The buckets of the configured
-// descriptors that equal one of reqs are tried strictest (lowest fill rate) first, each taking a
-// token; the first without one limits the request. The default bucket is then tried when no
+// Allow decides one request as Envoy's local rate limiter does. Each of reqs selects the bucket
+// of the configured descriptor it equals or, failing that, its own bucket of the first wildcard
+// descriptor it matches; those buckets are tried strictest (lowest fill rate) first, each taking
+// a token; the first without one limits the request. The default bucket is then tried when no
 // descriptor matched or AlwaysConsumeDefault. It returns whether the request is allowed and the
 // bucket whose state the x-ratelimit-* headers report (nil: none): the bucket that refused, or
 // the strictest matched descriptor's, or the default one. Allow does not allocate for up to 8
@@ -156,12 +170,20 @@ func (l *Limiter) Default() *Bucket { return l.def }
 func (l *Limiter) Allow(reqs *Descriptors) (bool, *Bucket) {
 	var arr [8]*Bucket
 	matched := arr[:0]
-	if len(l.byKey) > 0 && reqs != nil {
+	if l.HasDescriptors() && reqs != nil {
 		var kb [256]byte
 		for i := 0; i < reqs.Len(); i++ {
-			key := appendKey(kb[:0], reqs.At(i))
+			req := reqs.At(i)
+			key := appendKey(kb[:0], req)
 			if b := l.byKey[string(key)]; b != nil {
 				matched = append(matched, b) // a repeated descriptor takes a token again, as in Envoy
+				continue
+			}
+			for _, w := range l.wild {
+				if w.matches(req) {
+					matched = append(matched, w.bucket(key))
+					break
+				}
 			}
 		}
 	}

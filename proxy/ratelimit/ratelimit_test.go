@@ -218,7 +218,9 @@ func TestConfigValidate(t *testing.T) {
 	tb := TokenBucket{1, 1, time.Second}
 	for name, c := range map[string]Config{
 		"empty entries": {Descriptors: []DescriptorConfig{{Bucket: tb}}},
-		"empty value":   {Descriptors: []DescriptorConfig{{Entries: []Entry{{"k", ""}}, Bucket: tb}}},
+		"empty key":     {Descriptors: []DescriptorConfig{{Entries: []Entry{{"", "v"}}, Bucket: tb}}},
+		"duplicate wildcard": {Descriptors: []DescriptorConfig{
+			{Entries: []Entry{{"k", ""}}, Bucket: tb}, {Entries: []Entry{{"k", ""}}, Bucket: tb}}},
 		"duplicate": {Descriptors: []DescriptorConfig{
 			{Entries: []Entry{{"k", "v"}}, Bucket: tb}, {Entries: []Entry{{"k", "v"}}, Bucket: tb}}},
 		"bad bucket": {Default: &TokenBucket{}},

@@ -68,8 +68,7 @@ var vhRateLimitsOptions = map[ratelimitv3.VhRateLimitsOptions]VhRateLimits{
 // omitted (the filter is then enabled per route).
 func CompileLocalRateLimit(field string, c *lrlv3.LocalRateLimit, perRoute bool) (*LocalRateLimit, error) {
 	// local_cluster_rate_limit needs the local cluster's membership and enable_retry_after_header
-	// is not implemented: both are refused by name. max_dynamic_descriptors only bounds dynamic
-	// descriptors (entries with an empty value), which are refused below.
+	// is not implemented: both are refused by name.
 	if err := xdsfield.Check(c, field, "stat_prefix", "status", "token_bucket", "filter_enabled",
 		"filter_enforced", "request_headers_to_add_when_not_enforced", "response_headers_to_add",
 		"descriptors", "stage", "local_rate_limit_per_downstream_connection", "enable_x_ratelimit_headers",
@@ -126,6 +125,12 @@ func CompileLocalRateLimit(field string, c *lrlv3.LocalRateLimit, perRoute bool)
 	}
 	l.ownRateLimits = len(l.rateLimits) > 0
 	cfg := ratelimit.Config{AlwaysConsumeDefault: c.GetAlwaysConsumeDefaultTokenBucket() == nil || c.GetAlwaysConsumeDefaultTokenBucket().GetValue()}
+	if m := c.GetMaxDynamicDescriptors(); m != nil {
+		if m.GetValue() < 1 {
+			return nil, fmt.Errorf("%s.max_dynamic_descriptors: %d, want at least 1", field, m.GetValue())
+		}
+		cfg.MaxDynamic = m.GetValue()
+	}
 	if tb := c.GetTokenBucket(); tb != nil {
 		b, err := CompileTokenBucket(field+".token_bucket", tb)
 		if err != nil {
@@ -144,9 +149,6 @@ func CompileLocalRateLimit(field string, c *lrlv3.LocalRateLimit, perRoute bool)
 		for j, e := range d.GetEntries() {
 			if err := xdsfield.Check(e, fmt.Sprintf("%s.entries[%d]", f, j), "key", "value"); err != nil {
 				return nil, err
-			}
-			if e.GetValue() == "" {
-				return nil, xdsfield.Unsupported(fmt.Sprintf("%s.entries[%d].value", f, j), "empty (dynamic descriptors)")
 			}
 			dc.Entries = append(dc.Entries, ratelimit.Entry{Key: e.GetKey(), Value: e.GetValue()})
 		}

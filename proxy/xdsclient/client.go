@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/strait-mesh/strait/internal/node"
 )
 
 // Resource type URLs the client subscribes to, in the order Envoy requests them: clusters before
@@ -43,17 +46,22 @@ const (
 	EndpointType = resource.EndpointType
 	ListenerType = resource.ListenerType
 	RouteType    = resource.RouteType
-	SecretType   = resource.SecretType
+	// VirtualHostType (VHDS) carries virtual hosts of route configurations that have `vhds`;
+	// the client merges them into those route configurations (vhds.go), Delta streams only.
+	VirtualHostType = resource.VirtualHostType
+	SecretType      = resource.SecretType
 	// ExtensionConfigType (ECDS) carries the DNS name table (internal/nametable) and the
 	// workload table (internal/workloadtable); it is requested by name.
 	ExtensionConfigType = resource.ExtensionConfigType
 )
 
 // Types lists the subscribed type URLs in request order.
-var Types = []string{ClusterType, EndpointType, ListenerType, RouteType, SecretType, ExtensionConfigType}
+var Types = []string{ClusterType, EndpointType, ListenerType, RouteType, VirtualHostType, SecretType, ExtensionConfigType}
 
 // wildcardTypes are subscribed to everything; the others by name (see Client.SetNames).
-func isWildcard(typeURL string) bool { return typeURL == ClusterType || typeURL == ListenerType }
+func isWildcard(typeURL string) bool {
+	return typeURL == ClusterType || typeURL == ListenerType || typeURL == VirtualHostType
+}
 
 // Resource is one accepted xDS resource.
 type Resource struct {
@@ -107,9 +115,13 @@ type Client struct {
 	names map[string]map[string]bool // desired names per non-wildcard type
 	wake  chan struct{}              // signalled (non-blocking) when names change
 
+	// deltaNode is opts.Node with node.FeatureVHDS, sent on Delta streams.
+	deltaNode *corev3.Node
+
 	// owned by the Run goroutine
 	accepted map[string]map[string]*Resource
 	versions map[string]string // SotW: last accepted version_info per type
+	routes   routeSet          // route configurations as the Handler accepted them (vhds.go)
 
 	connected atomic.Bool
 	protocol  atomic.Value // "delta" or "sotw"
@@ -154,6 +166,10 @@ func New(opts Options) (*Client, error) {
 		if !isWildcard(t) {
 			c.names[t] = map[string]bool{}
 		}
+	}
+	c.deltaNode = proto.Clone(opts.Node).(*corev3.Node)
+	if !slices.Contains(c.deltaNode.ClientFeatures, node.FeatureVHDS) {
+		c.deltaNode.ClientFeatures = append(c.deltaNode.ClientFeatures, node.FeatureVHDS)
 	}
 	c.protocol.Store("")
 	return c, nil
@@ -309,10 +325,20 @@ func copySet(m map[string]*Resource) map[string]*Resource {
 	return out
 }
 
-// apply offers a candidate set to the handler and records it when accepted.
+// apply offers a candidate set to the handler and records it when accepted. Route
+// configurations and virtual hosts reach the handler merged (vhds.go).
 func (c *Client) apply(typeURL string, next map[string]*Resource) error {
 	c.stats.Updates.Add(1)
-	if err := c.opts.Handler.Apply(typeURL, copySet(next)); err != nil {
+	var err error
+	switch typeURL {
+	case RouteType:
+		err = c.applyRoutes(typeURL, next, c.accepted[VirtualHostType])
+	case VirtualHostType:
+		err = c.applyRoutes(typeURL, c.accepted[RouteType], next)
+	default:
+		err = c.opts.Handler.Apply(typeURL, copySet(next))
+	}
+	if err != nil {
 		c.stats.Nacks.Add(1)
 		return err
 	}

@@ -95,16 +95,26 @@ func testNode(t *testing.T) *corev3.Node {
 func runClient(t *testing.T, addr string) (*Client, *recorder) {
 	t.Helper()
 	rec := &recorder{sets: map[string][]string{}}
-	c, err := New(Options{Address: addr, Node: testNode(t), Handler: rec, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
+	c := startClient(t, Options{Address: addr, Handler: rec}, func(c *Client) { rec.client = c })
+	return c, rec
+}
+
+// startClient runs a client with the test node and short backoffs until the test ends; setup
+// runs before the client starts.
+func startClient(t *testing.T, opts Options, setup func(*Client)) *Client {
+	t.Helper()
+	opts.Node = testNode(t)
+	opts.BackoffBase, opts.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
+	c, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.client = c
+	setup(c)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return c, rec
+	return c
 }
 
 func TestClientProtocols(t *testing.T) {

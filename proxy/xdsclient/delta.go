@@ -88,7 +88,7 @@ func (s *deltaStream) sendErr(ctx context.Context, recv <-chan received[*discove
 
 func (s *deltaStream) send(req *discoveryv3.DeltaDiscoveryRequest) error {
 	if s.first {
-		req.Node = s.c.opts.Node
+		req.Node = s.c.deltaNode
 		s.first = false
 	}
 	return s.stream.Send(req)

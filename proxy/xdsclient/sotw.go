@@ -91,6 +91,9 @@ func (s *sotwStream) send(req *discoveryv3.DiscoveryRequest) error {
 // SotW.
 func (s *sotwStream) sync() error {
 	for _, t := range Types {
+		if t == VirtualHostType {
+			continue // VHDS is Delta only
+		}
 		var names []string
 		if !isWildcard(t) {
 			names = s.c.desired(t)

@@ -114,7 +114,7 @@ type RateLimitRule struct {
 	// shared by every proxy the RateLimit selects, kept by straitd's rate limit service).
 	Scope string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
 	// by gives each value of these attributes ("remote.ip", "request.headers[NAME]") a budget of
-	// its own; not supported yet.
+	// its own (at most 2; a request without a header counts in the budget of its other values).
 	By []string `protobuf:"bytes,5,rep,name=by,proto3" json:"by,omitempty"`
 	// response is what a limited request is answered.
 	Response *Response `protobuf:"bytes,6,opt,name=response,proto3" json:"response,omitempty"`

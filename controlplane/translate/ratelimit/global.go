@@ -47,10 +47,12 @@ const (
 var errNoService = errors.New("scope Global needs straitd's rate limit service, which is not enabled (straitd --ratelimit-listen) or has no address proxies can reach (--ratelimit-address); the RateLimits of this proxy's listener are not applied")
 
 // GlobalRule is a Global rule as straitd's rate limit service counts it: the descriptor
-// [RuleKey=ID, MatchKey=1 × Width] has Requests per Per.
+// [RuleKey=ID, MatchKey=1 × Width] followed by one of the key lists of ByShapes (a key with any
+// value) has Requests per Per, per distinct list of values.
 type GlobalRule struct {
 	ID       string
 	Width    int
+	ByShapes [][]string
 	Requests uint32
 	Per      time.Duration
 }
@@ -68,7 +70,7 @@ func GlobalRules(objs []*config.Object) []GlobalRule {
 			if r.GetScope() != config.RateLimitScopeGlobal {
 				continue
 			}
-			out = append(out, GlobalRule{ID: ruleID(o, i, r), Width: globalWidth(r),
+			out = append(out, GlobalRule{ID: ruleID(o, i, r), Width: globalWidth(r), ByShapes: byShapes(byEntries(r.GetBy())),
 				Requests: r.GetLimit().GetRequests(), Per: r.GetLimit().GetPer().AsDuration()})
 		}
 	}
@@ -89,7 +91,7 @@ func globalFilter(id string, r *ext.RateLimitRule, port, stage uint32) (*hcmv3.H
 	if len(alts) == 0 {
 		return nil, nil, nil
 	}
-	rls, _ := descriptors(id, alts, globalWidth(r), whenMatchers(r.GetMatch().GetWhen()), nil)
+	rls, _ := descriptors(id, alts, globalWidth(r), whenMatchers(r.GetMatch().GetWhen()), byEntries(r.GetBy()), nil)
 	for _, rl := range rls {
 		rl.Stage = wrapperspb.UInt32(stage)
 	}

@@ -174,15 +174,19 @@ func ruleFilter(id string, r *ext.RateLimitRule, port uint32) (*hcmv3.HttpFilter
 		})
 	}
 	alts, all := alternatives(r.GetMatch(), port)
+	by := byEntries(r.GetBy())
 	switch {
-	case all:
+	case all && len(by) == 0:
 		c.TokenBucket = bucket
 	case len(alts) == 0:
 		return nil, nil
 	default:
 		var rls []*routev3.RateLimit
-		rls, c.Descriptors = descriptors(id, alts, len(alts), whenMatchers(r.GetMatch().GetWhen()), bucket)
+		rls, c.Descriptors = descriptors(id, alts, len(alts), whenMatchers(r.GetMatch().GetWhen()), by, bucket)
 		c.RateLimits = rls
+		if len(by) > 0 {
+			c.MaxDynamicDescriptors = wrapperspb.UInt32(ByMaxValues)
+		}
 	}
 	tc, err := anypb.New(c)
 	if err != nil {
@@ -272,13 +276,15 @@ func regexMatcher(name, re string, invert bool) *routev3.HeaderMatcher {
 	}
 }
 
-// descriptors returns the filter's rate_limits and its one descriptor. Policy k produces the
-// descriptor [rule, match × width] (width ≥ len(alts)) when the request matches none of alternatives 0..k-1,
-// matches alternative k and the when matchers: its actions are a generic_key naming the rule,
-// a header_value_match that must fail for each earlier alternative, one that must hold for
-// alternative k with when, and generic_key padding, so that every policy's descriptor is the same
-// and at most one policy produces it.
-func descriptors(id string, alts [][]*routev3.HeaderMatcher, width int, when []*routev3.HeaderMatcher, bucket *typev3.TokenBucket) ([]*routev3.RateLimit, []*ratelimitv3.LocalRateLimitDescriptor) {
+// descriptors returns the filter's rate_limits and its descriptors. Policy k produces the
+// descriptor [rule, match × width] (width ≥ len(alts)) when the request matches none of
+// alternatives 0..k-1, matches alternative k and the when matchers: its actions are a
+// generic_key naming the rule, a header_value_match that must fail for each earlier
+// alternative, one that must hold for alternative k with when, and generic_key padding, so that
+// every policy's descriptor is the same and at most one policy produces it. The by entries'
+// actions follow; each shape of them (byShapes) is a descriptor whose by entries have no value,
+// a bucket per distinct value (Envoy's dynamic descriptors).
+func descriptors(id string, alts [][]*routev3.HeaderMatcher, width int, when []*routev3.HeaderMatcher, by []byEntry, bucket *typev3.TokenBucket) ([]*routev3.RateLimit, []*ratelimitv3.LocalRateLimitDescriptor) {
 	entries := []*ratelimitv3.RateLimitDescriptor_Entry{{Key: RuleKey, Value: id}}
 	for range width {
 		entries = append(entries, &ratelimitv3.RateLimitDescriptor_Entry{Key: MatchKey, Value: matchValue})
@@ -305,9 +311,20 @@ func descriptors(id string, alts [][]*routev3.HeaderMatcher, width int, when []*
 		for range width - k - 1 {
 			actions = append(actions, pad)
 		}
+		for _, b := range by {
+			actions = append(actions, b.action)
+		}
 		rls = append(rls, &routev3.RateLimit{Actions: actions})
 	}
-	return rls, []*ratelimitv3.LocalRateLimitDescriptor{{Entries: entries, TokenBucket: bucket}}
+	var ds []*ratelimitv3.LocalRateLimitDescriptor
+	for _, shape := range byShapes(by) {
+		es := slices.Clone(entries)
+		for _, k := range shape {
+			es = append(es, &ratelimitv3.RateLimitDescriptor_Entry{Key: k})
+		}
+		ds = append(ds, &ratelimitv3.LocalRateLimitDescriptor{Entries: es, TokenBucket: bucket})
+	}
+	return rls, ds
 }
 
 // statName turns a rule id into a stat name segment: '/' becomes '.'.

@@ -6,9 +6,14 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	ratelimitconfv3 "github.com/envoyproxy/go-control-plane/envoy/config/ratelimit/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	commonrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	rlnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/ratelimit/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/redis_proxy/v3" // a filter strait-proxy lacks
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -50,8 +55,7 @@ func hcmWith(t *testing.T, typ string) *listenerv3.Filter {
 // TestProxyFilterTypes keeps config.ProxyHTTPFilterTypes and config.ProxyNetworkFilterTypes (the
 // filters an EnvoyFilter may add, checked at apply time) equal to what strait-proxy's compilers
 // implement: a listed type is never refused as an unknown filter (an empty config may be refused
-// for its content), and filters strait-proxy lacks (Lua, Envoy's network global rate limit
-// filter) are.
+// for its content), and filters strait-proxy lacks (Lua, Envoy's Redis proxy) are.
 func TestProxyFilterTypes(t *testing.T) {
 	c := Checker{}
 	for _, typ := range config.ProxyHTTPFilterTypes {
@@ -69,9 +73,35 @@ func TestProxyFilterTypes(t *testing.T) {
 	if err := c.Listener(listenerWith(hcmWith(t, lua))); err == nil || !strings.Contains(err.Error(), lua) {
 		t.Errorf("the Lua filter: %v (config.ProxyHTTPFilterTypes must not list it while strait-proxy lacks it)", err)
 	}
-	const netGlobal = "type.googleapis.com/envoy.extensions.filters.network.ratelimit.v3.RateLimit"
-	f := &listenerv3.Filter{Name: "f", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, netGlobal)}}
-	if err := c.Listener(listenerWith(f)); err == nil {
-		t.Errorf("the network global rate limit filter was accepted")
+	const redis = "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy"
+	f := &listenerv3.Filter{Name: "f", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, redis)}}
+	if err := c.Listener(listenerWith(f)); err == nil || !strings.Contains(err.Error(), redis) {
+		t.Errorf("the Redis proxy filter: %v (config.ProxyNetworkFilterTypes must not list it while strait-proxy lacks it)", err)
+	}
+}
+
+// TestNetworkGlobalRateLimitChecked: an EnvoyFilter's network global rate limit filter is
+// checked with strait-proxy's own compiler, so a field it does not implement (a descriptor
+// value with substitution formatting) is refused naming the field, and a valid one passes.
+func TestNetworkGlobalRateLimitChecked(t *testing.T) {
+	filter := func(value string) *listenerv3.Filter {
+		a, err := anypb.New(&rlnetv3.RateLimit{StatPrefix: "tcp", Domain: "tcp",
+			Descriptors: []*commonrlv3.RateLimitDescriptor{{Entries: []*commonrlv3.RateLimitDescriptor_Entry{{Key: "k", Value: value}}}},
+			RateLimitService: &ratelimitconfv3.RateLimitServiceConfig{GrpcService: &corev3.GrpcService{
+				TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "rls"}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &listenerv3.Filter{Name: "envoy.filters.network.ratelimit", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: a}}
+	}
+	tcp, _ := anypb.New(&tcpv3.TcpProxy{StatPrefix: "tcp", ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "backend"}})
+	terminal := &listenerv3.Filter{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tcp}}
+	c := Checker{}
+	if err := c.Listener(listenerWith(filter("static"), terminal)); err != nil {
+		t.Errorf("valid filter: %v", err)
+	}
+	err := c.Listener(listenerWith(filter("%DOWNSTREAM_REMOTE_ADDRESS%"), terminal))
+	if err == nil || !strings.Contains(err.Error(), "descriptors[0].entries[0].value") || !strings.Contains(err.Error(), "not supported yet") {
+		t.Errorf("substitution formatting: %v", err)
 	}
 }

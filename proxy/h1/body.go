@@ -1,0 +1,194 @@
+package h1
+
+import (
+	"io"
+
+	"github.com/strait-mesh/strait/proxy/http1"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
+)
+
+// bodyOwner is told when a body is first read (100-continue) and when it ended.
+type bodyOwner interface {
+	bodyStart()
+	bodyEnd(err error)
+}
+
+// body streams one message body from a connection's reader: Content-Length, chunked (decoded,
+// with its trailers copied into trailer at the end) or until the connection closes.
+type body struct {
+	rd      *reader
+	owner   bodyOwner
+	framing http1.Framing
+	remain  int64 // FramingLength: bytes left
+	ch      http1.Chunked
+	trail   http1.Parser // the trailer section of a chunked body
+	trailer *httpmsg.Header
+	started bool
+	err     error // sticky: io.EOF at the end, or the error that ended the body
+}
+
+// reset prepares b for a message body with framing f (and Content-Length n).
+func (b *body) reset(f http1.Framing, n int64, trailer *httpmsg.Header) {
+	b.framing, b.remain, b.trailer, b.started, b.err = f, n, trailer, false, nil
+	switch f {
+	case http1.FramingChunked:
+		b.ch.Reset(&b.trail)
+	case http1.FramingNone:
+		b.err = io.EOF
+	}
+}
+
+// done reports whether the body was read to its end.
+func (b *body) done() bool { return b.err == io.EOF }
+
+func (b *body) end(err error) error {
+	if b.err == nil {
+		b.err = err
+		if b.owner != nil {
+			b.owner.bodyEnd(err)
+		}
+	}
+	return err
+}
+
+// Read implements io.Reader: the body's bytes, then io.EOF (possibly with the last bytes).
+// A malformed chunked body is an *http1.Error; a connection closed early io.ErrUnexpectedEOF.
+func (b *body) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if !b.started {
+		b.started = true
+		if b.owner != nil {
+			b.owner.bodyStart()
+		}
+	}
+	rd := b.rd
+	switch b.framing {
+	case http1.FramingLength:
+		if int64(len(p)) > b.remain {
+			p = p[:b.remain]
+		}
+		var n int
+		if rd.r < rd.w {
+			n = copy(p, rd.buffered())
+			rd.r += n
+		} else if len(p) >= len(rd.buf) {
+			var err error
+			n, err = rd.src.Read(p)
+			if n == 0 {
+				return 0, b.end(unexpected(err))
+			}
+		} else {
+			if err := rd.fill(); err != nil {
+				return 0, b.end(unexpected(err))
+			}
+			n = copy(p, rd.buffered())
+			rd.r += n
+		}
+		b.remain -= int64(n)
+		if b.remain == 0 {
+			return n, b.end(io.EOF)
+		}
+		return n, nil
+	case http1.FramingChunked:
+		for {
+			if rd.r == rd.w {
+				if err := rd.fill(); err != nil {
+					return 0, b.end(unexpected(err))
+				}
+			}
+			in := rd.buffered()
+			if len(in) > len(p) {
+				in = in[:len(p)]
+			}
+			k, data, err := b.ch.Next(in)
+			rd.r += k
+			if err != nil {
+				return 0, b.end(err)
+			}
+			if b.ch.Done() {
+				b.copyTrailers()
+				return copy(p, data), b.end(io.EOF)
+			}
+			if len(data) > 0 {
+				return copy(p, data), nil
+			}
+		}
+	case http1.FramingUntilClose:
+		if rd.r < rd.w {
+			n := copy(p, rd.buffered())
+			rd.r += n
+			return n, nil
+		}
+		n, err := rd.src.Read(p)
+		if n == 0 && err != nil {
+			if err == io.EOF {
+				return 0, b.end(io.EOF)
+			}
+			return 0, b.end(err)
+		}
+		return n, nil
+	}
+	return 0, b.end(io.EOF)
+}
+
+func (b *body) copyTrailers() {
+	if b.trailer == nil {
+		return
+	}
+	for i := 0; i < b.trail.NumFields(); i++ {
+		b.trailer.AddBytes(b.trail.Field(i))
+	}
+}
+
+// discard reads and drops the rest of the body, at most limit bytes of the connection, without
+// copying; it reports whether the body ended.
+func (b *body) discard(limit int64) bool {
+	rd := b.rd
+	for b.err == nil {
+		if rd.r == rd.w {
+			if limit <= 0 {
+				return false
+			}
+			if err := rd.fill(); err != nil {
+				b.end(unexpected(err))
+				return false
+			}
+			limit -= int64(rd.w - rd.r)
+		}
+		switch b.framing {
+		case http1.FramingLength:
+			k := int64(rd.w - rd.r)
+			if k > b.remain {
+				k = b.remain
+			}
+			rd.r += int(k)
+			if b.remain -= k; b.remain == 0 {
+				b.end(io.EOF)
+			}
+		case http1.FramingChunked:
+			k, err := b.ch.Feed(rd.buffered())
+			rd.r += k
+			if err != nil {
+				b.end(err)
+			} else if b.ch.Done() {
+				b.copyTrailers()
+				b.end(io.EOF)
+			}
+		default:
+			return false
+		}
+	}
+	return b.err == io.EOF
+}
+
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

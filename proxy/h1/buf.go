@@ -1,0 +1,234 @@
+package h1
+
+import (
+	"errors"
+	"io"
+	"strconv"
+
+	"github.com/strait-mesh/strait/proxy/http1"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
+)
+
+// bufSize is the size of a connection's read buffer and of its write buffer. A head may be
+// larger than the read buffer: the parsers keep what they need in their own storage.
+const bufSize = 4096
+
+// Errors of the codec's own (not the peer's).
+var (
+	// ErrInvalidField is a header or trailer field the codec refuses to write: a name that is
+	// not a token, or a value with CR, LF, NUL or another control character but HTAB.
+	ErrInvalidField = errors.New("h1: invalid header field name or value")
+	// ErrInvalidTarget is a request method, authority or path that cannot be written in a
+	// request line or Host field.
+	ErrInvalidTarget = errors.New("h1: invalid request method, authority or path")
+	// ErrBodyNotAllowed is a write of body bytes to a response that has none (1xx, 204, 304).
+	ErrBodyNotAllowed = errors.New("h1: response status does not allow a body")
+	// ErrContentLength is a body longer or shorter than its Content-Length.
+	ErrContentLength = errors.New("h1: body length does not match Content-Length")
+	// ErrHijacked is a use of a response writer after Hijack.
+	ErrHijacked = errors.New("h1: connection was hijacked")
+)
+
+// headParser is http1.Parser or http1.ResponseParser.
+type headParser interface {
+	Feed(b []byte) (int, error)
+	Done() bool
+}
+
+// reader buffers one connection's reads.
+type reader struct {
+	src  io.Reader
+	buf  []byte
+	r, w int
+}
+
+func (rd *reader) buffered() []byte { return rd.buf[rd.r:rd.w] }
+
+// fill reads once into the free end of the buffer (compacting it first when empty).
+func (rd *reader) fill() error {
+	if rd.r == rd.w {
+		rd.r, rd.w = 0, 0
+	}
+	if rd.w == len(rd.buf) {
+		return nil
+	}
+	n, err := rd.src.Read(rd.buf[rd.w:])
+	rd.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// readHead feeds buffered and then received bytes to p until the head is complete. started
+// reports whether any byte of the head was received (an error before that is a clean end of
+// the connection for a server).
+func (rd *reader) readHead(p headParser, onFirst func()) (started bool, err error) {
+	for !p.Done() {
+		if rd.r == rd.w {
+			if err := rd.fill(); err != nil {
+				return started, err
+			}
+		}
+		if !started {
+			started = true
+			if onFirst != nil {
+				onFirst()
+			}
+		}
+		n, err := p.Feed(rd.buffered())
+		rd.r += n
+		if err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// writer buffers one connection's writes; the first error sticks.
+type writer struct {
+	dst io.Writer
+	buf []byte // len: bytes pending; cap: bufSize
+	err error
+}
+
+func (w *writer) flush() error {
+	if w.err == nil && len(w.buf) > 0 {
+		_, w.err = w.dst.Write(w.buf)
+	}
+	w.buf = w.buf[:0]
+	return w.err
+}
+
+func (w *writer) write(p []byte) {
+	if len(w.buf)+len(p) > cap(w.buf) {
+		w.flush()
+		if len(p) >= cap(w.buf) {
+			if w.err == nil {
+				_, w.err = w.dst.Write(p)
+			}
+			return
+		}
+	}
+	w.buf = append(w.buf, p...)
+}
+
+func (w *writer) writeString(s string) {
+	if len(w.buf)+len(s) > cap(w.buf) {
+		w.flush()
+		for len(s) > cap(w.buf) {
+			w.buf = append(w.buf, s[:cap(w.buf)]...)
+			w.flush()
+			s = s[cap(w.buf):]
+		}
+	}
+	w.buf = append(w.buf, s...)
+}
+
+// room makes sure n more bytes fit in the buffer (n <= bufSize).
+func (w *writer) room(n int) {
+	if len(w.buf)+n > cap(w.buf) {
+		w.flush()
+	}
+}
+
+func (w *writer) writeInt(n int64) {
+	w.room(20)
+	w.buf = strconv.AppendInt(w.buf, n, 10)
+}
+
+// writeChunk writes p as one chunk of a chunked body.
+func (w *writer) writeChunk(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	w.room(18)
+	w.buf = strconv.AppendUint(w.buf, uint64(len(p)), 16)
+	w.buf = append(w.buf, '\r', '\n')
+	w.write(p)
+	w.writeString("\r\n")
+}
+
+// writeLastChunk ends a chunked body with the trailer fields of t.
+func (w *writer) writeLastChunk(t *httpmsg.Header) error {
+	w.writeString("0\r\n")
+	if err := w.writeFields(t, skipNone); err != nil {
+		return err
+	}
+	w.writeString("\r\n")
+	return nil
+}
+
+// Fields the codec writes itself.
+const (
+	skipNone    = 0
+	skipFraming = 1 << iota // Content-Length, Transfer-Encoding
+	skipHost                // Host
+)
+
+// writeFields writes h's fields as field lines, validated, except those skip names.
+func (w *writer) writeFields(h *httpmsg.Header, skip int) error {
+	for i := 0; i < h.Len(); i++ {
+		name, value := h.Field(i)
+		if skip&skipFraming != 0 && (httpmsg.EqualFold(name, "content-length") || httpmsg.EqualFold(name, "transfer-encoding")) ||
+			skip&skipHost != 0 && httpmsg.EqualFold(name, "host") {
+			continue
+		}
+		if !validName(name) || !validValue(value) {
+			return ErrInvalidField
+		}
+		w.room(len(name) + 2)
+		w.buf = append(w.buf, name...)
+		w.buf = append(w.buf, ':', ' ')
+		w.write(value)
+		w.writeString("\r\n")
+	}
+	return nil
+}
+
+func validName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if tchar[c] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func validValue(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// tchar marks token characters (RFC 9110 section 5.6.2).
+var tchar = alnumAnd("!#$%&'*+-.^_`|~")
+
+// alnumAnd returns a table marking ASCII letters, digits and the bytes of extra.
+func alnumAnd(extra string) (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		if 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' {
+			t[c] = 1
+		}
+	}
+	for i := 0; i < len(extra); i++ {
+		t[extra[i]] = 1
+	}
+	return t
+}
+
+// asError returns err as a protocol error of the peer, if it is one.
+func asError(err error) (*http1.Error, bool) {
+	e, ok := err.(*http1.Error)
+	return e, ok
+}

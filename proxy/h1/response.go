@@ -1,0 +1,354 @@
+package h1
+
+import (
+	"net"
+
+	"github.com/strait-mesh/strait/proxy/http1"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
+)
+
+// ResponseWriter writes the response to one request of a served connection. It is valid
+// until the handler returns and is not safe for concurrent use.
+//
+// Framing is the codec's: a Content-Length the handler sets in Header is honoured (and the
+// body must have exactly that length, or the connection closes after it); without one, body
+// bytes written before the handler returns or calls Flush are held (up to 4 KiB) so that a
+// short response gets a Content-Length, and a longer or flushed one is sent chunked (to an
+// HTTP/1.0 client: delimited by closing the connection). Transfer-Encoding in Header is
+// ignored. Trailer fields are sent after a chunked body; a handler that has trailers to send
+// sets them (or a Trailer header field) before the head is written, so that the body is sent
+// chunked, and a response with a Content-Length or to HTTP/1.0 drops them, as Envoy does.
+type ResponseWriter struct {
+	c          *conn
+	header     httpmsg.Header
+	trailer    httpmsg.Header
+	status     int
+	declared   int64 // Content-Length set by the handler, -1 none
+	written    int64 // body bytes written (or, for HEAD, that would have been)
+	headSent   bool
+	chunked    bool
+	noBody     bool
+	headReq    bool
+	hijacked   bool
+	writeError error
+}
+
+func (w *ResponseWriter) reset() {
+	w.header.Reset()
+	w.trailer.Reset()
+	w.status, w.declared, w.written = 0, -1, 0
+	w.headSent, w.chunked, w.noBody, w.hijacked, w.writeError = false, false, false, false, nil
+	if w.c != nil {
+		w.headReq = w.c.req.Method == "HEAD"
+		w.c.pend = w.c.pend[:0]
+	}
+}
+
+// Header returns the response header fields, to set before WriteHeader.
+func (w *ResponseWriter) Header() *httpmsg.Header { return &w.header }
+
+// Trailer returns the trailer fields, sent after a chunked body (see ResponseWriter).
+func (w *ResponseWriter) Trailer() *httpmsg.Header { return &w.trailer }
+
+// Status returns the status written, 0 if none yet.
+func (w *ResponseWriter) Status() int { return w.status }
+
+// Written returns the body bytes written so far.
+func (w *ResponseWriter) Written() int64 { return w.written }
+
+// WriteHeader sets the status. A 1xx status other than 101 is sent at once as an interim
+// response with the current header fields; 101 sends the head at once (then Hijack). Later
+// calls are ignored.
+func (w *ResponseWriter) WriteHeader(status int) {
+	if w.status != 0 || w.hijacked || status < 100 || status > 999 {
+		return
+	}
+	c := w.c
+	switch {
+	case status == 101:
+		w.status, w.noBody = status, true
+		w.writeStatusLine(status)
+		w.writeError = c.wr.writeFields(&w.header, skipFraming)
+		c.wr.writeString("\r\n")
+		w.headSent = true
+		c.wr.flush()
+		return
+	case status < 200:
+		if status == 100 {
+			c.expect100 = false
+		}
+		w.writeStatusLine(status)
+		c.wr.writeFields(&w.header, skipFraming)
+		c.wr.writeString("\r\n")
+		c.wr.flush()
+		return
+	}
+	w.status = status
+	w.noBody = w.headReq || status == 204 || status == 304
+	if v, ok := w.header.Value("content-length"); ok {
+		n, err := parseDigits(v)
+		if err != nil {
+			w.writeError = ErrInvalidField
+		} else {
+			w.declared = n
+		}
+	}
+}
+
+func (w *ResponseWriter) writeStatusLine(status int) {
+	wr := &w.c.wr
+	wr.writeString("HTTP/1.1 ")
+	wr.writeInt(int64(status))
+	wr.writeString(" ")
+	wr.writeString(statusText(status))
+	wr.writeString("\r\n")
+}
+
+// Write writes body bytes (see ResponseWriter for framing), after WriteHeader(200) if no
+// status was written.
+func (w *ResponseWriter) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, ErrHijacked
+	}
+	if w.status == 0 {
+		w.WriteHeader(200)
+	}
+	if w.writeError != nil {
+		return 0, w.writeError
+	}
+	if w.noBody {
+		if w.headReq && w.status != 204 && w.status != 304 && w.status >= 200 {
+			w.written += int64(len(p))
+			return len(p), nil
+		}
+		return 0, ErrBodyNotAllowed
+	}
+	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		return 0, ErrContentLength
+	}
+	c := w.c
+	if !w.headSent {
+		if w.declared < 0 && len(c.pend)+len(p) <= cap(c.pend) {
+			c.pend = append(c.pend, p...)
+			w.written += int64(len(p))
+			return len(p), nil
+		}
+		if err := w.sendHead(false); err != nil {
+			return 0, err
+		}
+	}
+	w.writeBody(p)
+	w.written += int64(len(p))
+	return len(p), c.wr.err
+}
+
+// WriteString is Write with a string.
+func (w *ResponseWriter) WriteString(s string) (int, error) {
+	// A conversion the compiler does not copy when Write does not keep p.
+	return w.Write([]byte(s))
+}
+
+func (w *ResponseWriter) writeBody(p []byte) {
+	if w.chunked {
+		w.c.wr.writeChunk(p)
+	} else {
+		w.c.wr.write(p)
+	}
+}
+
+// Flush writes the head (choosing chunked framing if no Content-Length was set) and what is
+// buffered to the connection.
+func (w *ResponseWriter) Flush() error {
+	if w.hijacked {
+		return ErrHijacked
+	}
+	if w.status == 0 {
+		w.WriteHeader(200)
+	}
+	if !w.headSent {
+		if err := w.sendHead(false); err != nil {
+			return err
+		}
+	}
+	return w.c.wr.flush()
+}
+
+// sendHead writes the head and the held body bytes. final says the handler returned: the
+// held bytes are then the whole body.
+func (w *ResponseWriter) sendHead(final bool) error {
+	if w.writeError != nil {
+		return w.writeError
+	}
+	c := w.c
+	wr := &c.wr
+	w.headSent = true
+	if v, ok := w.header.Value("connection"); ok && httpmsg.HasToken(v, "close") {
+		c.closeConn = true
+	}
+	length := w.declared
+	switch {
+	case length >= 0:
+	case w.noBody:
+		if w.headReq && final && w.written > 0 {
+			length = w.written
+		}
+	case final && w.trailer.Len() == 0 && !w.header.Has("trailer"):
+		length = int64(len(c.pend))
+	case c.req.Proto == httpmsg.HTTP11:
+		w.chunked = true
+	default:
+		c.closeConn = true // an HTTP/1.0 client: the body ends when the connection does
+	}
+	w.writeStatusLine(w.status)
+	if err := wr.writeFields(&w.header, skipFraming); err != nil {
+		w.writeError = err
+		return err
+	}
+	if length >= 0 && w.status != 204 && w.status/100 != 1 {
+		wr.writeString("content-length: ")
+		wr.writeInt(length)
+		wr.writeString("\r\n")
+	}
+	if w.chunked {
+		wr.writeString("transfer-encoding: chunked\r\n")
+	}
+	hasConn := w.header.Has("connection")
+	switch {
+	case c.closeConn && !hasConn:
+		wr.writeString("connection: close\r\n")
+	case !c.closeConn && c.req.Proto == httpmsg.HTTP10 && !hasConn:
+		wr.writeString("connection: keep-alive\r\n")
+	}
+	wr.writeString("\r\n")
+	if len(c.pend) > 0 && !w.noBody {
+		w.writeBody(c.pend)
+	}
+	c.pend = c.pend[:0]
+	return wr.err
+}
+
+// finish completes the response after the handler returned.
+func (w *ResponseWriter) finish() error {
+	if w.status == 0 {
+		w.WriteHeader(200)
+	}
+	c := w.c
+	if !w.headSent {
+		if err := w.sendHead(true); err != nil {
+			c.closeConn = true
+			return err
+		}
+	}
+	if w.chunked {
+		if err := c.wr.writeLastChunk(&w.trailer); err != nil {
+			c.closeConn = true // the body is complete but cannot be ended validly
+			c.wr.flush()
+			return err
+		}
+	}
+	if w.declared >= 0 && w.written != w.declared && !w.noBody {
+		c.closeConn = true
+	}
+	return c.wr.flush()
+}
+
+// Hijack takes the connection over, for a protocol switch (after WriteHeader(101)) or a
+// CONNECT tunnel: what was written is flushed, and the bytes the codec read past the request
+// head (and the part of its body read so far) are returned, copied. ServeConn returns once the
+// handler does, without closing the connection.
+func (w *ResponseWriter) Hijack() (net.Conn, []byte, error) {
+	if w.hijacked {
+		return nil, nil, ErrHijacked
+	}
+	c := w.c
+	if err := c.wr.flush(); err != nil {
+		return nil, nil, err
+	}
+	w.hijacked = true
+	var rest []byte
+	if b := c.rd.buffered(); len(b) > 0 {
+		rest = append(rest, b...)
+		c.rd.r = c.rd.w
+	}
+	return c.c, rest, nil
+}
+
+func parseDigits(v []byte) (int64, error) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, http1.ErrInvalidLength
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, http1.ErrInvalidLength
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, nil
+}
+
+// statusText returns the reason phrase of the common status codes, "" for others (the
+// reason phrase is optional, RFC 9112 section 4).
+func statusText(code int) string {
+	switch code {
+	case 100:
+		return "Continue"
+	case 101:
+		return "Switching Protocols"
+	case 200:
+		return "OK"
+	case 201:
+		return "Created"
+	case 202:
+		return "Accepted"
+	case 204:
+		return "No Content"
+	case 206:
+		return "Partial Content"
+	case 301:
+		return "Moved Permanently"
+	case 302:
+		return "Found"
+	case 303:
+		return "See Other"
+	case 304:
+		return "Not Modified"
+	case 307:
+		return "Temporary Redirect"
+	case 308:
+		return "Permanent Redirect"
+	case 400:
+		return "Bad Request"
+	case 401:
+		return "Unauthorized"
+	case 403:
+		return "Forbidden"
+	case 404:
+		return "Not Found"
+	case 405:
+		return "Method Not Allowed"
+	case 408:
+		return "Request Timeout"
+	case 413:
+		return "Payload Too Large"
+	case 417:
+		return "Expectation Failed"
+	case 426:
+		return "Upgrade Required"
+	case 429:
+		return "Too Many Requests"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 500:
+		return "Internal Server Error"
+	case 501:
+		return "Not Implemented"
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Gateway Timeout"
+	}
+	return ""
+}

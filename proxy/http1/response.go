@@ -1,0 +1,257 @@
+package http1
+
+import "bytes"
+
+// FramingUntilClose: a response body delimited by the end of the connection (no
+// Content-Length, no Transfer-Encoding); the connection cannot be reused.
+const FramingUntilClose Framing = FramingChunked + 1
+
+// Rejections of a response head. The other errors a ResponseParser returns are the request
+// head's (ErrBareLF, ErrHeaderValue, ErrDuplicateLength, ErrLengthAndTE...). A client answers
+// any of them downstream as Envoy does an upstream protocol error: 502.
+var (
+	ErrInvalidStatus = newError(502, "upstream_reset_before_response_started{protocol_error}", "HPE_INVALID_STATUS")
+)
+
+type rstate uint8
+
+const (
+	rVersion   rstate = iota // "HTTP/1." and the minor digit
+	rSP1                     // SP after the version
+	rCode                    // three digits
+	rAfterCode               // SP, or CR (no reason phrase)
+	rReason                  // reason-phrase
+	rLineLF                  // LF of the status line
+	rFields                  // field lines and the empty line (fields, a Parser)
+	rDone
+	rFailed
+)
+
+// ResponseParser parses one HTTP/1.1 response head at a time, fed in pieces of any size, as
+// strictly as Parser parses requests (response smuggling and desync need two parsers that
+// disagree as much as request smuggling does):
+//
+//	status-line = ("HTTP/1.0" / "HTTP/1.1") SP 3DIGIT [ SP reason-phrase ] CRLF
+//
+// followed by field lines with Parser's rules and limits (bare CR or LF, obs-fold, invalid
+// names, CTLs in values are errors), then the framing checks of RFC 9112 section 6.3 with
+// Envoy's strictness: no duplicate or invalid Content-Length, no Content-Length with
+// Transfer-Encoding, Transfer-Encoding only exactly "chunked" and never in HTTP/1.0. The status
+// line is bounded by Limits.MaxRequestLineBytes and the field section by MaxHeaderBytes and
+// MaxHeaderCount. The status code must be 100 to 599.
+//
+// The zero ResponseParser is not ready: call Init. Not safe for concurrent use.
+type ResponseParser struct {
+	st     rstate
+	minor  uint8
+	status int
+	line   int
+	err    *Error
+	lim    Limits
+	fields Parser
+}
+
+// Init makes p ready for a response head with the given limits.
+func (p *ResponseParser) Init(lim Limits) {
+	p.lim = lim.normalized()
+	p.fields.Init(p.lim, true)
+	p.Reset()
+}
+
+// Reset makes p ready for the next response head, keeping its limits and storage.
+func (p *ResponseParser) Reset() {
+	p.st, p.minor, p.status, p.line, p.err = rVersion, 0, 0, 0, nil
+	p.fields.ResetTrailers()
+}
+
+// Done reports whether the head is complete.
+func (p *ResponseParser) Done() bool { return p.st == rDone }
+
+// Status returns the status code of a complete head.
+func (p *ResponseParser) Status() int { return p.status }
+
+// Minor returns the HTTP minor version: 0 or 1.
+func (p *ResponseParser) Minor() int { return int(p.minor) }
+
+// NumFields returns the number of header fields.
+func (p *ResponseParser) NumFields() int { return p.fields.NumFields() }
+
+// Field returns field i's name and value, aliasing p's storage until the next Reset.
+func (p *ResponseParser) Field(i int) (name, value []byte) { return p.fields.Field(i) }
+
+// Feed parses the next bytes of the head and returns how many it consumed; when the head
+// completes, the bytes after it are not consumed. After an error, Feed returns the same
+// error until Reset.
+func (p *ResponseParser) Feed(b []byte) (n int, err error) {
+	switch p.st {
+	case rDone:
+		return 0, nil
+	case rFailed:
+		return 0, p.err
+	}
+	i := 0
+	var e *Error
+	for i < len(b) && p.st < rFields {
+		c := b[i]
+		if p.st != rLineLF {
+			if p.line >= p.lim.MaxRequestLineBytes {
+				e = ErrHeadersTooLarge
+				break
+			}
+			p.line++
+		}
+		switch p.st {
+		case rVersion:
+			const prefix = "HTTP/1."
+			k := p.line - 1
+			switch {
+			case k < len(prefix) && c == prefix[k]:
+			case k == len(prefix) && (c == '0' || c == '1'):
+				p.minor = c - '0'
+				p.st = rSP1
+			default:
+				e = ErrInvalidVersion
+			}
+		case rSP1:
+			if c != ' ' {
+				e = ErrInvalidVersion
+				break
+			}
+			p.st = rCode
+		case rCode:
+			if c < '0' || c > '9' {
+				e = ErrInvalidStatus
+				break
+			}
+			p.status = p.status*10 + int(c-'0')
+			if p.status >= 100 {
+				if p.status > 599 {
+					e = ErrInvalidStatus
+					break
+				}
+				p.st = rAfterCode
+			} else if p.status == 0 {
+				e = ErrInvalidStatus // a leading zero
+			}
+		case rAfterCode:
+			switch c {
+			case ' ':
+				p.st = rReason
+			case '\r':
+				p.line--
+				p.st = rLineLF
+			case '\n':
+				e = ErrBareLF
+			default:
+				e = ErrInvalidStatus
+			}
+		case rReason:
+			switch {
+			case c == '\r':
+				p.line--
+				p.st = rLineLF
+			case c == '\n':
+				e = ErrBareLF
+			case charClass[c]&cValue == 0:
+				e = ErrInvalidStatus
+			}
+		case rLineLF:
+			if c != '\n' {
+				e = ErrBareCR
+				break
+			}
+			p.st = rFields
+		}
+		if e != nil {
+			break
+		}
+		i++
+	}
+	if e == nil && p.st == rFields && i < len(b) {
+		k, err := p.fields.Feed(b[i:])
+		i += k
+		if err != nil {
+			e = err.(*Error)
+			switch e {
+			case ErrTrailersTooLarge:
+				e = ErrHeadersTooLarge
+			case ErrTooManyTrailers:
+				e = ErrTooManyHeaders
+			}
+		} else if p.fields.Done() {
+			p.st = rDone
+		}
+	}
+	if e != nil {
+		p.st, p.err = rFailed, e
+		return i, e
+	}
+	return i, nil
+}
+
+// Body decides the framing of a complete head's body (RFC 9112 section 6.3) for a response
+// to a HEAD request (head) or a CONNECT request (connect); length is the Content-Length for
+// FramingLength. Tunnel reports that the connection switches protocols after the head (101,
+// or a 2xx answer to CONNECT): its bytes are then not HTTP. An invalid framing field is an
+// error even where the status says there is no body.
+func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunnel bool, err error) {
+	length = -1
+	te, teBad := false, false
+	for i := 0; i < p.fields.NumFields(); i++ {
+		name, value := p.fields.Field(i)
+		switch {
+		case len(name) == len("content-length") && bytes.EqualFold(name, []byte("content-length")):
+			if length >= 0 {
+				return FramingNone, 0, false, ErrDuplicateLength
+			}
+			if length, err = parseLength(value); err != nil {
+				return FramingNone, 0, false, err
+			}
+		case len(name) == len("transfer-encoding") && bytes.EqualFold(name, []byte("transfer-encoding")):
+			teBad = teBad || te || !bytes.EqualFold(value, []byte("chunked"))
+			te = true
+		}
+	}
+	if te {
+		switch {
+		case p.minor == 0:
+			return FramingNone, 0, false, ErrTEInHTTP10
+		case length >= 0:
+			return FramingNone, 0, false, ErrLengthAndTE
+		case teBad:
+			return FramingNone, 0, false, ErrUnsupportedTE
+		}
+	}
+	switch s := p.status; {
+	case s == 101 || connect && s/100 == 2:
+		return FramingNone, 0, true, nil
+	case head || s/100 == 1 || s == 204 || s == 304:
+		return FramingNone, length, false, nil
+	case te:
+		return FramingChunked, -1, false, nil
+	case length > 0:
+		return FramingLength, length, false, nil
+	case length == 0:
+		return FramingNone, 0, false, nil
+	}
+	return FramingUntilClose, -1, false, nil
+}
+
+// parseLength parses a Content-Length value: 1*DIGIT.
+func parseLength(v []byte) (int64, error) {
+	if len(v) == 0 {
+		return 0, ErrInvalidLength
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, ErrInvalidLength
+		}
+		d := int64(c - '0')
+		if n > (1<<63-1-d)/10 {
+			return 0, ErrLengthOverflow
+		}
+		n = n*10 + d
+	}
+	return n, nil
+}

@@ -1,0 +1,152 @@
+package httpmsg
+
+import "io"
+
+// Proto is the protocol a message was received with (or is to be sent with).
+type Proto uint8
+
+// Protocols.
+const (
+	HTTP11 Proto = iota
+	HTTP10
+	HTTP2
+)
+
+// String returns the protocol as Envoy's %PROTOCOL% prints it.
+func (p Proto) String() string {
+	switch p {
+	case HTTP10:
+		return "HTTP/1.0"
+	case HTTP2:
+		return "HTTP/2"
+	}
+	return "HTTP/1.1"
+}
+
+// Request is a request head and its body, as HTTP/2's pseudo-header fields name its parts:
+// Method, Scheme, Authority and Path. An HTTP/1.1 codec fills Authority from the Host field
+// (which is then not in Header) or from an absolute-form target, as Envoy does.
+//
+// The zero Request is empty and ready; Reset reuses its storage for the next request.
+type Request struct {
+	// Method is the request method. Codecs intern the standard methods, so it does not
+	// allocate for them.
+	Method string
+	// Scheme is "http" or "https" when the request said (an absolute-form HTTP/1.1 target, or
+	// HTTP/2's :scheme); "" otherwise.
+	Scheme string
+	// Proto is the protocol the request came with.
+	Proto Proto
+	// Header holds the header fields other than Host (HTTP/1.1) and pseudo-header fields.
+	Header Header
+	// Trailer holds the trailer fields; a codec fills it when the body has been read to EOF.
+	Trailer Header
+	// ContentLength is the body's length: -1 unknown (chunked or HTTP/2 without
+	// content-length), 0 none.
+	ContentLength int64
+	// Body streams the body; io.EOF after the last byte (and after Trailer was filled). A
+	// codec sets NoBody when there is none; a client codec sends none for nil too. A server
+	// codec's Body is valid until the handler returns.
+	Body io.Reader
+
+	pseudo    []byte // Authority and Path
+	authority span
+	path      span
+}
+
+// Reset empties r, keeping its storage.
+func (r *Request) Reset() {
+	r.Method, r.Scheme, r.Proto, r.ContentLength, r.Body = "", "", HTTP11, 0, nil
+	r.Header.Reset()
+	r.Trailer.Reset()
+	r.pseudo = r.pseudo[:0]
+	r.authority, r.path = span{}, span{}
+}
+
+// Authority returns the authority (Host), aliasing r's storage.
+func (r *Request) Authority() []byte {
+	return r.pseudo[r.authority.off:r.authority.end:r.authority.end]
+}
+
+// Path returns the path and query (origin form; "*" for a server-wide OPTIONS; empty for
+// CONNECT), aliasing r's storage.
+func (r *Request) Path() []byte { return r.pseudo[r.path.off:r.path.end:r.path.end] }
+
+// AuthorityString returns a copy of the authority.
+func (r *Request) AuthorityString() string { return string(r.Authority()) }
+
+// PathString returns a copy of the path.
+func (r *Request) PathString() string { return string(r.Path()) }
+
+// SetAuthority sets the authority (copied).
+func (r *Request) SetAuthority(a []byte) { r.authority = r.appendPseudo(a) }
+
+// SetPath sets the path (copied).
+func (r *Request) SetPath(p []byte) { r.path = r.appendPseudo(p) }
+
+// SetAuthorityString sets the authority.
+func (r *Request) SetAuthorityString(a string) { r.authority = r.appendPseudoString(a) }
+
+// SetPathString sets the path.
+func (r *Request) SetPathString(p string) { r.path = r.appendPseudoString(p) }
+
+func (r *Request) appendPseudo(b []byte) span {
+	off := len(r.pseudo)
+	r.pseudo = append(r.pseudo, b...)
+	return span{int32(off), int32(len(r.pseudo))}
+}
+
+func (r *Request) appendPseudoString(s string) span {
+	off := len(r.pseudo)
+	r.pseudo = append(r.pseudo, s...)
+	return span{int32(off), int32(len(r.pseudo))}
+}
+
+// Response is a response head and its body.
+type Response struct {
+	// Status is the status code.
+	Status int
+	// Proto is the protocol the response came with.
+	Proto Proto
+	// Header holds the header fields.
+	Header Header
+	// Trailer holds the trailer fields; a codec fills it when the body has been read to EOF.
+	Trailer Header
+	// ContentLength is the body's length: -1 unknown, 0 none.
+	ContentLength int64
+	// Body streams the body; the receiver must Close it. A client codec returns the upstream
+	// connection to its pool once the body was read to EOF (or closed after that). For a
+	// response that switched protocols (101, or 2xx to CONNECT), Body is the tunnel and also
+	// implements io.Writer.
+	Body io.ReadCloser
+}
+
+// Reset empties r, keeping its storage.
+func (r *Response) Reset() {
+	r.Status, r.Proto, r.ContentLength, r.Body = 0, HTTP11, 0, nil
+	r.Header.Reset()
+	r.Trailer.Reset()
+}
+
+// NoBody is an empty body.
+var NoBody noBody
+
+type noBody struct{}
+
+func (noBody) Read([]byte) (int, error) { return 0, io.EOF }
+
+// Close does nothing.
+func (noBody) Close() error { return nil }
+
+// Standard methods, interned.
+var methods = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+// Method returns m as a string, without allocating for the standard methods.
+func Method(m []byte) string {
+	for _, s := range methods {
+		if string(m) == s {
+			return s
+		}
+	}
+	return string(m)
+}
