@@ -34,6 +34,9 @@ type sidecarOutbound struct {
 	routeRes    []types.Resource
 	err         error // fatal
 	reports     error // per-object problems
+	// parts are the memo keys of the virtual hosts, VirtualService routes and VHDS splits the
+	// routes are made of: reusing the output keeps them.
+	parts keptKeys
 }
 
 // sidecar generates a sidecar's resources: outbound clusters/endpoints/listeners/routes of its
@@ -56,7 +59,11 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	out := snap.CacheValue(key, func() any {
 		// Outbound listeners and routes read no endpoints: when nothing but endpoints changed
 		// since the previous snapshot, they are the previous objects.
-		return g.memo.get(snap.Version, key, snap.ConfigHash(), func() any { return g.sidecarOutbound(snap, sc, w, explicit, vss, tel) })
+		out := g.memo.get(snap.Version, key, snap.ConfigHash(), func() any {
+			return g.sidecarOutbound(snap, sc, w, explicit, vss, tel, key.labels)
+		}).(*sidecarOutbound)
+		out.parts.keep(g.memo, snap.Version)
+		return out
 	}).(*sidecarOutbound)
 	if out.err != nil {
 		return nil, out.err
@@ -297,13 +304,21 @@ func (g *generator) inboundClusters(snap *mesh.Snapshot, inPorts []listener.Inbo
 	return &localList{list: clusters}
 }
 
-func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, explicit bool, vss []*config.Object, tel *telemetryResult) *sidecarOutbound {
+// sidecarOutbound builds the outbound listeners and route configurations of a sidecar scope.
+// labels is the proxy's labels key when its routes depend on them, else "". Virtual hosts and
+// VirtualService routes whose inputs did not change since an earlier snapshot are the earlier
+// objects (routeParts).
+func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, explicit bool, vss []*config.Object, tel *telemetryResult, labels string) *sidecarOutbound {
 	out := &sidecarOutbound{}
-	b, err := route.New(g.routeInputs(snap, sc, w, false, vss, nil))
+	parts := g.newRouteParts(snap, sc, w, labels)
+	in := g.routeInputs(snap, sc, w, false, vss, nil)
+	in.Parts = parts
+	b, err := route.New(in)
 	if err != nil {
 		out.err = err
 		return out
 	}
+	parts.b = b
 	var reports []error
 	tcpRoutes := func(svc *registry.Service, port registry.Port) ([]route.L4Route, error) {
 		var rs []route.L4Route
@@ -328,6 +343,12 @@ func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.
 		reports = append(reports, err)
 	}
 	out.routes = routes
+	out.parts.keys = parts.keys
+	for _, rc := range routes {
+		// The VHDS split of these route configurations, from the virtual hosts' VHDS forms.
+		g.memo.put(snap.Version, vhdsKey{rc}, struct{}{}, parts.split(rc))
+		out.parts.keys = append(out.parts.keys, vhdsKey{rc})
+	}
 	out.reports = errors.Join(reports...)
 	out.listenerRes = appendAll(nil, out.listeners)
 	out.routeRes = appendAll(nil, out.routes)
