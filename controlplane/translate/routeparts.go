@@ -24,15 +24,16 @@ import (
 // rebuilds the virtual hosts it changes; the others are the previous objects with their
 // marshaled form in the xDS server, and so keep their version and are not re-sent.
 //
-// Entries live in the generator's memo (its one cache of output carried across snapshots),
-// under typed keys naming the part (scope, selector DestinationRules, source labels, port,
-// name); validity is decided by content fingerprints only — the mesh's content hashes of the
-// VirtualService, the services and DestinationRules looked up, the delegates, the mesh config —
-// never by an object's address.
+// Each scope's parts are one entry of the generator's memo (its one cache of output carried
+// across snapshots): a partsTable under a typed key (scope, namespace, selector DestinationRules,
+// source labels), whose parts are found by typed keys (port and name; VirtualService and port).
+// A part is reused only while the fingerprint of its inputs is unchanged — the mesh's content
+// hashes of the VirtualService, the services and DestinationRules looked up, the delegates, the
+// mesh config, and the domains — never because an object's address is the same.
 
 // partsKey identifies what a scope's route parts are shared by: proxies of one Sidecar scope
-// with the same selector DestinationRules (and, when a VirtualService matches sourceLabels,
-// the same labels).
+// and namespace with the same selector DestinationRules (and, when a VirtualService matches
+// sourceLabels, the same labels).
 type partsKey struct {
 	scope     string
 	namespace string // the proxy's (routes match sourceNamespace; short-name domains)
@@ -40,19 +41,28 @@ type partsKey struct {
 	labels    string
 }
 
-// meshRoutesKey memoizes one VirtualService's HTTP routes on one port.
+// partsTableKey is the memo key of a scope's partsTable.
+type partsTableKey struct{ partsKey }
+
+// partsTable holds the route parts one build of a scope's route configurations used. It is not
+// modified after the build that made it: the next build reads it and makes a new table of what
+// it uses, so parts no build uses any more are dropped with the old table.
+type partsTable struct {
+	routes map[meshRoutesKey]*route.MeshRoutes
+	vhosts map[vhostKey]*vhostEntry
+}
+
+// meshRoutesKey identifies one VirtualService's HTTP routes on one port in a partsTable.
 type meshRoutesKey struct {
-	parts     partsKey
 	namespace string
 	name      string
 	port      uint32
 }
 
-// vhostKey memoizes one virtual host of an outbound route configuration.
+// vhostKey identifies one virtual host of an outbound route configuration in a partsTable.
 type vhostKey struct {
-	parts partsKey
-	port  uint32
-	name  string
+	port uint32
+	name string
 }
 
 // vhostPrint is the fingerprint of a virtual host's inputs (route.VirtualHostInputs).
@@ -64,62 +74,68 @@ type vhostPrint struct {
 	mesh    uint64
 }
 
-// vhostEntry is a memoized virtual host in its two forms: as a route configuration holds it, and
-// as a VHDS resource ("<route configuration>/<virtual host>"). Both share their sub-messages.
+// vhostEntry is a virtual host in its two forms: as a route configuration holds it, and as a
+// VHDS resource ("<route configuration>/<virtual host>"), sharing their sub-messages; and the
+// fingerprint of the inputs it was built from.
 type vhostEntry struct {
-	rds  *routev3.VirtualHost
-	vhds *routev3.VirtualHost
+	print vhostPrint
+	rds   *routev3.VirtualHost
+	vhds  *routev3.VirtualHost
 }
 
 // routeParts implements route.Parts for one Builder (it is not safe for concurrent use): parts
-// come from the generator's memo while their fingerprints are unchanged. It records the memo
-// keys it used, so that output reusing these parts keeps them alive (memo.keep).
+// come from the scope's previous partsTable while their fingerprints are unchanged, and the
+// parts used make the scope's next table.
 type routeParts struct {
-	g     *generator
 	snap  *mesh.Snapshot
 	w     mesh.Workload
-	key   partsKey
 	mesh  uint64 // fingerprint of the scope's mesh config (scopeMesh)
 	b     *route.Builder
-	keys  []any
+	old   *partsTable // read only; nil on the first build
+	table *partsTable // being made
 	forms map[*routev3.VirtualHost]*routev3.VirtualHost // RDS form → VHDS form of what was returned
 }
 
 var _ route.Parts = (*routeParts)(nil)
 
-// newRouteParts returns the parts of the sidecar scope sc for workload w; labels is "" unless
-// routes depend on the proxy's labels. Set b before the Builder is used.
-func (g *generator) newRouteParts(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, labels string) *routeParts {
+// newRouteParts returns the parts of the sidecar scope sc for workload w, with the scope's
+// previous table; labels is "" unless routes depend on the proxy's labels. Set b before the
+// Builder is used, and publish the table when the build is done.
+func (g *generator) newRouteParts(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, labels string) (*routeParts, partsTableKey) {
 	h := xxhash.New()
 	writeUint64(h, snap.MeshHash())
 	if sc.RegistryOnly {
 		writeUint64(h, 1)
 	}
-	return &routeParts{g: g, snap: snap, w: w, mesh: h.Sum64(),
-		key:   partsKey{scope: sc.Key, namespace: w.Namespace, drSig: snap.DestinationRuleSignature(w), labels: labels},
+	key := partsTableKey{partsKey{scope: sc.Key, namespace: w.Namespace, drSig: snap.DestinationRuleSignature(w), labels: labels}}
+	p := &routeParts{snap: snap, w: w, mesh: h.Sum64(),
+		table: &partsTable{routes: map[meshRoutesKey]*route.MeshRoutes{}, vhosts: map[vhostKey]*vhostEntry{}},
 		forms: map[*routev3.VirtualHost]*routev3.VirtualHost{}}
+	if v, ok := g.memo.find(snap.Version, key, struct{}{}); ok {
+		p.old = v.(*partsTable)
+	}
+	return p, key
 }
 
 // MeshRoutes implements route.Parts.
 func (p *routeParts) MeshRoutes(vs *config.Object, port uint32, build func() *route.MeshRoutes) *route.MeshRoutes {
-	key := meshRoutesKey{parts: p.key, namespace: vs.Namespace, name: vs.Name, port: port}
-	p.keys = append(p.keys, key)
+	key := meshRoutesKey{namespace: vs.Namespace, name: vs.Name, port: port}
 	vsHash := p.snap.ObjectHash(vs)
-	if v, ok := p.g.memo.find(p.snap.Version, key, struct{}{}); ok {
-		if r := v.(*route.MeshRoutes); r.Print == p.routesPrint(vsHash, r.Reads) {
+	if p.old != nil {
+		if r := p.old.routes[key]; r != nil && r.Print == p.routesPrint(vsHash, r.Reads) {
+			p.table.routes[key] = r
 			return r
 		}
 	}
 	r := build()
 	r.Print = p.routesPrint(vsHash, r.Reads)
-	p.g.memo.put(p.snap.Version, key, struct{}{}, r)
+	p.table.routes[key] = r
 	return r
 }
 
 // VirtualHost implements route.Parts.
 func (p *routeParts) VirtualHost(in *route.VirtualHostInputs, build func() *routev3.VirtualHost) *routev3.VirtualHost {
-	key := vhostKey{parts: p.key, port: in.Port, name: in.Name}
-	p.keys = append(p.keys, key)
+	key := vhostKey{port: in.Port, name: in.Name}
 	pr := vhostPrint{domains: stringsHash(in.Domains), reads: p.readsPrint(in.Reads), mesh: p.mesh}
 	if in.Service != nil {
 		pr.service = p.snap.ServiceHash(in.Service)
@@ -127,10 +143,17 @@ func (p *routeParts) VirtualHost(in *route.VirtualHostInputs, build func() *rout
 	if in.Routes != nil {
 		pr.routes = in.Routes.Print
 	}
-	e := p.g.memo.get(p.snap.Version, key, pr, func() any {
+	var e *vhostEntry
+	if p.old != nil {
+		if old := p.old.vhosts[key]; old != nil && old.print == pr {
+			e = old
+		}
+	}
+	if e == nil {
 		vh := build()
-		return &vhostEntry{rds: vh, vhds: vhdsForm(strconv.FormatUint(uint64(in.Port), 10), vh)}
-	}).(*vhostEntry)
+		e = &vhostEntry{print: pr, rds: vh, vhds: vhdsForm(strconv.FormatUint(uint64(in.Port), 10), vh)}
+	}
+	p.table.vhosts[key] = e
 	p.forms[e.rds] = e.vhds
 	return e.rds
 }
@@ -177,7 +200,7 @@ func (p *routeParts) split(rc *routev3.RouteConfiguration) *vhdsSplit {
 	return splitRouteConfiguration(rc, func(vh *routev3.VirtualHost) *routev3.VirtualHost { return p.forms[vh] })
 }
 
-// keptKeys is a list of memo keys that output reusing them keeps alive once per snapshot.
+// keptKeys is a list of memo keys that output reusing their entries keeps alive.
 type keptKeys struct {
 	keys []any
 	kept atomic.Uint64 // the last snapshot version the keys were kept for

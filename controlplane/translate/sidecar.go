@@ -310,7 +310,7 @@ func (g *generator) inboundClusters(snap *mesh.Snapshot, inPorts []listener.Inbo
 // objects (routeParts).
 func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, explicit bool, vss []*config.Object, tel *telemetryResult, labels string) *sidecarOutbound {
 	out := &sidecarOutbound{}
-	parts := g.newRouteParts(snap, sc, w, labels)
+	parts, partsKey := g.newRouteParts(snap, sc, w, labels)
 	in := g.routeInputs(snap, sc, w, false, vss, nil)
 	in.Parts = parts
 	b, err := route.New(in)
@@ -343,7 +343,8 @@ func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.
 		reports = append(reports, err)
 	}
 	out.routes = routes
-	out.parts.keys = parts.keys
+	g.memo.put(snap.Version, partsKey, struct{}{}, parts.table)
+	out.parts.keys = []any{partsKey}
 	for _, rc := range routes {
 		// The VHDS split of these route configurations, from the virtual hosts' VHDS forms.
 		g.memo.put(snap.Version, vhdsKey{rc}, struct{}{}, parts.split(rc))
