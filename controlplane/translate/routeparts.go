@@ -91,8 +91,8 @@ type routeParts struct {
 	w     mesh.Workload
 	mesh  uint64 // fingerprint of the scope's mesh config (scopeMesh)
 	b     *route.Builder
-	old   *partsTable // read only; nil on the first build
-	table *partsTable // being made
+	old   *partsTable                                   // read only; nil on the first build
+	table *partsTable                                   // being made
 	forms map[*routev3.VirtualHost]*routev3.VirtualHost // RDS form → VHDS form of what was returned
 }
 
