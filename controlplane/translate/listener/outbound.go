@@ -47,7 +47,9 @@ type Outbound struct {
 }
 
 // BuildOutbound returns the sidecar's outbound listeners: virtualOutbound (unless every egress
-// listener is explicit) and one bound listener per explicit egress port.
+// listener is explicit), one bound listener per explicit egress port, and a bind_to_port=false
+// listener per service address with chains of its own (byaddress.go), reached from
+// virtualOutbound by original destination.
 func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 	in.accessLog = in.Telemetry.accessLogOr(AccessLogFromMesh(in.Snap.Mesh))
 	var out []*listenerv3.Listener
@@ -92,14 +94,18 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 	for _, el := range explicit {
 		handoff = handoff || !el.bound
 	}
+	var own []*listenerv3.Listener
 	if !allExplicit(in) {
-		vo := virtualOutbound(in, &captured)
-		if handoff {
+		def := defaultChain(in)
+		rest, byAddr := splitByAddress(&captured, def, func(name string) bool { return explicit[name] != nil })
+		vo := virtualOutbound(in, rest, def)
+		if handoff || len(byAddr) > 0 {
 			// Captured connections whose original destination is a bind_to_port=false
 			// listener's address are handed to it, as Istio's virtualOutbound does.
 			vo.UseOriginalDst = wrapperspb.Bool(true)
 		}
 		out = append(out, vo)
+		own = byAddr
 	}
 	for _, key := range explicitOrder {
 		el := explicit[key]
@@ -123,7 +129,7 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		})
 	}
-	return out, nil
+	return append(out, own...), nil
 }
 
 // httpChainKey identifies the shared plain HTTP chain of a port.
@@ -190,20 +196,26 @@ func allExplicit(in Outbound) bool {
 	return true
 }
 
-// virtualOutbound builds the 15001 capture listener from the collected chains.
-func virtualOutbound(in Outbound, cs *chainSet) *listenerv3.Listener {
+// defaultChain is the chain of captured connections no other chain matches: to
+// PassthroughCluster, or BlackHoleCluster when the scope is REGISTRY_ONLY.
+func defaultChain(in Outbound) *listenerv3.FilterChain {
+	if in.Scope.RegistryOnly {
+		return &listenerv3.FilterChain{Name: vocab.BlackHoleFilterChain, Filters: withTCPStats(in.Telemetry.TCPStats,
+			tcpProxy(tcpOptions{statPrefix: vocab.BlackHoleCluster, cluster: vocab.BlackHoleCluster, accessLog: in.accessLog}))}
+	}
+	return &listenerv3.FilterChain{Name: vocab.PassthroughFilterChain, Filters: withTCPStats(in.Telemetry.TCPStats,
+		tcpProxy(tcpOptions{statPrefix: vocab.PassthroughCluster, cluster: vocab.PassthroughCluster, accessLog: in.accessLog}))}
+}
+
+// virtualOutbound builds the 15001 capture listener from the collected chains and the default
+// chain.
+func virtualOutbound(in Outbound, cs *chainSet, def *listenerv3.FilterChain) *listenerv3.Listener {
 	lf := []*listenerv3.ListenerFilter{originalDst()}
 	if cs.tls {
 		lf = append(lf, tlsInspector())
 	}
 	if cs.http {
 		lf = append(lf, httpInspector())
-	}
-	def := &listenerv3.FilterChain{Name: vocab.PassthroughFilterChain, Filters: withTCPStats(in.Telemetry.TCPStats,
-		tcpProxy(tcpOptions{statPrefix: vocab.PassthroughCluster, cluster: vocab.PassthroughCluster, accessLog: in.accessLog}))}
-	if in.Scope.RegistryOnly {
-		def = &listenerv3.FilterChain{Name: vocab.BlackHoleFilterChain, Filters: withTCPStats(in.Telemetry.TCPStats,
-			tcpProxy(tcpOptions{statPrefix: vocab.BlackHoleCluster, cluster: vocab.BlackHoleCluster, accessLog: in.accessLog}))}
 	}
 	return &listenerv3.Listener{
 		Name:               vocab.VirtualOutbound,
