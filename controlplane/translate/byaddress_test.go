@@ -10,6 +10,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
@@ -195,16 +196,18 @@ func uniqueChains(chains []*listenerv3.FilterChain) []*listenerv3.FilterChain {
 
 // TestAddedTCPServiceIsItsOwnListener checks that adding a TCP service leaves virtualOutbound
 // as it was and adds the new service's address listener: LDS re-sends one small listener, not
-// every service's chains.
+// every service's chains. The unchanged listeners are the previous objects (carried over, so
+// neither rebuilt nor re-marshaled), and so is the whole list after a change that touches no
+// listener, while the output always equals a new generator's.
 func TestAddedTCPServiceIsItsOwnListener(t *testing.T) {
 	objs := benchObjects(40, 8)
 	mc := config.DefaultMeshConfig()
+	g := translate.New(translate.Options{})
+	var lists [][]types.Resource
 	gen := func(version uint64, objs []*config.Object) map[string]*listenerv3.Listener {
 		t.Helper()
-		res, err := translate.New(translate.Options{}).Generate(mesh.New(version, mc, objs), benchProxy(0))
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := sameOutput(t, g, mesh.New(version, mc, objs), benchProxy(0))
+		lists = append(lists, res[resource.ListenerType])
 		out := map[string]*listenerv3.Listener{}
 		for _, r := range res[resource.ListenerType] {
 			out[r.(*listenerv3.Listener).GetName()] = r.(*listenerv3.Listener)
@@ -222,11 +225,19 @@ func TestAddedTCPServiceIsItsOwnListener(t *testing.T) {
 		t.Fatalf("%d listeners after adding a TCP service, %d before", len(after), len(before))
 	}
 	for name, l := range before {
-		if !proto.Equal(after[name], l) {
-			t.Errorf("listener %s changed", name)
+		if after[name] != l {
+			t.Errorf("listener %s rebuilt", name)
 		}
 	}
 	if l := after["10.97.0.1_5432"]; l == nil || len(l.GetFilterChains()) != 1 {
 		t.Errorf("no listener of one chain for the new service's address: %v", l)
+	}
+	// An HTTP VirtualService edit changes no listener: the list is the same.
+	vs := findObject(t, objs, config.VirtualService, "ns-3", "svc-3")
+	spec := proto.Clone(vs.Spec).(*networking.VirtualService)
+	spec.Http[0].Route[0].Weight, spec.Http[0].Route[1].Weight = 70, 30
+	gen(3, replaceObject(objs, withSpec(vs, spec)))
+	if a, b := lists[1], lists[2]; len(a) != len(b) || &a[0] != &b[0] {
+		t.Errorf("the listener list was rebuilt after a VirtualService edit")
 	}
 }

@@ -6,6 +6,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/controlplane/registry"
+	"github.com/strait-mesh/strait/controlplane/translate/route"
 )
 
 // Listeners per service address (issue 13, item 2).
@@ -128,4 +131,30 @@ func hostAddress(r *corev3.CidrRange) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return a, true
+}
+
+// Parts keeps service chains and address listeners between builds of a scope's outbound
+// listeners (Outbound.Parts), so that a config change rebuilds (and the xDS server re-marshals)
+// only the chains and listeners whose inputs it changed. Each method returns build's result or
+// l, or one built earlier with the same content; results must not be modified. A Parts serves
+// one build at a time.
+type Parts interface {
+	// ServiceChains returns the chains of one service port. Besides in, they read the scope's
+	// telemetry and mesh config (access log, path normalization), and the DestinationRule of
+	// the service's hostname for the workload (TCP idle timeout and maximum duration).
+	ServiceChains(in *ChainInputs, build func() ([]*listenerv3.FilterChain, error)) ([]*listenerv3.FilterChain, error)
+	// Listener returns l (any outbound listener) or an earlier listener of the same content.
+	Listener(l *listenerv3.Listener) *listenerv3.Listener
+}
+
+// ChainInputs is what the filter chains of one service port are built from, with what Parts
+// documents.
+type ChainInputs struct {
+	Service *registry.Service
+	// Port is the service port, with the egress listener's protocol when it overrides it.
+	Port registry.Port
+	// Bound is true on a listener of its own (explicit egress): no destination matching.
+	Bound bool
+	// Routes are the VirtualService tcp or tls routes of the port (Outbound.TCPRoutes).
+	Routes []route.L4Route
 }

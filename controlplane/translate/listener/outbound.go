@@ -42,6 +42,9 @@ type Outbound struct {
 	Report func(error)
 	// Telemetry is the workload's client-side telemetry (Telemetry API, MeshConfig).
 	Telemetry Telemetry
+	// Parts, when set, lets the caller reuse service chains and address listeners built
+	// earlier from the same inputs (see Parts); nil builds everything.
+	Parts Parts
 
 	accessLog []*accesslogv3.AccessLog // Telemetry's or Snap.Mesh's, built once by BuildOutbound
 }
@@ -98,6 +101,7 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 	if !allExplicit(in) {
 		def := defaultChain(in)
 		rest, byAddr := splitByAddress(&captured, def, func(name string) bool { return explicit[name] != nil })
+
 		vo := virtualOutbound(in, rest, def)
 		if handoff || len(byAddr) > 0 {
 			// Captured connections whose original destination is a bind_to_port=false
@@ -129,7 +133,13 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		})
 	}
-	return append(out, own...), nil
+	out = append(out, own...)
+	if in.Parts != nil {
+		for i, l := range out {
+			out[i] = in.Parts.Listener(l)
+		}
+	}
+	return out, nil
 }
 
 // httpChainKey identifies the shared plain HTTP chain of a port.
@@ -259,31 +269,6 @@ func serviceChains(in Outbound, svc *registry.Service, port registry.Port, bound
 	case port.Protocol == registry.UDP:
 		return nil, nil // UDP is not proxied (Istio captures TCP only)
 	}
-	tcpChains, err := tcpChains(in, svc, port, bound, match)
-	if err != nil {
-		return nil, err
-	}
-	if port.Protocol != registry.Unsupported {
-		return tcpChains, nil
-	}
-	m := match()
-	if !bound {
-		m.PrefixRanges = cidrRanges(svc.Addresses)
-	}
-	m.ApplicationProtocols = sniffedALPN
-	return append([]*listenerv3.FilterChain{httpChain(m)}, tcpChains...), nil
-}
-
-// tcpChains returns the tcp_proxy chains of a service port, one per VirtualService TCP/TLS route
-// or one to the default cluster.
-func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound bool, match func() *listenerv3.FilterChainMatch) ([]*listenerv3.FilterChain, error) {
-	def := vocab.OutboundClusterName(port.Number, "", svc.Hostname)
-	dr := cluster.RuleOf(in.Snap.DestinationRule(in.Workload, svc.Hostname))
-	var tp *networking.TrafficPolicy
-	if dr != nil {
-		tp = cluster.EffectivePolicy(dr.Spec, nil, port.Number)
-	}
-	idle, maxDur := cluster.TCPSettings(tp)
 	var routes []route.L4Route
 	if in.TCPRoutes != nil {
 		r, err := in.TCPRoutes(svc, port)
@@ -292,6 +277,34 @@ func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound boo
 		}
 		routes = r
 	}
+	build := func() ([]*listenerv3.FilterChain, error) {
+		tcpChains := tcpChains(in, svc, port, bound, routes, match)
+		if port.Protocol != registry.Unsupported {
+			return tcpChains, nil
+		}
+		m := match()
+		if !bound {
+			m.PrefixRanges = cidrRanges(svc.Addresses)
+		}
+		m.ApplicationProtocols = sniffedALPN
+		return append([]*listenerv3.FilterChain{httpChain(m)}, tcpChains...), nil
+	}
+	if in.Parts == nil {
+		return build()
+	}
+	return in.Parts.ServiceChains(&ChainInputs{Service: svc, Port: port, Bound: bound, Routes: routes}, build)
+}
+
+// tcpChains returns the tcp_proxy chains of a service port, one per VirtualService TCP/TLS route
+// (routes) or one to the default cluster.
+func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound bool, routes []route.L4Route, match func() *listenerv3.FilterChainMatch) []*listenerv3.FilterChain {
+	def := vocab.OutboundClusterName(port.Number, "", svc.Hostname)
+	dr := cluster.RuleOf(in.Snap.DestinationRule(in.Workload, svc.Hostname))
+	var tp *networking.TrafficPolicy
+	if dr != nil {
+		tp = cluster.EffectivePolicy(dr.Spec, nil, port.Number)
+	}
+	idle, maxDur := cluster.TCPSettings(tp)
 	if len(routes) == 0 {
 		routes = []route.L4Route{{TCPProxy: &tcpproxyv3.TcpProxy{StatPrefix: def,
 			ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: def}}}}
@@ -321,7 +334,7 @@ func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound boo
 		out = append(out, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: withTCPStats(in.Telemetry.TCPStats,
 			tcpFilter(rt.TCPProxy, idle, maxDur, in.accessLog))})
 	}
-	return out, nil
+	return out
 }
 
 // tlsChainName names a TLS chain of the service host: its default cluster def, unless the chain
