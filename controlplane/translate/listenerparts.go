@@ -30,9 +30,12 @@ type listenerTableKey struct{ shareKey }
 // listenerTable holds the chains and address listeners one build used; it is not modified
 // after the build that made it.
 type listenerTable struct {
+	print     uint64 // of the scope's telemetry and mesh config
 	chains    map[chainsKey]*chainsEntry
-	listeners map[string]*listenerv3.Listener
-	list      *listenerList // the build's listeners, in order
+	defaults  map[defaultChainKey]*listenerv3.FilterChain
+	address   map[string]*addressListener
+	listeners map[string]*listenerv3.Listener // virtualOutbound and egress listeners
+	list      *listenerList                   // the build's listeners, in order
 }
 
 // chainsKey identifies the chains of one service port.
@@ -76,9 +79,12 @@ func (g *generator) newListenerParts(snap *mesh.Snapshot, w mesh.Workload, key s
 	writeUint64(h, snap.MeshHash())
 	writeString(h, telemetry)
 	tk := listenerTableKey{key}
-	p := &listenerParts{snap: snap, w: w, scope: h.Sum64(),
-		table: &listenerTable{chains: map[chainsKey]*chainsEntry{}, listeners: map[string]*listenerv3.Listener{}}}
-	if v, ok := g.memo.find(snap.Version, tk, struct{}{}); ok {
+	p := &listenerParts{snap: snap, w: w, scope: h.Sum64()}
+	p.table = &listenerTable{print: p.scope, chains: map[chainsKey]*chainsEntry{}, defaults: map[defaultChainKey]*listenerv3.FilterChain{},
+		address: map[string]*addressListener{}, listeners: map[string]*listenerv3.Listener{}}
+	// The previous table's parts read the scope print of that build: a table of another print
+	// (telemetry or mesh config changed) is not reused at all.
+	if v, ok := g.memo.find(snap.Version, tk, p.scope); ok {
 		p.old = v.(*listenerTable)
 	}
 	return p, tk
@@ -109,6 +115,45 @@ func (p *listenerParts) ServiceChains(in *listener.ChainInputs, build func() ([]
 	}
 	p.table.chains[key] = e
 	return e.chains, e.err
+}
+
+// defaultChainKey identifies the default chain in a listenerTable.
+type defaultChainKey struct{ registryOnly bool }
+
+// DefaultChain implements listener.Parts.
+func (p *listenerParts) DefaultChain(registryOnly bool, build func() *listenerv3.FilterChain) *listenerv3.FilterChain {
+	key := defaultChainKey{registryOnly}
+	c := p.table.defaults[key]
+	if c == nil && p.old != nil {
+		c = p.old.defaults[key] // the table's print (scope) is the key's: see listenerTable
+	}
+	if c == nil {
+		c = build()
+	}
+	p.table.defaults[key] = c
+	return c
+}
+
+// addressListener is a memoized address listener and the parts it was built from.
+type addressListener struct {
+	l      *listenerv3.Listener
+	chains []*listenerv3.FilterChain
+	def    *listenerv3.FilterChain
+}
+
+// AddressListener implements listener.Parts.
+func (p *listenerParts) AddressListener(name string, chains []*listenerv3.FilterChain, def *listenerv3.FilterChain, build func() *listenerv3.Listener) *listenerv3.Listener {
+	var e *addressListener
+	if p.old != nil {
+		if old := p.old.address[name]; old != nil && old.def == def && slices.Equal(old.chains, chains) {
+			e = old
+		}
+	}
+	if e == nil {
+		e = &addressListener{l: build(), chains: chains, def: def}
+	}
+	p.table.address[name] = e
+	return e.l
 }
 
 // Listener implements listener.Parts: l's predecessor of the same name when it holds the same

@@ -339,7 +339,7 @@ func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.
 		return out
 	}
 	out.listeners = lparts.carryList(listeners)
-	g.memo.put(snap.Version, lpartsKey, struct{}{}, lparts.table)
+	g.memo.put(snap.Version, lpartsKey, lparts.table.print, lparts.table)
 	routes, err := outboundRoutes(b, httpRoutePorts(sc))
 	if err != nil {
 		reports = append(reports, err)

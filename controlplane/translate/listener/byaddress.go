@@ -48,8 +48,9 @@ type addressGroup struct {
 
 // splitByAddress returns the chains of cs that stay on virtualOutbound, and a listener per
 // service address and port for the others (see above), in the order of their first chains.
-// taken reports listener names already in use; def is virtualOutbound's default chain.
-func splitByAddress(cs *chainSet, def *listenerv3.FilterChain, taken func(name string) bool) (*chainSet, []*listenerv3.Listener) {
+// taken reports listener names already in use; def is virtualOutbound's default chain; parts
+// may be nil.
+func splitByAddress(cs *chainSet, def *listenerv3.FilterChain, taken func(name string) bool, parts Parts) (*chainSet, []*listenerv3.Listener) {
 	groups := map[addrPort]*addressGroup{}
 	var order []addrPort
 	hosts := make([][]addrPort, len(cs.chains)) // per chain: its host addresses
@@ -103,22 +104,30 @@ func splitByAddress(cs *chainSet, def *listenerv3.FilterChain, taken func(name s
 			continue
 		}
 		g := groups[k]
-		lf := []*listenerv3.ListenerFilter{}
-		if g.chains.tls {
-			lf = append(lf, tlsInspector())
+		name := listenerName(k.addr.String(), k.port)
+		build := func() *listenerv3.Listener {
+			lf := []*listenerv3.ListenerFilter{}
+			if g.chains.tls {
+				lf = append(lf, tlsInspector())
+			}
+			if g.chains.http {
+				lf = append(lf, httpInspector())
+			}
+			return &listenerv3.Listener{
+				Name:               name,
+				Address:            socketAddress(k.addr.String(), k.port),
+				ListenerFilters:    lf,
+				FilterChains:       g.chains.chains,
+				DefaultFilterChain: def,
+				BindToPort:         wrapperspb.Bool(false),
+				TrafficDirection:   corev3.TrafficDirection_OUTBOUND,
+			}
 		}
-		if g.chains.http {
-			lf = append(lf, httpInspector())
+		if parts != nil {
+			own = append(own, parts.AddressListener(name, g.chains.chains, def, build))
+		} else {
+			own = append(own, build())
 		}
-		own = append(own, &listenerv3.Listener{
-			Name:               listenerName(k.addr.String(), k.port),
-			Address:            socketAddress(k.addr.String(), k.port),
-			ListenerFilters:    lf,
-			FilterChains:       g.chains.chains,
-			DefaultFilterChain: def,
-			BindToPort:         wrapperspb.Bool(false),
-			TrafficDirection:   corev3.TrafficDirection_OUTBOUND,
-		})
 	}
 	return rest, own
 }
@@ -143,7 +152,15 @@ type Parts interface {
 	// telemetry and mesh config (access log, path normalization), and the DestinationRule of
 	// the service's hostname for the workload (TCP idle timeout and maximum duration).
 	ServiceChains(in *ChainInputs, build func() ([]*listenerv3.FilterChain, error)) ([]*listenerv3.FilterChain, error)
-	// Listener returns l (any outbound listener) or an earlier listener of the same content.
+	// DefaultChain returns the default chain of captured connections. Besides registryOnly it
+	// reads the scope's telemetry and mesh config.
+	DefaultChain(registryOnly bool, build func() *listenerv3.FilterChain) *listenerv3.FilterChain
+	// AddressListener returns the listener of one service address: build's, or the one built
+	// before under the same name from the same chain and default chain objects (what Parts
+	// returned, so the same content), which is all it is made of.
+	AddressListener(name string, chains []*listenerv3.FilterChain, def *listenerv3.FilterChain, build func() *listenerv3.Listener) *listenerv3.Listener
+	// Listener returns l (virtualOutbound or an egress listener) or an earlier listener of the
+	// same content.
 	Listener(l *listenerv3.Listener) *listenerv3.Listener
 }
 

@@ -34,7 +34,7 @@ func TestSplitByAddress(t *testing.T) {
 		cs.add(c)
 	}
 	def := &listenerv3.FilterChain{Name: "PassthroughFilterChain"}
-	rest, own := splitByAddress(&cs, def, func(name string) bool { return name == "10.0.0.5_9000" })
+	rest, own := splitByAddress(&cs, def, func(name string) bool { return name == "10.0.0.5_9000" }, nil)
 	names := func(chains []*listenerv3.FilterChain) []string {
 		var out []string
 		for _, c := range chains {

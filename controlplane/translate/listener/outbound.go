@@ -100,7 +100,10 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 	var own []*listenerv3.Listener
 	if !allExplicit(in) {
 		def := defaultChain(in)
-		rest, byAddr := splitByAddress(&captured, def, func(name string) bool { return explicit[name] != nil })
+		if in.Parts != nil {
+			def = in.Parts.DefaultChain(in.Scope.RegistryOnly, func() *listenerv3.FilterChain { return def })
+		}
+		rest, byAddr := splitByAddress(&captured, def, func(name string) bool { return explicit[name] != nil }, in.Parts)
 
 		vo := virtualOutbound(in, rest, def)
 		if handoff || len(byAddr) > 0 {
@@ -133,13 +136,12 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		})
 	}
-	out = append(out, own...)
 	if in.Parts != nil {
 		for i, l := range out {
 			out[i] = in.Parts.Listener(l)
 		}
 	}
-	return out, nil
+	return append(out, own...), nil
 }
 
 // httpChainKey identifies the shared plain HTTP chain of a port.
