@@ -42,11 +42,14 @@ import (
 // whole route configurations as before. The delivery is wildcard: the control plane sends every
 // virtual host of the proxy's route configurations (on-demand subscription by host is item 3).
 //
-// Sharing: the split of one route configuration object is memoized on that object, and the
-// objects are shared by every proxy of a scope and carried over between snapshots while their
-// inputs are unchanged (sidecarOutbound), so proxies share the split too; virtual hosts with
-// equal content in different namespaces share their marshaled bytes in the xDS server. Nothing
-// here depends on pointer identity for correctness: a new object is split anew.
+// Sharing: every virtual host is built once with its VHDS form and carried over between
+// snapshots while its inputs are unchanged (routeparts.go), so an edit re-marshals and re-sends
+// only the virtual hosts it changes. The split of a route configuration built that way is made
+// with it from those forms; a route configuration patched later (RateLimits, EnvoyFilters) is
+// split here, memoized on the object. The split list of a proxy's route configurations is shared
+// by every proxy with the same ones, and virtual hosts with equal content in different
+// namespaces share their marshaled bytes in the xDS server. Nothing here depends on pointer
+// identity for correctness: a new object is split anew.
 
 // vhdsKey memoizes the split of one route configuration object.
 type vhdsKey struct{ rc *routev3.RouteConfiguration }
