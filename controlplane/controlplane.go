@@ -99,7 +99,9 @@ type Options struct {
 	KubeInCluster  bool
 	KubeNamespaces []string
 	KubeSkipStatus bool
-	Logger         *slog.Logger
+	// Webhooks are the admission webhooks (sidecar injection, config validation).
+	Webhooks WebhookOptions
+	Logger   *slog.Logger
 	// Ready, if set, is called once with the bound addresses when straitd serves.
 	Ready func(xdsAddr, httpAddr string)
 }
@@ -269,6 +271,18 @@ func Run(ctx context.Context, o Options) error {
 		httpLn.Close()
 		return err
 	}
+	kcfg, err := kubeConfig(o)
+	if err != nil {
+		closeXDS()
+		httpLn.Close()
+		return err
+	}
+	ws, err := newWebhookServer(o.Webhooks, mp, meshCfg, kcfg, log)
+	if err != nil {
+		closeXDS()
+		httpLn.Close()
+		return err
+	}
 	if mp != nil {
 		srv.Register(mp.grpc) // xDS over mutual TLS, bound to the proxies' certificates
 	} else if xdsLn == nil {
@@ -381,6 +395,18 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("rate limit service serving", "address", rl.ln.Addr().String(), "config", o.RateLimitConfig,
 			"proxiesReachItAt", rl.address)
 	}
+	if ws != nil {
+		goRun("webhook server", func() error { return ws.srv.Serve(ws.ln) })
+		log.Info("admission webhooks serving", "address", ws.ln.Addr().String(), "paths", "/inject /validate")
+		if kcfg != nil && (o.Webhooks.InjectorConfig != "" || o.Webhooks.ValidatorConfig != "") {
+			bundle := caBundle(mp)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				patchWebhookConfigs(ctx, o.Webhooks, kcfg, bundle, log)
+			}()
+		}
+	}
 	log.Info("straitd serving", "xds", xdsAddr, "http", httpLn.Addr().String(), "mesh", meshAddr)
 	if o.Ready != nil {
 		o.Ready(xdsAddr, httpLn.Addr().String())
@@ -395,6 +421,9 @@ func Run(ctx context.Context, o Options) error {
 	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	_ = hs.Shutdown(shutdown)
+	if ws != nil {
+		_ = ws.srv.Shutdown(shutdown)
+	}
 	stopped := make(chan struct{})
 	go func() {
 		if mp != nil {

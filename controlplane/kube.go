@@ -15,8 +15,8 @@ import (
 	"github.com/strait-mesh/strait/internal/version"
 )
 
-// newKubeSource returns the Kubernetes config source the options ask for, or nil for none.
-func newKubeSource(o Options, log *slog.Logger, validation *validationmetrics.Counters) (*kube.Source, error) {
+// kubeConfig is the Kubernetes client configuration the options ask for, or nil for none.
+func kubeConfig(o Options) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
 	switch {
@@ -37,6 +37,15 @@ func newKubeSource(o Options, log *slog.Logger, validation *validationmetrics.Co
 		return nil, nil
 	}
 	cfg.UserAgent = "straitd/" + version.Get().Version
+	return cfg, nil
+}
+
+// newKubeSource returns the Kubernetes config source the options ask for, or nil for none.
+func newKubeSource(o Options, log *slog.Logger, validation *validationmetrics.Counters) (*kube.Source, error) {
+	cfg, err := kubeConfig(o)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
 	src, err := kube.New(cfg, kube.Options{Logger: log, Namespaces: o.KubeNamespaces, Validation: validation,
 		WriteStatus: !o.KubeSkipStatus})
 	if err != nil {

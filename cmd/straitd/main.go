@@ -76,6 +76,13 @@ func main() {
 	f.BoolVar(&o.KubeInCluster, "kube-in-cluster", false, "read Istio's custom resources from the Kubernetes cluster straitd runs in, with its pod's service account")
 	f.StringSliceVar(&o.KubeNamespaces, "kube-namespaces", nil, "with --kubeconfig or --kube-in-cluster: read only these namespaces (comma-separated; default all)")
 	f.BoolVar(&kubeStatus, "kube-write-status", true, "write a status condition (Accepted=False, naming the fields) on each Istio object straitd refuses, and Accepted=True once it is mended")
+	f.StringVar(&o.Webhooks.Listen, "webhook-listen", "", "TLS address of the admission webhooks, Istio's 15017: /inject (sidecar injection) and /validate (config validation); needs the CA; empty disables them")
+	f.StringVar(&o.Webhooks.ProxyImage, "proxy-image", "", "the strait-proxy container image the sidecar injector adds")
+	f.StringVar(&o.Webhooks.Revision, "revision", "", "control-plane revision the injector serves (istio.io/rev); empty is the default revision")
+	f.StringVar(&o.Webhooks.Namespace, "namespace", "istio-system", "straitd's own namespace: its Service istiod[-REVISION] names the webhooks' certificate and the CA address of injected sidecars")
+	f.StringVar(&o.Webhooks.CAAddress, "injector-ca-address", "", "CA and xDS address of injected sidecars (default istiod[-REVISION].NAMESPACE.svc:15012)")
+	f.StringVar(&o.Webhooks.InjectorConfig, "injector-webhook-config", "", "with Kubernetes: the MutatingWebhookConfiguration whose CA bundle straitd keeps current")
+	f.StringVar(&o.Webhooks.ValidatorConfig, "validator-webhook-config", "", "with Kubernetes: the ValidatingWebhookConfiguration whose CA bundle straitd keeps current (and whose failure policy it sets to Fail)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "straitd:", err)
