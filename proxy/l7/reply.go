@@ -156,7 +156,7 @@ func (s *Stream) localReply(status int, flags ResponseFlags, details, body strin
 		delete(hdr, k)
 	}
 	if s.Route != nil && (s.Route.Action != route.ActionForward || flags&(FlagFaultInjected) != 0) {
-		s.Route.ApplyResponseHeaders(hdr, s.r, &s.rinfo, s.Target)
+		s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
 	}
 	s.applyCommonResponseHeaders(hdr)
 	if flags&FlagUpstreamOverflow != 0 && !s.h.suppressEnvoyHdrs {

@@ -33,6 +33,7 @@ func (s *Stream) Path() string { return s.r.RequestURI }
 func (s *Stream) SetPath(p string) error { return setRequestURI(s.r, p) }
 
 // Scheme returns the request's scheme: "https" when it came over TLS, else "http".
+// Stream is a route.Request: Method, Authority, Path, Scheme and HeaderValues.
 func (s *Stream) Scheme() string { return s.r.URL.Scheme }
 
 // HTTP1 reports whether the request came over HTTP/1.x.
@@ -153,38 +154,38 @@ func (s *Stream) runHooks(status int) {
 	}
 }
 
-// The route package's request-dependent operations, which still take net/http's request (the
-// next step of issue 10 gives them httpmsg's): filters call these, never the route package
-// with the codec's types.
+// The route package's request-dependent operations. The route package reads the request
+// through route.Request, which Stream implements; its header operations still edit net/http's
+// header maps (the next step of issue 10 gives them httpmsg's), so filters call these.
 
 // matchRoute returns the route table's route for the request, or nil.
-func (s *Stream) matchRoute() *route.Route { return s.Table.Match(s.r) }
+func (s *Stream) matchRoute() *route.Route { return s.Table.Match(s) }
 
 // pickCluster chooses the forwarding route's cluster for the request.
-func (s *Stream) pickCluster() (string, *route.Target) { return s.Route.PickCluster(s.r) }
+func (s *Stream) pickCluster() (string, *route.Target) { return s.Route.PickCluster(s) }
 
 // applyRequestOps applies header operations to the request headers.
-func (s *Stream) applyRequestOps(ops *route.HeaderOps) { ops.Apply(s.r.Header, s.r, &s.rinfo) }
+func (s *Stream) applyRequestOps(ops *route.HeaderOps) { ops.Apply(s.r.Header, s, &s.rinfo) }
 
 // applyResponseOps applies header operations to the response headers.
-func (s *Stream) applyResponseOps(ops *route.HeaderOps) { ops.Apply(s.w.Header(), s.r, &s.rinfo) }
+func (s *Stream) applyResponseOps(ops *route.HeaderOps) { ops.Apply(s.w.Header(), s, &s.rinfo) }
 
 // localRateLimitDescriptors appends the local rate limit filter's descriptors for the request.
 func (s *Stream) localRateLimitDescriptors(l *route.LocalRateLimit, d *ratelimit.Descriptors) {
-	l.AppendDescriptors(d, s.Route, s.r, &s.rinfo, s.Cluster)
+	l.AppendDescriptors(d, s.Route, s, &s.rinfo, s.Cluster)
 }
 
 // routeRateLimitDescriptors appends the route's rate limit descriptors of stage.
 func (s *Stream) routeRateLimitDescriptors(d *ratelimit.Descriptors, stage uint32) {
-	s.Route.AppendRateLimitDescriptors(d, stage, route.VhOverride, s.r, &s.rinfo, s.Cluster)
+	s.Route.AppendRateLimitDescriptors(d, stage, route.VhOverride, s, &s.rinfo, s.Cluster)
 }
 
 // faultApplies, faultDelay and faultAbort are the fault filter's decisions for the request.
-func (s *Stream) faultApplies(f *route.Fault) bool { return f.Applies(s.r, s.Cluster) }
+func (s *Stream) faultApplies(f *route.Fault) bool { return f.Applies(s, s.Cluster) }
 
-func (s *Stream) faultDelay(f *route.Fault) time.Duration { return f.DelayFor(s.r) }
+func (s *Stream) faultDelay(f *route.Fault) time.Duration { return f.DelayFor(s) }
 
-func (s *Stream) faultAbort(f *route.Fault) (status, grpcStatus int) { return f.AbortFor(s.r) }
+func (s *Stream) faultAbort(f *route.Fault) (status, grpcStatus int) { return f.AbortFor(s) }
 
 // mirrorCluster returns the cluster the request is mirrored to by m, or "".
-func (s *Stream) mirrorCluster(m *route.Mirror) string { return m.ClusterName(s.r) }
+func (s *Stream) mirrorCluster(m *route.Mirror) string { return m.ClusterName(s) }

@@ -41,7 +41,7 @@ func (h *Handler) router(s *Stream) {
 	case route.ActionDirect:
 		h.st.rqDirect.Inc()
 		hdr := s.w.Header()
-		rt.ApplyResponseHeaders(hdr, s.r, &s.rinfo, nil)
+		rt.ApplyResponseHeaders(hdr, s, &s.rinfo, nil)
 		s.applyCommonResponseHeaders(hdr)
 		if len(rt.Direct.Body) > 0 && hdr.Get("Content-Type") == "" {
 			hdr.Set("Content-Type", "text/plain")
@@ -57,9 +57,9 @@ func (h *Handler) router(s *Stream) {
 	case route.ActionRedirect:
 		h.st.rqRedirect.Inc()
 		hdr := s.w.Header()
-		rt.ApplyResponseHeaders(hdr, s.r, &s.rinfo, nil)
+		rt.ApplyResponseHeaders(hdr, s, &s.rinfo, nil)
 		s.applyCommonResponseHeaders(hdr)
-		hdr.Set("Location", rt.Redirect.Location(s.r))
+		hdr.Set("Location", rt.Redirect.Location(s))
 		hdr.Set("Content-Length", "0")
 		s.Info.Details = "direct_response"
 		s.writeHeader(rt.Redirect.Code)
@@ -286,7 +286,7 @@ func (h *Handler) forward(s *Stream) {
 		delete(r.Header, k)
 	}
 	maxRetries := 0
-	if policy != nil && policy.RequestRetriable(r) {
+	if policy != nil && policy.RequestRetriable(s) {
 		maxRetries = policy.NumRetries
 	}
 	s.retrying = maxRetries > 0
@@ -319,7 +319,7 @@ func (h *Handler) forward(s *Stream) {
 	case rt.HostRewrite != "":
 		r.Host = rt.HostRewrite
 	}
-	rt.ApplyRequestHeaders(r.Header, r, &s.rinfo, s.Target)
+	rt.ApplyRequestHeaders(r.Header, s, &s.rinfo, s.Target)
 	if timeout > 0 && !h.suppressEnvoyHdrs {
 		exp := timeout
 		if perTry > 0 && perTry < exp {
@@ -329,7 +329,7 @@ func (h *Handler) forward(s *Stream) {
 	}
 	var lb balance.Context
 	if rt.HasHashPolicy() {
-		lb.Hash, lb.HasHash, s.setCookie = rt.Hash(r, &s.rinfo)
+		lb.Hash, lb.HasHash, s.setCookie = rt.Hash(s, &s.rinfo)
 	}
 
 	ctx, cancel := context.WithCancelCause(r.Context())
@@ -636,7 +636,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 	}
 	removeHopByHop(hdr)
 	delete(hdr, "Trailer")
-	s.Route.ApplyResponseHeaders(hdr, s.r, &s.rinfo, s.Target)
+	s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
 	s.applyCommonResponseHeaders(hdr)
 	if !h.suppressEnvoyHdrs {
 		hdr.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(s.Info.UpstreamServiceTime.Milliseconds(), 10))

@@ -122,7 +122,7 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Info.Conn = &cs.info
 	s.Info.Method, s.Info.Authority, s.Info.Path = r.Method, r.Host, r.RequestURI
-	s.grpc = route.IsGRPC(r)
+	s.grpc = route.IsGRPC(s)
 	h.st.rqTotal.Inc()
 	h.st.rqActive.Inc()
 	switch {
@@ -159,12 +159,12 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				delete(r.Header, k)
 			}
 		}
-		s.Route = s.Table.Match(r)
+		s.Route = s.Table.Match(s)
 	}
 	if s.Route != nil {
 		s.Info.RouteName = s.Route.Name
 		if s.Route.Action == route.ActionForward {
-			s.Cluster, s.Target = s.Route.PickCluster(r)
+			s.Cluster, s.Target = s.Route.PickCluster(s)
 			s.Info.Cluster = s.Cluster
 		}
 	}

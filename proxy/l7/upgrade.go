@@ -30,7 +30,7 @@ func (h *Handler) tunnel(s *Stream, resp *http.Response) {
 	defer conn.Close()
 	s.Info.Details = "via_upstream"
 	hdr := resp.Header.Clone()
-	s.Route.ApplyResponseHeaders(hdr, s.r, &s.rinfo, s.Target)
+	s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
 	if err := writeSwitching(brw.Writer, hdr); err != nil {
 		s.Info.Flags |= FlagDownstreamConnTerminated
 		return
