@@ -28,6 +28,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 	"github.com/strait-mesh/strait/controlplane/config/file"
+	"github.com/strait-mesh/strait/controlplane/config/kube"
 	"github.com/strait-mesh/strait/controlplane/config/validationmetrics"
 	"github.com/strait-mesh/strait/controlplane/dashboard"
 	"github.com/strait-mesh/strait/controlplane/describe"
@@ -88,7 +89,17 @@ type Options struct {
 	// rules (host:port; a proxy in a network namespace needs an address it can route to); by
 	// default the address RateLimitListen is bound to, unless that is unspecified (0.0.0.0).
 	RateLimitAddress string
-	Logger           *slog.Logger
+	// Kubeconfig, when set, adds the Kubernetes config source: Istio's custom resources (and
+	// gateway credential Secrets) read through informers from the cluster this kubeconfig file
+	// names. KubeInCluster does the same with the pod's own service account (straitd running
+	// in the cluster); set one, not both. KubeNamespaces limits the source to these namespaces
+	// (default: all). straitd serves its first snapshot only once the source has synced. It
+	// writes a status condition on each object it refuses, unless KubeSkipStatus.
+	Kubeconfig     string
+	KubeInCluster  bool
+	KubeNamespaces []string
+	KubeSkipStatus bool
+	Logger         *slog.Logger
 	// Ready, if set, is called once with the bound addresses when straitd serves.
 	Ready func(xdsAddr, httpAddr string)
 }
@@ -134,6 +145,13 @@ func Run(ctx context.Context, o Options) error {
 		defer store.Close()
 		store.SetValidationCounters(validation)
 		sources = append(sources, namedSource{"store", store})
+	}
+	kubeSrc, err := newKubeSource(o, log, validation)
+	if err != nil {
+		return err
+	}
+	if kubeSrc != nil {
+		sources = append(sources, namedSource{kube.Origin, kubeSrc})
 	}
 
 	// The admin token authorises the admin API (apply, delete, bootstrap tokens); it lives beside
@@ -321,9 +339,19 @@ func Run(ctx context.Context, o Options) error {
 		s := s
 		goRun("config source "+s.name, func() error { return s.src.Run(ctx, notify) })
 	}
-	b.rebuild()
+	if kubeSrc == nil {
+		b.rebuild()
+	}
 	goRun("dashboard scraper", func() error { return scraper.Run(ctx) })
 	goRun("snapshot builder", func() error {
+		if kubeSrc != nil {
+			// No snapshot before the Kubernetes config is in: proxies wait rather than get a
+			// mesh without it.
+			if !waitKubeSynced(ctx, kubeSrc, log) {
+				return nil
+			}
+			b.rebuild()
+		}
 		for {
 			select {
 			case <-ctx.Done():

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -133,7 +134,11 @@ spec:
 	}
 	// The filters are in force when their statistics exist: the gateway's listeners had them
 	// from their first configuration, so no connection was served without them.
+	// And the listeners serve once the proxy is LIVE: connecting earlier is refused.
 	testenv.Eventually(t, 30*time.Second, func() error {
+		if code, body, err := px.AdminGet("/ready"); err != nil || code != http.StatusOK {
+			return fmt.Errorf("proxy not ready: %d %q %v", code, body, err)
+		}
 		_, body, err := px.AdminGet("/stats")
 		if err != nil {
 			return err

@@ -17,11 +17,15 @@ import (
 //   - telemetry-off: a Telemetry that disables Istio's standard metrics (prometheus provider,
 //     override disabled: true), no access log, no tracing (straitd sends an istio.stats filter
 //     that drops every metric; the proxy then records nothing);
-//   - telemetry-full: metrics on, MeshConfig accessLogFile to a file in the work dir, and tracing
-//     at 1% (an opentelemetry extensionProvider, a Telemetry with randomSamplingPercentage: 1)
-//     exporting over OTLP gRPC to the benchmark's own receiver (otlp.go). Its pair uses a
-//     second straitd (featureStraitd) whose MeshConfig has the access log and the provider, so
-//     that no other path's proxies log;
+//   - telemetry-full: metrics on, an access log in Istio's default TEXT format to a file in the
+//     work dir (an envoyFileAccessLog extensionProvider the pair's Telemetry selects), and
+//     tracing at 1% (an opentelemetry extensionProvider, randomSamplingPercentage: 1) exporting
+//     over OTLP gRPC to the benchmark's own receiver (otlp.go). Its pair uses a second straitd
+//     (featureStraitd) whose MeshConfig has the providers;
+//   - telemetry-metrics, telemetry-accesslog, telemetry-tracing: one feature of telemetry-full
+//     each, so that its cost is attributed: Istio's metrics alone (the main straitd, no
+//     Telemetry); the access log alone and 1% tracing alone on the second straitd, with
+//     Telemetry resources that select that provider and disable the metrics;
 //   - ratelimit-none: the pair as the others, metrics on, no RateLimit;
 //   - ratelimit-local: a RateLimit (scope Local) on the server sidecar's inbound port with a limit
 //     far above the load (nothing is refused: the cost is measured, not the refusals);
@@ -33,6 +37,13 @@ var (
 	telemetryFullPair = sidecarPair{name: "telemetry-full", service: "telemetry-full",
 		clientIP: "127.0.0.88", serverIP: "127.0.0.89", clientAdm: 18110, serverAdm: 18111, label: true,
 		xds: portXDSFeature, imports: []string{benchNamespace + "/" + collectorHost}}
+	telemetryMetricsPair = sidecarPair{name: "telemetry-metrics", service: "telemetry-metrics",
+		clientIP: "127.0.0.96", serverIP: "127.0.0.97", clientAdm: 18118, serverAdm: 18119, label: true}
+	telemetryAccessLogPair = sidecarPair{name: "telemetry-accesslog", service: "telemetry-accesslog",
+		clientIP: "127.0.0.98", serverIP: "127.0.0.99", clientAdm: 18120, serverAdm: 18121, label: true, xds: portXDSFeature}
+	telemetryTracingPair = sidecarPair{name: "telemetry-tracing", service: "telemetry-tracing",
+		clientIP: "127.0.0.100", serverIP: "127.0.0.101", clientAdm: 18122, serverAdm: 18123, label: true,
+		xds: portXDSFeature, imports: []string{benchNamespace + "/" + collectorHost}}
 	rateLimitNonePair = sidecarPair{name: "ratelimit-none", service: "ratelimit-none",
 		clientIP: "127.0.0.90", serverIP: "127.0.0.91", clientAdm: 18112, serverAdm: 18113, label: true}
 	rateLimitLocalPair = sidecarPair{name: "ratelimit-local", service: "ratelimit-local",
@@ -40,9 +51,29 @@ var (
 	rateLimitGlobalPair = sidecarPair{name: "ratelimit-global", service: "ratelimit-global",
 		clientIP: "127.0.0.94", serverIP: "127.0.0.95", clientAdm: 18116, serverAdm: 18117, label: true}
 
-	// mainFeaturePairs use the main straitd; telemetryFullPair uses featureStraitd.
-	mainFeaturePairs = []sidecarPair{telemetryOffPair, rateLimitNonePair, rateLimitLocalPair, rateLimitGlobalPair}
+	// mainFeaturePairs use the main straitd, secondFeaturePairs featureStraitd.
+	mainFeaturePairs   = []sidecarPair{telemetryOffPair, telemetryMetricsPair, rateLimitNonePair, rateLimitLocalPair, rateLimitGlobalPair}
+	secondFeaturePairs = []sidecarPair{telemetryAccessLogPair, telemetryTracingPair, telemetryFullPair}
+
+	// telemetryPairs are the telemetry comparison's paths, in the order a round measures them.
+	telemetryPairs = []sidecarPair{telemetryOffPair, telemetryMetricsPair, telemetryAccessLogPair, telemetryTracingPair, telemetryFullPair}
 )
+
+// telemetryExpect is what a telemetry path's sidecars must have: Istio's metrics, an access
+// log, a tracer. Every other feature pair has the metrics only.
+func telemetryExpect(name string) (metrics, accessLog, tracer bool) {
+	switch name {
+	case telemetryOffPair.name:
+		return false, false, false
+	case telemetryAccessLogPair.name:
+		return false, true, false
+	case telemetryTracingPair.name:
+		return false, false, true
+	case telemetryFullPair.name:
+		return true, true, true
+	}
+	return true, false, false
+}
 
 const (
 	portXDSFeature     = 18011 // the second straitd's plaintext xDS (telemetry-full)
@@ -57,7 +88,8 @@ const (
 )
 
 // featureNames are the feature pairs' path names, for -only.
-var featureNames = []string{telemetryOffPair.name, telemetryFullPair.name, rateLimitNonePair.name, rateLimitLocalPair.name, rateLimitGlobalPair.name}
+var featureNames = []string{telemetryOffPair.name, telemetryMetricsPair.name, telemetryAccessLogPair.name, telemetryTracingPair.name,
+	telemetryFullPair.name, rateLimitNonePair.name, rateLimitLocalPair.name, rateLimitGlobalPair.name}
 
 // wantsFeatures reports whether -only selects any feature pair (empty: all).
 func wantsFeatures(only string) bool {
@@ -89,28 +121,39 @@ func featureConfig() string {
 	return strings.Join(parts, "---\n")
 }
 
-// featureMeshConfig is the second straitd's MeshConfig: the access log file and the trace
-// collector's provider.
+// featureMeshConfig is the second straitd's MeshConfig: the providers of the access log file
+// and of the trace collector.
 func featureMeshConfig(accessLog string) string {
-	return fmt.Sprintf(`accessLogFile: %s
-extensionProviders:
+	return fmt.Sprintf(`extensionProviders:
 - name: otel
   opentelemetry: {service: %s, port: %d}
-`, accessLog, collectorHost, portCollector)
+- name: file-log
+  envoyFileAccessLog: {path: %s}
+`, collectorHost, portCollector, accessLog)
 }
 
-// featureFullConfig is the second straitd's Istio configuration: the telemetry-full pair, its
-// Telemetry (tracing at 1%% to the collector; metrics on as by default), and the collector.
+// featureFullConfig is the second straitd's Istio configuration: its pairs, their Telemetry
+// resources (telemetry-full: tracing at 1% to the collector, the access log, metrics on as by
+// default; telemetry-accesslog: the access log, metrics off; telemetry-tracing: tracing at 1%,
+// metrics off), and the collector.
 func featureFullConfig() string {
-	p := telemetryFullPair
-	return strings.Join([]string{
-		fmt.Sprintf(`apiVersion: telemetry.istio.io/v1
+	const (
+		tracing1  = "  tracing: [{providers: [{name: otel}], randomSamplingPercentage: 1}]\n"
+		noMetrics = "  metrics: [{providers: [{name: prometheus}], overrides: [{disabled: true}]}]\n"
+		fileLog   = "  accessLogging: [{providers: [{name: file-log}]}]\n"
+	)
+	telemetry := func(p sidecarPair, spec string) string {
+		return fmt.Sprintf(`apiVersion: telemetry.istio.io/v1
 kind: Telemetry
 metadata: {name: %[1]s, namespace: %[2]s}
 spec:
   selector: {matchLabels: {pair: %[1]s}}
-  tracing: [{providers: [{name: otel}], randomSamplingPercentage: 1}]
-`, p.service, benchNamespace),
+`, p.service, benchNamespace) + spec
+	}
+	parts := []string{
+		telemetry(telemetryFullPair, tracing1+fileLog),
+		telemetry(telemetryAccessLogPair, fileLog+noMetrics),
+		telemetry(telemetryTracingPair, tracing1+noMetrics),
 		fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: otel-collector, namespace: %s}
@@ -121,8 +164,11 @@ spec:
   resolution: STATIC
   endpoints: [{address: %s}]
 `, benchNamespace, collectorHost, portCollector, collectorIP),
-		sidecarConfig(p),
-	}, "---\n")
+	}
+	for _, p := range secondFeaturePairs {
+		parts = append(parts, sidecarConfig(p))
+	}
+	return strings.Join(parts, "---\n")
 }
 
 // featureStraitd starts the second straitd (telemetry-full's MeshConfig) and the OTLP receiver.
@@ -151,8 +197,9 @@ func featureStraitd(work, binDir string, must func(*proc, error) *proc) (*otlpCo
 }
 
 // checkFeature checks, after a pair is ready, that its configuration is what its name says, from
-// the proxies' admin stats: Istio's metrics absent (telemetry-off) or present, and the rate
-// limit filter counting on the server sidecar.
+// the proxies' admin stats: Istio's metrics, the access log's file statistics and the tracer's
+// sampling statistics present or absent as telemetryExpect says, and the rate limit filter
+// counting on the server sidecar.
 func checkFeature(ctx context.Context, p sidecarPair) error {
 	prom := func(admin int) (string, error) {
 		code, body, err := get(ctx, fmt.Sprintf("http://127.0.0.1:%d/stats/prometheus", admin), "")
@@ -166,9 +213,14 @@ func checkFeature(ctx context.Context, p sidecarPair) error {
 		if err != nil {
 			return err
 		}
-		metrics := strings.Contains(body, "istio_requests_total")
-		if metrics == (p.name == telemetryOffPair.name) {
-			return fmt.Errorf("%s: istio_requests_total present %v on the admin port %d", p.name, metrics, admin)
+		wantMetrics, wantLog, wantTracer := telemetryExpect(p.name)
+		for _, c := range []struct {
+			stat string
+			want bool
+		}{{"istio_requests_total", wantMetrics}, {"envoy_filesystem_write_completed", wantLog}, {"envoy_http_tracing_not_traceable", wantTracer}} {
+			if got := strings.Contains(body, c.stat); got != c.want {
+				return fmt.Errorf("%s: %s present %v on the admin port %d, want %v", p.name, c.stat, got, admin, c.want)
+			}
 		}
 		if admin != p.serverAdm {
 			continue
@@ -182,7 +234,7 @@ func checkFeature(ctx context.Context, p sidecarPair) error {
 	return nil
 }
 
-// reportFull logs what telemetry-full produced: spans received, access log size.
+// reportFull logs what the second straitd's pairs produced: spans received, access log size.
 func reportFull(col *otlpCollector, accessLog string) {
 	if col == nil {
 		return
@@ -191,5 +243,5 @@ func reportFull(col *otlpCollector, accessLog string) {
 	if fi, err := os.Stat(accessLog); err == nil {
 		size = fi.Size()
 	}
-	log.Printf("telemetry-full: %d spans received by the OTLP collector, access log %s is %d bytes", col.spans.Load(), accessLog, size)
+	log.Printf("telemetry-tracing and -full: %d spans received by the OTLP collector; telemetry-accesslog and -full: access log %s is %d bytes", col.spans.Load(), accessLog, size)
 }

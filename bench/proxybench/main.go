@@ -9,9 +9,14 @@
 // mutual TLS (sidecar.go; the run fails if either hop is not what its name says), and adds a
 // table of the mTLS overhead in CPU per request and latency.
 //
-// The feature paths (features.go: telemetry-off, telemetry-full, ratelimit-none, ratelimit-local,
-// ratelimit-global) measure the same plaintext sidecar pair at 1,000 rps once per configuration,
-// for the telemetry (issue 8) and rate limit (issue 16) targets.
+// The feature paths (features.go: telemetry-off, -metrics, -accesslog, -tracing, -full,
+// ratelimit-none, ratelimit-local, ratelimit-global) measure the same plaintext sidecar pair at
+// 1,000 rps once per configuration, for the telemetry (issue 8) and rate limit (issue 16)
+// targets; -rounds N measures the telemetry paths N times, interleaved (telemetry.go).
+//
+// -instructions instead counts the instructions each telemetry feature adds per request through
+// a sidecar's connection manager under valgrind (instructions.go): a measure that the machine's
+// other work does not move.
 //
 // Every proxy gets one core (GOMAXPROCS=1, one nginx worker, one HAProxy thread) pinned to CPU 1;
 // the load generator (fortio) and the backend (fortio's echo server) share CPU 0. All traffic is on
@@ -29,6 +34,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -38,8 +44,20 @@ func main() {
 	binDir := flag.String("bin", "bin", "directory with straitd and strait-proxy")
 	out := flag.String("out", "docs/performance.md", "Markdown file to update (between proxybench markers); empty prints only")
 	only := flag.String("only", "", "comma-separated path names to run (default all)")
+	rounds := flag.Int("rounds", 1, "measure the telemetry paths this many times, interleaved (off, metrics, access log, tracing, full, then back), and add a table of medians")
+	instructions := flag.Bool("instructions", false, "count the instructions per request of each telemetry feature under valgrind (instructions.go) instead of the load runs")
+	l7Test := flag.String("l7-test", "", "with -instructions: a proxy/l7 test binary built beforehand (go test -c), e.g. of an older commit; default: built from this tree")
 	flag.Parse()
-	if err := run(*duration, *binDir, *out, *only); err != nil {
+	if *instructions {
+		if err := runInstructions(*out, *l7Test); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	if *rounds < 1 {
+		log.Fatal("-rounds must be at least 1")
+	}
+	if err := run(*duration, *binDir, *out, *only, *rounds); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -55,7 +73,7 @@ type target struct {
 	rates   []int       // target rps to measure (0 = maximum); empty: 1,000 and maximum
 }
 
-func run(duration time.Duration, binDir, out, only string) (err error) {
+func run(duration time.Duration, binDir, out, only string, rounds int) (err error) {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "proxybench-")
 	if err != nil {
@@ -105,7 +123,7 @@ func run(duration time.Duration, binDir, out, only string) (err error) {
 			return err
 		}
 	}
-	if err := finish(ctx, fortio, work, only, out, duration, targets, must); err != nil {
+	if err := finish(ctx, fortio, work, only, out, duration, rounds, targets, must); err != nil {
 		return err
 	}
 	reportFull(full, accessLog)
@@ -161,8 +179,7 @@ func startStrait(ctx context.Context, work, binDir, only string, targets *[]targ
 		if col, accessLog, err = featureStraitd(work, binDir, must); err != nil {
 			return nil, "", err
 		}
-		pairs := append(mainFeaturePairs[:1:1], telemetryFullPair)
-		pairs = append(pairs, mainFeaturePairs[1:]...)
+		pairs := append(slices.Clone(mainFeaturePairs), secondFeaturePairs...)
 		if featureTargets, err = startSidecars(ctx, work, binDir, straitdHTTP, dataDir, pairs, must); err != nil {
 			return nil, "", err
 		}
@@ -193,7 +210,7 @@ func startStrait(ctx context.Context, work, binDir, only string, targets *[]targ
 	return col, accessLog, nil
 }
 
-func finish(ctx context.Context, fortio, work, only, out string, duration time.Duration, targets []target, must func(*proc, error) *proc) error {
+func finish(ctx context.Context, fortio, work, only, out string, duration time.Duration, rounds int, targets []target, must func(*proc, error) *proc) error {
 
 	// nginx and HAProxy, when installed.
 	if nginx, err := exec.LookPath("nginx"); err == nil {
@@ -239,7 +256,7 @@ func finish(ctx context.Context, fortio, work, only, out string, duration time.D
 	var rows []row
 	for _, t := range targets {
 		_, paired := twin[t.h2]
-		if !selected(t) || (t.name == mtlsPair.name && selected(target{name: plainPair.name})) {
+		if !selected(t) || (t.name == mtlsPair.name && selected(target{name: plainPair.name})) || isTelemetry(t.name) {
 			continue
 		}
 		rates := t.rates
@@ -261,6 +278,11 @@ func finish(ctx context.Context, fortio, work, only, out string, duration time.D
 			}
 		}
 	}
+	tele, err := measureTelemetry(ctx, fortio, work, duration, rounds, targets, selected)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, tele...)
 	table := renderTable(rows, duration)
 	fmt.Print(table)
 	if out == "" {

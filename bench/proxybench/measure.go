@@ -25,6 +25,7 @@ type row struct {
 	rssLoad       float64 // MiB, summed, at the end of the run
 	proxies       int
 	newConns      int64 // sidecar pairs: connections the client sidecar opened to the server sidecar during the run; -1 elsewhere
+	round         int   // the telemetry paths with -rounds above 1: which round (from 1); 0 otherwise
 }
 
 func (r row) String() string {
@@ -191,10 +192,15 @@ func renderTable(rows []row, d time.Duration) string {
 			idle = fmt.Sprintf("%.1f", r.rssIdle)
 			load = fmt.Sprintf("%.1f", r.rssLoad)
 		}
+		name := r.name
+		if r.round > 0 {
+			name += fmt.Sprintf(" #%d", r.round)
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.3f | %.3f | %.3f | %d | %s | %s | %s |\n",
-			r.name, proto(r.h2), target, r.actualQPS, r.p50, r.p90, r.p99, r.errors, cpu, idle, load)
+			name, proto(r.h2), target, r.actualQPS, r.p50, r.p90, r.p99, r.errors, cpu, idle, load)
 	}
 	b.WriteString(mtlsTable(rows))
+	b.WriteString(telemetryTable(rows))
 	b.WriteString("\nReproduce: `make build && go run ./bench/proxybench -duration " + d.String() + "`\n" + markEnd + "\n")
 	return b.String()
 }
@@ -237,16 +243,22 @@ func mtlsTable(rows []row) string {
 	return b.String()
 }
 
-// updateDoc replaces the marked section of path (or appends it).
+// updateDoc replaces the proxybench section of path (or appends it).
 func updateDoc(path, section string) error {
+	return updateDocSection(path, markBegin, markEnd, section)
+}
+
+// updateDocSection replaces the section of path between the markers begin and end (section
+// includes them and ends with a newline), or appends it when path has none.
+func updateDocSection(path, begin, end, section string) error {
 	b, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	s := string(b)
-	i, j := strings.Index(s, markBegin), strings.Index(s, markEnd)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
 	if i >= 0 && j > i {
-		s = s[:i] + section + s[j+len(markEnd)+1:]
+		s = s[:i] + section + strings.TrimPrefix(s[j+len(end):], "\n")
 	} else {
 		s += "\n" + section
 	}

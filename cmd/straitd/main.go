@@ -24,6 +24,7 @@ func main() {
 	var o controlplane.Options
 	var logLevel string
 	var queuedMiB, streamQueuedMiB int64
+	kubeStatus := true
 	cmd := &cobra.Command{
 		Use:           "straitd",
 		Version:       version.Get().String(),
@@ -41,6 +42,7 @@ func main() {
 				return fmt.Errorf("--xds-max-queued-mib, --xds-max-stream-queued-mib and --push-throttle must be positive")
 			}
 			o.XDSFlow.MaxQueuedBytes, o.XDSFlow.MaxStreamQueuedBytes = queuedMiB<<20, streamQueuedMiB<<20
+			o.KubeSkipStatus = !kubeStatus
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return controlplane.Run(ctx, o)
@@ -70,6 +72,10 @@ func main() {
 	f.StringVar(&o.RateLimitListen, "ratelimit-listen", "", "address of the in-memory rate limit service (Envoy's envoy.service.ratelimit.v3 API, plaintext gRPC) for global rate limit filters, e.g. 127.0.0.1:8081; empty disables it")
 	f.StringVar(&o.RateLimitConfig, "ratelimit-config", "", "rate limit service configuration in the YAML format of Envoy's ratelimit service (domain, descriptors), reloaded when it changes; needs --ratelimit-listen")
 	f.StringVar(&o.RateLimitAddress, "ratelimit-address", "", "host:port at which proxies reach the rate limit service, for RateLimit rules with scope Global (default: the --ratelimit-listen address; needed when that is 0.0.0.0 or proxies run in network namespaces)")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file of a Kubernetes cluster to read Istio's custom resources (and gateway credential Secrets) from; the first snapshot waits for them")
+	f.BoolVar(&o.KubeInCluster, "kube-in-cluster", false, "read Istio's custom resources from the Kubernetes cluster straitd runs in, with its pod's service account")
+	f.StringSliceVar(&o.KubeNamespaces, "kube-namespaces", nil, "with --kubeconfig or --kube-in-cluster: read only these namespaces (comma-separated; default all)")
+	f.BoolVar(&kubeStatus, "kube-write-status", true, "write a status condition (Accepted=False, naming the fields) on each Istio object straitd refuses, and Accepted=True once it is mended")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "straitd:", err)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"sync/atomic"
@@ -400,6 +401,21 @@ func pointersHash[T any](list []*T) uint64 {
 	return h.Sum64()
 }
 
+// resourcesHash hashes the addresses of the objects of a type-erased list.
+func resourcesHash(list []types.Resource) uint64 {
+	h := xxhash.New()
+	var b [8]byte
+	for _, r := range list {
+		var addr uintptr
+		if r != nil {
+			addr = uintptr(reflect.ValueOf(r).UnsafePointer())
+		}
+		binary.LittleEndian.PutUint64(b[:], uint64(addr))
+		_, _ = h.Write(b[:])
+	}
+	return h.Sum64()
+}
+
 // sameItems reports whether a type-erased list holds exactly the objects of list, in order.
 func sameItems[T any](out []types.Resource, list []*T) bool {
 	if len(out) != len(list) {
@@ -429,13 +445,7 @@ func (g *generator) routeInputs(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Work
 			}
 			return nil
 		},
-		Delegate: func(name, ns string) *config.Object {
-			o := snap.VirtualService(ns, name)
-			if o == nil || !snap.VirtualServiceVisible(o, w.Namespace) {
-				return nil
-			}
-			return o
-		},
+		Delegate: delegateLookup(snap, w),
 	}
 }
 

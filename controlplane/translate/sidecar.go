@@ -8,7 +8,6 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"google.golang.org/protobuf/proto"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -28,12 +27,14 @@ import (
 // sidecarOutbound is the proxy-independent part of a sidecar's output: listeners and route
 // configurations of its scope.
 type sidecarOutbound struct {
-	listeners   []*listenerv3.Listener
-	routes      []*routev3.RouteConfiguration
-	listenerRes []types.Resource // the same, type-erased once
-	routeRes    []types.Resource
-	err         error // fatal
-	reports     error // per-object problems
+	listeners *listenerList
+	routes    []*routev3.RouteConfiguration
+	routeRes  []types.Resource // the same, type-erased once
+	err       error            // fatal
+	reports   error            // per-object problems
+	// parts are the memo keys of the parts the listeners and routes are made of (route and
+	// listener tables, VHDS splits): reusing the output keeps them.
+	parts keptKeys
 }
 
 // sidecar generates a sidecar's resources: outbound clusters/endpoints/listeners/routes of its
@@ -56,7 +57,11 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	out := snap.CacheValue(key, func() any {
 		// Outbound listeners and routes read no endpoints: when nothing but endpoints changed
 		// since the previous snapshot, they are the previous objects.
-		return g.memo.get(snap.Version, key, snap.ConfigHash(), func() any { return g.sidecarOutbound(snap, sc, w, explicit, vss, tel) })
+		out := g.memo.get(snap.Version, key, snap.ConfigHash(), func() any {
+			return g.sidecarOutbound(snap, sc, w, explicit, vss, tel, key)
+		}).(*sidecarOutbound)
+		out.parts.keep(g.memo, snap.Version)
+		return out
 	}).(*sidecarOutbound)
 	if out.err != nil {
 		return nil, out.err
@@ -82,7 +87,7 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	inKey := inboundKey(inPorts, sec) + "|tel=" + tel.serverKey
 	// Every part is carried over to the next snapshot while its inputs are unchanged (an
 	// endpoint-only change leaves them all), and so are the lists when all their parts are.
-	lk := localKey{out: out, explicit: explicit, inbound: inKey}
+	lk := localKey{lds: out.listeners, explicit: explicit, inbound: inKey}
 	listeners := snap.CacheValue(lk, func() any {
 		in := g.memo.get(snap.Version, inboundPartKey{kind: "lds", explicit: explicit, inbound: inKey}, struct{}{}, func() any {
 			l, err := listener.BuildInbound(inPorts, explicit, sec)
@@ -92,7 +97,7 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 			return in
 		}
 		lk.part = in
-		return g.memo.get(snap.Version, lk, struct{}{}, func() any { return concatLists(out.listenerRes, in.list) })
+		return g.memo.get(snap.Version, lk, struct{}{}, func() any { return concatLists(out.listeners.res, in.list) })
 	}).(*localList)
 	if listeners.err != nil {
 		return nil, listeners.err
@@ -127,12 +132,12 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 }
 
 // localKey identifies a sidecar's complete cluster list (by its outbound set) or listener list
-// (by its outbound listeners), with its interception mode and inbound ports (and, as a memo key,
+// (by its outbound listener list, carried over while unchanged), with its interception mode and inbound ports (and, as a memo key,
 // the inbound part). Proxies of one workload (and all proxies without inbound ports) share the
 // lists, which the xDS server then recognizes without looking at their items.
 type localKey struct {
 	set      *outboundSet
-	out      *sidecarOutbound
+	lds      *listenerList
 	explicit bool
 	inbound  string
 	part     *localList
@@ -297,13 +302,22 @@ func (g *generator) inboundClusters(snap *mesh.Snapshot, inPorts []listener.Inbo
 	return &localList{list: clusters}
 }
 
-func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, explicit bool, vss []*config.Object, tel *telemetryResult) *sidecarOutbound {
+// sidecarOutbound builds the outbound listeners and route configurations of a sidecar scope
+// (share key key). Virtual hosts, VirtualService routes, service chains and address listeners
+// whose inputs did not change since an earlier snapshot are the earlier objects (routeParts,
+// listenerParts).
+func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Workload, explicit bool, vss []*config.Object, tel *telemetryResult, key shareKey) *sidecarOutbound {
 	out := &sidecarOutbound{}
-	b, err := route.New(g.routeInputs(snap, sc, w, false, vss, nil))
+	parts, partsKey := g.newRouteParts(snap, sc, w, key.labels)
+	lparts, lpartsKey := g.newListenerParts(snap, w, key, tel.clientKey)
+	in := g.routeInputs(snap, sc, w, false, vss, nil)
+	in.Parts = parts
+	b, err := route.New(in)
 	if err != nil {
 		out.err = err
 		return out
 	}
+	parts.b = b
 	var reports []error
 	tcpRoutes := func(svc *registry.Service, port registry.Port) ([]route.L4Route, error) {
 		var rs []route.L4Route
@@ -318,18 +332,27 @@ func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.
 		}
 		return rs, nil
 	}
-	out.listeners, out.err = listener.BuildOutbound(listener.Outbound{Snap: snap, Scope: sc, Workload: w, Explicit: explicit, Telemetry: tel.Client,
-		TCPRoutes: tcpRoutes, Report: func(err error) { reports = append(reports, err) }})
-	if out.err != nil {
+	listeners, err := listener.BuildOutbound(listener.Outbound{Snap: snap, Scope: sc, Workload: w, Explicit: explicit, Telemetry: tel.Client,
+		TCPRoutes: tcpRoutes, Report: func(err error) { reports = append(reports, err) }, Parts: lparts})
+	if err != nil {
+		out.err = err
 		return out
 	}
+	out.listeners = lparts.carryList(listeners)
+	g.memo.put(snap.Version, lpartsKey, lparts.table.print, lparts.table)
 	routes, err := outboundRoutes(b, httpRoutePorts(sc))
 	if err != nil {
 		reports = append(reports, err)
 	}
 	out.routes = routes
+	g.memo.put(snap.Version, partsKey, struct{}{}, parts.table)
+	out.parts.keys = []any{partsKey, lpartsKey}
+	for _, rc := range routes {
+		// The VHDS split of these route configurations, from the virtual hosts' VHDS forms.
+		g.memo.put(snap.Version, vhdsKey{rc}, struct{}{}, parts.split(rc))
+		out.parts.keys = append(out.parts.keys, vhdsKey{rc})
+	}
 	out.reports = errors.Join(reports...)
-	out.listenerRes = appendAll(nil, out.listeners)
 	out.routeRes = appendAll(nil, out.routes)
 	return out
 }

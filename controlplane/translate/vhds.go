@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -41,11 +42,14 @@ import (
 // whole route configurations as before. The delivery is wildcard: the control plane sends every
 // virtual host of the proxy's route configurations (on-demand subscription by host is item 3).
 //
-// Sharing: the split of one route configuration object is memoized on that object, and the
-// objects are shared by every proxy of a scope and carried over between snapshots while their
-// inputs are unchanged (sidecarOutbound), so proxies share the split too; virtual hosts with
-// equal content in different namespaces share their marshaled bytes in the xDS server. Nothing
-// here depends on pointer identity for correctness: a new object is split anew.
+// Sharing: every virtual host is built once with its VHDS form and carried over between
+// snapshots while its inputs are unchanged (routeparts.go), so an edit re-marshals and re-sends
+// only the virtual hosts it changes. The split of a route configuration built that way is made
+// with it from those forms; a route configuration patched later (RateLimits, EnvoyFilters) is
+// split here, memoized on the object. The split list of a proxy's route configurations is shared
+// by every proxy with the same ones, and virtual hosts with equal content in different
+// namespaces share their marshaled bytes in the xDS server. Nothing here depends on pointer
+// identity for correctness: a new object is split anew.
 
 // vhdsKey memoizes the split of one route configuration object.
 type vhdsKey struct{ rc *routev3.RouteConfiguration }
@@ -65,42 +69,81 @@ var adsSource = &corev3.ConfigSource{
 
 // virtualHosts moves the virtual hosts of every route configuration in res to VHDS: each route
 // configuration gets `vhds` and no virtual hosts, and res gets a VirtualHost resource per moved
-// virtual host (an empty list when there is none, so that stale ones are removed).
+// virtual host (an empty list when there is none, so that stale ones are removed). The lists are
+// shared by every proxy with the same route configurations, so that the xDS server recognizes
+// them without a pass over their items.
 func (g *generator) virtualHosts(snap *mesh.Snapshot, res Resources) Resources {
 	out := make(Resources, len(res)+1)
 	for typ, list := range res {
 		out[typ] = list
 	}
-	routes := make([]types.Resource, 0, len(res[resource.RouteType]))
-	var vhosts []types.Resource
-	for _, r := range res[resource.RouteType] {
-		rc, ok := r.(*routev3.RouteConfiguration)
-		if !ok {
-			routes = append(routes, r)
-			continue
+	in := res[resource.RouteType]
+	key := vhdsListKey{hash: resourcesHash(in), n: len(in)}
+	build := func() any {
+		l := &vhdsList{from: in, routes: make([]types.Resource, 0, len(in))}
+		for _, r := range in {
+			rc, ok := r.(*routev3.RouteConfiguration)
+			if !ok {
+				l.routes = append(l.routes, r)
+				continue
+			}
+			split := g.memo.get(snap.Version, vhdsKey{rc}, struct{}{}, func() any {
+				return splitRouteConfiguration(rc, func(*routev3.VirtualHost) *routev3.VirtualHost { return nil })
+			}).(*vhdsSplit)
+			l.routes = append(l.routes, split.rc)
+			l.vhosts = append(l.vhosts, split.vhosts...)
 		}
-		split := g.memo.get(snap.Version, vhdsKey{rc}, struct{}{}, func() any { return splitRouteConfiguration(rc) }).(*vhdsSplit)
-		routes = append(routes, split.rc)
-		vhosts = append(vhosts, split.vhosts...)
+		return l
 	}
-	out[resource.RouteType] = routes
-	out[resource.VirtualHostType] = vhosts
+	l := g.memo.get(snap.Version, key, struct{}{}, build).(*vhdsList)
+	if !slices.Equal(l.from, in) { // a hash collision: do not share
+		l = build().(*vhdsList)
+	}
+	out[resource.RouteType] = l.routes
+	out[resource.VirtualHostType] = l.vhosts
 	return out
 }
 
+// vhdsListKey memoizes the VHDS split of a list of route configurations, by the addresses of
+// its items (a hash; the entry holds the list to compare).
+type vhdsListKey struct {
+	hash uint64
+	n    int
+}
+
+// vhdsList is the split of the route configurations from: route configurations with `vhds`, and
+// all their virtual hosts.
+type vhdsList struct {
+	from   []types.Resource
+	routes []types.Resource
+	vhosts []types.Resource
+}
+
 // splitRouteConfiguration returns rc with `vhds` in place of its virtual hosts, and the virtual
-// hosts renamed to their VHDS resource names. rc is not modified; the new messages share rc's
-// sub-messages (every field is carried, whatever the API version adds).
-func splitRouteConfiguration(rc *routev3.RouteConfiguration) *vhdsSplit {
+// hosts renamed to their VHDS resource names: form's result for a virtual host when it has one
+// (a VHDS form built with the virtual host, see routeParts), else a new one. rc is not modified;
+// the new messages share rc's sub-messages (every field is carried, whatever the API version
+// adds).
+func splitRouteConfiguration(rc *routev3.RouteConfiguration, form func(*routev3.VirtualHost) *routev3.VirtualHost) *vhdsSplit {
 	out := shallowCopy(rc, "virtual_hosts")
 	out.Vhds = &routev3.Vhds{ConfigSource: adsSource}
 	split := &vhdsSplit{rc: out, vhosts: make([]types.Resource, 0, len(rc.VirtualHosts))}
 	for _, vh := range rc.VirtualHosts {
-		v := shallowCopy(vh, "name")
-		v.Name = VHDSName(rc.Name, vh.Name)
+		v := form(vh)
+		if v == nil {
+			v = vhdsForm(rc.Name, vh)
+		}
 		split.vhosts = append(split.vhosts, v)
 	}
 	return split
+}
+
+// vhdsForm returns virtual host vh of route configuration rc as a VHDS resource: renamed, its
+// other fields shared.
+func vhdsForm(rc string, vh *routev3.VirtualHost) *routev3.VirtualHost {
+	v := shallowCopy(vh, "name")
+	v.Name = VHDSName(rc, vh.Name)
+	return v
 }
 
 // shallowCopy returns a new message with m's fields except skip, sharing their values.

@@ -150,8 +150,8 @@ func compileSubstitution(path string, sf *corev3.SubstitutionFormatString) (*For
 }
 
 // Log formats e with each access log whose filter admits it and queues the lines for writing.
-// It never blocks: a line whose file queue is full is dropped and counted. Nothing of e is
-// retained.
+// It never blocks on the file: a line finding its file's queue full is dropped and counted.
+// Nothing of e is retained.
 func (l *Logger) Log(e *Entry) {
 	if l == nil {
 		return
@@ -161,8 +161,11 @@ func (l *Logger) Log(e *Entry) {
 		if fl.filter != nil && !fl.filter(e) {
 			continue
 		}
-		bp := bufPool.Get().(*[]byte)
+		bp := scratchLines.Get().(*[]byte)
 		*bp = fl.f.Append((*bp)[:0], e)
-		fl.sink.enqueue(bp)
+		fl.sink.add(*bp)
+		if cap(*bp) <= maxScratch {
+			scratchLines.Put(bp)
+		}
 	}
 }

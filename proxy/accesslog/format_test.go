@@ -4,9 +4,11 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -235,5 +237,31 @@ func TestFormatErrors(t *testing.T) {
 	var ue *xdsfield.UnsupportedError
 	if _, err := CompileText("x %NOT_AN_OPERATOR% y", false); !errors.As(err, &ue) || !strings.Contains(err.Error(), "%NOT_AN_OPERATOR%") {
 		t.Errorf("unknown operator: %v", err)
+	}
+}
+
+// TestDefaultTimeCached checks %START_TIME%'s cached second against time.Format: times within
+// one second, the next second, out of order, another zone, and years the cache does not hold.
+func TestDefaultTimeCached(t *testing.T) {
+	base := time.Date(2024, 5, 4, 17, 22, 59, 46_123_456, time.UTC)
+	for _, tm := range []time.Time{
+		base, base.Add(900 * time.Millisecond), base.Add(time.Second), base, base.Add(-time.Hour * 24 * 366),
+		base.In(time.FixedZone("x", 5*3600)), time.Date(12345, 1, 2, 3, 4, 5, 6e6, time.UTC), time.Date(1, 1, 1, 0, 0, 0, 999e6, time.UTC), base,
+	} {
+		want := tm.UTC().Format("2006-01-02T15:04:05.000Z")
+		if tm.UTC().Year() > 9999 {
+			want = "12345-01-02T03:04:05.006Z"
+		}
+		if got := string(appendDefaultTime(nil, tm)); got != want {
+			t.Errorf("%v: %q, want %q", tm, got, want)
+		}
+	}
+}
+
+func TestAppendInt(t *testing.T) {
+	for _, v := range []int64{0, 7, 9, 10, 99, 100, 200, 65535, 999_999_999, 1_000_000_000, -1, -12345, math.MaxInt64, math.MinInt64} {
+		if got, want := string(appendInt([]byte("x"), v)), "x"+strconv.FormatInt(v, 10); got != want {
+			t.Errorf("appendInt(%d) = %q, want %q", v, got, want)
+		}
 	}
 }

@@ -251,7 +251,7 @@ func (o *op) appendRaw(b []byte, e *Entry) ([]byte, valKind) {
 	case opString:
 		return appendStr(b, o.str(e))
 	case opNumber:
-		return strconv.AppendInt(b, o.num(e), 10), vNumber
+		return appendInt(b, o.num(e)), vNumber
 	case opResponseFlags:
 		if e.ResponseFlags == "" {
 			return append(b, '-'), vString // Envoy renders no flags as "-", also in JSON
@@ -325,9 +325,33 @@ func appendAddr(b []byte, a netip.AddrPort, part addrPart) ([]byte, valKind) {
 	case addrNoPort:
 		return a.Addr().Unmap().AppendTo(b), vString
 	case addrPort:
-		return strconv.AppendUint(b, uint64(a.Port()), 10), vNumber
+		return appendInt(b, int64(a.Port())), vNumber
 	}
-	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()).AppendTo(b), vString
+	ip := a.Addr().Unmap()
+	if !ip.Is4() {
+		return netip.AddrPortFrom(ip, a.Port()).AppendTo(b), vString
+	}
+	b = ip.AppendTo(b)
+	return appendInt(append(b, ':'), int64(a.Port())), vString
+}
+
+// appendInt is strconv.AppendInt in base 10, faster for the small numbers of a log line
+// (status codes, sizes, durations, ports).
+func appendInt(b []byte, v int64) []byte {
+	if v < 0 || v >= 1e9 {
+		return strconv.AppendInt(b, v, 10)
+	}
+	if v < 10 {
+		return append(b, byte('0'+v))
+	}
+	var tmp [9]byte
+	i := len(tmp)
+	for v > 0 {
+		i--
+		tmp[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, tmp[i:]...)
 }
 
 func appendURIs[U interface{ String() string }](b []byte, uris []U) []byte {

@@ -2,13 +2,40 @@ package accesslog
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 )
+
+// defaultTimeSecond caches the text of the second most recently printed by appendDefaultTime:
+// requests logged in the same second (nearly all, under load) print it without computing the
+// calendar date again, as Envoy's formatter caches it.
+var defaultTimeSecond atomic.Pointer[secondText]
+
+// secondText is "2016-04-15T20:17:00" for the Unix second sec.
+type secondText struct {
+	sec  int64
+	text [19]byte
+}
 
 // appendDefaultTime appends Envoy's default %START_TIME%: "2016-04-15T20:17:00.310Z" (UTC,
 // milliseconds), without time.Format's layout interpretation.
 func appendDefaultTime(b []byte, t time.Time) []byte {
 	t = t.UTC()
+	sec := t.Unix()
+	c := defaultTimeSecond.Load()
+	if c == nil || c.sec != sec {
+		if y := t.Year(); y < 0 || y > 9999 { // not 19 bytes: not cached
+			return appendMillis(appendSecond(b, t), t)
+		}
+		c = &secondText{sec: sec}
+		appendSecond(c.text[:0], t)
+		defaultTimeSecond.Store(c)
+	}
+	return appendMillis(append(b, c.text[:]...), t)
+}
+
+// appendSecond appends t (in UTC) as "2016-04-15T20:17:00".
+func appendSecond(b []byte, t time.Time) []byte {
 	y, mo, d := t.Date()
 	h, mi, s := t.Clock()
 	b = pad(b, y, 4)
@@ -21,10 +48,13 @@ func appendDefaultTime(b []byte, t time.Time) []byte {
 	b = append(b, ':')
 	b = pad(b, mi, 2)
 	b = append(b, ':')
-	b = pad(b, s, 2)
-	b = append(b, '.')
-	b = pad(b, t.Nanosecond()/1e6, 3)
-	return append(b, 'Z')
+	return pad(b, s, 2)
+}
+
+// appendMillis appends t's milliseconds and the zone, ".310Z".
+func appendMillis(b []byte, t time.Time) []byte {
+	ms := t.Nanosecond() / 1e6
+	return append(b, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
 }
 
 // pad appends n with at least width digits, zero-padded.

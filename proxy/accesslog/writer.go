@@ -22,8 +22,9 @@ type FilesOptions struct {
 	// Stats receives filesystem.write_completed, write_failed, write_dropped and reopen_failed
 	// (nil: a private store).
 	Stats *stats.Store
-	// QueueLines bounds each file's queue of formatted lines (0: DefaultQueueLines). A line that
-	// finds the queue full is dropped and counted in filesystem.write_dropped.
+	// QueueLines bounds each file's queue of formatted lines (0: DefaultQueueLines; with a
+	// FlushInterval, on top of the 64 KiB the writer buffers): a line that finds the queue full
+	// while its writer is behind is dropped and counted in filesystem.write_dropped.
 	QueueLines int
 	// Open opens a log file for appending (nil: os.OpenFile with O_APPEND|O_CREATE, mode
 	// 0644). /dev/stdout and /dev/stderr are never opened: the process's own streams are used.
@@ -94,11 +95,21 @@ func Shared(st *stats.Store) *Files {
 // Dropped returns how many lines were dropped because a queue was full.
 func (fs *Files) Dropped() uint64 { return fs.st.dropped.Value() }
 
-// sink is one file: its queue and writer goroutine.
+// sink is one file: its pending lines and writer goroutine. Lines are appended to a buffer
+// under a mutex (no goroutine is woken per line, as in Envoy's file writer); the writer takes
+// the whole buffer when it is due and writes it outside the lock.
 type sink struct {
-	fs     *Files
-	path   string
-	q      chan *[]byte
+	fs   *Files
+	path string
+
+	mu      sync.Mutex
+	pending []byte // lines not yet taken by the writer
+	lines   int    // lines in pending (FilesOptions.QueueLines)
+	closed  bool
+
+	// wake (capacity 1) tells the writer that pending went from empty to not, reached
+	// maxBatch, or (FlushInterval 0) holds a line; or that the file is closing.
+	wake   chan struct{}
 	reopen atomic.Bool
 	w      io.Writer
 	closer io.Closer // nil for the process's own streams; written by the writer goroutine only
@@ -121,7 +132,7 @@ func (fs *Files) open(path string) (*sink, error) {
 		}
 		return s, nil
 	}
-	s := &sink{fs: fs, path: path, q: make(chan *[]byte, fs.opts.QueueLines), done: make(chan struct{})}
+	s := &sink{fs: fs, path: path, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	switch path {
 	case "/dev/stdout":
 		s.w = os.Stdout
@@ -139,8 +150,8 @@ func (fs *Files) open(path string) (*sink, error) {
 	return s, nil
 }
 
-// Close stops every writer after its queue is written and closes the files. Lines logged after
-// Close are dropped.
+// Close stops every writer after its pending lines are written and closes the files. Lines
+// logged after Close are dropped.
 func (fs *Files) Close() error {
 	fs.mu.Lock()
 	if fs.done {
@@ -151,39 +162,88 @@ func (fs *Files) Close() error {
 	sinks := fs.sinks
 	fs.mu.Unlock()
 	for _, s := range sinks {
-		close(s.q)
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.signal()
 		<-s.done
 	}
 	return nil
 }
 
-// bufPool holds line buffers: taken by Logger.Log, returned by the writer.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// scratchLines holds the buffers Logger.Log formats a line into before appending it to a sink.
+var scratchLines = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// enqueue hands a formatted line to the writer without waiting: a full queue drops it.
-func (s *sink) enqueue(bp *[]byte) {
-	defer func() {
-		if recover() != nil { // the queue was closed by Files.Close
-			s.fs.st.dropped.Inc()
-		}
-	}()
-	select {
-	case s.q <- bp:
-	default:
+// maxScratch bounds the line buffers kept for reuse.
+const maxScratch = 64 << 10
+
+// maxRetained bounds the capacity of a pending buffer kept after a write: a burst of large
+// lines does not pin its memory.
+const maxRetained = 4 * maxBatch
+
+// add appends a formatted line without waiting. When the queue is full (QueueLines lines
+// pending and, with a flush interval, a full write too: the writer is behind) the line is
+// dropped and counted, as it is after Close.
+func (s *sink) add(line []byte) {
+	s.mu.Lock()
+	if s.closed || s.lines >= s.fs.opts.QueueLines && (s.fs.opts.FlushInterval <= 0 || len(s.pending) >= maxBatch) {
+		s.mu.Unlock()
 		s.fs.st.dropped.Inc()
-		bufPool.Put(bp)
+		return
+	}
+	first := len(s.pending) == 0
+	s.pending = append(s.pending, line...)
+	s.lines++
+	full := len(s.pending) >= maxBatch
+	s.mu.Unlock()
+	if first || full || s.fs.opts.FlushInterval <= 0 {
+		s.signal()
 	}
 }
 
-// run writes queued lines: what is already queued in one write, or, with a flush interval,
-// once maxBatch bytes are buffered or the oldest buffered line has waited the interval.
+// signal wakes the writer unless a wake-up is already pending.
+func (s *sink) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the pending lines (handing spare, emptied, to the next lines), their count,
+// whether maxBatch bytes are pending or the file is closing (due: write now), and whether
+// it is closing.
+func (s *sink) take(spare []byte, all bool) (batch []byte, n int, due, closing bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	due = s.closed || len(s.pending) >= maxBatch || s.fs.opts.FlushInterval <= 0
+	if !due && !all {
+		return spare, 0, false, false
+	}
+	batch, n = s.pending, s.lines
+	if cap(spare) > maxRetained {
+		spare = nil
+	}
+	s.pending, s.lines = spare[:0], 0
+	return batch, n, due, s.closed
+}
+
+// pendingLines reports whether lines are waiting.
+func (s *sink) pendingLines() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lines > 0
+}
+
+// run writes the pending lines: at once when maxBatch bytes are pending (Envoy's
+// file_flush_min_size_kb), when the file closes, or with a flush interval once the oldest
+// pending line has waited it (file_flush_interval_msec); without one whenever lines are
+// pending.
 func (s *sink) run() {
 	defer close(s.done)
-	batch := make([]byte, 0, maxBatch)
-	n := 0
-	flush := func() {
-		if len(batch) == 0 {
-			return
+	var spare []byte
+	write := func(batch []byte, n int) []byte {
+		if n == 0 {
+			return batch
 		}
 		s.maybeReopen()
 		if _, err := s.w.Write(batch); err != nil {
@@ -191,57 +251,34 @@ func (s *sink) run() {
 		} else {
 			s.fs.st.completed.Add(uint64(n))
 		}
-		batch, n = batch[:0], 0
+		return batch
 	}
-	interval := s.fs.opts.FlushInterval
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	armed := false
 	for {
-		var tick <-chan time.Time
-		if armed {
-			tick = timer.C
-		}
-		select {
-		case bp, ok := <-s.q:
-			if !ok {
-				flush()
-				if s.closer != nil {
-					_ = s.closer.Close()
-				}
-				return
+		<-s.wake
+		batch, n, due, closing := s.take(spare, false)
+		if !due {
+			if !s.pendingLines() {
+				continue // a stale wake-up: what it announced is written
 			}
-			batch = append(batch, *bp...)
-			putBuf(bp)
-			n++
-			switch {
-			case len(batch) >= maxBatch:
-				flush()
-			case interval <= 0:
-				if len(s.q) == 0 { // nothing more already queued: write now
-					flush()
-				}
-				continue
-			case !armed:
-				timer.Reset(interval)
-				armed = true
-			}
-			if len(batch) == 0 && armed {
+			// The oldest pending line arrived: wait the interval, unless maxBatch bytes
+			// pend or the file closes first.
+			timer.Reset(s.fs.opts.FlushInterval)
+			select {
+			case <-timer.C:
+			case <-s.wake:
 				timer.Stop() // go ≥ 1.23: no stale tick is delivered after Stop
-				armed = false
 			}
-		case <-tick:
-			armed = false
-			flush()
+			batch, n, _, closing = s.take(spare, true)
 		}
-	}
-}
-
-// putBuf returns a line buffer to the pool unless it grew unusually large.
-func putBuf(bp *[]byte) {
-	if cap(*bp) <= 64<<10 {
-		*bp = (*bp)[:0]
-		bufPool.Put(bp)
+		spare = write(batch, n)
+		if closing {
+			if s.closer != nil {
+				_ = s.closer.Close()
+			}
+			return
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package l7
 import (
 	"errors"
 	"strings"
+	"sync"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
@@ -33,14 +34,28 @@ func (h *Handler) compileAccessLog(hcm *hcmv3.HttpConnectionManager) error {
 // written by the file's own goroutine.
 func (h *Handler) logAccess(s *Stream) {
 	e := h.record(s)
-	h.accessLog.Log(&e)
+	h.accessLog.Log(e)
+	putRecord(e)
+}
+
+// recordPool recycles the finished requests' records: a record is large (about 500 bytes) and
+// the access log's operators and filters see it through function values, so it would
+// otherwise be allocated for every request.
+var recordPool = sync.Pool{New: func() any { return new(accesslog.Entry) }}
+
+// putRecord returns a record taken with record once nothing uses it any more.
+func putRecord(e *accesslog.Entry) {
+	*e = accesslog.Entry{}
+	recordPool.Put(e)
 }
 
 // record describes the finished request for the access log and CEL expressions (Envoy's
-// attributes).
-func (h *Handler) record(s *Stream) accesslog.Entry {
+// attributes). The record comes from recordPool: the caller returns it with putRecord and
+// must not keep it (nor what it points to) after that.
+func (h *Handler) record(s *Stream) *accesslog.Entry {
 	in := &s.Info
-	e := accesslog.Entry{
+	e := recordPool.Get().(*accesslog.Entry)
+	*e = accesslog.Entry{
 		Start:                          in.Start,
 		Duration:                       in.Duration,
 		Protocol:                       in.Protocol,

@@ -58,7 +58,8 @@ func (h *Handler) applyIstioStats(s *Stream, q *telemetry.HTTPRequest) bool {
 	q.Overrides = o
 	if o.HasDimensions() {
 		r := h.record(s)
-		o.Evaluate(&r, &q.Dimensions)
+		o.Evaluate(r, &q.Dimensions)
+		putRecord(r)
 	}
 	return true
 }

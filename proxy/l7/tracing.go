@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -112,11 +113,8 @@ func (h *Handler) startTrace(s *Stream) {
 	if !h.tracer.HasProvider() {
 		return
 	}
-	st := &streamTrace{}
-	name := "ingress"
-	if h.tracer.Egress() {
-		name = "egress " + r.Host
-	}
+	st := traceStatePool.Get().(*streamTrace)
+	name := ""
 	if rt := s.Route; rt != nil && rt.Decorator != "" {
 		name, st.decorator, st.propagate = rt.Decorator, rt.Decorator, rt.DecoratorPropagate
 	}
@@ -131,8 +129,18 @@ func (h *Handler) startTrace(s *Stream) {
 		delete(r.Header, decoratorHeader)
 	}
 	st.span = h.tracer.Start(r.Header, name, reason, s.Info.Start)
+	if name == "" && st.span.Sampled {
+		// Envoy's default operation names, built only for a span that is exported.
+		st.span.Name = "ingress"
+		if h.tracer.Egress() {
+			st.span.Name = "egress " + r.Host
+		}
+	}
 	s.trace = st
 }
+
+// traceStatePool recycles the streams' trace state (finishTrace returns it).
+var traceStatePool = sync.Pool{New: func() any { return new(streamTrace) }}
 
 // injectTrace writes the trace context into the upstream request (the router calls it once
 // the request's headers are final). With spawn_upstream_span it starts the upstream span,
@@ -142,7 +150,11 @@ func (s *Stream) injectTrace() {
 	sp := st.span
 	if s.h.tracer.SpawnUpstream() {
 		st.upStart = time.Now()
-		st.up = sp.Child("router "+s.Cluster+" egress", st.upStart)
+		name := ""
+		if sp.Sampled { // the name of a span that is exported
+			name = "router " + s.Cluster + " egress"
+		}
+		st.up = sp.Child(name, st.upStart)
 		sp = st.up
 	}
 	sp.Inject(s.r.Header)
@@ -172,10 +184,23 @@ func (s *Stream) traceResponseHeaders(hdr http.Header) {
 // them to the exporter. It runs in finish, after the response went out.
 func (h *Handler) finishTrace(s *Stream) {
 	st := s.trace
+	s.trace = nil
+	defer func() {
+		*st = streamTrace{}
+		traceStatePool.Put(st)
+	}()
 	sp := st.span
 	in := &s.Info
-	r := s.r
 	end := in.Start.Add(in.Duration)
+	if !sp.Sampled {
+		// Neither span is exported (the upstream span shares the decision): no tags to set.
+		if st.up != nil {
+			st.up.Finish(end)
+		}
+		sp.Finish(end)
+		return
+	}
+	r := s.r
 	sp.SetTag("guid:x-request-id", in.RequestID)
 	sp.SetTag("http.url", traceURL(r, h.tracer.MaxPathTag()))
 	sp.SetTag("http.method", in.Method)
@@ -192,9 +217,9 @@ func (h *Handler) finishTrace(s *Stream) {
 	// Custom tags of the value kind (access log formats) cost a record and a rendering: only
 	// for a sampled span, which is exported.
 	var e *accesslog.Entry
-	if sp.Sampled && h.tracer.HasFormatTags() {
-		rec := h.record(s)
-		e = &rec
+	if h.tracer.HasFormatTags() {
+		e = h.record(s)
+		defer putRecord(e)
 		sp.FormatTags(e)
 	}
 	if up := st.up; up != nil {

@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -30,6 +31,25 @@ type Span struct {
 	Error bool
 
 	t *Tracer
+	// fixed backs Attrs of an unsampled span (node_id, zone): such a span is never exported,
+	// so it needs no room for the request's tags, and it is reused (spanPool) after Finish.
+	fixed [2]Attr
+}
+
+// spanPool recycles unsampled spans: with Istio's default 1% sampling nearly every request's
+// span is one, used for its trace context only and never exported.
+var spanPool = sync.Pool{New: func() any { return new(Span) }}
+
+// newSpan returns a zeroed span of t: a sampled one is allocated with room for the tags a
+// request sets (it goes to the exporter); an unsampled one comes from spanPool.
+func newSpan(t *Tracer, sampled bool, attrs int) *Span {
+	if sampled {
+		return &Span{t: t, Sampled: true, Attrs: make([]Attr, 0, attrs)}
+	}
+	sp := spanPool.Get().(*Span)
+	sp.t = t
+	sp.Attrs = sp.fixed[:0]
+	return sp
 }
 
 // Egress reports whether the tracer serves an outbound listener (Envoy's operation name egress).
@@ -56,33 +76,38 @@ func (t *Tracer) Start(h http.Header, name string, reason Reason, start time.Tim
 	if t.provider == providerNone {
 		return nil
 	}
-	sp := &Span{t: t, Name: name, Start: start, Sampled: reason.Traced(), Kind: KindServer,
-		Attrs: make([]Attr, 0, 24)}
-	if t.egress && !t.spawnUpstream {
-		sp.Kind = KindClient
-	}
+	// The context first: the parent's sampled flag decides whether the span is exported,
+	// hence how it is allocated.
+	var c Span
+	c.Sampled = reason.Traced()
 	switch t.provider {
 	case providerOTel:
 		if sc, ok := ExtractW3C(h); ok {
-			sp.TraceID, sp.ParentID, sp.Sampled, sp.TraceState = sc.TraceID, sc.SpanID, sc.Sampled, sc.TraceState
+			c.TraceID, c.ParentID, c.Sampled, c.TraceState = sc.TraceID, sc.SpanID, sc.Sampled, sc.TraceState
 		} else {
-			sp.TraceID = newTraceID(false)
+			c.TraceID = newTraceID(false)
 		}
-		sp.SpanID = newSpanID()
+		c.SpanID = newSpanID()
 	case providerZipkin:
 		sc, hasCtx := ExtractB3(h)
 		if sc.SampledSet {
-			sp.Sampled = sc.Sampled
+			c.Sampled = sc.Sampled
 		}
 		switch {
 		case !hasCtx:
-			sp.TraceID, sp.SpanID = newTraceID(!t.zipkin128), newSpanID()
+			c.TraceID, c.SpanID = newTraceID(!t.zipkin128), newSpanID()
 		case !t.egress && t.zipkinShared:
 			// Ingress with shared_span_context: the server span shares the client's id.
-			sp.TraceID, sp.SpanID, sp.ParentID, sp.Shared = sc.TraceID, sc.SpanID, sc.ParentID, true
+			c.TraceID, c.SpanID, c.ParentID, c.Shared = sc.TraceID, sc.SpanID, sc.ParentID, true
 		default:
-			sp.TraceID, sp.SpanID, sp.ParentID = sc.TraceID, newSpanID(), sc.SpanID
+			c.TraceID, c.SpanID, c.ParentID = sc.TraceID, newSpanID(), sc.SpanID
 		}
+	}
+	sp := newSpan(t, c.Sampled, 24)
+	sp.Name, sp.Start, sp.Kind = name, start, KindServer
+	sp.TraceID, sp.SpanID, sp.ParentID, sp.Shared, sp.TraceState = c.TraceID, c.SpanID, c.ParentID, c.Shared, c.TraceState
+	if t.egress && !t.spawnUpstream {
+		sp.Kind = KindClient
 	}
 	sp.SetTag("node_id", t.nodeID)
 	sp.SetTag("zone", t.zone)
@@ -91,8 +116,8 @@ func (t *Tracer) Start(h http.Header, name string, reason Reason, start time.Tim
 
 // Child starts a CLIENT span under sp (the upstream span of spawn_upstream_span).
 func (sp *Span) Child(name string, start time.Time) *Span {
-	c := &Span{t: sp.t, Name: name, Kind: KindClient, TraceID: sp.TraceID, SpanID: newSpanID(),
-		ParentID: sp.SpanID, Sampled: sp.Sampled, TraceState: sp.TraceState, Start: start, Attrs: make([]Attr, 0, 12)}
+	c := newSpan(sp.t, sp.Sampled, 12)
+	c.Name, c.Kind, c.TraceID, c.SpanID, c.ParentID, c.TraceState, c.Start = name, KindClient, sp.TraceID, newSpanID(), sp.SpanID, sp.TraceState, start
 	c.SetTag("node_id", sp.t.nodeID)
 	c.SetTag("zone", sp.t.zone)
 	return c
@@ -161,10 +186,16 @@ func (sp *Span) FormatTags(e *accesslog.Entry) {
 }
 
 // Finish ends the span at end and, when it is sampled, queues it for export. The request path
-// never waits: a full queue drops the span and counts it.
+// never waits: a full queue drops the span and counts it. An unsampled span is recycled: the
+// caller must not touch the span after Finish.
 func (sp *Span) Finish(end time.Time) {
 	sp.End = end
-	if sp.Sampled && sp.t.exp != nil {
-		sp.t.exp.enqueue(sp)
+	if sp.Sampled {
+		if sp.t.exp != nil {
+			sp.t.exp.enqueue(sp)
+		}
+		return
 	}
+	*sp = Span{}
+	spanPool.Put(sp)
 }

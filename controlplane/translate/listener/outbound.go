@@ -42,12 +42,17 @@ type Outbound struct {
 	Report func(error)
 	// Telemetry is the workload's client-side telemetry (Telemetry API, MeshConfig).
 	Telemetry Telemetry
+	// Parts, when set, lets the caller reuse service chains and address listeners built
+	// earlier from the same inputs (see Parts); nil builds everything.
+	Parts Parts
 
 	accessLog []*accesslogv3.AccessLog // Telemetry's or Snap.Mesh's, built once by BuildOutbound
 }
 
 // BuildOutbound returns the sidecar's outbound listeners: virtualOutbound (unless every egress
-// listener is explicit) and one bound listener per explicit egress port.
+// listener is explicit), one bound listener per explicit egress port, and a bind_to_port=false
+// listener per service address with chains of its own (byaddress.go), reached from
+// virtualOutbound by original destination.
 func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 	in.accessLog = in.Telemetry.accessLogOr(AccessLogFromMesh(in.Snap.Mesh))
 	var out []*listenerv3.Listener
@@ -92,14 +97,22 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 	for _, el := range explicit {
 		handoff = handoff || !el.bound
 	}
+	var own []*listenerv3.Listener
 	if !allExplicit(in) {
-		vo := virtualOutbound(in, &captured)
-		if handoff {
+		def := defaultChain(in)
+		if in.Parts != nil {
+			def = in.Parts.DefaultChain(in.Scope.RegistryOnly, func() *listenerv3.FilterChain { return def })
+		}
+		rest, byAddr := splitByAddress(&captured, def, func(name string) bool { return explicit[name] != nil }, in.Parts)
+
+		vo := virtualOutbound(in, rest, def)
+		if handoff || len(byAddr) > 0 {
 			// Captured connections whose original destination is a bind_to_port=false
 			// listener's address are handed to it, as Istio's virtualOutbound does.
 			vo.UseOriginalDst = wrapperspb.Bool(true)
 		}
 		out = append(out, vo)
+		own = byAddr
 	}
 	for _, key := range explicitOrder {
 		el := explicit[key]
@@ -123,7 +136,12 @@ func BuildOutbound(in Outbound) ([]*listenerv3.Listener, error) {
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 		})
 	}
-	return out, nil
+	if in.Parts != nil {
+		for i, l := range out {
+			out[i] = in.Parts.Listener(l)
+		}
+	}
+	return append(out, own...), nil
 }
 
 // httpChainKey identifies the shared plain HTTP chain of a port.
@@ -190,20 +208,26 @@ func allExplicit(in Outbound) bool {
 	return true
 }
 
-// virtualOutbound builds the 15001 capture listener from the collected chains.
-func virtualOutbound(in Outbound, cs *chainSet) *listenerv3.Listener {
+// defaultChain is the chain of captured connections no other chain matches: to
+// PassthroughCluster, or BlackHoleCluster when the scope is REGISTRY_ONLY.
+func defaultChain(in Outbound) *listenerv3.FilterChain {
+	if in.Scope.RegistryOnly {
+		return &listenerv3.FilterChain{Name: vocab.BlackHoleFilterChain, Filters: withTCPStats(in.Telemetry.TCPStats,
+			tcpProxy(tcpOptions{statPrefix: vocab.BlackHoleCluster, cluster: vocab.BlackHoleCluster, accessLog: in.accessLog}))}
+	}
+	return &listenerv3.FilterChain{Name: vocab.PassthroughFilterChain, Filters: withTCPStats(in.Telemetry.TCPStats,
+		tcpProxy(tcpOptions{statPrefix: vocab.PassthroughCluster, cluster: vocab.PassthroughCluster, accessLog: in.accessLog}))}
+}
+
+// virtualOutbound builds the 15001 capture listener from the collected chains and the default
+// chain.
+func virtualOutbound(in Outbound, cs *chainSet, def *listenerv3.FilterChain) *listenerv3.Listener {
 	lf := []*listenerv3.ListenerFilter{originalDst()}
 	if cs.tls {
 		lf = append(lf, tlsInspector())
 	}
 	if cs.http {
 		lf = append(lf, httpInspector())
-	}
-	def := &listenerv3.FilterChain{Name: vocab.PassthroughFilterChain, Filters: withTCPStats(in.Telemetry.TCPStats,
-		tcpProxy(tcpOptions{statPrefix: vocab.PassthroughCluster, cluster: vocab.PassthroughCluster, accessLog: in.accessLog}))}
-	if in.Scope.RegistryOnly {
-		def = &listenerv3.FilterChain{Name: vocab.BlackHoleFilterChain, Filters: withTCPStats(in.Telemetry.TCPStats,
-			tcpProxy(tcpOptions{statPrefix: vocab.BlackHoleCluster, cluster: vocab.BlackHoleCluster, accessLog: in.accessLog}))}
 	}
 	return &listenerv3.Listener{
 		Name:               vocab.VirtualOutbound,
@@ -247,31 +271,6 @@ func serviceChains(in Outbound, svc *registry.Service, port registry.Port, bound
 	case port.Protocol == registry.UDP:
 		return nil, nil // UDP is not proxied (Istio captures TCP only)
 	}
-	tcpChains, err := tcpChains(in, svc, port, bound, match)
-	if err != nil {
-		return nil, err
-	}
-	if port.Protocol != registry.Unsupported {
-		return tcpChains, nil
-	}
-	m := match()
-	if !bound {
-		m.PrefixRanges = cidrRanges(svc.Addresses)
-	}
-	m.ApplicationProtocols = sniffedALPN
-	return append([]*listenerv3.FilterChain{httpChain(m)}, tcpChains...), nil
-}
-
-// tcpChains returns the tcp_proxy chains of a service port, one per VirtualService TCP/TLS route
-// or one to the default cluster.
-func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound bool, match func() *listenerv3.FilterChainMatch) ([]*listenerv3.FilterChain, error) {
-	def := vocab.OutboundClusterName(port.Number, "", svc.Hostname)
-	dr := cluster.RuleOf(in.Snap.DestinationRule(in.Workload, svc.Hostname))
-	var tp *networking.TrafficPolicy
-	if dr != nil {
-		tp = cluster.EffectivePolicy(dr.Spec, nil, port.Number)
-	}
-	idle, maxDur := cluster.TCPSettings(tp)
 	var routes []route.L4Route
 	if in.TCPRoutes != nil {
 		r, err := in.TCPRoutes(svc, port)
@@ -280,6 +279,34 @@ func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound boo
 		}
 		routes = r
 	}
+	build := func() ([]*listenerv3.FilterChain, error) {
+		tcpChains := tcpChains(in, svc, port, bound, routes, match)
+		if port.Protocol != registry.Unsupported {
+			return tcpChains, nil
+		}
+		m := match()
+		if !bound {
+			m.PrefixRanges = cidrRanges(svc.Addresses)
+		}
+		m.ApplicationProtocols = sniffedALPN
+		return append([]*listenerv3.FilterChain{httpChain(m)}, tcpChains...), nil
+	}
+	if in.Parts == nil {
+		return build()
+	}
+	return in.Parts.ServiceChains(&ChainInputs{Service: svc, Port: port, Bound: bound, Routes: routes}, build)
+}
+
+// tcpChains returns the tcp_proxy chains of a service port, one per VirtualService TCP/TLS route
+// (routes) or one to the default cluster.
+func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound bool, routes []route.L4Route, match func() *listenerv3.FilterChainMatch) []*listenerv3.FilterChain {
+	def := vocab.OutboundClusterName(port.Number, "", svc.Hostname)
+	dr := cluster.RuleOf(in.Snap.DestinationRule(in.Workload, svc.Hostname))
+	var tp *networking.TrafficPolicy
+	if dr != nil {
+		tp = cluster.EffectivePolicy(dr.Spec, nil, port.Number)
+	}
+	idle, maxDur := cluster.TCPSettings(tp)
 	if len(routes) == 0 {
 		routes = []route.L4Route{{TCPProxy: &tcpproxyv3.TcpProxy{StatPrefix: def,
 			ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: def}}}}
@@ -309,7 +336,7 @@ func tcpChains(in Outbound, svc *registry.Service, port registry.Port, bound boo
 		out = append(out, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: withTCPStats(in.Telemetry.TCPStats,
 			tcpFilter(rt.TCPProxy, idle, maxDur, in.accessLog))})
 	}
-	return out, nil
+	return out
 }
 
 // tlsChainName names a TLS chain of the service host: its default cluster def, unless the chain

@@ -175,7 +175,7 @@ func (c *routeCtx) destination(d *networking.Destination) (dest, error) {
 	host := c.b.resolveHost(d.Host, c.obj.Namespace)
 	port := d.GetPort().GetNumber()
 	if port == 0 {
-		svc := c.b.byHost[host]
+		svc := c.service(host)
 		switch {
 		case svc != nil && len(svc.Ports) == 1:
 			port = svc.Ports[0].Number

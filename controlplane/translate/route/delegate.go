@@ -38,7 +38,7 @@ func (c *routeCtx) delegatedRoutes(root *networking.HTTPRoute, field string) ([]
 	if name == "" {
 		return nil, false, errf(field+".name", "required")
 	}
-	obj := c.b.lookupDelegate(name, ns)
+	obj := c.delegate(name, ns)
 	if obj == nil {
 		return nil, false, errf(field, "VirtualService %s/%s not found (or not exported to %s)", ns, name, c.obj.Namespace)
 	}

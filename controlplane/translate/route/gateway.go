@@ -138,7 +138,7 @@ func (b *Builder) gatewayRoutes(name string, port uint32, servers []gwServer, tl
 			rs, ok := cache[k]
 			if !ok {
 				var err error
-				rs, err = b.httpRoutes(v, port, k.gw, false, tls)
+				rs, err = b.httpRoutes(v, port, k.gw, false, tls, nil)
 				if err != nil {
 					errs = append(errs, objectErr(v.obj, err, "VirtualService not applied to gateway "+k.gw))
 					failed[k] = true

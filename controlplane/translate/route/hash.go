@@ -86,7 +86,7 @@ func (c *routeCtx) hashPolicy(dests []dest) ([]*routev3.RouteAction_HashPolicy, 
 	}
 	var out []*routev3.RouteAction_HashPolicy
 	for _, d := range dests {
-		for _, h := range HashPolicy(c.b.in.DestinationRule(d.host), d.subset, d.port) {
+		for _, h := range HashPolicy(c.destinationRule(d.host), d.subset, d.port) {
 			if !containsHash(out, h) {
 				out = append(out, h)
 			}

@@ -32,14 +32,17 @@ type routeCtx struct {
 	tls bool
 	// meta is the istio.config metadata of obj's routes, built once.
 	meta *corev3.Metadata
+	// reads, when not nil, records the lookups the translation makes (see Reads).
+	reads *Reads
 }
 
 // httpRoutes translates the HTTP routes of v for one port and gateway into Envoy routes, in
 // order, stopping after the first catch-all as Istio does (later routes could never match).
 // Delegating routes are replaced by the delegate's routes merged under the root's match. tls
-// tells that requests arrive over TLS (a terminating gateway server).
-func (b *Builder) httpRoutes(v *virtualService, port uint32, gateway string, proxyless, tls bool) ([]*routev3.Route, error) {
-	c := &routeCtx{b: b, obj: v.obj, rootNS: v.obj.Namespace, port: port, gateway: gateway, vsGateways: v.gateways, proxyless: proxyless, tls: tls}
+// tells that requests arrive over TLS (a terminating gateway server). reads, when not nil,
+// records the lookups made.
+func (b *Builder) httpRoutes(v *virtualService, port uint32, gateway string, proxyless, tls bool, reads *Reads) ([]*routev3.Route, error) {
+	c := &routeCtx{b: b, obj: v.obj, rootNS: v.obj.Namespace, port: port, gateway: gateway, vsGateways: v.gateways, proxyless: proxyless, tls: tls, reads: reads}
 	var out []*routev3.Route
 	for i, r := range v.spec.Http {
 		field := "http[" + strconv.Itoa(i) + "]"

@@ -67,6 +67,9 @@ type Inputs struct {
 	// service to some of its ports, e.g. mesh.Scope.Reaches); nil means every port of every
 	// service in Services. Outbound gives a service a virtual host only on reachable ports.
 	Reaches func(svc *registry.Service, port uint32) bool
+	// Parts, when set, lets the caller reuse virtual hosts and VirtualService routes that
+	// earlier Builders built from the same inputs (see Parts); nil builds everything.
+	Parts Parts
 }
 
 // Error reports a VirtualService (or Gateway) that could not be translated, and what was left out.
@@ -138,6 +141,10 @@ type Builder struct {
 	services []*registry.Service
 	// vs are the root VirtualServices with their resolved hosts, in input order.
 	vs []*virtualService
+	// exact indexes vs by their hosts (each list in input order); wildcards are those of vs
+	// with a wildcard host, in input order.
+	exact     map[string][]*virtualService
+	wildcards []*virtualService
 	// meshVS maps a service to the VirtualService bound to the mesh that routes it (see
 	// selectVirtualService).
 	meshVS map[*registry.Service]*virtualService
@@ -235,6 +242,19 @@ func New(in Inputs) (*Builder, error) {
 		}
 		b.vs = append(b.vs, v)
 	}
+	b.exact = make(map[string][]*virtualService, len(b.vs))
+	for _, v := range b.vs {
+		wild := false
+		for _, h := range v.hosts {
+			wild = wild || h != "" && h[0] == '*'
+			if l := b.exact[h]; len(l) == 0 || l[len(l)-1] != v {
+				b.exact[h] = append(l, v) // wildcards too: a service's hostname may be one
+			}
+		}
+		if wild {
+			b.wildcards = append(b.wildcards, v)
+		}
+	}
 	b.meshVS = make(map[*registry.Service]*virtualService)
 	b.bases = make(map[*registry.Service][]string, len(b.services))
 	for _, svc := range b.services {
@@ -268,16 +288,18 @@ func (b *Builder) servicesMatching(h string) []*registry.Service {
 // one naming host exactly, else the one whose wildcard host matching host is the most specific
 // (the oldest among equals), as Istio decides. nil if none.
 func (b *Builder) selectVirtualService(host, gateway string) *virtualService {
+	for _, v := range b.exact[host] {
+		if contains(v.gateways, gateway) {
+			return v // the oldest exact match; exact names beat wildcards
+		}
+	}
 	var wildcard *virtualService
 	wildLen := 0
-	for _, v := range b.vs {
+	for _, v := range b.wildcards {
 		if !contains(v.gateways, gateway) {
 			continue
 		}
 		for _, h := range v.hosts {
-			if h == host {
-				return v // the oldest exact match; exact names beat wildcards
-			}
 			if h != "" && h[0] == '*' && hostMatches(h, host) && len(h) > wildLen {
 				wildcard, wildLen = v, len(h)
 			}

@@ -256,7 +256,7 @@ func (c *routeCtx) tcpProxy(in []*networking.RouteDestination) (*tcpproxyv3.TcpP
 	if c.b.in.DestinationRule != nil {
 		sourceIP := true
 		for _, d := range dests {
-			ch := consistentHash(c.b.in.DestinationRule(d.host), d.subset, d.port)
+			ch := consistentHash(c.destinationRule(d.host), d.subset, d.port)
 			if !ch.GetUseSourceIp() {
 				sourceIP = false
 			}

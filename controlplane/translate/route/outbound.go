@@ -83,20 +83,14 @@ func (b *Builder) Outbound(port uint32) (*routev3.RouteConfiguration, error) {
 		}
 	}
 	// Pass 2: translate each claiming VirtualService once for this port.
-	type result struct {
-		routes []*routev3.Route
-		failed bool
-	}
-	results := map[*virtualService]*result{}
-	translated := func(v *virtualService) *result {
+	results := map[*virtualService]*MeshRoutes{}
+	translated := func(v *virtualService) *MeshRoutes {
 		if r, ok := results[v]; ok {
 			return r
 		}
-		routes, err := b.httpRoutes(v, port, MeshGateway, false, false)
-		r := &result{routes: routes}
-		if err != nil {
-			errs = append(errs, objectErr(v.obj, err, "VirtualService not applied on port "+strconv.FormatUint(uint64(port), 10)))
-			r.failed, r.routes = true, nil
+		r := b.meshRoutes(v, port)
+		if r.Err != nil {
+			errs = append(errs, r.Err)
 		}
 		results[v] = r
 		return r
@@ -109,40 +103,33 @@ func (b *Builder) Outbound(port uint32) (*routev3.RouteConfiguration, error) {
 		if !ok || !isHTTPPort(p) || b.in.Reaches != nil && !b.in.Reaches(svc, port) {
 			continue
 		}
-		var routes []*routev3.Route
+		in := &VirtualHostInputs{Port: port, Name: hostPort(svc.Hostname, port), Service: svc}
 		if v := b.meshVS[svc]; v != nil {
-			routes = translated(v).routes
+			if r := translated(v); len(r.Routes) > 0 {
+				in.Routes = r
+			}
 		}
-		if len(routes) == 0 {
+		if in.Routes == nil {
 			// No VirtualService, or one whose routes do not apply on this port or proxy.
-			routes = []*routev3.Route{b.defaultRoute(svc, port)}
+			in.Reads.DestinationRules = []string{svc.Hostname}
 		}
-		vh := &routev3.VirtualHost{
-			Name:    hostPort(svc.Hostname, port),
-			Domains: domains.claim(b.bases[svc], port),
-			Routes:  routes,
-		}
-		if len(vh.Domains) > 0 {
-			vhosts = append(vhosts, vh)
+		if in.Domains = domains.claim(b.bases[svc], port); len(in.Domains) > 0 {
+			vhosts = append(vhosts, b.virtualHost(in))
 		}
 	}
 	sort.SliceStable(extra, func(i, j int) bool { return extra[i].host < extra[j].host })
 	for _, e := range extra {
 		r := translated(e.v)
-		if len(r.routes) == 0 {
+		if len(r.Routes) == 0 {
 			continue
 		}
-		vh := &routev3.VirtualHost{
-			Name:    hostPort(e.host, port),
-			Domains: domains.claim([]string{e.host}, port),
-			Routes:  r.routes,
-		}
-		if len(vh.Domains) > 0 {
-			vhosts = append(vhosts, vh)
+		in := &VirtualHostInputs{Port: port, Name: hostPort(e.host, port), Domains: domains.claim([]string{e.host}, port), Routes: r}
+		if len(in.Domains) > 0 {
+			vhosts = append(vhosts, b.virtualHost(in))
 		}
 	}
-	if fallback := b.fallbackVirtualHost(); domains.free("*") {
-		vhosts = append(vhosts, fallback)
+	if domains.free("*") {
+		vhosts = append(vhosts, b.virtualHost(&VirtualHostInputs{Port: port, Name: b.fallbackName(), Domains: []string{"*"}}))
 	}
 	rc := &routev3.RouteConfiguration{
 		Name:             strconv.FormatUint(uint64(port), 10),
@@ -153,6 +140,42 @@ func (b *Builder) Outbound(port uint32) (*routev3.RouteConfiguration, error) {
 		rc.MaxDirectResponseBodySizeBytes = wrapperspb.UInt32(n)
 	}
 	return rc, errors.Join(errs...)
+}
+
+// meshRoutes translates v's HTTP routes for the mesh gateway on port, through Inputs.Parts.
+func (b *Builder) meshRoutes(v *virtualService, port uint32) *MeshRoutes {
+	build := func() *MeshRoutes {
+		r := &MeshRoutes{}
+		routes, err := b.httpRoutes(v, port, MeshGateway, false, false, &r.Reads)
+		if err != nil {
+			r.Err = objectErr(v.obj, err, "VirtualService not applied on port "+strconv.FormatUint(uint64(port), 10))
+			return r
+		}
+		r.Routes = routes
+		return r
+	}
+	if b.in.Parts == nil {
+		return build()
+	}
+	return b.in.Parts.MeshRoutes(v.obj, port, build)
+}
+
+// virtualHost builds the virtual host of in (through Inputs.Parts): in.Routes, else the default
+// route to in.Service, else (no service) the "*" fallback.
+func (b *Builder) virtualHost(in *VirtualHostInputs) *routev3.VirtualHost {
+	build := func() *routev3.VirtualHost {
+		switch {
+		case in.Routes != nil:
+			return &routev3.VirtualHost{Name: in.Name, Domains: in.Domains, Routes: in.Routes.Routes}
+		case in.Service != nil:
+			return &routev3.VirtualHost{Name: in.Name, Domains: in.Domains, Routes: []*routev3.Route{b.defaultRoute(in.Service, in.Port)}}
+		}
+		return b.fallbackVirtualHost()
+	}
+	if b.in.Parts == nil {
+		return build()
+	}
+	return b.in.Parts.VirtualHost(in, build)
 }
 
 // Outbound is New(in) followed by Builder.Outbound(port), for one-off calls.
@@ -187,12 +210,26 @@ func (b *Builder) defaultRoute(svc *registry.Service, port uint32) *routev3.Rout
 	}
 }
 
+// registryOnly reports whether the mesh's outboundTrafficPolicy is REGISTRY_ONLY (the enum's zero
+// value; an unset policy means Istio's default, ALLOW_ANY).
+func (b *Builder) registryOnly() bool {
+	otp := b.in.Mesh.GetOutboundTrafficPolicy()
+	return otp != nil && otp.Mode == meshconfig.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY
+}
+
+// fallbackName is the name of the "*" virtual host.
+func (b *Builder) fallbackName() string {
+	if b.registryOnly() {
+		return BlockAllVirtualHost
+	}
+	return AllowAnyVirtualHost
+}
+
 // fallbackVirtualHost is the "*" virtual host: allow_any to PassthroughCluster, or block_all
 // answering 502 under REGISTRY_ONLY.
 func (b *Builder) fallbackVirtualHost() *routev3.VirtualHost {
 	match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
-	// REGISTRY_ONLY is the enum's zero value; an unset policy means Istio's default, ALLOW_ANY.
-	if otp := b.in.Mesh.GetOutboundTrafficPolicy(); otp != nil && otp.Mode == meshconfig.MeshConfig_OutboundTrafficPolicy_REGISTRY_ONLY {
+	if b.registryOnly() {
 		return &routev3.VirtualHost{Name: BlockAllVirtualHost, Domains: []string{"*"}, Routes: []*routev3.Route{{
 			Name:   BlockAllVirtualHost,
 			Match:  match,

@@ -41,7 +41,7 @@ func (b *Builder) Proxyless(target string) (*routev3.RouteConfiguration, error) 
 	var errs []error
 	var routes []*routev3.Route
 	if v := b.selectVirtualService(host, MeshGateway); v != nil {
-		rs, err := b.httpRoutes(v, port, MeshGateway, true, false)
+		rs, err := b.httpRoutes(v, port, MeshGateway, true, false, nil)
 		if err != nil {
 			errs = append(errs, objectErr(v.obj, err, "VirtualService not applied for proxyless gRPC"))
 		} else {
