@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"strings"
 
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
@@ -69,17 +68,16 @@ func (h *Handler) extAuthzFilter(field, name string, cfg *extauthzv3.ExtAuthz, d
 
 // extAuthzCheck runs one check and applies its outcome.
 func (h *Handler) extAuthzCheck(s *Stream, c *extauthz.Config, st *extAuthzStats, next StreamHandler) {
-	r := s.R
 	req := s.extAuthzRequest()
-	if c.Body != nil && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+	if c.Body != nil && s.hasBody() {
 		body, partial, ok := s.extAuthzBody(c.Body)
 		if !ok {
 			return
 		}
 		req.Body, req.PartialBody, req.BodyBuffered = body, partial, true
 	}
-	res := c.Check(r.Context(), clusterCaller{env: h.env, name: c.Cluster}, &req)
-	if r.Context().Err() != nil {
+	res := c.Check(s.Context(), clusterCaller{env: h.env, name: c.Cluster}, &req)
+	if s.Context().Err() != nil {
 		// The client went away while the check ran: nobody is left to answer.
 		s.Info.Flags |= FlagDownstreamConnTerminated
 		s.Info.Details = "downstream_remote_disconnect"
@@ -111,10 +109,9 @@ func (h *Handler) extAuthzCheck(s *Stream, c *extauthz.Config, st *extAuthzStats
 		}
 		// Envoy adds these as the response is encoded: to the upstream's response or to a
 		// local reply of a later stage alike.
-		w := s.W
-		s.W = &authzHeaderWriter{ResponseWriter: w, s: s, ops: res.ResponseHeaders}
+		n := s.pushHook(authzHeaderHook(res.ResponseHeaders))
 		next(s)
-		s.W = w
+		s.popHook(n)
 	case extauthz.StatusDenied:
 		st.denied.Inc()
 		s.extAuthzReply(res.Code, res.Body, res.ResponseHeaders, extauthz.DetailsDenied)
@@ -124,7 +121,7 @@ func (h *Handler) extAuthzCheck(s *Stream, c *extauthz.Config, st *extAuthzStats
 		if c.FailureModeAllow {
 			st.failureModeAllowed.Inc()
 			if c.FailureModeAllowHeaderAdd {
-				r.Header["X-Envoy-Auth-Failure-Mode-Allowed"] = hdrTrue
+				s.setHeaderShared("X-Envoy-Auth-Failure-Mode-Allowed", hdrTrue)
 			}
 			next(s)
 			return
@@ -139,14 +136,13 @@ func (h *Handler) extAuthzCheck(s *Stream, c *extauthz.Config, st *extAuthzStats
 
 // extAuthzRequest is what the check sees of the stream.
 func (s *Stream) extAuthzRequest() extauthz.Request {
-	r := s.R
 	req := extauthz.Request{
-		Method: r.Method, Path: r.RequestURI, Host: r.Host, Scheme: r.URL.Scheme, Protocol: s.Info.Protocol,
-		ID: s.Info.RequestID, Header: r.Header, ContentLength: r.ContentLength, Time: s.Info.Start,
+		Method: s.Method(), Path: s.Path(), Host: s.Authority(), Scheme: s.Scheme(), Protocol: s.Info.Protocol,
+		ID: s.Info.RequestID, Header: s.reqHeader(), ContentLength: s.ContentLength(), Time: s.Info.Start,
 		Metadata: s.DynamicMetadata,
 	}
 	if req.ID == "" {
-		req.ID = r.Header.Get("X-Request-Id")
+		req.ID = s.Header("X-Request-Id")
 	}
 	if c := s.Info.Conn; c != nil {
 		req.Source, req.Destination, req.TLS, req.SNI = c.Source, c.OriginalDst, c.TLS, c.SNI
@@ -156,9 +152,7 @@ func (s *Stream) extAuthzRequest() extauthz.Request {
 		req.DestinationPrincipal = extauthz.CertPrincipal(c.LocalCertificate)
 	}
 	if !req.Source.IsValid() {
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-			req.Source = ap
-		}
+		req.Source = s.remoteAddr()
 	}
 	return req
 }
@@ -168,17 +162,17 @@ func (s *Stream) extAuthzRequest() extauthz.Request {
 // unless AllowPartial, when its first MaxBytes are sent (partial). ok is false when the
 // request was answered or its client went away.
 func (s *Stream) extAuthzBody(b *extauthz.BodySettings) (body []byte, partial, ok bool) {
-	r := s.R
-	if r.ContentLength > int64(b.MaxBytes) && !b.AllowPartial {
+	cl, rb := s.ContentLength(), s.Body()
+	if cl > int64(b.MaxBytes) && !b.AllowPartial {
 		s.localReply(http.StatusRequestEntityTooLarge, 0, "request_payload_too_large", "Payload Too Large", -1)
 		return nil, false, false
 	}
 	want := b.MaxBytes + 1 // one byte more tells a longer body
-	if r.ContentLength >= 0 && r.ContentLength <= int64(b.MaxBytes) {
-		want = int(r.ContentLength)
+	if cl >= 0 && cl <= int64(b.MaxBytes) {
+		want = int(cl)
 	}
 	buf := make([]byte, want)
-	n, err := fill(r.Body, buf)
+	n, err := fill(rb, buf)
 	buf = buf[:n]
 	if err != nil {
 		if v, isViolation := http1.IsViolation(err); isViolation {
@@ -190,7 +184,7 @@ func (s *Stream) extAuthzBody(b *extauthz.BodySettings) (body []byte, partial, o
 		return nil, false, false
 	}
 	if n > 0 {
-		r.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf), r.Body), Closer: r.Body}
+		s.setBody(&prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf), rb), Closer: rb})
 	}
 	if n > b.MaxBytes {
 		if !b.AllowPartial {
@@ -228,32 +222,32 @@ type prefixedBody struct {
 // when clear_route_cache asks for it. It returns false when the mutated request target does
 // not parse.
 func (s *Stream) applyExtAuthzOK(c *extauthz.Config, res *extauthz.Response) bool {
-	r := s.R
+	hdr := s.reqHeader()
 	var mutated []string
 	if c.ClearRouteCache {
 		for i := range res.RequestHeaders {
-			if extauthz.ApplyHeaders(r.Header, res.RequestHeaders[i:i+1]) {
+			if extauthz.ApplyHeaders(hdr, res.RequestHeaders[i:i+1]) {
 				mutated = append(mutated, res.RequestHeaders[i].Name)
 			}
 		}
 		for _, n := range res.RemoveHeaders {
-			if extauthz.RemoveHeaders(r.Header, []string{n}) {
+			if extauthz.RemoveHeaders(hdr, []string{n}) {
 				mutated = append(mutated, n)
 			}
 		}
 	} else {
-		extauthz.ApplyHeaders(r.Header, res.RequestHeaders)
-		extauthz.RemoveHeaders(r.Header, res.RemoveHeaders)
+		extauthz.ApplyHeaders(hdr, res.RequestHeaders)
+		extauthz.RemoveHeaders(hdr, res.RemoveHeaders)
 	}
 	queryChanged := false
 	if len(res.QuerySet) > 0 || len(res.QueryRemove) > 0 {
-		path, query, _ := strings.Cut(r.RequestURI, "?")
+		path, query, _ := strings.Cut(s.Path(), "?")
 		if q, changed := extauthz.MutateQuery(query, res.QuerySet, res.QueryRemove); changed {
 			uri := path
 			if q != "" {
 				uri += "?" + q
 			}
-			if err := setRequestURI(r, uri); err != nil {
+			if err := s.SetPath(uri); err != nil {
 				return false
 			}
 			queryChanged = true
@@ -272,49 +266,29 @@ func (s *Stream) extAuthzReply(code int, body string, ops []extauthz.HeaderOp, d
 		s.localReply(code, FlagUnauthorizedExtService, details, body, -1)
 		return
 	}
-	w := s.W
-	s.W = &authzHeaderWriter{ResponseWriter: w, s: s, ops: ops}
+	n := s.pushHook(authzHeaderHook(ops))
 	s.localReply(code, FlagUnauthorizedExtService, details, body, -1)
-	s.W = w
+	s.popHook(n)
 }
 
-// authzHeaderWriter applies the authorization service's response headers as the final status
-// line is written. The connection manager's server header keeps its transformation, as Envoy
-// applies it after the filters.
-type authzHeaderWriter struct {
-	http.ResponseWriter
-	s    *Stream
-	ops  []extauthz.HeaderOp
-	done bool
-}
+// authzHeaderHook applies the authorization service's response headers to the final response
+// head. The connection manager's server header keeps its transformation, as Envoy applies it
+// after the filters.
+type authzHeaderHook []extauthz.HeaderOp
 
-func (w *authzHeaderWriter) WriteHeader(code int) {
-	if !w.done && code >= 200 {
-		w.done = true
-		hdr := w.ResponseWriter.Header()
-		if extauthz.ApplyHeaders(hdr, w.ops) {
-			switch w.s.h.serverTransform {
-			case hcmv3.HttpConnectionManager_OVERWRITE:
-				hdr["Server"] = w.s.h.serverHdr
-			case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
-				if hdr.Get("Server") == "" {
-					hdr["Server"] = w.s.h.serverHdr
-				}
-			}
+func (k authzHeaderHook) encodeHeaders(s *Stream, _ int) {
+	if !extauthz.ApplyHeaders(s.respHeader(), k) {
+		return
+	}
+	switch s.h.serverTransform {
+	case hcmv3.HttpConnectionManager_OVERWRITE:
+		s.SetResponseHeader("Server", s.h.serverName)
+	case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
+		if s.ResponseHeader("Server") == "" {
+			s.SetResponseHeader("Server", s.h.serverName)
 		}
 	}
-	w.ResponseWriter.WriteHeader(code)
 }
-
-func (w *authzHeaderWriter) Write(b []byte) (int, error) {
-	if !w.done {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap gives http.ResponseController the writer underneath (flush, deadlines, hijack).
-func (w *authzHeaderWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // clusterCaller sends checks through the named cluster of the current runtime, with the
 // router's load balancing and pools.

@@ -218,7 +218,7 @@ func (h *Handler) faultFilter(name string, base *route.Fault, disabled bool) Fil
 					f = nil
 				}
 			}
-			if f == nil || !f.Applies(s.R, s.Cluster) {
+			if f == nil || !s.faultApplies(f) {
 				next(s)
 				return
 			}
@@ -228,19 +228,19 @@ func (h *Handler) faultFilter(name string, base *route.Fault, disabled bool) Fil
 			}
 			active.Add(1)
 			defer active.Add(-1)
-			if d := f.DelayFor(s.R); d > 0 {
+			if d := s.faultDelay(f); d > 0 {
 				s.Info.Flags |= FlagDelayInjected
 				h.st.faultDelays.Inc()
 				t := time.NewTimer(d)
 				select {
 				case <-t.C:
-				case <-s.R.Context().Done():
+				case <-s.Context().Done():
 					t.Stop()
 					s.Info.Flags |= FlagDownstreamConnTerminated
 					return
 				}
 			}
-			if status, grpcStatus := f.AbortFor(s.R); status > 0 || grpcStatus >= 0 {
+			if status, grpcStatus := s.faultAbort(f); status > 0 || grpcStatus >= 0 {
 				h.st.faultAborts.Inc()
 				if status == 0 {
 					status = http.StatusOK // gRPC abort: a trailers-only response
@@ -263,8 +263,7 @@ func (h *Handler) faultFilter(name string, base *route.Fault, disabled bool) Fil
 func (h *Handler) corsFilter(_ bool) Filter {
 	return func(next StreamHandler) StreamHandler {
 		return func(s *Stream) {
-			r := s.R
-			origin := r.Header.Get("Origin")
+			origin := s.Header("Origin")
 			if s.Route == nil || origin == "" {
 				next(s)
 				return
@@ -274,7 +273,7 @@ func (h *Handler) corsFilter(_ bool) Filter {
 				next(s)
 				return
 			}
-			preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+			preflight := s.Method() == http.MethodOptions && s.Header("Access-Control-Request-Method") != ""
 			if !p.AllowsOrigin(origin) {
 				h.st.corsOriginInvalid.Inc()
 				if preflight && !p.ForwardNotMatchingPreflights {
@@ -286,25 +285,24 @@ func (h *Handler) corsFilter(_ bool) Filter {
 			}
 			h.st.corsPreflight.Inc()
 			if preflight {
-				hdr := s.W.Header()
-				hdr.Set("Access-Control-Allow-Origin", origin)
+				s.SetResponseHeader("Access-Control-Allow-Origin", origin)
 				if p.AllowCredentials {
-					hdr.Set("Access-Control-Allow-Credentials", "true")
+					s.SetResponseHeader("Access-Control-Allow-Credentials", "true")
 				}
 				if p.AllowMethods != "" {
-					hdr.Set("Access-Control-Allow-Methods", p.AllowMethods)
+					s.SetResponseHeader("Access-Control-Allow-Methods", p.AllowMethods)
 				}
 				if p.AllowHeaders != "" {
-					hdr.Set("Access-Control-Allow-Headers", p.AllowHeaders)
+					s.SetResponseHeader("Access-Control-Allow-Headers", p.AllowHeaders)
 				}
 				if p.MaxAge != "" {
-					hdr.Set("Access-Control-Max-Age", p.MaxAge)
+					s.SetResponseHeader("Access-Control-Max-Age", p.MaxAge)
 				}
-				if p.AllowPrivateNetworkAccess && strings.EqualFold(r.Header.Get("Access-Control-Request-Private-Network"), "true") {
-					hdr.Set("Access-Control-Allow-Private-Network", "true")
+				if p.AllowPrivateNetworkAccess && strings.EqualFold(s.Header("Access-Control-Request-Private-Network"), "true") {
+					s.SetResponseHeader("Access-Control-Allow-Private-Network", "true")
 				}
-				s.applyCommonResponseHeaders(hdr)
-				hdr.Set("Content-Length", "0")
+				s.applyCommonResponseHeaders(s.respHeader())
+				s.SetResponseHeader("Content-Length", "0")
 				s.Info.Details = "cors_response"
 				s.writeHeader(http.StatusOK)
 				return

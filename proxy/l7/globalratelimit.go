@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"net/http"
 	"sync"
 
 	rlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
@@ -60,13 +59,13 @@ func (h *Handler) globalRateLimitFilter(field, name string, c *rlhttpv3.RateLimi
 			var entries [8]ratelimit.Entry
 			var ends [4]int
 			d := ratelimit.Descriptors{Entries: entries[:0], Ends: ends[:0]}
-			s.Route.AppendRateLimitDescriptors(&d, g.Stage, route.VhOverride, s.R, &s.rinfo, s.Cluster)
+			s.routeRateLimitDescriptors(&d, g.Stage)
 			if d.Len() == 0 {
 				next(s)
 				return
 			}
-			out := g.Client.Check(s.R.Context(), caller, g.Domain, &d)
-			if s.R.Context().Err() != nil {
+			out := g.Client.Check(s.Context(), caller, g.Domain, &d)
+			if s.Context().Err() != nil {
 				// The client went away while the call ran: nobody is left to answer.
 				s.Info.Flags |= FlagDownstreamConnTerminated
 				s.Info.Details = "downstream_remote_disconnect"
@@ -80,17 +79,16 @@ func (h *Handler) globalRateLimitFilter(field, name string, c *rlhttpv3.RateLimi
 					s.SetDynamicMetadata(ratelimit.GlobalFilterName, out.Metadata)
 				}
 				for _, kv := range out.RequestHeaders {
-					s.R.Header[kv[0]] = []string{kv[1]}
+					s.SetHeader(kv[0], kv[1])
 				}
 				add := responseHeadersOf(g, &out)
 				if len(add) == 0 {
 					next(s)
 					return
 				}
-				w := s.W
-				s.W = &globalRateLimitWriter{ResponseWriter: w, add: add}
+				n := s.pushHook(&globalRateLimitHook{add: add})
 				next(s)
-				s.W = w
+				s.popHook(n)
 			case ratelimit.CodeOverLimit:
 				st.OverLimit.Inc()
 				if out.Metadata != nil {
@@ -104,10 +102,9 @@ func (h *Handler) globalRateLimitFilter(field, name string, c *rlhttpv3.RateLimi
 				if s.grpc && g.ResourceExhausted {
 					grpcStatus = grpcResourceExhausted
 				}
-				w := s.W
-				s.W = &globalRateLimitWriter{ResponseWriter: w, add: add, s: s, ops: &respOps}
+				n := s.pushHook(&globalRateLimitHook{add: add, ops: &respOps})
 				s.localReply(g.RateLimitedStatus, FlagRateLimited, globalRateLimitDetails, string(out.Body), grpcStatus)
-				s.W = w
+				s.popHook(n)
 			default:
 				st.Error.Inc()
 				h.log.Debug("ratelimit: the rate limit service call failed", "cluster", g.Client.Cluster, "error", out.Err)
@@ -136,37 +133,19 @@ func responseHeadersOf(g *ratelimit.Global, out *ratelimit.Outcome) [][2]string 
 	return add
 }
 
-// globalRateLimitWriter adds the rate limit service's headers (add) and, for a limited
-// request's reply, the filter's response_headers_to_add (ops) as the response headers are
-// written, as Envoy's filter does in its encodeHeaders.
-type globalRateLimitWriter struct {
-	http.ResponseWriter
-	add  [][2]string
-	s    *Stream
-	ops  *route.HeaderOps
-	done bool
+// globalRateLimitHook adds the rate limit service's headers (add) and, for a limited
+// request's reply, the filter's response_headers_to_add (ops) to the response head, as Envoy's
+// filter does in its encodeHeaders.
+type globalRateLimitHook struct {
+	add [][2]string
+	ops *route.HeaderOps
 }
 
-func (w *globalRateLimitWriter) WriteHeader(code int) {
-	if !w.done && code >= 200 {
-		w.done = true
-		hdr := w.ResponseWriter.Header()
-		for _, kv := range w.add {
-			hdr[kv[0]] = append(hdr[kv[0]], kv[1])
-		}
-		if w.ops != nil && w.s != nil {
-			w.ops.Apply(hdr, w.s.R, &w.s.rinfo)
-		}
+func (k *globalRateLimitHook) encodeHeaders(s *Stream, _ int) {
+	for _, kv := range k.add {
+		s.AddResponseHeader(kv[0], kv[1])
 	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *globalRateLimitWriter) Write(b []byte) (int, error) {
-	if !w.done {
-		w.WriteHeader(http.StatusOK)
+	if k.ops != nil {
+		s.applyResponseOps(k.ops)
 	}
-	return w.ResponseWriter.Write(b)
 }
-
-// Unwrap gives http.ResponseController the writer underneath (flush, deadlines, hijack).
-func (w *globalRateLimitWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,8 +1,6 @@
 package l7
 
 import (
-	"net/http"
-
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 
 	"github.com/strait-mesh/strait/proxy/jwtauthn"
@@ -65,21 +63,16 @@ func (s *Stream) jwtReject(st jwtauthn.Status, strip bool) {
 		s.localReply(st.HTTPCode(), 0, st.Details(), "", -1)
 		return
 	}
-	w := s.W
-	s.W = &challengeWriter{ResponseWriter: w, value: jwtauthn.Challenge(s.R.URL.Scheme, s.R.Host, s.R.RequestURI, st)}
+	n := s.pushHook(challengeHook(jwtauthn.Challenge(s.Scheme(), s.Authority(), s.Path(), st)))
 	s.localReply(st.HTTPCode(), 0, st.Details(), st.String(), -1)
-	s.W = w
+	s.popHook(n)
 }
 
-// challengeWriter sets www-authenticate on the response it writes.
-type challengeWriter struct {
-	http.ResponseWriter
-	value string
-}
+// challengeHook sets www-authenticate on the response head.
+type challengeHook string
 
-func (w *challengeWriter) WriteHeader(code int) {
-	w.ResponseWriter.Header()["Www-Authenticate"] = []string{w.value}
-	w.ResponseWriter.WriteHeader(code)
+func (k challengeHook) encodeHeaders(s *Stream, _ int) {
+	s.SetResponseHeader("Www-Authenticate", string(k))
 }
 
 // rematchRoute chooses the route again after the filter changed headers routing may look at
@@ -88,7 +81,7 @@ func (s *Stream) rematchRoute() {
 	if s.Table == nil {
 		return
 	}
-	s.Route = s.Table.Match(s.R)
+	s.Route = s.matchRoute()
 	s.Cluster, s.Target = "", nil
 	s.Info.RouteName, s.Info.Cluster = "", ""
 	if s.Route == nil {
@@ -96,7 +89,7 @@ func (s *Stream) rematchRoute() {
 	}
 	s.Info.RouteName = s.Route.Name
 	if s.Route.Action == route.ActionForward {
-		s.Cluster, s.Target = s.Route.PickCluster(s.R)
+		s.Cluster, s.Target = s.pickCluster()
 		s.Info.Cluster = s.Cluster
 	}
 }
@@ -105,16 +98,14 @@ func (s *Stream) rematchRoute() {
 // Stream pointer, so adapting costs no allocation.
 type jwtRequest Stream
 
-func (r *jwtRequest) Method() string              { return r.R.Method }
-func (r *jwtRequest) Path() string                { return r.R.RequestURI }
-func (r *jwtRequest) Header(name string) []string { return r.R.Header[name] }
-func (r *jwtRequest) DelHeader(name string)       { delete(r.R.Header, name) }
+func (r *jwtRequest) Method() string              { return (*Stream)(r).Method() }
+func (r *jwtRequest) Path() string                { return (*Stream)(r).Path() }
+func (r *jwtRequest) Header(name string) []string { return (*Stream)(r).HeaderValues(name) }
+func (r *jwtRequest) DelHeader(name string)       { (*Stream)(r).DelHeader(name) }
 
 func (r *jwtRequest) SetPath(path string) {
 	// The path comes from the request's own, less a query parameter: it parses.
-	_ = setRequestURI(r.R, path)
+	_ = (*Stream)(r).SetPath(path)
 }
 
-func (r *jwtRequest) AddHeader(name, value string) {
-	r.R.Header[name] = append(r.R.Header[name], value)
-}
+func (r *jwtRequest) AddHeader(name, value string) { (*Stream)(r).AddHeader(name, value) }

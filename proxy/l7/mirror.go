@@ -39,7 +39,7 @@ func (h *Handler) mirror(s *Stream, body *replayBody) {
 		if !m.Fraction.Sample() {
 			continue
 		}
-		name := m.ClusterName(s.R)
+		name := s.mirrorCluster(m)
 		if name == "" {
 			continue
 		}
@@ -52,7 +52,7 @@ func (h *Handler) mirror(s *Stream, body *replayBody) {
 		default:
 			continue
 		}
-		r := s.R
+		r := s.r
 		req := &http.Request{
 			Method:        r.Method,
 			URL:           cloneURL(r),

@@ -57,7 +57,7 @@ func (h *Handler) shedOverload(s *Stream) bool {
 	if off := o.DisableHTTPKeepalive(); off != st.keepaliveOff.Load() {
 		h.setKeepalive(o)
 	}
-	if st.keepaliveOff.Load() && s.R.ProtoMajor == 1 {
+	if st.keepaliveOff.Load() && s.HTTP1() {
 		st.cxDisableKeepalive.Inc()
 	}
 	if o.StopAcceptingRequests() {

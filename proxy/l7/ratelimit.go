@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"net/http"
 	"runtime"
 	"strconv"
 	"sync"
@@ -68,12 +67,12 @@ func (h *Handler) localRateLimitFilter(field, name string, c *lrlv3.LocalRateLim
 			var ends [4]int
 			d := ratelimit.Descriptors{Entries: entries[:0], Ends: ends[:0]}
 			if cfg.NeedsDescriptors() {
-				cfg.AppendDescriptors(&d, s.Route, s.R, &s.rinfo, s.Cluster)
+				s.localRateLimitDescriptors(cfg, &d)
 			}
 			allowed, bucket := lim.Allow(&d)
-			var w *rateLimitHeaderWriter
+			var w *rateLimitHook
 			if cfg.XRateLimitHeaders && bucket != nil {
-				w = &rateLimitHeaderWriter{ResponseWriter: s.W, bucket: bucket}
+				w = &rateLimitHook{bucket: bucket}
 			}
 			if allowed {
 				st.OK.Inc()
@@ -82,75 +81,55 @@ func (h *Handler) localRateLimitFilter(field, name string, c *lrlv3.LocalRateLim
 			}
 			st.RateLimited.Inc()
 			if !cfg.Enforced.Sample() {
-				cfg.RequestHeadersWhenNotEnforced.Apply(s.R.Header, s.R, &s.rinfo)
+				s.applyRequestOps(&cfg.RequestHeadersWhenNotEnforced)
 				h.serveWith(s, w, next)
 				return
 			}
 			st.Enforced.Inc()
 			if w == nil {
-				w = &rateLimitHeaderWriter{ResponseWriter: s.W}
+				w = &rateLimitHook{}
 			}
-			w.s, w.ops = s, &cfg.ResponseHeaders
+			w.ops = &cfg.ResponseHeaders
 			grpcStatus := -1
 			if s.grpc && cfg.GRPCResourceExhausted {
 				grpcStatus = grpcResourceExhausted
 			}
-			orig := s.W
-			s.W = w
+			n := s.pushHook(w)
 			s.localReply(cfg.Status, FlagRateLimited, localRateLimitDetails, localRateLimitDetails, grpcStatus)
-			s.W = orig
+			s.popHook(n)
 		}
 	}, nil
 }
 
-// serveWith runs next with s.W wrapped by w (when not nil), restoring it afterwards.
-func (h *Handler) serveWith(s *Stream, w *rateLimitHeaderWriter, next StreamHandler) {
-	if w == nil {
+// serveWith runs next with hook (when not nil) on the response head.
+func (h *Handler) serveWith(s *Stream, hook *rateLimitHook, next StreamHandler) {
+	if hook == nil {
 		next(s)
 		return
 	}
-	orig := s.W
-	s.W = w
+	n := s.pushHook(hook)
 	next(s)
-	s.W = orig
+	s.popHook(n)
 }
 
-// rateLimitHeaderWriter adds the x-ratelimit-* headers of bucket (when set) and, for a limited
-// request's reply, response_headers_to_add (ops) as the response headers are written, as Envoy's
-// filter does in its encodeHeaders.
-type rateLimitHeaderWriter struct {
-	http.ResponseWriter
+// rateLimitHook adds the x-ratelimit-* headers of bucket (when set) and, for a limited
+// request's reply, response_headers_to_add (ops) to the response head, as Envoy's filter does
+// in its encodeHeaders.
+type rateLimitHook struct {
 	bucket *ratelimit.Bucket
-	s      *Stream
 	ops    *route.HeaderOps
-	done   bool
 }
 
-func (w *rateLimitHeaderWriter) WriteHeader(code int) {
-	if !w.done && code >= 200 {
-		w.done = true
-		hdr := w.ResponseWriter.Header()
-		if w.ops != nil {
-			w.ops.Apply(hdr, w.s.R, &w.s.rinfo)
-		}
-		if b := w.bucket; b != nil {
-			hdr["X-Ratelimit-Limit"] = []string{strconv.FormatUint(uint64(b.Max()), 10)}
-			hdr["X-Ratelimit-Remaining"] = []string{strconv.FormatUint(uint64(b.Remaining()), 10)}
-			hdr["X-Ratelimit-Reset"] = []string{strconv.FormatUint(uint64(b.ResetSeconds()), 10)}
-		}
+func (k *rateLimitHook) encodeHeaders(s *Stream, _ int) {
+	if k.ops != nil {
+		s.applyResponseOps(k.ops)
 	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *rateLimitHeaderWriter) Write(b []byte) (int, error) {
-	if !w.done {
-		w.WriteHeader(http.StatusOK)
+	if b := k.bucket; b != nil {
+		s.SetResponseHeader("X-Ratelimit-Limit", strconv.FormatUint(uint64(b.Max()), 10))
+		s.SetResponseHeader("X-Ratelimit-Remaining", strconv.FormatUint(uint64(b.Remaining()), 10))
+		s.SetResponseHeader("X-Ratelimit-Reset", strconv.FormatUint(uint64(b.ResetSeconds()), 10))
 	}
-	return w.ResponseWriter.Write(b)
 }
-
-// Unwrap gives http.ResponseController the writer underneath (flush, deadlines, hijack).
-func (w *rateLimitHeaderWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // maxConnConfigs bounds the per-connection limiters one connection keeps: one per config it
 // used, the oldest dropped first (a long-lived connection across many route updates).

@@ -96,7 +96,7 @@ func (r *rbacRequest) DirectRemoteIP() netip.Addr {
 	if c := r.conn(); c != nil && c.Source.IsValid() {
 		return c.Source.Addr().Unmap()
 	}
-	if ap, err := netip.ParseAddrPort(r.s.R.RemoteAddr); err == nil {
+	if ap := r.s.remoteAddr(); ap.IsValid() {
 		return ap.Addr().Unmap()
 	}
 	return netip.Addr{}
@@ -141,11 +141,11 @@ func (r *rbacRequest) Metadata(ns string) *structpb.Struct { return r.s.metadata
 
 func (r *rbacRequest) FilterState(string) (string, bool) { return "", false }
 
-func (r *rbacRequest) Method() string { return r.s.R.Method }
+func (r *rbacRequest) Method() string { return r.s.Method() }
 
-func (r *rbacRequest) Path() string { return r.s.R.RequestURI }
+func (r *rbacRequest) Path() string { return r.s.Path() }
 
-func (r *rbacRequest) Host() string { return r.s.R.Host }
+func (r *rbacRequest) Host() string { return r.s.Authority() }
 
 func (r *rbacRequest) Scheme() string {
 	if c := r.conn(); c != nil && c.TLS {
@@ -154,4 +154,4 @@ func (r *rbacRequest) Scheme() string {
 	return "http"
 }
 
-func (r *rbacRequest) Header(name string) []string { return r.s.R.Header.Values(name) }
+func (r *rbacRequest) Header(name string) []string { return r.s.HeaderValues(name) }

@@ -151,12 +151,12 @@ func (s *Stream) localReply(status int, flags ResponseFlags, details, body strin
 		s.abort = true
 		return
 	}
-	hdr := s.W.Header()
+	hdr := s.w.Header()
 	for k := range hdr {
 		delete(hdr, k)
 	}
 	if s.Route != nil && (s.Route.Action != route.ActionForward || flags&(FlagFaultInjected) != 0) {
-		s.Route.ApplyResponseHeaders(hdr, s.R, &s.rinfo, s.Target)
+		s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
 	}
 	s.applyCommonResponseHeaders(hdr)
 	if flags&FlagUpstreamOverflow != 0 && !s.h.suppressEnvoyHdrs {
@@ -183,8 +183,8 @@ func (s *Stream) localReply(status int, flags ResponseFlags, details, body strin
 		hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	}
 	s.writeHeader(status)
-	if body != "" && s.R.Method != http.MethodHead {
-		n, _ := s.W.Write([]byte(body))
+	if body != "" && s.r.Method != http.MethodHead {
+		n, _ := s.w.Write([]byte(body))
 		s.Info.BytesSent += int64(n)
 	}
 }

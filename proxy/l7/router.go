@@ -40,8 +40,8 @@ func (h *Handler) router(s *Stream) {
 	switch rt.Action {
 	case route.ActionDirect:
 		h.st.rqDirect.Inc()
-		hdr := s.W.Header()
-		rt.ApplyResponseHeaders(hdr, s.R, &s.rinfo, nil)
+		hdr := s.w.Header()
+		rt.ApplyResponseHeaders(hdr, s, &s.rinfo, nil)
 		s.applyCommonResponseHeaders(hdr)
 		if len(rt.Direct.Body) > 0 && hdr.Get("Content-Type") == "" {
 			hdr.Set("Content-Type", "text/plain")
@@ -49,17 +49,17 @@ func (h *Handler) router(s *Stream) {
 		hdr.Set("Content-Length", strconv.Itoa(len(rt.Direct.Body)))
 		s.Info.Details = "direct_response"
 		s.writeHeader(rt.Direct.Status)
-		if s.R.Method != http.MethodHead && len(rt.Direct.Body) > 0 {
-			n, _ := s.W.Write(rt.Direct.Body)
+		if s.r.Method != http.MethodHead && len(rt.Direct.Body) > 0 {
+			n, _ := s.w.Write(rt.Direct.Body)
 			s.Info.BytesSent += int64(n)
 		}
 		return
 	case route.ActionRedirect:
 		h.st.rqRedirect.Inc()
-		hdr := s.W.Header()
-		rt.ApplyResponseHeaders(hdr, s.R, &s.rinfo, nil)
+		hdr := s.w.Header()
+		rt.ApplyResponseHeaders(hdr, s, &s.rinfo, nil)
 		s.applyCommonResponseHeaders(hdr)
-		hdr.Set("Location", rt.Redirect.Location(s.R))
+		hdr.Set("Location", rt.Redirect.Location(s))
 		hdr.Set("Content-Length", "0")
 		s.Info.Details = "direct_response"
 		s.writeHeader(rt.Redirect.Code)
@@ -165,11 +165,11 @@ func setRequestURI(r *http.Request, uri string) error {
 
 // envoyHeaderMs reads an x-envoy-* millisecond header from an internal request.
 func envoyHeaderMs(s *Stream, name string) (time.Duration, bool) {
-	v := s.R.Header.Get(name)
+	v := s.Header(name)
 	if v == "" {
 		return 0, false
 	}
-	delete(s.R.Header, name)
+	s.DelHeader(name)
 	if s.external {
 		return 0, false
 	}
@@ -186,10 +186,10 @@ func envoyHeaderMs(s *Stream, name string) (time.Duration, bool) {
 // keeps the router safe on its own. x-envoy-max-retries is capped by headerRetryCap.
 func effectiveRetry(s *Stream) *route.RetryPolicy {
 	p := s.Route.Retry
-	on := s.R.Header.Get("X-Envoy-Retry-On")
-	gon := s.R.Header.Get("X-Envoy-Retry-Grpc-On")
-	max := s.R.Header.Get("X-Envoy-Max-Retries")
-	codes := s.R.Header.Get("X-Envoy-Retriable-Status-Codes")
+	on := s.Header("X-Envoy-Retry-On")
+	gon := s.Header("X-Envoy-Retry-Grpc-On")
+	max := s.Header("X-Envoy-Max-Retries")
+	codes := s.Header("X-Envoy-Retriable-Status-Codes")
 	if on == "" && gon == "" && max == "" && codes == "" || s.external {
 		return p
 	}
@@ -228,7 +228,7 @@ type attemptResult struct {
 
 // forward sends the request to the chosen cluster with retries, then streams the response.
 func (h *Handler) forward(s *Stream) {
-	r, rt := s.R, s.Route
+	r, rt := s.r, s.Route
 	if s.Cluster == "" {
 		h.st.noCluster.Inc()
 		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
@@ -286,7 +286,7 @@ func (h *Handler) forward(s *Stream) {
 		delete(r.Header, k)
 	}
 	maxRetries := 0
-	if policy != nil && policy.RequestRetriable(r) {
+	if policy != nil && policy.RequestRetriable(s) {
 		maxRetries = policy.NumRetries
 	}
 	s.retrying = maxRetries > 0
@@ -319,7 +319,7 @@ func (h *Handler) forward(s *Stream) {
 	case rt.HostRewrite != "":
 		r.Host = rt.HostRewrite
 	}
-	rt.ApplyRequestHeaders(r.Header, r, &s.rinfo, s.Target)
+	rt.ApplyRequestHeaders(r.Header, s, &s.rinfo, s.Target)
 	if timeout > 0 && !h.suppressEnvoyHdrs {
 		exp := timeout
 		if perTry > 0 && perTry < exp {
@@ -329,7 +329,7 @@ func (h *Handler) forward(s *Stream) {
 	}
 	var lb balance.Context
 	if rt.HasHashPolicy() {
-		lb.Hash, lb.HasHash, s.setCookie = rt.Hash(r, &s.rinfo)
+		lb.Hash, lb.HasHash, s.setCookie = rt.Hash(s, &s.rinfo)
 	}
 
 	ctx, cancel := context.WithCancelCause(r.Context())
@@ -378,9 +378,9 @@ func (h *Handler) forward(s *Stream) {
 		body.idle = idle
 		if r.ProtoMajor == 1 {
 			// Let the upstream response stream back while the request body is still arriving.
-			_ = http.NewResponseController(s.W).EnableFullDuplex()
+			_ = http.NewResponseController(s.w).EnableFullDuplex()
 		}
-		body.prefetch(s.W, r.ContentLength)
+		body.prefetch(s.w, r.ContentLength)
 	} else {
 		rtimer.start()
 	}
@@ -594,7 +594,7 @@ func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, c
 	case errors.Is(cause, errMaxDuration):
 		s.localReply(http.StatusRequestTimeout, FlagMaxDurationReached, "max_duration_timeout", "downstream duration timeout", -1)
 		return
-	case s.R.Context().Err() != nil:
+	case s.r.Context().Err() != nil:
 		s.Info.Flags |= FlagDownstreamConnTerminated
 		s.Info.Details = "downstream_remote_disconnect"
 		return
@@ -630,13 +630,13 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 	}()
 	cst.code(resp.StatusCode)
 	s.Info.Details = "via_upstream"
-	hdr := s.W.Header()
+	hdr := s.w.Header()
 	for k, v := range resp.Header {
 		hdr[k] = v
 	}
 	removeHopByHop(hdr)
 	delete(hdr, "Trailer")
-	s.Route.ApplyResponseHeaders(hdr, s.R, &s.rinfo, s.Target)
+	s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
 	s.applyCommonResponseHeaders(hdr)
 	if !h.suppressEnvoyHdrs {
 		hdr.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(s.Info.UpstreamServiceTime.Milliseconds(), 10))
@@ -645,7 +645,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 		s.Info.GRPCStatus = gs[0]
 	}
 	if resp.ContentLength >= 0 && len(resp.Trailer) == 0 && resp.Header.Get("Content-Length") == "" &&
-		s.R.Method != http.MethodHead && resp.StatusCode >= 200 && resp.StatusCode != 204 && resp.StatusCode != 304 {
+		s.r.Method != http.MethodHead && resp.StatusCode >= 200 && resp.StatusCode != 204 && resp.StatusCode != 304 {
 		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
 	// Announce trailers up front so that HTTP/1.1 uses chunked encoding and HTTP/2 keeps the
@@ -656,7 +656,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 	s.writeHeader(resp.StatusCode)
 
 	flush := resp.ContentLength < 0 || s.grpc
-	rc := http.NewResponseController(s.W)
+	rc := http.NewResponseController(s.w)
 	if flush && s.Info.GRPCStatus == "" {
 		// Send headers at once (a stream may stay quiet for long). Not for a gRPC
 		// trailers-only response, which must stay a single HEADERS frame with END_STREAM.
@@ -670,7 +670,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			idle.touch()
-			w, werr := s.W.Write(buf[:n])
+			w, werr := s.w.Write(buf[:n])
 			s.Info.BytesSent += int64(w)
 			if countGRPC {
 				s.respGRPC.Feed(buf[:w])
@@ -697,7 +697,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 				s.Info.Flags |= FlagStreamIdleTimeout
 			case errors.Is(cause, errMaxDuration):
 				s.Info.Flags |= FlagMaxDurationReached
-			case s.R.Context().Err() != nil:
+			case s.r.Context().Err() != nil:
 				s.Info.Flags |= FlagDownstreamConnTerminated
 			default:
 				s.Info.Flags |= FlagUpstreamRemoteReset

@@ -24,9 +24,10 @@ import (
 // Stream is one request travelling through the filter pipeline. Filters read the request and
 // route, and either answer (a local reply) or call the next stage.
 type Stream struct {
-	// W and R are the downstream response writer and request.
-	W http.ResponseWriter
-	R *http.Request
+	// w and r are the downstream response writer and request: the codec's types, reached
+	// only through Stream's methods (request.go) outside the codec adapters.
+	w http.ResponseWriter
+	r *http.Request
 	// Info is the request's record (flags, status, cluster...).
 	Info RequestInfo
 	// Table and Route are the route table and matched route (Route nil: no route).
@@ -54,6 +55,8 @@ type Stream struct {
 	trace       *streamTrace                // the request's spans when tracing is on (tracing.go)
 	downW       http.ResponseWriter         // the connection's own writer (W may wrap it)
 	respGRPC    telemetry.GRPCFrames        // gRPC messages of the response body sent downstream (telemetry.go)
+	hooks       []responseHook              // filters' response-head hooks (request.go)
+	hookBuf     [4]responseHook
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
@@ -101,12 +104,15 @@ func (s *Stream) writeHeader(code int) {
 	}
 	s.wroteHeader = true
 	s.Info.Status = code
-	s.W.WriteHeader(code)
+	if len(s.hooks) > 0 && code >= 200 {
+		s.runHooks(code)
+	}
+	s.w.WriteHeader(code)
 }
 
 func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s := streamPool.Get().(*Stream)
-	*s = Stream{W: w, R: r, h: h, downW: w}
+	*s = Stream{w: w, r: r, h: h, downW: w}
 	s.Info.Start = time.Now()
 	defer h.finish(s)
 
@@ -116,7 +122,7 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Info.Conn = &cs.info
 	s.Info.Method, s.Info.Authority, s.Info.Path = r.Method, r.Host, r.RequestURI
-	s.grpc = route.IsGRPC(r)
+	s.grpc = route.IsGRPC(s)
 	h.st.rqTotal.Inc()
 	h.st.rqActive.Inc()
 	switch {
@@ -136,7 +142,7 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.rinfo = route.RequestInfo{Local: cs.info.OriginalDst, Protocol: s.Info.Protocol}
 	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, s))
-	s.R = r
+	s.r = r
 
 	if h.shedOverload(s) {
 		return
@@ -153,12 +159,12 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				delete(r.Header, k)
 			}
 		}
-		s.Route = s.Table.Match(r)
+		s.Route = s.Table.Match(s)
 	}
 	if s.Route != nil {
 		s.Info.RouteName = s.Route.Name
 		if s.Route.Action == route.ActionForward {
-			s.Cluster, s.Target = s.Route.PickCluster(r)
+			s.Cluster, s.Target = s.Route.PickCluster(s)
 			s.Info.Cluster = s.Cluster
 		}
 	}
@@ -170,7 +176,7 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 // admit enforces the protocol limits; it answers and returns false for a rejected request.
 func (h *Handler) admit(s *Stream) bool {
-	r := s.R
+	r := s.r
 	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && !h.acceptHTTP10 {
 		s.localReply(http.StatusUpgradeRequired, FlagDownstreamProtocolError, "http1.0_not_allowed", "", -1)
 		return false
@@ -211,7 +217,7 @@ func (h *Handler) admit(s *Stream) bool {
 // is not forwarded). The fragment, which a client must not send, is removed. False means the
 // request was answered.
 func (h *Handler) normalize(s *Stream) bool {
-	r := s.R
+	r := s.r
 	if !httppath.UpperMethod(r.Method) {
 		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "invalid_method", "", -1)
 		return false
@@ -238,7 +244,7 @@ func (h *Handler) normalize(s *Stream) bool {
 // x-forwarded-for / -proto, internal/external classification, x-envoy-* sanitizing,
 // x-request-id and x-forwarded-client-cert.
 func (h *Handler) decorateRequest(s *Stream, cs *connState) {
-	r := s.R
+	r := s.r
 	if h.stripTrailingDot {
 		host, port, hasPort := strings.Cut(r.Host, ":")
 		if strings.HasSuffix(host, ".") {
@@ -377,7 +383,7 @@ func newUUID() string {
 
 // forwardClientCert implements forward_client_cert_details and set_current_client_cert_details.
 func (h *Handler) forwardClientCert(s *Stream, cs *connState) {
-	r := s.R
+	r := s.r
 	mtls := len(cs.info.PeerCertificates) > 0
 	switch h.fcc {
 	case hcmv3.HttpConnectionManager_SANITIZE:

@@ -30,7 +30,7 @@ import (
 // set; the per-stream state is pooled.
 func (h *Handler) streamStage(next StreamHandler) StreamHandler {
 	return func(s *Stream) {
-		r := s.R
+		r := s.r
 		hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 		h1 := r.ProtoMajor == 1
 		var watch time.Duration
@@ -124,19 +124,19 @@ func (se *streamEnd) begin(h *Handler, s *Stream, cc *clockConn, h1 bool, watch 
 	se.stalled.Store(false)
 	se.writeBy.Store(0)
 	se.mu.Lock()
-	se.rw = s.W
+	se.rw = s.w
 	se.mu.Unlock()
-	s.W = (*endWriter)(se)
+	s.w = (*endWriter)(se)
 	se.body = nil
 	if hasBody {
-		se.body = &endBody{rc: s.R.Body, se: se, gen: gen}
-		s.R.Body = se.body
+		se.body = &endBody{rc: s.r.Body, se: se, gen: gen}
+		s.r.Body = se.body
 	}
 	se.rt.Store(gen<<2 | rtIdle)
 	if timed {
-		ctx, cancel := context.WithCancelCause(s.R.Context())
+		ctx, cancel := context.WithCancelCause(s.r.Context())
 		se.cancel = cancel
-		s.R = s.R.WithContext(ctx)
+		s.r = s.r.WithContext(ctx)
 		se.rtBy.Store(time.Now().Add(h.requestTimeout).UnixNano())
 		se.rt.Store(gen<<2 | rtArmed)
 		if se.rtT == nil {

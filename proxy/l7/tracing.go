@@ -105,7 +105,7 @@ func (c collectorCluster) RoundTrip(req *http.Request) (*http.Response, error) {
 // on ingress an x-envoy-decorator-operation request header overrides the name and is removed,
 // on egress the decorator's operation is sent upstream in it when decorator.propagate.
 func (h *Handler) startTrace(s *Stream) {
-	r := s.R
+	r := s.r
 	reason := h.tracer.Sample(r.Header, !s.external)
 	if v := r.Header["X-Request-Id"]; len(v) > 0 {
 		s.Info.RequestID = v[0]
@@ -157,7 +157,7 @@ func (s *Stream) injectTrace() {
 		st.up = sp.Child(name, st.upStart)
 		sp = st.up
 	}
-	sp.Inject(s.R.Header)
+	sp.Inject(s.r.Header)
 }
 
 // traceResponseHeaders applies Envoy's decorator exchange to a response: on ingress the
@@ -200,7 +200,7 @@ func (h *Handler) finishTrace(s *Stream) {
 		sp.Finish(end)
 		return
 	}
-	r := s.R
+	r := s.r
 	sp.SetTag("guid:x-request-id", in.RequestID)
 	sp.SetTag("http.url", traceURL(r, h.tracer.MaxPathTag()))
 	sp.SetTag("http.method", in.Method)

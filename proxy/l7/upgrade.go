@@ -21,16 +21,16 @@ func (h *Handler) tunnel(s *Stream, resp *http.Response) {
 		return
 	}
 	defer upConn.Close()
-	conn, brw, err := http.NewResponseController(s.W).Hijack()
+	conn, brw, err := http.NewResponseController(s.w).Hijack()
 	if err != nil {
 		s.localReply(http.StatusInternalServerError, FlagDownstreamProtocolError, "upgrade_failed", "", -1)
 		return
 	}
-	defer h.hijackDone(s.R)
+	defer h.hijackDone(s.r)
 	defer conn.Close()
 	s.Info.Details = "via_upstream"
 	hdr := resp.Header.Clone()
-	s.Route.ApplyResponseHeaders(hdr, s.R, &s.rinfo, s.Target)
+	s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
 	if err := writeSwitching(brw.Writer, hdr); err != nil {
 		s.Info.Flags |= FlagDownstreamConnTerminated
 		return

@@ -46,7 +46,7 @@ func BenchmarkMatch(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				if tb.Match(r) == nil {
+				if tb.Match(HTTPRequest(r)) == nil {
 					b.Fatal("no match")
 				}
 			}
@@ -57,7 +57,7 @@ func BenchmarkMatch(b *testing.B) {
 func TestMatchDoesNotAllocate(t *testing.T) {
 	tb := benchTable(t)
 	for name, r := range benchRequests() {
-		if n := testing.AllocsPerRun(100, func() { tb.Match(r) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { tb.Match(HTTPRequest(r)) }); n != 0 {
 			t.Errorf("%s: %v allocs per match", name, n)
 		}
 	}

@@ -2,7 +2,6 @@ package route
 
 import (
 	"fmt"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -237,12 +236,12 @@ func percentOrAll(set bool, f Fraction) Fraction {
 
 // Applies reports whether the fault's header, node and cluster conditions hold for r routed to
 // cluster.
-func (f *Fault) Applies(r *http.Request, cluster string) bool {
+func (f *Fault) Applies(r Request, cluster string) bool {
 	if f.UpstreamCluster != "" && f.UpstreamCluster != cluster {
 		return false
 	}
 	if len(f.DownstreamNodes) > 0 {
-		node := r.Header.Get("X-Envoy-Downstream-Service-Node")
+		node := firstValue(r, "X-Envoy-Downstream-Service-Node")
 		ok := false
 		for _, n := range f.DownstreamNodes {
 			if n == node {
@@ -263,12 +262,12 @@ func (f *Fault) Applies(r *http.Request, cluster string) bool {
 }
 
 // DelayFor returns the delay to inject for r (0 for none), sampling DelayFraction.
-func (f *Fault) DelayFor(r *http.Request) time.Duration {
+func (f *Fault) DelayFor(r Request) time.Duration {
 	if f.Delay == 0 && !f.HeaderDelay || !f.DelayFraction.Sample() {
 		return 0
 	}
 	if f.HeaderDelay {
-		ms, err := strconv.ParseUint(r.Header.Get("X-Envoy-Fault-Delay-Request"), 10, 32)
+		ms, err := strconv.ParseUint(firstValue(r, "X-Envoy-Fault-Delay-Request"), 10, 32)
 		if err != nil {
 			return 0
 		}
@@ -279,7 +278,7 @@ func (f *Fault) DelayFor(r *http.Request) time.Duration {
 
 // AbortFor returns the abort to inject for r: an HTTP status (0 for none) and a gRPC status
 // (-1 for none), sampling AbortFraction.
-func (f *Fault) AbortFor(r *http.Request) (status, grpcStatus int) {
+func (f *Fault) AbortFor(r Request) (status, grpcStatus int) {
 	if !f.HasAbort || !f.AbortFraction.Sample() {
 		return 0, -1
 	}
@@ -287,10 +286,10 @@ func (f *Fault) AbortFor(r *http.Request) (status, grpcStatus int) {
 		return f.AbortStatus, f.AbortGRPC
 	}
 	status, grpcStatus = 0, -1
-	if n, err := strconv.Atoi(r.Header.Get("X-Envoy-Fault-Abort-Request")); err == nil && n >= 200 && n < 600 {
+	if n, err := strconv.Atoi(firstValue(r, "X-Envoy-Fault-Abort-Request")); err == nil && n >= 200 && n < 600 {
 		status = n
 	}
-	if n, err := strconv.Atoi(r.Header.Get("X-Envoy-Fault-Abort-Grpc-Request")); err == nil && n >= 0 {
+	if n, err := strconv.Atoi(firstValue(r, "X-Envoy-Fault-Abort-Grpc-Request")); err == nil && n >= 0 {
 		grpcStatus = n
 	}
 	return status, grpcStatus

@@ -55,7 +55,7 @@ func FuzzMatch(f *testing.F) {
 			r.RequestURI = ""
 			r.URL.Path = target
 		}
-		rt := tb.Match(r)
+		rt := tb.Match(HTTPRequest(r))
 		vh := tb.VirtualHost(host)
 		if rt == nil {
 			return
@@ -63,12 +63,12 @@ func FuzzMatch(f *testing.F) {
 		if rt.VirtualHost != vh {
 			t.Fatalf("route from vhost %s, host selects %v", rt.VirtualHost.Name, vh)
 		}
-		path := requestPath(r)
+		path := HTTPRequest(r).Path()
 		switch rt.Action {
 		case ActionRedirect:
-			_ = rt.Redirect.Location(r)
+			_ = rt.Redirect.Location(HTTPRequest(r))
 		case ActionForward:
-			_, _ = rt.PickCluster(r)
+			_, _ = rt.PickCluster(HTTPRequest(r))
 			_, _ = rt.RewritePath(path)
 		}
 	})

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -120,8 +119,8 @@ func fnv64(s string) uint64 {
 }
 
 // cookieValue finds cookie name in the Cookie headers of r without allocating.
-func cookieValue(r *http.Request, name string) (string, bool) {
-	for _, line := range r.Header["Cookie"] {
+func cookieValue(r Request, name string) (string, bool) {
+	for _, line := range r.HeaderValues("Cookie") {
 		for line != "" {
 			var part string
 			if i := strings.IndexByte(line, ';'); i >= 0 {
@@ -149,7 +148,7 @@ func (rt *Route) HasHashPolicy() bool { return len(rt.hash) > 0 }
 // does (rotate left by one, then xor). ok is false when no policy produced a value. setCookie,
 // when non-empty, is a Set-Cookie value l7 must add to the response: a cookie policy with a ttl
 // generated the cookie the client did not send.
-func (rt *Route) Hash(r *http.Request, info *RequestInfo) (h uint64, ok bool, setCookie string) {
+func (rt *Route) Hash(r Request, info *RequestInfo) (h uint64, ok bool, setCookie string) {
 	for i := range rt.hash {
 		p := &rt.hash[i]
 		var v uint64
@@ -184,7 +183,7 @@ func (rt *Route) Hash(r *http.Request, info *RequestInfo) (h uint64, ok bool, se
 				v, got = fnv64(string(a[:])), true
 			}
 		case hashQuery:
-			_, q := stripQuery(requestPath(r))
+			_, q := stripQuery(r.Path())
 			if s, present := queryParam(q, p.name); present {
 				v, got = fnv64(s), true
 			}
@@ -220,7 +219,7 @@ type Mirror struct {
 }
 
 // ClusterName returns the shadow cluster for r ("" when the header is missing).
-func (m *Mirror) ClusterName(r *http.Request) string {
+func (m *Mirror) ClusterName(r Request) string {
 	if m.ClusterHeader != "" {
 		v, _ := headerValue(r, m.ClusterHeader)
 		return v

@@ -156,7 +156,7 @@ func compileResponseHeaderOps(field string, add []*corev3.HeaderValueOption, rem
 	return ops, nil
 }
 
-func (a *headerAdd) value(req *http.Request, info *RequestInfo) string {
+func (a *headerAdd) value(req Request, info *RequestInfo) string {
 	if len(a.parts) == 1 && a.parts[0].verb == "" {
 		return a.parts[0].lit
 	}
@@ -203,7 +203,7 @@ func (a *headerAdd) value(req *http.Request, info *RequestInfo) string {
 // Apply removes and adds headers in h. req (may be nil) and info feed %REQ()% and address
 // commands. It is called on the request path; literal-only values do not allocate beyond the
 // header slice itself.
-func (o *HeaderOps) Apply(h http.Header, req *http.Request, info *RequestInfo) {
+func (o *HeaderOps) Apply(h http.Header, req Request, info *RequestInfo) {
 	if o == nil {
 		return
 	}

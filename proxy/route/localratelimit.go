@@ -209,7 +209,7 @@ func (l *LocalRateLimit) NeedsDescriptors() bool { return len(l.limiterConfig.De
 
 // AppendDescriptors appends the request's descriptors for this config: from the filter's own
 // rate_limits when it has them, else from the route's (and its virtual host's).
-func (l *LocalRateLimit) AppendDescriptors(d *ratelimit.Descriptors, rt *Route, r *http.Request, info *RequestInfo, cluster string) {
+func (l *LocalRateLimit) AppendDescriptors(d *ratelimit.Descriptors, rt *Route, r Request, info *RequestInfo, cluster string) {
 	if l.ownRateLimits {
 		appendDescriptors(d, l.rateLimits, l.Stage, r, info, cluster)
 		return

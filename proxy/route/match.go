@@ -3,7 +3,6 @@ package route
 import (
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"regexp"
 	"strings"
 
@@ -137,8 +136,8 @@ func compileMatch(field string, m *routev3.RouteMatch) (routeMatch, error) {
 }
 
 // IsGRPC reports whether r carries a gRPC content type.
-func IsGRPC(r *http.Request) bool {
-	ct := r.Header["Content-Type"]
+func IsGRPC(r Request) bool {
+	ct := r.HeaderValues("Content-Type")
 	return len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc")
 }
 
@@ -166,7 +165,7 @@ func stripQuery(path string) (string, string) {
 	return path, ""
 }
 
-func (m *routeMatch) match(r *http.Request, path string) bool {
+func (m *routeMatch) match(r Request, path string) bool {
 	p, q := stripQuery(path)
 	switch m.kind {
 	case pathPrefix:

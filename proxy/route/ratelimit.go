@@ -2,7 +2,6 @@ package route
 
 import (
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 
@@ -193,7 +192,7 @@ func compileNamedAction(field string, m proto.Message, kind rlActionKind, nameFi
 // that cannot produce its entry (a missing header without skip_if_absent, a header_value_match
 // that does not hold, a remote address that is not IP) drops that policy's descriptor, and a
 // policy with no entries produces none.
-func appendDescriptors(d *ratelimit.Descriptors, policies []rateLimitPolicy, stage uint32, r *http.Request, info *RequestInfo, cluster string) {
+func appendDescriptors(d *ratelimit.Descriptors, policies []rateLimitPolicy, stage uint32, r Request, info *RequestInfo, cluster string) {
 	for i := range policies {
 		p := &policies[i]
 		if p.stage != stage || p.disabled {
@@ -216,7 +215,7 @@ func appendDescriptors(d *ratelimit.Descriptors, policies []rateLimitPolicy, sta
 
 // appendEntry appends the action's entry to d.Entries, or nothing for an absent value that
 // skip_if_absent allows; false drops the policy's descriptor.
-func (a *rlAction) appendEntry(d *ratelimit.Descriptors, r *http.Request, info *RequestInfo, cluster string) bool {
+func (a *rlAction) appendEntry(d *ratelimit.Descriptors, r Request, info *RequestInfo, cluster string) bool {
 	var v string
 	switch a.kind {
 	case rlDestinationCluster:
@@ -231,7 +230,7 @@ func (a *rlAction) appendEntry(d *ratelimit.Descriptors, r *http.Request, info *
 		}
 	case rlQueryParameter:
 		var found bool
-		if v, found = firstQueryValue(r.URL.RawQuery, a.name); !found {
+		if v, found = firstQueryValue(rawQuery(r.Path()), a.name); !found {
 			return a.skipIfAbsent
 		}
 	case rlRemoteAddress:
@@ -274,11 +273,11 @@ func (a *rlAction) appendEntry(d *ratelimit.Descriptors, r *http.Request, info *
 
 // firstHeaderValue returns the first value of header key (a canonical key or a pseudo-header),
 // as Envoy's request_headers action reads it.
-func firstHeaderValue(r *http.Request, key string) (string, bool) {
+func firstHeaderValue(r Request, key string) (string, bool) {
 	if key[0] == ':' || key == "Host" {
 		return headerValue(r, key)
 	}
-	vs := r.Header[key]
+	vs := r.HeaderValues(key)
 	if len(vs) == 0 {
 		return "", false
 	}
@@ -328,7 +327,7 @@ const (
 // through the route's rate_limits and, as vh (or the route's include_vh_rate_limits) says, its
 // virtual host's. cluster is the chosen upstream cluster (destination_cluster). It allocates
 // only for remote address values and when d's storage grows.
-func (rt *Route) AppendRateLimitDescriptors(d *ratelimit.Descriptors, stage uint32, vh VhRateLimits, r *http.Request, info *RequestInfo, cluster string) {
+func (rt *Route) AppendRateLimitDescriptors(d *ratelimit.Descriptors, stage uint32, vh VhRateLimits, r Request, info *RequestInfo, cluster string) {
 	appendDescriptors(d, rt.rateLimits, stage, r, info, cluster)
 	if rt.includeVHRateLimits {
 		vh = VhInclude

@@ -67,7 +67,7 @@ func TestRateLimitDescriptors(t *testing.T) {
 	}
 	req := httptest.NewRequest("GET", "http://svc/p?id=a%20b", nil)
 	req.Header.Set("X-User", "alice")
-	rt := tbl.Match(req)
+	rt := tbl.Match(HTTPRequest(req))
 	info := &RequestInfo{Remote: netip.MustParseAddrPort("10.1.2.3:5555")}
 	for _, tc := range []struct {
 		stage uint32
@@ -79,7 +79,7 @@ func TestRateLimitDescriptors(t *testing.T) {
 		{1, VhIgnore, "[generic_key=stage1]"},
 	} {
 		var d ratelimit.Descriptors
-		rt.AppendRateLimitDescriptors(&d, tc.stage, tc.vh, req, info, "backend")
+		rt.AppendRateLimitDescriptors(&d, tc.stage, tc.vh, HTTPRequest(req), info, "backend")
 		if got := d.String(); got != tc.want {
 			t.Errorf("stage %d vh %d:\n got %s\nwant %s", tc.stage, tc.vh, got, tc.want)
 		}

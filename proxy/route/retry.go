@@ -102,7 +102,7 @@ func compileRetry(field string, p *routev3.RetryPolicy) (*RetryPolicy, error) {
 }
 
 // RequestRetriable reports whether r may be retried at all (retriable_request_headers).
-func (p *RetryPolicy) RequestRetriable(r *http.Request) bool {
+func (p *RetryPolicy) RequestRetriable(r Request) bool {
 	if len(p.reqHeaders) == 0 {
 		return true
 	}
@@ -188,7 +188,7 @@ func (p *RetryPolicy) RetryOnResponse(resp *http.Response) bool {
 		}
 	}
 	if p.On&vocab.RetryRetriableHeaders != 0 && len(p.headers) > 0 {
-		fake := http.Request{Header: resp.Header}
+		fake := headerOnly(resp.Header)
 		for i := range p.headers {
 			if p.headers[i].name[0] == ':' {
 				if p.headers[i].name == ":status" && p.headers[i].Match(strconv.Itoa(code), true) {
@@ -196,7 +196,7 @@ func (p *RetryPolicy) RetryOnResponse(resp *http.Response) bool {
 				}
 				continue
 			}
-			if p.headers[i].match(&fake) {
+			if p.headers[i].match(fake) {
 				return true
 			}
 		}

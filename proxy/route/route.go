@@ -456,7 +456,7 @@ func compileDirect(field string, d *routev3.DirectResponseAction, maxBody int) (
 // PickCluster chooses the target for a forwarding route: the single cluster, a weighted cluster
 // chosen at random by weight, or the cluster named by the cluster_header. It returns the cluster
 // name ("" when the header is missing) and the target whose header operations apply.
-func (rt *Route) PickCluster(r *http.Request) (string, *Target) {
+func (rt *Route) PickCluster(r Request) (string, *Target) {
 	t := rt.cluster
 	if t == nil {
 		n := rand.Uint64N(rt.totalWeight)
@@ -516,13 +516,13 @@ func (rt *Route) RewritePath(path string) (string, bool) {
 }
 
 // Location returns the redirect target for r.
-func (rd *Redirect) Location(r *http.Request) string {
-	scheme := requestScheme(r)
+func (rd *Redirect) Location(r Request) string {
+	scheme := r.Scheme()
 	origScheme := scheme
 	if rd.scheme != "" {
 		scheme = rd.scheme
 	}
-	host := r.Host
+	host := r.Authority()
 	port := ""
 	if h, p, ok := splitHostPort(host); ok {
 		host, port = h, p
@@ -545,7 +545,7 @@ func (rd *Redirect) Location(r *http.Request) string {
 	if scheme == "http" && port == "80" || scheme == "https" && port == "443" {
 		port = ""
 	}
-	path := requestPath(r)
+	path := r.Path()
 	switch {
 	case rd.hasPath:
 		if strings.Contains(rd.path, "?") {
@@ -590,16 +590,16 @@ func splitHostPort(h string) (string, string, bool) {
 // ApplyRequestHeaders applies the request header operations of the target, route, virtual host
 // and route configuration to h, in Envoy's order (most specific first, so the least specific
 // wins on overwrite, unless most_specific_header_mutations_wins).
-func (rt *Route) ApplyRequestHeaders(h http.Header, r *http.Request, info *RequestInfo, t *Target) {
+func (rt *Route) ApplyRequestHeaders(h http.Header, r Request, info *RequestInfo, t *Target) {
 	rt.applyOps(h, r, info, t, false)
 }
 
 // ApplyResponseHeaders applies the response header operations likewise.
-func (rt *Route) ApplyResponseHeaders(h http.Header, r *http.Request, info *RequestInfo, t *Target) {
+func (rt *Route) ApplyResponseHeaders(h http.Header, r Request, info *RequestInfo, t *Target) {
 	rt.applyOps(h, r, info, t, true)
 }
 
-func (rt *Route) applyOps(h http.Header, r *http.Request, info *RequestInfo, t *Target, resp bool) {
+func (rt *Route) applyOps(h http.Header, r Request, info *RequestInfo, t *Target, resp bool) {
 	var levels [4]*HeaderOps
 	vh := rt.VirtualHost
 	if resp {
@@ -626,7 +626,7 @@ func (rt *Route) applyOps(h http.Header, r *http.Request, info *RequestInfo, t *
 
 // ApplyTableResponseHeaders applies only the route configuration's response header operations;
 // l7 uses it for local replies when no route matched.
-func (t *Table) ApplyTableResponseHeaders(h http.Header, r *http.Request, info *RequestInfo) {
+func (t *Table) ApplyTableResponseHeaders(h http.Header, r Request, info *RequestInfo) {
 	if t != nil {
 		t.respOps.Apply(h, r, info)
 	}

@@ -213,12 +213,12 @@ func TestRouteMatchKinds(t *testing.T) {
 			tb := mustCompile(t, &routev3.RouteConfiguration{VirtualHosts: []*routev3.VirtualHost{
 				{Name: "v", Domains: []string{"*"}, Routes: []*routev3.Route{fwd("r", c.match, "c")}}}})
 			for _, r := range c.yes {
-				if tb.Match(r) == nil {
+				if tb.Match(HTTPRequest(r)) == nil {
 					t.Errorf("%s %s %v: want match", r.Method, r.RequestURI, r.Header)
 				}
 			}
 			for _, r := range c.no {
-				if tb.Match(r) != nil {
+				if tb.Match(HTTPRequest(r)) != nil {
 					t.Errorf("%s %s %v: want no match", r.Method, r.RequestURI, r.Header)
 				}
 			}
@@ -229,13 +229,13 @@ func TestRouteMatchKinds(t *testing.T) {
 func TestRouteOrderAndNoRoute(t *testing.T) {
 	tb := mustCompile(t, &routev3.RouteConfiguration{VirtualHosts: []*routev3.VirtualHost{
 		{Name: "v", Domains: []string{"a"}, Routes: []*routev3.Route{fwd("first", prefix("/a"), "c1"), fwd("second", prefix("/"), "c2")}}}})
-	if rt := tb.Match(req("GET", "a", "/ab")); rt == nil || rt.Name != "first" {
+	if rt := tb.Match(HTTPRequest(req("GET", "a", "/ab"))); rt == nil || rt.Name != "first" {
 		t.Fatalf("got %v", rt)
 	}
-	if rt := tb.Match(req("GET", "a", "/b")); rt == nil || rt.Name != "second" {
+	if rt := tb.Match(HTTPRequest(req("GET", "a", "/b"))); rt == nil || rt.Name != "second" {
 		t.Fatalf("got %v", rt)
 	}
-	if rt := tb.Match(req("GET", "other", "/b")); rt != nil {
+	if rt := tb.Match(HTTPRequest(req("GET", "other", "/b"))); rt != nil {
 		t.Fatal("matched an unknown host")
 	}
 }
@@ -271,26 +271,26 @@ func TestActions(t *testing.T) {
 	}
 	tb := mustCompile(t, &routev3.RouteConfiguration{VirtualHosts: []*routev3.VirtualHost{{Name: "v", Domains: []string{"*"}, Routes: routes}}})
 
-	rt := tb.Match(req("GET", "h", "/old/x?q=1"))
+	rt := tb.Match(HTTPRequest(req("GET", "h", "/old/x?q=1")))
 	if p, ok := rt.RewritePath("/old/x?q=1"); !ok || p != "/new/x?q=1" {
 		t.Errorf("prefix rewrite: %q", p)
 	}
 	if rt.HostRewrite != "backend" || rt.Timeout != 2*time.Second || rt.IdleTimeout != time.Second {
 		t.Errorf("route action fields: %+v", rt)
 	}
-	rt = tb.Match(req("GET", "h", "/re/a/b/c?z"))
+	rt = tb.Match(HTTPRequest(req("GET", "h", "/re/a/b/c?z")))
 	if p, _ := rt.RewritePath("/re/a/b/c?z"); p != "/b/c/a?z" {
 		t.Errorf("regex rewrite: %q", p)
 	}
 	if rt.Timeout != DefaultTimeout {
 		t.Errorf("default timeout %v", rt.Timeout)
 	}
-	if name, _ := rt.PickCluster(req("GET", "h", "/re/a/b", "X-Cluster", "from-header")); name != "from-header" {
+	if name, _ := rt.PickCluster(HTTPRequest(req("GET", "h", "/re/a/b", "X-Cluster", "from-header"))); name != "from-header" {
 		t.Errorf("cluster_header: %q", name)
 	}
-	rt = tb.Match(req("GET", "h", "/w"))
+	rt = tb.Match(HTTPRequest(req("GET", "h", "/w")))
 	for i := 0; i < 50; i++ {
-		name, tgt := rt.PickCluster(req("GET", "h", "/w"))
+		name, tgt := rt.PickCluster(HTTPRequest(req("GET", "h", "/w")))
 		if name != "w1" {
 			t.Fatalf("weighted picked %q", name)
 		}
@@ -300,22 +300,22 @@ func TestActions(t *testing.T) {
 			t.Fatalf("per-cluster header missing: %v", h)
 		}
 	}
-	rt = tb.Match(req("GET", "h:80", "/r/a?b=c"))
+	rt = tb.Match(HTTPRequest(req("GET", "h:80", "/r/a?b=c")))
 	if rt.Action != ActionRedirect || rt.Redirect.Code != 308 {
 		t.Fatalf("redirect: %+v", rt)
 	}
-	if loc := rt.Redirect.Location(req("GET", "h:80", "/r/a?b=c")); loc != "https://secure.example.com:8443/s/a?b=c" {
+	if loc := rt.Redirect.Location(HTTPRequest(req("GET", "h:80", "/r/a?b=c"))); loc != "https://secure.example.com:8443/s/a?b=c" {
 		t.Errorf("location %q", loc)
 	}
-	rt = tb.Match(req("GET", "h", "/p?x=1"))
-	if loc := rt.Redirect.Location(req("GET", "h", "/p?x=1")); loc != "http://h/elsewhere" || rt.Redirect.Code != 301 {
+	rt = tb.Match(HTTPRequest(req("GET", "h", "/p?x=1")))
+	if loc := rt.Redirect.Location(HTTPRequest(req("GET", "h", "/p?x=1"))); loc != "http://h/elsewhere" || rt.Redirect.Code != 301 {
 		t.Errorf("location %q code %d", loc, rt.Redirect.Code)
 	}
-	rt = tb.Match(req("GET", "h:8080", "/hr/x"))
-	if loc := rt.Redirect.Location(req("GET", "h:8080", "/hr/x")); loc != "http://other.test/hr/x" {
+	rt = tb.Match(HTTPRequest(req("GET", "h:8080", "/hr/x")))
+	if loc := rt.Redirect.Location(HTTPRequest(req("GET", "h:8080", "/hr/x"))); loc != "http://other.test/hr/x" {
 		t.Errorf("host_redirect keeps the request port: %q", loc)
 	}
-	rt = tb.Match(req("GET", "h", "/d"))
+	rt = tb.Match(HTTPRequest(req("GET", "h", "/d")))
 	if rt.Action != ActionDirect || rt.Direct.Status != 418 || string(rt.Direct.Body) != "teapot" {
 		t.Errorf("direct: %+v", rt.Direct)
 	}
@@ -343,10 +343,10 @@ func TestHeaderOpsOrderAndAppendActions(t *testing.T) {
 				Action:                 &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}}}}}}}}
 	tb := mustCompile(t, rc)
 	r := req("GET", "h", "/", "X-Append", "a", "X-Absent", "old", "X-Drop", "1", "X-Src", "v")
-	rt := tb.Match(r)
+	rt := tb.Match(HTTPRequest(r))
 	info := &RequestInfo{}
 	info.Remote = mustAddrPort("10.1.2.3:5000")
-	rt.ApplyRequestHeaders(r.Header, r, info, nil)
+	rt.ApplyRequestHeaders(r.Header, HTTPRequest(r), info, nil)
 	want := map[string][]string{"X-Level": {"config"}, "X-Append": {"a", "b"}, "X-Absent": {"old"},
 		"X-Copy": {"v-100%"}, "X-Remote": {"10.1.2.3"}}
 	for k, v := range want {
@@ -361,7 +361,7 @@ func TestHeaderOpsOrderAndAppendActions(t *testing.T) {
 		t.Error("OVERWRITE_IF_EXISTS added a header")
 	}
 	resp := http.Header{"Server-Timing": {"x"}}
-	rt.ApplyResponseHeaders(resp, r, info, nil)
+	rt.ApplyResponseHeaders(resp, HTTPRequest(r), info, nil)
 	if len(resp) != 0 {
 		t.Errorf("response headers %v", resp)
 	}
@@ -392,7 +392,7 @@ func TestRetryHashMirrorFilterConfigs(t *testing.T) {
 					RequestMirrorPolicies: []*routev3.RouteAction_RequestMirrorPolicy{{Cluster: "shadow"}},
 				}}}}}}}
 	tb := mustCompile(t, rc)
-	rt := tb.Match(req("GET", "h", "/"))
+	rt := tb.Match(HTTPRequest(req("GET", "h", "/")))
 	p := rt.Retry
 	if p.NumRetries != 2 || p.PerTryTimeout != time.Second || !p.AvoidPreviousHosts || p.HostSelectionMaxAttempts != 5 {
 		t.Errorf("retry policy %+v", p)
@@ -405,13 +405,13 @@ func TestRetryHashMirrorFilterConfigs(t *testing.T) {
 		!p.RetryOnResponse(&http.Response{StatusCode: 200, Header: http.Header{"Grpc-Status": {"14"}}}) {
 		t.Error("retry-on response conditions")
 	}
-	h1, ok1, _ := rt.Hash(req("GET", "h", "/", "X-User", "a"), nil)
-	h2, ok2, _ := rt.Hash(req("GET", "h", "/", "X-User", "a", "Cookie", "sid=zzz"), nil)
-	h3, _, _ := rt.Hash(req("GET", "h", "/", "X-User", "b"), nil)
+	h1, ok1, _ := rt.Hash(HTTPRequest(req("GET", "h", "/", "X-User", "a")), nil)
+	h2, ok2, _ := rt.Hash(HTTPRequest(req("GET", "h", "/", "X-User", "a", "Cookie", "sid=zzz")), nil)
+	h3, _, _ := rt.Hash(HTTPRequest(req("GET", "h", "/", "X-User", "b")), nil)
 	if !ok1 || !ok2 || h1 != h2 || h1 == h3 {
 		t.Errorf("header hash with terminal: %x %x %x", h1, h2, h3)
 	}
-	_, ok, setCookie := rt.Hash(req("GET", "h", "/"), nil)
+	_, ok, setCookie := rt.Hash(HTTPRequest(req("GET", "h", "/")), nil)
 	if !ok || !strings.HasPrefix(setCookie, "sid=\"") || !strings.Contains(setCookie, "Max-Age=3600") {
 		t.Errorf("generated cookie %q", setCookie)
 	}

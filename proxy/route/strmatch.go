@@ -2,7 +2,6 @@ package route
 
 import (
 	"fmt"
-	"net/http"
 	"net/textproto"
 	"strings"
 
@@ -60,24 +59,24 @@ func headerKey(name string) string {
 
 // headerValue returns the value of header key in r, joining repeated values with "," as Envoy
 // does. Pseudo-headers map to the request line. Only repeated headers allocate.
-func headerValue(r *http.Request, key string) (string, bool) {
+func headerValue(r Request, key string) (string, bool) {
 	if key[0] == ':' {
 		switch key {
 		case ":authority", ":host":
-			return r.Host, true
+			return r.Authority(), true
 		case ":method":
-			return r.Method, true
+			return r.Method(), true
 		case ":path":
-			return requestPath(r), true
+			return r.Path(), true
 		case ":scheme":
-			return requestScheme(r), true
+			return r.Scheme(), true
 		}
 		return "", false
 	}
-	vs, ok := r.Header[key]
-	if !ok || len(vs) == 0 {
+	vs := r.HeaderValues(key)
+	if len(vs) == 0 {
 		if key == "Host" {
-			return r.Host, true
+			return r.Authority(), true
 		}
 		return "", false
 	}
@@ -87,24 +86,7 @@ func headerValue(r *http.Request, key string) (string, bool) {
 	return strings.Join(vs, ","), true
 }
 
-func requestPath(r *http.Request) string {
-	if r.RequestURI != "" && r.RequestURI[0] == '/' {
-		return r.RequestURI
-	}
-	return r.URL.RequestURI()
-}
-
-func requestScheme(r *http.Request) string {
-	if r.URL.Scheme != "" {
-		return r.URL.Scheme
-	}
-	if r.TLS != nil {
-		return "https"
-	}
-	return "http"
-}
-
-func (hm *headerMatcher) match(r *http.Request) bool {
+func (hm *headerMatcher) match(r Request) bool {
 	v, ok := headerValue(r, hm.name)
 	return hm.Match(v, ok)
 }

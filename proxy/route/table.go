@@ -2,7 +2,6 @@ package route
 
 import (
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 
@@ -219,8 +218,8 @@ func compileVirtualHost(field string, vh *routev3.VirtualHost, t *Table, env com
 // Match returns the route for r, or nil when no virtual host or route matches (the caller
 // answers 404 with response flag NR). It does not allocate for lower-case hosts and
 // single-valued headers.
-func (t *Table) Match(r *http.Request) *Route {
-	vh := t.VirtualHost(r.Host)
+func (t *Table) Match(r Request) *Route {
+	vh := t.VirtualHost(r.Authority())
 	if vh == nil {
 		return nil
 	}
@@ -259,8 +258,8 @@ func (t *Table) VirtualHost(host string) *VirtualHost {
 }
 
 // Match returns the first route of vh matching r, or nil.
-func (vh *VirtualHost) Match(r *http.Request) *Route {
-	path := requestPath(r)
+func (vh *VirtualHost) Match(r Request) *Route {
+	path := r.Path()
 	for _, rt := range vh.routes {
 		if rt.m.match(r, path) {
 			return rt

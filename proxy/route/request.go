@@ -1,0 +1,73 @@
+package route
+
+import "net/http"
+
+// Request is what routing sees of a request: matchers, hash policies, header formatters, rate
+// limit actions, faults and redirects read it only through these methods, so the proxy's
+// codec beneath can change without touching them (l7.Stream implements it). Header names are
+// case-insensitive and given in canonical form; returned values are views not to be kept or
+// modified.
+type Request interface {
+	// Method returns the request method.
+	Method() string
+	// Authority returns the Host / :authority.
+	Authority() string
+	// Path returns the path and query in origin form ("*" for a server-wide OPTIONS).
+	Path() string
+	// Scheme returns "http" or "https".
+	Scheme() string
+	// HeaderValues returns every value of header name.
+	HeaderValues(name string) []string
+}
+
+// HTTPRequest adapts a net/http request to Request (for tests and callers outside the proxy's
+// connection manager); the conversion does not allocate.
+func HTTPRequest(r *http.Request) Request { return httpRequest{r} }
+
+// httpRequest is pointer-shaped: in an interface it takes no allocation.
+type httpRequest struct{ r *http.Request }
+
+func (h httpRequest) Method() string    { return h.r.Method }
+func (h httpRequest) Authority() string { return h.r.Host }
+
+func (h httpRequest) Path() string {
+	if r := h.r; r.RequestURI != "" && r.RequestURI[0] == '/' {
+		return r.RequestURI
+	}
+	return h.r.URL.RequestURI()
+}
+
+func (h httpRequest) Scheme() string {
+	if h.r.URL.Scheme != "" {
+		return h.r.URL.Scheme
+	}
+	if h.r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+func (h httpRequest) HeaderValues(name string) []string { return h.r.Header[name] }
+
+// headerOnly is a Request of response headers alone (retriable_headers match responses).
+type headerOnly http.Header
+
+func (headerOnly) Method() string                      { return "" }
+func (headerOnly) Authority() string                   { return "" }
+func (headerOnly) Path() string                        { return "" }
+func (headerOnly) Scheme() string                      { return "" }
+func (h headerOnly) HeaderValues(name string) []string { return h[name] }
+
+// firstValue returns the first value of header name, or "".
+func firstValue(r Request, name string) string {
+	if vs := r.HeaderValues(name); len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
+// rawQuery returns the query of an origin-form path (after "?", before any "#").
+func rawQuery(path string) string {
+	_, q := stripQuery(path)
+	return q
+}
