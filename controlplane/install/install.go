@@ -230,15 +230,16 @@ func (b builder) deployment() *appsv1.Deployment {
 		labels[k] = v
 	}
 	args := []string{
-		"--kube",
+		"--kube-in-cluster",
 		"--namespace=" + b.o.Namespace,
-		"--mesh-config-map=" + b.name("istio"),
+		"--mesh-config=/etc/istio/config/mesh",
+		"--cacerts-dir=/etc/cacerts",
 		"--mesh-address=0.0.0.0:15012",
 		"--xds-listen=0.0.0.0:15010",
 		"--http-listen=0.0.0.0:15014",
 		"--webhook-listen=0.0.0.0:15017",
-		"--injector-webhook=" + b.name("istio-sidecar-injector"),
-		"--validation-webhook=" + b.name("istio-validator-"+b.o.Namespace),
+		"--injector-webhook-config=" + b.name("istio-sidecar-injector"),
+		"--validator-webhook-config=" + b.name("istio-validator-"+b.o.Namespace),
 		"--proxy-image=" + b.o.ProxyImage,
 	}
 	if b.o.Revision != "" {
@@ -276,7 +277,18 @@ func (b builder) deployment() *appsv1.Deployment {
 							corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("2Gi")}},
 						SecurityContext: &corev1.SecurityContext{RunAsUser: &uid, RunAsGroup: &uid, RunAsNonRoot: &yes, ReadOnlyRootFilesystem: &yes,
 							AllowPrivilegeEscalation: &no, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: "config-volume", MountPath: "/etc/istio/config", ReadOnly: true},
+							{Name: "cacerts", MountPath: "/etc/cacerts", ReadOnly: true},
+						},
 					}},
+					Volumes: []corev1.Volume{
+						{Name: "config-volume", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+							LocalObjectReference: corev1.LocalObjectReference{Name: b.name("istio")}}}},
+						// The CA every replica signs with (Istio's plug-in CA layout), created by
+						// `strait install` when missing.
+						{Name: "cacerts", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: CACertsSecret}}},
+					},
 				},
 			},
 		}}

@@ -94,6 +94,9 @@ func Resources() ([]Resource, error) {
 // YAML returns every definition as one multi-document YAML stream, for `kubectl apply -f`.
 func YAML() string { return istioYAML + "---\n" + straitYAML }
 
+// Documents returns every definition as its own YAML document (for `strait install`).
+func Documents() []string { return splitYAML(YAML()) }
+
 // splitYAML splits a stream on "---" lines, dropping documents of only comments and blanks.
 func splitYAML(s string) []string {
 	var docs []string
