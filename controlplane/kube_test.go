@@ -38,12 +38,7 @@ spec:
 // (the first snapshot waits for the sync), one created later is pushed, a refused update keeps
 // the last good version and shows at /debug/configz, and a deletion removes the cluster.
 func TestRunReadsKubernetes(t *testing.T) {
-	c := kubeenv.Start(t, kubeenv.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := kube.InstallCRDs(ctx, c.Config); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx := kubeWithCRDs(t)
 	objs := c.Objects(t)
 	if _, err := objs.Create(ctx, serviceEntry("before", "before.example.com", "[{number: 443, name: tls, protocol: TLS}]")); err != nil {
 		t.Fatal(err)
@@ -155,4 +150,17 @@ func (w *clusterWatch) waitFor(t *testing.T, name string, present bool) {
 	for w.current[name] != present {
 		w.next(t)
 	}
+}
+
+// kubeWithCRDs starts a real API server with Strait's CRDs installed, and a context that ends
+// with the test (at most 2 minutes).
+func kubeWithCRDs(t *testing.T) (*kubeenv.Cluster, context.Context) {
+	t.Helper()
+	c := kubeenv.Start(t, kubeenv.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	if err := kube.InstallCRDs(ctx, c.Config); err != nil {
+		t.Fatal(err)
+	}
+	return c, ctx
 }

@@ -12,9 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/strait-mesh/strait/controlplane/config/kube"
 	"github.com/strait-mesh/strait/internal/testenv"
-	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
 )
 
 // TestWebhooksOnKubernetes runs straitd's admission webhooks behind a real kube-apiserver: the
@@ -23,12 +21,7 @@ import (
 // the sidecar; one in an unlabelled namespace is not; `kubectl apply` of an invalid
 // VirtualService is refused naming the field, a valid one is stored.
 func TestWebhooksOnKubernetes(t *testing.T) {
-	c := kubeenv.Start(t, kubeenv.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := kube.InstallCRDs(ctx, c.Config); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx := kubeWithCRDs(t)
 	port := testenv.FreePort(t)
 	ready := make(chan struct{}, 1)
 	o := Options{Kubeconfig: c.Kubeconfig, HTTPListen: "127.0.0.1:0", MeshListen: "127.0.0.1:0", CADir: t.TempDir(),
