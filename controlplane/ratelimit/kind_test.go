@@ -106,14 +106,14 @@ func (ps proxySide) check(t *testing.T, s *Service, method, target string) (rlsv
 func (ps proxySide) send(t *testing.T, s *Service, r *http.Request, remote netip.AddrPort) (rlsv3.RateLimitResponse_Code, []string) {
 	t.Helper()
 	method, target := r.Method, r.URL.Path
-	rt := ps.table.Match(r)
+	rt := ps.table.Match(route.HTTPRequest(r))
 	if rt == nil {
 		t.Fatalf("%s %s: no route", method, target)
 	}
 	var sent []string
 	for _, stage := range ps.stages {
 		var d proxyratelimit.Descriptors
-		rt.AppendRateLimitDescriptors(&d, stage, route.VhOverride, r, &route.RequestInfo{Remote: remote}, "backend")
+		rt.AppendRateLimitDescriptors(&d, stage, route.VhOverride, route.HTTPRequest(r), &route.RequestInfo{Remote: remote}, "backend")
 		if d.Len() == 0 {
 			continue
 		}

@@ -82,7 +82,7 @@ func planes(t *testing.T, retryOn string) (validated error, emitted string, tran
 		if err != nil {
 			return validated, emitted, translated, 0, err
 		}
-		rt := tbl.Match(httptest.NewRequest("GET", "http://reviews.default.svc.cluster.local:9080/", nil))
+		rt := tbl.Match(proute.HTTPRequest(httptest.NewRequest("GET", "http://reviews.default.svc.cluster.local:9080/", nil)))
 		if rt == nil || rt.Retry == nil {
 			t.Fatalf("no route with a retry policy for reviews in %s", rc.GetName())
 		}

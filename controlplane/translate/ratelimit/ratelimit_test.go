@@ -54,7 +54,7 @@ func allow(l *route.LocalRateLimit, method, target string, headers map[string]st
 	}
 	var d proxyratelimit.Descriptors
 	if l.NeedsDescriptors() {
-		l.AppendDescriptors(&d, nil, r, &route.RequestInfo{}, "")
+		l.AppendDescriptors(&d, nil, route.HTTPRequest(r), &route.RequestInfo{}, "")
 	}
 	ok, b := l.Limiter.Allow(&d)
 	return ok, b != nil
