@@ -265,13 +265,13 @@ func Run(ctx context.Context, o Options) error {
 		closeXDS()
 		return fmt.Errorf("http listen: %w", err)
 	}
-	mp, err := newMeshPort(o, meshCfg.GetTrustDomain(), reg, log)
+	kcfg, err := kubeConfig(o)
 	if err != nil {
 		closeXDS()
 		httpLn.Close()
 		return err
 	}
-	kcfg, err := kubeConfig(o)
+	mp, err := newMeshPort(o, meshCfg.GetTrustDomain(), kcfg, reg, log)
 	if err != nil {
 		closeXDS()
 		httpLn.Close()
