@@ -6,7 +6,10 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,6 +28,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 	"github.com/strait-mesh/strait/internal/testenv"
+	"github.com/strait-mesh/strait/proxy/agent"
 	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
 )
 
@@ -147,6 +151,24 @@ func TestKubernetesSidecarsGetCertificates(t *testing.T) {
 	other, _ := csrFor(t, "spiffe://cluster.local/ns/shop/sa/admin")
 	if _, err := cs.CreateCertificate(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+good), &pb.IstioCertificateRequest{Csr: other}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("CSR for another service account: %v, want PermissionDenied", err)
+	}
+
+	// strait-proxy's agent, as injected: the projected token file and root-cert.pem.
+	tokenFile := filepath.Join(t.TempDir(), "istio-token")
+	if err := os.WriteFile(tokenFile, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ag, err := agent.New(agent.Options{CAAddress: meshAddr, CAServerName: "127.0.0.1", RootsPEM: []byte(bundle),
+		BootstrapTokenFile: tokenFile, Namespace: "shop", ServiceAccount: "web", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Go(t, "agent", 10*time.Second, ag.Run)
+	if err := ag.WaitReady(ctx); err != nil {
+		t.Fatalf("the agent with a service-account token file: %v (last error: %v)", err, ag.LastError())
+	}
+	if c := ag.Certificate(); c == nil || len(c.Leaf.URIs) != 1 || c.Leaf.URIs[0].String() != want {
+		t.Errorf("the agent's certificate: %+v", c)
 	}
 
 	// Root rotation: a staged root joins every namespace's root-cert.pem.
