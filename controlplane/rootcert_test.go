@@ -28,8 +28,8 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 	"github.com/strait-mesh/strait/internal/testenv"
-	"github.com/strait-mesh/strait/proxy/agent"
 	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
+	"github.com/strait-mesh/strait/proxy/agent"
 )
 
 // TestKubernetesSidecarsGetCertificates runs straitd against a real kube-apiserver as an
