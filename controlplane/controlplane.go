@@ -265,13 +265,13 @@ func Run(ctx context.Context, o Options) error {
 		closeXDS()
 		return fmt.Errorf("http listen: %w", err)
 	}
-	mp, err := newMeshPort(o, meshCfg.GetTrustDomain(), reg, log)
+	kcfg, err := kubeConfig(o)
 	if err != nil {
 		closeXDS()
 		httpLn.Close()
 		return err
 	}
-	kcfg, err := kubeConfig(o)
+	mp, err := newMeshPort(o, meshCfg.GetTrustDomain(), kcfg, reg, log)
 	if err != nil {
 		closeXDS()
 		httpLn.Close()
@@ -388,6 +388,7 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("mesh CA serving", "address", meshAddr, "mode", mp.authority.Mode(),
 			"trustDomain", mp.authority.TrustDomain(), "rootFingerprint", mp.rootFingerprint(),
 			"roots", len(mp.authority.TrustBundle()))
+		startRootCertWriter(ctx, &wg, kcfg, mp, o.KubeNamespaces, log) // istio-ca-root-cert in every namespace
 	}
 	if rl != nil {
 		goRun("rate limit service", func() error { return rl.grpc.Serve(rl.ln) })

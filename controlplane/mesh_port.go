@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -17,8 +18,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/strait-mesh/strait/controlplane/ca"
+	"github.com/strait-mesh/strait/controlplane/ca/kubeauth"
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 )
 
@@ -33,6 +37,8 @@ type meshPort struct {
 	grpc      *grpc.Server
 	ln        net.Listener
 	log       *slog.Logger
+	// rootsChanged receives (without blocking, capacity 1) when the trust bundle changes.
+	rootsChanged chan struct{}
 }
 
 // caDirs returns the CA's self-signed directory and plug-in directory from the options, and
@@ -50,9 +56,10 @@ func caDirs(o Options) (dir, plugin string, ok bool) {
 }
 
 // newMeshPort creates the Authority, the bootstrap tokens, the CSR service and the serving
-// certificate, and binds the mesh address. It returns nil (and no error) when the mesh port is
-// disabled or no CA is configured. The CA's metrics are registered with reg.
-func newMeshPort(o Options, trustDomain string, reg prometheus.Registerer, log *slog.Logger) (*meshPort, error) {
+// certificate, and binds the mesh address. With Kubernetes (kcfg not nil) the CSR service also
+// accepts service-account tokens, proved by a TokenReview. It returns nil (and no error) when the
+// mesh port is disabled or no CA is configured. The CA's metrics are registered with reg.
+func newMeshPort(o Options, trustDomain string, kcfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (*meshPort, error) {
 	if o.MeshListen == "" {
 		log.Info("mesh port disabled: no CA, no CSR API")
 		return nil, nil
@@ -68,6 +75,7 @@ func newMeshPort(o Options, trustDomain string, reg prometheus.Registerer, log *
 	if o.WorkloadCertTTL > 0 && o.MaxWorkloadCertTTL > 0 && o.WorkloadCertTTL > o.MaxWorkloadCertTTL {
 		return nil, fmt.Errorf("the workload certificate lifetime %v exceeds the maximum %v", o.WorkloadCertTTL, o.MaxWorkloadCertTTL)
 	}
+	rootsChanged := make(chan struct{}, 1)
 	a, err := ca.New(ca.Options{
 		TrustDomain:     trustDomain,
 		Dir:             dir,
@@ -76,6 +84,12 @@ func newMeshPort(o Options, trustDomain string, reg prometheus.Registerer, log *
 		MaxLifetime:     o.MaxWorkloadCertTTL,
 		Logger:          log,
 		Registerer:      reg,
+		OnTrustBundleChange: func([]*x509.Certificate) {
+			select {
+			case rootsChanged <- struct{}{}:
+			default:
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
@@ -84,7 +98,20 @@ func newMeshPort(o Options, trustDomain string, reg prometheus.Registerer, log *
 	if err != nil {
 		return nil, err
 	}
-	g, err := ca.NewMeshServer(a, tokens, ca.ServingOptions{
+	authn := []ca.Authenticator{tokens}
+	if kcfg != nil {
+		client, err := kubernetes.NewForConfig(kcfg)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes token authenticator: %w", err)
+		}
+		kt, err := ca.NewKubernetesTokens(ca.KubernetesOptions{Reviewer: kubeauth.NewReviewer(client), TrustDomain: a.TrustDomain()})
+		if err != nil {
+			return nil, err
+		}
+		authn = append(authn, kt)
+		log.Info("the CA accepts Kubernetes service-account tokens (audience " + ca.DefaultKubernetesAudience + ", checked by TokenReview)")
+	}
+	g, err := ca.NewMeshServer(a, authn, ca.ServingOptions{
 		DNSNames: append(append([]string{}, ca.DefaultServingDNSNames...), hostname()),
 		IPs:      servingIPs(o.MeshListen),
 		Logger:   log,
@@ -101,7 +128,7 @@ func newMeshPort(o Options, trustDomain string, reg prometheus.Registerer, log *
 		g.Stop()
 		return nil, fmt.Errorf("mesh listen: %w", err)
 	}
-	return &meshPort{authority: a, tokens: tokens, grpc: g, ln: ln, log: log}, nil
+	return &meshPort{authority: a, tokens: tokens, grpc: g, ln: ln, log: log, rootsChanged: rootsChanged}, nil
 }
 
 // servingIPs are the IP SANs of straitd's serving certificate: loopback, and the mesh address's

@@ -5,7 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 )
+
+// maxAuthorizationLen bounds the authorization metadata value read (a Kubernetes JWT is ~1 KiB).
+const maxAuthorizationLen = 8 << 10
 
 // Authenticator proves who is calling a gRPC method of straitd's mesh port. Each implementation
 // reads one kind of credential from the request context (the TLS peer, gRPC metadata).
@@ -14,7 +21,7 @@ import (
 // carries no credential of its kind (so the next Authenticator is tried), or another error when
 // it carries one that does not prove anything (expired, forged, of another trust domain, ...).
 // It must be safe for concurrent use and must not log secrets. One implementation per file:
-// certificate.go, bootstrap.go; kubernetes.go describes the Kubernetes token seam.
+// certificate.go, bootstrap.go, kubernetes.go.
 type Authenticator interface {
 	Authenticate(ctx context.Context) (*Caller, error)
 }
@@ -80,4 +87,36 @@ func Authenticate(ctx context.Context, authenticators []Authenticator) (*Caller,
 		}
 	}
 	return nil, ae
+}
+
+// bearerToken returns the token of the request's "authorization: Bearer <token>" gRPC metadata,
+// or "" when the request has no authorization value or one of another scheme. Several
+// authorization values (ambiguous) and a value longer than maxAuthorizationLen are errors.
+func bearerToken(ctx context.Context) (string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	switch {
+	case len(vals) == 0:
+		return "", nil
+	case len(vals) > 1:
+		return "", fmt.Errorf("%d authorization values", len(vals))
+	case len(vals[0]) > maxAuthorizationLen:
+		return "", fmt.Errorf("authorization value longer than %d bytes", maxAuthorizationLen)
+	}
+	scheme, token, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", nil
+	}
+	return token, nil
+}
+
+// overTLS reports whether the request came over a TLS connection: a bearer token sent in
+// cleartext is a stolen identity.
+func overTLS(ctx context.Context) bool {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return false
+	}
+	_, ok = p.AuthInfo.(credentials.TLSInfo)
+	return ok
 }

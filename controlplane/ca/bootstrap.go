@@ -11,10 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 )
 
 // BootstrapTokenPrefix starts every bootstrap token, so the token is recognisable (in a leaked
@@ -28,9 +24,6 @@ const (
 	DefaultBootstrapMaxTTL     = 24 * time.Hour
 	DefaultBootstrapMaxPending = 10000
 )
-
-// maxAuthorizationLen bounds the authorization metadata value read (a Kubernetes JWT is ~1 KiB).
-const maxAuthorizationLen = 8 << 10
 
 // Errors of bootstrap token verification; each wraps ErrBadToken.
 var (
@@ -190,30 +183,15 @@ func (b *BootstrapTokens) Revoke(token string) bool {
 // bootstrap token (no BootstrapTokenPrefix), is ErrNoCredential; several authorization values are
 // refused as ambiguous.
 func (b *BootstrapTokens) Authenticate(ctx context.Context) (*Caller, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
-	if len(vals) == 0 {
+	token, err := bearerToken(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadToken, err)
+	}
+	if !strings.HasPrefix(token, BootstrapTokenPrefix) {
 		return nil, fmt.Errorf("bootstrap token: %w", ErrNoCredential)
 	}
-	if len(vals) > 1 {
-		return nil, fmt.Errorf("%w: %d authorization values", ErrBadToken, len(vals))
-	}
-	v := vals[0]
-	if len(v) > maxAuthorizationLen {
-		return nil, fmt.Errorf("%w: authorization value longer than %d bytes", ErrBadToken, maxAuthorizationLen)
-	}
-	scheme, token, ok := strings.Cut(v, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || !strings.HasPrefix(token, BootstrapTokenPrefix) {
-		return nil, fmt.Errorf("bootstrap token: %w", ErrNoCredential)
-	}
-	if !b.o.AllowInsecureTransport {
-		p, ok := peer.FromContext(ctx)
-		if !ok {
-			return nil, ErrTokenInsecure
-		}
-		if _, ok := p.AuthInfo.(credentials.TLSInfo); !ok {
-			return nil, ErrTokenInsecure
-		}
+	if !b.o.AllowInsecureTransport && !overTLS(ctx) {
+		return nil, ErrTokenInsecure
 	}
 	id, tid, err := b.Verify(token)
 	if err != nil {

@@ -10,13 +10,13 @@ import (
 
 // NewMeshServer returns the gRPC server of straitd's mesh port (15012) as far as the CA is
 // concerned: the CSR service, which authenticates callers by their client certificate and then by
-// tokens, behind ServerTLSConfig with a serving certificate issued from a (serving configures it).
+// the token Authenticators in order (BootstrapTokens, then KubernetesTokens), behind ServerTLSConfig with a serving certificate issued from a (serving configures it).
 // The service counts CSRs in a's metrics (Options.Registerer). opts are added after the TLS
 // credentials. The caller registers any other service, then serves.
-func NewMeshServer(a *Authority, tokens Authenticator, serving ServingOptions, log *slog.Logger, opts ...grpc.ServerOption) (*grpc.Server, error) {
+func NewMeshServer(a *Authority, tokens []Authenticator, serving ServingOptions, log *slog.Logger, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	svc, err := NewService(ServiceOptions{
 		Signer:         a,
-		Authenticators: []Authenticator{NewCertificateAuthenticator(a, a.Now), tokens},
+		Authenticators: append([]Authenticator{NewCertificateAuthenticator(a, a.Now)}, tokens...),
 		Logger:         log,
 		Metrics:        a.metrics,
 	})

@@ -41,7 +41,7 @@ type ServiceOptions struct {
 	// Signer signs the certificates (required): the Authority.
 	Signer Signer
 	// Authenticators are tried in order (at least one is required); straitd passes
-	// CertificateAuthenticator, then BootstrapTokens (then, later, the Kubernetes tokens).
+	// CertificateAuthenticator, then BootstrapTokens, then KubernetesTokens (with Kubernetes).
 	Authenticators []Authenticator
 	// Logger receives one line per issued certificate and per refusal (default slog.Default()).
 	Logger *slog.Logger

@@ -53,7 +53,7 @@ func startMeshPortMetrics(t *testing.T, reg prometheus.Registerer) *meshPort {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewMeshServer(a, tokens, ServingOptions{Logger: log}, log)
+	g, err := NewMeshServer(a, []Authenticator{tokens}, ServingOptions{Logger: log}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func Start(t testing.TB) *Server {
 	}
 	s := &Server{Authority: a, Tokens: tokens, Logs: logs}
 	s.GRPCServer = testenv.ServeGRPC(t, "127.0.0.1:0", func() *grpc.Server {
-		g, err := ca.NewMeshServer(a, tokens, ca.ServingOptions{Logger: log}, log)
+		g, err := ca.NewMeshServer(a, []ca.Authenticator{tokens}, ca.ServingOptions{Logger: log}, log)
 		if err != nil {
 			t.Fatal(err)
 		}
