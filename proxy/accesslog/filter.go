@@ -228,7 +228,7 @@ func filterHeader(e *Entry, name string) (string, bool) {
 	case ":scheme":
 		v = e.Scheme
 	default:
-		vs := e.RequestHeaders.Values(name)
+		vs := attributes.Values(e.RequestHeaders, name)
 		if len(vs) == 0 {
 			return "", false
 		}

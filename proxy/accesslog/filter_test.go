@@ -1,7 +1,6 @@
 package accesslog
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/proxy/accesslog/accesslogtest"
+	"github.com/strait-mesh/strait/proxy/attributes"
 )
 
 func parseFilter(t *testing.T, text string) *accesslogv3.AccessLogFilter {
@@ -27,7 +27,7 @@ func parseFilter(t *testing.T, text string) *accesslogv3.AccessLogFilter {
 
 func TestFilters(t *testing.T) {
 	ok := &Entry{Protocol: "HTTP/1.1", Method: "GET", Path: "/a", ResponseCode: 200, Duration: 20 * time.Millisecond,
-		RequestHeaders: http.Header{"X-Debug": {"1"}}}
+		RequestHeaders: attributes.HTTPHeaders{"X-Debug": {"1"}}}
 	fail := &Entry{Protocol: "HTTP/2", Method: "POST", Path: "/b", ResponseCode: 503, ResponseFlags: "UF,URX", Duration: 3 * time.Second}
 	tcp := &Entry{ResponseFlags: "UH", Duration: time.Second}
 	tests := []struct {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/proxy/attributes"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -27,11 +27,11 @@ func knownEntry() *Entry {
 		Start:    time.Date(2024, 5, 4, 17, 22, 59, 46_123_456, time.UTC),
 		Duration: 142*time.Millisecond + 900*time.Microsecond,
 		Protocol: "HTTP/1.1", Method: "GET", Authority: "reviews:9080", Path: "/reviews/0?x=1", Scheme: "http",
-		RequestHeaders: http.Header{"User-Agent": {"curl/8.5.0"}, "X-Request-Id": {"4e43168a-01e6-907c-ba17-2f72fad816a8"},
+		RequestHeaders: attributes.HTTPHeaders{"User-Agent": {"curl/8.5.0"}, "X-Request-Id": {"4e43168a-01e6-907c-ba17-2f72fad816a8"},
 			"X-Forwarded-For": {"10.1.0.9"}, "Empty": {""}},
-		ResponseHeaders: http.Header{"X-Envoy-Upstream-Service-Time": {"141"}, "Content-Type": {"text/plain"},
-			http.TrailerPrefix + "Grpc-Status": {"0"}},
-		ResponseCode: 200, ResponseCodeDetails: "via_upstream",
+		ResponseHeaders:  attributes.HTTPHeaders{"X-Envoy-Upstream-Service-Time": {"141"}, "Content-Type": {"text/plain"}},
+		ResponseTrailers: attributes.HTTPHeaders{"Grpc-Status": {"0"}},
+		ResponseCode:     200, ResponseCodeDetails: "via_upstream",
 		BytesReceived: 5, BytesSent: 437,
 		UpstreamHost: "10.244.1.15:9080", UpstreamCluster: "outbound|9080||reviews.default.svc.cluster.local",
 		UpstreamLocal:       netip.MustParseAddrPort("10.244.2.19:60236"),
@@ -204,7 +204,7 @@ func TestJSONTypes(t *testing.T) {
 	}
 	// Strings are escaped.
 	esc, _ := CompileJSON(&structpb.Struct{Fields: map[string]*structpb.Value{"ua": structpb.NewStringValue("%REQ(USER-AGENT)%")}}, true, false)
-	if got := string(esc.Append(nil, &Entry{RequestHeaders: http.Header{"User-Agent": {"a\"b\\c\x01\xff"}}})); got != `{"ua":"a\"b\\c\u0001\ufffd"}`+"\n" {
+	if got := string(esc.Append(nil, &Entry{RequestHeaders: attributes.HTTPHeaders{"User-Agent": {"a\"b\\c\x01\xff"}}})); got != `{"ua":"a\"b\\c\u0001\ufffd"}`+"\n" {
 		t.Errorf("escaping: %s", got)
 	}
 }

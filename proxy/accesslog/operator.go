@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/proxy/attributes"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -163,9 +164,9 @@ func parseOp(name, arg string, hasArg bool, maxLen int) (op, error) {
 		case "TRAILER", "RESPONSE_TRAILER":
 			o.kind = opTrailer
 		}
-		o.keys = []string{headerKey(main, o.kind)}
+		o.keys = []string{headerKey(main)}
 		if hasAlt {
-			o.keys = append(o.keys, headerKey(alt, o.kind))
+			o.keys = append(o.keys, headerKey(alt))
 		}
 		return o, nil
 	case "DYNAMIC_METADATA":
@@ -198,16 +199,12 @@ func parseOp(name, arg string, hasArg bool, maxLen int) (op, error) {
 }
 
 // headerKey is the lookup key of a header operator's name: pseudo-headers as given (upper
-// case), others in net/http's canonical form (trailers under http.TrailerPrefix).
-func headerKey(name string, kind opKind) string {
+// case), others in net/http's canonical form (which Headers views look up without folding).
+func headerKey(name string) string {
 	if strings.HasPrefix(name, ":") {
 		return strings.ToUpper(name)
 	}
-	k := http.CanonicalHeaderKey(name)
-	if kind == opTrailer {
-		return http.TrailerPrefix + k
-	}
-	return k
+	return http.CanonicalHeaderKey(name)
 }
 
 // appendValue appends the operator's value for e to b, untruncated text for strings and
@@ -242,9 +239,13 @@ func (o *op) appendRaw(b []byte, e *Entry) ([]byte, valKind) {
 		}
 		return b, vMissing
 	case opRespHeader, opTrailer:
+		h := e.ResponseHeaders
+		if o.kind == opTrailer {
+			h = e.ResponseTrailers
+		}
 		for _, k := range o.keys {
-			if vs := e.ResponseHeaders[k]; len(vs) > 0 && vs[0] != "" {
-				return append(b, vs[0]...), vString
+			if v := attributes.FirstValue(h, k); v != "" {
+				return append(b, v...), vString
 			}
 		}
 		return b, vMissing
@@ -304,10 +305,7 @@ func requestHeader(e *Entry, k string) string {
 	if k == "Host" {
 		return e.Authority
 	}
-	if vs := e.RequestHeaders[k]; len(vs) > 0 {
-		return vs[0]
-	}
-	return ""
+	return attributes.FirstValue(e.RequestHeaders, k)
 }
 
 func appendStr(b []byte, s string) ([]byte, valKind) {

@@ -2,9 +2,8 @@ package attributes
 
 import (
 	"errors"
-	"net/http"
-	"net/textproto"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -251,9 +250,12 @@ func (m *headerMap) pseudo(name string) (string, bool) {
 	return "", false
 }
 
-func (m *headerMap) header() http.Header {
-	if m.kind == requestHeaderMap {
+func (m *headerMap) header() Headers {
+	switch m.kind {
+	case requestHeaderMap:
 		return m.r.RequestHeaders
+	case responseTrailerMap:
+		return m.r.ResponseTrailers
 	}
 	return m.r.ResponseHeaders
 }
@@ -263,11 +265,7 @@ func (m *headerMap) find(name string) (ref.Val, bool) {
 		v, ok := m.pseudo(strings.ToLower(name))
 		return types.String(v), ok
 	}
-	key := textproto.CanonicalMIMEHeaderKey(name)
-	if m.kind == responseTrailerMap {
-		key = http.TrailerPrefix + key
-	}
-	vs := m.header()[key]
+	vs := values(m.header(), name)
 	if len(vs) == 0 {
 		return nil, false
 	}
@@ -285,12 +283,10 @@ func (m *headerMap) keys() []string {
 			ks = append(ks, n)
 		}
 	}
-	for k, vs := range m.header() {
-		name, isTrailer := strings.CutPrefix(k, http.TrailerPrefix)
-		if isTrailer == (m.kind == responseTrailerMap) && len(vs) > 0 {
-			ks = append(ks, strings.ToLower(name))
-		}
-	}
+	rangeHeaders(m.header(), func(name, _ string) bool {
+		ks = append(ks, strings.ToLower(name))
+		return true
+	})
 	sort.Strings(ks)
-	return ks
+	return slices.Compact(ks) // a name with several values once
 }

@@ -3,7 +3,6 @@ package attributes
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -24,7 +23,7 @@ func httpRecord() *Record {
 		Authority: "reviews.shop.svc.cluster.local:9080",
 		Path:      "/api/v1/reviews?limit=5&x=y",
 		Scheme:    "http",
-		RequestHeaders: http.Header{
+		RequestHeaders: HTTPHeaders{
 			"User-Agent":     {"curl/8.5.0"},
 			"Referer":        {"https://example.com/"},
 			"X-Request-Id":   {"6b0ec1f4"},
@@ -32,10 +31,8 @@ func httpRecord() *Record {
 			"X-Empty":        {""},
 			"Content-Length": {"12"},
 		},
-		ResponseHeaders: http.Header{
-			"Content-Type":                     {"application/grpc"},
-			http.TrailerPrefix + "Grpc-Status": {"14"},
-		},
+		ResponseHeaders:                HTTPHeaders{"Content-Type": {"application/grpc"}},
+		ResponseTrailers:               HTTPHeaders{"Grpc-Status": {"14"}},
 		ResponseCode:                   503,
 		ResponseFlags:                  "UF,URX",
 		ResponseCodeDetails:            "upstream_reset_before_response_started{connection_failure}",

@@ -2,7 +2,6 @@ package attributes
 
 import (
 	"crypto/x509"
-	"net/http"
 	"net/netip"
 	"time"
 
@@ -24,10 +23,9 @@ type Record struct {
 	// Method, Authority, Path and Scheme are the request's pseudo-headers (:method, :authority,
 	// :path as forwarded, :scheme).
 	Method, Authority, Path, Scheme string
-	// RequestHeaders, ResponseHeaders: the downstream request's headers and the response's
-	// headers. Response trailers are in ResponseHeaders under http.TrailerPrefix, as net/http
-	// keeps them.
-	RequestHeaders, ResponseHeaders http.Header
+	// RequestHeaders, ResponseHeaders and ResponseTrailers: the downstream request's headers,
+	// the response's headers and its trailers as sent downstream (nil: none).
+	RequestHeaders, ResponseHeaders, ResponseTrailers Headers
 	// ResponseCode is the status sent downstream (0: none; TCP: 0).
 	ResponseCode int
 	// ResponseFlags are Envoy's response flags rendered ("UF,URX"); "" or "-" when none.

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -45,9 +44,9 @@ var groups = map[string]map[string]attr{
 		"method":        str(func(r *Record) string { return r.Method }),
 		"headers":       requestHeaders,
 		"headers_bytes": httpOnly(func(r *Record) ref.Val { return types.Int(requestHeaderBytes(r)) }),
-		"referer":       header(func(r *Record) http.Header { return r.RequestHeaders }, "Referer"),
-		"useragent":     header(func(r *Record) http.Header { return r.RequestHeaders }, "User-Agent"),
-		"id":            header(func(r *Record) http.Header { return r.RequestHeaders }, "X-Request-Id"),
+		"referer":       requestHeader("Referer"),
+		"useragent":     requestHeader("User-Agent"),
+		"id":            requestHeader("X-Request-Id"),
 		"time":          requestTime,
 		"protocol":      str(func(r *Record) string { return r.Protocol }),
 		"duration":      func(r *Record) (ref.Val, bool) { return types.Duration{Duration: r.Duration}, !r.Start.IsZero() },
@@ -64,11 +63,11 @@ var groups = map[string]map[string]attr{
 		"headers":      responseHeaders,
 		"trailers":     responseTrailers,
 		"headers_bytes": httpOnly(func(r *Record) ref.Val {
-			return types.Int(headerBytes(r.ResponseHeaders, false))
+			return types.Int(headerBytes(r.ResponseHeaders))
 		}),
 		"size": httpOnly(func(r *Record) ref.Val { return types.Int(r.BytesSent) }),
 		"total_size": httpOnly(func(r *Record) ref.Val {
-			return types.Int(r.BytesSent + int64(headerBytes(r.ResponseHeaders, false)+headerBytes(r.ResponseHeaders, true)))
+			return types.Int(r.BytesSent + int64(headerBytes(r.ResponseHeaders)+headerBytes(r.ResponseTrailers)))
 		}),
 	},
 	nameSource: {
@@ -125,10 +124,10 @@ func httpOnly(f func(*Record) ref.Val) attr {
 	}
 }
 
-// header is one request header's value (several comma-joined), absent when not sent.
-func header(h func(*Record) http.Header, canonical string) attr {
+// requestHeader is one request header's value (several comma-joined), absent when not sent.
+func requestHeader(canonical string) attr {
 	return func(r *Record) (ref.Val, bool) {
-		vs := h(r)[canonical]
+		vs := values(r.RequestHeaders, canonical)
 		if len(vs) == 0 {
 			return nil, false
 		}
@@ -154,7 +153,7 @@ func requestTime(r *Record) (ref.Val, bool) {
 // requestSize is Envoy's request.size: the content-length header when there is one, else the
 // body bytes received.
 func requestSize(r *Record) ref.Val {
-	if vs := r.RequestHeaders["Content-Length"]; len(vs) == 1 {
+	if vs := values(r.RequestHeaders, "Content-Length"); len(vs) == 1 {
 		if n, err := strconv.ParseInt(vs[0], 10, 64); err == nil && n >= 0 {
 			return types.Int(n)
 		}
@@ -169,22 +168,16 @@ func requestHeaderBytes(r *Record) int {
 	if r.Scheme != "" {
 		n += len(":scheme") + len(r.Scheme)
 	}
-	return n + headerBytes(r.RequestHeaders, false)
+	return n + headerBytes(r.RequestHeaders)
 }
 
-// headerBytes sums the names and values of h's headers, or of its trailers (the names net/http
-// keeps under http.TrailerPrefix).
-func headerBytes(h http.Header, trailers bool) int {
+// headerBytes sums the names and values of h's fields.
+func headerBytes(h Headers) int {
 	n := 0
-	for k, vs := range h {
-		name, isTrailer := strings.CutPrefix(k, http.TrailerPrefix)
-		if isTrailer != trailers {
-			continue
-		}
-		for _, v := range vs {
-			n += len(name) + len(v)
-		}
-	}
+	rangeHeaders(h, func(name, value string) bool {
+		n += len(name) + len(value)
+		return true
+	})
 	return n
 }
 

@@ -60,8 +60,9 @@ func (h *Handler) record(s *Stream) *accesslog.Entry {
 		Duration:                       in.Duration,
 		Protocol:                       in.Protocol,
 		Method:                         in.Method,
-		RequestHeaders:                 s.r.Header,
-		ResponseHeaders:                s.downW.Header(), // s.w's wrapper is detached by now
+		RequestHeaders:                 (*requestHeaders)(s),
+		ResponseHeaders:                s.sentHeaders(),
+		ResponseTrailers:               s.sentTrailers(),
 		ResponseCode:                   in.Status,
 		ResponseCodeDetails:            in.Details,
 		UpstreamTransportFailureReason: in.TransportFailureReason,
@@ -77,10 +78,7 @@ func (h *Handler) record(s *Stream) *accesslog.Entry {
 	}
 	// The request as forwarded: host and path after normalization and rewrites (a rewrite
 	// keeps the original in x-envoy-original-path), as Envoy's header map has them.
-	e.Authority, e.Path = s.r.Host, s.r.RequestURI
-	if s.r.URL != nil {
-		e.Scheme = s.r.URL.Scheme
-	}
+	e.Authority, e.Path, e.Scheme = s.Authority(), s.Path(), s.Scheme()
 	if in.Flags != 0 {
 		e.ResponseFlags = in.Flags.String()
 	}

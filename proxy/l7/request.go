@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/attributes"
 	"github.com/strait-mesh/strait/proxy/ratelimit"
 	"github.com/strait-mesh/strait/proxy/route"
 )
@@ -34,7 +35,12 @@ func (s *Stream) SetPath(p string) error { return setRequestURI(s.r, p) }
 
 // Scheme returns the request's scheme: "https" when it came over TLS, else "http".
 // Stream is a route.Request: Method, Authority, Path, Scheme and HeaderValues.
-func (s *Stream) Scheme() string { return s.r.URL.Scheme }
+func (s *Stream) Scheme() string {
+	if s.r.URL == nil {
+		return ""
+	}
+	return s.r.URL.Scheme
+}
 
 // HTTP1 reports whether the request came over HTTP/1.x.
 func (s *Stream) HTTP1() bool { return s.r.ProtoMajor == 1 }
@@ -122,6 +128,29 @@ func (s *Stream) writeBody(p []byte) (int, error) { return s.w.Write(p) }
 // reqHeader is the codec's request header map, for the packages that still take net/http's
 // type (route's header operations, extauthz, tracing, attributes) until they take httpmsg's.
 func (s *Stream) reqHeader() http.Header { return s.r.Header }
+
+// requestHeaders is the stream's request headers as the access log, CEL attributes
+// (attributes.Headers) and the tracer (tracing.Headers) read and edit them: Stream's own
+// methods under other names. It is pointer-shaped: converting one to an interface takes no
+// allocation.
+type requestHeaders Stream
+
+func (v *requestHeaders) Values(name string) []string { return (*Stream)(v).HeaderValues(name) }
+
+func (v *requestHeaders) Range(f func(name, value string) bool) { (*Stream)(v).RangeHeaders(f) }
+
+func (v *requestHeaders) Set(name, value string) { (*Stream)(v).SetHeader(name, value) }
+
+func (v *requestHeaders) Del(name string) { (*Stream)(v).DelHeader(name) }
+
+// sentHeaders and sentTrailers are the response's headers and trailers as sent downstream, for
+// the access log and CEL attributes once the response went out: the connection's own writer's
+// (filters' wrappers of s.w are detached by then).
+func (s *Stream) sentHeaders() attributes.Headers { return attributes.HTTPHeaders(s.downW.Header()) }
+
+func (s *Stream) sentTrailers() attributes.Headers {
+	return attributes.HTTPTrailers(s.downW.Header())
+}
 
 // responseHook is a filter's hook on the response head (Envoy's encodeHeaders): it runs once,
 // as the head of the final response is written, whether the upstream's or a local reply, and

@@ -90,7 +90,7 @@ func (s *Stream) applyCommonResponseHeaders(hdr http.Header) {
 	}
 	s.applyCORS(hdr)
 	if s.trace != nil {
-		s.traceResponseHeaders(hdr)
+		s.traceResponseHeaders() // hdr is the stream's response header
 	}
 }
 

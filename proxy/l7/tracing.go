@@ -105,9 +105,9 @@ func (c collectorCluster) RoundTrip(req *http.Request) (*http.Response, error) {
 // on ingress an x-envoy-decorator-operation request header overrides the name and is removed,
 // on egress the decorator's operation is sent upstream in it when decorator.propagate.
 func (h *Handler) startTrace(s *Stream) {
-	r := s.r
-	reason := h.tracer.Sample(r.Header, !s.external)
-	if v := r.Header["X-Request-Id"]; len(v) > 0 {
+	hdr := (*requestHeaders)(s)
+	reason := h.tracer.Sample(hdr, !s.external)
+	if v := s.HeaderValues("X-Request-Id"); len(v) > 0 {
 		s.Info.RequestID = v[0]
 	}
 	if !h.tracer.HasProvider() {
@@ -120,20 +120,20 @@ func (h *Handler) startTrace(s *Stream) {
 	}
 	if h.tracer.Egress() {
 		if st.decorator != "" && st.propagate {
-			r.Header[decoratorHeader] = []string{st.decorator}
+			s.SetHeader(decoratorHeader, st.decorator)
 		}
-	} else if v, ok := r.Header[decoratorHeader]; ok {
-		if len(v) > 0 && v[0] != "" {
+	} else if v := s.HeaderValues(decoratorHeader); len(v) > 0 {
+		if v[0] != "" {
 			name, st.overridden = v[0], true
 		}
-		delete(r.Header, decoratorHeader)
+		s.DelHeader(decoratorHeader)
 	}
-	st.span = h.tracer.Start(r.Header, name, reason, s.Info.Start)
+	st.span = h.tracer.Start(hdr, name, reason, s.Info.Start)
 	if name == "" && st.span.Sampled {
 		// Envoy's default operation names, built only for a span that is exported.
 		st.span.Name = "ingress"
 		if h.tracer.Egress() {
-			st.span.Name = "egress " + r.Host
+			st.span.Name = "egress " + s.Authority()
 		}
 	}
 	s.trace = st
@@ -157,26 +157,24 @@ func (s *Stream) injectTrace() {
 		st.up = sp.Child(name, st.upStart)
 		sp = st.up
 	}
-	sp.Inject(s.r.Header)
+	sp.Inject((*requestHeaders)(s))
 }
 
 // traceResponseHeaders applies Envoy's decorator exchange to a response: on ingress the
 // decorator's operation goes back to the caller (unless the request overrode it or propagate
 // is off); on egress the upstream's x-envoy-decorator-operation renames the span and is
 // removed.
-func (s *Stream) traceResponseHeaders(hdr http.Header) {
+func (s *Stream) traceResponseHeaders() {
 	st := s.trace
 	if s.h.tracer.Egress() {
-		if v, ok := hdr[decoratorHeader]; ok {
-			if len(v) > 0 && v[0] != "" {
-				st.span.Name = v[0]
-			}
-			delete(hdr, decoratorHeader)
+		if v := s.ResponseHeader(decoratorHeader); v != "" {
+			st.span.Name = v
 		}
+		s.DelResponseHeader(decoratorHeader)
 		return
 	}
 	if st.decorator != "" && st.propagate && !st.overridden {
-		hdr[decoratorHeader] = []string{st.decorator}
+		s.SetResponseHeader(decoratorHeader, st.decorator)
 	}
 }
 
@@ -200,12 +198,12 @@ func (h *Handler) finishTrace(s *Stream) {
 		sp.Finish(end)
 		return
 	}
-	r := s.r
+	hdr := (*requestHeaders)(s)
 	sp.SetTag("guid:x-request-id", in.RequestID)
-	sp.SetTag("http.url", traceURL(r, h.tracer.MaxPathTag()))
+	sp.SetTag("http.url", traceURL(s, h.tracer.MaxPathTag()))
 	sp.SetTag("http.method", in.Method)
-	sp.SetTag("downstream_cluster", headerOrDash(r.Header, "X-Envoy-Downstream-Service-Cluster"))
-	sp.SetTag("user_agent", headerOrDash(r.Header, "User-Agent"))
+	sp.SetTag("downstream_cluster", headerOrDash(s, "X-Envoy-Downstream-Service-Cluster"))
+	sp.SetTag("user_agent", headerOrDash(s, "User-Agent"))
 	sp.SetTag("http.protocol", in.Protocol)
 	if c := in.Conn; c != nil && c.Source.IsValid() {
 		sp.SetTag("peer.address", c.Source.String())
@@ -213,7 +211,7 @@ func (h *Handler) finishTrace(s *Stream) {
 	sp.SetTag("request_size", strconv.FormatInt(in.BytesReceived, 10))
 	sp.SetTag("response_size", strconv.FormatInt(in.BytesSent, 10))
 	h.commonTraceTags(s, sp)
-	sp.CustomTags(r.Header, s.DynamicMetadata)
+	sp.CustomTags(hdr, s.DynamicMetadata)
 	// Custom tags of the value kind (access log formats) cost a record and a rendering: only
 	// for a sampled span, which is exported.
 	var e *accesslog.Entry
@@ -228,7 +226,7 @@ func (h *Handler) finishTrace(s *Stream) {
 		if s.hostReport.Host != "" {
 			up.SetTag("peer.address", s.hostReport.Host)
 		}
-		up.CustomTags(r.Header, s.DynamicMetadata)
+		up.CustomTags(hdr, s.DynamicMetadata)
 		if e != nil && up.Sampled {
 			up.FormatTags(e)
 		}
@@ -265,24 +263,25 @@ func (h *Handler) commonTraceTags(s *Stream, sp *tracing.Span) {
 
 // traceURL is Envoy's http.url tag: scheme://authority + path (the original path when a rewrite
 // kept it in x-envoy-original-path), the path cut to max_path_tag_length.
-func traceURL(r *http.Request, maxPath int) string {
-	path := r.RequestURI
-	if v := r.Header["X-Envoy-Original-Path"]; len(v) > 0 && v[0] != "" {
-		path = v[0]
+func traceURL(s *Stream, maxPath int) string {
+	path := s.Path()
+	if v := s.Header("X-Envoy-Original-Path"); v != "" {
+		path = v
 	}
 	if len(path) > maxPath {
 		path = path[:maxPath]
 	}
-	scheme := "http"
-	if r.URL != nil && r.URL.Scheme != "" {
-		scheme = r.URL.Scheme
+	scheme := s.Scheme()
+	if scheme == "" {
+		scheme = "http"
 	}
-	return scheme + "://" + r.Host + path
+	return scheme + "://" + s.Authority() + path
 }
 
-func headerOrDash(h http.Header, k string) string {
-	if v := h[k]; len(v) > 0 && v[0] != "" {
-		return v[0]
+// headerOrDash returns the first value of the request header k, "-" when absent or empty.
+func headerOrDash(s *Stream, k string) string {
+	if v := s.Header(k); v != "" {
+		return v
 	}
 	return "-"
 }

@@ -460,14 +460,14 @@ func compileTag(field string, ct *tagv3.CustomTag) (customTag, error) {
 
 // value returns the tag's value for a request, ok false when it has none. Value tags are
 // rendered by Span.FormatTags instead.
-func (c *customTag) value(h http.Header, md func(ns string) *structpb.Struct) (string, bool) {
+func (c *customTag) value(h Headers, md func(ns string) *structpb.Struct) (string, bool) {
 	switch {
 	case c.format != nil:
 		return "", false
 	case c.hasLiteral:
 		return c.literal, true
 	case c.header != "":
-		if v := h[c.header]; len(v) > 0 {
+		if v := h.Values(c.header); len(v) > 0 {
 			return v[0], true
 		}
 	case c.fromMetadata && md != nil:

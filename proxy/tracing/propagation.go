@@ -1,7 +1,6 @@
 package tracing
 
 import (
-	"net/http"
 	"strings"
 )
 
@@ -80,8 +79,8 @@ func hexTo(dst, src []byte) {
 
 // ExtractW3C reads traceparent and tracestate from a request. ok is false without a valid
 // traceparent; tracestate without one is discarded, as the W3C processing model says.
-func ExtractW3C(h http.Header) (SpanContext, bool) {
-	tp := h[headerTraceparent]
+func ExtractW3C(h Headers) (SpanContext, bool) {
+	tp := h.Values(headerTraceparent)
 	if len(tp) == 0 {
 		return SpanContext{}, false
 	}
@@ -89,7 +88,7 @@ func ExtractW3C(h http.Header) (SpanContext, bool) {
 	if !ok {
 		return SpanContext{}, false
 	}
-	if ts := h[headerTracestate]; len(ts) > 0 {
+	if ts := h.Values(headerTracestate); len(ts) > 0 {
 		v := ts[0]
 		if len(ts) > 1 {
 			v = strings.Join(ts, ",")
@@ -102,12 +101,12 @@ func ExtractW3C(h http.Header) (SpanContext, bool) {
 }
 
 // InjectW3C writes the context of span s (trace t, sampled) to an outgoing request.
-func InjectW3C(h http.Header, t TraceID, s SpanID, sampled bool, tracestate string) {
-	h[headerTraceparent] = []string{FormatTraceparent(t, s, sampled)}
+func InjectW3C(h Headers, t TraceID, s SpanID, sampled bool, tracestate string) {
+	h.Set(headerTraceparent, FormatTraceparent(t, s, sampled))
 	if tracestate != "" {
-		h[headerTracestate] = []string{tracestate}
+		h.Set(headerTracestate, tracestate)
 	} else {
-		delete(h, headerTracestate)
+		h.Del(headerTracestate)
 	}
 }
 
@@ -198,11 +197,8 @@ func ParseB3Multi(traceID, spanID, parentID, sampled, flags string) (sc SpanCont
 // when present, else the multiple headers. hasCtx reports a parent; sc.SampledSet a sampling
 // state (which a request may carry without a parent). A malformed header yields neither a
 // parent nor its sampling state: the caller starts a new trace with its own decision.
-func ExtractB3(h http.Header) (sc SpanContext, hasCtx bool) {
-	if v, present := h[headerB3]; present {
-		if len(v) == 0 {
-			return SpanContext{}, false
-		}
+func ExtractB3(h Headers) (sc SpanContext, hasCtx bool) {
+	if v := h.Values(headerB3); len(v) > 0 {
 		sc, hasCtx, ok := ParseB3Single(strings.TrimSpace(v[0]))
 		if !ok {
 			return SpanContext{}, false
@@ -219,31 +215,37 @@ func ExtractB3(h http.Header) (sc SpanContext, hasCtx bool) {
 
 // InjectB3 writes B3's multiple headers, as Envoy's Zipkin tracer does (it reads the single
 // header but writes the multiple ones).
-func InjectB3(h http.Header, t TraceID, s, parent SpanID, sampled bool) {
-	h[headerB3TraceID] = []string{t.B3String()}
-	h[headerB3SpanID] = []string{s.String()}
+func InjectB3(h Headers, t TraceID, s, parent SpanID, sampled bool) {
+	h.Set(headerB3TraceID, t.B3String())
+	h.Set(headerB3SpanID, s.String())
 	if parent.IsZero() {
-		delete(h, headerB3ParentID)
+		h.Del(headerB3ParentID)
 	} else {
-		h[headerB3ParentID] = []string{parent.String()}
+		h.Set(headerB3ParentID, parent.String())
 	}
 	if sampled {
-		h[headerB3Sampled] = hdrOne
+		h.Set(headerB3Sampled, "1")
 	} else {
-		h[headerB3Sampled] = hdrZero
+		h.Set(headerB3Sampled, "0")
 	}
 }
 
-// Shared single-value header slices (never modified in place).
-var (
-	hdrOne  = []string{"1"}
-	hdrZero = []string{"0"}
-)
-
-// first returns the first value of a canonical header key, "" if absent.
-func first(h http.Header, k string) string {
-	if v := h[k]; len(v) > 0 {
+// first returns the first value of a header, "" if absent.
+func first(h Headers, k string) string {
+	if v := h.Values(k); len(v) > 0 {
 		return strings.TrimSpace(v[0])
 	}
 	return ""
+}
+
+// Headers is a request's headers as the tracer reads and edits them: net/http's http.Header
+// satisfies it, and so does the connection manager's view of its stream, whichever codec holds
+// the request. Names are case-insensitive; the tracer passes them in canonical form.
+type Headers interface {
+	// Values returns every value of the header name (a view: not modified).
+	Values(name string) []string
+	// Set makes value the only value of name.
+	Set(name, value string)
+	// Del removes name.
+	Del(name string)
 }

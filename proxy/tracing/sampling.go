@@ -2,7 +2,6 @@ package tracing
 
 import (
 	"math/rand/v2"
-	"net/http"
 )
 
 // Reason is why a request is traced, as Envoy records it in the x-request-id UUID.
@@ -102,9 +101,9 @@ func requestIDInteger(id string) (uint64, bool) {
 // else a random number) decide; overall_sampling may then veto. With pack_trace_reason a changed
 // reason is written back into the x-request-id UUID (which then travels upstream). The parent's
 // sampled flag, which the tracer applies later, can still override the outcome.
-func (t *Tracer) Sample(h http.Header, internal bool) Reason {
+func (t *Tracer) Sample(h Headers, internal bool) Reason {
 	var id string
-	if v := h["X-Request-Id"]; len(v) > 0 {
+	if v := h.Values("X-Request-Id"); len(v) > 0 {
 		id = v[0]
 	}
 	cur := NoTrace
@@ -114,9 +113,9 @@ func (t *Tracer) Sample(h http.Header, internal bool) Reason {
 	final := cur
 	if cur == NoTrace {
 		switch {
-		case len(h["X-Client-Trace-Id"]) > 0 && t.client.pass(rand.Uint64()):
+		case len(h.Values("X-Client-Trace-Id")) > 0 && t.client.pass(rand.Uint64()):
 			final = ClientForced
-		case internal && len(h["X-Envoy-Force-Trace"]) > 0:
+		case internal && len(h.Values("X-Envoy-Force-Trace")) > 0:
 			final = ServiceForced
 		default:
 			v, ok := uint64(0), false
@@ -135,7 +134,7 @@ func (t *Tracer) Sample(h http.Header, internal bool) Reason {
 		final = NoTrace
 	}
 	if final != cur && t.packReason && len(id) == uuidLen {
-		h["X-Request-Id"] = []string{withReason(id, final)}
+		h.Set("X-Request-Id", withReason(id, final))
 	}
 	t.st.reason(final)
 	return final

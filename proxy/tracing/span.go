@@ -1,7 +1,6 @@
 package tracing
 
 import (
-	"net/http"
 	"sync"
 	"time"
 
@@ -72,7 +71,7 @@ func (t *Tracer) MaxPathTag() int { return t.maxPathTag }
 // parent's sampling state overrides the decision, as in Envoy. The span kind follows Envoy:
 // SERVER with spawn_upstream_span or on ingress, CLIENT on egress. Start returns nil without
 // a provider.
-func (t *Tracer) Start(h http.Header, name string, reason Reason, start time.Time) *Span {
+func (t *Tracer) Start(h Headers, name string, reason Reason, start time.Time) *Span {
 	if t.provider == providerNone {
 		return nil
 	}
@@ -146,7 +145,7 @@ func (sp *Span) Tag(k string) (string, bool) {
 
 // Inject writes the span's context to an outgoing request in the provider's format: W3C
 // traceparent and tracestate (OpenTelemetry), B3 multiple headers (Zipkin).
-func (sp *Span) Inject(h http.Header) {
+func (sp *Span) Inject(h Headers) {
 	switch sp.t.provider {
 	case providerOTel:
 		InjectW3C(h, sp.TraceID, sp.SpanID, sp.Sampled, sp.TraceState)
@@ -157,7 +156,7 @@ func (sp *Span) Inject(h http.Header) {
 
 // CustomTags applies the configured custom_tags from the request headers h and its dynamic
 // metadata md (may be nil).
-func (sp *Span) CustomTags(h http.Header, md func(ns string) *structpb.Struct) {
+func (sp *Span) CustomTags(h Headers, md func(ns string) *structpb.Struct) {
 	for i := range sp.t.tags {
 		c := &sp.t.tags[i]
 		if v, ok := c.value(h, md); ok {

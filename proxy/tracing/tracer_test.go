@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/proxy/accesslog"
+	"github.com/strait-mesh/strait/proxy/attributes"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
@@ -148,7 +149,7 @@ func TestFormatTags(t *testing.T) {
 	if _, ok := sp.Tag("route"); ok {
 		t.Error("CustomTags set a value tag")
 	}
-	sp.FormatTags(&accesslog.Entry{RouteName: "r1", ResponseCode: 200, RequestHeaders: h})
+	sp.FormatTags(&accesslog.Entry{RouteName: "r1", ResponseCode: 200, RequestHeaders: attributes.HTTPHeaders(h)})
 	for k, want := range map[string]string{"route": "r1", "user": "user=ana;code=200", "lit": "v"} {
 		if v, _ := sp.Tag(k); v != want {
 			t.Errorf("tag %s = %q, want %q", k, v, want)

@@ -1,0 +1,96 @@
+package attributes
+
+import (
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// Headers is a read-only view of a message's header (or trailer) fields, whichever codec holds
+// them: the access log, CEL expressions and tracing read requests and responses through it, so
+// the codec beneath can change without touching them. Names are case-insensitive. Returned
+// values are views, valid while the Record is: do not modify or keep them. A nil Headers has no
+// fields (see values and rangeHeaders).
+type Headers interface {
+	// Values returns every value of the field name, nil when absent.
+	Values(name string) []string
+	// Range calls f for each field value, in no particular order, until f returns false.
+	Range(f func(name, value string) bool)
+}
+
+// HTTPHeaders is Headers over a net/http header map, without its trailers (the names net/http
+// keeps under http.TrailerPrefix). It is map-shaped: converting one to Headers takes no
+// allocation.
+type HTTPHeaders http.Header
+
+// Values returns every value of name.
+func (h HTTPHeaders) Values(name string) []string {
+	if strings.HasPrefix(name, http.TrailerPrefix) {
+		return nil
+	}
+	return h[textproto.CanonicalMIMEHeaderKey(name)] // no allocation for a canonical name
+}
+
+// Range calls f for each header value until f returns false.
+func (h HTTPHeaders) Range(f func(name, value string) bool) {
+	for k, vs := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
+		for _, v := range vs {
+			if !f(k, v) {
+				return
+			}
+		}
+	}
+}
+
+// HTTPTrailers is Headers over the trailers of a net/http header map: the names it keeps under
+// http.TrailerPrefix, as a handler sets trailers after the head went out.
+type HTTPTrailers http.Header
+
+// Values returns every value of the trailer name.
+func (h HTTPTrailers) Values(name string) []string {
+	return h[http.TrailerPrefix+textproto.CanonicalMIMEHeaderKey(name)]
+}
+
+// Range calls f for each trailer value until f returns false.
+func (h HTTPTrailers) Range(f func(name, value string) bool) {
+	for k, vs := range h {
+		name, ok := strings.CutPrefix(k, http.TrailerPrefix)
+		if !ok {
+			continue
+		}
+		for _, v := range vs {
+			if !f(name, v) {
+				return
+			}
+		}
+	}
+}
+
+// values returns h's values of name; a nil h has none.
+func values(h Headers, name string) []string {
+	if h == nil {
+		return nil
+	}
+	return h.Values(name)
+}
+
+// rangeHeaders calls f for each of h's values; a nil h has none.
+func rangeHeaders(h Headers, f func(name, value string) bool) {
+	if h != nil {
+		h.Range(f)
+	}
+}
+
+// Values returns every value of name in h (nil: none).
+func Values(h Headers, name string) []string { return values(h, name) }
+
+// FirstValue returns the first value of name in h (nil: none), or "".
+func FirstValue(h Headers, name string) string {
+	if vs := values(h, name); len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
