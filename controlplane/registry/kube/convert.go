@@ -26,6 +26,8 @@ type Input struct {
 	Services       []*corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
 	Pods           []*corev1.Pod
+	// Nodes give the endpoints their locality (see Locality).
+	Nodes []*corev1.Node
 	// Domain is the cluster DNS domain (default cluster.local).
 	Domain string
 }
@@ -41,7 +43,7 @@ type Input struct {
 // A numeric targetPort becomes the port's targetPort; a named one is resolved per endpoint by
 // the EndpointSlices. Endpoints are the addresses of the Service's EndpointSlices whose ready
 // condition is not false (so not-ready and terminating endpoints leave load balancing), with
-// the labels and service account of the Pod they point to. The result is sorted by namespace
+// the labels and service account of the Pod they point to and the locality of their Node. The result is sorted by namespace
 // and name.
 func Convert(in Input) []*config.Object {
 	domain := in.Domain
@@ -51,6 +53,10 @@ func Convert(in Input) []*config.Object {
 	pods := make(map[string]*corev1.Pod, len(in.Pods))
 	for _, p := range in.Pods {
 		pods[p.Namespace+"/"+p.Name] = p
+	}
+	localities := make(map[string]string, len(in.Nodes))
+	for _, n := range in.Nodes {
+		localities[n.Name] = Locality(n.Labels)
 	}
 	slices := map[string][]*discoveryv1.EndpointSlice{} // namespace/service -> slices
 	for _, s := range in.EndpointSlices {
@@ -63,7 +69,7 @@ func Convert(in Input) []*config.Object {
 	}
 	out := make([]*config.Object, 0, len(in.Services))
 	for _, svc := range in.Services {
-		out = append(out, convertService(svc, slices[svc.Namespace+"/"+svc.Name], pods, domain))
+		out = append(out, convertService(svc, slices[svc.Namespace+"/"+svc.Name], pods, localities, domain))
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Namespace != out[j].Namespace {
@@ -79,7 +85,7 @@ func Hostname(name, namespace, domain string) string {
 	return name + "." + namespace + ".svc." + domain
 }
 
-func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod, domain string) *config.Object {
+func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod, localities map[string]string, domain string) *config.Object {
 	se := &networking.ServiceEntry{
 		Hosts:      []string{Hostname(svc.Name, svc.Namespace, domain)},
 		Location:   networking.ServiceEntry_MESH_INTERNAL,
@@ -119,7 +125,7 @@ func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, po
 		}
 	case svc.Spec.ClusterIP == corev1.ClusterIPNone:
 		se.Resolution = networking.ServiceEntry_NONE
-		se.Endpoints = endpoints(svc, slices, pods)
+		se.Endpoints = endpoints(slices, pods, localities)
 	default:
 		for _, ip := range svc.Spec.ClusterIPs {
 			if ip != "" && ip != corev1.ClusterIPNone {
@@ -129,7 +135,7 @@ func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, po
 		if len(se.Addresses) == 0 && svc.Spec.ClusterIP != "" {
 			se.Addresses = []string{svc.Spec.ClusterIP}
 		}
-		se.Endpoints = endpoints(svc, slices, pods)
+		se.Endpoints = endpoints(slices, pods, localities)
 	}
 	return &config.Object{
 		Kind:       config.ServiceEntry,
@@ -147,7 +153,7 @@ func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, po
 
 // endpoints returns one WorkloadEntry per ready address of the slices, its ports keyed by the
 // service port names. An address in several slices (during a controller's update) is kept once.
-func endpoints(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod) []*networking.WorkloadEntry {
+func endpoints(slices []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod, localities map[string]string) []*networking.WorkloadEntry {
 	byAddr := map[string]*networking.WorkloadEntry{}
 	for _, s := range slices {
 		if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
@@ -181,6 +187,9 @@ func endpoints(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, pods ma
 					continue
 				}
 				we := &networking.WorkloadEntry{Address: addr, Ports: ports}
+				if ep.NodeName != nil {
+					we.Locality = localities[*ep.NodeName]
+				}
 				if pod != nil {
 					we.Labels = pod.Labels
 					we.ServiceAccount = pod.Spec.ServiceAccountName
@@ -198,6 +207,23 @@ func endpoints(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, pods ma
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
 	return out
+}
+
+// Node labels giving an endpoint's locality, as Istio reads them.
+const (
+	LabelRegion  = "topology.kubernetes.io/region"
+	LabelZone    = "topology.kubernetes.io/zone"
+	LabelSubzone = "topology.istio.io/subzone"
+)
+
+// Locality returns the locality "region/zone/subzone" of a node's labels, without trailing empty
+// parts; "" when the node has no region.
+func Locality(nodeLabels map[string]string) string {
+	region := nodeLabels[LabelRegion]
+	if region == "" {
+		return ""
+	}
+	return strings.TrimRight(region+"/"+nodeLabels[LabelZone]+"/"+nodeLabels[LabelSubzone], "/")
 }
 
 // ready reports whether an endpoint takes traffic: its ready condition is true or unknown (nil),

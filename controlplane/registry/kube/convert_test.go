@@ -31,7 +31,7 @@ func slice(name, svc string, family discoveryv1.AddressType, ports map[string]in
 }
 
 func endpoint(pod string, ready, terminating bool, addrs ...string) discoveryv1.Endpoint {
-	return discoveryv1.Endpoint{Addresses: addrs,
+	return discoveryv1.Endpoint{Addresses: addrs, NodeName: ptr("node-1"),
 		Conditions: discoveryv1.EndpointConditions{Ready: ptr(ready), Serving: ptr(ready || terminating), Terminating: ptr(terminating)},
 		TargetRef:  &corev1.ObjectReference{Kind: "Pod", Name: pod}}
 }
@@ -72,6 +72,8 @@ func TestConvert(t *testing.T) {
 			slice("db-1", "db", discoveryv1.AddressTypeIPv4, map[string]int32{"tcp": 5432},
 				endpoint("db-0", true, false, "10.0.1.1")),
 		},
+		Nodes: []*corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "node-1",
+			Labels: map[string]string{LabelRegion: "eu-west1", LabelZone: "eu-west1-b"}}}},
 		Pods: []*corev1.Pod{pod("reviews-v1", "v1", "bookinfo-reviews"), pod("reviews-v2", "v2", ""), pod("db-0", "v1", "")},
 	}
 	objs := Convert(in)
@@ -110,7 +112,8 @@ func TestConvert(t *testing.T) {
 			continue
 		}
 		got = append(got, e.Address)
-		if e.Port != 8000 || e.Labels["version"] != "v1" || e.ServiceAccount != "bookinfo-reviews" || !e.Healthy {
+		if e.Port != 8000 || e.Labels["version"] != "v1" || e.ServiceAccount != "bookinfo-reviews" || !e.Healthy ||
+			e.Locality != "eu-west1/eu-west1-b" {
 			t.Errorf("endpoint %+v", e)
 		}
 	}
@@ -138,5 +141,21 @@ func TestConvertDomainAndExportTo(t *testing.T) {
 	if len(services) != 1 || services[0].Hostname != "a.default.svc.example.internal" ||
 		!reflect.DeepEqual(services[0].ExportTo, []string{".", "istio-system"}) {
 		t.Fatalf("services %+v", services)
+	}
+}
+
+func TestLocality(t *testing.T) {
+	for _, c := range []struct {
+		labels map[string]string
+		want   string
+	}{
+		{nil, ""},
+		{map[string]string{LabelZone: "z"}, ""},
+		{map[string]string{LabelRegion: "r"}, "r"},
+		{map[string]string{LabelRegion: "r", LabelZone: "z", LabelSubzone: "s"}, "r/z/s"},
+	} {
+		if got := Locality(c.labels); got != c.want {
+			t.Errorf("Locality(%v) = %q, want %q", c.labels, got, c.want)
+		}
 	}
 }

@@ -1,5 +1,5 @@
 // Package kube is Strait's Kubernetes service registry (straitd --kubeconfig): it watches
-// Services, EndpointSlices and Pods through client-go informers, in all namespaces or a
+// Services, EndpointSlices, Pods and Nodes (for locality) through client-go informers, in all namespaces or a
 // configured set, and serves each Service as a ServiceEntry config object (see Convert). The
 // registry is a config.Source beside the config sources, so Kubernetes services join
 // ServiceEntries and WorkloadEntries in the one service registry (controlplane/registry.Build)
@@ -115,6 +115,11 @@ type listers struct {
 	}
 }
 
+// nodeLister lists the cluster's nodes.
+type nodeLister interface {
+	List(labels.Selector) ([]*corev1.Node, error)
+}
+
 // Run starts the informers, publishes the registry once they have synced and then after changes
 // (debounced), calling onChange after each publish that changed the objects. It returns nil when
 // ctx is done.
@@ -154,6 +159,15 @@ func (r *Registry) Run(ctx context.Context, onChange func()) error {
 		all = append(all, listers{services: svc.Lister(), slices: es.Lister(), pods: pod.Lister()})
 		factories = append(factories, f)
 	}
+	// Nodes are cluster-scoped: one informer whatever the namespaces.
+	nf := informers.NewSharedInformerFactoryWithOptions(r.client, r.opts.Resync, informers.WithTransform(stripManagedFields))
+	nodeInf := nf.Core().V1().Nodes()
+	if _, err := nodeInf.Informer().AddEventHandler(handler); err != nil {
+		return fmt.Errorf("kubernetes registry: %w", err)
+	}
+	hasSynced = append(hasSynced, nodeInf.Informer().HasSynced)
+	nodes := nodeInf.Lister()
+	factories = append(factories, nf)
 	for _, f := range factories {
 		f.Start(ctx.Done())
 	}
@@ -166,7 +180,7 @@ func (r *Registry) Run(ctx context.Context, onChange func()) error {
 	if !cache.WaitForCacheSync(ctx.Done(), hasSynced...) {
 		return nil
 	}
-	r.publish(all)
+	r.publish(all, nodes)
 	close(r.synced)
 	r.log.Info("kubernetes registry synced", "services", len(r.List()), "took", time.Since(start).Round(time.Millisecond))
 	onChange()
@@ -181,7 +195,7 @@ func (r *Registry) Run(ctx context.Context, onChange func()) error {
 		case <-r.kick:
 			timer.Reset(r.opts.Debounce)
 		case <-timer.C:
-			if r.publish(all) {
+			if r.publish(all, nodes) {
 				onChange()
 			}
 		}
@@ -197,9 +211,13 @@ func (r *Registry) changed() {
 }
 
 // publish converts the listers' contents and stores the result; it reports whether it changed.
-func (r *Registry) publish(all []listers) bool {
+func (r *Registry) publish(all []listers, nodes nodeLister) bool {
 	var in Input
 	in.Domain = r.opts.Domain
+	var err error
+	if in.Nodes, err = nodes.List(labels.Everything()); err != nil {
+		r.log.Warn("kubernetes registry: listing nodes", "error", err)
+	}
 	for _, l := range all {
 		svcs, err1 := l.services.List(labels.Everything())
 		slices, err2 := l.slices.List(labels.Everything())
