@@ -12,6 +12,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config/kube"
 	"github.com/strait-mesh/strait/controlplane/config/validationmetrics"
+	"github.com/strait-mesh/strait/controlplane/mesh"
 	kuberegistry "github.com/strait-mesh/strait/controlplane/registry/kube"
 	"github.com/strait-mesh/strait/internal/version"
 )
@@ -64,6 +65,11 @@ func newKubeRegistry(o Options, log *slog.Logger) (*kuberegistry.Registry, error
 			err = errors.New("kubernetes: a domain given without a kubeconfig or in-cluster configuration")
 		}
 		return nil, err
+	}
+	if o.KubeDomain != "" && o.KubeDomain != mesh.DefaultDomainSuffix {
+		log.Warn("kubernetes: services are named NAME.NAMESPACE.svc."+o.KubeDomain+
+			", but short host names in Istio config still expand with "+mesh.DefaultDomainSuffix+": write full host names",
+			"domain", o.KubeDomain)
 	}
 	reg, err := kuberegistry.New(cfg, kuberegistry.Options{Logger: log, Namespaces: o.KubeNamespaces, Domain: o.KubeDomain})
 	if err != nil {
