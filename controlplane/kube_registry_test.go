@@ -14,15 +14,12 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/strait-mesh/strait/controlplane/config/kube"
-	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
 )
@@ -39,10 +36,7 @@ func TestRunKubernetesRegistry(t *testing.T) {
 	if err := kube.InstallCRDs(ctx, c.Config); err != nil {
 		t.Fatal(err)
 	}
-	cs, err := kubernetes.NewForConfig(c.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := kubernetes.NewForConfigOrDie(c.Config)
 	must := func(_ any, err error) {
 		t.Helper()
 		if err != nil {
@@ -144,21 +138,8 @@ type meshWatch struct {
 // all clusters and to the endpoints of the named ones.
 func watchMesh(t *testing.T, ctx context.Context, addr string, eds ...string) *meshWatch {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := node.NewID(node.Sidecar, "127.0.0.163", "app", "default")
-	n := &corev3.Node{Id: id.String()}
-	if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: n, TypeUrl: resource.ClusterType}); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: n, TypeUrl: resource.EndpointType, ResourceNamesSubscribe: eds}); err != nil {
+	st := deltaStream(t, ctx, addr, resource.ClusterType)
+	if err := st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: eds}); err != nil {
 		t.Fatal(err)
 	}
 	return &meshWatch{stream: st, clusters: map[string]bool{}, endpoints: map[string][]string{}}

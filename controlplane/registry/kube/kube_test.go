@@ -27,10 +27,7 @@ func TestRegistry(t *testing.T) {
 	c := kubeenv.Start(t, kubeenv.Options{ControllerManager: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	cs, err := kubernetes.NewForConfig(c.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := kubernetes.NewForConfigOrDie(c.Config)
 	must := func(_ any, err error) {
 		t.Helper()
 		if err != nil {
