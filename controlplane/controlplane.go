@@ -36,6 +36,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/ratelimit"
 	"github.com/strait-mesh/strait/controlplane/registry/autoregister"
+	kuberegistry "github.com/strait-mesh/strait/controlplane/registry/kube"
 	"github.com/strait-mesh/strait/controlplane/topology"
 	"github.com/strait-mesh/strait/controlplane/translate"
 	"github.com/strait-mesh/strait/controlplane/xds"
@@ -99,6 +100,10 @@ type Options struct {
 	KubeInCluster  bool
 	KubeNamespaces []string
 	KubeSkipStatus bool
+	// KubeDomain is the cluster DNS domain of the Kubernetes registry's host names
+	// (NAME.NAMESPACE.svc.DOMAIN; default cluster.local). With a Kubernetes configuration the
+	// registry serves the cluster's Services, EndpointSlices and Pods beside ServiceEntries.
+	KubeDomain string
 	// Webhooks are the admission webhooks (sidecar injection, config validation).
 	Webhooks WebhookOptions
 	Logger   *slog.Logger
@@ -154,6 +159,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if kubeSrc != nil {
 		sources = append(sources, namedSource{kube.Origin, kubeSrc})
+	}
+	kubeReg, err := newKubeRegistry(o, log)
+	if err != nil {
+		return err
+	}
+	if kubeReg != nil {
+		sources = append(sources, namedSource{kuberegistry.Origin, kubeReg})
 	}
 
 	// The admin token authorises the admin API (apply, delete, bootstrap tokens); it lives beside
@@ -361,7 +373,7 @@ func Run(ctx context.Context, o Options) error {
 		if kubeSrc != nil {
 			// No snapshot before the Kubernetes config is in: proxies wait rather than get a
 			// mesh without it.
-			if !waitKubeSynced(ctx, kubeSrc, log) {
+			if !waitKubeSynced(ctx, log, kubeSrc.Synced(), kubeReg.Synced()) {
 				return nil
 			}
 			b.rebuild()

@@ -12,6 +12,8 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config/kube"
 	"github.com/strait-mesh/strait/controlplane/config/validationmetrics"
+	"github.com/strait-mesh/strait/controlplane/mesh"
+	kuberegistry "github.com/strait-mesh/strait/controlplane/registry/kube"
 	"github.com/strait-mesh/strait/internal/version"
 )
 
@@ -54,20 +56,45 @@ func newKubeSource(o Options, log *slog.Logger, validation *validationmetrics.Co
 	return src, nil
 }
 
-// waitKubeSynced waits until the Kubernetes source has synced, logging while it waits; false when
-// ctx ends first.
-func waitKubeSynced(ctx context.Context, src *kube.Source, log *slog.Logger) bool {
+// newKubeRegistry returns the Kubernetes service registry the options ask for (with the config
+// source: same cluster, same namespaces), or nil for none.
+func newKubeRegistry(o Options, log *slog.Logger) (*kuberegistry.Registry, error) {
+	cfg, err := kubeConfig(o)
+	if err != nil || cfg == nil {
+		if err == nil && o.KubeDomain != "" {
+			err = errors.New("kubernetes: a domain given without a kubeconfig or in-cluster configuration")
+		}
+		return nil, err
+	}
+	if o.KubeDomain != "" && o.KubeDomain != mesh.DefaultDomainSuffix {
+		log.Warn("kubernetes: services are named NAME.NAMESPACE.svc."+o.KubeDomain+
+			", but short host names in Istio config still expand with "+mesh.DefaultDomainSuffix+": write full host names",
+			"domain", o.KubeDomain)
+	}
+	reg, err := kuberegistry.New(cfg, kuberegistry.Options{Logger: log, Namespaces: o.KubeNamespaces, Domain: o.KubeDomain})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	return reg, nil
+}
+
+// waitKubeSynced waits until the Kubernetes config source and registry have synced (every
+// channel closed), logging while it waits; false when ctx ends first.
+func waitKubeSynced(ctx context.Context, log *slog.Logger, synced ...<-chan struct{}) bool {
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
-	for {
-		select {
-		case <-src.Synced():
-			return true
-		case <-ctx.Done():
-			return false
-		case <-tick.C:
-			log.Warn("waiting for the Kubernetes config to sync before serving a first snapshot", "waited", time.Since(start).Round(time.Second))
+	for _, ch := range synced {
+		for waiting := true; waiting; {
+			select {
+			case <-ch:
+				waiting = false
+			case <-ctx.Done():
+				return false
+			case <-tick.C:
+				log.Warn("waiting for the Kubernetes config and services to sync before serving a first snapshot", "waited", time.Since(start).Round(time.Second))
+			}
 		}
 	}
+	return true
 }

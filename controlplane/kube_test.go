@@ -108,6 +108,13 @@ type clusterWatch struct {
 // watchClusters opens a Delta CDS stream to addr as a sidecar in namespace default.
 func watchClusters(t *testing.T, ctx context.Context, addr string) *clusterWatch {
 	t.Helper()
+	return &clusterWatch{stream: deltaStream(t, ctx, addr, resource.ClusterType), current: map[string]bool{}}
+}
+
+// deltaStream opens a Delta ADS stream to addr as a sidecar in namespace default and subscribes
+// to every type given (all of its resources).
+func deltaStream(t *testing.T, ctx context.Context, addr string, types ...string) discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient {
+	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -118,10 +125,12 @@ func watchClusters(t *testing.T, ctx context.Context, addr string) *clusterWatch
 		t.Fatal(err)
 	}
 	id := node.NewID(node.Sidecar, "127.0.0.163", "app", "default")
-	if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: &corev3.Node{Id: id.String()}, TypeUrl: resource.ClusterType}); err != nil {
-		t.Fatal(err)
+	for _, typ := range types {
+		if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: &corev3.Node{Id: id.String()}, TypeUrl: typ}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return &clusterWatch{stream: st, current: map[string]bool{}}
+	return st
 }
 
 // next reads and acknowledges one response, and returns the clusters the proxy then has.

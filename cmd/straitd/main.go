@@ -75,6 +75,7 @@ func main() {
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file of a Kubernetes cluster to read Istio's custom resources (and gateway credential Secrets) from; the first snapshot waits for them")
 	f.BoolVar(&o.KubeInCluster, "kube-in-cluster", false, "read Istio's custom resources from the Kubernetes cluster straitd runs in, with its pod's service account")
 	f.StringSliceVar(&o.KubeNamespaces, "kube-namespaces", nil, "with --kubeconfig or --kube-in-cluster: read only these namespaces (comma-separated; default all)")
+	f.StringVar(&o.KubeDomain, "kube-domain", "", "with --kubeconfig or --kube-in-cluster: the cluster DNS domain of Kubernetes Services' host names, NAME.NAMESPACE.svc.DOMAIN (default cluster.local; short host names in Istio config still expand with cluster.local)")
 	f.BoolVar(&kubeStatus, "kube-write-status", true, "write a status condition (Accepted=False, naming the fields) on each Istio object straitd refuses, and Accepted=True once it is mended")
 	f.StringVar(&o.Webhooks.Listen, "webhook-listen", "", "TLS address of the admission webhooks, Istio's 15017: /inject (sidecar injection) and /validate (config validation); needs the CA; empty disables them")
 	f.StringVar(&o.Webhooks.ProxyImage, "proxy-image", "", "the strait-proxy container image the sidecar injector adds")
