@@ -28,6 +28,9 @@ type ObjectChange struct {
 type ChangeSet struct {
 	// From and To are the versions of the two snapshots.
 	From, To uint64
+	// FromConfigHash is snapshot From's ConfigHash: output memoized on it is valid for To when
+	// it reads nothing the change set names.
+	FromConfigHash uint64
 	// Mesh reports that MeshConfig changed.
 	Mesh bool
 	// Services are the services added, removed or changed (content, not endpoints).
@@ -91,7 +94,7 @@ func (s *Snapshot) ChangesSince(prev *Snapshot) *ChangeSet {
 
 // Diff compares two snapshots by content hash.
 func Diff(prev, next *Snapshot) *ChangeSet {
-	c := &ChangeSet{From: prev.Version, To: next.Version, Mesh: prev.MeshHash() != next.MeshHash(),
+	c := &ChangeSet{From: prev.Version, To: next.Version, FromConfigHash: prev.ConfigHash(), Mesh: prev.MeshHash() != next.MeshHash(),
 		Services: map[ServiceKey]bool{}, Endpoints: map[ServiceKey]bool{}, Objects: map[ObjectRef]ObjectChange{},
 		Hosts: map[string]bool{}, Kinds: map[config.Kind]bool{}}
 	pf, nf := prev.fingerprints(), next.fingerprints()
