@@ -70,15 +70,17 @@ func (c *ChangeSet) OnlyKinds(kinds ...config.Kind) bool {
 	return true
 }
 
-// changes memoizes a snapshot's change set against one predecessor.
+// changes memoizes a snapshot's change set against one predecessor. It holds the
+// predecessor's version, not the snapshot, so that a snapshot does not keep the chain of
+// all earlier ones alive.
 type changes struct {
-	mu   sync.Mutex
-	from *Snapshot
-	set  *ChangeSet
+	mu  sync.Mutex
+	set *ChangeSet
 }
 
 // ChangesSince returns what changed from prev to s, computed once per pair (translation asks
-// for every proxy). prev nil, or not older than s, gives nil ("unknown").
+// for every proxy). prev nil, or not older than s, gives nil ("unknown"). Versions identify
+// snapshots: prev must be the snapshot of its version that s follows.
 func (s *Snapshot) ChangesSince(prev *Snapshot) *ChangeSet {
 	if prev == nil || prev.Version >= s.Version {
 		return nil
@@ -86,8 +88,8 @@ func (s *Snapshot) ChangesSince(prev *Snapshot) *ChangeSet {
 	c := &s.changes
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.from != prev {
-		c.from, c.set = prev, Diff(prev, s)
+	if c.set == nil || c.set.From != prev.Version {
+		c.set = Diff(prev, s)
 	}
 	return c.set
 }
