@@ -53,7 +53,8 @@ func (c *ChangeSet) Object(kind config.Kind, namespace, name string) bool {
 }
 
 // OnlyKinds reports whether the change set has no change but to config objects of the given
-// kinds (endpoint changes are allowed: outbound listeners and routes do not read endpoints).
+// kinds (and endpoints, which it does not consult: outbound listeners and routes do not read
+// them; a ServiceEntry whose endpoints moved is still a changed ServiceEntry object).
 func (c *ChangeSet) OnlyKinds(kinds ...config.Kind) bool {
 	if c == nil || c.Mesh || len(c.Services) > 0 {
 		return false

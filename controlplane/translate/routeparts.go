@@ -32,6 +32,11 @@ import (
 // A part is reused only while the fingerprint of its inputs is unchanged — the mesh's content
 // hashes of the VirtualService, the services and DestinationRules looked up, the delegates, the
 // mesh config, and the domains — never because an object's address is the same.
+//
+// When the table was built from the previous snapshot, the snapshot's change set
+// (mesh.ChangeSet, computed once per snapshot) decides first: a part whose inputs it does not
+// name is carried over without computing its fingerprint (see MeshRoutes and VirtualHost), so a
+// change revisits only the hosts it touches; the rest take the fingerprint path.
 
 // partsKey identifies what a scope's route parts are shared by: proxies of one Sidecar scope
 // and namespace with the same selector DestinationRules (and, when a VirtualService matches
