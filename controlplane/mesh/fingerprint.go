@@ -22,11 +22,11 @@ import (
 // fingerprints are computed once per snapshot, on first use.
 type fingerprints struct {
 	once      sync.Once
-	services  map[ServiceKey]uint64 // service content, without endpoints
-	endpoints map[ServiceKey]uint64 // the service's endpoints
-	config    uint64                // everything but endpoints, see ConfigHash
-	mesh      uint64                // MeshConfig
-	objects   sync.Map              // *config.Object → uint64
+	services  map[ServiceKey]uint64     // service content, without endpoints
+	endpoints map[ServiceKey]uint64     // the service's endpoints
+	config    uint64                    // everything but endpoints, see ConfigHash
+	mesh      uint64                    // MeshConfig
+	objects   map[*config.Object]uint64 // every config object of the snapshot
 }
 
 func (s *Snapshot) fingerprints() *fingerprints {
@@ -34,6 +34,7 @@ func (s *Snapshot) fingerprints() *fingerprints {
 	f.once.Do(func() {
 		f.services = make(map[ServiceKey]uint64, len(s.Services))
 		f.endpoints = make(map[ServiceKey]uint64, len(s.Endpoints))
+		f.objects = make(map[*config.Object]uint64)
 		mh := xxhash.New()
 		writeProto(mh, s.Mesh)
 		f.mesh = mh.Sum64()
@@ -51,11 +52,12 @@ func (s *Snapshot) fingerprints() *fingerprints {
 		}
 		slices.Sort(kinds)
 		for _, k := range kinds {
-			if k == config.ServiceEntry || k == config.WorkloadEntry {
-				continue // their effect is the services (hashed above) and the endpoints
-			}
 			for _, o := range s.Configs[k] {
-				writeUint(h, s.ObjectHash(o))
+				oh := objectHash(o)
+				f.objects[o] = oh
+				if k != config.ServiceEntry && k != config.WorkloadEntry {
+					writeUint(h, oh) // theirs is in the services (hashed above) and the endpoints
+				}
 			}
 		}
 		f.config = h.Sum64()
@@ -90,15 +92,19 @@ func (s *Snapshot) ConfigHash() uint64 { return s.fingerprints().config }
 func (s *Snapshot) MeshHash() uint64 { return s.fingerprints().mesh }
 
 // ObjectHash returns the content hash of a config object: kind, metadata (name, namespace,
-// labels, annotations, creation time) and spec. It is computed once per object and snapshot.
+// labels, annotations, creation time) and spec. The snapshot's objects are hashed once, with the
+// other fingerprints; another object is hashed on every call.
 func (s *Snapshot) ObjectHash(o *config.Object) uint64 {
 	if o == nil {
 		return 0
 	}
-	f := &s.prints
-	if v, ok := f.objects.Load(o); ok {
-		return v.(uint64)
+	if v, ok := s.fingerprints().objects[o]; ok {
+		return v
 	}
+	return objectHash(o)
+}
+
+func objectHash(o *config.Object) uint64 {
 	h := xxhash.New()
 	writeString(h, string(o.Kind))
 	writeString(h, o.Namespace)
@@ -109,9 +115,7 @@ func (s *Snapshot) ObjectHash(o *config.Object) uint64 {
 	if o.Spec != nil {
 		writeProto(h, o.Spec)
 	}
-	v := h.Sum64()
-	f.objects.Store(o, v)
-	return v
+	return h.Sum64()
 }
 
 func serviceHash(svc *registry.Service) uint64 {

@@ -48,6 +48,8 @@ type Snapshot struct {
 	cache sync.Map
 	// prints are the content hashes of the snapshot's inputs (see fingerprint.go).
 	prints fingerprints
+	// changes is the change set against the previous snapshot (see ChangesSince).
+	changes changes
 }
 
 // ServiceKey identifies a service: hostnames may repeat across namespaces.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -52,6 +53,7 @@ func New(opts Options) Generator {
 type generator struct {
 	opts  Options
 	memo  *memo               // output carried over between snapshots
+	snaps snapshots           // the newest two snapshots seen, for their change set
 	check envoyfilter.Checker // when opts.EnvoyFilterCheck is nil
 }
 
@@ -130,4 +132,27 @@ func appendAll[T types.Resource](dst []types.Resource, src []T) []types.Resource
 		dst = append(dst, r)
 	}
 	return dst
+}
+
+// snapshots remembers the newest two snapshots translated, so that the newest one's change set
+// (mesh.ChangeSet) is computed against its predecessor once.
+type snapshots struct {
+	mu         sync.Mutex
+	last, prev *mesh.Snapshot
+}
+
+// changes returns what changed since the snapshot translated before snap, or nil when unknown
+// (the first snapshot, or snap is no longer the newest).
+func (g *generator) changes(snap *mesh.Snapshot) *mesh.ChangeSet {
+	s := &g.snaps
+	s.mu.Lock()
+	if s.last == nil || snap.Version > s.last.Version {
+		s.prev, s.last = s.last, snap
+	}
+	prev := s.prev
+	if s.last != snap {
+		prev = nil
+	}
+	s.mu.Unlock()
+	return snap.ChangesSince(prev)
 }

@@ -7,7 +7,9 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
 
+	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/registry"
 	"github.com/strait-mesh/strait/controlplane/translate/listener"
@@ -30,7 +32,9 @@ type listenerTableKey struct{ shareKey }
 // listenerTable holds the chains and address listeners one build used; it is not modified
 // after the build that made it.
 type listenerTable struct {
-	print     uint64 // of the scope's telemetry and mesh config
+	version   uint64  // of the snapshot built from
+	reports   []error // what the build reported (VirtualService tcp/tls routes not applied)
+	print     uint64  // of the scope's telemetry and mesh config
 	chains    map[chainsKey]*chainsEntry
 	defaults  map[defaultChainKey]*listenerv3.FilterChain
 	address   map[string]*addressListener
@@ -80,7 +84,7 @@ func (g *generator) newListenerParts(snap *mesh.Snapshot, w mesh.Workload, key s
 	writeString(h, telemetry)
 	tk := listenerTableKey{key}
 	p := &listenerParts{snap: snap, w: w, scope: h.Sum64()}
-	p.table = &listenerTable{print: p.scope, chains: map[chainsKey]*chainsEntry{}, defaults: map[defaultChainKey]*listenerv3.FilterChain{},
+	p.table = &listenerTable{version: snap.Version, print: p.scope, chains: map[chainsKey]*chainsEntry{}, defaults: map[defaultChainKey]*listenerv3.FilterChain{},
 		address: map[string]*addressListener{}, listeners: map[string]*listenerv3.Listener{}}
 	// The previous table's parts read the scope print of that build: a table of another print
 	// (telemetry or mesh config changed) is not reused at all.
@@ -195,4 +199,32 @@ func (p *listenerParts) carryList(list []*listenerv3.Listener) *listenerList {
 		p.table.list = &listenerList{list: list, res: appendAll(nil, list)}
 	}
 	return p.table.list
+}
+
+// carried returns the previous build's table, for the current snapshot, when nothing the
+// scope's outbound listeners read changed since it (the change set names only VirtualServices
+// without tcp or tls routes, before and after, and endpoints, which listeners do not read); else
+// nil. The listeners are then the previous list, not walked service by service again.
+func (p *listenerParts) carried(ch *mesh.ChangeSet) *listenerTable {
+	if ch == nil || p.old == nil || p.old.list == nil || p.old.version != ch.From || !ch.OnlyKinds(config.VirtualService) {
+		return nil
+	}
+	for _, c := range ch.Objects {
+		if hasL4Routes(c.Old) || hasL4Routes(c.New) {
+			return nil
+		}
+	}
+	t := *p.old
+	t.version = ch.To
+	return &t
+}
+
+// hasL4Routes reports whether VirtualService o (nil allowed) has tcp or tls routes, or a spec
+// that is not a VirtualService (then it might: the caller does not carry output over).
+func hasL4Routes(o *config.Object) bool {
+	if o == nil {
+		return false
+	}
+	vs, ok := o.Spec.(*networking.VirtualService)
+	return !ok || len(vs.GetTcp()) > 0 || len(vs.GetTls()) > 0
 }

@@ -80,10 +80,18 @@ func (g *generator) outboundClusters(snap *mesh.Snapshot, sc *mesh.Scope, w mesh
 		key.scope = "" // the same services and DestinationRules as every other such namespace
 	}
 	return snap.CacheValue(key, func() any {
-		// When nothing but endpoints changed since the previous snapshot, and none of the
-		// endpoints the clusters inline, the scope's set is the previous one.
+		// When nothing but endpoints (and VirtualServices, which clusters do not read) changed
+		// since the previous snapshot, and none of the endpoints the clusters inline, the
+		// scope's set is the previous one.
 		mk := scopeSetKey{key}
-		if v, ok := g.memo.find(snap.Version, mk, snap.ConfigHash()); ok && v.(*outboundSet).endpointsCurrent(snap) {
+		v, ok := g.memo.find(snap.Version, mk, snap.ConfigHash())
+		if ch := g.changes(snap); !ok && ch.OnlyKinds(config.VirtualService) {
+			// Clusters read no VirtualService: the set of the previous snapshot is this one's.
+			if v, ok = g.memo.find(snap.Version, mk, ch.FromConfigHash); ok {
+				g.memo.put(snap.Version, mk, snap.ConfigHash(), v)
+			}
+		}
+		if ok && v.(*outboundSet).endpointsCurrent(snap) {
 			set := v.(*outboundSet)
 			if set.kept.Swap(snap.Version) != snap.Version { // once per set and snapshot
 				g.memo.keep(snap.Version, set.keys)

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"slices"
 	"strconv"
 	"sync/atomic"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
+	"github.com/strait-mesh/strait/controlplane/registry"
 	"github.com/strait-mesh/strait/controlplane/translate/route"
 )
 
@@ -30,6 +32,11 @@ import (
 // A part is reused only while the fingerprint of its inputs is unchanged — the mesh's content
 // hashes of the VirtualService, the services and DestinationRules looked up, the delegates, the
 // mesh config, and the domains — never because an object's address is the same.
+//
+// When the table was built from the previous snapshot, the snapshot's change set
+// (mesh.ChangeSet, computed once per snapshot) decides first: a part whose inputs it does not
+// name is carried over without computing its fingerprint (see MeshRoutes and VirtualHost), so a
+// change revisits only the hosts it touches; the rest take the fingerprint path.
 
 // partsKey identifies what a scope's route parts are shared by: proxies of one Sidecar scope
 // and namespace with the same selector DestinationRules (and, when a VirtualService matches
@@ -48,8 +55,10 @@ type partsTableKey struct{ partsKey }
 // modified after the build that made it: the next build reads it and makes a new table of what
 // it uses, so parts no build uses any more are dropped with the old table.
 type partsTable struct {
-	routes map[meshRoutesKey]*route.MeshRoutes
-	vhosts map[vhostKey]*vhostEntry
+	version uint64 // of the snapshot built from
+	mesh    uint64 // routeParts.mesh of the build
+	routes  map[meshRoutesKey]*route.MeshRoutes
+	vhosts  map[vhostKey]*vhostEntry
 }
 
 // meshRoutesKey identifies one VirtualService's HTTP routes on one port in a partsTable.
@@ -78,9 +87,12 @@ type vhostPrint struct {
 // VHDS resource ("<route configuration>/<virtual host>"), sharing their sub-messages; and the
 // fingerprint of the inputs it was built from.
 type vhostEntry struct {
-	print vhostPrint
-	rds   *routev3.VirtualHost
-	vhds  *routev3.VirtualHost
+	print   vhostPrint
+	domains []string
+	svc     mesh.ServiceKey   // in.Service's, zero if none
+	routes  *route.MeshRoutes // in.Routes
+	rds     *routev3.VirtualHost
+	vhds    *routev3.VirtualHost
 }
 
 // routeParts implements route.Parts for one Builder (it is not safe for concurrent use): parts
@@ -94,6 +106,10 @@ type routeParts struct {
 	old   *partsTable                                   // read only; nil on the first build
 	table *partsTable                                   // being made
 	forms map[*routev3.VirtualHost]*routev3.VirtualHost // RDS form → VHDS form of what was returned
+	// changes is what changed since old was built, when old was built from the previous
+	// snapshot with the same mesh print; else nil. Parts whose inputs it does not name are
+	// carried over without fingerprinting them again.
+	changes *mesh.ChangeSet
 }
 
 var _ route.Parts = (*routeParts)(nil)
@@ -109,10 +125,15 @@ func (g *generator) newRouteParts(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Wo
 	}
 	key := partsTableKey{partsKey{scope: sc.Key, namespace: w.Namespace, drSig: snap.DestinationRuleSignature(w), labels: labels}}
 	p := &routeParts{snap: snap, w: w, mesh: h.Sum64(),
-		table: &partsTable{routes: map[meshRoutesKey]*route.MeshRoutes{}, vhosts: map[vhostKey]*vhostEntry{}},
 		forms: map[*routev3.VirtualHost]*routev3.VirtualHost{}}
+	p.table = &partsTable{version: snap.Version, mesh: p.mesh, routes: map[meshRoutesKey]*route.MeshRoutes{}, vhosts: map[vhostKey]*vhostEntry{}}
 	if v, ok := g.memo.find(snap.Version, key, struct{}{}); ok {
 		p.old = v.(*partsTable)
+		// A Sidecar change can change which of several services with one hostname is visible
+		// without changing either: those builds fingerprint everything.
+		if ch := g.changes(snap); ch != nil && !ch.Mesh && !ch.Kinds[config.Sidecar] && p.old.version == ch.From && p.old.mesh == p.mesh {
+			p.changes = ch
+		}
 	}
 	return p, key
 }
@@ -120,6 +141,12 @@ func (g *generator) newRouteParts(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Wo
 // MeshRoutes implements route.Parts.
 func (p *routeParts) MeshRoutes(vs *config.Object, port uint32, build func() *route.MeshRoutes) *route.MeshRoutes {
 	key := meshRoutesKey{namespace: vs.Namespace, name: vs.Name, port: port}
+	if p.old != nil && p.changes != nil {
+		if r := p.old.routes[key]; r != nil && !p.changes.Object(config.VirtualService, vs.Namespace, vs.Name) && !p.touched(r.Reads) {
+			p.table.routes[key] = r
+			return r
+		}
+	}
 	vsHash := p.snap.ObjectHash(vs)
 	if p.old != nil {
 		if r := p.old.routes[key]; r != nil && r.Print == p.routesPrint(vsHash, r.Reads) {
@@ -136,6 +163,14 @@ func (p *routeParts) MeshRoutes(vs *config.Object, port uint32, build func() *ro
 // VirtualHost implements route.Parts.
 func (p *routeParts) VirtualHost(in *route.VirtualHostInputs, build func() *routev3.VirtualHost) *routev3.VirtualHost {
 	key := vhostKey{port: in.Port, name: in.Name}
+	if p.old != nil && p.changes != nil {
+		if e := p.old.vhosts[key]; e != nil && e.routes == in.Routes && e.svc == serviceKey(in.Service) &&
+			slices.Equal(e.domains, in.Domains) && (in.Service == nil || !p.changes.Hosts[in.Service.Hostname]) && !p.touched(in.Reads) {
+			p.table.vhosts[key] = e
+			p.forms[e.rds] = e.vhds
+			return e.rds
+		}
+	}
 	pr := vhostPrint{domains: stringsHash(in.Domains), reads: p.readsPrint(in.Reads), mesh: p.mesh}
 	if in.Service != nil {
 		pr.service = p.snap.ServiceHash(in.Service)
@@ -151,11 +186,39 @@ func (p *routeParts) VirtualHost(in *route.VirtualHostInputs, build func() *rout
 	}
 	if e == nil {
 		vh := build()
-		e = &vhostEntry{print: pr, rds: vh, vhds: vhdsForm(strconv.FormatUint(uint64(in.Port), 10), vh)}
+		e = &vhostEntry{print: pr, domains: in.Domains, svc: serviceKey(in.Service), routes: in.Routes, rds: vh, vhds: vhdsForm(strconv.FormatUint(uint64(in.Port), 10), vh)}
 	}
 	p.table.vhosts[key] = e
 	p.forms[e.rds] = e.vhds
 	return e.rds
+}
+
+// serviceKey returns svc's key, the zero key for nil.
+func serviceKey(svc *registry.Service) mesh.ServiceKey {
+	if svc == nil {
+		return mesh.ServiceKey{}
+	}
+	return svc.Key()
+}
+
+// touched reports whether the change set names something reads lists: a service of a host
+// looked up, any DestinationRule when one was looked up (a new rule may apply to a host by a
+// wildcard), or a delegate.
+func (p *routeParts) touched(reads route.Reads) bool {
+	for _, host := range reads.Services {
+		if p.changes.Hosts[host] {
+			return true
+		}
+	}
+	if len(reads.DestinationRules) > 0 && p.changes.Kinds[config.DestinationRule] {
+		return true
+	}
+	for _, d := range reads.Delegates {
+		if p.changes.Object(config.VirtualService, d.Namespace, d.Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // routesPrint fingerprints a VirtualService's routes: the VirtualService, the mesh config and

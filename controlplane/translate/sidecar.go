@@ -3,6 +3,7 @@ package translate
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
@@ -332,13 +333,21 @@ func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.
 		}
 		return rs, nil
 	}
-	listeners, err := listener.BuildOutbound(listener.Outbound{Snap: snap, Scope: sc, Workload: w, Explicit: explicit, Telemetry: tel.Client,
-		TCPRoutes: tcpRoutes, Report: func(err error) { reports = append(reports, err) }, Parts: lparts})
-	if err != nil {
-		out.err = err
-		return out
+	if t := lparts.carried(g.changes(snap)); t != nil {
+		// Nothing the listeners read changed since the previous snapshot: the previous list.
+		lparts.table = t
+		out.listeners = t.list
+		reports = append(reports, t.reports...)
+	} else {
+		listeners, err := listener.BuildOutbound(listener.Outbound{Snap: snap, Scope: sc, Workload: w, Explicit: explicit, Telemetry: tel.Client,
+			TCPRoutes: tcpRoutes, Report: func(err error) { reports = append(reports, err) }, Parts: lparts})
+		if err != nil {
+			out.err = err
+			return out
+		}
+		out.listeners = lparts.carryList(listeners)
+		lparts.table.reports = slices.Clip(reports)
 	}
-	out.listeners = lparts.carryList(listeners)
 	g.memo.put(snap.Version, lpartsKey, lparts.table.print, lparts.table)
 	routes, err := outboundRoutes(b, httpRoutePorts(sc))
 	if err != nil {
