@@ -201,11 +201,21 @@ func (p *listenerParts) carryList(list []*listenerv3.Listener) *listenerList {
 	return p.table.list
 }
 
+// listenerListCarryOver enables carrying a scope's whole outbound listener list over (see carried).
+const listenerListCarryOver = false
+
 // carried returns the previous build's table, for the current snapshot, when nothing the
 // scope's outbound listeners read changed since it (the change set names only VirtualServices
 // without tcp or tls routes, before and after, and endpoints, which listeners do not read); else
 // nil. The listeners are then the previous list, not walked service by service again.
 func (p *listenerParts) carried(ch *mesh.ChangeSet) *listenerTable {
+	// Off: the randomized sequence test (TestChangeSequenceEqualsFreshGenerator) found seeds
+	// where a carried list differs from a fresh build (address listeners after a
+	// VirtualService-only change, about 1 run in 20): what the listeners read of HTTP
+	// VirtualServices is not yet pinned down. The per-chain fingerprints still carry parts over.
+	if !listenerListCarryOver {
+		return nil
+	}
 	if ch == nil || p.old == nil || p.old.list == nil || p.old.version != ch.From || !ch.OnlyKinds(config.VirtualService) {
 		return nil
 	}
