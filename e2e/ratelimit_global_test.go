@@ -129,33 +129,10 @@ func globalRateLimitTask(t *testing.T, rlsIP string, rlsPort int, stopService fu
 	t.Helper()
 	app := startBackend(t, "127.0.0.1", "productpage", backendOptions{})
 	portA, portB := testenv.FreePort(t), testenv.FreePort(t)
-	gateway := func(name string, port int) string {
-		return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: %s, namespace: istio-system}
-spec:
-  selector: {gateway: %s}
-  servers: [{port: {number: %d, name: http, protocol: HTTP}, hosts: ["*"]}]
-`, name, name, port)
-	}
-	cfg := staticServiceYAML("productpage.default.svc.cluster.local", 9080, "http", "HTTP",
-		fmt.Sprintf("{address: 127.0.0.1, ports: {http: %d}}", app.Port)) +
-		"---\n" + staticServiceYAML("ratelimit.default.svc.cluster.local", 8081, "grpc", "GRPC",
-		fmt.Sprintf("{address: %s, ports: {grpc: %d}}", rlsIP, rlsPort)) +
-		"---\n" + gateway("gw-a", portA) + "---\n" + gateway("gw-b", portB) +
-		"---\n" + virtualServiceYAML("bookinfo", "istio-system", `  hosts: ["*"]
-  gateways: [gw-a, gw-b]
-  http:
-  - route: [{destination: {host: productpage.default.svc.cluster.local, port: {number: 9080}}}]
-`)
+	cfg := twoGatewayMesh(app.Port, portA, portB) + "---\n" + staticServiceYAML("ratelimit.default.svc.cluster.local", 8081, "grpc", "GRPC",
+		fmt.Sprintf("{address: %s, ports: {grpc: %d}}", rlsIP, rlsPort))
 	sd := testenv.StartStraitd(t, map[string]string{"mesh.yaml": cfg, "ratelimit.yaml": globalRateLimitEnvoyFilter(true)})
-	gws := []*testenv.Proxy{
-		testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "router", Name: "ingressgateway-a", Namespace: "istio-system",
-			Labels: map[string]string{"istio": "ingressgateway", "gateway": "gw-a"}}),
-		testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "router", Name: "ingressgateway-b", Namespace: "istio-system",
-			Labels: map[string]string{"istio": "ingressgateway", "gateway": "gw-b"}}),
-	}
-	urls := []string{fmt.Sprintf("http://127.0.0.1:%d", portA), fmt.Sprintf("http://127.0.0.1:%d", portB)}
+	gws, urls := startTwoGateways(t, sd, portA, portB)
 	const target = "outbound|9080||productpage.default.svc.cluster.local"
 
 	// Both gateways call the service: /warmup has its own large budget.
@@ -245,4 +222,39 @@ func sharedBudgetBurst(t *testing.T, urls []string, budget int, check func(http.
 		t.Fatalf("%d requests alternating between the gateways: %d answered, %d limited; want %d and %d",
 			2*budget, ok, limited, budget, budget)
 	}
+}
+
+// twoGatewayMesh is the mesh of the global rate-limit tests: productpage (listening on appPort)
+// behind two ingress gateways, gw-a on portA and gw-b on portB, routed by one VirtualService.
+func twoGatewayMesh(appPort, portA, portB int) string {
+	gateway := func(name string, port int) string {
+		return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: %s, namespace: istio-system}
+spec:
+  selector: {gateway: %s}
+  servers: [{port: {number: %d, name: http, protocol: HTTP}, hosts: ["*"]}]
+`, name, name, port)
+	}
+	return staticServiceYAML("productpage.default.svc.cluster.local", 9080, "http", "HTTP",
+		fmt.Sprintf("{address: 127.0.0.1, ports: {http: %d}}", appPort)) +
+		"---\n" + gateway("gw-a", portA) + "---\n" + gateway("gw-b", portB) +
+		"---\n" + virtualServiceYAML("bookinfo", "istio-system", `  hosts: ["*"]
+  gateways: [gw-a, gw-b]
+  http:
+  - route: [{destination: {host: productpage.default.svc.cluster.local, port: {number: 9080}}}]
+`)
+}
+
+// startTwoGateways starts the two ingress gateways of twoGatewayMesh and returns them with
+// their URLs.
+func startTwoGateways(t *testing.T, sd *testenv.Straitd, portA, portB int) ([]*testenv.Proxy, []string) {
+	t.Helper()
+	gws := []*testenv.Proxy{
+		testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "router", Name: "ingressgateway-a", Namespace: "istio-system",
+			Labels: map[string]string{"istio": "ingressgateway", "gateway": "gw-a"}}),
+		testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "router", Name: "ingressgateway-b", Namespace: "istio-system",
+			Labels: map[string]string{"istio": "ingressgateway", "gateway": "gw-b"}}),
+	}
+	return gws, []string{fmt.Sprintf("http://127.0.0.1:%d", portA), fmt.Sprintf("http://127.0.0.1:%d", portB)}
 }

@@ -48,32 +48,9 @@ func TestRateLimitKindGlobalSharedBudget(t *testing.T) {
 	app := startBackend(t, "127.0.0.1", "productpage", backendOptions{})
 	portA, portB, rlsPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 
-	gateway := func(name string, port int) string {
-		return fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: %s, namespace: istio-system}
-spec:
-  selector: {gateway: %s}
-  servers: [{port: {number: %d, name: http, protocol: HTTP}, hosts: ["*"]}]
-`, name, name, port)
-	}
-	cfg := staticServiceYAML("productpage.default.svc.cluster.local", 9080, "http", "HTTP",
-		fmt.Sprintf("{address: 127.0.0.1, ports: {http: %d}}", app.Port)) +
-		"---\n" + gateway("gw-a", portA) + "---\n" + gateway("gw-b", portB) +
-		"---\n" + virtualServiceYAML("bookinfo", "istio-system", `  hosts: ["*"]
-  gateways: [gw-a, gw-b]
-  http:
-  - route: [{destination: {host: productpage.default.svc.cluster.local, port: {number: 9080}}}]
-`)
-	sd := testenv.StartStraitd(t, map[string]string{"mesh.yaml": cfg, "ratelimit.yaml": globalRateLimitKind},
+	sd := testenv.StartStraitd(t, map[string]string{"mesh.yaml": twoGatewayMesh(app.Port, portA, portB), "ratelimit.yaml": globalRateLimitKind},
 		"--ratelimit-listen", fmt.Sprintf("%s:%d", rlsIP, rlsPort))
-	gws := []*testenv.Proxy{
-		testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "router", Name: "ingressgateway-a", Namespace: "istio-system",
-			Labels: map[string]string{"istio": "ingressgateway", "gateway": "gw-a"}}),
-		testenv.StartProxy(t, sd.XDS, testenv.ProxyOptions{Mode: "router", Name: "ingressgateway-b", Namespace: "istio-system",
-			Labels: map[string]string{"istio": "ingressgateway", "gateway": "gw-b"}}),
-	}
-	urls := []string{fmt.Sprintf("http://127.0.0.1:%d", portA), fmt.Sprintf("http://127.0.0.1:%d", portB)}
+	gws, urls := startTwoGateways(t, sd, portA, portB)
 	const target = "outbound|9080||productpage.default.svc.cluster.local"
 
 	// Both gateways call the service: /warmup is counted by its own rule.
