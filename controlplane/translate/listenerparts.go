@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"github.com/strait-mesh/strait/internal/protoshallow"
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
@@ -180,7 +181,7 @@ func sameListener(a, b *listenerv3.Listener) bool {
 	}) {
 		return false
 	}
-	return proto.Equal(shallowCopy(a, "filter_chains"), shallowCopy(b, "filter_chains"))
+	return proto.Equal(protoshallow.Copy(a, "filter_chains"), protoshallow.Copy(b, "filter_chains"))
 }
 
 // listenerList is a scope's outbound listeners, carried over whole while every listener is, so

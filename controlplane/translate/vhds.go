@@ -2,14 +2,13 @@ package translate
 
 import (
 	"fmt"
+	"github.com/strait-mesh/strait/internal/protoshallow"
 	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/strait-mesh/strait/controlplane/mesh"
 )
@@ -125,7 +124,7 @@ type vhdsList struct {
 // the new messages share rc's sub-messages (every field is carried, whatever the API version
 // adds).
 func splitRouteConfiguration(rc *routev3.RouteConfiguration, form func(*routev3.VirtualHost) *routev3.VirtualHost) *vhdsSplit {
-	out := shallowCopy(rc, "virtual_hosts")
+	out := protoshallow.Copy(rc, "virtual_hosts")
 	out.Vhds = &routev3.Vhds{ConfigSource: adsSource}
 	split := &vhdsSplit{rc: out, vhosts: make([]types.Resource, 0, len(rc.VirtualHosts))}
 	for _, vh := range rc.VirtualHosts {
@@ -141,22 +140,9 @@ func splitRouteConfiguration(rc *routev3.RouteConfiguration, form func(*routev3.
 // vhdsForm returns virtual host vh of route configuration rc as a VHDS resource: renamed, its
 // other fields shared.
 func vhdsForm(rc string, vh *routev3.VirtualHost) *routev3.VirtualHost {
-	v := shallowCopy(vh, "name")
+	v := protoshallow.Copy(vh, "name")
 	v.Name = VHDSName(rc, vh.Name)
 	return v
-}
-
-// shallowCopy returns a new message with m's fields except skip, sharing their values.
-func shallowCopy[M proto.Message](m M, skip protoreflect.Name) M {
-	src := m.ProtoReflect()
-	dst := src.New()
-	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Name() != skip {
-			dst.Set(fd, v)
-		}
-		return true
-	})
-	return dst.Interface().(M)
 }
 
 // VHDSName is the VHDS resource name of virtual host vh of route configuration rc, as Envoy

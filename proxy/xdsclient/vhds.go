@@ -3,6 +3,7 @@ package xdsclient
 import (
 	"errors"
 	"fmt"
+	"github.com/strait-mesh/strait/internal/protoshallow"
 	"hash/fnv"
 	"maps"
 	"slices"
@@ -126,7 +127,7 @@ func (c *Client) mergeVirtualHosts(r *Resource, rc *routev3.RouteConfiguration, 
 		// The resource is named "<route configuration>/<virtual host>"; the route table, its
 		// stats and `strait proxy-config route` show the virtual host's own name, as without VHDS.
 		if short, ok := strings.CutPrefix(vh.GetName(), rc.GetName()+"/"); ok {
-			cp := proto.Clone(vh).(*routev3.VirtualHost)
+			cp := protoshallow.Copy(vh, "name") // the routes are shared, not copied
 			cp.Name = short
 			vh = cp
 		}
