@@ -410,7 +410,7 @@ func (b builder) gateway() []runtime.Object {
 							"--ca-address=" + b.name("istiod") + "." + b.o.Namespace + ".svc:15012",
 							"--ca-root-cert=/var/run/secrets/istio/root-cert.pem", "--bootstrap-token-file=/var/run/secrets/tokens/istio-token",
 							"--status-address=0.0.0.0:15020", "--health-address=0.0.0.0:15021", "--prometheus-address=0.0.0.0:15090",
-							"--admin-socket=/etc/istio/proxy/admin.sock", "--dns-address="},
+							"--admin-socket=/etc/istio/proxy/admin/admin.sock", "--dns-address="},
 						Env: []corev1.EnvVar{fieldEnv("POD_NAME", "metadata.name"), fieldEnv("POD_NAMESPACE", "metadata.namespace"),
 							fieldEnv("INSTANCE_IP", "status.podIP"), fieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName")},
 						Ports: []corev1.ContainerPort{{Name: "http2", ContainerPort: 8080}, {Name: "https", ContainerPort: 8443},

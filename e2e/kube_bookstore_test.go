@@ -1,0 +1,421 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/strait-mesh/strait/controlplane/config/kube"
+	"github.com/strait-mesh/strait/controlplane/install"
+	"github.com/strait-mesh/strait/internal/testenv"
+	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
+	"github.com/strait-mesh/strait/internal/testenv/kubelet"
+)
+
+// kubeJobEnv makes this test binary a Job's application (see init): it GETs the URL in the
+// variable, retrying for up to 30 s while the answer is not a 200, and exits 0 once it is one,
+// 1 otherwise.
+const kubeJobEnv = "STRAIT_E2E_KUBE_JOB_URL"
+
+func init() {
+	url := os.Getenv(kubeJobEnv)
+	if url == "" {
+		return
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(url)
+		if err != nil {
+			fmt.Println("job:", err)
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		fmt.Printf("job: %d %s\n", resp.StatusCode, body)
+		if resp.StatusCode == http.StatusOK {
+			os.Exit(0)
+		}
+	}
+	os.Exit(1)
+}
+
+// Images of the Kubernetes tests, mapped by the kubelet stand-in to the built binaries.
+const (
+	kubeProxyImage     = "strait/proxy:test"
+	kubeStraitdImage   = "strait/straitd:test"
+	kubeBookstoreImage = "strait/bookstore:latest" // as in samples/bookstore/kube/bookstore.yaml
+	kubeJobImage       = "strait/e2e-job:test"
+)
+
+// kubeMesh is a real API server and controller manager, a kubelet stand-in running the pods, and
+// straitd on the node's address serving the mesh port, the webhooks, the config from the CRDs and
+// the Kubernetes registry, installed as `strait install` does apart from straitd's own
+// Deployment (straitd runs beside the cluster: a headless istiod Service points at it).
+type kubeMesh struct {
+	cluster *kubeenv.Cluster
+	client  kubernetes.Interface
+	objs    *kubeenv.Objects
+	node    *kubelet.Kubelet
+	ctx     context.Context
+}
+
+// startKubeMesh starts it all; podCIDR is the node's pod range.
+func startKubeMesh(t *testing.T, podCIDR string) *kubeMesh {
+	t.Helper()
+	skipShort(t)
+	if err := kubelet.Available(); err != nil {
+		if os.Getenv(kubeenv.RequireToolsEnv) != "" {
+			t.Fatalf("kubelet stand-in: %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	cluster := kubeenv.Start(t, kubeenv.Options{ControllerManager: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	if err := kube.InstallCRDs(ctx, cluster.Config); err != nil {
+		t.Fatal(err)
+	}
+	bin := testenv.Binaries(t)
+	jobBin := e2eBinaryCopy(t)
+	node := kubelet.Start(t, cluster.Config, kubelet.Options{PodCIDR: netip.MustParsePrefix(podCIDR), Images: map[string]kubelet.Image{
+		kubeProxyImage:     {Binary: filepath.Join(bin, "strait-proxy"), Commands: []string{"/usr/local/bin/strait-proxy"}},
+		kubeStraitdImage:   {Binary: filepath.Join(bin, "straitd"), Commands: []string{"/usr/local/bin/straitd"}},
+		kubeBookstoreImage: {Binary: filepath.Join(bin, "bookstore")},
+		kubeJobImage:       {Binary: jobBin},
+	}})
+	m := &kubeMesh{cluster: cluster, client: kubernetes.NewForConfigOrDie(cluster.Config), objs: cluster.Objects(t), node: node, ctx: ctx}
+
+	// `strait install`'s objects, but straitd runs here: its webhooks by URL on loopback (the
+	// API server's side), its mesh port on the node's address behind a headless istiod Service.
+	objs, err := install.Manifests(install.Options{ControlPlaneImage: kubeStraitdImage, ProxyImage: kubeProxyImage, IngressGateway: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (127.0.0.1: the webhooks' serving certificate names loopback by that address only.)
+	webhookAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	var keep []runtime.Object
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *appsv1.Deployment:
+			if o.Name == "istiod" {
+				continue
+			}
+		case *policyv1.PodDisruptionBudget:
+			continue // of straitd's Deployment
+		case *corev1.Service:
+			if o.Name == "istiod" {
+				o.Spec.ClusterIP, o.Spec.Selector = corev1.ClusterIPNone, nil
+			}
+		case *admissionregistrationv1.MutatingWebhookConfiguration:
+			for i := range o.Webhooks {
+				o.Webhooks[i].ClientConfig = webhookURL(webhookAddr, o.Webhooks[i].ClientConfig)
+			}
+		case *admissionregistrationv1.ValidatingWebhookConfiguration:
+			for i := range o.Webhooks {
+				o.Webhooks[i].ClientConfig = webhookURL(webhookAddr, o.Webhooks[i].ClientConfig)
+			}
+		}
+		keep = append(keep, o)
+	}
+	if err := install.Apply(ctx, cluster.Config, keep, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.objs.Create(ctx, `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: istiod-outside
+  namespace: istio-system
+  labels: {kubernetes.io/service-name: istiod, endpointslice.kubernetes.io/managed-by: strait-e2e}
+addressType: IPv4
+endpoints: [{addresses: [`+node.Address.String()+`]}]
+ports: [{name: https-dns, port: 15012, protocol: TCP}]
+`); err != nil {
+		t.Fatal(err)
+	}
+
+	testenv.StartStraitd(t, nil, "--kubeconfig", cluster.Kubeconfig,
+		"--mesh-address", node.Address.String()+":15012", "--webhook-listen", webhookAddr, "--proxy-image", kubeProxyImage,
+		"--injector-webhook-config", "istio-sidecar-injector", "--validator-webhook-config", "istio-validator-istio-system")
+	poll(t, 60*time.Second, "the webhooks' CA bundles", func() error {
+		mw, err := m.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "istio-sidecar-injector", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, w := range mw.Webhooks {
+			if len(w.ClientConfig.CABundle) == 0 {
+				return fmt.Errorf("webhook %s has no CA bundle", w.Name)
+			}
+		}
+		return nil
+	})
+	return m
+}
+
+// webhookURL points a webhook at straitd's address, keeping its path.
+func webhookURL(addr string, c admissionregistrationv1.WebhookClientConfig) admissionregistrationv1.WebhookClientConfig {
+	path := "/"
+	if c.Service != nil && c.Service.Path != nil {
+		path = *c.Service.Path
+	}
+	url := "https://" + addr + path
+	return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: c.CABundle}
+}
+
+// e2eBinaryCopy copies this test binary where any user can run it: the Job's image.
+func e2eBinaryCopy(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "strait-e2e-job-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "job")
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// poll checks cond every 250 ms until it returns nil, failing the test after timeout. It waits;
+// it never asserts on time.
+func poll(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// readFile reads a file of the repository (relative to e2e/).
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// waitDeploymentsReady waits until every Deployment of namespace has all its replicas available.
+func (m *kubeMesh) waitDeploymentsReady(t *testing.T, namespace string, timeout time.Duration) {
+	t.Helper()
+	poll(t, timeout, "Deployments in "+namespace+" available", func() error {
+		list, err := m.client.AppsV1().Deployments(namespace).List(m.ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, d := range list.Items {
+			if d.Spec.Replicas != nil && d.Status.AvailableReplicas < *d.Spec.Replicas {
+				return fmt.Errorf("Deployment %s/%s: %d of %d available", namespace, d.Name, d.Status.AvailableReplicas, *d.Spec.Replicas)
+			}
+		}
+		return nil
+	})
+}
+
+// podIP returns the address of the (first) ready pod with the label selector.
+func (m *kubeMesh) podIP(t *testing.T, namespace, selector string) string {
+	t.Helper()
+	list, err := m.client.CoreV1().Pods(namespace).List(m.ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list.Items {
+		if p.Status.PodIP != "" && p.DeletionTimestamp == nil {
+			return p.Status.PodIP
+		}
+	}
+	t.Fatalf("no pod %s in %s", selector, namespace)
+	return ""
+}
+
+// versions GETs url and returns the bookstore's X-Bookstore-Versions header of a 200.
+func versions(ctx context.Context, url string, header http.Header) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, body)
+	}
+	return resp.Header.Get("X-Bookstore-Versions"), nil
+}
+
+// TestKubernetesBookstore runs the bookstore on Kubernetes as a user would: `strait install`'s
+// objects, the default namespace labelled istio-injection=enabled, the Deployments and Services
+// of samples/bookstore/kube from plain YAML, the DestinationRules and Gateway of
+// samples/bookstore/config as custom resources. The kubelet stand-in runs the pods as the API
+// server stored them, injected: istio-init's iptables, strait-proxy as a native sidecar with its
+// service-account token, the probes through the sidecar. The bookstore answers through the
+// sidecars (web's pod address) and through the ingress gateway; samples/bookstore/scenarios'
+// reviews-v1.yaml then sends every request to reviews v1. Last, a Job with an injected sidecar
+// fetches ratings through the mesh and completes.
+func TestKubernetesBookstore(t *testing.T) {
+	m := startKubeMesh(t, "198.18.180.0/24")
+	ns, err := m.client.CoreV1().Namespaces().Get(m.ctx, "default", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Labels["istio-injection"] = "enabled"
+	if _, err := m.client.CoreV1().Namespaces().Update(m.ctx, ns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"../samples/bookstore/config/destination-rules.yaml", "../samples/bookstore/config/gateway.yaml",
+		"../samples/bookstore/kube/bookstore.yaml"} {
+		if _, err := m.objs.Create(m.ctx, readFile(t, f)); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	m.waitDeploymentsReady(t, "default", 2*time.Minute)
+	m.waitDeploymentsReady(t, "istio-system", time.Minute)
+
+	pod, err := m.client.CoreV1().Pods("default").List(m.ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil || len(pod.Items) != 1 {
+		t.Fatalf("web pods: %v %v", pod, err)
+	}
+	var inits []string
+	for _, c := range pod.Items[0].Spec.InitContainers {
+		inits = append(inits, c.Name)
+	}
+	if strings.Join(inits, ",") != "istio-init,istio-proxy" {
+		t.Fatalf("the web pod was not injected: init containers %v", inits)
+	}
+
+	web := "http://" + m.podIP(t, "default", "app=web") + ":9080/api/book/0"
+	gateway := "http://" + m.podIP(t, "istio-system", "istio=ingressgateway") + ":8080/api/book/0"
+	// Every version of reviews answers in turn (no route for reviews yet), through web's sidecar
+	// and through the gateway.
+	for _, url := range []string{web, gateway} {
+		seen := map[string]bool{}
+		poll(t, 60*time.Second, "every reviews version through "+url, func() error {
+			v, err := versions(m.ctx, url, nil)
+			if err != nil {
+				return err
+			}
+			for _, want := range []string{"details=v1", "web=v1"} {
+				if !strings.Contains(v, want) {
+					return fmt.Errorf("versions %q lack %s", v, want)
+				}
+			}
+			for _, r := range []string{"reviews=v1", "reviews=v2,", "reviews=v3"} {
+				if strings.Contains(v, r) {
+					seen[r] = true
+				}
+			}
+			if strings.Contains(v, "reviews=v2") || strings.Contains(v, "reviews=v3") {
+				if !strings.Contains(v, "ratings=v1") {
+					return fmt.Errorf("versions %q: reviews v2/v3 without ratings", v)
+				}
+			}
+			if len(seen) < 3 {
+				return fmt.Errorf("seen %v so far", seen)
+			}
+			return nil
+		})
+	}
+
+	// The same VirtualService as `strait apply -f samples/bookstore/scenarios/reviews-v1.yaml`.
+	if _, err := m.objs.Create(m.ctx, readFile(t, "../samples/bookstore/scenarios/reviews-v1.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "reviews v1 only", func() error {
+		for i := 0; i < 10; i++ {
+			v, err := versions(m.ctx, gateway, nil)
+			if err != nil {
+				return err
+			}
+			if v != "details=v1,reviews=v1,web=v1" {
+				return fmt.Errorf("request %d: versions %q", i, v)
+			}
+		}
+		return nil
+	})
+	for i := 0; i < 30; i++ {
+		if v, err := versions(m.ctx, gateway, nil); err != nil || v != "details=v1,reviews=v1,web=v1" {
+			t.Fatalf("with reviews-v1.yaml, request %d: %q %v", i, v, err)
+		}
+	}
+
+	t.Run("JobWithSidecarCompletes", func(t *testing.T) {
+		if _, err := m.objs.Create(m.ctx, `apiVersion: batch/v1
+kind: Job
+metadata: {name: fetch-ratings, namespace: default}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: fetch
+        image: `+kubeJobImage+`
+        env: [{name: `+kubeJobEnv+`, value: "http://ratings:9080/ratings/0"}]
+`); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, 90*time.Second, "the Job's completion", func() error {
+			j, err := m.client.BatchV1().Jobs("default").Get(m.ctx, "fetch-ratings", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if j.Status.Failed > 0 {
+				t.Fatalf("the Job failed: %+v", j.Status)
+			}
+			if j.Status.Succeeded != 1 {
+				return fmt.Errorf("Job status %+v", j.Status)
+			}
+			return nil
+		})
+		pods, err := m.client.CoreV1().Pods("default").List(m.ctx, metav1.ListOptions{LabelSelector: "job-name=fetch-ratings"})
+		if err != nil || len(pods.Items) != 1 {
+			t.Fatalf("the Job's pods: %v", err)
+		}
+		p := pods.Items[0]
+		if len(p.Spec.InitContainers) != 2 || p.Spec.InitContainers[1].Name != "istio-proxy" || p.Status.Phase != corev1.PodSucceeded {
+			t.Errorf("the Job's pod: init containers %d, phase %s", len(p.Spec.InitContainers), p.Status.Phase)
+		}
+		if logs := m.node.Logs("default", p.Name, "fetch"); !strings.Contains(logs, "job: 200") || !strings.Contains(logs, `"service":"ratings"`) {
+			t.Errorf("the Job's output:\n%s", logs)
+		}
+	})
+}
