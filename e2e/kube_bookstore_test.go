@@ -414,7 +414,7 @@ spec:
 		if len(p.Spec.InitContainers) != 2 || p.Spec.InitContainers[1].Name != "istio-proxy" || p.Status.Phase != corev1.PodSucceeded {
 			t.Errorf("the Job's pod: init containers %d, phase %s", len(p.Spec.InitContainers), p.Status.Phase)
 		}
-		if logs := m.node.Logs("default", p.Name, "fetch"); !strings.Contains(logs, "job: 200") || !strings.Contains(logs, `"service":"ratings"`) {
+		if logs := m.node.Logs("default", p.Name, "fetch"); !strings.Contains(logs, "job: 200") || !strings.Contains(logs, `"service": "ratings"`) {
 			t.Errorf("the Job's output:\n%s", logs)
 		}
 	})

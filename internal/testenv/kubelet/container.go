@@ -56,6 +56,11 @@ func (c *container) start() (*process, error) {
 		return nil, fmt.Errorf("the pod has no network namespace")
 	}
 	mounts := append(mountArgs(c.spec, vols), filepath.Join(dir, "resolv.conf"), "/etc/resolv.conf", "ro")
+	for i := 1; i < len(mounts); i += 3 {
+		if err := w.k.mountPoint(mounts[i]); err != nil {
+			return nil, err
+		}
+	}
 	uid, gid := runAs(pod, c.spec)
 	return startProcess(ns.Path(), mounts, uid, gid, env, argv, filepath.Join(dir, c.spec.Name+".log"))
 }

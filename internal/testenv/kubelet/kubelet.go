@@ -101,6 +101,9 @@ type Kubelet struct {
 	workers map[types.UID]*podWorker
 	usedIPs map[netip.Addr]bool
 	seq     int
+	// created are the mount points the kubelet created on the host, in order; stop removes
+	// those still empty.
+	created []string
 	wg      sync.WaitGroup
 }
 
@@ -325,6 +328,29 @@ func (k *Kubelet) nextNetns() string {
 	return fmt.Sprintf("kl-%s-%d", shortHash(k.NodeName), k.seq)
 }
 
+// mountPoint makes sure a volume's mount path exists: the missing directories are created on the
+// host (containers share its file system) and removed again, if still empty, when the kubelet
+// stops.
+func (k *Kubelet) mountPoint(target string) error {
+	if !filepath.IsAbs(target) {
+		return fmt.Errorf("mount path %q is not absolute", target)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p := "/"
+	for _, part := range strings.Split(strings.Trim(filepath.Clean(target), "/"), "/") {
+		p = filepath.Join(p, part)
+		if _, err := os.Lstat(p); err == nil {
+			continue
+		}
+		if err := os.Mkdir(p, 0o755); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("creating mount point %s: %w", p, err)
+		}
+		k.created = append(k.created, p)
+	}
+	return nil
+}
+
 // resolvConf is a pod's /etc/resolv.conf (the kubelet's ClusterFirst DNS policy).
 func (k *Kubelet) resolvConf(namespace string) string {
 	d := k.opts.Domain
@@ -369,6 +395,9 @@ func (k *Kubelet) stop(t testing.TB) {
 	}
 	if err := netns.DeleteLink(k.opts.Bridge); err != nil {
 		t.Errorf("kubelet: %v", err)
+	}
+	for i := len(k.created) - 1; i >= 0; i-- {
+		_ = os.Remove(k.created[i]) // only when empty: another test may use it
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

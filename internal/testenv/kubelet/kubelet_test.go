@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,6 +60,10 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
+	case "ignore-term":
+		signal.Ignore(syscall.SIGTERM)
+		time.Sleep(2 * time.Minute)
+		os.Exit(0)
 	case "exit0":
 		time.Sleep(500 * time.Millisecond)
 		os.Exit(0)
@@ -218,6 +224,16 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: stubborn
+    image: test/app:1
+    env: [{name: `+appEnv+`, value: ignore-term}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: nginx}
 spec:
   containers: [{name: nginx, image: nginx:latest}]
@@ -318,19 +334,28 @@ spec:
 	}
 	phase("job", corev1.PodSucceeded)
 
-	zero := int64(1)
-	if err := client.CoreV1().Pods("default").Delete(ctx, "web", metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
-		t.Fatal(err)
+	phase("stubborn", corev1.PodRunning)
+	one := int64(1)
+	for _, name := range []string{"web", "stubborn"} {
+		if err := client.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &one}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	testenv.Eventually(t, 30*time.Second, func() error {
-		if _, err := client.CoreV1().Pods("default").Get(ctx, "web", metav1.GetOptions{}); err == nil {
-			return fmt.Errorf("pod web still there")
+	for name, code := range map[string]string{"web": "exited with code 143", "stubborn": "exited with code 137"} {
+		testenv.Eventually(t, 30*time.Second, func() error {
+			if _, err := client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{}); err == nil {
+				return fmt.Errorf("pod %s still there", name)
+			}
+			if ns := k.PodNetns("default", name); ns != "" {
+				return fmt.Errorf("pod %s still has namespace %s", name, ns)
+			}
+			return nil
+		})
+		// SIGTERM ends the server (128+15); the one ignoring it is killed (128+9).
+		if logs := k.Logs("default", name, name); !strings.Contains(logs, code) {
+			t.Errorf("pod %s: want %q in its log:\n%s", name, code, logs)
 		}
-		if ns := k.PodNetns("default", "web"); ns != "" {
-			return fmt.Errorf("pod web still has namespace %s", ns)
-		}
-		return nil
-	})
+	}
 }
 
 // executableCopy copies the test binary where any user can run it (uid 1234 does).

@@ -11,13 +11,12 @@ import (
 )
 
 // mountScript runs in the container's own mount namespace: it bind-mounts each (source, target,
-// mode) triple of its arguments up to "--", read-only when mode is "ro", then execs the rest.
-// Mount points that do not exist are created (on the host's file system: empty directories).
+// mode) triple of its arguments up to "--", read-only when mode is "ro", then execs the rest. The
+// targets exist (Kubelet.mountPoint).
 const mountScript = `set -e
 while [ "$1" != "--" ]; do
   src=$1 dst=$2 mode=$3
   shift 3
-  if [ -d "$src" ]; then mkdir -p "$dst"; fi
   mount --bind "$src" "$dst"
   if [ "$mode" = ro ]; then mount -o remount,bind,ro "$dst"; fi
 done
