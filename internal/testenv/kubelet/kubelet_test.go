@@ -169,9 +169,10 @@ func TestClusterDNS(t *testing.T) {
 }
 
 // TestPodsRun runs pods on a real API server: a pod with downward-API env, volumes, a projected
-// token, a readiness probe and runAsUser becomes Ready with its address and answers there; a pod
-// of an unknown image fails naming it; a Job-style pod with a native sidecar succeeds; a deleted
-// pod is stopped and removed.
+// token, a readiness probe and runAsUser becomes Ready with its address, answers there, resolves
+// its Service's name and becomes its ready endpoint; a pod of an unknown image fails naming it;
+// one failing its liveness probe is restarted; a Job-style pod with a native sidecar succeeds; a
+// deleted pod is stopped with SIGTERM, or SIGKILL once it outlasts its grace period, and removed.
 func TestPodsRun(t *testing.T) {
 	if err := Available(); err != nil {
 		t.Skipf("skipping: %v", err)
@@ -231,6 +232,17 @@ spec:
   - name: stubborn
     image: test/app:1
     env: [{name: `+appEnv+`, value: ignore-term}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unwell}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: unwell
+    image: test/app:1
+    env: [{name: `+appEnv+`, value: serve}]
+    livenessProbe: {tcpSocket: {port: 9999}, periodSeconds: 1, failureThreshold: 1}
 ---
 apiVersion: v1
 kind: Pod
@@ -333,6 +345,17 @@ spec:
 		t.Errorf("the nginx pod's message: %q", p.Status.Message)
 	}
 	phase("job", corev1.PodSucceeded)
+	// A container failing its liveness probe is restarted (restartPolicy Always).
+	testenv.Eventually(t, 60*time.Second, func() error {
+		p, err := client.CoreV1().Pods("default").Get(ctx, "unwell", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(p.Status.ContainerStatuses) != 1 || p.Status.ContainerStatuses[0].RestartCount < 1 {
+			return fmt.Errorf("pod unwell not restarted: %+v", p.Status.ContainerStatuses)
+		}
+		return nil
+	})
 
 	phase("stubborn", corev1.PodRunning)
 	one := int64(1)
