@@ -90,7 +90,7 @@ func startKubeMesh(t *testing.T, podCIDR string) *kubeMesh {
 		t.Fatal(err)
 	}
 	bin := testenv.Binaries(t)
-	jobBin := e2eBinaryCopy(t)
+	jobBin := kubelet.TestBinaryCopy(t)
 	node := kubelet.Start(t, cluster.Config, kubelet.Options{PodCIDR: netip.MustParsePrefix(podCIDR), Images: map[string]kubelet.Image{
 		kubeProxyImage:     {Binary: filepath.Join(bin, "strait-proxy"), Commands: []string{"/usr/local/bin/strait-proxy"}},
 		kubeStraitdImage:   {Binary: filepath.Join(bin, "straitd"), Commands: []string{"/usr/local/bin/straitd"}},
@@ -173,32 +173,6 @@ func webhookURL(addr string, c admissionregistrationv1.WebhookClientConfig) admi
 	}
 	url := "https://" + addr + path
 	return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: c.CABundle}
-}
-
-// e2eBinaryCopy copies this test binary where any user can run it: the Job's image.
-func e2eBinaryCopy(t *testing.T) string {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "strait-e2e-job-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "job")
-	if err := os.WriteFile(path, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // poll checks cond every 250 ms until it returns nil, failing the test after timeout. It waits;
@@ -414,7 +388,9 @@ spec:
 		if len(p.Spec.InitContainers) != 2 || p.Spec.InitContainers[1].Name != "istio-proxy" || p.Status.Phase != corev1.PodSucceeded {
 			t.Errorf("the Job's pod: init containers %d, phase %s", len(p.Spec.InitContainers), p.Status.Phase)
 		}
-		if logs := m.node.Logs("default", p.Name, "fetch"); !strings.Contains(logs, "job: 200") || !strings.Contains(logs, `"service": "ratings"`) {
+		// ratings saw the Job's identity: the request went through both sidecars over mutual TLS.
+		if logs := m.node.Logs("default", p.Name, "fetch"); !strings.Contains(logs, "job: 200") || !strings.Contains(logs, `"service": "ratings"`) ||
+			!strings.Contains(logs, `"caller": "spiffe://cluster.local/ns/default/sa/default"`) {
 			t.Errorf("the Job's output:\n%s", logs)
 		}
 	})

@@ -28,8 +28,8 @@ const (
 	// adminSocket is in a directory of its own that strait-proxy creates (0700, its uid): the
 	// kubelet makes an emptyDir world-writable (0777), which the proxy refuses for its socket.
 	adminSocket = proxyConfigDir + "/admin/admin.sock"
-	caCertDir      = "/var/run/secrets/istio"
-	tokenDir       = "/var/run/secrets/tokens"
+	caCertDir   = "/var/run/secrets/istio"
+	tokenDir    = "/var/run/secrets/tokens"
 	// TokenAudience is the audience of the projected service-account token the sidecar
 	// presents to the CA (Istio's).
 	TokenAudience = "istio-ca"

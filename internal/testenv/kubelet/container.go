@@ -226,7 +226,7 @@ func (c *container) probeLoop(ctx context.Context, p *corev1.Probe, ip string, t
 	}
 	succ, fails := 0, 0
 	for {
-		if err := runProbe(ctx, p, ip, c.spec, t.timeout); err == nil {
+		if err := runProbe(ctx, p, ip, c.spec); err == nil {
 			succ, fails = succ+1, 0
 			if succ >= t.success && !result(true) {
 				return true

@@ -178,7 +178,7 @@ func TestPodsRun(t *testing.T) {
 		t.Skipf("skipping: %v", err)
 	}
 	cluster := kubeenv.Start(t, kubeenv.Options{ControllerManager: true})
-	self := executableCopy(t)
+	self := TestBinaryCopy(t)
 	k := Start(t, cluster.Config, Options{PodCIDR: netip.MustParsePrefix("198.18.189.0/24"),
 		Images: map[string]Image{"test/app:1": {Binary: self}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -379,30 +379,4 @@ spec:
 			t.Errorf("pod %s: want %q in its log:\n%s", name, code, logs)
 		}
 	}
-}
-
-// executableCopy copies the test binary where any user can run it (uid 1234 does).
-func executableCopy(t *testing.T) string {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "kubelet-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := dir + "/app"
-	if err := os.WriteFile(path, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }

@@ -3,11 +3,16 @@ package kubelet
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
+	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/strait-mesh/strait/controlplane/inject"
 )
 
 // Image is what a container image means on this node: the binary that is its entrypoint.
@@ -17,6 +22,33 @@ type Image struct {
 	// Commands are the names a container's command may give the binary (for example
 	// "strait-proxy" and "/usr/local/bin/strait-proxy"); the base name of Binary always counts.
 	Commands []string
+}
+
+// TestBinaryCopy copies the running (test) binary where any user can run it, and returns its path:
+// an image for pods whose containers run as another user than root. The copy goes with the test.
+func TestBinaryCopy(t testing.TB) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "strait-test-image-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, filepath.Base(self))
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // admit checks that the kubelet can run everything the pod asks for, and returns an error naming
@@ -63,11 +95,11 @@ func (k *Kubelet) admit(pod *corev1.Pod) error {
 			if p == nil {
 				continue
 			}
-			if p.Exec != nil || p.GRPC != nil {
-				return fmt.Errorf("%s (%s).%s: only httpGet and tcpSocket probes are supported by the test kubelet", field, c.Name, name)
+			if p.Exec != nil {
+				return fmt.Errorf("%s (%s).%s.exec: only httpGet, tcpSocket and grpc probes are supported by the test kubelet", field, c.Name, name)
 			}
-			if p.HTTPGet != nil && p.HTTPGet.Scheme == corev1.URISchemeHTTPS {
-				return fmt.Errorf("%s (%s).%s.httpGet.scheme: HTTPS is not supported by the test kubelet", field, c.Name, name)
+			if _, ok := inject.OriginalProbe(&c, p); !ok {
+				return fmt.Errorf("%s (%s).%s: no handler, or a port the container does not name", field, c.Name, name)
 			}
 		}
 		if c.Lifecycle != nil && (c.Lifecycle.PostStart != nil || c.Lifecycle.PreStop != nil) {
