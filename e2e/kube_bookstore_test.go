@@ -53,6 +53,10 @@ func init() {
 	os.Exit(1)
 }
 
+// kubeRollingEnv runs the rolling update under load of TestKubernetesBookstore, which does not
+// pass yet.
+const kubeRollingEnv = "STRAIT_E2E_KUBE_ROLLING"
+
 // Images of the Kubernetes tests, mapped by the kubelet stand-in to the built binaries.
 const (
 	kubeProxyImage     = "strait/proxy:test"
@@ -351,6 +355,14 @@ func TestKubernetesBookstore(t *testing.T) {
 		}
 	}
 
+	t.Run("RollingUpdateUnderLoad", func(t *testing.T) {
+		if os.Getenv(kubeRollingEnv) == "" {
+			t.Skipf("skipping: a rolling update under load still fails about 1 request in 1,500 (issue 9, pod lifecycle: "+
+				"the app exits on SIGTERM before every proxy has dropped its endpoint); set %s=1 to run it", kubeRollingEnv)
+		}
+		m.rollingUpdate(t, gateway)
+	})
+
 	t.Run("JobWithSidecarCompletes", func(t *testing.T) {
 		if _, err := m.objs.Create(m.ctx, `apiVersion: batch/v1
 kind: Job
@@ -394,4 +406,69 @@ spec:
 			t.Errorf("the Job's output:\n%s", logs)
 		}
 	})
+}
+
+// rollingUpdate restarts reviews-v1 (as `kubectl rollout restart`) while a client sends requests
+// through the ingress one after another, and checks that every answer is a 200 with reviews v1 in
+// it: the old pod leaves load balancing before it stops serving.
+func (m *kubeMesh) rollingUpdate(t *testing.T, url string) {
+	deps := m.client.AppsV1().Deployments("default")
+	old, err := m.client.CoreV1().Pods("default").List(m.ctx, metav1.ListOptions{LabelSelector: "app=reviews,version=v1"})
+	if err != nil || len(old.Items) != 1 {
+		t.Fatalf("reviews-v1 pods: %v", err)
+	}
+	type result struct {
+		n      int
+		failed []string
+	}
+	stop := make(chan struct{})
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		// Bounded: at most 3000 requests or 3 minutes.
+		for deadline := time.Now().Add(3 * time.Minute); r.n < 3000 && time.Now().Before(deadline); r.n++ {
+			select {
+			case <-stop:
+				done <- r
+				return
+			default:
+			}
+			if v, err := versions(m.ctx, url, nil); err != nil || v != "details=v1,reviews=v1,web=v1" {
+				r.failed = append(r.failed, fmt.Sprintf("request %d: %q %v", r.n, v, err))
+			}
+		}
+		done <- r
+	}()
+	d, err := deps.Get(m.ctx, "reviews-v1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Spec.Template.Annotations == nil {
+		d.Spec.Template.Annotations = map[string]string{}
+	}
+	d.Spec.Template.Annotations["kubectl.kubernetes.io/restartedAt"] = time.Now().Format(time.RFC3339)
+	if _, err := deps.Update(m.ctx, d, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 2*time.Minute, "the rollout of reviews-v1 and the old pod gone", func() error {
+		d, err := deps.Get(m.ctx, "reviews-v1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas != 1 || d.Status.AvailableReplicas != 1 || d.Status.Replicas != 1 {
+			return fmt.Errorf("rollout status %+v", d.Status)
+		}
+		if _, err := m.client.CoreV1().Pods("default").Get(m.ctx, old.Items[0].Name, metav1.GetOptions{}); err == nil {
+			return fmt.Errorf("old pod %s still there", old.Items[0].Name)
+		}
+		return nil
+	})
+	// A few more requests reach the new pod alone.
+	time.Sleep(time.Second)
+	close(stop)
+	r := <-done
+	if len(r.failed) > 0 {
+		t.Errorf("%d of %d requests failed during the rolling update; the first ones:\n%s", len(r.failed), r.n, strings.Join(r.failed[:min(len(r.failed), 10)], "\n"))
+	}
+	t.Logf("%d requests during the rolling update of reviews-v1", r.n)
 }
