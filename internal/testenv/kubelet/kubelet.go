@@ -45,6 +45,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,7 +64,8 @@ import (
 
 // Options configure a node.
 type Options struct {
-	// NodeName is the Node's name (default strait-node-PID).
+	// NodeName is the Node's name (default strait-node-PID-N), unique on this machine: it names
+	// the pods' network namespaces.
 	NodeName string
 	// PodCIDR is the node's pod range, a /24 or larger inside 198.18.0.0/15 that no other test
 	// uses. Its first address is the bridge's (the node's address and its cluster DNS).
@@ -107,6 +109,9 @@ type Kubelet struct {
 	wg      sync.WaitGroup
 }
 
+// nodes numbers the nodes this process starts, for their default names.
+var nodes atomic.Int64
+
 // Available reports why this process cannot run pods, or nil when it can.
 func Available() error {
 	if err := netns.Available(); err != nil {
@@ -128,7 +133,7 @@ func Start(t testing.TB, cfg *rest.Config, opts Options) *Kubelet {
 		t.Fatalf("kubelet: %v", err)
 	}
 	if opts.NodeName == "" {
-		opts.NodeName = fmt.Sprintf("strait-node-%d", os.Getpid())
+		opts.NodeName = fmt.Sprintf("strait-node-%d-%d", os.Getpid(), nodes.Add(1))
 	}
 	if opts.Domain == "" {
 		opts.Domain = "cluster.local"

@@ -175,6 +175,9 @@ func TestClusterDNS(t *testing.T) {
 // deleted pod is stopped with SIGTERM, or SIGKILL once it outlasts its grace period, and removed.
 func TestPodsRun(t *testing.T) {
 	if err := Available(); err != nil {
+		if os.Getenv(kubeenv.RequireToolsEnv) != "" {
+			t.Fatal(err)
+		}
 		t.Skipf("skipping: %v", err)
 	}
 	cluster := kubeenv.Start(t, kubeenv.Options{ControllerManager: true})
