@@ -42,7 +42,7 @@ func (c *container) start() (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	env, vars, err := environment(pod, c.spec)
+	env, vars, err := environment(pod, c.spec, w.k.proxy.env())
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,7 @@ import (
 	"hash/fnv"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,6 +99,7 @@ type Kubelet struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	dns    *clusterDNS
+	proxy  *serviceProxy
 
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
@@ -172,6 +174,25 @@ func Start(t testing.TB, cfg *rest.Config, opts Options) *Kubelet {
 	factory := informers.NewSharedInformerFactory(client, 0)
 	k.dns = &clusterDNS{conn: conn, domain: opts.Domain,
 		services: factory.Core().V1().Services().Lister(), slices: factory.Discovery().V1().EndpointSlices().Lister()}
+	apiserver, err := url.Parse(cfg.Host)
+	if err != nil || apiserver.Host == "" {
+		t.Fatalf("kubelet: API server address %q: %v", cfg.Host, err)
+	}
+	k.proxy = &serviceProxy{node: k.Address, bridge: opts.Bridge, chain: "KL-" + shortHash(opts.NodeName), apiserver: apiserver.Host,
+		services: k.dns.services, slices: k.dns.slices}
+	kick := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { notify(k.proxy.kick) },
+		UpdateFunc: func(any, any) { notify(k.proxy.kick) },
+		DeleteFunc: func(any) { notify(k.proxy.kick) },
+	}
+	for _, inf := range []cache.SharedIndexInformer{factory.Core().V1().Services().Informer(), factory.Discovery().V1().EndpointSlices().Informer()} {
+		if _, err := inf.AddEventHandler(kick); err != nil {
+			t.Fatalf("kubelet: %v", err)
+		}
+	}
+	if err := k.proxy.start(); err != nil {
+		t.Fatalf("kubelet: service proxy: %v", err)
+	}
 	podInformer := factory.Core().V1().Pods().Informer()
 	if _, err := podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { k.podChanged(obj) },
@@ -397,6 +418,9 @@ func (k *Kubelet) stop(t testing.TB) {
 	k.wg.Wait()
 	if k.dns != nil {
 		k.dns.conn.Close()
+	}
+	if k.proxy != nil && k.proxy.done != nil {
+		k.proxy.stop()
 	}
 	if err := netns.DeleteLink(k.opts.Bridge); err != nil {
 		t.Errorf("kubelet: %v", err)

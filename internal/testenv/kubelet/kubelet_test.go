@@ -55,6 +55,15 @@ func TestMain(m *testing.M) {
 			}
 			fmt.Fprint(w, strings.Join(addrs, ","))
 		})
+		mux.HandleFunc("/fetch", func(w http.ResponseWriter, r *http.Request) {
+			resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(r.URL.Query().Get("url"))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			defer resp.Body.Close()
+			io.Copy(w, resp.Body)
+		})
 		mux.HandleFunc("/uid", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, os.Getuid()) })
 		if err := http.ListenAndServe(":8080", mux); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -99,11 +108,11 @@ func TestEnvironmentAndCommand(t *testing.T) {
 	c := corev1.Container{Name: "c", Image: "strait/proxy:test", Command: []string{"strait-proxy"}, Args: []string{"--ip=$(IP)", "--x=$(NOPE)"},
 		Env: []corev1.EnvVar{field("IP", "status.podIP"), field("SA", "spec.serviceAccountName"), field("APP", "metadata.labels['app']"),
 			{Name: "BOTH", Value: "$(IP)/$(SA)"}}}
-	env, vars, err := environment(pod, c)
+	env, vars, err := environment(pod, c, []string{"K=v"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(env[2:], " "); got != "IP=198.18.180.2 SA=sa APP=a BOTH=198.18.180.2/sa" {
+	if got := strings.Join(env[2:], " "); got != "K=v IP=198.18.180.2 SA=sa APP=a BOTH=198.18.180.2/sa" {
 		t.Errorf("env %s", got)
 	}
 	k := &Kubelet{opts: Options{Images: map[string]Image{"strait/proxy:test": {Binary: "/bin/strait-proxy"}}}}
@@ -170,7 +179,7 @@ func TestClusterDNS(t *testing.T) {
 
 // TestPodsRun runs pods on a real API server: a pod with downward-API env, volumes, a projected
 // token, a readiness probe and runAsUser becomes Ready with its address, answers there, resolves
-// its Service's name and becomes its ready endpoint; a pod of an unknown image fails naming it;
+// its Service's name, reaches it at its cluster IP and becomes its ready endpoint; a pod of an unknown image fails naming it;
 // one failing its liveness probe is restarted; a Job-style pod with a native sidecar succeeds; a
 // deleted pod is stopped with SIGTERM, or SIGKILL once it outlasts its grace period, and removed.
 func TestPodsRun(t *testing.T) {
@@ -310,6 +319,16 @@ spec:
 		if got := get(path); got != want {
 			t.Errorf("GET %s = %q, want %q", path, got, want)
 		}
+	}
+	// The Service's cluster IP and port (80), through the node's service proxy, back to the pod.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if got := get("/fetch?url=http://web/env/POD_NAME"); got != "web" {
+			return fmt.Errorf("GET http://web/env/POD_NAME from the pod: %q", got)
+		}
+		return nil
+	})
+	if env := get("/env/KUBERNETES_SERVICE_HOST"); env != kubeenv.KubernetesServiceIP {
+		t.Errorf("KUBERNETES_SERVICE_HOST %q, want %s", env, kubeenv.KubernetesServiceIP)
 	}
 	if tok := get("/file?path=/var/run/kubelet-test/token/token"); strings.Count(tok, ".") != 2 {
 		t.Errorf("the projected token is not a JWT: %q", tok)

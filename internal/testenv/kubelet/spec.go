@@ -207,9 +207,10 @@ func fieldValue(pod *corev1.Pod, field string) (string, error) {
 	return "", fmt.Errorf("field path %q: not supported by the test kubelet", field)
 }
 
-// environment returns the container's environment as Kubernetes builds it: its env in order, each
-// value with $(VAR) references to earlier variables expanded, and fieldRef values from the pod.
-func environment(pod *corev1.Pod, c corev1.Container) ([]string, map[string]string, error) {
+// environment returns the container's environment as Kubernetes builds it: PATH, HOSTNAME, the
+// node's variables (base), then its env in order, each value with $(VAR) references to earlier
+// variables expanded, and fieldRef values from the pod.
+func environment(pod *corev1.Pod, c corev1.Container, base []string) ([]string, map[string]string, error) {
 	vars := map[string]string{}
 	var order []string
 	for _, e := range c.Env {
@@ -226,7 +227,7 @@ func environment(pod *corev1.Pod, c corev1.Container) ([]string, map[string]stri
 		}
 		vars[e.Name] = val
 	}
-	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=" + pod.Name}
+	env := append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=" + pod.Name}, base...)
 	for _, name := range order {
 		env = append(env, name+"="+vars[name])
 	}
