@@ -7,21 +7,17 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/strait-mesh/strait/controlplane/config/kube"
-	"github.com/strait-mesh/strait/controlplane/install"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
 	"github.com/strait-mesh/strait/internal/testenv/kubelet"
@@ -57,18 +53,15 @@ func init() {
 // pass yet.
 const kubeRollingEnv = "STRAIT_E2E_KUBE_ROLLING"
 
-// Images of the Kubernetes tests, mapped by the kubelet stand-in to the built binaries.
+// Images of the Kubernetes tests' applications, mapped by the kubelet stand-in to binaries.
 const (
-	kubeProxyImage     = "strait/proxy:test"
-	kubeStraitdImage   = "strait/straitd:test"
 	kubeBookstoreImage = "strait/bookstore:latest" // as in samples/bookstore/kube/bookstore.yaml
 	kubeJobImage       = "strait/e2e-job:test"
 )
 
 // kubeMesh is a real API server and controller manager, a kubelet stand-in running the pods, and
-// straitd on the node's address serving the mesh port, the webhooks, the config from the CRDs and
-// the Kubernetes registry, installed as `strait install` does apart from straitd's own
-// Deployment (straitd runs beside the cluster: a headless istiod Service points at it).
+// Strait installed with `strait install`: straitd (two replicas) and the ingress gateway run as
+// pods of the stand-in, from the installed manifests.
 type kubeMesh struct {
 	cluster *kubeenv.Cluster
 	client  kubernetes.Interface
@@ -76,6 +69,10 @@ type kubeMesh struct {
 	node    *kubelet.Kubelet
 	ctx     context.Context
 }
+
+// kubeRegistry is the registry of the images `strait install` names; the kubelet stand-in maps
+// them to the built binaries.
+const kubeRegistry = "strait-e2e"
 
 // startKubeMesh starts it all; podCIDR is the node's pod range.
 func startKubeMesh(t *testing.T, podCIDR string) *kubeMesh {
@@ -88,72 +85,35 @@ func startKubeMesh(t *testing.T, podCIDR string) *kubeMesh {
 		t.Skipf("skipping: %v", err)
 	}
 	cluster := kubeenv.Start(t, kubeenv.Options{ControllerManager: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
-	if err := kube.InstallCRDs(ctx, cluster.Config); err != nil {
-		t.Fatal(err)
-	}
 	bin := testenv.Binaries(t)
-	jobBin := kubelet.TestBinaryCopy(t)
+	strait := func(args ...string) string {
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "strait"), args...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("strait %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	// The images the manifests name (REGISTRY/straitd:VERSION, REGISTRY/proxy:VERSION).
+	manifests := strait("install", "--dry-run", "--registry", kubeRegistry)
+	images := map[string]string{}
+	for _, m := range regexp.MustCompile(`image: (`+kubeRegistry+`/(straitd|proxy):\S+)`).FindAllStringSubmatch(manifests, -1) {
+		images[m[2]] = m[1]
+	}
+	if len(images) != 2 {
+		t.Fatalf("images in the manifests: %v", images)
+	}
 	node := kubelet.Start(t, cluster.Config, kubelet.Options{PodCIDR: netip.MustParsePrefix(podCIDR), Images: map[string]kubelet.Image{
-		kubeProxyImage:     {Binary: filepath.Join(bin, "strait-proxy"), Commands: []string{"/usr/local/bin/strait-proxy"}},
-		kubeStraitdImage:   {Binary: filepath.Join(bin, "straitd"), Commands: []string{"/usr/local/bin/straitd"}},
+		images["proxy"]:    {Binary: filepath.Join(bin, "strait-proxy"), Commands: []string{"/usr/local/bin/strait-proxy"}},
+		images["straitd"]:  {Binary: filepath.Join(bin, "straitd"), Commands: []string{"/usr/local/bin/straitd"}},
 		kubeBookstoreImage: {Binary: filepath.Join(bin, "bookstore")},
-		kubeJobImage:       {Binary: jobBin},
+		kubeJobImage:       {Binary: kubelet.TestBinaryCopy(t)},
 	}})
 	m := &kubeMesh{cluster: cluster, client: kubernetes.NewForConfigOrDie(cluster.Config), objs: cluster.Objects(t), node: node, ctx: ctx}
-
-	// `strait install`'s objects, but straitd runs here: its webhooks by URL on loopback (the
-	// API server's side), its mesh port on the node's address behind a headless istiod Service.
-	objs, err := install.Manifests(install.Options{ControlPlaneImage: kubeStraitdImage, ProxyImage: kubeProxyImage, IngressGateway: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// (127.0.0.1: the webhooks' serving certificate names loopback by that address only.)
-	webhookAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	var keep []runtime.Object
-	for _, o := range objs {
-		switch o := o.(type) {
-		case *appsv1.Deployment:
-			if o.Name == "istiod" {
-				continue
-			}
-		case *policyv1.PodDisruptionBudget:
-			continue // of straitd's Deployment
-		case *corev1.Service:
-			if o.Name == "istiod" {
-				o.Spec.ClusterIP, o.Spec.Selector = corev1.ClusterIPNone, nil
-			}
-		case *admissionregistrationv1.MutatingWebhookConfiguration:
-			for i := range o.Webhooks {
-				o.Webhooks[i].ClientConfig = webhookURL(webhookAddr, o.Webhooks[i].ClientConfig)
-			}
-		case *admissionregistrationv1.ValidatingWebhookConfiguration:
-			for i := range o.Webhooks {
-				o.Webhooks[i].ClientConfig = webhookURL(webhookAddr, o.Webhooks[i].ClientConfig)
-			}
-		}
-		keep = append(keep, o)
-	}
-	if err := install.Apply(ctx, cluster.Config, keep, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.objs.Create(ctx, `apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: istiod-outside
-  namespace: istio-system
-  labels: {kubernetes.io/service-name: istiod, endpointslice.kubernetes.io/managed-by: strait-e2e}
-addressType: IPv4
-endpoints: [{addresses: [`+node.Address.String()+`]}]
-ports: [{name: https-dns, port: 15012, protocol: TCP}]
-`); err != nil {
-		t.Fatal(err)
-	}
-
-	testenv.StartStraitd(t, nil, "--kubeconfig", cluster.Kubeconfig,
-		"--mesh-address", node.Address.String()+":15012", "--webhook-listen", webhookAddr, "--proxy-image", kubeProxyImage,
-		"--injector-webhook-config", "istio-sidecar-injector", "--validator-webhook-config", "istio-validator-istio-system")
+	t.Log(strait("install", "--kubeconfig", cluster.Kubeconfig, "--registry", kubeRegistry))
+	m.waitDeploymentsReady(t, "istio-system", 2*time.Minute)
 	poll(t, 60*time.Second, "the webhooks' CA bundles", func() error {
 		mw, err := m.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "istio-sidecar-injector", metav1.GetOptions{})
 		if err != nil {
@@ -167,16 +127,6 @@ ports: [{name: https-dns, port: 15012, protocol: TCP}]
 		return nil
 	})
 	return m
-}
-
-// webhookURL points a webhook at straitd's address, keeping its path.
-func webhookURL(addr string, c admissionregistrationv1.WebhookClientConfig) admissionregistrationv1.WebhookClientConfig {
-	path := "/"
-	if c.Service != nil && c.Service.Path != nil {
-		path = *c.Service.Path
-	}
-	url := "https://" + addr + path
-	return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: c.CABundle}
 }
 
 // poll checks cond every 250 ms until it returns nil, failing the test after timeout. It waits;
@@ -260,12 +210,13 @@ func versions(ctx context.Context, url string, header http.Header) (string, erro
 	return resp.Header.Get("X-Bookstore-Versions"), nil
 }
 
-// TestKubernetesBookstore runs the bookstore on Kubernetes as a user would: `strait install`'s
-// objects, the default namespace labelled istio-injection=enabled, the Deployments and Services
-// of samples/bookstore/kube from plain YAML, the DestinationRules and Gateway of
-// samples/bookstore/config as custom resources. The kubelet stand-in runs the pods as the API
-// server stored them, injected: istio-init's iptables, strait-proxy as a native sidecar with its
-// service-account token, the probes through the sidecar. The bookstore answers through the
+// TestKubernetesBookstore runs the bookstore on Kubernetes as a user would: `strait install`
+// (straitd's two replicas and the ingress gateway run as pods), the default namespace labelled
+// istio-injection=enabled, the Deployments and Services of samples/bookstore/kube from plain
+// YAML, the DestinationRules and Gateway of samples/bookstore/config as custom resources. The
+// kubelet stand-in runs the pods as the API server stored them, injected by straitd's webhook:
+// istio-init's iptables, strait-proxy as a native sidecar with its service-account token, the
+// probes through the sidecar. The bookstore answers through the
 // sidecars (web's pod address) and through the ingress gateway; samples/bookstore/scenarios'
 // reviews-v1.yaml then sends every request to reviews v1. Last, a Job with an injected sidecar
 // fetches ratings through the mesh and completes.
