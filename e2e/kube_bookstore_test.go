@@ -308,7 +308,7 @@ func TestKubernetesBookstore(t *testing.T) {
 
 	t.Run("RollingUpdateUnderLoad", func(t *testing.T) {
 		if os.Getenv(kubeRollingEnv) == "" {
-			t.Skipf("skipping: a rolling update under load still fails about 1 request in 1,500 (issue 9, pod lifecycle: "+
+			t.Skipf("skipping: a rolling update under load still fails a few requests in 1,600 (issue 9, pod lifecycle: "+
 				"the app exits on SIGTERM before every proxy has dropped its endpoint); set %s=1 to run it", kubeRollingEnv)
 		}
 		m.rollingUpdate(t, gateway)
