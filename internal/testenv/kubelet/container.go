@@ -109,10 +109,17 @@ func (c *container) runOnce() (int, error) {
 		return 128, err
 	}
 	c.began(p)
-	select {
-	case <-p.done:
-	case <-c.w.ctx.Done():
-		p.stop(time.Now().Add(2 * time.Second))
+	for running := true; running; {
+		select {
+		case <-p.done:
+			running = false
+		case <-c.w.updated:
+			if c.w.deleting() { // the pod is being deleted: stop it within the grace period
+				p.stop(time.Now().Add(c.w.gracePeriod()), c.w.ctx.Done())
+			}
+		case <-c.w.ctx.Done():
+			p.stop(time.Now(), nil)
+		}
 	}
 	c.ended(p.exitCode, nil, p.exitCode == 0)
 	return p.exitCode, nil
@@ -183,7 +190,7 @@ func (c *container) probe(ctx context.Context, p *process) {
 	max := c.w.k.opts.MaxProbePeriod
 	if sp := c.spec.StartupProbe; sp != nil {
 		if !c.probeLoop(ctx, sp, ip, timing(sp, max), func(ok bool) bool { return !ok }, func() {
-			p.stop(time.Now().Add(c.w.gracePeriod()))
+			p.stop(time.Now().Add(c.w.gracePeriod()), c.w.ctx.Done())
 		}) {
 			return
 		}
@@ -195,7 +202,7 @@ func (c *container) probe(ctx context.Context, p *process) {
 	c.w.changed()
 	if lp := c.spec.LivenessProbe; lp != nil {
 		go c.probeLoop(ctx, lp, ip, timing(lp, max), func(bool) bool { return true }, func() {
-			p.stop(time.Now().Add(c.w.gracePeriod()))
+			p.stop(time.Now().Add(c.w.gracePeriod()), c.w.ctx.Done())
 		})
 	}
 	if rp := c.spec.ReadinessProbe; rp != nil {
@@ -265,7 +272,7 @@ func (c *container) stop(deadline time.Time) {
 	}
 	c.mu.Unlock()
 	if p != nil {
-		p.stop(deadline)
+		p.stop(deadline, c.w.ctx.Done()) // the test ends: no grace
 	}
 	if superDone != nil {
 		<-superDone

@@ -292,6 +292,9 @@ func (w *podWorker) runInit(c *container) bool {
 	}
 	for attempt := 0; ; attempt++ {
 		code, err := c.runOnce()
+		if w.deleting() || w.ctx.Err() != nil {
+			return false
+		}
 		if err == nil && code == 0 {
 			return true
 		}

@@ -96,9 +96,9 @@ func (p *process) signal(sig syscall.Signal) {
 	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 }
 
-// stop sends SIGTERM and, if the process has not exited by the deadline, SIGKILL; it returns once
-// the process has exited.
-func (p *process) stop(deadline time.Time) {
+// stop sends SIGTERM and, if the process has not exited by the deadline or abort is closed first,
+// SIGKILL; it returns once the process has exited.
+func (p *process) stop(deadline time.Time, abort <-chan struct{}) {
 	select {
 	case <-p.done:
 		return
@@ -110,6 +110,9 @@ func (p *process) stop(deadline time.Time) {
 	select {
 	case <-p.done:
 	case <-t.C:
+		p.signal(syscall.SIGKILL)
+		<-p.done
+	case <-abort:
 		p.signal(syscall.SIGKILL)
 		<-p.done
 	}
