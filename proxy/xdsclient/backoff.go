@@ -24,6 +24,24 @@ import (
 // proxy does not sit out gRPC's default of up to 120 s after straitd is back. A reconnected
 // channel opens no stream by itself: streams still start on the jittered schedule above.
 
+// Backoff is the reconnect schedule of one client: Next gives the wait before each attempt. The
+// zero value is not usable; set Base and Max. It is not safe for concurrent use.
+type Backoff struct {
+	Base, Max time.Duration
+	delay     time.Duration
+}
+
+// Next returns how long to wait before the next attempt, after a stream ended with err; got
+// reports whether that stream received a response, which restarts the schedule from Base.
+func (b *Backoff) Next(err error, got bool) time.Duration {
+	if got || b.delay == 0 {
+		b.delay = b.Base
+	}
+	wait := retryWait(b.delay, retryHint(err, b.Max), jitter)
+	b.delay = min(b.delay*2, b.Max)
+	return wait
+}
+
 // retryWait returns how long to wait before the next attempt: full jitter over delay, and at
 // least hint plus up to half of it when the server gave a hint. randN(n) returns a uniform
 // value in [0, n).

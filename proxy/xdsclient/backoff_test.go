@@ -63,3 +63,17 @@ func TestRetryHint(t *testing.T) {
 		}
 	}
 }
+
+// TestBackoffSchedule: the delay doubles up to Max while streams fail without a response, and
+// starts again from Base after one got a response.
+func TestBackoffSchedule(t *testing.T) {
+	b := Backoff{Base: 100 * time.Millisecond, Max: 400 * time.Millisecond}
+	for i, bound := range []time.Duration{100, 200, 400, 400} {
+		if w := b.Next(nil, false); w >= bound*time.Millisecond {
+			t.Errorf("attempt %d: wait %s, want under %dms", i, w, bound)
+		}
+	}
+	if b.Next(nil, true); b.delay != 200*time.Millisecond {
+		t.Errorf("after a stream that got a response the next delay is %s, want 200ms (Base, doubled once)", b.delay)
+	}
+}

@@ -246,7 +246,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer conn.Close()
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	sotw := c.opts.ForceSotW
-	delay := c.opts.BackoffBase
+	backoff := Backoff{Base: c.opts.BackoffBase, Max: c.opts.BackoffMax}
 	for {
 		var got bool
 		var err error
@@ -263,17 +263,13 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if got {
-			delay = c.opts.BackoffBase
-		}
-		wait := retryWait(delay, retryHint(err, c.opts.BackoffMax), jitter) // backoff.go
+		wait := backoff.Next(err, got) // backoff.go
 		c.log.Warn("xds stream ended; serving last accepted config", "error", err, "retry_in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		delay = min(delay*2, c.opts.BackoffMax)
 	}
 }
 
