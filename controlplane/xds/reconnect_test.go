@@ -11,9 +11,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 
@@ -194,19 +192,8 @@ func TestSlowProxyDoesNotDelayOthers(t *testing.T) {
 	e := newEnv(t, Options{Generator: &bigGenerator{size: 256 << 10}, Flow: FlowLimits{AckTimeout: -1}})
 	e.srv.Update(e.mesh.snapshot())
 
-	// Stuck: its own connection with a small window, never read.
-	cc, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	stuckStream, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
 	stuck := sidecarID("127.0.5.1", "stuck", "default")
-	subscribeAll(t, deltaClientStream{stuckStream}, testNode(stuck, nil))
+	dialStuck(t, e.addr, stuck)
 
 	// Unacked: reads every response, ACKs none.
 	ads, ctx, _ := dialADS(t, e.addr, 0)
@@ -290,13 +277,7 @@ func TestStreamAdmission(t *testing.T) {
 		e := newEnv(t, Options{Flow: FlowLimits{StreamRate: 1, StreamBurst: 1, StreamWait: 10 * time.Second}})
 		e.mesh.add("a", "default", nil)
 		e.srv.Update(e.mesh.snapshot())
-		var ids []string
-		for i := range 3 {
-			id := sidecarID(fmt.Sprintf("127.0.6.%d", i+10), fmt.Sprintf("app-%d", i), "default")
-			ids = append(ids, id)
-			dial(t, e.addr, i%2 == 0, testNode(id, nil), "")
-		}
-		for _, id := range ids {
+		for _, id := range dialSidecars(t, e.addr, "127.0.6.", 10, 3) {
 			waitFor(t, "served "+id, func() bool { return e.allSynced(id) })
 		}
 		a := metricValue(t, e.srv.metrics.admissions.WithLabelValues(admitted))
