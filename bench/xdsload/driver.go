@@ -155,7 +155,7 @@ func runDriver(cfg options) error {
 	// end of the run: what the changes cost on the wire.
 	bytesBefore := receivedBytes(proxies)
 	profDone := make(chan error, 1)
-	if cfg.profile != "" {
+	if cfg.profile != "" && !cfg.restart { // with -restart the profile is of the resync
 		go func() { profDone <- fetchToFile(ctx, ctl+"/debug/pprof/profile?seconds=30", cfg.profile) }()
 	} else {
 		profDone <- nil

@@ -62,7 +62,7 @@ func main() {
 	flag.StringVar(&cfg.generator, "generator", "synthetic", "generator: synthetic (shared resources of realistic size) or real (translate.New, Strait's translator)")
 	flag.IntVar(&cfg.parallel, "parallel", 50, "proxies connecting at the same time during the ramp")
 	flag.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "bound on the whole run")
-	flag.StringVar(&cfg.profile, "cpuprofile", "", "write a 30 s CPU profile of the server, taken during the updates, to this file")
+	flag.StringVar(&cfg.profile, "cpuprofile", "", "write a 30 s CPU profile of the server, taken during the updates (with -restart: of the new server from its start, during the resync), to this file")
 	flag.BoolVar(&cfg.sotw, "sotw", false, "simulated proxies use state-of-the-world ADS instead of Delta")
 	flag.BoolVar(&cfg.vhds, "vhds", true, "simulated Delta proxies announce VHDS support (as strait-proxy does) and subscribe to virtual hosts")
 	flag.IntVar(&cfg.stuck, "stuck", 0, "this many of the proxies stop reading their stream once synced (the updates are timed on the others)")

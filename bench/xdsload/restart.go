@@ -89,6 +89,12 @@ func restartServer(ctx context.Context, cfg options, old *serverChild, proxies [
 		return nil, fmt.Errorf("restarting the server: %w", err)
 	}
 	up := time.Since(killed)
+	profDone := make(chan error, 1)
+	if cfg.profile != "" {
+		go func() { profDone <- fetchToFile(ctx, child.ctl+"/debug/pprof/profile?seconds=30", cfg.profile) }()
+	} else {
+		profDone <- nil
+	}
 	deadline := time.Now().Add(5 * time.Minute)
 	var per []time.Duration
 	for i, p := range proxies {
@@ -102,6 +108,10 @@ func restartServer(ctx context.Context, cfg options, old *serverChild, proxies [
 		per = append(per, time.Duration(p.syncedAt.Load()-killed.UnixNano()))
 	}
 	all := slices.Max(per)
+	if err := <-profDone; err != nil {
+		child.stop()
+		return nil, err
+	}
 	m, err := serverMetrics(ctx, child.ctl)
 	if err != nil {
 		child.stop()
