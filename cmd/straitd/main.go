@@ -41,6 +41,9 @@ func main() {
 			if queuedMiB <= 0 || streamQueuedMiB <= 0 || o.XDSFlow.PushThrottle <= 0 {
 				return fmt.Errorf("--xds-max-queued-mib, --xds-max-stream-queued-mib and --push-throttle must be positive")
 			}
+			if o.XDSFlow.StreamRate == 0 || o.XDSFlow.StreamBurst <= 0 {
+				return fmt.Errorf("--xds-stream-rate must not be 0 (negative: unlimited) and --xds-stream-burst must be positive")
+			}
 			o.XDSFlow.MaxQueuedBytes, o.XDSFlow.MaxStreamQueuedBytes = queuedMiB<<20, streamQueuedMiB<<20
 			o.KubeSkipStatus = !kubeStatus
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -60,6 +63,9 @@ func main() {
 	f.Int64Var(&queuedMiB, "xds-max-queued-mib", xds.DefaultMaxQueuedBytes>>20, "cap on the MiB of xDS responses built and not yet acknowledged, all proxies together; responses beyond it wait (the newest state is sent when room frees up)")
 	f.Int64Var(&streamQueuedMiB, "xds-max-stream-queued-mib", xds.DefaultMaxStreamQueuedBytes>>20, "the same cap per xDS stream")
 	f.DurationVar(&o.XDSFlow.AckTimeout, "xds-ack-timeout", xds.DefaultAckTimeout, "disconnect a proxy that leaves an xDS response unacknowledged (no ACK or NACK) this long; it reconnects and is resynced (negative: never)")
+	f.Float64Var(&o.XDSFlow.StreamRate, "xds-stream-rate", xds.DefaultStreamRate, "new xDS streams admitted per second, so that proxies reconnecting together (after a restart) are served in turn (negative: unlimited)")
+	f.IntVar(&o.XDSFlow.StreamBurst, "xds-stream-burst", xds.DefaultStreamBurst, "new xDS streams admitted at once before --xds-stream-rate applies")
+	f.DurationVar(&o.XDSFlow.StreamWait, "xds-stream-wait", xds.DefaultStreamWait, "longest a new xDS stream waits for its turn; beyond it the stream is refused with UNAVAILABLE and a retry delay, and the proxy reconnects later (negative: refuse at once)")
 	f.DurationVar(&o.AutoRegisterGrace, "autoregister-grace", 0, "how long an auto-registered WorkloadEntry outlives its proxy (default 10s)")
 	f.BoolVar(&o.JWKSAllowPrivate, "jwks-allow-private", false, "let RequestAuthentication jwksUri fetches reach loopback, link-local and unspecified addresses (an issuer on this machine)")
 	f.DurationVar(&o.JWKSRefresh, "jwks-refresh", jwks.DefaultRefresh, "how often RequestAuthentication jwksUri key sets are fetched again")
