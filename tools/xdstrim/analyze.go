@@ -39,6 +39,9 @@ type usage struct {
 	// ifaceGetters holds Get* methods called through interfaces or type parameters: any kept
 	// message with that getter keeps the field.
 	ifaceGetters map[string]bool
+	// anyAllowed holds the allowed field names of checks on a message of no static xDS type
+	// (an interface): every kept message with a field of that name keeps it.
+	anyAllowed map[string]bool
 	// otherMethods lists non-getter, non-proto methods called on xDS types ("path.Type.Method"):
 	// PGV's Validate and the like, which the trimmed types do not have.
 	otherMethods map[string]bool
@@ -48,7 +51,8 @@ type usage struct {
 
 func newUsage() *usage {
 	return &usage{named: map[string]*types.Named{}, members: map[string]map[string]bool{},
-		allowed: map[string]map[string]bool{}, ifaceGetters: map[string]bool{}, otherMethods: map[string]bool{}}
+		allowed: map[string]map[string]bool{}, ifaceGetters: map[string]bool{}, anyAllowed: map[string]bool{},
+		otherMethods: map[string]bool{}}
 }
 
 // typeKey returns the key and named type of t (through one pointer) when it is an xDS type.
@@ -247,18 +251,24 @@ func checkCall(u *usage, p *packages.Package, params map[types.Object]bool, call
 	where := fmt.Sprintf("%s:%d", shortPath(pos.Filename), pos.Line)
 	if k == "" {
 		// A proto.Message forwarded from a wrapper's own parameter is resolved at the
-		// wrapper's call sites; anything else cannot be resolved statically.
+		// wrapper's call sites; any other interface-typed message is handled below.
 		if _, isIface := info.TypeOf(call.Args[msgArg]).Underlying().(*types.Interface); !isIface {
 			return
 		}
-		if !isParam(info, params, call.Args[msgArg]) {
-			u.warnings = append(u.warnings, where+": field check on a message of unknown type")
+		if isParam(info, params, call.Args[msgArg]) {
+			return
 		}
-		return
 	}
 	names, ok := stringArgs(p, params, call, sigParams.Len()-1)
 	if !ok {
 		u.warnings = append(u.warnings, where+": allowed field names not constant")
+		return
+	}
+	if k == "" {
+		// A message of interface type: keep these names in every kept message.
+		for _, n := range names {
+			u.anyAllowed[n] = true
+		}
 		return
 	}
 	for _, n := range names {

@@ -103,6 +103,11 @@ func resolve(u *usage, ix *goIndex) (*keepSet, []string, error) {
 				}
 			}
 		}
+		for n := range u.anyAllowed {
+			if fd := md.Fields().ByName(protoreflect.Name(n)); fd != nil {
+				k.keepField(name, fd.Number())
+			}
+		}
 		if md.IsMapEntry() {
 			for i := 0; i < md.Fields().Len(); i++ {
 				k.keepField(name, md.Fields().Get(i).Number())
