@@ -33,6 +33,8 @@ type usage struct {
 	named map[string]*types.Named
 	// members maps a type to the Go members read: field names, and getters without "Get".
 	members map[string]map[string]bool
+	// written maps a type to the Go fields set by composite literals.
+	written map[string]map[string]bool
 	// allowed maps a message type to the proto field names passed to xdsfield.Check-like
 	// functions (a proto.Message and a trailing ...string of allowed field names).
 	allowed map[string]map[string]bool
@@ -50,7 +52,7 @@ type usage struct {
 }
 
 func newUsage() *usage {
-	return &usage{named: map[string]*types.Named{}, members: map[string]map[string]bool{},
+	return &usage{named: map[string]*types.Named{}, members: map[string]map[string]bool{}, written: map[string]map[string]bool{},
 		allowed: map[string]map[string]bool{}, ifaceGetters: map[string]bool{}, anyAllowed: map[string]bool{},
 		otherMethods: map[string]bool{}}
 }
@@ -218,7 +220,7 @@ func compositeKeys(u *usage, info *types.Info, lit *ast.CompositeLit) {
 	for _, e := range lit.Elts {
 		if kv, ok := e.(*ast.KeyValueExpr); ok {
 			if id, ok := kv.Key.(*ast.Ident); ok {
-				addTo(u.members, k, id.Name)
+				addTo(u.written, k, id.Name)
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 type goMessage struct {
 	desc    protoreflect.MessageDescriptor
 	members map[string][]protoreflect.FieldNumber
+	oneofs  map[string]bool // Go names of the oneof interface fields
 }
 
 // wrapper is a oneof wrapper type (Listener_InternalListener): the message and field it sets.
@@ -45,7 +46,7 @@ func buildIndex() *goIndex {
 			return true
 		}
 		md := mt.Descriptor()
-		gm := &goMessage{desc: md, members: map[string][]protoreflect.FieldNumber{}}
+		gm := &goMessage{desc: md, members: map[string][]protoreflect.FieldNumber{}, oneofs: map[string]bool{}}
 		st := t.Elem()
 		oneofGoName := map[protoreflect.Name]string{}
 		for i := 0; i < st.NumField(); i++ {
@@ -55,6 +56,7 @@ func buildIndex() *goIndex {
 			}
 			if o := f.Tag.Get("protobuf_oneof"); o != "" {
 				oneofGoName[protoreflect.Name(o)] = f.Name
+				gm.oneofs[f.Name] = true
 			}
 		}
 		if mi, ok := mt.(*protoimpl.MessageInfo); ok {

@@ -69,12 +69,7 @@ type result struct {
 
 // run analyses the module at root and returns the generated files, keyed by path from root.
 func run(root string) (*result, error) {
-	pkgs, err := loadPackages(root, moduleImport, []string{"./cmd/strait-proxy"})
-	if err != nil {
-		return nil, err
-	}
-	u := analyze(pkgs)
-	k, warnings, err := resolve(u, buildIndex())
+	u, k, warnings, err := keep(root, "./cmd/strait-proxy")
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +82,21 @@ func run(root string) (*result, error) {
 		return nil, err
 	}
 	return &result{files: files, usage: u, trimmed: t, warnings: append(u.warnings, warnings...)}, nil
+}
+
+// keep analyses the module packages that patterns link and returns what they read of the
+// xDS types, resolved to the proto messages, fields and enums to keep.
+func keep(root string, patterns ...string) (*usage, *keepSet, []string, error) {
+	pkgs, err := loadPackages(root, moduleImport, patterns)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	u := analyze(pkgs)
+	k, warnings, err := resolve(u, buildIndex())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return u, k, warnings, nil
 }
 
 func (r *result) summary(w *os.File) {

@@ -53,6 +53,15 @@ func resolve(u *usage, ix *goIndex) (*keepSet, []string, error) {
 					k.keepField(name, n)
 				}
 			}
+			// A literal setting a oneof names its wrapper type, which keeps the member set.
+			for _, m := range sortedKeys(u.written[key]) {
+				if gm.oneofs[m] {
+					continue
+				}
+				for _, n := range gm.members[m] {
+					k.keepField(name, n)
+				}
+			}
 			for _, a := range sortedKeys(u.allowed[key]) {
 				fd := gm.desc.Fields().ByName(protoreflect.Name(a))
 				if fd == nil {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"path/filepath"
 	"testing"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // TestGeneratedTreeUpToDate runs the generator twice over this module: the outputs are
@@ -61,5 +63,49 @@ func TestTagNumber(t *testing.T) {
 	}
 	if _, ok := tagNumber("bytes"); ok {
 		t.Error("tagNumber accepted a tag without a number")
+	}
+}
+
+// TestAnalysisFixture: the analysis keeps the fields testdata/fixture reads by each route
+// (getter, field, oneof wrapper, composite literal, a oneof read (all its members), xdsfield.Check's allowed names directly and
+// through a forwarding wrapper, a getter through an interface) and leaves the others out.
+func TestAnalysisFixture(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, k, warnings, err := keep(root, "./tools/xdstrim/testdata/fixture")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) > 0 {
+		t.Errorf("warnings: %v", warnings)
+	}
+	for _, c := range []struct {
+		msg  protoreflect.FullName
+		num  protoreflect.FieldNumber
+		kept bool
+	}{
+		{"envoy.config.listener.v3.Listener", 1, true},    // name: allowed
+		{"envoy.config.listener.v3.Listener", 28, true},   // stat_prefix: allowed only
+		{"envoy.config.listener.v3.Listener", 2, true},    // address: getter
+		{"envoy.config.listener.v3.Listener", 3, true},    // filter_chains: getter
+		{"envoy.config.listener.v3.Listener", 5, false},   // per_connection_buffer_limit_bytes
+		{"envoy.config.core.v3.Address", 1, true},         // socket_address: getter, allowed via wrapper
+		{"envoy.config.core.v3.Address", 2, true},         // pipe: composite literal
+		{"envoy.config.core.v3.Address", 3, false},        // envoy_internal_address
+		{"envoy.config.core.v3.SocketAddress", 3, true},   // port_value: oneof wrapper
+		{"envoy.config.core.v3.SocketAddress", 4, true},   // named_port: its oneof is read
+		{"envoy.config.core.v3.SocketAddress", 2, false},  // address
+		{"envoy.config.core.v3.Pipe", 1, true},            // path: composite literal
+		{"envoy.config.listener.v3.FilterChain", 7, true}, // name: getter through an interface
+		{"envoy.config.listener.v3.FilterChain", 3, false},
+	} {
+		if got := k.fields[c.msg][c.num]; got != c.kept {
+			t.Errorf("%s field %d kept = %v, want %v", c.msg, c.num, got, c.kept)
+		}
+	}
+	if _, ok := k.fields["envoy.config.listener.v3.ListenerFilter"]; ok {
+		t.Error("ListenerFilter kept, though nothing reaches it")
 	}
 }

@@ -66,7 +66,7 @@ func (x SocketAddress_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SocketAddress_Protocol.Descriptor instead.
 func (SocketAddress_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{2, 0}
+	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{1, 0}
 }
 
 type Pipe struct {
@@ -121,42 +121,6 @@ func (x *Pipe) GetMode() uint32 {
 	return 0
 }
 
-type EnvoyInternalAddress struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *EnvoyInternalAddress) Reset() {
-	*x = EnvoyInternalAddress{}
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[1]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *EnvoyInternalAddress) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*EnvoyInternalAddress) ProtoMessage() {}
-
-func (x *EnvoyInternalAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[1]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use EnvoyInternalAddress.ProtoReflect.Descriptor instead.
-func (*EnvoyInternalAddress) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{1}
-}
-
 type SocketAddress struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Protocol SocketAddress_Protocol `protobuf:"varint,1,opt,name=protocol,proto3,enum=envoy.config.core.v3.SocketAddress_Protocol" json:"protocol,omitempty"`
@@ -164,7 +128,6 @@ type SocketAddress struct {
 	// Types that are valid to be assigned to PortSpecifier:
 	//
 	//	*SocketAddress_PortValue
-	//	*SocketAddress_NamedPort
 	PortSpecifier isSocketAddress_PortSpecifier `protobuf_oneof:"port_specifier"`
 	Ipv4Compat    bool                          `protobuf:"varint,6,opt,name=ipv4_compat,json=ipv4Compat,proto3" json:"ipv4_compat,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -173,7 +136,7 @@ type SocketAddress struct {
 
 func (x *SocketAddress) Reset() {
 	*x = SocketAddress{}
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -185,7 +148,7 @@ func (x *SocketAddress) String() string {
 func (*SocketAddress) ProtoMessage() {}
 
 func (x *SocketAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -198,7 +161,7 @@ func (x *SocketAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocketAddress.ProtoReflect.Descriptor instead.
 func (*SocketAddress) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{2}
+	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *SocketAddress) GetProtocol() SocketAddress_Protocol {
@@ -231,15 +194,6 @@ func (x *SocketAddress) GetPortValue() uint32 {
 	return 0
 }
 
-func (x *SocketAddress) GetNamedPort() string {
-	if x != nil {
-		if x, ok := x.PortSpecifier.(*SocketAddress_NamedPort); ok {
-			return x.NamedPort
-		}
-	}
-	return ""
-}
-
 func (x *SocketAddress) GetIpv4Compat() bool {
 	if x != nil {
 		return x.Ipv4Compat
@@ -255,13 +209,7 @@ type SocketAddress_PortValue struct {
 	PortValue uint32 `protobuf:"varint,3,opt,name=port_value,json=portValue,proto3,oneof"`
 }
 
-type SocketAddress_NamedPort struct {
-	NamedPort string `protobuf:"bytes,4,opt,name=named_port,json=namedPort,proto3,oneof"`
-}
-
 func (*SocketAddress_PortValue) isSocketAddress_PortSpecifier() {}
-
-func (*SocketAddress_NamedPort) isSocketAddress_PortSpecifier() {}
 
 type TcpKeepalive struct {
 	state             protoimpl.MessageState  `protogen:"open.v1"`
@@ -274,7 +222,7 @@ type TcpKeepalive struct {
 
 func (x *TcpKeepalive) Reset() {
 	*x = TcpKeepalive{}
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[3]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -286,7 +234,7 @@ func (x *TcpKeepalive) String() string {
 func (*TcpKeepalive) ProtoMessage() {}
 
 func (x *TcpKeepalive) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[3]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -299,7 +247,7 @@ func (x *TcpKeepalive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpKeepalive.ProtoReflect.Descriptor instead.
 func (*TcpKeepalive) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{3}
+	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TcpKeepalive) GetKeepaliveProbes() *wrapperspb.UInt32Value {
@@ -332,7 +280,7 @@ type BindConfig struct {
 
 func (x *BindConfig) Reset() {
 	*x = BindConfig{}
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[4]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +292,7 @@ func (x *BindConfig) String() string {
 func (*BindConfig) ProtoMessage() {}
 
 func (x *BindConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[4]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +305,7 @@ func (x *BindConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BindConfig.ProtoReflect.Descriptor instead.
 func (*BindConfig) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{4}
+	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *BindConfig) GetSourceAddress() *SocketAddress {
@@ -373,7 +321,6 @@ type Address struct {
 	//
 	//	*Address_SocketAddress
 	//	*Address_Pipe
-	//	*Address_EnvoyInternalAddress
 	Address       isAddress_Address `protobuf_oneof:"address"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -381,7 +328,7 @@ type Address struct {
 
 func (x *Address) Reset() {
 	*x = Address{}
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[5]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +340,7 @@ func (x *Address) String() string {
 func (*Address) ProtoMessage() {}
 
 func (x *Address) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[5]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +353,7 @@ func (x *Address) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Address.ProtoReflect.Descriptor instead.
 func (*Address) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{5}
+	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Address) GetAddress() isAddress_Address {
@@ -434,15 +381,6 @@ func (x *Address) GetPipe() *Pipe {
 	return nil
 }
 
-func (x *Address) GetEnvoyInternalAddress() *EnvoyInternalAddress {
-	if x != nil {
-		if x, ok := x.Address.(*Address_EnvoyInternalAddress); ok {
-			return x.EnvoyInternalAddress
-		}
-	}
-	return nil
-}
-
 type isAddress_Address interface {
 	isAddress_Address()
 }
@@ -455,15 +393,9 @@ type Address_Pipe struct {
 	Pipe *Pipe `protobuf:"bytes,2,opt,name=pipe,proto3,oneof"`
 }
 
-type Address_EnvoyInternalAddress struct {
-	EnvoyInternalAddress *EnvoyInternalAddress `protobuf:"bytes,3,opt,name=envoy_internal_address,json=envoyInternalAddress,proto3,oneof"`
-}
-
 func (*Address_SocketAddress) isAddress_Address() {}
 
 func (*Address_Pipe) isAddress_Address() {}
-
-func (*Address_EnvoyInternalAddress) isAddress_Address() {}
 
 type CidrRange struct {
 	state         protoimpl.MessageState  `protogen:"open.v1"`
@@ -475,7 +407,7 @@ type CidrRange struct {
 
 func (x *CidrRange) Reset() {
 	*x = CidrRange{}
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[6]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +419,7 @@ func (x *CidrRange) String() string {
 func (*CidrRange) ProtoMessage() {}
 
 func (x *CidrRange) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[6]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +432,7 @@ func (x *CidrRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CidrRange.ProtoReflect.Descriptor instead.
 func (*CidrRange) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{6}
+	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CidrRange) GetAddressPrefix() string {
@@ -524,15 +456,12 @@ const file_envoy_config_core_v3_address_proto_rawDesc = "" +
 	"\"envoy/config/core/v3/address.proto\x12\x14envoy.config.core.v3\x1a\x1egoogle/protobuf/wrappers.proto\".\n" +
 	"\x04Pipe\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
-	"\x04mode\x18\x02 \x01(\rR\x04mode\"\x16\n" +
-	"\x14EnvoyInternalAddress\"\x86\x02\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\"\xe5\x01\n" +
 	"\rSocketAddress\x12H\n" +
 	"\bprotocol\x18\x01 \x01(\x0e2,.envoy.config.core.v3.SocketAddress.ProtocolR\bprotocol\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
 	"\n" +
 	"port_value\x18\x03 \x01(\rH\x00R\tportValue\x12\x1f\n" +
-	"\n" +
-	"named_port\x18\x04 \x01(\tH\x00R\tnamedPort\x12\x1f\n" +
 	"\vipv4_compat\x18\x06 \x01(\bR\n" +
 	"ipv4Compat\"\x1c\n" +
 	"\bProtocol\x12\a\n" +
@@ -545,11 +474,10 @@ const file_envoy_config_core_v3_address_proto_rawDesc = "" +
 	"\x12keepalive_interval\x18\x03 \x01(\v2\x1c.google.protobuf.UInt32ValueR\x11keepaliveInterval\"X\n" +
 	"\n" +
 	"BindConfig\x12J\n" +
-	"\x0esource_address\x18\x01 \x01(\v2#.envoy.config.core.v3.SocketAddressR\rsourceAddress\"\xf8\x01\n" +
+	"\x0esource_address\x18\x01 \x01(\v2#.envoy.config.core.v3.SocketAddressR\rsourceAddress\"\x94\x01\n" +
 	"\aAddress\x12L\n" +
 	"\x0esocket_address\x18\x01 \x01(\v2#.envoy.config.core.v3.SocketAddressH\x00R\rsocketAddress\x120\n" +
-	"\x04pipe\x18\x02 \x01(\v2\x1a.envoy.config.core.v3.PipeH\x00R\x04pipe\x12b\n" +
-	"\x16envoy_internal_address\x18\x03 \x01(\v2*.envoy.config.core.v3.EnvoyInternalAddressH\x00R\x14envoyInternalAddressB\t\n" +
+	"\x04pipe\x18\x02 \x01(\v2\x1a.envoy.config.core.v3.PipeH\x00R\x04pipeB\t\n" +
 	"\aaddress\"o\n" +
 	"\tCidrRange\x12%\n" +
 	"\x0eaddress_prefix\x18\x01 \x01(\tR\raddressPrefix\x12;\n" +
@@ -569,33 +497,31 @@ func file_envoy_config_core_v3_address_proto_rawDescGZIP() []byte {
 }
 
 var file_envoy_config_core_v3_address_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_envoy_config_core_v3_address_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_envoy_config_core_v3_address_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_envoy_config_core_v3_address_proto_goTypes = []any{
 	(SocketAddress_Protocol)(0),    // 0: envoy.config.core.v3.SocketAddress.Protocol
 	(*Pipe)(nil),                   // 1: envoy.config.core.v3.Pipe
-	(*EnvoyInternalAddress)(nil),   // 2: envoy.config.core.v3.EnvoyInternalAddress
-	(*SocketAddress)(nil),          // 3: envoy.config.core.v3.SocketAddress
-	(*TcpKeepalive)(nil),           // 4: envoy.config.core.v3.TcpKeepalive
-	(*BindConfig)(nil),             // 5: envoy.config.core.v3.BindConfig
-	(*Address)(nil),                // 6: envoy.config.core.v3.Address
-	(*CidrRange)(nil),              // 7: envoy.config.core.v3.CidrRange
-	(*wrapperspb.UInt32Value)(nil), // 8: google.protobuf.UInt32Value
+	(*SocketAddress)(nil),          // 2: envoy.config.core.v3.SocketAddress
+	(*TcpKeepalive)(nil),           // 3: envoy.config.core.v3.TcpKeepalive
+	(*BindConfig)(nil),             // 4: envoy.config.core.v3.BindConfig
+	(*Address)(nil),                // 5: envoy.config.core.v3.Address
+	(*CidrRange)(nil),              // 6: envoy.config.core.v3.CidrRange
+	(*wrapperspb.UInt32Value)(nil), // 7: google.protobuf.UInt32Value
 }
 var file_envoy_config_core_v3_address_proto_depIdxs = []int32{
 	0, // 0: envoy.config.core.v3.SocketAddress.protocol:type_name -> envoy.config.core.v3.SocketAddress.Protocol
-	8, // 1: envoy.config.core.v3.TcpKeepalive.keepalive_probes:type_name -> google.protobuf.UInt32Value
-	8, // 2: envoy.config.core.v3.TcpKeepalive.keepalive_time:type_name -> google.protobuf.UInt32Value
-	8, // 3: envoy.config.core.v3.TcpKeepalive.keepalive_interval:type_name -> google.protobuf.UInt32Value
-	3, // 4: envoy.config.core.v3.BindConfig.source_address:type_name -> envoy.config.core.v3.SocketAddress
-	3, // 5: envoy.config.core.v3.Address.socket_address:type_name -> envoy.config.core.v3.SocketAddress
+	7, // 1: envoy.config.core.v3.TcpKeepalive.keepalive_probes:type_name -> google.protobuf.UInt32Value
+	7, // 2: envoy.config.core.v3.TcpKeepalive.keepalive_time:type_name -> google.protobuf.UInt32Value
+	7, // 3: envoy.config.core.v3.TcpKeepalive.keepalive_interval:type_name -> google.protobuf.UInt32Value
+	2, // 4: envoy.config.core.v3.BindConfig.source_address:type_name -> envoy.config.core.v3.SocketAddress
+	2, // 5: envoy.config.core.v3.Address.socket_address:type_name -> envoy.config.core.v3.SocketAddress
 	1, // 6: envoy.config.core.v3.Address.pipe:type_name -> envoy.config.core.v3.Pipe
-	2, // 7: envoy.config.core.v3.Address.envoy_internal_address:type_name -> envoy.config.core.v3.EnvoyInternalAddress
-	8, // 8: envoy.config.core.v3.CidrRange.prefix_len:type_name -> google.protobuf.UInt32Value
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	7, // 7: envoy.config.core.v3.CidrRange.prefix_len:type_name -> google.protobuf.UInt32Value
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_core_v3_address_proto_init() }
@@ -603,14 +529,12 @@ func file_envoy_config_core_v3_address_proto_init() {
 	if File_envoy_config_core_v3_address_proto != nil {
 		return
 	}
-	file_envoy_config_core_v3_address_proto_msgTypes[2].OneofWrappers = []any{
+	file_envoy_config_core_v3_address_proto_msgTypes[1].OneofWrappers = []any{
 		(*SocketAddress_PortValue)(nil),
-		(*SocketAddress_NamedPort)(nil),
 	}
-	file_envoy_config_core_v3_address_proto_msgTypes[5].OneofWrappers = []any{
+	file_envoy_config_core_v3_address_proto_msgTypes[4].OneofWrappers = []any{
 		(*Address_SocketAddress)(nil),
 		(*Address_Pipe)(nil),
-		(*Address_EnvoyInternalAddress)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -620,7 +544,7 @@ func file_envoy_config_core_v3_address_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_core_v3_address_proto_rawDesc), len(file_envoy_config_core_v3_address_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

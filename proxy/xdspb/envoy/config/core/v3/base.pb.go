@@ -170,7 +170,7 @@ func (x HeaderValueOption_HeaderAppendAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HeaderValueOption_HeaderAppendAction.Descriptor instead.
 func (HeaderValueOption_HeaderAppendAction) EnumDescriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9, 0}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type Locality struct {
@@ -233,42 +233,6 @@ func (x *Locality) GetSubZone() string {
 	return ""
 }
 
-type BuildVersion struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *BuildVersion) Reset() {
-	*x = BuildVersion{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[1]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *BuildVersion) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*BuildVersion) ProtoMessage() {}
-
-func (x *BuildVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[1]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use BuildVersion.ProtoReflect.Descriptor instead.
-func (*BuildVersion) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{1}
-}
-
 type Node struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -278,7 +242,6 @@ type Node struct {
 	// Types that are valid to be assigned to UserAgentVersionType:
 	//
 	//	*Node_UserAgentVersion
-	//	*Node_UserAgentBuildVersion
 	UserAgentVersionType isNode_UserAgentVersionType `protobuf_oneof:"user_agent_version_type"`
 	ClientFeatures       []string                    `protobuf:"bytes,10,rep,name=client_features,json=clientFeatures,proto3" json:"client_features,omitempty"`
 	unknownFields        protoimpl.UnknownFields
@@ -287,7 +250,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -299,7 +262,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -312,7 +275,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{2}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Node) GetId() string {
@@ -359,15 +322,6 @@ func (x *Node) GetUserAgentVersion() string {
 	return ""
 }
 
-func (x *Node) GetUserAgentBuildVersion() *BuildVersion {
-	if x != nil {
-		if x, ok := x.UserAgentVersionType.(*Node_UserAgentBuildVersion); ok {
-			return x.UserAgentBuildVersion
-		}
-	}
-	return nil
-}
-
 func (x *Node) GetClientFeatures() []string {
 	if x != nil {
 		return x.ClientFeatures
@@ -383,13 +337,7 @@ type Node_UserAgentVersion struct {
 	UserAgentVersion string `protobuf:"bytes,7,opt,name=user_agent_version,json=userAgentVersion,proto3,oneof"`
 }
 
-type Node_UserAgentBuildVersion struct {
-	UserAgentBuildVersion *BuildVersion `protobuf:"bytes,8,opt,name=user_agent_build_version,json=userAgentBuildVersion,proto3,oneof"`
-}
-
 func (*Node_UserAgentVersion) isNode_UserAgentVersionType() {}
-
-func (*Node_UserAgentBuildVersion) isNode_UserAgentVersionType() {}
 
 type Metadata struct {
 	state          protoimpl.MessageState      `protogen:"open.v1"`
@@ -400,7 +348,7 @@ type Metadata struct {
 
 func (x *Metadata) Reset() {
 	*x = Metadata{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[3]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +360,7 @@ func (x *Metadata) String() string {
 func (*Metadata) ProtoMessage() {}
 
 func (x *Metadata) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[3]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +373,7 @@ func (x *Metadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metadata.ProtoReflect.Descriptor instead.
 func (*Metadata) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{3}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Metadata) GetFilterMetadata() map[string]*structpb.Struct {
@@ -445,7 +393,7 @@ type RuntimeUInt32 struct {
 
 func (x *RuntimeUInt32) Reset() {
 	*x = RuntimeUInt32{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[4]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +405,7 @@ func (x *RuntimeUInt32) String() string {
 func (*RuntimeUInt32) ProtoMessage() {}
 
 func (x *RuntimeUInt32) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[4]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +418,7 @@ func (x *RuntimeUInt32) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeUInt32.ProtoReflect.Descriptor instead.
 func (*RuntimeUInt32) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{4}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RuntimeUInt32) GetDefaultValue() uint32 {
@@ -497,7 +445,7 @@ type RuntimeDouble struct {
 
 func (x *RuntimeDouble) Reset() {
 	*x = RuntimeDouble{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +457,7 @@ func (x *RuntimeDouble) String() string {
 func (*RuntimeDouble) ProtoMessage() {}
 
 func (x *RuntimeDouble) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +470,7 @@ func (x *RuntimeDouble) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeDouble.ProtoReflect.Descriptor instead.
 func (*RuntimeDouble) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{5}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RuntimeDouble) GetDefaultValue() float64 {
@@ -549,7 +497,7 @@ type RuntimeFeatureFlag struct {
 
 func (x *RuntimeFeatureFlag) Reset() {
 	*x = RuntimeFeatureFlag{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +509,7 @@ func (x *RuntimeFeatureFlag) String() string {
 func (*RuntimeFeatureFlag) ProtoMessage() {}
 
 func (x *RuntimeFeatureFlag) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +522,7 @@ func (x *RuntimeFeatureFlag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeFeatureFlag.ProtoReflect.Descriptor instead.
 func (*RuntimeFeatureFlag) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{6}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RuntimeFeatureFlag) GetDefaultValue() *wrapperspb.BoolValue {
@@ -601,7 +549,7 @@ type QueryParameter struct {
 
 func (x *QueryParameter) Reset() {
 	*x = QueryParameter{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +561,7 @@ func (x *QueryParameter) String() string {
 func (*QueryParameter) ProtoMessage() {}
 
 func (x *QueryParameter) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +574,7 @@ func (x *QueryParameter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParameter.ProtoReflect.Descriptor instead.
 func (*QueryParameter) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{7}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *QueryParameter) GetKey() string {
@@ -654,7 +602,7 @@ type HeaderValue struct {
 
 func (x *HeaderValue) Reset() {
 	*x = HeaderValue{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +614,7 @@ func (x *HeaderValue) String() string {
 func (*HeaderValue) ProtoMessage() {}
 
 func (x *HeaderValue) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +627,7 @@ func (x *HeaderValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderValue.ProtoReflect.Descriptor instead.
 func (*HeaderValue) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HeaderValue) GetKey() string {
@@ -715,7 +663,7 @@ type HeaderValueOption struct {
 
 func (x *HeaderValueOption) Reset() {
 	*x = HeaderValueOption{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +675,7 @@ func (x *HeaderValueOption) String() string {
 func (*HeaderValueOption) ProtoMessage() {}
 
 func (x *HeaderValueOption) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +688,7 @@ func (x *HeaderValueOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderValueOption.ProtoReflect.Descriptor instead.
 func (*HeaderValueOption) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HeaderValueOption) GetHeader() *HeaderValue {
@@ -786,7 +734,7 @@ type DataSource struct {
 
 func (x *DataSource) Reset() {
 	*x = DataSource{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +746,7 @@ func (x *DataSource) String() string {
 func (*DataSource) ProtoMessage() {}
 
 func (x *DataSource) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +759,7 @@ func (x *DataSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSource.ProtoReflect.Descriptor instead.
 func (*DataSource) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{10}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DataSource) GetSpecifier() isDataSource_Specifier {
@@ -898,7 +846,7 @@ type TransportSocket struct {
 
 func (x *TransportSocket) Reset() {
 	*x = TransportSocket{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +858,7 @@ func (x *TransportSocket) String() string {
 func (*TransportSocket) ProtoMessage() {}
 
 func (x *TransportSocket) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +871,7 @@ func (x *TransportSocket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransportSocket.ProtoReflect.Descriptor instead.
 func (*TransportSocket) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{11}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TransportSocket) GetName() string {
@@ -969,7 +917,7 @@ type RuntimeFractionalPercent struct {
 
 func (x *RuntimeFractionalPercent) Reset() {
 	*x = RuntimeFractionalPercent{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +929,7 @@ func (x *RuntimeFractionalPercent) String() string {
 func (*RuntimeFractionalPercent) ProtoMessage() {}
 
 func (x *RuntimeFractionalPercent) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +942,7 @@ func (x *RuntimeFractionalPercent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeFractionalPercent.ProtoReflect.Descriptor instead.
 func (*RuntimeFractionalPercent) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{12}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RuntimeFractionalPercent) GetDefaultValue() *v3.FractionalPercent {
@@ -1019,15 +967,13 @@ const file_envoy_config_core_v3_base_proto_rawDesc = "" +
 	"\bLocality\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x12\x19\n" +
-	"\bsub_zone\x18\x03 \x01(\tR\asubZone\"\x0e\n" +
-	"\fBuildVersion\"\xe0\x02\n" +
+	"\bsub_zone\x18\x03 \x01(\tR\asubZone\"\x81\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x123\n" +
 	"\bmetadata\x18\x03 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12&\n" +
 	"\x0fuser_agent_name\x18\x06 \x01(\tR\ruserAgentName\x12.\n" +
-	"\x12user_agent_version\x18\a \x01(\tH\x00R\x10userAgentVersion\x12]\n" +
-	"\x18user_agent_build_version\x18\b \x01(\v2\".envoy.config.core.v3.BuildVersionH\x00R\x15userAgentBuildVersion\x12'\n" +
+	"\x12user_agent_version\x18\a \x01(\tH\x00R\x10userAgentVersion\x12'\n" +
 	"\x0fclient_features\x18\n" +
 	" \x03(\tR\x0eclientFeaturesB\x19\n" +
 	"\x17user_agent_version_type\"\xc3\x01\n" +
@@ -1101,46 +1047,44 @@ func file_envoy_config_core_v3_base_proto_rawDescGZIP() []byte {
 }
 
 var file_envoy_config_core_v3_base_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_envoy_config_core_v3_base_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_envoy_config_core_v3_base_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_envoy_config_core_v3_base_proto_goTypes = []any{
 	(RoutingPriority)(0),                      // 0: envoy.config.core.v3.RoutingPriority
 	(TrafficDirection)(0),                     // 1: envoy.config.core.v3.TrafficDirection
 	(HeaderValueOption_HeaderAppendAction)(0), // 2: envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
 	(*Locality)(nil),                          // 3: envoy.config.core.v3.Locality
-	(*BuildVersion)(nil),                      // 4: envoy.config.core.v3.BuildVersion
-	(*Node)(nil),                              // 5: envoy.config.core.v3.Node
-	(*Metadata)(nil),                          // 6: envoy.config.core.v3.Metadata
-	(*RuntimeUInt32)(nil),                     // 7: envoy.config.core.v3.RuntimeUInt32
-	(*RuntimeDouble)(nil),                     // 8: envoy.config.core.v3.RuntimeDouble
-	(*RuntimeFeatureFlag)(nil),                // 9: envoy.config.core.v3.RuntimeFeatureFlag
-	(*QueryParameter)(nil),                    // 10: envoy.config.core.v3.QueryParameter
-	(*HeaderValue)(nil),                       // 11: envoy.config.core.v3.HeaderValue
-	(*HeaderValueOption)(nil),                 // 12: envoy.config.core.v3.HeaderValueOption
-	(*DataSource)(nil),                        // 13: envoy.config.core.v3.DataSource
-	(*TransportSocket)(nil),                   // 14: envoy.config.core.v3.TransportSocket
-	(*RuntimeFractionalPercent)(nil),          // 15: envoy.config.core.v3.RuntimeFractionalPercent
-	nil,                                       // 16: envoy.config.core.v3.Metadata.FilterMetadataEntry
-	(*structpb.Struct)(nil),                   // 17: google.protobuf.Struct
-	(*wrapperspb.BoolValue)(nil),              // 18: google.protobuf.BoolValue
-	(*anypb.Any)(nil),                         // 19: google.protobuf.Any
-	(*v3.FractionalPercent)(nil),              // 20: envoy.type.v3.FractionalPercent
+	(*Node)(nil),                              // 4: envoy.config.core.v3.Node
+	(*Metadata)(nil),                          // 5: envoy.config.core.v3.Metadata
+	(*RuntimeUInt32)(nil),                     // 6: envoy.config.core.v3.RuntimeUInt32
+	(*RuntimeDouble)(nil),                     // 7: envoy.config.core.v3.RuntimeDouble
+	(*RuntimeFeatureFlag)(nil),                // 8: envoy.config.core.v3.RuntimeFeatureFlag
+	(*QueryParameter)(nil),                    // 9: envoy.config.core.v3.QueryParameter
+	(*HeaderValue)(nil),                       // 10: envoy.config.core.v3.HeaderValue
+	(*HeaderValueOption)(nil),                 // 11: envoy.config.core.v3.HeaderValueOption
+	(*DataSource)(nil),                        // 12: envoy.config.core.v3.DataSource
+	(*TransportSocket)(nil),                   // 13: envoy.config.core.v3.TransportSocket
+	(*RuntimeFractionalPercent)(nil),          // 14: envoy.config.core.v3.RuntimeFractionalPercent
+	nil,                                       // 15: envoy.config.core.v3.Metadata.FilterMetadataEntry
+	(*structpb.Struct)(nil),                   // 16: google.protobuf.Struct
+	(*wrapperspb.BoolValue)(nil),              // 17: google.protobuf.BoolValue
+	(*anypb.Any)(nil),                         // 18: google.protobuf.Any
+	(*v3.FractionalPercent)(nil),              // 19: envoy.type.v3.FractionalPercent
 }
 var file_envoy_config_core_v3_base_proto_depIdxs = []int32{
-	17, // 0: envoy.config.core.v3.Node.metadata:type_name -> google.protobuf.Struct
-	4,  // 1: envoy.config.core.v3.Node.user_agent_build_version:type_name -> envoy.config.core.v3.BuildVersion
-	16, // 2: envoy.config.core.v3.Metadata.filter_metadata:type_name -> envoy.config.core.v3.Metadata.FilterMetadataEntry
-	18, // 3: envoy.config.core.v3.RuntimeFeatureFlag.default_value:type_name -> google.protobuf.BoolValue
-	11, // 4: envoy.config.core.v3.HeaderValueOption.header:type_name -> envoy.config.core.v3.HeaderValue
-	18, // 5: envoy.config.core.v3.HeaderValueOption.append:type_name -> google.protobuf.BoolValue
-	2,  // 6: envoy.config.core.v3.HeaderValueOption.append_action:type_name -> envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
-	19, // 7: envoy.config.core.v3.TransportSocket.typed_config:type_name -> google.protobuf.Any
-	20, // 8: envoy.config.core.v3.RuntimeFractionalPercent.default_value:type_name -> envoy.type.v3.FractionalPercent
-	17, // 9: envoy.config.core.v3.Metadata.FilterMetadataEntry.value:type_name -> google.protobuf.Struct
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	16, // 0: envoy.config.core.v3.Node.metadata:type_name -> google.protobuf.Struct
+	15, // 1: envoy.config.core.v3.Metadata.filter_metadata:type_name -> envoy.config.core.v3.Metadata.FilterMetadataEntry
+	17, // 2: envoy.config.core.v3.RuntimeFeatureFlag.default_value:type_name -> google.protobuf.BoolValue
+	10, // 3: envoy.config.core.v3.HeaderValueOption.header:type_name -> envoy.config.core.v3.HeaderValue
+	17, // 4: envoy.config.core.v3.HeaderValueOption.append:type_name -> google.protobuf.BoolValue
+	2,  // 5: envoy.config.core.v3.HeaderValueOption.append_action:type_name -> envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
+	18, // 6: envoy.config.core.v3.TransportSocket.typed_config:type_name -> google.protobuf.Any
+	19, // 7: envoy.config.core.v3.RuntimeFractionalPercent.default_value:type_name -> envoy.type.v3.FractionalPercent
+	16, // 8: envoy.config.core.v3.Metadata.FilterMetadataEntry.value:type_name -> google.protobuf.Struct
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_core_v3_base_proto_init() }
@@ -1148,17 +1092,16 @@ func file_envoy_config_core_v3_base_proto_init() {
 	if File_envoy_config_core_v3_base_proto != nil {
 		return
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[2].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[1].OneofWrappers = []any{
 		(*Node_UserAgentVersion)(nil),
-		(*Node_UserAgentBuildVersion)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[10].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[9].OneofWrappers = []any{
 		(*DataSource_Filename)(nil),
 		(*DataSource_InlineBytes)(nil),
 		(*DataSource_InlineString)(nil),
 		(*DataSource_EnvironmentVariable)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[11].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[10].OneofWrappers = []any{
 		(*TransportSocket_TypedConfig)(nil),
 	}
 	type x struct{}
@@ -1169,7 +1112,7 @@ func file_envoy_config_core_v3_base_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_core_v3_base_proto_rawDesc), len(file_envoy_config_core_v3_base_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   14,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -225,87 +225,11 @@ func (*AggregatedConfigSource) Descriptor() ([]byte, []int) {
 	return file_envoy_config_core_v3_config_source_proto_rawDescGZIP(), []int{1}
 }
 
-type SelfConfigSource struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *SelfConfigSource) Reset() {
-	*x = SelfConfigSource{}
-	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SelfConfigSource) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SelfConfigSource) ProtoMessage() {}
-
-func (x *SelfConfigSource) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SelfConfigSource.ProtoReflect.Descriptor instead.
-func (*SelfConfigSource) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_config_source_proto_rawDescGZIP(), []int{2}
-}
-
-type PathConfigSource struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *PathConfigSource) Reset() {
-	*x = PathConfigSource{}
-	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *PathConfigSource) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*PathConfigSource) ProtoMessage() {}
-
-func (x *PathConfigSource) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use PathConfigSource.ProtoReflect.Descriptor instead.
-func (*PathConfigSource) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_config_source_proto_rawDescGZIP(), []int{3}
-}
-
 type ConfigSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to ConfigSourceSpecifier:
 	//
-	//	*ConfigSource_Path
-	//	*ConfigSource_PathConfigSource
-	//	*ConfigSource_ApiConfigSource
 	//	*ConfigSource_Ads
-	//	*ConfigSource_Self
 	ConfigSourceSpecifier isConfigSource_ConfigSourceSpecifier `protobuf_oneof:"config_source_specifier"`
 	ResourceApiVersion    ApiVersion                           `protobuf:"varint,6,opt,name=resource_api_version,json=resourceApiVersion,proto3,enum=envoy.config.core.v3.ApiVersion" json:"resource_api_version,omitempty"`
 	unknownFields         protoimpl.UnknownFields
@@ -314,7 +238,7 @@ type ConfigSource struct {
 
 func (x *ConfigSource) Reset() {
 	*x = ConfigSource{}
-	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[4]
+	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +250,7 @@ func (x *ConfigSource) String() string {
 func (*ConfigSource) ProtoMessage() {}
 
 func (x *ConfigSource) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[4]
+	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +263,7 @@ func (x *ConfigSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigSource.ProtoReflect.Descriptor instead.
 func (*ConfigSource) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_config_source_proto_rawDescGZIP(), []int{4}
+	return file_envoy_config_core_v3_config_source_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ConfigSource) GetConfigSourceSpecifier() isConfigSource_ConfigSourceSpecifier {
@@ -349,46 +273,10 @@ func (x *ConfigSource) GetConfigSourceSpecifier() isConfigSource_ConfigSourceSpe
 	return nil
 }
 
-func (x *ConfigSource) GetPath() string {
-	if x != nil {
-		if x, ok := x.ConfigSourceSpecifier.(*ConfigSource_Path); ok {
-			return x.Path
-		}
-	}
-	return ""
-}
-
-func (x *ConfigSource) GetPathConfigSource() *PathConfigSource {
-	if x != nil {
-		if x, ok := x.ConfigSourceSpecifier.(*ConfigSource_PathConfigSource); ok {
-			return x.PathConfigSource
-		}
-	}
-	return nil
-}
-
-func (x *ConfigSource) GetApiConfigSource() *ApiConfigSource {
-	if x != nil {
-		if x, ok := x.ConfigSourceSpecifier.(*ConfigSource_ApiConfigSource); ok {
-			return x.ApiConfigSource
-		}
-	}
-	return nil
-}
-
 func (x *ConfigSource) GetAds() *AggregatedConfigSource {
 	if x != nil {
 		if x, ok := x.ConfigSourceSpecifier.(*ConfigSource_Ads); ok {
 			return x.Ads
-		}
-	}
-	return nil
-}
-
-func (x *ConfigSource) GetSelf() *SelfConfigSource {
-	if x != nil {
-		if x, ok := x.ConfigSourceSpecifier.(*ConfigSource_Self); ok {
-			return x.Self
 		}
 	}
 	return nil
@@ -405,35 +293,11 @@ type isConfigSource_ConfigSourceSpecifier interface {
 	isConfigSource_ConfigSourceSpecifier()
 }
 
-type ConfigSource_Path struct {
-	Path string `protobuf:"bytes,1,opt,name=path,proto3,oneof"`
-}
-
-type ConfigSource_PathConfigSource struct {
-	PathConfigSource *PathConfigSource `protobuf:"bytes,8,opt,name=path_config_source,json=pathConfigSource,proto3,oneof"`
-}
-
-type ConfigSource_ApiConfigSource struct {
-	ApiConfigSource *ApiConfigSource `protobuf:"bytes,2,opt,name=api_config_source,json=apiConfigSource,proto3,oneof"`
-}
-
 type ConfigSource_Ads struct {
 	Ads *AggregatedConfigSource `protobuf:"bytes,3,opt,name=ads,proto3,oneof"`
 }
 
-type ConfigSource_Self struct {
-	Self *SelfConfigSource `protobuf:"bytes,5,opt,name=self,proto3,oneof"`
-}
-
-func (*ConfigSource_Path) isConfigSource_ConfigSourceSpecifier() {}
-
-func (*ConfigSource_PathConfigSource) isConfigSource_ConfigSourceSpecifier() {}
-
-func (*ConfigSource_ApiConfigSource) isConfigSource_ConfigSourceSpecifier() {}
-
 func (*ConfigSource_Ads) isConfigSource_ConfigSourceSpecifier() {}
-
-func (*ConfigSource_Self) isConfigSource_ConfigSourceSpecifier() {}
 
 var File_envoy_config_core_v3_config_source_proto protoreflect.FileDescriptor
 
@@ -452,15 +316,9 @@ const file_envoy_config_core_v3_config_source_proto_rawDesc = "" +
 	"DELTA_GRPC\x10\x03\x12\x13\n" +
 	"\x0fAGGREGATED_GRPC\x10\x05\x12\x19\n" +
 	"\x15AGGREGATED_DELTA_GRPC\x10\x06\"\x18\n" +
-	"\x16AggregatedConfigSource\"\x12\n" +
-	"\x10SelfConfigSource\"\x12\n" +
-	"\x10PathConfigSource\"\xc0\x03\n" +
-	"\fConfigSource\x12\x14\n" +
-	"\x04path\x18\x01 \x01(\tH\x00R\x04path\x12V\n" +
-	"\x12path_config_source\x18\b \x01(\v2&.envoy.config.core.v3.PathConfigSourceH\x00R\x10pathConfigSource\x12S\n" +
-	"\x11api_config_source\x18\x02 \x01(\v2%.envoy.config.core.v3.ApiConfigSourceH\x00R\x0fapiConfigSource\x12@\n" +
-	"\x03ads\x18\x03 \x01(\v2,.envoy.config.core.v3.AggregatedConfigSourceH\x00R\x03ads\x12<\n" +
-	"\x04self\x18\x05 \x01(\v2&.envoy.config.core.v3.SelfConfigSourceH\x00R\x04self\x12R\n" +
+	"\x16AggregatedConfigSource\"\xbf\x01\n" +
+	"\fConfigSource\x12@\n" +
+	"\x03ads\x18\x03 \x01(\v2,.envoy.config.core.v3.AggregatedConfigSourceH\x00R\x03ads\x12R\n" +
 	"\x14resource_api_version\x18\x06 \x01(\x0e2 .envoy.config.core.v3.ApiVersionR\x12resourceApiVersionB\x19\n" +
 	"\x17config_source_specifier*&\n" +
 	"\n" +
@@ -482,31 +340,26 @@ func file_envoy_config_core_v3_config_source_proto_rawDescGZIP() []byte {
 }
 
 var file_envoy_config_core_v3_config_source_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_envoy_config_core_v3_config_source_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_envoy_config_core_v3_config_source_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_envoy_config_core_v3_config_source_proto_goTypes = []any{
 	(ApiVersion)(0),                // 0: envoy.config.core.v3.ApiVersion
 	(ApiConfigSource_ApiType)(0),   // 1: envoy.config.core.v3.ApiConfigSource.ApiType
 	(*ApiConfigSource)(nil),        // 2: envoy.config.core.v3.ApiConfigSource
 	(*AggregatedConfigSource)(nil), // 3: envoy.config.core.v3.AggregatedConfigSource
-	(*SelfConfigSource)(nil),       // 4: envoy.config.core.v3.SelfConfigSource
-	(*PathConfigSource)(nil),       // 5: envoy.config.core.v3.PathConfigSource
-	(*ConfigSource)(nil),           // 6: envoy.config.core.v3.ConfigSource
-	(*GrpcService)(nil),            // 7: envoy.config.core.v3.GrpcService
+	(*ConfigSource)(nil),           // 4: envoy.config.core.v3.ConfigSource
+	(*GrpcService)(nil),            // 5: envoy.config.core.v3.GrpcService
 }
 var file_envoy_config_core_v3_config_source_proto_depIdxs = []int32{
 	1, // 0: envoy.config.core.v3.ApiConfigSource.api_type:type_name -> envoy.config.core.v3.ApiConfigSource.ApiType
 	0, // 1: envoy.config.core.v3.ApiConfigSource.transport_api_version:type_name -> envoy.config.core.v3.ApiVersion
-	7, // 2: envoy.config.core.v3.ApiConfigSource.grpc_services:type_name -> envoy.config.core.v3.GrpcService
-	5, // 3: envoy.config.core.v3.ConfigSource.path_config_source:type_name -> envoy.config.core.v3.PathConfigSource
-	2, // 4: envoy.config.core.v3.ConfigSource.api_config_source:type_name -> envoy.config.core.v3.ApiConfigSource
-	3, // 5: envoy.config.core.v3.ConfigSource.ads:type_name -> envoy.config.core.v3.AggregatedConfigSource
-	4, // 6: envoy.config.core.v3.ConfigSource.self:type_name -> envoy.config.core.v3.SelfConfigSource
-	0, // 7: envoy.config.core.v3.ConfigSource.resource_api_version:type_name -> envoy.config.core.v3.ApiVersion
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	5, // 2: envoy.config.core.v3.ApiConfigSource.grpc_services:type_name -> envoy.config.core.v3.GrpcService
+	3, // 3: envoy.config.core.v3.ConfigSource.ads:type_name -> envoy.config.core.v3.AggregatedConfigSource
+	0, // 4: envoy.config.core.v3.ConfigSource.resource_api_version:type_name -> envoy.config.core.v3.ApiVersion
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_core_v3_config_source_proto_init() }
@@ -515,12 +368,8 @@ func file_envoy_config_core_v3_config_source_proto_init() {
 		return
 	}
 	file_envoy_config_core_v3_grpc_service_proto_init()
-	file_envoy_config_core_v3_config_source_proto_msgTypes[4].OneofWrappers = []any{
-		(*ConfigSource_Path)(nil),
-		(*ConfigSource_PathConfigSource)(nil),
-		(*ConfigSource_ApiConfigSource)(nil),
+	file_envoy_config_core_v3_config_source_proto_msgTypes[2].OneofWrappers = []any{
 		(*ConfigSource_Ads)(nil),
-		(*ConfigSource_Self)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -530,7 +379,7 @@ func file_envoy_config_core_v3_config_source_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_core_v3_config_source_proto_rawDesc), len(file_envoy_config_core_v3_config_source_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   5,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
