@@ -3,8 +3,6 @@ package xdspb_test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -21,9 +19,10 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"sigs.k8s.io/yaml"
 
-	// The translator links every type its golden outputs pack into Any.
-	_ "github.com/strait-mesh/strait/controlplane/translate"
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/xdspb"
+	// The go-control-plane types strait-proxy links, for the Anys in the golden outputs.
+	_ "github.com/strait-mesh/strait/tools/xdstrim/gcpset"
 )
 
 // goldenKinds maps a golden file's top-level key to the go-control-plane resource type.
@@ -48,15 +47,11 @@ type findings struct {
 // names, i.e. a field strait-proxy does not read. It logs which golden files carry such fields
 // and which Any types the trimmed tree cannot decode (configs the proxy refuses or never reads).
 func TestGoldenOutputsDecode(t *testing.T) {
-	paths, err := filepath.Glob("../../controlplane/translate/testdata/*.golden.yaml")
-	if err != nil || len(paths) == 0 {
-		t.Fatalf("no golden files: %v", err)
-	}
 	byField := map[string][]string{}
 	byType := map[string][]string{}
-	for _, p := range paths {
-		base := strings.TrimSuffix(filepath.Base(p), ".golden.yaml")
-		f := decodeGolden(t, p)
+	for _, g := range testenv.ControlPlaneGoldens(t) {
+		base := strings.TrimSuffix(g.Name, ".golden.yaml")
+		f := decodeGolden(t, g)
 		for k := range f.pruned {
 			byField[k] = append(byField[k], base)
 		}
@@ -81,15 +76,11 @@ func logIndex(t *testing.T, title string, m map[string][]string) {
 	t.Logf("%s: %d%s", title, len(keys), b.String())
 }
 
-func decodeGolden(t *testing.T, path string) findings {
+func decodeGolden(t *testing.T, g testenv.GoldenFile) findings {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var doc map[string]json.RawMessage
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		t.Fatalf("%s: %v", path, err)
+	if err := yaml.Unmarshal(g.YAML, &doc); err != nil {
+		t.Fatalf("%s: %v", g.Name, err)
 	}
 	f := findings{pruned: map[string]bool{}, noTypes: map[string]bool{}}
 	for kind, raw := range doc {
@@ -99,10 +90,10 @@ func decodeGolden(t *testing.T, path string) findings {
 		}
 		var list []json.RawMessage
 		if err := json.Unmarshal(raw, &list); err != nil {
-			t.Fatalf("%s: %s: %v", path, kind, err)
+			t.Fatalf("%s: %s: %v", g.Name, kind, err)
 		}
 		for i, r := range list {
-			where := fmt.Sprintf("%s: %s[%d]", filepath.Base(path), kind, i)
+			where := fmt.Sprintf("%s: %s[%d]", g.Name, kind, i)
 			orig := newMsg()
 			if err := protojson.Unmarshal(r, orig); err != nil {
 				if kind == "secrets" {
