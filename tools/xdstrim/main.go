@@ -4,7 +4,7 @@
 // It type-checks the packages strait-proxy links (go/packages), records every go-control-plane
 // or cncf/xds type they name and every field or getter they select (plus the field names they
 // allow through xdsfield.Check), takes those messages' descriptors from the registry linked into
-// this program (imports.go), prunes them to the fields read and the types those reach, rewrites
+// this program (tools/xdstrim/gcpset), prunes them to the fields read and the types those reach, rewrites
 // go_package into proxy/xdspb, and runs protoc-gen-go's generator over the result. The generated
 // code registers in xdspb.Files and xdspb.Types, never in the global registries.
 //

@@ -85,7 +85,7 @@ func resolve(u *usage, ix *goIndex) (*keepSet, []string, error) {
 			continue // go-control-plane's non-proto helpers (resource type URLs and the like)
 		}
 		if !ix.packages[key[:strings.LastIndex(key, ".")]] {
-			return nil, nil, fmt.Errorf("xDS type %s is not in the linked registry: add its package to tools/xdstrim/imports.go", key)
+			return nil, nil, fmt.Errorf("xDS type %s is not in the linked registry: add its package to tools/xdstrim/gcpset/gcpset.go", key)
 		}
 		if _, isOneofIface := isOneofInterface(key); !isOneofIface {
 			warnings = append(warnings, "not a message, enum or oneof wrapper (not generated): "+key)
