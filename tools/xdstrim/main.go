@@ -12,6 +12,9 @@
 //
 //	go run ./tools/xdstrim          # rewrite proxy/xdspb
 //	go run ./tools/xdstrim -check   # fail when proxy/xdspb is not up to date
+//	go run ./tools/xdstrim -v       # also list what the trimmed types lack (PGV Validate, ...)
+//	go run ./tools/xdstrim -overlay /tmp/ov && go build -overlay /tmp/ov/overlay.json ./cmd/strait-proxy
+//	                                # strait-proxy on the trimmed tree, for measurements
 package main
 
 import (
@@ -29,7 +32,22 @@ func main() {
 	root := flag.String("root", ".", "the module root")
 	check := flag.Bool("check", false, "only report whether the generated tree is up to date")
 	verbose := flag.Bool("v", false, "print what the analysis found")
+	overlayDir := flag.String("overlay", "", "instead of generating, write DIR/overlay.json: `go build -overlay` of strait-proxy on the trimmed tree (for measurements)")
 	flag.Parse()
+	if *overlayDir != "" {
+		root, err := filepath.Abs(*root)
+		if err == nil {
+			err = os.MkdirAll(*overlayDir, 0o755)
+		}
+		if err == nil {
+			err = writeMeasurementOverlay(root, *overlayDir)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "xdstrim:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	res, err := run(*root)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "xdstrim:", err)
