@@ -76,6 +76,12 @@ func TestPrunedFieldIsUnknownAndNamed(t *testing.T) {
 	if err := xdsfield.Check(&l, "", "name"); err == nil {
 		t.Error("xdsfield.Check accepted a listener carrying a pruned field")
 	}
+	if name, num, ok := xdspb.UnknownField(l.ProtoReflect()); !ok || name != "tcp_backlog_size" || num != 24 {
+		t.Errorf("UnknownField = %q, %d, %v; want tcp_backlog_size, 24", name, num, ok)
+	}
+	if _, _, ok := xdspb.UnknownField((&listenerv3.Listener{}).ProtoReflect()); ok {
+		t.Error("UnknownField of a message without unknown fields")
+	}
 	if got, ok := xdspb.PrunedField("envoy.config.listener.v3.Listener", 24); !ok || got != "tcp_backlog_size" {
 		t.Errorf("PrunedField(Listener, 24) = %q, %v; want tcp_backlog_size", got, ok)
 	}
