@@ -127,7 +127,7 @@ type uninstaller struct {
 
 // revisions lists the Strait revisions installed in the namespace (their straitd Deployments).
 func (u *uninstaller) revisions(ctx context.Context) ([]string, error) {
-	deps, err := u.cs.AppsV1().Deployments(u.o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: PartOfLabel + "=" + PartOf + ",app=istiod"})
+	deps, err := u.cs.AppsV1().Deployments(u.o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: PartOfLabel + "=" + PartOf})
 	if err != nil {
 		return nil, fmt.Errorf("listing straitd Deployments in %s: %w", u.o.Namespace, err)
 	}
@@ -137,7 +137,9 @@ func (u *uninstaller) revisions(ctx context.Context) ([]string, error) {
 		if r == "default" {
 			r = ""
 		}
-		revs = append(revs, r)
+		if d.Name == (builder{o: Options{Revision: r}}).name("istiod") { // not the gateway
+			revs = append(revs, r)
+		}
 	}
 	return revs, nil
 }
