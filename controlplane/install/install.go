@@ -54,14 +54,9 @@ var revisionRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // Manifests returns the objects to apply, in order (namespace and CRDs first, workloads last).
 func Manifests(o Options) ([]runtime.Object, error) {
-	if o.Namespace == "" {
-		o.Namespace = "istio-system"
-	}
-	if o.Revision == "default" {
-		o.Revision = ""
-	}
-	if o.Revision != "" && !revisionRE.MatchString(o.Revision) {
-		return nil, fmt.Errorf("revision %q: want a DNS label (lowercase letters, digits, '-')", o.Revision)
+	var err error
+	if o.Namespace, o.Revision, err = placement(o.Namespace, o.Revision); err != nil {
+		return nil, err
 	}
 	if o.ControlPlaneImage == "" || o.ProxyImage == "" {
 		return nil, fmt.Errorf("install: the straitd and strait-proxy images are required")
@@ -92,6 +87,21 @@ func Manifests(o Options) ([]runtime.Object, error) {
 		objs = append(objs, b.gateway()...)
 	}
 	return objs, nil
+}
+
+// placement returns the namespace (default istio-system) and revision ("" for the default one)
+// of a control plane, or an error for a revision that is no DNS label.
+func placement(namespace, revision string) (string, string, error) {
+	if namespace == "" {
+		namespace = "istio-system"
+	}
+	if revision == "default" {
+		revision = ""
+	}
+	if revision != "" && !revisionRE.MatchString(revision) {
+		return "", "", fmt.Errorf("revision %q: want a DNS label (lowercase letters, digits, '-')", revision)
+	}
+	return namespace, revision, nil
 }
 
 // YAML renders objects as one multi-document YAML stream.

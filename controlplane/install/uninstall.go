@@ -67,14 +67,9 @@ func (r Removed) String() string {
 // itself is kept, as istioctl keeps it. Uninstall is idempotent: what is gone already is
 // skipped.
 func Uninstall(ctx context.Context, cfg *rest.Config, o UninstallOptions) ([]Removed, error) {
-	if o.Namespace == "" {
-		o.Namespace = "istio-system"
-	}
-	if o.Revision == "default" {
-		o.Revision = ""
-	}
-	if o.Revision != "" && !revisionRE.MatchString(o.Revision) {
-		return nil, fmt.Errorf("revision %q: want a DNS label (lowercase letters, digits, '-')", o.Revision)
+	var err error
+	if o.Namespace, o.Revision, err = placement(o.Namespace, o.Revision); err != nil {
+		return nil, err
 	}
 	rc, err := newResources(cfg)
 	if err != nil {
