@@ -60,7 +60,8 @@ func sameRoot(bundle, root []byte) bool {
 // conditions — while both serve xDS. Then the leader is killed (SIGKILL: its leases are not
 // released) and the other takes over all of it. The replicas get a self-signed CA each (in
 // production they share the cacerts Secret) so that the CA bundle and the ConfigMap tell which
-// replica wrote them. The takeover times are logged; the bound asserted is generous.
+// replica wrote them. Last, the new leader is stopped normally and a third replica takes over
+// at once. The takeover times are logged; the bound asserted is generous.
 func TestTwoReplicasOnKubernetes(t *testing.T) {
 	bin := testenv.Binaries(t)
 	c, ctx := kubeWithCRDs(t)
@@ -189,4 +190,16 @@ webhooks:
 	if !strings.Contains(b.p.Output(), "became the leader") {
 		t.Error("b did not log its leadership")
 	}
+
+	// b stops normally (SIGTERM, as in a rolling update): it releases its leases and a third
+	// replica takes over without waiting for them to run out.
+	c3 := start("straitd-c", "127.0.0.76")
+	eventually(t, "c ready as a follower", func() bool { return !c3.leading(t, revLease) })
+	stopped := time.Now()
+	b.p.Signal(syscall.SIGTERM)
+	testenv.WaitFor(t, "c holds both leases", 60*time.Second, func() bool {
+		return c3.leading(t, revLease) && c3.leading(t, leader.StatusLease)
+	})
+	t.Logf("after SIGTERM of the leader (it releases its leases): %v", time.Since(stopped).Round(100*time.Millisecond))
+	<-b.p.Exited()
 }
