@@ -21,8 +21,8 @@ func newUninstall(g *globals) *cobra.Command {
 		Long: `uninstall removes what ` + "`strait install`" + ` created for a revision: its webhook
 configurations, ingress gateway, straitd (Deployment, Service, PodDisruptionBudget, RBAC,
 ServiceAccount, istio ConfigMap) and its lease. Only objects with Strait's label are removed.
-When no other Strait revision is left, or with --purge (every revision), the shared objects go
-too: Istio's CRDs — and with them every Istio object in the cluster —, the mesh CA Secret
+When this removes the last Strait revision, or with --purge (every revision), the shared objects
+go too: Istio's CRDs — and with them every Istio object in the cluster —, the mesh CA Secret
 cacerts if ` + "`strait install`" + ` created it, and the istio-ca-root-cert ConfigMaps. The namespace
 istio-system is kept (kubectl delete namespace istio-system removes it). Running it again is
 harmless. --dry-run lists what would be removed.`,

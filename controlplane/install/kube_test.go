@@ -18,6 +18,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/config/kube/crds"
 	"github.com/strait-mesh/strait/controlplane/leader"
+	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
 )
 
@@ -213,6 +214,40 @@ func TestUninstallOnKubernetes(t *testing.T) {
 	if err != nil || len(again) != 0 {
 		t.Errorf("a second uninstall: removed %v, %v", again, err)
 	}
+
+	// CRDs without Strait (Istio's, say): kept unless --purge.
+	testenv.WaitFor(t, "the CRDs gone", time.Minute, func() bool {
+		_, err := rcGet(t, ctx, c, def[1])
+		return apierrors.IsNotFound(err)
+	})
+	if err := Apply(ctx, c.Config, def[1:1+len(o.CRDs)], false); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := Uninstall(ctx, c.Config, UninstallOptions{CRDs: realCRDs()}); err != nil || len(removed) != 0 {
+		t.Errorf("uninstall without Strait installed: removed %v, %v", removed, err)
+	}
+	if removed, err := Uninstall(ctx, c.Config, UninstallOptions{Purge: true, CRDs: realCRDs()}); err != nil || len(removed) != len(o.CRDs) {
+		t.Errorf("--purge without Strait installed: removed %v, %v", removed, err)
+	}
+}
+
+// rcGet reads obj from the API server.
+func rcGet(t *testing.T, ctx context.Context, c *kubeenv.Cluster, obj runtime.Object) (*unstructured.Unstructured, error) {
+	t.Helper()
+	rc, err := newResources(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{Object: m}
+	api, err := rc.of(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.Get(ctx, u.GetName(), metav1.GetOptions{})
 }
 
 // get keeps a Get's error.
@@ -222,27 +257,16 @@ func get[T any](_ T, err error) error { return err }
 // deleted may linger while its objects go: it counts as gone once it has a deletion time.
 func gone(t *testing.T, ctx context.Context, c *kubeenv.Cluster, objs []runtime.Object, want bool) {
 	t.Helper()
-	rc, err := newResources(c.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, obj := range objs {
-		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u := &unstructured.Unstructured{Object: m}
-		api, err := rc.of(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur, err := api.Get(ctx, u.GetName(), metav1.GetOptions{})
+		cur, err := rcGet(t, ctx, c, obj)
+		u := obj.(metav1.Object)
+		kind := obj.GetObjectKind().GroupVersionKind().Kind
 		isGone := apierrors.IsNotFound(err) || (err == nil && cur.GetDeletionTimestamp() != nil)
 		if err != nil && !apierrors.IsNotFound(err) {
 			t.Fatal(err)
 		}
 		if isGone != want {
-			t.Errorf("%s %s/%s: gone %v, want %v", u.GetKind(), u.GetNamespace(), u.GetName(), isGone, want)
+			t.Errorf("%s %s/%s: gone %v, want %v", kind, u.GetNamespace(), u.GetName(), isGone, want)
 		}
 	}
 }

@@ -61,7 +61,8 @@ func (r Removed) String() string {
 // RBAC, ServiceAccount and istio ConfigMap, and the revision's lease. Objects are found by the
 // names Manifests gives them and removed only when they carry Strait's label (PartOfLabel), so
 // that an istiod of the same name is never touched. When no Strait revision is left in the
-// namespace (or with Purge, which removes every revision) the shared objects go too: the CRDs
+// namespace after removing this revision's straitd (or with Purge, which removes every
+// revision) the shared objects go too: the CRDs
 // (and with them every Istio object of the cluster), the mesh CA Secret cacerts when `strait
 // install` created it, the status lease and the istio-ca-root-cert ConfigMaps. The namespace
 // itself is kept, as istioctl keeps it. Uninstall is idempotent: what is gone already is
@@ -80,12 +81,12 @@ func Uninstall(ctx context.Context, cfg *rest.Config, o UninstallOptions) ([]Rem
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	u := uninstaller{o: o, rc: rc, cs: cs}
+	installed, err := u.revisions(ctx)
+	if err != nil {
+		return nil, err
+	}
 	revisions := []string{o.Revision}
 	if o.Purge {
-		installed, err := u.revisions(ctx)
-		if err != nil {
-			return nil, err
-		}
 		for _, r := range installed {
 			if !slices.Contains(revisions, r) {
 				revisions = append(revisions, r)
@@ -104,7 +105,9 @@ func Uninstall(ctx context.Context, cfg *rest.Config, o UninstallOptions) ([]Rem
 	if o.DryRun {
 		left = slices.DeleteFunc(left, func(r string) bool { return slices.Contains(revisions, r) })
 	}
-	if len(left) == 0 || o.Purge {
+	// Without --purge the shared objects go only with the last revision this run removed: a
+	// cluster where Strait is not installed keeps its CRDs (Istio's, perhaps) and their objects.
+	if o.Purge || (len(left) == 0 && slices.Contains(installed, o.Revision)) {
 		if err := u.shared(ctx); err != nil {
 			return u.removed, err
 		}
