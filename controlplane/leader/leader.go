@@ -187,6 +187,9 @@ func New(cfg *rest.Config, o Options) (*Elector, error) {
 		RenewDeadline: o.Timings.RenewDeadline,
 		RetryPeriod:   o.Timings.RetryPeriod,
 		// A replica that stops normally (a rolling update, SIGTERM) hands the lease over at once.
+		// Its work sees its context end at the same moment and stops while the release travels
+		// to the API server, a candidate looks at most once a RetryPeriod, and the work is
+		// idempotent (writes skipped when already there): no harmful overlap.
 		ReleaseOnCancel: true,
 		Name:            o.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
