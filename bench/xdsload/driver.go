@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,12 +9,12 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unique"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -24,7 +23,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/controlplane/xds"
 	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/proxy/xdsclient"
 )
 
 // subscribedTypes are the types a simulated proxy subscribes to (wildcard), in Envoy's order;
@@ -58,35 +59,12 @@ func routesType(vhds bool) string {
 func runDriver(cfg options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
-	exe, err := os.Executable()
+	child, err := startChild(ctx, cfg, cfg.listen)
 	if err != nil {
-		return fmt.Errorf("finding own executable: %w", err)
+		return err
 	}
-	cmd := exec.CommandContext(ctx, exe, "-role=server",
-		"-services="+strconv.Itoa(cfg.services), "-ports="+strconv.Itoa(cfg.ports), "-virtualservices="+strconv.Itoa(cfg.vs),
-		"-debounce="+cfg.debounce.String(), "-generator="+cfg.generator, "-timeout="+cfg.timeout.String())
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return fmt.Errorf("server stdin: %w", err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return fmt.Errorf("server stdout: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting server: %w", err)
-	}
-	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("reading server address: %w", err)
-	}
-	var xdsAddr, ctlAddr string
-	if _, err := fmt.Sscanf(line, "LISTEN %s %s", &xdsAddr, &ctlAddr); err != nil {
-		return fmt.Errorf("server said %q: %w", line, err)
-	}
-	ctl := "http://" + ctlAddr
+	defer func() { child.stop() }()
+	xdsAddr, ctl := child.xds, child.ctl
 
 	base, err := getJSON[memStats](ctx, ctl+"/mem")
 	if err != nil {
@@ -109,11 +87,11 @@ func runDriver(cfg options) error {
 	proxies := make([]*simProxy, cfg.proxies)
 	sem := make(chan struct{}, cfg.parallel)
 	for i := range proxies {
-		p := newSimProxy(i, cfg.vhds)
+		p := newSimProxy(i, cfg.vhds, cfg.restart)
 		p.sotw = cfg.sotw
 		proxies[i] = p
 		sem <- struct{}{}
-		go p.run(ctx, xdsAddr)
+		go p.run(ctx, xdsAddr, cfg.restart)
 		go func() {
 			select {
 			case <-p.ready:
@@ -155,6 +133,12 @@ func runDriver(cfg options) error {
 			return err
 		}
 	}
+	if cfg.restart {
+		if child, err = restartServer(ctx, cfg, child, proxies); err != nil {
+			return err
+		}
+		ctl = child.ctl
+	}
 	if cfg.stuck > 0 {
 		stuck := min(cfg.stuck, len(proxies)-1)
 		for _, p := range proxies[len(proxies)-stuck:] {
@@ -171,11 +155,12 @@ func runDriver(cfg options) error {
 	// end of the run: what the changes cost on the wire.
 	bytesBefore := receivedBytes(proxies)
 	profDone := make(chan error, 1)
-	if cfg.profile != "" {
+	if cfg.profile != "" && !cfg.restart { // with -restart the profile is of the resync
 		go func() { profDone <- fetchToFile(ctx, ctl+"/debug/pprof/profile?seconds=30", cfg.profile) }()
 	} else {
 		profDone <- nil
 	}
+	var queuedPeak float64 // strait_xds_queued_bytes, sampled after each update
 	for u := range cfg.updates {
 		before := make([][]int, len(proxies))
 		for i, p := range proxies {
@@ -201,6 +186,13 @@ func runDriver(cfg options) error {
 			}
 		}
 		all = append(all, worst)
+		if cfg.stuck > 0 {
+			m, err := serverMetrics(ctx, ctl)
+			if err != nil {
+				return err
+			}
+			queuedPeak = max(queuedPeak, m["strait_xds_queued_bytes"])
+		}
 	}
 	if err := <-profDone; err != nil {
 		return err
@@ -214,6 +206,10 @@ func runDriver(cfg options) error {
 		return err
 	}
 	fmt.Printf("server RSS: peak %.0f MiB over the run, %.0f MiB at the end (after a GC)\n", mib(end.PeakRSS), mib(end.RSS))
+	if cfg.stuck > 0 {
+		fmt.Printf("queued bytes (responses built, not ACKed) with %d proxies not reading: up to %.1f MiB sampled after the updates, cap %d MiB\n",
+			cfg.stuck, queuedPeak/(1<<20), xds.DefaultMaxQueuedBytes>>20)
+	}
 	if len(all) > 0 {
 		fmt.Printf("update → ACK by all %d proxies (%d %s changes): p50 %s  p99 %s  max %s\n",
 			len(proxies), cfg.updates, cfg.change, pct(all, 50), pct(all, 99), pct(all, 100))
@@ -265,15 +261,24 @@ func pct(ds []time.Duration, p int) time.Duration {
 	return s[i-1].Round(time.Millisecond / 10)
 }
 
-// fetchToFile saves the body of a GET.
-func fetchToFile(ctx context.Context, url, path string) error {
+// fetch sends a GET; the caller closes the body.
+func fetch(ctx context.Context, url string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return resp, nil
+}
+
+// fetchToFile saves the body of a GET.
+func fetchToFile(ctx context.Context, url, path string) error {
+	resp, err := fetch(ctx, url)
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
 	f, err := os.Create(path)
@@ -289,19 +294,29 @@ func fetchToFile(ctx context.Context, url, path string) error {
 
 func getJSON[T any](ctx context.Context, url string) (T, error) {
 	var v T
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := fetch(ctx, url)
 	if err != nil {
 		return v, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return v, fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
 		return v, fmt.Errorf("GET %s: %w", url, err)
 	}
 	return v, nil
+}
+
+// getText returns the body of a GET (at most 16 MiB).
+func getText(ctx context.Context, url string) (string, error) {
+	resp, err := fetch(ctx, url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %w", url, err)
+	}
+	return string(b), nil
 }
 
 // simProxy is a simulated proxy: a Delta (or, with -sotw, state-of-the-world) ADS stream on its
@@ -318,6 +333,15 @@ type simProxy struct {
 
 	types []string // subscribed types, in order
 
+	// syncs counts the streams on which every subscribed type got a response, syncedAt is when
+	// the latest did (unix nanos): a reconnected proxy has resynced when syncs moves.
+	syncs    atomic.Int64
+	syncedAt atomic.Int64
+	// held is what a Delta proxy holds per type (name → version), for the initial resource
+	// versions of its next stream; nil unless it reconnects (-restart). Strings are interned:
+	// the proxies hold mostly the same names and versions.
+	held map[string]map[string]string
+
 	mu      sync.Mutex
 	names   map[string]map[string]bool // resources held per type; tracked for proxy 0 only
 	got     map[string]int             // responses per type
@@ -325,7 +349,7 @@ type simProxy struct {
 	lastAck map[string]int64           // unix nanos of the last ACK sent, per type
 }
 
-func newSimProxy(n int, vhds bool) *simProxy {
+func newSimProxy(n int, vhds, track bool) *simProxy {
 	ip := fmt.Sprintf("127.%d.%d.%d", 1+n/62500, n/250%250, n%250+1)
 	ns := fmt.Sprintf("ns-%d", n%20)
 	var names map[string]map[string]bool
@@ -336,7 +360,12 @@ func newSimProxy(n int, vhds bool) *simProxy {
 	if vhds {
 		features = []string{node.FeatureVHDS}
 	}
+	var held map[string]map[string]string
+	if track {
+		held = map[string]map[string]string{}
+	}
 	return &simProxy{
+		held:  held,
 		names: names,
 		n:     n,
 		types: subscribedTypes(vhds),
@@ -360,56 +389,115 @@ func newSimProxy(n int, vhds bool) *simProxy {
 	}
 }
 
-func (p *simProxy) run(ctx context.Context, addr string) {
-	err := p.stream(ctx, addr)
-	if err != nil && ctx.Err() == nil {
-		p.failed <- err
+// run keeps the proxy's stream up until ctx ends. Without reconnect a stream error fails the
+// proxy; with it the proxy reconnects on strait-proxy's schedule (full jitter, the server's
+// retry delay honoured).
+func (p *simProxy) run(ctx context.Context, addr string, reconnect bool) {
+	backoff := xdsclient.Backoff{Base: 200 * time.Millisecond, Max: 15 * time.Second}
+	for {
+		got, err := p.stream(ctx, addr)
+		if ctx.Err() != nil {
+			return
+		}
+		if !reconnect {
+			if err != nil {
+				p.failed <- err
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff.Next(err, got)):
+		}
 	}
 }
 
-func (p *simProxy) stream(ctx context.Context, addr string) error {
+// stream runs one ADS stream until it fails; got reports whether it received a response.
+func (p *simProxy) stream(ctx context.Context, addr string) (got bool, err error) {
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return fmt.Errorf("dialing: %w", err)
+		return false, fmt.Errorf("dialing: %w", err)
 	}
 	defer cc.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	st, err := openStream(ctx, discovery.NewAggregatedDiscoveryServiceClient(cc), p.sotw)
 	if err != nil {
-		return fmt.Errorf("opening stream: %w", err)
+		return false, fmt.Errorf("opening stream: %w", err)
 	}
 	for i, t := range p.types {
 		var n *corev3.Node
 		if i == 0 {
 			n = p.node
 		}
-		if err := st.send(t, n, "", ""); err != nil {
-			return fmt.Errorf("subscribing: %w", err)
+		if err := st.subscribe(t, n, p.initial(t)); err != nil {
+			return false, fmt.Errorf("subscribing: %w", err)
 		}
 	}
+	answered := map[string]bool{} // types with a response on this stream
 	for {
 		select {
 		case <-p.stop: // stuck: hold the stream open without reading it
 			<-ctx.Done()
-			return nil
+			return got, nil
 		default:
 		}
 		resp, err := st.recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return nil
+				return got, nil
 			}
-			return fmt.Errorf("receiving: %w", err)
+			return got, fmt.Errorf("receiving: %w", err)
 		}
+		got = true
 		if err := st.send(resp.typ, nil, resp.version, resp.nonce); err != nil {
-			return fmt.Errorf("acking: %w", err)
+			return got, fmt.Errorf("acking: %w", err)
 		}
 		var names []string
-		if p.names != nil { // only proxy 0 reports what it holds
+		if p.names != nil || p.held != nil { // proxy 0 reports what it holds; -restart tracks it
 			if names, err = resp.names(); err != nil {
-				return err
+				return got, err
 			}
 		}
 		p.record(resp.typ, p.sotw, names, resp.removed, resp.size)
+		p.hold(resp.typ, names, resp.versions, resp.removed)
+		if !answered[resp.typ] {
+			if answered[resp.typ] = true; len(answered) == len(p.types) {
+				p.syncedAt.Store(time.Now().UnixNano())
+				p.syncs.Add(1)
+			}
+		}
+	}
+}
+
+// initial returns the versions the proxy holds of typeURL (Delta initial_resource_versions).
+func (p *simProxy) initial(typeURL string) map[string]string {
+	if p.held == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.held[typeURL])
+}
+
+// hold records a Delta response in what the proxy holds (-restart only).
+func (p *simProxy) hold(typeURL string, names, versions, removed []string) {
+	if p.held == nil || len(versions) != len(names) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	set := p.held[typeURL]
+	if set == nil {
+		set = map[string]string{}
+		p.held[typeURL] = set
+	}
+	for i, n := range names {
+		set[unique.Make(n).Value()] = unique.Make(versions[i]).Value()
+	}
+	for _, n := range removed {
+		delete(set, n)
 	}
 }
 

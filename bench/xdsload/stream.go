@@ -15,6 +15,9 @@ type adsStream interface {
 	// send sends a request for type typ: a subscription to all its resources (n is sent with the
 	// stream's first request), or the ACK of the response of nonce, whose version (SotW) it was.
 	send(typ string, n *corev3.Node, version, nonce string) error
+	// subscribe sends the first request for type typ: all its resources, with the versions the
+	// proxy holds (Delta's initial_resource_versions; SotW sends none).
+	subscribe(typ string, n *corev3.Node, initial map[string]string) error
 	recv() (adsResponse, error)
 }
 
@@ -23,6 +26,7 @@ type adsResponse struct {
 	typ, version, nonce string
 	names               func() ([]string, error) // the resources' names (decoding them, for SotW)
 	removed             []string                 // Delta's removals
+	versions            []string                 // Delta: the resources' versions, in names' order
 	size                int                      // the response's encoded size
 }
 
@@ -42,6 +46,10 @@ type sotwStream struct {
 
 func (s sotwStream) send(typ string, n *corev3.Node, version, nonce string) error {
 	return s.Send(&discovery.DiscoveryRequest{TypeUrl: typ, Node: n, VersionInfo: version, ResponseNonce: nonce})
+}
+
+func (s sotwStream) subscribe(typ string, n *corev3.Node, _ map[string]string) error {
+	return s.send(typ, n, "", "")
 }
 
 func (s sotwStream) recv() (adsResponse, error) {
@@ -69,12 +77,17 @@ func (s deltaStream) send(typ string, n *corev3.Node, _, nonce string) error {
 	return s.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: typ, Node: n, ResponseNonce: nonce})
 }
 
+func (s deltaStream) subscribe(typ string, n *corev3.Node, initial map[string]string) error {
+	return s.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: typ, Node: n, InitialResourceVersions: initial})
+}
+
 func (s deltaStream) recv() (adsResponse, error) {
 	resp, err := s.Recv()
-	var names []string
+	var names, versions []string
 	for _, r := range resp.GetResources() {
 		names = append(names, r.GetName())
+		versions = append(versions, r.GetVersion())
 	}
 	return adsResponse{typ: resp.GetTypeUrl(), nonce: resp.GetNonce(), removed: resp.GetRemovedResources(),
-		names: func() ([]string, error) { return names, nil }, size: proto.Size(resp)}, err
+		names: func() ([]string, error) { return names, nil }, versions: versions, size: proto.Size(resp)}, err
 }

@@ -8,7 +8,7 @@
 // concurrently (bounded by GOMAXPROCS workers) but sends only to proxies whose output changed.
 // Flow control (flow.go) keeps at most one response per stream and type unacknowledged, caps the
 // bytes of responses built and not yet acknowledged, ends streams that do not ACK in time and
-// bounds concurrent push work. ACKs and NACKs are tracked per proxy and type and served as JSON at
+// bounds concurrent push work; new streams are admitted at a bounded rate (admission.go). ACKs and NACKs are tracked per proxy and type and served as JSON at
 // /debug/syncz.
 package xds
 
@@ -84,6 +84,7 @@ type Server struct {
 	metrics  *metrics
 	cache    *snapshotCache
 	fc       *flowControl
+	adm      *admission    // admits new streams at a bounded rate (admission.go)
 	sem      chan struct{} // bounds concurrent generations
 	push     chan struct{} // push slots: generations and sends (Flow.PushThrottle)
 	pushPeak atomic.Int64  // most push slots in use at once, for tests
@@ -146,6 +147,7 @@ func New(opts Options) (*Server, error) {
 		sem:     make(chan struct{}, opts.Workers),
 		push:    make(chan struct{}, opts.Flow.PushThrottle),
 		fc:      newFlowControl(opts.Flow, m),
+		adm:     newAdmission(opts.Flow, m),
 		done:    make(chan struct{}),
 		updates: make(chan struct{}, 1),
 		proxies: make(map[string]*proxyState),

@@ -4,8 +4,8 @@
 // type, and hands every update to a Handler. A Handler error is sent back as a NACK with
 // error_detail and the previous accepted set stays in force; otherwise the update is ACKed.
 //
-// The client never forgets accepted config when the connection drops: it reconnects with jittered
-// exponential backoff and, on the new stream, tells the server what it already has
+// The client never forgets accepted config when the connection drops: it reconnects with
+// full-jitter exponential backoff, honouring a server's retry hint (backoff.go), and, on the new stream, tells the server what it already has
 // (initial_resource_versions in Delta, version_info in SotW) so the server can resync.
 package xdsclient
 
@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -97,8 +96,8 @@ type Options struct {
 	Logger  *slog.Logger
 	// DialOptions replace the default (plaintext) transport credentials when set.
 	DialOptions []grpc.DialOption
-	// BackoffBase and BackoffMax bound the jittered exponential reconnect delay
-	// (defaults 200ms and 15s).
+	// BackoffBase and BackoffMax bound the full-jitter exponential reconnect delay
+	// (defaults 200ms and 15s; backoff.go). BackoffMax also caps a server's retry hint.
 	BackoffBase, BackoffMax time.Duration
 	// ForceSotW disables the Delta attempt.
 	ForceSotW bool
@@ -235,10 +234,11 @@ var errUnimplemented = errors.New("delta ads unimplemented")
 // Run connects and keeps the stream up until ctx is done, reconnecting with jittered exponential
 // backoff. It returns ctx.Err().
 func (c *Client) Run(ctx context.Context) error {
-	dopts := c.opts.DialOptions
-	if len(dopts) == 0 {
-		dopts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	dopts := []grpc.DialOption{channelBackoff(c.opts.BackoffBase, c.opts.BackoffMax)}
+	if len(c.opts.DialOptions) == 0 {
+		dopts = append(dopts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
+	dopts = append(dopts, c.opts.DialOptions...)
 	conn, err := grpc.NewClient(c.opts.Address, dopts...)
 	if err != nil {
 		return fmt.Errorf("dialing xds server %s: %w", c.opts.Address, err)
@@ -246,7 +246,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer conn.Close()
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	sotw := c.opts.ForceSotW
-	delay := c.opts.BackoffBase
+	backoff := Backoff{Base: c.opts.BackoffBase, Max: c.opts.BackoffMax}
 	for {
 		var got bool
 		var err error
@@ -263,18 +263,13 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if got {
-			delay = c.opts.BackoffBase
-		}
-		// Full jitter over the upper half keeps retries spread out but never immediate.
-		wait := delay/2 + rand.N(delay/2+1)
-		c.log.Warn("xds stream ended; serving last accepted config", "error", err, "retry_in", wait)
+		wait := backoff.Next(err, got) // backoff.go
+		c.log.Warn("xds stream ended; serving last accepted config", "error", err, "retry_in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		delay = min(delay*2, c.opts.BackoffMax)
 	}
 }
 

@@ -64,6 +64,9 @@ type Options struct {
 	// deletion, garbage collection, Deployments, ReplicaSets, Jobs and the kube-root-ca.crt
 	// ConfigMaps.
 	ControllerManager bool
+	// ControllerManagerArgs are more kube-controller-manager flags, after the defaults (a
+	// later flag wins): e.g. a higher --kube-api-qps for a scale benchmark.
+	ControllerManagerArgs []string
 }
 
 // Cluster is a running control plane.
@@ -112,7 +115,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Fatalf("kubeenv: %v", err)
 	}
 	if opts.ControllerManager {
-		startControllerManager(t, filepath.Join(binDir, "kube-controller-manager"), dir, c.Kubeconfig, pki)
+		startControllerManager(t, filepath.Join(binDir, "kube-controller-manager"), dir, c.Kubeconfig, pki, opts.ControllerManagerArgs...)
 	}
 	return c
 }
@@ -339,18 +342,18 @@ func waitFor(p *process, timeout time.Duration, ready func() bool) error {
 
 // startControllerManager runs kube-controller-manager against the API server (no serving port,
 // no leader election) with the controllers Options.ControllerManager lists.
-func startControllerManager(t testing.TB, bin, dir, kubeconfig string, pki *pki) {
+func startControllerManager(t testing.TB, bin, dir, kubeconfig string, pki *pki, extra ...string) {
 	t.Helper()
-	p := startProcess(t, dir, "kube-controller-manager", bin,
-		"--kubeconfig="+kubeconfig,
-		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
+	args := []string{"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig, "--authorization-kubeconfig=" + kubeconfig,
 		"--bind-address=127.0.0.1", "--secure-port=0",
 		"--leader-elect=false",
 		"--controllers=endpointslice-controller,endpointslice-mirroring-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller,deployment-controller,replicaset-controller,job-controller,root-ca-certificate-publisher-controller",
-		"--service-account-private-key-file="+pki.file("sa.key"),
-		"--root-ca-file="+pki.file("ca.crt"),
-		"--service-cluster-ip-range="+ServiceCIDR,
-		"--v=1")
+		"--service-account-private-key-file=" + pki.file("sa.key"),
+		"--root-ca-file=" + pki.file("ca.crt"),
+		"--service-cluster-ip-range=" + ServiceCIDR,
+		"--v=1"}
+	p := startProcess(t, dir, "kube-controller-manager", bin, append(args, extra...)...)
 	// It has no readiness endpoint without a serving port: give it a moment to fail on bad flags.
 	time.Sleep(200 * time.Millisecond)
 	if p.exited() {
