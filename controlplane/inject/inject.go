@@ -167,6 +167,10 @@ func Inject(pod *corev1.Pod, namespace string, c Config) (*corev1.Pod, error) {
 		}
 	}
 
+	// Before the proxy joins the containers: it is not an application container.
+	if err := addAppDrain(out); err != nil {
+		return nil, err
+	}
 	probers := rewriteProbes(out, rewrite)
 	metricsURL, err := mergeMetrics(out)
 	if err != nil {

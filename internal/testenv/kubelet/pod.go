@@ -330,15 +330,25 @@ func (w *podWorker) gracePeriod() time.Duration {
 	return 30 * time.Second
 }
 
-// terminate stops the pod for its deletion: SIGTERM to the containers, then, once they have
-// exited, to the sidecars in reverse order; SIGKILL to whatever runs at the end of the grace
-// period. Then the pod is removed from the API server.
+// terminate stops the pod for its deletion: each container's preStop sleep hook, then SIGTERM to
+// the containers, then, once they have exited, to the sidecars in reverse order; SIGKILL to
+// whatever runs at the end of the grace period (which the hooks count in, as the kubelet's do).
+// Then the pod is removed from the API server.
 func (w *podWorker) terminate() {
 	deadline := time.Now().Add(w.gracePeriod())
 	var wg sync.WaitGroup
 	for _, c := range w.mains {
 		wg.Add(1)
-		go func() { defer wg.Done(); c.stop(deadline) }()
+		go func() {
+			defer wg.Done()
+			if ps := preStop(c.spec); ps != nil && ps.Sleep != nil {
+				select {
+				case <-time.After(min(time.Duration(ps.Sleep.Seconds)*time.Second, time.Until(deadline))):
+				case <-w.ctx.Done():
+				}
+			}
+			c.stop(deadline)
+		}()
 	}
 	wg.Wait()
 	w.stopSidecars(deadline)

@@ -102,8 +102,11 @@ func (k *Kubelet) admit(pod *corev1.Pod) error {
 				return fmt.Errorf("%s (%s).%s: no handler, or a port the container does not name", field, c.Name, name)
 			}
 		}
-		if c.Lifecycle != nil && (c.Lifecycle.PostStart != nil || c.Lifecycle.PreStop != nil) {
-			return fmt.Errorf("%s (%s).lifecycle: hooks are not supported by the test kubelet", field, c.Name)
+		if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+			return fmt.Errorf("%s (%s).lifecycle.postStart: not supported by the test kubelet", field, c.Name)
+		}
+		if ps := preStop(c); ps != nil && (ps.Sleep == nil || ps.Exec != nil || ps.HTTPGet != nil || ps.TCPSocket != nil) {
+			return fmt.Errorf("%s (%s).lifecycle.preStop: only sleep is supported by the test kubelet", field, c.Name)
 		}
 		return nil
 	}
@@ -295,4 +298,12 @@ func runAs(pod *corev1.Pod, c corev1.Container) (uid, gid int64) {
 		}
 	}
 	return uid, gid
+}
+
+// preStop returns the container's preStop hook, or nil.
+func preStop(c corev1.Container) *corev1.LifecycleHandler {
+	if c.Lifecycle == nil {
+		return nil
+	}
+	return c.Lifecycle.PreStop
 }
