@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/strait-mesh/strait/controlplane/leader"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
 	"github.com/strait-mesh/strait/internal/testenv/kubelet"
@@ -306,6 +309,10 @@ func TestKubernetesBookstore(t *testing.T) {
 		m.rollingUpdate(t, gateway)
 	})
 
+	t.Run("LeaderKilledUnderLoad", func(t *testing.T) {
+		m.killLeader(t, gateway)
+	})
+
 	t.Run("JobWithSidecarCompletes", func(t *testing.T) {
 		if _, err := m.objs.Create(m.ctx, `apiVersion: batch/v1
 kind: Job
@@ -367,20 +374,8 @@ func (m *kubeMesh) rollingUpdate(t *testing.T, url string) {
 	stop := make(chan struct{})
 	done := make(chan result, 1)
 	go func() {
-		var r result
-		// Bounded: at most 20,000 requests or 3 minutes.
-		for deadline := time.Now().Add(3 * time.Minute); r.n < 20000 && time.Now().Before(deadline); r.n++ {
-			select {
-			case <-stop:
-				done <- r
-				return
-			default:
-			}
-			if v, err := versions(m.ctx, url, nil); err != nil || v != "details=v1,reviews=v1,web=v1" {
-				r.failed = append(r.failed, fmt.Sprintf("request %d: %q %v", r.n, v, err))
-			}
-		}
-		done <- r
+		n, failed := steadyLoad(m.ctx, url, "details=v1,reviews=v1,web=v1", stop)
+		done <- result{n, failed}
 	}()
 	d, err := deps.Get(m.ctx, "reviews-v1", metav1.GetOptions{})
 	if err != nil {
@@ -414,4 +409,94 @@ func (m *kubeMesh) rollingUpdate(t *testing.T, url string) {
 		t.Errorf("%d of %d requests failed during the rolling update; the first ones:\n%s", len(r.failed), r.n, strings.Join(r.failed[:min(len(r.failed), 10)], "\n"))
 	}
 	t.Logf("%d requests during the rolling update of reviews-v1", r.n)
+}
+
+// steadyLoad sends requests through url one after another until stop is closed (bounded: 20,000
+// requests or 3 minutes) and returns how many it sent and the failures.
+func steadyLoad(ctx context.Context, url, want string, stop <-chan struct{}) (n int, failed []string) {
+	for deadline := time.Now().Add(3 * time.Minute); n < 20000 && time.Now().Before(deadline); n++ {
+		select {
+		case <-stop:
+			return n, failed
+		default:
+		}
+		if v, err := versions(ctx, url, nil); err != nil || v != want {
+			failed = append(failed, fmt.Sprintf("request %d: %q %v", n, v, err))
+		}
+	}
+	return n, failed
+}
+
+// killLeader freezes, then kills, the straitd replica that holds the revision's lease while
+// requests flow through the ingress, and checks that none fails and that the other replica takes
+// the singleton work over (the time is logged, not asserted: the lease timings bound it at
+// 12.4 s, controlplane/leader).
+func (m *kubeMesh) killLeader(t *testing.T, url string) {
+	leases := m.client.CoordinationV1().Leases("istio-system")
+	holder := func() string {
+		l, err := leases.Get(m.ctx, leader.RevisionLease(""), metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+	var old string
+	poll(t, 30*time.Second, "a leader", func() error {
+		if old = holder(); old == "" {
+			return errors.New("no holder")
+		}
+		return nil
+	})
+	pods, err := m.client.CoreV1().Pods("istio-system").List(m.ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
+	if err != nil || len(pods.Items) != 2 {
+		t.Fatalf("straitd pods: %d, %v", len(pods.Items), err)
+	}
+	found := false
+	for _, p := range pods.Items {
+		found = found || p.Name == old
+	}
+	if !found {
+		t.Fatalf("the lease's holder %q is none of the straitd pods", old)
+	}
+	// Everything goes to reviews v1 (set by the earlier subtest), so every answer is known.
+	want := "details=v1,reviews=v1,web=v1"
+	stop := make(chan struct{})
+	type result struct {
+		n      int
+		failed []string
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, failed := steadyLoad(m.ctx, url, want, stop)
+		done <- result{n, failed}
+	}()
+	time.Sleep(time.Second)
+	// Frozen first (SIGSTOP, as a hung or cut-off leader): it neither renews nor releases the
+	// lease, so the other replica must take it when it expires. Killed then: its container
+	// restarts under the same identity (the pod's name) and must not take the lease back.
+	killed := time.Now()
+	if err := m.node.Signal("istio-system", old, "discovery", syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 60*time.Second, "the other replica holding the lease", func() error {
+		if h := holder(); h == "" || h == old {
+			return fmt.Errorf("holder %q", h)
+		}
+		return nil
+	})
+	takeover := time.Since(killed)
+	if err := m.node.Signal("istio-system", old, "discovery", syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The load runs on while the proxies that were connected to the killed replica reconnect.
+	time.Sleep(3 * time.Second)
+	if h := holder(); h == old {
+		t.Errorf("the killed leader %s took the lease back after its restart", old)
+	}
+	close(stop)
+	r := <-done
+	if len(r.failed) > 0 {
+		t.Errorf("%d of %d requests failed while the leader was killed; the first ones:\n%s", len(r.failed), r.n, strings.Join(r.failed[:min(len(r.failed), 10)], "\n"))
+	}
+	t.Logf("leader %s frozen: the lease moved to the other replica after %v; then killed; %d requests, %d failed", old, takeover.Round(time.Millisecond), r.n, len(r.failed))
 }

@@ -47,6 +47,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -400,6 +401,40 @@ func (k *Kubelet) PodNetns(namespace, pod string) string {
 		}
 	}
 	return ""
+}
+
+// Signal sends sig to the running process of a container of a pod of this node, as a crash or
+// an operator's kill would (SIGKILL: the container exits and restarts per the pod's
+// restartPolicy, with the pod kept).
+func (k *Kubelet) Signal(namespace, pod, name string, sig syscall.Signal) error {
+	k.mu.Lock()
+	var w *podWorker
+	for _, pw := range k.workers {
+		if p := pw.latest(); p.Namespace == namespace && p.Name == pod {
+			w = pw
+		}
+	}
+	k.mu.Unlock()
+	if w == nil {
+		return fmt.Errorf("kubelet: no pod %s/%s on node %s", namespace, pod, k.NodeName)
+	}
+	w.mu.Lock()
+	cs := append(append([]*container{}, w.inits...), w.mains...)
+	w.mu.Unlock()
+	for _, c := range cs {
+		if c.spec.Name != name {
+			continue
+		}
+		c.mu.Lock()
+		p := c.proc
+		c.mu.Unlock()
+		if p == nil {
+			return fmt.Errorf("kubelet: container %s of pod %s/%s is not running", name, namespace, pod)
+		}
+		p.signal(sig)
+		return nil
+	}
+	return fmt.Errorf("kubelet: pod %s/%s has no container %s", namespace, pod, name)
 }
 
 // stop kills every pod, removes their namespaces, the bridge and the Node, and, when the test
