@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
 	"github.com/strait-mesh/strait/controlplane/translate"
 )
 
@@ -32,6 +34,12 @@ type proxyState struct {
 	closed      bool
 	generated   *proxySnapshot // what the cache serves this proxy
 	meshVersion uint64         // mesh snapshot generated from
+	// genProxy is proxy with the on-demand hosts it demanded (ondemand.go), what generation
+	// sees; demands counts the changes of that set, genDemands the count generated from.
+	genProxy   *translate.Proxy
+	demanded   map[string]bool
+	demands    uint64
+	genDemands uint64
 
 	// stMu guards convergence and NACK bookkeeping.
 	stMu         sync.Mutex
@@ -129,8 +137,14 @@ func (s *Server) streamCallbacks(key streamKey, f *streamFlow) serverv3.Callback
 				req.GetVersionInfo(), req.GetErrorDetail(), false)
 		},
 		StreamDeltaRequestFunc: func(_ int64, req *discovery.DeltaDiscoveryRequest) error {
-			return s.onRequest(key, f, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "",
-				req.GetErrorDetail(), len(req.GetResourceNamesSubscribe())+len(req.GetResourceNamesUnsubscribe()) > 0)
+			if err := s.onRequest(key, f, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "",
+				req.GetErrorDetail(), len(req.GetResourceNamesSubscribe())+len(req.GetResourceNamesUnsubscribe()) > 0); err != nil {
+				return err
+			}
+			if req.GetTypeUrl() == resource.VirtualHostType && len(req.GetResourceNamesSubscribe()) > 0 {
+				return s.demand(f.ctx, key, req.GetResourceNamesSubscribe())
+			}
+			return nil
 		},
 		StreamResponseFunc: func(_ context.Context, _ int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
 			size := 0
@@ -261,7 +275,15 @@ func (s *Server) connect(id streamKey, f *streamFlow, n *corev3.Node) (*stream, 
 	}
 	isNew := p == nil
 	if isNew {
-		p = &proxyState{key: n.GetId(), proxy: proxy, connectedAt: time.Now()}
+		s.scopeOnDemand(proxy, n)
+		p = &proxyState{key: n.GetId(), proxy: proxy, genProxy: proxy, connectedAt: time.Now()}
+		if len(proxy.Demanded) > 0 {
+			p.demanded = make(map[string]bool, len(proxy.Demanded))
+			for _, name := range proxy.Demanded {
+				p.demanded[name] = true
+			}
+			s.cache.answered(p.key, proxy.Demanded)
+		}
 		s.proxies[p.key] = p
 		p.version = s.metrics.proxyConnected(proxyVersion(n))
 		if s.opts.OnConnect != nil {

@@ -44,6 +44,9 @@ func ParseProxy(n *corev3.Node) (*translate.Proxy, error) {
 		WorkloadTable:  strings.EqualFold(stringField(md, node.MetaWorkloadTable), "true"),
 		VHDS:           slices.Contains(n.GetClientFeatures(), node.FeatureVHDS),
 	}
+	if p.Demanded, err = parseDemanded(n); err != nil {
+		return nil, fmt.Errorf("node %q: %w", n.GetId(), err)
+	}
 	if ns := stringField(md, node.MetaNamespace); ns != "" && ns != id.Namespace {
 		return nil, fmt.Errorf("node %q: metadata %s=%q does not match the node id namespace %q",
 			n.GetId(), node.MetaNamespace, ns, id.Namespace)

@@ -45,6 +45,9 @@ type typeSet struct {
 // modified after construction.
 type proxySnapshot struct {
 	sets [types.UnknownType]*typeSet
+	// aliases maps each on-demand VHDS name the proxy demanded ("<route config>/<authority>") to
+	// the VHDS name of the virtual host that serves it, or "" when none does (ondemand.go).
+	aliases map[string]string
 }
 
 func (s *proxySnapshot) set(typeURL string) *typeSet {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
@@ -70,6 +71,11 @@ type Options struct {
 	// back into the Server (Update is fine). Either may be nil.
 	OnConnect    func(p *translate.Proxy)
 	OnDisconnect func(p *translate.Proxy)
+	// OnDemand is the default for proxies that can take on-demand configuration
+	// (node.FeatureOnDemand) and whose metadata does not choose (node.MetaOnDemand): true serves
+	// them the virtual hosts, clusters and endpoints of the hosts they demand only (translate's
+	// ondemand.go). Default off (straitd's --on-demand).
+	OnDemand bool
 	// TrustDomain, when set, is the only trust domain whose client certificates may open xDS
 	// streams over TLS (the mesh port).
 	TrustDomain string
@@ -293,11 +299,12 @@ func (s *Server) pushProxy(ctx context.Context, p *proxyState, snap *mesh.Snapsh
 	defer release()
 	p.genMu.Lock()
 	defer p.genMu.Unlock()
-	if p.closed || (p.generated != nil && p.meshVersion >= snap.Version) {
+	if p.closed || (p.generated != nil && p.meshVersion >= snap.Version && p.genDemands == p.demands) {
 		return false
 	}
 	genStart := time.Now()
-	next, err := s.generate(snap, p.proxy)
+	p.genDemands = p.demands
+	next, err := s.generate(snap, p.genProxy)
 	if err != nil {
 		s.metrics.internalErrs.Inc()
 		s.log.Error("generating xds resources; the proxy keeps its previous resources",
@@ -331,7 +338,14 @@ func (s *Server) generate(snap *mesh.Snapshot, p *translate.Proxy) (*proxySnapsh
 	if err != nil {
 		return nil, fmt.Errorf("generator: %w", err)
 	}
-	return s.in.snapshot(res)
+	ps, err := s.in.snapshot(res)
+	if err != nil {
+		return nil, err
+	}
+	if p.VHDS && len(p.Demanded) > 0 {
+		ps.aliases = translate.ResolveDemands(res[resource.VirtualHostType], p.Demanded)
+	}
+	return ps, nil
 }
 
 // sentTypes returns the types sent to the proxy's current stream.
