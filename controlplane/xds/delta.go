@@ -139,7 +139,7 @@ func (n *nodeCache) deltaResponse(req *cache.DeltaRequest, sub cache.Subscriptio
 		n.memo = make(map[string]deltaMemo)
 	}
 	if len(changed) == 0 && len(removed) == 0 && !(wildcard && req.GetResponseNonce() == "") {
-		n.recordAnswers(answers) // held by the proxy already, if any
+		n.recordAnswers(answers)           // held by the proxy already, if any
 		n.settledAt[typeURL] = set.version // nothing to send
 		memo := deltaMemo{returned: id, set: set}
 		if inMemo && m.ph != nil {
