@@ -113,8 +113,11 @@ type Client struct {
 	mu    sync.Mutex
 	names map[string]map[string]bool // desired names per non-wildcard type
 	wake  chan struct{}              // signalled (non-blocking) when names change
+	// demands are the on-demand virtual hosts asked for, by VHDS name (ondemand.go).
+	demands map[string]*demand
 
-	// deltaNode is opts.Node with node.FeatureVHDS, sent on Delta streams.
+	// deltaNode is opts.Node with node.FeatureVHDS and node.FeatureOnDemand, sent on Delta
+	// streams (with the answered demands in its metadata, see streamNode).
 	deltaNode *corev3.Node
 
 	// owned by the Run goroutine
@@ -156,6 +159,7 @@ func New(opts Options) (*Client, error) {
 		opts:     opts,
 		log:      opts.Logger.With("component", "xds"),
 		names:    map[string]map[string]bool{},
+		demands:  map[string]*demand{},
 		wake:     make(chan struct{}, 1),
 		accepted: map[string]map[string]*Resource{},
 		versions: map[string]string{},
@@ -167,8 +171,10 @@ func New(opts Options) (*Client, error) {
 		}
 	}
 	c.deltaNode = proto.Clone(opts.Node).(*corev3.Node)
-	if !slices.Contains(c.deltaNode.ClientFeatures, node.FeatureVHDS) {
-		c.deltaNode.ClientFeatures = append(c.deltaNode.ClientFeatures, node.FeatureVHDS)
+	for _, f := range []string{node.FeatureVHDS, node.FeatureOnDemand} {
+		if !slices.Contains(c.deltaNode.ClientFeatures, f) {
+			c.deltaNode.ClientFeatures = append(c.deltaNode.ClientFeatures, f)
+		}
 	}
 	c.protocol.Store("")
 	return c, nil

@@ -1,0 +1,265 @@
+package xdsclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/internal/node"
+)
+
+// On-demand virtual hosts (Envoy's on-demand VHDS), the client side.
+//
+// On Delta streams the client announces node.FeatureOnDemand with node.FeatureVHDS and
+// subscribes to VirtualHost resources as a wildcard ("*"): the control plane sends the virtual
+// hosts it scopes the proxy to (all of them, unless the proxy is served on-demand
+// configuration). Demand adds a name "<route config>/<authority>" to that subscription; the
+// server answers with the virtual host that serves the authority, carrying the name in its
+// aliases, or with the name in removed_resources (not found). Demands are kept for the life of
+// the Client: after a reconnect every demand is subscribed again, and those already answered are
+// listed in the node metadata (node.MetaDemanded) so that the server neither drops nor re-sends
+// what the proxy holds.
+
+// ErrOnDemandUnavailable is returned by Demand when the stream cannot demand virtual hosts: the
+// server speaks state-of-the-world xDS only.
+var ErrOnDemandUnavailable = errors.New("on-demand virtual hosts need a Delta xDS stream")
+
+// demand is one demanded name and its answer.
+type demand struct {
+	name string
+	done chan struct{} // closed when answered
+	// Set before done is closed.
+	found bool
+	err   error
+	// Owned by the Run goroutine: the virtual host that answered, while its clusters and
+	// endpoints are awaited.
+	target string
+}
+
+// Demand asks the control plane for the virtual host that serves authority (a request's
+// :authority or Host, as received: host, host:port or a short name) in route configuration
+// routeConfig, and waits until it is applied with the clusters it routes to and their
+// endpoints (found true), or the control plane answered that no virtual host serves it (found
+// false), or ctx ends (ctx's error). Concurrent and later calls for the same (route config,
+// authority) share one subscription and its answer: an answered demand returns at once without
+// a round trip. It may be called from any goroutine, but not from inside Handler.Apply (the
+// answer is applied by the goroutine that calls Apply).
+//
+// What the HTTP router must do: when a request's host has no virtual host in its route
+// configuration, or only the catch-all one (domain "*"), call Demand(ctx, routeConfig, host)
+// before answering 404 (or using the catch-all), with ctx bounded by the time the request may be
+// held. If found is true, route the request again on the route table the proxy holds now (the
+// Handler has already been given the new route configuration); if false or on error, go on as
+// for a miss. Keep a per-config-generation memo if the call is hot: an answered demand costs a
+// map lookup under a mutex.
+func (c *Client) Demand(ctx context.Context, routeConfig, authority string) (found bool, err error) {
+	if routeConfig == "" || authority == "" || strings.Contains(authority, "/") {
+		return false, fmt.Errorf("demanding %q in route configuration %q: want a route configuration and a host without '/'", authority, routeConfig)
+	}
+	name := routeConfig + "/" + strings.ToLower(authority)
+	if len(name) > node.MaxDemandName {
+		return false, fmt.Errorf("demanding %q: name longer than %d bytes", name, node.MaxDemandName)
+	}
+	if c.Protocol() == "sotw" {
+		return false, ErrOnDemandUnavailable
+	}
+	c.mu.Lock()
+	d := c.demands[name]
+	if d == nil {
+		if len(c.demands) >= node.MaxDemanded {
+			c.mu.Unlock()
+			return false, fmt.Errorf("demanding %q: already %d demanded hosts", name, node.MaxDemanded)
+		}
+		d = &demand{name: name, done: make(chan struct{})}
+		c.demands[name] = d
+		c.mu.Unlock()
+		c.signal()
+	} else {
+		c.mu.Unlock()
+	}
+	select {
+	case <-d.done:
+		return d.found, d.err
+	case <-ctx.Done():
+		return false, fmt.Errorf("demanding %q: %w", name, ctx.Err())
+	}
+}
+
+// signal wakes the Run goroutine to send subscription changes.
+func (c *Client) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// demandNames returns the demanded names, sorted, and of those the answered ones.
+func (c *Client) demandNames() (all, answered []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, d := range c.demands {
+		all = append(all, name)
+		select {
+		case <-d.done:
+			answered = append(answered, name)
+		default:
+		}
+	}
+	slices.Sort(all)
+	slices.Sort(answered)
+	return all, answered
+}
+
+// streamNode returns the node for a new Delta stream: deltaNode with the answered demands in
+// its metadata.
+func (c *Client) streamNode() *corev3.Node {
+	_, answered := c.demandNames()
+	if len(answered) == 0 {
+		return c.deltaNode
+	}
+	n := proto.Clone(c.deltaNode).(*corev3.Node)
+	if n.Metadata == nil {
+		n.Metadata = &structpb.Struct{}
+	}
+	if n.Metadata.Fields == nil {
+		n.Metadata.Fields = map[string]*structpb.Value{}
+	}
+	vals := make([]*structpb.Value, 0, len(answered))
+	for _, name := range answered {
+		vals = append(vals, structpb.NewStringValue(name))
+	}
+	n.Metadata.Fields[node.MetaDemanded] = structpb.NewListValue(&structpb.ListValue{Values: vals})
+	return n
+}
+
+// newDemands returns the demanded names not yet subscribed on the stream, and marks them.
+func (s *deltaStream) newDemands() []string {
+	all, _ := s.c.demandNames()
+	var out []string
+	for _, name := range all {
+		if !s.demanded[name] {
+			s.demanded[name] = true
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// answerDemands records the answers a VirtualHost response carries: a resource whose name or
+// aliases hold a demanded name (found: then awaited until its clusters and endpoints are
+// applied), or a demanded name in removed_resources (not found). rejected is the error when the
+// response was NACKed: its answers fail with it.
+func (c *Client) answerDemands(resp *discoveryv3.DeltaDiscoveryResponse, rejected error) {
+	c.mu.Lock()
+	pending := make(map[string]*demand)
+	for name, d := range c.demands {
+		if d.target == "" && !closed(d.done) {
+			pending[name] = d
+		}
+	}
+	c.mu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	for _, r := range resp.GetResources() {
+		for _, name := range append([]string{r.GetName()}, r.GetAliases()...) {
+			if d := pending[name]; d != nil {
+				if rejected != nil {
+					c.finish(d, false, fmt.Errorf("virtual host %q for %q rejected: %w", r.GetName(), name, rejected))
+					continue
+				}
+				d.target = r.GetName()
+			}
+		}
+	}
+	for _, name := range resp.GetRemovedResources() {
+		if d := pending[name]; d != nil && d.target == "" {
+			c.finish(d, false, nil)
+		}
+	}
+}
+
+// settleDemands finishes the found demands whose virtual host, clusters and endpoints are all
+// accepted. Called by the Run goroutine after every accepted update.
+func (c *Client) settleDemands() {
+	c.mu.Lock()
+	var waiting []*demand
+	for _, d := range c.demands {
+		if d.target != "" && !closed(d.done) {
+			waiting = append(waiting, d)
+		}
+	}
+	c.mu.Unlock()
+	for _, d := range waiting {
+		r := c.accepted[VirtualHostType][d.target]
+		if r == nil {
+			continue // removed meanwhile, or not accepted yet
+		}
+		vh, ok := r.Message.(*routev3.VirtualHost)
+		if ok && c.clustersReady(vh) {
+			c.finish(d, true, nil)
+		}
+	}
+}
+
+// clustersReady reports whether every cluster vh routes to is accepted, with its endpoints when
+// it takes them from EDS.
+func (c *Client) clustersReady(vh *routev3.VirtualHost) bool {
+	for _, rt := range vh.GetRoutes() {
+		a := rt.GetRoute()
+		names := []string{a.GetCluster()}
+		for _, wc := range a.GetWeightedClusters().GetClusters() {
+			names = append(names, wc.GetName())
+		}
+		for _, name := range names {
+			if name == "" {
+				continue
+			}
+			r := c.accepted[ClusterType][name]
+			if r == nil {
+				return false
+			}
+			cl, ok := r.Message.(*clusterv3.Cluster)
+			if !ok || cl.GetType() != clusterv3.Cluster_EDS {
+				continue
+			}
+			svc := cl.GetEdsClusterConfig().GetServiceName()
+			if svc == "" {
+				svc = name
+			}
+			if c.accepted[EndpointType][svc] == nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// finish answers a demand once.
+func (c *Client) finish(d *demand, found bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if closed(d.done) {
+		return
+	}
+	d.found, d.err, d.target = found, err, ""
+	close(d.done)
+}
+
+func closed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
