@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime"
 	"sync"
@@ -316,6 +317,12 @@ func (s *Server) pushProxy(ctx context.Context, p *proxyState, snap *mesh.Snapsh
 	prev := p.generated.typeVersions()
 	changedTypes := changed(prev, next.typeVersions())
 	if p.generated != nil && len(changedTypes) == 0 {
+		if !maps.Equal(p.generated.aliases, next.aliases) {
+			// Only the answers to on-demand names changed (a new name for a virtual host the
+			// proxy holds): the VirtualHost response built next carries them.
+			p.generated = next
+			s.cache.SetSnapshot(p.key, next)
+		}
 		return false
 	}
 	p.generated = next
