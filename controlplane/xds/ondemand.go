@@ -11,7 +11,6 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/strait-mesh/strait/controlplane/translate"
 	"github.com/strait-mesh/strait/internal/node"
@@ -48,6 +47,10 @@ func (s *Server) scopeOnDemand(p *translate.Proxy, n *corev3.Node) {
 	switch strings.ToLower(stringField(md, node.MetaOnDemand)) {
 	case "true":
 		p.OnDemand = capable
+		if !capable {
+			s.log.Warn("proxy asks for on-demand configuration but cannot demand hosts (no Delta xDS with VHDS and "+
+				node.FeatureOnDemand+"): it gets the complete configuration", "proxy", n.GetId())
+		}
 	case "false":
 		p.OnDemand = false
 	default:
@@ -142,7 +145,6 @@ func (s *Server) demand(ctx context.Context, key streamKey, names []string) erro
 	if grew {
 		gp := *p.genProxy
 		gp.Demanded = sortedKeys(p.demanded)
-		gp.Node = proto.Clone(p.proxy.Node).(*corev3.Node) // nothing may share a mutable field
 		p.genProxy = &gp
 		p.demands++
 	}

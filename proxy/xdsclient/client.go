@@ -101,6 +101,11 @@ type Options struct {
 	BackoffBase, BackoffMax time.Duration
 	// ForceSotW disables the Delta attempt.
 	ForceSotW bool
+	// OnDemand announces node.FeatureOnDemand on Delta streams: the control plane may then send
+	// only the virtual hosts (and clusters and endpoints) of the hosts the proxy demands. Set it
+	// only when the HTTP router calls Client.Demand on a route-table miss (ondemand.go); Demand
+	// works without it, against the complete configuration.
+	OnDemand bool
 	// OnConnection, if set, is called with true when a stream opens and false when it ends.
 	OnConnection func(up bool)
 }
@@ -116,8 +121,9 @@ type Client struct {
 	// demands are the on-demand virtual hosts asked for, by VHDS name (ondemand.go).
 	demands map[string]*demand
 
-	// deltaNode is opts.Node with node.FeatureVHDS and node.FeatureOnDemand, sent on Delta
-	// streams (with the answered demands in its metadata, see streamNode).
+	// deltaNode is opts.Node with node.FeatureVHDS (and node.FeatureOnDemand with
+	// Options.OnDemand), sent on Delta streams (with the answered demands in its metadata, see
+	// streamNode).
 	deltaNode *corev3.Node
 
 	// owned by the Run goroutine
@@ -171,7 +177,11 @@ func New(opts Options) (*Client, error) {
 		}
 	}
 	c.deltaNode = proto.Clone(opts.Node).(*corev3.Node)
-	for _, f := range []string{node.FeatureVHDS, node.FeatureOnDemand} {
+	features := []string{node.FeatureVHDS}
+	if opts.OnDemand {
+		features = append(features, node.FeatureOnDemand)
+	}
+	for _, f := range features {
 		if !slices.Contains(c.deltaNode.ClientFeatures, f) {
 			c.deltaNode.ClientFeatures = append(c.deltaNode.ClientFeatures, f)
 		}

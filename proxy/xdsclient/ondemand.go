@@ -19,10 +19,10 @@ import (
 
 // On-demand virtual hosts (Envoy's on-demand VHDS), the client side.
 //
-// On Delta streams the client announces node.FeatureOnDemand with node.FeatureVHDS and
-// subscribes to VirtualHost resources as a wildcard ("*"): the control plane sends the virtual
-// hosts it scopes the proxy to (all of them, unless the proxy is served on-demand
-// configuration). Demand adds a name "<route config>/<authority>" to that subscription; the
+// On Delta streams the client subscribes to VirtualHost resources as a wildcard ("*"): the
+// control plane sends the virtual hosts it scopes the proxy to: all of them, unless the client
+// announced node.FeatureOnDemand (Options.OnDemand, set once the router calls Demand) and the
+// control plane serves it on-demand configuration. Demand adds a name "<route config>/<authority>" to that subscription; the
 // server answers with the virtual host that serves the authority, carrying the name in its
 // aliases, or with the name in removed_resources (not found). Demands are kept for the life of
 // the Client: after a reconnect every demand is subscribed again, and those already answered are

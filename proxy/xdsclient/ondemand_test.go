@@ -127,7 +127,8 @@ func startOnDemandClient(t *testing.T, addr string) (*Client, *proxyHandler) {
 		t.Fatal(err)
 	}
 	h := &proxyHandler{}
-	c, err := New(Options{Address: addr, Node: n, Handler: h, BackoffBase: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
+	c, err := New(Options{Address: addr, Node: n, Handler: h, OnDemand: true,
+		BackoffBase: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
