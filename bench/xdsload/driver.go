@@ -77,6 +77,9 @@ func runDriver(cfg options) error {
 	case cfg.vhds:
 		protocol = "delta+vhds"
 	}
+	if cfg.ondemand > 0 {
+		protocol += fmt.Sprintf(", on-demand, each demanding %d services", cfg.ondemand)
+	}
 	fmt.Printf("server: %d services × %d ports, %d VirtualServices, generator %s, debounce %s; proxies: %s\n",
 		cfg.services, cfg.ports, cfg.vs, cfg.generator, cfg.debounce, protocol)
 	fmt.Printf("baseline: heap in use %.1f MiB, stacks %.1f MiB, %d goroutines\n",
@@ -89,6 +92,7 @@ func runDriver(cfg options) error {
 	for i := range proxies {
 		p := newSimProxy(i, cfg.vhds, cfg.restart)
 		p.sotw = cfg.sotw
+		p.demandServices(cfg.ondemand, cfg.services)
 		proxies[i] = p
 		sem <- struct{}{}
 		go p.run(ctx, xdsAddr, cfg.restart)
@@ -116,6 +120,15 @@ func runDriver(cfg options) error {
 		len(proxies[0].names[resource.ListenerType]), len(proxies[0].names[resource.RouteType]),
 		len(proxies[0].names[resource.VirtualHostType]))
 	proxies[0].mu.Unlock()
+	initial := receivedBytes(proxies)
+	var initialTotal float64
+	var initialParts []string
+	for _, t := range slices.Sorted(maps.Keys(initial)) {
+		per := float64(initial[t]) / float64(len(proxies))
+		initialTotal += per
+		initialParts = append(initialParts, fmt.Sprintf("%s %.1f KiB", metricName(t), per/1024))
+	}
+	fmt.Printf("initial configuration received per proxy: %.1f KiB (%s)\n", initialTotal/1024, strings.Join(initialParts, ", "))
 	loaded, err := getJSON[memStats](ctx, ctl+"/mem")
 	if err != nil {
 		return err
@@ -332,6 +345,10 @@ type simProxy struct {
 	failed    chan error
 
 	types []string // subscribed types, in order
+	// demanded are the on-demand names the proxy subscribes (-ondemand); answers counts those
+	// answered with a virtual host. The proxy is ready once all are.
+	demanded []string
+	answers  atomic.Int64
 
 	// syncs counts the streams on which every subscribed type got a response, syncedAt is when
 	// the latest did (unix nanos): a reconnected proxy has resynced when syncs moves.
@@ -431,7 +448,11 @@ func (p *simProxy) stream(ctx context.Context, addr string) (got bool, err error
 		if i == 0 {
 			n = p.node
 		}
-		if err := st.subscribe(t, n, p.initial(t)); err != nil {
+		var demanded []string
+		if t == resource.VirtualHostType {
+			demanded = p.demanded
+		}
+		if err := st.subscribe(t, n, p.initial(t), demanded); err != nil {
 			return false, fmt.Errorf("subscribing: %w", err)
 		}
 	}
@@ -451,6 +472,7 @@ func (p *simProxy) stream(ctx context.Context, addr string) (got bool, err error
 			return got, fmt.Errorf("receiving: %w", err)
 		}
 		got = true
+		p.answers.Add(int64(resp.aliases))
 		if err := st.send(resp.typ, nil, resp.version, resp.nonce); err != nil {
 			return got, fmt.Errorf("acking: %w", err)
 		}
@@ -468,6 +490,25 @@ func (p *simProxy) stream(ctx context.Context, addr string) (got bool, err error
 				p.syncs.Add(1)
 			}
 		}
+	}
+}
+
+// demandServices makes the proxy demand the HTTP port (route configuration "80") of n of the
+// services, by their full names, spread over the mesh by the proxy's number.
+func (p *simProxy) demandServices(n, services int) {
+	if n == 0 {
+		return
+	}
+	p.node.ClientFeatures = append(p.node.ClientFeatures, node.FeatureOnDemand)
+	p.node.Metadata.Fields[node.MetaOnDemand] = structpb.NewStringValue("true")
+	seen := map[int]bool{}
+	for k := 0; len(p.demanded) < n; k++ {
+		i := (p.n*37 + k*101) % services
+		for seen[i] { // n ≤ services: an unseen one exists
+			i = (i + 1) % services
+		}
+		seen[i] = true
+		p.demanded = append(p.demanded, fmt.Sprintf("80/svc-%d.ns-%d.svc.cluster.local", i, i%20))
 	}
 }
 
@@ -522,7 +563,7 @@ func (p *simProxy) record(typeURL string, full bool, names, removed []string, si
 	p.got[typeURL]++
 	p.bytes[typeURL] += int64(size)
 	p.lastAck[typeURL] = now
-	all := len(p.got) == len(p.types)
+	all := len(p.got) == len(p.types) && p.answers.Load() >= int64(len(p.demanded))
 	p.mu.Unlock()
 	if all {
 		p.readyOnce.Do(func() { close(p.ready) })
