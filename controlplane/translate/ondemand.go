@@ -11,9 +11,13 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/internal/vocab"
 )
 
 // On-demand configuration (issue 13, item 3).
@@ -29,15 +33,20 @@ import (
 //     (domain "*": allow_any or block_all) plus, for each name "<route config>/<authority>" in
 //     Proxy.Demanded, the one virtual host that Envoy's domain matching picks for that authority
 //     (exact domain, then the longest "*.suffix", then the longest "prefix*");
-//   - the clusters those virtual hosts route to, and every cluster no service virtual host
-//     routes to (inbound, passthrough, TCP services, and those a listener's tcp_proxy names,
-//     such as the TCP side of a sniffed port), with the load assignments of the clusters kept.
+//   - of the outbound service clusters ("outbound|port|subset|host") that virtual hosts route
+//     to or listeners' tcp_proxy filters name, those the kept virtual hosts route to and those
+//     in Proxy.DemandedClusters (Envoy's on-demand CDS, demanded by name when a TCP connection
+//     finds its cluster missing); every other cluster (inbound, passthrough, black hole, and
+//     any cluster something else in a listener names: a tracing collector, ext_authz, rate
+//     limits) is kept; and the load assignments of the clusters kept.
 //
-// Scoping is done here, server side, from the demanded set, rather than with per-cluster
-// on-demand CDS (Envoy's OdCdsConfig): the virtual host already says which clusters it needs,
-// so one demand (one round trip) brings the virtual host, its clusters and their endpoints in
-// Envoy's make-before-break order, and a proxy that never demanded a service is never sent a
-// change of it because its generated output does not change. A proxy with a Sidecar resource is
+// HTTP traffic demands hosts, not clusters: scoping is done here, server side, from the
+// demanded virtual hosts, rather than with per-cluster on-demand CDS (Envoy's OdCdsConfig) from
+// the router: the virtual host already says which clusters it needs, so one demand (one round
+// trip) brings the virtual host, its clusters and their endpoints in Envoy's make-before-break
+// order. TCP traffic has no host: its listener names the cluster, which is demanded by name
+// (on-demand CDS). A proxy that never demanded a service is never sent a change of it because
+// its generated output does not change. A proxy with a Sidecar resource is
 // not scoped further: its egress hosts are all sent up front, as without on-demand, and a host
 // outside them stays unknown (a demand for it is answered not-found), as the Sidecar says.
 
@@ -57,11 +66,11 @@ func (g *generator) onDemand(snap *mesh.Snapshot, p *Proxy, res Resources) Resou
 		endpoints: res[resource.EndpointType],
 		listeners: res[resource.ListenerType],
 	}
-	key := onDemandKey{demanded: strings.Join(p.Demanded, "\n")}
+	key := onDemandKey{demanded: strings.Join(p.Demanded, "\n") + "\x00" + strings.Join(p.DemandedClusters, "\n")}
 	for i, l := range in.lists() {
 		key.hashes[i] = resourcesHash(l)
 	}
-	build := func() any { return g.scopeToDemands(snap, in, p.Demanded) }
+	build := func() any { return g.scopeToDemands(snap, in, p.Demanded, p.DemandedClusters) }
 	out := g.memo.get(snap.Version, key, struct{}{}, build).(*onDemandOutput)
 	if !out.from.same(in) { // a hash collision: do not share
 		out = build().(*onDemandOutput)
@@ -108,7 +117,7 @@ type onDemandOutput struct {
 }
 
 // scopeToDemands computes an on-demand proxy's virtual hosts, clusters and load assignments.
-func (g *generator) scopeToDemands(snap *mesh.Snapshot, in onDemandInputs, demanded []string) *onDemandOutput {
+func (g *generator) scopeToDemands(snap *mesh.Snapshot, in onDemandInputs, demanded, demandedClusters []string) *onDemandOutput {
 	idx := g.vhostIndexOf(snap, in.vhosts)
 	keep := make(map[*routev3.VirtualHost]bool, len(demanded))
 	for _, name := range demanded {
@@ -117,7 +126,10 @@ func (g *generator) scopeToDemands(snap *mesh.Snapshot, in onDemandInputs, deman
 		}
 	}
 	out := &onDemandOutput{from: in, vhosts: make([]types.Resource, 0, len(keep)+len(idx.byRC))}
-	needed := make(map[string]bool)
+	needed := make(map[string]bool, len(demandedClusters))
+	for _, c := range demandedClusters {
+		needed[c] = true
+	}
 	for _, r := range in.vhosts {
 		vh, ok := r.(*routev3.VirtualHost)
 		if !ok || idx.catchAll[vh] || keep[vh] {
@@ -127,12 +139,15 @@ func (g *generator) scopeToDemands(snap *mesh.Snapshot, in onDemandInputs, deman
 			}
 		}
 	}
-	tcp := g.listenerClusters(snap, in.listeners)
+	lrefs := g.listenerClusters(snap, in.listeners)
+	droppable := func(name string) bool {
+		return strings.HasPrefix(name, vocab.Outbound+"|") && (idx.routed[name] || lrefs.tcp[name]) &&
+			!needed[name] && !lrefs.other[name]
+	}
 	dropped := make(map[string]bool)
-	out.clusters = make([]types.Resource, 0, len(in.clusters))
+	out.clusters = make([]types.Resource, 0, len(needed)+8)
 	for _, r := range in.clusters {
-		c, ok := r.(*clusterv3.Cluster)
-		if ok && idx.routed[c.GetName()] && !needed[c.GetName()] && !tcp[c.GetName()] {
+		if c, ok := r.(*clusterv3.Cluster); ok && droppable(c.GetName()) {
 			dropped[c.GetName()] = true
 			if sn := c.GetEdsClusterConfig().GetServiceName(); sn != "" {
 				dropped[sn] = true
@@ -141,7 +156,7 @@ func (g *generator) scopeToDemands(snap *mesh.Snapshot, in onDemandInputs, deman
 		}
 		out.clusters = append(out.clusters, r)
 	}
-	out.endpoints = make([]types.Resource, 0, len(in.endpoints))
+	out.endpoints = make([]types.Resource, 0, len(out.clusters))
 	for _, r := range in.endpoints {
 		if cla, ok := r.(*endpointv3.ClusterLoadAssignment); ok && dropped[cla.GetClusterName()] {
 			continue
@@ -313,52 +328,109 @@ func routeClusters(vh *routev3.VirtualHost) []string {
 	return out
 }
 
-// listenerClusters returns the clusters the tcp_proxy filters of listeners name, shared by the
-// proxies with the same listener list.
-func (g *generator) listenerClusters(snap *mesh.Snapshot, listeners []types.Resource) map[string]bool {
-	type tcpKey struct {
+// listenerRefs are the cluster names listeners hold: in tcp_proxy filters (the clusters TCP
+// traffic goes to, demanded by name) and anywhere else (kept).
+type listenerRefs struct {
+	tcp, other map[string]bool
+}
+
+// listenerClusters returns the cluster names the listeners of a list hold, shared by the proxies
+// with the same list. Every string of every listener (typed configs decoded) counts as a
+// possible cluster name outside tcp_proxy filters, so that a cluster named by a filter this file
+// does not know of is never left out.
+func (g *generator) listenerClusters(snap *mesh.Snapshot, listeners []types.Resource) listenerRefs {
+	type refsKey struct {
 		hash uint64
 		n    int
 	}
 	type entry struct {
-		from     []types.Resource
-		clusters map[string]bool
+		from []types.Resource
+		refs listenerRefs
 	}
 	build := func() any {
-		e := &entry{from: listeners, clusters: map[string]bool{}}
+		e := &entry{from: listeners, refs: listenerRefs{tcp: map[string]bool{}, other: map[string]bool{}}}
+		other := func(v string) {
+			if strings.HasPrefix(v, vocab.Outbound+"|") {
+				e.refs.other[v] = true
+			}
+		}
 		for _, r := range listeners {
 			l, ok := r.(*listenerv3.Listener)
 			if !ok {
 				continue
 			}
-			chains := l.GetFilterChains()
-			if dc := l.GetDefaultFilterChain(); dc != nil {
-				chains = append(slices.Clip(chains), dc)
-			}
-			for _, fc := range chains {
-				for _, f := range fc.GetFilters() {
-					tc := f.GetTypedConfig()
-					if tc.GetTypeUrl() != resource.APITypePrefix+"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy" {
-						continue
-					}
-					var tp tcpproxyv3.TcpProxy
-					if err := tc.UnmarshalTo(&tp); err != nil {
-						continue // not ours to judge here; the listener is sent as is
-					}
-					if c := tp.GetCluster(); c != "" {
-						e.clusters[c] = true
-					}
-					for _, wc := range tp.GetWeightedClusters().GetClusters() {
-						e.clusters[wc.GetName()] = true
-					}
+			var special func(m proto.Message) bool
+			special = func(m proto.Message) bool {
+				if fc, ok := m.(*listenerv3.FilterChain); ok && fc.GetName() != "" {
+					// A filter chain is named after its destination's cluster: not a reference.
+					cp := proto.Clone(fc).(*listenerv3.FilterChain)
+					cp.Name = ""
+					walkStrings(cp.ProtoReflect(), special, other)
+					return true
 				}
+				tp, ok := m.(*tcpproxyv3.TcpProxy)
+				if !ok {
+					return false
+				}
+				if c := tp.GetCluster(); c != "" {
+					e.refs.tcp[c] = true
+				}
+				for _, wc := range tp.GetWeightedClusters().GetClusters() {
+					e.refs.tcp[wc.GetName()] = true
+				}
+				// Its other fields (stat prefix, access logs) may name clusters too.
+				cp := proto.Clone(tp).(*tcpproxyv3.TcpProxy)
+				cp.ClusterSpecifier, cp.StatPrefix = nil, ""
+				walkStrings(cp.ProtoReflect(), nil, other)
+				return true
 			}
+			walkStrings(l.ProtoReflect(), special, other)
 		}
 		return e
 	}
-	e := g.memo.get(snap.Version, tcpKey{resourcesHash(listeners), len(listeners)}, struct{}{}, build).(*entry)
+	e := g.memo.get(snap.Version, refsKey{resourcesHash(listeners), len(listeners)}, struct{}{}, build).(*entry)
 	if !slices.Equal(e.from, listeners) {
 		e = build().(*entry)
 	}
-	return e.clusters
+	return e.refs
+}
+
+// walkStrings calls str with every string field of m and of the messages in it, decoding
+// google.protobuf.Any values. special, when not nil, is offered every message first; when it
+// returns true the message is not walked.
+func walkStrings(m protoreflect.Message, special func(proto.Message) bool, str func(string)) {
+	if special != nil && special(m.Interface()) {
+		return
+	}
+	if a, ok := m.Interface().(*anypb.Any); ok {
+		if inner, err := a.UnmarshalNew(); err == nil {
+			walkStrings(inner.ProtoReflect(), special, str)
+		}
+		return
+	}
+	value := func(fd protoreflect.FieldDescriptor, v protoreflect.Value) {
+		switch fd.Kind() {
+		case protoreflect.StringKind:
+			str(v.String())
+		case protoreflect.MessageKind, protoreflect.GroupKind:
+			walkStrings(v.Message(), special, str)
+		}
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList():
+			l := v.List()
+			for i := range l.Len() {
+				value(fd, l.Get(i))
+			}
+		case fd.IsMap():
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				value(fd.MapValue(), mv)
+				return true
+			})
+		default:
+			value(fd, v)
+		}
+		return true
+	})
 }

@@ -65,19 +65,20 @@ func TestOnDemandScope(t *testing.T) {
 		}
 		return out
 	}
+	db := "outbound|5432||db.default.svc.cluster.local"
 	for _, tc := range []struct {
-		demanded []string
-		vhosts   []string
-		missing  []string // clusters left out
+		demanded, clusters []string
+		vhosts             []string
+		missing            []string // clusters left out
 	}{
-		{nil, []string{"9080/allow_any"}, []string{out("ratings"), out("reviews"), out("details"), out("productpage")}},
-		{[]string{"9080/reviews"}, []string{"9080/reviews.default.svc.cluster.local:9080", "9080/allow_any"},
-			[]string{out("ratings"), out("details"), out("productpage")}},
-		{[]string{"9080/reviews", "9080/details.default:9080"}, []string{"9080/details.default.svc.cluster.local:9080", "9080/reviews.default.svc.cluster.local:9080", "9080/allow_any"},
+		{nil, nil, []string{"9080/allow_any"}, []string{out("ratings"), out("reviews"), out("details"), out("productpage"), db}},
+		{[]string{"9080/reviews"}, nil, []string{"9080/reviews.default.svc.cluster.local:9080", "9080/allow_any"},
+			[]string{out("ratings"), out("details"), out("productpage"), db}},
+		{[]string{"9080/reviews", "9080/details.default:9080"}, []string{db}, []string{"9080/details.default.svc.cluster.local:9080", "9080/reviews.default.svc.cluster.local:9080", "9080/allow_any"},
 			[]string{out("ratings"), out("productpage")}},
 	} {
 		q := *p
-		q.Demanded = tc.demanded
+		q.Demanded, q.DemandedClusters = tc.demanded, tc.clusters
 		res, err := gen.Generate(snap, &q)
 		if err != nil {
 			t.Fatal(err)
@@ -91,8 +92,10 @@ func TestOnDemandScope(t *testing.T) {
 				t.Errorf("demanded %v: cluster %s sent", tc.demanded, c)
 			}
 		}
-		if !slices.Contains(clusters, "outbound|5432||db.default.svc.cluster.local") {
-			t.Errorf("demanded %v: the TCP service's cluster (named by a listener) was left out", tc.demanded)
+		for _, c := range []string{"PassthroughCluster", "BlackHoleCluster", "inbound|9080||"} {
+			if !slices.Contains(clusters, c) {
+				t.Errorf("demanded %v: cluster %s left out", tc.demanded, c)
+			}
 		}
 		if len(clusters)+len(tc.missing) != len(all[resource.ClusterType]) {
 			t.Errorf("demanded %v: %d clusters + %d left out, want %d", tc.demanded, len(clusters), len(tc.missing), len(all[resource.ClusterType]))

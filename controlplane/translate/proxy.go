@@ -40,6 +40,9 @@ type Proxy struct {
 	// Demanded are the VHDS names "<route config>/<authority>" the proxy asked for, sorted; the
 	// xDS server replaces the Proxy (a copy) when the set grows. Nil for other proxies.
 	Demanded []string
+	// DemandedClusters are the outbound clusters the proxy demanded by name (on-demand CDS, for
+	// TCP traffic), sorted.
+	DemandedClusters []string
 	// Proxyless is true for gRPC clients (GENERATOR=grpc): they get API listeners, not 15001/15006.
 	Proxyless bool
 	// Identity is the SPIFFE ID the proxy proved with its client certificate on straitd's mesh

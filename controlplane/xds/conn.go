@@ -37,7 +37,7 @@ type proxyState struct {
 	// genProxy is proxy with the on-demand hosts it demanded (ondemand.go), what generation
 	// sees; demands counts the changes of that set, genDemands the count generated from.
 	genProxy   *translate.Proxy
-	demanded   map[string]bool
+	demanded   map[string]map[string]bool // type → demanded names
 	demands    uint64
 	genDemands uint64
 
@@ -141,8 +141,8 @@ func (s *Server) streamCallbacks(key streamKey, f *streamFlow) serverv3.Callback
 				req.GetErrorDetail(), len(req.GetResourceNamesSubscribe())+len(req.GetResourceNamesUnsubscribe()) > 0); err != nil {
 				return err
 			}
-			if req.GetTypeUrl() == resource.VirtualHostType && len(req.GetResourceNamesSubscribe()) > 0 {
-				return s.demand(f.ctx, key, req.GetResourceNamesSubscribe())
+			if _, ok := demandTypes[req.GetTypeUrl()]; ok && len(req.GetResourceNamesSubscribe()) > 0 {
+				return s.demand(f.ctx, key, req.GetTypeUrl(), req.GetResourceNamesSubscribe())
 			}
 			return nil
 		},
@@ -277,12 +277,13 @@ func (s *Server) connect(id streamKey, f *streamFlow, n *corev3.Node) (*stream, 
 	if isNew {
 		s.scopeOnDemand(proxy, n)
 		p = &proxyState{key: n.GetId(), proxy: proxy, genProxy: proxy, connectedAt: time.Now()}
-		if len(proxy.Demanded) > 0 {
-			p.demanded = make(map[string]bool, len(proxy.Demanded))
-			for _, name := range proxy.Demanded {
-				p.demanded[name] = true
+		if seeded := map[string][]string{resource.VirtualHostType: proxy.Demanded, resource.ClusterType: proxy.DemandedClusters}; len(proxy.Demanded)+len(proxy.DemandedClusters) > 0 {
+			for typeURL, names := range seeded {
+				for _, name := range names {
+					setIn(&p.demanded, typeURL, name, true)
+				}
 			}
-			s.cache.answered(p.key, proxy.Demanded)
+			s.cache.answered(p.key, seeded)
 		}
 		s.proxies[p.key] = p
 		p.version = s.metrics.proxyConnected(proxyVersion(n))

@@ -7,7 +7,6 @@ import (
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
 // What a Delta stream holds.
@@ -132,14 +131,14 @@ func (n *nodeCache) deltaResponse(req *cache.DeltaRequest, sub cache.Subscriptio
 		slices.Sort(removed)
 	}
 	var answers []aliasAnswer
-	if typeURL == resource.VirtualHostType {
-		changed, removed, answers = n.answerDemands(set, changed, removed)
+	if _, ok := demandTypes[typeURL]; ok {
+		changed, removed, answers = n.answerDemands(typeURL, set, changed, removed)
 	}
 	if n.memo == nil {
 		n.memo = make(map[string]deltaMemo)
 	}
 	if len(changed) == 0 && len(removed) == 0 && !(wildcard && req.GetResponseNonce() == "") {
-		n.recordAnswers(answers)           // held by the proxy already, if any
+		n.recordAnswers(typeURL, answers)  // held by the proxy already, if any
 		n.settledAt[typeURL] = set.version // nothing to send
 		memo := deltaMemo{returned: id, set: set}
 		if inMemo && m.ph != nil {
@@ -152,7 +151,7 @@ func (n *nodeCache) deltaResponse(req *cache.DeltaRequest, sub cache.Subscriptio
 	if !n.reserve(f, typeURL, deltaSize(changed, removed)) {
 		return nil // the watch stays open; answered when the bytes fit
 	}
-	n.recordAnswers(answers)
+	n.recordAnswers(typeURL, answers)
 	n.settledAt[typeURL] = set.version
 	next := returned
 	if wildcard {

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,6 +10,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -34,10 +37,18 @@ import (
 // when a response of the type is built. A demand answered not-found stays subscribed: when a
 // later snapshot has a virtual host for it, the proxy gets it, with the alias.
 //
+// Clusters are demanded the same way, by name on the Cluster type (Envoy's on-demand CDS, for
+// TCP traffic, whose listener names its cluster): the answer is the cluster (re-sent if the
+// stream holds it) or its name in removed_resources.
+//
 // Reconnects: the proxy lists the demands it saw answered in its node metadata
-// (node.MetaDemanded), so the new stream's first generation already holds them (nothing it has
-// is removed and, with its initial resource versions, nothing is re-sent), and those names are
-// not answered again; it re-subscribes them all on the VirtualHost type.
+// (node.MetaDemanded, node.MetaDemandedClusters), so the new stream's first generation already
+// holds them (nothing it has is removed and, with its initial resource versions, nothing is
+// re-sent), and those names are not answered again; it re-subscribes them all.
+
+// demandTypes are the types on which a subscription by name is a demand, with the metadata key
+// listing a reconnecting proxy's answered demands of the type.
+var demandTypes = map[string]string{resource.VirtualHostType: node.MetaDemanded, resource.ClusterType: node.MetaDemandedClusters}
 
 // scopeOnDemand decides whether proxy p (node n) is served on-demand configuration and seeds its
 // demanded set from its metadata (ParseProxy validated both).
@@ -58,42 +69,56 @@ func (s *Server) scopeOnDemand(p *translate.Proxy, n *corev3.Node) {
 	}
 }
 
-// parseDemanded validates the on-demand metadata of a node and returns its demanded names,
-// sorted and without duplicates.
-func parseDemanded(n *corev3.Node) ([]string, error) {
+// parseDemanded validates the on-demand metadata of a node and returns its demanded names per
+// type, sorted and without duplicates.
+func parseDemanded(n *corev3.Node) (map[string][]string, error) {
 	md := n.GetMetadata().GetFields()
 	switch v := strings.ToLower(stringField(md, node.MetaOnDemand)); v {
 	case "", "true", "false":
 	default:
 		return nil, fmt.Errorf("metadata %s=%q: want true or false", node.MetaOnDemand, v)
 	}
-	val, ok := md[node.MetaDemanded]
-	if !ok {
-		return nil, nil
-	}
-	list := val.GetListValue()
-	if list == nil {
-		return nil, fmt.Errorf("metadata %s: want a list of strings", node.MetaDemanded)
-	}
-	if len(list.GetValues()) > node.MaxDemanded {
-		return nil, fmt.Errorf("metadata %s: %d names, at most %d", node.MetaDemanded, len(list.GetValues()), node.MaxDemanded)
-	}
-	out := make([]string, 0, len(list.GetValues()))
-	for i, v := range list.GetValues() {
-		name := v.GetStringValue()
-		if err := checkDemandName(name); err != nil {
-			return nil, fmt.Errorf("metadata %s[%d]: %w", node.MetaDemanded, i, err)
+	var out map[string][]string
+	for typeURL, key := range demandTypes {
+		val, ok := md[key]
+		if !ok {
+			continue
 		}
-		out = append(out, name)
+		list := val.GetListValue()
+		if list == nil {
+			return nil, fmt.Errorf("metadata %s: want a list of strings", key)
+		}
+		if len(list.GetValues()) > node.MaxDemanded {
+			return nil, fmt.Errorf("metadata %s: %d names, at most %d", key, len(list.GetValues()), node.MaxDemanded)
+		}
+		names := make([]string, 0, len(list.GetValues()))
+		for i, v := range list.GetValues() {
+			name := v.GetStringValue()
+			if err := checkDemandName(typeURL, name); err != nil {
+				return nil, fmt.Errorf("metadata %s[%d]: %w", key, i, err)
+			}
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		if out == nil {
+			out = map[string][]string{}
+		}
+		out[typeURL] = slices.Compact(names)
 	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	return out, nil
 }
 
-// checkDemandName accepts "<route config>/<authority>" of at most node.MaxDemandName bytes.
-func checkDemandName(name string) error {
+// checkDemandName accepts a demanded name of at most node.MaxDemandName bytes: for virtual
+// hosts "<route config>/<authority>", for clusters any non-empty name.
+func checkDemandName(typeURL, name string) error {
 	if len(name) > node.MaxDemandName {
 		return fmt.Errorf("name of %d bytes, at most %d", len(name), node.MaxDemandName)
+	}
+	if typeURL == resource.ClusterType {
+		if name == "" {
+			return errors.New("empty cluster name")
+		}
+		return nil
 	}
 	if _, _, ok := translate.SplitDemand(name); !ok {
 		return fmt.Errorf("%q: want <route config>/<authority>", name)
@@ -101,11 +126,19 @@ func checkDemandName(name string) error {
 	return nil
 }
 
-// demand adds the names a stream subscribed on the VirtualHost type to its proxy's demanded set
-// and, when the set grew, generates the proxy again before its new VirtualHost watch opens. The
-// wildcard "*" is not a demand. Names that are not of the on-demand form end the stream with
+// withDemands returns a copy of p with its demanded sets.
+func withDemands(p *translate.Proxy, demanded map[string]map[string]bool) *translate.Proxy {
+	gp := *p
+	gp.Demanded = sortedKeys(demanded[resource.VirtualHostType])
+	gp.DemandedClusters = sortedKeys(demanded[resource.ClusterType])
+	return &gp
+}
+
+// demand adds the names a stream subscribed on a demand type (demandTypes) to its proxy's
+// demanded set and, when the set grew, generates the proxy again before the type's new watch
+// opens. The wildcard "*" is not a demand. A malformed name ends the stream with
 // INVALID_ARGUMENT, and so does a set that would exceed node.MaxDemanded.
-func (s *Server) demand(ctx context.Context, key streamKey, names []string) error {
+func (s *Server) demand(ctx context.Context, key streamKey, typeURL string, names []string) error {
 	s.connMu.Lock()
 	st := s.streams[key]
 	s.connMu.Unlock()
@@ -118,8 +151,8 @@ func (s *Server) demand(ctx context.Context, key streamKey, names []string) erro
 		if name == "*" {
 			continue
 		}
-		if err := checkDemandName(name); err != nil {
-			return status.Errorf(codes.InvalidArgument, "virtual host subscription: %v", err)
+		if err := checkDemandName(typeURL, name); err != nil {
+			return status.Errorf(codes.InvalidArgument, "%s subscription: %v", shortType(typeURL), err)
 		}
 		added = append(added, name)
 	}
@@ -127,25 +160,28 @@ func (s *Server) demand(ctx context.Context, key streamKey, names []string) erro
 		return nil
 	}
 	p.genMu.Lock()
+	set := p.demanded[typeURL]
 	grew := false
 	for _, name := range added {
-		if p.demanded[name] {
+		if set[name] {
 			continue
 		}
-		if len(p.demanded) >= node.MaxDemanded {
+		if len(set) >= node.MaxDemanded {
 			p.genMu.Unlock()
-			return status.Errorf(codes.InvalidArgument, "virtual host subscription: more than %d demanded hosts", node.MaxDemanded)
+			return status.Errorf(codes.InvalidArgument, "%s subscription: more than %d demanded names", shortType(typeURL), node.MaxDemanded)
 		}
-		if p.demanded == nil {
-			p.demanded = make(map[string]bool)
+		if set == nil {
+			set = make(map[string]bool)
+			if p.demanded == nil {
+				p.demanded = make(map[string]map[string]bool)
+			}
+			p.demanded[typeURL] = set
 		}
-		p.demanded[name] = true
+		set[name] = true
 		grew = true
 	}
 	if grew {
-		gp := *p.genProxy
-		gp.Demanded = sortedKeys(p.demanded)
-		p.genProxy = &gp
+		p.genProxy = withDemands(p.genProxy, p.demanded)
 		p.demands++
 	}
 	p.genMu.Unlock()
@@ -163,47 +199,85 @@ func (s *Server) demand(ctx context.Context, key streamKey, names []string) erro
 	return nil
 }
 
-// answered marks on-demand names whose answer the node's proxy already holds (from an earlier
-// stream): they are not answered again.
-func (c *snapshotCache) answered(id string, names []string) {
+// resolveDemands returns the answers to a proxy's demands in its generated resources: per type,
+// each demanded name's target ("" when nothing serves it).
+func resolveDemands(p *translate.Proxy, res translate.Resources) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	if p.VHDS && len(p.Demanded) > 0 {
+		out[resource.VirtualHostType] = translate.ResolveDemands(res[resource.VirtualHostType], p.Demanded)
+	}
+	if len(p.DemandedClusters) > 0 {
+		have := make(map[string]bool, len(res[resource.ClusterType]))
+		for _, r := range res[resource.ClusterType] {
+			have[cache.GetResourceName(r)] = true
+		}
+		m := make(map[string]string, len(p.DemandedClusters))
+		for _, name := range p.DemandedClusters {
+			if have[name] {
+				m[name] = name
+			} else {
+				m[name] = ""
+			}
+		}
+		out[resource.ClusterType] = m
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// answered marks the demands, per type, whose answers the node's proxy already holds (from an
+// earlier stream): they are not answered again.
+func (c *snapshotCache) answered(id string, demanded map[string][]string) {
 	n := c.node(id)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.aliasHeld == nil {
-		n.aliasHeld = make(map[string]bool, len(names))
-	}
-	for _, name := range names {
-		n.aliasHeld[name] = true
+	for typeURL, names := range demanded {
+		for _, name := range names {
+			setIn(&n.aliasHeld, typeURL, name, true)
+		}
 	}
 }
 
-// aliasAnswer is one on-demand name answered in a response: the virtual host that serves it,
-// or "" for not-found.
+// setIn sets m[typeURL][name], creating the maps.
+func setIn[V any](m *map[string]map[string]V, typeURL, name string, v V) {
+	if *m == nil {
+		*m = make(map[string]map[string]V)
+	}
+	if (*m)[typeURL] == nil {
+		(*m)[typeURL] = make(map[string]V)
+	}
+	(*m)[typeURL][name] = v
+}
+
+// aliasAnswer is one demanded name answered in a response: the resource that serves it, or ""
+// for not-found.
 type aliasAnswer struct{ name, target string }
 
-// answerDemands adds the answers to on-demand names that are due to a VirtualHost response of
-// the set the stream is served: the target virtual host with the name in its aliases (re-sent
-// when the stream holds it already), or the name in removed. A name whose target the view does
-// not hold yet (a transition still serves the previous set) waits. It returns the new lists and
-// the answers to record once the response is sent. Called with n.mu held; changed may be shared
-// and is not modified.
-func (n *nodeCache) answerDemands(set *typeSet, changed []*discovery.Resource, removed []string) ([]*discovery.Resource, []string, []aliasAnswer) {
-	aliases := n.snap.aliases
-	if len(aliases) == 0 {
+// answerDemands adds the answers to demanded names of typeURL that are due to a response of the
+// set the stream is served: the target resource (re-sent when the stream holds it already), with
+// the name in its aliases when it is not the target's own, or the name in removed. A name whose
+// target the view does not hold yet (a transition still serves the previous set) waits. It
+// returns the new lists and the answers to record once the response is sent. Called with n.mu
+// held; changed may be shared and is not modified.
+func (n *nodeCache) answerDemands(typeURL string, set *typeSet, changed []*discovery.Resource, removed []string) ([]*discovery.Resource, []string, []aliasAnswer) {
+	targets := n.snap.answers[typeURL]
+	if len(targets) == 0 {
 		return changed, removed, nil
 	}
 	var answers []aliasAnswer
 	byTarget := map[string][]string{}
-	for _, name := range sortedKeys(aliases) {
-		target := aliases[name]
+	for _, name := range sortedKeys(targets) {
+		target := targets[name]
 		if target != "" && set.wire[target] == nil {
 			continue // not served yet
 		}
-		if prev, ok := n.aliasSent[name]; ok && prev == target {
+		if prev, ok := n.aliasSent[typeURL][name]; ok && prev == target {
 			continue
 		}
 		answers = append(answers, aliasAnswer{name, target})
-		if n.aliasHeld[name] {
+		if n.aliasHeld[typeURL][name] {
 			continue // the proxy holds the answer from an earlier stream
 		}
 		if target == "" {
@@ -230,23 +304,23 @@ func (n *nodeCache) answerDemands(set *typeSet, changed []*discovery.Resource, r
 	return out, removed, answers
 }
 
-// withAliases returns a copy of r (shared, never modified) with names in its aliases.
+// withAliases returns a copy of r (shared, never modified) with names other than its own in its
+// aliases.
 func withAliases(r *discovery.Resource, names []string) *discovery.Resource {
+	aliases := slices.Clip(r.GetAliases())
+	for _, name := range names {
+		if name != r.GetName() {
+			aliases = append(aliases, name)
+		}
+	}
 	return &discovery.Resource{Name: r.GetName(), Version: r.GetVersion(), Resource: r.GetResource(),
-		Aliases: append(slices.Clip(r.GetAliases()), names...), Ttl: r.GetTtl(), CacheControl: r.GetCacheControl(),
-		Metadata: r.GetMetadata()}
+		Aliases: aliases, Ttl: r.GetTtl(), CacheControl: r.GetCacheControl(), Metadata: r.GetMetadata()}
 }
 
-// recordAnswers notes the answers a response carried. Called with n.mu held.
-func (n *nodeCache) recordAnswers(answers []aliasAnswer) {
-	if len(answers) == 0 {
-		return
-	}
-	if n.aliasSent == nil {
-		n.aliasSent = make(map[string]string, len(answers))
-	}
+// recordAnswers notes the answers a response of typeURL carried. Called with n.mu held.
+func (n *nodeCache) recordAnswers(typeURL string, answers []aliasAnswer) {
 	for _, a := range answers {
-		n.aliasSent[a.name] = a.target
-		delete(n.aliasHeld, a.name)
+		setIn(&n.aliasSent, typeURL, a.name, a.target)
+		delete(n.aliasHeld[typeURL], a.name)
 	}
 }

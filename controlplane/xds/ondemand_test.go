@@ -24,7 +24,8 @@ import (
 // odTypes are the types the on-demand test client subscribes to, in Envoy's order, all wildcard.
 var odTypes = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType, resource.VirtualHostType}
 
-// odMesh is a mesh of HTTP services on port 80, each with its endpoint IPs.
+// odMesh is a mesh of services with an HTTP port 80 and a TCP port 5432, each with its endpoint
+// IPs.
 type odMesh map[string][]string
 
 func (m odMesh) snapshot(t *testing.T, version uint64) *mesh.Snapshot {
@@ -35,7 +36,7 @@ func (m odMesh) snapshot(t *testing.T, version uint64) *mesh.Snapshot {
 			eps = append(eps, "{address: "+ip+"}")
 		}
 		docs = append(docs, meshtest.Object("ServiceEntry", name, "default", fmt.Sprintf(
-			"  hosts: [%s.default.svc.cluster.local]\n  addresses: [10.96.%d.%d]\n  location: MESH_INTERNAL\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoints: [%s]\n",
+			"  hosts: [%s.default.svc.cluster.local]\n  addresses: [10.96.%d.%d]\n  location: MESH_INTERNAL\n  ports: [{number: 80, name: http}, {number: 5432, name: tcp}]\n  resolution: STATIC\n  endpoints: [%s]\n",
 			name, i/200, i%200+1, strings.Join(eps, ", "))))
 	}
 	return meshtest.Snapshot(t, "ondemand", version, nil, docs...)
@@ -136,10 +137,13 @@ func (c *odClient) loop() {
 	}
 }
 
-// demand subscribes to on-demand names.
-func (c *odClient) demand(names ...string) {
+// demand subscribes to on-demand virtual host names.
+func (c *odClient) demand(names ...string) { c.demandOf(resource.VirtualHostType, names...) }
+
+// demandOf subscribes to names of a type.
+func (c *odClient) demandOf(typ string, names ...string) {
 	c.t.Helper()
-	if err := c.stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.VirtualHostType, ResourceNamesSubscribe: names}); err != nil {
+	if err := c.stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: typ, ResourceNamesSubscribe: names}); err != nil {
 		c.t.Fatal(err)
 	}
 }
@@ -247,6 +251,40 @@ func TestOnDemandDemand(t *testing.T) {
 	})
 	if !c.has(resource.ClusterType, svcCluster("d")) || !c.has(resource.EndpointType, svcCluster("d")) {
 		t.Error("the created service's cluster or endpoints missing")
+	}
+}
+
+// TestOnDemandClusterDemand checks on-demand CDS: a TCP service's cluster, named by its
+// listener, is sent with its endpoints once demanded by name; an unknown name is answered in
+// removed_resources; a cluster the proxy holds is re-sent when demanded.
+func TestOnDemandClusterDemand(t *testing.T) {
+	e := newOnDemandEnv(t)
+	m := odMesh{"a": {"10.1.1.1"}, "b": {"10.1.1.2"}}
+	e.srv.Update(m.snapshot(t, 1))
+	c := dialOnDemand(t, e.addr, onDemandNode("client"), nil, "80/b")
+	tcpA, tcpB := "outbound|5432||a.default.svc.cluster.local", "outbound|5432||b.default.svc.cluster.local"
+	waitFor(t, "initial configuration", func() bool { return c.has(resource.VirtualHostType, svcVhost("b")) })
+	if c.has(resource.ClusterType, tcpA) || c.has(resource.ClusterType, tcpB) {
+		t.Fatal("a TCP service's cluster was sent before it was demanded")
+	}
+	_, before := c.snapshot()
+	c.demandOf(resource.ClusterType, tcpA, "outbound|1|nowhere|x", svcCluster("b"))
+	waitFor(t, "the demanded cluster", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.held[resource.ClusterType][tcpA] != "" && c.held[resource.EndpointType][tcpA] != "" && c.removed["outbound|1|nowhere|x"]
+	})
+	c.mu.Lock()
+	var resent bool
+	for _, r := range c.received[before:] {
+		resent = resent || r == resource.ClusterType+" "+svcCluster("b")
+	}
+	c.mu.Unlock()
+	if !resent {
+		t.Error("a demanded cluster the proxy holds was not sent again (its demand would wait)")
+	}
+	if c.has(resource.ClusterType, tcpB) {
+		t.Error("an undemanded TCP cluster was sent")
 	}
 }
 

@@ -45,9 +45,9 @@ type typeSet struct {
 // modified after construction.
 type proxySnapshot struct {
 	sets [types.UnknownType]*typeSet
-	// aliases maps each on-demand VHDS name the proxy demanded ("<route config>/<authority>") to
-	// the VHDS name of the virtual host that serves it, or "" when none does (ondemand.go).
-	aliases map[string]string
+	// answers maps, per demand type, each name the proxy demanded (ondemand.go) to the name of
+	// the resource that serves it, or "" when none does.
+	answers map[string]map[string]string
 }
 
 func (s *proxySnapshot) set(typeURL string) *typeSet {

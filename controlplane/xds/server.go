@@ -25,7 +25,6 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
@@ -317,7 +316,7 @@ func (s *Server) pushProxy(ctx context.Context, p *proxyState, snap *mesh.Snapsh
 	prev := p.generated.typeVersions()
 	changedTypes := changed(prev, next.typeVersions())
 	if p.generated != nil && len(changedTypes) == 0 {
-		if !maps.Equal(p.generated.aliases, next.aliases) {
+		if !maps.EqualFunc(p.generated.answers, next.answers, maps.Equal) {
 			// Only the answers to on-demand names changed (a new name for a virtual host the
 			// proxy holds): the VirtualHost response built next carries them.
 			p.generated = next
@@ -349,9 +348,7 @@ func (s *Server) generate(snap *mesh.Snapshot, p *translate.Proxy) (*proxySnapsh
 	if err != nil {
 		return nil, err
 	}
-	if p.VHDS && len(p.Demanded) > 0 {
-		ps.aliases = translate.ResolveDemands(res[resource.VirtualHostType], p.Demanded)
-	}
+	ps.answers = resolveDemands(p, res)
 	return ps, nil
 }
 

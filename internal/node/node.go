@@ -71,6 +71,9 @@ const (
 	// control plane scopes the new stream's first generation to them, so that a reconnect neither
 	// drops nor re-sends what the proxy already holds.
 	MetaDemanded = "DEMANDED_HOSTS"
+	// MetaDemandedClusters is the same for clusters demanded by name (on-demand CDS: a TCP
+	// connection whose listener names a cluster the proxy does not have).
+	MetaDemandedClusters = "DEMANDED_CLUSTERS"
 	// MaxDemanded bounds the names of MetaDemanded and of one proxy's demands, MaxDemandName the
 	// bytes of one name.
 	MaxDemanded   = 4096
