@@ -102,9 +102,10 @@ type Options struct {
 	// ForceSotW disables the Delta attempt.
 	ForceSotW bool
 	// OnDemand announces node.FeatureOnDemand on Delta streams: the control plane may then send
-	// only the virtual hosts (and clusters and endpoints) of the hosts the proxy demands. Set it
-	// only when the HTTP router calls Client.Demand on a route-table miss (ondemand.go); Demand
-	// works without it, against the complete configuration.
+	// only the virtual hosts, clusters and endpoints the proxy demands. Set it only when the HTTP
+	// router calls Client.Demand on a route-table miss and the TCP proxy calls
+	// Client.DemandCluster on an unknown cluster (ondemand.go); both work without it, against the
+	// complete configuration.
 	OnDemand bool
 	// OnConnection, if set, is called with true when a stream opens and false when it ends.
 	OnConnection func(up bool)
@@ -119,7 +120,7 @@ type Client struct {
 	names map[string]map[string]bool // desired names per non-wildcard type
 	wake  chan struct{}              // signalled (non-blocking) when names change
 	// demands are the on-demand virtual hosts asked for, by VHDS name (ondemand.go).
-	demands map[string]*demand
+	demands map[demandKey]*demand
 
 	// deltaNode is opts.Node with node.FeatureVHDS (and node.FeatureOnDemand with
 	// Options.OnDemand), sent on Delta streams (with the answered demands in its metadata, see
@@ -165,7 +166,7 @@ func New(opts Options) (*Client, error) {
 		opts:     opts,
 		log:      opts.Logger.With("component", "xds"),
 		names:    map[string]map[string]bool{},
-		demands:  map[string]*demand{},
+		demands:  map[demandKey]*demand{},
 		wake:     make(chan struct{}, 1),
 		accepted: map[string]map[string]*Resource{},
 		versions: map[string]string{},

@@ -24,12 +24,13 @@ import (
 	"github.com/strait-mesh/strait/internal/testenv"
 )
 
-// odMeshSnapshot is a mesh of HTTP services on port 80, one endpoint each.
+// odMeshSnapshot is a mesh of services with an HTTP port 80 and a TCP port 5432, one endpoint
+// each.
 func odMeshSnapshot(t *testing.T, version uint64, services ...string) *mesh.Snapshot {
 	var docs []string
 	for i, name := range services {
 		docs = append(docs, meshtest.Object("ServiceEntry", name, "default", fmt.Sprintf(
-			"  hosts: [%s.default.svc.cluster.local]\n  addresses: [10.96.0.%d]\n  location: MESH_INTERNAL\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoints: [{address: 10.1.0.%d}]\n",
+			"  hosts: [%s.default.svc.cluster.local]\n  addresses: [10.96.0.%d]\n  location: MESH_INTERNAL\n  ports: [{number: 80, name: http}, {number: 5432, name: tcp}]\n  resolution: STATIC\n  endpoints: [{address: 10.1.0.%d}]\n",
 			name, i+1, i+1)))
 	}
 	return meshtest.Snapshot(t, "ondemand", version, nil, docs...)
@@ -74,6 +75,7 @@ type proxyHandler struct {
 	mu     sync.Mutex
 	vhosts map[string][]string
 	held   map[string]map[string]*Resource // accepted sets of the other types
+	lost   map[string]bool                 // clusters removed after they were held
 }
 
 func (h *proxyHandler) holds(typeURL, name string) bool {
@@ -86,6 +88,16 @@ func (h *proxyHandler) Apply(typeURL string, set map[string]*Resource) error {
 	h.mu.Lock()
 	if h.held == nil {
 		h.held = map[string]map[string]*Resource{}
+	}
+	if typeURL == ClusterType {
+		for name := range h.held[typeURL] {
+			if set[name] == nil {
+				if h.lost == nil {
+					h.lost = map[string]bool{}
+				}
+				h.lost[name] = true
+			}
+		}
 	}
 	h.held[typeURL] = set
 	h.mu.Unlock()
@@ -198,6 +210,25 @@ func TestDemand(t *testing.T) {
 	if _, err := c.Demand(ctx, "80", "a/b"); err == nil {
 		t.Error("an authority with '/' was accepted")
 	}
+
+	// TCP: the cluster a listener names, by name.
+	tcpC := "outbound|5432||c.default.svc.cluster.local"
+	if h.holds(ClusterType, tcpC) {
+		t.Fatal("a TCP cluster was sent before it was demanded")
+	}
+	if found, err := c.DemandCluster(ctx, tcpC); err != nil || !found {
+		t.Fatalf("cluster demand: found %v, err %v", found, err)
+	}
+	if !h.holds(ClusterType, tcpC) || !h.holds(EndpointType, tcpC) {
+		t.Error("DemandCluster returned before the cluster and its endpoints were applied")
+	}
+	if found, err := c.DemandCluster(ctx, "outbound|1||nowhere"); err != nil || found {
+		t.Errorf("demand of an unknown cluster: found %v, err %v", found, err)
+	}
+	// A cluster the proxy already holds (through the virtual host of a) is answered too.
+	if found, err := c.DemandCluster(ctx, "outbound|80||a.default.svc.cluster.local"); err != nil || !found {
+		t.Errorf("demand of a held cluster: found %v, err %v", found, err)
+	}
 }
 
 // TestDemandTimeout checks that a demand nobody answers returns ctx's error.
@@ -228,6 +259,10 @@ func TestDemandAcrossRestart(t *testing.T) {
 	if found, err := c.Demand(ctx, "80", "a"); err != nil || !found {
 		t.Fatalf("demand: found %v, err %v", found, err)
 	}
+	tcpA := "outbound|5432||a.default.svc.cluster.local"
+	if found, err := c.DemandCluster(ctx, tcpA); err != nil || !found {
+		t.Fatalf("cluster demand: found %v, err %v", found, err)
+	}
 	connects := c.Stats().Connects.Load()
 	d.grpc.Stop()
 	got := make(chan error, 1)
@@ -245,5 +280,14 @@ func TestDemandAcrossRestart(t *testing.T) {
 	waitFor(t, "reconnected", func() bool { return c.Stats().Connects.Load() > connects })
 	if r := h.routes("80"); !strings.Contains(r, "a.default.svc.cluster.local:80") || !strings.Contains(r, "b.default.svc.cluster.local:80") {
 		t.Errorf("routes after the restart: %s", r)
+	}
+	h.mu.Lock()
+	lost := h.lost
+	h.mu.Unlock()
+	if !h.holds(ClusterType, tcpA) || !h.holds(EndpointType, tcpA) || len(lost) > 0 {
+		t.Errorf("demanded clusters lost across the restart: %v", lost)
+	}
+	if h.holds(ClusterType, "outbound|5432||b.default.svc.cluster.local") {
+		t.Error("an undemanded TCP cluster was sent after the restart")
 	}
 }
