@@ -85,32 +85,42 @@ func runDriver(cfg options) error {
 	fmt.Printf("baseline: heap in use %.1f MiB, stacks %.1f MiB, %d goroutines\n",
 		mib(base.HeapInuse), mib(base.StackInuse), base.Goroutines)
 
-	// Ramp up.
+	// Ramp up: first one proxy per namespace (the translation all proxies of a namespace share
+	// is then built, and the heap is measured), then the rest.
 	start := time.Now()
 	proxies := make([]*simProxy, cfg.proxies)
 	sem := make(chan struct{}, cfg.parallel)
-	for i := range proxies {
-		p := newSimProxy(i, cfg.vhds, cfg.restart)
-		p.sotw = cfg.sotw
-		p.demandServices(cfg.ondemand, cfg.services)
-		proxies[i] = p
-		sem <- struct{}{}
-		go p.run(ctx, xdsAddr, cfg.restart)
-		go func() {
+	first := min(cfg.proxies, simNamespaces)
+	var warm memStats
+	for _, phase := range [][2]int{{0, first}, {first, cfg.proxies}} {
+		for i := phase[0]; i < phase[1]; i++ {
+			p := newSimProxy(i, cfg.vhds, cfg.restart)
+			p.sotw = cfg.sotw
+			p.demandServices(cfg.ondemand, cfg.services)
+			proxies[i] = p
+			sem <- struct{}{}
+			go p.run(ctx, xdsAddr, cfg.restart)
+			go func() {
+				select {
+				case <-p.ready:
+				case <-ctx.Done():
+				}
+				<-sem
+			}()
+		}
+		for _, p := range proxies[phase[0]:phase[1]] {
 			select {
 			case <-p.ready:
+			case err := <-p.failed:
+				return fmt.Errorf("proxy %d: %w", p.n, err)
 			case <-ctx.Done():
+				return fmt.Errorf("ramp-up: %w", ctx.Err())
 			}
-			<-sem
-		}()
-	}
-	for _, p := range proxies {
-		select {
-		case <-p.ready:
-		case err := <-p.failed:
-			return fmt.Errorf("proxy %d: %w", p.n, err)
-		case <-ctx.Done():
-			return fmt.Errorf("ramp-up: %w", ctx.Err())
+		}
+		if phase[0] == 0 {
+			if warm, err = getJSON[memStats](ctx, ctl+"/mem"); err != nil {
+				return err
+			}
 		}
 	}
 	ramp := time.Since(start)
@@ -140,7 +150,18 @@ func runDriver(cfg options) error {
 		cfg.proxies, ramp.Round(time.Millisecond), loaded.Connected)
 	fmt.Printf("memory per proxy: heap in use %.3f MiB, + stacks %.3f MiB = %.3f MiB (%d goroutines, sys %.0f MiB)\n",
 		heapPer/(1<<20), stackPer/(1<<20), (heapPer+stackPer)/(1<<20), loaded.Goroutines, mib(loaded.Sys))
+	if rest := cfg.proxies - first; rest > 0 {
+		// What each further proxy costs once its namespace's shared translation exists.
+		per := (float64(loaded.HeapInuse+loaded.StackInuse) - float64(warm.HeapInuse+warm.StackInuse)) / float64(rest)
+		fmt.Printf("memory per proxy beyond the first of each namespace: %.3f MiB (heap and stacks: %.1f MiB with %d proxies, %.1f MiB with %d)\n",
+			per/(1<<20), mib(loaded.HeapInuse+loaded.StackInuse), cfg.proxies, mib(warm.HeapInuse+warm.StackInuse), first)
+	}
 
+	if cfg.client && !cfg.sotw {
+		if err := measureClient(ctx, cfg, xdsAddr); err != nil {
+			return err
+		}
+	}
 	if cfg.heapProf != "" {
 		if err := fetchToFile(ctx, ctl+"/debug/pprof/heap?gc=1", cfg.heapProf); err != nil {
 			return err
@@ -332,6 +353,10 @@ func getText(ctx context.Context, url string) (string, error) {
 	return string(b), nil
 }
 
+// simNamespaces is the number of namespaces the simulated proxies are spread over (proxy n is in
+// ns-<n mod simNamespaces>), as the mesh model's services are.
+const simNamespaces = 20
+
 // simProxy is a simulated proxy: a Delta (or, with -sotw, state-of-the-world) ADS stream on its
 // own gRPC connection that subscribes (wildcard) to CDS, EDS, LDS and RDS and ACKs every
 // response at once.
@@ -368,7 +393,7 @@ type simProxy struct {
 
 func newSimProxy(n int, vhds, track bool) *simProxy {
 	ip := fmt.Sprintf("127.%d.%d.%d", 1+n/62500, n/250%250, n%250+1)
-	ns := fmt.Sprintf("ns-%d", n%20)
+	ns := fmt.Sprintf("ns-%d", n%simNamespaces)
 	var names map[string]map[string]bool
 	if n == 0 {
 		names = map[string]map[string]bool{}

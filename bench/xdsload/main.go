@@ -45,6 +45,7 @@ type options struct {
 	vhds      bool
 	restart   bool
 	ondemand  int
+	client    bool
 	listen    string // server role: the xDS listen address (the driver keeps it across a restart)
 
 	streamRate  float64
@@ -72,6 +73,7 @@ func main() {
 	flag.StringVar(&cfg.heapProf, "memprofile", "", "write a heap profile of the server, taken with all proxies connected, to this file")
 	flag.BoolVar(&cfg.restart, "restart", false, "once the proxies are synced, kill the server and start a new one on the same address: report the time until every proxy resynced, the stream admissions, the bytes re-sent and the new server's peak RSS (the updates then run on it)")
 	flag.IntVar(&cfg.ondemand, "ondemand", 0, "simulated proxies ask for on-demand configuration (node.FeatureOnDemand, ON_DEMAND=true) and demand the HTTP port of this many services each; reports the initial configuration's bytes and the server's memory per proxy (needs -generator real and Delta with VHDS; the updates are not timed: -updates 0)")
+	flag.BoolVar(&cfg.client, "client", false, "after the ramp, also run strait-proxy's real xDS client (Delta, VHDS; with -ondemand, on-demand and demanding as the router would) and report the heap its configuration takes")
 	flag.StringVar(&cfg.listen, "listen", "127.0.0.1:0", "server role (internal): the xDS listen address")
 	flag.Float64Var(&cfg.streamRate, "stream-rate", xds.DefaultStreamRate, "server: new xDS streams admitted per second, straitd's --xds-stream-rate (negative: unlimited)")
 	flag.IntVar(&cfg.streamBurst, "stream-burst", xds.DefaultStreamBurst, "server: straitd's --xds-stream-burst")
