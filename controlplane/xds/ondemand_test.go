@@ -172,6 +172,14 @@ func newOnDemandEnv(t *testing.T) *testEnv {
 	return newEnv(t, Options{Generator: translate.New(translate.Options{})})
 }
 
+// startTwoServices starts a server with the real generator and services a and b (snapshot 1).
+func startTwoServices(t *testing.T) (*testEnv, odMesh) {
+	e := newOnDemandEnv(t)
+	m := odMesh{"a": {"10.1.1.1"}, "b": {"10.1.1.2"}}
+	e.srv.Update(m.snapshot(t, 1))
+	return e, m
+}
+
 // generatedVersions returns what the server generated for a proxy: type → name → version.
 func generatedVersions(e *testEnv, id string) map[string]map[string]string {
 	e.srv.connMu.Lock()
@@ -258,9 +266,7 @@ func TestOnDemandDemand(t *testing.T) {
 // listener, is sent with its endpoints once demanded by name; an unknown name is answered in
 // removed_resources; a cluster the proxy holds is re-sent when demanded.
 func TestOnDemandClusterDemand(t *testing.T) {
-	e := newOnDemandEnv(t)
-	m := odMesh{"a": {"10.1.1.1"}, "b": {"10.1.1.2"}}
-	e.srv.Update(m.snapshot(t, 1))
+	e, _ := startTwoServices(t)
 	c := dialOnDemand(t, e.addr, onDemandNode("client"), nil, "80/b")
 	tcpA, tcpB := "outbound|5432||a.default.svc.cluster.local", "outbound|5432||b.default.svc.cluster.local"
 	waitFor(t, "initial configuration", func() bool { return c.has(resource.VirtualHostType, svcVhost("b")) })
@@ -291,9 +297,7 @@ func TestOnDemandClusterDemand(t *testing.T) {
 // TestOnDemandChangesReachOnlyDemanders checks that an endpoint change of a service reaches the
 // proxies that demanded it and leaves the others' generated configuration as it was.
 func TestOnDemandChangesReachOnlyDemanders(t *testing.T) {
-	e := newOnDemandEnv(t)
-	m := odMesh{"a": {"10.1.1.1"}, "b": {"10.1.1.2"}}
-	e.srv.Update(m.snapshot(t, 1))
+	e, m := startTwoServices(t)
 	ca := dialOnDemand(t, e.addr, onDemandNode("ca"), nil, "80/a")
 	cb := dialOnDemand(t, e.addr, onDemandNode("cb"), nil, "80/b")
 	waitFor(t, "demands answered", func() bool {
@@ -340,9 +344,7 @@ func equalVersions(a, b map[string]map[string]string) bool {
 // TestOnDemandReconnect checks that a proxy reconnecting with its demands (answered ones in its
 // metadata) and its initial resource versions is sent nothing again and loses nothing.
 func TestOnDemandReconnect(t *testing.T) {
-	e := newOnDemandEnv(t)
-	m := odMesh{"a": {"10.1.1.1"}, "b": {"10.1.1.2"}}
-	e.srv.Update(m.snapshot(t, 1))
+	e, _ := startTwoServices(t)
 	n := onDemandNode("client")
 	c := dialOnDemand(t, e.addr, n, nil, "80/a")
 	id := n.GetId()
