@@ -190,10 +190,15 @@ func generatedVersions(e *testEnv, id string) map[string]map[string]string {
 	}
 	p.genMu.Lock()
 	defer p.genMu.Unlock()
+	return versionsOf(p.generated)
+}
+
+// versionsOf returns the resource versions of a proxy snapshot: type → name → version.
+func versionsOf(ps *proxySnapshot) map[string]map[string]string {
 	out := map[string]map[string]string{}
 	for _, typ := range odTypes {
 		out[typ] = map[string]string{}
-		if set := p.generated.set(typ); set != nil {
+		if set := ps.set(typ); set != nil {
 			for name, r := range set.wire {
 				out[typ][name] = r.GetVersion()
 			}
@@ -412,17 +417,24 @@ func TestOnDemandRaceConverges(t *testing.T) {
 			}
 			waitFor(t, "convergence", func() bool {
 				held, _ := c.snapshot()
-				gen := generatedVersions(e, n.GetId())
-				if gen == nil || !equalVersions(held, gen) {
-					return false
-				}
 				e.srv.connMu.Lock()
 				p := e.srv.proxies[n.GetId()]
 				e.srv.connMu.Unlock()
+				if p == nil {
+					return false
+				}
+				// What the server generated, from which inputs, read at one instant.
 				p.genMu.Lock()
-				current := p.meshVersion == version
-				p.genMu.Unlock()
-				return current
+				defer p.genMu.Unlock()
+				for svc := range demanded { // the server has read every demand
+					if !p.demanded[resource.VirtualHostType]["80/"+svc] {
+						return false
+					}
+				}
+				if p.meshVersion != version || p.genDemands != p.demands {
+					return false
+				}
+				return equalVersions(held, versionsOf(p.generated))
 			})
 			held, _ := c.snapshot()
 			for svc := range demanded {

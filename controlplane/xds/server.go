@@ -299,6 +299,13 @@ func (s *Server) pushProxy(ctx context.Context, p *proxyState, snap *mesh.Snapsh
 	defer release()
 	p.genMu.Lock()
 	defer p.genMu.Unlock()
+	if p.generated != nil && snap.Version < p.meshVersion {
+		// A generation for new demands (ondemand.go) that read the snapshot before a push round
+		// generated the proxy from a newer one: never go back to an older snapshot.
+		s.mu.Lock()
+		snap = s.current
+		s.mu.Unlock()
+	}
 	if p.closed || (p.generated != nil && p.meshVersion >= snap.Version && p.genDemands == p.demands) {
 		return false
 	}
