@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/strait-mesh/strait/controlplane/translate"
 )
@@ -277,14 +276,7 @@ func (s *Server) connect(id streamKey, f *streamFlow, n *corev3.Node) (*stream, 
 	if isNew {
 		s.scopeOnDemand(proxy, n)
 		p = &proxyState{key: n.GetId(), proxy: proxy, genProxy: proxy, connectedAt: time.Now()}
-		if seeded := map[string][]string{resource.VirtualHostType: proxy.Demanded, resource.ClusterType: proxy.DemandedClusters}; len(proxy.Demanded)+len(proxy.DemandedClusters) > 0 {
-			for typeURL, names := range seeded {
-				for _, name := range names {
-					setIn(&p.demanded, typeURL, name, true)
-				}
-			}
-			s.cache.answered(p.key, seeded)
-		}
+		s.seedDemands(p)
 		s.proxies[p.key] = p
 		p.version = s.metrics.proxyConnected(proxyVersion(n))
 		if s.opts.OnConnect != nil {

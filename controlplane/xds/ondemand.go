@@ -126,6 +126,22 @@ func checkDemandName(typeURL, name string) error {
 	return nil
 }
 
+// seedDemands makes the demands a new proxy listed in its metadata (answered on an earlier
+// stream) its demanded set, and tells the cache that their answers are held. Called with
+// s.connMu held, before the proxy's first generation.
+func (s *Server) seedDemands(p *proxyState) {
+	if len(p.proxy.Demanded)+len(p.proxy.DemandedClusters) == 0 {
+		return
+	}
+	seeded := map[string][]string{resource.VirtualHostType: p.proxy.Demanded, resource.ClusterType: p.proxy.DemandedClusters}
+	for typeURL, names := range seeded {
+		for _, name := range names {
+			setIn(&p.demanded, typeURL, name, true)
+		}
+	}
+	s.cache.answered(p.key, seeded)
+}
+
 // withDemands returns a copy of p with its demanded sets.
 func withDemands(p *translate.Proxy, demanded map[string]map[string]bool) *translate.Proxy {
 	gp := *p

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
@@ -310,8 +311,9 @@ func (s *Server) pushProxy(ctx context.Context, p *proxyState, snap *mesh.Snapsh
 		return false
 	}
 	genStart := time.Now()
+	sameDemands := p.genDemands == p.demands
 	p.genDemands = p.demands
-	next, err := s.generate(snap, p.genProxy)
+	next, err := s.generate(snap, p.genProxy, p.generated, sameDemands)
 	if err != nil {
 		s.metrics.internalErrs.Inc()
 		s.log.Error("generating xds resources; the proxy keeps its previous resources",
@@ -345,8 +347,10 @@ func (s *Server) pushProxy(ctx context.Context, p *proxyState, snap *mesh.Snapsh
 	return true
 }
 
-// generate runs the generator for one proxy and validates and interns its output.
-func (s *Server) generate(snap *mesh.Snapshot, p *translate.Proxy) (*proxySnapshot, error) {
+// generate runs the generator for one proxy and validates and interns its output, with the
+// answers to the proxy's demands (ondemand.go): those of prev when the demands and the sets they
+// are resolved in are the same.
+func (s *Server) generate(snap *mesh.Snapshot, p *translate.Proxy, prev *proxySnapshot, sameDemands bool) (*proxySnapshot, error) {
 	res, err := s.opts.Generator.Generate(snap, p)
 	if err != nil {
 		return nil, fmt.Errorf("generator: %w", err)
@@ -355,7 +359,12 @@ func (s *Server) generate(snap *mesh.Snapshot, p *translate.Proxy) (*proxySnapsh
 	if err != nil {
 		return nil, err
 	}
-	ps.answers = resolveDemands(p, res)
+	if sameDemands && prev != nil && prev.set(resource.VirtualHostType) == ps.set(resource.VirtualHostType) &&
+		prev.set(resource.ClusterType) == ps.set(resource.ClusterType) {
+		ps.answers = prev.answers
+	} else {
+		ps.answers = resolveDemands(p, res)
+	}
 	return ps, nil
 }
 
