@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-
 	"github.com/strait-mesh/strait/controlplane/translate"
 )
 
