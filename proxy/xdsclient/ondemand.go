@@ -66,7 +66,10 @@ type demand struct {
 // before answering 404 (or using the catch-all), with ctx bounded by the time the request may be
 // held. If found is true, route the request again on the route table the proxy holds now (the
 // Handler has already been given the new route configuration); if false or on error, go on as
-// for a miss. An answered demand costs a map lookup under a mutex.
+// for a miss. An answered demand costs a map lookup under a mutex. Each new name costs the
+// control plane a generation of this proxy, so the names a proxy may demand are bounded
+// (node.MaxDemanded, then an error): a router may prefer to demand only hosts that can be mesh
+// hosts.
 func (c *Client) Demand(ctx context.Context, routeConfig, authority string) (found bool, err error) {
 	if routeConfig == "" || authority == "" || strings.Contains(authority, "/") {
 		return false, fmt.Errorf("demanding %q in route configuration %q: want a route configuration and a host without '/'", authority, routeConfig)
@@ -291,6 +294,21 @@ func (c *Client) clusterReady(name string) bool {
 		svc = name
 	}
 	return c.accepted[EndpointType][svc] != nil
+}
+
+// failDemands ends every pending demand with err (the stream cannot demand).
+func (c *Client) failDemands(err error) {
+	c.mu.Lock()
+	var pending []*demand
+	for _, d := range c.demands {
+		if !closed(d.done) {
+			pending = append(pending, d)
+		}
+	}
+	c.mu.Unlock()
+	for _, d := range pending {
+		c.finish(d, false, err)
+	}
 }
 
 // finish answers a demand once.

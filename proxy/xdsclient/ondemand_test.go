@@ -291,3 +291,20 @@ func TestDemandAcrossRestart(t *testing.T) {
 		t.Error("an undemanded TCP cluster was sent after the restart")
 	}
 }
+
+// TestDemandSotW checks that a demand on a state-of-the-world stream fails at once, whether it
+// was made before or after the client fell back to SotW.
+func TestDemandSotW(t *testing.T) {
+	ads := testenv.StartADS(t, testenv.ADSOptions{SotWOnly: true})
+	c, _ := startOnDemandClient(t, ads.GRPCServer.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for range 2 {
+		if _, err := c.Demand(ctx, "80", "a"); !errors.Is(err, ErrOnDemandUnavailable) {
+			t.Fatalf("demand over SotW: %v", err)
+		}
+	}
+	if c.Protocol() != "sotw" {
+		t.Errorf("protocol %q", c.Protocol())
+	}
+}
