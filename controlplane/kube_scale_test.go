@@ -115,29 +115,27 @@ func TestKubernetesScale(t *testing.T) {
 	fleet := make([]*scaleSidecar, proxies)
 	connectStart := time.Now()
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 50)
-	for i := range fleet {
-		fleet[i] = newScaleSidecar(i, watch)
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(p *scaleSidecar) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			p.run(ctx, "127.0.0.1:"+strconv.Itoa(xds))
-		}(fleet[i])
-		if i%(proxies/10+1) == 0 {
-			if err := ctx.Err(); err != nil {
-				t.Fatal(err)
-			}
+	defer wg.Wait()
+	defer cancel()
+	// The ramp: 50 proxies at a time connect and sync before the next ones start.
+	for i := 0; i < proxies; i += 50 {
+		batch := fleet[i:min(i+50, proxies)]
+		for j := range batch {
+			batch[j] = newScaleSidecar(i+j, watch)
+			wg.Add(1)
+			go func(p *scaleSidecar) {
+				defer wg.Done()
+				p.run(ctx, "127.0.0.1:"+strconv.Itoa(xds))
+			}(batch[j])
 		}
-	}
-	for _, p := range fleet {
-		select {
-		case <-p.synced:
-		case err := <-p.failed:
-			t.Fatalf("proxy %d: %v\nstraitd: %s", p.n, err, tailString(sd.Output(), 2000))
-		case <-ctx.Done():
-			t.Fatalf("proxies not synced by the deadline\nstraitd: %s", tailString(sd.Output(), 2000))
+		for _, p := range batch {
+			select {
+			case <-p.synced:
+			case err := <-p.failed:
+				t.Fatalf("proxy %d: %v\nstraitd: %s", p.n, err, tailString(sd.Output(), 2000))
+			case <-ctx.Done():
+				t.Fatalf("proxies not synced by the deadline\nstraitd: %s", tailString(sd.Output(), 2000))
+			}
 		}
 	}
 	syncTime := time.Since(connectStart)
@@ -184,8 +182,6 @@ func TestKubernetesScale(t *testing.T) {
 		bytes += p.bytes.Load()
 	}
 	t.Logf("xDS received by all proxies: %.1f MiB (%.0f KiB per proxy)", float64(bytes)/(1<<20), float64(bytes)/1024/float64(proxies))
-	cancel()
-	wg.Wait()
 }
 
 // scaleWorld is the benchmark's Kubernetes objects: Services svc-I in namespaces ns-(I%10),

@@ -15,6 +15,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane"
 	"github.com/strait-mesh/strait/controlplane/jwks"
+	"github.com/strait-mesh/strait/controlplane/leader"
 	"github.com/strait-mesh/strait/controlplane/topology"
 	"github.com/strait-mesh/strait/controlplane/xds"
 	"github.com/strait-mesh/strait/internal/version"
@@ -23,6 +24,7 @@ import (
 func main() {
 	var o controlplane.Options
 	var logLevel string
+	leaderElect := true
 	var queuedMiB, streamQueuedMiB int64
 	kubeStatus := true
 	cmd := &cobra.Command{
@@ -46,6 +48,10 @@ func main() {
 			}
 			o.XDSFlow.MaxQueuedBytes, o.XDSFlow.MaxStreamQueuedBytes = queuedMiB<<20, streamQueuedMiB<<20
 			o.KubeSkipStatus = !kubeStatus
+			o.Leader.Disabled = !leaderElect
+			if err := o.Leader.Timings.Validate(); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return controlplane.Run(ctx, o)
@@ -91,6 +97,11 @@ func main() {
 	f.StringVar(&o.Webhooks.CAAddress, "injector-ca-address", "", "CA and xDS address of injected sidecars (default istiod[-REVISION].NAMESPACE.svc:15012)")
 	f.StringVar(&o.Webhooks.InjectorConfig, "injector-webhook-config", "", "with Kubernetes: the MutatingWebhookConfiguration whose CA bundle straitd keeps current")
 	f.StringVar(&o.Webhooks.ValidatorConfig, "validator-webhook-config", "", "with Kubernetes: the ValidatingWebhookConfiguration whose CA bundle straitd keeps current (and whose failure policy it sets to Fail)")
+	f.BoolVar(&leaderElect, "leader-elect", true, "with Kubernetes: run the singleton work (webhook CA bundles, status conditions, istio-ca-root-cert ConfigMaps) only in the replica holding a Lease in --namespace (straitd-leader-REVISION; straitd-status-leader for status); false runs it here without a lease (one replica only)")
+	f.StringVar(&o.Leader.Identity, "leader-identity", "", "this replica's name in the leases (default $POD_NAME, else the host name with a random suffix)")
+	f.DurationVar(&o.Leader.LeaseDuration, "leader-lease-duration", leader.DefaultLeaseDuration, "how long candidates wait after the lease was last renewed before taking it (a dead leader is replaced within about this plus 4.4 retry periods)")
+	f.DurationVar(&o.Leader.RenewDeadline, "leader-renew-deadline", leader.DefaultRenewDeadline, "how long the leader tries to renew the lease before it stops its singleton work (shorter than the lease duration)")
+	f.DurationVar(&o.Leader.RetryPeriod, "leader-retry-period", leader.DefaultRetryPeriod, "how often the leader renews the lease and candidates look at it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "straitd:", err)

@@ -53,6 +53,10 @@ const (
 // tests keep for their own hosts, so that no ClusterIP is ever a real address.
 const ServiceCIDR = "198.19.240.0/20"
 
+// KubernetesServiceIP is the cluster IP of the kubernetes Service (the API server): the first
+// address of ServiceCIDR.
+const KubernetesServiceIP = "198.19.240.1"
+
 // Options choose what Start runs.
 type Options struct {
 	// ControllerManager also starts kube-controller-manager with the controllers that derive
@@ -285,6 +289,9 @@ func startAPIServer(t testing.TB, bin, dir string, pki *pki, etcdURL string) int
 			"--authorization-mode=RBAC,Node",
 			"--allow-privileged=true",
 			"--endpoint-reconciler-type=none", // loopback cannot be the kubernetes Service's endpoint
+			// Webhooks and aggregated APIs named by a Service are called at one of its endpoints
+			// (no kube-proxy routes cluster IPs here): pods of the kubelet stand-in serve them.
+			"--enable-aggregator-routing=true",
 			"--profiling=false",
 			"--v=1")
 		return p, "https://127.0.0.1:" + strconv.Itoa(port) + "/readyz"
@@ -421,7 +428,9 @@ func writePKI(dir string) (*pki, error) {
 	srvCert, srvKey, err := issue(2, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "kube-apiserver"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		// The kubernetes Service's cluster IP too, as kube-apiserver's own certificate has it: pods
+		// of the kubelet stand-in reach the API server there.
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(KubernetesServiceIP)},
 		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 	})
 	if err != nil {
