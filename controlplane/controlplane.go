@@ -59,6 +59,9 @@ type Options struct {
 	// XDSFlow bounds push work and the memory of xDS responses not yet acknowledged (push
 	// throttle, byte caps, ACK timeout; xds.FlowLimits documents the defaults).
 	XDSFlow xds.FlowLimits
+	// XDSOnDemand serves on-demand configuration to proxies that can demand hosts and whose
+	// metadata does not choose (xds.Options.OnDemand; default off).
+	XDSOnDemand bool
 	// AutoRegisterGrace is how long an auto-registered WorkloadEntry outlives its proxy's
 	// disconnection (default 10 s).
 	AutoRegisterGrace time.Duration
@@ -243,6 +246,7 @@ func Run(ctx context.Context, o Options) error {
 		Debounce:     o.Debounce,
 		MaxDelay:     o.MaxDelay,
 		Flow:         o.XDSFlow,
+		OnDemand:     o.XDSOnDemand,
 		Registerer:   reg,
 		Logger:       log,
 		ControlPlane: hostname(),

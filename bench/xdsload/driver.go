@@ -77,36 +77,50 @@ func runDriver(cfg options) error {
 	case cfg.vhds:
 		protocol = "delta+vhds"
 	}
+	if cfg.ondemand > 0 {
+		protocol += fmt.Sprintf(", on-demand, each demanding %d services", cfg.ondemand)
+	}
 	fmt.Printf("server: %d services × %d ports, %d VirtualServices, generator %s, debounce %s; proxies: %s\n",
 		cfg.services, cfg.ports, cfg.vs, cfg.generator, cfg.debounce, protocol)
 	fmt.Printf("baseline: heap in use %.1f MiB, stacks %.1f MiB, %d goroutines\n",
 		mib(base.HeapInuse), mib(base.StackInuse), base.Goroutines)
 
-	// Ramp up.
+	// Ramp up: first one proxy per namespace (the translation all proxies of a namespace share
+	// is then built, and the heap is measured), then the rest.
 	start := time.Now()
 	proxies := make([]*simProxy, cfg.proxies)
 	sem := make(chan struct{}, cfg.parallel)
-	for i := range proxies {
-		p := newSimProxy(i, cfg.vhds, cfg.restart)
-		p.sotw = cfg.sotw
-		proxies[i] = p
-		sem <- struct{}{}
-		go p.run(ctx, xdsAddr, cfg.restart)
-		go func() {
+	first := min(cfg.proxies, simNamespaces)
+	var warm memStats
+	for _, phase := range [][2]int{{0, first}, {first, cfg.proxies}} {
+		for i := phase[0]; i < phase[1]; i++ {
+			p := newSimProxy(i, cfg.vhds, cfg.restart)
+			p.sotw = cfg.sotw
+			p.demandServices(cfg.ondemand, cfg.services)
+			proxies[i] = p
+			sem <- struct{}{}
+			go p.run(ctx, xdsAddr, cfg.restart)
+			go func() {
+				select {
+				case <-p.ready:
+				case <-ctx.Done():
+				}
+				<-sem
+			}()
+		}
+		for _, p := range proxies[phase[0]:phase[1]] {
 			select {
 			case <-p.ready:
+			case err := <-p.failed:
+				return fmt.Errorf("proxy %d: %w", p.n, err)
 			case <-ctx.Done():
+				return fmt.Errorf("ramp-up: %w", ctx.Err())
 			}
-			<-sem
-		}()
-	}
-	for _, p := range proxies {
-		select {
-		case <-p.ready:
-		case err := <-p.failed:
-			return fmt.Errorf("proxy %d: %w", p.n, err)
-		case <-ctx.Done():
-			return fmt.Errorf("ramp-up: %w", ctx.Err())
+		}
+		if phase[0] == 0 {
+			if warm, err = getJSON[memStats](ctx, ctl+"/mem"); err != nil {
+				return err
+			}
 		}
 	}
 	ramp := time.Since(start)
@@ -116,6 +130,15 @@ func runDriver(cfg options) error {
 		len(proxies[0].names[resource.ListenerType]), len(proxies[0].names[resource.RouteType]),
 		len(proxies[0].names[resource.VirtualHostType]))
 	proxies[0].mu.Unlock()
+	initial := receivedBytes(proxies)
+	var initialTotal float64
+	var initialParts []string
+	for _, t := range slices.Sorted(maps.Keys(initial)) {
+		per := float64(initial[t]) / float64(len(proxies))
+		initialTotal += per
+		initialParts = append(initialParts, fmt.Sprintf("%s %.1f KiB", metricName(t), per/1024))
+	}
+	fmt.Printf("initial configuration received per proxy: %.1f KiB (%s)\n", initialTotal/1024, strings.Join(initialParts, ", "))
 	loaded, err := getJSON[memStats](ctx, ctl+"/mem")
 	if err != nil {
 		return err
@@ -127,7 +150,18 @@ func runDriver(cfg options) error {
 		cfg.proxies, ramp.Round(time.Millisecond), loaded.Connected)
 	fmt.Printf("memory per proxy: heap in use %.3f MiB, + stacks %.3f MiB = %.3f MiB (%d goroutines, sys %.0f MiB)\n",
 		heapPer/(1<<20), stackPer/(1<<20), (heapPer+stackPer)/(1<<20), loaded.Goroutines, mib(loaded.Sys))
+	if rest := cfg.proxies - first; rest > 0 {
+		// What each further proxy costs once its namespace's shared translation exists.
+		per := (float64(loaded.HeapInuse+loaded.StackInuse) - float64(warm.HeapInuse+warm.StackInuse)) / float64(rest)
+		fmt.Printf("memory per proxy beyond the first of each namespace: %.3f MiB (heap and stacks: %.1f MiB with %d proxies, %.1f MiB with %d)\n",
+			per/(1<<20), mib(loaded.HeapInuse+loaded.StackInuse), cfg.proxies, mib(warm.HeapInuse+warm.StackInuse), first)
+	}
 
+	if cfg.client && !cfg.sotw {
+		if err := measureClient(ctx, cfg, xdsAddr); err != nil {
+			return err
+		}
+	}
 	if cfg.heapProf != "" {
 		if err := fetchToFile(ctx, ctl+"/debug/pprof/heap?gc=1", cfg.heapProf); err != nil {
 			return err
@@ -319,6 +353,10 @@ func getText(ctx context.Context, url string) (string, error) {
 	return string(b), nil
 }
 
+// simNamespaces is the number of namespaces the simulated proxies are spread over (proxy n is in
+// ns-<n mod simNamespaces>), as the mesh model's services are.
+const simNamespaces = 20
+
 // simProxy is a simulated proxy: a Delta (or, with -sotw, state-of-the-world) ADS stream on its
 // own gRPC connection that subscribes (wildcard) to CDS, EDS, LDS and RDS and ACKs every
 // response at once.
@@ -332,6 +370,10 @@ type simProxy struct {
 	failed    chan error
 
 	types []string // subscribed types, in order
+	// demanded are the on-demand names the proxy subscribes (-ondemand); answers counts those
+	// answered with a virtual host. The proxy is ready once all are.
+	demanded []string
+	answers  atomic.Int64
 
 	// syncs counts the streams on which every subscribed type got a response, syncedAt is when
 	// the latest did (unix nanos): a reconnected proxy has resynced when syncs moves.
@@ -351,7 +393,7 @@ type simProxy struct {
 
 func newSimProxy(n int, vhds, track bool) *simProxy {
 	ip := fmt.Sprintf("127.%d.%d.%d", 1+n/62500, n/250%250, n%250+1)
-	ns := fmt.Sprintf("ns-%d", n%20)
+	ns := fmt.Sprintf("ns-%d", n%simNamespaces)
 	var names map[string]map[string]bool
 	if n == 0 {
 		names = map[string]map[string]bool{}
@@ -431,7 +473,11 @@ func (p *simProxy) stream(ctx context.Context, addr string) (got bool, err error
 		if i == 0 {
 			n = p.node
 		}
-		if err := st.subscribe(t, n, p.initial(t)); err != nil {
+		var demanded []string
+		if t == resource.VirtualHostType {
+			demanded = p.demanded
+		}
+		if err := st.subscribe(t, n, p.initial(t), demanded); err != nil {
 			return false, fmt.Errorf("subscribing: %w", err)
 		}
 	}
@@ -451,6 +497,7 @@ func (p *simProxy) stream(ctx context.Context, addr string) (got bool, err error
 			return got, fmt.Errorf("receiving: %w", err)
 		}
 		got = true
+		p.answers.Add(int64(resp.aliases))
 		if err := st.send(resp.typ, nil, resp.version, resp.nonce); err != nil {
 			return got, fmt.Errorf("acking: %w", err)
 		}
@@ -468,6 +515,25 @@ func (p *simProxy) stream(ctx context.Context, addr string) (got bool, err error
 				p.syncs.Add(1)
 			}
 		}
+	}
+}
+
+// demandServices makes the proxy demand the HTTP port (route configuration "80") of n of the
+// services, by their full names, spread over the mesh by the proxy's number.
+func (p *simProxy) demandServices(n, services int) {
+	if n == 0 {
+		return
+	}
+	p.node.ClientFeatures = append(p.node.ClientFeatures, node.FeatureOnDemand)
+	p.node.Metadata.Fields[node.MetaOnDemand] = structpb.NewStringValue("true")
+	seen := map[int]bool{}
+	for k := 0; len(p.demanded) < n; k++ {
+		i := (p.n*37 + k*101) % services
+		for seen[i] { // n ≤ services: an unseen one exists
+			i = (i + 1) % services
+		}
+		seen[i] = true
+		p.demanded = append(p.demanded, fmt.Sprintf("80/svc-%d.ns-%d.svc.cluster.local", i, i%20))
 	}
 }
 
@@ -522,7 +588,7 @@ func (p *simProxy) record(typeURL string, full bool, names, removed []string, si
 	p.got[typeURL]++
 	p.bytes[typeURL] += int64(size)
 	p.lastAck[typeURL] = now
-	all := len(p.got) == len(p.types)
+	all := len(p.got) == len(p.types) && p.answers.Load() >= int64(len(p.demanded))
 	p.mu.Unlock()
 	if all {
 		p.readyOnce.Do(func() { close(p.ready) })

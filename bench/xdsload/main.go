@@ -8,7 +8,9 @@
 //   - with -restart, the time until every proxy resynced after the server was killed and
 //     started again (the simulated proxies reconnect with strait-proxy's backoff and Delta
 //     initial resource versions), and the stream admissions;
-//   - with -stuck N, the server's queued bytes against their cap while N proxies do not read.
+//   - with -stuck N, the server's queued bytes against their cap while N proxies do not read;
+//   - the bytes of each proxy's initial configuration; with -ondemand N, for proxies served
+//     on-demand configuration that demand N services each.
 //
 // Everything is bounded: the connection ramp, each update wait and the whole run (-timeout).
 //
@@ -42,6 +44,8 @@ type options struct {
 	stuck     int
 	vhds      bool
 	restart   bool
+	ondemand  int
+	client    bool
 	listen    string // server role: the xDS listen address (the driver keeps it across a restart)
 
 	streamRate  float64
@@ -68,6 +72,8 @@ func main() {
 	flag.IntVar(&cfg.stuck, "stuck", 0, "this many of the proxies stop reading their stream once synced (the updates are timed on the others)")
 	flag.StringVar(&cfg.heapProf, "memprofile", "", "write a heap profile of the server, taken with all proxies connected, to this file")
 	flag.BoolVar(&cfg.restart, "restart", false, "once the proxies are synced, kill the server and start a new one on the same address: report the time until every proxy resynced, the stream admissions, the bytes re-sent and the new server's peak RSS (the updates then run on it)")
+	flag.IntVar(&cfg.ondemand, "ondemand", 0, "simulated proxies ask for on-demand configuration (node.FeatureOnDemand, ON_DEMAND=true) and demand the HTTP port of this many services each; reports the initial configuration's bytes and the server's memory per proxy (needs -generator real and Delta with VHDS; the updates are not timed: -updates 0)")
+	flag.BoolVar(&cfg.client, "client", false, "after the ramp, also run strait-proxy's real xDS client (Delta, VHDS; with -ondemand, on-demand and demanding as the router would) and report the heap its configuration takes")
 	flag.StringVar(&cfg.listen, "listen", "127.0.0.1:0", "server role (internal): the xDS listen address")
 	flag.Float64Var(&cfg.streamRate, "stream-rate", xds.DefaultStreamRate, "server: new xDS streams admitted per second, straitd's --xds-stream-rate (negative: unlimited)")
 	flag.IntVar(&cfg.streamBurst, "stream-burst", xds.DefaultStreamBurst, "server: straitd's --xds-stream-burst")
@@ -82,6 +88,10 @@ func main() {
 	}
 	if cfg.ports < 1 || cfg.ports > len(benchPorts) || cfg.proxies < 1 || cfg.services < 1 || cfg.parallel < 1 || cfg.vs < 0 || cfg.vs > cfg.services {
 		fmt.Fprintln(os.Stderr, "xdsload: -ports must be 1-3; -proxies, -services and -parallel positive; -virtualservices at most -services")
+		os.Exit(2)
+	}
+	if cfg.ondemand < 0 || cfg.ondemand > 0 && (cfg.generator != "real" || !cfg.vhds || cfg.updates != 0 || cfg.ondemand > cfg.services) {
+		fmt.Fprintln(os.Stderr, "xdsload: -ondemand N needs -generator real, Delta with VHDS, -updates 0 and N at most -services")
 		os.Exit(2)
 	}
 	var err error

@@ -72,6 +72,7 @@ func main() {
 	f.Float64Var(&o.XDSFlow.StreamRate, "xds-stream-rate", xds.DefaultStreamRate, "new xDS streams admitted per second, so that proxies reconnecting together (after a restart) are served in turn (negative: unlimited)")
 	f.IntVar(&o.XDSFlow.StreamBurst, "xds-stream-burst", xds.DefaultStreamBurst, "new xDS streams admitted at once before --xds-stream-rate applies")
 	f.DurationVar(&o.XDSFlow.StreamWait, "xds-stream-wait", xds.DefaultStreamWait, "longest a new xDS stream waits for its turn; beyond it the stream is refused with UNAVAILABLE and a retry delay, and the proxy reconnects later (negative: refuse at once)")
+	f.BoolVar(&o.XDSOnDemand, "on-demand", false, "serve on-demand configuration by default: a sidecar that can demand hosts (strait-proxy's router, on a route miss) and has no Sidecar resource gets the virtual hosts, clusters and endpoints of the hosts it calls only; a workload chooses with STRAIT_META_ON_DEMAND=true|false")
 	f.DurationVar(&o.AutoRegisterGrace, "autoregister-grace", 0, "how long an auto-registered WorkloadEntry outlives its proxy (default 10s)")
 	f.BoolVar(&o.JWKSAllowPrivate, "jwks-allow-private", false, "let RequestAuthentication jwksUri fetches reach loopback, link-local and unspecified addresses (an issuer on this machine)")
 	f.DurationVar(&o.JWKSRefresh, "jwks-refresh", jwks.DefaultRefresh, "how often RequestAuthentication jwksUri key sets are fetched again")

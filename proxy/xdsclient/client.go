@@ -101,6 +101,12 @@ type Options struct {
 	BackoffBase, BackoffMax time.Duration
 	// ForceSotW disables the Delta attempt.
 	ForceSotW bool
+	// OnDemand announces node.FeatureOnDemand on Delta streams: the control plane may then send
+	// only the virtual hosts, clusters and endpoints the proxy demands. Set it only when the HTTP
+	// router calls Client.Demand on a route-table miss and the TCP proxy calls
+	// Client.DemandCluster on an unknown cluster (ondemand.go); both work without it, against the
+	// complete configuration.
+	OnDemand bool
 	// OnConnection, if set, is called with true when a stream opens and false when it ends.
 	OnConnection func(up bool)
 }
@@ -113,8 +119,12 @@ type Client struct {
 	mu    sync.Mutex
 	names map[string]map[string]bool // desired names per non-wildcard type
 	wake  chan struct{}              // signalled (non-blocking) when names change
+	// demands are the on-demand virtual hosts asked for, by VHDS name (ondemand.go).
+	demands map[demandKey]*demand
 
-	// deltaNode is opts.Node with node.FeatureVHDS, sent on Delta streams.
+	// deltaNode is opts.Node with node.FeatureVHDS (and node.FeatureOnDemand with
+	// Options.OnDemand), sent on Delta streams (with the answered demands in its metadata, see
+	// streamNode).
 	deltaNode *corev3.Node
 
 	// owned by the Run goroutine
@@ -156,6 +166,7 @@ func New(opts Options) (*Client, error) {
 		opts:     opts,
 		log:      opts.Logger.With("component", "xds"),
 		names:    map[string]map[string]bool{},
+		demands:  map[demandKey]*demand{},
 		wake:     make(chan struct{}, 1),
 		accepted: map[string]map[string]*Resource{},
 		versions: map[string]string{},
@@ -167,8 +178,14 @@ func New(opts Options) (*Client, error) {
 		}
 	}
 	c.deltaNode = proto.Clone(opts.Node).(*corev3.Node)
-	if !slices.Contains(c.deltaNode.ClientFeatures, node.FeatureVHDS) {
-		c.deltaNode.ClientFeatures = append(c.deltaNode.ClientFeatures, node.FeatureVHDS)
+	features := []string{node.FeatureVHDS}
+	if opts.OnDemand {
+		features = append(features, node.FeatureOnDemand)
+	}
+	for _, f := range features {
+		if !slices.Contains(c.deltaNode.ClientFeatures, f) {
+			c.deltaNode.ClientFeatures = append(c.deltaNode.ClientFeatures, f)
+		}
 	}
 	c.protocol.Store("")
 	return c, nil
