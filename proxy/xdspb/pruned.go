@@ -532,7 +532,6 @@ var prunedFields = [...]prunedField{
 	{"envoy.service.discovery.v3.DiscoveryResponse", 3, "canary"},
 	{"envoy.service.discovery.v3.DiscoveryResponse", 6, "control_plane"},
 	{"envoy.service.discovery.v3.DiscoveryResponse", 7, "resource_errors"},
-	{"envoy.service.discovery.v3.Resource", 4, "aliases"},
 	{"envoy.service.discovery.v3.Resource", 6, "ttl"},
 	{"envoy.service.discovery.v3.Resource", 7, "cache_control"},
 	{"envoy.service.discovery.v3.Resource", 8, "resource_name"},

@@ -340,6 +340,7 @@ func (x *DeltaDiscoveryResponse) GetNonce() string {
 type Resource struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Aliases       []string               `protobuf:"bytes,4,rep,name=aliases,proto3" json:"aliases,omitempty"`
 	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	Resource      *anypb.Any             `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -381,6 +382,13 @@ func (x *Resource) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *Resource) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
 }
 
 func (x *Resource) GetVersion() string {
@@ -429,9 +437,10 @@ const file_envoy_service_discovery_v3_discovery_proto_rawDesc = "" +
 	"\tresources\x18\x02 \x03(\v2$.envoy.service.discovery.v3.ResourceR\tresources\x12\x19\n" +
 	"\btype_url\x18\x04 \x01(\tR\atypeUrl\x12+\n" +
 	"\x11removed_resources\x18\x06 \x03(\tR\x10removedResources\x12\x14\n" +
-	"\x05nonce\x18\x05 \x01(\tR\x05nonce\"j\n" +
+	"\x05nonce\x18\x05 \x01(\tR\x05nonce\"\x84\x01\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x18\n" +
+	"\aaliases\x18\x04 \x03(\tR\aaliases\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x120\n" +
 	"\bresource\x18\x02 \x01(\v2\x14.google.protobuf.AnyR\bresourceBRZPgithub.com/strait-mesh/strait/proxy/xdspb/envoy/service/discovery/v3;discoveryv3b\x06proto3"
 
