@@ -225,8 +225,8 @@ func (pipeAddr) Network() string { return "strait" }
 func (pipeAddr) String() string  { return "strait-l7" }
 
 // hijackDone finishes the ServeConn of a hijacked (upgraded) connection once its tunnel ends.
-func (h *Handler) hijackDone(r *http.Request) {
-	if cs, ok := r.Context().Value(connInfoKey{}).(*connState); ok {
+func (h *Handler) hijackDone(s *Stream) {
+	if cs := s.cs; cs != nil && cs.done != nil {
 		cs.finish()
 	}
 }
