@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/strait-mesh/strait/controlplane/config"
@@ -49,13 +50,9 @@ gateway, and creates the mesh CA (Secret cacerts, Istio's plug-in layout) unless
 				_, err = g.stdout.Write(y)
 				return err
 			}
-			rules := clientcmd.NewDefaultClientConfigLoadingRules()
-			if kubeconfig != "" {
-				rules.ExplicitPath = kubeconfig
-			}
-			cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+			cfg, err := kubeClientConfig(kubeconfig)
 			if err != nil {
-				return fmt.Errorf("kubeconfig: %w", err)
+				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
 			defer cancel()
@@ -84,6 +81,20 @@ gateway, and creates the mesh CA (Secret cacerts, Istio's plug-in layout) unless
 	f.BoolVar(&noGateway, "no-ingress-gateway", false, "leave out istio-ingressgateway")
 	f.Int32Var(&replicas, "replicas", 2, "straitd replicas")
 	return cmd
+}
+
+// kubeClientConfig reads the kubeconfig as kubectl does: the file given, else $KUBECONFIG, else
+// ~/.kube/config.
+func kubeClientConfig(kubeconfig string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules.ExplicitPath = kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	return cfg, nil
 }
 
 // crdDocs are Istio's and Strait's CustomResourceDefinitions, one YAML document each.

@@ -47,7 +47,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newApply(g), newGet(g), newDelete(g), newProxyStatus(g), newRun(g), newUp(g), newDown(g))
 	root.AddCommand(newProxyConfig(g), newExplain(g))
 	root.AddCommand(newCA(g), newVersion(g), newWait(g))
-	root.AddCommand(newAnalyze(g), newDescribe(g), newDashboard(g), newInstall(g))
+	root.AddCommand(newAnalyze(g), newDescribe(g), newDashboard(g), newInstall(g), newUninstall(g))
 	return root
 }
 

@@ -59,6 +59,9 @@ type Options struct {
 	// XDSFlow bounds push work and the memory of xDS responses not yet acknowledged (push
 	// throttle, byte caps, ACK timeout; xds.FlowLimits documents the defaults).
 	XDSFlow xds.FlowLimits
+	// XDSOnDemand serves on-demand configuration to proxies that can demand hosts and whose
+	// metadata does not choose (xds.Options.OnDemand; default off).
+	XDSOnDemand bool
 	// AutoRegisterGrace is how long an auto-registered WorkloadEntry outlives its proxy's
 	// disconnection (default 10 s).
 	AutoRegisterGrace time.Duration
@@ -106,7 +109,10 @@ type Options struct {
 	KubeDomain string
 	// Webhooks are the admission webhooks (sidecar injection, config validation).
 	Webhooks WebhookOptions
-	Logger   *slog.Logger
+	// Leader configures the leader election of the singleton work with Kubernetes (Leases in
+	// the Webhooks' namespace).
+	Leader LeaderOptions
+	Logger *slog.Logger
 	// Ready, if set, is called once with the bound addresses when straitd serves.
 	Ready func(xdsAddr, httpAddr string)
 }
@@ -153,7 +159,12 @@ func Run(ctx context.Context, o Options) error {
 		store.SetValidationCounters(validation)
 		sources = append(sources, namedSource{"store", store})
 	}
-	kubeSrc, err := newKubeSource(o, log, validation)
+	// Singleton work (status, webhook CA bundles, root-cert ConfigMaps) runs under a lease.
+	el, err := newElectors(o, log, reg)
+	if err != nil {
+		return err
+	}
+	kubeSrc, err := newKubeSource(o, log, validation, el)
 	if err != nil {
 		return err
 	}
@@ -235,6 +246,7 @@ func Run(ctx context.Context, o Options) error {
 		Debounce:     o.Debounce,
 		MaxDelay:     o.MaxDelay,
 		Flow:         o.XDSFlow,
+		OnDemand:     o.XDSOnDemand,
 		Registerer:   reg,
 		Logger:       log,
 		ControlPlane: hostname(),
@@ -400,7 +412,7 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("mesh CA serving", "address", meshAddr, "mode", mp.authority.Mode(),
 			"trustDomain", mp.authority.TrustDomain(), "rootFingerprint", mp.rootFingerprint(),
 			"roots", len(mp.authority.TrustBundle()))
-		startRootCertWriter(ctx, &wg, kcfg, mp, o.KubeNamespaces, log) // istio-ca-root-cert in every namespace
+		startRootCertWriter(el.revision, kcfg, mp, o.KubeNamespaces, log) // istio-ca-root-cert in every namespace
 	}
 	if rl != nil {
 		goRun("rate limit service", func() error { return rl.grpc.Serve(rl.ln) })
@@ -413,13 +425,10 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("admission webhooks serving", "address", ws.ln.Addr().String(), "paths", "/inject /validate")
 		if kcfg != nil && (o.Webhooks.InjectorConfig != "" || o.Webhooks.ValidatorConfig != "") {
 			bundle := caBundle(mp)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				patchWebhookConfigs(ctx, o.Webhooks, kcfg, bundle, log)
-			}()
+			el.revision.Go("webhook CA bundles", func(ctx context.Context) { patchWebhookConfigs(ctx, o.Webhooks, kcfg, bundle, log) })
 		}
 	}
+	goRun("leader election", func() error { el.run(ctx); return nil })
 	log.Info("straitd serving", "xds", xdsAddr, "http", httpLn.Addr().String(), "mesh", meshAddr)
 	if o.Ready != nil {
 		o.Ready(xdsAddr, httpLn.Addr().String())

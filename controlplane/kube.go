@@ -10,8 +10,11 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/strait-mesh/strait/controlplane/config/kube"
 	"github.com/strait-mesh/strait/controlplane/config/validationmetrics"
+	"github.com/strait-mesh/strait/controlplane/leader"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	kuberegistry "github.com/strait-mesh/strait/controlplane/registry/kube"
 	"github.com/strait-mesh/strait/internal/version"
@@ -42,14 +45,77 @@ func kubeConfig(o Options) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// newKubeSource returns the Kubernetes config source the options ask for, or nil for none.
-func newKubeSource(o Options, log *slog.Logger, validation *validationmetrics.Counters) (*kube.Source, error) {
+// LeaderOptions configure the leader election of straitd's singleton work on Kubernetes.
+type LeaderOptions struct {
+	// Disabled runs the singleton work in this replica without a lease: for one replica only.
+	Disabled bool
+	// Identity names this replica in the leases (default leader.Identity(): the pod's name).
+	Identity string
+	// Timings of the leases (default leader.DefaultLeaseDuration and so on).
+	leader.Timings
+}
+
+// electors run straitd's singleton work: revision's holder keeps the revision's webhook CA
+// bundles and the istio-ca-root-cert ConfigMaps current, status's holder writes the status
+// conditions (a lease all revisions share). Without Kubernetes, or with the election disabled,
+// both run their work unconditionally.
+type electors struct {
+	revision, status *leader.Elector
+}
+
+// newElectors returns the electors the options ask for.
+func newElectors(o Options, log *slog.Logger, reg prometheus.Registerer) (*electors, error) {
+	cfg, err := kubeConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil || o.Leader.Disabled {
+		if cfg != nil {
+			log.Warn("leader election disabled: this replica does the singleton work (webhook CA bundles, status, root-cert ConfigMaps); run one replica only")
+		}
+		return &electors{revision: leader.Always(log), status: leader.Always(log)}, nil
+	}
+	metrics, err := leader.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	identity := o.Leader.Identity
+	if identity == "" {
+		identity = leader.Identity()
+	}
+	el := &electors{}
+	for _, e := range []struct {
+		name string
+		to   **leader.Elector
+	}{{leader.RevisionLease(o.Webhooks.Revision), &el.revision}, {leader.StatusLease, &el.status}} {
+		if *e.to, err = leader.New(cfg, leader.Options{Namespace: o.Webhooks.namespace(), Name: e.name, Identity: identity,
+			Timings: o.Leader.Timings, Logger: log, Metrics: metrics}); err != nil {
+			return nil, err
+		}
+	}
+	return el, nil
+}
+
+// run takes part in both elections until ctx ends.
+func (el *electors) run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		el.status.Run(ctx)
+	}()
+	el.revision.Run(ctx)
+	<-done
+}
+
+// newKubeSource returns the Kubernetes config source the options ask for, or nil for none. Its
+// status writes run under the status lease.
+func newKubeSource(o Options, log *slog.Logger, validation *validationmetrics.Counters, el *electors) (*kube.Source, error) {
 	cfg, err := kubeConfig(o)
 	if err != nil || cfg == nil {
 		return nil, err
 	}
 	src, err := kube.New(cfg, kube.Options{Logger: log, Namespaces: o.KubeNamespaces, Validation: validation,
-		WriteStatus: !o.KubeSkipStatus})
+		WriteStatus: !o.KubeSkipStatus, StatusRunner: el.status.Go})
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: %w", err)
 	}

@@ -15,6 +15,9 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/strait-mesh/strait/controlplane/config/kube"
 	"github.com/strait-mesh/strait/internal/node"
@@ -161,8 +164,9 @@ func (w *clusterWatch) waitFor(t *testing.T, name string, present bool) {
 	}
 }
 
-// kubeWithCRDs starts a real API server with Strait's CRDs installed, and a context that ends
-// with the test (at most 2 minutes).
+// kubeWithCRDs starts a real API server with Strait's CRDs installed and straitd's namespace
+// (istio-system, where its leases live), and a context that ends with the test (at most 2
+// minutes).
 func kubeWithCRDs(t *testing.T) (*kubeenv.Cluster, context.Context) {
 	t.Helper()
 	c := kubeenv.Start(t, kubeenv.Options{})
@@ -171,5 +175,16 @@ func kubeWithCRDs(t *testing.T) (*kubeenv.Cluster, context.Context) {
 	if err := kube.InstallCRDs(ctx, c.Config); err != nil {
 		t.Fatal(err)
 	}
+	createNamespace(t, ctx, c, "istio-system")
 	return c, ctx
+}
+
+// createNamespace creates namespace name.
+func createNamespace(t *testing.T, ctx context.Context, c *kubeenv.Cluster, name string) {
+	t.Helper()
+	_, err := kubernetes.NewForConfigOrDie(c.Config).CoreV1().Namespaces().Create(ctx,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

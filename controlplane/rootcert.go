@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,6 +14,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/strait-mesh/strait/controlplane/leader"
 )
 
 // The ConfigMap holding the mesh's roots in every namespace, as Istio's namespace controller
@@ -171,9 +172,9 @@ func (w *rootCertWriter) reconcile(ctx context.Context, ns string, getNS func(st
 	return nil
 }
 
-// startRootCertWriter runs the root-cert ConfigMap writer until ctx ends, when straitd has both a
-// CA and Kubernetes; wg tracks it.
-func startRootCertWriter(ctx context.Context, wg *sync.WaitGroup, kcfg *rest.Config, mp *meshPort, only []string, log *slog.Logger) {
+// startRootCertWriter runs the root-cert ConfigMap writer while el leads, when straitd has both
+// a CA and Kubernetes.
+func startRootCertWriter(el *leader.Elector, kcfg *rest.Config, mp *meshPort, only []string, log *slog.Logger) {
 	if kcfg == nil || mp == nil {
 		return
 	}
@@ -189,9 +190,5 @@ func startRootCertWriter(ctx context.Context, wg *sync.WaitGroup, kcfg *rest.Con
 			w.only[ns] = true
 		}
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		w.run(ctx, mp.rootsChanged)
-	}()
+	el.Go("root-cert ConfigMaps", func(ctx context.Context) { w.run(ctx, mp.rootsChanged) })
 }

@@ -43,6 +43,7 @@ func TestKubernetesSidecarsGetCertificates(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	client := kubernetes.NewForConfigOrDie(c.Config)
+	createNamespace(t, ctx, c, "istio-system") // straitd's leases
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "before"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

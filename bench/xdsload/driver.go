@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,12 +9,12 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unique"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -24,7 +23,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/controlplane/xds"
 	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/proxy/xdsclient"
 )
 
 // subscribedTypes are the types a simulated proxy subscribes to (wildcard), in Envoy's order;
@@ -58,35 +59,12 @@ func routesType(vhds bool) string {
 func runDriver(cfg options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
-	exe, err := os.Executable()
+	child, err := startChild(ctx, cfg, cfg.listen)
 	if err != nil {
-		return fmt.Errorf("finding own executable: %w", err)
+		return err
 	}
-	cmd := exec.CommandContext(ctx, exe, "-role=server",
-		"-services="+strconv.Itoa(cfg.services), "-ports="+strconv.Itoa(cfg.ports), "-virtualservices="+strconv.Itoa(cfg.vs),
-		"-debounce="+cfg.debounce.String(), "-generator="+cfg.generator, "-timeout="+cfg.timeout.String())
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return fmt.Errorf("server stdin: %w", err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return fmt.Errorf("server stdout: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting server: %w", err)
-	}
-	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("reading server address: %w", err)
-	}
-	var xdsAddr, ctlAddr string
-	if _, err := fmt.Sscanf(line, "LISTEN %s %s", &xdsAddr, &ctlAddr); err != nil {
-		return fmt.Errorf("server said %q: %w", line, err)
-	}
-	ctl := "http://" + ctlAddr
+	defer func() { child.stop() }()
+	xdsAddr, ctl := child.xds, child.ctl
 
 	base, err := getJSON[memStats](ctx, ctl+"/mem")
 	if err != nil {
@@ -99,36 +77,50 @@ func runDriver(cfg options) error {
 	case cfg.vhds:
 		protocol = "delta+vhds"
 	}
+	if cfg.ondemand > 0 {
+		protocol += fmt.Sprintf(", on-demand, each demanding %d services", cfg.ondemand)
+	}
 	fmt.Printf("server: %d services × %d ports, %d VirtualServices, generator %s, debounce %s; proxies: %s\n",
 		cfg.services, cfg.ports, cfg.vs, cfg.generator, cfg.debounce, protocol)
 	fmt.Printf("baseline: heap in use %.1f MiB, stacks %.1f MiB, %d goroutines\n",
 		mib(base.HeapInuse), mib(base.StackInuse), base.Goroutines)
 
-	// Ramp up.
+	// Ramp up: first one proxy per namespace (the translation all proxies of a namespace share
+	// is then built, and the heap is measured), then the rest.
 	start := time.Now()
 	proxies := make([]*simProxy, cfg.proxies)
 	sem := make(chan struct{}, cfg.parallel)
-	for i := range proxies {
-		p := newSimProxy(i, cfg.vhds)
-		p.sotw = cfg.sotw
-		proxies[i] = p
-		sem <- struct{}{}
-		go p.run(ctx, xdsAddr)
-		go func() {
+	first := min(cfg.proxies, simNamespaces)
+	var warm memStats
+	for _, phase := range [][2]int{{0, first}, {first, cfg.proxies}} {
+		for i := phase[0]; i < phase[1]; i++ {
+			p := newSimProxy(i, cfg.vhds, cfg.restart)
+			p.sotw = cfg.sotw
+			p.demandServices(cfg.ondemand, cfg.services)
+			proxies[i] = p
+			sem <- struct{}{}
+			go p.run(ctx, xdsAddr, cfg.restart)
+			go func() {
+				select {
+				case <-p.ready:
+				case <-ctx.Done():
+				}
+				<-sem
+			}()
+		}
+		for _, p := range proxies[phase[0]:phase[1]] {
 			select {
 			case <-p.ready:
+			case err := <-p.failed:
+				return fmt.Errorf("proxy %d: %w", p.n, err)
 			case <-ctx.Done():
+				return fmt.Errorf("ramp-up: %w", ctx.Err())
 			}
-			<-sem
-		}()
-	}
-	for _, p := range proxies {
-		select {
-		case <-p.ready:
-		case err := <-p.failed:
-			return fmt.Errorf("proxy %d: %w", p.n, err)
-		case <-ctx.Done():
-			return fmt.Errorf("ramp-up: %w", ctx.Err())
+		}
+		if phase[0] == 0 {
+			if warm, err = getJSON[memStats](ctx, ctl+"/mem"); err != nil {
+				return err
+			}
 		}
 	}
 	ramp := time.Since(start)
@@ -138,6 +130,15 @@ func runDriver(cfg options) error {
 		len(proxies[0].names[resource.ListenerType]), len(proxies[0].names[resource.RouteType]),
 		len(proxies[0].names[resource.VirtualHostType]))
 	proxies[0].mu.Unlock()
+	initial := receivedBytes(proxies)
+	var initialTotal float64
+	var initialParts []string
+	for _, t := range slices.Sorted(maps.Keys(initial)) {
+		per := float64(initial[t]) / float64(len(proxies))
+		initialTotal += per
+		initialParts = append(initialParts, fmt.Sprintf("%s %.1f KiB", metricName(t), per/1024))
+	}
+	fmt.Printf("initial configuration received per proxy: %.1f KiB (%s)\n", initialTotal/1024, strings.Join(initialParts, ", "))
 	loaded, err := getJSON[memStats](ctx, ctl+"/mem")
 	if err != nil {
 		return err
@@ -149,11 +150,28 @@ func runDriver(cfg options) error {
 		cfg.proxies, ramp.Round(time.Millisecond), loaded.Connected)
 	fmt.Printf("memory per proxy: heap in use %.3f MiB, + stacks %.3f MiB = %.3f MiB (%d goroutines, sys %.0f MiB)\n",
 		heapPer/(1<<20), stackPer/(1<<20), (heapPer+stackPer)/(1<<20), loaded.Goroutines, mib(loaded.Sys))
+	if rest := cfg.proxies - first; rest > 0 {
+		// What each further proxy costs once its namespace's shared translation exists.
+		per := (float64(loaded.HeapInuse+loaded.StackInuse) - float64(warm.HeapInuse+warm.StackInuse)) / float64(rest)
+		fmt.Printf("memory per proxy beyond the first of each namespace: %.3f MiB (heap and stacks: %.1f MiB with %d proxies, %.1f MiB with %d)\n",
+			per/(1<<20), mib(loaded.HeapInuse+loaded.StackInuse), cfg.proxies, mib(warm.HeapInuse+warm.StackInuse), first)
+	}
 
+	if cfg.client && !cfg.sotw {
+		if err := measureClient(ctx, cfg, xdsAddr); err != nil {
+			return err
+		}
+	}
 	if cfg.heapProf != "" {
 		if err := fetchToFile(ctx, ctl+"/debug/pprof/heap?gc=1", cfg.heapProf); err != nil {
 			return err
 		}
+	}
+	if cfg.restart {
+		if child, err = restartServer(ctx, cfg, child, proxies); err != nil {
+			return err
+		}
+		ctl = child.ctl
 	}
 	if cfg.stuck > 0 {
 		stuck := min(cfg.stuck, len(proxies)-1)
@@ -171,11 +189,12 @@ func runDriver(cfg options) error {
 	// end of the run: what the changes cost on the wire.
 	bytesBefore := receivedBytes(proxies)
 	profDone := make(chan error, 1)
-	if cfg.profile != "" {
+	if cfg.profile != "" && !cfg.restart { // with -restart the profile is of the resync
 		go func() { profDone <- fetchToFile(ctx, ctl+"/debug/pprof/profile?seconds=30", cfg.profile) }()
 	} else {
 		profDone <- nil
 	}
+	var queuedPeak float64 // strait_xds_queued_bytes, sampled after each update
 	for u := range cfg.updates {
 		before := make([][]int, len(proxies))
 		for i, p := range proxies {
@@ -201,6 +220,13 @@ func runDriver(cfg options) error {
 			}
 		}
 		all = append(all, worst)
+		if cfg.stuck > 0 {
+			m, err := serverMetrics(ctx, ctl)
+			if err != nil {
+				return err
+			}
+			queuedPeak = max(queuedPeak, m["strait_xds_queued_bytes"])
+		}
 	}
 	if err := <-profDone; err != nil {
 		return err
@@ -214,6 +240,10 @@ func runDriver(cfg options) error {
 		return err
 	}
 	fmt.Printf("server RSS: peak %.0f MiB over the run, %.0f MiB at the end (after a GC)\n", mib(end.PeakRSS), mib(end.RSS))
+	if cfg.stuck > 0 {
+		fmt.Printf("queued bytes (responses built, not ACKed) with %d proxies not reading: up to %.1f MiB sampled after the updates, cap %d MiB\n",
+			cfg.stuck, queuedPeak/(1<<20), xds.DefaultMaxQueuedBytes>>20)
+	}
 	if len(all) > 0 {
 		fmt.Printf("update → ACK by all %d proxies (%d %s changes): p50 %s  p99 %s  max %s\n",
 			len(proxies), cfg.updates, cfg.change, pct(all, 50), pct(all, 99), pct(all, 100))
@@ -265,15 +295,24 @@ func pct(ds []time.Duration, p int) time.Duration {
 	return s[i-1].Round(time.Millisecond / 10)
 }
 
-// fetchToFile saves the body of a GET.
-func fetchToFile(ctx context.Context, url, path string) error {
+// fetch sends a GET; the caller closes the body.
+func fetch(ctx context.Context, url string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return resp, nil
+}
+
+// fetchToFile saves the body of a GET.
+func fetchToFile(ctx context.Context, url, path string) error {
+	resp, err := fetch(ctx, url)
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
 	f, err := os.Create(path)
@@ -289,13 +328,9 @@ func fetchToFile(ctx context.Context, url, path string) error {
 
 func getJSON[T any](ctx context.Context, url string) (T, error) {
 	var v T
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := fetch(ctx, url)
 	if err != nil {
 		return v, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return v, fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
@@ -303,6 +338,24 @@ func getJSON[T any](ctx context.Context, url string) (T, error) {
 	}
 	return v, nil
 }
+
+// getText returns the body of a GET (at most 16 MiB).
+func getText(ctx context.Context, url string) (string, error) {
+	resp, err := fetch(ctx, url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %w", url, err)
+	}
+	return string(b), nil
+}
+
+// simNamespaces is the number of namespaces the simulated proxies are spread over (proxy n is in
+// ns-<n mod simNamespaces>), as the mesh model's services are.
+const simNamespaces = 20
 
 // simProxy is a simulated proxy: a Delta (or, with -sotw, state-of-the-world) ADS stream on its
 // own gRPC connection that subscribes (wildcard) to CDS, EDS, LDS and RDS and ACKs every
@@ -317,6 +370,19 @@ type simProxy struct {
 	failed    chan error
 
 	types []string // subscribed types, in order
+	// demanded are the on-demand names the proxy subscribes (-ondemand); answers counts those
+	// answered with a virtual host. The proxy is ready once all are.
+	demanded []string
+	answers  atomic.Int64
+
+	// syncs counts the streams on which every subscribed type got a response, syncedAt is when
+	// the latest did (unix nanos): a reconnected proxy has resynced when syncs moves.
+	syncs    atomic.Int64
+	syncedAt atomic.Int64
+	// held is what a Delta proxy holds per type (name → version), for the initial resource
+	// versions of its next stream; nil unless it reconnects (-restart). Strings are interned:
+	// the proxies hold mostly the same names and versions.
+	held map[string]map[string]string
 
 	mu      sync.Mutex
 	names   map[string]map[string]bool // resources held per type; tracked for proxy 0 only
@@ -325,9 +391,9 @@ type simProxy struct {
 	lastAck map[string]int64           // unix nanos of the last ACK sent, per type
 }
 
-func newSimProxy(n int, vhds bool) *simProxy {
+func newSimProxy(n int, vhds, track bool) *simProxy {
 	ip := fmt.Sprintf("127.%d.%d.%d", 1+n/62500, n/250%250, n%250+1)
-	ns := fmt.Sprintf("ns-%d", n%20)
+	ns := fmt.Sprintf("ns-%d", n%simNamespaces)
 	var names map[string]map[string]bool
 	if n == 0 {
 		names = map[string]map[string]bool{}
@@ -336,7 +402,12 @@ func newSimProxy(n int, vhds bool) *simProxy {
 	if vhds {
 		features = []string{node.FeatureVHDS}
 	}
+	var held map[string]map[string]string
+	if track {
+		held = map[string]map[string]string{}
+	}
 	return &simProxy{
+		held:  held,
 		names: names,
 		n:     n,
 		types: subscribedTypes(vhds),
@@ -360,56 +431,139 @@ func newSimProxy(n int, vhds bool) *simProxy {
 	}
 }
 
-func (p *simProxy) run(ctx context.Context, addr string) {
-	err := p.stream(ctx, addr)
-	if err != nil && ctx.Err() == nil {
-		p.failed <- err
+// run keeps the proxy's stream up until ctx ends. Without reconnect a stream error fails the
+// proxy; with it the proxy reconnects on strait-proxy's schedule (full jitter, the server's
+// retry delay honoured).
+func (p *simProxy) run(ctx context.Context, addr string, reconnect bool) {
+	backoff := xdsclient.Backoff{Base: 200 * time.Millisecond, Max: 15 * time.Second}
+	for {
+		got, err := p.stream(ctx, addr)
+		if ctx.Err() != nil {
+			return
+		}
+		if !reconnect {
+			if err != nil {
+				p.failed <- err
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff.Next(err, got)):
+		}
 	}
 }
 
-func (p *simProxy) stream(ctx context.Context, addr string) error {
+// stream runs one ADS stream until it fails; got reports whether it received a response.
+func (p *simProxy) stream(ctx context.Context, addr string) (got bool, err error) {
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return fmt.Errorf("dialing: %w", err)
+		return false, fmt.Errorf("dialing: %w", err)
 	}
 	defer cc.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	st, err := openStream(ctx, discovery.NewAggregatedDiscoveryServiceClient(cc), p.sotw)
 	if err != nil {
-		return fmt.Errorf("opening stream: %w", err)
+		return false, fmt.Errorf("opening stream: %w", err)
 	}
 	for i, t := range p.types {
 		var n *corev3.Node
 		if i == 0 {
 			n = p.node
 		}
-		if err := st.send(t, n, "", ""); err != nil {
-			return fmt.Errorf("subscribing: %w", err)
+		var demanded []string
+		if t == resource.VirtualHostType {
+			demanded = p.demanded
+		}
+		if err := st.subscribe(t, n, p.initial(t), demanded); err != nil {
+			return false, fmt.Errorf("subscribing: %w", err)
 		}
 	}
+	answered := map[string]bool{} // types with a response on this stream
 	for {
 		select {
 		case <-p.stop: // stuck: hold the stream open without reading it
 			<-ctx.Done()
-			return nil
+			return got, nil
 		default:
 		}
 		resp, err := st.recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return nil
+				return got, nil
 			}
-			return fmt.Errorf("receiving: %w", err)
+			return got, fmt.Errorf("receiving: %w", err)
 		}
+		got = true
+		p.answers.Add(int64(resp.aliases))
 		if err := st.send(resp.typ, nil, resp.version, resp.nonce); err != nil {
-			return fmt.Errorf("acking: %w", err)
+			return got, fmt.Errorf("acking: %w", err)
 		}
 		var names []string
-		if p.names != nil { // only proxy 0 reports what it holds
+		if p.names != nil || p.held != nil { // proxy 0 reports what it holds; -restart tracks it
 			if names, err = resp.names(); err != nil {
-				return err
+				return got, err
 			}
 		}
 		p.record(resp.typ, p.sotw, names, resp.removed, resp.size)
+		p.hold(resp.typ, names, resp.versions, resp.removed)
+		if !answered[resp.typ] {
+			if answered[resp.typ] = true; len(answered) == len(p.types) {
+				p.syncedAt.Store(time.Now().UnixNano())
+				p.syncs.Add(1)
+			}
+		}
+	}
+}
+
+// demandServices makes the proxy demand the HTTP port (route configuration "80") of n of the
+// services, by their full names, spread over the mesh by the proxy's number.
+func (p *simProxy) demandServices(n, services int) {
+	if n == 0 {
+		return
+	}
+	p.node.ClientFeatures = append(p.node.ClientFeatures, node.FeatureOnDemand)
+	p.node.Metadata.Fields[node.MetaOnDemand] = structpb.NewStringValue("true")
+	seen := map[int]bool{}
+	for k := 0; len(p.demanded) < n; k++ {
+		i := (p.n*37 + k*101) % services
+		for seen[i] { // n ≤ services: an unseen one exists
+			i = (i + 1) % services
+		}
+		seen[i] = true
+		p.demanded = append(p.demanded, fmt.Sprintf("80/svc-%d.ns-%d.svc.cluster.local", i, i%20))
+	}
+}
+
+// initial returns the versions the proxy holds of typeURL (Delta initial_resource_versions).
+func (p *simProxy) initial(typeURL string) map[string]string {
+	if p.held == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.held[typeURL])
+}
+
+// hold records a Delta response in what the proxy holds (-restart only).
+func (p *simProxy) hold(typeURL string, names, versions, removed []string) {
+	if p.held == nil || len(versions) != len(names) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	set := p.held[typeURL]
+	if set == nil {
+		set = map[string]string{}
+		p.held[typeURL] = set
+	}
+	for i, n := range names {
+		set[unique.Make(n).Value()] = unique.Make(versions[i]).Value()
+	}
+	for _, n := range removed {
+		delete(set, n)
 	}
 }
 
@@ -434,7 +588,7 @@ func (p *simProxy) record(typeURL string, full bool, names, removed []string, si
 	p.got[typeURL]++
 	p.bytes[typeURL] += int64(size)
 	p.lastAck[typeURL] = now
-	all := len(p.got) == len(p.types)
+	all := len(p.got) == len(p.types) && p.answers.Load() >= int64(len(p.demanded))
 	p.mu.Unlock()
 	if all {
 		p.readyOnce.Do(func() { close(p.ready) })

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
 	"github.com/strait-mesh/strait/controlplane/translate"
@@ -70,7 +72,8 @@ var generators = map[string]func() (translate.Generator, error){
 
 // runServer is the straitd stand-in: the xDS server alone in this process, so that its heap is
 // measured without the simulated proxies. It prints "LISTEN <xds> <control>" and serves until its
-// stdin closes (the driver exited) or the deadline passes.
+// stdin closes (the driver exited), it is killed (-restart) or the deadline passes. Its metrics
+// are at /metrics on the control address.
 func runServer(cfg options) error {
 	newGen, ok := generators[cfg.generator]
 	if !ok {
@@ -80,10 +83,13 @@ func runServer(cfg options) error {
 	if err != nil {
 		return fmt.Errorf("building generator: %w", err)
 	}
+	reg := prometheus.NewRegistry()
 	srv, err := xds.New(xds.Options{
-		Generator: gen,
-		Debounce:  cfg.debounce,
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Generator:  gen,
+		Debounce:   cfg.debounce,
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Registerer: reg,
+		Flow:       xds.FlowLimits{StreamRate: cfg.streamRate, StreamBurst: cfg.streamBurst, StreamWait: cfg.streamWait},
 	})
 	if err != nil {
 		return err
@@ -93,7 +99,7 @@ func runServer(cfg options) error {
 	model := newMeshModel(cfg.services, cfg.ports, cfg.vs)
 	srv.Update(model.snapshot())
 
-	xdsLis, err := net.Listen("tcp", "127.0.0.1:0")
+	xdsLis, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
@@ -108,6 +114,7 @@ func runServer(cfg options) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/debug/syncz", srv.Handler())
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.Handle("/debug/pprof/heap", pprof.Handler("heap"))
 	mux.HandleFunc("/mem", func(w http.ResponseWriter, _ *http.Request) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane"
 	"github.com/strait-mesh/strait/controlplane/jwks"
+	"github.com/strait-mesh/strait/controlplane/leader"
 	"github.com/strait-mesh/strait/controlplane/topology"
 	"github.com/strait-mesh/strait/controlplane/xds"
 	"github.com/strait-mesh/strait/internal/version"
@@ -23,6 +24,7 @@ import (
 func main() {
 	var o controlplane.Options
 	var logLevel string
+	leaderElect := true
 	var queuedMiB, streamQueuedMiB int64
 	kubeStatus := true
 	cmd := &cobra.Command{
@@ -41,8 +43,15 @@ func main() {
 			if queuedMiB <= 0 || streamQueuedMiB <= 0 || o.XDSFlow.PushThrottle <= 0 {
 				return fmt.Errorf("--xds-max-queued-mib, --xds-max-stream-queued-mib and --push-throttle must be positive")
 			}
+			if o.XDSFlow.StreamRate == 0 || o.XDSFlow.StreamBurst <= 0 {
+				return fmt.Errorf("--xds-stream-rate must not be 0 (negative: unlimited) and --xds-stream-burst must be positive")
+			}
 			o.XDSFlow.MaxQueuedBytes, o.XDSFlow.MaxStreamQueuedBytes = queuedMiB<<20, streamQueuedMiB<<20
 			o.KubeSkipStatus = !kubeStatus
+			o.Leader.Disabled = !leaderElect
+			if err := o.Leader.Timings.Validate(); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return controlplane.Run(ctx, o)
@@ -60,6 +69,10 @@ func main() {
 	f.Int64Var(&queuedMiB, "xds-max-queued-mib", xds.DefaultMaxQueuedBytes>>20, "cap on the MiB of xDS responses built and not yet acknowledged, all proxies together; responses beyond it wait (the newest state is sent when room frees up)")
 	f.Int64Var(&streamQueuedMiB, "xds-max-stream-queued-mib", xds.DefaultMaxStreamQueuedBytes>>20, "the same cap per xDS stream")
 	f.DurationVar(&o.XDSFlow.AckTimeout, "xds-ack-timeout", xds.DefaultAckTimeout, "disconnect a proxy that leaves an xDS response unacknowledged (no ACK or NACK) this long; it reconnects and is resynced (negative: never)")
+	f.Float64Var(&o.XDSFlow.StreamRate, "xds-stream-rate", xds.DefaultStreamRate, "new xDS streams admitted per second, so that proxies reconnecting together (after a restart) are served in turn (negative: unlimited)")
+	f.IntVar(&o.XDSFlow.StreamBurst, "xds-stream-burst", xds.DefaultStreamBurst, "new xDS streams admitted at once before --xds-stream-rate applies")
+	f.DurationVar(&o.XDSFlow.StreamWait, "xds-stream-wait", xds.DefaultStreamWait, "longest a new xDS stream waits for its turn; beyond it the stream is refused with UNAVAILABLE and a retry delay, and the proxy reconnects later (negative: refuse at once)")
+	f.BoolVar(&o.XDSOnDemand, "on-demand", false, "serve on-demand configuration by default: a sidecar that can demand hosts (strait-proxy's router, on a route miss) and has no Sidecar resource gets the virtual hosts, clusters and endpoints of the hosts it calls only; a workload chooses with STRAIT_META_ON_DEMAND=true|false")
 	f.DurationVar(&o.AutoRegisterGrace, "autoregister-grace", 0, "how long an auto-registered WorkloadEntry outlives its proxy (default 10s)")
 	f.BoolVar(&o.JWKSAllowPrivate, "jwks-allow-private", false, "let RequestAuthentication jwksUri fetches reach loopback, link-local and unspecified addresses (an issuer on this machine)")
 	f.DurationVar(&o.JWKSRefresh, "jwks-refresh", jwks.DefaultRefresh, "how often RequestAuthentication jwksUri key sets are fetched again")
@@ -84,6 +97,11 @@ func main() {
 	f.StringVar(&o.Webhooks.CAAddress, "injector-ca-address", "", "CA and xDS address of injected sidecars (default istiod[-REVISION].NAMESPACE.svc:15012)")
 	f.StringVar(&o.Webhooks.InjectorConfig, "injector-webhook-config", "", "with Kubernetes: the MutatingWebhookConfiguration whose CA bundle straitd keeps current")
 	f.StringVar(&o.Webhooks.ValidatorConfig, "validator-webhook-config", "", "with Kubernetes: the ValidatingWebhookConfiguration whose CA bundle straitd keeps current (and whose failure policy it sets to Fail)")
+	f.BoolVar(&leaderElect, "leader-elect", true, "with Kubernetes: run the singleton work (webhook CA bundles, status conditions, istio-ca-root-cert ConfigMaps) only in the replica holding a Lease in --namespace (straitd-leader-REVISION; straitd-status-leader for status); false runs it here without a lease (one replica only)")
+	f.StringVar(&o.Leader.Identity, "leader-identity", "", "this replica's name in the leases (default $POD_NAME, else the host name with a random suffix)")
+	f.DurationVar(&o.Leader.LeaseDuration, "leader-lease-duration", leader.DefaultLeaseDuration, "how long candidates wait after the lease was last renewed before taking it (a dead leader is replaced within about this plus 4.4 retry periods)")
+	f.DurationVar(&o.Leader.RenewDeadline, "leader-renew-deadline", leader.DefaultRenewDeadline, "how long the leader tries to renew the lease before it stops its singleton work (shorter than the lease duration)")
+	f.DurationVar(&o.Leader.RetryPeriod, "leader-retry-period", leader.DefaultRetryPeriod, "how often the leader renews the lease and candidates look at it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "straitd:", err)

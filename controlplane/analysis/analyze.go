@@ -54,6 +54,7 @@ var analyzers = []analyzer{
 	{"sidecar.Selectors", analyzeSidecarSelectors},
 	{"service.PortNames", analyzePortNames},
 	{"deprecation.Fields", analyzeDeprecatedFields},
+	{"telemetry.Providers", analyzeTelemetryProviders},
 }
 
 // context is what an analyzer reads and where it reports.

@@ -110,6 +110,11 @@ var (
 	// not say one, so that the protocol is detected at run time.
 	PortNameIsNotUnderNamingConvention = Type{"IST0118", "PortNameIsNotUnderNamingConvention", Info,
 		"Port name %s (port: %d, targetPort: %s) doesn't follow the naming convention of Istio port."}
+	// InvalidTelemetryProvider (IST0157): a Telemetry accessLogging entry names no provider and
+	// MeshConfig has no default access log provider, so the entry is ignored. Istio's code, name
+	// and level; the text adds what that means and the fix.
+	InvalidTelemetryProvider = Type{"IST0157", "InvalidTelemetryProvider", Warning,
+		"The Telemetry %s in namespace %q with empty providers will be ignored: MeshConfig defaultProviders.accessLogging is empty, so it selects no access log provider (MeshConfig accessLogFile, if set, keeps logging). Name a provider, such as \"envoy\"."}
 	// UnknownDestinationRuleHost (IST0174): a DestinationRule's host matches no service.
 	UnknownDestinationRuleHost = Type{"IST0174", "UnknownDestinationRuleHost", Warning,
 		"The host %s defined in the DestinationRule does not match any services in the mesh."}
@@ -125,7 +130,7 @@ var Types = []Type{
 	Deprecated, ReferencedResourceNotFound, ConflictingMeshGatewayVirtualServiceHosts,
 	ConflictingSidecarWorkloadSelectors, MultipleSidecarsWithoutWorkloadSelectors,
 	VirtualServiceDestinationPortSelectorRequired, PortNameIsNotUnderNamingConvention,
-	UnknownDestinationRuleHost, ConflictingDestinationRules,
+	InvalidTelemetryProvider, UnknownDestinationRuleHost, ConflictingDestinationRules,
 }
 
 // DocumentationURL returns the page that explains the message type (Istio's, for IST codes), or

@@ -24,9 +24,12 @@ const (
 	PrometheusPort = 15090 // the proxy's own metrics
 	ProxyUID       = 1337  // the sidecar's uid and gid: its own traffic is not intercepted
 
-	proxyConfigDir = "/etc/istio/proxy" // emptyDir: the admin socket
-	caCertDir      = "/var/run/secrets/istio"
-	tokenDir       = "/var/run/secrets/tokens"
+	proxyConfigDir = "/etc/istio/proxy" // emptyDir: the admin socket's directory
+	// adminSocket is in a directory of its own that strait-proxy creates (0700, its uid): the
+	// kubelet makes an emptyDir world-writable (0777), which the proxy refuses for its socket.
+	adminSocket = proxyConfigDir + "/admin/admin.sock"
+	caCertDir   = "/var/run/secrets/istio"
+	tokenDir    = "/var/run/secrets/tokens"
 	// TokenAudience is the audience of the projected service-account token the sidecar
 	// presents to the CA (Istio's).
 	TokenAudience = "istio-ca"
@@ -164,6 +167,10 @@ func Inject(pod *corev1.Pod, namespace string, c Config) (*corev1.Pod, error) {
 		}
 	}
 
+	// Before the proxy joins the containers: it is not an application container.
+	if err := addAppDrain(out); err != nil {
+		return nil, err
+	}
 	probers := rewriteProbes(out, rewrite)
 	metricsURL, err := mergeMetrics(out)
 	if err != nil {
@@ -443,7 +450,7 @@ func proxyContainer(c Config, pod *corev1.Pod, namespace, image, logLevel string
 		"--status-address=0.0.0.0:" + strconv.Itoa(StatusPort),
 		"--health-address=0.0.0.0:" + strconv.Itoa(HealthPort),
 		"--prometheus-address=0.0.0.0:" + strconv.Itoa(PrometheusPort),
-		"--admin-socket=" + proxyConfigDir + "/admin.sock",
+		"--admin-socket=" + adminSocket,
 		"--drain-duration=" + drain.String(),
 		"--log-level=" + logLevel,
 	}

@@ -34,7 +34,7 @@ func rewriteProbes(pod *corev1.Pod, rewrite bool) string {
 			if p == nil {
 				continue
 			}
-			orig, ok := originalProbe(c, p)
+			orig, ok := OriginalProbe(c, p)
 			if !ok {
 				continue
 			}
@@ -52,7 +52,10 @@ func rewriteProbes(pod *corev1.Pod, rewrite bool) string {
 	return string(b)
 }
 
-func originalProbe(c *corev1.Container, p *corev1.Probe) (*appprobe.Prober, bool) {
+// OriginalProbe converts a container's httpGet, tcpSocket or gRPC probe, its port resolved, to
+// the form strait-proxy runs (false for an exec probe or an unknown port). The kubelet stand-in
+// of the tests runs probes with it too.
+func OriginalProbe(c *corev1.Container, p *corev1.Probe) (*appprobe.Prober, bool) {
 	out := &appprobe.Prober{TimeoutSeconds: p.TimeoutSeconds}
 	switch {
 	case p.HTTPGet != nil:

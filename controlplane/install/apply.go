@@ -41,15 +41,10 @@ const FieldManager = "strait-install"
 // fields it sets). With dryRun the API server validates and admits each object without storing
 // it (kubectl apply --server-side --dry-run=server).
 func Apply(ctx context.Context, cfg *rest.Config, objs []runtime.Object, dryRun bool) error {
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	rc, err := newResources(cfg)
 	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
+		return err
 	}
-	client, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 	force := true
 	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force}
 	if dryRun {
@@ -69,17 +64,9 @@ func Apply(ctx context.Context, cfg *rest.Config, objs []runtime.Object, dryRun 
 		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 		unstructured.RemoveNestedField(u.Object, "status")
 		gvk := u.GroupVersionKind()
-		mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		api, err := rc.of(u)
 		if err != nil {
-			// A kind whose CRD this very install creates: rediscover once.
-			mapper.Reset()
-			if mapping, err = mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-				return fmt.Errorf("%s %s: %w", gvk.Kind, u.GetName(), err)
-			}
-		}
-		var api dynamic.ResourceInterface = client.Resource(mapping.Resource)
-		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-			api = client.Resource(mapping.Resource).Namespace(u.GetNamespace())
+			return err
 		}
 		data, err := json.Marshal(u)
 		if err != nil {
@@ -90,6 +77,41 @@ func Apply(ctx context.Context, cfg *rest.Config, objs []runtime.Object, dryRun 
 		}
 	}
 	return nil
+}
+
+// resources finds the API of an object's kind, as kubectl does (discovery, cached).
+type resources struct {
+	client dynamic.Interface
+	mapper *restmapper.DeferredDiscoveryRESTMapper
+}
+
+func newResources(cfg *rest.Config) (*resources, error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return &resources{client: client, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}, nil
+}
+
+// of returns the API of u's kind, in u's namespace when the kind is namespaced.
+func (rc *resources) of(u *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+	gvk := u.GroupVersionKind()
+	mapping, err := rc.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		// A kind whose CRD was just created (or removed): rediscover once.
+		rc.mapper.Reset()
+		if mapping, err = rc.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", gvk.Kind, u.GetName(), err)
+		}
+	}
+	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		return rc.client.Resource(mapping.Resource).Namespace(u.GetNamespace()), nil
+	}
+	return rc.client.Resource(mapping.Resource), nil
 }
 
 // EnsureCACerts creates the cacerts Secret in namespace unless it exists: a new root (10 years)
@@ -110,7 +132,7 @@ func EnsureCACerts(ctx context.Context, cfg *rest.Config, namespace, trustDomain
 		return false, err
 	}
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: CACertsSecret, Namespace: namespace,
-		Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}, Type: corev1.SecretTypeOpaque, Data: data}
+		Labels: map[string]string{PartOfLabel: PartOf}}, Type: corev1.SecretTypeOpaque, Data: data}
 	if _, err := cs.CoreV1().Secrets(namespace).Create(ctx, sec, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return false, nil

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/strait-mesh/strait/controlplane/inject"
+	"github.com/strait-mesh/strait/controlplane/leader"
 )
 
 // Options choose what is installed.
@@ -53,14 +54,9 @@ var revisionRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // Manifests returns the objects to apply, in order (namespace and CRDs first, workloads last).
 func Manifests(o Options) ([]runtime.Object, error) {
-	if o.Namespace == "" {
-		o.Namespace = "istio-system"
-	}
-	if o.Revision == "default" {
-		o.Revision = ""
-	}
-	if o.Revision != "" && !revisionRE.MatchString(o.Revision) {
-		return nil, fmt.Errorf("revision %q: want a DNS label (lowercase letters, digits, '-')", o.Revision)
+	var err error
+	if o.Namespace, o.Revision, err = placement(o.Namespace, o.Revision); err != nil {
+		return nil, err
 	}
 	if o.ControlPlaneImage == "" || o.ProxyImage == "" {
 		return nil, fmt.Errorf("install: the straitd and strait-proxy images are required")
@@ -91,6 +87,21 @@ func Manifests(o Options) ([]runtime.Object, error) {
 		objs = append(objs, b.gateway()...)
 	}
 	return objs, nil
+}
+
+// placement returns the namespace (default istio-system) and revision ("" for the default one)
+// of a control plane, or an error for a revision that is no DNS label.
+func placement(namespace, revision string) (string, string, error) {
+	if namespace == "" {
+		namespace = "istio-system"
+	}
+	if revision == "default" {
+		revision = ""
+	}
+	if revision != "" && !revisionRE.MatchString(revision) {
+		return "", "", fmt.Errorf("revision %q: want a DNS label (lowercase letters, digits, '-')", revision)
+	}
+	return namespace, revision, nil
 }
 
 // YAML renders objects as one multi-document YAML stream.
@@ -133,7 +144,7 @@ func (b builder) meta(name string) metav1.ObjectMeta {
 }
 
 func (b builder) labels() map[string]string {
-	return map[string]string{"app.kubernetes.io/part-of": "strait", "istio.io/rev": b.rev()}
+	return map[string]string{PartOfLabel: PartOf, "istio.io/rev": b.rev()}
 }
 
 func (b builder) serviceAccount(name string) *corev1.ServiceAccount {
@@ -160,8 +171,10 @@ func (b builder) meshConfigMap() (*corev1.ConfigMap, error) {
 var istioGroups = []string{"networking.istio.io", "security.istio.io", "telemetry.istio.io", "extensions.istio.io", "extensions.strait.io"}
 
 // rbac is least privilege: read the config and registry kinds, write only status, the root
-// certificate ConfigMaps, the webhooks' CA bundles, and — in its own namespace — its lease and
-// CA secret.
+// certificate ConfigMaps, the webhooks' CA bundles, and — in its own namespace — its leases
+// (client-go's Lease lock gets, creates and updates them; nothing lists, watches or deletes
+// them). straitd never writes Secrets: the CA (Secret cacerts) is created by `strait install`
+// and mounted by the kubelet.
 func (b builder) rbac() []runtime.Object {
 	cr := b.name("istiod-clusterrole-" + b.o.Namespace)
 	role := b.name("istiod")
@@ -192,9 +205,11 @@ func (b builder) rbac() []runtime.Object {
 		Subjects:   []rbacv1.Subject{sa}}
 	r := &rbacv1.Role{TypeMeta: tm("rbac.authorization.k8s.io/v1", "Role"), ObjectMeta: b.meta(role),
 		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-			// The CA's root (istio-ca-secret) and a plug-in CA (cacerts).
-			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
+			// Leader election of the singleton work (controlplane/leader): its two leases only
+			// (create cannot be limited by name).
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "update"},
+				ResourceNames: []string{leader.RevisionLease(b.o.Revision), leader.StatusLease}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
 		}}
 	rb := &rbacv1.RoleBinding{TypeMeta: tm("rbac.authorization.k8s.io/v1", "RoleBinding"), ObjectMeta: b.meta(role),
 		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role},
@@ -410,7 +425,7 @@ func (b builder) gateway() []runtime.Object {
 							"--ca-address=" + b.name("istiod") + "." + b.o.Namespace + ".svc:15012",
 							"--ca-root-cert=/var/run/secrets/istio/root-cert.pem", "--bootstrap-token-file=/var/run/secrets/tokens/istio-token",
 							"--status-address=0.0.0.0:15020", "--health-address=0.0.0.0:15021", "--prometheus-address=0.0.0.0:15090",
-							"--admin-socket=/etc/istio/proxy/admin.sock", "--dns-address="},
+							"--admin-socket=/etc/istio/proxy/admin/admin.sock", "--dns-address="},
 						Env: []corev1.EnvVar{fieldEnv("POD_NAME", "metadata.name"), fieldEnv("POD_NAMESPACE", "metadata.namespace"),
 							fieldEnv("INSTANCE_IP", "status.podIP"), fieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName")},
 						Ports: []corev1.ContainerPort{{Name: "http2", ContainerPort: 8080}, {Name: "https", ContainerPort: 8443},

@@ -2,15 +2,18 @@ package install
 
 import (
 	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/leader"
 )
 
 const testCRD = `apiVersion: apiextensions.k8s.io/v1
@@ -134,5 +137,32 @@ func TestRevision(t *testing.T) {
 	o.CRDs = [][]byte{[]byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")}
 	if _, err := Manifests(o); err == nil || !strings.Contains(err.Error(), "CustomResourceDefinition") {
 		t.Errorf("a non-CRD document: %v", err)
+	}
+}
+
+// TestRoleIsLeasesOnly checks straitd's namespaced Role: its two leases by name (get, update),
+// create on leases, nothing else — no Secret writes.
+func TestRoleIsLeasesOnly(t *testing.T) {
+	for _, rev := range []string{"", "canary"} {
+		o := opts()
+		o.Revision = rev
+		objs, err := Manifests(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var role *rbacv1.Role
+		for _, obj := range objs {
+			if r, ok := obj.(*rbacv1.Role); ok {
+				role = r
+			}
+		}
+		want := []rbacv1.PolicyRule{
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "update"},
+				ResourceNames: []string{leader.RevisionLease(rev), leader.StatusLease}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+		}
+		if role == nil || !reflect.DeepEqual(role.Rules, want) {
+			t.Errorf("revision %q: Role %+v, want rules %+v", rev, role, want)
+		}
 	}
 }

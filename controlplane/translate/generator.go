@@ -88,6 +88,7 @@ func (g *generator) Generate(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 		res = g.envoyFilters(snap, p, res)
 		if p.VHDS {
 			res = g.virtualHosts(snap, res)
+			res = g.onDemand(snap, p, res)
 		}
 	}
 	return res, nil

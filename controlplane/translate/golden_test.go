@@ -48,6 +48,10 @@ type header struct {
 		Locality      string            `json:"locality"`
 		// VHDS: the proxy announces node.FeatureVHDS (its virtual hosts come through VHDS).
 		VHDS bool `json:"vhds"`
+		// OnDemand and Demanded: the proxy is served on-demand configuration and demanded these
+		// VHDS names ("<route config>/<authority>").
+		OnDemand bool     `json:"onDemand"`
+		Demanded []string `json:"demanded"`
 	} `json:"proxy"`
 	Mesh json.RawMessage `json:"mesh"`
 	// ProxyPending lists what strait-proxy does not accept yet in this case's output (a
@@ -135,7 +139,8 @@ func loadCaseAt(t testing.TB, path string, version uint64) (*mesh.Snapshot, *tra
 		mode = "REDIRECT"
 	}
 	p := &translate.Proxy{ID: id, Node: n, Type: id.Type, Namespace: hp.Namespace, Labels: hp.Labels,
-		IPs: []string{hp.IP}, WorkloadName: hp.Name, InterceptMode: mode, Proxyless: hp.Proxyless, VHDS: hp.VHDS}
+		IPs: []string{hp.IP}, WorkloadName: hp.Name, InterceptMode: mode, Proxyless: hp.Proxyless, VHDS: hp.VHDS,
+		OnDemand: hp.OnDemand, Demanded: hp.Demanded}
 	return snap, p
 }
 

@@ -32,6 +32,17 @@ type Proxy struct {
 	// configurations then carry `vhds` and each virtual host is its own VirtualHost resource
 	// (vhds.go), so that a change of one service re-sends that service's virtual hosts only.
 	VHDS bool
+	// OnDemand is true when the proxy is served on-demand configuration (ondemand.go): a sidecar
+	// with VHDS and without a Sidecar resource then gets the virtual hosts, clusters and
+	// endpoints of the hosts in Demanded only (listeners stay complete). The xDS server sets it
+	// from the proxy's client features and metadata and its own default.
+	OnDemand bool
+	// Demanded are the VHDS names "<route config>/<authority>" the proxy asked for, sorted; the
+	// xDS server replaces the Proxy (a copy) when the set grows. Nil for other proxies.
+	Demanded []string
+	// DemandedClusters are the outbound clusters the proxy demanded by name (on-demand CDS, for
+	// TCP traffic), sorted.
+	DemandedClusters []string
 	// Proxyless is true for gRPC clients (GENERATOR=grpc): they get API listeners, not 15001/15006.
 	Proxyless bool
 	// Identity is the SPIFFE ID the proxy proved with its client certificate on straitd's mesh

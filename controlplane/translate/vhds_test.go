@@ -32,6 +32,7 @@ func TestVHDSEquivalent(t *testing.T) {
 			gen := func(vhds bool) translate.Resources {
 				q := *p
 				q.VHDS = vhds
+				q.OnDemand = false // on-demand scoping is tested on its own (ondemand_test.go)
 				res, err := translate.New(translate.Options{RateLimitService: goldenRateLimitService}).Generate(snap, &q)
 				if err != nil {
 					t.Fatal(err)

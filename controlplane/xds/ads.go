@@ -17,7 +17,8 @@ import (
 // server (a small struct) whose cache view and callbacks carry the stream's flow state
 // (flow.go). The stream is served on its own goroutine so that the handler can end the RPC when
 // flow control says so (the ACK timeout) even while a send is blocked on a proxy that does not
-// read: gRPC aborts a blocked server-side send only when the handler returns.
+// read: gRPC aborts a blocked server-side send only when the handler returns. A new stream is
+// admitted first (admission.go).
 type adsService struct {
 	discovery.UnimplementedAggregatedDiscoveryServiceServer
 	s *Server
@@ -25,6 +26,9 @@ type adsService struct {
 
 // StreamAggregatedResources serves state-of-the-world ADS.
 func (a *adsService) StreamAggregatedResources(st discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	if err := a.s.adm.admit(st.Context()); err != nil {
+		return err
+	}
 	f := a.s.openFlow(st.Context(), false)
 	// Ordered ADS: SotW responses of all types go through one queue, in the order the cache
 	// produces them (CDS, EDS, LDS, RDS; see order.go). Without it the SotW server picks among
@@ -38,6 +42,9 @@ func (a *adsService) StreamAggregatedResources(st discovery.AggregatedDiscoveryS
 
 // DeltaAggregatedResources serves incremental (Delta) ADS.
 func (a *adsService) DeltaAggregatedResources(st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	if err := a.s.adm.admit(st.Context()); err != nil {
+		return err
+	}
 	f := a.s.openFlow(st.Context(), true)
 	srv := deltav3.NewServer(a.s.ctx, streamWatcher{a.s.cache, f}, a.s.streamCallbacks(f.key, f),
 		deltav3.WithLogger(gcpLogger{a.s.log}))

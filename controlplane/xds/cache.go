@@ -65,6 +65,10 @@ type nodeCache struct {
 	heldGlobal   bool
 	pendingTypes int
 	cleared      bool
+	// On-demand answers (ondemand.go), per type: the target last answered per demanded name
+	// ("" for not-found), and the names whose answer the proxy holds from an earlier stream.
+	aliasSent map[string]map[string]string
+	aliasHeld map[string]map[string]bool
 }
 
 // sotwHold identifies a placeholder returned-resources map handed to a wildcard SotW stream and

@@ -32,6 +32,12 @@ type proxyState struct {
 	closed      bool
 	generated   *proxySnapshot // what the cache serves this proxy
 	meshVersion uint64         // mesh snapshot generated from
+	// genProxy is proxy with the on-demand hosts it demanded (ondemand.go), what generation
+	// sees; demands counts the changes of that set, genDemands the count generated from.
+	genProxy   *translate.Proxy
+	demanded   map[string]map[string]bool // type → demanded names
+	demands    uint64
+	genDemands uint64
 
 	// stMu guards convergence and NACK bookkeeping.
 	stMu         sync.Mutex
@@ -129,8 +135,14 @@ func (s *Server) streamCallbacks(key streamKey, f *streamFlow) serverv3.Callback
 				req.GetVersionInfo(), req.GetErrorDetail(), false)
 		},
 		StreamDeltaRequestFunc: func(_ int64, req *discovery.DeltaDiscoveryRequest) error {
-			return s.onRequest(key, f, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "",
-				req.GetErrorDetail(), len(req.GetResourceNamesSubscribe())+len(req.GetResourceNamesUnsubscribe()) > 0)
+			if err := s.onRequest(key, f, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "",
+				req.GetErrorDetail(), len(req.GetResourceNamesSubscribe())+len(req.GetResourceNamesUnsubscribe()) > 0); err != nil {
+				return err
+			}
+			if _, ok := demandTypes[req.GetTypeUrl()]; ok && len(req.GetResourceNamesSubscribe()) > 0 {
+				return s.demand(f.ctx, key, req.GetTypeUrl(), req.GetResourceNamesSubscribe())
+			}
+			return nil
 		},
 		StreamResponseFunc: func(_ context.Context, _ int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
 			size := 0
@@ -261,7 +273,9 @@ func (s *Server) connect(id streamKey, f *streamFlow, n *corev3.Node) (*stream, 
 	}
 	isNew := p == nil
 	if isNew {
-		p = &proxyState{key: n.GetId(), proxy: proxy, connectedAt: time.Now()}
+		s.scopeOnDemand(proxy, n)
+		p = &proxyState{key: n.GetId(), proxy: proxy, genProxy: proxy, connectedAt: time.Now()}
+		s.seedDemands(p)
 		s.proxies[p.key] = p
 		p.version = s.metrics.proxyConnected(proxyVersion(n))
 		if s.opts.OnConnect != nil {

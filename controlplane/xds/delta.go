@@ -130,10 +130,15 @@ func (n *nodeCache) deltaResponse(req *cache.DeltaRequest, sub cache.Subscriptio
 		slices.SortFunc(changed, byName)
 		slices.Sort(removed)
 	}
+	var answers []aliasAnswer
+	if _, ok := demandTypes[typeURL]; ok {
+		changed, removed, answers = n.answerDemands(typeURL, set, changed, removed)
+	}
 	if n.memo == nil {
 		n.memo = make(map[string]deltaMemo)
 	}
 	if len(changed) == 0 && len(removed) == 0 && !(wildcard && req.GetResponseNonce() == "") {
+		n.recordAnswers(typeURL, answers)  // held by the proxy already, if any
 		n.settledAt[typeURL] = set.version // nothing to send
 		memo := deltaMemo{returned: id, set: set}
 		if inMemo && m.ph != nil {
@@ -146,6 +151,7 @@ func (n *nodeCache) deltaResponse(req *cache.DeltaRequest, sub cache.Subscriptio
 	if !n.reserve(f, typeURL, deltaSize(changed, removed)) {
 		return nil // the watch stays open; answered when the bytes fit
 	}
+	n.recordAnswers(typeURL, answers)
 	n.settledAt[typeURL] = set.version
 	next := returned
 	if wildcard {

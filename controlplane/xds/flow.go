@@ -61,6 +61,13 @@ type FlowLimits struct {
 	// AckTimeout is how long a response may stay unacknowledged before its stream is ended
 	// (default 5 minutes; negative: never).
 	AckTimeout time.Duration
+	// StreamRate is the number of new ADS streams admitted per second (default 100; negative:
+	// unlimited), StreamBurst how many may start at once (default 100), and StreamWait how long
+	// a new stream may wait for its turn before it is refused with UNAVAILABLE and a retry delay
+	// (default 2 s; negative: refused at once). See admission.go.
+	StreamRate  float64
+	StreamBurst int
+	StreamWait  time.Duration
 }
 
 func (l FlowLimits) withDefaults() FlowLimits {
@@ -75,6 +82,15 @@ func (l FlowLimits) withDefaults() FlowLimits {
 	}
 	if l.AckTimeout == 0 {
 		l.AckTimeout = DefaultAckTimeout
+	}
+	if l.StreamRate == 0 {
+		l.StreamRate = DefaultStreamRate
+	}
+	if l.StreamBurst <= 0 {
+		l.StreamBurst = DefaultStreamBurst
+	}
+	if l.StreamWait == 0 {
+		l.StreamWait = DefaultStreamWait
 	}
 	return l
 }

@@ -177,6 +177,26 @@ func (g *bigGenerator) Generate(snap *mesh.Snapshot, _ *translate.Proxy) (transl
 	return translate.Resources{resource.ClusterType: []types.Resource{g.cluster}}, nil
 }
 
+// dialStuck connects a Delta proxy that subscribes to every core type and never reads its
+// stream. It has its own connection with a fixed 64 KiB window, so that its client side (in
+// this process) buffers little: what grows is the server's. The connection closes at the end
+// of the test, or earlier by the caller.
+func dialStuck(t *testing.T, addr, id string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	subscribeAll(t, deltaClientStream{st}, testNode(id, nil)) // and never Recv
+	return cc
+}
+
 // TestStuckProxiesDoNotGrowServerMemory: proxies that subscribe and then stop reading hold at
 // most the byte cap of responses, however many snapshots change; the rest of them wait as
 // pointers to the newest snapshot. Closing them returns every byte.
@@ -203,25 +223,12 @@ func TestStuckProxiesDoNotGrowServerMemory(t *testing.T) {
 	}
 	before := heap()
 
-	// Each stuck proxy has its own connection with a fixed 64 KiB window, so that its client
-	// side (in this process) buffers little: what grows is the server's.
 	var conns []*grpc.ClientConn
 	var ids []string
 	for i := range stuck {
-		cc, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, cc)
-		t.Cleanup(func() { _ = cc.Close() })
-		st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
 		id := sidecarID(fmt.Sprintf("127.0.1.%d", i+1), fmt.Sprintf("stuck-%d", i), "default")
 		ids = append(ids, id)
-		subscribeAll(t, deltaClientStream{st}, testNode(id, nil)) // and never Recv
+		conns = append(conns, dialStuck(t, e.addr, id))
 	}
 	allAt := func(v uint64) bool {
 		for _, id := range ids {
@@ -439,6 +446,19 @@ func (g *countingGenerator) Generate(snap *mesh.Snapshot, p *translate.Proxy) (t
 	return g.inner.Generate(snap, p)
 }
 
+// dialSidecars connects n sidecars app-0 … app-(n-1) of namespace default at the addresses
+// prefix+first onwards, Delta and SotW in turn, and returns their node IDs.
+func dialSidecars(t *testing.T, addr, prefix string, first, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		id := sidecarID(fmt.Sprintf("%s%d", prefix, first+i), fmt.Sprintf("app-%d", i), "default")
+		ids = append(ids, id)
+		dial(t, addr, i%2 == 0, testNode(id, nil), "")
+	}
+	return ids
+}
+
 // TestPushThrottleBoundsConcurrency: generations and sends together never use more push slots
 // than PushThrottle, even with more generation workers.
 func TestPushThrottleBoundsConcurrency(t *testing.T) {
@@ -446,12 +466,7 @@ func TestPushThrottleBoundsConcurrency(t *testing.T) {
 	e := newEnv(t, Options{Generator: gen, Workers: 8, Flow: FlowLimits{PushThrottle: 2}})
 	e.mesh.add("a", "default", nil)
 	e.srv.Update(e.mesh.snapshot())
-	var ids []string
-	for i := range 8 {
-		id := sidecarID(fmt.Sprintf("127.0.3.%d", i+1), fmt.Sprintf("app-%d", i), "default")
-		ids = append(ids, id)
-		dial(t, e.addr, i%2 == 0, testNode(id, nil), "")
-	}
+	ids := dialSidecars(t, e.addr, "127.0.3.", 1, 8)
 	for i := range 3 {
 		e.mesh.add(fmt.Sprintf("s%d", i), "default", nil)
 		e.srv.Update(e.mesh.snapshot())
@@ -478,18 +493,8 @@ func TestPushThrottleBoundsConcurrency(t *testing.T) {
 func TestAckTimeoutEndsBlockedSend(t *testing.T) {
 	e := newEnv(t, Options{Generator: &bigGenerator{size: 1 << 20}, Flow: FlowLimits{AckTimeout: 300 * time.Millisecond}})
 	e.srv.Update(e.mesh.snapshot())
-	cc, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
 	id := sidecarID("127.0.0.10", "productpage-1", "default")
-	subscribeAll(t, deltaClientStream{st}, testNode(id, nil)) // and never Recv
+	dialStuck(t, e.addr, id)
 	waitFor(t, "ACK timeout", func() bool { return metricValue(t, e.srv.metrics.ackTimeouts) >= 1 })
 	waitFor(t, "proxy gone", func() bool { _, ok := e.status(id); return !ok })
 	waitFor(t, "bytes returned", func() bool { return e.srv.fc.queuedBytes() == 0 })

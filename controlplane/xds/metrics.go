@@ -30,10 +30,11 @@ type metrics struct {
 	refused       prometheus.Counter       // strait_xds_streams_refused_total
 
 	// Flow control (flow.go), Strait's own.
-	queuedBytes      prometheus.Gauge   // strait_xds_queued_bytes
-	pendingPushes    prometheus.Gauge   // strait_xds_pending_pushes
-	ackTimeouts      prometheus.Counter // strait_xds_ack_timeouts_total
-	pushesInProgress prometheus.Gauge   // strait_xds_pushes_in_progress
+	queuedBytes      prometheus.Gauge       // strait_xds_queued_bytes
+	pendingPushes    prometheus.Gauge       // strait_xds_pending_pushes
+	ackTimeouts      prometheus.Counter     // strait_xds_ack_timeouts_total
+	pushesInProgress prometheus.Gauge       // strait_xds_pushes_in_progress
+	admissions       *prometheus.CounterVec // strait_xds_stream_admissions_total{result}
 
 	// clients counts the connected proxies per version, so that pilot_xds{version} is set to
 	// the count (Istio keeps a version's series at 0 once its last proxy left).
@@ -114,6 +115,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "strait_xds_pushes_in_progress",
 			Help: "Push slots in use: proxy generations and response sends running now (at most --push-throttle).",
 		}),
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_xds_stream_admissions_total",
+			Help: "New xDS streams by admission result: admitted at once, deferred (waited for their turn under --xds-stream-rate), or refused (UNAVAILABLE with a retry delay: the wait would exceed --xds-stream-wait).",
+		}, []string{"result"}),
 		clients: map[string]float64{},
 	}
 	if reg == nil {
@@ -122,7 +127,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	var errs []error
 	for _, c := range []prometheus.Collector{m.pushes, m.pushTime, m.configSize, m.rejects, m.writeTimeouts, m.internalErrs,
 		m.connected, m.convergence, m.services, m.virtServices, m.refused,
-		m.queuedBytes, m.pendingPushes, m.ackTimeouts, m.pushesInProgress} {
+		m.queuedBytes, m.pendingPushes, m.ackTimeouts, m.pushesInProgress, m.admissions} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/controlplane/translate"
@@ -44,6 +45,11 @@ func ParseProxy(n *corev3.Node) (*translate.Proxy, error) {
 		WorkloadTable:  strings.EqualFold(stringField(md, node.MetaWorkloadTable), "true"),
 		VHDS:           slices.Contains(n.GetClientFeatures(), node.FeatureVHDS),
 	}
+	demanded, err := parseDemanded(n)
+	if err != nil {
+		return nil, fmt.Errorf("node %q: %w", n.GetId(), err)
+	}
+	p.Demanded, p.DemandedClusters = demanded[resource.VirtualHostType], demanded[resource.ClusterType]
 	if ns := stringField(md, node.MetaNamespace); ns != "" && ns != id.Namespace {
 		return nil, fmt.Errorf("node %q: metadata %s=%q does not match the node id namespace %q",
 			n.GetId(), node.MetaNamespace, ns, id.Namespace)

@@ -45,6 +45,9 @@ type typeSet struct {
 // modified after construction.
 type proxySnapshot struct {
 	sets [types.UnknownType]*typeSet
+	// answers maps, per demand type, each name the proxy demanded (ondemand.go) to the name of
+	// the resource that serves it, or "" when none does.
+	answers map[string]map[string]string
 }
 
 func (s *proxySnapshot) set(typeURL string) *typeSet {

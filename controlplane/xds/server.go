@@ -8,7 +8,7 @@
 // concurrently (bounded by GOMAXPROCS workers) but sends only to proxies whose output changed.
 // Flow control (flow.go) keeps at most one response per stream and type unacknowledged, caps the
 // bytes of responses built and not yet acknowledged, ends streams that do not ACK in time and
-// bounds concurrent push work. ACKs and NACKs are tracked per proxy and type and served as JSON at
+// bounds concurrent push work; new streams are admitted at a bounded rate (admission.go). ACKs and NACKs are tracked per proxy and type and served as JSON at
 // /debug/syncz.
 package xds
 
@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
@@ -70,6 +72,11 @@ type Options struct {
 	// back into the Server (Update is fine). Either may be nil.
 	OnConnect    func(p *translate.Proxy)
 	OnDisconnect func(p *translate.Proxy)
+	// OnDemand is the default for proxies that can take on-demand configuration
+	// (node.FeatureOnDemand) and whose metadata does not choose (node.MetaOnDemand): true serves
+	// them the virtual hosts, clusters and endpoints of the hosts they demand only (translate's
+	// ondemand.go). Default off (straitd's --on-demand).
+	OnDemand bool
 	// TrustDomain, when set, is the only trust domain whose client certificates may open xDS
 	// streams over TLS (the mesh port).
 	TrustDomain string
@@ -84,6 +91,7 @@ type Server struct {
 	metrics  *metrics
 	cache    *snapshotCache
 	fc       *flowControl
+	adm      *admission    // admits new streams at a bounded rate (admission.go)
 	sem      chan struct{} // bounds concurrent generations
 	push     chan struct{} // push slots: generations and sends (Flow.PushThrottle)
 	pushPeak atomic.Int64  // most push slots in use at once, for tests
@@ -146,6 +154,7 @@ func New(opts Options) (*Server, error) {
 		sem:     make(chan struct{}, opts.Workers),
 		push:    make(chan struct{}, opts.Flow.PushThrottle),
 		fc:      newFlowControl(opts.Flow, m),
+		adm:     newAdmission(opts.Flow, m),
 		done:    make(chan struct{}),
 		updates: make(chan struct{}, 1),
 		proxies: make(map[string]*proxyState),
@@ -291,11 +300,20 @@ func (s *Server) pushProxy(ctx context.Context, p *proxyState, snap *mesh.Snapsh
 	defer release()
 	p.genMu.Lock()
 	defer p.genMu.Unlock()
-	if p.closed || (p.generated != nil && p.meshVersion >= snap.Version) {
+	if p.generated != nil && snap.Version < p.meshVersion {
+		// A generation for new demands (ondemand.go) that read the snapshot before a push round
+		// generated the proxy from a newer one: never go back to an older snapshot.
+		s.mu.Lock()
+		snap = s.current
+		s.mu.Unlock()
+	}
+	if p.closed || (p.generated != nil && p.meshVersion >= snap.Version && p.genDemands == p.demands) {
 		return false
 	}
 	genStart := time.Now()
-	next, err := s.generate(snap, p.proxy)
+	sameDemands := p.genDemands == p.demands
+	p.genDemands = p.demands
+	next, err := s.generate(snap, p.genProxy, p.generated, sameDemands)
 	if err != nil {
 		s.metrics.internalErrs.Inc()
 		s.log.Error("generating xds resources; the proxy keeps its previous resources",
@@ -307,6 +325,12 @@ func (s *Server) pushProxy(ctx context.Context, p *proxyState, snap *mesh.Snapsh
 	prev := p.generated.typeVersions()
 	changedTypes := changed(prev, next.typeVersions())
 	if p.generated != nil && len(changedTypes) == 0 {
+		if !maps.EqualFunc(p.generated.answers, next.answers, maps.Equal) {
+			// Only the answers to on-demand names changed (a new name for a virtual host the
+			// proxy holds): the VirtualHost response built next carries them.
+			p.generated = next
+			s.cache.SetSnapshot(p.key, next)
+		}
 		return false
 	}
 	p.generated = next
@@ -323,13 +347,25 @@ func (s *Server) pushProxy(ctx context.Context, p *proxyState, snap *mesh.Snapsh
 	return true
 }
 
-// generate runs the generator for one proxy and validates and interns its output.
-func (s *Server) generate(snap *mesh.Snapshot, p *translate.Proxy) (*proxySnapshot, error) {
+// generate runs the generator for one proxy and validates and interns its output, with the
+// answers to the proxy's demands (ondemand.go): those of prev when the demands and the sets they
+// are resolved in are the same.
+func (s *Server) generate(snap *mesh.Snapshot, p *translate.Proxy, prev *proxySnapshot, sameDemands bool) (*proxySnapshot, error) {
 	res, err := s.opts.Generator.Generate(snap, p)
 	if err != nil {
 		return nil, fmt.Errorf("generator: %w", err)
 	}
-	return s.in.snapshot(res)
+	ps, err := s.in.snapshot(res)
+	if err != nil {
+		return nil, err
+	}
+	if sameDemands && prev != nil && prev.set(resource.VirtualHostType) == ps.set(resource.VirtualHostType) &&
+		prev.set(resource.ClusterType) == ps.set(resource.ClusterType) {
+		ps.answers = prev.answers
+	} else {
+		ps.answers = resolveDemands(p, res)
+	}
+	return ps, nil
 }
 
 // sentTypes returns the types sent to the proxy's current stream.

@@ -53,6 +53,33 @@ const (
 // host>". A client announces it only on Delta streams.
 const FeatureVHDS = "io.strait.vhds"
 
+// FeatureOnDemand in Node.client_features says the client can demand virtual hosts by host
+// (Envoy's on-demand VHDS: a Delta subscription to "<route config>/<authority>", answered with
+// the matching virtual host carrying that name in its aliases, or with the name in
+// removed_resources when nothing matches). It is announced with FeatureVHDS, on Delta streams
+// only. A proxy that announces it may be served on-demand configuration: virtual hosts, clusters
+// and endpoints only for the hosts it demanded (see MetaOnDemand).
+const FeatureOnDemand = "io.strait.on-demand"
+
+// On-demand configuration, per workload.
+const (
+	// MetaOnDemand "true" or "false" is the workload's choice of on-demand configuration;
+	// absent, the control plane's default applies.
+	MetaOnDemand = "ON_DEMAND"
+	// MetaDemanded is the list (a struct list of strings) of VHDS names
+	// "<route config>/<authority>" the proxy demanded and saw answered on an earlier stream: the
+	// control plane scopes the new stream's first generation to them, so that a reconnect neither
+	// drops nor re-sends what the proxy already holds.
+	MetaDemanded = "DEMANDED_HOSTS"
+	// MetaDemandedClusters is the same for clusters demanded by name (on-demand CDS: a TCP
+	// connection whose listener names a cluster the proxy does not have).
+	MetaDemandedClusters = "DEMANDED_CLUSTERS"
+	// MaxDemanded bounds the names of MetaDemanded and of one proxy's demands, MaxDemandName the
+	// bytes of one name.
+	MaxDemanded   = 4096
+	MaxDemandName = 512
+)
+
 // ID is a parsed node ID.
 type ID struct {
 	Type      Type

@@ -8,7 +8,8 @@ import (
 )
 
 // Copy returns a new message with m's fields except skip (which stays unset), sharing their
-// values with m: neither may be modified in what they share.
+// values with m: neither may be modified in what they share. m's unknown fields are kept, so
+// that a field this build does not know is still refused (xdsfield.Check) after the copy.
 func Copy[M proto.Message](m M, skip protoreflect.Name) M {
 	src := m.ProtoReflect()
 	dst := src.New()
@@ -18,5 +19,8 @@ func Copy[M proto.Message](m M, skip protoreflect.Name) M {
 		}
 		return true
 	})
+	if u := src.GetUnknown(); len(u) > 0 {
+		dst.SetUnknown(u)
+	}
 	return dst.Interface().(M)
 }

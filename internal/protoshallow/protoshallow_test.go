@@ -13,3 +13,14 @@ func TestCopy(t *testing.T) {
 		t.Errorf("copy %v of %v", c, vh)
 	}
 }
+
+// TestCopyKeepsUnknownFields: a field unknown to this build (a newer control plane's, or one the
+// proxy's trimmed xDS types leave out) survives the copy, so the compiler still refuses it.
+func TestCopyKeepsUnknownFields(t *testing.T) {
+	vh := &routev3.VirtualHost{Name: "a"}
+	vh.ProtoReflect().SetUnknown([]byte{0xb8, 0x3e, 0x01}) // field 999, varint 1
+	c := Copy(vh, "name")
+	if got := c.ProtoReflect().GetUnknown(); len(got) != 3 {
+		t.Errorf("unknown fields after the copy: %x", got)
+	}
+}

@@ -135,6 +135,9 @@ func Start(t testing.TB, name string, env []string, argv ...string) *Process {
 	return p
 }
 
+// Pid returns the process's ID (for /proc readings such as its memory).
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Signal sends sig to the process.
 func (p *Process) Signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
 

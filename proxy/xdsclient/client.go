@@ -4,8 +4,8 @@
 // type, and hands every update to a Handler. A Handler error is sent back as a NACK with
 // error_detail and the previous accepted set stays in force; otherwise the update is ACKed.
 //
-// The client never forgets accepted config when the connection drops: it reconnects with jittered
-// exponential backoff and, on the new stream, tells the server what it already has
+// The client never forgets accepted config when the connection drops: it reconnects with
+// full-jitter exponential backoff, honouring a server's retry hint (backoff.go), and, on the new stream, tells the server what it already has
 // (initial_resource_versions in Delta, version_info in SotW) so the server can resync.
 package xdsclient
 
@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -97,11 +96,17 @@ type Options struct {
 	Logger  *slog.Logger
 	// DialOptions replace the default (plaintext) transport credentials when set.
 	DialOptions []grpc.DialOption
-	// BackoffBase and BackoffMax bound the jittered exponential reconnect delay
-	// (defaults 200ms and 15s).
+	// BackoffBase and BackoffMax bound the full-jitter exponential reconnect delay
+	// (defaults 200ms and 15s; backoff.go). BackoffMax also caps a server's retry hint.
 	BackoffBase, BackoffMax time.Duration
 	// ForceSotW disables the Delta attempt.
 	ForceSotW bool
+	// OnDemand announces node.FeatureOnDemand on Delta streams: the control plane may then send
+	// only the virtual hosts, clusters and endpoints the proxy demands. Set it only when the HTTP
+	// router calls Client.Demand on a route-table miss and the TCP proxy calls
+	// Client.DemandCluster on an unknown cluster (ondemand.go); both work without it, against the
+	// complete configuration.
+	OnDemand bool
 	// OnConnection, if set, is called with true when a stream opens and false when it ends.
 	OnConnection func(up bool)
 }
@@ -114,8 +119,12 @@ type Client struct {
 	mu    sync.Mutex
 	names map[string]map[string]bool // desired names per non-wildcard type
 	wake  chan struct{}              // signalled (non-blocking) when names change
+	// demands are the on-demand virtual hosts asked for, by VHDS name (ondemand.go).
+	demands map[demandKey]*demand
 
-	// deltaNode is opts.Node with node.FeatureVHDS, sent on Delta streams.
+	// deltaNode is opts.Node with node.FeatureVHDS (and node.FeatureOnDemand with
+	// Options.OnDemand), sent on Delta streams (with the answered demands in its metadata, see
+	// streamNode).
 	deltaNode *corev3.Node
 
 	// owned by the Run goroutine
@@ -157,6 +166,7 @@ func New(opts Options) (*Client, error) {
 		opts:     opts,
 		log:      opts.Logger.With("component", "xds"),
 		names:    map[string]map[string]bool{},
+		demands:  map[demandKey]*demand{},
 		wake:     make(chan struct{}, 1),
 		accepted: map[string]map[string]*Resource{},
 		versions: map[string]string{},
@@ -168,8 +178,14 @@ func New(opts Options) (*Client, error) {
 		}
 	}
 	c.deltaNode = proto.Clone(opts.Node).(*corev3.Node)
-	if !slices.Contains(c.deltaNode.ClientFeatures, node.FeatureVHDS) {
-		c.deltaNode.ClientFeatures = append(c.deltaNode.ClientFeatures, node.FeatureVHDS)
+	features := []string{node.FeatureVHDS}
+	if opts.OnDemand {
+		features = append(features, node.FeatureOnDemand)
+	}
+	for _, f := range features {
+		if !slices.Contains(c.deltaNode.ClientFeatures, f) {
+			c.deltaNode.ClientFeatures = append(c.deltaNode.ClientFeatures, f)
+		}
 	}
 	c.protocol.Store("")
 	return c, nil
@@ -235,10 +251,11 @@ var errUnimplemented = errors.New("delta ads unimplemented")
 // Run connects and keeps the stream up until ctx is done, reconnecting with jittered exponential
 // backoff. It returns ctx.Err().
 func (c *Client) Run(ctx context.Context) error {
-	dopts := c.opts.DialOptions
-	if len(dopts) == 0 {
-		dopts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	dopts := []grpc.DialOption{channelBackoff(c.opts.BackoffBase, c.opts.BackoffMax)}
+	if len(c.opts.DialOptions) == 0 {
+		dopts = append(dopts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
+	dopts = append(dopts, c.opts.DialOptions...)
 	conn, err := grpc.NewClient(c.opts.Address, dopts...)
 	if err != nil {
 		return fmt.Errorf("dialing xds server %s: %w", c.opts.Address, err)
@@ -246,7 +263,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer conn.Close()
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	sotw := c.opts.ForceSotW
-	delay := c.opts.BackoffBase
+	backoff := Backoff{Base: c.opts.BackoffBase, Max: c.opts.BackoffMax}
 	for {
 		var got bool
 		var err error
@@ -263,18 +280,13 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if got {
-			delay = c.opts.BackoffBase
-		}
-		// Full jitter over the upper half keeps retries spread out but never immediate.
-		wait := delay/2 + rand.N(delay/2+1)
-		c.log.Warn("xds stream ended; serving last accepted config", "error", err, "retry_in", wait)
+		wait := backoff.Next(err, got) // backoff.go
+		c.log.Warn("xds stream ended; serving last accepted config", "error", err, "retry_in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		delay = min(delay*2, c.opts.BackoffMax)
 	}
 }
 

@@ -16,6 +16,7 @@ type deltaStream struct {
 	c          *Client
 	stream     discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
 	subscribed map[string]map[string]bool // names subscribed on this stream, per non-wildcard type
+	demanded   map[demandKey]bool         // demands subscribed on this stream
 	started    map[string]bool            // a request for the type was sent on this stream
 	first      bool                       // the node has not been sent yet
 	// view is what the server believes this client has: every response is applied to it,
@@ -32,7 +33,7 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 	if err != nil {
 		return false, fmt.Errorf("opening delta ads stream: %w", err)
 	}
-	s := &deltaStream{c: c, stream: stream, subscribed: map[string]map[string]bool{}, started: map[string]bool{}, first: true, view: map[string]map[string]*Resource{}}
+	s := &deltaStream{c: c, stream: stream, subscribed: map[string]map[string]bool{}, demanded: map[demandKey]bool{}, started: map[string]bool{}, first: true, view: map[string]map[string]*Resource{}}
 	for t, set := range c.accepted {
 		s.view[t] = copySet(set)
 	}
@@ -88,7 +89,7 @@ func (s *deltaStream) sendErr(ctx context.Context, recv <-chan received[*discove
 
 func (s *deltaStream) send(req *discoveryv3.DeltaDiscoveryRequest) error {
 	if s.first {
-		req.Node = s.c.deltaNode
+		req.Node = s.c.streamNode()
 		s.first = false
 	}
 	return s.stream.Send(req)
@@ -100,9 +101,20 @@ func (s *deltaStream) sync() error {
 	for _, t := range Types {
 		if isWildcard(t) {
 			if s.started[t] {
+				if t == ListenerType {
+					continue
+				}
+				if names := s.newDemands(t); len(names) > 0 {
+					if err := s.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResourceNamesSubscribe: names}); err != nil {
+						return err
+					}
+				}
 				continue
 			}
 			req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResourceNamesSubscribe: []string{"*"}}
+			if t != ListenerType {
+				req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, s.newDemands(t)...)
+			}
 			req.InitialResourceVersions = versionsOf(s.c.accepted[t], nil)
 			if err := s.send(req); err != nil {
 				return err
@@ -182,6 +194,12 @@ func (s *deltaStream) handle(resp *discoveryv3.DeltaDiscoveryResponse) error {
 	if err == nil {
 		s.view[t] = next
 		err = s.c.apply(t, next)
+	}
+	if t == VirtualHostType || t == ClusterType {
+		s.c.answerDemands(resp, err)
+	}
+	if err == nil {
+		s.c.settleDemands()
 	}
 	if err != nil {
 		s.c.log.Warn("xds update rejected", "type", t, "nonce", resp.GetNonce(), "error", err)

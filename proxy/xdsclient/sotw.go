@@ -47,6 +47,7 @@ func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscover
 		return false, fmt.Errorf("sending sotw request: %w", err)
 	}
 	c.markConnected("sotw")
+	c.failDemands(ErrOnDemandUnavailable)
 	defer c.markDisconnected()
 	for {
 		select {

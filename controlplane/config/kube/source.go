@@ -69,6 +69,12 @@ type Options struct {
 	// naming the fields, and turns it to "True" once the object is mended. It needs the
 	// permission to patch the kinds' status subresources.
 	WriteStatus bool
+	// StatusRunner, when set, runs the status writer instead of Run: straitd hands it to its
+	// leader election, so that only the replica holding the lease writes status (run is started
+	// each time it becomes the leader, with a context that ends when it stops). The writes
+	// queued meanwhile, the latest per object, are kept for a later term; a write that the
+	// object already carries (the leader wrote it) is dropped from the queue.
+	StatusRunner func(name string, run func(ctx context.Context))
 }
 
 // resource is one kind the source watches.
@@ -137,6 +143,9 @@ func New(cfg *rest.Config, opts Options) (*Source, error) {
 	var status *statusWriter
 	if opts.WriteStatus {
 		status = newStatusWriter(client, opts.Logger.With("source", Origin))
+		if opts.StatusRunner != nil {
+			opts.StatusRunner("status conditions", status.run)
+		}
 	}
 	return &Source{
 		status:  status,
@@ -215,7 +224,7 @@ func (s *Source) Run(ctx context.Context, onChange func()) error {
 			s.gvrs[r.kind] = r.gvr
 		}
 	}
-	if s.status != nil {
+	if s.status != nil && s.opts.StatusRunner == nil {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

@@ -302,3 +302,52 @@ func TestRunWithoutAPIServer(t *testing.T) {
 	default:
 	}
 }
+
+// TestStatusRunner runs two sources whose status writers run only when their StatusRunner says
+// so, as straitd's leader election does: the leader's writes the conditions; once it stops, an
+// object refused meanwhile gets its condition when the other's writer starts (a new leader),
+// from what that source queued while it waited.
+func TestStatusRunner(t *testing.T) {
+	c, objs, ctx := cluster(t)
+	runners := map[string]func(context.Context){}
+	runnerOf := func(who string) func(string, func(context.Context)) {
+		return func(_ string, run func(context.Context)) { runners[who] = run }
+	}
+	srcA, changedA := run(t, ctx, c, kube.Options{WriteStatus: true, StatusRunner: runnerOf("a")})
+	srcB, changedB := run(t, ctx, c, kube.Options{WriteStatus: true, StatusRunner: runnerOf("b")})
+	if runners["a"] == nil || runners["b"] == nil {
+		t.Fatal("the status writers were not handed to their runners")
+	}
+	leaderCtx, stepDown := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); runners["a"](leaderCtx) }()
+
+	if _, err := objs.Create(ctx, vs("reviews", "v1", "primary")); err != nil {
+		t.Fatal(err)
+	}
+	refused := `spec.http[1].name: duplicate route name "primary" (also spec.http[0])`
+	waitCondition(t, ctx, objs, vs("reviews", "", ""), "False", kube.ReasonInvalid, refused)
+	if err := objs.Replace(ctx, vs("reviews", "v1", "secondary")); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, ctx, objs, vs("reviews", "", ""), "True", kube.ReasonValid, "accepted by Strait")
+
+	// a steps down; the object breaks again while nobody leads.
+	stepDown()
+	<-stopped
+	if err := objs.Replace(ctx, vs("reviews", "v1", "primary")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, srcA, changedA, "a's error", func() bool { return len(srcA.Errors()) == 1 })
+	eventually(t, srcB, changedB, "b's error", func() bool { return len(srcB.Errors()) == 1 })
+	got, err := objs.Get(ctx, vs("reviews", "", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conds, _, _ := unstructured.NestedSlice(got[0].Object, "status", "conditions"); !strings.Contains(fmt.Sprint(conds), "accepted by Strait") {
+		t.Fatalf("a condition was written while nobody led: %v", conds)
+	}
+	// b becomes the leader: it writes what it queued.
+	go runners["b"](ctx)
+	waitCondition(t, ctx, objs, vs("reviews", "", ""), "False", kube.ReasonInvalid, refused)
+}

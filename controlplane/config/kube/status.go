@@ -63,16 +63,23 @@ func (w *statusWriter) update(k config.Key, gvr schema.GroupVersionResource, u *
 	cur := currentCondition(u)
 	var want map[string]any
 	switch {
+	case len(errs) == 0 && cur == nil:
+		w.forget(k) // never refused (or its condition was removed): nothing to write
+		return
 	case len(errs) > 0:
 		want = map[string]any{"type": ConditionType, "status": "False", "reason": ReasonInvalid, "message": conditionMessage(errs)}
-	case cur != nil && cur["status"] != "True":
+	case cur["status"] != "True":
 		want = map[string]any{"type": ConditionType, "status": "True", "reason": ReasonValid, "message": "accepted by Strait"}
 	default:
+		w.forget(k)
 		return
 	}
 	gen := u.GetGeneration()
 	if cur != nil && cur["status"] == want["status"] && cur["reason"] == want["reason"] && cur["message"] == want["message"] &&
 		observedGeneration(cur) == gen {
+		// The object carries it (written by this replica, or by the leader while this one
+		// waited for the lease): nothing to write any more.
+		w.forget(k)
 		return
 	}
 	want["observedGeneration"] = gen
@@ -107,14 +114,17 @@ func (w *statusWriter) forget(k config.Key) {
 	w.mu.Unlock()
 }
 
-// run writes queued statuses until ctx is done. A failed write is logged and dropped: the next
+// run writes queued statuses until ctx is done, starting with those queued before it started
+// (a replica that just became the leader). A failed write is logged and dropped: the next
 // change of the object queues it again.
 func (w *statusWriter) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.kick:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.kick:
+			}
 		}
 		w.mu.Lock()
 		batch := w.pending

@@ -53,6 +53,10 @@ const (
 // tests keep for their own hosts, so that no ClusterIP is ever a real address.
 const ServiceCIDR = "198.19.240.0/20"
 
+// KubernetesServiceIP is the cluster IP of the kubernetes Service (the API server): the first
+// address of ServiceCIDR.
+const KubernetesServiceIP = "198.19.240.1"
+
 // Options choose what Start runs.
 type Options struct {
 	// ControllerManager also starts kube-controller-manager with the controllers that derive
@@ -60,6 +64,9 @@ type Options struct {
 	// deletion, garbage collection, Deployments, ReplicaSets, Jobs and the kube-root-ca.crt
 	// ConfigMaps.
 	ControllerManager bool
+	// ControllerManagerArgs are more kube-controller-manager flags, after the defaults (a
+	// later flag wins): e.g. a higher --kube-api-qps for a scale benchmark.
+	ControllerManagerArgs []string
 }
 
 // Cluster is a running control plane.
@@ -108,7 +115,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Fatalf("kubeenv: %v", err)
 	}
 	if opts.ControllerManager {
-		startControllerManager(t, filepath.Join(binDir, "kube-controller-manager"), dir, c.Kubeconfig, pki)
+		startControllerManager(t, filepath.Join(binDir, "kube-controller-manager"), dir, c.Kubeconfig, pki, opts.ControllerManagerArgs...)
 	}
 	return c
 }
@@ -282,6 +289,9 @@ func startAPIServer(t testing.TB, bin, dir string, pki *pki, etcdURL string) int
 			"--authorization-mode=RBAC,Node",
 			"--allow-privileged=true",
 			"--endpoint-reconciler-type=none", // loopback cannot be the kubernetes Service's endpoint
+			// Webhooks and aggregated APIs named by a Service are called at one of its endpoints
+			// (no kube-proxy routes cluster IPs here): pods of the kubelet stand-in serve them.
+			"--enable-aggregator-routing=true",
 			"--profiling=false",
 			"--v=1")
 		return p, "https://127.0.0.1:" + strconv.Itoa(port) + "/readyz"
@@ -332,18 +342,18 @@ func waitFor(p *process, timeout time.Duration, ready func() bool) error {
 
 // startControllerManager runs kube-controller-manager against the API server (no serving port,
 // no leader election) with the controllers Options.ControllerManager lists.
-func startControllerManager(t testing.TB, bin, dir, kubeconfig string, pki *pki) {
+func startControllerManager(t testing.TB, bin, dir, kubeconfig string, pki *pki, extra ...string) {
 	t.Helper()
-	p := startProcess(t, dir, "kube-controller-manager", bin,
-		"--kubeconfig="+kubeconfig,
-		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
+	args := []string{"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig, "--authorization-kubeconfig=" + kubeconfig,
 		"--bind-address=127.0.0.1", "--secure-port=0",
 		"--leader-elect=false",
 		"--controllers=endpointslice-controller,endpointslice-mirroring-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller,deployment-controller,replicaset-controller,job-controller,root-ca-certificate-publisher-controller",
-		"--service-account-private-key-file="+pki.file("sa.key"),
-		"--root-ca-file="+pki.file("ca.crt"),
-		"--service-cluster-ip-range="+ServiceCIDR,
-		"--v=1")
+		"--service-account-private-key-file=" + pki.file("sa.key"),
+		"--root-ca-file=" + pki.file("ca.crt"),
+		"--service-cluster-ip-range=" + ServiceCIDR,
+		"--v=1"}
+	p := startProcess(t, dir, "kube-controller-manager", bin, append(args, extra...)...)
 	// It has no readiness endpoint without a serving port: give it a moment to fail on bad flags.
 	time.Sleep(200 * time.Millisecond)
 	if p.exited() {
@@ -418,7 +428,9 @@ func writePKI(dir string) (*pki, error) {
 	srvCert, srvKey, err := issue(2, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "kube-apiserver"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		// The kubernetes Service's cluster IP too, as kube-apiserver's own certificate has it: pods
+		// of the kubelet stand-in reach the API server there.
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(KubernetesServiceIP)},
 		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 	})
 	if err != nil {
