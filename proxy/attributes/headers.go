@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
 // Headers is a read-only view of a message's header (or trailer) fields, whichever codec holds
@@ -93,4 +95,30 @@ func FirstValue(h Headers, name string) string {
 		return vs[0]
 	}
 	return ""
+}
+
+// MessageHeaders is Headers over a codec's header (or trailer) fields (httpmsg.Header).
+// Values copies; it is pointer-shaped, so converting one to Headers takes no allocation.
+type MessageHeaders httpmsg.Header
+
+// Values returns every value of name, copied; nil when absent.
+func (h *MessageHeaders) Values(name string) []string {
+	m := (*httpmsg.Header)(h)
+	var out []string
+	for i := m.Index(name, 0); i >= 0; i = m.Index(name, i+1) {
+		_, v := m.Field(i)
+		out = append(out, string(v))
+	}
+	return out
+}
+
+// Range calls f for each field value, in order, until f returns false.
+func (h *MessageHeaders) Range(f func(name, value string) bool) {
+	m := (*httpmsg.Header)(h)
+	for i := 0; i < m.Len(); i++ {
+		n, v := m.Field(i)
+		if !f(string(n), string(v)) {
+			return
+		}
+	}
 }

@@ -20,9 +20,10 @@ import (
 // nothing the service is not allowed to touch changed.
 func checkMutations(t *testing.T, res *Response) {
 	if res.Status == StatusOK && !res.Invalid {
-		h := http.Header{"Authorization": {"x"}, "X-A": {"1"}}
-		ApplyHeaders(h, res.RequestHeaders)
-		RemoveHeaders(h, res.RemoveHeaders)
+		hm := msgHeader(http.Header{"Authorization": {"x"}, "X-A": {"1"}})
+		ApplyHeaders(hm, res.RequestHeaders)
+		RemoveHeaders(hm, res.RemoveHeaders)
+		h := mapHeader(hm)
 		MutateQuery("a=1&b=2", res.QuerySet, res.QueryRemove)
 		for k, vs := range h {
 			if forbidden(strings.ToLower(k)) || !validName(k) {

@@ -1,13 +1,14 @@
 package extauthz
 
 import (
-	"net/http"
 	"net/url"
 	"strings"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
 // Action is how a HeaderOp changes a header.
@@ -38,7 +39,7 @@ type QueryParam struct{ Key, Value string }
 
 // ApplyHeaders applies ops to h in order and reports whether any changed h. It serves both the
 // upstream request's headers and the downstream response's.
-func ApplyHeaders(h http.Header, ops []HeaderOp) (changed bool) {
+func ApplyHeaders(h *httpmsg.Header, ops []HeaderOp) (changed bool) {
 	for _, op := range ops {
 		if applyHeader(h, op) {
 			changed = true
@@ -47,30 +48,36 @@ func ApplyHeaders(h http.Header, ops []HeaderOp) (changed bool) {
 	return changed
 }
 
-func applyHeader(h http.Header, op HeaderOp) bool {
-	k := http.CanonicalHeaderKey(op.Name)
-	cur, present := h[k]
+func applyHeader(h *httpmsg.Header, op HeaderOp) bool {
+	present := h.Has(op.Name)
 	switch op.Action {
 	case Set:
-		h[k] = []string{op.Value}
+		h.Set(op.Name, op.Value)
 	case Append:
-		if len(cur) == 0 {
-			h[k] = []string{op.Value}
-		} else {
-			h[k] = []string{strings.Join(cur, ",") + "," + op.Value}
+		if !present {
+			h.Add(op.Name, op.Value)
+			return true
 		}
+		var b strings.Builder
+		for i := h.Index(op.Name, 0); i >= 0; i = h.Index(op.Name, i+1) {
+			_, v := h.Field(i)
+			b.Write(v)
+			b.WriteByte(',')
+		}
+		b.WriteString(op.Value)
+		h.Set(op.Name, b.String())
 	case Add:
-		h[k] = append(cur[:len(cur):len(cur)], op.Value)
+		h.Add(op.Name, op.Value)
 	case AddIfAbsent:
 		if present {
 			return false
 		}
-		h[k] = []string{op.Value}
+		h.Add(op.Name, op.Value)
 	case OverwriteIfExists:
 		if !present {
 			return false
 		}
-		h[k] = []string{op.Value}
+		h.Set(op.Name, op.Value)
 	default:
 		return false
 	}
@@ -78,11 +85,9 @@ func applyHeader(h http.Header, op HeaderOp) bool {
 }
 
 // RemoveHeaders removes the named (lower-case) headers from h and reports whether any was there.
-func RemoveHeaders(h http.Header, names []string) (changed bool) {
+func RemoveHeaders(h *httpmsg.Header, names []string) (changed bool) {
 	for _, n := range names {
-		k := http.CanonicalHeaderKey(n)
-		if _, ok := h[k]; ok {
-			delete(h, k)
+		if h.Del(n) > 0 {
 			changed = true
 		}
 	}

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/http1"
@@ -67,8 +70,16 @@ type clientConn struct {
 	reuse  bool        // the response allows another request on the connection
 	broken bool        // the connection cannot be reused (error, cancellation, early close)
 	tunnel bool
-	rbuf   [bufSize]byte
-	wbuf   [bufSize]byte
+	// Set for a Conn: duplex writes a request body from a goroutine of its own while the
+	// response is read (bodyDone reports the end of that write); done ends an exchange.
+	duplex       bool
+	bodyDone     chan error
+	done         func(reusable bool)
+	tunnelClosed atomic.Bool
+	wroteHead    func() // the exchange's WroteHead hook (Conn.RoundTripTrace), nil if none
+	canceled     atomic.Bool
+	rbuf         [bufSize]byte
+	wbuf         [bufSize]byte
 }
 
 func (p *Pool) get() *clientConn {
@@ -129,14 +140,67 @@ func (p *Pool) dial(ctx context.Context) (*clientConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newClientConn(p, nc, p.Limits), nil
+}
+
+func newClientConn(p *Pool, nc net.Conn, lim http1.Limits) *clientConn {
 	cc := &clientConn{pool: p, nc: nc}
 	cc.rd.src, cc.rd.buf = nc, cc.rbuf[:]
 	cc.wr.dst, cc.wr.buf = nc, cc.wbuf[:0]
-	cc.rp.Init(p.Limits)
+	cc.rp.Init(lim)
 	cc.body.rd, cc.body.owner = &cc.rd, cc
-	cc.body.trail.Init(p.Limits, true)
-	return cc, nil
+	cc.body.trail.Init(lim, true)
+	return cc
 }
+
+// Conn is one upstream HTTP/1.1 connection, for a caller that pools connections itself. It
+// carries one exchange at a time. Unlike Pool's, a Conn writes a request body from a
+// goroutine of its own while it reads the response, so that an upstream may answer (and the
+// answer stream back) before the body has been sent; the connection is then reused only if
+// the body was sent completely.
+type Conn struct{ cc *clientConn }
+
+// NewConn returns a client for the connection nc (already connected, TLS included), with
+// Limits for response heads. done runs when an exchange ends: when its response body was
+// closed, or when RoundTrip failed; reusable reports whether the connection may carry another
+// request (otherwise it was closed).
+func NewConn(nc net.Conn, lim http1.Limits, done func(reusable bool)) *Conn {
+	cc := newClientConn(nil, nc, lim)
+	cc.duplex, cc.done = true, done
+	return &Conn{cc: cc}
+}
+
+// RoundTrip is Pool.RoundTrip on this connection, without its retry of a stale connection.
+func (c *Conn) RoundTrip(ctx context.Context, req *httpmsg.Request, resp *httpmsg.Response) error {
+	return c.RoundTripTrace(ctx, req, resp, nil)
+}
+
+// RoundTripTrace is RoundTrip calling wroteHead (if not nil) once the request head has been
+// written to the connection's buffer (as net/http's ClientTrace.WroteHeaders), so that a
+// caller can tell a failure before the request went out from one after.
+func (c *Conn) RoundTripTrace(ctx context.Context, req *httpmsg.Request, resp *httpmsg.Response, wroteHead func()) error {
+	cc := c.cc
+	cc.wroteHead = wroteHead
+	defer func() { cc.wroteHead = nil }()
+	if err := checkRequest(req); err != nil {
+		cc.done(true)
+		return err
+	}
+	if _, err := cc.roundTrip(ctx, req, resp); err != nil {
+		cc.close()
+		cc.done(false)
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) && errors.Is(err, os.ErrDeadlineExceeded) {
+			// ctx's deadline is the connection's: report it as ctx does, once it notices.
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return err
+	}
+	return nil
+}
+
+// Close closes the connection; an exchange in progress fails.
+func (c *Conn) Close() error { return c.cc.nc.Close() }
 
 // RoundTrip sends req and reads the response head into resp (reset first). The request's
 // Authority is sent as Host, its Header fields other than Host and framing fields as they
@@ -221,7 +285,12 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *httpmsg.Request, resp 
 	if ctx.Done() != nil {
 		cc.stop = context.AfterFunc(ctx, cc.cancel)
 	}
-	werr := cc.writeRequest(req)
+	var werr error
+	if cc.duplex && hasBody(req) && req.ContentLength != 0 {
+		werr = cc.writeDuplex(req)
+	} else {
+		werr = cc.writeRequest(req)
+	}
 	if werr != nil && cc.wr.err == nil {
 		// The codec refused the request (an invalid field, a body shorter than its length):
 		// nothing valid was sent, so no response is awaited.
@@ -303,8 +372,33 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *httpmsg.Request, resp 
 // writeRequest writes the request head and body and flushes.
 func (cc *clientConn) writeRequest(req *httpmsg.Request) error {
 	wr := &cc.wr
-	wr.err = nil
-	wr.buf = wr.buf[:0]
+	chunked, err := cc.startRequest(req)
+	if err != nil {
+		return err
+	}
+	if hasBody(req) && req.ContentLength != 0 {
+		if err := cc.writeBody(req, chunked); err != nil {
+			return err
+		}
+	}
+	return wr.flush()
+}
+
+// startRequest empties the write buffer, writes the request head into it and runs the
+// exchange's wroteHead hook; it reports whether the body is chunked.
+func (cc *clientConn) startRequest(req *httpmsg.Request) (chunked bool, err error) {
+	cc.wr.err = nil
+	cc.wr.buf = cc.wr.buf[:0]
+	if chunked, err = cc.writeHead(req); err == nil && cc.wroteHead != nil {
+		cc.wroteHead()
+	}
+	return chunked, err
+}
+
+// writeHead writes the request head into the write buffer and reports whether the body is
+// chunked.
+func (cc *clientConn) writeHead(req *httpmsg.Request) (chunked bool, err error) {
+	wr := &cc.wr
 	wr.writeString(req.Method)
 	wr.writeString(" ")
 	wr.write(req.Path())
@@ -312,9 +406,8 @@ func (cc *clientConn) writeRequest(req *httpmsg.Request) error {
 	wr.write(req.Authority())
 	wr.writeString("\r\n")
 	if err := wr.writeFields(&req.Header, skipFraming|skipHost); err != nil {
-		return err
+		return false, err
 	}
-	chunked := false
 	switch {
 	case req.ContentLength > 0:
 		wr.writeString("content-length: ")
@@ -327,12 +420,29 @@ func (cc *clientConn) writeRequest(req *httpmsg.Request) error {
 		wr.writeString("content-length: 0\r\n")
 	}
 	wr.writeString("\r\n")
-	if hasBody(req) && req.ContentLength != 0 {
-		if err := cc.writeBody(req, chunked); err != nil {
-			return err
-		}
+	return chunked, nil
+}
+
+// writeDuplex writes and flushes the request head, then starts the body's writer.
+func (cc *clientConn) writeDuplex(req *httpmsg.Request) error {
+	wr := &cc.wr
+	chunked, err := cc.startRequest(req)
+	if err != nil {
+		return err
 	}
-	return wr.flush()
+	if err := wr.flush(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	cc.bodyDone = done
+	go func() {
+		err := cc.writeBody(req, chunked)
+		if err == nil {
+			err = wr.flush()
+		}
+		done <- err
+	}()
+	return nil
 }
 
 // writeBody copies the request body through the write buffer.
@@ -380,17 +490,25 @@ func (cc *clientConn) writeBody(req *httpmsg.Request, chunked bool) error {
 
 func (cc *clientConn) cancel() {
 	cc.nc.SetDeadline(aLongTimeAgo)
+	cc.canceled.Store(true)
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-// stopWatch stops the context watch; a watch that already fired broke the connection.
+// stopWatch stops the context watch. A watch that fired interrupted whatever I/O was under
+// way (which then failed and broke the connection); stopWatch waits until it has, so that the
+// connection's deadline can be set again. An exchange whose response body was read to its
+// end and whose request was sent is complete, and a cancellation after that (the caller
+// canceling its context before closing the body) does not stop the connection's reuse.
 func (cc *clientConn) stopWatch() {
 	if cc.stop != nil {
 		if !cc.stop() {
-			cc.broken = true
+			for !cc.canceled.Load() {
+				runtime.Gosched() // cancel runs now on a goroutine of its own
+			}
 		}
 		cc.stop = nil
+		cc.canceled.Store(false)
 	}
 }
 
@@ -411,12 +529,32 @@ func (cc *clientConn) bodyEnd(err error) {
 func (cc *clientConn) release() {
 	cc.stopWatch()
 	cc.resp = nil
-	if cc.reuse && !cc.broken && cc.body.done() && cc.rd.r == cc.rd.w {
+	if cc.bodyDone != nil {
+		// The request body's writer must have finished, and sent it all, for the connection
+		// to carry another request; a writer still at work ends when the connection closes.
+		select {
+		case err := <-cc.bodyDone:
+			if err != nil {
+				cc.broken = true
+			}
+		default:
+			cc.broken = true
+		}
+		cc.bodyDone = nil
+	}
+	reuse := cc.reuse && !cc.broken && cc.body.done() && cc.rd.r == cc.rd.w
+	if reuse {
 		cc.nc.SetDeadline(time.Time{})
-		cc.pool.put(cc)
+	} else {
+		cc.nc.Close()
+	}
+	if cc.pool == nil {
+		cc.done(reuse)
 		return
 	}
-	cc.nc.Close()
+	if reuse {
+		cc.pool.put(cc)
+	}
 }
 
 // respBody is a response body: the connection's body reader, until Close.
@@ -463,9 +601,17 @@ func (t *tunnelBody) CloseWrite() error {
 	return nil
 }
 
-// Close closes the connection.
+// Close closes the connection (a Conn's exchange ends, not reusable). It may be called more
+// than once, from any goroutine.
 func (t *tunnelBody) Close() error {
 	cc := (*clientConn)(t)
+	if cc.tunnelClosed.Swap(true) {
+		return nil
+	}
 	cc.stopWatch()
-	return cc.nc.Close()
+	err := cc.nc.Close()
+	if cc.pool == nil {
+		cc.done(false)
+	}
+	return err
 }

@@ -46,6 +46,15 @@ type Server struct {
 	// OnReject, if set, is called with each request rejected by the codec (400, 431, 501),
 	// before the answer is written.
 	OnReject func(e *http1.Error)
+	// CheckBufferedBody makes the codec validate the chunked body bytes that arrived with a
+	// request's head before it calls Handler: a request whose framing is broken within what
+	// was already read is rejected (400) without reaching the handler, as Envoy's codec
+	// rejects it before the stream goes upstream. Without it the handler's body read fails.
+	CheckBufferedBody bool
+	// OnTimeout, if set, is called when a read deadline ends the connection while it waits for
+	// a request head: head reports whether the head had begun (HeadersTimeout, or a deadline
+	// the caller set) or not (IdleTimeout).
+	OnTimeout func(head bool)
 }
 
 // Codec errors of a request head, with Envoy's details.
@@ -152,6 +161,9 @@ func (c *conn) serve() error {
 			if e, ok := asError(err); ok {
 				return c.reject(e)
 			}
+			if s.OnTimeout != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+				s.OnTimeout(started)
+			}
 			if !started && (err == io.EOF || errors.Is(err, os.ErrDeadlineExceeded)) {
 				return nil
 			}
@@ -159,6 +171,11 @@ func (c *conn) serve() error {
 		}
 		if e := c.buildRequest(); e != nil {
 			return c.reject(e)
+		}
+		if s.CheckBufferedBody {
+			if e := c.checkBuffered(); e != nil {
+				return c.reject(e)
+			}
 		}
 		c.w.reset()
 		s.Handler.ServeHTTP1(&c.w, &c.req)
@@ -221,6 +238,23 @@ func (c *conn) buildRequest() *http1.Error {
 		c.expect100 = false
 	}
 	c.body.reset(p.Framing(), p.ContentLength(), &r.Trailer)
+	return nil
+}
+
+// checkBuffered validates the buffered bytes of a chunked request body (a dry run: the body
+// reader parses them again), with the head parser, no longer needed, for the trailer section.
+func (c *conn) checkBuffered() *http1.Error {
+	b := c.rd.buffered()
+	if c.p.Framing() != http1.FramingChunked || len(b) == 0 {
+		return nil
+	}
+	var ch http1.Chunked
+	ch.Reset(&c.p)
+	if _, err := ch.Feed(b); err != nil {
+		if e, ok := asError(err); ok {
+			return e
+		}
+	}
 	return nil
 }
 

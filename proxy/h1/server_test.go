@@ -350,3 +350,61 @@ func TestServeHandlerPanicAborts(t *testing.T) {
 		t.Errorf("panic: %v, wrote %q", err, out)
 	}
 }
+
+// TestCheckBufferedBody: a chunked body broken within the bytes that came with the head is
+// refused before the handler runs when CheckBufferedBody is set; otherwise the handler's
+// body read fails.
+func TestCheckBufferedBody(t *testing.T) {
+	const bad = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n"
+	for _, check := range []bool{true, false} {
+		called := false
+		s := &Server{CheckBufferedBody: check, Handler: HandlerFunc(func(w *ResponseWriter, r *httpmsg.Request) {
+			called = true
+			echo.ServeHTTP1(w, r)
+		})}
+		out, _ := serve(t, s, bad)
+		if !strings.HasPrefix(out, "HTTP/1.1 400 ") {
+			t.Errorf("check=%v: answer %q, want 400", check, out)
+		}
+		if called == check {
+			t.Errorf("check=%v: handler called %v", check, called)
+		}
+	}
+	// A valid chunked body and a pipelined request after it pass.
+	s := &Server{CheckBufferedBody: true, Handler: echo}
+	out, _ := serve(t, s, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+	if strings.Count(out, "HTTP/1.1 200 ") != 2 || !strings.Contains(out, "abc") {
+		t.Errorf("valid requests: %q", out)
+	}
+}
+
+// TestOnTimeout: a read deadline between requests is an idle timeout, within a head a
+// headers timeout.
+func TestOnTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		send  string
+		head  bool
+		idle  time.Duration
+		heads time.Duration
+	}{
+		{"idle", "", false, 20 * time.Millisecond, 0},
+		{"head", "GET / HTTP/1.1\r\n", true, 0, 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer b.Close()
+			got := make(chan bool, 1)
+			s := &Server{Handler: echo, IdleTimeout: tc.idle, HeadersTimeout: tc.heads, OnTimeout: func(head bool) { got <- head }}
+			done := make(chan error, 1)
+			go func() { done <- s.ServeConn(a) }()
+			if tc.send != "" {
+				b.Write([]byte(tc.send))
+			}
+			if head := <-got; head != tc.head {
+				t.Errorf("OnTimeout(%v), want %v", head, tc.head)
+			}
+			<-done
+		})
+	}
+}

@@ -53,6 +53,10 @@ func BenchmarkLoopback(b *testing.B) {
 	}
 	b.Run("direct", func(b *testing.B) { run(b, "http://"+up+"/") })
 	b.Run("proxy", func(b *testing.B) { run(b, "http://"+p+"/") })
+	// The same through proxy/upstream's cluster (its HTTP/1.1 pool) instead of the test's
+	// net/http Transport.
+	pc := startProxyB(b, &testEnv{clusters: map[string]Upstream{"c": staticCluster(b, "c", up, false)}})
+	b.Run("proxy_cluster", func(b *testing.B) { run(b, "http://"+pc+"/") })
 	// A 1 KiB POST echoed back, as proxybench sends: the request body takes the small-body path.
 	b.Run("proxy_post", func(b *testing.B) {
 		c := h1Client()

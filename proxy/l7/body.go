@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,8 +46,11 @@ type replayBody struct {
 	// the client still sends) finishes without waiting for it.
 	grpcCount atomic.Uint64
 	// waiting is set while prefetch waits for the downstream (see interrupt).
-	waiting atomic.Pointer[http.ResponseController]
+	waiting atomic.Pointer[waitingOn]
 }
+
+// waitingOn is the downstream whose read deadline ends a prefetch wait.
+type waitingOn struct{ d downstream }
 
 // newReplayBody wraps src; set idle before the first read.
 func newReplayBody(src io.Reader, record bool, received *int64, onEOF *routeTimer) *replayBody {
@@ -88,15 +90,14 @@ func (rb *replayBody) attempt() io.ReadCloser {
 // at once streams as before. interrupt (the stream idle timeout, max duration) ends the wait
 // through the response's read deadline; a downstream reset ends the Read itself. Without read
 // deadline support (a test recorder) nothing is prefetched.
-func (rb *replayBody) prefetch(w http.ResponseWriter, length int64) {
+func (rb *replayBody) prefetch(w downstream, length int64) {
 	if length <= 0 || length > MaxPrefetchBytes {
 		return
 	}
-	rc := http.NewResponseController(w)
-	if rc.SetReadDeadline(time.Time{}) != nil {
+	if w.SetReadDeadline(time.Time{}) != nil {
 		return
 	}
-	rb.waiting.Store(rc)
+	rb.waiting.Store(&waitingOn{w})
 	buf := make([]byte, length)
 	n, err := rb.src.Read(buf)
 	rb.waiting.Store(nil)
@@ -127,8 +128,8 @@ func (rb *replayBody) interrupt() {
 	if rb == nil {
 		return
 	}
-	if rc := rb.waiting.Swap(nil); rc != nil {
-		_ = rc.SetReadDeadline(time.Unix(1, 0))
+	if wo := rb.waiting.Swap(nil); wo != nil {
+		_ = wo.d.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
@@ -20,6 +21,9 @@ type connState struct {
 	handed atomic.Bool // the connection was handed to the server (its first head arrived)
 	once   sync.Once
 	done   chan struct{}
+	// h1 says proxy/h1 serves the connection (h1conn.go); idle that it waits for a request.
+	h1   atomic.Bool
+	idle atomic.Bool
 }
 
 func (cs *connState) finish() { cs.once.Do(func() { close(cs.done) }) }
@@ -61,6 +65,10 @@ func (h *Handler) ServeConn(c net.Conn, info ConnInfo) {
 		return
 	}
 	cs.handed.Store(true)
+	if h.h1Native(info.ALPN, cc) {
+		h.serveH1(cc, cs)
+		return
+	}
 	if !h.ln.push(c) {
 		c.Close()
 		return
@@ -134,9 +142,14 @@ func (h *Handler) startServer() {
 // once.
 func (h *Handler) Drain(ctx context.Context) error {
 	h.srvOnce.Do(h.startServer)
+	h.draining.Store(true)
 	h.ln.Close()
 	h.closeAwaiting()
+	h.closeIdleH1()
 	err := h.srv.Shutdown(ctx)
+	if err == nil {
+		err = h.awaitH1(ctx)
+	}
 	// Connections that did not finish in time are closed by the caller's deadline.
 	h.conns.Range(func(_, v any) bool {
 		if err != nil {
@@ -150,8 +163,15 @@ func (h *Handler) Drain(ctx context.Context) error {
 // Close closes every connection at once.
 func (h *Handler) Close() error {
 	h.srvOnce.Do(h.startServer)
+	h.draining.Store(true)
 	h.ln.Close()
 	h.closeAwaiting()
+	h.conns.Range(func(_, v any) bool {
+		if cs := v.(*connState); cs.h1.Load() {
+			cs.cc.closeNow()
+		}
+		return true
+	})
 	err := h.srv.Close()
 	h.conns.Range(func(_, v any) bool {
 		v.(*connState).finish()
@@ -169,6 +189,44 @@ func (h *Handler) closeAwaiting() {
 		}
 		return true
 	})
+}
+
+// closeIdleH1 closes the HTTP/1.1 connections of proxy/h1 that wait for a request; busy ones
+// close after their response (h1Down.WriteHeader).
+func (h *Handler) closeIdleH1() {
+	h.conns.Range(func(_, v any) bool {
+		if cs := v.(*connState); cs.h1.Load() && cs.idle.Load() {
+			cs.cc.closeNow()
+		}
+		return true
+	})
+}
+
+// awaitH1 waits (bounded by ctx) until the connections of proxy/h1 have ended, closing those
+// that become idle meanwhile.
+func (h *Handler) awaitH1(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		open := false
+		h.conns.Range(func(_, v any) bool {
+			if cs := v.(*connState); cs.h1.Load() {
+				open = true
+				if cs.idle.Load() {
+					cs.cc.closeNow()
+				}
+			}
+			return true
+		})
+		if !open {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // chanListener hands connections accepted elsewhere to http.Server.Serve.
@@ -225,8 +283,8 @@ func (pipeAddr) Network() string { return "strait" }
 func (pipeAddr) String() string  { return "strait-l7" }
 
 // hijackDone finishes the ServeConn of a hijacked (upgraded) connection once its tunnel ends.
-func (h *Handler) hijackDone(r *http.Request) {
-	if cs, ok := r.Context().Value(connInfoKey{}).(*connState); ok {
+func (h *Handler) hijackDone(s *Stream) {
+	if cs := s.cs; cs != nil && cs.done != nil {
 		cs.finish()
 	}
 }

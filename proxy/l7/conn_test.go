@@ -245,3 +245,31 @@ func TestOverflowMarksOverloaded(t *testing.T) {
 		t.Errorf("status %d flags %s headers %v", resp.StatusCode, ri.Flags, resp.Header)
 	}
 }
+
+// TestHTTP1RequestTrailers: the trailers an HTTP/1.1 request declares reach the upstream after
+// its chunked body (the codec fills them at the body's end).
+func TestHTTP1RequestTrailers(t *testing.T) {
+	got := make(chan string, 1)
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		got <- r.Trailer.Get("X-Checksum")
+	}), false)
+	env := &testEnv{clusters: map[string]Upstream{"backend": newTestUpstream(up, false)}}
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("backend")))), env, false)
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "POST /t HTTP/1.1\r\nHost: a\r\nTrailer: X-Checksum\r\nTransfer-Encoding: chunked\r\n\r\n"+
+		"3\r\nabc\r\n0\r\nX-Checksum: 42\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if v := <-got; resp.StatusCode != 200 || v != "42" {
+		t.Errorf("status %d, upstream trailer %q", resp.StatusCode, v)
+	}
+}

@@ -1,10 +1,11 @@
 package l7
 
 import (
-	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
 // Edge trust: which downstream requests may steer the proxy with x-envoy-* control headers.
@@ -138,33 +139,34 @@ func xffAddr(xff []string, skip int) (a netip.Addr, n int, ok bool) {
 }
 
 // sanitizeUntrusted removes the control headers of a request that is not internal.
-func sanitizeUntrusted(hdr http.Header) {
+func sanitizeUntrusted(hdr *httpmsg.Header) {
 	for _, k := range untrustedHeaders {
-		delete(hdr, k)
+		hdr.Del(k)
 	}
 }
 
 // sanitizeEdge removes what an edge request may not carry past the proxy: every x-envoy-*
 // header (x-envoy-external-address is set afterwards by the caller), and Forwarded unless
 // trustedHops says a trusted proxy in front wrote it.
-func sanitizeEdge(hdr http.Header, trustedHops int) {
-	for k := range hdr {
-		if len(k) > len("X-Envoy-") && strings.EqualFold(k[:len("X-Envoy-")], "X-Envoy-") {
-			delete(hdr, k)
+func sanitizeEdge(hdr *httpmsg.Header, trustedHops int) {
+	for i := 0; i < hdr.Len(); i++ {
+		if k, _ := hdr.Field(i); len(k) > len("X-Envoy-") && httpmsg.EqualFold(k[:len("X-Envoy-")], "X-Envoy-") {
+			hdr.DelAt(i)
+			i--
 		}
 	}
 	for _, k := range edgeOnlyHeaders {
-		delete(hdr, k)
+		hdr.Del(k)
 	}
 	if trustedHops == 0 {
-		delete(hdr, "Forwarded")
+		hdr.Del("Forwarded")
 	}
 }
 
 // removePeerMetadata removes Istio's metadata exchange headers.
-func removePeerMetadata(hdr http.Header) {
+func removePeerMetadata(hdr *httpmsg.Header) {
 	for _, k := range peerMetadataHeaders {
-		delete(hdr, k)
+		hdr.Del(k)
 	}
 }
 

@@ -121,7 +121,7 @@ func (h *Handler) extAuthzCheck(s *Stream, c *extauthz.Config, st *extAuthzStats
 		if c.FailureModeAllow {
 			st.failureModeAllowed.Inc()
 			if c.FailureModeAllowHeaderAdd {
-				s.setHeaderShared("X-Envoy-Auth-Failure-Mode-Allowed", hdrTrue)
+				s.SetHeader("X-Envoy-Auth-Failure-Mode-Allowed", "true")
 			}
 			next(s)
 			return
@@ -138,7 +138,7 @@ func (h *Handler) extAuthzCheck(s *Stream, c *extauthz.Config, st *extAuthzStats
 func (s *Stream) extAuthzRequest() extauthz.Request {
 	req := extauthz.Request{
 		Method: s.Method(), Path: s.Path(), Host: s.Authority(), Scheme: s.Scheme(), Protocol: s.Info.Protocol,
-		ID: s.Info.RequestID, Header: s.reqHeader(), ContentLength: s.ContentLength(), Time: s.Info.Start,
+		ID: s.Info.RequestID, Header: httpHeader(s.reqHeader()), ContentLength: s.ContentLength(), Time: s.Info.Start,
 		Metadata: s.DynamicMetadata,
 	}
 	if req.ID == "" {

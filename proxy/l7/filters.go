@@ -17,6 +17,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/telemetry"
@@ -314,7 +315,7 @@ func (h *Handler) corsFilter(_ bool) Filter {
 }
 
 // applyCORS adds the CORS response headers of an allowed simple request.
-func (s *Stream) applyCORS(hdr http.Header) {
+func (s *Stream) applyCORS(hdr *httpmsg.Header) {
 	if s.cors == nil {
 		return
 	}

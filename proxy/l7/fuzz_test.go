@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -78,9 +77,9 @@ func FuzzPathAndHeaders(f *testing.F) {
 	f.Fuzz(func(t *testing.T, path, xff, grpcTimeout string) {
 		if n, err := httppath.Canonicalize(path); err == nil {
 			// Whatever the normalizer produces must be a request URI the router can set.
-			r := &http.Request{URL: new(urlURL)}
-			if err := setRequestURI(r, n); err != nil {
-				t.Fatalf("setRequestURI(%q) from %q: %v", n, path, err)
+			var s Stream
+			if err := s.SetPath(n); err != nil {
+				t.Fatalf("SetPath(%q) from %q: %v", n, path, err)
 			}
 		}
 		for i := 0; i < 3; i++ {
@@ -94,7 +93,5 @@ func FuzzPathAndHeaders(f *testing.F) {
 		}
 	})
 }
-
-type urlURL = url.URL
 
 func boolPB(v bool) *wrapperspb.BoolValue { return wrapperspb.Bool(v) }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -158,6 +159,9 @@ type Handler struct {
 	srv     *http.Server
 	ln      *chanListener
 	conns   sync.Map // net.Conn -> *connState
+	// draining is set by Drain and Close: HTTP/1.1 connections of proxy/h1 close after their
+	// current response.
+	draining atomic.Bool
 }
 
 var hcmFields = []string{"codec_type", "stat_prefix", "rds", "route_config", "http_filters",

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/balance"
@@ -52,18 +51,11 @@ func (h *Handler) mirror(s *Stream, body *replayBody) {
 		default:
 			continue
 		}
-		r := s.r
-		req := &http.Request{
-			Method:        r.Method,
-			URL:           cloneURL(r),
-			Proto:         r.Proto,
-			ProtoMajor:    r.ProtoMajor,
-			ProtoMinor:    r.ProtoMinor,
-			Header:        r.Header.Clone(),
-			Host:          m.ShadowHost(r.Host),
-			ContentLength: int64(len(payload)),
-			Body:          http.NoBody,
-		}
+		req := s.upstreamRequest()
+		req.Host = m.ShadowHost(s.authority)
+		req.ContentLength = int64(len(payload))
+		req.Body = http.NoBody
+		req.Trailer = nil
 		if len(payload) > 0 {
 			req.Body = io.NopCloser(bytes.NewReader(payload))
 		}
@@ -83,9 +75,4 @@ func (h *Handler) mirror(s *Stream, body *replayBody) {
 			resp.Body.Close()
 		}()
 	}
-}
-
-func cloneURL(r *http.Request) *url.URL {
-	u := *r.URL
-	return &u
 }

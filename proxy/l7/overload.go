@@ -81,6 +81,7 @@ func (h *Handler) setKeepalive(o Overload) {
 	h.srv.SetKeepAlivesEnabled(!off)
 	st.keepaliveOff.Store(off)
 	if off {
+		h.closeIdleH1()
 		h.log.Warn("overload: HTTP keep-alive disabled", "stat_prefix", h.statPrefix)
 	} else {
 		h.log.Info("overload: HTTP keep-alive enabled again", "stat_prefix", h.statPrefix)

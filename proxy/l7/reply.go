@@ -152,16 +152,14 @@ func (s *Stream) localReply(status int, flags ResponseFlags, details, body strin
 		return
 	}
 	hdr := s.w.Header()
-	for k := range hdr {
-		delete(hdr, k)
-	}
+	hdr.Reset()
 	if s.Route != nil && (s.Route.Action != route.ActionForward || flags&(FlagFaultInjected) != 0) {
 		s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
 	}
 	s.applyCommonResponseHeaders(hdr)
 	if flags&FlagUpstreamOverflow != 0 && !s.h.suppressEnvoyHdrs {
 		// Envoy marks requests dropped by circuit breaking so that clients do not retry them.
-		hdr["X-Envoy-Overloaded"] = hdrTrue
+		hdr.Set("X-Envoy-Overloaded", "true")
 	}
 	if s.grpc || grpcStatus >= 0 {
 		if grpcStatus < 0 {
@@ -183,7 +181,7 @@ func (s *Stream) localReply(status int, flags ResponseFlags, details, body strin
 		hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	}
 	s.writeHeader(status)
-	if body != "" && s.r.Method != http.MethodHead {
+	if body != "" && s.method != http.MethodHead {
 		n, _ := s.w.Write([]byte(body))
 		s.Info.BytesSent += int64(n)
 	}

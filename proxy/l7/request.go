@@ -3,107 +3,122 @@ package l7
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/attributes"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/ratelimit"
 	"github.com/strait-mesh/strait/proxy/route"
 )
 
 // The request and response as filters see them. Filters and the router reach the downstream
 // request and response only through these Stream methods, never through the codec's own types,
-// so the codec beneath (net/http today, proxy/h1 and httpmsg next: issue 10) can change without
-// touching them. Header names are case-insensitive; values returned are views that must not be
-// kept past the request or modified.
+// so the codec beneath (net/http's server through an adapter, nethttp.go; proxy/h1 next: issue
+// 10) can change without touching them. Header names are case-insensitive; values returned are
+// views that must not be kept past the request or modified.
+
+// downstream is the response side of a downstream stream, as a codec provides it: the response
+// head (header fields, then the status), the body, trailers sent after it, and the connection
+// controls the connection manager needs. Header and Trailer are edited before the head and
+// after the body respectively; the codec sends them.
+type downstream interface {
+	// Header returns the response header fields, sent by WriteHeader.
+	Header() *httpmsg.Header
+	// Trailer returns the response trailer fields, sent after the body when the head
+	// announced them (a Trailer field) and the protocol carries them.
+	Trailer() *httpmsg.Header
+	// WriteHeader sends the response head (a 1xx status sends an interim response).
+	WriteHeader(status int)
+	// Write sends body bytes, after WriteHeader(200) if no status was sent.
+	Write(p []byte) (int, error)
+	// Flush sends what is buffered.
+	Flush() error
+	// Hijack takes the connection over for a protocol switch; nothing is written on it yet.
+	// It returns the bytes the codec read past the request head.
+	Hijack() (net.Conn, []byte, error)
+	// EnableFullDuplex lets the response stream while the request body is still being read
+	// (HTTP/1.1).
+	EnableFullDuplex() error
+	// SetReadDeadline and SetWriteDeadline bound the stream's body reads and response writes;
+	// errors.ErrUnsupported (or net/http's ErrNotSupported) when the codec cannot.
+	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
+}
 
 // Method returns the request method.
-func (s *Stream) Method() string { return s.r.Method }
+func (s *Stream) Method() string { return s.method }
 
 // Authority returns the request's authority (HTTP/1.1 Host, HTTP/2 :authority).
-func (s *Stream) Authority() string { return s.r.Host }
+func (s *Stream) Authority() string { return s.authority }
 
 // SetAuthority replaces the request's authority.
-func (s *Stream) SetAuthority(a string) { s.r.Host = a }
+func (s *Stream) SetAuthority(a string) { s.authority = a }
 
 // Path returns the request's path and query in origin form ("*" for a server-wide OPTIONS).
-func (s *Stream) Path() string { return s.r.RequestURI }
+func (s *Stream) Path() string { return s.path }
 
-// SetPath replaces the request's path and query (origin form).
-func (s *Stream) SetPath(p string) error { return setRequestURI(s.r, p) }
+// SetPath replaces the request's path and query (origin form); it must parse as one.
+func (s *Stream) SetPath(p string) error {
+	if _, err := url.ParseRequestURI(p); err != nil {
+		return err
+	}
+	s.path = p
+	return nil
+}
 
 // Scheme returns the request's scheme: "https" when it came over TLS, else "http".
 // Stream is a route.Request: Method, Authority, Path, Scheme and HeaderValues.
-func (s *Stream) Scheme() string {
-	if s.r.URL == nil {
-		return ""
-	}
-	return s.r.URL.Scheme
-}
+func (s *Stream) Scheme() string { return s.scheme }
 
 // HTTP1 reports whether the request came over HTTP/1.x.
-func (s *Stream) HTTP1() bool { return s.r.ProtoMajor == 1 }
+func (s *Stream) HTTP1() bool { return s.req.Proto != httpmsg.HTTP2 }
 
 // Context returns the request's context, done when the downstream goes away or the stream's
 // timeouts fire.
-func (s *Stream) Context() context.Context { return s.r.Context() }
+func (s *Stream) Context() context.Context { return s.ctx }
 
 // Header returns the first value of the request header name, or "".
-func (s *Stream) Header(name string) string { return s.r.Header.Get(name) }
+func (s *Stream) Header(name string) string { return s.req.Header.Get(name) }
 
-// HeaderValues returns every value of the request header name (a view: do not modify).
-func (s *Stream) HeaderValues(name string) []string { return s.r.Header.Values(name) }
+// HeaderValues returns every value of the request header name (a copy: nil when absent).
+func (s *Stream) HeaderValues(name string) []string { return headerValues(&s.req.Header, name) }
 
 // HasHeader reports whether the request has a header name.
-func (s *Stream) HasHeader(name string) bool {
-	return len(s.r.Header.Values(name)) > 0
-}
+func (s *Stream) HasHeader(name string) bool { return s.req.Header.Has(name) }
 
 // SetHeader makes value the only value of the request header name.
-func (s *Stream) SetHeader(name, value string) { s.r.Header.Set(name, value) }
-
-// setHeaderShared is SetHeader with a shared single-value slice (hdrTrue...): no allocation.
-// name must be in canonical form.
-func (s *Stream) setHeaderShared(name string, v []string) { s.r.Header[name] = v }
+func (s *Stream) SetHeader(name, value string) { s.req.Header.Set(name, value) }
 
 // AddHeader appends a value to the request header name.
-func (s *Stream) AddHeader(name, value string) { s.r.Header.Add(name, value) }
+func (s *Stream) AddHeader(name, value string) { s.req.Header.Add(name, value) }
 
 // DelHeader removes the request header name.
-func (s *Stream) DelHeader(name string) { s.r.Header.Del(name) }
+func (s *Stream) DelHeader(name string) { s.req.Header.Del(name) }
 
 // RangeHeaders calls f for each request header value until f returns false.
-func (s *Stream) RangeHeaders(f func(name, value string) bool) {
-	for k, vs := range s.r.Header {
-		for _, v := range vs {
-			if !f(k, v) {
-				return
-			}
-		}
-	}
-}
+func (s *Stream) RangeHeaders(f func(name, value string) bool) { rangeHeader(&s.req.Header, f) }
 
 // ContentLength returns the request body's length: -1 unknown, 0 none.
-func (s *Stream) ContentLength() int64 { return s.r.ContentLength }
+func (s *Stream) ContentLength() int64 { return s.req.ContentLength }
 
 // Body returns the request body.
-func (s *Stream) Body() io.ReadCloser { return s.r.Body }
+func (s *Stream) Body() io.ReadCloser { return s.body }
 
 // hasBody reports whether the request may have a body (not known to be empty).
 func (s *Stream) hasBody() bool {
-	return s.r.Body != nil && s.r.Body != http.NoBody && s.r.ContentLength != 0
+	return s.body != nil && s.body != http.NoBody && s.req.ContentLength != 0
 }
 
 // setBody replaces the request body (a filter that read its start puts it back).
-func (s *Stream) setBody(b io.ReadCloser) { s.r.Body = b }
+func (s *Stream) setBody(b io.ReadCloser) { s.body = b }
 
 // remoteAddr is the downstream peer's address as the codec reports it, for requests without
 // the connection's own (ConnInfo.Source).
-func (s *Stream) remoteAddr() netip.AddrPort {
-	ap, _ := netip.ParseAddrPort(s.r.RemoteAddr)
-	return ap
-}
+func (s *Stream) remoteAddr() netip.AddrPort { return s.peer }
 
 // ResponseHeader returns the first value of the response header name, or "".
 func (s *Stream) ResponseHeader(name string) string { return s.w.Header().Get(name) }
@@ -118,16 +133,16 @@ func (s *Stream) AddResponseHeader(name, value string) { s.w.Header().Add(name, 
 // DelResponseHeader removes the response header name.
 func (s *Stream) DelResponseHeader(name string) { s.w.Header().Del(name) }
 
-// respHeader is the codec's response header map, for the route package's header operations
-// (which still take net/http's type) and the router's copy of the upstream response.
-func (s *Stream) respHeader() http.Header { return s.w.Header() }
+// respHeader is the response header fields, for the route package's header operations and the
+// router's copy of the upstream response.
+func (s *Stream) respHeader() *httpmsg.Header { return s.w.Header() }
 
 // writeBody writes response body bytes downstream.
 func (s *Stream) writeBody(p []byte) (int, error) { return s.w.Write(p) }
 
-// reqHeader is the codec's request header map, for the packages that still take net/http's
-// type (route's header operations, extauthz, tracing, attributes) until they take httpmsg's.
-func (s *Stream) reqHeader() http.Header { return s.r.Header }
+// reqHeader is the request header fields, for the route package's header operations and
+// ext_authz's edits.
+func (s *Stream) reqHeader() *httpmsg.Header { return &s.req.Header }
 
 // requestHeaders is the stream's request headers as the access log, CEL attributes
 // (attributes.Headers) and the tracer (tracing.Headers) read and edit them: Stream's own
@@ -144,12 +159,38 @@ func (v *requestHeaders) Set(name, value string) { (*Stream)(v).SetHeader(name, 
 func (v *requestHeaders) Del(name string) { (*Stream)(v).DelHeader(name) }
 
 // sentHeaders and sentTrailers are the response's headers and trailers as sent downstream, for
-// the access log and CEL attributes once the response went out: the connection's own writer's
+// the access log and CEL attributes once the response went out: the codec's own writer's
 // (filters' wrappers of s.w are detached by then).
-func (s *Stream) sentHeaders() attributes.Headers { return attributes.HTTPHeaders(s.downW.Header()) }
+func (s *Stream) sentHeaders() attributes.Headers {
+	return (*attributes.MessageHeaders)(s.downW.Header())
+}
 
 func (s *Stream) sentTrailers() attributes.Headers {
-	return attributes.HTTPTrailers(s.downW.Header())
+	return (*attributes.MessageHeaders)(s.downW.Trailer())
+}
+
+// headerValues returns every value of name in h, copied; nil when absent.
+func headerValues(h *httpmsg.Header, name string) []string {
+	i := h.Index(name, 0)
+	if i < 0 {
+		return nil
+	}
+	var out []string
+	for ; i >= 0; i = h.Index(name, i+1) {
+		_, v := h.Field(i)
+		out = append(out, string(v))
+	}
+	return out
+}
+
+// rangeHeader calls f for each field of h, as strings, until f returns false.
+func rangeHeader(h *httpmsg.Header, f func(name, value string) bool) {
+	for i := 0; i < h.Len(); i++ {
+		n, v := h.Field(i)
+		if !f(string(n), string(v)) {
+			return
+		}
+	}
 }
 
 // responseHook is a filter's hook on the response head (Envoy's encodeHeaders): it runs once,
@@ -184,8 +225,7 @@ func (s *Stream) runHooks(status int) {
 }
 
 // The route package's request-dependent operations. The route package reads the request
-// through route.Request, which Stream implements; its header operations still edit net/http's
-// header maps (the next step of issue 10 gives them httpmsg's), so filters call these.
+// through route.Request, which Stream implements, and edits headers as httpmsg.Header.
 
 // matchRoute returns the route table's route for the request, or nil.
 func (s *Stream) matchRoute() *route.Route { return s.Table.Match(s) }
@@ -194,7 +234,7 @@ func (s *Stream) matchRoute() *route.Route { return s.Table.Match(s) }
 func (s *Stream) pickCluster() (string, *route.Target) { return s.Route.PickCluster(s) }
 
 // applyRequestOps applies header operations to the request headers.
-func (s *Stream) applyRequestOps(ops *route.HeaderOps) { ops.Apply(s.r.Header, s, &s.rinfo) }
+func (s *Stream) applyRequestOps(ops *route.HeaderOps) { ops.Apply(&s.req.Header, s, &s.rinfo) }
 
 // applyResponseOps applies header operations to the response headers.
 func (s *Stream) applyResponseOps(ops *route.HeaderOps) { ops.Apply(s.w.Header(), s, &s.rinfo) }

@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/http1"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/upstream"
 )
@@ -49,7 +51,7 @@ func (h *Handler) router(s *Stream) {
 		hdr.Set("Content-Length", strconv.Itoa(len(rt.Direct.Body)))
 		s.Info.Details = "direct_response"
 		s.writeHeader(rt.Direct.Status)
-		if s.r.Method != http.MethodHead && len(rt.Direct.Body) > 0 {
+		if s.method != http.MethodHead && len(rt.Direct.Body) > 0 {
 			n, _ := s.w.Write(rt.Direct.Body)
 			s.Info.BytesSent += int64(n)
 		}
@@ -69,14 +71,14 @@ func (h *Handler) router(s *Stream) {
 }
 
 // applyCommonResponseHeaders adds the connection manager's own response headers.
-func (s *Stream) applyCommonResponseHeaders(hdr http.Header) {
+func (s *Stream) applyCommonResponseHeaders(hdr *httpmsg.Header) {
 	h := s.h
 	switch h.serverTransform {
 	case hcmv3.HttpConnectionManager_OVERWRITE:
-		hdr["Server"] = h.serverHdr
+		hdr.Set("Server", h.serverName)
 	case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
-		if hdr.Get("Server") == "" {
-			hdr["Server"] = h.serverHdr
+		if v, _ := hdr.Value("Server"); len(v) == 0 {
+			hdr.Set("Server", h.serverName)
 		}
 	}
 	if h.alwaysSetID && s.Info.RequestID != "" {
@@ -97,42 +99,44 @@ func (s *Stream) applyCommonResponseHeaders(hdr http.Header) {
 // hopByHop are the headers that describe one connection and are never forwarded.
 var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Proxy-Authenticate"}
 
-func removeHopByHop(h http.Header) {
-	for _, v := range h["Connection"] {
-		for _, f := range strings.Split(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				delete(h, http.CanonicalHeaderKey(f))
+func removeHopByHop(h *httpmsg.Header) {
+	if h.Has("Connection") {
+		for _, v := range headerValues(h, "Connection") {
+			for _, f := range strings.Split(v, ",") {
+				if f = strings.TrimSpace(f); f != "" {
+					h.Del(f)
+				}
 			}
 		}
 	}
 	for _, k := range hopByHop {
-		delete(h, k)
+		h.Del(k)
 	}
-	if te, ok := h["Te"]; ok {
+	if h.Has("Te") {
 		// Only "TE: trailers" passes (gRPC needs it).
 		keep := false
-		for _, v := range te {
-			if strings.Contains(strings.ToLower(v), "trailers") {
+		for i := h.Index("Te", 0); i >= 0; i = h.Index("Te", i+1) {
+			if _, v := h.Field(i); bytes.Contains(bytes.ToLower(v), []byte("trailers")) {
 				keep = true
 			}
 		}
 		if keep {
-			h["Te"] = []string{"trailers"}
+			h.Set("Te", "trailers")
 		} else {
-			delete(h, "Te")
+			h.Del("Te")
 		}
 	}
 }
 
 // upgradeType returns the lower-cased Upgrade protocol of an HTTP/1.1 upgrade request, or "".
-func upgradeType(r *http.Request) string {
-	if r.ProtoMajor != 1 {
+func upgradeType(s *Stream) string {
+	if !s.HTTP1() || !s.HasHeader("Connection") {
 		return ""
 	}
-	for _, v := range r.Header["Connection"] {
+	for _, v := range s.HeaderValues("Connection") {
 		for _, f := range strings.Split(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(f), "upgrade") {
-				typ := strings.ToLower(r.Header.Get("Upgrade"))
+				typ := strings.ToLower(s.Header("Upgrade"))
 				if typ == "h2c" {
 					// Like Envoy, ignore an h2c upgrade offer and answer in HTTP/1.1; the
 					// hop-by-hop removal drops Upgrade and HTTP2-Settings.
@@ -150,17 +154,6 @@ func (h *Handler) upgradeAllowed(rt *route.Route, typ string) bool {
 		return a
 	}
 	return h.upgrades[typ]
-}
-
-// setRequestURI replaces the request target (origin-form) of r.
-func setRequestURI(r *http.Request, uri string) error {
-	u, err := url.ParseRequestURI(uri)
-	if err != nil {
-		return err
-	}
-	r.URL.Path, r.URL.RawPath, r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
-	r.RequestURI = uri
-	return nil
 }
 
 // envoyHeaderMs reads an x-envoy-* millisecond header from an internal request.
@@ -228,7 +221,8 @@ type attemptResult struct {
 
 // forward sends the request to the chosen cluster with retries, then streams the response.
 func (h *Handler) forward(s *Stream) {
-	r, rt := s.r, s.Route
+	rt := s.Route
+	hdr := &s.req.Header
 	if s.Cluster == "" {
 		h.st.noCluster.Inc()
 		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
@@ -249,23 +243,22 @@ func (h *Handler) forward(s *Stream) {
 		rst = h.routeStats(rt)
 	}
 
-	upgrade := upgradeType(r)
-	upgradeValue := r.Header.Get("Upgrade")
+	upgrade := upgradeType(s)
+	upgradeValue := s.Header("Upgrade")
 	if upgrade != "" && !h.upgradeAllowed(rt, upgrade) {
 		s.localReply(http.StatusForbidden, 0, "upgrade_failed", "", -1)
 		return
 	}
 
 	timeout := rt.Timeout
-	if _, ok := r.Header["X-Envoy-Upstream-Rq-Timeout-Alt-Response"]; ok {
-		delete(r.Header, "X-Envoy-Upstream-Rq-Timeout-Alt-Response")
+	if hdr.Del("X-Envoy-Upstream-Rq-Timeout-Alt-Response") > 0 {
 		s.timeoutAlt = !s.external // answer a route timeout with 204 instead of 504
 	}
 	if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Timeout-Ms"); ok {
 		timeout = d
 	}
 	if rt.HasGrpcTimeoutHeaderMax && s.grpc {
-		if d, ok := route.ParseGRPCTimeout(r.Header.Get("Grpc-Timeout")); ok {
+		if d, ok := route.ParseGRPCTimeout(s.Header("Grpc-Timeout")); ok {
 			if rt.GrpcTimeoutHeaderMax > 0 && d > rt.GrpcTimeoutHeaderMax {
 				d = rt.GrpcTimeoutHeaderMax
 			}
@@ -283,7 +276,7 @@ func (h *Handler) forward(s *Stream) {
 	// Consume the retry headers so they do not travel upstream, as Envoy's router does.
 	for _, k := range []string{"X-Envoy-Retry-On", "X-Envoy-Retry-Grpc-On", "X-Envoy-Max-Retries",
 		"X-Envoy-Retriable-Status-Codes", "X-Envoy-Retriable-Header-Names", "X-Envoy-Hedge-On-Per-Try-Timeout"} {
-		delete(r.Header, k)
+		hdr.Del(k)
 	}
 	maxRetries := 0
 	if policy != nil && policy.RequestRetriable(s) {
@@ -294,45 +287,46 @@ func (h *Handler) forward(s *Stream) {
 	trackSent := maxRetries > 0 && policy.TracksRequestSent()
 
 	// The outbound request reuses the downstream request's header map, which the proxy owns.
-	removeHopByHop(r.Header)
+	removeHopByHop(hdr)
 	// The downstream server already answered 100-continue (when the body was first read), as
 	// Envoy does without proxy_100_continue; the upstream must not wait for a second one.
-	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
-		delete(r.Header, "Expect")
+	if v, _ := hdr.Value("Expect"); httpmsg.EqualFold(v, "100-continue") {
+		hdr.Del("Expect")
 	}
 	if upgrade != "" {
-		r.Header.Set("Connection", "Upgrade")
-		r.Header.Set("Upgrade", upgradeValue)
+		hdr.Set("Connection", "Upgrade")
+		hdr.Set("Upgrade", upgradeValue)
 	}
-	if p, changed := rt.RewritePath(r.RequestURI); changed {
-		if !h.suppressEnvoyHdrs {
-			r.Header.Set("X-Envoy-Original-Path", r.RequestURI)
-		}
-		if err := setRequestURI(r, p); err != nil {
+	if p, changed := rt.RewritePath(s.path); changed {
+		orig := s.path
+		if err := s.SetPath(p); err != nil {
 			s.localReply(http.StatusBadRequest, 0, "invalid_rewritten_path", "", -1)
 			return
+		}
+		if !h.suppressEnvoyHdrs {
+			hdr.Set("X-Envoy-Original-Path", orig)
 		}
 	}
 	switch {
 	case s.Target != nil && s.Target.HostRewrite != "":
-		r.Host = s.Target.HostRewrite
+		s.authority = s.Target.HostRewrite
 	case rt.HostRewrite != "":
-		r.Host = rt.HostRewrite
+		s.authority = rt.HostRewrite
 	}
-	rt.ApplyRequestHeaders(r.Header, s, &s.rinfo, s.Target)
+	rt.ApplyRequestHeaders(hdr, s, &s.rinfo, s.Target)
 	if timeout > 0 && !h.suppressEnvoyHdrs {
 		exp := timeout
 		if perTry > 0 && perTry < exp {
 			exp = perTry
 		}
-		r.Header.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(exp.Milliseconds(), 10))
+		hdr.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(exp.Milliseconds(), 10))
 	}
 	var lb balance.Context
 	if rt.HasHashPolicy() {
 		lb.Hash, lb.HasHash, s.setCookie = rt.Hash(s, &s.rinfo)
 	}
 
-	ctx, cancel := context.WithCancelCause(r.Context())
+	ctx, cancel := context.WithCancelCause(s.ctx)
 	defer cancel(nil)
 	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
 		ctx = upstream.WithOriginalDst(ctx, s.Info.Conn.OriginalDst)
@@ -357,9 +351,9 @@ func (h *Handler) forward(s *Stream) {
 	}
 	// The request body exists before the timers that interrupt its prefetch wait.
 	var body *replayBody
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+	if s.hasBody() {
 		record := maxRetries > 0 || len(rt.Mirrors) > 0
-		body = newReplayBody(r.Body, record, &s.Info.BytesReceived, rtimer)
+		body = newReplayBody(s.body, record, &s.Info.BytesReceived, rtimer)
 		body.countGRPC = h.countsGRPCMessages(s) // telemetry.go
 		s.reqBody = body
 	}
@@ -376,26 +370,15 @@ func (h *Handler) forward(s *Stream) {
 
 	if body != nil {
 		body.idle = idle
-		if r.ProtoMajor == 1 {
+		if s.HTTP1() {
 			// Let the upstream response stream back while the request body is still arriving.
-			_ = http.NewResponseController(s.w).EnableFullDuplex()
+			_ = s.w.EnableFullDuplex()
 		}
-		body.prefetch(s.w, r.ContentLength)
+		body.prefetch(s.w, s.req.ContentLength)
 	} else {
 		rtimer.start()
 	}
-	out := &http.Request{
-		Method:        r.Method,
-		URL:           r.URL,
-		Proto:         r.Proto,
-		ProtoMajor:    r.ProtoMajor,
-		ProtoMinor:    r.ProtoMinor,
-		Header:        r.Header,
-		ContentLength: r.ContentLength,
-		Host:          r.Host,
-		Trailer:       r.Trailer,
-		RemoteAddr:    r.RemoteAddr,
-	}
+	out := s.upstreamRequest()
 
 	// Prepared once; now attempt → decide → maybe retry, with one decision (tryAgain).
 	start := time.Now()
@@ -404,7 +387,7 @@ func (h *Handler) forward(s *Stream) {
 	for attempt := 1; ; attempt++ {
 		s.Info.Attempts = attempt
 		if rt.VirtualHost.IncludeAttemptCount {
-			r.Header.Set("X-Envoy-Attempt-Count", strconv.Itoa(attempt))
+			out.Header.Set("X-Envoy-Attempt-Count", strconv.Itoa(attempt))
 		}
 		alb := lb
 		if attempt > 1 && lb.HasHash && policy.AvoidPreviousHosts {
@@ -594,7 +577,7 @@ func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, c
 	case errors.Is(cause, errMaxDuration):
 		s.localReply(http.StatusRequestTimeout, FlagMaxDurationReached, "max_duration_timeout", "downstream duration timeout", -1)
 		return
-	case s.r.Context().Err() != nil:
+	case s.ctx.Err() != nil:
 		s.Info.Flags |= FlagDownstreamConnTerminated
 		s.Info.Details = "downstream_remote_disconnect"
 		return
@@ -631,11 +614,13 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 	cst.code(resp.StatusCode)
 	s.Info.Details = "via_upstream"
 	hdr := s.w.Header()
-	for k, v := range resp.Header {
-		hdr[k] = v
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			hdr.Add(k, v)
+		}
 	}
 	removeHopByHop(hdr)
-	delete(hdr, "Trailer")
+	hdr.Del("Trailer")
 	s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
 	s.applyCommonResponseHeaders(hdr)
 	if !h.suppressEnvoyHdrs {
@@ -645,7 +630,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 		s.Info.GRPCStatus = gs[0]
 	}
 	if resp.ContentLength >= 0 && len(resp.Trailer) == 0 && resp.Header.Get("Content-Length") == "" &&
-		s.r.Method != http.MethodHead && resp.StatusCode >= 200 && resp.StatusCode != 204 && resp.StatusCode != 304 {
+		s.method != http.MethodHead && resp.StatusCode >= 200 && resp.StatusCode != 204 && resp.StatusCode != 304 {
 		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
 	// Announce trailers up front so that HTTP/1.1 uses chunked encoding and HTTP/2 keeps the
@@ -656,11 +641,10 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 	s.writeHeader(resp.StatusCode)
 
 	flush := resp.ContentLength < 0 || s.grpc
-	rc := http.NewResponseController(s.w)
 	if flush && s.Info.GRPCStatus == "" {
 		// Send headers at once (a stream may stay quiet for long). Not for a gRPC
 		// trailers-only response, which must stay a single HEADERS frame with END_STREAM.
-		_ = rc.Flush()
+		_ = s.w.Flush()
 	}
 	countGRPC := h.countsGRPCMessages(s)
 	bp := copyBufPool.Get().(*[]byte)
@@ -680,7 +664,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 				return
 			}
 			if flush {
-				if ferr := rc.Flush(); ferr != nil {
+				if ferr := s.w.Flush(); ferr != nil {
 					s.Info.Flags |= FlagDownstreamConnTerminated
 					return
 				}
@@ -697,7 +681,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 				s.Info.Flags |= FlagStreamIdleTimeout
 			case errors.Is(cause, errMaxDuration):
 				s.Info.Flags |= FlagMaxDurationReached
-			case s.r.Context().Err() != nil:
+			case s.ctx.Err() != nil:
 				s.Info.Flags |= FlagDownstreamConnTerminated
 			default:
 				s.Info.Flags |= FlagUpstreamRemoteReset
@@ -708,10 +692,13 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 			return
 		}
 	}
-	for k, v := range resp.Trailer {
-		hdr[http.TrailerPrefix+k] = v
-		if k == "Grpc-Status" && len(v) > 0 {
-			s.Info.GRPCStatus = v[0]
+	trl := s.w.Trailer()
+	for k, vs := range resp.Trailer {
+		for _, v := range vs {
+			trl.Add(k, v)
+		}
+		if k == "Grpc-Status" && len(vs) > 0 {
+			s.Info.GRPCStatus = vs[0]
 		}
 	}
 }
@@ -724,4 +711,34 @@ func mix64(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
+}
+
+// upstreamRequest builds the request that goes upstream from the stream's (after the router's
+// edits): net/http's type, which proxy/upstream takes until it speaks httpmsg (issue 10 step C).
+func (s *Stream) upstreamRequest() *http.Request {
+	u, err := url.ParseRequestURI(s.path)
+	if err != nil {
+		u = &url.URL{Path: "/"} // not reached: SetPath and normalize validate the path
+	}
+	out := &http.Request{
+		Method:        s.method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        httpHeader(&s.req.Header),
+		ContentLength: s.req.ContentLength,
+		Host:          s.authority,
+		Trailer:       s.reqTrailer,
+	}
+	switch s.req.Proto {
+	case httpmsg.HTTP2:
+		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
+	case httpmsg.HTTP10:
+		out.Proto, out.ProtoMinor = "HTTP/1.0", 0
+	}
+	if s.peer.IsValid() {
+		out.RemoteAddr = s.peer.String()
+	}
+	return out
 }

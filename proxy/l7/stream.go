@@ -1,9 +1,11 @@
 package l7
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -15,6 +17,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/httppath"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/telemetry"
@@ -24,10 +27,20 @@ import (
 // Stream is one request travelling through the filter pipeline. Filters read the request and
 // route, and either answer (a local reply) or call the next stage.
 type Stream struct {
-	// w and r are the downstream response writer and request: the codec's types, reached
-	// only through Stream's methods (request.go) outside the codec adapters.
-	w http.ResponseWriter
-	r *http.Request
+	// w and req are the downstream response writer and request, reached only through Stream's
+	// methods (request.go) outside the codec adapters; body is the request body as filters
+	// left it, ctx the request's context.
+	w    downstream
+	req  *httpmsg.Request
+	body io.ReadCloser
+	ctx  context.Context
+	cs   *connState
+	// The request's pseudo-header fields, as strings (filters and routing read them often).
+	method, authority, path, scheme string
+	peer                            netip.AddrPort // the downstream peer as the codec reports it
+	// reqTrailer is net/http's request trailer map, filled as the body ends, forwarded with the
+	// upstream request (net/http adapter only).
+	reqTrailer http.Header
 	// Info is the request's record (flags, status, cluster...).
 	Info RequestInfo
 	// Table and Route are the route table and matched route (Route nil: no route).
@@ -53,7 +66,7 @@ type Stream struct {
 	hostReport  upstream.HostReport         // the upstream host, reported by the cluster (access logs, tracing)
 	services    []telemetry.Service         // the cluster's services from istiod's metadata (telemetry.go)
 	trace       *streamTrace                // the request's spans when tracing is on (tracing.go)
-	downW       http.ResponseWriter         // the connection's own writer (W may wrap it)
+	downW       downstream                  // the codec's own writer (w may wrap it)
 	respGRPC    telemetry.GRPCFrames        // gRPC messages of the response body sent downstream (telemetry.go)
 	hooks       []responseHook              // filters' response-head hooks (request.go)
 	hookBuf     [4]responseHook
@@ -87,14 +100,6 @@ type StreamHandler func(s *Stream)
 // Filter wraps the next stage; the pipeline is a chain of Filters ending in the router.
 type Filter func(next StreamHandler) StreamHandler
 
-// Shared single-value header slices: net/http never modifies header values in place and an
-// append to a slice of capacity one copies, so these are safe to share between requests.
-var (
-	hdrTrue  = []string{"true"}
-	hdrHTTP  = []string{"http"}
-	hdrHTTPS = []string{"https"}
-)
-
 var streamPool = sync.Pool{New: func() any { return new(Stream) }}
 
 // writeHeader sends the response status once, counting it.
@@ -110,39 +115,52 @@ func (s *Stream) writeHeader(code int) {
 	s.w.WriteHeader(code)
 }
 
-func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
+// streamStart is what a codec adapter hands the connection manager for one request.
+type streamStart struct {
+	d          downstream
+	req        *httpmsg.Request
+	body       io.ReadCloser
+	ctx        context.Context
+	cs         *connState // nil: a request without a connection of ours (tests)
+	peer       netip.AddrPort
+	method     string
+	authority  string
+	path       string
+	tls        bool // the request came over TLS (besides the connection's own record)
+	reqTrailer http.Header
+}
+
+// serve runs one request through the connection manager: admission, the connection manager's
+// header handling, routing and the filter pipeline.
+func (h *Handler) serve(st streamStart) {
 	s := streamPool.Get().(*Stream)
-	*s = Stream{w: w, r: r, h: h, downW: w}
+	*s = Stream{w: st.d, downW: st.d, req: st.req, body: st.body, h: h, peer: st.peer,
+		method: st.method, authority: st.authority, path: st.path, reqTrailer: st.reqTrailer}
 	s.Info.Start = time.Now()
 	defer h.finish(s)
 
-	cs, _ := r.Context().Value(connInfoKey{}).(*connState)
+	cs := st.cs
 	if cs == nil {
 		cs = &connState{}
 	}
+	s.cs = cs
 	s.Info.Conn = &cs.info
-	s.Info.Method, s.Info.Authority, s.Info.Path = r.Method, r.Host, r.RequestURI
+	s.Info.Method, s.Info.Authority, s.Info.Path = s.method, s.authority, s.path
 	s.grpc = route.IsGRPC(s)
 	h.st.rqTotal.Inc()
 	h.st.rqActive.Inc()
-	switch {
-	case r.ProtoMajor == 2:
-		s.Info.Protocol = "HTTP/2"
+	s.Info.Protocol = st.req.Proto.String()
+	if st.req.Proto == httpmsg.HTTP2 {
 		h.st.rqHTTP2.Inc()
-	case r.ProtoMinor == 0:
-		s.Info.Protocol = "HTTP/1.0"
-		h.st.rqHTTP1.Inc()
-	default:
-		s.Info.Protocol = "HTTP/1.1"
+	} else {
 		h.st.rqHTTP1.Inc()
 	}
-	r.URL.Scheme = "http"
-	if cs.info.TLS || r.TLS != nil {
-		r.URL.Scheme = "https"
+	s.scheme = "http"
+	if cs.info.TLS || st.tls {
+		s.scheme = "https"
 	}
 	s.rinfo = route.RequestInfo{Local: cs.info.OriginalDst, Protocol: s.Info.Protocol}
-	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, s))
-	s.r = r
+	s.ctx = context.WithValue(st.ctx, infoKey{}, s)
 
 	if h.shedOverload(s) {
 		return
@@ -154,9 +172,9 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	s.Table = h.routeTable()
 	if s.Table != nil {
-		for _, k := range s.Table.InternalOnlyHeaders() {
-			if s.external {
-				delete(r.Header, k)
+		if s.external {
+			for _, k := range s.Table.InternalOnlyHeaders() {
+				s.req.Header.Del(k)
 			}
 		}
 		s.Route = s.Table.Match(s)
@@ -176,23 +194,24 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 // admit enforces the protocol limits; it answers and returns false for a rejected request.
 func (h *Handler) admit(s *Stream) bool {
-	r := s.r
-	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && !h.acceptHTTP10 {
+	if s.req.Proto == httpmsg.HTTP10 && !h.acceptHTTP10 {
 		s.localReply(http.StatusUpgradeRequired, FlagDownstreamProtocolError, "http1.0_not_allowed", "", -1)
 		return false
 	}
-	n, size := 0, len(r.Host)+len(r.RequestURI)+len(r.Method)
-	for k, vs := range r.Header {
-		n += len(vs)
-		for _, v := range vs {
-			size += len(k) + len(v) + 4
-		}
-		if h.underscores != corev3.HttpProtocolOptions_ALLOW && strings.IndexByte(k, '_') >= 0 {
+	hdr := &s.req.Header
+	n := hdr.Len()
+	size := len(s.authority) + len(s.path) + len(s.method) + hdr.Size() + 4*n
+	if h.underscores != corev3.HttpProtocolOptions_ALLOW {
+		for i := 0; i < hdr.Len(); i++ {
+			if k, _ := hdr.Field(i); bytes.IndexByte(k, '_') < 0 {
+				continue
+			}
 			if h.underscores == corev3.HttpProtocolOptions_REJECT_REQUEST {
 				s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "unexpected_underscore", "", -1)
 				return false
 			}
-			delete(r.Header, k)
+			hdr.DelAt(i)
+			i--
 		}
 	}
 	if n > h.maxHeaders || size > h.maxHeaderBytes {
@@ -200,7 +219,7 @@ func (h *Handler) admit(s *Stream) bool {
 		s.localReply(http.StatusRequestHeaderFieldsTooLarge, FlagDownstreamProtocolError, "header_overflow", "", -1)
 		return false
 	}
-	if r.Method == http.MethodConnect {
+	if s.method == http.MethodConnect {
 		s.localReply(http.StatusForbidden, 0, "connect_not_supported", "", -1)
 		return false
 	}
@@ -217,21 +236,17 @@ func (h *Handler) admit(s *Stream) bool {
 // is not forwarded). The fragment, which a client must not send, is removed. False means the
 // request was answered.
 func (h *Handler) normalize(s *Stream) bool {
-	r := s.r
-	if !httppath.UpperMethod(r.Method) {
+	if !httppath.UpperMethod(s.method) {
 		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "invalid_method", "", -1)
 		return false
 	}
-	uri := r.RequestURI
-	if uri == "" || uri[0] != '/' {
-		if r.URL.Path == "" && r.Method == http.MethodOptions && uri == "*" {
-			return true
-		}
-		uri = r.URL.RequestURI() // absolute-form: keep only the origin-form part
+	uri := s.path
+	if uri == "*" && s.method == http.MethodOptions {
+		return true
 	}
 	uri, err := httppath.NormalizeURI(uri, h.pathOptions)
-	if err == nil && uri != r.RequestURI {
-		err = setRequestURI(r, uri)
+	if err == nil && uri != s.path {
+		err = s.SetPath(uri)
 	}
 	if err != nil {
 		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "path_normalization_failed", "", -1)
@@ -244,36 +259,34 @@ func (h *Handler) normalize(s *Stream) bool {
 // x-forwarded-for / -proto, internal/external classification, x-envoy-* sanitizing,
 // x-request-id and x-forwarded-client-cert.
 func (h *Handler) decorateRequest(s *Stream, cs *connState) {
-	r := s.r
+	hdr := &s.req.Header
 	if h.stripTrailingDot {
-		host, port, hasPort := strings.Cut(r.Host, ":")
+		host, port, hasPort := strings.Cut(s.authority, ":")
 		if strings.HasSuffix(host, ".") {
-			r.Host = strings.TrimSuffix(host, ".")
+			s.authority = strings.TrimSuffix(host, ".")
 			if hasPort {
-				r.Host += ":" + port
+				s.authority += ":" + port
 			}
 		}
 	}
 	if h.stripAnyPort {
-		r.Host = route.StripPort(r.Host)
+		s.authority = route.StripPort(s.authority)
 	} else if h.stripMatchingPort && cs.info.OriginalDst.IsValid() {
-		if p := strings.TrimPrefix(r.Host, route.StripPort(r.Host)); p == ":"+itoa(int(cs.info.OriginalDst.Port())) {
-			r.Host = route.StripPort(r.Host)
+		if p := strings.TrimPrefix(s.authority, route.StripPort(s.authority)); p == ":"+itoa(int(cs.info.OriginalDst.Port())) {
+			s.authority = route.StripPort(s.authority)
 		}
 	}
 
 	peer := cs.info.Source
 	if !peer.IsValid() {
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-			peer = ap
-		}
+		peer = s.peer
 	}
 	// Envoy's order: the trusted client address is found before x-forwarded-for is appended to
 	// (edge.go has the rules), then the request is classified as internal, edge or neither.
-	xff := r.Header.Values("X-Forwarded-For")
+	xff := s.HeaderValues("X-Forwarded-For")
 	client := h.trustedClient(peer, xff)
 	if h.useRemoteAddress && !h.skipXFFAppend && cs.info.Source.IsValid() {
-		appendXFF(r.Header, xff, cs.info.Source.Addr().Unmap().String())
+		appendXFF(hdr, xff, cs.info.Source.Addr().Unmap().String())
 	}
 	remote := client.addr
 	if !remote.IsValid() {
@@ -285,34 +298,30 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	edge := h.useRemoteAddress && !internal
 	s.external = !internal
 
-	delete(r.Header, "X-Envoy-Internal")
-	removePeerMetadata(r.Header)
+	hdr.Del("X-Envoy-Internal")
+	removePeerMetadata(hdr)
 	switch {
 	case internal:
-		r.Header["X-Envoy-Internal"] = hdrTrue
+		hdr.Add("X-Envoy-Internal", "true")
 	case edge:
-		sanitizeEdge(r.Header, h.xffTrustedHops)
+		sanitizeEdge(hdr, h.xffTrustedHops)
 		if remote.IsValid() {
-			r.Header.Set("X-Envoy-External-Address", remote.Addr().Unmap().String())
+			hdr.Set("X-Envoy-External-Address", remote.Addr().Unmap().String())
 		}
 	default:
-		sanitizeUntrusted(r.Header)
+		sanitizeUntrusted(hdr)
 	}
 	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing.
-	if h.useRemoteAddress && h.xffTrustedHops == 0 || r.Header.Get("X-Forwarded-Proto") == "" {
-		if r.URL.Scheme == "https" {
-			r.Header["X-Forwarded-Proto"] = hdrHTTPS
-		} else {
-			r.Header["X-Forwarded-Proto"] = hdrHTTP
-		}
+	if xfp, _ := hdr.Value("X-Forwarded-Proto"); h.useRemoteAddress && h.xffTrustedHops == 0 || len(xfp) == 0 {
+		hdr.Set("X-Forwarded-Proto", s.scheme)
 	}
 
 	// x-request-id: kept from internal and intermediate hops, replaced at the edge unless
 	// preserve_external_request_id; an invalid one is always replaced.
-	id := r.Header.Get("X-Request-Id")
+	id := hdr.Get("X-Request-Id")
 	if h.generateRequestID && (id == "" || !validRequestID(id) || edge && !h.preserveExternalID) {
 		id = newUUID()
-		r.Header.Set("X-Request-Id", id)
+		hdr.Set("X-Request-Id", id)
 	}
 	s.Info.RequestID = id
 	h.forwardClientCert(s, cs)
@@ -338,12 +347,12 @@ func xffHop(xff []string, n int) (netip.Addr, bool) {
 	return a, ok
 }
 
-func appendXFF(h http.Header, prior []string, addr string) {
+func appendXFF(h *httpmsg.Header, prior []string, addr string) {
 	if len(prior) == 0 {
-		h["X-Forwarded-For"] = []string{addr}
+		h.Set("X-Forwarded-For", addr)
 		return
 	}
-	h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + addr}
+	h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+addr)
 }
 
 func validRequestID(id string) bool {
@@ -383,22 +392,22 @@ func newUUID() string {
 
 // forwardClientCert implements forward_client_cert_details and set_current_client_cert_details.
 func (h *Handler) forwardClientCert(s *Stream, cs *connState) {
-	r := s.r
+	hdr := &s.req.Header
 	mtls := len(cs.info.PeerCertificates) > 0
 	switch h.fcc {
 	case hcmv3.HttpConnectionManager_SANITIZE:
-		r.Header.Del("X-Forwarded-Client-Cert")
+		hdr.Del("X-Forwarded-Client-Cert")
 		return
 	case hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY:
 		return
 	case hcmv3.HttpConnectionManager_FORWARD_ONLY:
 		if !mtls {
-			r.Header.Del("X-Forwarded-Client-Cert")
+			hdr.Del("X-Forwarded-Client-Cert")
 		}
 		return
 	}
 	if !mtls {
-		r.Header.Del("X-Forwarded-Client-Cert")
+		hdr.Del("X-Forwarded-Client-Cert")
 		return
 	}
 	leaf := cs.info.PeerCertificates[0]
@@ -432,11 +441,11 @@ func (h *Handler) forwardClientCert(s *Stream, cs *connState) {
 	}
 	cur := b.String()
 	if h.fcc == hcmv3.HttpConnectionManager_APPEND_FORWARD {
-		if prev := r.Header.Values("X-Forwarded-Client-Cert"); len(prev) > 0 {
+		if prev := s.HeaderValues("X-Forwarded-Client-Cert"); len(prev) > 0 {
 			cur = strings.Join(prev, ",") + "," + cur
 		}
 	}
-	r.Header.Set("X-Forwarded-Client-Cert", cur)
+	hdr.Set("X-Forwarded-Client-Cert", cur)
 }
 
 // finish records the end of a request and returns the Stream to the pool.

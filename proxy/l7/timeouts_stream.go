@@ -3,10 +3,13 @@ package l7
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
 // The stream stage runs in front of the filter pipeline and ends streams the way Envoy's
@@ -30,9 +33,8 @@ import (
 // set; the per-stream state is pooled.
 func (h *Handler) streamStage(next StreamHandler) StreamHandler {
 	return func(s *Stream) {
-		r := s.r
-		hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-		h1 := r.ProtoMajor == 1
+		hasBody := s.hasBody()
+		h1 := s.HTTP1()
 		var watch time.Duration
 		if !h1 {
 			watch = h.streamIdle
@@ -46,8 +48,8 @@ func (h *Handler) streamStage(next StreamHandler) StreamHandler {
 			return
 		}
 		var cc *clockConn
-		if cs, ok := r.Context().Value(connInfoKey{}).(*connState); ok {
-			cc = cs.cc
+		if s.cs != nil {
+			cc = s.cs.cc
 		}
 		if !hasBody && watch <= 0 && cc == nil {
 			next(s)
@@ -90,8 +92,8 @@ type streamEnd struct {
 	started bool // the response began (handler goroutine only)
 	gen     atomic.Uint64
 
-	mu sync.Mutex          // guards rw against the timer goroutines
-	rw http.ResponseWriter // the server's writer while the handler runs, nil after
+	mu sync.Mutex // guards rw against the timer goroutines
+	rw downstream // the codec's writer while the handler runs, nil after
 
 	// stream_idle_timeout on HTTP/2 writes.
 	watch   time.Duration
@@ -106,7 +108,7 @@ type streamEnd struct {
 	cancel context.CancelCauseFunc
 }
 
-// endWriter is the stream's http.ResponseWriter while the stage runs.
+// endWriter is the stream's downstream while the stage runs.
 type endWriter streamEnd
 
 // endBody is the stream's request body while the stage runs. It is not pooled: the transport
@@ -129,14 +131,14 @@ func (se *streamEnd) begin(h *Handler, s *Stream, cc *clockConn, h1 bool, watch 
 	s.w = (*endWriter)(se)
 	se.body = nil
 	if hasBody {
-		se.body = &endBody{rc: s.r.Body, se: se, gen: gen}
-		s.r.Body = se.body
+		se.body = &endBody{rc: s.body, se: se, gen: gen}
+		s.body = se.body
 	}
 	se.rt.Store(gen<<2 | rtIdle)
 	if timed {
-		ctx, cancel := context.WithCancelCause(s.r.Context())
+		ctx, cancel := context.WithCancelCause(s.ctx)
 		se.cancel = cancel
-		s.r = s.r.WithContext(ctx)
+		s.ctx = ctx
 		se.rtBy.Store(time.Now().Add(h.requestTimeout).UnixNano())
 		se.rt.Store(gen<<2 | rtArmed)
 		if se.rtT == nil {
@@ -182,7 +184,7 @@ func (se *streamEnd) end(s *Stream) {
 		if !se.started {
 			se.rw.Header().Set("Connection", "close")
 		}
-		_ = http.NewResponseController(se.rw).SetReadDeadline(time.Unix(1, 0))
+		_ = se.rw.SetReadDeadline(time.Unix(1, 0))
 		if se.cc != nil {
 			se.cc.linger.Store(true)
 		}
@@ -245,7 +247,7 @@ func (se *streamEnd) requestTimedOut() {
 	}
 	se.cancel(errRequestTimeout)
 	// End a body read in progress; later reads fail at once (endBody.Read).
-	_ = http.NewResponseController(se.rw).SetReadDeadline(time.Unix(1, 0))
+	_ = se.rw.SetReadDeadline(time.Unix(1, 0))
 }
 
 // arm starts the HTTP/2 write stall watch for a write about to start; the caller clears
@@ -272,20 +274,23 @@ func (se *streamEnd) writeStalled() {
 		return
 	}
 	se.stalled.Store(true)
-	_ = http.NewResponseController(se.rw).SetWriteDeadline(time.Unix(1, 0))
+	_ = se.rw.SetWriteDeadline(time.Unix(1, 0))
 }
 
-// Header implements http.ResponseWriter.
-func (w *endWriter) Header() http.Header { return w.rw.Header() }
+// Header implements downstream.
+func (w *endWriter) Header() *httpmsg.Header { return w.rw.Header() }
 
-// WriteHeader implements http.ResponseWriter.
+// Trailer implements downstream.
+func (w *endWriter) Trailer() *httpmsg.Header { return w.rw.Trailer() }
+
+// WriteHeader implements downstream.
 func (w *endWriter) WriteHeader(code int) {
 	se := (*streamEnd)(w)
 	se.respond(code)
 	se.rw.WriteHeader(code)
 }
 
-// Write implements http.ResponseWriter.
+// Write implements downstream.
 func (w *endWriter) Write(b []byte) (int, error) {
 	se := (*streamEnd)(w)
 	se.respond(http.StatusOK)
@@ -298,26 +303,28 @@ func (w *endWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// FlushError lets http.ResponseController flush through the write stall watch.
-func (w *endWriter) FlushError() error {
+// Flush implements downstream, through the write stall watch.
+func (w *endWriter) Flush() error {
 	se := (*streamEnd)(w)
 	se.respond(http.StatusOK)
 	if se.watch > 0 {
 		se.arm()
 		defer se.writeBy.Store(0)
 	}
-	switch f := se.rw.(type) {
-	case interface{ FlushError() error }:
-		return f.FlushError()
-	case http.Flusher:
-		f.Flush()
-		return nil
-	}
-	return http.ErrNotSupported
+	return se.rw.Flush()
 }
 
-// Unwrap gives http.ResponseController the server's writer.
-func (w *endWriter) Unwrap() http.ResponseWriter { return w.rw }
+// Hijack implements downstream.
+func (w *endWriter) Hijack() (net.Conn, []byte, error) { return w.rw.Hijack() }
+
+// EnableFullDuplex implements downstream.
+func (w *endWriter) EnableFullDuplex() error { return w.rw.EnableFullDuplex() }
+
+// SetReadDeadline implements downstream.
+func (w *endWriter) SetReadDeadline(t time.Time) error { return w.rw.SetReadDeadline(t) }
+
+// SetWriteDeadline implements downstream.
+func (w *endWriter) SetWriteDeadline(t time.Time) error { return w.rw.SetWriteDeadline(t) }
 
 // Read implements io.Reader.
 func (b *endBody) Read(p []byte) (int, error) {

@@ -1,13 +1,14 @@
 package l7
 
 import (
-	"bufio"
 	"bytes"
 	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
 // tunnel completes an HTTP/1.1 upgrade (e.g. WebSocket): it forwards the upstream's 101
@@ -21,17 +22,22 @@ func (h *Handler) tunnel(s *Stream, resp *http.Response) {
 		return
 	}
 	defer upConn.Close()
-	conn, brw, err := http.NewResponseController(s.w).Hijack()
+	conn, rest, err := s.w.Hijack()
 	if err != nil {
 		s.localReply(http.StatusInternalServerError, FlagDownstreamProtocolError, "upgrade_failed", "", -1)
 		return
 	}
-	defer h.hijackDone(s.r)
+	defer h.hijackDone(s)
 	defer conn.Close()
 	s.Info.Details = "via_upstream"
-	hdr := resp.Header.Clone()
-	s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
-	if err := writeSwitching(brw.Writer, hdr); err != nil {
+	var hdr httpmsg.Header
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			hdr.Add(k, v)
+		}
+	}
+	s.Route.ApplyResponseHeaders(&hdr, s, &s.rinfo, s.Target)
+	if err := writeSwitching(conn, &hdr); err != nil {
 		s.Info.Flags |= FlagDownstreamConnTerminated
 		return
 	}
@@ -39,9 +45,8 @@ func (h *Handler) tunnel(s *Stream, resp *http.Response) {
 	s.wroteHeader = true
 	// Bytes the server already buffered from the client belong to the tunnel.
 	var down io.Reader = conn
-	if n := brw.Reader.Buffered(); n > 0 {
-		pre, _ := brw.Reader.Peek(n)
-		down = io.MultiReader(bytes.NewReader(bytes.Clone(pre)), conn)
+	if len(rest) > 0 {
+		down = io.MultiReader(bytes.NewReader(rest), conn)
 	}
 	// The stream idle timeout also bounds a quiet tunnel, as in Envoy.
 	var timedOut atomic.Bool
@@ -103,11 +108,18 @@ func splice(dst io.Writer, src io.Reader, idle *idleTimer) int64 {
 	}
 }
 
-func writeSwitching(w *bufio.Writer, hdr http.Header) error {
-	w.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
-	if err := hdr.Write(w); err != nil {
-		return err
+// writeSwitching writes the 101 response head with hdr's fields to w; a field whose name or
+// value would break the head's framing is left out.
+func writeSwitching(w io.Writer, hdr *httpmsg.Header) error {
+	b := append(make([]byte, 0, 256), "HTTP/1.1 101 Switching Protocols\r\n"...)
+	for i := 0; i < hdr.Len(); i++ {
+		k, v := hdr.Field(i)
+		if len(k) == 0 || bytes.ContainsAny(k, "\r\n:\x00 ") || bytes.ContainsAny(v, "\r\n\x00") {
+			continue
+		}
+		b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
 	}
-	w.WriteString("\r\n")
-	return w.Flush()
+	b = append(b, "\r\n"...)
+	_, err := w.Write(b)
+	return err
 }

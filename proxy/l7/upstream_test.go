@@ -22,7 +22,7 @@ import (
 )
 
 // staticCluster compiles a STATIC cluster name with one endpoint, addr; h2 speaks HTTP/2 to it.
-func staticCluster(t *testing.T, name, addr string, h2 bool) *upstream.Cluster {
+func staticCluster(t testing.TB, name, addr string, h2 bool) *upstream.Cluster {
 	t.Helper()
 	c := testenv.StaticCluster(name, 2*time.Second, addr)
 	if h2 {

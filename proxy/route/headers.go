@@ -2,13 +2,13 @@ package route
 
 import (
 	"fmt"
-	"net/http"
 	"net/netip"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
 
@@ -203,12 +203,12 @@ func (a *headerAdd) value(req Request, info *RequestInfo) string {
 // Apply removes and adds headers in h. req (may be nil) and info feed %REQ()% and address
 // commands. It is called on the request path; literal-only values do not allocate beyond the
 // header slice itself.
-func (o *HeaderOps) Apply(h http.Header, req Request, info *RequestInfo) {
+func (o *HeaderOps) Apply(h *httpmsg.Header, req Request, info *RequestInfo) {
 	if o == nil {
 		return
 	}
 	for _, k := range o.remove {
-		delete(h, k)
+		h.Del(k)
 	}
 	for i := range o.add {
 		a := &o.add[i]
@@ -216,19 +216,18 @@ func (o *HeaderOps) Apply(h http.Header, req Request, info *RequestInfo) {
 		if v == "" && !a.keepEmpty {
 			continue
 		}
-		_, exists := h[a.key]
 		switch a.action {
 		case appendOrAdd:
-			h[a.key] = append(h[a.key], v)
+			h.Add(a.key, v)
 		case addIfAbsent:
-			if !exists {
-				h[a.key] = []string{v}
+			if !h.Has(a.key) {
+				h.Add(a.key, v)
 			}
 		case overwriteOrAdd:
-			h[a.key] = []string{v}
+			h.Set(a.key, v)
 		case overwriteIfExists:
-			if exists {
-				h[a.key] = []string{v}
+			if h.Has(a.key) {
+				h.Set(a.key, v)
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 )
@@ -590,16 +591,16 @@ func splitHostPort(h string) (string, string, bool) {
 // ApplyRequestHeaders applies the request header operations of the target, route, virtual host
 // and route configuration to h, in Envoy's order (most specific first, so the least specific
 // wins on overwrite, unless most_specific_header_mutations_wins).
-func (rt *Route) ApplyRequestHeaders(h http.Header, r Request, info *RequestInfo, t *Target) {
+func (rt *Route) ApplyRequestHeaders(h *httpmsg.Header, r Request, info *RequestInfo, t *Target) {
 	rt.applyOps(h, r, info, t, false)
 }
 
 // ApplyResponseHeaders applies the response header operations likewise.
-func (rt *Route) ApplyResponseHeaders(h http.Header, r Request, info *RequestInfo, t *Target) {
+func (rt *Route) ApplyResponseHeaders(h *httpmsg.Header, r Request, info *RequestInfo, t *Target) {
 	rt.applyOps(h, r, info, t, true)
 }
 
-func (rt *Route) applyOps(h http.Header, r Request, info *RequestInfo, t *Target, resp bool) {
+func (rt *Route) applyOps(h *httpmsg.Header, r Request, info *RequestInfo, t *Target, resp bool) {
 	var levels [4]*HeaderOps
 	vh := rt.VirtualHost
 	if resp {
@@ -626,7 +627,7 @@ func (rt *Route) applyOps(h http.Header, r Request, info *RequestInfo, t *Target
 
 // ApplyTableResponseHeaders applies only the route configuration's response header operations;
 // l7 uses it for local replies when no route matched.
-func (t *Table) ApplyTableResponseHeaders(h http.Header, r Request, info *RequestInfo) {
+func (t *Table) ApplyTableResponseHeaders(h *httpmsg.Header, r Request, info *RequestInfo) {
 	if t != nil {
 		t.respOps.Apply(h, r, info)
 	}

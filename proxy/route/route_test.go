@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/internal/vocab"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
 func fwd(name string, m *routev3.RouteMatch, cluster string) *routev3.Route {
@@ -294,8 +295,8 @@ func TestActions(t *testing.T) {
 		if name != "w1" {
 			t.Fatalf("weighted picked %q", name)
 		}
-		h := http.Header{}
-		rt.ApplyRequestHeaders(h, nil, nil, tgt)
+		var h httpmsg.Header
+		rt.ApplyRequestHeaders(&h, nil, nil, tgt)
 		if h.Get("X-W") != "1" {
 			t.Fatalf("per-cluster header missing: %v", h)
 		}
@@ -346,7 +347,18 @@ func TestHeaderOpsOrderAndAppendActions(t *testing.T) {
 	rt := tb.Match(HTTPRequest(r))
 	info := &RequestInfo{}
 	info.Remote = mustAddrPort("10.1.2.3:5000")
-	rt.ApplyRequestHeaders(r.Header, HTTPRequest(r), info, nil)
+	var rh httpmsg.Header
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			rh.Add(k, v)
+		}
+	}
+	rt.ApplyRequestHeaders(&rh, HTTPRequest(r), info, nil)
+	r.Header = http.Header{}
+	for i := 0; i < rh.Len(); i++ {
+		k, v := rh.Field(i)
+		r.Header.Add(string(k), string(v))
+	}
 	want := map[string][]string{"X-Level": {"config"}, "X-Append": {"a", "b"}, "X-Absent": {"old"},
 		"X-Copy": {"v-100%"}, "X-Remote": {"10.1.2.3"}}
 	for k, v := range want {
@@ -360,10 +372,11 @@ func TestHeaderOpsOrderAndAppendActions(t *testing.T) {
 	if _, ok := r.Header["X-Only-If"]; ok {
 		t.Error("OVERWRITE_IF_EXISTS added a header")
 	}
-	resp := http.Header{"Server-Timing": {"x"}}
-	rt.ApplyResponseHeaders(resp, HTTPRequest(r), info, nil)
-	if len(resp) != 0 {
-		t.Errorf("response headers %v", resp)
+	var resp httpmsg.Header
+	resp.Add("Server-Timing", "x")
+	rt.ApplyResponseHeaders(&resp, HTTPRequest(r), info, nil)
+	if resp.Len() != 0 {
+		t.Errorf("response headers: %d fields", resp.Len())
 	}
 }
 

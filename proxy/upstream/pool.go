@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -46,7 +47,7 @@ type pool struct {
 // pconn is one pooled connection.
 type pconn struct {
 	p        *pool
-	cc       *http.ClientConn
+	cc       clientConn
 	created  time.Time
 	requests uint32 // guarded by p.mu
 	draining bool   // guarded by p.mu: takes no new requests, closes when idle
@@ -284,6 +285,21 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 	if p.ep.network == "unix" {
 		addr = "localhost:0" // the dialer ignores it; it only names the peer for TLS
 	}
+	if p.kind == poolH1 {
+		// HTTP/1.1 on the proxy's own codec (h1conn.go).
+		nc, err := p.dialH1(dctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		hc := newH1Client(nc)
+		pc := &pconn{p: p, cc: hc, created: time.Now()}
+		c.st.cxHTTP1Total.Inc()
+		hc.mu.Lock()
+		hc.hook = pc.onState
+		hc.mu.Unlock()
+		pc.startDuration()
+		return pc, nil
+	}
 	cc, err := p.tr.NewClientConn(dctx, p.scheme, addr)
 	if err != nil {
 		return nil, err
@@ -295,11 +311,44 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 		c.st.cxHTTP1Total.Inc()
 	}
 	cc.SetStateHook(func(*http.ClientConn) { pc.onState() })
-	if d := c.http.maxConnDuration; d > 0 {
-		// Envoy drains a connection when it reaches max_connection_duration, busy or not.
+	pc.startDuration()
+	return pc, nil
+}
+
+// startDuration arms max_connection_duration: Envoy drains a connection when it reaches it,
+// busy or not.
+func (pc *pconn) startDuration() {
+	if d := pc.p.ep.c.http.maxConnDuration; d > 0 {
 		time.AfterFunc(d, pc.onMaxDuration)
 	}
-	return pc, nil
+}
+
+// dialH1 opens an HTTP/1.1 connection: TCP within the circuit breakers (dialTCP), then the
+// transport socket's TLS handshake, within ctx (the connect timeout).
+func (p *pool) dialH1(ctx context.Context, addr string) (net.Conn, error) {
+	nc, err := p.ep.c.dialTCP(ctx, p.ep)
+	if err != nil {
+		return nil, err
+	}
+	cfg := p.tr.TLSClientConfig
+	if cfg == nil {
+		return nc, nil
+	}
+	if cfg.ServerName == "" {
+		// As net/http's client: the server name is the dialed host.
+		cfg = cfg.Clone()
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			cfg.ServerName = host
+		} else {
+			cfg.ServerName = addr
+		}
+	}
+	tc := tls.Client(nc, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 func (pc *pconn) onMaxDuration() {

@@ -490,3 +490,27 @@ func TestHTTP2MaxConcurrentStreams(t *testing.T) {
 		t.Fatalf("%d streams at 2 per connection used %d connections, want %d", n, got, n/2)
 	}
 }
+
+// TestKeepAliveAfterCancel: the router cancels a request's context once the response has been
+// streamed, before it closes the body; an HTTP/1.1 connection whose exchange was complete is
+// still reused.
+func TestKeepAliveAfterCancel(t *testing.T) {
+	a := newBackend(t, "a")
+	cl, _ := compileT(t, staticCluster("kac", clusterv3.Cluster_ROUND_ROBIN, a), Deps{})
+	for range 10 {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://svc.test/", nil)
+		resp, err := cl.RoundTrip(req, balance.Context{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		resp.Body.Close()
+	}
+	if n := a.accepted.Load(); n != 1 {
+		t.Fatalf("10 sequential requests used %d connections, want 1", n)
+	}
+}

@@ -1,0 +1,266 @@
+package l7
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/strait-mesh/strait/proxy/h1"
+	"github.com/strait-mesh/strait/proxy/h2guard"
+	"github.com/strait-mesh/strait/proxy/http1"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
+)
+
+// HTTP/1.1 connections are served by the proxy's own codec (proxy/h1) on the goroutine that
+// accepted them: one goroutine per connection, request heads parsed into reused storage, no
+// background read. HTTP/2 (ALPN "h2" or prior knowledge) stays with net/http's server
+// (conn.go). The codec parses with proxy/http1's strict rules, so no protocol guard sits in
+// front of it; the connection clocks (clockConn: max_connection_duration, the write stall
+// limit, lingering close) are the same as for net/http's connections, and the codec's own
+// IdleTimeout and HeadersTimeout are idle_timeout and request_headers_timeout.
+
+// errBodyDetached is what a request body read returns once its request has ended: an
+// abandoned upstream attempt may still hold the body, and the codec reads the next request
+// from the same buffer.
+var errBodyDetached = errors.New("request body read after the request ended")
+
+// h1Conn is one HTTP/1.1 connection served by proxy/h1.
+type h1Conn struct {
+	h    *Handler
+	cs   *connState
+	cc   *clockConn
+	ctx  context.Context
+	peer netip.AddrPort
+	tls  bool
+	srv  h1.Server
+	d    h1Down
+	body *h1Body // the current request's body, nil between requests
+}
+
+// h1Down is the downstream of a request served by proxy/h1.
+type h1Down struct {
+	w *h1.ResponseWriter
+	c *h1Conn
+}
+
+// h1Body is a request body as the connection manager holds it: reads after the request
+// ended fail (errBodyDetached) instead of reading the connection under the codec.
+type h1Body struct {
+	mu     sync.Mutex
+	r      io.Reader
+	closed bool
+	// trailer, when the request declared trailers, is the map the upstream request sends
+	// them from; it is filled from req's trailer section at the end of the body.
+	req     *httpmsg.Request
+	trailer http.Header
+}
+
+// Read implements io.Reader.
+func (b *h1Body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errBodyDetached
+	}
+	n, err := b.r.Read(p)
+	if err == io.EOF && b.trailer != nil {
+		t := &b.req.Trailer
+		for i := 0; i < t.Len(); i++ {
+			k, v := t.Field(i)
+			b.trailer.Add(string(k), string(v))
+		}
+		b.trailer = nil
+	}
+	return n, err
+}
+
+// declaredTrailers returns a map with the trailer names r's Trailer field declares (nil
+// values), or nil when it declares none or the body is not chunked.
+func declaredTrailers(r *httpmsg.Request) http.Header {
+	if r.ContentLength >= 0 || !r.Header.Has("Trailer") {
+		return nil
+	}
+	m := http.Header{}
+	for _, v := range headerValues(&r.Header, "Trailer") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				m[http.CanonicalHeaderKey(f)] = nil
+			}
+		}
+	}
+	return m
+}
+
+// Close implements io.Closer; the codec drains or drops what was not read.
+func (b *h1Body) Close() error { return nil }
+
+// detach ends the body's reads; a read in progress finishes first.
+func (b *h1Body) detach() {
+	b.mu.Lock()
+	b.closed, b.r = true, nil
+	b.mu.Unlock()
+}
+
+// h1Native reports whether the connection is HTTP/1.x for proxy/h1 to serve: not negotiated
+// as h2, the codec allows HTTP/1.1, and its first bytes are not the HTTP/2 client preface.
+func (h *Handler) h1Native(alpn string, cc *clockConn) bool {
+	if alpn == "h2" || h.codec == hcmv3.HttpConnectionManager_HTTP2 {
+		return false
+	}
+	b := cc.first.pending
+	if len(b) == 0 {
+		return false // not seen yet: net/http's server and the guards decide
+	}
+	m := min(len(b), len(h2guard.Preface))
+	return string(b[:m]) != h2guard.Preface[:m]
+}
+
+// serveH1 serves an HTTP/1.x connection with proxy/h1 until it ends.
+func (h *Handler) serveH1(cc *clockConn, cs *connState) {
+	if h.codec != hcmv3.HttpConnectionManager_HTTP1 && !plausibleRequestLine(cc.first.pending) {
+		// Neither HTTP/2 nor HTTP/1.x: closed without an answer the client could not read,
+		// as the protocol guard does (guard.go).
+		h.guardSt.protoErr.Inc()
+		cc.Close()
+		return
+	}
+	// The codec reads the connection itself (no guard), and counts its own timeouts.
+	var raw net.Conn = cc.first
+	cc.inner.Store(&raw)
+	cc.counted.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &h1Conn{h: h, cs: cs, cc: cc, ctx: ctx, tls: cs.info.TLS}
+	if ra := cc.RemoteAddr(); ra != nil {
+		c.peer, _ = netip.ParseAddrPort(ra.String())
+	}
+	c.d.c = c
+	c.srv = h1.Server{
+		Handler: c,
+		Limits: http1.Limits{
+			// admit answers 431 for what exceeds the configured limits; the codec bounds the
+			// head at twice them.
+			MaxHeaderBytes: h.serverMaxHeaderBytes(),
+			MaxHeaderCount: 2*h.maxHeaders + 16,
+		},
+		IdleTimeout:       h.connIdle,
+		CheckBufferedBody: true,
+		HeadersTimeout:    h.headLimit(),
+		OnReject:          func(*http1.Error) { h.guardSt.protoErr.Inc() },
+		OnTimeout: func(head bool) {
+			if head {
+				h.tst.headerTimeout.Inc()
+			} else {
+				h.tst.idleTimeout.Inc()
+			}
+		},
+	}
+	cs.h1.Store(true)
+	cs.idle.Store(false)
+	if h.draining.Load() {
+		cc.Close()
+		return
+	}
+	_ = c.srv.ServeConn(cc)
+}
+
+// ServeHTTP1 implements h1.Handler: one request through the connection manager.
+func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
+	c.cs.idle.Store(false)
+	defer c.cs.idle.Store(true)
+	cc := c.cc
+	cc.mu.Lock()
+	if !cc.headBy.IsZero() {
+		// The first head arrived within request_headers_timeout (awaitFirstHead): its clock
+		// no longer applies.
+		cc.headBy = time.Time{}
+		cc.applyRead()
+	}
+	cc.mu.Unlock()
+	c.d.w = w
+	var body io.ReadCloser = http.NoBody
+	var trailer http.Header
+	if r.Body != httpmsg.NoBody && r.Body != nil {
+		trailer = declaredTrailers(r)
+		c.body = &h1Body{r: r.Body, req: r, trailer: trailer}
+		body = c.body
+	}
+	defer func() {
+		if c.body != nil {
+			c.body.detach()
+			c.body = nil
+		}
+		c.d.w = nil
+	}()
+	c.h.serve(streamStart{
+		d: &c.d, req: r, body: body, ctx: c.ctx, cs: c.cs, peer: c.peer,
+		method: r.Method, authority: string(r.Authority()), path: string(r.Path()), tls: c.tls,
+		reqTrailer: trailer,
+	})
+}
+
+// Header implements downstream.
+func (d *h1Down) Header() *httpmsg.Header { return d.w.Header() }
+
+// Trailer implements downstream.
+func (d *h1Down) Trailer() *httpmsg.Header { return d.w.Trailer() }
+
+// WriteHeader implements downstream: a draining connection (the listener drains, or
+// max_connection_duration passed) closes after the response, and so does every connection
+// while the overload manager disables keep-alive.
+func (d *h1Down) WriteHeader(status int) {
+	h := d.c.h
+	if status >= 200 && (h.draining.Load() || d.c.cc.draining.Load() || h.overload.keepaliveOff.Load()) {
+		d.w.Header().Set("Connection", "close")
+	}
+	if status >= 200 && !d.w.Header().Has("Date") {
+		// As net/http's server did (RFC 9110 section 6.6.1: an origin with a clock sends it).
+		var b [len(http.TimeFormat)]byte
+		d.w.Header().SetBytes("Date", time.Now().UTC().AppendFormat(b[:0], http.TimeFormat))
+	}
+	d.w.WriteHeader(status)
+}
+
+// Write implements downstream.
+func (d *h1Down) Write(p []byte) (int, error) {
+	if d.w.Status() == 0 {
+		d.WriteHeader(http.StatusOK)
+	}
+	return d.w.Write(p)
+}
+
+// Flush implements downstream.
+func (d *h1Down) Flush() error {
+	if d.w.Status() == 0 {
+		d.WriteHeader(http.StatusOK)
+	}
+	return d.w.Flush()
+}
+
+// Hijack implements downstream: the connection's clocks stop applying to it, but for the
+// write stall limit and max_connection_duration.
+func (d *h1Down) Hijack() (net.Conn, []byte, error) {
+	conn, rest, err := d.w.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	d.c.cc.setState(http.StateHijacked)
+	return conn, rest, nil
+}
+
+// EnableFullDuplex implements downstream: the codec always is.
+func (d *h1Down) EnableFullDuplex() error { return nil }
+
+// SetReadDeadline implements downstream.
+func (d *h1Down) SetReadDeadline(t time.Time) error { return d.c.cc.SetReadDeadline(t) }
+
+// SetWriteDeadline implements downstream.
+func (d *h1Down) SetWriteDeadline(t time.Time) error { return d.c.cc.SetWriteDeadline(t) }

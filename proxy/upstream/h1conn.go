@@ -1,0 +1,271 @@
+package upstream
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/strait-mesh/strait/proxy/h1"
+	"github.com/strait-mesh/strait/proxy/http1"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
+)
+
+// clientConn is one pooled upstream connection as the pool drives it: net/http's
+// *http.ClientConn (HTTP/2, and TLS connections whose ALPN chooses the protocol) or h1Client
+// (HTTP/1.1, plaintext or TLS, on the proxy's own codec).
+type clientConn interface {
+	// Reserve reserves a request slot; RoundTrip uses it.
+	Reserve() error
+	// Err is non-nil once the connection is closed or broken.
+	Err() error
+	// InFlight counts reserved and running requests.
+	InFlight() int
+	// Close closes the connection.
+	Close() error
+	// RoundTrip sends a request on a reserved slot.
+	RoundTrip(req *http.Request) (*http.Response, error)
+}
+
+// errConnBusy is a Reserve on an HTTP/1.1 connection that carries a request.
+var errConnBusy = errors.New("upstream connection busy")
+
+// errConnClosed is the state of a closed HTTP/1.1 connection.
+var errConnClosed = errors.New("upstream connection closed")
+
+// h1Client is an upstream HTTP/1.1 connection on proxy/h1's codec (h1.Conn): the request is
+// written from the caller's goroutine (its body from one more while the response is read), and
+// the response is read there too; no read or write loop goroutines. net/http's request and
+// response types are converted at the boundary until the router speaks httpmsg.
+type h1Client struct {
+	conn *h1.Conn
+	tls  *tls.ConnectionState // the connection's TLS state, nil for plaintext
+	hook func()               // runs after each change of state (the pool's onState)
+
+	// x is the exchange's codec storage, reused: the connection carries one request at a
+	// time, and the router is done with a response once it closed its body.
+	x h1Exchange
+
+	mu       sync.Mutex
+	inFlight int
+	err      error
+}
+
+// newH1Client wraps nc (connected, TLS handshake done).
+func newH1Client(nc net.Conn) *h1Client {
+	hc := &h1Client{}
+	if tc, ok := nc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		hc.tls = &st
+	}
+	hc.conn = h1.NewConn(nc, http1.Limits{MaxHeaderBytes: maxResponseHeaderBytes}, hc.exchangeDone)
+	return hc
+}
+
+// exchangeDone is h1.Conn's end of an exchange.
+func (hc *h1Client) exchangeDone(reusable bool) {
+	hc.mu.Lock()
+	hc.inFlight = 0
+	if !reusable && hc.err == nil {
+		hc.err = errConnClosed
+	}
+	hook := hc.hook
+	hc.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+}
+
+// Reserve implements clientConn. It does not run the state hook (the pool holds its lock).
+func (hc *h1Client) Reserve() error {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	switch {
+	case hc.err != nil:
+		return hc.err
+	case hc.inFlight > 0:
+		return errConnBusy
+	}
+	hc.inFlight = 1
+	return nil
+}
+
+// Err implements clientConn.
+func (hc *h1Client) Err() error {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	return hc.err
+}
+
+// InFlight implements clientConn.
+func (hc *h1Client) InFlight() int {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	return hc.inFlight
+}
+
+// Close implements clientConn; a request in flight fails.
+func (hc *h1Client) Close() error {
+	hc.mu.Lock()
+	if hc.err == nil {
+		hc.err = errConnClosed
+	}
+	hook := hc.hook
+	hc.mu.Unlock()
+	err := hc.conn.Close()
+	if hook != nil {
+		hook()
+	}
+	return err
+}
+
+// RoundTrip implements clientConn.
+func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	x := &hc.x
+	x.req.Reset()
+	x.src, x.trailer, x.out = nil, nil, nil
+	r := &x.req
+	r.Method = req.Method
+	host := req.Host
+	if host == "" && req.URL != nil {
+		host = req.URL.Host
+	}
+	r.SetAuthorityString(host)
+	r.SetPathString(req.URL.RequestURI())
+	for k, vs := range req.Header {
+		if strings.EqualFold(k, "Host") {
+			continue
+		}
+		for _, v := range vs {
+			r.Header.Add(k, v)
+		}
+	}
+	r.ContentLength = req.ContentLength
+	r.Body = httpmsg.NoBody
+	if req.Body != nil && req.Body != http.NoBody {
+		if r.ContentLength == 0 {
+			r.ContentLength = -1 // net/http's rule: 0 with a body is unknown
+		}
+		x.src, x.trailer = req.Body, req.Trailer
+		r.Body = (*h1RequestBody)(x)
+	} else {
+		r.ContentLength = 0
+	}
+	var wrote func()
+	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.WroteHeaders != nil {
+		wrote = trace.WroteHeaders
+	}
+	err := hc.conn.RoundTripTrace(req.Context(), r, &x.resp, wrote)
+	if err != nil {
+		if x.src != nil {
+			x.src.Close() // as net/http's client does; at its end otherwise (h1RequestBody)
+		}
+		return nil, err
+	}
+	resp := x.httpResponse(req)
+	resp.TLS = hc.tls
+	return resp, nil
+}
+
+// h1Exchange is one request's codec messages.
+type h1Exchange struct {
+	req     httpmsg.Request
+	resp    httpmsg.Response
+	src     io.ReadCloser // the request body
+	trailer http.Header   // the request's trailers, read when its body ends
+	out     *http.Response
+}
+
+// h1RequestBody is the request body as the codec reads it: at its end, the trailers net/http's
+// request carries (filled as the downstream body ended) go into the codec's request.
+type h1RequestBody h1Exchange
+
+// Read implements io.Reader.
+func (b *h1RequestBody) Read(p []byte) (int, error) {
+	n, err := b.src.Read(p)
+	if err == io.EOF {
+		b.src.Close()
+		for k, vs := range b.trailer {
+			for _, v := range vs {
+				b.req.Trailer.Add(k, v)
+			}
+		}
+	}
+	return n, err
+}
+
+// httpResponse converts the codec's response head for the router.
+func (x *h1Exchange) httpResponse(req *http.Request) *http.Response {
+	r := &x.resp
+	resp := &http.Response{
+		StatusCode:    r.Status,
+		Status:        strconv.Itoa(r.Status) + " " + http.StatusText(r.Status),
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        make(http.Header, r.Header.Len()),
+		ContentLength: r.ContentLength,
+		Request:       req,
+	}
+	if r.Proto == httpmsg.HTTP10 {
+		resp.Proto, resp.ProtoMinor = "HTTP/1.0", 0
+	}
+	for i := 0; i < r.Header.Len(); i++ {
+		k, v := r.Header.Field(i)
+		switch {
+		case httpmsg.EqualFold(k, "Transfer-Encoding"):
+			// Framing is the codec's (net/http's client keeps it out of Header too).
+			resp.TransferEncoding = []string{"chunked"}
+			continue
+		case httpmsg.EqualFold(k, "Trailer"):
+			for _, f := range strings.Split(string(v), ",") {
+				if f = strings.TrimSpace(f); f != "" {
+					if resp.Trailer == nil {
+						resp.Trailer = http.Header{}
+					}
+					resp.Trailer[http.CanonicalHeaderKey(f)] = nil
+				}
+			}
+		}
+		resp.Header.Add(string(k), string(v))
+	}
+	if rw, ok := r.Body.(io.ReadWriteCloser); ok {
+		resp.Body = rw // the tunnel
+		return resp
+	}
+	x.out = resp
+	resp.Body = (*h1ResponseBody)(x)
+	return resp
+}
+
+// h1ResponseBody is the response body as the router reads it: at its end the codec's trailer
+// section goes into the response's Trailer, as net/http's client does.
+type h1ResponseBody h1Exchange
+
+// Read implements io.Reader.
+func (b *h1ResponseBody) Read(p []byte) (int, error) {
+	n, err := b.resp.Body.Read(p)
+	if err == io.EOF && b.resp.Trailer.Len() > 0 {
+		if b.out.Trailer == nil {
+			b.out.Trailer = http.Header{}
+		}
+		for i := 0; i < b.resp.Trailer.Len(); i++ {
+			k, v := b.resp.Trailer.Field(i)
+			key := http.CanonicalHeaderKey(string(k))
+			if vs, ok := b.out.Trailer[key]; ok && vs == nil {
+				b.out.Trailer[key] = []string{string(v)}
+			} else {
+				b.out.Trailer[key] = append(vs, string(v))
+			}
+		}
+	}
+	return n, err
+}
+
+// Close implements io.Closer.
+func (b *h1ResponseBody) Close() error { return b.resp.Body.Close() }
