@@ -137,7 +137,8 @@ func newKubeRegistry(o Options, log *slog.Logger) (*kuberegistry.Registry, error
 			", but short host names in Istio config still expand with "+mesh.DefaultDomainSuffix+": write full host names",
 			"domain", o.KubeDomain)
 	}
-	reg, err := kuberegistry.New(cfg, kuberegistry.Options{Logger: log, Namespaces: o.KubeNamespaces, Domain: o.KubeDomain})
+	reg, err := kuberegistry.New(cfg, kuberegistry.Options{Logger: log, Namespaces: o.KubeNamespaces, Domain: o.KubeDomain,
+		SystemNamespace: o.Webhooks.namespace()})
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: %w", err)
 	}

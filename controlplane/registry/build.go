@@ -15,7 +15,9 @@ import (
 //
 // Each ServiceEntry host becomes one Service in the ServiceEntry's namespace. Endpoints come from
 // the ServiceEntry's inline endpoints, or, with a workloadSelector, from the WorkloadEntries of the
-// same namespace whose labels match. A DNS or DNS_ROUND_ROBIN ServiceEntry without endpoints gets
+// same namespace whose labels match. A Kubernetes Service's ServiceEntry (from
+// controlplane/registry/kube, see KubernetesServicePrefix) has its EndpointSlices' endpoints
+// inline and also the WorkloadEntries its selector selects. A DNS or DNS_ROUND_ROBIN ServiceEntry without endpoints gets
 // one endpoint per port: the host itself. Resolution NONE services keep their endpoints (if any) but
 // are translated as original-destination passthrough.
 //
@@ -47,6 +49,11 @@ func Build(objs []*config.Object) (services []*Service, endpoints map[ServiceKey
 	}
 	for _, o := range entries {
 		se := o.Spec.(*networking.ServiceEntry)
+		ks, err := parseKubeService(o)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		ports := convertPorts(se.GetPorts())
 		var eps []*Endpoint
 		switch {
@@ -56,11 +63,25 @@ func Build(objs []*config.Object) (services []*Service, endpoints map[ServiceKey
 				if !LabelsMatch(se.GetWorkloadSelector().GetLabels(), we.GetLabels()) {
 					continue
 				}
-				eps = append(eps, workloadEndpoints(we, w.Name, w.Namespace, ports)...)
+				eps = append(eps, workloadEndpoints(we, w.Name, w.Namespace, ports, defaultPort)...)
 			}
 		default:
+			portOf := defaultPort
+			if ks != nil {
+				portOf = ks.inlinePort
+			}
 			for i, we := range se.GetEndpoints() {
-				eps = append(eps, workloadEndpoints(we, fmt.Sprintf("%s-%d", o.Name, i), o.Namespace, ports)...)
+				eps = append(eps, workloadEndpoints(we, fmt.Sprintf("%s-%d", o.Name, i), o.Namespace, ports, portOf)...)
+			}
+			// Istio's cross-registry selection: a Kubernetes Service's selector also selects
+			// the WorkloadEntries of its namespace, whatever source they come from.
+			if ks != nil && ks.selector != nil {
+				for _, w := range workloads[o.Namespace] {
+					we := w.Spec.(*networking.WorkloadEntry)
+					if LabelsMatch(ks.selector, we.GetLabels()) {
+						eps = append(eps, workloadEndpoints(we, w.Name, w.Namespace, ports, ks.workloadEntryPort)...)
+					}
+				}
 			}
 		}
 		for _, host := range se.GetHosts() {
@@ -79,6 +100,8 @@ func Build(objs []*config.Object) (services []*Service, endpoints map[ServiceKey
 			}
 			if sel := se.GetWorkloadSelector(); sel != nil {
 				svc.Selector = sel.GetLabels()
+			} else if ks != nil && ks.selector != nil {
+				svc.Selector = ks.selector
 			}
 			hostEps := eps
 			if len(hostEps) == 0 && se.GetWorkloadSelector() == nil &&
@@ -115,9 +138,19 @@ func (p Port) targetOrNumber() uint32 {
 	return p.Number
 }
 
-// workloadEndpoints returns one endpoint per service port for a workload entry. The workload's
-// port map (by service port name) overrides the service's targetPort, which overrides the port.
-func workloadEndpoints(we *networking.WorkloadEntry, name, ns string, ports []Port) []*Endpoint {
+// defaultPort is a ServiceEntry's port mapping: the workload's port map (by service port name)
+// overrides the service's targetPort, which overrides the port.
+func defaultPort(we *networking.WorkloadEntry, p Port) (uint32, bool) {
+	if wp, ok := we.GetPorts()[p.Name]; ok && wp != 0 {
+		return wp, true
+	}
+	return p.targetOrNumber(), true
+}
+
+// workloadEndpoints returns one endpoint per service port for a workload entry, on the port
+// portOf gives, none on the ports for which it reports false.
+func workloadEndpoints(we *networking.WorkloadEntry, name, ns string, ports []Port,
+	portOf func(*networking.WorkloadEntry, Port) (uint32, bool)) []*Endpoint {
 	if we.GetAddress() == "" {
 		return nil
 	}
@@ -127,9 +160,9 @@ func workloadEndpoints(we *networking.WorkloadEntry, name, ns string, ports []Po
 	}
 	out := make([]*Endpoint, 0, len(ports))
 	for _, p := range ports {
-		port := p.targetOrNumber()
-		if wp, ok := we.GetPorts()[p.Name]; ok && wp != 0 {
-			port = wp
+		port, ok := portOf(we, p)
+		if !ok {
+			continue
 		}
 		if strings.HasPrefix(we.GetAddress(), "unix://") {
 			port = 0

@@ -1,6 +1,7 @@
 // Package registry is Strait's service registry model: services with ports and protocols, and
 // the endpoints (workload instances) behind them. Sources fill it: ServiceEntry and WorkloadEntry
-// config (this package), auto-registered proxies (autoregister), and later Kubernetes.
+// config (this package), auto-registered proxies (autoregister), and Kubernetes Services (kube),
+// whose selectors also select WorkloadEntries (see Build).
 package registry
 
 import "time"

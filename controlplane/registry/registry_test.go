@@ -1,8 +1,12 @@
 package registry_test
 
 import (
+	"strings"
 	"testing"
 
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh/meshtest"
 	"github.com/strait-mesh/strait/controlplane/registry"
 )
@@ -93,5 +97,33 @@ spec: {address: 10.1.0.3, labels: {app: vm}}
 	}
 	if len(eps[svcs[1].Key()]) != 2 {
 		t.Errorf("alias host endpoints = %d", len(eps[svcs[1].Key()]))
+	}
+}
+
+// TestBuildKubernetesAnnotations checks that only the Kubernetes registry's objects (named
+// "service:...") select WorkloadEntries by their annotation, and that a malformed one is
+// reported.
+func TestBuildKubernetesAnnotations(t *testing.T) {
+	se := func(name, selector string) *config.Object {
+		return &config.Object{Kind: config.ServiceEntry, Meta: config.Meta{Name: name, Namespace: "apps",
+			Annotations: map[string]string{registry.AnnotationServiceSelector: selector}},
+			Spec: &networking.ServiceEntry{Hosts: []string{name + ".example.com"}, Resolution: networking.ServiceEntry_STATIC,
+				Ports: []*networking.ServicePort{{Number: 80, Name: "http"}}}}
+	}
+	we := &config.Object{Kind: config.WorkloadEntry, Meta: config.Meta{Name: "vm", Namespace: "apps"},
+		Spec: &networking.WorkloadEntry{Address: "10.1.0.1", Labels: map[string]string{"app": "vm"}}}
+	svcs, eps, errs := registry.Build([]*config.Object{se("user", `{"app":"vm"}`), se(registry.KubernetesServicePrefix+"kube", `{"app":"vm"}`), we})
+	if len(errs) > 0 || len(svcs) != 2 {
+		t.Fatalf("services %v, errors %v", svcs, errs)
+	}
+	for _, s := range svcs {
+		n := len(eps[s.Key()])
+		if want := map[string]int{"user.example.com": 0, "service:kube.example.com": 1}[s.Hostname]; n != want {
+			t.Errorf("%s: %d endpoints, want %d", s.Hostname, n, want)
+		}
+	}
+	_, _, errs = registry.Build([]*config.Object{se(registry.KubernetesServicePrefix+"bad", `app=vm`)})
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), registry.AnnotationServiceSelector) {
+		t.Errorf("errors %v, want one naming the annotation", errs)
 	}
 }

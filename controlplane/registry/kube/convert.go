@@ -8,6 +8,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/registry"
@@ -15,7 +16,11 @@ import (
 
 // NamePrefix starts the name of every ServiceEntry the registry makes: "service:NAME". A colon
 // never occurs in a Kubernetes object name, so these never collide with a user's ServiceEntry.
-const NamePrefix = "service:"
+const NamePrefix = registry.KubernetesServicePrefix
+
+// LabelNetwork is Istio's label naming the network of a Pod, or, on the system namespace, the
+// default network of the cluster's endpoints.
+const LabelNetwork = "topology.istio.io/network"
 
 // AnnotationExportTo is Istio's Service annotation restricting which namespaces see the service
 // (comma-separated, as ServiceEntry.exportTo).
@@ -30,6 +35,9 @@ type Input struct {
 	Nodes []*corev1.Node
 	// Domain is the cluster DNS domain (default cluster.local).
 	Domain string
+	// Network is the network of the endpoints whose Pod has no LabelNetwork: Istio's default,
+	// the label on the system namespace ("" when unset).
+	Network string
 }
 
 // Convert turns Kubernetes Services into ServiceEntry objects, one per Service, named
@@ -43,8 +51,12 @@ type Input struct {
 // A numeric targetPort becomes the port's targetPort; a named one is resolved per endpoint by
 // the EndpointSlices. Endpoints are the addresses of the Service's EndpointSlices whose ready
 // condition is not false (so not-ready and terminating endpoints leave load balancing), with
-// the labels and service account of the Pod they point to and the locality of their Node. The result is sorted by namespace
-// and name.
+// the labels and service account of the Pod they point to, its network (its LabelNetwork, else
+// in.Network) and the locality of their Node. A Service's selector (not of an ExternalName
+// Service) and its named target ports are kept as annotations for registry.Build, which adds the
+// WorkloadEntries the selector selects and keeps a port with a named target port only on the
+// endpoints that have it (see registry.KubernetesServiceAnnotations). The result is sorted by
+// namespace and name.
 func Convert(in Input) []*config.Object {
 	domain := in.Domain
 	if domain == "" {
@@ -69,7 +81,7 @@ func Convert(in Input) []*config.Object {
 	}
 	out := make([]*config.Object, 0, len(in.Services))
 	for _, svc := range in.Services {
-		out = append(out, convertService(svc, slices[svc.Namespace+"/"+svc.Name], pods, localities, domain))
+		out = append(out, convertService(svc, slices[svc.Namespace+"/"+svc.Name], pods, localities, domain, in.Network))
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Namespace != out[j].Namespace {
@@ -85,7 +97,8 @@ func Hostname(name, namespace, domain string) string {
 	return name + "." + namespace + ".svc." + domain
 }
 
-func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod, localities map[string]string, domain string) *config.Object {
+func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod,
+	localities map[string]string, domain, network string) *config.Object {
 	se := &networking.ServiceEntry{
 		Hosts:      []string{Hostname(svc.Name, svc.Namespace, domain)},
 		Location:   networking.ServiceEntry_MESH_INTERNAL,
@@ -98,6 +111,7 @@ func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, po
 			}
 		}
 	}
+	var namedTargets map[string]string // service port name -> target port name
 	for _, p := range svc.Spec.Ports {
 		proto := ""
 		if p.Protocol == corev1.ProtocolUDP {
@@ -111,13 +125,21 @@ func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, po
 		if sel := registry.SelectProtocol(p.Name, proto, app); sel != registry.Unsupported {
 			sp.Protocol = string(sel)
 		}
-		if p.TargetPort.IntVal > 0 && p.TargetPort.StrVal == "" {
+		switch {
+		case p.TargetPort.Type == intstr.String && p.TargetPort.StrVal != "":
+			if namedTargets == nil {
+				namedTargets = map[string]string{}
+			}
+			namedTargets[p.Name] = p.TargetPort.StrVal
+		case p.TargetPort.IntVal > 0:
 			sp.TargetPort = uint32(p.TargetPort.IntVal)
 		}
 		se.Ports = append(se.Ports, sp)
 	}
+	selector := svc.Spec.Selector
 	switch {
 	case svc.Spec.Type == corev1.ServiceTypeExternalName:
+		selector, namedTargets = nil, nil // Kubernetes ignores them too
 		se.Resolution = networking.ServiceEntry_DNS
 		se.Location = networking.ServiceEntry_MESH_EXTERNAL
 		if svc.Spec.ExternalName != "" {
@@ -125,7 +147,7 @@ func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, po
 		}
 	case svc.Spec.ClusterIP == corev1.ClusterIPNone:
 		se.Resolution = networking.ServiceEntry_NONE
-		se.Endpoints = endpoints(slices, pods, localities)
+		se.Endpoints = endpoints(slices, pods, localities, network)
 	default:
 		for _, ip := range svc.Spec.ClusterIPs {
 			if ip != "" && ip != corev1.ClusterIPNone {
@@ -135,7 +157,7 @@ func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, po
 		if len(se.Addresses) == 0 && svc.Spec.ClusterIP != "" {
 			se.Addresses = []string{svc.Spec.ClusterIP}
 		}
-		se.Endpoints = endpoints(slices, pods, localities)
+		se.Endpoints = endpoints(slices, pods, localities, network)
 	}
 	return &config.Object{
 		Kind:       config.ServiceEntry,
@@ -144,6 +166,7 @@ func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, po
 			Name:              NamePrefix + svc.Name,
 			Namespace:         svc.Namespace,
 			Labels:            svc.Labels,
+			Annotations:       registry.KubernetesServiceAnnotations(selector, namedTargets),
 			CreationTimestamp: svc.CreationTimestamp.Time,
 		},
 		Spec:   se,
@@ -153,7 +176,9 @@ func convertService(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, po
 
 // endpoints returns one WorkloadEntry per ready address of the slices, its ports keyed by the
 // service port names. An address in several slices (during a controller's update) is kept once.
-func endpoints(slices []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod, localities map[string]string) []*networking.WorkloadEntry {
+// An endpoint's network is its Pod's LabelNetwork, else network.
+func endpoints(slices []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod, localities map[string]string,
+	network string) []*networking.WorkloadEntry {
 	byAddr := map[string]*networking.WorkloadEntry{}
 	for _, s := range slices {
 		if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
@@ -186,12 +211,15 @@ func endpoints(slices []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod,
 				if _, dup := byAddr[addr]; dup {
 					continue
 				}
-				we := &networking.WorkloadEntry{Address: addr, Ports: ports}
+				we := &networking.WorkloadEntry{Address: addr, Ports: ports, Network: network}
 				if ep.NodeName != nil {
 					we.Locality = localities[*ep.NodeName]
 				}
 				if pod != nil {
 					we.Labels = pod.Labels
+					if n := pod.Labels[LabelNetwork]; n != "" {
+						we.Network = n
+					}
 					we.ServiceAccount = pod.Spec.ServiceAccountName
 					if we.ServiceAccount == "" {
 						we.ServiceAccount = "default"

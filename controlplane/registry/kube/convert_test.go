@@ -1,14 +1,19 @@
 package kube
 
 import (
+	"fmt"
 	"reflect"
+	"sort"
+	"strings"
 	"testing"
 
+	networking "istio.io/api/networking/v1alpha3"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/registry"
 )
 
@@ -156,6 +161,102 @@ func TestLocality(t *testing.T) {
 	} {
 		if got := Locality(c.labels); got != c.want {
 			t.Errorf("Locality(%v) = %q, want %q", c.labels, got, c.want)
+		}
+	}
+}
+
+func workloadEntry(name, ns string, we *networking.WorkloadEntry) *config.Object {
+	return &config.Object{Kind: config.WorkloadEntry, Meta: config.Meta{Name: name, Namespace: ns}, Spec: we}
+}
+
+// TestConvertSelectsWorkloadEntries checks Istio's cross-registry selection: a Service's selector
+// selects the WorkloadEntries of its namespace, a named targetPort resolved through their ports
+// map (no endpoint on that port without it), a numeric one overridden by the port named as the
+// service port; and a Pod lacking a named target port has no endpoint on that port.
+func TestConvertSelectsWorkloadEntries(t *testing.T) {
+	svc := service("reviews", corev1.ServiceSpec{ClusterIP: "198.19.240.10", Selector: map[string]string{"app": "reviews"},
+		Ports: []corev1.ServicePort{
+			{Name: "http", Port: 9080, TargetPort: intstr.FromString("web")},
+			{Name: "grpc", Port: 9090, TargetPort: intstr.FromInt32(19090)},
+			{Name: "tcp-admin", Port: 9999, TargetPort: intstr.FromString("admin")},
+		}})
+	objs := Convert(Input{
+		Services: []*corev1.Service{svc},
+		// The EndpointSlice controller resolves no "admin" port for reviews-v1: its slice lacks it.
+		EndpointSlices: []*discoveryv1.EndpointSlice{
+			slice("reviews-a", "reviews", discoveryv1.AddressTypeIPv4, map[string]int32{"http": 8000, "grpc": 19090},
+				endpoint("reviews-v1", true, false, "10.0.0.1")),
+			slice("reviews-b", "reviews", discoveryv1.AddressTypeIPv4, map[string]int32{"http": 8000, "grpc": 19090, "tcp-admin": 8999},
+				endpoint("reviews-v2", true, false, "10.0.0.2")),
+		},
+		Pods: []*corev1.Pod{pod("reviews-v1", "v1", ""), pod("reviews-v2", "v2", "")},
+	})
+	objs = append(objs,
+		workloadEntry("vm-1", "default", &networking.WorkloadEntry{Address: "10.1.0.1",
+			Labels: map[string]string{"app": "reviews", "version": "vm"}, Ports: map[string]uint32{"web": 7000, "grpc": 7090},
+			Network: "vm-net", ServiceAccount: "vm"}),
+		workloadEntry("vm-2", "default", &networking.WorkloadEntry{Address: "10.1.0.2", Labels: map[string]string{"app": "reviews"}}),
+		workloadEntry("other-app", "default", &networking.WorkloadEntry{Address: "10.1.0.3", Labels: map[string]string{"app": "db"}}),
+		workloadEntry("other-ns", "other", &networking.WorkloadEntry{Address: "10.1.0.4", Labels: map[string]string{"app": "reviews"}}),
+	)
+	services, eps, errs := registry.Build(objs)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if len(services) != 1 || !reflect.DeepEqual(services[0].Selector, map[string]string{"app": "reviews"}) {
+		t.Fatalf("services %+v", services)
+	}
+	var got []string
+	for _, e := range eps[services[0].Key()] {
+		got = append(got, fmt.Sprintf("%s %s:%d %s", e.ServicePortName, e.Address, e.Port, e.Network))
+	}
+	sort.Strings(got)
+	want := []string{
+		"grpc 10.0.0.1:19090 ", "grpc 10.0.0.2:19090 ",
+		"grpc 10.1.0.1:7090 vm-net", // the WorkloadEntry's port named as the service port
+		"grpc 10.1.0.2:19090 ",      // the numeric target port
+		"http 10.0.0.1:8000 ", "http 10.0.0.2:8000 ",
+		"http 10.1.0.1:7000 vm-net", // the named target port through the ports map; vm-2 has none
+		"tcp-admin 10.0.0.2:8999 ",  // only the Pod whose slice has the port
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("endpoints:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// Without a selector (endpoints managed by hand) and for ExternalName, nothing is selected.
+	for _, spec := range []corev1.ServiceSpec{
+		{ClusterIP: "198.19.240.11", Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(80)}}},
+		{Type: corev1.ServiceTypeExternalName, ExternalName: "api.example.com", Selector: map[string]string{"app": "reviews"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("web")}}},
+	} {
+		objs := append(Convert(Input{Services: []*corev1.Service{service("manual", spec)}}), workloadEntry("vm-1", "default",
+			&networking.WorkloadEntry{Address: "10.1.0.1", Labels: map[string]string{"app": "reviews"}}))
+		services, eps, _ := registry.Build(objs)
+		for _, e := range eps[services[0].Key()] {
+			if e.Address == "10.1.0.1" {
+				t.Errorf("%s: selected the WorkloadEntry: %+v", spec.Type, e)
+			}
+		}
+	}
+}
+
+// TestConvertNetwork checks an endpoint's network: its Pod's label, else the default (the system
+// namespace's label).
+func TestConvertNetwork(t *testing.T) {
+	p2 := pod("reviews-v2", "v2", "")
+	p2.Labels[LabelNetwork] = "net-2"
+	in := Input{
+		Services: []*corev1.Service{service("reviews", corev1.ServiceSpec{ClusterIP: "198.19.240.10",
+			Ports: []corev1.ServicePort{{Name: "http", Port: 9080}}})},
+		EndpointSlices: []*discoveryv1.EndpointSlice{slice("reviews-a", "reviews", discoveryv1.AddressTypeIPv4, map[string]int32{"http": 9080},
+			endpoint("reviews-v1", true, false, "10.0.0.1"), endpoint("reviews-v2", true, false, "10.0.0.2"))},
+		Pods: []*corev1.Pod{pod("reviews-v1", "v1", ""), p2},
+	}
+	for _, def := range []string{"", "net-1"} {
+		in.Network = def
+		eps := Convert(in)[0].Spec.(*networking.ServiceEntry).GetEndpoints()
+		if len(eps) != 2 || eps[0].GetNetwork() != def || eps[1].GetNetwork() != "net-2" {
+			t.Errorf("default %q: endpoints %v", def, eps)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package kube is Strait's Kubernetes service registry (straitd --kubeconfig): it watches
-// Services, EndpointSlices, Pods and Nodes (for locality) through client-go informers, in all namespaces or a
-// configured set, and serves each Service as a ServiceEntry config object (see Convert). The
+// Services, EndpointSlices, Pods and Nodes (for locality) through client-go informers, in all
+// namespaces or a configured set, and the system namespace (for the default network), and
+// serves each Service as a ServiceEntry config object (see Convert). The
 // registry is a config.Source beside the config sources, so Kubernetes services join
 // ServiceEntries and WorkloadEntries in the one service registry (controlplane/registry.Build)
 // exactly as the other sources' objects do, and DestinationRule subsets select a Service's
@@ -20,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -40,6 +42,9 @@ type Options struct {
 	Namespaces []string
 	// Domain is the cluster DNS domain of the services' host names (default cluster.local).
 	Domain string
+	// SystemNamespace is the control plane's namespace (default istio-system): as in Istio, its
+	// label topology.istio.io/network is the network of the endpoints whose Pod has none.
+	SystemNamespace string
 	// Debounce is how long the registry waits for more changes after an event before publishing
 	// (default 100ms).
 	Debounce time.Duration
@@ -84,6 +89,9 @@ func NewForClient(client kubernetes.Interface, opts Options) *Registry {
 	if opts.Domain == "" {
 		opts.Domain = "cluster.local"
 	}
+	if opts.SystemNamespace == "" {
+		opts.SystemNamespace = "istio-system"
+	}
 	return &Registry{client: client, opts: opts, log: opts.Logger.With("source", Origin),
 		synced: make(chan struct{}), kick: make(chan struct{}, 1)}
 }
@@ -115,9 +123,15 @@ type listers struct {
 	}
 }
 
-// nodeLister lists the cluster's nodes.
-type nodeLister interface {
-	List(labels.Selector) ([]*corev1.Node, error)
+// clusterListers are the cluster-scoped listers: the nodes, and the system namespace (a list
+// of at most one).
+type clusterListers struct {
+	nodes interface {
+		List(labels.Selector) ([]*corev1.Node, error)
+	}
+	system interface {
+		List(labels.Selector) ([]*corev1.Namespace, error)
+	}
 }
 
 // Run starts the informers, publishes the registry once they have synced and then after changes
@@ -165,9 +179,18 @@ func (r *Registry) Run(ctx context.Context, onChange func()) error {
 	if _, err := nodeInf.Informer().AddEventHandler(handler); err != nil {
 		return fmt.Errorf("kubernetes registry: %w", err)
 	}
-	hasSynced = append(hasSynced, nodeInf.Informer().HasSynced)
-	nodes := nodeInf.Lister()
-	factories = append(factories, nf)
+	// The system namespace, for its network label: one informer on that name only.
+	sf := informers.NewSharedInformerFactoryWithOptions(r.client, r.opts.Resync, informers.WithTransform(stripManagedFields),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", r.opts.SystemNamespace).String()
+		}))
+	nsInf := sf.Core().V1().Namespaces()
+	if _, err := nsInf.Informer().AddEventHandler(handler); err != nil {
+		return fmt.Errorf("kubernetes registry: %w", err)
+	}
+	hasSynced = append(hasSynced, nodeInf.Informer().HasSynced, nsInf.Informer().HasSynced)
+	cluster := clusterListers{nodes: nodeInf.Lister(), system: nsInf.Lister()}
+	factories = append(factories, nf, sf)
 	for _, f := range factories {
 		f.Start(ctx.Done())
 	}
@@ -180,7 +203,7 @@ func (r *Registry) Run(ctx context.Context, onChange func()) error {
 	if !cache.WaitForCacheSync(ctx.Done(), hasSynced...) {
 		return nil
 	}
-	r.publish(all, nodes)
+	r.publish(all, cluster)
 	close(r.synced)
 	r.log.Info("kubernetes registry synced", "services", len(r.List()), "took", time.Since(start).Round(time.Millisecond))
 	onChange()
@@ -195,7 +218,7 @@ func (r *Registry) Run(ctx context.Context, onChange func()) error {
 		case <-r.kick:
 			timer.Reset(r.opts.Debounce)
 		case <-timer.C:
-			if r.publish(all, nodes) {
+			if r.publish(all, cluster) {
 				onChange()
 			}
 		}
@@ -211,12 +234,21 @@ func (r *Registry) changed() {
 }
 
 // publish converts the listers' contents and stores the result; it reports whether it changed.
-func (r *Registry) publish(all []listers, nodes nodeLister) bool {
+func (r *Registry) publish(all []listers, cluster clusterListers) bool {
 	var in Input
 	in.Domain = r.opts.Domain
 	var err error
-	if in.Nodes, err = nodes.List(labels.Everything()); err != nil {
+	if in.Nodes, err = cluster.nodes.List(labels.Everything()); err != nil {
 		r.log.Warn("kubernetes registry: listing nodes", "error", err)
+	}
+	system, err := cluster.system.List(labels.Everything())
+	if err != nil {
+		r.log.Warn("kubernetes registry: listing the system namespace", "error", err)
+	}
+	for _, ns := range system {
+		if ns.Name == r.opts.SystemNamespace {
+			in.Network = ns.Labels[LabelNetwork]
+		}
 	}
 	for _, l := range all {
 		svcs, err1 := l.services.List(labels.Everything())
@@ -248,7 +280,8 @@ func sameObjects(a, b []*config.Object) bool {
 	for i := range a {
 		if a[i].Name != b[i].Name || a[i].Namespace != b[i].Namespace ||
 			!a[i].CreationTimestamp.Equal(b[i].CreationTimestamp) ||
-			!reflect.DeepEqual(a[i].Labels, b[i].Labels) || !proto.Equal(a[i].Spec, b[i].Spec) {
+			!reflect.DeepEqual(a[i].Labels, b[i].Labels) || !reflect.DeepEqual(a[i].Annotations, b[i].Annotations) ||
+			!proto.Equal(a[i].Spec, b[i].Spec) {
 			return false
 		}
 	}

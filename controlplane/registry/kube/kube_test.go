@@ -2,9 +2,11 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -12,17 +14,24 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/strait-mesh/strait/controlplane/config"
+	"github.com/strait-mesh/strait/controlplane/registry"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
 )
 
 // TestRegistry runs the registry against a real API server with the EndpointSlice controller,
 // limited to namespace "default": a headless Service and an ExternalName one appear, a Service of
-// another namespace does not, and a terminating Pod (deleted, held by a finalizer) leaves the
-// endpoints while its object still exists.
+// another namespace does not, endpoints carry the system namespace's network (istio-system,
+// outside the limit) unless their Pod names its own, and a terminating Pod (deleted, held by a
+// finalizer) leaves the endpoints while its object still exists. A Service with named target
+// ports has no endpoint on a port its Pod lacks, and, through registry.Build, also selects a
+// WorkloadEntry until its selector changes; relabelling the system namespace moves the endpoints
+// to the new network.
 func TestRegistry(t *testing.T) {
 	c := kubeenv.Start(t, kubeenv.Options{ControllerManager: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -37,6 +46,9 @@ func TestRegistry(t *testing.T) {
 	must(cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1",
 		Labels: map[string]string{LabelRegion: "r1", LabelZone: "z1"}}}, metav1.CreateOptions{}))
 	must(cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other"}}, metav1.CreateOptions{}))
+	// The system namespace (outside the registry's namespaces) names the default network.
+	must(cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system",
+		Labels: map[string]string{LabelNetwork: "net-1"}}}, metav1.CreateOptions{}))
 	for _, ns := range []string{"default", "other"} {
 		must(cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "db"},
 			Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: map[string]string{"app": "db"},
@@ -45,23 +57,35 @@ func TestRegistry(t *testing.T) {
 	must(cs.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "ext"},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "api.example.com",
 			Ports: []corev1.ServicePort{{Name: "https", Port: 443}}}}, metav1.CreateOptions{}))
-	for i, name := range []string{"db-0", "db-1"} {
+	// reviews: its port http has the named target port web, which reviews-0 has, and tcp-admin
+	// the named target port admin, which it lacks; its selector also selects WorkloadEntries.
+	must(cs.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "reviews"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "reviews"}, Ports: []corev1.ServicePort{
+			{Name: "http", Port: 9080, TargetPort: intstr.FromString("web")},
+			{Name: "tcp-admin", Port: 9999, TargetPort: intstr.FromString("admin")}}}}, metav1.CreateOptions{}))
+	for i, name := range []string{"db-0", "db-1", "reviews-0"} {
+		labels := map[string]string{"app": "db"}
+		var ports []corev1.ContainerPort
+		if name == "reviews-0" {
+			labels = map[string]string{"app": "reviews", LabelNetwork: "net-2"}
+			ports = []corev1.ContainerPort{{Name: "web", ContainerPort: 9081}}
+		}
 		must(cs.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "db"}, Finalizers: []string{"strait.io/test"}},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Finalizers: []string{"strait.io/test"}},
 			Spec: corev1.PodSpec{NodeName: "node-1", AutomountServiceAccountToken: new(bool),
-				Containers: []corev1.Container{{Name: "db", Image: "db"}}},
+				Containers: []corev1.Container{{Name: "app", Image: "app", Ports: ports}}},
 		}, metav1.CreateOptions{}))
 		pod, err := cs.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ip := []string{"198.18.209.11", "198.18.209.12"}[i]
+		ip := []string{"198.18.209.11", "198.18.209.12", "198.18.209.13"}[i]
 		pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}},
 			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
 		must(cs.CoreV1().Pods("default").UpdateStatus(ctx, pod, metav1.UpdateOptions{}))
 	}
 	t.Cleanup(func() { // let the namespace's pods go
-		for _, name := range []string{"db-0", "db-1"} {
+		for _, name := range []string{"db-0", "db-1", "reviews-0"} {
 			_, _ = cs.CoreV1().Pods("default").Patch(context.Background(), name, "application/merge-patch+json",
 				[]byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
 		}
@@ -103,7 +127,7 @@ func TestRegistry(t *testing.T) {
 	addrs := func(se *networking.ServiceEntry) []string {
 		var out []string
 		for _, we := range se.GetEndpoints() {
-			out = append(out, we.GetAddress()+" "+we.GetLocality())
+			out = append(out, we.GetAddress()+" "+we.GetLocality()+" "+we.GetNetwork())
 		}
 		return out
 	}
@@ -116,7 +140,7 @@ func TestRegistry(t *testing.T) {
 		}
 		return db != nil && ext != nil &&
 			db.GetResolution() == networking.ServiceEntry_NONE && db.GetHosts()[0] == "db.default.svc.cluster.local" &&
-			slices.Equal(addrs(db), []string{"198.18.209.11 r1/z1", "198.18.209.12 r1/z1"}) &&
+			slices.Equal(addrs(db), []string{"198.18.209.11 r1/z1 net-1", "198.18.209.12 r1/z1 net-1"}) &&
 			ext.GetResolution() == networking.ServiceEntry_DNS && ext.GetEndpoints()[0].GetAddress() == "api.example.com"
 	})
 
@@ -126,6 +150,51 @@ func TestRegistry(t *testing.T) {
 	}
 	waitUntil("the terminating pod out", func(m map[string]*networking.ServiceEntry) bool {
 		db := m["default/service:db"]
-		return db != nil && slices.Equal(addrs(db), []string{"198.18.209.11 r1/z1"})
+		return db != nil && slices.Equal(addrs(db), []string{"198.18.209.11 r1/z1 net-1"})
+	})
+
+	// reviews-0: its own network; an endpoint on http (its web port) and none on tcp-admin. With a
+	// WorkloadEntry from another source, registry.Build adds it to reviews as the selector says.
+	vm := &config.Object{Kind: config.WorkloadEntry, Meta: config.Meta{Name: "vm", Namespace: "default"},
+		Spec: &networking.WorkloadEntry{Address: "198.18.209.20", Labels: map[string]string{"app": "reviews"},
+			Ports: map[string]uint32{"web": 7000, "admin": 7999}}}
+	endpointsOf := func(host string) []string {
+		services, eps, errs := registry.Build(append(slices.Clone(reg.List()), vm))
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		var out []string
+		for _, s := range services {
+			if s.Hostname == host {
+				for _, e := range eps[s.Key()] {
+					out = append(out, fmt.Sprintf("%s %s:%d %s", e.ServicePortName, e.Address, e.Port, e.Network))
+				}
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	waitUntil("reviews-0 and the WorkloadEntry behind reviews", func(m map[string]*networking.ServiceEntry) bool {
+		return slices.Equal(endpointsOf("reviews.default.svc.cluster.local"), []string{"http 198.18.209.13:9081 net-2",
+			"http 198.18.209.20:7000 ", "tcp-admin 198.18.209.20:7999 "})
+	})
+
+	// The system namespace's network changes: the endpoints follow.
+	if _, err := cs.CoreV1().Namespaces().Patch(ctx, "istio-system", types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"`+LabelNetwork+`":"net-3"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil("the new default network", func(m map[string]*networking.ServiceEntry) bool {
+		db := m["default/service:db"]
+		return db != nil && slices.Equal(addrs(db), []string{"198.18.209.11 r1/z1 net-3"})
+	})
+
+	// The Service's selector changes: the WorkloadEntry is no longer selected.
+	if _, err := cs.CoreV1().Services("default").Patch(ctx, "reviews", types.MergePatchType,
+		[]byte(`{"spec":{"selector":{"app":"reviews-v2"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil("reviews selecting nothing", func(m map[string]*networking.ServiceEntry) bool {
+		return len(endpointsOf("reviews.default.svc.cluster.local")) == 0
 	})
 }
