@@ -23,7 +23,10 @@ func sidecarYAML(clientIP, serverIP, appAddr string) string {
 func sidecarPairYAML(clientIP, serverIP, appAddr, endpoint string) string {
 	return staticServiceYAML("reviews.e2e.svc.cluster.local", 9080, "http", "HTTP", endpoint) + "---\n" +
 		explicitSidecarYAML("client", "egress", "bind: "+clientIP, `hosts: ["e2e/*"]`) + "---\n" +
-		explicitSidecarYAML("reviews", "ingress", "defaultEndpoint: "+appAddr, "bind: "+serverIP) + "---\n" +
+		// The server imports no services: its default egress would bind 127.0.0.1:9080 in capture
+		// mode NONE, which other tests' sidecars bind too (an LDS NACK when they run at once).
+		sidecarResourceYAML("reviews", "app: reviews", "  ingress:\n"+explicitListener(httpPort, "defaultEndpoint: "+appAddr, "bind: "+serverIP)+
+			"  egress:\n  - hosts: [\"istio-system/*\"]\n") + "---\n" +
 		virtualServiceYAML("reviews", "e2e", `  hosts: [reviews.e2e.svc.cluster.local]
   http:
   - match: [{uri: {prefix: /hello}}]
