@@ -44,7 +44,7 @@ func (c *conn) beginWatch() {
 	}
 	w := &c.watch
 	w.mu.Lock()
-	w.state, w.gone = watchIdle, false
+	w.state = watchIdle
 	w.mu.Unlock()
 	if c.body.done() {
 		c.armWatch()
@@ -121,5 +121,8 @@ func (c *conn) stopWatch() (gone bool) {
 	case watchEnded:
 		w.wg.Wait()
 	}
-	return w.gone
+	w.mu.Lock()
+	gone, w.gone = w.gone, false
+	w.mu.Unlock()
+	return gone
 }

@@ -170,3 +170,56 @@ func TestWatchKeepsPipelined(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchStopped: a watch read still waiting when the handler returns is ended (a read
+// deadline in the past) and the connection's next request is read as usual, over plain TCP
+// and TLS.
+func TestWatchStopped(t *testing.T) {
+	cert := testenv.SelfSigned(t, "example.com")
+	for _, useTLS := range []bool{false, true} {
+		name := "plain"
+		if useTLS {
+			name = "tls"
+		}
+		t.Run(name, func(t *testing.T) {
+			s := &Server{
+				WatchDelay: time.Millisecond,
+				OnPeerGone: func() { t.Error("a client waiting for its response was taken for gone") },
+				Handler: HandlerFunc(func(w *ResponseWriter, r *httpmsg.Request) {
+					testenv.WaitFor(t, "the watch to start", 10*time.Second, func() bool {
+						return watchState(w) == watchRunning
+					})
+					w.Header().Set("x-path", r.PathString())
+				}),
+			}
+			var cfg *tls.Config
+			if useTLS {
+				cfg = &tls.Config{Certificates: []tls.Certificate{cert}}
+			}
+			addr, _ := serveLoopback(t, s, cfg)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if useTLS {
+				c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			for _, path := range []string{"/1", "/2", "/3"} {
+				if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("%s: %v", path, err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 || resp.Header.Get("x-path") != path {
+					t.Errorf("%s: status %d path %q", path, resp.StatusCode, resp.Header.Get("x-path"))
+				}
+			}
+		})
+	}
+}
