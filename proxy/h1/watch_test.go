@@ -14,29 +14,41 @@ import (
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
-// serveLoopback serves s on a loopback listener (TLS with cfg, if set) and returns its address
-// and a channel with ServeConn's result for each connection.
-func serveLoopback(t *testing.T, s *Server, cfg *tls.Config) (string, <-chan error) {
+// serveAndDial serves s on a loopback listener (TLS with a self-signed certificate if useTLS)
+// and returns a client connection to it, closed at the end of the test, and a channel with
+// ServeConn's result.
+func serveAndDial(t *testing.T, s *Server, useTLS bool) (net.Conn, <-chan error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	done := make(chan error, 16)
+	var cfg *tls.Config
+	if useTLS {
+		cfg = &tls.Config{Certificates: []tls.Certificate{testenv.SelfSigned(t, "example.com")}}
+	}
+	done := make(chan error, 1)
 	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if cfg != nil {
-				c = tls.Server(c, cfg)
-			}
-			go func() { done <- s.ServeConn(c) }()
+		c, err := ln.Accept()
+		if err != nil {
+			return
 		}
+		if cfg != nil {
+			c = tls.Server(c, cfg)
+		}
+		done <- s.ServeConn(c)
 	}()
-	return ln.Addr().String(), done
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if useTLS {
+		c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, done
 }
 
 // watchState returns the state of the connection's watch.
@@ -50,7 +62,6 @@ func watchState(w *ResponseWriter) int {
 // noticed (OnPeerGone) before the handler returns, over plain TCP and TLS, with and without a
 // request body.
 func TestWatchPeerGone(t *testing.T) {
-	cert := testenv.SelfSigned(t, "example.com")
 	for _, tc := range []struct {
 		name string
 		tls  bool
@@ -79,18 +90,7 @@ func TestWatchPeerGone(t *testing.T) {
 					}
 				}),
 			}
-			var cfg *tls.Config
-			if tc.tls {
-				cfg = &tls.Config{Certificates: []tls.Certificate{cert}}
-			}
-			addr, done := serveLoopback(t, s, cfg)
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.tls {
-				c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
-			}
+			c, done := serveAndDial(t, s, tc.tls)
 			if _, err := io.WriteString(c, tc.req); err != nil {
 				t.Fatal(err)
 			}
@@ -106,7 +106,6 @@ func TestWatchPeerGone(t *testing.T) {
 // TestWatchKeepsPipelined: the bytes of a pipelined request that the watch reads are the next
 // request's, and the connection's reads go on after the watch is stopped.
 func TestWatchKeepsPipelined(t *testing.T) {
-	cert := testenv.SelfSigned(t, "example.com")
 	for _, useTLS := range []bool{false, true} {
 		name := "plain"
 		if useTLS {
@@ -130,20 +129,7 @@ func TestWatchKeepsPipelined(t *testing.T) {
 					w.Write(body)
 				}),
 			}
-			var cfg *tls.Config
-			if useTLS {
-				cfg = &tls.Config{Certificates: []tls.Certificate{cert}}
-			}
-			addr, _ := serveLoopback(t, s, cfg)
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if useTLS {
-				c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
-			}
-			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c, _ := serveAndDial(t, s, useTLS)
 			if _, err := io.WriteString(c, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +161,6 @@ func TestWatchKeepsPipelined(t *testing.T) {
 // deadline in the past) and the connection's next request is read as usual, over plain TCP
 // and TLS.
 func TestWatchStopped(t *testing.T) {
-	cert := testenv.SelfSigned(t, "example.com")
 	for _, useTLS := range []bool{false, true} {
 		name := "plain"
 		if useTLS {
@@ -192,20 +177,7 @@ func TestWatchStopped(t *testing.T) {
 					w.Header().Set("x-path", r.PathString())
 				}),
 			}
-			var cfg *tls.Config
-			if useTLS {
-				cfg = &tls.Config{Certificates: []tls.Certificate{cert}}
-			}
-			addr, _ := serveLoopback(t, s, cfg)
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if useTLS {
-				c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
-			}
-			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c, _ := serveAndDial(t, s, useTLS)
 			br := bufio.NewReader(c)
 			for _, path := range []string{"/1", "/2", "/3"} {
 				if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
