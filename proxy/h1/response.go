@@ -261,6 +261,7 @@ func (w *ResponseWriter) Hijack() (net.Conn, []byte, error) {
 		return nil, nil, ErrHijacked
 	}
 	c := w.c
+	c.stopWatch()
 	if err := c.wr.flush(); err != nil {
 		return nil, nil, err
 	}

@@ -55,6 +55,15 @@ type Server struct {
 	// a request head: head reports whether the head had begun (HeadersTimeout, or a deadline
 	// the caller set) or not (IdleTimeout).
 	OnTimeout func(head bool)
+	// WatchDelay is how long a request whose body was read to its end may be in flight (its
+	// handler not returned) before the codec watches the connection for the client closing or
+	// resetting it (see watch.go); 0: not watched, the close is noticed when the response is
+	// written.
+	WatchDelay time.Duration
+	// OnPeerGone, if set, is called, from another goroutine while the handler runs, when the
+	// watch sees the client close or reset the connection. The connection closes after the
+	// response.
+	OnPeerGone func()
 }
 
 // Codec errors of a request head, with Envoy's details.
@@ -90,6 +99,7 @@ type conn struct {
 	wbuf    [bufSize]byte
 	pendBuf [bufSize]byte
 	scratch []byte
+	watch   watch
 
 	expect100 bool // the request expects 100-continue and none was sent yet
 	closeConn bool // the connection closes after the current response
@@ -178,9 +188,13 @@ func (c *conn) serve() error {
 			}
 		}
 		c.w.reset()
+		c.beginWatch()
 		s.Handler.ServeHTTP1(&c.w, &c.req)
 		if c.w.hijacked {
 			return nil
+		}
+		if c.stopWatch() {
+			c.closeConn = true
 		}
 		if err := c.finishRequest(); err != nil || c.closeConn {
 			return err
@@ -403,7 +417,13 @@ func (c *conn) bodyStart() {
 	c.wr.flush()
 }
 
-func (c *conn) bodyEnd(error) {}
+// bodyEnd arms the watch for the client closing the connection once the body was read to its
+// end.
+func (c *conn) bodyEnd(err error) {
+	if err == io.EOF && c.srv.WatchDelay > 0 && !c.tunnel {
+		c.armWatch()
+	}
+}
 
 // validEscapes reports whether every "%" in the path of target (before any "?") starts a
 // percent-encoded octet: "%" HEXDIG HEXDIG. net/http refuses the request otherwise, and what

@@ -32,6 +32,11 @@ import (
 // from the same buffer.
 var errBodyDetached = errors.New("request body read after the request ended")
 
+// h1WatchDelay is how long an HTTP/1.1 request, its body received, may be in flight before the
+// codec watches its connection for the client going away (h1.Server.WatchDelay): requests
+// answered sooner cost no watch.
+const h1WatchDelay = 2 * time.Millisecond
+
 // h1Conn is one HTTP/1.1 connection served by proxy/h1.
 type h1Conn struct {
 	h    *Handler
@@ -162,6 +167,11 @@ func (h *Handler) serveH1(cc *clockConn, cs *connState) {
 				h.tst.idleTimeout.Inc()
 			}
 		},
+		WatchDelay: h1WatchDelay,
+		// The client closed or reset the connection while its request was in flight: the
+		// stream's context (the connection's: one stream at a time) ends, which resets the
+		// upstream request and logs DC, as Envoy does.
+		OnPeerGone: cancel,
 	}
 	cs.h1.Store(true)
 	cs.idle.Store(false)
