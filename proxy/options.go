@@ -47,6 +47,12 @@ type Options struct {
 	DrainDuration time.Duration
 	// ForceSotW skips the Delta ADS attempt.
 	ForceSotW bool
+	// OnDemand turns on on-demand configuration (Envoy's on-demand VHDS and CDS): the proxy
+	// announces node.FeatureOnDemand, and its HTTP router and TCP proxy demand the virtual host
+	// or cluster a request or connection needs when they do not hold it, holding it meanwhile
+	// (at most l7.DefaultDemandTimeout). Whether the control plane then sends only what was
+	// demanded is its choice (straitd --on-demand, or node metadata ON_DEMAND). Default off.
+	OnDemand bool
 	// Logger receives the proxy's logs (default slog.Default()).
 	Logger *slog.Logger
 	// LogLevel is the level the admin /logging endpoint changes; it should be the level of

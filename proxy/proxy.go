@@ -142,6 +142,7 @@ func New(opts Options) (*Proxy, error) {
 		Handler:     p,
 		Logger:      p.log,
 		ForceSotW:   opts.ForceSotW,
+		OnDemand:    opts.OnDemand,
 		BackoffBase: opts.BackoffBase,
 		BackoffMax:  opts.BackoffMax,
 		OnConnection: func(up bool) {

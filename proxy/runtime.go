@@ -96,9 +96,29 @@ func (e l4Env) Cluster(name string) l4.Upstream {
 	return nil
 }
 
+// Demander implements l7.OnDemandEnv: the xDS client when on-demand configuration is on, else
+// nil.
+func (e l7Env) Demander() l7.Demander {
+	if !e.opts.OnDemand || e.client == nil {
+		return nil
+	}
+	return e.client
+}
+
+// ClusterDemander implements l4.OnDemandEnv: the xDS client when on-demand configuration is
+// on, else nil.
+func (e l4Env) ClusterDemander() l4.ClusterDemander {
+	if !e.opts.OnDemand || e.client == nil {
+		return nil
+	}
+	return e.client
+}
+
 var (
-	_ l7.Env = l7Env{}
-	_ l4.Env = l4Env{}
+	_ l7.Env         = l7Env{}
+	_ l7.OnDemandEnv = l7Env{}
+	_ l4.Env         = l4Env{}
+	_ l4.OnDemandEnv = l4Env{}
 )
 
 // WithOriginalDst implements l4.Env: it attaches a connection's original destination for

@@ -91,6 +91,12 @@ func main() {
 				o.Node.IPs = strings.Split(ips, ",")
 			}
 			o.Node.Extra = metaFromEnv(os.Environ())
+			// A workload that asks for on-demand configuration (STRAIT_META_ON_DEMAND=true or
+			// ISTIO_META_ON_DEMAND=true) must be able to demand: that turns --on-demand on
+			// unless it is given.
+			if !cmd.Flags().Changed("on-demand") {
+				o.OnDemand = strings.EqualFold(o.Node.Extra[node.MetaOnDemand], "true")
+			}
 			o.Node.Version = version.Get().String() // ISTIO_VERSION and the node's user agent version
 			// The default DNS address is best effort (another sidecar on the same host may hold
 			// it); one given explicitly must bind.
@@ -157,6 +163,7 @@ func main() {
 		"(default: NAMESPACE.WORKLOAD@HOST_PORT.sock of --admin-address in $XDG_RUNTIME_DIR/strait, else /var/run/strait for root, else $TMPDIR/strait-UID)")
 	f.DurationVar(&o.DrainDuration, "drain-duration", 5e9, "how long open connections may finish on shutdown or listener removal")
 	f.BoolVar(&o.ForceSotW, "sotw", false, "use state-of-the-world ADS only")
+	f.BoolVar(&o.OnDemand, "on-demand", false, "demand virtual hosts and clusters from the control plane the first time a request or connection needs them, holding it meanwhile (up to 5s), and announce it (io.strait.on-demand), so that the control plane may send only those (straitd --on-demand, or metadata ON_DEMAND); default: true when STRAIT_META_ON_DEMAND or ISTIO_META_ON_DEMAND is true")
 	f.StringVar(&o.DNSAddress, "dns-address", env("127.0.0.1:15053", "DNS_ADDRESS"), "sidecar DNS proxy address, UDP and TCP (mesh names from the control plane, the rest forwarded); empty disables it")
 	f.StringVar(&o.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolv.conf naming the DNS proxy's upstream resolvers and search suffixes")
 	f.DurationVar(&o.DNSUpstreamTimeout, "dns-upstream-timeout", 2e9, "timeout of a query forwarded to one upstream resolver")

@@ -87,11 +87,15 @@ type TCPProxy struct {
 	st          *proxyStats
 	accessLog   *accesslog.Logger      // access_log; nil: none
 	istioStats  *telemetry.StatsConfig // the istio.stats network filter before it; nil: none
+	// On-demand clusters (ondemand.go): demander nil is off.
+	demander      ClusterDemander
+	demandTimeout time.Duration
 }
 
 type proxyStats struct {
 	cxTotal, noRoute, rxBytes, txBytes, idleTimeout, maxDuration, connectFail, attemptsExceeded *stats.Counter
 	active                                                                                      *stats.Gauge
+	demandFound, demandNotFound, demandFailed                                                   *stats.Counter
 }
 
 func newStats(s *stats.Store, prefix string) *proxyStats {
@@ -111,6 +115,9 @@ func newStats(s *stats.Store, prefix string) *proxyStats {
 		maxDuration:      c("max_downstream_connection_duration"),
 		connectFail:      c("upstream_connect_fail"),
 		attemptsExceeded: c("upstream_connect_attempts_exceeded"),
+		demandFound:      s.Counter("tcp."+prefix+".on_demand.found", "strait_tcp_on_demand_found", tag),
+		demandNotFound:   s.Counter("tcp."+prefix+".on_demand.not_found", "strait_tcp_on_demand_not_found", tag),
+		demandFailed:     s.Counter("tcp."+prefix+".on_demand.failed", "strait_tcp_on_demand_failed", tag),
 		active:           s.Gauge("tcp."+prefix+".downstream_cx_active", "envoy_tcp_downstream_cx_active", tag),
 	}
 }
@@ -188,6 +195,7 @@ func New(tp *tcpv3.TcpProxy, env Env) (*TCPProxy, error) {
 		p.hashSource = true
 	}
 	p.st = newStats(env.Stats(), tp.GetStatPrefix())
+	p.initOnDemand()
 	if len(tp.GetAccessLog()) > 0 {
 		var files *accesslog.Files
 		if ae, ok := env.(AccessLogEnv); ok {
@@ -326,7 +334,7 @@ func (p *TCPProxy) Serve(ctx context.Context, c net.Conn, info ConnInfo) {
 			}
 		}()
 	}
-	up := p.env.Cluster(name)
+	up := p.cluster(ctx, name) // ondemand.go: demanded first when unknown and on-demand is on
 	if up == nil {
 		p.st.noRoute.Inc()
 		if rec != nil {

@@ -94,6 +94,10 @@ type Options struct {
 	// manager: OUTBOUND makes its spans Envoy's egress spans. UNSPECIFIED falls back to the
 	// stat_prefix Istio gives (outbound_...: egress), else ingress as in Envoy.
 	TrafficDirection corev3.TrafficDirection
+	// DemandTimeout bounds how long a request is held while the proxy demands its virtual host
+	// or cluster, when the Env turns on-demand configuration on (ondemand.go); 0:
+	// DefaultDemandTimeout.
+	DemandTimeout time.Duration
 }
 
 // Handler is a compiled HttpConnectionManager.
@@ -106,6 +110,7 @@ type Handler struct {
 	codec      hcmv3.HttpConnectionManager_CodecType
 	rdsName    string
 	table      *route.Table // inline route_config
+	od         onDemand     // on-demand configuration (ondemand.go); off unless the Env gives a Demander
 
 	useRemoteAddress   bool
 	xffTrustedHops     int
@@ -242,6 +247,7 @@ func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, err
 		return nil, err
 	}
 	h.st = newHCMStats(opts.Stats, h.statPrefix)
+	h.initOnDemand()
 	if err := h.compileAccessLog(hcm); err != nil {
 		return nil, err
 	}

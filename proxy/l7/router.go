@@ -228,7 +228,7 @@ func (h *Handler) forward(s *Stream) {
 		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
 		return
 	}
-	up := h.env.Cluster(s.Cluster)
+	up := h.cluster(s) // ondemand.go: demanded first when unknown and on-demand is on
 	if up == nil {
 		h.st.noCluster.Inc()
 		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)

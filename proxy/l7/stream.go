@@ -171,14 +171,12 @@ func (h *Handler) serve(st streamStart) {
 	h.decorateRequest(s, cs)
 
 	s.Table = h.routeTable()
-	if s.Table != nil {
-		if s.external {
-			for _, k := range s.Table.InternalOnlyHeaders() {
-				s.req.Header.Del(k)
-			}
+	if s.Table != nil && s.external {
+		for _, k := range s.Table.InternalOnlyHeaders() {
+			s.req.Header.Del(k)
 		}
-		s.Route = s.Table.Match(s)
 	}
+	s.Route = h.match(s) // ondemand.go
 	if s.Route != nil {
 		s.Info.RouteName = s.Route.Name
 		if s.Route.Action == route.ActionForward {

@@ -257,6 +257,15 @@ func (t *Table) VirtualHost(host string) *VirtualHost {
 	return t.any
 }
 
+// CatchAll returns the virtual host of domain "*" (nil if none): the one VirtualHost returns
+// for a host no other domain matches.
+func (t *Table) CatchAll() *VirtualHost {
+	if t == nil {
+		return nil
+	}
+	return t.any
+}
+
 // Match returns the first route of vh matching r, or nil.
 func (vh *VirtualHost) Match(r Request) *Route {
 	path := r.Path()
