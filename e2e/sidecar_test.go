@@ -19,6 +19,9 @@ func sidecarYAML(clientIP, serverIP, appAddr string) string {
 	return sidecarPairYAML(clientIP, serverIP, appAddr, "{address: "+serverIP+", labels: {app: reviews}}")
 }
 
+// serverEgressNone is the sidecar pair's server egress: no services imported.
+const serverEgressNone = "  egress:\n  - hosts: [\"istio-system/*\"]\n"
+
 // sidecarPairYAML is sidecarYAML with endpoint (a YAML object) as the server's endpoint.
 func sidecarPairYAML(clientIP, serverIP, appAddr, endpoint string) string {
 	return staticServiceYAML("reviews.e2e.svc.cluster.local", 9080, "http", "HTTP", endpoint) + "---\n" +
@@ -26,7 +29,7 @@ func sidecarPairYAML(clientIP, serverIP, appAddr, endpoint string) string {
 		// The server imports no services: its default egress would bind 127.0.0.1:9080 in capture
 		// mode NONE, which other tests' sidecars bind too (an LDS NACK when they run at once).
 		sidecarResourceYAML("reviews", "app: reviews", "  ingress:\n"+explicitListener(httpPort, "defaultEndpoint: "+appAddr, "bind: "+serverIP)+
-			"  egress:\n  - hosts: [\"istio-system/*\"]\n") + "---\n" +
+			serverEgressNone) + "---\n" +
 		virtualServiceYAML("reviews", "e2e", `  hosts: [reviews.e2e.svc.cluster.local]
   http:
   - match: [{uri: {prefix: /hello}}]

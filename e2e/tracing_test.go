@@ -65,11 +65,18 @@ func TestTracingAcrossHops(t *testing.T) {
 	gwPort := testenv.FreePort(t)
 	// The collectors are services of the client's Sidecar scope (egress listeners for their
 	// ports): a proxy exports spans through its own cluster of the collector service.
-	more := ""
+	// The server imports the collectors only (on its own address: its default egress would bind
+	// 127.0.0.1, which other tests' sidecars bind too).
+	more, moreServer := "", ""
 	for _, p := range []string{"{number: 4317, protocol: GRPC, name: otlp}", "{number: 9411, protocol: HTTP, name: zipkin}"} {
 		more += explicitListener(p, "bind: "+clientIP, `hosts: ["e2e/*"]`)
+		moreServer += explicitListener(p, "bind: "+serverIP, `hosts: ["e2e/*"]`)
 	}
 	pair := strings.Replace(mtlsYAML(clientIP, serverIP, app.Addr()), "    hosts: [\"e2e/*\"]\n", "    hosts: [\"e2e/*\"]\n"+more, 1)
+	if !strings.Contains(pair, serverEgressNone) {
+		t.Fatal("the sidecar pair's server egress changed; update this test")
+	}
+	pair = strings.Replace(pair, serverEgressNone, "  egress:\n"+moreServer, 1)
 	cfg := pair + "---\n" + gatewayYAML(gwPort) + "---\n" +
 		edgeVS("edge", "e2e", `["*"]`, "  http:\n  - route: [{destination: {host: reviews.e2e.svc.cluster.local}}]\n") + "---\n" +
 		collectorYAML("otel-collector", 4317, "GRPC", otel.Addr) + "---\n" + collectorYAML("zipkin", 9411, "HTTP", zipkin.Addr)
