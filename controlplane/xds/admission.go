@@ -30,10 +30,13 @@ import (
 // Streams are counted in strait_xds_stream_admissions_total{result}: "admitted" at once,
 // "deferred" after waiting for a token, "refused".
 
-// Defaults for FlowLimits' admission fields.
+// Defaults for FlowLimits' admission fields. The rate bounds the server's memory while a fleet
+// resyncs after a restart (every admitted stream's proxy is generated at once): at 1,000 proxies
+// (bench/xdsload -restart, docs/performance.md) 100/s resynced in 14 s with a 2.6 GiB peak, 50/s
+// in 23 s with 1.1 GiB, 25/s (istiod's default) in 44 s with 0.8 GiB.
 const (
-	DefaultStreamRate  = 100.0
-	DefaultStreamBurst = 100
+	DefaultStreamRate  = 50.0
+	DefaultStreamBurst = 50
 	DefaultStreamWait  = 2 * time.Second
 )
 
