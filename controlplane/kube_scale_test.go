@@ -32,6 +32,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/config/kube"
 	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/internal/procstat"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
 )
@@ -105,7 +106,7 @@ func TestKubernetesScale(t *testing.T) {
 		}
 		return err == nil
 	})
-	cpu0 := procCPU(t, pid)
+	cpu0 := procstat.CPUSeconds(pid)
 
 	// The proxies: each watches the clusters of the services whose pods become ready later.
 	watch := map[string]bool{}
@@ -139,13 +140,13 @@ func TestKubernetesScale(t *testing.T) {
 		}
 	}
 	syncTime := time.Since(connectStart)
-	cpuSync := procCPU(t, pid) - cpu0
-	rssSync, hwmSync := procMemory(t, pid)
+	cpuSync := procstat.CPUSeconds(pid) - cpu0
+	rssSync, hwmSync := mib(procstat.Status(pid, "VmRSS")), mib(procstat.Status(pid, "VmHWM"))
 	t.Logf("%d proxies connected and synced in %v; straitd RSS %.0f MiB (peak %.0f MiB), CPU %.1f s since start",
 		proxies, syncTime.Round(time.Millisecond), rssSync, hwmSync, cpuSync)
 
 	var lat []time.Duration
-	cpu1 := procCPU(t, pid)
+	cpu1 := procstat.CPUSeconds(pid)
 	for k := range changes {
 		t0 := time.Now()
 		w.setReady(t, ctx, cs, k, true)
@@ -169,8 +170,8 @@ func TestKubernetesScale(t *testing.T) {
 		}
 		lat = append(lat, worst)
 	}
-	cpuChanges := procCPU(t, pid) - cpu1
-	rss, hwm := procMemory(t, pid)
+	cpuChanges := procstat.CPUSeconds(pid) - cpu1
+	rss, hwm := mib(procstat.Status(pid, "VmRSS")), mib(procstat.Status(pid, "VmHWM"))
 	slices.Sort(lat)
 	pct := func(p int) time.Duration { return lat[min(len(lat)-1, (len(lat)*p+99)/100-1)] }
 	t.Logf("pod ready → endpoint in all %d proxies, %d changes: p50 %v, p90 %v, p99 %v, max %v; straitd CPU %.2f s for the changes",
@@ -455,38 +456,7 @@ func (p *scaleSidecar) seen(key string) (time.Time, bool) {
 	return at, ok
 }
 
-// procCPU returns a process's user and system CPU seconds (/proc/PID/stat, clock ticks of 1/100 s).
-func procCPU(t *testing.T, pid int) float64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	u, _ := strconv.ParseFloat(f[11], 64)
-	s, _ := strconv.ParseFloat(f[12], 64)
-	return (u + s) / 100
-}
-
-// procMemory returns a process's resident set and its peak, in MiB.
-func procMemory(t *testing.T, pid int) (rss, hwm float64) {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(l, ":")
-		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-		switch k {
-		case "VmRSS":
-			rss = kb / 1024
-		case "VmHWM":
-			hwm = kb / 1024
-		}
-	}
-	return rss, hwm
-}
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 func tailString(s string, n int) string {
 	if len(s) > n {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/strait-mesh/strait/internal/procstat"
 )
 
 // proc is a child process of the benchmark with its log file.
@@ -112,41 +113,20 @@ func statFields(s string) []string {
 
 // cpuSeconds is the user+system CPU time of the process tree.
 func (p *proc) cpuSeconds() float64 {
-	var ticks float64
+	var sec float64
 	for _, pid := range p.pids() {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		f := statFields(string(b))
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseFloat(f[11], 64)
-		s, _ := strconv.ParseFloat(f[12], 64)
-		ticks += u + s
+		sec += procstat.CPUSeconds(pid)
 	}
-	return ticks / 100 // USER_HZ is 100 on Linux
+	return sec
 }
 
 // rssMiB is the summed resident set size of the process tree (taskset itself has exec'd away).
 func (p *proc) rssMiB() float64 {
-	var kb float64
+	var b uint64
 	for _, pid := range p.pids() {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-				n, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-				kb += n
-			}
-		}
-		f.Close()
+		b += procstat.Status(pid, "VmRSS")
 	}
-	return kb / 1024
+	return float64(b) / (1 << 20)
 }
 
 // waitHTTP polls url until it answers with status want (any status when want is 0), bounded by timeout.

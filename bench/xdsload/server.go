@@ -12,8 +12,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 
 	"github.com/strait-mesh/strait/controlplane/translate"
 	"github.com/strait-mesh/strait/controlplane/xds"
+	"github.com/strait-mesh/strait/internal/procstat"
 )
 
 // memStats is the server's memory after a full GC.
@@ -36,26 +35,6 @@ type memStats struct {
 	// PeakRSS is the server process's peak resident set size (VmHWM), 0 where /proc is missing.
 	PeakRSS uint64 `json:"peakRSS"`
 	RSS     uint64 `json:"rss"` // resident set size now (VmRSS)
-}
-
-// procStatus reads a "kB" field of /proc/self/status (VmHWM, VmRSS) in bytes; 0 if unavailable.
-func procStatus(field string) uint64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		rest, ok := strings.CutPrefix(line, field+":")
-		if !ok {
-			continue
-		}
-		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		if err != nil {
-			return 0
-		}
-		return kb << 10
-	}
-	return 0
 }
 
 // updateResult tells the driver when an Update was handed to the server.
@@ -124,7 +103,7 @@ func runServer(cfg options) error {
 		runtime.ReadMemStats(&ms)
 		_ = json.NewEncoder(w).Encode(memStats{HeapInuse: ms.HeapInuse, HeapAlloc: ms.HeapAlloc,
 			StackInuse: ms.StackInuse, Sys: ms.Sys, Goroutines: runtime.NumGoroutine(), Connected: len(srv.Status()),
-			PeakRSS: procStatus("VmHWM"), RSS: procStatus("VmRSS")})
+			PeakRSS: procstat.Status(0, "VmHWM"), RSS: procstat.Status(0, "VmRSS")})
 	})
 	mux.HandleFunc("/update", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
