@@ -28,10 +28,12 @@ var nftChains = map[string]string{
 }
 
 // nftHooks are the base chains, in creation order, with their netfilter hooks.
+// priority is the priority as nft prints it (its name "dstnat" exists only for prerouting).
 var nftHooks = []struct {
-	chain string
-	hook  *nftables.ChainHook
-}{{HookPrerouting, nftables.ChainHookPrerouting}, {HookOutput, nftables.ChainHookOutput}}
+	chain    string
+	hook     *nftables.ChainHook
+	priority string
+}{{HookPrerouting, nftables.ChainHookPrerouting, "dstnat"}, {HookOutput, nftables.ChainHookOutput, "-100"}}
 
 // nftFamily is fam's nftables table family.
 func nftFamily(fam Family) nftables.TableFamily {
@@ -210,10 +212,10 @@ func NFTRules(c Config, fam Family) (string, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "table %s %s {\n", nftFamilyName(fam), NFTable)
-	chain := func(name string, hook string) {
+	chain := func(name, hook, priority string) {
 		fmt.Fprintf(&b, "\tchain %s {\n", nftChains[name])
 		if hook != "" {
-			fmt.Fprintf(&b, "\t\ttype nat hook %s priority dstnat; policy accept;\n", hook)
+			fmt.Fprintf(&b, "\t\ttype nat hook %s priority %s; policy accept;\n", hook, priority)
 		}
 		for _, r := range p.Rules {
 			if r.Chain == name {
@@ -223,10 +225,10 @@ func NFTRules(c Config, fam Family) (string, error) {
 		b.WriteString("\t}\n")
 	}
 	for _, h := range nftHooks {
-		chain(h.chain, nftChains[h.chain])
+		chain(h.chain, nftChains[h.chain], h.priority)
 	}
 	for _, ch := range Chains {
-		chain(ch, "")
+		chain(ch, "", "")
 	}
 	b.WriteString("}\n")
 	return b.String(), nil

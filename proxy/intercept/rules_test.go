@@ -10,22 +10,26 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// TestRulesGolden compares the generated rulesets with testdata/NAME.ipv4.golden and .ipv6.golden.
+// goldenCases are the configurations of the golden files, also installed by
+// TestBackendsInstallThePlan.
+var goldenCases = map[string]Config{
+	"defaults": {},
+	"options": {
+		ProxyUID: 2000, ProxyGID: 2001,
+		InboundPorts:         []string{"9080", "15021", "8080"},
+		IncludeOutboundCIDRs: []string{"10.96.0.0/12", "198.18.0.0/15", "fd00::/8"},
+		ExcludeOutboundCIDRs: []string{"10.96.0.1", "fd00::1"},
+		ExcludeOutboundPorts: []uint16{5432, 22, 5432},
+	},
+	"exclude-inbound": {ExcludeInboundPorts: []uint16{22, 15000}, IncludeOutboundCIDRs: []string{"*"}},
+	"dns":             {RedirectDNS: true},
+	"dns-servers":     {RedirectDNS: true, DNSServers: []string{"127.0.0.53", "10.96.0.10", "fd00::10"}},
+}
+
+// TestRulesGolden compares the generated rulesets with testdata/NAME.FAMILY.golden (iptables) and
+// testdata/NAME.FAMILY.nft.golden (nftables, in nft syntax).
 func TestRulesGolden(t *testing.T) {
-	cases := map[string]Config{
-		"defaults": {},
-		"options": {
-			ProxyUID: 2000, ProxyGID: 2001,
-			InboundPorts:         []string{"9080", "15021", "8080"},
-			IncludeOutboundCIDRs: []string{"10.96.0.0/12", "198.18.0.0/15", "fd00::/8"},
-			ExcludeOutboundCIDRs: []string{"10.96.0.1", "fd00::1"},
-			ExcludeOutboundPorts: []uint16{5432, 22, 5432},
-		},
-		"exclude-inbound": {ExcludeInboundPorts: []uint16{22, 15000}, IncludeOutboundCIDRs: []string{"*"}},
-		"dns":             {RedirectDNS: true},
-		"dns-servers":     {RedirectDNS: true, DNSServers: []string{"127.0.0.53", "10.96.0.10", "fd00::10"}},
-	}
-	for name, c := range cases {
+	for name, c := range goldenCases {
 		for _, fam := range []Family{IPv4, IPv6} {
 			t.Run(name+"/"+fam.String(), func(t *testing.T) {
 				got, err := Rules(c, fam)
@@ -33,6 +37,11 @@ func TestRulesGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 				testenv.Golden(t, filepath.Join("testdata", name+"."+fam.String()+".golden"), got, *update)
+				got, err = NFTRules(c, fam)
+				if err != nil {
+					t.Fatal(err)
+				}
+				testenv.Golden(t, filepath.Join("testdata", name+"."+fam.String()+".nft.golden"), got, *update)
 			})
 		}
 	}
