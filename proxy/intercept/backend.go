@@ -7,7 +7,8 @@ type Backend string
 
 // The backends.
 const (
-	// BackendAuto is BackendIPTables when iptables-restore is on PATH, else BackendNFTables.
+	// BackendAuto is BackendIPTables when the iptables tools (iptables-restore, -save and their
+	// ip6tables twins) are on PATH or in /usr/sbin or /sbin, else BackendNFTables.
 	BackendAuto Backend = "auto"
 	// BackendIPTables runs iptables-restore and ip6tables-restore (Debian package iptables).
 	BackendIPTables Backend = "iptables"

@@ -37,13 +37,16 @@ func IPTablesAvailable() error {
 	return nil
 }
 
+// sbinDirs are searched after PATH (tests empty it).
+var sbinDirs = []string{"/usr/sbin/", "/sbin/"}
+
 // lookPath finds name on PATH or in /usr/sbin or /sbin (often not on a user's PATH).
 func lookPath(name string) (string, error) {
 	path, err := exec.LookPath(name)
 	if err == nil {
 		return path, nil
 	}
-	for _, dir := range []string{"/usr/sbin/", "/sbin/"} {
+	for _, dir := range sbinDirs {
 		if p, err := exec.LookPath(dir + name); err == nil {
 			return p, nil
 		}

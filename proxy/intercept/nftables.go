@@ -27,8 +27,8 @@ var nftChains = map[string]string{
 	ChainRedirect:   "istio-redirect",
 }
 
-// nftHooks are the base chains, in creation order, with their netfilter hooks.
-// priority is the priority as nft prints it (its name "dstnat" exists only for prerouting).
+// nftHooks are the base chains, in creation order, with their netfilter hooks and their
+// priority (-100, iptables' nat) as nft prints it: its name "dstnat" exists only for prerouting.
 var nftHooks = []struct {
 	chain    string
 	hook     *nftables.ChainHook
@@ -43,9 +43,9 @@ func nftFamily(fam Family) nftables.TableFamily {
 	return nftables.TableFamilyIPv4
 }
 
-// nftFamilyName is fam's family keyword in nft syntax.
-func nftFamilyName(fam Family) string {
-	if fam == IPv6 {
+// NFTFamily returns the family's keyword in nft syntax: "ip" or "ip6".
+func (f Family) NFTFamily() string {
+	if f == IPv6 {
 		return "ip6"
 	}
 	return "ip"
@@ -160,7 +160,7 @@ func (r Rule) nftExprs(fam Family) ([]expr.Any, error) {
 func (r Rule) nft(fam Family) string {
 	var parts []string
 	add := func(format string, args ...any) { parts = append(parts, fmt.Sprintf(format, args...)) }
-	ip := nftFamilyName(fam)
+	ip := fam.NFTFamily()
 	if r.Src.IsValid() {
 		add("%s saddr %s", ip, r.Src)
 	}
@@ -211,7 +211,7 @@ func NFTRules(c Config, fam Family) (string, error) {
 		return "", err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "table %s %s {\n", nftFamilyName(fam), NFTable)
+	fmt.Fprintf(&b, "table %s %s {\n", fam.NFTFamily(), NFTable)
 	chain := func(name, hook, priority string) {
 		fmt.Fprintf(&b, "\tchain %s {\n", nftChains[name])
 		if hook != "" {
@@ -244,7 +244,7 @@ func nftInstall(plans []Plan) error {
 	var names []string
 	for _, p := range plans {
 		t := nftReset(conn, p.Family)
-		names = append(names, nftFamilyName(p.Family)+" "+NFTable)
+		names = append(names, p.Family.NFTFamily()+" "+NFTable)
 		chains := map[string]*nftables.Chain{}
 		for _, h := range nftHooks {
 			chains[h.chain] = conn.AddChain(&nftables.Chain{Name: nftChains[h.chain], Table: t, Type: nftables.ChainTypeNAT,
@@ -262,7 +262,7 @@ func nftInstall(plans []Plan) error {
 		}
 	}
 	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("installing nftables table(s) %s in one transaction: %w", strings.Join(names, ", "), err)
+		return fmt.Errorf("installing nftables table(s) %s in one transaction (needs the kernel's nf_tables with nat, redir and meta): %w", strings.Join(names, ", "), err)
 	}
 	return nil
 }

@@ -4,10 +4,15 @@
 // (15006), and the proxy's own traffic (its uid and gid), loopback traffic and the proxy's ports
 // are left alone so that nothing loops.
 //
-// The rules live in chains of their own (STRAIT_OUTPUT, STRAIT_REDIRECT, STRAIT_INBOUND,
-// STRAIT_IN_REDIRECT) reached by one jump each from the nat table's OUTPUT and PREROUTING chains,
-// so that Uninstall removes exactly what Install created. Both IPv4 (iptables) and IPv6
-// (ip6tables) are handled.
+// BuildPlan states the capture once, as rules in chains of our own (STRAIT_OUTPUT,
+// STRAIT_REDIRECT, STRAIT_INBOUND, STRAIT_IN_REDIRECT) reached by one jump each from the nat
+// hooks PREROUTING and OUTPUT. Two backends install that plan, for IPv4 and IPv6:
+//   - iptables: iptables-restore and ip6tables-restore add our chains to the nat tables, so
+//     that Uninstall removes exactly what Install created;
+//   - nftables: the process itself programs, through netlink (github.com/google/nftables), one
+//     table per family named as in Istio's native nftables mode (ip and ip6 istio-proxy-nat,
+//     chains prerouting, output, istio-inbound, ...), all replaced in one transaction; no
+//     binary is needed, so the proxy image can be built from the static Go binaries alone.
 package intercept
 
 import (
