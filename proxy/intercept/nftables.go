@@ -165,7 +165,7 @@ func (r Rule) nft(fam Family) string {
 		add("%s saddr %s", ip, r.Src)
 	}
 	if r.Dst.IsValid() {
-		add("%s daddr %s%s", ip, neq(r.NotDst), r.Dst)
+		add("%s daddr %s%s", ip, negation(r.NotDst, "!= "), r.Dst)
 	}
 	if r.OutLoopback {
 		add(`oifname "lo"`)
@@ -174,14 +174,14 @@ func (r Rule) nft(fam Family) string {
 		add("meta l4proto %s", r.Proto)
 	}
 	if r.DPort != 0 {
-		add("%s dport %s%d", r.Proto, neq(r.NotDPort), r.DPort)
+		add("%s dport %s%d", r.Proto, negation(r.NotDPort, "!= "), r.DPort)
 	}
 	if o := r.Owner; o != nil {
 		key := "skuid"
 		if o.GID {
 			key = "skgid"
 		}
-		add("meta %s %s%d", key, neq(o.Not), o.ID)
+		add("meta %s %s%d", key, negation(o.Not, "!= "), o.ID)
 	}
 	switch r.Action {
 	case Jump:
@@ -192,14 +192,6 @@ func (r Rule) nft(fam Family) string {
 		add("redirect to :%d", r.ToPort)
 	}
 	return strings.Join(parts, " ")
-}
-
-// neq is nft's inequality operator, or nothing.
-func neq(inverted bool) string {
-	if inverted {
-		return "!= "
-	}
-	return ""
 }
 
 // NFTRules returns the nftables table of one family in nft syntax: what the nftables backend

@@ -198,7 +198,7 @@ func (r Rule) iptables() string {
 		fmt.Fprintf(&b, " -s %s", r.Src)
 	}
 	if r.Dst.IsValid() {
-		b.WriteString(not(r.NotDst, " ") + " -d " + r.Dst.String())
+		b.WriteString(negation(r.NotDst, " !") + " -d " + r.Dst.String())
 	}
 	if r.OutLoopback {
 		b.WriteString(" -o lo")
@@ -207,14 +207,14 @@ func (r Rule) iptables() string {
 		b.WriteString(" -p " + r.Proto)
 	}
 	if r.DPort != 0 {
-		fmt.Fprintf(&b, "%s --dport %d", not(r.NotDPort, " "), r.DPort)
+		fmt.Fprintf(&b, "%s --dport %d", negation(r.NotDPort, " !"), r.DPort)
 	}
 	if o := r.Owner; o != nil {
 		kind := "--uid-owner"
 		if o.GID {
 			kind = "--gid-owner"
 		}
-		fmt.Fprintf(&b, " -m owner%s %s %d", not(o.Not, " "), kind, o.ID)
+		fmt.Fprintf(&b, " -m owner%s %s %d", negation(o.Not, " !"), kind, o.ID)
 	}
 	switch r.Action {
 	case Jump:
@@ -227,10 +227,10 @@ func (r Rule) iptables() string {
 	return b.String()
 }
 
-// not returns "!" followed by sep when inverted, else "".
-func not(inverted bool, sep string) string {
+// negation returns op (the backend's spelling of "not") when inverted, else "".
+func negation(inverted bool, op string) string {
 	if inverted {
-		return sep + "!"
+		return op
 	}
 	return ""
 }
