@@ -113,7 +113,7 @@ func iptablesCmd() *cobra.Command {
 	f.BoolVar(&dryRun, "dry-run", false, "print the rules instead of applying them")
 	f.BoolVar(&ipv4Only, "ipv4-only", false, "leave IPv6 alone (ip6tables, or the ip6 nftables table)")
 	f.StringVar(&backend, "backend", string(intercept.BackendAuto),
-		"auto, iptables (iptables-restore) or nftables (netlink, no binaries); auto: iptables when iptables-restore is on PATH, else nftables")
+		"auto, iptables (iptables-restore) or nftables (netlink, no binaries); auto: iptables when its tools are found (PATH, /usr/sbin, /sbin), else nftables")
 	f.IntVar(&c.ProxyUID, "proxy-uid", 1337, "uid of the proxy: its traffic is not redirected")
 	f.IntVar(&c.ProxyGID, "proxy-gid", 1337, "gid of the proxy: its traffic is not redirected")
 	f.StringVar(&inbound, "include-inbound-ports", "*", "inbound ports to redirect, comma-separated, or *")
