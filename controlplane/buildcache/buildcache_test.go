@@ -2,11 +2,12 @@ package buildcache
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 type portKey struct {
@@ -126,13 +127,7 @@ func TestMemoryBoundedOverChangeCycles(t *testing.T) {
 			})
 		}
 	}
-	heap := func() uint64 {
-		runtime.GC()
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
+	heap := testenv.HeapAfterGC
 	for gen := uint64(1); gen <= 100; gen++ {
 		cycle(gen)
 	}

@@ -1,7 +1,6 @@
 package translate_test
 
 import (
-	"runtime"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -11,6 +10,7 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/translate"
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 // TestCachesBoundedOverChangeCycles runs the generator through 1,000 change cycles (a
@@ -51,13 +51,7 @@ func TestCachesBoundedOverChangeCycles(t *testing.T) {
 			}
 		}
 	}
-	heap := func() uint64 {
-		runtime.GC()
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
+	heap := testenv.HeapAfterGC
 	for v := uint64(1); v <= 100; v++ {
 		cycle(v)
 	}
