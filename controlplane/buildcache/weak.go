@@ -6,14 +6,15 @@ import "sync"
 // handle in the key names (weak.Pointer: a handle the runtime never gives to another object,
 // even at a reused address), or bytes a weak pointer in the value names. live reports whether
 // an entry's referent is still alive; dead entries are swept when the table has grown by half
-// since the last sweep and at every new generation (Owner.Advance), so the table holds about
-// what is alive. Keys are typed; it is safe for concurrent use. Make one with NewWeak.
+// since the last sweep, and at a new generation (Owner.Advance) when it has grown by an eighth,
+// so the table holds about what is alive without a pass over it for every snapshot. Keys are typed; it is safe for concurrent use. Make one with NewWeak.
 type Weak[K comparable, V any] struct {
 	name    string
 	live    func(K, V) bool
 	mu      sync.RWMutex
 	m       map[K]V
-	sweepAt int
+	sweepAt int // sweep on Store at this size
+	swept   int // size after the last sweep
 	counters
 }
 
@@ -49,7 +50,6 @@ func (w *Weak[K, V]) Store(key K, v V) {
 	w.m[key] = v
 	if len(w.m) >= w.sweepAt {
 		w.sweep()
-		w.sweepAt = max(minSweep, len(w.m)*3/2)
 	}
 }
 
@@ -86,9 +86,17 @@ func (w *Weak[K, V]) sweep() {
 			w.evictions.Add(1)
 		}
 	}
+	w.swept = len(w.m)
+	w.sweepAt = max(minSweep, len(w.m)*3/2)
 }
 
-func (w *Weak[K, V]) rotate(uint64) { w.Sweep() }
+func (w *Weak[K, V]) rotate(uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.m) > w.swept+w.swept/8 {
+		w.sweep()
+	}
+}
 
 func (w *Weak[K, V]) stats() (string, *counters, int) { return w.name, &w.counters, w.Len() }
 
