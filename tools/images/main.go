@@ -122,7 +122,7 @@ func run(ctx context.Context, args []string) error {
 	reg := images.Registry{Insecure: *insecure}
 	for _, img := range Images {
 		idx, err := images.Build(images.Spec{Name: img.binary, Binaries: bins[img.binary], CACertificates: ca,
-			User: strconv.Itoa(images.ProxyUID) + ":" + strconv.Itoa(images.ProxyUID),
+			User:   strconv.Itoa(images.ProxyUID) + ":" + strconv.Itoa(images.ProxyUID),
 			Source: source, Version: *tag, Revision: revision, Created: created})
 		if err != nil {
 			return err
