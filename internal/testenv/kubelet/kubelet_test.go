@@ -9,11 +9,13 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/net/dns/dnsmessage"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -108,7 +110,7 @@ func TestEnvironmentAndCommand(t *testing.T) {
 	c := corev1.Container{Name: "c", Image: "strait/proxy:test", Command: []string{"strait-proxy"}, Args: []string{"--ip=$(IP)", "--x=$(NOPE)"},
 		Env: []corev1.EnvVar{field("IP", "status.podIP"), field("SA", "spec.serviceAccountName"), field("APP", "metadata.labels['app']"),
 			{Name: "BOTH", Value: "$(IP)/$(SA)"}}}
-	env, vars, err := environment(pod, c, []string{"K=v"})
+	env, vars, err := environment(pod, c, []string{"K=v"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,4 +403,75 @@ spec:
 			t.Errorf("pod %s: want %q in its log:\n%s", name, code, logs)
 		}
 	}
+}
+
+// TestPulledImageLaunch checks how a pulled image's config and a container compose, by
+// Kubernetes' rules, and that the executable is found inside the image's root file system.
+func TestPulledImageLaunch(t *testing.T) {
+	root := t.TempDir()
+	for _, f := range []string{"usr/local/bin/straitd", "opt/tool"} {
+		p := filepath.Join(root, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "work"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := &pulledImage{ref: "r/straitd:v1", root: root, config: v1.Config{Entrypoint: []string{"/usr/local/bin/straitd"}, Cmd: []string{"--default"},
+		Env: []string{"PATH=/usr/local/bin:/bin", "IMG=1"}, WorkingDir: "/work"}}
+	bin := filepath.Join(root, "usr/local/bin/straitd")
+	for _, c := range []struct {
+		command, args []string
+		want          string
+	}{
+		{nil, nil, bin + " --default"},
+		{nil, []string{"--a"}, bin + " --a"},
+		{[]string{"straitd"}, nil, bin},
+		{[]string{"straitd"}, []string{"--b"}, bin + " --b"},
+		{[]string{"/opt/tool"}, []string{"x"}, filepath.Join(root, "opt/tool") + " x"},
+		{[]string{"../opt/tool"}, nil, filepath.Join(root, "opt/tool")},
+	} {
+		l, err := img.launch(corev1.Container{Image: img.ref, Command: c.command, Args: c.args})
+		if err != nil {
+			t.Errorf("%q %q: %v", c.command, c.args, err)
+			continue
+		}
+		if got := strings.Join(l.argv, " "); got != c.want {
+			t.Errorf("%q %q: argv %q, want %q", c.command, c.args, got, c.want)
+		}
+		if l.dir != filepath.Join(root, "work") || strings.Join(l.env, " ") != "PATH=/usr/local/bin:/bin IMG=1" {
+			t.Errorf("dir %q env %q", l.dir, l.env)
+		}
+	}
+	for _, cmd := range []string{"tool", "/bin/sh", "nope"} { // tool is not on the PATH
+		if _, err := img.launch(corev1.Container{Image: img.ref, Command: []string{cmd}}); err == nil {
+			t.Errorf("command %q: no error", cmd)
+		}
+	}
+	c := corev1.Container{Image: img.ref, Env: []corev1.EnvVar{{Name: "PATH", Value: "/opt"}, {Name: "IMG", Value: "2"}}, Command: []string{"tool"}}
+	l, err := img.launch(c)
+	if err != nil || l.argv[0] != filepath.Join(root, "opt/tool") {
+		t.Errorf("the container's PATH: %q, %v", l.argv, err)
+	}
+	env, _, err := environment(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}}, c, nil, l.env)
+	if err != nil || strings.Join(env, " ") != "PATH=/usr/local/bin:/bin IMG=1 HOSTNAME=p PATH=/opt IMG=2" {
+		t.Errorf("env %q, %v", env, err)
+	}
+	k := &Kubelet{images: &imageStore{images: map[string]*pullEntry{img.ref: {done: closed(), img: img}}}}
+	if l, err := k.launch(corev1.Container{Image: img.ref}); err != nil || l.argv[0] != bin {
+		t.Errorf("Kubelet.launch: %q, %v", l.argv, err)
+	}
+	if _, err := k.launch(corev1.Container{Image: "other"}); err == nil {
+		t.Error("an image neither mapped nor pulled: no error")
+	}
+}
+
+func closed() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
 }

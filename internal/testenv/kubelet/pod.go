@@ -115,6 +115,12 @@ func (w *podWorker) run() {
 		w.awaitDeletion()
 		return
 	}
+	if err := w.k.pullImages(w.ctx, pod); err != nil {
+		w.k.event(pod, corev1.EventTypeWarning, "Failed", err.Error())
+		w.fail("ErrImagePull", err.Error())
+		w.awaitDeletion()
+		return
+	}
 	if err := w.k.admit(pod); err != nil {
 		w.k.event(pod, corev1.EventTypeWarning, "UnsupportedByTestKubelet", err.Error())
 		w.fail("UnsupportedByTestKubelet", err.Error())

@@ -34,8 +34,8 @@ type process struct {
 
 // startProcess starts argv in the network namespace netnsPath, in a mount namespace of its own
 // with mounts (triples as mountScript reads them), as uid/gid, with env, its output appended to
-// logPath.
-func startProcess(netnsPath string, mounts []string, uid, gid int64, env, argv []string, logPath string) (*process, error) {
+// logPath, in the working directory dir.
+func startProcess(netnsPath string, mounts []string, uid, gid int64, env, argv []string, dir, logPath string) (*process, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -56,7 +56,7 @@ func startProcess(netnsPath string, mounts []string, uid, gid int64, env, argv [
 	}
 	cmd := exec.Command(nsenter, full...)
 	cmd.Env = env
-	cmd.Dir = "/"
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = f, f
 	// Its own process group, so that a container's children go with it; never outlive the test.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
