@@ -165,8 +165,14 @@ func (k *Kubelet) pullImages(ctx context.Context, pod *corev1.Pod) error {
 		if len(pod.Spec.ImagePullSecrets) > 0 {
 			return errors.New("spec.imagePullSecrets: not supported by the test kubelet")
 		}
-		if _, err := k.images.pull(ctx, c.Image); err != nil {
+		had := k.images.lookup(c.Image) != nil
+		start := time.Now()
+		img, err := k.images.pull(ctx, c.Image)
+		if err != nil {
 			return fmt.Errorf("container %s: %w", c.Name, err)
+		}
+		if !had {
+			k.event(pod, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Image %q (%s) ready in %v", c.Image, img.digest, time.Since(start).Round(time.Millisecond)))
 		}
 	}
 	return nil
