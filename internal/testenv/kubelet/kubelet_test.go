@@ -4,26 +4,32 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/net/dns/dnsmessage"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/strait-mesh/strait/internal/images"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
 )
@@ -474,4 +480,57 @@ func closed() chan struct{} {
 	ch := make(chan struct{})
 	close(ch)
 	return ch
+}
+
+// TestImageStorePull pulls an image from an in-process registry and runs its entrypoint's path
+// from the unpacked root file system.
+func TestImageStorePull(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "tool")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := images.Build(images.Spec{Name: "tool", Binaries: map[string]string{"linux/" + runtime.GOARCH: bin}, CACertificates: []byte("-")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	ref := l.Addr().String() + "/tool:v1"
+	if _, err := (images.Registry{Insecure: true, Keychain: authn.NewMultiKeychain()}).Push(context.Background(), ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	store, err := newImageStore(PullOptions{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.remove() })
+	k := &Kubelet{images: store, client: fake.NewClientset()} // the client only records events
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: ref, Args: []string{"--x"}}}}}
+	if err := k.pullImages(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := k.launch(pod.Spec.Containers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(store.images[ref].img.root, "usr/local/bin/tool"); strings.Join(l2.argv, " ") != want+" --x" {
+		t.Errorf("argv %q, want %s --x", l2.argv, want)
+	}
+	if id := k.imageID(ref); !strings.HasPrefix(id, l.Addr().String()+"/tool@sha256:") {
+		t.Errorf("imageID %q", id)
+	}
+	pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "s"}}
+	pod.Spec.Containers[0].Image = l.Addr().String() + "/other:v1"
+	if err := k.pullImages(context.Background(), pod); err == nil || !strings.Contains(err.Error(), "imagePullSecrets") {
+		t.Errorf("imagePullSecrets: %v", err)
+	}
+	pod.Spec.ImagePullSecrets = nil
+	if err := k.pullImages(context.Background(), pod); err == nil || !strings.Contains(err.Error(), "other") {
+		t.Errorf("a missing image: %v", err)
+	}
 }
