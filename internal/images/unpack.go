@@ -402,7 +402,9 @@ func (u *unpacker) checkParents(dir string) error {
 }
 
 // checkLink refuses a symbolic link in dir (relative to the root) whose target is absolute or
-// leaves the root.
+// leaves the root, read as written. Links to links can still lead out when the host's kernel
+// follows them from outside a chroot: read the root file system through Resolve, which keeps ".."
+// at the root, or from inside a chroot.
 func (u *unpacker) checkLink(dir, target string) error {
 	if target == "" || strings.ContainsRune(target, 0) {
 		return errors.New("symbolic link with an empty or NUL target")
