@@ -195,7 +195,11 @@ func TestResolveStaysInside(t *testing.T) {
 	os.Symlink("/usr/bin", filepath.Join(root, "abs"))
 	os.Symlink("../../../../usr/bin", filepath.Join(root, "up"))
 	os.Symlink("loop", filepath.Join(root, "loop"))
-	for in, want := range map[string]string{"/abs/x": "usr/bin/x", "/up/x": "usr/bin/x", "/../../usr/bin/x": "usr/bin/x"} {
+	// Each link stays inside as written, but the kernel would leave the root through the chain.
+	os.MkdirAll(filepath.Join(root, "a/b"), 0o755)
+	os.Symlink("../..", filepath.Join(root, "a/b/s"))
+	os.Symlink("a/b/s/..", filepath.Join(root, "chain"))
+	for in, want := range map[string]string{"/abs/x": "usr/bin/x", "/up/x": "usr/bin/x", "/../../usr/bin/x": "usr/bin/x", "/chain/usr/bin/x": "usr/bin/x"} {
 		got, err := Resolve(root, in)
 		if err != nil || got != filepath.Join(root, want) {
 			t.Errorf("Resolve(%s) = %q, %v", in, got, err)
