@@ -17,6 +17,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -114,6 +115,9 @@ func (s Spec) image(plat v1.Platform, bin string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := static(exe); err != nil {
+		return nil, fmt.Errorf("%s: %w", bin, err)
+	}
 	layerTar, err := s.rootfs(exe)
 	if err != nil {
 		return nil, err
@@ -208,6 +212,22 @@ func (s Spec) rootfs(exe []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// static refuses an ELF executable that needs a dynamic loader: the image has no libc. Other
+// files pass (the tests' stand-ins for binaries).
+func static(exe []byte) error {
+	f, err := elf.NewFile(bytes.NewReader(exe))
+	if err != nil {
+		return nil // not ELF
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return errors.New("dynamically linked (it has an ELF interpreter): build it with CGO_ENABLED=0 for an image FROM scratch")
+		}
+	}
+	return nil
 }
 
 // compress gzips b with no name and no time in the header, so that the same bytes give the same

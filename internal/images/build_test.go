@@ -2,7 +2,10 @@ package images
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log"
@@ -274,5 +277,33 @@ func TestWriteLayout(t *testing.T) {
 	want, _ := idx.Digest()
 	if len(im.Manifests) != 1 || im.Manifests[0].Digest != want || im.Manifests[0].Annotations[RefNameAnnotation] != "v1.2.3" {
 		t.Errorf("layout index: %+v", im.Manifests)
+	}
+}
+
+// TestBuildRefusesDynamicBinaries checks that an ELF binary that needs a dynamic loader (which a
+// FROM-scratch image does not have) is refused, and a static one accepted.
+func TestBuildRefusesDynamicBinaries(t *testing.T) {
+	s := testSpec(t)
+	if _, err := os.Stat("/bin/sh"); err == nil { // Debian's: dynamically linked
+		s.Binaries = map[string]string{"linux/amd64": "/bin/sh"}
+		if _, err := Build(s); err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+			t.Errorf("/bin/sh: %v", err)
+		}
+	}
+	// A static ELF executable: a header and no program header (no interpreter).
+	var hdr bytes.Buffer
+	h := elf.Header64{Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_X86_64), Version: uint32(elf.EV_CURRENT), Ehsize: 64}
+	copy(h.Ident[:], elf.ELFMAG)
+	h.Ident[elf.EI_CLASS], h.Ident[elf.EI_DATA], h.Ident[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)
+	if err := binary.Write(&hdr, binary.LittleEndian, h); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "static")
+	if err := os.WriteFile(bin, hdr.Bytes(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.Binaries = map[string]string{"linux/amd64": bin}
+	if _, err := Build(s); err != nil {
+		t.Errorf("a static ELF: %v", err)
 	}
 }

@@ -57,13 +57,24 @@ func (c *container) start() (*process, error) {
 		return nil, fmt.Errorf("the pod has no network namespace")
 	}
 	mounts := append(mountArgs(c.spec, vols), filepath.Join(dir, "resolv.conf"), "/etc/resolv.conf", "ro")
-	for i := 1; i < len(mounts); i += 3 {
-		if err := w.k.mountPoint(mounts[i]); err != nil {
-			return nil, err
+	if l.root != "" {
+		mounts = append(mounts, filepath.Join(dir, "hosts"), "/etc/hosts", "ro", "proc", "/proc", "proc", "/dev", "/dev", "rbind")
+		for i := 1; i < len(mounts); i += 3 {
+			target, err := chrootMountPoint(l.root, mounts[i], mounts[i-1], mounts[i+1])
+			if err != nil {
+				return nil, err
+			}
+			mounts[i] = target
+		}
+	} else {
+		for i := 1; i < len(mounts); i += 3 {
+			if err := w.k.mountPoint(mounts[i]); err != nil {
+				return nil, err
+			}
 		}
 	}
 	uid, gid := runAs(pod, c.spec)
-	return startProcess(ns.Path(), mounts, uid, gid, env, argv, l.dir, filepath.Join(dir, c.spec.Name+".log"))
+	return startProcess(ns.Path(), mounts, uid, gid, env, argv, l.dir, l.root, filepath.Join(dir, c.spec.Name+".log"))
 }
 
 // began records a started run.

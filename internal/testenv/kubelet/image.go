@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -185,6 +186,9 @@ type launch struct {
 	argv []string
 	env  []string
 	dir  string
+	// root is a pulled image's root file system, which the process is chrooted to: argv[0] and
+	// dir are then paths inside it. Empty for a mapped image.
+	root string
 }
 
 // launch returns how c runs: a mapped image's binary (command), or a pulled image's entrypoint.
@@ -199,10 +203,8 @@ func (k *Kubelet) launch(c corev1.Container) (launch, error) {
 
 // launch composes c's argv with the image's config by Kubernetes' rules: the container's command
 // replaces the entrypoint (and then the image's Cmd is dropped), its args replace Cmd. The
-// executable is looked up in the image's root file system: as given when it has a slash, else on
-// the PATH (the container's env, else the image's). The process sees this machine's file system
-// otherwise (see the package comment): only the executable and the working directory come from
-// the image.
+// executable is looked up in the image's root file system, which the process is chrooted to: as
+// given when it has a slash, else on the PATH (the container's env, else the image's).
 func (img *pulledImage) launch(c corev1.Container) (launch, error) {
 	argv := append([]string{}, img.config.Entrypoint...)
 	args := img.config.Cmd
@@ -235,12 +237,64 @@ func (img *pulledImage) launch(c corev1.Container) (launch, error) {
 	if err != nil {
 		return launch{}, fmt.Errorf("image %q: command %q: %w", c.Image, argv[0], err)
 	}
-	argv[0] = exe
+	argv[0], dir = img.inside(exe), img.inside(dir)
 	env := img.config.Env
 	if envValue(env, "PATH") == "" {
 		env = append([]string{"PATH=" + images.DefaultPath}, env...)
 	}
-	return launch{argv: argv, env: env, dir: dir}, nil
+	return launch{argv: argv, env: env, dir: dir, root: img.root}, nil
+}
+
+// inside is the path inside the image's root file system of hostPath, a path under it.
+func (img *pulledImage) inside(hostPath string) string {
+	rel, err := filepath.Rel(img.root, hostPath)
+	if err != nil || rel == "." {
+		return "/"
+	}
+	return "/" + filepath.ToSlash(rel)
+}
+
+// chrootMountPoint makes the mount point of target (a path inside root) for a mount of src with
+// mode, creating missing directories (and an empty file when src is a file), refusing a symbolic
+// link on the way; it returns the mount point's path on this machine.
+func chrootMountPoint(root, target, src, mode string) (string, error) {
+	if !path.IsAbs(target) {
+		return "", fmt.Errorf("mount path %q is not absolute", target)
+	}
+	isFile := false
+	if mode != "proc" {
+		fi, err := os.Stat(src)
+		if err != nil {
+			return "", fmt.Errorf("mount source: %w", err)
+		}
+		isFile = !fi.IsDir()
+	}
+	parts := strings.Split(strings.Trim(path.Clean(target), "/"), "/")
+	p := root
+	for i, part := range parts {
+		p = filepath.Join(p, part)
+		last := i == len(parts)-1
+		fi, err := os.Lstat(p)
+		switch {
+		case err == nil && fi.Mode()&fs.ModeSymlink != 0:
+			return "", fmt.Errorf("mount point %s: %s is a symbolic link in the image", target, p)
+		case err == nil:
+			continue
+		case !errors.Is(err, fs.ErrNotExist):
+			return "", err
+		case last && isFile:
+			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|syscall.O_NOFOLLOW, 0o644)
+			if err != nil {
+				return "", err
+			}
+			f.Close()
+		default:
+			if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return "", err
+			}
+		}
+	}
+	return p, nil
 }
 
 // pathOf is the PATH the container's command is looked up in: the container's literal PATH,

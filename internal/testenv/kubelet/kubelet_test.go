@@ -429,7 +429,7 @@ func TestPulledImageLaunch(t *testing.T) {
 	}
 	img := &pulledImage{ref: "r/straitd:v1", root: root, config: v1.Config{Entrypoint: []string{"/usr/local/bin/straitd"}, Cmd: []string{"--default"},
 		Env: []string{"PATH=/usr/local/bin:/bin", "IMG=1"}, WorkingDir: "/work"}}
-	bin := filepath.Join(root, "usr/local/bin/straitd")
+	bin := "/usr/local/bin/straitd" // paths inside the root file system, which the process is chrooted to
 	for _, c := range []struct {
 		command, args []string
 		want          string
@@ -438,8 +438,8 @@ func TestPulledImageLaunch(t *testing.T) {
 		{nil, []string{"--a"}, bin + " --a"},
 		{[]string{"straitd"}, nil, bin},
 		{[]string{"straitd"}, []string{"--b"}, bin + " --b"},
-		{[]string{"/opt/tool"}, []string{"x"}, filepath.Join(root, "opt/tool") + " x"},
-		{[]string{"../opt/tool"}, nil, filepath.Join(root, "opt/tool")},
+		{[]string{"/opt/tool"}, []string{"x"}, "/opt/tool x"},
+		{[]string{"../opt/tool"}, nil, "/opt/tool"},
 	} {
 		l, err := img.launch(corev1.Container{Image: img.ref, Command: c.command, Args: c.args})
 		if err != nil {
@@ -449,7 +449,7 @@ func TestPulledImageLaunch(t *testing.T) {
 		if got := strings.Join(l.argv, " "); got != c.want {
 			t.Errorf("%q %q: argv %q, want %q", c.command, c.args, got, c.want)
 		}
-		if l.dir != filepath.Join(root, "work") || strings.Join(l.env, " ") != "PATH=/usr/local/bin:/bin IMG=1" {
+		if l.dir != "/work" || l.root != root || strings.Join(l.env, " ") != "PATH=/usr/local/bin:/bin IMG=1" {
 			t.Errorf("dir %q env %q", l.dir, l.env)
 		}
 	}
@@ -460,7 +460,7 @@ func TestPulledImageLaunch(t *testing.T) {
 	}
 	c := corev1.Container{Image: img.ref, Env: []corev1.EnvVar{{Name: "PATH", Value: "/opt"}, {Name: "IMG", Value: "2"}}, Command: []string{"tool"}}
 	l, err := img.launch(c)
-	if err != nil || l.argv[0] != filepath.Join(root, "opt/tool") {
+	if err != nil || l.argv[0] != "/opt/tool" {
 		t.Errorf("the container's PATH: %q, %v", l.argv, err)
 	}
 	env, _, err := environment(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}}, c, nil, l.env)
@@ -518,8 +518,11 @@ func TestImageStorePull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := filepath.Join(store.images[ref].img.root, "usr/local/bin/tool"); strings.Join(l2.argv, " ") != want+" --x" {
-		t.Errorf("argv %q, want %s --x", l2.argv, want)
+	if strings.Join(l2.argv, " ") != "/usr/local/bin/tool --x" || l2.root != store.images[ref].img.root {
+		t.Errorf("argv %q in %s", l2.argv, l2.root)
+	}
+	if fi, err := os.Stat(filepath.Join(l2.root, "usr/local/bin/tool")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("the unpacked binary: %v, %v", fi, err)
 	}
 	if id := k.imageID(ref); !strings.HasPrefix(id, l.Addr().String()+"/tool@sha256:") {
 		t.Errorf("imageID %q", id)
@@ -532,5 +535,35 @@ func TestImageStorePull(t *testing.T) {
 	pod.Spec.ImagePullSecrets = nil
 	if err := k.pullImages(context.Background(), pod); err == nil || !strings.Contains(err.Error(), "other") {
 		t.Errorf("a missing image: %v", err)
+	}
+}
+
+func TestChrootMountPoint(t *testing.T) {
+	root, src := t.TempDir(), t.TempDir()
+	file := filepath.Join(src, "hosts")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := chrootMountPoint(root, "/var/run/secrets/token", src, "ro"); err != nil || p != filepath.Join(root, "var/run/secrets/token") {
+		t.Errorf("directory: %q, %v", p, err)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "var/run/secrets/token")); err != nil || !fi.IsDir() {
+		t.Errorf("directory mount point: %v, %v", fi, err)
+	}
+	if _, err := chrootMountPoint(root, "/etc/hosts", file, "ro"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "etc/hosts")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("file mount point: %v, %v", fi, err)
+	}
+	if _, err := chrootMountPoint(root, "/proc", "proc", "proc"); err != nil {
+		t.Errorf("proc: %v", err)
+	}
+	os.Symlink("/etc", filepath.Join(root, "link"))
+	if _, err := chrootMountPoint(root, "/link/x", src, "rw"); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("through a symbolic link: %v", err)
+	}
+	if _, err := chrootMountPoint(root, "relative", src, "rw"); err == nil {
+		t.Error("a relative mount path: no error")
 	}
 }

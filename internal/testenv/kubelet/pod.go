@@ -211,6 +211,11 @@ func (w *podWorker) sandbox() error {
 	if err := os.WriteFile(filepath.Join(w.dir, "resolv.conf"), []byte(w.k.resolvConf(pod.Namespace)), 0o644); err != nil {
 		return err
 	}
+	// The kubelet's /etc/hosts, for the containers of pulled images (the others see the host's).
+	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n", ip, pod.Name)
+	if err := os.WriteFile(filepath.Join(w.dir, "hosts"), []byte(hosts), 0o644); err != nil {
+		return err
+	}
 	w.mu.Lock()
 	w.ns, w.veth, w.ip = ns, veth, ip
 	w.setIP()
