@@ -11,10 +11,11 @@
 //     pod with a message naming it), its command and args composed as with an image whose
 //     entrypoint is that binary, $(VAR) references expanded, env with downward-API fieldRefs;
 //   - or, with Options.Pull, an image that is not mapped pulled from its registry (linux/GOARCH,
-//     digests checked) and unpacked into a root file system of its own, its entrypoint and cmd
-//     composed with the container's command and args by Kubernetes' rules, the executable found in
-//     that root file system (on the PATH for a bare name), the image's env under the container's,
-//     its working directory;
+//     digests checked) and unpacked into a root file system of its own, which its containers run
+//     chrooted in (with the volumes, resolv.conf, a kubelet /etc/hosts, /proc and the host's /dev
+//     mounted in), its entrypoint and cmd composed with the container's command and args by
+//     Kubernetes' rules, the executable found in that root file system (on the PATH for a bare
+//     name), the image's env under the container's, its working directory;
 //   - a mount namespace per container with its volume mounts bound in (emptyDir, ConfigMap, Secret,
 //     projected service-account tokens requested with TokenRequest and bound to the pod) and a
 //     resolv.conf naming the cluster DNS, run as its runAsUser/runAsGroup;
@@ -29,9 +30,9 @@
 //
 // The cluster DNS answers NAME.NAMESPACE.svc.cluster.local with a Service's cluster IPs (or a
 // headless Service's ready endpoints). There is no kube-proxy: a cluster IP is only reachable
-// through a sidecar that intercepts it. A file system is not isolated: containers see the host's
-// files (a pulled image's executable and working directory are in its root file system, but the
-// process is not confined to it), mount points that do not exist on the host are created there as empty directories, and
+// through a sidecar that intercepts it. The containers of mapped images see the host's files
+// (mount points that do not exist on the host are created there as empty directories); those of
+// pulled images share their image's root file system (one copy per image on the node, writable).
 // readOnlyRootFilesystem, capabilities and resources are not enforced.
 //
 // Everything needs root (network and mount namespaces, iptables in the pods); Available says why
