@@ -295,6 +295,10 @@ func TestKubernetesBookstore(t *testing.T) {
 	if strings.Join(inits, ",") != "istio-init,istio-proxy" {
 		t.Fatalf("the web pod was not injected: init containers %v", inits)
 	}
+	// istio-init ran chrooted in the proxy image, which has no iptables tools.
+	if log := m.node.Logs("default", pod.Items[0].Name, "istio-init"); !strings.Contains(log, "backend nftables") {
+		t.Errorf("istio-init did not take the nftables backend in the proxy image:\n%s", log)
+	}
 
 	web := "http://" + m.podIP(t, "default", "app=web") + ":9080/api/book/0"
 	gateway := "http://" + m.podIP(t, "istio-system", "istio=ingressgateway") + ":8080/api/book/0"
