@@ -251,6 +251,20 @@ func (p *Pool) RoundTrip(ctx context.Context, req *httpmsg.Request, resp *httpms
 
 func hasBody(req *httpmsg.Request) bool { return req.Body != nil && req.Body != httpmsg.NoBody }
 
+// maxInMemoryWrite bounds the in-memory request bodies a Conn writes from the caller's
+// goroutine (see inMemory): a socket's send buffer takes that much without the upstream
+// reading it.
+const maxInMemoryWrite = 16 << 10
+
+// inMemory reports whether req's body is held in memory (an *httpmsg.BytesBody) and small
+// enough that a Conn writes it with the head, in one write when both fit the write buffer,
+// instead of from a goroutine of its own while the response is read: reading it cannot
+// block, and the upstream need not read it for the write to complete.
+func inMemory(req *httpmsg.Request) bool {
+	_, ok := req.Body.(*httpmsg.BytesBody)
+	return ok && req.ContentLength > 0 && req.ContentLength <= maxInMemoryWrite
+}
+
 // checkRequest refuses a request the codec cannot write as a valid request line and Host.
 func checkRequest(req *httpmsg.Request) error {
 	m, path := req.Method, req.Path()
@@ -286,7 +300,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *httpmsg.Request, resp 
 		cc.stop = context.AfterFunc(ctx, cc.cancel)
 	}
 	var werr error
-	if cc.duplex && hasBody(req) && req.ContentLength != 0 {
+	if cc.duplex && hasBody(req) && req.ContentLength != 0 && !inMemory(req) {
 		werr = cc.writeDuplex(req)
 	} else {
 		werr = cc.writeRequest(req)

@@ -153,6 +153,9 @@ func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		x.src, x.trailer = req.Body, req.Trailer
 		r.Body = (*h1RequestBody)(x)
+		if bb, ok := req.Body.(*httpmsg.BytesBody); ok && r.ContentLength > 0 {
+			r.Body = bb // no trailers; written with the head (h1.Conn)
+		}
 	} else {
 		r.ContentLength = 0
 	}

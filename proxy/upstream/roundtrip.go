@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
 // originalDstHeader is the header an ORIGINAL_DST cluster with use_http_header reads.
@@ -187,6 +188,15 @@ func prepare(req *http.Request, p *pool) *http.Request {
 			u.Host = "localhost"
 		}
 		out.URL = u
+	}
+	if bb, ok := req.Body.(*httpmsg.BytesBody); ok && p.kind != poolH1 {
+		// net/http's client writes the head and a body it knows to be in memory (an
+		// *bytes.Reader, through io.NopCloser) in one write; other bodies after a flush.
+		if out == req {
+			out = new(http.Request)
+			*out = *req
+		}
+		out.Body = io.NopCloser(&bb.Reader)
 	}
 	if out.Header == nil {
 		out.Header = http.Header{}
