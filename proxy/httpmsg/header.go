@@ -67,8 +67,9 @@ func (h *Header) Range(f func(name, value []byte) bool) {
 // from, or -1.
 func (h *Header) Index(name string, from int) int {
 	for i := from; i < len(h.fields); i++ {
-		f := h.fields[i]
-		if EqualFold(h.buf[f.name.off:f.name.end], name) {
+		f := h.fields[i].name
+		// Most names differ in length: that test is all most fields cost.
+		if int(f.end-f.off) == len(name) && EqualFold(h.buf[f.off:f.end], name) {
 			return i
 		}
 	}
@@ -149,10 +150,14 @@ func (h *Header) DelAt(i int) {
 }
 
 func (h *Header) delFrom(name string, from int) int {
-	j := from
-	for i := from; i < len(h.fields); i++ {
+	// Most deletions find nothing: look first, move fields only from the first match on.
+	j := h.Index(name, from)
+	if j < 0 {
+		return 0
+	}
+	for i := j + 1; i < len(h.fields); i++ {
 		f := h.fields[i]
-		if EqualFold(h.buf[f.name.off:f.name.end], name) {
+		if int(f.name.end-f.name.off) == len(name) && EqualFold(h.buf[f.name.off:f.name.end], name) {
 			continue
 		}
 		h.fields[j] = f
