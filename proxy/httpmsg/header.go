@@ -9,7 +9,10 @@
 // be kept or modified. The string accessors (Get, Request.PathString...) return copies.
 package httpmsg
 
-import "bytes"
+import (
+	"bytes"
+	"net/http"
+)
 
 type span struct{ off, end int32 }
 
@@ -200,6 +203,17 @@ func (h *Header) appendBytes(b []byte) span {
 	off := len(h.buf)
 	h.buf = append(h.buf, b...)
 	return span{int32(off), int32(len(h.buf))}
+}
+
+// HTTPHeader returns h's fields as net/http's header map (names canonicalized, values copied),
+// for the code paths that still speak net/http (HTTP/2, ext_authz's HTTP service).
+func HTTPHeader(h *Header) http.Header {
+	m := make(http.Header, h.Len())
+	for i := 0; i < h.Len(); i++ {
+		k, v := h.Field(i)
+		m.Add(string(k), string(v))
+	}
+	return m
 }
 
 // EqualFold reports whether b equals s, folding ASCII case only (header names are tokens).

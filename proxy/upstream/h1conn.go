@@ -125,7 +125,11 @@ func (hc *h1Client) Close() error {
 }
 
 // RoundTrip implements clientConn.
-func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) { return hc.roundTrip(req, nil) }
+
+// roundTrip sends req, whose header fields and path are head's when head is not nil (see
+// Cluster.RoundTripMessage).
+func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*http.Response, error) {
 	x := &hc.x
 	x.req.Reset()
 	x.src, x.trailer, x.out = nil, nil, nil
@@ -136,13 +140,19 @@ func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		host = req.URL.Host
 	}
 	r.SetAuthorityString(host)
-	r.SetPathString(req.URL.RequestURI())
-	for k, vs := range req.Header {
-		if strings.EqualFold(k, "Host") {
-			continue
-		}
-		for _, v := range vs {
-			r.Header.Add(k, v)
+	if head != nil {
+		// A Host field among them is not written (the request's Host is).
+		r.SetPathString(head.Path)
+		r.Header.CopyFrom(head.Header)
+	} else {
+		r.SetPathString(req.URL.RequestURI())
+		for k, vs := range req.Header {
+			if strings.EqualFold(k, "Host") {
+				continue
+			}
+			for _, v := range vs {
+				r.Header.Add(k, v)
+			}
 		}
 	}
 	r.ContentLength = req.ContentLength
