@@ -29,12 +29,16 @@ type field struct{ name, value span }
 type Header struct {
 	buf    []byte
 	fields []field
+	// lens has bit n%64 set when a field whose name is n bytes long was added since Reset:
+	// a lookup of a name no field can have (most lookups) scans nothing.
+	lens uint64
 }
 
 // Reset empties h, keeping its storage.
 func (h *Header) Reset() {
 	h.buf = h.buf[:0]
 	h.fields = h.fields[:0]
+	h.lens = 0
 }
 
 // Len returns the number of fields.
@@ -69,6 +73,9 @@ func (h *Header) Range(f func(name, value []byte) bool) {
 // Index returns the index of the first field named name (ASCII case-insensitive) at or after
 // from, or -1.
 func (h *Header) Index(name string, from int) int {
+	if h.lens&(1<<(len(name)%64)) == 0 {
+		return -1
+	}
 	for i := from; i < len(h.fields); i++ {
 		f := h.fields[i].name
 		// Most names differ in length: that test is all most fields cost.
@@ -112,6 +119,7 @@ func (h *Header) Add(name, value string) {
 	f := field{name: h.appendString(name)}
 	f.value = h.appendString(value)
 	h.fields = append(h.fields, f)
+	h.lens |= 1 << (len(name) % 64)
 }
 
 // AddBytes appends a field; name and value are copied.
@@ -119,6 +127,7 @@ func (h *Header) AddBytes(name, value []byte) {
 	f := field{name: h.appendBytes(name)}
 	f.value = h.appendBytes(value)
 	h.fields = append(h.fields, f)
+	h.lens |= 1 << (len(name) % 64)
 }
 
 // Set makes value the only value of name: the first field named name keeps its position and
@@ -175,6 +184,7 @@ func (h *Header) delFrom(name string, from int) int {
 func (h *Header) CopyFrom(src *Header) {
 	h.buf = append(h.buf[:0], src.buf...)
 	h.fields = append(h.fields[:0], src.fields...)
+	h.lens = src.lens
 }
 
 // Equal reports whether h and o have the same fields in the same order (names compared
