@@ -125,7 +125,9 @@ func (hc *h1Client) Close() error {
 }
 
 // RoundTrip implements clientConn.
-func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) { return hc.roundTrip(req, nil) }
+func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	return hc.roundTrip(req, nil)
+}
 
 // roundTrip sends req, whose header fields and path are head's when head is not nil (see
 // Cluster.RoundTripMessage).
