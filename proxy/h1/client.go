@@ -78,6 +78,9 @@ type clientConn struct {
 	tunnelClosed atomic.Bool
 	wroteHead    func() // the exchange's WroteHead hook (Conn.RoundTripTrace), nil if none
 	canceled     atomic.Bool
+	// deadline is set while the connection may have a deadline (a context's, or the past one
+	// a cancellation sets): exchanges without one then clear it, and the others skip that.
+	deadline bool
 	rbuf         [bufSize]byte
 	wbuf         [bufSize]byte
 }
@@ -144,7 +147,7 @@ func (p *Pool) dial(ctx context.Context) (*clientConn, error) {
 }
 
 func newClientConn(p *Pool, nc net.Conn, lim http1.Limits) *clientConn {
-	cc := &clientConn{pool: p, nc: nc}
+	cc := &clientConn{pool: p, nc: nc, deadline: true}
 	cc.rd.src, cc.rd.buf = nc, cc.rbuf[:]
 	cc.wr.dst, cc.wr.buf = nc, cc.wbuf[:0]
 	cc.rp.Init(lim)
@@ -293,8 +296,10 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *httpmsg.Request, resp 
 	resp.Reset()
 	if d, ok := ctx.Deadline(); ok {
 		cc.nc.SetDeadline(d)
-	} else {
+		cc.deadline = true
+	} else if cc.deadline {
 		cc.nc.SetDeadline(time.Time{})
+		cc.deadline = false
 	}
 	if ctx.Done() != nil {
 		cc.stop = context.AfterFunc(ctx, cc.cancel)
@@ -520,6 +525,7 @@ func (cc *clientConn) stopWatch() {
 			for !cc.canceled.Load() {
 				runtime.Gosched() // cancel runs now on a goroutine of its own
 			}
+			cc.deadline = true
 		}
 		cc.stop = nil
 		cc.canceled.Store(false)
@@ -558,7 +564,10 @@ func (cc *clientConn) release() {
 	}
 	reuse := cc.reuse && !cc.broken && cc.body.done() && cc.rd.r == cc.rd.w
 	if reuse {
-		cc.nc.SetDeadline(time.Time{})
+		if cc.deadline {
+			cc.nc.SetDeadline(time.Time{})
+			cc.deadline = false
+		}
 	} else {
 		cc.nc.Close()
 	}

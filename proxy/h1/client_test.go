@@ -321,3 +321,63 @@ func TestClientRefusesInvalidRequest(t *testing.T) {
 		t.Errorf("wrote an invalid field")
 	}
 }
+
+// countingConn counts the writes on a connection.
+type countingConn struct {
+	net.Conn
+	writes int
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes++
+	return c.Conn.Write(p)
+}
+
+// TestConnInMemoryBody: a Conn writes a body held in memory with its head, in one write, and a
+// deadline one exchange's context set does not outlive that exchange.
+func TestConnInMemoryBody(t *testing.T) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &countingConn{Conn: nc}
+	var reused []bool
+	c := NewConn(cc, http1.Limits{}, func(r bool) { reused = append(reused, r) })
+	defer c.Close()
+	send := func(ctx context.Context, body string) {
+		t.Helper()
+		req := newRequest("POST", "/", "", int64(len(body)))
+		req.Body = httpmsg.NewBytesBody([]byte(body))
+		before := cc.writes
+		var resp httpmsg.Response
+		if err := c.RoundTrip(ctx, req, &resp); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(b) != body {
+			t.Fatalf("echo of %d bytes: %d bytes, %v", len(body), len(b), err)
+		}
+		if w := cc.writes - before; w != 1 {
+			t.Errorf("request written in %d writes, want 1", w)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	send(ctx, "first")
+	cancel()
+	time.Sleep(100 * time.Millisecond) // past the first exchange's deadline
+	send(context.Background(), strings.Repeat("x", 2000))
+	if len(reused) != 2 || !reused[0] || !reused[1] {
+		t.Errorf("exchanges ended reusable: %v", reused)
+	}
+}
