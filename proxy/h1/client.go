@@ -81,8 +81,8 @@ type clientConn struct {
 	// deadline is set while the connection may have a deadline (a context's, or the past one
 	// a cancellation sets): exchanges without one then clear it, and the others skip that.
 	deadline bool
-	rbuf         [bufSize]byte
-	wbuf         [bufSize]byte
+	rbuf     [bufSize]byte
+	wbuf     [bufSize]byte
 }
 
 func (p *Pool) get() *clientConn {
