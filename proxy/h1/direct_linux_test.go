@@ -38,7 +38,7 @@ func directPair(t *testing.T) (net.Conn, net.Conn) {
 // and the peer's close is io.EOF.
 func TestDirectConnIO(t *testing.T) {
 	d, s := directPair(t)
-	go io.Copy(s, s) // echo
+	go io.Copy(s, s)                                        // echo
 	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB: more than the socket buffers
 	errc := make(chan error, 1)
 	go func() {
