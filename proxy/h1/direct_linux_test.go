@@ -38,8 +38,9 @@ func directPair(t *testing.T) (net.Conn, net.Conn) {
 // and the peer's close is io.EOF.
 func TestDirectConnIO(t *testing.T) {
 	d, s := directPair(t)
-	go io.Copy(s, s)                                        // echo
-	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB: more than the socket buffers
+	go io.Copy(s, s) // echo
+	// 1 MiB: more than the socket buffers take, so the write waits for room.
+	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
 	errc := make(chan error, 1)
 	go func() {
 		n, err := d.Write(want)
