@@ -40,6 +40,20 @@ func listen(t testing.TB, serve func(net.Conn)) string {
 	return ln.Addr().String()
 }
 
+// serveHTTP serves h with net/http's server on an ephemeral loopback port until the test
+// ends, and returns its address.
+func serveHTTP(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := &http.Server{Handler: h}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
 func newPool(addr string) *Pool {
 	return &Pool{Dial: func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
@@ -75,7 +89,7 @@ func roundTrip(t *testing.T, p *Pool, req *httpmsg.Request) (*httpmsg.Response, 
 func TestClientAgainstNetHTTP(t *testing.T) {
 	var mu sync.Mutex
 	conns := map[string]bool{}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		conns[r.RemoteAddr] = true
 		mu.Unlock()
@@ -91,14 +105,8 @@ func TestClientAgainstNetHTTP(t *testing.T) {
 		default:
 			w.Write(b)
 		}
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	p := newPool(ln.Addr().String())
+	})
+	p := newPool(serveHTTP(t, h))
 	defer p.Close()
 
 	req := newRequest("GET", "/a?b", "", 0)
@@ -336,17 +344,11 @@ func (c *countingConn) Write(p []byte) (int, error) {
 // TestConnInMemoryBody: a Conn writes a body held in memory with its head, in one write, and a
 // deadline one exchange's context set does not outlive that exchange.
 func TestConnInMemoryBody(t *testing.T) {
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		w.Write(b)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	nc, err := net.Dial("tcp", ln.Addr().String())
+	}))
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,9 @@ func DirectConn(nc net.Conn) net.Conn {
 		return nc
 	}
 	d := &directConn{TCPConn: tc, rc: rc}
-	d.rd.fn, d.wr.fn = d.read, d.write
+	d.rd.trap, d.rd.name = syscall.SYS_READ, "read"
+	d.wr.trap, d.wr.name, d.wr.whole = syscall.SYS_WRITE, "write", true
+	d.rd.fn, d.wr.fn = d.rd.call, d.wr.call
 	return d
 }
 
@@ -41,47 +43,66 @@ type directConn struct {
 	wr directOp
 }
 
-// directOp is one direction's operation state: the callback given to the RawConn (bound once,
-// so a call allocates nothing) and its buffer and results. mu serializes callers.
+// directOp is one direction's operation: the system call, the callback given to the RawConn
+// (bound once, so that a call allocates nothing), and the call's buffer and results. mu
+// serializes callers.
 type directOp struct {
-	mu  sync.Mutex
-	fn  func(fd uintptr) bool
-	buf []byte
-	n   int
-	err syscall.Errno
+	mu    sync.Mutex
+	trap  uintptr // SYS_READ or SYS_WRITE
+	name  string
+	whole bool // a write: done only once all of buf is written
+	fn    func(fd uintptr) bool
+	buf   []byte
+	n     int
+	err   syscall.Errno
 }
 
 // Read implements net.Conn.
 func (d *directConn) Read(p []byte) (int, error) {
+	n, err := d.do(&d.rd, d.rc.Read, p)
+	if err == nil && n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, err
+}
+
+// Write implements net.Conn: all of p is written unless an error (or deadline) stops it.
+func (d *directConn) Write(p []byte) (int, error) { return d.do(&d.wr, d.rc.Write, p) }
+
+// do runs op on p through the RawConn's Read or Write (wait), which waits for readiness
+// (and enforces the deadline) whenever the callback reports EAGAIN.
+func (d *directConn) do(op *directOp, wait func(func(uintptr) bool) error, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	op := &d.rd
 	op.mu.Lock()
 	op.buf, op.n, op.err = p, 0, 0
-	err := d.rc.Read(op.fn)
+	err := wait(op.fn)
 	n, errno := op.n, op.err
 	op.buf = nil
 	op.mu.Unlock()
 	switch {
 	case err != nil:
-		return n, d.opError("read", err)
+		return n, d.opError(op.name, err)
 	case errno != 0:
-		return n, d.opError("read", os.NewSyscallError("read", errno))
-	case n == 0:
-		return 0, io.EOF
+		return n, d.opError(op.name, os.NewSyscallError(op.name, errno))
+	case op.whole && n < len(p):
+		return n, d.opError(op.name, io.ErrShortWrite) // a write of 0 bytes: not expected
 	}
 	return n, nil
 }
 
-// read is the read callback: false (wait for readiness) on EAGAIN.
-func (d *directConn) read(fd uintptr) bool {
-	op := &d.rd
+// call is op's callback: false (wait for readiness) on EAGAIN, true once done or failed.
+func (op *directOp) call(fd uintptr) bool {
 	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&op.buf[0])), uintptr(len(op.buf)))
+		rest := op.buf[op.n:]
+		r, _, e := syscall.RawSyscall(op.trap, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
 		switch e {
 		case 0:
-			op.n = int(r)
+			op.n += int(r)
+			if op.whole && op.n < len(op.buf) && r > 0 {
+				continue
+			}
 			return true
 		case syscall.EINTR:
 			continue
@@ -91,49 +112,6 @@ func (d *directConn) read(fd uintptr) bool {
 		op.err = e
 		return true
 	}
-}
-
-// Write implements net.Conn: all of p is written unless an error (or deadline) stops it.
-func (d *directConn) Write(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	op := &d.wr
-	op.mu.Lock()
-	op.buf, op.n, op.err = p, 0, 0
-	err := d.rc.Write(op.fn)
-	n, errno := op.n, op.err
-	op.buf = nil
-	op.mu.Unlock()
-	switch {
-	case err != nil:
-		return n, d.opError("write", err)
-	case errno != 0:
-		return n, d.opError("write", os.NewSyscallError("write", errno))
-	}
-	return n, nil
-}
-
-// write is the write callback: it writes until all is written, and waits for room (false)
-// on EAGAIN.
-func (d *directConn) write(fd uintptr) bool {
-	op := &d.wr
-	for op.n < len(op.buf) {
-		rest := op.buf[op.n:]
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-		switch e {
-		case 0:
-			op.n += int(r)
-			continue
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		op.err = e
-		return true
-	}
-	return true
 }
 
 // opError wraps err as net's own connections do, so that callers see the same errors
