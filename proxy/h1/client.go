@@ -78,8 +78,11 @@ type clientConn struct {
 	tunnelClosed atomic.Bool
 	wroteHead    func() // the exchange's WroteHead hook (Conn.RoundTripTrace), nil if none
 	canceled     atomic.Bool
-	rbuf         [bufSize]byte
-	wbuf         [bufSize]byte
+	// deadline is set while the connection may have a deadline (a context's, or the past one
+	// a cancellation sets): exchanges without one then clear it, and the others skip that.
+	deadline bool
+	rbuf     [bufSize]byte
+	wbuf     [bufSize]byte
 }
 
 func (p *Pool) get() *clientConn {
@@ -144,7 +147,7 @@ func (p *Pool) dial(ctx context.Context) (*clientConn, error) {
 }
 
 func newClientConn(p *Pool, nc net.Conn, lim http1.Limits) *clientConn {
-	cc := &clientConn{pool: p, nc: nc}
+	cc := &clientConn{pool: p, nc: nc, deadline: true}
 	cc.rd.src, cc.rd.buf = nc, cc.rbuf[:]
 	cc.wr.dst, cc.wr.buf = nc, cc.wbuf[:0]
 	cc.rp.Init(lim)
@@ -251,6 +254,20 @@ func (p *Pool) RoundTrip(ctx context.Context, req *httpmsg.Request, resp *httpms
 
 func hasBody(req *httpmsg.Request) bool { return req.Body != nil && req.Body != httpmsg.NoBody }
 
+// maxInMemoryWrite bounds the in-memory request bodies a Conn writes from the caller's
+// goroutine (see inMemory): a socket's send buffer takes that much without the upstream
+// reading it.
+const maxInMemoryWrite = 16 << 10
+
+// inMemory reports whether req's body is held in memory (an *httpmsg.BytesBody) and small
+// enough that a Conn writes it with the head, in one write when both fit the write buffer,
+// instead of from a goroutine of its own while the response is read: reading it cannot
+// block, and the upstream need not read it for the write to complete.
+func inMemory(req *httpmsg.Request) bool {
+	_, ok := req.Body.(*httpmsg.BytesBody)
+	return ok && req.ContentLength > 0 && req.ContentLength <= maxInMemoryWrite
+}
+
 // checkRequest refuses a request the codec cannot write as a valid request line and Host.
 func checkRequest(req *httpmsg.Request) error {
 	m, path := req.Method, req.Path()
@@ -279,14 +296,16 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *httpmsg.Request, resp 
 	resp.Reset()
 	if d, ok := ctx.Deadline(); ok {
 		cc.nc.SetDeadline(d)
-	} else {
+		cc.deadline = true
+	} else if cc.deadline {
 		cc.nc.SetDeadline(time.Time{})
+		cc.deadline = false
 	}
 	if ctx.Done() != nil {
 		cc.stop = context.AfterFunc(ctx, cc.cancel)
 	}
 	var werr error
-	if cc.duplex && hasBody(req) && req.ContentLength != 0 {
+	if cc.duplex && hasBody(req) && req.ContentLength != 0 && !inMemory(req) {
 		werr = cc.writeDuplex(req)
 	} else {
 		werr = cc.writeRequest(req)
@@ -506,6 +525,7 @@ func (cc *clientConn) stopWatch() {
 			for !cc.canceled.Load() {
 				runtime.Gosched() // cancel runs now on a goroutine of its own
 			}
+			cc.deadline = true
 		}
 		cc.stop = nil
 		cc.canceled.Store(false)
@@ -544,7 +564,10 @@ func (cc *clientConn) release() {
 	}
 	reuse := cc.reuse && !cc.broken && cc.body.done() && cc.rd.r == cc.rd.w
 	if reuse {
-		cc.nc.SetDeadline(time.Time{})
+		if cc.deadline {
+			cc.nc.SetDeadline(time.Time{})
+			cc.deadline = false
+		}
 	} else {
 		cc.nc.Close()
 	}

@@ -40,6 +40,20 @@ func listen(t testing.TB, serve func(net.Conn)) string {
 	return ln.Addr().String()
 }
 
+// serveHTTP serves h with net/http's server on an ephemeral loopback port until the test
+// ends, and returns its address.
+func serveHTTP(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := &http.Server{Handler: h}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
 func newPool(addr string) *Pool {
 	return &Pool{Dial: func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
@@ -75,7 +89,7 @@ func roundTrip(t *testing.T, p *Pool, req *httpmsg.Request) (*httpmsg.Response, 
 func TestClientAgainstNetHTTP(t *testing.T) {
 	var mu sync.Mutex
 	conns := map[string]bool{}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		conns[r.RemoteAddr] = true
 		mu.Unlock()
@@ -91,14 +105,8 @@ func TestClientAgainstNetHTTP(t *testing.T) {
 		default:
 			w.Write(b)
 		}
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	p := newPool(ln.Addr().String())
+	})
+	p := newPool(serveHTTP(t, h))
 	defer p.Close()
 
 	req := newRequest("GET", "/a?b", "", 0)
@@ -319,5 +327,59 @@ func TestClientRefusesInvalidRequest(t *testing.T) {
 	p.Close()
 	if seen := <-seenCh; strings.Contains(string(seen), "Injected") {
 		t.Errorf("wrote an invalid field")
+	}
+}
+
+// countingConn counts the writes on a connection.
+type countingConn struct {
+	net.Conn
+	writes int
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes++
+	return c.Conn.Write(p)
+}
+
+// TestConnInMemoryBody: a Conn writes a body held in memory with its head, in one write, and a
+// deadline one exchange's context set does not outlive that exchange.
+func TestConnInMemoryBody(t *testing.T) {
+	addr := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	}))
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &countingConn{Conn: nc}
+	var reused []bool
+	c := NewConn(cc, http1.Limits{}, func(r bool) { reused = append(reused, r) })
+	defer c.Close()
+	send := func(ctx context.Context, body string) {
+		t.Helper()
+		req := newRequest("POST", "/", "", int64(len(body)))
+		req.Body = httpmsg.NewBytesBody([]byte(body))
+		before := cc.writes
+		var resp httpmsg.Response
+		if err := c.RoundTrip(ctx, req, &resp); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(b) != body {
+			t.Fatalf("echo of %d bytes: %d bytes, %v", len(body), len(b), err)
+		}
+		if w := cc.writes - before; w != 1 {
+			t.Errorf("request written in %d writes, want 1", w)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	send(ctx, "first")
+	cancel()
+	time.Sleep(100 * time.Millisecond) // past the first exchange's deadline
+	send(context.Background(), strings.Repeat("x", 2000))
+	if len(reused) != 2 || !reused[0] || !reused[1] {
+		t.Errorf("exchanges ended reusable: %v", reused)
 	}
 }

@@ -9,7 +9,10 @@
 // be kept or modified. The string accessors (Get, Request.PathString...) return copies.
 package httpmsg
 
-import "bytes"
+import (
+	"bytes"
+	"net/http"
+)
 
 type span struct{ off, end int32 }
 
@@ -26,12 +29,16 @@ type field struct{ name, value span }
 type Header struct {
 	buf    []byte
 	fields []field
+	// lens has bit n%64 set when a field whose name is n bytes long was added since Reset:
+	// a lookup of a name no field can have (most lookups) scans nothing.
+	lens uint64
 }
 
 // Reset empties h, keeping its storage.
 func (h *Header) Reset() {
 	h.buf = h.buf[:0]
 	h.fields = h.fields[:0]
+	h.lens = 0
 }
 
 // Len returns the number of fields.
@@ -66,9 +73,13 @@ func (h *Header) Range(f func(name, value []byte) bool) {
 // Index returns the index of the first field named name (ASCII case-insensitive) at or after
 // from, or -1.
 func (h *Header) Index(name string, from int) int {
+	if h.lens&(1<<(len(name)%64)) == 0 {
+		return -1
+	}
 	for i := from; i < len(h.fields); i++ {
-		f := h.fields[i]
-		if EqualFold(h.buf[f.name.off:f.name.end], name) {
+		f := h.fields[i].name
+		// Most names differ in length: that test is all most fields cost.
+		if int(f.end-f.off) == len(name) && EqualFold(h.buf[f.off:f.end], name) {
 			return i
 		}
 	}
@@ -108,6 +119,7 @@ func (h *Header) Add(name, value string) {
 	f := field{name: h.appendString(name)}
 	f.value = h.appendString(value)
 	h.fields = append(h.fields, f)
+	h.lens |= 1 << (len(name) % 64)
 }
 
 // AddBytes appends a field; name and value are copied.
@@ -115,6 +127,7 @@ func (h *Header) AddBytes(name, value []byte) {
 	f := field{name: h.appendBytes(name)}
 	f.value = h.appendBytes(value)
 	h.fields = append(h.fields, f)
+	h.lens |= 1 << (len(name) % 64)
 }
 
 // Set makes value the only value of name: the first field named name keeps its position and
@@ -149,10 +162,14 @@ func (h *Header) DelAt(i int) {
 }
 
 func (h *Header) delFrom(name string, from int) int {
-	j := from
-	for i := from; i < len(h.fields); i++ {
+	// Most deletions find nothing: look first, move fields only from the first match on.
+	j := h.Index(name, from)
+	if j < 0 {
+		return 0
+	}
+	for i := j + 1; i < len(h.fields); i++ {
 		f := h.fields[i]
-		if EqualFold(h.buf[f.name.off:f.name.end], name) {
+		if int(f.name.end-f.name.off) == len(name) && EqualFold(h.buf[f.name.off:f.name.end], name) {
 			continue
 		}
 		h.fields[j] = f
@@ -167,6 +184,7 @@ func (h *Header) delFrom(name string, from int) int {
 func (h *Header) CopyFrom(src *Header) {
 	h.buf = append(h.buf[:0], src.buf...)
 	h.fields = append(h.fields[:0], src.fields...)
+	h.lens = src.lens
 }
 
 // Equal reports whether h and o have the same fields in the same order (names compared
@@ -195,6 +213,17 @@ func (h *Header) appendBytes(b []byte) span {
 	off := len(h.buf)
 	h.buf = append(h.buf, b...)
 	return span{int32(off), int32(len(h.buf))}
+}
+
+// HTTPHeader returns h's fields as net/http's header map (names canonicalized, values copied),
+// for the code paths that still speak net/http (HTTP/2, ext_authz's HTTP service).
+func HTTPHeader(h *Header) http.Header {
+	m := make(http.Header, h.Len())
+	for i := 0; i < h.Len(); i++ {
+		k, v := h.Field(i)
+		m.Add(string(k), string(v))
+	}
+	return m
 }
 
 // EqualFold reports whether b equals s, folding ASCII case only (header names are tokens).

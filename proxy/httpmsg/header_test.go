@@ -2,6 +2,7 @@ package httpmsg
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -81,5 +82,34 @@ func TestHasTokenAndMethod(t *testing.T) {
 	r.Reset()
 	if len(r.Path()) != 0 || len(r.Authority()) != 0 {
 		t.Error("Reset")
+	}
+}
+
+// TestLookupByLength covers the name-length filter of Index: names whose lengths differ by 64
+// share a bit, deleted names keep theirs, Reset and CopyFrom carry the filter.
+func TestLookupByLength(t *testing.T) {
+	long := strings.Repeat("x", 65) // same bit as a 1-byte name
+	var h Header
+	h.Add("a", "1")
+	h.AddBytes([]byte(long), []byte("2"))
+	if h.Get(long) != "2" || h.Get("A") != "1" || h.Has("b") || h.Has(strings.Repeat("y", 65)) {
+		t.Fatal("lookups")
+	}
+	if h.Del("a") != 1 || h.Has("a") || h.Get(long) != "2" || h.Del("ab") != 0 {
+		t.Fatal("after Del")
+	}
+	var c Header
+	c.CopyFrom(&h)
+	if c.Get(long) != "2" {
+		t.Fatal("CopyFrom")
+	}
+	h.Reset()
+	if h.Has(long) || h.Len() != 0 {
+		t.Fatal("Reset")
+	}
+	h.Set("Content-Type", "text/plain")
+	h.SetBytes("Server", []byte("s"))
+	if h.Get("content-type") != "text/plain" || h.Get("server") != "s" {
+		t.Fatal("Set")
 	}
 }

@@ -1,6 +1,9 @@
 package httpmsg
 
-import "io"
+import (
+	"bytes"
+	"io"
+)
 
 // Proto is the protocol a message was received with (or is to be sent with).
 type Proto uint8
@@ -137,6 +140,21 @@ func (noBody) Read([]byte) (int, error) { return 0, io.EOF }
 
 // Close does nothing.
 func (noBody) Close() error { return nil }
+
+// BytesBody is a body held whole in memory: reading it never blocks, so a client codec may
+// write it right after the head, from the caller's goroutine and in the same write, where a
+// body that streams from elsewhere needs a writer of its own.
+type BytesBody struct{ bytes.Reader }
+
+// NewBytesBody returns a body reading b (not copied).
+func NewBytesBody(b []byte) *BytesBody {
+	bb := &BytesBody{}
+	bb.Reset(b)
+	return bb
+}
+
+// Close does nothing.
+func (*BytesBody) Close() error { return nil }
 
 // Standard methods, interned.
 var methods = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}

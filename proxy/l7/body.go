@@ -1,13 +1,13 @@
 package l7
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/telemetry"
 )
 
@@ -75,10 +75,10 @@ func (rb *replayBody) attempt() io.ReadCloser {
 	defer rb.mu.Unlock()
 	rb.gen++
 	if rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total {
-		// The whole body is in memory: net/http then sends the request headers and body in one
-		// write instead of flushing the headers first and copying the body through a
-		// per-request 32 KiB buffer. An abandoned attempt keeps reading its own reader.
-		return io.NopCloser(bytes.NewReader(rb.buf))
+		// The whole body is in memory: the upstream codec (h1.Conn, or net/http's for an
+		// *bytes.Reader, see proxy/upstream) then sends the request headers and body in one
+		// write, from this goroutine. An abandoned attempt keeps reading its own reader.
+		return httpmsg.NewBytesBody(rb.buf)
 	}
 	return &bodyView{rb: rb, gen: rb.gen}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/strait-mesh/strait/proxy/h1"
 )
 
 // connState tracks one downstream connection served by the shared http.Server.
@@ -47,7 +49,9 @@ func (h *Handler) ServeConn(c net.Conn, info ConnInfo) {
 	// The server sees every connection as cleartext through a protocol guard: HTTP/1.1, or h2
 	// (ALPN "h2" or prior knowledge) behind the HTTP/2 frame guard (guard.go), with the
 	// connection clocks net/http lacks (timeouts.go).
-	cc := h.newClockConn(c, info.ALPN)
+	// Plain TCP is read and written without the scheduler's blocking system call path
+	// (h1.DirectConn: no sysmon wake-up per request).
+	cc := h.newClockConn(h1.DirectConn(c), info.ALPN)
 	defer cc.stopTimers()
 	cs.cc = cc
 	c = cc

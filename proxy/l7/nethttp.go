@@ -150,11 +150,4 @@ func (d *httpDown) SetWriteDeadline(t time.Time) error { return d.rc.SetWriteDea
 
 // httpHeader returns h as a net/http header map (canonical keys), for the upstream request
 // and the ext_authz check until they take httpmsg's fields.
-func httpHeader(h *httpmsg.Header) http.Header {
-	m := make(http.Header, h.Len())
-	for i := 0; i < h.Len(); i++ {
-		k, v := h.Field(i)
-		m.Add(string(k), string(v))
-	}
-	return m
-}
+func httpHeader(h *httpmsg.Header) http.Header { return httpmsg.HTTPHeader(h) }

@@ -378,7 +378,15 @@ func (h *Handler) forward(s *Stream) {
 	} else {
 		rtimer.start()
 	}
-	out := s.upstreamRequest()
+	var out *http.Request
+	if _, ok := up.(messageUpstream); ok {
+		// The cluster reads the request's head from the stream: no header map or URL.
+		s.head = upstream.MessageHead{Header: &s.req.Header, Path: s.path}
+		s.headSet = true
+		out = s.outboundRequest()
+	} else {
+		out = s.upstreamRequest()
+	}
 
 	// Prepared once; now attempt → decide → maybe retry, with one decision (tryAgain).
 	start := time.Now()
@@ -387,7 +395,11 @@ func (h *Handler) forward(s *Stream) {
 	for attempt := 1; ; attempt++ {
 		s.Info.Attempts = attempt
 		if rt.VirtualHost.IncludeAttemptCount {
-			out.Header.Set("X-Envoy-Attempt-Count", strconv.Itoa(attempt))
+			if s.headSet {
+				hdr.Set("X-Envoy-Attempt-Count", strconv.Itoa(attempt))
+			} else {
+				out.Header.Set("X-Envoy-Attempt-Count", strconv.Itoa(attempt))
+			}
 		}
 		alb := lb
 		if attempt > 1 && lb.HasHash && policy.AvoidPreviousHosts {
@@ -511,7 +523,13 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http
 // roundTrip runs one attempt on req (whose context is actx or derives from it) and classifies a
 // failure.
 func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, req *http.Request, lb balance.Context, res attemptResult) attemptResult {
-	resp, err := up.RoundTrip(req, lb)
+	var resp *http.Response
+	var err error
+	if mu, ok := up.(messageUpstream); ok && s.headSet {
+		resp, err = mu.RoundTripMessage(req, &s.head, lb)
+	} else {
+		resp, err = up.RoundTrip(req, lb)
+	}
 	if res.perTry != nil {
 		res.perTry.Stop()
 	}
@@ -713,20 +731,32 @@ func mix64(x uint64) uint64 {
 	return x
 }
 
+// messageUpstream is an Upstream that takes the request's head as httpmsg (upstream.Cluster):
+// its HTTP/1.1 pools write the stream's own header fields, with no net/http map between.
+type messageUpstream interface {
+	RoundTripMessage(req *http.Request, head *upstream.MessageHead, lb balance.Context) (*http.Response, error)
+}
+
 // upstreamRequest builds the request that goes upstream from the stream's (after the router's
-// edits): net/http's type, which proxy/upstream takes until it speaks httpmsg (issue 10 step C).
+// edits): net/http's type, for the upstreams that take only that (mirrors, tests' stand-ins).
 func (s *Stream) upstreamRequest() *http.Request {
 	u, err := url.ParseRequestURI(s.path)
 	if err != nil {
 		u = &url.URL{Path: "/"} // not reached: SetPath and normalize validate the path
 	}
+	out := s.outboundRequest()
+	out.URL, out.Header = u, httpHeader(&s.req.Header)
+	return out
+}
+
+// outboundRequest is upstreamRequest without the URL and header map, which a messageUpstream
+// reads from s.head.
+func (s *Stream) outboundRequest() *http.Request {
 	out := &http.Request{
 		Method:        s.method,
-		URL:           u,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        httpHeader(&s.req.Header),
 		ContentLength: s.req.ContentLength,
 		Host:          s.authority,
 		Trailer:       s.reqTrailer,

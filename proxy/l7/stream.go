@@ -41,6 +41,10 @@ type Stream struct {
 	// reqTrailer is net/http's request trailer map, filled as the body ends, forwarded with the
 	// upstream request (net/http adapter only).
 	reqTrailer http.Header
+	// head is the upstream request's head as upstream.Cluster.RoundTripMessage takes it, when
+	// the cluster does (headSet): the request's own header fields and path, no net/http map.
+	head    upstream.MessageHead
+	headSet bool
 	// Info is the request's record (flags, status, cluster...).
 	Info RequestInfo
 	// Table and Route are the route table and matched route (Route nil: no route).

@@ -126,6 +126,12 @@ func (hc *h1Client) Close() error {
 
 // RoundTrip implements clientConn.
 func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	return hc.roundTrip(req, nil)
+}
+
+// roundTrip sends req, whose header fields and path are head's when head is not nil (see
+// Cluster.RoundTripMessage).
+func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*http.Response, error) {
 	x := &hc.x
 	x.req.Reset()
 	x.src, x.trailer, x.out = nil, nil, nil
@@ -136,13 +142,19 @@ func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		host = req.URL.Host
 	}
 	r.SetAuthorityString(host)
-	r.SetPathString(req.URL.RequestURI())
-	for k, vs := range req.Header {
-		if strings.EqualFold(k, "Host") {
-			continue
-		}
-		for _, v := range vs {
-			r.Header.Add(k, v)
+	if head != nil {
+		// A Host field among them is not written (the request's Host is).
+		r.SetPathString(head.Path)
+		r.Header.CopyFrom(head.Header)
+	} else {
+		r.SetPathString(req.URL.RequestURI())
+		for k, vs := range req.Header {
+			if strings.EqualFold(k, "Host") {
+				continue
+			}
+			for _, v := range vs {
+				r.Header.Add(k, v)
+			}
 		}
 	}
 	r.ContentLength = req.ContentLength
@@ -153,6 +165,9 @@ func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		x.src, x.trailer = req.Body, req.Trailer
 		r.Body = (*h1RequestBody)(x)
+		if bb, ok := req.Body.(*httpmsg.BytesBody); ok && r.ContentLength > 0 {
+			r.Body = bb // no trailers; written with the head (h1.Conn)
+		}
 	} else {
 		r.ContentLength = 0
 	}
@@ -179,6 +194,57 @@ type h1Exchange struct {
 	src     io.ReadCloser // the request body
 	trailer http.Header   // the request's trailers, read when its body ends
 	out     *http.Response
+	scratch []byte // the response's header values, for httpResponse
+}
+
+// statusLines holds net/http's Status strings ("200 OK") of the codes it names.
+var statusLines = func() (t [600]string) {
+	for code := range t {
+		if text := http.StatusText(code); text != "" {
+			t[code] = strconv.Itoa(code) + " " + text
+		}
+	}
+	return t
+}()
+
+// statusLine returns net/http's Status string for code.
+func statusLine(code int) string {
+	if code >= 0 && code < len(statusLines) && statusLines[code] != "" {
+		return statusLines[code]
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
+}
+
+// commonNames maps the lower-case form of header names responses often carry to their
+// canonical form, so that converting them takes no allocation.
+var commonNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"Accept-Ranges", "Access-Control-Allow-Origin", "Age", "Cache-Control",
+		"Connection", "Content-Encoding", "Content-Language", "Content-Length", "Content-Type", "Date",
+		"Etag", "Expires", "Grpc-Message", "Grpc-Status", "Keep-Alive", "Last-Modified", "Location",
+		"Server", "Set-Cookie", "Strict-Transport-Security", "Trailer", "Transfer-Encoding", "Vary",
+		"Via", "X-Content-Type-Options", "X-Envoy-Upstream-Service-Time", "X-Frame-Options",
+		"X-Request-Id"} {
+		m[strings.ToLower(n)] = n
+	}
+	return m
+}()
+
+// canonicalName returns net/http's canonical form of the field name k.
+func canonicalName(k []byte) string {
+	var lower [32]byte
+	if len(k) <= len(lower) {
+		for i, c := range k {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			lower[i] = c
+		}
+		if n, ok := commonNames[string(lower[:len(k)])]; ok {
+			return n
+		}
+	}
+	return http.CanonicalHeaderKey(string(k))
 }
 
 // h1RequestBody is the request body as the codec reads it: at its end, the trailers net/http's
@@ -199,24 +265,36 @@ func (b *h1RequestBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// httpResponse converts the codec's response head for the router.
+// httpResponse converts the codec's response head for the router: the values share one
+// string and one slice array, and common names are interned (canonicalName).
 func (x *h1Exchange) httpResponse(req *http.Request) *http.Response {
 	r := &x.resp
+	n := r.Header.Len()
 	resp := &http.Response{
 		StatusCode:    r.Status,
-		Status:        strconv.Itoa(r.Status) + " " + http.StatusText(r.Status),
+		Status:        statusLine(r.Status),
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        make(http.Header, r.Header.Len()),
+		Header:        make(http.Header, n),
 		ContentLength: r.ContentLength,
 		Request:       req,
 	}
 	if r.Proto == httpmsg.HTTP10 {
 		resp.Proto, resp.ProtoMinor = "HTTP/1.0", 0
 	}
-	for i := 0; i < r.Header.Len(); i++ {
+	x.scratch = x.scratch[:0]
+	for i := 0; i < n; i++ {
+		_, v := r.Header.Field(i)
+		x.scratch = append(x.scratch, v...)
+	}
+	values := string(x.scratch)
+	slots := make([]string, n)
+	off := 0
+	for i := 0; i < n; i++ {
 		k, v := r.Header.Field(i)
+		value := values[off : off+len(v)]
+		off += len(v)
 		switch {
 		case httpmsg.EqualFold(k, "Transfer-Encoding"):
 			// Framing is the codec's (net/http's client keeps it out of Header too).
@@ -232,7 +310,13 @@ func (x *h1Exchange) httpResponse(req *http.Request) *http.Response {
 				}
 			}
 		}
-		resp.Header.Add(string(k), string(v))
+		name := canonicalName(k)
+		if vs, ok := resp.Header[name]; ok {
+			resp.Header[name] = append(vs, value)
+		} else {
+			slots[i] = value
+			resp.Header[name] = slots[i : i+1 : i+1]
+		}
 	}
 	if rw, ok := r.Body.(io.ReadWriteCloser); ok {
 		resp.Body = rw // the tunnel

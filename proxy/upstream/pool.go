@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/strait-mesh/strait/proxy/h1"
 )
 
 // poolKind selects the protocol of a pool.
@@ -497,7 +499,8 @@ func (c *Cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, error) {
 	}
 	c.st.cxTotal.Inc()
 	c.st.cxActive.Inc()
-	tc := &trackedConn{Conn: conn, c: c}
+	// Read and written without the scheduler's blocking system call path (h1.DirectConn).
+	tc := &trackedConn{Conn: h1.DirectConn(conn), c: c}
 	if v := ep.ts.proxyVersion(); v != 0 {
 		d, ok := downstreamFrom(ctx)
 		if err := writeProxyHeader(tc, v, d, ok); err != nil {

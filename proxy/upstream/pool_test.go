@@ -420,7 +420,7 @@ func TestTCPKeepaliveApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	tcp := conn.(*dialedConn).Conn.(*trackedConn).Conn.(*net.TCPConn)
+	tcp := conn.(*dialedConn).Conn.(*trackedConn).Conn.(syscall.Conn) // *net.TCPConn, through h1.DirectConn
 	raw, err := tcp.SyscallConn()
 	if err != nil {
 		t.Fatal(err)

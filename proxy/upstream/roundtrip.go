@@ -16,17 +16,24 @@ import (
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
 // originalDstHeader is the header an ORIGINAL_DST cluster with use_http_header reads.
 const originalDstHeader = "X-Envoy-Original-Dst-Host"
 
 // pick chooses the endpoint for a request or connection.
-func (c *Cluster) pick(ctx context.Context, hdr http.Header, lb balance.Context) (*endpoint, error) {
+func (c *Cluster) pick(ctx context.Context, hdr http.Header, head *MessageHead, lb balance.Context) (*endpoint, error) {
 	if c.kind == discoveryOriginalDst {
 		a, ok := OriginalDst(ctx)
-		if c.origHeader && hdr != nil {
-			if v := hdr.Get(originalDstHeader); v != "" {
+		if c.origHeader && (hdr != nil || head != nil) {
+			v := ""
+			if head != nil {
+				v = head.Header.Get(originalDstHeader)
+			} else {
+				v = hdr.Get(originalDstHeader)
+			}
+			if v != "" {
 				if h, err := netip.ParseAddrPort(v); err == nil {
 					a, ok = h, true
 				}
@@ -82,12 +89,33 @@ func (c *Cluster) poolKind(req *http.Request, ep *endpoint) poolKind {
 // response), UR (HTTP/2 stream reset by the upstream), UT (deadline of req's context), DC
 // (req's context canceled).
 func (c *Cluster) RoundTrip(req *http.Request, lb balance.Context) (*http.Response, error) {
+	return c.roundTrip(req, nil, lb)
+}
+
+// MessageHead is an outbound request's head as the connection manager keeps it (proxy/httpmsg),
+// for RoundTripMessage.
+type MessageHead struct {
+	// Header holds the header fields (the Host field is the request's Host).
+	Header *httpmsg.Header
+	// Path is the path and query, in origin form.
+	Path string
+}
+
+// RoundTripMessage is RoundTrip for a request whose header fields and path are in head:
+// req.Header and req.URL are not read and may be nil, nor is head changed. The HTTP/1.1 pools
+// write head as it is, without net/http's types; for the others (HTTP/2, ALPN-negotiated) a
+// copy of req gets a header map and URL built from head.
+func (c *Cluster) RoundTripMessage(req *http.Request, head *MessageHead, lb balance.Context) (*http.Response, error) {
+	return c.roundTrip(req, head, lb)
+}
+
+func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Context) (*http.Response, error) {
 	c.st.rqTotal.Inc()
 	if !c.breaker.rq.acquire() {
 		c.st.rqPendingOverflow.Inc()
 		return nil, &Error{Flag: FlagOverflow, Err: errRequestOverflow}
 	}
-	ep, err := c.pick(req.Context(), req.Header, lb)
+	ep, err := c.pick(req.Context(), req.Header, head, lb)
 	if err != nil {
 		c.breaker.rq.release()
 		return nil, err
@@ -102,7 +130,10 @@ func (c *Cluster) RoundTrip(req *http.Request, lb balance.Context) (*http.Respon
 		d, _ := downstreamFrom(req.Context())
 		p = ep.proxiedPool(c.poolKind(req, ep), d)
 	}
-	out := prepare(req, p)
+	out := prepare(req, head, p)
+	if p.kind != poolH1 {
+		head = nil // out carries it
+	}
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := p.acquire(ctx)
@@ -110,7 +141,12 @@ func (c *Cluster) RoundTrip(req *http.Request, lb balance.Context) (*http.Respon
 			c.finish(ep)
 			return nil, c.failure(ctx, ep, err, true)
 		}
-		resp, err := pc.cc.RoundTrip(out)
+		var resp *http.Response
+		if hc, ok := pc.cc.(*h1Client); ok && head != nil {
+			resp, err = hc.roundTrip(out, head)
+		} else {
+			resp, err = pc.cc.RoundTrip(out)
+		}
 		if err == nil {
 			reportPeer(ctx, resp.TLS)
 			c.st.countStatus(resp.StatusCode)
@@ -162,8 +198,23 @@ func (c *Cluster) finish(ep *endpoint) {
 	c.breaker.rq.release()
 }
 
-// prepare makes req sendable as a client request on p's connections.
-func prepare(req *http.Request, p *pool) *http.Request {
+// prepare makes req sendable as a client request on p's connections. With head (see
+// RoundTripMessage), an HTTP/1.1 pool's request is req as it is, and the others' a copy
+// with head's header fields and path.
+func prepare(req *http.Request, head *MessageHead, p *pool) *http.Request {
+	if head != nil {
+		if p.kind == poolH1 {
+			return req
+		}
+		u, err := url.ParseRequestURI(head.Path)
+		if err != nil {
+			u = &url.URL{Path: "/"} // not reached: the connection manager validates the path
+		}
+		r := new(http.Request)
+		*r = *req
+		r.URL, r.Header = u, httpmsg.HTTPHeader(head.Header)
+		req = r
+	}
 	needURL := req.URL == nil || req.URL.Scheme != p.scheme || req.URL.Host == ""
 	out := req
 	if req.RequestURI != "" || needURL {
@@ -187,6 +238,15 @@ func prepare(req *http.Request, p *pool) *http.Request {
 			u.Host = "localhost"
 		}
 		out.URL = u
+	}
+	if bb, ok := req.Body.(*httpmsg.BytesBody); ok && p.kind != poolH1 {
+		// net/http's client writes the head and a body it knows to be in memory (an
+		// *bytes.Reader, through io.NopCloser) in one write; other bodies after a flush.
+		if out == req {
+			out = new(http.Request)
+			*out = *req
+		}
+		out.Body = io.NopCloser(&bb.Reader)
 	}
 	if out.Header == nil {
 		out.Header = http.Header{}
@@ -249,7 +309,7 @@ func (b *rwBody) Write(p []byte) (int, error) { return b.w.Write(p) }
 // socket (TLS handshake included). For ORIGINAL_DST clusters the destination comes from ctx
 // (WithOriginalDst). Closing the returned connection releases its accounting.
 func (c *Cluster) Dial(ctx context.Context, lb balance.Context) (net.Conn, error) {
-	ep, err := c.pick(ctx, nil, lb)
+	ep, err := c.pick(ctx, nil, nil, lb)
 	if err != nil {
 		return nil, err
 	}
