@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -57,11 +58,11 @@ func (g *generator) workloadTable(snap *mesh.Snapshot, p *Proxy) ([]types.Resour
 		}
 		return g.memo.get(snap.Version, workloadTableKey{}, h.Sum64(), func() any {
 			t, report := buildWorkloadTable(snap)
-			tec, err := workloadtable.Encode(t)
+			tc, err := workloadtable.Encode(t)
 			if err != nil {
 				return &workloadTableResult{err: err}
 			}
-			return &workloadTableResult{list: []types.Resource{tec}, report: report}
+			return &workloadTableResult{list: []types.Resource{&corev3.TypedExtensionConfig{Name: workloadtable.Name, TypedConfig: tc}}, report: report}
 		})
 	}).(*workloadTableResult)
 	g.report(p, r.report)
