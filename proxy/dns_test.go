@@ -4,11 +4,10 @@ import (
 	"strings"
 	"testing"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-
 	"github.com/strait-mesh/strait/internal/nametable"
 	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 func TestApplyNameTable(t *testing.T) {

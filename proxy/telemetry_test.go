@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
@@ -19,6 +16,9 @@ import (
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/telemetry"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
+	listenerv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/listener/v3"
+	tcpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/tcp_proxy/v3"
+	xdstypev3 "github.com/strait-mesh/strait/proxy/xdspb/xds/type/v3"
 )
 
 // TestTCPTelemetry: the proxy's l4 environment reports tcp_proxy connections in Istio's TCP

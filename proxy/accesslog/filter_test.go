@@ -5,15 +5,15 @@ import (
 	"testing"
 	"time"
 
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/proxy/accesslog/accesslogtest"
 	"github.com/strait-mesh/strait/proxy/attributes"
+	accesslogv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/accesslog/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	celv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/access_loggers/filters/cel/v3"
 )
 
 func parseFilter(t *testing.T, text string) *accesslogv3.AccessLogFilter {

@@ -6,15 +6,15 @@ import (
 	"strings"
 	"testing"
 
-	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
-	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
-	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	rbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
+	httprbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/rbac/v3"
+	netrbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/rbac/v3"
+	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
 )
 
 // twoPolicies: "b-get" matches GET, "a-api" matches /api/ paths; both match baseReq.

@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"net/netip"
 
-	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/proxy/authz"
+	rbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
 )
 
 // request is a minimal authz.Request.

@@ -4,10 +4,11 @@ import (
 	"net/netip"
 	"testing"
 
-	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/path/match/uri_template/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	rbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
+	_ "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/path/match/uri_template/v3"
 )
 
 // fakeReq is a hand-written Request for tests.

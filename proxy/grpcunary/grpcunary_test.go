@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 const method = "/test.Echo/Say"

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/sniff"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
+	tcpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/tcp_proxy/v3"
 )
 
 // backend is a real TCP server on loopback that prefixes what it echoes with its tag.

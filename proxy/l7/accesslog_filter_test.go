@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/accesslog"
 	"github.com/strait-mesh/strait/proxy/accesslog/accesslogtest"
+	accesslogv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/accesslog/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 // TestAccessLogFilters sends 200s and 503s through a real connection manager whose access log

@@ -6,12 +6,11 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-
 	"github.com/strait-mesh/strait/proxy/authz"
 	"github.com/strait-mesh/strait/proxy/authz/authztest"
 	"github.com/strait-mesh/strait/proxy/stats"
+	rbachttpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/rbac/v3"
+	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
 // BenchmarkHandlerAuthz is BenchmarkHandler with the filters of AuthorizationPolicy and

@@ -10,17 +10,17 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	ratelimitconfv3 "github.com/envoyproxy/go-control-plane/envoy/config/ratelimit/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	rlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
-	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	ratelimitconfv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/ratelimit/v3"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	rlhttpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/ratelimit/v3"
+	rlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/service/ratelimit/v3"
+	typev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/v3"
 )
 
 const rlsCluster = "outbound|8081||ratelimit.default.svc.cluster.local"

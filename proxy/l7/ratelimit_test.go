@@ -11,12 +11,6 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
-	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -24,6 +18,12 @@ import (
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	ratelimitv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/common/ratelimit/v3"
+	lrlv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/local_ratelimit/v3"
+	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
+	typev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/v3"
 )
 
 // lrlFilter is the connection manager's local rate limit filter as Istio's rate-limit task

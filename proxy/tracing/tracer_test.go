@@ -9,11 +9,6 @@ import (
 	"testing"
 	"time"
 
-	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	uuidv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/request_id/uuid/v3"
-	tagv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -21,6 +16,11 @@ import (
 	"github.com/strait-mesh/strait/proxy/attributes"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	tracev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/trace/v3"
+	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
+	uuidv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/request_id/uuid/v3"
+	tagv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/tracing/v3"
+	typev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/v3"
 )
 
 func otelProvider(t testing.TB) *tracev3.Tracing_Http {

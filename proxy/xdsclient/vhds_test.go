@@ -8,14 +8,14 @@ import (
 	"sync"
 	"testing"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/route"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 )
 
 // routeRecorder compiles the route configurations it is handed, as the proxy does, and keeps the

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 func TestCheckNamesTheUnsupportedField(t *testing.T) {

@@ -15,7 +15,8 @@
 //	go run ./tools/xdstrim -check   # fail when proxy/xdspb is not up to date
 //	go run ./tools/xdstrim -v       # also list what the trimmed types lack (PGV Validate, ...)
 //	go run ./tools/xdstrim -rewrite # switch go-control-plane / cncf/xds imports of the files
-//	                                # strait-proxy links to proxy/xdspb (-tests: their tests too)
+//	                                # strait-proxy links to proxy/xdspb (-tests: their tests too;
+//	                                # or of the files named after the flags)
 package main
 
 import (
@@ -33,14 +34,14 @@ func main() {
 	root := flag.String("root", ".", "the module root")
 	check := flag.Bool("check", false, "only report whether the generated tree is up to date")
 	verbose := flag.Bool("v", false, "print what the analysis found")
-	rewrite := flag.Bool("rewrite", false, "instead of generating, switch the go-control-plane and cncf/xds imports of the files strait-proxy links to proxy/xdspb, in place")
-	tests := flag.Bool("tests", false, "with -rewrite, switch their test files too")
+	rewrite := flag.Bool("rewrite", false, "instead of generating, switch the go-control-plane and cncf/xds imports of the files strait-proxy links (or of the files named as arguments) to proxy/xdspb, in place")
+	tests := flag.Bool("tests", false, "with -rewrite, switch their test files too (only to the trimmed packages that exist)")
 	flag.Parse()
 	if *rewrite {
 		root, err := filepath.Abs(*root)
 		var changed []string
 		if err == nil {
-			changed, err = rewriteImports(root, *tests)
+			changed, err = rewriteImports(root, *tests, flag.Args()...)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "xdstrim:", err)

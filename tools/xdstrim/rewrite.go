@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -126,12 +127,38 @@ func switchImports(path string, m importMap) ([]byte, bool, error) {
 // module files strait-proxy links (and of their tests, with tests) to proxy/xdspb, and returns
 // the files changed, relative to root. It leaves go-control-plane's pkg/... helpers alone: the
 // build then fails naming them.
-func rewriteImports(root string, tests bool) ([]string, error) {
-	_, files, err := linkedFiles(root, tests, "./cmd/strait-proxy")
-	if err != nil {
-		return nil, err
+//
+// Given files, it switches those instead (as test files: a package strait-proxy has no trimmed
+// type for stays).
+func rewriteImports(root string, tests bool, files ...string) ([]string, error) {
+	if len(files) > 0 {
+		tests = true
+		for i, f := range files {
+			abs, err := filepath.Abs(f)
+			if err != nil {
+				return nil, err
+			}
+			files[i] = abs
+		}
+	} else {
+		var err error
+		if _, files, err = linkedFiles(root, tests, "./cmd/strait-proxy"); err != nil {
+			return nil, err
+		}
 	}
-	switched, err := switchedSources(files, toTrimmed)
+	// proxy/xdspb's own tests compare the trimmed types with go-control-plane's.
+	files = slices.DeleteFunc(files, func(f string) bool {
+		return strings.HasPrefix(f, filepath.Join(root, generatedDir)+string(filepath.Separator))
+	})
+	switched, err := switchedSources(files, func(p string) (string, bool) {
+		np, ok := toTrimmed(p)
+		if ok && tests && !isDir(filepath.Join(root, strings.TrimPrefix(np, moduleImport+"/"))) {
+			// A test may build a message strait-proxy has no trimmed type for (to check that
+			// it is refused): its import stays.
+			return "", false
+		}
+		return np, ok
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -223,4 +250,9 @@ func regroupImports(path string, src []byte) ([]byte, error) {
 		return nil, fmt.Errorf("formatting %s: %w", path, err)
 	}
 	return out, nil
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
