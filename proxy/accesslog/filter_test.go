@@ -8,21 +8,25 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	gaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	gcelv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	"github.com/strait-mesh/strait/proxy/accesslog/accesslogtest"
 	"github.com/strait-mesh/strait/proxy/attributes"
+	"github.com/strait-mesh/strait/proxy/xdspb"
 	accesslogv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/accesslog/v3"
-	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 	celv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/access_loggers/filters/cel/v3"
 )
 
 func parseFilter(t *testing.T, text string) *accesslogv3.AccessLogFilter {
 	t.Helper()
-	var f accesslogv3.AccessLogFilter
+	// go-control-plane's type parses the fields strait-proxy does not read too.
+	var f gaccesslogv3.AccessLogFilter
 	if err := prototext.Unmarshal([]byte(text), &f); err != nil {
 		t.Fatalf("parsing %s: %v", text, err)
 	}
-	return &f
+	return xdspb.MustFrom[*accesslogv3.AccessLogFilter](&f)
 }
 
 func TestFilters(t *testing.T) {
@@ -98,7 +102,7 @@ func TestFilterErrors(t *testing.T) {
 		}
 	}
 	// The CEL extension's other fields are refused by name.
-	a, _ := anypb.New(&celv3.ExpressionFilter{Expression: "true", CelConfig: &corev3.CelExpressionConfig{EnableStringConversion: true}})
+	a, _ := anypb.New(&gcelv3.ExpressionFilter{Expression: "true", CelConfig: &gcorev3.CelExpressionConfig{EnableStringConversion: true}})
 	f := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{ExtensionFilter: &accesslogv3.ExtensionFilter{
 		Name: "cel", ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: a}}}}
 	if _, err := compileFilter("filter", f); err == nil || !strings.Contains(err.Error(), "typed_config.cel_config: not supported") {

@@ -7,16 +7,18 @@ import (
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	uritemplatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/path/match/uri_template/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
-	rbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
-	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
-	uritemplatev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/path/match/uri_template/v3"
-	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
-	typev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/v3"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	prbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
 )
 
 // gen draws choices from fuzz bytes; once they run out every choice is 0.
@@ -232,17 +234,17 @@ func FuzzEvaluate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g := &gen{b: data}
 		rules := g.rbac(rbacv3.RBAC_ALLOW)
-		allow, err := Compile(rules, "rules")
+		allow, err := Compile(xdspb.MustFrom[*prbacv3.RBAC](rules), "rules")
 		if err != nil {
 			return // e.g. a random regex too large; compile errors are tested elsewhere
 		}
 		rules.Action = rbacv3.RBAC_DENY
-		deny, err := Compile(rules, "rules")
+		deny, err := Compile(xdspb.MustFrom[*prbacv3.RBAC](rules), "rules")
 		if err != nil {
 			t.Fatalf("DENY compile failed where ALLOW did not: %v", err)
 		}
 		rules.Action = rbacv3.RBAC_LOG
-		logEngine, err := Compile(rules, "rules")
+		logEngine, err := Compile(xdspb.MustFrom[*prbacv3.RBAC](rules), "rules")
 		if err != nil {
 			t.Fatalf("LOG compile failed where ALLOW did not: %v", err)
 		}

@@ -377,7 +377,7 @@ const maxPathTemplateLen = 256
 func minItems(field string, n, min int) error {
 	if n < min {
 		if min == 1 {
-			return fmt.Errorf("%s: empty, want at least one item", field)
+			return fmt.Errorf("%s: empty", field)
 		}
 		return fmt.Errorf("%s: %d items, want at least %d", field, n, min)
 	}

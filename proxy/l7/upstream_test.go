@@ -14,6 +14,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
+	"github.com/strait-mesh/strait/proxy/xdspb"
 	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
 	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 	endpointv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/endpoint/v3"
@@ -24,7 +25,7 @@ import (
 // staticCluster compiles a STATIC cluster name with one endpoint, addr; h2 speaks HTTP/2 to it.
 func staticCluster(t testing.TB, name, addr string, h2 bool) *upstream.Cluster {
 	t.Helper()
-	c := testenv.StaticCluster(name, 2*time.Second, addr)
+	c := xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster(name, 2*time.Second, addr))
 	if h2 {
 		c.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
 	}

@@ -6,9 +6,9 @@ package authztest
 import (
 	"fmt"
 
-	rbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
-	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
-	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 )
 
 // IstioPolicies returns n ALLOW policies shaped as Istio's builder emits them for "from
