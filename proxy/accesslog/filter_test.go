@@ -52,11 +52,11 @@ func TestFilters(t *testing.T) {
 		{"header method", parseFilter(t, `header_filter { header { name: ":method" string_match { exact: "POST" } } }`), false, true, false},
 		{"or", parseFilter(t, `or_filter { filters { response_flag_filter { flags: "UH" } } filters { status_code_filter { comparison { op: EQ value { default_value: 200 runtime_key: "k" } } } } }`), true, false, true},
 		{"and", parseFilter(t, `and_filter { filters { response_flag_filter {} } filters { duration_filter { comparison { op: LE value { default_value: 1000 runtime_key: "k" } } } } }`), false, false, true},
-		{"cel 5xx", accesslogtest.CELFilter(t, `response.code >= 500`), false, true, false},
-		{"cel not 5xx", accesslogtest.CELFilter(t, `!(response.code >= 500)`), true, false, false},
-		{"cel flags", accesslogtest.CELFilter(t, `response.flags != 0`), false, true, true},
-		{"cel header", accesslogtest.CELFilter(t, `request.headers["x-debug"] == "1"`), true, false, false},
-		{"cel protocol", accesslogtest.CELFilter(t, `request.protocol == "HTTP/2"`), false, true, false},
+		{"cel 5xx", xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `response.code >= 500`)), false, true, false},
+		{"cel not 5xx", xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `!(response.code >= 500)`)), true, false, false},
+		{"cel flags", xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `response.flags != 0`)), false, true, true},
+		{"cel header", xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `request.headers["x-debug"] == "1"`)), true, false, false},
+		{"cel protocol", xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `request.protocol == "HTTP/2"`)), false, true, false},
 	}
 	for _, tc := range tests {
 		f, err := compileFilter("filter", tc.f)
@@ -90,10 +90,10 @@ func TestFilterErrors(t *testing.T) {
 		{&accesslogv3.AccessLogFilter{}, "filter: no filter set"},
 		{&accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{ExtensionFilter: &accesslogv3.ExtensionFilter{
 			Name: "x", ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: other}}}}, "filter.extension_filter.typed_config: not supported"},
-		{accesslogtest.CELFilter(t, `response.code +`), "filter.extension_filter.typed_config.expression: compiling CEL expression"},
-		{accesslogtest.CELFilter(t, `response.code + 1`), "not bool"},
-		{accesslogtest.CELFilter(t, `upstream.cx_pool_ready_duration > duration("1s")`), "attribute upstream.cx_pool_ready_duration: not supported"},
-		{accesslogtest.CELFilter(t, ``), "expression: empty"},
+		{xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `response.code +`)), "filter.extension_filter.typed_config.expression: compiling CEL expression"},
+		{xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `response.code + 1`)), "not bool"},
+		{xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `upstream.cx_pool_ready_duration > duration("1s")`)), "attribute upstream.cx_pool_ready_duration: not supported"},
+		{xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, ``)), "expression: empty"},
 	}
 	for _, tc := range tests {
 		_, err := compileFilter("filter", tc.f)

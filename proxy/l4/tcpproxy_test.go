@@ -16,11 +16,13 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	gtcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/sniff"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
+	"github.com/strait-mesh/strait/proxy/xdspb"
 	tcpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/tcp_proxy/v3"
 )
 
@@ -220,8 +222,9 @@ func TestUnsupportedFields(t *testing.T) {
 		tp   *tcpv3.TcpProxy
 		want string
 	}{
-		{&tcpv3.TcpProxy{StatPrefix: "x", ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}, TunnelingConfig: &tcpv3.TcpProxy_TunnelingConfig{Hostname: "h"}}, "tcp_proxy.tunneling_config"},
-		{&tcpv3.TcpProxy{StatPrefix: "x", ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}, ProxyProtocolTlvs: nil, UpstreamIdleTimeout: durationpb.New(1)}, "tcp_proxy.upstream_idle_timeout"},
+		// Fields strait-proxy does not read are set through go-control-plane's type.
+		{xdspb.MustFrom[*tcpv3.TcpProxy](&gtcpv3.TcpProxy{StatPrefix: "x", ClusterSpecifier: &gtcpv3.TcpProxy_Cluster{Cluster: "c"}, TunnelingConfig: &gtcpv3.TcpProxy_TunnelingConfig{Hostname: "h"}}), "tcp_proxy.tunneling_config"},
+		{xdspb.MustFrom[*tcpv3.TcpProxy](&gtcpv3.TcpProxy{StatPrefix: "x", ClusterSpecifier: &gtcpv3.TcpProxy_Cluster{Cluster: "c"}, ProxyProtocolTlvs: nil, UpstreamIdleTimeout: durationpb.New(1)}), "tcp_proxy.upstream_idle_timeout"},
 		{&tcpv3.TcpProxy{ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}}, "stat_prefix"},
 		{&tcpv3.TcpProxy{StatPrefix: "x"}, "cluster or weighted_clusters"},
 	}
