@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -11,8 +13,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
-	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
-	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 // TestExtensionConfigByName: ECDS (the DNS name table) is requested only by name, and only once

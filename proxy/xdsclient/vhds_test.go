@@ -8,14 +8,15 @@ import (
 	"sync"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/route"
-	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
-	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	proutev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 )
 
 // routeRecorder compiles the route configurations it is handed, as the proxy does, and keeps the
@@ -33,7 +34,7 @@ func (r *routeRecorder) Apply(typeURL string, set map[string]*Resource) error {
 	got := map[string][]string{}
 	vhds := false
 	for name, res := range set {
-		rc := res.Message.(*routev3.RouteConfiguration)
+		rc := res.Message.(*proutev3.RouteConfiguration)
 		if _, err := route.Compile(rc); err != nil {
 			return err
 		}
