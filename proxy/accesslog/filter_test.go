@@ -5,12 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/encoding/prototext"
-	"google.golang.org/protobuf/types/known/anypb"
-
 	gaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	gcelv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/types/known/anypb"
+
 	"github.com/strait-mesh/strait/proxy/accesslog/accesslogtest"
 	"github.com/strait-mesh/strait/proxy/attributes"
 	"github.com/strait-mesh/strait/proxy/xdspb"

@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
+	gaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	gfilev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	gaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
-	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	gfilev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 	"github.com/strait-mesh/strait/proxy/xdspb"

@@ -102,7 +102,7 @@ func TestURITemplatePGVRule(t *testing.T) {
 		t.Errorf("256 characters: %v", err)
 	}
 	for tmpl, want := range map[string]string{
-		"":          "f.path_template: empty",
+		"":         "f.path_template: empty",
 		long + "a": "f.path_template: 257 characters, at most 256",
 	} {
 		if err := validateURITemplateConfig("f", tmpl); err == nil || err.Error() != want {

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 	"github.com/strait-mesh/strait/proxy/xdspb"
 	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"

@@ -7,10 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	gaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	gaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	"github.com/strait-mesh/strait/proxy/accesslog"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdspb"

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	gaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/accesslog"
 	"github.com/strait-mesh/strait/proxy/accesslog/accesslogtest"

@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
+	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	gjwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	jose "github.com/go-jose/go-jose/v4"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	gjwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	"github.com/strait-mesh/strait/internal/testenv/jwttest"
 	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 	rbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"

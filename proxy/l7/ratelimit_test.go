@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	groutev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	gratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	glrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	groutev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	gratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
-	glrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
@@ -28,7 +29,6 @@ import (
 	lrlv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/local_ratelimit/v3"
 	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
 	typev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/v3"
-	"google.golang.org/protobuf/proto"
 )
 
 // lrlFilter is the connection manager's local rate limit filter as Istio's rate-limit task

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
+	glistenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"golang.org/x/net/http2"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	glistenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/xdspb"

@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	glistenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	glistenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/strait-mesh/strait/proxy/xdspb"
 	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 	listenerv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/listener/v3"

@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
+	groutev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	groutev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/xdspb"

@@ -11,14 +11,14 @@ import (
 	"testing"
 	"time"
 
+	gtlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	gtlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/strait-mesh/strait/proxy/xdspb"
 	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 	tlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
-	"google.golang.org/protobuf/proto"
 )
 
 const (

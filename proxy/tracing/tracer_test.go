@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
+	gtracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
+	ghcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	gtracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
-	ghcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/strait-mesh/strait/proxy/accesslog"
 	"github.com/strait-mesh/strait/proxy/attributes"
 	"github.com/strait-mesh/strait/proxy/stats"
@@ -24,7 +25,6 @@ import (
 	uuidv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/request_id/uuid/v3"
 	tagv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/tracing/v3"
 	typev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/v3"
-	"google.golang.org/protobuf/proto"
 )
 
 func otelProvider(t testing.TB) *tracev3.Tracing_Http {

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
+	gclusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	gclusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/xdspb"
