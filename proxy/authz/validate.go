@@ -32,21 +32,11 @@ func validateRBAC(path string, r *rbacv3.RBAC) error {
 	for _, name := range names {
 		p := r.GetPolicies()[name]
 		f := policyField(path, name)
-		if err := minItems(f+".permissions", len(p.GetPermissions()), 1); err != nil {
+		if err := validateItems(f+".permissions", p.GetPermissions(), 1, validatePermission); err != nil {
 			return err
 		}
-		if err := minItems(f+".principals", len(p.GetPrincipals()), 1); err != nil {
+		if err := validateItems(f+".principals", p.GetPrincipals(), 1, validatePrincipal); err != nil {
 			return err
-		}
-		for i, pm := range p.GetPermissions() {
-			if err := validatePermission(fmt.Sprintf("%s.permissions[%d]", f, i), pm); err != nil {
-				return err
-			}
-		}
-		for i, pr := range p.GetPrincipals() {
-			if err := validatePrincipal(fmt.Sprintf("%s.principals[%d]", f, i), pr); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
@@ -62,9 +52,9 @@ func validatePermission(field string, p *rbacv3.Permission) error {
 	case nil:
 		return fmt.Errorf("%s: rule: value is required", field)
 	case *rbacv3.Permission_AndRules:
-		return validatePermissionSet(field+".and_rules", r.AndRules)
+		return validateItems(field+".and_rules.rules", r.AndRules.GetRules(), 1, validatePermission)
 	case *rbacv3.Permission_OrRules:
-		return validatePermissionSet(field+".or_rules", r.OrRules)
+		return validateItems(field+".or_rules.rules", r.OrRules.GetRules(), 1, validatePermission)
 	case *rbacv3.Permission_NotRule:
 		return validatePermission(field+".not_rule", r.NotRule)
 	case *rbacv3.Permission_Any:
@@ -93,18 +83,6 @@ func validatePermission(field string, p *rbacv3.Permission) error {
 	return nil
 }
 
-func validatePermissionSet(field string, s *rbacv3.Permission_Set) error {
-	if err := minItems(field+".rules", len(s.GetRules()), 1); err != nil {
-		return err
-	}
-	for i, r := range s.GetRules() {
-		if err := validatePermission(fmt.Sprintf("%s.rules[%d]", field, i), r); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // validatePrincipal: the identifier oneof is required; and_ids / or_ids hold at least one id;
 // any must be true.
 func validatePrincipal(field string, p *rbacv3.Principal) error {
@@ -115,9 +93,9 @@ func validatePrincipal(field string, p *rbacv3.Principal) error {
 	case nil:
 		return fmt.Errorf("%s: identifier: value is required", field)
 	case *rbacv3.Principal_AndIds:
-		return validatePrincipalSet(field+".and_ids", r.AndIds)
+		return validateItems(field+".and_ids.ids", r.AndIds.GetIds(), 1, validatePrincipal)
 	case *rbacv3.Principal_OrIds:
-		return validatePrincipalSet(field+".or_ids", r.OrIds)
+		return validateItems(field+".or_ids.ids", r.OrIds.GetIds(), 1, validatePrincipal)
 	case *rbacv3.Principal_NotId:
 		return validatePrincipal(field+".not_id", r.NotId)
 	case *rbacv3.Principal_Any:
@@ -144,18 +122,6 @@ func validatePrincipal(field string, p *rbacv3.Principal) error {
 		return validateSourcedMetadata(field+".sourced_metadata", r.SourcedMetadata)
 	case *rbacv3.Principal_FilterState:
 		return validateFilterStateMatcher(field+".filter_state", r.FilterState)
-	}
-	return nil
-}
-
-func validatePrincipalSet(field string, s *rbacv3.Principal_Set) error {
-	if err := minItems(field+".ids", len(s.GetIds()), 1); err != nil {
-		return err
-	}
-	for i, id := range s.GetIds() {
-		if err := validatePrincipal(fmt.Sprintf("%s.ids[%d]", field, i), id); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -316,15 +282,7 @@ func validateValueMatcher(field string, v *matcherv3.ValueMatcher) error {
 		if p.OrMatch == nil {
 			return nil
 		}
-		f := field + ".or_match.value_matchers"
-		if err := minItems(f, len(p.OrMatch.GetValueMatchers()), 2); err != nil {
-			return err
-		}
-		for i, m := range p.OrMatch.GetValueMatchers() {
-			if err := validateValueMatcher(fmt.Sprintf("%s[%d]", f, i), m); err != nil {
-				return err
-			}
-		}
+		return validateItems(field+".or_match.value_matchers", p.OrMatch.GetValueMatchers(), 2, validateValueMatcher)
 	}
 	return nil
 }
@@ -372,6 +330,19 @@ func validateURITemplateConfig(field string, pathTemplate string) error {
 
 // maxPathTemplateLen is uri_template.proto's max_len for path_template.
 const maxPathTemplateLen = 256
+
+// validateItems enforces PGV's repeated.min_items of min on items, then each item's rules.
+func validateItems[T any](field string, items []T, min int, each func(string, T) error) error {
+	if err := minItems(field, len(items), min); err != nil {
+		return err
+	}
+	for i, it := range items {
+		if err := each(fmt.Sprintf("%s[%d]", field, i), it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // minItems is PGV's repeated.min_items.
 func minItems(field string, n, min int) error {
