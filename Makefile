@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test test-deps vet fmt-check bench clean
+.PHONY: all build images test test-deps vet fmt-check bench clean
 
 all: build
 
@@ -11,6 +11,15 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ $$($(GO) list ./cmd/... | grep -v '/cmd/strait-proxy$$')
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/strait-proxy
+
+# images builds the straitd and proxy images (linux/amd64 and linux/arm64, FROM scratch) and
+# pushes them as $(REGISTRY)/straitd:TAG and $(REGISTRY)/proxy:TAG, the names
+# `strait install --registry $(REGISTRY)` uses. TAG defaults to the binaries' version;
+# INSECURE=1 for a plain-HTTP registry; OCI_LAYOUT=DIR writes image layouts instead of pushing.
+images:
+	@if [ -z "$(REGISTRY)$(OCI_LAYOUT)" ]; then echo "usage: make images REGISTRY=registry.example.com/strait [TAG=...] [INSECURE=1] (or OCI_LAYOUT=DIR)"; exit 2; fi
+	$(GO) run ./tools/images $(if $(REGISTRY),-registry $(REGISTRY)) $(if $(OCI_LAYOUT),-oci-layout $(OCI_LAYOUT)) \
+		$(if $(TAG),-tag $(TAG)) $(if $(INSECURE),-insecure) $(if $(PLATFORMS),-platforms $(PLATFORMS))
 
 vet:
 	$(GO) vet ./...

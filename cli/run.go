@@ -54,7 +54,7 @@ func newRun(g *globals) *cobra.Command {
 			"workload with its own strait-proxy sidecar, which auto-registers its WorkloadEntry; the entry\n" +
 			"is removed when the workload exits.\n\n" +
 			"As root, the workload gets its own network namespace on a bridge (addresses from 198.18.0.0/15),\n" +
-			"the sidecar runs as uid 1337 and iptables interception sends the workload's TCP through it, as in\n" +
+			"the sidecar runs as uid 1337 and netfilter interception (iptables, else nftables) sends the workload's TCP through it, as in\n" +
 			"a pod: COMMAND is unchanged and unaware. Without root, explicit mode: the workload gets its own\n" +
 			"127.x address, and the sidecar listens for it inbound and offers outbound listeners on loopback.",
 		Args: cobra.MinimumNArgs(1),
@@ -78,7 +78,7 @@ func newRun(g *globals) *cobra.Command {
 	f.StringVar(&o.address, "address", "", "a virtual IP for the service in its ServiceEntry (clients may call it)")
 	f.StringVar(&o.xds, "xds", "", "straitd's ADS address (default: its mesh port, where the sidecar speaks xDS over mutual TLS as the workload's identity)")
 	f.StringVar(&o.proxyBin, "proxy-bin", "", "strait-proxy binary (default: beside strait, else on PATH)")
-	f.StringVar(&o.mode, "mode", "auto", "netns (root: namespace + iptables), explicit (loopback, no root) or auto")
+	f.StringVar(&o.mode, "mode", "auto", "netns (root: namespace + iptables or nftables), explicit (loopback, no root) or auto")
 	f.StringVar(&o.bridge, "bridge", "strait0", "bridge for workload namespaces (netns mode)")
 	f.StringVar(&o.bridgeAddr, "bridge-address", "198.18.0.1/15", "the bridge's address and the workloads' subnet (netns mode)")
 	f.IntVar(&o.proxyUID, "proxy-uid", 1337, "uid and gid of the sidecar (netns mode)")

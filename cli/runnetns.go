@@ -22,7 +22,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/intercept"
 )
 
-// startNetns starts the workload in its own network namespace with iptables interception: the
+// startNetns starts the workload in its own network namespace with netfilter interception (iptables, else nftables): the
 // bridge (created when missing), an address, the namespace and its veth, the rules, the sidecar as
 // the proxy uid, then COMMAND as the invoking user. Every step registers its undo in w.cleanup.
 func (w *workload) startNetns(ctx context.Context, proxyBin string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (*exec.Cmd, error) {
@@ -105,13 +105,18 @@ func (w *workload) startNetns(ctx context.Context, proxyBin string, argv []strin
 	if err := w.register(ctx, nil, ""); err != nil {
 		return nil, err
 	}
+	backend, _, err := intercept.SelectBackend(intercept.BackendAuto)
+	if err != nil {
+		return nil, err
+	}
 	if err := ns.Do(func() error {
-		return intercept.Install(ctx, intercept.Config{ProxyUID: o.proxyUID, ProxyGID: o.proxyUID, RedirectDNS: o.captureDNS}, intercept.Options{})
+		return intercept.Install(ctx, intercept.Config{ProxyUID: o.proxyUID, ProxyGID: o.proxyUID, RedirectDNS: o.captureDNS},
+			intercept.Options{Backend: backend})
 	}); err != nil {
 		return nil, fmt.Errorf("installing interception in %s: %w", nsName, err)
 	}
-	fmt.Fprintf(stderr, "strait run: %s in network namespace %s at %s (bridge %s), sidecar uid %d, iptables interception\n",
-		o.name, nsName, addr, br.Name, o.proxyUID)
+	fmt.Fprintf(stderr, "strait run: %s in network namespace %s at %s (bridge %s), sidecar uid %d, %s interception\n",
+		o.name, nsName, addr, br.Name, o.proxyUID, backend)
 
 	dnsAddr := "" // the sidecar's DNS proxy, where the app's redirected queries arrive
 	if o.captureDNS {

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/config/embedded"
 	"github.com/strait-mesh/strait/controlplane/config/file"
@@ -239,10 +240,12 @@ func Run(ctx context.Context, o Options) error {
 		}
 	})
 	defer peers.stop()
+	caches := buildcache.New() // every cache of built output: the generator's and the xDS server's
 	srv, err := xds.New(xds.Options{
 		TrustDomain: trustDomain,
 		Generator: b.problems.generator(translate.New(translate.Options{Report: b.problems.report, JWKS: keySets.Get,
-			RateLimitService: rlAddress})),
+			RateLimitService: rlAddress, Caches: caches})),
+		Caches:       caches,
 		Debounce:     o.Debounce,
 		MaxDelay:     o.MaxDelay,
 		Flow:         o.XDSFlow,

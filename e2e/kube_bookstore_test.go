@@ -5,22 +5,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/strait-mesh/strait/controlplane/leader"
+	"github.com/strait-mesh/strait/internal/images"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
 	"github.com/strait-mesh/strait/internal/testenv/kubelet"
@@ -69,9 +75,9 @@ type kubeMesh struct {
 	ctx     context.Context
 }
 
-// kubeRegistry is the registry of the images `strait install` names; the kubelet stand-in maps
-// them to the built binaries.
-const kubeRegistry = "strait-e2e"
+// kubeRegistryAddr is the address of the in-test registry that the straitd and proxy images are
+// pushed to, and that `strait install --registry` names.
+const kubeRegistryAddr = "127.0.0.127"
 
 // startKubeMesh starts it all; podCIDR is the node's pod range.
 func startKubeMesh(t *testing.T, podCIDR string) *kubeMesh {
@@ -95,23 +101,25 @@ func startKubeMesh(t *testing.T, podCIDR string) *kubeMesh {
 		}
 		return string(out)
 	}
-	// The images the manifests name (REGISTRY/straitd:VERSION, REGISTRY/proxy:VERSION).
-	manifests := strait("install", "--dry-run", "--registry", kubeRegistry)
-	images := map[string]string{}
-	for _, m := range regexp.MustCompile(`image: (`+kubeRegistry+`/(straitd|proxy):\S+)`).FindAllStringSubmatch(manifests, -1) {
-		images[m[2]] = m[1]
+	// The images the manifests name (REGISTRY/straitd:VERSION, REGISTRY/proxy:VERSION) are built
+	// from the test's binaries and pushed to an in-test registry, which the kubelet pulls them
+	// from: the images themselves run.
+	registry := startKubeRegistry(t)
+	manifests := strait("install", "--dry-run", "--registry", registry)
+	refs := map[string]string{}
+	for _, m := range regexp.MustCompile(`image: (`+regexp.QuoteMeta(registry)+`/(straitd|proxy):\S+)`).FindAllStringSubmatch(manifests, -1) {
+		refs[m[2]] = m[1]
 	}
-	if len(images) != 2 {
-		t.Fatalf("images in the manifests: %v", images)
+	if len(refs) != 2 {
+		t.Fatalf("images in the manifests: %v", refs)
 	}
+	pushKubeImages(ctx, t, bin, refs)
 	node := kubelet.Start(t, cluster.Config, kubelet.Options{PodCIDR: netip.MustParsePrefix(podCIDR), Images: map[string]kubelet.Image{
-		images["proxy"]:    {Binary: filepath.Join(bin, "strait-proxy"), Commands: []string{"/usr/local/bin/strait-proxy"}},
-		images["straitd"]:  {Binary: filepath.Join(bin, "straitd"), Commands: []string{"/usr/local/bin/straitd"}},
 		kubeBookstoreImage: {Binary: filepath.Join(bin, "bookstore")},
 		kubeJobImage:       {Binary: kubelet.TestBinaryCopy(t)},
-	}})
+	}, Pull: &kubelet.PullOptions{Insecure: true}})
 	m := &kubeMesh{cluster: cluster, client: kubernetes.NewForConfigOrDie(cluster.Config), objs: cluster.Objects(t), node: node, ctx: ctx}
-	t.Log(strait("install", "--kubeconfig", cluster.Kubeconfig, "--registry", kubeRegistry))
+	t.Log(strait("install", "--kubeconfig", cluster.Kubeconfig, "--registry", registry))
 	m.waitDeploymentsReady(t, "istio-system", 2*time.Minute)
 	poll(t, 60*time.Second, "the webhooks' CA bundles", func() error {
 		mw, err := m.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "istio-sidecar-injector", metav1.GetOptions{})
@@ -126,6 +134,44 @@ func startKubeMesh(t *testing.T, podCIDR string) *kubeMesh {
 		return nil
 	})
 	return m
+}
+
+// startKubeRegistry serves an in-memory container registry on kubeRegistryAddr until the test
+// ends, and returns its address (HOST:PORT).
+func startKubeRegistry(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(kubeRegistryAddr, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
+}
+
+// pushKubeImages builds the straitd and proxy images (refs: "straitd" and "proxy" to their
+// references) from the binaries in bin for this machine's platform only, as tools/images builds
+// them for every platform, and pushes them.
+func pushKubeImages(ctx context.Context, t *testing.T, bin string, refs map[string]string) {
+	t.Helper()
+	start := time.Now()
+	ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	if err != nil {
+		ca = []byte("# no CA bundle on the test machine: the bookstore needs none\n")
+	}
+	reg := images.Registry{Insecure: true, Keychain: authn.NewMultiKeychain()}
+	for repo, binary := range map[string]string{"straitd": "straitd", "proxy": "strait-proxy"} {
+		idx, err := images.Build(images.Spec{Name: binary, Binaries: map[string]string{"linux/" + runtime.GOARCH: filepath.Join(bin, binary)},
+			CACertificates: ca, User: "1337:1337", Version: "e2e"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Push(ctx, refs[repo], idx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("built and pushed the straitd and proxy images in %v", time.Since(start).Round(time.Millisecond))
 }
 
 // poll checks cond every 250 ms until it returns nil, failing the test after timeout. It waits;
@@ -248,6 +294,10 @@ func TestKubernetesBookstore(t *testing.T) {
 	}
 	if strings.Join(inits, ",") != "istio-init,istio-proxy" {
 		t.Fatalf("the web pod was not injected: init containers %v", inits)
+	}
+	// istio-init ran chrooted in the proxy image, which has no iptables tools.
+	if log := m.node.Logs("default", pod.Items[0].Name, "istio-init"); !strings.Contains(log, "backend nftables") {
+		t.Errorf("istio-init did not take the nftables backend in the proxy image:\n%s", log)
 	}
 
 	web := "http://" + m.podIP(t, "default", "app=web") + ":9080/api/book/0"

@@ -30,7 +30,10 @@ import (
 //   - ratelimit-local: a RateLimit (scope Local) on the server sidecar's inbound port with a limit
 //     far above the load (nothing is refused: the cost is measured, not the refusals);
 //   - ratelimit-global: the same with scope Global, through straitd's in-memory rate limit
-//     service (--ratelimit-listen): one gRPC call per request from the server sidecar.
+//     service (--ratelimit-listen): one gRPC call per request from the server sidecar;
+//   - hop-h1, hop-h2: the pair with Istio's metrics, the hop between the sidecars over pooled
+//     HTTP/1.1 (hop-h1) or, through a DestinationRule with h2UpgradePolicy UPGRADE, over
+//     HTTP/2 (hop-h2): issue 10 item 3 asks which is cheaper per request.
 var (
 	telemetryOffPair = sidecarPair{name: "telemetry-off", service: "telemetry-off",
 		clientIP: "127.0.0.86", serverIP: "127.0.0.87", clientAdm: 18108, serverAdm: 18109, label: true}
@@ -50,13 +53,21 @@ var (
 		clientIP: "127.0.0.92", serverIP: "127.0.0.93", clientAdm: 18114, serverAdm: 18115, label: true}
 	rateLimitGlobalPair = sidecarPair{name: "ratelimit-global", service: "ratelimit-global",
 		clientIP: "127.0.0.94", serverIP: "127.0.0.95", clientAdm: 18116, serverAdm: 18117, label: true}
+	hopH1Pair = sidecarPair{name: "hop-h1", service: "hop-h1",
+		clientIP: "127.0.0.102", serverIP: "127.0.0.103", clientAdm: 18124, serverAdm: 18125, label: true}
+	hopH2Pair = sidecarPair{name: "hop-h2", service: "hop-h2",
+		clientIP: "127.0.0.104", serverIP: "127.0.0.105", clientAdm: 18126, serverAdm: 18127, label: true, h2Upgrade: true}
 
 	// mainFeaturePairs use the main straitd, secondFeaturePairs featureStraitd.
-	mainFeaturePairs   = []sidecarPair{telemetryOffPair, telemetryMetricsPair, rateLimitNonePair, rateLimitLocalPair, rateLimitGlobalPair}
+	mainFeaturePairs   = []sidecarPair{telemetryOffPair, telemetryMetricsPair, rateLimitNonePair, rateLimitLocalPair, rateLimitGlobalPair, hopH1Pair, hopH2Pair}
 	secondFeaturePairs = []sidecarPair{telemetryAccessLogPair, telemetryTracingPair, telemetryFullPair}
 
 	// telemetryPairs are the telemetry comparison's paths, in the order a round measures them.
 	telemetryPairs = []sidecarPair{telemetryOffPair, telemetryMetricsPair, telemetryAccessLogPair, telemetryTracingPair, telemetryFullPair}
+	// hopPairs are the hop comparison's: the same pair with Istio's metrics, its client
+	// sidecar's requests to the server sidecar over pooled HTTP/1.1 connections (Istio's default
+	// for an HTTP port), then multiplexed on HTTP/2 connections.
+	hopPairs = []sidecarPair{hopH1Pair, hopH2Pair}
 )
 
 // telemetryExpect is what a telemetry path's sidecars must have: Istio's metrics, an access
@@ -89,7 +100,7 @@ const (
 
 // featureNames are the feature pairs' path names, for -only.
 var featureNames = []string{telemetryOffPair.name, telemetryMetricsPair.name, telemetryAccessLogPair.name, telemetryTracingPair.name,
-	telemetryFullPair.name, rateLimitNonePair.name, rateLimitLocalPair.name, rateLimitGlobalPair.name}
+	telemetryFullPair.name, rateLimitNonePair.name, rateLimitLocalPair.name, rateLimitGlobalPair.name, hopH1Pair.name, hopH2Pair.name}
 
 // wantsFeatures reports whether -only selects any feature pair (empty: all).
 func wantsFeatures(only string) bool {

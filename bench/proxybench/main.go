@@ -44,7 +44,7 @@ func main() {
 	binDir := flag.String("bin", "bin", "directory with straitd and strait-proxy")
 	out := flag.String("out", "docs/performance.md", "Markdown file to update (between proxybench markers); empty prints only")
 	only := flag.String("only", "", "comma-separated path names to run (default all)")
-	rounds := flag.Int("rounds", 1, "measure the telemetry paths this many times, interleaved (off, metrics, access log, tracing, full, then back), and add a table of medians")
+	rounds := flag.Int("rounds", 1, "measure the compared paths (telemetry, the hop over HTTP/2) this many times, interleaved (off, metrics, access log, tracing, full, then back), and add a table of medians per comparison")
 	instructions := flag.Bool("instructions", false, "count the instructions per request of each telemetry feature under valgrind (instructions.go) instead of the load runs")
 	l7Test := flag.String("l7-test", "", "with -instructions: a proxy/l7 test binary built beforehand (go test -c), e.g. of an older commit; default: built from this tree")
 	flag.Parse()
@@ -256,7 +256,7 @@ func finish(ctx context.Context, fortio, work, only, out string, duration time.D
 	var rows []row
 	for _, t := range targets {
 		_, paired := twin[t.h2]
-		if !selected(t) || (t.name == mtlsPair.name && selected(target{name: plainPair.name})) || isTelemetry(t.name) {
+		if !selected(t) || (t.name == mtlsPair.name && selected(target{name: plainPair.name})) || isCompared(t.name) {
 			continue
 		}
 		rates := t.rates
@@ -278,7 +278,7 @@ func finish(ctx context.Context, fortio, work, only, out string, duration time.D
 			}
 		}
 	}
-	tele, err := measureTelemetry(ctx, fortio, work, duration, rounds, targets, selected)
+	tele, err := measureCompared(ctx, fortio, work, duration, rounds, targets, selected)
 	if err != nil {
 		return err
 	}

@@ -200,7 +200,7 @@ func renderTable(rows []row, d time.Duration) string {
 			name, proto(r.h2), target, r.actualQPS, r.p50, r.p90, r.p99, r.errors, cpu, idle, load)
 	}
 	b.WriteString(mtlsTable(rows))
-	b.WriteString(telemetryTable(rows))
+	b.WriteString(comparisonTables(rows))
 	b.WriteString("\nReproduce: `make build && go run ./bench/proxybench -duration " + d.String() + "`\n" + markEnd + "\n")
 	return b.String()
 }

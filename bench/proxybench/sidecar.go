@@ -44,6 +44,9 @@ type sidecarPair struct {
 	xds     int
 	label   bool
 	imports []string
+	// h2Upgrade adds a DestinationRule for the pair's host with h2UpgradePolicy UPGRADE: the
+	// client sidecar carries its HTTP/1.1 requests to the server sidecar over HTTP/2.
+	h2Upgrade bool
 }
 
 var (
@@ -91,7 +94,7 @@ func sidecarConfig(p sidecarPair) string {
 		clientEgress = imports(p.clientIP)
 		serverEgress = "  egress:\n" + imports(p.serverIP)
 	}
-	return strings.Join([]string{
+	docs := []string{
 		fmt.Sprintf(header+`  hosts: [%[3]s]
   location: MESH_INTERNAL
   ports: [{number: %[4]d, name: http, protocol: HTTP}]
@@ -112,7 +115,13 @@ func sidecarConfig(p sidecarPair) string {
     captureMode: NONE
     bind: %[5]s
 %[6]s`, "Sidecar", p.service+"-server", portSidecar, portBackend, p.serverIP, serverEgress),
-	}, "---\n")
+	}
+	if p.h2Upgrade {
+		docs = append(docs, fmt.Sprintf(header+`  host: %[3]s
+  trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: UPGRADE}}}
+`, "DestinationRule", p.service, p.host()))
+	}
+	return strings.Join(docs, "---\n")
 }
 
 // startSidecars starts the sidecar pairs, checks that a plaintext pair's hop is plaintext and
@@ -248,6 +257,9 @@ func checkHop(ctx context.Context, p sidecarPair) error {
 	if !p.mtls {
 		if xfcc != "" || tlsFound > 0 {
 			return fmt.Errorf("the plaintext pair's hop is not plaintext: x-forwarded-client-cert %q, server tls_inspector.tls_found %d", xfcc, tlsFound)
+		}
+		if p.h2Upgrade && (h2 == 0 || h1 != 0) {
+			return fmt.Errorf("%s: the client sidecar's upstream connections are http1=%d http2=%d, want HTTP/2 only (h2UpgradePolicy UPGRADE)", p.name, h1, h2)
 		}
 		log.Printf("%s: hop is plaintext (no x-forwarded-client-cert, no TLS at the server sidecar); upstream connections http1=%d http2=%d", p.name, h1, h2)
 		return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/translate"
 	"github.com/strait-mesh/strait/controlplane/xds"
 	"github.com/strait-mesh/strait/internal/procstat"
@@ -44,9 +45,11 @@ type updateResult struct {
 }
 
 // generators are the selectable Generators (-generator).
-var generators = map[string]func() (translate.Generator, error){
-	"synthetic": func() (translate.Generator, error) { return &synthetic{}, nil },
-	"real":      func() (translate.Generator, error) { return translate.New(translate.Options{}), nil },
+var generators = map[string]func(*buildcache.Owner) (translate.Generator, error){
+	"synthetic": func(*buildcache.Owner) (translate.Generator, error) { return &synthetic{}, nil },
+	"real": func(c *buildcache.Owner) (translate.Generator, error) {
+		return translate.New(translate.Options{Caches: c}), nil
+	},
 }
 
 // runServer is the straitd stand-in: the xDS server alone in this process, so that its heap is
@@ -58,12 +61,14 @@ func runServer(cfg options) error {
 	if !ok {
 		return fmt.Errorf("unknown -generator %q", cfg.generator)
 	}
-	gen, err := newGen()
+	caches := buildcache.New() // as straitd: one owner of the generator's and the server's caches
+	gen, err := newGen(caches)
 	if err != nil {
 		return fmt.Errorf("building generator: %w", err)
 	}
 	reg := prometheus.NewRegistry()
 	srv, err := xds.New(xds.Options{
+		Caches:     caches,
 		Generator:  gen,
 		Debounce:   cfg.debounce,
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -13,14 +13,18 @@ import (
 )
 
 // iptablesCmd is `strait-proxy iptables install|uninstall`: istio-iptables for the current
-// network namespace.
+// network namespace, with the iptables tools or, without them, nftables programmed through
+// netlink (--backend).
 func iptablesCmd() *cobra.Command {
 	var c intercept.Config
 	var dryRun, ipv4Only bool
 	var excludeIn, excludeOutPorts string
-	var inbound, includeCIDRs, excludeCIDRs, dnsServers string
+	var inbound, includeCIDRs, excludeCIDRs, dnsServers, backend string
 	parse := func() (intercept.Options, error) {
-		var err error
+		b, err := intercept.ParseBackend(backend)
+		if err != nil {
+			return intercept.Options{}, fmt.Errorf("--backend: %w", err)
+		}
 		c.InboundPorts = split(inbound)
 		c.IncludeOutboundCIDRs = split(includeCIDRs)
 		c.ExcludeOutboundCIDRs = split(excludeCIDRs)
@@ -31,7 +35,7 @@ func iptablesCmd() *cobra.Command {
 		if c.ExcludeOutboundPorts, err = ports(excludeOutPorts); err != nil {
 			return intercept.Options{}, fmt.Errorf("--exclude-outbound-ports: %w", err)
 		}
-		o := intercept.Options{}
+		o := intercept.Options{Backend: b}
 		if ipv4Only {
 			o.Families = []intercept.Family{intercept.IPv4}
 		}
@@ -43,12 +47,24 @@ func iptablesCmd() *cobra.Command {
 		}
 		return o.Families
 	}
-	// command runs run with the parsed options, or with --dry-run prints what it would do.
+	// command runs run with the parsed options, or with --dry-run prints what it would do. An
+	// automatic backend choice is logged on stderr; uninstall keeps auto (it removes what either
+	// backend left).
 	command := func(use, short string, dry func(io.Writer, intercept.Options) error, run func(context.Context, intercept.Options) error) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := parse()
 			if err != nil {
 				return err
+			}
+			if use == "install" {
+				chosen, why, err := intercept.SelectBackend(o.Backend)
+				if err != nil {
+					return err
+				}
+				if why != "" {
+					fmt.Fprintf(cmd.ErrOrStderr(), "strait-proxy iptables: backend %s: %s\n", chosen, why)
+				}
+				o.Backend = chosen
 			}
 			if dryRun {
 				return dry(cmd.OutOrStdout(), o)
@@ -59,6 +75,14 @@ func iptablesCmd() *cobra.Command {
 	install := command("install", "Redirect this network namespace's TCP traffic to the sidecar (15001 out, 15006 in)",
 		func(w io.Writer, o intercept.Options) error {
 			for _, fam := range families(o) {
+				if o.Backend == intercept.BackendNFTables {
+					rules, err := intercept.NFTRules(c, fam)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(w, "# %s (nftables through netlink, all families in one transaction)\n%s", fam, rules)
+					continue
+				}
 				rules, err := intercept.Rules(c, fam)
 				if err != nil {
 					return err
@@ -69,8 +93,15 @@ func iptablesCmd() *cobra.Command {
 		},
 		func(ctx context.Context, o intercept.Options) error { return intercept.Install(ctx, c, o) })
 	uninstall := command("uninstall", "Remove every rule and chain `install` created",
-		func(w io.Writer, _ intercept.Options) error {
-			fmt.Fprintf(w, "# would remove the jumps to and the chains %s\n", strings.Join(intercept.Chains, ", "))
+		func(w io.Writer, o intercept.Options) error {
+			if o.Backend != intercept.BackendNFTables {
+				fmt.Fprintf(w, "# would remove the jumps to and the chains %s\n", strings.Join(intercept.Chains, ", "))
+			}
+			if o.Backend != intercept.BackendIPTables {
+				for _, fam := range families(o) {
+					fmt.Fprintf(w, "# would delete the nftables table %s %s\n", fam.NFTFamily(), intercept.NFTable)
+				}
+			}
 			return nil
 		},
 		intercept.Uninstall)
@@ -80,7 +111,9 @@ func iptablesCmd() *cobra.Command {
 	}
 	f := cmd.PersistentFlags()
 	f.BoolVar(&dryRun, "dry-run", false, "print the rules instead of applying them")
-	f.BoolVar(&ipv4Only, "ipv4-only", false, "leave ip6tables alone")
+	f.BoolVar(&ipv4Only, "ipv4-only", false, "leave IPv6 alone (ip6tables, or the ip6 nftables table)")
+	f.StringVar(&backend, "backend", string(intercept.BackendAuto),
+		"auto, iptables (iptables-restore) or nftables (netlink, no binaries); auto: iptables when its tools are found (PATH, /usr/sbin, /sbin), else nftables")
 	f.IntVar(&c.ProxyUID, "proxy-uid", 1337, "uid of the proxy: its traffic is not redirected")
 	f.IntVar(&c.ProxyGID, "proxy-gid", 1337, "gid of the proxy: its traffic is not redirected")
 	f.StringVar(&inbound, "include-inbound-ports", "*", "inbound ports to redirect, comma-separated, or *")

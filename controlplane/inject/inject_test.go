@@ -327,3 +327,53 @@ func applyPatch(t *testing.T, doc, patch []byte) []byte {
 	out, _ := json.Marshal(d)
 	return out
 }
+
+// TestOnDemandPerMeshAndPerWorkload: on-demand configuration (issue 13) is chosen for the whole
+// mesh through MeshConfig defaultConfig.proxyMetadata and per workload through the pod's
+// proxy.istio.io/config, which wins; both reach the proxy as ISTIO_META_ON_DEMAND, which
+// strait-proxy reads to turn --on-demand on and to announce it to straitd.
+func TestOnDemandPerMeshAndPerWorkload(t *testing.T) {
+	env := func(c Config, annotation string) string {
+		t.Helper()
+		pod := readPod(t, "testdata/reviews.input.yaml")
+		if annotation != "" {
+			if pod.Annotations == nil {
+				pod.Annotations = map[string]string{}
+			}
+			pod.Annotations["proxy.istio.io/config"] = annotation
+		}
+		out, err := Inject(pod, "bookstore", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ct := range out.Spec.InitContainers {
+			if ct.Name != ProxyContainer {
+				continue
+			}
+			for _, e := range ct.Env {
+				if e.Name == "ISTIO_META_ON_DEMAND" {
+					return e.Value
+				}
+			}
+		}
+		return ""
+	}
+	if got := env(testConfig(), ""); got != "" {
+		t.Errorf("default: ISTIO_META_ON_DEMAND=%q, want unset (off by default)", got)
+	}
+	if got := env(testConfig(), `proxyMetadata: {ISTIO_META_ON_DEMAND: "true"}`); got != "true" {
+		t.Errorf("per workload: ISTIO_META_ON_DEMAND=%q, want true", got)
+	}
+	mesh := testConfig()
+	mesh.Mesh = config.DefaultMeshConfig()
+	if mesh.Mesh.DefaultConfig.ProxyMetadata == nil {
+		mesh.Mesh.DefaultConfig.ProxyMetadata = map[string]string{}
+	}
+	mesh.Mesh.DefaultConfig.ProxyMetadata["ISTIO_META_ON_DEMAND"] = "true"
+	if got := env(mesh, ""); got != "true" {
+		t.Errorf("per mesh: ISTIO_META_ON_DEMAND=%q, want true", got)
+	}
+	if got := env(mesh, `proxyMetadata: {ISTIO_META_ON_DEMAND: "false"}`); got != "false" {
+		t.Errorf("per mesh, the workload opting out: ISTIO_META_ON_DEMAND=%q, want false", got)
+	}
+}

@@ -3,6 +3,7 @@ package mesh
 import (
 	"slices"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/registry"
 )
 
@@ -88,12 +89,13 @@ type InstanceEndpoint struct {
 	Endpoint *registry.Endpoint
 }
 
-type instancesKey struct{}
+// instancesSlot holds a snapshot's index of service endpoints by address.
+var instancesSlot = buildcache.NewSlot[struct{}, map[string][]InstanceEndpoint]("mesh-instances")
 
 // Instances returns the service endpoints whose address is addr (a workload's own endpoints,
 // for inbound listeners), in service order. The index is built on first use.
 func (s *Snapshot) Instances(addr string) []InstanceEndpoint {
-	idx := s.CacheValue(instancesKey{}, func() any {
+	idx := instancesSlot.Get(s.Cache(), struct{}{}, func() map[string][]InstanceEndpoint {
 		m := make(map[string][]InstanceEndpoint)
 		for _, svc := range s.Services {
 			for _, ep := range s.Endpoints[svc.Key()] {
@@ -101,6 +103,6 @@ func (s *Snapshot) Instances(addr string) []InstanceEndpoint {
 			}
 		}
 		return m
-	}).(map[string][]InstanceEndpoint)
+	})
 	return idx[addr]
 }

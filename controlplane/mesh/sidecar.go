@@ -8,6 +8,7 @@ import (
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/registry"
 )
@@ -155,40 +156,32 @@ func (s *Snapshot) Scope(w Workload) *Scope {
 		return s.DefaultScope(w.Namespace)
 	}
 	key := w.Namespace + "|" + sc.Namespace + "/" + sc.Name
-	if v, ok := s.scopes.Load(key); ok {
-		return v.(*Scope)
-	}
-	v, _ := s.scopes.LoadOrStore(key, s.buildScope(w.Namespace, sc, key))
-	return v.(*Scope)
+	return scopeSlot.Get(s.Cache(), key, func() *Scope { return s.buildScope(w.Namespace, sc, key) })
 }
+
+// scopeSlot holds a snapshot's scopes by key (Scope.Key); uniformScopeSlot the default scope
+// shared by all namespaces when services are uniform.
+var (
+	scopeSlot        = buildcache.NewSlot[string, *Scope]("mesh-scope")
+	uniformScopeSlot = buildcache.NewSlot[struct{}, *Scope]("mesh-uniform-scope")
+)
 
 // DefaultScope returns the scope of a proxy in ns to which no Sidecar applies: every service
 // exported to ns, on every port.
 func (s *Snapshot) DefaultScope(ns string) *Scope {
 	key := ns + "|"
-	if v, ok := s.scopes.Load(key); ok {
-		return v.(*Scope)
-	}
-	var sc *Scope
-	if s.services.uniform {
+	return scopeSlot.Get(s.Cache(), key, func() *Scope {
+		if !s.services.uniform {
+			return s.buildScope(ns, nil, key)
+		}
 		// Every namespace sees the same services: share one computed scope, and only the
 		// namespace and key differ.
-		tmpl, ok := s.scopes.Load(uniformScopeKey{})
-		if !ok {
-			tmpl, _ = s.scopes.LoadOrStore(uniformScopeKey{}, s.buildScope(ns, nil, key))
-		}
-		c := *tmpl.(*Scope)
+		tmpl := uniformScopeSlot.Get(s.Cache(), struct{}{}, func() *Scope { return s.buildScope(ns, nil, key) })
+		c := *tmpl
 		c.Namespace, c.Key = ns, key
-		sc = &c
-	} else {
-		sc = s.buildScope(ns, nil, key)
-	}
-	v, _ := s.scopes.LoadOrStore(key, sc)
-	return v.(*Scope)
+		return &c
+	})
 }
-
-// uniformScopeKey keys the default scope shared by all namespaces when services are uniform.
-type uniformScopeKey struct{}
 
 func (s *Snapshot) buildScope(ns string, sidecar *config.Object, key string) *Scope {
 	sc := &Scope{Namespace: ns, Sidecar: sidecar, Key: key, servicePorts: make(map[ServicePortKey]bool)}

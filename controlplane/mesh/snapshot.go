@@ -5,10 +5,10 @@ package mesh
 
 import (
 	"sort"
-	"sync"
 
 	meshconfig "istio.io/api/mesh/v1alpha1"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/registry"
 )
@@ -43,9 +43,9 @@ type Snapshot struct {
 	gateways  *gatewayIndex
 	peerAuthn *peerAuthnIndex
 
-	scopes sync.Map // scopeKey -> *Scope
-	// Cache holds per-snapshot values that translation shares between proxies (see CacheValue).
-	cache sync.Map
+	// cache holds per-snapshot values shared between proxies (see Cache): the scopes and indexes
+	// built on first use here, and translation's shared output.
+	cache buildcache.Store
 	// prints are the content hashes of the snapshot's inputs (see fingerprint.go).
 	prints fingerprints
 	// changes is the change set against the previous snapshot (see ChangesSince).
@@ -100,17 +100,11 @@ func (s *Snapshot) RootNamespace() string {
 	return DefaultRootNamespace
 }
 
-// CacheValue returns the value cached in the snapshot under key, computing it with build on first
-// use. Translation uses it to share output that does not depend on the proxy (for example the
-// clusters of a Sidecar scope). build may run more than once under contention; one result wins.
-// key must be comparable; callers should use an unexported key type of their own package.
-func (s *Snapshot) CacheValue(key any, build func() any) any {
-	if v, ok := s.cache.Load(key); ok {
-		return v
-	}
-	v, _ := s.cache.LoadOrStore(key, build())
-	return v
-}
+// Cache returns the snapshot's store of per-snapshot values (buildcache.Slot): what translation
+// shares between the proxies of this snapshot (for example the clusters of a Sidecar scope). It
+// lives as long as the snapshot; carrying output over to the next snapshot goes through the
+// generator's buildcache.Tables and the change set (ChangesSince), not through it.
+func (s *Snapshot) Cache() *buildcache.Store { return &s.cache }
 
 func sortObjects(list []*config.Object) {
 	sort.SliceStable(list, func(i, j int) bool {

@@ -6,6 +6,7 @@ import (
 
 	networking "istio.io/api/networking/v1alpha3"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/config"
 )
 
@@ -103,7 +104,7 @@ func VirtualServiceHosts(o *config.Object) []string {
 // VirtualServices returns the mesh-bound VirtualServices visible in the scope: exported to its
 // namespace and with at least one host admitted by one of its egress listeners.
 func (sc *Scope) VirtualServices(s *Snapshot) []*config.Object {
-	return s.CacheValue(scopeVSKey{sc.Key}, func() any {
+	return scopeVSSlot.Get(s.Cache(), sc.Key, func() []*config.Object {
 		var out []*config.Object
 		for _, o := range s.VirtualServices(sc.Namespace, GatewayMesh) {
 			if sc.admitsAny(o.Namespace, VirtualServiceHosts(o)) {
@@ -111,10 +112,11 @@ func (sc *Scope) VirtualServices(s *Snapshot) []*config.Object {
 			}
 		}
 		return out
-	}).([]*config.Object)
+	})
 }
 
-type scopeVSKey struct{ scope string }
+// scopeVSSlot holds the VirtualServices of each scope (by Scope.Key) of a snapshot.
+var scopeVSSlot = buildcache.NewSlot[string, []*config.Object]("mesh-scope-virtualservices")
 
 // VirtualServicesFor returns the in-scope VirtualServices admitted by one egress listener.
 func (l *EgressListener) VirtualServicesFor(s *Snapshot, sc *Scope) []*config.Object {

@@ -28,13 +28,14 @@ translated gets no clusters) and everything else is generated.
 Outbound clusters, endpoints, outbound listeners and route configurations depend on the proxy only
 through its Sidecar scope (namespace and Sidecar), the workload-selecting DestinationRules that
 apply to it, its locality (endpoints) and — only when a VirtualService matches on sourceLabels —
-its labels. They are built once per snapshot for each such combination (mesh.Snapshot.CacheValue)
+its labels. They are built once per snapshot for each such combination (a buildcache.Slot in mesh.Snapshot.Cache)
 and shared: the returned resources are immutable. Outbound clusters and endpoints are shared
 further: namespaces whose service and DestinationRule lookups give the same results
 (mesh.Snapshot.NamespaceIndependent, or simply the same clusters per service port) share one set.
 Inbound listeners and clusters are shared by proxies with the same inbound ports.
 
-Output is also carried from one snapshot to the next (memo.go): a service port's clusters, a
+Output is also carried from one snapshot to the next (caches.go: buildcache.Tables with typed keys,
+owned by Options.Caches): a service port's clusters, a
 load assignment, a scope's listeners and routes and the assembled lists are the same objects as
 before while the content hashes of their inputs are unchanged (mesh.Snapshot.ServiceHash,
 EndpointsHash, ObjectHash, ConfigHash, MeshHash). An endpoint-only change rebuilds only the

@@ -56,9 +56,9 @@ func (g *generator) envoyFilters(snap *mesh.Snapshot, p *Proxy, res Resources) R
 	if len(snap.Configs[config.EnvoyFilter]) == 0 {
 		return res
 	}
-	set := snap.CacheValue(efSelectKey{p.Namespace, labelsKey(p.Labels)}, func() any {
+	set := efSelectSlot.Get(snap.Cache(), efSelectKey{p.Namespace, labelsKey(p.Labels)}, func() *envoyfilter.Set {
 		return envoyfilter.Compile(envoyfilter.Select(snap.Configs[config.EnvoyFilter], p.Namespace, p.Labels, snap.RootNamespace()))
-	}).(*envoyfilter.Set)
+	})
 	for _, err := range set.Errors {
 		g.report(p, err)
 	}
@@ -81,7 +81,7 @@ func (g *generator) envoyFilters(snap *mesh.Snapshot, p *Proxy, res Resources) R
 		list := make([]types.Resource, 0, len(res[typ]))
 		for _, r := range res[typ] {
 			ctx := ctxOf(r)
-			pr := g.memo.get(snap.Version, efResourceKey{key, ctx, r}, struct{}{}, func() any { return apply(ctx, r) }).(*efResult)
+			pr := g.c.efResources.Get(snap.Version, efResourceKey{key, ctx, r}, struct{}{}, func() *efResult { return apply(ctx, r) })
 			for _, err := range pr.errs {
 				g.report(p, err)
 			}
@@ -96,10 +96,10 @@ func (g *generator) envoyFilters(snap *mesh.Snapshot, p *Proxy, res Resources) R
 		ctxs = []networking.EnvoyFilter_PatchContext{networking.EnvoyFilter_GATEWAY}
 	}
 	added := func(typ string, build func() ([]types.Resource, []error)) {
-		ad := g.memo.get(snap.Version, efAddedKey{key, typ, gateway}, struct{}{}, func() any {
+		ad := g.c.efAdded.Get(snap.Version, efAddedKey{key, typ, gateway}, struct{}{}, func() *efAdded {
 			l, errs := build()
 			return &efAdded{list: l, errs: errs}
-		}).(*efAdded)
+		})
 		for _, err := range ad.errs {
 			g.report(p, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/translate/envoyfilter"
 	"github.com/strait-mesh/strait/controlplane/translate/envoyfilter/proxycheck"
@@ -33,6 +34,9 @@ type Options struct {
 	// service, for RateLimits' Global rules (cluster vocab.RateLimitServiceCluster); "" when
 	// the service is off, and a Global rule is then reported and not applied.
 	RateLimitService string
+	// Caches owns the generator's caches of output carried across snapshots (and their
+	// metrics); nil: a new buildcache.Owner of the generator's own.
+	Caches *buildcache.Owner
 }
 
 // New returns the Generator that assembles CDS, EDS, LDS and RDS for sidecars, routers
@@ -47,12 +51,15 @@ func New(opts Options) Generator {
 	if opts.DomainSuffix == "" {
 		opts.DomainSuffix = mesh.DefaultDomainSuffix
 	}
-	return &generator{opts: opts, memo: newMemo(), check: proxycheck.Checker{}}
+	if opts.Caches == nil {
+		opts.Caches = buildcache.New()
+	}
+	return &generator{opts: opts, c: newTables(opts.Caches), check: proxycheck.Checker{}}
 }
 
 type generator struct {
 	opts  Options
-	memo  *memo               // output carried over between snapshots
+	c     *tables             // output carried over between snapshots
 	snaps snapshots           // the newest two snapshots seen, for their change set
 	check envoyfilter.Checker // when opts.EnvoyFilterCheck is nil
 }
@@ -70,6 +77,7 @@ func (g *generator) Generate(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 		res Resources
 		err error
 	)
+	g.c.owner.Advance(snap.Version) // a newer snapshot starts a new generation of every table
 	switch {
 	case p.Proxyless:
 		res, err = g.proxyless(snap, p)

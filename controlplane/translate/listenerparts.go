@@ -89,8 +89,8 @@ func (g *generator) newListenerParts(snap *mesh.Snapshot, w mesh.Workload, key s
 		address: map[string]*addressListener{}, listeners: map[string]*listenerv3.Listener{}}
 	// The previous table's parts read the scope print of that build: a table of another print
 	// (telemetry or mesh config changed) is not reused at all.
-	if v, ok := g.memo.find(snap.Version, tk, p.scope); ok {
-		p.old = v.(*listenerTable)
+	if old, ok := g.c.listenerParts.Find(snap.Version, tk, p.scope); ok {
+		p.old = old
 	}
 	return p, tk
 }

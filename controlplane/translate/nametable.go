@@ -30,16 +30,16 @@ type nameTableResult struct {
 // scope and snapshot, and carried over to the next snapshot while the config is unchanged.
 func (g *generator) nameTable(snap *mesh.Snapshot, sc *mesh.Scope) ([]types.Resource, error) {
 	key := nameTableKey{scope: sc.Key}
-	r := snap.CacheValue(key, func() any {
+	r := nameTableSlot.Get(snap.Cache(), key, func() *nameTableResult {
 		print := nameTablePrint{config: snap.ConfigHash(), mesh: snap.MeshHash()}
-		return g.memo.get(snap.Version, key, print, func() any {
+		return g.c.nameTables.Get(snap.Version, key, print, func() *nameTableResult {
 			tc, err := nametable.Encode(buildNameTable(sc, g.opts.DomainSuffix))
 			if err != nil {
 				return &nameTableResult{err: err}
 			}
 			return &nameTableResult{list: []types.Resource{&corev3.TypedExtensionConfig{Name: nametable.Name, TypedConfig: tc}}}
 		})
-	}).(*nameTableResult)
+	})
 	return r.list, r.err
 }
 

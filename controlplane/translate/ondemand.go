@@ -68,12 +68,12 @@ func (g *generator) onDemand(snap *mesh.Snapshot, p *Proxy, res Resources) Resou
 	}
 	key := onDemandKey{demanded: strings.Join(p.Demanded, "\n") + "\x00" + strings.Join(p.DemandedClusters, "\n")}
 	for i, l := range in.lists() {
-		key.hashes[i] = resourcesHash(l)
+		key.hashes[i] = resourcesHash(g.c, l)
 	}
-	build := func() any { return g.scopeToDemands(snap, in, p.Demanded, p.DemandedClusters) }
-	out := g.memo.get(snap.Version, key, struct{}{}, build).(*onDemandOutput)
+	build := func() *onDemandOutput { return g.scopeToDemands(snap, in, p.Demanded, p.DemandedClusters) }
+	out := g.c.onDemand.Get(snap.Version, key, struct{}{}, build)
 	if !out.from.same(in) { // a hash collision: do not share
-		out = build().(*onDemandOutput)
+		out = build()
 	}
 	next := make(Resources, len(res))
 	for typ, list := range res {
@@ -85,7 +85,7 @@ func (g *generator) onDemand(snap *mesh.Snapshot, p *Proxy, res Resources) Resou
 	return next
 }
 
-// onDemandKey memoizes the scoping of lists (by the addresses of their items) to demands.
+// onDemandKey memoizes the scoping of lists (by the serials of their items) to demands.
 type onDemandKey struct {
 	hashes   [4]uint64
 	demanded string
@@ -189,18 +189,10 @@ type wildDomain struct {
 // vhostIndexOf returns the index of a list of VHDS virtual hosts, shared by the proxies with
 // the same list.
 func (g *generator) vhostIndexOf(snap *mesh.Snapshot, vhosts []types.Resource) *vhostIndex {
-	type indexKey struct {
-		hash uint64
-		n    int
-	}
-	type entry struct {
-		from []types.Resource
-		idx  *vhostIndex
-	}
-	build := func() any { return &entry{from: vhosts, idx: newVhostIndex(vhosts)} }
-	e := g.memo.get(snap.Version, indexKey{resourcesHash(vhosts), len(vhosts)}, struct{}{}, build).(*entry)
+	build := func() *vhostIndexEntry { return &vhostIndexEntry{from: vhosts, idx: newVhostIndex(vhosts)} }
+	e := g.c.vhostIndexes.Get(snap.Version, listHashKey{resourcesHash(g.c, vhosts), len(vhosts)}, struct{}{}, build)
 	if !slices.Equal(e.from, vhosts) {
-		e = build().(*entry)
+		e = build()
 	}
 	return e.idx
 }
@@ -339,16 +331,8 @@ type listenerRefs struct {
 // possible cluster name outside tcp_proxy filters, so that a cluster named by a filter this file
 // does not know of is never left out.
 func (g *generator) listenerClusters(snap *mesh.Snapshot, listeners []types.Resource) listenerRefs {
-	type refsKey struct {
-		hash uint64
-		n    int
-	}
-	type entry struct {
-		from []types.Resource
-		refs listenerRefs
-	}
-	build := func() any {
-		e := &entry{from: listeners, refs: listenerRefs{tcp: map[string]bool{}, other: map[string]bool{}}}
+	build := func() *listenerRefsEntry {
+		e := &listenerRefsEntry{from: listeners, refs: listenerRefs{tcp: map[string]bool{}, other: map[string]bool{}}}
 		other := func(v string) {
 			if strings.HasPrefix(v, vocab.Outbound+"|") {
 				e.refs.other[v] = true
@@ -388,9 +372,9 @@ func (g *generator) listenerClusters(snap *mesh.Snapshot, listeners []types.Reso
 		}
 		return e
 	}
-	e := g.memo.get(snap.Version, refsKey{resourcesHash(listeners), len(listeners)}, struct{}{}, build).(*entry)
+	e := g.c.listenerRefs.Get(snap.Version, listHashKey{resourcesHash(g.c, listeners), len(listeners)}, struct{}{}, build)
 	if !slices.Equal(e.from, listeners) {
-		e = build().(*entry)
+		e = build()
 	}
 	return e.refs
 }
@@ -433,4 +417,16 @@ func walkStrings(m protoreflect.Message, special func(proto.Message) bool, str f
 		}
 		return true
 	})
+}
+
+// vhostIndexEntry is a memoized vhostIndex with the list it indexes.
+type vhostIndexEntry struct {
+	from []types.Resource
+	idx  *vhostIndex
+}
+
+// listenerRefsEntry is memoized listenerRefs with the listeners they were read from.
+type listenerRefsEntry struct {
+	from []types.Resource
+	refs listenerRefs
 }

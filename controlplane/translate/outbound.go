@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"slices"
 	"sort"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
@@ -19,6 +18,7 @@ import (
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/registry"
@@ -62,8 +62,7 @@ type edsTarget struct {
 // service ports changed.
 type outboundSet struct {
 	entries    []*clusterEntry // per reachable service port, in scope order
-	keys       []any           // memo keys of the set and its entries
-	kept       atomic.Uint64   // last snapshot version the keys were kept for
+	refs       buildcache.Refs // table entries of the set and its entries
 	clusters   []*clusterv3.Cluster
 	clusterRes []types.Resource // clusters, type-erased once
 	byLabels   bool             // some load assignment depends on the proxy's labels
@@ -79,23 +78,20 @@ func (g *generator) outboundClusters(snap *mesh.Snapshot, sc *mesh.Scope, w mesh
 	if snap.NamespaceIndependent(sc) {
 		key.scope = "" // the same services and DestinationRules as every other such namespace
 	}
-	return snap.CacheValue(key, func() any {
+	return scopeClustersSlot.Get(snap.Cache(), key, func() *outboundSet {
 		// When nothing but endpoints (and VirtualServices, which clusters do not read) changed
 		// since the previous snapshot, and none of the endpoints the clusters inline, the
 		// scope's set is the previous one.
 		mk := scopeSetKey{key}
-		v, ok := g.memo.find(snap.Version, mk, snap.ConfigHash())
+		set, ok := g.c.scopeClusters.Find(snap.Version, mk, snap.ConfigHash())
 		if ch := g.changes(snap); !ok && ch.OnlyKinds(config.VirtualService) {
 			// Clusters read no VirtualService: the set of the previous snapshot is this one's.
-			if v, ok = g.memo.find(snap.Version, mk, ch.FromConfigHash); ok {
-				g.memo.put(snap.Version, mk, snap.ConfigHash(), v)
+			if set, ok = g.c.scopeClusters.Find(snap.Version, mk, ch.FromConfigHash); ok {
+				g.c.scopeClusters.Put(snap.Version, mk, snap.ConfigHash(), set)
 			}
 		}
-		if ok && v.(*outboundSet).endpointsCurrent(snap) {
-			set := v.(*outboundSet)
-			if set.kept.Swap(snap.Version) != snap.Version { // once per set and snapshot
-				g.memo.keep(snap.Version, set.keys)
-			}
+		if ok && set.endpointsCurrent(snap) {
+			set.refs.Keep(snap.Version) // once per set and snapshot
 			return set
 		}
 		var entries []*clusterEntry
@@ -105,10 +101,10 @@ func (g *generator) outboundClusters(snap *mesh.Snapshot, sc *mesh.Scope, w mesh
 				entries = append(entries, g.clusterEntry(snap, svc, port, rule, proxyless))
 			}
 		}
-		set := g.outboundSet(snap, entries, proxyless)
-		g.memo.put(snap.Version, mk, snap.ConfigHash(), set)
+		set = g.outboundSet(snap, entries, proxyless)
+		g.c.scopeClusters.Put(snap.Version, mk, snap.ConfigHash(), set)
 		return set
-	}).(*outboundSet)
+	})
 }
 
 // scopeSetKey memoizes the outboundSet of a share key across snapshots.
@@ -125,7 +121,7 @@ func (set *outboundSet) endpointsCurrent(snap *mesh.Snapshot) bool {
 	return true
 }
 
-// setKey identifies an outboundSet by its entries (a hash of their addresses; entries are
+// setKey identifies an outboundSet by its entries (a hash of their serials; entries are
 // interned, so equal entries are the same pointers).
 type setKey struct {
 	hash      uint64
@@ -136,13 +132,14 @@ type setKey struct {
 // outboundSet returns the set of the given entries: the one built before for the same entries
 // (in this snapshot for another scope, or in the previous snapshot) or a new one.
 func (g *generator) outboundSet(snap *mesh.Snapshot, entries []*clusterEntry, proxyless bool) *outboundSet {
-	key := setKey{hash: pointersHash(entries), n: len(entries), proxyless: proxyless}
-	build := func() any {
-		set := &outboundSet{entries: entries, keys: make([]any, 0, len(entries)+1)}
-		set.keys = append(set.keys, key)
+	key := setKey{hash: pointersHash(g.c, entries), n: len(entries), proxyless: proxyless}
+	build := func() *outboundSet {
+		set := &outboundSet{entries: entries}
+		set.refs.List = make([]buildcache.Ref, 0, len(entries)+1)
+		set.refs.List = append(set.refs.List, g.c.clusterSets.Ref(key))
 		var errs []error
 		for _, e := range entries {
-			set.keys = append(set.keys, e.key)
+			set.refs.List = append(set.refs.List, g.c.clusters.Ref(e.key))
 			if e.err != nil {
 				errs = append(errs, e.err)
 				continue
@@ -157,9 +154,9 @@ func (g *generator) outboundSet(snap *mesh.Snapshot, entries []*clusterEntry, pr
 		}
 		return set
 	}
-	set := g.memo.get(snap.Version, key, struct{}{}, build).(*outboundSet)
+	set := g.c.clusterSets.Get(snap.Version, key, struct{}{}, build)
 	if !slices.Equal(set.entries, entries) { // a hash collision: do not share
-		set = build().(*outboundSet)
+		set = build()
 	}
 	return set
 }
@@ -208,13 +205,11 @@ func endpointsPrint(snap *mesh.Snapshot, dep endpointsDep, k mesh.ServiceKey) ui
 	return identitiesHash(snap, k)
 }
 
-type identitiesKey struct{ svc mesh.ServiceKey }
-
 // identitiesHash hashes the distinct namespace, service account and labels of a service's
 // endpoints: all that mesh mTLS subject alt names read, so that endpoints coming and going with
 // the same identities leave the clusters as they are. Computed once per service and snapshot.
 func identitiesHash(snap *mesh.Snapshot, k mesh.ServiceKey) uint64 {
-	return snap.CacheValue(identitiesKey{k}, func() any {
+	return identitiesSlot.Get(snap.Cache(), k, func() uint64 {
 		seen := map[string]bool{}
 		var ids []string
 		for _, ep := range snap.Endpoints[k] {
@@ -234,7 +229,7 @@ func identitiesHash(snap *mesh.Snapshot, k mesh.ServiceKey) uint64 {
 			h.WriteString(";")
 		}
 		return h.Sum64()
-	}).(uint64)
+	})
 }
 
 type clusterKey struct {
@@ -264,7 +259,7 @@ func (g *generator) clusterEntry(snap *mesh.Snapshot, svc *registry.Service, por
 		pr.authn = snap.PeerAuthnHash()
 	}
 	key := clusterKey{svc: svc.Key(), port: port.Number, proxyless: proxyless}
-	return g.memo.get(snap.Version, key, pr, func() any {
+	return g.c.clusters.Get(snap.Version, key, pr, func() *clusterEntry {
 		rule := cluster.RuleOf(ruleObj)
 		cs, err := cluster.Outbound(svc, port, snap.ServiceEndpoints(svc), rule, cluster.Options{Mesh: snap.Mesh, Proxyless: proxyless, MTLSReady: mtlsReady(snap)})
 		if err != nil {
@@ -276,7 +271,7 @@ func (g *generator) clusterEntry(snap *mesh.Snapshot, svc *registry.Service, por
 			e.eds[i].from = e
 		}
 		return e
-	}).(*clusterEntry)
+	})
 }
 
 // ruleUsesTLS reports whether a DestinationRule sets client TLS anywhere (traffic policy, port
@@ -377,48 +372,49 @@ func (g *generator) loadAssignments(snap *mesh.Snapshot, set *outboundSet, p *Pr
 		return out
 	}
 	key := edsListKey{set: set, locality: loc.GetRegion() + "/" + loc.GetZone() + "/" + loc.GetSubZone()}
-	return snap.CacheValue(key, func() any {
+	return edsListSlot.Get(snap.Cache(), key, func() []types.Resource {
 		list := make([]*endpointv3.ClusterLoadAssignment, 0, len(set.eds))
 		for _, t := range set.eds {
-			list = append(list, g.memo.get(snap.Version, claKey{name: t.name, svc: t.svc, locality: key.locality},
-				claPrint{target: t.from, eps: snap.EndpointsHash(t.svc), authn: snap.PeerAuthnHash()}, func() any {
+			list = append(list, g.c.loadAssigns.Get(snap.Version, claKey{name: t.name, svc: t.svc, locality: key.locality},
+				claPrint{target: t.from, eps: snap.EndpointsHash(t.svc), authn: snap.PeerAuthnHash()}, func() *endpointv3.ClusterLoadAssignment {
 					return endpoint.Build(t.name, t.port, t.subset, snap.Endpoints[t.svc], endpoint.Options{
 						ProxyLocality: loc, Locality: t.locality, OutlierDetection: t.outlier, MTLSReady: mtlsReady(snap)})
-				}).(*endpointv3.ClusterLoadAssignment))
+				}))
 		}
 		// The list itself is carried over when every assignment is unchanged, so that the xDS
 		// server recognizes it without looking at its items.
-		build := func() any { return appendAll(nil, list) }
-		out := g.memo.get(snap.Version, key, pointersHash(list), build).([]types.Resource)
+		build := func() []types.Resource { return appendAll(nil, list) }
+		out := g.c.edsLists.Get(snap.Version, key, pointersHash(g.c, list), build)
 		if !sameItems(out, list) { // a hash collision: do not share
-			out = build().([]types.Resource)
+			out = build()
 		}
 		return out
-	}).([]types.Resource)
+	})
 }
 
-// pointersHash hashes the addresses of the items of a list: lists of the same (interned)
-// objects hash the same.
-func pointersHash[T any](list []*T) uint64 {
+// pointersHash hashes the serials of the items of a list (tables.serial): lists of the same
+// (interned) objects hash the same. Entries keyed by it hold the list and compare it item by
+// item, so a collision is never shared.
+func pointersHash[T any](t *tables, list []*T) uint64 {
 	h := xxhash.New()
 	var b [8]byte
 	for _, p := range list {
-		binary.LittleEndian.PutUint64(b[:], uint64(uintptr(unsafe.Pointer(p))))
+		binary.LittleEndian.PutUint64(b[:], t.serial(unsafe.Pointer(p)))
 		_, _ = h.Write(b[:])
 	}
 	return h.Sum64()
 }
 
-// resourcesHash hashes the addresses of the objects of a type-erased list.
-func resourcesHash(list []types.Resource) uint64 {
+// resourcesHash is pointersHash of a type-erased list.
+func resourcesHash(t *tables, list []types.Resource) uint64 {
 	h := xxhash.New()
 	var b [8]byte
 	for _, r := range list {
-		var addr uintptr
+		var serial uint64
 		if r != nil {
-			addr = uintptr(reflect.ValueOf(r).UnsafePointer())
+			serial = t.serial(reflect.ValueOf(r).UnsafePointer())
 		}
-		binary.LittleEndian.PutUint64(b[:], uint64(addr))
+		binary.LittleEndian.PutUint64(b[:], serial)
 		_, _ = h.Write(b[:])
 	}
 	return h.Sum64()
@@ -465,7 +461,7 @@ func scopeMesh(snap *mesh.Snapshot, sc *mesh.Scope) *meshconfig.MeshConfig {
 	if meshOnly == sc.RegistryOnly {
 		return snap.Mesh
 	}
-	return snap.CacheValue(shareKey{kind: "mesh", scope: sc.Key}, func() any {
+	return scopeMeshSlot.Get(snap.Cache(), sc.Key, func() *meshconfig.MeshConfig {
 		m := proto.Clone(snap.Mesh).(*meshconfig.MeshConfig)
 		mode := meshconfig.MeshConfig_OutboundTrafficPolicy_ALLOW_ANY
 		if sc.RegistryOnly {
@@ -473,13 +469,13 @@ func scopeMesh(snap *mesh.Snapshot, sc *mesh.Scope) *meshconfig.MeshConfig {
 		}
 		m.OutboundTrafficPolicy = &meshconfig.MeshConfig_OutboundTrafficPolicy{Mode: mode}
 		return m
-	}).(*meshconfig.MeshConfig)
+	})
 }
 
 // scopeUsesSourceLabels is usesSourceLabels for a scope's VirtualServices (vss), computed once per
 // scope and snapshot.
 func scopeUsesSourceLabels(snap *mesh.Snapshot, sc *mesh.Scope, vss []*config.Object) bool {
-	return snap.CacheValue(shareKey{kind: "source-labels", scope: sc.Key}, func() any { return usesSourceLabels(vss) }).(bool)
+	return sourceLabelsSlot.Get(snap.Cache(), sc.Key, func() bool { return usesSourceLabels(vss) })
 }
 
 // usesSourceLabels reports whether any of the VirtualServices matches on sourceLabels, which

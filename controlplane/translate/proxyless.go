@@ -34,7 +34,7 @@ func (g *generator) proxyless(snap *mesh.Snapshot, p *Proxy) (Resources, error) 
 	if scopeUsesSourceLabels(snap, sc, vss) {
 		key.labels = labelsKey(p.Labels)
 	}
-	out := snap.CacheValue(key, func() any {
+	out := proxylessSlot.Get(snap.Cache(), key, func() *proxylessOut {
 		out := &proxylessOut{listeners: listener.BuildProxyless(sc)}
 		b, err := route.New(g.routeInputs(snap, sc, w, false, vss, nil))
 		if err != nil {
@@ -53,7 +53,7 @@ func (g *generator) proxyless(snap *mesh.Snapshot, p *Proxy) (Resources, error) 
 		}
 		out.reports = errors.Join(errs...)
 		return out
-	}).(*proxylessOut)
+	})
 	if out.err != nil {
 		return nil, out.err
 	}

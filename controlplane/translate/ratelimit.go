@@ -63,9 +63,9 @@ func (g *generator) rateLimits(snap *mesh.Snapshot, p *Proxy, res Resources) Res
 	if len(snap.Configs[config.RateLimit]) == 0 {
 		return res
 	}
-	policies := snap.CacheValue(rlSelectKey{p.Namespace, labelsKey(p.Labels)}, func() any {
+	policies := rlSelectSlot.Get(snap.Cache(), rlSelectKey{p.Namespace, labelsKey(p.Labels)}, func() []*config.Object {
 		return ratelimit.Select(snap.Configs[config.RateLimit], p.Namespace, p.Labels, snap.RootNamespace())
-	}).([]*config.Object)
+	})
 	if len(policies) == 0 {
 		return res
 	}
@@ -87,10 +87,10 @@ func (g *generator) rateLimits(snap *mesh.Snapshot, p *Proxy, res Resources) Res
 			list = append(list, r)
 			continue
 		}
-		lr := g.memo.get(snap.Version, rlListenerKey{key.String(), r}, service, func() any {
+		lr := g.c.rlListeners.Get(snap.Version, rlListenerKey{key.String(), r}, service, func() *rlResult {
 			nl, routes, err := ratelimit.Listener(l, policies, service)
 			return &rlResult{l: nl, rds: routes, err: err}
-		}).(*rlResult)
+		})
 		if lr.err == nil {
 			for name, rls := range lr.rds {
 				if prev, ok := rds[name]; ok && !equalRateLimits(prev, rls) {
@@ -119,17 +119,17 @@ func (g *generator) rateLimits(snap *mesh.Snapshot, p *Proxy, res Resources) Res
 				routes = append(routes, r)
 				continue
 			}
-			routes = append(routes, g.memo.get(snap.Version, rlRouteKey{key.String(), r}, struct{}{}, func() any {
+			routes = append(routes, g.c.rlRoutes.Get(snap.Version, rlRouteKey{key.String(), r}, struct{}{}, func() *routev3.RouteConfiguration {
 				return ratelimit.RouteConfiguration(rc, rls)
-			}).(*routev3.RouteConfiguration))
+			}))
 		}
 		out[resource.RouteType] = routes
 	}
 	if service && hasGlobalRule(policies) {
-		rc := g.memo.get(snap.Version, rlClusterKey{g.opts.RateLimitService}, struct{}{}, func() any {
+		rc := g.c.rlClusters.Get(snap.Version, rlClusterKey{g.opts.RateLimitService}, struct{}{}, func() *rlCluster {
 			c, err := ratelimit.Cluster(g.opts.RateLimitService)
 			return &rlCluster{c: c, err: err}
-		}).(*rlCluster)
+		})
 		if rc.err != nil {
 			g.report(p, rc.err)
 		} else {

@@ -3,7 +3,6 @@ package translate
 import (
 	"slices"
 	"strconv"
-	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -127,8 +126,8 @@ func (g *generator) newRouteParts(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.Wo
 	p := &routeParts{snap: snap, w: w, mesh: h.Sum64(),
 		forms: map[*routev3.VirtualHost]*routev3.VirtualHost{}}
 	p.table = &partsTable{version: snap.Version, mesh: p.mesh, routes: map[meshRoutesKey]*route.MeshRoutes{}, vhosts: map[vhostKey]*vhostEntry{}}
-	if v, ok := g.memo.find(snap.Version, key, struct{}{}); ok {
-		p.old = v.(*partsTable)
+	if old, ok := g.c.routeParts.Find(snap.Version, key, struct{}{}); ok {
+		p.old = old
 		// A Sidecar change can change which of several services with one hostname is visible
 		// without changing either: those builds fingerprint everything.
 		if ch := g.changes(snap); ch != nil && !ch.Mesh && !ch.Kinds[config.Sidecar] && p.old.version == ch.From && p.old.mesh == p.mesh {
@@ -261,19 +260,6 @@ func (p *routeParts) readsPrint(reads route.Reads) uint64 {
 // split returns the VHDS split of the route configurations built with these parts.
 func (p *routeParts) split(rc *routev3.RouteConfiguration) *vhdsSplit {
 	return splitRouteConfiguration(rc, func(vh *routev3.VirtualHost) *routev3.VirtualHost { return p.forms[vh] })
-}
-
-// keptKeys is a list of memo keys that output reusing their entries keeps alive.
-type keptKeys struct {
-	keys []any
-	kept atomic.Uint64 // the last snapshot version the keys were kept for
-}
-
-// keep moves the keys' entries to the memo's current generation, once per snapshot version.
-func (k *keptKeys) keep(m *memo, version uint64) {
-	if k.kept.Swap(version) != version {
-		m.keep(version, k.keys)
-	}
 }
 
 // delegateLookup returns the lookup of delegate VirtualServices for a proxy of workload w: the

@@ -237,22 +237,19 @@ func (g *generator) credential(snap *mesh.Snapshot, ns, name string, use secretU
 		return nil, fmt.Errorf("Secret %s/%s not found", ns, strings.Join(candidates, " or "+ns+"/"))
 	}
 	key := credentialKey{name: name, namespace: ns, use: use}
-	b := g.memo.get(snap.Version, key, snap.ObjectHash(src), func() any { return buildCredential(name, src, use) }).(*credentialBuild)
+	b := g.c.credentials.Get(snap.Version, key, snap.ObjectHash(src), func() *credentialBuild { return buildCredential(name, src, use) })
 	return b.secret, b.err
 }
 
-// secretIndexKey is the snapshot cache key of the Secrets by namespace and name.
-type secretIndexKey struct{}
-
 // findSecret returns the Secret ns/name of the snapshot, or nil.
 func findSecret(snap *mesh.Snapshot, ns, name string) *config.Object {
-	idx := snap.CacheValue(secretIndexKey{}, func() any {
+	idx := secretIndexSlot.Get(snap.Cache(), struct{}{}, func() map[[2]string]*config.Object {
 		m := make(map[[2]string]*config.Object, len(snap.Configs[config.Secret]))
 		for _, o := range snap.Configs[config.Secret] {
 			m[[2]string{o.Namespace, o.Name}] = o
 		}
 		return m
-	}).(map[[2]string]*config.Object)
+	})
 	return idx[[2]string{ns, name}]
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	networking "istio.io/api/networking/v1alpha3"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/registry"
@@ -33,9 +34,9 @@ type sidecarOutbound struct {
 	routeRes  []types.Resource // the same, type-erased once
 	err       error            // fatal
 	reports   error            // per-object problems
-	// parts are the memo keys of the parts the listeners and routes are made of (route and
+	// parts are the table entries of the parts the listeners and routes are made of (route and
 	// listener tables, VHDS splits): reusing the output keeps them.
-	parts keptKeys
+	parts buildcache.Refs
 }
 
 // sidecar generates a sidecar's resources: outbound clusters/endpoints/listeners/routes of its
@@ -55,15 +56,15 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	if scopeUsesSourceLabels(snap, sc, vss) {
 		key.labels = labelsKey(p.Labels)
 	}
-	out := snap.CacheValue(key, func() any {
+	out := sidecarOutSlot.Get(snap.Cache(), key, func() *sidecarOutbound {
 		// Outbound listeners and routes read no endpoints: when nothing but endpoints changed
 		// since the previous snapshot, they are the previous objects.
-		out := g.memo.get(snap.Version, key, snap.ConfigHash(), func() any {
+		out := g.c.sidecarOut.Get(snap.Version, key, snap.ConfigHash(), func() *sidecarOutbound {
 			return g.sidecarOutbound(snap, sc, w, explicit, vss, tel, key)
-		}).(*sidecarOutbound)
-		out.parts.keep(g.memo, snap.Version)
+		})
+		out.parts.Keep(snap.Version)
 		return out
-	}).(*sidecarOutbound)
+	})
 	if out.err != nil {
 		return nil, out.err
 	}
@@ -89,31 +90,31 @@ func (g *generator) sidecar(snap *mesh.Snapshot, p *Proxy) (Resources, error) {
 	// Every part is carried over to the next snapshot while its inputs are unchanged (an
 	// endpoint-only change leaves them all), and so are the lists when all their parts are.
 	lk := localKey{lds: out.listeners, explicit: explicit, inbound: inKey}
-	listeners := snap.CacheValue(lk, func() any {
-		in := g.memo.get(snap.Version, inboundPartKey{kind: "lds", explicit: explicit, inbound: inKey}, struct{}{}, func() any {
+	listeners := proxyListsSlot.Get(snap.Cache(), lk, func() *localList {
+		in := g.c.inboundParts.Get(snap.Version, inboundPartKey{kind: "lds", explicit: explicit, inbound: inKey}, 0, func() *localList {
 			l, err := listener.BuildInbound(inPorts, explicit, sec)
 			return &localList{list: appendAll(nil, l), err: err}
-		}).(*localList)
+		})
 		if in.err != nil {
 			return in
 		}
 		lk.part = in
-		return g.memo.get(snap.Version, lk, struct{}{}, func() any { return concatLists(out.listeners.res, in.list) })
-	}).(*localList)
+		return g.c.proxyLists.Get(snap.Version, lk, struct{}{}, func() *localList { return concatLists(out.listeners.res, in.list) })
+	})
 	if listeners.err != nil {
 		return nil, listeners.err
 	}
 	ck := localKey{set: set, explicit: explicit, inbound: inKey}
-	clusters := snap.CacheValue(ck, func() any {
-		in := g.memo.get(snap.Version, inboundPartKey{kind: "cds", explicit: explicit, inbound: inKey}, snap.MeshHash(), func() any {
+	clusters := proxyListsSlot.Get(snap.Cache(), ck, func() *localList {
+		in := g.c.inboundParts.Get(snap.Version, inboundPartKey{kind: "cds", explicit: explicit, inbound: inKey}, snap.MeshHash(), func() *localList {
 			return g.inboundClusters(snap, inPorts, explicit)
-		}).(*localList)
+		})
 		if in.err != nil {
 			return in
 		}
 		ck.part = in
-		return g.memo.get(snap.Version, ck, struct{}{}, func() any { return concatLists(set.clusterRes, in.list) })
-	}).(*localList)
+		return g.c.proxyLists.Get(snap.Version, ck, struct{}{}, func() *localList { return concatLists(set.clusterRes, in.list) })
+	})
 	if clusters.err != nil {
 		return nil, clusters.err
 	}
@@ -196,7 +197,7 @@ type authzResult struct {
 // RequestAuthentications and AuthorizationPolicies, built once per snapshot for each namespace
 // and label set: CUSTOM (ext_authz), then jwt_authn, then the RBAC filters, as istiod orders them.
 func (g *generator) authorization(snap *mesh.Snapshot, w mesh.Workload) *authzResult {
-	return snap.CacheValue(authzKey{w.Namespace, labelsKey(w.Labels)}, func() any {
+	return authzSlot.Get(snap.Cache(), authzKey{w.Namespace, labelsKey(w.Labels)}, func() *authzResult {
 		res := &authzResult{}
 		var jwt *hcmv3.HttpFilter
 		if ras := authz.SelectRequestAuthentication(snap.Configs[config.RequestAuthentication], w.Namespace, w.Labels, snap.RootNamespace()); len(ras) > 0 {
@@ -214,7 +215,7 @@ func (g *generator) authorization(snap *mesh.Snapshot, w mesh.Workload) *authzRe
 		res.filters.HTTP = f.WithAuthn(jwt) // jwt_authn before the RBAC filters, which read its payload
 		res.filters.TCP = f.TCP
 		return res
-	}).(*authzResult)
+	})
 }
 
 // inboundSecurity sets each inbound port's PeerAuthentication mode and returns the sidecar's
@@ -275,22 +276,22 @@ func protoHash(m proto.Message) uint64 {
 // special clusters and an inbound cluster with the same port, application address and services
 // are the same objects for every sidecar.
 func (g *generator) inboundClusters(snap *mesh.Snapshot, inPorts []listener.InboundPort, explicit bool) *localList {
-	special := g.memo.get(snap.Version, inboundPartKey{kind: "cds-special", explicit: explicit}, snap.MeshHash(), func() any {
+	special := g.c.specials.Get(snap.Version, explicit, snap.MeshHash(), func() []types.Resource {
 		list := []types.Resource{cluster.BlackHoleCluster(snap.Mesh), cluster.PassthroughCluster(snap.Mesh)}
 		if !explicit {
 			list = append(list, cluster.InboundPassthroughCluster(snap.Mesh))
 		}
 		return list
-	}).([]types.Resource)
+	})
 	clusters := make([]types.Resource, 0, len(inPorts)+len(special))
 	clusters = append(clusters, special...)
 	var errs []error
 	for _, ip := range inPorts {
 		key := inboundPartKey{kind: "cds-port", inbound: inboundKey([]listener.InboundPort{ip}, listener.InboundSecurity{})}
-		res := g.memo.get(snap.Version, key, snap.MeshHash(), func() any {
+		res := g.c.inboundParts.Get(snap.Version, key, snap.MeshHash(), func() *localList {
 			c, err := cluster.Inbound(ip.Port, ip.Endpoint, ip.TargetPort, ip.ConnectionPool, ip.Services, snap.Mesh)
 			return &localList{list: []types.Resource{c}, err: err}
-		}).(*localList)
+		})
 		if res.err != nil {
 			errs = append(errs, res.err)
 			continue
@@ -348,18 +349,18 @@ func (g *generator) sidecarOutbound(snap *mesh.Snapshot, sc *mesh.Scope, w mesh.
 		out.listeners = lparts.carryList(listeners)
 		lparts.table.reports = slices.Clip(reports)
 	}
-	g.memo.put(snap.Version, lpartsKey, lparts.table.print, lparts.table)
+	g.c.listenerParts.Put(snap.Version, lpartsKey, lparts.table.print, lparts.table)
 	routes, err := outboundRoutes(b, httpRoutePorts(sc))
 	if err != nil {
 		reports = append(reports, err)
 	}
 	out.routes = routes
-	g.memo.put(snap.Version, partsKey, struct{}{}, parts.table)
-	out.parts.keys = []any{partsKey, lpartsKey}
+	g.c.routeParts.Put(snap.Version, partsKey, struct{}{}, parts.table)
+	out.parts.List = []buildcache.Ref{g.c.routeParts.Ref(partsKey), g.c.listenerParts.Ref(lpartsKey)}
 	for _, rc := range routes {
 		// The VHDS split of these route configurations, from the virtual hosts' VHDS forms.
-		g.memo.put(snap.Version, vhdsKey{rc}, struct{}{}, parts.split(rc))
-		out.parts.keys = append(out.parts.keys, vhdsKey{rc})
+		g.c.vhdsSplits.Put(snap.Version, vhdsKey{rc}, struct{}{}, parts.split(rc))
+		out.parts.List = append(out.parts.List, g.c.vhdsSplits.Ref(vhdsKey{rc}))
 	}
 	out.reports = errors.Join(reports...)
 	out.routeRes = appendAll(nil, out.routes)

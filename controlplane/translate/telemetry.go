@@ -32,11 +32,11 @@ func (g *generator) telemetry(snap *mesh.Snapshot, p *Proxy, router bool) *telem
 		ServiceCluster: p.Node.GetCluster(), ClusterID: md[node.MetaClusterID].GetStringValue(),
 		MeshID: md[metaMeshID].GetStringValue(), Router: router}
 	key := telemetryKey{w.Namespace, labelsKey(w.Labels), w.Name, w.ServiceCluster, w.ClusterID, w.MeshID, router}
-	res := snap.CacheValue(key, func() any {
+	res := telemetrySlot.Get(snap.Cache(), key, func() *telemetryResult {
 		r := telemetry.Build(telemetry.Inputs{Mesh: snap.Mesh, Telemetries: snap.Configs[config.Telemetry],
 			Services: snap.Services, DomainSuffix: g.opts.DomainSuffix}, w)
 		return &telemetryResult{Result: r, clientKey: telemetry.Key(r.Client), serverKey: telemetry.Key(r.Server)}
-	}).(*telemetryResult)
+	})
 	g.report(p, errors.Join(res.Errs...))
 	return res
 }

@@ -77,8 +77,8 @@ func (g *generator) virtualHosts(snap *mesh.Snapshot, res Resources) Resources {
 		out[typ] = list
 	}
 	in := res[resource.RouteType]
-	key := vhdsListKey{hash: resourcesHash(in), n: len(in)}
-	build := func() any {
+	key := vhdsListKey{hash: resourcesHash(g.c, in), n: len(in)}
+	build := func() *vhdsList {
 		l := &vhdsList{from: in, routes: make([]types.Resource, 0, len(in))}
 		for _, r := range in {
 			rc, ok := r.(*routev3.RouteConfiguration)
@@ -86,24 +86,24 @@ func (g *generator) virtualHosts(snap *mesh.Snapshot, res Resources) Resources {
 				l.routes = append(l.routes, r)
 				continue
 			}
-			split := g.memo.get(snap.Version, vhdsKey{rc}, struct{}{}, func() any {
+			split := g.c.vhdsSplits.Get(snap.Version, vhdsKey{rc}, struct{}{}, func() *vhdsSplit {
 				return splitRouteConfiguration(rc, func(*routev3.VirtualHost) *routev3.VirtualHost { return nil })
-			}).(*vhdsSplit)
+			})
 			l.routes = append(l.routes, split.rc)
 			l.vhosts = append(l.vhosts, split.vhosts...)
 		}
 		return l
 	}
-	l := g.memo.get(snap.Version, key, struct{}{}, build).(*vhdsList)
+	l := g.c.vhdsLists.Get(snap.Version, key, struct{}{}, build)
 	if !slices.Equal(l.from, in) { // a hash collision: do not share
-		l = build().(*vhdsList)
+		l = build()
 	}
 	out[resource.RouteType] = l.routes
 	out[resource.VirtualHostType] = l.vhosts
 	return out
 }
 
-// vhdsListKey memoizes the VHDS split of a list of route configurations, by the addresses of
+// vhdsListKey memoizes the VHDS split of a list of route configurations, by the serials of
 // its items (a hash; the entry holds the list to compare).
 type vhdsListKey struct {
 	hash uint64

@@ -23,9 +23,6 @@ import (
 // imports this package).
 const annotationAutoRegisterGroup = "istio.io/autoRegistrationGroup"
 
-// workloadTableKey identifies the workload table (one per snapshot, shared by every proxy).
-type workloadTableKey struct{}
-
 // workloadTableResult is a memoized workload table resource list, the error that prevents it,
 // or a report (workloads left out beyond the limit).
 type workloadTableResult struct {
@@ -40,7 +37,7 @@ type workloadTableResult struct {
 // proxy: it is built once per snapshot, carried over while WorkloadEntries, ServiceEntries and
 // the mesh config are unchanged, and the xDS server sends it only when its content changes.
 func (g *generator) workloadTable(snap *mesh.Snapshot, p *Proxy) ([]types.Resource, error) {
-	r := snap.CacheValue(workloadTableKey{}, func() any {
+	r := workloadTableSlot.Get(snap.Cache(), struct{}{}, func() *workloadTableResult {
 		h := xxhash.New()
 		var b [8]byte
 		put := func(v uint64) {
@@ -56,7 +53,7 @@ func (g *generator) workloadTable(snap *mesh.Snapshot, p *Proxy) ([]types.Resour
 				put(snap.ObjectHash(o))
 			}
 		}
-		return g.memo.get(snap.Version, workloadTableKey{}, h.Sum64(), func() any {
+		return g.c.workloadTable.Get(snap.Version, struct{}{}, h.Sum64(), func() *workloadTableResult {
 			t, report := buildWorkloadTable(snap)
 			tc, err := workloadtable.Encode(t)
 			if err != nil {
@@ -64,7 +61,7 @@ func (g *generator) workloadTable(snap *mesh.Snapshot, p *Proxy) ([]types.Resour
 			}
 			return &workloadTableResult{list: []types.Resource{&corev3.TypedExtensionConfig{Name: workloadtable.Name, TypedConfig: tc}}, report: report}
 		})
-	}).(*workloadTableResult)
+	})
 	g.report(p, r.report)
 	return r.list, r.err
 }
@@ -202,15 +199,14 @@ func (g *generator) extensionConfigs(snap *mesh.Snapshot, p *Proxy, sc *mesh.Sco
 	case len(names) == 0:
 		return workloads, nil
 	}
-	type both struct{ names, workloads *types.Resource }
-	return snap.CacheValue(both{&names[0], &workloads[0]}, func() any {
+	return ecdsListSlot.Get(snap.Cache(), ecdsListKey{&names[0], &workloads[0]}, func() *localList {
 		return concatLists(names, workloads)
-	}).(*localList).list, nil
+	}).list, nil
 }
 
-// connectedWorkloadsKey is the snapshot cache key of the connected proxies' table entries
-// (AttachConnectedWorkloads).
-type connectedWorkloadsKey struct{}
+// ecdsListKey identifies the ECDS list of a name table and a workload table, both lists shared
+// by the proxies of the snapshot (the slot holds them, so the addresses stay theirs).
+type ecdsListKey struct{ names, workloads *types.Resource }
 
 // AttachConnectedWorkloads records in snap the workload table entries of the proxies connected
 // when it was built (ConnectedWorkloads), so that its workload table lists them beside the
@@ -218,14 +214,13 @@ type connectedWorkloadsKey struct{}
 // xDS server or anyone else (the snapshot must not be read before); a second call does nothing.
 // ws is kept and must not be modified afterwards.
 func AttachConnectedWorkloads(snap *mesh.Snapshot, ws []workloadtable.Workload) {
-	snap.CacheValue(connectedWorkloadsKey{}, func() any { return ws })
+	connectedWorkloadsSlot.Get(snap.Cache(), struct{}{}, func() []workloadtable.Workload { return ws })
 }
 
 // connectedWorkloads returns the entries AttachConnectedWorkloads recorded in snap; none when it
 // was not called.
 func connectedWorkloads(snap *mesh.Snapshot) []workloadtable.Workload {
-	ws, _ := snap.CacheValue(connectedWorkloadsKey{}, func() any { return []workloadtable.Workload(nil) }).([]workloadtable.Workload)
-	return ws
+	return connectedWorkloadsSlot.Get(snap.Cache(), struct{}{}, func() []workloadtable.Workload { return nil })
 }
 
 // ConnectedWorkloads returns the workload table entries of connected proxies, sorted as the table

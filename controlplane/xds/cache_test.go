@@ -11,6 +11,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/translate"
 )
 
@@ -121,7 +122,7 @@ func testCluster(name string, timeout time.Duration) *clusterv3.Cluster {
 }
 
 func TestInternerSharesEqualOutput(t *testing.T) {
-	in := newInterner()
+	in := newInterner(buildcache.New())
 	a, b := testCluster("a", time.Second), testCluster("b", time.Second)
 	// Equal content from different objects and in a different order yields one shared set.
 	s1, err := in.snapshot(translate.Resources{resource.ClusterType: {a, b}})
@@ -162,7 +163,7 @@ func TestInternerRejectsBadOutput(t *testing.T) {
 		"nil":        {resource.ClusterType: {nil}},
 		"unknown":    {"type.googleapis.com/unknown": {testCluster("a", time.Second)}},
 	} {
-		if _, err := newInterner().snapshot(res); err == nil {
+		if _, err := newInterner(buildcache.New()).snapshot(res); err == nil {
 			t.Errorf("%s: no error", name)
 		} else if !strings.Contains(err.Error(), "a") && name != "nil" {
 			t.Errorf("%s: error %q does not name the resource", name, err)

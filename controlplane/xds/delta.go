@@ -265,7 +265,7 @@ type setDiff struct {
 // diffFrom returns the diff from old to s, computed once per (old version, s) and shared.
 func (s *typeSet) diffFrom(old *typeSet) *setDiff {
 	if d, ok := s.diffs.Load(old.version); ok {
-		return d.(*setDiff)
+		return d
 	}
 	d := &setDiff{}
 	for _, name := range s.names {
@@ -279,6 +279,5 @@ func (s *typeSet) diffFrom(old *typeSet) *setDiff {
 			d.removed = append(d.removed, name)
 		}
 	}
-	v, _ := s.diffs.LoadOrStore(old.version, d)
-	return v.(*setDiff)
+	return s.diffs.LoadOrStore(old.version, d)
 }

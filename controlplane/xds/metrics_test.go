@@ -90,6 +90,13 @@ func TestPilotMetrics(t *testing.T) {
 	if got := sample(text, `pilot_xds_config_size_bytes_sum{type="cds"}`); got < 100 {
 		t.Errorf("pilot_xds_config_size_bytes_sum{type=\"cds\"} = %v, want the bytes of the clusters", got)
 	}
+	// The caches of marshaled resources (buildcache): two proxies share one snapshot's objects.
+	if got := sample(text, `strait_build_cache_reads_total{cache="xds-resources",type="miss"}`); got < 1 {
+		t.Errorf("strait_build_cache_reads_total{cache=\"xds-resources\",type=\"miss\"} = %v, want the resources marshaled", got)
+	}
+	if got := sample(text, `strait_build_cache_size{cache="xds-marshaled"}`); got < 1 {
+		t.Errorf("strait_build_cache_size{cache=\"xds-marshaled\"} = %v, want the marshaled resources held", got)
+	}
 	for _, line := range []string{
 		"# TYPE pilot_xds gauge",
 		"# TYPE pilot_xds_pushes counter",

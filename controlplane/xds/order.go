@@ -156,7 +156,7 @@ func (s *typeSet) unionWith(old *typeSet) *typeSet {
 		return s
 	}
 	if u, ok := s.unions.Load(old.version); ok {
-		return u.(*typeSet)
+		return u
 	}
 	h := xxhash.New()
 	_, _ = h.WriteString("union\x00" + s.version + "\x00" + old.version)
@@ -172,6 +172,5 @@ func (s *typeSet) unionWith(old *typeSet) *typeSet {
 	}
 	u.names = append(append(make([]string, 0, len(u.wire)), s.names...), d.removed...)
 	slices.Sort(u.names)
-	v, _ := s.unions.LoadOrStore(old.version, u)
-	return v.(*typeSet)
+	return s.unions.LoadOrStore(old.version, u)
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/config"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/translate"
@@ -105,7 +106,7 @@ func expected(t *testing.T, snap *mesh.Snapshot, id string) *proxySnapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := newInterner().snapshot(res)
+	want, err := newInterner(buildcache.New()).snapshot(res)
 	if err != nil {
 		t.Fatal(err)
 	}

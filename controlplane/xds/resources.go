@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"unsafe"
 	"weak"
 
@@ -20,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/translate"
 )
 
@@ -33,12 +32,12 @@ var coreTypes = []string{resource.ClusterType, resource.ListenerType, resource.R
 // are identical share one typeSet, so a connected proxy costs a pointer per type, not a copy.
 type typeSet struct {
 	typeURL string
-	version string                         // hash of the names and content hashes of all items
-	wire    map[string]*discovery.Resource // name → marshaled resource; never modified
-	names   []string                       // sorted names of wire
-	bytes   int64                          // resource bytes of all items (a full response's size)
-	diffs   sync.Map                       // old version → *setDiff, see diffFrom
-	unions  sync.Map                       // old version → *typeSet, see unionWith
+	version string                               // hash of the names and content hashes of all items
+	wire    map[string]*discovery.Resource       // name → marshaled resource; never modified
+	names   []string                             // sorted names of wire
+	bytes   int64                                // resource bytes of all items (a full response's size)
+	diffs   buildcache.Derived[string, *setDiff] // old version → diff, see diffFrom
+	unions  buildcache.Derived[string, *typeSet] // old version → union, see unionWith
 }
 
 // proxySnapshot is what the cache serves one proxy: a typeSet per resource type. It is never
@@ -93,31 +92,44 @@ type resourceInfo struct {
 	err     error
 }
 
-// interner validates, hashes and shares resources. Resource objects are memoized by identity: a
-// generator that reuses an object for many proxies (as it should for resources that do not depend
-// on the proxy), or across snapshots, has it validated and marshaled once. Equal content is
-// validated once and its bytes are shared. Every memo holds weak pointers, so it keeps nothing
-// alive: entries of collected objects are swept as the memo grows. One interner serves the
-// Server's lifetime.
+// interner validates, hashes and shares resources. Its caches are owned by a buildcache.Owner
+// (shared with the generator, for one set of metrics and one lifetime rule) and keyed by type,
+// never by an object's address:
+//
+//   - bytes and validation by content: a resource is marshaled deterministically and its bytes
+//     are shared with every earlier resource of equal content (blobs, by content hash, compared
+//     byte for byte), so equal resources built as different objects share one marshaled copy and
+//     one validation;
+//   - the check of one object by a weak handle to it (weak.Pointer, objects): a generator that
+//     returns one object to many proxies, or carries it over to the next snapshot, has it
+//     marshaled once. The runtime never gives an object's handle to another object, even one
+//     allocated at the same address once the first was collected, so a new object is always
+//     marshaled anew; the contract that makes reuse correct is the Generator's (resources are
+//     immutable once returned), not that an address or a returned pointer means equal content;
+//   - the set of a whole list by a weak handle to its first element and its length (lists).
+//
+// Nothing keeps a resource alive: entries of collected objects are swept as the tables grow and
+// at each new generation. One interner serves the Server's lifetime.
 type interner struct {
-	res   sync.Map // object address (uintptr: keys must not keep objects alive) → *memoEntry
-	lists sync.Map // listKey → *listEntry
-	blobs sync.Map // content hash → *blob: one copy of equal marshaled bytes
-
-	mu   sync.Mutex
-	sets map[string]weak.Pointer[typeSet] // typeURL + "\x00" + version → set, while a proxy holds it
-
-	inserts  atomic.Int64 // memo inserts since the last sweep
-	sweepAt  atomic.Int64 // sweep when inserts reach this
-	sweeping atomic.Bool
+	objects *buildcache.Weak[objectKey, resourceInfo]
+	lists   *buildcache.Weak[listKey, *typeSet]
+	blobs   *buildcache.Weak[uint64, *blob]
+	sets    *buildcache.Weak[setKey, weak.Pointer[typeSet]]
 }
 
-// memoEntry is the memoized check of one object; valid while obj still points to that object
-// (a collected object's address may be reused by a new one).
-type memoEntry struct {
-	obj  weak.Pointer[byte]
-	info resourceInfo
+// objectKey names one live resource object by a weak handle to its first byte.
+type objectKey struct{ obj weak.Pointer[byte] }
+
+// listKey names a generator's output slice: its type, a weak handle to its first element (the
+// same backing array) and its length.
+type listKey struct {
+	typeURL string
+	first   weak.Pointer[types.Resource]
+	n       int
 }
+
+// setKey names an interned typeSet by content: its type and version.
+type setKey struct{ typeURL, version string }
 
 // blob is a weak reference to marshaled bytes shared by equal resources, with the result of
 // validating them.
@@ -133,8 +145,7 @@ func (in *interner) share(h uint64, b []byte) (shared []byte, err error, seen bo
 	if len(b) == 0 {
 		return b, nil, false
 	}
-	if v, ok := in.blobs.Load(h); ok {
-		e := v.(*blob)
+	if e, ok := in.blobs.Load(h); ok {
 		if p := e.first.Value(); p != nil {
 			if old := unsafe.Slice(p, e.n); bytes.Equal(old, b) {
 				return old, e.err, true
@@ -144,18 +155,13 @@ func (in *interner) share(h uint64, b []byte) (shared []byte, err error, seen bo
 	return b, nil, false
 }
 
-// listEntry memoizes the typeSet of a whole slice returned by a generator.
-type listEntry struct {
-	first weak.Pointer[types.Resource]
-	set   *typeSet
-}
-
-const minSweep = 20000
-
-func newInterner() *interner {
-	in := &interner{sets: make(map[string]weak.Pointer[typeSet])}
-	in.sweepAt.Store(minSweep)
-	return in
+func newInterner(o *buildcache.Owner) *interner {
+	return &interner{
+		objects: buildcache.NewWeak(o, "xds-resources", func(k objectKey, _ resourceInfo) bool { return k.obj.Value() != nil }),
+		lists:   buildcache.NewWeak(o, "xds-lists", func(k listKey, _ *typeSet) bool { return k.first.Value() != nil }),
+		blobs:   buildcache.NewWeak(o, "xds-marshaled", func(_ uint64, b *blob) bool { return b.first.Value() != nil }),
+		sets:    buildcache.NewWeak(o, "xds-type-sets", func(_ setKey, p weak.Pointer[typeSet]) bool { return p.Value() != nil }),
+	}
 }
 
 // objectAddr returns the address of the object r points to.
@@ -163,12 +169,9 @@ func objectAddr(r types.Resource) unsafe.Pointer { return reflect.ValueOf(r).Uns
 
 // info returns the name, content hash and validation error of r, computing them once per object.
 func (in *interner) info(r types.Resource) resourceInfo {
-	addr := objectAddr(r)
-	if v, ok := in.res.Load(uintptr(addr)); ok {
-		e := v.(*memoEntry)
-		if e.obj.Value() == (*byte)(addr) {
-			return e.info
-		}
+	key := objectKey{weak.Make((*byte)(objectAddr(r)))}
+	if ri, ok := in.objects.Load(key); ok {
+		return ri
 	}
 	ri := resourceInfo{typeURL: typeURLOf(r), name: cache.GetResourceName(r)}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
@@ -192,50 +195,8 @@ func (in *interner) info(r types.Resource) resourceInfo {
 			}
 		}
 	}
-	in.res.Store(uintptr(addr), &memoEntry{obj: weak.Make((*byte)(addr)), info: ri})
-	if in.inserts.Add(1) >= in.sweepAt.Load() {
-		in.sweep()
-	}
+	in.objects.Store(key, ri)
 	return ri
-}
-
-// sweep drops memo entries of collected objects and lists, and sets no proxy holds any more.
-// Concurrent callers skip it while one goroutine sweeps.
-func (in *interner) sweep() {
-	if !in.sweeping.CompareAndSwap(false, true) {
-		return
-	}
-	defer in.sweeping.Store(false)
-	live := int64(0)
-	in.res.Range(func(k, v any) bool {
-		if e := v.(*memoEntry); e.obj.Value() == nil {
-			in.res.Delete(k)
-		} else {
-			live++
-		}
-		return true
-	})
-	in.lists.Range(func(k, v any) bool {
-		if v.(*listEntry).first.Value() == nil {
-			in.lists.Delete(k)
-		}
-		return true
-	})
-	in.blobs.Range(func(k, v any) bool {
-		if v.(*blob).first.Value() == nil {
-			in.blobs.Delete(k)
-		}
-		return true
-	})
-	in.mu.Lock()
-	for k, wp := range in.sets {
-		if wp.Value() == nil {
-			delete(in.sets, k)
-		}
-	}
-	in.mu.Unlock()
-	in.inserts.Store(0)
-	in.sweepAt.Store(max(minSweep, live))
 }
 
 // snapshot validates and interns a generator's output into a proxySnapshot. Any invalid resource
@@ -262,22 +223,12 @@ func (in *interner) snapshot(res translate.Resources) (*proxySnapshot, error) {
 	return out, nil
 }
 
-// listKey identifies a generator's output slice by identity: generators that share a slice
-// between proxies (the same backing array and length) get the typeSet without a per-item pass.
-type listKey struct {
-	typeURL string
-	first   uintptr // not a pointer: the key must not keep the list alive
-	n       int
-}
-
 func (in *interner) typeSet(typeURL string, list []types.Resource) (*typeSet, error) {
 	var lk listKey
 	if len(list) > 0 {
-		lk = listKey{typeURL, uintptr(unsafe.Pointer(&list[0])), len(list)}
-		if v, ok := in.lists.Load(lk); ok {
-			if e := v.(*listEntry); e.first.Value() == &list[0] {
-				return e.set, nil
-			}
+		lk = listKey{typeURL, weak.Make(&list[0]), len(list)}
+		if set, ok := in.lists.Load(lk); ok {
+			return set, nil
 		}
 	}
 	// The version is a hash of the count and the sum of per-item hashes (name and content): it
@@ -305,11 +256,11 @@ func (in *interner) typeSet(typeURL string, list []types.Resource) (*typeSet, er
 	_, _ = h.WriteString(typeURL)
 	_, _ = h.Write(b[:])
 	version := hashHex(h.Sum64())
-	key := typeURL + "\x00" + version
-
-	in.mu.Lock()
-	set := in.sets[key].Value()
-	in.mu.Unlock()
+	key := setKey{typeURL, version}
+	var set *typeSet
+	if p, ok := in.sets.Load(key); ok {
+		set = p.Value()
+	}
 	if set == nil {
 		set = &typeSet{typeURL: typeURL, version: version, wire: make(map[string]*discovery.Resource, len(infos))}
 		for _, ri := range infos {
@@ -325,16 +276,12 @@ func (in *interner) typeSet(typeURL string, list []types.Resource) (*typeSet, er
 			set.bytes += int64(len(ri.bytes))
 		}
 		slices.Sort(set.names)
-		in.mu.Lock()
-		if prev := in.sets[key].Value(); prev != nil {
-			set = prev // built concurrently by another proxy; share one
-		} else {
-			in.sets[key] = weak.Make(set)
+		if prev := in.sets.LoadOrStore(key, weak.Make(set)).Value(); prev != nil {
+			set = prev // built concurrently by another proxy: share one
 		}
-		in.mu.Unlock()
 	}
 	if len(list) > 0 {
-		in.lists.Store(lk, &listEntry{first: weak.Make(&list[0]), set: set})
+		in.lists.Store(lk, set)
 	}
 	return set, nil
 }
@@ -369,4 +316,12 @@ func shortType(typeURL string) string {
 		return "ECDS"
 	}
 	return typeURL
+}
+
+// sweep drops the entries of collected objects, lists and bytes, and sets no proxy holds.
+func (in *interner) sweep() {
+	in.objects.Sweep()
+	in.lists.Sweep()
+	in.blobs.Sweep()
+	in.sets.Sweep()
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/strait-mesh/strait/controlplane/buildcache"
 	"github.com/strait-mesh/strait/controlplane/mesh"
 	"github.com/strait-mesh/strait/controlplane/translate"
 )
@@ -60,8 +61,13 @@ type Options struct {
 	Workers int
 	// Flow bounds push work and the memory of responses not yet acknowledged (flow.go).
 	Flow FlowLimits
-	// Registerer receives the server's metrics; nil means they are not registered anywhere.
+	// Registerer receives the server's metrics (and those of Caches); nil means they are not
+	// registered anywhere.
 	Registerer prometheus.Registerer
+	// Caches owns the server's caches of marshaled resources; pass the generator's
+	// (translate.Options.Caches) so that one owner holds every cache, with one generation and
+	// one set of metrics (strait_build_cache_*). Nil: a new one of the server's own.
+	Caches *buildcache.Owner
 	// Logger is used for all logs (default slog.Default()).
 	Logger *slog.Logger
 	// ControlPlane names this control plane instance in /debug/syncz (e.g. the hostname).
@@ -147,6 +153,14 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Caches == nil {
+		opts.Caches = buildcache.New()
+	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(opts.Caches); err != nil {
+			return nil, fmt.Errorf("registering the build cache metrics: %w", err)
+		}
+	}
 	s := &Server{
 		opts:    opts,
 		log:     opts.Logger.With("component", "xds"),
@@ -162,7 +176,7 @@ func New(opts Options) (*Server, error) {
 		peers:   make(map[streamKey]peerIdentity),
 		flows:   make(map[streamKey]*streamFlow),
 	}
-	s.in = newInterner()
+	s.in = newInterner(opts.Caches)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cache = newSnapshotCache(s.fc)
 	s.workers.Add(2)

@@ -60,10 +60,14 @@ func Binaries(t testing.TB) string {
 			return
 		}
 		args := []string{"build", "-o", binDir + "/"}
+		// Static binaries (CGO_ENABLED=0), as the images ship them (internal/images: FROM scratch,
+		// no libc) and as make build builds strait-proxy; the race detector needs cgo.
+		cgo := "CGO_ENABLED=0"
 		if os.Getenv(RaceEnv) == "1" {
-			args = append(args, "-race")
+			args, cgo = append(args, "-race"), "CGO_ENABLED=1"
 		}
 		cmd := exec.Command("go", append(args, "./cmd/straitd", "./cmd/strait-proxy", "./cmd/strait", "./samples/bookstore/cmd/bookstore")...)
+		cmd.Env = append(os.Environ(), cgo)
 		cmd.Dir = repoRoot()
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -27,25 +27,33 @@ var (
 // Get returns this binary's build information.
 func Get() Info {
 	once.Do(func() {
-		info = Info{Version: "dev", GoVersion: "unknown"}
-		bi, ok := debug.ReadBuildInfo()
-		if !ok {
-			return
-		}
-		info.GoVersion = bi.GoVersion
-		if v := bi.Main.Version; v != "" && v != "(devel)" {
-			info.Version = v
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				info.Revision = s.Value
-			case "vcs.modified":
-				info.Modified = s.Value == "true"
-			}
-		}
+		bi, _ := debug.ReadBuildInfo()
+		info = FromBuildInfo(bi)
 	})
 	return info
+}
+
+// FromBuildInfo is the build information of a binary whose Go build information is bi (nil when
+// it has none): this binary's (Get), or another's read with debug/buildinfo, so that a tool can
+// name what it builds by the version the binary itself reports.
+func FromBuildInfo(bi *debug.BuildInfo) Info {
+	i := Info{Version: "dev", GoVersion: "unknown"}
+	if bi == nil {
+		return i
+	}
+	i.GoVersion = bi.GoVersion
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		i.Version = v
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			i.Revision = s.Value
+		case "vcs.modified":
+			i.Modified = s.Value == "true"
+		}
+	}
+	return i
 }
 
 // String is the one-line version: "dev-1a2b3c4d5e6f" (with "-dirty" for a modified tree) for a

@@ -14,8 +14,21 @@ import (
 // Exec is the real one; tests may substitute their own.
 type Runner func(ctx context.Context, stdin string, name string, args ...string) (string, error)
 
-// Available reports why the iptables tools cannot be run, or nil when they can.
+// Available reports why Install cannot work here with the auto backend, or nil when it can: the
+// iptables tools run, or else nftables can be programmed through netlink.
 func Available() error {
+	ipt := IPTablesAvailable()
+	if ipt == nil {
+		return nil
+	}
+	if err := NFTAvailable(); err != nil {
+		return fmt.Errorf("no backend: %w; %w", ipt, err)
+	}
+	return nil
+}
+
+// IPTablesAvailable reports why the iptables tools cannot be run, or nil when they can.
+func IPTablesAvailable() error {
 	for _, name := range []string{"iptables-restore", "iptables-save", "ip6tables-restore", "ip6tables-save"} {
 		if _, err := lookPath(name); err != nil {
 			return err
@@ -24,13 +37,16 @@ func Available() error {
 	return nil
 }
 
+// sbinDirs are searched after PATH (tests empty it).
+var sbinDirs = []string{"/usr/sbin/", "/sbin/"}
+
 // lookPath finds name on PATH or in /usr/sbin or /sbin (often not on a user's PATH).
 func lookPath(name string) (string, error) {
 	path, err := exec.LookPath(name)
 	if err == nil {
 		return path, nil
 	}
-	for _, dir := range []string{"/usr/sbin/", "/sbin/"} {
+	for _, dir := range sbinDirs {
 		if p, err := exec.LookPath(dir + name); err == nil {
 			return p, nil
 		}
@@ -68,7 +84,9 @@ func tool(fam Family, suffix string) string {
 type Options struct {
 	// Families to change (default both IPv4 and IPv6).
 	Families []Family
-	// Run runs the tools (default Exec).
+	// Backend programs the rules (default BackendAuto).
+	Backend Backend
+	// Run runs the iptables tools (default Exec).
 	Run Runner
 }
 
@@ -83,10 +101,29 @@ func (o Options) defaults() Options {
 }
 
 // Install applies c's rules in the current network namespace for each family, replacing any
-// rules a previous Install left (installing twice gives the same rules). Each family is applied
-// atomically by iptables-restore --noflush; other rules of the nat table are kept.
+// rules a previous Install left (installing twice gives the same rules), with o's backend (auto:
+// see SelectBackend).
+//
+// The iptables backend applies each family atomically by iptables-restore --noflush; other rules
+// of the nat table are kept. The nftables backend replaces its own table (NFTable) of every
+// family in one netlink transaction; other tables are kept.
 func Install(ctx context.Context, c Config, o Options) error {
 	o = o.defaults()
+	backend, _, err := SelectBackend(o.Backend)
+	if err != nil {
+		return err
+	}
+	if backend == BackendNFTables {
+		var plans []Plan
+		for _, fam := range o.Families {
+			p, err := BuildPlan(c, fam)
+			if err != nil {
+				return err
+			}
+			plans = append(plans, p)
+		}
+		return nftInstall(plans)
+	}
 	for _, fam := range o.Families {
 		rules, err := Rules(c, fam)
 		if err != nil {
@@ -102,11 +139,28 @@ func Install(ctx context.Context, c Config, o Options) error {
 	return nil
 }
 
-// Uninstall removes every rule and chain Install created in the current network namespace, for
-// each family, and nothing else. It succeeds when there is nothing to remove.
+// Uninstall removes every rule, chain and table Install created in the current network
+// namespace, for each family, and nothing else. It succeeds when there is nothing to remove.
+// With the auto backend it removes what either backend installed: the nftables table when
+// nftables can be programmed, and the iptables chains when the iptables tools are there.
 func Uninstall(ctx context.Context, o Options) error {
 	o = o.defaults()
+	backend := o.Backend
+	if backend == "" {
+		backend = BackendAuto
+	}
+	if _, _, err := SelectBackend(backend); err != nil {
+		return err
+	}
 	var errs []error
+	if backend == BackendNFTables || (backend == BackendAuto && NFTAvailable() == nil) {
+		if err := nftUninstall(o.Families); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if backend == BackendNFTables || (backend == BackendAuto && IPTablesAvailable() != nil) {
+		return errors.Join(errs...)
+	}
 	for _, fam := range o.Families {
 		if err := uninstall(ctx, fam, o.Run); err != nil {
 			errs = append(errs, err)

@@ -4,10 +4,15 @@
 // (15006), and the proxy's own traffic (its uid and gid), loopback traffic and the proxy's ports
 // are left alone so that nothing loops.
 //
-// The rules live in chains of their own (STRAIT_OUTPUT, STRAIT_REDIRECT, STRAIT_INBOUND,
-// STRAIT_IN_REDIRECT) reached by one jump each from the nat table's OUTPUT and PREROUTING chains,
-// so that Uninstall removes exactly what Install created. Both IPv4 (iptables) and IPv6
-// (ip6tables) are handled.
+// BuildPlan states the capture once, as rules in chains of our own (STRAIT_OUTPUT,
+// STRAIT_REDIRECT, STRAIT_INBOUND, STRAIT_IN_REDIRECT) reached by one jump each from the nat
+// hooks PREROUTING and OUTPUT. Two backends install that plan, for IPv4 and IPv6:
+//   - iptables: iptables-restore and ip6tables-restore add our chains to the nat tables, so
+//     that Uninstall removes exactly what Install created;
+//   - nftables: the process itself programs, through netlink (github.com/google/nftables), one
+//     table per family named as in Istio's native nftables mode (ip and ip6 istio-proxy-nat,
+//     chains prerouting, output, istio-inbound, ...), all replaced in one transaction; no
+//     binary is needed, so the proxy image can be built from the static Go binaries alone.
 package intercept
 
 import (
@@ -172,107 +177,6 @@ func inboundPorts(list []string) (ports []uint16, all bool, err error) {
 		ports = append(ports, uint16(n))
 	}
 	return ports, false, nil
-}
-
-// Rules returns the nat table rules of one family in iptables-restore format (to be applied
-// with --noflush: the built-in chains keep their other rules). The text is deterministic, so it
-// is also what --dry-run prints.
-func Rules(c Config, fam Family) (string, error) {
-	c = c.Defaults()
-	if err := c.Validate(); err != nil {
-		return "", err
-	}
-	loop, local6 := "127.0.0.1/32", "127.0.0.6/32"
-	if fam == IPv6 {
-		loop, local6 = "::1/128", "::6/128"
-	}
-	var b strings.Builder
-	add := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	add("*nat")
-	for _, ch := range Chains {
-		add(":%s - [0:0]", ch)
-	}
-
-	// Inbound: everything arriving for a local TCP port goes to the inbound capture port, except
-	// the proxy's own ports and the excluded ones.
-	add("-A PREROUTING -p tcp -j %s", ChainInbound)
-	include, all, _ := inboundPorts(c.InboundPorts)
-	exclude := sortedPorts(append(append([]uint16(nil), ProxyPorts...), c.ExcludeInboundPorts...))
-	if all {
-		for _, p := range exclude {
-			add("-A %s -p tcp --dport %d -j RETURN", ChainInbound, p)
-		}
-		add("-A %s -p tcp -j %s", ChainInbound, ChainInRedirect)
-	} else {
-		skip := map[uint16]bool{}
-		for _, p := range exclude {
-			skip[p] = true
-		}
-		for _, p := range sortedPorts(include) {
-			if !skip[p] {
-				add("-A %s -p tcp --dport %d -j %s", ChainInbound, p, ChainInRedirect)
-			}
-		}
-	}
-	add("-A %s -p tcp -j REDIRECT --to-ports %d", ChainInRedirect, c.InboundPort)
-
-	// Outbound.
-	add("-A OUTPUT -p tcp -j %s", ChainOutput)
-	if c.RedirectDNS {
-		add("-A OUTPUT -p udp --dport 53 -j %s", ChainOutput)
-	}
-	add("-A %s -p tcp -j REDIRECT --to-ports %d", ChainRedirect, c.OutboundPort)
-	// Inbound passthrough connections the proxy makes from 127.0.0.6 to the workload's own
-	// address are never captured.
-	add("-A %s -s %s -o lo -j RETURN", ChainOutput, local6)
-	if c.RedirectDNS {
-		// Before the loopback rules: a resolver on 127.0.0.53 is captured too.
-		for _, proto := range []string{"udp", "tcp"} {
-			for _, owner := range []string{"--uid-owner " + strconv.Itoa(c.ProxyUID), "--gid-owner " + strconv.Itoa(c.ProxyGID)} {
-				add("-A %s -p %s --dport 53 -m owner %s -j RETURN", ChainOutput, proto, owner)
-			}
-		}
-		servers, _, _ := cidrs(c.DNSServers, fam)
-		if len(servers) == 0 && len(c.DNSServers) == 0 {
-			servers = []string{""}
-		}
-		for _, srv := range servers {
-			dst := ""
-			if srv != "" {
-				dst = " -d " + srv
-			}
-			for _, proto := range []string{"udp", "tcp"} {
-				add("-A %s%s -p %s --dport 53 -j REDIRECT --to-ports %d", ChainOutput, dst, proto, c.DNSPort)
-			}
-		}
-	}
-	// The proxy calling its own workload's non-loopback address (an outbound request whose
-	// endpoint is this workload) takes the inbound path, as it would arriving from outside; the
-	// rest of the proxy's traffic leaves unchanged. The application's loopback traffic stays
-	// local.
-	for _, owner := range []string{"--uid-owner " + strconv.Itoa(c.ProxyUID), "--gid-owner " + strconv.Itoa(c.ProxyGID)} {
-		add("-A %s ! -d %s -o lo -p tcp ! --dport %d -m owner %s -j %s", ChainOutput, loop, vocab.HBONEPort, owner, ChainInRedirect)
-		add("-A %s -o lo -m owner ! %s -j RETURN", ChainOutput, owner)
-		add("-A %s -m owner %s -j RETURN", ChainOutput, owner)
-	}
-	add("-A %s -d %s -j RETURN", ChainOutput, loop)
-	excl, _, _ := cidrs(c.ExcludeOutboundCIDRs, fam)
-	for _, cidr := range excl {
-		add("-A %s -d %s -j RETURN", ChainOutput, cidr)
-	}
-	for _, p := range sortedPorts(c.ExcludeOutboundPorts) {
-		add("-A %s -p tcp --dport %d -j RETURN", ChainOutput, p)
-	}
-	incl, allOut, _ := cidrs(c.IncludeOutboundCIDRs, fam)
-	if allOut || len(c.IncludeOutboundCIDRs) == 0 {
-		add("-A %s -j %s", ChainOutput, ChainRedirect)
-	} else {
-		for _, cidr := range incl {
-			add("-A %s -d %s -j %s", ChainOutput, cidr, ChainRedirect)
-		}
-	}
-	add("COMMIT")
-	return b.String(), nil
 }
 
 // sortedPorts returns ports sorted without duplicates.

@@ -3,7 +3,6 @@ package cluster
 import (
 	"fmt"
 	"math"
-	"sync"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -123,23 +122,16 @@ func applyConnectionPool(c *clusterv3.Cluster, tp *networking.TrafficPolicy, por
 var sharedBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{defaultThresholds()}}
 
 // defaultHTTPOptions returns the upstream HTTP options of a port without connection pool
-// settings, shared between clusters: one encoded value per protocol choice.
+// settings. It is pure (no process-wide cache): clusters are carried across snapshots by the
+// generator's tables, so a port's options are encoded once per cluster build.
 func defaultHTTPOptions(port registry.Port, m *meshconfig.MeshConfig) map[string]*anypb.Any {
 	opts, _ := httpOptions(nil, port, m, nil) // cannot fail without settings
-	key := opts.String()
-	if v, ok := httpOptionsCache.Load(key); ok {
-		return v.(map[string]*anypb.Any)
-	}
 	a, err := anypb.New(opts)
 	if err != nil {
 		panic(fmt.Sprintf("encoding default http protocol options: %v", err))
 	}
-	v, _ := httpOptionsCache.LoadOrStore(key, map[string]*anypb.Any{HTTPProtocolOptionsKey: a})
-	return v.(map[string]*anypb.Any)
+	return map[string]*anypb.Any{HTTPProtocolOptionsKey: a}
 }
-
-// httpOptionsCache holds the few distinct default option sets (HTTP/1.1, HTTP/2, downstream).
-var httpOptionsCache sync.Map
 
 // applyKeepalive sets TCP keepalive from the DestinationRule, else MeshConfig.tcpKeepalive.
 func applyKeepalive(c *clusterv3.Cluster, ka *networking.ConnectionPoolSettings_TCPSettings_TcpKeepalive, m *meshconfig.MeshConfig) {

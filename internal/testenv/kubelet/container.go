@@ -38,11 +38,12 @@ type container struct {
 func (c *container) start() (*process, error) {
 	w := c.w
 	pod := w.latest()
-	argv, err := w.k.command(c.spec)
+	l, err := w.k.launch(c.spec)
 	if err != nil {
 		return nil, err
 	}
-	env, vars, err := environment(pod, c.spec, w.k.proxy.env())
+	argv := l.argv
+	env, vars, err := environment(pod, c.spec, w.k.proxy.env(), l.env)
 	if err != nil {
 		return nil, err
 	}
@@ -56,13 +57,24 @@ func (c *container) start() (*process, error) {
 		return nil, fmt.Errorf("the pod has no network namespace")
 	}
 	mounts := append(mountArgs(c.spec, vols), filepath.Join(dir, "resolv.conf"), "/etc/resolv.conf", "ro")
-	for i := 1; i < len(mounts); i += 3 {
-		if err := w.k.mountPoint(mounts[i]); err != nil {
-			return nil, err
+	if l.root != "" {
+		mounts = append(mounts, filepath.Join(dir, "hosts"), "/etc/hosts", "ro", "proc", "/proc", "proc", "/dev", "/dev", "rbind")
+		for i := 1; i < len(mounts); i += 3 {
+			target, err := chrootMountPoint(l.root, mounts[i], mounts[i-1], mounts[i+1])
+			if err != nil {
+				return nil, err
+			}
+			mounts[i] = target
+		}
+	} else {
+		for i := 1; i < len(mounts); i += 3 {
+			if err := w.k.mountPoint(mounts[i]); err != nil {
+				return nil, err
+			}
 		}
 	}
 	uid, gid := runAs(pod, c.spec)
-	return startProcess(ns.Path(), mounts, uid, gid, env, argv, filepath.Join(dir, c.spec.Name+".log"))
+	return startProcess(ns.Path(), mounts, uid, gid, env, argv, l.dir, l.root, filepath.Join(dir, c.spec.Name+".log"))
 }
 
 // began records a started run.
@@ -312,7 +324,7 @@ func (c *container) status(initialized bool) corev1.ContainerStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	started := c.started
-	cs := corev1.ContainerStatus{Name: c.spec.Name, Image: c.spec.Image, ImageID: "strait-kubelet://" + c.spec.Image,
+	cs := corev1.ContainerStatus{Name: c.spec.Name, Image: c.spec.Image, ImageID: c.w.k.imageID(c.spec.Image),
 		RestartCount: c.restarts, Ready: c.ready, Started: &started}
 	switch {
 	case c.proc != nil:

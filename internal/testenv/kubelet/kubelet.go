@@ -10,6 +10,12 @@
 //   - each container's image mapped to a built binary (Options.Images; any other image fails the
 //     pod with a message naming it), its command and args composed as with an image whose
 //     entrypoint is that binary, $(VAR) references expanded, env with downward-API fieldRefs;
+//   - or, with Options.Pull, an image that is not mapped pulled from its registry (linux/GOARCH,
+//     digests checked) and unpacked into a root file system of its own, which its containers run
+//     chrooted in (with the volumes, resolv.conf, a kubelet /etc/hosts, /proc and the host's /dev
+//     mounted in), its entrypoint and cmd composed with the container's command and args by
+//     Kubernetes' rules, the executable found in that root file system (on the PATH for a bare
+//     name), the image's env under the container's, its working directory;
 //   - a mount namespace per container with its volume mounts bound in (emptyDir, ConfigMap, Secret,
 //     projected service-account tokens requested with TokenRequest and bound to the pod) and a
 //     resolv.conf naming the cluster DNS, run as its runAsUser/runAsGroup;
@@ -24,8 +30,9 @@
 //
 // The cluster DNS answers NAME.NAMESPACE.svc.cluster.local with a Service's cluster IPs (or a
 // headless Service's ready endpoints). There is no kube-proxy: a cluster IP is only reachable
-// through a sidecar that intercepts it. A file system is not isolated: containers see the host's
-// files, mount points that do not exist on the host are created there as empty directories, and
+// through a sidecar that intercepts it. The containers of mapped images see the host's files
+// (mount points that do not exist on the host are created there as empty directories); those of
+// pulled images share their image's root file system (one copy per image on the node, writable).
 // readOnlyRootFilesystem, capabilities and resources are not enforced.
 //
 // Everything needs root (network and mount namespaces, iptables in the pods); Available says why
@@ -75,8 +82,12 @@ type Options struct {
 	// Bridge is the name of the node's bridge (at most 15 characters; default derived from the
 	// node name).
 	Bridge string
-	// Images maps container images to binaries. A pod with any other image fails.
+	// Images maps container images to binaries. A pod with any other image fails, unless Pull is
+	// set.
 	Images map[string]Image
+	// Pull, when set, makes the node pull the images Images does not map from their registries
+	// and run their entrypoints (see PullOptions).
+	Pull *PullOptions
 	// Domain is the cluster's DNS domain (default cluster.local).
 	Domain string
 	// MaxProbePeriod caps probes' periodSeconds so that tests do not wait for Kubernetes' 10 s
@@ -101,6 +112,7 @@ type Kubelet struct {
 	cancel context.CancelFunc
 	dns    *clusterDNS
 	proxy  *serviceProxy
+	images *imageStore // nil unless Options.Pull
 
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
@@ -167,6 +179,11 @@ func Start(t testing.TB, cfg *rest.Config, opts Options) *Kubelet {
 		t.Fatalf("kubelet: %v", err)
 	}
 	t.Cleanup(func() { k.stop(t) })
+	if opts.Pull != nil {
+		if k.images, err = newImageStore(*opts.Pull); err != nil {
+			t.Fatalf("kubelet: %v", err)
+		}
+	}
 
 	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(k.Address, 53)))
 	if err != nil {
@@ -459,6 +476,11 @@ func (k *Kubelet) stop(t testing.TB) {
 	}
 	if err := netns.DeleteLink(k.opts.Bridge); err != nil {
 		t.Errorf("kubelet: %v", err)
+	}
+	if k.images != nil {
+		if err := k.images.remove(); err != nil {
+			t.Errorf("kubelet: %v", err)
+		}
 	}
 	for i := len(k.created) - 1; i >= 0; i-- {
 		_ = os.Remove(k.created[i]) // only when empty: another test may use it

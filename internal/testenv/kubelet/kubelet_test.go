@@ -4,24 +4,32 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/net/dns/dnsmessage"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/strait-mesh/strait/internal/images"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/testenv/kubeenv"
 )
@@ -108,7 +116,7 @@ func TestEnvironmentAndCommand(t *testing.T) {
 	c := corev1.Container{Name: "c", Image: "strait/proxy:test", Command: []string{"strait-proxy"}, Args: []string{"--ip=$(IP)", "--x=$(NOPE)"},
 		Env: []corev1.EnvVar{field("IP", "status.podIP"), field("SA", "spec.serviceAccountName"), field("APP", "metadata.labels['app']"),
 			{Name: "BOTH", Value: "$(IP)/$(SA)"}}}
-	env, vars, err := environment(pod, c, []string{"K=v"})
+	env, vars, err := environment(pod, c, []string{"K=v"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,5 +408,162 @@ spec:
 		if logs := k.Logs("default", name, name); !strings.Contains(logs, code) {
 			t.Errorf("pod %s: want %q in its log:\n%s", name, code, logs)
 		}
+	}
+}
+
+// TestPulledImageLaunch checks how a pulled image's config and a container compose, by
+// Kubernetes' rules, and that the executable is found inside the image's root file system.
+func TestPulledImageLaunch(t *testing.T) {
+	root := t.TempDir()
+	for _, f := range []string{"usr/local/bin/straitd", "opt/tool"} {
+		p := filepath.Join(root, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "work"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := &pulledImage{ref: "r/straitd:v1", root: root, config: v1.Config{Entrypoint: []string{"/usr/local/bin/straitd"}, Cmd: []string{"--default"},
+		Env: []string{"PATH=/usr/local/bin:/bin", "IMG=1"}, WorkingDir: "/work"}}
+	bin := "/usr/local/bin/straitd" // paths inside the root file system, which the process is chrooted to
+	for _, c := range []struct {
+		command, args []string
+		want          string
+	}{
+		{nil, nil, bin + " --default"},
+		{nil, []string{"--a"}, bin + " --a"},
+		{[]string{"straitd"}, nil, bin},
+		{[]string{"straitd"}, []string{"--b"}, bin + " --b"},
+		{[]string{"/opt/tool"}, []string{"x"}, "/opt/tool x"},
+		{[]string{"../opt/tool"}, nil, "/opt/tool"},
+	} {
+		l, err := img.launch(corev1.Container{Image: img.ref, Command: c.command, Args: c.args})
+		if err != nil {
+			t.Errorf("%q %q: %v", c.command, c.args, err)
+			continue
+		}
+		if got := strings.Join(l.argv, " "); got != c.want {
+			t.Errorf("%q %q: argv %q, want %q", c.command, c.args, got, c.want)
+		}
+		if l.dir != "/work" || l.root != root || strings.Join(l.env, " ") != "PATH=/usr/local/bin:/bin IMG=1" {
+			t.Errorf("dir %q env %q", l.dir, l.env)
+		}
+	}
+	for _, cmd := range []string{"tool", "/bin/sh", "nope"} { // tool is not on the PATH
+		if _, err := img.launch(corev1.Container{Image: img.ref, Command: []string{cmd}}); err == nil {
+			t.Errorf("command %q: no error", cmd)
+		}
+	}
+	c := corev1.Container{Image: img.ref, Env: []corev1.EnvVar{{Name: "PATH", Value: "/opt"}, {Name: "IMG", Value: "2"}}, Command: []string{"tool"}}
+	l, err := img.launch(c)
+	if err != nil || l.argv[0] != "/opt/tool" {
+		t.Errorf("the container's PATH: %q, %v", l.argv, err)
+	}
+	env, _, err := environment(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}}, c, nil, l.env)
+	if err != nil || strings.Join(env, " ") != "PATH=/usr/local/bin:/bin IMG=1 HOSTNAME=p PATH=/opt IMG=2" {
+		t.Errorf("env %q, %v", env, err)
+	}
+	k := &Kubelet{images: &imageStore{images: map[string]*pullEntry{img.ref: {done: closed(), img: img}}}}
+	if l, err := k.launch(corev1.Container{Image: img.ref}); err != nil || l.argv[0] != bin {
+		t.Errorf("Kubelet.launch: %q, %v", l.argv, err)
+	}
+	if _, err := k.launch(corev1.Container{Image: "other"}); err == nil {
+		t.Error("an image neither mapped nor pulled: no error")
+	}
+}
+
+func closed() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}
+
+// TestImageStorePull pulls an image from an in-process registry and runs its entrypoint's path
+// from the unpacked root file system.
+func TestImageStorePull(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "tool")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := images.Build(images.Spec{Name: "tool", Binaries: map[string]string{"linux/" + runtime.GOARCH: bin}, CACertificates: []byte("-")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	ref := l.Addr().String() + "/tool:v1"
+	if _, err := (images.Registry{Insecure: true, Keychain: authn.NewMultiKeychain()}).Push(context.Background(), ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	store, err := newImageStore(PullOptions{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.remove() })
+	k := &Kubelet{images: store, client: fake.NewClientset()} // the client only records events
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: ref, Args: []string{"--x"}}}}}
+	if err := k.pullImages(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := k.launch(pod.Spec.Containers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(l2.argv, " ") != "/usr/local/bin/tool --x" || l2.root != store.images[ref].img.root {
+		t.Errorf("argv %q in %s", l2.argv, l2.root)
+	}
+	if fi, err := os.Stat(filepath.Join(l2.root, "usr/local/bin/tool")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("the unpacked binary: %v, %v", fi, err)
+	}
+	if id := k.imageID(ref); !strings.HasPrefix(id, l.Addr().String()+"/tool@sha256:") {
+		t.Errorf("imageID %q", id)
+	}
+	pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "s"}}
+	pod.Spec.Containers[0].Image = l.Addr().String() + "/other:v1"
+	if err := k.pullImages(context.Background(), pod); err == nil || !strings.Contains(err.Error(), "imagePullSecrets") {
+		t.Errorf("imagePullSecrets: %v", err)
+	}
+	pod.Spec.ImagePullSecrets = nil
+	if err := k.pullImages(context.Background(), pod); err == nil || !strings.Contains(err.Error(), "other") {
+		t.Errorf("a missing image: %v", err)
+	}
+}
+
+func TestChrootMountPoint(t *testing.T) {
+	root, src := t.TempDir(), t.TempDir()
+	file := filepath.Join(src, "hosts")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := chrootMountPoint(root, "/var/run/secrets/token", src, "ro"); err != nil || p != filepath.Join(root, "var/run/secrets/token") {
+		t.Errorf("directory: %q, %v", p, err)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "var/run/secrets/token")); err != nil || !fi.IsDir() {
+		t.Errorf("directory mount point: %v, %v", fi, err)
+	}
+	if _, err := chrootMountPoint(root, "/etc/hosts", file, "ro"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "etc/hosts")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("file mount point: %v, %v", fi, err)
+	}
+	if _, err := chrootMountPoint(root, "/proc", "proc", "proc"); err != nil {
+		t.Errorf("proc: %v", err)
+	}
+	os.Symlink("/etc", filepath.Join(root, "link"))
+	if _, err := chrootMountPoint(root, "/link/x", src, "rw"); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("through a symbolic link: %v", err)
+	}
+	if _, err := chrootMountPoint(root, "relative", src, "rw"); err == nil {
+		t.Error("a relative mount path: no error")
 	}
 }

@@ -115,6 +115,12 @@ func (w *podWorker) run() {
 		w.awaitDeletion()
 		return
 	}
+	if err := w.k.pullImages(w.ctx, pod); err != nil {
+		w.k.event(pod, corev1.EventTypeWarning, "Failed", err.Error())
+		w.fail("ErrImagePull", err.Error())
+		w.awaitDeletion()
+		return
+	}
 	if err := w.k.admit(pod); err != nil {
 		w.k.event(pod, corev1.EventTypeWarning, "UnsupportedByTestKubelet", err.Error())
 		w.fail("UnsupportedByTestKubelet", err.Error())
@@ -203,6 +209,11 @@ func (w *podWorker) sandbox() error {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(w.dir, "resolv.conf"), []byte(w.k.resolvConf(pod.Namespace)), 0o644); err != nil {
+		return err
+	}
+	// The kubelet's /etc/hosts, for the containers of pulled images (the others see the host's).
+	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n", ip, pod.Name)
+	if err := os.WriteFile(filepath.Join(w.dir, "hosts"), []byte(hosts), 0o644); err != nil {
 		return err
 	}
 	w.mu.Lock()

@@ -11,13 +11,18 @@ import (
 )
 
 // mountScript runs in the container's own mount namespace: it bind-mounts each (source, target,
-// mode) triple of its arguments up to "--", read-only when mode is "ro", then execs the rest. The
-// targets exist (Kubelet.mountPoint).
+// mode) triple of its arguments up to "--", read-only when mode is "ro" (mode "rbind" binds
+// recursively; "proc" mounts a proc file system), then execs the rest. The targets exist
+// (Kubelet.mountPoint, chrootMountPoint).
 const mountScript = `set -e
 while [ "$1" != "--" ]; do
   src=$1 dst=$2 mode=$3
   shift 3
-  mount --bind "$src" "$dst"
+  case $mode in
+  proc) mount -t proc proc "$dst" ;;
+  rbind) mount --rbind "$src" "$dst" ;;
+  *) mount --bind "$src" "$dst" ;;
+  esac
   if [ "$mode" = ro ]; then mount -o remount,bind,ro "$dst"; fi
 done
 shift
@@ -34,8 +39,9 @@ type process struct {
 
 // startProcess starts argv in the network namespace netnsPath, in a mount namespace of its own
 // with mounts (triples as mountScript reads them), as uid/gid, with env, its output appended to
-// logPath.
-func startProcess(netnsPath string, mounts []string, uid, gid int64, env, argv []string, logPath string) (*process, error) {
+// logPath, in the working directory dir. With root set, the process runs chrooted there (argv[0]
+// and dir are then paths inside root, and mounts' targets paths outside).
+func startProcess(netnsPath string, mounts []string, uid, gid int64, env, argv []string, dir, root, logPath string) (*process, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -44,7 +50,13 @@ func startProcess(netnsPath string, mounts []string, uid, gid int64, env, argv [
 		"sh", "-c", mountScript, "sh"}
 	full = append(full, mounts...)
 	full = append(full, "--")
-	if uid != 0 || gid != 0 {
+	if root != "" {
+		// unshare without namespaces: chroot, chdir, then setgroups(0), setgid and setuid. The
+		// parent-death signal does not survive the change of user (the process group is killed).
+		full = append(full, "unshare", "--root="+root, "--wd="+dir, "--setgid", strconv.FormatInt(gid, 10),
+			"--setuid", strconv.FormatInt(uid, 10), "--")
+		dir = "/"
+	} else if uid != 0 || gid != 0 {
 		full = append(full, "setpriv", "--reuid", strconv.FormatInt(uid, 10), "--regid", strconv.FormatInt(gid, 10),
 			"--clear-groups", "--pdeathsig", "KILL", "--")
 	}
@@ -56,7 +68,7 @@ func startProcess(netnsPath string, mounts []string, uid, gid int64, env, argv [
 	}
 	cmd := exec.Command(nsenter, full...)
 	cmd.Env = env
-	cmd.Dir = "/"
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = f, f
 	// Its own process group, so that a container's children go with it; never outlive the test.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/strait-mesh/strait/controlplane/inject"
+	"github.com/strait-mesh/strait/internal/images"
 )
 
 // Image is what a container image means on this node: the binary that is its entrypoint.
@@ -66,7 +67,7 @@ func (k *Kubelet) admit(pod *corev1.Pod) error {
 		vols[v.Name] = true
 	}
 	check := func(field string, c corev1.Container) error {
-		if _, err := k.command(c); err != nil {
+		if _, err := k.launch(c); err != nil {
 			return fmt.Errorf("%s (%s): %w", field, c.Name, err)
 		}
 		if len(c.EnvFrom) > 0 {
@@ -210,10 +211,11 @@ func fieldValue(pod *corev1.Pod, field string) (string, error) {
 	return "", fmt.Errorf("field path %q: not supported by the test kubelet", field)
 }
 
-// environment returns the container's environment as Kubernetes builds it: PATH, HOSTNAME, the
-// node's variables (base), then its env in order, each value with $(VAR) references to earlier
-// variables expanded, and fieldRef values from the pod.
-func environment(pod *corev1.Pod, c corev1.Container, base []string) ([]string, map[string]string, error) {
+// environment returns the container's environment as Kubernetes builds it: the image's (imageEnv;
+// when nil, a default PATH), HOSTNAME, the node's variables (base), then its env in order, each
+// value with $(VAR) references to earlier variables of env expanded, and fieldRef values from
+// the pod. A later entry of a name wins (as exec.Cmd reads Env).
+func environment(pod *corev1.Pod, c corev1.Container, base, imageEnv []string) ([]string, map[string]string, error) {
 	vars := map[string]string{}
 	var order []string
 	for _, e := range c.Env {
@@ -230,7 +232,11 @@ func environment(pod *corev1.Pod, c corev1.Container, base []string) ([]string, 
 		}
 		vars[e.Name] = val
 	}
-	env := append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=" + pod.Name}, base...)
+	env := append([]string{}, imageEnv...)
+	if imageEnv == nil {
+		env = append(env, "PATH="+images.DefaultPath)
+	}
+	env = append(append(env, "HOSTNAME="+pod.Name), base...)
 	for _, name := range order {
 		env = append(env, name+"="+vars[name])
 	}
