@@ -13,9 +13,6 @@ import (
 	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
-	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
-	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -24,6 +21,11 @@ import (
 	"github.com/strait-mesh/strait/proxy/authz"
 	"github.com/strait-mesh/strait/proxy/httppath"
 	"github.com/strait-mesh/strait/proxy/jwtauthn"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	extauthzv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/ext_authz/v3"
+	jwtauthnv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/jwt_authn/v3"
+	httprbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/rbac/v3"
+	phcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
 // explainFlags describe the request `strait explain` evaluates.
@@ -154,7 +156,13 @@ func explainRequest(ls []*listenerv3.Listener, f *explainFlags) (*explanation, e
 		ex.Allowed, ex.Decision = false, "REFUSED (400: a method with lower-case letters)"
 		return ex, nil
 	}
-	p, err := httppath.NormalizeURI(req.path, httppath.OptionsFor(m))
+	// The proxy's filters read its trimmed xDS types: the typed configs below decode into them
+	// (as in the proxy), and the connection manager converts.
+	pm, err := xdspb.From[*phcmv3.HttpConnectionManager](m)
+	if err != nil {
+		return nil, err
+	}
+	p, err := httppath.NormalizeURI(req.path, httppath.OptionsFor(pm))
 	if err != nil {
 		ex.Allowed, ex.Decision = false, "REFUSED (400: "+err.Error()+")"
 		return ex, nil

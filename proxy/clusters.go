@@ -1,9 +1,8 @@
 package proxy
 
 import (
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-
 	"github.com/strait-mesh/strait/proxy/xdsclient"
+	adminv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/admin/v3"
 )
 
 // Clusters renders /clusters from the live clusters: every host with its resolved address,

@@ -4,11 +4,10 @@ import (
 	"strings"
 	"testing"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-
 	"github.com/strait-mesh/strait/internal/nametable"
 	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 func TestApplyNameTable(t *testing.T) {
@@ -16,12 +15,13 @@ func TestApplyNameTable(t *testing.T) {
 	if p.Runtime().Names != nil {
 		t.Fatal("a name table before any update")
 	}
-	tec, err := nametable.Encode(nametable.Table{
+	tc, err := nametable.Encode(nametable.Table{
 		"reviews.default.svc.cluster.local": {IPs: []string{"240.240.1.7"}, AltHosts: []string{"reviews"}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	tec := &corev3.TypedExtensionConfig{Name: nametable.Name, TypedConfig: tc}
 	if err := p.Apply(xdsclient.ExtensionConfigType, resources(t, tec)); err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,8 @@ func TestApplyNameTable(t *testing.T) {
 	}
 
 	// A bad table or another extension config is rejected and the table in force stays.
-	bad, _ := nametable.Encode(nametable.Table{"x.example.com": {IPs: []string{"not-an-ip"}}})
+	badTC, _ := nametable.Encode(nametable.Table{"x.example.com": {IPs: []string{"not-an-ip"}}})
+	bad := &corev3.TypedExtensionConfig{Name: nametable.Name, TypedConfig: badTC}
 	other := &corev3.TypedExtensionConfig{Name: "envoy.filters.http.wasm", TypedConfig: tec.GetTypedConfig()}
 	for _, set := range []*corev3.TypedExtensionConfig{bad, other} {
 		err := p.Apply(xdsclient.ExtensionConfigType, resources(t, set))

@@ -4,16 +4,16 @@ import (
 	"fmt"
 	"sort"
 
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strait-mesh/strait/proxy/admin"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
+	adminv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/admin/v3"
+	bootstrapv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/bootstrap/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	tlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // adminSource implements admin.Source over the proxy.

@@ -4,14 +4,13 @@ import (
 	"fmt"
 	"maps"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-
 	"github.com/strait-mesh/strait/internal/nametable"
 	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/internal/workloadtable"
 	"github.com/strait-mesh/strait/proxy/dns"
 	"github.com/strait-mesh/strait/proxy/telemetry"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 // extensionConfigNames are the ECDS resources the proxy asks for: the workload table (the peer
@@ -55,13 +54,13 @@ func (p *Proxy) applyExtensionConfigs(set map[string]*xdsclient.Resource) error 
 		func(name string, tec *corev3.TypedExtensionConfig) (any, error) {
 			switch name {
 			case nametable.Name:
-				t, err := nametable.Decode(tec)
+				t, err := nametable.Decode(tec.GetName(), tec.GetTypedConfig())
 				if err != nil {
 					return nil, err
 				}
 				return dns.Compile(t)
 			case workloadtable.Name:
-				t, err := workloadtable.Decode(tec)
+				t, err := workloadtable.Decode(tec.GetName(), tec.GetTypedConfig())
 				if err != nil {
 					return nil, err
 				}

@@ -9,6 +9,7 @@ import (
 	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/internal/workloadtable"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 func TestApplyWorkloadTable(t *testing.T) {
@@ -18,14 +19,16 @@ func TestApplyWorkloadTable(t *testing.T) {
 	}
 	table := workloadtable.Table{TrustDomains: []string{"cluster.local"}, Workloads: []workloadtable.Workload{
 		{Name: "reviews-v1", Namespace: "default", ServiceAccount: "reviews", Addresses: []string{"10.0.0.7"}, App: "reviews"}}}
-	wt, err := workloadtable.Encode(table)
+	wtc, err := workloadtable.Encode(table)
 	if err != nil {
 		t.Fatal(err)
 	}
-	names, err := nametable.Encode(nametable.Table{"reviews.default.svc.cluster.local": {IPs: []string{"240.240.1.7"}}})
+	wt := &corev3.TypedExtensionConfig{Name: workloadtable.Name, TypedConfig: wtc}
+	ntc, err := nametable.Encode(nametable.Table{"reviews.default.svc.cluster.local": {IPs: []string{"240.240.1.7"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	names := &corev3.TypedExtensionConfig{Name: nametable.Name, TypedConfig: ntc}
 	if err := p.Apply(xdsclient.ExtensionConfigType, resources(t, wt, names)); err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +42,8 @@ func TestApplyWorkloadTable(t *testing.T) {
 	if err := p.Apply(xdsclient.ExtensionConfigType, resources(t, wt, names)); err != nil || p.telemetry.Peers() != peers {
 		t.Fatalf("same table: %v, recompiled %v", err, p.telemetry.Peers() != peers)
 	}
-	bad, _ := workloadtable.Encode(workloadtable.Table{Workloads: []workloadtable.Workload{{Addresses: []string{"not-an-ip"}}}})
+	badTC, _ := workloadtable.Encode(workloadtable.Table{Workloads: []workloadtable.Workload{{Addresses: []string{"not-an-ip"}}}})
+	bad := &corev3.TypedExtensionConfig{Name: workloadtable.Name, TypedConfig: badTC}
 	if err := p.Apply(xdsclient.ExtensionConfigType, resources(t, bad)); err == nil || !strings.Contains(err.Error(), workloadtable.Name) {
 		t.Fatalf("bad table: %v, want an error naming it", err)
 	}

@@ -6,12 +6,12 @@ import (
 	"math"
 	"time"
 
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strait-mesh/strait/proxy/agent"
 	"github.com/strait-mesh/strait/proxy/stats"
+	adminv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/admin/v3"
 )
 
 // DefaultCertWait is how long Run waits for the agent's first certificate before it connects to

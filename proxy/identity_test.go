@@ -17,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/strait-mesh/strait/controlplane/ca"
@@ -28,6 +25,9 @@ import (
 	"github.com/strait-mesh/strait/internal/testenv/meshca"
 	"github.com/strait-mesh/strait/proxy/agent"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
+	adminv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/admin/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	tlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // runAgentProxy runs a sidecar for default/ratings with its agent (files as strait up writes

@@ -3,13 +3,12 @@ package proxy
 import (
 	"net/netip"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-
 	"github.com/strait-mesh/strait/proxy/l4"
 	"github.com/strait-mesh/strait/proxy/l7"
 	"github.com/strait-mesh/strait/proxy/lds"
 	"github.com/strait-mesh/strait/proxy/listener"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
+	listenerv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/listener/v3"
 )
 
 // listenerEnv adapts the proxy to listener.Env.

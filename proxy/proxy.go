@@ -20,9 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-
 	"github.com/strait-mesh/strait/proxy/admin"
 	"github.com/strait-mesh/strait/proxy/agent"
 	"github.com/strait-mesh/strait/proxy/lds"
@@ -32,6 +29,8 @@ import (
 	"github.com/strait-mesh/strait/proxy/tlsx"
 	"github.com/strait-mesh/strait/proxy/upstream"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
+	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
+	tlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // Server states as reported by /ready and /server_info (Envoy's names).

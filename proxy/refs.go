@@ -1,12 +1,14 @@
 package proxy
 
 import (
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
+	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // refs are the names of dependent resources one resource refers to: the RDS route configurations
@@ -31,7 +33,7 @@ func (r refs) walk(m protoreflect.Message, depth int) {
 	}
 	switch v := m.Interface().(type) {
 	case *anypb.Any:
-		inner, err := v.UnmarshalNew()
+		inner, err := anypb.UnmarshalNew(v, proto.UnmarshalOptions{Resolver: xdspb.Resolver})
 		if err == nil {
 			r.walk(inner.ProtoReflect(), depth+1)
 		}

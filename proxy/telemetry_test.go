@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
@@ -19,6 +16,11 @@ import (
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/telemetry"
 	"github.com/strait-mesh/strait/proxy/xdsclient"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	listenerv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/listener/v3"
+	tcpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/tcp_proxy/v3"
+	xdstypev3 "github.com/strait-mesh/strait/proxy/xdspb/xds/type/v3"
 )
 
 // TestTCPTelemetry: the proxy's l4 environment reports tcp_proxy connections in Istio's TCP
@@ -78,7 +80,7 @@ func TestTCPMetricsThroughProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	l := &listenerv3.Listener{Name: "tcp", Address: testenv.SocketAddr(addr), FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
+	l := &listenerv3.Listener{Name: "tcp", Address: xdspb.MustFrom[*corev3.Address](testenv.SocketAddr(addr)), FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
 		{Name: "istio.stats", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t,
 			&xdstypev3.TypedStruct{TypeUrl: telemetry.TypeStatsPluginConfig, Value: v})}},
 		{Name: "envoy.filters.network.tcp_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t,

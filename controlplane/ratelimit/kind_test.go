@@ -19,6 +19,9 @@ import (
 	trl "github.com/strait-mesh/strait/controlplane/translate/ratelimit"
 	proxyratelimit "github.com/strait-mesh/strait/proxy/ratelimit"
 	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	proutev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	prlhttpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/ratelimit/v3"
 )
 
 // kindPolicies are RateLimits with Global rules: "api" counts GET /api/* on any port or
@@ -73,7 +76,7 @@ func newProxySide(t *testing.T, policies []*config.Object, port uint32) proxySid
 			if err := f.GetTypedConfig().UnmarshalTo(c); err != nil {
 				t.Fatal(err)
 			}
-			g, err := proxyratelimit.CompileGlobal(f.GetName(), c)
+			g, err := proxyratelimit.CompileGlobal(f.GetName(), xdspb.MustFrom[*prlhttpv3.RateLimit](c))
 			if err != nil {
 				t.Fatalf("strait-proxy refuses %s: %v", f.GetName(), err)
 			}
@@ -89,7 +92,7 @@ func newProxySide(t *testing.T, policies []*config.Object, port uint32) proxySid
 			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "backend"}}},
 		}},
 	}}}, ch.RateLimits)
-	if ps.table, err = route.Compile(rc); err != nil {
+	if ps.table, err = route.Compile(xdspb.MustFrom[*proutev3.RouteConfiguration](rc)); err != nil {
 		t.Fatalf("strait-proxy refuses the route configuration: %v", err)
 	}
 	return ps

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/strait-mesh/strait/controlplane/mesh"
@@ -32,11 +33,11 @@ func (g *generator) nameTable(snap *mesh.Snapshot, sc *mesh.Scope) ([]types.Reso
 	r := nameTableSlot.Get(snap.Cache(), key, func() *nameTableResult {
 		print := nameTablePrint{config: snap.ConfigHash(), mesh: snap.MeshHash()}
 		return g.c.nameTables.Get(snap.Version, key, print, func() *nameTableResult {
-			tec, err := nametable.Encode(buildNameTable(sc, g.opts.DomainSuffix))
+			tc, err := nametable.Encode(buildNameTable(sc, g.opts.DomainSuffix))
 			if err != nil {
 				return &nameTableResult{err: err}
 			}
-			return &nameTableResult{list: []types.Resource{tec}}
+			return &nameTableResult{list: []types.Resource{&corev3.TypedExtensionConfig{Name: nametable.Name, TypedConfig: tc}}}
 		})
 	})
 	return r.list, r.err

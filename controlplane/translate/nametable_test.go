@@ -58,7 +58,7 @@ func TestNameTable(t *testing.T) {
 	if err := tec.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	table, err := nametable.Decode(tec)
+	table, err := nametable.Decode(tec.GetName(), tec.GetTypedConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,13 +9,16 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/strait-mesh/strait/controlplane/translate"
 	"github.com/strait-mesh/strait/controlplane/translate/envoyfilter/proxycheck"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	pclusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
+	pendpointv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/endpoint/v3"
+	ptlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // knownProxyGaps are features the control plane emits (for Envoy and gRPC) that strait-proxy
@@ -73,13 +76,13 @@ func TestProxyCompiles(t *testing.T) {
 			}
 			clusters := map[string]*upstream.Cluster{}
 			deps := upstream.Deps{Stats: stats.NewStore(),
-				ClientTLS: func(*tlsv3.UpstreamTlsContext) (*tls.Config, error) { return &tls.Config{}, nil }}
+				ClientTLS: func(*ptlsv3.UpstreamTlsContext) (*tls.Config, error) { return &tls.Config{}, nil }}
 			for _, r := range res[resource.ClusterType] {
 				c := r.(*clusterv3.Cluster)
 				if c.GetType() == clusterv3.Cluster_STRICT_DNS || c.GetType() == clusterv3.Cluster_LOGICAL_DNS {
 					continue
 				}
-				cc, err := upstream.Compile(c, deps)
+				cc, err := upstream.Compile(xdspb.MustFrom[*pclusterv3.Cluster](c), deps)
 				if err != nil {
 					if !known(err) {
 						t.Errorf("cluster: %v", err)
@@ -92,7 +95,7 @@ func TestProxyCompiles(t *testing.T) {
 			for _, r := range res[resource.EndpointType] {
 				cla := r.(*endpointv3.ClusterLoadAssignment)
 				if c := clusters[cla.GetClusterName()]; c != nil {
-					if err := c.SetEndpoints(cla); err != nil {
+					if err := c.SetEndpoints(xdspb.MustFrom[*pendpointv3.ClusterLoadAssignment](cla)); err != nil {
 						t.Errorf("endpoints %s: %v", cla.GetClusterName(), err)
 					}
 				}

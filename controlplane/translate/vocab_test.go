@@ -21,6 +21,8 @@ import (
 	"github.com/strait-mesh/strait/controlplane/translate"
 	"github.com/strait-mesh/strait/internal/vocab"
 	proute "github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	proutev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 )
 
 // retryCase is a sidecar whose route to reviews:9080 retries on retryOn, written as a golden
@@ -78,7 +80,7 @@ func planes(t *testing.T, retryOn string) (validated error, emitted string, tran
 				}
 			}
 		}
-		tbl, err := proute.Compile(rc)
+		tbl, err := proute.Compile(xdspb.MustFrom[*proutev3.RouteConfiguration](rc))
 		if err != nil {
 			return validated, emitted, translated, 0, err
 		}

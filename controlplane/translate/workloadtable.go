@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -54,11 +55,11 @@ func (g *generator) workloadTable(snap *mesh.Snapshot, p *Proxy) ([]types.Resour
 		}
 		return g.c.workloadTable.Get(snap.Version, struct{}{}, h.Sum64(), func() *workloadTableResult {
 			t, report := buildWorkloadTable(snap)
-			tec, err := workloadtable.Encode(t)
+			tc, err := workloadtable.Encode(t)
 			if err != nil {
 				return &workloadTableResult{err: err}
 			}
-			return &workloadTableResult{list: []types.Resource{tec}, report: report}
+			return &workloadTableResult{list: []types.Resource{&corev3.TypedExtensionConfig{Name: workloadtable.Name, TypedConfig: tc}}, report: report}
 		})
 	})
 	g.report(p, r.report)

@@ -68,7 +68,7 @@ func decodeWorkloadTable(t *testing.T, res translate.Resources) workloadtable.Ta
 		if err := tec.Validate(); err != nil {
 			t.Fatal(err)
 		}
-		table, err := workloadtable.Decode(tec)
+		table, err := workloadtable.Decode(tec.GetName(), tec.GetTypedConfig())
 		if err != nil {
 			t.Fatal(err)
 		}

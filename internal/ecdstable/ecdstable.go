@@ -7,39 +7,42 @@
 // names its listeners reference.
 //
 // The table packages own their names, type URLs, fields and limits; this package owns the
-// envelope and the bounded decoding of the string lists both tables hold.
+// envelope and the bounded decoding of the string lists both tables hold. It handles the
+// envelope's name and typed_config, not a TypedExtensionConfig: straitd wraps them in
+// go-control-plane's type, strait-proxy receives its own trimmed one (proxy/xdspb).
 package ecdstable
 
 import (
 	"errors"
 	"fmt"
 
-	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	xdstypev3 "github.com/strait-mesh/strait/proxy/xdspb/xds/type/v3"
 )
 
-// Encode wraps v as the ECDS resource name with the TypedStruct type_url typeURL. The encoding
-// is deterministic (a Struct is maps, and the xDS server pushes a resource whose bytes changed,
-// so equal tables must be equal bytes).
-func Encode(name, typeURL string, v *structpb.Struct) (*corev3.TypedExtensionConfig, error) {
+// Encode returns the typed_config of an ECDS resource holding v: a TypedStruct with the
+// type_url typeURL. The encoding is deterministic (a Struct is maps, and the xDS server pushes a
+// resource whose bytes changed, so equal tables must be equal bytes).
+func Encode(typeURL string, v *structpb.Struct) (*anypb.Any, error) {
 	a := new(anypb.Any)
 	if err := anypb.MarshalFrom(a, &xdstypev3.TypedStruct{TypeUrl: typeURL, Value: v}, proto.MarshalOptions{Deterministic: true}); err != nil {
 		return nil, fmt.Errorf("encoding typed_config: %w", err)
 	}
-	return &corev3.TypedExtensionConfig{Name: name, TypedConfig: a}, nil
+	return a, nil
 }
 
-// Decode returns the Struct of an ECDS resource that Encode made with name and typeURL; it
-// refuses a resource of another name or another TypedStruct type_url, naming the field.
-func Decode(tec *corev3.TypedExtensionConfig, name, typeURL string) (*structpb.Struct, error) {
-	if tec.GetName() != name {
-		return nil, fmt.Errorf("resource name %q, want %q", tec.GetName(), name)
+// Decode returns the Struct of the ECDS resource name with typed_config typedConfig that Encode
+// made with typeURL, when name is wantName; it refuses a resource of another name or another
+// TypedStruct type_url, naming the field.
+func Decode(name string, typedConfig *anypb.Any, wantName, typeURL string) (*structpb.Struct, error) {
+	if name != wantName {
+		return nil, fmt.Errorf("resource name %q, want %q", name, wantName)
 	}
 	var ts xdstypev3.TypedStruct
-	if err := tec.GetTypedConfig().UnmarshalTo(&ts); err != nil {
+	if err := typedConfig.UnmarshalTo(&ts); err != nil {
 		return nil, fmt.Errorf("typed_config: %w", err)
 	}
 	if ts.GetTypeUrl() != typeURL {

@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -20,14 +19,11 @@ func TestEncodeDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tec, err := Encode(name, typeURL, v)
+	tc, err := Encode(typeURL, v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tec.GetName() != name {
-		t.Errorf("name %q", tec.GetName())
-	}
-	got, err := Decode(tec, name, typeURL)
+	got, err := Decode(name, tc, name, typeURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,22 +32,22 @@ func TestEncodeDecode(t *testing.T) {
 	}
 	// Equal values are equal bytes, whatever the maps' order.
 	for i := 0; i < 20; i++ {
-		again, err := Encode(name, typeURL, proto.Clone(v).(*structpb.Struct))
+		again, err := Encode(typeURL, proto.Clone(v).(*structpb.Struct))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(again.GetTypedConfig().GetValue()) != string(tec.GetTypedConfig().GetValue()) {
+		if string(again.GetValue()) != string(tc.GetValue()) {
 			t.Fatal("the encoding of equal values differs")
 		}
 	}
 }
 
 func TestDecodeRefuses(t *testing.T) {
-	good, err := Encode(name, typeURL, &structpb.Struct{})
+	good, err := Encode(typeURL, &structpb.Struct{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := Encode(name, "type.strait.io/other", &structpb.Struct{})
+	other, err := Encode("type.strait.io/other", &structpb.Struct{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,16 +56,17 @@ func TestDecodeRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		tec  *corev3.TypedExtensionConfig
-		want string
+		name        string
+		typedConfig *anypb.Any
+		want        string
 	}{
-		{&corev3.TypedExtensionConfig{Name: "other", TypedConfig: good.GetTypedConfig()}, `resource name "other", want "strait.test"`},
-		{other, `typed_config.type_url "type.strait.io/other", want "` + typeURL + `"`},
-		{&corev3.TypedExtensionConfig{Name: name, TypedConfig: notTypedStruct}, "typed_config: "},
-		{&corev3.TypedExtensionConfig{Name: name}, "typed_config: "},
+		{"other", good, `resource name "other", want "strait.test"`},
+		{name, other, `typed_config.type_url "type.strait.io/other", want "` + typeURL + `"`},
+		{name, notTypedStruct, "typed_config: "},
+		{name, nil, "typed_config: "},
 	} {
-		if _, err := Decode(tc.tec, name, typeURL); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Decode(%v): %v, want %q", tc.tec, err, tc.want)
+		if _, err := Decode(tc.name, tc.typedConfig, name, typeURL); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Decode(%s, %v): %v, want %q", tc.name, tc.typedConfig, err, tc.want)
 		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"net/netip"
 	"sort"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/internal/ecdstable"
@@ -45,8 +45,9 @@ type Host struct {
 // Table maps a fully qualified name (without trailing dot) to its entry.
 type Table map[string]Host
 
-// Encode returns the table as its ECDS resource. Its encoding is deterministic for equal tables.
-func Encode(t Table) (*corev3.TypedExtensionConfig, error) {
+// Encode returns the table as the typed_config of its ECDS resource, named Name. Its encoding
+// is deterministic for equal tables.
+func Encode(t Table) (*anypb.Any, error) {
 	hosts := make(map[string]*structpb.Value, len(t))
 	for name, h := range t {
 		entry := map[string]*structpb.Value{"ips": ecdstable.StringValues(h.IPs)}
@@ -56,16 +57,17 @@ func Encode(t Table) (*corev3.TypedExtensionConfig, error) {
 		hosts[name] = structpb.NewStructValue(&structpb.Struct{Fields: entry})
 	}
 	v := &structpb.Struct{Fields: map[string]*structpb.Value{"hosts": structpb.NewStructValue(&structpb.Struct{Fields: hosts})}}
-	tec, err := ecdstable.Encode(Name, TypeURL, v)
+	a, err := ecdstable.Encode(TypeURL, v)
 	if err != nil {
 		return nil, fmt.Errorf("encoding name table: %w", err)
 	}
-	return tec, nil
+	return a, nil
 }
 
-// Decode parses a name table resource. Every address must parse; names are returned as sent.
-func Decode(tec *corev3.TypedExtensionConfig) (Table, error) {
-	v, err := ecdstable.Decode(tec, Name, TypeURL)
+// Decode parses the name table resource name (Name) with typed_config typedConfig. Every
+// address must parse; names are returned as sent.
+func Decode(name string, typedConfig *anypb.Any) (Table, error) {
+	v, err := ecdstable.Decode(name, typedConfig, Name, TypeURL)
 	if err != nil {
 		return nil, fmt.Errorf("name table: %w", err)
 	}

@@ -3,7 +3,7 @@ package protoshallow
 import (
 	"testing"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 )
 
 func TestCopy(t *testing.T) {

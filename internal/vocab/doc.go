@@ -8,7 +8,8 @@
 //   - Istio's cluster, listener and filter chain names, with a builder and a parser for
 //     outbound|PORT|SUBSET|HOST and inbound|PORT|| (clusters.go);
 //   - Istio's proxy ports and the proxy's uid (ports.go);
-//   - ALPN values and SDS secret names (tls.go).
+//   - ALPN values and SDS secret names (tls.go);
+//   - the xDS resource type URLs an ADS stream carries (xds.go).
 //
 // Config validation (controlplane/config), translation (controlplane/translate) and the proxy
 // (proxy/route, proxy/listener, proxy/intercept, ...) read these instead of their own copies, so

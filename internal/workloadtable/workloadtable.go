@@ -22,7 +22,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/internal/ecdstable"
@@ -111,9 +111,10 @@ var stringFields = [...]struct {
 	{"cluster", func(w *Workload) *string { return &w.Cluster }},
 }
 
-// Encode returns the table as its ECDS resource. Its encoding is deterministic for equal
-// tables (the workloads keep their order). It refuses a table beyond the limits.
-func Encode(t Table) (*corev3.TypedExtensionConfig, error) {
+// Encode returns the table as the typed_config of its ECDS resource, named Name. Its encoding
+// is deterministic for equal tables (the workloads keep their order). It refuses a table beyond
+// the limits.
+func Encode(t Table) (*anypb.Any, error) {
 	if err := check(t); err != nil {
 		return nil, fmt.Errorf("encoding workload table: %w", err)
 	}
@@ -138,11 +139,11 @@ func Encode(t Table) (*corev3.TypedExtensionConfig, error) {
 		"trustDomains": ecdstable.StringValues(t.TrustDomains),
 		"workloads":    structpb.NewListValue(&structpb.ListValue{Values: ws}),
 	}}
-	tec, err := ecdstable.Encode(Name, TypeURL, v)
+	a, err := ecdstable.Encode(TypeURL, v)
 	if err != nil {
 		return nil, fmt.Errorf("encoding workload table: %w", err)
 	}
-	return tec, nil
+	return a, nil
 }
 
 // check applies the limits to a table.
@@ -161,10 +162,11 @@ func check(t Table) error {
 	return nil
 }
 
-// Decode parses a workload table resource. Every address must be an IP address and every
-// string at most MaxValueLen bytes; unknown fields are refused, naming them.
-func Decode(tec *corev3.TypedExtensionConfig) (Table, error) {
-	v, err := ecdstable.Decode(tec, Name, TypeURL)
+// Decode parses the workload table resource name (Name) with typed_config typedConfig. Every
+// address must be an IP address and every string at most MaxValueLen bytes; unknown fields are
+// refused, naming them.
+func Decode(name string, typedConfig *anypb.Any) (Table, error) {
+	v, err := ecdstable.Decode(name, typedConfig, Name, TypeURL)
 	if err != nil {
 		return Table{}, fmt.Errorf("workload table: %w", err)
 	}

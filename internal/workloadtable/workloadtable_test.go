@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/internal/ecdstable"
@@ -18,14 +18,11 @@ func TestRoundTrip(t *testing.T) {
 			App: "reviews", Version: "v1", CanonicalService: "reviews", CanonicalRevision: "v1", Cluster: "east", Sidecar: true},
 		{Namespace: "data"},
 	}}
-	tec, err := Encode(in)
+	tc, err := Encode(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tec.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	out, err := Decode(tec)
+	out, err := Decode(Name, tc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +30,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("got %+v\nwant %+v", out, in)
 	}
 	again, _ := Encode(in)
-	a, _ := proto.MarshalOptions{Deterministic: true}.Marshal(tec)
+	a, _ := proto.MarshalOptions{Deterministic: true}.Marshal(tc)
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(again)
 	if string(a) != string(b) {
 		t.Error("encoding is not deterministic")
@@ -57,18 +54,18 @@ func TestCanonical(t *testing.T) {
 	}
 }
 
-// resourceOf wraps a hand-made value as the table's resource.
-func resourceOf(t *testing.T, v map[string]any) *corev3.TypedExtensionConfig {
+// typedConfigOf wraps a hand-made value as the table's typed_config.
+func typedConfigOf(t *testing.T, v map[string]any) *anypb.Any {
 	t.Helper()
 	s, err := structpb.NewStruct(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tec, err := ecdstable.Encode(Name, TypeURL, s)
+	tc, err := ecdstable.Encode(TypeURL, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tec
+	return tc
 }
 
 func TestDecodeRefuses(t *testing.T) {
@@ -94,12 +91,12 @@ func TestDecodeRefuses(t *testing.T) {
 		{map[string]any{"workloads": []any{"x"}}, "workloads[0]: want an object"},
 		{map[string]any{"trustDomains": "x"}, "trustDomains: want a list"},
 	} {
-		_, err := Decode(resourceOf(t, tc.v))
+		_, err := Decode(Name, typedConfigOf(t, tc.v))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Decode(%.80v): %v, want %q", tc.v, err, tc.want)
 		}
 	}
-	if _, err := Decode(&corev3.TypedExtensionConfig{Name: "other"}); err == nil {
+	if _, err := Decode("other", typedConfigOf(t, map[string]any{})); err == nil {
 		t.Error("another resource name decoded")
 	}
 	if _, err := Encode(Table{Workloads: make([]Workload, MaxWorkloads+1)}); err == nil {

@@ -5,24 +5,28 @@ import (
 	"testing"
 	"time"
 
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
+	gaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	gcelv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/proxy/accesslog/accesslogtest"
 	"github.com/strait-mesh/strait/proxy/attributes"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	accesslogv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/accesslog/v3"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	celv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/access_loggers/filters/cel/v3"
 )
 
 func parseFilter(t *testing.T, text string) *accesslogv3.AccessLogFilter {
 	t.Helper()
-	var f accesslogv3.AccessLogFilter
+	// go-control-plane's type parses the fields strait-proxy does not read too.
+	var f gaccesslogv3.AccessLogFilter
 	if err := prototext.Unmarshal([]byte(text), &f); err != nil {
 		t.Fatalf("parsing %s: %v", text, err)
 	}
-	return &f
+	return xdspb.MustFrom[*accesslogv3.AccessLogFilter](&f)
 }
 
 func TestFilters(t *testing.T) {
@@ -48,11 +52,11 @@ func TestFilters(t *testing.T) {
 		{"header method", parseFilter(t, `header_filter { header { name: ":method" string_match { exact: "POST" } } }`), false, true, false},
 		{"or", parseFilter(t, `or_filter { filters { response_flag_filter { flags: "UH" } } filters { status_code_filter { comparison { op: EQ value { default_value: 200 runtime_key: "k" } } } } }`), true, false, true},
 		{"and", parseFilter(t, `and_filter { filters { response_flag_filter {} } filters { duration_filter { comparison { op: LE value { default_value: 1000 runtime_key: "k" } } } } }`), false, false, true},
-		{"cel 5xx", accesslogtest.CELFilter(t, `response.code >= 500`), false, true, false},
-		{"cel not 5xx", accesslogtest.CELFilter(t, `!(response.code >= 500)`), true, false, false},
-		{"cel flags", accesslogtest.CELFilter(t, `response.flags != 0`), false, true, true},
-		{"cel header", accesslogtest.CELFilter(t, `request.headers["x-debug"] == "1"`), true, false, false},
-		{"cel protocol", accesslogtest.CELFilter(t, `request.protocol == "HTTP/2"`), false, true, false},
+		{"cel 5xx", xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `response.code >= 500`)), false, true, false},
+		{"cel not 5xx", xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `!(response.code >= 500)`)), true, false, false},
+		{"cel flags", xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `response.flags != 0`)), false, true, true},
+		{"cel header", xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `request.headers["x-debug"] == "1"`)), true, false, false},
+		{"cel protocol", xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `request.protocol == "HTTP/2"`)), false, true, false},
 	}
 	for _, tc := range tests {
 		f, err := compileFilter("filter", tc.f)
@@ -86,10 +90,10 @@ func TestFilterErrors(t *testing.T) {
 		{&accesslogv3.AccessLogFilter{}, "filter: no filter set"},
 		{&accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{ExtensionFilter: &accesslogv3.ExtensionFilter{
 			Name: "x", ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: other}}}}, "filter.extension_filter.typed_config: not supported"},
-		{accesslogtest.CELFilter(t, `response.code +`), "filter.extension_filter.typed_config.expression: compiling CEL expression"},
-		{accesslogtest.CELFilter(t, `response.code + 1`), "not bool"},
-		{accesslogtest.CELFilter(t, `upstream.cx_pool_ready_duration > duration("1s")`), "attribute upstream.cx_pool_ready_duration: not supported"},
-		{accesslogtest.CELFilter(t, ``), "expression: empty"},
+		{xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `response.code +`)), "filter.extension_filter.typed_config.expression: compiling CEL expression"},
+		{xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `response.code + 1`)), "not bool"},
+		{xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `upstream.cx_pool_ready_duration > duration("1s")`)), "attribute upstream.cx_pool_ready_duration: not supported"},
+		{xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, ``)), "expression: empty"},
 	}
 	for _, tc := range tests {
 		_, err := compileFilter("filter", tc.f)
@@ -98,7 +102,7 @@ func TestFilterErrors(t *testing.T) {
 		}
 	}
 	// The CEL extension's other fields are refused by name.
-	a, _ := anypb.New(&celv3.ExpressionFilter{Expression: "true", CelConfig: &corev3.CelExpressionConfig{EnableStringConversion: true}})
+	a, _ := anypb.New(&gcelv3.ExpressionFilter{Expression: "true", CelConfig: &gcorev3.CelExpressionConfig{EnableStringConversion: true}})
 	f := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{ExtensionFilter: &accesslogv3.ExtensionFilter{
 		Name: "cel", ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: a}}}}
 	if _, err := compileFilter("filter", f); err == nil || !strings.Contains(err.Error(), "typed_config.cel_config: not supported") {

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	gaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	gfilev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -20,6 +20,10 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	accesslogv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/accesslog/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	filev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/access_loggers/file/v3"
 )
 
 func accessLogOf(t testing.TB, fl proto.Message) *accesslogv3.AccessLog {
@@ -146,12 +150,12 @@ func TestCompileRefuses(t *testing.T) {
 	}})
 	defer files.Close()
 	withFilter := textLog(t, "/x", "%RESPONSE_CODE%\n")
-	withFilter.Filter = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_RuntimeFilter{
-		RuntimeFilter: &accesslogv3.RuntimeFilter{RuntimeKey: "access_log.sample"}}}
+	withFilter.Filter = xdspb.MustFrom[*accesslogv3.AccessLogFilter](&gaccesslogv3.AccessLogFilter{FilterSpecifier: &gaccesslogv3.AccessLogFilter_RuntimeFilter{
+		RuntimeFilter: &gaccesslogv3.RuntimeFilter{RuntimeKey: "access_log.sample"}}})
 	stdoutLog := accessLogOf(t, &streamv3.StdoutAccessLog{})
-	formatters := accessLogOf(t, &filev3.FileAccessLog{Path: "/x", AccessLogFormat: &filev3.FileAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
-		Format:     &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "%REQ_WITHOUT_QUERY(:PATH)%"}}},
-		Formatters: []*corev3.TypedExtensionConfig{{Name: "envoy.formatter.req_without_query"}}}}})
+	formatters := accessLogOf(t, &gfilev3.FileAccessLog{Path: "/x", AccessLogFormat: &gfilev3.FileAccessLog_LogFormat{LogFormat: &gcorev3.SubstitutionFormatString{
+		Format:     &gcorev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &gcorev3.DataSource{Specifier: &gcorev3.DataSource_InlineString{InlineString: "%REQ_WITHOUT_QUERY(:PATH)%"}}},
+		Formatters: []*gcorev3.TypedExtensionConfig{{Name: "envoy.formatter.req_without_query"}}}}})
 	badOp := textLog(t, "/x", "%NO_SUCH_OPERATOR%")
 	for name, tc := range map[string]struct {
 		al    *accesslogv3.AccessLog

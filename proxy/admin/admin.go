@@ -45,11 +45,14 @@ import (
 	"sync"
 	"time"
 
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	adminv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/admin/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 // Source is what the admin interface needs from the proxy. Methods are called concurrently from
@@ -304,8 +307,43 @@ func postOnly(h http.Handler) http.Handler {
 	})
 }
 
-// dumpJSON renders like Envoy: proto (snake_case) field names, Any with "@type".
-var dumpJSON = protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}
+// dumpJSON renders like Envoy: proto (snake_case) field names, Any with "@type". The Anys
+// resolve to strait-proxy's own xDS types, so a dump shows the fields the proxy reads (a field it
+// does not read is an unknown field, which protojson leaves out).
+var dumpJSON = protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true, Resolver: dumpResolver{}}
+
+// dumpResolver resolves the type URLs of a dump in proxy/xdspb's registry first, then in the
+// global one, where the typed configs that are not xDS types (Istio's stats.PluginConfig)
+// registered.
+type dumpResolver struct{}
+
+func (dumpResolver) FindMessageByName(n protoreflect.FullName) (protoreflect.MessageType, error) {
+	if mt, err := xdspb.Resolver.FindMessageByName(n); err == nil {
+		return mt, nil
+	}
+	return protoregistry.GlobalTypes.FindMessageByName(n)
+}
+
+func (dumpResolver) FindMessageByURL(url string) (protoreflect.MessageType, error) {
+	if mt, err := xdspb.Resolver.FindMessageByURL(url); err == nil {
+		return mt, nil
+	}
+	return protoregistry.GlobalTypes.FindMessageByURL(url)
+}
+
+func (dumpResolver) FindExtensionByName(n protoreflect.FullName) (protoreflect.ExtensionType, error) {
+	if xt, err := xdspb.Resolver.FindExtensionByName(n); err == nil {
+		return xt, nil
+	}
+	return protoregistry.GlobalTypes.FindExtensionByName(n)
+}
+
+func (dumpResolver) FindExtensionByNumber(m protoreflect.FullName, n protoreflect.FieldNumber) (protoreflect.ExtensionType, error) {
+	if xt, err := xdspb.Resolver.FindExtensionByNumber(m, n); err == nil {
+		return xt, nil
+	}
+	return protoregistry.GlobalTypes.FindExtensionByNumber(m, n)
+}
 
 func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	dump, err := s.opts.Source.ConfigDump(r.URL.Query().Get("resource"))

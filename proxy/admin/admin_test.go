@@ -11,11 +11,11 @@ import (
 	"sync/atomic"
 	"testing"
 
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/proxy/stats"
+	adminv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/admin/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 // quiet discards the logs of refused requests, which tests make on purpose.

@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"os"
 
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	tlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // Limits on PEM input (a trust bundle from a file, xDS or a CA response).

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/strait-mesh/strait/proxy/authz/authztest"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	prbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
 )
 
 // BenchmarkEvaluate evaluates a request that only the last policy (in Envoy's order) matches,
@@ -12,7 +14,7 @@ import (
 func BenchmarkEvaluate(b *testing.B) {
 	for _, n := range []int{0, 10, 100} {
 		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
-			e, err := Compile(authztest.IstioPolicies(n), "rules")
+			e, err := Compile(xdspb.MustFrom[*prbacv3.RBAC](authztest.IstioPolicies(n)), "rules")
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -38,7 +40,7 @@ func BenchmarkEvaluate(b *testing.B) {
 // BenchmarkEvaluateDenied evaluates a request no policy matches (every policy tried, none
 // matching on the principal).
 func BenchmarkEvaluateDenied(b *testing.B) {
-	e, err := Compile(authztest.IstioPolicies(100), "rules")
+	e, err := Compile(xdspb.MustFrom[*prbacv3.RBAC](authztest.IstioPolicies(100)), "rules")
 	if err != nil {
 		b.Fatal(err)
 	}

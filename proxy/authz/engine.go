@@ -4,9 +4,8 @@ import (
 	"fmt"
 	"slices"
 
-	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
-
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	rbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
 )
 
 // Action is what an Engine does with a request that matches one of its policies.
@@ -111,8 +110,8 @@ func Compile(rules *rbacv3.RBAC, path string) (*Engine, error) {
 	}
 	// protoc-gen-validate's rules, which Envoy applies to every config it loads (non-empty
 	// permission and id lists, prefix/suffix/contains of at least one byte, ports, ...).
-	if err := rules.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := validateRBAC(path, rules); err != nil {
+		return nil, err
 	}
 	return e, nil
 }

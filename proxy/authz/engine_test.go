@@ -15,6 +15,11 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	prbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
+	phttprbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/rbac/v3"
+	pnetrbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/rbac/v3"
+	pmatcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
 )
 
 // twoPolicies: "b-get" matches GET, "a-api" matches /api/ paths; both match baseReq.
@@ -146,16 +151,16 @@ func TestCompileErrors(t *testing.T) {
 		{"empty and", perm(`{"andRules":{}}`), "", "and_rules.rules: empty"},
 		{"empty or ids", princ(`{"orIds":{}}`), "", "or_ids.ids: empty"},
 		{"unset rule", perm(`{}`), "", "no rule set"},
-		{"any false", perm(`{"any":false}`), "", "Any"},
-		{"empty prefix", perm(`{"urlPath":{"path":{"prefix":""}}}`), "", "Prefix"},
+		{"any false", perm(`{"any":false}`), "", "permissions[0].any: must be true"},
+		{"empty prefix", perm(`{"urlPath":{"path":{"prefix":""}}}`), "", "url_path.path.prefix: empty"},
 		{"too deep", perm(deepNot(MaxRuleDepth+1, `{"any":true}`)), "", "nested deeper"},
 		{"bad template", perm(`{"uriTemplate":{"name":"t","typedConfig":{"@type":"` + uriTemplateType + `","pathTemplate":"/a/**/*"}}}`), "", "operator after **"},
-		{"empty template", perm(`{"uriTemplate":{"name":"t","typedConfig":{"@type":"` + uriTemplateType + `"}}}`), "", "PathTemplate"},
+		{"empty template", perm(`{"uriTemplate":{"name":"t","typedConfig":{"@type":"` + uriTemplateType + `"}}}`), "", "typed_config.path_template: empty"},
 		{"metadata no path", perm(`{"metadata":{"filter":"f","value":{"presentMatch":true}}}`), "", "path: empty"},
 		{"metadata no value", perm(`{"metadata":{"filter":"f","path":[{"key":"k"}]}}`), "", "missing value matcher"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Compile(mustRBAC(t, tc.rules), "rules")
+			_, err := Compile(xdspb.MustFrom[*prbacv3.RBAC](mustRBAC(t, tc.rules)), "rules")
 			if err == nil {
 				t.Fatalf("Compile accepted %s", tc.rules)
 			}
@@ -178,13 +183,13 @@ func TestCompileUnknownField(t *testing.T) {
 	unknown := protowire.AppendTag(nil, 99, protowire.VarintType)
 	unknown = protowire.AppendVarint(unknown, 1)
 	r.Policies["p"].Permissions[0].ProtoReflect().SetUnknown(unknown)
-	_, err := Compile(r, "rules")
+	_, err := Compile(xdspb.MustFrom[*prbacv3.RBAC](r), "rules")
 	var u *xdsfield.UnsupportedError
 	if !errors.As(err, &u) || u.Field != "rules.policies[p].permissions[0].<unknown field>" {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := Compile(nil, "rules"); err == nil {
-		t.Fatal("Compile(nil) succeeded")
+	if _, err := Compile(xdspb.MustFrom[*prbacv3.RBAC](nil), "rules"); err == nil {
+		t.Fatal("Compile(xdspb.MustFrom[*prbacv3.RBAC](nil)) succeeded")
 	}
 }
 
@@ -249,7 +254,7 @@ func TestHTTPFilter(t *testing.T) {
 	  "shadowRulesStatPrefix":"istio_dry_run_allow_"}`), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	f, err := CompileHTTPFilter(&cfg, "inbound_0.0.0.0_9080", "typed_config")
+	f, err := CompileHTTPFilter(xdspb.MustFrom[*phttprbacv3.RBAC](&cfg), "inbound_0.0.0.0_9080", "typed_config")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +294,7 @@ func TestHTTPFilter(t *testing.T) {
 	}
 
 	// No rules: nothing enforced; rules_stat_prefix.
-	f, err = CompileHTTPFilter(&httprbacv3.RBAC{RulesStatPrefix: "foo_"}, "p.", "typed_config")
+	f, err = CompileHTTPFilter(xdspb.MustFrom[*phttprbacv3.RBAC](&httprbacv3.RBAC{RulesStatPrefix: "foo_"}), "p.", "typed_config")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +302,7 @@ func TestHTTPFilter(t *testing.T) {
 		t.Fatalf("empty filter: %+v %+v", res, f.Stats)
 	}
 	// Rules present but empty: deny everything.
-	f, err = CompileHTTPFilter(&httprbacv3.RBAC{Rules: &rbacv3.RBAC{}}, "p", "typed_config")
+	f, err = CompileHTTPFilter(xdspb.MustFrom[*phttprbacv3.RBAC](&httprbacv3.RBAC{Rules: &rbacv3.RBAC{}}), "p", "typed_config")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +322,7 @@ func TestHTTPFilterRefused(t *testing.T) {
 		if err := protojson.Unmarshal([]byte(tc.js), &cfg); err != nil {
 			t.Fatal(err)
 		}
-		_, err := CompileHTTPFilter(&cfg, "p", "typed_config")
+		_, err := CompileHTTPFilter(xdspb.MustFrom[*phttprbacv3.RBAC](&cfg), "p", "typed_config")
 		var u *xdsfield.UnsupportedError
 		if !errors.As(err, &u) || u.Field != tc.field {
 			t.Errorf("%s: got %v, want UnsupportedError on %s", tc.js, err, tc.field)
@@ -329,15 +334,15 @@ func TestHTTPFilterRefused(t *testing.T) {
 }
 
 func TestHTTPPerRoute(t *testing.T) {
-	f, err := CompileHTTPPerRoute(&httprbacv3.RBACPerRoute{}, "per_route")
+	f, err := CompileHTTPPerRoute(xdspb.MustFrom[*phttprbacv3.RBACPerRoute](&httprbacv3.RBACPerRoute{}), "per_route")
 	if err != nil || f.Rules != nil || !f.Check(baseReq()).Allowed() {
 		t.Fatalf("disabled per-route: %v %+v", err, f)
 	}
-	f, err = CompileHTTPPerRoute(&httprbacv3.RBACPerRoute{Rbac: &httprbacv3.RBAC{Rules: &rbacv3.RBAC{}}}, "per_route")
+	f, err = CompileHTTPPerRoute(xdspb.MustFrom[*phttprbacv3.RBACPerRoute](&httprbacv3.RBACPerRoute{Rbac: &httprbacv3.RBAC{Rules: &rbacv3.RBAC{}}}), "per_route")
 	if err != nil || f.Check(baseReq()).Allowed() {
 		t.Fatalf("deny-all per-route: %v %+v", err, f)
 	}
-	if _, err := CompileHTTPPerRoute(&httprbacv3.RBACPerRoute{Rbac: &httprbacv3.RBAC{Matcher: nil, TrackPerRuleStats: true}}, "per_route"); err == nil {
+	if _, err := CompileHTTPPerRoute(xdspb.MustFrom[*phttprbacv3.RBACPerRoute](&httprbacv3.RBACPerRoute{Rbac: &httprbacv3.RBAC{Matcher: nil, TrackPerRuleStats: true}}), "per_route"); err == nil {
 		t.Fatal("track_per_rule_stats accepted")
 	}
 }
@@ -350,7 +355,7 @@ func TestNetworkFilter(t *testing.T) {
 	  "shadowRulesStatPrefix":"istio_dry_run_deny_"}`), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	f, err := CompileNetworkFilter(&cfg, "typed_config")
+	f, err := CompileNetworkFilter(xdspb.MustFrom[*pnetrbacv3.RBAC](&cfg), "typed_config")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +381,7 @@ func TestNetworkFilter(t *testing.T) {
 		if err := protojson.Unmarshal([]byte(tc.js), &c); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := CompileNetworkFilter(&c, "typed_config"); err == nil || !strings.Contains(err.Error(), tc.contains) {
+		if _, err := CompileNetworkFilter(xdspb.MustFrom[*pnetrbacv3.RBAC](&c), "typed_config"); err == nil || !strings.Contains(err.Error(), tc.contains) {
 			t.Errorf("%s: got %v, want an error containing %q", tc.js, err, tc.contains)
 		}
 	}
@@ -412,10 +417,10 @@ func TestIstioRegexesFit(t *testing.T) {
 		".*/ns/team-.*-prod/.*",
 	} {
 		m := &matcherv3.RegexMatcher{Regex: re}
-		if _, err := matcher.Regex("f", m, matchOptions); err != nil {
+		if _, err := matcher.Regex("f", xdspb.MustFrom[*pmatcherv3.RegexMatcher](m), matchOptions); err != nil {
 			t.Errorf("%s: %v", re, err)
 		}
-		if _, err := matcher.Regex("f", m, matcher.Options{MaxProgramSize: 200}); err == nil {
+		if _, err := matcher.Regex("f", xdspb.MustFrom[*pmatcherv3.RegexMatcher](m), matcher.Options{MaxProgramSize: 200}); err == nil {
 			t.Logf("%s also fits the route package's default of 200", re)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/proxy/authz"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	prbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
 )
 
 // request is a minimal authz.Request.
@@ -36,7 +38,7 @@ func ExampleCompile() {
 	_ = protojson.Unmarshal([]byte(`{"action":"ALLOW","policies":{"ns[default]-policy[viewer]-rule[0]":{
 	  "permissions":[{"andRules":{"rules":[{"orRules":{"rules":[{"header":{"name":":method","exactMatch":"GET"}}]}}]}}],
 	  "principals":[{"andIds":{"ids":[{"orIds":{"ids":[{"authenticated":{"principalName":{"safeRegex":{"regex":".*/ns/default/.*"}}}}]}}]}}]}}}`), &rules)
-	e, err := authz.Compile(&rules, "rules")
+	e, err := authz.Compile(xdspb.MustFrom[*prbacv3.RBAC](&rules), "rules")
 	if err != nil {
 		fmt.Println(err)
 		return

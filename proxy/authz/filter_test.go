@@ -7,6 +7,10 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	phttprbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/rbac/v3"
+	pmatcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
 )
 
 // TestShadowMetadataStruct checks the dynamic metadata of Istio's CUSTOM action: a shadow ALLOW
@@ -19,7 +23,7 @@ func TestShadowMetadataStruct(t *testing.T) {
 	  "shadowRulesStatPrefix":"istio_ext_authz_"}`), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	f, err := CompileHTTPFilter(&cfg, "inbound_0.0.0.0_8080", "typed_config")
+	f, err := CompileHTTPFilter(xdspb.MustFrom[*phttprbacv3.RBAC](&cfg), "inbound_0.0.0.0_8080", "typed_config")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +65,7 @@ func TestMetadataMatcher(t *testing.T) {
 		Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
 			MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "istio-ext-authz"}}}},
 	}
-	mm, err := CompileMetadataMatcher("filter_enabled_metadata", m)
+	mm, err := CompileMetadataMatcher("filter_enabled_metadata", xdspb.MustFrom[*pmatcherv3.MetadataMatcher](m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +96,10 @@ func TestMetadataMatcher(t *testing.T) {
 		}
 	}
 	m.Invert = true
-	if mm, err = CompileMetadataMatcher("f", m); err != nil || !mm.Match(md(nil)) || mm.Match(md(nested("istio-ext-authz"))) {
+	if mm, err = CompileMetadataMatcher("f", xdspb.MustFrom[*pmatcherv3.MetadataMatcher](m)); err != nil || !mm.Match(md(nil)) || mm.Match(md(nested("istio-ext-authz"))) {
 		t.Errorf("inverted: %v", err)
 	}
-	if _, err := CompileMetadataMatcher("f", &matcherv3.MetadataMatcher{Filter: "x"}); err == nil {
+	if _, err := CompileMetadataMatcher("f", xdspb.MustFrom[*pmatcherv3.MetadataMatcher](&matcherv3.MetadataMatcher{Filter: "x"})); err == nil {
 		t.Error("a matcher without path compiled")
 	}
 }

@@ -16,6 +16,9 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	prbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
 )
 
 // gen draws choices from fuzz bytes; once they run out every choice is 0.
@@ -231,17 +234,17 @@ func FuzzEvaluate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g := &gen{b: data}
 		rules := g.rbac(rbacv3.RBAC_ALLOW)
-		allow, err := Compile(rules, "rules")
+		allow, err := Compile(xdspb.MustFrom[*prbacv3.RBAC](rules), "rules")
 		if err != nil {
 			return // e.g. a random regex too large; compile errors are tested elsewhere
 		}
 		rules.Action = rbacv3.RBAC_DENY
-		deny, err := Compile(rules, "rules")
+		deny, err := Compile(xdspb.MustFrom[*prbacv3.RBAC](rules), "rules")
 		if err != nil {
 			t.Fatalf("DENY compile failed where ALLOW did not: %v", err)
 		}
 		rules.Action = rbacv3.RBAC_LOG
-		logEngine, err := Compile(rules, "rules")
+		logEngine, err := Compile(xdspb.MustFrom[*prbacv3.RBAC](rules), "rules")
 		if err != nil {
 			t.Fatalf("LOG compile failed where ALLOW did not: %v", err)
 		}

@@ -3,9 +3,8 @@ package authz
 import (
 	"strings"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-
 	"github.com/strait-mesh/strait/proxy/matcher"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 )
 
 // hdrSource says where a header matcher reads its value from.

@@ -8,6 +8,9 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/path/match/uri_template/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	prbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
 )
 
 // fakeReq is a hand-written Request for tests.
@@ -67,9 +70,9 @@ func mustRBAC(t testing.TB, js string) *rbacv3.RBAC {
 // mustCompile compiles JSON RBAC rules.
 func mustCompile(t testing.TB, js string) *Engine {
 	t.Helper()
-	e, err := Compile(mustRBAC(t, js), "rules")
+	e, err := Compile(xdspb.MustFrom[*prbacv3.RBAC](mustRBAC(t, js)), "rules")
 	if err != nil {
-		t.Fatalf("Compile(%s): %v", js, err)
+		t.Fatalf("Compile(xdspb.MustFrom[*prbacv3.RBAC](%s)): %v", js, err)
 	}
 	return e
 }

@@ -5,14 +5,13 @@ import (
 	"net/netip"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
-	uritemplatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/path/match/uri_template/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-
 	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	rbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
+	uritemplatev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/path/match/uri_template/v3"
+	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
+	typev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/v3"
 )
 
 // MaxRuleDepth bounds the nesting of and/or/not rules and ids (hostile config). Protobuf's C++
@@ -290,8 +289,8 @@ func compileURITemplateExtension(field string, tc *corev3.TypedExtensionConfig) 
 	if err := xdsfield.Check(&cfg, f, "path_template"); err != nil {
 		return nil, err
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", f, err)
+	if err := validateURITemplateConfig(f, cfg.GetPathTemplate()); err != nil {
+		return nil, err
 	}
 	t, err := parseURITemplate(cfg.GetPathTemplate())
 	if err != nil {

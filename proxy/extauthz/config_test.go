@@ -18,6 +18,8 @@ import (
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/grpcunary"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	pextauthzv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/ext_authz/v3"
 )
 
 func exact(s string) *matcherv3.StringMatcher {
@@ -55,7 +57,7 @@ func istioHTTP(cluster string) *extauthzv3.ExtAuthz {
 }
 
 func TestCompileIstioShapes(t *testing.T) {
-	c, err := Compile(istioHTTP("outbound|8000||ext-authz.foo.svc.cluster.local"), "f")
+	c, err := Compile(xdspb.MustFrom[*pextauthzv3.ExtAuthz](istioHTTP("outbound|8000||ext-authz.foo.svc.cluster.local")), "f")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +69,7 @@ func TestCompileIstioShapes(t *testing.T) {
 		t.Error("allowed_client_headers: the list plus Envoy's defaults")
 	}
 
-	c, err = Compile(testenv.IstioExtAuthzGRPC("outbound|9000||ext-authz.foo.svc.cluster.local"), "f")
+	c, err = Compile(xdspb.MustFrom[*pextauthzv3.ExtAuthz](testenv.IstioExtAuthzGRPC("outbound|9000||ext-authz.foo.svc.cluster.local")), "f")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +103,7 @@ func TestCompileDefaultsAndOptions(t *testing.T) {
 	cfg.IncludeTlsSession = true
 	cfg.ClearRouteCache = true
 	cfg.ClearRouteCacheHeaders = []string{"X-Route"}
-	c, err := Compile(cfg, "f")
+	c, err := Compile(xdspb.MustFrom[*pextauthzv3.ExtAuthz](cfg), "f")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +117,7 @@ func TestCompileDefaultsAndOptions(t *testing.T) {
 	}
 	// An unknown status_on_error is 403, as Envoy's toErrorCode.
 	cfg.StatusOnError = &typev3.HttpStatus{Code: 42}
-	if c, err = Compile(cfg, "f"); err != nil || c.StatusOnError != 403 {
+	if c, err = Compile(xdspb.MustFrom[*pextauthzv3.ExtAuthz](cfg), "f"); err != nil || c.StatusOnError != 403 {
 		t.Fatalf("status_on_error 42: %v %v", c, err)
 	}
 }
@@ -168,7 +170,7 @@ func TestCompileRefuses(t *testing.T) {
 	}
 	for _, tc := range nacks {
 		t.Run(tc.field, func(t *testing.T) {
-			_, err := Compile(tc.cfg, "f")
+			_, err := Compile(xdspb.MustFrom[*pextauthzv3.ExtAuthz](tc.cfg), "f")
 			var ue *xdsfield.UnsupportedError
 			if tc.field == "f.allowed_headers.patterns[0].safe_regex.regex" {
 				// A regex over the program size bound is a plain error naming the field.
@@ -203,13 +205,13 @@ func TestCompileRefuses(t *testing.T) {
 	}
 	for _, tc := range errs {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := Compile(tc.cfg, "f"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := Compile(xdspb.MustFrom[*pextauthzv3.ExtAuthz](tc.cfg), "f"); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
 		})
 	}
 	// Compile does not modify its input.
-	in := istioHTTP("c")
+	in := xdspb.MustFrom[*pextauthzv3.ExtAuthz](istioHTTP("c"))
 	before := proto.Clone(in)
 	if _, err := Compile(in, "f"); err != nil || !proto.Equal(in, before) {
 		t.Fatalf("Compile changed its input or failed: %v", err)

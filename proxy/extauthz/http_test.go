@@ -17,6 +17,8 @@ import (
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	pextauthzv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/ext_authz/v3"
 )
 
 // addrRT sends every request to one loopback address, as a one-endpoint cluster would.
@@ -85,7 +87,7 @@ func clientRequest() *Request {
 
 func mustCompile(t *testing.T, cfg *extauthzv3.ExtAuthz) *Config {
 	t.Helper()
-	c, err := Compile(cfg, "f")
+	c, err := Compile(xdspb.MustFrom[*pextauthzv3.ExtAuthz](cfg), "f")
 	if err != nil {
 		t.Fatal(err)
 	}

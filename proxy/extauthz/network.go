@@ -7,15 +7,15 @@ import (
 	"net/netip"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	netextauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/ext_authz/v3"
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/authz"
 	"github.com/strait-mesh/strait/proxy/grpcunary"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	netextauthzv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/ext_authz/v3"
+	authv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/service/auth/v3"
 )
 
 // Names of the network filter.

@@ -17,10 +17,12 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	pnetextauthzv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/ext_authz/v3"
 )
 
 func TestCompileNetwork(t *testing.T) {
-	c, err := CompileNetwork(testenv.IstioNetworkExtAuthz("outbound|9000||ext-authz.foo.svc.cluster.local"), "f")
+	c, err := CompileNetwork(xdspb.MustFrom[*pnetextauthzv3.ExtAuthz](testenv.IstioNetworkExtAuthz("outbound|9000||ext-authz.foo.svc.cluster.local")), "f")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +38,7 @@ func TestCompileNetwork(t *testing.T) {
 	cfg := testenv.IstioNetworkExtAuthz("c")
 	cfg.GrpcService.Timeout = nil
 	cfg.FilterEnabledMetadata = nil
-	if c, err = CompileNetwork(cfg, "f"); err != nil || c.Timeout != DefaultTimeout || !c.Enabled(md("")) {
+	if c, err = CompileNetwork(xdspb.MustFrom[*pnetextauthzv3.ExtAuthz](cfg), "f"); err != nil || c.Timeout != DefaultTimeout || !c.Enabled(md("")) {
 		t.Errorf("defaults: %+v %v", c, err)
 	}
 }
@@ -50,7 +52,7 @@ func TestNetworkCheck(t *testing.T) {
 	cfg := testenv.IstioNetworkExtAuthz("authz")
 	cfg.IncludeTlsSession = true
 	cfg.MetadataContextNamespaces = []string{"envoy.filters.network.rbac", "absent"}
-	c, err := CompileNetwork(cfg, "f")
+	c, err := CompileNetwork(xdspb.MustFrom[*pnetextauthzv3.ExtAuthz](cfg), "f")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 const method = "/test.Echo/Say"
@@ -164,7 +166,8 @@ func TestCompileEnvoyGRPC(t *testing.T) {
 		"bad authority": {gs(&corev3.GrpcService_EnvoyGrpc{ClusterName: "c", Authority: "a/b"}), "f.envoy_grpc.authority"},
 		"cluster name no authority": {gs(&corev3.GrpcService_EnvoyGrpc{ClusterName: "a|b"}),
 			`f.envoy_grpc.authority: unset, and the cluster name "a|b" is not an authority`},
-		"retry_policy": {gs(&corev3.GrpcService_EnvoyGrpc{ClusterName: "c", RetryPolicy: &corev3.RetryPolicy{}}), "retry_policy"},
+		"retry_policy": {xdspb.MustFrom[*corev3.GrpcService](&gcorev3.GrpcService{TargetSpecifier: &gcorev3.GrpcService_EnvoyGrpc_{ // not read by strait-proxy
+			EnvoyGrpc: &gcorev3.GrpcService_EnvoyGrpc{ClusterName: "c", RetryPolicy: &gcorev3.RetryPolicy{}}}}), "retry_policy"},
 	} {
 		_, err := CompileEnvoyGRPC("f", tc.gs)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -18,7 +18,7 @@ import (
 	"errors"
 	"strings"
 
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
 // Errors of Canonicalize and NormalizeURI; the connection manager answers them with 400.

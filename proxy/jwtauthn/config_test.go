@@ -27,6 +27,8 @@ import (
 
 	"github.com/strait-mesh/strait/internal/testenv/jwttest"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	pjwtauthnv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/jwt_authn/v3"
 )
 
 // TestCompileRefuses checks that every field strait-proxy does not implement is NACKed with an
@@ -102,7 +104,7 @@ func TestCompileRefuses(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Compile(tc.cfg, "jwt")
+			_, err := Compile(xdspb.MustFrom[*pjwtauthnv3.JwtAuthentication](tc.cfg), "jwt")
 			if err == nil {
 				t.Fatal("accepted")
 			}

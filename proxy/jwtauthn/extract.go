@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	jwtauthnv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/jwt_authn/v3"
 )
 
 // Where a token is looked for when a provider names no location (Envoy's defaults).

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/strait-mesh/strait/internal/testenv/jwttest"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	pjwtauthnv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/jwt_authn/v3"
 )
 
 // testNow is the clock of the tests: tokens are minted relative to it.
@@ -170,7 +172,7 @@ func istioConfig(providers ...*jwtauthnv3.JwtProvider) *jwtauthnv3.JwtAuthentica
 
 func mustCompile(tb testing.TB, cfg *jwtauthnv3.JwtAuthentication) *Filter {
 	tb.Helper()
-	f, err := Compile(cfg, "jwt")
+	f, err := Compile(xdspb.MustFrom[*pjwtauthnv3.JwtAuthentication](cfg), "jwt")
 	if err != nil {
 		tb.Fatalf("Compile: %v", err)
 	}

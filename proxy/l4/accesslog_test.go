@@ -7,16 +7,18 @@ import (
 	"strings"
 	"testing"
 
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
-	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
-	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	gaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/proxy/accesslog"
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	accesslogv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/accesslog/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	filev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/access_loggers/file/v3"
+	celv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/access_loggers/filters/cel/v3"
+	tcpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/tcp_proxy/v3"
 )
 
 // logEnv is a test env whose access logs go to files of the test's own.
@@ -128,7 +130,8 @@ func TestTCPAccessLogFilter(t *testing.T) {
 }
 
 func TestTCPAccessLogRefusesFilter(t *testing.T) {
-	for _, f := range []*accesslogv3.AccessLogFilter{{}, {FilterSpecifier: &accesslogv3.AccessLogFilter_RuntimeFilter{RuntimeFilter: &accesslogv3.RuntimeFilter{RuntimeKey: "k"}}}} {
+	runtime := xdspb.MustFrom[*accesslogv3.AccessLogFilter](&gaccesslogv3.AccessLogFilter{FilterSpecifier: &gaccesslogv3.AccessLogFilter_RuntimeFilter{RuntimeFilter: &gaccesslogv3.RuntimeFilter{RuntimeKey: "k"}}}) // not read by strait-proxy
+	for _, f := range []*accesslogv3.AccessLogFilter{{}, runtime} {
 		al := &accesslogv3.AccessLog{Name: "x", Filter: f}
 		e := &env[*dialer]{st: stats.NewStore()}
 		if _, err := New(&tcpv3.TcpProxy{StatPrefix: "s", AccessLog: []*accesslogv3.AccessLog{al}, ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}}, e); err == nil ||

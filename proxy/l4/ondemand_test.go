@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
-
 	"github.com/strait-mesh/strait/proxy/stats"
+	tcpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/tcp_proxy/v3"
 )
 
 // demandEnv is an Env whose clusters appear when demanded: each demand is recorded, then

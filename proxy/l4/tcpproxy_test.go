@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	gtcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -22,6 +22,8 @@ import (
 	"github.com/strait-mesh/strait/proxy/sniff"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	tcpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/tcp_proxy/v3"
 )
 
 // backend is a real TCP server on loopback that prefixes what it echoes with its tag.
@@ -220,8 +222,9 @@ func TestUnsupportedFields(t *testing.T) {
 		tp   *tcpv3.TcpProxy
 		want string
 	}{
-		{&tcpv3.TcpProxy{StatPrefix: "x", ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}, TunnelingConfig: &tcpv3.TcpProxy_TunnelingConfig{Hostname: "h"}}, "tcp_proxy.tunneling_config"},
-		{&tcpv3.TcpProxy{StatPrefix: "x", ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}, ProxyProtocolTlvs: nil, UpstreamIdleTimeout: durationpb.New(1)}, "tcp_proxy.upstream_idle_timeout"},
+		// Fields strait-proxy does not read are set through go-control-plane's type.
+		{xdspb.MustFrom[*tcpv3.TcpProxy](&gtcpv3.TcpProxy{StatPrefix: "x", ClusterSpecifier: &gtcpv3.TcpProxy_Cluster{Cluster: "c"}, TunnelingConfig: &gtcpv3.TcpProxy_TunnelingConfig{Hostname: "h"}}), "tcp_proxy.tunneling_config"},
+		{xdspb.MustFrom[*tcpv3.TcpProxy](&gtcpv3.TcpProxy{StatPrefix: "x", ClusterSpecifier: &gtcpv3.TcpProxy_Cluster{Cluster: "c"}, ProxyProtocolTlvs: nil, UpstreamIdleTimeout: durationpb.New(1)}), "tcp_proxy.upstream_idle_timeout"},
 		{&tcpv3.TcpProxy{ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}}, "stat_prefix"},
 		{&tcpv3.TcpProxy{StatPrefix: "x"}, "cluster or weighted_clusters"},
 	}

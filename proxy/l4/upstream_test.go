@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
+	tcpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/tcp_proxy/v3"
 )
 
 var _ Upstream = (*upstream.Cluster)(nil)
@@ -26,7 +27,7 @@ type clusterEnv = env[*upstream.Cluster]
 // destination.
 func TestWithUpstreamClusters(t *testing.T) {
 	st := stats.NewStore()
-	static, err := upstream.Compile(testenv.StaticCluster("outbound|9000||echo", 5*time.Second, backend(t, "S:")), upstream.Deps{Stats: st})
+	static, err := upstream.Compile(xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster("outbound|9000||echo", 5*time.Second, backend(t, "S:"))), upstream.Deps{Stats: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func (e *observedEnv) TCPClosed(r *Record) { e.closed <- *r }
 // (UF from a real cluster whose endpoint refuses connections, NR for an unknown cluster).
 func TestObserverRecords(t *testing.T) {
 	st := stats.NewStore()
-	good, err := upstream.Compile(testenv.StaticCluster("good", 5*time.Second, backend(t, "G:")), upstream.Deps{Stats: st})
+	good, err := upstream.Compile(xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster("good", 5*time.Second, backend(t, "G:"))), upstream.Deps{Stats: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestObserverRecords(t *testing.T) {
 	refused, _ := net.Listen("tcp", "127.0.0.1:0")
 	refusedAddr := refused.Addr().String()
 	refused.Close() // nothing listens there any more
-	bad, err := upstream.Compile(testenv.StaticCluster("bad", 5*time.Second, refusedAddr), upstream.Deps{Stats: st})
+	bad, err := upstream.Compile(xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster("bad", 5*time.Second, refusedAddr)), upstream.Deps{Stats: st})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	gaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/accesslog"
 	"github.com/strait-mesh/strait/proxy/accesslog/accesslogtest"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	accesslogv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/accesslog/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 // TestAccessLogFilters sends 200s and 503s through a real connection manager whose access log
@@ -25,7 +27,7 @@ func TestAccessLogFilters(t *testing.T) {
 		filter func(t testing.TB) *accesslogv3.AccessLogFilter
 	}{
 		{"cel", func(t testing.TB) *accesslogv3.AccessLogFilter {
-			return accesslogtest.CELFilter(t, `response.code >= 500`)
+			return xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `response.code >= 500`))
 		}},
 		{"status_code", func(testing.TB) *accesslogv3.AccessLogFilter {
 			return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
@@ -36,7 +38,7 @@ func TestAccessLogFilters(t *testing.T) {
 			return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{AndFilter: &accesslogv3.AndFilter{
 				Filters: []*accesslogv3.AccessLogFilter{
 					{FilterSpecifier: &accesslogv3.AccessLogFilter_NotHealthCheckFilter{NotHealthCheckFilter: &accesslogv3.NotHealthCheckFilter{}}},
-					accesslogtest.CELFilter(t, `request.url_path.startsWith("/fail") && request.headers["x-test"] == "yes"`),
+					xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `request.url_path.startsWith("/fail") && request.headers["x-test"] == "yes"`)),
 				}}}}
 		}},
 	} {
@@ -103,10 +105,10 @@ func TestAccessLogFilterRefused(t *testing.T) {
 		filter *accesslogv3.AccessLogFilter
 		want   string
 	}{
-		{&accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_RuntimeFilter{
-			RuntimeFilter: &accesslogv3.RuntimeFilter{RuntimeKey: "k"}}}, "access_log[0].filter.runtime_filter: not supported"},
-		{accesslogtest.CELFilter(t, `response.code >=`), "access_log[0].filter.extension_filter.typed_config.expression: compiling CEL expression"},
-		{accesslogtest.CELFilter(t, `xds.node.id == "x"`), "attribute xds.node: not supported"},
+		{xdspb.MustFrom[*accesslogv3.AccessLogFilter](&gaccesslogv3.AccessLogFilter{FilterSpecifier: &gaccesslogv3.AccessLogFilter_RuntimeFilter{
+			RuntimeFilter: &gaccesslogv3.RuntimeFilter{RuntimeKey: "k"}}}), "access_log[0].filter.runtime_filter: not supported"},
+		{xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `response.code >=`)), "access_log[0].filter.extension_filter.typed_config.expression: compiling CEL expression"},
+		{xdspb.MustFrom[*accesslogv3.AccessLogFilter](accesslogtest.CELFilter(t, `xds.node.id == "x"`)), "attribute xds.node: not supported"},
 	} {
 		hcm := inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c"))))
 		al := fileAccessLog(t, filepath.Join(t.TempDir(), "a.log"), "%RESPONSE_CODE%\n")

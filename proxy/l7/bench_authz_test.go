@@ -6,12 +6,13 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-
 	"github.com/strait-mesh/strait/proxy/authz"
 	"github.com/strait-mesh/strait/proxy/authz/authztest"
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	prbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
+	rbachttpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/rbac/v3"
+	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
 // BenchmarkHandlerAuthz is BenchmarkHandler with the filters of AuthorizationPolicy and
@@ -23,7 +24,7 @@ func BenchmarkHandlerAuthz(b *testing.B) {
 	signer := newJWTSigner(b)
 	token := signer.token(b, nil)
 	rbac := func(n int) *hcmv3.HttpFilter {
-		return typedFilter("envoy.filters.http.rbac", &rbachttpv3.RBAC{Rules: authztest.IstioPolicies(n)})
+		return typedFilter("envoy.filters.http.rbac", &rbachttpv3.RBAC{Rules: xdspb.MustFrom[*prbacv3.RBAC](authztest.IstioPolicies(n))})
 	}
 	cases := []struct {
 		name    string

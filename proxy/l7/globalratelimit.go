@@ -3,10 +3,9 @@ package l7
 import (
 	"sync"
 
-	rlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
-
 	"github.com/strait-mesh/strait/proxy/ratelimit"
 	"github.com/strait-mesh/strait/proxy/route"
+	rlhttpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/ratelimit/v3"
 )
 
 // typeGlobalRateLimit is the type URL of envoy.filters.http.ratelimit.

@@ -10,17 +10,22 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	ratelimitconfv3 "github.com/envoyproxy/go-control-plane/envoy/config/ratelimit/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	rlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
+	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	groutev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	grlhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	gtypev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	ratelimitconfv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/ratelimit/v3"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	rlhttpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/ratelimit/v3"
+	typev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/v3"
 )
 
 const rlsCluster = "outbound|8081||ratelimit.default.svc.cluster.local"
@@ -220,8 +225,8 @@ func TestGlobalRateLimitDescriptorsAndReplies(t *testing.T) {
 
 	// OK: request_headers_to_add reach the upstream, response_headers_to_add the client.
 	rls.set(&rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK,
-		RequestHeadersToAdd:  []*corev3.HeaderValue{{Key: "x-rl-user", Value: "gold"}, {Key: "content-length", Value: "5"}},
-		ResponseHeadersToAdd: []*corev3.HeaderValue{{Key: "x-rl-info", Value: "ok"}}}, nil)
+		RequestHeadersToAdd:  []*gcorev3.HeaderValue{{Key: "x-rl-user", Value: "gold"}, {Key: "content-length", Value: "5"}},
+		ResponseHeadersToAdd: []*gcorev3.HeaderValue{{Key: "x-rl-info", Value: "ok"}}}, nil)
 	resp, body, _ := get("/a")
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Rl-Info") != "ok" || !strings.Contains(body, "gold") {
 		t.Fatalf("OK with headers: %d %v %s", resp.StatusCode, resp.Header, body)
@@ -229,7 +234,7 @@ func TestGlobalRateLimitDescriptorsAndReplies(t *testing.T) {
 
 	// OVER_LIMIT: the reply's headers and raw_body; gRPC requests get UNAVAILABLE.
 	rls.set(&rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OVER_LIMIT,
-		ResponseHeadersToAdd: []*corev3.HeaderValue{{Key: "retry-after", Value: "60"}}, RawBody: []byte("slow down")}, nil)
+		ResponseHeadersToAdd: []*gcorev3.HeaderValue{{Key: "retry-after", Value: "60"}}, RawBody: []byte("slow down")}, nil)
 	resp, body, ri := get("/a")
 	if resp.StatusCode != http.StatusTooManyRequests || body != "slow down" || resp.Header.Get("Retry-After") != "60" ||
 		resp.Header.Get("X-Envoy-Ratelimited") != "true" || ri.Flags.String() != "RL" {
@@ -298,25 +303,28 @@ func descString(r *rlsv3.RateLimitRequest) string {
 
 func TestGlobalRateLimitConfigRefused(t *testing.T) {
 	for name, c := range map[string]struct {
-		mutate func(*rlhttpv3.RateLimit)
+		mutate func(*grlhttpv3.RateLimit)
 		want   string
 	}{
-		"no domain":      {func(c *rlhttpv3.RateLimit) { c.Domain = "" }, "typed_config.domain: empty"},
-		"filter_enabled": {func(c *rlhttpv3.RateLimit) { c.FilterEnabled = &corev3.RuntimeFractionalPercent{} }, "filter_enabled"},
-		"stat_prefix":    {func(c *rlhttpv3.RateLimit) { c.StatPrefix = "x" }, "stat_prefix"},
-		"request_type":   {func(c *rlhttpv3.RateLimit) { c.RequestType = "sometimes" }, "request_type"},
-		"V2":             {func(c *rlhttpv3.RateLimit) { c.RateLimitService.TransportApiVersion = corev3.ApiVersion_V2 }, "transport_api_version"},
-		"no service":     {func(c *rlhttpv3.RateLimit) { c.RateLimitService = nil }, "rate_limit_service: missing"},
-		"google_grpc": {func(c *rlhttpv3.RateLimit) {
-			c.RateLimitService.GrpcService.TargetSpecifier = &corev3.GrpcService_GoogleGrpc_{}
+		"no domain":      {func(c *grlhttpv3.RateLimit) { c.Domain = "" }, "typed_config.domain: empty"},
+		"filter_enabled": {func(c *grlhttpv3.RateLimit) { c.FilterEnabled = &gcorev3.RuntimeFractionalPercent{} }, "filter_enabled"},
+		"stat_prefix":    {func(c *grlhttpv3.RateLimit) { c.StatPrefix = "x" }, "stat_prefix"},
+		"request_type":   {func(c *grlhttpv3.RateLimit) { c.RequestType = "sometimes" }, "request_type"},
+		"V2":             {func(c *grlhttpv3.RateLimit) { c.RateLimitService.TransportApiVersion = gcorev3.ApiVersion_V2 }, "transport_api_version"},
+		"no service":     {func(c *grlhttpv3.RateLimit) { c.RateLimitService = nil }, "rate_limit_service: missing"},
+		"google_grpc": {func(c *grlhttpv3.RateLimit) {
+			c.RateLimitService.GrpcService.TargetSpecifier = &gcorev3.GrpcService_GoogleGrpc_{}
 		}, "google_grpc"},
-		"grpc timeout":    {func(c *rlhttpv3.RateLimit) { c.RateLimitService.GrpcService.Timeout = durationpb.New(time.Second) }, "grpc_service.timeout"},
-		"stage":           {func(c *rlhttpv3.RateLimit) { c.Stage = 11 }, "stage"},
-		"status_on_error": {func(c *rlhttpv3.RateLimit) { c.StatusOnError = &typev3.HttpStatus{Code: 42} }, "status_on_error"},
-		"retry_after":     {func(c *rlhttpv3.RateLimit) { c.EnableRetryAfterHeader = true }, "enable_retry_after_header"},
-		"own rate_limits": {func(c *rlhttpv3.RateLimit) { c.RateLimits = pathLimits() }, "rate_limits"},
+		"grpc timeout":    {func(c *grlhttpv3.RateLimit) { c.RateLimitService.GrpcService.Timeout = durationpb.New(time.Second) }, "grpc_service.timeout"},
+		"stage":           {func(c *grlhttpv3.RateLimit) { c.Stage = 11 }, "stage"},
+		"status_on_error": {func(c *grlhttpv3.RateLimit) { c.StatusOnError = &gtypev3.HttpStatus{Code: 42} }, "status_on_error"},
+		"retry_after":     {func(c *grlhttpv3.RateLimit) { c.EnableRetryAfterHeader = true }, "enable_retry_after_header"},
+		"own rate_limits": {func(c *grlhttpv3.RateLimit) {
+			c.RateLimits = xdspb.MustFrom[*groutev3.VirtualHost](&routev3.VirtualHost{RateLimits: pathLimits()}).RateLimits
+		}, "rate_limits"},
 	} {
-		cfg := istioGlobalRateLimit(false)
+		// Fields strait-proxy does not read are set through go-control-plane's type.
+		cfg := xdspb.MustFrom[*grlhttpv3.RateLimit](istioGlobalRateLimit(false))
 		c.mutate(cfg)
 		hcm := inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("backend"))), typedFilter("envoy.filters.http.ratelimit", cfg))
 		_, err := New(hcm, &testEnv{}, Options{})

@@ -8,11 +8,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-
 	"github.com/strait-mesh/strait/proxy/h2guard"
 	"github.com/strait-mesh/strait/proxy/http1"
 	"github.com/strait-mesh/strait/proxy/stats"
+	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
 // Protocol defaults where Envoy's own default is unbounded; each is overridden by the

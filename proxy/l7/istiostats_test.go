@@ -6,14 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	udpatypev1 "github.com/cncf/xds/go/udpa/type/v1"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/telemetry"
+	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
+	udpatypev1 "github.com/strait-mesh/strait/proxy/xdspb/udpa/type/v1"
 )
 
 // istioStatsHTTPFilter is the istio.stats HTTP filter with a PluginConfig given as JSON-like

@@ -1,11 +1,10 @@
 package l7
 
 import (
-	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
-
 	"github.com/strait-mesh/strait/proxy/jwtauthn"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
+	jwtauthnv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/jwt_authn/v3"
 )
 
 // typeJWTAuthn is the type URL of the JWT authentication filter (RequestAuthentication).

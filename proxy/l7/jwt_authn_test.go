@@ -12,19 +12,21 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
-	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	gjwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	jose "github.com/go-jose/go-jose/v4"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/strait-mesh/strait/internal/testenv/jwttest"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	rbacv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/rbac/v3"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	jwtauthnv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/jwt_authn/v3"
+	rbachttpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/rbac/v3"
+	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
 )
 
 const jwtIssuer = "https://accounts.example.com"
@@ -299,12 +301,12 @@ func TestJWTFilterGRPC(t *testing.T) {
 // NACKed with the field named.
 func TestJWTFilterRefusesRemoteJWKS(t *testing.T) {
 	f := istioJWTFilter("{}")
-	var cfg jwtauthnv3.JwtAuthentication
+	var cfg gjwtauthnv3.JwtAuthentication // go-control-plane's: strait-proxy does not read remote_jwks.http_uri
 	if err := f.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Providers["origins-0"].JwksSourceSpecifier = &jwtauthnv3.JwtProvider_RemoteJwks{RemoteJwks: &jwtauthnv3.RemoteJwks{
-		HttpUri: &corev3.HttpUri{Uri: "https://accounts.example.com/jwks", HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: "jwks"}}}}
+	cfg.Providers["origins-0"].JwksSourceSpecifier = &gjwtauthnv3.JwtProvider_RemoteJwks{RemoteJwks: &gjwtauthnv3.RemoteJwks{
+		HttpUri: &gcorev3.HttpUri{Uri: "https://accounts.example.com/jwks", HttpUpstreamType: &gcorev3.HttpUri_Cluster{Cluster: "jwks"}}}}
 	_, err := New(inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c"))), typedFilter("envoy.filters.http.jwt_authn", &cfg)), &testEnv{}, Options{})
 	if err == nil || !strings.Contains(err.Error(), "http_connection_manager.http_filters[0].typed_config.providers[origins-0].remote_jwks") {
 		t.Fatalf("error %v", err)

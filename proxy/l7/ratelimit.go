@@ -6,10 +6,9 @@ import (
 	"sync"
 	"weak"
 
-	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
-
 	"github.com/strait-mesh/strait/proxy/ratelimit"
 	"github.com/strait-mesh/strait/proxy/route"
+	lrlv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/local_ratelimit/v3"
 )
 
 // typeLocalRateLimit is the type URL of envoy.filters.http.local_ratelimit.

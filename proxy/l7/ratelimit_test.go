@@ -11,12 +11,10 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
-	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	groutev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	gratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	glrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -24,6 +22,13 @@ import (
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	ratelimitv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/common/ratelimit/v3"
+	lrlv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/local_ratelimit/v3"
+	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
+	typev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/v3"
 )
 
 // lrlFilter is the connection manager's local rate limit filter as Istio's rate-limit task
@@ -294,7 +299,7 @@ func TestLocalRateLimitNotEnforced(t *testing.T) {
 // TestLocalRateLimitUnsupported checks that what strait-proxy does not implement is refused
 // by name, at the connection manager and in route configuration.
 func TestLocalRateLimitUnsupported(t *testing.T) {
-	hcmWith := func(c *lrlv3.LocalRateLimit) error {
+	hcmWith := func(c proto.Message) error {
 		a, _ := anypb.New(c)
 		f := &hcmv3.HttpFilter{Name: route.LocalRateLimitFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}
 		_, err := New(inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c"))), f), &testEnv{}, Options{Stats: stats.NewStore()})
@@ -310,15 +315,16 @@ func TestLocalRateLimitUnsupported(t *testing.T) {
 		err   error
 		field string
 	}{
-		"local_cluster_rate_limit": {hcmWith(&lrlv3.LocalRateLimit{StatPrefix: "x",
-			LocalClusterRateLimit: &ratelimitv3.LocalClusterRateLimit{}}), "local_cluster_rate_limit"},
+		// Fields strait-proxy does not read are set through go-control-plane's types.
+		"local_cluster_rate_limit": {hcmWith(&glrlv3.LocalRateLimit{StatPrefix: "x",
+			LocalClusterRateLimit: &gratelimitv3.LocalClusterRateLimit{}}), "local_cluster_rate_limit"},
 		"source_cluster action": {routeWith(func(r *routev3.Route) {
 			r.GetRoute().RateLimits = []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{{
 				ActionSpecifier: &routev3.RateLimit_Action_SourceCluster_{SourceCluster: &routev3.RateLimit_Action_SourceCluster{}}}}}}
 		}), "rate_limits[0].actions[0].source_cluster"},
 		"limit override": {routeWith(func(r *routev3.Route) {
-			r.GetRoute().RateLimits = []*routev3.RateLimit{{Limit: &routev3.RateLimit_Override{}, Actions: []*routev3.RateLimit_Action{{
-				ActionSpecifier: &routev3.RateLimit_Action_RemoteAddress_{RemoteAddress: &routev3.RateLimit_Action_RemoteAddress{}}}}}}
+			r.GetRoute().RateLimits = xdspb.MustFrom[*routev3.RouteAction](&groutev3.RouteAction{RateLimits: []*groutev3.RateLimit{{Limit: &groutev3.RateLimit_Override{}, Actions: []*groutev3.RateLimit_Action{{
+				ActionSpecifier: &groutev3.RateLimit_Action_RemoteAddress_{RemoteAddress: &groutev3.RateLimit_Action_RemoteAddress{}}}}}}}).RateLimits
 		}), "rate_limits[0].limit"},
 	} {
 		var ue *xdsfield.UnsupportedError

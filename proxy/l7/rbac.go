@@ -4,11 +4,11 @@ import (
 	"net/netip"
 	"strings"
 
-	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/proxy/authz"
 	"github.com/strait-mesh/strait/proxy/stats"
+	rbachttpv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/rbac/v3"
 )
 
 // typeRBAC is the type URL of the HTTP RBAC filter (AuthorizationPolicy).

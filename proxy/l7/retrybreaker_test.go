@@ -7,14 +7,15 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 )
 
 // TestMaxRetriesBreakerStopsRetries sends a request that fails with 503 through a route that
@@ -27,7 +28,7 @@ func TestMaxRetriesBreakerStopsRetries(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}), false)
 	cluster := func(name string, maxRetries *wrapperspb.UInt32Value, st *stats.Store) *upstream.Cluster {
-		c := testenv.StaticCluster(name, 2*time.Second, addr)
+		c := xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster(name, 2*time.Second, addr))
 		if maxRetries != nil {
 			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxRetries: maxRetries}}}
 		}

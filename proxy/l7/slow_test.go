@@ -12,15 +12,17 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	ghcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
 // Tests of the timeouts for slow clients (timeouts*.go).
@@ -658,8 +660,9 @@ func TestTimeoutFields(t *testing.T) {
 	if h.requestTimeout != time.Second || h.maxConnDuration != time.Minute || h.headersTimeout != defaultHeadersTimeout {
 		t.Errorf("request_timeout %v max_connection_duration %v request_headers_timeout %v", h.requestTimeout, h.maxConnDuration, h.headersTimeout)
 	}
-	hcm.DrainTimeout = ms(time.Second)
-	_, err = New(hcm, &testEnv{}, Options{})
+	g := xdspb.MustFrom[*ghcmv3.HttpConnectionManager](hcm) // drain_timeout: not read by strait-proxy
+	g.DrainTimeout = ms(time.Second)
+	_, err = New(xdspb.MustFrom[*hcmv3.HttpConnectionManager](g), &testEnv{}, Options{})
 	var ue *route.UnsupportedError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "drain_timeout") {
 		t.Errorf("drain_timeout: %v", err)

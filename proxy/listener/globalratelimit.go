@@ -3,10 +3,10 @@ package listener
 import (
 	"context"
 
-	rlnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/ratelimit/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/proxy/ratelimit"
+	rlnetv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/ratelimit/v3"
 )
 
 // typeNetworkGlobalRateLimit is the type URL of envoy.filters.network.ratelimit.

@@ -5,12 +5,11 @@ import (
 	"testing"
 	"time"
 
-	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/l4"
 	"github.com/strait-mesh/strait/proxy/telemetry"
+	listenerv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/listener/v3"
+	xdstypev3 "github.com/strait-mesh/strait/proxy/xdspb/xds/type/v3"
 )
 
 // istioStatsFilterConfig is the istio.stats network filter with a PluginConfig given as

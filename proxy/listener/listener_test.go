@@ -13,19 +13,21 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	httpinspv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
-	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
-	tlsinspv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
-	connlimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/connection_limit/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	glistenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"golang.org/x/net/http2"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/vocab"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	listenerv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/listener/v3"
+	httpinspv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/listener/http_inspector/v3"
+	origdstv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/listener/original_dst/v3"
+	tlsinspv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/listener/tls_inspector/v3"
+	connlimitv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/connection_limit/v3"
+	tlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
 )
 
 func tlsInspector(t testing.TB) *listenerv3.ListenerFilter {
@@ -476,11 +478,14 @@ func TestCompileErrorsNameTheField(t *testing.T) {
 	env := newEnv()
 	redis := &listenerv3.Filter{Name: "envoy.filters.network.redis_proxy", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: testenv.MustAny(t, &tlsinspv3.TlsInspector{})}}
 	redis.GetTypedConfig().TypeUrl = "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy"
+	// A field strait-proxy does not read is set through go-control-plane's type.
+	backlog := xdspb.MustFrom[*listenerv3.Listener](&glistenerv3.Listener{TcpBacklogSize: wrapperspb.UInt32(5)})
+	backlog.Name, backlog.Address, backlog.FilterChains = "a", sockAddr("127.0.0.1", 1), []*listenerv3.FilterChain{tcpChain(t, "c", "x", nil)}
 	cases := []struct {
 		lr   *listenerv3.Listener
 		want string
 	}{
-		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), TcpBacklogSize: wrapperspb.UInt32(5), FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "x", nil)}}, "tcp_backlog_size"},
+		{backlog, "tcp_backlog_size"},
 		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{redis, tcpChain(t, "c", "x", nil).Filters[0]}}}}, "envoy.filters.network.redis_proxy"},
 		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), ListenerFilters: []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.proxy_protocol"}}, FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "x", nil)}}, "proxy_protocol"},
 		{&listenerv3.Listener{Name: "a", Address: sockAddr("127.0.0.1", 1), FilterChains: []*listenerv3.FilterChain{tcpChain(t, "c", "x", nil), tcpChain(t, "d", "x", nil)}}, "same filter_chain_match"},

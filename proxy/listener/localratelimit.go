@@ -3,12 +3,12 @@ package listener
 import (
 	"fmt"
 
-	netlrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/proxy/ratelimit"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	netlrlv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/local_ratelimit/v3"
 )
 
 // typeNetworkLocalRateLimit is the type URL of envoy.filters.network.local_ratelimit.

@@ -6,15 +6,17 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	netlrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	gnetlrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	listenerv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/listener/v3"
+	netlrlv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/local_ratelimit/v3"
+	typev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/v3"
 )
 
 func lrlNetFilter(t testing.TB, c *netlrlv3.LocalRateLimit) *listenerv3.Filter {
@@ -56,7 +58,9 @@ func TestNetworkLocalRateLimitConfig(t *testing.T) {
 		return err
 	}
 	var ue *xdsfield.UnsupportedError
-	if err := compile(&netlrlv3.LocalRateLimit{StatPrefix: "x", TokenBucket: tb, ShareKey: "k"}); !errors.As(err, &ue) || !strings.HasSuffix(ue.Field, "share_key") {
+	shared := xdspb.MustFrom[*netlrlv3.LocalRateLimit](&gnetlrlv3.LocalRateLimit{ShareKey: "k"}) // not read by strait-proxy
+	shared.StatPrefix, shared.TokenBucket = "x", tb
+	if err := compile(shared); !errors.As(err, &ue) || !strings.HasSuffix(ue.Field, "share_key") {
 		t.Errorf("share_key: %v", err)
 	}
 	if err := compile(&netlrlv3.LocalRateLimit{StatPrefix: "x", TokenBucket: &typev3.TokenBucket{MaxTokens: 1}}); err == nil {

@@ -5,9 +5,12 @@ import (
 	"strings"
 	"testing"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	glistenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	listenerv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/listener/v3"
 )
 
 func cidr(s string) *corev3.CidrRange {
@@ -100,7 +103,7 @@ func TestDuplicateAndInvalidMatches(t *testing.T) {
 	for _, m := range []*listenerv3.FilterChainMatch{
 		{ServerNames: []string{"a.*.com"}},
 		{TransportProtocol: "quic"},
-		{AddressSuffix: "x"},
+		xdspb.MustFrom[*listenerv3.FilterChainMatch](&glistenerv3.FilterChainMatch{AddressSuffix: "x"}), // not read by strait-proxy
 		{PrefixRanges: []*corev3.CidrRange{{AddressPrefix: "10.0.0.0", PrefixLen: wrapperspb.UInt32(33)}}},
 	} {
 		if _, err := compileChainMatch(m, "m"); err == nil {

@@ -5,9 +5,8 @@ import (
 	"regexp"
 	"regexp/syntax"
 
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
 )
 
 // Options are the choices a user of the package makes. The zero value compiles regular

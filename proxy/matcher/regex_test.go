@@ -5,10 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
 )
 
 func re2(regex string, maxProgramSize *uint32) *matcherv3.RegexMatcher {

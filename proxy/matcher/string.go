@@ -5,9 +5,8 @@ import (
 	"regexp"
 	"strings"
 
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
 )
 
 type kind uint8

@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"strings"
 
-	rlnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/ratelimit/v3"
-
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	rlnetv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/ratelimit/v3"
 )
 
 // NetworkGlobalTypeURL is the type URL of envoy.filters.network.ratelimit, the network (TCP)

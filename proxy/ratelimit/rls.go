@@ -8,11 +8,11 @@ import (
 	"strings"
 	"time"
 
-	commonrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
-	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strait-mesh/strait/proxy/grpcunary"
+	commonrlv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/service/ratelimit/v3"
 )
 
 // ShouldRateLimitPath is the gRPC method of the rate limit service.

@@ -7,11 +7,10 @@ import (
 	"strconv"
 	"time"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
-
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	previoushostsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/retry/host/previous_hosts/v3"
 )
 
 // RetryPolicy is a compiled routev3.RetryPolicy.

@@ -9,14 +9,7 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
-	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
-	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
-	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	groutev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -24,6 +17,15 @@ import (
 
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	faultcommonv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/common/fault/v3"
+	corsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/cors/v3"
+	faultv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/fault/v3"
+	previoushostsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/retry/host/previous_hosts/v3"
+	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
+	typev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/v3"
 )
 
 func fwd(name string, m *routev3.RouteMatch, cluster string) *routev3.Route {
@@ -453,28 +455,29 @@ func TestUnsupportedFieldsAreErrors(t *testing.T) {
 		return &routev3.RouteConfiguration{VirtualHosts: []*routev3.VirtualHost{{Name: "v", Domains: []string{"*"},
 			Routes: []*routev3.Route{fwd("r", prefix("/"), "c")}}}}
 	}
-	cases := map[string]func(rc *routev3.RouteConfiguration){
-		"virtual_hosts[0].require_tls": func(rc *routev3.RouteConfiguration) {
-			rc.VirtualHosts[0].RequireTls = routev3.VirtualHost_ALL
+	cases := map[string]func(rc *groutev3.RouteConfiguration){
+		"virtual_hosts[0].require_tls": func(rc *groutev3.RouteConfiguration) {
+			rc.VirtualHosts[0].RequireTls = groutev3.VirtualHost_ALL
 		},
-		"virtual_hosts[0].routes[0].route.hedge_policy": func(rc *routev3.RouteConfiguration) {
-			rc.VirtualHosts[0].Routes[0].GetRoute().HedgePolicy = &routev3.HedgePolicy{}
+		"virtual_hosts[0].routes[0].route.hedge_policy": func(rc *groutev3.RouteConfiguration) {
+			rc.VirtualHosts[0].Routes[0].GetRoute().HedgePolicy = &groutev3.HedgePolicy{}
 		},
-		"virtual_hosts[0].routes[0].match.tls_context": func(rc *routev3.RouteConfiguration) {
-			rc.VirtualHosts[0].Routes[0].Match.TlsContext = &routev3.RouteMatch_TlsContextMatchOptions{}
+		"virtual_hosts[0].routes[0].match.tls_context": func(rc *groutev3.RouteConfiguration) {
+			rc.VirtualHosts[0].Routes[0].Match.TlsContext = &groutev3.RouteMatch_TlsContextMatchOptions{}
 		},
-		"route_configuration.vhds": func(rc *routev3.RouteConfiguration) { rc.Vhds = &routev3.Vhds{} },
-		"virtual_hosts[0].routes[0].typed_per_filter_config[envoy.filters.http.ext_authz]": func(rc *routev3.RouteConfiguration) {
-			rc.VirtualHosts[0].Routes[0].TypedPerFilterConfig = map[string]*anypb.Any{"envoy.filters.http.ext_authz": mustAny(&routev3.Route{})}
+		"route_configuration.vhds": func(rc *groutev3.RouteConfiguration) { rc.Vhds = &groutev3.Vhds{} },
+		"virtual_hosts[0].routes[0].typed_per_filter_config[envoy.filters.http.ext_authz]": func(rc *groutev3.RouteConfiguration) {
+			rc.VirtualHosts[0].Routes[0].TypedPerFilterConfig = map[string]*anypb.Any{"envoy.filters.http.ext_authz": mustAny(&groutev3.Route{})}
 		},
-		"virtual_hosts[0].routes[0].route.retry_policy.retry_on": func(rc *routev3.RouteConfiguration) {
-			rc.VirtualHosts[0].Routes[0].GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx,bogus"}
+		"virtual_hosts[0].routes[0].route.retry_policy.retry_on": func(rc *groutev3.RouteConfiguration) {
+			rc.VirtualHosts[0].Routes[0].GetRoute().RetryPolicy = &groutev3.RetryPolicy{RetryOn: "5xx,bogus"}
 		},
 	}
 	for field, mutate := range cases {
-		rc := base()
-		mutate(rc)
-		_, err := Compile(rc)
+		// The fields strait-proxy does not read are set through go-control-plane's type.
+		g := xdspb.MustFrom[*groutev3.RouteConfiguration](base())
+		mutate(g)
+		_, err := Compile(xdspb.MustFrom[*routev3.RouteConfiguration](g))
 		var ue *UnsupportedError
 		if !errors.As(err, &ue) || !strings.HasPrefix(ue.Field, field) && !strings.HasSuffix(ue.Field, field) {
 			t.Errorf("%s: got %v", field, err)

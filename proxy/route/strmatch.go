@@ -5,10 +5,9 @@ import (
 	"net/textproto"
 	"strings"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-
 	"github.com/strait-mesh/strait/proxy/matcher"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 )
 
 // DefaultMaxProgramSize bounds the size of compiled regular expressions (Go regexp program

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	udpatypev1 "github.com/cncf/xds/go/udpa/type/v1"
-	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -17,6 +15,8 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/attributes"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	udpatypev1 "github.com/strait-mesh/strait/proxy/xdspb/udpa/type/v1"
+	xdstypev3 "github.com/strait-mesh/strait/proxy/xdspb/xds/type/v3"
 )
 
 // Type URLs of Istio's stats filter (istio.stats) configuration: the PluginConfig itself, or a

@@ -18,9 +18,8 @@ import (
 	"slices"
 	"sync"
 
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	tlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // Server returns the server-side configuration for a DownstreamTlsContext. The returned config is

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
 )
 
 // BenchmarkMeshHandshake measures one sidecar-to-sidecar connection set-up with mutual TLS, as

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"strings"
 
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	tlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // cipherSuites maps BoringSSL/Envoy cipher names to crypto/tls IDs (TLS 1.2 suites; TLS 1.3 suites

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
 )
 
 // peerCert signs a client certificate with the mesh CA from a template the test shapes.

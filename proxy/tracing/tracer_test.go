@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	uuidv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/request_id/uuid/v3"
-	tagv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	gtracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
+	ghcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -21,6 +19,12 @@ import (
 	"github.com/strait-mesh/strait/proxy/attributes"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	tracev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/trace/v3"
+	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
+	uuidv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/request_id/uuid/v3"
+	tagv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/tracing/v3"
+	typev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/v3"
 )
 
 func otelProvider(t testing.TB) *tracev3.Tracing_Http {
@@ -31,7 +35,7 @@ func otelProvider(t testing.TB) *tracev3.Tracing_Http {
 	return &tracev3.Tracing_Http{Name: OpenTelemetryName, ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: a}}
 }
 
-func zipkinProvider(t testing.TB, c *tracev3.ZipkinConfig) *tracev3.Tracing_Http {
+func zipkinProvider(t testing.TB, c proto.Message) *tracev3.Tracing_Http {
 	a, err := anypb.New(c)
 	if err != nil {
 		t.Fatal(err)
@@ -201,24 +205,24 @@ func TestStartZipkin(t *testing.T) {
 }
 
 func TestCompileRefuses(t *testing.T) {
-	zip := func(c *tracev3.ZipkinConfig) *hcmv3.HttpConnectionManager_Tracing {
+	zip := func(c proto.Message) *hcmv3.HttpConnectionManager_Tracing {
 		return &hcmv3.HttpConnectionManager_Tracing{Provider: zipkinProvider(t, c)}
 	}
-	other, _ := anypb.New(&tracev3.DatadogConfig{CollectorCluster: "dd"})
+	other, _ := anypb.New(&gtracev3.DatadogConfig{CollectorCluster: "dd"})
 	for name, c := range map[string]struct {
-		cfg   *hcmv3.HttpConnectionManager_Tracing
+		cfg   proto.Message // go-control-plane's types where a field strait-proxy does not read is set
 		field string
 	}{
 		"verbose":      {&hcmv3.HttpConnectionManager_Tracing{Verbose: true}, "tracing.verbose"},
 		"other tracer": {&hcmv3.HttpConnectionManager_Tracing{Provider: &tracev3.Tracing_Http{Name: "envoy.tracers.datadog", ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: other}}}, "tracing.provider.typed_config"},
 		"zipkin proto": {zip(&tracev3.ZipkinConfig{CollectorCluster: "z", CollectorEndpoint: "/a", CollectorEndpointVersion: tracev3.ZipkinConfig_HTTP_PROTO}), "collector_endpoint_version"},
-		"zipkin split": {zip(&tracev3.ZipkinConfig{CollectorCluster: "z", CollectorEndpoint: "/a", SplitSpansForRequest: true}), "split_spans_for_request"},
-		"zipkin w3c":   {zip(&tracev3.ZipkinConfig{CollectorCluster: "z", CollectorEndpoint: "/a", TraceContextOption: tracev3.ZipkinConfig_USE_B3_WITH_W3C_PROPAGATION}), "trace_context_option"},
-		"upstream op":  {&hcmv3.HttpConnectionManager_Tracing{Operation: "x"}, "tracing.operation"},
+		"zipkin split": {zip(&gtracev3.ZipkinConfig{CollectorCluster: "z", CollectorEndpoint: "/a", SplitSpansForRequest: true}), "split_spans_for_request"},
+		"zipkin w3c":   {zip(&gtracev3.ZipkinConfig{CollectorCluster: "z", CollectorEndpoint: "/a", TraceContextOption: gtracev3.ZipkinConfig_USE_B3_WITH_W3C_PROPAGATION}), "trace_context_option"},
+		"upstream op":  {&ghcmv3.HttpConnectionManager_Tracing{Operation: "x"}, "tracing.operation"},
 		"zipkin no ep": {zip(&tracev3.ZipkinConfig{CollectorCluster: "z"}), "collector_endpoint"},
 		"zipkin no cl": {zip(&tracev3.ZipkinConfig{CollectorEndpoint: "/a"}), "collector_cluster"},
 	} {
-		_, err := Compile("tracing", c.cfg, nil, Deps{})
+		_, err := Compile("tracing", xdspb.MustFrom[*hcmv3.HttpConnectionManager_Tracing](c.cfg), nil, Deps{})
 		if err == nil || !strings.Contains(err.Error(), c.field) {
 			t.Errorf("%s: got %v, want an error naming %s", name, err, c.field)
 		}

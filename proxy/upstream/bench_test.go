@@ -5,9 +5,8 @@ import (
 	"net/http"
 	"testing"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-
 	"github.com/strait-mesh/strait/proxy/balance"
+	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
 )
 
 // BenchmarkRoundTrip measures one request through a cluster to a loopback backend, HTTP/1.1

@@ -7,14 +7,17 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	gclusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	gcorev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	endpointv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/endpoint/v3"
 )
 
 func TestStaticRoundRobin(t *testing.T) {
@@ -184,36 +187,37 @@ func TestOriginalDst(t *testing.T) {
 
 func TestCompileRejectsUnsupported(t *testing.T) {
 	a := newBackend(t, "a")
-	cases := map[string]func(c *clusterv3.Cluster){
-		"health_checks": func(c *clusterv3.Cluster) { c.HealthChecks = []*corev3.HealthCheck{{}} },
-		"lb_subset_config": func(c *clusterv3.Cluster) {
-			c.LbSubsetConfig = &clusterv3.Cluster_LbSubsetConfig{}
+	cases := map[string]func(c *gclusterv3.Cluster){
+		"health_checks": func(c *gclusterv3.Cluster) { c.HealthChecks = []*gcorev3.HealthCheck{{}} },
+		"lb_subset_config": func(c *gclusterv3.Cluster) {
+			c.LbSubsetConfig = &gclusterv3.Cluster_LbSubsetConfig{}
 		},
-		"upstream_bind_config": func(c *clusterv3.Cluster) { c.UpstreamBindConfig = &corev3.BindConfig{} },
-		"hash_function": func(c *clusterv3.Cluster) {
-			c.LbPolicy = clusterv3.Cluster_RING_HASH
-			c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{
-				HashFunction: clusterv3.Cluster_RingHashLbConfig_MURMUR_HASH_2}}
+		"upstream_bind_config": func(c *gclusterv3.Cluster) { c.UpstreamBindConfig = &gcorev3.BindConfig{} },
+		"hash_function": func(c *gclusterv3.Cluster) {
+			c.LbPolicy = gclusterv3.Cluster_RING_HASH
+			c.LbConfig = &gclusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &gclusterv3.Cluster_RingHashLbConfig{
+				HashFunction: gclusterv3.Cluster_RingHashLbConfig_MURMUR_HASH_2}}
 		},
-		"detect_degraded_hosts": func(c *clusterv3.Cluster) {
-			c.OutlierDetection = &clusterv3.OutlierDetection{DetectDegradedHosts: wrapperspb.Bool(true)}
+		"detect_degraded_hosts": func(c *gclusterv3.Cluster) {
+			c.OutlierDetection = &gclusterv3.OutlierDetection{DetectDegradedHosts: wrapperspb.Bool(true)}
 		},
-		"priority": func(c *clusterv3.Cluster) {
-			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{Priority: corev3.RoutingPriority_HIGH}}}
+		"priority": func(c *gclusterv3.Cluster) {
+			c.CircuitBreakers = &gclusterv3.CircuitBreakers{Thresholds: []*gclusterv3.CircuitBreakers_Thresholds{{Priority: gcorev3.RoutingPriority_HIGH}}}
 		},
-		"CLUSTER_PROVIDED": func(c *clusterv3.Cluster) { c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED },
-		"typed_extension_protocol_options[envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions]": func(c *clusterv3.Cluster) {
-			c.TypedExtensionProtocolOptions = map[string]*anyT{"envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions": testenv.MustAny(t, &corev3.TcpKeepalive{})}
+		"CLUSTER_PROVIDED": func(c *gclusterv3.Cluster) { c.LbPolicy = gclusterv3.Cluster_CLUSTER_PROVIDED },
+		"typed_extension_protocol_options[envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions]": func(c *gclusterv3.Cluster) {
+			c.TypedExtensionProtocolOptions = map[string]*anyT{"envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions": testenv.MustAny(t, &gcorev3.TcpKeepalive{})}
 		},
-		"ip address": func(c *clusterv3.Cluster) {
+		"ip address": func(c *gclusterv3.Cluster) {
 			c.LoadAssignment.Endpoints[0].LbEndpoints[0].GetEndpoint().GetAddress().GetSocketAddress().Address = "localhost"
 		},
 	}
 	for field, mutate := range cases {
 		t.Run(field, func(t *testing.T) {
-			c := staticCluster("bad", clusterv3.Cluster_ROUND_ROBIN, a)
+			// The fields strait-proxy does not read are set through go-control-plane's type.
+			c := xdspb.MustFrom[*gclusterv3.Cluster](staticCluster("bad", clusterv3.Cluster_ROUND_ROBIN, a))
 			mutate(c)
-			_, err := Compile(c, Deps{})
+			_, err := Compile(xdspb.MustFrom[*clusterv3.Cluster](c), Deps{})
 			want := field
 			if field == "ip address" {
 				want = "not an IP address"

@@ -7,20 +7,20 @@ import (
 	"strings"
 	"testing"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
-	// Register the typed configs the control plane may put in clusters.
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/outlier_detection_monitors/consecutive_errors/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/proxy_protocol/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-
 	"github.com/strait-mesh/strait/internal/testenv"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
+	endpointv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/endpoint/v3"
+	// Register the typed configs the control plane may put in clusters (in xdspb.Types).
+	_ "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/outlier_detection_monitors/consecutive_errors/v3"
+	_ "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/proxy_protocol/v3"
+	_ "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/raw_buffer/v3"
+	_ "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
+	_ "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/upstreams/http/v3"
 )
 
 // TestCompilesControlPlaneOutput compiles every cluster (and its endpoints) in straitd's golden
@@ -43,7 +43,7 @@ func TestCompilesControlPlaneOutput(t *testing.T) {
 			t.Helper()
 			js, _ := yaml.Marshal(v)
 			js, _ = yaml.YAMLToJSON(js)
-			if err := protojson.Unmarshal(js, m); err != nil {
+			if err := (protojson.UnmarshalOptions{Resolver: xdspb.Resolver}).Unmarshal(js, m); err != nil {
 				t.Fatalf("%s: decoding %s: %v", f, what, err)
 			}
 		}

@@ -7,11 +7,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	consecutivev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/outlier_detection_monitors/consecutive_errors/v3"
-
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	consecutivev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/outlier_detection_monitors/consecutive_errors/v3"
 )
 
 // outlierConfig is the cluster's passive health checking (Envoy's outlier_detection): consecutive

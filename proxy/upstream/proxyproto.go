@@ -8,12 +8,12 @@ import (
 	"net/netip"
 	"strconv"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	ppv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/proxy_protocol/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	ppv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/proxy_protocol/v3"
 )
 
 // downstreamKey is the context key of the downstream connection's addresses.

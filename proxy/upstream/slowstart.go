@@ -5,9 +5,8 @@ import (
 	"math"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-
 	"github.com/strait-mesh/strait/proxy/xdsfield"
+	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
 )
 
 // slowStartScale multiplies all weights while slow start is configured, so that a ramping host's

@@ -4,8 +4,8 @@ import (
 	"net"
 	"strconv"
 
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	adminv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/admin/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 // HostStatuses describes the cluster's current hosts for the admin /clusters endpoint, as Envoy

@@ -3,7 +3,7 @@ package upstream
 import (
 	"math"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
 )
 
 // rateConfig holds Envoy's statistical outlier detectors, evaluated at every interval over the

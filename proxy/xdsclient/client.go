@@ -21,37 +21,38 @@ import (
 	"sync/atomic"
 	"time"
 
-	// The resource types are linked in so that Any bodies decode.
-	_ "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strait-mesh/strait/internal/node"
+	"github.com/strait-mesh/strait/internal/vocab"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	// The resource types are linked in (registering in xdspb.Types) so that Any bodies decode.
+	_ "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
+	_ "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/endpoint/v3"
+	_ "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/listener/v3"
+	_ "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	_ "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
+	discoveryv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/service/discovery/v3"
 )
 
 // Resource type URLs the client subscribes to, in the order Envoy requests them: clusters before
 // their endpoints, listeners before their routes, then secrets and extension configs.
 const (
-	ClusterType  = resource.ClusterType
-	EndpointType = resource.EndpointType
-	ListenerType = resource.ListenerType
-	RouteType    = resource.RouteType
+	ClusterType  = vocab.ClusterType
+	EndpointType = vocab.EndpointType
+	ListenerType = vocab.ListenerType
+	RouteType    = vocab.RouteType
 	// VirtualHostType (VHDS) carries virtual hosts of route configurations that have `vhds`;
 	// the client merges them into those route configurations (vhds.go), Delta streams only.
-	VirtualHostType = resource.VirtualHostType
-	SecretType      = resource.SecretType
+	VirtualHostType = vocab.VirtualHostType
+	SecretType      = vocab.SecretType
 	// ExtensionConfigType (ECDS) carries the DNS name table (internal/nametable) and the
 	// workload table (internal/workloadtable); it is requested by name.
-	ExtensionConfigType = resource.ExtensionConfigType
+	ExtensionConfigType = vocab.ExtensionConfigType
 )
 
 // Types lists the subscribed type URLs in request order.
@@ -295,7 +296,7 @@ func decode(typeURL string, a *anypb.Any) (string, proto.Message, *anypb.Any, er
 	if a == nil {
 		return "", nil, nil, errors.New("empty resource")
 	}
-	if a.GetTypeUrl() == resource.APITypePrefix+"envoy.service.discovery.v3.Resource" {
+	if a.GetTypeUrl() == vocab.ResourceType {
 		var env discoveryv3.Resource
 		if err := a.UnmarshalTo(&env); err != nil {
 			return "", nil, nil, fmt.Errorf("decoding resource envelope: %w", err)
@@ -308,7 +309,7 @@ func decode(typeURL string, a *anypb.Any) (string, proto.Message, *anypb.Any, er
 	if a.GetTypeUrl() != typeURL {
 		return "", nil, nil, fmt.Errorf("resource of type %s in a %s response", a.GetTypeUrl(), typeURL)
 	}
-	m, err := a.UnmarshalNew()
+	m, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{Resolver: xdspb.Resolver})
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("decoding %s: %w", typeURL, err)
 	}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/internal/testenv"
+	pclusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
+	pcorev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 )
 
 // recorder is a Handler that keeps the last accepted names per type and rejects clusters named
@@ -36,7 +38,7 @@ func (r *recorder) Apply(typeURL string, set map[string]*Resource) error {
 			return fmt.Errorf("cluster %q: field lb_policy: unsupported", n)
 		}
 		names = append(names, n)
-		if c, ok := res.Message.(*clusterv3.Cluster); ok && c.GetType() == clusterv3.Cluster_EDS {
+		if c, ok := res.Message.(*pclusterv3.Cluster); ok && c.GetType() == pclusterv3.Cluster_EDS {
 			eds = append(eds, n)
 		}
 	}
@@ -83,7 +85,7 @@ func snapshot(t *testing.T, version string, clusters ...string) *cachev3.Snapsho
 	return snap
 }
 
-func testNode(t *testing.T) *corev3.Node {
+func testNode(t *testing.T) *pcorev3.Node {
 	n, err := NodeInfo{Type: node.Sidecar, IP: "10.1.0.7", Name: "reviews-v1", Namespace: "default",
 		Labels: map[string]string{"app": "reviews"}, ServiceAccount: "bookinfo-reviews"}.Node()
 	if err != nil {

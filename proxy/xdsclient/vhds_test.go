@@ -16,6 +16,7 @@ import (
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/route"
+	proutev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 )
 
 // routeRecorder compiles the route configurations it is handed, as the proxy does, and keeps the
@@ -33,7 +34,7 @@ func (r *routeRecorder) Apply(typeURL string, set map[string]*Resource) error {
 	got := map[string][]string{}
 	vhds := false
 	for name, res := range set {
-		rc := res.Message.(*routev3.RouteConfiguration)
+		rc := res.Message.(*proutev3.RouteConfiguration)
 		if _, err := route.Compile(rc); err != nil {
 			return err
 		}

@@ -11,12 +11,16 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/strait-mesh/strait/proxy/xdspb"
 )
 
 // Check returns an *UnsupportedError naming the first populated field of m that is not in
-// allowed, or "<unknown field>" when m carries fields unknown to this build (a newer control
-// plane's). path prefixes the field name (e.g. "common_tls_context"); "" names the field alone.
-// A nil or invalid (typed nil) m has no fields.
+// allowed. strait-proxy's trimmed xDS types (proxy/xdspb) leave out the fields it does not read,
+// which decode as unknown fields: those are named too (xdspb.UnknownField), as when m is a
+// go-control-plane type; a field unknown to this build's protos altogether (a newer control
+// plane's) is "<unknown field>". path prefixes the field name (e.g. "common_tls_context"); ""
+// names the field alone. A nil or invalid (typed nil) m has no fields.
 func Check(m proto.Message, path string, allowed ...string) error {
 	if m == nil {
 		return nil
@@ -33,8 +37,13 @@ func Check(m proto.Message, path string, allowed ...string) error {
 		}
 		return true
 	})
-	if bad == "" && len(r.GetUnknown()) > 0 {
-		bad = "<unknown field>"
+	if bad == "" {
+		if name, _, ok := xdspb.UnknownField(r); ok {
+			bad = name
+			if name == "" {
+				bad = "<unknown field>"
+			}
+		}
 	}
 	if bad == "" {
 		return nil

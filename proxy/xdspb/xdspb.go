@@ -14,6 +14,7 @@ import (
 	"sort"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
@@ -114,4 +115,36 @@ func UnknownField(m protoreflect.Message) (name string, num protoreflect.FieldNu
 	}
 	name, _ = PrunedField(m.Descriptor().FullName(), num)
 	return name, num, true
+}
+
+// From converts m, a message of another Go tree of the same proto (go-control-plane's, which
+// straitd and tests build), into T, its trimmed type here, through the wire encoding: fields the
+// trimmed type leaves out become unknown fields, which xdsfield.Check refuses naming them, as
+// when strait-proxy receives m over xDS. A nil m gives a nil T.
+func From[T proto.Message](m proto.Message) (T, error) {
+	var zero T
+	if m == nil || !m.ProtoReflect().IsValid() {
+		return zero, nil
+	}
+	out := zero.ProtoReflect().Type().New().Interface().(T)
+	if got, want := m.ProtoReflect().Descriptor().FullName(), out.ProtoReflect().Descriptor().FullName(); got != want {
+		return zero, fmt.Errorf("xdspb: converting a %s into a %s", got, want)
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return zero, fmt.Errorf("xdspb: encoding %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	if err := (proto.UnmarshalOptions{Resolver: Resolver}).Unmarshal(b, out); err != nil {
+		return zero, fmt.Errorf("xdspb: decoding %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return out, nil
+}
+
+// MustFrom is From for tests: it panics when m does not convert.
+func MustFrom[T proto.Message](m proto.Message) T {
+	out, err := From[T](m)
+	if err != nil {
+		panic(err)
+	}
+	return out
 }

@@ -109,3 +109,30 @@ func TestAnyResolves(t *testing.T) {
 		t.Fatalf("UnmarshalNew = %T %v", m, m)
 	}
 }
+
+// TestFrom: From converts a go-control-plane message into its trimmed type (a field the
+// trimmed type leaves out travels as an unknown field), a nil message into a nil one, and
+// refuses a message of another proto.
+func TestFrom(t *testing.T) {
+	g := &gcplistenerv3.Listener{Name: "l", TcpBacklogSize: wrapperspb.UInt32(5)}
+	l, err := xdspb.From[*listenerv3.Listener](g)
+	if err != nil || l.GetName() != "l" {
+		t.Fatalf("From = %v, %v", l, err)
+	}
+	if name, _, ok := xdspb.UnknownField(l.ProtoReflect()); !ok || name != "tcp_backlog_size" {
+		t.Errorf("unknown field %q, %v; want tcp_backlog_size", name, ok)
+	}
+	back := xdspb.MustFrom[*gcplistenerv3.Listener](l)
+	if !proto.Equal(back, g) {
+		t.Errorf("round trip: %v, want %v", back, g)
+	}
+	if n, err := xdspb.From[*listenerv3.Listener](nil); n != nil || err != nil {
+		t.Errorf("From(nil) = %v, %v", n, err)
+	}
+	if n, err := xdspb.From[*listenerv3.Listener]((*gcplistenerv3.Listener)(nil)); n != nil || err != nil {
+		t.Errorf("From(typed nil) = %v, %v", n, err)
+	}
+	if _, err := xdspb.From[*listenerv3.Listener](&gcplistenerv3.Filter{Name: "f"}); err == nil {
+		t.Error("From converted a Filter into a Listener")
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"go/constant"
 	"go/token"
 	"go/types"
-	"os/exec"
 	"sort"
 	"strings"
 
@@ -89,22 +88,21 @@ var protoMethods = map[string]bool{"ProtoReflect": true, "Reset": true, "String"
 	"Descriptor": true, "Enum": true, "EnumDescriptor": true, "Type": true, "Number": true}
 
 // loadPackages returns the packages of this module that patterns link (their dependency
-// closure, restricted to modulePath), type-checked from source with their syntax.
-func loadPackages(dir, modulePath string, patterns []string) ([]*packages.Package, error) {
-	args := append([]string{"list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}"}, patterns...)
-	cmd := exec.Command("go", args...)
-	cmd.Dir = dir
-	out, err := cmd.Output()
+// closure, restricted to this module and leaving out the generated packages under proxy/xdspb),
+// type-checked from source with their syntax. The packages are read through an overlay that
+// switches their imports of the trimmed tree back to the go-control-plane and cncf/xds
+// packages it was generated from (ix's): the analysis sees the full types, so code that starts
+// reading a field the trimmed types leave out still type-checks, and the field is kept.
+func loadPackages(dir string, ix *goIndex, patterns []string) ([]*packages.Package, error) {
+	roots, files, err := linkedFiles(dir, false, patterns...)
 	if err != nil {
-		return nil, fmt.Errorf("go list -deps %v: %w", patterns, err)
+		return nil, err
 	}
-	var roots []string
-	for _, p := range strings.Fields(string(out)) {
-		if p == modulePath || strings.HasPrefix(p, modulePath+"/") {
-			roots = append(roots, p)
-		}
+	overlay, err := switchedSources(files, fromTrimmed(ix))
+	if err != nil {
+		return nil, err
 	}
-	cfg := &packages.Config{Dir: dir, Mode: packages.NeedName | packages.NeedTypes | packages.NeedTypesInfo |
+	cfg := &packages.Config{Dir: dir, Overlay: overlay, Mode: packages.NeedName | packages.NeedTypes | packages.NeedTypesInfo |
 		packages.NeedSyntax | packages.NeedImports}
 	pkgs, err := packages.Load(cfg, roots...)
 	if err != nil {

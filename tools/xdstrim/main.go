@@ -1,8 +1,9 @@
 // Command xdstrim generates proxy/xdspb: Go types for the xDS messages strait-proxy reads,
 // trimmed to the fields it reads, so that the proxy need not link go-control-plane's whole tree.
 //
-// It type-checks the packages strait-proxy links (go/packages), records every go-control-plane
-// or cncf/xds type they name and every field or getter they select (plus the field names they
+// It type-checks the packages strait-proxy links (go/packages; their imports of proxy/xdspb read
+// as the go-control-plane and cncf/xds packages the trimmed tree comes from, so that a newly read
+// field type-checks), records every go-control-plane or cncf/xds type they name and every field or getter they select (plus the field names they
 // allow through xdsfield.Check), takes those messages' descriptors from the registry linked into
 // this program (tools/xdstrim/gcpset), prunes them to the fields read and the types those reach, rewrites
 // go_package into proxy/xdspb, and runs protoc-gen-go's generator over the result. The generated
@@ -13,8 +14,9 @@
 //	go run ./tools/xdstrim          # rewrite proxy/xdspb
 //	go run ./tools/xdstrim -check   # fail when proxy/xdspb is not up to date
 //	go run ./tools/xdstrim -v       # also list what the trimmed types lack (PGV Validate, ...)
-//	go run ./tools/xdstrim -overlay /tmp/ov && go build -overlay /tmp/ov/overlay.json ./cmd/strait-proxy
-//	                                # strait-proxy on the trimmed tree, for measurements
+//	go run ./tools/xdstrim -rewrite # switch go-control-plane / cncf/xds imports of the files
+//	                                # strait-proxy links to proxy/xdspb (-tests: their tests too;
+//	                                # or of the files named after the flags)
 package main
 
 import (
@@ -32,19 +34,21 @@ func main() {
 	root := flag.String("root", ".", "the module root")
 	check := flag.Bool("check", false, "only report whether the generated tree is up to date")
 	verbose := flag.Bool("v", false, "print what the analysis found")
-	overlayDir := flag.String("overlay", "", "instead of generating, write DIR/overlay.json: `go build -overlay` of strait-proxy on the trimmed tree (for measurements)")
+	rewrite := flag.Bool("rewrite", false, "instead of generating, switch the go-control-plane and cncf/xds imports of the files strait-proxy links (or of the files named as arguments) to proxy/xdspb, in place")
+	tests := flag.Bool("tests", false, "with -rewrite, switch their test files too (only to the trimmed packages that exist)")
 	flag.Parse()
-	if *overlayDir != "" {
+	if *rewrite {
 		root, err := filepath.Abs(*root)
+		var changed []string
 		if err == nil {
-			err = os.MkdirAll(*overlayDir, 0o755)
-		}
-		if err == nil {
-			err = writeMeasurementOverlay(root, *overlayDir)
+			changed, err = rewriteImports(root, *tests, flag.Args()...)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "xdstrim:", err)
 			os.Exit(1)
+		}
+		for _, c := range changed {
+			fmt.Println(c)
 		}
 		return
 	}
@@ -105,12 +109,13 @@ func run(root string) (*result, error) {
 // keep analyses the module packages that patterns link and returns what they read of the
 // xDS types, resolved to the proto messages, fields and enums to keep.
 func keep(root string, patterns ...string) (*usage, *keepSet, []string, error) {
-	pkgs, err := loadPackages(root, moduleImport, patterns)
+	ix := buildIndex()
+	pkgs, err := loadPackages(root, ix, patterns)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	u := analyze(pkgs)
-	k, warnings, err := resolve(u, buildIndex())
+	k, warnings, err := resolve(u, ix)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -160,7 +160,7 @@ func resolve(u *usage, ix *goIndex) (*keepSet, []string, error) {
 }
 
 // handWritten are the non-proto xDS types strait-proxy uses that proxy/xdspb provides by hand
-// (TestProxyBuildsOnTrimmedTree checks they are there).
+// (strait-proxy, built on proxy/xdspb, checks they are there).
 var handWritten = map[string]bool{
 	"github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3.AggregatedDiscoveryServiceClient": true,
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -111,23 +110,85 @@ func TestAnalysisFixture(t *testing.T) {
 	}
 }
 
-// TestProxyBuildsOnTrimmedTree type-checks strait-proxy's packages with their xDS imports
-// switched to proxy/xdspb (the measurement overlay; no file changes): the only type errors are
-// the PGV Validate methods the trimmed types do not generate (writeMeasurementOverlay fails on
-// any other), so phase 2's switch is the import paths plus replacing those calls.
-func TestProxyBuildsOnTrimmedTree(t *testing.T) {
+// TestProxyIsSwitched: no file strait-proxy links imports a go-control-plane or cncf/xds proto
+// package (`go run ./tools/xdstrim -rewrite` switches them to proxy/xdspb), and the analysis
+// overlay maps every proxy/xdspb import back to the package it was generated from.
+func TestProxyIsSwitched(t *testing.T) {
 	if testing.Short() {
-		t.Skip("type-checks strait-proxy's packages")
+		t.Skip("lists strait-proxy's packages")
 	}
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	if err := writeMeasurementOverlay(root, dir); err != nil {
+	_, files, err := linkedFiles(root, false, "./cmd/strait-proxy")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "overlay.json")); err != nil {
+	left, err := switchedSources(files, toTrimmed)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for p := range left {
+		t.Errorf("%s imports go-control-plane or cncf/xds (run go run ./tools/xdstrim -rewrite)", shortPath(p))
+	}
+	back, err := switchedSources(files, fromTrimmed(buildIndex()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back) == 0 {
+		t.Error("the analysis overlay switches no file back")
+	}
+	for p, src := range back {
+		if bytes.Contains(src, []byte(`"`+xdspbImport+"/")) {
+			t.Errorf("%s: an import of proxy/xdspb is not mapped back", shortPath(p))
+		}
+	}
+}
+
+func TestFromTrimmed(t *testing.T) {
+	m := fromTrimmed(buildIndex())
+	for in, want := range map[string]string{
+		xdspbImport + "/envoy/config/listener/v3": "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3",
+		xdspbImport + "/xds/type/v3":              "github.com/cncf/xds/go/xds/type/v3",
+		xdspbImport:                               "",
+		"github.com/strait-mesh/strait/proxy/l7":  "",
+	} {
+		got, ok := m(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("fromTrimmed(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}
+
+func TestRegroupImports(t *testing.T) {
+	src := `package x
+
+import (
+	"fmt"
+
+	listenerv3 "` + xdspbImport + `/envoy/config/listener/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
+)
+`
+	want := `package x
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strait-mesh/strait/proxy/xdsfield"
+	listenerv3 "` + xdspbImport + `/envoy/config/listener/v3"
+)
+`
+	got, err := regroupImports("x.go", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }

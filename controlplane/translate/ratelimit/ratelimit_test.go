@@ -11,6 +11,8 @@ import (
 	"github.com/strait-mesh/strait/controlplane/config"
 	proxyratelimit "github.com/strait-mesh/strait/proxy/ratelimit"
 	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	plrlv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/local_ratelimit/v3"
 )
 
 // load decodes and validates RateLimit documents.
@@ -37,7 +39,7 @@ func compiled(t *testing.T, policies []*config.Object, port uint32) map[string]*
 		if err := f.GetTypedConfig().UnmarshalTo(c); err != nil {
 			t.Fatal(err)
 		}
-		l, err := route.CompileLocalRateLimit(f.GetName(), c, false)
+		l, err := route.CompileLocalRateLimit(f.GetName(), xdspb.MustFrom[*plrlv3.LocalRateLimit](c), false)
 		if err != nil {
 			t.Fatalf("strait-proxy refuses %s: %v", f.GetName(), err)
 		}

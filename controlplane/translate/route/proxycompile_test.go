@@ -11,6 +11,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	proxyroute "github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	proutev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 )
 
 // proxyGaps are Envoy fields the control plane emits for Istio features that strait-proxy does
@@ -60,7 +62,7 @@ func TestGoldenCompilesInProxy(t *testing.T) {
 			if strings.HasPrefix(e.Generate, "proxyless") {
 				continue // consumed by gRPC's xDS client, not strait-proxy
 			}
-			if _, err := proxyroute.Compile(rc); err != nil {
+			if _, err := proxyroute.Compile(xdspb.MustFrom[*proutev3.RouteConfiguration](rc)); err != nil {
 				gap := ""
 				for field := range proxyGaps {
 					if strings.Contains(err.Error(), field+":") {
@@ -75,7 +77,7 @@ func TestGoldenCompilesInProxy(t *testing.T) {
 				t.Logf("%s %s: known strait-proxy gap (%s): %v", filepath.Base(f), e.Generate, proxyGaps[gap], err)
 				// Without the gap fields, nothing else may be rejected.
 				stripGaps(rc)
-				if _, err := proxyroute.Compile(rc); err != nil {
+				if _, err := proxyroute.Compile(xdspb.MustFrom[*proutev3.RouteConfiguration](rc)); err != nil {
 					t.Errorf("%s %s: strait-proxy rejects it: %v", filepath.Base(f), e.Generate, err)
 				}
 			}

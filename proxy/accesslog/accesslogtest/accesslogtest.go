@@ -5,9 +5,10 @@ package accesslogtest
 import (
 	"testing"
 
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
-	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	accesslogv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/accesslog/v3"
+	celv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/access_loggers/filters/cel/v3"
 )
 
 // CELFilter is Envoy's CEL access log filter (envoy.access_loggers.extension_filters.cel) for

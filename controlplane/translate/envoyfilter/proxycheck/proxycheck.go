@@ -1,6 +1,7 @@
 // Package proxycheck says whether strait-proxy accepts a listener, route configuration or
 // cluster, by compiling it with strait-proxy's own compilers (proxy/listener, proxy/route,
-// proxy/upstream) in an environment that binds nothing, dials nothing and resolves no name. The
+// proxy/upstream, which read strait-proxy's trimmed xDS types: the messages are converted with
+// xdspb.From, as strait-proxy decodes them from the wire) in an environment that binds nothing, dials nothing and resolves no name. The
 // control plane uses it to refuse EnvoyFilter patches whose result every proxy would NACK.
 package proxycheck
 
@@ -14,7 +15,6 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/strait-mesh/strait/controlplane/translate/envoyfilter"
 	"github.com/strait-mesh/strait/proxy/l4"
@@ -23,6 +23,11 @@ import (
 	proute "github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	pclusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
+	plistenerv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/listener/v3"
+	proutev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	tlsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // Checker is an envoyfilter.Checker backed by strait-proxy's compilers. The zero value is ready
@@ -33,20 +38,32 @@ var _ envoyfilter.Checker = Checker{}
 
 // Listener compiles l as strait-proxy would (without binding it).
 func (Checker) Listener(l *listenerv3.Listener) error {
-	_, err := listener.Compile(l, env{st: stats.NewStore()})
+	pl, err := xdspb.From[*plistenerv3.Listener](l)
+	if err != nil {
+		return err
+	}
+	_, err = listener.Compile(pl, env{st: stats.NewStore()})
 	return err
 }
 
 // RouteConfiguration compiles rc as strait-proxy would.
 func (Checker) RouteConfiguration(rc *routev3.RouteConfiguration) error {
-	_, err := proute.Compile(rc)
+	prc, err := xdspb.From[*proutev3.RouteConfiguration](rc)
+	if err != nil {
+		return err
+	}
+	_, err = proute.Compile(prc)
 	return err
 }
 
 // Cluster compiles c as strait-proxy would and closes it at once. DNS clusters get a resolver
 // that fails every lookup, so checking one sends no query.
 func (Checker) Cluster(c *clusterv3.Cluster) error {
-	cc, err := upstream.Compile(c, upstream.Deps{
+	pc, err := xdspb.From[*pclusterv3.Cluster](c)
+	if err != nil {
+		return err
+	}
+	cc, err := upstream.Compile(pc, upstream.Deps{
 		Stats:     stats.NewStore(),
 		ClientTLS: func(*tlsv3.UpstreamTlsContext) (*tls.Config, error) { return &tls.Config{}, nil },
 		Resolver:  noResolver,
