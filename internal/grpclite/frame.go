@@ -60,6 +60,9 @@ func (f *frameReader) next() ([]byte, error) {
 	}
 	msg := make([]byte, n)
 	if _, err := io.ReadFull(f.r, msg); err != nil {
+		if err == io.EOF { // the stream ended right after the prefix
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, readErr(err)
 	}
 	return msg, nil
@@ -86,7 +89,10 @@ func timeoutHeader(d time.Duration) string {
 		name string
 	}{{time.Nanosecond, "n"}, {time.Microsecond, "u"}, {time.Millisecond, "m"}, {time.Second, "S"}, {time.Minute, "M"}, {time.Hour, "H"}}
 	for _, u := range units {
-		n := (d + u.unit - 1) / u.unit
+		n := d / u.unit
+		if d%u.unit != 0 {
+			n++ // no overflow: d/u.unit is far below the maximum
+		}
 		if n <= maxDigits {
 			return strconv.FormatInt(int64(n), 10) + u.name
 		}
