@@ -2,16 +2,11 @@ package grpclite
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"strconv"
@@ -30,6 +25,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/internal/testenv"
 )
 
 const (
@@ -175,6 +172,23 @@ func call(c *Conn, ctx context.Context, v string, md Metadata) (string, error) {
 	var out wrapperspb.StringValue
 	err := c.Invoke(ctx, unary, md, wrapperspb.String(v), &out)
 	return out.GetValue(), err
+}
+
+// openEcho starts a bidi stream on ctx and checks that v comes back from it.
+func openEcho(t *testing.T, c *Conn, ctx context.Context, v string) *Stream {
+	t.Helper()
+	st, err := c.NewStream(ctx, bidi, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(wrapperspb.String(v)); err != nil {
+		t.Fatal(err)
+	}
+	var out wrapperspb.StringValue
+	if err := st.Recv(&out); err != nil || out.GetValue() != "echo:"+v {
+		t.Fatalf("echo of %q: %q, %v", v, out.GetValue(), err)
+	}
+	return st
 }
 
 func wantCode(t *testing.T, err error, want Code) *Status {
@@ -431,17 +445,10 @@ func TestServerEndsStream(t *testing.T) {
 		last string
 		want Code
 	}{{"abort", Aborted}, {"end", OK}} {
-		st, err := c.NewStream(context.Background(), bidi, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st.Send(wrapperspb.String("one"))
-		var out wrapperspb.StringValue
-		if err := st.Recv(&out); err != nil {
-			t.Fatal(err)
-		}
+		st := openEcho(t, c, context.Background(), "one")
 		st.Send(wrapperspb.String(tc.last))
-		err = st.Recv(&out)
+		var out wrapperspb.StringValue
+		err := st.Recv(&out)
 		if tc.want == OK {
 			if err != io.EOF {
 				t.Fatalf("%s: %v, want io.EOF", tc.last, err)
@@ -469,16 +476,9 @@ func TestClientCancel(t *testing.T) {
 	s := startServer(t)
 	c := dial(t, s.addr, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := c.NewStream(ctx, bidi, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Send(wrapperspb.String("hello"))
-	var out wrapperspb.StringValue
-	if err := st.Recv(&out); err != nil {
-		t.Fatal(err)
-	}
+	st := openEcho(t, c, ctx, "hello")
 	st.Send(wrapperspb.String("hang"))
+	var out wrapperspb.StringValue
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- st.Recv(&out) }()
 	cancel()
@@ -577,85 +577,30 @@ func TestUnavailable(t *testing.T) {
 	wantCode(t, err, Unavailable)
 }
 
-// testCA issues certificates for the TLS tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-func (ca *testCA) issue(t *testing.T, cn string, serial int64) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:    []string{"server.test"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 func TestMutualTLS(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testenv.NewCA(t, "test CA")
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
 	s := startServer(t, grpc.Creds(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{ca.issue(t, "server", 2)},
+		Certificates: []tls.Certificate{ca.Issue(t, testenv.Leaf{DNS: []string{"server.test"}})},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    ca.pool,
+		ClientCAs:    pool,
 	})))
-	client := ca.issue(t, "the-client", 3)
-	c := dial(t, s.addr, Options{TLS: &tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{client}, ServerName: "server.test"}})
+	client := ca.Issue(t, testenv.Leaf{CommonName: "the-client"})
+	c := dial(t, s.addr, Options{TLS: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{client}, ServerName: "server.test"}})
 	if got, err := call(c, context.Background(), "peer", nil); err != nil || got != "the-client" {
 		t.Fatalf("peer: %q, %v", got, err)
 	}
 	// A bidi stream over TLS.
-	st, err := c.NewStream(context.Background(), bidi, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Send(wrapperspb.String("tls"))
-	var out wrapperspb.StringValue
-	if err := st.Recv(&out); err != nil || out.GetValue() != "echo:tls" {
-		t.Fatalf("stream: %q, %v", out.GetValue(), err)
-	}
+	st := openEcho(t, c, context.Background(), "tls")
 	st.CloseSend()
-	if err := st.Recv(&out); err != io.EOF {
+	if err := st.Recv(&wrapperspb.StringValue{}); err != io.EOF {
 		t.Fatal(err)
 	}
 
 	// Without a client certificate the server refuses the handshake.
-	c = dial(t, s.addr, Options{TLS: &tls.Config{RootCAs: ca.pool, ServerName: "server.test"}})
-	_, err = call(c, context.Background(), "peer", nil)
+	c = dial(t, s.addr, Options{TLS: &tls.Config{RootCAs: pool, ServerName: "server.test"}})
+	_, err := call(c, context.Background(), "peer", nil)
 	wantCode(t, err, Unavailable)
 	// A server the client does not trust.
 	c = dial(t, s.addr, Options{TLS: &tls.Config{RootCAs: x509.NewCertPool(), Certificates: []tls.Certificate{client}}})
