@@ -169,7 +169,6 @@ func (r *reader) trailerStatus() *Status {
 type Stream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
-	method string
 	pw     *io.PipeWriter
 
 	done chan struct{} // closed once the reply's headers (or a failure) arrived
@@ -191,7 +190,7 @@ func (c *Conn) NewStream(ctx context.Context, method string, md Metadata) (*Stre
 		return nil, err
 	}
 	hr.ContentLength = -1
-	s := &Stream{ctx: ctx, cancel: cancel, method: method, pw: pw, done: make(chan struct{})}
+	s := &Stream{ctx: ctx, cancel: cancel, pw: pw, done: make(chan struct{})}
 	// x/net's transport notices a cancelled context only between reads of the request body:
 	// ending the body on cancellation resets the stream even while the client sends nothing.
 	context.AfterFunc(ctx, func() { pr.CloseWithError(ctx.Err()) })

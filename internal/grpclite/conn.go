@@ -50,7 +50,9 @@ type Options struct {
 	MaxHeaderListSize uint32
 	// ReadIdleTimeout, when set, sends a ping after that long without a frame from the server;
 	// PingTimeout (x/net's default 15s when 0) closes the connection when the ping goes
-	// unanswered. gRPC's keepalive time and timeout.
+	// unanswered. gRPC's keepalive time and timeout. x/net pings whenever the connection is
+	// idle, streams or not, and a grpc-go server by default closes a connection that pings
+	// more often than every 5 minutes (its keepalive enforcement policy): stay above it.
 	ReadIdleTimeout, PingTimeout time.Duration
 	// Dial opens the TCP connection; nil means a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
