@@ -22,6 +22,10 @@
 // the load generator (fortio) and the backend (fortio's echo server) share CPU 0. All traffic is on
 // loopback; every run is bounded by -duration.
 //
+// fortio's connections send in phase by default: at 1,000 rps over 16 connections a burst of 16
+// requests every 16 ms, which the two proxies of a pair, sharing CPU 1, queue; -uniform spreads
+// the requests over time instead (docs/performance.md, "The sidecar pair's added latency").
+//
 //	make build && go run ./bench/proxybench -duration 10s
 package main
 
@@ -47,6 +51,7 @@ func main() {
 	rounds := flag.Int("rounds", 1, "measure the compared paths (telemetry, the hop over HTTP/2) this many times, interleaved (off, metrics, access log, tracing, full, then back), and add a table of medians per comparison")
 	instructions := flag.Bool("instructions", false, "count the instructions per request of each telemetry feature under valgrind (instructions.go) instead of the load runs")
 	l7Test := flag.String("l7-test", "", "with -instructions: a proxy/l7 test binary built beforehand (go test -c), e.g. of an older commit; default: built from this tree")
+	uniform := flag.Bool("uniform", false, "spread the load generator's connections' requests uniformly over time (fortio -uniform) instead of fortio's default, where the -c connections send in phase: at 1,000 rps over 16 connections a burst of 16 requests every 16 ms (docs/performance.md, \"The sidecar pair's added latency\")")
 	flag.Parse()
 	if *instructions {
 		if err := runInstructions(*out, *l7Test); err != nil {
@@ -57,7 +62,7 @@ func main() {
 	if *rounds < 1 {
 		log.Fatal("-rounds must be at least 1")
 	}
-	if err := run(*duration, *binDir, *out, *only, *rounds); err != nil {
+	if err := run(*duration, *binDir, *out, *only, *rounds, *uniform); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -71,9 +76,10 @@ type target struct {
 	proxies []*proc     // whose CPU and memory are measured
 	pair    sidecarPair // for the sidecar pairs: whose client's upstream connections are counted
 	rates   []int       // target rps to measure (0 = maximum); empty: 1,000 and maximum
+	uniform bool        // fortio -uniform: the connections' requests spread over time, not in phase
 }
 
-func run(duration time.Duration, binDir, out, only string, rounds int) (err error) {
+func run(duration time.Duration, binDir, out, only string, rounds int, uniform bool) (err error) {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "proxybench-")
 	if err != nil {
@@ -123,7 +129,7 @@ func run(duration time.Duration, binDir, out, only string, rounds int) (err erro
 			return err
 		}
 	}
-	if err := finish(ctx, fortio, work, only, out, duration, rounds, targets, must); err != nil {
+	if err := finish(ctx, fortio, work, only, out, duration, rounds, uniform, targets, must); err != nil {
 		return err
 	}
 	reportFull(full, accessLog)
@@ -210,7 +216,7 @@ func startStrait(ctx context.Context, work, binDir, only string, targets *[]targ
 	return col, accessLog, nil
 }
 
-func finish(ctx context.Context, fortio, work, only, out string, duration time.Duration, rounds int, targets []target, must func(*proc, error) *proc) error {
+func finish(ctx context.Context, fortio, work, only, out string, duration time.Duration, rounds int, uniform bool, targets []target, must func(*proc, error) *proc) error {
 
 	// nginx and HAProxy, when installed.
 	if nginx, err := exec.LookPath("nginx"); err == nil {
@@ -244,6 +250,12 @@ func finish(ctx context.Context, fortio, work, only, out string, duration time.D
 		log.Printf("haproxy not installed (apt-get install haproxy): skipped")
 	}
 
+	for i := range targets {
+		targets[i].uniform = uniform
+	}
+	for i := range targets {
+		targets[i].uniform = uniform
+	}
 	selected := func(t target) bool { return only == "" || strings.Contains(","+only+",", ","+t.name+",") }
 	// The mTLS sidecar pair is measured right after the plaintext pair at the same protocol and
 	// rate, so that the two runs compared in the overhead table see the same load on the machine.
@@ -283,7 +295,7 @@ func finish(ctx context.Context, fortio, work, only, out string, duration time.D
 		return err
 	}
 	rows = append(rows, tele...)
-	table := renderTable(rows, duration)
+	table := renderTable(rows, duration, uniform)
 	fmt.Print(table)
 	if out == "" {
 		return nil

@@ -139,6 +139,9 @@ func runFortio(ctx context.Context, fortio, work string, t target, qps, conns st
 	if t.h2 {
 		args = append(args, "-h2")
 	}
+	if t.uniform {
+		args = append(args, "-uniform")
+	}
 	if t.host != "" {
 		args = append(args, "-H", "Host: "+t.host)
 	}
@@ -174,11 +177,15 @@ func loadAverage() string {
 	return "unknown"
 }
 
-func renderTable(rows []row, d time.Duration) string {
+func renderTable(rows []row, d time.Duration, uniform bool) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "%s\nMeasured %s on %s (2 cores), %s per run, 1 KiB POST bodies echoed back; proxies pinned to CPU 1 with one core each, fortio and the backend on CPU 0. Load average at the end (1, 5, 15 min): %s. CPU-s and RSS are summed over the path's proxies (two for a pair).\n\n",
-		markBegin, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, d, loadAverage())
+	arrivals := "fortio's connections sending in phase (at 1,000 rps over 16 connections, a burst of 16 requests every 16 ms)"
+	if uniform {
+		arrivals = "requests spread uniformly over time (fortio -uniform)"
+	}
+	fmt.Fprintf(&b, "%s\nMeasured %s on %s (2 cores), %s per run, 1 KiB POST bodies echoed back, %s; proxies pinned to CPU 1 with one core each, fortio and the backend on CPU 0. Load average at the end (1, 5, 15 min): %s. CPU-s and RSS are summed over the path's proxies (two for a pair).\n\n",
+		markBegin, time.Now().UTC().Format("2006-01-02 15:04 MST"), host, d, arrivals, loadAverage())
 	b.WriteString("| path | proto | target rps | achieved rps | p50 ms | p90 ms | p99 ms | errors | proxy CPU-s / 1k req | RSS idle MiB | RSS load MiB |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
@@ -201,7 +208,11 @@ func renderTable(rows []row, d time.Duration) string {
 	}
 	b.WriteString(mtlsTable(rows))
 	b.WriteString(comparisonTables(rows))
-	b.WriteString("\nReproduce: `make build && go run ./bench/proxybench -duration " + d.String() + "`\n" + markEnd + "\n")
+	flags := "-duration " + d.String()
+	if uniform {
+		flags += " -uniform"
+	}
+	b.WriteString("\nReproduce: `make build && go run ./bench/proxybench " + flags + "`\n" + markEnd + "\n")
 	return b.String()
 }
 
