@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,6 +117,9 @@ func measure(ctx context.Context, fortio, work string, t target, qps int, d time
 		if code != "200" {
 			r.errors += n
 		}
+	}
+	if r.errors > 0 {
+		log.Printf("%s %s at %d rps: answers by code %v (fortio's -1 is a request that got no answer)", t.name, proto(t.h2), qps, res.RetCodes)
 	}
 	for _, p := range res.DurationHistogram.Percentiles {
 		switch p.Percentile {
