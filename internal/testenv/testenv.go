@@ -51,7 +51,11 @@ func Binaries(t testing.TB) string {
 			binDir = dir
 			return
 		}
-		binDir, buildErr = os.MkdirTemp("", "strait-bin-")
+		// Each test process builds its own copy (~280 MB) and nothing removes it when the
+		// process ends (Go has no exit hook outside TestMain): remove the copies earlier
+		// processes left, once they are older than any test run can be.
+		removeStaleBinaries(os.TempDir(), staleBinaries)
+		binDir, buildErr = os.MkdirTemp("", binDirPrefix)
 		if buildErr != nil {
 			return
 		}
@@ -78,6 +82,33 @@ func Binaries(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binDir
+}
+
+// binDirPrefix names the directories Binaries builds into, under os.TempDir.
+const binDirPrefix = "strait-bin-"
+
+// staleBinaries is the age after which a binaries directory belongs to no running test process:
+// far beyond the longest test timeout used (40 minutes).
+const staleBinaries = 3 * time.Hour
+
+// removeStaleBinaries removes the binaries directories under root that were last modified more
+// than age ago. Errors are ignored: this is housekeeping, and another process may be removing
+// the same directory.
+func removeStaleBinaries(root string, age time.Duration) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), binDirPrefix) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || time.Since(info.ModTime()) < age {
+			continue
+		}
+		_ = os.RemoveAll(filepath.Join(root, e.Name()))
+	}
 }
 
 // Process is a started binary whose output is captured.
