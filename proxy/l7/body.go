@@ -47,6 +47,8 @@ type replayBody struct {
 	grpcCount atomic.Uint64
 	// waiting is set while prefetch waits for the downstream (see interrupt).
 	waiting atomic.Pointer[waitingOn]
+	// on is what waiting points to during the wait (set before it is published).
+	on waitingOn
 }
 
 // waitingOn is the downstream whose read deadline ends a prefetch wait.
@@ -97,7 +99,8 @@ func (rb *replayBody) prefetch(w downstream, length int64) {
 	if w.SetReadDeadline(time.Time{}) != nil {
 		return
 	}
-	rb.waiting.Store(&waitingOn{w})
+	rb.on = waitingOn{w}
+	rb.waiting.Store(&rb.on)
 	buf := make([]byte, length)
 	n, err := rb.src.Read(buf)
 	rb.waiting.Store(nil)

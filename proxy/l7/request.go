@@ -84,6 +84,10 @@ func (s *Stream) Context() context.Context { return s.ctx }
 // Header returns the first value of the request header name, or "".
 func (s *Stream) Header(name string) string { return s.req.Header.Get(name) }
 
+// HeaderBytes returns the first value of the request header name, not copied: valid until the
+// header changes.
+func (s *Stream) HeaderBytes(name string) ([]byte, bool) { return s.req.Header.Value(name) }
+
 // HeaderValues returns every value of the request header name (a copy: nil when absent).
 func (s *Stream) HeaderValues(name string) []string { return headerValues(&s.req.Header, name) }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -327,11 +328,20 @@ func (h *Handler) forward(s *Stream) {
 
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	defer cancel(nil)
+	_, toMessage := up.(messageUpstream)
+	var origDst netip.AddrPort
 	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
-		ctx = upstream.WithOriginalDst(ctx, s.Info.Conn.OriginalDst)
+		origDst = s.Info.Conn.OriginalDst
+		if !toMessage {
+			ctx = upstream.WithOriginalDst(ctx, origDst)
+		}
 	}
+	var report *upstream.HostReport
 	if h.needsHostReport() || s.trace != nil || h.telemetryNeedsHost() {
-		ctx = upstream.WithHostReport(ctx, &s.hostReport)
+		report = &s.hostReport
+		if !toMessage {
+			ctx = upstream.WithHostReport(ctx, report)
+		}
 	}
 	if s.trace != nil {
 		s.injectTrace()
@@ -378,9 +388,10 @@ func (h *Handler) forward(s *Stream) {
 		rtimer.start()
 	}
 	var out *http.Request
-	if _, ok := up.(messageUpstream); ok {
-		// The cluster reads the request's head from the stream: no header map or URL.
-		s.head = upstream.MessageHead{Header: &s.req.Header, Path: s.path}
+	if toMessage {
+		// The cluster reads the request's head from the stream: no header map or URL, and no
+		// context values for the original destination and the host report.
+		s.head = upstream.MessageHead{Header: &s.req.Header, Path: s.path, OriginalDst: origDst, Report: report}
 		s.headSet = true
 		out = s.outboundRequest()
 	} else {
@@ -745,11 +756,14 @@ func (s *Stream) upstreamRequest() *http.Request {
 	}
 	out := s.outboundRequest()
 	out.URL, out.Header = u, httpHeader(&s.req.Header)
+	if s.peer.IsValid() {
+		out.RemoteAddr = s.peer.String()
+	}
 	return out
 }
 
-// outboundRequest is upstreamRequest without the URL and header map, which a messageUpstream
-// reads from s.head.
+// outboundRequest is upstreamRequest without the URL, header map and RemoteAddr, which a
+// messageUpstream reads from s.head (or has no use for).
 func (s *Stream) outboundRequest() *http.Request {
 	out := &http.Request{
 		Method:        s.method,
@@ -765,9 +779,6 @@ func (s *Stream) outboundRequest() *http.Request {
 		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
 	case httpmsg.HTTP10:
 		out.Proto, out.ProtoMinor = "HTTP/1.0", 0
-	}
-	if s.peer.IsValid() {
-		out.RemoteAddr = s.peer.String()
 	}
 	return out
 }

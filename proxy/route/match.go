@@ -136,8 +136,12 @@ func compileMatch(field string, m *routev3.RouteMatch) (routeMatch, error) {
 
 // IsGRPC reports whether r carries a gRPC content type.
 func IsGRPC(r Request) bool {
-	ct := r.HeaderValues("Content-Type")
-	return len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc")
+	const grpc = "application/grpc"
+	if v, ok := r.(headerBytes); ok {
+		ct, _ := v.HeaderBytes("Content-Type")
+		return len(ct) >= len(grpc) && string(ct[:len(grpc)]) == grpc
+	}
+	return strings.HasPrefix(firstValue(r, "Content-Type"), grpc)
 }
 
 func hasPrefix(s, p string, cs bool) bool {

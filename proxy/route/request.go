@@ -58,8 +58,21 @@ func (headerOnly) Path() string                        { return "" }
 func (headerOnly) Scheme() string                      { return "" }
 func (h headerOnly) HeaderValues(name string) []string { return h[name] }
 
+// headerGetter is implemented by requests that return a header's first value without copying
+// every value (the connection manager's stream).
+type headerGetter interface{ Header(name string) string }
+
+// headerBytes is implemented by requests that lend a header's first value without a copy; the
+// bytes are valid until the request's header changes.
+type headerBytes interface {
+	HeaderBytes(name string) ([]byte, bool)
+}
+
 // firstValue returns the first value of header name, or "".
 func firstValue(r Request, name string) string {
+	if g, ok := r.(headerGetter); ok {
+		return g.Header(name)
+	}
 	if vs := r.HeaderValues(name); len(vs) > 0 {
 		return vs[0]
 	}

@@ -26,20 +26,27 @@ func WithHostReport(ctx context.Context, r *HostReport) context.Context {
 	return context.WithValue(ctx, hostReportKey{}, r)
 }
 
-// reportHost records ep in ctx's HostReport, if any, for a new attempt.
-func reportHost(ctx context.Context, ep *endpoint) {
-	if r, ok := ctx.Value(hostReportKey{}).(*HostReport); ok {
+// hostReportOf returns the HostReport a request carries: head's, or else its context's; nil
+// when neither has one.
+func hostReportOf(ctx context.Context, head *MessageHead) *HostReport {
+	if head != nil && head.Report != nil {
+		return head.Report
+	}
+	r, _ := ctx.Value(hostReportKey{}).(*HostReport)
+	return r
+}
+
+// host records ep for a new attempt. r may be nil.
+func (r *HostReport) host(ep *endpoint) {
+	if r != nil {
 		r.Host, r.PeerCertificate = ep.dialAddr(), nil
 	}
 }
 
-// reportPeer records the certificate of the connection that answered (st is the response's
-// TLS state, nil for plaintext) in ctx's HostReport, if any. The handshake verified it.
-func reportPeer(ctx context.Context, st *tls.ConnectionState) {
-	if st == nil || len(st.PeerCertificates) == 0 {
-		return
-	}
-	if r, ok := ctx.Value(hostReportKey{}).(*HostReport); ok {
+// peer records the certificate of the connection that answered (st is the response's TLS
+// state, nil for plaintext). The handshake verified it. r may be nil.
+func (r *HostReport) peer(st *tls.ConnectionState) {
+	if r != nil && st != nil && len(st.PeerCertificates) > 0 {
 		r.PeerCertificate = st.PeerCertificates[0]
 	}
 }

@@ -26,6 +26,9 @@ const originalDstHeader = "X-Envoy-Original-Dst-Host"
 func (c *Cluster) pick(ctx context.Context, hdr http.Header, head *MessageHead, lb balance.Context) (*endpoint, error) {
 	if c.kind == discoveryOriginalDst {
 		a, ok := OriginalDst(ctx)
+		if head != nil && head.OriginalDst.IsValid() {
+			a, ok = head.OriginalDst, true
+		}
 		if c.origHeader && (hdr != nil || head != nil) {
 			v := ""
 			if head != nil {
@@ -99,6 +102,11 @@ type MessageHead struct {
 	Header *httpmsg.Header
 	// Path is the path and query, in origin form.
 	Path string
+	// OriginalDst is the downstream connection's original destination, for an ORIGINAL_DST
+	// cluster; WithOriginalDst on the request's context, without a context value per request.
+	OriginalDst netip.AddrPort
+	// Report, when set, receives the upstream host as WithHostReport's does.
+	Report *HostReport
 }
 
 // RoundTripMessage is RoundTrip for a request whose header fields and path are in head:
@@ -120,7 +128,8 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 		c.breaker.rq.release()
 		return nil, err
 	}
-	reportHost(req.Context(), ep)
+	report := hostReportOf(req.Context(), head)
+	report.host(ep)
 	ep.active.Add(1)
 	c.st.rqActive.Inc()
 	p := ep.poolFor(c.poolKind(req, ep))
@@ -148,7 +157,7 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 			resp, err = pc.cc.RoundTrip(out)
 		}
 		if err == nil {
-			reportPeer(ctx, resp.TLS)
+			report.peer(resp.TLS)
 			c.st.countStatus(resp.StatusCode)
 			c.report(ep, resp.StatusCode)
 			resp.Body = wrapBody(resp.Body, c, ep)
