@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"strconv"
@@ -173,12 +174,18 @@ const (
 func (w *writer) writeFields(h *httpmsg.Header, skip int) error {
 	for i := 0; i < h.Len(); i++ {
 		name, value := h.Field(i)
-		if skip&skipFraming != 0 && (httpmsg.EqualFold(name, "content-length") || httpmsg.EqualFold(name, "transfer-encoding")) ||
-			skip&skipHost != 0 && httpmsg.EqualFold(name, "host") {
+		if skip != 0 && skipped(name, skip) {
 			continue
 		}
 		if !validName(name) || !validValue(value) {
 			return ErrInvalidField
+		}
+		if len(w.buf)+len(name)+len(value)+4 <= cap(w.buf) {
+			w.buf = append(w.buf, name...)
+			w.buf = append(w.buf, ':', ' ')
+			w.buf = append(w.buf, value...)
+			w.buf = append(w.buf, '\r', '\n')
+			continue
 		}
 		w.room(len(name) + 2)
 		w.buf = append(w.buf, name...)
@@ -187,6 +194,20 @@ func (w *writer) writeFields(h *httpmsg.Header, skip int) error {
 		w.writeString("\r\n")
 	}
 	return nil
+}
+
+// skipped reports whether writeFields leaves out the field name: the framing fields with
+// skipFraming, Host with skipHost.
+func skipped(name []byte, skip int) bool {
+	switch len(name) {
+	case len("content-length"):
+		return skip&skipFraming != 0 && httpmsg.EqualFold(name, "content-length")
+	case len("transfer-encoding"):
+		return skip&skipFraming != 0 && httpmsg.EqualFold(name, "transfer-encoding")
+	case len("host"):
+		return skip&skipHost != 0 && httpmsg.EqualFold(name, "host")
+	}
+	return false
 }
 
 func validName(b []byte) bool {
@@ -201,7 +222,27 @@ func validName(b []byte) bool {
 	return true
 }
 
+// validValue reports whether b holds no control character other than HTAB (no CR, LF or NUL,
+// no DEL). Eight bytes are tested at a time: lt has a byte's top bit set where the byte is
+// below 0x20 and del where it is 0x7f, exactly when some byte is (borrows may mark more bytes
+// above the first such one, never one where there is none); a word with a mark is checked
+// byte by byte, as HTAB is allowed.
 func validValue(b []byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		lt := (x - ones*0x20) &^ x & highs
+		y := x ^ ones*0x7f
+		del := (y - ones) &^ y & highs
+		if lt|del != 0 && !validBytes(b[:8]) {
+			return false
+		}
+		b = b[8:]
+	}
+	return validBytes(b)
+}
+
+func validBytes(b []byte) bool {
 	for _, c := range b {
 		if c < 0x20 && c != '\t' || c == 0x7f {
 			return false

@@ -71,3 +71,52 @@ func hexVal(c byte) uint64 {
 		return uint64(c - 'A' + 10)
 	}
 }
+
+// Word-at-a-time scans. In each word of eight bytes, (x - ones*n) &^ x & highs has a byte's
+// top bit set where the byte is below n (n <= 0x80), and (y - ones) &^ y & highs with
+// y = x ^ ones*k where the byte equals k — exactly when some byte is (borrows may mark more
+// bytes above the first such one, never one where there is none). A marked word is finished
+// byte by byte.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+func load64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// valueRun returns the length of b's longest prefix of field-value bytes (cValue: VCHAR, SP,
+// HTAB, obs-text).
+func valueRun(b []byte) int {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := load64(b[i:])
+		y := x ^ ones*0x7f
+		if (x-ones*0x20)&^x&highs|(y-ones)&^y&highs != 0 {
+			break // a CTL (perhaps HTAB) or DEL in this word
+		}
+	}
+	for i < len(b) && charClass[b[i]]&cValue != 0 {
+		i++
+	}
+	return i
+}
+
+// targetRun returns the length of b's longest prefix of request-target bytes (cTarget: VCHAR).
+func targetRun(b []byte) int {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := load64(b[i:])
+		y := x ^ ones*0x7f
+		if (x-ones*0x21)&^x&highs|x&highs|(y-ones)&^y&highs != 0 {
+			break // a CTL, SP, DEL or a byte above 0x7f in this word
+		}
+	}
+	for i < len(b) && charClass[b[i]]&cTarget != 0 {
+		i++
+	}
+	return i
+}

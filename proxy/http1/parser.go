@@ -232,6 +232,27 @@ loop:
 		c := b[i]
 		switch p.st {
 		case sMethod:
+			if p.flags&fTrailers == 0 {
+				// Fast path: the method's token bytes, within the request line's limit.
+				j := i
+				stop := min(end, i+p.lim.MaxRequestLineBytes-p.lineLen)
+				for j < stop && isToken(b[j]) {
+					if p.nlen < len(p.name) {
+						p.name[p.nlen] = b[j]
+					}
+					p.nlen++
+					j++
+				}
+				if keep {
+					p.buf = append(p.buf, b[i:j]...)
+				}
+				p.lineLen += j - i
+				i = j
+				if i == end {
+					continue
+				}
+				c = b[i]
+			}
 			if isToken(c) {
 				if e = p.lineByte(); e != nil {
 					break loop
@@ -294,11 +315,8 @@ loop:
 
 		case sTargetPath:
 			// Fast path: the rest of the path and query.
-			j := i
 			stop := min(end, i+p.lim.MaxRequestLineBytes-p.lineLen)
-			for j < stop && charClass[b[j]]&cTarget != 0 {
-				j++
-			}
+			j := i + targetRun(b[i:stop])
 			if keep {
 				p.buf = append(p.buf, b[i:j]...)
 			}
@@ -370,6 +388,20 @@ loop:
 
 		case sVersion:
 			const prefix = "HTTP/1."
+			if p.nlen == 0 && end-i >= len(prefix)+1 && string(b[i:i+len(prefix)]) == prefix &&
+				(b[i+len(prefix)] == '0' || b[i+len(prefix)] == '1') &&
+				p.lineLen+len(prefix)+1 <= p.lim.MaxRequestLineBytes {
+				// Fast path: the whole version at once.
+				if keep {
+					p.buf = append(p.buf, b[i:i+len(prefix)+1]...)
+				}
+				p.minor = b[i+len(prefix)] - '0'
+				p.lineLen += len(prefix) + 1
+				p.nlen = len(prefix) + 1
+				p.st = sVersionCR
+				i += len(prefix) + 1
+				continue
+			}
 			k := p.nlen // bytes of the version matched so far
 			switch {
 			case k < len(prefix) && c == prefix[k]:
@@ -488,9 +520,7 @@ loop:
 		case sValue:
 			j := i
 			if p.kind == kOther {
-				for j < end && charClass[b[j]]&cValue != 0 {
-					j++
-				}
+				j += valueRun(b[i:end])
 			} else {
 				for j < end && charClass[b[j]]&cValue != 0 {
 					if e = p.valueByte(b[j]); e != nil {
