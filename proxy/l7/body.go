@@ -226,27 +226,54 @@ func (v *bodyView) Read(p []byte) (int, error) {
 // Close does not close the downstream body: a retry may still need it.
 func (v *bodyView) Close() error { return nil }
 
-// idleTimer cancels a stream after a period without body bytes in either direction.
+// idleTimer cancels a stream after a period without body bytes in either direction. touch
+// only records the time: the timer, when it fires, re-arms itself for what is left of the
+// period since the last activity, so that a stream's body reads and writes do not each move a
+// runtime timer.
 type idleTimer struct {
-	t *time.Timer
-	d time.Duration
+	t       *time.Timer
+	d       time.Duration
+	last    atomic.Int64 // monotonic time of the last activity (sinceBase)
+	stopped atomic.Bool
+	fire    func()
 }
+
+// monoBase anchors sinceBase's monotonic readings.
+var monoBase = time.Now()
+
+func sinceBase() int64 { return int64(time.Since(monoBase)) }
 
 func newIdleTimer(d time.Duration, fire func()) *idleTimer {
 	if d <= 0 {
 		return nil
 	}
-	return &idleTimer{t: time.AfterFunc(d, fire), d: d}
+	it := &idleTimer{d: d, fire: fire}
+	it.last.Store(sinceBase())
+	it.t = time.AfterFunc(d, it.check)
+	return it
 }
 
 func (it *idleTimer) touch() {
 	if it != nil {
-		it.t.Reset(it.d)
+		it.last.Store(sinceBase())
 	}
+}
+
+// check runs when the timer fires: the stream is idle only if nothing happened for d.
+func (it *idleTimer) check() {
+	if it.stopped.Load() {
+		return
+	}
+	if quiet := time.Duration(sinceBase() - it.last.Load()); quiet < it.d {
+		it.t.Reset(it.d - quiet)
+		return
+	}
+	it.fire()
 }
 
 func (it *idleTimer) stop() {
 	if it != nil {
+		it.stopped.Store(true)
 		it.t.Stop()
 	}
 }
