@@ -469,12 +469,12 @@ loop:
 		case sName:
 			j := i
 			for j < end && isToken(b[j]) {
-				if p.nlen < len(p.name) {
-					p.name[p.nlen] = lower(b[j])
-				}
-				p.nlen++
 				j++
 			}
+			if p.nlen < len(p.name) {
+				copy(p.name[p.nlen:], b[i:j]) // lower-cased by classify, when it may matter
+			}
+			p.nlen += j - i
 			if keep {
 				p.buf = append(p.buf, b[i:j]...)
 			}
@@ -642,11 +642,19 @@ func (p *Parser) endTarget(c byte) *Error {
 	return nil
 }
 
-// classify looks at a complete field name (lower-cased in p.name).
+// classify looks at a complete field name (its first bytes in p.name).
 func (p *Parser) classify() *Error {
 	p.kind, p.vs = kOther, 0
-	if p.flags&fTrailers != 0 || p.nlen > len(p.name) {
+	if p.flags&fTrailers != 0 {
 		return nil
+	}
+	switch p.nlen {
+	case len("content-length"), len("transfer-encoding"), len("connection"), len("upgrade"), len("host"):
+	default:
+		return nil // no framing field has this length
+	}
+	for k := 0; k < p.nlen; k++ {
+		p.name[k] = lower(p.name[k])
 	}
 	switch string(p.name[:p.nlen]) {
 	case "content-length":
