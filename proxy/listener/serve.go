@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/h1"
 	"github.com/strait-mesh/strait/proxy/sniff"
 	"github.com/strait-mesh/strait/proxy/tlsx"
 )
@@ -192,6 +193,7 @@ func (l *Listener) serve(c net.Conn, src, dst netip.AddrPort) {
 	l.st.cxTotal.Inc()
 
 	var conn net.Conn = c
+	var peeked *sniff.Conn
 	facts := connFacts{dst: dst, src: src, transport: "raw_buffer"}
 	if l.inspect.TLS || l.inspect.HTTP {
 		pc, res, err := sniff.Inspect(c, l.inspect)
@@ -209,7 +211,7 @@ func (l *Listener) serve(c net.Conn, src, dst netip.AddrPort) {
 			return
 		}
 		l.countInspection(&res)
-		conn = pc
+		conn, peeked = pc, pc
 		facts.serverName, facts.transport, facts.alpn = res.ServerName, res.TransportProtocol, res.ALPN
 	}
 	ch := l.match.find(&facts)
@@ -231,6 +233,16 @@ func (l *Listener) serve(c net.Conn, src, dst netip.AddrPort) {
 			return
 		}
 		defer ch.limit.release()
+	}
+	if _, ok := ch.term.(httpTerminal); ok {
+		// The HTTP codec's reads and writes become raw system calls on the socket
+		// (h1.DirectConn), beneath the peeked bytes and TLS. Not for TCP proxying, whose copy
+		// splices between sockets only from a *net.TCPConn.
+		if peeked != nil {
+			peeked.Conn = h1.DirectConn(peeked.Conn)
+		} else {
+			conn = h1.DirectConn(conn)
+		}
 	}
 	info := ConnInfo{Source: src, OriginalDst: dst, ServerName: facts.serverName, FilterChain: ch.name}
 	if ch.tls == nil && len(facts.alpn) > 0 && facts.transport == "raw_buffer" {
