@@ -36,6 +36,7 @@ func (p *Proxy) Apply(typeURL string, set map[string]*xdsclient.Resource) error 
 	}
 	p.stats.Counter(a.prefix+".update_success", "envoy_xds_update_success", tags...).Inc()
 	p.updateGauges()
+	p.trim.Kick()
 	return nil
 }
 

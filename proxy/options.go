@@ -82,6 +82,10 @@ type Options struct {
 	// MemoryLimit is the overload manager's memory limit in bytes (0: no memory monitor, and no
 	// memory-based overload action); see package overload.
 	MemoryLimit int64
+	// KeepTextPages turns off the release of the executable's read-only pages and the Go
+	// heap's free pages once configuration has settled (package memtrim); by default they are
+	// released after the first configuration and after updates, at most once a minute.
+	KeepTextPages bool
 	// OverloadThresholds are the memory pressures at which the overload actions turn on (zero
 	// entries: overload.DefaultThresholds()).
 	OverloadThresholds overload.Thresholds

@@ -23,6 +23,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/admin"
 	"github.com/strait-mesh/strait/proxy/agent"
 	"github.com/strait-mesh/strait/proxy/lds"
+	"github.com/strait-mesh/strait/proxy/memtrim"
 	"github.com/strait-mesh/strait/proxy/overload"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/telemetry"
@@ -53,6 +54,8 @@ type Proxy struct {
 	agent *agent.Agent
 	// telemetry records Istio's standard metrics (package telemetry).
 	telemetry *telemetry.Recorder
+	// trim releases memory once configuration has settled (package memtrim).
+	trim *memtrim.Trimmer
 
 	rt       atomic.Pointer[Runtime]
 	applyMu  sync.Mutex                   // serializes Apply (the xDS goroutine) with shutdown
@@ -97,6 +100,7 @@ func New(opts Options) (*Proxy, error) {
 		refCache: map[*xdsclient.Resource]refs{},
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
+		trim:     memtrim.New(5*time.Second, time.Minute),
 	}
 	p.rt.Store(emptyRuntime())
 	p.gauges.connected = p.stats.Gauge("control_plane.connected_state", "envoy_control_plane_connected_state")
@@ -232,6 +236,16 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if p.agent != nil {
 		stopAgent := p.startAgent(ctx)
 		defer stopAgent()
+	}
+	if !p.opts.KeepTextPages {
+		tctx, stopTrim := context.WithCancel(context.Background())
+		defer stopTrim()
+		p.trim.Trimmed = func(err error) {
+			if err != nil {
+				p.log.Warn("releasing unused memory", "error", err)
+			}
+		}
+		go p.trim.Run(tctx)
 	}
 	xctx, stopXDS := context.WithCancel(context.Background())
 	xdone := make(chan struct{})

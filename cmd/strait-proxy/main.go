@@ -136,6 +136,7 @@ func main() {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.XDSAddress, "xds-address", env("", "XDS_ADDRESS", "PILOT_ADDRESS"), "control plane ADS address (default: with --ca-address, that address over mutual TLS as the workload's identity; else 127.0.0.1:15010 in plaintext)")
+	f.BoolVar(&o.KeepTextPages, "keep-text-pages", false, "do not release the executable's read-only pages and the Go heap's free pages once configuration has settled (by default they are released 5 s after the first configuration and after updates, at most once a minute; a page used again maps back from the page cache)")
 	f.BoolVar(&xdsPlaintext, "xds-plaintext", false, "with --ca-address, still speak plaintext xDS (to straitd's development port, --xds-listen): unauthenticated, no auto-registration")
 	f.StringVar(&mode, "mode", env("sidecar", "PROXY_MODE"), "proxy type: sidecar or router")
 	f.StringVar(&o.Node.Name, "workload-name", env("", "POD_NAME", "WORKLOAD_NAME"), "pod or workload name")
