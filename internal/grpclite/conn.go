@@ -56,7 +56,16 @@ type Options struct {
 	ReadIdleTimeout, PingTimeout time.Duration
 	// Dial opens the TCP connection; nil means a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ConnectTimeout bounds opening one connection, TCP and TLS handshake together, so that a
+	// peer that drops SYNs or never finishes the handshake fails the call instead of holding
+	// it for the kernel's retries; 0 means DefaultConnectTimeout. The call's own deadline
+	// applies too.
+	ConnectTimeout time.Duration
 }
+
+// DefaultConnectTimeout bounds opening a connection unless Options.ConnectTimeout is set:
+// gRPC's minimum connect timeout.
+const DefaultConnectTimeout = 20 * time.Second
 
 // Conn calls one gRPC server (host:port). It is safe for concurrent use; its calls share its
 // HTTP/2 connection.
@@ -79,8 +88,11 @@ func Dial(target string, opts Options) (*Conn, error) {
 	if _, _, err := net.SplitHostPort(target); err != nil {
 		return nil, fmt.Errorf("grpc target %q: %w", target, err)
 	}
-	if opts.MaxReceive < 0 {
-		return nil, fmt.Errorf("grpc target %q: negative MaxReceive", target)
+	if opts.MaxReceive < 0 || opts.ConnectTimeout < 0 {
+		return nil, fmt.Errorf("grpc target %q: negative MaxReceive or ConnectTimeout", target)
+	}
+	if opts.ConnectTimeout == 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
 	}
 	c := &Conn{
 		target:     target,
@@ -129,6 +141,8 @@ func (c *Conn) dial(ctx context.Context, network, addr string, _ *tls.Config) (n
 	if closed {
 		return nil, errClosed
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ConnectTimeout)
+	defer cancel()
 	dial := c.opts.Dial
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext

@@ -665,3 +665,41 @@ func TestInvokeRaw(t *testing.T) {
 	_, err = c.InvokeRaw(context.Background(), unary, nil, req)
 	wantCode(t, err, Internal)
 }
+
+// TestConnectTimeout: a server that accepts TCP but never answers the TLS handshake fails the
+// call with Unavailable once ConnectTimeout passes, though the call itself has no deadline.
+func TestConnectTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // silent: no ServerHello
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	c := dial(t, ln.Addr().String(), Options{TLS: &tls.Config{InsecureSkipVerify: true}, ConnectTimeout: 100 * time.Millisecond})
+	_, err = call(c, context.Background(), "x", nil)
+	if s := wantCode(t, err, Unavailable); !strings.Contains(s.Message, "TLS handshake") {
+		t.Errorf("message %q", s.Message)
+	}
+	if _, err := Dial("127.0.0.1:1", Options{ConnectTimeout: -1}); err == nil {
+		t.Error("negative ConnectTimeout accepted")
+	}
+}
