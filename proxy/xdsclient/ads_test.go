@@ -7,17 +7,19 @@ import (
 	"time"
 
 	gcpdiscoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/strait-mesh/strait/internal/grpclite"
 	discoveryv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/service/discovery/v3"
 )
 
 // echoADS answers each request on either stream with one response naming its type URL; a
-// request for type "refuse" ends the stream with Unavailable.
+// request for type "refuse" ends the stream with Unavailable and a retry hint of 3 s.
 type echoADS struct {
 	gcpdiscoveryv3.UnimplementedAggregatedDiscoveryServiceServer
 }
@@ -28,7 +30,12 @@ func (echoADS) StreamAggregatedResources(s gcpdiscoveryv3.AggregatedDiscoverySer
 		return err
 	}
 	if req.GetTypeUrl() == "refuse" {
-		return status.Error(codes.Unavailable, "refused")
+		st, err := status.New(codes.Unavailable, "too many new streams").
+			WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(3 * time.Second)})
+		if err != nil {
+			return err
+		}
+		return st.Err()
 	}
 	return s.Send(&gcpdiscoveryv3.DiscoveryResponse{TypeUrl: req.GetTypeUrl(), Nonce: "n1"})
 }
@@ -61,7 +68,7 @@ func bufADS(t *testing.T, register func(*grpc.Server)) *grpclite.Conn {
 }
 
 // TestADSStreams: the grpclite ADS streams speak to go-control-plane's generated server on both
-// methods, and a server's status reaches Recv.
+// methods, and a server's status and its retry hint (grpc-status-details-bin) reach Recv.
 func TestADSStreams(t *testing.T) {
 	conn := bufADS(t, func(s *grpc.Server) { gcpdiscoveryv3.RegisterAggregatedDiscoveryServiceServer(s, echoADS{}) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -96,8 +103,12 @@ func TestADSStreams(t *testing.T) {
 	if err := refused.Send(&discoveryv3.DiscoveryRequest{TypeUrl: "refuse"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := refused.Recv(); grpclite.CodeOf(err) != grpclite.Unavailable {
+	_, err = refused.Recv()
+	if grpclite.CodeOf(err) != grpclite.Unavailable {
 		t.Errorf("refused stream: %v", err)
+	}
+	if h := retryHint(err, time.Minute); h != 3*time.Second {
+		t.Errorf("retry hint of the refused stream: %s, want 3s", h)
 	}
 }
 
