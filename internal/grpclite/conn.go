@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,10 +84,33 @@ type Conn struct {
 // errClosed fails calls on a closed Conn.
 var errClosed = errors.New("the connection is closed")
 
-// Dial returns a Conn to target (host:port). It opens no connection: the first call does.
+// ParseTarget returns the host:port of a gRPC target: host:port itself, or one of gRPC's
+// URIs that name it, "dns:///host:port" and "passthrough:///host:port". grpclite resolves the
+// host with the Go resolver when it connects and tries its addresses in order. Other schemes,
+// and a dns authority ("dns://8.8.8.8/host:port"), are refused.
+func ParseTarget(target string) (string, error) {
+	addr := target
+	for _, scheme := range []string{"dns:///", "passthrough:///"} {
+		if rest, ok := strings.CutPrefix(target, scheme); ok {
+			addr = rest
+			break
+		}
+	}
+	if strings.Contains(addr, "/") {
+		return "", fmt.Errorf("grpc target %q: only host:port, dns:///host:port and passthrough:///host:port are supported", target)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", fmt.Errorf("grpc target %q: %w", target, err)
+	}
+	return addr, nil
+}
+
+// Dial returns a Conn to target (see ParseTarget). It opens no connection: the first call
+// does.
 func Dial(target string, opts Options) (*Conn, error) {
-	if _, _, err := net.SplitHostPort(target); err != nil {
-		return nil, fmt.Errorf("grpc target %q: %w", target, err)
+	target, err := ParseTarget(target)
+	if err != nil {
+		return nil, err
 	}
 	if opts.MaxReceive < 0 || opts.ConnectTimeout < 0 {
 		return nil, fmt.Errorf("grpc target %q: negative MaxReceive or ConnectTimeout", target)

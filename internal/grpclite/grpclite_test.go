@@ -703,3 +703,25 @@ func TestConnectTimeout(t *testing.T) {
 		t.Error("negative ConnectTimeout accepted")
 	}
 }
+
+// TestParseTarget: gRPC's dns and passthrough URIs name a host:port; other forms are refused.
+func TestParseTarget(t *testing.T) {
+	for in, want := range map[string]string{
+		"straitd:15012":                  "straitd:15012",
+		"dns:///straitd.svc:15012":       "straitd.svc:15012",
+		"passthrough:///127.0.0.1:15010": "127.0.0.1:15010",
+		"[::1]:15010":                    "[::1]:15010",
+	} {
+		if got, err := ParseTarget(in); err != nil || got != want {
+			t.Errorf("ParseTarget(%q) = %q, %v; want %q", in, got, err, want)
+		}
+		if c, err := Dial(in, Options{}); err != nil || c.Target() != want {
+			t.Errorf("Dial(%q): %v", in, err)
+		}
+	}
+	for _, bad := range []string{"", "straitd", "dns://8.8.8.8/straitd:15012", "unix:///run/x.sock", "xds:///svc:1", "dns:///straitd", "passthrough:///a/b:1"} {
+		if got, err := ParseTarget(bad); err == nil {
+			t.Errorf("ParseTarget(%q) = %q, want an error", bad, got)
+		}
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/strait-mesh/strait/internal/grpclite"
 )
 
 // Defaults for Options.
@@ -128,9 +130,9 @@ func New(o Options) (*Agent, error) {
 	if o.CAAddress == "" {
 		return nil, errors.New("agent: the CA address is required")
 	}
-	target, err := dialTarget(o.CAAddress)
+	target, err := grpclite.ParseTarget(o.CAAddress)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("agent: the CA address: %w", err)
 	}
 	if o.CAServerName == "" {
 		o.CAServerName = DefaultCAServerName

@@ -10,8 +10,6 @@ import (
 	"os"
 	"strings"
 
-	"net"
-
 	"github.com/strait-mesh/strait/internal/grpclite"
 )
 
@@ -111,26 +109,6 @@ func (c *caClient) createCertificate(ctx context.Context, csrPEM []byte, validit
 		return nil, fmt.Errorf("the CA at %s: %w", c.target, err)
 	}
 	return chain, nil
-}
-
-// dialTarget turns the CA address into the host:port to dial. A gRPC target with the
-// passthrough or dns scheme and no authority ("dns:///straitd:15012") names its host:port
-// after the scheme; the host is resolved by the Go resolver at each call, and its addresses are
-// tried in order. Other schemes are refused.
-func dialTarget(addr string) (string, error) {
-	for _, scheme := range []string{"passthrough:///", "dns:///"} {
-		if rest, ok := strings.CutPrefix(addr, scheme); ok {
-			addr = rest
-			break
-		}
-	}
-	if strings.Contains(addr, "://") {
-		return "", fmt.Errorf("agent: CA address %q: only host:port, dns:///host:port and passthrough:///host:port are supported", addr)
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return "", fmt.Errorf("agent: CA address %q: %w", addr, err)
-	}
-	return addr, nil
 }
 
 // checkToken refuses a token that cannot be sent as one metadata value.
