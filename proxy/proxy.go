@@ -124,7 +124,7 @@ func New(opts Options) (*Proxy, error) {
 		},
 		Logger: p.log,
 	}
-	dialOpts, err := opts.XDSTLS.dialOptions()
+	xdsTLS, err := opts.XDSTLS.config()
 	if err != nil {
 		return nil, fmt.Errorf("configuring proxy: %w", err)
 	}
@@ -136,11 +136,11 @@ func New(opts Options) (*Proxy, error) {
 		if serverName == "" {
 			serverName = agent.DefaultCAServerName
 		}
-		dialOpts = agentDialOptions(p.agent, serverName)
+		xdsTLS = agentTLS(p.agent, serverName)
 	}
 	p.client, err = xdsclient.New(xdsclient.Options{
 		Address:     opts.XDSAddress,
-		DialOptions: dialOpts,
+		TLS:         xdsTLS,
 		Node:        n,
 		Handler:     p,
 		Logger:      p.log,

@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"os"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
 	"github.com/strait-mesh/strait/proxy/agent"
 )
 
@@ -37,8 +34,10 @@ func readPEM(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// dialOptions builds the gRPC transport credentials; nil settings mean plaintext.
-func (x *XDSTLS) dialOptions() ([]grpc.DialOption, error) {
+// config builds the TLS configuration of the xDS connection; nil settings mean plaintext (a
+// nil configuration). A ServerName left empty is the address's host (internal/grpclite fills
+// it in before the handshake, which VerifyConnection then sees as cs.ServerName).
+func (x *XDSTLS) config() (*tls.Config, error) {
 	if x == nil {
 		return nil, nil
 	}
@@ -79,7 +78,7 @@ func (x *XDSTLS) dialOptions() ([]grpc.DialOption, error) {
 		}
 		return nil
 	}
-	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, nil
+	return cfg, nil
 }
 
 func (x *XDSTLS) roots() (*x509.CertPool, error) {
@@ -110,11 +109,11 @@ func (x *XDSTLS) clientCert() (*tls.Certificate, error) {
 	return &cert, nil
 }
 
-// agentDialOptions connects to the control plane's mesh port (Istio's 15012) over mutual TLS as
+// agentTLS connects to the control plane's mesh port (Istio's 15012) over mutual TLS as
 // the workload: the agent's current certificate as the client certificate, the control plane's
 // certificate verified for serverName against the agent's current trust bundle. Both are read
 // per handshake, so a renewed certificate or a rotated root applies on the next reconnect.
-func agentDialOptions(a *agent.Agent, serverName string) []grpc.DialOption {
+func agentTLS(a *agent.Agent, serverName string) *tls.Config {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName,
 		GetClientCertificate: a.GetClientCertificate,
 		InsecureSkipVerify:   true, // verified below against the current bundle
@@ -131,5 +130,5 @@ func agentDialOptions(a *agent.Agent, serverName string) []grpc.DialOption {
 			}
 			return nil
 		}}
-	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
+	return cfg
 }

@@ -21,10 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // PathPrefix is the status-port path under which rewritten probes are served:
@@ -233,26 +229,6 @@ func (h *HTTPGet) run(ctx context.Context, host string) error {
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
 		return fmt.Errorf("HTTP probe answered %d", resp.StatusCode)
-	}
-	return nil
-}
-
-func (g *GRPC) run(ctx context.Context, host string) error {
-	conn, err := grpc.NewClient(net.JoinHostPort(host, strconv.Itoa(g.Port)), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	req := &healthpb.HealthCheckRequest{}
-	if g.Service != nil {
-		req.Service = *g.Service
-	}
-	resp, err := healthpb.NewHealthClient(conn).Check(ctx, req)
-	if err != nil {
-		return err
-	}
-	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		return fmt.Errorf("gRPC health: %s", resp.GetStatus())
 	}
 	return nil
 }

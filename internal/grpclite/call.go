@@ -20,32 +20,58 @@ func (c *Conn) Invoke(ctx context.Context, method string, md Metadata, req, resp
 	if err != nil {
 		return err
 	}
+	msg, err := c.invoke(ctx, method, md, b, messageName(resp))
+	if err != nil {
+		return err
+	}
+	if err := proto.Unmarshal(msg, resp); err != nil {
+		return statusf(Internal, "decoding the %s: %v", messageName(resp), err)
+	}
+	return nil
+}
+
+// InvokeRaw is Invoke for a caller that encodes its own messages (for instance with
+// protowire, to avoid linking a generated package): req is the encoded request message and the
+// reply's encoded message is returned, bounded by Options.MaxReceive. Decoding it is the
+// caller's task; the bytes come from the server and are untrusted. The error is a *Status.
+func (c *Conn) InvokeRaw(ctx context.Context, method string, md Metadata, req []byte) ([]byte, error) {
+	b, err := frameBytes(req)
+	if err != nil {
+		return nil, err
+	}
+	return c.invoke(ctx, method, md, b, "reply")
+}
+
+// invoke sends the framed request b on a unary call and returns the one reply message; name
+// names the reply in errors.
+func (c *Conn) invoke(ctx context.Context, method string, md Metadata, b []byte, name string) ([]byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // resets the stream if the reply was not read to its end
 	hr, err := c.request(ctx, method, md, io.NopCloser(bytes.NewReader(b)))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hr.ContentLength = int64(len(b))
 	hr.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 	r, err := c.roundTrip(ctx, hr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer r.body.Close()
-	if err := r.recv(resp); err != nil {
+	msg, err := r.recvRaw()
+	if err != nil {
 		if err == io.EOF {
-			return statusf(Internal, "%s: the server sent no %s", method, messageName(resp))
+			return nil, statusf(Internal, "%s: the server sent no %s", method, name)
 		}
-		return err
+		return nil, err
 	}
-	switch err := r.recv(nil); err {
+	switch _, err := r.recvRaw(); err {
 	case io.EOF:
-		return nil
+		return msg, nil
 	case nil:
-		return statusf(Internal, "%s: the server sent more than one message to a unary call", method)
+		return nil, statusf(Internal, "%s: the server sent more than one message to a unary call", method)
 	default:
-		return err
+		return nil, err
 	}
 }
 
@@ -119,17 +145,24 @@ type reader struct {
 // recv decodes the next message into m (nil: skips it); io.EOF when the call ended with OK,
 // else the *Status.
 func (r *reader) recv(m proto.Message) error {
+	msg, err := r.recvRaw()
+	if err != nil || m == nil {
+		return err
+	}
+	if err := proto.Unmarshal(msg, m); err != nil {
+		return r.end(statusf(Internal, "decoding the %s: %v", messageName(m), err))
+	}
+	return nil
+}
+
+// recvRaw returns the next message as received; io.EOF when the call ended with OK, else the
+// *Status.
+func (r *reader) recvRaw() ([]byte, error) {
 	if r.final == nil {
 		msg, err := r.fr.next()
 		switch {
 		case err == nil:
-			if m == nil {
-				return nil
-			}
-			if err := proto.Unmarshal(msg, m); err != nil {
-				return r.end(statusf(Internal, "decoding the %s: %v", messageName(m), err))
-			}
-			return nil
+			return msg, nil
 		case err == io.EOF:
 			r.end(r.trailerStatus())
 		default:
@@ -137,9 +170,9 @@ func (r *reader) recv(m proto.Message) error {
 		}
 	}
 	if r.final.Code == OK {
-		return io.EOF
+		return nil, io.EOF
 	}
-	return r.final
+	return nil, r.final
 }
 
 // end records the call's final status s and releases the stream; it returns s.

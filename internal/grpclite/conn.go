@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,7 +57,16 @@ type Options struct {
 	ReadIdleTimeout, PingTimeout time.Duration
 	// Dial opens the TCP connection; nil means a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ConnectTimeout bounds opening one connection, TCP and TLS handshake together, so that a
+	// peer that drops SYNs or never finishes the handshake fails the call instead of holding
+	// it for the kernel's retries; 0 means DefaultConnectTimeout. The call's own deadline
+	// applies too.
+	ConnectTimeout time.Duration
 }
+
+// DefaultConnectTimeout bounds opening a connection unless Options.ConnectTimeout is set:
+// gRPC's minimum connect timeout.
+const DefaultConnectTimeout = 20 * time.Second
 
 // Conn calls one gRPC server (host:port). It is safe for concurrent use; its calls share its
 // HTTP/2 connection.
@@ -74,13 +84,39 @@ type Conn struct {
 // errClosed fails calls on a closed Conn.
 var errClosed = errors.New("the connection is closed")
 
-// Dial returns a Conn to target (host:port). It opens no connection: the first call does.
-func Dial(target string, opts Options) (*Conn, error) {
-	if _, _, err := net.SplitHostPort(target); err != nil {
-		return nil, fmt.Errorf("grpc target %q: %w", target, err)
+// ParseTarget returns the host:port of a gRPC target: host:port itself, or one of gRPC's
+// URIs that name it, "dns:///host:port" and "passthrough:///host:port". grpclite resolves the
+// host with the Go resolver when it connects and tries its addresses in order. Other schemes,
+// and a dns authority ("dns://8.8.8.8/host:port"), are refused.
+func ParseTarget(target string) (string, error) {
+	addr := target
+	for _, scheme := range []string{"dns:///", "passthrough:///"} {
+		if rest, ok := strings.CutPrefix(target, scheme); ok {
+			addr = rest
+			break
+		}
 	}
-	if opts.MaxReceive < 0 {
-		return nil, fmt.Errorf("grpc target %q: negative MaxReceive", target)
+	if strings.Contains(addr, "/") {
+		return "", fmt.Errorf("grpc target %q: only host:port, dns:///host:port and passthrough:///host:port are supported", target)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", fmt.Errorf("grpc target %q: %w", target, err)
+	}
+	return addr, nil
+}
+
+// Dial returns a Conn to target (see ParseTarget). It opens no connection: the first call
+// does.
+func Dial(target string, opts Options) (*Conn, error) {
+	target, err := ParseTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	if opts.MaxReceive < 0 || opts.ConnectTimeout < 0 {
+		return nil, fmt.Errorf("grpc target %q: negative MaxReceive or ConnectTimeout", target)
+	}
+	if opts.ConnectTimeout == 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
 	}
 	c := &Conn{
 		target:     target,
@@ -129,6 +165,8 @@ func (c *Conn) dial(ctx context.Context, network, addr string, _ *tls.Config) (n
 	if closed {
 		return nil, errClosed
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ConnectTimeout)
+	defer cancel()
 	dial := c.opts.Dial
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext

@@ -23,8 +23,19 @@ func frame(m proto.Message) ([]byte, error) {
 	if err != nil {
 		return nil, statusf(Internal, "encoding the %s: %v", messageName(m), err)
 	}
+	return prefix(b, messageName(m))
+}
+
+// frameBytes frames the encoded message msg (uncompressed).
+func frameBytes(msg []byte) ([]byte, error) {
+	b := make([]byte, 5, 5+len(msg))
+	return prefix(append(b, msg...), "request")
+}
+
+// prefix fills the 5-byte prefix of b, whose message (named name in errors) follows it.
+func prefix(b []byte, name string) ([]byte, error) {
 	if uint64(len(b)-5) > 1<<32-1 {
-		return nil, statusf(ResourceExhausted, "the %s is %d bytes: too large for one gRPC message", messageName(m), len(b)-5)
+		return nil, statusf(ResourceExhausted, "the %s is %d bytes: too large for one gRPC message", name, len(b)-5)
 	}
 	binary.BigEndian.PutUint32(b[1:5], uint32(len(b)-5))
 	return b, nil

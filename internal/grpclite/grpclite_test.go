@@ -637,3 +637,91 @@ func TestDialErrors(t *testing.T) {
 		t.Errorf("bad method: %v", err)
 	}
 }
+
+// TestInvokeRaw: a caller that encodes its own messages gets the reply's bytes as sent, and
+// the same statuses as Invoke.
+func TestInvokeRaw(t *testing.T) {
+	s := startServer(t)
+	c := dial(t, s.addr, Options{MaxReceive: 1 << 10})
+	req, _ := proto.Marshal(wrapperspb.String("raw"))
+	b, err := c.InvokeRaw(context.Background(), unary, nil, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out wrapperspb.StringValue
+	if err := proto.Unmarshal(b, &out); err != nil || out.GetValue() != "echo:raw" {
+		t.Fatalf("reply %q: %v", out.GetValue(), err)
+	}
+	if b, err := c.InvokeRaw(context.Background(), unary, nil, nil); err != nil || proto.Unmarshal(b, &out) != nil || out.GetValue() != "echo:" {
+		t.Fatalf("empty request: %q, %v", out.GetValue(), err)
+	}
+	req, _ = proto.Marshal(wrapperspb.String("big:2000"))
+	_, err = c.InvokeRaw(context.Background(), unary, nil, req)
+	wantCode(t, err, ResourceExhausted)
+	req, _ = proto.Marshal(wrapperspb.String("denied"))
+	_, err = c.InvokeRaw(context.Background(), unary, nil, req)
+	wantCode(t, err, PermissionDenied)
+	req, _ = proto.Marshal(wrapperspb.String("nothing"))
+	_, err = c.InvokeRaw(context.Background(), unary, nil, req)
+	wantCode(t, err, Internal)
+}
+
+// TestConnectTimeout: a server that accepts TCP but never answers the TLS handshake fails the
+// call with Unavailable once ConnectTimeout passes, though the call itself has no deadline.
+func TestConnectTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // silent: no ServerHello
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	c := dial(t, ln.Addr().String(), Options{TLS: &tls.Config{InsecureSkipVerify: true}, ConnectTimeout: 100 * time.Millisecond})
+	_, err = call(c, context.Background(), "x", nil)
+	if s := wantCode(t, err, Unavailable); !strings.Contains(s.Message, "TLS handshake") {
+		t.Errorf("message %q", s.Message)
+	}
+	if _, err := Dial("127.0.0.1:1", Options{ConnectTimeout: -1}); err == nil {
+		t.Error("negative ConnectTimeout accepted")
+	}
+}
+
+// TestParseTarget: gRPC's dns and passthrough URIs name a host:port; other forms are refused.
+func TestParseTarget(t *testing.T) {
+	for in, want := range map[string]string{
+		"straitd:15012":                  "straitd:15012",
+		"dns:///straitd.svc:15012":       "straitd.svc:15012",
+		"passthrough:///127.0.0.1:15010": "127.0.0.1:15010",
+		"[::1]:15010":                    "[::1]:15010",
+	} {
+		if got, err := ParseTarget(in); err != nil || got != want {
+			t.Errorf("ParseTarget(%q) = %q, %v; want %q", in, got, err, want)
+		}
+		if c, err := Dial(in, Options{}); err != nil || c.Target() != want {
+			t.Errorf("Dial(%q): %v", in, err)
+		}
+	}
+	for _, bad := range []string{"", "straitd", "dns://8.8.8.8/straitd:15012", "unix:///run/x.sock", "xds:///svc:1", "dns:///straitd", "passthrough:///a/b:1"} {
+		if got, err := ParseTarget(bad); err == nil {
+			t.Errorf("ParseTarget(%q) = %q, want an error", bad, got)
+		}
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/strait-mesh/strait/internal/grpclite"
 )
 
 // Defaults for Options.
@@ -35,8 +37,8 @@ const credentialMargin = 2 * time.Second
 
 // Options configure an Agent.
 type Options struct {
-	// CAAddress is straitd's CA, host:port of its TLS port 15012 (required). A gRPC target with
-	// a scheme ("dns:///straitd:15012") is used as is.
+	// CAAddress is straitd's CA, host:port of its TLS port 15012 (required). A gRPC target
+	// "dns:///host:port" or "passthrough:///host:port" names the same host:port.
 	CAAddress string
 	// CAServerName is the name verified in straitd's serving certificate (default
 	// DefaultCAServerName).
@@ -128,6 +130,10 @@ func New(o Options) (*Agent, error) {
 	if o.CAAddress == "" {
 		return nil, errors.New("agent: the CA address is required")
 	}
+	target, err := grpclite.ParseTarget(o.CAAddress)
+	if err != nil {
+		return nil, fmt.Errorf("agent: the CA address: %w", err)
+	}
 	if o.CAServerName == "" {
 		o.CAServerName = DefaultCAServerName
 	}
@@ -205,7 +211,7 @@ func New(o Options) (*Agent, error) {
 		o:  o,
 		id: id,
 		client: &caClient{
-			target:     dialTarget(o.CAAddress),
+			target:     target,
 			serverName: o.CAServerName,
 			token:      o.BootstrapToken,
 			tokenFile:  o.BootstrapTokenFile,

@@ -22,10 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/strait-mesh/strait/controlplane/ca"
+	"github.com/strait-mesh/strait/internal/grpclite"
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/internal/testenv/meshca"
 	"github.com/strait-mesh/strait/proxy/agent"
@@ -226,8 +224,8 @@ func TestCAOutage(t *testing.T) {
 		t.Fatalf("certificate changed during the outage: %+v", s)
 	}
 	err := ag.LastError()
-	if err == nil || errors.Is(err, agent.ErrRefused) || status.Code(err) != codes.Unavailable {
-		t.Errorf("last error during the outage: %v (%v)", err, status.Code(err))
+	if err == nil || errors.Is(err, agent.ErrRefused) || grpclite.CodeOf(err) != grpclite.Unavailable {
+		t.Errorf("last error during the outage: %v (%v)", err, grpclite.CodeOf(err))
 	}
 	if !strings.Contains(logs.String(), "level=WARN") {
 		t.Error("failures not logged as warnings")
@@ -319,29 +317,29 @@ func TestRefusals(t *testing.T) {
 	tests := []struct {
 		name string
 		mod  func(*agent.Options)
-		code codes.Code
+		code grpclite.Code
 		// refused: the CA answered (ErrRefused); otherwise the TLS connection failed.
 		refused bool
 		caLog   string
 	}{
 		{"token for another service account", func(o *agent.Options) { o.BootstrapToken = c.Mint(t, "default", "reviews") },
-			codes.PermissionDenied, true, "proven=spiffe://cluster.local/ns/default/sa/reviews"},
+			grpclite.PermissionDenied, true, "proven=spiffe://cluster.local/ns/default/sa/reviews"},
 		{"token for another namespace", func(o *agent.Options) { o.BootstrapToken = c.Mint(t, "prod", "ratings") },
-			codes.PermissionDenied, true, "CSR refused"},
+			grpclite.PermissionDenied, true, "CSR refused"},
 		{"unknown token", func(o *agent.Options) { o.BootstrapToken = ca.BootstrapTokenPrefix + "forged" },
-			codes.Unauthenticated, true, "unknown token"},
+			grpclite.Unauthenticated, true, "unknown token"},
 		{"another trust domain", func(o *agent.Options) {
 			o.BootstrapToken = c.Mint(t, "default", "ratings")
 			o.TrustDomain = "example.org"
-		}, codes.PermissionDenied, true, "claimed=spiffe://example.org/ns/default/sa/ratings"},
+		}, grpclite.PermissionDenied, true, "claimed=spiffe://example.org/ns/default/sa/ratings"},
 		{"CA not trusted", func(o *agent.Options) {
 			o.BootstrapToken = c.Mint(t, "default", "ratings")
 			o.RootsPEM = other.Authority.TrustBundlePEM()
-		}, codes.Unavailable, false, ""},
+		}, grpclite.Unavailable, false, ""},
 		{"wrong server name", func(o *agent.Options) {
 			o.BootstrapToken = c.Mint(t, "default", "ratings")
 			o.CAServerName = "istiod.evil.svc"
-		}, codes.Unavailable, false, ""},
+		}, grpclite.Unavailable, false, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -349,8 +347,8 @@ func TestRefusals(t *testing.T) {
 			ag, logs := startAgent(t, c, tc.mod)
 			eventually(t, 20*time.Second, "a failed request", func() bool { return ag.LastError() != nil })
 			err := ag.LastError()
-			if status.Code(err) != tc.code || errors.Is(err, agent.ErrRefused) != tc.refused {
-				t.Fatalf("error %v: code %v, want %v (refused %v)", err, status.Code(err), tc.code, tc.refused)
+			if grpclite.CodeOf(err) != tc.code || errors.Is(err, agent.ErrRefused) != tc.refused {
+				t.Fatalf("error %v: code %v, want %v (refused %v)", err, grpclite.CodeOf(err), tc.code, tc.refused)
 			}
 			if ag.Certificate() != nil || ag.Secret(agent.SecretDefault) != nil {
 				t.Fatal("a certificate after a refusal")

@@ -21,7 +21,8 @@ const (
 	MaxBundleCertificates = 100
 )
 
-// ErrMalformed is wrapped by errors about unparsable or unacceptable PEM input.
+// ErrMalformed is wrapped by errors about unparsable or unacceptable PEM input, and about a CA
+// response that does not decode.
 var ErrMalformed = errors.New("malformed certificate input")
 
 // parsePEMCertificates parses a PEM bundle of certificates, in order. Every PEM block must be a

@@ -10,17 +10,12 @@ import (
 	"os"
 	"strings"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-	pb "istio.io/api/security/v1alpha1"
+	"github.com/strait-mesh/strait/internal/grpclite"
 )
 
 // ErrRefused is wrapped by the error of a CSR call that the CA answered with a refusal
 // (Unauthenticated, PermissionDenied, InvalidArgument, FailedPrecondition): retrying the same
-// credential will not help. The wrapped gRPC status is kept: status.Code(err) reads it.
+// credential will not help. The wrapped gRPC status is kept: grpclite.CodeOf(err) reads it.
 var ErrRefused = errors.New("the CA refused the certificate request")
 
 // ErrNoCredential is returned when the agent has neither a valid certificate nor a bootstrap
@@ -92,37 +87,28 @@ func (c *caClient) createCertificate(ctx context.Context, csrPEM []byte, validit
 			return cred.cert, nil
 		},
 	}
-	conn, err := grpc.NewClient(c.target,
-		grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseSize)))
+	conn, err := grpclite.Dial(c.target, grpclite.Options{TLS: cfg, MaxReceive: maxResponseSize})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the CA at %s: %w", c.target, err)
 	}
 	defer conn.Close()
+	var md grpclite.Metadata
 	if cred.token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+cred.token)
+		md = grpclite.Metadata{"authorization": {"Bearer " + cred.token}}
 	}
-	resp, err := pb.NewIstioCertificateServiceClient(conn).CreateCertificate(ctx, &pb.IstioCertificateRequest{
-		Csr:              string(csrPEM),
-		ValidityDuration: validitySeconds,
-	}, grpc.WaitForReady(false))
+	resp, err := conn.InvokeRaw(ctx, createCertificateMethod, md, encodeCSRRequest(csrPEM, validitySeconds))
 	if err != nil {
-		switch status.Code(err) {
-		case codes.Unauthenticated, codes.PermissionDenied, codes.InvalidArgument, codes.FailedPrecondition:
+		switch grpclite.CodeOf(err) {
+		case grpclite.Unauthenticated, grpclite.PermissionDenied, grpclite.InvalidArgument, grpclite.FailedPrecondition:
 			return nil, fmt.Errorf("%w (authenticated by %s): %w", ErrRefused, cred.method(), err)
 		}
 		return nil, fmt.Errorf("calling the CA at %s: %w", c.target, err)
 	}
-	return resp.GetCertChain(), nil
-}
-
-// dialTarget turns a host:port into a gRPC target that the Go dialer resolves (no gRPC resolver
-// goroutines for a connection used once); a target with a scheme is kept.
-func dialTarget(addr string) string {
-	if strings.Contains(addr, ":///") {
-		return addr
+	chain, err := decodeCSRResponse(resp)
+	if err != nil {
+		return nil, fmt.Errorf("the CA at %s: %w", c.target, err)
 	}
-	return "passthrough:///" + addr
+	return chain, nil
 }
 
 // checkToken refuses a token that cannot be sent as one metadata value.

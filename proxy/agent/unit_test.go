@@ -306,7 +306,7 @@ func TestNewOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	if a.o.CAServerName != DefaultCAServerName || a.o.Lifetime != DefaultLifetime || a.o.RenewFraction != 0.5 ||
-		a.o.RenewJitter != 0.1 || a.o.WarnFraction != 0.2 || a.Identity() != testID.String() || a.client.target != "passthrough:///127.0.0.1:15012" {
+		a.o.RenewJitter != 0.1 || a.o.WarnFraction != 0.2 || a.Identity() != testID.String() || a.client.target != "127.0.0.1:15012" {
 		t.Errorf("defaults: %+v %s", a.o, a.client.target)
 	}
 	if o := validOptions(); true {
@@ -321,31 +321,33 @@ func TestNewOptions(t *testing.T) {
 	if o := validOptions(); true {
 		o.RootsPEM, o.RootsFile = nil, rootsFile
 		o.CAAddress = "dns:///straitd.istio-system.svc:15012"
-		if a, err := New(o); err != nil || a.client.target != o.CAAddress {
+		if a, err := New(o); err != nil || a.client.target != "straitd.istio-system.svc:15012" {
 			t.Errorf("roots file: %v", err)
 		}
 	}
 	for name, mod := range map[string]func(*Options){
-		"no address":          func(o *Options) { o.CAAddress = "" },
-		"no roots":            func(o *Options) { o.RootsPEM = nil },
-		"two roots sources":   func(o *Options) { o.RootsFile = rootsFile },
-		"missing roots file":  func(o *Options) { o.RootsPEM, o.RootsFile = nil, filepath.Join(dir, "nope") },
-		"bad roots":           func(o *Options) { o.RootsPEM = []byte("x") },
-		"no token":            func(o *Options) { o.BootstrapToken = "" },
-		"two token sources":   func(o *Options) { o.BootstrapTokenFile = "/x" },
-		"token with newline":  func(o *Options) { o.BootstrapToken = "a\nb" },
-		"bad namespace":       func(o *Options) { o.Namespace = "Default" },
-		"empty sa":            func(o *Options) { o.ServiceAccount = "" },
-		"sa with slash":       func(o *Options) { o.ServiceAccount = "a/b" },
-		"bad trust domain":    func(o *Options) { o.TrustDomain = "a/b" },
-		"short lifetime":      func(o *Options) { o.Lifetime = time.Millisecond },
-		"renew fraction 1":    func(o *Options) { o.RenewFraction = 1 },
-		"negative warn":       func(o *Options) { o.WarnFraction = -0.1 },
-		"jitter 1":            func(o *Options) { o.RenewJitter = 1 },
-		"renew fraction >1":   func(o *Options) { o.RenewFraction = 2 },
-		"NUL in namespace":    func(o *Options) { o.Namespace = "a\x00b" },
-		"namespace too long":  func(o *Options) { o.Namespace = strings.Repeat("a", 64) },
-		"trailing dash in sa": func(o *Options) { o.ServiceAccount = "a-" },
+		"no address":            func(o *Options) { o.CAAddress = "" },
+		"address without port":  func(o *Options) { o.CAAddress = "straitd.istio-system.svc" },
+		"unknown target scheme": func(o *Options) { o.CAAddress = "xds:///straitd:15012" },
+		"no roots":              func(o *Options) { o.RootsPEM = nil },
+		"two roots sources":     func(o *Options) { o.RootsFile = rootsFile },
+		"missing roots file":    func(o *Options) { o.RootsPEM, o.RootsFile = nil, filepath.Join(dir, "nope") },
+		"bad roots":             func(o *Options) { o.RootsPEM = []byte("x") },
+		"no token":              func(o *Options) { o.BootstrapToken = "" },
+		"two token sources":     func(o *Options) { o.BootstrapTokenFile = "/x" },
+		"token with newline":    func(o *Options) { o.BootstrapToken = "a\nb" },
+		"bad namespace":         func(o *Options) { o.Namespace = "Default" },
+		"empty sa":              func(o *Options) { o.ServiceAccount = "" },
+		"sa with slash":         func(o *Options) { o.ServiceAccount = "a/b" },
+		"bad trust domain":      func(o *Options) { o.TrustDomain = "a/b" },
+		"short lifetime":        func(o *Options) { o.Lifetime = time.Millisecond },
+		"renew fraction 1":      func(o *Options) { o.RenewFraction = 1 },
+		"negative warn":         func(o *Options) { o.WarnFraction = -0.1 },
+		"jitter 1":              func(o *Options) { o.RenewJitter = 1 },
+		"renew fraction >1":     func(o *Options) { o.RenewFraction = 2 },
+		"NUL in namespace":      func(o *Options) { o.Namespace = "a\x00b" },
+		"namespace too long":    func(o *Options) { o.Namespace = strings.Repeat("a", 64) },
+		"trailing dash in sa":   func(o *Options) { o.ServiceAccount = "a-" },
 	} {
 		o := validOptions()
 		mod(&o)

@@ -5,9 +5,10 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	grpcstatus "google.golang.org/grpc/status"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/strait-mesh/strait/internal/grpclite"
 )
 
 // Reconnect backoff. When straitd restarts, every proxy's stream ends at the same instant; if
@@ -19,10 +20,9 @@ import (
 // admission: too many new streams) sets a floor: the proxy waits the hinted delay plus up to
 // half of it again, so the refused proxies spread over the time the server needs for them.
 //
-// gRPC reconnects the channel below the streams on its own schedule while the server is
-// unreachable (sticky TRANSIENT_FAILURE); channelBackoff gives it the same bounds, so that a
-// proxy does not sit out gRPC's default of up to 120 s after straitd is back. A reconnected
-// channel opens no stream by itself: streams still start on the jittered schedule above.
+// The connection below the streams (internal/grpclite) has no schedule of its own: it is
+// opened when a stream starts and the previous connection is gone, so a proxy reconnects
+// exactly on the jittered schedule above, however long straitd was away.
 
 // Backoff is the reconnect schedule of one client: Next gives the wait before each attempt. The
 // zero value is not usable; set Base and Max. It is not safe for concurrent use.
@@ -60,27 +60,23 @@ func retryWait(delay, hint time.Duration, randN func(time.Duration) time.Duratio
 func jitter(n time.Duration) time.Duration { return rand.N(n) }
 
 // retryHint returns the retry delay a server attached to a stream's error as a
-// google.rpc.RetryInfo detail, or 0. It is capped at max so that a server cannot park a proxy
-// for long.
+// google.rpc.RetryInfo detail (in grpc-status-details-bin), or 0. It is capped at limit so that
+// a server cannot park a proxy for long. The details are untrusted: what does not decode is no
+// hint.
 func retryHint(err error, limit time.Duration) time.Duration {
-	if err == nil {
+	st, ok := grpclite.FromError(err) // also when err wraps the status
+	if !ok || len(st.Details) == 0 {
 		return 0
 	}
-	st, ok := grpcstatus.FromError(err) // also when err wraps the status
-	if !ok {
+	var details rpcstatus.Status
+	if proto.Unmarshal(st.Details, &details) != nil {
 		return 0
 	}
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
+	for _, d := range details.GetDetails() {
+		var ri errdetails.RetryInfo
+		if d.MessageIs(&ri) && d.UnmarshalTo(&ri) == nil {
 			return min(max(ri.GetRetryDelay().AsDuration(), 0), limit)
 		}
 	}
 	return 0
-}
-
-// channelBackoff bounds gRPC's own reconnect backoff of the channel by the client's.
-func channelBackoff(base, limit time.Duration) grpc.DialOption {
-	cfg := backoff.DefaultConfig
-	cfg.BaseDelay, cfg.MaxDelay = base, limit
-	return grpc.WithConnectParams(grpc.ConnectParams{Backoff: cfg, MinConnectTimeout: 20 * time.Second /* gRPC's default */})
 }

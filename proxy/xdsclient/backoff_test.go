@@ -6,10 +6,32 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	grpcstatus "google.golang.org/grpc/status"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/internal/grpclite"
 )
+
+// withDetails is an Unavailable status carrying details as grpc-status-details-bin does.
+func withDetails(t *testing.T, details ...proto.Message) *grpclite.Status {
+	t.Helper()
+	st := &rpcstatus.Status{Code: int32(grpclite.Unavailable), Message: "too many new streams"}
+	for _, d := range details {
+		a, err := anypb.New(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Details = append(st.Details, a)
+	}
+	b, err := proto.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &grpclite.Status{Code: grpclite.Unavailable, Message: st.Message, Details: b}
+}
 
 // TestRetryWaitFullJitter: without a hint the wait is anywhere in [0, delay) — the first retry
 // too, so proxies that lost straitd together do not come back together; with a hint it is at
@@ -41,20 +63,19 @@ func TestRetryWaitFullJitter(t *testing.T) {
 
 // TestRetryHint reads a RetryInfo from a (wrapped) stream error and caps it.
 func TestRetryHint(t *testing.T) {
-	st, err := grpcstatus.New(codes.Unavailable, "too many new streams").
-		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(3 * time.Second)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrapped := fmt.Errorf("receiving delta ads: %w", st.Err())
+	st := withDetails(t, wrapperspb.String("other detail"), &errdetails.RetryInfo{RetryDelay: durationpb.New(3 * time.Second)})
+	wrapped := fmt.Errorf("receiving delta ads: %w", st)
 	for _, c := range []struct {
 		err   error
 		limit time.Duration
 		want  time.Duration
 	}{
 		{wrapped, time.Minute, 3 * time.Second},
-		{st.Err(), time.Second, time.Second},
-		{grpcstatus.Error(codes.Unavailable, "connection refused"), time.Minute, 0},
+		{st, time.Second, time.Second},
+		{withDetails(t, &errdetails.RetryInfo{RetryDelay: durationpb.New(-time.Second)}), time.Minute, 0},
+		{withDetails(t, wrapperspb.String("no hint")), time.Minute, 0},
+		{&grpclite.Status{Code: grpclite.Unavailable, Details: []byte{0xff, 0xff}}, time.Minute, 0},
+		{&grpclite.Status{Code: grpclite.Unavailable, Message: "connection refused"}, time.Minute, 0},
 		{fmt.Errorf("plain"), time.Minute, 0},
 		{nil, time.Minute, 0},
 	} {

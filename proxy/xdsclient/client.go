@@ -12,6 +12,7 @@ package xdsclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,11 +22,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/strait-mesh/strait/internal/grpclite"
 	"github.com/strait-mesh/strait/internal/node"
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/xdspb"
@@ -95,8 +95,11 @@ type Options struct {
 	Node    *corev3.Node // sent on the first request of each stream
 	Handler Handler
 	Logger  *slog.Logger
-	// DialOptions replace the default (plaintext) transport credentials when set.
-	DialOptions []grpc.DialOption
+	// TLS, when set, makes the connection TLS (ALPN h2) with this configuration: the control
+	// plane's roots and server name, and for mutual TLS the client certificate (read per
+	// handshake through GetClientCertificate, so a renewed one applies on the next reconnect).
+	// Nil: plaintext HTTP/2 (h2c), as Istio's port 15010.
+	TLS *tls.Config
 	// BackoffBase and BackoffMax bound the full-jitter exponential reconnect delay
 	// (defaults 200ms and 15s; backoff.go). BackoffMax also caps a server's retry hint.
 	BackoffBase, BackoffMax time.Duration
@@ -252,26 +255,22 @@ var errUnimplemented = errors.New("delta ads unimplemented")
 // Run connects and keeps the stream up until ctx is done, reconnecting with jittered exponential
 // backoff. It returns ctx.Err().
 func (c *Client) Run(ctx context.Context) error {
-	dopts := []grpc.DialOption{channelBackoff(c.opts.BackoffBase, c.opts.BackoffMax)}
-	if len(c.opts.DialOptions) == 0 {
-		dopts = append(dopts, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	}
-	dopts = append(dopts, c.opts.DialOptions...)
-	conn, err := grpc.NewClient(c.opts.Address, dopts...)
+	// One HTTP/2 connection carries the streams; grpclite opens it when a stream starts and
+	// again after it broke, so reconnects follow the stream schedule below.
+	conn, err := grpclite.Dial(c.opts.Address, grpclite.Options{TLS: c.opts.TLS, UserAgent: "strait-proxy"})
 	if err != nil {
 		return fmt.Errorf("dialing xds server %s: %w", c.opts.Address, err)
 	}
 	defer conn.Close()
-	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	sotw := c.opts.ForceSotW
 	backoff := Backoff{Base: c.opts.BackoffBase, Max: c.opts.BackoffMax}
 	for {
 		var got bool
 		var err error
 		if sotw {
-			got, err = c.runSotW(ctx, ads)
+			got, err = c.runSotW(ctx, conn)
 		} else {
-			got, err = c.runDelta(ctx, ads)
+			got, err = c.runDelta(ctx, conn)
 			if errors.Is(err, errUnimplemented) {
 				c.log.Info("server has no delta ADS, falling back to state of the world")
 				sotw = true

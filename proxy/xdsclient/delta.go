@@ -6,16 +6,15 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc/codes"
-	grpcstatus "google.golang.org/grpc/status"
 
+	"github.com/strait-mesh/strait/internal/grpclite"
 	discoveryv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/service/discovery/v3"
 )
 
 // deltaStream is the per-stream state of an incremental ADS stream.
 type deltaStream struct {
 	c          *Client
-	stream     discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	stream     *deltaADS
 	subscribed map[string]map[string]bool // names subscribed on this stream, per non-wildcard type
 	demanded   map[demandKey]bool         // demands subscribed on this stream
 	started    map[string]bool            // a request for the type was sent on this stream
@@ -27,10 +26,10 @@ type deltaStream struct {
 }
 
 // runDelta runs one Delta stream until it fails. got reports whether any response arrived.
-func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (got bool, err error) {
+func (c *Client) runDelta(ctx context.Context, conn *grpclite.Conn) (got bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := ads.DeltaAggregatedResources(ctx)
+	stream, err := openDelta(ctx, conn)
 	if err != nil {
 		return false, fmt.Errorf("opening delta ads stream: %w", err)
 	}
@@ -54,7 +53,7 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 			}
 		case r := <-recv:
 			if r.err != nil {
-				if !got && grpcstatus.Code(r.err) == codes.Unimplemented {
+				if !got && grpclite.CodeOf(r.err) == grpclite.Unimplemented {
 					return false, errUnimplemented
 				}
 				return got, fmt.Errorf("receiving delta ads: %w", r.err)
@@ -77,7 +76,7 @@ func (s *deltaStream) sendErr(ctx context.Context, recv <-chan received[*discove
 	select {
 	case r := <-recv:
 		if r.err != nil {
-			if grpcstatus.Code(r.err) == codes.Unimplemented {
+			if grpclite.CodeOf(r.err) == grpclite.Unimplemented {
 				return errUnimplemented
 			}
 			return fmt.Errorf("opening delta ads stream: %w", r.err)
@@ -188,7 +187,7 @@ func (s *deltaStream) handle(resp *discoveryv3.DeltaDiscoveryResponse) error {
 	ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
 	cur, known := s.view[t]
 	if !known {
-		ack.ErrorDetail = &status.Status{Code: int32(codes.InvalidArgument), Message: "unsupported resource type " + t}
+		ack.ErrorDetail = &status.Status{Code: int32(grpclite.InvalidArgument), Message: "unsupported resource type " + t}
 		return s.send(ack)
 	}
 	next, err := s.merge(t, cur, resp)
@@ -204,7 +203,7 @@ func (s *deltaStream) handle(resp *discoveryv3.DeltaDiscoveryResponse) error {
 	}
 	if err != nil {
 		s.c.log.Warn("xds update rejected", "type", t, "nonce", resp.GetNonce(), "error", err)
-		ack.ErrorDetail = &status.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+		ack.ErrorDetail = &status.Status{Code: int32(grpclite.InvalidArgument), Message: err.Error()}
 	} else {
 		s.c.log.Debug("xds update accepted", "type", t, "resources", len(next))
 	}

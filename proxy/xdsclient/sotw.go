@@ -7,15 +7,15 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc/codes"
 
+	"github.com/strait-mesh/strait/internal/grpclite"
 	discoveryv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/service/discovery/v3"
 )
 
 // sotwStream is the per-stream state of a state-of-the-world ADS stream.
 type sotwStream struct {
 	c      *Client
-	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	stream *sotwADS
 	names  map[string][]string // names last requested per non-wildcard type
 	nonce  map[string]string   // last nonce received per type
 	sent   map[string]bool
@@ -34,10 +34,10 @@ const (
 )
 
 // runSotW runs one SotW stream until it fails. got reports whether any response arrived.
-func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (got bool, err error) {
+func (c *Client) runSotW(ctx context.Context, conn *grpclite.Conn) (got bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := ads.StreamAggregatedResources(ctx)
+	stream, err := openSotW(ctx, conn)
 	if err != nil {
 		return false, fmt.Errorf("opening sotw ads stream: %w", err)
 	}
@@ -142,7 +142,7 @@ func (s *sotwStream) handle(resp *discoveryv3.DiscoveryResponse) error {
 	s.nonce[t] = resp.GetNonce()
 	req := &discoveryv3.DiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce(), ResourceNames: s.names[t]}
 	if _, known := s.c.accepted[t]; !known {
-		req.ErrorDetail = &status.Status{Code: int32(codes.InvalidArgument), Message: "unsupported resource type " + t}
+		req.ErrorDetail = &status.Status{Code: int32(grpclite.InvalidArgument), Message: "unsupported resource type " + t}
 		return s.send(req)
 	}
 	next, err := s.merge(t, resp)
@@ -151,7 +151,7 @@ func (s *sotwStream) handle(resp *discoveryv3.DiscoveryResponse) error {
 	}
 	if err != nil {
 		req.VersionInfo = s.c.versions[t]
-		req.ErrorDetail = &status.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+		req.ErrorDetail = &status.Status{Code: int32(grpclite.InvalidArgument), Message: err.Error()}
 		if s.nackVersion[t] == resp.GetVersionInfo() {
 			d := min(max(2*s.nackDelay[t], nackBackoffBase), nackBackoffMax)
 			s.nackDelay[t] = d
