@@ -83,8 +83,9 @@ type Options struct {
 	// memory-based overload action); see package overload.
 	MemoryLimit int64
 	// KeepTextPages turns off the release of the executable's read-only pages and the Go
-	// heap's free pages once configuration has settled (package memtrim); by default they are
-	// released after the first configuration and after updates, at most once a minute.
+	// heap's free pages once start-up and configuration have settled (package memtrim); by
+	// default they are released 5 s after start-up, after the first configuration and after
+	// updates, at most once a minute.
 	KeepTextPages bool
 	// OverloadThresholds are the memory pressures at which the overload actions turn on (zero
 	// entries: overload.DefaultThresholds()).

@@ -246,6 +246,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 			}
 		}
 		go p.trim.Run(tctx)
+		p.trim.Kick() // start-up's pages, also while no control plane answers
 	}
 	xctx, stopXDS := context.WithCancel(context.Background())
 	xdone := make(chan struct{})
