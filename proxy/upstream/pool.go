@@ -41,6 +41,7 @@ type pool struct {
 	conns   []*pconn
 	dialing int
 	changed chan struct{} // closed and replaced whenever a connection's state changes
+	waiters int           // requests waiting on changed; with none, a change replaces nothing
 	closed  bool
 	// proxiedKey is set on a per-downstream PROXY-protocol pool (see endpoint.proxiedPool).
 	proxiedKey *proxiedKey
@@ -53,7 +54,14 @@ type pconn struct {
 	created  time.Time
 	requests uint32 // guarded by p.mu
 	draining bool   // guarded by p.mu: takes no new requests, closes when idle
-	idle     *time.Timer
+	// idle closes the connection after the cluster's idle timeout without requests. It is
+	// armed when the connection first goes idle and left running while it is used: each
+	// release only records idleSince, and the timer, when it fires, re-arms itself for what is
+	// left of the period (or disarms while a request is in flight), so that a request does not
+	// stop and restart a runtime timer. Guarded by p.mu.
+	idle      *time.Timer
+	idleArmed bool
+	idleSince time.Time
 }
 
 // poolFor returns the endpoint's pool of kind k, creating it on first use. The common case is
@@ -166,6 +174,9 @@ func newPool(ep *endpoint, k poolKind) *pool {
 func (p *pool) multiplexed() bool { return p.kind == poolH2 }
 
 func (p *pool) broadcastLocked() {
+	if p.waiters == 0 {
+		return // no request holds the channel: nothing to wake
+	}
 	close(p.changed)
 	p.changed = make(chan struct{})
 }
@@ -219,12 +230,10 @@ func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) 
 				return pc, reused, nil
 			}
 		}
-		// Wait on the state seen under this lock, so no change is missed.
-		changed := p.changed
-		p.mu.Unlock()
 		// No connection now: wait as a pending request.
 		if !pending {
 			if !c.breaker.pending.acquire() {
+				p.mu.Unlock()
 				c.st.rqPendingOverflow.Inc()
 				return nil, false, &Error{Flag: FlagOverflow, Err: errPendingOverflow}
 			}
@@ -232,13 +241,24 @@ func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) 
 			c.st.rqPendingTotal.Inc()
 			c.st.rqPendingActive.Inc()
 		}
+		// Wait on the state seen under this lock, so no change is missed.
+		changed := p.changed
+		p.waiters++
+		p.mu.Unlock()
+		var err error
 		select {
 		case <-changed:
 		case <-freed:
 		case <-ctx.Done():
-			return nil, false, ctx.Err()
+			err = ctx.Err()
 		case <-c.stop:
-			return nil, false, errClosed
+			err = errClosed
+		}
+		p.mu.Lock()
+		p.waiters--
+		p.mu.Unlock()
+		if err != nil {
+			return nil, false, err
 		}
 	}
 }
@@ -269,9 +289,6 @@ func (p *pool) reserveLocked() *pconn {
 		if m := c.http.maxRequestsPerConn; m > 0 && pc.requests >= m {
 			pc.draining = true
 			c.st.cxMaxRequests.Inc()
-		}
-		if pc.idle != nil {
-			pc.idle.Stop()
 		}
 		return pc
 	}
@@ -409,10 +426,13 @@ func (pc *pconn) syncStateAndUnlock() {
 			pc.draining = true
 			closeIt = true
 		case c.http.idleTimeout > 0:
+			pc.idleSince = time.Now()
 			if pc.idle == nil {
 				pc.idle = time.AfterFunc(c.http.idleTimeout, pc.onIdle)
-			} else {
+				pc.idleArmed = true
+			} else if !pc.idleArmed {
 				pc.idle.Reset(c.http.idleTimeout)
+				pc.idleArmed = true
 			}
 		}
 	}
@@ -444,8 +464,16 @@ func (p *pool) idleLocked() int {
 func (pc *pconn) onIdle() {
 	p := pc.p
 	p.mu.Lock()
+	pc.idleArmed = false
 	closeIt := !pc.draining && pc.cc.InFlight() == 0 && pc.cc.Err() == nil
 	if closeIt {
+		if quiet, d := time.Since(pc.idleSince), p.ep.c.http.idleTimeout; quiet < d {
+			// Used since the timer was armed: idle only for quiet so far.
+			pc.idle.Reset(d - quiet)
+			pc.idleArmed = true
+			p.mu.Unlock()
+			return
+		}
 		pc.draining = true
 	}
 	p.mu.Unlock()

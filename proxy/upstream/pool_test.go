@@ -514,3 +514,33 @@ func TestKeepAliveAfterCancel(t *testing.T) {
 		t.Fatalf("10 sequential requests used %d connections, want 1", n)
 	}
 }
+
+// TestIdleTimeoutCountsFromLastRequest keeps one connection busy more often than its idle
+// timeout for three periods: the lazily re-armed idle timer must not close it, and must close
+// it once the requests stop.
+func TestIdleTimeoutCountsFromLastRequest(t *testing.T) {
+	a := newBackend(t, "a")
+	c := staticCluster("idle", clusterv3.Cluster_ROUND_ROBIN, a)
+	c.TypedExtensionProtocolOptions = protoOptions(t, &httpv3.HttpProtocolOptions{
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(500 * time.Millisecond)},
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}}}},
+	})
+	cl, st := compileT(t, c, Deps{})
+	for range 30 { // 1.5 s
+		get(t, cl, balance.Context{})
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := a.accepted.Load(); n != 1 {
+		t.Fatalf("requests every 50 ms with a 500 ms idle timeout used %d connections, want 1", n)
+	}
+	if n := counter(st, "cluster.idle.upstream_cx_idle_timeout"); n != 0 {
+		t.Fatalf("upstream_cx_idle_timeout = %d while in use", n)
+	}
+	testenv.WaitFor(t, "idle connection to time out", 10*time.Second, func() bool {
+		return gauge(st, "cluster.idle.upstream_cx_active") == 0
+	})
+	if n := counter(st, "cluster.idle.upstream_cx_idle_timeout"); n != 1 {
+		t.Fatalf("upstream_cx_idle_timeout = %d after the requests stopped, want 1", n)
+	}
+}
