@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -97,16 +95,7 @@ func TestRun(t *testing.T) {
 		t.Error("TCP probe of a closed port succeeded")
 	}
 
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	go gs.Serve(gl)
-	defer gs.Stop()
-	gp := port(t, gl.Addr().String())
+	gp, hs := startHealthServer(t)
 	svc := "orders"
 	hs.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
 	probe := &Prober{GRPC: &GRPC{Port: gp, Service: &svc}}

@@ -87,16 +87,7 @@ func FuzzHealthCheckResponse(f *testing.F) {
 // TestGRPCProbe: the probe against grpc-go's health server, for the server's overall health,
 // a named service, a service the server does not know, and a server that is not gRPC.
 func TestGRPCProbe(t *testing.T) {
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	go gs.Serve(gl)
-	defer gs.Stop()
-	gp := port(t, gl.Addr().String())
+	gp, hs := startHealthServer(t)
 	ctx := context.Background()
 	if err := (&Prober{GRPC: &GRPC{Port: gp}}).Run(ctx, "127.0.0.1"); err != nil {
 		t.Errorf("overall health (SERVING by default): %v", err)
@@ -128,4 +119,19 @@ func TestGRPCProbe(t *testing.T) {
 	if err := (&Prober{GRPC: &GRPC{Port: port(t, web.Addr().String())}}).Run(ctx, "127.0.0.1"); err == nil {
 		t.Error("a server that is not gRPC passed the probe")
 	}
+}
+
+// startHealthServer serves grpc-go's health service on a loopback port until the test ends.
+func startHealthServer(t *testing.T) (int, *health.Server) {
+	t.Helper()
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	go gs.Serve(gl)
+	t.Cleanup(gs.Stop)
+	return port(t, gl.Addr().String()), hs
 }

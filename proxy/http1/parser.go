@@ -243,10 +243,7 @@ loop:
 					p.nlen++
 					j++
 				}
-				if keep {
-					p.buf = append(p.buf, b[i:j]...)
-				}
-				p.lineLen += j - i
+				p.lineRun(b[i:j], keep)
 				i = j
 				if i == end {
 					continue
@@ -317,10 +314,7 @@ loop:
 			// Fast path: the rest of the path and query.
 			stop := min(end, i+p.lim.MaxRequestLineBytes-p.lineLen)
 			j := i + targetRun(b[i:stop])
-			if keep {
-				p.buf = append(p.buf, b[i:j]...)
-			}
-			p.lineLen += j - i
+			p.lineRun(b[i:j], keep)
 			i = j
 			if i == end {
 				continue
@@ -612,6 +606,15 @@ loop:
 // EndError reports whether the error Feed returned concerns the head as a whole, found at the
 // LF that ends it (see Feed): the head's last two bytes, its empty line, are part of the error.
 func (p *Parser) EndError() bool { return p.st == sFailed && p.flags&fErrAtEnd != 0 }
+
+// lineRun accounts a run of request-line bytes that the fast paths checked against the line's
+// limit, keeping them when keep is set.
+func (p *Parser) lineRun(run []byte, keep bool) {
+	if keep {
+		p.buf = append(p.buf, run...)
+	}
+	p.lineLen += len(run)
+}
 
 // lineByte accounts one more byte of the request line.
 func (p *Parser) lineByte() *Error {
