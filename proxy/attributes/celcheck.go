@@ -169,6 +169,10 @@ func (c *checker) visit(n *node) error {
 			return c.errorf(n, "found no matching overload for '_?_:_' applied to '(%s, %s, %s)'",
 				n.args[0].typ, n.args[1].typ, n.args[2].typ)
 		}
+		if !assignable(n.args[1].typ, n.args[2].typ) {
+			return fmt.Errorf("found no matching overload for '_?_:_' applied to '(%s, %s, %s)'",
+				n.args[0].typ, n.args[1].typ, n.args[2].typ)
+		}
 		n.typ = join(n.args[1].typ, n.args[2].typ)
 	case opList:
 		t := (*celType)(nil)

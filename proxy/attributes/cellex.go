@@ -96,29 +96,16 @@ func (l *lexer) next() (token, error) {
 	case isDigit(c):
 		return l.number()
 	case isIdentStart(c):
-		// String and bytes prefixes: r, b, rb, br (any case) directly followed by a quote.
+		// String and bytes prefixes: r, b or br (either case) directly followed by a quote.
 		j := l.pos
 		raw, byt := false, false
-		for k := 0; k < 2 && j < len(l.src); k++ {
-			switch l.src[j] {
-			case 'r', 'R':
-				if raw {
-					k = 2
-					continue
-				}
-				raw = true
-				j++
-				continue
-			case 'b', 'B':
-				if byt {
-					k = 2
-					continue
-				}
-				byt = true
-				j++
-				continue
-			}
-			break
+		if l.src[j] == 'b' || l.src[j] == 'B' {
+			byt = true
+			j++
+		}
+		if j < len(l.src) && (l.src[j] == 'r' || l.src[j] == 'R') {
+			raw = true
+			j++
 		}
 		if j > l.pos && j < len(l.src) && (l.src[j] == '"' || l.src[j] == '\'') {
 			l.pos = j

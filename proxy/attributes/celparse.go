@@ -279,9 +279,9 @@ func (p *parser) member() (*node, error) {
 				return nil, err
 			}
 			if p.is("(") {
-				args, err := p.callArgs(")")
-				if err != nil {
-					return nil, err
+				args, aerr := p.callArgs(")")
+				if aerr != nil {
+					return nil, aerr
 				}
 				x, err = p.call(name, pos, x, args)
 			} else {
