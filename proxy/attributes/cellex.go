@@ -140,7 +140,7 @@ func isIdentStart(c byte) bool { return c == '_' || (c|0x20) >= 'a' && (c|0x20) 
 func (l *lexer) number() (token, error) {
 	s := l.src
 	start := l.pos
-	if strings.HasPrefix(s[l.pos:], "0x") || strings.HasPrefix(s[l.pos:], "0X") {
+	if strings.HasPrefix(s[l.pos:], "0x") {
 		l.pos += 2
 		h := l.pos
 		for l.pos < len(s) && isHex(s[l.pos]) {
@@ -206,7 +206,7 @@ func (l *lexer) numberValue(t token, neg bool) (Value, error) {
 	case tUint:
 		body := text[:len(text)-1]
 		base := 10
-		if strings.HasPrefix(body, "0x") || strings.HasPrefix(body, "0X") {
+		if strings.HasPrefix(body, "0x") {
 			body, base = body[2:], 16
 		}
 		u, err := strconv.ParseUint(body, base, 64)
@@ -217,7 +217,7 @@ func (l *lexer) numberValue(t token, neg bool) (Value, error) {
 	}
 	body := text
 	base := 10
-	if strings.HasPrefix(body, "0x") || strings.HasPrefix(body, "0X") {
+	if strings.HasPrefix(body, "0x") {
 		body, base = body[2:], 16
 	}
 	if neg {

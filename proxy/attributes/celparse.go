@@ -334,6 +334,14 @@ func (p *parser) callArgs(close string) ([]*node, error) {
 		return nil, err
 	}
 	var args []*node
+	if close == "]" && p.is(",") { // [,]: the grammar allows a lone trailing comma
+		if err := p.advance(); err != nil {
+			return nil, err
+		}
+		if !p.is(close) {
+			return nil, p.unexpected("']'")
+		}
+	}
 	for !p.is(close) {
 		a, err := p.expr()
 		if err != nil {
@@ -453,6 +461,14 @@ func (p *parser) primary() (*node, error) {
 			return nil, err
 		}
 		var kv []*node
+		if p.is(",") { // {,}: the grammar allows a lone trailing comma
+			if err := p.advance(); err != nil {
+				return nil, err
+			}
+			if !p.is("}") {
+				return nil, p.unexpected("'}'")
+			}
+		}
 		for !p.is("}") {
 			k, err := p.expr()
 			if err != nil {
