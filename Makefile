@@ -28,11 +28,11 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # test runs every test: formatting, vet, the dependency rule for strait-proxy (no Kubernetes,
-# storage or control plane packages, and no go-control-plane or cncf/xds: it decodes xDS into its
-# trimmed types, proxy/xdspb), and go test (which also runs each fuzz target over its committed
-# seed corpus).
+# storage or control plane packages, no go-control-plane or cncf/xds: it decodes xDS into its
+# trimmed types, proxy/xdspb; no cel-go: proxy/attributes evaluates CEL itself), and go test
+# (which also runs each fuzz target over its committed seed corpus).
 test: test-deps fmt-check vet
-	@if $(GO) list -deps ./cmd/strait-proxy | grep -E '^(k8s.io/client-go|k8s.io/api/|k8s.io/apimachinery|go.etcd.io/bbolt|github.com/prometheus/client_golang|github.com/strait-mesh/strait/controlplane|github.com/envoyproxy/go-control-plane|github.com/cncf/xds)'; then \
+	@if $(GO) list -deps ./cmd/strait-proxy | grep -E '^(k8s.io/client-go|k8s.io/api/|k8s.io/apimachinery|go.etcd.io/bbolt|github.com/prometheus/client_golang|github.com/strait-mesh/strait/controlplane|github.com/envoyproxy/go-control-plane|github.com/cncf/xds|github.com/google/cel-go|cel.dev/expr)'; then \
 		echo "strait-proxy must not link the packages above"; exit 1; fi
 	$(GO) test -count=1 -timeout 20m ./...
 

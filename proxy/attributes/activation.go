@@ -80,9 +80,14 @@ func (g *group) find(key Value) (Value, bool) {
 	if !ok {
 		return Value{}, false
 	}
-	v, ok := f(g.a.r)
+	return g.a.attribute(f)
+}
+
+// attribute resolves one attribute of the activation's Record.
+func (a *activation) attribute(f attr) (Value, bool) {
+	v, ok := f(a.r)
 	if hk, isHeaders := v.o.(headerKind); ok && isHeaders {
-		v.o = &g.a.headers[hk]
+		v.o = &a.headers[hk]
 	}
 	return v, ok
 }

@@ -288,7 +288,9 @@ func (c *checker) sel(n *node) error {
 	x := n.args[0]
 	if x.op == opIdent && x.slot < 0 {
 		fields := groups[groupOrder[x.attr]]
-		if _, ok := fields[n.name]; !ok {
+		f, ok := fields[n.name]
+		n.afn = f
+		if !ok {
 			return fmt.Errorf("attribute %s.%s: not supported by strait-proxy (it provides %s)",
 				x.name, n.name, fieldList(x.name))
 		}

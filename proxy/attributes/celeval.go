@@ -35,6 +35,16 @@ func (a *activation) eval(n *node) Value {
 		}
 		return mapVal(&a.groups[n.attr])
 	case opSelect, opHas:
+		if n.afn != nil { // request.path and the like: no map in between
+			v, ok := a.attribute(n.afn)
+			if n.op == opHas {
+				return boolVal(ok)
+			}
+			if !ok {
+				return noSuchKey(stringVal(n.name))
+			}
+			return v
+		}
 		x := a.eval(n.args[0])
 		if x.isErr() {
 			return x

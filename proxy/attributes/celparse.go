@@ -56,6 +56,7 @@ type node struct {
 	attr int            // opIdent: index of the top-level attribute in groupOrder
 	fn   fnImpl         // opCall, opBinary
 	re   *regexp.Regexp // matches with a constant pattern
+	afn  attr           // opSelect, opHas of a top-level attribute's field: the field
 }
 
 // parser is a recursive-descent parser of CEL's grammar (langdef "Syntax").

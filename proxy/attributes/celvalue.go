@@ -91,11 +91,16 @@ func timestampVal(t time.Time) Value {
 	return Value{k: kTimestamp, i: s, n: int32(t.Nanosecond())}
 }
 
-func (v Value) uint() uint64     { return uint64(v.i) }
-func (v Value) bool() bool       { return v.i != 0 }
-func (v Value) list() []Value    { return v.o.([]Value) }
-func (v Value) mapper() mapper   { return v.o.(mapper) }
-func (v Value) err() error       { return v.o.(error) }
+func (v Value) uint() uint64   { return uint64(v.i) }
+func (v Value) bool() bool     { return v.i != 0 }
+func (v Value) list() []Value  { return v.o.([]Value) }
+func (v Value) mapper() mapper { return v.o.(mapper) }
+func (v Value) err() error {
+	if v.o == errNoSuchKey {
+		return fmt.Errorf("%w: %s", errNoSuchKey, strconv.Quote(v.s))
+	}
+	return v.o.(error)
+}
 func (v Value) isErr() bool      { return v.k == kError }
 func (v Value) time() time.Time  { return time.Unix(v.i, int64(v.n)).UTC() }
 func (v Value) isTrue() bool     { return v.k == kBool && v.i != 0 }
@@ -410,10 +415,11 @@ func keyEqual(k, key Value) bool {
 
 var errNoSuchKey = errors.New("no such key")
 
-// noSuchKey is the error of a lookup of an absent key.
+// noSuchKey is the error of a lookup of an absent key. It allocates nothing (an absent header is
+// the common case of an access log filter): the message is built when the error is read.
 func noSuchKey(k Value) Value {
 	if k.k == kString {
-		return errVal(fmt.Errorf("%w: %s", errNoSuchKey, strconv.Quote(k.s)))
+		return Value{k: kError, o: errNoSuchKey, s: k.s}
 	}
 	return errVal(fmt.Errorf("%w: %s", errNoSuchKey, k.String()))
 }

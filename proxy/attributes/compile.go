@@ -79,22 +79,25 @@ func (p *Program) String() string { return p.text }
 // is an error.
 func (p *Program) Eval(r *Record) (Value, error) {
 	a := getActivation(r)
-	defer a.release()
-	return a.run(p)
+	v := a.run(p)
+	a.release()
+	if v.isErr() {
+		return Value{}, v.err()
+	}
+	return v, nil
 }
 
-func (a *activation) run(p *Program) (Value, error) {
+// run evaluates p; an error is returned as an error value (converted to a Go error, with its
+// message, only by Eval).
+func (a *activation) run(p *Program) Value {
 	if len(a.locals) < p.slots {
 		a.locals = make([]Value, p.slots)
 	}
 	v := a.eval(p.root)
 	if a.over {
-		return Value{}, errCostLimit
+		return errVal(errCostLimit)
 	}
-	if v.isErr() {
-		return Value{}, v.err()
-	}
-	return v, nil
+	return v
 }
 
 // Match evaluates a predicate against r as Envoy's CEL access log filter does: true only when
@@ -102,9 +105,9 @@ func (a *activation) run(p *Program) (Value, error) {
 // is false.
 func (p *Program) Match(r *Record) bool {
 	a := getActivation(r)
-	v, err := a.run(p)
+	v := a.run(p)
 	a.release()
-	return err == nil && v.isTrue()
+	return v.isTrue()
 }
 
 // Text evaluates the expression against r as a metric label value: strings as they are,
@@ -112,12 +115,9 @@ func (p *Program) Match(r *Record) bool {
 // evaluation fails or the value has no string form (a map, a list).
 func (p *Program) Text(r *Record) (string, bool) {
 	a := getActivation(r)
-	v, err := a.run(p)
+	v := a.run(p)
 	a.release()
-	if err != nil {
-		return "", false
-	}
-	return toText(v)
+	return toText(v) // false for an error
 }
 
 // fieldList lists the fields of a top-level attribute, for error messages.
