@@ -216,7 +216,7 @@ func fnDouble(_ *activation, x, _ Value) Value {
 		return doubleVal(asFloat(x))
 	case kString:
 		f, err := strconv.ParseFloat(x.s, 64)
-		if err != nil && !isRangeErr(err) {
+		if err != nil { // out of range included
 			return errorf("cannot convert %q to double", x.s)
 		}
 		return doubleVal(f)

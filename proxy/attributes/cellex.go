@@ -256,6 +256,14 @@ func (l *lexer) str(start int, raw, byt bool) (token, error) {
 		if len(q) == 1 && (c == '\n' || c == '\r') {
 			return token{}, l.errAt(start, "newline in string literal")
 		}
+		if c == '\r' { // a line break in a triple-quoted string is \n, whatever its form
+			b.WriteByte('\n')
+			l.pos++
+			if l.pos < len(s) && s[l.pos] == '\n' {
+				l.pos++
+			}
+			continue
+		}
 		if c != '\\' || raw {
 			b.WriteByte(c)
 			l.pos++
