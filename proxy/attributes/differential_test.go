@@ -24,6 +24,7 @@ var diffExprs = []string{
 	`"\101\102"`, `b"abc"`, `b"\xff\377"`, `B'\x00'`, `rb"\x"`, `"\a\b\f\v\?\'\""`, `'\u00e9'.size()`,
 	`[]`, `[1, 2, 3]`, `[1, "a", true]`, `{}`, `{"a": 1, "b": 2}`, `{1: "x", 2u: "y", true: "z"}`,
 	`{"a": 1}["a"]`, `[1,2,][1]`, `{"a": 1,}.a`,
+	"'''a\r\nb'''", "r'''a\rb'''", "\"\"\"a\r\"\"\"", "b'''\r\n'''",
 	// comments and whitespace
 	"1 + // one\n 2", "\t1\r\n==\f1",
 	// arithmetic and overflow
