@@ -199,7 +199,7 @@ func (l *lexer) numberValue(t token, neg bool) (Value, error) {
 			text = "-" + text
 		}
 		f, err := strconv.ParseFloat(text, 64)
-		if err != nil && !isRangeErr(err) {
+		if err != nil { // out of range included
 			return Value{}, l.errAt(t.pos, "invalid double literal %s", text)
 		}
 		return doubleVal(f), nil
@@ -228,11 +228,6 @@ func (l *lexer) numberValue(t token, neg bool) (Value, error) {
 		return Value{}, l.errAt(t.pos, "invalid int literal %s", text)
 	}
 	return intVal(i), nil
-}
-
-func isRangeErr(err error) bool {
-	ne, ok := err.(*strconv.NumError)
-	return ok && ne.Err == strconv.ErrRange
 }
 
 // str lexes a string or bytes literal whose opening quote is at l.pos.
