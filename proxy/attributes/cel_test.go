@@ -215,3 +215,36 @@ func TestCompileBoolTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestAttributeIndex: request["foo"] is refused like request.foo; request["path"] reads the field.
+func TestAttributeIndex(t *testing.T) {
+	if _, err := Compile(`request["foo"] == "x"`); err == nil || !strings.Contains(err.Error(), `attribute request["foo"]: not supported by strait-proxy`) {
+		t.Errorf("request[\"foo\"]: %v", err)
+	}
+	p, err := CompileBool(`request["path"] == request.path && response["code"] == 503`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Match(httpRecord()) {
+		t.Error("request[\"path\"] did not read request.path")
+	}
+}
+
+// TestTimeZones: named zones (cached) and fixed offsets; a bad zone is an evaluation error.
+func TestTimeZones(t *testing.T) {
+	for _, tc := range []struct{ expr, want string }{
+		{`request.time.getHours("Asia/Kolkata")`, "int:8"},
+		{`request.time.getHours("Asia/Kolkata")`, "int:8"},
+		{`request.time.getMinutes("+05:30")`, "int:32"},
+		{`request.time.getHours("-03:00")`, "int:0"},
+		{`request.time.getDayOfMonth("-04:00")`, "int:2"},
+		{`request.time.getHours("Mars/Olympus")`, "error"},
+		{`request.time.getHours("../../etc/passwd")`, "error"},
+		{`request.time.getHours(request.method)`, "error"},
+	} {
+		v, err := mustCompile(t, tc.expr).Eval(httpRecord())
+		if got := canonOurs(v, err); got != tc.want {
+			t.Errorf("%s = %s (%v), want %s", tc.expr, got, err, tc.want)
+		}
+	}
+}

@@ -311,6 +311,13 @@ func (c *checker) sel(n *node) error {
 }
 
 func (c *checker) index(n *node) error {
+	// request["path"] is request.path: a field strait-proxy does not provide is refused alike.
+	if g, k := n.args[0], n.args[1]; g.op == opIdent && g.slot < 0 && k.op == opLit && k.val.k == kString {
+		if _, ok := groups[groupOrder[g.attr]][k.val.s]; !ok {
+			return fmt.Errorf("attribute %s[%q]: not supported by strait-proxy (it provides %s)",
+				g.name, k.val.s, fieldList(g.name))
+		}
+	}
 	x, i := n.args[0].typ, n.args[1].typ
 	switch {
 	case x.isDyn():

@@ -1,10 +1,13 @@
 package attributes
 
 import (
+	"fmt"
 	"math"
 	"math/bits"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -118,11 +121,30 @@ func location(tz string) (*time.Location, error) {
 			return time.FixedZone(tz, off), nil
 		}
 	}
-	if strings.ContainsAny(tz, ".\\") || strings.HasPrefix(tz, "/") {
-		return nil, errorf("invalid time zone %q", tz).err()
+	if strings.ContainsAny(tz, ".\\") || strings.HasPrefix(tz, "/") || len(tz) > 64 {
+		return nil, fmt.Errorf("invalid time zone %q", tz)
 	}
-	return time.LoadLocation(tz)
+	if loc, ok := zones.Load(tz); ok {
+		return loc.(*time.Location), nil
+	}
+	loc, err := time.LoadLocation(tz) // reads the zone database: cached
+	if err != nil {
+		return nil, err
+	}
+	if zoneCount.Add(1) <= maxZones {
+		zones.Store(tz, loc)
+	}
+	return loc, nil
 }
+
+// zones caches the time zones getters have loaded (at most maxZones: names come from
+// configuration, or from request data through an expression).
+var (
+	zones     sync.Map
+	zoneCount atomic.Int32
+)
+
+const maxZones = 64
 
 // matchesConst marks a matches call whose pattern was compiled by check (evaluated by eval).
 var matchesConst = fnMatches
