@@ -97,21 +97,31 @@ type checker struct {
 	varTypes []varType // their types
 	maxVar   int       // deepest comprehension nesting seen
 	scratch  *activation
+	src      string // the expression, for error positions
 }
 
 // check type-checks root in place: names resolved to attributes or comprehension variables,
 // functions to their implementations, constant regular expressions compiled, constant
 // sub-expressions folded. It returns the number of comprehension variable slots evaluation needs.
-func check(root *node) (int, error) {
-	c := &checker{scratch: &activation{}}
+func check(root *node, src string) (int, error) {
+	c := &checker{scratch: &activation{}, src: src}
 	if err := c.visit(root); err != nil {
 		return 0, err
 	}
 	return c.maxVar, nil
 }
 
+// errorf is a check error at n's position ("line:col: ...").
 func (c *checker) errorf(n *node, f string, a ...any) error {
-	return fmt.Errorf("%s", fmt.Sprintf(f, a...))
+	line, col := 1, 1
+	for _, r := range c.src[:min(n.pos, len(c.src))] {
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Errorf("%d:%d: "+f, append([]any{line, col}, a...)...)
 }
 
 func (c *checker) lookupVar(name string) int {
@@ -130,8 +140,6 @@ func (c *checker) visit(n *node) error {
 		return nil
 	case opIdent:
 		return c.ident(n)
-	case opStruct:
-		return c.errorf(n, "message construction is not supported by strait-proxy")
 	}
 	if n.op != opCompre {
 		for _, a := range n.args {
@@ -170,7 +178,7 @@ func (c *checker) visit(n *node) error {
 				n.args[0].typ, n.args[1].typ, n.args[2].typ)
 		}
 		if !assignable(n.args[1].typ, n.args[2].typ) {
-			return fmt.Errorf("found no matching overload for '_?_:_' applied to '(%s, %s, %s)'",
+			return c.errorf(n, "found no matching overload for '_?_:_' applied to '(%s, %s, %s)'",
 				n.args[0].typ, n.args[1].typ, n.args[2].typ)
 		}
 		n.typ = join(n.args[1].typ, n.args[2].typ)
@@ -273,13 +281,13 @@ func (c *checker) ident(n *node) error {
 	}
 	for _, u := range unsupportedTop {
 		if n.name == u {
-			return fmt.Errorf("attribute %s: not supported by strait-proxy yet", n.name)
+			return c.errorf(n, "attribute %s: not supported by strait-proxy yet", n.name)
 		}
 	}
 	if typeNames[n.name] {
-		return fmt.Errorf("type value %s: CEL type values are not supported by strait-proxy", n.name)
+		return c.errorf(n, "type value %s: CEL type values are not supported by strait-proxy", n.name)
 	}
-	return fmt.Errorf("undeclared reference to '%s'", n.name)
+	return c.errorf(n, "undeclared reference to '%s'", n.name)
 }
 
 // sel checks a field selection (or has()): on a map or dyn; a selection of a top-level
@@ -291,7 +299,7 @@ func (c *checker) sel(n *node) error {
 		f, ok := fields[n.name]
 		n.afn = f
 		if !ok {
-			return fmt.Errorf("attribute %s.%s: not supported by strait-proxy (it provides %s)",
+			return c.errorf(n, "attribute %s.%s: not supported by strait-proxy (it provides %s)",
 				x.name, n.name, fieldList(x.name))
 		}
 	}
@@ -302,7 +310,7 @@ func (c *checker) sel(n *node) error {
 	case t.k == kMap && assignable(t.key, tyString):
 		n.typ = t.elem
 	default:
-		return fmt.Errorf("type '%s' does not support field selection", t)
+		return c.errorf(n, "type '%s' does not support field selection", t)
 	}
 	if n.op == opHas {
 		n.typ = tyBool
@@ -314,7 +322,7 @@ func (c *checker) index(n *node) error {
 	// request["path"] is request.path: a field strait-proxy does not provide is refused alike.
 	if g, k := n.args[0], n.args[1]; g.op == opIdent && g.slot < 0 && k.op == opLit && k.val.k == kString {
 		if _, ok := groups[groupOrder[g.attr]][k.val.s]; !ok {
-			return fmt.Errorf("attribute %s[%q]: not supported by strait-proxy (it provides %s)",
+			return c.errorf(n, "attribute %s[%q]: not supported by strait-proxy (it provides %s)",
 				g.name, k.val.s, fieldList(g.name))
 		}
 	}
@@ -327,7 +335,7 @@ func (c *checker) index(n *node) error {
 	case x.k == kMap && assignable(x.key, i):
 		n.typ = x.elem
 	default:
-		return fmt.Errorf("found no matching overload for '_[_]' applied to '(%s, %s)'", x, i)
+		return c.errorf(n, "found no matching overload for '_[_]' applied to '(%s, %s)'", x, i)
 	}
 	return nil
 }
@@ -352,7 +360,7 @@ func (c *checker) compre(n *node) error {
 	case t.k == kMap:
 		vt = t.key
 	default:
-		return fmt.Errorf("expression of type '%s' cannot be range of a comprehension (must be list, map, or dynamic)", t)
+		return c.errorf(n, "expression of type '%s' cannot be range of a comprehension (must be list, map, or dynamic)", t)
 	}
 	c.scopes = append(c.scopes, n.name)
 	c.varTypes = append(c.varTypes, varType{n.name, vt})
@@ -370,19 +378,19 @@ func (c *checker) compre(n *node) error {
 	switch n.ck {
 	case cAll, cExists, cExistsOne:
 		if !assignable(tyBool, n.args[1].typ) {
-			return fmt.Errorf("found no matching overload for '_&&_' applied to '(bool, %s)'", n.args[1].typ)
+			return c.errorf(n, "found no matching overload for '_&&_' applied to '(bool, %s)'", n.args[1].typ)
 		}
 		n.typ = tyBool
 	case cFilter:
 		if !assignable(tyBool, n.args[1].typ) {
-			return fmt.Errorf("found no matching overload for '_?_:_' applied to '(%s, ...)'", n.args[1].typ)
+			return c.errorf(n, "found no matching overload for '_?_:_' applied to '(%s, ...)'", n.args[1].typ)
 		}
 		n.typ = &celType{k: kList, elem: vt}
 	case cMap:
 		n.typ = &celType{k: kList, elem: n.args[1].typ}
 	case cMapFilter:
 		if !assignable(tyBool, n.args[1].typ) {
-			return fmt.Errorf("found no matching overload for '_?_:_' applied to '(%s, ...)'", n.args[1].typ)
+			return c.errorf(n, "found no matching overload for '_?_:_' applied to '(%s, ...)'", n.args[1].typ)
 		}
 		n.typ = &celType{k: kList, elem: n.args[2].typ}
 	}
@@ -402,7 +410,7 @@ func (c *checker) binary(n *node) error {
 	switch n.name {
 	case "==", "!=":
 		if !assignable(a, b) {
-			return fmt.Errorf("found no matching overload for '_%s_' applied to '(%s, %s)'", n.name, a, b)
+			return c.errorf(n, "found no matching overload for '_%s_' applied to '(%s, %s)'", n.name, a, b)
 		}
 		n.typ = tyBool
 		n.fn = binaryImpls[n.name]
@@ -413,7 +421,7 @@ func (c *checker) binary(n *node) error {
 		case b.k == kList && assignable(b.elem, a):
 		case b.k == kMap && assignable(b.key, a):
 		default:
-			return fmt.Errorf("found no matching overload for '@in' applied to '(%s, %s)'", a, b)
+			return c.errorf(n, "found no matching overload for '@in' applied to '(%s, %s)'", a, b)
 		}
 		n.typ = tyBool
 		n.fn = binaryImpls[n.name]
@@ -421,7 +429,7 @@ func (c *checker) binary(n *node) error {
 	}
 	t, err := resolve(operatorSigs[n.name], n.args, "_"+n.name+"_")
 	if err != nil {
-		return err
+		return c.errorf(n, "%w", err)
 	}
 	n.typ = t
 	n.fn = binaryImpls[n.name]
@@ -466,27 +474,27 @@ func (c *checker) call(n *node) error {
 	f, ok := functions[n.name]
 	if !ok {
 		if unsupportedFuncs[n.name] || typeNames[n.name] {
-			return fmt.Errorf("CEL function %s is not supported by strait-proxy", n.name)
+			return c.errorf(n, "CEL function %s is not supported by strait-proxy", n.name)
 		}
-		return fmt.Errorf("CEL function %s is not supported by strait-proxy (undeclared reference to '%s')", n.name, n.name)
+		return c.errorf(n, "CEL function %s is not supported by strait-proxy (undeclared reference to '%s')", n.name, n.name)
 	}
 	if n.recv && !f.recv || !n.recv && !f.global {
 		style := "global"
 		if n.recv {
 			style = "receiver"
 		}
-		return fmt.Errorf("found no matching overload for '%s' applied as a %s call to '(%s)'", n.name, style, typeList(n.args))
+		return c.errorf(n, "found no matching overload for '%s' applied as a %s call to '(%s)'", n.name, style, typeList(n.args))
 	}
 	t, err := resolve(f.sigs, n.args, n.name)
 	if err != nil {
-		return err
+		return c.errorf(n, "%w", err)
 	}
 	n.typ = t
 	n.fn = f.impl
 	if n.name == "matches" && n.args[1].op == opLit && n.args[1].val.k == kString {
 		re, err := compileRegexp(n.args[1].val.s)
 		if err != nil {
-			return err
+			return c.errorf(n.args[1], "%w", err)
 		}
 		n.re = re
 		n.fn = matchesConst
@@ -498,11 +506,11 @@ func (c *checker) call(n *node) error {
 func compileRegexp(pattern string) (*regexp.Regexp, error) {
 	re, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
-		return nil, fmt.Errorf("error parsing regexp: %w", err)
+		return nil, err // "error parsing regexp: ..."
 	}
 	prog, err := syntax.Compile(re.Simplify())
 	if err != nil {
-		return nil, fmt.Errorf("error parsing regexp: %w", err)
+		return nil, err
 	}
 	if len(prog.Inst) > MaxRegexProgramSize {
 		return nil, fmt.Errorf("regular expression %q: program size %d exceeds limit %d", pattern, len(prog.Inst), MaxRegexProgramSize)

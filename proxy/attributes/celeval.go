@@ -143,18 +143,15 @@ func (a *activation) eval(n *node) Value {
 		return n.fn(a, x, y)
 	case opCall:
 		var x, y Value
-		switch len(n.args) {
-		case 2:
-			y = a.eval(n.args[1])
-			fallthrough
-		case 1:
-			x = a.eval(n.args[0])
+		if len(n.args) > 0 {
+			if x = a.eval(n.args[0]); x.isErr() {
+				return x
+			}
 		}
-		if x.isErr() {
-			return x
-		}
-		if y.isErr() {
-			return y
+		if len(n.args) > 1 {
+			if y = a.eval(n.args[1]); y.isErr() {
+				return y
+			}
 		}
 		if n.re != nil {
 			if x.k != kString {

@@ -24,7 +24,6 @@ const (
 	opMap              // {args[0]: args[1], ...}
 	opCompre           // a macro over args[0] with variable name: all, exists, exists_one, map, filter
 	opBinary           // a binary operator, name its symbol ("+", "==", "in", ...)
-	opStruct           // a message construction (refused by check)
 )
 
 // compreKind is the macro of an opCompre node.

@@ -38,7 +38,7 @@ type Program struct {
 // metadata, maps from string to dyn). An error says what is wrong with it: a syntax or type
 // error, a limit exceeded, a CEL feature strait-proxy does not implement, or an attribute it
 // does not provide.
-func Compile(expr string) (*Program, error) {
+func Compile(expr string) (p *Program, err error) {
 	if strings.TrimSpace(expr) == "" {
 		return nil, errors.New("empty expression")
 	}
@@ -48,11 +48,17 @@ func Compile(expr string) (*Program, error) {
 	if !utf8.ValidString(expr) {
 		return nil, errors.New("compiling CEL expression: not valid UTF-8")
 	}
+	defer func() {
+		// A bug in the parser or checker refuses this expression, not the proxy.
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("compiling CEL expression: internal error: %v", r)
+		}
+	}()
 	root, err := parse(expr)
 	if err != nil {
 		return nil, fmt.Errorf("compiling CEL expression: %w", err)
 	}
-	slots, err := check(root)
+	slots, err := check(root, expr)
 	if err != nil {
 		return nil, fmt.Errorf("compiling CEL expression: %w", err)
 	}
@@ -89,11 +95,17 @@ func (p *Program) Eval(r *Record) (Value, error) {
 
 // run evaluates p; an error is returned as an error value (converted to a Go error, with its
 // message, only by Eval).
-func (a *activation) run(p *Program) Value {
+func (a *activation) run(p *Program) (v Value) {
+	defer func() {
+		// A bug in the evaluator fails this evaluation, not the proxy.
+		if r := recover(); r != nil {
+			v = errorf("internal error evaluating CEL expression: %v", r)
+		}
+	}()
 	if len(a.locals) < p.slots {
 		a.locals = make([]Value, p.slots)
 	}
-	v := a.eval(p.root)
+	v = a.eval(p.root)
 	if a.over {
 		return errVal(errCostLimit)
 	}

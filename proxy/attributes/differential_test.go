@@ -159,7 +159,7 @@ var diffExprs = []string{
 	`{[1]: 2}`, `"abc"[0]`, `1.foo`, `has(1)`, `{1: 2}["a"]`, `[1][true]`, `"abc".size(1)`, `size()`,
 	`"\z"`, `"\u00"`, `'unterminated`, `"a` + "\n" + `"`, `1..2`, `@`, `a.1`, `[1, 2].map(1, 2)`,
 	`[1].all(x.y, true)`, `Foo{}`, `{1: 1, 1: 2}`, `{dyn(1): 1, dyn(1): 2}`, `[1, 2][2]`, `[1, 2][-1]`,
-	`{"a": 1}["b"]`, `[1, 2][1u]`, `[,]`, `{,}`, `[,1]`, `!!0`, `- -"a"`, `0x`, `1e`, `1u2`, `"\377" == "\u00ff"`, `"\ud800"`,
+	`{"a": 1}["b"]`, `[1, 2][1u]`, `[,]`, `{,}`, `[,1]`, `!!0`, `- -"a"`, "//\r1", `0x`, `1e`, `1u2`, `"\377" == "\u00ff"`, `"\ud800"`,
 }
 
 // TestDifferential evaluates diffExprs with this package and with cel-go.
@@ -203,6 +203,7 @@ var specDeviations = map[string]string{
 	`timestamp("2026-05-04T03:02:01Z").getHours("05:00")`: "a fixed time zone has a sign (langdef, Timezones)",
 	`has(dyn(1).a)`:                          "has() of a field of a value that is neither a map nor a message is an error",
 	`int(request.headers["content-length"])`: "int() of a string read from a map (cel-go: no such overload)",
+	"//\r1":                                  "a comment ends at any line break, \\r included (langdef NEWLINE)",
 }
 
 // repeatedUnary matches the repeated unary operators cel-go's parser drops in pairs.
@@ -212,6 +213,7 @@ var repeatedUnary = regexp.MustCompile(`!\s*!|-\s*-`)
 var deviationResults = map[string]string{
 	`9007199254740993 > 9007199254740992.0`:  "bool:true",
 	`int(request.headers["content-length"])`: "int:12",
+	"//\r1":                                  "int:1",
 }
 
 // deviates reports whether err is one of this package's errors where cel-go departs from the
@@ -261,6 +263,9 @@ func diffOne(t *testing.T, expr string, strict bool) (values int) {
 		}
 		if !strict && err != nil && rerr == nil && (deviates(err) || repeatedUnary.MatchString(expr)) {
 			continue // see specDeviations
+		}
+		if !strict && strings.Contains(expr, "//") && strings.Contains(expr, "\r") {
+			continue // see specDeviations: cel-go ends comments at \n only
 		}
 		got, want := canonOurs(v, err), canonRef(rv, rerr)
 		if got != want {

@@ -39,7 +39,7 @@ func FuzzParse(f *testing.F) {
 		if depth > MaxNesting {
 			t.Fatalf("parse(%q): depth %d", expr, depth)
 		}
-		if _, err := check(root); err != nil {
+		if _, err := check(root, expr); err != nil {
 			return
 		}
 	})
