@@ -248,3 +248,23 @@ func TestTimeZones(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentEval: a Program is used by many requests at once (run with -race).
+func TestConcurrentEval(t *testing.T) {
+	p := mustCompile(t, `request.headers.exists(k, k.matches("^x-") && request.headers[k].size() >= 0) && [1, 2].map(x, x * 2)[1] == 4`)
+	done := make(chan bool)
+	for i := 0; i < 4; i++ {
+		go func() {
+			ok := true
+			for j := 0; j < 200; j++ {
+				ok = ok && p.Match(httpRecord()) && !p.Match(tcpRecord())
+			}
+			done <- ok
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		if !<-done {
+			t.Error("a concurrent evaluation gave a different result")
+		}
+	}
+}
