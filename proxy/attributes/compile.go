@@ -19,9 +19,12 @@ const (
 	// MaxRegexProgramSize bounds the compiled size of each regular expression (RE2 programs;
 	// matching is linear in the input).
 	MaxRegexProgramSize = 2000
-	// CostLimit is the most CEL cost units one evaluation may spend; beyond it the evaluation
-	// fails (a filter does not match, a dimension is not set). It bounds comprehensions over
-	// headers and string functions on long values.
+	// CostLimit is the most cost units one evaluation may spend; beyond it the evaluation fails
+	// (a filter does not match, a dimension is not set), whatever && or || would have absorbed.
+	// A unit is one expression node evaluated, one element of a comprehension's range, list
+	// concatenation or membership test, or 16 bytes of string work (size, contains, startsWith,
+	// endsWith, concatenation, equality; matches counts its input four times). It bounds
+	// comprehensions over headers and string functions on long values.
 	CostLimit = 100_000
 )
 
