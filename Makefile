@@ -29,11 +29,11 @@ fmt-check:
 
 # test runs every test: formatting, vet, the dependency rule for strait-proxy (no Kubernetes,
 # storage or control plane packages; no go-control-plane or cncf/xds: it decodes xDS into its
-# trimmed types, proxy/xdspb; and no grpc-go, ~8 MiB of idle RSS: its gRPC calls, ADS, the CSR
-# and health probes, go through internal/grpclite), and go test (which also runs each fuzz
-# target over its committed seed corpus).
+# trimmed types, proxy/xdspb; no grpc-go: its gRPC calls, ADS, the CSR and health probes, go
+# through internal/grpclite; no cel-go: proxy/attributes evaluates CEL itself), and go test
+# (which also runs each fuzz target over its committed seed corpus).
 test: test-deps fmt-check vet
-	@if $(GO) list -deps ./cmd/strait-proxy | grep -E '^(k8s.io/client-go|k8s.io/api/|k8s.io/apimachinery|go.etcd.io/bbolt|github.com/prometheus/client_golang|github.com/strait-mesh/strait/controlplane|github.com/envoyproxy/go-control-plane|github.com/cncf/xds|google.golang.org/grpc)'; then \
+	@if $(GO) list -deps ./cmd/strait-proxy | grep -E '^(k8s.io/client-go|k8s.io/api/|k8s.io/apimachinery|go.etcd.io/bbolt|github.com/prometheus/client_golang|github.com/strait-mesh/strait/controlplane|github.com/envoyproxy/go-control-plane|github.com/cncf/xds|google.golang.org/grpc|github.com/google/cel-go|cel.dev/expr)'; then \
 		echo "strait-proxy must not link the packages above"; exit 1; fi
 	$(GO) test -count=1 -timeout 20m ./...
 

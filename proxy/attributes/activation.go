@@ -1,25 +1,25 @@
 package attributes
 
 import (
-	"errors"
-	"reflect"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 
-	"github.com/google/cel-go/common/types"
-	"github.com/google/cel-go/common/types/ref"
-	"github.com/google/cel-go/common/types/traits"
-	"github.com/google/cel-go/interpreter"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// activation resolves the top-level attribute names against one Record. Activations are pooled:
-// evaluating an expression allocates only the values it reads.
+// activation is one evaluation's state: the Record whose attributes the top-level names resolve
+// to, the comprehension variables and the cost spent. Activations are pooled: evaluating an
+// expression allocates only the values it builds (lists, maps, strings).
 type activation struct {
-	r      *Record
-	groups [len(groupOrder)]group
+	r       *Record
+	cost    int
+	over    bool // the cost limit was exceeded
+	locals  []Value
+	groups  [len(groupOrder)]group
+	headers [3]headerMap // request.headers, response.headers, response.trailers
 }
 
 // groupOrder fixes an index per top-level attribute for activation.groups.
@@ -30,7 +30,9 @@ var activationPool = sync.Pool{New: func() any {
 	a := &activation{}
 	for i, n := range groupOrder {
 		a.groups[i] = group{a: a, fields: groups[n]}
-		a.groups[i].self = &a.groups[i]
+	}
+	for i := range a.headers {
+		a.headers[i].kind = headerKind(i)
 	}
 	return a
 }}
@@ -38,134 +40,59 @@ var activationPool = sync.Pool{New: func() any {
 func getActivation(r *Record) *activation {
 	a := activationPool.Get().(*activation)
 	a.r = r
+	for i := range a.headers {
+		a.headers[i].r = r
+	}
 	return a
 }
 
 func (a *activation) release() {
 	a.r = nil
+	for i := range a.headers {
+		a.headers[i].r = nil
+	}
+	clear(a.locals)
+	a.cost, a.over = 0, false
 	activationPool.Put(a)
 }
 
-// ResolveName implements interpreter.Activation.
-func (a *activation) ResolveName(name string) (any, bool) {
-	for i, n := range groupOrder {
-		if n == name {
-			return &a.groups[i], true
-		}
+// stringKeys lists string keys as values.
+func stringKeys(ks []string) []Value {
+	out := make([]Value, len(ks))
+	for i, k := range ks {
+		out[i] = stringVal(k)
 	}
-	return nil, false
+	return out
 }
 
-// Parent implements interpreter.Activation.
-func (a *activation) Parent() interpreter.Activation { return nil }
-
-// lookup is the CEL map behaviour shared by the lazily resolved maps of this package: a
-// string-keyed map whose entries are looked up on demand (find) and listed only when iterated.
-type lookup interface {
-	find(key string) (ref.Val, bool)
-	keys() []string
-}
-
-var errNotString = errors.New("attribute map keys are strings")
-
-// findKey implements traits.Mapper's Find.
-func findKey(l lookup, key ref.Val) (ref.Val, bool) {
-	k, ok := key.(types.String)
-	if !ok {
-		return types.NewErrFromString(errNotString.Error()), false
-	}
-	return l.find(string(k))
-}
-
-// getKey implements traits.Indexer's Get: an absent key is an error, as in Envoy.
-func getKey(l lookup, key ref.Val) ref.Val {
-	v, ok := findKey(l, key)
-	if ok || types.IsError(v) {
-		return v
-	}
-	return types.NewErrFromString("no such key: " + strconv.Quote(string(key.(types.String))))
-}
-
-func containsKey(l lookup, key ref.Val) ref.Val {
-	v, ok := findKey(l, key)
-	if types.IsError(v) {
-		return v
-	}
-	return types.Bool(ok)
-}
-
-func keyIterator(l lookup) traits.Iterator {
-	return types.NewStringList(types.DefaultTypeAdapter, l.keys()).(traits.Lister).Iterator()
-}
-
-// convert implements ConvertToType for the maps.
-func convertMap(v ref.Val, t ref.Type) ref.Val {
-	if t == types.TypeType {
-		return types.MapType
-	}
-	if t == types.MapType {
-		return v
-	}
-	return types.NewErrFromString("type conversion error from map to " + t.TypeName())
-}
-
-// mapValue is the CEL map behaviour (ref.Val and traits.Mapper) of a lookup: the lazily resolved
-// maps of this package embed it, with self set to themselves.
-type mapValue struct{ self lookup }
-
-// ConvertToNative implements ref.Val.
-func (m *mapValue) ConvertToNative(reflect.Type) (any, error) {
-	return nil, errors.New("attribute maps do not convert to native values")
-}
-
-// ConvertToType implements ref.Val.
-func (m *mapValue) ConvertToType(t ref.Type) ref.Val { return convertMap(m.self.(ref.Val), t) }
-
-// Equal implements ref.Val: an attribute map equals only itself.
-func (m *mapValue) Equal(o ref.Val) ref.Val {
-	l, ok := o.(lookup)
-	return types.Bool(ok && l == m.self)
-}
-
-// Type implements ref.Val.
-func (m *mapValue) Type() ref.Type { return types.MapType }
-
-// Value implements ref.Val.
-func (m *mapValue) Value() any { return m.self }
-
-// Contains implements traits.Container.
-func (m *mapValue) Contains(k ref.Val) ref.Val { return containsKey(m.self, k) }
-
-// Get implements traits.Indexer.
-func (m *mapValue) Get(k ref.Val) ref.Val { return getKey(m.self, k) }
-
-// Find implements traits.Mapper.
-func (m *mapValue) Find(k ref.Val) (ref.Val, bool) { return findKey(m.self, k) }
-
-// Iterator implements traits.Iterable.
-func (m *mapValue) Iterator() traits.Iterator { return keyIterator(m.self) }
-
-// Size implements traits.Sizer.
-func (m *mapValue) Size() ref.Val { return types.Int(len(m.self.keys())) }
-
-// group is a top-level attribute (request, response, ...) of the activation's Record.
+// group is a top-level attribute (request, response, ...) of the activation's Record: a map
+// from field name to value, resolved on demand.
 type group struct {
-	mapValue
 	a      *activation
 	fields map[string]attr
 }
 
-var _ traits.Mapper = (*group)(nil)
-
-func (g *group) find(key string) (ref.Val, bool) {
-	f, ok := g.fields[key]
-	if !ok {
-		return nil, false
+func (g *group) find(key Value) (Value, bool) {
+	if key.k != kString {
+		return Value{}, false
 	}
-	return f(g.a.r)
+	f, ok := g.fields[key.s]
+	if !ok {
+		return Value{}, false
+	}
+	return g.a.attribute(f)
 }
 
-func (g *group) keys() []string {
+// attribute resolves one attribute of the activation's Record.
+func (a *activation) attribute(f attr) (Value, bool) {
+	v, ok := f(a.r)
+	if hk, isHeaders := v.o.(headerKind); ok && isHeaders {
+		v.o = &a.headers[hk]
+	}
+	return v, ok
+}
+
+func (g *group) keys() []Value {
 	var ks []string
 	for k, f := range g.fields {
 		if _, ok := f(g.a.r); ok {
@@ -173,18 +100,30 @@ func (g *group) keys() []string {
 		}
 	}
 	sort.Strings(ks)
-	return ks
+	return stringKeys(ks)
+}
+
+func (g *group) size() int {
+	n := 0
+	for _, f := range g.fields {
+		if _, ok := f(g.a.r); ok {
+			n++
+		}
+	}
+	return n
 }
 
 // headerMap is request.headers, response.headers or response.trailers: header values by
 // lower-cased name (case-insensitive lookup), several values comma-joined. Request headers
 // include the pseudo-headers :method, :path, :authority and :scheme; response headers :status.
 type headerMap struct {
-	mapValue
 	r    *Record
 	kind headerKind
 }
 
+// headerKind says which of a Record's header maps a headerMap is. An attribute function returns
+// it as the map's value; the group replaces it by the activation's headerMap of that kind, so
+// that reading headers allocates nothing.
 type headerKind uint8
 
 const (
@@ -193,33 +132,25 @@ const (
 	responseTrailerMap
 )
 
-var _ traits.Mapper = (*headerMap)(nil)
-
-func requestHeaders(r *Record) (ref.Val, bool) {
+func requestHeaders(r *Record) (Value, bool) {
 	if r.Protocol == "" {
-		return nil, false
+		return Value{}, false
 	}
-	return newHeaderMap(r, requestHeaderMap), true
+	return Value{k: kMap, o: requestHeaderMap}, true
 }
 
-func responseHeaders(r *Record) (ref.Val, bool) {
+func responseHeaders(r *Record) (Value, bool) {
 	if r.Protocol == "" || r.ResponseCode == 0 {
-		return nil, false
+		return Value{}, false
 	}
-	return newHeaderMap(r, responseHeaderMap), true
+	return Value{k: kMap, o: responseHeaderMap}, true
 }
 
-func responseTrailers(r *Record) (ref.Val, bool) {
+func responseTrailers(r *Record) (Value, bool) {
 	if r.Protocol == "" || r.ResponseCode == 0 {
-		return nil, false
+		return Value{}, false
 	}
-	return newHeaderMap(r, responseTrailerMap), true
-}
-
-func newHeaderMap(r *Record, kind headerKind) *headerMap {
-	m := &headerMap{r: r, kind: kind}
-	m.self = m
-	return m
+	return Value{k: kMap, o: responseTrailerMap}, true
 }
 
 var (
@@ -260,19 +191,23 @@ func (m *headerMap) header() Headers {
 	return m.r.ResponseHeaders
 }
 
-func (m *headerMap) find(name string) (ref.Val, bool) {
+func (m *headerMap) find(key Value) (Value, bool) {
+	if key.k != kString {
+		return Value{}, false
+	}
+	name := key.s
 	if strings.HasPrefix(name, ":") {
 		v, ok := m.pseudo(strings.ToLower(name))
-		return types.String(v), ok
+		return stringVal(v), ok
 	}
 	vs := values(m.header(), name)
 	if len(vs) == 0 {
-		return nil, false
+		return Value{}, false
 	}
-	return types.String(joinValues(vs)), true
+	return stringVal(joinValues(vs)), true
 }
 
-func (m *headerMap) keys() []string {
+func (m *headerMap) names() []string {
 	var ks []string
 	pseudo := requestPseudo
 	if m.kind != requestHeaderMap {
@@ -289,4 +224,80 @@ func (m *headerMap) keys() []string {
 	})
 	sort.Strings(ks)
 	return slices.Compact(ks) // a name with several values once
+}
+
+func (m *headerMap) keys() []Value { return stringKeys(m.names()) }
+func (m *headerMap) size() int     { return len(m.names()) }
+
+// metadataMap is metadata.filter_metadata: the dynamic metadata by filter namespace.
+type metadataMap map[string]*structpb.Struct
+
+func (m metadataMap) find(key Value) (Value, bool) {
+	if key.k != kString {
+		return Value{}, false
+	}
+	s, ok := m[key.s]
+	if !ok {
+		return Value{}, false
+	}
+	return mapVal((*structMap)(s)), true
+}
+
+func (m metadataMap) keys() []Value {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return stringKeys(ks)
+}
+
+func (m metadataMap) size() int { return len(m) }
+
+// structMap is a protobuf Struct (JSON object) as a CEL map.
+type structMap structpb.Struct
+
+func (m *structMap) find(key Value) (Value, bool) {
+	if key.k != kString {
+		return Value{}, false
+	}
+	v, ok := (*structpb.Struct)(m).GetFields()[key.s]
+	if !ok {
+		return Value{}, false
+	}
+	return fromProtoValue(v), true
+}
+
+func (m *structMap) keys() []Value {
+	f := (*structpb.Struct)(m).GetFields()
+	ks := make([]string, 0, len(f))
+	for k := range f {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return stringKeys(ks)
+}
+
+func (m *structMap) size() int { return len((*structpb.Struct)(m).GetFields()) }
+
+// fromProtoValue converts a JSON value as CEL does: numbers are doubles.
+func fromProtoValue(v *structpb.Value) Value {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_NumberValue:
+		return doubleVal(k.NumberValue)
+	case *structpb.Value_StringValue:
+		return stringVal(k.StringValue)
+	case *structpb.Value_BoolValue:
+		return boolVal(k.BoolValue)
+	case *structpb.Value_StructValue:
+		return mapVal((*structMap)(k.StructValue))
+	case *structpb.Value_ListValue:
+		vs := k.ListValue.GetValues()
+		l := make([]Value, len(vs))
+		for i, e := range vs {
+			l[i] = fromProtoValue(e)
+		}
+		return listVal(l)
+	}
+	return nullVal()
 }

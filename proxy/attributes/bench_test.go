@@ -9,6 +9,7 @@ func BenchmarkMatch(b *testing.B) {
 		{"code", `response.code >= 500`},
 		{"header", `request.headers["user-agent"].startsWith("curl")`},
 		{"and", `response.code >= 500 && request.url_path.startsWith("/api")`},
+		{"typical", `response.code >= 400 && request.headers['x'] == 'y'`},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			p, err := CompileBool(bc.expr)

@@ -30,7 +30,40 @@ func (h HTTPHeaders) Values(name string) []string {
 	if strings.HasPrefix(name, http.TrailerPrefix) {
 		return nil
 	}
-	return h[textproto.CanonicalMIMEHeaderKey(name)] // no allocation for a canonical name
+	var buf [64]byte
+	if n, ok := canonicalKey(name, &buf); ok {
+		return h[string(buf[:n])] // no allocation
+	}
+	return h[textproto.CanonicalMIMEHeaderKey(name)]
+}
+
+// canonicalKey writes textproto.CanonicalMIMEHeaderKey(name) to buf for names of letters,
+// digits and hyphens that fit (CEL expressions look headers up by lower-case name: "x-debug" is
+// "X-Debug" in a net/http header map); false for other names.
+func canonicalKey(name string, buf *[64]byte) (int, bool) {
+	if len(name) > len(buf) {
+		return 0, false
+	}
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			if upper {
+				c -= 'a' - 'A'
+			}
+		case c >= 'A' && c <= 'Z':
+			if !upper {
+				c += 'a' - 'A'
+			}
+		case c == '-' || c >= '0' && c <= '9':
+		default:
+			return 0, false
+		}
+		buf[i] = c
+		upper = c == '-'
+	}
+	return len(name), true
 }
 
 // Range calls f for each header value until f returns false.

@@ -7,13 +7,10 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-
-	"github.com/google/cel-go/common/types"
-	"github.com/google/cel-go/common/types/ref"
 )
 
 // attr resolves one attribute of a Record; false: absent.
-type attr func(r *Record) (ref.Val, bool)
+type attr func(r *Record) (Value, bool)
 
 // Top-level attribute names. Every Envoy name is declared so that an expression using one this
 // proxy does not provide gets "not supported" rather than "undeclared".
@@ -43,31 +40,31 @@ var groups = map[string]map[string]attr{
 		"scheme":        str(func(r *Record) string { return r.Scheme }),
 		"method":        str(func(r *Record) string { return r.Method }),
 		"headers":       requestHeaders,
-		"headers_bytes": httpOnly(func(r *Record) ref.Val { return types.Int(requestHeaderBytes(r)) }),
+		"headers_bytes": httpOnly(func(r *Record) Value { return intVal(int64(requestHeaderBytes(r))) }),
 		"referer":       requestHeader("Referer"),
 		"useragent":     requestHeader("User-Agent"),
 		"id":            requestHeader("X-Request-Id"),
 		"time":          requestTime,
 		"protocol":      str(func(r *Record) string { return r.Protocol }),
-		"duration":      func(r *Record) (ref.Val, bool) { return types.Duration{Duration: r.Duration}, !r.Start.IsZero() },
+		"duration":      func(r *Record) (Value, bool) { return durationVal(int64(r.Duration)), !r.Start.IsZero() },
 		"size":          httpOnly(requestSize),
-		"total_size": httpOnly(func(r *Record) ref.Val {
-			return types.Int(r.BytesReceived + int64(requestHeaderBytes(r)))
+		"total_size": httpOnly(func(r *Record) Value {
+			return intVal(int64(r.BytesReceived + int64(requestHeaderBytes(r))))
 		}),
 	},
 	nameResponse: {
-		"code":         func(r *Record) (ref.Val, bool) { return types.Int(r.ResponseCode), r.ResponseCode != 0 },
+		"code":         func(r *Record) (Value, bool) { return intVal(int64(r.ResponseCode)), r.ResponseCode != 0 },
 		"code_details": str(func(r *Record) string { return r.ResponseCodeDetails }),
-		"flags":        func(r *Record) (ref.Val, bool) { return types.Int(flagBits(r.ResponseFlags)), true },
+		"flags":        func(r *Record) (Value, bool) { return intVal(int64(flagBits(r.ResponseFlags))), true },
 		"grpc_status":  responseGRPCStatus,
 		"headers":      responseHeaders,
 		"trailers":     responseTrailers,
-		"headers_bytes": httpOnly(func(r *Record) ref.Val {
-			return types.Int(headerBytes(r.ResponseHeaders))
+		"headers_bytes": httpOnly(func(r *Record) Value {
+			return intVal(int64(headerBytes(r.ResponseHeaders)))
 		}),
-		"size": httpOnly(func(r *Record) ref.Val { return types.Int(r.BytesSent) }),
-		"total_size": httpOnly(func(r *Record) ref.Val {
-			return types.Int(r.BytesSent + int64(headerBytes(r.ResponseHeaders)+headerBytes(r.ResponseTrailers)))
+		"size": httpOnly(func(r *Record) Value { return intVal(int64(r.BytesSent)) }),
+		"total_size": httpOnly(func(r *Record) Value {
+			return intVal(int64(r.BytesSent + int64(headerBytes(r.ResponseHeaders)+headerBytes(r.ResponseTrailers))))
 		}),
 	},
 	nameSource: {
@@ -79,7 +76,7 @@ var groups = map[string]map[string]attr{
 		"port":    port(func(r *Record) netip.AddrPort { return r.DownstreamLocal }),
 	},
 	nameConnection: {
-		"mtls":                           func(r *Record) (ref.Val, bool) { return types.Bool(len(r.PeerCertificates) > 0), true },
+		"mtls":                           func(r *Record) (Value, bool) { return boolVal(len(r.PeerCertificates) > 0), true },
 		"requested_server_name":          str(func(r *Record) string { return r.RequestedServerName }),
 		"subject_local_certificate":      cert(local, func(c *x509.Certificate) string { return c.Subject.String() }),
 		"subject_peer_certificate":       cert(peer, func(c *x509.Certificate) string { return c.Subject.String() }),
@@ -95,7 +92,7 @@ var groups = map[string]map[string]attr{
 		"port":                     upstreamPort,
 		"local_address":            addr(func(r *Record) netip.AddrPort { return r.UpstreamLocal }),
 		"transport_failure_reason": str(func(r *Record) string { return r.UpstreamTransportFailureReason }),
-		"request_attempt_count":    func(r *Record) (ref.Val, bool) { return types.Uint(max(r.Attempts, 0)), true },
+		"request_attempt_count":    func(r *Record) (Value, bool) { return uintVal(uint64(max(r.Attempts, 0))), true },
 	},
 	nameXDS: {
 		"cluster_name": str(func(r *Record) string { return r.UpstreamCluster }),
@@ -108,17 +105,17 @@ var groups = map[string]map[string]attr{
 
 // str is a string attribute, absent when empty.
 func str(f func(*Record) string) attr {
-	return func(r *Record) (ref.Val, bool) {
+	return func(r *Record) (Value, bool) {
 		s := f(r)
-		return types.String(s), s != ""
+		return stringVal(s), s != ""
 	}
 }
 
 // httpOnly is an attribute of HTTP requests only (a Record with a protocol).
-func httpOnly(f func(*Record) ref.Val) attr {
-	return func(r *Record) (ref.Val, bool) {
+func httpOnly(f func(*Record) Value) attr {
+	return func(r *Record) (Value, bool) {
 		if r.Protocol == "" {
-			return nil, false
+			return Value{}, false
 		}
 		return f(r), true
 	}
@@ -126,39 +123,39 @@ func httpOnly(f func(*Record) ref.Val) attr {
 
 // requestHeader is one request header's value (several comma-joined), absent when not sent.
 func requestHeader(canonical string) attr {
-	return func(r *Record) (ref.Val, bool) {
+	return func(r *Record) (Value, bool) {
 		vs := values(r.RequestHeaders, canonical)
 		if len(vs) == 0 {
-			return nil, false
+			return Value{}, false
 		}
-		return types.String(joinValues(vs)), true
+		return stringVal(joinValues(vs)), true
 	}
 }
 
-func requestQuery(r *Record) (ref.Val, bool) {
+func requestQuery(r *Record) (Value, bool) {
 	if r.Protocol == "" {
-		return nil, false
+		return Value{}, false
 	}
 	_, q, _ := strings.Cut(r.Path, "?")
-	return types.String(q), true
+	return stringVal(q), true
 }
 
-func requestTime(r *Record) (ref.Val, bool) {
+func requestTime(r *Record) (Value, bool) {
 	if r.Start.IsZero() {
-		return nil, false
+		return Value{}, false
 	}
-	return types.Timestamp{Time: r.Start}, true
+	return timestampVal(r.Start), true
 }
 
 // requestSize is Envoy's request.size: the content-length header when there is one, else the
 // body bytes received.
-func requestSize(r *Record) ref.Val {
+func requestSize(r *Record) Value {
 	if vs := values(r.RequestHeaders, "Content-Length"); len(vs) == 1 {
 		if n, err := strconv.ParseInt(vs[0], 10, 64); err == nil && n >= 0 {
-			return types.Int(n)
+			return intVal(int64(n))
 		}
 	}
-	return types.Int(r.BytesReceived)
+	return intVal(int64(r.BytesReceived))
 }
 
 // requestHeaderBytes approximates Envoy's header map byte size: the lengths of every name and
@@ -181,43 +178,43 @@ func headerBytes(h Headers) int {
 	return n
 }
 
-func responseGRPCStatus(r *Record) (ref.Val, bool) {
+func responseGRPCStatus(r *Record) (Value, bool) {
 	if r.GRPCStatus == "" {
-		return nil, false
+		return Value{}, false
 	}
 	n, err := strconv.Atoi(r.GRPCStatus)
 	if err != nil {
-		return nil, false
+		return Value{}, false
 	}
-	return types.Int(n), true
+	return intVal(int64(n)), true
 }
 
 func addr(f func(*Record) netip.AddrPort) attr {
-	return func(r *Record) (ref.Val, bool) {
+	return func(r *Record) (Value, bool) {
 		a := f(r)
 		if !a.IsValid() {
-			return nil, false
+			return Value{}, false
 		}
-		return types.String(a.String()), true
+		return stringVal(a.String()), true
 	}
 }
 
 func port(f func(*Record) netip.AddrPort) attr {
-	return func(r *Record) (ref.Val, bool) {
+	return func(r *Record) (Value, bool) {
 		a := f(r)
 		if !a.IsValid() {
-			return nil, false
+			return Value{}, false
 		}
-		return types.Int(a.Port()), true
+		return intVal(int64(a.Port())), true
 	}
 }
 
-func upstreamPort(r *Record) (ref.Val, bool) {
+func upstreamPort(r *Record) (Value, bool) {
 	_, p, err := splitHostPort(r.UpstreamHost)
 	if err != nil {
-		return nil, false
+		return Value{}, false
 	}
-	return types.Int(p), true
+	return intVal(int64(p)), true
 }
 
 // splitHostPort splits "host:port" or "[v6]:port".
@@ -245,13 +242,13 @@ func peer(r *Record) *x509.Certificate {
 // cert is a string attribute of a certificate of the downstream connection, absent without the
 // certificate or when empty.
 func cert(which func(*Record) *x509.Certificate, f func(*x509.Certificate) string) attr {
-	return func(r *Record) (ref.Val, bool) {
+	return func(r *Record) (Value, bool) {
 		c := which(r)
 		if c == nil {
-			return nil, false
+			return Value{}, false
 		}
 		s := f(c)
-		return types.String(s), s != ""
+		return stringVal(s), s != ""
 	}
 }
 
@@ -269,11 +266,11 @@ func firstURI(c *x509.Certificate) string {
 	return c.URIs[0].String()
 }
 
-func filterMetadata(r *Record) (ref.Val, bool) {
+func filterMetadata(r *Record) (Value, bool) {
 	if len(r.DynamicMetadata) == 0 {
-		return nil, false
+		return Value{}, false
 	}
-	return types.DefaultTypeAdapter.NativeToValue(r.DynamicMetadata), true
+	return mapVal(metadataMap(r.DynamicMetadata)), true
 }
 
 // joinValues joins a header's values with commas, as Envoy's attribute maps do.
