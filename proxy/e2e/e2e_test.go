@@ -418,9 +418,13 @@ func TestListenerWarmsUntilRoutesArrive(t *testing.T) {
 	if code, body, err := p.adminGet("/ready"); err != nil || code != 503 || !strings.Contains(body, "PRE_INITIALIZING") {
 		t.Fatalf("/ready while warming: %d %q %v", code, body, err)
 	}
-	if _, dump, _ := p.adminGet("/config_dump?resource=dynamic_listeners"); !strings.Contains(dump, "warming_state") {
-		t.Fatalf("warming listener not shown as warming:\n%s", lastLines(dump, 20))
-	}
+	// The warming log line is written while the update is applied; /config_dump shows the
+	// update once it is published.
+	var dump string
+	eventually(t, "warming listener shown as warming in /config_dump", func() bool {
+		_, dump, _ = p.adminGet("/config_dump?resource=dynamic_listeners")
+		return strings.Contains(dump, "warming_state")
+	})
 	c.routes = append(c.routes, routeConfig("route-late", "/", "backend-b"))
 	w.ads.Push(c)
 	p.waitReady()
