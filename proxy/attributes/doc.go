@@ -5,7 +5,9 @@
 // istio.stats filter.
 //
 // The CEL implementation is this package's own (cel*.go), so that strait-proxy does not link
-// cel-go: a lexer and recursive-descent parser of CEL's grammar (langdef "Syntax": every literal
+// cel-go, whose package initialisation alone cost every proxy 2.5 MiB of idle RSS and 6.5 MB
+// of binary (docs/performance.md, "CEL without cel-go"; it also evaluates a typical filter in
+// 1.9k instructions with no allocation, against cel-go's 13.6k and 14): a lexer and recursive-descent parser of CEL's grammar (langdef "Syntax": every literal
 // form, comments, reserved words), the macros has, all, exists, exists_one, map and filter, a
 // checker (names, overloads of the standard functions, result types) and a tree-walking evaluator
 // with CEL's values (int, uint, double, bool, string, bytes, null, list, map, duration,
