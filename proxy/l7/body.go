@@ -266,6 +266,9 @@ func (it *idleTimer) check() {
 	}
 	if quiet := time.Duration(sinceBase() - it.last.Load()); quiet < it.d {
 		it.t.Reset(it.d - quiet)
+		if it.stopped.Load() {
+			it.t.Stop() // stop ran meanwhile: do not keep the stream alive in a timer
+		}
 		return
 	}
 	it.fire()

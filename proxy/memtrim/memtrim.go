@@ -12,6 +12,13 @@
 // never touched. The page cache itself is shared with every process that runs the same
 // binary, and is left to the kernel.
 //
+// Only a statically linked, position-dependent executable (ELF type ET_EXEC with no dynamic
+// section or interpreter: what `make build` and the images ship) is released. In a
+// position-independent or dynamically linked one, part of the read-only mappings are pages the
+// loader relocated after start-up (RELRO: the GOT, itabs, data.rel.ro), private modified copies
+// that the kernel would discard and read back unrelocated from the file; ReleaseText releases
+// nothing there, and never a PT_GNU_RELRO range.
+//
 // A Trimmer runs ReleaseText, and returns the Go heap's free pages to the kernel
 // (debug.FreeOSMemory), once configuration has settled: after the proxy's first
 // configuration and after later updates, at most once per interval.
@@ -20,6 +27,8 @@ package memtrim
 import (
 	"bufio"
 	"context"
+	"debug/elf"
+	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -63,22 +72,59 @@ func textMappings(maps *bufio.Scanner, exe string) ([]Mapping, error) {
 	return out, maps.Err()
 }
 
+// ErrNotStatic is returned by ReleaseText for an executable whose read-only mappings may hold
+// relocated pages (position-independent or dynamically linked): nothing is released.
+var ErrNotStatic = errors.New("the executable is not statically linked at a fixed address: its read-only mappings may hold relocated pages")
+
+// releasable reports whether exe is an ELF executable whose read-only mappings hold only file
+// contents, and returns the address ranges that must never be released (PT_GNU_RELRO).
+func releasable(exe string) (relro [][2]uintptr, err error) {
+	f, err := elf.Open(exe)
+	if err != nil {
+		return nil, fmt.Errorf("reading the executable's ELF headers: %w", err)
+	}
+	defer f.Close()
+	if f.Type != elf.ET_EXEC {
+		return nil, ErrNotStatic
+	}
+	for _, p := range f.Progs {
+		switch p.Type {
+		case elf.PT_INTERP, elf.PT_DYNAMIC:
+			return nil, ErrNotStatic
+		case elf.PT_GNU_RELRO:
+			relro = append(relro, [2]uintptr{uintptr(p.Vaddr), uintptr(p.Vaddr + p.Memsz)})
+		}
+	}
+	return relro, nil
+}
+
 // ReleaseText advises the kernel that the executable's read-only private mappings are not
 // needed now, and returns the mappings advised. It is safe at any time: a page is mapped
-// back from the file on its next access.
+// back from the file on its next access. For an executable that is not statically linked at
+// a fixed address it releases nothing and returns ErrNotStatic.
 func ReleaseText() ([]Mapping, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return nil, fmt.Errorf("finding the executable: %w", err)
+	}
+	relro, err := releasable("/proc/self/exe")
+	if err != nil {
+		return nil, err
 	}
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {
 		return nil, fmt.Errorf("reading the memory map: %w", err)
 	}
 	defer f.Close()
-	ms, err := textMappings(bufio.NewScanner(f), exe)
+	all, err := textMappings(bufio.NewScanner(f), exe)
 	if err != nil {
 		return nil, err
+	}
+	var ms []Mapping
+	for _, m := range all {
+		if !overlaps(m, relro) {
+			ms = append(ms, m)
+		}
 	}
 	for _, m := range ms {
 		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, m.Start, m.End-m.Start, syscall.MADV_DONTNEED); errno != 0 {
@@ -86,6 +132,16 @@ func ReleaseText() ([]Mapping, error) {
 		}
 	}
 	return ms, nil
+}
+
+// overlaps reports whether m overlaps one of the ranges.
+func overlaps(m Mapping, ranges [][2]uintptr) bool {
+	for _, r := range ranges {
+		if m.Start < r[1] && r[0] < m.End {
+			return true
+		}
+	}
+	return false
 }
 
 // Trimmer releases memory once the configuration has settled. The zero value is not usable;
@@ -98,16 +154,18 @@ type Trimmer struct {
 	Trimmed func(err error)
 }
 
-// New returns a Trimmer that releases settle after the last Kick, and not more often than once
-// per interval.
+// New returns a Trimmer that releases settle after the last Kick (or an interval after the
+// first Kick of a burst that does not pause), and not more often than once per interval.
 func New(settle, interval time.Duration) *Trimmer {
 	return &Trimmer{settle: settle, interval: interval, kick: make(chan struct{}, 1), release: releaseAll}
 }
 
 func releaseAll() error {
 	debug.FreeOSMemory()
-	_, err := ReleaseText()
-	return err
+	if _, err := ReleaseText(); err != nil && !errors.Is(err, ErrNotStatic) {
+		return err
+	}
+	return nil
 }
 
 // Kick reports a configuration change; it never blocks.
@@ -128,6 +186,7 @@ func (t *Trimmer) Run(ctx context.Context) {
 		case <-t.kick:
 		}
 		// Settle: wait until no Kick came for settle, and interval since the last release.
+		burst := time.Now()
 		wait := t.settle
 		for {
 			if d := t.interval - time.Since(last); !last.IsZero() && d > wait {
@@ -141,6 +200,11 @@ func (t *Trimmer) Run(ctx context.Context) {
 			case <-t.kick:
 				timer.Stop()
 				wait = t.settle
+				// Updates that never pause for settle (endpoint churn) must not put the
+				// release off for ever: a burst an interval old is released now.
+				if d := t.interval - time.Since(burst); d < wait {
+					wait = max(d, 0)
+				}
 				continue
 			case <-timer.C:
 			}

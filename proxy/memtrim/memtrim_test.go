@@ -3,7 +3,10 @@ package memtrim
 import (
 	"bufio"
 	"context"
+	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -58,6 +61,9 @@ func rssFileKB(t *testing.T) int {
 func TestReleaseTextLowersRSS(t *testing.T) {
 	before := rssFileKB(t)
 	ms, err := ReleaseText()
+	if errors.Is(err, ErrNotStatic) {
+		t.Skip("this test binary is not a static executable at a fixed address (-race, cgo): ReleaseText releases nothing; TestReleaseTextByBuildMode covers it")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,5 +111,80 @@ func TestTrimmerSettlesAndSpaces(t *testing.T) {
 	case <-stopped:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// TestReleaseTextByBuildMode builds a program that releases its own pages and then calls
+// through interfaces, in each build mode: a static executable at a fixed address (as shipped)
+// must release and keep running; a position-independent one, whose read-only mappings hold
+// relocated pages, and a dynamically linked one (cgo, when a C compiler is there) must release
+// nothing and keep running.
+func TestReleaseTextByBuildMode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds three programs")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool")
+	}
+	modes := []struct {
+		name    string
+		env     []string
+		args    []string
+		release bool
+	}{
+		{"static", []string{"CGO_ENABLED=0"}, nil, true},
+		{"static-pie", []string{"CGO_ENABLED=0"}, []string{"-buildmode=pie"}, false},
+	}
+	if _, err := exec.LookPath("gcc"); err == nil {
+		modes = append(modes, struct {
+			name    string
+			env     []string
+			args    []string
+			release bool
+		}{"cgo", []string{"CGO_ENABLED=1"}, []string{"-ldflags=-linkmode=external"}, false})
+	}
+	dir := t.TempDir()
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			bin := filepath.Join(dir, m.name)
+			args := append([]string{"build", "-o", bin}, m.args...)
+			build := exec.Command(goBin, append(args, "./testdata/relro")...)
+			build.Env = append(os.Environ(), m.env...)
+			if out, err := build.CombinedOutput(); err != nil {
+				t.Fatalf("go build: %v\n%s", err, out)
+			}
+			out, err := exec.Command(bin).CombinedOutput()
+			if err != nil {
+				t.Fatalf("the %s program failed after ReleaseText: %v\n%s", m.name, err, out)
+			}
+			released := !strings.Contains(string(out), "released 0\n")
+			if released != m.release {
+				t.Fatalf("%s: released pages %v, want %v\n%s", m.name, released, m.release, out)
+			}
+		})
+	}
+}
+
+// TestTrimmerReleasesUnderSteadyKicks: updates that never pause for the settle time (endpoint
+// churn) must not put the release off for ever: a burst an interval old is released.
+func TestTrimmerReleasesUnderSteadyKicks(t *testing.T) {
+	done := make(chan struct{}, 10)
+	tr := New(100*time.Millisecond, 300*time.Millisecond)
+	tr.release = func() error { return nil }
+	tr.Trimmed = func(error) { done <- struct{}{} }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tr.Run(ctx)
+	deadline := time.After(10 * time.Second)
+	for {
+		tr.Kick()
+		select {
+		case <-done:
+			return
+		case <-deadline:
+			t.Fatal("no release while kicks kept coming every 20 ms")
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }

@@ -62,7 +62,16 @@ type pconn struct {
 	idle      *time.Timer
 	idleArmed bool
 	idleSince time.Time
+	// stateAt is when the connection's state last changed (monoNow), recorded before the pool
+	// lock is taken: a state update that waits for the lock on another goroutine must not let
+	// the idle timer close a connection released a moment ago.
+	stateAt atomic.Int64
 }
+
+// monoBase anchors monoNow's monotonic readings.
+var monoBase = time.Now()
+
+func monoNow() time.Duration { return time.Since(monoBase) }
 
 // poolFor returns the endpoint's pool of kind k, creating it on first use. The common case is
 // one atomic load.
@@ -389,6 +398,7 @@ func (pc *pconn) onMaxDuration() {
 // that should not be kept, arms the idle timer of the others, and wakes waiting requests.
 func (pc *pconn) onState() {
 	p := pc.p
+	pc.stateAt.Store(int64(monoNow()))
 	// net/http runs the state hook synchronously inside ClientConn.Reserve and Release, and the
 	// pool calls Reserve with p.mu held: locking here would deadlock that goroutine. When the
 	// lock is busy, finish on another goroutine; the update is recomputed from the connection's
@@ -467,7 +477,11 @@ func (pc *pconn) onIdle() {
 	pc.idleArmed = false
 	closeIt := !pc.draining && pc.cc.InFlight() == 0 && pc.cc.Err() == nil
 	if closeIt {
-		if quiet, d := time.Since(pc.idleSince), p.ep.c.http.idleTimeout; quiet < d {
+		quiet := time.Since(pc.idleSince)
+		if q := monoNow() - time.Duration(pc.stateAt.Load()); q < quiet {
+			quiet = q // a state update is still on its way to the lock
+		}
+		if d := p.ep.c.http.idleTimeout; quiet < d {
 			// Used since the timer was armed: idle only for quiet so far.
 			pc.idle.Reset(d - quiet)
 			pc.idleArmed = true
