@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/strait-mesh/strait/internal/vocab"
 	"github.com/strait-mesh/strait/proxy/balance"
-	"github.com/strait-mesh/strait/proxy/http1"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/upstream"
@@ -611,155 +609,6 @@ func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, r
 		res.fail = route.FailResetBeforeRequest
 	}
 	return res
-}
-
-// failReply answers a request that got no upstream response.
-func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, cst *clusterStats) {
-	if v, ok := http1.IsViolation(s.reqBody.downstreamErr()); ok {
-		// The request body broke HTTP/1.1 framing after its head went upstream (a client that
-		// sent the bad chunk later): Envoy's codec error, not an upstream failure.
-		s.localReply(v.Status, FlagDownstreamProtocolError, v.Details, "", -1)
-		return
-	}
-	switch cause := context.Cause(ctx); {
-	case errors.Is(cause, errRouteTimeout):
-		h.st.rqTimeout.Inc()
-		if s.timeoutAlt {
-			s.localReply(http.StatusNoContent, FlagUpstreamRequestTimeout, "upstream_response_timeout", "", -1)
-			return
-		}
-		s.localReply(http.StatusGatewayTimeout, FlagUpstreamRequestTimeout, "upstream_response_timeout", "upstream request timeout", -1)
-		return
-	case errors.Is(cause, errIdleTimeout):
-		s.localReply(http.StatusRequestTimeout, FlagStreamIdleTimeout, "stream_idle_timeout", "stream timeout", -1)
-		return
-	case errors.Is(cause, errMaxDuration):
-		s.localReply(http.StatusRequestTimeout, FlagMaxDurationReached, "max_duration_timeout", "downstream duration timeout", -1)
-		return
-	case s.ctx.Err() != nil:
-		s.Info.Flags |= FlagDownstreamConnTerminated
-		s.Info.Details = "downstream_remote_disconnect"
-		return
-	}
-	switch res.fail {
-	case route.FailPerTryTimeout:
-		h.st.rqTimeout.Inc()
-		s.localReply(http.StatusGatewayTimeout, res.flag, "upstream_per_try_timeout", "upstream request timeout", -1)
-	case route.FailNoHealthy:
-		s.localReply(http.StatusServiceUnavailable, res.flag, "no_healthy_upstream", "no healthy upstream", -1)
-	case route.FailOverflow:
-		s.localReply(http.StatusServiceUnavailable, res.flag, "upstream_reset_before_response_started{overflow}",
-			"upstream connect error or disconnect/reset before headers. reset reason: overflow", -1)
-	case route.FailConnect:
-		s.Info.TransportFailureReason = transportFailure(res.err)
-		s.localReply(http.StatusServiceUnavailable, res.flag, "upstream_reset_before_response_started{connection_failure}",
-			"upstream connect error or disconnect/reset before headers. reset reason: connection failure", -1)
-	default:
-		s.localReply(http.StatusServiceUnavailable, res.flag, "upstream_reset_before_response_started{connection_termination}",
-			"upstream connect error or disconnect/reset before headers. reset reason: connection termination", -1)
-	}
-}
-
-// respond streams the upstream response downstream: headers, body (flushed as it arrives when
-// the length is unknown, as for gRPC and server-sent events) and trailers.
-func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelCauseFunc, resp *http.Response, cst *clusterStats, idle *idleTimer) {
-	defer func() {
-		// The exchange is over. Cancel first: closing an HTTP/2 response body otherwise waits
-		// for the request body writer, which may still block on an open downstream body (a
-		// gRPC server may end the stream while the client is still sending).
-		cancel(nil)
-		resp.Body.Close()
-	}()
-	cst.code(resp.StatusCode)
-	s.Info.Details = "via_upstream"
-	hdr := s.w.Header()
-	for k, vs := range resp.Header {
-		for _, v := range vs {
-			hdr.Add(k, v)
-		}
-	}
-	removeHopByHop(hdr)
-	hdr.Del("Trailer")
-	s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
-	s.applyCommonResponseHeaders(hdr)
-	if !h.suppressEnvoyHdrs {
-		hdr.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(s.Info.UpstreamServiceTime.Milliseconds(), 10))
-	}
-	if gs := resp.Header["Grpc-Status"]; len(gs) > 0 {
-		s.Info.GRPCStatus = gs[0]
-	}
-	if resp.ContentLength >= 0 && len(resp.Trailer) == 0 && resp.Header.Get("Content-Length") == "" &&
-		s.method != http.MethodHead && resp.StatusCode >= 200 && resp.StatusCode != 204 && resp.StatusCode != 304 {
-		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
-	}
-	// Announce trailers up front so that HTTP/1.1 uses chunked encoding and HTTP/2 keeps the
-	// stream open for the trailing HEADERS frame.
-	for k := range resp.Trailer {
-		hdr.Add("Trailer", k)
-	}
-	s.writeHeader(resp.StatusCode)
-
-	flush := resp.ContentLength < 0 || s.grpc
-	if flush && s.Info.GRPCStatus == "" {
-		// Send headers at once (a stream may stay quiet for long). Not for a gRPC
-		// trailers-only response, which must stay a single HEADERS frame with END_STREAM.
-		_ = s.w.Flush()
-	}
-	countGRPC := h.countsGRPCMessages(s)
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
-	buf := *bp
-	for {
-		n, err := resp.Body.Read(buf)
-		if n > 0 {
-			idle.touch()
-			w, werr := s.w.Write(buf[:n])
-			s.Info.BytesSent += int64(w)
-			if countGRPC {
-				s.respGRPC.Feed(buf[:w])
-			}
-			if werr != nil {
-				s.Info.Flags |= FlagDownstreamConnTerminated
-				return
-			}
-			if flush {
-				if ferr := s.w.Flush(); ferr != nil {
-					s.Info.Flags |= FlagDownstreamConnTerminated
-					return
-				}
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			switch cause := context.Cause(ctx); {
-			case errors.Is(cause, errRouteTimeout):
-				s.Info.Flags |= FlagUpstreamRequestTimeout
-			case errors.Is(cause, errIdleTimeout):
-				s.Info.Flags |= FlagStreamIdleTimeout
-			case errors.Is(cause, errMaxDuration):
-				s.Info.Flags |= FlagMaxDurationReached
-			case s.ctx.Err() != nil:
-				s.Info.Flags |= FlagDownstreamConnTerminated
-			default:
-				s.Info.Flags |= FlagUpstreamRemoteReset
-			}
-			// The response cannot be completed: reset the downstream stream so the client
-			// does not mistake a truncated body for a complete one.
-			s.abort = true
-			return
-		}
-	}
-	trl := s.w.Trailer()
-	for k, vs := range resp.Trailer {
-		for _, v := range vs {
-			trl.Add(k, v)
-		}
-		if k == "Grpc-Status" && len(vs) > 0 {
-			s.Info.GRPCStatus = vs[0]
-		}
-	}
 }
 
 // mix64 is the splitmix64 finalizer.
