@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,15 +49,18 @@ func TestUnixSocketEndpoint(t *testing.T) {
 
 func TestUpstreamBindConfig(t *testing.T) {
 	a := newBackend(t, "a")
-	var from string
-	a.handler = func(w http.ResponseWriter, r *http.Request) { from, _, _ = net.SplitHostPort(r.RemoteAddr) }
+	var from atomic.Value
+	a.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		from.Store(host)
+	})
 	c := staticCluster("bind", clusterv3.Cluster_ROUND_ROBIN, a)
 	c.UpstreamBindConfig = &corev3.BindConfig{SourceAddress: &corev3.SocketAddress{
 		Address: "127.0.0.6", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 0}}}
 	cl, _ := compileT(t, c, Deps{})
 	get(t, cl, balance.Context{})
-	if from != "127.0.0.6" {
-		t.Fatalf("backend saw the connection from %q, want 127.0.0.6", from)
+	if got, _ := from.Load().(string); got != "127.0.0.6" {
+		t.Fatalf("backend saw the connection from %q, want 127.0.0.6", got)
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"net/http/httptrace"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 
 	"github.com/strait-mesh/strait/proxy/h1"
 	"github.com/strait-mesh/strait/proxy/http1"
@@ -45,16 +45,23 @@ var errConnClosed = errors.New("upstream connection closed")
 type h1Client struct {
 	conn *h1.Conn
 	tls  *tls.ConnectionState // the connection's TLS state, nil for plaintext
-	hook func()               // runs after each change of state (the pool's onState)
+	hook func()               // runs after each change of state (the pool's onState); set before the connection is shared
 
 	// x is the exchange's codec storage, reused: the connection carries one request at a
 	// time, and the router is done with a response once it closed its body.
 	x h1Exchange
 
-	mu       sync.Mutex
-	inFlight int
-	err      error
+	// state holds stateBusy while a request is reserved or running and stateClosed once the
+	// connection is closed or broken: read without a lock, as the pool reads it for every
+	// connection it considers on each request (reserveLocked, idleLocked).
+	state atomic.Int32
 }
+
+// h1Client state bits.
+const (
+	stateBusy   = 1 << iota // a request slot is reserved or in use
+	stateClosed             // the connection is closed or broken (Err is errConnClosed)
+)
 
 // newH1Client wraps nc (connected, TLS handshake done).
 func newH1Client(nc net.Conn) *h1Client {
@@ -69,57 +76,50 @@ func newH1Client(nc net.Conn) *h1Client {
 
 // exchangeDone is h1.Conn's end of an exchange.
 func (hc *h1Client) exchangeDone(reusable bool) {
-	hc.mu.Lock()
-	hc.inFlight = 0
-	if !reusable && hc.err == nil {
-		hc.err = errConnClosed
+	if !reusable {
+		hc.state.Or(stateClosed)
 	}
-	hook := hc.hook
-	hc.mu.Unlock()
-	if hook != nil {
-		hook()
+	hc.state.And(^int32(stateBusy))
+	if hc.hook != nil {
+		hc.hook()
 	}
 }
 
 // Reserve implements clientConn. It does not run the state hook (the pool holds its lock).
 func (hc *h1Client) Reserve() error {
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	switch {
-	case hc.err != nil:
-		return hc.err
-	case hc.inFlight > 0:
-		return errConnBusy
+	for {
+		st := hc.state.Load()
+		switch {
+		case st&stateClosed != 0:
+			return errConnClosed
+		case st&stateBusy != 0:
+			return errConnBusy
+		}
+		if hc.state.CompareAndSwap(st, st|stateBusy) {
+			return nil
+		}
 	}
-	hc.inFlight = 1
-	return nil
 }
 
 // Err implements clientConn.
 func (hc *h1Client) Err() error {
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	return hc.err
+	if hc.state.Load()&stateClosed != 0 {
+		return errConnClosed
+	}
+	return nil
 }
 
 // InFlight implements clientConn.
 func (hc *h1Client) InFlight() int {
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	return hc.inFlight
+	return int(hc.state.Load() & stateBusy)
 }
 
 // Close implements clientConn; a request in flight fails.
 func (hc *h1Client) Close() error {
-	hc.mu.Lock()
-	if hc.err == nil {
-		hc.err = errConnClosed
-	}
-	hook := hc.hook
-	hc.mu.Unlock()
+	hc.state.Or(stateClosed)
 	err := hc.conn.Close()
-	if hook != nil {
-		hook()
+	if hc.hook != nil {
+		hc.hook()
 	}
 	return err
 }

@@ -33,7 +33,7 @@ type backend struct {
 	accepted atomic.Int64
 	status   atomic.Int64 // response status; 0 = 200
 	hits     atomic.Int64
-	handler  http.HandlerFunc // optional override
+	handler  atomic.Pointer[http.HandlerFunc] // optional override (setHandler)
 }
 
 type backendOpt func(*backend, *http.Protocols)
@@ -85,8 +85,8 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 	b.hits.Add(1)
 	w.Header().Set("X-Backend", b.name)
 	w.Header().Set("X-Proto", r.Proto)
-	if b.handler != nil {
-		b.handler(w, r)
+	if h := b.handler.Load(); h != nil {
+		(*h)(w, r)
 		return
 	}
 	_, _ = io.Copy(io.Discard, r.Body)
@@ -95,6 +95,9 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	_, _ = io.WriteString(w, "hello from "+b.name)
 }
+
+// setHandler overrides the backend's answer; safe while it serves.
+func (b *backend) setHandler(h http.HandlerFunc) { b.handler.Store(&h) }
 
 func (b *backend) port() uint32 { return uint32(b.ln.Addr().(*net.TCPAddr).Port) }
 
@@ -266,11 +269,11 @@ func gatedBackend(t *testing.T, name string) (*backend, *gate) {
 	b := newBackend(t, name)
 	g := newGate()
 	t.Cleanup(g.open) // before the backend closes: cleanups run last-registered first
-	b.handler = func(w http.ResponseWriter, r *http.Request) {
+	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			g.wait(r)
 		}
-	}
+	})
 	return b, g
 }
 

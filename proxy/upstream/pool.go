@@ -322,9 +322,7 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 		hc := newH1Client(nc)
 		pc := &pconn{p: p, cc: hc, created: time.Now()}
 		c.st.cxHTTP1Total.Inc()
-		hc.mu.Lock()
-		hc.hook = pc.onState
-		hc.mu.Unlock()
+		hc.hook = pc.onState // before the pool shares pc
 		pc.startDuration()
 		return pc, nil
 	}

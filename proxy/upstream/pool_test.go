@@ -91,7 +91,7 @@ func TestHTTP2Multiplexing(t *testing.T) {
 	arrived := 0
 	all := make(chan struct{})
 	a := newBackend(t, "a", h2cBackend)
-	a.handler = func(w http.ResponseWriter, r *http.Request) {
+	a.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		arrived++
 		if arrived == n {
@@ -103,7 +103,7 @@ func TestHTTP2Multiplexing(t *testing.T) {
 		case <-all:
 		case <-time.After(10 * time.Second):
 		}
-	}
+	})
 	c := staticCluster("h2", clusterv3.Cluster_ROUND_ROBIN, a)
 	c.TypedExtensionProtocolOptions = protoOptions(t, explicitH2())
 	cl, st := compileT(t, c, Deps{})
@@ -368,7 +368,7 @@ func TestDialTCPEcho(t *testing.T) {
 
 func TestUpgradeWebSocketStyle(t *testing.T) {
 	a := newBackend(t, "a")
-	a.handler = func(w http.ResponseWriter, r *http.Request) {
+	a.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.EqualFold(r.Header.Get("Upgrade"), "echo") {
 			w.WriteHeader(400)
 			return
@@ -383,7 +383,7 @@ func TestUpgradeWebSocketStyle(t *testing.T) {
 		buf := make([]byte, 64)
 		n, _ := rw.Read(buf)
 		_, _ = conn.Write(buf[:n])
-	}
+	})
 	cl, _ := compileT(t, staticCluster("up", clusterv3.Cluster_ROUND_ROBIN, a), Deps{})
 	req, _ := http.NewRequest("GET", "http://svc.test/ws", nil)
 	req.Header.Set("Connection", "Upgrade")
@@ -469,7 +469,7 @@ func TestHTTP2MaxConcurrentStreams(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	a := newBackend(t, "a", h2cBackend)
-	a.handler = func(w http.ResponseWriter, r *http.Request) { g.wait(r) }
+	a.setHandler(func(w http.ResponseWriter, r *http.Request) { g.wait(r) })
 	c := staticCluster("h2max", clusterv3.Cluster_ROUND_ROBIN, a)
 	opts := explicitH2()
 	opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions().MaxConcurrentStreams = u32(2)

@@ -61,7 +61,7 @@ func TestUpstreamTimeoutIsUT(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	a := newBackend(t, "a")
-	a.handler = func(w http.ResponseWriter, r *http.Request) { g.wait(r) }
+	a.setHandler(func(w http.ResponseWriter, r *http.Request) { g.wait(r) })
 	cl, st := compileT(t, staticCluster("slow", clusterv3.Cluster_ROUND_ROBIN, a), Deps{})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -227,10 +227,10 @@ func TestCloseLetsInFlightRequestsFinish(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	a := newBackend(t, "a")
-	a.handler = func(w http.ResponseWriter, r *http.Request) {
+	a.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		g.wait(r)
 		_, _ = w.Write([]byte("done"))
-	}
+	})
 	cl, st := compileT(t, staticCluster("drain", clusterv3.Cluster_ROUND_ROBIN, a), Deps{})
 	done := make(chan error, 1)
 	go func() {
@@ -322,7 +322,7 @@ func TestDialRespectsMaxConnections(t *testing.T) {
 
 func TestHTTP2StreamResetIsUR(t *testing.T) {
 	a := newBackend(t, "a", h2cBackend)
-	a.handler = func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) }
+	a.setHandler(func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) })
 	c := staticCluster("rst2", clusterv3.Cluster_ROUND_ROBIN, a)
 	c.TypedExtensionProtocolOptions = protoOptions(t, explicitH2())
 	cl, _ := compileT(t, c, Deps{})
