@@ -201,8 +201,21 @@ type h1Exchange struct {
 	msg     Response      // the response for the router (response)
 	names   []string      // msg's TrailerNames
 	chunked bool          // the response had a Transfer-Encoding field
+	acct    body          // msg's Body as the cluster accounts for it (account)
 	out     *http.Response
 	scratch []byte // the response's header values, for httpResponse
+}
+
+// account is wrapBody for the exchange's response body, without an allocation: the exchange's
+// own wrapper serves, as the connection carries one request at a time and the router is done
+// with it once it closed the body. An upgraded connection's (101) gets one of its own.
+func (x *h1Exchange) account(rc io.ReadCloser, c *Cluster, ep *endpoint) io.ReadCloser {
+	if _, ok := rc.(io.ReadWriteCloser); ok {
+		return wrapBody(rc, c, ep)
+	}
+	x.acct.ReadCloser, x.acct.c, x.acct.ep = rc, c, ep
+	x.acct.done.Store(false)
+	return &x.acct
 }
 
 // response makes the codec's response head the router's (see Response): Transfer-Encoding

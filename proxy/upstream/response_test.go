@@ -49,15 +49,16 @@ func TestRoundTripMessageResponse(t *testing.T) {
 				"Trailer: grpc-status, x-t\r\nTrailer: Grpc-Status\r\n\r\n5\r\nhello\r\n0\r\ngrpc-status: 7\r\nx-t: v\r\n\r\n")
 		}
 	})
-	h2 := newBackend(t, "h2", h2cBackend)
-	h2.handler = func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Trailer", "Grpc-Status, X-T")
-		w.Header().Add("X-Multi", "a")
-		w.Header().Add("X-Multi", "b")
-		_, _ = io.WriteString(w, "hello")
-		w.Header().Set("Grpc-Status", "7")
-		w.Header().Set("X-T", "v")
-	}
+	h2 := newBackend(t, "h2", h2cBackend, func(b *backend, _ *http.Protocols) {
+		b.handler = func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Trailer", "Grpc-Status, X-T")
+			w.Header().Add("X-Multi", "a")
+			w.Header().Add("X-Multi", "b")
+			_, _ = io.WriteString(w, "hello")
+			w.Header().Set("Grpc-Status", "7")
+			w.Header().Set("X-T", "v")
+		}
+	})
 	h1c, st1 := compileT(t, xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster("h1", 2*time.Second, raw)), Deps{})
 	h2cfg := staticCluster("h2", clusterv3.Cluster_ROUND_ROBIN, h2)
 	h2cfg.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}

@@ -162,7 +162,7 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 			var resp *Response
 			if resp, err = hc.roundTrip(out, head); err == nil {
 				c.received(ep, report, resp.Status, resp.TLS)
-				resp.Body = wrapBody(resp.Body, c, ep)
+				resp.Body = hc.x.account(resp.Body, c, ep)
 				return nil, resp, nil
 			}
 		} else {
@@ -324,10 +324,14 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Close implements io.Closer.
+// Close implements io.Closer. The accounting is read before the body closes: closing may
+// hand the connection, and with it an h1Exchange's body (account), to the next request.
 func (b *body) Close() error {
+	c, ep, ended := b.c, b.ep, b.done.Swap(true)
 	err := b.ReadCloser.Close()
-	b.end()
+	if !ended {
+		c.finish(ep)
+	}
 	return err
 }
 
