@@ -40,8 +40,9 @@ var errConnClosed = errors.New("upstream connection closed")
 
 // h1Client is an upstream HTTP/1.1 connection on proxy/h1's codec (h1.Conn): the request is
 // written from the caller's goroutine (its body from one more while the response is read), and
-// the response is read there too; no read or write loop goroutines. net/http's request and
-// response types are converted at the boundary until the router speaks httpmsg.
+// the response is read there too; no read or write loop goroutines. The router's requests
+// (RoundTripMessage) go out from their httpmsg head and their responses come back as the
+// codec's (Response); net/http's types are converted at the boundary for Cluster.RoundTrip.
 type h1Client struct {
 	conn *h1.Conn
 	tls  *tls.ConnectionState // the connection's TLS state, nil for plaintext
