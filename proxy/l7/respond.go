@@ -9,6 +9,7 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/http1"
 	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/upstream"
 )
 
 // The upstream's answer, or its absence, on its way downstream: the router's response side.
@@ -62,7 +63,7 @@ func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, c
 
 // respond streams the upstream response downstream: headers, body (flushed as it arrives when
 // the length is unknown, as for gRPC and server-sent events) and trailers.
-func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelCauseFunc, resp *http.Response, cst *clusterStats, idle *idleTimer) {
+func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelCauseFunc, resp *upstream.Response, cst *clusterStats, idle *idleTimer) {
 	defer func() {
 		// The exchange is over. Cancel first: closing an HTTP/2 response body otherwise waits
 		// for the request body writer, which may still block on an open downstream body (a
@@ -70,13 +71,11 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 		cancel(nil)
 		resp.Body.Close()
 	}()
-	cst.code(resp.StatusCode)
+	cst.code(resp.Status)
 	s.Info.Details = "via_upstream"
 	hdr := s.w.Header()
-	for k, vs := range resp.Header {
-		for _, v := range vs {
-			hdr.Add(k, v)
-		}
+	for i, n := 0, resp.Header.Len(); i < n; i++ {
+		hdr.AddBytes(resp.Header.Field(i))
 	}
 	removeHopByHop(hdr)
 	hdr.Del("Trailer")
@@ -85,19 +84,19 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 	if !h.suppressEnvoyHdrs {
 		hdr.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(s.Info.UpstreamServiceTime.Milliseconds(), 10))
 	}
-	if gs := resp.Header["Grpc-Status"]; len(gs) > 0 {
-		s.Info.GRPCStatus = gs[0]
+	if gs, ok := resp.Header.Value("Grpc-Status"); ok {
+		s.Info.GRPCStatus = string(gs)
 	}
-	if resp.ContentLength >= 0 && len(resp.Trailer) == 0 && resp.Header.Get("Content-Length") == "" &&
-		s.method != http.MethodHead && resp.StatusCode >= 200 && resp.StatusCode != 204 && resp.StatusCode != 304 {
+	if cl, _ := resp.Header.Value("Content-Length"); resp.ContentLength >= 0 && len(resp.TrailerNames) == 0 && len(cl) == 0 &&
+		s.method != http.MethodHead && resp.Status >= 200 && resp.Status != 204 && resp.Status != 304 {
 		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
 	// Announce trailers up front so that HTTP/1.1 uses chunked encoding and HTTP/2 keeps the
 	// stream open for the trailing HEADERS frame.
-	for k := range resp.Trailer {
+	for _, k := range resp.TrailerNames {
 		hdr.Add("Trailer", k)
 	}
-	s.writeHeader(resp.StatusCode)
+	s.writeHeader(resp.Status)
 
 	flush := resp.ContentLength < 0 || s.grpc
 	if flush && s.Info.GRPCStatus == "" {
@@ -151,13 +150,13 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 			return
 		}
 	}
-	trl := s.w.Trailer()
-	for k, vs := range resp.Trailer {
-		for _, v := range vs {
-			trl.Add(k, v)
+	if t := resp.Trailer; t != nil && t.Len() > 0 {
+		trl := s.w.Trailer()
+		for i := 0; i < t.Len(); i++ {
+			trl.AddBytes(t.Field(i))
 		}
-		if k == "Grpc-Status" && len(vs) > 0 {
-			s.Info.GRPCStatus = vs[0]
+		if gs, ok := t.Value("Grpc-Status"); ok {
+			s.Info.GRPCStatus = string(gs)
 		}
 	}
 }

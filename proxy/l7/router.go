@@ -207,7 +207,7 @@ func effectiveRetry(s *Stream) *route.RetryPolicy {
 }
 
 type attemptResult struct {
-	resp    *http.Response
+	resp    *upstream.Response
 	fail    route.FailureKind
 	flag    ResponseFlags
 	err     error
@@ -467,10 +467,10 @@ func (h *Handler) forward(s *Stream) {
 		return
 	}
 	if rst != nil {
-		rst.code(res.resp.StatusCode)
+		rst.code(res.resp.Status)
 	}
 	s.Info.UpstreamServiceTime = time.Since(start)
-	if res.resp.StatusCode == http.StatusSwitchingProtocols && upgrade != "" {
+	if res.resp.Status == http.StatusSwitchingProtocols && upgrade != "" {
 		h.tunnel(s, res.resp)
 		return
 	}
@@ -517,7 +517,7 @@ func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetrie
 	retriable := false
 	if attempt <= maxRetries && ctx.Err() == nil {
 		if res.resp != nil {
-			retriable = policy.RetryOnResponse(res.resp)
+			retriable = policy.RetryOnResponse(res.resp.Status, res.resp.Header)
 		} else {
 			retriable = res.fail != route.FailOverflow && res.fail != route.FailNoHealthy && policy.RetryOnFailure(res.fail)
 		}
@@ -526,7 +526,7 @@ func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetrie
 	if retriable && (body == nil || body.canReplay()) && up.AcquireRetry() {
 		return true, false
 	}
-	return false, attempt > 1 && (res.resp == nil || policy.RetryOnResponse(res.resp))
+	return false, attempt > 1 && (res.resp == nil || policy.RetryOnResponse(res.resp.Status, res.resp.Header))
 }
 
 // attempt makes one upstream try. With trackSent it finds out whether the request's headers went
@@ -560,14 +560,18 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http
 }
 
 // roundTrip runs one attempt on req (whose context is actx or derives from it) and classifies a
-// failure.
+// failure. A response in net/http's form (an Upstream that is not a messageUpstream) is
+// converted once here (upstream.FromHTTP).
 func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, req *http.Request, lb balance.Context, res attemptResult) attemptResult {
-	var resp *http.Response
+	var resp *upstream.Response
 	var err error
 	if mu, ok := up.(messageUpstream); ok && s.headSet {
 		resp, err = mu.RoundTripMessage(req, &s.head, lb)
 	} else {
-		resp, err = up.RoundTrip(req, lb)
+		var hr *http.Response
+		if hr, err = up.RoundTrip(req, lb); err == nil {
+			resp = upstream.FromHTTP(hr)
+		}
 	}
 	if res.perTry != nil {
 		res.perTry.Stop()
@@ -621,10 +625,11 @@ func mix64(x uint64) uint64 {
 	return x
 }
 
-// messageUpstream is an Upstream that takes the request's head as httpmsg (upstream.Cluster):
-// its HTTP/1.1 pools write the stream's own header fields, with no net/http map between.
+// messageUpstream is an Upstream that takes the request's head as httpmsg and returns the
+// response's the same way (upstream.Cluster): its HTTP/1.1 pools write the stream's own header
+// fields and hand back their codec's, with no net/http map between.
 type messageUpstream interface {
-	RoundTripMessage(req *http.Request, head *upstream.MessageHead, lb balance.Context) (*http.Response, error)
+	RoundTripMessage(req *http.Request, head *upstream.MessageHead, lb balance.Context) (*upstream.Response, error)
 }
 
 // upstreamRequest builds the request that goes upstream from the stream's (after the router's

@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/httpmsg"
+	"github.com/strait-mesh/strait/proxy/upstream"
 )
 
 // tunnel completes an HTTP/1.1 upgrade (e.g. WebSocket): it forwards the upstream's 101
 // response, takes over the downstream connection and splices bytes both ways until either side
 // closes. The upstream response body must be the upgraded connection (io.ReadWriteCloser).
-func (h *Handler) tunnel(s *Stream, resp *http.Response) {
+func (h *Handler) tunnel(s *Stream, resp *upstream.Response) {
 	upConn, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
 		resp.Body.Close()
@@ -31,11 +32,7 @@ func (h *Handler) tunnel(s *Stream, resp *http.Response) {
 	defer conn.Close()
 	s.Info.Details = "via_upstream"
 	var hdr httpmsg.Header
-	for k, vs := range resp.Header {
-		for _, v := range vs {
-			hdr.Add(k, v)
-		}
-	}
+	hdr.CopyFrom(resp.Header)
 	s.Route.ApplyResponseHeaders(&hdr, s, &s.rinfo, s.Target)
 	if err := writeSwitching(conn, &hdr); err != nil {
 		s.Info.Flags |= FlagDownstreamConnTerminated

@@ -1,6 +1,10 @@
 package route
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/strait-mesh/strait/proxy/httpmsg"
+)
 
 // Request is what routing sees of a request: matchers, hash policies, header formatters, rate
 // limit actions, faults and redirects read it only through these methods, so the proxy's
@@ -50,13 +54,22 @@ func (h httpRequest) Scheme() string {
 func (h httpRequest) HeaderValues(name string) []string { return h.r.Header[name] }
 
 // headerOnly is a Request of response headers alone (retriable_headers match responses).
-type headerOnly http.Header
+type headerOnly struct{ h *httpmsg.Header }
 
-func (headerOnly) Method() string                      { return "" }
-func (headerOnly) Authority() string                   { return "" }
-func (headerOnly) Path() string                        { return "" }
-func (headerOnly) Scheme() string                      { return "" }
-func (h headerOnly) HeaderValues(name string) []string { return h[name] }
+func (headerOnly) Method() string    { return "" }
+func (headerOnly) Authority() string { return "" }
+func (headerOnly) Path() string      { return "" }
+func (headerOnly) Scheme() string    { return "" }
+
+// HeaderValues returns copies of the values of the fields named name (any case), in order.
+func (h headerOnly) HeaderValues(name string) []string {
+	var vs []string
+	for i := h.h.Index(name, 0); i >= 0; i = h.h.Index(name, i+1) {
+		_, v := h.h.Field(i)
+		vs = append(vs, string(v))
+	}
+	return vs
+}
 
 // headerGetter is implemented by requests that return a header's first value without copying
 // every value (the connection manager's stream).

@@ -3,11 +3,11 @@ package route
 import (
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/strait-mesh/strait/internal/vocab"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/xdsfield"
 	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 	previoushostsv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/retry/host/previous_hosts/v3"
@@ -164,10 +164,10 @@ func (p *RetryPolicy) RetryOnFailure(k FailureKind) bool {
 	return false
 }
 
-// RetryOnResponse reports whether a response with these status and headers should be retried.
-func (p *RetryPolicy) RetryOnResponse(resp *http.Response) bool {
-	code := resp.StatusCode
-	if _, ok := resp.Header["X-Envoy-Ratelimited"]; ok {
+// RetryOnResponse reports whether a response with status code and header fields hdr (names
+// matched in any case) should be retried.
+func (p *RetryPolicy) RetryOnResponse(code int, hdr *httpmsg.Header) bool {
+	if hdr.Has("X-Envoy-Ratelimited") {
 		// A response an upstream Envoy rate limited is retried only by envoy-ratelimited.
 		return p.On&vocab.RetryEnvoyRateLimited != 0
 	}
@@ -187,7 +187,7 @@ func (p *RetryPolicy) RetryOnResponse(resp *http.Response) bool {
 		}
 	}
 	if p.On&vocab.RetryRetriableHeaders != 0 && len(p.headers) > 0 {
-		fake := headerOnly(resp.Header)
+		fake := headerOnly{hdr}
 		for i := range p.headers {
 			if p.headers[i].name[0] == ':' {
 				if p.headers[i].name == ":status" && p.headers[i].Match(strconv.Itoa(code), true) {
@@ -200,8 +200,10 @@ func (p *RetryPolicy) RetryOnResponse(resp *http.Response) bool {
 			}
 		}
 	}
-	if gs := resp.Header["Grpc-Status"]; len(gs) == 1 && p.On&vocab.GRPCStatusRetryOn(gs[0]) != 0 {
-		return true
+	if i := hdr.Index("Grpc-Status", 0); i >= 0 && hdr.Index("Grpc-Status", i+1) < 0 {
+		if _, gs := hdr.Field(i); p.On&vocab.GRPCStatusRetryOn(string(gs)) != 0 {
+			return true
+		}
 	}
 	return false
 }

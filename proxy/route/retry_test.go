@@ -1,10 +1,10 @@
 package route
 
 import (
-	"net/http"
 	"testing"
 
 	"github.com/strait-mesh/strait/internal/vocab"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
 // TestRetryOnFailureEnvoy checks RetryOnFailure against Envoy's wouldRetryFromReset for each
@@ -46,11 +46,12 @@ func TestRetryOnFailureEnvoy(t *testing.T) {
 // TestRetryOnRateLimited checks Envoy's rule that a response an upstream Envoy rate limited
 // (x-envoy-ratelimited) is retried by envoy-ratelimited and by nothing else.
 func TestRetryOnRateLimited(t *testing.T) {
-	limited := &http.Response{StatusCode: 503, Header: http.Header{"X-Envoy-Ratelimited": {"true"}}}
+	var limited httpmsg.Header
+	limited.Add("x-envoy-ratelimited", "true")
 	for retryOn, want := range map[string]bool{"envoy-ratelimited": true, "5xx": false, "gateway-error,retriable-status-codes": false, "envoy-ratelimited,5xx": true} {
 		on, _ := vocab.ParseRetryOn(retryOn)
 		p := &RetryPolicy{On: on, StatusCodes: []int{503}}
-		if got := p.RetryOnResponse(limited); got != want {
+		if got := p.RetryOnResponse(503, &limited); got != want {
 			t.Errorf("%s: RetryOnResponse(rate limited 503) = %v, want %v", retryOn, got, want)
 		}
 	}

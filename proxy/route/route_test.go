@@ -415,9 +415,9 @@ func TestRetryHashMirrorFilterConfigs(t *testing.T) {
 	if !p.RetryOnFailure(FailConnect) || !p.RetryOnFailure(FailRefusedStream) || p.RetryOnFailure(FailReset) {
 		t.Error("retry-on failure conditions")
 	}
-	if !p.RetryOnResponse(&http.Response{StatusCode: 418, Header: http.Header{}}) ||
-		p.RetryOnResponse(&http.Response{StatusCode: 503, Header: http.Header{}}) ||
-		!p.RetryOnResponse(&http.Response{StatusCode: 200, Header: http.Header{"Grpc-Status": {"14"}}}) {
+	var none, unavailable httpmsg.Header
+	unavailable.Add("grpc-status", "14")
+	if !p.RetryOnResponse(418, &none) || p.RetryOnResponse(503, &none) || !p.RetryOnResponse(200, &unavailable) {
 		t.Error("retry-on response conditions")
 	}
 	h1, ok1, _ := rt.Hash(HTTPRequest(req("GET", "h", "/", "X-User", "a")), nil)

@@ -40,8 +40,9 @@ var errConnClosed = errors.New("upstream connection closed")
 
 // h1Client is an upstream HTTP/1.1 connection on proxy/h1's codec (h1.Conn): the request is
 // written from the caller's goroutine (its body from one more while the response is read), and
-// the response is read there too; no read or write loop goroutines. net/http's request and
-// response types are converted at the boundary until the router speaks httpmsg.
+// the response is read there too; no read or write loop goroutines. The router's requests
+// (RoundTripMessage) go out from their httpmsg head and their responses come back as the
+// codec's (Response); net/http's types are converted at the boundary for Cluster.RoundTrip.
 type h1Client struct {
 	conn *h1.Conn
 	tls  *tls.ConnectionState // the connection's TLS state, nil for plaintext
@@ -124,17 +125,24 @@ func (hc *h1Client) Close() error {
 	return err
 }
 
-// RoundTrip implements clientConn.
+// RoundTrip implements clientConn: the response in net/http's form (Cluster.RoundTrip).
 func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
-	return hc.roundTrip(req, nil)
+	if _, err := hc.roundTrip(req, nil); err != nil {
+		return nil, err
+	}
+	resp := hc.x.httpResponse(req)
+	resp.TLS = hc.tls
+	return resp, nil
 }
 
 // roundTrip sends req, whose header fields and path are head's when head is not nil (see
-// Cluster.RoundTripMessage).
-func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*http.Response, error) {
+// Cluster.RoundTripMessage), and returns the response in the exchange's storage: valid until
+// its body is closed.
+func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, error) {
 	x := &hc.x
 	x.req.Reset()
 	x.src, x.trailer, x.out = nil, nil, nil
+	x.msg = Response{}
 	r := &x.req
 	r.Method = req.Method
 	host := req.Host
@@ -182,9 +190,7 @@ func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*http.Respo
 		}
 		return nil, err
 	}
-	resp := x.httpResponse(req)
-	resp.TLS = hc.tls
-	return resp, nil
+	return x.response(hc.tls), nil
 }
 
 // h1Exchange is one request's codec messages.
@@ -193,8 +199,38 @@ type h1Exchange struct {
 	resp    httpmsg.Response
 	src     io.ReadCloser // the request body
 	trailer http.Header   // the request's trailers, read when its body ends
+	msg     Response      // the response for the router (response)
+	names   []string      // msg's TrailerNames
+	chunked bool          // the response had a Transfer-Encoding field
+	acct    body          // msg's Body as the cluster accounts for it (account)
 	out     *http.Response
 	scratch []byte // the response's header values, for httpResponse
+}
+
+// account is wrapBody for the exchange's response body, without an allocation: the exchange's
+// own wrapper serves, as the connection carries one request at a time and the router is done
+// with it once it closed the body. An upgraded connection's (101) gets one of its own.
+func (x *h1Exchange) account(rc io.ReadCloser, c *Cluster, ep *endpoint) io.ReadCloser {
+	if _, ok := rc.(io.ReadWriteCloser); ok {
+		return wrapBody(rc, c, ep)
+	}
+	x.acct.ReadCloser, x.acct.c, x.acct.ep = rc, c, ep
+	x.acct.done.Store(false)
+	return &x.acct
+}
+
+// response makes the codec's response head the router's (see Response): Transfer-Encoding
+// leaves the header fields (framing is the codec's) and the announced trailers are listed.
+func (x *h1Exchange) response(tls *tls.ConnectionState) *Response {
+	r := &x.resp
+	x.chunked = r.Header.Del("Transfer-Encoding") > 0
+	x.names = x.names[:0]
+	if r.Header.Has("Trailer") {
+		x.names = appendTrailerNames(x.names, &r.Header)
+	}
+	x.msg = Response{Status: r.Status, Proto: r.Proto, Header: &r.Header, ContentLength: r.ContentLength,
+		TrailerNames: x.names, Trailer: &r.Trailer, Body: r.Body, TLS: tls}
+	return &x.msg
 }
 
 // statusLines holds net/http's Status strings ("200 OK") of the codes it names.
@@ -265,8 +301,9 @@ func (b *h1RequestBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// httpResponse converts the codec's response head for the router: the values share one
-// string and one slice array, and common names are interned (canonicalName).
+// httpResponse converts the response head (after response) to net/http's form, for
+// Cluster.RoundTrip: the values share one string and one slice array, and common names are
+// interned (canonicalName).
 func (x *h1Exchange) httpResponse(req *http.Request) *http.Response {
 	r := &x.resp
 	n := r.Header.Len()
@@ -283,6 +320,15 @@ func (x *h1Exchange) httpResponse(req *http.Request) *http.Response {
 	if r.Proto == httpmsg.HTTP10 {
 		resp.Proto, resp.ProtoMinor = "HTTP/1.0", 0
 	}
+	if x.chunked {
+		resp.TransferEncoding = []string{"chunked"}
+	}
+	for _, name := range x.names {
+		if resp.Trailer == nil {
+			resp.Trailer = http.Header{}
+		}
+		resp.Trailer[name] = nil
+	}
 	x.scratch = x.scratch[:0]
 	for i := 0; i < n; i++ {
 		_, v := r.Header.Field(i)
@@ -295,21 +341,6 @@ func (x *h1Exchange) httpResponse(req *http.Request) *http.Response {
 		k, v := r.Header.Field(i)
 		value := values[off : off+len(v)]
 		off += len(v)
-		switch {
-		case httpmsg.EqualFold(k, "Transfer-Encoding"):
-			// Framing is the codec's (net/http's client keeps it out of Header too).
-			resp.TransferEncoding = []string{"chunked"}
-			continue
-		case httpmsg.EqualFold(k, "Trailer"):
-			for _, f := range strings.Split(string(v), ",") {
-				if f = strings.TrimSpace(f); f != "" {
-					if resp.Trailer == nil {
-						resp.Trailer = http.Header{}
-					}
-					resp.Trailer[http.CanonicalHeaderKey(f)] = nil
-				}
-			}
-		}
 		name := canonicalName(k)
 		if vs, ok := resp.Header[name]; ok {
 			resp.Header[name] = append(vs, value)

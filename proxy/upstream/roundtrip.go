@@ -92,7 +92,8 @@ func (c *Cluster) poolKind(req *http.Request, ep *endpoint) poolKind {
 // response), UR (HTTP/2 stream reset by the upstream), UT (deadline of req's context), DC
 // (req's context canceled).
 func (c *Cluster) RoundTrip(req *http.Request, lb balance.Context) (*http.Response, error) {
-	return c.roundTrip(req, nil, lb)
+	resp, _, err := c.roundTrip(req, nil, lb)
+	return resp, err
 }
 
 // MessageHead is an outbound request's head as the connection manager keeps it (proxy/httpmsg),
@@ -109,24 +110,29 @@ type MessageHead struct {
 	Report *HostReport
 }
 
-// RoundTripMessage is RoundTrip for a request whose header fields and path are in head:
-// req.Header and req.URL are not read and may be nil, nor is head changed. The HTTP/1.1 pools
-// write head as it is, without net/http's types; for the others (HTTP/2, ALPN-negotiated) a
-// copy of req gets a header map and URL built from head.
-func (c *Cluster) RoundTripMessage(req *http.Request, head *MessageHead, lb balance.Context) (*http.Response, error) {
-	return c.roundTrip(req, head, lb)
+// RoundTripMessage is RoundTrip for a request whose header fields and path are in head, and
+// whose response the caller reads as a Response: req.Header and req.URL are not read and may
+// be nil, nor is head changed. The HTTP/1.1 pools write head as it is and return their codec's
+// response head, without net/http's types (valid until its Body is closed); for the others
+// (HTTP/2, ALPN-negotiated) a copy of req gets a header map and URL built from head, and the
+// response is converted (FromHTTP).
+func (c *Cluster) RoundTripMessage(req *http.Request, head *MessageHead, lb balance.Context) (*Response, error) {
+	_, resp, err := c.roundTrip(req, head, lb)
+	return resp, err
 }
 
-func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Context) (*http.Response, error) {
+// roundTrip is RoundTrip (head nil: the response in net/http's form) and RoundTripMessage
+// (head set: the response as a Response).
+func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Context) (*http.Response, *Response, error) {
 	c.st.rqTotal.Inc()
 	if !c.breaker.rq.acquire() {
 		c.st.rqPendingOverflow.Inc()
-		return nil, &Error{Flag: FlagOverflow, Err: errRequestOverflow}
+		return nil, nil, &Error{Flag: FlagOverflow, Err: errRequestOverflow}
 	}
 	ep, err := c.pick(req.Context(), req.Header, head, lb)
 	if err != nil {
 		c.breaker.rq.release()
-		return nil, err
+		return nil, nil, err
 	}
 	report := hostReportOf(req.Context(), head)
 	report.host(ep)
@@ -140,6 +146,7 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 		p = ep.proxiedPool(c.poolKind(req, ep), d)
 	}
 	out := prepare(req, head, p)
+	msg := head != nil
 	if p.kind != poolH1 {
 		head = nil // out carries it
 	}
@@ -148,20 +155,26 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 		pc, reused, err := p.acquire(ctx)
 		if err != nil {
 			c.finish(ep)
-			return nil, c.failure(ctx, ep, err, true)
+			return nil, nil, c.failure(ctx, ep, err, true)
 		}
-		var resp *http.Response
-		if hc, ok := pc.cc.(*h1Client); ok && head != nil {
-			resp, err = hc.roundTrip(out, head)
+		if hc, ok := pc.cc.(*h1Client); ok && msg {
+			// The router's hot path: the codec's response head as it is.
+			var resp *Response
+			if resp, err = hc.roundTrip(out, head); err == nil {
+				c.received(ep, report, resp.Status, resp.TLS)
+				resp.Body = hc.x.account(resp.Body, c, ep)
+				return nil, resp, nil
+			}
 		} else {
-			resp, err = pc.cc.RoundTrip(out)
-		}
-		if err == nil {
-			report.peer(resp.TLS)
-			c.st.countStatus(resp.StatusCode)
-			c.report(ep, resp.StatusCode)
-			resp.Body = wrapBody(resp.Body, c, ep)
-			return resp, nil
+			var resp *http.Response
+			if resp, err = pc.cc.RoundTrip(out); err == nil {
+				c.received(ep, report, resp.StatusCode, resp.TLS)
+				resp.Body = wrapBody(resp.Body, c, ep)
+				if msg {
+					return nil, FromHTTP(resp), nil
+				}
+				return resp, nil, nil
+			}
 		}
 		// A kept-alive connection the server closed while idle fails on first use; retry a
 		// request without a body once on a fresh connection, as net/http's Transport does.
@@ -169,8 +182,16 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 			continue
 		}
 		c.finish(ep)
-		return nil, c.failure(ctx, ep, err, false)
+		return nil, nil, c.failure(ctx, ep, err, false)
 	}
+}
+
+// received accounts for a response from ep: the host report's peer, status stats, and
+// outlier detection.
+func (c *Cluster) received(ep *endpoint, report *HostReport, status int, tls *tls.ConnectionState) {
+	report.peer(tls)
+	c.st.countStatus(status)
+	c.report(ep, status)
 }
 
 // failure classifies an error into Envoy's response flags and reports it to outlier detection.
@@ -303,10 +324,14 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Close implements io.Closer.
+// Close implements io.Closer. The accounting is read before the body closes: closing may
+// hand the connection, and with it an h1Exchange's body (account), to the next request.
 func (b *body) Close() error {
+	c, ep, ended := b.c, b.ep, b.done.Swap(true)
 	err := b.ReadCloser.Close()
-	b.end()
+	if !ended {
+		c.finish(ep)
+	}
 	return err
 }
 
