@@ -50,14 +50,14 @@ func TestRoundTripMessageResponse(t *testing.T) {
 		}
 	})
 	h2 := newBackend(t, "h2", h2cBackend, func(b *backend, _ *http.Protocols) {
-		b.handler = func(w http.ResponseWriter, r *http.Request) {
+		b.setHandler(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Trailer", "Grpc-Status, X-T")
 			w.Header().Add("X-Multi", "a")
 			w.Header().Add("X-Multi", "b")
 			_, _ = io.WriteString(w, "hello")
 			w.Header().Set("Grpc-Status", "7")
 			w.Header().Set("X-T", "v")
-		}
+		})
 	})
 	h1c, st1 := compileT(t, xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster("h1", 2*time.Second, raw)), Deps{})
 	h2cfg := staticCluster("h2", clusterv3.Cluster_ROUND_ROBIN, h2)
