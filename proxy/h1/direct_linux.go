@@ -1,11 +1,14 @@
 package h1
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -19,6 +22,16 @@ import (
 // sleeps: on a proxy that goes idle between requests that was a wake-up (futex) and then
 // sysmon's 20 µs polling (nanosleep) for every request, on the proxy's own CPU when it is
 // pinned to one, and a loopback write taking longer than a sysmon tick had its P retaken.
+//
+// Its deadlines are applied lazily (lazyDeadline, deadline_linux.go): SetReadDeadline and
+// SetWriteDeadline record the deadline, and the socket's own (a runtime poller timer) is moved
+// only when the new deadline is earlier than the one armed. When the armed deadline passes
+// before the recorded one, the read or write waiting on it re-arms it and goes on. Deadlines
+// fire as before (the same errors, no later), but a keep-alive connection whose deadlines
+// move later request after request (idle, then request head, then none) touches the poller's
+// timers about once per period rather than at every call. With a write stall limit
+// (SetWriteStall) a write that must wait for room fails once the peer accepts no byte for that
+// long, with no deadline armed for writes the socket takes at once.
 func DirectConn(nc net.Conn) net.Conn {
 	tc, ok := nc.(*net.TCPConn)
 	if !ok {
@@ -32,20 +45,46 @@ func DirectConn(nc net.Conn) net.Conn {
 	d.rd.trap, d.rd.name = syscall.SYS_READ, "read"
 	d.wr.trap, d.wr.name, d.wr.whole = syscall.SYS_WRITE, "write", true
 	d.rd.fn, d.wr.fn = d.rd.call, d.wr.call
+	d.rd.dl.set, d.wr.dl.set = tc.SetReadDeadline, tc.SetWriteDeadline
+	d.rd.dl.sets, d.wr.dl.sets = &d.sets, &d.sets
 	return d
+}
+
+// SetWriteStall sets how long a write on nc, a connection from DirectConn, may wait with the
+// peer accepting no byte before it fails with ErrWriteStall; 0: no limit. The clock starts
+// only when a write finds the socket full, and restarts at each byte accepted. It reports
+// false, changing nothing, when nc is not such a connection. Call it before writes start.
+func SetWriteStall(nc net.Conn, d time.Duration) bool {
+	dc, ok := nc.(*directConn)
+	if ok {
+		dc.stall.Store(int64(d))
+	}
+	return ok
+}
+
+// DeadlineSets reports how many times the socket deadlines of nc, a connection from
+// DirectConn, were moved (runtime poller timer operations), or -1 for another connection: a
+// measure of what the lazy deadlines save, for tests and benchmarks.
+func DeadlineSets(nc net.Conn) int64 {
+	if dc, ok := nc.(*directConn); ok {
+		return dc.sets.Load()
+	}
+	return -1
 }
 
 // directConn is a TCP connection read and written with raw system calls (DirectConn).
 type directConn struct {
 	*net.TCPConn
-	rc syscall.RawConn
-	rd directOp
-	wr directOp
+	rc    syscall.RawConn
+	rd    directOp
+	wr    directOp
+	stall atomic.Int64 // write stall limit (nanoseconds); 0: none
+	sets  atomic.Int64 // socket deadline changes (DeadlineSets)
 }
 
 // directOp is one direction's operation: the system call, the callback given to the RawConn
-// (bound once, so that a call allocates nothing), and the call's buffer and results. mu
-// serializes callers.
+// (bound once, so that a call allocates nothing), the call's buffer and results, and the
+// direction's deadline. mu serializes callers.
 type directOp struct {
 	mu    sync.Mutex
 	trap  uintptr // SYS_READ or SYS_WRITE
@@ -55,29 +94,36 @@ type directOp struct {
 	buf   []byte
 	n     int
 	err   syscall.Errno
+	mode  uint8 // when the callback gives up at EAGAIN: opWait, opNoWait, opProgress
+	from  int   // n when the current RawConn call began (opProgress)
+	dl    lazyDeadline
 }
+
+// Callback modes at EAGAIN.
+const (
+	opWait     uint8 = iota // wait for readiness (until done)
+	opNoWait                // return: the caller arms the stall clock before waiting
+	opProgress              // wait, but return once this call wrote something
+)
 
 // Read implements net.Conn.
 func (d *directConn) Read(p []byte) (int, error) {
-	n, err := d.do(&d.rd, d.rc.Read, p)
-	if err == nil && n == 0 && len(p) > 0 {
-		return 0, io.EOF
-	}
-	return n, err
-}
-
-// Write implements net.Conn: all of p is written unless an error (or deadline) stops it.
-func (d *directConn) Write(p []byte) (int, error) { return d.do(&d.wr, d.rc.Write, p) }
-
-// do runs op on p through the RawConn's Read or Write (wait), which waits for readiness
-// (and enforces the deadline) whenever the callback reports EAGAIN.
-func (d *directConn) do(op *directOp, wait func(func(uintptr) bool) error, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	op := &d.rd
 	op.mu.Lock()
-	op.buf, op.n, op.err = p, 0, 0
-	err := wait(op.fn)
+	op.buf, op.n, op.err, op.mode = p, 0, 0, opWait
+	var err error
+	for {
+		err = d.rc.Read(op.fn)
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		if retry, _ := op.dl.rearm(); !retry {
+			break
+		}
+	}
 	n, errno := op.n, op.err
 	op.buf = nil
 	op.mu.Unlock()
@@ -86,13 +132,96 @@ func (d *directConn) do(op *directOp, wait func(func(uintptr) bool) error, p []b
 		return n, d.opError(op.name, err)
 	case errno != 0:
 		return n, d.opError(op.name, os.NewSyscallError(op.name, errno))
-	case op.whole && n < len(p):
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// Write implements net.Conn: all of p is written unless an error, the deadline or the write
+// stall limit stops it.
+func (d *directConn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	op := &d.wr
+	op.mu.Lock()
+	stall := time.Duration(d.stall.Load())
+	op.buf, op.n, op.err, op.mode = p, 0, 0, opWait
+	if stall > 0 {
+		op.mode = opNoWait
+	}
+	var err error
+	stalled, clocked := false, false
+	for {
+		op.from = op.n
+		err = d.rc.Write(op.fn)
+		if err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			retry, st := op.dl.rearm()
+			if !retry {
+				stalled = st
+				break
+			}
+			continue
+		}
+		if op.err != 0 || op.n == len(p) || op.mode == opWait {
+			break
+		}
+		// The socket is full: the stall clock runs from now (the first wait, then each time
+		// the peer accepted bytes), and the write waits for room.
+		op.dl.setStall(time.Now().Add(stall))
+		op.mode, clocked = opProgress, true
+	}
+	if clocked {
+		op.dl.setStall(time.Time{})
+	}
+	n, errno := op.n, op.err
+	op.buf = nil
+	op.mu.Unlock()
+	switch {
+	case stalled:
+		return n, d.opError(op.name, ErrWriteStall)
+	case err != nil:
+		return n, d.opError(op.name, err)
+	case errno != 0:
+		return n, d.opError(op.name, os.NewSyscallError(op.name, errno))
+	case n < len(p):
 		return n, d.opError(op.name, io.ErrShortWrite) // a write of 0 bytes: not expected
 	}
 	return n, nil
 }
 
-// call is op's callback: false (wait for readiness) on EAGAIN, true once done or failed.
+// SetDeadline implements net.Conn (lazily, see DirectConn).
+func (d *directConn) SetDeadline(t time.Time) error {
+	err := d.rd.dl.request(t)
+	if werr := d.wr.dl.request(t); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// SetReadDeadline implements net.Conn (lazily, see DirectConn).
+func (d *directConn) SetReadDeadline(t time.Time) error { return d.rd.dl.request(t) }
+
+// SetWriteDeadline implements net.Conn (lazily, see DirectConn).
+func (d *directConn) SetWriteDeadline(t time.Time) error { return d.wr.dl.request(t) }
+
+// ReadFrom implements io.ReaderFrom through Write, so that the lazy deadlines and the write
+// stall limit hold (net.TCPConn's would splice under them).
+func (d *directConn) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{d}, r)
+}
+
+// WriteTo implements io.WriterTo through Read (as ReadFrom).
+func (d *directConn) WriteTo(w io.Writer) (int64, error) {
+	return io.Copy(w, struct{ io.Reader }{d})
+}
+
+// call is op's callback: true once done or failed; at EAGAIN false (wait for readiness), or
+// true as op.mode says.
 func (op *directOp) call(fd uintptr) bool {
 	for {
 		rest := op.buf[op.n:]
@@ -107,7 +236,7 @@ func (op *directOp) call(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return false
+			return op.mode == opNoWait || op.mode == opProgress && op.n > op.from
 		}
 		op.err = e
 		return true

@@ -103,3 +103,170 @@ func TestDirectConnErrors(t *testing.T) {
 		t.Error("DirectConn wrapped a connection that is not TCP")
 	}
 }
+
+// TestDirectConnLazyDeadline: deadlines that move later do not move the socket's; an armed
+// deadline that passes before the one in force is re-armed without failing the read; a
+// deadline moved earlier, or into the past, still fires; clearing after an interruption lets
+// reads go on.
+func TestDirectConnLazyDeadline(t *testing.T) {
+	d, s := directPair(t)
+	now := time.Now()
+	for i := 1; i <= 100; i++ {
+		d.SetReadDeadline(now.Add(time.Duration(i) * time.Hour))
+		d.SetReadDeadline(time.Time{})
+	}
+	if n := DeadlineSets(d); n != 1 {
+		t.Errorf("%d socket deadline changes for deadlines that only moved later, want 1", n)
+	}
+
+	// Armed for 50 ms, then moved to 10 s: the read outlives the armed deadline and gets the
+	// bytes sent after it.
+	d.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	before := DeadlineSets(d)
+	d.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if DeadlineSets(d) != before {
+		t.Error("a later deadline moved the socket's")
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		s.Write([]byte("late"))
+	}()
+	buf := make([]byte, 10)
+	n, err := d.Read(buf)
+	if err != nil || string(buf[:n]) != "late" {
+		t.Fatalf("read across the re-armed deadline: %q, %v", buf[:n], err)
+	}
+	if DeadlineSets(d) == before {
+		t.Error("the passed deadline was not re-armed")
+	}
+
+	// Moved earlier: fires.
+	d.SetReadDeadline(time.Now().Add(time.Hour))
+	d.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	start := time.Now()
+	if _, err := d.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past an earlier deadline: %v", err)
+	}
+	if el := time.Since(start); el < 20*time.Millisecond || el > 10*time.Second {
+		t.Errorf("deadline fired after %v", el)
+	}
+
+	// Interrupted, then cleared: the next read waits for bytes.
+	d.SetReadDeadline(time.Unix(1, 0))
+	if _, err := d.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read after an interruption: %v", err)
+	}
+	d.SetReadDeadline(time.Time{})
+	s.Write([]byte("more"))
+	if n, err := d.Read(buf); err != nil || string(buf[:n]) != "more" {
+		t.Fatalf("read after clearing: %q, %v", buf[:n], err)
+	}
+	var ne net.Error
+	d.SetWriteDeadline(time.Unix(1, 0))
+	if _, err := d.Write([]byte("x")); !errors.As(err, &ne) || !ne.Timeout() || errors.Is(err, ErrWriteStall) {
+		t.Errorf("write past its deadline: %v", err)
+	}
+	d.SetWriteDeadline(time.Time{})
+	if _, err := d.Write([]byte("x")); err != nil {
+		t.Errorf("write after clearing the deadline: %v", err)
+	}
+}
+
+// smallBuffers makes writes on d block soon when s does not read.
+func smallBuffers(d, s net.Conn) {
+	d.(*directConn).SetWriteBuffer(4096)
+	s.(*net.TCPConn).SetReadBuffer(4096)
+}
+
+// TestDirectConnWriteStall: with a write stall limit, writes the socket takes at once arm no
+// deadline, a peer that reads nothing fails the write with ErrWriteStall, a peer that keeps
+// reading, however slowly, does not, and the caller's own write deadline still applies.
+func TestDirectConnWriteStall(t *testing.T) {
+	t.Run("fast", func(t *testing.T) {
+		d, s := directPair(t)
+		if !SetWriteStall(d, 50*time.Millisecond) {
+			t.Fatal("SetWriteStall refused a DirectConn")
+		}
+		go io.Copy(io.Discard, s)
+		for i := 0; i < 200; i++ {
+			if _, err := d.Write([]byte("0123456789")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := DeadlineSets(d); n != 0 {
+			t.Errorf("%d socket deadline changes for writes that did not wait, want 0", n)
+		}
+	})
+	t.Run("stalled", func(t *testing.T) {
+		d, s := directPair(t)
+		smallBuffers(d, s)
+		SetWriteStall(d, 100*time.Millisecond)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := d.Write(make([]byte, 8<<20))
+			errc <- err
+		}()
+		select {
+		case err := <-errc:
+			var ne net.Error
+			if !errors.Is(err, ErrWriteStall) || !errors.Is(err, os.ErrDeadlineExceeded) ||
+				!errors.As(err, &ne) || !ne.Timeout() {
+				t.Fatalf("stalled write: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a write the peer never read did not fail")
+		}
+	})
+	t.Run("slow reader", func(t *testing.T) {
+		d, s := directPair(t)
+		// The reader's buffer stays above two loopback segments (64 KiB), so that its window
+		// opens as it reads.
+		d.(*directConn).SetWriteBuffer(4096)
+		s.(*net.TCPConn).SetReadBuffer(256 << 10)
+		SetWriteStall(d, 300*time.Millisecond)
+		const size = 2 << 20
+		done := make(chan error, 1)
+		go func() {
+			// 2 MiB at up to 64 KiB every 10 ms: well over the stall limit in all, never stalled.
+			buf := make([]byte, 64<<10)
+			total := 0
+			for total < size {
+				time.Sleep(10 * time.Millisecond)
+				n, err := s.Read(buf)
+				total += n
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		start := time.Now()
+		if _, err := d.Write(make([]byte, size)); err != nil {
+			t.Fatalf("write to a slow but steady reader: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if DeadlineSets(d) == 0 {
+			t.Error("the write never waited: the test does not exercise the stall clock")
+		}
+		t.Logf("written in %v", time.Since(start))
+	})
+	t.Run("caller deadline", func(t *testing.T) {
+		d, s := directPair(t)
+		smallBuffers(d, s)
+		SetWriteStall(d, time.Hour)
+		d.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, err := d.Write(make([]byte, 8<<20))
+		if !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ErrWriteStall) {
+			t.Fatalf("write past the caller's deadline: %v", err)
+		}
+	})
+	p1, p2 := net.Pipe()
+	defer p1.Close()
+	defer p2.Close()
+	if SetWriteStall(p1, time.Second) || DeadlineSets(p1) != -1 {
+		t.Error("SetWriteStall or DeadlineSets took a connection that is not a DirectConn")
+	}
+}

@@ -2,7 +2,16 @@
 
 package h1
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 // DirectConn returns nc: raw system calls are used on Linux only (see direct_linux.go).
 func DirectConn(nc net.Conn) net.Conn { return nc }
+
+// SetWriteStall reports false: only DirectConn's connections (Linux) keep a write stall limit.
+func SetWriteStall(nc net.Conn, d time.Duration) bool { return false }
+
+// DeadlineSets reports -1: only DirectConn's connections (Linux) count their deadline changes.
+func DeadlineSets(nc net.Conn) int64 { return -1 }

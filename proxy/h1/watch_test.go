@@ -195,3 +195,44 @@ func TestWatchStopped(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchLazyTimer: the watch's timer, left set by a request answered at once, does not
+// start the watch of the next request before that request's own WatchDelay: it re-arms itself
+// for the rest, and the watch then starts.
+func TestWatchLazyTimer(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	var waited time.Duration
+	s := &Server{
+		WatchDelay: delay,
+		Handler: HandlerFunc(func(w *ResponseWriter, r *httpmsg.Request) {
+			if r.PathString() != "/wait" {
+				return
+			}
+			start := time.Now() // just after the codec armed the watch
+			testenv.WaitFor(t, "the watch to start", 10*time.Second, func() bool {
+				return watchState(w) == watchRunning
+			})
+			waited = time.Since(start)
+		}),
+	}
+	c, _ := serveAndDial(t, s, false)
+	br := bufio.NewReader(c)
+	send := func(path string) {
+		t.Helper()
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		resp.Body.Close()
+	}
+	send("/fast")             // sets the timer and leaves it set
+	time.Sleep(delay * 2 / 3) // the timer fires a third of the delay into the next request
+	send("/wait")
+	// Started by the earlier request's timer, the watch would start a third of the delay in.
+	if waited < delay*5/6 {
+		t.Errorf("the watch started %v into its request, before WatchDelay (%v)", waited, delay)
+	}
+}

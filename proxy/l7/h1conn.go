@@ -176,6 +176,10 @@ func (h *Handler) serveH1(cc *clockConn, cs *connState) {
 		// upstream request and logs DC, as Envoy does.
 		OnPeerGone: cancel,
 	}
+	if h.streamIdle > 0 && h1.SetWriteStall(cc.raw, h.streamIdle) {
+		// The socket keeps the write stall limit, armed only when a write must wait.
+		cc.stallLow.Store(true)
+	}
 	cs.h1.Store(true)
 	cs.idle.Store(false)
 	if h.draining.Load() {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/h1"
 	"github.com/strait-mesh/strait/proxy/h2guard"
 	"github.com/strait-mesh/strait/proxy/stats"
 )
@@ -103,6 +104,8 @@ type clockConn struct {
 	counted  atomic.Bool  // the read timeout that ends the connection was counted
 	wdl      atomic.Int64 // the write deadline the server asked for (unix nanos); 0: none
 	first    *firstConn   // under the guards: replays what awaitFirstHead read
+	raw      net.Conn     // the accepted connection (h1.DirectConn's on plain TCP)
+	stallLow atomic.Bool  // the raw connection enforces the write stall limit (h1.SetWriteStall)
 	draining atomic.Bool  // past max_connection_duration
 	linger   atomic.Bool  // close by lingering: a request body was left unread
 }
@@ -111,7 +114,7 @@ type clockConn struct {
 // under the protocol guard (guard.go), the other clocks over it. The max_connection_duration
 // timer starts now.
 func (h *Handler) newClockConn(c net.Conn, alpn string) *clockConn {
-	cc := &clockConn{h: h}
+	cc := &clockConn{h: h, raw: c}
 	if h.headLimit() > 0 {
 		c = newH2Heads(c, cc)
 	}
@@ -380,11 +383,20 @@ func (c *clockConn) SetDeadline(t time.Time) error {
 // hold it (and the response it does not read) for longer. Progress extends the wait, and a
 // deadline the server set itself (http.ResponseController) still applies. Over TLS a write
 // that times out part way leaves the connection unusable, so there the limit is on the whole
-// write (at most one TLS record of the server's).
+// write (at most one TLS record of the server's). When the raw connection enforces the limit
+// itself (stallLow: h1.SetWriteStall on plain TCP, served by proxy/h1), a write the socket
+// takes at once sets no deadline at all.
 func (c *clockConn) Write(b []byte) (int, error) {
 	stall := c.h.streamIdle
 	if stall <= 0 || c.protocol() != protoH1 {
 		return c.protoConn.Write(b)
+	}
+	if c.stallLow.Load() {
+		n, err := c.protoConn.Write(b)
+		if err != nil && errors.Is(err, h1.ErrWriteStall) {
+			c.h.tst.writeStall.Inc()
+		}
+		return n, err
 	}
 	written := 0
 	for {
