@@ -324,28 +324,29 @@ func (h *Handler) forward(s *Stream) {
 		lb.Hash, lb.HasHash, s.setCookie = rt.Hash(s, &s.rinfo)
 	}
 
-	ctx, cancel := context.WithCancelCause(s.ctx)
+	// The stream's reqCancel is the request's context from here (cancel.go).
+	rc := s.cancelScope()
+	cancel := rc.cancelFn
 	// One deferred call ends what the request started: with one defer the compiler open-codes
 	// it (five conditional defers took the runtime's deferreturn path, which unwinds the stack:
 	// ~2.5k instructions per request).
 	var done forwardDone
-	done.cancel = cancel
+	done.s, done.rc = s, rc
 	defer done.run()
 	_, toMessage := up.(messageUpstream)
 	var origDst netip.AddrPort
 	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
 		origDst = s.Info.Conn.OriginalDst
-		if !toMessage {
-			ctx = upstream.WithOriginalDst(ctx, origDst)
-		}
 	}
 	var report *upstream.HostReport
 	if h.needsHostReport() || s.trace != nil || h.telemetryNeedsHost() {
 		report = &s.hostReport
-		if !toMessage {
-			ctx = upstream.WithHostReport(ctx, report)
-		}
 	}
+	s.upDst, s.upReport = netip.AddrPort{}, nil
+	if !toMessage {
+		s.upDst, s.upReport = origDst, report
+	}
+	ctx := s.upstreamCtx(rc)
 	if s.trace != nil {
 		s.injectTrace()
 	}
@@ -479,13 +480,14 @@ func (h *Handler) forward(s *Stream) {
 
 // forwardDone is what forward stops when it returns, in this order: the last attempt's
 // context, the stream idle timer, the max stream duration timer, the route timer, and the
-// request's context. Unset parts are skipped.
+// request's reqCancel. Unset parts are skipped.
 type forwardDone struct {
 	attempt context.CancelCauseFunc
 	idle    *idleTimer
 	maxDur  *time.Timer
 	rtimer  *routeTimer
-	cancel  context.CancelCauseFunc
+	s       *Stream
+	rc      *reqCancel
 }
 
 func (d *forwardDone) run() {
@@ -499,9 +501,22 @@ func (d *forwardDone) run() {
 	if d.rtimer != nil {
 		d.rtimer.stop()
 	}
-	if d.cancel != nil {
-		d.cancel(nil)
+	if d.rc != nil {
+		d.rc.cancel(nil)
+		d.s.endCancel(d.rc)
 	}
+}
+
+// upstreamCtx returns ctx with the values the cluster reads from the request's context: the
+// original destination and the host report (upDst, upReport), when set.
+func (s *Stream) upstreamCtx(ctx context.Context) context.Context {
+	if s.upDst.IsValid() {
+		ctx = upstream.WithOriginalDst(ctx, s.upDst)
+	}
+	if s.upReport != nil {
+		ctx = upstream.WithHostReport(ctx, s.upReport)
+	}
+	return ctx
 }
 
 // tryAgain is the router's one retry decision, made after each attempt: the outcome must be one
@@ -539,8 +554,11 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http
 		// An attempt with a per-try timeout, or whose body can block on the downstream, gets a
 		// context of its own to stop it when it is abandoned. Without, nothing is left to stop
 		// but its response body, which the caller closes.
-		var acancel context.CancelCauseFunc
-		actx, acancel = context.WithCancelCause(ctx)
+		// A child of the stream's reqCancel itself (a context derived from a value context
+		// above it would need a goroutine to watch it), without its h1.Watcher, which this
+		// context's own cancellation would bypass.
+		c, acancel := context.WithCancelCause(s.rc)
+		actx = s.upstreamCtx(upstream.WithoutWatcher(c))
 		res.cancel = acancel
 		if perTry > 0 {
 			res.perTry = time.AfterFunc(perTry, func() { acancel(errPerTryTimeout) })

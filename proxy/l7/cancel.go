@@ -1,0 +1,314 @@
+package l7
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/strait-mesh/strait/proxy/h1"
+	"github.com/strait-mesh/strait/proxy/upstream"
+)
+
+// reqCancel is the cancellation of a request's upstream exchange, the router's context: the
+// route timeout, the stream idle timeout, max stream duration and the downstream going away
+// (its parent, the stream's context) cancel it, each with its cause. It is a Stream's, reused
+// from one request to the next, so that forwarding a request costs no context.WithCancelCause
+// (two allocations and the context tree's bookkeeping) and an HTTP/1.1 exchange no
+// context.AfterFunc: the upstream codec watches it as an h1.Watcher (upstream.WatcherKey).
+//
+// It implements context.Context. Its Done channel is made only when asked for, and a
+// context derived from it registers through its AfterFunc method (the context package's
+// afterFuncer), so that no goroutine watches it. A reqCancel whose Done channel or AfterFunc
+// was handed out, or whose link to its parent may still fire, is not reused: code outside may
+// hold it after the request (Stream.endCancel).
+//
+// Err reports the cause as well: once canceled, Err returns an error that is
+// context.Canceled (errors.Is) and wraps the cause, and context.Cause returns that error, so
+// errors.Is(context.Cause(ctx), errRouteTimeout) tells a route timeout as with
+// context.WithCancelCause.
+type reqCancel struct {
+	mu     sync.Mutex
+	gen    uint64          // the request it serves (start); a late link from an earlier one checks it
+	parent context.Context // the stream's context
+	err    error           // nil until canceled
+	done   chan struct{}   // made by Done, closed by cancel
+	shared bool            // Done or AfterFunc was called: someone may hold it beyond the request
+	watch  []watchEntry    // the HTTP/1.1 exchanges watching it
+	funcs  []afterEntry    // AfterFunc registrations
+	nextID uint64
+	wbuf   [2]watchEntry
+
+	// cancelFn is cancel as a func value, made once (a method value made per request would be
+	// an allocation).
+	cancelFn   context.CancelCauseFunc
+	parentFn   func() // parentDone as a func value, made once
+	stopParent func() bool
+	link       peerLink
+}
+
+type watchEntry struct {
+	a   h1.Aborter
+	gen uint64
+}
+
+type afterEntry struct {
+	id uint64
+	f  func()
+}
+
+// peerLink is a downstream connection that cancels its current request's reqCancel when the
+// client goes away, without a context registration (the HTTP/1.1 codec's connection).
+type peerLink interface {
+	// link makes rc (serving request gen) the connection's current request; false: the
+	// client is gone already.
+	link(rc *reqCancel, gen uint64) bool
+	// unlink ends it; no cancel of rc's request comes from the link after.
+	unlink(rc *reqCancel)
+}
+
+var (
+	_ context.Context = (*reqCancel)(nil)
+	_ h1.Watcher      = (*reqCancel)(nil)
+)
+
+func newReqCancel() *reqCancel {
+	rc := &reqCancel{}
+	rc.cancelFn = rc.cancel
+	rc.parentFn = rc.parentDone
+	return rc
+}
+
+// cancelScope returns the stream's reqCancel started for this request as a child of s.ctx.
+func (s *Stream) cancelScope() *reqCancel {
+	rc := s.rc
+	if rc == nil {
+		rc = newReqCancel()
+		s.rc = rc
+	}
+	rc.mu.Lock()
+	rc.gen++
+	gen := rc.gen
+	rc.parent, rc.err, rc.done, rc.shared = s.ctx, nil, nil, false
+	rc.watch, rc.funcs = rc.wbuf[:0], nil
+	rc.mu.Unlock()
+	rc.stopParent, rc.link = nil, nil
+	switch {
+	case s.ctx.Done() == nil:
+	case s.ctx == s.baseCtx && s.plink != nil:
+		// The connection's own context (one request at a time): the connection cancels the
+		// request directly.
+		rc.link = s.plink
+		if !rc.link.link(rc, gen) {
+			rc.cancel(context.Canceled)
+		}
+	default:
+		rc.stopParent = context.AfterFunc(s.ctx, rc.parentFn)
+	}
+	return rc
+}
+
+// endCancel ends the request's reqCancel (canceled already): it stops the link to the
+// parent, and drops rc when code outside may still hold it.
+func (s *Stream) endCancel(rc *reqCancel) {
+	if rc.link != nil {
+		rc.link.unlink(rc)
+		rc.link = nil
+	}
+	keep := true
+	if rc.stopParent != nil {
+		keep = rc.stopParent()
+		rc.stopParent = nil
+	}
+	rc.mu.Lock()
+	keep = keep && !rc.shared
+	rc.parent = nil
+	rc.mu.Unlock()
+	if !keep && s.rc == rc {
+		s.rc = nil
+	}
+}
+
+// parentDone cancels with the parent's cause.
+func (rc *reqCancel) parentDone() {
+	rc.mu.Lock()
+	p := rc.parent
+	rc.mu.Unlock()
+	if p != nil && p.Err() != nil {
+		rc.cancel(context.Cause(p))
+	}
+}
+
+// cancelGen cancels request gen's exchange, if rc still serves it (a peerLink's cancel).
+func (rc *reqCancel) cancelGen(gen uint64, cause error) {
+	rc.cancelIf(true, gen, cause)
+}
+
+// cancel cancels with cause (context.Canceled when nil); only the first cancel counts.
+func (rc *reqCancel) cancel(cause error) { rc.cancelIf(false, 0, cause) }
+
+func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
+	rc.mu.Lock()
+	if rc.err != nil || checkGen && rc.gen != gen {
+		rc.mu.Unlock()
+		return
+	}
+	rc.err = canceledBy(cause)
+	if rc.done != nil {
+		close(rc.done)
+	}
+	for _, w := range rc.watch {
+		w.a.Abort(w.gen) // does not block
+	}
+	clear(rc.watch)
+	rc.watch = rc.watch[:0]
+	funcs := rc.funcs
+	rc.funcs = nil
+	rc.mu.Unlock()
+	for _, e := range funcs {
+		e.f() // the context package's registrations: they cancel a child, or start a goroutine
+	}
+}
+
+// Deadline implements context.Context: the parent's.
+func (rc *reqCancel) Deadline() (time.Time, bool) {
+	rc.mu.Lock()
+	p := rc.parent
+	rc.mu.Unlock()
+	if p == nil {
+		return time.Time{}, false
+	}
+	return p.Deadline()
+}
+
+// Done implements context.Context; the channel is made at the first call.
+func (rc *reqCancel) Done() <-chan struct{} {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.shared = true
+	if rc.done == nil {
+		rc.done = make(chan struct{})
+		if rc.err != nil {
+			close(rc.done)
+		}
+	}
+	return rc.done
+}
+
+// Err implements context.Context: nil, or context.Canceled wrapping the cause.
+func (rc *reqCancel) Err() error {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.err
+}
+
+// Value implements context.Context: the parent's values, and rc itself as the request's
+// h1.Watcher. The context package finds a cancelable ancestor by a key of type *int (its
+// cancelCtxKey): rc answers nil for such keys, so that a context derived from rc, and
+// context.Cause, see rc (through AfterFunc and Err) and not a cancelable context above it.
+func (rc *reqCancel) Value(key any) any {
+	switch key.(type) {
+	case *int:
+		return nil
+	case upstream.WatcherKey:
+		return h1.Watcher(rc)
+	}
+	rc.mu.Lock()
+	p := rc.parent
+	rc.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.Value(key)
+}
+
+// AfterFunc arranges for f to run once rc is canceled, as the context package's afterFuncer:
+// f runs on the canceling goroutine (the context package's functions only cancel a child or
+// start a goroutine), or on a goroutine of its own when rc is canceled already. The returned
+// stop reports whether it unregistered f before it ran.
+func (rc *reqCancel) AfterFunc(f func()) func() bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.shared = true
+	if rc.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	rc.nextID++
+	id := rc.nextID
+	rc.funcs = append(rc.funcs, afterEntry{id: id, f: f})
+	return func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		for i, e := range rc.funcs {
+			if e.id == id {
+				rc.funcs = append(rc.funcs[:i], rc.funcs[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// Watch implements h1.Watcher.
+func (rc *reqCancel) Watch(a h1.Aborter, gen uint64) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.err != nil {
+		return false
+	}
+	rc.watch = append(rc.watch, watchEntry{a: a, gen: gen})
+	return true
+}
+
+// Unwatch implements h1.Watcher.
+func (rc *reqCancel) Unwatch(a h1.Aborter) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for i, w := range rc.watch {
+		if w.a == a {
+			n := len(rc.watch) - 1
+			rc.watch[i] = rc.watch[n]
+			rc.watch[n] = watchEntry{}
+			rc.watch = rc.watch[:n]
+			return
+		}
+	}
+}
+
+// canceledError is the Err of a reqCancel canceled with a cause other than context.Canceled.
+type canceledError struct{ cause error }
+
+func (e *canceledError) Error() string        { return context.Canceled.Error() + ": " + e.cause.Error() }
+func (e *canceledError) Is(target error) bool { return target == context.Canceled }
+func (e *canceledError) Unwrap() error        { return e.cause }
+
+// The router's own causes, made once.
+var (
+	canceledRouteTimeout  = &canceledError{errRouteTimeout}
+	canceledIdleTimeout   = &canceledError{errIdleTimeout}
+	canceledMaxDuration   = &canceledError{errMaxDuration}
+	canceledStaleAttempt  = &canceledError{errStaleAttempt}
+	canceledRequestTimout = &canceledError{errRequestTimeout}
+)
+
+// canceledBy returns the Err of a reqCancel canceled with cause.
+func canceledBy(cause error) error {
+	switch cause {
+	case nil, context.Canceled:
+		return context.Canceled
+	case errRouteTimeout:
+		return canceledRouteTimeout
+	case errIdleTimeout:
+		return canceledIdleTimeout
+	case errMaxDuration:
+		return canceledMaxDuration
+	case errStaleAttempt:
+		return canceledStaleAttempt
+	case errRequestTimeout:
+		return canceledRequestTimout
+	}
+	if ce, ok := cause.(*canceledError); ok {
+		return ce
+	}
+	return &canceledError{cause}
+}

@@ -1,0 +1,216 @@
+package l7
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/strait-mesh/strait/proxy/h1"
+	"github.com/strait-mesh/strait/proxy/upstream"
+)
+
+// cancelStream returns a Stream whose context is a child of parent, as serve makes it.
+func cancelStream(parent context.Context, link peerLink) *Stream {
+	s := &Stream{plink: link}
+	s.ctx = context.WithValue(parent, infoKey{}, s)
+	s.baseCtx = s.ctx
+	return s
+}
+
+func waitDone(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: not canceled", what)
+	}
+}
+
+// TestReqCancelCauses: the router's causes read back through context.Cause, on the reqCancel
+// and on contexts derived from it (values, a cancelable child, context.AfterFunc), and the
+// error is context.Canceled.
+func TestReqCancelCauses(t *testing.T) {
+	for _, cause := range []error{errRouteTimeout, errIdleTimeout, errMaxDuration, errPerTryTimeout, nil} {
+		parent, stop := context.WithCancel(context.Background())
+		s := cancelStream(parent, nil)
+		rc := s.cancelScope()
+		vctx := upstream.WithHostReport(rc, &s.hostReport)
+		child, childCancel := context.WithCancel(rc)
+		ran := make(chan struct{})
+		context.AfterFunc(rc, func() { close(ran) })
+		rc.mu.Lock()
+		n := len(rc.funcs)
+		rc.mu.Unlock()
+		if n != 2 {
+			// Not registered through AfterFunc: the context package watches with a goroutine,
+			// or attached the child to the cancelable context above.
+			t.Fatalf("%v: %d AfterFunc registrations, want 2", cause, n)
+		}
+		if rc.Err() != nil || child.Err() != nil {
+			t.Fatalf("%v: canceled before cancel", cause)
+		}
+		rc.cancelFn(cause)
+		want := cause
+		if want == nil {
+			want = context.Canceled
+		}
+		for name, c := range map[string]context.Context{"reqCancel": rc, "value child": vctx, "cancel child": child} {
+			waitDone(t, c, name)
+			if got := context.Cause(c); !errors.Is(got, want) {
+				t.Errorf("%v: %s: cause %v", cause, name, got)
+			}
+			if !errors.Is(c.Err(), context.Canceled) {
+				t.Errorf("%v: %s: err %v, want context.Canceled", cause, name, c.Err())
+			}
+		}
+		select {
+		case <-ran:
+		case <-time.After(10 * time.Second):
+			t.Errorf("%v: AfterFunc did not run", cause)
+		}
+		if parent.Err() != nil {
+			t.Errorf("%v: the cancel reached the parent", cause)
+		}
+		childCancel()
+		stop()
+		s.endCancel(rc)
+	}
+}
+
+// TestReqCancelParent: the stream's context ending cancels the reqCancel with its cause, both
+// when the stream's context is the connection's (a peerLink) and otherwise.
+func TestReqCancelParent(t *testing.T) {
+	parent, cancel := context.WithCancelCause(context.Background())
+	s := cancelStream(parent, nil)
+	rc := s.cancelScope()
+	cancel(errRequestTimeout)
+	waitDone(t, rc, "reqCancel")
+	if got := context.Cause(rc); !errors.Is(got, errRequestTimeout) || errors.Is(got, errRouteTimeout) {
+		t.Errorf("cause %v, want the parent's", got)
+	}
+	s.endCancel(rc)
+
+	// A parent canceled already.
+	rc = cancelStream(parent, nil).cancelScope()
+	waitDone(t, rc, "reqCancel of a canceled parent")
+
+	// The connection cancels through the link; a link made after the client left cancels at once.
+	link := &testLink{}
+	parent2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	s = cancelStream(parent2, link)
+	rc = s.cancelScope()
+	if link.rc != rc {
+		t.Fatal("not linked")
+	}
+	link.gone()
+	waitDone(t, rc, "linked reqCancel")
+	s.endCancel(rc)
+	if link.rc != nil {
+		t.Error("not unlinked")
+	}
+	rc = s.cancelScope()
+	waitDone(t, rc, "reqCancel linked after the client left")
+	s.endCancel(rc)
+}
+
+// testLink is a peerLink.
+type testLink struct {
+	dead bool
+	rc   *reqCancel
+	gen  uint64
+}
+
+func (l *testLink) link(rc *reqCancel, gen uint64) bool {
+	if l.dead {
+		return false
+	}
+	l.rc, l.gen = rc, gen
+	return true
+}
+
+func (l *testLink) unlink(rc *reqCancel) {
+	if l.rc == rc {
+		l.rc = nil
+	}
+}
+
+func (l *testLink) gone() {
+	l.dead = true
+	if l.rc != nil {
+		l.rc.cancelGen(l.gen, context.Canceled)
+	}
+}
+
+// TestReqCancelReuse: a Stream keeps its reqCancel from one request to the next unless code
+// outside may hold it (its Done channel was handed out), and a late cancel from a link of an
+// earlier request does not reach the next one.
+func TestReqCancelReuse(t *testing.T) {
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	link := &testLink{}
+	s := cancelStream(parent, link)
+	rc := s.cancelScope()
+	oldGen := link.gen
+	rc.cancelFn(nil)
+	s.endCancel(rc)
+	if s.rc != rc {
+		t.Fatal("reqCancel not kept")
+	}
+	rc2 := s.cancelScope()
+	if rc2 != rc {
+		t.Fatal("reqCancel not reused")
+	}
+	if rc2.Err() != nil {
+		t.Fatal("reused reqCancel starts canceled")
+	}
+	rc.cancelGen(oldGen, context.Canceled) // the earlier request's link, late
+	if rc2.Err() != nil {
+		t.Fatal("a late cancel of the earlier request canceled the next")
+	}
+	_ = rc2.Done() // handed out: it may be watched after the request
+	rc2.cancelFn(nil)
+	s.endCancel(rc2)
+	if s.rc == rc2 {
+		t.Fatal("a reqCancel whose Done channel was handed out is reused")
+	}
+}
+
+// testAborter records its aborts.
+type testAborter struct{ gens []uint64 }
+
+func (a *testAborter) Abort(gen uint64) { a.gens = append(a.gens, gen) }
+
+// TestReqCancelWatch: the reqCancel is the request's h1.Watcher: a watched exchange is aborted
+// once, with its number; an unwatched one is not; a watch after the cancel is refused; a
+// context derived with its own cancellation offers no Watcher.
+func TestReqCancelWatch(t *testing.T) {
+	s := cancelStream(context.Background(), nil)
+	rc := s.cancelScope()
+	ctx := upstream.WithHostReport(rc, &s.hostReport)
+	w, _ := ctx.Value(upstream.WatcherKey{}).(h1.Watcher)
+	if w == nil {
+		t.Fatal("no Watcher through a value context")
+	}
+	if c := upstream.WithoutWatcher(ctx); c.Value(upstream.WatcherKey{}) != nil {
+		t.Error("WithoutWatcher still offers one")
+	}
+	a, b := &testAborter{}, &testAborter{}
+	if !w.Watch(a, 7) || !w.Watch(b, 9) {
+		t.Fatal("watch refused")
+	}
+	w.Unwatch(b)
+	rc.cancelFn(errIdleTimeout)
+	if len(a.gens) != 1 || a.gens[0] != 7 || len(b.gens) != 0 {
+		t.Errorf("aborts: watched %v, unwatched %v", a.gens, b.gens)
+	}
+	rc.cancelFn(errRouteTimeout)
+	if len(a.gens) != 1 || !errors.Is(context.Cause(rc), errIdleTimeout) {
+		t.Errorf("second cancel: aborts %v, cause %v", a.gens, context.Cause(rc))
+	}
+	if w.Watch(&testAborter{}, 1) {
+		t.Error("watch after the cancel accepted")
+	}
+	s.endCancel(rc)
+}
