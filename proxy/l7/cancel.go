@@ -143,7 +143,11 @@ func (rc *reqCancel) cancelGen(gen uint64, cause error) {
 	rc.cancelIf(true, gen, cause)
 }
 
-// cancel cancels with cause (context.Canceled when nil); only the first cancel counts.
+// cancel cancels with cause; only the first cancel counts. A nil cause (Err is then
+// context.Canceled) is the router's own end of the request (respond, forwardDone): it closes
+// the body of any exchange still open right after, which ends that exchange, so the
+// HTTP/1.1 exchanges watching rc are not aborted (that would only set the connection a past
+// deadline and clear it again before its next exchange).
 func (rc *reqCancel) cancel(cause error) { rc.cancelIf(false, 0, cause) }
 
 func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
@@ -156,11 +160,13 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
 	if rc.done != nil {
 		close(rc.done)
 	}
-	for _, w := range rc.watch {
-		w.a.Abort(w.gen) // does not block
+	if cause != nil {
+		for _, w := range rc.watch {
+			w.a.Abort(w.gen) // does not block
+		}
+		clear(rc.watch)
+		rc.watch = rc.watch[:0]
 	}
-	clear(rc.watch)
-	rc.watch = rc.watch[:0]
 	funcs := rc.funcs
 	rc.funcs = nil
 	rc.mu.Unlock()

@@ -213,4 +213,18 @@ func TestReqCancelWatch(t *testing.T) {
 		t.Error("watch after the cancel accepted")
 	}
 	s.endCancel(rc)
+
+	// The router's own end of the request (a nil cause) leaves the exchange to its body's
+	// Close.
+	rc = s.cancelScope()
+	c := &testAborter{}
+	if !rc.Watch(c, 3) {
+		t.Fatal("watch refused")
+	}
+	rc.cancelFn(nil)
+	if len(c.gens) != 0 || !errors.Is(rc.Err(), context.Canceled) {
+		t.Errorf("end of request: aborts %v, err %v", c.gens, rc.Err())
+	}
+	rc.Unwatch(c)
+	s.endCancel(rc)
 }
