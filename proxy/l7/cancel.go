@@ -15,6 +15,8 @@ import (
 // from one request to the next, so that forwarding a request costs no context.WithCancelCause
 // (two allocations and the context tree's bookkeeping) and an HTTP/1.1 exchange no
 // context.AfterFunc: the upstream codec watches it as an h1.Watcher (upstream.WatcherKey).
+// An attempt that can be canceled on its own (a per-try timeout, abandoned on retry) gets
+// another, a child of the request's (attemptScope), also the Stream's.
 //
 // It implements context.Context. Its Done channel is made only when asked for, and a
 // context derived from it registers through its AfterFunc method (the context package's
@@ -29,12 +31,16 @@ import (
 type reqCancel struct {
 	mu     sync.Mutex
 	gen    uint64          // the request it serves (start); a late link from an earlier one checks it
-	parent context.Context // the stream's context
+	parent context.Context // the stream's context, or the request's reqCancel (up)
+	up     *reqCancel      // an attempt's: the request's reqCancel
 	err    error           // nil until canceled
-	done   chan struct{}   // made by Done, closed by cancel
-	shared bool            // Done or AfterFunc was called: someone may hold it beyond the request
-	watch  []watchEntry    // the HTTP/1.1 exchanges watching it
-	funcs  []afterEntry    // AfterFunc registrations
+	cause  error           // the cancel's cause (nil: the router's end of the request)
+	kids   []*reqCancel    // attempts' reqCancels not canceled yet
+	kbuf   [1]*reqCancel
+	done   chan struct{} // made by Done, closed by cancel
+	shared bool          // Done or AfterFunc was called: someone may hold it beyond the request
+	watch  []watchEntry  // the HTTP/1.1 exchanges watching it
+	funcs  []afterEntry  // AfterFunc registrations
 	nextID uint64
 	wbuf   [2]watchEntry
 
@@ -42,6 +48,7 @@ type reqCancel struct {
 	// an allocation).
 	cancelFn   context.CancelCauseFunc
 	parentFn   func() // parentDone as a func value, made once
+	perTryFn   func() // perTryExpired as a func value, made once
 	stopParent func() bool
 	link       peerLink
 }
@@ -75,7 +82,18 @@ func newReqCancel() *reqCancel {
 	rc := &reqCancel{}
 	rc.cancelFn = rc.cancel
 	rc.parentFn = rc.parentDone
+	rc.perTryFn = rc.perTryExpired
 	return rc
+}
+
+// reset starts rc for a new request or attempt; it returns rc's number for it.
+func (rc *reqCancel) reset(parent context.Context, up *reqCancel) uint64 {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.gen++
+	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.shared = parent, up, nil, nil, nil, false
+	rc.watch, rc.funcs, rc.kids = rc.wbuf[:0], nil, rc.kbuf[:0]
+	return rc.gen
 }
 
 // cancelScope returns the stream's reqCancel started for this request as a child of s.ctx.
@@ -85,12 +103,7 @@ func (s *Stream) cancelScope() *reqCancel {
 		rc = newReqCancel()
 		s.rc = rc
 	}
-	rc.mu.Lock()
-	rc.gen++
-	gen := rc.gen
-	rc.parent, rc.err, rc.done, rc.shared = s.ctx, nil, nil, false
-	rc.watch, rc.funcs = rc.wbuf[:0], nil
-	rc.mu.Unlock()
+	gen := rc.reset(s.ctx, nil)
 	rc.stopParent, rc.link = nil, nil
 	switch {
 	case s.ctx.Done() == nil:
@@ -105,6 +118,67 @@ func (s *Stream) cancelScope() *reqCancel {
 		rc.stopParent = context.AfterFunc(s.ctx, rc.parentFn)
 	}
 	return rc
+}
+
+// attemptScope returns a reqCancel for an attempt that can be canceled on its own: a child of
+// the request's (s.rc, which cancels it with its cause), canceled by its own cancel
+// (abandoned: errStaleAttempt) or by perTryFn (errPerTryTimeout). The Stream keeps it for its
+// next attempt once it was canceled, unless code outside may hold it (as endCancel) or a
+// per-try timer may still fire (noReuse).
+func (s *Stream) attemptScope() *reqCancel {
+	arc := s.arc
+	if arc != nil {
+		arc.mu.Lock()
+		reuse := arc.err != nil && !arc.shared
+		arc.mu.Unlock()
+		if !reuse {
+			arc = nil
+		}
+	}
+	if arc == nil {
+		arc = newReqCancel()
+		s.arc = arc
+	}
+	arc.reset(s.rc, s.rc)
+	s.rc.addKid(arc)
+	return arc
+}
+
+// addKid links an attempt's reqCancel to rc, canceling it at once when rc is canceled.
+func (rc *reqCancel) addKid(k *reqCancel) {
+	rc.mu.Lock()
+	if rc.err != nil {
+		cause := rc.cause
+		rc.mu.Unlock()
+		k.cancel(cause)
+		return
+	}
+	rc.kids = append(rc.kids, k)
+	rc.mu.Unlock()
+}
+
+// removeKid unlinks k from rc.
+func (rc *reqCancel) removeKid(k *reqCancel) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for i, x := range rc.kids {
+		if x == k {
+			n := len(rc.kids) - 1
+			rc.kids[i], rc.kids[n] = rc.kids[n], nil
+			rc.kids = rc.kids[:n]
+			return
+		}
+	}
+}
+
+// perTryExpired cancels an attempt with errPerTryTimeout.
+func (rc *reqCancel) perTryExpired() { rc.cancel(errPerTryTimeout) }
+
+// noReuse keeps rc from being reused: a timer that may still call it fired late.
+func (rc *reqCancel) noReuse() {
+	rc.mu.Lock()
+	rc.shared = true
+	rc.mu.Unlock()
 }
 
 // endCancel ends the request's reqCancel (canceled already): it stops the link to the
@@ -156,7 +230,7 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
 		rc.mu.Unlock()
 		return
 	}
-	rc.err = canceledBy(cause)
+	rc.err, rc.cause = canceledBy(cause), cause
 	if rc.done != nil {
 		close(rc.done)
 	}
@@ -169,9 +243,23 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
 	}
 	funcs := rc.funcs
 	rc.funcs = nil
+	var kids [2]*reqCancel
+	nk := copy(kids[:], rc.kids)
+	more := rc.kids[nk:]
+	rc.kids = nil
+	up := rc.up
 	rc.mu.Unlock()
 	for _, e := range funcs {
 		e.f() // the context package's registrations: they cancel a child, or start a goroutine
+	}
+	for _, k := range kids[:nk] {
+		k.cancel(cause)
+	}
+	for _, k := range more {
+		k.cancel(cause)
+	}
+	if up != nil {
+		up.removeKid(rc)
 	}
 }
 
@@ -295,6 +383,7 @@ var (
 	canceledMaxDuration   = &canceledError{errMaxDuration}
 	canceledStaleAttempt  = &canceledError{errStaleAttempt}
 	canceledRequestTimout = &canceledError{errRequestTimeout}
+	canceledPerTryTimeout = &canceledError{errPerTryTimeout}
 )
 
 // canceledBy returns the Err of a reqCancel canceled with cause.
@@ -312,6 +401,8 @@ func canceledBy(cause error) error {
 		return canceledStaleAttempt
 	case errRequestTimeout:
 		return canceledRequestTimout
+	case errPerTryTimeout:
+		return canceledPerTryTimeout
 	}
 	if ce, ok := cause.(*canceledError); ok {
 		return ce

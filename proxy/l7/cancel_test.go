@@ -193,9 +193,6 @@ func TestReqCancelWatch(t *testing.T) {
 	if w == nil {
 		t.Fatal("no Watcher through a value context")
 	}
-	if c := upstream.WithoutWatcher(ctx); c.Value(upstream.WatcherKey{}) != nil {
-		t.Error("WithoutWatcher still offers one")
-	}
 	a, b := &testAborter{}, &testAborter{}
 	if !w.Watch(a, 7) || !w.Watch(b, 9) {
 		t.Fatal("watch refused")
@@ -226,5 +223,50 @@ func TestReqCancelWatch(t *testing.T) {
 		t.Errorf("end of request: aborts %v, err %v", c.gens, rc.Err())
 	}
 	rc.Unwatch(c)
+	s.endCancel(rc)
+}
+
+// TestAttemptCancel: an attempt's reqCancel is canceled by the request's, with its cause, and
+// by its own cancel or per-try timer without the request's; the Stream reuses it once it was
+// canceled, unless a per-try timer fired late or its Done channel was handed out.
+func TestAttemptCancel(t *testing.T) {
+	s := cancelStream(context.Background(), nil)
+	rc := s.cancelScope()
+	arc := s.attemptScope()
+	if w, _ := upstream.WithHostReport(arc, &s.hostReport).Value(upstream.WatcherKey{}).(*reqCancel); w != arc {
+		t.Fatal("an attempt's context does not offer its own Watcher")
+	}
+	a := &testAborter{}
+	arc.Watch(a, 1)
+	arc.perTryFn()
+	if !errors.Is(context.Cause(arc), errPerTryTimeout) || rc.Err() != nil || len(a.gens) != 1 {
+		t.Fatalf("per-try timeout: cause %v, request err %v, aborts %v", context.Cause(arc), rc.Err(), a.gens)
+	}
+	arc2 := s.attemptScope()
+	if arc2 != arc || arc2.Err() != nil {
+		t.Fatalf("attempt reqCancel not reused (%v), or canceled (%v)", arc2 == arc, arc2.Err())
+	}
+	arc2.cancelFn(errStaleAttempt)
+	if !errors.Is(context.Cause(arc2), errStaleAttempt) || rc.Err() != nil {
+		t.Fatalf("abandoned attempt: cause %v, request err %v", context.Cause(arc2), rc.Err())
+	}
+	arc3 := s.attemptScope()
+	arc3.noReuse()
+	rc.cancelFn(errRouteTimeout)
+	waitDone(t, arc3, "attempt of a canceled request")
+	if !errors.Is(context.Cause(arc3), errRouteTimeout) {
+		t.Errorf("attempt canceled by the request: cause %v", context.Cause(arc3))
+	}
+	if arc4 := s.attemptScope(); arc4 == arc3 {
+		t.Error("an attempt reqCancel whose per-try timer fired late is reused")
+	} else if !errors.Is(context.Cause(arc4), errRouteTimeout) {
+		t.Errorf("attempt of a request canceled before it: cause %v", context.Cause(arc4))
+	}
+	rc.mu.Lock()
+	n := len(rc.kids)
+	rc.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d attempts still linked to a canceled request", n)
+	}
 	s.endCancel(rc)
 }

@@ -207,14 +207,15 @@ func effectiveRetry(s *Stream) *route.RetryPolicy {
 }
 
 type attemptResult struct {
-	resp    *http.Response
-	fail    route.FailureKind
-	flag    ResponseFlags
-	err     error
-	cancel  context.CancelCauseFunc
-	perTry  *time.Timer
-	retried bool
-	sent    *atomic.Bool // with trackSent: the request's headers went upstream
+	resp     *http.Response
+	fail     route.FailureKind
+	flag     ResponseFlags
+	err      error
+	cancel   context.CancelCauseFunc
+	perTry   *time.Timer
+	perTryRC *reqCancel // the attempt's reqCancel that perTry cancels
+	retried  bool
+	sent     *atomic.Bool // with trackSent: the request's headers went upstream
 }
 
 // forward sends the request to the chosen cluster with retries, then streams the response.
@@ -554,14 +555,12 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http
 		// An attempt with a per-try timeout, or whose body can block on the downstream, gets a
 		// context of its own to stop it when it is abandoned. Without, nothing is left to stop
 		// but its response body, which the caller closes.
-		// A child of the stream's reqCancel itself (a context derived from a value context
-		// above it would need a goroutine to watch it), without its h1.Watcher, which this
-		// context's own cancellation would bypass.
-		c, acancel := context.WithCancelCause(s.rc)
-		actx = s.upstreamCtx(upstream.WithoutWatcher(c))
-		res.cancel = acancel
+		// The Stream's attempt reqCancel, a child of the request's (cancel.go).
+		arc := s.attemptScope()
+		actx = s.upstreamCtx(arc)
+		res.cancel = arc.cancelFn
 		if perTry > 0 {
-			res.perTry = time.AfterFunc(perTry, func() { acancel(errPerTryTimeout) })
+			res.perTry, res.perTryRC = time.AfterFunc(perTry, arc.perTryFn), arc
 		}
 	}
 	rctx := actx
@@ -587,8 +586,8 @@ func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, r
 	} else {
 		resp, err = up.RoundTrip(req, lb)
 	}
-	if res.perTry != nil {
-		res.perTry.Stop()
+	if res.perTry != nil && !res.perTry.Stop() {
+		res.perTryRC.noReuse() // the timer fired: its cancel may come after a reuse
 	}
 	if err == nil {
 		res.resp = resp

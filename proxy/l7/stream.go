@@ -78,6 +78,7 @@ type Stream struct {
 	// request to the next. baseCtx is the context serve gave the stream, and plink the
 	// connection that cancels it directly while s.ctx is still baseCtx (nil: none).
 	rc       *reqCancel
+	arc      *reqCancel // the attempts' (attemptScope)
 	baseCtx  context.Context
 	plink    peerLink
 	upDst    netip.AddrPort       // the original destination the cluster reads from the context (router)
@@ -149,7 +150,7 @@ func (h *Handler) serve(st streamStart) {
 	s := streamPool.Get().(*Stream)
 	*s = Stream{w: st.d, downW: st.d, req: st.req, body: st.body, h: h, peer: st.peer,
 		method: st.method, authority: st.authority, path: st.path, reqTrailer: st.reqTrailer,
-		rc: s.rc, plink: st.plink}
+		rc: s.rc, arc: s.arc, plink: st.plink}
 	s.Info.Start = time.Now()
 	defer h.finish(s)
 
@@ -492,6 +493,6 @@ func (h *Handler) finish(s *Stream) {
 }
 
 func (s *Stream) release() {
-	*s = Stream{rc: s.rc} // the reqCancel goes with the Stream (cancel.go)
+	*s = Stream{rc: s.rc, arc: s.arc} // the reqCancels go with the Stream (cancel.go)
 	streamPool.Put(s)
 }

@@ -11,14 +11,8 @@ import (
 // which the HTTP/1.1 connections watch instead of the context (h1.Conn.RoundTripWatch), at no
 // allocation per request. A context whose Value answers this key with a Watcher is canceled
 // whenever, and only when, that Watcher aborts its exchanges; a context derived from it that
-// can be canceled on its own must hide the key (WithoutWatcher).
+// can be canceled on its own must answer the key itself (nil, or a Watcher of its own).
 type WatcherKey struct{}
-
-// WithoutWatcher returns ctx without the Watcher an ancestor offers, for a context that can be
-// canceled by more than that ancestor.
-func WithoutWatcher(ctx context.Context) context.Context {
-	return context.WithValue(ctx, WatcherKey{}, nil)
-}
 
 // watcherOf returns the Watcher ctx offers, or nil.
 func watcherOf(ctx context.Context) h1.Watcher {
