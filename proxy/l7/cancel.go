@@ -32,6 +32,7 @@ type reqCancel struct {
 	mu     sync.Mutex
 	gen    uint64          // the request it serves (start); a late link from an earlier one checks it
 	parent context.Context // the stream's context, or the request's reqCancel (up)
+	values context.Context // values rc answers before its parent's (setValues), nil if none
 	up     *reqCancel      // an attempt's: the request's reqCancel
 	err    error           // nil until canceled
 	cause  error           // the cancel's cause (nil: the router's end of the request)
@@ -92,6 +93,7 @@ func (rc *reqCancel) reset(parent context.Context, up *reqCancel) uint64 {
 	defer rc.mu.Unlock()
 	rc.gen++
 	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.shared = parent, up, nil, nil, nil, false
+	rc.values = nil
 	rc.watch, rc.funcs, rc.kids = rc.wbuf[:0], nil, rc.kbuf[:0]
 	return rc.gen
 }
@@ -295,8 +297,16 @@ func (rc *reqCancel) Err() error {
 	return rc.err
 }
 
-// Value implements context.Context: the parent's values, and rc itself as the request's
-// h1.Watcher. The context package finds a cancelable ancestor by a key of type *int (its
+// setValues makes rc answer vals's values (a chain of context.WithValue above
+// context.Background) before its parent's, for this request or attempt.
+func (rc *reqCancel) setValues(vals context.Context) {
+	rc.mu.Lock()
+	rc.values = vals
+	rc.mu.Unlock()
+}
+
+// Value implements context.Context: the values set with setValues, the parent's, and rc
+// itself as the request's h1.Watcher. The context package finds a cancelable ancestor by a key of type *int (its
 // cancelCtxKey): rc answers nil for such keys, so that a context derived from rc, and
 // context.Cause, see rc (through AfterFunc and Err) and not a cancelable context above it.
 func (rc *reqCancel) Value(key any) any {
@@ -307,8 +317,13 @@ func (rc *reqCancel) Value(key any) any {
 		return h1.Watcher(rc)
 	}
 	rc.mu.Lock()
-	p := rc.parent
+	p, vals := rc.parent, rc.values
 	rc.mu.Unlock()
+	if vals != nil {
+		if v := vals.Value(key); v != nil {
+			return v
+		}
+	}
 	if p == nil {
 		return nil
 	}

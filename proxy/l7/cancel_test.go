@@ -3,6 +3,7 @@ package l7
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -269,4 +270,39 @@ func TestAttemptCancel(t *testing.T) {
 		t.Errorf("%d attempts still linked to a canceled request", n)
 	}
 	s.endCancel(rc)
+}
+
+// TestReqCancelValues: the values a reqCancel answers itself come before its parent's, which
+// stay visible, and a context derived from it with its own timeout (a dial's) registers with
+// it rather than with a goroutine.
+func TestReqCancelValues(t *testing.T) {
+	s := cancelStream(context.Background(), nil)
+	rc := s.cancelScope()
+	addr := netip.MustParseAddrPort("127.0.0.1:8080")
+	rc.setValues(upstream.WithOriginalDst(context.Background(), addr))
+	if got, ok := upstream.OriginalDst(rc); !ok || got != addr {
+		t.Errorf("original destination %v %v", got, ok)
+	}
+	if rc.Value(infoKey{}) != s {
+		t.Error("the parent's value is hidden")
+	}
+	dctx, cancel := context.WithTimeout(rc, time.Hour)
+	defer cancel()
+	rc.mu.Lock()
+	n := len(rc.funcs)
+	rc.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d AfterFunc registrations, want 1", n)
+	}
+	rc.cancelFn(errIdleTimeout)
+	waitDone(t, dctx, "derived context")
+	if !errors.Is(context.Cause(dctx), errIdleTimeout) {
+		t.Errorf("derived context: cause %v", context.Cause(dctx))
+	}
+	s.endCancel(rc)
+	if rc2 := s.cancelScope(); rc2.Value(infoKey{}) != s {
+		t.Error("values after reuse")
+	} else if _, ok := upstream.OriginalDst(rc2); ok {
+		t.Error("an earlier request's values survive the reuse")
+	}
 }

@@ -343,11 +343,23 @@ func (h *Handler) forward(s *Stream) {
 	if h.needsHostReport() || s.trace != nil || h.telemetryNeedsHost() {
 		report = &s.hostReport
 	}
-	s.upDst, s.upReport = netip.AddrPort{}, nil
 	if !toMessage {
-		s.upDst, s.upReport = origDst, report
+		// The cluster reads them from the request's context: rc answers them itself, so that
+		// the request's context stays rc (a context derived from rc, as a dial's, registers
+		// with rc instead of a goroutine watching a value context above it).
+		var vals context.Context
+		if origDst.IsValid() {
+			vals = upstream.WithOriginalDst(context.Background(), origDst)
+		}
+		if report != nil {
+			if vals == nil {
+				vals = context.Background()
+			}
+			vals = upstream.WithHostReport(vals, report)
+		}
+		rc.setValues(vals)
 	}
-	ctx := s.upstreamCtx(rc)
+	var ctx context.Context = rc
 	if s.trace != nil {
 		s.injectTrace()
 	}
@@ -508,18 +520,6 @@ func (d *forwardDone) run() {
 	}
 }
 
-// upstreamCtx returns ctx with the values the cluster reads from the request's context: the
-// original destination and the host report (upDst, upReport), when set.
-func (s *Stream) upstreamCtx(ctx context.Context) context.Context {
-	if s.upDst.IsValid() {
-		ctx = upstream.WithOriginalDst(ctx, s.upDst)
-	}
-	if s.upReport != nil {
-		ctx = upstream.WithHostReport(ctx, s.upReport)
-	}
-	return ctx
-}
-
 // tryAgain is the router's one retry decision, made after each attempt: the outcome must be one
 // policy retries (a response it retries on, or a failure other than a circuit-breaker overflow or
 // no healthy upstream), a retry must be left and the request still wanted, its body must be
@@ -551,25 +551,26 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http
 	lb balance.Context, perTry time.Duration, trackSent bool) attemptResult {
 	actx := ctx
 	res := attemptResult{cancel: func(error) {}}
-	if perTry > 0 || !(body == nil && !s.retrying || body != nil && body.inMemory()) {
+	if perTry > 0 || trackSent || !(body == nil && !s.retrying || body != nil && body.inMemory()) {
 		// An attempt with a per-try timeout, or whose body can block on the downstream, gets a
-		// context of its own to stop it when it is abandoned. Without, nothing is left to stop
-		// but its response body, which the caller closes.
-		// The Stream's attempt reqCancel, a child of the request's (cancel.go).
+		// context of its own to stop it when it is abandoned, the Stream's attempt reqCancel
+		// (a child of the request's, cancel.go); so does one that traces its request's
+		// headers, which that context carries. Without, nothing is left to stop but its
+		// response body, which the caller closes.
 		arc := s.attemptScope()
-		actx = s.upstreamCtx(arc)
+		actx = arc
 		res.cancel = arc.cancelFn
 		if perTry > 0 {
 			res.perTry, res.perTryRC = time.AfterFunc(perTry, arc.perTryFn), arc
 		}
+		if trackSent {
+			sent := new(atomic.Bool)
+			res.sent = sent
+			arc.setValues(httptrace.WithClientTrace(context.Background(),
+				&httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}))
+		}
 	}
-	rctx := actx
-	if trackSent {
-		sent := new(atomic.Bool)
-		res.sent = sent
-		rctx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }})
-	}
-	req := out.WithContext(rctx)
+	req := out.WithContext(actx)
 	if body != nil {
 		req.Body = body.attempt()
 	}

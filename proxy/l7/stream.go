@@ -77,12 +77,10 @@ type Stream struct {
 	// rc is the router's cancellation of the upstream exchange (cancel.go), kept from one
 	// request to the next. baseCtx is the context serve gave the stream, and plink the
 	// connection that cancels it directly while s.ctx is still baseCtx (nil: none).
-	rc       *reqCancel
-	arc      *reqCancel // the attempts' (attemptScope)
-	baseCtx  context.Context
-	plink    peerLink
-	upDst    netip.AddrPort       // the original destination the cluster reads from the context (router)
-	upReport *upstream.HostReport // the host report the cluster fills through the context (router)
+	rc      *reqCancel
+	arc     *reqCancel // the attempts' (attemptScope)
+	baseCtx context.Context
+	plink   peerLink
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
