@@ -47,11 +47,15 @@ type reqCancel struct {
 
 	// cancelFn is cancel as a func value, made once (a method value made per request would be
 	// an allocation).
-	cancelFn   context.CancelCauseFunc
-	parentFn   func() // parentDone as a func value, made once
-	perTryFn   func() // perTryExpired as a func value, made once
-	stopParent func() bool
-	link       peerLink
+	cancelFn context.CancelCauseFunc
+	parentFn func() // parentDone as a func value, made once
+	perTryFn func() // perTryExpired as a func value, made once
+	// The stream timers' expiries as func values, made once, and the request body they
+	// interrupt (setBody).
+	idleFn, maxDurFn, routeFn func()
+	body                      *replayBody
+	stopParent                func() bool
+	link                      peerLink
 }
 
 type watchEntry struct {
@@ -84,6 +88,9 @@ func newReqCancel() *reqCancel {
 	rc.cancelFn = rc.cancel
 	rc.parentFn = rc.parentDone
 	rc.perTryFn = rc.perTryExpired
+	rc.idleFn = rc.idleExpired
+	rc.maxDurFn = rc.maxDurExpired
+	rc.routeFn = rc.routeExpired
 	return rc
 }
 
@@ -93,7 +100,7 @@ func (rc *reqCancel) reset(parent context.Context, up *reqCancel) uint64 {
 	defer rc.mu.Unlock()
 	rc.gen++
 	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.shared = parent, up, nil, nil, nil, false
-	rc.values = nil
+	rc.values, rc.body = nil, nil
 	rc.watch, rc.funcs, rc.kids = rc.wbuf[:0], nil, rc.kbuf[:0]
 	return rc.gen
 }
@@ -175,6 +182,30 @@ func (rc *reqCancel) removeKid(k *reqCancel) {
 
 // perTryExpired cancels an attempt with errPerTryTimeout.
 func (rc *reqCancel) perTryExpired() { rc.cancel(errPerTryTimeout) }
+
+// routeExpired cancels the request with errRouteTimeout (routeTimer).
+func (rc *reqCancel) routeExpired() { rc.cancel(errRouteTimeout) }
+
+// idleExpired cancels the request with errIdleTimeout and ends a prefetch wait (idleTimer).
+func (rc *reqCancel) idleExpired() { rc.expire(errIdleTimeout) }
+
+// maxDurExpired cancels the request with errMaxDuration and ends a prefetch wait.
+func (rc *reqCancel) maxDurExpired() { rc.expire(errMaxDuration) }
+
+func (rc *reqCancel) expire(cause error) {
+	rc.cancel(cause)
+	rc.mu.Lock()
+	body := rc.body
+	rc.mu.Unlock()
+	body.interrupt()
+}
+
+// setBody sets the request body the stream timers interrupt.
+func (rc *reqCancel) setBody(body *replayBody) {
+	rc.mu.Lock()
+	rc.body = body
+	rc.mu.Unlock()
+}
 
 // noReuse keeps rc from being reused: a timer that may still call it fired late.
 func (rc *reqCancel) noReuse() {

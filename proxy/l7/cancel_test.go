@@ -306,3 +306,52 @@ func TestReqCancelValues(t *testing.T) {
 		t.Error("an earlier request's values survive the reuse")
 	}
 }
+
+// TestReqCancelTimers: the stream timers cancel the request's reqCancel with their causes, and
+// a timer that fired reports it when stopped, so that the Stream does not reuse a reqCancel
+// it may still reach (forwardDone).
+func TestReqCancelTimers(t *testing.T) {
+	for _, tc := range []struct {
+		cause error
+		arm   func(rc *reqCancel) func() bool // returns the timer's stop
+	}{
+		{errRouteTimeout, func(rc *reqCancel) func() bool {
+			rt := &routeTimer{d: time.Millisecond, fire: rc.routeFn}
+			rt.start()
+			return rt.stop
+		}},
+		{errIdleTimeout, func(rc *reqCancel) func() bool {
+			return newIdleTimer(time.Millisecond, rc.idleFn).stop
+		}},
+		{errMaxDuration, func(rc *reqCancel) func() bool {
+			return time.AfterFunc(time.Millisecond, rc.maxDurFn).Stop
+		}},
+	} {
+		s := cancelStream(context.Background(), nil)
+		rc := s.cancelScope()
+		stop := tc.arm(rc)
+		deadline := time.Now().Add(10 * time.Second)
+		for rc.Err() == nil && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if !errors.Is(context.Cause(rc), tc.cause) {
+			t.Errorf("%v: cause %v", tc.cause, context.Cause(rc))
+		}
+		if stop() {
+			t.Errorf("%v: a fired timer's stop reports it could not fire", tc.cause)
+		}
+		rc.noReuse()
+		s.endCancel(rc)
+		if s.rc == rc {
+			t.Errorf("%v: reqCancel kept after a late timer", tc.cause)
+		}
+	}
+	// A timer stopped before it fired.
+	s := cancelStream(context.Background(), nil)
+	rc := s.cancelScope()
+	rt := &routeTimer{d: time.Hour, fire: rc.routeFn}
+	rt.start()
+	if !rt.stop() || !newIdleTimer(time.Hour, rc.idleFn).stop() {
+		t.Error("a pending timer's stop reports it may fire")
+	}
+}

@@ -368,7 +368,7 @@ func (h *Handler) forward(s *Stream) {
 	// reader at EOF otherwise.
 	var rtimer *routeTimer
 	if timeout > 0 {
-		rtimer = &routeTimer{d: timeout, cancel: cancel}
+		rtimer = &routeTimer{d: timeout, fire: rc.routeFn}
 		done.rtimer = rtimer
 	}
 	maxDur := rt.MaxStreamDuration
@@ -382,15 +382,16 @@ func (h *Handler) forward(s *Stream) {
 		body = newReplayBody(s.body, record, &s.Info.BytesReceived, rtimer)
 		body.countGRPC = h.countsGRPCMessages(s) // telemetry.go
 		s.reqBody = body
+		rc.setBody(body) // the timers below interrupt its prefetch wait
 	}
 	if maxDur > 0 {
-		done.maxDur = time.AfterFunc(maxDur, func() { cancel(errMaxDuration); body.interrupt() })
+		done.maxDur = time.AfterFunc(maxDur, rc.maxDurFn)
 	}
 	idleD := h.streamIdle
 	if rt.IdleTimeout > 0 {
 		idleD = rt.IdleTimeout
 	}
-	idle := newIdleTimer(idleD, func() { cancel(errIdleTimeout); body.interrupt() })
+	idle := newIdleTimer(idleD, rc.idleFn)
 	done.idle = idle
 
 	if body != nil {
@@ -507,14 +508,19 @@ func (d *forwardDone) run() {
 	if d.attempt != nil {
 		d.attempt(nil)
 	}
-	d.idle.stop()
-	if d.maxDur != nil {
-		d.maxDur.Stop()
+	// The timers call the Stream's reqCancel: one that may still fire keeps it from being
+	// reused for the next request.
+	late := !d.idle.stop()
+	if d.maxDur != nil && !d.maxDur.Stop() {
+		late = true
 	}
-	if d.rtimer != nil {
-		d.rtimer.stop()
+	if d.rtimer != nil && !d.rtimer.stop() {
+		late = true
 	}
 	if d.rc != nil {
+		if late {
+			d.rc.noReuse()
+		}
 		d.rc.cancel(nil)
 		d.s.endCancel(d.rc)
 	}
