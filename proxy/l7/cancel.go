@@ -27,10 +27,11 @@ import (
 // Err reports the cause as well: once canceled, Err returns an error that is
 // context.Canceled (errors.Is) and wraps the cause, and context.Cause returns that error, so
 // errors.Is(context.Cause(ctx), errRouteTimeout) tells a route timeout as with
-// context.WithCancelCause.
+// context.WithCancelCause. A cancel with a nil cause is the router's own end of the request
+// (see cancel).
 type reqCancel struct {
 	mu     sync.Mutex
-	gen    uint64          // the request it serves (start); a late link from an earlier one checks it
+	gen    uint64          // the request or attempt it serves (reset); a late cancel from a link checks it
 	parent context.Context // the stream's context, or the request's reqCancel (up)
 	values context.Context // values rc answers before its parent's (setValues), nil if none
 	up     *reqCancel      // an attempt's: the request's reqCancel
@@ -39,7 +40,7 @@ type reqCancel struct {
 	kids   []*reqCancel    // attempts' reqCancels not canceled yet
 	kbuf   [1]*reqCancel
 	done   chan struct{} // made by Done, closed by cancel
-	shared bool          // Done or AfterFunc was called: someone may hold it beyond the request
+	shared bool          // not to be reused: Done or AfterFunc was called, or a timer may still fire (noReuse)
 	watch  []watchEntry  // the HTTP/1.1 exchanges watching it
 	funcs  []afterEntry  // AfterFunc registrations
 	nextID uint64
@@ -54,8 +55,11 @@ type reqCancel struct {
 	// interrupt (setBody).
 	idleFn, maxDurFn, routeFn func()
 	body                      *replayBody
-	stopParent                func() bool
-	link                      peerLink
+
+	// The link to the parent while the request runs: a peerLink, or a context.AfterFunc
+	// registration with the stream's context (stopParent).
+	stopParent func() bool
+	link       peerLink
 }
 
 type watchEntry struct {
