@@ -45,16 +45,14 @@ type reqCancel struct {
 	funcs  []afterEntry  // AfterFunc registrations
 	nextID uint64
 	wbuf   [2]watchEntry
+	fbuf   [2]afterEntry
 
-	// cancelFn is cancel as a func value, made once (a method value made per request would be
-	// an allocation).
-	cancelFn context.CancelCauseFunc
-	parentFn func() // parentDone as a func value, made once
-	perTryFn func() // perTryExpired as a func value, made once
-	// The stream timers' expiries as func values, made once, and the request body they
-	// interrupt (setBody).
+	// Methods as func values, each made at its first use and kept (a method value made per
+	// request would be an allocation each): see cancelFunc and the others below.
+	cancelFn                  context.CancelCauseFunc
+	parentFn, perTryFn        func()
 	idleFn, maxDurFn, routeFn func()
-	body                      *replayBody
+	body                      *replayBody // the request body the stream timers interrupt (setBody)
 
 	// The link to the parent while the request runs: a peerLink, or a context.AfterFunc
 	// registration with the stream's context (stopParent).
@@ -87,15 +85,55 @@ var (
 	_ h1.Watcher      = (*reqCancel)(nil)
 )
 
-func newReqCancel() *reqCancel {
-	rc := &reqCancel{}
-	rc.cancelFn = rc.cancel
-	rc.parentFn = rc.parentDone
-	rc.perTryFn = rc.perTryExpired
-	rc.idleFn = rc.idleExpired
-	rc.maxDurFn = rc.maxDurExpired
-	rc.routeFn = rc.routeExpired
-	return rc
+func newReqCancel() *reqCancel { return &reqCancel{} }
+
+// cancelFunc returns cancel as a func value. It and the getters below run on the goroutine
+// that owns rc (the router's).
+func (rc *reqCancel) cancelFunc() context.CancelCauseFunc {
+	if rc.cancelFn == nil {
+		rc.cancelFn = rc.cancel
+	}
+	return rc.cancelFn
+}
+
+// parentFunc returns parentDone as a func value.
+func (rc *reqCancel) parentFunc() func() {
+	if rc.parentFn == nil {
+		rc.parentFn = rc.parentDone
+	}
+	return rc.parentFn
+}
+
+// perTryFunc returns perTryExpired as a func value.
+func (rc *reqCancel) perTryFunc() func() {
+	if rc.perTryFn == nil {
+		rc.perTryFn = rc.perTryExpired
+	}
+	return rc.perTryFn
+}
+
+// idleFunc returns idleExpired as a func value.
+func (rc *reqCancel) idleFunc() func() {
+	if rc.idleFn == nil {
+		rc.idleFn = rc.idleExpired
+	}
+	return rc.idleFn
+}
+
+// maxDurFunc returns maxDurExpired as a func value.
+func (rc *reqCancel) maxDurFunc() func() {
+	if rc.maxDurFn == nil {
+		rc.maxDurFn = rc.maxDurExpired
+	}
+	return rc.maxDurFn
+}
+
+// routeFunc returns routeExpired as a func value.
+func (rc *reqCancel) routeFunc() func() {
+	if rc.routeFn == nil {
+		rc.routeFn = rc.routeExpired
+	}
+	return rc.routeFn
 }
 
 // reset starts rc for a new request or attempt; it returns rc's number for it.
@@ -105,7 +143,8 @@ func (rc *reqCancel) reset(parent context.Context, up *reqCancel) uint64 {
 	rc.gen++
 	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.shared = parent, up, nil, nil, nil, false
 	rc.values, rc.body = nil, nil
-	rc.watch, rc.funcs, rc.kids = rc.wbuf[:0], nil, rc.kbuf[:0]
+	clear(rc.fbuf[:])
+	rc.watch, rc.funcs, rc.kids = rc.wbuf[:0], rc.fbuf[:0], rc.kbuf[:0]
 	return rc.gen
 }
 
@@ -128,14 +167,14 @@ func (s *Stream) cancelScope() *reqCancel {
 			rc.cancel(context.Canceled)
 		}
 	default:
-		rc.stopParent = context.AfterFunc(s.ctx, rc.parentFn)
+		rc.stopParent = context.AfterFunc(s.ctx, rc.parentFunc())
 	}
 	return rc
 }
 
 // attemptScope returns a reqCancel for an attempt that can be canceled on its own: a child of
 // the request's (s.rc, which cancels it with its cause), canceled by its own cancel
-// (abandoned: errStaleAttempt) or by perTryFn (errPerTryTimeout). The Stream keeps it for its
+// (abandoned: errStaleAttempt) or by perTryFunc (errPerTryTimeout). The Stream keeps it for its
 // next attempt once it was canceled, unless code outside may hold it (as endCancel) or a
 // per-try timer may still fire (noReuse).
 func (s *Stream) attemptScope() *reqCancel {

@@ -51,7 +51,7 @@ func TestReqCancelCauses(t *testing.T) {
 		if rc.Err() != nil || child.Err() != nil {
 			t.Fatalf("%v: canceled before cancel", cause)
 		}
-		rc.cancelFn(cause)
+		rc.cancelFunc()(cause)
 		want := cause
 		if want == nil {
 			want = context.Canceled
@@ -154,7 +154,7 @@ func TestReqCancelReuse(t *testing.T) {
 	s := cancelStream(parent, link)
 	rc := s.cancelScope()
 	oldGen := link.gen
-	rc.cancelFn(nil)
+	rc.cancelFunc()(nil)
 	s.endCancel(rc)
 	if s.rc != rc {
 		t.Fatal("reqCancel not kept")
@@ -171,7 +171,7 @@ func TestReqCancelReuse(t *testing.T) {
 		t.Fatal("a late cancel of the earlier request canceled the next")
 	}
 	_ = rc2.Done() // handed out: it may be watched after the request
-	rc2.cancelFn(nil)
+	rc2.cancelFunc()(nil)
 	s.endCancel(rc2)
 	if s.rc == rc2 {
 		t.Fatal("a reqCancel whose Done channel was handed out is reused")
@@ -199,11 +199,11 @@ func TestReqCancelWatch(t *testing.T) {
 		t.Fatal("watch refused")
 	}
 	w.Unwatch(b)
-	rc.cancelFn(errIdleTimeout)
+	rc.cancelFunc()(errIdleTimeout)
 	if len(a.gens) != 1 || a.gens[0] != 7 || len(b.gens) != 0 {
 		t.Errorf("aborts: watched %v, unwatched %v", a.gens, b.gens)
 	}
-	rc.cancelFn(errRouteTimeout)
+	rc.cancelFunc()(errRouteTimeout)
 	if len(a.gens) != 1 || !errors.Is(context.Cause(rc), errIdleTimeout) {
 		t.Errorf("second cancel: aborts %v, cause %v", a.gens, context.Cause(rc))
 	}
@@ -219,7 +219,7 @@ func TestReqCancelWatch(t *testing.T) {
 	if !rc.Watch(c, 3) {
 		t.Fatal("watch refused")
 	}
-	rc.cancelFn(nil)
+	rc.cancelFunc()(nil)
 	if len(c.gens) != 0 || !errors.Is(rc.Err(), context.Canceled) {
 		t.Errorf("end of request: aborts %v, err %v", c.gens, rc.Err())
 	}
@@ -239,7 +239,7 @@ func TestAttemptCancel(t *testing.T) {
 	}
 	a := &testAborter{}
 	arc.Watch(a, 1)
-	arc.perTryFn()
+	arc.perTryFunc()()
 	if !errors.Is(context.Cause(arc), errPerTryTimeout) || rc.Err() != nil || len(a.gens) != 1 {
 		t.Fatalf("per-try timeout: cause %v, request err %v, aborts %v", context.Cause(arc), rc.Err(), a.gens)
 	}
@@ -247,13 +247,13 @@ func TestAttemptCancel(t *testing.T) {
 	if arc2 != arc || arc2.Err() != nil {
 		t.Fatalf("attempt reqCancel not reused (%v), or canceled (%v)", arc2 == arc, arc2.Err())
 	}
-	arc2.cancelFn(errStaleAttempt)
+	arc2.cancelFunc()(errStaleAttempt)
 	if !errors.Is(context.Cause(arc2), errStaleAttempt) || rc.Err() != nil {
 		t.Fatalf("abandoned attempt: cause %v, request err %v", context.Cause(arc2), rc.Err())
 	}
 	arc3 := s.attemptScope()
 	arc3.noReuse()
-	rc.cancelFn(errRouteTimeout)
+	rc.cancelFunc()(errRouteTimeout)
 	waitDone(t, arc3, "attempt of a canceled request")
 	if !errors.Is(context.Cause(arc3), errRouteTimeout) {
 		t.Errorf("attempt canceled by the request: cause %v", context.Cause(arc3))
@@ -294,7 +294,7 @@ func TestReqCancelValues(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d AfterFunc registrations, want 1", n)
 	}
-	rc.cancelFn(errIdleTimeout)
+	rc.cancelFunc()(errIdleTimeout)
 	waitDone(t, dctx, "derived context")
 	if !errors.Is(context.Cause(dctx), errIdleTimeout) {
 		t.Errorf("derived context: cause %v", context.Cause(dctx))
@@ -316,15 +316,15 @@ func TestReqCancelTimers(t *testing.T) {
 		arm   func(rc *reqCancel) func() bool // returns the timer's stop
 	}{
 		{errRouteTimeout, func(rc *reqCancel) func() bool {
-			rt := &routeTimer{d: time.Millisecond, fire: rc.routeFn}
+			rt := &routeTimer{d: time.Millisecond, fire: rc.routeFunc()}
 			rt.start()
 			return rt.stop
 		}},
 		{errIdleTimeout, func(rc *reqCancel) func() bool {
-			return newIdleTimer(time.Millisecond, rc.idleFn).stop
+			return newIdleTimer(time.Millisecond, rc.idleFunc()).stop
 		}},
 		{errMaxDuration, func(rc *reqCancel) func() bool {
-			return time.AfterFunc(time.Millisecond, rc.maxDurFn).Stop
+			return time.AfterFunc(time.Millisecond, rc.maxDurFunc()).Stop
 		}},
 	} {
 		s := cancelStream(context.Background(), nil)
@@ -349,9 +349,9 @@ func TestReqCancelTimers(t *testing.T) {
 	// A timer stopped before it fired.
 	s := cancelStream(context.Background(), nil)
 	rc := s.cancelScope()
-	rt := &routeTimer{d: time.Hour, fire: rc.routeFn}
+	rt := &routeTimer{d: time.Hour, fire: rc.routeFunc()}
 	rt.start()
-	if !rt.stop() || !newIdleTimer(time.Hour, rc.idleFn).stop() {
+	if !rt.stop() || !newIdleTimer(time.Hour, rc.idleFunc()).stop() {
 		t.Error("a pending timer's stop reports it may fire")
 	}
 }

@@ -327,7 +327,7 @@ func (h *Handler) forward(s *Stream) {
 
 	// The stream's reqCancel is the request's context from here (cancel.go).
 	rc := s.cancelScope()
-	cancel := rc.cancelFn
+	cancel := rc.cancelFunc()
 	// One deferred call ends what the request started: with one defer the compiler open-codes
 	// it (five conditional defers took the runtime's deferreturn path, which unwinds the stack:
 	// ~2.5k instructions per request).
@@ -368,7 +368,7 @@ func (h *Handler) forward(s *Stream) {
 	// reader at EOF otherwise.
 	var rtimer *routeTimer
 	if timeout > 0 {
-		rtimer = &routeTimer{d: timeout, fire: rc.routeFn}
+		rtimer = &routeTimer{d: timeout, fire: rc.routeFunc()}
 		done.rtimer = rtimer
 	}
 	maxDur := rt.MaxStreamDuration
@@ -385,13 +385,13 @@ func (h *Handler) forward(s *Stream) {
 		rc.setBody(body) // the timers below interrupt its prefetch wait
 	}
 	if maxDur > 0 {
-		done.maxDur = time.AfterFunc(maxDur, rc.maxDurFn)
+		done.maxDur = time.AfterFunc(maxDur, rc.maxDurFunc())
 	}
 	idleD := h.streamIdle
 	if rt.IdleTimeout > 0 {
 		idleD = rt.IdleTimeout
 	}
-	idle := newIdleTimer(idleD, rc.idleFn)
+	idle := newIdleTimer(idleD, rc.idleFunc())
 	done.idle = idle
 
 	if body != nil {
@@ -565,9 +565,9 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http
 		// response body, which the caller closes.
 		arc := s.attemptScope()
 		actx = arc
-		res.cancel = arc.cancelFn
+		res.cancel = arc.cancelFunc()
 		if perTry > 0 {
-			res.perTry, res.perTryRC = time.AfterFunc(perTry, arc.perTryFn), arc
+			res.perTry, res.perTryRC = time.AfterFunc(perTry, arc.perTryFunc()), arc
 		}
 		if trackSent {
 			sent := new(atomic.Bool)
