@@ -93,12 +93,13 @@ func TestConnWatcherAborts(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		w := &testWatcher{}
 		if before {
-			w.cancel()
 			cancel()
+			w.cancel()
 		} else {
 			// Cancel once the request went out: the exchange is then waiting for the response.
+			// The context ends first, as the Watcher's contract wants.
 			wrote := func() {
-				go func() { w.cancel(); cancel() }()
+				go func() { cancel(); w.cancel() }()
 			}
 			err = c.RoundTripWatch(ctx, w, newRequest("GET", "/", "", 0), new(httpmsg.Response), wrote)
 			if !errors.Is(err, context.Canceled) {

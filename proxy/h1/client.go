@@ -191,8 +191,9 @@ func (c *Conn) RoundTripTrace(ctx context.Context, req *httpmsg.Request, resp *h
 }
 
 // RoundTripWatch is RoundTripTrace with w (when not nil) as the exchange's cancellation
-// instead of ctx's: the exchange registers with w, which must then be canceled whenever ctx
-// is (ctx still gives the deadline and the error of a canceled exchange). Registering with a
+// instead of ctx's: the exchange registers with w, which must abort it whenever ctx is
+// canceled, after ctx reports it (ctx still gives the deadline and the error of a canceled
+// exchange). Registering with a
 // Watcher costs no allocation, unlike a watch of ctx.
 func (c *Conn) RoundTripWatch(ctx context.Context, w Watcher, req *httpmsg.Request, resp *httpmsg.Response, wroteHead func()) error {
 	cc := c.cc
