@@ -67,9 +67,14 @@ type clientConn struct {
 	resp   *httpmsg.Response
 	idleAt time.Time
 	stop   func() bool // stops the context watch, nil if none
-	reuse  bool        // the response allows another request on the connection
-	broken bool        // the connection cannot be reused (error, cancellation, early close)
-	tunnel bool
+	// watcher is the exchange's Watcher (RoundTripWatch), nil if none. xstate is the
+	// exchange's number and phase (gen<<2 | xRunning, xAborting or xEnded), so that an abort
+	// meant for one exchange never reaches the next (Abort, endWatch).
+	watcher Watcher
+	xstate  atomic.Uint64
+	reuse   bool // the response allows another request on the connection
+	broken  bool // the connection cannot be reused (error, cancellation, early close)
+	tunnel  bool
 	// Set for a Conn: duplex writes a request body from a goroutine of its own while the
 	// response is read (bodyDone reports the end of that write); done ends an exchange.
 	duplex       bool
@@ -182,6 +187,15 @@ func (c *Conn) RoundTrip(ctx context.Context, req *httpmsg.Request, resp *httpms
 // written to the connection's buffer (as net/http's ClientTrace.WroteHeaders), so that a
 // caller can tell a failure before the request went out from one after.
 func (c *Conn) RoundTripTrace(ctx context.Context, req *httpmsg.Request, resp *httpmsg.Response, wroteHead func()) error {
+	return c.RoundTripWatch(ctx, nil, req, resp, wroteHead)
+}
+
+// RoundTripWatch is RoundTripTrace with w (when not nil) as the exchange's cancellation
+// instead of ctx's: the exchange registers with w, which must abort it whenever ctx is
+// canceled, after ctx reports it (ctx still gives the deadline and the error of a canceled
+// exchange). Registering with a
+// Watcher costs no allocation, unlike a watch of ctx.
+func (c *Conn) RoundTripWatch(ctx context.Context, w Watcher, req *httpmsg.Request, resp *httpmsg.Response, wroteHead func()) error {
 	cc := c.cc
 	cc.wroteHead = wroteHead
 	defer func() { cc.wroteHead = nil }()
@@ -189,7 +203,7 @@ func (c *Conn) RoundTripTrace(ctx context.Context, req *httpmsg.Request, resp *h
 		cc.done(true)
 		return err
 	}
-	if _, err := cc.roundTrip(ctx, req, resp); err != nil {
+	if _, err := cc.roundTrip(ctx, w, req, resp); err != nil {
 		cc.close()
 		cc.done(false)
 		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -237,7 +251,7 @@ func (p *Pool) RoundTrip(ctx context.Context, req *httpmsg.Request, resp *httpms
 				return err
 			}
 		}
-		gotBytes, err := cc.roundTrip(ctx, req, resp)
+		gotBytes, err := cc.roundTrip(ctx, nil, req, resp)
 		if err == nil {
 			return nil
 		}
@@ -290,9 +304,12 @@ func checkRequest(req *httpmsg.Request) error {
 	return nil
 }
 
-// roundTrip runs one exchange; gotBytes reports whether any response byte arrived.
-func (cc *clientConn) roundTrip(ctx context.Context, req *httpmsg.Request, resp *httpmsg.Response) (gotBytes bool, err error) {
-	cc.resp, cc.reuse, cc.broken, cc.tunnel, cc.stop = resp, false, false, false, nil
+// roundTrip runs one exchange, canceled by w when not nil, else by ctx; gotBytes reports
+// whether any response byte arrived.
+func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Request, resp *httpmsg.Response) (gotBytes bool, err error) {
+	cc.resp, cc.reuse, cc.broken, cc.tunnel, cc.stop, cc.watcher = resp, false, false, false, nil, nil
+	gen := cc.xstate.Load()>>2 + 1
+	cc.xstate.Store(gen<<2 | xRunning)
 	resp.Reset()
 	if d, ok := ctx.Deadline(); ok {
 		cc.nc.SetDeadline(d)
@@ -301,8 +318,18 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *httpmsg.Request, resp 
 		cc.nc.SetDeadline(time.Time{})
 		cc.deadline = false
 	}
-	if ctx.Done() != nil {
-		cc.stop = context.AfterFunc(ctx, cc.cancel)
+	switch {
+	case w != nil:
+		if !w.Watch(cc, gen) {
+			// Canceled already: nothing is sent.
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
+			return false, context.Canceled
+		}
+		cc.watcher = w
+	case ctx.Done() != nil:
+		cc.stop = context.AfterFunc(ctx, func() { cc.Abort(gen) })
 	}
 	var werr error
 	if cc.duplex && hasBody(req) && req.ContentLength != 0 && !inMemory(req) {
@@ -507,28 +534,57 @@ func (cc *clientConn) writeBody(req *httpmsg.Request, chunked bool) error {
 	}
 }
 
-func (cc *clientConn) cancel() {
+// Phases of an exchange (clientConn.xstate).
+const (
+	xRunning uint64 = iota
+	xAborting
+	xEnded
+)
+
+// Abort implements Aborter: the connection's I/O fails at once while exchange gen runs. An
+// abort that comes once the exchange has ended (its watch stopped) does nothing.
+func (cc *clientConn) Abort(gen uint64) {
+	if !cc.xstate.CompareAndSwap(gen<<2|xRunning, gen<<2|xAborting) {
+		return
+	}
 	cc.nc.SetDeadline(aLongTimeAgo)
 	cc.canceled.Store(true)
 }
 
+// endWatch ends the watched phase of the exchange once its watch was removed: an Abort that
+// started first has set (or is setting) the connection's past deadline, which endWatch waits
+// for so that the next exchange sets its own; any later Abort of this exchange does nothing.
+func (cc *clientConn) endWatch() {
+	st := cc.xstate.Load()
+	if st&3 == xRunning && cc.xstate.CompareAndSwap(st, st&^3|xEnded) {
+		return
+	}
+	for !cc.canceled.Load() {
+		runtime.Gosched() // Abort runs now on another goroutine
+	}
+	cc.canceled.Store(false)
+	cc.deadline = true
+	cc.xstate.Store(st&^3 | xEnded)
+}
+
 var aLongTimeAgo = time.Unix(1, 0)
 
-// stopWatch stops the context watch. A watch that fired interrupted whatever I/O was under
-// way (which then failed and broke the connection); stopWatch waits until it has, so that the
-// connection's deadline can be set again. An exchange whose response body was read to its
-// end and whose request was sent is complete, and a cancellation after that (the caller
-// canceling its context before closing the body) does not stop the connection's reuse.
+// stopWatch stops the exchange's watch (its Watcher's or its context's). A watch that fired
+// interrupted whatever I/O was under way (which then failed and broke the connection);
+// stopWatch waits until it has, so that the connection's deadline can be set again (endWatch).
+// An exchange whose response body was read to its end and whose request was sent is
+// complete, and a cancellation after that (the caller canceling its context before closing
+// the body) does not stop the connection's reuse.
 func (cc *clientConn) stopWatch() {
-	if cc.stop != nil {
-		if !cc.stop() {
-			for !cc.canceled.Load() {
-				runtime.Gosched() // cancel runs now on a goroutine of its own
-			}
-			cc.deadline = true
-		}
+	switch {
+	case cc.watcher != nil:
+		cc.watcher.Unwatch(cc)
+		cc.watcher = nil
+		cc.endWatch()
+	case cc.stop != nil:
+		cc.stop()
 		cc.stop = nil
-		cc.canceled.Store(false)
+		cc.endWatch()
 	}
 }
 

@@ -274,22 +274,25 @@ func (it *idleTimer) check() {
 	it.fire()
 }
 
-func (it *idleTimer) stop() {
-	if it != nil {
-		it.stopped.Store(true)
-		it.t.Stop()
+// stop stops the timer; false reports that it may still fire (it was firing).
+func (it *idleTimer) stop() bool {
+	if it == nil {
+		return true
 	}
+	it.stopped.Store(true)
+	return it.t.Stop()
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// routeTimer is the route timeout: started once, when the downstream request is complete.
+// routeTimer is the route timeout: started once, when the downstream request is complete;
+// fire cancels the request with errRouteTimeout.
 type routeTimer struct {
 	mu      sync.Mutex
 	t       *time.Timer
 	d       time.Duration
 	stopped bool
-	cancel  func(error)
+	fire    func()
 }
 
 func (rt *routeTimer) start() {
@@ -299,15 +302,14 @@ func (rt *routeTimer) start() {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.t == nil && !rt.stopped {
-		rt.t = time.AfterFunc(rt.d, func() { rt.cancel(errRouteTimeout) })
+		rt.t = time.AfterFunc(rt.d, rt.fire)
 	}
 }
 
-func (rt *routeTimer) stop() {
+// stop stops the timer; false reports that it may still fire (it was firing).
+func (rt *routeTimer) stop() bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.stopped = true
-	if rt.t != nil {
-		rt.t.Stop()
-	}
+	return rt.t == nil || rt.t.Stop()
 }

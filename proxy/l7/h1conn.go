@@ -51,6 +51,45 @@ type h1Conn struct {
 	srv  h1.Server
 	d    h1Down
 	body *h1Body // the current request's body, nil between requests
+
+	// The current request's reqCancel, which the client going away cancels (peerLink).
+	linkMu    sync.Mutex
+	gone      bool
+	linked    *reqCancel
+	linkedGen uint64
+}
+
+var _ peerLink = (*h1Conn)(nil)
+
+// link implements peerLink.
+func (c *h1Conn) link(rc *reqCancel, gen uint64) bool {
+	c.linkMu.Lock()
+	defer c.linkMu.Unlock()
+	if c.gone {
+		return false
+	}
+	c.linked, c.linkedGen = rc, gen
+	return true
+}
+
+// unlink implements peerLink.
+func (c *h1Conn) unlink(rc *reqCancel) {
+	c.linkMu.Lock()
+	if c.linked == rc {
+		c.linked = nil
+	}
+	c.linkMu.Unlock()
+}
+
+// peerGone cancels the current request's upstream exchange: the client went away.
+func (c *h1Conn) peerGone() {
+	c.linkMu.Lock()
+	c.gone = true
+	rc, gen := c.linked, c.linkedGen
+	c.linkMu.Unlock()
+	if rc != nil {
+		rc.cancelGen(gen, context.Canceled) // a no-op if rc serves another request by now
+	}
 }
 
 // h1Down is the downstream of a request served by proxy/h1.
@@ -174,7 +213,7 @@ func (h *Handler) serveH1(cc *clockConn, cs *connState) {
 		// The client closed or reset the connection while its request was in flight: the
 		// stream's context (the connection's: one stream at a time) ends, which resets the
 		// upstream request and logs DC, as Envoy does.
-		OnPeerGone: cancel,
+		OnPeerGone: func() { cancel(); c.peerGone() },
 	}
 	if h.streamIdle > 0 && h1.SetWriteStall(cc.raw, h.streamIdle) {
 		// The socket keeps the write stall limit, armed only when a write must wait.
@@ -218,7 +257,7 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 		c.d.w = nil
 	}()
 	c.h.serve(streamStart{
-		d: &c.d, req: r, body: body, ctx: c.ctx, cs: c.cs, peer: c.peer,
+		d: &c.d, req: r, body: body, ctx: c.ctx, plink: c, cs: c.cs, peer: c.peer,
 		method: r.Method, authority: string(r.Authority()), path: string(r.Path()), tls: c.tls,
 		reqTrailer: trailer,
 	})

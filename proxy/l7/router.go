@@ -207,14 +207,15 @@ func effectiveRetry(s *Stream) *route.RetryPolicy {
 }
 
 type attemptResult struct {
-	resp    *upstream.Response
-	fail    route.FailureKind
-	flag    ResponseFlags
-	err     error
-	cancel  context.CancelCauseFunc
-	perTry  *time.Timer
-	retried bool
-	sent    *atomic.Bool // with trackSent: the request's headers went upstream
+	resp     *upstream.Response
+	fail     route.FailureKind
+	flag     ResponseFlags
+	err      error
+	cancel   context.CancelCauseFunc
+	perTry   *time.Timer
+	perTryRC *reqCancel // the attempt's reqCancel that perTry cancels
+	retried  bool
+	sent     *atomic.Bool // with trackSent: the request's headers went upstream
 }
 
 // forward sends the request to the chosen cluster with retries, then streams the response.
@@ -324,28 +325,41 @@ func (h *Handler) forward(s *Stream) {
 		lb.Hash, lb.HasHash, s.setCookie = rt.Hash(s, &s.rinfo)
 	}
 
-	ctx, cancel := context.WithCancelCause(s.ctx)
+	// The stream's reqCancel is the request's context from here (cancel.go).
+	rc := s.cancelScope()
+	cancel := rc.cancelFunc()
 	// One deferred call ends what the request started: with one defer the compiler open-codes
 	// it (five conditional defers took the runtime's deferreturn path, which unwinds the stack:
 	// ~2.5k instructions per request).
 	var done forwardDone
-	done.cancel = cancel
+	done.s, done.rc = s, rc
 	defer done.run()
 	_, toMessage := up.(messageUpstream)
 	var origDst netip.AddrPort
 	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
 		origDst = s.Info.Conn.OriginalDst
-		if !toMessage {
-			ctx = upstream.WithOriginalDst(ctx, origDst)
-		}
 	}
 	var report *upstream.HostReport
 	if h.needsHostReport() || s.trace != nil || h.telemetryNeedsHost() {
 		report = &s.hostReport
-		if !toMessage {
-			ctx = upstream.WithHostReport(ctx, report)
-		}
 	}
+	if !toMessage {
+		// The cluster reads them from the request's context: rc answers them itself, so that
+		// the request's context stays rc (a context derived from rc, as a dial's, registers
+		// with rc instead of a goroutine watching a value context above it).
+		var vals context.Context
+		if origDst.IsValid() {
+			vals = upstream.WithOriginalDst(context.Background(), origDst)
+		}
+		if report != nil {
+			if vals == nil {
+				vals = context.Background()
+			}
+			vals = upstream.WithHostReport(vals, report)
+		}
+		rc.setValues(vals)
+	}
+	var ctx context.Context = rc
 	if s.trace != nil {
 		s.injectTrace()
 	}
@@ -354,7 +368,7 @@ func (h *Handler) forward(s *Stream) {
 	// reader at EOF otherwise.
 	var rtimer *routeTimer
 	if timeout > 0 {
-		rtimer = &routeTimer{d: timeout, cancel: cancel}
+		rtimer = &routeTimer{d: timeout, fire: rc.routeFunc()}
 		done.rtimer = rtimer
 	}
 	maxDur := rt.MaxStreamDuration
@@ -368,15 +382,16 @@ func (h *Handler) forward(s *Stream) {
 		body = newReplayBody(s.body, record, &s.Info.BytesReceived, rtimer)
 		body.countGRPC = h.countsGRPCMessages(s) // telemetry.go
 		s.reqBody = body
+		rc.setBody(body) // the timers below interrupt its prefetch wait
 	}
 	if maxDur > 0 {
-		done.maxDur = time.AfterFunc(maxDur, func() { cancel(errMaxDuration); body.interrupt() })
+		done.maxDur = time.AfterFunc(maxDur, rc.maxDurFunc())
 	}
 	idleD := h.streamIdle
 	if rt.IdleTimeout > 0 {
 		idleD = rt.IdleTimeout
 	}
-	idle := newIdleTimer(idleD, func() { cancel(errIdleTimeout); body.interrupt() })
+	idle := newIdleTimer(idleD, rc.idleFunc())
 	done.idle = idle
 
 	if body != nil {
@@ -479,28 +494,35 @@ func (h *Handler) forward(s *Stream) {
 
 // forwardDone is what forward stops when it returns, in this order: the last attempt's
 // context, the stream idle timer, the max stream duration timer, the route timer, and the
-// request's context. Unset parts are skipped.
+// request's reqCancel. Unset parts are skipped.
 type forwardDone struct {
 	attempt context.CancelCauseFunc
 	idle    *idleTimer
 	maxDur  *time.Timer
 	rtimer  *routeTimer
-	cancel  context.CancelCauseFunc
+	s       *Stream
+	rc      *reqCancel
 }
 
 func (d *forwardDone) run() {
 	if d.attempt != nil {
 		d.attempt(nil)
 	}
-	d.idle.stop()
-	if d.maxDur != nil {
-		d.maxDur.Stop()
+	// The timers call the Stream's reqCancel: one that may still fire keeps it from being
+	// reused for the next request.
+	late := !d.idle.stop()
+	if d.maxDur != nil && !d.maxDur.Stop() {
+		late = true
 	}
-	if d.rtimer != nil {
-		d.rtimer.stop()
+	if d.rtimer != nil && !d.rtimer.stop() {
+		late = true
 	}
-	if d.cancel != nil {
-		d.cancel(nil)
+	if d.rc != nil {
+		if late {
+			d.rc.noReuse()
+		}
+		d.rc.cancel(nil)
+		d.s.endCancel(d.rc)
 	}
 }
 
@@ -535,24 +557,26 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http
 	lb balance.Context, perTry time.Duration, trackSent bool) attemptResult {
 	actx := ctx
 	res := attemptResult{cancel: func(error) {}}
-	if perTry > 0 || !(body == nil && !s.retrying || body != nil && body.inMemory()) {
+	if perTry > 0 || trackSent || !(body == nil && !s.retrying || body != nil && body.inMemory()) {
 		// An attempt with a per-try timeout, or whose body can block on the downstream, gets a
-		// context of its own to stop it when it is abandoned. Without, nothing is left to stop
-		// but its response body, which the caller closes.
-		var acancel context.CancelCauseFunc
-		actx, acancel = context.WithCancelCause(ctx)
-		res.cancel = acancel
+		// context of its own to stop it when it is abandoned, the Stream's attempt reqCancel
+		// (a child of the request's, cancel.go); so does one that traces its request's
+		// headers, which that context carries. Without, nothing is left to stop but its
+		// response body, which the caller closes.
+		arc := s.attemptScope()
+		actx = arc
+		res.cancel = arc.cancelFunc()
 		if perTry > 0 {
-			res.perTry = time.AfterFunc(perTry, func() { acancel(errPerTryTimeout) })
+			res.perTry, res.perTryRC = time.AfterFunc(perTry, arc.perTryFunc()), arc
+		}
+		if trackSent {
+			sent := new(atomic.Bool)
+			res.sent = sent
+			arc.setValues(httptrace.WithClientTrace(context.Background(),
+				&httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}))
 		}
 	}
-	rctx := actx
-	if trackSent {
-		sent := new(atomic.Bool)
-		res.sent = sent
-		rctx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }})
-	}
-	req := out.WithContext(rctx)
+	req := out.WithContext(actx)
 	if body != nil {
 		req.Body = body.attempt()
 	}
@@ -573,8 +597,8 @@ func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, r
 			resp = upstream.FromHTTP(hr)
 		}
 	}
-	if res.perTry != nil {
-		res.perTry.Stop()
+	if res.perTry != nil && !res.perTry.Stop() {
+		res.perTryRC.noReuse() // the timer fired: its cancel may come after a reuse
 	}
 	if err == nil {
 		res.resp = resp

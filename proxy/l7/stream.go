@@ -74,6 +74,13 @@ type Stream struct {
 	respGRPC    telemetry.GRPCFrames        // gRPC messages of the response body sent downstream (telemetry.go)
 	hooks       []responseHook              // filters' response-head hooks (request.go)
 	hookBuf     [4]responseHook
+	// rc is the router's cancellation of the upstream exchange (cancel.go), kept from one
+	// request to the next. baseCtx is the context serve gave the stream, and plink the
+	// connection that cancels it directly while s.ctx is still baseCtx (nil: none).
+	rc      *reqCancel
+	arc     *reqCancel // the attempts' (attemptScope)
+	baseCtx context.Context
+	plink   peerLink
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
@@ -132,6 +139,7 @@ type streamStart struct {
 	path       string
 	tls        bool // the request came over TLS (besides the connection's own record)
 	reqTrailer http.Header
+	plink      peerLink // the connection, when it cancels its current request directly (ctx is its own)
 }
 
 // serve runs one request through the connection manager: admission, the connection manager's
@@ -139,7 +147,8 @@ type streamStart struct {
 func (h *Handler) serve(st streamStart) {
 	s := streamPool.Get().(*Stream)
 	*s = Stream{w: st.d, downW: st.d, req: st.req, body: st.body, h: h, peer: st.peer,
-		method: st.method, authority: st.authority, path: st.path, reqTrailer: st.reqTrailer}
+		method: st.method, authority: st.authority, path: st.path, reqTrailer: st.reqTrailer,
+		rc: s.rc, arc: s.arc, plink: st.plink}
 	s.Info.Start = time.Now()
 	defer h.finish(s)
 
@@ -165,6 +174,7 @@ func (h *Handler) serve(st streamStart) {
 	}
 	s.rinfo = route.RequestInfo{Local: cs.info.OriginalDst, Protocol: s.Info.Protocol}
 	s.ctx = context.WithValue(st.ctx, infoKey{}, s)
+	s.baseCtx = s.ctx
 
 	if h.shedOverload(s) {
 		return
@@ -481,6 +491,6 @@ func (h *Handler) finish(s *Stream) {
 }
 
 func (s *Stream) release() {
-	*s = Stream{}
+	*s = Stream{rc: s.rc, arc: s.arc} // the reqCancels go with the Stream (cancel.go)
 	streamPool.Put(s)
 }

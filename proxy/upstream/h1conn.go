@@ -183,7 +183,8 @@ func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, 
 	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.WroteHeaders != nil {
 		wrote = trace.WroteHeaders
 	}
-	err := hc.conn.RoundTripTrace(req.Context(), r, &x.resp, wrote)
+	ctx := req.Context()
+	err := hc.conn.RoundTripWatch(ctx, watcherOf(ctx), r, &x.resp, wrote)
 	if err != nil {
 		if x.src != nil {
 			x.src.Close() // as net/http's client does; at its end otherwise (h1RequestBody)

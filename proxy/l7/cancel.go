@@ -1,0 +1,500 @@
+package l7
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/strait-mesh/strait/proxy/h1"
+	"github.com/strait-mesh/strait/proxy/upstream"
+)
+
+// reqCancel is the cancellation of a request's upstream exchange, the router's context: the
+// route timeout, the stream idle timeout, max stream duration and the downstream going away
+// (its parent, the stream's context) cancel it, each with its cause. It is a Stream's, reused
+// from one request to the next, so that forwarding a request costs no context.WithCancelCause
+// (two allocations and the context tree's bookkeeping) and an HTTP/1.1 exchange no
+// context.AfterFunc: the upstream codec watches it as an h1.Watcher (upstream.WatcherKey).
+// An attempt that can be canceled on its own (a per-try timeout, abandoned on retry) gets
+// another, a child of the request's (attemptScope), also the Stream's.
+//
+// It implements context.Context. Its Done channel is made only when asked for, and a
+// context derived from it registers through its AfterFunc method (the context package's
+// afterFuncer), so that no goroutine watches it. A reqCancel whose Done channel or AfterFunc
+// was handed out, or whose link to its parent may still fire, is not reused: code outside may
+// hold it after the request (Stream.endCancel).
+//
+// Err reports the cause as well: once canceled, Err returns an error that is
+// context.Canceled (errors.Is) and wraps the cause, and context.Cause returns that error, so
+// errors.Is(context.Cause(ctx), errRouteTimeout) tells a route timeout as with
+// context.WithCancelCause. A cancel with a nil cause is the router's own end of the request
+// (see cancel).
+type reqCancel struct {
+	mu     sync.Mutex
+	gen    uint64          // the request or attempt it serves (reset); a late cancel from a link checks it
+	parent context.Context // the stream's context, or the request's reqCancel (up)
+	values context.Context // values rc answers before its parent's (setValues), nil if none
+	up     *reqCancel      // an attempt's: the request's reqCancel
+	err    error           // nil until canceled
+	cause  error           // the cancel's cause (nil: the router's end of the request)
+	kids   []*reqCancel    // attempts' reqCancels not canceled yet
+	kbuf   [1]*reqCancel
+	done   chan struct{} // made by Done, closed by cancel
+	shared bool          // not to be reused: Done or AfterFunc was called, or a timer may still fire (noReuse)
+	watch  []watchEntry  // the HTTP/1.1 exchanges watching it
+	funcs  []afterEntry  // AfterFunc registrations
+	nextID uint64
+	wbuf   [2]watchEntry
+	fbuf   [2]afterEntry
+
+	// Methods as func values, each made at its first use and kept (a method value made per
+	// request would be an allocation each): see cancelFunc and the others below.
+	cancelFn                  context.CancelCauseFunc
+	parentFn, perTryFn        func()
+	idleFn, maxDurFn, routeFn func()
+	body                      *replayBody // the request body the stream timers interrupt (setBody)
+
+	// The link to the parent while the request runs: a peerLink, or a context.AfterFunc
+	// registration with the stream's context (stopParent).
+	stopParent func() bool
+	link       peerLink
+}
+
+type watchEntry struct {
+	a   h1.Aborter
+	gen uint64
+}
+
+type afterEntry struct {
+	id uint64
+	f  func()
+}
+
+// peerLink is a downstream connection that cancels its current request's reqCancel when the
+// client goes away, without a context registration (the HTTP/1.1 codec's connection).
+type peerLink interface {
+	// link makes rc (serving request gen) the connection's current request; false: the
+	// client is gone already.
+	link(rc *reqCancel, gen uint64) bool
+	// unlink ends it; no cancel of rc's request comes from the link after.
+	unlink(rc *reqCancel)
+}
+
+var (
+	_ context.Context = (*reqCancel)(nil)
+	_ h1.Watcher      = (*reqCancel)(nil)
+)
+
+func newReqCancel() *reqCancel { return &reqCancel{} }
+
+// cancelFunc returns cancel as a func value. It and the getters below run on the goroutine
+// that owns rc (the router's).
+func (rc *reqCancel) cancelFunc() context.CancelCauseFunc {
+	if rc.cancelFn == nil {
+		rc.cancelFn = rc.cancel
+	}
+	return rc.cancelFn
+}
+
+// parentFunc returns parentDone as a func value.
+func (rc *reqCancel) parentFunc() func() {
+	if rc.parentFn == nil {
+		rc.parentFn = rc.parentDone
+	}
+	return rc.parentFn
+}
+
+// perTryFunc returns perTryExpired as a func value.
+func (rc *reqCancel) perTryFunc() func() {
+	if rc.perTryFn == nil {
+		rc.perTryFn = rc.perTryExpired
+	}
+	return rc.perTryFn
+}
+
+// idleFunc returns idleExpired as a func value.
+func (rc *reqCancel) idleFunc() func() {
+	if rc.idleFn == nil {
+		rc.idleFn = rc.idleExpired
+	}
+	return rc.idleFn
+}
+
+// maxDurFunc returns maxDurExpired as a func value.
+func (rc *reqCancel) maxDurFunc() func() {
+	if rc.maxDurFn == nil {
+		rc.maxDurFn = rc.maxDurExpired
+	}
+	return rc.maxDurFn
+}
+
+// routeFunc returns routeExpired as a func value.
+func (rc *reqCancel) routeFunc() func() {
+	if rc.routeFn == nil {
+		rc.routeFn = rc.routeExpired
+	}
+	return rc.routeFn
+}
+
+// reset starts rc for a new request or attempt; it returns rc's number for it.
+func (rc *reqCancel) reset(parent context.Context, up *reqCancel) uint64 {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.gen++
+	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.shared = parent, up, nil, nil, nil, false
+	rc.values, rc.body = nil, nil
+	clear(rc.fbuf[:])
+	rc.watch, rc.funcs, rc.kids = rc.wbuf[:0], rc.fbuf[:0], rc.kbuf[:0]
+	return rc.gen
+}
+
+// cancelScope returns the stream's reqCancel started for this request as a child of s.ctx.
+func (s *Stream) cancelScope() *reqCancel {
+	rc := s.rc
+	if rc == nil {
+		rc = newReqCancel()
+		s.rc = rc
+	}
+	gen := rc.reset(s.ctx, nil)
+	rc.stopParent, rc.link = nil, nil
+	switch {
+	case s.ctx.Done() == nil:
+	case s.ctx == s.baseCtx && s.plink != nil:
+		// The connection's own context (one request at a time): the connection cancels the
+		// request directly.
+		rc.link = s.plink
+		if !rc.link.link(rc, gen) {
+			rc.cancel(context.Canceled)
+		}
+	default:
+		rc.stopParent = context.AfterFunc(s.ctx, rc.parentFunc())
+	}
+	return rc
+}
+
+// attemptScope returns a reqCancel for an attempt that can be canceled on its own: a child of
+// the request's (s.rc, which cancels it with its cause), canceled by its own cancel
+// (abandoned: errStaleAttempt) or by perTryFunc (errPerTryTimeout). The Stream keeps it for its
+// next attempt once it was canceled, unless code outside may hold it (as endCancel) or a
+// per-try timer may still fire (noReuse).
+func (s *Stream) attemptScope() *reqCancel {
+	arc := s.arc
+	if arc != nil {
+		arc.mu.Lock()
+		reuse := arc.err != nil && !arc.shared
+		arc.mu.Unlock()
+		if !reuse {
+			arc = nil
+		}
+	}
+	if arc == nil {
+		arc = newReqCancel()
+		s.arc = arc
+	}
+	arc.reset(s.rc, s.rc)
+	s.rc.addKid(arc)
+	return arc
+}
+
+// addKid links an attempt's reqCancel to rc, canceling it at once when rc is canceled.
+func (rc *reqCancel) addKid(k *reqCancel) {
+	rc.mu.Lock()
+	if rc.err != nil {
+		cause := rc.cause
+		rc.mu.Unlock()
+		k.cancel(cause)
+		return
+	}
+	rc.kids = append(rc.kids, k)
+	rc.mu.Unlock()
+}
+
+// removeKid unlinks k from rc.
+func (rc *reqCancel) removeKid(k *reqCancel) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for i, x := range rc.kids {
+		if x == k {
+			n := len(rc.kids) - 1
+			rc.kids[i], rc.kids[n] = rc.kids[n], nil
+			rc.kids = rc.kids[:n]
+			return
+		}
+	}
+}
+
+// perTryExpired cancels an attempt with errPerTryTimeout.
+func (rc *reqCancel) perTryExpired() { rc.cancel(errPerTryTimeout) }
+
+// routeExpired cancels the request with errRouteTimeout (routeTimer).
+func (rc *reqCancel) routeExpired() { rc.cancel(errRouteTimeout) }
+
+// idleExpired cancels the request with errIdleTimeout and ends a prefetch wait (idleTimer).
+func (rc *reqCancel) idleExpired() { rc.expire(errIdleTimeout) }
+
+// maxDurExpired cancels the request with errMaxDuration and ends a prefetch wait.
+func (rc *reqCancel) maxDurExpired() { rc.expire(errMaxDuration) }
+
+func (rc *reqCancel) expire(cause error) {
+	rc.cancel(cause)
+	rc.mu.Lock()
+	body := rc.body
+	rc.mu.Unlock()
+	body.interrupt()
+}
+
+// setBody sets the request body the stream timers interrupt.
+func (rc *reqCancel) setBody(body *replayBody) {
+	rc.mu.Lock()
+	rc.body = body
+	rc.mu.Unlock()
+}
+
+// noReuse keeps rc from being reused: a timer that may still call it fired late.
+func (rc *reqCancel) noReuse() {
+	rc.mu.Lock()
+	rc.shared = true
+	rc.mu.Unlock()
+}
+
+// endCancel ends the request's reqCancel (canceled already): it stops the link to the
+// parent, and drops rc when code outside may still hold it.
+func (s *Stream) endCancel(rc *reqCancel) {
+	if rc.link != nil {
+		rc.link.unlink(rc)
+		rc.link = nil
+	}
+	keep := true
+	if rc.stopParent != nil {
+		keep = rc.stopParent()
+		rc.stopParent = nil
+	}
+	rc.mu.Lock()
+	keep = keep && !rc.shared
+	rc.parent = nil
+	rc.mu.Unlock()
+	if !keep && s.rc == rc {
+		s.rc = nil
+	}
+}
+
+// parentDone cancels with the parent's cause.
+func (rc *reqCancel) parentDone() {
+	rc.mu.Lock()
+	p := rc.parent
+	rc.mu.Unlock()
+	if p != nil && p.Err() != nil {
+		rc.cancel(context.Cause(p))
+	}
+}
+
+// cancelGen cancels request gen's exchange, if rc still serves it (a peerLink's cancel).
+func (rc *reqCancel) cancelGen(gen uint64, cause error) {
+	rc.cancelIf(true, gen, cause)
+}
+
+// cancel cancels with cause; only the first cancel counts. A nil cause (Err is then
+// context.Canceled) is the router's own end of the request (respond, forwardDone): it closes
+// the body of any exchange still open right after, which ends that exchange, so the
+// HTTP/1.1 exchanges watching rc are not aborted (that would only set the connection a past
+// deadline and clear it again before its next exchange).
+func (rc *reqCancel) cancel(cause error) { rc.cancelIf(false, 0, cause) }
+
+func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
+	rc.mu.Lock()
+	if rc.err != nil || checkGen && rc.gen != gen {
+		rc.mu.Unlock()
+		return
+	}
+	rc.err, rc.cause = canceledBy(cause), cause
+	if rc.done != nil {
+		close(rc.done)
+	}
+	if cause != nil {
+		for _, w := range rc.watch {
+			w.a.Abort(w.gen) // does not block
+		}
+		clear(rc.watch)
+		rc.watch = rc.watch[:0]
+	}
+	funcs := rc.funcs
+	rc.funcs = nil
+	var kids [2]*reqCancel
+	nk := copy(kids[:], rc.kids)
+	more := rc.kids[nk:]
+	rc.kids = nil
+	up := rc.up
+	rc.mu.Unlock()
+	for _, e := range funcs {
+		e.f() // the context package's registrations: they cancel a child, or start a goroutine
+	}
+	for _, k := range kids[:nk] {
+		k.cancel(cause)
+	}
+	for _, k := range more {
+		k.cancel(cause)
+	}
+	if up != nil {
+		up.removeKid(rc)
+	}
+}
+
+// Deadline implements context.Context: the parent's.
+func (rc *reqCancel) Deadline() (time.Time, bool) {
+	rc.mu.Lock()
+	p := rc.parent
+	rc.mu.Unlock()
+	if p == nil {
+		return time.Time{}, false
+	}
+	return p.Deadline()
+}
+
+// Done implements context.Context; the channel is made at the first call.
+func (rc *reqCancel) Done() <-chan struct{} {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.shared = true
+	if rc.done == nil {
+		rc.done = make(chan struct{})
+		if rc.err != nil {
+			close(rc.done)
+		}
+	}
+	return rc.done
+}
+
+// Err implements context.Context: nil, or context.Canceled wrapping the cause.
+func (rc *reqCancel) Err() error {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.err
+}
+
+// setValues makes rc answer vals's values (a chain of context.WithValue above
+// context.Background) before its parent's, for this request or attempt.
+func (rc *reqCancel) setValues(vals context.Context) {
+	rc.mu.Lock()
+	rc.values = vals
+	rc.mu.Unlock()
+}
+
+// Value implements context.Context: the values set with setValues, the parent's, and rc
+// itself as the request's h1.Watcher. The context package finds a cancelable ancestor by a key of type *int (its
+// cancelCtxKey): rc answers nil for such keys, so that a context derived from rc, and
+// context.Cause, see rc (through AfterFunc and Err) and not a cancelable context above it.
+func (rc *reqCancel) Value(key any) any {
+	switch key.(type) {
+	case *int:
+		return nil
+	case upstream.WatcherKey:
+		return h1.Watcher(rc)
+	}
+	rc.mu.Lock()
+	p, vals := rc.parent, rc.values
+	rc.mu.Unlock()
+	if vals != nil {
+		if v := vals.Value(key); v != nil {
+			return v
+		}
+	}
+	if p == nil {
+		return nil
+	}
+	return p.Value(key)
+}
+
+// AfterFunc arranges for f to run once rc is canceled, as the context package's afterFuncer:
+// f runs on the canceling goroutine (the context package's functions only cancel a child or
+// start a goroutine), or on a goroutine of its own when rc is canceled already. The returned
+// stop reports whether it unregistered f before it ran.
+func (rc *reqCancel) AfterFunc(f func()) func() bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.shared = true
+	if rc.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	rc.nextID++
+	id := rc.nextID
+	rc.funcs = append(rc.funcs, afterEntry{id: id, f: f})
+	return func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		for i, e := range rc.funcs {
+			if e.id == id {
+				rc.funcs = append(rc.funcs[:i], rc.funcs[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// Watch implements h1.Watcher.
+func (rc *reqCancel) Watch(a h1.Aborter, gen uint64) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.err != nil {
+		return false
+	}
+	rc.watch = append(rc.watch, watchEntry{a: a, gen: gen})
+	return true
+}
+
+// Unwatch implements h1.Watcher.
+func (rc *reqCancel) Unwatch(a h1.Aborter) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for i, w := range rc.watch {
+		if w.a == a {
+			n := len(rc.watch) - 1
+			rc.watch[i] = rc.watch[n]
+			rc.watch[n] = watchEntry{}
+			rc.watch = rc.watch[:n]
+			return
+		}
+	}
+}
+
+// canceledError is the Err of a reqCancel canceled with a cause other than context.Canceled.
+type canceledError struct{ cause error }
+
+func (e *canceledError) Error() string        { return context.Canceled.Error() + ": " + e.cause.Error() }
+func (e *canceledError) Is(target error) bool { return target == context.Canceled }
+func (e *canceledError) Unwrap() error        { return e.cause }
+
+// The router's own causes, made once.
+var (
+	canceledRouteTimeout  = &canceledError{errRouteTimeout}
+	canceledIdleTimeout   = &canceledError{errIdleTimeout}
+	canceledMaxDuration   = &canceledError{errMaxDuration}
+	canceledStaleAttempt  = &canceledError{errStaleAttempt}
+	canceledRequestTimout = &canceledError{errRequestTimeout}
+	canceledPerTryTimeout = &canceledError{errPerTryTimeout}
+)
+
+// canceledBy returns the Err of a reqCancel canceled with cause.
+func canceledBy(cause error) error {
+	switch cause {
+	case nil, context.Canceled:
+		return context.Canceled
+	case errRouteTimeout:
+		return canceledRouteTimeout
+	case errIdleTimeout:
+		return canceledIdleTimeout
+	case errMaxDuration:
+		return canceledMaxDuration
+	case errStaleAttempt:
+		return canceledStaleAttempt
+	case errRequestTimeout:
+		return canceledRequestTimout
+	case errPerTryTimeout:
+		return canceledPerTryTimeout
+	}
+	if ce, ok := cause.(*canceledError); ok {
+		return ce
+	}
+	return &canceledError{cause}
+}
