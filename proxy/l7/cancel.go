@@ -380,15 +380,18 @@ func (rc *reqCancel) setValues(vals context.Context) {
 }
 
 // Value implements context.Context: the values set with setValues, the parent's, and rc
-// itself as the request's h1.Watcher. The context package finds a cancelable ancestor by a key of type *int (its
-// cancelCtxKey): rc answers nil for such keys, so that a context derived from rc, and
-// context.Cause, see rc (through AfterFunc and Err) and not a cancelable context above it.
+// itself as the request's h1.Watcher. The context package finds the nearest cancelable context
+// through a private key (context.Cause and the parent search of WithCancel look up
+// &cancelCtxKey): rc answers nil for exactly that key (cancelCtxKey, found once at start-up),
+// so that context.Cause and a context derived from rc see rc (through Err and AfterFunc) and
+// not a cancelable context above it. Every other key reaches the parent.
 func (rc *reqCancel) Value(key any) any {
 	switch key.(type) {
-	case *int:
-		return nil
 	case upstream.WatcherKey:
 		return h1.Watcher(rc)
+	}
+	if key == cancelCtxKey {
+		return nil
 	}
 	rc.mu.Lock()
 	p, vals := rc.parent, rc.values
@@ -403,6 +406,31 @@ func (rc *reqCancel) Value(key any) any {
 	}
 	return p.Value(key)
 }
+
+// cancelCtxKey is the key the context package looks up to find a cancelable context (its
+// unexported &cancelCtxKey), learned by asking context.Cause about a context that records the
+// keys it is asked for. Nil if the context package no longer asks (then rc is simply never
+// mistaken for an ancestor's key; TestReqCancelCauses checks that causes still come through).
+var cancelCtxKey = func() any {
+	var p keyProbe
+	_ = context.Cause(&p)
+	return p.key
+}()
+
+// keyProbe is a context that records the first pointer-typed key it is asked for.
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(key any) any {
+	if _, ok := key.(*int); ok && p.key == nil {
+		p.key = key
+	}
+	return nil
+}
+
+func (p *keyProbe) Err() error { return context.Canceled }
 
 // AfterFunc arranges for f to run once rc is canceled, as the context package's afterFuncer:
 // f runs on the canceling goroutine (the context package's functions only cancel a child or

@@ -355,3 +355,21 @@ func TestReqCancelTimers(t *testing.T) {
 		t.Error("a pending timer's stop reports it may fire")
 	}
 }
+
+// TestCancelCtxKeyFound checks that the context package's private key was learned, and that
+// reqCancel hides only that key: a value under another *int key still comes from the parent.
+func TestCancelCtxKeyFound(t *testing.T) {
+	if cancelCtxKey == nil {
+		t.Fatal("context.Cause no longer looks up a pointer key: reqCancel's Value needs another look")
+	}
+	key := new(int)
+	parent := context.WithValue(context.Background(), key, "v")
+	rc := newReqCancel()
+	rc.reset(parent, nil)
+	if got := rc.Value(key); got != "v" {
+		t.Fatalf("Value(*int key) = %v, want the parent's value", got)
+	}
+	if got := rc.Value(cancelCtxKey); got != nil {
+		t.Fatalf("Value(cancelCtxKey) = %v, want nil", got)
+	}
+}
