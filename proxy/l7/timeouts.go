@@ -106,6 +106,7 @@ type clockConn struct {
 	first    *firstConn   // under the guards: replays what awaitFirstHead read
 	raw      net.Conn     // the accepted connection (h1.DirectConn's, or TLS or peeked bytes over one)
 	stallLow atomic.Bool  // the socket beneath raw enforces the write stall limit (h1.SetWriteStall)
+	stalled  atomic.Bool  // the write stall was counted (once per connection)
 	draining atomic.Bool  // past max_connection_duration
 	linger   atomic.Bool  // close by lingering: a request body was left unread
 }
@@ -395,7 +396,7 @@ func (c *clockConn) Write(b []byte) (int, error) {
 	if c.stallLow.Load() {
 		n, err := c.protoConn.Write(b)
 		if err != nil && errors.Is(err, h1.ErrWriteStall) {
-			c.h.tst.writeStall.Inc()
+			c.countStall()
 		}
 		return n, err
 	}
@@ -416,9 +417,17 @@ func (c *clockConn) Write(b []byte) (int, error) {
 			return written, err // the server's own deadline
 		}
 		if n == 0 {
-			c.h.tst.writeStall.Inc()
+			c.countStall()
 			return written, err
 		}
+	}
+}
+
+// countStall counts the connection's write stall, once: after a stall over TLS every later
+// write fails with the same error.
+func (c *clockConn) countStall() {
+	if !c.stalled.Swap(true) {
+		c.h.tst.writeStall.Inc()
 	}
 }
 
