@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/h1"
@@ -16,7 +18,7 @@ import (
 // and the proxy, terminated over h1.DirectConn as the listener does (an mTLS sidecar's inbound
 // or a gateway): a 1 KiB POST echoed back, HTTP/1.1 keep-alive on loopback. The proxy's share
 // is tls_post minus direct_post (the client's TLS work is in tls_post too: compare like with
-// like).
+// like). wdl/op is how many write deadlines the proxy set per request beneath TLS.
 func BenchmarkLoopbackTLS(b *testing.B) {
 	up := startUpstream(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) }), false)
 	h, err := New(inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c")))),
@@ -26,6 +28,7 @@ func BenchmarkLoopbackTLS(b *testing.B) {
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{testenv.SelfSigned(b, "proxy.test")},
 		NextProtos: []string{"http/1.1"}}
+	var wdl atomic.Int64
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -38,7 +41,7 @@ func BenchmarkLoopbackTLS(b *testing.B) {
 			}
 			go func() {
 				info := loopbackInfo(c)
-				tc := tls.Server(h1.DirectConn(c), cfg)
+				tc := tls.Server(deadlineCounter{h1.DirectConn(c), &wdl}, cfg)
 				if tc.Handshake() != nil {
 					c.Close()
 					return
@@ -64,5 +67,28 @@ func BenchmarkLoopbackTLS(b *testing.B) {
 		}
 	}
 	b.Run("direct_post", func(b *testing.B) { post(b, "http://"+up+"/") })
-	b.Run("tls_post", func(b *testing.B) { post(b, "https://"+ln.Addr().String()+"/") })
+	b.Run("tls_post", func(b *testing.B) {
+		from := wdl.Load()
+		post(b, "https://"+ln.Addr().String()+"/")
+		b.ReportMetric(float64(wdl.Load()-from)/float64(b.N), "wdl/op")
+	})
+}
+
+// deadlineCounter counts the write deadlines set on the connection beneath it; NetConn
+// exposes that connection (h1.SetWriteStall finds it).
+type deadlineCounter struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (d deadlineCounter) NetConn() net.Conn { return d.Conn }
+
+func (d deadlineCounter) SetWriteDeadline(t time.Time) error {
+	d.n.Add(1)
+	return d.Conn.SetWriteDeadline(t)
+}
+
+func (d deadlineCounter) SetDeadline(t time.Time) error {
+	d.n.Add(1)
+	return d.Conn.SetDeadline(t)
 }
