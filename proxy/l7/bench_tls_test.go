@@ -14,12 +14,12 @@ import (
 	"github.com/strait-mesh/strait/proxy/h1"
 )
 
-// BenchmarkLoopbackTLS is BenchmarkLoopback's proxy_cluster_post with TLS between the client
+// BenchmarkDownstreamTLS is BenchmarkLoopback's proxy_cluster_post with TLS between the client
 // and the proxy, terminated over h1.DirectConn as the listener does (an mTLS sidecar's inbound
 // or a gateway): a 1 KiB POST echoed back, HTTP/1.1 keep-alive on loopback. The proxy's share
 // is tls_post minus direct_post (the client's TLS work is in tls_post too: compare like with
 // like). wdl/op is how many write deadlines the proxy set per request beneath TLS.
-func BenchmarkLoopbackTLS(b *testing.B) {
+func BenchmarkDownstreamTLS(b *testing.B) {
 	up := startUpstream(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) }), false)
 	h, err := New(inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c")))),
 		&testEnv{clusters: map[string]Upstream{"c": staticCluster(b, "c", up, false)}}, Options{})
