@@ -50,26 +50,56 @@ func DirectConn(nc net.Conn) net.Conn {
 	return d
 }
 
-// SetWriteStall sets how long a write on nc, a connection from DirectConn, may wait with the
-// peer accepting no byte before it fails with ErrWriteStall; 0: no limit. The clock starts
-// only when a write finds the socket full, and restarts at each byte accepted. It reports
-// false, changing nothing, when nc is not such a connection. Call it before writes start.
+// SetWriteStall sets how long a write on nc's socket, a connection from DirectConn, may wait
+// with the peer accepting no byte before it fails with ErrWriteStall; 0: no limit. The clock
+// starts only when a write finds the socket full, and restarts at each byte accepted. nc may
+// also be a wrapper that writes through such a connection and exposes it with a NetConn method
+// (crypto/tls's *tls.Conn, proxy/sniff's Conn, or several of them nested): the limit then
+// applies to the wrapper's writes on the socket beneath (over TLS a write stalled part way
+// leaves the TLS connection unusable, as any failed TLS write does), and its writes fail with
+// ErrWriteStall inside their own errors (errors.Is finds it). It reports false, changing
+// nothing, when no such connection is beneath nc. Call it before writes start.
 func SetWriteStall(nc net.Conn, d time.Duration) bool {
-	dc, ok := nc.(*directConn)
-	if ok {
+	dc := direct(nc)
+	if dc != nil {
 		dc.stall.Store(int64(d))
 	}
-	return ok
+	return dc != nil
 }
 
 // DeadlineSets reports how many times the socket deadlines of nc, a connection from
-// DirectConn, were moved (runtime poller timer operations), or -1 for another connection: a
-// measure of what the lazy deadlines save, for tests and benchmarks.
+// DirectConn (or a wrapper of one, as for SetWriteStall), were moved (runtime poller timer
+// operations), or -1 for another connection: a measure of what the lazy deadlines save, for
+// tests and benchmarks.
 func DeadlineSets(nc net.Conn) int64 {
-	if dc, ok := nc.(*directConn); ok {
+	if dc := direct(nc); dc != nil {
 		return dc.sets.Load()
 	}
 	return -1
+}
+
+// netConner is a connection wrapper that exposes the connection it reads and writes through
+// (crypto/tls's *tls.Conn, proxy/sniff's Conn).
+type netConner interface{ NetConn() net.Conn }
+
+// maxWrappers bounds how many wrappers direct looks beneath (a wrapper returning itself, or a
+// cycle, must not loop).
+const maxWrappers = 8
+
+// direct returns the connection from DirectConn that nc is, or that nc's wrappers (netConner)
+// expose, or nil.
+func direct(nc net.Conn) *directConn {
+	for i := 0; i < maxWrappers && nc != nil; i++ {
+		switch c := nc.(type) {
+		case *directConn:
+			return c
+		case netConner:
+			nc = c.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 // directConn is a TCP connection read and written with raw system calls (DirectConn).

@@ -10,7 +10,8 @@ import (
 // DirectConn returns nc: raw system calls are used on Linux only (see direct_linux.go).
 func DirectConn(nc net.Conn) net.Conn { return nc }
 
-// SetWriteStall reports false: only DirectConn's connections (Linux) keep a write stall limit.
+// SetWriteStall reports false: only DirectConn's connections (Linux), and wrappers over them,
+// keep a write stall limit.
 func SetWriteStall(nc net.Conn, d time.Duration) bool { return false }
 
 // DeadlineSets reports -1: only DirectConn's connections (Linux) count their deadline changes.

@@ -216,7 +216,8 @@ func (h *Handler) serveH1(cc *clockConn, cs *connState) {
 		OnPeerGone: func() { cancel(); c.peerGone() },
 	}
 	if h.streamIdle > 0 && h1.SetWriteStall(cc.raw, h.streamIdle) {
-		// The socket keeps the write stall limit, armed only when a write must wait.
+		// The socket keeps the write stall limit, armed only when a write must wait; beneath
+		// TLS and the listener's peeked bytes too (SetWriteStall finds the DirectConn).
 		cc.stallLow.Store(true)
 	}
 	cs.h1.Store(true)

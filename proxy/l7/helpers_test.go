@@ -23,6 +23,7 @@ import (
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/h1"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/upstream"
@@ -136,7 +137,8 @@ func inlineHCM(rc *routev3.RouteConfiguration, filters ...*hcmv3.HttpFilter) *hc
 }
 
 // startProxy compiles hcm and serves it on 127.0.0.1; withTLS terminates TLS (ALPN h2,
-// http/1.1) before handing connections over, as a listener's filter chain does.
+// http/1.1) over h1.DirectConn before handing connections over, as a listener's filter chain
+// does.
 func startProxy(t *testing.T, hcm *hcmv3.HttpConnectionManager, env Env, withTLS bool) *proxy {
 	t.Helper()
 	return startProxyTLS(t, hcm, env, withTLS, nil)
@@ -183,7 +185,8 @@ func startProxyTLS(t *testing.T, hcm *hcmv3.HttpConnectionManager, env Env, with
 					OriginalDst: netip.MustParseAddrPort(c.LocalAddr().String()),
 				}
 				if p.tls != nil {
-					tc := tls.Server(c, p.tls)
+					// Over a DirectConn, as the listener terminates TLS for HTTP chains.
+					tc := tls.Server(h1.DirectConn(c), p.tls)
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					err := tc.HandshakeContext(ctx)
 					cancel()

@@ -31,6 +31,12 @@ import (
 // respBytes bytes; tweak adjusts the connection manager.
 func slowProxy(t *testing.T, respBytes int, tweak func(*hcmv3.HttpConnectionManager)) *proxy {
 	t.Helper()
+	return slowProxyTLS(t, respBytes, false, tweak)
+}
+
+// slowProxyTLS is slowProxy, terminating TLS when withTLS is set (startProxy).
+func slowProxyTLS(t *testing.T, respBytes int, withTLS bool, tweak func(*hcmv3.HttpConnectionManager)) *proxy {
+	t.Helper()
 	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		if respBytes <= 0 {
@@ -54,7 +60,7 @@ func slowProxy(t *testing.T, respBytes int, tweak func(*hcmv3.HttpConnectionMana
 	if tweak != nil {
 		tweak(hcm)
 	}
-	return startProxy(t, hcm, env, false)
+	return startProxy(t, hcm, env, withTLS)
 }
 
 // withDrain serves like slowProxy with a shorter drain period after max_connection_duration.

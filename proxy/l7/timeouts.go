@@ -104,8 +104,9 @@ type clockConn struct {
 	counted  atomic.Bool  // the read timeout that ends the connection was counted
 	wdl      atomic.Int64 // the write deadline the server asked for (unix nanos); 0: none
 	first    *firstConn   // under the guards: replays what awaitFirstHead read
-	raw      net.Conn     // the accepted connection (h1.DirectConn's on plain TCP)
-	stallLow atomic.Bool  // the raw connection enforces the write stall limit (h1.SetWriteStall)
+	raw      net.Conn     // the accepted connection (h1.DirectConn's, or TLS or peeked bytes over one)
+	stallLow atomic.Bool  // the socket beneath raw enforces the write stall limit (h1.SetWriteStall)
+	stalled  atomic.Bool  // the write stall was counted (once per connection)
 	draining atomic.Bool  // past max_connection_duration
 	linger   atomic.Bool  // close by lingering: a request body was left unread
 }
@@ -383,9 +384,10 @@ func (c *clockConn) SetDeadline(t time.Time) error {
 // hold it (and the response it does not read) for longer. Progress extends the wait, and a
 // deadline the server set itself (http.ResponseController) still applies. Over TLS a write
 // that times out part way leaves the connection unusable, so there the limit is on the whole
-// write (at most one TLS record of the server's). When the raw connection enforces the limit
-// itself (stallLow: h1.SetWriteStall on plain TCP, served by proxy/h1), a write the socket
-// takes at once sets no deadline at all.
+// write (at most one TLS record of the server's). When the socket enforces the limit itself
+// (stallLow: h1.SetWriteStall on the DirectConn of a connection served by proxy/h1, beneath
+// TLS and peeked bytes too), a write the socket takes at once sets no deadline at all, and
+// over TLS too the limit is on the peer's progress at the socket, not on whole records.
 func (c *clockConn) Write(b []byte) (int, error) {
 	stall := c.h.streamIdle
 	if stall <= 0 || c.protocol() != protoH1 {
@@ -394,7 +396,7 @@ func (c *clockConn) Write(b []byte) (int, error) {
 	if c.stallLow.Load() {
 		n, err := c.protoConn.Write(b)
 		if err != nil && errors.Is(err, h1.ErrWriteStall) {
-			c.h.tst.writeStall.Inc()
+			c.countStall()
 		}
 		return n, err
 	}
@@ -415,9 +417,17 @@ func (c *clockConn) Write(b []byte) (int, error) {
 			return written, err // the server's own deadline
 		}
 		if n == 0 {
-			c.h.tst.writeStall.Inc()
+			c.countStall()
 			return written, err
 		}
+	}
+}
+
+// countStall counts the connection's write stall, once: after a stall over TLS every later
+// write fails with the same error.
+func (c *clockConn) countStall() {
+	if !c.stalled.Swap(true) {
+		c.h.tst.writeStall.Inc()
 	}
 }
 

@@ -28,7 +28,8 @@ func NewConn(c net.Conn) *Conn {
 	return &Conn{Conn: c}
 }
 
-// NetConn returns the underlying connection.
+// NetConn returns the underlying connection. Writes go straight to it, so a limit it keeps on
+// its writes holds for the Conn's too (h1.SetWriteStall finds it through this method).
 func (c *Conn) NetConn() net.Conn { return c.Conn }
 
 // Peeked returns the bytes read so far but not yet consumed. The slice is valid until the next
