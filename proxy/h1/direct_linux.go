@@ -213,6 +213,10 @@ func (d *directConn) Write(p []byte) (int, error) {
 	op.mu.Unlock()
 	switch {
 	case stalled:
+		// The peer stopped reading: closing would leave the unsent bytes queued in the
+		// kernel (up to the socket's send buffer, megabytes) for as long as the peer keeps
+		// its window shut. Reset the connection when it is closed instead (SO_LINGER 0).
+		_ = d.TCPConn.SetLinger(0)
 		return n, d.opError(op.name, ErrWriteStall)
 	case err != nil:
 		return n, d.opError(op.name, err)

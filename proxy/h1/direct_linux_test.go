@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -215,6 +216,15 @@ func TestDirectConnWriteStall(t *testing.T) {
 			}
 		case <-time.After(20 * time.Second):
 			t.Fatal("a write the peer never read did not fail")
+		}
+		// Closed after a stall, the connection is reset: its unsent bytes are dropped, not
+		// left queued for a peer that does not read. The peer reads what it had buffered,
+		// then the reset, not an orderly end.
+		d.Close()
+		s.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, err := io.Copy(io.Discard, s)
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("the peer's read after the stalled connection closed ended with %v, want a reset", err)
 		}
 	})
 	t.Run("slow reader", func(t *testing.T) {
