@@ -24,11 +24,10 @@ import (
 // was handed out, or whose link to its parent may still fire, is not reused: code outside may
 // hold it after the request (Stream.endCancel).
 //
-// Err reports the cause as well: once canceled, Err returns an error that is
-// context.Canceled (errors.Is) and wraps the cause, and context.Cause returns that error, so
-// errors.Is(context.Cause(ctx), errRouteTimeout) tells a route timeout as with
-// context.WithCancelCause. A cancel with a nil cause is the router's own end of the request
-// (see cancel).
+// Once canceled, Err returns context.Canceled itself (the context package's contract, which
+// code outside compares by identity) and causeOf the cause (errRouteTimeout, errIdleTimeout,
+// ...), as context.Cause does for context.WithCancelCause. A cancel with a nil cause is the
+// router's own end of the request (see cancel).
 type reqCancel struct {
 	mu     sync.Mutex
 	gen    uint64          // the request or attempt it serves (reset); a late cancel from a link checks it
@@ -37,8 +36,8 @@ type reqCancel struct {
 	up     *reqCancel      // an attempt's: the request's reqCancel
 	err    error           // nil until canceled
 	cause  error           // the cancel's cause (nil: the router's end of the request)
-	kids   []*reqCancel    // attempts' reqCancels not canceled yet
-	kbuf   [1]*reqCancel
+	kids   []kidEntry      // attempts' reqCancels not canceled yet
+	kbuf   [1]kidEntry
 	done   chan struct{} // made by Done, closed by cancel
 	shared bool          // not to be reused: Done or AfterFunc was called, or a timer may still fire (noReuse)
 	watch  []watchEntry  // the HTTP/1.1 exchanges watching it
@@ -191,21 +190,30 @@ func (s *Stream) attemptScope() *reqCancel {
 		arc = newReqCancel()
 		s.arc = arc
 	}
-	arc.reset(s.rc, s.rc)
-	s.rc.addKid(arc)
+	gen := arc.reset(s.rc, s.rc)
+	s.rc.addKid(arc, gen)
 	return arc
 }
 
-// addKid links an attempt's reqCancel to rc, canceling it at once when rc is canceled.
-func (rc *reqCancel) addKid(k *reqCancel) {
+// kidEntry is an attempt's reqCancel linked to its request's, with the number of the attempt
+// it serves: a cancel that reaches it late (its canceller was preempted while the Stream moved
+// on and reused the reqCancel for another request's attempt) must not cancel that attempt.
+type kidEntry struct {
+	rc  *reqCancel
+	gen uint64
+}
+
+// addKid links an attempt's reqCancel (serving attempt gen) to rc, canceling it at once when
+// rc is canceled.
+func (rc *reqCancel) addKid(k *reqCancel, gen uint64) {
 	rc.mu.Lock()
 	if rc.err != nil {
 		cause := rc.cause
 		rc.mu.Unlock()
-		k.cancel(cause)
+		k.cancelGen(gen, cause)
 		return
 	}
-	rc.kids = append(rc.kids, k)
+	rc.kids = append(rc.kids, kidEntry{k, gen})
 	rc.mu.Unlock()
 }
 
@@ -214,9 +222,9 @@ func (rc *reqCancel) removeKid(k *reqCancel) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	for i, x := range rc.kids {
-		if x == k {
+		if x.rc == k {
 			n := len(rc.kids) - 1
-			rc.kids[i], rc.kids[n] = rc.kids[n], nil
+			rc.kids[i], rc.kids[n] = rc.kids[n], kidEntry{}
 			rc.kids = rc.kids[:n]
 			return
 		}
@@ -284,7 +292,7 @@ func (rc *reqCancel) parentDone() {
 	p := rc.parent
 	rc.mu.Unlock()
 	if p != nil && p.Err() != nil {
-		rc.cancel(context.Cause(p))
+		rc.cancel(causeOf(p))
 	}
 }
 
@@ -306,7 +314,7 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
 		rc.mu.Unlock()
 		return
 	}
-	rc.err, rc.cause = canceledBy(cause), cause
+	rc.err, rc.cause = context.Canceled, cause
 	if rc.done != nil {
 		close(rc.done)
 	}
@@ -319,7 +327,7 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
 	}
 	funcs := rc.funcs
 	rc.funcs = nil
-	var kids [2]*reqCancel
+	var kids [2]kidEntry
 	nk := copy(kids[:], rc.kids)
 	more := rc.kids[nk:]
 	rc.kids = nil
@@ -329,10 +337,10 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
 		e.f() // the context package's registrations: they cancel a child, or start a goroutine
 	}
 	for _, k := range kids[:nk] {
-		k.cancel(cause)
+		k.rc.cancelGen(k.gen, cause)
 	}
 	for _, k := range more {
-		k.cancel(cause)
+		k.rc.cancelGen(k.gen, cause)
 	}
 	if up != nil {
 		up.removeKid(rc)
@@ -486,43 +494,23 @@ func (rc *reqCancel) Unwatch(a h1.Aborter) {
 	}
 }
 
-// canceledError is the Err of a reqCancel canceled with a cause other than context.Canceled.
-type canceledError struct{ cause error }
-
-func (e *canceledError) Error() string        { return context.Canceled.Error() + ": " + e.cause.Error() }
-func (e *canceledError) Is(target error) bool { return target == context.Canceled }
-func (e *canceledError) Unwrap() error        { return e.cause }
-
-// The router's own causes, made once.
-var (
-	canceledRouteTimeout  = &canceledError{errRouteTimeout}
-	canceledIdleTimeout   = &canceledError{errIdleTimeout}
-	canceledMaxDuration   = &canceledError{errMaxDuration}
-	canceledStaleAttempt  = &canceledError{errStaleAttempt}
-	canceledRequestTimout = &canceledError{errRequestTimeout}
-	canceledPerTryTimeout = &canceledError{errPerTryTimeout}
-)
-
-// canceledBy returns the Err of a reqCancel canceled with cause.
-func canceledBy(cause error) error {
-	switch cause {
-	case nil, context.Canceled:
-		return context.Canceled
-	case errRouteTimeout:
-		return canceledRouteTimeout
-	case errIdleTimeout:
-		return canceledIdleTimeout
-	case errMaxDuration:
-		return canceledMaxDuration
-	case errStaleAttempt:
-		return canceledStaleAttempt
-	case errRequestTimeout:
-		return canceledRequestTimout
-	case errPerTryTimeout:
-		return canceledPerTryTimeout
+// causeOf returns why ctx was canceled: for a reqCancel the cause it was canceled with (the
+// router's errRouteTimeout, errIdleTimeout, ...; context.Canceled when none), otherwise
+// context.Cause. A reqCancel's Err is context.Canceled itself, as the context package's
+// contract has it, and context.Cause(rc) answers that too: code outside sees a canceled
+// context, the router its own reasons.
+func causeOf(ctx context.Context) error {
+	rc, ok := ctx.(*reqCancel)
+	if !ok {
+		return context.Cause(ctx)
 	}
-	if ce, ok := cause.(*canceledError); ok {
-		return ce
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.err == nil {
+		return nil
 	}
-	return &canceledError{cause}
+	if rc.cause == nil {
+		return rc.err
+	}
+	return rc.cause
 }

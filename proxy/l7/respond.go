@@ -22,7 +22,7 @@ func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, c
 		s.localReply(v.Status, FlagDownstreamProtocolError, v.Details, "", -1)
 		return
 	}
-	switch cause := context.Cause(ctx); {
+	switch cause := causeOf(ctx); {
 	case errors.Is(cause, errRouteTimeout):
 		h.st.rqTimeout.Inc()
 		if s.timeoutAlt {
@@ -132,7 +132,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 			break
 		}
 		if err != nil {
-			switch cause := context.Cause(ctx); {
+			switch cause := causeOf(ctx); {
 			case errors.Is(cause, errRouteTimeout):
 				s.Info.Flags |= FlagUpstreamRequestTimeout
 			case errors.Is(cause, errIdleTimeout):

@@ -605,7 +605,7 @@ func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, r
 		return res
 	}
 	res.err = err
-	cause := context.Cause(actx)
+	cause := causeOf(actx)
 	var ue *upstream.Error
 	switch {
 	case errors.Is(cause, errPerTryTimeout) && ctx.Err() == nil:
