@@ -81,6 +81,16 @@ type Stream struct {
 	arc     *reqCancel // the attempts' (attemptScope)
 	baseCtx context.Context
 	plink   peerLink
+	// The router's request body and timers, kept from one request to the next when nothing
+	// can still reach them (forwardDone.run): see Stream.replayBody, idleTimer, routeTimer.
+	rbody  *replayBody
+	idleT  *idleTimer
+	rtimer *routeTimer
+}
+
+// kept returns a zero Stream but for what it keeps from one request to the next.
+func (s *Stream) kept() Stream {
+	return Stream{rc: s.rc, arc: s.arc, rbody: s.rbody, idleT: s.idleT, rtimer: s.rtimer}
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
@@ -146,9 +156,10 @@ type streamStart struct {
 // header handling, routing and the filter pipeline.
 func (h *Handler) serve(st streamStart) {
 	s := streamPool.Get().(*Stream)
-	*s = Stream{w: st.d, downW: st.d, req: st.req, body: st.body, h: h, peer: st.peer,
-		method: st.method, authority: st.authority, path: st.path, reqTrailer: st.reqTrailer,
-		rc: s.rc, arc: s.arc, plink: st.plink}
+	*s = s.kept()
+	s.w, s.downW, s.req, s.body, s.h, s.peer = st.d, st.d, st.req, st.body, h, st.peer
+	s.method, s.authority, s.path, s.reqTrailer = st.method, st.authority, st.path, st.reqTrailer
+	s.plink = st.plink
 	s.Info.Start = time.Now()
 	defer h.finish(s)
 
@@ -491,6 +502,6 @@ func (h *Handler) finish(s *Stream) {
 }
 
 func (s *Stream) release() {
-	*s = Stream{rc: s.rc, arc: s.arc} // the reqCancels go with the Stream (cancel.go)
+	*s = s.kept() // the reqCancels, body and timers go with the Stream (cancel.go, body.go)
 	streamPool.Put(s)
 }
