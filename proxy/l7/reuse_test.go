@@ -1,0 +1,290 @@
+package l7
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/strait-mesh/strait/proxy/httpmsg"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+)
+
+// readAllFrom reads an attempt's body to its end.
+func readAllFrom(t *testing.T, r io.Reader) string {
+	t.Helper()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("reading the attempt's body: %v", err)
+	}
+	return string(b)
+}
+
+// TestReplayBodyReuseGuards checks when a Stream keeps its replayBody (and its buffer) for the
+// next request: only when every attempt's in-memory body came back (its codec marked it done),
+// no mirror took the bytes, and no reader is in the middle of a read; and that the readers of
+// the earlier request fail once it ended, whether or not the body is reused.
+func TestReplayBodyReuseGuards(t *testing.T) {
+	// first reads the whole body through a streaming attempt, then takes an in-memory one.
+	first := func(t *testing.T, s *Stream, body string) (*replayBody, io.Reader, *httpmsg.BytesBody) {
+		t.Helper()
+		rb := s.replayBody(strings.NewReader(body), true, nil)
+		v := rb.attempt()
+		if got := readAllFrom(t, v); got != body {
+			t.Fatalf("first attempt read %q, want %q", got, body)
+		}
+		bb, ok := rb.attempt().(*httpmsg.BytesBody)
+		if !ok {
+			t.Fatal("the second attempt of a body read whole is not in memory")
+		}
+		if got := readAllFrom(t, bb); got != body {
+			t.Fatalf("in-memory attempt read %q, want %q", got, body)
+		}
+		return rb, v, bb
+	}
+	t.Run("reused", func(t *testing.T) {
+		s := &Stream{}
+		rb, v, bb := first(t, s, "first body")
+		bb.MarkDone()
+		if !rb.end() {
+			t.Fatal("end: not reusable, though every attempt's codec was done")
+		}
+		if _, err := v.Read(make([]byte, 8)); !errors.Is(err, errStaleAttempt) {
+			t.Errorf("a reader of the ended request read on: %v", err)
+		}
+		rb2 := s.replayBody(strings.NewReader("second"), true, nil)
+		if rb2 != rb {
+			t.Fatal("the Stream did not keep its replayBody")
+		}
+		if got := readAllFrom(t, rb2.attempt()); got != "second" {
+			t.Errorf("next request's attempt read %q", got)
+		}
+		if _, err := v.Read(make([]byte, 8)); !errors.Is(err, errStaleAttempt) {
+			t.Errorf("a reader of the earlier request reads the next one's body: %v", err)
+		}
+		if got := readAllFrom(t, rb2.attempt()); got != "second" {
+			t.Errorf("next request's in-memory attempt read %q", got)
+		}
+	})
+	t.Run("codec not done", func(t *testing.T) {
+		s := &Stream{}
+		rb, _, _ := first(t, s, "held by a transport")
+		if rb.end() {
+			t.Error("end: reusable, though an attempt's codec may still read its body")
+		}
+	})
+	t.Run("retry after a codec that is not done", func(t *testing.T) {
+		s := &Stream{}
+		rb, _, bb := first(t, s, "abc")
+		bb2 := rb.attempt().(*httpmsg.BytesBody)
+		if bb2 == bb {
+			t.Fatal("a retry reuses the in-memory body an abandoned attempt may still read")
+		}
+		if got := readAllFrom(t, bb2); got != "abc" {
+			t.Errorf("retry read %q", got)
+		}
+		if rb.end() {
+			t.Error("end: reusable after an attempt whose codec was not done")
+		}
+	})
+	t.Run("mirrored", func(t *testing.T) {
+		s := &Stream{}
+		rb, _, bb := first(t, s, "to the shadow")
+		bb.MarkDone()
+		if b, ok := rb.complete(); !ok || string(b) != "to the shadow" {
+			t.Fatalf("complete: %q %v", b, ok)
+		}
+		if rb.end() {
+			t.Error("end: reusable, though a mirror holds its bytes")
+		}
+	})
+	t.Run("reader waiting", func(t *testing.T) {
+		s := &Stream{}
+		pr, pw := io.Pipe()
+		rb := s.replayBody(pr, true, nil)
+		v := rb.attempt()
+		done := make(chan error, 1)
+		go func() {
+			_, err := v.Read(make([]byte, 8))
+			done <- err
+		}()
+		// The reader holds rb.mu while it waits for the downstream.
+		waitFor(t, "the reader to wait", func() bool {
+			if rb.mu.TryLock() {
+				rb.mu.Unlock()
+				return false
+			}
+			return true
+		})
+		if rb.end() {
+			t.Error("end: reusable while a reader waits for the downstream")
+		}
+		pw.CloseWithError(io.ErrUnexpectedEOF)
+		<-done
+	})
+}
+
+// TestStreamTimersReuse: a Stream's route and idle timers, once stopped before firing, serve the
+// next request with its own duration and callback; a timer that fired says so (stop false), and
+// the router then drops it (and the body and reqCancel a late callback may reach).
+func TestStreamTimersReuse(t *testing.T) {
+	s := &Stream{}
+	var old, cur atomic.Int32
+	rt := s.routeTimer(time.Hour, func() { old.Add(1) })
+	rt.start()
+	if !rt.stop() {
+		t.Fatal("route timer: stop before it fired returned false")
+	}
+	if rt2 := s.routeTimer(time.Millisecond, func() { cur.Add(1) }); rt2 != rt {
+		t.Fatal("route timer not kept")
+	}
+	rt.start()
+	waitFor(t, "the reused route timer to fire", func() bool { return cur.Load() == 1 })
+	if rt.stop() {
+		t.Error("route timer: stop after it fired returned true")
+	}
+
+	it := s.idleTimer(time.Hour, func() { old.Add(1) })
+	if !it.stop() {
+		t.Fatal("idle timer: stop before it fired returned false")
+	}
+	if it2 := s.idleTimer(time.Millisecond, func() { cur.Add(1) }); it2 != it {
+		t.Fatal("idle timer not kept")
+	}
+	waitFor(t, "the reused idle timer to fire", func() bool { return cur.Load() == 2 })
+	if old.Load() != 0 {
+		t.Errorf("an earlier request's callback ran %d times", old.Load())
+	}
+
+	// The router's end with the fired timers: nothing a late callback may reach is kept.
+	rc := newReqCancel()
+	rc.reset(context.Background(), nil)
+	s.rc = rc
+	rb := s.replayBody(strings.NewReader("x"), false, rt)
+	rc.setBody(rb)
+	d := forwardDone{idle: it, rtimer: rt, body: rb, s: s, rc: rc}
+	d.run()
+	if s.idleT != nil || s.rtimer != nil || s.rbody != nil || s.rc != nil {
+		t.Errorf("kept after late timers: idle %v route %v body %v reqCancel %v",
+			s.idleT != nil, s.rtimer != nil, s.rbody != nil, s.rc != nil)
+	}
+	if s.idleTimer(time.Hour, func() {}) == it || s.routeTimer(time.Hour, func() {}) == rt {
+		t.Error("a fired timer serves the next request")
+	}
+}
+
+// TestRetryAfterPerTryTimeoutReplaysBodyOnReusedStreams sends requests with different bodies
+// one after the other (the proxy's Streams, bodies and timers are reused between them), each
+// abandoned by a per-try timeout on its first attempt: both attempts of each get that request's
+// body, over an HTTP/1.1 cluster (whose codec hands in-memory bodies back) and an HTTP/2 one
+// (whose transport does not).
+func TestRetryAfterPerTryTimeoutReplaysBodyOnReusedStreams(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
+			var mu sync.Mutex
+			var got []string // attempt:body as the upstream read it
+			up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				n := r.Header.Get("X-Envoy-Attempt-Count")
+				mu.Lock()
+				got = append(got, n+":"+string(b))
+				mu.Unlock()
+				if n == "1" {
+					select { // abandoned by the per-try timeout
+					case <-r.Context().Done():
+					case <-time.After(10 * time.Second):
+					}
+					return
+				}
+				w.Write(b)
+			}), h2)
+			env := &testEnv{clusters: map[string]Upstream{"c": staticCluster(t, "c", up, h2)}}
+			a := toCluster("c")
+			a.RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx", NumRetries: wrapperspb.UInt32(1),
+				PerTryTimeout: durationpb.New(50 * time.Millisecond),
+				RetryBackOff:  &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(time.Millisecond)}}
+			rc := oneVhost(fwdRoute("r", pfx("/"), a))
+			rc.VirtualHosts[0].IncludeRequestAttemptCount = true
+			p := startProxy(t, inlineHCM(rc), env, false)
+			c := h1Client()
+			var want []string
+			for i, body := range []string{"alpha", strings.Repeat("b", 3000), "c", strings.Repeat("d", 1500), "eeeeeeeeeeee"} {
+				resp, err := c.Post(p.url(fmt.Sprintf("/%d", i)), "text/plain", strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(b) != body {
+					t.Errorf("request %d: %d, %d bytes back, want its %d", i, resp.StatusCode, len(b), len(body))
+				}
+				if ri := p.nextInfo(t); ri.Attempts != 2 {
+					t.Errorf("request %d: %d attempts", i, ri.Attempts)
+				}
+				want = append(want, "1:"+body, "2:"+body)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(got, want) {
+				t.Errorf("the upstream read other bodies than sent (%d attempts, want %d)", len(got), len(want))
+			}
+		})
+	}
+}
+
+// TestMirrorGetsBodyAfterStreamReuse: a mirror that sends its copy only after the request ended
+// and later requests reused the proxy's Streams still sends its own request's body.
+func TestMirrorGetsBodyAfterStreamReuse(t *testing.T) {
+	gate := make(chan struct{})
+	shadowGot := make(chan string, 8)
+	shadow := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-gate
+		b, _ := io.ReadAll(r.Body)
+		shadowGot <- string(b)
+	}), false)
+	main := startUpstream(t, echoHandler(), false)
+	env := &testEnv{clusters: map[string]Upstream{
+		"main":   staticCluster(t, "main", main, false),
+		"shadow": staticCluster(t, "shadow", shadow, false),
+	}}
+	a := toCluster("main")
+	a.RequestMirrorPolicies = []*routev3.RouteAction_RequestMirrorPolicy{{Cluster: "shadow"}}
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("m", pfx("/"), a))), env, false)
+	c := h1Client()
+	var sent []string
+	for i := range 4 {
+		body := strings.Repeat(string(rune('k'+i)), 500+100*i)
+		sent = append(sent, body)
+		resp, err := c.Post(p.url("/m"), "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := decodeSeen(t, resp); s.Body != body {
+			t.Errorf("request %d: main saw another body", i)
+		}
+	}
+	close(gate)
+	var got []string
+	for range sent {
+		select {
+		case b := <-shadowGot:
+			got = append(got, b)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a shadow request never arrived")
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, sent) {
+		t.Error("the shadow got other bodies than the requests'")
+	}
+}
