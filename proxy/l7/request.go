@@ -78,8 +78,12 @@ func (s *Stream) Scheme() string { return s.scheme }
 func (s *Stream) HTTP1() bool { return s.req.Proto != httpmsg.HTTP2 }
 
 // Context returns the request's context, done when the downstream goes away or the stream's
-// timeouts fire.
-func (s *Stream) Context() context.Context { return s.ctx }
+// timeouts fire. The caller may keep it: the Stream then does not reuse its context object
+// (streamCtx) for another request.
+func (s *Stream) Context() context.Context {
+	s.ctxOut = true
+	return s.ctx
+}
 
 // Header returns the first value of the request header name, or "".
 func (s *Stream) Header(name string) string { return s.req.Header.Get(name) }

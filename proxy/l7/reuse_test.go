@@ -288,3 +288,49 @@ func TestMirrorGetsBodyAfterStreamReuse(t *testing.T) {
 		t.Error("the shadow got other bodies than the requests'")
 	}
 }
+
+// TestStreamContextReuse: the Stream keeps its context object for the next request only when
+// no code outside got it (Stream.Context) and its reqCancels were not handed out.
+func TestStreamContextReuse(t *testing.T) {
+	parent := context.WithValue(context.Background(), infoKey{}, "not this")
+	start := func(s *Stream) {
+		sc := s.sctx
+		if sc == nil {
+			sc = new(streamCtx)
+			s.sctx = sc
+		}
+		sc.Context, sc.s = parent, s
+		s.ctx = sc
+	}
+	s := &Stream{}
+	start(s)
+	if got := s.ctx.Value(infoKey{}); got != s {
+		t.Fatalf("infoKey: %v", got)
+	}
+	sc := s.sctx
+	s.release()
+	if s.sctx != sc || sc.Context != nil || sc.s != nil {
+		t.Fatal("an unshared context is not kept, or keeps the request's parent")
+	}
+
+	s = &Stream{}
+	start(s)
+	held := s.Context()
+	s.release()
+	if s.sctx != nil {
+		t.Fatal("a context code outside got is kept for reuse")
+	}
+	if held.Value(infoKey{}) == nil || held.Err() != nil {
+		t.Error("the handed-out context lost its values")
+	}
+
+	s = &Stream{}
+	start(s)
+	rc := s.cancelScope()
+	_ = rc.Done() // handed out: rc is not reused, and s.ctx is reachable through it
+	rc.cancel(nil)
+	s.endCancel(rc)
+	if !s.ctxOut {
+		t.Error("the context of a stream whose reqCancel was handed out is marked for reuse")
+	}
+}

@@ -86,11 +86,32 @@ type Stream struct {
 	rbody  *replayBody
 	idleT  *idleTimer
 	rtimer *routeTimer
+	// sctx is the request's context as serve made it (s.ctx, or s.ctx's ancestor), kept for
+	// the next request unless ctxOut says that code outside may hold it (see release).
+	sctx   *streamCtx
+	ctxOut bool
+}
+
+// streamCtx is a stream's context: the codec's context with the Stream as the value of
+// infoKey, as context.WithValue would make it, but the Stream's own, reused from one request
+// to the next when no code outside got it (Stream.Context) and no registration with it may
+// still run (endCancel).
+type streamCtx struct {
+	context.Context // the codec's: Deadline, Done and Err are its
+	s               *Stream
+}
+
+// Value implements context.Context.
+func (c *streamCtx) Value(key any) any {
+	if _, ok := key.(infoKey); ok {
+		return c.s
+	}
+	return c.Context.Value(key)
 }
 
 // kept returns a zero Stream but for what it keeps from one request to the next.
 func (s *Stream) kept() Stream {
-	return Stream{rc: s.rc, arc: s.arc, rbody: s.rbody, idleT: s.idleT, rtimer: s.rtimer}
+	return Stream{rc: s.rc, arc: s.arc, rbody: s.rbody, idleT: s.idleT, rtimer: s.rtimer, sctx: s.sctx}
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
@@ -184,7 +205,13 @@ func (h *Handler) serve(st streamStart) {
 		s.scheme = "https"
 	}
 	s.rinfo = route.RequestInfo{Local: cs.info.OriginalDst, Protocol: s.Info.Protocol}
-	s.ctx = context.WithValue(st.ctx, infoKey{}, s)
+	sc := s.sctx
+	if sc == nil {
+		sc = new(streamCtx)
+		s.sctx = sc
+	}
+	sc.Context, sc.s = st.ctx, s
+	s.ctx = sc
 	s.baseCtx = s.ctx
 
 	if h.shedOverload(s) {
@@ -502,6 +529,13 @@ func (h *Handler) finish(s *Stream) {
 }
 
 func (s *Stream) release() {
-	*s = s.kept() // the reqCancels, body and timers go with the Stream (cancel.go, body.go)
+	if s.sctx != nil {
+		if s.ctxOut {
+			s.sctx = nil // code outside may hold it: left to it
+		} else {
+			s.sctx.Context, s.sctx.s = nil, nil
+		}
+	}
+	*s = s.kept() // the reqCancels, body, timers and context go with the Stream (cancel.go, body.go)
 	streamPool.Put(s)
 }

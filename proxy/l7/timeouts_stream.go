@@ -136,7 +136,7 @@ func (se *streamEnd) begin(h *Handler, s *Stream, cc *clockConn, h1 bool, watch 
 	}
 	se.rt.Store(gen<<2 | rtIdle)
 	if timed {
-		ctx, cancel := context.WithCancelCause(s.ctx)
+		ctx, cancel := context.WithCancelCause(s.Context())
 		se.cancel = cancel
 		s.ctx = ctx
 		se.rtBy.Store(time.Now().Add(h.requestTimeout).UnixNano())
