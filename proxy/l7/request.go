@@ -113,8 +113,12 @@ func (s *Stream) RangeHeaders(f func(name, value string) bool) { rangeHeader(&s.
 // ContentLength returns the request body's length: -1 unknown, 0 none.
 func (s *Stream) ContentLength() int64 { return s.req.ContentLength }
 
-// Body returns the request body.
-func (s *Stream) Body() io.ReadCloser { return s.body }
+// Body returns the request body. The caller may keep it: the codec then does not reuse the
+// body's objects for another request (bodyHeld).
+func (s *Stream) Body() io.ReadCloser {
+	s.bodyHeld = true
+	return s.body
+}
 
 // hasBody reports whether the request may have a body (not known to be empty).
 func (s *Stream) hasBody() bool {

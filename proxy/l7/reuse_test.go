@@ -334,3 +334,64 @@ func TestStreamContextReuse(t *testing.T) {
 		t.Error("the context of a stream whose reqCancel was handed out is marked for reuse")
 	}
 }
+
+// TestBodyHeldSignals: the request body's objects (the codec's h1Body, the stream stage's
+// endBody) are kept for another request only when the stream says nothing may read them after
+// the request: code outside that got the body, or an attempt's reader that the router's end
+// could not detach (it waits for the downstream), say otherwise.
+func TestBodyHeldSignals(t *testing.T) {
+	s := &Stream{body: io.NopCloser(strings.NewReader("x"))}
+	if s.bodyHeld {
+		t.Fatal("held before anyone got it")
+	}
+	_ = s.Body()
+	if !s.bodyHeld {
+		t.Error("Stream.Body does not mark the body held")
+	}
+
+	s = &Stream{}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	rb := s.replayBody(pr, true, nil)
+	v := rb.attempt()
+	go func() { _, _ = v.Read(make([]byte, 8)) }()
+	waitFor(t, "the reader to wait", func() bool {
+		if rb.mu.TryLock() {
+			rb.mu.Unlock()
+			return false
+		}
+		return true
+	})
+	rc := newReqCancel()
+	rc.reset(context.Background(), nil)
+	s.rc = rc
+	d := forwardDone{body: rb, s: s, rc: rc}
+	d.run()
+	if !s.bodyHeld || s.rbody != nil {
+		t.Errorf("a body an attempt still reads: held %v, replayBody kept %v", s.bodyHeld, s.rbody != nil)
+	}
+	pw.CloseWithError(io.ErrUnexpectedEOF)
+}
+
+// TestKeepAliveBodiesOnReusedObjects sends requests with bodies of different lengths (and one
+// without) over one keep-alive connection: each reaches the upstream whole and alone, through
+// the reused body objects of the connection, the stream stage and the router.
+func TestKeepAliveBodiesOnReusedObjects(t *testing.T) {
+	up := startUpstream(t, echoHandler(), false)
+	env := &testEnv{clusters: map[string]Upstream{"c": staticCluster(t, "c", up, false)}}
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c")))), env, false)
+	c := h1Client()
+	for i, body := range []string{strings.Repeat("1", 4000), "2", "", strings.Repeat("3", 17000), "44", strings.Repeat("5", 900)} {
+		req, _ := http.NewRequest("POST", p.url("/"), strings.NewReader(body))
+		if body == "" {
+			req.Body = http.NoBody
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := decodeSeen(t, resp); s.Body != body {
+			t.Errorf("request %d: upstream got %d bytes, want %d", i, len(s.Body), len(body))
+		}
+	}
+}

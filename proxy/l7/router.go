@@ -522,11 +522,15 @@ func (d *forwardDone) run() {
 	// The body: a late timer may have found it through the reqCancel (expire), and a reader
 	// that end could not stop may still touch the timers.
 	bodyOK := true
+	s := d.s
 	if d.body != nil {
 		d.rc.setBody(nil)
-		bodyOK = d.body.end() && !late
+		detached := d.body.end()
+		if !detached {
+			s.bodyHeld = true // an attempt's reader still reads the downstream body
+		}
+		bodyOK = detached && !late
 	}
-	s := d.s
 	if !bodyOK {
 		s.rbody = nil
 	}

@@ -90,6 +90,11 @@ type Stream struct {
 	// the next request unless ctxOut says that code outside may hold it (see release).
 	sctx   *streamCtx
 	ctxOut bool
+	// bodyHeld: code outside the connection manager got the request body (Stream.Body), or
+	// an attempt's reader may still read it (replayBody.end failed); heldOut, when set, is
+	// where finish reports it to the codec, which then does not reuse the body's objects.
+	bodyHeld bool
+	heldOut  *bool
 }
 
 // streamCtx is a stream's context: the codec's context with the Stream as the value of
@@ -171,6 +176,8 @@ type streamStart struct {
 	tls        bool // the request came over TLS (besides the connection's own record)
 	reqTrailer http.Header
 	plink      peerLink // the connection, when it cancels its current request directly (ctx is its own)
+	// bodyHeld, when set, receives Stream.bodyHeld when the request ends.
+	bodyHeld *bool
 }
 
 // serve runs one request through the connection manager: admission, the connection manager's
@@ -180,7 +187,7 @@ func (h *Handler) serve(st streamStart) {
 	*s = s.kept()
 	s.w, s.downW, s.req, s.body, s.h, s.peer = st.d, st.d, st.req, st.body, h, st.peer
 	s.method, s.authority, s.path, s.reqTrailer = st.method, st.authority, st.path, st.reqTrailer
-	s.plink = st.plink
+	s.plink, s.heldOut = st.plink, st.bodyHeld
 	s.Info.Start = time.Now()
 	defer h.finish(s)
 
@@ -519,6 +526,9 @@ func (h *Handler) finish(s *Stream) {
 	}
 	if h.opts.OnComplete != nil {
 		h.opts.OnComplete(&s.Info)
+	}
+	if s.heldOut != nil {
+		*s.heldOut = s.bodyHeld
 	}
 	abort := s.abort
 	s.release()
