@@ -599,11 +599,27 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http
 				&httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}))
 		}
 	}
-	req := out.WithContext(actx)
+	req := s.attemptRequest(out, actx)
 	if body != nil {
 		req.Body = body.attempt()
 	}
 	return h.roundTrip(ctx, actx, s, up, req, lb, res)
+}
+
+// attemptRequest returns out with the context actx for one attempt: the Stream's kept request
+// when the cluster released it after the last attempt (upstream.MessageHead.Released) and it
+// carries actx already, else a copy (http.Request.WithContext), kept as the next candidate.
+func (s *Stream) attemptRequest(out *http.Request, actx context.Context) *http.Request {
+	if r := s.outReq; r != nil && s.outFree && s.headSet && r.Context() == actx {
+		s.outFree = false
+		// Only the fields outboundRequest sets, and Body (attempt), are ever set on it.
+		r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = out.Method, out.Proto, out.ProtoMajor, out.ProtoMinor
+		r.ContentLength, r.Host, r.Trailer, r.Body = out.ContentLength, out.Host, out.Trailer, nil
+		return r
+	}
+	r := out.WithContext(actx)
+	s.outReq, s.outFree = r, false
+	return r
 }
 
 // roundTrip runs one attempt on req (whose context is actx or derives from it) and classifies a
@@ -614,6 +630,7 @@ func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, r
 	var err error
 	if mu, ok := up.(messageUpstream); ok && s.headSet {
 		resp, err = mu.RoundTripMessage(req, &s.head, lb)
+		s.outFree = err == nil && req == s.outReq && s.head.Released
 	} else {
 		var hr *http.Response
 		if hr, err = up.RoundTrip(req, lb); err == nil {

@@ -95,6 +95,10 @@ type Stream struct {
 	// where finish reports it to the codec, which then does not reuse the body's objects.
 	bodyHeld bool
 	heldOut  *bool
+	// outReq is the last attempt's request on the message path, reused for the next attempt
+	// or request when outFree (its cluster released it): see attemptRequest.
+	outReq  *http.Request
+	outFree bool
 }
 
 // streamCtx is a stream's context: the codec's context with the Stream as the value of
@@ -116,7 +120,8 @@ func (c *streamCtx) Value(key any) any {
 
 // kept returns a zero Stream but for what it keeps from one request to the next.
 func (s *Stream) kept() Stream {
-	return Stream{rc: s.rc, arc: s.arc, rbody: s.rbody, idleT: s.idleT, rtimer: s.rtimer, sctx: s.sctx}
+	return Stream{rc: s.rc, arc: s.arc, rbody: s.rbody, idleT: s.idleT, rtimer: s.rtimer, sctx: s.sctx,
+		outReq: s.outReq, outFree: s.outFree}
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
