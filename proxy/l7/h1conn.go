@@ -55,6 +55,9 @@ type h1Conn struct {
 	// it after its request (bodyHeld false).
 	spare    *h1Body
 	bodyHeld bool
+	// The last request's authority and path as strings, for the next request that has the
+	// same (a keep-alive client mostly does): strings never change, so sharing them is safe.
+	authority, path string
 
 	// The current request's reqCancel, which the client going away cancels (peerLink).
 	linkMu    sync.Mutex
@@ -274,9 +277,17 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	}()
 	c.h.serve(streamStart{
 		d: &c.d, req: r, body: body, ctx: c.ctx, plink: c, cs: c.cs, peer: c.peer,
-		method: r.Method, authority: string(r.Authority()), path: string(r.Path()), tls: c.tls,
+		method: r.Method, authority: c.intern(&c.authority, r.Authority()), path: c.intern(&c.path, r.Path()), tls: c.tls,
 		reqTrailer: trailer, bodyHeld: &c.bodyHeld,
 	})
+}
+
+// intern returns b as a string: *last when it is the same, else a new one, kept in *last.
+func (c *h1Conn) intern(last *string, b []byte) string {
+	if string(b) != *last {
+		*last = string(b)
+	}
+	return *last
 }
 
 // Header implements downstream.

@@ -431,3 +431,26 @@ func TestAttemptRequestReuse(t *testing.T) {
 		t.Error("reused off the message path")
 	}
 }
+
+// TestRequestIDSlab: request ids cut from the Stream's slab are version 4 UUIDs, all different,
+// and an id stays as it was while later ones fill the slab and the next.
+func TestRequestIDSlab(t *testing.T) {
+	s := &Stream{}
+	first := s.newRequestID()
+	keep := strings.Clone(first)
+	seen := map[string]bool{first: true}
+	for range 3 * idSlabIDs {
+		id := s.newRequestID()
+		if len(id) != uuidLen || id[8] != '-' || id[13] != '-' || id[14] != '4' || id[18] != '-' || id[23] != '-' ||
+			!strings.ContainsRune("89ab", rune(id[19])) {
+			t.Fatalf("not a version 4 UUID: %q", id)
+		}
+		if seen[id] {
+			t.Fatalf("id %q twice", id)
+		}
+		seen[id] = true
+	}
+	if first != keep {
+		t.Errorf("an id changed after it was handed out: %q, was %q", first, keep)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -99,6 +100,8 @@ type Stream struct {
 	// or request when outFree (its cluster released it): see attemptRequest.
 	outReq  *http.Request
 	outFree bool
+	// idSlab is where newRequestID cuts request ids from.
+	idSlab []byte
 }
 
 // streamCtx is a stream's context: the codec's context with the Stream as the value of
@@ -121,7 +124,7 @@ func (c *streamCtx) Value(key any) any {
 // kept returns a zero Stream but for what it keeps from one request to the next.
 func (s *Stream) kept() Stream {
 	return Stream{rc: s.rc, arc: s.arc, rbody: s.rbody, idleT: s.idleT, rtimer: s.rtimer, sctx: s.sctx,
-		outReq: s.outReq, outFree: s.outFree}
+		outReq: s.outReq, outFree: s.outFree, idSlab: s.idSlab}
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
@@ -382,7 +385,7 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	// preserve_external_request_id; an invalid one is always replaced.
 	id := hdr.Get("X-Request-Id")
 	if h.generateRequestID && (id == "" || !validRequestID(id) || edge && !h.preserveExternalID) {
-		id = newUUID()
+		id = s.newRequestID()
 		hdr.Set("X-Request-Id", id)
 	}
 	s.Info.RequestID = id
@@ -429,8 +432,29 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
+// uuidLen is the length of a UUID's text.
+const uuidLen = 36
+
+// idSlabIDs is how many request ids share one allocation (newRequestID).
+const idSlabIDs = 32
+
+// newRequestID returns a new random UUID for x-request-id. The strings are cut from a slab the
+// Stream keeps, idSlabIDs to an allocation: a slab's bytes are written once, before the string
+// that covers them is made, and never again (a full slab is left to the strings that use it,
+// and a new one is made), so the strings stay immutable.
+func (s *Stream) newRequestID() string {
+	if cap(s.idSlab)-len(s.idSlab) < uuidLen {
+		s.idSlab = make([]byte, 0, uuidLen*idSlabIDs)
+	}
+	n := len(s.idSlab)
+	s.idSlab = s.idSlab[:n+uuidLen]
+	b := s.idSlab[n : n+uuidLen : n+uuidLen]
+	putUUID((*[uuidLen]byte)(b))
+	return unsafe.String(&b[0], uuidLen)
+}
+
+// putUUID writes a random (version 4) UUID's text to out.
+func putUUID(out *[uuidLen]byte) {
 	var b [16]byte
 	a, c := rand.Uint64(), rand.Uint64()
 	for i := 0; i < 8; i++ {
@@ -439,7 +463,6 @@ func newUUID() string {
 	}
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	var out [36]byte
 	hex.Encode(out[0:8], b[0:4])
 	out[8] = '-'
 	hex.Encode(out[9:13], b[4:6])
@@ -449,7 +472,6 @@ func newUUID() string {
 	hex.Encode(out[19:23], b[8:10])
 	out[23] = '-'
 	hex.Encode(out[24:], b[10:])
-	return string(out[:])
 }
 
 // forwardClientCert implements forward_client_cert_details and set_current_client_cert_details.
