@@ -336,6 +336,9 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 		werr = cc.writeDuplex(req)
 	} else {
 		werr = cc.writeRequest(req)
+		if bb, ok := req.Body.(*httpmsg.BytesBody); ok {
+			bb.MarkDone() // written from this goroutine, never read again
+		}
 	}
 	if werr != nil && cc.wr.err == nil {
 		// The codec refused the request (an invalid field, a body shorter than its length):

@@ -373,6 +373,9 @@ func TestConnInMemoryBody(t *testing.T) {
 		if w := cc.writes - before; w != 1 {
 			t.Errorf("request written in %d writes, want 1", w)
 		}
+		if !req.Body.(*httpmsg.BytesBody).Done() {
+			t.Error("a body written with the head is not marked done")
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	send(ctx, "first")
@@ -381,5 +384,37 @@ func TestConnInMemoryBody(t *testing.T) {
 	send(context.Background(), strings.Repeat("x", 2000))
 	if len(reused) != 2 || !reused[0] || !reused[1] {
 		t.Errorf("exchanges ended reusable: %v", reused)
+	}
+}
+
+// TestConnLargeInMemoryBodyNotDone: a body held in memory but too large to write with the head
+// goes from a writer goroutine of its own, which may read it after RoundTrip returned: it is not
+// marked done, so its owner does not reuse its bytes.
+func TestConnLargeInMemoryBodyNotDone(t *testing.T) {
+	addr := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	}))
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewConn(nc, http1.Limits{}, func(bool) {})
+	defer c.Close()
+	body := strings.Repeat("y", maxInMemoryWrite+1)
+	req := newRequest("POST", "/", "", int64(len(body)))
+	bb := httpmsg.NewBytesBody([]byte(body))
+	req.Body = bb
+	var resp httpmsg.Response
+	if err := c.RoundTrip(context.Background(), req, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if bb.Done() {
+		t.Error("a body written from the Conn's writer goroutine is marked done")
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(b) != body {
+		t.Fatalf("echo of %d bytes: %d bytes, %v", len(body), len(b), err)
 	}
 }

@@ -144,7 +144,25 @@ func (noBody) Close() error { return nil }
 // BytesBody is a body held whole in memory: reading it never blocks, so a client codec may
 // write it right after the head, from the caller's goroutine and in the same write, where a
 // body that streams from elsewhere needs a writer of its own.
-type BytesBody struct{ bytes.Reader }
+type BytesBody struct {
+	bytes.Reader
+	done bool // see MarkDone
+}
+
+// MarkDone records that a client codec read the body on the goroutine that called it and will
+// not read it again: once that call returned, the body's owner may reuse its bytes. A codec
+// that reads the body on a goroutine of its own, or may read it after the call returned, does
+// not call it. Call it, and Done, only on the goroutine that made the call.
+func (b *BytesBody) MarkDone() { b.done = true }
+
+// Done reports whether MarkDone was called since the body was made or Reset with ResetBody.
+func (b *BytesBody) Done() bool { return b.done }
+
+// ResetBody makes b read p from the start, not marked done.
+func (b *BytesBody) ResetBody(p []byte) {
+	b.Reset(p)
+	b.done = false
+}
 
 // NewBytesBody returns a body reading b (not copied).
 func NewBytesBody(b []byte) *BytesBody {

@@ -24,6 +24,11 @@ const MaxPrefetchBytes = 16 << 10
 // replayBody streams the downstream request body to the current upstream attempt while
 // remembering up to MaxReplayBytes of it, so that a retry can send the same bytes again.
 // Bytes read by prefetch are always kept in buf (they are at most MaxPrefetchBytes).
+//
+// It is the Stream's, reused from one request to the next with its buffer (Stream.replayBody)
+// when end says nothing can still reach it: end retires every attempt's reader (gen) and drops
+// the timers and the downstream body, and a body whose bytes went to code that may still read
+// them (a mirror, an upstream codec that reads on a goroutine of its own) is not reused.
 type replayBody struct {
 	mu       sync.Mutex
 	src      io.Reader
@@ -33,10 +38,17 @@ type replayBody struct {
 	overflow bool
 	eof      bool
 	err      error
-	gen      int
+	gen      int // never reset: a reader of an earlier request or attempt stays stale
 	idle     *idleTimer
 	received *int64
 	onEOF    *routeTimer // started when the downstream body ends (may be nil)
+	// bb is the in-memory body an attempt reads (attempt), out the one handed to the attempt
+	// being made, until settle sees whether its codec is done with it.
+	bb  httpmsg.BytesBody
+	out *httpmsg.BytesBody
+	// shared: buf or bb went where they may still be read after the request (mirror, an
+	// upstream that reads the body on a goroutine of its own): not to be reused.
+	shared bool
 	// grpc counts the gRPC messages of the downstream body (istio_request_messages_total)
 	// when countGRPC is set; each byte is fed once, when it is read from the downstream.
 	grpc      telemetry.GRPCFrames
@@ -59,6 +71,62 @@ func newReplayBody(src io.Reader, record bool, received *int64, onEOF *routeTime
 	return &replayBody{src: src, record: record, received: received, onEOF: onEOF}
 }
 
+// maxKeptBodyBuf bounds the buffer a Stream keeps for its next request's body.
+const maxKeptBodyBuf = MaxPrefetchBytes
+
+// replayBody returns the stream's replayBody, reused when the last request's end allowed it
+// (see end), started for src.
+func (s *Stream) replayBody(src io.Reader, record bool, onEOF *routeTimer) *replayBody {
+	rb := s.rbody
+	if rb == nil {
+		rb = newReplayBody(src, record, &s.Info.BytesReceived, onEOF)
+		s.rbody = rb
+		return rb
+	}
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	buf := rb.buf[:0]
+	if cap(buf) > maxKeptBodyBuf {
+		buf = nil
+	}
+	rb.src, rb.record, rb.buf, rb.total, rb.overflow, rb.eof, rb.err = src, record, buf, 0, false, false, nil
+	rb.idle, rb.received, rb.onEOF, rb.out, rb.shared = nil, &s.Info.BytesReceived, onEOF, nil, false
+	rb.grpc, rb.countGRPC = telemetry.GRPCFrames{}, false
+	rb.grpcCount.Store(0)
+	rb.waiting.Store(nil)
+	rb.on = waitingOn{}
+	return rb
+}
+
+// settle records whether the codec of the attempt that read rb.out is done with it: one
+// that did not say so (BytesBody.MarkDone) may read it on, so rb is not reused. It runs on the
+// router's goroutine after that attempt's round trip returned; rb.mu is held.
+func (rb *replayBody) settle() {
+	if rb.out != nil {
+		if !rb.out.Done() {
+			rb.shared = true
+		}
+		rb.out = nil
+	}
+}
+
+// end detaches rb from the request, which forward ends: readers of its attempts fail from now
+// on (errStaleAttempt), and rb no longer reads the downstream body or touches the request's
+// timers. It reports whether rb may be reused for the stream's next request: false when an
+// attempt's reader is reading (it holds rb.mu, maybe waiting for the downstream, which end
+// must not wait for; it keeps the timers), or when rb's bytes went where they may still be
+// read.
+func (rb *replayBody) end() bool {
+	if !rb.mu.TryLock() {
+		return false
+	}
+	defer rb.mu.Unlock()
+	rb.settle()
+	rb.gen++
+	rb.src, rb.idle, rb.onEOF = nil, nil, nil
+	return !rb.shared
+}
+
 // downstreamErr returns the error reading the downstream body failed with, if any; rb may be
 // nil (no body).
 func (rb *replayBody) downstreamErr() error {
@@ -76,11 +144,17 @@ func (rb *replayBody) attempt() io.ReadCloser {
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
 	rb.gen++
+	rb.settle()
 	if rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total {
 		// The whole body is in memory: the upstream codec (h1.Conn, or net/http's for an
 		// *bytes.Reader, see proxy/upstream) then sends the request headers and body in one
 		// write, from this goroutine. An abandoned attempt keeps reading its own reader.
-		return httpmsg.NewBytesBody(rb.buf)
+		if rb.shared {
+			return httpmsg.NewBytesBody(rb.buf) // rb.bb may still be read
+		}
+		rb.bb.ResetBody(rb.buf)
+		rb.out = &rb.bb
+		return &rb.bb
 	}
 	return &bodyView{rb: rb, gen: rb.gen}
 }
@@ -101,7 +175,11 @@ func (rb *replayBody) prefetch(w downstream, length int64) {
 	}
 	rb.on = waitingOn{w}
 	rb.waiting.Store(&rb.on)
-	buf := make([]byte, length)
+	buf := rb.buf[:0] // empty: nothing was read yet
+	if int64(cap(buf)) < length {
+		buf = make([]byte, length)
+	}
+	buf = buf[:length]
 	n, err := rb.src.Read(buf)
 	rb.waiting.Store(nil)
 	rb.mu.Lock()
@@ -167,6 +245,7 @@ func (rb *replayBody) complete() ([]byte, bool) {
 	if !rb.eof || rb.overflow || !rb.record {
 		return nil, false
 	}
+	rb.shared = true // the caller keeps the bytes (mirror)
 	return rb.buf, true
 }
 
@@ -230,11 +309,15 @@ func (v *bodyView) Close() error { return nil }
 // only records the time: the timer, when it fires, re-arms itself for what is left of the
 // period since the last activity, so that a stream's body reads and writes do not each move a
 // runtime timer.
+//
+// A Stream keeps its router's idleTimer for the next request (Stream.idleTimer) when stop
+// reported that it cannot fire or run any more.
 type idleTimer struct {
 	t       *time.Timer
 	d       time.Duration
 	last    atomic.Int64 // monotonic time of the last activity (sinceBase)
 	stopped atomic.Bool
+	running atomic.Int32 // check is running
 	fire    func()
 }
 
@@ -253,6 +336,26 @@ func newIdleTimer(d time.Duration, fire func()) *idleTimer {
 	return it
 }
 
+// idleTimer returns the stream's idle timer started for d (nil if d <= 0), reused when the
+// last request's stop allowed it.
+func (s *Stream) idleTimer(d time.Duration, fire func()) *idleTimer {
+	if d <= 0 {
+		return nil
+	}
+	it := s.idleT
+	if it == nil {
+		it = newIdleTimer(d, fire)
+		s.idleT = it
+		return it
+	}
+	// Stopped, with no check running (stop returned true): nothing else reads it.
+	it.d, it.fire = d, fire
+	it.last.Store(sinceBase())
+	it.stopped.Store(false)
+	it.t.Reset(d)
+	return it
+}
+
 func (it *idleTimer) touch() {
 	if it != nil {
 		it.last.Store(sinceBase())
@@ -261,6 +364,8 @@ func (it *idleTimer) touch() {
 
 // check runs when the timer fires: the stream is idle only if nothing happened for d.
 func (it *idleTimer) check() {
+	it.running.Add(1)
+	defer it.running.Add(-1)
 	if it.stopped.Load() {
 		return
 	}
@@ -274,25 +379,42 @@ func (it *idleTimer) check() {
 	it.fire()
 }
 
-// stop stops the timer; false reports that it may still fire (it was firing).
+// stop stops the timer; false reports that it may still fire (it was firing), or that check
+// is still running (it re-armed the timer).
 func (it *idleTimer) stop() bool {
 	if it == nil {
 		return true
 	}
 	it.stopped.Store(true)
-	return it.t.Stop()
+	return it.t.Stop() && it.running.Load() == 0
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // routeTimer is the route timeout: started once, when the downstream request is complete;
-// fire cancels the request with errRouteTimeout.
+// fire cancels the request with errRouteTimeout. A Stream keeps it, and its runtime timer,
+// for the next request (Stream.routeTimer) when stop reported that it cannot fire.
 type routeTimer struct {
 	mu      sync.Mutex
 	t       *time.Timer
 	d       time.Duration
+	armed   bool // started for this request
 	stopped bool
 	fire    func()
+}
+
+// routeTimer returns the stream's route timer for d, not started, reused when the last
+// request's stop allowed it.
+func (s *Stream) routeTimer(d time.Duration, fire func()) *routeTimer {
+	rt := s.rtimer
+	if rt == nil {
+		rt = &routeTimer{}
+		s.rtimer = rt
+	}
+	rt.mu.Lock()
+	rt.d, rt.fire, rt.armed, rt.stopped = d, fire, false, false
+	rt.mu.Unlock()
+	return rt
 }
 
 func (rt *routeTimer) start() {
@@ -301,9 +423,23 @@ func (rt *routeTimer) start() {
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if rt.t == nil && !rt.stopped {
-		rt.t = time.AfterFunc(rt.d, rt.fire)
+	if rt.armed || rt.stopped {
+		return
 	}
+	rt.armed = true
+	if rt.t == nil {
+		rt.t = time.AfterFunc(rt.d, rt.expired)
+	} else {
+		rt.t.Reset(rt.d)
+	}
+}
+
+// expired runs when the timer fires.
+func (rt *routeTimer) expired() {
+	rt.mu.Lock()
+	fire := rt.fire
+	rt.mu.Unlock()
+	fire()
 }
 
 // stop stops the timer; false reports that it may still fire (it was firing).
@@ -311,5 +447,5 @@ func (rt *routeTimer) stop() bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.stopped = true
-	return rt.t == nil || rt.t.Stop()
+	return !rt.armed || rt.t.Stop()
 }

@@ -284,6 +284,19 @@ func (s *Stream) endCancel(rc *reqCancel) {
 	if !keep && s.rc == rc {
 		s.rc = nil
 	}
+	// Code that may still reach rc, or the attempts' reqCancel, may reach s.ctx through
+	// them (Value), and a registration with s.ctx that fired may still remove itself from
+	// it: the Stream's context object is then not reused either (release).
+	if !keep || s.arc != nil && s.arc.isShared() {
+		s.ctxOut = true
+	}
+}
+
+// isShared reports whether rc is kept from reuse (noReuse, Done, AfterFunc).
+func (rc *reqCancel) isShared() bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.shared
 }
 
 // parentDone cancels with the parent's cause.

@@ -51,6 +51,13 @@ type h1Conn struct {
 	srv  h1.Server
 	d    h1Down
 	body *h1Body // the current request's body, nil between requests
+	// spare is the last request's body, for the next one: kept only when nothing may read
+	// it after its request (bodyHeld false).
+	spare    *h1Body
+	bodyHeld bool
+	// The last request's authority and path as strings, for the next request that has the
+	// same (a keep-alive client mostly does): strings never change, so sharing them is safe.
+	authority, path string
 
 	// The current request's reqCancel, which the client going away cancels (peerLink).
 	linkMu    sync.Mutex
@@ -152,7 +159,7 @@ func (b *h1Body) Close() error { return nil }
 // detach ends the body's reads; a read in progress finishes first.
 func (b *h1Body) detach() {
 	b.mu.Lock()
-	b.closed, b.r = true, nil
+	b.closed, b.r, b.req, b.trailer = true, nil, nil, nil
 	b.mu.Unlock()
 }
 
@@ -247,21 +254,41 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	var trailer http.Header
 	if r.Body != httpmsg.NoBody && r.Body != nil {
 		trailer = declaredTrailers(r)
-		c.body = &h1Body{r: r.Body, req: r, trailer: trailer}
-		body = c.body
+		b := c.spare
+		c.spare = nil
+		if b == nil {
+			b = new(h1Body)
+		}
+		b.mu.Lock()
+		b.r, b.closed, b.req, b.trailer = r.Body, false, r, trailer
+		b.mu.Unlock()
+		c.body = b
+		body = b
 	}
+	c.bodyHeld = true // until the stream says otherwise (a panic: not known)
 	defer func() {
 		if c.body != nil {
 			c.body.detach()
+			if !c.bodyHeld {
+				c.spare = c.body
+			}
 			c.body = nil
 		}
 		c.d.w = nil
 	}()
 	c.h.serve(streamStart{
 		d: &c.d, req: r, body: body, ctx: c.ctx, plink: c, cs: c.cs, peer: c.peer,
-		method: r.Method, authority: string(r.Authority()), path: string(r.Path()), tls: c.tls,
-		reqTrailer: trailer,
+		method: r.Method, authority: c.intern(&c.authority, r.Authority()), path: c.intern(&c.path, r.Path()), tls: c.tls,
+		reqTrailer: trailer, bodyHeld: &c.bodyHeld,
 	})
+}
+
+// intern returns b as a string: *last when it is the same, else a new one, kept in *last.
+func (c *h1Conn) intern(last *string, b []byte) string {
+	if string(b) != *last {
+		*last = string(b)
+	}
+	return *last
 }
 
 // Header implements downstream.

@@ -120,7 +120,7 @@ func (h *Handler) cluster(s *Stream) Upstream {
 // hold runs demand with the request's context bounded by the demand timeout and reports whether
 // it found what it asked for.
 func (h *Handler) hold(s *Stream, demand func(context.Context) (bool, error)) bool {
-	ctx, cancel := context.WithTimeout(s.ctx, h.od.timeout)
+	ctx, cancel := context.WithTimeout(s.Context(), h.od.timeout)
 	defer cancel()
 	found, err := demand(ctx)
 	switch {

@@ -78,8 +78,12 @@ func (s *Stream) Scheme() string { return s.scheme }
 func (s *Stream) HTTP1() bool { return s.req.Proto != httpmsg.HTTP2 }
 
 // Context returns the request's context, done when the downstream goes away or the stream's
-// timeouts fire.
-func (s *Stream) Context() context.Context { return s.ctx }
+// timeouts fire. The caller may keep it: the Stream then does not reuse its context object
+// (streamCtx) for another request.
+func (s *Stream) Context() context.Context {
+	s.ctxOut = true
+	return s.ctx
+}
 
 // Header returns the first value of the request header name, or "".
 func (s *Stream) Header(name string) string { return s.req.Header.Get(name) }
@@ -109,8 +113,12 @@ func (s *Stream) RangeHeaders(f func(name, value string) bool) { rangeHeader(&s.
 // ContentLength returns the request body's length: -1 unknown, 0 none.
 func (s *Stream) ContentLength() int64 { return s.req.ContentLength }
 
-// Body returns the request body.
-func (s *Stream) Body() io.ReadCloser { return s.body }
+// Body returns the request body. The caller may keep it: the codec then does not reuse the
+// body's objects for another request (bodyHeld).
+func (s *Stream) Body() io.ReadCloser {
+	s.bodyHeld = true
+	return s.body
+}
 
 // hasBody reports whether the request may have a body (not known to be empty).
 func (s *Stream) hasBody() bool {

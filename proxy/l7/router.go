@@ -368,7 +368,7 @@ func (h *Handler) forward(s *Stream) {
 	// reader at EOF otherwise.
 	var rtimer *routeTimer
 	if timeout > 0 {
-		rtimer = &routeTimer{d: timeout, fire: rc.routeFunc()}
+		rtimer = s.routeTimer(timeout, rc.routeFunc())
 		done.rtimer = rtimer
 	}
 	maxDur := rt.MaxStreamDuration
@@ -379,9 +379,10 @@ func (h *Handler) forward(s *Stream) {
 	var body *replayBody
 	if s.hasBody() {
 		record := maxRetries > 0 || len(rt.Mirrors) > 0
-		body = newReplayBody(s.body, record, &s.Info.BytesReceived, rtimer)
+		body = s.replayBody(s.body, record, rtimer)
 		body.countGRPC = h.countsGRPCMessages(s) // telemetry.go
 		s.reqBody = body
+		done.body = body
 		rc.setBody(body) // the timers below interrupt its prefetch wait
 	}
 	if maxDur > 0 {
@@ -391,7 +392,7 @@ func (h *Handler) forward(s *Stream) {
 	if rt.IdleTimeout > 0 {
 		idleD = rt.IdleTimeout
 	}
-	idle := newIdleTimer(idleD, rc.idleFunc())
+	idle := s.idleTimer(idleD, rc.idleFunc())
 	done.idle = idle
 
 	if body != nil {
@@ -493,13 +494,14 @@ func (h *Handler) forward(s *Stream) {
 }
 
 // forwardDone is what forward stops when it returns, in this order: the last attempt's
-// context, the stream idle timer, the max stream duration timer, the route timer, and the
-// request's reqCancel. Unset parts are skipped.
+// context, the stream idle timer, the max stream duration timer, the route timer, the request
+// body, and the request's reqCancel. Unset parts are skipped.
 type forwardDone struct {
 	attempt context.CancelCauseFunc
 	idle    *idleTimer
 	maxDur  *time.Timer
 	rtimer  *routeTimer
+	body    *replayBody
 	s       *Stream
 	rc      *reqCancel
 }
@@ -509,20 +511,41 @@ func (d *forwardDone) run() {
 		d.attempt(nil)
 	}
 	// The timers call the Stream's reqCancel: one that may still fire keeps it from being
-	// reused for the next request.
-	late := !d.idle.stop()
+	// reused for the next request, and so does it keep the timer itself.
+	idleOK := d.idle.stop()
+	late := !idleOK
 	if d.maxDur != nil && !d.maxDur.Stop() {
 		late = true
 	}
-	if d.rtimer != nil && !d.rtimer.stop() {
-		late = true
+	rtOK := d.rtimer == nil || d.rtimer.stop()
+	late = late || !rtOK
+	// The body: a late timer may have found it through the reqCancel (expire), and a reader
+	// that end could not stop may still touch the timers.
+	bodyOK := true
+	s := d.s
+	if d.body != nil {
+		d.rc.setBody(nil)
+		detached := d.body.end()
+		if !detached {
+			s.bodyHeld = true // an attempt's reader still reads the downstream body
+		}
+		bodyOK = detached && !late
+	}
+	if !bodyOK {
+		s.rbody = nil
+	}
+	if !bodyOK || !idleOK {
+		s.idleT = nil
+	}
+	if !bodyOK || !rtOK {
+		s.rtimer = nil
 	}
 	if d.rc != nil {
 		if late {
 			d.rc.noReuse()
 		}
 		d.rc.cancel(nil)
-		d.s.endCancel(d.rc)
+		s.endCancel(d.rc)
 	}
 }
 
@@ -576,11 +599,27 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http
 				&httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}))
 		}
 	}
-	req := out.WithContext(actx)
+	req := s.attemptRequest(out, actx)
 	if body != nil {
 		req.Body = body.attempt()
 	}
 	return h.roundTrip(ctx, actx, s, up, req, lb, res)
+}
+
+// attemptRequest returns out with the context actx for one attempt: the Stream's kept request
+// when the cluster released it after the last attempt (upstream.MessageHead.Released) and it
+// carries actx already, else a copy (http.Request.WithContext), kept as the next candidate.
+func (s *Stream) attemptRequest(out *http.Request, actx context.Context) *http.Request {
+	if r := s.outReq; r != nil && s.outFree && s.headSet && r.Context() == actx {
+		s.outFree = false
+		// Only the fields outboundRequest sets, and Body (attempt), are ever set on it.
+		r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = out.Method, out.Proto, out.ProtoMajor, out.ProtoMinor
+		r.ContentLength, r.Host, r.Trailer, r.Body = out.ContentLength, out.Host, out.Trailer, nil
+		return r
+	}
+	r := out.WithContext(actx)
+	s.outReq, s.outFree = r, false
+	return r
 }
 
 // roundTrip runs one attempt on req (whose context is actx or derives from it) and classifies a
@@ -591,6 +630,7 @@ func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, r
 	var err error
 	if mu, ok := up.(messageUpstream); ok && s.headSet {
 		resp, err = mu.RoundTripMessage(req, &s.head, lb)
+		s.outFree = err == nil && req == s.outReq && s.head.Released
 	} else {
 		var hr *http.Response
 		if hr, err = up.RoundTrip(req, lb); err == nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -81,6 +82,49 @@ type Stream struct {
 	arc     *reqCancel // the attempts' (attemptScope)
 	baseCtx context.Context
 	plink   peerLink
+	// The router's request body and timers, kept from one request to the next when nothing
+	// can still reach them (forwardDone.run): see Stream.replayBody, idleTimer, routeTimer.
+	rbody  *replayBody
+	idleT  *idleTimer
+	rtimer *routeTimer
+	// sctx is the request's context as serve made it (s.ctx, or s.ctx's ancestor), kept for
+	// the next request unless ctxOut says that code outside may hold it (see release).
+	sctx   *streamCtx
+	ctxOut bool
+	// bodyHeld: code outside the connection manager got the request body (Stream.Body), or
+	// an attempt's reader may still read it (replayBody.end failed); heldOut, when set, is
+	// where finish reports it to the codec, which then does not reuse the body's objects.
+	bodyHeld bool
+	heldOut  *bool
+	// outReq is the last attempt's request on the message path, reused for the next attempt
+	// or request when outFree (its cluster released it): see attemptRequest.
+	outReq  *http.Request
+	outFree bool
+	// idSlab is where newRequestID cuts request ids from.
+	idSlab []byte
+}
+
+// streamCtx is a stream's context: the codec's context with the Stream as the value of
+// infoKey, as context.WithValue would make it, but the Stream's own, reused from one request
+// to the next when no code outside got it (Stream.Context) and no registration with it may
+// still run (endCancel).
+type streamCtx struct {
+	context.Context // the codec's: Deadline, Done and Err are its
+	s               *Stream
+}
+
+// Value implements context.Context.
+func (c *streamCtx) Value(key any) any {
+	if _, ok := key.(infoKey); ok {
+		return c.s
+	}
+	return c.Context.Value(key)
+}
+
+// kept returns a zero Stream but for what it keeps from one request to the next.
+func (s *Stream) kept() Stream {
+	return Stream{rc: s.rc, arc: s.arc, rbody: s.rbody, idleT: s.idleT, rtimer: s.rtimer, sctx: s.sctx,
+		outReq: s.outReq, outFree: s.outFree, idSlab: s.idSlab}
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
@@ -140,15 +184,18 @@ type streamStart struct {
 	tls        bool // the request came over TLS (besides the connection's own record)
 	reqTrailer http.Header
 	plink      peerLink // the connection, when it cancels its current request directly (ctx is its own)
+	// bodyHeld, when set, receives Stream.bodyHeld when the request ends.
+	bodyHeld *bool
 }
 
 // serve runs one request through the connection manager: admission, the connection manager's
 // header handling, routing and the filter pipeline.
 func (h *Handler) serve(st streamStart) {
 	s := streamPool.Get().(*Stream)
-	*s = Stream{w: st.d, downW: st.d, req: st.req, body: st.body, h: h, peer: st.peer,
-		method: st.method, authority: st.authority, path: st.path, reqTrailer: st.reqTrailer,
-		rc: s.rc, arc: s.arc, plink: st.plink}
+	*s = s.kept()
+	s.w, s.downW, s.req, s.body, s.h, s.peer = st.d, st.d, st.req, st.body, h, st.peer
+	s.method, s.authority, s.path, s.reqTrailer = st.method, st.authority, st.path, st.reqTrailer
+	s.plink, s.heldOut = st.plink, st.bodyHeld
 	s.Info.Start = time.Now()
 	defer h.finish(s)
 
@@ -173,7 +220,13 @@ func (h *Handler) serve(st streamStart) {
 		s.scheme = "https"
 	}
 	s.rinfo = route.RequestInfo{Local: cs.info.OriginalDst, Protocol: s.Info.Protocol}
-	s.ctx = context.WithValue(st.ctx, infoKey{}, s)
+	sc := s.sctx
+	if sc == nil {
+		sc = new(streamCtx)
+		s.sctx = sc
+	}
+	sc.Context, sc.s = st.ctx, s
+	s.ctx = sc
 	s.baseCtx = s.ctx
 
 	if h.shedOverload(s) {
@@ -332,7 +385,7 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	// preserve_external_request_id; an invalid one is always replaced.
 	id := hdr.Get("X-Request-Id")
 	if h.generateRequestID && (id == "" || !validRequestID(id) || edge && !h.preserveExternalID) {
-		id = newUUID()
+		id = s.newRequestID()
 		hdr.Set("X-Request-Id", id)
 	}
 	s.Info.RequestID = id
@@ -379,8 +432,29 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
+// uuidLen is the length of a UUID's text.
+const uuidLen = 36
+
+// idSlabIDs is how many request ids share one allocation (newRequestID).
+const idSlabIDs = 32
+
+// newRequestID returns a new random UUID for x-request-id. The strings are cut from a slab the
+// Stream keeps, idSlabIDs to an allocation: a slab's bytes are written once, before the string
+// that covers them is made, and never again (a full slab is left to the strings that use it,
+// and a new one is made), so the strings stay immutable.
+func (s *Stream) newRequestID() string {
+	if cap(s.idSlab)-len(s.idSlab) < uuidLen {
+		s.idSlab = make([]byte, 0, uuidLen*idSlabIDs)
+	}
+	n := len(s.idSlab)
+	s.idSlab = s.idSlab[:n+uuidLen]
+	b := s.idSlab[n : n+uuidLen : n+uuidLen]
+	putUUID((*[uuidLen]byte)(b))
+	return unsafe.String(&b[0], uuidLen)
+}
+
+// putUUID writes a random (version 4) UUID's text to out.
+func putUUID(out *[uuidLen]byte) {
 	var b [16]byte
 	a, c := rand.Uint64(), rand.Uint64()
 	for i := 0; i < 8; i++ {
@@ -389,7 +463,6 @@ func newUUID() string {
 	}
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	var out [36]byte
 	hex.Encode(out[0:8], b[0:4])
 	out[8] = '-'
 	hex.Encode(out[9:13], b[4:6])
@@ -399,7 +472,6 @@ func newUUID() string {
 	hex.Encode(out[19:23], b[8:10])
 	out[23] = '-'
 	hex.Encode(out[24:], b[10:])
-	return string(out[:])
 }
 
 // forwardClientCert implements forward_client_cert_details and set_current_client_cert_details.
@@ -482,6 +554,9 @@ func (h *Handler) finish(s *Stream) {
 	if h.opts.OnComplete != nil {
 		h.opts.OnComplete(&s.Info)
 	}
+	if s.heldOut != nil {
+		*s.heldOut = s.bodyHeld
+	}
 	abort := s.abort
 	s.release()
 	if abort {
@@ -491,6 +566,13 @@ func (h *Handler) finish(s *Stream) {
 }
 
 func (s *Stream) release() {
-	*s = Stream{rc: s.rc, arc: s.arc} // the reqCancels go with the Stream (cancel.go)
+	if s.sctx != nil {
+		if s.ctxOut {
+			s.sctx = nil // code outside may hold it: left to it
+		} else {
+			s.sctx.Context, s.sctx.s = nil, nil
+		}
+	}
+	*s = s.kept() // the reqCancels, body, timers and context go with the Stream (cancel.go, body.go)
 	streamPool.Put(s)
 }

@@ -66,7 +66,10 @@ func (h *Handler) streamStage(next StreamHandler) StreamHandler {
 		next(s)
 		se.end(s)
 		ended = true
-		streamEndPool.Put(se)
+		if !s.bodyHeld {
+			// Nothing reads se.eb any more: se goes back to the pool with it.
+			streamEndPool.Put(se)
+		}
 	}
 }
 
@@ -106,13 +109,16 @@ type streamEnd struct {
 	rtBy   atomic.Int64  // when the timer expires (unix nanos)
 	rtT    *time.Timer
 	cancel context.CancelCauseFunc
+
+	eb endBody // the request body's wrapper (body points to it while the stage runs)
 }
 
 // endWriter is the stream's downstream while the stage runs.
 type endWriter streamEnd
 
-// endBody is the stream's request body while the stage runs. It is not pooled: the transport
-// may still read the body of an abandoned attempt after the handler returned.
+// endBody is the stream's request body while the stage runs, the streamEnd's own (eb). A
+// streamEnd whose endBody may still be read after the handler returned (an abandoned
+// attempt's reader, code outside that got the body: Stream.bodyHeld) is not pooled again.
 type endBody struct {
 	rc  io.ReadCloser
 	se  *streamEnd
@@ -131,12 +137,13 @@ func (se *streamEnd) begin(h *Handler, s *Stream, cc *clockConn, h1 bool, watch 
 	s.w = (*endWriter)(se)
 	se.body = nil
 	if hasBody {
-		se.body = &endBody{rc: s.body, se: se, gen: gen}
+		se.eb = endBody{rc: s.body, se: se, gen: gen}
+		se.body = &se.eb
 		s.body = se.body
 	}
 	se.rt.Store(gen<<2 | rtIdle)
 	if timed {
-		ctx, cancel := context.WithCancelCause(s.ctx)
+		ctx, cancel := context.WithCancelCause(s.Context())
 		se.cancel = cancel
 		s.ctx = ctx
 		se.rtBy.Store(time.Now().Add(h.requestTimeout).UnixNano())

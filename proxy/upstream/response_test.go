@@ -71,9 +71,14 @@ func TestRoundTripMessageResponse(t *testing.T) {
 		req, _ := http.NewRequestWithContext(ctx, "GET", "http://svc.test"+path, nil)
 		var h httpmsg.Header
 		h.Add("x-req", "1")
-		resp, err := cl.RoundTripMessage(req, &MessageHead{Header: &h, Path: path}, balance.Context{})
+		head := &MessageHead{Header: &h, Path: path, Released: true}
+		resp, err := cl.RoundTripMessage(req, head, balance.Context{})
 		if err != nil {
 			t.Fatalf("%s: %v", cl.Name(), err)
+		}
+		// Only the HTTP/1.1 codec is done with the request when the call returns.
+		if want := cl == h1c; head.Released != want {
+			t.Errorf("%s: Released %v, want %v", cl.Name(), head.Released, want)
 		}
 		return resp
 	}

@@ -108,6 +108,10 @@ type MessageHead struct {
 	OriginalDst netip.AddrPort
 	// Report, when set, receives the upstream host as WithHostReport's does.
 	Report *HostReport
+	// Released is set by RoundTripMessage when it returned a response and keeps no reference
+	// to req (its HTTP/1.1 path; an HTTP/2 or net/http transport may read req after it
+	// returned), so that the caller may reuse req for another request.
+	Released bool
 }
 
 // RoundTripMessage is RoundTrip for a request whose header fields and path are in head, and
@@ -115,7 +119,7 @@ type MessageHead struct {
 // be nil, nor is head changed. The HTTP/1.1 pools write head as it is and return their codec's
 // response head, without net/http's types (valid until its Body is closed); for the others
 // (HTTP/2, ALPN-negotiated) a copy of req gets a header map and URL built from head, and the
-// response is converted (FromHTTP).
+// response is converted (FromHTTP). head is not changed but for its Released field.
 func (c *Cluster) RoundTripMessage(req *http.Request, head *MessageHead, lb balance.Context) (*Response, error) {
 	_, resp, err := c.roundTrip(req, head, lb)
 	return resp, err
@@ -124,6 +128,10 @@ func (c *Cluster) RoundTripMessage(req *http.Request, head *MessageHead, lb bala
 // roundTrip is RoundTrip (head nil: the response in net/http's form) and RoundTripMessage
 // (head set: the response as a Response).
 func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Context) (*http.Response, *Response, error) {
+	mh := head
+	if mh != nil {
+		mh.Released = false
+	}
 	c.st.rqTotal.Inc()
 	if !c.breaker.rq.acquire() {
 		c.st.rqPendingOverflow.Inc()
@@ -163,6 +171,8 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 			if resp, err = hc.roundTrip(out, head); err == nil {
 				c.received(ep, report, resp.Status, resp.TLS)
 				resp.Body = hc.x.account(resp.Body, c, ep)
+				// The codec reads the request only while hc.roundTrip runs.
+				mh.Released = out == req
 				return nil, resp, nil
 			}
 		} else {
