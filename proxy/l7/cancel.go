@@ -34,6 +34,7 @@ type reqCancel struct {
 	parent context.Context // the stream's context, or the request's reqCancel (up)
 	values context.Context // values rc answers before its parent's (setValues), nil if none
 	up     *reqCancel      // an attempt's: the request's reqCancel
+	upGen  uint64          // up's number for the request this attempt belongs to
 	err    error           // nil until canceled
 	cause  error           // the cancel's cause (nil: the router's end of the request)
 	kids   []kidEntry      // attempts' reqCancels not canceled yet
@@ -141,10 +142,35 @@ func (rc *reqCancel) reset(parent context.Context, up *reqCancel) uint64 {
 	defer rc.mu.Unlock()
 	rc.gen++
 	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.shared = parent, up, nil, nil, nil, false
+	rc.upGen = 0
+	if up != nil {
+		rc.upGen = up.genNow()
+	}
 	rc.values, rc.body = nil, nil
 	clear(rc.fbuf[:])
 	rc.watch, rc.funcs, rc.kids = rc.wbuf[:0], rc.fbuf[:0], rc.kbuf[:0]
 	return rc.gen
+}
+
+// genNow returns rc's current number.
+func (rc *reqCancel) genNow() uint64 {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.gen
+}
+
+// parentNow returns rc's parent while it still serves rc's request: an attempt's reqCancel
+// that code outside kept (net/http finishing an abandoned attempt's dial, say) must not see,
+// through the request's reqCancel the Stream reused since, the next request's values or
+// deadline.
+func (rc *reqCancel) parentNow() context.Context {
+	rc.mu.Lock()
+	p, up, upGen := rc.parent, rc.up, rc.upGen
+	rc.mu.Unlock()
+	if up != nil && up.genNow() != upGen {
+		return nil
+	}
+	return p
 }
 
 // cancelScope returns the stream's reqCancel started for this request as a child of s.ctx.
@@ -362,9 +388,7 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
 
 // Deadline implements context.Context: the parent's.
 func (rc *reqCancel) Deadline() (time.Time, bool) {
-	rc.mu.Lock()
-	p := rc.parent
-	rc.mu.Unlock()
+	p := rc.parentNow()
 	if p == nil {
 		return time.Time{}, false
 	}
@@ -415,8 +439,9 @@ func (rc *reqCancel) Value(key any) any {
 		return nil
 	}
 	rc.mu.Lock()
-	p, vals := rc.parent, rc.values
+	vals := rc.values
 	rc.mu.Unlock()
+	p := rc.parentNow()
 	if vals != nil {
 		if v := vals.Value(key); v != nil {
 			return v

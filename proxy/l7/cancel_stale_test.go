@@ -2,7 +2,10 @@ package l7
 
 import (
 	"context"
+	"net/netip"
 	"testing"
+
+	"github.com/strait-mesh/strait/proxy/upstream"
 )
 
 // TestReqCancelStaleKid: a cancel of the request's reqCancel that copied its kids before the
@@ -95,5 +98,37 @@ func TestReqCancelErrIdentity(t *testing.T) {
 	}
 	if causeOf(rc) != errRouteTimeout {
 		t.Errorf("the router reads cause %v, want the route timeout", causeOf(rc))
+	}
+}
+
+// TestReqCancelKeptAttemptSeesNoNextRequest: an attempt's context that code outside kept (it
+// asked for Done, so the Stream does not reuse it) does not answer, through the request's
+// reqCancel that the Stream reuses, the next request's values or deadline.
+func TestReqCancelKeptAttemptSeesNoNextRequest(t *testing.T) {
+	s := cancelStream(context.Background(), nil)
+	rc := s.cancelScope()
+	rc.setValues(upstream.WithOriginalDst(context.Background(), netip.MustParseAddrPort("127.0.0.1:1")))
+	arc := s.attemptScope()
+	_ = arc.Done() // handed out: not reused
+	if got, ok := upstream.OriginalDst(arc); !ok || got.Port() != 1 {
+		t.Fatalf("the attempt does not see its own request's values: %v %v", got, ok)
+	}
+	arc.cancelFunc()(errStaleAttempt)
+	rc.cancelFunc()(nil)
+	s.endCancel(rc)
+
+	rc2 := s.cancelScope()
+	if rc2 != rc {
+		t.Skip("the request's reqCancel was not reused")
+	}
+	rc2.setValues(upstream.WithOriginalDst(context.Background(), netip.MustParseAddrPort("127.0.0.1:2")))
+	if got, ok := upstream.OriginalDst(arc); ok {
+		t.Errorf("the kept attempt context answers the next request's original destination %v", got)
+	}
+	if _, ok := arc.Deadline(); ok {
+		t.Error("the kept attempt context answers a deadline")
+	}
+	if got, ok := upstream.OriginalDst(rc2); !ok || got.Port() != 2 {
+		t.Errorf("the next request's own values: %v %v", got, ok)
 	}
 }
