@@ -101,18 +101,8 @@ func TestTLSWriteStall(t *testing.T) {
 			t.Fatal(err)
 		}
 		// 2 MiB at 32 KiB every 10 ms: well over the stall limit in all, never stalled.
-		start, total := time.Now(), int64(0)
-		for {
-			time.Sleep(10 * time.Millisecond)
-			n, err := io.CopyN(io.Discard, resp.Body, 32<<10)
-			total += n
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("after %d bytes: %v", total, err)
-			}
-		}
+		start := time.Now()
+		total := readSlowly(t, resp.Body)
 		t.Logf("read %d bytes in %v", total, time.Since(start))
 		if total != size {
 			t.Errorf("read %d bytes, want %d", total, size)
@@ -215,21 +205,29 @@ func TestPeekedWriteStall(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		start, total := time.Now(), int64(0)
-		for {
-			time.Sleep(10 * time.Millisecond)
-			n, err := io.CopyN(io.Discard, resp.Body, 32<<10)
-			total += n
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("after %d bytes: %v", total, err)
-			}
-		}
+		start := time.Now()
+		total := readSlowly(t, resp.Body)
 		t.Logf("read %d bytes in %v", total, time.Since(start))
 		if got := p.counter("http.test.downstream_cx_write_stall_timeout"); total != size || got != 0 {
 			t.Errorf("read %d bytes (want %d), %d write stalls (want 0)", total, size, got)
 		}
 	})
+}
+
+// readSlowly reads r to its end, 32 KiB every 10 ms (a reader slower than the proxy writes,
+// but one that keeps taking bytes), and returns how many bytes it read.
+func readSlowly(t *testing.T, r io.Reader) int64 {
+	t.Helper()
+	var total int64
+	for {
+		time.Sleep(10 * time.Millisecond)
+		n, err := io.CopyN(io.Discard, r, 32<<10)
+		total += n
+		if err == io.EOF {
+			return total
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", total, err)
+		}
+	}
 }
