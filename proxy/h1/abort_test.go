@@ -77,14 +77,15 @@ func postReq(body string) *httpmsg.Request {
 	return req
 }
 
-// TestConnWatcherAborts: canceling the Watcher fails the exchange it watches, and one that
-// starts after the cancellation fails at once.
+// TestConnWatcherAborts: canceling the Watcher fails the exchange it watches with the
+// context's error, whether the cancellation interrupts the request's write or the wait for the
+// response, and one that starts after the cancellation fails at once.
 func TestConnWatcherAborts(t *testing.T) {
 	addr := listen(t, func(c net.Conn) {
 		defer c.Close()
 		io.Copy(io.Discard, c) // never answers
 	})
-	for _, before := range []bool{false, true} {
+	for _, when := range []string{"while waiting", "during the write", "before"} {
 		nc, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -92,25 +93,24 @@ func TestConnWatcherAborts(t *testing.T) {
 		c := NewConn(nc, http1.Limits{}, func(bool) {})
 		ctx, cancel := context.WithCancel(context.Background())
 		w := &testWatcher{}
-		if before {
-			cancel()
-			w.cancel()
-		} else {
-			// Cancel once the request went out: the exchange is then waiting for the response.
-			// The context ends first, as the Watcher's contract wants.
-			wrote := func() {
-				go func() { cancel(); w.cancel() }()
-			}
-			err = c.RoundTripWatch(ctx, w, newRequest("GET", "/", "", 0), new(httpmsg.Response), wrote)
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("canceled exchange: %v", err)
-			}
-			c.Close()
-			continue
+		// The context ends first, as the Watcher's contract wants.
+		cancelBoth := func() { cancel(); w.cancel() }
+		var wrote func()
+		switch when {
+		case "before":
+			cancelBoth()
+		case "during the write":
+			// The head is in the buffer, not yet sent: the abort fails the flush.
+			wrote = cancelBoth
+		case "while waiting":
+			// Cancel once the request head is written, from another goroutine: the
+			// cancellation lands while the request goes out or while the exchange waits for
+			// the response.
+			wrote = func() { go cancelBoth() }
 		}
-		err = c.RoundTripWatch(ctx, w, newRequest("GET", "/", "", 0), new(httpmsg.Response), nil)
+		err = c.RoundTripWatch(ctx, w, newRequest("GET", "/", "", 0), new(httpmsg.Response), wrote)
 		if !errors.Is(err, context.Canceled) {
-			t.Errorf("exchange after the cancellation: %v", err)
+			t.Errorf("exchange canceled %s: %v", when, err)
 		}
 		c.Close()
 	}

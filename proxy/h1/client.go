@@ -357,11 +357,13 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 			if e, ok := asError(err); ok {
 				return true, &ResponseError{Err: e}
 			}
-			if werr != nil {
-				return gotBytes, werr
-			}
+			// A cancellation interrupts the write as well as the read: the exchange's error
+			// is then the context's, not the interrupted write's i/o timeout.
 			if ctx.Err() != nil {
 				return gotBytes, ctx.Err()
+			}
+			if werr != nil {
+				return gotBytes, werr
 			}
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
