@@ -129,7 +129,11 @@ func TestDirectConnLazyDeadline(t *testing.T) {
 		t.Error("a later deadline moved the socket's")
 	}
 	go func() {
-		time.Sleep(200 * time.Millisecond)
+		// Sent once the read has outlived the armed deadline (it re-armed the socket), not
+		// after a fixed sleep: on a busy machine the read could start after the bytes came.
+		for i := 0; i < 2000 && DeadlineSets(d) == before; i++ {
+			time.Sleep(5 * time.Millisecond)
+		}
 		s.Write([]byte("late"))
 	}()
 	buf := make([]byte, 10)
@@ -141,10 +145,11 @@ func TestDirectConnLazyDeadline(t *testing.T) {
 		t.Error("the passed deadline was not re-armed")
 	}
 
-	// Moved earlier: fires.
+	// Moved earlier: fires. The clock starts before the deadline is set, so that a pause
+	// between the two (a busy machine) cannot make the deadline seem early.
 	d.SetReadDeadline(time.Now().Add(time.Hour))
-	d.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
 	start := time.Now()
+	d.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
 	if _, err := d.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past an earlier deadline: %v", err)
 	}
