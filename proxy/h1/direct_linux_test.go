@@ -238,15 +238,17 @@ func TestDirectConnWriteStall(t *testing.T) {
 		// opens as it reads.
 		d.(*directConn).SetWriteBuffer(4096)
 		s.(*net.TCPConn).SetReadBuffer(256 << 10)
-		SetWriteStall(d, 300*time.Millisecond)
+		SetWriteStall(d, time.Second)
 		const size = 2 << 20
 		done := make(chan error, 1)
 		go func() {
-			// 2 MiB at up to 64 KiB every 10 ms: well over the stall limit in all, never stalled.
+			// 2 MiB at up to 64 KiB every 50 ms: over 1.6 s in all, well over the stall limit,
+			// yet never stalled. The limit is 20 pauses between reads, so that a reader held
+			// up by a busy machine is not taken for a stalled one.
 			buf := make([]byte, 64<<10)
 			total := 0
 			for total < size {
-				time.Sleep(10 * time.Millisecond)
+				time.Sleep(50 * time.Millisecond)
 				n, err := s.Read(buf)
 				total += n
 				if err != nil {

@@ -122,18 +122,19 @@ func TestTLSWriteStall(t *testing.T) {
 		t.Run(name+"/slow reader", func(t *testing.T) {
 			srv, cli, raw := tlsOverDirect(t, peeked, true)
 			raw.(*net.TCPConn).SetReadBuffer(256 << 10)
-			SetWriteStall(srv, 300*time.Millisecond)
+			SetWriteStall(srv, time.Second)
 			before := DeadlineSets(srv)
 			const size = 2 << 20
 			done := make(chan error, 1)
 			go func() {
-				// 2 MiB at up to 64 KiB every 10 ms: well over the stall limit in all, never
-				// stalled.
+				// 2 MiB at up to 64 KiB every 50 ms: over 1.6 s in all, well over the stall
+				// limit, yet never stalled. The limit is 20 pauses between reads, so that a
+				// reader held up by a busy machine is not taken for a stalled one.
 				buf := make([]byte, 64<<10)
 				total := 0
 				for total < size {
-					time.Sleep(10 * time.Millisecond)
-					n, err := io.ReadAtLeast(cli, buf, 1)
+					time.Sleep(50 * time.Millisecond)
+					n, err := io.ReadFull(cli, buf) // several TLS records: size is a multiple
 					total += n
 					if err != nil {
 						done <- err
