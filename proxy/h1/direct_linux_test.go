@@ -207,21 +207,7 @@ func TestDirectConnWriteStall(t *testing.T) {
 		d, s := directPair(t)
 		smallBuffers(d, s)
 		SetWriteStall(d, 100*time.Millisecond)
-		errc := make(chan error, 1)
-		go func() {
-			_, err := d.Write(make([]byte, 8<<20))
-			errc <- err
-		}()
-		select {
-		case err := <-errc:
-			var ne net.Error
-			if !errors.Is(err, ErrWriteStall) || !errors.Is(err, os.ErrDeadlineExceeded) ||
-				!errors.As(err, &ne) || !ne.Timeout() {
-				t.Fatalf("stalled write: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("a write the peer never read did not fail")
-		}
+		expectStalledWrite(t, d)
 		// Closed after a stall, the connection is reset: its unsent bytes are dropped, not
 		// left queued for a peer that does not read. The peer reads what it had buffered,
 		// then the reset, not an orderly end.
@@ -285,5 +271,26 @@ func TestDirectConnWriteStall(t *testing.T) {
 	defer p2.Close()
 	if SetWriteStall(p1, time.Second) || DeadlineSets(p1) != -1 {
 		t.Error("SetWriteStall or DeadlineSets took a connection that is not a DirectConn")
+	}
+}
+
+// expectStalledWrite writes 8 MiB to w, whose peer never reads, and fails the test unless the
+// write fails with the write stall (a timeout that is ErrWriteStall) within 20 s.
+func expectStalledWrite(t *testing.T, w io.Writer) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := w.Write(make([]byte, 8<<20))
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		var ne net.Error
+		if !errors.Is(err, ErrWriteStall) || !errors.Is(err, os.ErrDeadlineExceeded) ||
+			!errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("stalled write: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a write the peer never read did not fail")
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -100,21 +99,7 @@ func TestTLSWriteStall(t *testing.T) {
 			srv, _, raw := tlsOverDirect(t, peeked, true)
 			raw.(*net.TCPConn).SetReadBuffer(4096)
 			SetWriteStall(srv, 100*time.Millisecond)
-			errc := make(chan error, 1)
-			go func() {
-				_, err := srv.Write(make([]byte, 8<<20))
-				errc <- err
-			}()
-			select {
-			case err := <-errc:
-				var ne net.Error
-				if !errors.Is(err, ErrWriteStall) || !errors.Is(err, os.ErrDeadlineExceeded) ||
-					!errors.As(err, &ne) || !ne.Timeout() {
-					t.Fatalf("stalled TLS write: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("a TLS write the peer never read did not fail")
-			}
+			expectStalledWrite(t, srv)
 			if _, err := srv.Write([]byte("x")); !errors.Is(err, ErrWriteStall) {
 				t.Errorf("TLS write after a stall: %v, want the stall again", err)
 			}

@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"bytes"
 	"crypto/tls"
 	"io"
 	"net"
@@ -29,47 +28,23 @@ func BenchmarkDownstreamTLS(b *testing.B) {
 	cfg := &tls.Config{Certificates: []tls.Certificate{testenv.SelfSigned(b, "proxy.test")},
 		NextProtos: []string{"http/1.1"}}
 	var wdl atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				info := loopbackInfo(c)
-				tc := tls.Server(deadlineCounter{h1.DirectConn(c), &wdl}, cfg)
-				if tc.Handshake() != nil {
-					c.Close()
-					return
-				}
-				info.TLS, info.ALPN = true, tc.ConnectionState().NegotiatedProtocol
-				h.ServeConn(tc, info)
-			}()
+	b.Cleanup(func() { h.Close() })
+	addr := acceptLoop(b, func(c net.Conn) {
+		info := loopbackInfo(c)
+		tc := tls.Server(deadlineCounter{h1.DirectConn(c), &wdl}, cfg)
+		if tc.Handshake() != nil {
+			c.Close()
+			return
 		}
-	}()
-	b.Cleanup(func() { ln.Close(); h.Close() })
-	post := func(b *testing.B, url string) {
-		c := &http.Client{Transport: &http.Transport{DisableCompression: true,
-			TLSClientConfig: &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}}}
-		b.ReportAllocs()
-		b.SetBytes(2048)
-		for i := 0; i < b.N; i++ {
-			resp, err := c.Post(url, "application/octet-stream", bytes.NewReader(kib))
-			if err != nil {
-				b.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	}
-	b.Run("direct_post", func(b *testing.B) { post(b, "http://"+up+"/") })
+		info.TLS, info.ALPN = true, tc.ConnectionState().NegotiatedProtocol
+		h.ServeConn(tc, info)
+	})
+	c := &http.Client{Transport: &http.Transport{DisableCompression: true,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}}}
+	b.Run("direct_post", func(b *testing.B) { postKiB(b, c, "http://"+up+"/") })
 	b.Run("tls_post", func(b *testing.B) {
 		from := wdl.Load()
-		post(b, "https://"+ln.Addr().String()+"/")
+		postKiB(b, c, "https://"+addr+"/")
 		b.ReportMetric(float64(wdl.Load()-from)/float64(b.N), "wdl/op")
 	})
 }

@@ -262,6 +262,15 @@ func startProxyB(b *testing.B, env Env) string {
 // the listener, then h, is closed.
 func serveConns(t testing.TB, h *Handler, info func(net.Conn) ConnInfo) string {
 	t.Helper()
+	t.Cleanup(func() { h.Close() })
+	return acceptLoop(t, func(c net.Conn) { h.ServeConn(c, info(c)) })
+}
+
+// acceptLoop listens on a new loopback address and runs serve on a goroutine of its own for
+// each connection accepted, until the listener is closed at the end of the test; it returns
+// the address.
+func acceptLoop(t testing.TB, serve func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -272,10 +281,10 @@ func serveConns(t testing.TB, h *Handler, info func(net.Conn) ConnInfo) string {
 			if err != nil {
 				return
 			}
-			go h.ServeConn(c, info(c))
+			go serve(c)
 		}
 	}()
-	t.Cleanup(func() { ln.Close(); h.Close() })
+	t.Cleanup(func() { ln.Close() })
 	return ln.Addr().String()
 }
 

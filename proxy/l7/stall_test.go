@@ -138,33 +138,19 @@ func TestTLSDownstreamDeadlineSets(t *testing.T) {
 // over h1.DirectConn. The listener is closed at the end of the test.
 func servePeeked(t *testing.T, h *Handler) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				pc, res, err := sniff.Inspect(c, sniff.Options{HTTP: true, Timeout: 5 * time.Second})
-				if err != nil {
-					c.Close()
-					return
-				}
-				pc.Conn = h1.DirectConn(pc.Conn)
-				info := loopbackInfo(c)
-				if len(res.ALPN) > 0 {
-					info.ALPN = res.ALPN[0]
-				}
-				h.ServeConn(pc, info)
-			}()
+	return acceptLoop(t, func(c net.Conn) {
+		pc, res, err := sniff.Inspect(c, sniff.Options{HTTP: true, Timeout: 5 * time.Second})
+		if err != nil {
+			c.Close()
+			return
 		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return ln.Addr().String()
+		pc.Conn = h1.DirectConn(pc.Conn)
+		info := loopbackInfo(c)
+		if len(res.ALPN) > 0 {
+			info.ALPN = res.ALPN[0]
+		}
+		h.ServeConn(pc, info)
+	})
 }
 
 // TestPeekedWriteStall: a plaintext connection the http_inspector peeked at keeps the write
