@@ -149,9 +149,6 @@ func (s *Stream) DelResponseHeader(name string) { s.w.Header().Del(name) }
 // router's copy of the upstream response.
 func (s *Stream) respHeader() *httpmsg.Header { return s.w.Header() }
 
-// writeBody writes response body bytes downstream.
-func (s *Stream) writeBody(p []byte) (int, error) { return s.w.Write(p) }
-
 // reqHeader is the request header fields, for the route package's header operations and
 // ext_authz's edits.
 func (s *Stream) reqHeader() *httpmsg.Header { return &s.req.Header }
