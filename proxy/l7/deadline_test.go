@@ -38,16 +38,7 @@ func postOn(t *testing.T, c net.Conn, br *bufio.Reader) {
 // connection.
 func downstreamDeadlineSets(t *testing.T, p *proxy) int64 {
 	t.Helper()
-	sets, n := int64(0), 0
-	p.h.conns.Range(func(_, v any) bool {
-		sets = h1.DeadlineSets(v.(*connState).cc.raw)
-		n++
-		return true
-	})
-	if n != 1 {
-		t.Fatalf("%d downstream connections, want 1", n)
-	}
-	return sets
+	return h1.DeadlineSets(onlyConn(t, p).cc.raw)
 }
 
 // TestDownstreamDeadlineSets: keep-alive requests with a body, through the connection manager

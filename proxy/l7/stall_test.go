@@ -83,11 +83,7 @@ func TestTLSWriteStall(t *testing.T) {
 		if !cs.info.TLS || !cs.cc.stallLow.Load() {
 			t.Errorf("TLS %v, write stall kept by the socket %v: want both", cs.info.TLS, cs.cc.stallLow.Load())
 		}
-		d := waitConns(t, p, 0, 10*time.Second)
-		t.Logf("closed after %v", d)
-		if got := p.counter("http.test.downstream_cx_write_stall_timeout"); got != 1 {
-			t.Errorf("downstream_cx_write_stall_timeout %d, want 1", got)
-		}
+		expectStallClosed(t, p)
 	})
 	t.Run("slow reader", func(t *testing.T) {
 		const size = 2 << 20
@@ -174,11 +170,7 @@ func TestPeekedWriteStall(t *testing.T) {
 		if _, ok := cs.cc.raw.(*sniff.Conn); !ok || !cs.cc.stallLow.Load() {
 			t.Errorf("connection %T, write stall kept by the socket %v: want a sniff.Conn, true", cs.cc.raw, cs.cc.stallLow.Load())
 		}
-		d := waitConns(t, p, 0, 10*time.Second)
-		t.Logf("closed after %v", d)
-		if got := p.counter("http.test.downstream_cx_write_stall_timeout"); got != 1 {
-			t.Errorf("downstream_cx_write_stall_timeout %d, want 1", got)
-		}
+		expectStallClosed(t, p)
 	})
 	t.Run("slow reader", func(t *testing.T) {
 		const size = 2 << 20
@@ -215,5 +207,16 @@ func readSlowly(t *testing.T, r io.Reader) int64 {
 		if err != nil {
 			t.Fatalf("after %d bytes: %v", total, err)
 		}
+	}
+}
+
+// expectStallClosed waits for the proxy's downstream connection to close after a write stall
+// and checks that the stall was counted once.
+func expectStallClosed(t *testing.T, p *proxy) {
+	t.Helper()
+	d := waitConns(t, p, 0, 10*time.Second)
+	t.Logf("closed after %v", d)
+	if got := p.counter("http.test.downstream_cx_write_stall_timeout"); got != 1 {
+		t.Errorf("downstream_cx_write_stall_timeout %d, want 1", got)
 	}
 }
