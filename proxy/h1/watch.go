@@ -3,7 +3,9 @@ package h1
 import (
 	"errors"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,34 +14,152 @@ import (
 // write fails. The watch is that read, started only for a request still in flight
 // Server.WatchDelay after its body was read to its end (a request still sending its body is
 // not watched: the handler's body reads see the close), so the fast path pays a clock reading
-// per request and no goroutine. The timer is re-armed lazily: a request that ends before it
-// fires leaves it running, the next one does not move it, and when it fires it re-arms itself
-// for what is left of the delay of the request then in flight (as the stream idle timer in
-// proxy/l7 does), so a busy connection moves a runtime timer about once per WatchDelay
-// rather than twice per request. It reads into the connection's own buffer, so that
-// the bytes of a pipelined next request are kept for it, and ends at the first read: bytes (the
-// client is there), the client's close or reset (Server.OnPeerGone; the connection closes after
-// the response), or a read deadline. stopWatch ends it with a read deadline in the past and
-// waits for it before the codec reads the connection again.
+// and two short critical sections per request, and no goroutine and no timer of its own.
+//
+// Armed requests wait in a watch shard shared by many connections of the same WatchDelay (one
+// shard per P, up to 8): a list in arming order, so the oldest is first, and one timer, set
+// for when the oldest is due. A request that ends leaves the list; the timer is left set, and
+// when it fires it starts the watch of every request due and re-arms itself for the oldest
+// left, or stops when none is. A busy process so moves one timer per shard about once per
+// WatchDelay, whatever its number of connections and requests (a timer per connection fired,
+// and started a goroutine, about once per WatchDelay per busy connection: at 1,000 requests/s
+// over 16 connections that was most of a timer firing per request).
+//
+// The watch reads into the connection's own buffer, so that the bytes of a pipelined next
+// request are kept for it, and ends at the first read: bytes (the client is there), the
+// client's close or reset (Server.OnPeerGone; the connection closes after the response), or a
+// read deadline. stopWatch ends it with a read deadline in the past and waits for it before
+// the codec reads the connection again.
 
 // Watch states.
 const (
 	watchOff     = iota // no handler runs
 	watchIdle           // a handler runs; its request body is not read to its end yet
-	watchArmed          // the timer runs
+	watchArmed          // the request is in its shard's list, waiting for WatchDelay to pass
 	watchRunning        // the watch reads the connection
 	watchEnded          // the watch read returned
 )
 
-// watch is a connection's watch for the client closing it while a handler runs.
+// watch is a connection's watch for the client closing it while a handler runs. Its fields
+// but wg are guarded by the shard's mutex.
 type watch struct {
+	shard      *watchShard
+	state      int
+	armedAt    time.Time      // when the request in flight was armed (watchArmed)
+	prev, next *conn          // neighbours in the shard's list (watchArmed)
+	wg         sync.WaitGroup // the running watch read
+	gone       bool           // the watch saw the client close or reset the connection
+}
+
+// watchShard is the armed requests of some connections with one WatchDelay, oldest first, and
+// the one timer that starts their watches.
+type watchShard struct {
+	mu         sync.Mutex
+	delay      time.Duration
+	head, tail *conn
+	timer      *time.Timer
+	pending    bool // the timer is set
+	fires      int  // how many times the timer fired (tests)
+}
+
+// watchShards holds the shards of each WatchDelay in use, made on first use and kept.
+var watchShards struct {
 	mu      sync.Mutex
-	state   int
-	timer   *time.Timer
-	pending bool           // the timer is set: it fires later (and re-arms itself if need be)
-	armedAt time.Time      // when the request in flight was armed (watchArmed)
-	wg      sync.WaitGroup // the running watch read
-	gone    bool           // the watch saw the client close or reset the connection
+	byDelay map[time.Duration]*watchGroup
+}
+
+// watchGroup is the shards of one WatchDelay; connections take them in turn.
+type watchGroup struct {
+	shards []*watchShard
+	next   atomic.Uint32
+}
+
+// maxWatchShards bounds the shards of one WatchDelay.
+const maxWatchShards = 8
+
+// watchShardFor returns the shard a new connection with WatchDelay d arms its requests in.
+func watchShardFor(d time.Duration) *watchShard {
+	watchShards.mu.Lock()
+	g := watchShards.byDelay[d]
+	if g == nil {
+		n := min(runtime.GOMAXPROCS(0), maxWatchShards)
+		g = &watchGroup{shards: make([]*watchShard, n)}
+		for i := range g.shards {
+			g.shards[i] = &watchShard{delay: d}
+		}
+		if watchShards.byDelay == nil {
+			watchShards.byDelay = make(map[time.Duration]*watchGroup)
+		}
+		watchShards.byDelay[d] = g
+	}
+	watchShards.mu.Unlock()
+	return g.shards[int(g.next.Add(1))%len(g.shards)]
+}
+
+// push appends c, armed now, to the list and sets the timer if it is not set. sh.mu is held.
+func (sh *watchShard) push(c *conn) {
+	w := &c.watch
+	w.prev, w.next = sh.tail, nil
+	if sh.tail != nil {
+		sh.tail.watch.next = c
+	} else {
+		sh.head = c
+	}
+	sh.tail = c
+	if !sh.pending {
+		// A timer still set for an earlier request fires sooner than this one is due, and
+		// re-arms itself for the rest (fire).
+		sh.pending = true
+		if sh.timer == nil {
+			sh.timer = time.AfterFunc(sh.delay, sh.fire)
+		} else {
+			sh.timer.Reset(sh.delay)
+		}
+	}
+}
+
+// unlink removes c from the list. sh.mu is held.
+func (sh *watchShard) unlink(c *conn) {
+	w := &c.watch
+	if w.prev != nil {
+		w.prev.watch.next = w.next
+	} else {
+		sh.head = w.next
+	}
+	if w.next != nil {
+		w.next.watch.prev = w.prev
+	} else {
+		sh.tail = w.prev
+	}
+	w.prev, w.next = nil, nil
+}
+
+// fire runs when the shard's timer fires: the watch of every request armed WatchDelay ago or
+// more starts; the timer is set again for the oldest left, if any.
+func (sh *watchShard) fire() {
+	var due []*conn
+	sh.mu.Lock()
+	sh.fires++
+	now := time.Now()
+	for c := sh.head; c != nil; c = sh.head {
+		if left := sh.delay - now.Sub(c.watch.armedAt); left > 0 {
+			sh.timer.Reset(left)
+			break
+		}
+		sh.unlink(c)
+		c.watch.state = watchRunning
+		c.watch.wg.Add(1)
+		due = append(due, c)
+	}
+	sh.pending = sh.head != nil
+	sh.mu.Unlock()
+	for i, c := range due {
+		if i == len(due)-1 {
+			c.watchRead()
+		} else {
+			go c.watchRead()
+		}
+	}
 }
 
 // beginWatch runs before the handler is called: the request may be watched once its body
@@ -49,56 +169,38 @@ func (c *conn) beginWatch() {
 		return
 	}
 	w := &c.watch
-	w.mu.Lock()
+	if w.shard == nil || w.shard.delay != c.srv.WatchDelay {
+		w.shard = watchShardFor(c.srv.WatchDelay)
+	}
+	sh := w.shard
+	sh.mu.Lock()
 	w.state = watchIdle
-	w.mu.Unlock()
+	sh.mu.Unlock()
 	if c.body.done() {
 		c.armWatch()
 	}
 }
 
-// armWatch starts the watch's timer, if the handler runs and it was not started yet. It may
-// run on the goroutine that reads the request body.
+// armWatch puts the request in its shard's list, if the handler runs and it was not armed yet.
+// It may run on the goroutine that reads the request body.
 func (c *conn) armWatch() {
 	w := &c.watch
-	w.mu.Lock()
+	sh := w.shard
+	if sh == nil {
+		return // no request of this connection was watched yet: none is now (beginWatch)
+	}
+	sh.mu.Lock()
 	if w.state == watchIdle {
 		w.state = watchArmed
 		w.armedAt = time.Now()
-		if !w.pending {
-			// A timer still set for an earlier request fires sooner than this one's delay
-			// ends, and re-arms itself for the rest (watchFire).
-			w.pending = true
-			if w.timer == nil {
-				w.timer = time.AfterFunc(c.srv.WatchDelay, c.watchFire)
-			} else {
-				w.timer.Reset(c.srv.WatchDelay)
-			}
-		}
+		sh.push(c)
 	}
-	w.mu.Unlock()
+	sh.mu.Unlock()
 }
 
-// watchFire runs when the timer fires: the watch read if the request in flight was armed
-// WatchDelay ago or more; the timer again for the rest of the delay if it was armed later; nothing
-// if no request is armed (the handler returned meanwhile).
-func (c *conn) watchFire() {
+// watchRead is the watch: one read of the connection, started by the shard's timer.
+func (c *conn) watchRead() {
 	w := &c.watch
-	w.mu.Lock()
-	if w.state != watchArmed {
-		w.pending = false
-		w.mu.Unlock()
-		return
-	}
-	if left := c.srv.WatchDelay - time.Since(w.armedAt); left > 0 {
-		w.timer.Reset(left)
-		w.mu.Unlock()
-		return
-	}
-	w.pending = false
-	w.state = watchRunning
-	w.wg.Add(1)
-	w.mu.Unlock()
 	defer w.wg.Done()
 	rd := &c.rd
 	if rd.r == rd.w {
@@ -109,13 +211,14 @@ func (c *conn) watchFire() {
 	}
 	n, err := c.c.Read(rd.buf[rd.w:])
 	rd.w += n
-	w.mu.Lock()
+	sh := w.shard
+	sh.mu.Lock()
 	if w.state == watchRunning {
 		w.state = watchEnded
 	}
 	gone := err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 	w.gone = gone
-	w.mu.Unlock()
+	sh.mu.Unlock()
 	if gone && c.srv.OnPeerGone != nil {
 		c.srv.OnPeerGone()
 	}
@@ -126,14 +229,18 @@ func (c *conn) watchFire() {
 // codec keeps while a handler runs.
 func (c *conn) stopWatch() (gone bool) {
 	w := &c.watch
-	w.mu.Lock()
+	sh := w.shard
+	if sh == nil {
+		return false
+	}
+	sh.mu.Lock()
 	st := w.state
 	w.state = watchOff
-	w.mu.Unlock()
+	if st == watchArmed {
+		sh.unlink(c) // the shard's timer stays set: when it fires it acts for whoever is due
+	}
+	sh.mu.Unlock()
 	switch st {
-	case watchArmed:
-		// The timer stays set (see armWatch): when it fires it finds no request armed, or
-		// the next one's, and acts for that one.
 	case watchRunning:
 		c.c.SetReadDeadline(time.Unix(1, 0))
 		w.wg.Wait()
@@ -141,8 +248,11 @@ func (c *conn) stopWatch() (gone bool) {
 	case watchEnded:
 		w.wg.Wait()
 	}
-	w.mu.Lock()
+	if st < watchRunning {
+		return false
+	}
+	sh.mu.Lock()
 	gone, w.gone = w.gone, false
-	w.mu.Unlock()
+	sh.mu.Unlock()
 	return gone
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,8 +54,9 @@ func serveAndDial(t *testing.T, s *Server, useTLS bool) (net.Conn, <-chan error)
 
 // watchState returns the state of the connection's watch.
 func watchState(w *ResponseWriter) int {
-	w.c.watch.mu.Lock()
-	defer w.c.watch.mu.Unlock()
+	sh := w.c.watch.shard
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	return w.c.watch.state
 }
 
@@ -236,5 +238,107 @@ func TestWatchLazyTimer(t *testing.T) {
 	// Started by the earlier request's timer, the watch would start a third of the delay in.
 	if waited := started.Sub(sent); waited < delay*5/6 {
 		t.Errorf("the watch started %v into its request, before WatchDelay (%v)", waited, delay)
+	}
+}
+
+// oneWatchShard makes the connections of WatchDelay d share one watch shard (a delay no other
+// test uses) and returns it.
+func oneWatchShard(d time.Duration) *watchShard {
+	sh := &watchShard{delay: d}
+	watchShards.mu.Lock()
+	defer watchShards.mu.Unlock()
+	if watchShards.byDelay == nil {
+		watchShards.byDelay = make(map[time.Duration]*watchGroup)
+	}
+	watchShards.byDelay[d] = &watchGroup{shards: []*watchShard{sh}}
+	return sh
+}
+
+// TestWatchSharedTimer: connections answered at once move their shard's one timer, not a timer
+// each: ten connections' requests within one WatchDelay make the timer fire once or twice.
+func TestWatchSharedTimer(t *testing.T) {
+	const delay = 997 * time.Millisecond
+	sh := oneWatchShard(delay)
+	s := &Server{WatchDelay: delay, Handler: HandlerFunc(func(w *ResponseWriter, r *httpmsg.Request) {})}
+	for i := 0; i < 10; i++ {
+		c, _ := serveAndDial(t, s, false)
+		br := bufio.NewReader(c)
+		for j := 0; j < 3; j++ {
+			if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	}
+	testenv.WaitFor(t, "the shard's timer to stop", 10*time.Second, func() bool {
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		return !sh.pending
+	})
+	sh.mu.Lock()
+	fires, head := sh.fires, sh.head
+	sh.mu.Unlock()
+	if fires < 1 || fires > 3 {
+		t.Errorf("the shared timer fired %d times for 30 requests on 10 connections within a few WatchDelays, want 1-3", fires)
+	}
+	if head != nil {
+		t.Error("a request that ended is still in the shard's list")
+	}
+}
+
+// TestWatchSharedShardOrder: two requests in flight in one shard, armed half a WatchDelay
+// apart, are each watched no earlier than their own WatchDelay, and both are.
+func TestWatchSharedShardOrder(t *testing.T) {
+	const delay = 401 * time.Millisecond
+	oneWatchShard(delay)
+	release := make(chan struct{})
+	startedAt := make(chan string, 2)
+	at := map[string]time.Time{}
+	var atMu sync.Mutex
+	s := &Server{
+		WatchDelay: delay,
+		Handler: HandlerFunc(func(w *ResponseWriter, r *httpmsg.Request) {
+			testenv.WaitFor(t, "the watch to start", 10*time.Second, func() bool {
+				return watchState(w) == watchRunning
+			})
+			atMu.Lock()
+			at[r.PathString()] = time.Now()
+			atMu.Unlock()
+			startedAt <- r.PathString()
+			<-release
+		}),
+	}
+	a, _ := serveAndDial(t, s, false)
+	b, _ := serveAndDial(t, s, false)
+	sentA := time.Now()
+	if _, err := io.WriteString(a, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(delay / 2)
+	sentB := time.Now()
+	if _, err := io.WriteString(b, "GET /b HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	<-startedAt
+	<-startedAt
+	close(release)
+	// The clocks start before the requests are sent: a busy machine can only make the waits
+	// seem longer.
+	atMu.Lock()
+	defer atMu.Unlock()
+	if w := at["/a"].Sub(sentA); w < delay*5/6 {
+		t.Errorf("the first request's watch started %v into it, before WatchDelay (%v)", w, delay)
+	}
+	if w := at["/b"].Sub(sentB); w < delay*5/6 {
+		t.Errorf("the second request's watch started %v into it, before WatchDelay (%v)", w, delay)
+	}
+	for _, c := range []net.Conn{a, b} {
+		if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
