@@ -226,12 +226,20 @@ func (p *Parser) Feed(b []byte) (n int, err error) {
 	}
 	keep := p.flags&fKeep != 0
 	i := 0
+	fastAt := -1 // where fastLines last stopped: no second try at the same line
 	var e *Error
 loop:
 	for i < end {
 		c := b[i]
 		switch p.st {
 		case sMethod:
+			if p.nlen == 0 && p.flags&fTrailers == 0 {
+				if n := p.fastLines(b[i:end]); n > 0 {
+					i += n
+					fastAt = i
+					continue
+				}
+			}
 			if p.flags&fTrailers == 0 {
 				// Fast path: the method's token bytes, within the request line's limit.
 				j := i
@@ -434,6 +442,13 @@ loop:
 			continue
 
 		case sFieldStart:
+			if i != fastAt {
+				if n := p.fastLines(b[i:end]); n > 0 {
+					i += n
+					fastAt = i
+					continue
+				}
+			}
 			switch {
 			case c == '\r':
 				p.st = sHeadLF
@@ -466,7 +481,7 @@ loop:
 				j++
 			}
 			if p.nlen < len(p.name) {
-				copy(p.name[p.nlen:], b[i:j]) // lower-cased by classify, when it may matter
+				copy(p.name[p.nlen:], b[i:j]) // classify compares it without case
 			}
 			p.nlen += j - i
 			if keep {
@@ -651,31 +666,19 @@ func (p *Parser) classify() *Error {
 	if p.flags&fTrailers != 0 {
 		return nil
 	}
-	switch p.nlen {
-	case len("content-length"), len("transfer-encoding"), len("connection"), len("upgrade"), len("host"):
-	default:
-		return nil // no framing field has this length
+	if p.nlen > len(p.name) {
+		return nil // longer than any framing field's name
 	}
-	for k := 0; k < p.nlen; k++ {
-		p.name[k] = lower(p.name[k])
-	}
-	switch string(p.name[:p.nlen]) {
-	case "content-length":
+	switch p.kind = kindOf(p.name[:p.nlen]); p.kind {
+	case kContentLength:
 		if p.flags&fHasLength != 0 {
 			return ErrDuplicateLength
 		}
-		p.kind, p.length = kContentLength, 0
-	case "transfer-encoding":
-		p.kind = kTransferEncoding
-	case "connection":
-		p.kind = kConnection
-	case "upgrade":
-		p.kind = kUpgrade
-	case "host":
+		p.length = 0
+	case kHost:
 		if p.flags&fHost != 0 {
 			return ErrDuplicateHost
 		}
-		p.kind = kHost
 	}
 	return nil
 }
