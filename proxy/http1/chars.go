@@ -1,6 +1,9 @@
 package http1
 
-import "math/bits"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // Character classes of RFC 9110/9112, one bit each in charClass.
 const (
@@ -106,12 +109,14 @@ func load32s(s string) uint32 {
 	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }
 
-// tokenRun returns the length of b's longest prefix of token bytes (cToken), four at a time
+// tokenRun returns the length of b's longest prefix of token bytes (cToken), eight at a time
 // while it can.
 func tokenRun(b []byte) int {
 	i := 0
-	for ; i+4 <= len(b); i += 4 {
-		if charClass[b[i]]&charClass[b[i+1]]&charClass[b[i+2]]&charClass[b[i+3]]&cToken == 0 {
+	for ; len(b)-i >= 8; i += 8 {
+		c := b[i : i+8 : i+8]
+		if charClass[c[0]]&charClass[c[1]]&charClass[c[2]]&charClass[c[3]]&
+			charClass[c[4]]&charClass[c[5]]&charClass[c[6]]&charClass[c[7]]&cToken == 0 {
 			break
 		}
 	}
@@ -126,8 +131,8 @@ func tokenRun(b []byte) int {
 // HTAB the scan goes on, at anything else it ends.
 func valueRun(b []byte) int {
 	i := 0
-	for i+8 <= len(b) {
-		x := load64(b[i:])
+	for len(b)-i >= 8 {
+		x := binary.LittleEndian.Uint64(b[i : i+8])
 		y := x ^ ones*0x7f
 		m := (x-ones*0x20)&^x&highs | (y-ones)&^y&highs
 		if m == 0 {
@@ -150,8 +155,8 @@ func valueRun(b []byte) int {
 // The lowest marked byte of a word is the first CTL, SP, DEL or byte above 0x7f in it.
 func targetRun(b []byte) int {
 	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		x := load64(b[i:])
+	for ; len(b)-i >= 8; i += 8 {
+		x := binary.LittleEndian.Uint64(b[i : i+8])
 		y := x ^ ones*0x7f
 		if m := (x-ones*0x21)&^x&highs | x&highs | (y-ones)&^y&highs; m != 0 {
 			return i + bits.TrailingZeros64(m)>>3

@@ -198,8 +198,13 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunnel bool, err error) {
 	length = -1
 	te, teBad := false, false
-	for i := 0; i < p.fields.NumFields(); i++ {
-		name, value := p.fields.Field(i)
+	fp := &p.fields
+	for _, f := range fp.fields {
+		name := fp.buf[f.name.off:f.name.end]
+		if len(name) != len("content-length") && len(name) != len("transfer-encoding") {
+			continue
+		}
+		value := fp.buf[f.value.off:f.value.end]
 		switch kindOf(name) {
 		case kContentLength:
 			if length >= 0 {
