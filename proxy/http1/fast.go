@@ -13,8 +13,9 @@ package http1
 // byte as it would have without a fast path.
 
 // fastLines consumes the complete, valid lines at the start of b: the request line when p is
-// at the start of a request head, then field lines while p is at the start of one. b must
-// end within the head's size limit (Feed's end). It returns the number of bytes consumed.
+// at the start of a request head, then field lines while p is at the start of one, then the
+// empty line (p is then Done). b must end within the head's size limit (Feed's end). It
+// returns the number of bytes consumed.
 func (p *Parser) fastLines(b []byte) int {
 	base := int32(len(p.buf))
 	k := 0
@@ -23,23 +24,47 @@ func (p *Parser) fastLines(b []byte) int {
 			return 0
 		}
 	}
-	keep := p.flags&fKeep != 0
-	for k < len(b) && p.nfields < p.lim.MaxHeaderCount {
-		name, vs, ve, n := fieldLine(b[k:])
-		if n == 0 {
+	keep, framing := p.flags&fKeep != 0, p.flags&fTrailers == 0
+	nf, maxf := 0, p.lim.MaxHeaderCount-p.nfields
+	for k < len(b) && nf < maxf {
+		// field-line = token ":" OWS value OWS CRLF, the value checked a word at a time.
+		n := k
+		for n < len(b) && isToken(b[n]) {
+			n++
+		}
+		if n == k || n == len(b) || b[n] != ':' {
 			break
 		}
-		if p.flags&fTrailers == 0 {
-			if kind := kindOf(b[k : k+name]); kind != kOther && !p.framingField(kind, b[k+vs:k+ve]) {
+		vs := n + 1
+		for vs < len(b) && isOWS(b[vs]) {
+			vs++
+		}
+		end := vs + valueRun(b[vs:])
+		if end+1 >= len(b) || b[end] != '\r' || b[end+1] != '\n' {
+			break
+		}
+		ve := end
+		for ve > vs && isOWS(b[ve-1]) {
+			ve--
+		}
+		if framing && n-k < 64 && framingLens>>(n-k)&1 != 0 {
+			if kind := kindOf(b[k:n]); kind != kOther && !p.framingField(kind, b[vs:ve]) {
 				break
 			}
 		}
 		if keep {
-			o := base + int32(k)
-			p.fields = append(p.fields, field{name: span{o, o + int32(name)}, value: span{o + int32(vs), o + int32(ve)}})
+			p.fields = append(p.fields, field{name: span{base + int32(k), base + int32(n)},
+				value: span{base + int32(vs), base + int32(ve)}})
 		}
-		p.nfields++
-		k += n
+		nf++
+		k = end + 2
+	}
+	p.nfields += nf
+	// The empty line that ends the head, unless the head as a whole is wrong (the state
+	// machine reports that error at the LF).
+	if k+1 < len(b) && b[k] == '\r' && b[k+1] == '\n' && (!framing || p.endHead() == nil) {
+		p.st = sDone
+		k += 2
 	}
 	if keep {
 		p.buf = append(p.buf, b[:k]...)
@@ -78,32 +103,6 @@ func (p *Parser) fastRequestLine(b []byte, base int32) int {
 	return t + 11
 }
 
-// fieldLine finds a complete, syntactically valid field line at the start of b: a token, a
-// colon, OWS, field-value bytes and CRLF. It returns the name's length, the value's start and
-// end (without surrounding OWS) and the line's length with CRLF; n is 0 when b does not start
-// with such a line.
-func fieldLine(b []byte) (name, vs, ve, n int) {
-	k := tokenRun(b)
-	if k == 0 || k == len(b) || b[k] != ':' {
-		return 0, 0, 0, 0
-	}
-	name = k
-	k++
-	for k < len(b) && isOWS(b[k]) {
-		k++
-	}
-	vs = k
-	k += valueRun(b[k:])
-	if k+1 >= len(b) || b[k] != '\r' || b[k+1] != '\n' {
-		return 0, 0, 0, 0
-	}
-	ve = k
-	for ve > vs && isOWS(b[ve-1]) {
-		ve--
-	}
-	return name, vs, ve, k + 2
-}
-
 // framingField applies a complete framing field (kind, and its value without surrounding OWS)
 // as the state machine would at the field's LF, and reports true; when the state machine
 // would reject the field, it changes nothing and reports false.
@@ -119,7 +118,7 @@ func (p *Parser) framingField(kind fieldKind, v []byte) bool {
 				return false
 			}
 			d := int64(c - '0')
-			if n > (1<<63-1-d)/10 {
+			if len(v) > maxSafeDigits && n > (1<<63-1-d)/10 {
 				return false
 			}
 			n = n*10 + d
@@ -147,6 +146,10 @@ func (p *Parser) framingField(kind fieldKind, v []byte) bool {
 	}
 	return true
 }
+
+// framingLens has bit n set when a framing field's name has n bytes (see kindOf).
+const framingLens = 1<<len("content-length") | 1<<len("transfer-encoding") | 1<<len("connection") |
+	1<<len("upgrade") | 1<<len("host")
 
 // kindOf says which framing field, if any, a field name (a token) is, ignoring ASCII case.
 func kindOf(name []byte) fieldKind {

@@ -230,16 +230,20 @@ func (p *Parser) Feed(b []byte) (n int, err error) {
 	var e *Error
 loop:
 	for i < end {
+		if (p.st == sFieldStart || p.st == sMethod && p.nlen == 0) && i != fastAt {
+			n := p.fastLines(b[i:end]) // whole lines at once (see fast.go)
+			i += n
+			if p.st == sDone {
+				p.size += i
+				return i, nil
+			}
+			if fastAt = i; n > 0 {
+				continue
+			}
+		}
 		c := b[i]
 		switch p.st {
 		case sMethod:
-			if p.nlen == 0 && p.flags&fTrailers == 0 {
-				if n := p.fastLines(b[i:end]); n > 0 {
-					i += n
-					fastAt = i
-					continue
-				}
-			}
 			if p.flags&fTrailers == 0 {
 				// Fast path: the method's token bytes, within the request line's limit.
 				j := i
@@ -442,13 +446,6 @@ loop:
 			continue
 
 		case sFieldStart:
-			if i != fastAt {
-				if n := p.fastLines(b[i:end]); n > 0 {
-					i += n
-					fastAt = i
-					continue
-				}
-			}
 			switch {
 			case c == '\r':
 				p.st = sHeadLF

@@ -243,6 +243,9 @@ func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunn
 	return FramingUntilClose, -1, false, nil
 }
 
+// maxSafeDigits is the most decimal digits that cannot overflow an int64.
+const maxSafeDigits = 18
+
 // parseLength parses a Content-Length value: 1*DIGIT.
 func parseLength(v []byte) (int64, error) {
 	if len(v) == 0 {
@@ -254,7 +257,7 @@ func parseLength(v []byte) (int64, error) {
 			return 0, ErrInvalidLength
 		}
 		d := int64(c - '0')
-		if n > (1<<63-1-d)/10 {
+		if len(v) > maxSafeDigits && n > (1<<63-1-d)/10 {
 			return 0, ErrLengthOverflow
 		}
 		n = n*10 + d
