@@ -218,3 +218,53 @@ func TestResponseFastPathSplits(t *testing.T) {
 		}
 	}
 }
+
+// FuzzResponseHead checks that a response head parses the same whole, cut in two and byte by
+// byte (the last never takes the fast path).
+func FuzzResponseHead(f *testing.F) {
+	for i, s := range []string{benchResponse, "HTTP/1.0 404 \r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 200\r\n\r\n",
+		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 599 \t\xffx\r\nA:\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"} {
+		f.Add([]byte(s), uint16(i*5), uint8(i))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, cut uint16, line uint8) {
+		in := string(data)
+		lim := Limits{MaxRequestLineBytes: int(line), MaxHeaderBytes: 512, MaxHeaderCount: 8}
+		feed := func(cuts ...int) string {
+			p := new(ResponseParser)
+			p.Init(lim)
+			n, prev := 0, 0
+			for _, c := range append(cuts, len(in)) {
+				for prev < c && !p.Done() {
+					k, err := p.Feed([]byte(in[prev:c]))
+					n += k
+					if err != nil {
+						return responseResult(p, n, err)
+					}
+					if k == 0 {
+						break
+					}
+					prev += k
+				}
+				prev = c
+			}
+			return responseResult(p, n, nil)
+		}
+		whole := feed()
+		if len(in) > 1 {
+			c := 1 + int(cut)%(len(in)-1)
+			if r := feed(c); r != whole {
+				t.Fatalf("cut at %d: %s, whole %s", c, r, whole)
+			}
+		}
+		if len(in) < 300 {
+			cuts := make([]int, 0, len(in))
+			for c := 1; c < len(in); c++ {
+				cuts = append(cuts, c)
+			}
+			if r := feed(cuts...); r != whole {
+				t.Fatalf("byte by byte: %s, whole %s", r, whole)
+			}
+		}
+	})
+}
