@@ -1,5 +1,10 @@
 package http1
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // Character classes of RFC 9110/9112, one bit each in charClass.
 const (
 	cToken  = 1 << iota // tchar: field names, methods, chunk extension names and values
@@ -75,8 +80,8 @@ func hexVal(c byte) uint64 {
 // Word-at-a-time scans. In each word of eight bytes, (x - ones*n) &^ x & highs has a byte's
 // top bit set where the byte is below n (n <= 0x80), and (y - ones) &^ y & highs with
 // y = x ^ ones*k where the byte equals k — exactly when some byte is (borrows may mark more
-// bytes above the first such one, never one where there is none). A marked word is finished
-// byte by byte.
+// bytes above the first such one, never one where there is none, so the lowest marked byte is
+// the first such byte).
 const (
 	ones  = 0x0101010101010101
 	highs = 0x8080808080808080
@@ -88,16 +93,57 @@ func load64(b []byte) uint64 {
 		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
+func load64s(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+func load32(b []byte) uint32 {
+	_ = b[3]
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+func load32s(s string) uint32 {
+	_ = s[3]
+	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+}
+
+// tokenRun returns the length of b's longest prefix of token bytes (cToken), eight at a time
+// while it can.
+func tokenRun(b []byte) int {
+	i := 0
+	for ; len(b)-i >= 8; i += 8 {
+		c := b[i : i+8 : i+8]
+		if charClass[c[0]]&charClass[c[1]]&charClass[c[2]]&charClass[c[3]]&
+			charClass[c[4]]&charClass[c[5]]&charClass[c[6]]&charClass[c[7]]&cToken == 0 {
+			break
+		}
+	}
+	for i < len(b) && charClass[b[i]]&cToken != 0 {
+		i++
+	}
+	return i
+}
+
 // valueRun returns the length of b's longest prefix of field-value bytes (cValue: VCHAR, SP,
-// HTAB, obs-text).
+// HTAB, obs-text). The lowest marked byte of a word is the first CTL or DEL in it: past an
+// HTAB the scan goes on, at anything else it ends.
 func valueRun(b []byte) int {
 	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		x := load64(b[i:])
+	for len(b)-i >= 8 {
+		x := binary.LittleEndian.Uint64(b[i : i+8])
 		y := x ^ ones*0x7f
-		if (x-ones*0x20)&^x&highs|(y-ones)&^y&highs != 0 {
-			break // a CTL (perhaps HTAB) or DEL in this word
+		m := (x-ones*0x20)&^x&highs | (y-ones)&^y&highs
+		if m == 0 {
+			i += 8
+			continue
 		}
+		i += bits.TrailingZeros64(m) >> 3
+		if b[i] != '\t' {
+			return i
+		}
+		i++
 	}
 	for i < len(b) && charClass[b[i]]&cValue != 0 {
 		i++
@@ -106,13 +152,14 @@ func valueRun(b []byte) int {
 }
 
 // targetRun returns the length of b's longest prefix of request-target bytes (cTarget: VCHAR).
+// The lowest marked byte of a word is the first CTL, SP, DEL or byte above 0x7f in it.
 func targetRun(b []byte) int {
 	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		x := load64(b[i:])
+	for ; len(b)-i >= 8; i += 8 {
+		x := binary.LittleEndian.Uint64(b[i : i+8])
 		y := x ^ ones*0x7f
-		if (x-ones*0x21)&^x&highs|x&highs|(y-ones)&^y&highs != 0 {
-			break // a CTL, SP, DEL or a byte above 0x7f in this word
+		if m := (x-ones*0x21)&^x&highs | x&highs | (y-ones)&^y&highs; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
 		}
 	}
 	for i < len(b) && charClass[b[i]]&cTarget != 0 {

@@ -13,10 +13,10 @@ func runOf(b []byte, class uint8) int {
 	return i
 }
 
-// TestWordScans checks valueRun and targetRun against the byte loop for every byte value at
+// TestWordScans checks valueRun, targetRun and tokenRun against the byte loop for every byte value at
 // every position of runs of 1 to 24 bytes, among neighbours of each kind.
 func TestWordScans(t *testing.T) {
-	for _, fill := range []byte{'a', '/', 0x80, 0xff, '\t', ' ', 0x7e} {
+	for _, fill := range []byte{'a', '/', 0x80, 0xff, '\t', ' ', 0x7e, '-'} {
 		for n := 1; n <= 24; n++ {
 			for pos := 0; pos < n; pos++ {
 				for c := 0; c < 256; c++ {
@@ -27,6 +27,9 @@ func TestWordScans(t *testing.T) {
 					}
 					if got, want := targetRun(b), runOf(b, cTarget); got != want {
 						t.Fatalf("targetRun(%q) = %d, byte loop says %d", b, got, want)
+					}
+					if got, want := tokenRun(b), runOf(b, cToken); got != want {
+						t.Fatalf("tokenRun(%q) = %d, byte loop says %d", b, got, want)
 					}
 				}
 			}
@@ -44,6 +47,9 @@ func FuzzWordScans(f *testing.F) {
 		}
 		if got, want := targetRun(b), runOf(b, cTarget); got != want {
 			t.Fatalf("targetRun(%q) = %d, byte loop says %d", b, got, want)
+		}
+		if got, want := tokenRun(b), runOf(b, cToken); got != want {
+			t.Fatalf("tokenRun(%q) = %d, byte loop says %d", b, got, want)
 		}
 	})
 }

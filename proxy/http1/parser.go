@@ -226,9 +226,21 @@ func (p *Parser) Feed(b []byte) (n int, err error) {
 	}
 	keep := p.flags&fKeep != 0
 	i := 0
+	fastAt := -1 // where fastLines last stopped: no second try at the same line
 	var e *Error
 loop:
 	for i < end {
+		if (p.st == sFieldStart || p.st == sMethod && p.nlen == 0) && i != fastAt {
+			n := p.fastLines(b[i:end]) // whole lines at once (see fast.go)
+			i += n
+			if p.st == sDone {
+				p.size += i
+				return i, nil
+			}
+			if fastAt = i; n > 0 {
+				continue
+			}
+		}
 		c := b[i]
 		switch p.st {
 		case sMethod:
@@ -466,7 +478,7 @@ loop:
 				j++
 			}
 			if p.nlen < len(p.name) {
-				copy(p.name[p.nlen:], b[i:j]) // lower-cased by classify, when it may matter
+				copy(p.name[p.nlen:], b[i:j]) // classify compares it without case
 			}
 			p.nlen += j - i
 			if keep {
@@ -651,31 +663,19 @@ func (p *Parser) classify() *Error {
 	if p.flags&fTrailers != 0 {
 		return nil
 	}
-	switch p.nlen {
-	case len("content-length"), len("transfer-encoding"), len("connection"), len("upgrade"), len("host"):
-	default:
-		return nil // no framing field has this length
+	if p.nlen > len(p.name) {
+		return nil // longer than any framing field's name
 	}
-	for k := 0; k < p.nlen; k++ {
-		p.name[k] = lower(p.name[k])
-	}
-	switch string(p.name[:p.nlen]) {
-	case "content-length":
+	switch p.kind = kindOf(p.name[:p.nlen]); p.kind {
+	case kContentLength:
 		if p.flags&fHasLength != 0 {
 			return ErrDuplicateLength
 		}
-		p.kind, p.length = kContentLength, 0
-	case "transfer-encoding":
-		p.kind = kTransferEncoding
-	case "connection":
-		p.kind = kConnection
-	case "upgrade":
-		p.kind = kUpgrade
-	case "host":
+		p.length = 0
+	case kHost:
 		if p.flags&fHost != 0 {
 			return ErrDuplicateHost
 		}
-		p.kind = kHost
 	}
 	return nil
 }

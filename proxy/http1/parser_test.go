@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -16,6 +17,19 @@ type headResult struct {
 	upgrade bool
 	connect bool
 	minor   int
+	kept    string // the kept method, target and fields (see kept)
+}
+
+// kept renders what p keeps of a head, to compare the fast path's storage with the state
+// machine's.
+func kept(p *Parser) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%q %q", p.Method(), p.Target())
+	for i := 0; i < p.NumFields(); i++ {
+		n, v := p.Field(i)
+		fmt.Fprintf(&sb, " %q:%q", n, v)
+	}
+	return sb.String()
 }
 
 // feedPieces feeds in to a fresh parser cut at the given offsets (ascending) and collects the
@@ -40,6 +54,7 @@ func feedPieces(lim Limits, in string, cuts ...int) (headResult, *Parser) {
 	r.endErr, r.done = p.EndError(), p.Done()
 	if r.done {
 		r.framing, r.length, r.upgrade, r.connect, r.minor = p.Framing(), p.ContentLength(), p.Upgrade(), p.Connect(), p.Minor()
+		r.kept = kept(p)
 	}
 	return r, p
 }

@@ -1,7 +1,5 @@
 package http1
 
-import "bytes"
-
 // FramingUntilClose: a response body delimited by the end of the connection (no
 // Content-Length, no Transfer-Encoding); the connection cannot be reused.
 const FramingUntilClose Framing = FramingChunked + 1
@@ -90,6 +88,9 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 		return 0, p.err
 	}
 	i := 0
+	if p.st == rVersion && p.line == 0 {
+		i = p.fastStatusLine(b)
+	}
 	var e *Error
 	for i < len(b) && p.st < rFields {
 		c := b[i]
@@ -197,18 +198,23 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunnel bool, err error) {
 	length = -1
 	te, teBad := false, false
-	for i := 0; i < p.fields.NumFields(); i++ {
-		name, value := p.fields.Field(i)
-		switch {
-		case len(name) == len("content-length") && bytes.EqualFold(name, []byte("content-length")):
+	fp := &p.fields
+	for _, f := range fp.fields {
+		name := fp.buf[f.name.off:f.name.end]
+		if len(name) != len("content-length") && len(name) != len("transfer-encoding") {
+			continue
+		}
+		value := fp.buf[f.value.off:f.value.end]
+		switch kindOf(name) {
+		case kContentLength:
 			if length >= 0 {
 				return FramingNone, 0, false, ErrDuplicateLength
 			}
 			if length, err = parseLength(value); err != nil {
 				return FramingNone, 0, false, err
 			}
-		case len(name) == len("transfer-encoding") && bytes.EqualFold(name, []byte("transfer-encoding")):
-			teBad = teBad || te || !bytes.EqualFold(value, []byte("chunked"))
+		case kTransferEncoding:
+			teBad = teBad || te || !equalFold(value, "chunked") // ASCII case only, as Envoy
 			te = true
 		}
 	}
@@ -237,6 +243,9 @@ func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunn
 	return FramingUntilClose, -1, false, nil
 }
 
+// maxSafeDigits is the most decimal digits that cannot overflow an int64.
+const maxSafeDigits = 18
+
 // parseLength parses a Content-Length value: 1*DIGIT.
 func parseLength(v []byte) (int64, error) {
 	if len(v) == 0 {
@@ -248,10 +257,36 @@ func parseLength(v []byte) (int64, error) {
 			return 0, ErrInvalidLength
 		}
 		d := int64(c - '0')
-		if n > (1<<63-1-d)/10 {
+		if len(v) > maxSafeDigits && n > (1<<63-1-d)/10 {
 			return 0, ErrLengthOverflow
 		}
 		n = n*10 + d
 	}
 	return n, nil
+}
+
+// fastStatusLine consumes a complete, valid status line at the start of b, as Feed's state
+// machine would, and returns its length with CRLF; 0 when b does not start with one (the
+// state machine then judges the line byte by byte).
+func (p *ResponseParser) fastStatusLine(b []byte) int {
+	const version = "HTTP/1."
+	if len(b) < len("HTTP/1.1 200\r\n") || string(b[:len(version)]) != version {
+		return 0
+	}
+	minor := b[7]
+	d0, d1, d2 := b[9]-'0', b[10]-'0', b[11]-'0' // a byte below '0' wraps around
+	if minor != '0' && minor != '1' || b[8] != ' ' || d0 < 1 || d0 > 5 || d1 > 9 || d2 > 9 {
+		return 0
+	}
+	k := 12
+	if b[k] == ' ' {
+		k++
+		k += valueRun(b[k:])
+	}
+	// The state machine counts the CR against the line's limit.
+	if k+1 >= len(b) || b[k] != '\r' || b[k+1] != '\n' || k >= p.lim.MaxRequestLineBytes {
+		return 0
+	}
+	p.minor, p.status, p.line, p.st = minor-'0', int(d0)*100+int(d1)*10+int(d2), k, rFields
+	return k + 2
 }
