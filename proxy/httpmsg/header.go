@@ -12,16 +12,28 @@ package httpmsg
 import (
 	"bytes"
 	"net/http"
+	"slices"
 )
 
 type span struct{ off, end int32 }
 
-type field struct{ name, value span }
+type field struct {
+	name, value span
+	// sig is nameSig of the name: equal for names equal but for ASCII case, so a lookup
+	// compares it before any byte.
+	sig uint32
+	// valid marks a field added with AddValid (or copied from one) and not changed since: its
+	// name is a token, its value has no control character but HTAB, and its bytes are stored
+	// as an HTTP/1.1 field line, name ": " value CRLF (see Lines).
+	valid bool
+}
 
 // Header is an ordered list of header (or trailer) fields with case-insensitive names, stored
 // in one reused buffer. Names keep the case they were added with; lookups fold ASCII case.
 // Values are stored as given: a codec validates what it receives, and the HTTP/1.1 writer
 // refuses to write a name or value that would change the message's framing (CR, LF, NUL).
+// A field a codec received and checked can be added with AddValid, marked so that the writer
+// need not check it again; every other way of adding or changing a field leaves it unmarked.
 // The zero Header is empty and ready to use; a Header is not safe for concurrent use.
 //
 // Deleting fields does not reclaim their bytes until Reset, so a Header that is edited many
@@ -29,16 +41,41 @@ type field struct{ name, value span }
 type Header struct {
 	buf    []byte
 	fields []field
-	// lens has bit n%64 set when a field whose name is n bytes long was added since Reset:
-	// a lookup of a name no field can have (most lookups) scans nothing.
-	lens uint64
+	// lens has bit n%64 set when a field whose name is n bytes long was added since Reset, and
+	// lasts bit c%64 when one whose name ends with c (folded): a lookup of a name no field can
+	// have (most lookups) scans nothing.
+	lens, lasts uint64
+}
+
+// nameSig returns a name's length and its first and last bytes with the ASCII case bit set:
+// names equal but for ASCII case have equal signatures.
+func nameSig(name string) uint32 {
+	n := len(name)
+	if n == 0 {
+		return 0
+	}
+	return uint32(n)<<16 | uint32(name[0]|0x20)<<8 | uint32(name[n-1]|0x20)
+}
+
+func nameSigBytes(name []byte) uint32 {
+	n := len(name)
+	if n == 0 {
+		return 0
+	}
+	return uint32(n)<<16 | uint32(name[0]|0x20)<<8 | uint32(name[n-1]|0x20)
+}
+
+func (h *Header) push(f field) {
+	h.fields = append(h.fields, f)
+	h.lens |= 1 << (f.sig >> 16 & 63)
+	h.lasts |= 1 << (f.sig & 63)
 }
 
 // Reset empties h, keeping its storage.
 func (h *Header) Reset() {
 	h.buf = h.buf[:0]
 	h.fields = h.fields[:0]
-	h.lens = 0
+	h.lens, h.lasts = 0, 0
 }
 
 // Len returns the number of fields.
@@ -55,7 +92,7 @@ func (h *Header) Size() int {
 
 // Field returns field i's name and value (0 <= i < Len), aliasing h's storage.
 func (h *Header) Field(i int) (name, value []byte) {
-	f := h.fields[i]
+	f := &h.fields[i]
 	return h.slice(f.name), h.slice(f.value)
 }
 
@@ -73,13 +110,24 @@ func (h *Header) Range(f func(name, value []byte) bool) {
 // Index returns the index of the first field named name (ASCII case-insensitive) at or after
 // from, or -1.
 func (h *Header) Index(name string, from int) int {
-	if h.lens&(1<<(len(name)%64)) == 0 {
+	// Most lookups are of names no field has: one bit test, inlined in the caller, settles it.
+	if h.lens&(1<<(len(name)&63)) == 0 {
 		return -1
 	}
+	return h.index(name, from)
+}
+
+func (h *Header) index(name string, from int) int {
+	sig := nameSig(name)
+	if h.lasts&(1<<(sig&63)) == 0 {
+		return -1
+	}
+	if from < 0 {
+		from = 0
+	}
 	for i := from; i < len(h.fields); i++ {
-		f := h.fields[i].name
-		// Most names differ in length: that test is all most fields cost.
-		if int(f.end-f.off) == len(name) && EqualFold(h.buf[f.off:f.end], name) {
+		// Most names differ in length, first or last byte: that test is all most fields cost.
+		if f := &h.fields[i]; f.sig == sig && EqualFold(h.buf[f.name.off:f.name.end], name) {
 			return i
 		}
 	}
@@ -87,12 +135,21 @@ func (h *Header) Index(name string, from int) int {
 }
 
 // Has reports whether a field named name is present.
-func (h *Header) Has(name string) bool { return h.Index(name, 0) >= 0 }
+func (h *Header) Has(name string) bool {
+	return h.lens&(1<<(len(name)&63)) != 0 && h.index(name, 0) >= 0 // as in Index
+}
 
 // Value returns the value of the first field named name, or nil (and false) when there is
 // none. It aliases h's storage.
 func (h *Header) Value(name string) ([]byte, bool) {
-	i := h.Index(name, 0)
+	if h.lens&(1<<(len(name)&63)) != 0 { // as in Index
+		return h.value(name)
+	}
+	return nil, false
+}
+
+func (h *Header) value(name string) ([]byte, bool) {
+	i := h.index(name, 0)
 	if i < 0 {
 		return nil, false
 	}
@@ -116,18 +173,50 @@ func (h *Header) Count(name string) int {
 
 // Add appends a field.
 func (h *Header) Add(name, value string) {
-	f := field{name: h.appendString(name)}
+	f := field{name: h.appendString(name), sig: nameSig(name)}
 	f.value = h.appendString(value)
-	h.fields = append(h.fields, f)
-	h.lens |= 1 << (len(name) % 64)
+	h.push(f)
 }
 
 // AddBytes appends a field; name and value are copied.
 func (h *Header) AddBytes(name, value []byte) {
-	f := field{name: h.appendBytes(name)}
+	f := field{name: h.appendBytes(name), sig: nameSigBytes(name)}
 	f.value = h.appendBytes(value)
-	h.fields = append(h.fields, f)
-	h.lens |= 1 << (len(name) % 64)
+	h.push(f)
+}
+
+// AddValid appends a field (name and value are copied) that the caller has checked: name is a
+// token (RFC 9110 section 5.6.2) and value has no control character but HTAB — no CR, LF,
+// NUL or DEL — as a strict HTTP/1.1 parser guarantees of the fields it accepts. The field is
+// marked valid (see Lines) until it is changed. Adding a field that is not so with AddValid
+// lets it reach the wire unchecked: use Add or AddBytes for anything not received so.
+func (h *Header) AddValid(name, value []byte) {
+	off, size := len(h.buf), len(name)+len(value)+4
+	h.buf = slices.Grow(h.buf, size)[:off+size]
+	line := h.buf[off:]
+	copy(line, name)
+	line[len(name)], line[len(name)+1] = ':', ' '
+	copy(line[len(name)+2:], value)
+	line[size-2], line[size-1] = '\r', '\n'
+	n, v := int32(off+len(name)), int32(off+size-2)
+	h.push(field{name: span{int32(off), n}, value: span{n + 2, v}, sig: nameSigBytes(name), valid: true})
+}
+
+// AddField appends field i of src (0 <= i < src.Len()), keeping its valid mark (see
+// AddValid): a copy of a checked field is not checked again.
+func (h *Header) AddField(src *Header, i int) {
+	f := src.fields[i]
+	if !f.valid {
+		h.AddBytes(src.slice(f.name), src.slice(f.value))
+		return
+	}
+	off := int32(len(h.buf)) - f.name.off
+	h.buf = append(h.buf, src.buf[f.name.off:f.value.end+2]...)
+	f.name.off += off
+	f.name.end += off
+	f.value.off += off
+	f.value.end += off
+	h.push(f)
 }
 
 // Set makes value the only value of name: the first field named name keeps its position and
@@ -138,7 +227,9 @@ func (h *Header) Set(name, value string) {
 		h.Add(name, value)
 		return
 	}
-	h.fields[i].value = h.appendString(value)
+	f := &h.fields[i]
+	f.value = h.appendString(value)
+	f.valid = false
 	h.delFrom(name, i+1)
 }
 
@@ -149,12 +240,19 @@ func (h *Header) SetBytes(name string, value []byte) {
 		h.AddBytes([]byte(name), value)
 		return
 	}
-	h.fields[i].value = h.appendBytes(value)
+	f := &h.fields[i]
+	f.value = h.appendBytes(value)
+	f.valid = false
 	h.delFrom(name, i+1)
 }
 
 // Del deletes every field named name and returns how many there were.
-func (h *Header) Del(name string) int { return h.delFrom(name, 0) }
+func (h *Header) Del(name string) int {
+	if h.lens&(1<<(len(name)&63)) == 0 {
+		return 0 // as in Index
+	}
+	return h.delFrom(name, 0)
+}
 
 // DelAt deletes field i.
 func (h *Header) DelAt(i int) {
@@ -167,9 +265,10 @@ func (h *Header) delFrom(name string, from int) int {
 	if j < 0 {
 		return 0
 	}
+	sig := h.fields[j].sig
 	for i := j + 1; i < len(h.fields); i++ {
 		f := h.fields[i]
-		if int(f.name.end-f.name.off) == len(name) && EqualFold(h.buf[f.name.off:f.name.end], name) {
+		if f.sig == sig && EqualFold(h.buf[f.name.off:f.name.end], name) {
 			continue
 		}
 		h.fields[j] = f
@@ -180,11 +279,78 @@ func (h *Header) delFrom(name string, from int) int {
 	return n
 }
 
-// CopyFrom makes h a copy of src, reusing h's storage.
+// CopyFrom makes h a copy of src, reusing h's storage; valid marks are copied too.
 func (h *Header) CopyFrom(src *Header) {
 	h.buf = append(h.buf[:0], src.buf...)
 	h.fields = append(h.fields[:0], src.fields...)
-	h.lens = src.lens
+	h.lens, h.lasts = src.lens, src.lasts
+}
+
+// Valid reports whether field i is marked valid: added with AddValid (or copied from such a
+// field with AddField or CopyFrom) and not changed since.
+func (h *Header) Valid(i int) bool { return h.fields[i].valid }
+
+// FieldNames is a small set of field names (at most four) prepared for Lines. The zero
+// FieldNames is empty.
+type FieldNames struct {
+	names []string
+	sigs  [4]uint32
+	lens  uint64 // bit n%64 for a name of n bytes
+}
+
+// NewFieldNames returns the set of names; it panics with more than four.
+func NewFieldNames(names ...string) *FieldNames {
+	if len(names) > 4 {
+		panic("httpmsg: more than four FieldNames")
+	}
+	s := &FieldNames{names: names}
+	for i, n := range names {
+		s.sigs[i] = nameSig(n)
+		s.lens |= 1 << (len(n) & 63)
+	}
+	return s
+}
+
+// Lines returns the run of fields from i on that are marked valid (see AddValid) and stored
+// end to end, as their HTTP/1.1 field lines (name ": " value CRLF each) in one slice aliasing
+// h's storage, and the index of the first field after the run. The run stops before a field
+// named as one of stop (ASCII case-insensitive; stop may be nil). next is i when field i is
+// not marked valid or is named in stop: the caller handles it alone. Fields added with
+// AddValid one after another, and not deleted between, are stored end to end, so a head a
+// codec received is copied in a few runs.
+func (h *Header) Lines(i int, stop *FieldNames) (lines []byte, next int) {
+	var names []string
+	var lens uint64
+	if stop != nil {
+		names, lens = stop.names, stop.lens
+	}
+	start, end := int32(-1), int32(0)
+	for next = i; next < len(h.fields); next++ {
+		f := &h.fields[next]
+		if !f.valid || start >= 0 && f.name.off != end {
+			break
+		}
+		if lens&(1<<(f.sig>>16&63)) != 0 && h.named(f, names, &stop.sigs) {
+			break
+		}
+		if start < 0 {
+			start = f.name.off
+		}
+		end = f.value.end + 2
+	}
+	if start < 0 {
+		return nil, i
+	}
+	return h.buf[start:end:end], next
+}
+
+func (h *Header) named(f *field, names []string, sigs *[4]uint32) bool {
+	for k, s := range names {
+		if f.sig == sigs[k&3] && EqualFold(h.buf[f.name.off:f.name.end], s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Equal reports whether h and o have the same fields in the same order (names compared

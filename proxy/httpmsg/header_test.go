@@ -113,3 +113,114 @@ func TestLookupByLength(t *testing.T) {
 		t.Fatal("Set")
 	}
 }
+
+func marks(h *Header) []bool {
+	var l []bool
+	for i := 0; i < h.Len(); i++ {
+		l = append(l, h.Valid(i))
+	}
+	return l
+}
+
+// TestHeaderValidMarks: AddValid marks a field valid; Set and SetBytes drop the mark of the
+// field they change; Add and AddBytes add unmarked fields; AddField and CopyFrom copy marks;
+// deletions keep the others' marks; Reset forgets all.
+func TestHeaderValidMarks(t *testing.T) {
+	var h Header
+	h.AddValid([]byte("A"), []byte("1"))
+	h.AddValid([]byte("B"), []byte("2"))
+	h.AddValid([]byte("C"), []byte("3"))
+	h.AddValid([]byte("D"), []byte("4"))
+	h.Add("E", "5")
+	h.AddBytes([]byte("F"), []byte("6"))
+	if want := []bool{true, true, true, true, false, false}; !slices.Equal(marks(&h), want) {
+		t.Fatalf("added: %v, want %v", marks(&h), want)
+	}
+	h.Set("b", "two")
+	h.SetBytes("c", []byte("three"))
+	if want := []bool{true, false, false, true, false, false}; !slices.Equal(marks(&h), want) {
+		t.Fatalf("after Set: %v, want %v", marks(&h), want)
+	}
+	if want := []string{"A=1", "B=two", "C=three", "D=4", "E=5", "F=6"}; !slices.Equal(fields(&h), want) {
+		t.Fatalf("after Set: %v", fields(&h))
+	}
+	var c Header
+	c.CopyFrom(&h)
+	var d Header
+	for i := 0; i < h.Len(); i++ {
+		d.AddField(&h, i)
+	}
+	for _, x := range []*Header{&c, &d} {
+		if !slices.Equal(marks(x), marks(&h)) || !x.Equal(&h) {
+			t.Fatalf("copy: %v %v, want %v %v", fields(x), marks(x), fields(&h), marks(&h))
+		}
+	}
+	d.Del("a")
+	d.DelAt(2) // D
+	if want := []bool{false, false, false, false}; !slices.Equal(marks(&d), want) {
+		t.Fatalf("after deletes: %v %v", fields(&d), marks(&d))
+	}
+	c.Del("B")
+	if want := []bool{true, false, true, false, false}; !slices.Equal(marks(&c), want) {
+		t.Fatalf("after Del: %v %v", fields(&c), marks(&c))
+	}
+	c.Reset()
+	c.Add("A", "1")
+	if c.Valid(0) {
+		t.Fatal("Reset kept a mark")
+	}
+}
+
+// TestHeaderLines: runs of consecutive marked fields come back as their field lines, stop
+// before a stop name or an unmarked field, and break where a field was deleted between.
+func TestHeaderLines(t *testing.T) {
+	var h Header
+	for _, n := range []string{"A", "B", "Content-Length", "C", "D", "E", "F"} {
+		h.AddValid([]byte(n), []byte("v"+strings.ToLower(n)))
+	}
+	h.Set("d", "x")
+	h.DelAt(5) // E
+	stop := NewFieldNames("content-length", "transfer-encoding")
+	type run struct {
+		lines string
+		next  int
+	}
+	var got []run
+	for i := 0; i < h.Len(); i++ {
+		l, next := h.Lines(i, stop)
+		got = append(got, run{string(l), next})
+	}
+	want := []run{
+		{"A: va\r\nB: vb\r\n", 2}, {"B: vb\r\n", 2}, {"", 2}, {"C: vc\r\n", 4}, {"", 4}, {"F: vf\r\n", 6},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Lines: %v, want %v", got, want)
+	}
+	if l, next := h.Lines(0, nil); string(l) != "A: va\r\nB: vb\r\nContent-Length: vcontent-length\r\nC: vc\r\n" || next != 4 {
+		t.Errorf("Lines without stop names: %q %d", l, next)
+	}
+}
+
+// TestHeaderLookupSignatures: names that share length, first and last byte, or differ only in
+// ASCII case, are told apart or matched as they should, and bytes that fold to the same
+// signature but are not letters do not match.
+func TestHeaderLookupSignatures(t *testing.T) {
+	var h Header
+	h.Add("x-ab", "1")
+	h.AddValid([]byte("X-CB"), []byte("2"))
+	h.Add("x-ab", "3")
+	h.Add("a^", "4")
+	if h.Get("X-AB") != "1" || h.Get("x-cb") != "2" || h.Count("x-Ab") != 2 || h.Has("x-bb") || h.Index("x-ab", 1) != 2 {
+		t.Fatalf("lookups: %v", fields(&h))
+	}
+	if h.Has("a~") || !h.Has("A^") || h.Has("") {
+		t.Fatal("a~ or empty name matched")
+	}
+	if n := h.Del("X-ab"); n != 2 || !slices.Equal(fields(&h), []string{"X-CB=2", "a^=4"}) {
+		t.Fatalf("Del: %d %v", n, fields(&h))
+	}
+	h.Add("", "empty")
+	if !h.Has("") || h.Get("") != "empty" {
+		t.Fatal("empty name")
+	}
+}
