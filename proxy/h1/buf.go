@@ -170,10 +170,33 @@ const (
 	skipHost                // Host
 )
 
-// writeFields writes h's fields as field lines, validated, except those skip names.
+// skipNames are the names each skip set leaves out, for httpmsg.Header.Lines.
+var skipNames = [...]*httpmsg.FieldNames{
+	skipNone:               nil,
+	skipFraming:            httpmsg.NewFieldNames("content-length", "transfer-encoding"),
+	skipHost:               httpmsg.NewFieldNames("host"),
+	skipFraming | skipHost: httpmsg.NewFieldNames("content-length", "transfer-encoding", "host"),
+}
+
+// writeFields writes h's fields as field lines, validated, except those skip names. Fields
+// marked valid (received and checked by a parser: httpmsg.Header.AddValid) are copied as
+// they are stored, a run of consecutive ones at a time; any other is checked here.
 func (w *writer) writeFields(h *httpmsg.Header, skip int) error {
-	for i := 0; i < h.Len(); i++ {
+	stop := skipNames[skip]
+	for i, n := 0, h.Len(); i < n; {
+		if !h.Valid(i) {
+			// checked below
+		} else if run, next := h.Lines(i, stop); next > i {
+			if len(w.buf)+len(run) <= cap(w.buf) {
+				w.buf = append(w.buf, run...)
+			} else {
+				w.write(run)
+			}
+			i = next
+			continue
+		}
 		name, value := h.Field(i)
+		i++
 		if skip != 0 && skipped(name, skip) {
 			continue
 		}
@@ -210,10 +233,39 @@ func skipped(name []byte, skip int) bool {
 	return false
 }
 
+// validName reports whether b is a token. Most names are letters, digits and "-": eight
+// bytes are tested at a time for those (see nameWord), and a word with another byte, and the
+// tail, byte by byte.
 func validName(b []byte) bool {
 	if len(b) == 0 {
 		return false
 	}
+	for len(b) >= 8 {
+		if !nameWord(binary.LittleEndian.Uint64(b)) && !validToken(b[:8]) {
+			return false
+		}
+		b = b[8:]
+	}
+	return validToken(b)
+}
+
+// nameWord reports whether each byte of x is an ASCII letter, digit or "-". With every top
+// bit clear, adding 0x80-k to a byte sets its top bit exactly when the byte is at least k,
+// and carries into no other byte; y's bytes are zero where x has a "-".
+func nameWord(x uint64) bool {
+	const ones, highs, lows = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	if x&highs != 0 {
+		return false
+	}
+	l := x | ones*0x20 // letters folded to lower case; no other byte lands on a letter
+	letter := (l + ones*(0x80-'a')) &^ (l + ones*(0x80-'z'-1))
+	digit := (x + ones*(0x80-'0')) &^ (x + ones*(0x80-'9'-1))
+	y := x ^ ones*'-'
+	dash := ^((y&lows + lows) | y)
+	return (letter|digit|dash)&highs == highs
+}
+
+func validToken(b []byte) bool {
 	for _, c := range b {
 		if tchar[c] == 0 {
 			return false
