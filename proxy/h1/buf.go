@@ -170,34 +170,31 @@ const (
 	skipHost                // Host
 )
 
-// skipNames are the names each skip set leaves out, for httpmsg.Header.Lines.
-var skipNames = [...]*httpmsg.FieldNames{
-	skipNone:               nil,
-	skipFraming:            httpmsg.NewFieldNames("content-length", "transfer-encoding"),
-	skipHost:               httpmsg.NewFieldNames("host"),
-	skipFraming | skipHost: httpmsg.NewFieldNames("content-length", "transfer-encoding", "host"),
-}
-
 // writeFields writes h's fields as field lines, validated, except those skip names. Fields
 // marked valid (received and checked by a parser: httpmsg.Header.AddValid) are copied as
 // they are stored, a run of consecutive ones at a time; any other is checked here.
 func (w *writer) writeFields(h *httpmsg.Header, skip int) error {
-	stop := skipNames[skip]
-	for i, n := 0, h.Len(); i < n; {
-		if !h.Valid(i) {
-			// checked below
-		} else if run, next := h.Lines(i, stop); next > i {
-			if len(w.buf)+len(run) <= cap(w.buf) {
-				w.buf = append(w.buf, run...)
-			} else {
-				w.write(run)
+	from, to := 0, -1 // a run of marked fields' lines in h's storage, to write
+	for i, n := 0, h.Len(); i < n; i++ {
+		if off, nameEnd, end, ok := h.Line(i); ok {
+			if l := nameEnd - off; skip != 0 && (l == 4 || l == 14 || l == 17) && skipped(h.Raw(off, nameEnd), skip) {
+				continue
 			}
-			i = next
+			if off != to {
+				if to >= 0 {
+					w.writeRun(h.Raw(from, to))
+				}
+				from = off
+			}
+			to = end
 			continue
 		}
+		if to >= 0 {
+			w.writeRun(h.Raw(from, to))
+			to = -1
+		}
 		name, value := h.Field(i)
-		i++
-		if skip != 0 && skipped(name, skip) {
+		if l := len(name); skip != 0 && (l == 4 || l == 14 || l == 17) && skipped(name, skip) {
 			continue
 		}
 		if !validName(name) || !validValue(value) {
@@ -216,7 +213,19 @@ func (w *writer) writeFields(h *httpmsg.Header, skip int) error {
 		w.write(value)
 		w.writeString("\r\n")
 	}
+	if to >= 0 {
+		w.writeRun(h.Raw(from, to))
+	}
 	return nil
+}
+
+// writeRun writes field lines.
+func (w *writer) writeRun(p []byte) {
+	if len(w.buf)+len(p) <= cap(w.buf) {
+		w.buf = append(w.buf, p...)
+		return
+	}
+	w.write(p)
 }
 
 // skipped reports whether writeFields leaves out the field name: the framing fields with

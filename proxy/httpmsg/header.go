@@ -12,7 +12,6 @@ package httpmsg
 import (
 	"bytes"
 	"net/http"
-	"slices"
 )
 
 type span struct{ off, end int32 }
@@ -24,7 +23,7 @@ type field struct {
 	sig uint32
 	// valid marks a field added with AddValid (or copied from one) and not changed since: its
 	// name is a token, its value has no control character but HTAB, and its bytes are stored
-	// as an HTTP/1.1 field line, name ": " value CRLF (see Lines).
+	// as an HTTP/1.1 field line, name ": " value CRLF (see Line).
 	valid bool
 }
 
@@ -188,17 +187,15 @@ func (h *Header) AddBytes(name, value []byte) {
 // AddValid appends a field (name and value are copied) that the caller has checked: name is a
 // token (RFC 9110 section 5.6.2) and value has no control character but HTAB — no CR, LF,
 // NUL or DEL — as a strict HTTP/1.1 parser guarantees of the fields it accepts. The field is
-// marked valid (see Lines) until it is changed. Adding a field that is not so with AddValid
+// marked valid (see Line) until it is changed. Adding a field that is not so with AddValid
 // lets it reach the wire unchecked: use Add or AddBytes for anything not received so.
 func (h *Header) AddValid(name, value []byte) {
-	off, size := len(h.buf), len(name)+len(value)+4
-	h.buf = slices.Grow(h.buf, size)[:off+size]
-	line := h.buf[off:]
-	copy(line, name)
-	line[len(name)], line[len(name)+1] = ':', ' '
-	copy(line[len(name)+2:], value)
-	line[size-2], line[size-1] = '\r', '\n'
-	n, v := int32(off+len(name)), int32(off+size-2)
+	off := len(h.buf)
+	h.buf = append(h.buf, name...)
+	h.buf = append(h.buf, ':', ' ')
+	h.buf = append(h.buf, value...)
+	h.buf = append(h.buf, '\r', '\n')
+	n, v := int32(off+len(name)), int32(len(h.buf)-2)
 	h.push(field{name: span{int32(off), n}, value: span{n + 2, v}, sig: nameSigBytes(name), valid: true})
 }
 
@@ -290,68 +287,18 @@ func (h *Header) CopyFrom(src *Header) {
 // field with AddField or CopyFrom) and not changed since.
 func (h *Header) Valid(i int) bool { return h.fields[i].valid }
 
-// FieldNames is a small set of field names (at most four) prepared for Lines. The zero
-// FieldNames is empty.
-type FieldNames struct {
-	names []string
-	sigs  [4]uint32
-	lens  uint64 // bit n%64 for a name of n bytes
+// Line reports where field i (0 <= i < Len) lies in h's storage when it is marked valid (see
+// AddValid): its HTTP/1.1 field line, name ": " value CRLF, is Raw(off, end), and its name is
+// Raw(off, nameEnd); ok is false, and the bounds meaningless, for a field not marked valid.
+// The lines of fields added with AddValid one after another, and not deleted between, lie end
+// to end (one's end is the next one's off), so a codec can copy a run of them at once.
+func (h *Header) Line(i int) (off, nameEnd, end int, ok bool) {
+	f := &h.fields[i]
+	return int(f.name.off), int(f.name.end), int(f.value.end) + 2, f.valid
 }
 
-// NewFieldNames returns the set of names; it panics with more than four.
-func NewFieldNames(names ...string) *FieldNames {
-	if len(names) > 4 {
-		panic("httpmsg: more than four FieldNames")
-	}
-	s := &FieldNames{names: names}
-	for i, n := range names {
-		s.sigs[i] = nameSig(n)
-		s.lens |= 1 << (len(n) & 63)
-	}
-	return s
-}
-
-// Lines returns the run of fields from i on that are marked valid (see AddValid) and stored
-// end to end, as their HTTP/1.1 field lines (name ": " value CRLF each) in one slice aliasing
-// h's storage, and the index of the first field after the run. The run stops before a field
-// named as one of stop (ASCII case-insensitive; stop may be nil). next is i when field i is
-// not marked valid or is named in stop: the caller handles it alone. Fields added with
-// AddValid one after another, and not deleted between, are stored end to end, so a head a
-// codec received is copied in a few runs.
-func (h *Header) Lines(i int, stop *FieldNames) (lines []byte, next int) {
-	var names []string
-	var lens uint64
-	if stop != nil {
-		names, lens = stop.names, stop.lens
-	}
-	start, end := int32(-1), int32(0)
-	for next = i; next < len(h.fields); next++ {
-		f := &h.fields[next]
-		if !f.valid || start >= 0 && f.name.off != end {
-			break
-		}
-		if lens&(1<<(f.sig>>16&63)) != 0 && h.named(f, names, &stop.sigs) {
-			break
-		}
-		if start < 0 {
-			start = f.name.off
-		}
-		end = f.value.end + 2
-	}
-	if start < 0 {
-		return nil, i
-	}
-	return h.buf[start:end:end], next
-}
-
-func (h *Header) named(f *field, names []string, sigs *[4]uint32) bool {
-	for k, s := range names {
-		if f.sig == sigs[k&3] && EqualFold(h.buf[f.name.off:f.name.end], s) {
-			return true
-		}
-	}
-	return false
-}
+// Raw returns h's storage from off to end, bounds that Line returned, aliasing it.
+func (h *Header) Raw(off, end int) []byte { return h.buf[off:end:end] }
 
 // Equal reports whether h and o have the same fields in the same order (names compared
 // case-insensitively, values exactly).
@@ -394,19 +341,58 @@ func HTTPHeader(h *Header) http.Header {
 
 // EqualFold reports whether b equals s, folding ASCII case only (header names are tokens).
 func EqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		x, y := b[i], s[i]
-		if x == y {
-			continue
+	// Most calls compare names of different lengths: that test is inlined.
+	return len(b) == len(s) && equalFold(b, s)
+}
+
+func equalFold(b []byte, s string) bool {
+	n := len(b)
+	if n < 8 {
+		for i := 0; i < n; i++ {
+			x, y := b[i], s[i]
+			if x != y && (x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z') {
+				return false
+			}
 		}
-		if x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z' {
+		return true
+	}
+	if b[0]|0x20 != s[0]|0x20 {
+		return false // most names that differ differ here (the case bit aside)
+	}
+	// Eight bytes at a time; the last word overlaps the one before when n%8 != 0.
+	for i := 0; i < n-8; i += 8 {
+		if !foldWord(load64(b[i:]), load64s(s[i:])) {
 			return false
 		}
 	}
-	return true
+	return foldWord(load64(b[n-8:]), load64s(s[n-8:]))
+}
+
+// foldWord reports whether the words x and y (eight bytes each) differ at most in the ASCII
+// case of letters of x. With top bits cleared, adding 0x80-k to a byte sets its top bit
+// exactly when the byte is at least k, with no carry into the next byte; a letter's case bit
+// is 0x20, its top bit shifted right by two.
+func foldWord(x, y uint64) bool {
+	const ones, highs, lows = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	d := x ^ y
+	if d == 0 {
+		return true
+	}
+	l := x&lows | ones*0x20
+	letter := (l + ones*(0x80-'a')) &^ (l + ones*(0x80-'z'-1)) &^ x & highs
+	return d&^(letter>>2) == 0
+}
+
+func load64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+func load64s(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // HasToken reports whether the comma-separated list value contains token (ASCII

@@ -171,33 +171,40 @@ func TestHeaderValidMarks(t *testing.T) {
 	}
 }
 
-// TestHeaderLines: runs of consecutive marked fields come back as their field lines, stop
-// before a stop name or an unmarked field, and break where a field was deleted between.
-func TestHeaderLines(t *testing.T) {
+// TestHeaderLine: marked fields' lines lie end to end until a field is deleted between,
+// and a changed or unmarked field has none.
+func TestHeaderLine(t *testing.T) {
 	var h Header
-	for _, n := range []string{"A", "B", "Content-Length", "C", "D", "E", "F"} {
+	for _, n := range []string{"A", "Bb", "C", "D"} {
 		h.AddValid([]byte(n), []byte("v"+strings.ToLower(n)))
 	}
-	h.Set("d", "x")
-	h.DelAt(5) // E
-	stop := NewFieldNames("content-length", "transfer-encoding")
-	type run struct {
-		lines string
-		next  int
+	h.Set("c", "x")
+	h.Add("E", "ve")
+	type line struct {
+		line, name string
+		ok         bool
 	}
-	var got []run
+	var got []line
+	var offs, ends []int
 	for i := 0; i < h.Len(); i++ {
-		l, next := h.Lines(i, stop)
-		got = append(got, run{string(l), next})
+		off, nameEnd, end, ok := h.Line(i)
+		offs, ends = append(offs, off), append(ends, end)
+		if !ok {
+			got = append(got, line{})
+			continue
+		}
+		got = append(got, line{string(h.Raw(off, end)), string(h.Raw(off, nameEnd)), true})
 	}
-	want := []run{
-		{"A: va\r\nB: vb\r\n", 2}, {"B: vb\r\n", 2}, {"", 2}, {"C: vc\r\n", 4}, {"", 4}, {"F: vf\r\n", 6},
+	if offs[1] != ends[0] || offs[3] == ends[1] {
+		t.Errorf("A and Bb's lines do not lie end to end, or Bb and D's do (C is between)")
 	}
+	want := []line{{"A: va\r\n", "A", true}, {"Bb: vbb\r\n", "Bb", true}, {}, {"D: vd\r\n", "D", true}, {}}
 	if !slices.Equal(got, want) {
-		t.Errorf("Lines: %v, want %v", got, want)
+		t.Fatalf("lines: %v, want %v", got, want)
 	}
-	if l, next := h.Lines(0, nil); string(l) != "A: va\r\nB: vb\r\nContent-Length: vcontent-length\r\nC: vc\r\n" || next != 4 {
-		t.Errorf("Lines without stop names: %q %d", l, next)
+	h.DelAt(1)
+	if _, _, aEnd, _ := h.Line(0); aEnd == offs[2] {
+		t.Errorf("after deleting Bb, C's line starts where A's ends")
 	}
 }
 
@@ -223,4 +230,64 @@ func TestHeaderLookupSignatures(t *testing.T) {
 	if !h.Has("") || h.Get("") != "empty" {
 		t.Fatal("empty name")
 	}
+}
+
+// TestEqualFoldWordAtATime checks EqualFold against a byte-by-byte ASCII fold for every pair
+// of byte values at every position of strings of 1 to 20 bytes.
+func TestEqualFoldWordAtATime(t *testing.T) {
+	fold := func(b []byte, s string) bool {
+		if len(b) != len(s) {
+			return false
+		}
+		for i := range b {
+			x, y := b[i], s[i]
+			if 'A' <= x && x <= 'Z' {
+				x += 'a' - 'A'
+			}
+			if 'A' <= y && y <= 'Z' {
+				y += 'a' - 'A'
+			}
+			if x != y {
+				return false
+			}
+		}
+		return true
+	}
+	for _, fill := range []string{"a", "Z", "-", "\xc1", "^"} {
+		for n := 1; n <= 20; n++ {
+			for pos := 0; pos < n; pos++ {
+				for x := 0; x < 256; x++ {
+					for _, y := range []int{x, x ^ 0x20, x ^ 0x80, x ^ 0xa0, 'a', 'A', 0} {
+						b := []byte(strings.Repeat(fill, n))
+						s := []byte(strings.Repeat(fill, n))
+						if len(fill) == 1 && fill[0] >= 'a' && pos%2 == 0 {
+							s = []byte(strings.ToUpper(string(s)))
+						}
+						b[pos], s[pos] = byte(x), byte(y)
+						if got, want := EqualFold(b, string(s)), fold(b, string(s)); got != want {
+							t.Fatalf("EqualFold(%q, %q) = %v, want %v", b, s, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+	if EqualFold([]byte("abc"), "abcd") {
+		t.Fatal("lengths differ")
+	}
+}
+
+func FuzzEqualFold(f *testing.F) {
+	f.Add([]byte("X-Forwarded-Proto"), "x-forwarded-proto")
+	f.Add([]byte("a^"), "a~")
+	f.Fuzz(func(t *testing.T, b []byte, s string) {
+		want := len(b) == len(s)
+		for i := 0; want && i < len(b); i++ {
+			x, y := b[i], s[i]
+			want = x == y || x|0x20 == y|0x20 && 'a' <= x|0x20 && x|0x20 <= 'z'
+		}
+		if got := EqualFold(b, s); got != want {
+			t.Fatalf("EqualFold(%q, %q) = %v, want %v", b, s, got, want)
+		}
+	})
 }
