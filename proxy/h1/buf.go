@@ -1,7 +1,6 @@
 package h1
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"strconv"
@@ -171,8 +170,9 @@ const (
 )
 
 // writeFields writes h's fields as field lines, validated, except those skip names. Fields
-// marked valid (received and checked by a parser: httpmsg.Header.AddValid) are copied as
-// they are stored, a run of consecutive ones at a time; any other is checked here.
+// marked valid (checked by a parser, httpmsg.Header.AddValid, or when added) are copied as
+// they are stored, a run of consecutive ones at a time; any other (one a filter changed with
+// Set) is checked here.
 func (w *writer) writeFields(h *httpmsg.Header, skip int) error {
 	from, to := 0, -1 // a run of marked fields' lines in h's storage, to write
 	for i, n := 0, h.Len(); i < n; i++ {
@@ -197,7 +197,7 @@ func (w *writer) writeFields(h *httpmsg.Header, skip int) error {
 		if l := len(name); skip != 0 && (l == 4 || l == 14 || l == 17) && skipped(name, skip) {
 			continue
 		}
-		if !validName(name) || !validValue(value) {
+		if !httpmsg.ValidName(name) || !httpmsg.ValidValue(value) {
 			return ErrInvalidField
 		}
 		if len(w.buf)+len(name)+len(value)+4 <= cap(w.buf) {
@@ -240,76 +240,6 @@ func skipped(name []byte, skip int) bool {
 		return skip&skipHost != 0 && httpmsg.EqualFold(name, "host")
 	}
 	return false
-}
-
-// validName reports whether b is a token. Most names are letters, digits and "-": eight
-// bytes are tested at a time for those (see nameWord), and a word with another byte, and the
-// tail, byte by byte.
-func validName(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for len(b) >= 8 {
-		if !nameWord(binary.LittleEndian.Uint64(b)) && !validToken(b[:8]) {
-			return false
-		}
-		b = b[8:]
-	}
-	return validToken(b)
-}
-
-// nameWord reports whether each byte of x is an ASCII letter, digit or "-". With every top
-// bit clear, adding 0x80-k to a byte sets its top bit exactly when the byte is at least k,
-// and carries into no other byte; y's bytes are zero where x has a "-".
-func nameWord(x uint64) bool {
-	const ones, highs, lows = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
-	if x&highs != 0 {
-		return false
-	}
-	l := x | ones*0x20 // letters folded to lower case; no other byte lands on a letter
-	letter := (l + ones*(0x80-'a')) &^ (l + ones*(0x80-'z'-1))
-	digit := (x + ones*(0x80-'0')) &^ (x + ones*(0x80-'9'-1))
-	y := x ^ ones*'-'
-	dash := ^((y&lows + lows) | y)
-	return (letter|digit|dash)&highs == highs
-}
-
-func validToken(b []byte) bool {
-	for _, c := range b {
-		if tchar[c] == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// validValue reports whether b holds no control character other than HTAB (no CR, LF or NUL,
-// no DEL). Eight bytes are tested at a time: lt has a byte's top bit set where the byte is
-// below 0x20 and del where it is 0x7f, exactly when some byte is (borrows may mark more bytes
-// above the first such one, never one where there is none); a word with a mark is checked
-// byte by byte, as HTAB is allowed.
-func validValue(b []byte) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	for len(b) >= 8 {
-		x := binary.LittleEndian.Uint64(b)
-		lt := (x - ones*0x20) &^ x & highs
-		y := x ^ ones*0x7f
-		del := (y - ones) &^ y & highs
-		if lt|del != 0 && !validBytes(b[:8]) {
-			return false
-		}
-		b = b[8:]
-	}
-	return validBytes(b)
-}
-
-func validBytes(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // tchar marks token characters (RFC 9110 section 5.6.2).

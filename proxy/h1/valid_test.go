@@ -33,7 +33,7 @@ func TestParsedFieldsPassWriterChecks(t *testing.T) {
 			accepted++
 			for i := 0; i < p.NumFields(); i++ {
 				name, value := p.Field(i)
-				if !validName(name) || !validValue(value) {
+				if !httpmsg.ValidName(name) || !httpmsg.ValidValue(value) {
 					t.Errorf("parser accepted %q: %q, which the writer refuses", name, value)
 				}
 			}

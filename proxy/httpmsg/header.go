@@ -21,9 +21,10 @@ type field struct {
 	// sig is nameSig of the name: equal for names equal but for ASCII case, so a lookup
 	// compares it before any byte.
 	sig uint32
-	// valid marks a field added with AddValid (or copied from one) and not changed since: its
-	// name is a token, its value has no control character but HTAB, and its bytes are stored
-	// as an HTTP/1.1 field line, name ": " value CRLF (see Line).
+	// valid marks a field added with AddValid, or added with Add or AddBytes and found so (or
+	// copied from such a field), and not changed since: its name is a token, its value has no
+	// control character but HTAB, and its bytes are stored as an HTTP/1.1 field line, name
+	// ": " value CRLF (see Line).
 	valid bool
 }
 
@@ -31,8 +32,10 @@ type field struct {
 // in one reused buffer. Names keep the case they were added with; lookups fold ASCII case.
 // Values are stored as given: a codec validates what it receives, and the HTTP/1.1 writer
 // refuses to write a name or value that would change the message's framing (CR, LF, NUL).
-// A field a codec received and checked can be added with AddValid, marked so that the writer
-// need not check it again; every other way of adding or changing a field leaves it unmarked.
+// A field is marked valid when it is added with a token name and a value without control
+// characters but HTAB (Add and AddBytes check; AddValid takes a codec's word for a field its
+// parser checked), so that the writer need not check it again; Set and SetBytes leave the
+// field they change unmarked.
 // The zero Header is empty and ready to use; a Header is not safe for concurrent use.
 //
 // Deleting fields does not reclaim their bytes until Reset, so a Header that is edited many
@@ -170,15 +173,25 @@ func (h *Header) Count(name string) int {
 	return n
 }
 
-// Add appends a field.
+// Add appends a field. It is marked valid (see AddValid) when name is a token and value has
+// no control character but HTAB.
 func (h *Header) Add(name, value string) {
+	if validName(name) && validValue(value) {
+		h.addLineString(name, value, nameSig(name))
+		return
+	}
 	f := field{name: h.appendString(name), sig: nameSig(name)}
 	f.value = h.appendString(value)
 	h.push(f)
 }
 
-// AddBytes appends a field; name and value are copied.
+// AddBytes appends a field; name and value are copied. It is marked valid (see AddValid)
+// when name is a token and value has no control character but HTAB.
 func (h *Header) AddBytes(name, value []byte) {
+	if validName(name) && validValue(value) {
+		h.addLine(name, value, nameSigBytes(name))
+		return
+	}
 	f := field{name: h.appendBytes(name), sig: nameSigBytes(name)}
 	f.value = h.appendBytes(value)
 	h.push(f)
@@ -189,18 +202,34 @@ func (h *Header) AddBytes(name, value []byte) {
 // NUL or DEL — as a strict HTTP/1.1 parser guarantees of the fields it accepts. The field is
 // marked valid (see Line) until it is changed. Adding a field that is not so with AddValid
 // lets it reach the wire unchecked: use Add or AddBytes for anything not received so.
-func (h *Header) AddValid(name, value []byte) {
+func (h *Header) AddValid(name, value []byte) { h.addLine(name, value, nameSigBytes(name)) }
+
+// addLine appends a field marked valid, stored as its HTTP/1.1 field line. (Not generic:
+// append of a type parameter's bytes costs more.)
+func (h *Header) addLine(name, value []byte, sig uint32) {
 	off := len(h.buf)
 	h.buf = append(h.buf, name...)
 	h.buf = append(h.buf, ':', ' ')
 	h.buf = append(h.buf, value...)
 	h.buf = append(h.buf, '\r', '\n')
 	n, v := int32(off+len(name)), int32(len(h.buf)-2)
-	h.push(field{name: span{int32(off), n}, value: span{n + 2, v}, sig: nameSigBytes(name), valid: true})
+	h.push(field{name: span{int32(off), n}, value: span{n + 2, v}, sig: sig, valid: true})
+}
+
+// addLineString is addLine for strings.
+func (h *Header) addLineString(name, value string, sig uint32) {
+	off := len(h.buf)
+	h.buf = append(h.buf, name...)
+	h.buf = append(h.buf, ':', ' ')
+	h.buf = append(h.buf, value...)
+	h.buf = append(h.buf, '\r', '\n')
+	n, v := int32(off+len(name)), int32(len(h.buf)-2)
+	h.push(field{name: span{int32(off), n}, value: span{n + 2, v}, sig: sig, valid: true})
 }
 
 // AddField appends field i of src (0 <= i < src.Len()), keeping its valid mark (see
-// AddValid): a copy of a checked field is not checked again.
+// AddValid): a copy of a checked field is not checked again; an unmarked one is added as with
+// AddBytes.
 func (h *Header) AddField(src *Header, i int) {
 	f := src.fields[i]
 	if !f.valid {
@@ -283,8 +312,9 @@ func (h *Header) CopyFrom(src *Header) {
 	h.lens, h.lasts = src.lens, src.lasts
 }
 
-// Valid reports whether field i is marked valid: added with AddValid (or copied from such a
-// field with AddField or CopyFrom) and not changed since.
+// Valid reports whether field i is marked valid: added with AddValid, or with Add, AddBytes
+// or AddField and found valid (or copied from such a field with AddField or CopyFrom), and not
+// changed since.
 func (h *Header) Valid(i int) bool { return h.fields[i].valid }
 
 // Line reports where field i (0 <= i < Len) lies in h's storage when it is marked valid (see
@@ -361,11 +391,11 @@ func equalFold(b []byte, s string) bool {
 	}
 	// Eight bytes at a time; the last word overlaps the one before when n%8 != 0.
 	for i := 0; i < n-8; i += 8 {
-		if !foldWord(load64(b[i:]), load64s(s[i:])) {
+		if !foldWord(load64(b[i:]), load64(s[i:])) {
 			return false
 		}
 	}
-	return foldWord(load64(b[n-8:]), load64s(s[n-8:]))
+	return foldWord(load64(b[n-8:]), load64(s[n-8:]))
 }
 
 // foldWord reports whether the words x and y (eight bytes each) differ at most in the ASCII
@@ -381,18 +411,6 @@ func foldWord(x, y uint64) bool {
 	l := x&lows | ones*0x20
 	letter := (l + ones*(0x80-'a')) &^ (l + ones*(0x80-'z'-1)) &^ x & highs
 	return d&^(letter>>2) == 0
-}
-
-func load64(b []byte) uint64 {
-	_ = b[7]
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-}
-
-func load64s(s string) uint64 {
-	_ = s[7]
-	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // HasToken reports whether the comma-separated list value contains token (ASCII

@@ -1,4 +1,4 @@
-package h1
+package httpmsg
 
 import (
 	"bytes"
@@ -53,7 +53,7 @@ func TestValidNameWordAtATime(t *testing.T) {
 			}
 		}
 	}
-	if validName(nil) {
+	if validName([]byte(nil)) || validName("") {
 		t.Fatal("empty name is valid")
 	}
 }
