@@ -320,7 +320,7 @@ func (h *Header) Valid(i int) bool { return h.fields[i].valid }
 // Line reports where field i (0 <= i < Len) lies in h's storage when it is marked valid (see
 // AddValid): its HTTP/1.1 field line, name ": " value CRLF, is Raw(off, end), and its name is
 // Raw(off, nameEnd); ok is false, and the bounds meaningless, for a field not marked valid.
-// The lines of fields added with AddValid one after another, and not deleted between, lie end
+// The lines of fields added marked valid one after another, and not deleted between, lie end
 // to end (one's end is the next one's off), so a codec can copy a run of them at once.
 func (h *Header) Line(i int) (off, nameEnd, end int, ok bool) {
 	f := &h.fields[i]
