@@ -300,3 +300,30 @@ func FuzzEqualFold(f *testing.F) {
 		}
 	})
 }
+
+// TestHeaderTokenNames: the names Add remembers as tokens (see Header.tokens) make no name
+// that is not a token pass, whatever was added before, across Resets and with the memory
+// full.
+func TestHeaderTokenNames(t *testing.T) {
+	var h Header
+	names := []string{"X-Forwarded-Proto", "X-Request-Id", "x-envoy-expected-rq-timeout-ms", "X-Envoy-Upstream-Service-Time", "Content-Type", "Server"}
+	for round := 0; round < 3; round++ {
+		h.Reset()
+		for _, n := range names {
+			h.Add(n, "v")
+			// Same length as a remembered name, not a token.
+			h.Add(strings.Repeat(" ", len(n)), "v")
+			h.Add(n[:len(n)-1]+":", "v")
+			h.Add(strings.ToUpper(n), "v")
+		}
+		for i := 0; i < h.Len(); i++ {
+			name, _ := h.Field(i)
+			if want := ValidName(name); h.Valid(i) != want {
+				t.Fatalf("round %d: %q marked %v, want %v", round, name, h.Valid(i), want)
+			}
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { h.Reset(); h.Add("X-Forwarded-Proto", "http") }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
