@@ -1,7 +1,6 @@
 package h1
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"strconv"
@@ -170,14 +169,35 @@ const (
 	skipHost                // Host
 )
 
-// writeFields writes h's fields as field lines, validated, except those skip names.
+// writeFields writes h's fields as field lines, validated, except those skip names. Fields
+// marked valid (checked by a parser, httpmsg.Header.AddValid, or when added) are copied as
+// they are stored, a run of consecutive ones at a time; any other (one a filter changed with
+// Set) is checked here.
 func (w *writer) writeFields(h *httpmsg.Header, skip int) error {
-	for i := 0; i < h.Len(); i++ {
-		name, value := h.Field(i)
-		if skip != 0 && skipped(name, skip) {
+	from, to := 0, -1 // a run of marked fields' lines in h's storage, to write
+	for i, n := 0, h.Len(); i < n; i++ {
+		if off, nameEnd, end, ok := h.Line(i); ok {
+			if l := nameEnd - off; skip != 0 && (l == 4 || l == 14 || l == 17) && skipped(h.Raw(off, nameEnd), skip) {
+				continue
+			}
+			if off != to {
+				if to >= 0 {
+					w.writeRun(h.Raw(from, to))
+				}
+				from = off
+			}
+			to = end
 			continue
 		}
-		if !validName(name) || !validValue(value) {
+		if to >= 0 {
+			w.writeRun(h.Raw(from, to))
+			to = -1
+		}
+		name, value := h.Field(i)
+		if l := len(name); skip != 0 && (l == 4 || l == 14 || l == 17) && skipped(name, skip) {
+			continue
+		}
+		if !httpmsg.ValidName(name) || !httpmsg.ValidValue(value) {
 			return ErrInvalidField
 		}
 		if len(w.buf)+len(name)+len(value)+4 <= cap(w.buf) {
@@ -193,7 +213,19 @@ func (w *writer) writeFields(h *httpmsg.Header, skip int) error {
 		w.write(value)
 		w.writeString("\r\n")
 	}
+	if to >= 0 {
+		w.writeRun(h.Raw(from, to))
+	}
 	return nil
+}
+
+// writeRun writes field lines.
+func (w *writer) writeRun(p []byte) {
+	if len(w.buf)+len(p) <= cap(w.buf) {
+		w.buf = append(w.buf, p...)
+		return
+	}
+	w.write(p)
 }
 
 // skipped reports whether writeFields leaves out the field name: the framing fields with
@@ -208,47 +240,6 @@ func skipped(name []byte, skip int) bool {
 		return skip&skipHost != 0 && httpmsg.EqualFold(name, "host")
 	}
 	return false
-}
-
-func validName(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if tchar[c] == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// validValue reports whether b holds no control character other than HTAB (no CR, LF or NUL,
-// no DEL). Eight bytes are tested at a time: lt has a byte's top bit set where the byte is
-// below 0x20 and del where it is 0x7f, exactly when some byte is (borrows may mark more bytes
-// above the first such one, never one where there is none); a word with a mark is checked
-// byte by byte, as HTAB is allowed.
-func validValue(b []byte) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	for len(b) >= 8 {
-		x := binary.LittleEndian.Uint64(b)
-		lt := (x - ones*0x20) &^ x & highs
-		y := x ^ ones*0x7f
-		del := (y - ones) &^ y & highs
-		if lt|del != 0 && !validBytes(b[:8]) {
-			return false
-		}
-		b = b[8:]
-	}
-	return validBytes(b)
-}
-
-func validBytes(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // tchar marks token characters (RFC 9110 section 5.6.2).

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -399,7 +400,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 			}
 			keepAlive = keepAlive || httpmsg.HasToken(value, "keep-alive")
 		}
-		resp.Header.AddBytes(name, value)
+		resp.Header.AddValid(name, value) // the parser checked name and value
 	}
 	if resp.Proto == httpmsg.HTTP10 && !keepAlive {
 		cc.reuse = false
@@ -450,27 +451,39 @@ func (cc *clientConn) startRequest(req *httpmsg.Request) (chunked bool, err erro
 // chunked.
 func (cc *clientConn) writeHead(req *httpmsg.Request) (chunked bool, err error) {
 	wr := &cc.wr
-	wr.writeString(req.Method)
-	wr.writeString(" ")
-	wr.write(req.Path())
-	wr.writeString(" HTTP/1.1\r\nhost: ")
-	wr.write(req.Authority())
-	wr.writeString("\r\n")
+	path, auth := req.Path(), req.Authority()
+	if len(wr.buf)+len(req.Method)+len(path)+len(auth)+len(" HTTP/1.1\r\nhost: \r\n")+1 <= cap(wr.buf) {
+		wr.buf = append(wr.buf, req.Method...)
+		wr.buf = append(wr.buf, ' ')
+		wr.buf = append(wr.buf, path...)
+		wr.buf = append(wr.buf, " HTTP/1.1\r\nhost: "...)
+		wr.buf = append(wr.buf, auth...)
+		wr.buf = append(wr.buf, '\r', '\n')
+	} else {
+		wr.writeString(req.Method)
+		wr.writeString(" ")
+		wr.write(path)
+		wr.writeString(" HTTP/1.1\r\nhost: ")
+		wr.write(auth)
+		wr.writeString("\r\n")
+	}
 	if err := wr.writeFields(&req.Header, skipFraming|skipHost); err != nil {
 		return false, err
 	}
+	// The framing field and the end of the head: at most 50 bytes.
+	wr.room(64)
 	switch {
 	case req.ContentLength > 0:
-		wr.writeString("content-length: ")
-		wr.writeInt(req.ContentLength)
-		wr.writeString("\r\n")
+		wr.buf = append(wr.buf, "content-length: "...)
+		wr.buf = strconv.AppendInt(wr.buf, req.ContentLength, 10)
+		wr.buf = append(wr.buf, '\r', '\n')
 	case hasBody(req) && req.ContentLength < 0:
 		chunked = true
-		wr.writeString("transfer-encoding: chunked\r\n")
+		wr.buf = append(wr.buf, "transfer-encoding: chunked\r\n"...)
 	case req.Method == "POST" || req.Method == "PUT" || req.Method == "PATCH":
-		wr.writeString("content-length: 0\r\n")
+		wr.buf = append(wr.buf, "content-length: 0\r\n"...)
 	}
-	wr.writeString("\r\n")
+	wr.buf = append(wr.buf, '\r', '\n')
 	return chunked, nil
 }
 

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"net"
+	"strconv"
 
 	"github.com/strait-mesh/strait/proxy/http1"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
@@ -97,6 +98,10 @@ func (w *ResponseWriter) WriteHeader(status int) {
 
 func (w *ResponseWriter) writeStatusLine(status int) {
 	wr := &w.c.wr
+	if status == 200 {
+		wr.writeString("HTTP/1.1 200 OK\r\n") // most responses: one copy
+		return
+	}
 	wr.writeString("HTTP/1.1 ")
 	wr.writeInt(int64(status))
 	wr.writeString(" ")
@@ -204,22 +209,24 @@ func (w *ResponseWriter) sendHead(final bool) error {
 		w.writeError = err
 		return err
 	}
+	// The fields the codec writes itself, and the end of the head: at most 90 bytes.
+	wr.room(96)
 	if length >= 0 && w.status != 204 && w.status/100 != 1 {
-		wr.writeString("content-length: ")
-		wr.writeInt(length)
-		wr.writeString("\r\n")
+		wr.buf = append(wr.buf, "content-length: "...)
+		wr.buf = strconv.AppendInt(wr.buf, length, 10)
+		wr.buf = append(wr.buf, '\r', '\n')
 	}
 	if w.chunked {
-		wr.writeString("transfer-encoding: chunked\r\n")
+		wr.buf = append(wr.buf, "transfer-encoding: chunked\r\n"...)
 	}
 	hasConn := w.header.Has("connection")
 	switch {
 	case c.closeConn && !hasConn:
-		wr.writeString("connection: close\r\n")
+		wr.buf = append(wr.buf, "connection: close\r\n"...)
 	case !c.closeConn && c.req.Proto == httpmsg.HTTP10 && !hasConn:
-		wr.writeString("connection: keep-alive\r\n")
+		wr.buf = append(wr.buf, "connection: keep-alive\r\n"...)
 	}
-	wr.writeString("\r\n")
+	wr.buf = append(wr.buf, '\r', '\n')
 	if len(c.pend) > 0 && !w.noBody {
 		w.writeBody(c.pend)
 	}

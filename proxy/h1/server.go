@@ -237,7 +237,7 @@ func (c *conn) buildRequest() *http1.Error {
 		case httpmsg.EqualFold(name, "expect"):
 			c.expect100 = p.Minor() == 1 && httpmsg.EqualFold(value, "100-continue")
 		}
-		r.Header.AddBytes(name, value)
+		r.Header.AddValid(name, value) // the parser checked name and value
 	}
 	if e := c.setTarget(p.Target(), hostAt); e != nil {
 		return e

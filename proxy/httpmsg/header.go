@@ -16,12 +16,26 @@ import (
 
 type span struct{ off, end int32 }
 
-type field struct{ name, value span }
+type field struct {
+	name, value span
+	// sig is nameSig of the name: equal for names equal but for ASCII case, so a lookup
+	// compares it before any byte.
+	sig uint32
+	// valid marks a field added with AddValid, or added with Add or AddBytes and found so (or
+	// copied from such a field), and not changed since: its name is a token, its value has no
+	// control character but HTAB, and its bytes are stored as an HTTP/1.1 field line, name
+	// ": " value CRLF (see Line).
+	valid bool
+}
 
 // Header is an ordered list of header (or trailer) fields with case-insensitive names, stored
 // in one reused buffer. Names keep the case they were added with; lookups fold ASCII case.
 // Values are stored as given: a codec validates what it receives, and the HTTP/1.1 writer
 // refuses to write a name or value that would change the message's framing (CR, LF, NUL).
+// A field is marked valid when it is added with a token name and a value without control
+// characters but HTAB (Add and AddBytes check; AddValid takes a codec's word for a field its
+// parser checked), so that the writer need not check it again; Set and SetBytes leave the
+// field they change unmarked.
 // The zero Header is empty and ready to use; a Header is not safe for concurrent use.
 //
 // Deleting fields does not reclaim their bytes until Reset, so a Header that is edited many
@@ -29,16 +43,47 @@ type field struct{ name, value span }
 type Header struct {
 	buf    []byte
 	fields []field
-	// lens has bit n%64 set when a field whose name is n bytes long was added since Reset:
-	// a lookup of a name no field can have (most lookups) scans nothing.
-	lens uint64
+	// lens has bit n%64 set when a field whose name is n bytes long was added since Reset, and
+	// lasts bit c%64 when one whose name ends with c (folded): a lookup of a name no field can
+	// have (most lookups) scans nothing.
+	lens, lasts uint64
+	// tokens holds names of eight bytes or more that Add found to be tokens, kept across
+	// Resets (next is where the next one goes): filters add the same names, mostly string
+	// constants, to every request, and comparing a name with these, which ends at a length
+	// that differs or at equal pointers, costs less than checking it again.
+	tokens [4]string
+	next   uint8
+}
+
+// nameSig returns a name's length and its first and last bytes with the ASCII case bit set:
+// names equal but for ASCII case have equal signatures.
+func nameSig(name string) uint32 {
+	n := len(name)
+	if n == 0 {
+		return 0
+	}
+	return uint32(n)<<16 | uint32(name[0]|0x20)<<8 | uint32(name[n-1]|0x20)
+}
+
+func nameSigBytes(name []byte) uint32 {
+	n := len(name)
+	if n == 0 {
+		return 0
+	}
+	return uint32(n)<<16 | uint32(name[0]|0x20)<<8 | uint32(name[n-1]|0x20)
+}
+
+func (h *Header) push(f field) {
+	h.fields = append(h.fields, f)
+	h.lens |= 1 << (f.sig >> 16 & 63)
+	h.lasts |= 1 << (f.sig & 63)
 }
 
 // Reset empties h, keeping its storage.
 func (h *Header) Reset() {
 	h.buf = h.buf[:0]
 	h.fields = h.fields[:0]
-	h.lens = 0
+	h.lens, h.lasts = 0, 0
 }
 
 // Len returns the number of fields.
@@ -55,7 +100,7 @@ func (h *Header) Size() int {
 
 // Field returns field i's name and value (0 <= i < Len), aliasing h's storage.
 func (h *Header) Field(i int) (name, value []byte) {
-	f := h.fields[i]
+	f := &h.fields[i]
 	return h.slice(f.name), h.slice(f.value)
 }
 
@@ -73,13 +118,24 @@ func (h *Header) Range(f func(name, value []byte) bool) {
 // Index returns the index of the first field named name (ASCII case-insensitive) at or after
 // from, or -1.
 func (h *Header) Index(name string, from int) int {
-	if h.lens&(1<<(len(name)%64)) == 0 {
+	// Most lookups are of names no field has: one bit test, inlined in the caller, settles it.
+	if h.lens&(1<<(len(name)&63)) == 0 {
 		return -1
 	}
+	return h.index(name, from)
+}
+
+func (h *Header) index(name string, from int) int {
+	sig := nameSig(name)
+	if h.lasts&(1<<(sig&63)) == 0 {
+		return -1
+	}
+	if from < 0 {
+		from = 0
+	}
 	for i := from; i < len(h.fields); i++ {
-		f := h.fields[i].name
-		// Most names differ in length: that test is all most fields cost.
-		if int(f.end-f.off) == len(name) && EqualFold(h.buf[f.off:f.end], name) {
+		// Most names differ in length, first or last byte: that test is all most fields cost.
+		if f := &h.fields[i]; f.sig == sig && EqualFold(h.buf[f.name.off:f.name.end], name) {
 			return i
 		}
 	}
@@ -87,12 +143,21 @@ func (h *Header) Index(name string, from int) int {
 }
 
 // Has reports whether a field named name is present.
-func (h *Header) Has(name string) bool { return h.Index(name, 0) >= 0 }
+func (h *Header) Has(name string) bool {
+	return h.lens&(1<<(len(name)&63)) != 0 && h.index(name, 0) >= 0 // as in Index
+}
 
 // Value returns the value of the first field named name, or nil (and false) when there is
 // none. It aliases h's storage.
 func (h *Header) Value(name string) ([]byte, bool) {
-	i := h.Index(name, 0)
+	if h.lens&(1<<(len(name)&63)) != 0 { // as in Index
+		return h.value(name)
+	}
+	return nil, false
+}
+
+func (h *Header) value(name string) ([]byte, bool) {
+	i := h.index(name, 0)
 	if i < 0 {
 		return nil, false
 	}
@@ -114,20 +179,95 @@ func (h *Header) Count(name string) int {
 	return n
 }
 
-// Add appends a field.
+// Add appends a field. It is marked valid (see AddValid) when name is a token and value has
+// no control character but HTAB.
 func (h *Header) Add(name, value string) {
-	f := field{name: h.appendString(name)}
+	if h.token(name) && validValue(value) {
+		h.addLineString(name, value, nameSig(name))
+		return
+	}
+	f := field{name: h.appendString(name), sig: nameSig(name)}
 	f.value = h.appendString(value)
-	h.fields = append(h.fields, f)
-	h.lens |= 1 << (len(name) % 64)
+	h.push(f)
 }
 
-// AddBytes appends a field; name and value are copied.
+// token reports whether name is a token, remembering one of eight bytes or more (see
+// Header.tokens).
+func (h *Header) token(name string) bool {
+	if len(name) < 8 {
+		return validName(name)
+	}
+	for i := range h.tokens {
+		if h.tokens[i] == name {
+			return true
+		}
+	}
+	if !validName(name) {
+		return false
+	}
+	h.tokens[h.next%uint8(len(h.tokens))] = name
+	h.next++
+	return true
+}
+
+// AddBytes appends a field; name and value are copied. It is marked valid (see AddValid)
+// when name is a token and value has no control character but HTAB.
 func (h *Header) AddBytes(name, value []byte) {
-	f := field{name: h.appendBytes(name)}
+	if validName(name) && validValue(value) {
+		h.addLine(name, value, nameSigBytes(name))
+		return
+	}
+	f := field{name: h.appendBytes(name), sig: nameSigBytes(name)}
 	f.value = h.appendBytes(value)
-	h.fields = append(h.fields, f)
-	h.lens |= 1 << (len(name) % 64)
+	h.push(f)
+}
+
+// AddValid appends a field (name and value are copied) that the caller has checked: name is a
+// token (RFC 9110 section 5.6.2) and value has no control character but HTAB — no CR, LF,
+// NUL or DEL — as a strict HTTP/1.1 parser guarantees of the fields it accepts. The field is
+// marked valid (see Line) until it is changed. Adding a field that is not so with AddValid
+// lets it reach the wire unchecked: use Add or AddBytes for anything not received so.
+func (h *Header) AddValid(name, value []byte) { h.addLine(name, value, nameSigBytes(name)) }
+
+// addLine appends a field marked valid, stored as its HTTP/1.1 field line. (Not generic:
+// append of a type parameter's bytes costs more.)
+func (h *Header) addLine(name, value []byte, sig uint32) {
+	off := len(h.buf)
+	h.buf = append(h.buf, name...)
+	h.buf = append(h.buf, ':', ' ')
+	h.buf = append(h.buf, value...)
+	h.buf = append(h.buf, '\r', '\n')
+	n, v := int32(off+len(name)), int32(len(h.buf)-2)
+	h.push(field{name: span{int32(off), n}, value: span{n + 2, v}, sig: sig, valid: true})
+}
+
+// addLineString is addLine for strings.
+func (h *Header) addLineString(name, value string, sig uint32) {
+	off := len(h.buf)
+	h.buf = append(h.buf, name...)
+	h.buf = append(h.buf, ':', ' ')
+	h.buf = append(h.buf, value...)
+	h.buf = append(h.buf, '\r', '\n')
+	n, v := int32(off+len(name)), int32(len(h.buf)-2)
+	h.push(field{name: span{int32(off), n}, value: span{n + 2, v}, sig: sig, valid: true})
+}
+
+// AddField appends field i of src (0 <= i < src.Len()), keeping its valid mark (see
+// AddValid): a copy of a checked field is not checked again; an unmarked one is added as with
+// AddBytes.
+func (h *Header) AddField(src *Header, i int) {
+	f := src.fields[i]
+	if !f.valid {
+		h.AddBytes(src.slice(f.name), src.slice(f.value))
+		return
+	}
+	off := int32(len(h.buf)) - f.name.off
+	h.buf = append(h.buf, src.buf[f.name.off:f.value.end+2]...)
+	f.name.off += off
+	f.name.end += off
+	f.value.off += off
+	f.value.end += off
+	h.push(f)
 }
 
 // Set makes value the only value of name: the first field named name keeps its position and
@@ -138,7 +278,9 @@ func (h *Header) Set(name, value string) {
 		h.Add(name, value)
 		return
 	}
-	h.fields[i].value = h.appendString(value)
+	f := &h.fields[i]
+	f.value = h.appendString(value)
+	f.valid = false
 	h.delFrom(name, i+1)
 }
 
@@ -149,12 +291,19 @@ func (h *Header) SetBytes(name string, value []byte) {
 		h.AddBytes([]byte(name), value)
 		return
 	}
-	h.fields[i].value = h.appendBytes(value)
+	f := &h.fields[i]
+	f.value = h.appendBytes(value)
+	f.valid = false
 	h.delFrom(name, i+1)
 }
 
 // Del deletes every field named name and returns how many there were.
-func (h *Header) Del(name string) int { return h.delFrom(name, 0) }
+func (h *Header) Del(name string) int {
+	if h.lens&(1<<(len(name)&63)) == 0 {
+		return 0 // as in Index
+	}
+	return h.delFrom(name, 0)
+}
 
 // DelAt deletes field i.
 func (h *Header) DelAt(i int) {
@@ -167,9 +316,10 @@ func (h *Header) delFrom(name string, from int) int {
 	if j < 0 {
 		return 0
 	}
+	sig := h.fields[j].sig
 	for i := j + 1; i < len(h.fields); i++ {
 		f := h.fields[i]
-		if int(f.name.end-f.name.off) == len(name) && EqualFold(h.buf[f.name.off:f.name.end], name) {
+		if f.sig == sig && EqualFold(h.buf[f.name.off:f.name.end], name) {
 			continue
 		}
 		h.fields[j] = f
@@ -180,12 +330,30 @@ func (h *Header) delFrom(name string, from int) int {
 	return n
 }
 
-// CopyFrom makes h a copy of src, reusing h's storage.
+// CopyFrom makes h a copy of src, reusing h's storage; valid marks are copied too.
 func (h *Header) CopyFrom(src *Header) {
 	h.buf = append(h.buf[:0], src.buf...)
 	h.fields = append(h.fields[:0], src.fields...)
-	h.lens = src.lens
+	h.lens, h.lasts = src.lens, src.lasts
 }
+
+// Valid reports whether field i is marked valid: added with AddValid, or with Add, AddBytes
+// or AddField and found valid (or copied from such a field with AddField or CopyFrom), and not
+// changed since.
+func (h *Header) Valid(i int) bool { return h.fields[i].valid }
+
+// Line reports where field i (0 <= i < Len) lies in h's storage when it is marked valid (see
+// AddValid): its HTTP/1.1 field line, name ": " value CRLF, is Raw(off, end), and its name is
+// Raw(off, nameEnd); ok is false, and the bounds meaningless, for a field not marked valid.
+// The lines of fields added marked valid one after another, and not deleted between, lie end
+// to end (one's end is the next one's off), so a codec can copy a run of them at once.
+func (h *Header) Line(i int) (off, nameEnd, end int, ok bool) {
+	f := &h.fields[i]
+	return int(f.name.off), int(f.name.end), int(f.value.end) + 2, f.valid
+}
+
+// Raw returns h's storage from off to end, bounds that Line returned, aliasing it.
+func (h *Header) Raw(off, end int) []byte { return h.buf[off:end:end] }
 
 // Equal reports whether h and o have the same fields in the same order (names compared
 // case-insensitively, values exactly).
@@ -228,19 +396,46 @@ func HTTPHeader(h *Header) http.Header {
 
 // EqualFold reports whether b equals s, folding ASCII case only (header names are tokens).
 func EqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		x, y := b[i], s[i]
-		if x == y {
-			continue
+	// Most calls compare names of different lengths: that test is inlined.
+	return len(b) == len(s) && equalFold(b, s)
+}
+
+func equalFold(b []byte, s string) bool {
+	n := len(b)
+	if n < 8 {
+		for i := 0; i < n; i++ {
+			x, y := b[i], s[i]
+			if x != y && (x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z') {
+				return false
+			}
 		}
-		if x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z' {
+		return true
+	}
+	if b[0]|0x20 != s[0]|0x20 {
+		return false // most names that differ differ here (the case bit aside)
+	}
+	// Eight bytes at a time; the last word overlaps the one before when n%8 != 0.
+	for i := 0; i < n-8; i += 8 {
+		if !foldWord(load64(b[i:]), load64(s[i:])) {
 			return false
 		}
 	}
-	return true
+	return foldWord(load64(b[n-8:]), load64(s[n-8:]))
+}
+
+// foldWord reports whether the words x and y (eight bytes each) differ at most in the ASCII
+// case of letters of x. With top bits cleared, adding 0x80-k to a byte sets its top bit
+// exactly when the byte is at least k, with no carry into the next byte; a letter's case bit
+// is 0x20, its top bit shifted right by two.
+func foldWord(x, y uint64) bool {
+	const ones, highs, lows = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	d := x ^ y
+	if d == 0 {
+		return true
+	}
+	l := x&lows | ones*0x20
+	letter := (l + ones*(0x80-'a')) &^ (l + ones*(0x80-'z'-1)) &^ x & highs
+	return d&^(letter>>2) == 0
 }
 
 // HasToken reports whether the comma-separated list value contains token (ASCII
