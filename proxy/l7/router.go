@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -97,6 +96,9 @@ func (s *Stream) applyCommonResponseHeaders(hdr *httpmsg.Header) {
 // hopByHop are the headers that describe one connection and are never forwarded.
 var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Proxy-Authenticate"}
 
+// removeHopByHop removes the hop-by-hop fields: those the Connection field names, those of
+// hopByHop, and TE unless it offers trailers (then "TE: trailers" stays, as gRPC needs it).
+// The fixed names go in one pass over the fields.
 func removeHopByHop(h *httpmsg.Header) {
 	if h.Has("Connection") {
 		for _, v := range headerValues(h, "Connection") {
@@ -107,23 +109,50 @@ func removeHopByHop(h *httpmsg.Header) {
 			}
 		}
 	}
-	for _, k := range hopByHop {
-		h.Del(k)
-	}
-	if h.Has("Te") {
-		// Only "TE: trailers" passes (gRPC needs it).
-		keep := false
-		for i := h.Index("Te", 0); i >= 0; i = h.Index("Te", i+1) {
-			if _, v := h.Field(i); bytes.Contains(bytes.ToLower(v), []byte("trailers")) {
-				keep = true
-			}
+	te, keepTE := -1, false
+	for i := 0; i < h.Len(); {
+		k, v := h.Field(i)
+		if isHopByHop(k) {
+			h.DelAt(i)
+			continue
 		}
-		if keep {
+		if len(k) == 2 && httpmsg.EqualFold(k, "Te") {
+			// Only "TE: trailers" passes (gRPC needs it).
+			keepTE = keepTE || containsFold(v, "trailers")
+			if te >= 0 {
+				h.DelAt(i) // the first TE field stays in place for Set below
+				continue
+			}
+			te = i
+		}
+		i++
+	}
+	if te >= 0 {
+		if keepTE {
 			h.Set("Te", "trailers")
 		} else {
-			h.Del("Te")
+			h.DelAt(te)
 		}
 	}
+}
+
+// isHopByHop reports whether name is one of hopByHop (ASCII case-insensitive).
+func isHopByHop(name []byte) bool {
+	switch len(name) {
+	case len("Upgrade"), len("Connection"), len("Proxy-Connection"), len("Transfer-Encoding"), len("Proxy-Authenticate"):
+		return oneOf(name, hopByHop)
+	}
+	return false
+}
+
+// containsFold reports whether b contains the lower-case ASCII word sub, folding b's case.
+func containsFold(b []byte, sub string) bool {
+	for i := 0; i+len(sub) <= len(b); i++ {
+		if httpmsg.EqualFold(b[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // upgradeType returns the lower-cased Upgrade protocol of an HTTP/1.1 upgrade request, or "".
@@ -152,6 +181,20 @@ func (h *Handler) upgradeAllowed(rt *route.Route, typ string) bool {
 		return a
 	}
 	return h.upgrades[typ]
+}
+
+// consumedRetryHeaders are the retry control headers the router consumes.
+var consumedRetryHeaders = []string{"X-Envoy-Retry-On", "X-Envoy-Retry-Grpc-On", "X-Envoy-Max-Retries",
+	"X-Envoy-Retriable-Status-Codes", "X-Envoy-Retriable-Header-Names", "X-Envoy-Hedge-On-Per-Try-Timeout"}
+
+// hasEnvoyField reports whether hdr has a field in the x-envoy- namespace.
+func hasEnvoyField(hdr *httpmsg.Header) bool {
+	for i := 0; i < hdr.Len(); i++ {
+		if k, _ := hdr.Field(i); len(k) > len("X-Envoy-") && httpmsg.EqualFold(k[:len("X-Envoy-")], "X-Envoy-") {
+			return true
+		}
+	}
+	return false
 }
 
 // envoyHeaderMs reads an x-envoy-* millisecond header from an internal request.
@@ -250,11 +293,16 @@ func (h *Handler) forward(s *Stream) {
 	}
 
 	timeout := rt.Timeout
-	if hdr.Del("X-Envoy-Upstream-Rq-Timeout-Alt-Response") > 0 {
-		s.timeoutAlt = !s.external // answer a route timeout with 204 instead of 504
-	}
-	if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Timeout-Ms"); ok {
-		timeout = d
+	// The x-envoy-* control headers are looked up (and consumed) only when the request has a
+	// field of that namespace at all; most have none.
+	ctl := hasEnvoyField(hdr)
+	if ctl {
+		if hdr.Del("X-Envoy-Upstream-Rq-Timeout-Alt-Response") > 0 {
+			s.timeoutAlt = !s.external // answer a route timeout with 204 instead of 504
+		}
+		if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Timeout-Ms"); ok {
+			timeout = d
+		}
 	}
 	if rt.HasGrpcTimeoutHeaderMax && s.grpc {
 		if d, ok := route.ParseGRPCTimeout(s.Header("Grpc-Timeout")); ok {
@@ -264,18 +312,22 @@ func (h *Handler) forward(s *Stream) {
 			timeout = d
 		}
 	}
-	policy := effectiveRetry(s)
+	policy := rt.Retry
+	if ctl {
+		policy = effectiveRetry(s)
+	}
 	perTry := time.Duration(0)
 	if policy != nil {
 		perTry = policy.PerTryTimeout
 	}
-	if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms"); ok {
-		perTry = d
-	}
-	// Consume the retry headers so they do not travel upstream, as Envoy's router does.
-	for _, k := range []string{"X-Envoy-Retry-On", "X-Envoy-Retry-Grpc-On", "X-Envoy-Max-Retries",
-		"X-Envoy-Retriable-Status-Codes", "X-Envoy-Retriable-Header-Names", "X-Envoy-Hedge-On-Per-Try-Timeout"} {
-		hdr.Del(k)
+	if ctl {
+		if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms"); ok {
+			perTry = d
+		}
+		// Consume the retry headers so they do not travel upstream, as Envoy's router does.
+		for _, k := range consumedRetryHeaders {
+			hdr.Del(k)
+		}
 	}
 	maxRetries := 0
 	if policy != nil && policy.RequestRetriable(s) {

@@ -363,18 +363,17 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	edge := h.useRemoteAddress && !internal
 	s.external = !internal
 
-	hdr.Del("X-Envoy-Internal")
-	removePeerMetadata(hdr)
 	switch {
 	case internal:
+		cleanEntryHeaders(hdr, entryInternal, h.xffTrustedHops)
 		hdr.Add("X-Envoy-Internal", "true")
 	case edge:
-		sanitizeEdge(hdr, h.xffTrustedHops)
+		cleanEntryHeaders(hdr, entryEdge, h.xffTrustedHops)
 		if remote.IsValid() {
 			hdr.Set("X-Envoy-External-Address", remote.Addr().Unmap().String())
 		}
 	default:
-		sanitizeUntrusted(hdr)
+		cleanEntryHeaders(hdr, entryUntrusted, h.xffTrustedHops)
 	}
 	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing.
 	if xfp, _ := hdr.Value("X-Forwarded-Proto"); h.useRemoteAddress && h.xffTrustedHops == 0 || len(xfp) == 0 {

@@ -1,0 +1,167 @@
+package l7
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/strait-mesh/strait/proxy/httpmsg"
+)
+
+// The one-pass header removals (cleanEntryHeaders, removeHopByHop) against the one-Del-per-name
+// forms they replace, kept here as the reference.
+
+func refSanitizeUntrusted(hdr *httpmsg.Header) {
+	for _, k := range untrustedHeaders {
+		hdr.Del(k)
+	}
+}
+
+func refSanitizeEdge(hdr *httpmsg.Header, trustedHops int) {
+	for i := 0; i < hdr.Len(); i++ {
+		if k, _ := hdr.Field(i); len(k) > len("X-Envoy-") && httpmsg.EqualFold(k[:len("X-Envoy-")], "X-Envoy-") {
+			hdr.DelAt(i)
+			i--
+		}
+	}
+	for _, k := range edgeOnlyHeaders {
+		hdr.Del(k)
+	}
+	if trustedHops == 0 {
+		hdr.Del("Forwarded")
+	}
+}
+
+func refCleanEntry(hdr *httpmsg.Header, class, trustedHops int) {
+	hdr.Del("X-Envoy-Internal")
+	for _, k := range peerMetadataHeaders {
+		hdr.Del(k)
+	}
+	switch class {
+	case entryEdge:
+		refSanitizeEdge(hdr, trustedHops)
+	case entryUntrusted:
+		refSanitizeUntrusted(hdr)
+	}
+}
+
+func refRemoveHopByHop(h *httpmsg.Header) {
+	if h.Has("Connection") {
+		for _, v := range headerValues(h, "Connection") {
+			for _, f := range strings.Split(v, ",") {
+				if f = strings.TrimSpace(f); f != "" {
+					h.Del(f)
+				}
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		h.Del(k)
+	}
+	if h.Has("Te") {
+		keep := false
+		for i := h.Index("Te", 0); i >= 0; i = h.Index("Te", i+1) {
+			if _, v := h.Field(i); bytes.Contains(bytes.ToLower(v), []byte("trailers")) {
+				keep = true
+			}
+		}
+		if keep {
+			h.Set("Te", "trailers")
+		} else {
+			h.Del("Te")
+		}
+	}
+}
+
+// headerPool is what the random headers are drawn from: every name the removals know, in
+// other cases, and ordinary ones.
+var headerPool = func() []string {
+	names := []string{"Host", "Content-Type", "Accept", "User-Agent", "X-Request-Id", "Forwarded",
+		"X-Forwarded-For", "Te", "TE", "x-envoy-internal", "X-Envoy-Foo", "X-Envoy-", "X-Envoyx",
+		"X-Custom", "Connection", "keep-alive", "PROXY-CONNECTION", "transfer-encoding", "upgrade",
+		"Proxy-Authenticate", "Proxy-Authorization", "X-Envoy-External-Address", "X-Envoy-Decorator-Operation"}
+	names = append(names, untrustedHeaders...)
+	names = append(names, edgeOnlyHeaders...)
+	names = append(names, peerMetadataHeaders...)
+	names = append(names, hopByHop...)
+	for _, n := range append([]string(nil), names...) {
+		names = append(names, strings.ToLower(n), strings.ToUpper(n))
+	}
+	return names
+}()
+
+var valuePool = []string{"1", "true", "trailers", "Trailers, deflate", "gzip", "x-custom, close",
+	"Upgrade", "keep-alive", "te", "X-Custom,  Accept ,", ""}
+
+func randomHeader(r *rand.Rand) *httpmsg.Header {
+	var h httpmsg.Header
+	for n := r.IntN(12); n > 0; n-- {
+		h.Add(headerPool[r.IntN(len(headerPool))], valuePool[r.IntN(len(valuePool))])
+	}
+	return &h
+}
+
+func dumpHeader(h *httpmsg.Header) string {
+	var b strings.Builder
+	for i := 0; i < h.Len(); i++ {
+		k, v := h.Field(i)
+		fmt.Fprintf(&b, "%s: %s\n", k, v)
+	}
+	return b.String()
+}
+
+func TestCleanEntryHeadersMatchesDels(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n < 20000; n++ {
+		in := randomHeader(r)
+		class, hops := r.IntN(3), r.IntN(2)
+		var got, want httpmsg.Header
+		got.CopyFrom(in)
+		want.CopyFrom(in)
+		cleanEntryHeaders(&got, class, hops)
+		refCleanEntry(&want, class, hops)
+		if !got.Equal(&want) {
+			t.Fatalf("class %d, hops %d, fields:\n%sone pass:\n%sone Del per name:\n%s", class, hops,
+				dumpHeader(in), dumpHeader(&got), dumpHeader(&want))
+		}
+	}
+}
+
+func TestRemoveHopByHopMatchesDels(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for n := 0; n < 20000; n++ {
+		in := randomHeader(r)
+		var got, want httpmsg.Header
+		got.CopyFrom(in)
+		want.CopyFrom(in)
+		removeHopByHop(&got)
+		refRemoveHopByHop(&want)
+		if !got.Equal(&want) {
+			t.Fatalf("fields:\n%sone pass:\n%sone Del per name:\n%s", dumpHeader(in), dumpHeader(&got), dumpHeader(&want))
+		}
+	}
+}
+
+func TestHasEnvoyField(t *testing.T) {
+	for _, c := range []struct {
+		names []string
+		want  bool
+	}{
+		{nil, false},
+		{[]string{"Host", "Accept"}, false},
+		{[]string{"X-Envoy-"}, false},
+		{[]string{"Host", "x-envoy-retry-on"}, true},
+		{[]string{"X-ENVOY-MAX-RETRIES", "Host"}, true},
+		{[]string{"X-Envoyz-Foo"}, false},
+	} {
+		var h httpmsg.Header
+		for _, n := range c.names {
+			h.Add(n, "1")
+		}
+		if got := hasEnvoyField(&h); got != c.want {
+			t.Errorf("hasEnvoyField(%q) = %v, want %v", c.names, got, c.want)
+		}
+	}
+}
