@@ -165,13 +165,14 @@ func (rb *replayBody) attempt() io.ReadCloser {
 // that is the whole body, attempts send it from memory. The rest of a body that did not come
 // at once streams as before. interrupt (the stream idle timeout, max duration) ends the wait
 // through the response's read deadline; a downstream reset ends the Read itself. Without read
-// deadline support (a test recorder) nothing is prefetched.
-func (rb *replayBody) prefetch(w downstream, length int64) {
+// deadline support (a test recorder) nothing is prefetched. It returns the sinceBase reading
+// taken when the Read returned, 0 when it read nothing.
+func (rb *replayBody) prefetch(w downstream, length int64) (now int64) {
 	if length <= 0 || length > MaxPrefetchBytes {
-		return
+		return 0
 	}
 	if w.SetReadDeadline(time.Time{}) != nil {
-		return
+		return 0
 	}
 	rb.on = waitingOn{w}
 	rb.waiting.Store(&rb.on)
@@ -182,13 +183,16 @@ func (rb *replayBody) prefetch(w downstream, length int64) {
 	buf = buf[:length]
 	n, err := rb.src.Read(buf)
 	rb.waiting.Store(nil)
+	// One clock reading for what the read ended: the idle timer's activity, the route
+	// timer's start at the body's end, and the caller's next phase.
+	now = sinceBase()
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
 	if n > 0 {
 		rb.buf = buf[:n]
 		rb.total = int64(n)
 		*rb.received += int64(n)
-		rb.idle.touch()
+		rb.idle.touchAt(now)
 		if rb.countGRPC {
 			rb.grpc.Feed(buf[:n])
 			rb.grpcCount.Store(rb.grpc.Messages())
@@ -198,10 +202,11 @@ func (rb *replayBody) prefetch(w downstream, length int64) {
 	case err == io.EOF || err == nil && int64(n) == length:
 		// The server enforces Content-Length: reaching it ends the body.
 		rb.eof = true
-		rb.onEOF.start()
+		rb.onEOF.startAt(now)
 	case err != nil:
 		rb.err = err
 	}
+	return now
 }
 
 // interrupt ends a prefetch wait (the stream is being canceled). Safe on a nil body.
@@ -351,6 +356,11 @@ func newIdleTimer(d time.Duration, fire func()) *idleTimer {
 // idleTimer returns the stream's idle timer started for d (nil if d <= 0), reused when the
 // last request's stop allowed it.
 func (s *Stream) idleTimer(d time.Duration, fire func()) *idleTimer {
+	return s.idleTimerAt(d, fire, sinceBase())
+}
+
+// idleTimerAt is idleTimer started at now, the caller's sinceBase reading.
+func (s *Stream) idleTimerAt(d time.Duration, fire func(), now int64) *idleTimer {
 	if d <= 0 {
 		return nil
 	}
@@ -364,7 +374,6 @@ func (s *Stream) idleTimer(d time.Duration, fire func()) *idleTimer {
 		return it
 	}
 	// Stopped, and fire was not called (stop returned true).
-	now := sinceBase()
 	it.last.Store(now)
 	it.mu.Lock()
 	it.d, it.fire, it.active, it.fired = d, fire, true, false
@@ -379,6 +388,13 @@ func (s *Stream) idleTimer(d time.Duration, fire func()) *idleTimer {
 func (it *idleTimer) touch() {
 	if it != nil {
 		it.last.Store(sinceBase())
+	}
+}
+
+// touchAt is touch with the caller's sinceBase reading.
+func (it *idleTimer) touchAt(now int64) {
+	if it != nil {
+		it.last.Store(now)
 	}
 }
 
@@ -453,10 +469,16 @@ func (s *Stream) routeTimer(d time.Duration, fire func()) *routeTimer {
 }
 
 func (rt *routeTimer) start() {
+	if rt != nil {
+		rt.startAt(sinceBase())
+	}
+}
+
+// startAt is start at now, the caller's sinceBase reading.
+func (rt *routeTimer) startAt(now int64) {
 	if rt == nil {
 		return
 	}
-	now := sinceBase()
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.armed || rt.stopped {

@@ -1,9 +1,15 @@
 package l7
 
 import (
+	"io"
+	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // waitFired waits (bounded) until n reaches want.
@@ -134,5 +140,60 @@ func TestIdleTimerLazyReuse(t *testing.T) {
 	defer st.mu.Unlock()
 	if st.when != 0 {
 		t.Error("a tunnel's idle timer was left pending")
+	}
+}
+
+// TestUpstreamServiceTimeSpansExchange checks that the upstream service time, measured from
+// the router's shared clock readings (the timers' start for a bodiless request, the body
+// prefetch's end otherwise), covers the upstream's whole exchange and fits in the request's
+// duration, and that the route timeout still runs from those readings.
+func TestUpstreamServiceTimeSpansExchange(t *testing.T) {
+	const wait = 30 * time.Millisecond
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		d := wait
+		if r.URL.Query().Has("slow") {
+			d = 2 * time.Second
+		}
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+		}
+		w.Write([]byte("ok"))
+	}), false)
+	env := &testEnv{clusters: map[string]Upstream{"c": staticCluster(t, "c", up, false)}}
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"},
+		Timeout:          durationpb.New(500 * time.Millisecond),
+	}))), env, false)
+	c := h1Client()
+	for _, method := range []string{"GET", "POST"} {
+		for _, path := range []string{"/", "/?slow=1"} {
+			var body io.Reader
+			if method == "POST" {
+				body = strings.NewReader("hello")
+			}
+			req, _ := http.NewRequest(method, p.url(path), body)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			ri := p.nextInfo(t)
+			if path != "/" {
+				if resp.StatusCode != http.StatusGatewayTimeout || ri.Flags&FlagUpstreamRequestTimeout == 0 {
+					t.Errorf("%s %s: status %d, flags %v: the route timeout did not fire", method, path, resp.StatusCode, ri.Flags)
+				}
+				continue
+			}
+			if resp.StatusCode != 200 {
+				t.Fatalf("%s: status %d", method, resp.StatusCode)
+			}
+			if ri.UpstreamServiceTime < wait || ri.UpstreamServiceTime > ri.Duration {
+				t.Errorf("%s: upstream service time %v, upstream waited %v, request took %v",
+					method, ri.UpstreamServiceTime, wait, ri.Duration)
+			}
+		}
 	}
 }

@@ -444,7 +444,10 @@ func (h *Handler) forward(s *Stream) {
 	if rt.IdleTimeout > 0 {
 		idleD = rt.IdleTimeout
 	}
-	idle := s.idleTimer(idleD, rc.idleFunc())
+	// One monotonic reading (sinceBase) per phase: the timers' start here, the prefetch's end,
+	// the response's arrival.
+	now := sinceBase()
+	idle := s.idleTimerAt(idleD, rc.idleFunc(), now)
 	done.idle = idle
 
 	if body != nil {
@@ -453,9 +456,13 @@ func (h *Handler) forward(s *Stream) {
 			// Let the upstream response stream back while the request body is still arriving.
 			_ = s.w.EnableFullDuplex()
 		}
-		body.prefetch(s.w, s.req.ContentLength)
+		if t := body.prefetch(s.w, s.req.ContentLength); t != 0 {
+			now = t
+		} else {
+			now = sinceBase()
+		}
 	} else {
-		rtimer.start()
+		rtimer.startAt(now)
 	}
 	var out *http.Request
 	if toMessage {
@@ -469,7 +476,7 @@ func (h *Handler) forward(s *Stream) {
 	}
 
 	// Prepared once; now attempt → decide → maybe retry, with one decision (tryAgain).
-	start := time.Now()
+	start := now // the upstream exchange starts (UpstreamServiceTime)
 	var res attemptResult
 	retrySlot := false // a retry budget slot, held by the attempt being made
 	for attempt := 1; ; attempt++ {
@@ -537,7 +544,7 @@ func (h *Handler) forward(s *Stream) {
 	if rst != nil {
 		rst.code(res.resp.Status)
 	}
-	s.Info.UpstreamServiceTime = time.Since(start)
+	s.Info.UpstreamServiceTime = time.Duration(sinceBase() - start)
 	if res.resp.Status == http.StatusSwitchingProtocols && upgrade != "" {
 		h.tunnel(s, res.resp)
 		return
