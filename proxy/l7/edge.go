@@ -165,7 +165,7 @@ func cleanEntryHeaders(hdr *httpmsg.Header, class, trustedHops int) {
 
 // dropOnEntry reports whether cleanEntryHeaders removes the field named k.
 func dropOnEntry(k []byte, class, trustedHops int) bool {
-	if len(k) <= len("X-Envoy-") || !httpmsg.EqualFold(k[:len("X-Envoy-")], "X-Envoy-") {
+	if !isEnvoyName(k) {
 		// Forwarded is the one field outside the x-envoy- namespace edge requests lose.
 		return class == entryEdge && trustedHops == 0 && httpmsg.EqualFold(k, "Forwarded")
 	}

@@ -98,9 +98,10 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfe
 
 // removeHopByHop removes the hop-by-hop fields: those the Connection field names, those of
 // hopByHop, and TE unless it offers trailers (then "TE: trailers" stays, as gRPC needs it).
-// The fixed names go in one pass over the fields.
+// Each fixed name is looked up first (Index answers most absent names from the lengths of the
+// names present) and deleted only when present.
 func removeHopByHop(h *httpmsg.Header) {
-	if h.Has("Connection") {
+	if h.Index("Connection", 0) >= 0 {
 		for _, v := range headerValues(h, "Connection") {
 			for _, f := range strings.Split(v, ",") {
 				if f = strings.TrimSpace(f); f != "" {
@@ -109,40 +110,25 @@ func removeHopByHop(h *httpmsg.Header) {
 			}
 		}
 	}
-	te, keepTE := -1, false
-	for i := 0; i < h.Len(); {
-		k, v := h.Field(i)
-		if isHopByHop(k) {
-			h.DelAt(i)
-			continue
+	for _, k := range hopByHop {
+		if h.Index(k, 0) >= 0 {
+			h.Del(k)
 		}
-		if len(k) == 2 && httpmsg.EqualFold(k, "Te") {
-			// Only "TE: trailers" passes (gRPC needs it).
-			keepTE = keepTE || containsFold(v, "trailers")
-			if te >= 0 {
-				h.DelAt(i) // the first TE field stays in place for Set below
-				continue
-			}
-			te = i
-		}
-		i++
 	}
-	if te >= 0 {
-		if keepTE {
+	if i := h.Index("Te", 0); i >= 0 {
+		// Only "TE: trailers" passes (gRPC needs it).
+		keep := false
+		for ; i >= 0; i = h.Index("Te", i+1) {
+			if _, v := h.Field(i); containsFold(v, "trailers") {
+				keep = true
+			}
+		}
+		if keep {
 			h.Set("Te", "trailers")
 		} else {
-			h.DelAt(te)
+			h.Del("Te")
 		}
 	}
-}
-
-// isHopByHop reports whether name is one of hopByHop (ASCII case-insensitive).
-func isHopByHop(name []byte) bool {
-	switch len(name) {
-	case len("Upgrade"), len("Connection"), len("Proxy-Connection"), len("Transfer-Encoding"), len("Proxy-Authenticate"):
-		return oneOf(name, hopByHop)
-	}
-	return false
 }
 
 // containsFold reports whether b contains the lower-case ASCII word sub, folding b's case.
@@ -190,11 +176,18 @@ var consumedRetryHeaders = []string{"X-Envoy-Retry-On", "X-Envoy-Retry-Grpc-On",
 // hasEnvoyField reports whether hdr has a field in the x-envoy- namespace.
 func hasEnvoyField(hdr *httpmsg.Header) bool {
 	for i := 0; i < hdr.Len(); i++ {
-		if k, _ := hdr.Field(i); len(k) > len("X-Envoy-") && httpmsg.EqualFold(k[:len("X-Envoy-")], "X-Envoy-") {
+		if k, _ := hdr.Field(i); isEnvoyName(k) {
 			return true
 		}
 	}
 	return false
+}
+
+// isEnvoyName reports whether the field name k is in the x-envoy- namespace (and longer than
+// the prefix). The dashes are tested first: most names fail there.
+func isEnvoyName(k []byte) bool {
+	return len(k) > len("X-Envoy-") && k[1] == '-' && k[7] == '-' && k[0]|0x20 == 'x' &&
+		httpmsg.EqualFold(k[2:7], "envoy")
 }
 
 // envoyHeaderMs reads an x-envoy-* millisecond header from an internal request.
