@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -162,6 +163,47 @@ func TestHasEnvoyField(t *testing.T) {
 		}
 		if got := hasEnvoyField(&h); got != c.want {
 			t.Errorf("hasEnvoyField(%q) = %v, want %v", c.names, got, c.want)
+		}
+	}
+}
+
+// refPutUUIDFrom is putUUID's former form (bytes, then encoding/hex per group).
+func refPutUUIDFrom(out *[uuidLen]byte, a, c uint64) {
+	var b [16]byte
+	for i := 0; i < 8; i++ {
+		b[i] = byte(a >> (8 * i))
+		b[8+i] = byte(c >> (8 * i))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:], b[10:])
+}
+
+func TestPutUUIDFrom(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for n := 0; n < 10000; n++ {
+		a, c := r.Uint64(), r.Uint64()
+		if n == 0 {
+			a, c = 0, 0
+		} else if n == 1 {
+			a, c = ^uint64(0), ^uint64(0)
+		}
+		var got, want [uuidLen]byte
+		putUUIDFrom(&got, a, c)
+		refPutUUIDFrom(&want, a, c)
+		if got != want {
+			t.Fatalf("%x %x: %s, want %s", a, c, got[:], want[:])
+		}
+		if !validRequestID(string(got[:])) {
+			t.Fatalf("%s is not a valid request id", got[:])
 		}
 	}
 }

@@ -453,24 +453,24 @@ func (s *Stream) newRequestID() string {
 }
 
 // putUUID writes a random (version 4) UUID's text to out.
-func putUUID(out *[uuidLen]byte) {
-	var b [16]byte
-	a, c := rand.Uint64(), rand.Uint64()
+func putUUID(out *[uuidLen]byte) { putUUIDFrom(out, rand.Uint64(), rand.Uint64()) }
+
+// uuidHexAt is where the text of each of a UUID's 16 bytes starts.
+var uuidHexAt = [16]uint8{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// putUUIDFrom writes the version 4 UUID whose bytes are a's, then c's, little end first
+// (random bits), with the version and variant bits set, to out as lower-case hex.
+func putUUIDFrom(out *[uuidLen]byte, a, c uint64) {
+	const hexDigits = "0123456789abcdef"
+	a = a&^(0xf0<<48) | 0x40<<48 // byte 6: version 4
+	c = c&^0xc0 | 0x80           // byte 8: variant 10
 	for i := 0; i < 8; i++ {
-		b[i] = byte(a >> (8 * i))
-		b[8+i] = byte(c >> (8 * i))
+		x, y := byte(a>>(8*i)), byte(c>>(8*i))
+		p, q := uuidHexAt[i], uuidHexAt[8+i]
+		out[p], out[p+1] = hexDigits[x>>4], hexDigits[x&15]
+		out[q], out[q+1] = hexDigits[y>>4], hexDigits[y&15]
 	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	hex.Encode(out[0:8], b[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:], b[10:])
+	out[8], out[13], out[18], out[23] = '-', '-', '-', '-'
 }
 
 // forwardClientCert implements forward_client_cert_details and set_current_client_cert_details.
