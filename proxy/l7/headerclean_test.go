@@ -207,3 +207,30 @@ func TestPutUUIDFrom(t *testing.T) {
 		}
 	}
 }
+
+func TestCopyResponseHeaderMatchesDels(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	pool := append([]string{"Trailer", "trailer", "TRAILER"}, headerPool...)
+	for n := 0; n < 20000; n++ {
+		var src, pre httpmsg.Header
+		for k := r.IntN(10); k > 0; k-- {
+			src.Add(pool[r.IntN(len(pool))], valuePool[r.IntN(len(valuePool))])
+		}
+		if r.IntN(4) == 0 {
+			pre.Add(pool[r.IntN(len(pool))], "pre")
+		}
+		var got, want httpmsg.Header
+		got.CopyFrom(&pre)
+		want.CopyFrom(&pre)
+		copyResponseHeader(&got, &src)
+		for i := 0; i < src.Len(); i++ {
+			want.AddBytes(src.Field(i))
+		}
+		refRemoveHopByHop(&want)
+		want.Del("Trailer")
+		if !got.Equal(&want) {
+			t.Fatalf("before:\n%supstream:\n%scopied:\n%swant:\n%s", dumpHeader(&pre), dumpHeader(&src),
+				dumpHeader(&got), dumpHeader(&want))
+		}
+	}
+}
