@@ -376,16 +376,24 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 		cleanEntryHeaders(hdr, entryUntrusted, h.xffTrustedHops)
 	}
 	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing.
-	if xfp, _ := hdr.Value("X-Forwarded-Proto"); h.useRemoteAddress && h.xffTrustedHops == 0 || len(xfp) == 0 {
+	// An absent field is appended without Set's second lookup.
+	if xfp, ok := hdr.Value("X-Forwarded-Proto"); !ok {
+		hdr.Add("X-Forwarded-Proto", s.scheme)
+	} else if h.useRemoteAddress && h.xffTrustedHops == 0 || len(xfp) == 0 {
 		hdr.Set("X-Forwarded-Proto", s.scheme)
 	}
 
 	// x-request-id: kept from internal and intermediate hops, replaced at the edge unless
 	// preserve_external_request_id; an invalid one is always replaced.
-	id := hdr.Get("X-Request-Id")
+	idv, hasID := hdr.Value("X-Request-Id")
+	id := string(idv)
 	if h.generateRequestID && (id == "" || !validRequestID(id) || edge && !h.preserveExternalID) {
 		id = s.newRequestID()
-		hdr.Set("X-Request-Id", id)
+		if hasID {
+			hdr.Set("X-Request-Id", id)
+		} else {
+			hdr.Add("X-Request-Id", id)
+		}
 	}
 	s.Info.RequestID = id
 	h.forwardClientCert(s, cs)
