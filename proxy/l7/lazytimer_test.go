@@ -197,3 +197,19 @@ func TestUpstreamServiceTimeSpansExchange(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseLeavesKeptOnly checks that a released Stream holds only what it keeps for the next
+// request: serve takes pooled Streams as they are.
+func TestReleaseLeavesKeptOnly(t *testing.T) {
+	s := &Stream{method: "GET", path: "/x", Cluster: "c", grpc: true, setCookie: "a=b", retrying: true}
+	s.Info.Status, s.Info.Attempts = 200, 2
+	rt := s.routeTimer(time.Hour, func() {})
+	s.release()
+	if s.method != "" || s.path != "" || s.Cluster != "" || s.grpc || s.setCookie != "" || s.retrying ||
+		s.Info.Status != 0 || s.Info.Attempts != 0 {
+		t.Errorf("released Stream keeps request state: %+v", s.Info)
+	}
+	if s.rtimer != rt {
+		t.Error("released Stream dropped its route timer")
+	}
+}
