@@ -151,24 +151,30 @@ const (
 // x-envoy-* header (x-envoy-external-address is set afterwards by the caller, and the
 // edgeOnlyHeaders are among them) and Forwarded unless trustedHops says a trusted proxy in
 // front wrote it; from one that is neither edge nor internal the untrustedHeaders. Most
-// requests carry no x-envoy-* field, and then each field costs one prefix test.
-func cleanEntryHeaders(hdr *httpmsg.Header, class, trustedHops int) {
+// requests carry no x-envoy-* field, and then each field costs one prefix test. It reports
+// whether an x-envoy-* field is left.
+func cleanEntryHeaders(hdr *httpmsg.Header, class, trustedHops int) (envoyLeft bool) {
 	for i := 0; i < hdr.Len(); {
 		k, _ := hdr.Field(i)
-		if dropOnEntry(k, class, trustedHops) {
+		if !isEnvoyName(k) {
+			// Forwarded is the one field outside the x-envoy- namespace edge requests lose.
+			if class == entryEdge && trustedHops == 0 && httpmsg.EqualFold(k, "Forwarded") {
+				hdr.DelAt(i)
+				continue
+			}
+		} else if dropEnvoyOnEntry(k, class) {
 			hdr.DelAt(i)
 			continue
+		} else {
+			envoyLeft = true
 		}
 		i++
 	}
+	return envoyLeft
 }
 
-// dropOnEntry reports whether cleanEntryHeaders removes the field named k.
-func dropOnEntry(k []byte, class, trustedHops int) bool {
-	if !isEnvoyName(k) {
-		// Forwarded is the one field outside the x-envoy- namespace edge requests lose.
-		return class == entryEdge && trustedHops == 0 && httpmsg.EqualFold(k, "Forwarded")
-	}
+// dropEnvoyOnEntry reports whether cleanEntryHeaders removes the x-envoy-* field named k.
+func dropEnvoyOnEntry(k []byte, class int) bool {
 	switch class {
 	case entryEdge:
 		return true

@@ -234,3 +234,43 @@ func TestCopyResponseHeaderMatchesDels(t *testing.T) {
 		}
 	}
 }
+
+// TestNoEnvoyFieldsTracksEdits checks the router's shortcut past its control headers: set only
+// when decorateRequest left no x-envoy-* field on a request that is neither internal nor edge,
+// and cleared by every way filters add request fields.
+func TestNoEnvoyFieldsTracksEdits(t *testing.T) {
+	h, err := New(inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c")))), &testEnv{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decorated := func(names ...string) *Stream {
+		s := &Stream{req: &httpmsg.Request{}, h: h, scheme: "http"}
+		for _, n := range names {
+			s.req.Header.Add(n, "1")
+		}
+		h.decorateRequest(s, &connState{})
+		return s
+	}
+	if s := decorated("Accept", "X-Envoy-Retry-On"); !s.noEnvoyFields || hasEnvoyField(&s.req.Header) {
+		t.Errorf("untrusted request without x-envoy-* fields left: noEnvoyFields %v, fields:\n%s",
+			s.noEnvoyFields, dumpHeader(&s.req.Header))
+	}
+	if s := decorated("X-Envoy-Decorator-Operation"); s.noEnvoyFields {
+		t.Error("noEnvoyFields set with x-envoy-decorator-operation left on the request")
+	}
+	for name, edit := range map[string]func(s *Stream){
+		"SetHeader":       func(s *Stream) { s.SetHeader("X-Envoy-Retry-On", "5xx") },
+		"AddHeader":       func(s *Stream) { s.AddHeader("X-Envoy-Max-Retries", "1") },
+		"reqHeader":       func(s *Stream) { s.reqHeader().Add("X-Envoy-Max-Retries", "1") },
+		"applyRequestOps": func(s *Stream) { s.applyRequestOps(nil) },
+	} {
+		s := decorated()
+		if !s.noEnvoyFields {
+			t.Fatal("noEnvoyFields not set for a plain request")
+		}
+		edit(s)
+		if s.noEnvoyFields {
+			t.Errorf("%s left noEnvoyFields set", name)
+		}
+	}
+}

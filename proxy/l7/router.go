@@ -288,7 +288,7 @@ func (h *Handler) forward(s *Stream) {
 	timeout := rt.Timeout
 	// The x-envoy-* control headers are looked up (and consumed) only when the request has a
 	// field of that namespace at all; most have none.
-	ctl := hasEnvoyField(hdr)
+	ctl := !s.noEnvoyFields && hasEnvoyField(hdr)
 	if ctl {
 		if hdr.Del("X-Envoy-Upstream-Rq-Timeout-Alt-Response") > 0 {
 			s.timeoutAlt = !s.external // answer a route timeout with 204 instead of 504

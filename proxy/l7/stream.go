@@ -55,26 +55,30 @@ type Stream struct {
 	Cluster string
 	Target  *route.Target
 
-	h           *Handler
-	rinfo       route.RequestInfo
-	grpc        bool
-	external    bool // not internal (edge.go): x-envoy-* control headers are ignored
-	wroteHeader bool
-	abort       bool
-	corsOrigin  string
-	cors        *route.CORS
-	setCookie   string
-	retrying    bool
-	reqBody     *replayBody // the request body as the router reads it, nil if none
-	timeoutAlt  bool
-	metadata    map[string]*structpb.Struct // dynamic metadata by filter namespace; nil until set
-	hostReport  upstream.HostReport         // the upstream host, reported by the cluster (access logs, tracing)
-	services    []telemetry.Service         // the cluster's services from istiod's metadata (telemetry.go)
-	trace       *streamTrace                // the request's spans when tracing is on (tracing.go)
-	downW       downstream                  // the codec's own writer (w may wrap it)
-	respGRPC    telemetry.GRPCFrames        // gRPC messages of the response body sent downstream (telemetry.go)
-	hooks       []responseHook              // filters' response-head hooks (request.go)
-	hookBuf     [4]responseHook
+	h        *Handler
+	rinfo    route.RequestInfo
+	grpc     bool
+	external bool // not internal (edge.go): x-envoy-* control headers are ignored
+	// noEnvoyFields: the request header has no x-envoy-* field, as decorateRequest left it
+	// and no edit since (SetHeader, AddHeader, reqHeader, applyRequestOps clear it); the
+	// router then skips its control headers. False: unknown.
+	noEnvoyFields bool
+	wroteHeader   bool
+	abort         bool
+	corsOrigin    string
+	cors          *route.CORS
+	setCookie     string
+	retrying      bool
+	reqBody       *replayBody // the request body as the router reads it, nil if none
+	timeoutAlt    bool
+	metadata      map[string]*structpb.Struct // dynamic metadata by filter namespace; nil until set
+	hostReport    upstream.HostReport         // the upstream host, reported by the cluster (access logs, tracing)
+	services      []telemetry.Service         // the cluster's services from istiod's metadata (telemetry.go)
+	trace         *streamTrace                // the request's spans when tracing is on (tracing.go)
+	downW         downstream                  // the codec's own writer (w may wrap it)
+	respGRPC      telemetry.GRPCFrames        // gRPC messages of the response body sent downstream (telemetry.go)
+	hooks         []responseHook              // filters' response-head hooks (request.go)
+	hookBuf       [4]responseHook
 	// rc is the router's cancellation of the upstream exchange (cancel.go), kept from one
 	// request to the next. baseCtx is the context serve gave the stream, and plink the
 	// connection that cancels it directly while s.ctx is still baseCtx (nil: none).
@@ -373,7 +377,7 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 			hdr.Set("X-Envoy-External-Address", remote.Addr().Unmap().String())
 		}
 	default:
-		cleanEntryHeaders(hdr, entryUntrusted, h.xffTrustedHops)
+		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryUntrusted, h.xffTrustedHops)
 	}
 	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing.
 	// An absent field is appended without Set's second lookup.
