@@ -467,22 +467,34 @@ func (s *Stream) newRequestID() string {
 // putUUID writes a random (version 4) UUID's text to out.
 func putUUID(out *[uuidLen]byte) { putUUIDFrom(out, rand.Uint64(), rand.Uint64()) }
 
-// uuidHexAt is where the text of each of a UUID's 16 bytes starts.
-var uuidHexAt = [16]uint8{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
-
 // putUUIDFrom writes the version 4 UUID whose bytes are a's, then c's, little end first
-// (random bits), with the version and variant bits set, to out as lower-case hex.
+// (random bits), with the version and variant bits set, to out as lower-case hex. The byte
+// positions are constants, so the writes need no bounds checks.
 func putUUIDFrom(out *[uuidLen]byte, a, c uint64) {
 	const hexDigits = "0123456789abcdef"
 	a = a&^(0xf0<<48) | 0x40<<48 // byte 6: version 4
 	c = c&^0xc0 | 0x80           // byte 8: variant 10
-	for i := 0; i < 8; i++ {
-		x, y := byte(a>>(8*i)), byte(c>>(8*i))
-		p, q := uuidHexAt[i], uuidHexAt[8+i]
-		out[p], out[p+1] = hexDigits[x>>4], hexDigits[x&15]
-		out[q], out[q+1] = hexDigits[y>>4], hexDigits[y&15]
-	}
-	out[8], out[13], out[18], out[23] = '-', '-', '-', '-'
+	put := func(p int, x byte) { out[p], out[p+1] = hexDigits[x>>4], hexDigits[x&15] }
+	put(0, byte(a))
+	put(2, byte(a>>8))
+	put(4, byte(a>>16))
+	put(6, byte(a>>24))
+	out[8] = '-'
+	put(9, byte(a>>32))
+	put(11, byte(a>>40))
+	out[13] = '-'
+	put(14, byte(a>>48))
+	put(16, byte(a>>56))
+	out[18] = '-'
+	put(19, byte(c))
+	put(21, byte(c>>8))
+	out[23] = '-'
+	put(24, byte(c>>16))
+	put(26, byte(c>>24))
+	put(28, byte(c>>32))
+	put(30, byte(c>>40))
+	put(32, byte(c>>48))
+	put(34, byte(c>>56))
 }
 
 // forwardClientCert implements forward_client_cert_details and set_current_client_cert_details.
