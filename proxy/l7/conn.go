@@ -25,6 +25,9 @@ type connState struct {
 	// h1 says proxy/h1 serves the connection (h1conn.go); idle that it waits for a request.
 	h1   atomic.Bool
 	idle atomic.Bool
+	// lastCluster is the cluster stats of the connection's last forwarded request
+	// (Handler.streamClusterStats).
+	lastCluster atomic.Pointer[clusterStats]
 }
 
 func (cs *connState) finish() { cs.once.Do(func() { close(cs.done) }) }

@@ -3,11 +3,13 @@ package l7
 import (
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/stats"
 	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -211,5 +213,41 @@ func TestReleaseLeavesKeptOnly(t *testing.T) {
 	}
 	if s.rtimer != rt {
 		t.Error("released Stream dropped its route timer")
+	}
+}
+
+// TestClusterStatsCaches checks the per-connection cluster stats and the last-code counter:
+// hits return the same counters a lookup by name would, misses switch.
+func TestClusterStatsCaches(t *testing.T) {
+	newH := func() *Handler {
+		h, err := New(inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("a")))), &testEnv{}, Options{Stats: stats.NewStore()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	h, h2 := newH(), newH()
+	cs := &connState{}
+	s := &Stream{cs: cs, Cluster: "a"}
+	a := h.streamClusterStats(s)
+	if a != h.clusterStats("a") || h.streamClusterStats(s) != a {
+		t.Fatal("cluster a's stats differ from the lookup by name")
+	}
+	s.Cluster = "b"
+	if b := h.streamClusterStats(s); b != h.clusterStats("b") || b == a {
+		t.Fatal("switching clusters kept the last cluster's stats")
+	}
+	// Another connection manager (its own stats store) on the same connection state.
+	if b2 := h2.streamClusterStats(s); b2 != h2.clusterStats("b") {
+		t.Fatal("another handler got the first handler's cluster stats")
+	}
+	for _, c := range []int{200, 200, 503, 200, 503, 503, 404} {
+		a.code(c)
+	}
+	for code, want := range map[int]uint64{200: 3, 503: 3, 404: 1} {
+		name := "cluster.a.upstream_rq_" + strconv.Itoa(code)
+		if got := h.opts.Stats.Counter(name, "").Value(); got != want {
+			t.Errorf("%s = %d, want %d", name, got, want)
+		}
 	}
 }

@@ -272,7 +272,7 @@ func (h *Handler) forward(s *Stream) {
 	if sv, ok := up.(istioServicer); ok {
 		s.services = sv.IstioServices()
 	}
-	cst := h.clusterStats(s.Cluster)
+	cst := h.streamClusterStats(s)
 	var rst *routeStats
 	if rt.StatPrefix != "" {
 		rst = h.routeStats(rt)
