@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/stats"
 	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -248,6 +249,37 @@ func TestClusterStatsCaches(t *testing.T) {
 		name := "cluster.a.upstream_rq_" + strconv.Itoa(code)
 		if got := h.opts.Stats.Counter(name, "").Value(); got != want {
 			t.Errorf("%s = %d, want %d", name, got, want)
+		}
+	}
+}
+
+// TestVirtualHostPerConnection checks the connection's last virtual host: reused for the same
+// table and authority, looked up again when either changes.
+func TestVirtualHostPerConnection(t *testing.T) {
+	rc := oneVhost(fwdRoute("r", pfx("/"), toCluster("c")))
+	rc.VirtualHosts[0].Domains = []string{"a.test"}
+	rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: "b", Domains: []string{"b.test"},
+		Routes: []*routev3.Route{fwdRoute("rb", pfx("/"), toCluster("c"))}})
+	h, err := New(inlineHCM(rc), &testEnv{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1 := h.routeTable()
+	t2, err := route.Compile(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Stream{cs: &connState{}}
+	for _, c := range []struct {
+		table     *route.Table
+		authority string
+	}{
+		{t1, "a.test"}, {t1, "a.test"}, {t1, "B.test"}, {t1, "none.test"}, {t1, "a.test"},
+		{t2, "a.test"}, {t2, "b.test"}, {nil, "a.test"},
+	} {
+		s.Table, s.authority = c.table, c.authority
+		if got, want := h.virtualHost(s), c.table.VirtualHost(c.authority); got != want {
+			t.Errorf("%p %s: virtual host %p, want %p", c.table, c.authority, got, want)
 		}
 	}
 }
