@@ -1,5 +1,8 @@
 package l7
 
+// Tests for the request path's shortcuts: lazily re-armed kept timers, shared clock readings,
+// per-connection caches (cluster stats, virtual host), and the Stream's reuse.
+
 import (
 	"io"
 	"net/http"
