@@ -165,13 +165,14 @@ func (rb *replayBody) attempt() io.ReadCloser {
 // that is the whole body, attempts send it from memory. The rest of a body that did not come
 // at once streams as before. interrupt (the stream idle timeout, max duration) ends the wait
 // through the response's read deadline; a downstream reset ends the Read itself. Without read
-// deadline support (a test recorder) nothing is prefetched.
-func (rb *replayBody) prefetch(w downstream, length int64) {
+// deadline support (a test recorder) nothing is prefetched. It returns the sinceBase reading
+// taken when the Read returned, 0 when it read nothing.
+func (rb *replayBody) prefetch(w downstream, length int64) (now int64) {
 	if length <= 0 || length > MaxPrefetchBytes {
-		return
+		return 0
 	}
 	if w.SetReadDeadline(time.Time{}) != nil {
-		return
+		return 0
 	}
 	rb.on = waitingOn{w}
 	rb.waiting.Store(&rb.on)
@@ -182,13 +183,16 @@ func (rb *replayBody) prefetch(w downstream, length int64) {
 	buf = buf[:length]
 	n, err := rb.src.Read(buf)
 	rb.waiting.Store(nil)
+	// One clock reading for what the read ended: the idle timer's activity, the route
+	// timer's start at the body's end, and the caller's next phase.
+	now = sinceBase()
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
 	if n > 0 {
 		rb.buf = buf[:n]
 		rb.total = int64(n)
 		*rb.received += int64(n)
-		rb.idle.touch()
+		rb.idle.touchAt(now)
 		if rb.countGRPC {
 			rb.grpc.Feed(buf[:n])
 			rb.grpcCount.Store(rb.grpc.Messages())
@@ -198,10 +202,11 @@ func (rb *replayBody) prefetch(w downstream, length int64) {
 	case err == io.EOF || err == nil && int64(n) == length:
 		// The server enforces Content-Length: reaching it ends the body.
 		rb.eof = true
-		rb.onEOF.start()
+		rb.onEOF.startAt(now)
 	case err != nil:
 		rb.err = err
 	}
+	return now
 }
 
 // interrupt ends a prefetch wait (the stream is being canceled). Safe on a nil body.
@@ -311,14 +316,22 @@ func (v *bodyView) Close() error { return nil }
 // runtime timer.
 //
 // A Stream keeps its router's idleTimer for the next request (Stream.idleTimer) when stop
-// reported that it cannot fire or run any more.
+// reported that it cannot fire or run any more. Such a kept timer is lazy: stop leaves its
+// runtime timer pending, and the next request's start reuses the pending timer when it fires
+// no later than the new period ends (check re-arms it for the rest), so that a stream of
+// requests neither stops nor resets a runtime timer per request. A pending timer that finds
+// no request running only records that it is no longer pending.
 type idleTimer struct {
-	t       *time.Timer
-	d       time.Duration
-	last    atomic.Int64 // monotonic time of the last activity (sinceBase)
-	stopped atomic.Bool
-	running atomic.Int32 // check is running
-	fire    func()
+	t    *time.Timer
+	last atomic.Int64 // monotonic time of the last activity (sinceBase)
+	mu   sync.Mutex
+	// Under mu:
+	d      time.Duration
+	fire   func()
+	when   int64 // sinceBase time the runtime timer fires at; 0: not pending
+	active bool  // started and not stopped
+	fired  bool  // check called fire for the current request
+	lazy   bool  // stop leaves the runtime timer pending (the Stream's kept timer)
 }
 
 // monoBase anchors sinceBase's monotonic readings.
@@ -330,29 +343,45 @@ func newIdleTimer(d time.Duration, fire func()) *idleTimer {
 	if d <= 0 {
 		return nil
 	}
-	it := &idleTimer{d: d, fire: fire}
-	it.last.Store(sinceBase())
+	it := &idleTimer{d: d, fire: fire, active: true}
+	now := sinceBase()
+	it.last.Store(now)
+	it.mu.Lock()
+	it.when = now + int64(d)
 	it.t = time.AfterFunc(d, it.check)
+	it.mu.Unlock()
 	return it
 }
 
 // idleTimer returns the stream's idle timer started for d (nil if d <= 0), reused when the
 // last request's stop allowed it.
 func (s *Stream) idleTimer(d time.Duration, fire func()) *idleTimer {
+	return s.idleTimerAt(d, fire, sinceBase())
+}
+
+// idleTimerAt is idleTimer started at now, the caller's sinceBase reading.
+func (s *Stream) idleTimerAt(d time.Duration, fire func(), now int64) *idleTimer {
 	if d <= 0 {
 		return nil
 	}
 	it := s.idleT
 	if it == nil {
 		it = newIdleTimer(d, fire)
+		it.mu.Lock()
+		it.lazy = true
+		it.mu.Unlock()
 		s.idleT = it
 		return it
 	}
-	// Stopped, with no check running (stop returned true): nothing else reads it.
-	it.d, it.fire = d, fire
-	it.last.Store(sinceBase())
-	it.stopped.Store(false)
-	it.t.Reset(d)
+	// Stopped, and fire was not called (stop returned true).
+	it.last.Store(now)
+	it.mu.Lock()
+	it.d, it.fire, it.active, it.fired = d, fire, true, false
+	if by := now + int64(d); it.when == 0 || it.when > by {
+		it.when = by
+		it.t.Reset(d)
+	}
+	it.mu.Unlock()
 	return it
 }
 
@@ -362,44 +391,66 @@ func (it *idleTimer) touch() {
 	}
 }
 
-// check runs when the timer fires: the stream is idle only if nothing happened for d.
-func (it *idleTimer) check() {
-	it.running.Add(1)
-	defer it.running.Add(-1)
-	if it.stopped.Load() {
-		return
+// touchAt is touch with the caller's sinceBase reading.
+func (it *idleTimer) touchAt(now int64) {
+	if it != nil {
+		it.last.Store(now)
 	}
-	if quiet := time.Duration(sinceBase() - it.last.Load()); quiet < it.d {
-		it.t.Reset(it.d - quiet)
-		if it.stopped.Load() {
-			it.t.Stop() // stop ran meanwhile: do not keep the stream alive in a timer
-		}
-		return
-	}
-	it.fire()
 }
 
-// stop stops the timer; false reports that it may still fire (it was firing), or that check
-// is still running (it re-armed the timer).
+// check runs when the timer fires: the stream is idle only if nothing happened for d.
+func (it *idleTimer) check() {
+	it.mu.Lock()
+	if !it.active {
+		it.when = 0
+		it.mu.Unlock()
+		return
+	}
+	now := sinceBase()
+	if quiet := now - it.last.Load(); quiet < int64(it.d) {
+		rest := int64(it.d) - quiet
+		it.when = now + rest
+		it.t.Reset(time.Duration(rest))
+		it.mu.Unlock()
+		return
+	}
+	it.when, it.fired = 0, true
+	fire := it.fire
+	it.mu.Unlock()
+	fire()
+}
+
+// stop ends the timer's current period; false reports that it fired (fire was called, and
+// may still be running). A lazy timer's runtime timer stays pending for the next request.
 func (it *idleTimer) stop() bool {
 	if it == nil {
 		return true
 	}
-	it.stopped.Store(true)
-	return it.t.Stop() && it.running.Load() == 0
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	it.active, it.fire = false, nil
+	if !it.lazy && it.when != 0 && it.t.Stop() {
+		it.when = 0
+	}
+	return !it.fired
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // routeTimer is the route timeout: started once, when the downstream request is complete;
 // fire cancels the request with errRouteTimeout. A Stream keeps it, and its runtime timer,
-// for the next request (Stream.routeTimer) when stop reported that it cannot fire.
+// for the next request (Stream.routeTimer) when stop reported that it cannot fire. Like the
+// kept idleTimer it is lazy: stop leaves the runtime timer pending, start reuses a pending one
+// that fires no later than the new deadline, and expired re-arms it for the rest.
 type routeTimer struct {
 	mu      sync.Mutex
 	t       *time.Timer
 	d       time.Duration
-	armed   bool // started for this request
+	by      int64 // sinceBase deadline of the current request (armed)
+	when    int64 // sinceBase time the runtime timer fires at; 0: not pending
+	armed   bool  // started for this request
 	stopped bool
+	fired   bool // expired called fire for this request
 	fire    func()
 }
 
@@ -412,12 +463,19 @@ func (s *Stream) routeTimer(d time.Duration, fire func()) *routeTimer {
 		s.rtimer = rt
 	}
 	rt.mu.Lock()
-	rt.d, rt.fire, rt.armed, rt.stopped = d, fire, false, false
+	rt.d, rt.fire, rt.armed, rt.stopped, rt.fired = d, fire, false, false, false
 	rt.mu.Unlock()
 	return rt
 }
 
 func (rt *routeTimer) start() {
+	if rt != nil {
+		rt.startAt(sinceBase())
+	}
+}
+
+// startAt is start at now, the caller's sinceBase reading.
+func (rt *routeTimer) startAt(now int64) {
 	if rt == nil {
 		return
 	}
@@ -427,9 +485,13 @@ func (rt *routeTimer) start() {
 		return
 	}
 	rt.armed = true
-	if rt.t == nil {
+	rt.by = now + int64(rt.d)
+	switch {
+	case rt.t == nil:
+		rt.when = rt.by
 		rt.t = time.AfterFunc(rt.d, rt.expired)
-	} else {
+	case rt.when == 0 || rt.when > rt.by:
+		rt.when = rt.by
 		rt.t.Reset(rt.d)
 	}
 }
@@ -437,15 +499,28 @@ func (rt *routeTimer) start() {
 // expired runs when the timer fires.
 func (rt *routeTimer) expired() {
 	rt.mu.Lock()
+	if !rt.armed || rt.stopped {
+		rt.when = 0 // a pending timer the last request left
+		rt.mu.Unlock()
+		return
+	}
+	if now := sinceBase(); now < rt.by {
+		rt.when = rt.by
+		rt.t.Reset(time.Duration(rt.by - now))
+		rt.mu.Unlock()
+		return
+	}
+	rt.when, rt.fired = 0, true
 	fire := rt.fire
 	rt.mu.Unlock()
 	fire()
 }
 
-// stop stops the timer; false reports that it may still fire (it was firing).
+// stop stops the timer; false reports that it fired (fire was called, and may still be
+// running). The runtime timer stays pending for the next request.
 func (rt *routeTimer) stop() bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	rt.stopped = true
-	return !rt.armed || rt.t.Stop()
+	rt.stopped, rt.fire = true, nil
+	return !rt.fired
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/h1"
+	"github.com/strait-mesh/strait/proxy/route"
 	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
@@ -25,6 +26,34 @@ type connState struct {
 	// h1 says proxy/h1 serves the connection (h1conn.go); idle that it waits for a request.
 	h1   atomic.Bool
 	idle atomic.Bool
+	// lastCluster is the cluster stats of the connection's last forwarded request
+	// (Handler.streamClusterStats).
+	lastCluster atomic.Pointer[clusterStats]
+	// The virtual host of the connection's last routed request, its table and authority
+	// (Handler.virtualHost).
+	vhMu        sync.Mutex
+	vhTable     *route.Table
+	vhAuthority string
+	vhLast      *route.VirtualHost
+}
+
+// virtualHost returns the virtual host of s's table for s's authority: the connection's last
+// answer when the table and authority are the same (a keep-alive client's requests mostly
+// are), which spares lower-casing and the domain lookups.
+func (h *Handler) virtualHost(s *Stream) *route.VirtualHost {
+	cs, t := s.cs, s.Table
+	cs.vhMu.Lock()
+	if cs.vhTable == t && t != nil && cs.vhAuthority == s.authority {
+		vh := cs.vhLast
+		cs.vhMu.Unlock()
+		return vh
+	}
+	cs.vhMu.Unlock()
+	vh := t.VirtualHost(s.authority)
+	cs.vhMu.Lock()
+	cs.vhTable, cs.vhAuthority, cs.vhLast = t, s.authority, vh
+	cs.vhMu.Unlock()
+	return vh
 }
 
 func (cs *connState) finish() { cs.once.Do(func() { close(cs.done) }) }

@@ -31,7 +31,7 @@ import (
 //     edgeOnlyHeaders, gets x-envoy-external-address, and a new x-request-id unless
 //     preserve_external_request_id is set.
 //
-// Beyond Envoy, strait-proxy hardens edge requests (see sanitizeEdge): every x-envoy-* request
+// Beyond Envoy, strait-proxy hardens edge requests (see cleanEntryHeaders): every x-envoy-* request
 // header except x-envoy-external-address (which the proxy itself sets) is removed — the x-envoy-
 // namespace belongs to the mesh, and no client outside it has a reason to send one — and so is an
 // RFC 7239 Forwarded header unless xff_num_trusted_hops declares a trusted proxy in front (Envoy
@@ -63,7 +63,7 @@ var untrustedHeaders = []string{
 }
 
 // edgeOnlyHeaders are removed from edge requests only (Envoy's cleanInternalHeaders with
-// edge_request). sanitizeEdge removes them with the rest of the x-envoy- namespace; the list
+// edge_request). cleanEntryHeaders removes them with the rest of the x-envoy- namespace; the list
 // documents Envoy's minimum.
 var edgeOnlyHeaders = []string{
 	"X-Envoy-Decorator-Operation",
@@ -138,36 +138,62 @@ func xffAddr(xff []string, skip int) (a netip.Addr, n int, ok bool) {
 	return a, len(all), err == nil
 }
 
-// sanitizeUntrusted removes the control headers of a request that is not internal.
-func sanitizeUntrusted(hdr *httpmsg.Header) {
-	for _, k := range untrustedHeaders {
-		hdr.Del(k)
+// The request classes of cleanEntryHeaders.
+const (
+	entryInternal  = iota // internal: x-envoy-internal and the peer metadata headers go
+	entryEdge             // edge: every x-envoy-* header goes, and Forwarded (unless trusted hops)
+	entryUntrusted        // neither: x-envoy-internal, peer metadata and untrustedHeaders go
+)
+
+// cleanEntryHeaders removes, in one pass over the fields, what the connection manager strips
+// from a request of class (entryInternal, entryEdge or entryUntrusted) on entry: x-envoy-internal
+// and Istio's metadata exchange headers from every request; from an edge request every
+// x-envoy-* header (x-envoy-external-address is set afterwards by the caller, and the
+// edgeOnlyHeaders are among them) and Forwarded unless trustedHops says a trusted proxy in
+// front wrote it; from one that is neither edge nor internal the untrustedHeaders. Most
+// requests carry no x-envoy-* field, and then each field costs one prefix test. It reports
+// whether an x-envoy-* field is left.
+func cleanEntryHeaders(hdr *httpmsg.Header, class, trustedHops int) (envoyLeft bool) {
+	for i := 0; i < hdr.Len(); {
+		k, _ := hdr.Field(i)
+		if !isEnvoyName(k) {
+			// Forwarded is the one field outside the x-envoy- namespace edge requests lose.
+			if class == entryEdge && trustedHops == 0 && httpmsg.EqualFold(k, "Forwarded") {
+				hdr.DelAt(i)
+				continue
+			}
+		} else if dropEnvoyOnEntry(k, class) {
+			hdr.DelAt(i)
+			continue
+		} else {
+			envoyLeft = true
+		}
+		i++
 	}
+	return envoyLeft
 }
 
-// sanitizeEdge removes what an edge request may not carry past the proxy: every x-envoy-*
-// header (x-envoy-external-address is set afterwards by the caller), and Forwarded unless
-// trustedHops says a trusted proxy in front wrote it.
-func sanitizeEdge(hdr *httpmsg.Header, trustedHops int) {
-	for i := 0; i < hdr.Len(); i++ {
-		if k, _ := hdr.Field(i); len(k) > len("X-Envoy-") && httpmsg.EqualFold(k[:len("X-Envoy-")], "X-Envoy-") {
-			hdr.DelAt(i)
-			i--
+// dropEnvoyOnEntry reports whether cleanEntryHeaders removes the x-envoy-* field named k.
+func dropEnvoyOnEntry(k []byte, class int) bool {
+	switch class {
+	case entryEdge:
+		return true
+	case entryUntrusted:
+		if oneOf(k, untrustedHeaders) {
+			return true
 		}
 	}
-	for _, k := range edgeOnlyHeaders {
-		hdr.Del(k)
-	}
-	if trustedHops == 0 {
-		hdr.Del("Forwarded")
-	}
+	return httpmsg.EqualFold(k, "X-Envoy-Internal") || oneOf(k, peerMetadataHeaders)
 }
 
-// removePeerMetadata removes Istio's metadata exchange headers.
-func removePeerMetadata(hdr *httpmsg.Header) {
-	for _, k := range peerMetadataHeaders {
-		hdr.Del(k)
+// oneOf reports whether name equals one of names (ASCII case-insensitive).
+func oneOf(name []byte, names []string) bool {
+	for _, n := range names {
+		if len(n) == len(name) && httpmsg.EqualFold(name, n) {
+			return true
+		}
 	}
+	return false
 }
 
 // retriableStatusCodes parses x-envoy-retriable-status-codes ("503,504"); invalid entries are

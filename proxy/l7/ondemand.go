@@ -82,7 +82,7 @@ func (h *Handler) initOnDemand() {
 // virtual host of its own is demanded first and matched on the route table held after the
 // answer (s.Table updated).
 func (h *Handler) match(s *Stream) *route.Route {
-	vh := s.Table.VirtualHost(s.authority)
+	vh := h.virtualHost(s)
 	if h.od.d != nil && h.rdsName != "" && (vh == nil || vh == s.Table.CatchAll()) && demandable(s.authority) {
 		if h.hold(s, func(ctx context.Context) (bool, error) {
 			return h.od.d.Demand(ctx, h.rdsName, s.authority)

@@ -99,10 +99,16 @@ func (s *Stream) HeaderValues(name string) []string { return headerValues(&s.req
 func (s *Stream) HasHeader(name string) bool { return s.req.Header.Has(name) }
 
 // SetHeader makes value the only value of the request header name.
-func (s *Stream) SetHeader(name, value string) { s.req.Header.Set(name, value) }
+func (s *Stream) SetHeader(name, value string) {
+	s.noEnvoyFields = false
+	s.req.Header.Set(name, value)
+}
 
 // AddHeader appends a value to the request header name.
-func (s *Stream) AddHeader(name, value string) { s.req.Header.Add(name, value) }
+func (s *Stream) AddHeader(name, value string) {
+	s.noEnvoyFields = false
+	s.req.Header.Add(name, value)
+}
 
 // DelHeader removes the request header name.
 func (s *Stream) DelHeader(name string) { s.req.Header.Del(name) }
@@ -151,7 +157,10 @@ func (s *Stream) respHeader() *httpmsg.Header { return s.w.Header() }
 
 // reqHeader is the request header fields, for the route package's header operations and
 // ext_authz's edits.
-func (s *Stream) reqHeader() *httpmsg.Header { return &s.req.Header }
+func (s *Stream) reqHeader() *httpmsg.Header {
+	s.noEnvoyFields = false // the caller may add fields
+	return &s.req.Header
+}
 
 // requestHeaders is the stream's request headers as the access log, CEL attributes
 // (attributes.Headers) and the tracer (tracing.Headers) read and edit them: Stream's own
@@ -243,7 +252,10 @@ func (s *Stream) matchRoute() *route.Route { return s.Table.Match(s) }
 func (s *Stream) pickCluster() (string, *route.Target) { return s.Route.PickCluster(s) }
 
 // applyRequestOps applies header operations to the request headers.
-func (s *Stream) applyRequestOps(ops *route.HeaderOps) { ops.Apply(&s.req.Header, s, &s.rinfo) }
+func (s *Stream) applyRequestOps(ops *route.HeaderOps) {
+	s.noEnvoyFields = false
+	ops.Apply(&s.req.Header, s, &s.rinfo)
+}
 
 // applyResponseOps applies header operations to the response headers.
 func (s *Stream) applyResponseOps(ops *route.HeaderOps) { ops.Apply(s.w.Header(), s, &s.rinfo) }

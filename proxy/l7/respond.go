@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/strait-mesh/strait/proxy/http1"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/route"
 	"github.com/strait-mesh/strait/proxy/upstream"
 )
@@ -74,11 +75,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 	cst.code(resp.Status)
 	s.Info.Details = "via_upstream"
 	hdr := s.w.Header()
-	for i, n := 0, resp.Header.Len(); i < n; i++ {
-		hdr.AddBytes(resp.Header.Field(i))
-	}
-	removeHopByHop(hdr)
-	hdr.Del("Trailer")
+	copyResponseHeader(hdr, resp.Header)
 	s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
 	s.applyCommonResponseHeaders(hdr)
 	if !h.suppressEnvoyHdrs {
@@ -159,4 +156,38 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 			s.Info.GRPCStatus = string(gs)
 		}
 	}
+}
+
+// copyResponseHeader appends the upstream response's fields src to the downstream response
+// header dst, then removes from dst the hop-by-hop fields (removeHopByHop) and Trailer, which
+// the codec writes itself. In the common case, an empty dst and a src without Connection and
+// TE, the fixed names are left out as the fields are copied.
+func copyResponseHeader(dst, src *httpmsg.Header) {
+	n := src.Len()
+	if dst.Len() > 0 || src.Index("Connection", 0) >= 0 || src.Index("Te", 0) >= 0 {
+		for i := 0; i < n; i++ {
+			dst.AddBytes(src.Field(i))
+		}
+		removeHopByHop(dst)
+		dst.Del("Trailer")
+		return
+	}
+	for i := 0; i < n; i++ {
+		k, v := src.Field(i)
+		if !isHopByHopOrTrailer(k) {
+			dst.AddBytes(k, v)
+		}
+	}
+}
+
+// isHopByHopOrTrailer reports whether name is one of hopByHop or Trailer (ASCII
+// case-insensitive); the length rules out most names.
+func isHopByHopOrTrailer(name []byte) bool {
+	switch len(name) {
+	case len("Upgrade"): // and Trailer
+		return httpmsg.EqualFold(name, "Upgrade") || httpmsg.EqualFold(name, "Trailer")
+	case len("Connection"), len("Proxy-Connection"), len("Transfer-Encoding"), len("Proxy-Authenticate"):
+		return oneOf(name, hopByHop)
+	}
+	return false
 }

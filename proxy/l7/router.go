@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -97,8 +96,12 @@ func (s *Stream) applyCommonResponseHeaders(hdr *httpmsg.Header) {
 // hopByHop are the headers that describe one connection and are never forwarded.
 var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Proxy-Authenticate"}
 
+// removeHopByHop removes the hop-by-hop fields: those the Connection field names, those of
+// hopByHop, and TE unless it offers trailers (then "TE: trailers" stays, as gRPC needs it).
+// Each fixed name is looked up first (Index answers most absent names from the lengths of the
+// names present) and deleted only when present.
 func removeHopByHop(h *httpmsg.Header) {
-	if h.Has("Connection") {
+	if h.Index("Connection", 0) >= 0 {
 		for _, v := range headerValues(h, "Connection") {
 			for _, f := range strings.Split(v, ",") {
 				if f = strings.TrimSpace(f); f != "" {
@@ -108,13 +111,15 @@ func removeHopByHop(h *httpmsg.Header) {
 		}
 	}
 	for _, k := range hopByHop {
-		h.Del(k)
+		if h.Index(k, 0) >= 0 {
+			h.Del(k)
+		}
 	}
-	if h.Has("Te") {
+	if i := h.Index("Te", 0); i >= 0 {
 		// Only "TE: trailers" passes (gRPC needs it).
 		keep := false
-		for i := h.Index("Te", 0); i >= 0; i = h.Index("Te", i+1) {
-			if _, v := h.Field(i); bytes.Contains(bytes.ToLower(v), []byte("trailers")) {
+		for ; i >= 0; i = h.Index("Te", i+1) {
+			if _, v := h.Field(i); containsFold(v, "trailers") {
 				keep = true
 			}
 		}
@@ -124,6 +129,16 @@ func removeHopByHop(h *httpmsg.Header) {
 			h.Del("Te")
 		}
 	}
+}
+
+// containsFold reports whether b contains the lower-case ASCII word sub, folding b's case.
+func containsFold(b []byte, sub string) bool {
+	for i := 0; i+len(sub) <= len(b); i++ {
+		if httpmsg.EqualFold(b[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // upgradeType returns the lower-cased Upgrade protocol of an HTTP/1.1 upgrade request, or "".
@@ -152,6 +167,27 @@ func (h *Handler) upgradeAllowed(rt *route.Route, typ string) bool {
 		return a
 	}
 	return h.upgrades[typ]
+}
+
+// consumedRetryHeaders are the retry control headers the router consumes.
+var consumedRetryHeaders = []string{"X-Envoy-Retry-On", "X-Envoy-Retry-Grpc-On", "X-Envoy-Max-Retries",
+	"X-Envoy-Retriable-Status-Codes", "X-Envoy-Retriable-Header-Names", "X-Envoy-Hedge-On-Per-Try-Timeout"}
+
+// hasEnvoyField reports whether hdr has a field in the x-envoy- namespace.
+func hasEnvoyField(hdr *httpmsg.Header) bool {
+	for i := 0; i < hdr.Len(); i++ {
+		if k, _ := hdr.Field(i); isEnvoyName(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// isEnvoyName reports whether the field name k is in the x-envoy- namespace (and longer than
+// the prefix). The dashes are tested first: most names fail there.
+func isEnvoyName(k []byte) bool {
+	return len(k) > len("X-Envoy-") && k[1] == '-' && k[7] == '-' && k[0]|0x20 == 'x' &&
+		httpmsg.EqualFold(k[2:7], "envoy")
 }
 
 // envoyHeaderMs reads an x-envoy-* millisecond header from an internal request.
@@ -236,7 +272,7 @@ func (h *Handler) forward(s *Stream) {
 	if sv, ok := up.(istioServicer); ok {
 		s.services = sv.IstioServices()
 	}
-	cst := h.clusterStats(s.Cluster)
+	cst := h.streamClusterStats(s)
 	var rst *routeStats
 	if rt.StatPrefix != "" {
 		rst = h.routeStats(rt)
@@ -250,11 +286,16 @@ func (h *Handler) forward(s *Stream) {
 	}
 
 	timeout := rt.Timeout
-	if hdr.Del("X-Envoy-Upstream-Rq-Timeout-Alt-Response") > 0 {
-		s.timeoutAlt = !s.external // answer a route timeout with 204 instead of 504
-	}
-	if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Timeout-Ms"); ok {
-		timeout = d
+	// The x-envoy-* control headers are looked up (and consumed) only when the request has a
+	// field of that namespace at all; most have none.
+	ctl := !s.noEnvoyFields && hasEnvoyField(hdr)
+	if ctl {
+		if hdr.Del("X-Envoy-Upstream-Rq-Timeout-Alt-Response") > 0 {
+			s.timeoutAlt = !s.external // answer a route timeout with 204 instead of 504
+		}
+		if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Timeout-Ms"); ok {
+			timeout = d
+		}
 	}
 	if rt.HasGrpcTimeoutHeaderMax && s.grpc {
 		if d, ok := route.ParseGRPCTimeout(s.Header("Grpc-Timeout")); ok {
@@ -264,18 +305,22 @@ func (h *Handler) forward(s *Stream) {
 			timeout = d
 		}
 	}
-	policy := effectiveRetry(s)
+	policy := rt.Retry
+	if ctl {
+		policy = effectiveRetry(s)
+	}
 	perTry := time.Duration(0)
 	if policy != nil {
 		perTry = policy.PerTryTimeout
 	}
-	if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms"); ok {
-		perTry = d
-	}
-	// Consume the retry headers so they do not travel upstream, as Envoy's router does.
-	for _, k := range []string{"X-Envoy-Retry-On", "X-Envoy-Retry-Grpc-On", "X-Envoy-Max-Retries",
-		"X-Envoy-Retriable-Status-Codes", "X-Envoy-Retriable-Header-Names", "X-Envoy-Hedge-On-Per-Try-Timeout"} {
-		hdr.Del(k)
+	if ctl {
+		if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms"); ok {
+			perTry = d
+		}
+		// Consume the retry headers so they do not travel upstream, as Envoy's router does.
+		for _, k := range consumedRetryHeaders {
+			hdr.Del(k)
+		}
 	}
 	maxRetries := 0
 	if policy != nil && policy.RequestRetriable(s) {
@@ -392,7 +437,10 @@ func (h *Handler) forward(s *Stream) {
 	if rt.IdleTimeout > 0 {
 		idleD = rt.IdleTimeout
 	}
-	idle := s.idleTimer(idleD, rc.idleFunc())
+	// One monotonic reading (sinceBase) per phase: the timers' start here, the prefetch's end,
+	// the response's arrival.
+	now := sinceBase()
+	idle := s.idleTimerAt(idleD, rc.idleFunc(), now)
 	done.idle = idle
 
 	if body != nil {
@@ -401,9 +449,13 @@ func (h *Handler) forward(s *Stream) {
 			// Let the upstream response stream back while the request body is still arriving.
 			_ = s.w.EnableFullDuplex()
 		}
-		body.prefetch(s.w, s.req.ContentLength)
+		if t := body.prefetch(s.w, s.req.ContentLength); t != 0 {
+			now = t
+		} else {
+			now = sinceBase()
+		}
 	} else {
-		rtimer.start()
+		rtimer.startAt(now)
 	}
 	var out *http.Request
 	if toMessage {
@@ -417,7 +469,7 @@ func (h *Handler) forward(s *Stream) {
 	}
 
 	// Prepared once; now attempt → decide → maybe retry, with one decision (tryAgain).
-	start := time.Now()
+	start := now // the upstream exchange starts (UpstreamServiceTime)
 	var res attemptResult
 	retrySlot := false // a retry budget slot, held by the attempt being made
 	for attempt := 1; ; attempt++ {
@@ -485,7 +537,7 @@ func (h *Handler) forward(s *Stream) {
 	if rst != nil {
 		rst.code(res.resp.Status)
 	}
-	s.Info.UpstreamServiceTime = time.Since(start)
+	s.Info.UpstreamServiceTime = time.Duration(sinceBase() - start)
 	if res.resp.Status == http.StatusSwitchingProtocols && upgrade != "" {
 		h.tunnel(s, res.resp)
 		return

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/route"
@@ -98,7 +99,15 @@ type clusterStats struct {
 	retry   *stats.Counter
 	retryOK *stats.Counter
 	perTry  *stats.Counter
-	codes   sync.Map // int -> *stats.Counter
+	codes   sync.Map // int -> *codeCounter
+	// last is the code counted last: most responses repeat it, and a hit spares the map.
+	last atomic.Pointer[codeCounter]
+}
+
+// codeCounter is a cluster's upstream_rq_<code> counter.
+type codeCounter struct {
+	code int
+	c    *stats.Counter
 }
 
 func (h *Handler) clusterStats(name string) *clusterStats {
@@ -119,14 +128,33 @@ func (h *Handler) clusterStats(name string) *clusterStats {
 }
 
 func (cs *clusterStats) code(code int) {
+	cc := cs.last.Load()
+	if cc == nil || cc.code != code {
+		cc = cs.codeCounter(code)
+		cs.last.Store(cc)
+	}
+	cc.c.Inc()
+}
+
+func (cs *clusterStats) codeCounter(code int) *codeCounter {
 	if v, ok := cs.codes.Load(code); ok {
-		v.(*stats.Counter).Inc()
-		return
+		return v.(*codeCounter)
 	}
 	ctr := cs.store.Counter("cluster."+cs.name+".upstream_rq_"+strconv.Itoa(code), "envoy_cluster_upstream_rq",
 		stats.Tag{Name: "envoy_cluster_name", Value: cs.name}, stats.Tag{Name: "envoy_response_code", Value: strconv.Itoa(code)})
-	v, _ := cs.codes.LoadOrStore(code, ctr)
-	v.(*stats.Counter).Inc()
+	v, _ := cs.codes.LoadOrStore(code, &codeCounter{code: code, c: ctr})
+	return v.(*codeCounter)
+}
+
+// streamClusterStats returns the stats of the stream's cluster: the connection's last ones
+// when the cluster (and stats store) is the same, which spares the lookup by name.
+func (h *Handler) streamClusterStats(s *Stream) *clusterStats {
+	if c := s.cs.lastCluster.Load(); c != nil && c.name == s.Cluster && c.store == h.opts.Stats {
+		return c
+	}
+	c := h.clusterStats(s.Cluster)
+	s.cs.lastCluster.Store(c)
+	return c
 }
 
 // latencyBounds are Envoy's default histogram bucket bounds, in milliseconds.

@@ -55,26 +55,30 @@ type Stream struct {
 	Cluster string
 	Target  *route.Target
 
-	h           *Handler
-	rinfo       route.RequestInfo
-	grpc        bool
-	external    bool // not internal (edge.go): x-envoy-* control headers are ignored
-	wroteHeader bool
-	abort       bool
-	corsOrigin  string
-	cors        *route.CORS
-	setCookie   string
-	retrying    bool
-	reqBody     *replayBody // the request body as the router reads it, nil if none
-	timeoutAlt  bool
-	metadata    map[string]*structpb.Struct // dynamic metadata by filter namespace; nil until set
-	hostReport  upstream.HostReport         // the upstream host, reported by the cluster (access logs, tracing)
-	services    []telemetry.Service         // the cluster's services from istiod's metadata (telemetry.go)
-	trace       *streamTrace                // the request's spans when tracing is on (tracing.go)
-	downW       downstream                  // the codec's own writer (w may wrap it)
-	respGRPC    telemetry.GRPCFrames        // gRPC messages of the response body sent downstream (telemetry.go)
-	hooks       []responseHook              // filters' response-head hooks (request.go)
-	hookBuf     [4]responseHook
+	h        *Handler
+	rinfo    route.RequestInfo
+	grpc     bool
+	external bool // not internal (edge.go): x-envoy-* control headers are ignored
+	// noEnvoyFields: the request header has no x-envoy-* field, as decorateRequest left it
+	// and no edit since (SetHeader, AddHeader, reqHeader, applyRequestOps clear it); the
+	// router then skips its control headers. False: unknown.
+	noEnvoyFields bool
+	wroteHeader   bool
+	abort         bool
+	corsOrigin    string
+	cors          *route.CORS
+	setCookie     string
+	retrying      bool
+	reqBody       *replayBody // the request body as the router reads it, nil if none
+	timeoutAlt    bool
+	metadata      map[string]*structpb.Struct // dynamic metadata by filter namespace; nil until set
+	hostReport    upstream.HostReport         // the upstream host, reported by the cluster (access logs, tracing)
+	services      []telemetry.Service         // the cluster's services from istiod's metadata (telemetry.go)
+	trace         *streamTrace                // the request's spans when tracing is on (tracing.go)
+	downW         downstream                  // the codec's own writer (w may wrap it)
+	respGRPC      telemetry.GRPCFrames        // gRPC messages of the response body sent downstream (telemetry.go)
+	hooks         []responseHook              // filters' response-head hooks (request.go)
+	hookBuf       [4]responseHook
 	// rc is the router's cancellation of the upstream exchange (cancel.go), kept from one
 	// request to the next. baseCtx is the context serve gave the stream, and plink the
 	// connection that cancels it directly while s.ctx is still baseCtx (nil: none).
@@ -191,8 +195,8 @@ type streamStart struct {
 // serve runs one request through the connection manager: admission, the connection manager's
 // header handling, routing and the filter pipeline.
 func (h *Handler) serve(st streamStart) {
+	// A pooled Stream is already reduced to what it keeps (release), a new one is zero.
 	s := streamPool.Get().(*Stream)
-	*s = s.kept()
 	s.w, s.downW, s.req, s.body, s.h, s.peer = st.d, st.d, st.req, st.body, h, st.peer
 	s.method, s.authority, s.path, s.reqTrailer = st.method, st.authority, st.path, st.reqTrailer
 	s.plink, s.heldOut = st.plink, st.bodyHeld
@@ -363,30 +367,37 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	edge := h.useRemoteAddress && !internal
 	s.external = !internal
 
-	hdr.Del("X-Envoy-Internal")
-	removePeerMetadata(hdr)
 	switch {
 	case internal:
+		cleanEntryHeaders(hdr, entryInternal, h.xffTrustedHops)
 		hdr.Add("X-Envoy-Internal", "true")
 	case edge:
-		sanitizeEdge(hdr, h.xffTrustedHops)
+		cleanEntryHeaders(hdr, entryEdge, h.xffTrustedHops)
 		if remote.IsValid() {
 			hdr.Set("X-Envoy-External-Address", remote.Addr().Unmap().String())
 		}
 	default:
-		sanitizeUntrusted(hdr)
+		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryUntrusted, h.xffTrustedHops)
 	}
 	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing.
-	if xfp, _ := hdr.Value("X-Forwarded-Proto"); h.useRemoteAddress && h.xffTrustedHops == 0 || len(xfp) == 0 {
+	// An absent field is appended without Set's second lookup.
+	if xfp, ok := hdr.Value("X-Forwarded-Proto"); !ok {
+		hdr.Add("X-Forwarded-Proto", s.scheme)
+	} else if h.useRemoteAddress && h.xffTrustedHops == 0 || len(xfp) == 0 {
 		hdr.Set("X-Forwarded-Proto", s.scheme)
 	}
 
 	// x-request-id: kept from internal and intermediate hops, replaced at the edge unless
 	// preserve_external_request_id; an invalid one is always replaced.
-	id := hdr.Get("X-Request-Id")
+	idv, hasID := hdr.Value("X-Request-Id")
+	id := string(idv)
 	if h.generateRequestID && (id == "" || !validRequestID(id) || edge && !h.preserveExternalID) {
 		id = s.newRequestID()
-		hdr.Set("X-Request-Id", id)
+		if hasID {
+			hdr.Set("X-Request-Id", id)
+		} else {
+			hdr.Add("X-Request-Id", id)
+		}
 	}
 	s.Info.RequestID = id
 	h.forwardClientCert(s, cs)
@@ -454,24 +465,36 @@ func (s *Stream) newRequestID() string {
 }
 
 // putUUID writes a random (version 4) UUID's text to out.
-func putUUID(out *[uuidLen]byte) {
-	var b [16]byte
-	a, c := rand.Uint64(), rand.Uint64()
-	for i := 0; i < 8; i++ {
-		b[i] = byte(a >> (8 * i))
-		b[8+i] = byte(c >> (8 * i))
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	hex.Encode(out[0:8], b[0:4])
+func putUUID(out *[uuidLen]byte) { putUUIDFrom(out, rand.Uint64(), rand.Uint64()) }
+
+// putUUIDFrom writes the version 4 UUID whose bytes are a's, then c's, little end first
+// (random bits), with the version and variant bits set, to out as lower-case hex. The byte
+// positions are constants, so the writes need no bounds checks.
+func putUUIDFrom(out *[uuidLen]byte, a, c uint64) {
+	const hexDigits = "0123456789abcdef"
+	a = a&^(0xf0<<48) | 0x40<<48 // byte 6: version 4
+	c = c&^0xc0 | 0x80           // byte 8: variant 10
+	put := func(p int, x byte) { out[p], out[p+1] = hexDigits[x>>4], hexDigits[x&15] }
+	put(0, byte(a))
+	put(2, byte(a>>8))
+	put(4, byte(a>>16))
+	put(6, byte(a>>24))
 	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
+	put(9, byte(a>>32))
+	put(11, byte(a>>40))
 	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
+	put(14, byte(a>>48))
+	put(16, byte(a>>56))
 	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
+	put(19, byte(c))
+	put(21, byte(c>>8))
 	out[23] = '-'
-	hex.Encode(out[24:], b[10:])
+	put(24, byte(c>>16))
+	put(26, byte(c>>24))
+	put(28, byte(c>>32))
+	put(30, byte(c>>40))
+	put(32, byte(c>>48))
+	put(34, byte(c>>56))
 }
 
 // forwardClientCert implements forward_client_cert_details and set_current_client_cert_details.

@@ -92,6 +92,9 @@ type Route struct {
 	includeVHRateLimits bool
 	reqOps              HeaderOps
 	respOps             HeaderOps
+	// noReqOps and noRespOps: the route, its virtual host and its table have no request
+	// (response) header operations (set by compileVirtualHost; false: unknown).
+	noReqOps, noRespOps bool
 }
 
 // Target is a cluster a forwarding route may send to, with its per-cluster header operations.
@@ -600,6 +603,10 @@ func (rt *Route) ApplyResponseHeaders(h *httpmsg.Header, r Request, info *Reques
 }
 
 func (rt *Route) applyOps(h *httpmsg.Header, r Request, info *RequestInfo, t *Target, resp bool) {
+	if resp && rt.noRespOps && (t == nil || t.respOps.Empty()) ||
+		!resp && rt.noReqOps && (t == nil || t.reqOps.Empty()) {
+		return
+	}
 	var levels [4]*HeaderOps
 	vh := rt.VirtualHost
 	if resp {
@@ -613,14 +620,19 @@ func (rt *Route) applyOps(h *httpmsg.Header, r Request, info *RequestInfo, t *Ta
 			levels[0] = &t.reqOps
 		}
 	}
+	// Most levels have no operations: Empty (inlined) spares them the call.
 	if vh.table.mostSpecificWins {
 		for i := 3; i >= 0; i-- {
-			levels[i].Apply(h, r, info)
+			if !levels[i].Empty() {
+				levels[i].Apply(h, r, info)
+			}
 		}
 		return
 	}
 	for _, l := range levels {
-		l.Apply(h, r, info)
+		if !l.Empty() {
+			l.Apply(h, r, info)
+		}
 	}
 }
 

@@ -494,3 +494,41 @@ func TestUnsupportedFieldsAreErrors(t *testing.T) {
 type protoreflectMessage = protoreflect.Message
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// TestNoOpsShortcut checks the compiled shortcut past applyOps: set only for routes whose
+// route, virtual host and table have no operations of that direction, and a weighted cluster's
+// own operations still apply.
+func TestNoOpsShortcut(t *testing.T) {
+	add := []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-added", Value: "1"}}}
+	rc := &routev3.RouteConfiguration{VirtualHosts: []*routev3.VirtualHost{
+		{Name: "plain", Domains: []string{"plain"}, Routes: []*routev3.Route{fwd("p", prefix("/"), "c")}},
+		{Name: "vh", Domains: []string{"vh"}, ResponseHeadersToAdd: add, Routes: []*routev3.Route{fwd("v", prefix("/"), "c")}},
+		{Name: "wc", Domains: []string{"wc"}, Routes: []*routev3.Route{{Name: "w", Match: prefix("/"),
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{
+				WeightedClusters: &routev3.WeightedCluster{Clusters: []*routev3.WeightedCluster_ClusterWeight{
+					{Name: "c", Weight: wrapperspb.UInt32(1), RequestHeadersToAdd: add}}}}}}}}},
+	}}
+	tb := mustCompile(t, rc)
+	for _, c := range []struct {
+		host             string
+		noReq, noResp    bool
+		wantReq, wantRsp bool
+	}{
+		{"plain", true, true, false, false},
+		{"vh", true, false, false, true},
+		{"wc", true, true, true, false},
+	} {
+		r := HTTPRequest(req("GET", c.host, "/"))
+		rt := tb.Match(r)
+		if rt.noReqOps != c.noReq || rt.noRespOps != c.noResp {
+			t.Errorf("%s: noReqOps %v noRespOps %v", c.host, rt.noReqOps, rt.noRespOps)
+		}
+		_, target := rt.PickCluster(r)
+		var rq, rs httpmsg.Header
+		rt.ApplyRequestHeaders(&rq, r, &RequestInfo{}, target)
+		rt.ApplyResponseHeaders(&rs, r, &RequestInfo{}, target)
+		if rq.Has("X-Added") != c.wantReq || rs.Has("X-Added") != c.wantRsp {
+			t.Errorf("%s: request ops applied %v, response ops applied %v", c.host, rq.Has("X-Added"), rs.Has("X-Added"))
+		}
+	}
+}

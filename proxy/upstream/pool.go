@@ -61,7 +61,7 @@ type pconn struct {
 	// stop and restart a runtime timer. Guarded by p.mu.
 	idle      *time.Timer
 	idleArmed bool
-	idleSince time.Time
+	idleSince time.Duration // monoNow when it last went idle: the stateAt of that change
 	// stateAt is when the connection's state last changed (monoNow), recorded before the pool
 	// lock is taken: a state update that waits for the lock on another goroutine must not let
 	// the idle timer close a connection released a moment ago.
@@ -434,7 +434,9 @@ func (pc *pconn) syncStateAndUnlock() {
 			pc.draining = true
 			closeIt = true
 		case c.http.idleTimeout > 0:
-			pc.idleSince = time.Now()
+			// Idle since the state change that onState recorded (the latest one, as the
+			// connection is idle now): no clock reading of its own.
+			pc.idleSince = time.Duration(pc.stateAt.Load())
 			if pc.idle == nil {
 				pc.idle = time.AfterFunc(c.http.idleTimeout, pc.onIdle)
 				pc.idleArmed = true
@@ -475,8 +477,9 @@ func (pc *pconn) onIdle() {
 	pc.idleArmed = false
 	closeIt := !pc.draining && pc.cc.InFlight() == 0 && pc.cc.Err() == nil
 	if closeIt {
-		quiet := time.Since(pc.idleSince)
-		if q := monoNow() - time.Duration(pc.stateAt.Load()); q < quiet {
+		now := monoNow()
+		quiet := now - pc.idleSince
+		if q := now - time.Duration(pc.stateAt.Load()); q < quiet {
 			quiet = q // a state update is still on its way to the lock
 		}
 		if d := p.ep.c.http.idleTimeout; quiet < d {
