@@ -150,7 +150,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 	if t := resp.Trailer; t != nil && t.Len() > 0 {
 		trl := s.w.Trailer()
 		for i := 0; i < t.Len(); i++ {
-			trl.AddBytes(t.Field(i))
+			trl.AddField(t, i)
 		}
 		if gs, ok := t.Value("Grpc-Status"); ok {
 			s.Info.GRPCStatus = string(gs)
@@ -166,16 +166,15 @@ func copyResponseHeader(dst, src *httpmsg.Header) {
 	n := src.Len()
 	if dst.Len() > 0 || src.Index("Connection", 0) >= 0 || src.Index("Te", 0) >= 0 {
 		for i := 0; i < n; i++ {
-			dst.AddBytes(src.Field(i))
+			dst.AddField(src, i)
 		}
 		removeHopByHop(dst)
 		dst.Del("Trailer")
 		return
 	}
 	for i := 0; i < n; i++ {
-		k, v := src.Field(i)
-		if !isHopByHopOrTrailer(k) {
-			dst.AddBytes(k, v)
+		if k, _ := src.Field(i); !isHopByHopOrTrailer(k) {
+			dst.AddField(src, i) // a field the upstream codec checked is not checked again
 		}
 	}
 }
