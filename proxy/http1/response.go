@@ -95,7 +95,9 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 	for i < len(b) && p.st < rFields {
 		c := b[i]
 		if p.st != rLineLF {
-			if p.line >= p.lim.MaxRequestLineBytes {
+			// The limit is the line without its CRLF, as a request line's: the CR that ends
+			// it is counted here and uncounted below.
+			if p.line >= p.lim.MaxRequestLineBytes && c != '\r' {
 				e = ErrHeadersTooLarge
 				break
 			}
@@ -283,8 +285,8 @@ func (p *ResponseParser) fastStatusLine(b []byte) int {
 		k++
 		k += valueRun(b[k:])
 	}
-	// The state machine counts the CR against the line's limit.
-	if k+1 >= len(b) || b[k] != '\r' || b[k+1] != '\n' || k >= p.lim.MaxRequestLineBytes {
+	// The limit is the line without its CRLF, as the state machine counts it.
+	if k+1 >= len(b) || b[k] != '\r' || b[k+1] != '\n' || k > p.lim.MaxRequestLineBytes {
 		return 0
 	}
 	p.minor, p.status, p.line, p.st = minor-'0', int(d0)*100+int(d1)*10+int(d2), k, rFields

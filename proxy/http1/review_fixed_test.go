@@ -1,25 +1,14 @@
 package http1
 
-import (
-	"os"
-	"testing"
-)
+import "testing"
 
-// Defects found in review that the change under review did not introduce (the state machine
-// before the fast path behaves the same). They fail; set REVIEW_DEFECTS=1 to run them.
-
-func skipKnownDefect(t *testing.T) {
-	if os.Getenv("REVIEW_DEFECTS") == "" {
-		t.Skip("known defect, not fixed here (set REVIEW_DEFECTS=1)")
-	}
-}
+// Defects found in review that predate the parser's fast path, each fixed.
 
 // TestReviewDefectStatusLineLimitOffByOne: Limits.MaxRequestLineBytes bounds a request line
 // without CRLF (a line of exactly the limit is accepted), and ResponseParser's doc says the
 // status line is bounded by the same field; but a status line of exactly the limit is refused
-// (431), because the CR is counted against it.
+// (431), because the CR was counted against it.
 func TestReviewDefectStatusLineLimitOffByOne(t *testing.T) {
-	skipKnownDefect(t)
 	const line = "HTTP/1.1 200 OK" // 15 bytes without CRLF
 	req, _ := feedPieces(Limits{MaxRequestLineBytes: len("GET / HTTP/1.1")}, "GET / HTTP/1.1\r\n\r\n")
 	if req.err != nil || !req.done {
