@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,12 +20,9 @@ import (
 // connection linked in its shard: when the shard fires, the watch reads the connection that
 // ServeConn already closed, takes the read error for the client going away and calls
 // OnPeerGone after ServeConn returned — OnPeerGone is documented to run while the handler
-// runs. (The per-connection timer before the shards did the same: not a regression, but the
-// shared list now also keeps the dead connection until its time comes.)
+// runs. (The per-connection timer before the shards did the same.) Fixed: ServeConn's recover
+// path ends the watch.
 func TestReviewWatchPanicLeavesConnInShard(t *testing.T) {
-	if os.Getenv("REVIEW_DEFECTS") != "1" {
-		t.Skip("known defect (pre-existing); set REVIEW_DEFECTS=1 to run")
-	}
 	const delay = 53 * time.Millisecond
 	sh := oneWatchShard(delay)
 	var goneAfterReturn atomic.Bool

@@ -134,6 +134,9 @@ func (s *Server) ServeConn(nc net.Conn) (err error) {
 		// A handler that panics aborts its connection (as net/http's ErrAbortHandler does);
 		// the connection's state is dropped, not pooled.
 		if v := recover(); v != nil {
+			// The watch ends first: a request left in its shard would be read (and taken
+			// for the client's close) after ServeConn returned.
+			c.stopWatch()
 			nc.Close()
 			err = &PanicError{Value: v}
 		}
