@@ -145,6 +145,29 @@ func TestTrailerSplits(t *testing.T) {
 	}
 }
 
+// feedResponseCuts feeds in to a fresh ResponseParser with limits lim, cut at the given offsets
+// (ascending), and renders the result (responseResult), with n counted from the start of in.
+func feedResponseCuts(lim Limits, in string, cuts ...int) string {
+	p := new(ResponseParser)
+	p.Init(lim)
+	n, prev := 0, 0
+	for _, c := range append(cuts, len(in)) {
+		for prev < c && !p.Done() { // Feed stops after the head, and may stop after its status line
+			k, err := p.Feed([]byte(in[prev:c]))
+			n += k
+			if err != nil {
+				return responseResult(p, n, err)
+			}
+			if k == 0 {
+				break
+			}
+			prev += k
+		}
+		prev = c
+	}
+	return responseResult(p, n, nil)
+}
+
 // responseResult renders everything a ResponseParser decides about a response head.
 func responseResult(p *ResponseParser, n int, err error) string {
 	if err != nil {
@@ -179,26 +202,7 @@ func TestResponseFastPathSplits(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nX: a\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
 	}
-	feed := func(lim Limits, in string, cuts ...int) string {
-		p := new(ResponseParser)
-		p.Init(lim)
-		n, prev := 0, 0
-		for _, c := range append(cuts, len(in)) {
-			for prev < c && !p.Done() { // Feed stops after the head, and may stop after its status line
-				k, err := p.Feed([]byte(in[prev:c]))
-				n += k
-				if err != nil {
-					return responseResult(p, n, err)
-				}
-				if k == 0 {
-					break
-				}
-				prev += k
-			}
-			prev = c
-		}
-		return responseResult(p, n, nil)
-	}
+	feed := feedResponseCuts
 	for _, in := range heads {
 		line := strings.Index(in, "\r")
 		for _, lim := range []Limits{{}, {MaxRequestLineBytes: line}, {MaxRequestLineBytes: line + 1}, {MaxRequestLineBytes: line + 2}} {
@@ -230,26 +234,7 @@ func FuzzResponseHead(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, cut uint16, line uint8) {
 		in := string(data)
 		lim := Limits{MaxRequestLineBytes: int(line), MaxHeaderBytes: 512, MaxHeaderCount: 8}
-		feed := func(cuts ...int) string {
-			p := new(ResponseParser)
-			p.Init(lim)
-			n, prev := 0, 0
-			for _, c := range append(cuts, len(in)) {
-				for prev < c && !p.Done() {
-					k, err := p.Feed([]byte(in[prev:c]))
-					n += k
-					if err != nil {
-						return responseResult(p, n, err)
-					}
-					if k == 0 {
-						break
-					}
-					prev += k
-				}
-				prev = c
-			}
-			return responseResult(p, n, nil)
-		}
+		feed := func(cuts ...int) string { return feedResponseCuts(lim, in, cuts...) }
 		whole := feed()
 		if len(in) > 1 {
 			c := 1 + int(cut)%(len(in)-1)

@@ -37,6 +37,12 @@ func kept(p *Parser) string {
 func feedPieces(lim Limits, in string, cuts ...int) (headResult, *Parser) {
 	p := new(Parser)
 	p.Init(lim, true)
+	return feedParser(p, in, cuts), p
+}
+
+// feedParser feeds in to p (initialised by the caller) cut at the given offsets (ascending)
+// and collects the result, with n counted from the start of in.
+func feedParser(p *Parser, in string, cuts []int) headResult {
 	var r headResult
 	prev := 0
 	for _, c := range append(cuts, len(in)) {
@@ -54,9 +60,11 @@ func feedPieces(lim Limits, in string, cuts ...int) (headResult, *Parser) {
 	r.endErr, r.done = p.EndError(), p.Done()
 	if r.done {
 		r.framing, r.length, r.upgrade, r.connect, r.minor = p.Framing(), p.ContentLength(), p.Upgrade(), p.Connect(), p.Minor()
-		r.kept = kept(p)
+		if p.flags&fKeep != 0 {
+			r.kept = kept(p)
+		}
 	}
-	return r, p
+	return r
 }
 
 const host = "Host: example.com\r\n"

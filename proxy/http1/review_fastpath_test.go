@@ -198,27 +198,8 @@ type reviewResult struct {
 
 // reviewFeed feeds in to p (initialised by the caller) cut at cuts and collects the result.
 func reviewFeed(p *Parser, in string, cuts []int) reviewResult {
-	var r reviewResult
-	prev := 0
-	for _, c := range append(cuts, len(in)) {
-		n, err := p.Feed([]byte(in[prev:c]))
-		r.n += n
-		if err != nil {
-			r.err = err
-			break
-		}
-		if p.Done() {
-			break
-		}
-		prev = c
-	}
-	r.endErr, r.done, r.nfields = p.EndError(), p.Done(), p.NumFields()
-	if r.done {
-		r.framing, r.length, r.upgrade, r.connect, r.minor = p.Framing(), p.ContentLength(), p.Upgrade(), p.Connect(), p.Minor()
-		if p.flags&fKeep != 0 {
-			r.kept = kept(p)
-		}
-	}
+	r := reviewResult{headResult: feedParser(p, in, cuts)}
+	r.nfields = p.NumFields()
 	return r
 }
 
