@@ -286,3 +286,46 @@ func TestVirtualHostPerConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestLatencyHistogramCumulative: downstream_rq_time's buckets are cumulative when rendered
+// (each observation counted in its own bucket only, summed at render time), typed counter, and
+// count and sums follow the observations.
+func TestLatencyHistogramCumulative(t *testing.T) {
+	s := stats.NewStore()
+	l := newLatency(s, "http.t.downstream_rq_time", "envoy_http_downstream_rq_time", stats.Tag{Name: "envoy_http_conn_manager_prefix", Value: "t"})
+	for _, d := range []time.Duration{300 * time.Microsecond, 500 * time.Microsecond, 700 * time.Microsecond, 3 * time.Millisecond, 2 * time.Hour} {
+		l.observe(d)
+	}
+	var b strings.Builder
+	if err := s.WriteText(&b, "downstream_rq_time"); err != nil {
+		t.Fatal(err)
+	}
+	text := b.String()
+	for _, want := range []string{
+		"http.t.downstream_rq_time_bucket.le_0.5: 2\n", // 0.5 ms is within le=0.5
+		"http.t.downstream_rq_time_bucket.le_1: 3\n",
+		"http.t.downstream_rq_time_bucket.le_5: 4\n",
+		"http.t.downstream_rq_time_bucket.le_3600000: 4\n",
+		"http.t.downstream_rq_time_bucket.le_inf: 5\n",
+		"http.t.downstream_rq_time_count: 5\n",
+		"http.t.downstream_rq_time_sum_us: 7200004500\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %q in\n%s", want, text)
+		}
+	}
+	b.Reset()
+	if err := s.WritePrometheus(&b); err != nil {
+		t.Fatal(err)
+	}
+	prom := b.String()
+	for _, want := range []string{
+		"# TYPE envoy_http_downstream_rq_time_bucket counter\n",
+		`envoy_http_downstream_rq_time_bucket{envoy_http_conn_manager_prefix="t",le="1"} 3` + "\n",
+		`envoy_http_downstream_rq_time_bucket{envoy_http_conn_manager_prefix="t",le="+Inf"} 5` + "\n",
+	} {
+		if !strings.Contains(prom, want) {
+			t.Errorf("missing %q in\n%s", want, prom)
+		}
+	}
+}

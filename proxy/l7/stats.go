@@ -158,29 +158,42 @@ func (h *Handler) streamClusterStats(s *Stream) *clusterStats {
 }
 
 // latencyBounds are Envoy's default histogram bucket bounds, in milliseconds.
-var latencyBounds = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+var latencyBounds = [...]float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
 	300000, 600000, 1800000, 3600000}
 
 // latency is a Prometheus-style cumulative histogram (in milliseconds) built from counters,
 // since the stats store has no histogram type: <prom>_bucket{le=...}, <prom>_sum, <prom>_count.
+// An observation adds to its own bucket's count only; the cumulative buckets are summed when
+// the store is rendered (stats.CounterFunc).
 type latency struct {
-	buckets []*stats.Counter // one per bound, plus +Inf
-	sumUs   *stats.Counter   // microseconds, so that sub-millisecond requests add up
-	sum     *stats.Counter
-	count   *stats.Counter
+	counts *[len(latencyBounds) + 1]atomic.Uint64 // per bucket, not cumulative; the last is +Inf
+	sumUs  *stats.Counter                         // microseconds, so that sub-millisecond requests add up
+	sum    *stats.Counter
+	count  *stats.Counter
 }
 
 func newLatency(s *stats.Store, name, prom string, tag stats.Tag) latency {
 	l := latency{
-		sum:   s.Counter(name+"_sum", prom+"_sum", tag),
-		sumUs: s.Counter(name+"_sum_us", prom+"_sum_us", tag),
-		count: s.Counter(name+"_count", prom+"_count", tag),
+		counts: new([len(latencyBounds) + 1]atomic.Uint64),
+		sum:    s.Counter(name+"_sum", prom+"_sum", tag),
+		sumUs:  s.Counter(name+"_sum_us", prom+"_sum_us", tag),
+		count:  s.Counter(name+"_count", prom+"_count", tag),
 	}
-	for _, b := range latencyBounds {
+	counts := l.counts
+	upTo := func(i int) func() uint64 {
+		return func() uint64 {
+			var n uint64
+			for j := 0; j <= i; j++ {
+				n += counts[j].Load()
+			}
+			return n
+		}
+	}
+	for i, b := range latencyBounds {
 		le := strconv.FormatFloat(b, 'f', -1, 64)
-		l.buckets = append(l.buckets, s.Counter(name+"_bucket.le_"+le, prom+"_bucket", tag, stats.Tag{Name: "le", Value: le}))
+		s.CounterFunc(name+"_bucket.le_"+le, prom+"_bucket", upTo(i), tag, stats.Tag{Name: "le", Value: le})
 	}
-	l.buckets = append(l.buckets, s.Counter(name+"_bucket.le_inf", prom+"_bucket", tag, stats.Tag{Name: "le", Value: "+Inf"}))
+	s.CounterFunc(name+"_bucket.le_inf", prom+"_bucket", upTo(len(latencyBounds)), tag, stats.Tag{Name: "le", Value: "+Inf"})
 	return l
 }
 
@@ -191,10 +204,7 @@ func (l *latency) observe(d time.Duration) {
 	l.sumUs.Add(us)
 	l.sum.Add(us / 1000)
 	ms := float64(us) / 1000
-	i := sort.SearchFloat64s(latencyBounds, ms)
-	for ; i < len(l.buckets); i++ {
-		l.buckets[i].Inc()
-	}
+	l.counts[sort.SearchFloat64s(latencyBounds[:], ms)].Add(1)
 }
 
 // routeStats are the per-route statistics Envoy keeps for routes with a stat_prefix

@@ -51,6 +51,7 @@ type entry struct {
 	counter *Counter
 	gauge   *Gauge
 	fn      func() (int64, bool) // a GaugeFunc: computed when rendered; false: no value (omitted)
+	cfn     func() uint64        // a CounterFunc: computed when rendered
 }
 
 // Store holds all metrics of one proxy. It is safe for concurrent use. Metrics are never removed
@@ -115,6 +116,19 @@ func (s *Store) GaugeFunc(name, prom string, f func() (int64, bool), tags ...Tag
 		return
 	}
 	s.entries[name] = &entry{name: name, prom: PromName(prom), tags: promTags(tags), fn: f}
+}
+
+// CounterFunc registers a counter whose value f computes each time the store is rendered (e.g.
+// a cumulative histogram bucket summed from per-bucket counts, so that an observation adds to
+// one count instead of every bucket above it). f must be cheap, safe for concurrent use, and
+// never decrease. A second call for the same name keeps the first function.
+func (s *Store) CounterFunc(name, prom string, f func() uint64, tags ...Tag) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.entries[name]; ok && e.cfn != nil {
+		return
+	}
+	s.entries[name] = &entry{name: name, prom: PromName(prom), tags: promTags(tags), cfn: f}
 }
 
 // PromName returns name as a valid Prometheus metric name, as Envoy's exposition sanitizes stat
@@ -205,6 +219,8 @@ func (e *entry) value() (string, bool) {
 	switch {
 	case e.counter != nil:
 		return fmt.Sprint(e.counter.Value()), true
+	case e.cfn != nil:
+		return fmt.Sprint(e.cfn()), true
 	case e.fn != nil:
 		v, ok := e.fn()
 		return fmt.Sprint(v), ok
@@ -251,7 +267,7 @@ func (s *Store) WritePrometheus(w io.Writer) error {
 	for _, n := range names {
 		es := byProm[n]
 		typ := "counter"
-		if es[0].counter == nil {
+		if es[0].counter == nil && es[0].cfn == nil {
 			typ = "gauge"
 		}
 		fmt.Fprintf(&b, "# TYPE %s %s\n", n, typ)
