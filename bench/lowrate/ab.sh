@@ -1,0 +1,108 @@
+#!/bin/bash
+# ab.sh — the proxy's CPU per 1,000 HTTP/1.1 requests at 1,000 rps, builds compared by
+# alternated runs (issue 10; docs/performance.md, "Where the 1,000 rps gap is").
+#
+#   bash bench/lowrate/ab.sh ROUNDS SECONDS BINDIR... [nginx]
+#
+# Sets up, on loopback: straitd with one Gateway route to fortio's echo server (port 28080),
+# and for each round and each BINDIR a fresh strait-proxy (router mode, GOMAXPROCS=1, pinned to
+# CPU 1) on port 28001; fortio loads it on CPU 0 (1,000 rps over 16 connections, 1 KiB POST
+# bodies) for SECONDS after a short warm-up. The word "nginx" adds nginx (one worker on CPU 1,
+# proxybench's configuration) to each round. Prints per run: CPU-s per 1,000 requests (from
+# /proc/PID/task/*/schedstat), voluntary context switches per request, p50. A single run says
+# little on a shared VM (the proxy's figure is bimodal there): use several rounds.
+# Needs: go, taskset, curl, bc (and nginx for the nginx column). Every load run is bounded.
+set -euo pipefail
+[ $# -ge 3 ] || { sed -n 2,15p "$0"; exit 2; }
+R=$1; T=$2; shift 2
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+W=$(mktemp -d /tmp/lowrate.XXXXXX)
+mkdir -p "$W/cfg" "$W/data" "$W/ng"
+PIDS=()
+cleanup() {
+	[ ${#PIDS[@]} -gt 0 ] && kill "${PIDS[@]}" 2>/dev/null
+	[ -f "$W/ng/nginx.pid" ] && kill "$(cat "$W/ng/nginx.pid")" 2>/dev/null
+	wait 2>/dev/null
+	rm -rf "$W"
+}
+trap cleanup EXIT
+(cd "$ROOT" && go build -o "$W/fortio" fortio.org/fortio)
+BIN=$ROOT/bin; [ -x "$BIN/straitd" ] || (cd "$ROOT" && make build >/dev/null)
+cat > "$W/cfg/bench.yaml" <<'YAML'
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: backend, namespace: bench}
+spec:
+  hosts: [backend.bench.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{number: 28080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: single, namespace: bench}
+spec:
+  selector: {bench: single}
+  servers: [{port: {number: 28001, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: single, namespace: bench}
+spec:
+  hosts: ["*"]
+  gateways: [single]
+  http: [{route: [{destination: {host: backend.bench.svc.cluster.local, port: {number: 28080}}}]}]
+YAML
+taskset -c 0 "$W/fortio" server -http-port 127.0.0.1:28080 -grpc-port disabled -redirect-port disabled -ui-path "" >"$W/echo.log" 2>&1 &
+PIDS+=($!)
+"$BIN/straitd" --config-dir "$W/cfg" --data-dir "$W/data" --mesh-address 127.0.0.1:0 --xds-listen 127.0.0.1:28010 \
+	--http-listen 127.0.0.1:28011 --ratelimit-listen 127.0.0.1:28012 >"$W/straitd.log" 2>&1 &
+PIDS+=($!)
+cpu() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END{printf "%.0f", s}'; }
+vcs() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/{s+=$2} END{printf "%.0f", s}'; }
+wait_url() { for _ in $(seq 100); do curl -s -o /dev/null -m 1 -d x "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+measure() { # measure NAME PID URL
+	taskset -c 0 "$W/fortio" load -qps 500 -c 4 -t 2s -payload-size 1024 -logger-json=false "$3" >/dev/null 2>&1
+	taskset -c 0 "$W/fortio" load -qps 1000 -c 16 -t $((T + 2))s -payload-size 1024 -logger-json=false -nocatchup "$3" >"$W/load.log" 2>&1 &
+	local f=$! a b c0 c1
+	sleep 1
+	a=$(cpu "$2"); c0=$(vcs "$2"); sleep "$T"; b=$(cpu "$2"); c1=$(vcs "$2")
+	wait $f
+	echo "$(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $1: cpu/1k=$(echo "scale=4; ($b-$a)/1000000000/$T" | bc) s cs/req=$(echo "scale=3; ($c1-$c0)/($T*1000)" | bc) p50=$(awk '/^# target 50%/{printf "%.3fms", $4*1000; exit}' "$W/load.log")"
+}
+NGINX=0
+for d in "$@"; do [ "$d" = nginx ] && NGINX=1; done
+if [ $NGINX = 1 ]; then
+	cat > "$W/ng/nginx.conf" <<NG
+worker_processes 1;
+pid $W/ng/nginx.pid;
+error_log $W/ng/err.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $W/ng/b; proxy_temp_path $W/ng/p; fastcgi_temp_path $W/ng/f; uwsgi_temp_path $W/ng/u; scgi_temp_path $W/ng/s;
+  upstream backend { server 127.0.0.1:28080; keepalive 64; }
+  server {
+    listen 127.0.0.1:28002;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; proxy_request_buffering off; }
+  }
+}
+NG
+	taskset -c 1 nginx -c "$W/ng/nginx.conf" -g "daemon off;" >"$W/ng/out.log" 2>&1 &
+	wait_url http://127.0.0.1:28002/echo
+fi
+for _ in $(seq "$R"); do
+	for d in "$@"; do
+		if [ "$d" = nginx ]; then
+			measure nginx "$(pgrep -f 'nginx: worker' -P "$(cat "$W/ng/nginx.pid")" | head -1)" http://127.0.0.1:28002/echo
+			continue
+		fi
+		GOMAXPROCS=1 taskset -c 1 "$d/strait-proxy" --xds-address 127.0.0.1:28010 --mode router --namespace bench \
+			--workload-name single --labels bench=single --admin-address 127.0.0.1:28013 >"$W/proxy.log" 2>&1 &
+		p=$!
+		wait_url http://127.0.0.1:28001/echo
+		measure "$d" $p http://127.0.0.1:28001/echo
+		kill $p; wait $p 2>/dev/null || true
+	done
+done
