@@ -312,8 +312,15 @@ func (s *Stream) endCancel(rc *reqCancel) {
 	}
 	// Code that may still reach rc, or the attempts' reqCancel, may reach s.ctx through
 	// them (Value), and a registration with s.ctx that fired may still remove itself from
-	// it: the Stream's context object is then not reused either (release).
-	if !keep || s.arc != nil && s.arc.isShared() {
+	// it: the Stream's context object is then not reused either (release). A shared attempt
+	// reqCancel is dropped with it: attemptScope would not reuse it, and once rc moves on it
+	// reaches no later request's context (parentNow), so it must not keep the Stream's next
+	// requests from reusing theirs (most requests make no attempt scope of their own).
+	if s.arc != nil && s.arc.isShared() {
+		s.arc = nil
+		keep = false
+	}
+	if !keep {
 		s.ctxOut = true
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,24 @@ type connState struct {
 	vhTable     *route.Table
 	vhAuthority string
 	vhLast      *route.VirtualHost
+	// srcText is info.Source's address as text (x-forwarded-for, the external address), made
+	// once the first request head arrived, before any request of the connection runs.
+	srcText string
+}
+
+// setSourceText makes srcText; it runs before the connection's first request.
+func (cs *connState) setSourceText() {
+	if cs.info.Source.IsValid() {
+		cs.srcText = cs.info.Source.Addr().Unmap().String()
+	}
+}
+
+// addrText returns a's address as text, the connection's made text when a is its source.
+func (cs *connState) addrText(a netip.AddrPort) string {
+	if a == cs.info.Source && cs.srcText != "" {
+		return cs.srcText
+	}
+	return a.Addr().Unmap().String()
 }
 
 // virtualHost returns the virtual host of s's table for s's authority: the connection's last
@@ -96,6 +115,7 @@ func (h *Handler) ServeConn(c net.Conn, info ConnInfo) {
 		cc.Close()
 		return
 	}
+	cs.setSourceText()
 	cs.handed.Store(true)
 	if h.h1Native(info.ALPN, cc) {
 		h.serveH1(cc, cs)

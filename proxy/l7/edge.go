@@ -1,9 +1,11 @@
 package l7
 
 import (
+	"bytes"
 	"net/netip"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
@@ -104,38 +106,71 @@ type clientAddress struct {
 }
 
 // trustedClient determines the trusted client address of a request whose connection peer is
-// peer and whose x-forwarded-for values (before the proxy appends to them) are xff.
-func (h *Handler) trustedClient(peer netip.AddrPort, xff []string) clientAddress {
+// peer, from the request's x-forwarded-for fields in hdr (before the proxy appends to them).
+func (h *Handler) trustedClient(peer netip.AddrPort, hdr *httpmsg.Header) clientAddress {
 	if h.useRemoteAddress {
-		c := clientAddress{addr: peer, checkable: len(xff) == 0}
+		c := clientAddress{addr: peer, checkable: !hdr.Has(xffName)}
 		if h.xffTrustedHops > 0 {
-			if a, _, ok := xffAddr(xff, h.xffTrustedHops-1); ok {
+			if a, _, ok := xffAddr(hdr, h.xffTrustedHops-1); ok {
 				c.addr = netip.AddrPortFrom(a, 0)
 			}
 		}
 		return c
 	}
-	a, n, ok := xffAddr(xff, h.xffTrustedHops)
+	a, n, ok := xffAddr(hdr, h.xffTrustedHops)
 	if !ok {
 		return clientAddress{}
 	}
 	return clientAddress{addr: netip.AddrPortFrom(a, 0), checkable: n == 1 && h.xffTrustedHops == 0}
 }
 
-// xffAddr returns the address skip hops from the right of the x-forwarded-for list and how
-// many entries the list has. ok is false when the list is too short or the entry is not an IP.
-func xffAddr(xff []string, skip int) (a netip.Addr, n int, ok bool) {
-	var all []string
-	for _, v := range xff {
-		for _, p := range strings.Split(v, ",") {
-			all = append(all, strings.TrimSpace(p))
+// xffName is the x-forwarded-for field's name.
+const xffName = "X-Forwarded-For"
+
+// xffAddr returns the address skip hops from the right of the x-forwarded-for list (the
+// comma-separated entries of every x-forwarded-for field of hdr, in order) and how many
+// entries the list has. ok is false when the list is too short or the entry, trimmed of
+// white space, is not an IP address. It reads the fields in place: nothing is allocated.
+func xffAddr(hdr *httpmsg.Header, skip int) (a netip.Addr, n int, ok bool) {
+	for i := hdr.Index(xffName, 0); i >= 0; i = hdr.Index(xffName, i+1) {
+		_, v := hdr.Field(i)
+		n += xffEntries(v)
+	}
+	if skip >= n {
+		return netip.Addr{}, n, false
+	}
+	want := n - 1 - skip // the entry's index from the left
+	for i := hdr.Index(xffName, 0); i >= 0; i = hdr.Index(xffName, i+1) {
+		_, v := hdr.Field(i)
+		if c := xffEntries(v); want >= c {
+			want -= c
+			continue
+		}
+		for ; want > 0; want-- {
+			v = v[bytes.IndexByte(v, ',')+1:]
+		}
+		if j := bytes.IndexByte(v, ','); j >= 0 {
+			v = v[:j]
+		}
+		v = bytes.TrimSpace(v)
+		// ParseAddr keeps nothing of its argument (an IPv6 zone is copied into its handle), so
+		// the header's bytes are lent to it.
+		a, err := netip.ParseAddr(unsafe.String(unsafe.SliceData(v), len(v)))
+		return a, n, err == nil
+	}
+	return netip.Addr{}, n, false
+}
+
+// xffEntries returns how many comma-separated entries the field value v has (an empty value
+// is one empty entry).
+func xffEntries(v []byte) int {
+	n := 1
+	for _, b := range v {
+		if b == ',' {
+			n++
 		}
 	}
-	if skip >= len(all) {
-		return netip.Addr{}, len(all), false
-	}
-	a, err := netip.ParseAddr(all[len(all)-1-skip])
-	return a, len(all), err == nil
+	return n
 }
 
 // The request classes of cleanEntryHeaders.

@@ -2,6 +2,7 @@ package l7
 
 import (
 	"encoding/json"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"io"
 	"net/http"
 	"net/netip"
@@ -448,7 +449,8 @@ func TestHeaderRetryCap(t *testing.T) {
 	}
 }
 
-// TestXFFAddr checks the x-forwarded-for parsing the trust decision uses.
+// TestXFFAddr checks the x-forwarded-for parsing the trust decision uses, on the header's
+// fields in place, against the list split and parsed (refXFFAddr).
 func TestXFFAddr(t *testing.T) {
 	for _, c := range []struct {
 		xff  []string
@@ -463,14 +465,79 @@ func TestXFFAddr(t *testing.T) {
 		{[]string{"1.2.3.4,"}, 0, "", 2}, // an empty last entry is not an address (as in Envoy)
 		{[]string{"junk"}, 0, "", 1},
 		{[]string{" ::1 "}, 0, "::1", 1},
+		{[]string{"1.1.1.1, 2.2.2.2", "3.3.3.3,4.4.4.4", "5.5.5.5"}, 2, "3.3.3.3", 5},
+		{[]string{"1.1.1.1, 2.2.2.2", "3.3.3.3,4.4.4.4", "5.5.5.5"}, 3, "2.2.2.2", 5},
+		{[]string{"1.1.1.1, 2.2.2.2", "3.3.3.3,4.4.4.4", "5.5.5.5"}, 4, "1.1.1.1", 5},
+		{[]string{"1.1.1.1, 2.2.2.2", "3.3.3.3,4.4.4.4", "5.5.5.5"}, 5, "", 5},
+		{[]string{"", "1.1.1.1"}, 1, "", 2},
+		{[]string{",,"}, 1, "", 3},
+		{[]string{"fe80::1%eth0"}, 0, "fe80::1%eth0", 1},
 	} {
-		a, n, ok := xffAddr(c.xff, c.skip)
+		var hdr httpmsg.Header
+		for _, v := range c.xff {
+			hdr.Add("X-Forwarded-For", v)
+		}
+		hdr.Add("Other", "9.9.9.9")
+		a, n, ok := xffAddr(&hdr, c.skip)
 		got := ""
 		if ok {
 			got = a.String()
 		}
 		if got != c.want || n != c.n {
 			t.Errorf("xffAddr(%q, %d) = %q, %d; want %q, %d", c.xff, c.skip, got, n, c.want, c.n)
+		}
+		ra, rn, rok := refXFFAddr(c.xff, c.skip)
+		if ra != a || rn != n || rok != ok {
+			t.Errorf("xffAddr(%q, %d) = %v %d %v, the list split and parsed says %v %d %v", c.xff, c.skip, a, n, ok, ra, rn, rok)
+		}
+		// The address keeps nothing of the header's bytes (the zone is lent to ParseAddr).
+		hdr.Reset()
+		hdr.Add("X-Forwarded-For", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+		if ok && a.String() != c.want {
+			t.Errorf("the parsed address changed with the header's bytes: %s, want %s", a, c.want)
+		}
+	}
+}
+
+// refXFFAddr is xffAddr on the values, as the list split, trimmed and parsed.
+func refXFFAddr(xff []string, skip int) (netip.Addr, int, bool) {
+	var all []string
+	for _, v := range xff {
+		for _, p := range strings.Split(v, ",") {
+			all = append(all, strings.TrimSpace(p))
+		}
+	}
+	if skip >= len(all) {
+		return netip.Addr{}, len(all), false
+	}
+	a, err := netip.ParseAddr(all[len(all)-1-skip])
+	return a, len(all), err == nil
+}
+
+// TestAppendXFF: the client's address is appended to the list, the fields the request had
+// joined into one.
+func TestAppendXFF(t *testing.T) {
+	for _, c := range []struct {
+		xff  []string
+		want string
+	}{
+		{nil, "10.0.0.1"},
+		{[]string{"1.1.1.1"}, "1.1.1.1, 10.0.0.1"},
+		{[]string{"1.1.1.1, 2.2.2.2", "3.3.3.3"}, "1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.1"},
+		{[]string{strings.Repeat("1.1.1.1, ", 60) + "2.2.2.2"}, strings.Repeat("1.1.1.1, ", 60) + "2.2.2.2, 10.0.0.1"},
+	} {
+		var hdr httpmsg.Header
+		hdr.Add("A", "a")
+		for _, v := range c.xff {
+			hdr.Add("X-Forwarded-For", v)
+		}
+		hdr.Add("B", "b")
+		appendXFF(&hdr, "10.0.0.1")
+		if got := headerValues(&hdr, "X-Forwarded-For"); len(got) != 1 || got[0] != c.want {
+			t.Errorf("%q: x-forwarded-for %q, want %q", c.xff, got, c.want)
+		}
+		if hdr.Get("A") != "a" || hdr.Get("B") != "b" {
+			t.Errorf("%q: other fields changed", c.xff)
 		}
 	}
 }

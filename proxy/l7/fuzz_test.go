@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bytes"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"io"
 	"net"
 	"net/http"
@@ -82,8 +83,14 @@ func FuzzPathAndHeaders(f *testing.F) {
 				t.Fatalf("SetPath(%q) from %q: %v", n, path, err)
 			}
 		}
+		var hdr httpmsg.Header
+		hdr.Add("X-Forwarded-For", xff)
 		for i := 0; i < 3; i++ {
-			_, _ = xffHop([]string{xff}, i)
+			a, n, ok := xffAddr(&hdr, i)
+			ra, rn, rok := refXFFAddr([]string{xff}, i)
+			if a != ra || n != rn || ok != rok {
+				t.Fatalf("xffAddr(%q, %d) = %v %d %v, the list split and parsed says %v %d %v", xff, i, a, n, ok, ra, rn, rok)
+			}
 		}
 		if d, ok := route.ParseGRPCTimeout(grpcTimeout); ok && d < 0 {
 			t.Fatalf("negative grpc-timeout %v", d)

@@ -202,7 +202,7 @@ func TestPutUUIDFrom(t *testing.T) {
 		if got != want {
 			t.Fatalf("%x %x: %s, want %s", a, c, got[:], want[:])
 		}
-		if !validRequestID(string(got[:])) {
+		if !validRequestID(got[:]) {
 			t.Fatalf("%s is not a valid request id", got[:])
 		}
 	}

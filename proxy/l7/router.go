@@ -363,7 +363,8 @@ func (h *Handler) forward(s *Stream) {
 		if perTry > 0 && perTry < exp {
 			exp = perTry
 		}
-		hdr.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(exp.Milliseconds(), 10))
+		var nb [20]byte
+		hdr.SetBytes("X-Envoy-Expected-Rq-Timeout-Ms", strconv.AppendInt(nb[:0], exp.Milliseconds(), 10))
 	}
 	var lb balance.Context
 	if rt.HasHashPolicy() {

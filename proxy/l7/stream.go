@@ -352,10 +352,9 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	}
 	// Envoy's order: the trusted client address is found before x-forwarded-for is appended to
 	// (edge.go has the rules), then the request is classified as internal, edge or neither.
-	xff := s.HeaderValues("X-Forwarded-For")
-	client := h.trustedClient(peer, xff)
+	client := h.trustedClient(peer, hdr)
 	if h.useRemoteAddress && !h.skipXFFAppend && cs.info.Source.IsValid() {
-		appendXFF(hdr, xff, cs.info.Source.Addr().Unmap().String())
+		appendXFF(hdr, cs.addrText(cs.info.Source))
 	}
 	remote := client.addr
 	if !remote.IsValid() {
@@ -374,7 +373,7 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	case edge:
 		cleanEntryHeaders(hdr, entryEdge, h.xffTrustedHops)
 		if remote.IsValid() {
-			hdr.Set("X-Envoy-External-Address", remote.Addr().Unmap().String())
+			hdr.Set("X-Envoy-External-Address", cs.addrText(remote))
 		}
 	default:
 		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryUntrusted, h.xffTrustedHops)
@@ -390,14 +389,16 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	// x-request-id: kept from internal and intermediate hops, replaced at the edge unless
 	// preserve_external_request_id; an invalid one is always replaced.
 	idv, hasID := hdr.Value("X-Request-Id")
-	id := string(idv)
-	if h.generateRequestID && (id == "" || !validRequestID(id) || edge && !h.preserveExternalID) {
+	var id string
+	if h.generateRequestID && (len(idv) == 0 || !validRequestID(idv) || edge && !h.preserveExternalID) {
 		id = s.newRequestID()
 		if hasID {
 			hdr.Set("X-Request-Id", id)
 		} else {
 			hdr.Add("X-Request-Id", id)
 		}
+	} else {
+		id = s.slabString(idv)
 	}
 	s.Info.RequestID = id
 	h.forwardClientCert(s, cs)
@@ -417,21 +418,24 @@ func itoa(n int) string {
 	return string(b[i:])
 }
 
-// xffHop returns the address n hops from the right of the x-forwarded-for list.
-func xffHop(xff []string, n int) (netip.Addr, bool) {
-	a, _, ok := xffAddr(xff, n)
-	return a, ok
-}
-
-func appendXFF(h *httpmsg.Header, prior []string, addr string) {
-	if len(prior) == 0 {
-		h.Set("X-Forwarded-For", addr)
+// appendXFF appends addr to the request's x-forwarded-for list: one field, the values of the
+// fields it had joined with ", " and then addr (addr alone when it had none).
+func appendXFF(h *httpmsg.Header, addr string) {
+	i := h.Index(xffName, 0)
+	if i < 0 {
+		h.Add(xffName, addr)
 		return
 	}
-	h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+addr)
+	var sb [256]byte
+	b := sb[:0]
+	for ; i >= 0; i = h.Index(xffName, i+1) {
+		_, v := h.Field(i)
+		b = append(append(b, v...), ", "...)
+	}
+	h.SetBytes(xffName, append(b, addr...))
 }
 
-func validRequestID(id string) bool {
+func validRequestID(id []byte) bool {
 	if len(id) > 256 {
 		return false
 	}
@@ -449,19 +453,35 @@ const uuidLen = 36
 // idSlabIDs is how many request ids share one allocation (newRequestID).
 const idSlabIDs = 32
 
-// newRequestID returns a new random UUID for x-request-id. The strings are cut from a slab the
-// Stream keeps, idSlabIDs to an allocation: a slab's bytes are written once, before the string
-// that covers them is made, and never again (a full slab is left to the strings that use it,
-// and a new one is made), so the strings stay immutable.
+// newRequestID returns a new random UUID for x-request-id, cut from the Stream's slab.
 func (s *Stream) newRequestID() string {
-	if cap(s.idSlab)-len(s.idSlab) < uuidLen {
-		s.idSlab = make([]byte, 0, uuidLen*idSlabIDs)
-	}
-	n := len(s.idSlab)
-	s.idSlab = s.idSlab[:n+uuidLen]
-	b := s.idSlab[n : n+uuidLen : n+uuidLen]
+	b := s.slab(uuidLen)
 	putUUID((*[uuidLen]byte)(b))
 	return unsafe.String(&b[0], uuidLen)
+}
+
+// slabString returns a copy of b as a string, cut from the Stream's slab when short (a request
+// id the request came with).
+func (s *Stream) slabString(b []byte) string {
+	if len(b) == 0 || len(b) > 2*uuidLen {
+		return string(b)
+	}
+	c := s.slab(len(b))
+	copy(c, b)
+	return unsafe.String(&c[0], len(c))
+}
+
+// slab returns n bytes cut from the Stream's slab, idSlabIDs request ids to an allocation: a
+// slab's bytes are written once, before the string that covers them is made, and never again
+// (a full slab is left to the strings that use it, and a new one is made), so the strings
+// stay immutable.
+func (s *Stream) slab(n int) []byte {
+	if cap(s.idSlab)-len(s.idSlab) < n {
+		s.idSlab = make([]byte, 0, uuidLen*idSlabIDs)
+	}
+	m := len(s.idSlab)
+	s.idSlab = s.idSlab[:m+n]
+	return s.idSlab[m : m+n : m+n]
 }
 
 // putUUID writes a random (version 4) UUID's text to out.
