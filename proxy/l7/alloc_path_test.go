@@ -2,6 +2,8 @@ package l7
 
 import (
 	"bytes"
+	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
+	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
 	"io"
 	"net"
 	"runtime"
@@ -24,13 +26,22 @@ func TestKeepAliveRequestsAllocateNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name, fields string
 		edge         bool
+		routes       []*routev3.Route
 	}{
-		{"edge", "", true},
-		{"edge, client's request id and forwarded-for", "X-Request-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\nX-Forwarded-For: 198.18.0.1\r\n", true},
-		{"sidecar inbound", "X-Request-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\n", false},
+		{"edge", "", true, nil},
+		{"edge, client's request id and forwarded-for", "X-Request-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\nX-Forwarded-For: 198.18.0.1\r\n", true, nil},
+		{"sidecar inbound", "X-Request-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\n", false, nil},
+		{"header routes", "Content-Type: application/json\r\nEnd-User: jason\r\nCookie: a=1; session=xyz\r\n", false, []*routev3.Route{
+			fwdRoute("exact", headerRoute("End-User", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "bob"}}), toCluster("c")),
+			fwdRoute("regex", headerRoute("End-User", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "j.*n"}}}), toCluster("c")),
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hcm := inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c"))))
+			routes := tc.routes
+			if routes == nil {
+				routes = []*routev3.Route{fwdRoute("r", pfx("/"), toCluster("c"))}
+			}
+			hcm := inlineHCM(oneVhost(routes...))
 			hcm.UseRemoteAddress = wrapperspb.Bool(tc.edge)
 			h, err := New(hcm, &testEnv{clusters: map[string]Upstream{"c": staticCluster(t, "c", up, false)}}, Options{})
 			if err != nil {
@@ -40,6 +51,13 @@ func TestKeepAliveRequestsAllocateNothing(t *testing.T) {
 			checkNoAllocs(t, serveConns(t, h, loopbackInfo), append([]byte(head), bytes.Repeat([]byte("x"), 1024)...))
 		})
 	}
+}
+
+// headerRoute matches requests whose header name matches m.
+func headerRoute(name string, m *matcherv3.StringMatcher) *routev3.RouteMatch {
+	r := pfx("/")
+	r.Headers = []*routev3.HeaderMatcher{{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: m}}}
+	return r
 }
 
 // checkNoAllocs sends req over keep-alive connections to addr, and fails when the requests

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"time"
+	"unsafe"
 
 	"github.com/strait-mesh/strait/proxy/attributes"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
@@ -91,6 +92,19 @@ func (s *Stream) Header(name string) string { return s.req.Header.Get(name) }
 // HeaderBytes returns the first value of the request header name, not copied: valid until the
 // header changes.
 func (s *Stream) HeaderBytes(name string) ([]byte, bool) { return s.req.Header.Value(name) }
+
+// LendHeaderField returns the value of the first request header field named name at index
+// from or after, and its index (-1 when none), not copied: the string is valid only until the
+// header changes (route matchers and hashes use it at once).
+func (s *Stream) LendHeaderField(name string, from int) (string, int) {
+	h := &s.req.Header
+	i := h.Index(name, from)
+	if i < 0 {
+		return "", -1
+	}
+	_, v := h.Field(i)
+	return unsafe.String(unsafe.SliceData(v), len(v)), i
+}
 
 // HeaderValues returns every value of the request header name (a copy: nil when absent).
 func (s *Stream) HeaderValues(name string) []string { return headerValues(&s.req.Header, name) }

@@ -117,24 +117,41 @@ func fnv64(s string) uint64 {
 	return h
 }
 
-// cookieValue finds cookie name in the Cookie headers of r without allocating.
+// cookieValue finds cookie name in the Cookie headers of r without allocating. The value may
+// be lent (headerLender): the caller hashes it and keeps nothing of it.
 func cookieValue(r Request, name string) (string, bool) {
-	for _, line := range r.HeaderValues("Cookie") {
-		for line != "" {
-			var part string
-			if i := strings.IndexByte(line, ';'); i >= 0 {
-				part, line = line[:i], line[i+1:]
-			} else {
-				part, line = line, ""
-			}
-			part = strings.TrimSpace(part)
-			k, v, ok := strings.Cut(part, "=")
-			if ok && k == name {
-				if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-					v = v[1 : len(v)-1]
-				}
+	if l, ok := r.(headerLender); ok {
+		for line, i := l.LendHeaderField("Cookie", 0); i >= 0; line, i = l.LendHeaderField("Cookie", i+1) {
+			if v, ok := cookieIn(line, name); ok {
 				return v, true
 			}
+		}
+		return "", false
+	}
+	for _, line := range r.HeaderValues("Cookie") {
+		if v, ok := cookieIn(line, name); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// cookieIn finds cookie name in one Cookie field's value.
+func cookieIn(line, name string) (string, bool) {
+	for line != "" {
+		var part string
+		if i := strings.IndexByte(line, ';'); i >= 0 {
+			part, line = line[:i], line[i+1:]
+		} else {
+			part, line = line, ""
+		}
+		part = strings.TrimSpace(part)
+		k, v, ok := strings.Cut(part, "=")
+		if ok && k == name {
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v, true
 		}
 	}
 	return "", false
@@ -154,7 +171,7 @@ func (rt *Route) Hash(r Request, info *RequestInfo) (h uint64, ok bool, setCooki
 		var got bool
 		switch p.kind {
 		case hashHeader:
-			s, present := headerValue(r, p.name)
+			s, present := lentHeaderValue(r, p.name)
 			if present {
 				if p.re != nil {
 					s = p.re.ReplaceAllString(s, p.subst)

@@ -191,7 +191,7 @@ func (a *headerAdd) value(req Request, info *RequestInfo) string {
 			}
 		case "REQ":
 			if req != nil {
-				if v, ok := headerValue(req, p.arg); ok {
+				if v, ok := lentHeaderValue(req, p.arg); ok {
 					b.WriteString(v)
 				}
 			}

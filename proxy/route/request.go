@@ -75,6 +75,15 @@ func (h headerOnly) HeaderValues(name string) []string {
 // every value (the connection manager's stream).
 type headerGetter interface{ Header(name string) string }
 
+// headerLender is implemented by requests that lend header values without copying them (the
+// connection manager's stream). LendHeaderField returns the value of the first field named
+// name (any case) at index from or after, and that field's index: -1 when there is none. The
+// string is valid only until the request's header changes: the caller uses it at once and
+// keeps nothing of it.
+type headerLender interface {
+	LendHeaderField(name string, from int) (string, int)
+}
+
 // headerBytes is implemented by requests that lend a header's first value without a copy; the
 // bytes are valid until the request's header changes.
 type headerBytes interface {

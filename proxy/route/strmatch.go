@@ -85,8 +85,25 @@ func headerValue(r Request, key string) (string, bool) {
 	return strings.Join(vs, ","), true
 }
 
+// lentHeaderValue is headerValue for a caller that keeps nothing of the value (a match, a
+// hash, a copy into a builder): one field's value is lent by a headerLender, not copied.
+func lentHeaderValue(r Request, key string) (string, bool) {
+	if l, ok := r.(headerLender); ok && key[0] != ':' {
+		v, i := l.LendHeaderField(key, 0)
+		if i < 0 && key != "Host" {
+			return "", false
+		}
+		if i >= 0 {
+			if _, j := l.LendHeaderField(key, i+1); j < 0 {
+				return v, true
+			}
+		}
+	}
+	return headerValue(r, key)
+}
+
 func (hm *headerMatcher) match(r Request) bool {
-	v, ok := headerValue(r, hm.name)
+	v, ok := lentHeaderValue(r, hm.name)
 	return hm.Match(v, ok)
 }
 
