@@ -244,7 +244,7 @@ func (o *op) appendRaw(b []byte, e *Entry) ([]byte, valKind) {
 			h = e.ResponseTrailers
 		}
 		for _, k := range o.keys {
-			if v := attributes.FirstValue(h, k); v != "" {
+			if v := attributes.LendFirstValue(h, k); v != "" {
 				return append(b, v...), vString
 			}
 		}
@@ -288,7 +288,8 @@ func (o *op) appendRaw(b []byte, e *Entry) ([]byte, valKind) {
 	return b, vMissing
 }
 
-// requestHeader returns a request header or pseudo-header of e ("" when absent).
+// requestHeader returns a request header or pseudo-header of e ("" when absent), lent
+// (attributes.LendFirstValue): the caller appends it to its line at once.
 func requestHeader(e *Entry, k string) string {
 	switch k {
 	case ":METHOD":
@@ -305,7 +306,7 @@ func requestHeader(e *Entry, k string) string {
 	if k == "Host" {
 		return e.Authority
 	}
-	return attributes.FirstValue(e.RequestHeaders, k)
+	return attributes.LendFirstValue(e.RequestHeaders, k)
 }
 
 func appendStr(b []byte, s string) ([]byte, valKind) {

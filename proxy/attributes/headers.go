@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"unsafe"
 
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
@@ -130,6 +131,23 @@ func FirstValue(h Headers, name string) string {
 	return ""
 }
 
+// FirstLender is implemented by Headers that lend the first value of a field without copying
+// it (a codec's fields): the string is valid only until the header changes.
+type FirstLender interface {
+	LendFirst(name string) (string, bool)
+}
+
+// LendFirstValue returns the first value of name in h (nil: none), or "": lent when h is a
+// FirstLender, so the caller copies at once what it keeps (the access log appends it to its
+// line) and keeps nothing of it.
+func LendFirstValue(h Headers, name string) string {
+	if l, ok := h.(FirstLender); ok {
+		v, _ := l.LendFirst(name)
+		return v
+	}
+	return FirstValue(h, name)
+}
+
 // MessageHeaders is Headers over a codec's header (or trailer) fields (httpmsg.Header).
 // Values copies; it is pointer-shaped, so converting one to Headers takes no allocation.
 type MessageHeaders httpmsg.Header
@@ -143,6 +161,12 @@ func (h *MessageHeaders) Values(name string) []string {
 		out = append(out, string(v))
 	}
 	return out
+}
+
+// LendFirst returns the first value of name, not copied: valid until the fields change.
+func (h *MessageHeaders) LendFirst(name string) (string, bool) {
+	v, ok := (*httpmsg.Header)(h).Value(name)
+	return unsafe.String(unsafe.SliceData(v), len(v)), ok
 }
 
 // Range calls f for each field value, in order, until f returns false.

@@ -2,6 +2,10 @@ package l7
 
 import (
 	"bytes"
+	"github.com/strait-mesh/strait/proxy/accesslog"
+	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/telemetry"
+	accesslogv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/accesslog/v3"
 	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 	matcherv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/type/matcher/v3"
 	"io"
@@ -27,23 +31,40 @@ func TestKeepAliveRequestsAllocateNothing(t *testing.T) {
 		name, fields string
 		edge         bool
 		routes       []*routev3.Route
+		with         string // "metrics": Istio's standard metrics; "access log": Istio's text format
 	}{
-		{"edge", "", true, nil},
-		{"edge, client's request id and forwarded-for", "X-Request-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\nX-Forwarded-For: 198.18.0.1\r\n", true, nil},
-		{"sidecar inbound", "X-Request-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\n", false, nil},
+		{"edge", "", true, nil, ""},
+		{"edge, client's request id and forwarded-for", "X-Request-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\nX-Forwarded-For: 198.18.0.1\r\n", true, nil, ""},
+		{"sidecar inbound", "X-Request-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\n", false, nil, ""},
 		{"header routes", "Content-Type: application/json\r\nEnd-User: jason\r\nCookie: a=1; session=xyz\r\n", false, []*routev3.Route{
 			fwdRoute("exact", headerRoute("End-User", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "bob"}}), toCluster("c")),
 			fwdRoute("regex", headerRoute("End-User", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "j.*n"}}}), toCluster("c")),
-		}},
+		}, ""},
+		{"sidecar with Istio metrics", "X-Request-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\n", false, nil, "metrics"},
+		{"sidecar with an access log", "X-Request-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\n", false, nil, "access log"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			cluster := "c"
+			if tc.with == "metrics" {
+				cluster = "outbound|80||api.shop.svc.cluster.local" // the labels name the service
+			}
 			routes := tc.routes
 			if routes == nil {
-				routes = []*routev3.Route{fwdRoute("r", pfx("/"), toCluster("c"))}
+				routes = []*routev3.Route{fwdRoute("r", pfx("/"), toCluster(cluster))}
 			}
 			hcm := inlineHCM(oneVhost(routes...))
 			hcm.UseRemoteAddress = wrapperspb.Bool(tc.edge)
-			h, err := New(hcm, &testEnv{clusters: map[string]Upstream{"c": staticCluster(t, "c", up, false)}}, Options{})
+			var opts Options
+			switch tc.with {
+			case "metrics":
+				opts.Stats = stats.NewStore()
+				opts.Telemetry = telemetry.New(telemetry.Options{Local: telemetryLocal, Stats: opts.Stats})
+			case "access log":
+				opts.AccessLogFiles = accesslog.NewFiles(accesslog.FilesOptions{QueueLines: 1 << 16,
+					Open: func(string) (io.WriteCloser, error) { return discard{}, nil }})
+				hcm.AccessLog = []*accesslogv3.AccessLog{fileAccessLog(t, "/discard", accesslog.IstioTextFormat)}
+			}
+			h, err := New(hcm, &testEnv{clusters: map[string]Upstream{cluster: staticCluster(t, cluster, up, false)}}, opts)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -186,6 +186,13 @@ func (v *requestHeaders) Values(name string) []string { return (*Stream)(v).Head
 
 func (v *requestHeaders) Range(f func(name, value string) bool) { (*Stream)(v).RangeHeaders(f) }
 
+// LendFirst implements attributes.FirstLender: the first value of name, not copied (valid until
+// the request's header changes; the access log appends it to its line at once).
+func (v *requestHeaders) LendFirst(name string) (string, bool) {
+	b, ok := v.req.Header.Value(name)
+	return unsafe.String(unsafe.SliceData(b), len(b)), ok
+}
+
 func (v *requestHeaders) Set(name, value string) { (*Stream)(v).SetHeader(name, value) }
 
 func (v *requestHeaders) Del(name string) { (*Stream)(v).DelHeader(name) }
