@@ -39,6 +39,8 @@ type connState struct {
 	// srcText is info.Source's address as text (x-forwarded-for, the external address), made
 	// once the first request head arrived, before any request of the connection runs.
 	srcText string
+	// xfcc is the connection's x-forwarded-client-cert element (Handler.xfccElement).
+	xfcc atomic.Pointer[xfccCache]
 }
 
 // setSourceText makes srcText; it runs before the connection's first request.

@@ -523,19 +523,52 @@ func (h *Handler) forwardClientCert(s *Stream, cs *connState) {
 	mtls := len(cs.info.PeerCertificates) > 0
 	switch h.fcc {
 	case hcmv3.HttpConnectionManager_SANITIZE:
-		hdr.Del("X-Forwarded-Client-Cert")
+		hdr.Del(xfccName)
 		return
 	case hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY:
 		return
 	case hcmv3.HttpConnectionManager_FORWARD_ONLY:
 		if !mtls {
-			hdr.Del("X-Forwarded-Client-Cert")
+			hdr.Del(xfccName)
 		}
 		return
 	}
 	if !mtls {
-		hdr.Del("X-Forwarded-Client-Cert")
+		hdr.Del(xfccName)
 		return
+	}
+	cur := h.xfccElement(cs)
+	if h.fcc == hcmv3.HttpConnectionManager_APPEND_FORWARD {
+		if i := hdr.Index(xfccName, 0); i >= 0 {
+			// The values the request came with, joined with ",", then the proxy's element.
+			var sb [512]byte
+			b := sb[:0]
+			for ; i >= 0; i = hdr.Index(xfccName, i+1) {
+				_, v := hdr.Field(i)
+				b = append(append(b, v...), ',')
+			}
+			hdr.SetBytes(xfccName, append(b, cur...))
+			return
+		}
+	}
+	hdr.Set(xfccName, cur)
+}
+
+// xfccName is the x-forwarded-client-cert field's name.
+const xfccName = "X-Forwarded-Client-Cert"
+
+// xfccCache is a connection's x-forwarded-client-cert element as handler h renders it.
+type xfccCache struct {
+	h *Handler
+	v string
+}
+
+// xfccElement returns the proxy's x-forwarded-client-cert element for the connection's peer
+// certificate (By, Hash, and the details h is set to add), made once per connection and
+// handler: the certificates are the connection's.
+func (h *Handler) xfccElement(cs *connState) string {
+	if c := cs.xfcc.Load(); c != nil && c.h == h {
+		return c.v
 	}
 	leaf := cs.info.PeerCertificates[0]
 	var b strings.Builder
@@ -566,13 +599,9 @@ func (h *Handler) forwardClientCert(s *Stream, cs *connState) {
 			}
 		}
 	}
-	cur := b.String()
-	if h.fcc == hcmv3.HttpConnectionManager_APPEND_FORWARD {
-		if prev := s.HeaderValues("X-Forwarded-Client-Cert"); len(prev) > 0 {
-			cur = strings.Join(prev, ",") + "," + cur
-		}
-	}
-	hdr.Set("X-Forwarded-Client-Cert", cur)
+	v := b.String()
+	cs.xfcc.Store(&xfccCache{h: h, v: v})
+	return v
 }
 
 // finish records the end of a request and returns the Stream to the pool.
