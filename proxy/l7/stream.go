@@ -292,6 +292,10 @@ func (h *Handler) admit(s *Stream) bool {
 		s.localReply(http.StatusForbidden, 0, "connect_not_supported", "", -1)
 		return false
 	}
+	if !connectionEntry(s) {
+		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "http1.connection_header_rejected", "", -1)
+		return false
+	}
 	if !h.normalize(s) {
 		return false
 	}
