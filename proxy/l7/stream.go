@@ -382,11 +382,12 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	default:
 		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryUntrusted, h.xffTrustedHops)
 	}
-	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing.
-	// An absent field is appended without Set's second lookup.
-	if xfp, ok := hdr.Value("X-Forwarded-Proto"); !ok {
+	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing;
+	// a present empty value is kept otherwise, as in Envoy. An absent field is appended
+	// without Set's second lookup.
+	if i := hdr.Index("X-Forwarded-Proto", 0); i < 0 {
 		hdr.Add("X-Forwarded-Proto", s.scheme)
-	} else if h.useRemoteAddress && h.xffTrustedHops == 0 || len(xfp) == 0 {
+	} else if h.useRemoteAddress && h.xffTrustedHops == 0 {
 		hdr.Set("X-Forwarded-Proto", s.scheme)
 	}
 
