@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"strings"
 	"testing"
 
 	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -28,6 +29,25 @@ func TestEmptyForwardedProto(t *testing.T) {
 		r = rig.send("/x", "")
 		if v := r.up.Values("X-Forwarded-Proto"); len(v) != 1 || v[0] != "http" {
 			t.Errorf("%s, absent: upstream x-forwarded-proto %q, want http", c.name, v)
+		}
+	}
+}
+
+// TestRequestIDKeptAsIs: a sidecar keeps any non-empty x-request-id a client sends, whatever
+// its form, as Envoy does; an empty one is replaced by a UUID.
+func TestRequestIDKeptAsIs(t *testing.T) {
+	rig := newRawRig(t, false, nil)
+	for _, id := range []string{"abc def", strings.Repeat("a", 300), "not-a-uuid", "caf\xc3\xa9", ""} {
+		r := rig.send("/x", "X-Request-Id: "+id+"\r\n")
+		got := r.up.Get("X-Request-Id")
+		if id == "" {
+			if len(got) != 36 || r.info.RequestID != got {
+				t.Errorf("empty id: upstream %q, recorded %q, want a new UUID", got, r.info.RequestID)
+			}
+			continue
+		}
+		if got != id || r.info.RequestID != id {
+			t.Errorf("id %q: upstream %q, recorded %q", id, got, r.info.RequestID)
 		}
 	}
 }

@@ -187,6 +187,20 @@ func TestHasEnvoyField(t *testing.T) {
 	}
 }
 
+// validRequestID reports whether id is at most 256 bytes of visible ASCII, as a generated
+// request id must be.
+func validRequestID(id []byte) bool {
+	if len(id) > 256 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // refPutUUIDFrom is putUUID's former form (bytes, then encoding/hex per group).
 func refPutUUIDFrom(out *[uuidLen]byte, a, c uint64) {
 	var b [16]byte

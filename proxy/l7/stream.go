@@ -392,10 +392,11 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	}
 
 	// x-request-id: kept from internal and intermediate hops, replaced at the edge unless
-	// preserve_external_request_id; an invalid one is always replaced.
+	// preserve_external_request_id; generated when absent or empty. Like Envoy, a present id
+	// is kept whatever its form (the codecs have checked it is a field value).
 	idv, hasID := hdr.Value("X-Request-Id")
 	var id string
-	if h.generateRequestID && (len(idv) == 0 || !validRequestID(idv) || edge && !h.preserveExternalID) {
+	if h.generateRequestID && (len(idv) == 0 || edge && !h.preserveExternalID) {
 		id = s.newRequestID()
 		if hasID {
 			hdr.Set("X-Request-Id", id)
@@ -438,18 +439,6 @@ func appendXFF(h *httpmsg.Header, addr string) {
 		b = append(append(b, v...), ", "...)
 	}
 	h.SetBytes(xffName, append(b, addr...))
-}
-
-func validRequestID(id []byte) bool {
-	if len(id) > 256 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c <= ' ' || c >= 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // uuidLen is the length of a UUID's text.
