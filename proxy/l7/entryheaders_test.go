@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
 	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
@@ -48,6 +51,56 @@ func TestRequestIDKeptAsIs(t *testing.T) {
 		}
 		if got != id || r.info.RequestID != id {
 			t.Errorf("id %q: upstream %q, recorded %q", id, got, r.info.RequestID)
+		}
+	}
+}
+
+// loopbackInternal makes the rig's client (127.0.0.1) internal.
+func loopbackInternal(h *hcmv3.HttpConnectionManager) {
+	h.InternalAddressConfig = &hcmv3.HttpConnectionManager_InternalAddressConfig{CidrRanges: []*corev3.CidrRange{
+		{AddressPrefix: "127.0.0.0", PrefixLen: wrapperspb.UInt32(8)}}}
+}
+
+// TestInternalTimeoutHeadersRemoved: an internal request's x-envoy-upstream-rq-timeout-ms and
+// x-envoy-upstream-rq-per-try-timeout-ms are consumed whatever their value: empty and invalid
+// ones are removed too (and ignored), as Envoy's router does.
+func TestInternalTimeoutHeadersRemoved(t *testing.T) {
+	rig := newRawRig(t, true, loopbackInternal)
+	for _, c := range []struct {
+		value, expected string
+	}{
+		{"", "15000"},
+		{"abc", "15000"},
+		{"4294967296", "15000"}, // 2^32: out of range
+		{"-1", "15000"},
+		{"5000", "5000"},
+	} {
+		r := rig.send("/x", "X-Envoy-Upstream-Rq-Timeout-Ms: "+c.value+"\r\nX-Envoy-Upstream-Rq-Per-Try-Timeout-Ms: "+c.value+"\r\n")
+		if r.resp.StatusCode != 200 || r.up.Get("X-Envoy-Internal") != "true" {
+			t.Fatalf("%q: status %d, upstream %v", c.value, r.resp.StatusCode, r.up)
+		}
+		for _, k := range []string{"X-Envoy-Upstream-Rq-Timeout-Ms", "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms"} {
+			if v, ok := r.up[k]; ok {
+				t.Errorf("%q: %s reached the upstream: %q", c.value, k, v)
+			}
+		}
+		if got := r.up.Get("X-Envoy-Expected-Rq-Timeout-Ms"); got != c.expected {
+			t.Errorf("%q: x-envoy-expected-rq-timeout-ms %q, want %q", c.value, got, c.expected)
+		}
+	}
+}
+
+func TestParseMs(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"0", 0, true}, {"15000", 15000, true}, {"4294967295", 1<<32 - 1, true}, {"4294967296", 0, false},
+		{"99999999999", 0, false}, {"", 0, false}, {"+1", 0, false}, {"1 ", 0, false}, {"1.5", 0, false},
+	} {
+		if got, ok := parseMs([]byte(c.in)); ok != c.ok || ok && got != c.want {
+			t.Errorf("parseMs(%q) = %d, %v; want %d, %v", c.in, got, ok, c.want, c.ok)
 		}
 	}
 }

@@ -135,21 +135,37 @@ func isEnvoyName(k []byte) bool {
 		httpmsg.EqualFold(k[2:7], "envoy")
 }
 
-// envoyHeaderMs reads an x-envoy-* millisecond header from an internal request.
+// envoyHeaderMs reads an x-envoy-* millisecond header from an internal request. The header is
+// removed whenever present, even empty or invalid, as Envoy's router does; only a decimal
+// number below 2^32 from an internal request counts.
 func envoyHeaderMs(s *Stream, name string) (time.Duration, bool) {
-	v := s.Header(name)
-	if v == "" {
+	hdr := &s.req.Header
+	v, ok := hdr.Value(name)
+	if !ok {
 		return 0, false
 	}
-	s.DelHeader(name)
-	if s.external {
-		return 0, false
-	}
-	ms, err := strconv.ParseUint(v, 10, 32)
-	if err != nil {
+	ms, valid := parseMs(v)
+	hdr.Del(name)
+	if !valid || s.external {
 		return 0, false
 	}
 	return time.Duration(ms) * time.Millisecond, true
+}
+
+// parseMs parses a decimal number of milliseconds below 2^32 (strconv.ParseUint(v, 10, 32)
+// without the string copy).
+func parseMs(v []byte) (uint64, bool) {
+	if len(v) == 0 || len(v) > 10 {
+		return 0, false
+	}
+	n := uint64(0)
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, n <= 1<<32-1
 }
 
 // effectiveRetry applies x-envoy-retry-on, x-envoy-retry-grpc-on, x-envoy-max-retries and
