@@ -14,14 +14,19 @@ import (
 // client cannot nominate those away (sanitizeConnection). The router then removes only the
 // fixed hop-by-hop names and reduces TE to "trailers" (removeRequestHopByHop).
 //
-// Responses: the upstream's Connection-nominated fields and the fixed names are removed
-// (removeResponseHopByHop), and Trailer (copyResponseHeader), which the codec re-announces.
+// Responses: the upstream's Connection-nominated fields and the fixed names but
+// Proxy-Authenticate, which is addressed to the client, are removed (removeResponseHopByHop),
+// and so is Trailer (copyResponseHeader). Envoy removes only the fixed names (and passes
+// Proxy-Authenticate); removing the nominated fields too is deliberate, as they describe the
+// upstream connection, not the response, and so is removing Trailer, which the codec writes
+// again for the trailers it actually sends.
 
 // requestHopByHop are the fixed names removed from every forwarded request.
 var requestHopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Proxy-Authenticate"}
 
-// responseHopByHop are the fixed names removed from every upstream response.
-var responseHopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Proxy-Authenticate"}
+// responseHopByHop are the fixed names removed from every upstream response. Proxy-Authenticate
+// is not one: Envoy passes it, as RFC 9110 (section 11.7.1) lets a proxy do.
+var responseHopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade"}
 
 // maxNominated is the number of Connection tokens from which Envoy's HTTP/1 codec rejects a
 // request; maxNominatedTE the length of a nominated TE value from which it does.

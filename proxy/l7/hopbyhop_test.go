@@ -205,3 +205,41 @@ func TestH2CUpgradeOfferHeaders(t *testing.T) {
 		t.Errorf("upstream fields %v", r.up)
 	}
 }
+
+// TestResponseHopByHop: an upstream response loses its hop-by-hop fields (the fixed names and
+// those its Connection field nominates) and its Trailer field, which the codec announces again
+// for the trailers it sends, but keeps Proxy-Authenticate, as Envoy does.
+func TestResponseHopByHop(t *testing.T) {
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Proxy-Authenticate", `Basic realm="x"`)
+		w.Header().Set("Connection", "x-hop")
+		w.Header().Set("X-Hop", "v")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("Proxy-Connection", "keep-alive")
+		w.Header().Set("Trailer", "X-T")
+		w.Write([]byte("hi"))
+		w.Header().Set("X-T", "tv")
+	}), false)
+	env := &testEnv{clusters: map[string]Upstream{"backend": newTestUpstream(up, false)}}
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("backend")))), env, false)
+	resp, err := h1Client().Get(p.url("/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "hi" {
+		t.Fatalf("status %d, body %q", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("Proxy-Authenticate"); got != `Basic realm="x"` {
+		t.Errorf("Proxy-Authenticate %q, want the upstream's", got)
+	}
+	for _, k := range []string{"X-Hop", "Keep-Alive", "Proxy-Connection"} {
+		if v, ok := resp.Header[k]; ok {
+			t.Errorf("%s reached the client: %q", k, v)
+		}
+	}
+	if resp.Trailer.Get("X-T") != "tv" {
+		t.Errorf("trailers %v", resp.Trailer)
+	}
+}

@@ -185,7 +185,7 @@ func isHopByHopOrTrailer(name []byte) bool {
 	switch len(name) {
 	case len("Upgrade"): // and Trailer
 		return httpmsg.EqualFold(name, "Upgrade") || httpmsg.EqualFold(name, "Trailer")
-	case len("Connection"), len("Proxy-Connection"), len("Transfer-Encoding"), len("Proxy-Authenticate"): // and Keep-Alive
+	case len("Connection"), len("Proxy-Connection"), len("Transfer-Encoding"): // and Keep-Alive
 		return oneOf(name, responseHopByHop)
 	}
 	return false
