@@ -104,3 +104,24 @@ func TestParseMs(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendXFFEmpty: the client's address appended to an empty x-forwarded-for is the whole
+// list, as in Envoy (not ", addr"); empty fields among others are skipped.
+func TestAppendXFFEmpty(t *testing.T) {
+	rig := newRawRig(t, true, nil)
+	for _, c := range []struct {
+		fields, want string
+	}{
+		{"X-Forwarded-For: \r\n", "127.0.0.1"},
+		{"X-Forwarded-For: \r\nX-Forwarded-For: \r\n", "127.0.0.1"},
+		{"X-Forwarded-For: \r\nX-Forwarded-For: 203.0.113.7\r\n", "203.0.113.7, 127.0.0.1"},
+		{"X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: \r\n", "203.0.113.7, 127.0.0.1"},
+		{"X-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n", "198.51.100.1, 203.0.113.7, 127.0.0.1"},
+		{"", "127.0.0.1"},
+	} {
+		r := rig.send("/x", c.fields)
+		if got := r.up.Values("X-Forwarded-For"); r.resp.StatusCode != 200 || len(got) != 1 || got[0] != c.want {
+			t.Errorf("%q: status %d, upstream x-forwarded-for %q, want %q", c.fields, r.resp.StatusCode, got, c.want)
+		}
+	}
+}

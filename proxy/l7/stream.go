@@ -424,8 +424,9 @@ func itoa(n int) string {
 	return string(b[i:])
 }
 
-// appendXFF appends addr to the request's x-forwarded-for list: one field, the values of the
-// fields it had joined with ", " and then addr (addr alone when it had none).
+// appendXFF appends addr to the request's x-forwarded-for list: one field, the non-empty
+// values of the fields it had joined with ", " and then addr (addr alone when it had none, as
+// in Envoy). Envoy joins with "," alone; ", " is kept here.
 func appendXFF(h *httpmsg.Header, addr string) {
 	i := h.Index(xffName, 0)
 	if i < 0 {
@@ -435,8 +436,9 @@ func appendXFF(h *httpmsg.Header, addr string) {
 	var sb [256]byte
 	b := sb[:0]
 	for ; i >= 0; i = h.Index(xffName, i+1) {
-		_, v := h.Field(i)
-		b = append(append(b, v...), ", "...)
+		if _, v := h.Field(i); len(v) > 0 {
+			b = append(append(b, v...), ", "...)
+		}
 	}
 	h.SetBytes(xffName, append(b, addr...))
 }
