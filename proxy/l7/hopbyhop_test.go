@@ -243,3 +243,18 @@ func TestResponseHopByHop(t *testing.T) {
 		t.Errorf("trailers %v", resp.Trailer)
 	}
 }
+
+// TestConnectionTokensFoldASCIIOnly: a Connection token names a field only when equal but for
+// ASCII case: "x-forwarded-ho\u017ft" (long s, which Unicode folds to s) does not remove
+// X-Forwarded-Host.
+func TestConnectionTokensFoldASCIIOnly(t *testing.T) {
+	if asciiEqualFold([]byte("x-forwarded-ho\u017ft"), []byte("X-Forwarded-Host")) ||
+		!asciiEqualFold([]byte("x-forwarded-host"), []byte("X-Forwarded-HOST")) || asciiEqualFold([]byte("a["), []byte("A{")) {
+		t.Fatal("asciiEqualFold folds more than ASCII letters")
+	}
+	rig := newRawRig(t, false, nil)
+	r := rig.send("/x", "Connection: x-forwarded-ho\u017ft, \u212a-custom\r\nX-Forwarded-Host: a.example\r\nK-Custom: 1\r\n")
+	if r.resp.StatusCode != 200 || r.up.Get("X-Forwarded-Host") != "a.example" || r.up.Get("K-Custom") != "1" {
+		t.Errorf("status %d, upstream %v", r.resp.StatusCode, r.up)
+	}
+}
