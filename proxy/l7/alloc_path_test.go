@@ -42,6 +42,8 @@ func TestKeepAliveRequestsAllocateNothing(t *testing.T) {
 		{"edge", "", true, nil, ""},
 		{"edge, client's request id and forwarded-for", "X-Request-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\nX-Forwarded-For: 198.18.0.1\r\n", true, nil, ""},
 		{"sidecar inbound", "X-Request-Id: 4bf92f35-77b3-4da6-a3ce-929d0e0e4736\r\n", false, nil, ""},
+		{"sidecar, Connection and TE", "Connection: keep-alive\r\nTE: trailers\r\n", false, nil, ""},
+		{"edge, nominated field", "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nTE: gzip, trailers\r\n", true, nil, ""},
 		{"header routes", "Content-Type: application/json\r\nEnd-User: jason\r\nCookie: a=1; session=xyz\r\n", false, []*routev3.Route{
 			fwdRoute("exact", headerRoute("End-User", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "bob"}}), toCluster("c")),
 			fwdRoute("regex", headerRoute("End-User", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "j.*n"}}}), toCluster("c")),

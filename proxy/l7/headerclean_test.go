@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"bytes"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
@@ -11,8 +10,9 @@ import (
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
-// The one-pass header removals (cleanEntryHeaders, removeHopByHop) against the one-Del-per-name
-// forms they replace, kept here as the reference.
+// The one-pass header removals (cleanEntryHeaders, removeRequestHopByHop,
+// removeResponseHopByHop) against the one-Del-per-name forms they replace, kept here as the
+// reference.
 
 func refSanitizeUntrusted(hdr *httpmsg.Header) {
 	for _, k := range untrustedHeaders {
@@ -48,24 +48,16 @@ func refCleanEntry(hdr *httpmsg.Header, class, trustedHops int) {
 	}
 }
 
-func refRemoveHopByHop(h *httpmsg.Header) {
-	if h.Has("Connection") {
-		for _, v := range headerValues(h, "Connection") {
-			for _, f := range strings.Split(v, ",") {
-				if f = strings.TrimSpace(f); f != "" {
-					h.Del(f)
-				}
-			}
-		}
-	}
-	for _, k := range hopByHop {
-		h.Del(k)
-	}
+// refSanitizeTE keeps "TE: trailers" when an item of TE, trimmed, is trailers.
+func refSanitizeTE(h *httpmsg.Header) {
 	if h.Has("Te") {
 		keep := false
 		for i := h.Index("Te", 0); i >= 0; i = h.Index("Te", i+1) {
-			if _, v := h.Field(i); bytes.Contains(bytes.ToLower(v), []byte("trailers")) {
-				keep = true
+			_, v := h.Field(i)
+			for _, item := range strings.Split(string(v), ",") {
+				if strings.EqualFold(strings.Trim(item, " \t"), "trailers") {
+					keep = true
+				}
 			}
 		}
 		if keep {
@@ -74,6 +66,29 @@ func refRemoveHopByHop(h *httpmsg.Header) {
 			h.Del("Te")
 		}
 	}
+}
+
+func refRemoveRequestHopByHop(h *httpmsg.Header) {
+	for _, k := range requestHopByHop {
+		h.Del(k)
+	}
+	refSanitizeTE(h)
+}
+
+func refRemoveResponseHopByHop(h *httpmsg.Header) {
+	if h.Has("Connection") {
+		for _, v := range headerValues(h, "Connection") {
+			for _, f := range strings.Split(v, ",") {
+				if f = strings.Trim(f, " \t"); f != "" {
+					h.Del(f)
+				}
+			}
+		}
+	}
+	for _, k := range responseHopByHop {
+		h.Del(k)
+	}
+	refSanitizeTE(h)
 }
 
 // headerPool is what the random headers are drawn from: every name the removals know, in
@@ -86,7 +101,7 @@ var headerPool = func() []string {
 	names = append(names, untrustedHeaders...)
 	names = append(names, edgeOnlyHeaders...)
 	names = append(names, peerMetadataHeaders...)
-	names = append(names, hopByHop...)
+	names = append(names, requestHopByHop...)
 	for _, n := range append([]string(nil), names...) {
 		names = append(names, strings.ToLower(n), strings.ToUpper(n))
 	}
@@ -94,7 +109,8 @@ var headerPool = func() []string {
 }()
 
 var valuePool = []string{"1", "true", "trailers", "Trailers, deflate", "gzip", "x-custom, close",
-	"Upgrade", "keep-alive", "te", "X-Custom,  Accept ,", ""}
+	"Upgrade", "keep-alive", "te", "X-Custom,  Accept ,", "", "trailersx", "trailers;q=0.5", " trailers ,gzip",
+	"connection, x-custom", "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,x-custom,accept"}
 
 func randomHeader(r *rand.Rand) *httpmsg.Header {
 	var h httpmsg.Header
@@ -132,15 +148,19 @@ func TestCleanEntryHeadersMatchesDels(t *testing.T) {
 
 func TestRemoveHopByHopMatchesDels(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for n := 0; n < 20000; n++ {
+	for n := 0; n < 40000; n++ {
 		in := randomHeader(r)
+		remove, ref := removeRequestHopByHop, refRemoveRequestHopByHop
+		if n%2 == 1 {
+			remove, ref = removeResponseHopByHop, refRemoveResponseHopByHop
+		}
 		var got, want httpmsg.Header
 		got.CopyFrom(in)
 		want.CopyFrom(in)
-		removeHopByHop(&got)
-		refRemoveHopByHop(&want)
+		remove(&got)
+		ref(&want)
 		if !got.Equal(&want) {
-			t.Fatalf("fields:\n%sone pass:\n%sone Del per name:\n%s", dumpHeader(in), dumpHeader(&got), dumpHeader(&want))
+			t.Fatalf("response %v, fields:\n%sone pass:\n%sone Del per name:\n%s", n%2 == 1, dumpHeader(in), dumpHeader(&got), dumpHeader(&want))
 		}
 	}
 }
@@ -165,6 +185,20 @@ func TestHasEnvoyField(t *testing.T) {
 			t.Errorf("hasEnvoyField(%q) = %v, want %v", c.names, got, c.want)
 		}
 	}
+}
+
+// validRequestID reports whether id is at most 256 bytes of visible ASCII, as a generated
+// request id must be.
+func validRequestID(id []byte) bool {
+	if len(id) > 256 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // refPutUUIDFrom is putUUID's former form (bytes, then encoding/hex per group).
@@ -226,7 +260,7 @@ func TestCopyResponseHeaderMatchesDels(t *testing.T) {
 		for i := 0; i < src.Len(); i++ {
 			want.AddBytes(src.Field(i))
 		}
-		refRemoveHopByHop(&want)
+		refRemoveResponseHopByHop(&want)
 		want.Del("Trailer")
 		if !got.Equal(&want) {
 			t.Fatalf("before:\n%supstream:\n%scopied:\n%swant:\n%s", dumpHeader(&pre), dumpHeader(&src),

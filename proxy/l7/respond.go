@@ -159,7 +159,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 }
 
 // copyResponseHeader appends the upstream response's fields src to the downstream response
-// header dst, then removes from dst the hop-by-hop fields (removeHopByHop) and Trailer, which
+// header dst, then removes from dst the hop-by-hop fields (removeResponseHopByHop) and Trailer, which
 // the codec writes itself. In the common case, an empty dst and a src without Connection and
 // TE, the fixed names are left out as the fields are copied.
 func copyResponseHeader(dst, src *httpmsg.Header) {
@@ -168,7 +168,7 @@ func copyResponseHeader(dst, src *httpmsg.Header) {
 		for i := 0; i < n; i++ {
 			dst.AddField(src, i)
 		}
-		removeHopByHop(dst)
+		removeResponseHopByHop(dst)
 		dst.Del("Trailer")
 		return
 	}
@@ -179,14 +179,14 @@ func copyResponseHeader(dst, src *httpmsg.Header) {
 	}
 }
 
-// isHopByHopOrTrailer reports whether name is one of hopByHop or Trailer (ASCII
+// isHopByHopOrTrailer reports whether name is one of responseHopByHop or Trailer (ASCII
 // case-insensitive); the length rules out most names.
 func isHopByHopOrTrailer(name []byte) bool {
 	switch len(name) {
 	case len("Upgrade"): // and Trailer
 		return httpmsg.EqualFold(name, "Upgrade") || httpmsg.EqualFold(name, "Trailer")
-	case len("Connection"), len("Proxy-Connection"), len("Transfer-Encoding"), len("Proxy-Authenticate"):
-		return oneOf(name, hopByHop)
+	case len("Connection"), len("Proxy-Connection"), len("Transfer-Encoding"): // and Keep-Alive
+		return oneOf(name, responseHopByHop)
 	}
 	return false
 }

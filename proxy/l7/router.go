@@ -93,73 +93,18 @@ func (s *Stream) applyCommonResponseHeaders(hdr *httpmsg.Header) {
 	}
 }
 
-// hopByHop are the headers that describe one connection and are never forwarded.
-var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Proxy-Authenticate"}
-
-// removeHopByHop removes the hop-by-hop fields: those the Connection field names, those of
-// hopByHop, and TE unless it offers trailers (then "TE: trailers" stays, as gRPC needs it).
-// Each fixed name is looked up first (Index answers most absent names from the lengths of the
-// names present) and deleted only when present.
-func removeHopByHop(h *httpmsg.Header) {
-	if h.Index("Connection", 0) >= 0 {
-		for _, v := range headerValues(h, "Connection") {
-			for _, f := range strings.Split(v, ",") {
-				if f = strings.TrimSpace(f); f != "" {
-					h.Del(f)
-				}
-			}
-		}
-	}
-	for _, k := range hopByHop {
-		if h.Index(k, 0) >= 0 {
-			h.Del(k)
-		}
-	}
-	if i := h.Index("Te", 0); i >= 0 {
-		// Only "TE: trailers" passes (gRPC needs it).
-		keep := false
-		for ; i >= 0; i = h.Index("Te", i+1) {
-			if _, v := h.Field(i); containsFold(v, "trailers") {
-				keep = true
-			}
-		}
-		if keep {
-			h.Set("Te", "trailers")
-		} else {
-			h.Del("Te")
-		}
-	}
-}
-
-// containsFold reports whether b contains the lower-case ASCII word sub, folding b's case.
-func containsFold(b []byte, sub string) bool {
-	for i := 0; i+len(sub) <= len(b); i++ {
-		if httpmsg.EqualFold(b[i:i+len(sub)], sub) {
-			return true
-		}
-	}
-	return false
-}
-
 // upgradeType returns the lower-cased Upgrade protocol of an HTTP/1.1 upgrade request, or "".
 func upgradeType(s *Stream) string {
-	if !s.HTTP1() || !s.HasHeader("Connection") {
+	if !s.HTTP1() || !connectionHas(&s.req.Header, "upgrade") {
 		return ""
 	}
-	for _, v := range s.HeaderValues("Connection") {
-		for _, f := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(f), "upgrade") {
-				typ := strings.ToLower(s.Header("Upgrade"))
-				if typ == "h2c" {
-					// Like Envoy, ignore an h2c upgrade offer and answer in HTTP/1.1; the
-					// hop-by-hop removal drops Upgrade and HTTP2-Settings.
-					return ""
-				}
-				return typ
-			}
-		}
+	typ := strings.ToLower(s.Header("Upgrade"))
+	if typ == "h2c" {
+		// Like Envoy, ignore an h2c upgrade offer and answer in HTTP/1.1; the hop-by-hop
+		// removal drops Upgrade, and the Connection handling at entry HTTP2-Settings.
+		return ""
 	}
-	return ""
+	return typ
 }
 
 func (h *Handler) upgradeAllowed(rt *route.Route, typ string) bool {
@@ -190,21 +135,37 @@ func isEnvoyName(k []byte) bool {
 		httpmsg.EqualFold(k[2:7], "envoy")
 }
 
-// envoyHeaderMs reads an x-envoy-* millisecond header from an internal request.
+// envoyHeaderMs reads an x-envoy-* millisecond header from an internal request. The header is
+// removed whenever present, even empty or invalid, as Envoy's router does; only a decimal
+// number below 2^32 from an internal request counts.
 func envoyHeaderMs(s *Stream, name string) (time.Duration, bool) {
-	v := s.Header(name)
-	if v == "" {
+	hdr := &s.req.Header
+	v, ok := hdr.Value(name)
+	if !ok {
 		return 0, false
 	}
-	s.DelHeader(name)
-	if s.external {
-		return 0, false
-	}
-	ms, err := strconv.ParseUint(v, 10, 32)
-	if err != nil {
+	ms, valid := parseMs(v)
+	hdr.Del(name)
+	if !valid || s.external {
 		return 0, false
 	}
 	return time.Duration(ms) * time.Millisecond, true
+}
+
+// parseMs parses a decimal number of milliseconds below 2^32 (strconv.ParseUint(v, 10, 32)
+// without the string copy).
+func parseMs(v []byte) (uint64, bool) {
+	if len(v) == 0 || len(v) > 10 {
+		return 0, false
+	}
+	n := uint64(0)
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, n <= 1<<32-1
 }
 
 // effectiveRetry applies x-envoy-retry-on, x-envoy-retry-grpc-on, x-envoy-max-retries and
@@ -331,7 +292,8 @@ func (h *Handler) forward(s *Stream) {
 	trackSent := maxRetries > 0 && policy.TracksRequestSent()
 
 	// The outbound request reuses the downstream request's header map, which the proxy owns.
-	removeHopByHop(hdr)
+	// The fields its Connection field nominated went as it arrived (sanitizeConnection).
+	removeRequestHopByHop(hdr)
 	// The downstream server already answered 100-continue (when the body was first read), as
 	// Envoy does without proxy_100_continue; the upstream must not wait for a second one.
 	if v, _ := hdr.Value("Expect"); httpmsg.EqualFold(v, "100-continue") {

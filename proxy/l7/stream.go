@@ -292,6 +292,10 @@ func (h *Handler) admit(s *Stream) bool {
 		s.localReply(http.StatusForbidden, 0, "connect_not_supported", "", -1)
 		return false
 	}
+	if !connectionEntry(s) {
+		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "http1.connection_header_rejected", "", -1)
+		return false
+	}
 	if !h.normalize(s) {
 		return false
 	}
@@ -378,19 +382,21 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	default:
 		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryUntrusted, h.xffTrustedHops)
 	}
-	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing.
-	// An absent field is appended without Set's second lookup.
-	if xfp, ok := hdr.Value("X-Forwarded-Proto"); !ok {
+	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing;
+	// a present empty value is kept otherwise, as in Envoy. An absent field is appended
+	// without Set's second lookup.
+	if i := hdr.Index("X-Forwarded-Proto", 0); i < 0 {
 		hdr.Add("X-Forwarded-Proto", s.scheme)
-	} else if h.useRemoteAddress && h.xffTrustedHops == 0 || len(xfp) == 0 {
+	} else if h.useRemoteAddress && h.xffTrustedHops == 0 {
 		hdr.Set("X-Forwarded-Proto", s.scheme)
 	}
 
 	// x-request-id: kept from internal and intermediate hops, replaced at the edge unless
-	// preserve_external_request_id; an invalid one is always replaced.
+	// preserve_external_request_id; generated when absent or empty. Like Envoy, a present id
+	// is kept whatever its form (the codecs have checked it is a field value).
 	idv, hasID := hdr.Value("X-Request-Id")
 	var id string
-	if h.generateRequestID && (len(idv) == 0 || !validRequestID(idv) || edge && !h.preserveExternalID) {
+	if h.generateRequestID && (len(idv) == 0 || edge && !h.preserveExternalID) {
 		id = s.newRequestID()
 		if hasID {
 			hdr.Set("X-Request-Id", id)
@@ -418,8 +424,9 @@ func itoa(n int) string {
 	return string(b[i:])
 }
 
-// appendXFF appends addr to the request's x-forwarded-for list: one field, the values of the
-// fields it had joined with ", " and then addr (addr alone when it had none).
+// appendXFF appends addr to the request's x-forwarded-for list: one field, the non-empty
+// values of the fields it had joined with ", " and then addr (addr alone when it had none, as
+// in Envoy). Envoy joins with "," alone; ", " is kept here.
 func appendXFF(h *httpmsg.Header, addr string) {
 	i := h.Index(xffName, 0)
 	if i < 0 {
@@ -429,22 +436,11 @@ func appendXFF(h *httpmsg.Header, addr string) {
 	var sb [256]byte
 	b := sb[:0]
 	for ; i >= 0; i = h.Index(xffName, i+1) {
-		_, v := h.Field(i)
-		b = append(append(b, v...), ", "...)
-	}
-	h.SetBytes(xffName, append(b, addr...))
-}
-
-func validRequestID(id []byte) bool {
-	if len(id) > 256 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c <= ' ' || c >= 0x7f {
-			return false
+		if _, v := h.Field(i); len(v) > 0 {
+			b = append(append(b, v...), ", "...)
 		}
 	}
-	return true
+	h.SetBytes(xffName, append(b, addr...))
 }
 
 // uuidLen is the length of a UUID's text.
