@@ -15,53 +15,9 @@
 set -euo pipefail
 [ $# -ge 3 ] || { sed -n 2,15p "$0"; exit 2; }
 R=$1; T=$2; shift 2
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-W=$(mktemp -d /tmp/lowrate.XXXXXX)
-mkdir -p "$W/cfg" "$W/data" "$W/ng"
-PIDS=()
-cleanup() {
-	[ ${#PIDS[@]} -gt 0 ] && kill "${PIDS[@]}" 2>/dev/null
-	[ -f "$W/ng/nginx.pid" ] && kill "$(cat "$W/ng/nginx.pid")" 2>/dev/null
-	wait 2>/dev/null
-	rm -rf "$W"
-}
-trap cleanup EXIT
-(cd "$ROOT" && go build -o "$W/fortio" fortio.org/fortio)
-BIN=$ROOT/bin; [ -x "$BIN/straitd" ] || (cd "$ROOT" && make build >/dev/null)
-cat > "$W/cfg/bench.yaml" <<'YAML'
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: backend, namespace: bench}
-spec:
-  hosts: [backend.bench.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{number: 28080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1}]
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: single, namespace: bench}
-spec:
-  selector: {bench: single}
-  servers: [{port: {number: 28001, name: http, protocol: HTTP}, hosts: ["*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: single, namespace: bench}
-spec:
-  hosts: ["*"]
-  gateways: [single]
-  http: [{route: [{destination: {host: backend.bench.svc.cluster.local, port: {number: 28080}}}]}]
-YAML
-taskset -c 0 "$W/fortio" server -http-port 127.0.0.1:28080 -grpc-port disabled -redirect-port disabled -ui-path "" >"$W/echo.log" 2>&1 &
-PIDS+=($!)
-"$BIN/straitd" --config-dir "$W/cfg" --data-dir "$W/data" --mesh-address 127.0.0.1:0 --xds-listen 127.0.0.1:28010 \
-	--http-listen 127.0.0.1:28011 --ratelimit-listen 127.0.0.1:28012 >"$W/straitd.log" 2>&1 &
-PIDS+=($!)
+. "$(dirname "$0")/env.sh"
 cpu() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END{printf "%.0f", s}'; }
 vcs() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/{s+=$2} END{printf "%.0f", s}'; }
-wait_url() { for _ in $(seq 100); do curl -s -o /dev/null -m 1 -d x "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 measure() { # measure NAME PID URL
 	taskset -c 0 "$W/fortio" load -qps 500 -c 4 -t 2s -payload-size 1024 -logger-json=false "$3" >/dev/null 2>&1
 	taskset -c 0 "$W/fortio" load -qps 1000 -c 16 -t $((T + 2))s -payload-size 1024 -logger-json=false -nocatchup "$3" >"$W/load.log" 2>&1 &
@@ -98,11 +54,8 @@ for _ in $(seq "$R"); do
 			measure nginx "$(pgrep -f 'nginx: worker' -P "$(cat "$W/ng/nginx.pid")" | head -1)" http://127.0.0.1:28002/echo
 			continue
 		fi
-		GOMAXPROCS=1 taskset -c 1 "$d/strait-proxy" --xds-address 127.0.0.1:28010 --mode router --namespace bench \
-			--workload-name single --labels bench=single --admin-address 127.0.0.1:28013 >"$W/proxy.log" 2>&1 &
-		p=$!
-		wait_url http://127.0.0.1:28001/echo
-		measure "$d" $p http://127.0.0.1:28001/echo
-		kill $p; wait $p 2>/dev/null || true
+		start_proxy "$d"
+		measure "$d" $PROXY http://127.0.0.1:28001/echo
+		kill $PROXY; wait $PROXY 2>/dev/null || true
 	done
 done

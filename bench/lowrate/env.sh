@@ -1,0 +1,59 @@
+# env.sh — the loopback setup of ab.sh (sourced): a work directory $W,
+# fortio (built into $W), fortio's echo server on 127.0.0.1:28080 (CPU 0), and straitd serving
+# one Gateway route to it on port 28001 (xDS on 28010). PIDS collects what to stop; the EXIT
+# trap stops it and removes $W. Needs: go, taskset, curl.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+W=$(mktemp -d /tmp/lowrate.XXXXXX)
+mkdir -p "$W/cfg" "$W/data" "$W/ng"
+PIDS=()
+cleanup() {
+	[ ${#PIDS[@]} -gt 0 ] && kill "${PIDS[@]}" 2>/dev/null
+	[ -f "$W/ng/nginx.pid" ] && kill "$(cat "$W/ng/nginx.pid")" 2>/dev/null
+	wait 2>/dev/null
+	rm -rf "$W"
+}
+trap cleanup EXIT
+(cd "$ROOT" && go build -o "$W/fortio" fortio.org/fortio)
+BIN=$ROOT/bin; [ -x "$BIN/straitd" ] || (cd "$ROOT" && make build >/dev/null)
+cat > "$W/cfg/bench.yaml" <<'YAML'
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: backend, namespace: bench}
+spec:
+  hosts: [backend.bench.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{number: 28080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: single, namespace: bench}
+spec:
+  selector: {bench: single}
+  servers: [{port: {number: 28001, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: single, namespace: bench}
+spec:
+  hosts: ["*"]
+  gateways: [single]
+  http: [{route: [{destination: {host: backend.bench.svc.cluster.local, port: {number: 28080}}}]}]
+YAML
+taskset -c 0 "$W/fortio" server -http-port 127.0.0.1:28080 -grpc-port disabled -redirect-port disabled -ui-path "" >"$W/echo.log" 2>&1 &
+PIDS+=($!)
+"$BIN/straitd" --config-dir "$W/cfg" --data-dir "$W/data" --mesh-address 127.0.0.1:0 --xds-listen 127.0.0.1:28010 \
+	--http-listen 127.0.0.1:28011 --ratelimit-listen 127.0.0.1:28012 >"$W/straitd.log" 2>&1 &
+PIDS+=($!)
+# wait_url URL: until URL answers a POST (10 s at most).
+wait_url() { for _ in $(seq 100); do curl -s -o /dev/null -m 1 -d x "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+# start_proxy BINDIR [ARGS...]: a strait-proxy (router mode, GOMAXPROCS=1, CPU 1) on port 28001; sets $PROXY.
+start_proxy() {
+	local d=$1; shift
+	GOMAXPROCS=1 taskset -c 1 "$d/strait-proxy" --xds-address 127.0.0.1:28010 --mode router --namespace bench \
+		--workload-name single --labels bench=single --admin-address 127.0.0.1:28013 "$@" >"$W/proxy.log" 2>&1 &
+	PROXY=$!
+	PIDS+=($PROXY)
+	wait_url http://127.0.0.1:28001/echo
+}
