@@ -541,3 +541,35 @@ func TestAppendXFF(t *testing.T) {
 		}
 	}
 }
+
+// TestForceTraceRequestIDInResponse: a request that kept x-envoy-force-trace (a trusted one)
+// gets its x-request-id back in the response, as Envoy does; an external request's
+// force-trace is removed at the edge, and its response carries no request id.
+func TestForceTraceRequestIDInResponse(t *testing.T) {
+	rig := newEdgeRig(t, edgeHCM)
+	for _, c := range []struct {
+		name string
+		peer netip.AddrPort
+		want bool
+	}{{"internal", edgeInternalPeer, true}, {"external", edgeExternalPeer, false}} {
+		req, _ := http.NewRequest("GET", "http://svc/x", nil)
+		req.Header.Set("X-Envoy-Force-Trace", "true")
+		resp := serveOne(t, rig.h, ConnInfo{Source: c.peer, OriginalDst: netip.MustParseAddrPort("127.0.0.1:8080")}, req)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var s seen
+		if err := json.Unmarshal(body, &s); err != nil {
+			t.Fatalf("%s: %v (%q)", c.name, err, body)
+		}
+		got, sent := resp.Header.Get("X-Request-Id"), s.Header.Get("X-Request-Id")
+		if c.want && (got == "" || got != sent) || !c.want && got != "" {
+			t.Errorf("%s: response x-request-id %q, upstream saw %q", c.name, got, sent)
+		}
+	}
+	req, _ := http.NewRequest("GET", "http://svc/x", nil) // no force-trace: no id back
+	resp := serveOne(t, rig.h, ConnInfo{Source: edgeInternalPeer, OriginalDst: netip.MustParseAddrPort("127.0.0.1:8080")}, req)
+	resp.Body.Close()
+	if v := resp.Header.Get("X-Request-Id"); v != "" {
+		t.Errorf("a request without force-trace got its id back: %q", v)
+	}
+}

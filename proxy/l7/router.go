@@ -78,7 +78,10 @@ func (s *Stream) applyCommonResponseHeaders(hdr *httpmsg.Header) {
 			hdr.Set("Server", h.serverName)
 		}
 	}
-	if h.alwaysSetID && s.Info.RequestID != "" {
+	// The request id goes back with always_set_request_id_in_response, and to a request
+	// that asked for a trace with x-envoy-force-trace (which the edge removes from untrusted
+	// requests), as Envoy does.
+	if s.Info.RequestID != "" && (h.alwaysSetID || s.req.Header.Has("X-Envoy-Force-Trace")) {
 		hdr.Set("X-Request-Id", s.Info.RequestID)
 	}
 	if s.Route != nil && s.Route.VirtualHost.IncludeAttemptCountInResponse && s.Info.Attempts > 0 {
