@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bytes"
+	"unsafe"
 
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
@@ -136,31 +137,19 @@ func reduceNominatedTE(h *httpmsg.Header) bool {
 	return true
 }
 
-// delNamed deletes the fields named name (ASCII case-insensitive).
+// delNamed deletes the fields named name, equal but for the case of ASCII letters
+// (httpmsg.EqualFold): unlike bytes.EqualFold no other character folds, so a token such as
+// "x-forwarded-ho\u017ft" (long s) does not name X-Forwarded-Host, which sanitizeConnection
+// refuses to see nominated.
 func delNamed(h *httpmsg.Header, name []byte) {
+	ns := unsafe.String(unsafe.SliceData(name), len(name))
 	for i := 0; i < h.Len(); {
-		if k, _ := h.Field(i); asciiEqualFold(k, name) {
+		if k, _ := h.Field(i); httpmsg.EqualFold(k, ns) {
 			h.DelAt(i)
 			continue
 		}
 		i++
 	}
-}
-
-// asciiEqualFold reports whether a and b are equal but for the case of ASCII letters. Unlike
-// bytes.EqualFold it folds no other character: a token such as "x-forwarded-ho\u017ft" (long
-// s) must not name X-Forwarded-Host, which sanitizeConnection refuses to see nominated.
-func asciiEqualFold(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if x != y && (x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z') {
-			return false
-		}
-	}
-	return true
 }
 
 // cutComma splits v at its first comma: the piece before it and the rest after it.

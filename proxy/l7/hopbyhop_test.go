@@ -3,6 +3,7 @@ package l7
 import (
 	"bufio"
 	"encoding/json"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"io"
 	"net"
 	"net/http"
@@ -248,9 +249,17 @@ func TestResponseHopByHop(t *testing.T) {
 // ASCII case: "x-forwarded-ho\u017ft" (long s, which Unicode folds to s) does not remove
 // X-Forwarded-Host.
 func TestConnectionTokensFoldASCIIOnly(t *testing.T) {
-	if asciiEqualFold([]byte("x-forwarded-ho\u017ft"), []byte("X-Forwarded-Host")) ||
-		!asciiEqualFold([]byte("x-forwarded-host"), []byte("X-Forwarded-HOST")) || asciiEqualFold([]byte("a["), []byte("A{")) {
-		t.Fatal("asciiEqualFold folds more than ASCII letters")
+	var h httpmsg.Header
+	h.Add("X-Forwarded-Host", "a")
+	h.Add("A{", "b")
+	delNamed(&h, []byte("x-forwarded-ho\u017ft"))
+	delNamed(&h, []byte("a["))
+	if h.Len() != 2 {
+		t.Fatal("delNamed folds more than ASCII letters")
+	}
+	delNamed(&h, []byte("x-forwarded-HOST"))
+	if h.Len() != 1 {
+		t.Fatal("delNamed does not fold ASCII letters")
 	}
 	rig := newRawRig(t, false, nil)
 	r := rig.send("/x", "Connection: x-forwarded-ho\u017ft, \u212a-custom\r\nX-Forwarded-Host: a.example\r\nK-Custom: 1\r\n")
