@@ -114,9 +114,9 @@ func TestAppendXFFEmpty(t *testing.T) {
 	}{
 		{"X-Forwarded-For: \r\n", "127.0.0.1"},
 		{"X-Forwarded-For: \r\nX-Forwarded-For: \r\n", "127.0.0.1"},
-		{"X-Forwarded-For: \r\nX-Forwarded-For: 203.0.113.7\r\n", "203.0.113.7, 127.0.0.1"},
-		{"X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: \r\n", "203.0.113.7, 127.0.0.1"},
-		{"X-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n", "198.51.100.1, 203.0.113.7, 127.0.0.1"},
+		{"X-Forwarded-For: \r\nX-Forwarded-For: 203.0.113.7\r\n", "203.0.113.7,127.0.0.1"},
+		{"X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: \r\n", "203.0.113.7,127.0.0.1"},
+		{"X-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n", "198.51.100.1, 203.0.113.7,127.0.0.1"},
 		{"", "127.0.0.1"},
 	} {
 		r := rig.send("/x", c.fields)

@@ -66,7 +66,7 @@ func TestForwardedHeadersAndSanitizing(t *testing.T) {
 	}
 	got := decodeSeen(t, resp).Header
 	want := map[string]string{
-		"X-Forwarded-For":          "9.9.9.9, 8.8.8.8, 198.18.0.5",
+		"X-Forwarded-For":          "9.9.9.9, 8.8.8.8,198.18.0.5",
 		"X-Envoy-External-Address": "198.18.0.5",
 		"X-Envoy-Internal":         "",
 		"X-Envoy-Retry-On":         "",

@@ -84,7 +84,7 @@ func TestHTTP1DownstreamToH2CUpstream(t *testing.T) {
 	}
 	h := s.Header
 	if h.Get("X-Drop") != "" || h.Get("X-Vhost") != "yes" || h.Get("X-Envoy-Original-Path") != "/old/x?q=1" ||
-		h.Get("X-Forwarded-For") != "203.0.113.9, 127.0.0.1" || h.Get("X-Forwarded-Proto") != "http" ||
+		h.Get("X-Forwarded-For") != "203.0.113.9,127.0.0.1" || h.Get("X-Forwarded-Proto") != "http" ||
 		h.Get("X-Envoy-Internal") != "" || h.Get("X-Envoy-External-Address") != "127.0.0.1" ||
 		len(h.Get("X-Request-Id")) != 36 || h.Get("X-Envoy-Retry-On") != "" ||
 		h.Get("X-Envoy-Expected-Rq-Timeout-Ms") != "15000" {

@@ -424,9 +424,9 @@ func itoa(n int) string {
 	return string(b[i:])
 }
 
-// appendXFF appends addr to the request's x-forwarded-for list: one field, the non-empty
-// values of the fields it had joined with ", " and then addr (addr alone when it had none, as
-// in Envoy). Envoy joins with "," alone; ", " is kept here.
+// appendXFF appends addr to the request's x-forwarded-for list as Envoy does: one field, the
+// non-empty values of the fields it had joined with "," (Envoy's coalescing of a repeated
+// field) and then ",addr" (addr alone when it had none).
 func appendXFF(h *httpmsg.Header, addr string) {
 	i := h.Index(xffName, 0)
 	if i < 0 {
@@ -437,7 +437,7 @@ func appendXFF(h *httpmsg.Header, addr string) {
 	b := sb[:0]
 	for ; i >= 0; i = h.Index(xffName, i+1) {
 		if _, v := h.Field(i); len(v) > 0 {
-			b = append(append(b, v...), ", "...)
+			b = append(append(b, v...), ',')
 		}
 	}
 	h.SetBytes(xffName, append(b, addr...))
