@@ -164,14 +164,31 @@ func (rc *reqCancel) genNow() uint64 {
 // through the request's reqCancel the Stream reused since, the next request's values or
 // deadline.
 func (rc *reqCancel) parentNow() context.Context {
-	rc.mu.Lock()
-	p, up, upGen := rc.parent, rc.up, rc.upGen
-	rc.mu.Unlock()
-	if up != nil && up.genNow() != upGen {
-		return nil
-	}
+	p, _ := rc.parentGuarded()
 	return p
 }
+
+// parentGuarded is parentNow with the guard to check again once the parent answered
+// (g.ours): the request's reqCancel may start serving the next request between the check and
+// the question (check-then-use), and its answer is then dropped.
+func (rc *reqCancel) parentGuarded() (context.Context, parentGuard) {
+	rc.mu.Lock()
+	p, g := rc.parent, parentGuard{rc.up, rc.upGen}
+	rc.mu.Unlock()
+	if !g.ours() {
+		return nil, g
+	}
+	return p, g
+}
+
+// parentGuard is an attempt's link to its request's reqCancel: the request's number it serves.
+type parentGuard struct {
+	up  *reqCancel
+	gen uint64
+}
+
+// ours reports whether the request's reqCancel still serves the attempt's request.
+func (g parentGuard) ours() bool { return g.up == nil || g.up.genNow() == g.gen }
 
 // cancelScope returns the stream's reqCancel started for this request as a child of s.ctx.
 func (s *Stream) cancelScope() *reqCancel {
@@ -395,11 +412,14 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
 
 // Deadline implements context.Context: the parent's.
 func (rc *reqCancel) Deadline() (time.Time, bool) {
-	p := rc.parentNow()
+	p, g := rc.parentGuarded()
 	if p == nil {
 		return time.Time{}, false
 	}
-	return p.Deadline()
+	if d, ok := p.Deadline(); ok && g.ours() {
+		return d, true
+	}
+	return time.Time{}, false
 }
 
 // Done implements context.Context; the channel is made at the first call.
@@ -448,7 +468,7 @@ func (rc *reqCancel) Value(key any) any {
 	rc.mu.Lock()
 	vals := rc.values
 	rc.mu.Unlock()
-	p := rc.parentNow()
+	p, g := rc.parentGuarded()
 	if vals != nil {
 		if v := vals.Value(key); v != nil {
 			return v
@@ -457,7 +477,10 @@ func (rc *reqCancel) Value(key any) any {
 	if p == nil {
 		return nil
 	}
-	return p.Value(key)
+	if v := p.Value(key); g.ours() {
+		return v
+	}
+	return nil
 }
 
 // cancelCtxKey is the key the context package looks up to find a cancelable context (its

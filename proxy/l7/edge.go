@@ -128,9 +128,10 @@ func (h *Handler) trustedClient(peer netip.AddrPort, hdr *httpmsg.Header) client
 const xffName = "X-Forwarded-For"
 
 // xffAddr returns the address skip hops from the right of the x-forwarded-for list (the
-// comma-separated entries of every x-forwarded-for field of hdr, in order) and how many
-// entries the list has. ok is false when the list is too short or the entry, trimmed of
-// white space, is not an IP address. It reads the fields in place: nothing is allocated.
+// comma-separated entries of the x-forwarded-for fields of hdr, in order, an empty field
+// skipped as Envoy's codec skips it when it coalesces a repeated field) and how many entries
+// the list has. ok is false when the list is too short or the entry, trimmed of white space,
+// is not an IP address. It reads the fields in place: nothing is allocated.
 func xffAddr(hdr *httpmsg.Header, skip int) (a netip.Addr, n int, ok bool) {
 	for i := hdr.Index(xffName, 0); i >= 0; i = hdr.Index(xffName, i+1) {
 		_, v := hdr.Field(i)
@@ -161,9 +162,12 @@ func xffAddr(hdr *httpmsg.Header, skip int) (a netip.Addr, n int, ok bool) {
 	return netip.Addr{}, n, false
 }
 
-// xffEntries returns how many comma-separated entries the field value v has (an empty value
-// is one empty entry).
+// xffEntries returns how many comma-separated entries the field value v has; an empty value
+// has none (the field is skipped).
 func xffEntries(v []byte) int {
+	if len(v) == 0 {
+		return 0
+	}
 	n := 1
 	for _, b := range v {
 		if b == ',' {

@@ -469,7 +469,9 @@ func TestXFFAddr(t *testing.T) {
 		{[]string{"1.1.1.1, 2.2.2.2", "3.3.3.3,4.4.4.4", "5.5.5.5"}, 3, "2.2.2.2", 5},
 		{[]string{"1.1.1.1, 2.2.2.2", "3.3.3.3,4.4.4.4", "5.5.5.5"}, 4, "1.1.1.1", 5},
 		{[]string{"1.1.1.1, 2.2.2.2", "3.3.3.3,4.4.4.4", "5.5.5.5"}, 5, "", 5},
-		{[]string{"", "1.1.1.1"}, 1, "", 2},
+		{[]string{"", "1.1.1.1"}, 1, "", 1}, // an empty field is skipped, as Envoy's coalescing does
+		{[]string{"1.1.1.1", ""}, 0, "1.1.1.1", 1},
+		{[]string{""}, 0, "", 0},
 		{[]string{",,"}, 1, "", 3},
 		{[]string{"fe80::1%eth0"}, 0, "fe80::1%eth0", 1},
 	} {
@@ -499,10 +501,14 @@ func TestXFFAddr(t *testing.T) {
 	}
 }
 
-// refXFFAddr is xffAddr on the values, as the list split, trimmed and parsed.
+// refXFFAddr is xffAddr on the values, as the list (empty values skipped) split, trimmed and
+// parsed.
 func refXFFAddr(xff []string, skip int) (netip.Addr, int, bool) {
 	var all []string
 	for _, v := range xff {
+		if v == "" {
+			continue
+		}
 		for _, p := range strings.Split(v, ",") {
 			all = append(all, strings.TrimSpace(p))
 		}

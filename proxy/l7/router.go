@@ -158,7 +158,7 @@ func envoyHeaderMs(s *Stream, name string) (time.Duration, bool) {
 // parseMs parses a decimal number of milliseconds below 2^32 (strconv.ParseUint(v, 10, 32)
 // without the string copy).
 func parseMs(v []byte) (uint64, bool) {
-	if len(v) == 0 || len(v) > 10 {
+	if len(v) == 0 {
 		return 0, false
 	}
 	n := uint64(0)
@@ -166,9 +166,13 @@ func parseMs(v []byte) (uint64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + uint64(c-'0')
+		// Leading zeros are accepted, as strconv.ParseUint and Envoy's SimpleAtoi do; the
+		// value is refused once it passes 2^32-1 (n stays far from overflowing).
+		if n = n*10 + uint64(c-'0'); n > 1<<32-1 {
+			return 0, false
+		}
 	}
-	return n, n <= 1<<32-1
+	return n, true
 }
 
 // effectiveRetry applies x-envoy-retry-on, x-envoy-retry-grpc-on, x-envoy-max-retries and

@@ -536,12 +536,14 @@ func (h *Handler) forwardClientCert(s *Stream, cs *connState) {
 	cur := h.xfccElement(cs)
 	if h.fcc == hcmv3.HttpConnectionManager_APPEND_FORWARD {
 		if i := hdr.Index(xfccName, 0); i >= 0 {
-			// The values the request came with, joined with ",", then the proxy's element.
+			// The non-empty values the request came with, joined with "," (Envoy's codec
+			// coalesces a repeated field so, skipping empty values), then the proxy's element.
 			var sb [512]byte
 			b := sb[:0]
 			for ; i >= 0; i = hdr.Index(xfccName, i+1) {
-				_, v := hdr.Field(i)
-				b = append(append(b, v...), ',')
+				if _, v := hdr.Field(i); len(v) > 0 {
+					b = append(append(b, v...), ',')
+				}
 			}
 			hdr.SetBytes(xfccName, append(b, cur...))
 			return
