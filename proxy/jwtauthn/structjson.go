@@ -1,0 +1,436 @@
+package jwtauthn
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// decodeStruct parses data, a JSON object, into a Struct. It accepts exactly what
+// protojson.UnmarshalOptions{RecursionLimit: limit}.Unmarshal into a structpb.Struct accepts and
+// builds a Struct proto.Equal to protojson's (with the same float bits, -0 included):
+//   - strict RFC 8259 syntax, white space being space, tab, CR and LF only, nothing after the
+//     object but white space;
+//   - strings of valid UTF-8 without raw control characters; escapes \" \\ \/ \b \f \n \r \t and
+//     \uXXXX, a surrogate only as a valid high-low pair;
+//   - a duplicate member name in one object (compared after unescaping) is refused;
+//   - numbers are strconv.ParseFloat of their text and refused when out of float64 range;
+//   - depth is counted as protojson counts messages: the top Struct is one level and every
+//     Value one more (a Struct or ListValue inside a Value is not counted again), and more than
+//     limit levels are refused.
+//
+// Work is linear in len(data) (map inserts aside) and recursion is bounded by limit. Strings
+// without escapes share data's memory. It reports false on any refusal.
+func decodeStruct(data string, limit int) (*structpb.Struct, bool) {
+	d := structDecoder{in: data}
+	// Bounds on the number of values and containers (loose: those bytes may be in strings).
+	d.cells.max = strings.Count(data, ":") + strings.Count(data, ",") + strings.Count(data, "[")
+	d.containers.max = strings.Count(data, "{") + strings.Count(data, "[") - 1
+	if limit < 1 {
+		return nil, false
+	}
+	d.space()
+	if d.pos >= len(d.in) || d.in[d.pos] != '{' {
+		return nil, false
+	}
+	s := new(structpb.Struct)
+	if !d.object(limit-1, s) {
+		return nil, false
+	}
+	if d.space(); d.pos != len(d.in) {
+		return nil, false
+	}
+	return s, true
+}
+
+// valueCell holds a Value and the oneof wrappers of its scalar kinds, so that one allocation
+// serves several values.
+type valueCell struct {
+	v   structpb.Value
+	str structpb.Value_StringValue
+	num structpb.Value_NumberValue
+	b   structpb.Value_BoolValue
+	nul structpb.Value_NullValue
+}
+
+// containerCell holds what a Value holding an object or a list needs.
+type containerCell struct {
+	v  structpb.Value
+	sv structpb.Value_StructValue
+	lv structpb.Value_ListValue
+	s  structpb.Struct
+	l  structpb.ListValue
+}
+
+// slab hands out pointers to zero T's, allocating them in chunks.
+type slab[T any] struct {
+	buf []T
+	max int // size of the next chunk; doubles up to slabMaxChunk
+}
+
+const slabMaxChunk = 256
+
+func (s *slab[T]) next() *T {
+	if len(s.buf) == cap(s.buf) {
+		n := s.max
+		if n < 4 {
+			n = 4
+		}
+		if n > slabMaxChunk {
+			n = slabMaxChunk
+		}
+		s.buf = make([]T, 0, n)
+		s.max = 2 * n
+	}
+	s.buf = s.buf[:len(s.buf)+1]
+	return &s.buf[len(s.buf)-1]
+}
+
+type member struct {
+	name string
+	v    *structpb.Value
+}
+
+// structDecoder is one decodeStruct call's state.
+type structDecoder struct {
+	in         string
+	pos        int
+	cells      slab[valueCell]
+	containers slab[containerCell]
+	members    []member          // members of the open objects, innermost last
+	elems      []*structpb.Value // elements of the open lists, innermost last
+	buf        []byte            // unescaping scratch
+}
+
+func (d *structDecoder) space() {
+	for d.pos < len(d.in) {
+		switch d.in[d.pos] {
+		case ' ', '\t', '\n', '\r':
+			d.pos++
+		default:
+			return
+		}
+	}
+}
+
+// object decodes the object at d.pos ('{') into s; budget is the number of levels left for
+// its members' values.
+func (d *structDecoder) object(budget int, s *structpb.Struct) bool {
+	d.pos++
+	d.space()
+	base := len(d.members)
+	if d.pos < len(d.in) && d.in[d.pos] == '}' {
+		d.pos++
+		s.Fields = map[string]*structpb.Value{}
+		return true
+	}
+	for {
+		if d.pos >= len(d.in) || d.in[d.pos] != '"' {
+			return false
+		}
+		name, ok := d.str()
+		if !ok {
+			return false
+		}
+		if d.space(); d.pos >= len(d.in) || d.in[d.pos] != ':' {
+			return false
+		}
+		d.pos++
+		d.space()
+		v, ok := d.value(budget - 1)
+		if !ok {
+			return false
+		}
+		d.members = append(d.members, member{name, v})
+		if next, ok := d.more('}'); !ok {
+			return false
+		} else if !next {
+			break
+		}
+	}
+	ms := d.members[base:]
+	s.Fields = make(map[string]*structpb.Value, len(ms))
+	for _, m := range ms {
+		if _, dup := s.Fields[m.name]; dup {
+			return false
+		}
+		s.Fields[m.name] = m.v
+	}
+	clear(ms)
+	d.members = d.members[:base]
+	return true
+}
+
+// more consumes what follows a member or element: a comma (next) or the closing byte; ok is
+// false for anything else.
+func (d *structDecoder) more(closing byte) (next, ok bool) {
+	d.space()
+	if d.pos < len(d.in) {
+		switch d.in[d.pos] {
+		case ',':
+			d.pos++
+			d.space()
+			return true, true
+		case closing:
+			d.pos++
+			return false, true
+		}
+	}
+	return false, false
+}
+
+// list decodes the array at d.pos ('[') into l.
+func (d *structDecoder) list(budget int, l *structpb.ListValue) bool {
+	d.pos++
+	d.space()
+	if d.pos < len(d.in) && d.in[d.pos] == ']' {
+		d.pos++
+		return true
+	}
+	base := len(d.elems)
+	for {
+		v, ok := d.value(budget - 1)
+		if !ok {
+			return false
+		}
+		d.elems = append(d.elems, v)
+		if next, ok := d.more(']'); !ok {
+			return false
+		} else if !next {
+			break
+		}
+	}
+	l.Values = make([]*structpb.Value, len(d.elems)-base)
+	copy(l.Values, d.elems[base:])
+	clear(d.elems[base:])
+	d.elems = d.elems[:base]
+	return true
+}
+
+// value decodes the value at d.pos; budget is the levels left once this Value is counted.
+func (d *structDecoder) value(budget int) (*structpb.Value, bool) {
+	if budget < 0 || d.pos >= len(d.in) {
+		return nil, false
+	}
+	switch c := d.in[d.pos]; c {
+	case '{':
+		cc := d.containers.next()
+		if !d.object(budget, &cc.s) {
+			return nil, false
+		}
+		cc.sv.StructValue = &cc.s
+		cc.v.Kind = &cc.sv
+		return &cc.v, true
+	case '[':
+		cc := d.containers.next()
+		if !d.list(budget, &cc.l) {
+			return nil, false
+		}
+		cc.lv.ListValue = &cc.l
+		cc.v.Kind = &cc.lv
+		return &cc.v, true
+	case '"':
+		s, ok := d.str()
+		if !ok {
+			return nil, false
+		}
+		vc := d.cells.next()
+		vc.str.StringValue = s
+		vc.v.Kind = &vc.str
+		return &vc.v, true
+	case 't':
+		return d.literal("true", func(vc *valueCell) { vc.b.BoolValue = true; vc.v.Kind = &vc.b })
+	case 'f':
+		return d.literal("false", func(vc *valueCell) { vc.v.Kind = &vc.b })
+	case 'n':
+		return d.literal("null", func(vc *valueCell) { vc.v.Kind = &vc.nul })
+	default:
+		if c == '-' || '0' <= c && c <= '9' {
+			return d.number()
+		}
+	}
+	return nil, false
+}
+
+// literal consumes word (true, false or null); what may follow is checked by the caller.
+func (d *structDecoder) literal(word string, set func(*valueCell)) (*structpb.Value, bool) {
+	if !strings.HasPrefix(d.in[d.pos:], word) {
+		return nil, false
+	}
+	d.pos += len(word)
+	vc := d.cells.next()
+	set(vc)
+	return &vc.v, true
+}
+
+// number consumes a number with RFC 8259's grammar and converts it with strconv.ParseFloat, as
+// protojson; a number out of float64 range is refused.
+func (d *structDecoder) number() (*structpb.Value, bool) {
+	in, start := d.in, d.pos
+	i := start
+	if in[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(in) && in[i] == '0':
+		i++
+	case i < len(in) && '1' <= in[i] && in[i] <= '9':
+		i = digits(in, i+1)
+	default:
+		return nil, false
+	}
+	if i < len(in) && in[i] == '.' {
+		j := digits(in, i+1)
+		if j == i+1 {
+			return nil, false
+		}
+		i = j
+	}
+	if i < len(in) && (in[i] == 'e' || in[i] == 'E') {
+		i++
+		if i < len(in) && (in[i] == '+' || in[i] == '-') {
+			i++
+		}
+		j := digits(in, i)
+		if j == i {
+			return nil, false
+		}
+		i = j
+	}
+	f, err := strconv.ParseFloat(in[start:i], 64)
+	if err != nil {
+		return nil, false
+	}
+	d.pos = i
+	vc := d.cells.next()
+	vc.num.NumberValue = f
+	vc.v.Kind = &vc.num
+	return &vc.v, true
+}
+
+func digits(s string, i int) int {
+	for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// str decodes the string at d.pos ('"'). Without escapes the result shares d.in.
+func (d *structDecoder) str() (string, bool) {
+	in := d.in
+	start := d.pos + 1
+	i := start
+	for i < len(in) {
+		c := in[i]
+		switch {
+		case c == '"':
+			d.pos = i + 1
+			return in[start:i], true
+		case c == '\\':
+			return d.unescape(start, i)
+		case c < ' ':
+			return "", false
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, n := utf8.DecodeRuneInString(in[i:])
+			if r == utf8.RuneError && n == 1 {
+				return "", false
+			}
+			i += n
+		}
+	}
+	return "", false
+}
+
+// unescape continues str from the first backslash at i.
+func (d *structDecoder) unescape(start, i int) (string, bool) {
+	in := d.in
+	b := append(d.buf[:0], in[start:i]...)
+	for i < len(in) {
+		c := in[i]
+		switch {
+		case c == '"':
+			d.pos = i + 1
+			d.buf = b
+			return string(b), true
+		case c == '\\':
+			if i+1 >= len(in) {
+				return "", false
+			}
+			switch e := in[i+1]; e {
+			case '"', '\\', '/':
+				b = append(b, e)
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				r, ok := hex4(in, i+2)
+				if !ok {
+					return "", false
+				}
+				if 0xD800 <= r && r < 0xE000 {
+					// Only a high surrogate followed by an escaped low one.
+					if r >= 0xDC00 || i+7 >= len(in) || in[i+6] != '\\' || in[i+7] != 'u' {
+						return "", false
+					}
+					lo, ok := hex4(in, i+8)
+					if !ok || lo < 0xDC00 || lo >= 0xE000 {
+						return "", false
+					}
+					r = 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00)
+					i += 6
+				}
+				b = utf8.AppendRune(b, r)
+				i += 4
+			default:
+				return "", false
+			}
+			i += 2
+		case c < ' ':
+			return "", false
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			i++
+		default:
+			r, n := utf8.DecodeRuneInString(in[i:])
+			if r == utf8.RuneError && n == 1 {
+				return "", false
+			}
+			b = append(b, in[i:i+n]...)
+			i += n
+		}
+	}
+	return "", false
+}
+
+// hex4 reads the four hexadecimal digits at in[i:].
+func hex4(in string, i int) (rune, bool) {
+	if i+4 > len(in) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range []byte(in[i : i+4]) {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
