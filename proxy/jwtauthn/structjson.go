@@ -3,6 +3,7 @@ package jwtauthn
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -24,25 +25,60 @@ import (
 // Work is linear in len(data) (map inserts aside) and recursion is bounded by limit. Strings
 // without escapes share data's memory. It reports false on any refusal.
 func decodeStruct(data string, limit int) (*structpb.Struct, bool) {
-	d := structDecoder{in: data}
-	// Bounds on the number of values and containers (loose: those bytes may be in strings).
-	d.cells.max = strings.Count(data, ":") + strings.Count(data, ",") + strings.Count(data, "[")
-	d.containers.max = strings.Count(data, "{") + strings.Count(data, "[") - 1
-	if limit < 1 {
-		return nil, false
-	}
-	d.space()
-	if d.pos >= len(d.in) || d.in[d.pos] != '{' {
-		return nil, false
-	}
+	d := newStructDecoder(data)
+	defer d.release()
 	s := new(structpb.Struct)
-	if !d.object(limit-1, s) {
-		return nil, false
-	}
-	if d.space(); d.pos != len(d.in) {
+	if !d.decode(data, limit, s) {
 		return nil, false
 	}
 	return s, true
+}
+
+var decoderPool = sync.Pool{New: func() any { return new(structDecoder) }}
+
+// newStructDecoder returns a decoder for text or parts of it, its first allocations sized for
+// text. The caller must release it.
+func newStructDecoder(text string) *structDecoder {
+	d := decoderPool.Get().(*structDecoder)
+	// Bounds on the number of values and containers (loose: those bytes may be in strings).
+	d.cells.max = strings.Count(text, ":") + strings.Count(text, ",") + strings.Count(text, "[")
+	d.containers.max = strings.Count(text, "{") + strings.Count(text, "[") - 1
+	d.members = d.memberStack[:0]
+	d.elems = d.elemStack[:0]
+	d.buf = d.bufStack[:0]
+	return d
+}
+
+// release returns d to the pool, holding nothing of what it decoded.
+func (d *structDecoder) release() {
+	*d = structDecoder{}
+	decoderPool.Put(d)
+}
+
+// decode is decodeStruct into dst (reset first) with d's allocations; d may decode several
+// inputs one after the other, and the Structs share its chunks.
+func (d *structDecoder) decode(data string, limit int, dst *structpb.Struct) bool {
+	dst.Reset()
+	d.in, d.pos = data, 0
+	clear(d.members)
+	clear(d.elems)
+	d.members, d.elems = d.members[:0], d.elems[:0]
+	if limit < 1 {
+		return false
+	}
+	d.space()
+	if d.pos >= len(d.in) || d.in[d.pos] != '{' {
+		return false
+	}
+	if !d.object(limit-1, dst) {
+		dst.Reset()
+		return false
+	}
+	if d.space(); d.pos != len(d.in) {
+		dst.Reset()
+		return false
+	}
+	return true
 }
 
 // valueCell holds a Value and the oneof wrappers of its scalar kinds, so that one allocation
@@ -93,7 +129,8 @@ type member struct {
 	v    *structpb.Value
 }
 
-// structDecoder is one decodeStruct call's state.
+// structDecoder decodes JSON objects into Structs (decodeStruct). One request's decoder comes
+// from newStructDecoder and goes back with release; it is not safe for concurrent use.
 type structDecoder struct {
 	in         string
 	pos        int
@@ -102,6 +139,11 @@ type structDecoder struct {
 	members    []member          // members of the open objects, innermost last
 	elems      []*structpb.Value // elements of the open lists, innermost last
 	buf        []byte            // unescaping scratch
+
+	// First backing arrays of members, elems and buf.
+	memberStack [16]member
+	elemStack   [8]*structpb.Value
+	bufStack    [64]byte
 }
 
 func (d *structDecoder) space() {
