@@ -40,9 +40,13 @@ var decoderPool = sync.Pool{New: func() any { return new(structDecoder) }}
 // text. The caller must release it.
 func newStructDecoder(text string) *structDecoder {
 	d := decoderPool.Get().(*structDecoder)
-	// Bounds on the number of values and containers (loose: those bytes may be in strings).
-	d.cells.max = strings.Count(text, ":") + strings.Count(text, ",") + strings.Count(text, "[")
-	d.containers.max = strings.Count(text, "{") + strings.Count(text, "[") - 1
+	// Scalars: at least one per member (colon) and about one per list; at most one per colon,
+	// comma and list. Containers: at most one per brace and bracket but the top object's. All
+	// are loose, as those bytes may be in strings.
+	colons, commas, lists := strings.Count(text, ":"), strings.Count(text, ","), strings.Count(text, "[")
+	d.cells.size(colons+lists, colons+commas+lists)
+	n := strings.Count(text, "{") + lists - 1
+	d.containers.size(n, n)
 	d.members = d.memberStack[:0]
 	d.elems = d.elemStack[:0]
 	d.buf = d.bufStack[:0]
@@ -102,23 +106,25 @@ type containerCell struct {
 
 // slab hands out pointers to zero T's, allocating them in chunks.
 type slab[T any] struct {
-	buf []T
-	max int // size of the next chunk; doubles up to slabMaxChunk
+	buf  []T
+	want int // size of the next chunk
+	left int // estimate of the T's needed after the chunks allocated so far
 }
 
 const slabMaxChunk = 256
 
+// size sets the first chunk's size and an upper estimate of all the T's needed.
+func (s *slab[T]) size(first, all int) {
+	s.want, s.left = first, all
+}
+
 func (s *slab[T]) next() *T {
 	if len(s.buf) == cap(s.buf) {
-		n := s.max
-		if n < 4 {
-			n = 4
-		}
-		if n > slabMaxChunk {
-			n = slabMaxChunk
-		}
+		n := min(max(s.want, 1), slabMaxChunk)
 		s.buf = make([]T, 0, n)
-		s.max = 2 * n
+		s.left -= n
+		// The estimate's rest, and at least twice this chunk once it is exceeded.
+		s.want = max(s.left, 2*n)
 	}
 	s.buf = s.buf[:len(s.buf)+1]
 	return &s.buf[len(s.buf)-1]

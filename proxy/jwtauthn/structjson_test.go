@@ -109,6 +109,8 @@ var structCases = []string{
 	// a real payload
 	`{"iss":"https://example.com","sub":"user@example.com","aud":["bookinfo","x"],"exp":4102444800,"iat":1700000000,"nbf":1700000000,"scope":"read write","nested":{"a":[1,{"b":null}]}}`,
 	`{"alg":"ES256","kid":"ec1","typ":"JWT"}`,
+	// more values than the first chunks hold
+	`{"a":[` + strings.Repeat(`1,"x",{"b":[true]},`, 300) + `null]}`, `{"u":"` + strings.Repeat(`:,[{`, 100) + `"}`,
 }
 
 // nested returns an object whose member "a" holds n nested arrays around v.
