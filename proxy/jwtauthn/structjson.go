@@ -63,6 +63,42 @@ func (d *structDecoder) release() {
 // inputs one after the other, and the Structs share its chunks.
 func (d *structDecoder) decode(data string, limit int, dst *structpb.Struct) bool {
 	dst.Reset()
+	if !d.start(data, limit) || !d.object(limit-1, dst) || !d.end() {
+		dst.Reset()
+		return false
+	}
+	return true
+}
+
+// decodeMembers is decode without the top object's map: it returns the top object's members,
+// in input order, valid until d's next use. It accepts exactly what decode accepts.
+func (d *structDecoder) decodeMembers(data string, limit int) ([]member, bool) {
+	if !d.start(data, limit) || !d.readMembers(limit-1) || !d.end() {
+		return nil, false
+	}
+	ms := d.members
+	if len(ms) <= len(d.memberStack) {
+		for i := 1; i < len(ms); i++ {
+			for j := range i {
+				if ms[i].name == ms[j].name {
+					return nil, false
+				}
+			}
+		}
+	} else {
+		seen := make(map[string]struct{}, len(ms))
+		for _, m := range ms {
+			if _, dup := seen[m.name]; dup {
+				return nil, false
+			}
+			seen[m.name] = struct{}{}
+		}
+	}
+	return ms, true
+}
+
+// start resets d for data and consumes the white space before the top object's '{'.
+func (d *structDecoder) start(data string, limit int) bool {
 	d.in, d.pos = data, 0
 	clear(d.members)
 	clear(d.elems)
@@ -71,18 +107,13 @@ func (d *structDecoder) decode(data string, limit int, dst *structpb.Struct) boo
 		return false
 	}
 	d.space()
-	if d.pos >= len(d.in) || d.in[d.pos] != '{' {
-		return false
-	}
-	if !d.object(limit-1, dst) {
-		dst.Reset()
-		return false
-	}
-	if d.space(); d.pos != len(d.in) {
-		dst.Reset()
-		return false
-	}
-	return true
+	return d.pos < len(d.in) && d.in[d.pos] == '{'
+}
+
+// end reports whether only white space follows the top object.
+func (d *structDecoder) end() bool {
+	d.space()
+	return d.pos == len(d.in)
 }
 
 // valueCell holds a Value and the oneof wrappers of its scalar kinds, so that one allocation
@@ -166,12 +197,30 @@ func (d *structDecoder) space() {
 // object decodes the object at d.pos ('{') into s; budget is the number of levels left for
 // its members' values.
 func (d *structDecoder) object(budget int, s *structpb.Struct) bool {
+	base := len(d.members)
+	if !d.readMembers(budget) {
+		return false
+	}
+	ms := d.members[base:]
+	s.Fields = make(map[string]*structpb.Value, len(ms))
+	for _, m := range ms {
+		if _, dup := s.Fields[m.name]; dup {
+			return false
+		}
+		s.Fields[m.name] = m.v
+	}
+	clear(ms)
+	d.members = d.members[:base]
+	return true
+}
+
+// readMembers decodes the members of the object at d.pos ('{') onto d.members, not checking
+// for duplicate names.
+func (d *structDecoder) readMembers(budget int) bool {
 	d.pos++
 	d.space()
-	base := len(d.members)
 	if d.pos < len(d.in) && d.in[d.pos] == '}' {
 		d.pos++
-		s.Fields = map[string]*structpb.Value{}
 		return true
 	}
 	for {
@@ -195,20 +244,9 @@ func (d *structDecoder) object(budget int, s *structpb.Struct) bool {
 		if next, ok := d.more('}'); !ok {
 			return false
 		} else if !next {
-			break
+			return true
 		}
 	}
-	ms := d.members[base:]
-	s.Fields = make(map[string]*structpb.Value, len(ms))
-	for _, m := range ms {
-		if _, dup := s.Fields[m.name]; dup {
-			return false
-		}
-		s.Fields[m.name] = m.v
-	}
-	clear(ms)
-	d.members = d.members[:base]
-	return true
 }
 
 // more consumes what follows a member or element: a comma (next) or the closing byte; ok is

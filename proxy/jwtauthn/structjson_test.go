@@ -33,6 +33,12 @@ func checkStructParity(t *testing.T, data string) {
 	if gotOK != wantOK {
 		t.Fatalf("decodeStruct(%q) ok = %v, protojson ok = %v", data, gotOK, wantOK)
 	}
+	d := newStructDecoder(data)
+	ms, membersOK := d.decodeMembers(data, maxJSONDepth)
+	if membersOK != wantOK || wantOK && len(ms) != len(want.GetFields()) {
+		t.Fatalf("decodeMembers(%q) = %d members, ok %v; protojson: %d, ok %v", data, len(ms), membersOK, len(want.GetFields()), wantOK)
+	}
+	d.release()
 	if !wantOK {
 		return
 	}
@@ -109,6 +115,10 @@ var structCases = []string{
 	// a real payload
 	`{"iss":"https://example.com","sub":"user@example.com","aud":["bookinfo","x"],"exp":4102444800,"iat":1700000000,"nbf":1700000000,"scope":"read write","nested":{"a":[1,{"b":null}]}}`,
 	`{"alg":"ES256","kid":"ec1","typ":"JWT"}`,
+	// more members than the decoder's first array holds, with and without a duplicate
+	`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17}`,
+	`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"a":17}`,
+	`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"o":16}`,
 	// more values than the first chunks hold
 	`{"a":[` + strings.Repeat(`1,"x",{"b":[true]},`, 300) + `null]}`, `{"u":"` + strings.Repeat(`:,[{`, 100) + `"}`,
 }

@@ -33,17 +33,17 @@ var algs = map[string]bool{
 // jwt is a parsed, not yet verified, JWS compact token.
 type jwt struct {
 	alg, kid   string
-	signed     string           // header.payload: the signing input
-	payloadB64 string           // the payload segment as received (forward_payload_header)
-	header     *structpb.Struct // nil when the header is not one protojson accepts
+	signed     string // header.payload: the signing input
+	payloadB64 string // the payload segment as received (forward_payload_header)
+	header     string // the header JSON when protojson accepts it, for headerStruct
 	payload    *structpb.Struct
 	iss        string
 	aud        []string
 	nbf, exp   uint64
 	sig        []byte
 
-	headerS, payloadS structpb.Struct // what header and payload point to
-	aud1              [1]string       // aud's array for a single audience
+	payloadS structpb.Struct // what payload points to
+	aud1     [1]string       // aud's array for a single audience
 }
 
 // parseJWT parses token with jwt_verify_lib's Jwt::parseFromString rules and order, so that a
@@ -128,26 +128,32 @@ type header struct {
 // case-insensitively and accepts some input protojson refuses); when the Struct cannot give the
 // same answer, parseHeaderJSON decides.
 func (t *jwt) parseHeader(d *structDecoder, data string) Status {
-	if !d.decode(data, maxJSONDepth, &t.headerS) {
+	ms, ok := d.decodeMembers(data, maxJSONDepth)
+	if !ok {
 		return t.parseHeaderJSON([]byte(data))
 	}
-	s := &t.headerS
-	t.header = s
-	for name := range s.Fields {
-		if name != "alg" && name != "kid" && (strings.EqualFold(name, "alg") || strings.EqualFold(name, "kid")) {
+	t.header = data
+	var alg, kid *structpb.Value
+	for _, m := range ms {
+		switch {
+		case m.name == "alg":
+			alg = m.v
+		case m.name == "kid":
+			kid = m.v
+		case strings.EqualFold(m.name, "alg") || strings.EqualFold(m.name, "kid"):
 			return t.parseHeaderJSON([]byte(data))
 		}
 	}
-	alg, ok := stringValue(s.Fields["alg"])
+	name, ok := stringValue(alg)
 	if !ok {
 		return JwtHeaderBadAlg
 	}
-	if !algs[alg] {
+	if !algs[name] {
 		return JwtHeaderNotImplementedAlg
 	}
-	t.alg = alg
-	if v := s.Fields["kid"]; v != nil {
-		if t.kid, ok = stringValue(v); !ok {
+	t.alg = name
+	if kid != nil {
+		if t.kid, ok = stringValue(kid); !ok {
 			return JwtHeaderBadKid
 		}
 	}
@@ -273,8 +279,12 @@ func uintClaim(v *structpb.Value, dst *uint64, notInt, outOfRange Status) Status
 	return OK
 }
 
-// headerStruct returns the decoded header as a Struct (header_in_metadata), nil when
-// protojson would not have decoded it. It is called once per verified token.
+// headerStruct decodes the header as a Struct (header_in_metadata), nil when protojson would
+// not have decoded it. It is called once per verified token, when the provider wants it.
 func (t *jwt) headerStruct() *structpb.Struct {
-	return t.header
+	if t.header == "" {
+		return nil
+	}
+	s, _ := decodeStruct(t.header, maxJSONDepth) // accepted by parseHeader already
+	return s
 }
