@@ -300,6 +300,15 @@ type listCell struct {
 	l  structpb.ListValue
 }
 
+// smallList is a list of up to smallListLen words in one allocation.
+type smallList struct {
+	lc    listCell
+	words [smallListLen]stringCell
+	vals  [smallListLen]*structpb.Value
+}
+
+const smallListLen = 4
+
 // normalize splits the space-delimited string claims of payload into lists, in place
 // (normalize_payload_in_metadata); a claim with no word is left as it is.
 func normalize(payload *structpb.Struct, claims []string) {
@@ -317,8 +326,16 @@ func normalize(payload *structpb.Struct, claims []string) {
 		if n == 0 {
 			continue
 		}
-		words := make([]stringCell, n)
-		lc := &listCell{l: structpb.ListValue{Values: make([]*structpb.Value, 0, n)}}
+		var words []stringCell
+		var lc *listCell
+		if n <= smallListLen {
+			sl := new(smallList)
+			words, lc = sl.words[:n], &sl.lc
+			lc.l.Values = sl.vals[:0:n]
+		} else {
+			words = make([]stringCell, n)
+			lc = &listCell{l: structpb.ListValue{Values: make([]*structpb.Value, 0, n)}}
+		}
 		for w := range strings.SplitSeq(s, " ") {
 			if w != "" {
 				wc := &words[len(lc.l.Values)]
