@@ -201,3 +201,24 @@ func FuzzStructJSON(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkStructJSON compares decodeStruct with protojson on a typical payload.
+func BenchmarkStructJSON(b *testing.B) {
+	payload := `{"iss":"https://accounts.example.com","sub":"user-1","aud":["bookinfo","reviews"],"exp":4102444800,"iat":1700000000,"scope":"read write","email":"a@example.com","groups":["dev","ops"],"extra":{"tier":"gold","n":3}}`
+	b.Run("decodeStruct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := decodeStruct(payload, maxJSONDepth); !ok {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("protojson", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := oracleStruct(payload); !ok {
+				b.Fatal("refused")
+			}
+		}
+	})
+}
