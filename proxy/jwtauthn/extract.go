@@ -150,10 +150,9 @@ func (e *extractor) sanitizeHeaders(req Request) {
 	}
 }
 
-// extract returns the tokens of req, in location order. It does not allocate when there are
-// none.
-func (e *extractor) extract(req Request) []location {
-	var out []location
+// extract appends the tokens of req to out, in location order, and returns the result. It
+// does not allocate when they fit in out's capacity.
+func (e *extractor) extract(req Request, out []location) []location {
 	for _, h := range e.headers {
 		for _, v := range req.Header(h.name) {
 			if h.prefix != "" {

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"math"
 	"strings"
+	"unsafe"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -17,10 +17,9 @@ import (
 const MaxTokenBytes = 60 << 10
 
 // maxJSONDepth bounds the nesting of a token's header and payload objects (hostile input):
-// protobuf's recursion limit, counted in messages (an object and a value are one level each).
+// protobuf's recursion limit, counted in messages (an object and a value are one level each),
+// as protojson.UnmarshalOptions{RecursionLimit: maxJSONDepth} counts them (see decodeStruct).
 const maxJSONDepth = 200
-
-var jsonOpts = protojson.UnmarshalOptions{RecursionLimit: maxJSONDepth}
 
 // algs are the JWS algorithms Envoy implements ("none" is not one of them).
 var algs = map[string]bool{
@@ -36,12 +35,15 @@ type jwt struct {
 	alg, kid   string
 	signed     string // header.payload: the signing input
 	payloadB64 string // the payload segment as received (forward_payload_header)
-	header     []byte // decoded header JSON (header_in_metadata)
+	header     string // the header JSON when protojson accepts it, for headerStruct
 	payload    *structpb.Struct
 	iss        string
 	aud        []string
 	nbf, exp   uint64
 	sig        []byte
+
+	payloadS structpb.Struct // what payload points to
+	aud1     [1]string       // aud's array for a single audience
 }
 
 // parseJWT parses token with jwt_verify_lib's Jwt::parseFromString rules and order, so that a
@@ -60,20 +62,29 @@ func parseJWT(token string) (*jwt, Status) {
 	}
 	t := &jwt{signed: token[:len(h)+1+len(p)], payloadB64: p}
 
-	// One buffer for the three decoded segments.
+	// One buffer for the three decoded segments. The header and payload are decoded first (the
+	// payload's base64 verdict is reported after the header's JSON one, as Envoy orders them)
+	// and read as one string over the buffer, which is never written again: the Structs'
+	// unescaped strings share it.
 	buf := make([]byte, 0, base64.RawURLEncoding.DecodedLen(len(h))+base64.RawURLEncoding.DecodedLen(len(p))+base64.RawURLEncoding.DecodedLen(len(s)))
-	var ok bool
-	if buf, t.header, ok = decodeSegment(buf, h); !ok {
+	buf, header, ok := decodeSegment(buf, h)
+	if !ok {
 		return nil, JwtHeaderParseErrorBadBase64
 	}
-	if st := t.parseHeader(); st != OK {
+	buf, payload, payloadOK := decodeSegment(buf, p)
+	var text string
+	if len(buf) > 0 {
+		text = unsafe.String(&buf[0], len(buf))
+	}
+	d := newStructDecoder(text)
+	defer d.release()
+	if st := t.parseHeader(d, text[:len(header)]); st != OK {
 		return nil, st
 	}
-	var payload []byte
-	if buf, payload, ok = decodeSegment(buf, p); !ok {
+	if !payloadOK {
 		return nil, JwtPayloadParseErrorBadBase64
 	}
-	if st := t.parsePayload(payload); st != OK {
+	if st := t.parsePayload(d, text[len(header):len(header)+len(payload)]); st != OK {
 		return nil, st
 	}
 	if _, t.sig, ok = decodeSegment(buf, s); !ok {
@@ -112,12 +123,52 @@ type header struct {
 	Kid json.RawMessage `json:"kid"`
 }
 
-func (t *jwt) parseHeader() Status {
-	if !isObject(t.header) {
+// parseHeader parses the header JSON, keeping it as a Struct for header_in_metadata, and reads
+// alg and kid. Its verdicts are encoding/json's (which, unlike Envoy, matches member names
+// case-insensitively and accepts some input protojson refuses); when the Struct cannot give the
+// same answer, parseHeaderJSON decides.
+func (t *jwt) parseHeader(d *structDecoder, data string) Status {
+	ms, ok := d.decodeMembers(data, maxJSONDepth)
+	if !ok {
+		return t.parseHeaderJSON([]byte(data))
+	}
+	t.header = data
+	var alg, kid *structpb.Value
+	for _, m := range ms {
+		switch {
+		case m.name == "alg":
+			alg = m.v
+		case m.name == "kid":
+			kid = m.v
+		case strings.EqualFold(m.name, "alg") || strings.EqualFold(m.name, "kid"):
+			return t.parseHeaderJSON([]byte(data))
+		}
+	}
+	name, ok := stringValue(alg)
+	if !ok {
+		return JwtHeaderBadAlg
+	}
+	if !algs[name] {
+		return JwtHeaderNotImplementedAlg
+	}
+	t.alg = name
+	if kid != nil {
+		if t.kid, ok = stringValue(kid); !ok {
+			return JwtHeaderBadKid
+		}
+	}
+	return OK
+}
+
+// parseHeaderJSON is parseHeader with encoding/json, for headers protojson refuses (then
+// without header_in_metadata) or with a member whose name differs from alg or kid only in
+// case.
+func (t *jwt) parseHeaderJSON(data []byte) Status {
+	if !isObject(data) {
 		return JwtHeaderParseErrorBadJSON
 	}
 	var h header
-	if json.Unmarshal(t.header, &h) != nil {
+	if json.Unmarshal(data, &h) != nil {
 		return JwtHeaderParseErrorBadJSON
 	}
 	alg, ok := jsonString(h.Alg)
@@ -150,14 +201,11 @@ func isObject(data []byte) bool {
 	return false
 }
 
-func (t *jwt) parsePayload(data []byte) Status {
-	if !isObject(data) {
+func (t *jwt) parsePayload(d *structDecoder, data string) Status {
+	if !d.decode(data, maxJSONDepth, &t.payloadS) {
 		return JwtPayloadParseErrorBadJSON
 	}
-	t.payload = new(structpb.Struct)
-	if jsonOpts.Unmarshal(data, t.payload) != nil {
-		return JwtPayloadParseErrorBadJSON
-	}
+	t.payload = &t.payloadS
 	f := t.payload.GetFields()
 	var ok bool
 	if v := f["iss"]; v != nil {
@@ -187,7 +235,8 @@ func (t *jwt) parsePayload(data []byte) Status {
 	if v := f["aud"]; v != nil {
 		switch k := v.GetKind().(type) {
 		case *structpb.Value_StringValue:
-			t.aud = []string{k.StringValue}
+			t.aud1[0] = k.StringValue
+			t.aud = t.aud1[:]
 		case *structpb.Value_ListValue:
 			for _, e := range k.ListValue.GetValues() {
 				s, ok := stringValue(e)
@@ -230,11 +279,12 @@ func uintClaim(v *structpb.Value, dst *uint64, notInt, outOfRange Status) Status
 	return OK
 }
 
-// headerStruct returns the decoded header as a Struct (header_in_metadata).
+// headerStruct decodes the header as a Struct (header_in_metadata), nil when protojson would
+// not have decoded it. It is called once per verified token, when the provider wants it.
 func (t *jwt) headerStruct() *structpb.Struct {
-	s := new(structpb.Struct)
-	if jsonOpts.Unmarshal(t.header, s) != nil {
+	if t.header == "" {
 		return nil
 	}
+	s, _ := decodeStruct(t.header, maxJSONDepth) // accepted by parseHeader already
 	return s
 }

@@ -104,6 +104,7 @@ type verifier struct {
 	now        uint64
 	data       *structpb.Struct // payloads of verified tokens, by metadata key
 	clearRoute bool
+	locs       [2]location // extract's first array (one requirement is walked at a time)
 }
 
 func (v *verifier) eval(q *requirement) Status {
@@ -111,10 +112,10 @@ func (v *verifier) eval(q *requirement) Status {
 	case reqProvider:
 		e := q.provider.extractor
 		e.sanitizeHeaders(v.req)
-		return v.authenticate(e.extract(v.req), q.provider, q.audiences, false, false)
+		return v.authenticate(e.extract(v.req, v.locs[:0]), q.provider, q.audiences, false, false)
 	case reqAllowMissing, reqAllowFailed:
 		q.extractor.sanitizeHeaders(v.req)
-		return v.authenticate(q.extractor.extract(v.req), nil, nil, q.kind == reqAllowFailed, true)
+		return v.authenticate(q.extractor.extract(v.req, v.locs[:0]), nil, nil, q.kind == reqAllowFailed, true)
 	case reqAny:
 		// Envoy's AnyVerifierImpl: the first child that passes decides; when none does, the
 		// most telling failure is reported: one that is neither "missing" nor "unknown
@@ -259,12 +260,54 @@ func (v *verifier) accept(loc *location, p *provider, t *jwt) {
 	}
 }
 
-func (v *verifier) setData(key string, s *structpb.Struct) {
-	if v.data == nil {
-		v.data = &structpb.Struct{Fields: make(map[string]*structpb.Value, 1)}
-	}
-	v.data.Fields[key] = structpb.NewStructValue(s)
+// structValue is a Value holding a Struct, in one allocation.
+type structValue struct {
+	v  structpb.Value
+	sv structpb.Value_StructValue
 }
+
+// dataCell is the metadata Struct with its first value.
+type dataCell struct {
+	data  structpb.Struct
+	first structValue
+}
+
+// setData sets the metadata key to s.
+func (v *verifier) setData(key string, s *structpb.Struct) {
+	var sv *structValue
+	if v.data == nil {
+		c := new(dataCell)
+		c.data.Fields = make(map[string]*structpb.Value, 2)
+		v.data, sv = &c.data, &c.first
+	} else {
+		sv = new(structValue)
+	}
+	sv.sv.StructValue = s
+	sv.v.Kind = &sv.sv
+	v.data.Fields[key] = &sv.v
+}
+
+// stringCell is a Value holding a string, in one allocation.
+type stringCell struct {
+	v structpb.Value
+	s structpb.Value_StringValue
+}
+
+// listCell is a Value holding a ListValue, in one allocation.
+type listCell struct {
+	v  structpb.Value
+	lv structpb.Value_ListValue
+	l  structpb.ListValue
+}
+
+// smallList is a list of up to smallListLen words in one allocation.
+type smallList struct {
+	lc    listCell
+	words [smallListLen]stringCell
+	vals  [smallListLen]*structpb.Value
+}
+
+const smallListLen = 4
 
 // normalize splits the space-delimited string claims of payload into lists, in place
 // (normalize_payload_in_metadata); a claim with no word is left as it is.
@@ -274,15 +317,36 @@ func normalize(payload *structpb.Struct, claims []string) {
 		if !ok {
 			continue
 		}
-		var list []*structpb.Value
-		for _, w := range strings.Split(s, " ") {
+		n := 0
+		for w := range strings.SplitSeq(s, " ") {
 			if w != "" {
-				list = append(list, structpb.NewStringValue(w))
+				n++
 			}
 		}
-		if len(list) > 0 {
-			payload.Fields[c] = structpb.NewListValue(&structpb.ListValue{Values: list})
+		if n == 0 {
+			continue
 		}
+		var words []stringCell
+		var lc *listCell
+		if n <= smallListLen {
+			sl := new(smallList)
+			words, lc = sl.words[:n], &sl.lc
+			lc.l.Values = sl.vals[:0:n]
+		} else {
+			words = make([]stringCell, n)
+			lc = &listCell{l: structpb.ListValue{Values: make([]*structpb.Value, 0, n)}}
+		}
+		for w := range strings.SplitSeq(s, " ") {
+			if w != "" {
+				wc := &words[len(lc.l.Values)]
+				wc.s.StringValue = w
+				wc.v.Kind = &wc.s
+				lc.l.Values = append(lc.l.Values, &wc.v)
+			}
+		}
+		lc.lv.ListValue = &lc.l
+		lc.v.Kind = &lc.lv
+		payload.Fields[c] = &lc.v
 	}
 }
 
