@@ -1,4 +1,4 @@
-# env.sh — the loopback setup shared by ab.sh and pgo.sh (sourced): a work directory $W,
+# env.sh — the loopback setup of ab.sh (sourced): a work directory $W,
 # fortio (built into $W), fortio's echo server on 127.0.0.1:28080 (CPU 0), and straitd serving
 # one Gateway route to it on port 28001 (xDS on 28010). PIDS collects what to stop; the EXIT
 # trap stops it and removes $W. Needs: go, taskset, curl.
