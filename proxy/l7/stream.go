@@ -424,23 +424,26 @@ func itoa(n int) string {
 	return string(b[i:])
 }
 
-// appendXFF appends addr to the request's x-forwarded-for list as Envoy does: one field, the
-// non-empty values of the fields it had joined with "," (Envoy's coalescing of a repeated
-// field) and then ",addr" (addr alone when it had none).
-func appendXFF(h *httpmsg.Header, addr string) {
-	i := h.Index(xffName, 0)
+// appendXFF appends addr to the request's x-forwarded-for list as Envoy does (appendToList).
+func appendXFF(h *httpmsg.Header, addr string) { appendToList(h, xffName, addr) }
+
+// appendToList makes the fields named name one: their non-empty values joined with "," (as
+// Envoy's codec coalesces a repeated field, skipping empty values) and then ",v" (v alone
+// when there was none), as Envoy appends to x-forwarded-for and x-forwarded-client-cert.
+func appendToList(h *httpmsg.Header, name, v string) {
+	i := h.Index(name, 0)
 	if i < 0 {
-		h.Add(xffName, addr)
+		h.Add(name, v)
 		return
 	}
-	var sb [256]byte
+	var sb [512]byte
 	b := sb[:0]
-	for ; i >= 0; i = h.Index(xffName, i+1) {
-		if _, v := h.Field(i); len(v) > 0 {
-			b = append(append(b, v...), ',')
+	for ; i >= 0; i = h.Index(name, i+1) {
+		if _, f := h.Field(i); len(f) > 0 {
+			b = append(append(b, f...), ',')
 		}
 	}
-	h.SetBytes(xffName, append(b, addr...))
+	h.SetBytes(name, append(b, v...))
 }
 
 // uuidLen is the length of a UUID's text.
@@ -535,19 +538,8 @@ func (h *Handler) forwardClientCert(s *Stream, cs *connState) {
 	}
 	cur := h.xfccElement(cs)
 	if h.fcc == hcmv3.HttpConnectionManager_APPEND_FORWARD {
-		if i := hdr.Index(xfccName, 0); i >= 0 {
-			// The non-empty values the request came with, joined with "," (Envoy's codec
-			// coalesces a repeated field so, skipping empty values), then the proxy's element.
-			var sb [512]byte
-			b := sb[:0]
-			for ; i >= 0; i = hdr.Index(xfccName, i+1) {
-				if _, v := hdr.Field(i); len(v) > 0 {
-					b = append(append(b, v...), ',')
-				}
-			}
-			hdr.SetBytes(xfccName, append(b, cur...))
-			return
-		}
+		appendToList(hdr, xfccName, cur) // after the values the request came with
+		return
 	}
 	hdr.Set(xfccName, cur)
 }
