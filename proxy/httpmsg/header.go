@@ -47,12 +47,6 @@ type Header struct {
 	// lasts bit c%64 when one whose name ends with c (folded): a lookup of a name no field can
 	// have (most lookups) scans nothing.
 	lens, lasts uint64
-	// tokens holds names of eight bytes or more that Add found to be tokens, kept across
-	// Resets (next is where the next one goes): filters add the same names, mostly string
-	// constants, to every request, and comparing a name with these, which ends at a length
-	// that differs or at equal pointers, costs less than checking it again.
-	tokens [4]string
-	next   uint8
 }
 
 // nameSig returns a name's length and its first and last bytes with the ASCII case bit set:
@@ -182,32 +176,13 @@ func (h *Header) Count(name string) int {
 // Add appends a field. It is marked valid (see AddValid) when name is a token and value has
 // no control character but HTAB.
 func (h *Header) Add(name, value string) {
-	if h.token(name) && validValue(value) {
+	if validName(name) && validValue(value) {
 		h.addLineString(name, value, nameSig(name))
 		return
 	}
 	f := field{name: h.appendString(name), sig: nameSig(name)}
 	f.value = h.appendString(value)
 	h.push(f)
-}
-
-// token reports whether name is a token, remembering one of eight bytes or more (see
-// Header.tokens).
-func (h *Header) token(name string) bool {
-	if len(name) < 8 {
-		return validName(name)
-	}
-	for i := range h.tokens {
-		if h.tokens[i] == name {
-			return true
-		}
-	}
-	if !validName(name) {
-		return false
-	}
-	h.tokens[h.next%uint8(len(h.tokens))] = name
-	h.next++
-	return true
 }
 
 // AddBytes appends a field; name and value are copied. It is marked valid (see AddValid)

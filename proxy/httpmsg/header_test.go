@@ -301,9 +301,8 @@ func FuzzEqualFold(f *testing.F) {
 	})
 }
 
-// TestHeaderTokenNames: the names Add remembers as tokens (see Header.tokens) make no name
-// that is not a token pass, whatever was added before, across Resets and with the memory
-// full.
+// TestHeaderTokenNames: Add marks a field valid exactly when its name is a token, whatever
+// was added before and across Resets.
 func TestHeaderTokenNames(t *testing.T) {
 	var h Header
 	names := []string{"X-Forwarded-Proto", "X-Request-Id", "x-envoy-expected-rq-timeout-ms", "X-Envoy-Upstream-Service-Time", "Content-Type", "Server"}

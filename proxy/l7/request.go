@@ -189,8 +189,8 @@ func (v *requestHeaders) Range(f func(name, value string) bool) { (*Stream)(v).R
 // LendFirst implements attributes.FirstLender: the first value of name, not copied (valid until
 // the request's header changes; the access log appends it to its line at once).
 func (v *requestHeaders) LendFirst(name string) (string, bool) {
-	b, ok := v.req.Header.Value(name)
-	return unsafe.String(unsafe.SliceData(b), len(b)), ok
+	s, i := (*Stream)(v).LendHeaderField(name, 0)
+	return s, i >= 0
 }
 
 func (v *requestHeaders) Set(name, value string) { (*Stream)(v).SetHeader(name, value) }
