@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/h1"
@@ -45,6 +46,7 @@ type h1Conn struct {
 	h    *Handler
 	cs   *connState
 	cc   *clockConn
+	net  *h1Net // what the codec reads and writes
 	ctx  context.Context
 	peer netip.AddrPort
 	tls  bool
@@ -233,22 +235,72 @@ func (h *Handler) serveH1(cc *clockConn, cs *connState) {
 		cc.Close()
 		return
 	}
-	_ = c.srv.ServeConn(cc)
+	c.net = &h1Net{clockConn: cc, raw: cc.raw}
+	_ = c.srv.ServeConn(c.net)
+}
+
+// h1Net is the connection proxy/h1 serves: the clockConn, with its reads, writes and read
+// deadlines taken straight to the accepted connection beneath it (cc.raw) instead of through
+// the layers net/http's connections need (protoConn's guard choice, the first bytes' replay,
+// the HTTP/2 header block clock, clockConn's own read and deadline bookkeeping), none of which
+// has anything to do on a connection the codec serves: the codec parses strictly itself and
+// counts its own timeouts (serveH1), and HTTP/2 header blocks never reach it. What stays with
+// the clockConn: the first request head's clock (awaitFirstHead's request_headers_timeout,
+// until the first request is served), writes without the socket's own stall limit (stallLow
+// false), write deadlines, and Close (max_connection_duration, lingering close).
+type h1Net struct {
+	*clockConn
+	raw net.Conn
+	// direct is set once the first request head's clock has ended (ServeHTTP1): from then on
+	// read deadlines are the codec's alone and go to raw.
+	direct atomic.Bool
+}
+
+// Read implements net.Conn.
+func (n *h1Net) Read(b []byte) (int, error) {
+	if n.first.pending != nil {
+		return n.first.Read(b) // what awaitFirstHead read
+	}
+	return n.raw.Read(b)
+}
+
+// Write implements net.Conn: with the socket enforcing the write stall limit (stallLow) or
+// none configured, straight to raw; else through clockConn.Write's deadline loop.
+func (n *h1Net) Write(b []byte) (int, error) {
+	if n.h.streamIdle > 0 && !n.stallLow.Load() {
+		return n.clockConn.Write(b)
+	}
+	k, err := n.raw.Write(b)
+	if err != nil && n.stallLow.Load() && errors.Is(err, h1.ErrWriteStall) {
+		n.countStall()
+	}
+	return k, err
+}
+
+// SetReadDeadline implements net.Conn.
+func (n *h1Net) SetReadDeadline(t time.Time) error {
+	if !n.direct.Load() {
+		return n.clockConn.SetReadDeadline(t)
+	}
+	return n.raw.SetReadDeadline(t)
 }
 
 // ServeHTTP1 implements h1.Handler: one request through the connection manager.
 func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	c.cs.idle.Store(false)
 	defer c.cs.idle.Store(true)
-	cc := c.cc
-	cc.mu.Lock()
-	if !cc.headBy.IsZero() {
-		// The first head arrived within request_headers_timeout (awaitFirstHead): its clock
-		// no longer applies.
-		cc.headBy = time.Time{}
-		cc.applyRead()
+	if !c.net.direct.Load() {
+		cc := c.cc
+		cc.mu.Lock()
+		if !cc.headBy.IsZero() {
+			// The first head arrived within request_headers_timeout (awaitFirstHead): its
+			// clock no longer applies.
+			cc.headBy = time.Time{}
+			cc.applyRead()
+		}
+		cc.mu.Unlock()
+		c.net.direct.Store(true)
 	}
-	cc.mu.Unlock()
 	c.d.w = w
 	var body io.ReadCloser = http.NoBody
 	var trailer http.Header
