@@ -47,6 +47,9 @@ type Header struct {
 	// lasts bit c%64 when one whose name ends with c (folded): a lookup of a name no field can
 	// have (most lookups) scans nothing.
 	lens, lasts uint64
+	// envoy is set when a field in the x-envoy- namespace was added since Reset (deleting it
+	// does not clear it): most requests have none, and then MayHaveEnvoyNames saves a scan.
+	envoy bool
 }
 
 // nameSig returns a name's length and its first and last bytes with the ASCII case bit set:
@@ -73,11 +76,40 @@ func (h *Header) push(f field) {
 	h.lasts |= 1 << (f.sig & 63)
 }
 
+// note marks h.envoy (after push) when the name at n, of signature sig, is in the x-envoy- namespace.
+func (h *Header) note(sig uint32, n span) {
+	if sig>>8&0xff == 'x' && !h.envoy { // the signature's first byte settles most names
+		h.markEnvoy(n)
+	}
+}
+
+// markEnvoy sets h.envoy if the name at n is in the x-envoy- namespace.
+func (h *Header) markEnvoy(n span) {
+	k := h.buf[n.off:n.end]
+	h.envoy = len(k) > len(envoyPrefix) && k[7] == '-' && IsEnvoyName(k)
+}
+
+// envoyPrefix is the prefix of Envoy's own header names.
+const envoyPrefix = "x-envoy-"
+
+// IsEnvoyName reports whether the field name k is in the x-envoy- namespace (ASCII case
+// folded) and longer than the prefix. The dashes are tested first: most names fail there.
+func IsEnvoyName(k []byte) bool {
+	return len(k) > len(envoyPrefix) && k[1] == '-' && k[7] == '-' && k[0]|0x20 == 'x' &&
+		EqualFold(k[2:7], "envoy")
+}
+
+// MayHaveEnvoyNames reports whether a field in the x-envoy- namespace may be present: false
+// means none is (none was added since Reset); true, that one was added (it may have been
+// deleted since).
+func (h *Header) MayHaveEnvoyNames() bool { return h.envoy }
+
 // Reset empties h, keeping its storage.
 func (h *Header) Reset() {
 	h.buf = h.buf[:0]
 	h.fields = h.fields[:0]
 	h.lens, h.lasts = 0, 0
+	h.envoy = false
 }
 
 // Len returns the number of fields.
@@ -183,6 +215,7 @@ func (h *Header) Add(name, value string) {
 	f := field{name: h.appendString(name), sig: nameSig(name)}
 	f.value = h.appendString(value)
 	h.push(f)
+	h.note(f.sig, f.name)
 }
 
 // AddBytes appends a field; name and value are copied. It is marked valid (see AddValid)
@@ -195,6 +228,7 @@ func (h *Header) AddBytes(name, value []byte) {
 	f := field{name: h.appendBytes(name), sig: nameSigBytes(name)}
 	f.value = h.appendBytes(value)
 	h.push(f)
+	h.note(f.sig, f.name)
 }
 
 // AddValid appends a field (name and value are copied) that the caller has checked: name is a
@@ -214,6 +248,7 @@ func (h *Header) addLine(name, value []byte, sig uint32) {
 	h.buf = append(h.buf, '\r', '\n')
 	n, v := int32(off+len(name)), int32(len(h.buf)-2)
 	h.push(field{name: span{int32(off), n}, value: span{n + 2, v}, sig: sig, valid: true})
+	h.note(sig, span{int32(off), n})
 }
 
 // addLineString is addLine for strings.
@@ -225,6 +260,7 @@ func (h *Header) addLineString(name, value string, sig uint32) {
 	h.buf = append(h.buf, '\r', '\n')
 	n, v := int32(off+len(name)), int32(len(h.buf)-2)
 	h.push(field{name: span{int32(off), n}, value: span{n + 2, v}, sig: sig, valid: true})
+	h.note(sig, span{int32(off), n})
 }
 
 // AddField appends field i of src (0 <= i < src.Len()), keeping its valid mark (see
@@ -243,6 +279,7 @@ func (h *Header) AddField(src *Header, i int) {
 	f.value.off += off
 	f.value.end += off
 	h.push(f)
+	h.note(f.sig, f.name)
 }
 
 // Set makes value the only value of name: the first field named name keeps its position and
@@ -310,6 +347,7 @@ func (h *Header) CopyFrom(src *Header) {
 	h.buf = append(h.buf[:0], src.buf...)
 	h.fields = append(h.fields[:0], src.fields...)
 	h.lens, h.lasts = src.lens, src.lasts
+	h.envoy = src.envoy
 }
 
 // Valid reports whether field i is marked valid: added with AddValid, or with Add, AddBytes

@@ -193,9 +193,16 @@ const (
 // requests carry no x-envoy-* field, and then each field costs one prefix test. It reports
 // whether an x-envoy-* field is left.
 func cleanEntryHeaders(hdr *httpmsg.Header, class, trustedHops int) (envoyLeft bool) {
+	if !hdr.MayHaveEnvoyNames() {
+		// No x-envoy-* field: Forwarded is all an edge request may lose.
+		if class == entryEdge && trustedHops == 0 {
+			hdr.Del("Forwarded")
+		}
+		return false
+	}
 	for i := 0; i < hdr.Len(); {
 		k, _ := hdr.Field(i)
-		if !isEnvoyName(k) {
+		if !httpmsg.IsEnvoyName(k) {
 			// Forwarded is the one field outside the x-envoy- namespace edge requests lose.
 			if class == entryEdge && trustedHops == 0 && httpmsg.EqualFold(k, "Forwarded") {
 				hdr.DelAt(i)

@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
@@ -305,6 +306,22 @@ func TestNoEnvoyFieldsTracksEdits(t *testing.T) {
 		edit(s)
 		if s.noEnvoyFields {
 			t.Errorf("%s left noEnvoyFields set", name)
+		}
+	}
+}
+
+// TestHex8 checks hex8 for every byte value at every position against encoding/hex.
+func TestHex8(t *testing.T) {
+	for pos := 0; pos < 4; pos++ {
+		for b := 0; b < 256; b++ {
+			x := uint32(b)<<(8*pos) | 0x5a5a5a5a&^(0xff<<(8*pos))
+			var in [4]byte
+			binary.LittleEndian.PutUint32(in[:], x)
+			var got [8]byte
+			binary.LittleEndian.PutUint64(got[:], hex8(x))
+			if want := hex.EncodeToString(in[:]); string(got[:]) != want {
+				t.Fatalf("hex8(%#x) = %s, want %s", x, got[:], want)
+			}
 		}
 	}
 }

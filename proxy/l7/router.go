@@ -123,19 +123,15 @@ var consumedRetryHeaders = []string{"X-Envoy-Retry-On", "X-Envoy-Retry-Grpc-On",
 
 // hasEnvoyField reports whether hdr has a field in the x-envoy- namespace.
 func hasEnvoyField(hdr *httpmsg.Header) bool {
+	if !hdr.MayHaveEnvoyNames() {
+		return false
+	}
 	for i := 0; i < hdr.Len(); i++ {
-		if k, _ := hdr.Field(i); isEnvoyName(k) {
+		if k, _ := hdr.Field(i); httpmsg.IsEnvoyName(k) {
 			return true
 		}
 	}
 	return false
-}
-
-// isEnvoyName reports whether the field name k is in the x-envoy- namespace (and longer than
-// the prefix). The dashes are tested first: most names fail there.
-func isEnvoyName(k []byte) bool {
-	return len(k) > len("X-Envoy-") && k[1] == '-' && k[7] == '-' && k[0]|0x20 == 'x' &&
-		httpmsg.EqualFold(k[2:7], "envoy")
 }
 
 // envoyHeaderMs reads an x-envoy-* millisecond header from an internal request. The header is

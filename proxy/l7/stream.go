@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"io"
 	"math/rand/v2"
@@ -59,7 +60,8 @@ type Stream struct {
 	rinfo    route.RequestInfo
 	grpc     bool
 	external bool // not internal (edge.go): x-envoy-* control headers are ignored
-	// noEnvoyFields: the request header has no x-envoy-* field, as decorateRequest left it
+	// noEnvoyFields: the request header has no x-envoy-* field but the ones decorateRequest
+	// added itself (x-envoy-internal, x-envoy-external-address: no router control headers),
 	// and no edit since (SetHeader, AddHeader, reqHeader, applyRequestOps clear it); the
 	// router then skips its control headers. False: unknown.
 	noEnvoyFields bool
@@ -125,10 +127,14 @@ func (c *streamCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// kept returns a zero Stream but for what it keeps from one request to the next.
-func (s *Stream) kept() Stream {
-	return Stream{rc: s.rc, arc: s.arc, rbody: s.rbody, idleT: s.idleT, rtimer: s.rtimer, sctx: s.sctx,
-		outReq: s.outReq, outFree: s.outFree, idSlab: s.idSlab}
+// resetKeeping zeroes s but for what it keeps from one request to the next, in place (a
+// Stream is large: building the kept value apart and copying it over costs twice the zeroing).
+func (s *Stream) resetKeeping() {
+	rc, arc, rbody, idleT, rtimer, sctx := s.rc, s.arc, s.rbody, s.idleT, s.rtimer, s.sctx
+	outReq, outFree, idSlab := s.outReq, s.outFree, s.idSlab
+	*s = Stream{}
+	s.rc, s.arc, s.rbody, s.idleT, s.rtimer, s.sctx = rc, arc, rbody, idleT, rtimer, sctx
+	s.outReq, s.outFree, s.idSlab = outReq, outFree, idSlab
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
@@ -372,10 +378,10 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 
 	switch {
 	case internal:
-		cleanEntryHeaders(hdr, entryInternal, h.xffTrustedHops)
+		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryInternal, h.xffTrustedHops)
 		hdr.Add("X-Envoy-Internal", "true")
 	case edge:
-		cleanEntryHeaders(hdr, entryEdge, h.xffTrustedHops)
+		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryEdge, h.xffTrustedHops) // all went
 		if remote.IsValid() {
 			hdr.Set("X-Envoy-External-Address", cs.addrText(remote))
 		}
@@ -487,33 +493,34 @@ func (s *Stream) slab(n int) []byte {
 func putUUID(out *[uuidLen]byte) { putUUIDFrom(out, rand.Uint64(), rand.Uint64()) }
 
 // putUUIDFrom writes the version 4 UUID whose bytes are a's, then c's, little end first
-// (random bits), with the version and variant bits set, to out as lower-case hex. The byte
-// positions are constants, so the writes need no bounds checks.
+// (random bits), with the version and variant bits set, to out as lower-case hex, eight digits
+// at a time (hex8).
 func putUUIDFrom(out *[uuidLen]byte, a, c uint64) {
-	const hexDigits = "0123456789abcdef"
 	a = a&^(0xf0<<48) | 0x40<<48 // byte 6: version 4
 	c = c&^0xc0 | 0x80           // byte 8: variant 10
-	put := func(p int, x byte) { out[p], out[p+1] = hexDigits[x>>4], hexDigits[x&15] }
-	put(0, byte(a))
-	put(2, byte(a>>8))
-	put(4, byte(a>>16))
-	put(6, byte(a>>24))
+	le := binary.LittleEndian
+	le.PutUint64(out[0:8], hex8(uint32(a)))
 	out[8] = '-'
-	put(9, byte(a>>32))
-	put(11, byte(a>>40))
+	le.PutUint32(out[9:13], uint32(hex8(uint32(a>>32)&0xffff)))
 	out[13] = '-'
-	put(14, byte(a>>48))
-	put(16, byte(a>>56))
+	le.PutUint32(out[14:18], uint32(hex8(uint32(a>>48))))
 	out[18] = '-'
-	put(19, byte(c))
-	put(21, byte(c>>8))
+	le.PutUint32(out[19:23], uint32(hex8(uint32(c)&0xffff)))
 	out[23] = '-'
-	put(24, byte(c>>16))
-	put(26, byte(c>>24))
-	put(28, byte(c>>32))
-	put(30, byte(c>>40))
-	put(32, byte(c>>48))
-	put(34, byte(c>>56))
+	le.PutUint64(out[24:32], hex8(uint32(c>>16)))
+	le.PutUint32(out[32:36], uint32(hex8(uint32(c>>48))))
+}
+
+// hex8 returns the lower-case hex digits of x's four bytes, lowest byte first and each byte's
+// high digit first, as the bytes of a little-endian word.
+func hex8(x uint32) uint64 {
+	v := uint64(x)
+	v = (v | v<<16) & 0x0000ffff0000ffff
+	v = (v | v<<8) & 0x00ff00ff00ff00ff // byte i in the low byte of 16-bit lane i
+	n := v>>4&0x000f000f000f000f | (v&0x000f000f000f000f)<<8
+	// A digit of 10 or more ('a'...) is 39 past '0' + digit; n+6 carries into bit 4 for those.
+	letters := (n + 0x0606060606060606) >> 4 & 0x0101010101010101
+	return n + 0x3030303030303030 + letters*39
 }
 
 // forwardClientCert implements forward_client_cert_details and set_current_client_cert_details.
@@ -635,6 +642,6 @@ func (s *Stream) release() {
 			s.sctx.Context, s.sctx.s = nil, nil
 		}
 	}
-	*s = s.kept() // the reqCancels, body, timers and context go with the Stream (cancel.go, body.go)
+	s.resetKeeping() // the reqCancels, body, timers and context go with the Stream (cancel.go, body.go)
 	streamPool.Put(s)
 }
