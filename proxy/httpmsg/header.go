@@ -12,6 +12,7 @@ package httpmsg
 import (
 	"bytes"
 	"net/http"
+	"unsafe"
 )
 
 type span struct{ off, end int32 }
@@ -216,6 +217,59 @@ func (h *Header) Add(name, value string) {
 	f.value = h.appendString(value)
 	h.push(f)
 	h.note(f.sig, f.name)
+}
+
+// Name is a field name checked once: a token, with its lookup signature. Adding or setting a
+// field by Name checks only the value. Make them at package level with MustName.
+type Name struct {
+	s   string
+	sig uint32
+}
+
+// MustName returns name as a Name; it panics if name is not a token (a programming error:
+// names are constants).
+func MustName(name string) Name {
+	if !validName(name) {
+		panic("httpmsg: " + name + " is not a field name")
+	}
+	return Name{name, nameSig(name)}
+}
+
+// String returns the name.
+func (n Name) String() string { return n.s }
+
+// AddName is Add for a Name.
+func (h *Header) AddName(n Name, value string) {
+	if validValue(value) {
+		h.addLineString(n.s, value, n.sig)
+		return
+	}
+	f := field{name: h.appendString(n.s), sig: n.sig}
+	f.value = h.appendString(value)
+	h.push(f)
+	h.note(f.sig, f.name)
+}
+
+// SetNameBytes is SetBytes for a Name.
+func (h *Header) SetNameBytes(n Name, value []byte) {
+	if h.lens&(1<<(len(n.s)&63)) == 0 { // as in Index
+		if validValue(value) {
+			h.addLine(unsafeBytes(n.s), value, n.sig)
+			return
+		}
+		h.AddBytes(unsafeBytes(n.s), value)
+		return
+	}
+	h.SetBytes(n.s, value)
+}
+
+// SetName is Set for a Name.
+func (h *Header) SetName(n Name, value string) {
+	if h.lens&(1<<(len(n.s)&63)) == 0 { // as in Index
+		h.AddName(n, value)
+		return
+	}
+	h.Set(n.s, value)
 }
 
 // AddBytes appends a field; name and value are copied. It is marked valid (see AddValid)
@@ -467,3 +521,6 @@ func HasToken(value []byte, token string) bool {
 	}
 	return false
 }
+
+// unsafeBytes views s as bytes, for reading only (the callers copy from it).
+func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

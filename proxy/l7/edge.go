@@ -127,6 +127,18 @@ func (h *Handler) trustedClient(peer netip.AddrPort, hdr *httpmsg.Header) client
 // xffName is the x-forwarded-for field's name.
 const xffName = "X-Forwarded-For"
 
+// Names the connection manager adds on most requests, checked once (httpmsg.Name).
+var (
+	xffHName              = httpmsg.MustName(xffName)
+	xfccHName             = httpmsg.MustName(xfccName)
+	nameEnvoyInternal     = httpmsg.MustName("X-Envoy-Internal")
+	nameForwardedProto    = httpmsg.MustName("X-Forwarded-Proto")
+	nameRequestID         = httpmsg.MustName("X-Request-Id")
+	nameExpectedRqTimeout = httpmsg.MustName("X-Envoy-Expected-Rq-Timeout-Ms")
+	nameUpstreamSvcTime   = httpmsg.MustName("X-Envoy-Upstream-Service-Time")
+	nameServer            = httpmsg.MustName("Server")
+)
+
 // xffAddr returns the address skip hops from the right of the x-forwarded-for list (the
 // comma-separated entries of the x-forwarded-for fields of hdr, in order, an empty field
 // skipped as Envoy's codec skips it when it coalesces a repeated field) and how many entries

@@ -79,7 +79,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 	s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
 	s.applyCommonResponseHeaders(hdr)
 	if !h.suppressEnvoyHdrs {
-		hdr.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(s.Info.UpstreamServiceTime.Milliseconds(), 10))
+		hdr.SetName(nameUpstreamSvcTime, strconv.FormatInt(s.Info.UpstreamServiceTime.Milliseconds(), 10))
 	}
 	if gs, ok := resp.Header.Value("Grpc-Status"); ok {
 		s.Info.GRPCStatus = string(gs)

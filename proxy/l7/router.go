@@ -72,7 +72,7 @@ func (s *Stream) applyCommonResponseHeaders(hdr *httpmsg.Header) {
 	h := s.h
 	switch h.serverTransform {
 	case hcmv3.HttpConnectionManager_OVERWRITE:
-		hdr.Set("Server", h.serverName)
+		hdr.SetName(nameServer, h.serverName)
 	case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
 		if v, _ := hdr.Value("Server"); len(v) == 0 {
 			hdr.Set("Server", h.serverName)
@@ -329,7 +329,7 @@ func (h *Handler) forward(s *Stream) {
 			exp = perTry
 		}
 		var nb [20]byte
-		hdr.SetBytes("X-Envoy-Expected-Rq-Timeout-Ms", strconv.AppendInt(nb[:0], exp.Milliseconds(), 10))
+		hdr.SetNameBytes(nameExpectedRqTimeout, strconv.AppendInt(nb[:0], exp.Milliseconds(), 10))
 	}
 	var lb balance.Context
 	if rt.HasHashPolicy() {

@@ -379,7 +379,7 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	switch {
 	case internal:
 		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryInternal, h.xffTrustedHops)
-		hdr.Add("X-Envoy-Internal", "true")
+		hdr.AddName(nameEnvoyInternal, "true")
 	case edge:
 		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryEdge, h.xffTrustedHops) // all went
 		if remote.IsValid() {
@@ -392,9 +392,9 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	// a present empty value is kept otherwise, as in Envoy. An absent field is appended
 	// without Set's second lookup.
 	if i := hdr.Index("X-Forwarded-Proto", 0); i < 0 {
-		hdr.Add("X-Forwarded-Proto", s.scheme)
+		hdr.AddName(nameForwardedProto, s.scheme)
 	} else if h.useRemoteAddress && h.xffTrustedHops == 0 {
-		hdr.Set("X-Forwarded-Proto", s.scheme)
+		hdr.SetName(nameForwardedProto, s.scheme)
 	}
 
 	// x-request-id: kept from internal and intermediate hops, replaced at the edge unless
@@ -405,9 +405,9 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	if h.generateRequestID && (len(idv) == 0 || edge && !h.preserveExternalID) {
 		id = s.newRequestID()
 		if hasID {
-			hdr.Set("X-Request-Id", id)
+			hdr.SetName(nameRequestID, id)
 		} else {
-			hdr.Add("X-Request-Id", id)
+			hdr.AddName(nameRequestID, id)
 		}
 	} else {
 		id = s.slabString(idv)
@@ -431,15 +431,16 @@ func itoa(n int) string {
 }
 
 // appendXFF appends addr to the request's x-forwarded-for list as Envoy does (appendToList).
-func appendXFF(h *httpmsg.Header, addr string) { appendToList(h, xffName, addr) }
+func appendXFF(h *httpmsg.Header, addr string) { appendToList(h, xffHName, addr) }
 
 // appendToList makes the fields named name one: their non-empty values joined with "," (as
 // Envoy's codec coalesces a repeated field, skipping empty values) and then ",v" (v alone
 // when there was none), as Envoy appends to x-forwarded-for and x-forwarded-client-cert.
-func appendToList(h *httpmsg.Header, name, v string) {
+func appendToList(h *httpmsg.Header, n httpmsg.Name, v string) {
+	name := n.String()
 	i := h.Index(name, 0)
 	if i < 0 {
-		h.Add(name, v)
+		h.AddName(n, v)
 		return
 	}
 	var sb [512]byte
@@ -545,7 +546,7 @@ func (h *Handler) forwardClientCert(s *Stream, cs *connState) {
 	}
 	cur := h.xfccElement(cs)
 	if h.fcc == hcmv3.HttpConnectionManager_APPEND_FORWARD {
-		appendToList(hdr, xfccName, cur) // after the values the request came with
+		appendToList(hdr, xfccHName, cur) // after the values the request came with
 		return
 	}
 	hdr.Set(xfccName, cur)
