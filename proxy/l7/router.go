@@ -613,8 +613,10 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http
 		if trackSent {
 			sent := new(atomic.Bool)
 			res.sent = sent
+			wrote := func() { sent.Store(true) }
 			arc.setValues(httptrace.WithClientTrace(context.Background(),
-				&httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}))
+				&httptrace.ClientTrace{WroteHeaders: wrote}))
+			s.head.WroteHeaders = wrote // the HTTP/1.1 pools take it from the head
 		}
 	}
 	req := s.attemptRequest(out, actx)

@@ -180,7 +180,9 @@ func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, 
 		r.ContentLength = 0
 	}
 	var wrote func()
-	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.WroteHeaders != nil {
+	if head != nil {
+		wrote = head.WroteHeaders
+	} else if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.WroteHeaders != nil {
 		wrote = trace.WroteHeaders
 	}
 	ctx := req.Context()

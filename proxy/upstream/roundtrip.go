@@ -108,6 +108,11 @@ type MessageHead struct {
 	OriginalDst netip.AddrPort
 	// Report, when set, receives the upstream host as WithHostReport's does.
 	Report *HostReport
+	// WroteHeaders, when set, is called once the request's head is written, as an
+	// httptrace.ClientTrace's WroteHeaders is. The HTTP/1.1 pools call it and do not look up
+	// the request context's ClientTrace (a context value lookup per request); the other
+	// transports call the context's, so a caller that needs it on every path sets both.
+	WroteHeaders func()
 	// Released is set by RoundTripMessage when it returned a response and keeps no reference
 	// to req (its HTTP/1.1 path; an HTTP/2 or net/http transport may read req after it
 	// returned), so that the caller may reuse req for another request.
