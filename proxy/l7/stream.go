@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strait-mesh/strait/proxy/clock"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/httppath"
 	"github.com/strait-mesh/strait/proxy/route"
@@ -206,7 +207,7 @@ func (h *Handler) serve(st streamStart) {
 	s.w, s.downW, s.req, s.body, s.h, s.peer = st.d, st.d, st.req, st.body, h, st.peer
 	s.method, s.authority, s.path, s.reqTrailer = st.method, st.authority, st.path, st.reqTrailer
 	s.plink, s.heldOut = st.plink, st.bodyHeld
-	s.Info.Start = time.Now()
+	s.Info.Start = clock.Now() // the monotonic clock only (proxy/clock)
 	defer h.finish(s)
 
 	cs := st.cs
