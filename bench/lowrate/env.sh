@@ -57,3 +57,22 @@ start_proxy() {
 	PIDS+=($PROXY)
 	wait_url http://127.0.0.1:28001/echo
 }
+# nginx_conf: writes $W/ng/nginx.conf, proxybench's nginx configuration (one worker, keep-alive
+# upstream to the echo server) listening on 127.0.0.1:28002.
+nginx_conf() {
+	cat > "$W/ng/nginx.conf" <<NG
+worker_processes 1;
+pid $W/ng/nginx.pid;
+error_log $W/ng/err.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $W/ng/b; proxy_temp_path $W/ng/p; fastcgi_temp_path $W/ng/f; uwsgi_temp_path $W/ng/u; scgi_temp_path $W/ng/s;
+  upstream backend { server 127.0.0.1:28080; keepalive 64; }
+  server {
+    listen 127.0.0.1:28002;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; proxy_request_buffering off; }
+  }
+}
+NG
+}
