@@ -139,7 +139,6 @@ func (rc *reqCancel) routeFunc() func() {
 // reset starts rc for a new request or attempt; it returns rc's number for it.
 func (rc *reqCancel) reset(parent context.Context, up *reqCancel) uint64 {
 	rc.mu.Lock()
-	defer rc.mu.Unlock()
 	rc.gen++
 	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.shared = parent, up, nil, nil, nil, false
 	rc.upGen = 0
@@ -149,7 +148,9 @@ func (rc *reqCancel) reset(parent context.Context, up *reqCancel) uint64 {
 	rc.values, rc.body = nil, nil
 	clear(rc.fbuf[:])
 	rc.watch, rc.funcs, rc.kids = rc.wbuf[:0], rc.fbuf[:0], rc.kbuf[:0]
-	return rc.gen
+	gen := rc.gen
+	rc.mu.Unlock()
+	return gen
 }
 
 // genNow returns rc's current number.
@@ -345,8 +346,9 @@ func (s *Stream) endCancel(rc *reqCancel) {
 // isShared reports whether rc is kept from reuse (noReuse, Done, AfterFunc).
 func (rc *reqCancel) isShared() bool {
 	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return rc.shared
+	shared := rc.shared
+	rc.mu.Unlock()
+	return shared
 }
 
 // parentDone cancels with the parent's cause.
@@ -439,8 +441,9 @@ func (rc *reqCancel) Done() <-chan struct{} {
 // Err implements context.Context: nil, or context.Canceled wrapping the cause.
 func (rc *reqCancel) Err() error {
 	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return rc.err
+	err := rc.err
+	rc.mu.Unlock()
+	return err
 }
 
 // setValues makes rc answer vals's values (a chain of context.WithValue above
@@ -539,27 +542,27 @@ func (rc *reqCancel) AfterFunc(f func()) func() bool {
 // Watch implements h1.Watcher.
 func (rc *reqCancel) Watch(a h1.Aborter, gen uint64) bool {
 	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if rc.err != nil {
-		return false
+	ok := rc.err == nil
+	if ok {
+		rc.watch = append(rc.watch, watchEntry{a: a, gen: gen})
 	}
-	rc.watch = append(rc.watch, watchEntry{a: a, gen: gen})
-	return true
+	rc.mu.Unlock()
+	return ok
 }
 
 // Unwatch implements h1.Watcher.
 func (rc *reqCancel) Unwatch(a h1.Aborter) {
 	rc.mu.Lock()
-	defer rc.mu.Unlock()
 	for i, w := range rc.watch {
 		if w.a == a {
 			n := len(rc.watch) - 1
 			rc.watch[i] = rc.watch[n]
 			rc.watch[n] = watchEntry{}
 			rc.watch = rc.watch[:n]
-			return
+			break
 		}
 	}
+	rc.mu.Unlock()
 }
 
 // causeOf returns why ctx was canceled: for a reqCancel the cause it was canceled with (the

@@ -73,12 +73,12 @@ var _ peerLink = (*h1Conn)(nil)
 // link implements peerLink.
 func (c *h1Conn) link(rc *reqCancel, gen uint64) bool {
 	c.linkMu.Lock()
-	defer c.linkMu.Unlock()
-	if c.gone {
-		return false
+	ok := !c.gone
+	if ok {
+		c.linked, c.linkedGen = rc, gen
 	}
-	c.linked, c.linkedGen = rc, gen
-	return true
+	c.linkMu.Unlock()
+	return ok
 }
 
 // unlink implements peerLink.
