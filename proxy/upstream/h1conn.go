@@ -54,7 +54,7 @@ type h1Client struct {
 
 	// state holds stateBusy while a request is reserved or running and stateClosed once the
 	// connection is closed or broken: read without a lock, as the pool reads it for every
-	// connection it considers on each request (reserveLocked, idleLocked).
+	// connection it considers on each request (reserveLocked, idleOverLocked).
 	state atomic.Int32
 }
 

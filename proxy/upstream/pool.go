@@ -430,7 +430,7 @@ func (pc *pconn) syncStateAndUnlock() {
 		p.forgetIfEmptyLocked()
 	} else if pc.cc.InFlight() == 0 {
 		switch {
-		case pc.draining || p.closed || p.idleLocked() > maxIdlePerEndpoint:
+		case pc.draining || p.closed || p.idleOverLocked(maxIdlePerEndpoint):
 			pc.draining = true
 			closeIt = true
 		case c.http.idleTimeout > 0:
@@ -461,14 +461,22 @@ func (p *pool) forgetIfEmptyLocked() {
 	}
 }
 
-func (p *pool) idleLocked() int {
+// idleOverLocked reports whether more than max of the pool's connections are idle. A pool of
+// at most max connections is not looked at (this runs at every request's end); a larger one
+// only until the count passes max. p.mu is held.
+func (p *pool) idleOverLocked(max int) bool {
+	if len(p.conns) <= max {
+		return false
+	}
 	n := 0
 	for _, pc := range p.conns {
 		if !pc.draining && pc.cc.InFlight() == 0 {
-			n++
+			if n++; n > max {
+				return true
+			}
 		}
 	}
-	return n
+	return false
 }
 
 func (pc *pconn) onIdle() {
