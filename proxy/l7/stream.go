@@ -109,6 +109,9 @@ type Stream struct {
 	outFree bool
 	// idSlab is where newRequestID cuts request ids from.
 	idSlab []byte
+	// se is the stream stage's state (timeouts_stream.go), kept for the next request when no
+	// late body reader may still reach it.
+	se *streamEnd
 }
 
 // streamCtx is a stream's context: the codec's context with the Stream as the value of
@@ -132,10 +135,10 @@ func (c *streamCtx) Value(key any) any {
 // Stream is large: building the kept value apart and copying it over costs twice the zeroing).
 func (s *Stream) resetKeeping() {
 	rc, arc, rbody, idleT, rtimer, sctx := s.rc, s.arc, s.rbody, s.idleT, s.rtimer, s.sctx
-	outReq, outFree, idSlab := s.outReq, s.outFree, s.idSlab
+	outReq, outFree, idSlab, se := s.outReq, s.outFree, s.idSlab, s.se
 	*s = Stream{}
 	s.rc, s.arc, s.rbody, s.idleT, s.rtimer, s.sctx = rc, arc, rbody, idleT, rtimer, sctx
-	s.outReq, s.outFree, s.idSlab = outReq, outFree, idSlab
+	s.outReq, s.outFree, s.idSlab, s.se = outReq, outFree, idSlab, se
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")

@@ -55,7 +55,12 @@ func (h *Handler) streamStage(next StreamHandler) StreamHandler {
 			next(s)
 			return
 		}
-		se := streamEndPool.Get().(*streamEnd)
+		se := s.se // the last request's, kept with the Stream
+		if se == nil {
+			se = new(streamEnd)
+		} else {
+			s.se = nil
+		}
 		se.begin(h, s, cc, h1, watch, hasBody, timed)
 		ended := false
 		defer func() {
@@ -67,13 +72,12 @@ func (h *Handler) streamStage(next StreamHandler) StreamHandler {
 		se.end(s)
 		ended = true
 		if !s.bodyHeld {
-			// Nothing reads se.eb any more: se goes back to the pool with it.
-			streamEndPool.Put(se)
+			// Nothing reads se.eb any more: se stays with the Stream (pooled) for its next
+			// request.
+			s.se = se
 		}
 	}
 }
-
-var streamEndPool = sync.Pool{New: func() any { return new(streamEnd) }}
 
 // Request timer states (the low two bits of streamEnd.rt; the rest is the generation).
 const (
@@ -83,7 +87,8 @@ const (
 	rtFired
 )
 
-// streamEnd is the stream stage's state for one request. It is pooled: every field a timer
+// streamEnd is the stream stage's state for one request. It is kept with the Stream (which
+// is pooled) for the Stream's next request: every field a timer
 // or a late body reader may touch is checked against the generation (gen) or a deadline, so a
 // stale callback never acts on the next request.
 type streamEnd struct {
