@@ -1,0 +1,121 @@
+package telemetry
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestHotSeriesConcurrent records many label combinations (more than the cache has slots, so
+// some share a slot) from many goroutines at once, each in its own order and half of
+// them with copies of the strings (equal keys that share no storage), and checks that every
+// combination has exactly one series with exactly its requests.
+func TestHotSeriesConcurrent(t *testing.T) {
+	r := New(Options{Local: local})
+	r.SetPeers(CompilePeers(peerTable(20), nil))
+	var qs []HTTPRequest
+	for c := range 6 {
+		cluster := fmt.Sprintf("outbound|80|%c|svc.shop.svc.cluster.local", 'a'+c)
+		for code := 200; code < 205; code++ {
+			for w := range 4 {
+				qs = append(qs, HTTPRequest{Reporter: Source, Code: code, Cluster: cluster, Authority: "svc:80",
+					Upstream: fmt.Sprintf("10.0.0.%d:80", w), Duration: time.Duration(w) * time.Millisecond, RequestBytes: int64(code)})
+			}
+		}
+	}
+	for code := 200; code < 210; code++ {
+		qs = append(qs, HTTPRequest{Reporter: Destination, Code: code, Authority: "reviews:9080", GRPC: code&1 == 0, RequestBytes: int64(code),
+			RequestMessages: 1, ResponseMessages: 2})
+	}
+	const goroutines, rounds = 8, 200
+	strides := [goroutines]int{1, 3, 7, 9, 11, 17, 19, 21} // prime to len(qs)
+	for _, st := range strides {
+		if gcd(st, len(qs)) != 1 {
+			t.Fatalf("stride %d shares a factor with %d", st, len(qs))
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		mine := make([]HTTPRequest, len(qs))
+		copy(mine, qs)
+		if g&1 == 1 {
+			for i := range mine {
+				mine[i].Cluster, mine[i].Authority = strings.Clone(mine[i].Cluster), strings.Clone(mine[i].Authority)
+				mine[i].Upstream = strings.Clone(mine[i].Upstream)
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each round visits every request once, in an order of the goroutine's own.
+			stride := strides[g]
+			for round := range rounds {
+				for j := range mine {
+					r.RecordHTTP(&mine[(j*stride+g+round)%len(mine)])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	series := r.http.series()
+	if len(series) != len(qs) {
+		t.Fatalf("%d series, want %d", len(series), len(qs))
+	}
+	seen := map[httpKey]bool{}
+	for _, s := range series {
+		if seen[s.key] {
+			t.Errorf("two series of %+v", s.key)
+		}
+		seen[s.key] = true
+		if n := s.requests.Load(); n != goroutines*rounds {
+			t.Errorf("%+v: %d requests, want %d", s.key, n, goroutines*rounds)
+		}
+		if n := s.reqBytes.sum.Load(); n != goroutines*rounds*uint64(s.key.code) {
+			t.Errorf("%+v: request bytes %d, want %d", s.key, n, goroutines*rounds*uint64(s.key.code))
+		}
+		if s.key.grpc {
+			if a, b := s.reqMsgs.Load(), s.respMsgs.Load(); a != goroutines*rounds || b != 2*goroutines*rounds {
+				t.Errorf("%+v: messages %d, %d", s.key, a, b)
+			}
+		}
+	}
+	if d := r.Dropped(); d != 0 {
+		t.Errorf("%d dropped", d)
+	}
+}
+
+// TestHotSeriesSlotCollision checks that keys sharing a cache slot keep their own series when
+// they alternate.
+func TestHotSeriesSlotCollision(t *testing.T) {
+	r := New(Options{Local: local})
+	a := &HTTPRequest{Reporter: Source, Code: 200, Cluster: "outbound|80|v0|svc.shop.svc.cluster.local"}
+	ka := httpKey{reporter: Source, code: 200, cluster: a.Cluster}
+	var b *HTTPRequest
+	for i := 1; b == nil; i++ {
+		c := fmt.Sprintf("outbound|80|v%d|svc.shop.svc.cluster.local", i)
+		if k := (httpKey{reporter: Source, code: 200, cluster: c}); k.slot() == ka.slot() {
+			b = &HTTPRequest{Reporter: Source, Code: 200, Cluster: c}
+		}
+	}
+	for range 10 {
+		r.RecordHTTP(a)
+		r.RecordHTTP(b)
+		r.RecordHTTP(b)
+	}
+	got := map[string]uint64{}
+	for _, s := range r.http.series() {
+		got[s.key.cluster] = s.requests.Load()
+	}
+	if got[a.Cluster] != 10 || got[b.Cluster] != 20 || len(got) != 2 {
+		t.Errorf("got %v", got)
+	}
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
