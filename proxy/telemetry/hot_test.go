@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -118,4 +120,60 @@ func gcd(a, b int) int {
 		a, b = b, a%b
 	}
 	return a
+}
+
+// TestUpstreamCacheConcurrent looks up many upstream hosts (more than the cache has slots,
+// known and unknown, valid and not) from many goroutines at once, half of them with copies of
+// the strings, and checks every answer against the uncached lookup.
+func TestUpstreamCacheConcurrent(t *testing.T) {
+	table := peerTable(200)
+	p := CompilePeers(table, nil)
+	var hosts []string
+	for i := range 150 {
+		hosts = append(hosts, table.Workloads[i].Addresses[0]+":8080")
+	}
+	hosts = append(hosts, "10.9.9.9:80", "[::ffff:10.0.0.7]:80", "not-an-address", "10.0.0.7", "10.0.0.7:")
+	want := make([]*Peer, len(hosts))
+	for i, h := range hosts {
+		if ap, err := netip.ParseAddrPort(h); err == nil {
+			want[i] = p.byAddress(ap.Addr())
+		}
+	}
+	if want[7] == nil || want[len(hosts)-4] == nil || want[len(hosts)-5] != nil {
+		t.Fatalf("fixture: %v %v %v", want[7], want[len(hosts)-4], want[len(hosts)-5])
+	}
+	strides := [8]int{1, 3, 7, 9, 11, 13, 17, 19}
+	for _, st := range strides {
+		if gcd(st, len(hosts)) != 1 {
+			t.Fatalf("stride %d shares a factor with %d", st, len(hosts))
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range strides {
+		mine := slices.Clone(hosts)
+		if g&1 == 1 {
+			for i := range mine {
+				mine[i] = strings.Clone(mine[i])
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range 100 {
+				for j := range mine {
+					i := (j*strides[g] + round) % len(mine) // every host each round
+					if got := p.byUpstream(mine[i]); got != want[i] {
+						t.Errorf("byUpstream(%q) = %v, want %v", mine[i], got, want[i])
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// A new table answers from its own entries, not from the previous table's cache.
+	next := CompilePeers(peerTable(0), p)
+	if w := next.byUpstream(hosts[7]); w != nil {
+		t.Errorf("the new table knows %v", w)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/strait-mesh/strait/internal/workloadtable"
 )
@@ -42,14 +43,25 @@ type identityPeers struct {
 }
 
 // Peers is a compiled workload table (internal/workloadtable): lookups by address and by
-// identity. It is immutable and safe for concurrent use; lookups do not allocate. A nil *Peers
-// knows nobody.
+// identity. It is immutable (but for a cache of its answers) and safe for concurrent use;
+// lookups of known addresses do not allocate. A nil *Peers knows nobody.
 type Peers struct {
 	trustDomains []string
 	byAddr       map[netip.Addr]*Peer
 	byIdentity   map[identity]*identityPeers
 	interned     map[uint64]*Peer // by maphash of the content
 	workloads    int
+	upstream     [upstreamSlots]atomic.Pointer[upstreamHit] // recent byUpstream answers
+}
+
+// upstreamSlots is the number of entries of a table's cache of upstream hosts (a power of two).
+const upstreamSlots = 64
+
+// upstreamHit is a cached byUpstream answer: the workload (nil: none) at the upstream host
+// "ip:port". It is immutable.
+type upstreamHit struct {
+	host string
+	peer *Peer
 }
 
 // CompilePeers compiles a decoded workload table. prev, the table in force (nil for none),
@@ -174,16 +186,24 @@ func (p *Peers) byAddress(a netip.Addr) *Peer {
 }
 
 // byUpstream returns the workload at an upstream host address "ip:port" (the host the cluster
-// picked), or nil.
+// picked), or nil. The answers for recent hosts are cached in a direct-mapped cache of the
+// table (which a new table starts empty), so that a host seen lately is found by comparing its
+// address string, which usually shares storage with the cached one (the cluster's host),
+// instead of parsing it: a miss parses, looks up and caches (one small allocation).
 func (p *Peers) byUpstream(host string) *Peer {
 	if p == nil || host == "" {
 		return nil
 	}
-	ap, err := netip.ParseAddrPort(host)
-	if err != nil {
-		return nil
+	slot := &p.upstream[foldString(0, host)&(upstreamSlots-1)]
+	if h := slot.Load(); h != nil && h.host == host {
+		return h.peer
 	}
-	return p.byAddress(ap.Addr())
+	var w *Peer
+	if ap, err := netip.ParseAddrPort(host); err == nil {
+		w = p.byAddress(ap.Addr())
+	}
+	slot.Store(&upstreamHit{host: host, peer: w})
+	return w
 }
 
 // downstream returns the client workload of an inbound connection. With a verified SPIFFE ID
