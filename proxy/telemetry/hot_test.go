@@ -177,3 +177,36 @@ func TestUpstreamCacheConcurrent(t *testing.T) {
 		t.Errorf("the new table knows %v", w)
 	}
 }
+
+// TestBucketIndexMatchesBounds checks bucketIndex against the float bounds it stands for, at
+// and around every bound and every power of two.
+func TestBucketIndexMatchesBounds(t *testing.T) {
+	want := func(v uint64) int {
+		for i, b := range Buckets {
+			if float64(v) <= b {
+				return i
+			}
+		}
+		return len(Buckets)
+	}
+	var vs []uint64
+	for _, b := range Buckets {
+		for d := -2; d <= 2; d++ {
+			if v := int64(b) + int64(d); v >= 0 {
+				vs = append(vs, uint64(v))
+			}
+		}
+	}
+	for n := range 64 {
+		vs = append(vs, 1<<n-1, 1<<n, 1<<n+1)
+	}
+	for v := range uint64(5000) {
+		vs = append(vs, v)
+	}
+	vs = append(vs, 1<<64-1)
+	for _, v := range vs {
+		if got, w := bucketIndex(v), want(v); got != w {
+			t.Errorf("bucketIndex(%d) = %d, want %d", v, got, w)
+		}
+	}
+}
