@@ -61,8 +61,7 @@ func (k *httpKey) slot() uint {
 		h = foldString(h, k.peer.path)
 	}
 	if k.peerWL != nil {
-		h = foldString(h, k.peerWL.Name)
-		h = foldString(h, k.peerWL.Version)
+		h ^= k.peerWL.hash
 	}
 	h ^= h >> 29
 	h *= 0xbf58476d1ce4e5b9
@@ -86,8 +85,8 @@ func foldString(h uint64, s string) uint64 {
 		}
 		return (h ^ w) * m
 	}
-	for i := 0; i+8 < n; i += 8 {
-		h = (h ^ word(s[i:])) * m
+	for i := 0; i < n-8; i += 8 {
+		h = (h ^ word(s[i:i+8])) * m
 	}
 	return (h ^ word(s[n-8:])) * m // the last eight bytes, overlapping the last word read
 }

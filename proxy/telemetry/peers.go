@@ -17,6 +17,9 @@ type Peer struct {
 	Workload
 	// sidecar: every workload this entry stands for runs a sidecar.
 	sidecar bool
+	// hash is the maphash of the content (peerSeed), which a series key's cache slot mixes in
+	// (hot.go).
+	hash uint64
 }
 
 // peerContent is what makes two Peers equal; compiled tables reuse the previous table's Peer
@@ -75,7 +78,7 @@ func CompilePeers(t workloadtable.Table, prev *Peers) *Peers {
 		if e, ok := p.interned[h]; ok && c == (peerContent{e.Workload, e.sidecar}) {
 			return e
 		}
-		e := &Peer{Workload: c.Workload, sidecar: c.sidecar}
+		e := &Peer{Workload: c.Workload, sidecar: c.sidecar, hash: h}
 		if prev != nil {
 			if old, ok := prev.interned[h]; ok && c == (peerContent{old.Workload, old.sidecar}) {
 				e = old
