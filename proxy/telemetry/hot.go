@@ -23,15 +23,45 @@ type hotSeries struct {
 }
 
 // get returns the series of k from the cache, or from the table (creating it with mk, as
-// table.get) and then caches it. nil when the table refuses a new key.
-func (c *hotSeries) get(t *table[httpKey, httpSeries], k *httpKey, mk func(httpKey) *httpSeries) *httpSeries {
-	slot := &c.slots[k.slot()]
-	if s := slot.Load(); s != nil && s.key == *k {
+// table.get) and then caches it; nil when the table refuses a new key. slot is k's slot, which
+// the overridden series' cache mixes in.
+func (c *hotSeries) get(t *table[httpKey, httpSeries], k *httpKey, mk func(httpKey) *httpSeries) (s *httpSeries, slot uint) {
+	slot = k.slot()
+	p := &c.slots[slot]
+	if s := p.Load(); s != nil && s.key == *k {
+		return s, slot
+	}
+	s = t.get(*k, mk)
+	if s != nil {
+		p.Store(s)
+	}
+	return s, slot
+}
+
+// hotOverSeries is hotSeries for the series of requests with istio.stats overrides
+// (overrides.go): their key is the standard series, the overrides and the dimension values.
+type hotOverSeries struct {
+	slots [hotSlots]atomic.Pointer[overSeries]
+}
+
+// get returns the overridden series of k from the cache, or from the table (creating it with
+// mk) and then caches it; nil when the table refuses a new key. baseSlot is the hotSeries slot
+// of the standard series.
+func (c *hotOverSeries) get(t *table[overKey[*httpSeries], overSeries], k *overKey[*httpSeries], baseSlot uint,
+	mk func(overKey[*httpSeries]) *overSeries) *overSeries {
+	h := uint64(baseSlot)
+	for i := range k.dims {
+		if k.dims[i] != "" {
+			h = foldString(h^uint64(i), k.dims[i])
+		}
+	}
+	p := &c.slots[finish(h)]
+	if s := p.Load(); s != nil && s.okey == *k {
 		return s
 	}
 	s := t.get(*k, mk)
 	if s != nil {
-		slot.Store(s)
+		p.Store(s)
 	}
 	return s
 }
@@ -63,6 +93,11 @@ func (k *httpKey) slot() uint {
 	if k.peerWL != nil {
 		h ^= k.peerWL.hash
 	}
+	return finish(h)
+}
+
+// finish mixes h's bits and returns a slot.
+func finish(h uint64) uint {
 	h ^= h >> 29
 	h *= 0xbf58476d1ce4e5b9
 	h ^= h >> 32

@@ -8,6 +8,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/anypb"
+	statspb "istio.io/api/envoy/extensions/stats"
 )
 
 // TestHotSeriesConcurrent records many label combinations (more than the cache has slots, so
@@ -209,4 +212,102 @@ func TestBucketIndexMatchesBounds(t *testing.T) {
 			t.Errorf("bucketIndex(%d) = %d, want %d", v, got, w)
 		}
 	}
+}
+
+// TestHotOverSeriesConcurrent records requests with istio.stats overrides (several dimension
+// values per standard series, more combinations than the cache has slots) from many goroutines
+// at once and checks that every combination has exactly one overridden series with exactly
+// its requests.
+func TestHotOverSeriesConcurrent(t *testing.T) {
+	r := New(Options{Local: local})
+	o := overridesForBench(t)
+	var qs []HTTPRequest
+	for c := range 4 {
+		for code := 200; code < 204; code++ {
+			for h := range 20 {
+				q := HTTPRequest{Reporter: Source, Code: code, Cluster: fmt.Sprintf("outbound|80||svc-%d.shop.svc.cluster.local", c),
+					Overrides: o, RequestBytes: int64(h)}
+				if h > 0 { // the first has no value: request_host="unknown"
+					q.Dimensions[0] = fmt.Sprintf("host-%d.example:80", h)
+				}
+				qs = append(qs, q)
+			}
+		}
+	}
+	strides := [8]int{1, 3, 7, 9, 11, 13, 17, 19}
+	for _, st := range strides {
+		if gcd(st, len(qs)) != 1 {
+			t.Fatalf("stride %d shares a factor with %d", st, len(qs))
+		}
+	}
+	const rounds = 50
+	var wg sync.WaitGroup
+	for g := range strides {
+		mine := slices.Clone(qs)
+		if g&1 == 1 {
+			for i := range mine {
+				mine[i].Cluster, mine[i].Dimensions[0] = strings.Clone(mine[i].Cluster), strings.Clone(mine[i].Dimensions[0])
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range rounds {
+				for j := range mine {
+					r.RecordHTTP(&mine[(j*strides[g]+g+round)%len(mine)])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := r.http.len(); n != 16 {
+		t.Errorf("%d standard series, want 16", n)
+	}
+	over := r.over.series()
+	if len(over) != len(qs) {
+		t.Fatalf("%d overridden series, want %d", len(over), len(qs))
+	}
+	seen := map[overKey[*httpSeries]]bool{}
+	for _, s := range over {
+		if seen[s.okey] {
+			t.Errorf("two series of %+v", s.okey)
+		}
+		seen[s.okey] = true
+		want := uint64(len(strides) * rounds)
+		if n := s.requests.Load(); n != want {
+			t.Errorf("%v: %d requests, want %d", s.okey.dims[0], n, want)
+		}
+		var h uint64
+		if v, ok := strings.CutPrefix(s.okey.dims[0], "host-"); ok {
+			fmt.Sscanf(v, "%d", &h)
+		}
+		if n := s.reqBytes.sum.Load(); n != want*h {
+			t.Errorf("%v: request bytes %d, want %d", s.okey.dims[0], n, want*h)
+		}
+		if !strings.Contains(s.labels[metricRequests], `request_host="`+dimValue(s.okey.dims[0])+`"`) {
+			t.Errorf("labels %s, want request_host %q", s.labels[metricRequests], dimValue(s.okey.dims[0]))
+		}
+	}
+	for _, s := range r.http.series() {
+		if n := s.requests.Load(); n != 0 {
+			t.Errorf("the standard series recorded %d requests", n)
+		}
+	}
+}
+
+// overridesForBench compiles HTTP overrides: istio_requests_total gets request_host from
+// request.host (expression 0) and loses request_protocol; istio_request_bytes is dropped.
+func overridesForBench(tb testing.TB) *Overrides {
+	a, err := anypb.New(&statspb.PluginConfig{Metrics: []*statspb.MetricConfig{
+		{Name: "requests_total", Dimensions: map[string]string{"request_host": "request.host"}, TagsToRemove: []string{"request_protocol"}},
+		{Name: "request_bytes", Drop: true},
+	}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := CompileStatsConfig("istio.stats", a)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c.Overrides
 }

@@ -94,6 +94,7 @@ type Recorder struct {
 	peers   atomic.Pointer[Peers]
 	http    *table[httpKey, httpSeries]
 	hot     hotSeries                                // recent HTTP series, in front of http (hot.go)
+	hotOver hotOverSeries                            // recent overridden HTTP series, in front of over
 	over    *table[overKey[*httpSeries], overSeries] // series of requests with istio.stats overrides (overrides.go)
 	tcp     *table[tcpKey, TCPSeries]
 	tcpOver *table[overKey[*TCPSeries], tcpOverSeries] // series of connections with istio.stats overrides (tcp.go)
@@ -243,13 +244,13 @@ func (r *Recorder) RecordHTTP(q *HTTPRequest) {
 		k.peer = spiffeOf(q.UpstreamPeer)
 		k.peerWL = r.peers.Load().byUpstream(q.Upstream)
 	}
-	s := r.hot.get(r.http, &k, func(k httpKey) *httpSeries { return &httpSeries{key: k, flagText: q.FlagText} })
+	s, slot := r.hot.get(r.http, &k, func(k httpKey) *httpSeries { return &httpSeries{key: k, flagText: q.FlagText} })
 	if s == nil {
 		r.dropped.Inc()
 		return
 	}
 	if q.Overrides != nil {
-		if s = r.overridden(s, q); s == nil {
+		if s = r.overridden(s, slot, q); s == nil {
 			r.dropped.Inc()
 			return
 		}
