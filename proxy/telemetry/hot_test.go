@@ -311,3 +311,52 @@ func overridesForBench(tb testing.TB) *Overrides {
 	}
 	return c.Overrides
 }
+
+// TestIdentityCacheConcurrent looks up many client identities (more than the cache has slots:
+// known, unknown, of another trust domain, malformed) from many goroutines at once, half of
+// them with copies of the strings, and checks every answer against the uncached lookup.
+func TestIdentityCacheConcurrent(t *testing.T) {
+	p := CompilePeers(peerTable(200), nil)
+	var ids []spiffeRef
+	for i := range 150 {
+		ids = append(ids, ref(fmt.Sprintf("spiffe://cluster.local/ns/shop/sa/service-%04d", i)))
+	}
+	ids = append(ids, ref("spiffe://other.local/ns/shop/sa/service-0001"), ref("spiffe://cluster.local/ns/shop/sa/nobody"),
+		ref("spiffe://cluster.local/ns/shop"), ref("spiffe://cluster.local/ns/shop/sa/service-0001/x"), spiffeRef{})
+	want := make([]*identityPeers, len(ids))
+	for i, id := range ids {
+		want[i] = p.lookupID(id)
+	}
+	if want[1] == nil || want[150] != nil || want[153] != nil {
+		t.Fatal("fixture")
+	}
+	strides := [8]int{1, 3, 7, 9, 11, 13, 17, 19}
+	for _, st := range strides {
+		if gcd(st, len(ids)) != 1 {
+			t.Fatalf("stride %d shares a factor with %d", st, len(ids))
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range strides {
+		mine := slices.Clone(ids)
+		if g&1 == 1 {
+			for i := range mine {
+				mine[i] = spiffeRef{strings.Clone(mine[i].trustDomain), strings.Clone(mine[i].path)}
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range 100 {
+				for j := range mine {
+					i := (j*strides[g] + round) % len(mine)
+					if got := p.byID(mine[i]); got != want[i] {
+						t.Errorf("byID(%v) = %v, want %v", mine[i], got, want[i])
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

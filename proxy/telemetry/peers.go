@@ -55,9 +55,18 @@ type Peers struct {
 	interned     map[uint64]*Peer // by maphash of the content
 	workloads    int
 	upstream     [upstreamSlots]atomic.Pointer[upstreamHit] // recent byUpstream answers
+	identities   [upstreamSlots]atomic.Pointer[identityHit] // recent identity lookups (byID)
 }
 
-// upstreamSlots is the number of entries of a table's cache of upstream hosts (a power of two).
+// identityHit is a cached byID answer: the workloads (nil: none) of a SPIFFE ID. It is
+// immutable.
+type identityHit struct {
+	id    spiffeRef
+	peers *identityPeers
+}
+
+// upstreamSlots is the number of entries of a table's caches of upstream hosts and of client
+// identities (a power of two).
 const upstreamSlots = 64
 
 // upstreamHit is a cached byUpstream answer: the workload (nil: none) at the upstream host
@@ -225,6 +234,36 @@ func (p *Peers) downstream(id spiffeRef, src netip.Addr) *Peer {
 		}
 		return nil
 	}
+	ip := p.byID(id)
+	if ip == nil {
+		return nil
+	}
+	if ip.byAddr != nil && src.IsValid() {
+		if w := ip.byAddr[src.Unmap()]; w != nil {
+			return w
+		}
+	}
+	return ip.merged
+}
+
+// byID returns the workloads of a verified SPIFFE ID (in one of the table's trust domains, of
+// the form /ns/<namespace>/sa/<service account>), or nil. The answers for recent IDs are cached
+// in a direct-mapped cache of the table, so that a client seen lately is found by comparing
+// its ID (whose strings usually share storage with the cached ones: the connection's
+// certificate) instead of parsing it and hashing its parts: a miss looks up and caches (one
+// small allocation).
+func (p *Peers) byID(id spiffeRef) *identityPeers {
+	slot := &p.identities[foldString(foldString(0, id.trustDomain), id.path)&(upstreamSlots-1)]
+	if h := slot.Load(); h != nil && h.id == id {
+		return h.peers
+	}
+	ip := p.lookupID(id)
+	slot.Store(&identityHit{id: id, peers: ip})
+	return ip
+}
+
+// lookupID is byID without the cache.
+func (p *Peers) lookupID(id spiffeRef) *identityPeers {
 	if !slices.Contains(p.trustDomains, id.trustDomain) {
 		return nil
 	}
@@ -240,14 +279,5 @@ func (p *Peers) downstream(id spiffeRef, src netip.Addr) *Peer {
 	if !ok || strings.IndexByte(sa, '/') >= 0 {
 		return nil
 	}
-	ip := p.byIdentity[identity{ns, sa}]
-	if ip == nil {
-		return nil
-	}
-	if ip.byAddr != nil && src.IsValid() {
-		if w := ip.byAddr[src.Unmap()]; w != nil {
-			return w
-		}
-	}
-	return ip.merged
+	return p.byIdentity[identity{ns, sa}]
 }
