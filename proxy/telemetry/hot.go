@@ -28,7 +28,7 @@ type hotSeries struct {
 func (c *hotSeries) get(t *table[httpKey, httpSeries], k *httpKey, mk func(httpKey) *httpSeries) (s *httpSeries, slot uint) {
 	slot = k.slot()
 	p := &c.slots[slot]
-	if s := p.Load(); s != nil && s.key == *k {
+	if s := p.Load(); s != nil && s.key.equal(k) {
 		return s, slot
 	}
 	s = t.get(*k, mk)
@@ -64,6 +64,21 @@ func (c *hotOverSeries) get(t *table[overKey[*httpSeries], overSeries], k *overK
 		p.Store(s)
 	}
 	return s
+}
+
+// equal reports whether k and o are the same key (k == o): the numbers and pointers first,
+// then the strings, which are mostly empty or share storage.
+func (k *httpKey) equal(o *httpKey) bool {
+	return k.code == o.code && k.flags == o.flags && k.reporter == o.reporter && k.grpc == o.grpc && k.mtls == o.mtls &&
+		k.peerWL == o.peerWL && same(k.cluster, o.cluster) && same(k.authority, o.authority) && same(k.grpcStatus, o.grpcStatus) &&
+		same(k.service.Host, o.service.Host) && same(k.service.Name, o.service.Name) && same(k.service.Namespace, o.service.Namespace) &&
+		same(k.peer.trustDomain, o.peer.trustDomain) && same(k.peer.path, o.peer.path) &&
+		same(k.local.trustDomain, o.local.trustDomain) && same(k.local.path, o.local.path)
+}
+
+// same reports whether a == b, without a call for empty strings.
+func same(a, b string) bool {
+	return len(a) == len(b) && (len(a) == 0 || a == b)
 }
 
 // slot returns the cache slot of k: a cheap mix of the key's numbers and strings, read eight

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -359,4 +360,34 @@ func TestIdentityCacheConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestHTTPKeyEqual checks httpKey.equal against ==, with keys that differ in one field each;
+// a field added to httpKey must be added to equal (and here).
+func TestHTTPKeyEqual(t *testing.T) {
+	if n, s, r := reflect.TypeFor[httpKey]().NumField(), reflect.TypeFor[Service]().NumField(), reflect.TypeFor[spiffeRef]().NumField(); n != 12 || s != 3 || r != 2 {
+		t.Fatalf("httpKey has %d fields, Service %d, spiffeRef %d: update httpKey.equal and this test", n, s, r)
+	}
+	p1, p2 := &Peer{Workload: local}, &Peer{Workload: local}
+	base := httpKey{reporter: Source, code: 200, flags: 4, grpcStatus: "0", cluster: "c", authority: "a",
+		service: Service{"h", "n", "ns"}, peer: spiffeRef{"td", "/p"}, local: spiffeRef{"td", "/l"}, peerWL: p1}
+	changes := []func(k *httpKey){
+		func(k *httpKey) { k.reporter = Destination }, func(k *httpKey) { k.grpc = true }, func(k *httpKey) { k.mtls = true },
+		func(k *httpKey) { k.code = 201 }, func(k *httpKey) { k.flags = 5 }, func(k *httpKey) { k.grpcStatus = "1" },
+		func(k *httpKey) { k.grpcStatus = "" }, func(k *httpKey) { k.cluster = "d" }, func(k *httpKey) { k.authority = "ab" },
+		func(k *httpKey) { k.service.Host = "x" }, func(k *httpKey) { k.service.Name = "x" }, func(k *httpKey) { k.service.Namespace = "x" },
+		func(k *httpKey) { k.peer.trustDomain = "x" }, func(k *httpKey) { k.peer.path = "/x" }, func(k *httpKey) { k.local.trustDomain = "x" },
+		func(k *httpKey) { k.local.path = "/x" }, func(k *httpKey) { k.peerWL = p2 }, func(k *httpKey) { k.peerWL = nil },
+		func(k *httpKey) { k.cluster = strings.Clone(k.cluster) }, // equal content, other storage
+	}
+	for i, change := range changes {
+		k := base
+		change(&k)
+		if got, want := base.equal(&k), base == k; got != want || k.equal(&base) != want {
+			t.Errorf("change %d: equal %v, == %v", i, got, want)
+		}
+	}
+	if k := base; !k.equal(&base) {
+		t.Error("a key is not equal to itself")
+	}
 }
