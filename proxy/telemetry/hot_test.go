@@ -391,3 +391,27 @@ func TestHTTPKeyEqual(t *testing.T) {
 		t.Error("a key is not equal to itself")
 	}
 }
+
+// TestUpstreamCacheManyHosts: more upstream hosts in rotation than the cache holds cost an
+// allocation on a fraction of the lookups only (replace), and every answer stays right.
+func TestUpstreamCacheManyHosts(t *testing.T) {
+	table := peerTable(600)
+	p := CompilePeers(table, nil)
+	hosts := make([]string, 600)
+	for i := range hosts {
+		hosts[i] = table.Workloads[i].Addresses[0] + ":80"
+	}
+	lookups := func() {
+		for i, h := range hosts {
+			if w := p.byUpstream(h); w == nil || w.Name != table.Workloads[i].Name {
+				t.Fatalf("byUpstream(%q) = %v", h, w)
+			}
+		}
+	}
+	lookups()
+	n := testing.AllocsPerRun(10, lookups)
+	if n > float64(len(hosts))/4 {
+		t.Errorf("%v allocations for %d lookups", n, len(hosts))
+	}
+	t.Logf("%v allocations for %d lookups", n, len(hosts))
+}

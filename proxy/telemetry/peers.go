@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"hash/maphash"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -67,7 +68,15 @@ type identityHit struct {
 
 // upstreamSlots is the number of entries of a table's caches of upstream hosts and of client
 // identities (a power of two).
-const upstreamSlots = 64
+const upstreamSlots = 128
+
+// replace reports whether a cache miss replaces the entry of its slot: always when the slot
+// is empty, else one time in eight, so that more keys than the cache holds (a cluster of many
+// endpoints under round robin) cost the entry's allocation on one miss in eight rather than on
+// each, while the cache still follows a change of the keys in use.
+func replace[T any](slot *atomic.Pointer[T]) bool {
+	return slot.Load() == nil || rand.Uint32()&7 == 0
+}
 
 // upstreamHit is a cached byUpstream answer: the workload (nil: none) at the upstream host
 // "ip:port". It is immutable.
@@ -201,7 +210,8 @@ func (p *Peers) byAddress(a netip.Addr) *Peer {
 // picked), or nil. The answers for recent hosts are cached in a direct-mapped cache of the
 // table (which a new table starts empty), so that a host seen lately is found by comparing its
 // address string, which usually shares storage with the cached one (the cluster's host),
-// instead of parsing it: a miss parses, looks up and caches (one small allocation).
+// instead of parsing it: a miss parses, looks up and caches (one small allocation; see
+// replace).
 func (p *Peers) byUpstream(host string) *Peer {
 	if p == nil || host == "" {
 		return nil
@@ -214,7 +224,9 @@ func (p *Peers) byUpstream(host string) *Peer {
 	if ap, err := netip.ParseAddrPort(host); err == nil {
 		w = p.byAddress(ap.Addr())
 	}
-	slot.Store(&upstreamHit{host: host, peer: w})
+	if replace(slot) {
+		slot.Store(&upstreamHit{host: host, peer: w})
+	}
 	return w
 }
 
@@ -251,14 +263,16 @@ func (p *Peers) downstream(id spiffeRef, src netip.Addr) *Peer {
 // in a direct-mapped cache of the table, so that a client seen lately is found by comparing
 // its ID (whose strings usually share storage with the cached ones: the connection's
 // certificate) instead of parsing it and hashing its parts: a miss looks up and caches (one
-// small allocation).
+// small allocation; see replace).
 func (p *Peers) byID(id spiffeRef) *identityPeers {
 	slot := &p.identities[foldString(foldString(0, id.trustDomain), id.path)&(upstreamSlots-1)]
 	if h := slot.Load(); h != nil && h.id == id {
 		return h.peers
 	}
 	ip := p.lookupID(id)
-	slot.Store(&identityHit{id: id, peers: ip})
+	if replace(slot) {
+		slot.Store(&identityHit{id: id, peers: ip})
+	}
 	return ip
 }
 
