@@ -90,3 +90,20 @@ func BenchmarkRecordHTTPOverrides(b *testing.B) {
 		r.RecordHTTP(&qs[i%len(qs)])
 	}
 }
+
+// BenchmarkRecordHTTPSource is the router's (or outbound sidecar's) request as the standalone
+// proxy records it: the source reporter, an outbound cluster, the upstream host the cluster
+// picked known to a workload table of 1,000 peers, plaintext.
+func BenchmarkRecordHTTPSource(b *testing.B) {
+	table := peerTable(1000)
+	r := New(Options{Local: local})
+	r.SetPeers(CompilePeers(table, nil))
+	q := &HTTPRequest{Reporter: Source, Code: 200, Cluster: "outbound|8080||echo.shop.svc.cluster.local", Authority: "echo:8080",
+		Upstream: table.Workloads[700].Addresses[0] + ":8080", Duration: 3 * time.Millisecond, RequestBytes: 1024, ResponseBytes: 1024}
+	r.RecordHTTP(q)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.RecordHTTP(q)
+	}
+}
