@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"math/bits"
 	"strconv"
 	"sync/atomic"
 )
@@ -27,15 +28,41 @@ type histogram struct {
 	sum    atomic.Uint64
 }
 
-// bucketIndex returns the bucket of v: the first bound not below it.
-func bucketIndex(v uint64) int {
-	f := float64(v)
+// intBounds are Buckets for integer observations: v <= Buckets[i] exactly when v <=
+// intBounds[i] (each bound rounded down).
+var intBounds = func() (out [len(Buckets)]uint64) {
 	for i, b := range Buckets {
-		if f <= b {
-			return i
-		}
+		out[i] = uint64(b)
 	}
-	return len(Buckets)
+	return out
+}()
+
+// firstBucket[n] is the first bucket that can hold a value of n significant bits (bits.Len64):
+// the first bound not below 2^(n-1), the smallest such value. bucketIndex scans from there,
+// past at most a couple of bounds, instead of from the first.
+var firstBucket = func() (out [65]uint8) {
+	for n := range out {
+		var least uint64
+		if n > 0 {
+			least = 1 << (n - 1)
+		}
+		i := 0
+		for i < len(intBounds) && least > intBounds[i] {
+			i++
+		}
+		out[n] = uint8(i)
+	}
+	return out
+}()
+
+// bucketIndex returns the bucket of v: the first bound not below it (len(Buckets): above
+// every bound).
+func bucketIndex(v uint64) int {
+	i := int(firstBucket[bits.Len64(v)])
+	for i < len(intBounds) && v > intBounds[i] {
+		i++
+	}
+	return i
 }
 
 func (h *histogram) observe(v uint64) {

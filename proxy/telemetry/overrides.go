@@ -339,17 +339,18 @@ type overKey[S comparable] struct {
 // dropped).
 type overSeries struct {
 	httpSeries
+	okey   overKey[*httpSeries] // what identifies it
 	labels [httpFamilySize]string
 	drop   [httpFamilySize]bool
 }
 
-// overridden returns the series that records a request whose standard series is base and which
-// carries overrides; nil beyond the cap.
-func (r *Recorder) overridden(base *httpSeries, q *HTTPRequest) *httpSeries {
+// overridden returns the series that records a request whose standard series is base (in
+// slot baseSlot of the Recorder's hotSeries) and which carries overrides; nil beyond the cap.
+func (r *Recorder) overridden(base *httpSeries, baseSlot uint, q *HTTPRequest) *httpSeries {
 	o := q.Overrides
 	k := overKey[*httpSeries]{base: base, key: o.key, dims: o.used(&q.Dimensions)}
-	s := r.over.get(k, func(k overKey[*httpSeries]) *overSeries {
-		s := &overSeries{httpSeries: httpSeries{key: k.base.key}} // the key tells a gRPC series
+	s := r.hotOver.get(r.over, &k, baseSlot, func(k overKey[*httpSeries]) *overSeries {
+		s := &overSeries{httpSeries: httpSeries{key: k.base.key}, okey: k} // the key tells a gRPC series
 		o.label(r.httpLabels(k.base.key, k.base.flagText), &k.dims, s.labels[:], s.drop[:])
 		return s
 	})

@@ -2,9 +2,11 @@ package telemetry
 
 import (
 	"hash/maphash"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/strait-mesh/strait/internal/workloadtable"
 )
@@ -16,6 +18,9 @@ type Peer struct {
 	Workload
 	// sidecar: every workload this entry stands for runs a sidecar.
 	sidecar bool
+	// hash is the maphash of the content (peerSeed), which a series key's cache slot mixes in
+	// (hot.go).
+	hash uint64
 }
 
 // peerContent is what makes two Peers equal; compiled tables reuse the previous table's Peer
@@ -42,14 +47,42 @@ type identityPeers struct {
 }
 
 // Peers is a compiled workload table (internal/workloadtable): lookups by address and by
-// identity. It is immutable and safe for concurrent use; lookups do not allocate. A nil *Peers
-// knows nobody.
+// identity. It is immutable (but for a cache of its answers) and safe for concurrent use;
+// lookups of known addresses do not allocate. A nil *Peers knows nobody.
 type Peers struct {
 	trustDomains []string
 	byAddr       map[netip.Addr]*Peer
 	byIdentity   map[identity]*identityPeers
 	interned     map[uint64]*Peer // by maphash of the content
 	workloads    int
+	upstream     [upstreamSlots]atomic.Pointer[upstreamHit] // recent byUpstream answers
+	identities   [upstreamSlots]atomic.Pointer[identityHit] // recent identity lookups (byID)
+}
+
+// identityHit is a cached byID answer: the workloads (nil: none) of a SPIFFE ID. It is
+// immutable.
+type identityHit struct {
+	id    spiffeRef
+	peers *identityPeers
+}
+
+// upstreamSlots is the number of entries of a table's caches of upstream hosts and of client
+// identities (a power of two).
+const upstreamSlots = 128
+
+// replace reports whether a cache miss replaces the entry of its slot: always when the slot
+// is empty, else one time in eight, so that more keys than the cache holds (a cluster of many
+// endpoints under round robin) cost the entry's allocation on one miss in eight rather than on
+// each, while the cache still follows a change of the keys in use.
+func replace[T any](slot *atomic.Pointer[T]) bool {
+	return slot.Load() == nil || rand.Uint32()&7 == 0
+}
+
+// upstreamHit is a cached byUpstream answer: the workload (nil: none) at the upstream host
+// "ip:port". It is immutable.
+type upstreamHit struct {
+	host string
+	peer *Peer
 }
 
 // CompilePeers compiles a decoded workload table. prev, the table in force (nil for none),
@@ -63,7 +96,7 @@ func CompilePeers(t workloadtable.Table, prev *Peers) *Peers {
 		if e, ok := p.interned[h]; ok && c == (peerContent{e.Workload, e.sidecar}) {
 			return e
 		}
-		e := &Peer{Workload: c.Workload, sidecar: c.sidecar}
+		e := &Peer{Workload: c.Workload, sidecar: c.sidecar, hash: h}
 		if prev != nil {
 			if old, ok := prev.interned[h]; ok && c == (peerContent{old.Workload, old.sidecar}) {
 				e = old
@@ -174,16 +207,27 @@ func (p *Peers) byAddress(a netip.Addr) *Peer {
 }
 
 // byUpstream returns the workload at an upstream host address "ip:port" (the host the cluster
-// picked), or nil.
+// picked), or nil. The answers for recent hosts are cached in a direct-mapped cache of the
+// table (which a new table starts empty), so that a host seen lately is found by comparing its
+// address string, which usually shares storage with the cached one (the cluster's host),
+// instead of parsing it: a miss parses, looks up and caches (one small allocation; see
+// replace).
 func (p *Peers) byUpstream(host string) *Peer {
 	if p == nil || host == "" {
 		return nil
 	}
-	ap, err := netip.ParseAddrPort(host)
-	if err != nil {
-		return nil
+	slot := &p.upstream[foldString(0, host)&(upstreamSlots-1)]
+	if h := slot.Load(); h != nil && h.host == host {
+		return h.peer
 	}
-	return p.byAddress(ap.Addr())
+	var w *Peer
+	if ap, err := netip.ParseAddrPort(host); err == nil {
+		w = p.byAddress(ap.Addr())
+	}
+	if replace(slot) {
+		slot.Store(&upstreamHit{host: host, peer: w})
+	}
+	return w
 }
 
 // downstream returns the client workload of an inbound connection. With a verified SPIFFE ID
@@ -202,6 +246,38 @@ func (p *Peers) downstream(id spiffeRef, src netip.Addr) *Peer {
 		}
 		return nil
 	}
+	ip := p.byID(id)
+	if ip == nil {
+		return nil
+	}
+	if ip.byAddr != nil && src.IsValid() {
+		if w := ip.byAddr[src.Unmap()]; w != nil {
+			return w
+		}
+	}
+	return ip.merged
+}
+
+// byID returns the workloads of a verified SPIFFE ID (in one of the table's trust domains, of
+// the form /ns/<namespace>/sa/<service account>), or nil. The answers for recent IDs are cached
+// in a direct-mapped cache of the table, so that a client seen lately is found by comparing
+// its ID (whose strings usually share storage with the cached ones: the connection's
+// certificate) instead of parsing it and hashing its parts: a miss looks up and caches (one
+// small allocation; see replace).
+func (p *Peers) byID(id spiffeRef) *identityPeers {
+	slot := &p.identities[foldString(foldString(0, id.trustDomain), id.path)&(upstreamSlots-1)]
+	if h := slot.Load(); h != nil && h.id == id {
+		return h.peers
+	}
+	ip := p.lookupID(id)
+	if replace(slot) {
+		slot.Store(&identityHit{id: id, peers: ip})
+	}
+	return ip
+}
+
+// lookupID is byID without the cache.
+func (p *Peers) lookupID(id spiffeRef) *identityPeers {
 	if !slices.Contains(p.trustDomains, id.trustDomain) {
 		return nil
 	}
@@ -217,14 +293,5 @@ func (p *Peers) downstream(id spiffeRef, src netip.Addr) *Peer {
 	if !ok || strings.IndexByte(sa, '/') >= 0 {
 		return nil
 	}
-	ip := p.byIdentity[identity{ns, sa}]
-	if ip == nil {
-		return nil
-	}
-	if ip.byAddr != nil && src.IsValid() {
-		if w := ip.byAddr[src.Unmap()]; w != nil {
-			return w
-		}
-	}
-	return ip.merged
+	return p.byIdentity[identity{ns, sa}]
 }

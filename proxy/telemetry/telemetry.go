@@ -4,9 +4,10 @@
 // istio_tcp_* counters) from strait-proxy, with Istio's names, labels and buckets, rendered in
 // Prometheus text format beside the proxy's other statistics (package stats).
 //
-// The request path does one lock-free map lookup keyed by a small struct of the per-request
-// values (reporter, response code, flags, gRPC status, cluster, authority, peer identity and
-// workload) and atomic adds. The label text is built from the key when the metrics are
+// The request path builds a small struct of the per-request values (reporter, response code,
+// flags, gRPC status, cluster, authority, peer identity and workload), finds its series by
+// comparing it with a recently recorded one (a small lock-free cache, hot.go) or else by one
+// lock-free map lookup, and does atomic adds. The label text is built from the key when the metrics are
 // rendered, not kept: it is most of a series' size. Label combinations are
 // capped per family (Options.MaxSeries); requests beyond the cap are counted in
 // strait_telemetry_series_dropped_total and otherwise not recorded.
@@ -92,6 +93,8 @@ type Recorder struct {
 	opts    Options
 	peers   atomic.Pointer[Peers]
 	http    *table[httpKey, httpSeries]
+	hot     hotSeries                                // recent HTTP series, in front of http (hot.go)
+	hotOver hotOverSeries                            // recent overridden HTTP series, in front of over
 	over    *table[overKey[*httpSeries], overSeries] // series of requests with istio.stats overrides (overrides.go)
 	tcp     *table[tcpKey, TCPSeries]
 	tcpOver *table[overKey[*TCPSeries], tcpOverSeries] // series of connections with istio.stats overrides (tcp.go)
@@ -241,13 +244,13 @@ func (r *Recorder) RecordHTTP(q *HTTPRequest) {
 		k.peer = spiffeOf(q.UpstreamPeer)
 		k.peerWL = r.peers.Load().byUpstream(q.Upstream)
 	}
-	s := r.http.get(k, func(k httpKey) *httpSeries { return &httpSeries{key: k, flagText: q.FlagText} })
+	s, slot := r.hot.get(r.http, &k, func(k httpKey) *httpSeries { return &httpSeries{key: k, flagText: q.FlagText} })
 	if s == nil {
 		r.dropped.Inc()
 		return
 	}
 	if q.Overrides != nil {
-		if s = r.overridden(s, q); s == nil {
+		if s = r.overridden(s, slot, q); s == nil {
 			r.dropped.Inc()
 			return
 		}

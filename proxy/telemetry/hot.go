@@ -1,0 +1,155 @@
+package telemetry
+
+import "sync/atomic"
+
+// hotSlots is the number of entries of a Recorder's cache of recent HTTP series (a power of
+// two).
+const hotSlots = 256
+
+// hotSeries is a small direct-mapped cache of recently recorded HTTP series in front of the
+// series table: a request whose label combination was recorded lately finds its series by
+// comparing its key with the cached series' key instead of hashing the key for the table's
+// map. Hashing a key costs some ten string hashes; comparing it is cheap, mostly because the
+// strings of per-request keys share storage with the configuration they come from (cluster
+// names, identities, the peer's labels), and Go compares strings that share storage without
+// reading them.
+//
+// A slot holds an atomic pointer to a series, which never changes its key and is never removed
+// from the table, so a hit is always the table's series for the key. Several goroutines read
+// and replace slots at once; a key that collides with another in its slot only costs the
+// table lookup. Safe for concurrent use; the zero value is empty.
+type hotSeries struct {
+	slots [hotSlots]atomic.Pointer[httpSeries]
+}
+
+// get returns the series of k from the cache, or from the table (creating it with mk, as
+// table.get) and then caches it; nil when the table refuses a new key. slot is k's slot, which
+// the overridden series' cache mixes in.
+func (c *hotSeries) get(t *table[httpKey, httpSeries], k *httpKey, mk func(httpKey) *httpSeries) (s *httpSeries, slot uint) {
+	slot = k.slot()
+	p := &c.slots[slot]
+	if s := p.Load(); s != nil && s.key.equal(k) {
+		return s, slot
+	}
+	s = t.get(*k, mk)
+	if s != nil {
+		p.Store(s)
+	}
+	return s, slot
+}
+
+// hotOverSeries is hotSeries for the series of requests with istio.stats overrides
+// (overrides.go): their key is the standard series, the overrides and the dimension values.
+type hotOverSeries struct {
+	slots [hotSlots]atomic.Pointer[overSeries]
+}
+
+// get returns the overridden series of k from the cache, or from the table (creating it with
+// mk) and then caches it; nil when the table refuses a new key. baseSlot is the hotSeries slot
+// of the standard series.
+func (c *hotOverSeries) get(t *table[overKey[*httpSeries], overSeries], k *overKey[*httpSeries], baseSlot uint,
+	mk func(overKey[*httpSeries]) *overSeries) *overSeries {
+	h := uint64(baseSlot)
+	for i := range k.dims {
+		if k.dims[i] != "" {
+			h = foldString(h^uint64(i), k.dims[i])
+		}
+	}
+	p := &c.slots[finish(h)]
+	if s := p.Load(); s != nil && s.okey == *k {
+		return s
+	}
+	s := t.get(*k, mk)
+	if s != nil {
+		p.Store(s)
+	}
+	return s
+}
+
+// equal reports whether k and o are the same key (k == o): the numbers and pointers first,
+// then the strings, which are mostly empty or share storage.
+func (k *httpKey) equal(o *httpKey) bool {
+	return k.code == o.code && k.flags == o.flags && k.reporter == o.reporter && k.grpc == o.grpc && k.mtls == o.mtls &&
+		k.peerWL == o.peerWL && same(k.cluster, o.cluster) && same(k.authority, o.authority) && same(k.grpcStatus, o.grpcStatus) &&
+		same(k.service.Host, o.service.Host) && same(k.service.Name, o.service.Name) && same(k.service.Namespace, o.service.Namespace) &&
+		same(k.peer.trustDomain, o.peer.trustDomain) && same(k.peer.path, o.peer.path) &&
+		same(k.local.trustDomain, o.local.trustDomain) && same(k.local.path, o.local.path)
+}
+
+// same reports whether a == b, without a call for empty strings.
+func same(a, b string) bool {
+	return len(a) == len(b) && (len(a) == 0 || a == b)
+}
+
+// slot returns the cache slot of k: a cheap mix of the key's numbers and strings, read eight
+// bytes at a time (Go's map hash costs a call per field and string). Keys that share a slot
+// cost a table lookup when they alternate, never a wrong series.
+func (k *httpKey) slot() uint {
+	h := uint64(k.code)<<32 ^ k.flags<<8 ^ uint64(k.reporter)
+	if k.grpc {
+		h ^= 1 << 7
+	}
+	// Most of the strings are empty in a given key: those are not folded.
+	if k.grpcStatus != "" {
+		h = foldString(h, k.grpcStatus)
+	}
+	if k.cluster != "" {
+		h = foldString(h, k.cluster)
+	}
+	if k.authority != "" {
+		h = foldString(h, k.authority)
+	}
+	if k.service.Host != "" {
+		h = foldString(h, k.service.Host)
+	}
+	if k.peer.path != "" {
+		h = foldString(h, k.peer.path)
+	}
+	if k.peerWL != nil {
+		h ^= k.peerWL.hash
+	}
+	return finish(h)
+}
+
+// finish mixes h's bits and returns a slot.
+func finish(h uint64) uint {
+	h ^= h >> 29
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 32
+	return uint(h) & (hotSlots - 1)
+}
+
+// foldString mixes s into h: its length and its bytes, a word at a time.
+func foldString(h uint64, s string) uint64 {
+	const m = 0x9e3779b97f4a7c15
+	h = (h ^ uint64(len(s))) * m
+	n := len(s)
+	switch {
+	case n >= 8:
+	case n >= 4: // two four-byte loads, overlapping for fewer than eight bytes
+		return (h ^ (uint64(word4(s)) | uint64(word4(s[n-4:]))<<32)) * m
+	default:
+		var w uint64
+		for i := 0; i < n; i++ {
+			w = w<<8 | uint64(s[i])
+		}
+		return (h ^ w) * m
+	}
+	for i := 0; i < n-8; i += 8 {
+		h = (h ^ word(s[i:i+8])) * m
+	}
+	return (h ^ word(s[n-8:])) * m // the last eight bytes, overlapping the last word read
+}
+
+// word returns the first eight bytes of s (len(s) >= 8) as a little-endian number: one load.
+func word(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// word4 returns the first four bytes of s (len(s) >= 4) as a little-endian number: one load.
+func word4(s string) uint32 {
+	_ = s[3]
+	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+}
