@@ -65,20 +65,20 @@ func (rd *reader) fill() error {
 
 // readHead feeds buffered and then received bytes to p until the head is complete. started
 // reports whether any byte of the head was received (an error before that is a clean end of
-// the connection for a server).
-func (rd *reader) readHead(p headParser, onFirst func()) (started bool, err error) {
+// the connection for a server). onWait, if not nil, runs once, before the first read the head
+// needs after its first bytes were fed (not at all for a head that came whole).
+func (rd *reader) readHead(p headParser, onWait func()) (started bool, err error) {
 	for !p.Done() {
 		if rd.r == rd.w {
+			if started && onWait != nil {
+				onWait()
+				onWait = nil
+			}
 			if err := rd.fill(); err != nil {
 				return started, err
 			}
 		}
-		if !started {
-			started = true
-			if onFirst != nil {
-				onFirst()
-			}
-		}
+		started = true
 		n, err := p.Feed(rd.buffered())
 		rd.r += n
 		if err != nil {

@@ -166,7 +166,11 @@ func (c *conn) serve() error {
 			c.c.SetReadDeadline(time.Now().Add(s.IdleTimeout))
 		}
 		c.p.Reset()
-		started, err := c.rd.readHead(&c.p, c.headStarted)
+		var onWait func()
+		if s.HeadersTimeout > 0 {
+			onWait = c.headWaits
+		}
+		started, err := c.rd.readHead(&c.p, onWait)
 		if s.IdleTimeout > 0 || s.HeadersTimeout > 0 {
 			c.c.SetReadDeadline(time.Time{})
 		}
@@ -205,11 +209,13 @@ func (c *conn) serve() error {
 	}
 }
 
-// headStarted runs when the first byte of a head arrives.
-func (c *conn) headStarted() {
-	if c.srv.HeadersTimeout > 0 {
-		c.c.SetReadDeadline(time.Now().Add(c.srv.HeadersTimeout))
-	}
+// headWaits runs when a head that has begun needs another read: the reads from then on are
+// bounded by HeadersTimeout from the head's first byte. A head whose bytes all came with its
+// first read (most) needs no deadline of its own; for the others the clock starts once the
+// bytes of that read were parsed, microseconds after they arrived, rather than with a
+// deadline set for every head.
+func (c *conn) headWaits() {
+	c.c.SetReadDeadline(time.Now().Add(c.srv.HeadersTimeout))
 }
 
 // buildRequest fills c.req from the parsed head and prepares the body.
