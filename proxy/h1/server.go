@@ -465,6 +465,12 @@ func validAuthority(b []byte) bool {
 		}
 		i++
 	} else {
+		// Four bytes a test while they last (most authorities are all reg-name but the port).
+		for ; i+4 <= len(b); i += 4 {
+			if regName[b[i]]&regName[b[i+1]]&regName[b[i+2]]&regName[b[i+3]] == 0 {
+				break
+			}
+		}
 		for i < len(b) && regName[b[i]] != 0 {
 			i++
 		}
@@ -475,8 +481,8 @@ func validAuthority(b []byte) bool {
 	if b[i] != ':' {
 		return false
 	}
-	for _, c := range b[i+1:] {
-		if c < '0' || c > '9' {
+	for i++; i < len(b); i++ {
+		if b[i]-'0' > 9 {
 			return false
 		}
 	}
