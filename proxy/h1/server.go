@@ -231,20 +231,28 @@ func (c *conn) buildRequest() *http1.Error {
 	c.expect100 = false
 	c.tunnel = p.Upgrade() || p.Connect()
 	hostAt := -1
-	for i := 0; i < p.NumFields(); i++ {
+	for i, n := 0, p.NumFields(); i < n; i++ {
 		name, value := p.Field(i)
-		switch {
-		case httpmsg.EqualFold(name, "host"):
-			hostAt = i
-			continue
-		case httpmsg.EqualFold(name, "connection"):
+		// The names the codec looks at have lengths no other of them has.
+		switch len(name) {
+		case len("host"):
+			if httpmsg.EqualFold(name, "host") {
+				hostAt = i
+				continue
+			}
+		case len("connection"):
+			if !httpmsg.EqualFold(name, "connection") {
+				break
+			}
 			if httpmsg.HasToken(value, "close") {
 				c.closeConn = true
 			} else if p.Minor() == 0 && httpmsg.HasToken(value, "keep-alive") {
 				c.closeConn = false
 			}
-		case httpmsg.EqualFold(name, "expect"):
-			c.expect100 = p.Minor() == 1 && httpmsg.EqualFold(value, "100-continue")
+		case len("expect"):
+			if httpmsg.EqualFold(name, "expect") {
+				c.expect100 = p.Minor() == 1 && httpmsg.EqualFold(value, "100-continue")
+			}
 		}
 		r.Header.AddValid(name, value) // the parser checked name and value
 	}
