@@ -29,12 +29,6 @@ var (
 	ErrHijacked = errors.New("h1: connection was hijacked")
 )
 
-// headParser is http1.Parser or http1.ResponseParser.
-type headParser interface {
-	Feed(b []byte) (int, error)
-	Done() bool
-}
-
 // reader buffers one connection's reads.
 type reader struct {
 	src  io.Reader
@@ -67,13 +61,33 @@ func (rd *reader) fill() error {
 // reports whether any byte of the head was received (an error before that is a clean end of
 // the connection for a server). onWait, if not nil, runs once, before the first read the head
 // needs after its first bytes were fed (not at all for a head that came whole).
-func (rd *reader) readHead(p headParser, onWait func()) (started bool, err error) {
+func (rd *reader) readHead(p *http1.Parser, onWait func()) (started bool, err error) {
+	// readResponseHead is this loop for a response head: concrete parsers, not an interface,
+	// so that Done inlines and Feed is a direct call.
 	for !p.Done() {
 		if rd.r == rd.w {
 			if started && onWait != nil {
 				onWait()
 				onWait = nil
 			}
+			if err := rd.fill(); err != nil {
+				return started, err
+			}
+		}
+		started = true
+		n, err := p.Feed(rd.buffered())
+		rd.r += n
+		if err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// readResponseHead is readHead for a response head, without onWait.
+func (rd *reader) readResponseHead(p *http1.ResponseParser) (started bool, err error) {
+	for !p.Done() {
+		if rd.r == rd.w {
 			if err := rd.fill(); err != nil {
 				return started, err
 			}
@@ -185,17 +199,12 @@ func (w *writer) writeFields(h *httpmsg.Header, skip skipSet) error {
 	from, to := 0, -1 // a run of marked fields' lines in h's storage, to write
 	for i, n := 0, h.Len(); i < n; i++ {
 		off, nameEnd, end, ok := h.Line(i)
-		if !ok {
-			if to >= 0 {
-				w.writeRun(h.Raw(from, to))
-				to = -1
-			}
-			if err := w.writeField(h, i, skip); err != nil {
+		if !ok || skip.has(nameEnd-off) {
+			// Not marked, or perhaps a field to leave out: off the loop's short path.
+			var err error
+			if from, to, err = w.fieldAside(h, i, skip, from, to); err != nil {
 				return err
 			}
-			continue
-		}
-		if skip.has(nameEnd-off) && skipped(h.Raw(off, nameEnd), skip) {
 			continue
 		}
 		if off != to {
@@ -212,10 +221,33 @@ func (w *writer) writeFields(h *httpmsg.Header, skip skipSet) error {
 	return nil
 }
 
+// fieldAside is writeFields' way with field i of h when it is not marked valid or its name's
+// length is one that skip leaves out: it returns the run of lines to write after it (from,
+// to as in writeFields).
+func (w *writer) fieldAside(h *httpmsg.Header, i int, skip skipSet, from, to int) (int, int, error) {
+	off, nameEnd, end, ok := h.Line(i)
+	if ok {
+		if skipped(h.Raw(off, nameEnd), skip) {
+			return from, to, nil
+		}
+		if off != to {
+			if to >= 0 {
+				w.writeRun(h.Raw(from, to))
+			}
+			from = off
+		}
+		return from, end, nil
+	}
+	if to >= 0 {
+		w.writeRun(h.Raw(from, to))
+	}
+	return 0, -1, w.writeField(h, i, skip)
+}
+
 // writeField writes field i of h, not marked valid: checked here.
 func (w *writer) writeField(h *httpmsg.Header, i int, skip skipSet) error {
 	name, value := h.Field(i)
-	if skip.has(len(name)) && skipped(name, skip) {
+	if skipped(name, skip) {
 		return nil
 	}
 	if !httpmsg.ValidName(name) || !httpmsg.ValidValue(value) {

@@ -385,7 +385,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	head := req.Method == "HEAD"
 	for {
 		cc.rp.Reset()
-		started, err := cc.rd.readHead(&cc.rp, nil)
+		started, err := cc.rd.readResponseHead(&cc.rp)
 		gotBytes = gotBytes || started
 		if err != nil {
 			cc.stopWatch()
@@ -426,7 +426,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	}
 	cc.reuse = werr == nil && framing != http1.FramingUntilClose && !tunnel
 	keepAlive := false // an HTTP/1.0 connection is kept only with Connection: keep-alive
-	for i := 0; i < cc.rp.NumFields(); i++ {
+	for i, n := 0, cc.rp.NumFields(); i < n; i++ {
 		name, value := cc.rp.Field(i)
 		if httpmsg.EqualFold(name, "connection") {
 			if httpmsg.HasToken(value, "close") {
