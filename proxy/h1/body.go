@@ -24,26 +24,27 @@ type body struct {
 	trail   http1.Parser // the trailer section of a chunked body
 	trailer *httpmsg.Header
 	started bool
+	eof     bool  // err is io.EOF: done's answer, without an interface comparison
 	err     error // sticky: io.EOF at the end, or the error that ended the body
 }
 
 // reset prepares b for a message body with framing f (and Content-Length n).
 func (b *body) reset(f http1.Framing, n int64, trailer *httpmsg.Header) {
-	b.framing, b.remain, b.trailer, b.started, b.err = f, n, trailer, false, nil
+	b.framing, b.remain, b.trailer, b.started, b.err, b.eof = f, n, trailer, false, nil, false
 	switch f {
 	case http1.FramingChunked:
 		b.ch.Reset(&b.trail)
 	case http1.FramingNone:
-		b.err = io.EOF
+		b.err, b.eof = io.EOF, true
 	}
 }
 
 // done reports whether the body was read to its end.
-func (b *body) done() bool { return b.err == io.EOF }
+func (b *body) done() bool { return b.eof }
 
 func (b *body) end(err error) error {
 	if b.err == nil {
-		b.err = err
+		b.err, b.eof = err, err == io.EOF
 		if b.owner != nil {
 			b.owner.bodyEnd(err)
 		}
@@ -183,7 +184,7 @@ func (b *body) discard(limit int64) bool {
 			return false
 		}
 	}
-	return b.err == io.EOF
+	return b.eof
 }
 
 func unexpected(err error) error {

@@ -199,12 +199,17 @@ func (w *writer) writeFields(h *httpmsg.Header, skip skipSet) error {
 	from, to := 0, -1 // a run of marked fields' lines in h's storage, to write
 	for i, n := 0, h.Len(); i < n; i++ {
 		off, nameEnd, end, ok := h.Line(i)
-		if !ok || skip.has(nameEnd-off) {
-			// Not marked, or perhaps a field to leave out: off the loop's short path.
-			var err error
-			if from, to, err = w.fieldAside(h, i, skip, from, to); err != nil {
+		if !ok {
+			if to >= 0 {
+				w.writeRun(h.Raw(from, to))
+				to = -1
+			}
+			if err := w.writeField(h, i, skip); err != nil {
 				return err
 			}
+			continue
+		}
+		if skip.has(nameEnd-off) && skipped(h.Raw(off, nameEnd), skip) {
 			continue
 		}
 		if off != to {
@@ -221,33 +226,10 @@ func (w *writer) writeFields(h *httpmsg.Header, skip skipSet) error {
 	return nil
 }
 
-// fieldAside is writeFields' way with field i of h when it is not marked valid or its name's
-// length is one that skip leaves out: it returns the run of lines to write after it (from,
-// to as in writeFields).
-func (w *writer) fieldAside(h *httpmsg.Header, i int, skip skipSet, from, to int) (int, int, error) {
-	off, nameEnd, end, ok := h.Line(i)
-	if ok {
-		if skipped(h.Raw(off, nameEnd), skip) {
-			return from, to, nil
-		}
-		if off != to {
-			if to >= 0 {
-				w.writeRun(h.Raw(from, to))
-			}
-			from = off
-		}
-		return from, end, nil
-	}
-	if to >= 0 {
-		w.writeRun(h.Raw(from, to))
-	}
-	return 0, -1, w.writeField(h, i, skip)
-}
-
 // writeField writes field i of h, not marked valid: checked here.
 func (w *writer) writeField(h *httpmsg.Header, i int, skip skipSet) error {
 	name, value := h.Field(i)
-	if skipped(name, skip) {
+	if skip.has(len(name)) && skipped(name, skip) {
 		return nil
 	}
 	if !httpmsg.ValidName(name) || !httpmsg.ValidValue(value) {

@@ -230,14 +230,15 @@ func (c *conn) buildRequest() *http1.Error {
 	c.closeConn = p.Minor() == 0
 	c.expect100 = false
 	c.tunnel = p.Upgrade() || p.Connect()
-	hostAt := -1
+	var host []byte // the Host field's value, if hasHost
+	hasHost := false
 	for i, n := 0, p.NumFields(); i < n; i++ {
 		name, value := p.Field(i)
 		// The names the codec looks at have lengths no other of them has.
 		switch len(name) {
 		case len("host"):
 			if httpmsg.EqualFold(name, "host") {
-				hostAt = i
+				host, hasHost = value, true
 				continue
 			}
 		case len("connection"):
@@ -256,7 +257,7 @@ func (c *conn) buildRequest() *http1.Error {
 		}
 		r.Header.AddValid(name, value) // the parser checked name and value
 	}
-	if e := c.setTarget(p.Target(), hostAt); e != nil {
+	if e := c.setTarget(p.Target(), host, hasHost); e != nil {
 		return e
 	}
 	switch p.Framing() {
@@ -289,15 +290,12 @@ func (c *conn) checkBuffered() *http1.Error {
 	return nil
 }
 
-// setTarget sets the request's scheme, authority and path from its target and Host field.
-func (c *conn) setTarget(t []byte, hostAt int) *http1.Error {
+// setTarget sets the request's scheme, authority and path from its target and Host field's
+// value (hasHost: the request has one).
+func (c *conn) setTarget(t, host []byte, hasHost bool) *http1.Error {
 	r := &c.req
-	var host []byte
-	if hostAt >= 0 {
-		_, host = c.p.Field(hostAt)
-		if !validAuthority(host) {
-			return ErrInvalidAuthority
-		}
+	if hasHost && !validAuthority(host) {
+		return ErrInvalidAuthority
 	}
 	switch {
 	case c.p.Connect():
@@ -307,7 +305,7 @@ func (c *conn) setTarget(t []byte, hostAt int) *http1.Error {
 		r.SetAuthority(t)
 		return nil
 	case len(t) > 0 && (t[0] == '/' || t[0] == '*'):
-		if hostAt < 0 && r.Proto == httpmsg.HTTP11 {
+		if !hasHost && r.Proto == httpmsg.HTTP11 {
 			return ErrMissingHost
 		}
 		if !validEscapes(t) {
