@@ -24,23 +24,25 @@ type body struct {
 	trail   http1.Parser // the trailer section of a chunked body
 	trailer *httpmsg.Header
 	started bool
+	eof     bool  // err is io.EOF: done's answer, without an interface comparison
 	err     error // sticky: io.EOF at the end, or the error that ended the body
 }
 
 // reset prepares b for a message body with framing f (and Content-Length n).
 func (b *body) reset(f http1.Framing, n int64, trailer *httpmsg.Header) {
-	b.framing, b.remain, b.trailer, b.started, b.err = f, n, trailer, false, nil
+	b.framing, b.remain, b.trailer, b.started, b.err, b.eof = f, n, trailer, false, nil, false
 	switch f {
 	case http1.FramingChunked:
 		b.ch.Reset(&b.trail)
 	case http1.FramingNone:
-		b.err = io.EOF
+		b.err, b.eof = io.EOF, true
 	}
 }
 
 // done reports whether the body was read to its end.
-func (b *body) done() bool { return b.err == io.EOF }
+func (b *body) done() bool { return b.eof }
 
+// end ends the body with err, an error other than io.EOF (endEOF ends it at its end).
 func (b *body) end(err error) error {
 	if b.err == nil {
 		b.err = err
@@ -49,6 +51,16 @@ func (b *body) end(err error) error {
 		}
 	}
 	return err
+}
+
+// endEOF ends the body at its end. The body has not ended yet (b.err is nil): its callers
+// stop at an ended body.
+func (b *body) endEOF() error {
+	b.err, b.eof = io.EOF, true
+	if b.owner != nil {
+		b.owner.bodyEnd(io.EOF)
+	}
+	return io.EOF
 }
 
 // Read implements io.Reader: the body's bytes, then io.EOF (possibly with the last bytes).
@@ -91,7 +103,7 @@ func (b *body) Read(p []byte) (int, error) {
 		}
 		b.remain -= int64(n)
 		if b.remain == 0 {
-			return n, b.end(io.EOF)
+			return n, b.endEOF()
 		}
 		return n, nil
 	case http1.FramingChunked:
@@ -112,7 +124,7 @@ func (b *body) Read(p []byte) (int, error) {
 			}
 			if b.ch.Done() {
 				b.copyTrailers()
-				return copy(p, data), b.end(io.EOF)
+				return copy(p, data), b.endEOF()
 			}
 			if len(data) > 0 {
 				return copy(p, data), nil
@@ -127,13 +139,13 @@ func (b *body) Read(p []byte) (int, error) {
 		n, err := rd.src.Read(p)
 		if n == 0 && err != nil {
 			if err == io.EOF {
-				return 0, b.end(io.EOF)
+				return 0, b.endEOF()
 			}
 			return 0, b.end(err)
 		}
 		return n, nil
 	}
-	return 0, b.end(io.EOF)
+	return 0, b.endEOF()
 }
 
 func (b *body) copyTrailers() {
@@ -168,7 +180,7 @@ func (b *body) discard(limit int64) bool {
 			}
 			rd.r += int(k)
 			if b.remain -= k; b.remain == 0 {
-				b.end(io.EOF)
+				b.endEOF()
 			}
 		case http1.FramingChunked:
 			k, err := b.ch.Feed(rd.buffered())
@@ -177,13 +189,13 @@ func (b *body) discard(limit int64) bool {
 				b.end(err)
 			} else if b.ch.Done() {
 				b.copyTrailers()
-				b.end(io.EOF)
+				b.endEOF()
 			}
 		default:
 			return false
 		}
 	}
-	return b.err == io.EOF
+	return b.eof
 }
 
 func unexpected(err error) error {

@@ -29,12 +29,6 @@ var (
 	ErrHijacked = errors.New("h1: connection was hijacked")
 )
 
-// headParser is http1.Parser or http1.ResponseParser.
-type headParser interface {
-	Feed(b []byte) (int, error)
-	Done() bool
-}
-
 // reader buffers one connection's reads.
 type reader struct {
 	src  io.Reader
@@ -65,20 +59,40 @@ func (rd *reader) fill() error {
 
 // readHead feeds buffered and then received bytes to p until the head is complete. started
 // reports whether any byte of the head was received (an error before that is a clean end of
-// the connection for a server).
-func (rd *reader) readHead(p headParser, onFirst func()) (started bool, err error) {
+// the connection for a server). onWait, if not nil, runs once, before the first read the head
+// needs after its first bytes were fed (not at all for a head that came whole).
+func (rd *reader) readHead(p *http1.Parser, onWait func()) (started bool, err error) {
+	// readResponseHead is this loop for a response head: concrete parsers, not an interface,
+	// so that Done inlines and Feed is a direct call.
+	for !p.Done() {
+		if rd.r == rd.w {
+			if started && onWait != nil {
+				onWait()
+				onWait = nil
+			}
+			if err := rd.fill(); err != nil {
+				return started, err
+			}
+		}
+		started = true
+		n, err := p.Feed(rd.buffered())
+		rd.r += n
+		if err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// readResponseHead is readHead for a response head, without onWait.
+func (rd *reader) readResponseHead(p *http1.ResponseParser) (started bool, err error) {
 	for !p.Done() {
 		if rd.r == rd.w {
 			if err := rd.fill(); err != nil {
 				return started, err
 			}
 		}
-		if !started {
-			started = true
-			if onFirst != nil {
-				onFirst()
-			}
-		}
+		started = true
 		n, err := p.Feed(rd.buffered())
 		rd.r += n
 		if err != nil {
@@ -162,60 +176,77 @@ func (w *writer) writeLastChunk(t *httpmsg.Header) error {
 	return nil
 }
 
+// skipSet is the fields writeFields leaves out (those the codec writes itself), as the set of
+// their names' lengths: a field whose name has another length (most) is written without a
+// look at its name.
+type skipSet uint64
+
 // Fields the codec writes itself.
 const (
-	skipNone    = 0
-	skipFraming = 1 << iota // Content-Length, Transfer-Encoding
-	skipHost                // Host
+	skipNone    skipSet = 0
+	skipFraming skipSet = 1<<len("content-length") | 1<<len("transfer-encoding")
+	skipHost    skipSet = 1 << len("host")
 )
+
+// has reports whether a name of n bytes may be one that s leaves out.
+func (s skipSet) has(n int) bool { return s>>(uint(n)&63)&1 != 0 }
 
 // writeFields writes h's fields as field lines, validated, except those skip names. Fields
 // marked valid (checked by a parser, httpmsg.Header.AddValid, or when added) are copied as
 // they are stored, a run of consecutive ones at a time; any other (one a filter changed with
 // Set) is checked here.
-func (w *writer) writeFields(h *httpmsg.Header, skip int) error {
+func (w *writer) writeFields(h *httpmsg.Header, skip skipSet) error {
 	from, to := 0, -1 // a run of marked fields' lines in h's storage, to write
 	for i, n := 0, h.Len(); i < n; i++ {
-		if off, nameEnd, end, ok := h.Line(i); ok {
-			if l := nameEnd - off; skip != 0 && (l == 4 || l == 14 || l == 17) && skipped(h.Raw(off, nameEnd), skip) {
-				continue
+		off, nameEnd, end, ok := h.Line(i)
+		if !ok {
+			if to >= 0 {
+				w.writeRun(h.Raw(from, to))
+				to = -1
 			}
-			if off != to {
-				if to >= 0 {
-					w.writeRun(h.Raw(from, to))
-				}
-				from = off
+			if err := w.writeField(h, i, skip); err != nil {
+				return err
 			}
-			to = end
 			continue
 		}
-		if to >= 0 {
-			w.writeRun(h.Raw(from, to))
-			to = -1
-		}
-		name, value := h.Field(i)
-		if l := len(name); skip != 0 && (l == 4 || l == 14 || l == 17) && skipped(name, skip) {
+		if skip.has(nameEnd-off) && skipped(h.Raw(off, nameEnd), skip) {
 			continue
 		}
-		if !httpmsg.ValidName(name) || !httpmsg.ValidValue(value) {
-			return ErrInvalidField
+		if off != to {
+			if to >= 0 {
+				w.writeRun(h.Raw(from, to))
+			}
+			from = off
 		}
-		if len(w.buf)+len(name)+len(value)+4 <= cap(w.buf) {
-			w.buf = append(w.buf, name...)
-			w.buf = append(w.buf, ':', ' ')
-			w.buf = append(w.buf, value...)
-			w.buf = append(w.buf, '\r', '\n')
-			continue
-		}
-		w.room(len(name) + 2)
-		w.buf = append(w.buf, name...)
-		w.buf = append(w.buf, ':', ' ')
-		w.write(value)
-		w.writeString("\r\n")
+		to = end
 	}
 	if to >= 0 {
 		w.writeRun(h.Raw(from, to))
 	}
+	return nil
+}
+
+// writeField writes field i of h, not marked valid: checked here.
+func (w *writer) writeField(h *httpmsg.Header, i int, skip skipSet) error {
+	name, value := h.Field(i)
+	if skip.has(len(name)) && skipped(name, skip) {
+		return nil
+	}
+	if !httpmsg.ValidName(name) || !httpmsg.ValidValue(value) {
+		return ErrInvalidField
+	}
+	if len(w.buf)+len(name)+len(value)+4 <= cap(w.buf) {
+		w.buf = append(w.buf, name...)
+		w.buf = append(w.buf, ':', ' ')
+		w.buf = append(w.buf, value...)
+		w.buf = append(w.buf, '\r', '\n')
+		return nil
+	}
+	w.room(len(name) + 2)
+	w.buf = append(w.buf, name...)
+	w.buf = append(w.buf, ':', ' ')
+	w.write(value)
+	w.writeString("\r\n")
 	return nil
 }
 
@@ -230,14 +261,17 @@ func (w *writer) writeRun(p []byte) {
 
 // skipped reports whether writeFields leaves out the field name: the framing fields with
 // skipFraming, Host with skipHost.
-func skipped(name []byte, skip int) bool {
+func skipped(name []byte, skip skipSet) bool {
+	if !skip.has(len(name)) {
+		return false
+	}
 	switch len(name) {
 	case len("content-length"):
-		return skip&skipFraming != 0 && httpmsg.EqualFold(name, "content-length")
+		return httpmsg.EqualFold(name, "content-length")
 	case len("transfer-encoding"):
-		return skip&skipFraming != 0 && httpmsg.EqualFold(name, "transfer-encoding")
+		return httpmsg.EqualFold(name, "transfer-encoding")
 	case len("host"):
-		return skip&skipHost != 0 && httpmsg.EqualFold(name, "host")
+		return httpmsg.EqualFold(name, "host")
 	}
 	return false
 }

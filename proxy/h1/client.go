@@ -84,6 +84,8 @@ type clientConn struct {
 	tunnelClosed atomic.Bool
 	wroteHead    func() // the exchange's WroteHead hook (Conn.RoundTripTrace), nil if none
 	canceled     atomic.Bool
+	// validAuth is the last request authority found valid on the connection (checkRequest).
+	validAuth []byte
 	// deadline is set while the connection may have a deadline (a context's, or the past one
 	// a cancellation sets): exchanges without one then clear it, and the others skip that.
 	deadline bool
@@ -198,13 +200,14 @@ func (c *Conn) RoundTripTrace(ctx context.Context, req *httpmsg.Request, resp *h
 // Watcher costs no allocation, unlike a watch of ctx.
 func (c *Conn) RoundTripWatch(ctx context.Context, w Watcher, req *httpmsg.Request, resp *httpmsg.Response, wroteHead func()) error {
 	cc := c.cc
-	cc.wroteHead = wroteHead
-	defer func() { cc.wroteHead = nil }()
-	if err := checkRequest(req); err != nil {
+	if err := cc.checkRequest(req); err != nil {
 		cc.done(true)
 		return err
 	}
-	if _, err := cc.roundTrip(ctx, w, req, resp); err != nil {
+	cc.wroteHead = wroteHead
+	_, err := cc.roundTrip(ctx, w, req, resp)
+	cc.wroteHead = nil // not deferred: every exchange sets its own, so a panic leaves no harm
+	if err != nil {
 		cc.close()
 		cc.done(false)
 		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -285,22 +288,53 @@ func inMemory(req *httpmsg.Request) bool {
 
 // checkRequest refuses a request the codec cannot write as a valid request line and Host.
 func checkRequest(req *httpmsg.Request) error {
-	m, path := req.Method, req.Path()
-	if len(m) == 0 || len(path) == 0 {
+	if err := checkLine(req); err != nil {
+		return err
+	}
+	if !validAuthority(req.Authority()) {
 		return ErrInvalidTarget
 	}
-	for i := 0; i < len(m); i++ {
-		if tchar[m[i]] == 0 {
+	return nil
+}
+
+// checkRequest is checkRequest, but an authority equal to the last one found valid on the
+// connection (a connection mostly carries requests for one host) is not scanned again.
+func (cc *clientConn) checkRequest(req *httpmsg.Request) error {
+	if err := checkLine(req); err != nil {
+		return err
+	}
+	if auth := req.Authority(); string(auth) != string(cc.validAuth) {
+		if !validAuthority(auth) {
 			return ErrInvalidTarget
+		}
+		cc.validAuth = append(cc.validAuth[:0], auth...)
+	}
+	return nil
+}
+
+// checkLine refuses a request whose method and path cannot be written as a request line.
+func checkLine(req *httpmsg.Request) error {
+	m, path := req.Method, req.Path()
+	if len(path) == 0 {
+		return ErrInvalidTarget
+	}
+	switch m {
+	case "GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE":
+		// Tokens: most requests' methods need no scan.
+	default:
+		if len(m) == 0 {
+			return ErrInvalidTarget
+		}
+		for i := 0; i < len(m); i++ {
+			if tchar[m[i]] == 0 {
+				return ErrInvalidTarget
+			}
 		}
 	}
 	for _, c := range path {
 		if c <= ' ' || c == 0x7f {
 			return ErrInvalidTarget
 		}
-	}
-	if !validAuthority(req.Authority()) {
-		return ErrInvalidTarget
 	}
 	return nil
 }
@@ -351,7 +385,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	head := req.Method == "HEAD"
 	for {
 		cc.rp.Reset()
-		started, err := cc.rd.readHead(&cc.rp, nil)
+		started, err := cc.rd.readResponseHead(&cc.rp)
 		gotBytes = gotBytes || started
 		if err != nil {
 			cc.stopWatch()
@@ -392,7 +426,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	}
 	cc.reuse = werr == nil && framing != http1.FramingUntilClose && !tunnel
 	keepAlive := false // an HTTP/1.0 connection is kept only with Connection: keep-alive
-	for i := 0; i < cc.rp.NumFields(); i++ {
+	for i, n := 0, cc.rp.NumFields(); i < n; i++ {
 		name, value := cc.rp.Field(i)
 		if httpmsg.EqualFold(name, "connection") {
 			if httpmsg.HasToken(value, "close") {

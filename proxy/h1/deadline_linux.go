@@ -57,12 +57,19 @@ func (l *lazyDeadline) arm(t time.Time) error {
 	return nil
 }
 
-// request sets the caller's deadline (SetReadDeadline, SetWriteDeadline).
+// request sets the caller's deadline (SetReadDeadline, SetWriteDeadline). Most requests
+// change nothing the socket sees (none, or a deadline no earlier than the armed one, with no
+// write stalled and no interruption to end): they cost the lock and a few compares.
 func (l *lazyDeadline) request(t time.Time) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.want = t
-	return l.apply()
+	if !l.past && l.stall.IsZero() && (t.IsZero() || !l.armed.IsZero() && !t.Before(l.armed)) {
+		l.mu.Unlock() // what apply would find: nothing to arm
+		return nil
+	}
+	err := l.apply() // no panic to unlock for: set is the socket's own
+	l.mu.Unlock()
+	return err
 }
 
 // setStall sets (or, with zero, clears) the stall deadline of the write in progress.

@@ -147,3 +147,10 @@ func TestServeHeadDeadlineAfterKeepAlive(t *testing.T) {
 		t.Errorf("head timeouts reported: %d, want 1", head.Load())
 	}
 }
+
+// TestServeHeadTrickledDirect is TestHeadTrickledPastTimeout on a DirectConn (lazy deadlines).
+func TestServeHeadTrickledDirect(t *testing.T) {
+	s, heads, served := trickleServer()
+	c, _, done := serveDirect(t, s)
+	trickleHead(t, c, done, heads, served)
+}

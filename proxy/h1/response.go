@@ -187,7 +187,8 @@ func (w *ResponseWriter) sendHead(final bool) error {
 	c := w.c
 	wr := &c.wr
 	w.headSent = true
-	if v, ok := w.header.Value("connection"); ok && httpmsg.HasToken(v, "close") {
+	connValue, hasConn := w.header.Value("connection")
+	if hasConn && httpmsg.HasToken(connValue, "close") {
 		c.closeConn = true
 	}
 	length := w.declared
@@ -219,7 +220,6 @@ func (w *ResponseWriter) sendHead(final bool) error {
 	if w.chunked {
 		wr.buf = append(wr.buf, "transfer-encoding: chunked\r\n"...)
 	}
-	hasConn := w.header.Has("connection")
 	switch {
 	case c.closeConn && !hasConn:
 		wr.buf = append(wr.buf, "connection: close\r\n"...)

@@ -166,7 +166,11 @@ func (c *conn) serve() error {
 			c.c.SetReadDeadline(time.Now().Add(s.IdleTimeout))
 		}
 		c.p.Reset()
-		started, err := c.rd.readHead(&c.p, c.headStarted)
+		var onWait func()
+		if s.HeadersTimeout > 0 {
+			onWait = c.headWaits
+		}
+		started, err := c.rd.readHead(&c.p, onWait)
 		if s.IdleTimeout > 0 || s.HeadersTimeout > 0 {
 			c.c.SetReadDeadline(time.Time{})
 		}
@@ -205,11 +209,13 @@ func (c *conn) serve() error {
 	}
 }
 
-// headStarted runs when the first byte of a head arrives.
-func (c *conn) headStarted() {
-	if c.srv.HeadersTimeout > 0 {
-		c.c.SetReadDeadline(time.Now().Add(c.srv.HeadersTimeout))
-	}
+// headWaits runs when a head that has begun needs another read: the reads from then on are
+// bounded by HeadersTimeout from the head's first byte. A head whose bytes all came with its
+// first read (most) needs no deadline of its own; for the others the clock starts once the
+// bytes of that read were parsed, microseconds after they arrived, rather than with a
+// deadline set for every head.
+func (c *conn) headWaits() {
+	c.c.SetReadDeadline(time.Now().Add(c.srv.HeadersTimeout))
 }
 
 // buildRequest fills c.req from the parsed head and prepares the body.
@@ -224,25 +230,34 @@ func (c *conn) buildRequest() *http1.Error {
 	c.closeConn = p.Minor() == 0
 	c.expect100 = false
 	c.tunnel = p.Upgrade() || p.Connect()
-	hostAt := -1
-	for i := 0; i < p.NumFields(); i++ {
+	var host []byte // the Host field's value, if hasHost
+	hasHost := false
+	for i, n := 0, p.NumFields(); i < n; i++ {
 		name, value := p.Field(i)
-		switch {
-		case httpmsg.EqualFold(name, "host"):
-			hostAt = i
-			continue
-		case httpmsg.EqualFold(name, "connection"):
+		// The names the codec looks at have lengths no other of them has.
+		switch len(name) {
+		case len("host"):
+			if httpmsg.EqualFold(name, "host") {
+				host, hasHost = value, true
+				continue
+			}
+		case len("connection"):
+			if !httpmsg.EqualFold(name, "connection") {
+				break
+			}
 			if httpmsg.HasToken(value, "close") {
 				c.closeConn = true
 			} else if p.Minor() == 0 && httpmsg.HasToken(value, "keep-alive") {
 				c.closeConn = false
 			}
-		case httpmsg.EqualFold(name, "expect"):
-			c.expect100 = p.Minor() == 1 && httpmsg.EqualFold(value, "100-continue")
+		case len("expect"):
+			if httpmsg.EqualFold(name, "expect") {
+				c.expect100 = p.Minor() == 1 && httpmsg.EqualFold(value, "100-continue")
+			}
 		}
 		r.Header.AddValid(name, value) // the parser checked name and value
 	}
-	if e := c.setTarget(p.Target(), hostAt); e != nil {
+	if e := c.setTarget(p.Target(), host, hasHost); e != nil {
 		return e
 	}
 	switch p.Framing() {
@@ -275,15 +290,12 @@ func (c *conn) checkBuffered() *http1.Error {
 	return nil
 }
 
-// setTarget sets the request's scheme, authority and path from its target and Host field.
-func (c *conn) setTarget(t []byte, hostAt int) *http1.Error {
+// setTarget sets the request's scheme, authority and path from its target and Host field's
+// value (hasHost: the request has one).
+func (c *conn) setTarget(t, host []byte, hasHost bool) *http1.Error {
 	r := &c.req
-	var host []byte
-	if hostAt >= 0 {
-		_, host = c.p.Field(hostAt)
-		if !validAuthority(host) {
-			return ErrInvalidAuthority
-		}
+	if hasHost && !validAuthority(host) {
+		return ErrInvalidAuthority
 	}
 	switch {
 	case c.p.Connect():
@@ -293,7 +305,7 @@ func (c *conn) setTarget(t []byte, hostAt int) *http1.Error {
 		r.SetAuthority(t)
 		return nil
 	case len(t) > 0 && (t[0] == '/' || t[0] == '*'):
-		if hostAt < 0 && r.Proto == httpmsg.HTTP11 {
+		if !hasHost && r.Proto == httpmsg.HTTP11 {
 			return ErrMissingHost
 		}
 		if !validEscapes(t) {
@@ -459,6 +471,12 @@ func validAuthority(b []byte) bool {
 		}
 		i++
 	} else {
+		// Four bytes a test while they last (most authorities are all reg-name but the port).
+		for ; i+4 <= len(b); i += 4 {
+			if regName[b[i]]&regName[b[i+1]]&regName[b[i+2]]&regName[b[i+3]] == 0 {
+				break
+			}
+		}
 		for i < len(b) && regName[b[i]] != 0 {
 			i++
 		}
@@ -469,8 +487,8 @@ func validAuthority(b []byte) bool {
 	if b[i] != ':' {
 		return false
 	}
-	for _, c := range b[i+1:] {
-		if c < '0' || c > '9' {
+	for i++; i < len(b); i++ {
+		if b[i]-'0' > 9 {
 			return false
 		}
 	}
