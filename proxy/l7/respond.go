@@ -172,11 +172,26 @@ func copyResponseHeader(dst, src *httpmsg.Header) {
 		dst.Del("Trailer")
 		return
 	}
+	if dst.Len() == 0 && !hasHopByHopOrTrailer(src) {
+		dst.CopyFrom(src) // all of it at once: the same as adding each field (AddField)
+		return
+	}
 	for i := 0; i < n; i++ {
 		if k, _ := src.Field(i); !isHopByHopOrTrailer(k) {
 			dst.AddField(src, i) // a field the upstream codec checked is not checked again
 		}
 	}
+}
+
+// hasHopByHopOrTrailer reports whether h has a field isHopByHopOrTrailer names (most lookups
+// end at the Header's name-length bit test).
+func hasHopByHopOrTrailer(h *httpmsg.Header) bool {
+	for _, n := range responseHopByHop {
+		if h.Index(n, 0) >= 0 {
+			return true
+		}
+	}
+	return h.Index("Trailer", 0) >= 0
 }
 
 // isHopByHopOrTrailer reports whether name is one of responseHopByHop or Trailer (ASCII
