@@ -58,6 +58,14 @@ func OptionsFor(m *hcmv3.HttpConnectionManager) Options {
 // the connection manager does before any filter: the fragment, which a client must not send, is
 // dropped, the query is kept as it is, and the path is normalized (Normalize).
 func NormalizeURI(uri string, o Options) (string, error) {
+	if plainURI(uri) {
+		return uri, nil // the common case, in one pass
+	}
+	return normalizeURI(uri, o)
+}
+
+// normalizeURI is NormalizeURI without its fast path.
+func normalizeURI(uri string, o Options) (string, error) {
 	path, query, hasQuery := strings.Cut(uri, "?")
 	cut := false // a fragment was dropped
 	if i := strings.IndexByte(path, '#'); i >= 0 {
@@ -296,6 +304,54 @@ func isUnreserved(c byte) bool {
 	return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') ||
 		c == '-' || c == '.' || c == '_' || c == '~'
 }
+
+// plainURI reports whether every Options leaves uri as it is, looking at each byte once: an
+// absolute path of bytes that need no escaping and are neither "%" nor "\\" (so no NUL, escape
+// or fragment), with no "//" and no "/." (dot segments, and names that only look like them,
+// take the full path), then, after a "?", a query without "#".
+func plainURI(uri string) bool {
+	if uri == "" || uri[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(uri); i++ {
+		switch c := uri[i]; pathClass[c] {
+		case pathPlain:
+		case pathSlash:
+			if i+1 < len(uri) && (uri[i+1] == '/' || uri[i+1] == '.') {
+				return false
+			}
+		case pathQuery:
+			return strings.IndexByte(uri[i+1:], '#') < 0
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Classes of path bytes for plainURI.
+const (
+	pathOther = iota // anything plainURI leaves to the full normalization
+	pathPlain
+	pathSlash
+	pathQuery
+)
+
+var pathClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		switch b := byte(c); {
+		case b == '/':
+			t[c] = pathSlash
+		case b == '?':
+			t[c] = pathQuery
+		case b == '%' || b == '\\' || needsEscape(b):
+			t[c] = pathOther
+		default:
+			t[c] = pathPlain
+		}
+	}
+	return t
+}()
 
 // needsEscape reports bytes that a canonical path carries percent-encoded: controls, space,
 // DEL, non-ASCII, and the characters a URL parser escapes in paths (" < > ` { }).
