@@ -1,9 +1,15 @@
 package http1
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // Feed's fast path. A head usually arrives whole in one read, so most lines are complete in
-// the bytes Feed is given. For those, fastLines checks each line as a whole, with run scans
-// (targetRun, valueRun) and one table loop per name, instead of stepping the state machine
-// byte by byte, and keeps the lines with one copy.
+// the bytes Feed is given. For those, fastLines checks each line as a whole, with scans of
+// eight bytes at a time (tokenRun, targetRun, valueRun; the name's and value's scans inlined
+// in its loop), instead of stepping the state machine byte by byte, and keeps the lines with
+// one copy.
 //
 // The fast path only ever accepts: it consumes a line only when the line is complete in b,
 // within every limit, and valid, and then leaves the Parser exactly as the state machine
@@ -17,56 +23,92 @@ package http1
 // empty line (p is then Done). b must end within the head's size limit (Feed's end). It
 // returns the number of bytes consumed.
 func (p *Parser) fastLines(b []byte) int {
-	base := int32(len(p.buf))
 	k := 0
 	if p.st == sMethod {
-		if k = p.fastRequestLine(b, base); k == 0 {
+		if k = p.fastRequestLine(b, int32(len(p.buf))); k == 0 {
 			return 0
 		}
 	}
-	keep, framing := p.flags&fKeep != 0, p.flags&fTrailers == 0
-	nf, maxf := 0, p.lim.MaxHeaderCount-p.nfields
-	for k < len(b) && nf < maxf {
-		// field-line = token ":" OWS value OWS CRLF, the value checked a word at a time.
+	// Few values live across the loop (the rest are read from p where needed): the loop
+	// would otherwise keep most of them on the stack.
+	for p.nfields < p.lim.MaxHeaderCount {
+		// field-line = token ":" OWS value OWS CRLF, the name and value checked a word at a
+		// time. The name's bytes up to its first byte that is no letter or '-' (tokenRun,
+		// inlined), a digit or another tchar one byte at a time.
 		n := k
-		for n < len(b) && isToken(b[n]) {
+		for {
+			if len(b)-n < 8 {
+				n += tokenRun(b[n:])
+				break
+			}
+			m := nameMask(binary.LittleEndian.Uint64(b[n:]))
+			if m == 0 {
+				n += 8
+				continue
+			}
+			n += bits.TrailingZeros64(m) >> 3
+			if charClass[b[n]]&cToken == 0 {
+				break
+			}
 			n++
 		}
-		if n == k || n == len(b) || b[n] != ':' {
+		if n == k || len(b)-n < 2 || b[n] != ':' {
 			break
 		}
 		vs := n + 1
+		if b[vs] == ' ' { // the usual single SP
+			vs++
+		}
 		for vs < len(b) && isOWS(b[vs]) {
 			vs++
 		}
-		end := vs + valueRun(b[vs:])
-		if end+1 >= len(b) || b[end] != '\r' || b[end+1] != '\n' {
+		// The value's bytes up to its first CTL or DEL (valueRun, inlined): the line ends
+		// there if it is CR LF.
+		end := vs
+		for {
+			if len(b)-end < 8 {
+				end += valueRun(b[end:])
+				break
+			}
+			m := ctlMask(binary.LittleEndian.Uint64(b[end:]))
+			if m == 0 {
+				end += 8
+				continue
+			}
+			end += bits.TrailingZeros64(m) >> 3
+			if b[end] != '\t' {
+				break
+			}
+			end++
+		}
+		if len(b)-end < 2 || binary.LittleEndian.Uint16(b[end:]) != '\r'|'\n'<<8 {
 			break
 		}
 		ve := end
 		for ve > vs && isOWS(b[ve-1]) {
 			ve--
 		}
-		if framing && n-k < 64 && framingLens>>(n-k)&1 != 0 {
+		if l := n - k; l < 64 && framingLens>>l&1 != 0 && p.flags&fTrailers == 0 {
 			if kind := kindOf(b[k:n]); kind != kOther && !p.framingField(kind, b[vs:ve]) {
 				break
 			}
 		}
-		if keep {
+		if p.flags&fKeep != 0 {
+			base := int32(len(p.buf))
 			p.fields = append(p.fields, field{name: span{base + int32(k), base + int32(n)},
 				value: span{base + int32(vs), base + int32(ve)}})
 		}
-		nf++
+		p.nfields++
 		k = end + 2
 	}
-	p.nfields += nf
 	// The empty line that ends the head, unless the head as a whole is wrong (the state
 	// machine reports that error at the LF).
-	if k+1 < len(b) && b[k] == '\r' && b[k+1] == '\n' && (!framing || p.endHead() == nil) {
+	if len(b)-k >= 2 && binary.LittleEndian.Uint16(b[k:]) == '\r'|'\n'<<8 &&
+		(p.flags&fTrailers != 0 || p.endHead() == nil) {
 		p.st = sDone
 		k += 2
 	}
-	if keep {
+	if p.flags&fKeep != 0 {
 		p.buf = append(p.buf, b[:k]...)
 	}
 	return k
@@ -152,50 +194,52 @@ const framingLens = 1<<len("content-length") | 1<<len("transfer-encoding") | 1<<
 	1<<len("upgrade") | 1<<len("host")
 
 // kindOf says which framing field, if any, a field name (a token) is, ignoring ASCII case.
+// It compares words with bit 0x20 set in every byte of the name: a token byte with that bit
+// set equals a lower-case letter only when it is that letter in either case, and '-' only
+// when it is '-' (0x0d, the other byte that would, is no token). Names of eight bytes or more
+// are told apart by their first word before the rest is compared.
 func kindOf(name []byte) fieldKind {
-	var want string
-	var kind fieldKind
-	switch len(name) {
-	case len("content-length"):
-		want, kind = "content-length", kContentLength
-	case len("transfer-encoding"):
-		want, kind = "transfer-encoding", kTransferEncoding
-	case len("connection"):
-		want, kind = "connection", kConnection
-	case len("upgrade"):
-		want, kind = "upgrade", kUpgrade
-	case len("host"):
-		want, kind = "host", kHost
-	default:
+	n := len(name)
+	if n < 4 || n >= 64 || framingLens>>n&1 == 0 {
 		return kOther
 	}
-	if tokenIs(name, want) {
-		return kind
+	if n < 8 { // "host", "upgrade": two words of four bytes, overlapping
+		const fold = 0x20202020
+		w, v := load32(name)|fold, load32(name[n-4:])|fold
+		switch {
+		case n == 4 && w == wHost:
+			return kHost
+		case n == 7 && w == wUpgr && v == wRade:
+			return kUpgrade
+		}
+		return kOther
+	}
+	const fold = ones * 0x20
+	w := load64(name) | fold
+	switch {
+	case n == 14 && w == wContent:
+		if load64(name[6:])|fold == wTLength {
+			return kContentLength
+		}
+	case n == 17 && w == wTransfer:
+		if load64(name[8:])|fold == wEncodin && name[16]|0x20 == 'g' {
+			return kTransferEncoding
+		}
+	case n == 10 && w == wConnecti:
+		if load64(name[2:])|fold == wNnection {
+			return kConnection
+		}
 	}
 	return kOther
 }
 
-// tokenIs reports whether the token t equals want, a string of at least four lower-case
-// letters and '-', ignoring ASCII case. It compares words with bit 0x20 set in every byte of
-// t: a token byte with that bit set equals a lower-case letter only when it is that letter in
-// either case, and '-' only when it is '-' (0x0d, the other byte that would, is no token).
-func tokenIs(t []byte, want string) bool {
-	n := len(want)
-	if len(t) != n {
-		return false
-	}
-	if n < 8 { // two words of four bytes, overlapping
-		const fold = 0x20202020
-		return load32(t)|fold == load32s(want) && load32(t[n-4:])|fold == load32s(want[n-4:])
-	}
-	const fold = ones * 0x20
-	for i := 0; i < n-8; i += 8 {
-		if load64(t[i:])|fold != load64s(want[i:]) {
-			return false
-		}
-	}
-	return load64(t[n-8:])|fold == load64s(want[n-8:])
-}
+// The words kindOf compares.
+var (
+	wHost, wUpgr, wRade  = load32s("host"), load32s("upgr"), load32s("rade")
+	wContent, wTLength   = load64s("content-"), load64s("t-length")
+	wTransfer, wEncodin  = load64s("transfer"), load64s("-encodin")
+	wConnecti, wNnection = load64s("connecti"), load64s("nnection")
+)
 
 // equalFold reports whether b equals the lower-case ASCII string s, ignoring the case of ASCII
 // letters only (as Envoy's comparisons: no Unicode folding, so "\u212a" is not "k").
