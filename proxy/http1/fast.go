@@ -66,17 +66,23 @@ func (p *Parser) fastLines(b []byte) int {
 		// there if it is CR LF.
 		end := vs
 		for {
-			if len(b)-end < 8 {
+			var m uint64
+			if r := len(b) - end; r >= 8 {
+				m = ctlMask(binary.LittleEndian.Uint64(b[end:]))
+			} else if len(b) >= 8 {
+				// The last r bytes, from the word that ends b: the zero bytes shifted in
+				// above them are marked, as the end of b ends the run.
+				m = ctlMask(binary.LittleEndian.Uint64(b[len(b)-8:]) >> (64 - 8*r))
+			} else {
 				end += valueRun(b[end:])
 				break
 			}
-			m := ctlMask(binary.LittleEndian.Uint64(b[end:]))
 			if m == 0 {
 				end += 8
 				continue
 			}
 			end += bits.TrailingZeros64(m) >> 3
-			if b[end] != '\t' {
+			if end == len(b) || b[end] != '\t' {
 				break
 			}
 			end++
@@ -88,9 +94,13 @@ func (p *Parser) fastLines(b []byte) int {
 		for ve > vs && isOWS(b[ve-1]) {
 			ve--
 		}
-		if l := n - k; l < 64 && framingLens>>l&1 != 0 && p.flags&fTrailers == 0 {
-			if kind := kindOf(b[k:n]); kind != kOther && !p.framingField(kind, b[vs:ve]) {
-				break
+		if l := uint(n - k); l < 32 && p.lens>>l&1 != 0 {
+			if kind := kindOf(b[k:n]); kind != kOther {
+				if p.flags&fTrailers != 0 {
+					p.bodyField(kind, b[vs:ve]) // a response's
+				} else if !p.framingField(kind, b[vs:ve]) {
+					break
+				}
 			}
 		}
 		if p.flags&fKeep != 0 {
@@ -151,19 +161,12 @@ func (p *Parser) fastRequestLine(b []byte, base int32) int {
 func (p *Parser) framingField(kind fieldKind, v []byte) bool {
 	switch kind {
 	case kContentLength:
-		if p.flags&fHasLength != 0 || len(v) == 0 {
+		if p.flags&fHasLength != 0 {
 			return false
 		}
-		var n int64
-		for _, c := range v {
-			if c < '0' || c > '9' {
-				return false
-			}
-			d := int64(c - '0')
-			if len(v) > maxSafeDigits && n > (1<<63-1-d)/10 {
-				return false
-			}
-			n = n*10 + d
+		n, e := parseLength(v)
+		if e != nil {
+			return false
 		}
 		p.length = n
 		p.flags |= fHasLength
@@ -189,6 +192,10 @@ func (p *Parser) framingField(kind fieldKind, v []byte) bool {
 	return true
 }
 
+// framingLens has bit n set when a framing field's name has n bytes (see kindOf); bodyLens
+// when Body's (a response's Content-Length and Transfer-Encoding) has.
+const bodyLens = 1<<len("content-length") | 1<<len("transfer-encoding")
+
 // framingLens has bit n set when a framing field's name has n bytes (see kindOf).
 const framingLens = 1<<len("content-length") | 1<<len("transfer-encoding") | 1<<len("connection") |
 	1<<len("upgrade") | 1<<len("host")
@@ -200,7 +207,7 @@ const framingLens = 1<<len("content-length") | 1<<len("transfer-encoding") | 1<<
 // are told apart by their first word before the rest is compared.
 func kindOf(name []byte) fieldKind {
 	n := len(name)
-	if n < 4 || n >= 64 || framingLens>>n&1 == 0 {
+	if n < 4 || n >= 32 || framingLens>>n&1 == 0 {
 		return kOther
 	}
 	if n < 8 { // "host", "upgrade": two words of four bytes, overlapping

@@ -1,30 +1,5 @@
 package http1
 
-// Framing says how the body of a request is delimited (RFC 9112 section 6.3).
-type Framing uint8
-
-const (
-	// FramingNone: the request has no body.
-	FramingNone Framing = iota
-	// FramingLength: the body is ContentLength bytes (more than zero).
-	FramingLength
-	// FramingChunked: the body is chunked (Transfer-Encoding: chunked); validate it with Chunked.
-	FramingChunked
-)
-
-// String names the framing for logs and test failures.
-func (f Framing) String() string {
-	switch f {
-	case FramingLength:
-		return "length"
-	case FramingChunked:
-		return "chunked"
-	case FramingUntilClose:
-		return "until-close"
-	}
-	return "none"
-}
-
 type pstate uint8
 
 const (
@@ -78,6 +53,7 @@ const (
 	fUpgradeOffer             // an Upgrade field whose value is not "h2c"
 	fHost                     // a Host field was seen
 	fErrAtEnd                 // the error was found at the end of the head (see Feed)
+	fBodySum                  // a response's fields, all through fastLines so far: it sums up Body's framing fields
 )
 
 type span struct{ off, end int32 }
@@ -126,6 +102,11 @@ type Parser struct {
 	method, target span
 	cur            field
 	vlast          int32 // end of the current value without trailing OWS
+
+	// A response's framing fields as Body would find them (fBodySum): length and the flags
+	// fHasLength, fHasTE and fTEBad, or the error of the first invalid Content-Length.
+	lenErr *Error
+	lens   uint32 // bit n set: the fast path classifies names of n bytes (framingLens, bodyLens or none)
 }
 
 // Init makes p ready for a request with the given limits; keep says whether p keeps the
@@ -151,7 +132,14 @@ func (p *Parser) ResetTrailers() {
 }
 
 func (p *Parser) reset(st pstate, flags uint16) {
-	*p = Parser{lim: p.lim, st: st, flags: flags, buf: p.buf[:0], fields: p.fields[:0]}
+	var lens uint32
+	switch {
+	case flags&fTrailers == 0:
+		lens = framingLens
+	case flags&fBodySum != 0:
+		lens = bodyLens
+	}
+	*p = Parser{lim: p.lim, st: st, flags: flags, lens: lens, buf: p.buf[:0], fields: p.fields[:0]}
 }
 
 // Done reports whether the head (or trailer section) is complete.
@@ -456,6 +444,7 @@ loop:
 			case isOWS(c):
 				e = ErrObsFold
 			case isToken(c):
+				p.flags &^= fBodySum // a field the fast path did not sum up
 				if p.nfields >= p.lim.MaxHeaderCount {
 					e = ErrTooManyHeaders
 					if p.flags&fTrailers != 0 {
