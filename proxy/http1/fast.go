@@ -33,30 +33,38 @@ func (p *Parser) fastLines(b []byte) int {
 	// would otherwise keep most of them on the stack.
 	for p.nfields < p.lim.MaxHeaderCount {
 		// field-line = token ":" OWS value OWS CRLF, the name and value checked a word at a
-		// time. The name's bytes up to its first byte that is no letter or '-' (tokenRun,
+		// time. A well-known name is checked and ended by its words (names.go); any other
+		// name's bytes are scanned up to its first byte that is no letter or '-' (tokenRun,
 		// inlined), a digit or another tchar one byte at a time.
-		n := k
-		for {
-			if len(b)-n < 8 {
-				n += tokenRun(b[n:])
-				break
+		n, kind := k, kUnknown
+		if len(b)-k >= 16 {
+			if kn := knownField(binary.LittleEndian.Uint64(b[k:]), binary.LittleEndian.Uint64(b[k+8:])); kn != nil {
+				n, kind = k+kn.n, kn.kind
 			}
-			m := nameMask(binary.LittleEndian.Uint64(b[n:]))
-			if m == 0 {
-				n += 8
-				continue
-			}
-			n += bits.TrailingZeros64(m) >> 3
-			if charClass[b[n]]&cToken == 0 {
-				break
-			}
-			n++
 		}
-		if n == k || len(b)-n < 2 || b[n] != ':' {
-			break
+		if n == k {
+			for {
+				if len(b)-n < 8 {
+					n += tokenRun(b[n:])
+					break
+				}
+				m := nameMask(binary.LittleEndian.Uint64(b[n:]))
+				if m == 0 {
+					n += 8
+					continue
+				}
+				n += bits.TrailingZeros64(m) >> 3
+				if charClass[b[n]]&cToken == 0 {
+					break
+				}
+				n++
+			}
+			if n == k || len(b)-n < 2 || b[n] != ':' {
+				break
+			}
 		}
 		vs := n + 1
-		if b[vs] == ' ' { // the usual single SP
+		if vs < len(b) && b[vs] == ' ' { // the usual single SP
 			vs++
 		}
 		for vs < len(b) && isOWS(b[vs]) {
@@ -95,7 +103,10 @@ func (p *Parser) fastLines(b []byte) int {
 			ve--
 		}
 		if l := uint(n - k); l < 32 && p.lens>>l&1 != 0 {
-			if kind := kindOf(b[k:n]); kind != kOther {
+			if kind == kUnknown {
+				kind = kindOf(b[k:n])
+			}
+			if kind != kOther {
 				if p.flags&fTrailers != 0 {
 					p.bodyField(kind, b[vs:ve]) // a response's
 				} else if !p.framingField(kind, b[vs:ve]) {

@@ -16,6 +16,12 @@ func fieldLines() []string {
 			lines = append(lines, name+": "+strings.Repeat("v ", 9)[:vl]+"\r\n")
 		}
 	}
+	// Well-known names (names.go), matched by their words, in both cases and cut short.
+	for _, name := range []string{"Host", "DATE", "user-agent", "Content-Length", "Content-Type", "Connection",
+		"Accept-Encoding", "accept", "Server", "Cache-Control", "Authorization", "X-Request-Id", "X-Forwarded-For",
+		"Upgrade", "Content-Lengt", "Accept-Encodin", "Transfer-Encoding"} {
+		lines = append(lines, name+": 1\r\n", name+":\r\n")
+	}
 	return lines
 }
 

@@ -34,6 +34,7 @@ const (
 	kConnection
 	kUpgrade
 	kHost
+	kUnknown // not classified yet (fastLines)
 )
 
 const (
