@@ -139,7 +139,18 @@ func (p *Parser) fastLines(b []byte) int {
 // start of b, which p's buffer will keep from offset base, and returns its length with CRLF;
 // 0 when the line is not one of those.
 func (p *Parser) fastRequestLine(b []byte, base int32) int {
-	m := tokenRun(b)
+	m := 0
+	if len(b) >= 8 { // the usual methods, by their word
+		switch w := binary.LittleEndian.Uint64(b); {
+		case uint32(w) == 'G'|'E'<<8|'T'<<16|' '<<24:
+			m = 3
+		case w&(1<<40-1) == 'P'|'O'<<8|'S'<<16|'T'<<24|' '<<32:
+			m = 4
+		}
+	}
+	if m == 0 {
+		m = tokenRun(b)
+	}
 	if m == 0 || m+2 > len(b) || b[m] != ' ' || b[m+1] != '/' {
 		return 0
 	}

@@ -60,3 +60,26 @@ func TestFastPathEveryByte(t *testing.T) {
 		}
 	}
 }
+
+// TestFastRequestLineEveryByte puts every byte value at every position of request lines
+// (the usual methods are recognized by their word) and wants the same result fed whole and
+// byte by byte.
+func TestFastRequestLineEveryByte(t *testing.T) {
+	for _, line := range []string{"GET / HTTP/1.1\r\n", "POST /a HTTP/1.0\r\n", "PUT /ab?c HTTP/1.1\r\n", "GETX / HTTP/1.1\r\n"} {
+		for pos := 0; pos < len(line); pos++ {
+			for c := 0; c < 256; c++ {
+				l := []byte(line)
+				l[pos] = byte(c)
+				in := string(l) + "Host: a\r\n\r\n"
+				whole, _ := feedPieces(Limits{}, in)
+				cuts := make([]int, 0, len(in))
+				for c := 1; c < len(in); c++ {
+					cuts = append(cuts, c)
+				}
+				if r, _ := feedPieces(Limits{}, in, cuts...); r != whole {
+					t.Fatalf("%q: byte by byte %+v, whole %+v", in, r, whole)
+				}
+			}
+		}
+	}
+}
