@@ -145,8 +145,8 @@ func nameMask(x uint64) uint64 {
 }
 
 // valueRun returns the length of b's longest prefix of field-value bytes (cValue: VCHAR, SP,
-// HTAB, obs-text). The lowest marked byte of a word is the first CTL or DEL in it: past an
-// HTAB the scan goes on, at anything else it ends.
+// HTAB, obs-text). The lowest marked byte of a word is the first CTL or DEL in it (ctlMask):
+// past an HTAB the scan goes on, at anything else it ends.
 func valueRun(b []byte) int {
 	i := 0
 	for len(b)-i >= 8 {
@@ -167,11 +167,12 @@ func valueRun(b []byte) int {
 	return i
 }
 
-// ctlMask marks bytes of the word x below 0x20 or equal to 0x7f (CTL and DEL): its lowest
-// marked byte is the first such byte.
+// ctlMask marks bytes of the word x below 0x20 or equal to 0x7f (CTL and DEL), exactly: each
+// byte is tested on its low seven bits (sums that never carry into the next byte), and bytes
+// above 0x7f are never marked.
 func ctlMask(x uint64) uint64 {
-	y := x ^ ones*0x7f
-	return (x-ones*0x20)&^x&highs | (y-ones)&^y&highs
+	l := x &^ highs
+	return (^(l + ones*0x60) | (l + ones)) &^ x & highs // l < 0x20 or l == 0x7f, below 0x80
 }
 
 // targetRun returns the length of b's longest prefix of request-target bytes (cTarget: VCHAR).

@@ -102,9 +102,12 @@ func (p *Parser) fastLines(b []byte) int {
 		for ve > vs && isOWS(b[ve-1]) {
 			ve--
 		}
-		if l := uint(n - k); l < 32 && p.lens>>l&1 != 0 {
+		if kind != kOther && p.lens != 0 { // a name to classify, in a head or a response
 			if kind == kUnknown {
-				kind = kindOf(b[k:n])
+				kind = kOther
+				if l := uint(n - k); l < 32 && p.lens>>l&1 != 0 {
+					kind = kindOf(b[k:n])
+				}
 			}
 			if kind != kOther {
 				if p.flags&fTrailers != 0 {
