@@ -31,6 +31,7 @@ func (p *Parser) fastLines(b []byte) int {
 	}
 	// Few values live across the loop (the rest are read from p where needed): the loop
 	// would otherwise keep most of them on the stack.
+lines:
 	for p.nfields < p.lim.MaxHeaderCount {
 		// field-line = token ":" OWS value OWS CRLF, the name and value checked a word at a
 		// time. A well-known name is checked and ended by its words (names.go); any other
@@ -73,6 +74,7 @@ func (p *Parser) fastLines(b []byte) int {
 		// The value's bytes up to its first CTL or DEL (valueRun, inlined): the line ends
 		// there if it is CR LF.
 		end := vs
+	value:
 		for {
 			var m uint64
 			if r := len(b) - end; r >= 8 {
@@ -83,6 +85,9 @@ func (p *Parser) fastLines(b []byte) int {
 				m = ctlMask(binary.LittleEndian.Uint64(b[len(b)-8:]) >> (64 - 8*r))
 			} else {
 				end += valueRun(b[end:])
+				if len(b)-end < 2 || binary.LittleEndian.Uint16(b[end:]) != '\r'|'\n'<<8 {
+					break lines
+				}
 				break
 			}
 			if m == 0 {
@@ -90,13 +95,20 @@ func (p *Parser) fastLines(b []byte) int {
 				continue
 			}
 			end += bits.TrailingZeros64(m) >> 3
-			if end == len(b) || b[end] != '\t' {
-				break
+			if end+1 >= len(b) {
+				break lines // the line is not complete in b
 			}
-			end++
-		}
-		if len(b)-end < 2 || binary.LittleEndian.Uint16(b[end:]) != '\r'|'\n'<<8 {
-			break
+			switch b[end] {
+			case '\t':
+				end++
+			case '\r':
+				if b[end+1] != '\n' {
+					break lines
+				}
+				break value
+			default:
+				break lines
+			}
 		}
 		ve := end
 		for ve > vs && isOWS(b[ve-1]) {
@@ -189,9 +201,12 @@ func (p *Parser) framingField(kind fieldKind, v []byte) bool {
 		if p.flags&fHasLength != 0 {
 			return false
 		}
-		n, e := parseLength(v)
-		if e != nil {
-			return false
+		n, ok := shortLength(v)
+		if !ok {
+			var e *Error
+			if n, e = parseLength(v); e != nil {
+				return false
+			}
 		}
 		p.length = n
 		p.flags |= fHasLength

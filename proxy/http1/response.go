@@ -285,6 +285,19 @@ func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunn
 // maxSafeDigits is the most decimal digits that cannot overflow an int64.
 const maxSafeDigits = 18
 
+// shortLength parses a Content-Length value of 1 to 18 digits (which cannot overflow); ok is
+// false for any other value, which parseLength then judges.
+func shortLength(v []byte) (n int64, ok bool) {
+	for _, c := range v {
+		d := c - '0' // a byte below '0' wraps around
+		if d > 9 {
+			return 0, false
+		}
+		n = n*10 + int64(d)
+	}
+	return n, len(v) > 0 && len(v) <= maxSafeDigits
+}
+
 // parseLength parses a Content-Length value: 1*DIGIT.
 func parseLength(v []byte) (int64, *Error) {
 	if len(v) == 0 {
@@ -327,10 +340,13 @@ func (p *Parser) bodyField(kind fieldKind, v []byte) {
 			p.lenErr = ErrDuplicateLength
 			return
 		}
-		n, e := parseLength(v)
-		if e != nil {
-			p.lenErr = e
-			return
+		n, ok := shortLength(v)
+		if !ok {
+			var e *Error
+			if n, e = parseLength(v); e != nil {
+				p.lenErr = e
+				return
+			}
 		}
 		p.length = n
 		p.flags |= fHasLength
