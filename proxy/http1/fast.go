@@ -44,6 +44,9 @@ lines:
 			}
 		}
 		if n == k {
+			if k < len(b) && b[k] == '\r' {
+				break // the empty line, or not a field line
+			}
 			for {
 				if len(b)-n < 8 {
 					n += tokenRun(b[n:])
@@ -65,10 +68,7 @@ lines:
 			}
 		}
 		vs := n + 1
-		if vs < len(b) && b[vs] == ' ' { // the usual single SP
-			vs++
-		}
-		for vs < len(b) && isOWS(b[vs]) {
+		for vs < len(b) && (b[vs] == ' ' || b[vs] == '\t') {
 			vs++
 		}
 		// The value's bytes up to its first CTL or DEL (valueRun, inlined): the line ends
