@@ -232,8 +232,8 @@ func (p *Parser) framingField(kind fieldKind, v []byte) bool {
 	return true
 }
 
-// framingLens has bit n set when a framing field's name has n bytes (see kindOf); bodyLens
-// when Body's (a response's Content-Length and Transfer-Encoding) has.
+// bodyLens has bit n set when the name of a field Body looks at (a response's Content-Length
+// and Transfer-Encoding) has n bytes.
 const bodyLens = 1<<len("content-length") | 1<<len("transfer-encoding")
 
 // framingLens has bit n set when a framing field's name has n bytes (see kindOf).

@@ -225,7 +225,7 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunnel bool, err error) {
 	length = -1
 	fp := &p.fields
-	te, teBad := fp.flags&fHasTE != 0, fp.flags&fTEBad != 0
+	var te, teBad bool
 	if fp.flags&fBodySum != 0 { // the fast path took every field and summed them up
 		if fp.lenErr != nil {
 			return FramingNone, 0, false, fp.lenErr
@@ -233,8 +233,8 @@ func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunn
 		if fp.flags&fHasLength != 0 {
 			length = fp.length
 		}
+		te, teBad = fp.flags&fHasTE != 0, fp.flags&fTEBad != 0
 	} else {
-		te, teBad = false, false
 		for _, f := range fp.fields {
 			name := fp.buf[f.name.off:f.name.end]
 			if len(name) != len("content-length") && len(name) != len("transfer-encoding") {
@@ -300,20 +300,13 @@ func shortLength(v []byte) (n int64, ok bool) {
 
 // parseLength parses a Content-Length value: 1*DIGIT.
 func parseLength(v []byte) (int64, *Error) {
+	if n, ok := shortLength(v); ok {
+		return n, nil
+	}
 	if len(v) == 0 {
 		return 0, ErrInvalidLength
 	}
 	var n int64
-	if len(v) <= maxSafeDigits {
-		for _, c := range v {
-			d := c - '0' // a byte below '0' wraps around
-			if d > 9 {
-				return 0, ErrInvalidLength
-			}
-			n = n*10 + int64(d)
-		}
-		return n, nil
-	}
 	for _, c := range v {
 		if c < '0' || c > '9' {
 			return 0, ErrInvalidLength
