@@ -83,3 +83,28 @@ func TestFastRequestLineEveryByte(t *testing.T) {
 		}
 	}
 }
+
+// TestFastStatusLineEveryByte puts every byte value at every position of status lines (a short
+// reason phrase is scanned in the word after its SP) and wants the same result fed whole and
+// byte by byte.
+func TestFastStatusLineEveryByte(t *testing.T) {
+	for _, line := range []string{"HTTP/1.1 200 OK\r\n", "HTTP/1.1 404 Not Found\r\n", "HTTP/1.0 204 \r\n",
+		"HTTP/1.1 599 abcdefg\r\n", "HTTP/1.1 599 abcdefgh\r\n", "HTTP/1.1 100\r\n"} {
+		for pos := 0; pos < len(line); pos++ {
+			for c := 0; c < 256; c++ {
+				l := []byte(line)
+				l[pos] = byte(c)
+				for _, in := range []string{string(l) + "Content-Length: 0\r\n\r\n", string(l)} {
+					whole := feedResponseCuts(Limits{}, in)
+					cuts := make([]int, 0, len(in))
+					for c := 1; c < len(in); c++ {
+						cuts = append(cuts, c)
+					}
+					if r := feedResponseCuts(Limits{}, in, cuts...); r != whole {
+						t.Fatalf("%q: byte by byte %s, whole %s", in, r, whole)
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,5 +1,10 @@
 package http1
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // Framing says how the body of a request is delimited (RFC 9112 section 6.3).
 type Framing uint8
 
@@ -367,7 +372,18 @@ func (p *ResponseParser) fastStatusLine(b []byte) int {
 	k := 12
 	if b[k] == ' ' {
 		k++
-		k += valueRun(b[k:])
+		// A reason phrase within the word after the SP (as "OK") ends at its first CTL
+		// or DEL (ctlMask); a longer one, or one with an HTAB, is left to valueRun.
+		if len(b)-k >= 8 {
+			m := ctlMask(binary.LittleEndian.Uint64(b[k:]))
+			if i := bits.TrailingZeros64(m) >> 3; m != 0 && b[k+i] != '\t' {
+				k += i
+			} else {
+				k += valueRun(b[k:])
+			}
+		} else {
+			k += valueRun(b[k:])
+		}
 	}
 	// The limit is the line without its CRLF, as the state machine counts it.
 	if k+1 >= len(b) || b[k] != '\r' || b[k+1] != '\n' || k > p.lim.MaxRequestLineBytes {
