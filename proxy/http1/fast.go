@@ -122,10 +122,16 @@ lines:
 				}
 			}
 			if kind != kOther {
-				if p.flags&fTrailers != 0 {
+				switch {
+				case p.flags&fTrailers != 0:
 					p.bodyField(kind, b[vs:ve]) // a response's
-				} else if !p.framingField(kind, b[vs:ve]) {
-					break
+				case kind == kHost: // framingField's, without the call
+					if p.flags&fHost != 0 {
+						break lines
+					}
+					p.flags |= fHost
+				case !p.framingField(kind, b[vs:ve]):
+					break lines
 				}
 			}
 		}
