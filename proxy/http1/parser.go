@@ -203,6 +203,28 @@ func (p *Parser) slice(s span) []byte {
 // found at the LF that ends the head; then n is the offset of that LF and EndError reports
 // true. After an error, Feed returns the same error until Reset.
 func (p *Parser) Feed(b []byte) (n int, err error) {
+	// A head (or the rest of one) that starts at a line and is whole in b costs one call to
+	// fastLines; anything else goes on in feed, where fastLines stopped.
+	if p.st == sFieldStart || p.st == sMethod && p.nlen == 0 {
+		end := len(b)
+		if rem := p.lim.MaxHeaderBytes - p.size; rem < end {
+			end = rem
+		}
+		if end > 0 {
+			n := p.fastLines(b[:end]) // whole lines at once (see fast.go)
+			if p.st == sDone {
+				p.size += n
+				return n, nil
+			}
+			return p.feed(b, n, n)
+		}
+	}
+	return p.feed(b, 0, -1)
+}
+
+// feed is Feed from b[i:], the byte-at-a-time state machine with fastLines at the start of
+// each line but at fastAt, where fastLines last stopped (no second try at the same line).
+func (p *Parser) feed(b []byte, i, fastAt int) (n int, err error) {
 	switch p.st {
 	case sDone:
 		return 0, nil
@@ -214,8 +236,6 @@ func (p *Parser) Feed(b []byte) (n int, err error) {
 		end = rem
 	}
 	keep := p.flags&fKeep != 0
-	i := 0
-	fastAt := -1 // where fastLines last stopped: no second try at the same line
 	var e *Error
 loop:
 	for i < end {
