@@ -110,15 +110,22 @@ func load32s(s string) uint32 {
 }
 
 // tokenRun returns the length of b's longest prefix of token bytes (cToken), eight at a time
-// while it can.
+// while it can. The lowest byte of a word that nameMask marks is the first in it that is no
+// letter and no '-': a digit or another tchar goes on (one byte by the table, then words
+// again), anything else ends the run.
 func tokenRun(b []byte) int {
 	i := 0
-	for ; len(b)-i >= 8; i += 8 {
-		c := b[i : i+8 : i+8]
-		if charClass[c[0]]&charClass[c[1]]&charClass[c[2]]&charClass[c[3]]&
-			charClass[c[4]]&charClass[c[5]]&charClass[c[6]]&charClass[c[7]]&cToken == 0 {
-			break
+	for len(b)-i >= 8 {
+		m := nameMask(binary.LittleEndian.Uint64(b[i : i+8]))
+		if m == 0 {
+			i += 8
+			continue
 		}
+		i += bits.TrailingZeros64(m) >> 3
+		if charClass[b[i]]&cToken == 0 {
+			return i
+		}
+		i++
 	}
 	for i < len(b) && charClass[b[i]]&cToken != 0 {
 		i++
@@ -126,15 +133,24 @@ func tokenRun(b []byte) int {
 	return i
 }
 
+// nameMask returns the top bit of every byte of the word x that is neither an ASCII letter
+// nor '-', exactly: each byte is tested on its low seven bits (sums of at most 0x7f+0x7f that
+// never carry into the next byte), then bytes above 0x7f are marked.
+func nameMask(x uint64) uint64 {
+	l := x &^ highs
+	ly := l | ones*0x20                                      // letters folded to lower case
+	ok := (ly + ones*(0x80-'a')) &^ (ly + ones*(0x80-'z'-1)) // 'a' <= ly <= 'z'
+	ok |= ^((l ^ ones*'-') + ones*0x7f)                      // l == '-'
+	return highs &^ (ok &^ x)
+}
+
 // valueRun returns the length of b's longest prefix of field-value bytes (cValue: VCHAR, SP,
-// HTAB, obs-text). The lowest marked byte of a word is the first CTL or DEL in it: past an
-// HTAB the scan goes on, at anything else it ends.
+// HTAB, obs-text). The lowest marked byte of a word is the first CTL or DEL in it (ctlMask):
+// past an HTAB the scan goes on, at anything else it ends.
 func valueRun(b []byte) int {
 	i := 0
 	for len(b)-i >= 8 {
-		x := binary.LittleEndian.Uint64(b[i : i+8])
-		y := x ^ ones*0x7f
-		m := (x-ones*0x20)&^x&highs | (y-ones)&^y&highs
+		m := ctlMask(binary.LittleEndian.Uint64(b[i : i+8]))
 		if m == 0 {
 			i += 8
 			continue
@@ -149,6 +165,14 @@ func valueRun(b []byte) int {
 		i++
 	}
 	return i
+}
+
+// ctlMask marks bytes of the word x below 0x20 or equal to 0x7f (CTL and DEL), exactly: each
+// byte is tested on its low seven bits (sums that never carry into the next byte), and bytes
+// above 0x7f are never marked.
+func ctlMask(x uint64) uint64 {
+	l := x &^ highs
+	return (^(l + ones*0x60) | (l + ones)) &^ x & highs // l < 0x20 or l == 0x7f, below 0x80
 }
 
 // targetRun returns the length of b's longest prefix of request-target bytes (cTarget: VCHAR).

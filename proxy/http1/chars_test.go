@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -16,7 +17,7 @@ func runOf(b []byte, class uint8) int {
 // TestWordScans checks valueRun, targetRun and tokenRun against the byte loop for every byte value at
 // every position of runs of 1 to 24 bytes, among neighbours of each kind.
 func TestWordScans(t *testing.T) {
-	for _, fill := range []byte{'a', '/', 0x80, 0xff, '\t', ' ', 0x7e, '-'} {
+	for _, fill := range []byte{'a', 'Z', '9', '_', '/', ':', 0x80, 0xff, '\t', ' ', 0x7e, '-'} {
 		for n := 1; n <= 24; n++ {
 			for pos := 0; pos < n; pos++ {
 				for c := 0; c < 256; c++ {
@@ -30,6 +31,40 @@ func TestWordScans(t *testing.T) {
 					}
 					if got, want := tokenRun(b), runOf(b, cToken); got != want {
 						t.Fatalf("tokenRun(%q) = %d, byte loop says %d", b, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestKindOf checks kindOf against a byte-wise ASCII case-insensitive comparison for every
+// framing field's name in every case, with every token byte at every position, and names one
+// byte shorter or longer.
+func TestKindOf(t *testing.T) {
+	names := map[string]fieldKind{"content-length": kContentLength, "transfer-encoding": kTransferEncoding,
+		"connection": kConnection, "upgrade": kUpgrade, "host": kHost}
+	want := func(name []byte) fieldKind {
+		for s, k := range names {
+			if equalFold(name, s) {
+				return k
+			}
+		}
+		return kOther
+	}
+	for s := range names {
+		for _, base := range []string{s, strings.ToUpper(s), strings.ToUpper(s[:1]) + s[1:]} {
+			for pos := 0; pos < len(base); pos++ {
+				for c := 0; c < 256; c++ {
+					if !isToken(byte(c)) {
+						continue
+					}
+					b := []byte(base)
+					b[pos] = byte(c)
+					for _, name := range [][]byte{b, b[1:], append(b, byte(c))} {
+						if got, w := kindOf(name), want(name); got != w {
+							t.Fatalf("kindOf(%q) = %d, want %d", name, got, w)
+						}
 					}
 				}
 			}

@@ -1,9 +1,15 @@
 package http1
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // Feed's fast path. A head usually arrives whole in one read, so most lines are complete in
-// the bytes Feed is given. For those, fastLines checks each line as a whole, with run scans
-// (targetRun, valueRun) and one table loop per name, instead of stepping the state machine
-// byte by byte, and keeps the lines with one copy.
+// the bytes Feed is given. For those, fastLines checks each line as a whole, with scans of
+// eight bytes at a time (tokenRun, targetRun, valueRun; the name's and value's scans inlined
+// in its loop), instead of stepping the state machine byte by byte, and keeps the lines with
+// one copy.
 //
 // The fast path only ever accepts: it consumes a line only when the line is complete in b,
 // within every limit, and valid, and then leaves the Parser exactly as the state machine
@@ -17,56 +23,134 @@ package http1
 // empty line (p is then Done). b must end within the head's size limit (Feed's end). It
 // returns the number of bytes consumed.
 func (p *Parser) fastLines(b []byte) int {
-	base := int32(len(p.buf))
 	k := 0
 	if p.st == sMethod {
-		if k = p.fastRequestLine(b, base); k == 0 {
+		if k = p.fastRequestLine(b, int32(len(p.buf))); k == 0 {
 			return 0
 		}
 	}
-	keep, framing := p.flags&fKeep != 0, p.flags&fTrailers == 0
-	nf, maxf := 0, p.lim.MaxHeaderCount-p.nfields
-	for k < len(b) && nf < maxf {
-		// field-line = token ":" OWS value OWS CRLF, the value checked a word at a time.
-		n := k
-		for n < len(b) && isToken(b[n]) {
-			n++
+	// Few values live across the loop (the rest are read from p where needed): the loop
+	// would otherwise keep most of them on the stack.
+lines:
+	for p.nfields < p.lim.MaxHeaderCount {
+		// field-line = token ":" OWS value OWS CRLF, the name and value checked a word at a
+		// time. A well-known name is checked and ended by its words (names.go); any other
+		// name's bytes are scanned up to its first byte that is no letter or '-' (tokenRun,
+		// inlined), a digit or another tchar one byte at a time.
+		n, kind := k, kUnknown
+		if len(b)-k >= 16 {
+			if kn := knownField(binary.LittleEndian.Uint64(b[k:]), binary.LittleEndian.Uint64(b[k+8:])); kn != nil {
+				n, kind = k+kn.n, kn.kind
+			}
 		}
-		if n == k || n == len(b) || b[n] != ':' {
-			break
+		if n == k {
+			if k < len(b) && b[k] == '\r' {
+				break // the empty line, or not a field line
+			}
+			for {
+				if len(b)-n < 8 {
+					n += tokenRun(b[n:])
+					break
+				}
+				m := nameMask(binary.LittleEndian.Uint64(b[n:]))
+				if m == 0 {
+					n += 8
+					continue
+				}
+				n += bits.TrailingZeros64(m) >> 3
+				if charClass[b[n]]&cToken == 0 {
+					break
+				}
+				n++
+			}
+			if n == k || len(b)-n < 2 || b[n] != ':' {
+				break
+			}
 		}
 		vs := n + 1
-		for vs < len(b) && isOWS(b[vs]) {
+		for vs < len(b) && (b[vs] == ' ' || b[vs] == '\t') {
 			vs++
 		}
-		end := vs + valueRun(b[vs:])
-		if end+1 >= len(b) || b[end] != '\r' || b[end+1] != '\n' {
-			break
+		// The value's bytes up to its first CTL or DEL (valueRun, inlined): the line ends
+		// there if it is CR LF.
+		end := vs
+	value:
+		for {
+			var m uint64
+			if r := len(b) - end; r >= 8 {
+				m = ctlMask(binary.LittleEndian.Uint64(b[end:]))
+			} else if len(b) >= 8 {
+				// The last r bytes, from the word that ends b: the zero bytes shifted in
+				// above them are marked, as the end of b ends the run.
+				m = ctlMask(binary.LittleEndian.Uint64(b[len(b)-8:]) >> (64 - 8*r))
+			} else {
+				end += valueRun(b[end:])
+				if len(b)-end < 2 || binary.LittleEndian.Uint16(b[end:]) != '\r'|'\n'<<8 {
+					break lines
+				}
+				break
+			}
+			if m == 0 {
+				end += 8
+				continue
+			}
+			end += bits.TrailingZeros64(m) >> 3
+			if end+1 >= len(b) {
+				break lines // the line is not complete in b
+			}
+			switch b[end] {
+			case '\t':
+				end++
+			case '\r':
+				if b[end+1] != '\n' {
+					break lines
+				}
+				break value
+			default:
+				break lines
+			}
 		}
 		ve := end
 		for ve > vs && isOWS(b[ve-1]) {
 			ve--
 		}
-		if framing && n-k < 64 && framingLens>>(n-k)&1 != 0 {
-			if kind := kindOf(b[k:n]); kind != kOther && !p.framingField(kind, b[vs:ve]) {
-				break
+		if kind != kOther && p.lens != 0 { // a name to classify, in a head or a response
+			if kind == kUnknown {
+				kind = kOther
+				if l := uint(n - k); l < 32 && p.lens>>l&1 != 0 {
+					kind = kindOf(b[k:n])
+				}
+			}
+			if kind != kOther {
+				switch {
+				case p.flags&fTrailers != 0:
+					p.bodyField(kind, b[vs:ve]) // a response's
+				case kind == kHost: // framingField's, without the call
+					if p.flags&fHost != 0 {
+						break lines
+					}
+					p.flags |= fHost
+				case !p.framingField(kind, b[vs:ve]):
+					break lines
+				}
 			}
 		}
-		if keep {
+		if p.flags&fKeep != 0 {
+			base := int32(len(p.buf))
 			p.fields = append(p.fields, field{name: span{base + int32(k), base + int32(n)},
 				value: span{base + int32(vs), base + int32(ve)}})
 		}
-		nf++
+		p.nfields++
 		k = end + 2
 	}
-	p.nfields += nf
 	// The empty line that ends the head, unless the head as a whole is wrong (the state
 	// machine reports that error at the LF).
-	if k+1 < len(b) && b[k] == '\r' && b[k+1] == '\n' && (!framing || p.endHead() == nil) {
+	if len(b)-k >= 2 && binary.LittleEndian.Uint16(b[k:]) == '\r'|'\n'<<8 &&
+		(p.flags&fTrailers != 0 || p.endHead() == nil) {
 		p.st = sDone
 		k += 2
 	}
-	if keep {
+	if p.flags&fKeep != 0 {
 		p.buf = append(p.buf, b[:k]...)
 	}
 	return k
@@ -76,7 +160,18 @@ func (p *Parser) fastLines(b []byte) int {
 // start of b, which p's buffer will keep from offset base, and returns its length with CRLF;
 // 0 when the line is not one of those.
 func (p *Parser) fastRequestLine(b []byte, base int32) int {
-	m := tokenRun(b)
+	m := 0
+	if len(b) >= 8 { // the usual methods, by their word
+		switch w := binary.LittleEndian.Uint64(b); {
+		case uint32(w) == 'G'|'E'<<8|'T'<<16|' '<<24:
+			m = 3
+		case w&(1<<40-1) == 'P'|'O'<<8|'S'<<16|'T'<<24|' '<<32:
+			m = 4
+		}
+	}
+	if m == 0 {
+		m = tokenRun(b)
+	}
 	if m == 0 || m+2 > len(b) || b[m] != ' ' || b[m+1] != '/' {
 		return 0
 	}
@@ -109,19 +204,15 @@ func (p *Parser) fastRequestLine(b []byte, base int32) int {
 func (p *Parser) framingField(kind fieldKind, v []byte) bool {
 	switch kind {
 	case kContentLength:
-		if p.flags&fHasLength != 0 || len(v) == 0 {
+		if p.flags&fHasLength != 0 {
 			return false
 		}
-		var n int64
-		for _, c := range v {
-			if c < '0' || c > '9' {
+		n, ok := shortLength(v)
+		if !ok {
+			var e *Error
+			if n, e = parseLength(v); e != nil {
 				return false
 			}
-			d := int64(c - '0')
-			if len(v) > maxSafeDigits && n > (1<<63-1-d)/10 {
-				return false
-			}
-			n = n*10 + d
 		}
 		p.length = n
 		p.flags |= fHasLength
@@ -147,55 +238,61 @@ func (p *Parser) framingField(kind fieldKind, v []byte) bool {
 	return true
 }
 
+// bodyLens has bit n set when the name of a field Body looks at (a response's Content-Length
+// and Transfer-Encoding) has n bytes.
+const bodyLens = 1<<len("content-length") | 1<<len("transfer-encoding")
+
 // framingLens has bit n set when a framing field's name has n bytes (see kindOf).
 const framingLens = 1<<len("content-length") | 1<<len("transfer-encoding") | 1<<len("connection") |
 	1<<len("upgrade") | 1<<len("host")
 
 // kindOf says which framing field, if any, a field name (a token) is, ignoring ASCII case.
+// It compares words with bit 0x20 set in every byte of the name: a token byte with that bit
+// set equals a lower-case letter only when it is that letter in either case, and '-' only
+// when it is '-' (0x0d, the other byte that would, is no token). Names of eight bytes or more
+// are told apart by their first word before the rest is compared.
 func kindOf(name []byte) fieldKind {
-	var want string
-	var kind fieldKind
-	switch len(name) {
-	case len("content-length"):
-		want, kind = "content-length", kContentLength
-	case len("transfer-encoding"):
-		want, kind = "transfer-encoding", kTransferEncoding
-	case len("connection"):
-		want, kind = "connection", kConnection
-	case len("upgrade"):
-		want, kind = "upgrade", kUpgrade
-	case len("host"):
-		want, kind = "host", kHost
-	default:
+	n := len(name)
+	if n < 4 || n >= 32 || framingLens>>n&1 == 0 {
 		return kOther
 	}
-	if tokenIs(name, want) {
-		return kind
+	if n < 8 { // "host", "upgrade": two words of four bytes, overlapping
+		const fold = 0x20202020
+		w, v := load32(name)|fold, load32(name[n-4:])|fold
+		switch {
+		case n == 4 && w == wHost:
+			return kHost
+		case n == 7 && w == wUpgr && v == wRade:
+			return kUpgrade
+		}
+		return kOther
+	}
+	const fold = ones * 0x20
+	w := load64(name) | fold
+	switch {
+	case n == 14 && w == wContent:
+		if load64(name[6:])|fold == wTLength {
+			return kContentLength
+		}
+	case n == 17 && w == wTransfer:
+		if load64(name[8:])|fold == wEncodin && name[16]|0x20 == 'g' {
+			return kTransferEncoding
+		}
+	case n == 10 && w == wConnecti:
+		if load64(name[2:])|fold == wNnection {
+			return kConnection
+		}
 	}
 	return kOther
 }
 
-// tokenIs reports whether the token t equals want, a string of at least four lower-case
-// letters and '-', ignoring ASCII case. It compares words with bit 0x20 set in every byte of
-// t: a token byte with that bit set equals a lower-case letter only when it is that letter in
-// either case, and '-' only when it is '-' (0x0d, the other byte that would, is no token).
-func tokenIs(t []byte, want string) bool {
-	n := len(want)
-	if len(t) != n {
-		return false
-	}
-	if n < 8 { // two words of four bytes, overlapping
-		const fold = 0x20202020
-		return load32(t)|fold == load32s(want) && load32(t[n-4:])|fold == load32s(want[n-4:])
-	}
-	const fold = ones * 0x20
-	for i := 0; i < n-8; i += 8 {
-		if load64(t[i:])|fold != load64s(want[i:]) {
-			return false
-		}
-	}
-	return load64(t[n-8:])|fold == load64s(want[n-8:])
-}
+// The words kindOf compares.
+var (
+	wHost, wUpgr, wRade  = load32s("host"), load32s("upgr"), load32s("rade")
+	wContent, wTLength   = load64s("content-"), load64s("t-length")
+	wTransfer, wEncodin  = load64s("transfer"), load64s("-encodin")
+	wConnecti, wNnection = load64s("connecti"), load64s("nnection")
+)
 
 // equalFold reports whether b equals the lower-case ASCII string s, ignoring the case of ASCII
 // letters only (as Envoy's comparisons: no Unicode folding, so "\u212a" is not "k").

@@ -27,6 +27,9 @@ var fastHeads = []string{
 	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0012 \t\r\n\r\n",
 	"POST / HTTP/1.1\r\nCONTENT-LENGTH:9223372036854775807\r\n\r\n",
 	"POST / HTTP/1.1\r\nContent-Length: 9223372036854775808\r\n\r\n",
+	"POST / HTTP/1.1\r\nContent-Length: 999999999999999999\r\n\r\n",
+	"POST / HTTP/1.1\r\nContent-Length: 0000000000000000001\r\n\r\n",
+	"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
 	"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n",
 	"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
 	"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
@@ -201,6 +204,22 @@ func TestResponseFastPathSplits(t *testing.T) {
 		"HTTP/1.2 200 OK\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nX: a\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+		// Body's framing fields, summed up by the fast path or found by Body's loop.
+		"HTTP/1.1 200 OK\r\ncontent-LENGTH: 0012 \r\nX: 1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\nContent-Length: 2\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length:\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775807\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 999999999999999999\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 0000000000000000001\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: CHUNKED\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+		"HTTP/1.1 204 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nDate: x\r\nHost: a\r\nHost: b\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
 	}
 	feed := feedResponseCuts
 	for _, in := range heads {

@@ -1,30 +1,5 @@
 package http1
 
-// Framing says how the body of a request is delimited (RFC 9112 section 6.3).
-type Framing uint8
-
-const (
-	// FramingNone: the request has no body.
-	FramingNone Framing = iota
-	// FramingLength: the body is ContentLength bytes (more than zero).
-	FramingLength
-	// FramingChunked: the body is chunked (Transfer-Encoding: chunked); validate it with Chunked.
-	FramingChunked
-)
-
-// String names the framing for logs and test failures.
-func (f Framing) String() string {
-	switch f {
-	case FramingLength:
-		return "length"
-	case FramingChunked:
-		return "chunked"
-	case FramingUntilClose:
-		return "until-close"
-	}
-	return "none"
-}
-
 type pstate uint8
 
 const (
@@ -59,6 +34,7 @@ const (
 	kConnection
 	kUpgrade
 	kHost
+	kUnknown // not classified yet (fastLines)
 )
 
 const (
@@ -78,6 +54,7 @@ const (
 	fUpgradeOffer             // an Upgrade field whose value is not "h2c"
 	fHost                     // a Host field was seen
 	fErrAtEnd                 // the error was found at the end of the head (see Feed)
+	fBodySum                  // a response's fields, all through fastLines so far: it sums up Body's framing fields
 )
 
 type span struct{ off, end int32 }
@@ -126,6 +103,11 @@ type Parser struct {
 	method, target span
 	cur            field
 	vlast          int32 // end of the current value without trailing OWS
+
+	// A response's framing fields as Body would find them (fBodySum): length and the flags
+	// fHasLength, fHasTE and fTEBad, or the error of the first invalid Content-Length.
+	lenErr *Error
+	lens   uint32 // bit n set: the fast path classifies names of n bytes (framingLens, bodyLens or none)
 }
 
 // Init makes p ready for a request with the given limits; keep says whether p keeps the
@@ -151,7 +133,14 @@ func (p *Parser) ResetTrailers() {
 }
 
 func (p *Parser) reset(st pstate, flags uint16) {
-	*p = Parser{lim: p.lim, st: st, flags: flags, buf: p.buf[:0], fields: p.fields[:0]}
+	var lens uint32
+	switch {
+	case flags&fTrailers == 0:
+		lens = framingLens
+	case flags&fBodySum != 0:
+		lens = bodyLens
+	}
+	*p = Parser{lim: p.lim, st: st, flags: flags, lens: lens, buf: p.buf[:0], fields: p.fields[:0]}
 }
 
 // Done reports whether the head (or trailer section) is complete.
@@ -214,6 +203,28 @@ func (p *Parser) slice(s span) []byte {
 // found at the LF that ends the head; then n is the offset of that LF and EndError reports
 // true. After an error, Feed returns the same error until Reset.
 func (p *Parser) Feed(b []byte) (n int, err error) {
+	// A head (or the rest of one) that starts at a line and is whole in b costs one call to
+	// fastLines; anything else goes on in feed, where fastLines stopped.
+	if p.st == sFieldStart || p.st == sMethod && p.nlen == 0 {
+		end := len(b)
+		if rem := p.lim.MaxHeaderBytes - p.size; rem < end {
+			end = rem
+		}
+		if end > 0 {
+			n := p.fastLines(b[:end]) // whole lines at once (see fast.go)
+			if p.st == sDone {
+				p.size += n
+				return n, nil
+			}
+			return p.feed(b, n, n)
+		}
+	}
+	return p.feed(b, 0, -1)
+}
+
+// feed is Feed from b[i:], the byte-at-a-time state machine with fastLines at the start of
+// each line but at fastAt, where fastLines last stopped (no second try at the same line).
+func (p *Parser) feed(b []byte, i, fastAt int) (n int, err error) {
 	switch p.st {
 	case sDone:
 		return 0, nil
@@ -225,8 +236,6 @@ func (p *Parser) Feed(b []byte) (n int, err error) {
 		end = rem
 	}
 	keep := p.flags&fKeep != 0
-	i := 0
-	fastAt := -1 // where fastLines last stopped: no second try at the same line
 	var e *Error
 loop:
 	for i < end {
@@ -456,6 +465,7 @@ loop:
 			case isOWS(c):
 				e = ErrObsFold
 			case isToken(c):
+				p.flags &^= fBodySum // a field the fast path did not sum up
 				if p.nfields >= p.lim.MaxHeaderCount {
 					e = ErrTooManyHeaders
 					if p.flags&fTrailers != 0 {

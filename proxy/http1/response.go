@@ -1,5 +1,35 @@
 package http1
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// Framing says how the body of a request is delimited (RFC 9112 section 6.3).
+type Framing uint8
+
+const (
+	// FramingNone: the request has no body.
+	FramingNone Framing = iota
+	// FramingLength: the body is ContentLength bytes (more than zero).
+	FramingLength
+	// FramingChunked: the body is chunked (Transfer-Encoding: chunked); validate it with Chunked.
+	FramingChunked
+)
+
+// String names the framing for logs and test failures.
+func (f Framing) String() string {
+	switch f {
+	case FramingLength:
+		return "length"
+	case FramingChunked:
+		return "chunked"
+	case FramingUntilClose:
+		return "until-close"
+	}
+	return "none"
+}
+
 // FramingUntilClose: a response body delimited by the end of the connection (no
 // Content-Length, no Transfer-Encoding); the connection cannot be reused.
 const FramingUntilClose Framing = FramingChunked + 1
@@ -59,7 +89,7 @@ func (p *ResponseParser) Init(lim Limits) {
 // Reset makes p ready for the next response head, keeping its limits and storage.
 func (p *ResponseParser) Reset() {
 	p.st, p.minor, p.status, p.line, p.err = rVersion, 0, 0, 0, nil
-	p.fields.ResetTrailers()
+	p.fields.reset(sFieldStart, fKeep|fTrailers|fBodySum)
 }
 
 // Done reports whether the head is complete.
@@ -199,25 +229,37 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 // error even where the status says there is no body.
 func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunnel bool, err error) {
 	length = -1
-	te, teBad := false, false
 	fp := &p.fields
-	for _, f := range fp.fields {
-		name := fp.buf[f.name.off:f.name.end]
-		if len(name) != len("content-length") && len(name) != len("transfer-encoding") {
-			continue
+	var te, teBad bool
+	if fp.flags&fBodySum != 0 { // the fast path took every field and summed them up
+		if fp.lenErr != nil {
+			return FramingNone, 0, false, fp.lenErr
 		}
-		value := fp.buf[f.value.off:f.value.end]
-		switch kindOf(name) {
-		case kContentLength:
-			if length >= 0 {
-				return FramingNone, 0, false, ErrDuplicateLength
+		if fp.flags&fHasLength != 0 {
+			length = fp.length
+		}
+		te, teBad = fp.flags&fHasTE != 0, fp.flags&fTEBad != 0
+	} else {
+		for _, f := range fp.fields {
+			name := fp.buf[f.name.off:f.name.end]
+			if len(name) != len("content-length") && len(name) != len("transfer-encoding") {
+				continue
 			}
-			if length, err = parseLength(value); err != nil {
-				return FramingNone, 0, false, err
+			value := fp.buf[f.value.off:f.value.end]
+			switch kindOf(name) {
+			case kContentLength:
+				if length >= 0 {
+					return FramingNone, 0, false, ErrDuplicateLength
+				}
+				n, e := parseLength(value)
+				if e != nil {
+					return FramingNone, 0, false, e
+				}
+				length = n
+			case kTransferEncoding:
+				teBad = teBad || te || !equalFold(value, "chunked") // ASCII case only, as Envoy
+				te = true
 			}
-		case kTransferEncoding:
-			teBad = teBad || te || !equalFold(value, "chunked") // ASCII case only, as Envoy
-			te = true
 		}
 	}
 	if te {
@@ -248,8 +290,24 @@ func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunn
 // maxSafeDigits is the most decimal digits that cannot overflow an int64.
 const maxSafeDigits = 18
 
+// shortLength parses a Content-Length value of 1 to 18 digits (which cannot overflow); ok is
+// false for any other value, which parseLength then judges.
+func shortLength(v []byte) (n int64, ok bool) {
+	for _, c := range v {
+		d := c - '0' // a byte below '0' wraps around
+		if d > 9 {
+			return 0, false
+		}
+		n = n*10 + int64(d)
+	}
+	return n, len(v) > 0 && len(v) <= maxSafeDigits
+}
+
 // parseLength parses a Content-Length value: 1*DIGIT.
-func parseLength(v []byte) (int64, error) {
+func parseLength(v []byte) (int64, *Error) {
+	if n, ok := shortLength(v); ok {
+		return n, nil
+	}
 	if len(v) == 0 {
 		return 0, ErrInvalidLength
 	}
@@ -259,12 +317,43 @@ func parseLength(v []byte) (int64, error) {
 			return 0, ErrInvalidLength
 		}
 		d := int64(c - '0')
-		if len(v) > maxSafeDigits && n > (1<<63-1-d)/10 {
+		if n > (1<<63-1-d)/10 {
 			return 0, ErrLengthOverflow
 		}
 		n = n*10 + d
 	}
 	return n, nil
+}
+
+// bodyField sums up a response's framing field (kind, and its value without surrounding OWS)
+// for Body, as Body's own loop over the fields would find it: the first invalid or repeated
+// Content-Length is Body's error, and fields after it no longer matter.
+func (p *Parser) bodyField(kind fieldKind, v []byte) {
+	if p.lenErr != nil {
+		return
+	}
+	switch kind {
+	case kContentLength:
+		if p.flags&fHasLength != 0 {
+			p.lenErr = ErrDuplicateLength
+			return
+		}
+		n, ok := shortLength(v)
+		if !ok {
+			var e *Error
+			if n, e = parseLength(v); e != nil {
+				p.lenErr = e
+				return
+			}
+		}
+		p.length = n
+		p.flags |= fHasLength
+	case kTransferEncoding:
+		if p.flags&fHasTE != 0 || !equalFold(v, "chunked") { // ASCII case only, as Envoy
+			p.flags |= fTEBad
+		}
+		p.flags |= fHasTE
+	}
 }
 
 // fastStatusLine consumes a complete, valid status line at the start of b, as Feed's state
@@ -283,7 +372,18 @@ func (p *ResponseParser) fastStatusLine(b []byte) int {
 	k := 12
 	if b[k] == ' ' {
 		k++
-		k += valueRun(b[k:])
+		// A reason phrase within the word after the SP (as "OK") ends at its first CTL
+		// or DEL (ctlMask); a longer one, or one with an HTAB, is left to valueRun.
+		if len(b)-k >= 8 {
+			m := ctlMask(binary.LittleEndian.Uint64(b[k:]))
+			if i := bits.TrailingZeros64(m) >> 3; m != 0 && b[k+i] != '\t' {
+				k += i
+			} else {
+				k += valueRun(b[k:])
+			}
+		} else {
+			k += valueRun(b[k:])
+		}
 	}
 	// The limit is the line without its CRLF, as the state machine counts it.
 	if k+1 >= len(b) || b[k] != '\r' || b[k+1] != '\n' || k > p.lim.MaxRequestLineBytes {
