@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/clock"
 	"github.com/strait-mesh/strait/proxy/http1"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
@@ -163,7 +164,7 @@ func (c *conn) serve() error {
 	s := c.srv
 	for {
 		if s.IdleTimeout > 0 && c.rd.r == c.rd.w {
-			c.c.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+			c.c.SetReadDeadline(clock.Now().Add(s.IdleTimeout))
 		}
 		c.p.Reset()
 		var onWait func()
@@ -215,7 +216,7 @@ func (c *conn) serve() error {
 // bytes of that read were parsed, microseconds after they arrived, rather than with a
 // deadline set for every head.
 func (c *conn) headWaits() {
-	c.c.SetReadDeadline(time.Now().Add(c.srv.HeadersTimeout))
+	c.c.SetReadDeadline(clock.Now().Add(c.srv.HeadersTimeout))
 }
 
 // buildRequest fills c.req from the parsed head and prepares the body.

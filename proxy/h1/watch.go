@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/strait-mesh/strait/proxy/clock"
 )
 
 // The codec has no background read: while a handler waits (for an upstream, say), nothing
@@ -189,10 +191,11 @@ func (c *conn) armWatch() {
 	if sh == nil {
 		return // no request of this connection was watched yet: none is now (beginWatch)
 	}
+	now := clock.Now() // outside the shard's lock; the monotonic clock only (proxy/clock)
 	sh.mu.Lock()
 	if w.state == watchIdle {
 		w.state = watchArmed
-		w.armedAt = time.Now()
+		w.armedAt = now
 		sh.push(c)
 	}
 	sh.mu.Unlock()
