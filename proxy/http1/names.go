@@ -107,3 +107,16 @@ func knownField(w0, w1 uint64) *knownName {
 	}
 	return k
 }
+
+// matchExact advances the case-insensitive match of a value against want, allowing trailing
+// OWS; see valueByte.
+func matchExact(vs uint8, c byte, want string) uint8 {
+	n := uint8(len(want))
+	switch {
+	case vs < n && lower(c) == want[vs]:
+		return vs + 1
+	case (vs == n || vs == n+1) && isOWS(c):
+		return n + 1
+	}
+	return 255
+}

@@ -733,19 +733,6 @@ func (p *Parser) valueByte(c byte) *Error {
 	return nil
 }
 
-// matchExact advances the case-insensitive match of a value against want, allowing trailing
-// OWS; see valueByte.
-func matchExact(vs uint8, c byte, want string) uint8 {
-	n := uint8(len(want))
-	switch {
-	case vs < n && lower(c) == want[vs]:
-		return vs + 1
-	case (vs == n || vs == n+1) && isOWS(c):
-		return n + 1
-	}
-	return 255
-}
-
 // endField completes a field line at its LF.
 func (p *Parser) endField() *Error {
 	switch p.kind {
