@@ -112,11 +112,16 @@ func (k *httpKey) slot() uint {
 }
 
 // finish mixes h's bits and returns a slot.
-func finish(h uint64) uint {
+func finish(h uint64) uint { return uint(mix(h)) & (hotSlots - 1) }
+
+// mix spreads every bit of h over the low bits (foldString ends in a multiplication, whose low
+// bits depend only on the low bits of what it multiplied): a slot taken from the low bits of
+// a hash must come through it.
+func mix(h uint64) uint64 {
 	h ^= h >> 29
 	h *= 0xbf58476d1ce4e5b9
 	h ^= h >> 32
-	return uint(h) & (hotSlots - 1)
+	return h
 }
 
 // foldString mixes s into h: its length and its bytes, a word at a time.

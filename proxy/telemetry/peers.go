@@ -66,6 +66,14 @@ type identityHit struct {
 	peers *identityPeers
 }
 
+// upstreamSlot is the slot of host in a table's cache of upstream hosts.
+func upstreamSlot(host string) uint64 { return mix(foldString(0, host)) & (upstreamSlots - 1) }
+
+// identitySlot is the slot of id in a table's cache of client identities.
+func identitySlot(id spiffeRef) uint64 {
+	return mix(foldString(foldString(0, id.trustDomain), id.path)) & (upstreamSlots - 1)
+}
+
 // upstreamSlots is the number of entries of a table's caches of upstream hosts and of client
 // identities (a power of two).
 const upstreamSlots = 128
@@ -216,7 +224,7 @@ func (p *Peers) byUpstream(host string) *Peer {
 	if p == nil || host == "" {
 		return nil
 	}
-	slot := &p.upstream[foldString(0, host)&(upstreamSlots-1)]
+	slot := &p.upstream[upstreamSlot(host)]
 	if h := slot.Load(); h != nil && h.host == host {
 		return h.peer
 	}
@@ -265,7 +273,7 @@ func (p *Peers) downstream(id spiffeRef, src netip.Addr) *Peer {
 // certificate) instead of parsing it and hashing its parts: a miss looks up and caches (one
 // small allocation; see replace).
 func (p *Peers) byID(id spiffeRef) *identityPeers {
-	slot := &p.identities[foldString(foldString(0, id.trustDomain), id.path)&(upstreamSlots-1)]
+	slot := &p.identities[identitySlot(id)]
 	if h := slot.Load(); h != nil && h.id == id {
 		return h.peers
 	}
