@@ -470,6 +470,11 @@ func EqualFold(b []byte, s string) bool {
 func equalFold(b []byte, s string) bool {
 	n := len(b)
 	if n < 8 {
+		if n >= 4 {
+			// Two four-byte halves of a word, overlapping when n < 8.
+			return foldWord(uint64(load32(b))|uint64(load32(b[n-4:]))<<32,
+				uint64(load32(s))|uint64(load32(s[n-4:]))<<32)
+		}
 		for i := 0; i < n; i++ {
 			x, y := b[i], s[i]
 			if x != y && (x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z') {
