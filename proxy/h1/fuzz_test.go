@@ -118,7 +118,8 @@ func headerList(h http.Header) []string {
 //   - obs-fold, whitespace before the colon and bare CR: net/http refuses most of these too,
 //     the codec refuses all of them.
 //
-// net/http is never allowed to refuse what the codec accepts.
+// net/http is never allowed to refuse what the codec accepts. (Empty lines before the request
+// line, which the codec skips, are taken off net/http's input.)
 func stricter(err error) bool {
 	var e *http1.Error
 	if !errors.As(err, &e) {
@@ -163,6 +164,7 @@ var diffSeeds = []string{
 	"get / HTTP/1.1\r\nHost: h\r\n\r\n",
 	"GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
 	"GET / HTTP/1.2\r\nHost: h\r\n\r\n",
+	"\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
 }
 
 // FuzzServerVsNetHTTP feeds the same bytes to the codec's server-side parser and to
@@ -178,7 +180,9 @@ func FuzzServerVsNetHTTP(f *testing.F) {
 			return
 		}
 		ours, oerr := parseOurs(data)
-		theirs, terr := parseNetHTTP(data)
+		// The codec skips CR and LF before the request line, as Envoy's parsers do (RFC 9112
+		// section 2.2); net/http's server does so only after a POST: compare what follows.
+		theirs, terr := parseNetHTTP(bytes.TrimLeft(data, "\r\n"))
 		switch {
 		case oerr != nil && terr != nil:
 			return

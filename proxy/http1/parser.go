@@ -253,6 +253,13 @@ loop:
 		c := b[i]
 		switch p.st {
 		case sMethod:
+			if (c == '\r' || c == '\n') && p.nlen == 0 && p.flags&fTrailers == 0 {
+				// Empty lines before a request line are ignored (RFC 9112 section 2.2: a
+				// server SHOULD ignore at least one), as Envoy's parsers skip any CR and LF
+				// there; they count toward the head's size.
+				i++
+				continue
+			}
 			if p.flags&fTrailers == 0 {
 				// Fast path: the method's token bytes, within the request line's limit.
 				j := i

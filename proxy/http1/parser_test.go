@@ -80,6 +80,10 @@ func TestParserAccepts(t *testing.T) {
 		minor   int
 	}{
 		{"minimal", "GET / HTTP/1.1\r\n" + host + "\r\n", FramingNone, -1, false, false, 1},
+		// RFC 9112 section 2.2: empty lines before the request line are ignored; Envoy's
+		// parsers skip any CR and LF there.
+		{"leading crlf", "\r\nGET / HTTP/1.1\r\n" + host + "\r\n", FramingNone, -1, false, false, 1},
+		{"leading empty lines, bare lf and cr", "\r\n\n\r\r\nGET / HTTP/1.1\r\n" + host + "\r\n", FramingNone, -1, false, false, 1},
 		{"http/1.0 no host", "GET /index.html HTTP/1.0\r\n\r\n", FramingNone, -1, false, false, 0},
 		{"htab in value", "GET / HTTP/1.1\r\n" + host + "X-A: a\tb\r\n\r\n", FramingNone, -1, false, false, 1},
 		{"ows around value", "GET / HTTP/1.1\r\n" + host + "X-A: \t a b \t \r\n\r\n", FramingNone, -1, false, false, 1},
@@ -151,7 +155,8 @@ func TestParserRejects(t *testing.T) {
 		at   int // offset of the offending byte; -1: do not check
 	}{
 		// Request line.
-		{"leading crlf", Limits{}, "\r\nGET / HTTP/1.1\r\n\r\n", ErrInvalidMethod, 0},
+		{"leading crlf then space", Limits{}, "\r\n GET / HTTP/1.1\r\n\r\n", ErrInvalidMethod, 2},
+		{"leading empty lines over the head limit", Limits{MaxHeaderBytes: 20}, strings.Repeat("\r\n", 10) + "GET / HTTP/1.1\r\n\r\n", ErrHeadersTooLarge, 20},
 		{"leading space", Limits{}, " GET / HTTP/1.1\r\n\r\n", ErrInvalidMethod, 0},
 		{"method not a token", Limits{}, "G(T / HTTP/1.1\r\n\r\n", ErrInvalidMethod, 1},
 		{"method then tab", Limits{}, "GET\t/ HTTP/1.1\r\n\r\n", ErrInvalidMethod, 3},

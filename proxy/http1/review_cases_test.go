@@ -148,7 +148,7 @@ func TestReviewSyntaxCases(t *testing.T) {
 		bad("GET /\r\n\r\n", ErrInvalidVersion),
 		bad("G\x80T / HTTP/1.1\r\n\r\n", ErrInvalidMethod),
 		bad(" GET / HTTP/1.1\r\n\r\n", ErrInvalidMethod),
-		bad("\r\nGET / HTTP/1.1\r\n\r\n", ErrInvalidMethod),
+		ok("\r\nGET / HTTP/1.1\r\n\r\n"), // empty lines before a request line are skipped
 		ok(g("X: \x80\xff caf\xc3\xa9")),
 		ok(g("X:")),
 		ok(g("X: \t ")),
