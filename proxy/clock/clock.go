@@ -29,6 +29,13 @@ func init() {
 	base.Store(&t)
 }
 
+// monoBase anchors Mono's readings.
+var monoBase = time.Now()
+
+// Mono returns the monotonic time since a fixed point in the process's life, for durations and
+// deadlines kept as numbers (atomics, timer arithmetic): one monotonic clock reading.
+func Mono() time.Duration { return time.Since(monoBase) }
+
 // Now returns the current time, as time.Now does but for the wall reading's bound above.
 func Now() time.Time {
 	b := base.Load()

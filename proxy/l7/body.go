@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/clock"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/telemetry"
 )
@@ -334,10 +335,8 @@ type idleTimer struct {
 	lazy   bool  // stop leaves the runtime timer pending (the Stream's kept timer)
 }
 
-// monoBase anchors sinceBase's monotonic readings.
-var monoBase = time.Now()
-
-func sinceBase() int64 { return int64(time.Since(monoBase)) }
+// sinceBase is clock.Mono as a number.
+func sinceBase() int64 { return int64(clock.Mono()) }
 
 func newIdleTimer(d time.Duration, fire func()) *idleTimer {
 	if d <= 0 {

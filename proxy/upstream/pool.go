@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/clock"
 	"github.com/strait-mesh/strait/proxy/h1"
 )
 
@@ -61,17 +62,12 @@ type pconn struct {
 	// stop and restart a runtime timer. Guarded by p.mu.
 	idle      *time.Timer
 	idleArmed bool
-	idleSince time.Duration // monoNow when it last went idle: the stateAt of that change
-	// stateAt is when the connection's state last changed (monoNow), recorded before the pool
+	idleSince time.Duration // clock.Mono when it last went idle: the stateAt of that change
+	// stateAt is when the connection's state last changed (clock.Mono), recorded before the pool
 	// lock is taken: a state update that waits for the lock on another goroutine must not let
 	// the idle timer close a connection released a moment ago.
 	stateAt atomic.Int64
 }
-
-// monoBase anchors monoNow's monotonic readings.
-var monoBase = time.Now()
-
-func monoNow() time.Duration { return time.Since(monoBase) }
 
 // poolFor returns the endpoint's pool of kind k, creating it on first use. The common case is
 // one atomic load.
@@ -396,7 +392,7 @@ func (pc *pconn) onMaxDuration() {
 // that should not be kept, arms the idle timer of the others, and wakes waiting requests.
 func (pc *pconn) onState() {
 	p := pc.p
-	pc.stateAt.Store(int64(monoNow()))
+	pc.stateAt.Store(int64(clock.Mono()))
 	// net/http runs the state hook synchronously inside ClientConn.Reserve and Release, and the
 	// pool calls Reserve with p.mu held: locking here would deadlock that goroutine. When the
 	// lock is busy, finish on another goroutine; the update is recomputed from the connection's
@@ -485,7 +481,7 @@ func (pc *pconn) onIdle() {
 	pc.idleArmed = false
 	closeIt := !pc.draining && pc.cc.InFlight() == 0 && pc.cc.Err() == nil
 	if closeIt {
-		now := monoNow()
+		now := clock.Mono()
 		quiet := now - pc.idleSince
 		if q := now - time.Duration(pc.stateAt.Load()); q < quiet {
 			quiet = q // a state update is still on its way to the lock
