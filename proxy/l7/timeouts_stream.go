@@ -97,8 +97,8 @@ type streamEnd struct {
 	body    *endBody
 	h1      bool
 	hasBody bool
-	started bool // the response began (handler goroutine only)
-	gen     atomic.Uint64
+	started bool   // the response began (handler goroutine only)
+	gen     uint64 // written by the handler goroutine (begin), read atomically elsewhere
 
 	mu sync.Mutex // guards rw against the timer goroutines
 	rw downstream // the codec's writer while the handler runs, nil after
@@ -131,14 +131,33 @@ type endBody struct {
 	eof atomic.Bool
 }
 
+// timers reports whether a timer goroutine (request_timeout, the write stall watch) may
+// touch se: only then do its fields need atomic writes and its writer the lock. A streamEnd
+// that never had a timer is the handler goroutine's alone between requests (one whose body
+// may still be read after its request is not kept: Stream.bodyHeld), and the goroutines that
+// read its body during a request (an upstream body writer) start after begin.
+func (se *streamEnd) timers() bool { return se.rtT != nil || se.watchT != nil }
+
 func (se *streamEnd) begin(h *Handler, s *Stream, cc *clockConn, h1 bool, watch time.Duration, hasBody, timed bool) {
-	gen := se.gen.Add(1)
+	var gen uint64
+	if se.timers() {
+		gen = atomic.AddUint64(&se.gen, 1)
+		if se.stalled.Load() {
+			se.stalled.Store(false)
+		}
+		if se.writeBy.Load() != 0 {
+			se.writeBy.Store(0)
+		}
+		se.mu.Lock()
+		se.rw = s.w
+		se.mu.Unlock()
+	} else {
+		// No timer ever ran: stalled and writeBy are still false and 0.
+		se.gen++
+		gen = se.gen
+		se.rw = s.w
+	}
 	se.h, se.cc, se.h1, se.hasBody, se.watch, se.started = h, cc, h1, hasBody, watch, false
-	se.stalled.Store(false)
-	se.writeBy.Store(0)
-	se.mu.Lock()
-	se.rw = s.w
-	se.mu.Unlock()
 	s.w = (*endWriter)(se)
 	se.body = nil
 	if hasBody {
@@ -146,7 +165,11 @@ func (se *streamEnd) begin(h *Handler, s *Stream, cc *clockConn, h1 bool, watch 
 		se.body = &se.eb
 		s.body = se.body
 	}
-	se.rt.Store(gen<<2 | rtIdle)
+	if timed || se.rt.Load()&3 != rtIdle {
+		// An earlier request's idle state (its generation) is as good as this one's: every
+		// compare against rt names the generation and a state other than idle.
+		se.rt.Store(gen<<2 | rtIdle)
+	}
 	if timed {
 		ctx, cancel := context.WithCancelCause(s.Context())
 		se.cancel = cancel
@@ -163,7 +186,7 @@ func (se *streamEnd) begin(h *Handler, s *Stream, cc *clockConn, h1 bool, watch 
 
 // end runs on the handler goroutine after the pipeline returned.
 func (se *streamEnd) end(s *Stream) {
-	gen := se.gen.Load()
+	gen := se.gen // written only by this goroutine
 	fired := false
 	if st := se.rt.Load(); st&3 != rtIdle {
 		if !se.rt.CompareAndSwap(gen<<2|rtArmed, gen<<2|rtDone) {
@@ -201,9 +224,13 @@ func (se *streamEnd) end(s *Stream) {
 			se.cc.linger.Store(true)
 		}
 	}
-	se.mu.Lock()
-	se.rw = nil
-	se.mu.Unlock()
+	if se.timers() {
+		se.mu.Lock()
+		se.rw = nil
+		se.mu.Unlock()
+	} else {
+		se.rw = nil
+	}
 	if se.cancel != nil {
 		se.cancel(nil)
 		se.cancel = nil
@@ -216,7 +243,7 @@ func (se *streamEnd) abandon() {
 	se.mu.Lock()
 	se.rw = nil
 	se.mu.Unlock()
-	se.rt.Store(se.gen.Load()<<2 | rtDone)
+	se.rt.Store(se.gen<<2 | rtDone)
 	if se.cancel != nil {
 		se.cancel(nil)
 	}
@@ -229,8 +256,8 @@ func (se *streamEnd) respond(code int) {
 		return
 	}
 	se.started = true
-	gen := se.gen.Load()
-	if se.rt.CompareAndSwap(gen<<2|rtArmed, gen<<2|rtDone) {
+	gen := se.gen
+	if armed := gen<<2 | rtArmed; se.rt.Load() == armed && se.rt.CompareAndSwap(armed, gen<<2|rtDone) {
 		se.rtT.Stop()
 	}
 	closeConn := false
@@ -253,7 +280,7 @@ func (se *streamEnd) requestTimedOut() {
 	}
 	se.mu.Lock()
 	defer se.mu.Unlock()
-	gen := se.gen.Load()
+	gen := atomic.LoadUint64(&se.gen)
 	if se.rw == nil || !se.rt.CompareAndSwap(gen<<2|rtArmed, gen<<2|rtFired) {
 		return
 	}
@@ -341,14 +368,14 @@ func (w *endWriter) SetWriteDeadline(t time.Time) error { return w.rw.SetWriteDe
 // Read implements io.Reader.
 func (b *endBody) Read(p []byte) (int, error) {
 	se := b.se
-	current := se.gen.Load() == b.gen
+	current := atomic.LoadUint64(&se.gen) == b.gen
 	if current && se.rt.Load() == b.gen<<2|rtFired {
 		return 0, errRequestTimeout
 	}
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
 		b.eof.Store(true)
-		if se.rt.CompareAndSwap(b.gen<<2|rtArmed, b.gen<<2|rtDone) {
+		if armed := b.gen<<2 | rtArmed; se.rt.Load() == armed && se.rt.CompareAndSwap(armed, b.gen<<2|rtDone) {
 			se.rtT.Stop()
 		}
 	}
