@@ -31,7 +31,13 @@ const MaxPrefetchBytes = 16 << 10
 // the timers and the downstream body, and a body whose bytes went to code that may still read
 // them (a mirror, an upstream codec that reads on a goroutine of its own) is not reused.
 type replayBody struct {
-	mu       sync.Mutex
+	mu sync.Mutex
+	// solo: no attempt reader (bodyView) of rb was ever handed out, so only the router's
+	// goroutine reaches rb's fields (the timers reach waiting only, an in-memory attempt's
+	// codec its own BytesBody): rb's methods skip mu (see lock). It is cleared, for good, when
+	// the first bodyView is made; from then on a stale reader of an earlier request or
+	// attempt may take mu at any time.
+	solo     bool
 	src      io.Reader
 	record   bool
 	buf      []byte
@@ -69,7 +75,17 @@ type waitingOn struct{ d downstream }
 
 // newReplayBody wraps src; set idle before the first read.
 func newReplayBody(src io.Reader, record bool, received *int64, onEOF *routeTimer) *replayBody {
-	return &replayBody{src: src, record: record, received: received, onEOF: onEOF}
+	return &replayBody{src: src, record: record, received: received, onEOF: onEOF, solo: true}
+}
+
+// lock takes rb.mu unless rb is solo (only the router's goroutine, the caller, can reach its
+// fields); it reports whether it took it, for the caller's unlock.
+func (rb *replayBody) lock() bool {
+	if rb.solo {
+		return false
+	}
+	rb.mu.Lock()
+	return true
 }
 
 // maxKeptBodyBuf bounds the buffer a Stream keeps for its next request's body.
@@ -84,8 +100,9 @@ func (s *Stream) replayBody(src io.Reader, record bool, onEOF *routeTimer) *repl
 		s.rbody = rb
 		return rb
 	}
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
+	if rb.lock() {
+		defer rb.mu.Unlock()
+	}
 	buf := rb.buf[:0]
 	if cap(buf) > maxKeptBodyBuf {
 		buf = nil
@@ -93,15 +110,19 @@ func (s *Stream) replayBody(src io.Reader, record bool, onEOF *routeTimer) *repl
 	rb.src, rb.record, rb.buf, rb.total, rb.overflow, rb.eof, rb.err = src, record, buf, 0, false, false, nil
 	rb.idle, rb.received, rb.onEOF, rb.out, rb.shared = nil, &s.Info.BytesReceived, onEOF, nil, false
 	rb.grpc, rb.countGRPC = telemetry.GRPCFrames{}, false
-	rb.grpcCount.Store(0)
-	rb.waiting.Store(nil)
+	if rb.grpcCount.Load() != 0 {
+		rb.grpcCount.Store(0)
+	}
+	if rb.waiting.Load() != nil {
+		rb.waiting.Store(nil)
+	}
 	rb.on = waitingOn{}
 	return rb
 }
 
 // settle records whether the codec of the attempt that read rb.out is done with it: one
 // that did not say so (BytesBody.MarkDone) may read it on, so rb is not reused. It runs on the
-// router's goroutine after that attempt's round trip returned; rb.mu is held.
+// router's goroutine after that attempt's round trip returned; rb.mu is held (or rb is solo).
 func (rb *replayBody) settle() {
 	if rb.out != nil {
 		if !rb.out.Done() {
@@ -118,10 +139,12 @@ func (rb *replayBody) settle() {
 // must not wait for; it keeps the timers), or when rb's bytes went where they may still be
 // read.
 func (rb *replayBody) end() bool {
-	if !rb.mu.TryLock() {
-		return false
+	if !rb.solo {
+		if !rb.mu.TryLock() {
+			return false
+		}
+		defer rb.mu.Unlock()
 	}
-	defer rb.mu.Unlock()
 	rb.settle()
 	rb.gen++
 	rb.src, rb.idle, rb.onEOF = nil, nil, nil
@@ -134,16 +157,18 @@ func (rb *replayBody) downstreamErr() error {
 	if rb == nil {
 		return nil
 	}
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
+	if rb.lock() {
+		defer rb.mu.Unlock()
+	}
 	return rb.err
 }
 
 // attempt returns a reader for a new upstream attempt; earlier attempts' readers fail from now
 // on. Call canReplay first for a retry.
 func (rb *replayBody) attempt() io.ReadCloser {
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
+	if rb.lock() {
+		defer rb.mu.Unlock()
+	}
 	rb.gen++
 	rb.settle()
 	if rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total {
@@ -157,6 +182,7 @@ func (rb *replayBody) attempt() io.ReadCloser {
 		rb.out = &rb.bb
 		return &rb.bb
 	}
+	rb.solo = false // the view may read rb from another goroutine, now or late
 	return &bodyView{rb: rb, gen: rb.gen}
 }
 
@@ -187,8 +213,9 @@ func (rb *replayBody) prefetch(w downstream, length int64) (now int64) {
 	// One clock reading for what the read ended: the idle timer's activity, the route
 	// timer's start at the body's end, and the caller's next phase.
 	now = sinceBase()
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
+	if rb.lock() {
+		defer rb.mu.Unlock()
+	}
 	if n > 0 {
 		rb.buf = buf[:n]
 		rb.total = int64(n)
@@ -232,22 +259,25 @@ func (rb *replayBody) grpcMessages() uint64 {
 // inMemory reports whether the whole body was read and kept, so that attempts read it from
 // memory and never wait for the downstream.
 func (rb *replayBody) inMemory() bool {
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
+	if rb.lock() {
+		defer rb.mu.Unlock()
+	}
 	return rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total
 }
 
 // canReplay reports whether a new attempt can send the whole body again.
 func (rb *replayBody) canReplay() bool {
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
+	if rb.lock() {
+		defer rb.mu.Unlock()
+	}
 	return rb.total == 0 || rb.record && !rb.overflow
 }
 
 // complete returns the whole body if it was read to the end and fits the replay buffer.
 func (rb *replayBody) complete() ([]byte, bool) {
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
+	if rb.lock() {
+		defer rb.mu.Unlock()
+	}
 	if !rb.eof || rb.overflow || !rb.record {
 		return nil, false
 	}
