@@ -92,7 +92,7 @@ func (rb *replayBody) lock() bool {
 const maxKeptBodyBuf = MaxPrefetchBytes
 
 // replayBody returns the stream's replayBody, reused when the last request's end allowed it
-// (see end), started for src.
+// (see end) and it is still solo, started for src.
 func (s *Stream) replayBody(src io.Reader, record bool, onEOF *routeTimer) *replayBody {
 	rb := s.rbody
 	if rb == nil {
@@ -100,8 +100,20 @@ func (s *Stream) replayBody(src io.Reader, record bool, onEOF *routeTimer) *repl
 		s.rbody = rb
 		return rb
 	}
-	if rb.lock() {
-		defer rb.mu.Unlock()
+	if !rb.solo {
+		// A streaming reader of rb was handed out, and a stale one may still take rb.mu: a
+		// new replayBody, solo again, takes over rb's buffer, which a stale reader no
+		// longer touches (end moved rb's generation on).
+		rb.mu.Lock()
+		buf := rb.buf[:0]
+		rb.buf = nil
+		rb.mu.Unlock()
+		nb := newReplayBody(src, record, &s.Info.BytesReceived, onEOF)
+		if cap(buf) <= maxKeptBodyBuf {
+			nb.buf = buf
+		}
+		s.rbody = nb
+		return nb
 	}
 	buf := rb.buf[:0]
 	if cap(buf) > maxKeptBodyBuf {
