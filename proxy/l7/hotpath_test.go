@@ -329,3 +329,44 @@ func TestLatencyHistogramCumulative(t *testing.T) {
 		}
 	}
 }
+
+// TestHCMStatsSharedAcrossHandlers: a connection manager built later with the same stat
+// prefix and store (a listener update) adds to the same downstream_rq_time buckets the
+// rendered functions read, and downstream_rq_total, _completed and _active follow every
+// manager's requests.
+func TestHCMStatsSharedAcrossHandlers(t *testing.T) {
+	s := stats.NewStore()
+	first := newHCMStats(s, "t")
+	second := newHCMStats(s, "t")
+	first.rqHTTP1.Inc()
+	first.rqTime.observe(200 * time.Microsecond) // ended
+	first.status(200)
+	for _, d := range []time.Duration{time.Millisecond, 1001 * time.Microsecond} {
+		second.rqHTTP2.Inc()
+		second.rqTime.observe(d)
+		second.status(503)
+	}
+	second.rqHTTP1.Inc() // still running
+	var b strings.Builder
+	if err := s.WriteText(&b, "downstream_rq"); err != nil {
+		t.Fatal(err)
+	}
+	text := b.String()
+	for _, want := range []string{
+		"http.t.downstream_rq_total: 4\n",
+		"http.t.downstream_rq_completed: 3\n",
+		"http.t.downstream_rq_active: 1\n",
+		"http.t.downstream_rq_time_count: 3\n",
+		"http.t.downstream_rq_time_bucket.le_0.5: 1\n",
+		"http.t.downstream_rq_time_bucket.le_1: 2\n", // 1 ms is within le=1, 1.001 ms is not
+		"http.t.downstream_rq_time_bucket.le_5: 3\n",
+		"http.t.downstream_rq_5xx: 2\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %q in\n%s", want, text)
+		}
+	}
+	if first.rqActive() != 1 || second.rqActive() != 1 {
+		t.Errorf("rqActive: %d, %d; want 1", first.rqActive(), second.rqActive())
+	}
+}

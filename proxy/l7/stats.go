@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,11 +17,8 @@ type hcmStats struct {
 	cxTotal           *stats.Counter
 	cxActive          *stats.Gauge
 	cxHTTP1, cxHTTP2  *stats.Counter
-	rqTotal           *stats.Counter
-	rqActive          *stats.Gauge
-	rqHTTP1, rqHTTP2  *stats.Counter
+	rqHTTP1, rqHTTP2  *stats.Counter    // downstream_rq_total is their sum
 	rqXX              [6]*stats.Counter // index 1..5
-	rqCompleted       *stats.Counter
 	rqTimeout         *stats.Counter
 	rqHeadersTooLarge *stats.Counter
 	rqTime            latency
@@ -49,11 +45,8 @@ func newHCMStats(s *stats.Store, prefix string) *hcmStats {
 		cxActive:          s.Gauge("http."+prefix+".downstream_cx_active", "envoy_http_downstream_cx_active", tag),
 		cxHTTP1:           c("downstream_cx_http1_total"),
 		cxHTTP2:           c("downstream_cx_http2_total"),
-		rqTotal:           c("downstream_rq_total"),
-		rqActive:          s.Gauge("http."+prefix+".downstream_rq_active", "envoy_http_downstream_rq_active", tag),
 		rqHTTP1:           c("downstream_rq_http1_total"),
 		rqHTTP2:           c("downstream_rq_http2_total"),
-		rqCompleted:       c("downstream_rq_completed"),
 		rqTimeout:         c("downstream_rq_timeout"),
 		rqHeadersTooLarge: c("downstream_rq_header_too_large"),
 		rqTime:            newLatency(s, "http."+prefix+".downstream_rq_time", "envoy_http_downstream_rq_time", tag),
@@ -66,6 +59,13 @@ func newHCMStats(s *stats.Store, prefix string) *hcmStats {
 		corsPreflight:     c("cors.origin_valid"),
 		corsOriginInvalid: c("cors.origin_invalid"),
 	}
+	// Counted once per request, not each on its own: downstream_rq_total (every request
+	// counts as HTTP/1 or HTTP/2 when it starts), downstream_rq_completed (every request that
+	// ends is observed in downstream_rq_time) and downstream_rq_active (their difference).
+	s.CounterFunc("http."+prefix+".downstream_rq_total", "envoy_http_downstream_rq_total", st.rqTotal, tag)
+	s.CounterFunc("http."+prefix+".downstream_rq_completed", "envoy_http_downstream_rq_completed", st.rqTime.total, tag)
+	s.GaugeFunc("http."+prefix+".downstream_rq_active", "envoy_http_downstream_rq_active",
+		func() (int64, bool) { return st.rqActive(), true }, tag)
 	for i := 1; i <= 5; i++ {
 		st.rqXX[i] = s.Counter("http."+prefix+".downstream_rq_"+strconv.Itoa(i)+"xx", "envoy_http_downstream_rq_xx",
 			tag, stats.Tag{Name: "envoy_response_code_class", Value: strconv.Itoa(i)})
@@ -77,8 +77,17 @@ func newHCMStats(s *stats.Store, prefix string) *hcmStats {
 	return st
 }
 
+// rqTotal is downstream_rq_total: the requests started.
+func (st *hcmStats) rqTotal() uint64 { return st.rqHTTP1.Value() + st.rqHTTP2.Value() }
+
+// rqActive is downstream_rq_active: the requests started and not ended. The ended ones are
+// read first, so that a request ending meanwhile is not counted as ended but not started.
+func (st *hcmStats) rqActive() int64 {
+	done := st.rqTime.total()
+	return int64(st.rqTotal() - done)
+}
+
 func (st *hcmStats) status(code int) {
-	st.rqCompleted.Inc()
 	if c := code / 100; c >= 1 && c <= 5 {
 		st.rqXX[c].Inc()
 	}
@@ -166,19 +175,26 @@ var latencyBounds = [...]float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 250
 // An observation adds to its own bucket's count only; the cumulative buckets are summed when
 // the store is rendered (stats.CounterFunc).
 type latency struct {
-	counts *[len(latencyBounds) + 1]atomic.Uint64 // per bucket, not cumulative; the last is +Inf
-	sumUs  *stats.Counter                         // microseconds, so that sub-millisecond requests add up
+	counts []atomic.Uint64 // per bucket, not cumulative; the last is +Inf (shared: stats.Store.Counts)
+	sumUs  *stats.Counter  // microseconds, so that sub-millisecond requests add up
 	sum    *stats.Counter
-	count  *stats.Counter
 }
+
+// latencyBoundsUs are latencyBounds in microseconds (each is a whole number of them).
+var latencyBoundsUs = func() (b [len(latencyBounds)]uint64) {
+	for i, ms := range latencyBounds {
+		b[i] = uint64(ms * 1000)
+	}
+	return b
+}()
 
 func newLatency(s *stats.Store, name, prom string, tag stats.Tag) latency {
 	l := latency{
-		counts: new([len(latencyBounds) + 1]atomic.Uint64),
+		counts: s.Counts(name, len(latencyBounds)+1),
 		sum:    s.Counter(name+"_sum", prom+"_sum", tag),
 		sumUs:  s.Counter(name+"_sum_us", prom+"_sum_us", tag),
-		count:  s.Counter(name+"_count", prom+"_count", tag),
 	}
+	s.CounterFunc(name+"_count", prom+"_count", l.total, tag)
 	counts := l.counts
 	upTo := func(i int) func() uint64 {
 		return func() uint64 {
@@ -200,11 +216,24 @@ func newLatency(s *stats.Store, name, prom string, tag stats.Tag) latency {
 // observe records one request duration.
 func (l *latency) observe(d time.Duration) {
 	us := uint64(d.Microseconds())
-	l.count.Inc()
 	l.sumUs.Add(us)
 	l.sum.Add(us / 1000)
-	ms := float64(us) / 1000
-	l.counts[sort.SearchFloat64s(latencyBounds[:], ms)].Add(1)
+	// The bucket: the first bound not below the value (Prometheus' le), found from the
+	// smallest, where most requests are.
+	i := 0
+	for i < len(latencyBoundsUs) && us > latencyBoundsUs[i] {
+		i++
+	}
+	l.counts[i].Add(1)
+}
+
+// total is the observation count (<prom>_count): the sum of the bucket counts.
+func (l latency) total() uint64 {
+	var n uint64
+	for i := range l.counts {
+		n += l.counts[i].Load()
+	}
+	return n
 }
 
 // routeStats are the per-route statistics Envoy keeps for routes with a stat_prefix

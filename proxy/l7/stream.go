@@ -221,8 +221,6 @@ func (h *Handler) serve(st streamStart) {
 	s.Info.Conn = &cs.info
 	s.Info.Method, s.Info.Authority, s.Info.Path = s.method, s.authority, s.path
 	s.grpc = route.IsGRPC(s)
-	h.st.rqTotal.Inc()
-	h.st.rqActive.Inc()
 	s.Info.Protocol = st.req.Proto.String()
 	if st.req.Proto == httpmsg.HTTP2 {
 		h.st.rqHTTP2.Inc()
@@ -608,7 +606,6 @@ func (h *Handler) xfccElement(cs *connState) string {
 
 // finish records the end of a request and returns the Stream to the pool.
 func (h *Handler) finish(s *Stream) {
-	h.st.rqActive.Dec()
 	s.Info.Duration = time.Since(s.Info.Start)
 	h.st.rqTime.observe(s.Info.Duration)
 	h.st.status(s.Info.Status)

@@ -105,7 +105,7 @@ func TestDrain(t *testing.T) {
 		}
 		errc <- err
 	}()
-	waitFor(t, "request in flight", func() bool { return p.h.st.rqActive.Value() == 1 })
+	waitFor(t, "request in flight", func() bool { return p.h.st.rqActive() == 1 })
 	drained := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -60,6 +60,7 @@ type Store struct {
 	mu         sync.Mutex
 	entries    map[string]*entry
 	collectors []Collector
+	counts     map[string][]atomic.Uint64 // Counts
 }
 
 // Collector renders metrics kept outside the store (e.g. labelled histograms) in Prometheus
@@ -103,6 +104,25 @@ func metric[M any](s *Store, name, prom string, tags []Tag, field func(*entry) *
 	*field(e) = m
 	s.entries[name] = e
 	return m
+}
+
+// Counts returns the n counts registered under key, made (zero) on first use: counts that all
+// users of the store with the same key share, such as a histogram's per-bucket counts, which
+// every connection manager with the same stat prefix adds to and which CounterFunc renders
+// (the function registered first stays, so the counts it reads must be the ones later users
+// add to). A later call with another n gets the first call's counts.
+func (s *Store) Counts(key string, n int) []atomic.Uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.counts[key]; ok {
+		return c
+	}
+	if s.counts == nil {
+		s.counts = make(map[string][]atomic.Uint64)
+	}
+	c := make([]atomic.Uint64, n)
+	s.counts[key] = c
+	return c
 }
 
 // GaugeFunc registers a gauge whose value f computes each time the store is rendered; while f
