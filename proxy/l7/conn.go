@@ -30,12 +30,9 @@ type connState struct {
 	// lastCluster is the cluster stats of the connection's last forwarded request
 	// (Handler.streamClusterStats).
 	lastCluster atomic.Pointer[clusterStats]
-	// The virtual host of the connection's last routed request, its table and authority
-	// (Handler.virtualHost).
-	vhMu        sync.Mutex
-	vhTable     *route.Table
-	vhAuthority string
-	vhLast      *route.VirtualHost
+	// The virtual host of the connection's last routed request, with its table and authority
+	// (Handler.virtualHost); never changed once published, so a hit reads it without a lock.
+	vh atomic.Pointer[vhCache]
 	// srcText is info.Source's address as text (x-forwarded-for, the external address), made
 	// once the first request head arrived, before any request of the connection runs.
 	srcText string
@@ -63,18 +60,19 @@ func (cs *connState) addrText(a netip.AddrPort) string {
 // are), which spares lower-casing and the domain lookups.
 func (h *Handler) virtualHost(s *Stream) *route.VirtualHost {
 	cs, t := s.cs, s.Table
-	cs.vhMu.Lock()
-	if cs.vhTable == t && t != nil && cs.vhAuthority == s.authority {
-		vh := cs.vhLast
-		cs.vhMu.Unlock()
-		return vh
+	if c := cs.vh.Load(); c != nil && c.table == t && t != nil && c.authority == s.authority {
+		return c.vh
 	}
-	cs.vhMu.Unlock()
 	vh := t.VirtualHost(s.authority)
-	cs.vhMu.Lock()
-	cs.vhTable, cs.vhAuthority, cs.vhLast = t, s.authority, vh
-	cs.vhMu.Unlock()
+	cs.vh.Store(&vhCache{table: t, authority: s.authority, vh: vh})
 	return vh
+}
+
+// vhCache is a connection's last virtual host answer (connState.vh).
+type vhCache struct {
+	table     *route.Table
+	authority string
+	vh        *route.VirtualHost
 }
 
 func (cs *connState) finish() { cs.once.Do(func() { close(cs.done) }) }
