@@ -22,7 +22,7 @@ import (
 // context derived from it registers through its AfterFunc method (the context package's
 // afterFuncer), so that no goroutine watches it. A reqCancel whose Done channel or AfterFunc
 // was handed out, or whose link to its parent may still fire, is not reused: code outside may
-// hold it after the request (Stream.endCancel).
+// hold it after the request (Stream.endRequest).
 //
 // Once canceled, Err returns context.Canceled itself (the context package's contract, which
 // code outside compares by identity) and causeOf the cause (errRouteTimeout, errIdleTimeout,
@@ -218,7 +218,7 @@ func (s *Stream) cancelScope() *reqCancel {
 // attemptScope returns a reqCancel for an attempt that can be canceled on its own: a child of
 // the request's (s.rc, which cancels it with its cause), canceled by its own cancel
 // (abandoned: errStaleAttempt) or by perTryFunc (errPerTryTimeout). The Stream keeps it for its
-// next attempt once it was canceled, unless code outside may hold it (as endCancel) or a
+// next attempt once it was canceled, unless code outside may hold it (as endRequest) or a
 // per-try timer may still fire (noReuse).
 func (s *Stream) attemptScope() *reqCancel {
 	arc := s.arc
@@ -295,11 +295,12 @@ func (rc *reqCancel) expire(cause error) {
 	body.interrupt()
 }
 
-// setBody sets the request body the stream timers interrupt.
-func (rc *reqCancel) setBody(body *replayBody) {
-	rc.mu.Lock()
+// attachBody sets the request body the stream timers interrupt. It runs before the request's
+// stream timers start (forward), and rc serves a new request only when no timer of the last
+// one may still fire (noReuse): no other goroutine reads rc.body yet, so it takes no lock.
+// endRequest clears it under the lock.
+func (rc *reqCancel) attachBody(body *replayBody) {
 	rc.body = body
-	rc.mu.Unlock()
 }
 
 // noReuse keeps rc from being reused: a timer that may still call it fired late.
@@ -309,22 +310,42 @@ func (rc *reqCancel) noReuse() {
 	rc.mu.Unlock()
 }
 
-// endCancel ends the request's reqCancel (canceled already): it stops the link to the
-// parent, and drops rc when code outside may still hold it.
-func (s *Stream) endCancel(rc *reqCancel) {
+// endRequest ends the request rc serves (forwardDone), in one critical section: it drops the
+// body the stream timers interrupt, keeps rc from reuse when a timer fired late, cancels rc as
+// the router's own end of the request (a nil cause) unless it was canceled already, and
+// detaches it from its parent; then it stops rc's links (unlinkCancel). A timer that still runs finds rc
+// canceled and no body.
+func (s *Stream) endRequest(rc *reqCancel, late bool) {
+	rc.mu.Lock()
+	rc.body = nil
+	if late {
+		rc.shared = true
+	}
+	var rest cancelRest
+	canceled := rc.err == nil
+	if canceled {
+		rc.cancelLocked(nil, &rest)
+	}
+	keep := !rc.shared
+	rc.parent = nil
+	rc.mu.Unlock()
+	if canceled {
+		rest.run(rc, nil)
+	}
+	s.unlinkCancel(rc, keep)
+}
+
+// unlinkCancel stops rc's link to its parent (rc is canceled and detached from it already;
+// keep: rc was not shared then), and drops rc when code outside may still hold it.
+func (s *Stream) unlinkCancel(rc *reqCancel, keep bool) {
 	if rc.link != nil {
 		rc.link.unlink(rc)
 		rc.link = nil
 	}
-	keep := true
 	if rc.stopParent != nil {
-		keep = rc.stopParent()
+		keep = rc.stopParent() && keep
 		rc.stopParent = nil
 	}
-	rc.mu.Lock()
-	keep = keep && !rc.shared
-	rc.parent = nil
-	rc.mu.Unlock()
 	if !keep && s.rc == rc {
 		s.rc = nil
 	}
@@ -379,6 +400,25 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
 		rc.mu.Unlock()
 		return
 	}
+	var rest cancelRest
+	rc.cancelLocked(cause, &rest)
+	rc.mu.Unlock()
+	rest.run(rc, cause)
+}
+
+// cancelRest is what a cancel does once rc.mu is released: the AfterFunc registrations, the
+// attempts' reqCancels, and the unlink from the request's reqCancel.
+type cancelRest struct {
+	funcs []afterEntry
+	kids  [2]kidEntry
+	nk    int
+	more  []kidEntry
+	up    *reqCancel
+}
+
+// cancelLocked cancels rc (not canceled yet) with cause; rc.mu is held. rest gets what must
+// run after it is released.
+func (rc *reqCancel) cancelLocked(cause error, rest *cancelRest) {
 	rc.err, rc.cause = context.Canceled, cause
 	if rc.done != nil {
 		close(rc.done)
@@ -390,25 +430,27 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
 		clear(rc.watch)
 		rc.watch = rc.watch[:0]
 	}
-	funcs := rc.funcs
+	rest.funcs = rc.funcs
 	rc.funcs = nil
-	var kids [2]kidEntry
-	nk := copy(kids[:], rc.kids)
-	more := rc.kids[nk:]
+	rest.nk = copy(rest.kids[:], rc.kids)
+	rest.more = rc.kids[rest.nk:]
 	rc.kids = nil
-	up := rc.up
-	rc.mu.Unlock()
-	for _, e := range funcs {
+	rest.up = rc.up
+}
+
+// run runs what cancelLocked left for after the lock.
+func (rest *cancelRest) run(rc *reqCancel, cause error) {
+	for _, e := range rest.funcs {
 		e.f() // the context package's registrations: they cancel a child, or start a goroutine
 	}
-	for _, k := range kids[:nk] {
+	for _, k := range rest.kids[:rest.nk] {
 		k.rc.cancelGen(k.gen, cause)
 	}
-	for _, k := range more {
+	for _, k := range rest.more {
 		k.rc.cancelGen(k.gen, cause)
 	}
-	if up != nil {
-		up.removeKid(rc)
+	if rest.up != nil {
+		rest.up.removeKid(rc)
 	}
 }
 

@@ -23,11 +23,11 @@ func TestReqCancelStaleKid(t *testing.T) {
 	fired := make(chan struct{})
 	go func() { rc.idleFunc()(); close(fired) }() // the stream idle timer fires
 	<-entered
-	// forwardDone of request 1: attempt(nil), timer Stop false -> noReuse, cancel(nil), endCancel
+	// forwardDone of request 1: attempt(nil), timer Stop false -> noReuse, cancel(nil), endRequest
 	arc.cancelFunc()(nil)
 	rc.noReuse()
 	rc.cancelFunc()(nil)
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 	// the Stream goes back to the pool keeping arc; request 2 takes it
 	s2 := cancelStream(context.Background(), nil)
 	s2.rc, s2.arc = s.rc, s.arc
@@ -66,7 +66,7 @@ func TestReqCancelStaleKidPeerGone(t *testing.T) {
 	<-entered
 	arc.cancelFunc()(nil)
 	rc.cancelFunc()(nil)
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 	s2 := cancelStream(pctx, link)
 	s2.rc, s2.arc = s.rc, s.arc
 	rc2 := s2.cancelScope()
@@ -115,7 +115,7 @@ func TestReqCancelKeptAttemptSeesNoNextRequest(t *testing.T) {
 	}
 	arc.cancelFunc()(errStaleAttempt)
 	rc.cancelFunc()(nil)
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 
 	rc2 := s.cancelScope()
 	if rc2 != rc {
@@ -144,7 +144,7 @@ func TestSharedAttemptScopeDroppedOnce(t *testing.T) {
 	_ = arc.Done() // handed out
 	arc.cancelFunc()(nil)
 	rc.cancelFunc()(nil)
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 	if !s.ctxOut {
 		t.Fatal("the context of a request whose attempt scope was handed out is marked for reuse")
 	}
@@ -155,7 +155,7 @@ func TestSharedAttemptScopeDroppedOnce(t *testing.T) {
 	s.ctxOut = false // release, as far as this test needs
 	rc = s.cancelScope()
 	rc.cancelFunc()(nil)
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 	if s.ctxOut {
 		t.Error("a later request without an attempt scope does not reuse its context")
 	}

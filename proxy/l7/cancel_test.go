@@ -81,7 +81,7 @@ func TestReqCancelCauses(t *testing.T) {
 		}
 		childCancel()
 		stop()
-		s.endCancel(rc)
+		s.endRequest(rc, false)
 	}
 }
 
@@ -96,7 +96,7 @@ func TestReqCancelParent(t *testing.T) {
 	if got := causeOf(rc); !errors.Is(got, errRequestTimeout) || errors.Is(got, errRouteTimeout) {
 		t.Errorf("cause %v, want the parent's", got)
 	}
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 
 	// A parent canceled already.
 	rc = cancelStream(parent, nil).cancelScope()
@@ -113,13 +113,13 @@ func TestReqCancelParent(t *testing.T) {
 	}
 	link.gone()
 	waitDone(t, rc, "linked reqCancel")
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 	if link.rc != nil {
 		t.Error("not unlinked")
 	}
 	rc = s.cancelScope()
 	waitDone(t, rc, "reqCancel linked after the client left")
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 }
 
 // testLink is a peerLink.
@@ -161,7 +161,7 @@ func TestReqCancelReuse(t *testing.T) {
 	rc := s.cancelScope()
 	oldGen := link.gen
 	rc.cancelFunc()(nil)
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 	if s.rc != rc {
 		t.Fatal("reqCancel not kept")
 	}
@@ -178,7 +178,7 @@ func TestReqCancelReuse(t *testing.T) {
 	}
 	_ = rc2.Done() // handed out: it may be watched after the request
 	rc2.cancelFunc()(nil)
-	s.endCancel(rc2)
+	s.endRequest(rc2, false)
 	if s.rc == rc2 {
 		t.Fatal("a reqCancel whose Done channel was handed out is reused")
 	}
@@ -216,7 +216,7 @@ func TestReqCancelWatch(t *testing.T) {
 	if w.Watch(&testAborter{}, 1) {
 		t.Error("watch after the cancel accepted")
 	}
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 
 	// The router's own end of the request (a nil cause) leaves the exchange to its body's
 	// Close.
@@ -230,7 +230,7 @@ func TestReqCancelWatch(t *testing.T) {
 		t.Errorf("end of request: aborts %v, err %v", c.gens, rc.Err())
 	}
 	rc.Unwatch(c)
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 }
 
 // TestAttemptCancel: an attempt's reqCancel is canceled by the request's, with its cause, and
@@ -275,7 +275,7 @@ func TestAttemptCancel(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%d attempts still linked to a canceled request", n)
 	}
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 }
 
 // TestReqCancelValues: the values a reqCancel answers itself come before its parent's, which
@@ -307,7 +307,7 @@ func TestReqCancelValues(t *testing.T) {
 	if dctx.Err() != context.Canceled || !errors.Is(causeOf(rc), errIdleTimeout) {
 		t.Errorf("derived context: err %v; the request's cause %v", dctx.Err(), causeOf(rc))
 	}
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 	if rc2 := s.cancelScope(); rc2.Value(infoKey{}) != s {
 		t.Error("values after reuse")
 	} else if _, ok := upstream.OriginalDst(rc2); ok {
@@ -349,7 +349,7 @@ func TestReqCancelTimers(t *testing.T) {
 			t.Errorf("%v: a fired timer's stop reports it could not fire", tc.cause)
 		}
 		rc.noReuse()
-		s.endCancel(rc)
+		s.endRequest(rc, false)
 		if s.rc == rc {
 			t.Errorf("%v: reqCancel kept after a late timer", tc.cause)
 		}

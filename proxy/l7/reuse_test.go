@@ -174,7 +174,7 @@ func TestStreamTimersReuse(t *testing.T) {
 	rc.reset(context.Background(), nil)
 	s.rc = rc
 	rb := s.replayBody(strings.NewReader("x"), false, rt)
-	rc.setBody(rb)
+	rc.attachBody(rb)
 	d := forwardDone{idle: it, rtimer: rt, body: rb, s: s, rc: rc}
 	d.run()
 	if s.idleT != nil || s.rtimer != nil || s.rbody != nil || s.rc != nil {
@@ -332,7 +332,7 @@ func TestStreamContextReuse(t *testing.T) {
 	rc := s.cancelScope()
 	_ = rc.Done() // handed out: rc is not reused, and s.ctx is reachable through it
 	rc.cancel(nil)
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 	if !s.ctxOut {
 		t.Error("the context of a stream whose reqCancel was handed out is marked for reuse")
 	}

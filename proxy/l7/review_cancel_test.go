@@ -28,7 +28,7 @@ func (b *blockingValues) Value(k any) any {
 }
 
 // TestReviewKeptAttemptValueCheckThenUse: an attempt's reqCancel that code outside kept (a
-// dial's context, handed out: endCancel now drops it from the Stream) must not answer, through
+// dial's context, handed out: endRequest now drops it from the Stream) must not answer, through
 // the request's reqCancel the Stream reuses, the next request's values. parentNow checks the
 // request's number and returns the reqCancel; Value then asks it after the check, unguarded:
 // if the Stream moved on in between, the old attempt answers the next request's original
@@ -58,7 +58,7 @@ func TestReviewKeptAttemptValueCheckThenUse(t *testing.T) {
 	// Request 1 ends; the Stream serves request 2 with the same reqCancel.
 	arc.cancelFunc()(errStaleAttempt)
 	rc.cancelFunc()(nil)
-	s.endCancel(rc)
+	s.endRequest(rc, false)
 	rc2 := s.cancelScope()
 	if rc2 != rc {
 		t.Skip("the request's reqCancel was not reused")

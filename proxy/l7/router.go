@@ -394,7 +394,7 @@ func (h *Handler) forward(s *Stream) {
 		body.countGRPC = h.countsGRPCMessages(s) // telemetry.go
 		s.reqBody = body
 		done.body = body
-		rc.setBody(body) // the timers below interrupt its prefetch wait
+		rc.attachBody(body) // the timers below interrupt its prefetch wait
 	}
 	if maxDur > 0 {
 		done.maxDur = time.AfterFunc(maxDur, rc.maxDurFunc())
@@ -542,7 +542,8 @@ func (d *forwardDone) run() {
 	bodyOK := true
 	s := d.s
 	if d.body != nil {
-		d.rc.setBody(nil)
+		// A timer that fires late may still interrupt it through the reqCancel (expire),
+		// which endRequest below detaches: that only ends a prefetch wait, over by now.
 		detached := d.body.end()
 		if !detached {
 			s.bodyHeld = true // an attempt's reader still reads the downstream body
@@ -559,11 +560,7 @@ func (d *forwardDone) run() {
 		s.rtimer = nil
 	}
 	if d.rc != nil {
-		if late {
-			d.rc.noReuse()
-		}
-		d.rc.cancel(nil)
-		s.endCancel(d.rc)
+		s.endRequest(d.rc, late)
 	}
 }
 

@@ -117,7 +117,7 @@ type Stream struct {
 // streamCtx is a stream's context: the codec's context with the Stream as the value of
 // infoKey, as context.WithValue would make it, but the Stream's own, reused from one request
 // to the next when no code outside got it (Stream.Context) and no registration with it may
-// still run (endCancel).
+// still run (endRequest).
 type streamCtx struct {
 	context.Context // the codec's: Deadline, Done and Err are its
 	s               *Stream
