@@ -311,9 +311,9 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 		if b == nil {
 			b = new(h1Body)
 		}
-		b.mu.Lock()
+		// A spare body is one no reader holds any more (the last request's stream said so
+		// after detach): nothing else reaches b until it is handed out below.
 		b.r, b.closed, b.req, b.trailer = r.Body, false, r, trailer
-		b.mu.Unlock()
 		c.body = b
 		body = b
 	}
