@@ -242,49 +242,35 @@ func (h *Handler) forward(s *Stream) {
 		rst = h.routeStats(rt)
 	}
 
+	// Rare parts of the request's way are functions of their own (outlined, see
+	// routerControls): forward's common path stays short, in instructions the processor
+	// fetches per request.
 	upgrade := upgradeType(s)
-	upgradeValue := s.Header("Upgrade")
-	if upgrade != "" && !h.upgradeAllowed(rt, upgrade) {
-		s.localReply(http.StatusForbidden, 0, "upgrade_failed", "", -1)
-		return
+	var upgradeValue string
+	if upgrade != "" {
+		if !h.upgradeAllowed(rt, upgrade) {
+			s.localReply(http.StatusForbidden, 0, "upgrade_failed", "", -1)
+			return
+		}
+		upgradeValue = s.Header("Upgrade")
 	}
 
-	timeout := rt.Timeout
+	timeout, policy := rt.Timeout, rt.Retry
 	// The x-envoy-* control headers are looked up (and consumed) only when the request has a
 	// field of that namespace at all; most have none.
 	ctl := !s.noEnvoyFields && hasEnvoyField(hdr)
 	if ctl {
-		if hdr.Del("X-Envoy-Upstream-Rq-Timeout-Alt-Response") > 0 {
-			s.timeoutAlt = !s.external // answer a route timeout with 204 instead of 504
-		}
-		if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Timeout-Ms"); ok {
-			timeout = d
-		}
+		timeout, policy = routerControls(s, timeout)
 	}
 	if rt.HasGrpcTimeoutHeaderMax && s.grpc {
-		if d, ok := route.ParseGRPCTimeout(s.Header("Grpc-Timeout")); ok {
-			if rt.GrpcTimeoutHeaderMax > 0 && d > rt.GrpcTimeoutHeaderMax {
-				d = rt.GrpcTimeoutHeaderMax
-			}
-			timeout = d
-		}
-	}
-	policy := rt.Retry
-	if ctl {
-		policy = effectiveRetry(s)
+		timeout = grpcTimeout(s, rt, timeout)
 	}
 	perTry := time.Duration(0)
 	if policy != nil {
 		perTry = policy.PerTryTimeout
 	}
 	if ctl {
-		if d, ok := envoyHeaderMs(s, "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms"); ok {
-			perTry = d
-		}
-		// Consume the retry headers so they do not travel upstream, as Envoy's router does.
-		for _, k := range consumedRetryHeaders {
-			hdr.Del(k)
-		}
+		perTry = perTryControl(s, perTry)
 	}
 	maxRetries := 0
 	if policy != nil && policy.RequestRetriable(s) {
@@ -306,15 +292,8 @@ func (h *Handler) forward(s *Stream) {
 		hdr.Set("Connection", "Upgrade")
 		hdr.Set("Upgrade", upgradeValue)
 	}
-	if p, changed := rt.RewritePath(s.path); changed {
-		orig := s.path
-		if err := s.SetPath(p); err != nil {
-			s.localReply(http.StatusBadRequest, 0, "invalid_rewritten_path", "", -1)
-			return
-		}
-		if !h.suppressEnvoyHdrs {
-			hdr.Set("X-Envoy-Original-Path", orig)
-		}
+	if p, changed := rt.RewritePath(s.path); changed && !h.rewritePath(s, p) {
+		return
 	}
 	switch {
 	case s.Target != nil && s.Target.HostRewrite != "":
@@ -324,12 +303,7 @@ func (h *Handler) forward(s *Stream) {
 	}
 	rt.ApplyRequestHeaders(hdr, s, &s.rinfo, s.Target)
 	if timeout > 0 && !h.suppressEnvoyHdrs {
-		exp := timeout
-		if perTry > 0 && perTry < exp {
-			exp = perTry
-		}
-		var nb [20]byte
-		hdr.SetNameBytes(nameExpectedRqTimeout, strconv.AppendInt(nb[:0], exp.Milliseconds(), 10))
+		setExpectedTimeout(hdr, timeout, perTry)
 	}
 	var lb balance.Context
 	if rt.HasHashPolicy() {
@@ -355,20 +329,7 @@ func (h *Handler) forward(s *Stream) {
 		report = &s.hostReport
 	}
 	if !toMessage {
-		// The cluster reads them from the request's context: rc answers them itself, so that
-		// the request's context stays rc (a context derived from rc, as a dial's, registers
-		// with rc instead of a goroutine watching a value context above it).
-		var vals context.Context
-		if origDst.IsValid() {
-			vals = upstream.WithOriginalDst(context.Background(), origDst)
-		}
-		if report != nil {
-			if vals == nil {
-				vals = context.Background()
-			}
-			vals = upstream.WithHostReport(vals, report)
-		}
-		rc.setValues(vals)
+		rc.setValues(upstreamValues(origDst, report))
 	}
 	var ctx context.Context = rc
 	if s.trace != nil {
@@ -441,11 +402,7 @@ func (h *Handler) forward(s *Stream) {
 	for attempt := 1; ; attempt++ {
 		s.Info.Attempts = attempt
 		if rt.VirtualHost.IncludeAttemptCount {
-			if s.headSet {
-				hdr.Set("X-Envoy-Attempt-Count", strconv.Itoa(attempt))
-			} else {
-				out.Header.Set("X-Envoy-Attempt-Count", strconv.Itoa(attempt))
-			}
+			s.setAttemptCount(out, attempt)
 		}
 		alb := lb
 		if attempt > 1 && lb.HasHash && policy.AvoidPreviousHosts {
@@ -468,36 +425,13 @@ func (h *Handler) forward(s *Stream) {
 			}
 			break
 		}
-		cst.retry.Inc()
-		if rst != nil {
-			rst.retry.Inc()
-		}
-		// Cancel before closing: closing an HTTP/2 response body waits for the request body
-		// writer, which may be blocked on a downstream body that is still open.
-		res.cancel(errStaleAttempt)
-		if res.resp != nil {
-			res.resp.Body.Close()
-		}
-		if d := policy.Backoff(attempt); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-			}
-		}
+		beforeRetry(ctx, policy, attempt, res, cst, rst)
 	}
 	done.attempt = res.cancel
 	// Shadow traffic does not depend on the primary's outcome.
 	h.mirror(s, body)
 	if res.resp == nil {
-		h.failReply(s, ctx, res, cst)
-		if rst != nil {
-			if s.Info.Flags&FlagUpstreamRequestTimeout != 0 {
-				rst.timeout.Inc()
-			}
-			rst.code(s.Info.Status)
-		}
+		h.failed(s, ctx, res, cst, rst)
 		return
 	}
 	if rst != nil {
