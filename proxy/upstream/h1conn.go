@@ -205,7 +205,7 @@ type h1Exchange struct {
 	msg     Response      // the response for the router (response)
 	names   []string      // msg's TrailerNames
 	chunked bool          // the response had a Transfer-Encoding field
-	acct    body          // msg's Body as the cluster accounts for it (account)
+	acct    h1Body        // msg's Body as the cluster accounts for it (account)
 	out     *http.Response
 	scratch []byte // the response's header values, for httpResponse
 }
@@ -217,9 +217,41 @@ func (x *h1Exchange) account(rc io.ReadCloser, c *Cluster, ep *endpoint) io.Read
 	if _, ok := rc.(io.ReadWriteCloser); ok {
 		return wrapBody(rc, c, ep)
 	}
-	x.acct.ReadCloser, x.acct.c, x.acct.ep = rc, c, ep
-	x.acct.done.Store(false)
+	x.acct = h1Body{ReadCloser: rc, c: c, ep: ep}
 	return &x.acct
+}
+
+// h1Body is body for an HTTP/1.1 exchange's response (h1Exchange.account). Its state is plain:
+// the codec's response body is read and closed by one owner at a time (h1.Conn's contract:
+// Close exactly once, no use after it), and Close hands the connection, with this storage, to
+// the next request only after the accounting below was read.
+type h1Body struct {
+	io.ReadCloser
+	c     *Cluster
+	ep    *endpoint
+	ended bool // the request's accounting ended (at EOF or Close)
+}
+
+// Read implements io.Reader.
+func (b *h1Body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.ended {
+		b.ended = true
+		b.c.finish(b.ep)
+	}
+	return n, err
+}
+
+// Close implements io.Closer. The accounting is read and marked before the body closes:
+// closing hands the exchange's storage to the connection's next request.
+func (b *h1Body) Close() error {
+	c, ep, ended := b.c, b.ep, b.ended
+	b.ended = true
+	err := b.ReadCloser.Close()
+	if !ended {
+		c.finish(ep)
+	}
+	return err
 }
 
 // response makes the codec's response head the router's (see Response): Transfer-Encoding

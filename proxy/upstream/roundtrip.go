@@ -342,7 +342,8 @@ func (b *body) Read(p []byte) (int, error) {
 // Close implements io.Closer. The accounting is read before the body closes: closing may
 // hand the connection, and with it an h1Exchange's body (account), to the next request.
 func (b *body) Close() error {
-	c, ep, ended := b.c, b.ep, b.done.Swap(true)
+	c, ep := b.c, b.ep
+	ended := b.done.Load() || b.done.Swap(true) // no RMW when Read saw EOF
 	err := b.ReadCloser.Close()
 	if !ended {
 		c.finish(ep)
