@@ -62,10 +62,13 @@ type pconn struct {
 	// stop and restart a runtime timer. Guarded by p.mu.
 	idle      *time.Timer
 	idleArmed bool
-	idleSince time.Duration // clock.Mono when it last went idle: the stateAt of that change
-	// stateAt is when the connection's state last changed (clock.Mono), recorded before the pool
-	// lock is taken: a state update that waits for the lock on another goroutine must not let
-	// the idle timer close a connection released a moment ago.
+	idleSince time.Duration // clock.Mono when it last went idle: the time of that change
+	// changedAt is when the connection's state last changed (clock.Mono), as far as the pool
+	// has brought it up to date (syncStateAndUnlock). Guarded by p.mu.
+	changedAt time.Duration
+	// stateAt is when a state update that waits for the pool lock on another goroutine was
+	// recorded (clock.Mono; see onState): it must not let the idle timer close a connection
+	// released a moment ago. Updates that find the lock free need not publish it.
 	stateAt atomic.Int64
 }
 
@@ -392,26 +395,30 @@ func (pc *pconn) onMaxDuration() {
 // that should not be kept, arms the idle timer of the others, and wakes waiting requests.
 func (pc *pconn) onState() {
 	p := pc.p
-	pc.stateAt.Store(int64(clock.Mono()))
+	at := clock.Mono()
 	// net/http runs the state hook synchronously inside ClientConn.Reserve and Release, and the
 	// pool calls Reserve with p.mu held: locking here would deadlock that goroutine. When the
 	// lock is busy, finish on another goroutine; the update is recomputed from the connection's
-	// current state, so running it a little later is correct.
+	// current state, so running it a little later is correct. Its time is published first
+	// (stateAt) for the idle timer, which may take the lock before it does.
 	if !p.mu.TryLock() {
+		pc.stateAt.Store(int64(at))
 		go func() {
 			p.mu.Lock()
-			pc.syncStateAndUnlock()
+			pc.syncStateAndUnlock(at)
 		}()
 		return
 	}
-	pc.syncStateAndUnlock()
+	pc.syncStateAndUnlock(at)
 }
 
-// syncStateAndUnlock brings the pool up to date with the connection's state (closed, idle) and
-// releases p.mu, which the caller holds.
-func (pc *pconn) syncStateAndUnlock() {
+// syncStateAndUnlock brings the pool up to date with the connection's state (closed, idle),
+// which changed at at, and releases p.mu, which the caller holds.
+func (pc *pconn) syncStateAndUnlock(at time.Duration) {
 	p := pc.p
 	c := p.ep.c
+	// Updates may reach the lock out of order: the latest change counts.
+	pc.changedAt = max(pc.changedAt, at)
 	closeIt := false
 	if pc.cc.Err() != nil {
 		for i, x := range p.conns {
@@ -430,9 +437,9 @@ func (pc *pconn) syncStateAndUnlock() {
 			pc.draining = true
 			closeIt = true
 		case c.http.idleTimeout > 0:
-			// Idle since the state change that onState recorded (the latest one, as the
-			// connection is idle now): no clock reading of its own.
-			pc.idleSince = time.Duration(pc.stateAt.Load())
+			// Idle since the latest state change (the connection is idle now), including one
+			// still on its way to the lock: no clock reading of its own.
+			pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
 			if pc.idle == nil {
 				pc.idle = time.AfterFunc(c.http.idleTimeout, pc.onIdle)
 				pc.idleArmed = true
