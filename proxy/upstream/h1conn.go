@@ -19,6 +19,9 @@ import (
 // clientConn is one pooled upstream connection as the pool drives it: net/http's
 // *http.ClientConn (HTTP/2, and TLS connections whose ALPN chooses the protocol) or h1Client
 // (HTTP/1.1, plaintext or TLS, on the proxy's own codec).
+//
+// The pool calls Reserve and InFlight with its lock held: an h1Client's busy state is guarded
+// by that lock (see h1Client).
 type clientConn interface {
 	// Reserve reserves a request slot; RoundTrip uses it.
 	Reserve() error
@@ -46,23 +49,24 @@ var errConnClosed = errors.New("upstream connection closed")
 type h1Client struct {
 	conn *h1.Conn
 	tls  *tls.ConnectionState // the connection's TLS state, nil for plaintext
-	hook func()               // runs after each change of state (the pool's onState); set before the connection is shared
+	// hook runs after each change of state (the pool's onState), with ended set when an
+	// exchange ended: the pool then clears busy under its lock. Set before the connection is
+	// shared.
+	hook func(ended bool)
 
 	// x is the exchange's codec storage, reused: the connection carries one request at a
 	// time, and the router is done with a response once it closed its body.
 	x h1Exchange
 
-	// state holds stateBusy while a request is reserved or running and stateClosed once the
-	// connection is closed or broken: read without a lock, as the pool reads it for every
-	// connection it considers on each request (reserveLocked, idleOverLocked).
-	state atomic.Int32
+	// busy is set while a request is reserved or running. It is guarded by the pool's lock
+	// (p.mu), which every access holds: Reserve and InFlight are called under it, and the
+	// exchange's end clears it there (hook, then pconn.syncStateAndUnlock), so that neither
+	// reserving nor releasing the connection needs an atomic read-modify-write of its own.
+	busy bool
+	// closed is set once the connection is closed or broken (Err is errConnClosed); Close
+	// may run on any goroutine.
+	closed atomic.Bool
 }
-
-// h1Client state bits.
-const (
-	stateBusy   = 1 << iota // a request slot is reserved or in use
-	stateClosed             // the connection is closed or broken (Err is errConnClosed)
-)
 
 // newH1Client wraps nc (connected, TLS handshake done).
 func newH1Client(nc net.Conn) *h1Client {
@@ -76,52 +80,51 @@ func newH1Client(nc net.Conn) *h1Client {
 }
 
 // exchangeDone is h1.Conn's end of an exchange.
+// The hook (the pool's) clears busy.
 func (hc *h1Client) exchangeDone(reusable bool) {
 	if !reusable {
-		hc.state.Or(stateClosed)
+		hc.closed.Store(true)
 	}
-	hc.state.And(^int32(stateBusy))
-	if hc.hook != nil {
-		hc.hook()
-	}
+	hc.hook(true)
 }
 
-// Reserve implements clientConn. It does not run the state hook (the pool holds its lock).
+// Reserve implements clientConn; the pool's lock is held. It does not run the state hook.
 func (hc *h1Client) Reserve() error {
-	for {
-		st := hc.state.Load()
-		switch {
-		case st&stateClosed != 0:
-			return errConnClosed
-		case st&stateBusy != 0:
-			return errConnBusy
-		}
-		if hc.state.CompareAndSwap(st, st|stateBusy) {
-			return nil
-		}
+	switch {
+	case hc.closed.Load():
+		return errConnClosed
+	case hc.busy:
+		return errConnBusy
 	}
+	hc.busy = true
+	return nil
 }
+
+// release ends a reservation (the exchange ended); the pool's lock is held.
+func (hc *h1Client) release() { hc.busy = false }
 
 // Err implements clientConn.
 func (hc *h1Client) Err() error {
-	if hc.state.Load()&stateClosed != 0 {
+	if hc.closed.Load() {
 		return errConnClosed
 	}
 	return nil
 }
 
-// InFlight implements clientConn.
+// InFlight implements clientConn; the pool's lock is held.
 func (hc *h1Client) InFlight() int {
-	return int(hc.state.Load() & stateBusy)
+	if hc.busy {
+		return 1
+	}
+	return 0
 }
 
-// Close implements clientConn; a request in flight fails.
+// Close implements clientConn; a request in flight fails. It runs the state hook, so the
+// caller must not hold the pool's lock.
 func (hc *h1Client) Close() error {
-	hc.state.Or(stateClosed)
+	hc.closed.Store(true)
 	err := hc.conn.Close()
-	if hc.hook != nil {
-		hc.hook()
-	}
+	hc.hook(false)
 	return err
 }
 

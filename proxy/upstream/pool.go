@@ -52,6 +52,7 @@ type pool struct {
 type pconn struct {
 	p        *pool
 	cc       clientConn
+	h1       *h1Client // cc when it is one (HTTP/1.1 pools), else nil
 	created  time.Time
 	requests uint32 // guarded by p.mu
 	draining bool   // guarded by p.mu: takes no new requests, closes when idle
@@ -319,7 +320,7 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 			return nil, err
 		}
 		hc := newH1Client(nc)
-		pc := &pconn{p: p, cc: hc, created: time.Now()}
+		pc := &pconn{p: p, cc: hc, h1: hc, created: time.Now()}
 		c.st.cxHTTP1Total.Inc()
 		hc.hook = pc.onState // before the pool shares pc
 		pc.startDuration()
@@ -335,7 +336,7 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 	} else {
 		c.st.cxHTTP1Total.Inc()
 	}
-	cc.SetStateHook(func(*http.ClientConn) { pc.onState() })
+	cc.SetStateHook(func(*http.ClientConn) { pc.onState(false) })
 	pc.startDuration()
 	return pc, nil
 }
@@ -393,7 +394,8 @@ func (pc *pconn) onMaxDuration() {
 
 // onState runs when a connection's state changes: it forgets dead connections, closes idle ones
 // that should not be kept, arms the idle timer of the others, and wakes waiting requests.
-func (pc *pconn) onState() {
+// ended reports the end of an h1Client's exchange, whose busy state it clears under the lock.
+func (pc *pconn) onState(ended bool) {
 	p := pc.p
 	at := clock.Mono()
 	// net/http runs the state hook synchronously inside ClientConn.Reserve and Release, and the
@@ -405,18 +407,22 @@ func (pc *pconn) onState() {
 		pc.stateAt.Store(int64(at))
 		go func() {
 			p.mu.Lock()
-			pc.syncStateAndUnlock(at)
+			pc.syncStateAndUnlock(at, ended)
 		}()
 		return
 	}
-	pc.syncStateAndUnlock(at)
+	pc.syncStateAndUnlock(at, ended)
 }
 
 // syncStateAndUnlock brings the pool up to date with the connection's state (closed, idle),
-// which changed at at, and releases p.mu, which the caller holds.
-func (pc *pconn) syncStateAndUnlock(at time.Duration) {
+// which changed at at, and releases p.mu, which the caller holds. ended: an h1Client's
+// exchange ended (its reservation is released here).
+func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
 	p := pc.p
 	c := p.ep.c
+	if ended && pc.h1 != nil {
+		pc.h1.release()
+	}
 	// Updates may reach the lock out of order: the latest change counts.
 	pc.changedAt = max(pc.changedAt, at)
 	closeIt := false
