@@ -38,8 +38,14 @@ type pool struct {
 	tr     *http.Transport
 	scheme string
 
-	mu      sync.Mutex
-	conns   []*pconn
+	mu    sync.Mutex
+	conns []*pconn
+	// ready holds an HTTP/1.1 pool's idle connections, the most recently released last, so
+	// that a request takes one in constant time (reserveReadyLocked) however many are busy,
+	// and the most recently used first, as Envoy's pools do (the others idle out). Entries
+	// that started draining are dropped when they come up; a closed connection is removed
+	// when the pool learns it closed (syncStateAndUnlock).
+	ready   []*pconn
 	dialing int
 	changed chan struct{} // closed and replaced whenever a connection's state changes
 	waiters int           // requests waiting on changed; with none, a change replaces nothing
@@ -56,6 +62,7 @@ type pconn struct {
 	created  time.Time
 	requests uint32 // guarded by p.mu
 	draining bool   // guarded by p.mu: takes no new requests, closes when idle
+	inReady  bool   // guarded by p.mu: in p.ready
 	// idle closes the connection after the cluster's idle timeout without requests. It is
 	// armed when the connection first goes idle and left running while it is used: each
 	// release only records idleSince, and the timer, when it fires, re-arms itself for what is
@@ -272,8 +279,12 @@ func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) 
 	}
 }
 
-// reserveLocked reserves a request slot on the newest usable connection.
+// reserveLocked reserves a request slot on a usable connection: an HTTP/1.1 pool's most
+// recently released idle one (reserveReadyLocked), else the newest.
 func (p *pool) reserveLocked() *pconn {
+	if p.kind == poolH1 {
+		return p.reserveReadyLocked()
+	}
 	c := p.ep.c
 	var now time.Time
 	if c.http.maxConnDuration > 0 {
@@ -281,11 +292,7 @@ func (p *pool) reserveLocked() *pconn {
 	}
 	for i := len(p.conns) - 1; i >= 0; i-- {
 		pc := p.conns[i]
-		if pc.draining || pc.cc.Err() != nil {
-			continue
-		}
-		if d := c.http.maxConnDuration; d > 0 && now.Sub(pc.created) >= d {
-			// The duration timer has not fired yet; it will close the connection.
+		if !pc.usableLocked(now) {
 			continue
 		}
 		if m := c.http.maxStreams; m > 0 && pc.cc.InFlight() >= m {
@@ -294,14 +301,54 @@ func (p *pool) reserveLocked() *pconn {
 		if pc.cc.Reserve() != nil {
 			continue
 		}
-		pc.requests++
-		if m := c.http.maxRequestsPerConn; m > 0 && pc.requests >= m {
-			pc.draining = true
-			c.st.cxMaxRequests.Inc()
-		}
+		pc.reservedLocked()
 		return pc
 	}
 	return nil
+}
+
+// reserveReadyLocked is reserveLocked for an HTTP/1.1 pool: it takes the most recently released
+// connection of p.ready, dropping those that can no longer be used, in constant time but for
+// the dropped ones (each was pushed once).
+func (p *pool) reserveReadyLocked() *pconn {
+	var now time.Time
+	if p.ep.c.http.maxConnDuration > 0 {
+		now = time.Now()
+	}
+	for n := len(p.ready); n > 0; n = len(p.ready) {
+		pc := p.ready[n-1]
+		p.ready[n-1] = nil
+		p.ready = p.ready[:n-1]
+		pc.inReady = false
+		if !pc.usableLocked(now) || pc.cc.Reserve() != nil {
+			continue
+		}
+		pc.reservedLocked()
+		return pc
+	}
+	return nil
+}
+
+// usableLocked reports whether pc may take a new request (now is set when the cluster has a
+// max_connection_duration). p.mu is held.
+func (pc *pconn) usableLocked(now time.Time) bool {
+	if pc.draining || pc.cc.Err() != nil {
+		return false
+	}
+	// Past its duration, the duration timer has not fired yet; it will close the connection.
+	d := pc.p.ep.c.http.maxConnDuration
+	return d <= 0 || now.Sub(pc.created) < d
+}
+
+// reservedLocked counts a request reserved on pc against max_requests_per_connection. p.mu is
+// held.
+func (pc *pconn) reservedLocked() {
+	c := pc.p.ep.c
+	pc.requests++
+	if m := c.http.maxRequestsPerConn; m > 0 && pc.requests >= m {
+		pc.draining = true
+		c.st.cxMaxRequests.Inc()
+	}
 }
 
 func (p *pool) dial(ctx context.Context) (*pconn, error) {
@@ -433,16 +480,25 @@ func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
 				break
 			}
 		}
+		if pc.inReady {
+			pc.inReady = false
+			if i := slices.Index(p.ready, pc); i >= 0 {
+				p.ready = slices.Delete(p.ready, i, i+1)
+			}
+		}
 		if pc.idle != nil {
 			pc.idle.Stop()
 		}
 		p.forgetIfEmptyLocked()
 	} else if pc.cc.InFlight() == 0 {
-		switch {
-		case pc.draining || p.closed || p.idleOverLocked(maxIdlePerEndpoint):
+		closeIt = pc.draining || p.closed || p.idleOverLocked(maxIdlePerEndpoint)
+		if closeIt {
 			pc.draining = true
-			closeIt = true
-		case c.http.idleTimeout > 0:
+		} else if pc.h1 != nil && !pc.inReady {
+			pc.inReady = true
+			p.ready = append(p.ready, pc)
+		}
+		if !closeIt && c.http.idleTimeout > 0 {
 			// Idle since the latest state change (the connection is idle now), including one
 			// still on its way to the lock: no clock reading of its own.
 			pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
