@@ -311,18 +311,22 @@ func (p *pool) reserveLocked() *pconn {
 // connection of p.ready, dropping those that can no longer be used, in constant time but for
 // the dropped ones (each was pushed once).
 func (p *pool) reserveReadyLocked() *pconn {
-	var now time.Time
-	if p.ep.c.http.maxConnDuration > 0 {
-		now = time.Now()
-	}
+	maxDuration := p.ep.c.http.maxConnDuration
 	for n := len(p.ready); n > 0; n = len(p.ready) {
 		pc := p.ready[n-1]
 		p.ready[n-1] = nil
 		p.ready = p.ready[:n-1]
 		pc.inReady = false
-		if !pc.usableLocked(now) || pc.cc.Reserve() != nil {
+		// Listed connections are idle: usable unless draining or closed (usableLocked and
+		// h1Client.Reserve, without their calls).
+		hc := pc.h1
+		if pc.draining || hc.closed.Load() || hc.busy {
 			continue
 		}
+		if maxDuration > 0 && time.Since(pc.created) >= maxDuration {
+			continue // the duration timer has not fired yet; it will close the connection
+		}
+		hc.busy = true
 		pc.reservedLocked()
 		return pc
 	}
@@ -332,12 +336,30 @@ func (p *pool) reserveReadyLocked() *pconn {
 // usableLocked reports whether pc may take a new request (now is set when the cluster has a
 // max_connection_duration). p.mu is held.
 func (pc *pconn) usableLocked(now time.Time) bool {
-	if pc.draining || pc.cc.Err() != nil {
+	if pc.draining || pc.closed() {
 		return false
 	}
 	// Past its duration, the duration timer has not fired yet; it will close the connection.
 	d := pc.p.ep.c.http.maxConnDuration
 	return d <= 0 || now.Sub(pc.created) < d
+}
+
+// closed reports whether the connection is closed or broken (cc.Err() != nil), without an
+// interface call for HTTP/1.1 connections.
+func (pc *pconn) closed() bool {
+	if hc := pc.h1; hc != nil {
+		return hc.closed.Load()
+	}
+	return pc.cc.Err() != nil
+}
+
+// idleLocked reports whether the connection carries no request (cc.InFlight() == 0), without
+// an interface call for HTTP/1.1 connections. p.mu is held.
+func (pc *pconn) idleLocked() bool {
+	if pc.h1 != nil {
+		return !pc.h1.busy
+	}
+	return pc.cc.InFlight() == 0
 }
 
 // reservedLocked counts a request reserved on pc against max_requests_per_connection. p.mu is
@@ -473,7 +495,13 @@ func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
 	// Updates may reach the lock out of order: the latest change counts.
 	pc.changedAt = max(pc.changedAt, at)
 	closeIt := false
-	if pc.cc.Err() != nil {
+	dead := false
+	if hc := pc.h1; hc != nil {
+		dead = hc.closed.Load() // pc.closed(), which is not inlined
+	} else {
+		dead = pc.cc.Err() != nil
+	}
+	if dead {
 		for i, x := range p.conns {
 			if x == pc {
 				p.conns = append(p.conns[:i], p.conns[i+1:]...)
@@ -490,8 +518,8 @@ func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
 			pc.idle.Stop()
 		}
 		p.forgetIfEmptyLocked()
-	} else if pc.cc.InFlight() == 0 {
-		closeIt = pc.draining || p.closed || p.idleOverLocked(maxIdlePerEndpoint)
+	} else if pc.idleLocked() {
+		closeIt = pc.draining || p.closed || (len(p.conns) > maxIdlePerEndpoint && p.idleOverLocked(maxIdlePerEndpoint))
 		if closeIt {
 			pc.draining = true
 		} else if pc.h1 != nil && !pc.inReady {
