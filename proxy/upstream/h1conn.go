@@ -49,10 +49,10 @@ var errConnClosed = errors.New("upstream connection closed")
 type h1Client struct {
 	conn *h1.Conn
 	tls  *tls.ConnectionState // the connection's TLS state, nil for plaintext
-	// hook runs after each change of state (the pool's onState), with ended set when an
-	// exchange ended: the pool then clears busy under its lock. Set before the connection is
-	// shared.
-	hook func(ended bool)
+	// pc is the pool's connection: its onState runs after each change of state, with ended
+	// set when an exchange ended (the pool then clears busy under its lock), never with the
+	// pool's lock held. Set before the connection is shared.
+	pc *pconn
 
 	// x is the exchange's codec storage, reused: the connection carries one request at a
 	// time, and the router is done with a response once it closed its body.
@@ -60,7 +60,7 @@ type h1Client struct {
 
 	// busy is set while a request is reserved or running. It is guarded by the pool's lock
 	// (p.mu), which every access holds: Reserve and InFlight are called under it, and the
-	// exchange's end clears it there (hook, then pconn.syncStateAndUnlock), so that neither
+	// exchange's end clears it there (pconn.onState, syncStateAndUnlock), so that neither
 	// reserving nor releasing the connection needs an atomic read-modify-write of its own.
 	busy bool
 	// closed is set once the connection is closed or broken (Err is errConnClosed); Close
@@ -80,12 +80,12 @@ func newH1Client(nc net.Conn) *h1Client {
 }
 
 // exchangeDone is h1.Conn's end of an exchange.
-// The hook (the pool's) clears busy.
+// The pool's onState clears busy.
 func (hc *h1Client) exchangeDone(reusable bool) {
 	if !reusable {
 		hc.closed.Store(true)
 	}
-	hc.hook(true)
+	hc.pc.onState(true)
 }
 
 // Reserve implements clientConn; the pool's lock is held. It does not run the state hook.
@@ -119,12 +119,12 @@ func (hc *h1Client) InFlight() int {
 	return 0
 }
 
-// Close implements clientConn; a request in flight fails. It runs the state hook, so the
+// Close implements clientConn; a request in flight fails. It runs the pool's onState, so the
 // caller must not hold the pool's lock.
 func (hc *h1Client) Close() error {
 	hc.closed.Store(true)
 	err := hc.conn.Close()
-	hc.hook(false)
+	hc.pc.onState(false)
 	return err
 }
 

@@ -391,7 +391,7 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 		hc := newH1Client(nc)
 		pc := &pconn{p: p, cc: hc, h1: hc, created: time.Now()}
 		c.st.cxHTTP1Total.Inc()
-		hc.hook = pc.onState // before the pool shares pc
+		hc.pc = pc // before the pool shares pc
 		pc.startDuration()
 		return pc, nil
 	}
@@ -467,6 +467,14 @@ func (pc *pconn) onMaxDuration() {
 func (pc *pconn) onState(ended bool) {
 	p := pc.p
 	at := clock.Mono()
+	if pc.h1 != nil {
+		// An h1Client runs its hook only without the lock (the pool closes connections after
+		// unlocking), so this waits for it: the connection stays busy until the update below,
+		// which no other update or idle timer can see half done, and is reusable at once.
+		p.mu.Lock()
+		pc.syncStateAndUnlock(at, ended)
+		return
+	}
 	// net/http runs the state hook synchronously inside ClientConn.Reserve and Release, and the
 	// pool calls Reserve with p.mu held: locking here would deadlock that goroutine. When the
 	// lock is busy, finish on another goroutine; the update is recomputed from the connection's

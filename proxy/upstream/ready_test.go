@@ -83,3 +83,49 @@ func TestHTTP1ReadyConnectionsMostRecentFirst(t *testing.T) {
 		t.Fatalf("upstream_cx_active = %d after the cluster closed, want 0", got)
 	}
 }
+
+// TestHTTP1PoolUnderContention: requests from many goroutines share two connections (the
+// max_connections breaker), so that releases race with requests taking the pool's lock and
+// with requests waiting for a connection: every request is served, on no more than the two
+// connections, and the pool ends with both idle and ready. Run with -race, it checks the
+// ownership of h1Client.busy (the pool's lock).
+func TestHTTP1PoolUnderContention(t *testing.T) {
+	a := newBackend(t, "a")
+	cl, st := compileT(t, breakerCluster("busy", a, &clusterv3.CircuitBreakers_Thresholds{
+		MaxConnections: u32(2), MaxPendingRequests: u32(100)}), Deps{})
+	const workers, each = 8, 40
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			for range each {
+				resp, err := do(cl, balance.Context{}, "GET", "/")
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp.Body.Close()
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := a.accepted.Load(); n > 2 {
+		t.Fatalf("%d connections accepted, want at most 2", n)
+	}
+	if got := counter(st, "cluster.busy.upstream_rq_2xx"); got != workers*each {
+		t.Fatalf("upstream_rq_2xx = %d, want %d", got, workers*each)
+	}
+	p := cl.set.Load().eps[0].pools[poolH1].Load()
+	testenv.WaitFor(t, "both connections to be ready", 5*time.Second, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.ready) == len(p.conns) && p.waiters == 0
+	})
+	if g := gauge(st, "cluster.busy.upstream_rq_active"); g != 0 {
+		t.Fatalf("upstream_rq_active = %d, want 0", g)
+	}
+}
