@@ -673,14 +673,18 @@ type trackedConn struct {
 // Read counts received bytes (upstream_cx_rx_bytes_total).
 func (t *trackedConn) Read(b []byte) (int, error) {
 	n, err := t.Conn.Read(b)
-	t.c.st.cxRxBytes.Add(uint64(n))
+	if n > 0 { // no atomic add for a read that got nothing (EOF, error, would block)
+		t.c.st.cxRxBytes.Add(uint64(n))
+	}
 	return n, err
 }
 
 // Write counts sent bytes (upstream_cx_tx_bytes_total).
 func (t *trackedConn) Write(b []byte) (int, error) {
 	n, err := t.Conn.Write(b)
-	t.c.st.cxTxBytes.Add(uint64(n))
+	if n > 0 {
+		t.c.st.cxTxBytes.Add(uint64(n))
+	}
 	return n, err
 }
 
