@@ -76,7 +76,8 @@ type pconn struct {
 	changedAt time.Duration
 	// stateAt is when a state update that waits for the pool lock on another goroutine was
 	// recorded (clock.Mono; see onState): it must not let the idle timer close a connection
-	// released a moment ago. Updates that find the lock free need not publish it.
+	// released a moment ago. Updates that find the lock free need not publish it, nor do an
+	// h1Client's, which wait for the lock and keep the connection busy until they ran.
 	stateAt atomic.Int64
 }
 
