@@ -149,6 +149,10 @@ type Set struct {
 	// 0..n-1 are the healthy hosts of levels 0..n-1, buckets n..2n-1 their degraded hosts.
 	cumLoad []uint32
 	healthy int
+	// single is set when Pick always returns host 0 whatever the Context: one healthy host,
+	// alone in its priority level, which takes all the load, outside panic and locality
+	// weighting. Pick then skips the bucket and picker steps, whose answer is known.
+	single bool
 }
 
 // New builds a Set over hosts (copied) for cfg. Host indices returned by Pick refer to the
@@ -223,6 +227,8 @@ func New(cfg Config, hosts []Host) (*Set, error) {
 			s.levels[i].panic = false
 		}
 	}
+	s.single = len(s.hosts) == 1 && s.hosts[0].Healthy && !s.hosts[0].Degraded &&
+		len(s.levels) == 1 && s.cumLoad[0] == 100 && !s.levels[0].panic && s.levels[0].locSched == nil
 	return s, nil
 }
 
@@ -406,6 +412,9 @@ func (s *Set) Host(i int) *Host { return &s.hosts[i] }
 // Pick chooses a host for a request and returns its index in the slice given to New, or -1 when
 // no host can take traffic (Envoy's UH). It is safe for concurrent use and does not allocate.
 func (s *Set) Pick(c Context) int {
+	if s.single {
+		return 0
+	}
 	if len(s.levels) == 0 {
 		return -1
 	}

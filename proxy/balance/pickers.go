@@ -88,6 +88,11 @@ func (s *schedule) next() (int, bool) {
 	if s == nil || len(s.seq) == 0 {
 		return 0, false
 	}
+	if len(s.seq) == 1 {
+		// One entry (a single host, or equal weights reduced by their gcd to one slot each
+		// of one host): no turn to take, so no atomic add per request.
+		return int(s.seq[0]), true
+	}
 	i := s.n.Add(1) - 1
 	return int(s.seq[i%uint64(len(s.seq))]), true
 }

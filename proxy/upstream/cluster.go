@@ -148,8 +148,9 @@ type Cluster struct {
 	ramping bool     // some member is in its slow-start window
 	orig    sync.Map // netip.AddrPort → *endpoint (ORIGINAL_DST)
 
-	freedMu sync.Mutex
-	freed   chan struct{} // closed and replaced whenever an upstream connection closes
+	// freed is closed and replaced whenever an upstream connection closes (notifyFreed); a
+	// request that waits for a connection slot reads it with one atomic load (connFreed).
+	freed atomic.Pointer[freedSignal]
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -203,17 +204,21 @@ func (c *Cluster) Close() {
 // connFreed returns a channel closed the next time an upstream connection of this cluster closes
 // (a circuit-breaker connection slot frees up).
 func (c *Cluster) connFreed() <-chan struct{} {
-	c.freedMu.Lock()
-	defer c.freedMu.Unlock()
-	return c.freed
+	return c.freed.Load().ch
 }
 
+// notifyFreed wakes the requests waiting on connFreed's channel. The new channel is published
+// before the old one closes, so a request woken by it that looks again and waits anew waits on
+// the new one; each channel is closed once, by the Swap that replaced it.
 func (c *Cluster) notifyFreed() {
-	c.freedMu.Lock()
-	close(c.freed)
-	c.freed = make(chan struct{})
-	c.freedMu.Unlock()
+	old := c.freed.Swap(newFreedSignal())
+	close(old.ch)
 }
+
+// freedSignal holds one generation of Cluster.freed's channel.
+type freedSignal struct{ ch chan struct{} }
+
+func newFreedSignal() *freedSignal { return &freedSignal{ch: make(chan struct{})} }
 
 // AcquireRetry takes a retry slot of the max_retries circuit breaker (or of the retry budget when
 // the thresholds have one). l7 calls it before each retry and ReleaseRetry when the retry

@@ -129,11 +129,11 @@ func compile(c *clusterv3.Cluster, deps Deps) (*Cluster, error) {
 		connectTimeout: defaultConnectTimeout,
 		http:           httpOptions{idleTimeout: defaultIdleTimeout},
 		byKey:          map[string]*endpoint{},
-		freed:          make(chan struct{}),
 		stop:           make(chan struct{}),
 		dnsRefresh:     defaultDNSRefresh,
 		cleanupEvery:   defaultCleanupInterval,
 	}
+	cl.freed.Store(newFreedSignal())
 	if cl.log == nil {
 		cl.log = slog.Default()
 	}

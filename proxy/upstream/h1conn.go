@@ -19,6 +19,9 @@ import (
 // clientConn is one pooled upstream connection as the pool drives it: net/http's
 // *http.ClientConn (HTTP/2, and TLS connections whose ALPN chooses the protocol) or h1Client
 // (HTTP/1.1, plaintext or TLS, on the proxy's own codec).
+//
+// The pool calls Reserve and InFlight with its lock held: an h1Client's busy state is guarded
+// by that lock (see h1Client).
 type clientConn interface {
 	// Reserve reserves a request slot; RoundTrip uses it.
 	Reserve() error
@@ -46,23 +49,24 @@ var errConnClosed = errors.New("upstream connection closed")
 type h1Client struct {
 	conn *h1.Conn
 	tls  *tls.ConnectionState // the connection's TLS state, nil for plaintext
-	hook func()               // runs after each change of state (the pool's onState); set before the connection is shared
+	// pc is the pool's connection: its onState runs after each change of state, with ended
+	// set when an exchange ended (the pool then clears busy under its lock), never with the
+	// pool's lock held. Set before the connection is shared.
+	pc *pconn
 
 	// x is the exchange's codec storage, reused: the connection carries one request at a
 	// time, and the router is done with a response once it closed its body.
 	x h1Exchange
 
-	// state holds stateBusy while a request is reserved or running and stateClosed once the
-	// connection is closed or broken: read without a lock, as the pool reads it for every
-	// connection it considers on each request (reserveLocked, idleOverLocked).
-	state atomic.Int32
+	// busy is set while a request is reserved or running. It is guarded by the pool's lock
+	// (p.mu), which every access holds: Reserve and InFlight are called under it, and the
+	// exchange's end clears it there (pconn.onState, syncStateAndUnlock), so that neither
+	// reserving nor releasing the connection needs an atomic read-modify-write of its own.
+	busy bool
+	// closed is set once the connection is closed or broken (Err is errConnClosed); Close
+	// may run on any goroutine.
+	closed atomic.Bool
 }
-
-// h1Client state bits.
-const (
-	stateBusy   = 1 << iota // a request slot is reserved or in use
-	stateClosed             // the connection is closed or broken (Err is errConnClosed)
-)
 
 // newH1Client wraps nc (connected, TLS handshake done).
 func newH1Client(nc net.Conn) *h1Client {
@@ -76,52 +80,51 @@ func newH1Client(nc net.Conn) *h1Client {
 }
 
 // exchangeDone is h1.Conn's end of an exchange.
+// The pool's onState clears busy.
 func (hc *h1Client) exchangeDone(reusable bool) {
 	if !reusable {
-		hc.state.Or(stateClosed)
+		hc.closed.Store(true)
 	}
-	hc.state.And(^int32(stateBusy))
-	if hc.hook != nil {
-		hc.hook()
-	}
+	hc.pc.onState(true)
 }
 
-// Reserve implements clientConn. It does not run the state hook (the pool holds its lock).
+// Reserve implements clientConn; the pool's lock is held. It does not run the state hook.
 func (hc *h1Client) Reserve() error {
-	for {
-		st := hc.state.Load()
-		switch {
-		case st&stateClosed != 0:
-			return errConnClosed
-		case st&stateBusy != 0:
-			return errConnBusy
-		}
-		if hc.state.CompareAndSwap(st, st|stateBusy) {
-			return nil
-		}
+	switch {
+	case hc.closed.Load():
+		return errConnClosed
+	case hc.busy:
+		return errConnBusy
 	}
+	hc.busy = true
+	return nil
 }
+
+// release ends a reservation (the exchange ended); the pool's lock is held.
+func (hc *h1Client) release() { hc.busy = false }
 
 // Err implements clientConn.
 func (hc *h1Client) Err() error {
-	if hc.state.Load()&stateClosed != 0 {
+	if hc.closed.Load() {
 		return errConnClosed
 	}
 	return nil
 }
 
-// InFlight implements clientConn.
+// InFlight implements clientConn; the pool's lock is held.
 func (hc *h1Client) InFlight() int {
-	return int(hc.state.Load() & stateBusy)
+	if hc.busy {
+		return 1
+	}
+	return 0
 }
 
-// Close implements clientConn; a request in flight fails.
+// Close implements clientConn; a request in flight fails. It runs the pool's onState, so the
+// caller must not hold the pool's lock.
 func (hc *h1Client) Close() error {
-	hc.state.Or(stateClosed)
+	hc.closed.Store(true)
 	err := hc.conn.Close()
-	if hc.hook != nil {
-		hc.hook()
-	}
+	hc.pc.onState(false)
 	return err
 }
 
@@ -205,7 +208,7 @@ type h1Exchange struct {
 	msg     Response      // the response for the router (response)
 	names   []string      // msg's TrailerNames
 	chunked bool          // the response had a Transfer-Encoding field
-	acct    body          // msg's Body as the cluster accounts for it (account)
+	acct    h1Body        // msg's Body as the cluster accounts for it (account)
 	out     *http.Response
 	scratch []byte // the response's header values, for httpResponse
 }
@@ -217,9 +220,41 @@ func (x *h1Exchange) account(rc io.ReadCloser, c *Cluster, ep *endpoint) io.Read
 	if _, ok := rc.(io.ReadWriteCloser); ok {
 		return wrapBody(rc, c, ep)
 	}
-	x.acct.ReadCloser, x.acct.c, x.acct.ep = rc, c, ep
-	x.acct.done.Store(false)
+	x.acct = h1Body{ReadCloser: rc, c: c, ep: ep}
 	return &x.acct
+}
+
+// h1Body is body for an HTTP/1.1 exchange's response (h1Exchange.account). Its state is plain:
+// the codec's response body is read and closed by one owner at a time (h1.Conn's contract:
+// Close exactly once, no use after it), and Close hands the connection, with this storage, to
+// the next request only after the accounting below was read.
+type h1Body struct {
+	io.ReadCloser
+	c     *Cluster
+	ep    *endpoint
+	ended bool // the request's accounting ended (at EOF or Close)
+}
+
+// Read implements io.Reader.
+func (b *h1Body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.ended {
+		b.ended = true
+		b.c.finish(b.ep)
+	}
+	return n, err
+}
+
+// Close implements io.Closer. The accounting is read and marked before the body closes:
+// closing hands the exchange's storage to the connection's next request.
+func (b *h1Body) Close() error {
+	c, ep, ended := b.c, b.ep, b.ended
+	b.ended = true
+	err := b.ReadCloser.Close()
+	if !ended {
+		c.finish(ep)
+	}
+	return err
 }
 
 // response makes the codec's response head the router's (see Response): Transfer-Encoding

@@ -38,8 +38,14 @@ type pool struct {
 	tr     *http.Transport
 	scheme string
 
-	mu      sync.Mutex
-	conns   []*pconn
+	mu    sync.Mutex
+	conns []*pconn
+	// ready holds an HTTP/1.1 pool's idle connections, the most recently released last, so
+	// that a request takes one in constant time (reserveReadyLocked) however many are busy,
+	// and the most recently used first, as Envoy's pools do (the others idle out). Entries
+	// that started draining are dropped when they come up; a closed connection is removed
+	// when the pool learns it closed (syncStateAndUnlock).
+	ready   []*pconn
 	dialing int
 	changed chan struct{} // closed and replaced whenever a connection's state changes
 	waiters int           // requests waiting on changed; with none, a change replaces nothing
@@ -52,9 +58,11 @@ type pool struct {
 type pconn struct {
 	p        *pool
 	cc       clientConn
+	h1       *h1Client // cc when it is one (HTTP/1.1 pools), else nil
 	created  time.Time
 	requests uint32 // guarded by p.mu
 	draining bool   // guarded by p.mu: takes no new requests, closes when idle
+	inReady  bool   // guarded by p.mu: in p.ready
 	// idle closes the connection after the cluster's idle timeout without requests. It is
 	// armed when the connection first goes idle and left running while it is used: each
 	// release only records idleSince, and the timer, when it fires, re-arms itself for what is
@@ -62,10 +70,14 @@ type pconn struct {
 	// stop and restart a runtime timer. Guarded by p.mu.
 	idle      *time.Timer
 	idleArmed bool
-	idleSince time.Duration // clock.Mono when it last went idle: the stateAt of that change
-	// stateAt is when the connection's state last changed (clock.Mono), recorded before the pool
-	// lock is taken: a state update that waits for the lock on another goroutine must not let
-	// the idle timer close a connection released a moment ago.
+	idleSince time.Duration // clock.Mono when it last went idle: the time of that change
+	// changedAt is when the connection's state last changed (clock.Mono), as far as the pool
+	// has brought it up to date (syncStateAndUnlock). Guarded by p.mu.
+	changedAt time.Duration
+	// stateAt is when a state update that waits for the pool lock on another goroutine was
+	// recorded (clock.Mono; see onState): it must not let the idle timer close a connection
+	// released a moment ago. Updates that find the lock free need not publish it, nor do an
+	// h1Client's, which wait for the lock and keep the connection busy until they ran.
 	stateAt atomic.Int64
 }
 
@@ -268,8 +280,12 @@ func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) 
 	}
 }
 
-// reserveLocked reserves a request slot on the newest usable connection.
+// reserveLocked reserves a request slot on a usable connection: an HTTP/1.1 pool's most
+// recently released idle one (reserveReadyLocked), else the newest.
 func (p *pool) reserveLocked() *pconn {
+	if p.kind == poolH1 {
+		return p.reserveReadyLocked()
+	}
 	c := p.ep.c
 	var now time.Time
 	if c.http.maxConnDuration > 0 {
@@ -277,11 +293,7 @@ func (p *pool) reserveLocked() *pconn {
 	}
 	for i := len(p.conns) - 1; i >= 0; i-- {
 		pc := p.conns[i]
-		if pc.draining || pc.cc.Err() != nil {
-			continue
-		}
-		if d := c.http.maxConnDuration; d > 0 && now.Sub(pc.created) >= d {
-			// The duration timer has not fired yet; it will close the connection.
+		if !pc.usableLocked(now) {
 			continue
 		}
 		if m := c.http.maxStreams; m > 0 && pc.cc.InFlight() >= m {
@@ -290,14 +302,76 @@ func (p *pool) reserveLocked() *pconn {
 		if pc.cc.Reserve() != nil {
 			continue
 		}
-		pc.requests++
-		if m := c.http.maxRequestsPerConn; m > 0 && pc.requests >= m {
-			pc.draining = true
-			c.st.cxMaxRequests.Inc()
-		}
+		pc.reservedLocked()
 		return pc
 	}
 	return nil
+}
+
+// reserveReadyLocked is reserveLocked for an HTTP/1.1 pool: it takes the most recently released
+// connection of p.ready, dropping those that can no longer be used, in constant time but for
+// the dropped ones (each was pushed once).
+func (p *pool) reserveReadyLocked() *pconn {
+	maxDuration := p.ep.c.http.maxConnDuration
+	for n := len(p.ready); n > 0; n = len(p.ready) {
+		pc := p.ready[n-1]
+		p.ready[n-1] = nil
+		p.ready = p.ready[:n-1]
+		pc.inReady = false
+		// Listed connections are idle: usable unless draining or closed (usableLocked and
+		// h1Client.Reserve, without their calls).
+		hc := pc.h1
+		if pc.draining || hc.closed.Load() || hc.busy {
+			continue
+		}
+		if maxDuration > 0 && time.Since(pc.created) >= maxDuration {
+			continue // the duration timer has not fired yet; it will close the connection
+		}
+		hc.busy = true
+		pc.reservedLocked()
+		return pc
+	}
+	return nil
+}
+
+// usableLocked reports whether pc may take a new request (now is set when the cluster has a
+// max_connection_duration). p.mu is held.
+func (pc *pconn) usableLocked(now time.Time) bool {
+	if pc.draining || pc.closed() {
+		return false
+	}
+	// Past its duration, the duration timer has not fired yet; it will close the connection.
+	d := pc.p.ep.c.http.maxConnDuration
+	return d <= 0 || now.Sub(pc.created) < d
+}
+
+// closed reports whether the connection is closed or broken (cc.Err() != nil), without an
+// interface call for HTTP/1.1 connections.
+func (pc *pconn) closed() bool {
+	if hc := pc.h1; hc != nil {
+		return hc.closed.Load()
+	}
+	return pc.cc.Err() != nil
+}
+
+// idleLocked reports whether the connection carries no request (cc.InFlight() == 0), without
+// an interface call for HTTP/1.1 connections. p.mu is held.
+func (pc *pconn) idleLocked() bool {
+	if pc.h1 != nil {
+		return !pc.h1.busy
+	}
+	return pc.cc.InFlight() == 0
+}
+
+// reservedLocked counts a request reserved on pc against max_requests_per_connection. p.mu is
+// held.
+func (pc *pconn) reservedLocked() {
+	c := pc.p.ep.c
+	pc.requests++
+	if m := c.http.maxRequestsPerConn; m > 0 && pc.requests >= m {
+		pc.draining = true
+		c.st.cxMaxRequests.Inc()
+	}
 }
 
 func (p *pool) dial(ctx context.Context) (*pconn, error) {
@@ -316,9 +390,9 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 			return nil, err
 		}
 		hc := newH1Client(nc)
-		pc := &pconn{p: p, cc: hc, created: time.Now()}
+		pc := &pconn{p: p, cc: hc, h1: hc, created: time.Now()}
 		c.st.cxHTTP1Total.Inc()
-		hc.hook = pc.onState // before the pool shares pc
+		hc.pc = pc // before the pool shares pc
 		pc.startDuration()
 		return pc, nil
 	}
@@ -332,7 +406,7 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 	} else {
 		c.st.cxHTTP1Total.Inc()
 	}
-	cc.SetStateHook(func(*http.ClientConn) { pc.onState() })
+	cc.SetStateHook(func(*http.ClientConn) { pc.onState(false) })
 	pc.startDuration()
 	return pc, nil
 }
@@ -390,49 +464,81 @@ func (pc *pconn) onMaxDuration() {
 
 // onState runs when a connection's state changes: it forgets dead connections, closes idle ones
 // that should not be kept, arms the idle timer of the others, and wakes waiting requests.
-func (pc *pconn) onState() {
+// ended reports the end of an h1Client's exchange, whose busy state it clears under the lock.
+func (pc *pconn) onState(ended bool) {
 	p := pc.p
-	pc.stateAt.Store(int64(clock.Mono()))
+	at := clock.Mono()
+	if pc.h1 != nil {
+		// An h1Client runs its hook only without the lock (the pool closes connections after
+		// unlocking), so this waits for it: the connection stays busy until the update below,
+		// which no other update or idle timer can see half done, and is reusable at once.
+		p.mu.Lock()
+		pc.syncStateAndUnlock(at, ended)
+		return
+	}
 	// net/http runs the state hook synchronously inside ClientConn.Reserve and Release, and the
 	// pool calls Reserve with p.mu held: locking here would deadlock that goroutine. When the
 	// lock is busy, finish on another goroutine; the update is recomputed from the connection's
-	// current state, so running it a little later is correct.
+	// current state, so running it a little later is correct. Its time is published first
+	// (stateAt) for the idle timer, which may take the lock before it does.
 	if !p.mu.TryLock() {
+		pc.stateAt.Store(int64(at))
 		go func() {
 			p.mu.Lock()
-			pc.syncStateAndUnlock()
+			pc.syncStateAndUnlock(at, ended)
 		}()
 		return
 	}
-	pc.syncStateAndUnlock()
+	pc.syncStateAndUnlock(at, ended)
 }
 
-// syncStateAndUnlock brings the pool up to date with the connection's state (closed, idle) and
-// releases p.mu, which the caller holds.
-func (pc *pconn) syncStateAndUnlock() {
+// syncStateAndUnlock brings the pool up to date with the connection's state (closed, idle),
+// which changed at at, and releases p.mu, which the caller holds. ended: an h1Client's
+// exchange ended (its reservation is released here).
+func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
 	p := pc.p
 	c := p.ep.c
+	if ended && pc.h1 != nil {
+		pc.h1.release()
+	}
+	// Updates may reach the lock out of order: the latest change counts.
+	pc.changedAt = max(pc.changedAt, at)
 	closeIt := false
-	if pc.cc.Err() != nil {
+	dead := false
+	if hc := pc.h1; hc != nil {
+		dead = hc.closed.Load() // pc.closed(), which is not inlined
+	} else {
+		dead = pc.cc.Err() != nil
+	}
+	if dead {
 		for i, x := range p.conns {
 			if x == pc {
 				p.conns = append(p.conns[:i], p.conns[i+1:]...)
 				break
 			}
 		}
+		if pc.inReady {
+			pc.inReady = false
+			if i := slices.Index(p.ready, pc); i >= 0 {
+				p.ready = slices.Delete(p.ready, i, i+1)
+			}
+		}
 		if pc.idle != nil {
 			pc.idle.Stop()
 		}
 		p.forgetIfEmptyLocked()
-	} else if pc.cc.InFlight() == 0 {
-		switch {
-		case pc.draining || p.closed || p.idleOverLocked(maxIdlePerEndpoint):
+	} else if pc.idleLocked() {
+		closeIt = pc.draining || p.closed || (len(p.conns) > maxIdlePerEndpoint && p.idleOverLocked(maxIdlePerEndpoint))
+		if closeIt {
 			pc.draining = true
-			closeIt = true
-		case c.http.idleTimeout > 0:
-			// Idle since the state change that onState recorded (the latest one, as the
-			// connection is idle now): no clock reading of its own.
-			pc.idleSince = time.Duration(pc.stateAt.Load())
+		} else if pc.h1 != nil && !pc.inReady {
+			pc.inReady = true
+			p.ready = append(p.ready, pc)
+		}
+		if !closeIt && c.http.idleTimeout > 0 {
+			// Idle since the latest state change (the connection is idle now), including one
+			// still on its way to the lock: no clock reading of its own.
+			pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
 			if pc.idle == nil {
 				pc.idle = time.AfterFunc(c.http.idleTimeout, pc.onIdle)
 				pc.idleArmed = true
@@ -568,14 +674,18 @@ type trackedConn struct {
 // Read counts received bytes (upstream_cx_rx_bytes_total).
 func (t *trackedConn) Read(b []byte) (int, error) {
 	n, err := t.Conn.Read(b)
-	t.c.st.cxRxBytes.Add(uint64(n))
+	if n > 0 { // no atomic add for a read that got nothing (EOF, error, would block)
+		t.c.st.cxRxBytes.Add(uint64(n))
+	}
 	return n, err
 }
 
 // Write counts sent bytes (upstream_cx_tx_bytes_total).
 func (t *trackedConn) Write(b []byte) (int, error) {
 	n, err := t.Conn.Write(b)
-	t.c.st.cxTxBytes.Add(uint64(n))
+	if n > 0 {
+		t.c.st.cxTxBytes.Add(uint64(n))
+	}
 	return n, err
 }
 

@@ -137,17 +137,18 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 	if mh != nil {
 		mh.Released = false
 	}
+	ctx := req.Context()
 	c.st.rqTotal.Inc()
 	if !c.breaker.rq.acquire() {
 		c.st.rqPendingOverflow.Inc()
 		return nil, nil, &Error{Flag: FlagOverflow, Err: errRequestOverflow}
 	}
-	ep, err := c.pick(req.Context(), req.Header, head, lb)
+	ep, err := c.pick(ctx, req.Header, head, lb)
 	if err != nil {
 		c.breaker.rq.release()
 		return nil, nil, err
 	}
-	report := hostReportOf(req.Context(), head)
+	report := hostReportOf(ctx, head)
 	report.host(ep)
 	ep.active.Add(1)
 	c.st.rqActive.Inc()
@@ -155,7 +156,7 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 	if ep.ts.proxyVersion() != 0 {
 		// The PROXY header belongs to the connection: connections are not shared between
 		// downstream connections (Envoy keys such pools by the downstream addresses too).
-		d, _ := downstreamFrom(req.Context())
+		d, _ := downstreamFrom(ctx)
 		p = ep.proxiedPool(c.poolKind(req, ep), d)
 	}
 	out := prepare(req, head, p)
@@ -163,14 +164,13 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 	if p.kind != poolH1 {
 		head = nil // out carries it
 	}
-	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := p.acquire(ctx)
 		if err != nil {
 			c.finish(ep)
 			return nil, nil, c.failure(ctx, ep, err, true)
 		}
-		if hc, ok := pc.cc.(*h1Client); ok && msg {
+		if hc := pc.h1; hc != nil && msg {
 			// The router's hot path: the codec's response head as it is.
 			var resp *Response
 			if resp, err = hc.roundTrip(out, head); err == nil {
@@ -342,7 +342,8 @@ func (b *body) Read(p []byte) (int, error) {
 // Close implements io.Closer. The accounting is read before the body closes: closing may
 // hand the connection, and with it an h1Exchange's body (account), to the next request.
 func (b *body) Close() error {
-	c, ep, ended := b.c, b.ep, b.done.Swap(true)
+	c, ep := b.c, b.ep
+	ended := b.done.Load() || b.done.Swap(true) // no RMW when Read saw EOF
 	err := b.ReadCloser.Close()
 	if !ended {
 		c.finish(ep)
