@@ -16,7 +16,8 @@ import (
 // write fails. The watch is that read, started only for a request still in flight
 // Server.WatchDelay after its body was read to its end (a request still sending its body is
 // not watched: the handler's body reads see the close), so the fast path pays a clock reading
-// and two short critical sections per request, and no goroutine and no timer of its own.
+// and two short critical sections per request (arm, stop), and no goroutine and no timer of
+// its own.
 //
 // Armed requests wait in a watch shard shared by many connections of the same WatchDelay (one
 // shard per P, up to 8): a list in arming order, so the oldest is first, and one timer, set
@@ -43,7 +44,8 @@ const (
 )
 
 // watch is a connection's watch for the client closing it while a handler runs. Its fields
-// but wg are guarded by the shard's mutex.
+// but wg are guarded by the shard's mutex, but for beginWatch's write of state while the
+// watch is off (no other goroutine reaches it then).
 type watch struct {
 	shard      *watchShard
 	state      int
@@ -174,13 +176,21 @@ func (c *conn) beginWatch() {
 	if w.shard == nil || w.shard.delay != c.srv.WatchDelay {
 		w.shard = watchShardFor(c.srv.WatchDelay)
 	}
+	// No other goroutine reaches w now, so the shard's lock is not needed: the watch is off
+	// (stopWatch, under the lock, took the request out of the shard's list and waited for its
+	// watch read), and the handler, the only one that may arm it from another goroutine, is
+	// not called yet.
+	if !c.body.done() {
+		w.state = watchIdle
+		return
+	}
+	now := clock.Now()
 	sh := w.shard
 	sh.mu.Lock()
-	w.state = watchIdle
+	w.state = watchArmed
+	w.armedAt = now
+	sh.push(c)
 	sh.mu.Unlock()
-	if c.body.done() {
-		c.armWatch()
-	}
 }
 
 // armWatch puts the request in its shard's list, if the handler runs and it was not armed yet.
