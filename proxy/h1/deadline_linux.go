@@ -143,7 +143,10 @@ func (l *lazyDeadline) arm(t time.Time) error {
 // write stalled and no interruption to end): they take no lock, and store want only if it
 // changes (see lazyDeadline).
 func (l *lazyDeadline) request(t time.Time) error {
-	n, ok := encodeWant(t)
+	n, ok := int64(0), true
+	if !t.IsZero() { // none (0) needs no call
+		n, ok = encodeWant(t)
+	}
 	if ok {
 		// What apply would find: nothing to arm.
 		if g := l.gate.Load(); g != gateLocked && (n == 0 || g > 0 && n >= g) {
