@@ -224,12 +224,17 @@ func (c *conn) armWatch() {
 	sh := w.shard
 	now := clock.Now() // outside the shard's lock; the monotonic clock only (proxy/clock)
 	sh.mu.Lock()
-	if w.linked {
-		sh.unlink(c) // left by the last request's stopWatch: to the end of the list
-	}
 	w.st = watchArmed // see watch
 	w.armedAt = now
-	sh.push(c)
+	// Left in the list by the last request's stopWatch, it moves to the end of the list (the
+	// newest), unless it is there already (the shard's timer then is set: a list not empty
+	// has it set).
+	if !w.linked || sh.tail != c {
+		if w.linked {
+			sh.unlink(c)
+		}
+		sh.push(c)
+	}
 	sh.mu.Unlock()
 }
 

@@ -383,3 +383,30 @@ func TestWatchStoppedRequestLeftInList(t *testing.T) {
 		t.Error("the connection is still in the shard's list after ServeConn returned")
 	}
 }
+
+// TestWatchReArmedInPlace: a keep-alive connection's request, armed where its last request
+// was left in the shard's list (at its end), is watched once WatchDelay passes.
+func TestWatchReArmedInPlace(t *testing.T) {
+	const delay = 31 * time.Millisecond
+	oneWatchShard(delay)
+	s := &Server{WatchDelay: delay, Handler: HandlerFunc(func(w *ResponseWriter, r *httpmsg.Request) {
+		if r.PathString() == "/wait" {
+			testenv.WaitFor(t, "the watch to start", 10*time.Second, func() bool {
+				st := watchState(w)
+				return st == watchRunning || st == watchEnded
+			})
+		}
+	})}
+	c, _ := serveAndDial(t, s, false)
+	br := bufio.NewReader(c)
+	for _, p := range []string{"/", "/", "/wait", "/"} {
+		if _, err := io.WriteString(c, "GET "+p+" HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+}
