@@ -29,6 +29,7 @@ func TestEncodeWant(t *testing.T) {
 		{"zero", time.Time{}, true},
 		{"soon", now.Add(time.Millisecond), true},
 		{"in a day", now.Add(24 * time.Hour), true},
+		{"in ten years", now.Add(10 * 365 * 24 * time.Hour), true},
 		{"wall only", now.Round(0).Add(time.Second), false},
 		{"past", time.Unix(1, 0), false},
 		{"before base", wantBase.Add(-time.Second), false},

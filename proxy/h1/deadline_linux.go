@@ -37,9 +37,10 @@ type lazyDeadline struct {
 // wantBase is the origin of the deadlines kept as numbers: a time with a monotonic reading.
 var wantBase = time.Now()
 
-// maxWant bounds the deadlines kept as numbers (about 2.3 years after wantBase): wantBase.Add
-// of any of them keeps its monotonic reading.
-const maxWant = 1 << 56
+// maxWant bounds the deadlines kept as numbers (about 36 years after wantBase): wantBase.Add
+// of any of them keeps its monotonic reading (a time's wall reading beside a monotonic one
+// only goes to the year 2157).
+const maxWant = 1 << 60
 
 // wantExact is want's value for a deadline not kept as a number: wantT holds it.
 const wantExact = -1
