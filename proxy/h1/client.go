@@ -69,8 +69,9 @@ type clientConn struct {
 	idleAt time.Time
 	stop   func() bool // stops the context watch, nil if none
 	// watcher is the exchange's Watcher (RoundTripWatch), nil if none. xstate is the
-	// exchange's number and phase (gen<<2 | xRunning, xAborting or xEnded), so that an abort
-	// meant for one exchange never reaches the next (Abort, endWatch).
+	// exchange's number and phase (gen<<2 | xRunning or xAborting), so that an abort meant
+	// for one exchange never reaches the next (Abort, endWatch): between exchanges it holds
+	// the next exchange's number, which no watch was given yet, and xRunning.
 	watcher Watcher
 	xstate  atomic.Uint64
 	reuse   bool // the response allows another request on the connection
@@ -342,9 +343,17 @@ func checkLine(req *httpmsg.Request) error {
 // roundTrip runs one exchange, canceled by w when not nil, else by ctx; gotBytes reports
 // whether any response byte arrived.
 func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Request, resp *httpmsg.Response) (gotBytes bool, err error) {
+	// The exchange's number is the one endWatch left, unless the last exchange's watch was
+	// not stopped (or an abort of it is under way): a number of its own then, so that a
+	// watch left registered aborts nothing. An exchange without a watch leaves its number
+	// to the next.
+	st := cc.xstate.Load()
+	if cc.watcher != nil || cc.stop != nil || st&3 != xRunning {
+		st = (st>>2+1)<<2 | xRunning
+		cc.xstate.Store(st)
+	}
+	gen := st >> 2
 	cc.resp, cc.reuse, cc.broken, cc.tunnel, cc.stop, cc.watcher = resp, false, false, false, nil, nil
-	gen := cc.xstate.Load()>>2 + 1
-	cc.xstate.Store(gen<<2 | xRunning)
 	resp.Reset()
 	if d, ok := ctx.Deadline(); ok {
 		cc.nc.SetDeadline(d)
@@ -588,13 +597,13 @@ func (cc *clientConn) writeBody(req *httpmsg.Request, chunked bool) error {
 
 // Phases of an exchange (clientConn.xstate).
 const (
-	xRunning uint64 = iota
-	xAborting
-	xEnded
+	xRunning  uint64 = iota // the exchange runs (or, between exchanges, the next is to come)
+	xAborting               // Abort interrupts the exchange's I/O
 )
 
 // Abort implements Aborter: the connection's I/O fails at once while exchange gen runs. An
-// abort that comes once the exchange has ended (its watch stopped) does nothing.
+// abort that comes once the exchange has ended (its watch stopped, and xstate moved on to the
+// next exchange's number) does nothing.
 func (cc *clientConn) Abort(gen uint64) {
 	if !cc.xstate.CompareAndSwap(gen<<2|xRunning, gen<<2|xAborting) {
 		return
@@ -603,12 +612,14 @@ func (cc *clientConn) Abort(gen uint64) {
 	cc.canceled.Store(true)
 }
 
-// endWatch ends the watched phase of the exchange once its watch was removed: an Abort that
+// endWatch ends the watched phase of the exchange once its watch was removed, moving xstate
+// on to the next exchange's number (so that the next exchange need not): an Abort that
 // started first has set (or is setting) the connection's past deadline, which endWatch waits
 // for so that the next exchange sets its own; any later Abort of this exchange does nothing.
 func (cc *clientConn) endWatch() {
 	st := cc.xstate.Load()
-	if st&3 == xRunning && cc.xstate.CompareAndSwap(st, st&^3|xEnded) {
+	next := (st>>2+1)<<2 | xRunning
+	if st&3 == xRunning && cc.xstate.CompareAndSwap(st, next) {
 		return
 	}
 	for !cc.canceled.Load() {
@@ -616,7 +627,7 @@ func (cc *clientConn) endWatch() {
 	}
 	cc.canceled.Store(false)
 	cc.deadline = true
-	cc.xstate.Store(st&^3 | xEnded)
+	cc.xstate.Store(next)
 }
 
 var aLongTimeAgo = time.Unix(1, 0)

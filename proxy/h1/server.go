@@ -138,11 +138,13 @@ func (s *Server) ServeConn(nc net.Conn) (err error) {
 			// The watch ends first: a request left in its shard would be read (and taken
 			// for the client's close) after ServeConn returned.
 			c.stopWatch()
+			c.leaveWatch()
 			nc.Close()
 			err = &PanicError{Value: v}
 		}
 	}()
 	err = c.serve()
+	c.leaveWatch()
 	hijacked := c.w.hijacked
 	c.srv, c.c, c.rd.src, c.wr.dst = nil, nil, nil, nil
 	c.req.Reset()

@@ -15,8 +15,9 @@ import (
 // reads the connection, so a client that closes it would be noticed only when the response
 // write fails. The watch is that read, started only for a request still in flight
 // Server.WatchDelay after its body was read to its end (a request still sending its body is
-// not watched: the handler's body reads see the close), so the fast path pays a clock reading
-// and two short critical sections per request, and no goroutine and no timer of its own.
+// not watched: the handler's body reads see the close), so the fast path pays a clock reading,
+// one short critical section (arm) and one compare-and-swap (stop) per request, and no
+// goroutine and no timer of its own.
 //
 // Armed requests wait in a watch shard shared by many connections of the same WatchDelay (one
 // shard per P, up to 8): a list in arming order, so the oldest is first, and one timer, set
@@ -32,23 +33,43 @@ import (
 // client's close or reset (Server.OnPeerGone; the connection closes after the response), or a
 // read deadline. stopWatch ends it with a read deadline in the past and waits for it before
 // the codec reads the connection again.
+//
+// A request that ends before its watch starts (most) is stopped without the shard's lock: a
+// compare-and-swap of its state, which the shard's timer makes too to start the watch, decides
+// which of the two comes first. The connection is left in the shard's list, out of date: the
+// timer, the connection's next request (arming it again) or its end (leaveWatch) takes it out,
+// under the lock.
 
-// Watch states.
+// Watch states (watch.st).
 const (
-	watchOff     = iota // no handler runs
-	watchIdle           // a handler runs; its request body is not read to its end yet
+	watchOff     = iota // not armed: no handler runs, its body is not read yet, or stopped
 	watchArmed          // the request is in its shard's list, waiting for WatchDelay to pass
 	watchRunning        // the watch reads the connection
 	watchEnded          // the watch read returned
 )
 
-// watch is a connection's watch for the client closing it while a handler runs. Its fields
-// but wg are guarded by the shard's mutex.
+// Phases of a connection's request, as the connection's goroutine sees them (watch.phase).
+const (
+	phaseOff   = iota // no handler runs
+	phaseIdle         // a handler runs; its request body is not read to its end yet
+	phaseArmed        // a handler runs; the request was armed
+)
+
+// watch is a connection's watch for the client closing it while a handler runs.
+//
+// phase is the connection goroutine's own (and its handler's, which arms from the goroutine
+// that reads the body, in the handler's time). st is shared with the shard's timer and the
+// watch read: written under the shard's mutex by armWatch (with no compare-and-swap running:
+// the request was not armed, and the last one's stop and watch are over) and else changed
+// only by compare-and-swap (stopWatch without the mutex, fire and watchRead with it). The
+// other fields but wg are guarded by the shard's mutex.
 type watch struct {
 	shard      *watchShard
-	state      int
+	phase      int
+	st         int32
 	armedAt    time.Time      // when the request in flight was armed (watchArmed)
-	prev, next *conn          // neighbours in the shard's list (watchArmed)
+	prev, next *conn          // neighbours in the shard's list (linked)
+	linked     bool           // in the shard's list: armed, or stopped and not taken out yet
 	wg         sync.WaitGroup // the running watch read
 	gone       bool           // the watch saw the client close or reset the connection
 }
@@ -108,6 +129,7 @@ func (sh *watchShard) push(c *conn) {
 		sh.head = c
 	}
 	sh.tail = c
+	w.linked = true
 	if !sh.pending {
 		// A timer still set for an earlier request fires sooner than this one is due, and
 		// re-arms itself for the rest (fire).
@@ -133,24 +155,35 @@ func (sh *watchShard) unlink(c *conn) {
 	} else {
 		sh.tail = w.prev
 	}
-	w.prev, w.next = nil, nil
+	w.prev, w.next, w.linked = nil, nil, false
 }
 
 // fire runs when the shard's timer fires: the watch of every request armed WatchDelay ago or
-// more starts; the timer is set again for the oldest left, if any.
+// more starts; requests stopped are taken out of the list; the timer is set again for the
+// oldest left, if any.
 func (sh *watchShard) fire() {
 	var due []*conn
 	sh.mu.Lock()
 	sh.fires++
 	now := time.Now()
 	for c := sh.head; c != nil; c = sh.head {
-		if left := sh.delay - now.Sub(c.watch.armedAt); left > 0 {
+		w := &c.watch
+		if atomic.LoadInt32(&w.st) != watchArmed {
+			sh.unlink(c) // stopped
+			continue
+		}
+		if left := sh.delay - now.Sub(w.armedAt); left > 0 {
 			sh.timer.Reset(left)
 			break
 		}
 		sh.unlink(c)
-		c.watch.state = watchRunning
-		c.watch.wg.Add(1)
+		// Added before the watch is started, so that a stopWatch that finds it started waits
+		// for it.
+		w.wg.Add(1)
+		if !atomic.CompareAndSwapInt32(&w.st, watchArmed, watchRunning) {
+			w.wg.Done() // stopped meanwhile
+			continue
+		}
 		due = append(due, c)
 	}
 	sh.pending = sh.head != nil
@@ -174,10 +207,7 @@ func (c *conn) beginWatch() {
 	if w.shard == nil || w.shard.delay != c.srv.WatchDelay {
 		w.shard = watchShardFor(c.srv.WatchDelay)
 	}
-	sh := w.shard
-	sh.mu.Lock()
-	w.state = watchIdle
-	sh.mu.Unlock()
+	w.phase = phaseIdle
 	if c.body.done() {
 		c.armWatch()
 	}
@@ -187,15 +217,22 @@ func (c *conn) beginWatch() {
 // It may run on the goroutine that reads the request body.
 func (c *conn) armWatch() {
 	w := &c.watch
-	sh := w.shard
-	if sh == nil {
-		return // no request of this connection was watched yet: none is now (beginWatch)
+	if w.phase != phaseIdle {
+		return // no handler runs, or armed already
 	}
+	w.phase = phaseArmed
+	sh := w.shard
 	now := clock.Now() // outside the shard's lock; the monotonic clock only (proxy/clock)
 	sh.mu.Lock()
-	if w.state == watchIdle {
-		w.state = watchArmed
-		w.armedAt = now
+	w.st = watchArmed // see watch
+	w.armedAt = now
+	// Left in the list by the last request's stopWatch, it moves to the end of the list (the
+	// newest), unless it is there already (the shard's timer then is set: a list not empty
+	// has it set).
+	if !w.linked || sh.tail != c {
+		if w.linked {
+			sh.unlink(c)
+		}
 		sh.push(c)
 	}
 	sh.mu.Unlock()
@@ -216,9 +253,7 @@ func (c *conn) watchRead() {
 	rd.w += n
 	sh := w.shard
 	sh.mu.Lock()
-	if w.state == watchRunning {
-		w.state = watchEnded
-	}
+	atomic.CompareAndSwapInt32(&w.st, watchRunning, watchEnded)
 	gone := err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 	w.gone = gone
 	sh.mu.Unlock()
@@ -236,13 +271,15 @@ func (c *conn) stopWatch() (gone bool) {
 	if sh == nil {
 		return false
 	}
-	sh.mu.Lock()
-	st := w.state
-	w.state = watchOff
-	if st == watchArmed {
-		sh.unlink(c) // the shard's timer stays set: when it fires it acts for whoever is due
+	armed := w.phase == phaseArmed
+	w.phase = phaseOff
+	if !armed || atomic.CompareAndSwapInt32(&w.st, watchArmed, watchOff) {
+		// Not armed, or stopped before its watch started: a request armed stays in the
+		// shard's list, out of date (see above), and the shard's timer stays set: when it
+		// fires it acts for whoever is due.
+		return false
 	}
-	sh.mu.Unlock()
+	st := atomic.LoadInt32(&w.st) // started by the timer: running or ended
 	switch st {
 	case watchRunning:
 		c.c.SetReadDeadline(time.Unix(1, 0))
@@ -251,11 +288,24 @@ func (c *conn) stopWatch() (gone bool) {
 	case watchEnded:
 		w.wg.Wait()
 	}
-	if st < watchRunning {
-		return false
-	}
 	sh.mu.Lock()
 	gone, w.gone = w.gone, false
+	w.st = watchOff
 	sh.mu.Unlock()
 	return gone
+}
+
+// leaveWatch takes the connection out of its shard's list, where stopWatch may have left it,
+// when it ends: its state is pooled (another connection, maybe of another shard, takes it) or
+// dropped. The watch is stopped.
+func (c *conn) leaveWatch() {
+	sh := c.watch.shard
+	if sh == nil {
+		return
+	}
+	sh.mu.Lock()
+	if c.watch.linked {
+		sh.unlink(c)
+	}
+	sh.mu.Unlock()
 }

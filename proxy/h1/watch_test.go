@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,10 +55,7 @@ func serveAndDial(t *testing.T, s *Server, useTLS bool) (net.Conn, <-chan error)
 
 // watchState returns the state of the connection's watch.
 func watchState(w *ResponseWriter) int {
-	sh := w.c.watch.shard
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	return w.c.watch.state
+	return int(atomic.LoadInt32(&w.c.watch.st))
 }
 
 // TestWatchPeerGone: a client that closes its connection while its request is in flight is
@@ -340,5 +338,75 @@ func TestWatchSharedShardOrder(t *testing.T) {
 		if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestWatchStoppedRequestLeftInList: a request that ends before its watch starts is stopped
+// without the shard's lock and left in the list; the connection's next request takes its
+// place at the end of the list (the list holds the connection once), and the connection's end
+// takes it out.
+func TestWatchStoppedRequestLeftInList(t *testing.T) {
+	const delay = 3 * time.Second // not reached
+	sh := oneWatchShard(delay)
+	s := &Server{WatchDelay: delay, Handler: HandlerFunc(func(w *ResponseWriter, r *httpmsg.Request) {})}
+	c, done := serveAndDial(t, s, false)
+	br := bufio.NewReader(c)
+	for j := 0; j < 3; j++ {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		sh.mu.Lock()
+		n := 0
+		for x := sh.head; x != nil; x = x.watch.next {
+			n++
+			if st := atomic.LoadInt32(&x.watch.st); st != watchOff {
+				t.Errorf("request %d: state %d in the list, want stopped (%d)", j, st, watchOff)
+			}
+		}
+		sh.mu.Unlock()
+		if n != 1 {
+			t.Fatalf("request %d: %d entries in the shard's list, want the connection once", j, n)
+		}
+	}
+	c.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.head != nil || sh.tail != nil {
+		t.Error("the connection is still in the shard's list after ServeConn returned")
+	}
+}
+
+// TestWatchReArmedInPlace: a keep-alive connection's request, armed where its last request
+// was left in the shard's list (at its end), is watched once WatchDelay passes.
+func TestWatchReArmedInPlace(t *testing.T) {
+	const delay = 31 * time.Millisecond
+	oneWatchShard(delay)
+	s := &Server{WatchDelay: delay, Handler: HandlerFunc(func(w *ResponseWriter, r *httpmsg.Request) {
+		if r.PathString() == "/wait" {
+			testenv.WaitFor(t, "the watch to start", 10*time.Second, func() bool {
+				st := watchState(w)
+				return st == watchRunning || st == watchEnded
+			})
+		}
+	})}
+	c, _ := serveAndDial(t, s, false)
+	br := bufio.NewReader(c)
+	for _, p := range []string{"/", "/", "/wait", "/"} {
+		if _, err := io.WriteString(c, "GET "+p+" HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
 	}
 }
