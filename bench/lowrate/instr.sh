@@ -11,7 +11,10 @@
 # after 200 to warm up); the difference over 5,000 is the instructions per request, start-up
 # and shutdown cancelling out. "nginx" counts nginx (one process, proxybench's configuration)
 # the same way. Prints the total and the packages with most instructions (strait-proxy) or the
-# functions (nginx). The counts do not depend on the machine's load; a run takes ~1 min.
+# functions (nginx), and the L1 instruction and data cache misses per request that cachegrind
+# simulates with the host's cache geometry (the instruction misses are, once a request's code
+# outgrows the L1i, the distinct code lines it runs through). The counts do not depend on the
+# machine's load; a run takes ~1.5 min.
 # Needs: go, taskset, curl, valgrind, python3 (and nginx for the nginx row).
 set -euo pipefail
 [ $# -ge 1 ] || { sed -n 2,15p "$0"; exit 2; }
@@ -19,7 +22,7 @@ set -euo pipefail
 # count NAME N OUT CMD...: CMD under cachegrind, serving N requests on the port in $PORT.
 count() {
 	local n=$2 out=$3; shift 3
-	taskset -c 1 valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$out" "$@" >"$W/vg.log" 2>&1 &
+	taskset -c 1 valgrind --tool=cachegrind --cache-sim=yes --cachegrind-out-file="$out" "$@" >"$W/vg.log" 2>&1 &
 	local vp=$!
 	for _ in $(seq 300); do curl -s -o /dev/null -m 1 -d x "http://127.0.0.1:$PORT/echo" && break; sleep 0.2; done
 	taskset -c 0 "$W/fortio" load -qps 300 -c 4 -n 200 -payload-size 1024 -logger-json=false "http://127.0.0.1:$PORT/echo" >/dev/null 2>&1
@@ -50,6 +53,16 @@ for k, v in per.items():
     m = re.match(r'([a-z0-9_/]+)\.', k)
     groups[m.group(1) if m and name != 'nginx' else k] += v
 print("%s: %.0f instructions per request (the collector's marking, which GOGC=off leaves to start-up's forced cycles, %.0f apart)" % (name, tot, g))
+def summary(p):
+    for line in open(p):
+        if line.startswith('summary:'):
+            return [int(x) for x in line.split()[1:]]
+sa, sb = summary(sys.argv[2]), summary(sys.argv[3])
+if sa and len(sa) >= 9:
+    # events: Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw, with the host's cache geometry
+    i1 = (sa[1] - sb[1]) / 5000
+    d1 = (sa[4] - sb[4] + sa[7] - sb[7]) / 5000
+    print("  L1 misses per request (the host's cache geometry): instruction %.0f, data %.0f" % (i1, d1))
 print("  " + ", ".join("%s %.0f" % kv for kv in groups.most_common(12)))
 PY
 }
