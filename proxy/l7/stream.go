@@ -211,6 +211,13 @@ func (h *Handler) serve(st streamStart) {
 	s.method, s.authority, s.path, s.reqTrailer = st.method, st.authority, st.path, st.reqTrailer
 	s.plink, s.heldOut = st.plink, st.bodyHeld
 	s.Info.Start = clock.Now() // the monotonic clock only (proxy/clock)
+	// Counted started before finish can count it ended: downstream_rq_active is their
+	// difference (stats.go).
+	if st.req.Proto == httpmsg.HTTP2 {
+		h.st.rqHTTP2.Inc()
+	} else {
+		h.st.rqHTTP1.Inc()
+	}
 	defer h.finish(s)
 
 	cs := st.cs
@@ -222,11 +229,6 @@ func (h *Handler) serve(st streamStart) {
 	s.Info.Method, s.Info.Authority, s.Info.Path = s.method, s.authority, s.path
 	s.grpc = route.IsGRPC(s)
 	s.Info.Protocol = st.req.Proto.String()
-	if st.req.Proto == httpmsg.HTTP2 {
-		h.st.rqHTTP2.Inc()
-	} else {
-		h.st.rqHTTP1.Inc()
-	}
 	s.scheme = "http"
 	if cs.info.TLS || st.tls {
 		s.scheme = "https"
