@@ -290,16 +290,7 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	c.cs.idle.Store(false)
 	defer c.cs.idle.Store(true)
 	if !c.net.direct.Load() {
-		cc := c.cc
-		cc.mu.Lock()
-		if !cc.headBy.IsZero() {
-			// The first head arrived within request_headers_timeout (awaitFirstHead): its
-			// clock no longer applies.
-			cc.headBy = time.Time{}
-			cc.applyRead()
-		}
-		cc.mu.Unlock()
-		c.net.direct.Store(true)
+		c.goDirect()
 	}
 	c.d.w = w
 	var body io.ReadCloser = http.NoBody
@@ -333,6 +324,23 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 		method: r.Method, authority: c.intern(&c.authority, r.Authority()), path: c.intern(&c.path, r.Path()), tls: c.tls,
 		reqTrailer: trailer, bodyHeld: &c.bodyHeld,
 	})
+}
+
+// goDirect ends the first head's clock and has the codec use the connection directly (h1Net),
+// at the connection's first request. Out of ServeHTTP1's common path (see routerControls).
+//
+//go:noinline
+func (c *h1Conn) goDirect() {
+	cc := c.cc
+	cc.mu.Lock()
+	if !cc.headBy.IsZero() {
+		// The first head arrived within request_headers_timeout (awaitFirstHead): its
+		// clock no longer applies.
+		cc.headBy = time.Time{}
+		cc.applyRead()
+	}
+	cc.mu.Unlock()
+	c.net.direct.Store(true)
 }
 
 // intern returns b as a string: *last when it is the same, else a new one, kept in *last.

@@ -129,32 +129,46 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 			break
 		}
 		if err != nil {
-			switch cause := causeOf(ctx); {
-			case errors.Is(cause, errRouteTimeout):
-				s.Info.Flags |= FlagUpstreamRequestTimeout
-			case errors.Is(cause, errIdleTimeout):
-				s.Info.Flags |= FlagStreamIdleTimeout
-			case errors.Is(cause, errMaxDuration):
-				s.Info.Flags |= FlagMaxDurationReached
-			case s.ctx.Err() != nil:
-				s.Info.Flags |= FlagDownstreamConnTerminated
-			default:
-				s.Info.Flags |= FlagUpstreamRemoteReset
-			}
-			// The response cannot be completed: reset the downstream stream so the client
-			// does not mistake a truncated body for a complete one.
-			s.abort = true
+			s.bodyBroken(ctx)
 			return
 		}
 	}
 	if t := resp.Trailer; t != nil && t.Len() > 0 {
-		trl := s.w.Trailer()
-		for i := 0; i < t.Len(); i++ {
-			trl.AddField(t, i)
-		}
-		if gs, ok := t.Value("Grpc-Status"); ok {
-			s.Info.GRPCStatus = string(gs)
-		}
+		s.copyTrailers(t)
+	}
+}
+
+// bodyBroken records why the upstream response body ended early and has the downstream
+// stream reset, so that the client does not mistake a truncated body for a complete one.
+// Out of respond's common path (see routerControls).
+//
+//go:noinline
+func (s *Stream) bodyBroken(ctx context.Context) {
+	switch cause := causeOf(ctx); {
+	case errors.Is(cause, errRouteTimeout):
+		s.Info.Flags |= FlagUpstreamRequestTimeout
+	case errors.Is(cause, errIdleTimeout):
+		s.Info.Flags |= FlagStreamIdleTimeout
+	case errors.Is(cause, errMaxDuration):
+		s.Info.Flags |= FlagMaxDurationReached
+	case s.ctx.Err() != nil:
+		s.Info.Flags |= FlagDownstreamConnTerminated
+	default:
+		s.Info.Flags |= FlagUpstreamRemoteReset
+	}
+	s.abort = true
+}
+
+// copyTrailers sends the upstream response's trailers t downstream.
+//
+//go:noinline
+func (s *Stream) copyTrailers(t *httpmsg.Header) {
+	trl := s.w.Trailer()
+	for i := 0; i < t.Len(); i++ {
+		trl.AddField(t, i)
+	}
+	if gs, ok := t.Value("Grpc-Status"); ok {
+		s.Info.GRPCStatus = string(gs)
 	}
 }
 

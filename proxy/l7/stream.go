@@ -252,10 +252,8 @@ func (h *Handler) serve(st streamStart) {
 	h.decorateRequest(s, cs)
 
 	s.Table = h.routeTable()
-	if s.Table != nil && s.external {
-		for _, k := range s.Table.InternalOnlyHeaders() {
-			s.req.Header.Del(k)
-		}
+	if s.Table != nil && s.external && len(s.Table.InternalOnlyHeaders()) > 0 {
+		s.dropInternalOnly()
 	}
 	s.Route = h.match(s) // ondemand.go
 	if s.Route != nil {
@@ -269,6 +267,15 @@ func (h *Handler) serve(st streamStart) {
 		h.startTrace(s)
 	}
 	h.pipeline(s)
+}
+
+// dropInternalOnly removes the route table's internal_only_headers from an external request.
+//
+//go:noinline
+func (s *Stream) dropInternalOnly() {
+	for _, k := range s.Table.InternalOnlyHeaders() {
+		s.req.Header.Del(k)
+	}
 }
 
 // admit enforces the protocol limits; it answers and returns false for a rejected request.
@@ -338,11 +345,12 @@ func (h *Handler) normalize(s *Stream) bool {
 	return true
 }
 
-// decorateRequest applies Envoy's connection-manager header handling: host port stripping,
-// x-forwarded-for / -proto, internal/external classification, x-envoy-* sanitizing,
-// x-request-id and x-forwarded-client-cert.
-func (h *Handler) decorateRequest(s *Stream, cs *connState) {
-	hdr := &s.req.Header
+// stripAuthority applies strip_trailing_host_dot and strip_any_host_port /
+// strip_matching_host_port to the request's authority. Out of decorateRequest's common path
+// (see routerControls).
+//
+//go:noinline
+func (h *Handler) stripAuthority(s *Stream, cs *connState) {
 	if h.stripTrailingDot {
 		host, port, hasPort := strings.Cut(s.authority, ":")
 		if strings.HasSuffix(host, ".") {
@@ -358,6 +366,16 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 		if p := strings.TrimPrefix(s.authority, route.StripPort(s.authority)); p == ":"+itoa(int(cs.info.OriginalDst.Port())) {
 			s.authority = route.StripPort(s.authority)
 		}
+	}
+}
+
+// decorateRequest applies Envoy's connection-manager header handling: host port stripping,
+// x-forwarded-for / -proto, internal/external classification, x-envoy-* sanitizing,
+// x-request-id and x-forwarded-client-cert.
+func (h *Handler) decorateRequest(s *Stream, cs *connState) {
+	hdr := &s.req.Header
+	if h.stripTrailingDot || h.stripAnyPort || h.stripMatchingPort {
+		h.stripAuthority(s, cs)
 	}
 
 	peer := cs.info.Source
