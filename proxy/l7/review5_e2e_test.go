@@ -48,6 +48,23 @@ func review5Echo() http.Handler {
 // retry). Every response must be the echo of its own request (id and body), the upstream
 // pool must end idle, and the derived downstream stats must add up. Run with -race.
 func TestReview5KeepAliveMixedBodies(t *testing.T) {
+	t.Run("h1", func(t *testing.T) {
+		review5MixedBodies(t, func() *http.Transport {
+			return &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1, DisableCompression: true}
+		})
+	})
+	// HTTP/2 (h2c): the stream stage's write stall watch (stream_idle_timeout) runs, so a
+	// pooled streamEnd goes from no timers to timers.
+	t.Run("h2c", func(t *testing.T) {
+		review5MixedBodies(t, func() *http.Transport {
+			p := new(http.Protocols)
+			p.SetUnencryptedHTTP2(true)
+			return &http.Transport{Protocols: p, DisableCompression: true}
+		})
+	})
+}
+
+func review5MixedBodies(t *testing.T, transport func() *http.Transport) {
 	up := startUpstream(t, review5Echo(), false)
 	cl := staticCluster(t, "c", up, false)
 	env := &testEnv{clusters: map[string]Upstream{"c": cl}}
@@ -68,7 +85,7 @@ func TestReview5KeepAliveMixedBodies(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tr := &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1, DisableCompression: true}
+			tr := transport()
 			defer tr.CloseIdleConnections()
 			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 			for i := range each {
