@@ -150,3 +150,27 @@ func review5Do(ctx context.Context, cl *Cluster, path, id string, msg bool) (str
 	}
 	return string(b), err
 }
+
+// TestReview5MaxRequestsPerConnectionOne: max_requests_per_connection 1 (Envoy's way to turn
+// upstream keep-alive off) lets every connection carry one request: n sequential requests open
+// n connections. The request that dials a connection reserves it without the count's check
+// (acquire's dial path: pc.requests++ only), so the connection is not drained after it and
+// carries a second request.
+func TestReview5MaxRequestsPerConnectionOne(t *testing.T) {
+	a := newBackend(t, "a")
+	c := staticCluster("one", clusterv3.Cluster_ROUND_ROBIN, a)
+	c.TypedExtensionProtocolOptions = protoOptions(t, &httpv3.HttpProtocolOptions{
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{MaxRequestsPerConnection: u32(1)},
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}}}},
+	})
+	cl, st := compileT(t, c, Deps{})
+	const n = 4
+	for range n {
+		get(t, cl, balance.Context{})
+	}
+	if got := a.accepted.Load(); got != n {
+		t.Errorf("%d requests with max_requests_per_connection 1 used %d connections, want %d (upstream_cx_max_requests %d)",
+			n, got, n, counter(st, "cluster.one.upstream_cx_max_requests"))
+	}
+}
