@@ -15,12 +15,18 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/internal/testenv"
+	"github.com/strait-mesh/strait/proxy/stats"
+	"github.com/strait-mesh/strait/proxy/upstream"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
 	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 )
 
 // review5Echo echoes the request body with the request's x-id, after an optional delay
-// (x-delay-ms); x-fail-first answers 503 to the first try of an id (x-envoy-attempt-count 1).
-func review5Echo() http.Handler {
+// (x-delay-ms); x-fail-first answers 503 to the first try of an id.
+func review5Echo(failed *atomic.Int64) http.Handler {
+	var seen sync.Map
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -29,7 +35,8 @@ func review5Echo() http.Handler {
 		if ms, _ := strconv.Atoi(r.Header.Get("x-delay-ms")); ms > 0 {
 			time.Sleep(time.Duration(ms) * time.Millisecond)
 		}
-		if r.Header.Get("x-fail-first") != "" && r.Header.Get("x-envoy-attempt-count") == "1" {
+		if _, again := seen.LoadOrStore(r.Header.Get("x-id"), true); !again && r.Header.Get("x-fail-first") != "" {
+			failed.Add(1)
 			w.WriteHeader(503)
 			return
 		}
@@ -65,8 +72,17 @@ func TestReview5KeepAliveMixedBodies(t *testing.T) {
 }
 
 func review5MixedBodies(t *testing.T, transport func() *http.Transport) {
-	up := startUpstream(t, review5Echo(), false)
-	cl := staticCluster(t, "c", up, false)
+	var failed atomic.Int64
+	up := startUpstream(t, review5Echo(&failed), false)
+	// max_retries well above the concurrent retries (Envoy's default 3 would overflow, as it
+	// should, when the connections retry at once).
+	cc := xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster("c", 2*time.Second, up))
+	cc.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxRetries: wrapperspb.UInt32(100)}}}
+	cl, err := upstream.Compile(cc, upstream.Deps{Stats: stats.NewStore()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
 	env := &testEnv{clusters: map[string]Upstream{"c": cl}}
 	a := toCluster("c")
 	a.Timeout = durationpb.New(5 * time.Second)
@@ -158,6 +174,9 @@ func review5MixedBodies(t *testing.T, transport func() *http.Transport) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+	if failed.Load() == 0 {
+		t.Error("no first try was answered 503: the retry path was not exercised")
 	}
 	n := uint64(sent.Load())
 	var text string
