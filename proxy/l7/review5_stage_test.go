@@ -83,10 +83,12 @@ func TestReview5StaleRequestTimerSparesNextRequest(t *testing.T) {
 			se.begin(hN1, s2, nil, true, 0, true, true)
 			close(began)
 		}()
-		for atomic.LoadUint64(&se.gen) != 2 {
+		// begin waits for se.mu: it moves the generation on under it (it used to move it
+		// first, and the loop here waited for that; bounded, so that neither order hangs).
+		for i := 0; i < 20 && atomic.LoadUint64(&se.gen) != 2; i++ {
 			time.Sleep(50 * time.Microsecond)
 		}
-		time.Sleep(time.Millisecond) // begin waits for se.mu
+		time.Sleep(time.Millisecond)
 		// ...then N's timer callback, late: it checks N's deadline, passed, and waits for se.mu.
 		stale := make(chan struct{})
 		go func() {

@@ -140,7 +140,12 @@ func (se *streamEnd) timers() bool { return se.rtT != nil || se.watchT != nil }
 
 func (se *streamEnd) begin(h *Handler, s *Stream, cc *clockConn, h1 bool, watch time.Duration, hasBody, timed bool) {
 	var gen uint64
-	if se.timers() {
+	locked := se.timers()
+	if locked {
+		// A timer of an earlier request may be running: it decides under se.mu, so the new
+		// request's generation, writer and request_timeout arming are published under it
+		// together (requestTimedOut checks the deadline again there).
+		se.mu.Lock()
 		gen = atomic.AddUint64(&se.gen, 1)
 		if se.stalled.Load() {
 			se.stalled.Store(false)
@@ -148,15 +153,13 @@ func (se *streamEnd) begin(h *Handler, s *Stream, cc *clockConn, h1 bool, watch 
 		if se.writeBy.Load() != 0 {
 			se.writeBy.Store(0)
 		}
-		se.mu.Lock()
-		se.rw = s.w
-		se.mu.Unlock()
 	} else {
-		// No timer ever ran: stalled and writeBy are still false and 0.
+		// No timer ever ran: stalled and writeBy are still false and 0, and a timer this
+		// request starts is made below, after every field is set.
 		se.gen++
 		gen = se.gen
-		se.rw = s.w
 	}
+	se.rw = s.w
 	se.h, se.cc, se.h1, se.hasBody, se.watch, se.started = h, cc, h1, hasBody, watch, false
 	s.w = (*endWriter)(se)
 	se.body = nil
@@ -181,6 +184,9 @@ func (se *streamEnd) begin(h *Handler, s *Stream, cc *clockConn, h1 bool, watch 
 		} else {
 			se.rtT.Reset(h.requestTimeout)
 		}
+	}
+	if locked {
+		se.mu.Unlock()
 	}
 }
 
@@ -280,6 +286,11 @@ func (se *streamEnd) requestTimedOut() {
 	}
 	se.mu.Lock()
 	defer se.mu.Unlock()
+	if time.Now().UnixNano() < se.rtBy.Load() {
+		// The stream started its next request while this timer waited for the lock, and
+		// armed that request's clock (begin holds se.mu while it does).
+		return
+	}
 	gen := atomic.LoadUint64(&se.gen)
 	if se.rw == nil || !se.rt.CompareAndSwap(gen<<2|rtArmed, gen<<2|rtFired) {
 		return
