@@ -227,7 +227,7 @@ func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) 
 			if err == nil {
 				p.conns = append(p.conns, pc)
 				if pc.cc.Reserve() == nil {
-					pc.requests++
+					pc.reservedLocked() // counts against max_requests_per_connection too
 					p.mu.Unlock()
 					return pc, false, nil
 				}
