@@ -200,7 +200,29 @@ func (p *pool) broadcastLocked() {
 
 // acquire returns a connection with a reserved request slot. reused reports whether the
 // connection had carried requests before (a stale keep-alive connection may fail on reuse).
+// Its common case, a usable connection at hand, takes the lock once; the others (dialing,
+// waiting as a pending request) are acquireSlow's.
 func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) {
+	p.mu.Lock()
+	if p.kind == poolH1 {
+		pc = p.reserveReadyLocked()
+	} else {
+		pc = p.reserveLocked()
+	}
+	if pc != nil {
+		reused = pc.requests > 1
+		p.mu.Unlock()
+		return pc, reused, nil
+	}
+	p.mu.Unlock()
+	return p.acquireSlow(ctx)
+}
+
+// acquireSlow is acquire when no connection was at hand: it dials one, or waits as a pending
+// request, looking again at each change. Not inlined: it keeps acquire's common path short.
+//
+//go:noinline
+func (p *pool) acquireSlow(ctx context.Context) (pc *pconn, reused bool, err error) {
 	c := p.ep.c
 	pending := false
 	defer func() {
