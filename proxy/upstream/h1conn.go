@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/strait-mesh/strait/proxy/clock"
 	"github.com/strait-mesh/strait/proxy/h1"
 	"github.com/strait-mesh/strait/proxy/http1"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
@@ -60,7 +61,7 @@ type h1Client struct {
 
 	// busy is set while a request is reserved or running. It is guarded by the pool's lock
 	// (p.mu), which every access holds: Reserve and InFlight are called under it, and the
-	// exchange's end clears it there (pconn.onState, syncStateAndUnlock), so that neither
+	// exchange's end clears it there (syncStateAndUnlock), so that neither
 	// reserving nor releasing the connection needs an atomic read-modify-write of its own.
 	busy bool
 	// closed is set once the connection is closed or broken (Err is errConnClosed); Close
@@ -75,17 +76,19 @@ func newH1Client(nc net.Conn) *h1Client {
 		st := tc.ConnectionState()
 		hc.tls = &st
 	}
-	hc.conn = h1.NewConn(nc, http1.Limits{MaxHeaderBytes: maxResponseHeaderBytes}, hc.exchangeDone)
+	// h1.Conn's end of an exchange: the pool clears busy (pconn.onState's for an h1Client,
+	// without its call). A closure rather than a method value, whose wrapper would be one
+	// more function a request runs through.
+	hc.conn = h1.NewConn(nc, http1.Limits{MaxHeaderBytes: maxResponseHeaderBytes}, func(reusable bool) {
+		if !reusable {
+			hc.closed.Store(true)
+		}
+		pc := hc.pc
+		at := clock.Mono()
+		pc.p.mu.Lock()
+		pc.syncStateAndUnlock(at, true)
+	})
 	return hc
-}
-
-// exchangeDone is h1.Conn's end of an exchange.
-// The pool's onState clears busy.
-func (hc *h1Client) exchangeDone(reusable bool) {
-	if !reusable {
-		hc.closed.Store(true)
-	}
-	hc.pc.onState(true)
 }
 
 // Reserve implements clientConn; the pool's lock is held. It does not run the state hook.
@@ -141,32 +144,36 @@ func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 // roundTrip sends req, whose header fields and path are head's when head is not nil (see
 // Cluster.RoundTripMessage), and returns the response in the exchange's storage: valid until
 // its body is closed.
+//
+// head's header fields are written from head's own storage, not copied: the exchange's
+// request header is a shallow copy of head.Header, which the codec only reads, and only while
+// it writes the head, within RoundTripWatch. The copy is left until the next exchange replaces
+// it: nothing adds to it (fromHTTP builds in the exchange's own storage, hdr), and Reset only
+// shortens the copy's slices, without writing to head's storage.
 func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, error) {
 	x := &hc.x
-	x.req.Reset()
-	x.src, x.trailer, x.out = nil, nil, nil
-	x.msg = Response{}
 	r := &x.req
+	r.Reset()
+	x.src, x.trailer, x.out = nil, nil, nil
 	r.Method = req.Method
 	host := req.Host
 	if host == "" && req.URL != nil {
 		host = req.URL.Host
 	}
 	r.SetAuthorityString(host)
+	ctx := req.Context()
+	var wrote func()
+	var w h1.Watcher
 	if head != nil {
 		// A Host field among them is not written (the request's Host is).
 		r.SetPathString(head.Path)
-		r.Header.CopyFrom(head.Header)
+		wrote, w = head.WroteHeaders, head.Watcher
+		r.Header = *head.Header
 	} else {
-		r.SetPathString(req.URL.RequestURI())
-		for k, vs := range req.Header {
-			if strings.EqualFold(k, "Host") {
-				continue
-			}
-			for _, v := range vs {
-				r.Header.Add(k, v)
-			}
-		}
+		wrote = x.fromHTTP(req)
+	}
+	if w == nil {
+		w = watcherOf(ctx)
 	}
 	r.ContentLength = req.ContentLength
 	r.Body = httpmsg.NoBody
@@ -182,26 +189,53 @@ func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, 
 	} else {
 		r.ContentLength = 0
 	}
-	var wrote func()
-	if head != nil {
-		wrote = head.WroteHeaders
-	} else if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.WroteHeaders != nil {
-		wrote = trace.WroteHeaders
-	}
-	ctx := req.Context()
-	err := hc.conn.RoundTripWatch(ctx, watcherOf(ctx), r, &x.resp, wrote)
+	err := hc.conn.RoundTripWatch(ctx, w, r, &x.resp, wrote)
 	if err != nil {
-		if x.src != nil {
-			x.src.Close() // as net/http's client does; at its end otherwise (h1RequestBody)
-		}
+		x.failed()
 		return nil, err
 	}
 	return x.response(hc.tls), nil
 }
 
+// fromHTTP sets the exchange's request path and header fields from req's URL and header map
+// (Cluster.RoundTrip), and returns the WroteHeaders hook of the context's ClientTrace, if any.
+// Not inlined: it keeps roundTrip's common path (the router's messages) short.
+//
+//go:noinline
+func (x *h1Exchange) fromHTTP(req *http.Request) (wrote func()) {
+	r := &x.req
+	r.SetPathString(req.URL.RequestURI())
+	h := &x.hdr
+	h.Reset()
+	for k, vs := range req.Header {
+		if strings.EqualFold(k, "Host") {
+			continue
+		}
+		for _, v := range vs {
+			h.Add(k, v)
+		}
+	}
+	r.Header = *h
+	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.WroteHeaders != nil {
+		wrote = trace.WroteHeaders
+	}
+	return wrote
+}
+
+// failed closes the request body of an exchange that failed, as net/http's client does (at its
+// end otherwise: h1RequestBody). Not inlined: a failure path.
+//
+//go:noinline
+func (x *h1Exchange) failed() {
+	if x.src != nil {
+		x.src.Close()
+	}
+}
+
 // h1Exchange is one request's codec messages.
 type h1Exchange struct {
 	req     httpmsg.Request
+	hdr     httpmsg.Header // req's header fields' storage for Cluster.RoundTrip (fromHTTP)
 	resp    httpmsg.Response
 	src     io.ReadCloser // the request body
 	trailer http.Header   // the request's trailers, read when its body ends
@@ -216,9 +250,15 @@ type h1Exchange struct {
 // account is wrapBody for the exchange's response body, without an allocation: the exchange's
 // own wrapper serves, as the connection carries one request at a time and the router is done
 // with it once it closed the body. An upgraded connection's (101) gets one of its own.
+//
+// Only a 101 response or an answer to CONNECT can be a tunnel (h1.Conn, http1's
+// ResponseParser.Body): the others' bodies are not asked for io.ReadWriteCloser, a dynamic
+// type assertion.
 func (x *h1Exchange) account(rc io.ReadCloser, c *Cluster, ep *endpoint) io.ReadCloser {
-	if _, ok := rc.(io.ReadWriteCloser); ok {
-		return wrapBody(rc, c, ep)
+	if x.resp.Status == http.StatusSwitchingProtocols || x.req.Method == http.MethodConnect {
+		if _, ok := rc.(io.ReadWriteCloser); ok {
+			return wrapBody(rc, c, ep)
+		}
 	}
 	x.acct = h1Body{ReadCloser: rc, c: c, ep: ep}
 	return &x.acct

@@ -516,57 +516,41 @@ func (pc *pconn) onState(ended bool) {
 
 // syncStateAndUnlock brings the pool up to date with the connection's state (closed, idle),
 // which changed at at, and releases p.mu, which the caller holds. ended: an h1Client's
-// exchange ended (its reservation is released here).
+// exchange ended (its reservation is released here). It runs at every request's end: its
+// rare parts (a dead connection, a first idle timer) are functions of their own.
 func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
 	p := pc.p
-	c := p.ep.c
-	if ended && pc.h1 != nil {
-		pc.h1.release()
+	hc := pc.h1
+	if ended && hc != nil {
+		hc.release()
 	}
 	// Updates may reach the lock out of order: the latest change counts.
 	pc.changedAt = max(pc.changedAt, at)
 	closeIt := false
 	dead := false
-	if hc := pc.h1; hc != nil {
+	if hc != nil {
 		dead = hc.closed.Load() // pc.closed(), which is not inlined
 	} else {
 		dead = pc.cc.Err() != nil
 	}
 	if dead {
-		for i, x := range p.conns {
-			if x == pc {
-				p.conns = append(p.conns[:i], p.conns[i+1:]...)
-				break
-			}
-		}
-		if pc.inReady {
-			pc.inReady = false
-			if i := slices.Index(p.ready, pc); i >= 0 {
-				p.ready = slices.Delete(p.ready, i, i+1)
-			}
-		}
-		if pc.idle != nil {
-			pc.idle.Stop()
-		}
-		p.forgetIfEmptyLocked()
+		pc.forgetLocked()
 	} else if pc.idleLocked() {
 		closeIt = pc.draining || p.closed || (len(p.conns) > maxIdlePerEndpoint && p.idleOverLocked(maxIdlePerEndpoint))
 		if closeIt {
 			pc.draining = true
-		} else if pc.h1 != nil && !pc.inReady {
-			pc.inReady = true
-			p.ready = append(p.ready, pc)
-		}
-		if !closeIt && c.http.idleTimeout > 0 {
-			// Idle since the latest state change (the connection is idle now), including one
-			// still on its way to the lock: no clock reading of its own.
-			pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
-			if pc.idle == nil {
-				pc.idle = time.AfterFunc(c.http.idleTimeout, pc.onIdle)
-				pc.idleArmed = true
-			} else if !pc.idleArmed {
-				pc.idle.Reset(c.http.idleTimeout)
-				pc.idleArmed = true
+		} else {
+			if hc != nil && !pc.inReady {
+				pc.inReady = true
+				p.ready = append(p.ready, pc)
+			}
+			if d := p.ep.c.http.idleTimeout; d > 0 {
+				// Idle since the latest state change (the connection is idle now), including
+				// one still on its way to the lock: no clock reading of its own.
+				pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
+				if !pc.idleArmed {
+					pc.armIdleLocked(d)
+				}
 			}
 		}
 	}
@@ -575,6 +559,44 @@ func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
 	if closeIt {
 		pc.cc.Close()
 	}
+}
+
+// forgetLocked removes a dead connection from the pool. p.mu is held. Not inlined: a rare
+// path of syncStateAndUnlock.
+//
+//go:noinline
+func (pc *pconn) forgetLocked() {
+	p := pc.p
+	for i, x := range p.conns {
+		if x == pc {
+			p.conns = append(p.conns[:i], p.conns[i+1:]...)
+			break
+		}
+	}
+	if pc.inReady {
+		pc.inReady = false
+		if i := slices.Index(p.ready, pc); i >= 0 {
+			p.ready = slices.Delete(p.ready, i, i+1)
+		}
+	}
+	if pc.idle != nil {
+		pc.idle.Stop()
+	}
+	p.forgetIfEmptyLocked()
+}
+
+// armIdleLocked arms the idle timer, which is not armed, for d: the timer is created when the
+// connection first goes idle, and left running while it is used (see pconn.idle). p.mu is
+// held. Not inlined: a rare path of syncStateAndUnlock.
+//
+//go:noinline
+func (pc *pconn) armIdleLocked(d time.Duration) {
+	if pc.idle == nil {
+		pc.idle = time.AfterFunc(d, pc.onIdle)
+	} else {
+		pc.idle.Reset(d)
+	}
+	pc.idleArmed = true
 }
 
 // forgetIfEmptyLocked removes a per-downstream PROXY-protocol pool from its endpoint once it has
