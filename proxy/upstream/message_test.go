@@ -1,0 +1,165 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/strait-mesh/strait/internal/testenv"
+	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/h1"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
+	"github.com/strait-mesh/strait/proxy/xdspb"
+	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
+)
+
+// echoHeaders serves HTTP/1.1 on one connection at a time, answering each request with its
+// Host and its header fields ("name=value", sorted, one a line) as the body; requests counts
+// the requests it read.
+func echoHeaders(t *testing.T, requests *atomic.Int32) string {
+	return testenv.ServeTCP(t, "127.0.0.1:0", func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			r, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			requests.Add(1)
+			_, _ = io.Copy(io.Discard, r.Body)
+			lines := []string{"host=" + r.Host}
+			for k, vs := range r.Header {
+				for _, v := range vs {
+					lines = append(lines, strings.ToLower(k)+"="+v)
+				}
+			}
+			slices.Sort(lines)
+			body := strings.Join(lines, "\n")
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		}
+	})
+}
+
+// TestRoundTripMessageHeaderShared: an HTTP/1.1 pool writes a message's header fields from
+// the caller's storage, which stays as it was, and a net/http request on the same connection
+// afterwards sends its own fields (and writes nothing into the caller's storage), as does a
+// message after it.
+func TestRoundTripMessageHeaderShared(t *testing.T) {
+	var requests atomic.Int32
+	addr := echoHeaders(t, &requests)
+	cl, _ := compileT(t, xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster("echo", 2*time.Second, addr)), Deps{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	message := func(h *httpmsg.Header) string {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://svc.test/m", nil)
+		resp, err := cl.RoundTripMessage(req, &MessageHead{Header: h, Path: "/m"}, balance.Context{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	var first httpmsg.Header
+	first.Add("x-a", "1")
+	first.Add("Host", "ignored.test")
+	first.Add("x-b", "2")
+	if got, want := message(&first), "host=svc.test\nx-a=1\nx-b=2"; got != want {
+		t.Errorf("message: upstream got\n%s\nwant\n%s", got, want)
+	}
+	same := func(what string) {
+		t.Helper()
+		if first.Len() != 3 || first.Get("x-a") != "1" || first.Get("host") != "ignored.test" || first.Get("x-b") != "2" {
+			t.Errorf("%s: the caller's header changed: %d fields, x-a %q x-b %q", what, first.Len(), first.Get("x-a"), first.Get("x-b"))
+		}
+	}
+	same("after its message")
+
+	resp, err := doCtx(ctx, cl, balance.Context{}, "GET", "/h", "X-C", "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := string(b); strings.Contains(got, "x-a=") || !strings.Contains(got, "x-c=3") {
+		t.Errorf("net/http request after a message: upstream got\n%s", got)
+	}
+	same("after a net/http request")
+
+	var second httpmsg.Header
+	second.Add("x-d", "4")
+	if got, want := message(&second), "host=svc.test\nx-d=4"; got != want {
+		t.Errorf("second message: upstream got\n%s\nwant\n%s", got, want)
+	}
+	same("after another message")
+	if n := requests.Load(); n != 3 {
+		t.Errorf("upstream read %d requests, want 3", n)
+	}
+}
+
+// countingWatcher is a context and the h1.Watcher of the exchanges that MessageHead.Watcher
+// names, which its Value does not offer (so only the field finds it); cancel makes Watch
+// report it canceled.
+type countingWatcher struct {
+	context.Context
+	watches, unwatches atomic.Int32
+	canceled           atomic.Bool
+}
+
+func (w *countingWatcher) Watch(h1.Aborter, uint64) bool {
+	w.watches.Add(1)
+	return !w.canceled.Load()
+}
+
+func (w *countingWatcher) Unwatch(h1.Aborter) { w.unwatches.Add(1) }
+
+// TestRoundTripMessageWatcher: an HTTP/1.1 pool watches MessageHead.Watcher instead of the
+// context; a Watcher canceled already fails the request without sending it.
+func TestRoundTripMessageWatcher(t *testing.T) {
+	var requests atomic.Int32
+	addr := echoHeaders(t, &requests)
+	cl, st := compileT(t, xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster("watch", 2*time.Second, addr)), Deps{})
+	w := &countingWatcher{Context: context.Background()}
+	if watcherOf(w) != nil {
+		t.Fatal("the context offers its Watcher: the test would not tell the field's use")
+	}
+	send := func() (*Response, error) {
+		req, _ := http.NewRequestWithContext(w, "GET", "http://svc.test/", nil)
+		var h httpmsg.Header
+		return cl.RoundTripMessage(req, &MessageHead{Header: &h, Path: "/", Watcher: w}, balance.Context{})
+	}
+	resp, err := send()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if w.watches.Load() != 1 || requests.Load() != 1 {
+		t.Errorf("watches %d, requests %d: want 1 and 1", w.watches.Load(), requests.Load())
+	}
+
+	w.canceled.Store(true)
+	if _, err := send(); err == nil {
+		t.Fatal("a request whose Watcher is canceled got a response")
+	}
+	// The context itself is not canceled (a test's shortcut): the attempt on a reused
+	// connection is retried once, as a stale keep-alive connection's would be.
+	if w.watches.Load() < 2 || requests.Load() != 1 {
+		t.Errorf("canceled: watches %d, requests %d: want 2 or more and 1", w.watches.Load(), requests.Load())
+	}
+	if g := gauge(st, "cluster.watch.upstream_rq_active"); g != 0 {
+		t.Errorf("upstream_rq_active %d after the requests ended", g)
+	}
+}
