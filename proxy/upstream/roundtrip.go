@@ -94,6 +94,11 @@ func (c *Cluster) noHealthy() error {
 	return &Error{Flag: FlagNoHealthyUpstream, Err: errNoHealthy}
 }
 
+// poolKind returns the kind of pool a request to ep goes to. Not inlined: clusters mostly
+// speak HTTP/1.1 (roundTrip asks only the others), and its copy inlined would lengthen
+// roundTrip's common path.
+//
+//go:noinline
 func (c *Cluster) poolKind(req *http.Request, ep *endpoint) poolKind {
 	switch c.proto {
 	case protoHTTP2:
@@ -182,8 +187,7 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 	}
 	ep, err := c.pick(ctx, req.Header, head, lb)
 	if err != nil {
-		c.breaker.rq.release()
-		return nil, nil, err
+		return nil, nil, c.unpicked(err)
 	}
 	var report *HostReport
 	if msg && head.Report != nil {
@@ -209,32 +213,52 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := p.acquire(ctx)
 		if err != nil {
-			c.finish(ep)
-			return nil, nil, c.failure(ctx, ep, err, true)
+			return nil, nil, c.failed(ctx, ep, err, true)
 		}
-		if hc := pc.h1; hc != nil && msg {
-			// The router's hot path: the codec's response head as it is. An h1Client belongs
-			// to an HTTP/1.1 pool, whose request is req itself (prepare) with head.
-			var resp *Response
-			if resp, err = hc.roundTrip(out, head); err == nil {
-				c.received(ep, report, resp.Status, resp.TLS)
-				resp.Body = hc.x.account(resp.Body, c, ep)
-				// The codec reads the request only while hc.roundTrip runs.
-				head.Released = out == req
-				return nil, resp, nil
-			}
-		} else {
-			hresp, mresp, rerr := c.roundTripConn(pc, out, ep, report, msg)
-			if rerr == nil {
+		hc := pc.h1
+		if hc == nil || !msg {
+			hresp, mresp, err := c.roundTripConn(pc, out, ep, report, msg)
+			if err == nil {
 				return hresp, mresp, nil
 			}
-			err = rerr
+			if !retryStale(ctx, out, reused, attempt) {
+				return nil, nil, c.failed(ctx, ep, err, false)
+			}
+			continue
 		}
-		if !retryStale(ctx, out, reused, attempt) {
-			c.finish(ep)
-			return nil, nil, c.failure(ctx, ep, err, false)
+		// The router's hot path: the codec's response head as it is. An h1Client belongs to
+		// an HTTP/1.1 pool, whose request is req itself (prepare) with head.
+		resp, err := hc.roundTrip(out, head)
+		if err != nil {
+			if !retryStale(ctx, out, reused, attempt) {
+				return nil, nil, c.failed(ctx, ep, err, false)
+			}
+			continue
 		}
+		c.received(ep, report, resp.Status, resp.TLS)
+		resp.Body = hc.x.account(resp.Body, c, ep)
+		// The codec reads the request only while hc.roundTrip runs.
+		head.Released = out == req
+		return nil, resp, nil
 	}
+}
+
+// unpicked is roundTrip's failure to pick an endpoint: the request's circuit-breaker slot is
+// returned. Not inlined: a failure path, kept out of roundTrip's common path.
+//
+//go:noinline
+func (c *Cluster) unpicked(err error) error {
+	c.breaker.rq.release()
+	return err
+}
+
+// failed ends the accounting of a request that failed and classifies its error (failure).
+// Not inlined: a failure path, kept out of roundTrip's common path.
+//
+//go:noinline
+func (c *Cluster) failed(ctx context.Context, ep *endpoint, err error, connecting bool) error {
+	c.finish(ep)
+	return c.failure(ctx, ep, err, connecting)
 }
 
 // retryStale reports whether a failed attempt is retried once on a fresh connection: a
