@@ -154,7 +154,9 @@ func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, 
 	x := &hc.x
 	r := &x.req
 	r.Reset()
-	x.src, x.trailer, x.out = nil, nil, nil
+	if x.out != nil {
+		x.out = nil // Cluster.RoundTrip's last response (httpResponse)
+	}
 	r.Method = req.Method
 	host := req.Host
 	if host == "" && req.URL != nil {
@@ -175,19 +177,15 @@ func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, 
 	if w == nil {
 		w = watcherOf(ctx)
 	}
-	r.ContentLength = req.ContentLength
-	r.Body = httpmsg.NoBody
-	if req.Body != nil && req.Body != http.NoBody {
-		if r.ContentLength == 0 {
-			r.ContentLength = -1 // net/http's rule: 0 with a body is unknown
-		}
-		x.src, x.trailer = req.Body, req.Trailer
-		r.Body = (*h1RequestBody)(x)
-		if bb, ok := req.Body.(*httpmsg.BytesBody); ok && r.ContentLength > 0 {
-			r.Body = bb // no trailers; written with the head (h1.Conn)
-		}
+	if req.Body == nil || req.Body == http.NoBody {
+		x.src, x.trailer = nil, nil
+		r.ContentLength, r.Body = 0, httpmsg.NoBody
+	} else if bb, ok := req.Body.(*httpmsg.BytesBody); ok && req.ContentLength > 0 {
+		// No trailers; written with the head (h1.Conn).
+		x.src, x.trailer = bb, req.Trailer
+		r.ContentLength, r.Body = req.ContentLength, bb
 	} else {
-		r.ContentLength = 0
+		x.streamBody(req)
 	}
 	err := hc.conn.RoundTripWatch(ctx, w, r, &x.resp, wrote)
 	if err != nil {
@@ -220,6 +218,21 @@ func (x *h1Exchange) fromHTTP(req *http.Request) (wrote func()) {
 		wrote = trace.WroteHeaders
 	}
 	return wrote
+}
+
+// streamBody sets the exchange's request body to req's, streamed (h1RequestBody, which adds
+// req's trailers at its end): a body not in memory, or of unknown length. Not inlined: it
+// keeps roundTrip's common path (no body, or one in memory) short.
+//
+//go:noinline
+func (x *h1Exchange) streamBody(req *http.Request) {
+	r := &x.req
+	r.ContentLength = req.ContentLength
+	if r.ContentLength == 0 {
+		r.ContentLength = -1 // net/http's rule: 0 with a body is unknown
+	}
+	x.src, x.trailer = req.Body, req.Trailer
+	r.Body = (*h1RequestBody)(x)
 }
 
 // failed closes the request body of an exchange that failed, as net/http's client does (at its
