@@ -163,3 +163,117 @@ func TestRoundTripMessageWatcher(t *testing.T) {
 		t.Errorf("upstream_rq_active %d after the requests ended", g)
 	}
 }
+
+// TestRoundTripMessageBodies: an HTTP/1.1 pool sends a body in memory with its length, a body
+// of unknown length (or in memory but of length 0) chunked with the request's trailers, and no
+// body without framing.
+func TestRoundTripMessageBodies(t *testing.T) {
+	addr := testenv.ServeTCP(t, "127.0.0.1:0", func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			r, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(r.Body)
+			got := fmt.Sprintf("%s len=%d te=%v body=%q trailer=%q", r.Method, r.ContentLength, r.TransferEncoding, b, r.Trailer.Get("X-T"))
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(got), got)
+		}
+	})
+	cl, st := compileT(t, xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster("bodies", 2*time.Second, addr)), Deps{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name   string
+		method string
+		body   func() io.ReadCloser
+		length int64
+		want   string
+	}{
+		{"none", "GET", func() io.ReadCloser { return nil }, 0, `GET len=0 te=[] body="" trailer=""`},
+		{"NoBody", "POST", func() io.ReadCloser { return http.NoBody }, 0, `POST len=0 te=[] body="" trailer=""`},
+		{"in memory", "POST", func() io.ReadCloser { return httpmsg.NewBytesBody([]byte("hello")) }, 5,
+			`POST len=5 te=[] body="hello" trailer=""`},
+		{"in memory, length 0", "POST", func() io.ReadCloser { return httpmsg.NewBytesBody([]byte("hi")) }, 0,
+			`POST len=-1 te=[chunked] body="hi" trailer="v"`},
+		{"streamed", "PUT", func() io.ReadCloser { return io.NopCloser(strings.NewReader("stream")) }, -1,
+			`PUT len=-1 te=[chunked] body="stream" trailer="v"`},
+	} {
+		req, _ := http.NewRequestWithContext(ctx, tc.method, "http://svc.test/", nil)
+		req.Body, req.ContentLength = tc.body(), tc.length
+		req.Trailer = http.Header{"X-T": {"v"}}
+		var h httpmsg.Header
+		resp, err := cl.RoundTripMessage(req, &MessageHead{Header: &h, Path: "/"}, balance.Context{})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != tc.want {
+			t.Errorf("%s: upstream got %s, want %s", tc.name, b, tc.want)
+		}
+	}
+	if g := gauge(st, "cluster.bodies.upstream_rq_active"); g != 0 {
+		t.Errorf("upstream_rq_active %d after the requests ended", g)
+	}
+}
+
+// TestRoundTripMessageUpgrade: a 101 response's Body is the upgraded connection, writable, and
+// closing it ends the request's accounting; a 200's Body is not writable.
+func TestRoundTripMessageUpgrade(t *testing.T) {
+	addr := testenv.ServeTCP(t, "127.0.0.1:0", func(c net.Conn) {
+		br := bufio.NewReader(c)
+		r, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if r.Header.Get("Upgrade") == "" {
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			if r, err = http.ReadRequest(br); err != nil {
+				return
+			}
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		_, _ = io.Copy(c, br) // echo
+	})
+	cl, st := compileT(t, xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster("upgrade", 2*time.Second, addr)), Deps{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	send := func(upgrade bool) *Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://svc.test/", nil)
+		var h httpmsg.Header
+		if upgrade {
+			h.Add("Connection", "Upgrade")
+			h.Add("Upgrade", "echo")
+		}
+		resp, err := cl.RoundTripMessage(req, &MessageHead{Header: &h, Path: "/"}, balance.Context{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := send(false)
+	if _, ok := resp.Body.(io.Writer); ok {
+		t.Error("a 200 response's body is writable")
+	}
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+
+	resp = send(true)
+	rw, ok := resp.Body.(io.ReadWriter)
+	if resp.Status != 101 || !ok {
+		t.Fatalf("status %d, body %T: want 101 and a writable body", resp.Status, resp.Body)
+	}
+	if _, err := io.WriteString(rw, "ping"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(rw, buf); err != nil || string(buf) != "ping" {
+		t.Errorf("echo %q, %v", buf, err)
+	}
+	resp.Body.Close()
+	if g := gauge(st, "cluster.upgrade.upstream_rq_active"); g != 0 {
+		t.Errorf("upstream_rq_active %d after the tunnel closed", g)
+	}
+}
