@@ -185,9 +185,23 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 	if !c.breaker.rq.acquire() {
 		return nil, nil, c.requestOverflow()
 	}
-	ep, err := c.pick(ctx, req.Header, head, lb)
-	if err != nil {
-		return nil, nil, c.unpicked(err)
+	var ep *endpoint
+	if c.kind != discoveryOriginalDst && c.warm == nil {
+		// pick's common case, without its call.
+		hs := c.set.Load()
+		if hs.panic {
+			c.st.lbHealthyPanic.Inc()
+		}
+		i := hs.lb.Pick(lb)
+		if i < 0 {
+			return nil, nil, c.unpicked(c.noHealthy())
+		}
+		ep = hs.eps[i]
+	} else {
+		var err error
+		if ep, err = c.pick(ctx, req.Header, head, lb); err != nil {
+			return nil, nil, c.unpicked(err)
+		}
 	}
 	var report *HostReport
 	if msg && head.Report != nil {
@@ -235,7 +249,12 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 			}
 			continue
 		}
-		c.received(ep, report, resp.Status, resp.TLS)
+		// received, without its call.
+		report.peer(resp.TLS)
+		c.st.countStatus(resp.Status)
+		if c.outlier != nil {
+			c.report(ep, resp.Status)
+		}
 		resp.Body = hc.x.account(resp.Body, c, ep)
 		// The codec reads the request only while hc.roundTrip runs.
 		head.Released = out == req
