@@ -191,9 +191,16 @@ func newPool(ep *endpoint, k poolKind) *pool {
 func (p *pool) multiplexed() bool { return p.kind == poolH2 }
 
 func (p *pool) broadcastLocked() {
-	if p.waiters == 0 {
-		return // no request holds the channel: nothing to wake
+	if p.waiters != 0 { // else no request holds the channel: nothing to wake
+		p.wakeLocked()
 	}
+}
+
+// wakeLocked wakes the requests waiting on p.changed. Not inlined: broadcastLocked runs at
+// every request's end, and mostly nobody waits.
+//
+//go:noinline
+func (p *pool) wakeLocked() {
 	close(p.changed)
 	p.changed = make(chan struct{})
 }
@@ -527,22 +534,27 @@ func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
 	// Updates may reach the lock out of order: the latest change counts.
 	pc.changedAt = max(pc.changedAt, at)
 	closeIt := false
-	dead := false
+	var dead, idle bool
 	if hc != nil {
-		dead = hc.closed.Load() // pc.closed(), which is not inlined
+		dead, idle = hc.closed.Load(), !hc.busy // pc.closed() and pc.idleLocked()
 	} else {
-		dead = pc.cc.Err() != nil
+		dead, idle = pc.ccStateLocked()
 	}
 	if dead {
 		pc.forgetLocked()
-	} else if pc.idleLocked() {
+	} else if idle {
 		closeIt = pc.draining || p.closed || (len(p.conns) > maxIdlePerEndpoint && p.idleOverLocked(maxIdlePerEndpoint))
 		if closeIt {
 			pc.draining = true
 		} else {
 			if hc != nil && !pc.inReady {
 				pc.inReady = true
-				p.ready = append(p.ready, pc)
+				if n := len(p.ready); n < cap(p.ready) {
+					p.ready = p.ready[:n+1]
+					p.ready[n] = pc
+				} else {
+					p.growReadyLocked(pc)
+				}
 			}
 			if d := p.ep.c.http.idleTimeout; d > 0 {
 				// Idle since the latest state change (the connection is idle now), including
@@ -560,6 +572,21 @@ func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
 		pc.cc.Close()
 	}
 }
+
+// ccStateLocked reports whether a connection of net/http's client is closed (dead) or carries
+// no request (idle). p.mu is held. Not inlined: syncStateAndUnlock's common case is an
+// h1Client's.
+//
+//go:noinline
+func (pc *pconn) ccStateLocked() (dead, idle bool) {
+	return pc.cc.Err() != nil, pc.cc.InFlight() == 0
+}
+
+// growReadyLocked appends pc to p.ready, which is full. p.mu is held. Not inlined: a rare
+// path of syncStateAndUnlock (p.ready keeps its storage).
+//
+//go:noinline
+func (p *pool) growReadyLocked(pc *pconn) { p.ready = append(p.ready, pc) }
 
 // forgetLocked removes a dead connection from the pool. p.mu is held. Not inlined: a rare
 // path of syncStateAndUnlock.
