@@ -255,29 +255,25 @@ type h1Exchange struct {
 	msg     Response      // the response for the router (response)
 	names   []string      // msg's TrailerNames
 	chunked bool          // the response had a Transfer-Encoding field
-	acct    h1Body        // msg's Body as the cluster accounts for it (account)
+	acct    h1Body        // msg's Body as the cluster accounts for it (Cluster.roundTrip)
 	out     *http.Response
 	scratch []byte // the response's header values, for httpResponse
 }
 
-// account is wrapBody for the exchange's response body, without an allocation: the exchange's
-// own wrapper serves, as the connection carries one request at a time and the router is done
-// with it once it closed the body. An upgraded connection's (101) gets one of its own.
+// tunnel is the accounting of a 101 response's body, or of an answer to CONNECT's: a tunnel's
+// body (writable) is wrapped on its own (wrapBody), the others' by the exchange's h1Body (see
+// Cluster.roundTrip). Not inlined: a rare path.
 //
-// Only a 101 response or an answer to CONNECT can be a tunnel (h1.Conn, http1's
-// ResponseParser.Body): the others' bodies are not asked for io.ReadWriteCloser, a dynamic
-// type assertion.
-func (x *h1Exchange) account(rc io.ReadCloser, c *Cluster, ep *endpoint) io.ReadCloser {
-	if x.resp.Status == http.StatusSwitchingProtocols || x.req.Method == http.MethodConnect {
-		if _, ok := rc.(io.ReadWriteCloser); ok {
-			return wrapBody(rc, c, ep)
-		}
+//go:noinline
+func (x *h1Exchange) tunnel(rc io.ReadCloser, c *Cluster, ep *endpoint) io.ReadCloser {
+	if _, ok := rc.(io.ReadWriteCloser); ok {
+		return wrapBody(rc, c, ep)
 	}
 	x.acct = h1Body{ReadCloser: rc, c: c, ep: ep}
 	return &x.acct
 }
 
-// h1Body is body for an HTTP/1.1 exchange's response (h1Exchange.account). Its state is plain:
+// h1Body is body for an HTTP/1.1 exchange's response (Cluster.roundTrip). Its state is plain:
 // the codec's response body is read and closed by one owner at a time (h1.Conn's contract:
 // Close exactly once, no use after it), and Close hands the connection, with this storage, to
 // the next request only after the accounting below was read.

@@ -194,7 +194,7 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 		}
 		i := hs.lb.Pick(lb)
 		if i < 0 {
-			return nil, nil, c.unpicked(c.noHealthy())
+			return nil, nil, c.unpicked(nil)
 		}
 		ep = hs.eps[i]
 	} else {
@@ -255,18 +255,32 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 		if c.outlier != nil {
 			c.report(ep, resp.Status)
 		}
-		resp.Body = hc.x.account(resp.Body, c, ep)
+		// The body's accounting: wrapBody without an allocation, as the exchange's own
+		// wrapper serves (the connection carries one request at a time, and the router is
+		// done with it once it closed the body). Only a 101 response or an answer to CONNECT
+		// can be a tunnel (h1.Conn, http1's ResponseParser.Body), which gets one of its own:
+		// the others' bodies are not asked for io.ReadWriteCloser, a dynamic type assertion.
+		if x := &hc.x; resp.Status != http.StatusSwitchingProtocols && x.req.Method != http.MethodConnect {
+			x.acct = h1Body{ReadCloser: resp.Body, c: c, ep: ep}
+			resp.Body = &x.acct
+		} else {
+			resp.Body = x.tunnel(resp.Body, c, ep)
+		}
 		// The codec reads the request only while hc.roundTrip runs.
 		head.Released = out == req
 		return nil, resp, nil
 	}
 }
 
-// unpicked is roundTrip's failure to pick an endpoint: the request's circuit-breaker slot is
-// returned. Not inlined: a failure path, kept out of roundTrip's common path.
+// unpicked is roundTrip's failure to pick an endpoint, pick's err or, when nil, the balancer's
+// (noHealthy): the request's circuit-breaker slot is returned. Not inlined: a failure path,
+// kept out of roundTrip's common path.
 //
 //go:noinline
 func (c *Cluster) unpicked(err error) error {
+	if err == nil {
+		err = c.noHealthy()
+	}
 	c.breaker.rq.release()
 	return err
 }
@@ -450,6 +464,10 @@ type rwBody struct {
 	w io.Writer
 }
 
+// wrapBody wraps a response body for the request's accounting (body, rwBody). Not inlined:
+// the HTTP/1.1 pools' responses use their exchange's own wrapper (account) but for tunnels.
+//
+//go:noinline
 func wrapBody(rc io.ReadCloser, c *Cluster, ep *endpoint) io.ReadCloser {
 	b := &body{ReadCloser: rc, c: c, ep: ep}
 	if w, ok := rc.(io.ReadWriteCloser); ok {
