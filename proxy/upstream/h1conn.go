@@ -315,9 +315,15 @@ func (x *h1Exchange) response(tls *tls.ConnectionState) *Response {
 	if r.Header.Has("Trailer") {
 		x.names = appendTrailerNames(x.names, &r.Header)
 	}
-	x.msg = Response{Status: r.Status, Proto: r.Proto, Header: &r.Header, ContentLength: r.ContentLength,
-		TrailerNames: x.names, Trailer: &r.Trailer, Body: r.Body, TLS: tls}
-	return &x.msg
+	// Field by field: the pointers the last response left (the caller may have changed them)
+	// are stored only when they differ, which spares most of the stores' write barriers.
+	m := &x.msg
+	m.Status, m.Proto, m.ContentLength = r.Status, r.Proto, r.ContentLength
+	m.TrailerNames, m.Body = x.names, r.Body
+	if m.Header != &r.Header || m.Trailer != &r.Trailer || m.TLS != tls {
+		m.Header, m.Trailer, m.TLS = &r.Header, &r.Trailer, tls
+	}
+	return m
 }
 
 // statusLines holds net/http's Status strings ("200 OK") of the codes it names.
