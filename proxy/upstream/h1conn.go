@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/strait-mesh/strait/proxy/clock"
 	"github.com/strait-mesh/strait/proxy/h1"
 	"github.com/strait-mesh/strait/proxy/http1"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
@@ -60,7 +61,7 @@ type h1Client struct {
 
 	// busy is set while a request is reserved or running. It is guarded by the pool's lock
 	// (p.mu), which every access holds: Reserve and InFlight are called under it, and the
-	// exchange's end clears it there (pconn.onState, syncStateAndUnlock), so that neither
+	// exchange's end clears it there (syncStateAndUnlock), so that neither
 	// reserving nor releasing the connection needs an atomic read-modify-write of its own.
 	busy bool
 	// closed is set once the connection is closed or broken (Err is errConnClosed); Close
@@ -75,17 +76,19 @@ func newH1Client(nc net.Conn) *h1Client {
 		st := tc.ConnectionState()
 		hc.tls = &st
 	}
-	hc.conn = h1.NewConn(nc, http1.Limits{MaxHeaderBytes: maxResponseHeaderBytes}, hc.exchangeDone)
+	// h1.Conn's end of an exchange: the pool clears busy (pconn.onState's for an h1Client,
+	// without its call). A closure rather than a method value, whose wrapper would be one
+	// more function a request runs through.
+	hc.conn = h1.NewConn(nc, http1.Limits{MaxHeaderBytes: maxResponseHeaderBytes}, func(reusable bool) {
+		if !reusable {
+			hc.closed.Store(true)
+		}
+		pc := hc.pc
+		at := clock.Mono()
+		pc.p.mu.Lock()
+		pc.syncStateAndUnlock(at, true)
+	})
 	return hc
-}
-
-// exchangeDone is h1.Conn's end of an exchange.
-// The pool's onState clears busy.
-func (hc *h1Client) exchangeDone(reusable bool) {
-	if !reusable {
-		hc.closed.Store(true)
-	}
-	hc.pc.onState(true)
 }
 
 // Reserve implements clientConn; the pool's lock is held. It does not run the state hook.
@@ -141,82 +144,128 @@ func (hc *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 // roundTrip sends req, whose header fields and path are head's when head is not nil (see
 // Cluster.RoundTripMessage), and returns the response in the exchange's storage: valid until
 // its body is closed.
+//
+// head's header fields are written from head's own storage, not copied: the exchange's
+// request header is a shallow copy of head.Header, which the codec only reads, and only while
+// it writes the head, within RoundTripWatch. The copy is left until the next exchange replaces
+// it: nothing adds to it (fromHTTP builds in the exchange's own storage, hdr), and Reset only
+// shortens the copy's slices, without writing to head's storage.
 func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, error) {
 	x := &hc.x
-	x.req.Reset()
-	x.src, x.trailer, x.out = nil, nil, nil
-	x.msg = Response{}
 	r := &x.req
+	r.Reset()
+	if x.out != nil {
+		x.out = nil // Cluster.RoundTrip's last response (httpResponse)
+	}
 	r.Method = req.Method
 	host := req.Host
 	if host == "" && req.URL != nil {
 		host = req.URL.Host
 	}
 	r.SetAuthorityString(host)
+	ctx := req.Context()
+	var wrote func()
+	var w h1.Watcher
 	if head != nil {
 		// A Host field among them is not written (the request's Host is).
 		r.SetPathString(head.Path)
-		r.Header.CopyFrom(head.Header)
+		wrote, w = head.WroteHeaders, head.Watcher
+		r.Header = *head.Header
 	} else {
-		r.SetPathString(req.URL.RequestURI())
-		for k, vs := range req.Header {
-			if strings.EqualFold(k, "Host") {
-				continue
-			}
-			for _, v := range vs {
-				r.Header.Add(k, v)
-			}
-		}
+		wrote = x.fromHTTP(req)
 	}
-	r.ContentLength = req.ContentLength
-	r.Body = httpmsg.NoBody
-	if req.Body != nil && req.Body != http.NoBody {
-		if r.ContentLength == 0 {
-			r.ContentLength = -1 // net/http's rule: 0 with a body is unknown
-		}
-		x.src, x.trailer = req.Body, req.Trailer
-		r.Body = (*h1RequestBody)(x)
-		if bb, ok := req.Body.(*httpmsg.BytesBody); ok && r.ContentLength > 0 {
-			r.Body = bb // no trailers; written with the head (h1.Conn)
-		}
+	if w == nil {
+		w = watcherOf(ctx)
+	}
+	if req.Body == nil || req.Body == http.NoBody {
+		x.src, x.trailer = nil, nil
+		r.ContentLength, r.Body = 0, httpmsg.NoBody
+	} else if bb, ok := req.Body.(*httpmsg.BytesBody); ok && req.ContentLength > 0 {
+		// No trailers; written with the head (h1.Conn).
+		x.src, x.trailer = bb, req.Trailer
+		r.ContentLength, r.Body = req.ContentLength, bb
 	} else {
-		r.ContentLength = 0
+		x.streamBody(req)
 	}
-	var wrote func()
-	if head != nil {
-		wrote = head.WroteHeaders
-	} else if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.WroteHeaders != nil {
-		wrote = trace.WroteHeaders
-	}
-	ctx := req.Context()
-	err := hc.conn.RoundTripWatch(ctx, watcherOf(ctx), r, &x.resp, wrote)
+	err := hc.conn.RoundTripWatch(ctx, w, r, &x.resp, wrote)
 	if err != nil {
-		if x.src != nil {
-			x.src.Close() // as net/http's client does; at its end otherwise (h1RequestBody)
-		}
+		x.failed()
 		return nil, err
 	}
 	return x.response(hc.tls), nil
 }
 
+// fromHTTP sets the exchange's request path and header fields from req's URL and header map
+// (Cluster.RoundTrip), and returns the WroteHeaders hook of the context's ClientTrace, if any.
+// Not inlined: it keeps roundTrip's common path (the router's messages) short.
+//
+//go:noinline
+func (x *h1Exchange) fromHTTP(req *http.Request) (wrote func()) {
+	r := &x.req
+	r.SetPathString(req.URL.RequestURI())
+	h := &x.hdr
+	h.Reset()
+	for k, vs := range req.Header {
+		if strings.EqualFold(k, "Host") {
+			continue
+		}
+		for _, v := range vs {
+			h.Add(k, v)
+		}
+	}
+	r.Header = *h
+	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.WroteHeaders != nil {
+		wrote = trace.WroteHeaders
+	}
+	return wrote
+}
+
+// streamBody sets the exchange's request body to req's, streamed (h1RequestBody, which adds
+// req's trailers at its end): a body not in memory, or of unknown length. Not inlined: it
+// keeps roundTrip's common path (no body, or one in memory) short.
+//
+//go:noinline
+func (x *h1Exchange) streamBody(req *http.Request) {
+	r := &x.req
+	r.ContentLength = req.ContentLength
+	if r.ContentLength == 0 {
+		r.ContentLength = -1 // net/http's rule: 0 with a body is unknown
+	}
+	x.src, x.trailer = req.Body, req.Trailer
+	r.Body = (*h1RequestBody)(x)
+}
+
+// failed closes the request body of an exchange that failed, as net/http's client does (at its
+// end otherwise: h1RequestBody). Not inlined: a failure path.
+//
+//go:noinline
+func (x *h1Exchange) failed() {
+	if x.src != nil {
+		x.src.Close()
+	}
+}
+
 // h1Exchange is one request's codec messages.
 type h1Exchange struct {
 	req     httpmsg.Request
+	hdr     httpmsg.Header // req's header fields' storage for Cluster.RoundTrip (fromHTTP)
 	resp    httpmsg.Response
 	src     io.ReadCloser // the request body
 	trailer http.Header   // the request's trailers, read when its body ends
 	msg     Response      // the response for the router (response)
 	names   []string      // msg's TrailerNames
 	chunked bool          // the response had a Transfer-Encoding field
-	acct    h1Body        // msg's Body as the cluster accounts for it (account)
+	acct    h1Body        // msg's Body as the cluster accounts for it (Cluster.roundTrip)
 	out     *http.Response
 	scratch []byte // the response's header values, for httpResponse
 }
 
-// account is wrapBody for the exchange's response body, without an allocation: the exchange's
-// own wrapper serves, as the connection carries one request at a time and the router is done
-// with it once it closed the body. An upgraded connection's (101) gets one of its own.
-func (x *h1Exchange) account(rc io.ReadCloser, c *Cluster, ep *endpoint) io.ReadCloser {
+// tunnel is the accounting of a 101 response's body, or of an answer to CONNECT's: a tunnel's
+// body (writable) is wrapped on its own (wrapBody), the others' by the exchange's h1Body (see
+// Cluster.roundTrip). Not inlined: a rare path.
+//
+//go:noinline
+func (x *h1Exchange) tunnel(rc io.ReadCloser, c *Cluster, ep *endpoint) io.ReadCloser {
 	if _, ok := rc.(io.ReadWriteCloser); ok {
 		return wrapBody(rc, c, ep)
 	}
@@ -224,7 +273,7 @@ func (x *h1Exchange) account(rc io.ReadCloser, c *Cluster, ep *endpoint) io.Read
 	return &x.acct
 }
 
-// h1Body is body for an HTTP/1.1 exchange's response (h1Exchange.account). Its state is plain:
+// h1Body is body for an HTTP/1.1 exchange's response (Cluster.roundTrip). Its state is plain:
 // the codec's response body is read and closed by one owner at a time (h1.Conn's contract:
 // Close exactly once, no use after it), and Close hands the connection, with this storage, to
 // the next request only after the accounting below was read.
@@ -266,9 +315,15 @@ func (x *h1Exchange) response(tls *tls.ConnectionState) *Response {
 	if r.Header.Has("Trailer") {
 		x.names = appendTrailerNames(x.names, &r.Header)
 	}
-	x.msg = Response{Status: r.Status, Proto: r.Proto, Header: &r.Header, ContentLength: r.ContentLength,
-		TrailerNames: x.names, Trailer: &r.Trailer, Body: r.Body, TLS: tls}
-	return &x.msg
+	// Field by field: the pointers the last response left (the caller may have changed them)
+	// are stored only when they differ, which spares most of the stores' write barriers.
+	m := &x.msg
+	m.Status, m.Proto, m.ContentLength = r.Status, r.Proto, r.ContentLength
+	m.TrailerNames, m.Body = x.names, r.Body
+	if m.Header != &r.Header || m.Trailer != &r.Trailer || m.TLS != tls {
+		m.Header, m.Trailer, m.TLS = &r.Header, &r.Trailer, tls
+	}
+	return m
 }
 
 // statusLines holds net/http's Status strings ("200 OK") of the codes it names.

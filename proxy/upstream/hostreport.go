@@ -26,12 +26,9 @@ func WithHostReport(ctx context.Context, r *HostReport) context.Context {
 	return context.WithValue(ctx, hostReportKey{}, r)
 }
 
-// hostReportOf returns the HostReport a request carries: head's, or else its context's; nil
-// when neither has one.
-func hostReportOf(ctx context.Context, head *MessageHead) *HostReport {
-	if head != nil && head.Report != nil {
-		return head.Report
-	}
+// hostReportOf returns the HostReport a request's context carries (WithHostReport), or nil;
+// a MessageHead's Report comes first (Cluster.roundTrip).
+func hostReportOf(ctx context.Context) *HostReport {
 	r, _ := ctx.Value(hostReportKey{}).(*HostReport)
 	return r
 }

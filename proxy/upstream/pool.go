@@ -191,16 +191,45 @@ func newPool(ep *endpoint, k poolKind) *pool {
 func (p *pool) multiplexed() bool { return p.kind == poolH2 }
 
 func (p *pool) broadcastLocked() {
-	if p.waiters == 0 {
-		return // no request holds the channel: nothing to wake
+	if p.waiters != 0 { // else no request holds the channel: nothing to wake
+		p.wakeLocked()
 	}
+}
+
+// wakeLocked wakes the requests waiting on p.changed. Not inlined: broadcastLocked runs at
+// every request's end, and mostly nobody waits.
+//
+//go:noinline
+func (p *pool) wakeLocked() {
 	close(p.changed)
 	p.changed = make(chan struct{})
 }
 
 // acquire returns a connection with a reserved request slot. reused reports whether the
 // connection had carried requests before (a stale keep-alive connection may fail on reuse).
+// Its common case, a usable connection at hand, takes the lock once; the others (dialing,
+// waiting as a pending request) are acquireSlow's.
 func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) {
+	p.mu.Lock()
+	if p.kind == poolH1 {
+		pc = p.reserveReadyLocked()
+	} else {
+		pc = p.reserveLocked()
+	}
+	if pc != nil {
+		reused = pc.requests > 1
+		p.mu.Unlock()
+		return pc, reused, nil
+	}
+	p.mu.Unlock()
+	return p.acquireSlow(ctx)
+}
+
+// acquireSlow is acquire when no connection was at hand: it dials one, or waits as a pending
+// request, looking again at each change. Not inlined: it keeps acquire's common path short.
+//
+//go:noinline
+func (p *pool) acquireSlow(ctx context.Context) (pc *pconn, reused bool, err error) {
 	c := p.ep.c
 	pending := false
 	defer func() {
@@ -494,57 +523,46 @@ func (pc *pconn) onState(ended bool) {
 
 // syncStateAndUnlock brings the pool up to date with the connection's state (closed, idle),
 // which changed at at, and releases p.mu, which the caller holds. ended: an h1Client's
-// exchange ended (its reservation is released here).
+// exchange ended (its reservation is released here). It runs at every request's end: its
+// rare parts (a dead connection, a first idle timer) are functions of their own.
 func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
 	p := pc.p
-	c := p.ep.c
-	if ended && pc.h1 != nil {
-		pc.h1.release()
+	hc := pc.h1
+	if ended && hc != nil {
+		hc.release()
 	}
 	// Updates may reach the lock out of order: the latest change counts.
 	pc.changedAt = max(pc.changedAt, at)
 	closeIt := false
-	dead := false
-	if hc := pc.h1; hc != nil {
-		dead = hc.closed.Load() // pc.closed(), which is not inlined
+	var dead, idle bool
+	if hc != nil {
+		dead, idle = hc.closed.Load(), !hc.busy // pc.closed() and pc.idleLocked()
 	} else {
-		dead = pc.cc.Err() != nil
+		dead, idle = pc.ccStateLocked()
 	}
 	if dead {
-		for i, x := range p.conns {
-			if x == pc {
-				p.conns = append(p.conns[:i], p.conns[i+1:]...)
-				break
-			}
-		}
-		if pc.inReady {
-			pc.inReady = false
-			if i := slices.Index(p.ready, pc); i >= 0 {
-				p.ready = slices.Delete(p.ready, i, i+1)
-			}
-		}
-		if pc.idle != nil {
-			pc.idle.Stop()
-		}
-		p.forgetIfEmptyLocked()
-	} else if pc.idleLocked() {
+		pc.forgetLocked()
+	} else if idle {
 		closeIt = pc.draining || p.closed || (len(p.conns) > maxIdlePerEndpoint && p.idleOverLocked(maxIdlePerEndpoint))
 		if closeIt {
 			pc.draining = true
-		} else if pc.h1 != nil && !pc.inReady {
-			pc.inReady = true
-			p.ready = append(p.ready, pc)
-		}
-		if !closeIt && c.http.idleTimeout > 0 {
-			// Idle since the latest state change (the connection is idle now), including one
-			// still on its way to the lock: no clock reading of its own.
-			pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
-			if pc.idle == nil {
-				pc.idle = time.AfterFunc(c.http.idleTimeout, pc.onIdle)
-				pc.idleArmed = true
-			} else if !pc.idleArmed {
-				pc.idle.Reset(c.http.idleTimeout)
-				pc.idleArmed = true
+		} else {
+			if hc != nil && !pc.inReady {
+				pc.inReady = true
+				if n := len(p.ready); n < cap(p.ready) {
+					p.ready = p.ready[:n+1]
+					p.ready[n] = pc
+				} else {
+					p.growReadyLocked(pc)
+				}
+			}
+			if d := p.ep.c.http.idleTimeout; d > 0 {
+				// Idle since the latest state change (the connection is idle now), including
+				// one still on its way to the lock: no clock reading of its own.
+				pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
+				if !pc.idleArmed {
+					pc.armIdleLocked(d)
+				}
 			}
 		}
 	}
@@ -553,6 +571,59 @@ func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
 	if closeIt {
 		pc.cc.Close()
 	}
+}
+
+// ccStateLocked reports whether a connection of net/http's client is closed (dead) or carries
+// no request (idle). p.mu is held. Not inlined: syncStateAndUnlock's common case is an
+// h1Client's.
+//
+//go:noinline
+func (pc *pconn) ccStateLocked() (dead, idle bool) {
+	return pc.cc.Err() != nil, pc.cc.InFlight() == 0
+}
+
+// growReadyLocked appends pc to p.ready, which is full. p.mu is held. Not inlined: a rare
+// path of syncStateAndUnlock (p.ready keeps its storage).
+//
+//go:noinline
+func (p *pool) growReadyLocked(pc *pconn) { p.ready = append(p.ready, pc) }
+
+// forgetLocked removes a dead connection from the pool. p.mu is held. Not inlined: a rare
+// path of syncStateAndUnlock.
+//
+//go:noinline
+func (pc *pconn) forgetLocked() {
+	p := pc.p
+	for i, x := range p.conns {
+		if x == pc {
+			p.conns = append(p.conns[:i], p.conns[i+1:]...)
+			break
+		}
+	}
+	if pc.inReady {
+		pc.inReady = false
+		if i := slices.Index(p.ready, pc); i >= 0 {
+			p.ready = slices.Delete(p.ready, i, i+1)
+		}
+	}
+	if pc.idle != nil {
+		pc.idle.Stop()
+	}
+	p.forgetIfEmptyLocked()
+}
+
+// armIdleLocked arms the idle timer, which is not armed, for d: the timer is created when the
+// connection first goes idle, and left running while it is used (see pconn.idle). p.mu is
+// held. Not inlined: a rare path of syncStateAndUnlock.
+//
+//go:noinline
+func (pc *pconn) armIdleLocked(d time.Duration) {
+	if pc.idle == nil {
+		pc.idle = time.AfterFunc(d, pc.onIdle)
+	} else {
+		pc.idle.Reset(d)
+	}
+	pc.idleArmed = true
 }
 
 // forgetIfEmptyLocked removes a per-downstream PROXY-protocol pool from its endpoint once it has

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/h1"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
@@ -25,34 +26,12 @@ const originalDstHeader = "X-Envoy-Original-Dst-Host"
 // pick chooses the endpoint for a request or connection.
 func (c *Cluster) pick(ctx context.Context, hdr http.Header, head *MessageHead, lb balance.Context) (*endpoint, error) {
 	if c.kind == discoveryOriginalDst {
-		a, ok := OriginalDst(ctx)
-		if head != nil && head.OriginalDst.IsValid() {
-			a, ok = head.OriginalDst, true
-		}
-		if c.origHeader && (hdr != nil || head != nil) {
-			v := ""
-			if head != nil {
-				v = head.Header.Get(originalDstHeader)
-			} else {
-				v = hdr.Get(originalDstHeader)
-			}
-			if v != "" {
-				if h, err := netip.ParseAddrPort(v); err == nil {
-					a, ok = h, true
-				}
-			}
-		}
-		if !ok || c.closed.Load() {
-			c.st.cxNoneHealthy.Inc()
-			return nil, &Error{Flag: FlagNoHealthyUpstream, Err: errNoOriginalDst}
-		}
-		ep := c.originalDstEndpoint(a)
-		ep.lastUsed.Store(time.Now().UnixNano())
-		return ep, nil
+		return c.pickOriginalDst(ctx, hdr, head)
 	}
-	if err := c.warmed(ctx); err != nil {
-		c.st.cxNoneHealthy.Inc()
-		return nil, &Error{Flag: FlagNoHealthyUpstream, Err: fmt.Errorf("waiting for the first DNS resolution: %w", err)}
+	if c.warm != nil {
+		if err := c.warmed(ctx); err != nil {
+			return nil, c.notWarmed(err)
+		}
 	}
 	hs := c.set.Load()
 	if hs.panic {
@@ -60,12 +39,66 @@ func (c *Cluster) pick(ctx context.Context, hdr http.Header, head *MessageHead, 
 	}
 	i := hs.lb.Pick(lb)
 	if i < 0 {
-		c.st.cxNoneHealthy.Inc()
-		return nil, &Error{Flag: FlagNoHealthyUpstream, Err: errNoHealthy}
+		return nil, c.noHealthy()
 	}
 	return hs.eps[i], nil
 }
 
+// pickOriginalDst is pick for an ORIGINAL_DST cluster: the endpoint of the request's original
+// destination. Not inlined: it keeps pick's common path short (instruction-cache lines per
+// request).
+//
+//go:noinline
+func (c *Cluster) pickOriginalDst(ctx context.Context, hdr http.Header, head *MessageHead) (*endpoint, error) {
+	a, ok := OriginalDst(ctx)
+	if head != nil && head.OriginalDst.IsValid() {
+		a, ok = head.OriginalDst, true
+	}
+	if c.origHeader && (hdr != nil || head != nil) {
+		v := ""
+		if head != nil {
+			v = head.Header.Get(originalDstHeader)
+		} else {
+			v = hdr.Get(originalDstHeader)
+		}
+		if v != "" {
+			if h, err := netip.ParseAddrPort(v); err == nil {
+				a, ok = h, true
+			}
+		}
+	}
+	if !ok || c.closed.Load() {
+		c.st.cxNoneHealthy.Inc()
+		return nil, &Error{Flag: FlagNoHealthyUpstream, Err: errNoOriginalDst}
+	}
+	ep := c.originalDstEndpoint(a)
+	ep.lastUsed.Store(time.Now().UnixNano())
+	return ep, nil
+}
+
+// notWarmed is pick's failure while a DNS cluster waits for its first resolution (UH). Not
+// inlined: a failure path, kept out of the request's common path.
+//
+//go:noinline
+func (c *Cluster) notWarmed(err error) error {
+	c.st.cxNoneHealthy.Inc()
+	return &Error{Flag: FlagNoHealthyUpstream, Err: fmt.Errorf("waiting for the first DNS resolution: %w", err)}
+}
+
+// noHealthy is pick's failure when the balancer finds no host (UH). Not inlined: a failure
+// path, kept out of the request's common path.
+//
+//go:noinline
+func (c *Cluster) noHealthy() error {
+	c.st.cxNoneHealthy.Inc()
+	return &Error{Flag: FlagNoHealthyUpstream, Err: errNoHealthy}
+}
+
+// poolKind returns the kind of pool a request to ep goes to. Not inlined: clusters mostly
+// speak HTTP/1.1 (roundTrip asks only the others), and its copy inlined would lengthen
+// roundTrip's common path.
+//
+//go:noinline
 func (c *Cluster) poolKind(req *http.Request, ep *endpoint) poolKind {
 	switch c.proto {
 	case protoHTTP2:
@@ -108,6 +141,12 @@ type MessageHead struct {
 	OriginalDst netip.AddrPort
 	// Report, when set, receives the upstream host as WithHostReport's does.
 	Report *HostReport
+	// Watcher, when set, is the h1.Watcher the request's context is and offers under
+	// WatcherKey (see WatcherKey), which the HTTP/1.1 pools then watch without looking it up
+	// in the context (a context value lookup per request). It must be the request's context
+	// itself (req.Context()), set again for each attempt whose request has a context of its
+	// own; unset, the pools look it up.
+	Watcher h1.Watcher
 	// WroteHeaders, when set, is called once the request's head is written, as an
 	// httptrace.ClientTrace's WroteHeaders is. The HTTP/1.1 pools call it and do not look up
 	// the request context's ClientTrace (a context value lookup per request); the other
@@ -132,73 +171,180 @@ func (c *Cluster) RoundTripMessage(req *http.Request, head *MessageHead, lb bala
 
 // roundTrip is RoundTrip (head nil: the response in net/http's form) and RoundTripMessage
 // (head set: the response as a Response).
+//
+// Its common path (a message to an HTTP/1.1 pool that exists, on a connection of its own codec)
+// is kept short and its rare parts are functions of their own, not inlined: the code a request
+// runs through, more than its loops, is what it costs in instruction-cache lines.
 func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Context) (*http.Response, *Response, error) {
-	mh := head
-	if mh != nil {
-		mh.Released = false
+	msg := head != nil
+	if msg {
+		head.Released = false
 	}
 	ctx := req.Context()
 	c.st.rqTotal.Inc()
 	if !c.breaker.rq.acquire() {
-		c.st.rqPendingOverflow.Inc()
-		return nil, nil, &Error{Flag: FlagOverflow, Err: errRequestOverflow}
+		return nil, nil, c.requestOverflow()
 	}
-	ep, err := c.pick(ctx, req.Header, head, lb)
-	if err != nil {
-		c.breaker.rq.release()
-		return nil, nil, err
+	var ep *endpoint
+	if c.kind != discoveryOriginalDst && c.warm == nil {
+		// pick's common case, without its call.
+		hs := c.set.Load()
+		if hs.panic {
+			c.st.lbHealthyPanic.Inc()
+		}
+		i := hs.lb.Pick(lb)
+		if i < 0 {
+			return nil, nil, c.unpicked(nil)
+		}
+		ep = hs.eps[i]
+	} else {
+		var err error
+		if ep, err = c.pick(ctx, req.Header, head, lb); err != nil {
+			return nil, nil, c.unpicked(err)
+		}
 	}
-	report := hostReportOf(ctx, head)
+	var report *HostReport
+	if msg && head.Report != nil {
+		report = head.Report
+	} else {
+		report = hostReportOf(ctx)
+	}
 	report.host(ep)
 	ep.active.Add(1)
 	c.st.rqActive.Inc()
-	p := ep.poolFor(c.poolKind(req, ep))
-	if ep.ts.proxyVersion() != 0 {
-		// The PROXY header belongs to the connection: connections are not shared between
-		// downstream connections (Envoy keys such pools by the downstream addresses too).
-		d, _ := downstreamFrom(ctx)
-		p = ep.proxiedPool(c.poolKind(req, ep), d)
+	k := poolH1
+	if c.proto != protoHTTP1 {
+		k = c.poolKind(req, ep)
 	}
-	out := prepare(req, head, p)
-	msg := head != nil
-	if p.kind != poolH1 {
-		head = nil // out carries it
+	p := ep.pools[k].Load()
+	if p == nil || ep.ts.proxyVersion() != 0 {
+		p = ep.requestPool(ctx, k)
+	}
+	out := req
+	if !msg || p.kind != poolH1 {
+		out = prepare(req, head, p)
 	}
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := p.acquire(ctx)
 		if err != nil {
-			c.finish(ep)
-			return nil, nil, c.failure(ctx, ep, err, true)
+			return nil, nil, c.failed(ctx, ep, err, true)
 		}
-		if hc := pc.h1; hc != nil && msg {
-			// The router's hot path: the codec's response head as it is.
-			var resp *Response
-			if resp, err = hc.roundTrip(out, head); err == nil {
-				c.received(ep, report, resp.Status, resp.TLS)
-				resp.Body = hc.x.account(resp.Body, c, ep)
-				// The codec reads the request only while hc.roundTrip runs.
-				mh.Released = out == req
-				return nil, resp, nil
+		hc := pc.h1
+		if hc == nil || !msg {
+			hresp, mresp, err := c.roundTripConn(pc, out, ep, report, msg)
+			if err == nil {
+				return hresp, mresp, nil
 			}
-		} else {
-			var resp *http.Response
-			if resp, err = pc.cc.RoundTrip(out); err == nil {
-				c.received(ep, report, resp.StatusCode, resp.TLS)
-				resp.Body = wrapBody(resp.Body, c, ep)
-				if msg {
-					return nil, FromHTTP(resp), nil
-				}
-				return resp, nil, nil
+			if !retryStale(ctx, out, reused, attempt) {
+				return nil, nil, c.failed(ctx, ep, err, false)
 			}
-		}
-		// A kept-alive connection the server closed while idle fails on first use; retry a
-		// request without a body once on a fresh connection, as net/http's Transport does.
-		if reused && attempt == 0 && ctx.Err() == nil && (out.Body == nil || out.Body == http.NoBody) {
 			continue
 		}
-		c.finish(ep)
-		return nil, nil, c.failure(ctx, ep, err, false)
+		// The router's hot path: the codec's response head as it is. An h1Client belongs to
+		// an HTTP/1.1 pool, whose request is req itself (prepare) with head.
+		resp, err := hc.roundTrip(out, head)
+		if err != nil {
+			if !retryStale(ctx, out, reused, attempt) {
+				return nil, nil, c.failed(ctx, ep, err, false)
+			}
+			continue
+		}
+		// received, without its call.
+		report.peer(resp.TLS)
+		c.st.countStatus(resp.Status)
+		if c.outlier != nil {
+			c.report(ep, resp.Status)
+		}
+		// The body's accounting: wrapBody without an allocation, as the exchange's own
+		// wrapper serves (the connection carries one request at a time, and the router is
+		// done with it once it closed the body). Only a 101 response or an answer to CONNECT
+		// can be a tunnel (h1.Conn, http1's ResponseParser.Body), which gets one of its own:
+		// the others' bodies are not asked for io.ReadWriteCloser, a dynamic type assertion.
+		if x := &hc.x; resp.Status != http.StatusSwitchingProtocols && x.req.Method != http.MethodConnect {
+			x.acct = h1Body{ReadCloser: resp.Body, c: c, ep: ep}
+			resp.Body = &x.acct
+		} else {
+			resp.Body = x.tunnel(resp.Body, c, ep)
+		}
+		// The codec reads the request only while hc.roundTrip runs.
+		head.Released = out == req
+		return nil, resp, nil
 	}
+}
+
+// unpicked is roundTrip's failure to pick an endpoint, pick's err or, when nil, the balancer's
+// (noHealthy): the request's circuit-breaker slot is returned. Not inlined: a failure path,
+// kept out of roundTrip's common path.
+//
+//go:noinline
+func (c *Cluster) unpicked(err error) error {
+	if err == nil {
+		err = c.noHealthy()
+	}
+	c.breaker.rq.release()
+	return err
+}
+
+// failed ends the accounting of a request that failed and classifies its error (failure).
+// Not inlined: a failure path, kept out of roundTrip's common path.
+//
+//go:noinline
+func (c *Cluster) failed(ctx context.Context, ep *endpoint, err error, connecting bool) error {
+	c.finish(ep)
+	return c.failure(ctx, ep, err, connecting)
+}
+
+// retryStale reports whether a failed attempt is retried once on a fresh connection: a
+// kept-alive connection the server closed while idle fails on first use, and a request without
+// a body is retried then, as net/http's Transport does. Not inlined: a failure path.
+//
+//go:noinline
+func retryStale(ctx context.Context, out *http.Request, reused bool, attempt int) bool {
+	return reused && attempt == 0 && ctx.Err() == nil && (out.Body == nil || out.Body == http.NoBody)
+}
+
+// roundTripConn is an attempt of roundTrip on a connection of net/http's client (HTTP/2, ALPN)
+// or, for Cluster.RoundTrip, of the HTTP/1.1 codec in net/http's form. Not inlined: it keeps
+// roundTrip's common path short.
+//
+//go:noinline
+func (c *Cluster) roundTripConn(pc *pconn, out *http.Request, ep *endpoint, report *HostReport, msg bool) (*http.Response, *Response, error) {
+	resp, err := pc.cc.RoundTrip(out)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.received(ep, report, resp.StatusCode, resp.TLS)
+	resp.Body = wrapBody(resp.Body, c, ep)
+	if msg {
+		return nil, FromHTTP(resp), nil
+	}
+	return resp, nil, nil
+}
+
+// requestOverflow is roundTrip's failure when the max_requests circuit breaker is open (UO).
+// Not inlined: a failure path.
+//
+//go:noinline
+func (c *Cluster) requestOverflow() error {
+	c.st.rqPendingOverflow.Inc()
+	return &Error{Flag: FlagOverflow, Err: errRequestOverflow}
+}
+
+// requestPool returns the endpoint's pool of kind k for a request whose context is ctx when
+// its fast path (an existing pool, no PROXY protocol) does not apply: the pool is created on
+// first use, and with the PROXY protocol it is the downstream connection's own. Not inlined: a
+// rare path.
+//
+//go:noinline
+func (ep *endpoint) requestPool(ctx context.Context, k poolKind) *pool {
+	p := ep.poolFor(k)
+	if ep.ts.proxyVersion() != 0 {
+		// The PROXY header belongs to the connection: connections are not shared between
+		// downstream connections (Envoy keys such pools by the downstream addresses too).
+		d, _ := downstreamFrom(ctx)
+		return ep.proxiedPool(k, d)
+	}
+	return p
 }
 
 // received accounts for a response from ep: the host report's peer, status stats, and
@@ -206,7 +352,9 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 func (c *Cluster) received(ep *endpoint, report *HostReport, status int, tls *tls.ConnectionState) {
 	report.peer(tls)
 	c.st.countStatus(status)
-	c.report(ep, status)
+	if c.outlier != nil {
+		c.report(ep, status)
+	}
 }
 
 // failure classifies an error into Envoy's response flags and reports it to outlier detection.
@@ -316,6 +464,10 @@ type rwBody struct {
 	w io.Writer
 }
 
+// wrapBody wraps a response body for the request's accounting (body, rwBody). Not inlined:
+// the HTTP/1.1 pools' responses use their exchange's own wrapper (account) but for tunnels.
+//
+//go:noinline
 func wrapBody(rc io.ReadCloser, c *Cluster, ep *endpoint) io.ReadCloser {
 	b := &body{ReadCloser: rc, c: c, ep: ep}
 	if w, ok := rc.(io.ReadWriteCloser); ok {

@@ -24,6 +24,9 @@ type clusterStats struct {
 	cxActive, rqActive, rqPendingActive, membershipHealthy, membershipTotal, odActive *stats.Gauge
 	cbCxOpen, cbPendingOpen, cbRqOpen, cbRetryOpen                                    *stats.Gauge
 	cbRemainingCx, cbRemainingPending, cbRemainingRq, cbRemainingRetries              *stats.Gauge
+	// rqClass holds rq2xx to rq5xx by status class (code/100), nil for the others: countStatus
+	// indexes it rather than switching between four inlined increments.
+	rqClass [6]*stats.Counter
 }
 
 func newClusterStats(s *stats.Store, name string) *clusterStats {
@@ -37,7 +40,7 @@ func newClusterStats(s *stats.Store, name string) *clusterStats {
 	g := func(stat string) *stats.Gauge {
 		return s.Gauge("cluster."+name+"."+stat, "envoy_cluster_"+promName(stat), tag)
 	}
-	return &clusterStats{
+	st := &clusterStats{
 		cxTotal:              c("upstream_cx_total"),
 		cxConnectFail:        c("upstream_cx_connect_fail"),
 		cxConnectTimeout:     c("upstream_cx_connect_timeout"),
@@ -98,20 +101,18 @@ func newClusterStats(s *stats.Store, name string) *clusterStats {
 		cbRemainingRq:        g("circuit_breakers.default.remaining_rq"),
 		cbRemainingRetries:   g("circuit_breakers.default.remaining_retries"),
 	}
+	st.rqClass = [6]*stats.Counter{2: st.rq2xx, 3: st.rq3xx, 4: st.rq4xx, 5: st.rq5xx}
+	return st
 }
 
 func promName(stat string) string { return strings.ReplaceAll(stat, ".", "_") }
 
-// countStatus increments the response-class counter for code.
+// countStatus increments the response-class counter for code (2xx to 5xx; others count in
+// none).
 func (s *clusterStats) countStatus(code int) {
-	switch code / 100 {
-	case 2:
-		s.rq2xx.Inc()
-	case 3:
-		s.rq3xx.Inc()
-	case 4:
-		s.rq4xx.Inc()
-	case 5:
-		s.rq5xx.Inc()
+	if k := uint(code) / 100; k < uint(len(s.rqClass)) {
+		if ctr := s.rqClass[k]; ctr != nil {
+			ctr.Inc()
+		}
 	}
 }
