@@ -388,7 +388,9 @@ func (h *Handler) forward(s *Stream) {
 	if toMessage {
 		// The cluster reads the request's head from the stream: no header map or URL, and no
 		// context values for the original destination and the host report.
-		s.head = upstream.MessageHead{Header: &s.req.Header, Path: s.path, OriginalDst: origDst, Report: report}
+		// Report is always the Stream's: a head without one has the cluster look a report up
+		// in the request's context on every request.
+		s.head = upstream.MessageHead{Header: &s.req.Header, Path: s.path, OriginalDst: origDst, Report: &s.hostReport}
 		s.headSet = true
 		out = s.outboundRequest()
 	} else {
@@ -580,6 +582,12 @@ func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, r
 	var resp *upstream.Response
 	var err error
 	if mu, ok := up.(messageUpstream); ok && s.headSet {
+		// The attempt's reqCancel is the h1.Watcher the HTTP/1.1 pools watch (its Value
+		// offers it under upstream.WatcherKey): given in the head, they need no context lookup.
+		s.head.Watcher = nil
+		if w, ok := actx.(*reqCancel); ok && req.Context() == actx {
+			s.head.Watcher = w
+		}
 		resp, err = mu.RoundTripMessage(req, &s.head, lb)
 		s.outFree = err == nil && req == s.outReq && s.head.Released
 	} else {
