@@ -90,8 +90,10 @@ type clientConn struct {
 	// deadline is set while the connection may have a deadline (a context's, or the past one
 	// a cancellation sets): exchanges without one then clear it, and the others skip that.
 	deadline bool
-	rbuf     [bufSize]byte
-	wbuf     [bufSize]byte
+	// fields notes the fields of the last response head (fieldClose...).
+	fields uint8
+	rbuf   [bufSize]byte
+	wbuf   [bufSize]byte
 }
 
 func (p *Pool) get() *clientConn {
@@ -365,15 +367,11 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	switch {
 	case w != nil:
 		if !w.Watch(cc, gen) {
-			// Canceled already: nothing is sent.
-			if err := ctx.Err(); err != nil {
-				return false, err
-			}
-			return false, context.Canceled
+			return false, canceled(ctx) // nothing is sent
 		}
 		cc.watcher = w
 	case ctx.Done() != nil:
-		cc.stop = context.AfterFunc(ctx, func() { cc.Abort(gen) })
+		cc.watchContext(ctx, gen)
 	}
 	var werr error
 	if cc.duplex && hasBody(req) && req.ContentLength != 0 && !inMemory(req) {
@@ -390,78 +388,162 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 		cc.stopWatch()
 		return false, werr
 	}
-	connect := req.Method == "CONNECT"
-	head := req.Method == "HEAD"
-	for {
-		cc.rp.Reset()
-		started, err := cc.rd.readResponseHead(&cc.rp)
-		gotBytes = gotBytes || started
-		if err != nil {
-			cc.stopWatch()
-			if e, ok := asError(err); ok {
-				return true, &ResponseError{Err: e}
-			}
-			// A cancellation interrupts the write as well as the read: the exchange's error
-			// is then the context's, not the interrupted write's i/o timeout.
-			if ctx.Err() != nil {
-				return gotBytes, ctx.Err()
-			}
-			if werr != nil {
-				return gotBytes, werr
-			}
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
+	head, connect := req.Method == "HEAD", req.Method == "CONNECT"
+	cc.rp.Reset()
+	started, err := cc.rd.readResponseHead(&cc.rp)
+	if err != nil {
+		return cc.headFailed(ctx, started, err, werr)
+	}
+	if s := cc.rp.Status(); s < 200 && s != 101 {
+		if gotBytes, err := cc.skipInterim(ctx, werr, head, connect); err != nil {
 			return gotBytes, err
-		}
-		if s := cc.rp.Status(); s >= 200 || s == 101 {
-			break
-		}
-		// An interim response (100 Continue, 103 Early Hints): the final one follows.
-		if _, _, _, err := cc.rp.Body(head, connect); err != nil {
-			cc.stopWatch()
-			return true, &ResponseError{Err: err.(*http1.Error)}
 		}
 	}
 	framing, length, tunnel, err := cc.rp.Body(head, connect)
 	if err != nil {
-		cc.stopWatch()
-		return true, &ResponseError{Err: err.(*http1.Error)}
+		return true, cc.framingFailed(err)
 	}
 	resp.Status = cc.rp.Status()
 	resp.Proto = httpmsg.HTTP11
-	if cc.rp.Minor() == 0 {
-		resp.Proto = httpmsg.HTTP10
-	}
 	cc.reuse = werr == nil && framing != http1.FramingUntilClose && !tunnel
-	keepAlive := false // an HTTP/1.0 connection is kept only with Connection: keep-alive
+	cc.fields = 0
 	for i, n := 0, cc.rp.NumFields(); i < n; i++ {
 		name, value := cc.rp.Field(i)
-		if httpmsg.EqualFold(name, "connection") {
-			if httpmsg.HasToken(value, "close") {
-				cc.reuse = false
-			}
-			keepAlive = keepAlive || httpmsg.HasToken(value, "keep-alive")
+		switch len(name) {
+		case len("connection"), len("transfer-encoding"), len("trailer"):
+			cc.noteField(name, value)
 		}
 		resp.Header.AddValid(name, value) // the parser checked name and value
 	}
-	if resp.Proto == httpmsg.HTTP10 && !keepAlive {
+	if cc.fields&fieldClose != 0 {
 		cc.reuse = false
+	}
+	if cc.rp.Minor() == 0 {
+		// An HTTP/1.0 connection is kept only with Connection: keep-alive.
+		resp.Proto = httpmsg.HTTP10
+		if cc.fields&fieldKeepAlive == 0 {
+			cc.reuse = false
+		}
 	}
 	resp.ContentLength = length
 	if framing == http1.FramingNone {
 		resp.ContentLength = 0
 	}
 	cc.tunnel = tunnel
-	switch {
-	case tunnel:
+	if tunnel {
 		cc.reuse = false
 		resp.Body = (*tunnelBody)(cc)
-	default:
-		cc.body.reset(framing, length, &resp.Trailer)
-		resp.Body = (*respBody)(cc)
+		return true, nil
 	}
+	cc.body.reset(framing, length, &resp.Trailer)
+	resp.Body = (*respBody)(cc)
 	return true, nil
+}
+
+// Fields of a response head the client notes (clientConn.fields).
+const (
+	fieldClose            uint8 = 1 << iota // Connection: close
+	fieldKeepAlive                          // Connection: keep-alive
+	fieldTransferEncoding                   // a Transfer-Encoding field
+	fieldTrailer                            // a Trailer field
+)
+
+// noteField notes a response field whose name has the length of one the client looks at
+// (Connection, Transfer-Encoding, Trailer). Out of roundTrip's loop over the fields: most
+// fields have other lengths.
+//
+//go:noinline
+func (cc *clientConn) noteField(name, value []byte) {
+	switch {
+	case httpmsg.EqualFold(name, "connection"):
+		if httpmsg.HasToken(value, "close") {
+			cc.fields |= fieldClose
+		}
+		if httpmsg.HasToken(value, "keep-alive") {
+			cc.fields |= fieldKeepAlive
+		}
+	case httpmsg.EqualFold(name, "transfer-encoding"):
+		cc.fields |= fieldTransferEncoding
+	case httpmsg.EqualFold(name, "trailer"):
+		cc.fields |= fieldTrailer
+	}
+}
+
+// ResponseFields reports whether the head of the last response the connection read (by
+// RoundTrip, until the next one starts) had a Transfer-Encoding field and a Trailer field,
+// which the codec noted while it copied the fields, so that a caller need not look them up.
+func (c *Conn) ResponseFields() (transferEncoding, trailer bool) {
+	f := c.cc.fields
+	return f&fieldTransferEncoding != 0, f&fieldTrailer != 0
+}
+
+// canceled is the error of an exchange whose watch was canceled before it started.
+//
+//go:noinline
+func canceled(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return context.Canceled
+}
+
+// watchContext makes ctx's cancellation abort exchange gen (a watch that allocates).
+//
+//go:noinline
+func (cc *clientConn) watchContext(ctx context.Context, gen uint64) {
+	cc.stop = context.AfterFunc(ctx, func() { cc.Abort(gen) })
+}
+
+// headFailed ends an exchange whose response head could not be read (err): a malformed head
+// is a ResponseError; a cancellation's error is the context's; a failed write's error is
+// that write's (werr). started: some of the head arrived. Out of roundTrip: rare.
+//
+//go:noinline
+func (cc *clientConn) headFailed(ctx context.Context, started bool, err, werr error) (gotBytes bool, _ error) {
+	cc.stopWatch()
+	if e, ok := asError(err); ok {
+		return true, &ResponseError{Err: e}
+	}
+	// A cancellation interrupts the write as well as the read: the exchange's error
+	// is then the context's, not the interrupted write's i/o timeout.
+	if ctx.Err() != nil {
+		return started, ctx.Err()
+	}
+	if werr != nil {
+		return started, werr
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return started, err
+}
+
+// framingFailed ends an exchange whose response head has an invalid framing (err, an
+// *http1.Error). Out of roundTrip: rare.
+//
+//go:noinline
+func (cc *clientConn) framingFailed(err error) error {
+	cc.stopWatch()
+	return &ResponseError{Err: err.(*http1.Error)}
+}
+
+// skipInterim reads past interim responses (100 Continue, 103 Early Hints: the head in cc.rp
+// is one) to the final response's head. Out of roundTrip: rare.
+//
+//go:noinline
+func (cc *clientConn) skipInterim(ctx context.Context, werr error, head, connect bool) (gotBytes bool, err error) {
+	for {
+		if _, _, _, err := cc.rp.Body(head, connect); err != nil {
+			return true, cc.framingFailed(err)
+		}
+		cc.rp.Reset()
+		if _, err := cc.rd.readResponseHead(&cc.rp); err != nil {
+			return cc.headFailed(ctx, true, err, werr)
+		}
+		if s := cc.rp.Status(); s >= 200 || s == 101 {
+			return true, nil
+		}
+	}
 }
 
 // writeRequest writes the request head and body and flushes.
@@ -503,12 +585,7 @@ func (cc *clientConn) writeHead(req *httpmsg.Request) (chunked bool, err error) 
 		wr.buf = append(wr.buf, auth...)
 		wr.buf = append(wr.buf, '\r', '\n')
 	} else {
-		wr.writeString(req.Method)
-		wr.writeString(" ")
-		wr.write(path)
-		wr.writeString(" HTTP/1.1\r\nhost: ")
-		wr.write(auth)
-		wr.writeString("\r\n")
+		wr.writeLongLine(req.Method, path, auth)
 	}
 	if err := wr.writeFields(&req.Header, skipFraming|skipHost); err != nil {
 		return false, err
@@ -528,6 +605,19 @@ func (cc *clientConn) writeHead(req *httpmsg.Request) (chunked bool, err error) 
 	}
 	wr.buf = append(wr.buf, '\r', '\n')
 	return chunked, nil
+}
+
+// writeLongLine writes a request line and Host field that may not fit the buffer's room.
+// Out of writeHead: rare.
+//
+//go:noinline
+func (w *writer) writeLongLine(method string, path, auth []byte) {
+	w.writeString(method)
+	w.writeString(" ")
+	w.write(path)
+	w.writeString(" HTTP/1.1\r\nhost: ")
+	w.write(auth)
+	w.writeString("\r\n")
 }
 
 // writeDuplex writes and flushes the request head, then starts the body's writer.
