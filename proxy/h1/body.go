@@ -107,45 +107,60 @@ func (b *body) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	case http1.FramingChunked:
-		for {
-			if rd.r == rd.w {
-				if err := rd.fill(); err != nil {
-					return 0, b.end(unexpected(err))
-				}
-			}
-			in := rd.buffered()
-			if len(in) > len(p) {
-				in = in[:len(p)]
-			}
-			k, data, err := b.ch.Next(in)
-			rd.r += k
-			if err != nil {
-				return 0, b.end(err)
-			}
-			if b.ch.Done() {
-				b.copyTrailers()
-				return copy(p, data), b.endEOF()
-			}
-			if len(data) > 0 {
-				return copy(p, data), nil
-			}
-		}
+		return b.readChunked(p)
 	case http1.FramingUntilClose:
-		if rd.r < rd.w {
-			n := copy(p, rd.buffered())
-			rd.r += n
-			return n, nil
-		}
-		n, err := rd.src.Read(p)
-		if n == 0 && err != nil {
-			if err == io.EOF {
-				return 0, b.endEOF()
-			}
-			return 0, b.end(err)
-		}
-		return n, nil
+		return b.readUntilClose(p)
 	}
 	return 0, b.endEOF()
+}
+
+// readChunked is Read for a chunked body.
+func (b *body) readChunked(p []byte) (int, error) {
+	rd := b.rd
+	for {
+		if rd.r == rd.w {
+			if err := rd.fill(); err != nil {
+				return 0, b.end(unexpected(err))
+			}
+		}
+		in := rd.buffered()
+		if len(in) > len(p) {
+			in = in[:len(p)]
+		}
+		k, data, err := b.ch.Next(in)
+		rd.r += k
+		if err != nil {
+			return 0, b.end(err)
+		}
+		if b.ch.Done() {
+			b.copyTrailers()
+			return copy(p, data), b.endEOF()
+		}
+		if len(data) > 0 {
+			return copy(p, data), nil
+		}
+	}
+}
+
+// readUntilClose is Read for a body delimited by the end of the connection. Out of Read:
+// rare.
+//
+//go:noinline
+func (b *body) readUntilClose(p []byte) (int, error) {
+	rd := b.rd
+	if rd.r < rd.w {
+		n := copy(p, rd.buffered())
+		rd.r += n
+		return n, nil
+	}
+	n, err := rd.src.Read(p)
+	if n == 0 && err != nil {
+		if err == io.EOF {
+			return 0, b.endEOF()
+		}
+		return 0, b.end(err)
+	}
+	return n, nil
 }
 
 func (b *body) copyTrailers() {

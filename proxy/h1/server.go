@@ -244,19 +244,8 @@ func (c *conn) buildRequest() *http1.Error {
 				host, hasHost = value, true
 				continue
 			}
-		case len("connection"):
-			if !httpmsg.EqualFold(name, "connection") {
-				break
-			}
-			if httpmsg.HasToken(value, "close") {
-				c.closeConn = true
-			} else if p.Minor() == 0 && httpmsg.HasToken(value, "keep-alive") {
-				c.closeConn = false
-			}
-		case len("expect"):
-			if httpmsg.EqualFold(name, "expect") {
-				c.expect100 = p.Minor() == 1 && httpmsg.EqualFold(value, "100-continue")
-			}
+		case len("connection"), len("expect"):
+			c.noteField(name, value)
 		}
 		r.Header.AddValid(name, value) // the parser checked name and value
 	}
@@ -274,6 +263,23 @@ func (c *conn) buildRequest() *http1.Error {
 	}
 	c.body.reset(p.Framing(), p.ContentLength(), &r.Trailer)
 	return nil
+}
+
+// noteField notes a request field whose name has the length of Connection or Expect. Out of
+// buildRequest's loop over the fields: most fields have other lengths.
+//
+//go:noinline
+func (c *conn) noteField(name, value []byte) {
+	switch {
+	case httpmsg.EqualFold(name, "connection"):
+		if httpmsg.HasToken(value, "close") {
+			c.closeConn = true
+		} else if c.p.Minor() == 0 && httpmsg.HasToken(value, "keep-alive") {
+			c.closeConn = false
+		}
+	case httpmsg.EqualFold(name, "expect"):
+		c.expect100 = c.p.Minor() == 1 && httpmsg.EqualFold(value, "100-continue")
+	}
 }
 
 // checkBuffered validates the buffered bytes of a chunked request body (a dry run: the body
@@ -300,14 +306,7 @@ func (c *conn) setTarget(t, host []byte, hasHost bool) *http1.Error {
 	if hasHost && !validAuthority(host) {
 		return ErrInvalidAuthority
 	}
-	switch {
-	case c.p.Connect():
-		if !validAuthority(t) {
-			return ErrInvalidAuthority
-		}
-		r.SetAuthority(t)
-		return nil
-	case len(t) > 0 && (t[0] == '/' || t[0] == '*'):
+	if len(t) > 0 && (t[0] == '/' || t[0] == '*') && !c.p.Connect() {
 		if !hasHost && r.Proto == httpmsg.HTTP11 {
 			return ErrMissingHost
 		}
@@ -316,6 +315,22 @@ func (c *conn) setTarget(t, host []byte, hasHost bool) *http1.Error {
 		}
 		r.SetAuthority(host)
 		r.SetPath(t)
+		return nil
+	}
+	return c.setOtherTarget(t)
+}
+
+// setOtherTarget is setTarget for a CONNECT request's authority-form target, or an
+// absolute-form target. Out of setTarget: rare (an origin-form target is most requests').
+//
+//go:noinline
+func (c *conn) setOtherTarget(t []byte) *http1.Error {
+	r := &c.req
+	if c.p.Connect() {
+		if !validAuthority(t) {
+			return ErrInvalidAuthority
+		}
+		r.SetAuthority(t)
 		return nil
 	}
 	// Absolute form: scheme "://" authority [ path-abempty ] [ "?" query ].
