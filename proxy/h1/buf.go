@@ -166,6 +166,26 @@ func (w *writer) writeInt(n int64) {
 	w.buf = strconv.AppendInt(w.buf, n, 10)
 }
 
+// endHead writes the fields the codec writes itself and ends a head: Content-Length when
+// length >= 0, Transfer-Encoding: chunked when chunked, and conn (a whole field line, or "").
+// One copy for the request and response heads.
+//
+//go:noinline
+func (w *writer) endHead(length int64, chunked bool, conn string) {
+	w.room(96) // at most 90 bytes
+	b := w.buf
+	if length >= 0 {
+		b = append(b, "content-length: "...)
+		b = strconv.AppendInt(b, length, 10)
+		b = append(b, '\r', '\n')
+	}
+	if chunked {
+		b = append(b, "transfer-encoding: chunked\r\n"...)
+	}
+	b = append(b, conn...)
+	w.buf = append(b, '\r', '\n')
+}
+
 // writeChunk writes p as one chunk of a chunked body.
 func (w *writer) writeChunk(p []byte) {
 	if len(p) == 0 {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +64,6 @@ type clientConn struct {
 	wr     writer
 	rp     http1.ResponseParser
 	body   body
-	resp   *httpmsg.Response
 	idleAt time.Time
 	stop   func() bool // stops the context watch, nil if none
 	// watcher is the exchange's Watcher (RoundTripWatch), nil if none. xstate is the
@@ -353,9 +351,10 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	if cc.watcher != nil || cc.stop != nil || st&3 != xRunning {
 		st = (st>>2+1)<<2 | xRunning
 		cc.xstate.Store(st)
+		cc.stop, cc.watcher = nil, nil
 	}
 	gen := st >> 2
-	cc.resp, cc.reuse, cc.broken, cc.tunnel, cc.stop, cc.watcher = resp, false, false, false, nil, nil
+	cc.reuse, cc.broken, cc.tunnel = false, false, false
 	resp.Reset()
 	if d, ok := ctx.Deadline(); ok {
 		cc.nc.SetDeadline(d)
@@ -577,33 +576,33 @@ func (cc *clientConn) startRequest(req *httpmsg.Request) (chunked bool, err erro
 func (cc *clientConn) writeHead(req *httpmsg.Request) (chunked bool, err error) {
 	wr := &cc.wr
 	path, auth := req.Path(), req.Authority()
-	if len(wr.buf)+len(req.Method)+len(path)+len(auth)+len(" HTTP/1.1\r\nhost: \r\n")+1 <= cap(wr.buf) {
-		wr.buf = append(wr.buf, req.Method...)
-		wr.buf = append(wr.buf, ' ')
-		wr.buf = append(wr.buf, path...)
-		wr.buf = append(wr.buf, " HTTP/1.1\r\nhost: "...)
-		wr.buf = append(wr.buf, auth...)
-		wr.buf = append(wr.buf, '\r', '\n')
+	if n := len(wr.buf); n+len(req.Method)+len(path)+len(auth)+len(" HTTP/1.1\r\nhost: \r\n")+1 <= cap(wr.buf) {
+		// Copies into the room checked for: no append's growth path, inlined six times.
+		b := wr.buf[n:cap(wr.buf)]
+		i := copy(b, req.Method)
+		b[i] = ' '
+		i++
+		i += copy(b[i:], path)
+		i += copy(b[i:], " HTTP/1.1\r\nhost: ")
+		i += copy(b[i:], auth)
+		i += copy(b[i:], "\r\n")
+		wr.buf = wr.buf[:n+i]
 	} else {
 		wr.writeLongLine(req.Method, path, auth)
 	}
 	if err := wr.writeFields(&req.Header, skipFraming|skipHost); err != nil {
 		return false, err
 	}
-	// The framing field and the end of the head: at most 50 bytes.
-	wr.room(64)
+	length := int64(-1)
 	switch {
 	case req.ContentLength > 0:
-		wr.buf = append(wr.buf, "content-length: "...)
-		wr.buf = strconv.AppendInt(wr.buf, req.ContentLength, 10)
-		wr.buf = append(wr.buf, '\r', '\n')
+		length = req.ContentLength
 	case hasBody(req) && req.ContentLength < 0:
 		chunked = true
-		wr.buf = append(wr.buf, "transfer-encoding: chunked\r\n"...)
 	case req.Method == "POST" || req.Method == "PUT" || req.Method == "PATCH":
-		wr.buf = append(wr.buf, "content-length: 0\r\n"...)
+		length = 0
 	}
-	wr.buf = append(wr.buf, '\r', '\n')
+	wr.endHead(length, chunked, "")
 	return chunked, nil
 }
 
@@ -757,7 +756,6 @@ func (cc *clientConn) bodyEnd(err error) {
 // release ends the exchange: the connection goes back to the pool or is closed.
 func (cc *clientConn) release() {
 	cc.stopWatch()
-	cc.resp = nil
 	if cc.bodyDone != nil {
 		// The request body's writer must have finished, and sent it all, for the connection
 		// to carry another request; a writer still at work ends when the connection closes.

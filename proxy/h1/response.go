@@ -2,7 +2,6 @@ package h1
 
 import (
 	"net"
-	"strconv"
 
 	"github.com/strait-mesh/strait/proxy/http1"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
@@ -210,23 +209,17 @@ func (w *ResponseWriter) sendHead(final bool) error {
 		w.writeError = err
 		return err
 	}
-	// The fields the codec writes itself, and the end of the head: at most 90 bytes.
-	wr.room(96)
-	if length >= 0 && w.status != 204 && w.status/100 != 1 {
-		wr.buf = append(wr.buf, "content-length: "...)
-		wr.buf = strconv.AppendInt(wr.buf, length, 10)
-		wr.buf = append(wr.buf, '\r', '\n')
+	if w.status == 204 || w.status/100 == 1 {
+		length = -1
 	}
-	if w.chunked {
-		wr.buf = append(wr.buf, "transfer-encoding: chunked\r\n"...)
-	}
+	conn := ""
 	switch {
 	case c.closeConn && !hasConn:
-		wr.buf = append(wr.buf, "connection: close\r\n"...)
+		conn = "connection: close\r\n"
 	case !c.closeConn && c.req.Proto == httpmsg.HTTP10 && !hasConn:
-		wr.buf = append(wr.buf, "connection: keep-alive\r\n"...)
+		conn = "connection: keep-alive\r\n"
 	}
-	wr.buf = append(wr.buf, '\r', '\n')
+	wr.endHead(length, w.chunked, conn)
 	if len(c.pend) > 0 && !w.noBody {
 		w.writeBody(c.pend)
 	}
