@@ -21,8 +21,8 @@ type body struct {
 	framing http1.Framing
 	remain  int64 // FramingLength: bytes left
 	ch      http1.Chunked
-	trail   http1.Parser // the trailer section of a chunked body
-	trailer *httpmsg.Header
+	trail   http1.Parser    // the trailer section of a chunked body
+	trailer *httpmsg.Header // set for a chunked body
 	started bool
 	eof     bool  // err is io.EOF: done's answer, without an interface comparison
 	err     error // sticky: io.EOF at the end, or the error that ended the body
@@ -30,25 +30,33 @@ type body struct {
 
 // reset prepares b for a message body with framing f (and Content-Length n).
 func (b *body) reset(f http1.Framing, n int64, trailer *httpmsg.Header) {
-	b.framing, b.remain, b.trailer, b.started, b.err, b.eof = f, n, trailer, false, nil, false
+	b.framing, b.remain, b.started, b.eof, b.err = f, n, false, false, nil
+	if f != http1.FramingLength {
+		b.resetOther(f, trailer)
+	}
+}
+
+// resetOther is reset's part for a body without a Content-Length (none, chunked: only a
+// chunked body has trailers). Out of reset, so that reset inlines where a head ends.
+//
+//go:noinline
+func (b *body) resetOther(f http1.Framing, trailer *httpmsg.Header) {
+	b.trailer = trailer
 	switch f {
 	case http1.FramingChunked:
-		b.resetChunked()
+		b.ch.Reset(&b.trail)
 	case http1.FramingNone:
 		b.err, b.eof = io.EOF, true
 	}
 }
 
-// resetChunked prepares the chunked body's decoder. Out of reset, which is inlined where a
-// head ends (a large struct's reset, for chunked bodies only).
-//
-//go:noinline
-func (b *body) resetChunked() { b.ch.Reset(&b.trail) }
-
 // done reports whether the body was read to its end.
 func (b *body) done() bool { return b.eof }
 
-// end ends the body with err, an error other than io.EOF (endEOF ends it at its end).
+// end ends the body with err, an error other than io.EOF (endEOF ends it at its end). Not
+// inlined: the error paths of the reads, out of their common path.
+//
+//go:noinline
 func (b *body) end(err error) error {
 	if b.err == nil {
 		b.err = err
@@ -98,11 +106,11 @@ func (b *body) Read(p []byte) (int, error) {
 			var err error
 			n, err = rd.src.Read(p)
 			if n == 0 {
-				return 0, b.end(unexpected(err))
+				return 0, b.fail(err)
 			}
 		} else {
 			if err := rd.fill(); err != nil {
-				return 0, b.end(unexpected(err))
+				return 0, b.fail(err)
 			}
 			n = copy(p, rd.buffered())
 			rd.r += n
@@ -126,7 +134,7 @@ func (b *body) readChunked(p []byte) (int, error) {
 	for {
 		if rd.r == rd.w {
 			if err := rd.fill(); err != nil {
-				return 0, b.end(unexpected(err))
+				return 0, b.fail(err)
 			}
 		}
 		in := rd.buffered()
@@ -218,6 +226,11 @@ func (b *body) discard(limit int64) bool {
 	}
 	return b.eof
 }
+
+// fail ends the body with a read error of the connection (io.EOF: io.ErrUnexpectedEOF).
+//
+//go:noinline
+func (b *body) fail(err error) error { return b.end(unexpected(err)) }
 
 func unexpected(err error) error {
 	if err == io.EOF {

@@ -245,7 +245,9 @@ func (c *conn) buildRequest() *http1.Error {
 				continue
 			}
 		case len("connection"), len("expect"):
-			c.noteField(name, value)
+			if name[0]|0x20 == 'c' || name[0]|0x20 == 'e' { // not User-Agent's
+				c.noteField(name, value)
+			}
 		}
 		r.Header.AddValid(name, value) // the parser checked name and value
 	}
