@@ -553,7 +553,7 @@ func (cc *clientConn) skipInterim(ctx context.Context, werr error, head, connect
 // writeRequest writes the request head and body and flushes.
 func (cc *clientConn) writeRequest(req *httpmsg.Request) error {
 	wr := &cc.wr
-	chunked, err := cc.startRequest(req)
+	chunked, err := cc.writeHead(req)
 	if err != nil {
 		return err
 	}
@@ -565,21 +565,12 @@ func (cc *clientConn) writeRequest(req *httpmsg.Request) error {
 	return wr.flush()
 }
 
-// startRequest empties the write buffer, writes the request head into it and runs the
+// writeHead empties the write buffer, writes the request head into it and runs the
 // exchange's wroteHead hook; it reports whether the body is chunked.
-func (cc *clientConn) startRequest(req *httpmsg.Request) (chunked bool, err error) {
-	cc.wr.err = nil
-	cc.wr.buf = cc.wr.buf[:0]
-	if chunked, err = cc.writeHead(req); err == nil && cc.wroteHead != nil {
-		cc.wroteHead()
-	}
-	return chunked, err
-}
-
-// writeHead writes the request head into the write buffer and reports whether the body is
-// chunked.
 func (cc *clientConn) writeHead(req *httpmsg.Request) (chunked bool, err error) {
 	wr := &cc.wr
+	wr.err = nil
+	wr.buf = wr.buf[:0]
 	path, auth := req.Path(), req.Authority()
 	if n := len(wr.buf); n+len(req.Method)+len(path)+len(auth)+len(" HTTP/1.1\r\nhost: \r\n")+1 <= cap(wr.buf) {
 		// Copies into the room checked for: no append's growth path, inlined six times.
@@ -608,6 +599,9 @@ func (cc *clientConn) writeHead(req *httpmsg.Request) (chunked bool, err error) 
 		length = 0
 	}
 	wr.endHead(length, chunked, "")
+	if cc.wroteHead != nil {
+		cc.wroteHead()
+	}
 	return chunked, nil
 }
 
@@ -627,7 +621,7 @@ func (w *writer) writeLongLine(method string, path, auth []byte) {
 // writeDuplex writes and flushes the request head, then starts the body's writer.
 func (cc *clientConn) writeDuplex(req *httpmsg.Request) error {
 	wr := &cc.wr
-	chunked, err := cc.startRequest(req)
+	chunked, err := cc.writeHead(req)
 	if err != nil {
 		return err
 	}

@@ -204,7 +204,11 @@ func (w *ResponseWriter) sendHead(final bool) error {
 	default:
 		c.closeConn = true // an HTTP/1.0 client: the body ends when the connection does
 	}
-	w.writeStatusLine(w.status)
+	if w.status == 200 {
+		wr.writeString("HTTP/1.1 200 OK\r\n") // most responses: one copy, no call
+	} else {
+		w.writeStatusLine(w.status)
+	}
 	if err := wr.writeFields(&w.header, skipFraming); err != nil {
 		w.writeError = err
 		return err

@@ -192,7 +192,7 @@ func (c *conn) serve() error {
 		if e := c.buildRequest(); e != nil {
 			return c.reject(e)
 		}
-		if s.CheckBufferedBody {
+		if s.CheckBufferedBody && c.p.Framing() == http1.FramingChunked {
 			if e := c.checkBuffered(); e != nil {
 				return c.reject(e)
 			}
