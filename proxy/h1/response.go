@@ -63,24 +63,8 @@ func (w *ResponseWriter) WriteHeader(status int) {
 	if w.status != 0 || w.hijacked || status < 100 || status > 999 {
 		return
 	}
-	c := w.c
-	switch {
-	case status == 101:
-		w.status, w.noBody = status, true
-		w.writeStatusLine(status)
-		w.writeError = c.wr.writeFields(&w.header, skipFraming)
-		c.wr.writeString("\r\n")
-		w.headSent = true
-		c.wr.flush()
-		return
-	case status < 200:
-		if status == 100 {
-			c.expect100 = false
-		}
-		w.writeStatusLine(status)
-		c.wr.writeFields(&w.header, skipFraming)
-		c.wr.writeString("\r\n")
-		c.wr.flush()
+	if status < 200 {
+		w.writeInformational(status)
 		return
 	}
 	w.status = status
@@ -93,6 +77,30 @@ func (w *ResponseWriter) WriteHeader(status int) {
 			w.declared = n
 		}
 	}
+}
+
+// writeInformational writes a 1xx status's head at once (see WriteHeader). Out of
+// WriteHeader: rare.
+//
+//go:noinline
+func (w *ResponseWriter) writeInformational(status int) {
+	c := w.c
+	if status == 101 {
+		w.status, w.noBody = status, true
+		w.writeStatusLine(status)
+		w.writeError = c.wr.writeFields(&w.header, skipFraming)
+		c.wr.writeString("\r\n")
+		w.headSent = true
+		c.wr.flush()
+		return
+	}
+	if status == 100 {
+		c.expect100 = false
+	}
+	w.writeStatusLine(status)
+	c.wr.writeFields(&w.header, skipFraming)
+	c.wr.writeString("\r\n")
+	c.wr.flush()
 }
 
 func (w *ResponseWriter) writeStatusLine(status int) {

@@ -178,16 +178,7 @@ func (c *conn) serve() error {
 			c.c.SetReadDeadline(time.Time{})
 		}
 		if err != nil {
-			if e, ok := asError(err); ok {
-				return c.reject(e)
-			}
-			if s.OnTimeout != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-				s.OnTimeout(started)
-			}
-			if !started && (err == io.EOF || errors.Is(err, os.ErrDeadlineExceeded)) {
-				return nil
-			}
-			return err
+			return c.headFailed(started, err)
 		}
 		if e := c.buildRequest(); e != nil {
 			return c.reject(e)
@@ -210,6 +201,25 @@ func (c *conn) serve() error {
 			return err
 		}
 	}
+}
+
+// headFailed ends the connection when a request head could not be read (err; started: some
+// of it arrived): a rejected head is answered, the end of the connection or the idle timeout
+// between requests is a clean end (nil). Out of serve: once a connection.
+//
+//go:noinline
+func (c *conn) headFailed(started bool, err error) error {
+	if e, ok := asError(err); ok {
+		return c.reject(e)
+	}
+	s := c.srv
+	if s.OnTimeout != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		s.OnTimeout(started)
+	}
+	if !started && (err == io.EOF || errors.Is(err, os.ErrDeadlineExceeded)) {
+		return nil
+	}
+	return err
 }
 
 // headWaits runs when a head that has begun needs another read: the reads from then on are
