@@ -101,6 +101,11 @@ type conn struct {
 	pendBuf [bufSize]byte
 	scratch []byte
 	watch   watch
+	// validHost is the last Host value found valid (setTarget), method the last request's
+	// method (interned): most requests on a connection repeat them. Kept across connections:
+	// they are only compared with.
+	validHost []byte
+	method    string
 
 	expect100 bool // the request expects 100-continue and none was sent yet
 	closeConn bool // the connection closes after the current response
@@ -235,7 +240,12 @@ func (c *conn) headWaits() {
 func (c *conn) buildRequest() *http1.Error {
 	p, r := &c.p, &c.req
 	r.Reset()
-	r.Method = httpmsg.Method(p.Method())
+	if m := p.Method(); string(m) == c.method {
+		r.Method = c.method // most requests on a connection have the last one's method
+	} else {
+		c.method = httpmsg.Method(m)
+		r.Method = c.method
+	}
 	r.Proto = httpmsg.HTTP11
 	if p.Minor() == 0 {
 		r.Proto = httpmsg.HTTP10
@@ -315,8 +325,13 @@ func (c *conn) checkBuffered() *http1.Error {
 // value (hasHost: the request has one).
 func (c *conn) setTarget(t, host []byte, hasHost bool) *http1.Error {
 	r := &c.req
-	if hasHost && !validAuthority(host) {
-		return ErrInvalidAuthority
+	if hasHost && string(host) != string(c.validHost) {
+		// A connection mostly carries requests for one host: the last one found valid is not
+		// scanned again.
+		if !validAuthority(host) {
+			return ErrInvalidAuthority
+		}
+		c.validHost = append(c.validHost[:0], host...)
 	}
 	if len(t) > 0 && (t[0] == '/' || t[0] == '*') && !c.p.Connect() {
 		if !hasHost && r.Proto == httpmsg.HTTP11 {
