@@ -359,12 +359,8 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	gen := st >> 2
 	cc.reuse, cc.broken, cc.tunnel = false, false, false
 	resp.Reset()
-	if d, ok := ctx.Deadline(); ok {
-		cc.nc.SetDeadline(d)
-		cc.deadline = true
-	} else if cc.deadline {
-		cc.nc.SetDeadline(time.Time{})
-		cc.deadline = false
+	if d, ok := ctx.Deadline(); ok || cc.deadline {
+		cc.setDeadline(d, ok)
 	}
 	switch {
 	case w != nil:
@@ -442,6 +438,20 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	cc.body.reset(framing, length, &resp.Trailer)
 	resp.Body = (*respBody)(cc)
 	return true, nil
+}
+
+// setDeadline sets the connection's deadline to ctx's (d, when ok) or clears the one an
+// earlier exchange left. Out of roundTrip: most exchanges have none to set or clear.
+//
+//go:noinline
+func (cc *clientConn) setDeadline(d time.Time, ok bool) {
+	if ok {
+		cc.nc.SetDeadline(d)
+		cc.deadline = true
+		return
+	}
+	cc.nc.SetDeadline(time.Time{})
+	cc.deadline = false
 }
 
 // Fields of a response head the client notes (clientConn.fields).
