@@ -582,17 +582,17 @@ func (cc *clientConn) writeHead(req *httpmsg.Request) (chunked bool, err error) 
 	wr.err = nil
 	wr.buf = wr.buf[:0]
 	path, auth := req.Path(), req.Authority()
-	if n := len(wr.buf); n+len(req.Method)+len(path)+len(auth)+len(" HTTP/1.1\r\nhost: \r\n")+1 <= cap(wr.buf) {
-		// Copies into the room checked for: no append's growth path, inlined six times.
-		b := wr.buf[n:cap(wr.buf)]
-		i := copy(b, req.Method)
-		b[i] = ' '
-		i++
-		i += copy(b[i:], path)
-		i += copy(b[i:], " HTTP/1.1\r\nhost: ")
-		i += copy(b[i:], auth)
-		i += copy(b[i:], "\r\n")
-		wr.buf = wr.buf[:n+i]
+	if len(req.Method)+len(path)+len(auth)+len(" HTTP/1.1\r\nhost: \r\n")+1 <= cap(wr.buf) {
+		// Appends to a local slice of the emptied buffer, which never grows, and one store
+		// of the length.
+		b := wr.buf[:0]
+		b = append(b, req.Method...)
+		b = append(b, ' ')
+		b = append(b, path...)
+		b = append(b, " HTTP/1.1\r\nhost: "...)
+		b = append(b, auth...)
+		b = append(b, '\r', '\n')
+		wr.buf = wr.buf[:len(b)]
 	} else {
 		wr.writeLongLine(req.Method, path, auth)
 	}
