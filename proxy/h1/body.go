@@ -122,10 +122,8 @@ func (b *body) Read(p []byte) (int, error) {
 		return n, nil
 	case http1.FramingChunked:
 		return b.readChunked(p)
-	case http1.FramingUntilClose:
-		return b.readUntilClose(p)
 	}
-	return 0, b.endEOF()
+	return b.readOther(p)
 }
 
 // readChunked is Read for a chunked body.
@@ -156,11 +154,14 @@ func (b *body) readChunked(p []byte) (int, error) {
 	}
 }
 
-// readUntilClose is Read for a body delimited by the end of the connection. Out of Read:
+// readOther is Read for a body delimited by the end of the connection, or none. Out of Read:
 // rare.
 //
 //go:noinline
-func (b *body) readUntilClose(p []byte) (int, error) {
+func (b *body) readOther(p []byte) (int, error) {
+	if b.framing != http1.FramingUntilClose {
+		return 0, b.endEOF()
+	}
 	rd := b.rd
 	if rd.r < rd.w {
 		n := copy(p, rd.buffered())

@@ -119,21 +119,10 @@ func (w *ResponseWriter) writeStatusLine(status int) {
 // Write writes body bytes (see ResponseWriter for framing), after WriteHeader(200) if no
 // status was written.
 func (w *ResponseWriter) Write(p []byte) (int, error) {
-	if w.hijacked {
-		return 0, ErrHijacked
-	}
-	if w.status == 0 {
-		w.WriteHeader(200)
-	}
-	if w.writeError != nil {
-		return 0, w.writeError
-	}
-	if w.noBody {
-		if w.headReq && w.status != 204 && w.status != 304 && w.status >= 200 {
-			w.written += int64(len(p))
-			return len(p), nil
+	if w.status == 0 || w.hijacked || w.writeError != nil || w.noBody {
+		if n, done, err := w.writeFirst(p); done {
+			return n, err
 		}
-		return 0, ErrBodyNotAllowed
 	}
 	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
 		return 0, ErrContentLength
@@ -152,6 +141,31 @@ func (w *ResponseWriter) Write(p []byte) (int, error) {
 	w.writeBody(p)
 	w.written += int64(len(p))
 	return len(p), c.wr.err
+}
+
+// writeFirst is Write's part for a response without a status yet (WriteHeader(200)), a
+// hijacked connection, a failed write, or a response without a body (done: Write returns
+// n and err). Out of Write: the handler's first write, or rare.
+//
+//go:noinline
+func (w *ResponseWriter) writeFirst(p []byte) (n int, done bool, err error) {
+	if w.hijacked {
+		return 0, true, ErrHijacked
+	}
+	if w.status == 0 {
+		w.WriteHeader(200)
+	}
+	if w.writeError != nil {
+		return 0, true, w.writeError
+	}
+	if w.noBody {
+		if w.headReq && w.status != 204 && w.status != 304 && w.status >= 200 {
+			w.written += int64(len(p))
+			return len(p), true, nil
+		}
+		return 0, true, ErrBodyNotAllowed
+	}
+	return 0, false, nil
 }
 
 // WriteString is Write with a string.
