@@ -650,10 +650,16 @@ func (cc *clientConn) writeDuplex(req *httpmsg.Request) error {
 	return nil
 }
 
-// writeBody copies the request body through the write buffer.
+// chunkHead is the room writeChunkedBody reserves for a chunk's hex size and CRLF.
+const chunkHead = 18
+
+// writeBody copies the request body through the write buffer: its Content-Length bytes, or
+// chunked (writeChunkedBody).
 func (cc *clientConn) writeBody(req *httpmsg.Request, chunked bool) error {
+	if chunked {
+		return cc.writeChunkedBody(req)
+	}
 	wr := &cc.wr
-	const chunkHead = 18 // hex size and CRLF
 	sent := int64(0)
 	for {
 		if cap(wr.buf)-len(wr.buf) < chunkHead+2+512 {
@@ -662,30 +668,45 @@ func (cc *clientConn) writeBody(req *httpmsg.Request, chunked bool) error {
 			}
 		}
 		start := len(wr.buf)
-		if chunked {
-			start += chunkHead
-		}
 		space := wr.buf[start : cap(wr.buf)-2]
-		if !chunked && int64(len(space)) > req.ContentLength-sent {
+		if int64(len(space)) > req.ContentLength-sent {
 			space = space[:req.ContentLength-sent]
 		}
 		n, err := req.Body.Read(space)
 		if n > 0 {
 			sent += int64(n)
-			if chunked {
-				wr.writeChunk(space[:n]) // copies down over the reserved head room
-			} else {
-				wr.buf = wr.buf[:start+n]
-			}
+			wr.buf = wr.buf[:start+n]
 		}
-		if !chunked && sent == req.ContentLength {
+		if sent == req.ContentLength {
 			return nil
 		}
 		if err == io.EOF {
-			if chunked {
-				return wr.writeLastChunk(&req.Trailer)
-			}
 			return ErrContentLength
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// writeChunkedBody copies the request body through the write buffer as chunks, then its
+// trailer fields.
+func (cc *clientConn) writeChunkedBody(req *httpmsg.Request) error {
+	wr := &cc.wr
+	for {
+		if cap(wr.buf)-len(wr.buf) < chunkHead+2+512 {
+			if wr.flush() != nil {
+				return wr.err
+			}
+		}
+		start := len(wr.buf) + chunkHead
+		space := wr.buf[start : cap(wr.buf)-2]
+		n, err := req.Body.Read(space)
+		if n > 0 {
+			wr.writeChunk(space[:n]) // copies down over the reserved head room
+		}
+		if err == io.EOF {
+			return wr.writeLastChunk(&req.Trailer)
 		}
 		if err != nil {
 			return err
