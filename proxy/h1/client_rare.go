@@ -72,9 +72,10 @@ func (cc *clientConn) noteField(name, value []byte) {
 	}
 }
 
-// ResponseFields reports whether the head of the last response the connection read (by
-// RoundTrip, until the next one starts) had a Transfer-Encoding field and a Trailer field,
-// which the codec noted while it copied the fields, so that a caller need not look them up.
+// ResponseFields reports whether the final response head of the last exchange that
+// succeeded (a RoundTrip that returned nil; until the next one starts) had a Transfer-Encoding
+// field and a Trailer field, which the codec noted while it copied the fields into the
+// response, so that a caller need not look them up. Interim (1xx) heads do not count.
 func (c *Conn) ResponseFields() (transferEncoding, trailer bool) {
 	f := c.cc.fields
 	return f&fieldTransferEncoding != 0, f&fieldTrailer != 0
