@@ -21,8 +21,8 @@ type body struct {
 	framing http1.Framing
 	remain  int64 // FramingLength: bytes left
 	ch      http1.Chunked
-	trail   http1.Parser // the trailer section of a chunked body
-	trailer *httpmsg.Header
+	trail   http1.Parser    // the trailer section of a chunked body
+	trailer *httpmsg.Header // set for a chunked body
 	started bool
 	eof     bool  // err is io.EOF: done's answer, without an interface comparison
 	err     error // sticky: io.EOF at the end, or the error that ended the body
@@ -30,7 +30,18 @@ type body struct {
 
 // reset prepares b for a message body with framing f (and Content-Length n).
 func (b *body) reset(f http1.Framing, n int64, trailer *httpmsg.Header) {
-	b.framing, b.remain, b.trailer, b.started, b.err, b.eof = f, n, trailer, false, nil, false
+	b.framing, b.remain, b.started, b.eof, b.err = f, n, false, false, nil
+	if f != http1.FramingLength {
+		b.resetOther(f, trailer)
+	}
+}
+
+// resetOther is reset's part for a body without a Content-Length (none, chunked: only a
+// chunked body has trailers). Out of reset, so that reset inlines where a head ends.
+//
+//go:noinline
+func (b *body) resetOther(f http1.Framing, trailer *httpmsg.Header) {
+	b.trailer = trailer
 	switch f {
 	case http1.FramingChunked:
 		b.ch.Reset(&b.trail)
@@ -42,7 +53,10 @@ func (b *body) reset(f http1.Framing, n int64, trailer *httpmsg.Header) {
 // done reports whether the body was read to its end.
 func (b *body) done() bool { return b.eof }
 
-// end ends the body with err, an error other than io.EOF (endEOF ends it at its end).
+// end ends the body with err, an error other than io.EOF (endEOF ends it at its end). Not
+// inlined: the error paths of the reads, out of their common path.
+//
+//go:noinline
 func (b *body) end(err error) error {
 	if b.err == nil {
 		b.err = err
@@ -92,11 +106,11 @@ func (b *body) Read(p []byte) (int, error) {
 			var err error
 			n, err = rd.src.Read(p)
 			if n == 0 {
-				return 0, b.end(unexpected(err))
+				return 0, b.fail(err)
 			}
 		} else {
 			if err := rd.fill(); err != nil {
-				return 0, b.end(unexpected(err))
+				return 0, b.fail(err)
 			}
 			n = copy(p, rd.buffered())
 			rd.r += n
@@ -107,45 +121,61 @@ func (b *body) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	case http1.FramingChunked:
-		for {
-			if rd.r == rd.w {
-				if err := rd.fill(); err != nil {
-					return 0, b.end(unexpected(err))
-				}
-			}
-			in := rd.buffered()
-			if len(in) > len(p) {
-				in = in[:len(p)]
-			}
-			k, data, err := b.ch.Next(in)
-			rd.r += k
-			if err != nil {
-				return 0, b.end(err)
-			}
-			if b.ch.Done() {
-				b.copyTrailers()
-				return copy(p, data), b.endEOF()
-			}
-			if len(data) > 0 {
-				return copy(p, data), nil
+		return b.readChunked(p)
+	}
+	return b.readOther(p)
+}
+
+// readChunked is Read for a chunked body.
+func (b *body) readChunked(p []byte) (int, error) {
+	rd := b.rd
+	for {
+		if rd.r == rd.w {
+			if err := rd.fill(); err != nil {
+				return 0, b.fail(err)
 			}
 		}
-	case http1.FramingUntilClose:
-		if rd.r < rd.w {
-			n := copy(p, rd.buffered())
-			rd.r += n
-			return n, nil
+		in := rd.buffered()
+		if len(in) > len(p) {
+			in = in[:len(p)]
 		}
-		n, err := rd.src.Read(p)
-		if n == 0 && err != nil {
-			if err == io.EOF {
-				return 0, b.endEOF()
-			}
+		k, data, err := b.ch.Next(in)
+		rd.r += k
+		if err != nil {
 			return 0, b.end(err)
 		}
+		if b.ch.Done() {
+			b.copyTrailers()
+			return copy(p, data), b.endEOF()
+		}
+		if len(data) > 0 {
+			return copy(p, data), nil
+		}
+	}
+}
+
+// readOther is Read for a body delimited by the end of the connection, or none. Out of Read:
+// rare.
+//
+//go:noinline
+func (b *body) readOther(p []byte) (int, error) {
+	if b.framing != http1.FramingUntilClose {
+		return 0, b.endEOF()
+	}
+	rd := b.rd
+	if rd.r < rd.w {
+		n := copy(p, rd.buffered())
+		rd.r += n
 		return n, nil
 	}
-	return 0, b.endEOF()
+	n, err := rd.src.Read(p)
+	if n == 0 && err != nil {
+		if err == io.EOF {
+			return 0, b.endEOF()
+		}
+		return 0, b.end(err)
+	}
+	return n, nil
 }
 
 func (b *body) copyTrailers() {
@@ -197,6 +227,11 @@ func (b *body) discard(limit int64) bool {
 	}
 	return b.eof
 }
+
+// fail ends the body with a read error of the connection (io.EOF: io.ErrUnexpectedEOF).
+//
+//go:noinline
+func (b *body) fail(err error) error { return b.end(unexpected(err)) }
 
 func unexpected(err error) error {
 	if err == io.EOF {

@@ -117,15 +117,27 @@ func (w *writer) flush() error {
 	return w.err
 }
 
+// write appends p to the buffer, flushing first when it does not fit (writeLarge).
 func (w *writer) write(p []byte) {
-	if len(w.buf)+len(p) > cap(w.buf) {
-		w.flush()
-		if len(p) >= cap(w.buf) {
-			if w.err == nil {
-				_, w.err = w.dst.Write(p)
-			}
-			return
+	if n := len(w.buf); n+len(p) <= cap(w.buf) {
+		w.buf = w.buf[:n+len(p)]
+		copy(w.buf[n:], p)
+		return
+	}
+	w.writeLarge(p)
+}
+
+// writeLarge is write for bytes that do not fit the buffer's room: flushed first, and
+// written directly when larger than the buffer. Out of write, inlined at many call sites.
+//
+//go:noinline
+func (w *writer) writeLarge(p []byte) {
+	w.flush()
+	if len(p) >= cap(w.buf) {
+		if w.err == nil {
+			_, w.err = w.dst.Write(p)
 		}
+		return
 	}
 	w.buf = append(w.buf, p...)
 }
@@ -152,6 +164,26 @@ func (w *writer) room(n int) {
 func (w *writer) writeInt(n int64) {
 	w.room(20)
 	w.buf = strconv.AppendInt(w.buf, n, 10)
+}
+
+// endHead writes the fields the codec writes itself and ends a head: Content-Length when
+// length >= 0, Transfer-Encoding: chunked when chunked, and conn (a whole field line, or "").
+// One copy for the request and response heads.
+//
+//go:noinline
+func (w *writer) endHead(length int64, chunked bool, conn string) {
+	w.room(96) // at most 90 bytes
+	b := w.buf
+	if length >= 0 {
+		b = append(b, "content-length: "...)
+		b = strconv.AppendInt(b, length, 10)
+		b = append(b, '\r', '\n')
+	}
+	if chunked {
+		b = append(b, "transfer-encoding: chunked\r\n"...)
+	}
+	b = append(b, conn...)
+	w.buf = append(b, '\r', '\n')
 }
 
 // writeChunk writes p as one chunk of a chunked body.
@@ -194,17 +226,13 @@ func (s skipSet) has(n int) bool { return s>>(uint(n)&63)&1 != 0 }
 // writeFields writes h's fields as field lines, validated, except those skip names. Fields
 // marked valid (checked by a parser, httpmsg.Header.AddValid, or when added) are copied as
 // they are stored, a run of consecutive ones at a time; any other (one a filter changed with
-// Set) is checked here.
+// Set) is checked here (writeField, out of the loop).
 func (w *writer) writeFields(h *httpmsg.Header, skip skipSet) error {
-	from, to := 0, -1 // a run of marked fields' lines in h's storage, to write
-	for i, n := 0, h.Len(); i < n; i++ {
+	for i, n := 0, h.Len(); i < n; {
 		off, nameEnd, end, ok := h.Line(i)
+		i++
 		if !ok {
-			if to >= 0 {
-				w.writeRun(h.Raw(from, to))
-				to = -1
-			}
-			if err := w.writeField(h, i, skip); err != nil {
+			if err := w.writeField(h, i-1, skip); err != nil {
 				return err
 			}
 			continue
@@ -212,16 +240,15 @@ func (w *writer) writeFields(h *httpmsg.Header, skip skipSet) error {
 		if skip.has(nameEnd-off) && skipped(h.Raw(off, nameEnd), skip) {
 			continue
 		}
-		if off != to {
-			if to >= 0 {
-				w.writeRun(h.Raw(from, to))
+		// Extend the run over the next marked fields stored right after it.
+		for ; i < n; i++ {
+			o, ne, e, ok := h.Line(i)
+			if o != end || !ok || skip.has(ne-o) {
+				break // the outer loop looks at it
 			}
-			from = off
+			end = e
 		}
-		to = end
-	}
-	if to >= 0 {
-		w.writeRun(h.Raw(from, to))
+		w.write(h.Raw(off, end))
 	}
 	return nil
 }
@@ -250,17 +277,11 @@ func (w *writer) writeField(h *httpmsg.Header, i int, skip skipSet) error {
 	return nil
 }
 
-// writeRun writes field lines.
-func (w *writer) writeRun(p []byte) {
-	if len(w.buf)+len(p) <= cap(w.buf) {
-		w.buf = append(w.buf, p...)
-		return
-	}
-	w.write(p)
-}
-
 // skipped reports whether writeFields leaves out the field name: the framing fields with
-// skipFraming, Host with skipHost.
+// skipFraming, Host with skipHost. Not inlined: writeFields calls it only for names with
+// those lengths.
+//
+//go:noinline
 func skipped(name []byte, skip skipSet) bool {
 	if !skip.has(len(name)) {
 		return false

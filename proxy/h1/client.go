@@ -5,9 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +63,6 @@ type clientConn struct {
 	wr     writer
 	rp     http1.ResponseParser
 	body   body
-	resp   *httpmsg.Response
 	idleAt time.Time
 	stop   func() bool // stops the context watch, nil if none
 	// watcher is the exchange's Watcher (RoundTripWatch), nil if none. xstate is the
@@ -90,8 +87,10 @@ type clientConn struct {
 	// deadline is set while the connection may have a deadline (a context's, or the past one
 	// a cancellation sets): exchanges without one then clear it, and the others skip that.
 	deadline bool
-	rbuf     [bufSize]byte
-	wbuf     [bufSize]byte
+	// fields notes the fields of the last response head (fieldClose...).
+	fields uint8
+	rbuf   [bufSize]byte
+	wbuf   [bufSize]byte
 }
 
 func (p *Pool) get() *clientConn {
@@ -209,14 +208,7 @@ func (c *Conn) RoundTripWatch(ctx context.Context, w Watcher, req *httpmsg.Reque
 	_, err := cc.roundTrip(ctx, w, req, resp)
 	cc.wroteHead = nil // not deferred: every exchange sets its own, so a panic leaves no harm
 	if err != nil {
-		cc.close()
-		cc.done(false)
-		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) && errors.Is(err, os.ErrDeadlineExceeded) {
-			// ctx's deadline is the connection's: report it as ctx does, once it notices.
-			<-ctx.Done()
-			return ctx.Err()
-		}
-		return err
+		return cc.failed(ctx, err)
 	}
 	return nil
 }
@@ -319,17 +311,12 @@ func checkLine(req *httpmsg.Request) error {
 	if len(path) == 0 {
 		return ErrInvalidTarget
 	}
-	switch m {
-	case "GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE":
-		// Tokens: most requests' methods need no scan.
-	default:
-		if len(m) == 0 {
+	if len(m) == 0 {
+		return ErrInvalidTarget
+	}
+	for i := 0; i < len(m); i++ { // a few bytes: less code than a switch over the methods
+		if tchar[m[i]] == 0 {
 			return ErrInvalidTarget
-		}
-		for i := 0; i < len(m); i++ {
-			if tchar[m[i]] == 0 {
-				return ErrInvalidTarget
-			}
 		}
 	}
 	for _, c := range path {
@@ -351,29 +338,22 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	if cc.watcher != nil || cc.stop != nil || st&3 != xRunning {
 		st = (st>>2+1)<<2 | xRunning
 		cc.xstate.Store(st)
+		cc.stop, cc.watcher = nil, nil
 	}
 	gen := st >> 2
-	cc.resp, cc.reuse, cc.broken, cc.tunnel, cc.stop, cc.watcher = resp, false, false, false, nil, nil
+	cc.reuse, cc.broken, cc.tunnel = false, false, false
 	resp.Reset()
-	if d, ok := ctx.Deadline(); ok {
-		cc.nc.SetDeadline(d)
-		cc.deadline = true
-	} else if cc.deadline {
-		cc.nc.SetDeadline(time.Time{})
-		cc.deadline = false
+	if d, ok := ctx.Deadline(); ok || cc.deadline {
+		cc.setDeadline(d, ok)
 	}
 	switch {
 	case w != nil:
 		if !w.Watch(cc, gen) {
-			// Canceled already: nothing is sent.
-			if err := ctx.Err(); err != nil {
-				return false, err
-			}
-			return false, context.Canceled
+			return false, canceled(ctx) // nothing is sent
 		}
 		cc.watcher = w
 	case ctx.Done() != nil:
-		cc.stop = context.AfterFunc(ctx, func() { cc.Abort(gen) })
+		cc.watchContext(ctx, gen)
 	}
 	var werr error
 	if cc.duplex && hasBody(req) && req.ContentLength != 0 && !inMemory(req) {
@@ -390,84 +370,64 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 		cc.stopWatch()
 		return false, werr
 	}
-	connect := req.Method == "CONNECT"
-	head := req.Method == "HEAD"
-	for {
-		cc.rp.Reset()
-		started, err := cc.rd.readResponseHead(&cc.rp)
-		gotBytes = gotBytes || started
-		if err != nil {
-			cc.stopWatch()
-			if e, ok := asError(err); ok {
-				return true, &ResponseError{Err: e}
-			}
-			// A cancellation interrupts the write as well as the read: the exchange's error
-			// is then the context's, not the interrupted write's i/o timeout.
-			if ctx.Err() != nil {
-				return gotBytes, ctx.Err()
-			}
-			if werr != nil {
-				return gotBytes, werr
-			}
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
+	head, connect := req.Method == "HEAD", req.Method == "CONNECT"
+	cc.rp.Reset()
+	started, err := cc.rd.readResponseHead(&cc.rp)
+	if err != nil {
+		return cc.headFailed(ctx, started, err, werr)
+	}
+	if s := cc.rp.Status(); s < 200 && s != 101 {
+		if gotBytes, err := cc.skipInterim(ctx, werr, head, connect); err != nil {
 			return gotBytes, err
-		}
-		if s := cc.rp.Status(); s >= 200 || s == 101 {
-			break
-		}
-		// An interim response (100 Continue, 103 Early Hints): the final one follows.
-		if _, _, _, err := cc.rp.Body(head, connect); err != nil {
-			cc.stopWatch()
-			return true, &ResponseError{Err: err.(*http1.Error)}
 		}
 	}
 	framing, length, tunnel, err := cc.rp.Body(head, connect)
 	if err != nil {
-		cc.stopWatch()
-		return true, &ResponseError{Err: err.(*http1.Error)}
+		return true, cc.framingFailed(err)
 	}
 	resp.Status = cc.rp.Status()
 	resp.Proto = httpmsg.HTTP11
-	if cc.rp.Minor() == 0 {
-		resp.Proto = httpmsg.HTTP10
-	}
 	cc.reuse = werr == nil && framing != http1.FramingUntilClose && !tunnel
-	keepAlive := false // an HTTP/1.0 connection is kept only with Connection: keep-alive
+	cc.fields = 0
 	for i, n := 0, cc.rp.NumFields(); i < n; i++ {
 		name, value := cc.rp.Field(i)
-		if httpmsg.EqualFold(name, "connection") {
-			if httpmsg.HasToken(value, "close") {
-				cc.reuse = false
+		switch len(name) {
+		case len("connection"), len("transfer-encoding"), len("trailer"):
+			if name[0]|0x20 == 'c' || name[0]|0x20 == 't' { // not Set-Cookie's, Expires'...
+				cc.noteField(name, value)
 			}
-			keepAlive = keepAlive || httpmsg.HasToken(value, "keep-alive")
 		}
 		resp.Header.AddValid(name, value) // the parser checked name and value
 	}
-	if resp.Proto == httpmsg.HTTP10 && !keepAlive {
+	if cc.fields&fieldClose != 0 {
 		cc.reuse = false
+	}
+	if cc.rp.Minor() == 0 {
+		// An HTTP/1.0 connection is kept only with Connection: keep-alive.
+		resp.Proto = httpmsg.HTTP10
+		if cc.fields&fieldKeepAlive == 0 {
+			cc.reuse = false
+		}
 	}
 	resp.ContentLength = length
 	if framing == http1.FramingNone {
 		resp.ContentLength = 0
 	}
 	cc.tunnel = tunnel
-	switch {
-	case tunnel:
+	if tunnel {
 		cc.reuse = false
 		resp.Body = (*tunnelBody)(cc)
-	default:
-		cc.body.reset(framing, length, &resp.Trailer)
-		resp.Body = (*respBody)(cc)
+		return true, nil
 	}
+	cc.body.reset(framing, length, &resp.Trailer)
+	resp.Body = (*respBody)(cc)
 	return true, nil
 }
 
 // writeRequest writes the request head and body and flushes.
 func (cc *clientConn) writeRequest(req *httpmsg.Request) error {
 	wr := &cc.wr
-	chunked, err := cc.startRequest(req)
+	chunked, err := cc.writeHead(req)
 	if err != nil {
 		return err
 	}
@@ -479,61 +439,50 @@ func (cc *clientConn) writeRequest(req *httpmsg.Request) error {
 	return wr.flush()
 }
 
-// startRequest empties the write buffer, writes the request head into it and runs the
+// writeHead empties the write buffer, writes the request head into it and runs the
 // exchange's wroteHead hook; it reports whether the body is chunked.
-func (cc *clientConn) startRequest(req *httpmsg.Request) (chunked bool, err error) {
-	cc.wr.err = nil
-	cc.wr.buf = cc.wr.buf[:0]
-	if chunked, err = cc.writeHead(req); err == nil && cc.wroteHead != nil {
-		cc.wroteHead()
-	}
-	return chunked, err
-}
-
-// writeHead writes the request head into the write buffer and reports whether the body is
-// chunked.
 func (cc *clientConn) writeHead(req *httpmsg.Request) (chunked bool, err error) {
 	wr := &cc.wr
+	wr.err = nil
+	wr.buf = wr.buf[:0]
 	path, auth := req.Path(), req.Authority()
-	if len(wr.buf)+len(req.Method)+len(path)+len(auth)+len(" HTTP/1.1\r\nhost: \r\n")+1 <= cap(wr.buf) {
-		wr.buf = append(wr.buf, req.Method...)
-		wr.buf = append(wr.buf, ' ')
-		wr.buf = append(wr.buf, path...)
-		wr.buf = append(wr.buf, " HTTP/1.1\r\nhost: "...)
-		wr.buf = append(wr.buf, auth...)
-		wr.buf = append(wr.buf, '\r', '\n')
+	if len(req.Method)+len(path)+len(auth)+len(" HTTP/1.1\r\nhost: \r\n")+1 <= cap(wr.buf) {
+		// Appends to a local slice of the emptied buffer, which never grows, and one store
+		// of the length.
+		b := wr.buf[:0]
+		b = append(b, req.Method...)
+		b = append(b, ' ')
+		b = append(b, path...)
+		b = append(b, " HTTP/1.1\r\nhost: "...)
+		b = append(b, auth...)
+		b = append(b, '\r', '\n')
+		wr.buf = wr.buf[:len(b)]
 	} else {
-		wr.writeString(req.Method)
-		wr.writeString(" ")
-		wr.write(path)
-		wr.writeString(" HTTP/1.1\r\nhost: ")
-		wr.write(auth)
-		wr.writeString("\r\n")
+		wr.writeLongLine(req.Method, path, auth)
 	}
 	if err := wr.writeFields(&req.Header, skipFraming|skipHost); err != nil {
 		return false, err
 	}
-	// The framing field and the end of the head: at most 50 bytes.
-	wr.room(64)
+	length := int64(-1)
 	switch {
 	case req.ContentLength > 0:
-		wr.buf = append(wr.buf, "content-length: "...)
-		wr.buf = strconv.AppendInt(wr.buf, req.ContentLength, 10)
-		wr.buf = append(wr.buf, '\r', '\n')
+		length = req.ContentLength
 	case hasBody(req) && req.ContentLength < 0:
 		chunked = true
-		wr.buf = append(wr.buf, "transfer-encoding: chunked\r\n"...)
 	case req.Method == "POST" || req.Method == "PUT" || req.Method == "PATCH":
-		wr.buf = append(wr.buf, "content-length: 0\r\n"...)
+		length = 0
 	}
-	wr.buf = append(wr.buf, '\r', '\n')
+	wr.endHead(length, chunked, "")
+	if cc.wroteHead != nil {
+		cc.wroteHead()
+	}
 	return chunked, nil
 }
 
 // writeDuplex writes and flushes the request head, then starts the body's writer.
 func (cc *clientConn) writeDuplex(req *httpmsg.Request) error {
 	wr := &cc.wr
-	chunked, err := cc.startRequest(req)
+	chunked, err := cc.writeHead(req)
 	if err != nil {
 		return err
 	}
@@ -552,10 +501,16 @@ func (cc *clientConn) writeDuplex(req *httpmsg.Request) error {
 	return nil
 }
 
-// writeBody copies the request body through the write buffer.
+// chunkHead is the room writeChunkedBody reserves for a chunk's hex size and CRLF.
+const chunkHead = 18
+
+// writeBody copies the request body through the write buffer: its Content-Length bytes, or
+// chunked (writeChunkedBody).
 func (cc *clientConn) writeBody(req *httpmsg.Request, chunked bool) error {
+	if chunked {
+		return cc.writeChunkedBody(req)
+	}
 	wr := &cc.wr
-	const chunkHead = 18 // hex size and CRLF
 	sent := int64(0)
 	for {
 		if cap(wr.buf)-len(wr.buf) < chunkHead+2+512 {
@@ -564,30 +519,45 @@ func (cc *clientConn) writeBody(req *httpmsg.Request, chunked bool) error {
 			}
 		}
 		start := len(wr.buf)
-		if chunked {
-			start += chunkHead
-		}
 		space := wr.buf[start : cap(wr.buf)-2]
-		if !chunked && int64(len(space)) > req.ContentLength-sent {
+		if int64(len(space)) > req.ContentLength-sent {
 			space = space[:req.ContentLength-sent]
 		}
 		n, err := req.Body.Read(space)
 		if n > 0 {
 			sent += int64(n)
-			if chunked {
-				wr.writeChunk(space[:n]) // copies down over the reserved head room
-			} else {
-				wr.buf = wr.buf[:start+n]
-			}
+			wr.buf = wr.buf[:start+n]
 		}
-		if !chunked && sent == req.ContentLength {
+		if sent == req.ContentLength {
 			return nil
 		}
 		if err == io.EOF {
-			if chunked {
-				return wr.writeLastChunk(&req.Trailer)
-			}
 			return ErrContentLength
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// writeChunkedBody copies the request body through the write buffer as chunks, then its
+// trailer fields.
+func (cc *clientConn) writeChunkedBody(req *httpmsg.Request) error {
+	wr := &cc.wr
+	for {
+		if cap(wr.buf)-len(wr.buf) < chunkHead+2+512 {
+			if wr.flush() != nil {
+				return wr.err
+			}
+		}
+		start := len(wr.buf) + chunkHead
+		space := wr.buf[start : cap(wr.buf)-2]
+		n, err := req.Body.Read(space)
+		if n > 0 {
+			wr.writeChunk(space[:n]) // copies down over the reserved head room
+		}
+		if err == io.EOF {
+			return wr.writeLastChunk(&req.Trailer)
 		}
 		if err != nil {
 			return err
@@ -667,7 +637,6 @@ func (cc *clientConn) bodyEnd(err error) {
 // release ends the exchange: the connection goes back to the pool or is closed.
 func (cc *clientConn) release() {
 	cc.stopWatch()
-	cc.resp = nil
 	if cc.bodyDone != nil {
 		// The request body's writer must have finished, and sent it all, for the connection
 		// to carry another request; a writer still at work ends when the connection closes.

@@ -161,6 +161,14 @@ func (l *lazyDeadline) request(t time.Time) error {
 			// The state under the lock changed meanwhile: decide under the lock.
 		}
 	}
+	return l.requestLocked(t, n, ok)
+}
+
+// requestLocked is request's slow path, under the lock: n and ok are encodeWant's for t. Out
+// of request: rare.
+//
+//go:noinline
+func (l *lazyDeadline) requestLocked(t time.Time, n int64, ok bool) error {
 	l.mu.Lock()
 	l.closeGate()
 	if ok {

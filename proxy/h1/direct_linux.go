@@ -44,7 +44,7 @@ func DirectConn(nc net.Conn) net.Conn {
 	d := &directConn{TCPConn: tc, rc: rc}
 	d.rd.trap, d.rd.name = syscall.SYS_READ, "read"
 	d.wr.trap, d.wr.name, d.wr.whole = syscall.SYS_WRITE, "write", true
-	d.rd.fn, d.wr.fn = d.rd.call, d.wr.call
+	d.rd.fn, d.wr.fn = d.rd.callback(), d.wr.callback()
 	d.rd.dl.set, d.wr.dl.set = tc.SetReadDeadline, tc.SetWriteDeadline
 	d.rd.dl.sets, d.wr.dl.sets = &d.sets, &d.sets
 	return d
@@ -136,7 +136,8 @@ const (
 	opProgress              // wait, but return once this call wrote something
 )
 
-// Read implements net.Conn.
+// Read implements net.Conn. The common read (bytes at once, or after a wait for readiness)
+// is this function; a deadline, an error or the end of the stream are readSlow's.
 func (d *directConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -144,15 +145,27 @@ func (d *directConn) Read(p []byte) (int, error) {
 	op := &d.rd
 	op.mu.Lock()
 	op.buf, op.n, op.err, op.mode = p, 0, 0, opWait
-	var err error
-	for {
-		err = d.rc.Read(op.fn)
-		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
-			break
-		}
+	err := d.rc.Read(op.fn)
+	if n := op.n; err == nil && op.err == 0 && n > 0 {
+		op.buf = nil
+		op.mu.Unlock()
+		return n, nil
+	}
+	return d.readSlow(err)
+}
+
+// readSlow ends a Read whose RawConn call returned err, no byte, or a system call error: it
+// re-arms a lazy deadline that passed before the caller's and goes on, then reports. op.mu
+// is held; readSlow unlocks it. Out of Read: rare.
+//
+//go:noinline
+func (d *directConn) readSlow(err error) (int, error) {
+	op := &d.rd
+	for err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		if retry, _ := op.dl.rearm(); !retry {
 			break
 		}
+		err = d.rc.Read(op.fn)
 	}
 	n, errno := op.n, op.err
 	op.buf = nil
@@ -169,7 +182,8 @@ func (d *directConn) Read(p []byte) (int, error) {
 }
 
 // Write implements net.Conn: all of p is written unless an error, the deadline or the write
-// stall limit stops it.
+// stall limit stops it. The common write (all of p at once; with no stall limit, also after
+// waits for room) is this function; writeSlow does the rest.
 func (d *directConn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -177,15 +191,28 @@ func (d *directConn) Write(p []byte) (int, error) {
 	op := &d.wr
 	op.mu.Lock()
 	stall := time.Duration(d.stall.Load())
-	op.buf, op.n, op.err, op.mode = p, 0, 0, opWait
+	op.buf, op.n, op.err, op.mode, op.from = p, 0, 0, opWait, 0
 	if stall > 0 {
 		op.mode = opNoWait
 	}
-	var err error
+	err := d.rc.Write(op.fn)
+	if err == nil && op.err == 0 && op.n == len(p) {
+		op.buf = nil
+		op.mu.Unlock()
+		return len(p), nil
+	}
+	return d.writeSlow(p, stall, err)
+}
+
+// writeSlow goes on with a Write whose first RawConn call returned err without writing all
+// of p: a socket full under a stall limit, a lazy deadline to re-arm, or a failure. op.mu is
+// held; writeSlow unlocks it. Out of Write: rare.
+//
+//go:noinline
+func (d *directConn) writeSlow(p []byte, stall time.Duration, err error) (int, error) {
+	op := &d.wr
 	stalled, clocked := false, false
 	for {
-		op.from = op.n
-		err = d.rc.Write(op.fn)
 		if err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				break
@@ -195,19 +222,28 @@ func (d *directConn) Write(p []byte) (int, error) {
 				stalled = st
 				break
 			}
-			continue
+		} else {
+			if op.err != 0 || op.n == len(p) || op.mode == opWait {
+				break
+			}
+			// The socket is full: the stall clock runs from now (the first wait, then each
+			// time the peer accepted bytes), and the write waits for room.
+			op.dl.setStall(time.Now().Add(stall))
+			op.mode, clocked = opProgress, true
 		}
-		if op.err != 0 || op.n == len(p) || op.mode == opWait {
-			break
-		}
-		// The socket is full: the stall clock runs from now (the first wait, then each time
-		// the peer accepted bytes), and the write waits for room.
-		op.dl.setStall(time.Now().Add(stall))
-		op.mode, clocked = opProgress, true
+		op.from = op.n
+		err = d.rc.Write(op.fn)
 	}
 	if clocked {
 		op.dl.setStall(time.Time{})
 	}
+	return d.writeResult(p, err, stalled)
+}
+
+// writeResult reports a Write's result (stalled: the stall limit ended it). op.mu is held;
+// writeResult unlocks it.
+func (d *directConn) writeResult(p []byte, err error, stalled bool) (int, error) {
+	op := &d.wr
 	n, errno := op.n, op.err
 	op.buf = nil
 	op.mu.Unlock()
@@ -254,26 +290,32 @@ func (d *directConn) WriteTo(w io.Writer) (int64, error) {
 	return io.Copy(w, struct{ io.Reader }{d})
 }
 
-// call is op's callback: true once done or failed; at EAGAIN false (wait for readiness), or
-// true as op.mode says.
-func (op *directOp) call(fd uintptr) bool {
-	for {
-		rest := op.buf[op.n:]
-		r, _, e := syscall.RawSyscall(op.trap, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-		switch e {
-		case 0:
-			op.n += int(r)
-			if op.whole && op.n < len(op.buf) && r > 0 {
+// callback returns op's callback: true once done or failed; at EAGAIN false (wait for
+// readiness), or true as op.mode says. A function literal, rather than the method value of a
+// method, so that the RawConn calls the callback's code directly, not through a wrapper; not
+// inlined, so that reads and writes share that code.
+//
+//go:noinline
+func (op *directOp) callback() func(fd uintptr) bool {
+	return func(fd uintptr) bool {
+		for {
+			rest := op.buf[op.n:]
+			r, _, e := syscall.RawSyscall(op.trap, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+			switch e {
+			case 0:
+				op.n += int(r)
+				if op.whole && op.n < len(op.buf) && r > 0 {
+					continue
+				}
+				return true
+			case syscall.EINTR:
 				continue
+			case syscall.EAGAIN:
+				return op.mode == opNoWait || op.mode == opProgress && op.n > op.from
 			}
+			op.err = e
 			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return op.mode == opNoWait || op.mode == opProgress && op.n > op.from
 		}
-		op.err = e
-		return true
 	}
 }
 

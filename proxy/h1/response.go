@@ -2,7 +2,6 @@ package h1
 
 import (
 	"net"
-	"strconv"
 
 	"github.com/strait-mesh/strait/proxy/http1"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
@@ -64,24 +63,8 @@ func (w *ResponseWriter) WriteHeader(status int) {
 	if w.status != 0 || w.hijacked || status < 100 || status > 999 {
 		return
 	}
-	c := w.c
-	switch {
-	case status == 101:
-		w.status, w.noBody = status, true
-		w.writeStatusLine(status)
-		w.writeError = c.wr.writeFields(&w.header, skipFraming)
-		c.wr.writeString("\r\n")
-		w.headSent = true
-		c.wr.flush()
-		return
-	case status < 200:
-		if status == 100 {
-			c.expect100 = false
-		}
-		w.writeStatusLine(status)
-		c.wr.writeFields(&w.header, skipFraming)
-		c.wr.writeString("\r\n")
-		c.wr.flush()
+	if status < 200 {
+		w.writeInformational(status)
 		return
 	}
 	w.status = status
@@ -94,6 +77,30 @@ func (w *ResponseWriter) WriteHeader(status int) {
 			w.declared = n
 		}
 	}
+}
+
+// writeInformational writes a 1xx status's head at once (see WriteHeader). Out of
+// WriteHeader: rare.
+//
+//go:noinline
+func (w *ResponseWriter) writeInformational(status int) {
+	c := w.c
+	if status == 101 {
+		w.status, w.noBody = status, true
+		w.writeStatusLine(status)
+		w.writeError = c.wr.writeFields(&w.header, skipFraming)
+		c.wr.writeString("\r\n")
+		w.headSent = true
+		c.wr.flush()
+		return
+	}
+	if status == 100 {
+		c.expect100 = false
+	}
+	w.writeStatusLine(status)
+	c.wr.writeFields(&w.header, skipFraming)
+	c.wr.writeString("\r\n")
+	c.wr.flush()
 }
 
 func (w *ResponseWriter) writeStatusLine(status int) {
@@ -112,21 +119,10 @@ func (w *ResponseWriter) writeStatusLine(status int) {
 // Write writes body bytes (see ResponseWriter for framing), after WriteHeader(200) if no
 // status was written.
 func (w *ResponseWriter) Write(p []byte) (int, error) {
-	if w.hijacked {
-		return 0, ErrHijacked
-	}
-	if w.status == 0 {
-		w.WriteHeader(200)
-	}
-	if w.writeError != nil {
-		return 0, w.writeError
-	}
-	if w.noBody {
-		if w.headReq && w.status != 204 && w.status != 304 && w.status >= 200 {
-			w.written += int64(len(p))
-			return len(p), nil
+	if w.status == 0 || w.hijacked || w.writeError != nil || w.noBody {
+		if n, done, err := w.writeFirst(p); done {
+			return n, err
 		}
-		return 0, ErrBodyNotAllowed
 	}
 	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
 		return 0, ErrContentLength
@@ -145,6 +141,31 @@ func (w *ResponseWriter) Write(p []byte) (int, error) {
 	w.writeBody(p)
 	w.written += int64(len(p))
 	return len(p), c.wr.err
+}
+
+// writeFirst is Write's part for a response without a status yet (WriteHeader(200)), a
+// hijacked connection, a failed write, or a response without a body (done: Write returns
+// n and err). Out of Write: the handler's first write, or rare.
+//
+//go:noinline
+func (w *ResponseWriter) writeFirst(p []byte) (n int, done bool, err error) {
+	if w.hijacked {
+		return 0, true, ErrHijacked
+	}
+	if w.status == 0 {
+		w.WriteHeader(200)
+	}
+	if w.writeError != nil {
+		return 0, true, w.writeError
+	}
+	if w.noBody {
+		if w.headReq && w.status != 204 && w.status != 304 && w.status >= 200 {
+			w.written += int64(len(p))
+			return len(p), true, nil
+		}
+		return 0, true, ErrBodyNotAllowed
+	}
+	return 0, false, nil
 }
 
 // WriteString is Write with a string.
@@ -205,28 +226,26 @@ func (w *ResponseWriter) sendHead(final bool) error {
 	default:
 		c.closeConn = true // an HTTP/1.0 client: the body ends when the connection does
 	}
-	w.writeStatusLine(w.status)
+	if w.status == 200 {
+		wr.writeString("HTTP/1.1 200 OK\r\n") // most responses: one copy, no call
+	} else {
+		w.writeStatusLine(w.status)
+	}
 	if err := wr.writeFields(&w.header, skipFraming); err != nil {
 		w.writeError = err
 		return err
 	}
-	// The fields the codec writes itself, and the end of the head: at most 90 bytes.
-	wr.room(96)
-	if length >= 0 && w.status != 204 && w.status/100 != 1 {
-		wr.buf = append(wr.buf, "content-length: "...)
-		wr.buf = strconv.AppendInt(wr.buf, length, 10)
-		wr.buf = append(wr.buf, '\r', '\n')
+	if w.status == 204 || w.status/100 == 1 {
+		length = -1
 	}
-	if w.chunked {
-		wr.buf = append(wr.buf, "transfer-encoding: chunked\r\n"...)
-	}
+	conn := ""
 	switch {
 	case c.closeConn && !hasConn:
-		wr.buf = append(wr.buf, "connection: close\r\n"...)
+		conn = "connection: close\r\n"
 	case !c.closeConn && c.req.Proto == httpmsg.HTTP10 && !hasConn:
-		wr.buf = append(wr.buf, "connection: keep-alive\r\n"...)
+		conn = "connection: keep-alive\r\n"
 	}
-	wr.buf = append(wr.buf, '\r', '\n')
+	wr.endHead(length, w.chunked, conn)
 	if len(c.pend) > 0 && !w.noBody {
 		w.writeBody(c.pend)
 	}

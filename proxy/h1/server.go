@@ -101,6 +101,11 @@ type conn struct {
 	pendBuf [bufSize]byte
 	scratch []byte
 	watch   watch
+	// validHost is the last Host value found valid (setTarget), method the last request's
+	// method (interned): most requests on a connection repeat them. Kept across connections:
+	// they are only compared with.
+	validHost []byte
+	method    string
 
 	expect100 bool // the request expects 100-continue and none was sent yet
 	closeConn bool // the connection closes after the current response
@@ -178,21 +183,12 @@ func (c *conn) serve() error {
 			c.c.SetReadDeadline(time.Time{})
 		}
 		if err != nil {
-			if e, ok := asError(err); ok {
-				return c.reject(e)
-			}
-			if s.OnTimeout != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-				s.OnTimeout(started)
-			}
-			if !started && (err == io.EOF || errors.Is(err, os.ErrDeadlineExceeded)) {
-				return nil
-			}
-			return err
+			return c.headFailed(started, err)
 		}
 		if e := c.buildRequest(); e != nil {
 			return c.reject(e)
 		}
-		if s.CheckBufferedBody {
+		if s.CheckBufferedBody && c.p.Framing() == http1.FramingChunked {
 			if e := c.checkBuffered(); e != nil {
 				return c.reject(e)
 			}
@@ -212,6 +208,25 @@ func (c *conn) serve() error {
 	}
 }
 
+// headFailed ends the connection when a request head could not be read (err; started: some
+// of it arrived): a rejected head is answered, the end of the connection or the idle timeout
+// between requests is a clean end (nil). Out of serve: once a connection.
+//
+//go:noinline
+func (c *conn) headFailed(started bool, err error) error {
+	if e, ok := asError(err); ok {
+		return c.reject(e)
+	}
+	s := c.srv
+	if s.OnTimeout != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		s.OnTimeout(started)
+	}
+	if !started && (err == io.EOF || errors.Is(err, os.ErrDeadlineExceeded)) {
+		return nil
+	}
+	return err
+}
+
 // headWaits runs when a head that has begun needs another read: the reads from then on are
 // bounded by HeadersTimeout from the head's first byte. A head whose bytes all came with its
 // first read (most) needs no deadline of its own; for the others the clock starts once the
@@ -225,7 +240,12 @@ func (c *conn) headWaits() {
 func (c *conn) buildRequest() *http1.Error {
 	p, r := &c.p, &c.req
 	r.Reset()
-	r.Method = httpmsg.Method(p.Method())
+	if m := p.Method(); string(m) == c.method {
+		r.Method = c.method // most requests on a connection have the last one's method
+	} else {
+		c.method = httpmsg.Method(m)
+		r.Method = c.method
+	}
 	r.Proto = httpmsg.HTTP11
 	if p.Minor() == 0 {
 		r.Proto = httpmsg.HTTP10
@@ -244,18 +264,9 @@ func (c *conn) buildRequest() *http1.Error {
 				host, hasHost = value, true
 				continue
 			}
-		case len("connection"):
-			if !httpmsg.EqualFold(name, "connection") {
-				break
-			}
-			if httpmsg.HasToken(value, "close") {
-				c.closeConn = true
-			} else if p.Minor() == 0 && httpmsg.HasToken(value, "keep-alive") {
-				c.closeConn = false
-			}
-		case len("expect"):
-			if httpmsg.EqualFold(name, "expect") {
-				c.expect100 = p.Minor() == 1 && httpmsg.EqualFold(value, "100-continue")
+		case len("connection"), len("expect"):
+			if name[0]|0x20 == 'c' || name[0]|0x20 == 'e' { // not User-Agent's
+				c.noteField(name, value)
 			}
 		}
 		r.Header.AddValid(name, value) // the parser checked name and value
@@ -274,6 +285,23 @@ func (c *conn) buildRequest() *http1.Error {
 	}
 	c.body.reset(p.Framing(), p.ContentLength(), &r.Trailer)
 	return nil
+}
+
+// noteField notes a request field whose name has the length of Connection or Expect. Out of
+// buildRequest's loop over the fields: most fields have other lengths.
+//
+//go:noinline
+func (c *conn) noteField(name, value []byte) {
+	switch {
+	case httpmsg.EqualFold(name, "connection"):
+		if httpmsg.HasToken(value, "close") {
+			c.closeConn = true
+		} else if c.p.Minor() == 0 && httpmsg.HasToken(value, "keep-alive") {
+			c.closeConn = false
+		}
+	case httpmsg.EqualFold(name, "expect"):
+		c.expect100 = c.p.Minor() == 1 && httpmsg.EqualFold(value, "100-continue")
+	}
 }
 
 // checkBuffered validates the buffered bytes of a chunked request body (a dry run: the body
@@ -297,17 +325,15 @@ func (c *conn) checkBuffered() *http1.Error {
 // value (hasHost: the request has one).
 func (c *conn) setTarget(t, host []byte, hasHost bool) *http1.Error {
 	r := &c.req
-	if hasHost && !validAuthority(host) {
-		return ErrInvalidAuthority
-	}
-	switch {
-	case c.p.Connect():
-		if !validAuthority(t) {
+	if hasHost && string(host) != string(c.validHost) {
+		// A connection mostly carries requests for one host: the last one found valid is not
+		// scanned again.
+		if !validAuthority(host) {
 			return ErrInvalidAuthority
 		}
-		r.SetAuthority(t)
-		return nil
-	case len(t) > 0 && (t[0] == '/' || t[0] == '*'):
+		c.validHost = append(c.validHost[:0], host...)
+	}
+	if len(t) > 0 && (t[0] == '/' || t[0] == '*') && !c.p.Connect() {
 		if !hasHost && r.Proto == httpmsg.HTTP11 {
 			return ErrMissingHost
 		}
@@ -316,6 +342,22 @@ func (c *conn) setTarget(t, host []byte, hasHost bool) *http1.Error {
 		}
 		r.SetAuthority(host)
 		r.SetPath(t)
+		return nil
+	}
+	return c.setOtherTarget(t)
+}
+
+// setOtherTarget is setTarget for a CONNECT request's authority-form target, or an
+// absolute-form target. Out of setTarget: rare (an origin-form target is most requests').
+//
+//go:noinline
+func (c *conn) setOtherTarget(t []byte) *http1.Error {
+	r := &c.req
+	if c.p.Connect() {
+		if !validAuthority(t) {
+			return ErrInvalidAuthority
+		}
+		r.SetAuthority(t)
 		return nil
 	}
 	// Absolute form: scheme "://" authority [ path-abempty ] [ "?" query ].
