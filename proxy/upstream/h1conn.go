@@ -192,7 +192,8 @@ func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, 
 		x.failed()
 		return nil, err
 	}
-	return x.response(hc.tls), nil
+	te, trailer := hc.conn.ResponseFields()
+	return x.response(hc.tls, te, trailer), nil
 }
 
 // fromHTTP sets the exchange's request path and header fields from req's URL and header map
@@ -308,11 +309,13 @@ func (b *h1Body) Close() error {
 
 // response makes the codec's response head the router's (see Response): Transfer-Encoding
 // leaves the header fields (framing is the codec's) and the announced trailers are listed.
-func (x *h1Exchange) response(tls *tls.ConnectionState) *Response {
+// te and trailer say whether the head has those fields (h1.Conn.ResponseFields), so that a
+// head without them is not searched.
+func (x *h1Exchange) response(tls *tls.ConnectionState, te, trailer bool) *Response {
 	r := &x.resp
-	x.chunked = r.Header.Del("Transfer-Encoding") > 0
+	x.chunked = te && r.Header.Del("Transfer-Encoding") > 0
 	x.names = x.names[:0]
-	if r.Header.Has("Trailer") {
+	if trailer {
 		x.names = appendTrailerNames(x.names, &r.Header)
 	}
 	// Field by field: the pointers the last response left (the caller may have changed them)

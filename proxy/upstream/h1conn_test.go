@@ -20,7 +20,7 @@ func TestHTTPResponseHeader(t *testing.T) {
 	h.Add("transfer-encoding", "chunked")
 	h.Add("trailer", "grpc-status, x-t")
 	h.Add("SET-COOKIE", "2")
-	x.response(nil)
+	x.response(nil, true, true)
 	resp := x.httpResponse(&http.Request{})
 	want := http.Header{
 		"Content-Type":   {"text/plain"},
