@@ -213,7 +213,15 @@ func (h *Header) Add(name, value string) {
 		h.addLineString(name, value, nameSig(name))
 		return
 	}
-	f := field{name: h.appendString(name), sig: nameSig(name)}
+	h.addUnmarked(name, value, nameSig(name))
+}
+
+// addUnmarked appends a field not marked valid. Out of line: filters add valid fields, and
+// the callers' common paths stay short.
+//
+//go:noinline
+func (h *Header) addUnmarked(name, value string, sig uint32) {
+	f := field{name: h.appendString(name), sig: sig}
 	f.value = h.appendString(value)
 	h.push(f)
 	h.note(f.sig, f.name)
@@ -244,10 +252,7 @@ func (h *Header) AddName(n Name, value string) {
 		h.addLineString(n.s, value, n.sig)
 		return
 	}
-	f := field{name: h.appendString(n.s), sig: n.sig}
-	f.value = h.appendString(value)
-	h.push(f)
-	h.note(f.sig, f.name)
+	h.addUnmarked(n.s, value, n.sig)
 }
 
 // SetNameBytes is SetBytes for a Name.
@@ -279,10 +284,7 @@ func (h *Header) AddBytes(name, value []byte) {
 		h.addLine(name, value, nameSigBytes(name))
 		return
 	}
-	f := field{name: h.appendBytes(name), sig: nameSigBytes(name)}
-	f.value = h.appendBytes(value)
-	h.push(f)
-	h.note(f.sig, f.name)
+	h.addUnmarked(unsafeString(name), unsafeString(value), nameSigBytes(name))
 }
 
 // AddValid appends a field (name and value are copied) that the caller has checked: name is a
@@ -464,24 +466,30 @@ func EqualFold(b []byte, s string) bool {
 
 func equalFold(b []byte, s string) bool {
 	n := len(b)
-	if n >= 8 {
-		if b[0]|0x20 != s[0]|0x20 {
-			return false // most names that differ differ here (the case bit aside)
-		}
-		// Eight bytes at a time; the last word overlaps the one before when n%8 != 0.
-		for i := 0; i < n-8; i += 8 {
-			if !foldWord(load64(b[i:]), load64(s[i:])) {
-				return false
-			}
-		}
-		return foldWord(load64(b[n-8:]), load64(s[n-8:]))
+	if n < 4 {
+		return equalFoldShort(b, s)
 	}
-	if n >= 4 {
-		// Two four-byte halves of a word, overlapping when n < 8.
-		return foldWord(uint64(load32(b))|uint64(load32(b[n-4:]))<<32,
-			uint64(load32(s))|uint64(load32(s[n-4:]))<<32)
+	s = s[:n]
+	// Eight bytes at a time, the last word overlapping the one before when n%8 != 0; a name
+	// shorter than a word is two four-byte halves of one, overlapping. One foldWord in the
+	// loop: it is called for most lookups that find a field, and small code stays cached.
+	for i := 0; ; i += 8 {
+		var x, y uint64
+		if n < 8 {
+			x = uint64(load32(b)) | uint64(load32(b[n-4:]))<<32
+			y = uint64(load32(s)) | uint64(load32(s[n-4:]))<<32
+			i = n - 8
+		} else {
+			i = min(i, n-8)
+			x, y = load64(b[i:]), load64(s[i:])
+		}
+		if !foldWord(x, y) {
+			return false
+		}
+		if i == n-8 {
+			return true
+		}
 	}
-	return equalFoldShort(b, s)
 }
 
 // equalFoldShort is equalFold for fewer than four bytes, byte by byte. Out of line: few
