@@ -95,9 +95,11 @@ const envoyPrefix = "x-envoy-"
 
 // IsEnvoyName reports whether the field name k is in the x-envoy- namespace (ASCII case
 // folded) and longer than the prefix. The dashes are tested first: most names fail there.
+// "envoy" is compared as a word and a byte with the case bit set (a byte equals a lower-case
+// letter so only when it is that letter in either case), without a call to EqualFold.
 func IsEnvoyName(k []byte) bool {
 	return len(k) > len(envoyPrefix) && k[1] == '-' && k[7] == '-' && k[0]|0x20 == 'x' &&
-		EqualFold(k[2:7], "envoy")
+		load32(k[2:6])|0x20202020 == 'e'|'n'<<8|'v'<<16|'o'<<24 && k[6]|0x20 == 'y'
 }
 
 // MayHaveEnvoyNames reports whether a field in the x-envoy- namespace may be present: false
