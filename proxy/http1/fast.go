@@ -238,6 +238,34 @@ func (p *Parser) framingField(kind fieldKind, v []byte) bool {
 	return true
 }
 
+// endHead applies the checks Envoy's codec makes once the headers are complete
+// (ConnectionImpl::onHeadersCompleteImpl), in its order, and decides the framing.
+func (p *Parser) endHead() *Error {
+	connect := p.mkind == mConnect
+	if connect && p.flags&fHasLength != 0 && p.length != 0 {
+		return ErrConnectBody
+	}
+	if p.flags&fHasTE != 0 {
+		// RFC 9112 section 6.1: HTTP/1.0 framing with Transfer-Encoding is faulty. net/http
+		// ignores Transfer-Encoding in HTTP/1.0 requests, so this must never pass.
+		if p.minor == 0 {
+			return ErrTEInHTTP10
+		}
+		if p.flags&fHasLength != 0 {
+			return ErrLengthAndTE
+		}
+		if p.flags&fTEBad != 0 || connect {
+			return ErrUnsupportedTE
+		}
+		p.framing = FramingChunked
+		return nil
+	}
+	if p.flags&fHasLength != 0 && p.length > 0 {
+		p.framing = FramingLength
+	}
+	return nil
+}
+
 // bodyLens has bit n set when the name of a field Body looks at (a response's Content-Length
 // and Transfer-Encoding) has n bytes.
 const bodyLens = 1<<len("content-length") | 1<<len("transfer-encoding")

@@ -79,7 +79,16 @@ type field struct{ name, value span }
 // keeps only what framing needs. The zero Parser is not ready: call Init. A Parser is not safe
 // for concurrent use.
 type Parser struct {
-	lim     Limits
+	lim  Limits
+	name [20]byte // the first bytes of the current method or field name (read up to nlen)
+	// Kept head (fKeep): the method, target and field lines, and the fields' spans in them.
+	buf    []byte
+	fields []field
+	headState
+}
+
+// headState is the Parser's state for one head: reset zeroes it in one go.
+type headState struct {
 	err     *Error
 	st      pstate
 	flags   uint16
@@ -88,18 +97,15 @@ type Parser struct {
 	minor   uint8
 	vs      uint8 // matcher state of the current framing field's value
 	framing Framing
-	nlen    int // length of the current method or field name
-	lineLen int // request-line bytes so far (without CRLF)
-	size    int // head bytes so far
+	prevAt  bool // the previous authority byte was '@'
+	nlen    int  // length of the current method or field name
+	lineLen int  // request-line bytes so far (without CRLF)
+	size    int  // head bytes so far
 	nfields int
 	hostLen int   // authority bytes of an absolute-form target so far
 	length  int64 // Content-Length
-	name    [20]byte
-	prevAt  bool // the previous authority byte was '@'
 
 	// Kept head (fKeep).
-	buf            []byte
-	fields         []field
 	method, target span
 	cur            field
 	vlast          int32 // end of the current value without trailing OWS
@@ -132,6 +138,11 @@ func (p *Parser) ResetTrailers() {
 	p.reset(sFieldStart, p.flags&fKeep|fTrailers)
 }
 
+// reset makes p ready for a head (or trailer section) that starts in state st. Out of line:
+// the callers' Reset methods are inlined in the codec's loops, where a copy of the zeroing
+// at each would cost more code lines than the call.
+//
+//go:noinline
 func (p *Parser) reset(st pstate, flags uint16) {
 	var lens uint32
 	switch {
@@ -140,7 +151,8 @@ func (p *Parser) reset(st pstate, flags uint16) {
 	case flags&fBodySum != 0:
 		lens = bodyLens
 	}
-	*p = Parser{lim: p.lim, st: st, flags: flags, lens: lens, buf: p.buf[:0], fields: p.fields[:0]}
+	p.headState = headState{st: st, flags: flags, lens: lens}
+	p.buf, p.fields = p.buf[:0], p.fields[:0]
 }
 
 // Done reports whether the head (or trailer section) is complete.
@@ -183,8 +195,9 @@ func (p *Parser) NumFields() int { return p.nfields }
 // Field returns the kept name (as received) and value (without surrounding OWS) of field i.
 // The slices alias p's storage and are valid until the next Reset.
 func (p *Parser) Field(i int) (name, value []byte) {
-	f := p.fields[i]
-	return p.slice(f.name), p.slice(f.value)
+	// Without fKeep there are no fields (p.fields is empty): no need to test the flag.
+	f := &p.fields[i]
+	return p.buf[f.name.off:f.name.end:f.name.end], p.buf[f.value.off:f.value.end:f.value.end]
 }
 
 func (p *Parser) slice(s span) []byte {
@@ -764,33 +777,5 @@ func (p *Parser) endField() *Error {
 		p.fields = append(p.fields, p.cur)
 	}
 	p.nfields++
-	return nil
-}
-
-// endHead applies the checks Envoy's codec makes once the headers are complete
-// (ConnectionImpl::onHeadersCompleteImpl), in its order, and decides the framing.
-func (p *Parser) endHead() *Error {
-	connect := p.mkind == mConnect
-	if connect && p.flags&fHasLength != 0 && p.length != 0 {
-		return ErrConnectBody
-	}
-	if p.flags&fHasTE != 0 {
-		// RFC 9112 section 6.1: HTTP/1.0 framing with Transfer-Encoding is faulty. net/http
-		// ignores Transfer-Encoding in HTTP/1.0 requests, so this must never pass.
-		if p.minor == 0 {
-			return ErrTEInHTTP10
-		}
-		if p.flags&fHasLength != 0 {
-			return ErrLengthAndTE
-		}
-		if p.flags&fTEBad != 0 || connect {
-			return ErrUnsupportedTE
-		}
-		p.framing = FramingChunked
-		return nil
-	}
-	if p.flags&fHasLength != 0 && p.length > 0 {
-		p.framing = FramingLength
-	}
 	return nil
 }

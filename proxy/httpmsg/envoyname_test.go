@@ -72,3 +72,32 @@ func FuzzMayHaveEnvoyNames(f *testing.F) {
 		}
 	})
 }
+
+// TestIsEnvoyNameBytes changes each byte of an Envoy name to every value and compares
+// IsEnvoyName with an ASCII-only reference.
+func TestIsEnvoyNameBytes(t *testing.T) {
+	ref := func(k []byte) bool {
+		if len(k) <= len(envoyPrefix) {
+			return false
+		}
+		for i := 0; i < len(envoyPrefix); i++ {
+			c := k[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != envoyPrefix[i] {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; i < 9; i++ {
+		for c := 0; c < 256; c++ {
+			k := []byte("x-envoy-a")
+			k[i] = byte(c)
+			if got, want := IsEnvoyName(k), ref(k); got != want {
+				t.Fatalf("IsEnvoyName(%q) = %v, want %v", k, got, want)
+			}
+		}
+	}
+}

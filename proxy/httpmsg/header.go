@@ -95,9 +95,11 @@ const envoyPrefix = "x-envoy-"
 
 // IsEnvoyName reports whether the field name k is in the x-envoy- namespace (ASCII case
 // folded) and longer than the prefix. The dashes are tested first: most names fail there.
+// "envoy" is compared as a word and a byte with the case bit set (a byte equals a lower-case
+// letter so only when it is that letter in either case), without a call to EqualFold.
 func IsEnvoyName(k []byte) bool {
 	return len(k) > len(envoyPrefix) && k[1] == '-' && k[7] == '-' && k[0]|0x20 == 'x' &&
-		EqualFold(k[2:7], "envoy")
+		load32(k[2:6])|0x20202020 == 'e'|'n'<<8|'v'<<16|'o'<<24 && k[6]|0x20 == 'y'
 }
 
 // MayHaveEnvoyNames reports whether a field in the x-envoy- namespace may be present: false
@@ -213,7 +215,15 @@ func (h *Header) Add(name, value string) {
 		h.addLineString(name, value, nameSig(name))
 		return
 	}
-	f := field{name: h.appendString(name), sig: nameSig(name)}
+	h.addUnmarked(name, value, nameSig(name))
+}
+
+// addUnmarked appends a field not marked valid. Out of line: filters add valid fields, and
+// the callers' common paths stay short.
+//
+//go:noinline
+func (h *Header) addUnmarked(name, value string, sig uint32) {
+	f := field{name: h.appendString(name), sig: sig}
 	f.value = h.appendString(value)
 	h.push(f)
 	h.note(f.sig, f.name)
@@ -244,16 +254,13 @@ func (h *Header) AddName(n Name, value string) {
 		h.addLineString(n.s, value, n.sig)
 		return
 	}
-	f := field{name: h.appendString(n.s), sig: n.sig}
-	f.value = h.appendString(value)
-	h.push(f)
-	h.note(f.sig, f.name)
+	h.addUnmarked(n.s, value, n.sig)
 }
 
 // SetNameBytes is SetBytes for a Name.
 func (h *Header) SetNameBytes(n Name, value []byte) {
 	if h.lens&(1<<(len(n.s)&63)) == 0 { // as in Index
-		if validValue(value) {
+		if validValue(unsafeString(value)) {
 			h.addLine(unsafeBytes(n.s), value, n.sig)
 			return
 		}
@@ -275,14 +282,11 @@ func (h *Header) SetName(n Name, value string) {
 // AddBytes appends a field; name and value are copied. It is marked valid (see AddValid)
 // when name is a token and value has no control character but HTAB.
 func (h *Header) AddBytes(name, value []byte) {
-	if validName(name) && validValue(value) {
+	if validName(unsafeString(name)) && validValue(unsafeString(value)) {
 		h.addLine(name, value, nameSigBytes(name))
 		return
 	}
-	f := field{name: h.appendBytes(name), sig: nameSigBytes(name)}
-	f.value = h.appendBytes(value)
-	h.push(f)
-	h.note(f.sig, f.name)
+	h.addUnmarked(unsafeString(name), unsafeString(value), nameSigBytes(name))
 }
 
 // AddValid appends a field (name and value are copied) that the caller has checked: name is a
@@ -292,8 +296,9 @@ func (h *Header) AddBytes(name, value []byte) {
 // lets it reach the wire unchecked: use Add or AddBytes for anything not received so.
 func (h *Header) AddValid(name, value []byte) { h.addLine(name, value, nameSigBytes(name)) }
 
-// addLine appends a field marked valid, stored as its HTTP/1.1 field line. (Not generic:
-// append of a type parameter's bytes costs more.)
+// addLine appends a field marked valid, stored as its HTTP/1.1 field line. (Appends: a
+// single capacity check and copies measured more instructions, the copies' calls spilling
+// what the appends keep in registers.)
 func (h *Header) addLine(name, value []byte, sig uint32) {
 	off := len(h.buf)
 	h.buf = append(h.buf, name...)
@@ -305,16 +310,10 @@ func (h *Header) addLine(name, value []byte, sig uint32) {
 	h.note(sig, span{int32(off), n})
 }
 
-// addLineString is addLine for strings.
+// addLineString is addLine for strings (only read: addLine copies them). One copy of
+// addLine's code serves both: a second, for strings, would be as many more code lines.
 func (h *Header) addLineString(name, value string, sig uint32) {
-	off := len(h.buf)
-	h.buf = append(h.buf, name...)
-	h.buf = append(h.buf, ':', ' ')
-	h.buf = append(h.buf, value...)
-	h.buf = append(h.buf, '\r', '\n')
-	n, v := int32(off+len(name)), int32(len(h.buf)-2)
-	h.push(field{name: span{int32(off), n}, value: span{n + 2, v}, sig: sig, valid: true})
-	h.note(sig, span{int32(off), n})
+	h.addLine(unsafeBytes(name), unsafeBytes(value), sig)
 }
 
 // AddField appends field i of src (0 <= i < src.Len()), keeping its valid mark (see
@@ -469,30 +468,44 @@ func EqualFold(b []byte, s string) bool {
 
 func equalFold(b []byte, s string) bool {
 	n := len(b)
-	if n < 8 {
-		if n >= 4 {
-			// Two four-byte halves of a word, overlapping when n < 8.
-			return foldWord(uint64(load32(b))|uint64(load32(b[n-4:]))<<32,
-				uint64(load32(s))|uint64(load32(s[n-4:]))<<32)
-		}
-		for i := 0; i < n; i++ {
-			x, y := b[i], s[i]
-			if x != y && (x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z') {
-				return false
-			}
-		}
-		return true
+	if n < 4 {
+		return equalFoldShort(b, s)
 	}
-	if b[0]|0x20 != s[0]|0x20 {
-		return false // most names that differ differ here (the case bit aside)
+	s = s[:n]
+	// Eight bytes at a time, the last word overlapping the one before when n%8 != 0; a name
+	// shorter than a word is two four-byte halves of one, overlapping. One foldWord in the
+	// loop: it is called for most lookups that find a field, and small code stays cached.
+	for i := 0; ; i += 8 {
+		var x, y uint64
+		if n < 8 {
+			x = uint64(load32(b)) | uint64(load32(b[n-4:]))<<32
+			y = uint64(load32(s)) | uint64(load32(s[n-4:]))<<32
+			i = n - 8
+		} else {
+			i = min(i, n-8)
+			x, y = load64(b[i:]), load64(s[i:])
+		}
+		if !foldWord(x, y) {
+			return false
+		}
+		if i == n-8 {
+			return true
+		}
 	}
-	// Eight bytes at a time; the last word overlaps the one before when n%8 != 0.
-	for i := 0; i < n-8; i += 8 {
-		if !foldWord(load64(b[i:]), load64(s[i:])) {
+}
+
+// equalFoldShort is equalFold for fewer than four bytes, byte by byte. Out of line: few
+// names are so short, and equalFold's common paths stay dense.
+//
+//go:noinline
+func equalFoldShort(b []byte, s string) bool {
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if x != y && (x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z') {
 			return false
 		}
 	}
-	return foldWord(load64(b[n-8:]), load64(s[n-8:]))
+	return true
 }
 
 // foldWord reports whether the words x and y (eight bytes each) differ at most in the ASCII
@@ -526,6 +539,9 @@ func HasToken(value []byte, token string) bool {
 	}
 	return false
 }
+
+// unsafeString views b as a string, for reading only while b is unchanged.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // unsafeBytes views s as bytes, for reading only (the callers copy from it).
 func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

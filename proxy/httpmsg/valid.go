@@ -6,15 +6,16 @@ package httpmsg
 // the HTTP/1.1 writer checks only fields not marked.
 
 // ValidName reports whether b is a field name: a token.
-func ValidName(b []byte) bool { return validName(b) }
+func ValidName(b []byte) bool { return validName(unsafeString(b)) }
 
 // ValidValue reports whether b may be a field value: no control character but HTAB.
-func ValidValue(b []byte) bool { return validValue(b) }
+func ValidValue(b []byte) bool { return validValue(unsafeString(b)) }
 
 // validName reports whether b is a token. Most names are letters, digits and "-": eight
 // bytes are tested at a time for those (see nameWord), and a word with another byte, or a
-// name shorter than a word, byte by byte.
-func validName[T string | []byte](b T) bool {
+// name shorter than a word, byte by byte. It takes a string only (a []byte is viewed as one
+// with unsafeString): one copy of its code serves both.
+func validName(b string) bool {
 	n := len(b)
 	if n < 8 {
 		return n > 0 && validToken(b)
@@ -55,8 +56,8 @@ func validToken[T string | []byte](b T) bool {
 
 // validValue reports whether b holds no control character other than HTAB (no CR, LF or NUL,
 // no DEL). Eight bytes are tested at a time (see valueWord); a word with a mark, or a value
-// shorter than a word, is checked byte by byte, as HTAB is allowed.
-func validValue[T string | []byte](b T) bool {
+// shorter than a word, is checked byte by byte, as HTAB is allowed. String only, as validName.
+func validValue(b string) bool {
 	n := len(b)
 	if n < 8 {
 		return validBytes(b)

@@ -15,7 +15,7 @@ func TestValidValueWordAtATime(t *testing.T) {
 				for c := 0; c < 256; c++ {
 					b := bytes.Repeat([]byte{fill}, n)
 					b[pos] = byte(c)
-					if got, want := validValue(b), validBytes(b); got != want {
+					if got, want := validValue(string(b)), validBytes(b); got != want {
 						t.Fatalf("validValue(%q) = %v, byte loop says %v", b, got, want)
 					}
 				}
@@ -30,7 +30,7 @@ func FuzzValidValue(f *testing.F) {
 	f.Add([]byte("abcdefgh\x7fijklmnop"))
 	f.Add([]byte("\t\t\t\t\t\t\t\t\r"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := validValue(b), validBytes(b); got != want {
+		if got, want := validValue(string(b)), validBytes(b); got != want {
 			t.Fatalf("validValue(%q) = %v, byte loop says %v", b, got, want)
 		}
 	})
@@ -46,14 +46,14 @@ func TestValidNameWordAtATime(t *testing.T) {
 				for c := 0; c < 256; c++ {
 					b := bytes.Repeat([]byte{fill}, n)
 					b[pos] = byte(c)
-					if got, want := validName(b), validToken(b); got != want {
+					if got, want := validName(string(b)), validToken(b); got != want {
 						t.Fatalf("validName(%q) = %v, table says %v", b, got, want)
 					}
 				}
 			}
 		}
 	}
-	if validName([]byte(nil)) || validName("") {
+	if validName(string([]byte(nil))) || validName("") {
 		t.Fatal("empty name is valid")
 	}
 }
@@ -64,7 +64,7 @@ func FuzzValidName(f *testing.F) {
 	f.Add([]byte("abcdefg\rhijk"))
 	f.Add([]byte("abcdefgh:ijklmnop"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := validName(b), len(b) > 0 && validToken(b); got != want {
+		if got, want := validName(string(b)), len(b) > 0 && validToken(b); got != want {
 			t.Fatalf("validName(%q) = %v, table says %v", b, got, want)
 		}
 	})
