@@ -30,6 +30,9 @@ import (
 // request of its Stream from reusing its context object.) A count, not a timing: the bound
 // leaves room for amortized slabs (request ids) and pools emptied by a collection.
 func TestKeepAliveRequestsAllocateNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
 	up := fixedUpstream(t)
 	for _, tc := range []struct {
 		name, fields string
