@@ -33,15 +33,23 @@ func (c *Cluster) pick(ctx context.Context, hdr http.Header, head *MessageHead, 
 			return nil, c.notWarmed(err)
 		}
 	}
+	if ep := c.pickFromSet(lb); ep != nil {
+		return ep, nil
+	}
+	return nil, c.noHealthy()
+}
+
+// pickFromSet is pick's common case: the balancer's choice among the current hosts; nil when
+// none is healthy. Small enough to be inlined where roundTrip calls it without pick.
+func (c *Cluster) pickFromSet(lb balance.Context) *endpoint {
 	hs := c.set.Load()
 	if hs.panic {
 		c.st.lbHealthyPanic.Inc()
 	}
-	i := hs.lb.Pick(lb)
-	if i < 0 {
-		return nil, c.noHealthy()
+	if i := hs.lb.Pick(lb); i >= 0 {
+		return hs.eps[i]
 	}
-	return hs.eps[i], nil
+	return nil
 }
 
 // pickOriginalDst is pick for an ORIGINAL_DST cluster: the endpoint of the request's original
@@ -188,15 +196,9 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 	var ep *endpoint
 	if c.kind != discoveryOriginalDst && c.warm == nil {
 		// pick's common case, without its call.
-		hs := c.set.Load()
-		if hs.panic {
-			c.st.lbHealthyPanic.Inc()
-		}
-		i := hs.lb.Pick(lb)
-		if i < 0 {
+		if ep = c.pickFromSet(lb); ep == nil {
 			return nil, nil, c.unpicked(nil)
 		}
-		ep = hs.eps[i]
 	} else {
 		var err error
 		if ep, err = c.pick(ctx, req.Header, head, lb); err != nil {
@@ -249,12 +251,7 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 			}
 			continue
 		}
-		// received, without its call.
-		report.peer(resp.TLS)
-		c.st.countStatus(resp.Status)
-		if c.outlier != nil {
-			c.report(ep, resp.Status)
-		}
+		c.received(ep, report, resp.Status, resp.TLS)
 		// The body's accounting: wrapBody without an allocation, as the exchange's own
 		// wrapper serves (the connection carries one request at a time, and the router is
 		// done with it once it closed the body). Only a 101 response or an answer to CONNECT
