@@ -296,13 +296,24 @@ func (cc *clientConn) checkRequest(req *httpmsg.Request) error {
 	if err := checkLine(req); err != nil {
 		return err
 	}
-	if auth := req.Authority(); string(auth) != string(cc.validAuth) {
-		if !validAuthority(auth) {
-			return ErrInvalidTarget
-		}
-		cc.validAuth = append(cc.validAuth[:0], auth...)
+	if !validAuthorityAgain(&cc.validAuth, req.Authority()) {
+		return ErrInvalidTarget
 	}
 	return nil
+}
+
+// validAuthorityAgain is validAuthority for a connection's requests: a value equal to the
+// last one found valid (*last; a connection mostly carries requests for one host) is not
+// scanned again, and a new valid one becomes *last.
+func validAuthorityAgain(last *[]byte, auth []byte) bool {
+	if string(auth) == string(*last) {
+		return true
+	}
+	if !validAuthority(auth) {
+		return false
+	}
+	*last = append((*last)[:0], auth...)
+	return true
 }
 
 // checkLine refuses a request whose method and path cannot be written as a request line.

@@ -325,13 +325,8 @@ func (c *conn) checkBuffered() *http1.Error {
 // value (hasHost: the request has one).
 func (c *conn) setTarget(t, host []byte, hasHost bool) *http1.Error {
 	r := &c.req
-	if hasHost && string(host) != string(c.validHost) {
-		// A connection mostly carries requests for one host: the last one found valid is not
-		// scanned again.
-		if !validAuthority(host) {
-			return ErrInvalidAuthority
-		}
-		c.validHost = append(c.validHost[:0], host...)
+	if hasHost && !validAuthorityAgain(&c.validHost, host) {
+		return ErrInvalidAuthority
 	}
 	if len(t) > 0 && (t[0] == '/' || t[0] == '*') && !c.p.Connect() {
 		if !hasHost && r.Proto == httpmsg.HTTP11 {
