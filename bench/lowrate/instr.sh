@@ -15,6 +15,7 @@
 # simulates with the host's cache geometry (the instruction misses are, once a request's code
 # outgrows the L1i, the distinct code lines it runs through). The counts do not depend on the
 # machine's load; a run takes ~1.5 min.
+# KEEP=DIR keeps each BINDIR's cachegrind files as DIR/$(basename BINDIR).{1000,6000}.
 # Needs: go, taskset, curl, valgrind, python3 (and nginx for the nginx row).
 set -euo pipefail
 [ $# -ge 1 ] || { sed -n 2,15p "$0"; exit 2; }
@@ -82,4 +83,5 @@ for d in "$@"; do
 			--namespace bench --workload-name single --labels bench=single --admin-address 127.0.0.1:28013
 	done
 	report "$d" "$W/cg.6000" "$W/cg.1000"
+	if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; for n in 1000 6000; do cp "$W/cg.$n" "$KEEP/$(basename "$d").$n"; done; fi
 done
