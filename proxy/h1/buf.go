@@ -102,11 +102,45 @@ func (rd *reader) readResponseHead(p *http1.ResponseParser) (started bool, err e
 	return true, nil
 }
 
+// VectorWriter is a connection that writes two byte slices as one write (writev): a DirectConn
+// connection, or a wrapper that writes through one. The codec writes a message's head and a
+// body it holds in memory so, without copying the body into its write buffer first.
+type VectorWriter interface {
+	// WriteVector writes a, then b, and reports the bytes written and the error that
+	// stopped it, as Write does.
+	WriteVector(a, b []byte) (int, error)
+}
+
+// vectorMin is the least body a writer sends with WriteVector rather than copy into its
+// buffer: below it, the copy costs less than the second buffer of the system call.
+const vectorMin = 512
+
 // writer buffers one connection's writes; the first error sticks.
 type writer struct {
 	dst io.Writer
-	buf []byte // len: bytes pending; cap: bufSize
+	vec VectorWriter // dst's vectored write, nil if it has none
+	buf []byte       // len: bytes pending; cap: bufSize
 	err error
+}
+
+// writeVector writes what is pending and then p, in one vectored write (w.vec is set).
+func (w *writer) writeVector(p []byte) {
+	if w.err == nil {
+		_, w.err = w.vec.WriteVector(w.buf, p)
+	}
+	w.buf = w.buf[:0]
+}
+
+// vectorOf returns nc's vectored write: nc's own (VectorWriter), or the one a wrapper offers
+// (a Vector method, nil when its writes do not go straight to such a connection), or nil.
+func vectorOf(nc io.Writer) VectorWriter {
+	switch c := nc.(type) {
+	case interface{ Vector() VectorWriter }:
+		return c.Vector()
+	case VectorWriter:
+		return c
+	}
+	return nil
 }
 
 func (w *writer) flush() error {

@@ -157,7 +157,7 @@ func (p *Pool) dial(ctx context.Context) (*clientConn, error) {
 func newClientConn(p *Pool, nc net.Conn, lim http1.Limits) *clientConn {
 	cc := &clientConn{pool: p, nc: nc, deadline: true}
 	cc.rd.src, cc.rd.buf = nc, cc.rbuf[:]
-	cc.wr.dst, cc.wr.buf = nc, cc.wbuf[:0]
+	cc.wr.dst, cc.wr.buf, cc.wr.vec = nc, cc.wbuf[:0], vectorOf(nc)
 	cc.rp.Init(lim)
 	cc.body.rd, cc.body.owner = &cc.rd, cc
 	cc.body.trail.Init(lim, true)
@@ -443,11 +443,29 @@ func (cc *clientConn) writeRequest(req *httpmsg.Request) error {
 		return err
 	}
 	if hasBody(req) && req.ContentLength != 0 {
+		if p := cc.vectorBody(req, chunked); p != nil {
+			wr.writeVector(p)
+			return wr.err
+		}
 		if err := cc.writeBody(req, chunked); err != nil {
 			return err
 		}
 	}
 	return wr.flush()
+}
+
+// vectorBody returns the body of req to write with its head in one vectored write, taken
+// from the body (not copied): an in-memory body's Content-Length bytes, large enough and not
+// chunked, when the connection has a vectored write; else nil.
+func (cc *clientConn) vectorBody(req *httpmsg.Request, chunked bool) []byte {
+	if cc.wr.vec == nil || chunked || req.ContentLength < vectorMin {
+		return nil
+	}
+	bb, ok := req.Body.(*httpmsg.BytesBody)
+	if !ok {
+		return nil
+	}
+	return bb.Take(req.ContentLength)
 }
 
 // writeHead empties the write buffer, writes the request head into it and runs the

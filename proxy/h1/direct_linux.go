@@ -45,6 +45,7 @@ func DirectConn(nc net.Conn) net.Conn {
 	d.rd.trap, d.rd.name = syscall.SYS_READ, "read"
 	d.wr.trap, d.wr.name, d.wr.whole = syscall.SYS_WRITE, "write", true
 	d.rd.fn, d.wr.fn = d.rd.callback(), d.wr.callback()
+	d.wr.vfn = d.wr.vectorCallback()
 	d.rd.dl.set, d.wr.dl.set = tc.SetReadDeadline, tc.SetWriteDeadline
 	d.rd.dl.sets, d.wr.dl.sets = &d.sets, &d.sets
 	return d
@@ -121,7 +122,9 @@ type directOp struct {
 	name  string
 	whole bool // a write: done only once all of buf is written
 	fn    func(fd uintptr) bool
+	vfn   func(fd uintptr) bool // a vectored write's (WriteVector): buf, then buf2
 	buf   []byte
+	buf2  []byte
 	n     int
 	err   syscall.Errno
 	mode  uint8 // when the callback gives up at EAGAIN: opWait, opNoWait, opProgress
@@ -264,6 +267,50 @@ func (d *directConn) writeResult(p []byte, err error, stalled bool) (int, error)
 	return n, nil
 }
 
+// WriteVector implements VectorWriter: a then b in one writev system call when the socket
+// takes them at once (most writes); otherwise what is left goes through Write, with its
+// deadline and write stall limit.
+func (d *directConn) WriteVector(a, b []byte) (int, error) {
+	if len(a) == 0 {
+		return d.Write(b)
+	}
+	if len(b) == 0 {
+		return d.Write(a)
+	}
+	op := &d.wr
+	op.mu.Lock()
+	op.buf, op.buf2, op.n, op.err = a, b, 0, 0
+	err := d.rc.Write(op.vfn)
+	n, errno := op.n, op.err
+	op.buf, op.buf2 = nil, nil
+	op.mu.Unlock()
+	if err == nil && errno == 0 && n == len(a)+len(b) {
+		return n, nil
+	}
+	return d.writeVectorRest(a, b, n, errno)
+}
+
+// writeVectorRest ends a WriteVector that wrote n bytes of a and b: a system call error is
+// reported as Write reports it; else (the socket was full, a lazy deadline to re-arm, the
+// connection closed) the rest goes through Write, which waits, re-arms or reports. Out of
+// WriteVector: rare.
+//
+//go:noinline
+func (d *directConn) writeVectorRest(a, b []byte, n int, errno syscall.Errno) (int, error) {
+	if errno != 0 {
+		return n, d.opError(d.wr.name, os.NewSyscallError(d.wr.name, errno))
+	}
+	if n < len(a) {
+		k, err := d.Write(a[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	k, err := d.Write(b[n-len(a):])
+	return n + k, err
+}
+
 // SetDeadline implements net.Conn (lazily, see DirectConn).
 func (d *directConn) SetDeadline(t time.Time) error {
 	err := d.rd.dl.request(t)
@@ -312,6 +359,46 @@ func (op *directOp) callback() func(fd uintptr) bool {
 				continue
 			case syscall.EAGAIN:
 				return op.mode == opNoWait || op.mode == opProgress && op.n > op.from
+			}
+			op.err = e
+			return true
+		}
+	}
+}
+
+// vectorCallback returns op's callback for WriteVector: op.buf then op.buf2 (both not empty)
+// with writev until all is written, the socket is full (EAGAIN: it never waits, Write does
+// the rest) or an error.
+//
+//go:noinline
+func (op *directOp) vectorCallback() func(fd uintptr) bool {
+	return func(fd uintptr) bool {
+		a, b := op.buf, op.buf2
+		for {
+			var iov [2]syscall.Iovec
+			cnt := uintptr(1)
+			if op.n < len(a) {
+				iov[0].Base, iov[1].Base = &a[op.n], &b[0]
+				iov[0].SetLen(len(a) - op.n)
+				iov[1].SetLen(len(b))
+				cnt = 2
+			} else {
+				off := op.n - len(a)
+				iov[0].Base = &b[off]
+				iov[0].SetLen(len(b) - off)
+			}
+			r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), cnt)
+			switch e {
+			case 0:
+				op.n += int(r)
+				if op.n < len(a)+len(b) && r > 0 {
+					continue
+				}
+				return true
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return true
 			}
 			op.err = e
 			return true

@@ -174,11 +174,18 @@ func (w *ResponseWriter) WriteString(s string) (int, error) {
 	return w.Write([]byte(s))
 }
 
+// writeBody writes body bytes after the head: chunked, or as they are; a large enough write
+// goes out at once with what is buffered (the head), in one vectored write, rather than be
+// copied into the buffer.
 func (w *ResponseWriter) writeBody(p []byte) {
-	if w.chunked {
-		w.c.wr.writeChunk(p)
-	} else {
-		w.c.wr.write(p)
+	wr := &w.c.wr
+	switch {
+	case w.chunked:
+		wr.writeChunk(p)
+	case len(p) >= vectorMin && wr.vec != nil:
+		wr.writeVector(p)
+	default:
+		wr.write(p)
 	}
 }
 

@@ -131,7 +131,7 @@ var connPool = sync.Pool{New: func() any {
 func (s *Server) ServeConn(nc net.Conn) (err error) {
 	c := connPool.Get().(*conn)
 	c.srv, c.c = s, nc
-	c.rd.src, c.wr.dst = nc, nc
+	c.rd.src, c.wr.dst, c.wr.vec = nc, nc, vectorOf(nc)
 	c.rd.r, c.rd.w = 0, 0
 	c.wr.buf, c.wr.err = c.wr.buf[:0], nil
 	c.p.Init(s.Limits, true)
@@ -151,7 +151,7 @@ func (s *Server) ServeConn(nc net.Conn) (err error) {
 	err = c.serve()
 	c.leaveWatch()
 	hijacked := c.w.hijacked
-	c.srv, c.c, c.rd.src, c.wr.dst = nil, nil, nil, nil
+	c.srv, c.c, c.rd.src, c.wr.dst, c.wr.vec = nil, nil, nil, nil, nil
 	c.req.Reset()
 	c.w.reset()
 	connPool.Put(c)

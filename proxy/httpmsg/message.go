@@ -146,7 +146,28 @@ func (noBody) Close() error { return nil }
 // body that streams from elsewhere needs a writer of its own.
 type BytesBody struct {
 	bytes.Reader
-	done bool // see MarkDone
+	b    []byte // what the reader reads (ResetBody, NewBytesBody)
+	done bool   // see MarkDone
+}
+
+// Reset makes b read p from the start (bytes.Reader's Reset, with p kept for Take).
+func (b *BytesBody) Reset(p []byte) {
+	b.Reader.Reset(p)
+	b.b = p
+}
+
+// Take returns the next n bytes of the body, not copied, and reads past them; nil, reading
+// nothing, when fewer than n are left (or when b.Reader was given other bytes of another
+// length directly).
+func (b *BytesBody) Take(n int64) []byte {
+	if b.Size() != int64(len(b.b)) || n < 0 || int64(b.Len()) < n {
+		return nil
+	}
+	from := int64(len(b.b) - b.Len())
+	if _, err := b.Seek(n, io.SeekCurrent); err != nil {
+		return nil
+	}
+	return b.b[from : from+n : from+n]
 }
 
 // MarkDone records that a client codec read the body on the goroutine that called it and will
@@ -167,7 +188,7 @@ func (b *BytesBody) ResetBody(p []byte) {
 // NewBytesBody returns a body reading b (not copied).
 func NewBytesBody(b []byte) *BytesBody {
 	bb := &BytesBody{}
-	bb.Reset(b)
+	bb.ResetBody(b)
 	return bb
 }
 

@@ -277,6 +277,24 @@ func (n *h1Net) Write(b []byte) (int, error) {
 	return k, err
 }
 
+// Vector returns n's vectored write (h1.VectorWriter) when its writes go straight to a socket
+// that has one (see Write), else nil.
+func (n *h1Net) Vector() h1.VectorWriter {
+	if _, ok := n.raw.(h1.VectorWriter); ok && (n.h.streamIdle <= 0 || n.stallLow.Load()) {
+		return n
+	}
+	return nil
+}
+
+// WriteVector implements h1.VectorWriter (see Vector), counting a write stall as Write does.
+func (n *h1Net) WriteVector(a, b []byte) (int, error) {
+	k, err := n.raw.(h1.VectorWriter).WriteVector(a, b)
+	if err != nil && n.stallLow.Load() && errors.Is(err, h1.ErrWriteStall) {
+		n.countStall()
+	}
+	return k, err
+}
+
 // SetReadDeadline implements net.Conn.
 func (n *h1Net) SetReadDeadline(t time.Time) error {
 	if !n.direct.Load() {

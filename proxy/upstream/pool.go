@@ -760,6 +760,24 @@ func (t *trackedConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// Vector returns t's vectored write (h1.VectorWriter) when the connection beneath has one,
+// else nil.
+func (t *trackedConn) Vector() h1.VectorWriter {
+	if _, ok := t.Conn.(h1.VectorWriter); ok {
+		return t
+	}
+	return nil
+}
+
+// WriteVector implements h1.VectorWriter (see Vector), counting sent bytes as Write does.
+func (t *trackedConn) WriteVector(a, b []byte) (int, error) {
+	n, err := t.Conn.(h1.VectorWriter).WriteVector(a, b)
+	if n > 0 {
+		t.c.st.cxTxBytes.Add(uint64(n))
+	}
+	return n, err
+}
+
 // Close closes the connection and, once, releases its breaker slot and statistics.
 func (t *trackedConn) Close() error {
 	err := t.Conn.Close()

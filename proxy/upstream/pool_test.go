@@ -21,6 +21,7 @@ import (
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/h1"
 	"github.com/strait-mesh/strait/proxy/tlsx"
 	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
 	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
@@ -542,5 +543,39 @@ func TestIdleTimeoutCountsFromLastRequest(t *testing.T) {
 	})
 	if n := counter(st, "cluster.idle.upstream_cx_idle_timeout"); n != 1 {
 		t.Fatalf("upstream_cx_idle_timeout = %d after the requests stopped, want 1", n)
+	}
+}
+
+// TestDialVectoredWriteCounted: a connection the HTTP/1.1 pools dial offers the socket's vectored write
+// (h1.VectorWriter), and its bytes count in upstream_cx_tx_bytes_total as Write's do.
+func TestDialVectoredWriteCounted(t *testing.T) {
+	port := netip.MustParseAddrPort(testenv.TCPEcho(t, "")).Port()
+	c := staticCluster("tcp", clusterv3.Cluster_ROUND_ROBIN)
+	c.LoadAssignment.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{
+		lbEndpoint("127.0.0.1", uint32(port))}}}
+	cl, st := compileT(t, c, Deps{})
+	conn, err := cl.Dial(context.Background(), balance.Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	// The HTTP/1.1 pools' connection (a trackedConn), beneath the TCP proxy's wrapper.
+	v, ok := conn.(*dialedConn).Conn.(interface{ Vector() h1.VectorWriter })
+	if !ok || v.Vector() == nil {
+		t.Fatalf("%T offers no vectored write", conn.(*dialedConn).Conn)
+	}
+	if n, err := v.Vector().WriteVector([]byte("pi"), []byte("ng")); n != 4 || err != nil {
+		t.Fatalf("WriteVector: %d, %v", n, err)
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+		t.Fatal("no half-close")
+	}
+	got, err := io.ReadAll(conn)
+	if err != nil || string(got) != "ping" {
+		t.Fatalf("echo %q %v", got, err)
+	}
+	if n := counter(st, "cluster.tcp.upstream_cx_tx_bytes_total"); n != 4 {
+		t.Fatalf("tx bytes %d, want 4", n)
 	}
 }

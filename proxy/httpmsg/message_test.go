@@ -1,0 +1,35 @@
+package httpmsg
+
+import "testing"
+
+// TestBytesBodyTake: Take returns the next bytes without a copy and reads past them, and
+// refuses (reading nothing) more than is left.
+func TestBytesBodyTake(t *testing.T) {
+	src := []byte("0123456789")
+	b := NewBytesBody(src)
+	if p := b.Take(4); string(p) != "0123" || &p[0] != &src[0] || cap(p) != 4 {
+		t.Fatalf("Take(4) = %q (cap %d)", p, cap(p))
+	}
+	if p := b.Take(7); p != nil || b.Len() != 6 {
+		t.Fatalf("Take past the end = %q, %d left", p, b.Len())
+	}
+	rest := make([]byte, 2)
+	if n, _ := b.Read(rest); n != 2 || string(rest) != "45" {
+		t.Fatalf("Read after Take: %q", rest[:n])
+	}
+	if p := b.Take(4); string(p) != "6789" || b.Len() != 0 {
+		t.Fatalf("Take(4) = %q, %d left", p, b.Len())
+	}
+	b.ResetBody([]byte("ab"))
+	if p := b.Take(2); string(p) != "ab" {
+		t.Fatalf("Take after ResetBody = %q", p)
+	}
+	b.Reset([]byte("xyz"))
+	if p := b.Take(2); string(p) != "xy" {
+		t.Fatalf("Take after Reset = %q", p)
+	}
+	b.Reader.Reset([]byte("abcd")) // the embedded reader's own: Take no longer knows the bytes
+	if p := b.Take(1); p != nil {
+		t.Fatalf("Take after bytes.Reader.Reset = %q", p)
+	}
+}
