@@ -472,26 +472,17 @@ func equalFold(b []byte, s string) bool {
 		return equalFoldShort(b, s)
 	}
 	s = s[:n]
-	// Eight bytes at a time, the last word overlapping the one before when n%8 != 0; a name
-	// shorter than a word is two four-byte halves of one, overlapping. One foldWord in the
-	// loop: it is called for most lookups that find a field, and small code stays cached.
-	for i := 0; ; i += 8 {
-		var x, y uint64
-		if n < 8 {
-			x = uint64(load32(b)) | uint64(load32(b[n-4:]))<<32
-			y = uint64(load32(s)) | uint64(load32(s[n-4:]))<<32
-			i = n - 8
-		} else {
-			i = min(i, n-8)
-			x, y = load64(b[i:]), load64(s[i:])
-		}
-		if !foldWord(x, y) {
+	if n <= 8 { // two four-byte halves of a word, overlapping when n < 8
+		return foldWord(uint64(load32(b))|uint64(load32(b[n-4:]))<<32,
+			uint64(load32(s))|uint64(load32(s[n-4:]))<<32)
+	}
+	// Eight bytes at a time, the last word overlapping the one before when n%8 != 0.
+	for i := 0; i < n-8; i += 8 {
+		if !foldWord(load64(b[i:]), load64(s[i:])) {
 			return false
 		}
-		if i == n-8 {
-			return true
-		}
 	}
+	return foldWord(load64(b[n-8:]), load64(s[n-8:]))
 }
 
 // equalFoldShort is equalFold for fewer than four bytes, byte by byte. Out of line: few
