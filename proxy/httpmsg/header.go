@@ -310,6 +310,68 @@ func (h *Header) addLine(name, value []byte, sig uint32) {
 	h.note(sig, span{int32(off), n})
 }
 
+// FieldSpan locates a received field in the bytes of its field section (see AddValidLines):
+// its name is lines[NameOff:NameEnd] and its value, without surrounding whitespace,
+// lines[ValueOff:ValueEnd].
+type FieldSpan struct{ NameOff, NameEnd, ValueOff, ValueEnd int32 }
+
+// AddValidLines appends, in order, the fields that spans locates in lines, each as AddValid
+// would: lines holds field lines as a strict HTTP/1.1 parser accepted them (name ":" OWS
+// value OWS CRLF, the checks of AddValid passed), and spans locates fields of consecutive
+// lines of it. When every line is name ": " value CRLF, as stored (see Line), as most are,
+// their bytes are copied at once; otherwise the fields are added one at a time.
+func (h *Header) AddValidLines(lines []byte, spans []FieldSpan) {
+	if len(spans) == 0 {
+		return
+	}
+	for _, s := range spans {
+		if s.ValueOff != s.NameEnd+2 || lines[s.NameEnd+1] != ' ' || lines[s.ValueEnd] != '\r' {
+			h.addValidEach(lines, spans) // not name ": " value CRLF
+			return
+		}
+	}
+	start := spans[0].NameOff
+	base := int32(len(h.buf)) - start
+	h.buf = append(h.buf, lines[start:spans[len(spans)-1].ValueEnd+2]...)
+	n := len(h.fields)
+	if cap(h.fields)-n < len(spans) {
+		h.growFields(len(spans))
+	}
+	// No call in the loop, and h's summaries kept in registers until its end.
+	fs := h.fields[n : n+len(spans)]
+	lens, lasts, envoy := h.lens, h.lasts, h.envoy
+	for i, s := range spans {
+		k := lines[s.NameOff:s.NameEnd] // a token: not empty
+		sig := uint32(len(k))<<16 | uint32(k[0]|0x20)<<8 | uint32(k[len(k)-1]|0x20)
+		lens |= 1 << (sig >> 16 & 63)
+		lasts |= 1 << (sig & 63)
+		if k[0]|0x20 == 'x' && !envoy { // as note
+			envoy = IsEnvoyName(k)
+		}
+		fs[i] = field{name: span{s.NameOff + base, s.NameEnd + base},
+			value: span{s.ValueOff + base, s.ValueEnd + base}, sig: sig, valid: true}
+	}
+	h.fields = h.fields[:n+len(spans)]
+	h.lens, h.lasts, h.envoy = lens, lasts, envoy
+}
+
+// addValidEach is AddValidLines one field at a time, for lines not all stored as they came.
+//
+//go:noinline
+func (h *Header) addValidEach(lines []byte, spans []FieldSpan) {
+	for _, s := range spans {
+		name := lines[s.NameOff:s.NameEnd]
+		h.addLine(name, lines[s.ValueOff:s.ValueEnd], nameSigBytes(name))
+	}
+}
+
+// growFields makes room in h.fields for n more fields.
+//
+//go:noinline
+func (h *Header) growFields(n int) {
+	h.fields = append(h.fields[:cap(h.fields)], make([]field, n)...)[:len(h.fields)]
+}
+
 // addLineString is addLine for strings (only read: addLine copies them). One copy of
 // addLine's code serves both: a second, for strings, would be as many more code lines.
 func (h *Header) addLineString(name, value string, sig uint32) {
@@ -472,17 +534,21 @@ func equalFold(b []byte, s string) bool {
 		return equalFoldShort(b, s)
 	}
 	s = s[:n]
-	if n <= 8 { // two four-byte halves of a word, overlapping when n < 8
-		return foldWord(uint64(load32(b))|uint64(load32(b[n-4:]))<<32,
-			uint64(load32(s))|uint64(load32(s[n-4:]))<<32)
-	}
-	// Eight bytes at a time, the last word overlapping the one before when n%8 != 0.
+	// Eight bytes at a time; the last word overlaps the one before when n%8 != 0, and a name
+	// shorter than a word is two four-byte halves of one, overlapping.
 	for i := 0; i < n-8; i += 8 {
 		if !foldWord(load64(b[i:]), load64(s[i:])) {
 			return false
 		}
 	}
-	return foldWord(load64(b[n-8:]), load64(s[n-8:]))
+	var x, y uint64
+	if n < 8 {
+		x = uint64(load32(b)) | uint64(load32(b[n-4:]))<<32
+		y = uint64(load32(s)) | uint64(load32(s[n-4:]))<<32
+	} else {
+		x, y = load64(b[n-8:]), load64(s[n-8:])
+	}
+	return foldWord(x, y)
 }
 
 // equalFoldShort is equalFold for fewer than four bytes, byte by byte. Out of line: few
