@@ -1,5 +1,7 @@
 package http1
 
+import "github.com/strait-mesh/strait/proxy/httpmsg"
+
 type pstate uint8
 
 const (
@@ -59,7 +61,9 @@ const (
 
 type span struct{ off, end int32 }
 
-type field struct{ name, value span }
+// field locates a kept field in the Parser's buffer: its name, and its value without
+// surrounding OWS (the form httpmsg.Header.AddValidLines takes).
+type field = httpmsg.FieldSpan
 
 // Parser parses one HTTP/1.1 request head at a time, fed in pieces of any size, with the
 // strictness of Envoy's codec (RFC 9112):
@@ -189,6 +193,11 @@ func (p *Parser) Method() []byte { return p.slice(p.method) }
 // Target returns the kept request target (nil unless Init was called with keep).
 func (p *Parser) Target() []byte { return p.slice(p.target) }
 
+// Fields returns the kept field section and where each field lies in it, in order (empty
+// unless Init was called with keep), for httpmsg.Header.AddValidLines: the fields are as
+// strict as that asks. Both alias p's storage and are valid until the next Reset.
+func (p *Parser) Fields() (lines []byte, fields []httpmsg.FieldSpan) { return p.buf, p.fields }
+
 // NumFields returns the number of fields of the head (or trailer section) so far.
 func (p *Parser) NumFields() int { return p.nfields }
 
@@ -197,7 +206,7 @@ func (p *Parser) NumFields() int { return p.nfields }
 func (p *Parser) Field(i int) (name, value []byte) {
 	// Without fKeep there are no fields (p.fields is empty): no need to test the flag.
 	f := &p.fields[i]
-	return p.buf[f.name.off:f.name.end:f.name.end], p.buf[f.value.off:f.value.end:f.value.end]
+	return p.buf[f.NameOff:f.NameEnd:f.NameEnd], p.buf[f.ValueOff:f.ValueEnd:f.ValueEnd]
 }
 
 func (p *Parser) slice(s span) []byte {
@@ -494,7 +503,7 @@ loop:
 					break loop
 				}
 				p.nlen = 0
-				p.cur.name.off = int32(len(p.buf))
+				p.cur.NameOff = int32(len(p.buf))
 				p.st = sName
 				continue
 			default:
@@ -522,7 +531,7 @@ loop:
 				e = ErrHeaderName
 				break loop
 			}
-			p.cur.name.end = int32(len(p.buf))
+			p.cur.NameEnd = int32(len(p.buf))
 			if e = p.classify(); e != nil {
 				break loop
 			}
@@ -536,14 +545,14 @@ loop:
 				i++
 				continue
 			case c == '\r':
-				p.cur.value = span{int32(len(p.buf)), int32(len(p.buf))}
-				p.vlast = p.cur.value.end
+				p.cur.ValueOff, p.cur.ValueEnd = int32(len(p.buf)), int32(len(p.buf))
+				p.vlast = p.cur.ValueEnd
 				p.st = sFieldLF
 				i++
 				continue
 			case charClass[c]&cValue != 0:
-				p.cur.value.off = int32(len(p.buf))
-				p.vlast = p.cur.value.off
+				p.cur.ValueOff = int32(len(p.buf))
+				p.vlast = p.cur.ValueOff
 				p.st = sValue
 				continue
 			case c == '\n':
@@ -581,7 +590,7 @@ loop:
 			}
 			switch b[i] {
 			case '\r':
-				p.cur.value.end = p.vlast
+				p.cur.ValueEnd = p.vlast
 				p.buf = p.buf[:p.vlast]
 				p.st = sFieldLF
 				i++
