@@ -324,35 +324,34 @@ func (h *Header) AddValidLines(lines []byte, spans []FieldSpan) {
 	if len(spans) == 0 {
 		return
 	}
-	for _, s := range spans {
-		if s.ValueOff != s.NameEnd+2 || lines[s.NameEnd+1] != ' ' || lines[s.ValueEnd] != '\r' {
-			h.addValidEach(lines, spans) // not name ": " value CRLF
-			return
-		}
-	}
-	start := spans[0].NameOff
-	base := int32(len(h.buf)) - start
+	start, nb := spans[0].NameOff, len(h.buf)
+	base := int32(nb) - start
 	h.buf = append(h.buf, lines[start:spans[len(spans)-1].ValueEnd+2]...)
 	n := len(h.fields)
 	if cap(h.fields)-n < len(spans) {
 		h.growFields(len(spans))
 	}
-	// No call in the loop, and h's summaries kept in registers until its end.
+	// The fields, then h's summaries of them in a second loop: few values live across each.
 	fs := h.fields[n : n+len(spans)]
-	lens, lasts, envoy := h.lens, h.lasts, h.envoy
 	for i, s := range spans {
-		k := lines[s.NameOff:s.NameEnd] // a token: not empty
-		sig := uint32(len(k))<<16 | uint32(k[0]|0x20)<<8 | uint32(k[len(k)-1]|0x20)
-		lens |= 1 << (sig >> 16 & 63)
-		lasts |= 1 << (sig & 63)
-		if k[0]|0x20 == 'x' && !envoy { // as note
-			envoy = IsEnvoyName(k)
+		if s.ValueOff != s.NameEnd+2 || lines[s.NameEnd+1] != ' ' || lines[s.ValueEnd] != '\r' {
+			h.buf = h.buf[:nb] // not name ": " value CRLF: undo the copy
+			h.addValidEach(lines, spans)
+			return
 		}
+		sig := uint32(s.NameEnd-s.NameOff)<<16 | uint32(lines[s.NameOff]|0x20)<<8 | uint32(lines[s.NameEnd-1]|0x20)
 		fs[i] = field{name: span{s.NameOff + base, s.NameEnd + base},
 			value: span{s.ValueOff + base, s.ValueEnd + base}, sig: sig, valid: true}
 	}
 	h.fields = h.fields[:n+len(spans)]
-	h.lens, h.lasts, h.envoy = lens, lasts, envoy
+	lens, lasts := h.lens, h.lasts
+	for i := range fs {
+		sig := fs[i].sig
+		lens |= 1 << (sig >> 16 & 63)
+		lasts |= 1 << (sig & 63)
+		h.note(sig, fs[i].name)
+	}
+	h.lens, h.lasts = lens, lasts
 }
 
 // addValidEach is AddValidLines one field at a time, for lines not all stored as they came.
