@@ -301,11 +301,12 @@ func (h *Header) AddValid(name, value []byte) { h.addLine(name, value, nameSigBy
 // what the appends keep in registers.)
 func (h *Header) addLine(name, value []byte, sig uint32) {
 	off := len(h.buf)
-	h.buf = append(h.buf, name...)
-	h.buf = append(h.buf, ':', ' ')
-	h.buf = append(h.buf, value...)
-	h.buf = append(h.buf, '\r', '\n')
-	n, v := int32(off+len(name)), int32(len(h.buf)-2)
+	b := append(h.buf, name...) // in a local: h.buf (a pointer in the heap) stored once
+	b = append(b, ':', ' ')
+	b = append(b, value...)
+	b = append(b, '\r', '\n')
+	h.buf = b
+	n, v := int32(off+len(name)), int32(len(b)-2)
 	h.push(field{name: span{int32(off), n}, value: span{n + 2, v}, sig: sig, valid: true})
 	h.note(sig, span{int32(off), n})
 }
