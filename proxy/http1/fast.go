@@ -137,8 +137,8 @@ lines:
 		}
 		if p.flags&fKeep != 0 {
 			base := int32(len(p.buf))
-			p.fields = append(p.fields, field{NameOff: base + int32(k), NameEnd: base + int32(n),
-				ValueOff: base + int32(vs), ValueEnd: base + int32(ve)})
+			p.fields = append(p.fields, field{name: span{base + int32(k), base + int32(n)},
+				value: span{base + int32(vs), base + int32(ve)}})
 		}
 		p.nfields++
 		k = end + 2

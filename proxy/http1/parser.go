@@ -1,7 +1,5 @@
 package http1
 
-import "github.com/strait-mesh/strait/proxy/httpmsg"
-
 type pstate uint8
 
 const (
@@ -61,9 +59,7 @@ const (
 
 type span struct{ off, end int32 }
 
-// field locates a kept field in the Parser's buffer: its name, and its value without
-// surrounding OWS (the form httpmsg.Header.AddValidLines takes).
-type field = httpmsg.FieldSpan
+type field struct{ name, value span }
 
 // Parser parses one HTTP/1.1 request head at a time, fed in pieces of any size, with the
 // strictness of Envoy's codec (RFC 9112):
@@ -193,11 +189,6 @@ func (p *Parser) Method() []byte { return p.slice(p.method) }
 // Target returns the kept request target (nil unless Init was called with keep).
 func (p *Parser) Target() []byte { return p.slice(p.target) }
 
-// Fields returns the kept field section and where each field lies in it, in order (empty
-// unless Init was called with keep), for httpmsg.Header.AddValidLines: the fields are as
-// strict as that asks. Both alias p's storage and are valid until the next Reset.
-func (p *Parser) Fields() (lines []byte, fields []httpmsg.FieldSpan) { return p.buf, p.fields }
-
 // NumFields returns the number of fields of the head (or trailer section) so far.
 func (p *Parser) NumFields() int { return p.nfields }
 
@@ -206,7 +197,7 @@ func (p *Parser) NumFields() int { return p.nfields }
 func (p *Parser) Field(i int) (name, value []byte) {
 	// Without fKeep there are no fields (p.fields is empty): no need to test the flag.
 	f := &p.fields[i]
-	return p.buf[f.NameOff:f.NameEnd:f.NameEnd], p.buf[f.ValueOff:f.ValueEnd:f.ValueEnd]
+	return p.buf[f.name.off:f.name.end:f.name.end], p.buf[f.value.off:f.value.end:f.value.end]
 }
 
 func (p *Parser) slice(s span) []byte {
@@ -503,7 +494,7 @@ loop:
 					break loop
 				}
 				p.nlen = 0
-				p.cur.NameOff = int32(len(p.buf))
+				p.cur.name.off = int32(len(p.buf))
 				p.st = sName
 				continue
 			default:
@@ -531,7 +522,7 @@ loop:
 				e = ErrHeaderName
 				break loop
 			}
-			p.cur.NameEnd = int32(len(p.buf))
+			p.cur.name.end = int32(len(p.buf))
 			if e = p.classify(); e != nil {
 				break loop
 			}
@@ -545,14 +536,14 @@ loop:
 				i++
 				continue
 			case c == '\r':
-				p.cur.ValueOff, p.cur.ValueEnd = int32(len(p.buf)), int32(len(p.buf))
-				p.vlast = p.cur.ValueEnd
+				p.cur.value = span{int32(len(p.buf)), int32(len(p.buf))}
+				p.vlast = p.cur.value.end
 				p.st = sFieldLF
 				i++
 				continue
 			case charClass[c]&cValue != 0:
-				p.cur.ValueOff = int32(len(p.buf))
-				p.vlast = p.cur.ValueOff
+				p.cur.value.off = int32(len(p.buf))
+				p.vlast = p.cur.value.off
 				p.st = sValue
 				continue
 			case c == '\n':
@@ -590,7 +581,7 @@ loop:
 			}
 			switch b[i] {
 			case '\r':
-				p.cur.ValueEnd = p.vlast
+				p.cur.value.end = p.vlast
 				p.buf = p.buf[:p.vlast]
 				p.st = sFieldLF
 				i++

@@ -3,8 +3,6 @@ package http1
 import (
 	"encoding/binary"
 	"math/bits"
-
-	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
 // Framing says how the body of a request is delimited (RFC 9112 section 6.3).
@@ -108,11 +106,6 @@ func (p *ResponseParser) NumFields() int { return p.fields.NumFields() }
 
 // Field returns field i's name and value, aliasing p's storage until the next Reset.
 func (p *ResponseParser) Field(i int) (name, value []byte) { return p.fields.Field(i) }
-
-// Fields returns the field section and where each field lies in it, as Parser.Fields.
-func (p *ResponseParser) Fields() (lines []byte, fields []httpmsg.FieldSpan) {
-	return p.fields.Fields()
-}
 
 // Feed parses the next bytes of the head and returns how many it consumed; when the head
 // completes, the bytes after it are not consumed. After an error, Feed returns the same
@@ -248,11 +241,11 @@ func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunn
 		te, teBad = fp.flags&fHasTE != 0, fp.flags&fTEBad != 0
 	} else {
 		for _, f := range fp.fields {
-			name := fp.buf[f.NameOff:f.NameEnd]
+			name := fp.buf[f.name.off:f.name.end]
 			if len(name) != len("content-length") && len(name) != len("transfer-encoding") {
 				continue
 			}
-			value := fp.buf[f.ValueOff:f.ValueEnd]
+			value := fp.buf[f.value.off:f.value.end]
 			switch kindOf(name) {
 			case kContentLength:
 				if length >= 0 {

@@ -42,26 +42,3 @@ func BenchmarkValue(b *testing.B) {
 		}
 	}
 }
-
-// BenchmarkAddValidLines adds the same fields as BenchmarkAddValid from their field section.
-func BenchmarkAddValidLines(b *testing.B) {
-	var lines []byte
-	var spans []FieldSpan
-	for _, f := range benchFields {
-		s := FieldSpan{NameOff: int32(len(lines))}
-		lines = append(lines, f[0]...)
-		s.NameEnd = int32(len(lines))
-		lines = append(lines, ": "...)
-		s.ValueOff = int32(len(lines))
-		lines = append(lines, f[1]...)
-		s.ValueEnd = int32(len(lines))
-		lines = append(lines, "\r\n"...)
-		spans = append(spans, s)
-	}
-	var h Header
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		h.Reset()
-		h.AddValidLines(lines, spans)
-	}
-}

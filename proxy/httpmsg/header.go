@@ -311,67 +311,6 @@ func (h *Header) addLine(name, value []byte, sig uint32) {
 	h.note(sig, span{int32(off), n})
 }
 
-// FieldSpan locates a received field in the bytes of its field section (see AddValidLines):
-// its name is lines[NameOff:NameEnd] and its value, without surrounding whitespace,
-// lines[ValueOff:ValueEnd].
-type FieldSpan struct{ NameOff, NameEnd, ValueOff, ValueEnd int32 }
-
-// AddValidLines appends, in order, the fields that spans locates in lines, each as AddValid
-// would: lines holds field lines as a strict HTTP/1.1 parser accepted them (name ":" OWS
-// value OWS CRLF, the checks of AddValid passed), and spans locates fields of consecutive
-// lines of it. When every line is name ": " value CRLF, as stored (see Line), as most are,
-// their bytes are copied at once; otherwise the fields are added one at a time.
-func (h *Header) AddValidLines(lines []byte, spans []FieldSpan) {
-	if len(spans) == 0 {
-		return
-	}
-	start, nb := spans[0].NameOff, len(h.buf)
-	base := int32(nb) - start
-	h.buf = append(h.buf, lines[start:spans[len(spans)-1].ValueEnd+2]...)
-	n := len(h.fields)
-	if cap(h.fields)-n < len(spans) {
-		h.growFields(len(spans))
-	}
-	// The fields, then h's summaries of them in a second loop: few values live across each.
-	fs := h.fields[n : n+len(spans)]
-	for i, s := range spans {
-		if s.ValueOff != s.NameEnd+2 || lines[s.NameEnd+1] != ' ' || lines[s.ValueEnd] != '\r' {
-			h.buf = h.buf[:nb] // not name ": " value CRLF: undo the copy
-			h.addValidEach(lines, spans)
-			return
-		}
-		sig := uint32(s.NameEnd-s.NameOff)<<16 | uint32(lines[s.NameOff]|0x20)<<8 | uint32(lines[s.NameEnd-1]|0x20)
-		fs[i] = field{name: span{s.NameOff + base, s.NameEnd + base},
-			value: span{s.ValueOff + base, s.ValueEnd + base}, sig: sig, valid: true}
-	}
-	h.fields = h.fields[:n+len(spans)]
-	lens, lasts := h.lens, h.lasts
-	for i := range fs {
-		sig := fs[i].sig
-		lens |= 1 << (sig >> 16 & 63)
-		lasts |= 1 << (sig & 63)
-		h.note(sig, fs[i].name)
-	}
-	h.lens, h.lasts = lens, lasts
-}
-
-// addValidEach is AddValidLines one field at a time, for lines not all stored as they came.
-//
-//go:noinline
-func (h *Header) addValidEach(lines []byte, spans []FieldSpan) {
-	for _, s := range spans {
-		name := lines[s.NameOff:s.NameEnd]
-		h.addLine(name, lines[s.ValueOff:s.ValueEnd], nameSigBytes(name))
-	}
-}
-
-// growFields makes room in h.fields for n more fields.
-//
-//go:noinline
-func (h *Header) growFields(n int) {
-	h.fields = append(h.fields[:cap(h.fields)], make([]field, n)...)[:len(h.fields)]
-}
-
 // addLineString is addLine for strings (only read: addLine copies them). One copy of
 // addLine's code serves both: a second, for strings, would be as many more code lines.
 func (h *Header) addLineString(name, value string, sig uint32) {
