@@ -42,3 +42,15 @@ func BenchmarkValue(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkValidValue checks values the proxy adds to a request or response.
+func BenchmarkValidValue(b *testing.B) {
+	vals := []string{"http", "3f1c5a0e-8d2b-4c11-9a7e-0b6f2d9e4c31", "15000", "2", "10.0.0.1"}
+	for i := 0; i < b.N; i++ {
+		for _, v := range vals {
+			if !validValue(v) {
+				b.Fatal(v)
+			}
+		}
+	}
+}
