@@ -301,11 +301,12 @@ func (h *Header) AddValid(name, value []byte) { h.addLine(name, value, nameSigBy
 // what the appends keep in registers.)
 func (h *Header) addLine(name, value []byte, sig uint32) {
 	off := len(h.buf)
-	h.buf = append(h.buf, name...)
-	h.buf = append(h.buf, ':', ' ')
-	h.buf = append(h.buf, value...)
-	h.buf = append(h.buf, '\r', '\n')
-	n, v := int32(off+len(name)), int32(len(h.buf)-2)
+	b := append(h.buf, name...) // in a local: h.buf (a pointer in the heap) stored once
+	b = append(b, ':', ' ')
+	b = append(b, value...)
+	b = append(b, '\r', '\n')
+	h.buf = b
+	n, v := int32(off+len(name)), int32(len(b)-2)
 	h.push(field{name: span{int32(off), n}, value: span{n + 2, v}, sig: sig, valid: true})
 	h.note(sig, span{int32(off), n})
 }
@@ -472,26 +473,21 @@ func equalFold(b []byte, s string) bool {
 		return equalFoldShort(b, s)
 	}
 	s = s[:n]
-	// Eight bytes at a time, the last word overlapping the one before when n%8 != 0; a name
-	// shorter than a word is two four-byte halves of one, overlapping. One foldWord in the
-	// loop: it is called for most lookups that find a field, and small code stays cached.
-	for i := 0; ; i += 8 {
-		var x, y uint64
-		if n < 8 {
-			x = uint64(load32(b)) | uint64(load32(b[n-4:]))<<32
-			y = uint64(load32(s)) | uint64(load32(s[n-4:]))<<32
-			i = n - 8
-		} else {
-			i = min(i, n-8)
-			x, y = load64(b[i:]), load64(s[i:])
-		}
-		if !foldWord(x, y) {
+	// Eight bytes at a time; the last word overlaps the one before when n%8 != 0, and a name
+	// shorter than a word is two four-byte halves of one, overlapping.
+	for i := 0; i < n-8; i += 8 {
+		if !foldWord(load64(b[i:]), load64(s[i:])) {
 			return false
 		}
-		if i == n-8 {
-			return true
-		}
 	}
+	var x, y uint64
+	if n < 8 {
+		x = uint64(load32(b)) | uint64(load32(b[n-4:]))<<32
+		y = uint64(load32(s)) | uint64(load32(s[n-4:]))<<32
+	} else {
+		x, y = load64(b[n-8:]), load64(s[n-8:])
+	}
+	return foldWord(x, y)
 }
 
 // equalFoldShort is equalFold for fewer than four bytes, byte by byte. Out of line: few
