@@ -16,6 +16,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/telemetry"
 	"github.com/strait-mesh/strait/proxy/upstream"
 	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
 )
@@ -211,7 +212,7 @@ type attemptResult struct {
 	fail     route.FailureKind
 	flag     ResponseFlags
 	err      error
-	cancel   context.CancelCauseFunc
+	cancel   context.CancelCauseFunc // the attempt's own context's (attemptContext); nil: none
 	perTry   *time.Timer
 	perTryRC *reqCancel // the attempt's reqCancel that perTry cancels
 	retried  bool
@@ -233,8 +234,14 @@ func (h *Handler) forward(s *Stream) {
 		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
 		return
 	}
-	if sv, ok := up.(istioServicer); ok {
-		s.services = sv.IstioServices()
+	// The cluster's kinds, found once per request: a compiled cluster (*upstream.Cluster, every
+	// cluster of the proxy) without an interface assertion, other Upstreams (tests' stand-ins)
+	// through upstreamTraits.
+	var mu messageUpstream
+	if c, ok := up.(*upstream.Cluster); ok {
+		s.services, mu = c.IstioServices(), c
+	} else {
+		s.services, mu = upstreamTraits(up)
 	}
 	cst := h.streamClusterStats(s)
 	var rst *routeStats
@@ -319,7 +326,7 @@ func (h *Handler) forward(s *Stream) {
 	var done forwardDone
 	done.s, done.rc = s, rc
 	defer done.run()
-	_, toMessage := up.(messageUpstream)
+	toMessage := mu != nil
 	var origDst netip.AddrPort
 	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
 		origDst = s.Info.Conn.OriginalDst
@@ -414,12 +421,15 @@ func (h *Handler) forward(s *Stream) {
 		if rst != nil {
 			rst.total.Inc()
 		}
-		res = h.attempt(ctx, s, up, out, body, alb, perTry, trackSent)
+		h.attempt(ctx, s, up, mu, out, body, alb, perTry, trackSent, &res)
+		if maxRetries == 0 {
+			break // no retry to decide on (tryAgain: not again, not exhausted)
+		}
 		if retrySlot {
 			up.ReleaseRetry()
 		}
 		var exhausted bool
-		if retrySlot, exhausted = tryAgain(ctx, policy, attempt, maxRetries, res, body, up); !retrySlot {
+		if retrySlot, exhausted = tryAgain(ctx, policy, attempt, maxRetries, &res, body, up); !retrySlot {
 			if exhausted {
 				s.Info.Flags |= FlagUpstreamRetryLimitExceed
 			} else if attempt > 1 {
@@ -429,7 +439,7 @@ func (h *Handler) forward(s *Stream) {
 		}
 		beforeRetry(ctx, policy, attempt, res, cst, rst)
 	}
-	done.attempt = res.cancel
+	done.attempt = res.cancel // nil: the attempt had no context of its own
 	// Shadow traffic does not depend on the primary's outcome.
 	h.mirror(s, body)
 	if res.resp == nil {
@@ -508,7 +518,7 @@ func (d *forwardDone) run() {
 // a slot of the budget until the retry's attempt has returned (Upstream.ReleaseRetry). Otherwise
 // exhausted tells that retries were made and the final outcome is still a failure or a response
 // policy retries on (the URX flag).
-func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res attemptResult,
+func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res *attemptResult,
 	body *replayBody, up Upstream) (again, exhausted bool) {
 	retriable := false
 	if attempt <= maxRetries && ctx.Err() == nil {
@@ -525,84 +535,117 @@ func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetrie
 	return false, attempt > 1 && (res.resp == nil || policy.RetryOnResponse(res.resp.Status, res.resp.Header))
 }
 
-// attempt makes one upstream try. With trackSent it finds out whether the request's headers went
-// upstream, so that a reset before that is told apart (route.FailResetBeforeRequest).
-func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http.Request, body *replayBody,
-	lb balance.Context, perTry time.Duration, trackSent bool) attemptResult {
+// attempt makes one upstream try into res: a response, or a classified failure. mu is up as a
+// messageUpstream (nil: up takes net/http's request only, roundTripHTTP). With trackSent it finds
+// out whether the request's headers went upstream, so that a reset before that is told apart
+// (route.FailResetBeforeRequest).
+func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, mu messageUpstream, out *http.Request,
+	body *replayBody, lb balance.Context, perTry time.Duration, trackSent bool, res *attemptResult) {
+	*res = attemptResult{}
 	actx := ctx
-	res := attemptResult{cancel: func(error) {}}
 	if perTry > 0 || trackSent || !(body == nil && !s.retrying || body != nil && body.inMemory()) {
-		// An attempt with a per-try timeout, or whose body can block on the downstream, gets a
-		// context of its own to stop it when it is abandoned, the Stream's attempt reqCancel
-		// (a child of the request's, cancel.go); so does one that traces its request's
-		// headers, which that context carries. Without, nothing is left to stop but its
-		// response body, which the caller closes.
-		arc := s.attemptScope()
-		actx = arc
-		res.cancel = arc.cancelFunc()
-		if perTry > 0 {
-			res.perTry, res.perTryRC = time.AfterFunc(perTry, arc.perTryFunc()), arc
-		}
-		if trackSent {
-			sent := new(atomic.Bool)
-			res.sent = sent
-			wrote := func() { sent.Store(true) }
-			arc.setValues(httptrace.WithClientTrace(context.Background(),
-				&httptrace.ClientTrace{WroteHeaders: wrote}))
-			s.head.WroteHeaders = wrote // the HTTP/1.1 pools take it from the head
-		}
+		actx = s.attemptContext(perTry, trackSent, res)
 	}
 	req := s.attemptRequest(out, actx)
 	if body != nil {
 		req.Body = body.attempt()
 	}
-	return h.roundTrip(ctx, actx, s, up, req, lb, res)
+	var resp *upstream.Response
+	var err error
+	if mu != nil && s.headSet {
+		// The attempt's reqCancel is the h1.Watcher the HTTP/1.1 pools watch (its Value
+		// offers it under upstream.WatcherKey): given in the head, they need no context
+		// lookup. req's context is actx (above).
+		s.head.Watcher = nil
+		if w, ok := actx.(*reqCancel); ok {
+			s.head.Watcher = w
+		}
+		resp, err = mu.RoundTripMessage(req, &s.head, lb)
+		s.outFree = err == nil && req == s.outReq && s.head.Released
+	} else {
+		resp, err = roundTripHTTP(up, req, lb)
+	}
+	if res.perTry != nil && !res.perTry.Stop() {
+		res.perTryRC.noReuse() // the timer fired: its cancel may come after a reuse
+	}
+	if err != nil {
+		h.attemptFailed(ctx, actx, s, err, res)
+		return
+	}
+	res.resp = resp
 }
 
 // attemptRequest returns out with the context actx for one attempt: the Stream's kept request
 // when the cluster released it after the last attempt (upstream.MessageHead.Released) and it
 // carries actx already, else a copy (http.Request.WithContext), kept as the next candidate.
 func (s *Stream) attemptRequest(out *http.Request, actx context.Context) *http.Request {
-	if r := s.outReq; r != nil && s.outFree && s.headSet && r.Context() == actx {
-		s.outFree = false
+	r := s.outReq
+	if r != nil && s.outFree && s.headSet && r.Context() == actx {
 		// Only the fields outboundRequest sets, and Body (attempt), are ever set on it.
 		r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = out.Method, out.Proto, out.ProtoMajor, out.ProtoMinor
 		r.ContentLength, r.Host, r.Trailer, r.Body = out.ContentLength, out.Host, out.Trailer, nil
-		return r
+	} else {
+		r = out.WithContext(actx)
+		s.outReq = r
 	}
-	r := out.WithContext(actx)
-	s.outReq, s.outFree = r, false
+	s.outFree = false
 	return r
 }
 
-// roundTrip runs one attempt on req (whose context is actx or derives from it) and classifies a
-// failure. A response in net/http's form (an Upstream that is not a messageUpstream) is
-// converted once here (upstream.FromHTTP).
-func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, req *http.Request, lb balance.Context, res attemptResult) attemptResult {
-	var resp *upstream.Response
-	var err error
-	if mu, ok := up.(messageUpstream); ok && s.headSet {
-		// The attempt's reqCancel is the h1.Watcher the HTTP/1.1 pools watch (its Value
-		// offers it under upstream.WatcherKey): given in the head, they need no context lookup.
-		s.head.Watcher = nil
-		if w, ok := actx.(*reqCancel); ok && req.Context() == actx {
-			s.head.Watcher = w
-		}
-		resp, err = mu.RoundTripMessage(req, &s.head, lb)
-		s.outFree = err == nil && req == s.outReq && s.head.Released
-	} else {
-		var hr *http.Response
-		if hr, err = up.RoundTrip(req, lb); err == nil {
-			resp = upstream.FromHTTP(hr)
-		}
+// attemptContext gives an attempt a context of its own to stop it when it is abandoned, the
+// Stream's attempt reqCancel (a child of the request's, cancel.go): an attempt with a per-try
+// timeout, or whose body can block on the downstream; so does one that traces its request's
+// headers (trackSent), which that context carries. Without, nothing is left to stop but its
+// response body, which the caller closes. Out of attempt's common path (see routerControls).
+//
+//go:noinline
+func (s *Stream) attemptContext(perTry time.Duration, trackSent bool, res *attemptResult) context.Context {
+	arc := s.attemptScope()
+	res.cancel = arc.cancelFunc()
+	if perTry > 0 {
+		res.perTry, res.perTryRC = time.AfterFunc(perTry, arc.perTryFunc()), arc
 	}
-	if res.perTry != nil && !res.perTry.Stop() {
-		res.perTryRC.noReuse() // the timer fired: its cancel may come after a reuse
+	if trackSent {
+		sent := new(atomic.Bool)
+		res.sent = sent
+		wrote := func() { sent.Store(true) }
+		arc.setValues(httptrace.WithClientTrace(context.Background(),
+			&httptrace.ClientTrace{WroteHeaders: wrote}))
+		s.head.WroteHeaders = wrote // the HTTP/1.1 pools take it from the head
 	}
-	if err == nil {
-		res.resp = resp
-		return res
+	return arc
+}
+
+// roundTripHTTP runs an attempt on an Upstream that takes net/http's request (not a
+// messageUpstream), its response converted once here (upstream.FromHTTP).
+//
+//go:noinline
+func roundTripHTTP(up Upstream, req *http.Request, lb balance.Context) (*upstream.Response, error) {
+	hr, err := up.RoundTrip(req, lb)
+	if err != nil {
+		return nil, err
 	}
+	return upstream.FromHTTP(hr), nil
+}
+
+// upstreamTraits returns what forward learns of an Upstream that is not an *upstream.Cluster:
+// its services (istioServicer) and whether it takes the request's head as httpmsg.
+//
+//go:noinline
+func upstreamTraits(up Upstream) ([]telemetry.Service, messageUpstream) {
+	var services []telemetry.Service
+	if sv, ok := up.(istioServicer); ok {
+		services = sv.IstioServices()
+	}
+	mu, _ := up.(messageUpstream)
+	return services, mu
+}
+
+// attemptFailed classifies an attempt's failure err into res (route.FailureKind and response
+// flag); actx is the attempt's context, ctx the request's.
+//
+//go:noinline
+func (h *Handler) attemptFailed(ctx, actx context.Context, s *Stream, err error, res *attemptResult) {
 	res.err = err
 	cause := causeOf(actx)
 	var ue *upstream.Error
@@ -635,7 +678,6 @@ func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, r
 	if res.fail == route.FailReset && res.sent != nil && !res.sent.Load() {
 		res.fail = route.FailResetBeforeRequest
 	}
-	return res
 }
 
 // mix64 is the splitmix64 finalizer.

@@ -129,7 +129,9 @@ func beforeRetry(ctx context.Context, policy *route.RetryPolicy, attempt int, re
 	}
 	// Cancel before closing: closing an HTTP/2 response body waits for the request body
 	// writer, which may be blocked on a downstream body that is still open.
-	res.cancel(errStaleAttempt)
+	if res.cancel != nil {
+		res.cancel(errStaleAttempt)
+	}
 	if res.resp != nil {
 		res.resp.Body.Close()
 	}
