@@ -288,7 +288,19 @@ func (n *h1Net) SetReadDeadline(t time.Time) error {
 // ServeHTTP1 implements h1.Handler: one request through the connection manager.
 func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	c.cs.idle.Store(false)
-	defer c.cs.idle.Store(true)
+	// One deferred call ends what the request started (see forwardDone): the body's objects,
+	// the writer, then the connection's idle mark.
+	defer func() {
+		if c.body != nil {
+			c.body.detach()
+			if !c.bodyHeld {
+				c.spare = c.body
+			}
+			c.body = nil
+		}
+		c.d.w = nil
+		c.cs.idle.Store(true)
+	}()
 	if !c.net.direct.Load() {
 		c.goDirect()
 	}
@@ -309,17 +321,7 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 		body = b
 	}
 	c.bodyHeld = true // until the stream says otherwise (a panic: not known)
-	defer func() {
-		if c.body != nil {
-			c.body.detach()
-			if !c.bodyHeld {
-				c.spare = c.body
-			}
-			c.body = nil
-		}
-		c.d.w = nil
-	}()
-	c.h.serve(streamStart{
+	c.h.serve(&streamStart{
 		d: &c.d, req: r, body: body, ctx: c.ctx, plink: c, cs: c.cs, peer: c.peer,
 		method: r.Method, authority: c.intern(&c.authority, r.Authority()), path: c.intern(&c.path, r.Path()), tls: c.tls,
 		reqTrailer: trailer, bodyHeld: &c.bodyHeld,
@@ -403,8 +405,11 @@ func (d *h1Down) Hijack() (net.Conn, []byte, error) {
 // EnableFullDuplex implements downstream: the codec always is.
 func (d *h1Down) EnableFullDuplex() error { return nil }
 
-// SetReadDeadline implements downstream.
-func (d *h1Down) SetReadDeadline(t time.Time) error { return d.c.cc.SetReadDeadline(t) }
+// SetReadDeadline implements downstream: on the connection the codec reads (h1Net), which went
+// direct before the connection's first request was served (ServeHTTP1), so the deadline goes
+// straight to the accepted connection, as the codec's own deadlines do, without the clockConn's
+// bookkeeping (its read deadline is the server's of net/http's connections).
+func (d *h1Down) SetReadDeadline(t time.Time) error { return d.c.net.SetReadDeadline(t) }
 
 // SetWriteDeadline implements downstream.
 func (d *h1Down) SetWriteDeadline(t time.Time) error { return d.c.cc.SetWriteDeadline(t) }

@@ -27,6 +27,7 @@ var requestHopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "
 
 // responseHopByHop are the fixed names removed from every upstream response. Proxy-Authenticate
 // is not one: Envoy passes it, as RFC 9110 (section 11.7.1) lets a proxy do.
+// copyResponseHeader names them too.
 var responseHopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade"}
 
 // maxNominated is the number of Connection tokens from which Envoy's HTTP/1 codec rejects a

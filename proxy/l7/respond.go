@@ -177,6 +177,22 @@ func (s *Stream) copyTrailers(t *httpmsg.Header) {
 // the codec writes itself. In the common case, an empty dst and a src without Connection and
 // TE, the fixed names are left out as the fields are copied.
 func copyResponseHeader(dst, src *httpmsg.Header) {
+	// The names of responseHopByHop, Te and Trailer, each a constant whose lookup mostly ends
+	// at the Header's name-length bit test.
+	if dst.Len() == 0 && src.Index("Connection", 0) < 0 && src.Index("Te", 0) < 0 &&
+		src.Index("Keep-Alive", 0) < 0 && src.Index("Proxy-Connection", 0) < 0 &&
+		src.Index("Transfer-Encoding", 0) < 0 && src.Index("Upgrade", 0) < 0 && src.Index("Trailer", 0) < 0 {
+		dst.CopyFrom(src) // all of it at once: the same as adding each field (AddField)
+		return
+	}
+	copyResponseHeaderFields(dst, src)
+}
+
+// copyResponseHeaderFields is copyResponseHeader for a dst with fields or a src with a field
+// it leaves out. Out of copyResponseHeader's common path (see routerControls).
+//
+//go:noinline
+func copyResponseHeaderFields(dst, src *httpmsg.Header) {
 	n := src.Len()
 	if dst.Len() > 0 || src.Index("Connection", 0) >= 0 || src.Index("Te", 0) >= 0 {
 		for i := 0; i < n; i++ {

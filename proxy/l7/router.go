@@ -379,8 +379,9 @@ func (h *Handler) forward(s *Stream) {
 
 	if body != nil {
 		body.idle = idle
-		if s.HTTP1() {
-			// Let the upstream response stream back while the request body is still arriving.
+		if _, native := s.downW.(*h1Down); !native && s.HTTP1() {
+			// Let the upstream response stream back while the request body is still arriving
+			// (proxy/h1's codec always does).
 			_ = s.w.EnableFullDuplex()
 		}
 		if t := body.prefetch(s.w, s.req.ContentLength); t != 0 {

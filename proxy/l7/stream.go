@@ -204,7 +204,7 @@ type streamStart struct {
 
 // serve runs one request through the connection manager: admission, the connection manager's
 // header handling, routing and the filter pipeline.
-func (h *Handler) serve(st streamStart) {
+func (h *Handler) serve(st *streamStart) {
 	// A pooled Stream is already reduced to what it keeps (release), a new one is zero.
 	s := streamPool.Get().(*Stream)
 	s.w, s.downW, s.req, s.body, s.h, s.peer = st.d, st.d, st.req, st.body, h, st.peer
