@@ -63,13 +63,14 @@ func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, c
 }
 
 // respond streams the upstream response downstream: headers, body (flushed as it arrives when
-// the length is unknown, as for gRPC and server-sent events) and trailers.
-func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelCauseFunc, resp *upstream.Response, cst *clusterStats, idle *idleTimer) {
+// the length is unknown, as for gRPC and server-sent events) and trailers. rc is the request's
+// reqCancel, its context.
+func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst *clusterStats, idle *idleTimer) {
 	defer func() {
 		// The exchange is over. Cancel first: closing an HTTP/2 response body otherwise waits
 		// for the request body writer, which may still block on an open downstream body (a
 		// gRPC server may end the stream while the client is still sending).
-		cancel(nil)
+		rc.cancel(nil)
 		resp.Body.Close()
 	}()
 	cst.code(resp.Status)
@@ -129,7 +130,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 			break
 		}
 		if err != nil {
-			s.bodyBroken(ctx)
+			s.bodyBroken(rc)
 			return
 		}
 	}

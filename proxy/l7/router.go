@@ -319,7 +319,6 @@ func (h *Handler) forward(s *Stream) {
 
 	// The stream's reqCancel is the request's context from here (cancel.go).
 	rc := s.cancelScope()
-	cancel := rc.cancelFunc()
 	// One deferred call ends what the request started: with one defer the compiler open-codes
 	// it (five conditional defers took the runtime's deferreturn path, which unwinds the stack:
 	// ~2.5k instructions per request).
@@ -455,7 +454,7 @@ func (h *Handler) forward(s *Stream) {
 		h.tunnel(s, res.resp)
 		return
 	}
-	h.respond(s, ctx, cancel, res.resp, cst, idle)
+	h.respond(s, rc, res.resp, cst, idle)
 }
 
 // forwardDone is what forward stops when it returns, in this order: the last attempt's
