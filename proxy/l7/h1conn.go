@@ -105,6 +105,53 @@ func (c *h1Conn) peerGone() {
 type h1Down struct {
 	w *h1.ResponseWriter
 	c *h1Conn
+	// The stream stage's HTTP/1.1 work for a request with a body (streamStage, whose
+	// streamEnd does the same on other connections): body is the request body to watch for
+	// a response that begins before its end (watchBody; nil: none), started that the
+	// response began. Handler goroutine only; reset for each request (ServeHTTP1).
+	body    *h1Body
+	started bool
+}
+
+// watchBody has the response that begins before the end of the request's body (c.body)
+// carry "Connection: close" (WriteHeader) and the body not be waited for after the response
+// (bodyEnd), as the stream stage does (streamEnd.respond, end).
+func (d *h1Down) watchBody() { d.body = d.c.body }
+
+// bodyEnd runs after the pipeline returned for a request whose body watchBody watched: the
+// rest of a body not read to its end is not waited for, and the connection closes after the
+// response, lingering so that the client reads it (streamEnd.end).
+func (d *h1Down) bodyEnd(s *Stream) {
+	if d.body == nil || d.body.eof.Load() {
+		return
+	}
+	d.bodyLeft(s)
+}
+
+// bodyLeft is bodyEnd for a body not read to its end. Out of the common path (see
+// routerControls).
+//
+//go:noinline
+func (d *h1Down) bodyLeft(s *Stream) {
+	if !d.started {
+		d.w.Header().Set("Connection", "close")
+	}
+	_ = d.SetReadDeadline(time.Unix(1, 0))
+	if s.cs != nil && s.cs.cc != nil {
+		s.cs.cc.linger.Store(true)
+	}
+}
+
+// responseBegins is the stream stage's part of a response's first status of 200 or more
+// (streamEnd.respond) for a watched body (watchBody): a response that begins before the end
+// of the request body is counted, and closes the connection. Out of WriteHeader's common path.
+//
+//go:noinline
+func (d *h1Down) responseBegins() {
+	if !d.body.eof.Load() {
+		d.c.h.tst.beforeRqDone.Inc()
+		d.w.Header().Set("Connection", "close")
+	}
 }
 
 // h1Body is a request body as the connection manager holds it: reads after the request
@@ -117,6 +164,7 @@ type h1Body struct {
 	// them from; it is filled from req's trailer section at the end of the body.
 	req     *httpmsg.Request
 	trailer http.Header
+	eof     atomic.Bool // a read returned io.EOF (h1Down.watchBody)
 }
 
 // Read implements io.Reader.
@@ -127,6 +175,9 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		return 0, errBodyDetached
 	}
 	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.eof.Store(true)
+	}
 	if err == io.EOF && b.trailer != nil {
 		t := &b.req.Trailer
 		for i := 0; i < t.Len(); i++ {
@@ -304,7 +355,7 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	if !c.net.direct.Load() {
 		c.goDirect()
 	}
-	c.d.w = w
+	c.d.w, c.d.body, c.d.started = w, nil, false
 	var body io.ReadCloser = http.NoBody
 	var trailer http.Header
 	if r.Body != httpmsg.NoBody && r.Body != nil {
@@ -316,7 +367,7 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 		}
 		// A spare body is one no reader holds any more (the last request's stream said so
 		// after detach): nothing else reaches b until it is handed out below.
-		b.r, b.closed, b.req, b.trailer = r.Body, false, r, trailer
+		*b = h1Body{r: r.Body, req: r, trailer: trailer}
 		c.body = b
 		body = b
 	}
@@ -364,6 +415,12 @@ func (d *h1Down) Trailer() *httpmsg.Header { return d.w.Trailer() }
 // while the overload manager disables keep-alive.
 func (d *h1Down) WriteHeader(status int) {
 	h := d.c.h
+	if status >= 200 && !d.started {
+		d.started = true
+		if d.body != nil {
+			d.responseBegins()
+		}
+	}
 	if status >= 200 && (h.draining.Load() || d.c.cc.draining.Load() || h.overload.keepaliveOff.Load()) {
 		d.w.Header().Set("Connection", "close")
 	}
