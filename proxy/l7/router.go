@@ -397,9 +397,10 @@ func (h *Handler) forward(s *Stream) {
 		// context values for the original destination and the host report.
 		// Report is always the Stream's: a head without one has the cluster look a report up
 		// in the request's context on every request.
-		s.head = upstream.MessageHead{Header: &s.req.Header, Path: s.path, OriginalDst: origDst, Report: &s.hostReport}
+		// s.head is still zero (resetKeeping): only the fields this sets are stored.
+		// out stays nil: each attempt's request is set from the stream (attemptRequest).
+		s.head.Header, s.head.Path, s.head.OriginalDst, s.head.Report = &s.req.Header, s.path, origDst, &s.hostReport
 		s.headSet = true
-		out = s.outboundRequest()
 	} else {
 		out = s.upstreamRequest()
 	}
@@ -577,14 +578,23 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, mu messag
 
 // attemptRequest returns out with the context actx for one attempt: the Stream's kept request
 // when the cluster released it after the last attempt (upstream.MessageHead.Released) and it
-// carries actx already, else a copy (http.Request.WithContext), kept as the next candidate.
+// carries actx already, else a copy (http.Request.WithContext), kept as the next candidate. A
+// nil out is the request outboundRequest makes (the message path's).
 func (s *Stream) attemptRequest(out *http.Request, actx context.Context) *http.Request {
 	r := s.outReq
 	if r != nil && s.outFree && s.headSet && r.Context() == actx {
 		// Only the fields outboundRequest sets, and Body (attempt), are ever set on it.
-		r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = out.Method, out.Proto, out.ProtoMajor, out.ProtoMinor
-		r.ContentLength, r.Host, r.Trailer, r.Body = out.ContentLength, out.Host, out.Trailer, nil
+		if out == nil {
+			s.setOutbound(r)
+			r.Body = nil
+		} else {
+			r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = out.Method, out.Proto, out.ProtoMajor, out.ProtoMinor
+			r.ContentLength, r.Host, r.Trailer, r.Body = out.ContentLength, out.Host, out.Trailer, nil
+		}
 	} else {
+		if out == nil {
+			out = s.outboundRequest()
+		}
 		r = out.WithContext(actx)
 		s.outReq = r
 	}
@@ -715,20 +725,19 @@ func (s *Stream) upstreamRequest() *http.Request {
 // outboundRequest is upstreamRequest without the URL, header map and RemoteAddr, which a
 // messageUpstream reads from s.head (or has no use for).
 func (s *Stream) outboundRequest() *http.Request {
-	out := &http.Request{
-		Method:        s.method,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		ContentLength: s.req.ContentLength,
-		Host:          s.authority,
-		Trailer:       s.reqTrailer,
-	}
+	out := new(http.Request)
+	s.setOutbound(out)
+	return out
+}
+
+// setOutbound sets the fields of r that outboundRequest sets.
+func (s *Stream) setOutbound(r *http.Request) {
+	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = s.method, "HTTP/1.1", 1, 1
 	switch s.req.Proto {
 	case httpmsg.HTTP2:
-		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
+		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
 	case httpmsg.HTTP10:
-		out.Proto, out.ProtoMinor = "HTTP/1.0", 0
+		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
 	}
-	return out
+	r.ContentLength, r.Host, r.Trailer = s.req.ContentLength, s.authority, s.reqTrailer
 }

@@ -233,7 +233,7 @@ func (h *Handler) serve(st *streamStart) {
 	if cs.info.TLS || st.tls {
 		s.scheme = "https"
 	}
-	s.rinfo = route.RequestInfo{Local: cs.info.OriginalDst, Protocol: s.Info.Protocol}
+	s.rinfo.Local, s.rinfo.Protocol = cs.info.OriginalDst, s.Info.Protocol // the rest is still zero (resetKeeping)
 	sc := s.sctx
 	if sc == nil {
 		sc = new(streamCtx)
