@@ -227,7 +227,8 @@ func (h *Handler) serve(st *streamStart) {
 	s.cs = cs
 	s.Info.Conn = &cs.info
 	s.Info.Method, s.Info.Authority, s.Info.Path = s.method, s.authority, s.path
-	s.grpc = route.IsGRPC(s)
+	ct, _ := st.req.Header.Value("Content-Type")
+	s.grpc = route.IsGRPCContentType(ct) // route.IsGRPC without the interface assertion
 	s.Info.Protocol = st.req.Proto.String()
 	s.scheme = "http"
 	if cs.info.TLS || st.tls {
