@@ -66,18 +66,22 @@ func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, c
 // the length is unknown, as for gRPC and server-sent events) and trailers. rc is the request's
 // reqCancel, its context.
 func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst *clusterStats, idle *idleTimer) {
+	bp := copyBufPool.Get().(*[]byte)
 	defer func() {
 		// The exchange is over. Cancel first: closing an HTTP/2 response body otherwise waits
 		// for the request body writer, which may still block on an open downstream body (a
 		// gRPC server may end the stream while the client is still sending).
 		rc.cancel(nil)
 		resp.Body.Close()
+		copyBufPool.Put(bp)
 	}()
 	cst.code(resp.Status)
 	s.Info.Details = "via_upstream"
 	hdr := s.w.Header()
 	copyResponseHeader(hdr, resp.Header)
-	s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
+	if !s.Route.NoResponseOps(s.Target) {
+		s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
+	}
 	s.applyCommonResponseHeaders(hdr)
 	if !h.suppressEnvoyHdrs {
 		hdr.SetName(nameUpstreamSvcTime, strconv.FormatInt(s.Info.UpstreamServiceTime.Milliseconds(), 10))
@@ -103,8 +107,6 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 		_ = s.w.Flush()
 	}
 	countGRPC := h.countsGRPCMessages(s)
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
 	buf := *bp
 	for {
 		n, err := resp.Body.Read(buf)

@@ -252,8 +252,10 @@ func (h *Handler) forward(s *Stream) {
 	// Rare parts of the request's way are functions of their own (outlined, see
 	// routerControls): forward's common path stays short, in instructions the processor
 	// fetches per request.
-	upgrade := upgradeType(s)
-	var upgradeValue string
+	var upgrade, upgradeValue string
+	if hdr.Index("Upgrade", 0) >= 0 {
+		upgrade = upgradeType(s) // "" without an Upgrade field
+	}
 	if upgrade != "" {
 		if !h.upgradeAllowed(rt, upgrade) {
 			s.localReply(http.StatusForbidden, 0, "upgrade_failed", "", -1)
@@ -299,8 +301,10 @@ func (h *Handler) forward(s *Stream) {
 		hdr.Set("Connection", "Upgrade")
 		hdr.Set("Upgrade", upgradeValue)
 	}
-	if p, changed := rt.RewritePath(s.path); changed && !h.rewritePath(s, p) {
-		return
+	if rt.RewritesPath() {
+		if p, changed := rt.RewritePath(s.path); changed && !h.rewritePath(s, p) {
+			return
+		}
 	}
 	switch {
 	case s.Target != nil && s.Target.HostRewrite != "":
@@ -308,7 +312,9 @@ func (h *Handler) forward(s *Stream) {
 	case rt.HostRewrite != "":
 		s.authority = rt.HostRewrite
 	}
-	rt.ApplyRequestHeaders(hdr, s, &s.rinfo, s.Target)
+	if !rt.NoRequestOps(s.Target) {
+		rt.ApplyRequestHeaders(hdr, s, &s.rinfo, s.Target)
+	}
 	if timeout > 0 && !h.suppressEnvoyHdrs {
 		setExpectedTimeout(hdr, timeout, perTry)
 	}

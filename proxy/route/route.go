@@ -503,6 +503,10 @@ func (rt *Route) matchedPrefixLen(path string) int {
 	}
 }
 
+// RewritesPath reports whether the route has prefix_rewrite or regex_rewrite (RewritePath
+// changes paths).
+func (rt *Route) RewritesPath() bool { return rt.hasPrefixRw || rt.regexRewrite != nil }
+
 // RewritePath applies prefix_rewrite or regex_rewrite to path (the request target including its
 // query) and reports whether it changed anything.
 func (rt *Route) RewritePath(path string) (string, bool) {
@@ -600,6 +604,17 @@ func (rt *Route) ApplyRequestHeaders(h *httpmsg.Header, r Request, info *Request
 // ApplyResponseHeaders applies the response header operations likewise.
 func (rt *Route) ApplyResponseHeaders(h *httpmsg.Header, r Request, info *RequestInfo, t *Target) {
 	rt.applyOps(h, r, info, t, true)
+}
+
+// NoRequestOps reports whether ApplyRequestHeaders has nothing to do with target t (nil: none):
+// no level has request header operations. A caller checks it (inlined) to spare the call.
+func (rt *Route) NoRequestOps(t *Target) bool {
+	return rt.noReqOps && (t == nil || t.reqOps.Empty())
+}
+
+// NoResponseOps is NoRequestOps for ApplyResponseHeaders.
+func (rt *Route) NoResponseOps(t *Target) bool {
+	return rt.noRespOps && (t == nil || t.respOps.Empty())
 }
 
 func (rt *Route) applyOps(h *httpmsg.Header, r Request, info *RequestInfo, t *Target, resp bool) {

@@ -524,6 +524,9 @@ func TestNoOpsShortcut(t *testing.T) {
 			t.Errorf("%s: noReqOps %v noRespOps %v", c.host, rt.noReqOps, rt.noRespOps)
 		}
 		_, target := rt.PickCluster(r)
+		if rt.NoRequestOps(target) != !c.wantReq || rt.NoResponseOps(target) != !c.wantRsp {
+			t.Errorf("%s: NoRequestOps %v NoResponseOps %v", c.host, rt.NoRequestOps(target), rt.NoResponseOps(target))
+		}
 		var rq, rs httpmsg.Header
 		rt.ApplyRequestHeaders(&rq, r, &RequestInfo{}, target)
 		rt.ApplyResponseHeaders(&rs, r, &RequestInfo{}, target)
