@@ -251,77 +251,32 @@ func (h *Handler) forward(s *Stream) {
 
 	// Rare parts of the request's way are functions of their own (outlined, see
 	// routerControls): forward's common path stays short, in instructions the processor
-	// fetches per request.
-	var upgrade, upgradeValue string
-	if hdr.Index("Upgrade", 0) >= 0 {
-		upgrade = upgradeType(s) // "" without an Upgrade field
-	}
-	if upgrade != "" {
-		if !h.upgradeAllowed(rt, upgrade) {
-			s.localReply(http.StatusForbidden, 0, "upgrade_failed", "", -1)
-			return
+	// fetches per request. A plain route (route.Route.Plain) with a request that has no
+	// router control headers and no upgrade needs none of forwardPrepare's features.
+	var prep forwardPrep
+	if rt.Plain() && s.noEnvoyFields && hdr.Index("Upgrade", 0) < 0 {
+		prep.timeout, prep.policy = rt.Timeout, rt.Retry
+		if prep.policy != nil {
+			prep.perTry = prep.policy.PerTryTimeout
+			if prep.policy.RequestRetriable(s) {
+				prep.maxRetries = prep.policy.NumRetries
+			}
 		}
-		upgradeValue = s.Header("Upgrade")
+		// As forwardPrepare does, in its order.
+		removeRequestHopByHop(hdr)
+		if v, _ := hdr.Value("Expect"); httpmsg.EqualFold(v, "100-continue") {
+			hdr.Del("Expect")
+		}
+		if prep.timeout > 0 && !h.suppressEnvoyHdrs {
+			setExpectedTimeout(hdr, prep.timeout, prep.perTry)
+		}
+	} else if !h.forwardPrepare(s, &prep) {
+		return
 	}
-
-	timeout, policy := rt.Timeout, rt.Retry
-	// The x-envoy-* control headers are looked up (and consumed) only when the request has a
-	// field of that namespace at all; most have none.
-	ctl := !s.noEnvoyFields && hasEnvoyField(hdr)
-	if ctl {
-		timeout, policy = routerControls(s, timeout)
-	}
-	if rt.HasGrpcTimeoutHeaderMax && s.grpc {
-		timeout = grpcTimeout(s, rt, timeout)
-	}
-	perTry := time.Duration(0)
-	if policy != nil {
-		perTry = policy.PerTryTimeout
-	}
-	if ctl {
-		perTry = perTryControl(s, perTry)
-	}
-	maxRetries := 0
-	if policy != nil && policy.RequestRetriable(s) {
-		maxRetries = policy.NumRetries
-	}
+	upgrade, timeout, policy, perTry, maxRetries, lb := prep.upgrade, prep.timeout, prep.policy, prep.perTry, prep.maxRetries, prep.lb
 	s.retrying = maxRetries > 0
 	// reset-before-request needs to know whether a reset attempt's request went upstream.
 	trackSent := maxRetries > 0 && policy.TracksRequestSent()
-
-	// The outbound request reuses the downstream request's header map, which the proxy owns.
-	// The fields its Connection field nominated went as it arrived (sanitizeConnection).
-	removeRequestHopByHop(hdr)
-	// The downstream server already answered 100-continue (when the body was first read), as
-	// Envoy does without proxy_100_continue; the upstream must not wait for a second one.
-	if v, _ := hdr.Value("Expect"); httpmsg.EqualFold(v, "100-continue") {
-		hdr.Del("Expect")
-	}
-	if upgrade != "" {
-		hdr.Set("Connection", "Upgrade")
-		hdr.Set("Upgrade", upgradeValue)
-	}
-	if rt.RewritesPath() {
-		if p, changed := rt.RewritePath(s.path); changed && !h.rewritePath(s, p) {
-			return
-		}
-	}
-	switch {
-	case s.Target != nil && s.Target.HostRewrite != "":
-		s.authority = s.Target.HostRewrite
-	case rt.HostRewrite != "":
-		s.authority = rt.HostRewrite
-	}
-	if !rt.NoRequestOps(s.Target) {
-		rt.ApplyRequestHeaders(hdr, s, &s.rinfo, s.Target)
-	}
-	if timeout > 0 && !h.suppressEnvoyHdrs {
-		setExpectedTimeout(hdr, timeout, perTry)
-	}
-	var lb balance.Context
-	if rt.HasHashPolicy() {
-		lb.Hash, lb.HasHash, s.setCookie = rt.Hash(s, &s.rinfo)
-	}
 
 	// The stream's reqCancel is the request's context from here (cancel.go).
 	rc := s.cancelScope()
@@ -462,6 +417,98 @@ func (h *Handler) forward(s *Stream) {
 		return
 	}
 	h.respond(s, rc, res.resp, cst, idle)
+}
+
+// forwardPrep is what forward prepares before it makes the request's attempts: the upgrade
+// (lower-cased Upgrade type, "" for none), the route timeout, retry policy and per-try timeout
+// with the request's controls applied, the number of retries the request may have, and the
+// load balancer's hash.
+type forwardPrep struct {
+	upgrade    string
+	timeout    time.Duration
+	policy     *route.RetryPolicy
+	perTry     time.Duration
+	maxRetries int
+	lb         balance.Context
+}
+
+// forwardPrepare prepares the request for its attempts (forwardPrep) with every feature a route
+// or request may ask for: an upgrade, the router's x-envoy-* control headers, grpc-timeout, a
+// path or host rewrite, the header operations and a hash policy; forward does the same for a
+// plain request itself. It reports false when it answered the request.
+//
+//go:noinline
+func (h *Handler) forwardPrepare(s *Stream, p *forwardPrep) bool {
+	rt := s.Route
+	hdr := &s.req.Header
+	var upgrade, upgradeValue string
+	if hdr.Index("Upgrade", 0) >= 0 {
+		upgrade = upgradeType(s) // "" without an Upgrade field
+	}
+	if upgrade != "" {
+		if !h.upgradeAllowed(rt, upgrade) {
+			s.localReply(http.StatusForbidden, 0, "upgrade_failed", "", -1)
+			return false
+		}
+		upgradeValue = s.Header("Upgrade")
+	}
+
+	timeout, policy := rt.Timeout, rt.Retry
+	// The x-envoy-* control headers are looked up (and consumed) only when the request has a
+	// field of that namespace at all; most have none.
+	ctl := !s.noEnvoyFields && hasEnvoyField(hdr)
+	if ctl {
+		timeout, policy = routerControls(s, timeout)
+	}
+	if rt.HasGrpcTimeoutHeaderMax && s.grpc {
+		timeout = grpcTimeout(s, rt, timeout)
+	}
+	perTry := time.Duration(0)
+	if policy != nil {
+		perTry = policy.PerTryTimeout
+	}
+	if ctl {
+		perTry = perTryControl(s, perTry)
+	}
+	maxRetries := 0
+	if policy != nil && policy.RequestRetriable(s) {
+		maxRetries = policy.NumRetries
+	}
+
+	// The outbound request reuses the downstream request's header map, which the proxy owns.
+	// The fields its Connection field nominated went as it arrived (sanitizeConnection).
+	removeRequestHopByHop(hdr)
+	// The downstream server already answered 100-continue (when the body was first read), as
+	// Envoy does without proxy_100_continue; the upstream must not wait for a second one.
+	if v, _ := hdr.Value("Expect"); httpmsg.EqualFold(v, "100-continue") {
+		hdr.Del("Expect")
+	}
+	if upgrade != "" {
+		hdr.Set("Connection", "Upgrade")
+		hdr.Set("Upgrade", upgradeValue)
+	}
+	if rt.RewritesPath() {
+		if p, changed := rt.RewritePath(s.path); changed && !h.rewritePath(s, p) {
+			return false
+		}
+	}
+	switch {
+	case s.Target != nil && s.Target.HostRewrite != "":
+		s.authority = s.Target.HostRewrite
+	case rt.HostRewrite != "":
+		s.authority = rt.HostRewrite
+	}
+	if !rt.NoRequestOps(s.Target) {
+		rt.ApplyRequestHeaders(hdr, s, &s.rinfo, s.Target)
+	}
+	if timeout > 0 && !h.suppressEnvoyHdrs {
+		setExpectedTimeout(hdr, timeout, perTry)
+	}
+	if rt.HasHashPolicy() {
+		p.lb.Hash, p.lb.HasHash, s.setCookie = rt.Hash(s, &s.rinfo)
+	}
+	p.upgrade, p.timeout, p.policy, p.perTry, p.maxRetries = upgrade, timeout, policy, perTry, maxRetries
+	return true
 }
 
 // forwardDone is what forward stops when it returns, in this order: the last attempt's

@@ -95,6 +95,33 @@ type Route struct {
 	// noReqOps and noRespOps: the route, its virtual host and its table have no request
 	// (response) header operations (set by compileVirtualHost; false: unknown).
 	noReqOps, noRespOps bool
+	// plain: see Plain (set by compileVirtualHost; false: unknown).
+	plain bool
+}
+
+// Plain reports whether the route asks the router for none of: grpc-timeout
+// (HasGrpcTimeoutHeaderMax), a path rewrite (RewritesPath), a host rewrite (HostRewrite, or a
+// target's), request header operations at any level (NoRequestOps for every target) and a hash
+// policy (HasHashPolicy). The router then skips all of them with this one test. False when
+// unknown (a Route not made by Compile).
+func (rt *Route) Plain() bool { return rt.plain }
+
+// computePlain computes Plain once the route's levels of header operations are known
+// (noReqOps).
+func (rt *Route) computePlain() bool {
+	if rt.HasGrpcTimeoutHeaderMax || rt.RewritesPath() || rt.HostRewrite != "" || rt.HasHashPolicy() || !rt.noReqOps {
+		return false
+	}
+	targets := rt.weighted
+	if rt.cluster != nil {
+		targets = append([]*Target{rt.cluster}, rt.weighted...)
+	}
+	for _, t := range targets {
+		if t.HostRewrite != "" || !t.reqOps.Empty() {
+			return false
+		}
+	}
+	return true
 }
 
 // Target is a cluster a forwarding route may send to, with its per-cluster header operations.
