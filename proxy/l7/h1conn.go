@@ -61,6 +61,11 @@ type h1Conn struct {
 	// same (a keep-alive client mostly does): strings never change, so sharing them is safe.
 	authority, path string
 
+	// date is the Date value (http.TimeFormat) of the second dateSec, formatted once for the
+	// connection's responses within that second (dateNow).
+	date    [len(http.TimeFormat)]byte
+	dateSec int64
+
 	// The current request's reqCancel, which the client going away cancels (peerLink).
 	linkMu    sync.Mutex
 	gone      bool
@@ -407,6 +412,21 @@ func (c *h1Conn) intern(last *string, b []byte) string {
 // Header implements downstream.
 func (d *h1Down) Header() *httpmsg.Header { return d.w.Header() }
 
+// dateNow returns the current time as a Date value (http.TimeFormat), formatted once per second
+// for the connection (formatting costs about a thousand instructions). The bytes are the
+// connection's, valid until its next call.
+func (c *h1Conn) dateNow() []byte {
+	now := time.Now()
+	if sec := now.Unix(); sec != c.dateSec || sec == 0 {
+		b := now.UTC().AppendFormat(c.date[:0], http.TimeFormat)
+		if len(b) != len(c.date) {
+			return b // not of the usual length (a year past 9999): not kept
+		}
+		c.dateSec = sec
+	}
+	return c.date[:]
+}
+
 // Trailer implements downstream.
 func (d *h1Down) Trailer() *httpmsg.Header { return d.w.Trailer() }
 
@@ -426,8 +446,7 @@ func (d *h1Down) WriteHeader(status int) {
 	}
 	if status >= 200 && !d.w.Header().Has("Date") {
 		// As net/http's server did (RFC 9110 section 6.6.1: an origin with a clock sends it).
-		var b [len(http.TimeFormat)]byte
-		d.w.Header().SetBytes("Date", time.Now().UTC().AppendFormat(b[:0], http.TimeFormat))
+		d.w.Header().SetBytes("Date", d.c.dateNow())
 	}
 	d.w.WriteHeader(status)
 }

@@ -54,3 +54,27 @@ func TestH1ResponseBeforeBodyEnd(t *testing.T) {
 		t.Errorf("%s = %d, want 1", counter, n)
 	}
 }
+
+// TestH1DateNow: the connection's Date value is the current time in http.TimeFormat, formatted
+// once per second and the same for the responses within it.
+func TestH1DateNow(t *testing.T) {
+	c := &h1Conn{}
+	before := time.Now().Truncate(time.Second)
+	first := string(c.dateNow())
+	got, err := http.ParseTime(first)
+	if err != nil {
+		t.Fatalf("Date %q: %v", first, err)
+	}
+	if after := time.Now(); got.Before(before) || got.After(after) {
+		t.Errorf("Date %q not between %v and %v", first, before, after)
+	}
+	if c.dateSec == 0 || string(c.date[:]) != first {
+		t.Errorf("Date %q not kept (second %d, kept %q)", first, c.dateSec, c.date[:])
+	}
+	// A second later (as the connection sees it), the value is formatted again.
+	c.dateSec--
+	c.date[0] = 'X'
+	if again := string(c.dateNow()); again[0] == 'X' {
+		t.Errorf("Date of a new second not formatted again: %q", again)
+	}
+}
