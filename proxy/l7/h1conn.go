@@ -148,15 +148,14 @@ func (d *h1Down) bodyLeft(s *Stream) {
 }
 
 // responseBegins is the stream stage's part of a response's first status of 200 or more
-// (streamEnd.respond) for a watched body (watchBody): a response that begins before the end
-// of the request body is counted, and closes the connection. Out of WriteHeader's common path.
+// (streamEnd.respond) for a watched body (watchBody) not read to its end: a response that
+// begins before the end of the request body is counted, and closes the connection. Out of
+// WriteHeader's common path.
 //
 //go:noinline
 func (d *h1Down) responseBegins() {
-	if !d.body.eof.Load() {
-		d.c.h.tst.beforeRqDone.Inc()
-		d.w.Header().Set("Connection", "close")
-	}
+	d.c.h.tst.beforeRqDone.Inc()
+	d.w.Header().Set("Connection", "close")
 }
 
 // h1Body is a request body as the connection manager holds it: reads after the request
@@ -364,7 +363,9 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	var body io.ReadCloser = http.NoBody
 	var trailer http.Header
 	if r.Body != httpmsg.NoBody && r.Body != nil {
-		trailer = declaredTrailers(r)
+		if r.ContentLength < 0 { // a body of known length has no trailers (declaredTrailers)
+			trailer = declaredTrailers(r)
+		}
 		b := c.spare
 		c.spare = nil
 		if b == nil {
@@ -437,7 +438,7 @@ func (d *h1Down) WriteHeader(status int) {
 	h := d.c.h
 	if status >= 200 && !d.started {
 		d.started = true
-		if d.body != nil {
+		if d.body != nil && !d.body.eof.Load() {
 			d.responseBegins()
 		}
 	}

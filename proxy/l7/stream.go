@@ -244,7 +244,7 @@ func (h *Handler) serve(st *streamStart) {
 	s.ctx = sc
 	s.baseCtx = s.ctx
 
-	if h.shedOverload(s) {
+	if h.opts.Overload != nil && h.shedOverload(s) {
 		return
 	}
 	if !h.admit(s) {
@@ -310,7 +310,7 @@ func (h *Handler) admit(s *Stream) bool {
 		s.localReply(http.StatusForbidden, 0, "connect_not_supported", "", -1)
 		return false
 	}
-	if !connectionEntry(s) {
+	if hdr.Index("Connection", 0) >= 0 && !connectionEntry(s) { // without the field: nothing to apply
 		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "http1.connection_header_rejected", "", -1)
 		return false
 	}
