@@ -467,13 +467,15 @@ func (it *idleTimer) stop() bool {
 	if it == nil {
 		return true
 	}
+	// No defer: nothing below can panic, and a deferred unlock costs a call of its own.
 	it.mu.Lock()
-	defer it.mu.Unlock()
 	it.active, it.fire = false, nil
 	if !it.lazy && it.when != 0 && it.t.Stop() {
 		it.when = 0
 	}
-	return !it.fired
+	ok := !it.fired
+	it.mu.Unlock()
+	return ok
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -520,21 +522,20 @@ func (rt *routeTimer) startAt(now int64) {
 	if rt == nil {
 		return
 	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.armed || rt.stopped {
-		return
+	rt.mu.Lock() // no defer, as in idleTimer.stop
+	if !rt.armed && !rt.stopped {
+		rt.armed = true
+		rt.by = now + int64(rt.d)
+		switch {
+		case rt.t == nil:
+			rt.when = rt.by
+			rt.t = time.AfterFunc(rt.d, rt.expired)
+		case rt.when == 0 || rt.when > rt.by:
+			rt.when = rt.by
+			rt.t.Reset(rt.d)
+		}
 	}
-	rt.armed = true
-	rt.by = now + int64(rt.d)
-	switch {
-	case rt.t == nil:
-		rt.when = rt.by
-		rt.t = time.AfterFunc(rt.d, rt.expired)
-	case rt.when == 0 || rt.when > rt.by:
-		rt.when = rt.by
-		rt.t.Reset(rt.d)
-	}
+	rt.mu.Unlock()
 }
 
 // expired runs when the timer fires.
@@ -560,8 +561,9 @@ func (rt *routeTimer) expired() {
 // stop stops the timer; false reports that it fired (fire was called, and may still be
 // running). The runtime timer stays pending for the next request.
 func (rt *routeTimer) stop() bool {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
+	rt.mu.Lock() // no defer, as in idleTimer.stop
 	rt.stopped, rt.fire = true, nil
-	return !rt.fired
+	ok := !rt.fired
+	rt.mu.Unlock()
+	return ok
 }

@@ -400,6 +400,13 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
 		rc.mu.Unlock()
 		return
 	}
+	if rc.done == nil && len(rc.funcs) == 0 && len(rc.kids) == 0 && rc.up == nil && (cause == nil || len(rc.watch) == 0) {
+		// Nothing to close, abort, run or unlink (cancelLocked, cancelRest.run): the common
+		// end of a request (respond).
+		rc.err, rc.cause = context.Canceled, cause
+		rc.mu.Unlock()
+		return
+	}
 	var rest cancelRest
 	rc.cancelLocked(cause, &rest)
 	rc.mu.Unlock()

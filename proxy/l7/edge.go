@@ -117,6 +117,9 @@ func (h *Handler) trustedClient(peer netip.AddrPort, hdr *httpmsg.Header) client
 		}
 		return c
 	}
+	if hdr.Index(xffName, 0) < 0 {
+		return clientAddress{} // no list: xffAddr finds no entry
+	}
 	a, n, ok := xffAddr(hdr, h.xffTrustedHops)
 	if !ok {
 		return clientAddress{}

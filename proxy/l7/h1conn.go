@@ -61,6 +61,11 @@ type h1Conn struct {
 	// same (a keep-alive client mostly does): strings never change, so sharing them is safe.
 	authority, path string
 
+	// date is the Date value (http.TimeFormat) of the second dateSec, formatted once for the
+	// connection's responses within that second (dateNow).
+	date    [len(http.TimeFormat)]byte
+	dateSec int64
+
 	// The current request's reqCancel, which the client going away cancels (peerLink).
 	linkMu    sync.Mutex
 	gone      bool
@@ -105,6 +110,52 @@ func (c *h1Conn) peerGone() {
 type h1Down struct {
 	w *h1.ResponseWriter
 	c *h1Conn
+	// The stream stage's HTTP/1.1 work for a request with a body (streamStage, whose
+	// streamEnd does the same on other connections): body is the request body to watch for
+	// a response that begins before its end (watchBody; nil: none), started that the
+	// response began. Handler goroutine only; reset for each request (ServeHTTP1).
+	body    *h1Body
+	started bool
+}
+
+// watchBody has the response that begins before the end of the request's body (c.body)
+// carry "Connection: close" (WriteHeader) and the body not be waited for after the response
+// (bodyEnd), as the stream stage does (streamEnd.respond, end).
+func (d *h1Down) watchBody() { d.body = d.c.body }
+
+// bodyEnd runs after the pipeline returned for a request whose body watchBody watched: the
+// rest of a body not read to its end is not waited for, and the connection closes after the
+// response, lingering so that the client reads it (streamEnd.end).
+func (d *h1Down) bodyEnd(s *Stream) {
+	if d.body == nil || d.body.eof.Load() {
+		return
+	}
+	d.bodyLeft(s)
+}
+
+// bodyLeft is bodyEnd for a body not read to its end. Out of the common path (see
+// routerControls).
+//
+//go:noinline
+func (d *h1Down) bodyLeft(s *Stream) {
+	if !d.started {
+		d.w.Header().Set("Connection", "close")
+	}
+	_ = d.SetReadDeadline(time.Unix(1, 0))
+	if s.cs != nil && s.cs.cc != nil {
+		s.cs.cc.linger.Store(true)
+	}
+}
+
+// responseBegins is the stream stage's part of a response's first status of 200 or more
+// (streamEnd.respond) for a watched body (watchBody) not read to its end: a response that
+// begins before the end of the request body is counted, and closes the connection. Out of
+// WriteHeader's common path.
+//
+//go:noinline
+func (d *h1Down) responseBegins() {
+	d.c.h.tst.beforeRqDone.Inc()
+	d.w.Header().Set("Connection", "close")
 }
 
 // h1Body is a request body as the connection manager holds it: reads after the request
@@ -117,6 +168,7 @@ type h1Body struct {
 	// them from; it is filled from req's trailer section at the end of the body.
 	req     *httpmsg.Request
 	trailer http.Header
+	eof     atomic.Bool // a read returned io.EOF (h1Down.watchBody)
 }
 
 // Read implements io.Reader.
@@ -127,6 +179,9 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		return 0, errBodyDetached
 	}
 	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.eof.Store(true)
+	}
 	if err == io.EOF && b.trailer != nil {
 		t := &b.req.Trailer
 		for i := 0; i < t.Len(); i++ {
@@ -306,27 +361,8 @@ func (n *h1Net) SetReadDeadline(t time.Time) error {
 // ServeHTTP1 implements h1.Handler: one request through the connection manager.
 func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	c.cs.idle.Store(false)
-	defer c.cs.idle.Store(true)
-	if !c.net.direct.Load() {
-		c.goDirect()
-	}
-	c.d.w = w
-	var body io.ReadCloser = http.NoBody
-	var trailer http.Header
-	if r.Body != httpmsg.NoBody && r.Body != nil {
-		trailer = declaredTrailers(r)
-		b := c.spare
-		c.spare = nil
-		if b == nil {
-			b = new(h1Body)
-		}
-		// A spare body is one no reader holds any more (the last request's stream said so
-		// after detach): nothing else reaches b until it is handed out below.
-		b.r, b.closed, b.req, b.trailer = r.Body, false, r, trailer
-		c.body = b
-		body = b
-	}
-	c.bodyHeld = true // until the stream says otherwise (a panic: not known)
+	// One deferred call ends what the request started (see forwardDone): the body's objects,
+	// the writer, then the connection's idle mark.
 	defer func() {
 		if c.body != nil {
 			c.body.detach()
@@ -336,8 +372,31 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 			c.body = nil
 		}
 		c.d.w = nil
+		c.cs.idle.Store(true)
 	}()
-	c.h.serve(streamStart{
+	if !c.net.direct.Load() {
+		c.goDirect()
+	}
+	c.d.w, c.d.body, c.d.started = w, nil, false
+	var body io.ReadCloser = http.NoBody
+	var trailer http.Header
+	if r.Body != httpmsg.NoBody && r.Body != nil {
+		if r.ContentLength < 0 { // a body of known length has no trailers (declaredTrailers)
+			trailer = declaredTrailers(r)
+		}
+		b := c.spare
+		c.spare = nil
+		if b == nil {
+			b = new(h1Body)
+		}
+		// A spare body is one no reader holds any more (the last request's stream said so
+		// after detach): nothing else reaches b until it is handed out below.
+		*b = h1Body{r: r.Body, req: r, trailer: trailer}
+		c.body = b
+		body = b
+	}
+	c.bodyHeld = true // until the stream says otherwise (a panic: not known)
+	c.h.serve(&streamStart{
 		d: &c.d, req: r, body: body, ctx: c.ctx, plink: c, cs: c.cs, peer: c.peer,
 		method: r.Method, authority: c.intern(&c.authority, r.Authority()), path: c.intern(&c.path, r.Path()), tls: c.tls,
 		reqTrailer: trailer, bodyHeld: &c.bodyHeld,
@@ -372,6 +431,21 @@ func (c *h1Conn) intern(last *string, b []byte) string {
 // Header implements downstream.
 func (d *h1Down) Header() *httpmsg.Header { return d.w.Header() }
 
+// dateNow returns the current time as a Date value (http.TimeFormat), formatted once per second
+// for the connection (formatting costs about a thousand instructions). The bytes are the
+// connection's, valid until its next call.
+func (c *h1Conn) dateNow() []byte {
+	now := time.Now()
+	if sec := now.Unix(); sec != c.dateSec || sec == 0 {
+		b := now.UTC().AppendFormat(c.date[:0], http.TimeFormat)
+		if len(b) != len(c.date) {
+			return b // not of the usual length (a year past 9999): not kept
+		}
+		c.dateSec = sec
+	}
+	return c.date[:]
+}
+
 // Trailer implements downstream.
 func (d *h1Down) Trailer() *httpmsg.Header { return d.w.Trailer() }
 
@@ -380,13 +454,18 @@ func (d *h1Down) Trailer() *httpmsg.Header { return d.w.Trailer() }
 // while the overload manager disables keep-alive.
 func (d *h1Down) WriteHeader(status int) {
 	h := d.c.h
+	if status >= 200 && !d.started {
+		d.started = true
+		if d.body != nil && !d.body.eof.Load() {
+			d.responseBegins()
+		}
+	}
 	if status >= 200 && (h.draining.Load() || d.c.cc.draining.Load() || h.overload.keepaliveOff.Load()) {
 		d.w.Header().Set("Connection", "close")
 	}
 	if status >= 200 && !d.w.Header().Has("Date") {
 		// As net/http's server did (RFC 9110 section 6.6.1: an origin with a clock sends it).
-		var b [len(http.TimeFormat)]byte
-		d.w.Header().SetBytes("Date", time.Now().UTC().AppendFormat(b[:0], http.TimeFormat))
+		d.w.Header().SetBytes("Date", d.c.dateNow())
 	}
 	d.w.WriteHeader(status)
 }
@@ -421,8 +500,11 @@ func (d *h1Down) Hijack() (net.Conn, []byte, error) {
 // EnableFullDuplex implements downstream: the codec always is.
 func (d *h1Down) EnableFullDuplex() error { return nil }
 
-// SetReadDeadline implements downstream.
-func (d *h1Down) SetReadDeadline(t time.Time) error { return d.c.cc.SetReadDeadline(t) }
+// SetReadDeadline implements downstream: on the connection the codec reads (h1Net), which went
+// direct before the connection's first request was served (ServeHTTP1), so the deadline goes
+// straight to the accepted connection, as the codec's own deadlines do, without the clockConn's
+// bookkeeping (its read deadline is the server's of net/http's connections).
+func (d *h1Down) SetReadDeadline(t time.Time) error { return d.c.net.SetReadDeadline(t) }
 
 // SetWriteDeadline implements downstream.
 func (d *h1Down) SetWriteDeadline(t time.Time) error { return d.c.cc.SetWriteDeadline(t) }

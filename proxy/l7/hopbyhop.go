@@ -22,11 +22,13 @@ import (
 // upstream connection, not the response, and so is removing Trailer, which the codec writes
 // again for the trailers it actually sends.
 
-// requestHopByHop are the fixed names removed from every forwarded request.
+// requestHopByHop are the fixed names removed from every forwarded request;
+// removeRequestHopByHop names them too.
 var requestHopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Proxy-Authenticate"}
 
 // responseHopByHop are the fixed names removed from every upstream response. Proxy-Authenticate
 // is not one: Envoy passes it, as RFC 9110 (section 11.7.1) lets a proxy do.
+// copyResponseHeader names them too.
 var responseHopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade"}
 
 // maxNominated is the number of Connection tokens from which Envoy's HTTP/1 codec rejects a
@@ -175,12 +177,25 @@ func connectionHas(h *httpmsg.Header, token string) bool {
 // name is looked up first (Index answers most absent names from the lengths of the names
 // present) and deleted only when present.
 func removeRequestHopByHop(h *httpmsg.Header) {
+	// The names of requestHopByHop, each a constant whose lookup mostly ends at the Header's
+	// name-length bit test.
+	if h.Index("Connection", 0) >= 0 || h.Index("Keep-Alive", 0) >= 0 || h.Index("Proxy-Connection", 0) >= 0 ||
+		h.Index("Transfer-Encoding", 0) >= 0 || h.Index("Upgrade", 0) >= 0 || h.Index("Proxy-Authenticate", 0) >= 0 {
+		removeRequestHopByHopNames(h)
+	}
+	sanitizeTE(h)
+}
+
+// removeRequestHopByHopNames deletes the fields of requestHopByHop that h has. Out of
+// removeRequestHopByHop's common path (see routerControls).
+//
+//go:noinline
+func removeRequestHopByHopNames(h *httpmsg.Header) {
 	for _, k := range requestHopByHop {
 		if h.Index(k, 0) >= 0 {
 			h.Del(k)
 		}
 	}
-	sanitizeTE(h)
 }
 
 // removeResponseHopByHop removes from an upstream response the fields its Connection field

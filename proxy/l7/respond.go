@@ -63,20 +63,25 @@ func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, c
 }
 
 // respond streams the upstream response downstream: headers, body (flushed as it arrives when
-// the length is unknown, as for gRPC and server-sent events) and trailers.
-func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelCauseFunc, resp *upstream.Response, cst *clusterStats, idle *idleTimer) {
+// the length is unknown, as for gRPC and server-sent events) and trailers. rc is the request's
+// reqCancel, its context.
+func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst *clusterStats, idle *idleTimer) {
+	bp := copyBufPool.Get().(*[]byte)
 	defer func() {
 		// The exchange is over. Cancel first: closing an HTTP/2 response body otherwise waits
 		// for the request body writer, which may still block on an open downstream body (a
 		// gRPC server may end the stream while the client is still sending).
-		cancel(nil)
+		rc.cancel(nil)
 		resp.Body.Close()
+		copyBufPool.Put(bp)
 	}()
 	cst.code(resp.Status)
 	s.Info.Details = "via_upstream"
 	hdr := s.w.Header()
 	copyResponseHeader(hdr, resp.Header)
-	s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
+	if !s.Route.NoResponseOps(s.Target) {
+		s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
+	}
 	s.applyCommonResponseHeaders(hdr)
 	if !h.suppressEnvoyHdrs {
 		hdr.SetName(nameUpstreamSvcTime, strconv.FormatInt(s.Info.UpstreamServiceTime.Milliseconds(), 10))
@@ -102,8 +107,6 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 		_ = s.w.Flush()
 	}
 	countGRPC := h.countsGRPCMessages(s)
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
 	buf := *bp
 	for {
 		n, err := resp.Body.Read(buf)
@@ -129,7 +132,7 @@ func (h *Handler) respond(s *Stream, ctx context.Context, cancel context.CancelC
 			break
 		}
 		if err != nil {
-			s.bodyBroken(ctx)
+			s.bodyBroken(rc)
 			return
 		}
 	}
@@ -177,6 +180,22 @@ func (s *Stream) copyTrailers(t *httpmsg.Header) {
 // the codec writes itself. In the common case, an empty dst and a src without Connection and
 // TE, the fixed names are left out as the fields are copied.
 func copyResponseHeader(dst, src *httpmsg.Header) {
+	// The names of responseHopByHop, Te and Trailer, each a constant whose lookup mostly ends
+	// at the Header's name-length bit test.
+	if dst.Len() == 0 && src.Index("Connection", 0) < 0 && src.Index("Te", 0) < 0 &&
+		src.Index("Keep-Alive", 0) < 0 && src.Index("Proxy-Connection", 0) < 0 &&
+		src.Index("Transfer-Encoding", 0) < 0 && src.Index("Upgrade", 0) < 0 && src.Index("Trailer", 0) < 0 {
+		dst.CopyFrom(src) // all of it at once: the same as adding each field (AddField)
+		return
+	}
+	copyResponseHeaderFields(dst, src)
+}
+
+// copyResponseHeaderFields is copyResponseHeader for a dst with fields or a src with a field
+// it leaves out. Out of copyResponseHeader's common path (see routerControls).
+//
+//go:noinline
+func copyResponseHeaderFields(dst, src *httpmsg.Header) {
 	n := src.Len()
 	if dst.Len() > 0 || src.Index("Connection", 0) >= 0 || src.Index("Te", 0) >= 0 {
 		for i := 0; i < n; i++ {

@@ -90,7 +90,9 @@ func (s *Stream) applyCommonResponseHeaders(hdr *httpmsg.Header) {
 	if s.setCookie != "" {
 		hdr.Add("Set-Cookie", s.setCookie)
 	}
-	s.applyCORS(hdr)
+	if s.cors != nil {
+		s.applyCORS(hdr)
+	}
 	if s.trace != nil {
 		s.traceResponseHeaders() // hdr is the stream's response header
 	}
@@ -211,7 +213,7 @@ type attemptResult struct {
 	fail     route.FailureKind
 	flag     ResponseFlags
 	err      error
-	cancel   context.CancelCauseFunc
+	cancel   context.CancelCauseFunc // the attempt's own context's (attemptContext); nil: none
 	perTry   *time.Timer
 	perTryRC *reqCancel // the attempt's reqCancel that perTry cancels
 	retried  bool
@@ -233,8 +235,14 @@ func (h *Handler) forward(s *Stream) {
 		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
 		return
 	}
-	if sv, ok := up.(istioServicer); ok {
-		s.services = sv.IstioServices()
+	// The cluster's kinds, found once per request: a compiled cluster (*upstream.Cluster, every
+	// cluster of the proxy) without an interface assertion, other Upstreams (tests' stand-ins)
+	// through upstreamTraits.
+	var mu messageUpstream
+	if c, ok := up.(*upstream.Cluster); ok {
+		s.services, mu = c.IstioServices(), c
+	} else {
+		s.services, mu = upstreamTraits(up)
 	}
 	cst := h.streamClusterStats(s)
 	var rst *routeStats
@@ -244,82 +252,42 @@ func (h *Handler) forward(s *Stream) {
 
 	// Rare parts of the request's way are functions of their own (outlined, see
 	// routerControls): forward's common path stays short, in instructions the processor
-	// fetches per request.
-	upgrade := upgradeType(s)
-	var upgradeValue string
-	if upgrade != "" {
-		if !h.upgradeAllowed(rt, upgrade) {
-			s.localReply(http.StatusForbidden, 0, "upgrade_failed", "", -1)
-			return
+	// fetches per request. A plain route (route.Route.Plain) with a request that has no
+	// router control headers and no upgrade needs none of forwardPrepare's features.
+	var prep forwardPrep
+	if rt.Plain() && s.noEnvoyFields && hdr.Index("Upgrade", 0) < 0 {
+		prep.timeout, prep.policy = rt.Timeout, rt.Retry
+		if prep.policy != nil {
+			prep.perTry = prep.policy.PerTryTimeout
+			if prep.policy.RequestRetriable(s) {
+				prep.maxRetries = prep.policy.NumRetries
+			}
 		}
-		upgradeValue = s.Header("Upgrade")
+		// As forwardPrepare does, in its order.
+		removeRequestHopByHop(hdr)
+		if v, _ := hdr.Value("Expect"); httpmsg.EqualFold(v, "100-continue") {
+			hdr.Del("Expect")
+		}
+		if prep.timeout > 0 && !h.suppressEnvoyHdrs {
+			setExpectedTimeout(hdr, prep.timeout, prep.perTry)
+		}
+	} else if !h.forwardPrepare(s, &prep) {
+		return
 	}
-
-	timeout, policy := rt.Timeout, rt.Retry
-	// The x-envoy-* control headers are looked up (and consumed) only when the request has a
-	// field of that namespace at all; most have none.
-	ctl := !s.noEnvoyFields && hasEnvoyField(hdr)
-	if ctl {
-		timeout, policy = routerControls(s, timeout)
-	}
-	if rt.HasGrpcTimeoutHeaderMax && s.grpc {
-		timeout = grpcTimeout(s, rt, timeout)
-	}
-	perTry := time.Duration(0)
-	if policy != nil {
-		perTry = policy.PerTryTimeout
-	}
-	if ctl {
-		perTry = perTryControl(s, perTry)
-	}
-	maxRetries := 0
-	if policy != nil && policy.RequestRetriable(s) {
-		maxRetries = policy.NumRetries
-	}
+	upgrade, timeout, policy, perTry, maxRetries, lb := prep.upgrade, prep.timeout, prep.policy, prep.perTry, prep.maxRetries, prep.lb
 	s.retrying = maxRetries > 0
 	// reset-before-request needs to know whether a reset attempt's request went upstream.
 	trackSent := maxRetries > 0 && policy.TracksRequestSent()
 
-	// The outbound request reuses the downstream request's header map, which the proxy owns.
-	// The fields its Connection field nominated went as it arrived (sanitizeConnection).
-	removeRequestHopByHop(hdr)
-	// The downstream server already answered 100-continue (when the body was first read), as
-	// Envoy does without proxy_100_continue; the upstream must not wait for a second one.
-	if v, _ := hdr.Value("Expect"); httpmsg.EqualFold(v, "100-continue") {
-		hdr.Del("Expect")
-	}
-	if upgrade != "" {
-		hdr.Set("Connection", "Upgrade")
-		hdr.Set("Upgrade", upgradeValue)
-	}
-	if p, changed := rt.RewritePath(s.path); changed && !h.rewritePath(s, p) {
-		return
-	}
-	switch {
-	case s.Target != nil && s.Target.HostRewrite != "":
-		s.authority = s.Target.HostRewrite
-	case rt.HostRewrite != "":
-		s.authority = rt.HostRewrite
-	}
-	rt.ApplyRequestHeaders(hdr, s, &s.rinfo, s.Target)
-	if timeout > 0 && !h.suppressEnvoyHdrs {
-		setExpectedTimeout(hdr, timeout, perTry)
-	}
-	var lb balance.Context
-	if rt.HasHashPolicy() {
-		lb.Hash, lb.HasHash, s.setCookie = rt.Hash(s, &s.rinfo)
-	}
-
 	// The stream's reqCancel is the request's context from here (cancel.go).
 	rc := s.cancelScope()
-	cancel := rc.cancelFunc()
 	// One deferred call ends what the request started: with one defer the compiler open-codes
 	// it (five conditional defers took the runtime's deferreturn path, which unwinds the stack:
 	// ~2.5k instructions per request).
 	var done forwardDone
 	done.s, done.rc = s, rc
 	defer done.run()
-	_, toMessage := up.(messageUpstream)
+	toMessage := mu != nil
 	var origDst netip.AddrPort
 	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
 		origDst = s.Info.Conn.OriginalDst
@@ -372,8 +340,9 @@ func (h *Handler) forward(s *Stream) {
 
 	if body != nil {
 		body.idle = idle
-		if s.HTTP1() {
-			// Let the upstream response stream back while the request body is still arriving.
+		if _, native := s.downW.(*h1Down); !native && s.HTTP1() {
+			// Let the upstream response stream back while the request body is still arriving
+			// (proxy/h1's codec always does).
 			_ = s.w.EnableFullDuplex()
 		}
 		if t := body.prefetch(s.w, s.req.ContentLength); t != 0 {
@@ -390,9 +359,10 @@ func (h *Handler) forward(s *Stream) {
 		// context values for the original destination and the host report.
 		// Report is always the Stream's: a head without one has the cluster look a report up
 		// in the request's context on every request.
-		s.head = upstream.MessageHead{Header: &s.req.Header, Path: s.path, OriginalDst: origDst, Report: &s.hostReport}
+		// s.head is still zero (resetKeeping): only the fields this sets are stored.
+		// out stays nil: each attempt's request is set from the stream (attemptRequest).
+		s.head.Header, s.head.Path, s.head.OriginalDst, s.head.Report = &s.req.Header, s.path, origDst, &s.hostReport
 		s.headSet = true
-		out = s.outboundRequest()
 	} else {
 		out = s.upstreamRequest()
 	}
@@ -414,12 +384,15 @@ func (h *Handler) forward(s *Stream) {
 		if rst != nil {
 			rst.total.Inc()
 		}
-		res = h.attempt(ctx, s, up, out, body, alb, perTry, trackSent)
+		h.attempt(ctx, s, up, mu, out, body, alb, perTry, trackSent, &res)
+		if maxRetries == 0 {
+			break // no retry to decide on (tryAgain: not again, not exhausted)
+		}
 		if retrySlot {
 			up.ReleaseRetry()
 		}
 		var exhausted bool
-		if retrySlot, exhausted = tryAgain(ctx, policy, attempt, maxRetries, res, body, up); !retrySlot {
+		if retrySlot, exhausted = tryAgain(ctx, policy, attempt, maxRetries, &res, body, up); !retrySlot {
 			if exhausted {
 				s.Info.Flags |= FlagUpstreamRetryLimitExceed
 			} else if attempt > 1 {
@@ -429,7 +402,7 @@ func (h *Handler) forward(s *Stream) {
 		}
 		beforeRetry(ctx, policy, attempt, res, cst, rst)
 	}
-	done.attempt = res.cancel
+	done.attempt = res.cancel // nil: the attempt had no context of its own
 	// Shadow traffic does not depend on the primary's outcome.
 	h.mirror(s, body)
 	if res.resp == nil {
@@ -444,7 +417,7 @@ func (h *Handler) forward(s *Stream) {
 		h.tunnel(s, res.resp)
 		return
 	}
-	h.respond(s, ctx, cancel, res.resp, cst, idle)
+	h.respond(s, rc, res.resp, cst, idle)
 }
 
 // forwardDone is what forward stops when it returns, in this order: the last attempt's
@@ -508,7 +481,7 @@ func (d *forwardDone) run() {
 // a slot of the budget until the retry's attempt has returned (Upstream.ReleaseRetry). Otherwise
 // exhausted tells that retries were made and the final outcome is still a failure or a response
 // policy retries on (the URX flag).
-func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res attemptResult,
+func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res *attemptResult,
 	body *replayBody, up Upstream) (again, exhausted bool) {
 	retriable := false
 	if attempt <= maxRetries && ctx.Err() == nil {
@@ -525,117 +498,94 @@ func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetrie
 	return false, attempt > 1 && (res.resp == nil || policy.RetryOnResponse(res.resp.Status, res.resp.Header))
 }
 
-// attempt makes one upstream try. With trackSent it finds out whether the request's headers went
-// upstream, so that a reset before that is told apart (route.FailResetBeforeRequest).
-func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, out *http.Request, body *replayBody,
-	lb balance.Context, perTry time.Duration, trackSent bool) attemptResult {
+// attempt makes one upstream try into res: a response, or a classified failure. mu is up as a
+// messageUpstream (nil: up takes net/http's request only, roundTripHTTP). With trackSent it finds
+// out whether the request's headers went upstream, so that a reset before that is told apart
+// (route.FailResetBeforeRequest).
+func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, mu messageUpstream, out *http.Request,
+	body *replayBody, lb balance.Context, perTry time.Duration, trackSent bool, res *attemptResult) {
+	*res = attemptResult{}
 	actx := ctx
-	res := attemptResult{cancel: func(error) {}}
 	if perTry > 0 || trackSent || !(body == nil && !s.retrying || body != nil && body.inMemory()) {
-		// An attempt with a per-try timeout, or whose body can block on the downstream, gets a
-		// context of its own to stop it when it is abandoned, the Stream's attempt reqCancel
-		// (a child of the request's, cancel.go); so does one that traces its request's
-		// headers, which that context carries. Without, nothing is left to stop but its
-		// response body, which the caller closes.
-		arc := s.attemptScope()
-		actx = arc
-		res.cancel = arc.cancelFunc()
-		if perTry > 0 {
-			res.perTry, res.perTryRC = time.AfterFunc(perTry, arc.perTryFunc()), arc
-		}
-		if trackSent {
-			sent := new(atomic.Bool)
-			res.sent = sent
-			wrote := func() { sent.Store(true) }
-			arc.setValues(httptrace.WithClientTrace(context.Background(),
-				&httptrace.ClientTrace{WroteHeaders: wrote}))
-			s.head.WroteHeaders = wrote // the HTTP/1.1 pools take it from the head
-		}
+		actx = s.attemptContext(perTry, trackSent, res)
 	}
 	req := s.attemptRequest(out, actx)
 	if body != nil {
 		req.Body = body.attempt()
 	}
-	return h.roundTrip(ctx, actx, s, up, req, lb, res)
-}
-
-// attemptRequest returns out with the context actx for one attempt: the Stream's kept request
-// when the cluster released it after the last attempt (upstream.MessageHead.Released) and it
-// carries actx already, else a copy (http.Request.WithContext), kept as the next candidate.
-func (s *Stream) attemptRequest(out *http.Request, actx context.Context) *http.Request {
-	if r := s.outReq; r != nil && s.outFree && s.headSet && r.Context() == actx {
-		s.outFree = false
-		// Only the fields outboundRequest sets, and Body (attempt), are ever set on it.
-		r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = out.Method, out.Proto, out.ProtoMajor, out.ProtoMinor
-		r.ContentLength, r.Host, r.Trailer, r.Body = out.ContentLength, out.Host, out.Trailer, nil
-		return r
-	}
-	r := out.WithContext(actx)
-	s.outReq, s.outFree = r, false
-	return r
-}
-
-// roundTrip runs one attempt on req (whose context is actx or derives from it) and classifies a
-// failure. A response in net/http's form (an Upstream that is not a messageUpstream) is
-// converted once here (upstream.FromHTTP).
-func (h *Handler) roundTrip(ctx, actx context.Context, s *Stream, up Upstream, req *http.Request, lb balance.Context, res attemptResult) attemptResult {
 	var resp *upstream.Response
 	var err error
-	if mu, ok := up.(messageUpstream); ok && s.headSet {
+	if mu != nil && s.headSet {
 		// The attempt's reqCancel is the h1.Watcher the HTTP/1.1 pools watch (its Value
-		// offers it under upstream.WatcherKey): given in the head, they need no context lookup.
+		// offers it under upstream.WatcherKey): given in the head, they need no context
+		// lookup. req's context is actx (above).
 		s.head.Watcher = nil
-		if w, ok := actx.(*reqCancel); ok && req.Context() == actx {
+		if w, ok := actx.(*reqCancel); ok {
 			s.head.Watcher = w
 		}
 		resp, err = mu.RoundTripMessage(req, &s.head, lb)
 		s.outFree = err == nil && req == s.outReq && s.head.Released
 	} else {
-		var hr *http.Response
-		if hr, err = up.RoundTrip(req, lb); err == nil {
-			resp = upstream.FromHTTP(hr)
-		}
+		resp, err = roundTripHTTP(up, req, lb)
 	}
 	if res.perTry != nil && !res.perTry.Stop() {
 		res.perTryRC.noReuse() // the timer fired: its cancel may come after a reuse
 	}
-	if err == nil {
-		res.resp = resp
-		return res
+	if err != nil {
+		h.attemptFailed(ctx, actx, s, err, res)
+		return
 	}
-	res.err = err
-	cause := causeOf(actx)
-	var ue *upstream.Error
-	switch {
-	case errors.Is(cause, errPerTryTimeout) && ctx.Err() == nil:
-		res.fail, res.flag = route.FailPerTryTimeout, FlagUpstreamRequestTimeout
-		h.clusterStats(s.Cluster).perTry.Inc()
-	case errors.As(err, &ue):
-		switch ue.Flag {
-		case upstream.FlagConnectFailure:
-			res.fail, res.flag = route.FailConnect, FlagUpstreamConnectFailure
-		case upstream.FlagNoHealthyUpstream:
-			res.fail, res.flag = route.FailNoHealthy, FlagNoHealthyUpstream
-		case upstream.FlagOverflow:
-			res.fail, res.flag = route.FailOverflow, FlagUpstreamOverflow
-		case upstream.FlagUpstreamReset:
-			res.fail, res.flag = route.FailReset, FlagUpstreamRemoteReset
-		default:
-			res.fail, res.flag = route.FailReset, FlagUpstreamConnTerminated
+	res.resp = resp
+}
+
+// attemptRequest returns out with the context actx for one attempt: the Stream's kept request
+// when the cluster released it after the last attempt (upstream.MessageHead.Released) and it
+// carries actx already, else a copy (http.Request.WithContext), kept as the next candidate. A
+// nil out is the request outboundRequest makes (the message path's).
+func (s *Stream) attemptRequest(out *http.Request, actx context.Context) *http.Request {
+	r := s.outReq
+	if r != nil && s.outFree && s.headSet && r.Context() == actx {
+		// Only the fields outboundRequest sets, and Body (attempt), are ever set on it.
+		if out == nil {
+			s.setOutbound(r)
+			r.Body = nil
+		} else {
+			r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = out.Method, out.Proto, out.ProtoMajor, out.ProtoMinor
+			r.ContentLength, r.Host, r.Trailer, r.Body = out.ContentLength, out.Host, out.Trailer, nil
 		}
-		if strings.Contains(err.Error(), "REFUSED_STREAM") {
-			res.fail = route.FailRefusedStream
+	} else {
+		if out == nil {
+			out = s.outboundRequest()
 		}
-	default:
-		res.fail, res.flag = route.FailReset, FlagUpstreamConnTerminated
-		if strings.Contains(err.Error(), "REFUSED_STREAM") {
-			res.fail = route.FailRefusedStream
-		}
+		r = out.WithContext(actx)
+		s.outReq = r
 	}
-	if res.fail == route.FailReset && res.sent != nil && !res.sent.Load() {
-		res.fail = route.FailResetBeforeRequest
+	s.outFree = false
+	return r
+}
+
+// attemptContext gives an attempt a context of its own to stop it when it is abandoned, the
+// Stream's attempt reqCancel (a child of the request's, cancel.go): an attempt with a per-try
+// timeout, or whose body can block on the downstream; so does one that traces its request's
+// headers (trackSent), which that context carries. Without, nothing is left to stop but its
+// response body, which the caller closes. Out of attempt's common path (see routerControls).
+//
+//go:noinline
+func (s *Stream) attemptContext(perTry time.Duration, trackSent bool, res *attemptResult) context.Context {
+	arc := s.attemptScope()
+	res.cancel = arc.cancelFunc()
+	if perTry > 0 {
+		res.perTry, res.perTryRC = time.AfterFunc(perTry, arc.perTryFunc()), arc
 	}
-	return res
+	if trackSent {
+		sent := new(atomic.Bool)
+		res.sent = sent
+		wrote := func() { sent.Store(true) }
+		arc.setValues(httptrace.WithClientTrace(context.Background(),
+			&httptrace.ClientTrace{WroteHeaders: wrote}))
+		s.head.WroteHeaders = wrote // the HTTP/1.1 pools take it from the head
+	}
+	return arc
 }
 
 // mix64 is the splitmix64 finalizer.
@@ -673,20 +623,19 @@ func (s *Stream) upstreamRequest() *http.Request {
 // outboundRequest is upstreamRequest without the URL, header map and RemoteAddr, which a
 // messageUpstream reads from s.head (or has no use for).
 func (s *Stream) outboundRequest() *http.Request {
-	out := &http.Request{
-		Method:        s.method,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		ContentLength: s.req.ContentLength,
-		Host:          s.authority,
-		Trailer:       s.reqTrailer,
-	}
+	out := new(http.Request)
+	s.setOutbound(out)
+	return out
+}
+
+// setOutbound sets the fields of r that outboundRequest sets.
+func (s *Stream) setOutbound(r *http.Request) {
+	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = s.method, "HTTP/1.1", 1, 1
 	switch s.req.Proto {
 	case httpmsg.HTTP2:
-		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
+		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
 	case httpmsg.HTTP10:
-		out.Proto, out.ProtoMinor = "HTTP/1.0", 0
+		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
 	}
-	return out
+	r.ContentLength, r.Host, r.Trailer = s.req.ContentLength, s.authority, s.reqTrailer
 }

@@ -2,13 +2,17 @@ package l7
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/route"
+	"github.com/strait-mesh/strait/proxy/telemetry"
 	"github.com/strait-mesh/strait/proxy/upstream"
 )
 
@@ -129,7 +133,9 @@ func beforeRetry(ctx context.Context, policy *route.RetryPolicy, attempt int, re
 	}
 	// Cancel before closing: closing an HTTP/2 response body waits for the request body
 	// writer, which may be blocked on a downstream body that is still open.
-	res.cancel(errStaleAttempt)
+	if res.cancel != nil {
+		res.cancel(errStaleAttempt)
+	}
 	if res.resp != nil {
 		res.resp.Body.Close()
 	}
@@ -154,5 +160,161 @@ func (h *Handler) failed(s *Stream, ctx context.Context, res attemptResult, cst 
 			rst.timeout.Inc()
 		}
 		rst.code(s.Info.Status)
+	}
+}
+
+// forwardPrep is what forward prepares before it makes the request's attempts: the upgrade
+// (lower-cased Upgrade type, "" for none), the route timeout, retry policy and per-try timeout
+// with the request's controls applied, the number of retries the request may have, and the
+// load balancer's hash.
+type forwardPrep struct {
+	upgrade    string
+	timeout    time.Duration
+	policy     *route.RetryPolicy
+	perTry     time.Duration
+	maxRetries int
+	lb         balance.Context
+}
+
+// forwardPrepare prepares the request for its attempts (forwardPrep) with every feature a route
+// or request may ask for: an upgrade, the router's x-envoy-* control headers, grpc-timeout, a
+// path or host rewrite, the header operations and a hash policy; forward does the same for a
+// plain request itself. It reports false when it answered the request.
+//
+//go:noinline
+func (h *Handler) forwardPrepare(s *Stream, p *forwardPrep) bool {
+	rt := s.Route
+	hdr := &s.req.Header
+	var upgrade, upgradeValue string
+	if hdr.Index("Upgrade", 0) >= 0 {
+		upgrade = upgradeType(s) // "" without an Upgrade field
+	}
+	if upgrade != "" {
+		if !h.upgradeAllowed(rt, upgrade) {
+			s.localReply(http.StatusForbidden, 0, "upgrade_failed", "", -1)
+			return false
+		}
+		upgradeValue = s.Header("Upgrade")
+	}
+
+	timeout, policy := rt.Timeout, rt.Retry
+	// The x-envoy-* control headers are looked up (and consumed) only when the request has a
+	// field of that namespace at all; most have none.
+	ctl := !s.noEnvoyFields && hasEnvoyField(hdr)
+	if ctl {
+		timeout, policy = routerControls(s, timeout)
+	}
+	if rt.HasGrpcTimeoutHeaderMax && s.grpc {
+		timeout = grpcTimeout(s, rt, timeout)
+	}
+	perTry := time.Duration(0)
+	if policy != nil {
+		perTry = policy.PerTryTimeout
+	}
+	if ctl {
+		perTry = perTryControl(s, perTry)
+	}
+	maxRetries := 0
+	if policy != nil && policy.RequestRetriable(s) {
+		maxRetries = policy.NumRetries
+	}
+
+	// The outbound request reuses the downstream request's header map, which the proxy owns.
+	// The fields its Connection field nominated went as it arrived (sanitizeConnection).
+	removeRequestHopByHop(hdr)
+	// The downstream server already answered 100-continue (when the body was first read), as
+	// Envoy does without proxy_100_continue; the upstream must not wait for a second one.
+	if v, _ := hdr.Value("Expect"); httpmsg.EqualFold(v, "100-continue") {
+		hdr.Del("Expect")
+	}
+	if upgrade != "" {
+		hdr.Set("Connection", "Upgrade")
+		hdr.Set("Upgrade", upgradeValue)
+	}
+	if rt.RewritesPath() {
+		if p, changed := rt.RewritePath(s.path); changed && !h.rewritePath(s, p) {
+			return false
+		}
+	}
+	switch {
+	case s.Target != nil && s.Target.HostRewrite != "":
+		s.authority = s.Target.HostRewrite
+	case rt.HostRewrite != "":
+		s.authority = rt.HostRewrite
+	}
+	if !rt.NoRequestOps(s.Target) {
+		rt.ApplyRequestHeaders(hdr, s, &s.rinfo, s.Target)
+	}
+	if timeout > 0 && !h.suppressEnvoyHdrs {
+		setExpectedTimeout(hdr, timeout, perTry)
+	}
+	if rt.HasHashPolicy() {
+		p.lb.Hash, p.lb.HasHash, s.setCookie = rt.Hash(s, &s.rinfo)
+	}
+	p.upgrade, p.timeout, p.policy, p.perTry, p.maxRetries = upgrade, timeout, policy, perTry, maxRetries
+	return true
+}
+
+// roundTripHTTP runs an attempt on an Upstream that takes net/http's request (not a
+// messageUpstream), its response converted once here (upstream.FromHTTP).
+//
+//go:noinline
+func roundTripHTTP(up Upstream, req *http.Request, lb balance.Context) (*upstream.Response, error) {
+	hr, err := up.RoundTrip(req, lb)
+	if err != nil {
+		return nil, err
+	}
+	return upstream.FromHTTP(hr), nil
+}
+
+// upstreamTraits returns what forward learns of an Upstream that is not an *upstream.Cluster:
+// its services (istioServicer) and whether it takes the request's head as httpmsg.
+//
+//go:noinline
+func upstreamTraits(up Upstream) ([]telemetry.Service, messageUpstream) {
+	var services []telemetry.Service
+	if sv, ok := up.(istioServicer); ok {
+		services = sv.IstioServices()
+	}
+	mu, _ := up.(messageUpstream)
+	return services, mu
+}
+
+// attemptFailed classifies an attempt's failure err into res (route.FailureKind and response
+// flag); actx is the attempt's context, ctx the request's.
+//
+//go:noinline
+func (h *Handler) attemptFailed(ctx, actx context.Context, s *Stream, err error, res *attemptResult) {
+	res.err = err
+	cause := causeOf(actx)
+	var ue *upstream.Error
+	switch {
+	case errors.Is(cause, errPerTryTimeout) && ctx.Err() == nil:
+		res.fail, res.flag = route.FailPerTryTimeout, FlagUpstreamRequestTimeout
+		h.clusterStats(s.Cluster).perTry.Inc()
+	case errors.As(err, &ue):
+		switch ue.Flag {
+		case upstream.FlagConnectFailure:
+			res.fail, res.flag = route.FailConnect, FlagUpstreamConnectFailure
+		case upstream.FlagNoHealthyUpstream:
+			res.fail, res.flag = route.FailNoHealthy, FlagNoHealthyUpstream
+		case upstream.FlagOverflow:
+			res.fail, res.flag = route.FailOverflow, FlagUpstreamOverflow
+		case upstream.FlagUpstreamReset:
+			res.fail, res.flag = route.FailReset, FlagUpstreamRemoteReset
+		default:
+			res.fail, res.flag = route.FailReset, FlagUpstreamConnTerminated
+		}
+		if strings.Contains(err.Error(), "REFUSED_STREAM") {
+			res.fail = route.FailRefusedStream
+		}
+	default:
+		res.fail, res.flag = route.FailReset, FlagUpstreamConnTerminated
+		if strings.Contains(err.Error(), "REFUSED_STREAM") {
+			res.fail = route.FailRefusedStream
+		}
+	}
+	if res.fail == route.FailReset && res.sent != nil && !res.sent.Load() {
+		res.fail = route.FailResetBeforeRequest
 	}
 }

@@ -204,7 +204,7 @@ type streamStart struct {
 
 // serve runs one request through the connection manager: admission, the connection manager's
 // header handling, routing and the filter pipeline.
-func (h *Handler) serve(st streamStart) {
+func (h *Handler) serve(st *streamStart) {
 	// A pooled Stream is already reduced to what it keeps (release), a new one is zero.
 	s := streamPool.Get().(*Stream)
 	s.w, s.downW, s.req, s.body, s.h, s.peer = st.d, st.d, st.req, st.body, h, st.peer
@@ -227,13 +227,14 @@ func (h *Handler) serve(st streamStart) {
 	s.cs = cs
 	s.Info.Conn = &cs.info
 	s.Info.Method, s.Info.Authority, s.Info.Path = s.method, s.authority, s.path
-	s.grpc = route.IsGRPC(s)
+	ct, _ := st.req.Header.Value("Content-Type")
+	s.grpc = route.IsGRPCContentType(ct) // route.IsGRPC without the interface assertion
 	s.Info.Protocol = st.req.Proto.String()
 	s.scheme = "http"
 	if cs.info.TLS || st.tls {
 		s.scheme = "https"
 	}
-	s.rinfo = route.RequestInfo{Local: cs.info.OriginalDst, Protocol: s.Info.Protocol}
+	s.rinfo.Local, s.rinfo.Protocol = cs.info.OriginalDst, s.Info.Protocol // the rest is still zero (resetKeeping)
 	sc := s.sctx
 	if sc == nil {
 		sc = new(streamCtx)
@@ -243,7 +244,7 @@ func (h *Handler) serve(st streamStart) {
 	s.ctx = sc
 	s.baseCtx = s.ctx
 
-	if h.shedOverload(s) {
+	if h.opts.Overload != nil && h.shedOverload(s) {
 		return
 	}
 	if !h.admit(s) {
@@ -309,7 +310,7 @@ func (h *Handler) admit(s *Stream) bool {
 		s.localReply(http.StatusForbidden, 0, "connect_not_supported", "", -1)
 		return false
 	}
-	if !connectionEntry(s) {
+	if hdr.Index("Connection", 0) >= 0 && !connectionEntry(s) { // without the field: nothing to apply
 		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "http1.connection_header_rejected", "", -1)
 		return false
 	}

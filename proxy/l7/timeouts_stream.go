@@ -30,11 +30,23 @@ import (
 //     (HTTP/2: net/http turns it into GOAWAY).
 //
 // Requests without a body on HTTP/1.1 pass through untouched unless max_connection_duration is
-// set; the per-stream state is pooled.
+// set; the per-stream state is pooled. On proxy/h1's connections, without request_timeout,
+// the codec's writer (h1Down) does the HTTP/1.1 parts itself and the stage only marks the
+// request body to watch and ends it (h1Down.watchBody, bodyEnd).
 func (h *Handler) streamStage(next StreamHandler) StreamHandler {
 	return func(s *Stream) {
 		hasBody := s.hasBody()
 		h1 := s.HTTP1()
+		if d, native := s.downW.(*h1Down); native && h1 && s.w == s.downW && !(hasBody && h.requestTimeout > 0) {
+			if !hasBody {
+				next(s)
+				return
+			}
+			d.watchBody()
+			next(s)
+			d.bodyEnd(s)
+			return
+		}
 		var watch time.Duration
 		if !h1 {
 			watch = h.streamIdle

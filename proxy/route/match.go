@@ -136,12 +136,19 @@ func compileMatch(field string, m *routev3.RouteMatch) (routeMatch, error) {
 
 // IsGRPC reports whether r carries a gRPC content type.
 func IsGRPC(r Request) bool {
-	const grpc = "application/grpc"
 	if v, ok := r.(headerBytes); ok {
 		ct, _ := v.HeaderBytes("Content-Type")
-		return len(ct) >= len(grpc) && string(ct[:len(grpc)]) == grpc
+		return IsGRPCContentType(ct)
 	}
-	return strings.HasPrefix(firstValue(r, "Content-Type"), grpc)
+	return strings.HasPrefix(firstValue(r, "Content-Type"), grpcContentType)
+}
+
+const grpcContentType = "application/grpc"
+
+// IsGRPCContentType reports whether the Content-Type value ct is gRPC's (IsGRPC), for a
+// caller that has the value at hand.
+func IsGRPCContentType(ct []byte) bool {
+	return len(ct) >= len(grpcContentType) && string(ct[:len(grpcContentType)]) == grpcContentType
 }
 
 func hasPrefix(s, p string, cs bool) bool {
@@ -175,21 +182,32 @@ func stripQuery(path string) (string, string) {
 }
 
 func (m *routeMatch) match(r Request, path string) bool {
-	p, q := stripQuery(path)
+	// The prefix is matched on the whole path: for it the query is split off only for the
+	// query matchers.
+	var q string
 	switch m.kind {
 	case pathPrefix:
 		if !hasPrefix(path, m.s, m.caseSensitive) {
 			return false
 		}
+		if len(m.query) > 0 {
+			_, q = stripQuery(path)
+		}
 	case pathExact:
+		var p string
+		p, q = stripQuery(path)
 		if len(p) != len(m.s) || !hasPrefix(p, m.s, m.caseSensitive) {
 			return false
 		}
 	case pathSeparated:
+		var p string
+		p, q = stripQuery(path)
 		if !hasPrefix(p, m.s, m.caseSensitive) || len(p) > len(m.s) && p[len(m.s)] != '/' {
 			return false
 		}
 	case pathRegex:
+		var p string
+		p, q = stripQuery(path)
 		if !m.re.MatchString(p) {
 			return false
 		}
@@ -207,5 +225,5 @@ func (m *routeMatch) match(r Request, path string) bool {
 			return false
 		}
 	}
-	return Fraction(m.fraction).Sample()
+	return m.fraction >= uint32(Million) || Fraction(m.fraction).Sample() // most routes match always
 }

@@ -95,6 +95,33 @@ type Route struct {
 	// noReqOps and noRespOps: the route, its virtual host and its table have no request
 	// (response) header operations (set by compileVirtualHost; false: unknown).
 	noReqOps, noRespOps bool
+	// plain: see Plain (set by compileVirtualHost; false: unknown).
+	plain bool
+}
+
+// Plain reports whether the route asks the router for none of: grpc-timeout
+// (HasGrpcTimeoutHeaderMax), a path rewrite (RewritesPath), a host rewrite (HostRewrite, or a
+// target's), request header operations at any level (NoRequestOps for every target) and a hash
+// policy (HasHashPolicy). The router then skips all of them with this one test. False when
+// unknown (a Route not made by Compile).
+func (rt *Route) Plain() bool { return rt.plain }
+
+// computePlain computes Plain once the route's levels of header operations are known
+// (noReqOps).
+func (rt *Route) computePlain() bool {
+	if rt.HasGrpcTimeoutHeaderMax || rt.RewritesPath() || rt.HostRewrite != "" || rt.HasHashPolicy() || !rt.noReqOps {
+		return false
+	}
+	targets := rt.weighted
+	if rt.cluster != nil {
+		targets = append([]*Target{rt.cluster}, rt.weighted...)
+	}
+	for _, t := range targets {
+		if t.HostRewrite != "" || !t.reqOps.Empty() {
+			return false
+		}
+	}
+	return true
 }
 
 // Target is a cluster a forwarding route may send to, with its per-cluster header operations.
@@ -503,6 +530,10 @@ func (rt *Route) matchedPrefixLen(path string) int {
 	}
 }
 
+// RewritesPath reports whether the route has prefix_rewrite or regex_rewrite (RewritePath
+// changes paths).
+func (rt *Route) RewritesPath() bool { return rt.hasPrefixRw || rt.regexRewrite != nil }
+
 // RewritePath applies prefix_rewrite or regex_rewrite to path (the request target including its
 // query) and reports whether it changed anything.
 func (rt *Route) RewritePath(path string) (string, bool) {
@@ -600,6 +631,17 @@ func (rt *Route) ApplyRequestHeaders(h *httpmsg.Header, r Request, info *Request
 // ApplyResponseHeaders applies the response header operations likewise.
 func (rt *Route) ApplyResponseHeaders(h *httpmsg.Header, r Request, info *RequestInfo, t *Target) {
 	rt.applyOps(h, r, info, t, true)
+}
+
+// NoRequestOps reports whether ApplyRequestHeaders has nothing to do with target t (nil: none):
+// no level has request header operations. A caller checks it (inlined) to spare the call.
+func (rt *Route) NoRequestOps(t *Target) bool {
+	return rt.noReqOps && (t == nil || t.reqOps.Empty())
+}
+
+// NoResponseOps is NoRequestOps for ApplyResponseHeaders.
+func (rt *Route) NoResponseOps(t *Target) bool {
+	return rt.noRespOps && (t == nil || t.respOps.Empty())
 }
 
 func (rt *Route) applyOps(h *httpmsg.Header, r Request, info *RequestInfo, t *Target, resp bool) {

@@ -524,11 +524,82 @@ func TestNoOpsShortcut(t *testing.T) {
 			t.Errorf("%s: noReqOps %v noRespOps %v", c.host, rt.noReqOps, rt.noRespOps)
 		}
 		_, target := rt.PickCluster(r)
+		if rt.NoRequestOps(target) != !c.wantReq || rt.NoResponseOps(target) != !c.wantRsp {
+			t.Errorf("%s: NoRequestOps %v NoResponseOps %v", c.host, rt.NoRequestOps(target), rt.NoResponseOps(target))
+		}
 		var rq, rs httpmsg.Header
 		rt.ApplyRequestHeaders(&rq, r, &RequestInfo{}, target)
 		rt.ApplyResponseHeaders(&rs, r, &RequestInfo{}, target)
 		if rq.Has("X-Added") != c.wantReq || rs.Has("X-Added") != c.wantRsp {
 			t.Errorf("%s: request ops applied %v, response ops applied %v", c.host, rq.Has("X-Added"), rs.Has("X-Added"))
 		}
+	}
+}
+
+// TestPlain: Plain is set only for a route that asks the router for none of grpc-timeout, a
+// path or host rewrite (its own or a target's), request header operations at any level and a
+// hash policy.
+func TestPlain(t *testing.T) {
+	add := []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-added", Value: "1"}}}
+	action := func(name string, edit func(a *routev3.RouteAction)) *routev3.Route {
+		a := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}}
+		if edit != nil {
+			edit(a)
+		}
+		return &routev3.Route{Name: name, Match: prefix("/" + name), Action: &routev3.Route_Route{Route: a}}
+	}
+	weighted := func(cw *routev3.WeightedCluster_ClusterWeight) func(a *routev3.RouteAction) {
+		return func(a *routev3.RouteAction) {
+			a.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{
+				Clusters: []*routev3.WeightedCluster_ClusterWeight{cw}}}
+		}
+	}
+	rc := &routev3.RouteConfiguration{VirtualHosts: []*routev3.VirtualHost{
+		{Name: "a", Domains: []string{"a"}, Routes: []*routev3.Route{
+			action("plain", nil),
+			action("weighted", weighted(&routev3.WeightedCluster_ClusterWeight{Name: "c", Weight: wrapperspb.UInt32(1)})),
+			action("prefixrw", func(a *routev3.RouteAction) { a.PrefixRewrite = "/x" }),
+			action("hostrw", func(a *routev3.RouteAction) {
+				a.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: "b"}
+			}),
+			action("wchostrw", weighted(&routev3.WeightedCluster_ClusterWeight{Name: "c", Weight: wrapperspb.UInt32(1),
+				HostRewriteSpecifier: &routev3.WeightedCluster_ClusterWeight_HostRewriteLiteral{HostRewriteLiteral: "b"}})),
+			action("wcops", weighted(&routev3.WeightedCluster_ClusterWeight{Name: "c", Weight: wrapperspb.UInt32(1),
+				RequestHeadersToAdd: add})),
+			action("hash", func(a *routev3.RouteAction) {
+				a.HashPolicy = []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{
+					Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: "x-user"}}}}
+			}),
+			action("grpc", func(a *routev3.RouteAction) {
+				a.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{GrpcTimeoutHeaderMax: durationpb.New(time.Second)}
+			}),
+		}},
+		{Name: "ops", Domains: []string{"ops"}, RequestHeadersToAdd: add, Routes: []*routev3.Route{action("plain", nil)}},
+	}}
+	tb := mustCompile(t, rc)
+	for _, c := range []struct {
+		host, path string
+		plain      bool
+	}{
+		{"a", "/plain", true},
+		{"a", "/weighted", true},
+		{"a", "/prefixrw", false},
+		{"a", "/hostrw", false},
+		{"a", "/wchostrw", false},
+		{"a", "/wcops", false},
+		{"a", "/hash", false},
+		{"a", "/grpc", false},
+		{"ops", "/plain", false},
+	} {
+		rt := tb.Match(HTTPRequest(req("GET", c.host, c.path)))
+		if rt == nil {
+			t.Fatalf("%s%s: no route", c.host, c.path)
+		}
+		if rt.Plain() != c.plain {
+			t.Errorf("%s%s: Plain %v, want %v", c.host, c.path, rt.Plain(), c.plain)
+		}
+	}
+	if (&Route{}).Plain() {
+		t.Error("a Route not made by Compile is plain")
 	}
 }

@@ -212,6 +212,7 @@ func compileVirtualHost(field string, vh *routev3.VirtualHost, t *Table, env com
 		// The route, virtual host and table levels of applyOps, known once here.
 		rt.noReqOps = rt.reqOps.Empty() && v.reqOps.Empty() && t.reqOps.Empty()
 		rt.noRespOps = rt.respOps.Empty() && v.respOps.Empty() && t.respOps.Empty()
+		rt.plain = rt.computePlain()
 		v.routes = append(v.routes, rt)
 	}
 	return v, nil
