@@ -309,6 +309,8 @@ func (b *h1Body) Close() error {
 
 // response makes the codec's response head the router's (see Response): Transfer-Encoding
 // leaves the header fields (framing is the codec's) and the announced trailers are listed.
+// Its Body is left to the caller (Cluster.roundTrip), which wraps x.resp.Body for the
+// cluster's accounting.
 // te and trailer say whether the head has those fields (h1.Conn.ResponseFields), so that a
 // head without them is not searched.
 func (x *h1Exchange) response(tls *tls.ConnectionState, te, trailer bool) *Response {
@@ -322,7 +324,7 @@ func (x *h1Exchange) response(tls *tls.ConnectionState, te, trailer bool) *Respo
 	// are stored only when they differ, which spares most of the stores' write barriers.
 	m := &x.msg
 	m.Status, m.Proto, m.ContentLength = r.Status, r.Proto, r.ContentLength
-	m.TrailerNames, m.Body = x.names, r.Body
+	m.TrailerNames = x.names
 	if m.Header != &r.Header || m.Trailer != &r.Trailer || m.TLS != tls {
 		m.Header, m.Trailer, m.TLS = &r.Header, &r.Trailer, tls
 	}

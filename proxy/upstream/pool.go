@@ -419,6 +419,7 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 			return nil, err
 		}
 		hc := newH1Client(nc)
+		hc.x.acct.c, hc.x.acct.ep = c, p.ep // the response bodies' accounting (Cluster.roundTrip)
 		pc := &pconn{p: p, cc: hc, h1: hc, created: time.Now()}
 		c.st.cxHTTP1Total.Inc()
 		hc.pc = pc // before the pool shares pc
