@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/strait-mesh/strait/proxy/clock"
 	"github.com/strait-mesh/strait/proxy/h1"
@@ -50,9 +51,9 @@ var errConnClosed = errors.New("upstream connection closed")
 type h1Client struct {
 	conn *h1.Conn
 	tls  *tls.ConnectionState // the connection's TLS state, nil for plaintext
-	// pc is the pool's connection: its onState runs after each change of state, with ended
-	// set when an exchange ended (the pool then clears busy under its lock), never with the
-	// pool's lock held. Set before the connection is shared.
+	// pc is the pool's connection: its state is brought up to date after each change, never
+	// with the pool's lock held: at an exchange's end by the codec's hook (newH1Client, which
+	// clears busy under the lock), else by onState. Set before the connection is shared.
 	pc *pconn
 
 	// x is the exchange's codec storage, reused: the connection carries one request at a
@@ -84,9 +85,30 @@ func newH1Client(nc net.Conn) *h1Client {
 			hc.closed.Store(true)
 		}
 		pc := hc.pc
+		p := pc.p
 		at := clock.Mono()
-		pc.p.mu.Lock()
-		pc.syncStateAndUnlock(at, true)
+		p.mu.Lock()
+		hc.release()
+		// syncStateAndUnlock's common case, without its call: a connection that lives on,
+		// idle, kept, not listed in p.ready yet (which has room), and no request waiting for
+		// a change. Anything else is its general update, the reservation released already.
+		if hc.closed.Load() || pc.draining || p.closed || len(p.conns) > maxIdlePerEndpoint || pc.inReady ||
+			len(p.ready) == cap(p.ready) || p.waiters != 0 {
+			pc.syncStateAndUnlock(at)
+			return
+		}
+		pc.changedAt = max(pc.changedAt, at)
+		pc.inReady = true
+		n := len(p.ready)
+		p.ready = p.ready[:n+1]
+		p.ready[n] = pc
+		if d := p.ep.c.http.idleTimeout; d > 0 {
+			pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
+			if !pc.idleArmed {
+				pc.armIdleLocked(d)
+			}
+		}
+		p.mu.Unlock()
 	})
 	return hc
 }
@@ -127,7 +149,7 @@ func (hc *h1Client) InFlight() int {
 func (hc *h1Client) Close() error {
 	hc.closed.Store(true)
 	err := hc.conn.Close()
-	hc.pc.onState(false)
+	hc.pc.onState()
 	return err
 }
 

@@ -436,7 +436,7 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 	} else {
 		c.st.cxHTTP1Total.Inc()
 	}
-	cc.SetStateHook(func(*http.ClientConn) { pc.onState(false) })
+	cc.SetStateHook(func(*http.ClientConn) { pc.onState() })
 	pc.startDuration()
 	return pc, nil
 }
@@ -493,9 +493,9 @@ func (pc *pconn) onMaxDuration() {
 }
 
 // onState runs when a connection's state changes: it forgets dead connections, closes idle ones
-// that should not be kept, arms the idle timer of the others, and wakes waiting requests.
-// ended reports the end of an h1Client's exchange, whose busy state it clears under the lock.
-func (pc *pconn) onState(ended bool) {
+// that should not be kept, arms the idle timer of the others, and wakes waiting requests. (An
+// h1Client's exchange end has a hook of its own: see newH1Client.)
+func (pc *pconn) onState() {
 	p := pc.p
 	at := clock.Mono()
 	if pc.h1 != nil {
@@ -503,7 +503,7 @@ func (pc *pconn) onState(ended bool) {
 		// unlocking), so this waits for it: the connection stays busy until the update below,
 		// which no other update or idle timer can see half done, and is reusable at once.
 		p.mu.Lock()
-		pc.syncStateAndUnlock(at, ended)
+		pc.syncStateAndUnlock(at)
 		return
 	}
 	// net/http runs the state hook synchronously inside ClientConn.Reserve and Release, and the
@@ -515,23 +515,20 @@ func (pc *pconn) onState(ended bool) {
 		pc.stateAt.Store(int64(at))
 		go func() {
 			p.mu.Lock()
-			pc.syncStateAndUnlock(at, ended)
+			pc.syncStateAndUnlock(at)
 		}()
 		return
 	}
-	pc.syncStateAndUnlock(at, ended)
+	pc.syncStateAndUnlock(at)
 }
 
 // syncStateAndUnlock brings the pool up to date with the connection's state (closed, idle),
-// which changed at at, and releases p.mu, which the caller holds. ended: an h1Client's
-// exchange ended (its reservation is released here). It runs at every request's end: its
+// which changed at at, and releases p.mu, which the caller holds. An h1Client's exchange end
+// runs its common case itself (newH1Client) and this otherwise, its reservation released. Its
 // rare parts (a dead connection, a first idle timer) are functions of their own.
-func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
+func (pc *pconn) syncStateAndUnlock(at time.Duration) {
 	p := pc.p
 	hc := pc.h1
-	if ended && hc != nil {
-		hc.release()
-	}
 	// Updates may reach the lock out of order: the latest change counts.
 	pc.changedAt = max(pc.changedAt, at)
 	closeIt := false
