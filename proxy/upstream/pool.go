@@ -211,12 +211,39 @@ func (p *pool) wakeLocked() {
 // waiting as a pending request) are acquireSlow's.
 func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) {
 	p.mu.Lock()
-	if p.kind == poolH1 {
-		pc = p.reserveReadyLocked()
-	} else {
-		pc = p.reserveLocked()
+	if p.kind != poolH1 {
+		return p.acquireOther(ctx)
 	}
-	if pc != nil {
+	// reserveReadyLocked, without its call: the most recently released connection, those
+	// that can no longer be used dropped.
+	for n := len(p.ready); n > 0; n = len(p.ready) {
+		pc := p.ready[n-1]
+		p.ready[n-1] = nil
+		p.ready = p.ready[:n-1]
+		pc.inReady = false
+		hc := pc.h1
+		if pc.draining || hc.closed.Load() || hc.busy {
+			continue
+		}
+		if d := p.ep.c.http.maxConnDuration; d > 0 && time.Since(pc.created) >= d {
+			continue // the duration timer has not fired yet; it will close the connection
+		}
+		hc.busy = true
+		pc.reservedLocked()
+		reused := pc.requests > 1
+		p.mu.Unlock()
+		return pc, reused, nil
+	}
+	p.mu.Unlock()
+	return p.acquireSlow(ctx)
+}
+
+// acquireOther is acquire for the pools of net/http's connections (HTTP/2, ALPN); p.mu is
+// held, and released. Not inlined: it keeps acquire's common path (HTTP/1.1) short.
+//
+//go:noinline
+func (p *pool) acquireOther(ctx context.Context) (pc *pconn, reused bool, err error) {
+	if pc = p.reserveLocked(); pc != nil {
 		reused = pc.requests > 1
 		p.mu.Unlock()
 		return pc, reused, nil
