@@ -40,7 +40,7 @@ func (c *Cluster) pick(ctx context.Context, hdr http.Header, head *MessageHead, 
 }
 
 // pickFromSet is pick's common case: the balancer's choice among the current hosts; nil when
-// none is healthy. Small enough to be inlined where roundTrip calls it without pick.
+// none is healthy. roundTrip calls it without pick (RoundTripMessage has its body inline).
 func (c *Cluster) pickFromSet(lb balance.Context) *endpoint {
 	hs := c.set.Load()
 	if hs.panic {
@@ -186,10 +186,16 @@ func (c *Cluster) RoundTripMessage(req *http.Request, head *MessageHead, lb bala
 	if !c.breaker.rq.acquire() {
 		return nil, c.requestOverflow()
 	}
-	ep := c.pickFromSet(lb)
-	if ep == nil {
+	// pickFromSet, without its call (too large to be inlined).
+	hs := c.set.Load()
+	if hs.panic {
+		c.st.lbHealthyPanic.Inc()
+	}
+	i := hs.lb.Pick(lb)
+	if i < 0 {
 		return nil, c.unpicked(nil)
 	}
+	ep := hs.eps[i]
 	report := head.Report
 	if report == nil {
 		report = hostReportOf(req.Context())
