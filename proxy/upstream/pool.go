@@ -13,6 +13,7 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/clock"
 	"github.com/strait-mesh/strait/proxy/h1"
+	"github.com/strait-mesh/strait/proxy/stats"
 )
 
 // poolKind selects the protocol of a pool.
@@ -749,7 +750,7 @@ func (c *Cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, error) {
 	c.st.cxTotal.Inc()
 	c.st.cxActive.Inc()
 	// Read and written without the scheduler's blocking system call path (h1.DirectConn).
-	tc := &trackedConn{Conn: h1.DirectConn(conn), c: c}
+	tc := &trackedConn{Conn: h1.DirectConn(conn), c: c, rx: c.st.cxRxBytes, tx: c.st.cxTxBytes}
 	if v := ep.ts.proxyVersion(); v != 0 {
 		d, ok := downstreamFrom(ctx)
 		if err := writeProxyHeader(tc, v, d, ok); err != nil {
@@ -764,6 +765,7 @@ func (c *Cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, error) {
 type trackedConn struct {
 	net.Conn
 	c      *Cluster
+	rx, tx *stats.Counter // c's upstream_cx_rx_bytes_total and upstream_cx_tx_bytes_total
 	closed atomic.Bool
 }
 
@@ -771,7 +773,7 @@ type trackedConn struct {
 func (t *trackedConn) Read(b []byte) (int, error) {
 	n, err := t.Conn.Read(b)
 	if n > 0 { // no atomic add for a read that got nothing (EOF, error, would block)
-		t.c.st.cxRxBytes.Add(uint64(n))
+		t.rx.Add(uint64(n))
 	}
 	return n, err
 }
@@ -780,7 +782,7 @@ func (t *trackedConn) Read(b []byte) (int, error) {
 func (t *trackedConn) Write(b []byte) (int, error) {
 	n, err := t.Conn.Write(b)
 	if n > 0 {
-		t.c.st.cxTxBytes.Add(uint64(n))
+		t.tx.Add(uint64(n))
 	}
 	return n, err
 }
