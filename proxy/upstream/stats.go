@@ -10,23 +10,27 @@ import (
 // cluster statistics (cluster.<name>.<stat>); Prometheus names are envoy_cluster_<stat> with the
 // label envoy_cluster_name, as Envoy's /stats/prometheus renders them.
 type clusterStats struct {
-	cxTotal, cxConnectFail, cxConnectTimeout, cxDestroy, cxOverflow, cxNoneHealthy    *stats.Counter
-	cxHTTP1Total, cxHTTP2Total, cxMaxRequests, cxIdleTimeout, cxMaxDurationReached    *stats.Counter
-	cxRxBytes, cxTxBytes                                                              *stats.Counter
-	rqTotal, rqPendingTotal, rqPendingOverflow, rqTimeout, rqRetryOverflow            *stats.Counter
-	rq2xx, rq3xx, rq4xx, rq5xx, rqReset                                               *stats.Counter
-	lbHealthyPanic, membershipChange, updateSuccess                                   *stats.Counter
-	odEjectionsTotal, odEnforcedTotal, odOverflow                                     *stats.Counter
-	odDetected5xx, odEnforced5xx, odDetectedGateway, odEnforcedGateway                *stats.Counter
-	odDetectedSR, odEnforcedSR, odDetectedFP, odEnforcedFP                            *stats.Counter
-	odDetectedSRLocal, odEnforcedSRLocal, odDetectedFPLocal, odEnforcedFPLocal        *stats.Counter
-	odDetectedLocal, odEnforcedLocal, odDetectedMonitor, odEnforcedMonitor            *stats.Counter
-	cxActive, rqActive, rqPendingActive, membershipHealthy, membershipTotal, odActive *stats.Gauge
-	cbCxOpen, cbPendingOpen, cbRqOpen, cbRetryOpen                                    *stats.Gauge
-	cbRemainingCx, cbRemainingPending, cbRemainingRq, cbRemainingRetries              *stats.Gauge
+	// The statistics every request updates, first and together (one data cache line).
+	rqTotal  *stats.Counter
+	rqActive *stats.Gauge
 	// rqClass holds rq2xx to rq5xx by status class (code/100), nil for the others: countStatus
 	// indexes it rather than switching between four inlined increments.
 	rqClass [6]*stats.Counter
+
+	cxTotal, cxConnectFail, cxConnectTimeout, cxDestroy, cxOverflow, cxNoneHealthy *stats.Counter
+	cxHTTP1Total, cxHTTP2Total, cxMaxRequests, cxIdleTimeout, cxMaxDurationReached *stats.Counter
+	cxRxBytes, cxTxBytes                                                           *stats.Counter
+	rqPendingTotal, rqPendingOverflow, rqTimeout, rqRetryOverflow                  *stats.Counter
+	rq2xx, rq3xx, rq4xx, rq5xx, rqReset                                            *stats.Counter
+	lbHealthyPanic, membershipChange, updateSuccess                                *stats.Counter
+	odEjectionsTotal, odEnforcedTotal, odOverflow                                  *stats.Counter
+	odDetected5xx, odEnforced5xx, odDetectedGateway, odEnforcedGateway             *stats.Counter
+	odDetectedSR, odEnforcedSR, odDetectedFP, odEnforcedFP                         *stats.Counter
+	odDetectedSRLocal, odEnforcedSRLocal, odDetectedFPLocal, odEnforcedFPLocal     *stats.Counter
+	odDetectedLocal, odEnforcedLocal, odDetectedMonitor, odEnforcedMonitor         *stats.Counter
+	cxActive, rqPendingActive, membershipHealthy, membershipTotal, odActive        *stats.Gauge
+	cbCxOpen, cbPendingOpen, cbRqOpen, cbRetryOpen                                 *stats.Gauge
+	cbRemainingCx, cbRemainingPending, cbRemainingRq, cbRemainingRetries           *stats.Gauge
 }
 
 func newClusterStats(s *stats.Store, name string) *clusterStats {
