@@ -337,20 +337,37 @@ func (b *h1Body) Close() error {
 // head without them is not searched.
 func (x *h1Exchange) response(tls *tls.ConnectionState, te, trailer bool) *Response {
 	r := &x.resp
+	m := &x.msg
+	// Field by field: the pointers the last response left (the caller may have changed them)
+	// are stored only when they differ, which spares most of the stores' write barriers.
+	if te || trailer {
+		x.framing(te, trailer)
+	} else {
+		x.chunked = false
+		x.names = x.names[:0]
+		if len(m.TrailerNames) != 0 {
+			m.TrailerNames = x.names
+		}
+	}
+	m.Status, m.Proto, m.ContentLength = r.Status, r.Proto, r.ContentLength
+	if m.Header != &r.Header || m.Trailer != &r.Trailer || m.TLS != tls {
+		m.Header, m.Trailer, m.TLS = &r.Header, &r.Trailer, tls
+	}
+	return m
+}
+
+// framing is response's part for a head with a Transfer-Encoding or a Trailer field. Not
+// inlined: response's common case has neither.
+//
+//go:noinline
+func (x *h1Exchange) framing(te, trailer bool) {
+	r := &x.resp
 	x.chunked = te && r.Header.Del("Transfer-Encoding") > 0
 	x.names = x.names[:0]
 	if trailer {
 		x.names = appendTrailerNames(x.names, &r.Header)
 	}
-	// Field by field: the pointers the last response left (the caller may have changed them)
-	// are stored only when they differ, which spares most of the stores' write barriers.
-	m := &x.msg
-	m.Status, m.Proto, m.ContentLength = r.Status, r.Proto, r.ContentLength
-	m.TrailerNames = x.names
-	if m.Header != &r.Header || m.Trailer != &r.Trailer || m.TLS != tls {
-		m.Header, m.Trailer, m.TLS = &r.Header, &r.Trailer, tls
-	}
-	return m
+	x.msg.TrailerNames = x.names
 }
 
 // statusLines holds net/http's Status strings ("200 OK") of the codes it names.
