@@ -102,7 +102,7 @@ func newH1Client(nc net.Conn) *h1Client {
 		n := len(p.ready)
 		p.ready = p.ready[:n+1]
 		p.ready[n] = pc
-		if d := p.ep.c.http.idleTimeout; d > 0 {
+		if d := p.idleTimeout; d > 0 {
 			pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
 			if !pc.idleArmed {
 				pc.armIdleLocked(d)

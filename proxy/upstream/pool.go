@@ -46,7 +46,12 @@ type pool struct {
 	// and the most recently used first, as Envoy's pools do (the others idle out). Entries
 	// that started draining are dropped when they come up; a closed connection is removed
 	// when the pool learns it closed (syncStateAndUnlock).
-	ready   []*pconn
+	ready []*pconn
+	// The cluster's idle_timeout, max_connection_duration and max_requests_per_connection
+	// (httpOptions), kept here for the request path.
+	idleTimeout, maxConnDuration time.Duration
+	maxRequests                  uint32
+
 	dialing int
 	changed chan struct{} // closed and replaced whenever a connection's state changes
 	waiters int           // requests waiting on changed; with none, a change replaces nothing
@@ -184,7 +189,8 @@ func newPool(ep *endpoint, k poolKind) *pool {
 	if c.http.connWindow > 0 {
 		tr.HTTP2.MaxReceiveBufferPerConnection = c.http.connWindow
 	}
-	return &pool{ep: ep, kind: k, tr: tr, scheme: scheme, changed: make(chan struct{})}
+	return &pool{ep: ep, kind: k, tr: tr, scheme: scheme, changed: make(chan struct{}),
+		idleTimeout: c.http.idleTimeout, maxConnDuration: c.http.maxConnDuration, maxRequests: c.http.maxRequestsPerConn}
 }
 
 // multiplexed reports whether connections of this pool carry concurrent requests, so that
@@ -226,7 +232,7 @@ func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) 
 		if pc.draining || hc.closed.Load() || hc.busy {
 			continue
 		}
-		if d := p.ep.c.http.maxConnDuration; d > 0 && time.Since(pc.created) >= d {
+		if d := p.maxConnDuration; d > 0 && time.Since(pc.created) >= d {
 			continue // the duration timer has not fired yet; it will close the connection
 		}
 		hc.busy = true
@@ -369,7 +375,7 @@ func (p *pool) reserveLocked() *pconn {
 // connection of p.ready, dropping those that can no longer be used, in constant time but for
 // the dropped ones (each was pushed once).
 func (p *pool) reserveReadyLocked() *pconn {
-	maxDuration := p.ep.c.http.maxConnDuration
+	maxDuration := p.maxConnDuration
 	for n := len(p.ready); n > 0; n = len(p.ready) {
 		pc := p.ready[n-1]
 		p.ready[n-1] = nil
@@ -423,11 +429,10 @@ func (pc *pconn) idleLocked() bool {
 // reservedLocked counts a request reserved on pc against max_requests_per_connection. p.mu is
 // held.
 func (pc *pconn) reservedLocked() {
-	c := pc.p.ep.c
 	pc.requests++
-	if m := c.http.maxRequestsPerConn; m > 0 && pc.requests >= m {
+	if m := pc.p.maxRequests; m > 0 && pc.requests >= m {
 		pc.draining = true
-		c.st.cxMaxRequests.Inc()
+		pc.p.ep.c.st.cxMaxRequests.Inc()
 	}
 }
 
@@ -582,7 +587,7 @@ func (pc *pconn) syncStateAndUnlock(at time.Duration) {
 					p.growReadyLocked(pc)
 				}
 			}
-			if d := p.ep.c.http.idleTimeout; d > 0 {
+			if d := p.idleTimeout; d > 0 {
 				// Idle since the latest state change (the connection is idle now), including
 				// one still on its way to the lock: no clock reading of its own.
 				pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
