@@ -202,7 +202,6 @@ func (c *Cluster) RoundTripMessage(req *http.Request, head *MessageHead, lb bala
 	}
 	report.host(ep)
 	ep.active.Add(1)
-	c.st.rqActive.Inc()
 	ctx := req.Context()
 	p := ep.pools[poolH1].Load()
 	if p == nil || ep.ts.proxyVersion() != 0 {
@@ -294,7 +293,6 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 	}
 	report.host(ep)
 	ep.active.Add(1)
-	c.st.rqActive.Inc()
 	return c.send(ctx, req, head, ep, report, 0)
 }
 
@@ -386,6 +384,7 @@ func (c *Cluster) unpicked(err error) error {
 		err = c.noHealthy()
 	}
 	c.breaker.rq.release()
+	c.st.rqDone.Add(1) // it started (upstream_rq_total): upstream_rq_active
 	return err
 }
 
@@ -431,6 +430,7 @@ func (c *Cluster) roundTripConn(pc *pconn, out *http.Request, ep *endpoint, repo
 //go:noinline
 func (c *Cluster) requestOverflow() error {
 	c.st.rqPendingOverflow.Inc()
+	c.st.rqDone.Add(1) // it started (upstream_rq_total): upstream_rq_active
 	return &Error{Flag: FlagOverflow, Err: errRequestOverflow}
 }
 
@@ -491,7 +491,7 @@ func (c *Cluster) failure(ctx context.Context, ep *endpoint, err error, connecti
 // finish ends a request's accounting.
 func (c *Cluster) finish(ep *endpoint) {
 	ep.active.Add(-1)
-	c.st.rqActive.Dec()
+	c.st.rqDone.Add(1) // upstream_rq_active
 	c.breaker.rq.release()
 }
 
