@@ -411,10 +411,16 @@ func (s *Set) Host(i int) *Host { return &s.hosts[i] }
 
 // Pick chooses a host for a request and returns its index in the slice given to New, or -1 when
 // no host can take traffic (Envoy's UH). It is safe for concurrent use and does not allocate.
+// Small enough to be inlined: a set of one host answers without a call.
 func (s *Set) Pick(c Context) int {
 	if s.single {
 		return 0
 	}
+	return s.pick(c)
+}
+
+// pick is Pick for a set of more than one host, or of none.
+func (s *Set) pick(c Context) int {
 	if len(s.levels) == 0 {
 		return -1
 	}

@@ -69,3 +69,12 @@ func (h *histogram) observe(v uint64) {
 	h.counts[bucketIndex(v)].Add(1)
 	h.sum.Add(v)
 }
+
+// count returns the number of observations: the sum of the bucket counts.
+func (h *histogram) count() uint64 {
+	var n uint64
+	for i := range h.counts {
+		n += h.counts[i].Load()
+	}
+	return n
+}

@@ -1,6 +1,9 @@
 package telemetry
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // hotSlots is the number of entries of a Recorder's cache of recent HTTP series (a power of
 // two).
@@ -22,20 +25,28 @@ type hotSeries struct {
 	slots [hotSlots]atomic.Pointer[httpSeries]
 }
 
-// get returns the series of k from the cache, or from the table (creating it with mk, as
-// table.get) and then caches it; nil when the table refuses a new key. slot is k's slot, which
-// the overridden series' cache mixes in.
-func (c *hotSeries) get(t *table[httpKey, httpSeries], k *httpKey, mk func(httpKey) *httpSeries) (s *httpSeries, slot uint) {
+// get returns the series of k from the cache, or from the table (creating it with flagText
+// on first use) and then caches it; nil when the table refuses a new key. slot is k's slot,
+// which the overridden series' cache mixes in.
+func (c *hotSeries) get(t *table[httpKey, httpSeries], k *httpKey, flagText func(uint64) string) (s *httpSeries, slot uint) {
 	slot = k.slot()
 	p := &c.slots[slot]
 	if s := p.Load(); s != nil && s.key.equal(k) {
 		return s, slot
 	}
-	s = t.get(*k, mk)
+	return c.miss(t, k, p, flagText), slot
+}
+
+// miss is get when the cache does not hold k: the table's series, cached in p. Not inlined: it
+// keeps get's common path (and the closure the table creates a series with) out of the way.
+//
+//go:noinline
+func (c *hotSeries) miss(t *table[httpKey, httpSeries], k *httpKey, p *atomic.Pointer[httpSeries], flagText func(uint64) string) *httpSeries {
+	s := t.get(*k, func(k httpKey) *httpSeries { return &httpSeries{key: k, flagText: flagText} })
 	if s != nil {
 		p.Store(s)
 	}
-	return s, slot
+	return s
 }
 
 // hotOverSeries is hotSeries for the series of requests with istio.stats overrides
@@ -66,19 +77,57 @@ func (c *hotOverSeries) get(t *table[overKey[*httpSeries], overSeries], k *overK
 	return s
 }
 
-// equal reports whether k and o are the same key (k == o): the numbers and pointers first,
-// then the strings, which are mostly empty or share storage.
+// equal reports whether k and o are the same key (k == o): the numbers and the peer's
+// workload first, then the strings' headers (data pointer and length) as one block of words,
+// which are the same when the strings share storage, as a cached key's mostly do (see
+// hotSeries); only keys whose strings do not are compared string by string (equalStrings).
 func (k *httpKey) equal(o *httpKey) bool {
-	return k.code == o.code && k.flags == o.flags && k.reporter == o.reporter && k.grpc == o.grpc && k.mtls == o.mtls &&
-		k.peerWL == o.peerWL && same(k.cluster, o.cluster) && same(k.authority, o.authority) && same(k.grpcStatus, o.grpcStatus) &&
+	if k.code != o.code || k.flags != o.flags || k.reporter != o.reporter || k.grpc != o.grpc || k.mtls != o.mtls ||
+		k.peerWL != o.peerWL {
+		return false
+	}
+	// Word by word without branches (^ binds no tighter than |: each term is parenthesized):
+	// an array comparison would call memequal, whose loop costs more than these loads.
+	a, b := k.stringWords(), o.stringWords()
+	if ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) |
+		(a[4] ^ b[4]) | (a[5] ^ b[5]) | (a[6] ^ b[6]) | (a[7] ^ b[7]) |
+		(a[8] ^ b[8]) | (a[9] ^ b[9]) | (a[10] ^ b[10]) | (a[11] ^ b[11]) |
+		(a[12] ^ b[12]) | (a[13] ^ b[13]) | (a[14] ^ b[14]) | (a[15] ^ b[15]) |
+		(a[16] ^ b[16]) | (a[17] ^ b[17]) | (a[18] ^ b[18]) | (a[19] ^ b[19])) == 0 {
+		return true
+	}
+	return k.equalStrings(o)
+}
+
+// keyStrings is the number of string fields of an httpKey, from grpcStatus to local.
+const keyStrings = 10
+
+// The string fields stringWords reads are contiguous, grpcStatus first and local last.
+const _ = -uint(unsafe.Offsetof(httpKey{}.local) + unsafe.Sizeof(spiffeRef{}) -
+	unsafe.Offsetof(httpKey{}.grpcStatus) - keyStrings*unsafe.Sizeof(""))
+
+// stringWords returns the headers of k's strings (grpcStatus to local, contiguous) as words:
+// equal words are equal strings, the converse holding for strings that share storage. The
+// words are only compared, never turned back into pointers.
+func (k *httpKey) stringWords() *[2 * keyStrings]uintptr {
+	return (*[2 * keyStrings]uintptr)(unsafe.Pointer(&k.grpcStatus))
+}
+
+// equalStrings reports whether the strings of k and o are equal, byte by byte where they do
+// not share storage. Not inlined: equal's rare path.
+//
+//go:noinline
+func (k *httpKey) equalStrings(o *httpKey) bool {
+	return same(k.cluster, o.cluster) && same(k.authority, o.authority) && same(k.grpcStatus, o.grpcStatus) &&
 		same(k.service.Host, o.service.Host) && same(k.service.Name, o.service.Name) && same(k.service.Namespace, o.service.Namespace) &&
 		same(k.peer.trustDomain, o.peer.trustDomain) && same(k.peer.path, o.peer.path) &&
 		same(k.local.trustDomain, o.local.trustDomain) && same(k.local.path, o.local.path)
 }
 
-// same reports whether a == b, without a call for empty strings.
+// same reports whether a == b, without a call for empty strings nor for strings that share
+// storage (the common case of a cached key: see hotSeries), whose bytes are not compared.
 func same(a, b string) bool {
-	return len(a) == len(b) && (len(a) == 0 || a == b)
+	return len(a) == len(b) && (len(a) == 0 || unsafe.StringData(a) == unsafe.StringData(b) || a == b)
 }
 
 // slot returns the cache slot of k: a cheap mix of the key's numbers and strings, read eight

@@ -75,7 +75,7 @@ func TestHotSeriesConcurrent(t *testing.T) {
 			t.Errorf("two series of %+v", s.key)
 		}
 		seen[s.key] = true
-		if n := s.requests.Load(); n != goroutines*rounds {
+		if n := s.requests(); n != goroutines*rounds {
 			t.Errorf("%+v: %d requests, want %d", s.key, n, goroutines*rounds)
 		}
 		if n := s.reqBytes.sum.Load(); n != goroutines*rounds*uint64(s.key.code) {
@@ -112,7 +112,7 @@ func TestHotSeriesSlotCollision(t *testing.T) {
 	}
 	got := map[string]uint64{}
 	for _, s := range r.http.series() {
-		got[s.key.cluster] = s.requests.Load()
+		got[s.key.cluster] = s.requests()
 	}
 	if got[a.Cluster] != 10 || got[b.Cluster] != 20 || len(got) != 2 {
 		t.Errorf("got %v", got)
@@ -275,7 +275,7 @@ func TestHotOverSeriesConcurrent(t *testing.T) {
 		}
 		seen[s.okey] = true
 		want := uint64(len(strides) * rounds)
-		if n := s.requests.Load(); n != want {
+		if n := s.requests(); n != want {
 			t.Errorf("%v: %d requests, want %d", s.okey.dims[0], n, want)
 		}
 		var h uint64
@@ -290,7 +290,7 @@ func TestHotOverSeriesConcurrent(t *testing.T) {
 		}
 	}
 	for _, s := range r.http.series() {
-		if n := s.requests.Load(); n != 0 {
+		if n := s.requests(); n != 0 {
 			t.Errorf("the standard series recorded %d requests", n)
 		}
 	}
@@ -378,7 +378,25 @@ func TestHTTPKeyEqual(t *testing.T) {
 		func(k *httpKey) { k.service.Host = "x" }, func(k *httpKey) { k.service.Name = "x" }, func(k *httpKey) { k.service.Namespace = "x" },
 		func(k *httpKey) { k.peer.trustDomain = "x" }, func(k *httpKey) { k.peer.path = "/x" }, func(k *httpKey) { k.local.trustDomain = "x" },
 		func(k *httpKey) { k.local.path = "/x" }, func(k *httpKey) { k.peerWL = p2 }, func(k *httpKey) { k.peerWL = nil },
-		func(k *httpKey) { k.cluster = strings.Clone(k.cluster) }, // equal content, other storage
+		// Equal content in other storage (equalStrings), one string at a time and all at once.
+		func(k *httpKey) { k.cluster = strings.Clone(k.cluster) }, func(k *httpKey) { k.authority = strings.Clone(k.authority) },
+		func(k *httpKey) { k.grpcStatus = strings.Clone(k.grpcStatus) }, func(k *httpKey) { k.service.Host = strings.Clone(k.service.Host) },
+		func(k *httpKey) { k.service.Name = strings.Clone(k.service.Name) },
+		func(k *httpKey) { k.service.Namespace = strings.Clone(k.service.Namespace) },
+		func(k *httpKey) { k.peer.trustDomain = strings.Clone(k.peer.trustDomain) },
+		func(k *httpKey) { k.peer.path = strings.Clone(k.peer.path) },
+		func(k *httpKey) { k.local.trustDomain = strings.Clone(k.local.trustDomain) },
+		func(k *httpKey) { k.local.path = strings.Clone(k.local.path) },
+		func(k *httpKey) {
+			for _, p := range []*string{&k.cluster, &k.authority, &k.grpcStatus, &k.service.Host, &k.service.Name,
+				&k.service.Namespace, &k.peer.trustDomain, &k.peer.path, &k.local.trustDomain, &k.local.path} {
+				*p = strings.Clone(*p)
+			}
+		},
+		// A string sharing storage with another but shorter (a prefix): the words differ.
+		func(k *httpKey) { k.peer.path = k.peer.path[:1] }, func(k *httpKey) { k.local.path = k.local.path[:1] },
+		// Other content, other storage, same length.
+		func(k *httpKey) { k.service.Namespace = "nz" }, func(k *httpKey) { k.local.path = "/m" },
 	}
 	for i, change := range changes {
 		k := base

@@ -469,12 +469,12 @@ func (r *Recorder) httpRows(m int) []httpRow {
 	// The gRPC message counters exist for gRPC requests only, as in Istio.
 	grpcOnly := m == metricRequestMessages || m == metricResponseMessages
 	for _, s := range r.http.series() {
-		if s.requests.Load() > 0 && (!grpcOnly || s.key.grpc) {
+		if s.requests() > 0 && (!grpcOnly || s.key.grpc) {
 			add(r.httpLabels(s.key, s.flagText), s)
 		}
 	}
 	for _, s := range r.over.series() {
-		if !s.drop[m] && s.requests.Load() > 0 && (!grpcOnly || s.key.grpc) {
+		if !s.drop[m] && s.requests() > 0 && (!grpcOnly || s.key.grpc) {
 			add(s.labels[m], &s.httpSeries)
 		}
 	}

@@ -225,7 +225,7 @@ func (p *Peers) byUpstream(host string) *Peer {
 		return nil
 	}
 	slot := &p.upstream[upstreamSlot(host)]
-	if h := slot.Load(); h != nil && h.host == host {
+	if h := slot.Load(); h != nil && same(h.host, host) {
 		return h.peer
 	}
 	var w *Peer
@@ -274,7 +274,7 @@ func (p *Peers) downstream(id spiffeRef, src netip.Addr) *Peer {
 // small allocation; see replace).
 func (p *Peers) byID(id spiffeRef) *identityPeers {
 	slot := &p.identities[identitySlot(id)]
-	if h := slot.Load(); h != nil && h.id == id {
+	if h := slot.Load(); h != nil && same(h.id.path, id.path) && same(h.id.trustDomain, id.trustDomain) {
 		return h.peers
 	}
 	ip := p.lookupID(id)

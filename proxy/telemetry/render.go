@@ -46,7 +46,7 @@ func httpCounter(m int, s *httpSeries) uint64 {
 	case metricResponseMessages:
 		return s.respMsgs.Load()
 	}
-	return s.requests.Load()
+	return s.requests()
 }
 
 // group is the series with one label text.

@@ -212,16 +212,21 @@ func (s spiffeRef) String() string {
 	return "spiffe://" + s.trustDomain + s.path
 }
 
+// httpSeries is one label combination's metrics. Its istio_requests_total is the count of its
+// duration histogram (requests), which every recorded request observes: no counter of its own.
 type httpSeries struct {
 	key       httpKey
 	flagText  func(uint64) string
-	requests  atomic.Uint64
 	duration  histogram // milliseconds
 	reqBytes  histogram
 	respBytes histogram
 	reqMsgs   atomic.Uint64 // gRPC messages, request direction
 	respMsgs  atomic.Uint64 // gRPC messages, response direction
 }
+
+// requests returns the number of requests recorded in s (istio_requests_total): its duration
+// histogram's count.
+func (s *httpSeries) requests() uint64 { return s.duration.count() }
 
 // RecordHTTP records one finished request. It does not allocate once its label combination
 // has been seen.
@@ -244,7 +249,7 @@ func (r *Recorder) RecordHTTP(q *HTTPRequest) {
 		k.peer = spiffeOf(q.UpstreamPeer)
 		k.peerWL = r.peers.Load().byUpstream(q.Upstream)
 	}
-	s, slot := r.hot.get(r.http, &k, func(k httpKey) *httpSeries { return &httpSeries{key: k, flagText: q.FlagText} })
+	s, slot := r.hot.get(r.http, &k, q.FlagText)
 	if s == nil {
 		r.dropped.Inc()
 		return
@@ -255,7 +260,6 @@ func (r *Recorder) RecordHTTP(q *HTTPRequest) {
 			return
 		}
 	}
-	s.requests.Add(1)
 	ms := q.Duration.Milliseconds()
 	if ms < 0 {
 		ms = 0

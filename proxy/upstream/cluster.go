@@ -108,26 +108,30 @@ const (
 
 // Cluster is a compiled upstream cluster. Create it with Compile.
 type Cluster struct {
+	// What every request reads, first and together (the fewest data cache lines).
+	set      atomic.Pointer[hostSet]
+	st       *clusterStats
+	breaker  *breaker
+	outlier  *outlierConfig
+	kind     discovery
+	proto    protocol
+	warm     chan struct{}       // DNS clusters: closed after the first resolution
+	services []telemetry.Service // filter_metadata.istio.services (services.go)
+	http     httpOptions
+
 	name    string
 	statsID string
 	deps    Deps
 	log     *slog.Logger
-	st      *clusterStats
 
-	kind           discovery
 	lbCfg          balance.Config
 	connectTimeout time.Duration
 	keepAlive      net.KeepAliveConfig
-	proto          protocol
-	http           httpOptions
 	defaultTLS     *transport
 	sockets        []socketMatch
-	breaker        *breaker
-	outlier        *outlierConfig
 	hashByHostname bool
 	bindAddr       *net.TCPAddr
 	slowStart      *slowStart
-	services       []telemetry.Service // filter_metadata.istio.services (services.go)
 
 	// DNS discovery.
 	dnsHosts     []dnsTarget
@@ -136,9 +140,6 @@ type Cluster struct {
 	respectTTL   bool
 	origHeader   bool
 	cleanupEvery time.Duration
-	warm         chan struct{} // DNS clusters: closed after the first resolution
-
-	set atomic.Pointer[hostSet]
 
 	// mu guards membership changes (EDS, DNS, ejections, original-dst hosts); never taken by a
 	// request that finds its host in the current set.

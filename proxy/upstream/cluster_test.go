@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/strait-mesh/strait/internal/testenv"
 	"github.com/strait-mesh/strait/proxy/balance"
+	"github.com/strait-mesh/strait/proxy/stats"
 	"github.com/strait-mesh/strait/proxy/xdspb"
 	clusterv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/cluster/v3"
 	corev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/core/v3"
@@ -243,5 +245,74 @@ func TestHostStatuses(t *testing.T) {
 	}
 	if hs[0].GetHealthStatus().GetEdsHealthStatus() != corev3.HealthStatus_HEALTHY || hs[0].GetHealthStatus().GetFailedOutlierCheck() {
 		t.Fatalf("health %v", hs[0].GetHealthStatus())
+	}
+}
+
+// TestUpstreamRqActive: upstream_rq_active counts the requests between their start and their
+// end (a response body open counts; a request refused by the max_requests breaker or finding
+// no host does not, once it returned), renders as a gauge, and adds up the clusters of one
+// name (a cluster and its replacement share their statistics).
+func TestUpstreamRqActive(t *testing.T) {
+	a := newBackend(t, "a")
+	// send returns the response with its body open (do reads it).
+	send := func(cl *Cluster) (*http.Response, error) {
+		req, _ := http.NewRequest("GET", "http://svc.test/", nil)
+		return cl.RoundTrip(req, balance.Context{})
+	}
+	st := stats.NewStore()
+	c := staticCluster("act", clusterv3.Cluster_ROUND_ROBIN, a)
+	cl1, _ := compileT(t, c, Deps{Stats: st})
+	cl2, _ := compileT(t, c, Deps{Stats: st})
+	r1, err := send(cl1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := send(cl2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := gauge(st, "cluster.act.upstream_rq_active"); g != 2 {
+		t.Errorf("upstream_rq_active = %d with two bodies open, want 2", g)
+	}
+	var prom strings.Builder
+	if err := st.WritePrometheus(&prom); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(prom.String(), "# TYPE envoy_cluster_upstream_rq_active gauge\n") ||
+		!strings.Contains(prom.String(), `envoy_cluster_upstream_rq_active{envoy_cluster_name="act"} 2`) {
+		t.Errorf("Prometheus output without the gauge:\n%s", prom.String())
+	}
+	r1.Body.Close()
+	r2.Body.Close()
+	if g := gauge(st, "cluster.act.upstream_rq_active"); g != 0 {
+		t.Errorf("upstream_rq_active = %d after the bodies closed, want 0", g)
+	}
+
+	// Refused before it was sent: counted in upstream_rq_total, never active.
+	full := staticCluster("full", clusterv3.Cluster_ROUND_ROBIN, a)
+	full.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{
+		{MaxRequests: wrapperspb.UInt32(1)}}}
+	clf, stf := compileT(t, full, Deps{})
+	held, err := send(clf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := send(clf); err == nil {
+		t.Fatal("a second request within max_requests 1 was sent")
+	}
+	if g := gauge(stf, "cluster.full.upstream_rq_active"); g != 1 {
+		t.Errorf("upstream_rq_active = %d with one request open and one refused, want 1", g)
+	}
+	held.Body.Close()
+	empty, ste := compileT(t, &clusterv3.Cluster{Name: "empty",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}}, Deps{})
+	if _, err := do(empty, balance.Context{}, "GET", "/"); err == nil {
+		t.Fatal("a request to a cluster without hosts was sent")
+	}
+	if g, n := gauge(stf, "cluster.full.upstream_rq_active"), gauge(ste, "cluster.empty.upstream_rq_active"); g != 0 || n != 0 {
+		t.Errorf("upstream_rq_active = %d and %d after the requests ended, want 0", g, n)
+	}
+	if n := counter(ste, "cluster.empty.upstream_rq_total"); n != 1 {
+		t.Errorf("upstream_rq_total = %d, want 1", n)
 	}
 }

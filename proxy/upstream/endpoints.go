@@ -19,12 +19,16 @@ import (
 // endpoint is one upstream host: its address, attributes, connection pools and outlier state.
 // It survives endpoint updates that keep its address, so pools and counters carry over.
 type endpoint struct {
-	c       *Cluster
+	// What every request reads, first and together (the fewest data cache lines).
+	c      *Cluster
+	addr   atomic.Pointer[string] // dial address "ip:port" or a socket path; LOGICAL_DNS updates it
+	ts     *transport
+	active atomic.Int64 // outstanding requests (LEAST_REQUEST, original-dst cleanup)
+	pools  [numPoolKinds]atomic.Pointer[pool]
+
 	key     string
 	hashKey string
-	addr    atomic.Pointer[string] // dial address "ip:port" or a socket path; LOGICAL_DNS updates it
-	network string                 // "tcp" or "unix" (pipe endpoints)
-	ts      *transport
+	network string // "tcp" or "unix" (pipe endpoints)
 	md      *corev3.Metadata
 
 	// Attributes, written under c.mu and read when the host set is rebuilt.
@@ -35,12 +39,10 @@ type endpoint struct {
 	healthy, degraded                bool
 
 	created  time.Time    // when the host joined the cluster (slow start)
-	active   atomic.Int64 // outstanding requests (LEAST_REQUEST, original-dst cleanup)
 	lastUsed atomic.Int64 // unix nanoseconds (original-dst cleanup)
 
 	poolMu  sync.Mutex // serializes pool creation and close
-	pools   [numPoolKinds]atomic.Pointer[pool]
-	proxied sync.Map // proxiedKey → *pool (PROXY protocol: per downstream connection)
+	proxied sync.Map   // proxiedKey → *pool (PROXY protocol: per downstream connection)
 	closed  bool
 
 	od odState

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/strait-mesh/strait/proxy/clock"
 	"github.com/strait-mesh/strait/proxy/h1"
@@ -50,9 +51,9 @@ var errConnClosed = errors.New("upstream connection closed")
 type h1Client struct {
 	conn *h1.Conn
 	tls  *tls.ConnectionState // the connection's TLS state, nil for plaintext
-	// pc is the pool's connection: its onState runs after each change of state, with ended
-	// set when an exchange ended (the pool then clears busy under its lock), never with the
-	// pool's lock held. Set before the connection is shared.
+	// pc is the pool's connection: its state is brought up to date after each change, never
+	// with the pool's lock held: at an exchange's end by the codec's hook (newH1Client, which
+	// clears busy under the lock), else by onState. Set before the connection is shared.
 	pc *pconn
 
 	// x is the exchange's codec storage, reused: the connection carries one request at a
@@ -84,9 +85,30 @@ func newH1Client(nc net.Conn) *h1Client {
 			hc.closed.Store(true)
 		}
 		pc := hc.pc
+		p := pc.p
 		at := clock.Mono()
-		pc.p.mu.Lock()
-		pc.syncStateAndUnlock(at, true)
+		p.mu.Lock()
+		hc.release()
+		// syncStateAndUnlock's common case, without its call: a connection that lives on,
+		// idle, kept, not listed in p.ready yet (which has room), and no request waiting for
+		// a change. Anything else is its general update, the reservation released already.
+		if hc.closed.Load() || pc.draining || p.closed || len(p.conns) > maxIdlePerEndpoint || pc.inReady ||
+			len(p.ready) == cap(p.ready) || p.waiters != 0 {
+			pc.syncStateAndUnlock(at)
+			return
+		}
+		pc.changedAt = max(pc.changedAt, at)
+		pc.inReady = true
+		n := len(p.ready)
+		p.ready = p.ready[:n+1]
+		p.ready[n] = pc
+		if d := p.idleTimeout; d > 0 {
+			pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
+			if !pc.idleArmed {
+				pc.armIdleLocked(d)
+			}
+		}
+		p.mu.Unlock()
 	})
 	return hc
 }
@@ -127,7 +149,7 @@ func (hc *h1Client) InFlight() int {
 func (hc *h1Client) Close() error {
 	hc.closed.Store(true)
 	err := hc.conn.Close()
-	hc.pc.onState(false)
+	hc.pc.onState()
 	return err
 }
 
@@ -309,24 +331,43 @@ func (b *h1Body) Close() error {
 
 // response makes the codec's response head the router's (see Response): Transfer-Encoding
 // leaves the header fields (framing is the codec's) and the announced trailers are listed.
+// Its Body is left to the caller (Cluster.roundTrip), which wraps x.resp.Body for the
+// cluster's accounting.
 // te and trailer say whether the head has those fields (h1.Conn.ResponseFields), so that a
 // head without them is not searched.
 func (x *h1Exchange) response(tls *tls.ConnectionState, te, trailer bool) *Response {
+	r := &x.resp
+	m := &x.msg
+	// Field by field: the pointers the last response left (the caller may have changed them)
+	// are stored only when they differ, which spares most of the stores' write barriers.
+	if te || trailer {
+		x.framing(te, trailer)
+	} else {
+		x.chunked = false
+		x.names = x.names[:0]
+		if len(m.TrailerNames) != 0 {
+			m.TrailerNames = x.names
+		}
+	}
+	m.Status, m.Proto, m.ContentLength = r.Status, r.Proto, r.ContentLength
+	if m.Header != &r.Header || m.Trailer != &r.Trailer || m.TLS != tls {
+		m.Header, m.Trailer, m.TLS = &r.Header, &r.Trailer, tls
+	}
+	return m
+}
+
+// framing is response's part for a head with a Transfer-Encoding or a Trailer field. Not
+// inlined: response's common case has neither.
+//
+//go:noinline
+func (x *h1Exchange) framing(te, trailer bool) {
 	r := &x.resp
 	x.chunked = te && r.Header.Del("Transfer-Encoding") > 0
 	x.names = x.names[:0]
 	if trailer {
 		x.names = appendTrailerNames(x.names, &r.Header)
 	}
-	// Field by field: the pointers the last response left (the caller may have changed them)
-	// are stored only when they differ, which spares most of the stores' write barriers.
-	m := &x.msg
-	m.Status, m.Proto, m.ContentLength = r.Status, r.Proto, r.ContentLength
-	m.TrailerNames, m.Body = x.names, r.Body
-	if m.Header != &r.Header || m.Trailer != &r.Trailer || m.TLS != tls {
-		m.Header, m.Trailer, m.TLS = &r.Header, &r.Trailer, tls
-	}
-	return m
+	x.msg.TrailerNames = x.names
 }
 
 // statusLines holds net/http's Status strings ("200 OK") of the codes it names.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -144,7 +145,24 @@ func counter(s *stats.Store, name string) uint64 {
 	return s.Counter(name, "").Value()
 }
 
-func gauge(s *stats.Store, name string) int64 { return s.Gauge(name, "").Value() }
+// gauge returns the value of a gauge, or of a gauge computed when rendered (GaugeFunc), as the
+// store writes it, without registering one (s.Gauge would replace a GaugeFunc).
+func gauge(s *stats.Store, name string) int64 {
+	var b strings.Builder
+	if err := s.WriteText(&b, name); err != nil {
+		panic(err)
+	}
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+": "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				panic(err)
+			}
+			return n
+		}
+	}
+	return 0 // not registered: a gauge's zero value
+}
 
 // get sends one GET through the cluster and returns the answering backend's name.
 func get(t *testing.T, cl *Cluster, lb balance.Context, hdr ...string) (string, *http.Response) {

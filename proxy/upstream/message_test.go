@@ -277,3 +277,54 @@ func TestRoundTripMessageUpgrade(t *testing.T) {
 		t.Errorf("upstream_rq_active %d after the tunnel closed", g)
 	}
 }
+
+// TestRoundTripMessageStaleRetry: a message whose kept-alive connection the upstream closed
+// while idle is retried once on a fresh connection (RoundTripMessage's common path hands the
+// retry to send), answered, released to the caller, and accounted for once.
+func TestRoundTripMessageStaleRetry(t *testing.T) {
+	var conns, requests atomic.Int32
+	addr := testenv.ServeTCP(t, "127.0.0.1:0", func(c net.Conn) {
+		conns.Add(1)
+		r, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		requests.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		// A keep-alive response, then the connection closes (an idle timeout upstream).
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		_ = c.Close()
+	})
+	cl, st := compileT(t, xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster("stale", 2*time.Second, addr)), Deps{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 3 {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://svc.test/", nil)
+		var h httpmsg.Header
+		head := &MessageHead{Header: &h, Path: "/"}
+		resp, err := cl.RoundTripMessage(req, head, balance.Context{})
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "ok" || resp.Status != 200 || !head.Released {
+			t.Errorf("message %d: status %d, body %q, released %v", i, resp.Status, b, head.Released)
+		}
+		// The next message finds the connection closed by the upstream, or reuses it and
+		// fails on it: either way it is answered on a fresh one.
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n, c := requests.Load(), conns.Load(); n != 3 || c < 3 {
+		t.Errorf("upstream read %d requests on %d connections, want 3 on 3 or more", n, c)
+	}
+	if g := gauge(st, "cluster.stale.upstream_rq_active"); g != 0 {
+		t.Errorf("upstream_rq_active %d after the requests ended", g)
+	}
+	if n := counter(st, "cluster.stale.upstream_rq_total"); n != 3 {
+		t.Errorf("upstream_rq_total %d, want 3", n)
+	}
+	if r := cl.breaker.rq.cur.Load(); r != 0 {
+		t.Errorf("the max_requests breaker holds %d requests after they ended", r)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/clock"
 	"github.com/strait-mesh/strait/proxy/h1"
+	"github.com/strait-mesh/strait/proxy/stats"
 )
 
 // poolKind selects the protocol of a pool.
@@ -45,7 +46,12 @@ type pool struct {
 	// and the most recently used first, as Envoy's pools do (the others idle out). Entries
 	// that started draining are dropped when they come up; a closed connection is removed
 	// when the pool learns it closed (syncStateAndUnlock).
-	ready   []*pconn
+	ready []*pconn
+	// The cluster's idle_timeout, max_connection_duration and max_requests_per_connection
+	// (httpOptions), kept here for the request path.
+	idleTimeout, maxConnDuration time.Duration
+	maxRequests                  uint32
+
 	dialing int
 	changed chan struct{} // closed and replaced whenever a connection's state changes
 	waiters int           // requests waiting on changed; with none, a change replaces nothing
@@ -183,7 +189,8 @@ func newPool(ep *endpoint, k poolKind) *pool {
 	if c.http.connWindow > 0 {
 		tr.HTTP2.MaxReceiveBufferPerConnection = c.http.connWindow
 	}
-	return &pool{ep: ep, kind: k, tr: tr, scheme: scheme, changed: make(chan struct{})}
+	return &pool{ep: ep, kind: k, tr: tr, scheme: scheme, changed: make(chan struct{}),
+		idleTimeout: c.http.idleTimeout, maxConnDuration: c.http.maxConnDuration, maxRequests: c.http.maxRequestsPerConn}
 }
 
 // multiplexed reports whether connections of this pool carry concurrent requests, so that
@@ -211,12 +218,39 @@ func (p *pool) wakeLocked() {
 // waiting as a pending request) are acquireSlow's.
 func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) {
 	p.mu.Lock()
-	if p.kind == poolH1 {
-		pc = p.reserveReadyLocked()
-	} else {
-		pc = p.reserveLocked()
+	if p.kind != poolH1 {
+		return p.acquireOther(ctx)
 	}
-	if pc != nil {
+	// reserveReadyLocked, without its call: the most recently released connection, those
+	// that can no longer be used dropped.
+	for n := len(p.ready); n > 0; n = len(p.ready) {
+		pc := p.ready[n-1]
+		p.ready[n-1] = nil
+		p.ready = p.ready[:n-1]
+		pc.inReady = false
+		hc := pc.h1
+		if pc.draining || hc.closed.Load() || hc.busy {
+			continue
+		}
+		if d := p.maxConnDuration; d > 0 && time.Since(pc.created) >= d {
+			continue // the duration timer has not fired yet; it will close the connection
+		}
+		hc.busy = true
+		pc.reservedLocked()
+		reused := pc.requests > 1
+		p.mu.Unlock()
+		return pc, reused, nil
+	}
+	p.mu.Unlock()
+	return p.acquireSlow(ctx)
+}
+
+// acquireOther is acquire for the pools of net/http's connections (HTTP/2, ALPN); p.mu is
+// held, and released. Not inlined: it keeps acquire's common path (HTTP/1.1) short.
+//
+//go:noinline
+func (p *pool) acquireOther(ctx context.Context) (pc *pconn, reused bool, err error) {
+	if pc = p.reserveLocked(); pc != nil {
 		reused = pc.requests > 1
 		p.mu.Unlock()
 		return pc, reused, nil
@@ -341,7 +375,7 @@ func (p *pool) reserveLocked() *pconn {
 // connection of p.ready, dropping those that can no longer be used, in constant time but for
 // the dropped ones (each was pushed once).
 func (p *pool) reserveReadyLocked() *pconn {
-	maxDuration := p.ep.c.http.maxConnDuration
+	maxDuration := p.maxConnDuration
 	for n := len(p.ready); n > 0; n = len(p.ready) {
 		pc := p.ready[n-1]
 		p.ready[n-1] = nil
@@ -395,11 +429,10 @@ func (pc *pconn) idleLocked() bool {
 // reservedLocked counts a request reserved on pc against max_requests_per_connection. p.mu is
 // held.
 func (pc *pconn) reservedLocked() {
-	c := pc.p.ep.c
 	pc.requests++
-	if m := c.http.maxRequestsPerConn; m > 0 && pc.requests >= m {
+	if m := pc.p.maxRequests; m > 0 && pc.requests >= m {
 		pc.draining = true
-		c.st.cxMaxRequests.Inc()
+		pc.p.ep.c.st.cxMaxRequests.Inc()
 	}
 }
 
@@ -419,6 +452,7 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 			return nil, err
 		}
 		hc := newH1Client(nc)
+		hc.x.acct.c, hc.x.acct.ep = c, p.ep // the response bodies' accounting (Cluster.roundTrip)
 		pc := &pconn{p: p, cc: hc, h1: hc, created: time.Now()}
 		c.st.cxHTTP1Total.Inc()
 		hc.pc = pc // before the pool shares pc
@@ -435,7 +469,7 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 	} else {
 		c.st.cxHTTP1Total.Inc()
 	}
-	cc.SetStateHook(func(*http.ClientConn) { pc.onState(false) })
+	cc.SetStateHook(func(*http.ClientConn) { pc.onState() })
 	pc.startDuration()
 	return pc, nil
 }
@@ -492,9 +526,9 @@ func (pc *pconn) onMaxDuration() {
 }
 
 // onState runs when a connection's state changes: it forgets dead connections, closes idle ones
-// that should not be kept, arms the idle timer of the others, and wakes waiting requests.
-// ended reports the end of an h1Client's exchange, whose busy state it clears under the lock.
-func (pc *pconn) onState(ended bool) {
+// that should not be kept, arms the idle timer of the others, and wakes waiting requests. (An
+// h1Client's exchange end has a hook of its own: see newH1Client.)
+func (pc *pconn) onState() {
 	p := pc.p
 	at := clock.Mono()
 	if pc.h1 != nil {
@@ -502,7 +536,7 @@ func (pc *pconn) onState(ended bool) {
 		// unlocking), so this waits for it: the connection stays busy until the update below,
 		// which no other update or idle timer can see half done, and is reusable at once.
 		p.mu.Lock()
-		pc.syncStateAndUnlock(at, ended)
+		pc.syncStateAndUnlock(at)
 		return
 	}
 	// net/http runs the state hook synchronously inside ClientConn.Reserve and Release, and the
@@ -514,23 +548,20 @@ func (pc *pconn) onState(ended bool) {
 		pc.stateAt.Store(int64(at))
 		go func() {
 			p.mu.Lock()
-			pc.syncStateAndUnlock(at, ended)
+			pc.syncStateAndUnlock(at)
 		}()
 		return
 	}
-	pc.syncStateAndUnlock(at, ended)
+	pc.syncStateAndUnlock(at)
 }
 
 // syncStateAndUnlock brings the pool up to date with the connection's state (closed, idle),
-// which changed at at, and releases p.mu, which the caller holds. ended: an h1Client's
-// exchange ended (its reservation is released here). It runs at every request's end: its
+// which changed at at, and releases p.mu, which the caller holds. An h1Client's exchange end
+// runs its common case itself (newH1Client) and this otherwise, its reservation released. Its
 // rare parts (a dead connection, a first idle timer) are functions of their own.
-func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
+func (pc *pconn) syncStateAndUnlock(at time.Duration) {
 	p := pc.p
 	hc := pc.h1
-	if ended && hc != nil {
-		hc.release()
-	}
 	// Updates may reach the lock out of order: the latest change counts.
 	pc.changedAt = max(pc.changedAt, at)
 	closeIt := false
@@ -556,7 +587,7 @@ func (pc *pconn) syncStateAndUnlock(at time.Duration, ended bool) {
 					p.growReadyLocked(pc)
 				}
 			}
-			if d := p.ep.c.http.idleTimeout; d > 0 {
+			if d := p.idleTimeout; d > 0 {
 				// Idle since the latest state change (the connection is idle now), including
 				// one still on its way to the lock: no clock reading of its own.
 				pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
@@ -724,7 +755,7 @@ func (c *Cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, error) {
 	c.st.cxTotal.Inc()
 	c.st.cxActive.Inc()
 	// Read and written without the scheduler's blocking system call path (h1.DirectConn).
-	tc := &trackedConn{Conn: h1.DirectConn(conn), c: c}
+	tc := &trackedConn{Conn: h1.DirectConn(conn), c: c, rx: c.st.cxRxBytes, tx: c.st.cxTxBytes}
 	if v := ep.ts.proxyVersion(); v != 0 {
 		d, ok := downstreamFrom(ctx)
 		if err := writeProxyHeader(tc, v, d, ok); err != nil {
@@ -739,6 +770,7 @@ func (c *Cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, error) {
 type trackedConn struct {
 	net.Conn
 	c      *Cluster
+	rx, tx *stats.Counter // c's upstream_cx_rx_bytes_total and upstream_cx_tx_bytes_total
 	closed atomic.Bool
 }
 
@@ -746,7 +778,7 @@ type trackedConn struct {
 func (t *trackedConn) Read(b []byte) (int, error) {
 	n, err := t.Conn.Read(b)
 	if n > 0 { // no atomic add for a read that got nothing (EOF, error, would block)
-		t.c.st.cxRxBytes.Add(uint64(n))
+		t.rx.Add(uint64(n))
 	}
 	return n, err
 }
@@ -755,7 +787,7 @@ func (t *trackedConn) Read(b []byte) (int, error) {
 func (t *trackedConn) Write(b []byte) (int, error) {
 	n, err := t.Conn.Write(b)
 	if n > 0 {
-		t.c.st.cxTxBytes.Add(uint64(n))
+		t.tx.Add(uint64(n))
 	}
 	return n, err
 }

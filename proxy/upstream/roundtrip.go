@@ -40,7 +40,7 @@ func (c *Cluster) pick(ctx context.Context, hdr http.Header, head *MessageHead, 
 }
 
 // pickFromSet is pick's common case: the balancer's choice among the current hosts; nil when
-// none is healthy. Small enough to be inlined where roundTrip calls it without pick.
+// none is healthy. roundTrip calls it without pick (RoundTripMessage has its body inline).
 func (c *Cluster) pickFromSet(lb balance.Context) *endpoint {
 	hs := c.set.Load()
 	if hs.panic {
@@ -172,17 +172,98 @@ type MessageHead struct {
 // response head, without net/http's types (valid until its Body is closed); for the others
 // (HTTP/2, ALPN-negotiated) a copy of req gets a header map and URL built from head, and the
 // response is converted (FromHTTP). head is not changed but for its Released field.
+//
+// Its common path (a cluster of HTTP/1.1 hosts from its current set, a pool that exists, no
+// PROXY protocol) is this function, kept short: its rare parts are functions of their own,
+// not inlined, and every other case is roundTrip's. The code a request runs through, more
+// than its loops, is what it costs in instruction-cache lines.
 func (c *Cluster) RoundTripMessage(req *http.Request, head *MessageHead, lb balance.Context) (*Response, error) {
+	if c.kind == discoveryOriginalDst || c.warm != nil || c.proto != protoHTTP1 {
+		return c.roundTripOther(req, head, lb)
+	}
+	head.Released = false
+	c.st.rqTotal.Inc()
+	if !c.breaker.rq.acquire() {
+		return nil, c.requestOverflow()
+	}
+	// pickFromSet, without its call (too large to be inlined).
+	hs := c.set.Load()
+	if hs.panic {
+		c.st.lbHealthyPanic.Inc()
+	}
+	i := hs.lb.Pick(lb)
+	if i < 0 {
+		return nil, c.unpicked(nil)
+	}
+	ep := hs.eps[i]
+	report := head.Report
+	if report == nil {
+		report = hostReportOf(req.Context())
+	}
+	report.host(ep)
+	ep.active.Add(1)
+	ctx := req.Context()
+	p := ep.pools[poolH1].Load()
+	if p == nil || ep.ts.proxyVersion() != 0 {
+		return c.sendOther(ctx, req, head, ep, report, 0)
+	}
+	pc, reused, err := p.acquire(ctx)
+	if err != nil {
+		return nil, c.failed(ctx, ep, err, true)
+	}
+	// An HTTP/1.1 pool's connections are h1Clients, and its request is req itself (prepare).
+	hc := pc.h1
+	resp, err := hc.roundTrip(req, head)
+	if err != nil {
+		if !retryStale(ctx, req, reused, 0) {
+			return nil, c.failed(ctx, ep, err, false)
+		}
+		return c.sendOther(ctx, req, head, ep, report, 1)
+	}
+	// h1Received, without its call.
+	if resp.TLS != nil {
+		report.peer(resp.TLS)
+	}
+	c.st.countStatus(resp.Status)
+	if c.outlier != nil {
+		c.report(ep, resp.Status)
+	}
+	if x := &hc.x; resp.Status != http.StatusSwitchingProtocols && x.req.Method != http.MethodConnect {
+		a := &x.acct
+		a.ReadCloser, a.ended = x.resp.Body, false
+		if resp.Body != io.ReadCloser(a) {
+			resp.Body = a
+		}
+	} else {
+		resp.Body = x.tunnel(x.resp.Body, c, ep)
+	}
+	// The codec reads the request only while hc.roundTrip runs.
+	head.Released = true
+	return resp, nil
+}
+
+// roundTripOther is RoundTripMessage for the clusters its common path does not serve. Not
+// inlined: it keeps RoundTripMessage short.
+//
+//go:noinline
+func (c *Cluster) roundTripOther(req *http.Request, head *MessageHead, lb balance.Context) (*Response, error) {
 	_, resp, err := c.roundTrip(req, head, lb)
 	return resp, err
 }
 
-// roundTrip is RoundTrip (head nil: the response in net/http's form) and RoundTripMessage
-// (head set: the response as a Response).
+// sendOther is RoundTripMessage past its choice of ep (accounted for) when its common path
+// does not apply (no pool yet, the PROXY protocol), or for a retry on a fresh connection
+// (attempt 1): send's loop. Not inlined: a rare path.
 //
-// Its common path (a message to an HTTP/1.1 pool that exists, on a connection of its own codec)
-// is kept short and its rare parts are functions of their own, not inlined: the code a request
-// runs through, more than its loops, is what it costs in instruction-cache lines.
+//go:noinline
+func (c *Cluster) sendOther(ctx context.Context, req *http.Request, head *MessageHead, ep *endpoint, report *HostReport,
+	attempt int) (*Response, error) {
+	_, resp, err := c.send(ctx, req, head, ep, report, attempt)
+	return resp, err
+}
+
+// roundTrip is RoundTrip (head nil: the response in net/http's form) and RoundTripMessage
+// (head set: the response as a Response) beyond the latter's common path.
 func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Context) (*http.Response, *Response, error) {
 	msg := head != nil
 	if msg {
@@ -195,7 +276,6 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 	}
 	var ep *endpoint
 	if c.kind != discoveryOriginalDst && c.warm == nil {
-		// pick's common case, without its call.
 		if ep = c.pickFromSet(lb); ep == nil {
 			return nil, nil, c.unpicked(nil)
 		}
@@ -213,7 +293,15 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 	}
 	report.host(ep)
 	ep.active.Add(1)
-	c.st.rqActive.Inc()
+	return c.send(ctx, req, head, ep, report, 0)
+}
+
+// send is roundTrip past its choice of ep, which is accounted for: the pool, then attempts
+// from attempt on (a kept-alive connection that fails on first use is retried once: see
+// retryStale).
+func (c *Cluster) send(ctx context.Context, req *http.Request, head *MessageHead, ep *endpoint, report *HostReport,
+	attempt int) (*http.Response, *Response, error) {
+	msg := head != nil
 	k := poolH1
 	if c.proto != protoHTTP1 {
 		k = c.poolKind(req, ep)
@@ -226,7 +314,7 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 	if !msg || p.kind != poolH1 {
 		out = prepare(req, head, p)
 	}
-	for attempt := 0; ; attempt++ {
+	for ; ; attempt++ {
 		pc, reused, err := p.acquire(ctx)
 		if err != nil {
 			return nil, nil, c.failed(ctx, ep, err, true)
@@ -242,8 +330,8 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 			}
 			continue
 		}
-		// The router's hot path: the codec's response head as it is. An h1Client belongs to
-		// an HTTP/1.1 pool, whose request is req itself (prepare) with head.
+		// The codec's response head as it is. An h1Client belongs to an HTTP/1.1 pool,
+		// whose request is req itself (prepare) with head.
 		resp, err := hc.roundTrip(out, head)
 		if err != nil {
 			if !retryStale(ctx, out, reused, attempt) {
@@ -251,21 +339,38 @@ func (c *Cluster) roundTrip(req *http.Request, head *MessageHead, lb balance.Con
 			}
 			continue
 		}
-		c.received(ep, report, resp.Status, resp.TLS)
-		// The body's accounting: wrapBody without an allocation, as the exchange's own
-		// wrapper serves (the connection carries one request at a time, and the router is
-		// done with it once it closed the body). Only a 101 response or an answer to CONNECT
-		// can be a tunnel (h1.Conn, http1's ResponseParser.Body), which gets one of its own:
-		// the others' bodies are not asked for io.ReadWriteCloser, a dynamic type assertion.
-		if x := &hc.x; resp.Status != http.StatusSwitchingProtocols && x.req.Method != http.MethodConnect {
-			x.acct = h1Body{ReadCloser: resp.Body, c: c, ep: ep}
-			resp.Body = &x.acct
-		} else {
-			resp.Body = x.tunnel(resp.Body, c, ep)
-		}
+		c.h1Received(hc, resp, ep, report)
 		// The codec reads the request only while hc.roundTrip runs.
 		head.Released = out == req
 		return nil, resp, nil
+	}
+}
+
+// h1Received is received for a response of hc's codec to a message (RoundTripMessage), and
+// its body's accounting: wrapBody without an allocation, as the exchange's own wrapper serves
+// (the connection carries one request at a time, and the router is done with it once it
+// closed the body). Only a 101 response or an answer to CONNECT can be a tunnel (h1.Conn,
+// http1's ResponseParser.Body), which gets one of its own: the others' bodies are not asked
+// for io.ReadWriteCloser, a dynamic type assertion. The wrapper's cluster and endpoint are the
+// connection's, set once (pool.dial); its pointer is stored in resp only when it differs,
+// which spares the store's write barrier.
+func (c *Cluster) h1Received(hc *h1Client, resp *Response, ep *endpoint, report *HostReport) {
+	// received, without its call: a plaintext response has no peer to report.
+	if resp.TLS != nil {
+		report.peer(resp.TLS)
+	}
+	c.st.countStatus(resp.Status)
+	if c.outlier != nil {
+		c.report(ep, resp.Status)
+	}
+	if x := &hc.x; resp.Status != http.StatusSwitchingProtocols && x.req.Method != http.MethodConnect {
+		a := &x.acct
+		a.ReadCloser, a.ended = x.resp.Body, false
+		if resp.Body != io.ReadCloser(a) {
+			resp.Body = a
+		}
+	} else {
+		resp.Body = x.tunnel(x.resp.Body, c, ep)
 	}
 }
 
@@ -279,6 +384,7 @@ func (c *Cluster) unpicked(err error) error {
 		err = c.noHealthy()
 	}
 	c.breaker.rq.release()
+	c.st.rqDone.Add(1) // it started (upstream_rq_total): upstream_rq_active
 	return err
 }
 
@@ -324,6 +430,7 @@ func (c *Cluster) roundTripConn(pc *pconn, out *http.Request, ep *endpoint, repo
 //go:noinline
 func (c *Cluster) requestOverflow() error {
 	c.st.rqPendingOverflow.Inc()
+	c.st.rqDone.Add(1) // it started (upstream_rq_total): upstream_rq_active
 	return &Error{Flag: FlagOverflow, Err: errRequestOverflow}
 }
 
@@ -384,7 +491,7 @@ func (c *Cluster) failure(ctx context.Context, ep *endpoint, err error, connecti
 // finish ends a request's accounting.
 func (c *Cluster) finish(ep *endpoint) {
 	ep.active.Add(-1)
-	c.st.rqActive.Dec()
+	c.st.rqDone.Add(1) // upstream_rq_active
 	c.breaker.rq.release()
 }
 

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"strings"
+	"sync/atomic"
 
 	"github.com/strait-mesh/strait/proxy/stats"
 )
@@ -10,23 +11,29 @@ import (
 // cluster statistics (cluster.<name>.<stat>); Prometheus names are envoy_cluster_<stat> with the
 // label envoy_cluster_name, as Envoy's /stats/prometheus renders them.
 type clusterStats struct {
-	cxTotal, cxConnectFail, cxConnectTimeout, cxDestroy, cxOverflow, cxNoneHealthy    *stats.Counter
-	cxHTTP1Total, cxHTTP2Total, cxMaxRequests, cxIdleTimeout, cxMaxDurationReached    *stats.Counter
-	cxRxBytes, cxTxBytes                                                              *stats.Counter
-	rqTotal, rqPendingTotal, rqPendingOverflow, rqTimeout, rqRetryOverflow            *stats.Counter
-	rq2xx, rq3xx, rq4xx, rq5xx, rqReset                                               *stats.Counter
-	lbHealthyPanic, membershipChange, updateSuccess                                   *stats.Counter
-	odEjectionsTotal, odEnforcedTotal, odOverflow                                     *stats.Counter
-	odDetected5xx, odEnforced5xx, odDetectedGateway, odEnforcedGateway                *stats.Counter
-	odDetectedSR, odEnforcedSR, odDetectedFP, odEnforcedFP                            *stats.Counter
-	odDetectedSRLocal, odEnforcedSRLocal, odDetectedFPLocal, odEnforcedFPLocal        *stats.Counter
-	odDetectedLocal, odEnforcedLocal, odDetectedMonitor, odEnforcedMonitor            *stats.Counter
-	cxActive, rqActive, rqPendingActive, membershipHealthy, membershipTotal, odActive *stats.Gauge
-	cbCxOpen, cbPendingOpen, cbRqOpen, cbRetryOpen                                    *stats.Gauge
-	cbRemainingCx, cbRemainingPending, cbRemainingRq, cbRemainingRetries              *stats.Gauge
+	// The statistics every request updates, first and together (one data cache line).
+	// upstream_rq_active is rqTotal less rqDone (see newClusterStats): a request that started
+	// counts as active until it ends, without an update of its own when it starts.
+	rqTotal *stats.Counter
+	rqDone  *atomic.Uint64 // requests that ended, or failed before they were sent
 	// rqClass holds rq2xx to rq5xx by status class (code/100), nil for the others: countStatus
 	// indexes it rather than switching between four inlined increments.
 	rqClass [6]*stats.Counter
+
+	cxTotal, cxConnectFail, cxConnectTimeout, cxDestroy, cxOverflow, cxNoneHealthy *stats.Counter
+	cxHTTP1Total, cxHTTP2Total, cxMaxRequests, cxIdleTimeout, cxMaxDurationReached *stats.Counter
+	cxRxBytes, cxTxBytes                                                           *stats.Counter
+	rqPendingTotal, rqPendingOverflow, rqTimeout, rqRetryOverflow                  *stats.Counter
+	rq2xx, rq3xx, rq4xx, rq5xx, rqReset                                            *stats.Counter
+	lbHealthyPanic, membershipChange, updateSuccess                                *stats.Counter
+	odEjectionsTotal, odEnforcedTotal, odOverflow                                  *stats.Counter
+	odDetected5xx, odEnforced5xx, odDetectedGateway, odEnforcedGateway             *stats.Counter
+	odDetectedSR, odEnforcedSR, odDetectedFP, odEnforcedFP                         *stats.Counter
+	odDetectedSRLocal, odEnforcedSRLocal, odDetectedFPLocal, odEnforcedFPLocal     *stats.Counter
+	odDetectedLocal, odEnforcedLocal, odDetectedMonitor, odEnforcedMonitor         *stats.Counter
+	cxActive, rqPendingActive, membershipHealthy, membershipTotal, odActive        *stats.Gauge
+	cbCxOpen, cbPendingOpen, cbRqOpen, cbRetryOpen                                 *stats.Gauge
+	cbRemainingCx, cbRemainingPending, cbRemainingRq, cbRemainingRetries           *stats.Gauge
 }
 
 func newClusterStats(s *stats.Store, name string) *clusterStats {
@@ -87,7 +94,6 @@ func newClusterStats(s *stats.Store, name string) *clusterStats {
 		odDetectedFPLocal:    c("outlier_detection.ejections_detected_local_origin_failure_percentage"),
 		odEnforcedFPLocal:    c("outlier_detection.ejections_enforced_local_origin_failure_percentage"),
 		cxActive:             g("upstream_cx_active"),
-		rqActive:             g("upstream_rq_active"),
 		rqPendingActive:      g("upstream_rq_pending_active"),
 		membershipHealthy:    g("membership_healthy"),
 		membershipTotal:      g("membership_total"),
@@ -102,6 +108,16 @@ func newClusterStats(s *stats.Store, name string) *clusterStats {
 		cbRemainingRetries:   g("circuit_breakers.default.remaining_retries"),
 	}
 	st.rqClass = [6]*stats.Counter{2: st.rq2xx, 3: st.rq3xx, 4: st.rq4xx, 5: st.rq5xx}
+	// upstream_rq_active: the started requests less the ended ones. Both counts are the
+	// store's by the cluster's name, as a gauge of that name would be, so that the clusters
+	// of one name (a cluster and its replacement while requests drain) add up, and the
+	// function the first of them registers reads them all.
+	total, done := st.rqTotal, &s.Counts("cluster."+name+".upstream_rq_done", 1)[0]
+	st.rqDone = done
+	s.GaugeFunc("cluster."+name+".upstream_rq_active", "envoy_cluster_upstream_rq_active", func() (int64, bool) {
+		d := done.Load() // first: the total read after it is never below it
+		return int64(total.Value() - d), true
+	}, tag)
 	return st
 }
 
