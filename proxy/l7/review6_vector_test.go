@@ -253,3 +253,45 @@ func review6DiffL7(a, b string) string {
 	return fmt.Sprintf("lengths %d and %d, first difference at %d:\n  reference %q\n  this      %q",
 		len(a), len(b), i, a[lo:min(len(a), i+80)], b[lo:min(len(b), i+80)])
 }
+
+// TestReview6SlowReaderNoStall: with stream_idle_timeout set (the socket keeps the write stall
+// limit), a client with a small window that reads a large response slowly but steadily gets
+// all of it, byte for byte, through the vectored writes' partial progress, and no write stall
+// is counted; one that then stops reading a large response is closed and counted once.
+func TestReview6SlowReaderNoStall(t *testing.T) {
+	u := &review6Upstream{bodies: map[string][][]byte{}}
+	p, _ := review6Proxy(t, u, 400*time.Millisecond, "direct")
+	c := dial(t, p.addr)
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	const n = 300 << 10
+	io.WriteString(c, "GET /cl/"+strconv.Itoa(n)+" HTTP/1.1\r\nHost: x\r\nx-id: s\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var got bytes.Buffer
+	buf := make([]byte, 1024)
+	for {
+		k, err := c.Read(buf)
+		got.Write(buf[:k])
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", got.Len(), err)
+		}
+		head, _, ok := bytes.Cut(got.Bytes(), []byte("\r\n\r\n"))
+		if ok && got.Len()-len(head)-4 >= n {
+			break
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+	_, body, _ := bytes.Cut(got.Bytes(), []byte("\r\n\r\n"))
+	if !bytes.Equal(body, review6Pattern(n, 1)) {
+		t.Errorf("slow reader: the body differs (%d bytes)", len(body))
+	}
+	if s := p.counter("http.test.downstream_cx_write_stall_timeout"); s != 0 {
+		t.Errorf("slow but steady reader: downstream_cx_write_stall_timeout = %d", s)
+	}
+	// Now a large response it never reads.
+	io.WriteString(c, "GET /cl/"+strconv.Itoa(16<<20)+" HTTP/1.1\r\nHost: x\r\nx-id: s\r\n\r\n")
+	waitConns(t, p, 0, 10*time.Second)
+	time.Sleep(50 * time.Millisecond)
+	if s := p.counter("http.test.downstream_cx_write_stall_timeout"); s != 1 {
+		t.Errorf("stalled reader: downstream_cx_write_stall_timeout = %d, want 1", s)
+	}
+}
