@@ -6,9 +6,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
 // review6SmallPair is directPair with a small send buffer on the DirectConn and a small
@@ -227,5 +230,67 @@ func TestReview6WriteVectorAtomicAmongWriters(t *testing.T) {
 	}
 	if k := bytes.IndexByte(got[i:j], 'x'); k >= 0 {
 		t.Errorf("another goroutine's Write landed inside a vectored write's bytes (at %d of its %d)", k, j+1-i)
+	}
+}
+
+// TestReview6ServerVectoredWriteErrorSticks: when the client resets the connection while a
+// response body goes out as a vectored write, the handler's Write reports the socket's error
+// (a write *net.OpError), later writes and Flush report it too without writing, and
+// ServeConn ends (the connection is not used for another request).
+func TestReview6ServerVectoredWriteErrorSticks(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type result struct {
+		first, later, flush error
+		serve               error
+		served              int
+	}
+	res := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.(*net.TCPConn).SetWriteBuffer(4096)
+		var r result
+		s := &Server{Handler: HandlerFunc(func(w *ResponseWriter, req *httpmsg.Request) {
+			r.served++
+			w.Header().Set("Content-Length", strconv.Itoa(64<<20))
+			chunk := review6Body(256<<10, 1)
+			for i := 0; i < 256 && r.first == nil; i++ {
+				_, r.first = w.Write(chunk)
+			}
+			_, r.later = w.Write(chunk)
+			r.flush = w.Flush()
+		})}
+		r.serve = s.ServeConn(DirectConn(c))
+		res <- r
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(100 * time.Millisecond) // the server's write waits for room
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close()
+	select {
+	case r := <-res:
+		var oe *net.OpError
+		if !errors.As(r.first, &oe) || oe.Op != "write" {
+			t.Errorf("Write to a reset connection: %v, want a write *net.OpError", r.first)
+		}
+		if r.later != r.first || r.flush != r.first {
+			t.Errorf("later Write %v, Flush %v: want the first error %v again", r.later, r.flush, r.first)
+		}
+		if r.served != 1 {
+			t.Errorf("%d requests served on a connection whose write failed", r.served)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("ServeConn did not end after the client reset")
 	}
 }
