@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"fmt"
@@ -293,5 +294,73 @@ func TestReview6SlowReaderNoStall(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if s := p.counter("http.test.downstream_cx_write_stall_timeout"); s != 1 {
 		t.Errorf("stalled reader: downstream_cx_write_stall_timeout = %d, want 1", s)
+	}
+}
+
+// TestReview6RetryAfterResetResendsSameBody: the upstream resets the first try of each
+// request after reading its head; the router retries (5xx covers resets) on a new
+// connection, replaying the in-memory body (ResetBody, then the codec's Take with the head),
+// and the upstream reads the very same bytes on the second try; the client gets the echo.
+func TestReview6RetryAfterResetResendsSameBody(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string][][]byte{}
+	addr := acceptLoop(t, func(nc net.Conn) {
+		defer nc.Close()
+		br := bufio.NewReader(nc)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			id := req.Header.Get("x-id")
+			mu.Lock()
+			first := len(seen[id]) == 0
+			if first {
+				seen[id] = append(seen[id], nil)
+			}
+			mu.Unlock()
+			if first {
+				nc.(*net.TCPConn).SetLinger(0)
+				return
+			}
+			b, _ := io.ReadAll(req.Body)
+			mu.Lock()
+			seen[id] = append(seen[id], b)
+			mu.Unlock()
+			fmt.Fprintf(nc, "HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s", len(b), b)
+		}
+	})
+	cc := xdspb.MustFrom[*clusterv3.Cluster](testenv.StaticCluster("c", 2*time.Second, addr))
+	cl, err := upstream.Compile(cc, upstream.Deps{Stats: stats.NewStore()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	env := &testEnv{clusters: map[string]Upstream{"c": cl}}
+	a := toCluster("c")
+	a.RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx,reset", NumRetries: wrapperspb.UInt32(1)}
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), a))), env, false)
+	c := dial(t, p.addr)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	for i, n := range []int{600, 4096, 12000} {
+		id := "id" + strconv.Itoa(i)
+		body := review6Pattern(n, byte(i+3))
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nx-id: %s\r\nContent-Length: %d\r\n\r\n%s", id, n, body)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Equal(got, body) {
+			t.Errorf("%d bytes: %d, echo of %d bytes (same: %v)", n, resp.StatusCode, len(got), bytes.Equal(got, body))
+		}
+		mu.Lock()
+		tries := seen[id]
+		mu.Unlock()
+		if len(tries) != 2 || !bytes.Equal(tries[1], body) {
+			t.Errorf("%d bytes: %d tries; the retry's body the same: %v", n, len(tries), len(tries) == 2 && bytes.Equal(tries[1], body))
+		}
 	}
 }
