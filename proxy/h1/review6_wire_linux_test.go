@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand"
 	"net"
 	"strconv"
 	"strings"
@@ -154,9 +155,11 @@ var review6Cases = []struct{ name, req string }{
 
 // review6Reference serves req on a scripted connection (no vectored write) and returns what
 // the server wrote.
-func review6Reference(req string) string {
+func review6Reference(req string) string { return review6ServeWith(review6Handler, req) }
+
+func review6ServeWith(h Handler, req string) string {
 	c := newMemConn(req)
-	s := &Server{Handler: review6Handler}
+	s := &Server{Handler: h}
 	s.ServeConn(c)
 	return c.output()
 }
@@ -166,6 +169,11 @@ func review6Reference(req string) string {
 // receive buffer are small and the client reads slowly in small pieces, so that writes go out
 // in parts.
 func review6Socket(t *testing.T, req string, small bool) string {
+	t.Helper()
+	return review6SocketWith(t, review6Handler, req, small)
+}
+
+func review6SocketWith(t *testing.T, h Handler, req string, small bool) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -188,7 +196,7 @@ func review6Socket(t *testing.T, req string, small bool) string {
 			c.Close()
 			return
 		}
-		s := &Server{Handler: review6Handler}
+		s := &Server{Handler: h}
 		s.ServeConn(review6Counted{Conn: d, vw: d.(VectorWriter)})
 		done <- nil
 	}()
@@ -279,6 +287,68 @@ func TestReview6ServerWireSameAsBuffered(t *testing.T) {
 			if got != want {
 				t.Errorf("%s (small window %v): the bytes on the wire differ: %s", tc.name, small, review6Diff(want, got))
 			}
+		}
+	}
+}
+
+// review6RandomHandler writes the response its path's seed describes: a random sequence of
+// body writes (0 to 6000 bytes), Flushes, with or without a (right, short or long)
+// Content-Length.
+var review6RandomHandler = HandlerFunc(func(w *ResponseWriter, r *httpmsg.Request) {
+	seed, _ := strconv.ParseInt(r.PathString()[1:], 10, 64)
+	rng := rand.New(rand.NewSource(seed))
+	k := rng.Intn(6)
+	sizes := make([]int, k)
+	total := 0
+	for i := range sizes {
+		switch rng.Intn(3) {
+		case 0:
+			sizes[i] = rng.Intn(512)
+		case 1:
+			sizes[i] = 512 + rng.Intn(4096)
+		default:
+			sizes[i] = rng.Intn(6000)
+		}
+		total += sizes[i]
+	}
+	switch rng.Intn(4) {
+	case 0:
+		w.Header().Set("Content-Length", strconv.Itoa(total))
+	case 1:
+		w.Header().Set("Content-Length", strconv.Itoa(max(0, total-rng.Intn(700))))
+	case 2:
+		w.Header().Set("Content-Length", strconv.Itoa(total+rng.Intn(700)))
+	}
+	if rng.Intn(5) == 0 {
+		w.WriteHeader(200 + rng.Intn(2)*201) // 200 or 401
+	}
+	for i, n := range sizes {
+		w.Write(review6Body(n, byte(i)))
+		if rng.Intn(4) == 0 {
+			w.Flush()
+		}
+	}
+})
+
+// TestReview6ServerWireRandom: random handlers (see review6RandomHandler), to HTTP/1.1,
+// HTTP/1.0 and HEAD requests, two per connection: a server on a DirectConn sends the same
+// bytes as on a connection without a vectored write.
+func TestReview6ServerWireRandom(t *testing.T) {
+	for seed := 1; seed <= 300; seed++ {
+		proto, method := "HTTP/1.1", "GET"
+		switch seed % 5 {
+		case 1:
+			proto = "HTTP/1.0"
+		case 2:
+			method = "HEAD"
+		}
+		s := strconv.Itoa(seed)
+		req := method + " /" + s + " " + proto + "\r\nHost: a\r\nConnection: keep-alive\r\n\r\n" +
+			"GET /" + s + "0 HTTP/1.1\r\nHost: a\r\n\r\n"
+		want := review6ServeWith(review6RandomHandler, req)
+		got := review6SocketWith(t, review6RandomHandler, req, seed%3 == 0)
+		if got != want {
+			t.Fatalf("seed %d (%s %s): the bytes differ: %s", seed, method, proto, review6Diff(want, got))
 		}
 	}
 }
