@@ -143,28 +143,59 @@ func (noBody) Close() error { return nil }
 
 // BytesBody is a body held whole in memory: reading it never blocks, so a client codec may
 // write it right after the head, from the caller's goroutine and in the same write, where a
-// body that streams from elsewhere needs a writer of its own.
+// body that streams from elsewhere needs a writer of its own. It reads as a bytes.Reader does.
 type BytesBody struct {
-	bytes.Reader
-	b    []byte // what the reader reads (ResetBody, NewBytesBody)
-	done bool   // see MarkDone
+	r    bytes.Reader // reads b; reachable only through b's methods, so that Take knows its bytes
+	view bytes.Reader // BytesReader's
+	b    []byte
+	done bool // see MarkDone
 }
 
-// Reset makes b read p from the start (bytes.Reader's Reset, with p kept for Take).
+// Read implements io.Reader.
+func (b *BytesBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// ReadAt implements io.ReaderAt (it does not move the body on).
+func (b *BytesBody) ReadAt(p []byte, off int64) (int, error) { return b.r.ReadAt(p, off) }
+
+// ReadByte implements io.ByteReader.
+func (b *BytesBody) ReadByte() (byte, error) { return b.r.ReadByte() }
+
+// UnreadByte implements io.ByteScanner.
+func (b *BytesBody) UnreadByte() error { return b.r.UnreadByte() }
+
+// Seek implements io.Seeker.
+func (b *BytesBody) Seek(offset int64, whence int) (int64, error) { return b.r.Seek(offset, whence) }
+
+// WriteTo implements io.WriterTo.
+func (b *BytesBody) WriteTo(w io.Writer) (int64, error) { return b.r.WriteTo(w) }
+
+// Len returns the number of bytes not read yet.
+func (b *BytesBody) Len() int { return b.r.Len() }
+
+// Size returns the body's length.
+func (b *BytesBody) Size() int64 { return b.r.Size() }
+
+// Reset makes b read p from the start (not changing Done).
 func (b *BytesBody) Reset(p []byte) {
-	b.Reader.Reset(p)
+	b.r.Reset(p)
 	b.b = p
 }
 
+// BytesReader returns a *bytes.Reader over the bytes b has not read yet, for a codec that
+// treats that type as a body in memory (net/http's client): reading it does not move b on.
+func (b *BytesBody) BytesReader() *bytes.Reader {
+	b.view.Reset(b.b[len(b.b)-b.r.Len():])
+	return &b.view
+}
+
 // Take returns the next n bytes of the body, not copied, and reads past them; nil, reading
-// nothing, when fewer than n are left (or when b.Reader was given other bytes of another
-// length directly).
+// nothing, when fewer than n are left.
 func (b *BytesBody) Take(n int64) []byte {
-	if b.Size() != int64(len(b.b)) || n < 0 || int64(b.Len()) < n {
+	if n < 0 || int64(b.r.Len()) < n {
 		return nil
 	}
-	from := int64(len(b.b) - b.Len())
-	if _, err := b.Seek(n, io.SeekCurrent); err != nil {
+	from := int64(len(b.b) - b.r.Len())
+	if _, err := b.r.Seek(n, io.SeekCurrent); err != nil {
 		return nil
 	}
 	return b.b[from : from+n : from+n]

@@ -543,7 +543,7 @@ func prepare(req *http.Request, head *MessageHead, p *pool) *http.Request {
 			out = new(http.Request)
 			*out = *req
 		}
-		out.Body = io.NopCloser(&bb.Reader)
+		out.Body = io.NopCloser(bb.BytesReader())
 	}
 	if out.Header == nil {
 		out.Header = http.Header{}
