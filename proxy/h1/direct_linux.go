@@ -123,6 +123,7 @@ type directOp struct {
 	whole bool // a write: done only once all of buf is written
 	fn    func(fd uintptr) bool
 	vfn   func(fd uintptr) bool // a vectored write's (WriteVector): buf, then buf2
+	cur   func(fd uintptr) bool // the write's: fn or vfn
 	buf   []byte
 	buf2  []byte
 	n     int
@@ -185,34 +186,53 @@ func (d *directConn) readSlow(err error) (int, error) {
 }
 
 // Write implements net.Conn: all of p is written unless an error, the deadline or the write
-// stall limit stops it. The common write (all of p at once; with no stall limit, also after
-// waits for room) is this function; writeSlow does the rest.
-func (d *directConn) Write(p []byte) (int, error) {
-	if len(p) == 0 {
+// stall limit stops it.
+func (d *directConn) Write(p []byte) (int, error) { return d.write(p, nil) }
+
+// WriteVector implements VectorWriter: a then b as Write would write them one after the
+// other, in one writev system call when the socket takes them at once (most writes).
+func (d *directConn) WriteVector(a, b []byte) (int, error) {
+	switch {
+	case len(a) == 0:
+		return d.write(b, nil)
+	case len(b) == 0:
+		return d.write(a, nil)
+	}
+	return d.write(a, b)
+}
+
+// write writes p, then p2 if not nil (with writev). The common write (all at once; with no
+// stall limit, also after waits for room) is this function; writeSlow does the rest.
+func (d *directConn) write(p, p2 []byte) (int, error) {
+	total := len(p) + len(p2)
+	if total == 0 {
 		return 0, nil
 	}
 	op := &d.wr
 	op.mu.Lock()
 	stall := time.Duration(d.stall.Load())
-	op.buf, op.n, op.err, op.mode, op.from = p, 0, 0, opWait, 0
+	op.buf, op.buf2, op.n, op.err, op.mode, op.from, op.cur = p, p2, 0, 0, opWait, 0, op.fn
+	if p2 != nil {
+		op.cur = op.vfn
+	}
 	if stall > 0 {
 		op.mode = opNoWait
 	}
-	err := d.rc.Write(op.fn)
-	if err == nil && op.err == 0 && op.n == len(p) {
-		op.buf = nil
+	err := d.rc.Write(op.cur)
+	if err == nil && op.err == 0 && op.n == total {
+		op.buf, op.buf2 = nil, nil
 		op.mu.Unlock()
-		return len(p), nil
+		return total, nil
 	}
-	return d.writeSlow(p, stall, err)
+	return d.writeSlow(total, stall, err)
 }
 
-// writeSlow goes on with a Write whose first RawConn call returned err without writing all
-// of p: a socket full under a stall limit, a lazy deadline to re-arm, or a failure. op.mu is
-// held; writeSlow unlocks it. Out of Write: rare.
+// writeSlow goes on with a write whose first RawConn call returned err without writing all
+// total bytes: a socket full under a stall limit, a lazy deadline to re-arm, or a failure.
+// op.mu is held; writeSlow unlocks it. Out of write: rare.
 //
 //go:noinline
-func (d *directConn) writeSlow(p []byte, stall time.Duration, err error) (int, error) {
+func (d *directConn) writeSlow(total int, stall time.Duration, err error) (int, error) {
 	op := &d.wr
 	stalled, clocked := false, false
 	for {
@@ -226,7 +246,7 @@ func (d *directConn) writeSlow(p []byte, stall time.Duration, err error) (int, e
 				break
 			}
 		} else {
-			if op.err != 0 || op.n == len(p) || op.mode == opWait {
+			if op.err != 0 || op.n == total || op.mode == opWait {
 				break
 			}
 			// The socket is full: the stall clock runs from now (the first wait, then each
@@ -235,20 +255,20 @@ func (d *directConn) writeSlow(p []byte, stall time.Duration, err error) (int, e
 			op.mode, clocked = opProgress, true
 		}
 		op.from = op.n
-		err = d.rc.Write(op.fn)
+		err = d.rc.Write(op.cur)
 	}
 	if clocked {
 		op.dl.setStall(time.Time{})
 	}
-	return d.writeResult(p, err, stalled)
+	return d.writeResult(total, err, stalled)
 }
 
-// writeResult reports a Write's result (stalled: the stall limit ended it). op.mu is held;
+// writeResult reports a write's result (stalled: the stall limit ended it). op.mu is held;
 // writeResult unlocks it.
-func (d *directConn) writeResult(p []byte, err error, stalled bool) (int, error) {
+func (d *directConn) writeResult(total int, err error, stalled bool) (int, error) {
 	op := &d.wr
 	n, errno := op.n, op.err
-	op.buf = nil
+	op.buf, op.buf2 = nil, nil
 	op.mu.Unlock()
 	switch {
 	case stalled:
@@ -261,54 +281,10 @@ func (d *directConn) writeResult(p []byte, err error, stalled bool) (int, error)
 		return n, d.opError(op.name, err)
 	case errno != 0:
 		return n, d.opError(op.name, os.NewSyscallError(op.name, errno))
-	case n < len(p):
+	case n < total:
 		return n, d.opError(op.name, io.ErrShortWrite) // a write of 0 bytes: not expected
 	}
 	return n, nil
-}
-
-// WriteVector implements VectorWriter: a then b in one writev system call when the socket
-// takes them at once (most writes); otherwise what is left goes through Write, with its
-// deadline and write stall limit.
-func (d *directConn) WriteVector(a, b []byte) (int, error) {
-	if len(a) == 0 {
-		return d.Write(b)
-	}
-	if len(b) == 0 {
-		return d.Write(a)
-	}
-	op := &d.wr
-	op.mu.Lock()
-	op.buf, op.buf2, op.n, op.err = a, b, 0, 0
-	err := d.rc.Write(op.vfn)
-	n, errno := op.n, op.err
-	op.buf, op.buf2 = nil, nil
-	op.mu.Unlock()
-	if err == nil && errno == 0 && n == len(a)+len(b) {
-		return n, nil
-	}
-	return d.writeVectorRest(a, b, n, errno)
-}
-
-// writeVectorRest ends a WriteVector that wrote n bytes of a and b: a system call error is
-// reported as Write reports it; else (the socket was full, a lazy deadline to re-arm, the
-// connection closed) the rest goes through Write, which waits, re-arms or reports. Out of
-// WriteVector: rare.
-//
-//go:noinline
-func (d *directConn) writeVectorRest(a, b []byte, n int, errno syscall.Errno) (int, error) {
-	if errno != 0 {
-		return n, d.opError(d.wr.name, os.NewSyscallError(d.wr.name, errno))
-	}
-	if n < len(a) {
-		k, err := d.Write(a[n:])
-		n += k
-		if err != nil {
-			return n, err
-		}
-	}
-	k, err := d.Write(b[n-len(a):])
-	return n + k, err
 }
 
 // SetDeadline implements net.Conn (lazily, see DirectConn).
@@ -366,9 +342,9 @@ func (op *directOp) callback() func(fd uintptr) bool {
 	}
 }
 
-// vectorCallback returns op's callback for WriteVector: op.buf then op.buf2 (both not empty)
-// with writev until all is written, the socket is full (EAGAIN: it never waits, Write does
-// the rest) or an error.
+// vectorCallback returns op's callback for a vectored write: op.buf then op.buf2 (both not
+// empty) with writev, as callback's for one buffer (done or failed: true; at EAGAIN as op.mode
+// says).
 //
 //go:noinline
 func (op *directOp) vectorCallback() func(fd uintptr) bool {
@@ -398,7 +374,7 @@ func (op *directOp) vectorCallback() func(fd uintptr) bool {
 			case syscall.EINTR:
 				continue
 			case syscall.EAGAIN:
-				return true
+				return op.mode == opNoWait || op.mode == opProgress && op.n > op.from
 			}
 			op.err = e
 			return true
