@@ -45,7 +45,6 @@ func DirectConn(nc net.Conn) net.Conn {
 	d.rd.trap, d.rd.name = syscall.SYS_READ, "read"
 	d.wr.trap, d.wr.name, d.wr.whole = syscall.SYS_WRITE, "write", true
 	d.rd.fn, d.wr.fn = d.rd.callback(), d.wr.callback()
-	d.wr.vfn = d.wr.vectorCallback()
 	d.rd.dl.set, d.wr.dl.set = tc.SetReadDeadline, tc.SetWriteDeadline
 	d.rd.dl.sets, d.wr.dl.sets = &d.sets, &d.sets
 	return d
@@ -122,10 +121,8 @@ type directOp struct {
 	name  string
 	whole bool // a write: done only once all of buf is written
 	fn    func(fd uintptr) bool
-	vfn   func(fd uintptr) bool // a vectored write's (WriteVector): buf, then buf2
-	cur   func(fd uintptr) bool // the write's: fn or vfn
 	buf   []byte
-	buf2  []byte
+	buf2  []byte // a vectored write's second buffer (WriteVector), written after buf; nil: none
 	n     int
 	err   syscall.Errno
 	mode  uint8 // when the callback gives up at EAGAIN: opWait, opNoWait, opProgress
@@ -211,14 +208,11 @@ func (d *directConn) write(p, p2 []byte) (int, error) {
 	op := &d.wr
 	op.mu.Lock()
 	stall := time.Duration(d.stall.Load())
-	op.buf, op.buf2, op.n, op.err, op.mode, op.from, op.cur = p, p2, 0, 0, opWait, 0, op.fn
-	if p2 != nil {
-		op.cur = op.vfn
-	}
+	op.buf, op.buf2, op.n, op.err, op.mode, op.from = p, p2, 0, 0, opWait, 0
 	if stall > 0 {
 		op.mode = opNoWait
 	}
-	err := d.rc.Write(op.cur)
+	err := d.rc.Write(op.fn)
 	if err == nil && op.err == 0 && op.n == total {
 		op.buf, op.buf2 = nil, nil
 		op.mu.Unlock()
@@ -255,7 +249,7 @@ func (d *directConn) writeSlow(total int, stall time.Duration, err error) (int, 
 			op.mode, clocked = opProgress, true
 		}
 		op.from = op.n
-		err = d.rc.Write(op.cur)
+		err = d.rc.Write(op.fn)
 	}
 	if clocked {
 		op.dl.setStall(time.Time{})
@@ -322,12 +316,18 @@ func (d *directConn) WriteTo(w io.Writer) (int64, error) {
 func (op *directOp) callback() func(fd uintptr) bool {
 	return func(fd uintptr) bool {
 		for {
-			rest := op.buf[op.n:]
-			r, _, e := syscall.RawSyscall(op.trap, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+			var r uintptr
+			var e syscall.Errno
+			if op.buf2 == nil {
+				rest := op.buf[op.n:]
+				r, _, e = syscall.RawSyscall(op.trap, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+			} else {
+				r, e = op.writev(fd) // a vectored write (WriteVector)
+			}
 			switch e {
 			case 0:
 				op.n += int(r)
-				if op.whole && op.n < len(op.buf) && r > 0 {
+				if op.whole && op.n < len(op.buf)+len(op.buf2) && r > 0 {
 					continue
 				}
 				return true
@@ -342,44 +342,23 @@ func (op *directOp) callback() func(fd uintptr) bool {
 	}
 }
 
-// vectorCallback returns op's callback for a vectored write: op.buf then op.buf2 (both not
-// empty) with writev, as callback's for one buffer (done or failed: true; at EAGAIN as op.mode
-// says).
-//
-//go:noinline
-func (op *directOp) vectorCallback() func(fd uintptr) bool {
-	return func(fd uintptr) bool {
-		a, b := op.buf, op.buf2
-		for {
-			var iov [2]syscall.Iovec
-			cnt := uintptr(1)
-			if op.n < len(a) {
-				iov[0].Base, iov[1].Base = &a[op.n], &b[0]
-				iov[0].SetLen(len(a) - op.n)
-				iov[1].SetLen(len(b))
-				cnt = 2
-			} else {
-				off := op.n - len(a)
-				iov[0].Base = &b[off]
-				iov[0].SetLen(len(b) - off)
-			}
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), cnt)
-			switch e {
-			case 0:
-				op.n += int(r)
-				if op.n < len(a)+len(b) && r > 0 {
-					continue
-				}
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return op.mode == opNoWait || op.mode == opProgress && op.n > op.from
-			}
-			op.err = e
-			return true
-		}
+// writev writes op.buf[op.n:] and then op.buf2 (not empty) with one writev system call.
+func (op *directOp) writev(fd uintptr) (uintptr, syscall.Errno) {
+	a, b := op.buf, op.buf2
+	var iov [2]syscall.Iovec
+	cnt := uintptr(1)
+	if op.n < len(a) {
+		iov[0].Base, iov[1].Base = &a[op.n], &b[0]
+		iov[0].SetLen(len(a) - op.n)
+		iov[1].SetLen(len(b))
+		cnt = 2
+	} else {
+		off := op.n - len(a)
+		iov[0].Base = &b[off]
+		iov[0].SetLen(len(b) - off)
 	}
+	r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), cnt)
+	return r, e
 }
 
 // opError wraps err as net's own connections do, so that callers see the same errors

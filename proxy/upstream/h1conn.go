@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/strait-mesh/strait/proxy/clock"
 	"github.com/strait-mesh/strait/proxy/h1"
@@ -77,9 +76,9 @@ func newH1Client(nc net.Conn) *h1Client {
 		st := tc.ConnectionState()
 		hc.tls = &st
 	}
-	// h1.Conn's end of an exchange: the pool clears busy (pconn.onState's for an h1Client,
-	// without its call). A closure rather than a method value, whose wrapper would be one
-	// more function a request runs through.
+	// h1.Conn's end of an exchange: the pool clears busy and updates the connection's state
+	// (pconn.onState's for an h1Client). A closure rather than a method value, whose wrapper
+	// would be one more function a request runs through.
 	hc.conn = h1.NewConn(nc, http1.Limits{MaxHeaderBytes: maxResponseHeaderBytes}, func(reusable bool) {
 		if !reusable {
 			hc.closed.Store(true)
@@ -89,26 +88,7 @@ func newH1Client(nc net.Conn) *h1Client {
 		at := clock.Mono()
 		p.mu.Lock()
 		hc.release()
-		// syncStateAndUnlock's common case, without its call: a connection that lives on,
-		// idle, kept, not listed in p.ready yet (which has room), and no request waiting for
-		// a change. Anything else is its general update, the reservation released already.
-		if hc.closed.Load() || pc.draining || p.closed || len(p.conns) > maxIdlePerEndpoint || pc.inReady ||
-			len(p.ready) == cap(p.ready) || p.waiters != 0 {
-			pc.syncStateAndUnlock(at)
-			return
-		}
-		pc.changedAt = max(pc.changedAt, at)
-		pc.inReady = true
-		n := len(p.ready)
-		p.ready = p.ready[:n+1]
-		p.ready[n] = pc
-		if d := p.idleTimeout; d > 0 {
-			pc.idleSince = max(pc.changedAt, time.Duration(pc.stateAt.Load()))
-			if !pc.idleArmed {
-				pc.armIdleLocked(d)
-			}
-		}
-		p.mu.Unlock()
+		pc.syncStateAndUnlock(at)
 	})
 	return hc
 }

@@ -219,22 +219,7 @@ func (p *pool) acquire(ctx context.Context) (pc *pconn, reused bool, err error) 
 	if p.kind != poolH1 {
 		return p.acquireOther(ctx)
 	}
-	// reserveReadyLocked, without its call: the most recently released connection, those
-	// that can no longer be used dropped.
-	for n := len(p.ready); n > 0; n = len(p.ready) {
-		pc := p.ready[n-1]
-		p.ready[n-1] = nil
-		p.ready = p.ready[:n-1]
-		pc.inReady = false
-		hc := pc.h1
-		if pc.draining || hc.closed.Load() || hc.busy {
-			continue
-		}
-		if d := p.maxConnDuration; d > 0 && time.Since(pc.created) >= d {
-			continue // the duration timer has not fired yet; it will close the connection
-		}
-		hc.busy = true
-		pc.reservedLocked()
+	if pc := p.reserveReadyLocked(); pc != nil {
 		reused := pc.requests > 1
 		p.mu.Unlock()
 		return pc, reused, nil

@@ -40,7 +40,7 @@ func (c *Cluster) pick(ctx context.Context, hdr http.Header, head *MessageHead, 
 }
 
 // pickFromSet is pick's common case: the balancer's choice among the current hosts; nil when
-// none is healthy. roundTrip calls it without pick (RoundTripMessage has its body inline).
+// none is healthy. roundTrip and RoundTripMessage call it without pick.
 func (c *Cluster) pickFromSet(lb balance.Context) *endpoint {
 	hs := c.set.Load()
 	if hs.panic {
@@ -186,16 +186,10 @@ func (c *Cluster) RoundTripMessage(req *http.Request, head *MessageHead, lb bala
 	if !c.breaker.rq.acquire() {
 		return nil, c.requestOverflow()
 	}
-	// pickFromSet, without its call (too large to be inlined).
-	hs := c.set.Load()
-	if hs.panic {
-		c.st.lbHealthyPanic.Inc()
-	}
-	i := hs.lb.Pick(lb)
-	if i < 0 {
+	ep := c.pickFromSet(lb)
+	if ep == nil {
 		return nil, c.unpicked(nil)
 	}
-	ep := hs.eps[i]
 	report := head.Report
 	if report == nil {
 		report = hostReportOf(req.Context())
@@ -220,23 +214,7 @@ func (c *Cluster) RoundTripMessage(req *http.Request, head *MessageHead, lb bala
 		}
 		return c.sendOther(ctx, req, head, ep, report, 1)
 	}
-	// h1Received, without its call.
-	if resp.TLS != nil {
-		report.peer(resp.TLS)
-	}
-	c.st.countStatus(resp.Status)
-	if c.outlier != nil {
-		c.report(ep, resp.Status)
-	}
-	if x := &hc.x; resp.Status != http.StatusSwitchingProtocols && x.req.Method != http.MethodConnect {
-		a := &x.acct
-		a.ReadCloser, a.ended = x.resp.Body, false
-		if resp.Body != io.ReadCloser(a) {
-			resp.Body = a
-		}
-	} else {
-		resp.Body = x.tunnel(x.resp.Body, c, ep)
-	}
+	c.h1Received(hc, resp, ep, report)
 	// The codec reads the request only while hc.roundTrip runs.
 	head.Released = true
 	return resp, nil
