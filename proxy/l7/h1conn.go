@@ -16,6 +16,7 @@ import (
 	"github.com/strait-mesh/strait/proxy/h2guard"
 	"github.com/strait-mesh/strait/proxy/http1"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
+	"github.com/strait-mesh/strait/proxy/sniff"
 	hcmv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
@@ -309,6 +310,7 @@ type h1Net struct {
 	// direct is set once the first request head's clock has ended (ServeHTTP1): from then on
 	// read deadlines are the codec's alone and go to raw.
 	direct atomic.Bool
+	vec    h1.VectorWriter // the socket's vectored write, once Vector found one
 }
 
 // Read implements net.Conn.
@@ -335,7 +337,15 @@ func (n *h1Net) Write(b []byte) (int, error) {
 // Vector returns n's vectored write (h1.VectorWriter) when its writes go straight to a socket
 // that has one (see Write), else nil.
 func (n *h1Net) Vector() h1.VectorWriter {
-	if _, ok := n.raw.(h1.VectorWriter); ok && (n.h.streamIdle <= 0 || n.stallLow.Load()) {
+	if n.h.streamIdle > 0 && !n.stallLow.Load() {
+		return nil
+	}
+	w := n.raw
+	if sc, ok := w.(*sniff.Conn); ok {
+		w = sc.NetConn() // the listener's peeked bytes: its writes are the socket's
+	}
+	if vw, ok := w.(h1.VectorWriter); ok {
+		n.vec = vw
 		return n
 	}
 	return nil
@@ -343,7 +353,7 @@ func (n *h1Net) Vector() h1.VectorWriter {
 
 // WriteVector implements h1.VectorWriter (see Vector), counting a write stall as Write does.
 func (n *h1Net) WriteVector(a, b []byte) (int, error) {
-	k, err := n.raw.(h1.VectorWriter).WriteVector(a, b)
+	k, err := n.vec.WriteVector(a, b)
 	if err != nil && n.stallLow.Load() && errors.Is(err, h1.ErrWriteStall) {
 		n.countStall()
 	}
