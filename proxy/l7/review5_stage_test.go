@@ -64,15 +64,15 @@ func TestReview5StaleRequestTimerSparesNextRequest(t *testing.T) {
 		down := &review5Down{}
 		se := new(streamEnd)
 		// Request N: timed with a short request_timeout, which ends (its body read to EOF)
-		// before the timeout.
-		hN := review5Handler(time.Millisecond)
+		// before the timeout (25 ms: a loaded machine may pause the reader for milliseconds).
+		hN := review5Handler(25 * time.Millisecond)
 		s1 := review5Stream(down)
 		se.begin(hN, s1, nil, true, 0, true, true)
 		if _, err := io.ReadAll(s1.body); err != nil {
 			t.Fatal(err)
 		}
 		se.end(s1)
-		time.Sleep(3 * time.Millisecond) // N's deadline (rtBy) has passed
+		time.Sleep(30 * time.Millisecond) // N's deadline (rtBy) has passed
 
 		// Request N+1, request_timeout an hour: its begin queues on se.mu first...
 		hN1 := review5Handler(time.Hour)
