@@ -139,13 +139,11 @@ func (d *h1Down) bodyEnd(s *Stream) {
 //
 //go:noinline
 func (d *h1Down) bodyLeft(s *Stream) {
-	if !d.started {
-		d.w.Header().Set("Connection", "close")
+	var cc *clockConn
+	if s.cs != nil {
+		cc = s.cs.cc
 	}
-	_ = d.SetReadDeadline(time.Unix(1, 0))
-	if s.cs != nil && s.cs.cc != nil {
-		s.cs.cc.linger.Store(true)
-	}
+	leaveBody(d, d.started, cc)
 }
 
 // responseBegins is the stream stage's part of a response's first status of 200 or more

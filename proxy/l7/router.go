@@ -256,18 +256,10 @@ func (h *Handler) forward(s *Stream) {
 	// router control headers and no upgrade needs none of forwardPrepare's features.
 	var prep forwardPrep
 	if rt.Plain() && s.noEnvoyFields && hdr.Index("Upgrade", 0) < 0 {
+		// forwardPrepare's steps that apply, in its order.
 		prep.timeout, prep.policy = rt.Timeout, rt.Retry
-		if prep.policy != nil {
-			prep.perTry = prep.policy.PerTryTimeout
-			if prep.policy.RequestRetriable(s) {
-				prep.maxRetries = prep.policy.NumRetries
-			}
-		}
-		// As forwardPrepare does, in its order.
-		removeRequestHopByHop(hdr)
-		if v, _ := hdr.Value("Expect"); httpmsg.EqualFold(v, "100-continue") {
-			hdr.Del("Expect")
-		}
+		prep.perTry, prep.maxRetries = retryLimits(s, prep.policy)
+		dropHopByHop(hdr)
 		if prep.timeout > 0 && !h.suppressEnvoyHdrs {
 			setExpectedTimeout(hdr, prep.timeout, prep.perTry)
 		}

@@ -207,26 +207,11 @@ func (h *Handler) forwardPrepare(s *Stream, p *forwardPrep) bool {
 	if rt.HasGrpcTimeoutHeaderMax && s.grpc {
 		timeout = grpcTimeout(s, rt, timeout)
 	}
-	perTry := time.Duration(0)
-	if policy != nil {
-		perTry = policy.PerTryTimeout
-	}
+	perTry, maxRetries := retryLimits(s, policy)
 	if ctl {
 		perTry = perTryControl(s, perTry)
 	}
-	maxRetries := 0
-	if policy != nil && policy.RequestRetriable(s) {
-		maxRetries = policy.NumRetries
-	}
-
-	// The outbound request reuses the downstream request's header map, which the proxy owns.
-	// The fields its Connection field nominated went as it arrived (sanitizeConnection).
-	removeRequestHopByHop(hdr)
-	// The downstream server already answered 100-continue (when the body was first read), as
-	// Envoy does without proxy_100_continue; the upstream must not wait for a second one.
-	if v, _ := hdr.Value("Expect"); httpmsg.EqualFold(v, "100-continue") {
-		hdr.Del("Expect")
-	}
+	dropHopByHop(hdr)
 	if upgrade != "" {
 		hdr.Set("Connection", "Upgrade")
 		hdr.Set("Upgrade", upgradeValue)
@@ -253,6 +238,30 @@ func (h *Handler) forwardPrepare(s *Stream, p *forwardPrep) bool {
 	}
 	p.upgrade, p.timeout, p.policy, p.perTry, p.maxRetries = upgrade, timeout, policy, perTry, maxRetries
 	return true
+}
+
+// retryLimits returns policy's per-try timeout and the retries s may have (none when the
+// policy is nil or the request cannot be retried).
+func retryLimits(s *Stream, policy *route.RetryPolicy) (perTry time.Duration, maxRetries int) {
+	if policy == nil {
+		return 0, 0
+	}
+	if policy.RequestRetriable(s) {
+		maxRetries = policy.NumRetries
+	}
+	return policy.PerTryTimeout, maxRetries
+}
+
+// dropHopByHop readies the request's header for the upstream. The outbound request reuses the
+// downstream request's header map, which the proxy owns: its hop-by-hop fields go (those its
+// Connection field nominated went as it arrived, sanitizeConnection), and a 100-continue
+// expectation: the downstream server already answered it (when the body was first read), as
+// Envoy does without proxy_100_continue, and the upstream must not wait for a second one.
+func dropHopByHop(hdr *httpmsg.Header) {
+	removeRequestHopByHop(hdr)
+	if v, _ := hdr.Value("Expect"); httpmsg.EqualFold(v, "100-continue") {
+		hdr.Del("Expect")
+	}
 }
 
 // roundTripHTTP runs an attempt on an Upstream that takes net/http's request (not a

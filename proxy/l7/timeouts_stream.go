@@ -232,15 +232,7 @@ func (se *streamEnd) end(s *Stream) {
 		h.tst.streamIdleReset.Inc()
 	}
 	if se.h1 && se.hasBody && !se.body.eof.Load() {
-		// The rest of the request body is not waited for (see streamStage); the connection
-		// closes after the response, lingering so that the client reads it.
-		if !se.started {
-			se.rw.Header().Set("Connection", "close")
-		}
-		_ = se.rw.SetReadDeadline(time.Unix(1, 0))
-		if se.cc != nil {
-			se.cc.linger.Store(true)
-		}
+		leaveBody(se.rw, se.started, se.cc) // see streamStage
 	}
 	if se.timers() {
 		se.mu.Lock()
@@ -254,6 +246,19 @@ func (se *streamEnd) end(s *Stream) {
 		se.cancel = nil
 	}
 	se.h, se.cc, se.body = nil, nil, nil
+}
+
+// leaveBody ends an HTTP/1.1 stream whose request body was not read to its end: the rest is
+// not waited for, and the connection closes after the response (started: its head is out
+// already, with whatever Connection field it had), lingering so that the client reads it.
+func leaveBody(w downstream, started bool, cc *clockConn) {
+	if !started {
+		w.Header().Set("Connection", "close")
+	}
+	_ = w.SetReadDeadline(time.Unix(1, 0))
+	if cc != nil {
+		cc.linger.Store(true)
+	}
 }
 
 // abandon disarms the timers of a stream whose pipeline panicked.
