@@ -49,6 +49,10 @@ PIDS+=($!)
 # wait_url URL: until URL answers a POST (10 s at most).
 wait_url() { for _ in $(seq 100); do curl -s -o /dev/null -m 1 -d x "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 # start_proxy BINDIR [ARGS...]: a strait-proxy (router mode, GOMAXPROCS=1, CPU 1) on port 28001; sets $PROXY.
+# It returns SETTLE seconds (default 7) after the proxy answers: 5 s after its configuration
+# settles, the proxy releases what start-up touched (proxy/memtrim: a collection, the heap's
+# free pages and the executable's pages, which the request path then faults back in), a one-off
+# cost that a measurement starting at once would count.
 start_proxy() {
 	local d=$1; shift
 	GOMAXPROCS=1 taskset -c 1 "$d/strait-proxy" --xds-address 127.0.0.1:28010 --mode router --namespace bench \
@@ -56,6 +60,7 @@ start_proxy() {
 	PROXY=$!
 	PIDS+=($PROXY)
 	wait_url http://127.0.0.1:28001/echo
+	sleep "${SETTLE:-7}"
 }
 # nginx_conf: writes $W/ng/nginx.conf, proxybench's nginx configuration (one worker, keep-alive
 # upstream to the echo server) listening on 127.0.0.1:28002.
