@@ -44,7 +44,7 @@ const (
 	ruleOK           = "a well-formed header"
 	withAlg          = `{"alg":"RS256",`
 	withAlgEnd       = `}`
-	headerDepthLimit = headerJSONDepth
+	headerDepthLimit = cppJSONDepth
 )
 
 // headerRow is a header JSON and the Status Envoy decides it with.
@@ -302,7 +302,7 @@ func checkHeader(t *testing.T, data string) {
 	d := newStructDecoder(data)
 	st := got.parseHeader(d, data)
 	d.release()
-	cs, cok := decodeStructAs(data, headerJSONDepth, true)
+	cs, cok := decodeStructAs(data, cppJSONDepth, true)
 	if (st != JwtHeaderParseErrorBadJSON) != cok {
 		t.Fatalf("parseHeader(%q) = %v but decodeStructAs ok = %v", data, st, cok)
 	}
@@ -320,7 +320,7 @@ func checkHeader(t *testing.T, data string) {
 		t.Fatalf("parseHeader(%q) = %v: not a header status", data, st)
 	}
 	ps, pok := oracleStruct(data)
-	if pok && containerDepth(data) <= headerJSONDepth {
+	if pok && containerDepth(data) <= cppJSONDepth {
 		if !cok || !proto.Equal(cs, ps) || !sameBits(structpb.NewStructValue(cs), structpb.NewStructValue(ps)) {
 			t.Fatalf("decodeStructAs(%q, cpp) = %v, %v; protojson %v", data, cs, cok, ps)
 		}

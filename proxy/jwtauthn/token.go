@@ -20,10 +20,11 @@ const MaxTokenBytes = 60 << 10
 // protojson.UnmarshalOptions{RecursionLimit: maxJSONDepth} counts them (see decodeStruct).
 const maxJSONDepth = 200
 
-// headerJSONDepth bounds the nesting of a token's header: C++ protobuf's JSON lexer refuses
-// more than 100 nested objects and arrays (ParseOptions::kDefaultDepth), the top object
-// included, and jwt_verify_lib parses the header with it (see decodeMembers).
-const headerJSONDepth = 100
+// cppJSONDepth bounds the nesting of what jwt_verify_lib decodes with C++ protobuf's
+// JsonStringToMessage (a token's header, a JWKS): its JSON lexer refuses more than 100 nested
+// objects and arrays (ParseOptions::kDefaultDepth), the top object included (see
+// decodeMembers).
+const cppJSONDepth = 100
 
 // algs are the JWS algorithms Envoy implements ("none" is not one of them).
 var algs = map[string]bool{
@@ -130,7 +131,7 @@ func decodeSegment(buf []byte, seg string) ([]byte, []byte, bool) {
 // implemented algorithm (else JwtHeaderNotImplementedAlg), and a "kid" member, when present,
 // must be a string (else JwtHeaderBadKid, null included).
 func (t *jwt) parseHeader(d *structDecoder, data string) Status {
-	ms, ok := d.decodeMembers(data, headerJSONDepth, true)
+	ms, ok := d.decodeMembers(data, cppJSONDepth, true)
 	if !ok {
 		return JwtHeaderParseErrorBadJSON
 	}
@@ -244,6 +245,6 @@ func (t *jwt) headerStruct() *structpb.Struct {
 	if t.header == "" {
 		return nil
 	}
-	s, _ := decodeStructAs(t.header, headerJSONDepth, true) // accepted by parseHeader already
+	s, _ := decodeStructAs(t.header, cppJSONDepth, true) // accepted by parseHeader already
 	return s
 }
