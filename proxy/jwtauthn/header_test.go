@@ -3,6 +3,7 @@ package jwtauthn
 import (
 	"encoding/base64"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -293,9 +294,10 @@ func containerDepth(data string) int {
 }
 
 // checkHeader checks parseHeader on data against what is known of C++ protobuf's parser without
-// running it: strict JSON within its depth is accepted as protojson decodes it, and what it
-// accepts that is plainly strict JSON (no escapes, UTF-8) protojson accepts too. Any verdict
-// must be a header one, and an accepted header's Struct holds the alg and kid read.
+// running it: the same decision and Struct as cppJSON, its re-statement; strict JSON within its
+// depth accepted as protojson decodes it; and what it accepts that is plainly strict JSON (no
+// escapes, UTF-8) accepted by protojson too. Any verdict must be a header one, and an accepted
+// header's Struct holds the alg and kid read.
 func checkHeader(t *testing.T, data string) {
 	t.Helper()
 	var got jwt
@@ -318,6 +320,10 @@ func checkHeader(t *testing.T, data string) {
 	case JwtHeaderParseErrorBadJSON, JwtHeaderBadAlg, JwtHeaderNotImplementedAlg, JwtHeaderBadKid:
 	default:
 		t.Fatalf("parseHeader(%q) = %v: not a header status", data, st)
+	}
+	ref, rok := cppJSON(data)
+	if rok != cok || rok && !reflect.DeepEqual(ref, cs.AsMap()) {
+		t.Fatalf("decodeStructAs(%q, cpp) = %v, %v; cppJSON %v, %v", data, cs, cok, ref, rok)
 	}
 	ps, pok := oracleStruct(data)
 	if pok && containerDepth(data) <= cppJSONDepth {
