@@ -349,7 +349,9 @@ func TestParseHeaderChecks(t *testing.T) {
 // FuzzParseHeader checks parseHeader's invariants (checkHeader) on arbitrary headers.
 func FuzzParseHeader(f *testing.F) {
 	for _, r := range headerRows {
-		f.Add(r.json)
+		if len(r.json) < 4096 { // large seeds cost minutes of minimizing
+			f.Add(r.json)
+		}
 	}
 	for _, c := range structCases {
 		f.Add(c)
