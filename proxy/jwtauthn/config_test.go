@@ -221,6 +221,15 @@ func TestParseJWKS(t *testing.T) {
 		{"oct key with an RSA alg", `{"keys":[{"kty":"oct","k":"AAAA","alg":"RS256"}]}`, 0, JwksNoValidKeys, 1, "[HS]"},
 		{"too many keys", `{"keys":[` + strings.Join(many, ",") + `]}`, 0, JwksNoValidKeys, 0, "over the limit"},
 		{"too large", `{"keys":[` + strings.Repeat(" ", MaxJWKSBytes) + `]}`, 0, JwksNoValidKeys, 0, "over the limit"},
+		// jwt_verify_lib parses the JWKS with C++ protobuf's JsonStringToMessage (decodeMembers).
+		{"duplicate keys member", `{"keys":[` + rsaJWK(nil) + `],"keys":[]}`, 0, JwksParseError, 0, ""},
+		{"duplicate member in a key", `{"keys":[{"kty":"RSA","kty":"RSA"},` + rsaJWK(nil) + `]}`, 0, JwksParseError, 0, ""},
+		{"number out of range", `{"keys":[` + rsaJWK(nil) + `],"x":1e400}`, 0, JwksParseError, 0, ""},
+		{"100 nested", `{"keys":[` + rsaJWK(nil) + `],"x":` + strings.Repeat("[", 99) + strings.Repeat("]", 99) + `}`, 1, OK, 0, ""},
+		{"101 nested", `{"keys":[` + rsaJWK(nil) + `],"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, 0, JwksParseError, 0, ""},
+		{"byte not UTF-8", "{\"keys\":[" + rsaJWK(nil) + "],\"x\":\"\xff\"}", 0, JwksParseError, 0, ""},
+		{"legacy syntax", `{keys:[` + strings.Replace(rsaJWK(nil), `"kty"`, `'kty'`, 1) + `,],}`, 1, OK, 0, ""},
+		{"top-level null", `null`, 0, JwksNoKeys, 0, ""},
 		{"X.509 form", x509JWKS(t, k.rsa), 1, OK, 0, ""},
 		{"X.509 form with an EC certificate", x509JWKSEC(t), 0, JwksNoValidKeys, 0, "get pubkey"},
 	}

@@ -62,6 +62,10 @@ func parseJWKS(data []byte) (keys []*key, skipped []string, err error) {
 	if len(data) > MaxJWKSBytes {
 		return nil, nil, &jwksError{JwksNoValidKeys, fmt.Sprintf("%d bytes, over the limit of %d", len(data), MaxJWKSBytes)}
 	}
+	data, ok := normalizeJWKS(data)
+	if !ok {
+		return nil, nil, &jwksError{status: JwksParseError}
+	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil || top == nil {
 		return nil, nil, &jwksError{status: JwksParseError}
@@ -95,6 +99,21 @@ func parseJWKS(data []byte) (keys []*key, skipped []string, err error) {
 		return nil, skipped, &jwksError{JwksNoValidKeys, strings.Join(skipped, "; ")}
 	}
 	return keys, skipped, nil
+}
+
+// normalizeJWKS decides whether data parses as jwt_verify_lib parses a JWKS, with C++
+// protobuf's JsonStringToMessage into a Struct (see decodeMembers: duplicate names, more than
+// 100 nested objects and arrays and numbers out of range refused; ' strings, bare-word names,
+// trailing commas and a top-level null, an empty set, accepted), and returns what it accepted
+// as strict JSON for the readers below. As before, a string's bytes that are not UTF-8 read as
+// U+FFFD.
+func normalizeJWKS(data []byte) ([]byte, bool) {
+	s, ok := decodeStructAs(string(data), cppJSONDepth, true)
+	if !ok {
+		return nil, false
+	}
+	out, err := json.Marshal(s.AsMap())
+	return out, err == nil
 }
 
 // jsonString returns the string a raw JSON member holds; ok is false when it is absent or not a

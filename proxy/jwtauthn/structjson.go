@@ -1,6 +1,7 @@
 package jwtauthn
 
 import (
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,10 +26,16 @@ import (
 // Work is linear in len(data) (map inserts aside) and recursion is bounded by limit. Strings
 // without escapes share data's memory. It reports false on any refusal.
 func decodeStruct(data string, limit int) (*structpb.Struct, bool) {
+	return decodeStructAs(data, limit, false)
+}
+
+// decodeStructAs is decodeStruct with protojson's rules, or C++ protobuf's (cpp, see
+// decodeMembers).
+func decodeStructAs(data string, limit int, cpp bool) (*structpb.Struct, bool) {
 	d := newStructDecoder(data)
 	defer d.release()
 	s := new(structpb.Struct)
-	if !d.decode(data, limit, s) {
+	if !d.decode(data, limit, cpp, s) {
 		return nil, false
 	}
 	return s, true
@@ -59,11 +66,12 @@ func (d *structDecoder) release() {
 	decoderPool.Put(d)
 }
 
-// decode is decodeStruct into dst (reset first) with d's allocations; d may decode several
+// decode is decodeStructAs into dst (reset first) with d's allocations; d may decode several
 // inputs one after the other, and the Structs share its chunks.
-func (d *structDecoder) decode(data string, limit int, dst *structpb.Struct) bool {
+func (d *structDecoder) decode(data string, limit int, cpp bool, dst *structpb.Struct) bool {
 	dst.Reset()
-	if !d.start(data, limit) || !d.object(limit-1, dst) || !d.end() {
+	obj, ok := d.start(data, limit, cpp)
+	if !ok || obj && !d.object(limit-1, dst) || !d.end() {
 		dst.Reset()
 		return false
 	}
@@ -72,8 +80,29 @@ func (d *structDecoder) decode(data string, limit int, dst *structpb.Struct) boo
 
 // decodeMembers is decode without the top object's map: it returns the top object's members,
 // in input order, valid until d's next use. It accepts exactly what decode accepts.
-func (d *structDecoder) decodeMembers(data string, limit int) ([]member, bool) {
-	if !d.start(data, limit) || !d.readMembers(limit-1) || !d.end() {
+//
+// With cpp it follows C++ protobuf's JsonStringToMessage into a Struct (what jwt_verify_lib
+// parses a token's header with), which runs its parser with allow_legacy_syntax set and
+// differs from protojson in these, and only these, ways:
+//   - a top-level null is an empty Struct;
+//   - strings may be quoted with ' as well as " (the other quote is then an ordinary byte),
+//     and \' and \U (as \u) are escapes too;
+//   - a member name may be a bare word: ASCII letters, digits and _, not starting with a
+//     digit, and not null, true or false;
+//   - one comma may end an object's or an array's last member or element;
+//   - control characters may stand raw in strings;
+//   - UTF-8 is checked for its shape only (a lead byte of 0xxxxxxx, 110xxxxx, 1110xxxx or
+//     11110xxx followed by as many 10xxxxxx bytes), so overlong forms, surrogates and code
+//     points past U+10FFFF pass;
+//   - white space may stand between the two \u escapes of a surrogate pair;
+//   - depth counts objects and arrays, the top object included, and more than limit are
+//     refused (the JSON lexer's recursion_depth, 100).
+//
+// Duplicate names (after unescaping), numbers out of float64 range and anything after the top
+// value but white space are refused by both.
+func (d *structDecoder) decodeMembers(data string, limit int, cpp bool) ([]member, bool) {
+	obj, ok := d.start(data, limit, cpp)
+	if !ok || obj && !d.readMembers(limit-1) || !d.end() {
 		return nil, false
 	}
 	ms := d.members
@@ -97,17 +126,26 @@ func (d *structDecoder) decodeMembers(data string, limit int) ([]member, bool) {
 	return ms, true
 }
 
-// start resets d for data and consumes the white space before the top object's '{'.
-func (d *structDecoder) start(data string, limit int) bool {
-	d.in, d.pos = data, 0
+// start resets d for data with protojson's or C++ protobuf's rules (cpp) and consumes the
+// white space before the top object's '{' (obj), or C++ protobuf's top-level null, which it
+// consumes too.
+func (d *structDecoder) start(data string, limit int, cpp bool) (obj, ok bool) {
+	d.in, d.pos, d.cpp = data, 0, cpp
 	clear(d.members)
 	clear(d.elems)
 	d.members, d.elems = d.members[:0], d.elems[:0]
 	if limit < 1 {
-		return false
+		return false, false
 	}
 	d.space()
-	return d.pos < len(d.in) && d.in[d.pos] == '{'
+	if d.pos < len(d.in) && d.in[d.pos] == '{' {
+		return true, true
+	}
+	if cpp && strings.HasPrefix(d.in[d.pos:], "null") {
+		d.pos += len("null")
+		return false, true
+	}
+	return false, false
 }
 
 // end reports whether only white space follows the top object.
@@ -176,6 +214,7 @@ type structDecoder struct {
 	members    []member          // members of the open objects, innermost last
 	elems      []*structpb.Value // elements of the open lists, innermost last
 	buf        []byte            // unescaping scratch
+	cpp        bool              // C++ protobuf's rules rather than protojson's (decodeMembers)
 
 	// First backing arrays of members, elems and buf.
 	memberStack [16]member
@@ -224,10 +263,17 @@ func (d *structDecoder) readMembers(budget int) bool {
 		return true
 	}
 	for {
-		if d.pos >= len(d.in) || d.in[d.pos] != '"' {
+		if d.pos >= len(d.in) {
 			return false
 		}
-		name, ok := d.str()
+		var name string
+		var ok bool
+		switch c := d.in[d.pos]; {
+		case c == '"' || d.cpp && c == '\'':
+			name, ok = d.str()
+		case d.cpp:
+			name, ok = d.bareWord()
+		}
 		if !ok {
 			return false
 		}
@@ -236,7 +282,7 @@ func (d *structDecoder) readMembers(budget int) bool {
 		}
 		d.pos++
 		d.space()
-		v, ok := d.value(budget - 1)
+		v, ok := d.value(budget)
 		if !ok {
 			return false
 		}
@@ -258,6 +304,10 @@ func (d *structDecoder) more(closing byte) (next, ok bool) {
 		case ',':
 			d.pos++
 			d.space()
+			if d.cpp && d.pos < len(d.in) && d.in[d.pos] == closing {
+				d.pos++ // C++ protobuf: a trailing comma
+				return false, true
+			}
 			return true, true
 		case closing:
 			d.pos++
@@ -277,7 +327,7 @@ func (d *structDecoder) list(budget int, l *structpb.ListValue) bool {
 	}
 	base := len(d.elems)
 	for {
-		v, ok := d.value(budget - 1)
+		v, ok := d.value(budget)
 		if !ok {
 			return false
 		}
@@ -295,12 +345,19 @@ func (d *structDecoder) list(budget int, l *structpb.ListValue) bool {
 	return true
 }
 
-// value decodes the value at d.pos; budget is the levels left once this Value is counted.
+// value decodes the value at d.pos; budget is the levels left before this value is counted:
+// protojson counts every Value, C++ protobuf objects and arrays only.
 func (d *structDecoder) value(budget int) (*structpb.Value, bool) {
-	if budget < 0 || d.pos >= len(d.in) {
+	if d.pos >= len(d.in) {
 		return nil, false
 	}
-	switch c := d.in[d.pos]; c {
+	c := d.in[d.pos]
+	if !d.cpp || c == '{' || c == '[' {
+		if budget--; budget < 0 {
+			return nil, false
+		}
+	}
+	switch c {
 	case '{':
 		cc := d.containers.next()
 		if !d.object(budget, &cc.s) {
@@ -317,7 +374,10 @@ func (d *structDecoder) value(budget int) (*structpb.Value, bool) {
 		cc.lv.ListValue = &cc.l
 		cc.v.Kind = &cc.lv
 		return &cc.v, true
-	case '"':
+	case '"', '\'':
+		if c == '\'' && !d.cpp {
+			return nil, false
+		}
 		s, ok := d.str()
 		if !ok {
 			return nil, false
@@ -403,26 +463,28 @@ func digits(s string, i int) int {
 	return i
 }
 
-// str decodes the string at d.pos ('"'). Without escapes the result shares d.in.
+// str decodes the string at d.pos, its opening quote (a double one, or with C++ protobuf's rules
+// an apostrophe too). Without escapes the result shares d.in.
 func (d *structDecoder) str() (string, bool) {
 	in := d.in
+	quote := in[d.pos]
 	start := d.pos + 1
 	i := start
 	for i < len(in) {
 		c := in[i]
 		switch {
-		case c == '"':
+		case c == quote:
 			d.pos = i + 1
 			return in[start:i], true
 		case c == '\\':
-			return d.unescape(start, i)
-		case c < ' ':
+			return d.unescape(quote, start, i)
+		case c < ' ' && !d.cpp:
 			return "", false
 		case c < utf8.RuneSelf:
 			i++
 		default:
-			r, n := utf8.DecodeRuneInString(in[i:])
-			if r == utf8.RuneError && n == 1 {
+			n := d.runeLen(i)
+			if n == 0 {
 				return "", false
 			}
 			i += n
@@ -431,14 +493,38 @@ func (d *structDecoder) str() (string, bool) {
 	return "", false
 }
 
+// runeLen returns the length of the encoded rune at d.in[i] (not ASCII), 0 if it is not valid
+// UTF-8: strictly (protojson), or by its shape alone (C++ protobuf's lexer: the lead byte's
+// leading ones give the length, 2 to 4, and the bytes after it must be 10xxxxxx).
+func (d *structDecoder) runeLen(i int) int {
+	in := d.in
+	if !d.cpp {
+		r, n := utf8.DecodeRuneInString(in[i:])
+		if r == utf8.RuneError && n == 1 {
+			return 0
+		}
+		return n
+	}
+	n := bits.LeadingZeros8(^in[i])
+	if n < 2 || n > 4 || i+n > len(in) {
+		return 0
+	}
+	for _, c := range []byte(in[i+1 : i+n]) {
+		if c&0xC0 != 0x80 {
+			return 0
+		}
+	}
+	return n
+}
+
 // unescape continues str from the first backslash at i.
-func (d *structDecoder) unescape(start, i int) (string, bool) {
+func (d *structDecoder) unescape(quote byte, start, i int) (string, bool) {
 	in := d.in
 	b := append(d.buf[:0], in[start:i]...)
 	for i < len(in) {
 		c := in[i]
 		switch {
-		case c == '"':
+		case c == quote:
 			d.pos = i + 1
 			d.buf = b
 			return string(b), true
@@ -459,37 +545,34 @@ func (d *structDecoder) unescape(start, i int) (string, bool) {
 				b = append(b, '\r')
 			case 't':
 				b = append(b, '\t')
+			case '\'', 'U':
+				if !d.cpp {
+					return "", false
+				}
+				if e == '\'' {
+					b = append(b, e)
+					break
+				}
+				fallthrough
 			case 'u':
-				r, ok := hex4(in, i+2)
+				r, next, ok := d.unicodeEscape(i + 2)
 				if !ok {
 					return "", false
 				}
-				if 0xD800 <= r && r < 0xE000 {
-					// Only a high surrogate followed by an escaped low one.
-					if r >= 0xDC00 || i+7 >= len(in) || in[i+6] != '\\' || in[i+7] != 'u' {
-						return "", false
-					}
-					lo, ok := hex4(in, i+8)
-					if !ok || lo < 0xDC00 || lo >= 0xE000 {
-						return "", false
-					}
-					r = 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00)
-					i += 6
-				}
 				b = utf8.AppendRune(b, r)
-				i += 4
+				i = next - 2
 			default:
 				return "", false
 			}
 			i += 2
-		case c < ' ':
+		case c < ' ' && !d.cpp:
 			return "", false
 		case c < utf8.RuneSelf:
 			b = append(b, c)
 			i++
 		default:
-			r, n := utf8.DecodeRuneInString(in[i:])
-			if r == utf8.RuneError && n == 1 {
+			n := d.runeLen(i)
+			if n == 0 {
 				return "", false
 			}
 			b = append(b, in[i:i+n]...)
@@ -497,6 +580,50 @@ func (d *structDecoder) unescape(start, i int) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// unicodeEscape reads the four hexadecimal digits of a \u escape at d.in[i:], and a second
+// escape when they are a high surrogate: only a low one may follow, as \u (C++ protobuf allows
+// white space before it). It returns the code point and the index after the escape.
+func (d *structDecoder) unicodeEscape(i int) (rune, int, bool) {
+	in := d.in
+	r, ok := hex4(in, i)
+	if !ok || 0xDC00 <= r && r < 0xE000 {
+		return 0, 0, false
+	}
+	i += 4
+	if r < 0xD800 || r >= 0xDC00 {
+		return r, i, true
+	}
+	if d.cpp {
+		for i < len(in) && (in[i] == ' ' || in[i] == '\t' || in[i] == '\r' || in[i] == '\n') {
+			i++
+		}
+	}
+	if i+1 >= len(in) || in[i] != '\\' || in[i+1] != 'u' {
+		return 0, 0, false
+	}
+	lo, ok := hex4(in, i+2)
+	if !ok || lo < 0xDC00 || lo >= 0xE000 {
+		return 0, 0, false
+	}
+	return 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00), i + 6, true
+}
+
+// bareWord decodes an unquoted member name (C++ protobuf's legacy syntax): ASCII letters,
+// digits and '_', not starting with a digit, and neither null, true nor false.
+func (d *structDecoder) bareWord() (string, bool) {
+	in := d.in
+	i := d.pos
+	for i < len(in) && (in[i] == '_' || '0' <= in[i] && in[i] <= '9' || 'a' <= in[i]|0x20 && in[i]|0x20 <= 'z') {
+		i++
+	}
+	w := in[d.pos:i]
+	if w == "" || w[0] <= '9' || w == "null" || w == "true" || w == "false" {
+		return "", false
+	}
+	d.pos = i
+	return w, true
 }
 
 // hex4 reads the four hexadecimal digits at in[i:].

@@ -34,7 +34,7 @@ func checkStructParity(t *testing.T, data string) {
 		t.Fatalf("decodeStruct(%q) ok = %v, protojson ok = %v", data, gotOK, wantOK)
 	}
 	d := newStructDecoder(data)
-	ms, membersOK := d.decodeMembers(data, maxJSONDepth)
+	ms, membersOK := d.decodeMembers(data, maxJSONDepth, false)
 	if membersOK != wantOK || wantOK && len(ms) != len(want.GetFields()) {
 		t.Fatalf("decodeMembers(%q) = %d members, ok %v; protojson: %d, ok %v", data, len(ms), membersOK, len(want.GetFields()), wantOK)
 	}

@@ -2,7 +2,6 @@ package jwtauthn
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"math"
 	"strings"
 	"unsafe"
@@ -16,10 +15,16 @@ import (
 // without being decoded.
 const MaxTokenBytes = 60 << 10
 
-// maxJSONDepth bounds the nesting of a token's header and payload objects (hostile input):
-// protobuf's recursion limit, counted in messages (an object and a value are one level each),
-// as protojson.UnmarshalOptions{RecursionLimit: maxJSONDepth} counts them (see decodeStruct).
+// maxJSONDepth bounds the nesting of a token's payload object (hostile input): protobuf's
+// recursion limit, counted in messages (an object and a value are one level each), as
+// protojson.UnmarshalOptions{RecursionLimit: maxJSONDepth} counts them (see decodeStruct).
 const maxJSONDepth = 200
+
+// cppJSONDepth bounds the nesting of what jwt_verify_lib decodes with C++ protobuf's
+// JsonStringToMessage (a token's header, a JWKS): its JSON lexer refuses more than 100 nested
+// objects and arrays (ParseOptions::kDefaultDepth), the top object included (see
+// decodeMembers).
+const cppJSONDepth = 100
 
 // algs are the JWS algorithms Envoy implements ("none" is not one of them).
 var algs = map[string]bool{
@@ -35,7 +40,7 @@ type jwt struct {
 	alg, kid   string
 	signed     string // header.payload: the signing input
 	payloadB64 string // the payload segment as received (forward_payload_header)
-	header     string // the header JSON when protojson accepts it, for headerStruct
+	header     string // the header JSON once accepted, for headerStruct
 	payload    *structpb.Struct
 	iss        string
 	aud        []string
@@ -117,31 +122,27 @@ func decodeSegment(buf []byte, seg string) ([]byte, []byte, bool) {
 	return buf, buf[start:], true
 }
 
-// header holds the header members jwt_verify_lib reads.
-type header struct {
-	Alg json.RawMessage `json:"alg"`
-	Kid json.RawMessage `json:"kid"`
-}
-
-// parseHeader parses the header JSON, keeping it as a Struct for header_in_metadata, and reads
-// alg and kid. Its verdicts are encoding/json's (which, unlike Envoy, matches member names
-// case-insensitively and accepts some input protojson refuses); when the Struct cannot give the
-// same answer, parseHeaderJSON decides.
+// parseHeader parses the header JSON as jwt_verify_lib does, keeping it for headerStruct
+// (header_in_metadata), and reads alg and kid. jwt_verify_lib decodes the header with C++
+// protobuf's JsonStringToMessage into a Struct, any refusal being
+// JwtHeaderParseErrorBadJSON; the decoder follows that parser's rules, not protojson's (see
+// decodeMembers), as the verdict is Envoy's. Then the Struct's "alg" member, matched exactly
+// (after unescaping), must be a string (else JwtHeaderBadAlg, absent included) naming an
+// implemented algorithm (else JwtHeaderNotImplementedAlg), and a "kid" member, when present,
+// must be a string (else JwtHeaderBadKid, null included).
 func (t *jwt) parseHeader(d *structDecoder, data string) Status {
-	ms, ok := d.decodeMembers(data, maxJSONDepth)
+	ms, ok := d.decodeMembers(data, cppJSONDepth, true)
 	if !ok {
-		return t.parseHeaderJSON([]byte(data))
+		return JwtHeaderParseErrorBadJSON
 	}
 	t.header = data
 	var alg, kid *structpb.Value
 	for _, m := range ms {
-		switch {
-		case m.name == "alg":
+		switch m.name {
+		case "alg":
 			alg = m.v
-		case m.name == "kid":
+		case "kid":
 			kid = m.v
-		case strings.EqualFold(m.name, "alg") || strings.EqualFold(m.name, "kid"):
-			return t.parseHeaderJSON([]byte(data))
 		}
 	}
 	name, ok := stringValue(alg)
@@ -160,49 +161,8 @@ func (t *jwt) parseHeader(d *structDecoder, data string) Status {
 	return OK
 }
 
-// parseHeaderJSON is parseHeader with encoding/json, for headers protojson refuses (then
-// without header_in_metadata) or with a member whose name differs from alg or kid only in
-// case.
-func (t *jwt) parseHeaderJSON(data []byte) Status {
-	if !isObject(data) {
-		return JwtHeaderParseErrorBadJSON
-	}
-	var h header
-	if json.Unmarshal(data, &h) != nil {
-		return JwtHeaderParseErrorBadJSON
-	}
-	alg, ok := jsonString(h.Alg)
-	if !ok {
-		return JwtHeaderBadAlg
-	}
-	if !algs[alg] {
-		return JwtHeaderNotImplementedAlg
-	}
-	t.alg = alg
-	if len(h.Kid) > 0 {
-		if t.kid, ok = jsonString(h.Kid); !ok {
-			return JwtHeaderBadKid
-		}
-	}
-	return OK
-}
-
-// isObject reports whether data, after leading white space, starts a JSON object.
-func isObject(data []byte) bool {
-	for _, c := range data {
-		switch c {
-		case ' ', '\t', '\n', '\r':
-			continue
-		case '{':
-			return true
-		}
-		return false
-	}
-	return false
-}
-
 func (t *jwt) parsePayload(d *structDecoder, data string) Status {
-	if !d.decode(data, maxJSONDepth, &t.payloadS) {
+	if !d.decode(data, maxJSONDepth, false, &t.payloadS) {
 		return JwtPayloadParseErrorBadJSON
 	}
 	t.payload = &t.payloadS
@@ -279,12 +239,12 @@ func uintClaim(v *structpb.Value, dst *uint64, notInt, outOfRange Status) Status
 	return OK
 }
 
-// headerStruct decodes the header as a Struct (header_in_metadata), nil when protojson would
-// not have decoded it. It is called once per verified token, when the provider wants it.
+// headerStruct decodes the header as a Struct (header_in_metadata), with the rules parseHeader
+// accepted it by. It is called once per verified token, when the provider wants it.
 func (t *jwt) headerStruct() *structpb.Struct {
 	if t.header == "" {
 		return nil
 	}
-	s, _ := decodeStruct(t.header, maxJSONDepth) // accepted by parseHeader already
+	s, _ := decodeStructAs(t.header, cppJSONDepth, true) // accepted by parseHeader already
 	return s
 }
