@@ -62,7 +62,7 @@ func DirectConn(nc net.Conn) net.Conn {
 func SetWriteStall(nc net.Conn, d time.Duration) bool {
 	dc := direct(nc)
 	if dc != nil {
-		dc.stall.Store(int64(d))
+		dc.wr.stall.Store(int64(d))
 	}
 	return dc != nil
 }
@@ -102,31 +102,36 @@ func direct(nc net.Conn) *directConn {
 	return nil
 }
 
-// directConn is a TCP connection read and written with raw system calls (DirectConn).
+// directConn is a TCP connection read and written with raw system calls (DirectConn). Its
+// fields are ordered for the cache lines an operation touches: rc first, then each
+// direction's operation, whose common fields come first (see directOp); what only a slow
+// path reads comes last.
 type directConn struct {
+	rc syscall.RawConn
+	rd directOp
+	wr directOp
 	*net.TCPConn
-	rc    syscall.RawConn
-	rd    directOp
-	wr    directOp
-	stall atomic.Int64 // write stall limit (nanoseconds); 0: none
-	sets  atomic.Int64 // socket deadline changes (DeadlineSets)
+	sets atomic.Int64 // socket deadline changes (DeadlineSets)
 }
 
 // directOp is one direction's operation: the system call, the callback given to the RawConn
 // (bound once, so that a call allocates nothing), the call's buffer and results, and the
-// direction's deadline. mu serializes callers.
+// direction's deadline. mu serializes callers. The fields a call reads and writes when the
+// socket is ready come first (112 bytes: two cache lines at most); name and the deadline,
+// which only the slow paths and deadline changes read, after them.
 type directOp struct {
 	mu    sync.Mutex
-	trap  uintptr // SYS_READ or SYS_WRITE
-	name  string
-	whole bool // a write: done only once all of buf is written
+	stall atomic.Int64 // write stall limit (nanoseconds); 0: none (the write direction's)
+	trap  uintptr      // SYS_READ or SYS_WRITE
 	fn    func(fd uintptr) bool
 	buf   []byte
 	buf2  []byte // a vectored write's second buffer (WriteVector), written after buf; nil: none
 	n     int
 	err   syscall.Errno
-	mode  uint8 // when the callback gives up at EAGAIN: opWait, opNoWait, opProgress
 	from  int   // n when the current RawConn call began (opProgress)
+	mode  uint8 // when the callback gives up at EAGAIN: opWait, opNoWait, opProgress
+	whole bool  // a write: done only once all of buf is written
+	name  string
 	dl    lazyDeadline
 }
 
@@ -207,7 +212,7 @@ func (d *directConn) write(p, p2 []byte) (int, error) {
 	}
 	op := &d.wr
 	op.mu.Lock()
-	stall := time.Duration(d.stall.Load())
+	stall := time.Duration(op.stall.Load())
 	op.buf, op.buf2, op.n, op.err, op.mode, op.from = p, p2, 0, 0, opWait, 0
 	if stall > 0 {
 		op.mode = opNoWait
