@@ -216,7 +216,9 @@ func (w *writer) endHead(length int64, chunked bool, conn string) {
 	if chunked {
 		b = append(b, "transfer-encoding: chunked\r\n"...)
 	}
-	b = append(b, conn...)
+	if conn != "" { // most heads: no call to copy nothing
+		b = append(b, conn...)
+	}
 	w.buf = append(b, '\r', '\n')
 }
 
