@@ -15,17 +15,20 @@ type bodyOwner interface {
 
 // body streams one message body from a connection's reader: Content-Length, chunked (decoded,
 // with its trailers copied into trailer at the end) or until the connection closes.
+//
+// The fields every body's reads touch come first, within a cache line; the chunked decoder's
+// state, large, after them.
 type body struct {
 	rd      *reader
 	owner   bodyOwner
 	framing http1.Framing
-	remain  int64 // FramingLength: bytes left
-	ch      http1.Chunked
-	trail   http1.Parser    // the trailer section of a chunked body
-	trailer *httpmsg.Header // set for a chunked body
 	started bool
-	eof     bool  // err is io.EOF: done's answer, without an interface comparison
-	err     error // sticky: io.EOF at the end, or the error that ended the body
+	eof     bool            // err is io.EOF: done's answer, without an interface comparison
+	remain  int64           // FramingLength: bytes left
+	err     error           // sticky: io.EOF at the end, or the error that ended the body
+	trailer *httpmsg.Header // set for a chunked body
+	ch      http1.Chunked
+	trail   http1.Parser // the trailer section of a chunked body
 }
 
 // reset prepares b for a message body with framing f (and Content-Length n).

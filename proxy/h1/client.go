@@ -12,6 +12,7 @@ import (
 
 	"github.com/strait-mesh/strait/proxy/http1"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
+	"github.com/strait-mesh/strait/proxy/stats"
 )
 
 // Pool sends requests to one upstream endpoint over keep-alive HTTP/1.1 connections: each
@@ -179,6 +180,24 @@ func NewConn(nc net.Conn, lim http1.Limits, done func(reusable bool)) *Conn {
 	cc := newClientConn(nil, nc, lim)
 	cc.duplex, cc.done = true, done
 	return &Conn{cc: cc}
+}
+
+// CountBytes makes the codec read and write through under, the connection beneath the one
+// given to NewConn, and under count the bytes it reads and writes into rx and tx, for a caller
+// whose connection only counts the bytes it passes to under: each read and write then
+// spares the call through it. under must be a connection from DirectConn, which counts
+// without a call of its own; CountBytes reports false, changing nothing, for another. The
+// given connection still serves deadlines and Close, but no read or write: once CountBytes
+// returned true, those go to under only (a tunnel's too), so that no byte is counted twice.
+// Call it before the first exchange.
+func (c *Conn) CountBytes(under net.Conn, rx, tx *stats.Counter) bool {
+	if !countDirect(under, rx, tx) {
+		return false
+	}
+	cc := c.cc
+	cc.rd.src = under
+	cc.wr.dst, cc.wr.vec = under, vectorOf(under)
+	return true
 }
 
 // RoundTrip is Pool.RoundTrip on this connection, without its retry of a stale connection.
@@ -727,11 +746,11 @@ func (t *tunnelBody) Read(p []byte) (int, error) {
 		rd.r += n
 		return n, nil
 	}
-	return t.nc.Read(p)
+	return t.rd.src.Read(p) // the connection's (or, after CountBytes, the one beneath)
 }
 
 // Write implements io.Writer.
-func (t *tunnelBody) Write(p []byte) (int, error) { return t.nc.Write(p) }
+func (t *tunnelBody) Write(p []byte) (int, error) { return t.wr.dst.Write(p) }
 
 // CloseWrite half-closes the connection when it supports it.
 func (t *tunnelBody) CloseWrite() error {

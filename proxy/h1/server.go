@@ -87,29 +87,31 @@ const (
 
 // conn is one served connection's state, pooled between connections.
 type conn struct {
-	srv     *Server
-	c       net.Conn
-	rd      reader
-	wr      writer
-	p       http1.Parser
-	req     httpmsg.Request
-	body    body
-	w       ResponseWriter
-	pend    []byte // response body bytes held until the head is written (see ResponseWriter)
-	rbuf    [bufSize]byte
-	wbuf    [bufSize]byte
-	pendBuf [bufSize]byte
-	scratch []byte
-	watch   watch
+	srv  *Server
+	c    net.Conn
+	rd   reader
+	wr   writer
+	p    http1.Parser
+	req  httpmsg.Request
+	body body
+	w    ResponseWriter
+	pend []byte // response body bytes held until the head is written (see ResponseWriter)
+	// The state a request reads and writes beside pend, before the buffers (the cache lines
+	// a request touches).
+	watch watch
 	// validHost is the last Host value found valid (setTarget), method the last request's
 	// method (interned): most requests on a connection repeat them. Kept across connections:
 	// they are only compared with.
 	validHost []byte
 	method    string
-
 	expect100 bool // the request expects 100-continue and none was sent yet
 	closeConn bool // the connection closes after the current response
 	tunnel    bool // the request asks to switch protocols
+
+	rbuf    [bufSize]byte
+	wbuf    [bufSize]byte
+	pendBuf [bufSize]byte
+	scratch []byte
 }
 
 var connPool = sync.Pool{New: func() any {

@@ -58,7 +58,7 @@ func TestWriteStallBeneathWrappers(t *testing.T) {
 			t.Errorf("DeadlineSets refused %T over a DirectConn", nc)
 		}
 	}
-	if got := time.Duration(d.(*directConn).stall.Load()); got != time.Second {
+	if got := time.Duration(d.(*directConn).wr.stall.Load()); got != time.Second {
 		t.Errorf("stall limit beneath the wrappers %v, want 1s", got)
 	}
 	p1, p2 := net.Pipe()

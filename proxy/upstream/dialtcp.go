@@ -38,6 +38,7 @@ func (c *Cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, error) {
 	c.st.cxActive.Inc()
 	// Read and written without the scheduler's blocking system call path (h1.DirectConn).
 	tc := &trackedConn{Conn: h1.DirectConn(conn), c: c, rx: c.st.cxRxBytes, tx: c.st.cxTxBytes}
+	tc.vec, _ = tc.Conn.(h1.VectorWriter)
 	if v := ep.ts.proxyVersion(); v != 0 {
 		d, ok := downstreamFrom(ctx)
 		if err := writeProxyHeader(tc, v, d, ok); err != nil {
@@ -52,7 +53,8 @@ func (c *Cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, error) {
 type trackedConn struct {
 	net.Conn
 	c      *Cluster
-	rx, tx *stats.Counter // c's upstream_cx_rx_bytes_total and upstream_cx_tx_bytes_total
+	rx, tx *stats.Counter  // c's upstream_cx_rx_bytes_total and upstream_cx_tx_bytes_total
+	vec    h1.VectorWriter // Conn's vectored write, nil if it has none
 	closed atomic.Bool
 }
 
@@ -77,7 +79,7 @@ func (t *trackedConn) Write(b []byte) (int, error) {
 // Vector returns t's vectored write (h1.VectorWriter) when the connection beneath has one,
 // else nil.
 func (t *trackedConn) Vector() h1.VectorWriter {
-	if _, ok := t.Conn.(h1.VectorWriter); ok {
+	if t.vec != nil {
 		return t
 	}
 	return nil
@@ -85,9 +87,9 @@ func (t *trackedConn) Vector() h1.VectorWriter {
 
 // WriteVector implements h1.VectorWriter (see Vector), counting sent bytes as Write does.
 func (t *trackedConn) WriteVector(a, b []byte) (int, error) {
-	n, err := t.Conn.(h1.VectorWriter).WriteVector(a, b)
+	n, err := t.vec.WriteVector(a, b)
 	if n > 0 {
-		t.c.st.cxTxBytes.Add(uint64(n))
+		t.tx.Add(uint64(n))
 	}
 	return n, err
 }

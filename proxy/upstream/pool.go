@@ -435,6 +435,12 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 			return nil, err
 		}
 		hc := newH1Client(nc)
+		if t, ok := nc.(*trackedConn); ok {
+			// Plaintext: the codec reads and writes the socket beneath (h1.DirectConn's,
+			// which counts the bytes as trackedConn's Read and Write would) without the call
+			// through t; a socket of another kind stays behind t.
+			hc.conn.CountBytes(t.Conn, t.rx, t.tx)
+		}
 		hc.x.acct.c, hc.x.acct.ep = c, p.ep // the response bodies' accounting (Cluster.roundTrip)
 		pc := &pconn{p: p, cc: hc, h1: hc, created: time.Now()}
 		c.st.cxHTTP1Total.Inc()
