@@ -1,7 +1,6 @@
 package jwtauthn
 
 import (
-	"slices"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -61,5 +60,10 @@ func valueUTF8(v *structpb.Value) {
 // skipped as Envoy skips a claim that renders empty; bytes that are not UTF-8 are kept, as
 // Envoy keeps them.
 func headerValueOK(s string) bool {
-	return !slices.ContainsFunc([]byte(s), func(c byte) bool { return c < ' ' && c != '\t' || c == 0x7f })
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
