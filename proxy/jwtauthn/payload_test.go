@@ -204,6 +204,19 @@ func TestPayloadDownstream(t *testing.T) {
 		t.Errorf("metadata %v\nwant %v", got, want)
 	}
 
+	// A null payload is an empty Struct: no iss, so a provider with an issuer does not take it
+	// (JwtLocation::isIssuerAllowed), one without does, and its metadata is an empty Struct.
+	tok = hmacToken(`{"alg":"HS256"}`, " null ")
+	if st := f.Verify(newReq("/", "authorization", "Bearer "+tok)).Status; st != JwtUnknownIssuer {
+		t.Errorf("null payload, provider with issuer: %v, want %v", st, JwtUnknownIssuer)
+	}
+	anyIss := mustCompile(t, istioConfig(istioProvider("", jwks)))
+	if res := anyIss.Verify(newReq("/", "authorization", "Bearer "+tok)); res.Status != OK {
+		t.Errorf("null payload, provider without issuer: %v", res.Status)
+	} else if pl := res.Metadata.GetFields()["payload"].GetStructValue(); pl == nil || len(pl.GetFields()) != 0 {
+		t.Errorf("null payload: metadata %v, want an empty payload Struct", res.Metadata)
+	}
+
 	// Legacy syntax and a valid payload: nothing rewritten.
 	tok = hmacToken(`{"alg":"HS256"}`, "{iss:'"+testIssuer+"',aud:'bookinfo',sub:'caf\xc3\xa9',}")
 	r = newReq("/", "authorization", "Bearer "+tok)
