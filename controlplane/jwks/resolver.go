@@ -28,6 +28,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/strait-mesh/strait/internal/boundedhttp"
+	"github.com/strait-mesh/strait/proxy/jwtauthn"
 )
 
 // Defaults of Options.
@@ -195,17 +196,39 @@ func (r *Resolver) fetch(uri string) (string, error) {
 // Normalize parses a JWKS document (or a single JWK) and re-encodes it as a key set holding only
 // public keys; it refuses documents without keys, with more than MaxKeys, or with private or
 // symmetric keys.
+//
+// The document is read as strait-proxy and Envoy read a key set (jwtauthn.JWKSJSON: C++
+// protobuf's JSON rules, so single-quoted strings, bare member names and trailing commas are
+// accepted, and duplicate member names, more than 100 nested levels and numbers out of range
+// refused), member names matched exactly. A key set ({"keys": ...}) must also be one the proxy
+// finds a usable key in as it is (jwtauthn.CheckJWKS), as Envoy would be handed it; and what is
+// returned always is.
 func Normalize(doc []byte) (string, error) {
+	strict, ok := jwtauthn.JWKSJSON(doc)
+	if !ok {
+		return "", errors.New("not a JSON Web Key Set: not JSON as Envoy reads a key set")
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(strict, &top); err != nil {
+		return "", fmt.Errorf("not a JSON Web Key Set: %w", err)
+	}
 	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(doc, &set); err != nil || len(set.Keys) == 0 {
+	if raw, isSet := top["keys"]; isSet {
+		if err := jwtauthn.CheckJWKS(doc); err != nil {
+			return "", fmt.Errorf("not a JSON Web Key Set strait-proxy can use: %w", err)
+		}
+		if err := json.Unmarshal(raw, &set.Keys); err != nil {
+			return "", fmt.Errorf("not a JSON Web Key Set: %w", err)
+		}
+	} else {
 		var one jose.JSONWebKey
-		if err2 := one.UnmarshalJSON(doc); err2 != nil {
-			if err == nil {
-				err = errors.New("no keys")
-			}
+		if err := one.UnmarshalJSON(strict); err != nil {
 			return "", fmt.Errorf("not a JSON Web Key Set: %w", err)
 		}
 		set.Keys = []jose.JSONWebKey{one}
+	}
+	if len(set.Keys) == 0 {
+		return "", errors.New("not a JSON Web Key Set: no keys")
 	}
 	if len(set.Keys) > MaxKeys {
 		return "", fmt.Errorf("%d keys, at most %d", len(set.Keys), MaxKeys)
@@ -221,6 +244,9 @@ func Normalize(doc []byte) (string, error) {
 	b, err := json.Marshal(set)
 	if err != nil {
 		return "", err
+	}
+	if err := jwtauthn.CheckJWKS(b); err != nil {
+		return "", fmt.Errorf("not a JSON Web Key Set strait-proxy can use: %w", err)
 	}
 	return string(b), nil
 }

@@ -7,6 +7,7 @@ import (
 
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	jose "github.com/go-jose/go-jose/v4"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/strait-mesh/strait/internal/testenv/jwttest"
 )
@@ -66,6 +67,9 @@ func FuzzVerify(f *testing.F) {
 		}
 		if res.Metadata == nil {
 			t.Fatal("accepted without metadata")
+		}
+		if _, err := proto.Marshal(res.Metadata); err != nil {
+			t.Fatalf("metadata not encodable: %v", err)
 		}
 	})
 }

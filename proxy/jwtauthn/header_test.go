@@ -297,7 +297,8 @@ func containerDepth(data string) int {
 // running it: the same decision and Struct as cppJSON, its re-statement; strict JSON within its
 // depth accepted as protojson decodes it; and what it accepts that is plainly strict JSON (no
 // escapes, UTF-8) accepted by protojson too. Any verdict must be a header one, and an accepted
-// header's Struct holds the alg and kid read.
+// header's Struct holds the alg and kid read. The payload is parsed by the same decoder and
+// rules (parsePayload), so this checks it too.
 func checkHeader(t *testing.T, data string) {
 	t.Helper()
 	var got jwt
@@ -334,6 +335,17 @@ func checkHeader(t *testing.T, data string) {
 	if cok && !pok && json.Valid([]byte(data)) && utf8.ValidString(data) && !strings.Contains(data, `\`) &&
 		strings.HasPrefix(strings.TrimLeft(data, " \t\r\n"), "{") {
 		t.Fatalf("decodeStructAs(%q, cpp) accepts strict JSON that protojson refuses", data)
+	}
+	if cok {
+		// The decoder flags exactly the Structs Go's proto.Marshal refuses, and metadataUTF8
+		// makes them encodable.
+		if _, err := proto.Marshal(cs); (err != nil) != got.headerNotUTF8 {
+			t.Fatalf("parseHeader(%q): headerNotUTF8 %v, proto.Marshal: %v", data, got.headerNotUTF8, err)
+		}
+		metadataUTF8(cs)
+		if _, err := proto.Marshal(cs); err != nil {
+			t.Fatalf("decodeStructAs(%q, cpp) after metadataUTF8: proto.Marshal: %v", data, err)
+		}
 	}
 }
 

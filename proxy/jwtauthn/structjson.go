@@ -10,7 +10,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// decodeStruct parses data, a JSON object, into a Struct. It accepts exactly what
+// decodeStruct parses data, a JSON object, into a Struct with protojson's rules (tokens and
+// JWKS are parsed with C++ protobuf's, see decodeMembers). It accepts exactly what
 // protojson.UnmarshalOptions{RecursionLimit: limit}.Unmarshal into a structpb.Struct accepts and
 // builds a Struct proto.Equal to protojson's (with the same float bits, -0 included):
 //   - strict RFC 8259 syntax, white space being space, tab, CR and LF only, nothing after the
@@ -82,8 +83,8 @@ func (d *structDecoder) decode(data string, limit int, cpp bool, dst *structpb.S
 // in input order, valid until d's next use. It accepts exactly what decode accepts.
 //
 // With cpp it follows C++ protobuf's JsonStringToMessage into a Struct (what jwt_verify_lib
-// parses a token's header with), which runs its parser with allow_legacy_syntax set and
-// differs from protojson in these, and only these, ways:
+// parses a token's header and payload and a JWKS with), which runs its parser with
+// allow_legacy_syntax set and differs from protojson in these, and only these, ways:
 //   - a top-level null is an empty Struct;
 //   - strings may be quoted with ' as well as " (the other quote is then an ordinary byte),
 //     and \' and \U (as \u) are escapes too;
@@ -130,7 +131,7 @@ func (d *structDecoder) decodeMembers(data string, limit int, cpp bool) ([]membe
 // white space before the top object's '{' (obj), or C++ protobuf's top-level null, which it
 // consumes too.
 func (d *structDecoder) start(data string, limit int, cpp bool) (obj, ok bool) {
-	d.in, d.pos, d.cpp = data, 0, cpp
+	d.in, d.pos, d.cpp, d.notUTF8 = data, 0, cpp, false
 	clear(d.members)
 	clear(d.elems)
 	d.members, d.elems = d.members[:0], d.elems[:0]
@@ -215,6 +216,9 @@ type structDecoder struct {
 	elems      []*structpb.Value // elements of the open lists, innermost last
 	buf        []byte            // unescaping scratch
 	cpp        bool              // C++ protobuf's rules rather than protojson's (decodeMembers)
+	// notUTF8 reports that a string of the last input (C++ protobuf's rules) holds a sequence
+	// of the right shape that is not valid UTF-8 (see runeLen): Go's proto.Marshal refuses it.
+	notUTF8 bool
 
 	// First backing arrays of members, elems and buf.
 	memberStack [16]member
@@ -495,7 +499,8 @@ func (d *structDecoder) str() (string, bool) {
 
 // runeLen returns the length of the encoded rune at d.in[i] (not ASCII), 0 if it is not valid
 // UTF-8: strictly (protojson), or by its shape alone (C++ protobuf's lexer: the lead byte's
-// leading ones give the length, 2 to 4, and the bytes after it must be 10xxxxxx).
+// leading ones give the length, 2 to 4, and the bytes after it must be 10xxxxxx). A sequence
+// that passes by its shape but is not valid UTF-8 sets d.notUTF8.
 func (d *structDecoder) runeLen(i int) int {
 	in := d.in
 	if !d.cpp {
@@ -513,6 +518,9 @@ func (d *structDecoder) runeLen(i int) int {
 		if c&0xC0 != 0x80 {
 			return 0
 		}
+	}
+	if _, m := utf8.DecodeRuneInString(in[i : i+n]); m != n {
+		d.notUTF8 = true // overlong, a surrogate or past U+10FFFF
 	}
 	return n
 }

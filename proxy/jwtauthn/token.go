@@ -15,14 +15,14 @@ import (
 // without being decoded.
 const MaxTokenBytes = 60 << 10
 
-// maxJSONDepth bounds the nesting of a token's payload object (hostile input): protobuf's
-// recursion limit, counted in messages (an object and a value are one level each), as
-// protojson.UnmarshalOptions{RecursionLimit: maxJSONDepth} counts them (see decodeStruct).
+// maxJSONDepth is protobuf's recursion limit, counted in messages (an object and a value are
+// one level each), as protojson.UnmarshalOptions{RecursionLimit: maxJSONDepth} counts them: the
+// bound of decodeStruct's protojson rules, which no token or JWKS is parsed with any more.
 const maxJSONDepth = 200
 
 // cppJSONDepth bounds the nesting of what jwt_verify_lib decodes with C++ protobuf's
-// JsonStringToMessage (a token's header, a JWKS): its JSON lexer refuses more than 100 nested
-// objects and arrays (ParseOptions::kDefaultDepth), the top object included (see
+// JsonStringToMessage (a token's header and payload, a JWKS): its JSON lexer refuses more than
+// 100 nested objects and arrays (ParseOptions::kDefaultDepth), the top object included (see
 // decodeMembers).
 const cppJSONDepth = 100
 
@@ -46,6 +46,10 @@ type jwt struct {
 	aud        []string
 	nbf, exp   uint64
 	sig        []byte
+
+	// headerNotUTF8 and payloadNotUTF8 report strings that C++ protobuf's parser accepts but
+	// that are not valid UTF-8 in the header's and the payload's Structs (see metadataUTF8).
+	headerNotUTF8, payloadNotUTF8 bool
 
 	payloadS structpb.Struct // what payload points to
 	aud1     [1]string       // aud's array for a single audience
@@ -135,7 +139,7 @@ func (t *jwt) parseHeader(d *structDecoder, data string) Status {
 	if !ok {
 		return JwtHeaderParseErrorBadJSON
 	}
-	t.header = data
+	t.header, t.headerNotUTF8 = data, d.notUTF8
 	var alg, kid *structpb.Value
 	for _, m := range ms {
 		switch m.name {
@@ -161,11 +165,15 @@ func (t *jwt) parseHeader(d *structDecoder, data string) Status {
 	return OK
 }
 
+// parsePayload parses the payload JSON as jwt_verify_lib does: with C++ protobuf's
+// JsonStringToMessage into a Struct (see decodeMembers: a top-level null is an empty Struct,
+// legacy syntax, raw control characters and UTF-8 of the right shape are accepted), any refusal
+// being JwtPayloadParseErrorBadJSON; then the registered claims' types are checked.
 func (t *jwt) parsePayload(d *structDecoder, data string) Status {
-	if !d.decode(data, maxJSONDepth, false, &t.payloadS) {
+	if !d.decode(data, cppJSONDepth, true, &t.payloadS) {
 		return JwtPayloadParseErrorBadJSON
 	}
-	t.payload = &t.payloadS
+	t.payload, t.payloadNotUTF8 = &t.payloadS, d.notUTF8
 	f := t.payload.GetFields()
 	var ok bool
 	if v := f["iss"]; v != nil {

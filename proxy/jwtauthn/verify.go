@@ -238,7 +238,7 @@ func (v *verifier) accept(loc *location, p *provider, t *jwt) {
 	}
 	added := false
 	for _, ch := range p.claimHeaders {
-		if s := claimString(t.payload, ch.claim); s != "" {
+		if s := claimString(t.payload, ch.claim); s != "" && headerValueOK(s) {
 			v.req.AddHeader(ch.header, s)
 			added = true
 		}
@@ -251,11 +251,17 @@ func (v *verifier) accept(loc *location, p *provider, t *jwt) {
 	}
 	if p.headerMeta != "" {
 		if h := t.headerStruct(); h != nil {
+			if t.headerNotUTF8 {
+				metadataUTF8(h)
+			}
 			v.setData(p.headerMeta, h)
 		}
 	}
 	if p.payloadMeta != "" {
 		normalize(t.payload, p.spaceClaims)
+		if t.payloadNotUTF8 {
+			metadataUTF8(t.payload)
+		}
 		v.setData(p.payloadMeta, t.payload)
 	}
 }
