@@ -44,11 +44,14 @@ type reqCancel struct {
 	// shared: not to be reused: Done or AfterFunc was called, or a timer may still fire
 	// (noReuse). Written under mu; read without it by the goroutine that owns rc.
 	shared atomic.Bool
-	watch  []watchEntry // the HTTP/1.1 exchanges watching it
-	funcs  []afterEntry // AfterFunc registrations
-	nextID uint64
-	wbuf   [2]watchEntry
-	fbuf   [2]afterEntry
+	// noDeadline: rc serves a request (not an attempt) whose parent has no deadline (reset),
+	// so that Deadline answers without the lock.
+	noDeadline atomic.Bool
+	watch      []watchEntry // the HTTP/1.1 exchanges watching it
+	funcs      []afterEntry // AfterFunc registrations
+	nextID     uint64
+	wbuf       [2]watchEntry
+	fbuf       [2]afterEntry
 
 	// Methods as func values, each made at its first use and kept (a method value made per
 	// request would be an allocation each): see cancelFunc and the others below.
@@ -150,6 +153,14 @@ func (rc *reqCancel) routeFunc() func() {
 // reset starts rc for a new request or attempt, with link (nil: none) as the connection whose
 // peerCancel reaches it; it returns rc's number for it.
 func (rc *reqCancel) reset(parent context.Context, up *reqCancel, link peerLink) uint64 {
+	noDL := false
+	if up == nil && parent != nil {
+		_, has := parent.Deadline()
+		noDL = !has
+	}
+	if rc.noDeadline.Load() != noDL {
+		rc.noDeadline.Store(noDL)
+	}
 	rc.mu.Lock()
 	rc.gen++
 	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.linkOn = parent, up, nil, nil, nil, link
@@ -510,6 +521,14 @@ func (rest *cancelRest) run(rc *reqCancel, cause error) {
 
 // Deadline implements context.Context: the parent's.
 func (rc *reqCancel) Deadline() (time.Time, bool) {
+	if rc.noDeadline.Load() {
+		return time.Time{}, false
+	}
+	return rc.parentDeadline()
+}
+
+// parentDeadline is Deadline asking the parent.
+func (rc *reqCancel) parentDeadline() (time.Time, bool) {
 	p, g := rc.parentGuarded()
 	if p == nil {
 		return time.Time{}, false
