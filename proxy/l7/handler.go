@@ -120,8 +120,12 @@ type Handler struct {
 	snaps SnapshotEnv // env when it is one, else nil (envcache.go)
 	// tcache is the RDS route table found for a Snapshot (routeTable).
 	tcache atomic.Pointer[tableEntry]
-	opts   Options
-	log    *slog.Logger
+	// hostReport: the router learns the upstream host of every request, for the access log,
+	// istio.stats dimensions or the source reporter's metrics (needsHostReport,
+	// telemetryNeedsHost), found once by New.
+	hostReport bool
+	opts       Options
+	log        *slog.Logger
 
 	statPrefix string
 	codec      hcmv3.HttpConnectionManager_CodecType
@@ -279,6 +283,8 @@ func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, err
 	}
 	// The connection manager's stream stage (timeouts_stream.go) runs in front of the filters.
 	h.pipeline = h.streamStage(p)
+	// Known once the access log and the filters (istio.stats) are compiled.
+	h.hostReport = h.needsHostReport() || h.telemetryNeedsHost()
 	return h, nil
 }
 

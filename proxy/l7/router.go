@@ -285,7 +285,7 @@ func (h *Handler) forward(s *Stream) {
 		origDst = s.Info.Conn.OriginalDst
 	}
 	var report *upstream.HostReport
-	if h.needsHostReport() || s.trace != nil || h.telemetryNeedsHost() {
+	if h.hostReport || s.trace != nil {
 		report = &s.hostReport
 	}
 	if !toMessage {
