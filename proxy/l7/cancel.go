@@ -151,13 +151,9 @@ func (rc *reqCancel) routeFunc() func() {
 }
 
 // reset starts rc for a new request or attempt, with link (nil: none) as the connection whose
-// peerCancel reaches it; it returns rc's number for it.
-func (rc *reqCancel) reset(parent context.Context, up *reqCancel, link peerLink) uint64 {
-	noDL := false
-	if up == nil && parent != nil {
-		_, has := parent.Deadline()
-		noDL = !has
-	}
+// peerCancel reaches it; it returns rc's number for it. noDL: rc serves a request whose parent
+// has no deadline (noDeadline); false is always correct (Deadline asks the parent).
+func (rc *reqCancel) reset(parent context.Context, up *reqCancel, link peerLink, noDL bool) uint64 {
 	if rc.noDeadline.Load() != noDL {
 		rc.noDeadline.Store(noDL)
 	}
@@ -227,21 +223,27 @@ func (s *Stream) cancelScope() *reqCancel {
 	}
 	rc.stopParent = nil
 	if s.ctx.Done() == nil {
-		rc.reset(s.ctx, nil, nil)
+		rc.reset(s.ctx, nil, nil, noDeadline(s.ctx))
 		return rc
 	}
 	if s.plink != nil && s.ctx == s.baseCtx {
 		// The connection's own context (one request at a time): the connection cancels the
-		// request directly.
-		rc.reset(s.ctx, nil, s.plink)
+		// request directly. The connection's context has no deadline (streamStart).
+		rc.reset(s.ctx, nil, s.plink, s.baseNoDL || noDeadline(s.ctx))
 		if !s.plink.link(rc) {
 			rc.cancel(context.Canceled)
 		}
 		return rc
 	}
-	rc.reset(s.ctx, nil, nil)
+	rc.reset(s.ctx, nil, nil, noDeadline(s.ctx))
 	rc.stopParent = context.AfterFunc(s.ctx, rc.parentFunc())
 	return rc
+}
+
+// noDeadline reports whether ctx has no deadline.
+func noDeadline(ctx context.Context) bool {
+	_, has := ctx.Deadline()
+	return !has
 }
 
 // attemptScope returns a reqCancel for an attempt that can be canceled on its own: a child of
@@ -263,7 +265,7 @@ func (s *Stream) attemptScope() *reqCancel {
 		arc = newReqCancel()
 		s.arc = arc
 	}
-	gen := arc.reset(s.rc, s.rc, nil)
+	gen := arc.reset(s.rc, s.rc, nil, false)
 	s.rc.addKid(arc, gen)
 	return arc
 }

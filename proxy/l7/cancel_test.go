@@ -364,7 +364,7 @@ func TestCancelCtxKeyFound(t *testing.T) {
 	key := new(int)
 	parent := context.WithValue(context.Background(), key, "v")
 	rc := newReqCancel()
-	rc.reset(parent, nil, nil)
+	rc.reset(parent, nil, nil, false)
 	if got := rc.Value(key); got != "v" {
 		t.Fatalf("Value(*int key) = %v, want the parent's value", got)
 	}

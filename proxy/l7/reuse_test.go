@@ -171,7 +171,7 @@ func TestStreamTimersReuse(t *testing.T) {
 
 	// The router's end with the fired timers: nothing a late callback may reach is kept.
 	rc := newReqCancel()
-	rc.reset(context.Background(), nil, nil)
+	rc.reset(context.Background(), nil, nil, false)
 	s.rc = rc
 	rb := s.replayBody(strings.NewReader("x"), false, rt)
 	rc.attachBody(rb)
@@ -366,7 +366,7 @@ func TestBodyHeldSignals(t *testing.T) {
 		return true
 	})
 	rc := newReqCancel()
-	rc.reset(context.Background(), nil, nil)
+	rc.reset(context.Background(), nil, nil, false)
 	s.rc = rc
 	d := forwardDone{body: rb, s: s, rc: rc}
 	d.run()
