@@ -65,9 +65,6 @@ type reqCancel struct {
 	// context.AfterFunc registration with the stream's context (stopParent).
 	stopParent func() bool
 	linkOn     peerLink
-	// ended: endExchange did endRequest's part under the lock for the request rc serves.
-	// The owner's goroutine's alone (reset, endExchange, endRequest).
-	ended bool
 }
 
 type watchEntry struct {
@@ -160,7 +157,6 @@ func (rc *reqCancel) reset(parent context.Context, up *reqCancel, link peerLink,
 	rc.mu.Lock()
 	rc.gen++
 	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.linkOn = parent, up, nil, nil, nil, link
-	rc.ended = false
 	if rc.shared.Load() { // a reused reqCancel never is (attemptScope, unlinkCancel)
 		rc.shared.Store(false)
 	}
@@ -348,11 +344,6 @@ func (rc *reqCancel) noReuse() {
 // connection after); then it stops rc's other links (unlinkCancel). A timer that still runs
 // finds rc canceled and no body.
 func (s *Stream) endRequest(rc *reqCancel, late bool) {
-	if rc.ended && !late {
-		// endExchange did the rest.
-		s.unlinkCancel(rc, !rc.shared.Load())
-		return
-	}
 	rc.mu.Lock()
 	rc.body, rc.linkOn = nil, nil
 	if late {
@@ -370,27 +361,6 @@ func (s *Stream) endRequest(rc *reqCancel, late bool) {
 		rest.run(rc, nil)
 	}
 	s.unlinkCancel(rc, keep)
-}
-
-// endExchange is the router's own end of the request rc serves once its response was streamed
-// (respond): cancel with a nil cause, and in the same critical section endRequest's part (the
-// body the stream timers interrupt, the parent and the peer link dropped), which endRequest
-// then skips unless a timer fired late. Only the goroutine that owns rc calls it.
-func (rc *reqCancel) endExchange() {
-	rc.mu.Lock()
-	rc.body, rc.linkOn, rc.parent = nil, nil, nil
-	rc.ended = true
-	if rc.err != nil || rc.done == nil && len(rc.funcs) == 0 && len(rc.kids) == 0 && rc.up == nil {
-		if rc.err == nil {
-			rc.err, rc.cause = context.Canceled, nil // nothing to close, run or unlink (cancelIf)
-		}
-		rc.mu.Unlock()
-		return
-	}
-	var rest cancelRest
-	rc.cancelLocked(nil, &rest)
-	rc.mu.Unlock()
-	rest.run(rc, nil)
 }
 
 // unlinkCancel stops rc's link to its parent (rc is canceled and detached from it already;

@@ -9,7 +9,7 @@ import (
 
 // TestReqCancelDeadlineReused: a request's reqCancel answers its parent's deadline, or none,
 // for each request the Stream reuses it for (the answer without a deadline takes no lock),
-// and none once the router ended the exchange; an attempt's answers its request's.
+// and none once the request ended; an attempt's answers its request's.
 func TestReqCancelDeadlineReused(t *testing.T) {
 	s := cancelStream(context.Background(), nil)
 	for i, withDL := range []bool{false, true, true, false, true} {
@@ -32,11 +32,11 @@ func TestReqCancelDeadlineReused(t *testing.T) {
 			t.Fatalf("request %d: the attempt's Deadline() = %v, %v; want %v, %v", i, d, ok, want, withDL)
 		}
 		arc.cancelFunc()(errStaleAttempt)
-		rc.endExchange()
-		if _, ok := rc.Deadline(); ok {
-			t.Fatalf("request %d: a deadline after the exchange ended", i)
-		}
+		rc.cancel(nil)
 		s.endRequest(rc, false)
+		if _, ok := rc.Deadline(); ok {
+			t.Fatalf("request %d: a deadline after the request ended", i)
+		}
 	}
 }
 

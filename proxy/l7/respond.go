@@ -70,9 +70,8 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 	defer func() {
 		// The exchange is over. Cancel first: closing an HTTP/2 response body otherwise waits
 		// for the request body writer, which may still block on an open downstream body (a
-		// gRPC server may end the stream while the client is still sending). endExchange
-		// also ends the request's links, endRequest's work after forward.
-		rc.endExchange()
+		// gRPC server may end the stream while the client is still sending).
+		rc.cancel(nil)
 		resp.Body.Close()
 		copyBufPool.Put(bp)
 	}()
