@@ -31,12 +31,17 @@ type Runtime struct {
 	// Resources are the accepted xDS resources per type URL, as received (for config dumps and
 	// change detection).
 	Resources map[string]map[string]*xdsclient.Resource
+
+	// snap identifies this runtime to the HTTP connection managers (l7.SnapshotEnv), which
+	// keep the route tables and clusters they found in it.
+	snap *l7.Snapshot
 }
 
 // clone returns a shallow copy whose maps may be replaced (not modified) by the caller.
 func (r *Runtime) clone() *Runtime {
 	n := *r
 	n.Generation++
+	n.snap = new(l7.Snapshot)
 	n.Resources = make(map[string]map[string]*xdsclient.Resource, len(r.Resources))
 	for t, set := range r.Resources {
 		n.Resources[t] = set
@@ -50,6 +55,7 @@ func emptyRuntime() *Runtime {
 		Routes:    map[string]*route.Table{},
 		Secrets:   map[string]*tlsv3.Secret{},
 		Resources: map[string]map[string]*xdsclient.Resource{},
+		snap:      new(l7.Snapshot),
 	}
 	for _, t := range xdsclient.Types {
 		r.Resources[t] = map[string]*xdsclient.Resource{}
@@ -95,6 +101,10 @@ func (e l4Env) Cluster(name string) l4.Upstream {
 	return nil
 }
 
+// Snapshot implements l7.SnapshotEnv: Route and Cluster answer from the current runtime, a
+// new one for every change.
+func (e l7Env) Snapshot() *l7.Snapshot { return e.rt.Load().snap }
+
 // Demander implements l7.OnDemandEnv: the xDS client when on-demand configuration is on, else
 // nil.
 func (e l7Env) Demander() l7.Demander {
@@ -116,6 +126,7 @@ func (e l4Env) ClusterDemander() l4.ClusterDemander {
 var (
 	_ l7.Env         = l7Env{}
 	_ l7.OnDemandEnv = l7Env{}
+	_ l7.SnapshotEnv = l7Env{}
 	_ l4.Env         = l4Env{}
 	_ l4.OnDemandEnv = l4Env{}
 )

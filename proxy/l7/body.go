@@ -495,20 +495,34 @@ type routeTimer struct {
 	stopped bool
 	fired   bool // expired called fire for this request
 	fire    func()
+	// The next period's d and fire, set by Stream.routeTimer and taken on by the first start
+	// or stop after it (fresh), under mu: a request's setup takes no lock of its own. Written
+	// without mu by the goroutine that owns the Stream, before the timer reaches any other.
+	nd    time.Duration
+	nfire func()
+	fresh bool
 }
 
 // routeTimer returns the stream's route timer for d, not started, reused when the last
-// request's stop allowed it.
+// request's stop allowed it. Until its start (or stop) takes the new period on (renew), it
+// stays as the last request's stop left it: stopped, so that a pending runtime timer that
+// fires meanwhile finds nothing to do, as it would not armed.
 func (s *Stream) routeTimer(d time.Duration, fire func()) *routeTimer {
 	rt := s.rtimer
 	if rt == nil {
-		rt = &routeTimer{}
+		rt = &routeTimer{stopped: true}
 		s.rtimer = rt
 	}
-	rt.mu.Lock()
-	rt.d, rt.fire, rt.armed, rt.stopped, rt.fired = d, fire, false, false, false
-	rt.mu.Unlock()
+	rt.nd, rt.nfire, rt.fresh = d, fire, true
 	return rt
+}
+
+// renew begins the period routeTimer set up, if it was not yet; rt.mu is held.
+func (rt *routeTimer) renew() {
+	if rt.fresh {
+		rt.d, rt.fire, rt.armed, rt.stopped, rt.fired = rt.nd, rt.nfire, false, false, false
+		rt.nfire, rt.fresh = nil, false
+	}
 }
 
 func (rt *routeTimer) start() {
@@ -523,6 +537,7 @@ func (rt *routeTimer) startAt(now int64) {
 		return
 	}
 	rt.mu.Lock() // no defer, as in idleTimer.stop
+	rt.renew()
 	if !rt.armed && !rt.stopped {
 		rt.armed = true
 		rt.by = now + int64(rt.d)
@@ -562,6 +577,7 @@ func (rt *routeTimer) expired() {
 // running). The runtime timer stays pending for the next request.
 func (rt *routeTimer) stop() bool {
 	rt.mu.Lock() // no defer, as in idleTimer.stop
+	rt.renew()
 	rt.stopped, rt.fire = true, nil
 	ok := !rt.fired
 	rt.mu.Unlock()

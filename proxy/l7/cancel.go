@@ -3,6 +3,7 @@ package l7
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/h1"
@@ -40,12 +41,17 @@ type reqCancel struct {
 	kids   []kidEntry      // attempts' reqCancels not canceled yet
 	kbuf   [1]kidEntry
 	done   chan struct{} // made by Done, closed by cancel
-	shared bool          // not to be reused: Done or AfterFunc was called, or a timer may still fire (noReuse)
-	watch  []watchEntry  // the HTTP/1.1 exchanges watching it
-	funcs  []afterEntry  // AfterFunc registrations
-	nextID uint64
-	wbuf   [2]watchEntry
-	fbuf   [2]afterEntry
+	// shared: not to be reused: Done or AfterFunc was called, or a timer may still fire
+	// (noReuse). Written under mu; read without it by the goroutine that owns rc.
+	shared atomic.Bool
+	// noDeadline: rc serves a request (not an attempt) whose parent has no deadline (reset),
+	// so that Deadline answers without the lock.
+	noDeadline atomic.Bool
+	watch      []watchEntry // the HTTP/1.1 exchanges watching it
+	funcs      []afterEntry // AfterFunc registrations
+	nextID     uint64
+	wbuf       [2]watchEntry
+	fbuf       [2]afterEntry
 
 	// Methods as func values, each made at its first use and kept (a method value made per
 	// request would be an allocation each): see cancelFunc and the others below.
@@ -54,10 +60,11 @@ type reqCancel struct {
 	idleFn, maxDurFn, routeFn func()
 	body                      *replayBody // the request body the stream timers interrupt (setBody)
 
-	// The link to the parent while the request runs: a peerLink, or a context.AfterFunc
-	// registration with the stream's context (stopParent).
+	// The link to the parent while the request runs: a peerLink (linkOn, under mu: the
+	// connection whose peerCancel reaches the request rc serves, nil once it ended), or a
+	// context.AfterFunc registration with the stream's context (stopParent).
 	stopParent func() bool
-	link       peerLink
+	linkOn     peerLink
 }
 
 type watchEntry struct {
@@ -71,13 +78,17 @@ type afterEntry struct {
 }
 
 // peerLink is a downstream connection that cancels its current request's reqCancel when the
-// client goes away, without a context registration (the HTTP/1.1 codec's connection).
+// client goes away, without a context registration (the HTTP/1.1 codec's connection): it
+// calls rc.peerCancel(itself) on the last reqCancel it was given. Whether that reaches a
+// request is rc's to decide (linkOn, set by reset and cleared by endRequest under rc.mu), so
+// a request's start and end take no lock of the connection's.
 type peerLink interface {
-	// link makes rc (serving request gen) the connection's current request; false: the
-	// client is gone already.
-	link(rc *reqCancel, gen uint64) bool
-	// unlink ends it; no cancel of rc's request comes from the link after.
-	unlink(rc *reqCancel)
+	// link makes rc the connection's reqCancel, the one it cancels when the client goes
+	// away (rc serves a request linked to it: linkOn); false: the client is gone already.
+	// It is called after rc.linkOn is set and must read the connection's gone state after
+	// storing rc (both atomic), so that a client going away at the same time is seen by one
+	// of the two sides.
+	link(rc *reqCancel) bool
 }
 
 var (
@@ -136,11 +147,19 @@ func (rc *reqCancel) routeFunc() func() {
 	return rc.routeFn
 }
 
-// reset starts rc for a new request or attempt; it returns rc's number for it.
-func (rc *reqCancel) reset(parent context.Context, up *reqCancel) uint64 {
+// reset starts rc for a new request or attempt, with link (nil: none) as the connection whose
+// peerCancel reaches it; it returns rc's number for it. noDL: rc serves a request whose parent
+// has no deadline (noDeadline); false is always correct (Deadline asks the parent).
+func (rc *reqCancel) reset(parent context.Context, up *reqCancel, link peerLink, noDL bool) uint64 {
+	if rc.noDeadline.Load() != noDL {
+		rc.noDeadline.Store(noDL)
+	}
 	rc.mu.Lock()
 	rc.gen++
-	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.shared = parent, up, nil, nil, nil, false
+	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.linkOn = parent, up, nil, nil, nil, link
+	if rc.shared.Load() { // a reused reqCancel never is (attemptScope, unlinkCancel)
+		rc.shared.Store(false)
+	}
 	rc.upGen = 0
 	if up != nil {
 		rc.upGen = up.genNow()
@@ -198,21 +217,29 @@ func (s *Stream) cancelScope() *reqCancel {
 		rc = newReqCancel()
 		s.rc = rc
 	}
-	gen := rc.reset(s.ctx, nil)
-	rc.stopParent, rc.link = nil, nil
-	switch {
-	case s.ctx.Done() == nil:
-	case s.ctx == s.baseCtx && s.plink != nil:
+	rc.stopParent = nil
+	if s.ctx.Done() == nil {
+		rc.reset(s.ctx, nil, nil, noDeadline(s.ctx))
+		return rc
+	}
+	if s.plink != nil && s.ctx == s.baseCtx {
 		// The connection's own context (one request at a time): the connection cancels the
-		// request directly.
-		rc.link = s.plink
-		if !rc.link.link(rc, gen) {
+		// request directly. The connection's context has no deadline (streamStart).
+		rc.reset(s.ctx, nil, s.plink, s.baseNoDL || noDeadline(s.ctx))
+		if !s.plink.link(rc) {
 			rc.cancel(context.Canceled)
 		}
-	default:
-		rc.stopParent = context.AfterFunc(s.ctx, rc.parentFunc())
+		return rc
 	}
+	rc.reset(s.ctx, nil, nil, noDeadline(s.ctx))
+	rc.stopParent = context.AfterFunc(s.ctx, rc.parentFunc())
 	return rc
+}
+
+// noDeadline reports whether ctx has no deadline.
+func noDeadline(ctx context.Context) bool {
+	_, has := ctx.Deadline()
+	return !has
 }
 
 // attemptScope returns a reqCancel for an attempt that can be canceled on its own: a child of
@@ -224,7 +251,7 @@ func (s *Stream) attemptScope() *reqCancel {
 	arc := s.arc
 	if arc != nil {
 		arc.mu.Lock()
-		reuse := arc.err != nil && !arc.shared
+		reuse := arc.err != nil && !arc.shared.Load()
 		arc.mu.Unlock()
 		if !reuse {
 			arc = nil
@@ -234,7 +261,7 @@ func (s *Stream) attemptScope() *reqCancel {
 		arc = newReqCancel()
 		s.arc = arc
 	}
-	gen := arc.reset(s.rc, s.rc)
+	gen := arc.reset(s.rc, s.rc, nil, false)
 	s.rc.addKid(arc, gen)
 	return arc
 }
@@ -306,27 +333,28 @@ func (rc *reqCancel) attachBody(body *replayBody) {
 // noReuse keeps rc from being reused: a timer that may still call it fired late.
 func (rc *reqCancel) noReuse() {
 	rc.mu.Lock()
-	rc.shared = true
+	rc.shared.Store(true)
 	rc.mu.Unlock()
 }
 
 // endRequest ends the request rc serves (forwardDone), in one critical section: it drops the
 // body the stream timers interrupt, keeps rc from reuse when a timer fired late, cancels rc as
 // the router's own end of the request (a nil cause) unless it was canceled already, and
-// detaches it from its parent; then it stops rc's links (unlinkCancel). A timer that still runs finds rc
-// canceled and no body.
+// detaches it from its parent and its peerLink (no cancel of the request comes from the
+// connection after); then it stops rc's other links (unlinkCancel). A timer that still runs
+// finds rc canceled and no body.
 func (s *Stream) endRequest(rc *reqCancel, late bool) {
 	rc.mu.Lock()
-	rc.body = nil
+	rc.body, rc.linkOn = nil, nil
 	if late {
-		rc.shared = true
+		rc.shared.Store(true)
 	}
 	var rest cancelRest
 	canceled := rc.err == nil
 	if canceled {
 		rc.cancelLocked(nil, &rest)
 	}
-	keep := !rc.shared
+	keep := !rc.shared.Load()
 	rc.parent = nil
 	rc.mu.Unlock()
 	if canceled {
@@ -338,10 +366,6 @@ func (s *Stream) endRequest(rc *reqCancel, late bool) {
 // unlinkCancel stops rc's link to its parent (rc is canceled and detached from it already;
 // keep: rc was not shared then), and drops rc when code outside may still hold it.
 func (s *Stream) unlinkCancel(rc *reqCancel, keep bool) {
-	if rc.link != nil {
-		rc.link.unlink(rc)
-		rc.link = nil
-	}
 	if rc.stopParent != nil {
 		keep = rc.stopParent() && keep
 		rc.stopParent = nil
@@ -365,12 +389,7 @@ func (s *Stream) unlinkCancel(rc *reqCancel, keep bool) {
 }
 
 // isShared reports whether rc is kept from reuse (noReuse, Done, AfterFunc).
-func (rc *reqCancel) isShared() bool {
-	rc.mu.Lock()
-	shared := rc.shared
-	rc.mu.Unlock()
-	return shared
-}
+func (rc *reqCancel) isShared() bool { return rc.shared.Load() }
 
 // parentDone cancels with the parent's cause.
 func (rc *reqCancel) parentDone() {
@@ -382,9 +401,18 @@ func (rc *reqCancel) parentDone() {
 	}
 }
 
-// cancelGen cancels request gen's exchange, if rc still serves it (a peerLink's cancel).
+// cancelGen cancels request gen's exchange, if rc still serves it (an attempt's reqCancel,
+// from its request's).
 func (rc *reqCancel) cancelGen(gen uint64, cause error) {
-	rc.cancelIf(true, gen, cause)
+	rc.cancelIf(true, gen, nil, cause)
+}
+
+// peerCancel cancels the request rc serves with context.Canceled if it is linked to from (its
+// client went away): a cancel of an ended request's link, late, reaches no other request.
+//
+//go:noinline
+func (rc *reqCancel) peerCancel(from peerLink) {
+	rc.cancelIf(false, 0, from, context.Canceled)
 }
 
 // cancel cancels with cause; only the first cancel counts. A nil cause (Err is then
@@ -392,11 +420,13 @@ func (rc *reqCancel) cancelGen(gen uint64, cause error) {
 // the body of any exchange still open right after, which ends that exchange, so the
 // HTTP/1.1 exchanges watching rc are not aborted (that would only set the connection a past
 // deadline and clear it again before its next exchange).
-func (rc *reqCancel) cancel(cause error) { rc.cancelIf(false, 0, cause) }
+func (rc *reqCancel) cancel(cause error) { rc.cancelIf(false, 0, nil, cause) }
 
-func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, cause error) {
+// cancelIf is cancel if rc still serves request gen (checkGen) and, for a non-nil from, is
+// linked to that peerLink.
+func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, from peerLink, cause error) {
 	rc.mu.Lock()
-	if rc.err != nil || checkGen && rc.gen != gen {
+	if rc.err != nil || checkGen && rc.gen != gen || from != nil && rc.linkOn != from {
 		rc.mu.Unlock()
 		return
 	}
@@ -463,6 +493,14 @@ func (rest *cancelRest) run(rc *reqCancel, cause error) {
 
 // Deadline implements context.Context: the parent's.
 func (rc *reqCancel) Deadline() (time.Time, bool) {
+	if rc.noDeadline.Load() {
+		return time.Time{}, false
+	}
+	return rc.parentDeadline()
+}
+
+// parentDeadline is Deadline asking the parent.
+func (rc *reqCancel) parentDeadline() (time.Time, bool) {
 	p, g := rc.parentGuarded()
 	if p == nil {
 		return time.Time{}, false
@@ -477,7 +515,9 @@ func (rc *reqCancel) Deadline() (time.Time, bool) {
 func (rc *reqCancel) Done() <-chan struct{} {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	rc.shared = true
+	if !rc.shared.Load() {
+		rc.shared.Store(true)
+	}
 	if rc.done == nil {
 		rc.done = make(chan struct{})
 		if rc.err != nil {
@@ -567,7 +607,7 @@ func (p *keyProbe) Err() error { return context.Canceled }
 func (rc *reqCancel) AfterFunc(f func()) func() bool {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	rc.shared = true
+	rc.shared.Store(true)
 	if rc.err != nil {
 		go f()
 		return func() bool { return false }

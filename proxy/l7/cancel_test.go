@@ -114,7 +114,7 @@ func TestReqCancelParent(t *testing.T) {
 	link.gone()
 	waitDone(t, rc, "linked reqCancel")
 	s.endRequest(rc, false)
-	if link.rc != nil {
+	if rc.linkOn != nil {
 		t.Error("not unlinked")
 	}
 	rc = s.cancelScope()
@@ -122,31 +122,22 @@ func TestReqCancelParent(t *testing.T) {
 	s.endRequest(rc, false)
 }
 
-// testLink is a peerLink.
+// testLink is a peerLink; gen records the number of the request it linked last.
 type testLink struct {
 	dead bool
 	rc   *reqCancel
 	gen  uint64
 }
 
-func (l *testLink) link(rc *reqCancel, gen uint64) bool {
-	if l.dead {
-		return false
-	}
-	l.rc, l.gen = rc, gen
-	return true
-}
-
-func (l *testLink) unlink(rc *reqCancel) {
-	if l.rc == rc {
-		l.rc = nil
-	}
+func (l *testLink) link(rc *reqCancel) bool {
+	l.rc, l.gen = rc, rc.genNow()
+	return !l.dead
 }
 
 func (l *testLink) gone() {
 	l.dead = true
 	if l.rc != nil {
-		l.rc.cancelGen(l.gen, context.Canceled)
+		l.rc.peerCancel(l)
 	}
 }
 
@@ -373,7 +364,7 @@ func TestCancelCtxKeyFound(t *testing.T) {
 	key := new(int)
 	parent := context.WithValue(context.Background(), key, "v")
 	rc := newReqCancel()
-	rc.reset(parent, nil)
+	rc.reset(parent, nil, nil, false)
 	if got := rc.Value(key); got != "v" {
 		t.Fatalf("Value(*int key) = %v, want the parent's value", got)
 	}

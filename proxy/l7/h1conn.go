@@ -67,43 +67,28 @@ type h1Conn struct {
 	date    [len(http.TimeFormat)]byte
 	dateSec int64
 
-	// The current request's reqCancel, which the client going away cancels (peerLink).
-	linkMu    sync.Mutex
-	gone      bool
-	linked    *reqCancel
-	linkedGen uint64
+	// The reqCancel of the connection's requests, which the client going away cancels
+	// (peerLink), and whether it went away.
+	linked atomic.Pointer[reqCancel]
+	gone   atomic.Bool
 }
 
 var _ peerLink = (*h1Conn)(nil)
 
-// link implements peerLink.
-func (c *h1Conn) link(rc *reqCancel, gen uint64) bool {
-	c.linkMu.Lock()
-	ok := !c.gone
-	if ok {
-		c.linked, c.linkedGen = rc, gen
+// link implements peerLink: a Stream mostly keeps its reqCancel from one request to the next,
+// and storing it again is skipped then.
+func (c *h1Conn) link(rc *reqCancel) bool {
+	if c.linked.Load() != rc {
+		c.linked.Store(rc)
 	}
-	c.linkMu.Unlock()
-	return ok
-}
-
-// unlink implements peerLink.
-func (c *h1Conn) unlink(rc *reqCancel) {
-	c.linkMu.Lock()
-	if c.linked == rc {
-		c.linked = nil
-	}
-	c.linkMu.Unlock()
+	return !c.gone.Load()
 }
 
 // peerGone cancels the current request's upstream exchange: the client went away.
 func (c *h1Conn) peerGone() {
-	c.linkMu.Lock()
-	c.gone = true
-	rc, gen := c.linked, c.linkedGen
-	c.linkMu.Unlock()
-	if rc != nil {
-		rc.cancelGen(gen, context.Canceled) // a no-op if rc serves another request by now
+	c.gone.Store(true)
+	if rc := c.linked.Load(); rc != nil {
+		rc.peerCancel(c) // a no-op unless rc serves a request of c's
 	}
 }
 
@@ -246,7 +231,7 @@ func (h *Handler) serveH1(cc *clockConn, cs *connState) {
 	var raw net.Conn = cc.first
 	cc.inner.Store(&raw)
 	cc.counted.Store(true)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.Background()) // no deadline (streamStart.noDeadline)
 	defer cancel()
 	c := &h1Conn{h: h, cs: cs, cc: cc, ctx: ctx, tls: cs.info.TLS}
 	if ra := cc.RemoteAddr(); ra != nil {
@@ -405,7 +390,7 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	}
 	c.bodyHeld = true // until the stream says otherwise (a panic: not known)
 	c.h.serve(&streamStart{
-		d: &c.d, req: r, body: body, ctx: c.ctx, plink: c, cs: c.cs, peer: c.peer,
+		d: &c.d, req: r, body: body, ctx: c.ctx, noDeadline: true, plink: c, cs: c.cs, peer: c.peer,
 		method: r.Method, authority: c.intern(&c.authority, r.Authority()), path: c.intern(&c.path, r.Path()), tls: c.tls,
 		reqTrailer: trailer, bodyHeld: &c.bodyHeld,
 	})

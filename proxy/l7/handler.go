@@ -46,6 +46,21 @@ type Env interface {
 	Cluster(name string) Upstream
 }
 
+// Snapshot identifies one generation of a SnapshotEnv's answers. Its address is the identity:
+// a new generation gets a new Snapshot.
+type Snapshot struct{ _ byte } // not zero-sized: each one has an address of its own
+
+// SnapshotEnv is an Env that tells when its answers may change: Route and Cluster give the same
+// answer for a name as long as Snapshot returns the same *Snapshot, and a Snapshot that was
+// replaced is never returned again. The connection manager then keeps the route table and each
+// route target's cluster it found for the current Snapshot instead of asking for them on every
+// request (envcache.go).
+type SnapshotEnv interface {
+	Env
+	// Snapshot returns the current generation, never nil. It is called on every request.
+	Snapshot() *Snapshot
+}
+
 // ConnInfo describes one accepted downstream connection.
 type ConnInfo struct {
 	// OriginalDst is the destination the client connected to (SO_ORIGINAL_DST or local address).
@@ -101,9 +116,16 @@ type Options struct {
 
 // Handler is a compiled HttpConnectionManager.
 type Handler struct {
-	env  Env
-	opts Options
-	log  *slog.Logger
+	env   Env
+	snaps SnapshotEnv // env when it is one, else nil (envcache.go)
+	// tcache is the RDS route table found for a Snapshot (routeTable).
+	tcache atomic.Pointer[tableEntry]
+	// hostReport: the router learns the upstream host of every request, for the access log,
+	// istio.stats dimensions or the source reporter's metrics (needsHostReport,
+	// telemetryNeedsHost), found once by New.
+	hostReport bool
+	opts       Options
+	log        *slog.Logger
 
 	statPrefix string
 	codec      hcmv3.HttpConnectionManager_CodecType
@@ -190,8 +212,10 @@ func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, err
 	if err := checkFields("http_connection_manager", hcm, hcmFields...); err != nil {
 		return nil, err
 	}
+	snaps, _ := env.(SnapshotEnv)
 	h := &Handler{
 		env:                env,
+		snaps:              snaps,
 		opts:               opts,
 		log:                opts.Logger,
 		statPrefix:         hcm.GetStatPrefix(),
@@ -259,6 +283,8 @@ func New(hcm *hcmv3.HttpConnectionManager, env Env, opts Options) (*Handler, err
 	}
 	// The connection manager's stream stage (timeouts_stream.go) runs in front of the filters.
 	h.pipeline = h.streamStage(p)
+	// Known once the access log and the filters (istio.stats) are compiled.
+	h.hostReport = h.needsHostReport() || h.telemetryNeedsHost()
 	return h, nil
 }
 
@@ -408,6 +434,9 @@ func (h *Handler) compileAddressing(hcm *hcmv3.HttpConnectionManager) error {
 func (h *Handler) routeTable() *route.Table {
 	if h.table != nil {
 		return h.table
+	}
+	if h.snaps != nil {
+		return h.snapshotTable()
 	}
 	return h.env.Route(h.rdsName)
 }

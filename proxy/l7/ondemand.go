@@ -107,7 +107,7 @@ func (h *Handler) match(s *Stream) *route.Route {
 // cluster returns the cluster s.Cluster, demanding it first when the proxy does not have it and
 // on-demand configuration is on; nil when it stays unknown.
 func (h *Handler) cluster(s *Stream) Upstream {
-	up := h.env.Cluster(s.Cluster)
+	up := h.envCluster(s)
 	if up != nil || h.od.d == nil {
 		return up
 	}

@@ -171,7 +171,7 @@ func TestStreamTimersReuse(t *testing.T) {
 
 	// The router's end with the fired timers: nothing a late callback may reach is kept.
 	rc := newReqCancel()
-	rc.reset(context.Background(), nil)
+	rc.reset(context.Background(), nil, nil, false)
 	s.rc = rc
 	rb := s.replayBody(strings.NewReader("x"), false, rt)
 	rc.attachBody(rb)
@@ -366,7 +366,7 @@ func TestBodyHeldSignals(t *testing.T) {
 		return true
 	})
 	rc := newReqCancel()
-	rc.reset(context.Background(), nil)
+	rc.reset(context.Background(), nil, nil, false)
 	s.rc = rc
 	d := forwardDone{body: rb, s: s, rc: rc}
 	d.run()
@@ -404,7 +404,7 @@ func TestKeepAliveBodiesOnReusedObjects(t *testing.T) {
 // then has the new request's fields and no earlier body.
 func TestAttemptRequestReuse(t *testing.T) {
 	s := &Stream{headSet: true}
-	ctx := context.Background()
+	ctx := newReqCancel()
 	r1 := s.attemptRequest(&http.Request{Method: "POST", Host: "a", ContentLength: 3}, ctx)
 	r1.Body = io.NopCloser(strings.NewReader("abc"))
 	if r2 := s.attemptRequest(&http.Request{Method: "GET", Host: "b"}, ctx); r2 == r1 {
@@ -416,16 +416,15 @@ func TestAttemptRequestReuse(t *testing.T) {
 	if r3 != r2 {
 		t.Fatal("a released request is not reused")
 	}
-	if r3.Method != "PUT" || r3.Host != "c" || r3.ContentLength != 1 || r3.Body != nil || r3.Context() != ctx {
+	if r3.Method != "PUT" || r3.Host != "c" || r3.ContentLength != 1 || r3.Body != nil || r3.Context() != context.Context(ctx) {
 		t.Errorf("reused request: %s %s %d body %v", r3.Method, r3.Host, r3.ContentLength, r3.Body != nil)
 	}
 	if s.outFree {
 		t.Error("the request handed out is still marked free")
 	}
 	s.outFree = true
-	other, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if r4 := s.attemptRequest(&http.Request{Method: "GET"}, other); r4 == r3 || r4.Context() != other {
+	other := newReqCancel()
+	if r4 := s.attemptRequest(&http.Request{Method: "GET"}, other); r4 == r3 || r4.Context() != context.Context(other) {
 		t.Error("a request with another context is reused")
 	}
 	s.outFree, s.headSet = true, false

@@ -285,7 +285,7 @@ func (h *Handler) forward(s *Stream) {
 		origDst = s.Info.Conn.OriginalDst
 	}
 	var report *upstream.HostReport
-	if h.needsHostReport() || s.trace != nil || h.telemetryNeedsHost() {
+	if h.hostReport || s.trace != nil {
 		report = &s.hostReport
 	}
 	if !toMessage {
@@ -376,7 +376,7 @@ func (h *Handler) forward(s *Stream) {
 		if rst != nil {
 			rst.total.Inc()
 		}
-		h.attempt(ctx, s, up, mu, out, body, alb, perTry, trackSent, &res)
+		h.attempt(rc, s, up, mu, out, body, alb, perTry, trackSent, &res)
 		if maxRetries == 0 {
 			break // no retry to decide on (tryAgain: not again, not exhausted)
 		}
@@ -494,7 +494,7 @@ func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetrie
 // messageUpstream (nil: up takes net/http's request only, roundTripHTTP). With trackSent it finds
 // out whether the request's headers went upstream, so that a reset before that is told apart
 // (route.FailResetBeforeRequest).
-func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, mu messageUpstream, out *http.Request,
+func (h *Handler) attempt(ctx *reqCancel, s *Stream, up Upstream, mu messageUpstream, out *http.Request,
 	body *replayBody, lb balance.Context, perTry time.Duration, trackSent bool, res *attemptResult) {
 	*res = attemptResult{}
 	actx := ctx
@@ -511,10 +511,7 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, mu messag
 		// The attempt's reqCancel is the h1.Watcher the HTTP/1.1 pools watch (its Value
 		// offers it under upstream.WatcherKey): given in the head, they need no context
 		// lookup. req's context is actx (above).
-		s.head.Watcher = nil
-		if w, ok := actx.(*reqCancel); ok {
-			s.head.Watcher = w
-		}
+		s.head.Watcher = actx
 		resp, err = mu.RoundTripMessage(req, &s.head, lb)
 		s.outFree = err == nil && req == s.outReq && s.head.Released
 	} else {
@@ -533,10 +530,11 @@ func (h *Handler) attempt(ctx context.Context, s *Stream, up Upstream, mu messag
 // attemptRequest returns out with the context actx for one attempt: the Stream's kept request
 // when the cluster released it after the last attempt (upstream.MessageHead.Released) and it
 // carries actx already, else a copy (http.Request.WithContext), kept as the next candidate. A
-// nil out is the request outboundRequest makes (the message path's).
-func (s *Stream) attemptRequest(out *http.Request, actx context.Context) *http.Request {
+// nil out is the request outboundRequest makes (the message path's). (actx is concrete: its
+// comparison with the request's context needs no runtime call.)
+func (s *Stream) attemptRequest(out *http.Request, actx *reqCancel) *http.Request {
 	r := s.outReq
-	if r != nil && s.outFree && s.headSet && r.Context() == actx {
+	if r != nil && s.outFree && s.headSet && r.Context() == context.Context(actx) {
 		// Only the fields outboundRequest sets, and Body (attempt), are ever set on it.
 		if out == nil {
 			s.setOutbound(r)
@@ -563,7 +561,7 @@ func (s *Stream) attemptRequest(out *http.Request, actx context.Context) *http.R
 // response body, which the caller closes. Out of attempt's common path (see routerControls).
 //
 //go:noinline
-func (s *Stream) attemptContext(perTry time.Duration, trackSent bool, res *attemptResult) context.Context {
+func (s *Stream) attemptContext(perTry time.Duration, trackSent bool, res *attemptResult) *reqCancel {
 	arc := s.attemptScope()
 	res.cancel = arc.cancelFunc()
 	if perTry > 0 {

@@ -89,6 +89,8 @@ type Stream struct {
 	arc     *reqCancel // the attempts' (attemptScope)
 	baseCtx context.Context
 	plink   peerLink
+	// baseNoDL: baseCtx's codec context has no deadline (streamStart.noDeadline).
+	baseNoDL bool
 	// The router's request body and timers, kept from one request to the next when nothing
 	// can still reach them (forwardDone.run): see Stream.replayBody, idleTimer, routeTimer.
 	rbody  *replayBody
@@ -198,6 +200,7 @@ type streamStart struct {
 	tls        bool // the request came over TLS (besides the connection's own record)
 	reqTrailer http.Header
 	plink      peerLink // the connection, when it cancels its current request directly (ctx is its own)
+	noDeadline bool     // ctx has no deadline (known to the codec adapter: no need to ask per request)
 	// bodyHeld, when set, receives Stream.bodyHeld when the request ends.
 	bodyHeld *bool
 }
@@ -209,7 +212,7 @@ func (h *Handler) serve(st *streamStart) {
 	s := streamPool.Get().(*Stream)
 	s.w, s.downW, s.req, s.body, s.h, s.peer = st.d, st.d, st.req, st.body, h, st.peer
 	s.method, s.authority, s.path, s.reqTrailer = st.method, st.authority, st.path, st.reqTrailer
-	s.plink, s.heldOut = st.plink, st.bodyHeld
+	s.plink, s.heldOut, s.baseNoDL = st.plink, st.bodyHeld, st.noDeadline
 	s.Info.Start = clock.Now() // the monotonic clock only (proxy/clock)
 	// Counted started before finish can count it ended: downstream_rq_active is their
 	// difference (stats.go).

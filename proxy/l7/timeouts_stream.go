@@ -37,7 +37,7 @@ func (h *Handler) streamStage(next StreamHandler) StreamHandler {
 	return func(s *Stream) {
 		hasBody := s.hasBody()
 		h1 := s.HTTP1()
-		if d, native := s.downW.(*h1Down); native && h1 && s.w == s.downW && !(hasBody && h.requestTimeout > 0) {
+		if d, native := s.downW.(*h1Down); native && h1 && s.w == downstream(d) && !(hasBody && h.requestTimeout > 0) {
 			if !hasBody {
 				next(s)
 				return

@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/httpmsg"
@@ -136,7 +137,17 @@ type Target struct {
 	weight  uint64
 	reqOps  HeaderOps
 	respOps HeaderOps
+	cache   atomic.Value // Cached, SetCached
 }
+
+// Cached returns what SetCached last stored (nil if nothing): the route's consumer keeps there
+// what it resolved Name to (the connection manager, the cluster, with the config generation
+// it belongs to), so that a request need not look the name up again. Safe for concurrent use.
+func (t *Target) Cached() any { return t.cache.Load() }
+
+// SetCached replaces what Cached returns; v must always have the same concrete type (that of
+// the one consumer's entries).
+func (t *Target) SetCached(v any) { t.cache.Store(v) }
 
 // Redirect is a compiled RedirectAction.
 type Redirect struct {
