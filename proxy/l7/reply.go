@@ -157,6 +157,9 @@ func (s *Stream) localReply(status int, flags ResponseFlags, details, body strin
 		s.Route.ApplyResponseHeaders(hdr, s, &s.rinfo, s.Target)
 	}
 	s.applyCommonResponseHeaders(hdr)
+	if s.closeReply {
+		hdr.Set("Connection", "close") // the codec closes the connection after the reply
+	}
 	if flags&FlagUpstreamOverflow != 0 && !s.h.suppressEnvoyHdrs {
 		// Envoy marks requests dropped by circuit breaking so that clients do not retry them.
 		hdr.Set("X-Envoy-Overloaded", "true")

@@ -68,6 +68,7 @@ type Stream struct {
 	noEnvoyFields bool
 	wroteHeader   bool
 	abort         bool
+	closeReply    bool // the local reply closes an HTTP/1.x connection after it (protocolReject)
 	corsOrigin    string
 	cors          *route.CORS
 	setCookie     string
@@ -285,7 +286,7 @@ func (s *Stream) dropInternalOnly() {
 // admit enforces the protocol limits; it answers and returns false for a rejected request.
 func (h *Handler) admit(s *Stream) bool {
 	if s.req.Proto == httpmsg.HTTP10 && !h.acceptHTTP10 {
-		s.localReply(http.StatusUpgradeRequired, FlagDownstreamProtocolError, "http1.0_not_allowed", "", -1)
+		s.protocolReject(http.StatusUpgradeRequired, "http1.0_not_allowed")
 		return false
 	}
 	hdr := &s.req.Header
@@ -297,7 +298,7 @@ func (h *Handler) admit(s *Stream) bool {
 				continue
 			}
 			if h.underscores == corev3.HttpProtocolOptions_REJECT_REQUEST {
-				s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "unexpected_underscore", "", -1)
+				s.protocolReject(http.StatusBadRequest, "unexpected_underscore")
 				return false
 			}
 			hdr.DelAt(i)
@@ -306,7 +307,7 @@ func (h *Handler) admit(s *Stream) bool {
 	}
 	if n > h.maxHeaders || size > h.maxHeaderBytes {
 		h.st.rqHeadersTooLarge.Inc()
-		s.localReply(http.StatusRequestHeaderFieldsTooLarge, FlagDownstreamProtocolError, "header_overflow", "", -1)
+		s.protocolReject(http.StatusRequestHeaderFieldsTooLarge, "header_overflow")
 		return false
 	}
 	if s.method == http.MethodConnect {
@@ -314,13 +315,26 @@ func (h *Handler) admit(s *Stream) bool {
 		return false
 	}
 	if hdr.Index("Connection", 0) >= 0 && !connectionEntry(s) { // without the field: nothing to apply
-		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "http1.connection_header_rejected", "", -1)
+		s.protocolReject(http.StatusBadRequest, "http1.connection_header_rejected")
 		return false
 	}
 	if !h.normalize(s) {
 		return false
 	}
 	return true
+}
+
+// protocolReject answers, with 4xx and the DPE flag, a request that Envoy's HTTP/1 codec
+// refuses itself (a codec error: HTTP/1.0 not allowed, a header name with an underscore under
+// REJECT_REQUEST, too many or too large headers, a rejected Connection field). Over HTTP/1.x
+// the connection then closes after the reply, as Envoy's does (its
+// stream_error_on_invalid_http_message is false by default for HTTP/1); over HTTP/2 only the
+// stream ends. Out of the request path (a refused request).
+//
+//go:noinline
+func (s *Stream) protocolReject(status int, details string) {
+	s.closeReply = s.req.Proto != httpmsg.HTTP2
+	s.localReply(status, FlagDownstreamProtocolError, details, "", -1)
 }
 
 // normalize applies the connection manager's path normalization (httppath has the rules) to
