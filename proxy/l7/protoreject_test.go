@@ -92,4 +92,3 @@ func dialRaw(t *testing.T, addr, req string) (net.Conn, *bufio.Reader) {
 	}
 	return c, bufio.NewReader(c)
 }
-
