@@ -1,6 +1,6 @@
 #!/bin/bash
 # ksplit.sh — where the proxy's CPU goes at 1,000 rps, user space against each system call, next
-# to nginx on the same path (issue 10; docs/performance.md, "The kernel's share").
+# to nginx on the same path (issue 10; docs/performance.md, "the kernel's share measured").
 #
 #   bash bench/lowrate/ksplit.sh SECONDS BINDIR... [nginx]
 #
