@@ -238,11 +238,17 @@ func (p *Process) WaitOutput(t testing.TB, re *regexp.Regexp, timeout time.Durat
 // FreePort returns a TCP port that was free on every address a moment ago, for a listener a
 // child process will bind (a gateway binds 0.0.0.0). It picks from 20000–32767, below Linux's
 // ephemeral range (32768–60999): a port the kernel hands out for outgoing connections could be
-// taken as a source port by another test's client before the listener binds it.
+// taken as a source port by another test's client before the listener binds it. A port is
+// handed out once per process: a port given to one caller may not be bound yet (its proxy still
+// starting) when another asks, and the two would then collide (a gateway on 0.0.0.0:P failing to
+// bind beside another proxy's admin on 127.0.0.1:P).
 func FreePort(t testing.TB) int {
 	t.Helper()
 	for i := 0; i < 200; i++ {
 		port := 20000 + rand.IntN(12768)
+		if !claimPort(port) {
+			continue
+		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port))
 		if err != nil {
 			continue
@@ -252,6 +258,26 @@ func FreePort(t testing.TB) int {
 	}
 	t.Fatal("no free port in 20000-32767 after 200 tries")
 	return 0
+}
+
+// handedOut holds the ports FreePort returned (or found taken) in this process.
+var handedOut struct {
+	mu    sync.Mutex
+	ports map[int]bool
+}
+
+// claimPort reports whether port was not handed out yet, and marks it.
+func claimPort(port int) bool {
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	if handedOut.ports[port] {
+		return false
+	}
+	if handedOut.ports == nil {
+		handedOut.ports = make(map[int]bool)
+	}
+	handedOut.ports[port] = true
+	return true
 }
 
 // Eventually polls cond every 20 ms until it returns nil or timeout passes, then fails with the
