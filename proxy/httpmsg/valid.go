@@ -11,6 +11,9 @@ func ValidName(b []byte) bool { return validName(unsafeString(b)) }
 // ValidValue reports whether b may be a field value: no control character but HTAB.
 func ValidValue(b []byte) bool { return validValue(unsafeString(b)) }
 
+// ValidValueString is ValidValue for a string.
+func ValidValueString(s string) bool { return validValue(s) }
+
 // validName reports whether b is a token. Most names are letters, digits and "-": eight
 // bytes are tested at a time for those (see nameWord), and a word with another byte, or a
 // name shorter than a word, byte by byte. It takes a string only (a []byte is viewed as one

@@ -4,6 +4,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
 // Strings that C++ protobuf's JSON parser accepts in a token (see decodeMembers) may hold bytes
@@ -56,14 +58,7 @@ func valueUTF8(v *structpb.Value) {
 // character but HTAB, and no DEL. Envoy's header map holds as an invariant that a value has no
 // NUL, CR or LF (HeaderString asserts it; a release build would write them and split the
 // HTTP/1.1 request), and the other control characters, which Envoy writes as they are, are
-// refused by this proxy's HTTP/1.1 encoder, which would fail the request. Such a claim is
+// refused by this proxy's HTTP/1.1 encoder (httpmsg's rule), which would fail the request. Such a claim is
 // skipped as Envoy skips a claim that renders empty; bytes that are not UTF-8 are kept, as
 // Envoy keeps them.
-func headerValueOK(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
+func headerValueOK(s string) bool { return httpmsg.ValidValueString(s) }
