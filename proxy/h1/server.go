@@ -65,6 +65,12 @@ type Server struct {
 	// watch sees the client close or reset the connection. The connection closes after the
 	// response.
 	OnPeerGone func()
+	// OnIdle, if set, is called from the connection's goroutine when a response has been
+	// written in full (flushed) and the connection stays open to wait for its next request,
+	// no byte of which has been read yet: from then on, until the handler's next call, the
+	// connection may be closed without losing a response. Not called before the first
+	// request.
+	OnIdle func()
 }
 
 // Codec errors of a request head, with Envoy's details.
@@ -206,6 +212,9 @@ func (c *conn) serve() error {
 		}
 		if err := c.finishRequest(); err != nil || c.closeConn {
 			return err
+		}
+		if s.OnIdle != nil && c.rd.r == c.rd.w {
+			s.OnIdle()
 		}
 	}
 }

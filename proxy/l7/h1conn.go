@@ -262,6 +262,7 @@ func (h *Handler) serveH1(cc *clockConn, cs *connState) {
 		// stream's context (the connection's: one stream at a time) ends, which resets the
 		// upstream request and logs DC, as Envoy does.
 		OnPeerGone: func() { cancel(); c.peerGone() },
+		OnIdle:     func() { cs.idle.Store(true) },
 	}
 	if h.streamIdle > 0 && h1.SetWriteStall(cc.raw, h.streamIdle) {
 		// The socket keeps the write stall limit, armed only when a write must wait; beneath
@@ -354,8 +355,11 @@ func (n *h1Net) SetReadDeadline(t time.Time) error {
 // ServeHTTP1 implements h1.Handler: one request through the connection manager.
 func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	c.cs.idle.Store(false)
-	// One deferred call ends what the request started (see forwardDone): the body's objects,
-	// the writer, then the connection's idle mark.
+	// One deferred call ends what the request started (see forwardDone): the body's objects
+	// and the writer. The connection is idle again (cs.idle) only once the codec has flushed
+	// the response (h1.Server.OnIdle): a drain that closed it as soon as the handler returned
+	// could cut the response's last bytes off, and the client would retry its request on a
+	// new connection to a listener that is gone.
 	defer func() {
 		if c.body != nil {
 			c.body.detach()
@@ -365,7 +369,6 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 			c.body = nil
 		}
 		c.d.w = nil
-		c.cs.idle.Store(true)
 	}()
 	if !c.net.direct.Load() {
 		c.goDirect()
