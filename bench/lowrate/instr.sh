@@ -15,6 +15,8 @@
 # simulates with the host's cache geometry (the instruction misses are, once a request's code
 # outgrows the L1i, the distinct code lines it runs through). The counts do not depend on the
 # machine's load; a run takes ~1.5 min.
+# CACHE="--I1=32768,8,64 --D1=..." simulates other cache geometries than the host's (cachegrind
+# options), to see how far a request's code outgrows the L1i.
 # KEEP=DIR keeps each BINDIR's cachegrind files as DIR/$(basename BINDIR).{1000,6000}.
 # Needs: go, taskset, curl, valgrind, python3 (and nginx for the nginx row).
 set -euo pipefail
@@ -23,7 +25,7 @@ set -euo pipefail
 # count NAME N OUT CMD...: CMD under cachegrind, serving N requests on the port in $PORT.
 count() {
 	local n=$2 out=$3; shift 3
-	taskset -c 1 valgrind --tool=cachegrind --cache-sim=yes --cachegrind-out-file="$out" "$@" >"$W/vg.log" 2>&1 &
+	taskset -c 1 valgrind --tool=cachegrind --cache-sim=yes ${CACHE:-} --cachegrind-out-file="$out" "$@" >"$W/vg.log" 2>&1 &
 	local vp=$!
 	for _ in $(seq 300); do curl -s -o /dev/null -m 1 -d x "http://127.0.0.1:$PORT/echo" && break; sleep 0.2; done
 	taskset -c 0 "$W/fortio" load -qps 300 -c 4 -n 200 -payload-size 1024 -logger-json=false "http://127.0.0.1:$PORT/echo" >/dev/null 2>&1
@@ -67,20 +69,20 @@ if sa and len(sa) >= 9:
 print("  " + ", ".join("%s %.0f" % kv for kv in groups.most_common(12)))
 PY
 }
-PORT=28001 SIG=-TERM
+PORT=$GW_PORT SIG=-TERM
 for d in "$@"; do
 	if [ "$d" = nginx ]; then
 		nginx_conf
 		sed -i 's/^worker_processes 1;/worker_processes 1;\nmaster_process off;/' "$W/ng/nginx.conf"
-		PORT=28002 SIG=-QUIT
+		PORT=$NGINX_PORT SIG=-QUIT
 		for n in 1000 6000; do count nginx $n "$W/cg.nginx.$n" nginx -c "$W/ng/nginx.conf" -g "daemon off;"; done
 		report nginx "$W/cg.nginx.6000" "$W/cg.nginx.1000"
-		PORT=28001 SIG=-TERM
+		PORT=$GW_PORT SIG=-TERM
 		continue
 	fi
 	for n in 1000 6000; do
-		GOMAXPROCS=1 GOGC=off count "$d" $n "$W/cg.$n" "$d/strait-proxy" --xds-address 127.0.0.1:28010 --mode router \
-			--namespace bench --workload-name single --labels bench=single --admin-address 127.0.0.1:28013
+		GOMAXPROCS=1 GOGC=off count "$d" $n "$W/cg.$n" "$d/strait-proxy" --xds-address 127.0.0.1:$XDS_PORT --mode router \
+			--namespace bench --workload-name single --labels bench=single --admin-address 127.0.0.1:$ADMIN_PORT
 	done
 	report "$d" "$W/cg.6000" "$W/cg.1000"
 	if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; for n in 1000 6000; do cp "$W/cg.$n" "$KEEP/$(basename "$d").$n"; done; fi

@@ -50,12 +50,12 @@ for d in "$@"; do
 	if [ "$d" = nginx ]; then
 		nginx_conf
 		taskset -c 1 nginx -c "$W/ng/nginx.conf" -g "daemon off;" >"$W/ng/out.log" 2>&1 &
-		wait_url http://127.0.0.1:28002/echo
-		profile "$i-nginx" "$(pgrep -f 'nginx: worker' -P "$(cat "$W/ng/nginx.pid")" | head -1)" http://127.0.0.1:28002/echo
+		wait_url http://127.0.0.1:$NGINX_PORT/echo
+		profile "$i-nginx" "$(pgrep -f 'nginx: worker' -P "$(cat "$W/ng/nginx.pid")" | head -1)" http://127.0.0.1:$NGINX_PORT/echo
 		continue
 	fi
 	start_proxy "$d"
-	profile "$i-$(basename "$d")" $PROXY http://127.0.0.1:28001/echo
+	profile "$i-$(basename "$d")" $PROXY http://127.0.0.1:$GW_PORT/echo
 	kill $PROXY
 	wait $PROXY 2>/dev/null || true
 done

@@ -1,0 +1,109 @@
+#!/bin/bash
+# lines.sh — the distinct 64-byte code lines a proxied request runs through (the request's
+# instruction footprint), counted by valgrind's callgrind on the real proxy process (issue 10;
+# docs/performance.md, "A request's code footprint").
+#
+#   bash bench/lowrate/lines.sh BINDIR... [nginx]
+#
+# Same setup as instr.sh (env.sh): each BINDIR's strait-proxy (router mode, GOMAXPROCS=1,
+# GOGC=off, no asynchronous preemption: callgrind does not survive Go's signals) runs under
+# callgrind --dump-instr twice, serving 1,000 and 6,000 requests (fortio, 300 rps over 4
+# connections, 1 KiB POSTs, after 200 to warm up). The difference of each instruction's count
+# over 5,000 is how often a request runs it; a code line (64 bytes) holding an instruction run
+# at least every other request is in the footprint. Prints the footprint in lines and KiB, by
+# package and the functions with most lines. Once the footprint outgrows the L1 instruction
+# cache (64 KiB, 1,024 lines here), each request misses on roughly the lines beyond it
+# (instr.sh's cachegrind counts those misses). Deterministic; ~1.5 min per build.
+# TOP=N lists N functions (default 40); KEEP=DIR keeps the callgrind files.
+# Needs: go, taskset, curl, valgrind (callgrind_control), python3 (and nginx for its row).
+set -euo pipefail
+[ $# -ge 1 ] || { sed -n 2,18p "$0"; exit 2; }
+. "$(dirname "$0")/env.sh"
+# count N OUT PORT CMD...: CMD under callgrind, serving N requests on PORT.
+count() {
+	local n=$1 out=$2 port=$3; shift 3
+	taskset -c 1 valgrind --tool=callgrind --dump-instr=yes --dump-line=no --callgrind-out-file="$out" "$@" >"$W/vg.log" 2>&1 &
+	local vp=$!
+	for _ in $(seq 300); do curl -s -o /dev/null -m 1 -d x "http://127.0.0.1:$port/echo" && break; sleep 0.2; done
+	taskset -c 0 "$W/fortio" load -qps 300 -c 4 -n 200 -payload-size 1024 -logger-json=false "http://127.0.0.1:$port/echo" >/dev/null 2>&1
+	taskset -c 0 "$W/fortio" load -qps 300 -c 4 -n "$n" -payload-size 1024 -logger-json=false "http://127.0.0.1:$port/echo" >"$W/load.log" 2>&1
+	grep -q "Code 200 : $n " "$W/load.log" || { echo "not every request answered 200:" >&2; grep -E "^Code" "$W/load.log" >&2; }
+	# A signal would end callgrind without its output: dump, then kill.
+	callgrind_control -d $vp >/dev/null 2>&1
+	for _ in $(seq 50); do [ -s "$out.1" ] && break; sleep 0.2; done
+	sleep 0.5
+	kill -KILL $vp 2>/dev/null || true
+	wait $vp 2>/dev/null || true
+}
+report() { # report NAME BIG SMALL
+	python3 - "$@" <<'PY'
+import collections, os, re, sys
+def load(p):
+    ir, owner, names = collections.Counter(), {}, {}
+    fn, addr, skip = '?', 0, False
+    for line in open(p):
+        if line.startswith(('fn=', 'cfn=')):
+            m = re.match(r'c?fn=\((\d+)\)(?: (.*))?', line.strip())
+            if m:
+                if m.group(2):
+                    names[m.group(1)] = m.group(2)
+                name = names.get(m.group(1), '?')
+            else:
+                name = line.split('=', 1)[1].strip()
+            if line[0] == 'f':
+                fn = name
+            continue
+        if line.startswith('calls='):
+            skip = True  # the next cost line is the call's inclusive cost
+            continue
+        if line[:1] in '0123456789+-*':
+            parts = line.split()
+            pos = parts[0]
+            if pos.startswith('0x'):
+                addr = int(pos, 16)
+            elif pos[0] in '+-':
+                d = int(pos[1:], 0)
+                addr += d if pos[0] == '+' else -d
+            if skip:
+                skip = False
+                continue
+            if len(parts) > 1:
+                ir[addr] += int(parts[1])
+                owner[addr] = fn
+    return ir, owner
+name = sys.argv[1]
+a, owner = load(sys.argv[2])
+b, _ = load(sys.argv[3])
+lines, fnlines = set(), collections.defaultdict(set)
+for ad, v in a.items():
+    if (v - b.get(ad, 0)) / 5000 >= 0.5:
+        lines.add(ad >> 6)
+        fnlines[re.sub(r"'\d+$", '', owner[ad])].add(ad >> 6)
+print("%s: %d code lines per request (%.0f KiB)" % (name, len(lines), len(lines) * 64 / 1024))
+pk = collections.Counter()
+for f, s in fnlines.items():
+    k = f.replace('github.com/strait-mesh/strait/proxy/', '')
+    m = re.match(r'([a-z0-9_/]+)\.', k)
+    pk[m.group(1) if m and name != 'nginx' else k] += len(s)
+print("  " + ", ".join("%s %d" % kv for kv in pk.most_common(14)))
+for f, s in sorted(fnlines.items(), key=lambda x: -len(x[1]))[:int(os.environ.get('TOP', '40'))]:
+    print("  %4d %s" % (len(s), f.replace('github.com/strait-mesh/strait/proxy/', '')))
+PY
+}
+for d in "$@"; do
+	if [ "$d" = nginx ]; then
+		nginx_conf
+		sed -i 's/^worker_processes 1;/worker_processes 1;\nmaster_process off;/' "$W/ng/nginx.conf"
+		for n in 1000 6000; do count $n "$W/cl.nginx.$n" "$NGINX_PORT" nginx -c "$W/ng/nginx.conf" -g "daemon off;"; done
+		report nginx "$W/cl.nginx.6000.1" "$W/cl.nginx.1000.1"
+		rm -f "$W/ng/nginx.pid"
+		continue
+	fi
+	for n in 1000 6000; do
+		GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1 GOGC=off count $n "$W/cl.$n" "$GW_PORT" "$d/strait-proxy" --xds-address 127.0.0.1:$XDS_PORT \
+			--mode router --namespace bench --workload-name single --labels bench=single --admin-address 127.0.0.1:$ADMIN_PORT
+	done
+	report "$d" "$W/cl.6000.1" "$W/cl.1000.1"
+	if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; for n in 1000 6000; do cp "$W/cl.$n.1" "$KEEP/$(basename "$d").$n"; done; fi
+	rm -f "$W"/cl.*
+done
