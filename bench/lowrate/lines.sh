@@ -15,6 +15,9 @@
 # cache (64 KiB, 1,024 lines here), each request misses on roughly the lines beyond it
 # (instr.sh's cachegrind counts those misses). Deterministic; ~1.5 min per build.
 # TOP=N lists N functions (default 40); KEEP=DIR keeps the callgrind files.
+# DETAIL=REGEX (go tool objdump -s syntax) prints the matching functions' instructions, each with
+# how often a request runs it and "|" where its code line is in the footprint: the instructions
+# a request skips but whose lines it loads anyway are the ones to move out of the way.
 # Needs: go, taskset, curl, valgrind (callgrind_control), python3 (and nginx for its row).
 set -euo pipefail
 [ $# -ge 1 ] || { sed -n 2,18p "$0"; exit 2; }
@@ -26,6 +29,7 @@ count() {
 	local vp=$!
 	for _ in $(seq 300); do curl -s -o /dev/null -m 1 -d x "http://127.0.0.1:$port/echo" && break; sleep 0.2; done
 	taskset -c 0 "$W/fortio" load -qps 300 -c 4 -n 200 -payload-size 1024 -logger-json=false "http://127.0.0.1:$port/echo" >/dev/null 2>&1
+	sleep "${SETTLE:-8}" # past the proxy's release of what start-up touched (memtrim; env.sh)
 	taskset -c 0 "$W/fortio" load -qps 300 -c 4 -n "$n" -payload-size 1024 -logger-json=false "http://127.0.0.1:$port/echo" >"$W/load.log" 2>&1
 	grep -q "Code 200 : $n " "$W/load.log" || { echo "not every request answered 200:" >&2; grep -E "^Code" "$W/load.log" >&2; }
 	# A signal would end callgrind without its output: dump, then kill.
@@ -88,6 +92,18 @@ for f, s in fnlines.items():
 print("  " + ", ".join("%s %d" % kv for kv in pk.most_common(14)))
 for f, s in sorted(fnlines.items(), key=lambda x: -len(x[1]))[:int(os.environ.get('TOP', '40'))]:
     print("  %4d %s" % (len(s), f.replace('github.com/strait-mesh/strait/proxy/', '')))
+detail, binary = os.environ.get('DETAIL'), sys.argv[4] if len(sys.argv) > 4 else ''
+if detail and binary:
+    import subprocess
+    out = subprocess.run(['go', 'tool', 'objdump', '-s', detail, binary], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        f = [x for x in re.split(r'\t+', line) if x.strip()]
+        if len(f) >= 4 and f[1].startswith('0x'):
+            ad = int(f[1], 16)
+            runs = (a.get(ad, 0) - b.get(ad, 0)) / 5000
+            print("%7.2f %s %s %s" % (runs, '|' if ad >> 6 in lines else ' ', f[0].strip(), f[3].strip()))
+        else:
+            print(line)
 PY
 }
 for d in "$@"; do
@@ -103,7 +119,7 @@ for d in "$@"; do
 		GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1 GOGC=off count $n "$W/cl.$n" "$GW_PORT" "$d/strait-proxy" --xds-address 127.0.0.1:$XDS_PORT \
 			--mode router --namespace bench --workload-name single --labels bench=single --admin-address 127.0.0.1:$ADMIN_PORT
 	done
-	report "$d" "$W/cl.6000.1" "$W/cl.1000.1"
+	report "$d" "$W/cl.6000.1" "$W/cl.1000.1" "$d/strait-proxy"
 	if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; for n in 1000 6000; do cp "$W/cl.$n.1" "$KEEP/$(basename "$d").$n"; done; fi
 	rm -f "$W"/cl.*
 done
