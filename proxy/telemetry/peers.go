@@ -228,6 +228,15 @@ func (p *Peers) byUpstream(host string) *Peer {
 	if h := slot.Load(); h != nil && same(h.host, host) {
 		return h.peer
 	}
+	return p.upstreamMiss(host, slot)
+}
+
+// upstreamMiss is byUpstream when the cache's slot does not hold host: it parses and looks up
+// the address, then caches the answer in slot. Not inlined: it keeps byUpstream's common path
+// (a hit) short.
+//
+//go:noinline
+func (p *Peers) upstreamMiss(host string, slot *atomic.Pointer[upstreamHit]) *Peer {
 	var w *Peer
 	if ap, err := netip.ParseAddrPort(host); err == nil {
 		w = p.byAddress(ap.Addr())
