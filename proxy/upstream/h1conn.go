@@ -263,17 +263,19 @@ type h1Exchange struct {
 	scratch []byte // the response's header values, for httpResponse
 }
 
-// tunnel is the accounting of a 101 response's body, or of an answer to CONNECT's: a tunnel's
-// body (writable) is wrapped on its own (wrapBody), the others' by the exchange's h1Body (see
-// Cluster.roundTrip). Not inlined: a rare path.
+// tunnel sets resp's Body, the accounting of a 101 response's body or of an answer to
+// CONNECT's: a tunnel's body (writable) is wrapped on its own (wrapBody), the others' by the
+// exchange's h1Body (see Cluster.h1Received). Not inlined: a rare path.
 //
 //go:noinline
-func (x *h1Exchange) tunnel(rc io.ReadCloser, c *Cluster, ep *endpoint) io.ReadCloser {
+func (x *h1Exchange) tunnel(resp *Response, c *Cluster, ep *endpoint) {
+	rc := x.resp.Body
 	if _, ok := rc.(io.ReadWriteCloser); ok {
-		return wrapBody(rc, c, ep)
+		resp.Body = wrapBody(rc, c, ep)
+		return
 	}
 	x.acct = h1Body{ReadCloser: rc, c: c, ep: ep}
-	return &x.acct
+	resp.Body = &x.acct
 }
 
 // h1Body is body for an HTTP/1.1 exchange's response (Cluster.roundTrip). Its state is plain:
@@ -331,9 +333,19 @@ func (x *h1Exchange) response(tls *tls.ConnectionState, te, trailer bool) *Respo
 	}
 	m.Status, m.Proto, m.ContentLength = r.Status, r.Proto, r.ContentLength
 	if m.Header != &r.Header || m.Trailer != &r.Trailer || m.TLS != tls {
-		m.Header, m.Trailer, m.TLS = &r.Header, &r.Trailer, tls
+		x.link(tls)
 	}
 	return m
+}
+
+// link points the router's response at the exchange's header and trailer sections and at the
+// connection's TLS state. Not inlined: response's common case finds them in place (the
+// stores' write barriers stay out of its path).
+//
+//go:noinline
+func (x *h1Exchange) link(tls *tls.ConnectionState) {
+	m, r := &x.msg, &x.resp
+	m.Header, m.Trailer, m.TLS = &r.Header, &r.Trailer, tls
 }
 
 // framing is response's part for a head with a Transfer-Encoding or a Trailer field. Not

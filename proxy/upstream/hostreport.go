@@ -27,7 +27,10 @@ func WithHostReport(ctx context.Context, r *HostReport) context.Context {
 }
 
 // hostReportOf returns the HostReport a request's context carries (WithHostReport), or nil;
-// a MessageHead's Report comes first (Cluster.roundTrip).
+// a MessageHead's Report comes first (Cluster.roundTrip). Not inlined: the router's requests
+// carry their report in the MessageHead, and its copies would lengthen the request path.
+//
+//go:noinline
 func hostReportOf(ctx context.Context) *HostReport {
 	r, _ := ctx.Value(hostReportKey{}).(*HostReport)
 	return r

@@ -370,7 +370,7 @@ func (p *pool) reserveReadyLocked() *pconn {
 		if pc.draining || hc.closed.Load() || hc.busy {
 			continue
 		}
-		if maxDuration > 0 && time.Since(pc.created) >= maxDuration {
+		if maxDuration > 0 && pc.pastDuration(maxDuration) {
 			continue // the duration timer has not fired yet; it will close the connection
 		}
 		hc.busy = true
@@ -379,6 +379,13 @@ func (p *pool) reserveReadyLocked() *pconn {
 	}
 	return nil
 }
+
+// pastDuration reports whether pc is older than d (max_connection_duration). Not inlined: the
+// clock reading of reserveReadyLocked's rare case (a cluster with a maximum duration), kept out
+// of its common path.
+//
+//go:noinline
+func (pc *pconn) pastDuration(d time.Duration) bool { return time.Since(pc.created) >= d }
 
 // usableLocked reports whether pc may take a new request (now is set when the cluster has a
 // max_connection_duration). p.mu is held.
@@ -414,9 +421,17 @@ func (pc *pconn) idleLocked() bool {
 func (pc *pconn) reservedLocked() {
 	pc.requests++
 	if m := pc.p.maxRequests; m > 0 && pc.requests >= m {
-		pc.draining = true
-		pc.p.ep.c.st.cxMaxRequests.Inc()
+		pc.maxRequestsReached()
 	}
+}
+
+// maxRequestsReached drains pc, which reached max_requests_per_connection. p.mu is held. Not
+// inlined: reservedLocked's rare path, kept out of the request's common path.
+//
+//go:noinline
+func (pc *pconn) maxRequestsReached() {
+	pc.draining = true
+	pc.p.ep.c.st.cxMaxRequests.Inc()
 }
 
 func (p *pool) dial(ctx context.Context) (*pconn, error) {
@@ -563,10 +578,10 @@ func (pc *pconn) syncStateAndUnlock(at time.Duration) {
 	if dead {
 		pc.forgetLocked()
 	} else if idle {
-		closeIt = pc.draining || p.closed || (len(p.conns) > maxIdlePerEndpoint && p.idleOverLocked(maxIdlePerEndpoint))
-		if closeIt {
-			pc.draining = true
-		} else {
+		if pc.draining || p.closed || len(p.conns) > maxIdlePerEndpoint {
+			closeIt = pc.closeIdleLocked()
+		}
+		if !closeIt {
 			if hc != nil && !pc.inReady {
 				pc.inReady = true
 				if n := len(p.ready); n < cap(p.ready) {
@@ -591,6 +606,21 @@ func (pc *pconn) syncStateAndUnlock(at time.Duration) {
 	if closeIt {
 		pc.cc.Close()
 	}
+}
+
+// closeIdleLocked reports whether pc, idle, is to be closed rather than kept: it is draining,
+// the pool is closed, or more than maxIdlePerEndpoint of the pool's connections are idle; if
+// so it drains pc. p.mu is held. Not inlined: syncStateAndUnlock calls it only when one of
+// those may hold (rare).
+//
+//go:noinline
+func (pc *pconn) closeIdleLocked() bool {
+	p := pc.p
+	closeIt := pc.draining || p.closed || p.idleOverLocked(maxIdlePerEndpoint)
+	if closeIt {
+		pc.draining = true
+	}
+	return closeIt
 }
 
 // ccStateLocked reports whether a connection of net/http's client is closed (dead) or carries

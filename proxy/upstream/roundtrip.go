@@ -190,13 +190,13 @@ func (c *Cluster) RoundTripMessage(req *http.Request, head *MessageHead, lb bala
 	if ep == nil {
 		return nil, c.unpicked(nil)
 	}
+	ctx := req.Context()
 	report := head.Report
 	if report == nil {
-		report = hostReportOf(req.Context())
+		report = hostReportOf(ctx)
 	}
 	report.host(ep)
 	ep.active.Add(1)
-	ctx := req.Context()
 	p := ep.pools[poolH1].Load()
 	if p == nil || ep.ts.proxyVersion() != 0 {
 		return c.sendOther(ctx, req, head, ep, report, 0)
@@ -333,22 +333,35 @@ func (c *Cluster) send(ctx context.Context, req *http.Request, head *MessageHead
 // connection's, set once (pool.dial); its pointer is stored in resp only when it differs,
 // which spares the store's write barrier.
 func (c *Cluster) h1Received(hc *h1Client, resp *Response, ep *endpoint, report *HostReport) {
-	// received, without its call: a plaintext response has no peer to report.
+	// received, without its call: a plaintext response has no peer to report, and a cluster
+	// without outlier detection nothing to report to (receivedRare, out of the way).
+	c.st.countStatus(resp.Status)
+	if resp.TLS != nil || c.outlier != nil {
+		c.receivedRare(ep, report, resp)
+	}
+	x := &hc.x
+	if resp.Status == http.StatusSwitchingProtocols || x.req.Method == http.MethodConnect {
+		x.tunnel(resp, c, ep)
+		return
+	}
+	a := &x.acct
+	a.ReadCloser, a.ended = x.resp.Body, false
+	if resp.Body != io.ReadCloser(a) {
+		resp.Body = a
+	}
+}
+
+// receivedRare is h1Received's part for a response on a TLS connection (the host report's
+// peer) or from a cluster with outlier detection. Not inlined: it keeps h1Received's common
+// path (plaintext, no outlier detection) short.
+//
+//go:noinline
+func (c *Cluster) receivedRare(ep *endpoint, report *HostReport, resp *Response) {
 	if resp.TLS != nil {
 		report.peer(resp.TLS)
 	}
-	c.st.countStatus(resp.Status)
 	if c.outlier != nil {
 		c.report(ep, resp.Status)
-	}
-	if x := &hc.x; resp.Status != http.StatusSwitchingProtocols && x.req.Method != http.MethodConnect {
-		a := &x.acct
-		a.ReadCloser, a.ended = x.resp.Body, false
-		if resp.Body != io.ReadCloser(a) {
-			resp.Body = a
-		}
-	} else {
-		resp.Body = x.tunnel(x.resp.Body, c, ep)
 	}
 }
 
