@@ -179,16 +179,23 @@ func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, 
 	if w == nil {
 		w = watcherOf(ctx)
 	}
-	if req.Body == nil || req.Body == http.NoBody {
-		x.src, x.trailer = nil, nil
-		r.ContentLength, r.Body = 0, httpmsg.NoBody
-	} else if bb, ok := req.Body.(*httpmsg.BytesBody); ok && req.ContentLength > 0 {
-		// No trailers; written with the head (h1.Conn).
-		x.src, x.trailer = bb, req.Trailer
-		r.ContentLength, r.Body = req.ContentLength, bb
-	} else {
-		x.streamBody(req)
+	// The body's fields are chosen first and stored once: one set of stores (and of their
+	// write barriers' code) for every kind of body.
+	var src io.ReadCloser
+	var reqTrailer http.Header
+	var cl int64
+	var body io.Reader = httpmsg.NoBody
+	if b := req.Body; b != nil && b != http.NoBody {
+		src, reqTrailer = b, req.Trailer
+		if bb, ok := b.(*httpmsg.BytesBody); ok && req.ContentLength > 0 {
+			// No trailers; written with the head (h1.Conn).
+			cl, body = req.ContentLength, bb
+		} else {
+			cl, body = x.streamBody(req)
+		}
 	}
+	x.src, x.trailer = src, reqTrailer
+	r.ContentLength, r.Body = cl, body
 	err := hc.conn.RoundTripWatch(ctx, w, r, &x.resp, wrote)
 	if err != nil {
 		x.failed()
@@ -223,19 +230,18 @@ func (x *h1Exchange) fromHTTP(req *http.Request) (wrote func()) {
 	return wrote
 }
 
-// streamBody sets the exchange's request body to req's, streamed (h1RequestBody, which adds
-// req's trailers at its end): a body not in memory, or of unknown length. Not inlined: it
-// keeps roundTrip's common path (no body, or one in memory) short.
+// streamBody returns the content length and body of the exchange's request when req's body is
+// streamed (h1RequestBody, which reads x.src and adds x.trailer at its end): a body not in
+// memory, or of unknown length. Not inlined: it keeps roundTrip's common path (no body, or
+// one in memory) short.
 //
 //go:noinline
-func (x *h1Exchange) streamBody(req *http.Request) {
-	r := &x.req
-	r.ContentLength = req.ContentLength
-	if r.ContentLength == 0 {
-		r.ContentLength = -1 // net/http's rule: 0 with a body is unknown
+func (x *h1Exchange) streamBody(req *http.Request) (int64, io.Reader) {
+	cl := req.ContentLength
+	if cl == 0 {
+		cl = -1 // net/http's rule: 0 with a body is unknown
 	}
-	x.src, x.trailer = req.Body, req.Trailer
-	r.Body = (*h1RequestBody)(x)
+	return cl, (*h1RequestBody)(x)
 }
 
 // failed closes the request body of an exchange that failed, as net/http's client does (at its
