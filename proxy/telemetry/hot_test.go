@@ -433,3 +433,13 @@ func TestUpstreamCacheManyHosts(t *testing.T) {
 	}
 	t.Logf("%v allocations for %d lookups", n, len(hosts))
 }
+
+// TestOutboundCluster checks outboundCluster against strings.HasPrefix, which it stands for.
+func TestOutboundCluster(t *testing.T) {
+	for _, name := range []string{"", "outbound", "outbound|", "outbound|9080||reviews.default.svc.cluster.local",
+		"outbound_", "outbounD|80||x", "inbound|9080||", "PassthroughCluster", "xoutbound|"} {
+		if got, want := outboundCluster(name), strings.HasPrefix(name, "outbound|"); got != want {
+			t.Errorf("outboundCluster(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

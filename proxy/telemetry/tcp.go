@@ -113,7 +113,7 @@ func (r *Recorder) tcpLabels(k tcpKey) string {
 	svc := Service{Host: Unknown, Name: Unknown, Namespace: Unknown}
 	if k.service.Host != "" {
 		svc = k.service
-	} else if k.reporter == Source && strings.HasPrefix(k.cluster, "outbound|") {
+	} else if k.reporter == Source && outboundCluster(k.cluster) {
 		svc = ServiceFromCluster(k.cluster, "")
 	} else if k.reporter == Source && k.cluster != "" {
 		svc.Name = k.cluster

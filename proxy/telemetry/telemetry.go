@@ -246,7 +246,7 @@ func (r *Recorder) RecordHTTP(q *HTTPRequest) {
 		r.destinationKey(&k, q)
 	} else {
 		k.cluster = q.Cluster
-		if !strings.HasPrefix(q.Cluster, "outbound|") {
+		if !outboundCluster(q.Cluster) {
 			k.authority = q.Authority
 		}
 		if q.UpstreamPeer != nil {
@@ -292,6 +292,13 @@ func (r *Recorder) destinationKey(k *httpKey, q *HTTPRequest) {
 	k.peer, k.local = spiffeOf(q.Peer), spiffeOf(q.Local)
 	k.mtls = q.Peer != nil
 	k.peerWL = r.peers.Load().downstream(k.peer, q.Source)
+}
+
+// outboundCluster reports whether name is an Istio outbound cluster's ("outbound|..."), as
+// strings.HasPrefix(name, "outbound|") does, but as one eight-byte compare and a byte's: a
+// constant of nine bytes is compared by a call to runtime.memequal.
+func outboundCluster(name string) bool {
+	return len(name) >= 9 && name[:8] == "outbound" && name[8] == '|'
 }
 
 func nonNegative(n int64) uint64 {
