@@ -66,8 +66,10 @@ type identityHit struct {
 	peers *identityPeers
 }
 
-// upstreamSlot is the slot of host in a table's cache of upstream hosts.
-func upstreamSlot(host string) uint64 { return mix(foldString(0, host)) & (upstreamSlots - 1) }
+// upstreamSlot is the slot in a table's cache of upstream hosts of the host whose
+// foldString(0, host) is h. It takes the folded host, not the host, so that it is inlined
+// (foldString is not): byUpstream runs one call fewer, and no function of its own.
+func upstreamSlot(h uint64) uint64 { return mix(h) & (upstreamSlots - 1) }
 
 // identitySlot is the slot of id in a table's cache of client identities.
 func identitySlot(id spiffeRef) uint64 {
@@ -224,7 +226,7 @@ func (p *Peers) byUpstream(host string) *Peer {
 	if p == nil || host == "" {
 		return nil
 	}
-	slot := &p.upstream[upstreamSlot(host)]
+	slot := &p.upstream[upstreamSlot(foldString(0, host))]
 	if h := slot.Load(); h != nil && same(h.host, host) {
 		return h.peer
 	}

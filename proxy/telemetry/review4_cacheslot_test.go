@@ -32,7 +32,7 @@ func TestReview4UpstreamSlotsSpread(t *testing.T) {
 	for i := 10; i <= 40; i++ {
 		hosts = append(hosts, fmt.Sprintf("10.1.2.%d:9080", i))
 	}
-	n := distinctSlots(hosts, upstreamSlot)
+	n := distinctSlots(hosts, func(h string) uint64 { return upstreamSlot(foldString(0, h)) })
 	// 40 keys in 128 slots: a uniform hash leaves about 34 distinct.
 	if n < 25 {
 		t.Errorf("40 upstream hosts of two clusters occupy %d of %d slots of the byUpstream cache", n, upstreamSlots)
@@ -68,7 +68,7 @@ func TestReview4UpstreamCacheHits(t *testing.T) {
 	}
 	cached := 0
 	for _, h := range hosts {
-		if e := p.upstream[upstreamSlot(h)].Load(); e != nil && e.host == h {
+		if e := p.upstream[upstreamSlot(foldString(0, h))].Load(); e != nil && e.host == h {
 			cached++
 		}
 	}
