@@ -220,18 +220,8 @@ func (w *ResponseWriter) sendHead(final bool) error {
 		c.closeConn = true
 	}
 	length := w.declared
-	switch {
-	case length >= 0:
-	case w.noBody:
-		if w.headReq && final && w.written > 0 {
-			length = w.written
-		}
-	case final && w.trailer.Len() == 0 && !w.header.Has("trailer"):
-		length = int64(len(c.pend))
-	case c.req.Proto == httpmsg.HTTP11:
-		w.chunked = true
-	default:
-		c.closeConn = true // an HTTP/1.0 client: the body ends when the connection does
+	if length < 0 {
+		length = w.undeclaredLength(final)
 	}
 	if w.status == 200 {
 		wr.writeString("HTTP/1.1 200 OK\r\n") // most responses: one copy, no call
@@ -246,11 +236,8 @@ func (w *ResponseWriter) sendHead(final bool) error {
 		length = -1
 	}
 	conn := ""
-	switch {
-	case c.closeConn && !hasConn:
-		conn = "connection: close\r\n"
-	case !c.closeConn && c.req.Proto == httpmsg.HTTP10 && !hasConn:
-		conn = "connection: keep-alive\r\n"
+	if (c.closeConn || c.req.Proto == httpmsg.HTTP10) && !hasConn {
+		conn = c.connectionField()
 	}
 	wr.endHead(length, w.chunked, conn)
 	if len(c.pend) > 0 && !w.noBody {
@@ -258,6 +245,39 @@ func (w *ResponseWriter) sendHead(final bool) error {
 	}
 	c.pend = c.pend[:0]
 	return wr.err
+}
+
+// undeclaredLength is sendHead's framing for a response without a declared Content-Length:
+// the length of a body held whole (final), else chunked for an HTTP/1.1 client, else the end
+// of the connection. It returns the Content-Length to write, -1 for none.
+//
+//go:noinline
+func (w *ResponseWriter) undeclaredLength(final bool) int64 {
+	c := w.c
+	switch {
+	case w.noBody:
+		if w.headReq && final && w.written > 0 {
+			return w.written
+		}
+	case final && w.trailer.Len() == 0 && !w.header.Has("trailer"):
+		return int64(len(c.pend))
+	case c.req.Proto == httpmsg.HTTP11:
+		w.chunked = true
+	default:
+		c.closeConn = true // an HTTP/1.0 client: the body ends when the connection does
+	}
+	return -1
+}
+
+// connectionField is the Connection field sendHead adds to a head that has none, when the
+// connection closes or is an HTTP/1.0 one kept alive.
+//
+//go:noinline
+func (c *conn) connectionField() string {
+	if c.closeConn {
+		return "connection: close\r\n"
+	}
+	return "connection: keep-alive\r\n"
 }
 
 // finish completes the response after the handler returned.

@@ -230,46 +230,15 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunnel bool, err error) {
 	length = -1
 	fp := &p.fields
-	var te, teBad bool
-	if fp.flags&fBodySum != 0 { // the fast path took every field and summed them up
-		if fp.lenErr != nil {
-			return FramingNone, 0, false, fp.lenErr
-		}
+	var te bool
+	if fp.flags&(fBodySum|fHasTE) == fBodySum && fp.lenErr == nil {
+		// The fast path took every field and summed them up: no error, no Transfer-Encoding.
 		if fp.flags&fHasLength != 0 {
 			length = fp.length
 		}
-		te, teBad = fp.flags&fHasTE != 0, fp.flags&fTEBad != 0
 	} else {
-		for _, f := range fp.fields {
-			name := fp.buf[f.name.off:f.name.end]
-			if len(name) != len("content-length") && len(name) != len("transfer-encoding") {
-				continue
-			}
-			value := fp.buf[f.value.off:f.value.end]
-			switch kindOf(name) {
-			case kContentLength:
-				if length >= 0 {
-					return FramingNone, 0, false, ErrDuplicateLength
-				}
-				n, e := parseLength(value)
-				if e != nil {
-					return FramingNone, 0, false, e
-				}
-				length = n
-			case kTransferEncoding:
-				teBad = teBad || te || !equalFold(value, "chunked") // ASCII case only, as Envoy
-				te = true
-			}
-		}
-	}
-	if te {
-		switch {
-		case p.minor == 0:
-			return FramingNone, 0, false, ErrTEInHTTP10
-		case length >= 0:
-			return FramingNone, 0, false, ErrLengthAndTE
-		case teBad:
-			return FramingNone, 0, false, ErrUnsupportedTE
+		if length, te, err = p.bodyFields(); err != nil {
+			return FramingNone, 0, false, err
 		}
 	}
 	switch s := p.status; {
@@ -285,6 +254,59 @@ func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunn
 		return FramingNone, 0, false, nil
 	}
 	return FramingUntilClose, -1, false, nil
+}
+
+// bodyFields is Body's look at the framing fields when the fast path did not sum them up,
+// or summed up an error or a Transfer-Encoding: the Content-Length (-1 for none), whether
+// there is a valid Transfer-Encoding, or the head's framing error. Out of Body: rare.
+//
+//go:noinline
+func (p *ResponseParser) bodyFields() (length int64, te bool, err error) {
+	length = -1
+	fp := &p.fields
+	var teBad bool
+	if fp.flags&fBodySum != 0 {
+		if fp.lenErr != nil {
+			return 0, false, fp.lenErr
+		}
+		if fp.flags&fHasLength != 0 {
+			length = fp.length
+		}
+		te, teBad = fp.flags&fHasTE != 0, fp.flags&fTEBad != 0
+	} else {
+		for _, f := range fp.fields {
+			name := fp.buf[f.name.off:f.name.end]
+			if len(name) != len("content-length") && len(name) != len("transfer-encoding") {
+				continue
+			}
+			value := fp.buf[f.value.off:f.value.end]
+			switch kindOf(name) {
+			case kContentLength:
+				if length >= 0 {
+					return 0, false, ErrDuplicateLength
+				}
+				n, e := parseLength(value)
+				if e != nil {
+					return 0, false, e
+				}
+				length = n
+			case kTransferEncoding:
+				teBad = teBad || te || !equalFold(value, "chunked") // ASCII case only, as Envoy
+				te = true
+			}
+		}
+	}
+	if te {
+		switch {
+		case p.minor == 0:
+			return 0, false, ErrTEInHTTP10
+		case length >= 0:
+			return 0, false, ErrLengthAndTE
+		case teBad:
+			return 0, false, ErrUnsupportedTE
+		}
+	}
+	return length, te, nil
 }
 
 // maxSafeDigits is the most decimal digits that cannot overflow an int64.
@@ -334,26 +356,45 @@ func (p *Parser) bodyField(kind fieldKind, v []byte) {
 	}
 	switch kind {
 	case kContentLength:
-		if p.flags&fHasLength != 0 {
-			p.lenErr = ErrDuplicateLength
-			return
+		if e := p.setLength(v); e != nil {
+			p.lenErr = e
 		}
-		n, ok := shortLength(v)
-		if !ok {
-			var e *Error
-			if n, e = parseLength(v); e != nil {
-				p.lenErr = e
-				return
-			}
-		}
-		p.length = n
-		p.flags |= fHasLength
 	case kTransferEncoding:
-		if p.flags&fHasTE != 0 || !equalFold(v, "chunked") { // ASCII case only, as Envoy
-			p.flags |= fTEBad
-		}
-		p.flags |= fHasTE
+		p.setTE(v)
 	}
+}
+
+// setLength applies a Content-Length field's value v (without surrounding OWS): the error of
+// a repeated or invalid one. One copy for the request head's framingField and the response
+// head's bodyField: a proxied exchange runs both.
+//
+//go:noinline
+func (p *Parser) setLength(v []byte) *Error {
+	if p.flags&fHasLength != 0 {
+		return ErrDuplicateLength
+	}
+	n, ok := shortLength(v)
+	if !ok {
+		var e *Error
+		if n, e = parseLength(v); e != nil {
+			return e
+		}
+	}
+	p.length = n
+	p.flags |= fHasLength
+	return nil
+}
+
+// setTE applies a Transfer-Encoding field's value v (without surrounding OWS): only a single
+// "chunked" (ASCII case only, as Envoy) is valid; Envoy joins repeated fields, and
+// "chunked,chunked" is not "chunked".
+//
+//go:noinline
+func (p *Parser) setTE(v []byte) {
+	if p.flags&fHasTE != 0 || !equalFold(v, "chunked") {
+		p.flags |= fTEBad
+	}
+	p.flags |= fHasTE
 }
 
 // fastStatusLine consumes a complete, valid status line at the start of b, as Feed's state
