@@ -282,7 +282,7 @@ func (p *Pool) RoundTrip(ctx context.Context, req *httpmsg.Request, resp *httpms
 	}
 }
 
-func hasBody(req *httpmsg.Request) bool { return req.Body != nil && req.Body != httpmsg.NoBody }
+func hasBody(req *httpmsg.Request) bool { return req.Body != nil && !httpmsg.IsNoBody(req.Body) }
 
 // maxInMemoryWrite bounds the in-memory request bodies a Conn writes from the caller's
 // goroutine (see inMemory): a socket's send buffer takes that much without the upstream

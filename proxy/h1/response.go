@@ -129,9 +129,7 @@ func (w *ResponseWriter) Write(p []byte) (int, error) {
 	}
 	c := w.c
 	if !w.headSent {
-		if w.declared < 0 && len(c.pend)+len(p) <= cap(c.pend) {
-			c.pend = append(c.pend, p...)
-			w.written += int64(len(p))
+		if w.declared < 0 && w.hold(p) {
 			return len(p), nil
 		}
 		if err := w.sendHead(false); err != nil {
@@ -141,6 +139,21 @@ func (w *ResponseWriter) Write(p []byte) (int, error) {
 	w.writeBody(p)
 	w.written += int64(len(p))
 	return len(p), c.wr.err
+}
+
+// hold keeps p, a write of a response without a declared length, with the body bytes held
+// until the head is sent, when they fit (sendHead then sends their length when the handler
+// has returned), and reports whether they did. Out of Write: most responses declare a length.
+//
+//go:noinline
+func (w *ResponseWriter) hold(p []byte) bool {
+	c := w.c
+	if len(c.pend)+len(p) > cap(c.pend) {
+		return false
+	}
+	c.pend = append(c.pend, p...)
+	w.written += int64(len(p))
+	return true
 }
 
 // writeFirst is Write's part for a response without a status yet (WriteHeader(200)), a
