@@ -122,6 +122,38 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 		i = p.fastStatusLine(b)
 	}
 	var e *Error
+	if p.st < rFields && i < len(b) {
+		i, e = p.statusLine(b, i)
+	}
+	if e == nil && p.st == rFields && i < len(b) {
+		k, err := p.fields.Feed(b[i:])
+		i += k
+		if err != nil {
+			e = err.(*Error)
+			switch e {
+			case ErrTrailersTooLarge:
+				e = ErrHeadersTooLarge
+			case ErrTooManyTrailers:
+				e = ErrTooManyHeaders
+			}
+		} else if p.fields.Done() {
+			p.st = rDone
+		}
+	}
+	if e != nil {
+		p.st, p.err = rFailed, e
+		return i, e
+	}
+	return i, nil
+}
+
+// statusLine is Feed's state machine for a status line that fastStatusLine did not take (cut
+// by the end of a read, or unusual, or invalid): it steps through b from i, byte by byte,
+// until the line ends or an error, and returns where it stopped. Out of Feed: rare.
+//
+//go:noinline
+func (p *ResponseParser) statusLine(b []byte, i int) (int, *Error) {
+	var e *Error
 	for i < len(b) && p.st < rFields {
 		c := b[i]
 		if p.st != rLineLF {
@@ -200,26 +232,7 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 		}
 		i++
 	}
-	if e == nil && p.st == rFields && i < len(b) {
-		k, err := p.fields.Feed(b[i:])
-		i += k
-		if err != nil {
-			e = err.(*Error)
-			switch e {
-			case ErrTrailersTooLarge:
-				e = ErrHeadersTooLarge
-			case ErrTooManyTrailers:
-				e = ErrTooManyHeaders
-			}
-		} else if p.fields.Done() {
-			p.st = rDone
-		}
-	}
-	if e != nil {
-		p.st, p.err = rFailed, e
-		return i, e
-	}
-	return i, nil
+	return i, e
 }
 
 // Body decides the framing of a complete head's body (RFC 9112 section 6.3) for a response
@@ -241,6 +254,17 @@ func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunn
 			return FramingNone, 0, false, err
 		}
 	}
+	if p.status == 200 && length > 0 && !te && !head && !connect { // most responses
+		return FramingLength, length, false, nil
+	}
+	return p.framing(head, connect, length, te)
+}
+
+// framing is Body's decision once the framing fields are known (length: -1 for none; te: a
+// valid Transfer-Encoding). Out of Body: most responses are a 200 with a Content-Length.
+//
+//go:noinline
+func (p *ResponseParser) framing(head, connect bool, length int64, te bool) (Framing, int64, bool, error) {
 	switch s := p.status; {
 	case s == 101 || connect && s/100 == 2:
 		return FramingNone, 0, true, nil
