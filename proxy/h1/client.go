@@ -282,7 +282,7 @@ func (p *Pool) RoundTrip(ctx context.Context, req *httpmsg.Request, resp *httpms
 	}
 }
 
-func hasBody(req *httpmsg.Request) bool { return req.Body != nil && req.Body != httpmsg.NoBody }
+func hasBody(req *httpmsg.Request) bool { return req.Body != nil && !httpmsg.IsNoBody(req.Body) }
 
 // maxInMemoryWrite bounds the in-memory request bodies a Conn writes from the caller's
 // goroutine (see inMemory): a socket's send buffer takes that much without the upstream
@@ -366,9 +366,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	// to the next.
 	st := cc.xstate.Load()
 	if cc.watcher != nil || cc.stop != nil || st&3 != xRunning {
-		st = (st>>2+1)<<2 | xRunning
-		cc.xstate.Store(st)
-		cc.stop, cc.watcher = nil, nil
+		st = cc.newExchange(st)
 	}
 	gen := st >> 2
 	cc.reuse, cc.broken, cc.tunnel = false, false, false
@@ -421,11 +419,8 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	cc.fields = 0
 	for i, n := 0, cc.rp.NumFields(); i < n; i++ {
 		name, value := cc.rp.Field(i)
-		switch len(name) {
-		case len("connection"), len("transfer-encoding"), len("trailer"):
-			if name[0]|0x20 == 'c' || name[0]|0x20 == 't' { // not Set-Cookie's, Expires'...
-				cc.noteField(name, value)
-			}
+		if notedLens>>(uint(len(name))&63)&1 != 0 {
+			cc.noteField(i)
 		}
 		resp.Header.AddValid(name, value) // the parser checked name and value
 	}
@@ -445,8 +440,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	}
 	cc.tunnel = tunnel
 	if tunnel {
-		cc.reuse = false
-		resp.Body = (*tunnelBody)(cc)
+		cc.startTunnel(resp)
 		return true, nil
 	}
 	cc.body.reset(framing, length, &resp.Trailer)
@@ -492,8 +486,8 @@ func (cc *clientConn) vectorBody(req *httpmsg.Request, chunked bool) []byte {
 func (cc *clientConn) writeHead(req *httpmsg.Request) (chunked bool, err error) {
 	wr := &cc.wr
 	wr.err = nil
-	wr.buf = wr.buf[:0]
 	path, auth := req.Path(), req.Authority()
+	wr.buf = wr.buf[:0]
 	if len(req.Method)+len(path)+len(auth)+len(" HTTP/1.1\r\nhost: \r\n")+1 <= cap(wr.buf) {
 		// Appends to a local slice of the emptied buffer, which never grows, and one store
 		// of the length.
@@ -511,14 +505,9 @@ func (cc *clientConn) writeHead(req *httpmsg.Request) (chunked bool, err error) 
 	if err := wr.writeFields(&req.Header, skipFraming|skipHost); err != nil {
 		return false, err
 	}
-	length := int64(-1)
-	switch {
-	case req.ContentLength > 0:
-		length = req.ContentLength
-	case hasBody(req) && req.ContentLength < 0:
-		chunked = true
-	case req.Method == "POST" || req.Method == "PUT" || req.Method == "PATCH":
-		length = 0
+	length := req.ContentLength
+	if length <= 0 {
+		length, chunked = framingWithoutLength(req)
 	}
 	wr.endHead(length, chunked, "")
 	if cc.wroteHead != nil {
@@ -686,26 +675,11 @@ func (cc *clientConn) bodyEnd(err error) {
 func (cc *clientConn) release() {
 	cc.stopWatch()
 	if cc.bodyDone != nil {
-		// The request body's writer must have finished, and sent it all, for the connection
-		// to carry another request; a writer still at work ends when the connection closes.
-		select {
-		case err := <-cc.bodyDone:
-			if err != nil {
-				cc.broken = true
-			}
-		default:
-			cc.broken = true
-		}
-		cc.bodyDone = nil
+		cc.endBodyWriter()
 	}
 	reuse := cc.reuse && !cc.broken && cc.body.done() && cc.rd.r == cc.rd.w
-	if reuse {
-		if cc.deadline {
-			cc.nc.SetDeadline(time.Time{})
-			cc.deadline = false
-		}
-	} else {
-		cc.nc.Close()
+	if !reuse || cc.deadline {
+		cc.closeOrClearDeadline(reuse)
 	}
 	if cc.pool == nil {
 		cc.done(reuse)

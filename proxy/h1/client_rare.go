@@ -51,12 +51,81 @@ const (
 	fieldTrailer                            // a Trailer field
 )
 
-// noteField notes a response field whose name has the length of one the client looks at
-// (Connection, Transfer-Encoding, Trailer). Out of roundTrip's loop over the fields: most
-// fields have other lengths.
+// notedLens is the set of the lengths of the names noteField looks at (Connection,
+// Transfer-Encoding, Trailer): roundTrip calls it only for a field whose name has one.
+const notedLens uint64 = 1<<len("connection") | 1<<len("transfer-encoding") | 1<<len("trailer")
+
+// newExchange gives the exchange after st a number of its own (roundTrip: the last
+// exchange's watch was not stopped, or an abort of it is under way) and returns its state.
 //
 //go:noinline
-func (cc *clientConn) noteField(name, value []byte) {
+func (cc *clientConn) newExchange(st uint64) uint64 {
+	st = (st>>2+1)<<2 | xRunning
+	cc.xstate.Store(st)
+	cc.stop, cc.watcher = nil, nil
+	return st
+}
+
+// endBodyWriter ends release's wait for the request body's writer (a duplex exchange's): it
+// must have finished, and sent it all, for the connection to carry another request; a writer
+// still at work ends when the connection closes.
+//
+//go:noinline
+func (cc *clientConn) endBodyWriter() {
+	select {
+	case err := <-cc.bodyDone:
+		if err != nil {
+			cc.broken = true
+		}
+	default:
+		cc.broken = true
+	}
+	cc.bodyDone = nil
+}
+
+// closeOrClearDeadline is release's work on the connection: closed when it is not reused,
+// else its deadline cleared (cc.deadline).
+//
+//go:noinline
+func (cc *clientConn) closeOrClearDeadline(reuse bool) {
+	if !reuse {
+		cc.nc.Close()
+		return
+	}
+	cc.nc.SetDeadline(time.Time{})
+	cc.deadline = false
+}
+
+// startTunnel makes resp's body the tunnel a CONNECT or an upgrade opened (never reused).
+//
+//go:noinline
+func (cc *clientConn) startTunnel(resp *httpmsg.Response) {
+	cc.reuse = false
+	resp.Body = (*tunnelBody)(cc)
+}
+
+// framingWithoutLength is writeHead's framing for a request without a positive
+// Content-Length: chunked for a body of unknown length, Content-Length: 0 for an empty POST,
+// PUT or PATCH, else none (length -1).
+//
+//go:noinline
+func framingWithoutLength(req *httpmsg.Request) (length int64, chunked bool) {
+	switch {
+	case hasBody(req) && req.ContentLength < 0:
+		return -1, true
+	case req.Method == "POST" || req.Method == "PUT" || req.Method == "PATCH":
+		return 0, false
+	}
+	return -1, false
+}
+
+// noteField notes response field i (of cc.rp), whose name has the length of one the client
+// looks at (notedLens: Connection, Transfer-Encoding, Trailer). Out of roundTrip's loop over
+// the fields: most fields have other lengths.
+//
+//go:noinline
+func (cc *clientConn) noteField(i int) {
+	name, value := cc.rp.Field(i)
 	switch {
 	case httpmsg.EqualFold(name, "connection"):
 		if httpmsg.HasToken(value, "close") {

@@ -129,9 +129,7 @@ func (w *ResponseWriter) Write(p []byte) (int, error) {
 	}
 	c := w.c
 	if !w.headSent {
-		if w.declared < 0 && len(c.pend)+len(p) <= cap(c.pend) {
-			c.pend = append(c.pend, p...)
-			w.written += int64(len(p))
+		if w.declared < 0 && w.hold(p) {
 			return len(p), nil
 		}
 		if err := w.sendHead(false); err != nil {
@@ -141,6 +139,21 @@ func (w *ResponseWriter) Write(p []byte) (int, error) {
 	w.writeBody(p)
 	w.written += int64(len(p))
 	return len(p), c.wr.err
+}
+
+// hold keeps p, a write of a response without a declared length, with the body bytes held
+// until the head is sent, when they fit (sendHead then sends their length when the handler
+// has returned), and reports whether they did. Out of Write: most responses declare a length.
+//
+//go:noinline
+func (w *ResponseWriter) hold(p []byte) bool {
+	c := w.c
+	if len(c.pend)+len(p) > cap(c.pend) {
+		return false
+	}
+	c.pend = append(c.pend, p...)
+	w.written += int64(len(p))
+	return true
 }
 
 // writeFirst is Write's part for a response without a status yet (WriteHeader(200)), a
@@ -220,18 +233,8 @@ func (w *ResponseWriter) sendHead(final bool) error {
 		c.closeConn = true
 	}
 	length := w.declared
-	switch {
-	case length >= 0:
-	case w.noBody:
-		if w.headReq && final && w.written > 0 {
-			length = w.written
-		}
-	case final && w.trailer.Len() == 0 && !w.header.Has("trailer"):
-		length = int64(len(c.pend))
-	case c.req.Proto == httpmsg.HTTP11:
-		w.chunked = true
-	default:
-		c.closeConn = true // an HTTP/1.0 client: the body ends when the connection does
+	if length < 0 {
+		length = w.undeclaredLength(final)
 	}
 	if w.status == 200 {
 		wr.writeString("HTTP/1.1 200 OK\r\n") // most responses: one copy, no call
@@ -246,11 +249,8 @@ func (w *ResponseWriter) sendHead(final bool) error {
 		length = -1
 	}
 	conn := ""
-	switch {
-	case c.closeConn && !hasConn:
-		conn = "connection: close\r\n"
-	case !c.closeConn && c.req.Proto == httpmsg.HTTP10 && !hasConn:
-		conn = "connection: keep-alive\r\n"
+	if (c.closeConn || c.req.Proto == httpmsg.HTTP10) && !hasConn {
+		conn = c.connectionField()
 	}
 	wr.endHead(length, w.chunked, conn)
 	if len(c.pend) > 0 && !w.noBody {
@@ -258,6 +258,39 @@ func (w *ResponseWriter) sendHead(final bool) error {
 	}
 	c.pend = c.pend[:0]
 	return wr.err
+}
+
+// undeclaredLength is sendHead's framing for a response without a declared Content-Length:
+// the length of a body held whole (final), else chunked for an HTTP/1.1 client, else the end
+// of the connection. It returns the Content-Length to write, -1 for none.
+//
+//go:noinline
+func (w *ResponseWriter) undeclaredLength(final bool) int64 {
+	c := w.c
+	switch {
+	case w.noBody:
+		if w.headReq && final && w.written > 0 {
+			return w.written
+		}
+	case final && w.trailer.Len() == 0 && !w.header.Has("trailer"):
+		return int64(len(c.pend))
+	case c.req.Proto == httpmsg.HTTP11:
+		w.chunked = true
+	default:
+		c.closeConn = true // an HTTP/1.0 client: the body ends when the connection does
+	}
+	return -1
+}
+
+// connectionField is the Connection field sendHead adds to a head that has none, when the
+// connection closes or is an HTTP/1.0 one kept alive.
+//
+//go:noinline
+func (c *conn) connectionField() string {
+	if c.closeConn {
+		return "connection: close\r\n"
+	}
+	return "connection: keep-alive\r\n"
 }
 
 // finish completes the response after the handler returned.

@@ -251,12 +251,10 @@ func (c *conn) headWaits() {
 func (c *conn) buildRequest() *http1.Error {
 	p, r := &c.p, &c.req
 	r.Reset()
-	if m := p.Method(); string(m) == c.method {
-		r.Method = c.method // most requests on a connection have the last one's method
-	} else {
-		c.method = httpmsg.Method(m)
-		r.Method = c.method
+	if m := p.Method(); string(m) != c.method { // most have the last request's method
+		c.newMethod(m)
 	}
+	r.Method = c.method
 	r.Proto = httpmsg.HTTP11
 	if p.Minor() == 0 {
 		r.Proto = httpmsg.HTTP10
@@ -285,17 +283,34 @@ func (c *conn) buildRequest() *http1.Error {
 	if e := c.setTarget(p.Target(), host, hasHost); e != nil {
 		return e
 	}
-	switch p.Framing() {
-	case http1.FramingLength:
+	if p.Framing() == http1.FramingLength {
 		r.ContentLength, r.Body = p.ContentLength(), &c.body
-	case http1.FramingChunked:
-		r.ContentLength, r.Body = -1, &c.body
-	default:
-		r.Body = httpmsg.NoBody
-		c.expect100 = false
+	} else {
+		c.bodyWithoutLength()
 	}
 	c.body.reset(p.Framing(), p.ContentLength(), &r.Trailer)
 	return nil
+}
+
+// newMethod makes the method of the request being built (m) the connection's last one, a
+// string of its own when m is not a standard method. Out of buildRequest: most requests on a
+// connection have the last one's method.
+//
+//go:noinline
+func (c *conn) newMethod(m []byte) { c.method = httpmsg.Method(m) }
+
+// bodyWithoutLength sets the body of a request head without a Content-Length: a chunked
+// body, or none. Out of buildRequest: requests with a body mostly have a length.
+//
+//go:noinline
+func (c *conn) bodyWithoutLength() {
+	r := &c.req
+	if c.p.Framing() == http1.FramingChunked {
+		r.ContentLength, r.Body = -1, &c.body
+		return
+	}
+	r.Body = httpmsg.NoBody
+	c.expect100 = false
 }
 
 // noteField notes a request field whose name has the length of Connection or Expect. Out of

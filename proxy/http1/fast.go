@@ -204,23 +204,9 @@ func (p *Parser) fastRequestLine(b []byte, base int32) int {
 func (p *Parser) framingField(kind fieldKind, v []byte) bool {
 	switch kind {
 	case kContentLength:
-		if p.flags&fHasLength != 0 {
-			return false
-		}
-		n, ok := shortLength(v)
-		if !ok {
-			var e *Error
-			if n, e = parseLength(v); e != nil {
-				return false
-			}
-		}
-		p.length = n
-		p.flags |= fHasLength
+		return p.setLength(v) == nil
 	case kTransferEncoding:
-		if !equalFold(v, "chunked") || p.flags&fHasTE != 0 {
-			p.flags |= fTEBad // Envoy joins repeated fields: "chunked,chunked" is not "chunked"
-		}
-		p.flags |= fHasTE
+		p.setTE(v)
 	case kUpgrade:
 		if !equalFold(v, "h2c") {
 			p.flags |= fUpgradeOffer

@@ -122,6 +122,38 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 		i = p.fastStatusLine(b)
 	}
 	var e *Error
+	if p.st < rFields && i < len(b) {
+		i, e = p.statusLine(b, i)
+	}
+	if e == nil && p.st == rFields && i < len(b) {
+		k, err := p.fields.Feed(b[i:])
+		i += k
+		if err != nil {
+			e = err.(*Error)
+			switch e {
+			case ErrTrailersTooLarge:
+				e = ErrHeadersTooLarge
+			case ErrTooManyTrailers:
+				e = ErrTooManyHeaders
+			}
+		} else if p.fields.Done() {
+			p.st = rDone
+		}
+	}
+	if e != nil {
+		p.st, p.err = rFailed, e
+		return i, e
+	}
+	return i, nil
+}
+
+// statusLine is Feed's state machine for a status line that fastStatusLine did not take (cut
+// by the end of a read, or unusual, or invalid): it steps through b from i, byte by byte,
+// until the line ends or an error, and returns where it stopped. Out of Feed: rare.
+//
+//go:noinline
+func (p *ResponseParser) statusLine(b []byte, i int) (int, *Error) {
+	var e *Error
 	for i < len(b) && p.st < rFields {
 		c := b[i]
 		if p.st != rLineLF {
@@ -200,26 +232,7 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 		}
 		i++
 	}
-	if e == nil && p.st == rFields && i < len(b) {
-		k, err := p.fields.Feed(b[i:])
-		i += k
-		if err != nil {
-			e = err.(*Error)
-			switch e {
-			case ErrTrailersTooLarge:
-				e = ErrHeadersTooLarge
-			case ErrTooManyTrailers:
-				e = ErrTooManyHeaders
-			}
-		} else if p.fields.Done() {
-			p.st = rDone
-		}
-	}
-	if e != nil {
-		p.st, p.err = rFailed, e
-		return i, e
-	}
-	return i, nil
+	return i, e
 }
 
 // Body decides the framing of a complete head's body (RFC 9112 section 6.3) for a response
@@ -230,10 +243,55 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunnel bool, err error) {
 	length = -1
 	fp := &p.fields
-	var te, teBad bool
-	if fp.flags&fBodySum != 0 { // the fast path took every field and summed them up
+	var te bool
+	if fp.flags&(fBodySum|fHasTE) == fBodySum && fp.lenErr == nil {
+		// The fast path took every field and summed them up: no error, no Transfer-Encoding.
+		if fp.flags&fHasLength != 0 {
+			length = fp.length
+		}
+	} else {
+		if length, te, err = p.bodyFields(); err != nil {
+			return FramingNone, 0, false, err
+		}
+	}
+	if p.status == 200 && length > 0 && !te && !head && !connect { // most responses
+		return FramingLength, length, false, nil
+	}
+	return p.framing(head, connect, length, te)
+}
+
+// framing is Body's decision once the framing fields are known (length: -1 for none; te: a
+// valid Transfer-Encoding). Out of Body: most responses are a 200 with a Content-Length.
+//
+//go:noinline
+func (p *ResponseParser) framing(head, connect bool, length int64, te bool) (Framing, int64, bool, error) {
+	switch s := p.status; {
+	case s == 101 || connect && s/100 == 2:
+		return FramingNone, 0, true, nil
+	case head || s/100 == 1 || s == 204 || s == 304:
+		return FramingNone, length, false, nil
+	case te:
+		return FramingChunked, -1, false, nil
+	case length > 0:
+		return FramingLength, length, false, nil
+	case length == 0:
+		return FramingNone, 0, false, nil
+	}
+	return FramingUntilClose, -1, false, nil
+}
+
+// bodyFields is Body's look at the framing fields when the fast path did not sum them up,
+// or summed up an error or a Transfer-Encoding: the Content-Length (-1 for none), whether
+// there is a valid Transfer-Encoding, or the head's framing error. Out of Body: rare.
+//
+//go:noinline
+func (p *ResponseParser) bodyFields() (length int64, te bool, err error) {
+	length = -1
+	fp := &p.fields
+	var teBad bool
+	if fp.flags&fBodySum != 0 {
 		if fp.lenErr != nil {
-			return FramingNone, 0, false, fp.lenErr
+			return 0, false, fp.lenErr
 		}
 		if fp.flags&fHasLength != 0 {
 			length = fp.length
@@ -249,11 +307,11 @@ func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunn
 			switch kindOf(name) {
 			case kContentLength:
 				if length >= 0 {
-					return FramingNone, 0, false, ErrDuplicateLength
+					return 0, false, ErrDuplicateLength
 				}
 				n, e := parseLength(value)
 				if e != nil {
-					return FramingNone, 0, false, e
+					return 0, false, e
 				}
 				length = n
 			case kTransferEncoding:
@@ -265,26 +323,14 @@ func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunn
 	if te {
 		switch {
 		case p.minor == 0:
-			return FramingNone, 0, false, ErrTEInHTTP10
+			return 0, false, ErrTEInHTTP10
 		case length >= 0:
-			return FramingNone, 0, false, ErrLengthAndTE
+			return 0, false, ErrLengthAndTE
 		case teBad:
-			return FramingNone, 0, false, ErrUnsupportedTE
+			return 0, false, ErrUnsupportedTE
 		}
 	}
-	switch s := p.status; {
-	case s == 101 || connect && s/100 == 2:
-		return FramingNone, 0, true, nil
-	case head || s/100 == 1 || s == 204 || s == 304:
-		return FramingNone, length, false, nil
-	case te:
-		return FramingChunked, -1, false, nil
-	case length > 0:
-		return FramingLength, length, false, nil
-	case length == 0:
-		return FramingNone, 0, false, nil
-	}
-	return FramingUntilClose, -1, false, nil
+	return length, te, nil
 }
 
 // maxSafeDigits is the most decimal digits that cannot overflow an int64.
@@ -334,26 +380,45 @@ func (p *Parser) bodyField(kind fieldKind, v []byte) {
 	}
 	switch kind {
 	case kContentLength:
-		if p.flags&fHasLength != 0 {
-			p.lenErr = ErrDuplicateLength
-			return
+		if e := p.setLength(v); e != nil {
+			p.lenErr = e
 		}
-		n, ok := shortLength(v)
-		if !ok {
-			var e *Error
-			if n, e = parseLength(v); e != nil {
-				p.lenErr = e
-				return
-			}
-		}
-		p.length = n
-		p.flags |= fHasLength
 	case kTransferEncoding:
-		if p.flags&fHasTE != 0 || !equalFold(v, "chunked") { // ASCII case only, as Envoy
-			p.flags |= fTEBad
-		}
-		p.flags |= fHasTE
+		p.setTE(v)
 	}
+}
+
+// setLength applies a Content-Length field's value v (without surrounding OWS): the error of
+// a repeated or invalid one. One copy for the request head's framingField and the response
+// head's bodyField: a proxied exchange runs both.
+//
+//go:noinline
+func (p *Parser) setLength(v []byte) *Error {
+	if p.flags&fHasLength != 0 {
+		return ErrDuplicateLength
+	}
+	n, ok := shortLength(v)
+	if !ok {
+		var e *Error
+		if n, e = parseLength(v); e != nil {
+			return e
+		}
+	}
+	p.length = n
+	p.flags |= fHasLength
+	return nil
+}
+
+// setTE applies a Transfer-Encoding field's value v (without surrounding OWS): only a single
+// "chunked" (ASCII case only, as Envoy) is valid; Envoy joins repeated fields, and
+// "chunked,chunked" is not "chunked".
+//
+//go:noinline
+func (p *Parser) setTE(v []byte) {
+	if p.flags&fHasTE != 0 || !equalFold(v, "chunked") {
+		p.flags |= fTEBad
+	}
+	p.flags |= fHasTE
 }
 
 // fastStatusLine consumes a complete, valid status line at the start of b, as Feed's state

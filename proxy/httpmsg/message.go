@@ -136,6 +136,13 @@ var NoBody noBody
 
 type noBody struct{}
 
+// IsNoBody reports whether body is NoBody. (body == NoBody also compares the values, which
+// takes a call: this is the compare of the type alone.)
+func IsNoBody(body io.Reader) bool {
+	_, ok := body.(noBody)
+	return ok
+}
+
 func (noBody) Read([]byte) (int, error) { return 0, io.EOF }
 
 // Close does nothing.

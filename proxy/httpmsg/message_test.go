@@ -1,6 +1,10 @@
 package httpmsg
 
-import "testing"
+import (
+	"io"
+	"strings"
+	"testing"
+)
 
 // TestBytesBodyTake: Take returns the next bytes without a copy and reads past them, and
 // refuses (reading nothing) more than is left.
@@ -29,4 +33,23 @@ func TestBytesBodyTake(t *testing.T) {
 		t.Fatalf("Take after Reset = %q", p)
 	}
 
+}
+
+// TestIsNoBody: IsNoBody is body == NoBody, for NoBody, nil and other bodies.
+func TestIsNoBody(t *testing.T) {
+	var zero noBody
+	for _, c := range []struct {
+		body io.Reader
+		want bool
+	}{
+		{NoBody, true},
+		{zero, true},
+		{nil, false},
+		{NewBytesBody(nil), false},
+		{strings.NewReader(""), false},
+	} {
+		if got := IsNoBody(c.body); got != c.want || got != (c.body == NoBody) {
+			t.Errorf("IsNoBody(%T) = %v, want %v", c.body, got, c.want)
+		}
+	}
 }
