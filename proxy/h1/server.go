@@ -283,10 +283,15 @@ func (c *conn) buildRequest() *http1.Error {
 	if e := c.setTarget(p.Target(), host, hasHost); e != nil {
 		return e
 	}
-	if p.Framing() == http1.FramingLength {
+	// Inline for the two common heads, a length or no body (most requests in a mesh are GETs).
+	switch p.Framing() {
+	case http1.FramingLength:
 		r.ContentLength, r.Body = p.ContentLength(), &c.body
-	} else {
-		c.bodyWithoutLength()
+	case http1.FramingChunked:
+		r.ContentLength, r.Body = -1, &c.body
+	default:
+		r.Body = httpmsg.NoBody
+		c.expect100 = false
 	}
 	c.body.reset(p.Framing(), p.ContentLength(), &r.Trailer)
 	return nil
@@ -298,20 +303,6 @@ func (c *conn) buildRequest() *http1.Error {
 //
 //go:noinline
 func (c *conn) newMethod(m []byte) { c.method = httpmsg.Method(m) }
-
-// bodyWithoutLength sets the body of a request head without a Content-Length: a chunked
-// body, or none. Out of buildRequest: requests with a body mostly have a length.
-//
-//go:noinline
-func (c *conn) bodyWithoutLength() {
-	r := &c.req
-	if c.p.Framing() == http1.FramingChunked {
-		r.ContentLength, r.Body = -1, &c.body
-		return
-	}
-	r.Body = httpmsg.NoBody
-	c.expect100 = false
-}
 
 // noteField notes a request field whose name has the length of Connection or Expect. Out of
 // buildRequest's loop over the fields: most fields have other lengths.
