@@ -171,6 +171,27 @@ func (p *RetryPolicy) RetryOnResponse(code int, hdr *httpmsg.Header) bool {
 		// A response an upstream Envoy rate limited is retried only by envoy-ratelimited.
 		return p.On&vocab.RetryEnvoyRateLimited != 0
 	}
+	if p.On&responseRetryOns != 0 && p.retryOnStatus(code, hdr) {
+		return true
+	}
+	if i := hdr.Index("Grpc-Status", 0); i >= 0 && hdr.Index("Grpc-Status", i+1) < 0 {
+		if _, gs := hdr.Field(i); p.On&vocab.GRPCStatusRetryOn(string(gs)) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// responseRetryOns are the retry_on conditions retryOnStatus decides.
+const responseRetryOns = vocab.Retry5xx | vocab.RetryGatewayError | vocab.RetryRetriable4xx |
+	vocab.RetryRetriableStatusCodes | vocab.RetryRetriableHeaders
+
+// retryOnStatus is RetryOnResponse's part for the status code and retriable headers
+// (5xx, gateway-error, retriable-4xx, retriable-status-codes, retriable-headers). Out of
+// RetryOnResponse's common path (a success on a policy with none of these).
+//
+//go:noinline
+func (p *RetryPolicy) retryOnStatus(code int, hdr *httpmsg.Header) bool {
 	switch {
 	case p.On&vocab.Retry5xx != 0 && code >= 500:
 		return true
@@ -198,11 +219,6 @@ func (p *RetryPolicy) RetryOnResponse(code int, hdr *httpmsg.Header) bool {
 			if p.headers[i].match(fake) {
 				return true
 			}
-		}
-	}
-	if i := hdr.Index("Grpc-Status", 0); i >= 0 && hdr.Index("Grpc-Status", i+1) < 0 {
-		if _, gs := hdr.Field(i); p.On&vocab.GRPCStatusRetryOn(string(gs)) != 0 {
-			return true
 		}
 	}
 	return false
