@@ -3,6 +3,7 @@ package route
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -171,7 +172,14 @@ func (p *RetryPolicy) RetryOnResponse(code int, hdr *httpmsg.Header) bool {
 		// A response an upstream Envoy rate limited is retried only by envoy-ratelimited.
 		return p.On&vocab.RetryEnvoyRateLimited != 0
 	}
-	if p.On&responseRetryOns != 0 && p.retryOnStatus(code, hdr) {
+	// One condition with one way out to true: the common answer, false, runs through a short
+	// stretch of code.
+	on := p.On
+	if on&vocab.Retry5xx != 0 && code >= 500 ||
+		on&vocab.RetryGatewayError != 0 && (code == 502 || code == 503 || code == 504) ||
+		on&vocab.RetryRetriable4xx != 0 && code == 409 ||
+		on&vocab.RetryRetriableStatusCodes != 0 && slices.Contains(p.StatusCodes, code) ||
+		on&vocab.RetryRetriableHeaders != 0 && len(p.headers) > 0 && p.retryOnHeaders(code, hdr) {
 		return true
 	}
 	if i := hdr.Index("Grpc-Status", 0); i >= 0 && hdr.Index("Grpc-Status", i+1) < 0 {
@@ -182,43 +190,21 @@ func (p *RetryPolicy) RetryOnResponse(code int, hdr *httpmsg.Header) bool {
 	return false
 }
 
-// responseRetryOns are the retry_on conditions retryOnStatus decides.
-const responseRetryOns = vocab.Retry5xx | vocab.RetryGatewayError | vocab.RetryRetriable4xx |
-	vocab.RetryRetriableStatusCodes | vocab.RetryRetriableHeaders
-
-// retryOnStatus is RetryOnResponse's part for the status code and retriable headers
-// (5xx, gateway-error, retriable-4xx, retriable-status-codes, retriable-headers). Out of
-// RetryOnResponse's common path (a success on a policy with none of these).
+// retryOnHeaders reports whether one of retriable_headers matches the response (:status
+// against code). Out of RetryOnResponse's common path.
 //
 //go:noinline
-func (p *RetryPolicy) retryOnStatus(code int, hdr *httpmsg.Header) bool {
-	switch {
-	case p.On&vocab.Retry5xx != 0 && code >= 500:
-		return true
-	case p.On&vocab.RetryGatewayError != 0 && (code == 502 || code == 503 || code == 504):
-		return true
-	case p.On&vocab.RetryRetriable4xx != 0 && code == 409:
-		return true
-	}
-	if p.On&vocab.RetryRetriableStatusCodes != 0 {
-		for _, c := range p.StatusCodes {
-			if c == code {
+func (p *RetryPolicy) retryOnHeaders(code int, hdr *httpmsg.Header) bool {
+	fake := headerOnly{hdr}
+	for i := range p.headers {
+		if p.headers[i].name[0] == ':' {
+			if p.headers[i].name == ":status" && p.headers[i].Match(strconv.Itoa(code), true) {
 				return true
 			}
+			continue
 		}
-	}
-	if p.On&vocab.RetryRetriableHeaders != 0 && len(p.headers) > 0 {
-		fake := headerOnly{hdr}
-		for i := range p.headers {
-			if p.headers[i].name[0] == ':' {
-				if p.headers[i].name == ":status" && p.headers[i].Match(strconv.Itoa(code), true) {
-					return true
-				}
-				continue
-			}
-			if p.headers[i].match(fake) {
-				return true
-			}
+		if p.headers[i].match(fake) {
+			return true
 		}
 	}
 	return false
