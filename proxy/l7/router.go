@@ -225,14 +225,12 @@ func (h *Handler) forward(s *Stream) {
 	rt := s.Route
 	hdr := &s.req.Header
 	if s.Cluster == "" {
-		h.st.noCluster.Inc()
-		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
+		h.noCluster(s)
 		return
 	}
 	up := h.cluster(s) // ondemand.go: demanded first when unknown and on-demand is on
 	if up == nil {
-		h.st.noCluster.Inc()
-		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
+		h.noCluster(s)
 		return
 	}
 	// The cluster's kinds, found once per request: a compiled cluster (*upstream.Cluster, every
@@ -318,7 +316,7 @@ func (h *Handler) forward(s *Stream) {
 		rc.attachBody(body) // the timers below interrupt its prefetch wait
 	}
 	if maxDur > 0 {
-		done.maxDur = time.AfterFunc(maxDur, rc.maxDurFunc())
+		done.maxDur = rc.maxDurTimer(maxDur)
 	}
 	idleD := h.streamIdle
 	if rt.IdleTimeout > 0 {
@@ -392,13 +390,13 @@ func (h *Handler) forward(s *Stream) {
 			}
 			break
 		}
-		beforeRetry(ctx, policy, attempt, res, cst, rst)
+		beforeRetry(ctx, policy, attempt, &res, cst, rst)
 	}
 	done.attempt = res.cancel // nil: the attempt had no context of its own
 	// Shadow traffic does not depend on the primary's outcome.
 	h.mirror(s, body)
 	if res.resp == nil {
-		h.failed(s, ctx, res, cst, rst)
+		h.failed(s, ctx, &res, cst, rst)
 		return
 	}
 	if rst != nil {
