@@ -284,14 +284,32 @@ func (s *Stream) dropInternalOnly() {
 }
 
 // admit enforces the protocol limits; it answers and returns false for a rejected request.
+// A request none of the limits can reject (the common case) goes straight to normalize;
+// admitChecks has the checks themselves.
 func (h *Handler) admit(s *Stream) bool {
+	hdr := &s.req.Header
+	n := hdr.Len()
+	size := len(s.authority) + len(s.path) + len(s.method) + hdr.Size() + 4*n
+	if s.req.Proto == httpmsg.HTTP10 && !h.acceptHTTP10 || h.underscores != corev3.HttpProtocolOptions_ALLOW ||
+		n > h.maxHeaders || size > h.maxHeaderBytes || s.method == http.MethodConnect || hdr.Index("Connection", 0) >= 0 {
+		if !h.admitChecks(s, n, size) {
+			return false
+		}
+	}
+	return h.normalize(s)
+}
+
+// admitChecks is admit for a request one of the limits may reject, with n and size its
+// header's field count and size (before underscored names are removed). Out of admit's
+// common path.
+//
+//go:noinline
+func (h *Handler) admitChecks(s *Stream, n, size int) bool {
 	if s.req.Proto == httpmsg.HTTP10 && !h.acceptHTTP10 {
 		s.protocolReject(http.StatusUpgradeRequired, "http1.0_not_allowed")
 		return false
 	}
 	hdr := &s.req.Header
-	n := hdr.Len()
-	size := len(s.authority) + len(s.path) + len(s.method) + hdr.Size() + 4*n
 	if h.underscores != corev3.HttpProtocolOptions_ALLOW {
 		for i := 0; i < hdr.Len(); i++ {
 			if k, _ := hdr.Field(i); bytes.IndexByte(k, '_') < 0 {
@@ -316,9 +334,6 @@ func (h *Handler) admit(s *Stream) bool {
 	}
 	if hdr.Index("Connection", 0) >= 0 && !connectionEntry(s) { // without the field: nothing to apply
 		s.protocolReject(http.StatusBadRequest, "http1.connection_header_rejected")
-		return false
-	}
-	if !h.normalize(s) {
 		return false
 	}
 	return true
@@ -412,7 +427,8 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	}
 	s.Info.Remote = remote
 	s.rinfo.Remote = remote
-	internal := client.checkable && client.addr.IsValid() && h.isInternal(client.addr.Addr())
+	// Without internal_address_config's cidr_ranges no address is internal: no lookup.
+	internal := client.checkable && client.addr.IsValid() && len(h.internalCIDRs) > 0 && h.isInternal(client.addr.Addr())
 	edge := h.useRemoteAddress && !internal
 	s.external = !internal
 
