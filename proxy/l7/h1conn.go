@@ -419,10 +419,16 @@ func (c *h1Conn) goDirect() {
 // intern returns b as a string: *last when it is the same, else a new one, kept in *last.
 func (c *h1Conn) intern(last *string, b []byte) string {
 	if string(b) != *last {
-		*last = string(b)
+		internNew(last, b)
 	}
 	return *last
 }
+
+// internNew keeps a new string of b in *last: intern's rare part (a connection's requests
+// mostly share their authority and path), out of the line of its two inlined copies.
+//
+//go:noinline
+func internNew(last *string, b []byte) { *last = string(b) }
 
 // Header implements downstream.
 func (d *h1Down) Header() *httpmsg.Header { return d.w.Header() }
