@@ -7,6 +7,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/strait-mesh/strait/internal/vocab"
+	"github.com/strait-mesh/strait/proxy/httpmsg"
 	routev3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/config/route/v3"
 	faultcommonv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/common/fault/v3"
 	faultv3 "github.com/strait-mesh/strait/proxy/xdspb/envoy/extensions/filters/http/fault/v3"
@@ -73,5 +75,41 @@ func TestMatchMore(t *testing.T) {
 	m, err := compileMatch("match", pre(&routev3.RouteMatch{}))
 	if err != nil || !m.match(nil, "/a/x?q") {
 		t.Errorf("a path-only match does not match /a/x?q (err %v)", err)
+	}
+}
+
+// TestRetryOnResponseCommonPath: the answers of RetryOnResponse's short path (a policy whose
+// only status condition is retriable-status-codes, a response without x-envoy-ratelimited or
+// grpc-status) and of the full one (retryOnResponse) agree where both apply, and the full one
+// still decides the rest.
+func TestRetryOnResponseCommonPath(t *testing.T) {
+	var none, grpc, limited httpmsg.Header
+	grpc.Add("grpc-status", "14")
+	limited.Add("x-envoy-ratelimited", "true")
+	codes := &RetryPolicy{On: vocab.RetryRetriableStatusCodes | vocab.RetryGrpcUnavailable, StatusCodes: []int{503, 418}}
+	plain := &RetryPolicy{On: vocab.RetryConnectFailure}
+	fivexx := &RetryPolicy{On: vocab.Retry5xx}
+	for _, tc := range []struct {
+		name string
+		p    *RetryPolicy
+		code int
+		hdr  *httpmsg.Header
+		want bool
+	}{
+		{"codes 200", codes, 200, &none, false},
+		{"codes 503", codes, 503, &none, true},
+		{"codes 418", codes, 418, &none, true},
+		{"codes grpc unavailable", codes, 200, &grpc, true},
+		{"codes rate limited", codes, 503, &limited, false},
+		{"plain 503", plain, 503, &none, false},
+		{"5xx 502", fivexx, 502, &none, true},
+		{"5xx 200", fivexx, 200, &none, false},
+	} {
+		if got := tc.p.RetryOnResponse(tc.code, tc.hdr); got != tc.want {
+			t.Errorf("%s: RetryOnResponse = %v, want %v", tc.name, got, tc.want)
+		}
+		if got := tc.p.retryOnResponse(tc.code, tc.hdr); got != tc.want {
+			t.Errorf("%s: retryOnResponse = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -168,6 +168,20 @@ func (p *RetryPolicy) RetryOnFailure(k FailureKind) bool {
 // RetryOnResponse reports whether a response with status code and header fields hdr (names
 // matched in any case) should be retried.
 func (p *RetryPolicy) RetryOnResponse(code int, hdr *httpmsg.Header) bool {
+	// The common case: a response without x-envoy-ratelimited and grpc-status, on a policy
+	// whose only status condition is retriable-status-codes (or none). Each lookup mostly
+	// ends at the Header's name-length bit test.
+	if p.On&(vocab.Retry5xx|vocab.RetryGatewayError|vocab.RetryRetriable4xx|vocab.RetryRetriableHeaders) == 0 &&
+		!hdr.Has("X-Envoy-Ratelimited") && !hdr.Has("Grpc-Status") {
+		return p.On&vocab.RetryRetriableStatusCodes != 0 && slices.Contains(p.StatusCodes, code)
+	}
+	return p.retryOnResponse(code, hdr)
+}
+
+// retryOnResponse is RetryOnResponse for every response and policy. Out of its common path.
+//
+//go:noinline
+func (p *RetryPolicy) retryOnResponse(code int, hdr *httpmsg.Header) bool {
 	if hdr.Has("X-Envoy-Ratelimited") {
 		// A response an upstream Envoy rate limited is retried only by envoy-ratelimited.
 		return p.On&vocab.RetryEnvoyRateLimited != 0
