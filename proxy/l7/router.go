@@ -449,6 +449,20 @@ func (d *forwardDone) run() {
 		}
 		bodyOK = detached && !late
 	}
+	if !bodyOK || !idleOK || !rtOK {
+		s.dropTimers(bodyOK, idleOK, rtOK)
+	}
+	if d.rc != nil {
+		s.endRequest(d.rc, late)
+	}
+}
+
+// dropTimers keeps the Stream from reusing for its next request what a late timer or reader
+// may still touch (forwardDone.run): the body's objects unless bodyOK, the idle timer unless
+// bodyOK and idleOK, the route timer unless bodyOK and rtOK. Out of run's common path.
+//
+//go:noinline
+func (s *Stream) dropTimers(bodyOK, idleOK, rtOK bool) {
 	if !bodyOK {
 		s.rbody = nil
 	}
@@ -457,9 +471,6 @@ func (d *forwardDone) run() {
 	}
 	if !bodyOK || !rtOK {
 		s.rtimer = nil
-	}
-	if d.rc != nil {
-		s.endRequest(d.rc, late)
 	}
 }
 
@@ -532,23 +543,35 @@ func (h *Handler) attempt(ctx *reqCancel, s *Stream, up Upstream, mu messageUpst
 // comparison with the request's context needs no runtime call.)
 func (s *Stream) attemptRequest(out *http.Request, actx *reqCancel) *http.Request {
 	r := s.outReq
-	if r != nil && s.outFree && s.headSet && r.Context() == context.Context(actx) {
+	reuse := r != nil && s.outFree && s.headSet && r.Context() == context.Context(actx)
+	if reuse && out == nil {
 		// Only the fields outboundRequest sets, and Body (attempt), are ever set on it.
-		if out == nil {
-			s.setOutbound(r)
-			r.Body = nil
-		} else {
-			r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = out.Method, out.Proto, out.ProtoMajor, out.ProtoMinor
-			r.ContentLength, r.Host, r.Trailer, r.Body = out.ContentLength, out.Host, out.Trailer, nil
-		}
+		s.setOutbound(r)
+		r.Body = nil
 	} else {
-		if out == nil {
-			out = s.outboundRequest()
-		}
-		r = out.WithContext(actx)
-		s.outReq = r
+		r = s.otherAttemptRequest(out, actx, reuse)
 	}
 	s.outFree = false
+	return r
+}
+
+// otherAttemptRequest is attemptRequest but for a reused request of the message path (the
+// common case): the kept request (reuse) set from out, or a new copy of out with actx, kept
+// as the next candidate. Out of attemptRequest's common path.
+//
+//go:noinline
+func (s *Stream) otherAttemptRequest(out *http.Request, actx *reqCancel, reuse bool) *http.Request {
+	if reuse {
+		r := s.outReq
+		r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = out.Method, out.Proto, out.ProtoMajor, out.ProtoMinor
+		r.ContentLength, r.Host, r.Trailer, r.Body = out.ContentLength, out.Host, out.Trailer, nil
+		return r
+	}
+	if out == nil {
+		out = s.outboundRequest()
+	}
+	r := out.WithContext(actx)
+	s.outReq = r
 	return r
 }
 
