@@ -81,7 +81,19 @@ func (s *Stream) applyCommonResponseHeaders(hdr *httpmsg.Header) {
 	// The request id goes back with always_set_request_id_in_response, and to a request
 	// that asked for a trace with x-envoy-force-trace (which the edge removes from untrusted
 	// requests), as Envoy does.
-	if s.Info.RequestID != "" && (h.alwaysSetID || s.req.Header.Has("X-Envoy-Force-Trace")) {
+	setID := s.Info.RequestID != "" && (h.alwaysSetID || s.req.Header.Has("X-Envoy-Force-Trace"))
+	if setID || s.Route != nil && s.Route.VirtualHost.IncludeAttemptCountInResponse || s.setCookie != "" || s.cors != nil || s.trace != nil {
+		s.moreResponseHeaders(hdr, setID)
+	}
+}
+
+// moreResponseHeaders adds the connection manager's response headers that a response has
+// only with the features that ask for them: the request id (setID), the attempt count, a
+// cookie of the hash policy, CORS and tracing. Out of applyCommonResponseHeaders' common path.
+//
+//go:noinline
+func (s *Stream) moreResponseHeaders(hdr *httpmsg.Header, setID bool) {
+	if setID {
 		hdr.Set("X-Request-Id", s.Info.RequestID)
 	}
 	if s.Route != nil && s.Route.VirtualHost.IncludeAttemptCountInResponse && s.Info.Attempts > 0 {
