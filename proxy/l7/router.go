@@ -653,12 +653,19 @@ func (s *Stream) outboundRequest() *http.Request {
 
 // setOutbound sets the fields of r that outboundRequest sets.
 func (s *Stream) setOutbound(r *http.Request) {
-	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = s.method, "HTTP/1.1", 1, 1
-	switch s.req.Proto {
-	case httpmsg.HTTP2:
-		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
-	case httpmsg.HTTP10:
-		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
-	}
+	p := &outboundProtos[s.req.Proto&3]
+	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = s.method, p.proto, p.major, p.minor
 	r.ContentLength, r.Host, r.Trailer = s.req.ContentLength, s.authority, s.reqTrailer
+}
+
+// outboundProtos are net/http's Proto, ProtoMajor and ProtoMinor of a request, by
+// httpmsg.Proto (a table: no branches in setOutbound's lines); HTTP/1.1 for any other value.
+var outboundProtos = [4]struct {
+	proto        string
+	major, minor int
+}{
+	httpmsg.HTTP11: {"HTTP/1.1", 1, 1},
+	httpmsg.HTTP10: {"HTTP/1.0", 1, 0},
+	httpmsg.HTTP2:  {"HTTP/2.0", 2, 0},
+	3:              {"HTTP/1.1", 1, 1},
 }

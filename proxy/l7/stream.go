@@ -432,17 +432,19 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	edge := h.useRemoteAddress && !internal
 	s.external = !internal
 
-	switch {
-	case internal:
-		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryInternal, h.xffTrustedHops)
+	// One call of cleanEntryHeaders with the request's kind (at the edge all x-envoy-* go),
+	// then what internal and edge requests get.
+	kind := entryUntrusted
+	if internal {
+		kind = entryInternal
+	} else if edge {
+		kind = entryEdge
+	}
+	s.noEnvoyFields = !cleanEntryHeaders(hdr, kind, h.xffTrustedHops)
+	if internal {
 		hdr.AddName(nameEnvoyInternal, "true")
-	case edge:
-		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryEdge, h.xffTrustedHops) // all went
-		if remote.IsValid() {
-			hdr.Set("X-Envoy-External-Address", cs.addrText(remote))
-		}
-	default:
-		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryUntrusted, h.xffTrustedHops)
+	} else if edge && remote.IsValid() {
+		hdr.Set("X-Envoy-External-Address", cs.addrText(remote))
 	}
 	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing;
 	// a present empty value is kept otherwise, as in Envoy. An absent field is appended
@@ -539,12 +541,18 @@ func (s *Stream) slabString(b []byte) string {
 // stay immutable.
 func (s *Stream) slab(n int) []byte {
 	if cap(s.idSlab)-len(s.idSlab) < n {
-		s.idSlab = make([]byte, 0, uuidLen*idSlabIDs)
+		s.newSlab()
 	}
 	m := len(s.idSlab)
 	s.idSlab = s.idSlab[:m+n]
 	return s.idSlab[m : m+n : m+n]
 }
+
+// newSlab gives the Stream a new slab (slab), once per idSlabIDs request ids: out of the line
+// of slab's inlined copies.
+//
+//go:noinline
+func (s *Stream) newSlab() { s.idSlab = make([]byte, 0, uuidLen*idSlabIDs) }
 
 // putUUID writes a random (version 4) UUID's text to out.
 func putUUID(out *[uuidLen]byte) { putUUIDFrom(out, rand.Uint64(), rand.Uint64()) }
