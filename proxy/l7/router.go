@@ -30,6 +30,18 @@ var (
 // router is the last pipeline stage (envoy.filters.http.router): direct responses, redirects,
 // and forwarding to the chosen cluster.
 func (h *Handler) router(s *Stream) {
+	if rt := s.Route; rt != nil && rt.Action == route.ActionForward {
+		h.forward(s) // the common case
+		return
+	}
+	h.routeLocally(s)
+}
+
+// routeLocally is router for a request without a route or with a direct response or redirect
+// route. Out of router's common path.
+//
+//go:noinline
+func (h *Handler) routeLocally(s *Stream) {
 	rt := s.Route
 	if rt == nil {
 		h.st.noRoute.Inc()
@@ -495,6 +507,19 @@ func (s *Stream) dropTimers(bodyOK, idleOK, rtOK bool) {
 // exhausted tells that retries were made and the final outcome is still a failure or a response
 // policy retries on (the URX flag).
 func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res *attemptResult,
+	body *replayBody, up Upstream) (again, exhausted bool) {
+	// The common case: a first attempt's response the policy does not retry on (no retry was
+	// made, so nothing is exhausted either).
+	if attempt == 1 && res.resp != nil && !policy.RetryOnResponse(res.resp.Status, res.resp.Header) {
+		return false, false
+	}
+	return tryAgainFull(ctx, policy, attempt, maxRetries, res, body, up)
+}
+
+// tryAgainFull is tryAgain for every outcome. Out of its common path.
+//
+//go:noinline
+func tryAgainFull(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res *attemptResult,
 	body *replayBody, up Upstream) (again, exhausted bool) {
 	retriable := false
 	if attempt <= maxRetries && ctx.Err() == nil {
