@@ -241,8 +241,7 @@ func (h *Handler) serve(st *streamStart) {
 	s.rinfo.Local, s.rinfo.Protocol = cs.info.OriginalDst, s.Info.Protocol // the rest is still zero (resetKeeping)
 	sc := s.sctx
 	if sc == nil {
-		sc = new(streamCtx)
-		s.sctx = sc
+		sc = s.newStreamCtx()
 	}
 	sc.Context, sc.s = st.ctx, s
 	s.ctx = sc
@@ -272,6 +271,15 @@ func (h *Handler) serve(st *streamStart) {
 		h.startTrace(s)
 	}
 	h.pipeline(s)
+}
+
+// newStreamCtx gives a new Stream its streamCtx, kept across its requests. Out of serve's
+// common path (a pooled Stream has one).
+//
+//go:noinline
+func (s *Stream) newStreamCtx() *streamCtx {
+	s.sctx = new(streamCtx)
+	return s.sctx
 }
 
 // dropInternalOnly removes the route table's internal_only_headers from an external request.
