@@ -563,14 +563,24 @@ func (h *Handler) attempt(ctx *reqCancel, s *Stream, up Upstream, mu messageUpst
 	} else {
 		resp, err = roundTripHTTP(up, req, lb)
 	}
-	if res.perTry != nil && !res.perTry.Stop() {
-		res.perTryRC.noReuse() // the timer fired: its cancel may come after a reuse
+	if res.perTry != nil {
+		res.stopPerTry()
 	}
 	if err != nil {
 		h.attemptFailed(ctx, actx, s, err, res)
 		return
 	}
 	res.resp = resp
+}
+
+// stopPerTry stops the attempt's per-try timer. Out of attempt's common path (no per-try
+// timeout).
+//
+//go:noinline
+func (res *attemptResult) stopPerTry() {
+	if !res.perTry.Stop() {
+		res.perTryRC.noReuse() // the timer fired: its cancel may come after a reuse
+	}
 }
 
 // attemptRequest returns out with the context actx for one attempt: the Stream's kept request
