@@ -463,7 +463,7 @@ func (d *h1Down) WriteHeader(status int) {
 		}
 	}
 	if status >= 200 && (h.draining.Load() || d.c.cc.draining.Load() || h.overload.keepaliveOff.Load()) {
-		d.w.Header().Set("Connection", "close")
+		d.closeAfter()
 	}
 	if status >= 200 && !d.w.Header().Has("Date") {
 		// As net/http's server did (RFC 9110 section 6.6.1: an origin with a clock sends it).
@@ -471,6 +471,13 @@ func (d *h1Down) WriteHeader(status int) {
 	}
 	d.w.WriteHeader(status)
 }
+
+// closeAfter has the response close the connection (Connection: close): the proxy or the
+// connection drains, or the overload manager disables keep-alive. Out of WriteHeader's common
+// path.
+//
+//go:noinline
+func (d *h1Down) closeAfter() { d.w.Header().Set("Connection", "close") }
 
 // Write implements downstream.
 func (d *h1Down) Write(p []byte) (int, error) {
