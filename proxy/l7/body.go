@@ -38,7 +38,7 @@ type replayBody struct {
 	// the first bodyView is made; from then on a stale reader of an earlier request or
 	// attempt may take mu at any time.
 	solo     bool
-	src      io.Reader
+	src      io.ReadCloser
 	record   bool
 	buf      []byte
 	total    int64
@@ -74,7 +74,7 @@ type replayBody struct {
 type waitingOn struct{ d downstream }
 
 // newReplayBody wraps src; set idle before the first read.
-func newReplayBody(src io.Reader, record bool, received *int64, onEOF *routeTimer) *replayBody {
+func newReplayBody(src io.ReadCloser, record bool, received *int64, onEOF *routeTimer) *replayBody {
 	return &replayBody{src: src, record: record, received: received, onEOF: onEOF, solo: true}
 }
 
@@ -93,7 +93,7 @@ const maxKeptBodyBuf = MaxPrefetchBytes
 
 // replayBody returns the stream's replayBody, reused when the last request's end allowed it
 // (see end) and it is still solo, started for src.
-func (s *Stream) replayBody(src io.Reader, record bool, onEOF *routeTimer) *replayBody {
+func (s *Stream) replayBody(src io.ReadCloser, record bool, onEOF *routeTimer) *replayBody {
 	rb := s.rbody
 	if rb == nil {
 		rb = newReplayBody(src, record, &s.Info.BytesReceived, onEOF)
@@ -531,11 +531,16 @@ func (rt *routeTimer) start() {
 	}
 }
 
-// startAt is start at now, the caller's sinceBase reading.
+// startAt is start at now, the caller's sinceBase reading. Small enough to inline: most
+// requests have no route timer (rt nil) and make no call.
 func (rt *routeTimer) startAt(now int64) {
-	if rt == nil {
-		return
+	if rt != nil {
+		rt.arm(now)
 	}
+}
+
+// arm is startAt for a route timer.
+func (rt *routeTimer) arm(now int64) {
 	rt.mu.Lock() // no defer, as in idleTimer.stop
 	rt.renew()
 	if !rt.armed && !rt.stopped {

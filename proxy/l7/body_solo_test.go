@@ -14,7 +14,7 @@ import (
 // with the old one's buffer, and the stale reader keeps failing (run with -race).
 func TestReplayBodySoloUntilFirstView(t *testing.T) {
 	var received int64
-	rb := newReplayBody(strings.NewReader("hello"), true, &received, nil)
+	rb := newReplayBody(io.NopCloser(strings.NewReader("hello")), true, &received, nil)
 	if !rb.solo {
 		t.Fatal("a new replayBody is not solo")
 	}
@@ -50,7 +50,7 @@ func TestReplayBodySoloUntilFirstView(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 50; i++ {
-		rb2 := s.replayBody(strings.NewReader("next"), true, nil)
+		rb2 := s.replayBody(io.NopCloser(strings.NewReader("next")), true, nil)
 		if rb2 == rb || !rb2.solo {
 			t.Fatal("a body that handed out a view was reused")
 		}
@@ -67,7 +67,7 @@ func TestReplayBodySoloUntilFirstView(t *testing.T) {
 // An in-memory body never leaves solo: its attempts read a BytesBody of their own.
 func TestReplayBodyInMemoryStaysSolo(t *testing.T) {
 	var received int64
-	rb := newReplayBody(strings.NewReader(""), true, &received, nil)
+	rb := newReplayBody(io.NopCloser(strings.NewReader("")), true, &received, nil)
 	rb.buf, rb.total, rb.eof = []byte("abc"), 3, true
 	for i := 0; i < 3; i++ {
 		r := rb.attempt()

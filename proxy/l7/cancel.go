@@ -126,10 +126,16 @@ func (rc *reqCancel) perTryFunc() func() {
 // idleFunc returns idleExpired as a func value.
 func (rc *reqCancel) idleFunc() func() {
 	if rc.idleFn == nil {
-		rc.idleFn = rc.idleExpired
+		rc.newIdleFn()
 	}
 	return rc.idleFn
 }
+
+// newIdleFn makes idleFunc's func value, once per reqCancel: out of the line of its callers
+// (forward), which find it made on every request but the first.
+//
+//go:noinline
+func (rc *reqCancel) newIdleFn() { rc.idleFn = rc.idleExpired }
 
 // maxDurFunc returns maxDurExpired as a func value.
 func (rc *reqCancel) maxDurFunc() func() {
@@ -137,6 +143,14 @@ func (rc *reqCancel) maxDurFunc() func() {
 		rc.maxDurFn = rc.maxDurExpired
 	}
 	return rc.maxDurFn
+}
+
+// maxDurTimer starts the max stream duration timer d for rc's request. Out of forward's common
+// path: most routes and connection managers set no max_stream_duration.
+//
+//go:noinline
+func (rc *reqCancel) maxDurTimer(d time.Duration) *time.Timer {
+	return time.AfterFunc(d, rc.maxDurFunc())
 }
 
 // routeFunc returns routeExpired as a func value.

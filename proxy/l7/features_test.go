@@ -372,3 +372,33 @@ func TestWebSocketIdleTimeout(t *testing.T) {
 		t.Errorf("flags %s", ri.Flags)
 	}
 }
+
+// TestFaultInertOverride: a route's fault config that injects nothing (route.Fault.Inert)
+// replaces the filter's own, which aborts every request, and the request goes through.
+func TestFaultInertOverride(t *testing.T) {
+	up := startUpstream(t, echoHandler(), false)
+	env := &testEnv{clusters: map[string]Upstream{"backend": newTestUpstream(up, false)}}
+	all := &typev3.FractionalPercent{Numerator: 100}
+	abort := testenv.MustAny(t, &faultv3.HTTPFault{Abort: &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_HttpStatus{HttpStatus: 503}, Percentage: all}})
+	inert := fwdRoute("inert", pfx("/inert"), toCluster("backend"))
+	inert.TypedPerFilterConfig = map[string]*anypb.Any{route.FaultFilterName: testenv.MustAny(t, &faultv3.HTTPFault{MaxActiveFaults: wrapperspb.UInt32(1)})}
+	rc := oneVhost(inert, fwdRoute("plain", pfx("/"), toCluster("backend")))
+	faultFilter := &hcmv3.HttpFilter{Name: route.FaultFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: abort}}
+	p := startProxy(t, inlineHCM(rc, faultFilter), env, false)
+	c := h1Client()
+	for _, tc := range []struct {
+		path   string
+		status int
+		flags  string
+	}{{"/inert", 200, "-"}, {"/plain", 503, "FI"}} {
+		resp, err := c.Get(p.url(tc.path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if ri := p.nextInfo(t); resp.StatusCode != tc.status || ri.Flags.String() != tc.flags {
+			t.Errorf("%s: status %d flags %s", tc.path, resp.StatusCode, ri.Flags)
+		}
+	}
+}

@@ -218,43 +218,57 @@ func (h *Handler) faultFilter(name string, base *route.Fault, disabled bool) Fil
 					f = nil
 				}
 			}
-			if f == nil || !s.faultApplies(f) {
+			if f == nil || f.Inert() {
 				next(s)
 				return
 			}
-			if f.MaxActive > 0 && active.Load() >= int64(f.MaxActive) {
-				next(s)
-				return
-			}
-			active.Add(1)
-			defer active.Add(-1)
-			if d := s.faultDelay(f); d > 0 {
-				s.Info.Flags |= FlagDelayInjected
-				h.st.faultDelays.Inc()
-				t := time.NewTimer(d)
-				select {
-				case <-t.C:
-				case <-s.Context().Done():
-					t.Stop()
-					s.Info.Flags |= FlagDownstreamConnTerminated
-					return
-				}
-			}
-			if status, grpcStatus := s.faultAbort(f); status > 0 || grpcStatus >= 0 {
-				h.st.faultAborts.Inc()
-				if status == 0 {
-					status = http.StatusOK // gRPC abort: a trailers-only response
-				}
-				body := "fault filter abort"
-				if f.AbortBody != "" {
-					body = f.AbortBody
-				}
-				s.localReply(status, FlagFaultInjected, "fault_filter_abort", body, grpcStatus)
-				return
-			}
-			next(s)
+			h.injectFault(s, f, &active, next)
 		}
 	}
+}
+
+// injectFault is the fault filter's work on a request whose fault may inject something (not
+// route.Fault.Inert): the fault's conditions, max_active_faults, the delay, then the abort or
+// next. Out of the filter's common path, where the fault config injects nothing. active counts
+// the filter's requests in here.
+//
+//go:noinline
+func (h *Handler) injectFault(s *Stream, f *route.Fault, active *atomic.Int64, next StreamHandler) {
+	if !s.faultApplies(f) {
+		next(s)
+		return
+	}
+	if f.MaxActive > 0 && active.Load() >= int64(f.MaxActive) {
+		next(s)
+		return
+	}
+	active.Add(1)
+	defer active.Add(-1)
+	if d := s.faultDelay(f); d > 0 {
+		s.Info.Flags |= FlagDelayInjected
+		h.st.faultDelays.Inc()
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.Context().Done():
+			t.Stop()
+			s.Info.Flags |= FlagDownstreamConnTerminated
+			return
+		}
+	}
+	if status, grpcStatus := s.faultAbort(f); status > 0 || grpcStatus >= 0 {
+		h.st.faultAborts.Inc()
+		if status == 0 {
+			status = http.StatusOK // gRPC abort: a trailers-only response
+		}
+		body := "fault filter abort"
+		if f.AbortBody != "" {
+			body = f.AbortBody
+		}
+		s.localReply(status, FlagFaultInjected, "fault_filter_abort", body, grpcStatus)
+		return
+	}
+	next(s)
 }
 
 // corsFilter implements envoy.filters.http.cors with the route's (or virtual host's) policy.

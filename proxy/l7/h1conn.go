@@ -419,10 +419,16 @@ func (c *h1Conn) goDirect() {
 // intern returns b as a string: *last when it is the same, else a new one, kept in *last.
 func (c *h1Conn) intern(last *string, b []byte) string {
 	if string(b) != *last {
-		*last = string(b)
+		internNew(last, b)
 	}
 	return *last
 }
+
+// internNew keeps a new string of b in *last: intern's rare part (a connection's requests
+// mostly share their authority and path), out of the line of its two inlined copies.
+//
+//go:noinline
+func internNew(last *string, b []byte) { *last = string(b) }
 
 // Header implements downstream.
 func (d *h1Down) Header() *httpmsg.Header { return d.w.Header() }
@@ -457,7 +463,7 @@ func (d *h1Down) WriteHeader(status int) {
 		}
 	}
 	if status >= 200 && (h.draining.Load() || d.c.cc.draining.Load() || h.overload.keepaliveOff.Load()) {
-		d.w.Header().Set("Connection", "close")
+		d.closeAfter()
 	}
 	if status >= 200 && !d.w.Header().Has("Date") {
 		// As net/http's server did (RFC 9110 section 6.6.1: an origin with a clock sends it).
@@ -465,6 +471,13 @@ func (d *h1Down) WriteHeader(status int) {
 	}
 	d.w.WriteHeader(status)
 }
+
+// closeAfter has the response close the connection (Connection: close): the proxy or the
+// connection drains, or the overload manager disables keep-alive. Out of WriteHeader's common
+// path.
+//
+//go:noinline
+func (d *h1Down) closeAfter() { d.w.Header().Set("Connection", "close") }
 
 // Write implements downstream.
 func (d *h1Down) Write(p []byte) (int, error) {

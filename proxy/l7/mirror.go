@@ -21,10 +21,14 @@ const mirrorTimeout = 30 * time.Second
 // carries the request headers as sent upstream, the Host with "-shadow" appended, and the body
 // when it was read completely and fit the replay buffer (otherwise the mirror is skipped).
 func (h *Handler) mirror(s *Stream, body *replayBody) {
-	rt := s.Route
-	if len(rt.Mirrors) == 0 {
-		return
+	if len(s.Route.Mirrors) > 0 { // small enough to inline: most routes mirror nothing
+		h.sendMirrors(s, body)
 	}
+}
+
+// sendMirrors is mirror for a route with request_mirror_policies.
+func (h *Handler) sendMirrors(s *Stream, body *replayBody) {
+	rt := s.Route
 	var payload []byte
 	if body != nil {
 		b, ok := body.complete()

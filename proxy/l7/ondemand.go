@@ -83,25 +83,36 @@ func (h *Handler) initOnDemand() {
 // answer (s.Table updated).
 func (h *Handler) match(s *Stream) *route.Route {
 	vh := h.virtualHost(s)
-	if h.od.d != nil && h.rdsName != "" && (vh == nil || vh == s.Table.CatchAll()) && demandable(s.authority) {
+	if h.od.d != nil {
+		vh = h.demandVirtualHost(s, vh)
+	}
+	if vh == nil {
+		return nil
+	}
+	return vh.Match(s)
+}
+
+// demandVirtualHost is match's on-demand part, with vh the virtual host found without it: an
+// unknown authority (none, or the catch-all) is demanded from the control plane first, and the
+// virtual host is looked up again in the table that brings. Out of match's common path, where
+// on-demand configuration is off.
+//
+//go:noinline
+func (h *Handler) demandVirtualHost(s *Stream, vh *route.VirtualHost) *route.VirtualHost {
+	if h.rdsName != "" && (vh == nil || vh == s.Table.CatchAll()) && demandable(s.authority) {
 		if h.hold(s, func(ctx context.Context) (bool, error) {
 			return h.od.d.Demand(ctx, h.rdsName, s.authority)
 		}) {
 			if t := h.routeTable(); t != s.Table {
 				s.Table = t
 				if t != nil && s.external {
-					for _, k := range t.InternalOnlyHeaders() {
-						s.req.Header.Del(k)
-					}
+					s.dropInternalOnly()
 				}
 			}
 			vh = s.Table.VirtualHost(s.authority)
 		}
 	}
-	if vh == nil {
-		return nil
-	}
-	return vh.Match(s)
+	return vh
 }
 
 // cluster returns the cluster s.Cluster, demanding it first when the proxy does not have it and

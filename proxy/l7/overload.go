@@ -61,11 +61,19 @@ func (h *Handler) shedOverload(s *Stream) bool {
 		st.cxDisableKeepalive.Inc()
 	}
 	if o.StopAcceptingRequests() {
-		st.rqOverloadClose.Inc()
-		s.localReply(http.StatusServiceUnavailable, FlagOverloadManager, "overload", "envoy overloaded", -1)
+		h.rejectOverloaded(s)
 		return true
 	}
 	return false
+}
+
+// rejectOverloaded answers a request the overload manager's stop_accepting_requests sheds. Out
+// of shedOverload's common path.
+//
+//go:noinline
+func (h *Handler) rejectOverloaded(s *Stream) {
+	h.overload.rqOverloadClose.Inc()
+	s.localReply(http.StatusServiceUnavailable, FlagOverloadManager, "overload", "envoy overloaded", -1)
 }
 
 // setKeepalive brings the server's keep-alive setting in line with disable_http_keepalive. It

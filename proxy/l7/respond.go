@@ -180,11 +180,10 @@ func (s *Stream) copyTrailers(t *httpmsg.Header) {
 // the codec writes itself. In the common case, an empty dst and a src without Connection and
 // TE, the fixed names are left out as the fields are copied.
 func copyResponseHeader(dst, src *httpmsg.Header) {
-	// The names of responseHopByHop, Te and Trailer, each a constant whose lookup mostly ends
-	// at the Header's name-length bit test.
-	if dst.Len() == 0 && src.Index("Connection", 0) < 0 && src.Index("Te", 0) < 0 &&
-		src.Index("Keep-Alive", 0) < 0 && src.Index("Proxy-Connection", 0) < 0 &&
-		src.Index("Transfer-Encoding", 0) < 0 && src.Index("Upgrade", 0) < 0 && src.Index("Trailer", 0) < 0 {
+	// The names of responseHopByHop, Te and Trailer, each a lookup that mostly ends at the
+	// Header's name-length bit test: one copy of it in a loop (hasHopByHopOrTrailer) is less
+	// code on the request's path than one per name.
+	if dst.Len() == 0 && src.Index("Te", 0) < 0 && !hasHopByHopOrTrailer(src) {
 		dst.CopyFrom(src) // all of it at once: the same as adding each field (AddField)
 		return
 	}

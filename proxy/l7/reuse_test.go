@@ -38,7 +38,7 @@ func TestReplayBodyReuseGuards(t *testing.T) {
 	// first reads the whole body through a streaming attempt, then takes an in-memory one.
 	first := func(t *testing.T, s *Stream, body string) (*replayBody, io.Reader, *httpmsg.BytesBody) {
 		t.Helper()
-		rb := s.replayBody(strings.NewReader(body), true, nil)
+		rb := s.replayBody(io.NopCloser(strings.NewReader(body)), true, nil)
 		v := rb.attempt()
 		if got := readAllFrom(t, v); got != body {
 			t.Fatalf("first attempt read %q, want %q", got, body)
@@ -63,7 +63,7 @@ func TestReplayBodyReuseGuards(t *testing.T) {
 			t.Errorf("a reader of the ended request read on: %v", err)
 		}
 		oldBuf := rb.buf[:1]
-		rb2 := s.replayBody(strings.NewReader("second"), true, nil)
+		rb2 := s.replayBody(io.NopCloser(strings.NewReader("second")), true, nil)
 		// A body that handed out a streaming reader is not solo any more: the Stream keeps
 		// its buffer in a new replayBody (one that never did is kept whole).
 		if rb2 == rb || !rb2.solo || cap(rb2.buf) == 0 || &rb2.buf[:1][0] != &oldBuf[0] {
@@ -173,7 +173,7 @@ func TestStreamTimersReuse(t *testing.T) {
 	rc := newReqCancel()
 	rc.reset(context.Background(), nil, nil, false)
 	s.rc = rc
-	rb := s.replayBody(strings.NewReader("x"), false, rt)
+	rb := s.replayBody(io.NopCloser(strings.NewReader("x")), false, rt)
 	rc.attachBody(rb)
 	d := forwardDone{idle: it, rtimer: rt, body: rb, s: s, rc: rc}
 	d.run()

@@ -30,6 +30,18 @@ var (
 // router is the last pipeline stage (envoy.filters.http.router): direct responses, redirects,
 // and forwarding to the chosen cluster.
 func (h *Handler) router(s *Stream) {
+	if rt := s.Route; rt != nil && rt.Action == route.ActionForward {
+		h.forward(s) // the common case
+		return
+	}
+	h.routeLocally(s)
+}
+
+// routeLocally is router for a request without a route or with a direct response or redirect
+// route. Out of router's common path.
+//
+//go:noinline
+func (h *Handler) routeLocally(s *Stream) {
 	rt := s.Route
 	if rt == nil {
 		h.st.noRoute.Inc()
@@ -81,7 +93,19 @@ func (s *Stream) applyCommonResponseHeaders(hdr *httpmsg.Header) {
 	// The request id goes back with always_set_request_id_in_response, and to a request
 	// that asked for a trace with x-envoy-force-trace (which the edge removes from untrusted
 	// requests), as Envoy does.
-	if s.Info.RequestID != "" && (h.alwaysSetID || s.req.Header.Has("X-Envoy-Force-Trace")) {
+	setID := s.Info.RequestID != "" && (h.alwaysSetID || s.req.Header.Has("X-Envoy-Force-Trace"))
+	if setID || s.Route != nil && s.Route.VirtualHost.IncludeAttemptCountInResponse || s.setCookie != "" || s.cors != nil || s.trace != nil {
+		s.moreResponseHeaders(hdr, setID)
+	}
+}
+
+// moreResponseHeaders adds the connection manager's response headers that a response has
+// only with the features that ask for them: the request id (setID), the attempt count, a
+// cookie of the hash policy, CORS and tracing. Out of applyCommonResponseHeaders' common path.
+//
+//go:noinline
+func (s *Stream) moreResponseHeaders(hdr *httpmsg.Header, setID bool) {
+	if setID {
 		hdr.Set("X-Request-Id", s.Info.RequestID)
 	}
 	if s.Route != nil && s.Route.VirtualHost.IncludeAttemptCountInResponse && s.Info.Attempts > 0 {
@@ -225,14 +249,12 @@ func (h *Handler) forward(s *Stream) {
 	rt := s.Route
 	hdr := &s.req.Header
 	if s.Cluster == "" {
-		h.st.noCluster.Inc()
-		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
+		h.noCluster(s)
 		return
 	}
 	up := h.cluster(s) // ondemand.go: demanded first when unknown and on-demand is on
 	if up == nil {
-		h.st.noCluster.Inc()
-		s.localReply(rt.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
+		h.noCluster(s)
 		return
 	}
 	// The cluster's kinds, found once per request: a compiled cluster (*upstream.Cluster, every
@@ -318,7 +340,7 @@ func (h *Handler) forward(s *Stream) {
 		rc.attachBody(body) // the timers below interrupt its prefetch wait
 	}
 	if maxDur > 0 {
-		done.maxDur = time.AfterFunc(maxDur, rc.maxDurFunc())
+		done.maxDur = rc.maxDurTimer(maxDur)
 	}
 	idleD := h.streamIdle
 	if rt.IdleTimeout > 0 {
@@ -392,13 +414,13 @@ func (h *Handler) forward(s *Stream) {
 			}
 			break
 		}
-		beforeRetry(ctx, policy, attempt, res, cst, rst)
+		beforeRetry(ctx, policy, attempt, &res, cst, rst)
 	}
 	done.attempt = res.cancel // nil: the attempt had no context of its own
 	// Shadow traffic does not depend on the primary's outcome.
 	h.mirror(s, body)
 	if res.resp == nil {
-		h.failed(s, ctx, res, cst, rst)
+		h.failed(s, ctx, &res, cst, rst)
 		return
 	}
 	if rst != nil {
@@ -451,6 +473,20 @@ func (d *forwardDone) run() {
 		}
 		bodyOK = detached && !late
 	}
+	if !bodyOK || !idleOK || !rtOK {
+		s.dropTimers(bodyOK, idleOK, rtOK)
+	}
+	if d.rc != nil {
+		s.endRequest(d.rc, late)
+	}
+}
+
+// dropTimers keeps the Stream from reusing for its next request what a late timer or reader
+// may still touch (forwardDone.run): the body's objects unless bodyOK, the idle timer unless
+// bodyOK and idleOK, the route timer unless bodyOK and rtOK. Out of run's common path.
+//
+//go:noinline
+func (s *Stream) dropTimers(bodyOK, idleOK, rtOK bool) {
 	if !bodyOK {
 		s.rbody = nil
 	}
@@ -459,9 +495,6 @@ func (d *forwardDone) run() {
 	}
 	if !bodyOK || !rtOK {
 		s.rtimer = nil
-	}
-	if d.rc != nil {
-		s.endRequest(d.rc, late)
 	}
 }
 
@@ -474,6 +507,19 @@ func (d *forwardDone) run() {
 // exhausted tells that retries were made and the final outcome is still a failure or a response
 // policy retries on (the URX flag).
 func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res *attemptResult,
+	body *replayBody, up Upstream) (again, exhausted bool) {
+	// The common case: a first attempt's response the policy does not retry on (no retry was
+	// made, so nothing is exhausted either).
+	if attempt == 1 && res.resp != nil && !policy.RetryOnResponse(res.resp.Status, res.resp.Header) {
+		return false, false
+	}
+	return tryAgainFull(ctx, policy, attempt, maxRetries, res, body, up)
+}
+
+// tryAgainFull is tryAgain for every outcome. Out of its common path.
+//
+//go:noinline
+func tryAgainFull(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res *attemptResult,
 	body *replayBody, up Upstream) (again, exhausted bool) {
 	retriable := false
 	if attempt <= maxRetries && ctx.Err() == nil {
@@ -517,14 +563,24 @@ func (h *Handler) attempt(ctx *reqCancel, s *Stream, up Upstream, mu messageUpst
 	} else {
 		resp, err = roundTripHTTP(up, req, lb)
 	}
-	if res.perTry != nil && !res.perTry.Stop() {
-		res.perTryRC.noReuse() // the timer fired: its cancel may come after a reuse
+	if res.perTry != nil {
+		res.stopPerTry()
 	}
 	if err != nil {
 		h.attemptFailed(ctx, actx, s, err, res)
 		return
 	}
 	res.resp = resp
+}
+
+// stopPerTry stops the attempt's per-try timer. Out of attempt's common path (no per-try
+// timeout).
+//
+//go:noinline
+func (res *attemptResult) stopPerTry() {
+	if !res.perTry.Stop() {
+		res.perTryRC.noReuse() // the timer fired: its cancel may come after a reuse
+	}
 }
 
 // attemptRequest returns out with the context actx for one attempt: the Stream's kept request
@@ -534,23 +590,35 @@ func (h *Handler) attempt(ctx *reqCancel, s *Stream, up Upstream, mu messageUpst
 // comparison with the request's context needs no runtime call.)
 func (s *Stream) attemptRequest(out *http.Request, actx *reqCancel) *http.Request {
 	r := s.outReq
-	if r != nil && s.outFree && s.headSet && r.Context() == context.Context(actx) {
+	reuse := r != nil && s.outFree && s.headSet && r.Context() == context.Context(actx)
+	if reuse && out == nil {
 		// Only the fields outboundRequest sets, and Body (attempt), are ever set on it.
-		if out == nil {
-			s.setOutbound(r)
-			r.Body = nil
-		} else {
-			r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = out.Method, out.Proto, out.ProtoMajor, out.ProtoMinor
-			r.ContentLength, r.Host, r.Trailer, r.Body = out.ContentLength, out.Host, out.Trailer, nil
-		}
+		s.setOutbound(r)
+		r.Body = nil
 	} else {
-		if out == nil {
-			out = s.outboundRequest()
-		}
-		r = out.WithContext(actx)
-		s.outReq = r
+		r = s.otherAttemptRequest(out, actx, reuse)
 	}
 	s.outFree = false
+	return r
+}
+
+// otherAttemptRequest is attemptRequest but for a reused request of the message path (the
+// common case): the kept request (reuse) set from out, or a new copy of out with actx, kept
+// as the next candidate. Out of attemptRequest's common path.
+//
+//go:noinline
+func (s *Stream) otherAttemptRequest(out *http.Request, actx *reqCancel, reuse bool) *http.Request {
+	if reuse {
+		r := s.outReq
+		r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = out.Method, out.Proto, out.ProtoMajor, out.ProtoMinor
+		r.ContentLength, r.Host, r.Trailer, r.Body = out.ContentLength, out.Host, out.Trailer, nil
+		return r
+	}
+	if out == nil {
+		out = s.outboundRequest()
+	}
+	r := out.WithContext(actx)
+	s.outReq = r
 	return r
 }
 
@@ -620,12 +688,19 @@ func (s *Stream) outboundRequest() *http.Request {
 
 // setOutbound sets the fields of r that outboundRequest sets.
 func (s *Stream) setOutbound(r *http.Request) {
-	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = s.method, "HTTP/1.1", 1, 1
-	switch s.req.Proto {
-	case httpmsg.HTTP2:
-		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
-	case httpmsg.HTTP10:
-		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
-	}
+	p := &outboundProtos[s.req.Proto&3]
+	r.Method, r.Proto, r.ProtoMajor, r.ProtoMinor = s.method, p.proto, p.major, p.minor
 	r.ContentLength, r.Host, r.Trailer = s.req.ContentLength, s.authority, s.reqTrailer
+}
+
+// outboundProtos are net/http's Proto, ProtoMajor and ProtoMinor of a request, by
+// httpmsg.Proto (a table: no branches in setOutbound's lines); HTTP/1.1 for any other value.
+var outboundProtos = [4]struct {
+	proto        string
+	major, minor int
+}{
+	httpmsg.HTTP11: {"HTTP/1.1", 1, 1},
+	httpmsg.HTTP10: {"HTTP/1.0", 1, 0},
+	httpmsg.HTTP2:  {"HTTP/2.0", 2, 0},
+	3:              {"HTTP/1.1", 1, 1},
 }

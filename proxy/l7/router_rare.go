@@ -126,7 +126,7 @@ func (s *Stream) setAttemptCount(out *http.Request, attempt int) {
 // back-off (or until ctx ends).
 //
 //go:noinline
-func beforeRetry(ctx context.Context, policy *route.RetryPolicy, attempt int, res attemptResult, cst *clusterStats, rst *routeStats) {
+func beforeRetry(ctx context.Context, policy *route.RetryPolicy, attempt int, res *attemptResult, cst *clusterStats, rst *routeStats) {
 	cst.retry.Inc()
 	if rst != nil {
 		rst.retry.Inc()
@@ -149,12 +149,21 @@ func beforeRetry(ctx context.Context, policy *route.RetryPolicy, attempt int, re
 	}
 }
 
+// noCluster answers a request whose route's cluster is not known (cluster_not_found). Out of
+// forward's common path.
+//
+//go:noinline
+func (h *Handler) noCluster(s *Stream) {
+	h.st.noCluster.Inc()
+	s.localReply(s.Route.ClusterNotFoundStatus, FlagNoClusterFound, "cluster_not_found", "", -1)
+}
+
 // failed answers a request whose attempts got no response (failReply) and counts it in the
 // route's statistics.
 //
 //go:noinline
-func (h *Handler) failed(s *Stream, ctx context.Context, res attemptResult, cst *clusterStats, rst *routeStats) {
-	h.failReply(s, ctx, res, cst)
+func (h *Handler) failed(s *Stream, ctx context.Context, res *attemptResult, cst *clusterStats, rst *routeStats) {
+	h.failReply(s, ctx, *res, cst)
 	if rst != nil {
 		if s.Info.Flags&FlagUpstreamRequestTimeout != 0 {
 			rst.timeout.Inc()

@@ -241,8 +241,7 @@ func (h *Handler) serve(st *streamStart) {
 	s.rinfo.Local, s.rinfo.Protocol = cs.info.OriginalDst, s.Info.Protocol // the rest is still zero (resetKeeping)
 	sc := s.sctx
 	if sc == nil {
-		sc = new(streamCtx)
-		s.sctx = sc
+		sc = s.newStreamCtx()
 	}
 	sc.Context, sc.s = st.ctx, s
 	s.ctx = sc
@@ -274,6 +273,15 @@ func (h *Handler) serve(st *streamStart) {
 	h.pipeline(s)
 }
 
+// newStreamCtx gives a new Stream its streamCtx, kept across its requests. Out of serve's
+// common path (a pooled Stream has one).
+//
+//go:noinline
+func (s *Stream) newStreamCtx() *streamCtx {
+	s.sctx = new(streamCtx)
+	return s.sctx
+}
+
 // dropInternalOnly removes the route table's internal_only_headers from an external request.
 //
 //go:noinline
@@ -284,14 +292,32 @@ func (s *Stream) dropInternalOnly() {
 }
 
 // admit enforces the protocol limits; it answers and returns false for a rejected request.
+// A request none of the limits can reject (the common case) goes straight to normalize;
+// admitChecks has the checks themselves.
 func (h *Handler) admit(s *Stream) bool {
+	hdr := &s.req.Header
+	n := hdr.Len()
+	size := len(s.authority) + len(s.path) + len(s.method) + hdr.Size() + 4*n
+	if s.req.Proto == httpmsg.HTTP10 && !h.acceptHTTP10 || h.underscores != corev3.HttpProtocolOptions_ALLOW ||
+		n > h.maxHeaders || size > h.maxHeaderBytes || s.method == http.MethodConnect || hdr.Index("Connection", 0) >= 0 {
+		if !h.admitChecks(s, n, size) {
+			return false
+		}
+	}
+	return h.normalize(s)
+}
+
+// admitChecks is admit for a request one of the limits may reject, with n and size its
+// header's field count and size (before underscored names are removed). Out of admit's
+// common path.
+//
+//go:noinline
+func (h *Handler) admitChecks(s *Stream, n, size int) bool {
 	if s.req.Proto == httpmsg.HTTP10 && !h.acceptHTTP10 {
 		s.protocolReject(http.StatusUpgradeRequired, "http1.0_not_allowed")
 		return false
 	}
 	hdr := &s.req.Header
-	n := hdr.Len()
-	size := len(s.authority) + len(s.path) + len(s.method) + hdr.Size() + 4*n
 	if h.underscores != corev3.HttpProtocolOptions_ALLOW {
 		for i := 0; i < hdr.Len(); i++ {
 			if k, _ := hdr.Field(i); bytes.IndexByte(k, '_') < 0 {
@@ -316,9 +342,6 @@ func (h *Handler) admit(s *Stream) bool {
 	}
 	if hdr.Index("Connection", 0) >= 0 && !connectionEntry(s) { // without the field: nothing to apply
 		s.protocolReject(http.StatusBadRequest, "http1.connection_header_rejected")
-		return false
-	}
-	if !h.normalize(s) {
 		return false
 	}
 	return true
@@ -412,21 +435,24 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	}
 	s.Info.Remote = remote
 	s.rinfo.Remote = remote
-	internal := client.checkable && client.addr.IsValid() && h.isInternal(client.addr.Addr())
+	// Without internal_address_config's cidr_ranges no address is internal: no lookup.
+	internal := client.checkable && client.addr.IsValid() && len(h.internalCIDRs) > 0 && h.isInternal(client.addr.Addr())
 	edge := h.useRemoteAddress && !internal
 	s.external = !internal
 
-	switch {
-	case internal:
-		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryInternal, h.xffTrustedHops)
+	// One call of cleanEntryHeaders with the request's kind (at the edge all x-envoy-* go),
+	// then what internal and edge requests get.
+	kind := entryUntrusted
+	if internal {
+		kind = entryInternal
+	} else if edge {
+		kind = entryEdge
+	}
+	s.noEnvoyFields = !cleanEntryHeaders(hdr, kind, h.xffTrustedHops)
+	if internal {
 		hdr.AddName(nameEnvoyInternal, "true")
-	case edge:
-		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryEdge, h.xffTrustedHops) // all went
-		if remote.IsValid() {
-			hdr.Set("X-Envoy-External-Address", cs.addrText(remote))
-		}
-	default:
-		s.noEnvoyFields = !cleanEntryHeaders(hdr, entryUntrusted, h.xffTrustedHops)
+	} else if edge && remote.IsValid() {
+		hdr.Set("X-Envoy-External-Address", cs.addrText(remote))
 	}
 	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing;
 	// a present empty value is kept otherwise, as in Envoy. An absent field is appended
@@ -523,12 +549,18 @@ func (s *Stream) slabString(b []byte) string {
 // stay immutable.
 func (s *Stream) slab(n int) []byte {
 	if cap(s.idSlab)-len(s.idSlab) < n {
-		s.idSlab = make([]byte, 0, uuidLen*idSlabIDs)
+		s.newSlab()
 	}
 	m := len(s.idSlab)
 	s.idSlab = s.idSlab[:m+n]
 	return s.idSlab[m : m+n : m+n]
 }
+
+// newSlab gives the Stream a new slab (slab), once per idSlabIDs request ids: out of the line
+// of slab's inlined copies.
+//
+//go:noinline
+func (s *Stream) newSlab() { s.idSlab = make([]byte, 0, uuidLen*idSlabIDs) }
 
 // putUUID writes a random (version 4) UUID's text to out.
 func putUUID(out *[uuidLen]byte) { putUUIDFrom(out, rand.Uint64(), rand.Uint64()) }

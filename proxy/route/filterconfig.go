@@ -261,6 +261,10 @@ func (f *Fault) Applies(r Request, cluster string) bool {
 	return true
 }
 
+// Inert reports whether f injects nothing: no delay (fixed or from headers) and no abort. Such a
+// fault leaves every request alone, as Envoy's filter does when neither is enabled.
+func (f *Fault) Inert() bool { return f.Delay == 0 && !f.HeaderDelay && !f.HasAbort }
+
 // DelayFor returns the delay to inject for r (0 for none), sampling DelayFraction.
 func (f *Fault) DelayFor(r Request) time.Duration {
 	if f.Delay == 0 && !f.HeaderDelay || !f.DelayFraction.Sample() {

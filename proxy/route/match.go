@@ -32,6 +32,9 @@ type routeMatch struct {
 	query         []queryMatcher
 	grpc          bool
 	fraction      uint32 // parts per million; 1e6 means always
+	// more: grpc, headers, query or a fraction below Million is set (compileMatch): the
+	// path alone does not decide the match (matchMore).
+	more bool
 }
 
 // Fraction is a probability in parts per million.
@@ -131,6 +134,7 @@ func compileMatch(field string, m *routev3.RouteMatch) (routeMatch, error) {
 		}
 		rm.fraction = uint32(f)
 	}
+	rm.more = rm.grpc || len(rm.headers) > 0 || len(rm.query) > 0 || rm.fraction < uint32(Million)
 	return rm, nil
 }
 
@@ -212,6 +216,18 @@ func (m *routeMatch) match(r Request, path string) bool {
 			return false
 		}
 	}
+	if m.more {
+		return m.matchMore(r, q)
+	}
+	return true // most routes match on the path alone
+}
+
+// matchMore is match past the path: gRPC, header and query parameter matchers and the runtime
+// fraction, with q the path's query. Out of match's common path: a route whose match is its
+// path alone (more unset) needs none of it.
+//
+//go:noinline
+func (m *routeMatch) matchMore(r Request, q string) bool {
 	if m.grpc && !IsGRPC(r) {
 		return false
 	}
@@ -225,5 +241,5 @@ func (m *routeMatch) match(r Request, path string) bool {
 			return false
 		}
 	}
-	return m.fraction >= uint32(Million) || Fraction(m.fraction).Sample() // most routes match always
+	return m.fraction >= uint32(Million) || Fraction(m.fraction).Sample()
 }

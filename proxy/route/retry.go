@@ -3,6 +3,7 @@ package route
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -167,41 +168,56 @@ func (p *RetryPolicy) RetryOnFailure(k FailureKind) bool {
 // RetryOnResponse reports whether a response with status code and header fields hdr (names
 // matched in any case) should be retried.
 func (p *RetryPolicy) RetryOnResponse(code int, hdr *httpmsg.Header) bool {
+	// The common case: a response without x-envoy-ratelimited and grpc-status, on a policy
+	// whose only status condition is retriable-status-codes (or none). Each lookup mostly
+	// ends at the Header's name-length bit test.
+	if p.On&(vocab.Retry5xx|vocab.RetryGatewayError|vocab.RetryRetriable4xx|vocab.RetryRetriableHeaders) == 0 &&
+		!hdr.Has("X-Envoy-Ratelimited") && !hdr.Has("Grpc-Status") {
+		return p.On&vocab.RetryRetriableStatusCodes != 0 && slices.Contains(p.StatusCodes, code)
+	}
+	return p.retryOnResponse(code, hdr)
+}
+
+// retryOnResponse is RetryOnResponse for every response and policy. Out of its common path.
+//
+//go:noinline
+func (p *RetryPolicy) retryOnResponse(code int, hdr *httpmsg.Header) bool {
 	if hdr.Has("X-Envoy-Ratelimited") {
 		// A response an upstream Envoy rate limited is retried only by envoy-ratelimited.
 		return p.On&vocab.RetryEnvoyRateLimited != 0
 	}
-	switch {
-	case p.On&vocab.Retry5xx != 0 && code >= 500:
+	// One condition with one way out to true: the common answer, false, runs through a short
+	// stretch of code.
+	on := p.On
+	if on&vocab.Retry5xx != 0 && code >= 500 ||
+		on&vocab.RetryGatewayError != 0 && (code == 502 || code == 503 || code == 504) ||
+		on&vocab.RetryRetriable4xx != 0 && code == 409 ||
+		on&vocab.RetryRetriableStatusCodes != 0 && slices.Contains(p.StatusCodes, code) ||
+		on&vocab.RetryRetriableHeaders != 0 && len(p.headers) > 0 && p.retryOnHeaders(code, hdr) {
 		return true
-	case p.On&vocab.RetryGatewayError != 0 && (code == 502 || code == 503 || code == 504):
-		return true
-	case p.On&vocab.RetryRetriable4xx != 0 && code == 409:
-		return true
-	}
-	if p.On&vocab.RetryRetriableStatusCodes != 0 {
-		for _, c := range p.StatusCodes {
-			if c == code {
-				return true
-			}
-		}
-	}
-	if p.On&vocab.RetryRetriableHeaders != 0 && len(p.headers) > 0 {
-		fake := headerOnly{hdr}
-		for i := range p.headers {
-			if p.headers[i].name[0] == ':' {
-				if p.headers[i].name == ":status" && p.headers[i].Match(strconv.Itoa(code), true) {
-					return true
-				}
-				continue
-			}
-			if p.headers[i].match(fake) {
-				return true
-			}
-		}
 	}
 	if i := hdr.Index("Grpc-Status", 0); i >= 0 && hdr.Index("Grpc-Status", i+1) < 0 {
 		if _, gs := hdr.Field(i); p.On&vocab.GRPCStatusRetryOn(string(gs)) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// retryOnHeaders reports whether one of retriable_headers matches the response (:status
+// against code). Out of RetryOnResponse's common path.
+//
+//go:noinline
+func (p *RetryPolicy) retryOnHeaders(code int, hdr *httpmsg.Header) bool {
+	fake := headerOnly{hdr}
+	for i := range p.headers {
+		if p.headers[i].name[0] == ':' {
+			if p.headers[i].name == ":status" && p.headers[i].Match(strconv.Itoa(code), true) {
+				return true
+			}
+			continue
+		}
+		if p.headers[i].match(fake) {
 			return true
 		}
 	}

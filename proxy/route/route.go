@@ -498,6 +498,16 @@ func compileDirect(field string, d *routev3.DirectResponseAction, maxBody int) (
 // chosen at random by weight, or the cluster named by the cluster_header. It returns the cluster
 // name ("" when the header is missing) and the target whose header operations apply.
 func (rt *Route) PickCluster(r Request) (string, *Target) {
+	if t := rt.cluster; t != nil && t.ClusterHeader == "" {
+		return t.Name, t // the common case: one named cluster
+	}
+	return rt.pickCluster(r)
+}
+
+// pickCluster is PickCluster for weighted clusters and cluster_header. Out of its common path.
+//
+//go:noinline
+func (rt *Route) pickCluster(r Request) (string, *Target) {
 	t := rt.cluster
 	if t == nil {
 		n := rand.Uint64N(rt.totalWeight)
