@@ -66,3 +66,24 @@ func BenchmarkTimeNow(b *testing.B) {
 		_ = time.Now()
 	}
 }
+
+// TestMonoTracksTimeSince checks Mono against time.Since on one base: the same clock, so a
+// Mono interval lies within the time.Since interval read around it.
+func TestMonoTracksTimeSince(t *testing.T) {
+	t0, m0 := time.Now(), Mono()
+	for i := 0; i < 1000; i++ {
+		before := time.Since(t0)
+		got := Mono() - m0
+		after := time.Since(t0)
+		// m0 was read after t0: got may trail before by the time between the two readings.
+		if got > after || got < before-time.Millisecond {
+			t.Fatalf("Mono advanced %v, time.Since between %v and %v", got, before, after)
+		}
+		if i%100 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if d := Mono() - m0; d < 10*time.Millisecond {
+		t.Errorf("Mono advanced %v over ten 1 ms sleeps", d)
+	}
+}
