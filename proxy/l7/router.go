@@ -521,10 +521,13 @@ func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetrie
 //go:noinline
 func tryAgainFull(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res *attemptResult,
 	body *replayBody, up Upstream) (again, exhausted bool) {
+	// Whether the policy retries on the response, decided once (the response's fields are
+	// looked up): for the retry and for the exhausted retries (URX).
+	onResp := res.resp != nil && policy.RetryOnResponse(res.resp.Status, res.resp.Header)
 	retriable := false
 	if attempt <= maxRetries && ctx.Err() == nil {
 		if res.resp != nil {
-			retriable = policy.RetryOnResponse(res.resp.Status, res.resp.Header)
+			retriable = onResp
 		} else {
 			retriable = res.fail != route.FailOverflow && res.fail != route.FailNoHealthy && policy.RetryOnFailure(res.fail)
 		}
@@ -533,7 +536,7 @@ func tryAgainFull(ctx context.Context, policy *route.RetryPolicy, attempt, maxRe
 	if retriable && (body == nil || body.canReplay()) && up.AcquireRetry() {
 		return true, false
 	}
-	return false, attempt > 1 && (res.resp == nil || policy.RetryOnResponse(res.resp.Status, res.resp.Header))
+	return false, attempt > 1 && (res.resp == nil || onResp)
 }
 
 // attempt makes one upstream try into res: a response, or a classified failure. mu is up as a
