@@ -18,9 +18,12 @@
 # DETAIL=REGEX (go tool objdump -s syntax) prints the matching functions' instructions, each with
 # how often a request runs it and "|" where its code line is in the footprint: the instructions
 # a request skips but whose lines it loads anyway are the ones to move out of the way.
+# The summary also counts the footprint's hot bytes (its size if packed) and its cold bytes by
+# kind; COLD=REGEX (Python, on function names) lists each matching function's cold runs inside
+# the footprint: bytes, kind, and the source lines of the run's first and last instruction.
 # Needs: go, taskset, curl, valgrind (callgrind_control), python3 (and nginx for its row).
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n 2,18p "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,21p "$0"; exit 2; }
 . "$(dirname "$0")/env.sh"
 # count N OUT PORT CMD...: CMD under callgrind, serving N requests on PORT.
 count() {
@@ -93,6 +96,44 @@ print("  " + ", ".join("%s %d" % kv for kv in pk.most_common(14)))
 for f, s in sorted(fnlines.items(), key=lambda x: -len(x[1]))[:int(os.environ.get('TOP', '40'))]:
     print("  %4d %s" % (len(s), f.replace('github.com/strait-mesh/strait/proxy/', '')))
 detail, binary = os.environ.get('DETAIL'), sys.argv[4] if len(sys.argv) > 4 else ''
+hot = {ad for ad, v in a.items() if (v - b.get(ad, 0)) / 5000 >= 0.5}
+if binary:
+    # Where the footprint's cold bytes are: the instructions a request does not run but whose
+    # code lines it loads, in runs of one function's consecutive instructions, by what the run
+    # holds (a write barrier's slow path, the stack-growth stub, a panic, another call, none).
+    import subprocess
+    ins, fn = [], '?'
+    for line in subprocess.run(['go', 'tool', 'objdump', binary], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith('TEXT '):
+            fn = line.split()[1].replace('github.com/strait-mesh/strait/proxy/', '').removesuffix('(SB)')
+            continue
+        f = [x for x in re.split(r'\t+', line) if x.strip()]
+        if len(f) >= 4 and f[1].startswith('0x'):
+            ins.append((int(f[1], 16), len(f[2].strip()) // 2, f[3].strip(), fn, f[0].strip().split('/')[-1]))
+    hb = sum(x[1] for x in ins if x[0] in hot)
+    kinds, runs, i = collections.Counter(), [], 0
+    while i < len(ins):
+        if ins[i][0] in hot or ins[i][0] >> 6 not in lines:
+            i += 1
+            continue
+        j = i
+        while j < len(ins) and ins[j][3] == ins[i][3] and ins[j][0] not in hot:
+            j += 1
+        run = ins[i:j]
+        n = sum(x[1] for x in run if x[0] >> 6 in lines)
+        t = ' '.join(x[2] for x in run)
+        k = ('write barrier' if 'gcWriteBarrier' in t else 'morestack' if 'morestack' in t else
+             'panic' if 'panic' in t else 'call' if 'CALL' in t else 'padding' if all(x[2].startswith('INT') for x in run) else 'no call')
+        kinds[k] += n
+        runs.append((n, k, ins[i][3], run[0][4], run[-1][4]))
+        i = j
+    print("  hot bytes %d (%d lines if packed), density %.2f; cold bytes in the footprint's lines: %s" % (
+        hb, (hb + 63) // 64, hb / 64 / len(lines), ", ".join("%s %d" % kv for kv in kinds.most_common())))
+    cold = os.environ.get('COLD')
+    if cold:
+        for n, k, f, src, end in sorted(runs, reverse=True):
+            if re.search(cold, f):
+                print("  %5d %-13s %s %s%s" % (n, k, f, src, '' if end == src else ' .. ' + end))
 if detail and binary:
     import subprocess
     out = subprocess.run(['go', 'tool', 'objdump', '-s', detail, binary], capture_output=True, text=True).stdout
