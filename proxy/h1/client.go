@@ -223,14 +223,32 @@ func (c *Conn) RoundTripWatch(ctx context.Context, w Watcher, req *httpmsg.Reque
 		cc.done(true)
 		return err
 	}
-	cc.wroteHead = wroteHead
+	if wroteHead != nil {
+		return cc.roundTripTraced(ctx, w, req, resp, wroteHead)
+	}
 	_, err := cc.roundTrip(ctx, w, req, resp)
-	cc.wroteHead = nil // not deferred: every exchange sets its own, so a panic leaves no harm
-	if err != nil {
+	if err == nil {
+		return nil
+	}
+	return cc.failed(ctx, err)
+}
+
+// roundTripTraced is roundTrip with the exchange's wroteHead hook set (writeHead calls it).
+// Out of RoundTripWatch's common path: most exchanges have no hook, and leave cc.wroteHead
+// nil without storing it.
+//
+//go:noinline
+func (cc *clientConn) roundTripTraced(ctx context.Context, w Watcher, req *httpmsg.Request, resp *httpmsg.Response, wroteHead func()) error {
+	cc.wroteHead = wroteHead
+	defer cc.clearWroteHead() // even on a panic: the next exchanges, untraced, do not set it
+	if _, err := cc.roundTrip(ctx, w, req, resp); err != nil {
 		return cc.failed(ctx, err)
 	}
 	return nil
 }
+
+// clearWroteHead ends roundTripTraced's hook.
+func (cc *clientConn) clearWroteHead() { cc.wroteHead = nil }
 
 // Close closes the connection; an exchange in progress fails.
 func (c *Conn) Close() error { return c.cc.nc.Close() }

@@ -93,6 +93,18 @@ func (r *Request) SetAuthorityString(a string) { r.authority = r.appendPseudoStr
 // SetPathString sets the path.
 func (r *Request) SetPathString(p string) { r.path = r.appendPseudoString(p) }
 
+// SetTargetString sets the authority and the path, as SetAuthorityString then SetPathString
+// do, with one store of the storage (a client codec's request, built per exchange).
+func (r *Request) SetTargetString(authority, path string) {
+	off := len(r.pseudo)
+	b := append(r.pseudo, authority...)
+	mid := len(b)
+	b = append(b, path...)
+	r.pseudo = b
+	r.authority = span{int32(off), int32(mid)}
+	r.path = span{int32(mid), int32(len(b))}
+}
+
 func (r *Request) appendPseudo(b []byte) span {
 	off := len(r.pseudo)
 	r.pseudo = append(r.pseudo, b...)

@@ -53,3 +53,34 @@ func TestIsNoBody(t *testing.T) {
 		}
 	}
 }
+
+func TestSetTargetString(t *testing.T) {
+	var r Request
+	r.SetTargetString("example.com", "/a?b")
+	if string(r.Authority()) != "example.com" || string(r.Path()) != "/a?b" {
+		t.Fatalf("got %q %q", r.Authority(), r.Path())
+	}
+	// Reused storage: a shorter target fits, a longer one grows it; values set before stay.
+	r.Reset()
+	r.SetTargetString("h", "/")
+	if string(r.Authority()) != "h" || string(r.Path()) != "/" {
+		t.Fatalf("after reset: %q %q", r.Authority(), r.Path())
+	}
+	long := strings.Repeat("p", 3*cap(r.pseudo))
+	r.SetTargetString("host:8080", "/"+long)
+	if string(r.Authority()) != "host:8080" || string(r.Path()) != "/"+long {
+		t.Fatalf("grown: %q %q", r.Authority(), r.Path())
+	}
+	// Empty parts (CONNECT has no path).
+	r.Reset()
+	r.SetTargetString("", "")
+	if len(r.Authority()) != 0 || len(r.Path()) != 0 {
+		t.Fatalf("empty: %q %q", r.Authority(), r.Path())
+	}
+	if got := testing.AllocsPerRun(100, func() {
+		r.Reset()
+		r.SetTargetString("example.com", "/a?b")
+	}); got != 0 {
+		t.Fatalf("%v allocations per reused request, want 0", got)
+	}
+}

@@ -164,17 +164,16 @@ func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, 
 	if host == "" && req.URL != nil {
 		host = req.URL.Host
 	}
-	r.SetAuthorityString(host)
 	ctx := req.Context()
 	var wrote func()
 	var w h1.Watcher
 	if head != nil {
 		// A Host field among them is not written (the request's Host is).
-		r.SetPathString(head.Path)
+		r.SetTargetString(host, head.Path)
 		wrote, w = head.WroteHeaders, head.Watcher
 		r.Header = *head.Header
 	} else {
-		wrote = x.fromHTTP(req)
+		wrote = x.fromHTTP(req, host)
 	}
 	if w == nil {
 		w = watcherOf(ctx)
@@ -205,14 +204,15 @@ func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, 
 	return x.response(hc.tls, te, trailer), nil
 }
 
-// fromHTTP sets the exchange's request path and header fields from req's URL and header map
-// (Cluster.RoundTrip), and returns the WroteHeaders hook of the context's ClientTrace, if any.
-// Not inlined: it keeps roundTrip's common path (the router's messages) short.
+// fromHTTP sets the exchange's request authority (host), path and header fields from req's
+// URL and header map (Cluster.RoundTrip), and returns the WroteHeaders hook of the context's
+// ClientTrace, if any. Not inlined: it keeps roundTrip's common path (the router's messages)
+// short.
 //
 //go:noinline
-func (x *h1Exchange) fromHTTP(req *http.Request) (wrote func()) {
+func (x *h1Exchange) fromHTTP(req *http.Request, host string) (wrote func()) {
 	r := &x.req
-	r.SetPathString(req.URL.RequestURI())
+	r.SetTargetString(host, req.URL.RequestURI())
 	h := &x.hdr
 	h.Reset()
 	for k, vs := range req.Header {
