@@ -7,10 +7,11 @@ import (
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 )
 
-// bodyOwner is told when a body is first read (100-continue) and when it ended.
+// bodyOwner is told when a body is first read (100-continue) and when it ended: eof, read to
+// its end, or by an error (a bool, not the error: no interface comparison on the way).
 type bodyOwner interface {
 	bodyStart()
-	bodyEnd(err error)
+	bodyEnd(eof bool)
 }
 
 // body streams one message body from a connection's reader: Content-Length, chunked (decoded,
@@ -64,7 +65,7 @@ func (b *body) end(err error) error {
 	if b.err == nil {
 		b.err = err
 		if b.owner != nil {
-			b.owner.bodyEnd(err)
+			b.owner.bodyEnd(err == io.EOF)
 		}
 	}
 	return err
@@ -75,7 +76,7 @@ func (b *body) end(err error) error {
 func (b *body) endEOF() error {
 	b.err, b.eof = io.EOF, true
 	if b.owner != nil {
-		b.owner.bodyEnd(io.EOF)
+		b.owner.bodyEnd(true)
 	}
 	return io.EOF
 }

@@ -434,14 +434,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	resp.Status = cc.rp.Status()
 	resp.Proto = httpmsg.HTTP11
 	cc.reuse = werr == nil && framing != http1.FramingUntilClose && !tunnel
-	cc.fields = 0
-	for i, n := 0, cc.rp.NumFields(); i < n; i++ {
-		name, value := cc.rp.Field(i)
-		if notedLens>>(uint(len(name))&63)&1 != 0 {
-			cc.noteField(i)
-		}
-		resp.Header.AddValid(name, value) // the parser checked name and value
-	}
+	cc.copyFields(&resp.Header)
 	if cc.fields&fieldClose != 0 {
 		cc.reuse = false
 	}
@@ -464,6 +457,20 @@ func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Req
 	cc.body.reset(framing, length, &resp.Trailer)
 	resp.Body = (*respBody)(cc)
 	return true, nil
+}
+
+// copyFields copies the response head's fields into h and notes those the client looks at
+// (cc.fields). Its own function: a loop in roundTrip had the compiler lay out roundTrip's rare
+// blocks just before the loop's body, amid the common path.
+func (cc *clientConn) copyFields(h *httpmsg.Header) {
+	cc.fields = 0
+	for i, n := 0, cc.rp.NumFields(); i < n; i++ {
+		name, value := cc.rp.Field(i)
+		if notedLens>>(uint(len(name))&63)&1 != 0 {
+			cc.noteField(i)
+		}
+		h.AddValid(name, value) // the parser checked name and value
+	}
 }
 
 // writeRequest writes the request head and body and flushes.
@@ -683,8 +690,8 @@ func (cc *clientConn) close() {
 
 func (cc *clientConn) bodyStart() {}
 
-func (cc *clientConn) bodyEnd(err error) {
-	if err != io.EOF {
+func (cc *clientConn) bodyEnd(eof bool) {
+	if !eof {
 		cc.broken = true
 	}
 }

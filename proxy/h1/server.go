@@ -490,9 +490,9 @@ func (c *conn) bodyStart() {
 }
 
 // bodyEnd arms the watch for the client closing the connection once the body was read to its
-// end.
-func (c *conn) bodyEnd(err error) {
-	if err == io.EOF && c.srv.WatchDelay > 0 && !c.tunnel {
+// end (eof).
+func (c *conn) bodyEnd(eof bool) {
+	if eof && c.srv.WatchDelay > 0 && !c.tunnel {
 		c.armWatch()
 	}
 }
