@@ -283,16 +283,19 @@ func (c *conn) buildRequest() *http1.Error {
 	if e := c.setTarget(p.Target(), host, hasHost); e != nil {
 		return e
 	}
-	// Inline for the two common heads, a length or no body (most requests in a mesh are GETs).
+	// Inline for the two common heads, a length or no body (most requests in a mesh are GETs);
+	// the body stored once (one write barrier's code).
+	var body io.Reader = &c.body
+	cl := p.ContentLength()
 	switch p.Framing() {
 	case http1.FramingLength:
-		r.ContentLength, r.Body = p.ContentLength(), &c.body
 	case http1.FramingChunked:
-		r.ContentLength, r.Body = -1, &c.body
+		cl = -1
 	default:
-		r.Body = httpmsg.NoBody
+		cl, body = 0, httpmsg.NoBody
 		c.expect100 = false
 	}
+	r.ContentLength, r.Body = cl, body
 	c.body.reset(p.Framing(), p.ContentLength(), &r.Trailer)
 	return nil
 }
@@ -352,8 +355,7 @@ func (c *conn) setTarget(t, host []byte, hasHost bool) *http1.Error {
 		if !validEscapes(t) {
 			return http1.ErrInvalidURL
 		}
-		r.SetAuthority(host)
-		r.SetPath(t)
+		r.SetTarget(host, t)
 		return nil
 	}
 	return c.setOtherTarget(t)

@@ -93,11 +93,16 @@ func (r *Request) SetAuthorityString(a string) { r.authority = r.appendPseudoStr
 // SetPathString sets the path.
 func (r *Request) SetPathString(p string) { r.path = r.appendPseudoString(p) }
 
-// SetTargetString sets the authority and the path, as SetAuthorityString then SetPathString
-// do, with one store of the storage (a client codec's request, built per exchange).
-func (r *Request) SetTargetString(authority, path string) {
+// SetTarget sets the authority and the path (copied), as SetAuthority then SetPath do, with
+// one store of the storage (a codec's request, built per request).
+func (r *Request) SetTarget(authority, path []byte) { setTarget(r, authority, path) }
+
+// SetTargetString is SetTarget for strings.
+func (r *Request) SetTargetString(authority, path string) { setTarget(r, authority, path) }
+
+func setTarget[T string | []byte](r *Request, authority, path T) {
 	off := len(r.pseudo)
-	b := append(r.pseudo, authority...)
+	b := append(r.pseudo, authority...) // in a local: r.pseudo (in the heap) stored once
 	mid := len(b)
 	b = append(b, path...)
 	r.pseudo = b

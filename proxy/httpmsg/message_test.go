@@ -54,6 +54,8 @@ func TestIsNoBody(t *testing.T) {
 	}
 }
 
+// TestSetTargetString: SetTargetString and SetTarget set both parts, growing the storage when
+// needed and reusing it without allocations.
 func TestSetTargetString(t *testing.T) {
 	var r Request
 	r.SetTargetString("example.com", "/a?b")
@@ -76,6 +78,11 @@ func TestSetTargetString(t *testing.T) {
 	r.SetTargetString("", "")
 	if len(r.Authority()) != 0 || len(r.Path()) != 0 {
 		t.Fatalf("empty: %q %q", r.Authority(), r.Path())
+	}
+	// The []byte form, after the string form's parts.
+	r.SetTarget([]byte("b.example:80"), []byte("/x"))
+	if string(r.Authority()) != "b.example:80" || string(r.Path()) != "/x" {
+		t.Fatalf("SetTarget: %q %q", r.Authority(), r.Path())
 	}
 	if got := testing.AllocsPerRun(100, func() {
 		r.Reset()
