@@ -157,7 +157,7 @@ func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, 
 	r := &x.req
 	r.Reset()
 	if x.out != nil {
-		x.out = nil // Cluster.RoundTrip's last response (httpResponse)
+		x.clearOut()
 	}
 	r.Method = req.Method
 	host := req.Host
@@ -184,13 +184,12 @@ func (hc *h1Client) roundTrip(req *http.Request, head *MessageHead) (*Response, 
 	var reqTrailer http.Header
 	var cl int64
 	var body io.Reader = httpmsg.NoBody
-	if b := req.Body; b != nil && b != http.NoBody {
-		src, reqTrailer = b, req.Trailer
+	if b := req.Body; b != nil {
 		if bb, ok := b.(*httpmsg.BytesBody); ok && req.ContentLength > 0 {
 			// No trailers; written with the head (h1.Conn).
-			cl, body = req.ContentLength, bb
+			src, reqTrailer, cl, body = b, req.Trailer, req.ContentLength, bb
 		} else {
-			cl, body = x.streamBody(req)
+			src, reqTrailer, cl, body = x.otherBody(req)
 		}
 	}
 	x.src, x.trailer = src, reqTrailer
@@ -230,19 +229,29 @@ func (x *h1Exchange) fromHTTP(req *http.Request, host string) (wrote func()) {
 	return wrote
 }
 
-// streamBody returns the content length and body of the exchange's request when req's body is
+// otherBody returns the source, trailers, content length and body of the exchange's request
+// when req's body (not nil) is not one in memory with its length: none (http.NoBody), or one
 // streamed (h1RequestBody, which reads x.src and adds x.trailer at its end): a body not in
 // memory, or of unknown length. Not inlined: it keeps roundTrip's common path (no body, or
-// one in memory) short.
+// one in memory) short, without the comparison with http.NoBody's call.
 //
 //go:noinline
-func (x *h1Exchange) streamBody(req *http.Request) (int64, io.Reader) {
+func (x *h1Exchange) otherBody(req *http.Request) (io.ReadCloser, http.Header, int64, io.Reader) {
+	if req.Body == http.NoBody {
+		return nil, nil, 0, httpmsg.NoBody
+	}
 	cl := req.ContentLength
 	if cl == 0 {
 		cl = -1 // net/http's rule: 0 with a body is unknown
 	}
-	return cl, (*h1RequestBody)(x)
+	return req.Body, req.Trailer, cl, (*h1RequestBody)(x)
 }
+
+// clearOut drops Cluster.RoundTrip's last response (httpResponse). Out of roundTrip: the
+// router's exchanges have none.
+//
+//go:noinline
+func (x *h1Exchange) clearOut() { x.out = nil }
 
 // failed closes the request body of an exchange that failed, as net/http's client does (at its
 // end otherwise: h1RequestBody). Not inlined: a failure path.
@@ -334,7 +343,7 @@ func (x *h1Exchange) response(tls *tls.ConnectionState, te, trailer bool) *Respo
 		x.chunked = false
 		x.names = x.names[:0]
 		if len(m.TrailerNames) != 0 {
-			m.TrailerNames = x.names
+			x.clearTrailerNames()
 		}
 	}
 	m.Status, m.Proto, m.ContentLength = r.Status, r.Proto, r.ContentLength
@@ -343,6 +352,13 @@ func (x *h1Exchange) response(tls *tls.ConnectionState, te, trailer bool) *Respo
 	}
 	return m
 }
+
+// clearTrailerNames empties the router's response's TrailerNames, which the last response
+// (or the caller) left. Not inlined: the store's write barrier stays out of response's common
+// path, whose responses announce no trailers after others that announced none.
+//
+//go:noinline
+func (x *h1Exchange) clearTrailerNames() { x.msg.TrailerNames = x.names }
 
 // link points the router's response at the exchange's header and trailer sections and at the
 // connection's TLS state. Not inlined: response's common case finds them in place (the
