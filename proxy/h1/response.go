@@ -37,11 +37,23 @@ func (w *ResponseWriter) reset() {
 	w.header.Reset()
 	w.trailer.Reset()
 	w.status, w.declared, w.written = 0, -1, 0
-	w.headSent, w.chunked, w.noBody, w.hijacked, w.writeError = false, false, false, false, nil
+	w.headSent, w.chunked, w.noBody, w.hijacked = false, false, false, false
+	if w.writeError != nil {
+		w.fail(nil)
+	}
 	if w.c != nil {
 		w.headReq = w.c.req.Method == "HEAD"
 		w.c.pend = w.c.pend[:0]
 	}
+}
+
+// fail sets the error the response's writes return (nil: none) and returns it. Not inlined:
+// the store's write barrier stays out of the common paths, where the response has none.
+//
+//go:noinline
+func (w *ResponseWriter) fail(err error) error {
+	w.writeError = err
+	return err
 }
 
 // Header returns the response header fields, to set before WriteHeader.
@@ -72,7 +84,7 @@ func (w *ResponseWriter) WriteHeader(status int) {
 	if v, ok := w.header.Value("content-length"); ok {
 		n, err := parseDigits(v)
 		if err != nil {
-			w.writeError = ErrInvalidField
+			w.fail(ErrInvalidField)
 		} else {
 			w.declared = n
 		}
@@ -242,8 +254,7 @@ func (w *ResponseWriter) sendHead(final bool) error {
 		w.writeStatusLine(w.status)
 	}
 	if err := wr.writeFields(&w.header, skipFraming); err != nil {
-		w.writeError = err
-		return err
+		return w.fail(err)
 	}
 	if w.status == 204 || w.status/100 == 1 {
 		length = -1
