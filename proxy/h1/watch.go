@@ -67,7 +67,7 @@ type watch struct {
 	shard      *watchShard
 	phase      int
 	st         int32
-	armedAt    time.Time      // when the request in flight was armed (watchArmed)
+	armedAt    time.Duration  // when the request in flight was armed (watchArmed): clock.Mono
 	prev, next *conn          // neighbours in the shard's list (linked)
 	linked     bool           // in the shard's list: armed, or stopped and not taken out yet
 	wg         sync.WaitGroup // the running watch read
@@ -165,14 +165,14 @@ func (sh *watchShard) fire() {
 	var due []*conn
 	sh.mu.Lock()
 	sh.fires++
-	now := time.Now()
+	now := clock.Mono()
 	for c := sh.head; c != nil; c = sh.head {
 		w := &c.watch
 		if atomic.LoadInt32(&w.st) != watchArmed {
 			sh.unlink(c) // stopped
 			continue
 		}
-		if left := sh.delay - now.Sub(w.armedAt); left > 0 {
+		if left := sh.delay - (now - w.armedAt); left > 0 {
 			sh.timer.Reset(left)
 			break
 		}
@@ -222,7 +222,7 @@ func (c *conn) armWatch() {
 	}
 	w.phase = phaseArmed
 	sh := w.shard
-	now := clock.Now() // outside the shard's lock; the monotonic clock only (proxy/clock)
+	now := clock.Mono() // outside the shard's lock; one monotonic clock reading, no time.Time to store
 	sh.mu.Lock()
 	w.st = watchArmed // see watch
 	w.armedAt = now
