@@ -68,7 +68,7 @@ type clientConn struct {
 	stop   func() bool // stops the context watch, nil if none
 	// watcher is the exchange's Watcher (RoundTripWatch), nil if none. xstate is the
 	// exchange's number and phase (gen<<2 | xRunning or xAborting), so that an abort meant
-	// for one exchange never reaches the next (Abort, endWatch): between exchanges it holds
+	// for one exchange never reaches the next (Abort, stopWatch): between exchanges it holds
 	// the next exchange's number, which no watch was given yet, and xRunning.
 	watcher Watcher
 	xstate  atomic.Uint64
@@ -378,7 +378,7 @@ func checkLine(req *httpmsg.Request) error {
 // roundTrip runs one exchange, canceled by w when not nil, else by ctx; gotBytes reports
 // whether any response byte arrived.
 func (cc *clientConn) roundTrip(ctx context.Context, w Watcher, req *httpmsg.Request, resp *httpmsg.Response) (gotBytes bool, err error) {
-	// The exchange's number is the one endWatch left, unless the last exchange's watch was
+	// The exchange's number is the one stopWatch left, unless the last exchange's watch was
 	// not stopped (or an abort of it is under way): a number of its own then, so that a
 	// watch left registered aborts nothing. An exchange without a watch leaves its number
 	// to the next.
@@ -644,16 +644,14 @@ func (cc *clientConn) Abort(gen uint64) {
 	cc.canceled.Store(true)
 }
 
-// endWatch ends the watched phase of the exchange once its watch was removed, moving xstate
-// on to the next exchange's number (so that the next exchange need not): an Abort that
-// started first has set (or is setting) the connection's past deadline, which endWatch waits
-// for so that the next exchange sets its own; any later Abort of this exchange does nothing.
-func (cc *clientConn) endWatch() {
-	st := cc.xstate.Load()
+// endAbortedWatch is stopWatch's end of the watched phase for an exchange that an Abort
+// reached (xstate was st, its phase xAborting, or made so meanwhile): the Abort has set (or
+// is setting) the connection's past deadline, which it waits for so that the next exchange
+// sets its own. Out of stopWatch: rare.
+//
+//go:noinline
+func (cc *clientConn) endAbortedWatch(st uint64) {
 	next := (st>>2+1)<<2 | xRunning
-	if st&3 == xRunning && cc.xstate.CompareAndSwap(st, next) {
-		return
-	}
 	for !cc.canceled.Load() {
 		runtime.Gosched() // Abort runs now on another goroutine
 	}
@@ -666,20 +664,29 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // stopWatch stops the exchange's watch (its Watcher's or its context's). A watch that fired
 // interrupted whatever I/O was under way (which then failed and broke the connection);
-// stopWatch waits until it has, so that the connection's deadline can be set again (endWatch).
+// stopWatch waits until it has, so that the connection's deadline can be set again
+// (endAbortedWatch).
 // An exchange whose response body was read to its end and whose request was sent is
 // complete, and a cancellation after that (the caller canceling its context before closing
 // the body) does not stop the connection's reuse.
+//
+// Once the watch is removed, the watched phase of the exchange ends, xstate moving on to the
+// next exchange's number (so that the next exchange need not); any later Abort of this
+// exchange does nothing.
 func (cc *clientConn) stopWatch() {
 	switch {
 	case cc.watcher != nil:
 		cc.watcher.Unwatch(cc)
 		cc.watcher = nil
-		cc.endWatch()
 	case cc.stop != nil:
 		cc.stop()
 		cc.stop = nil
-		cc.endWatch()
+	default:
+		return
+	}
+	st := cc.xstate.Load()
+	if st&3 != xRunning || !cc.xstate.CompareAndSwap(st, (st>>2+1)<<2|xRunning) {
+		cc.endAbortedWatch(st)
 	}
 }
 
