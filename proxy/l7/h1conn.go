@@ -231,7 +231,7 @@ func (h *Handler) serveH1(cc *clockConn, cs *connState) {
 	var raw net.Conn = cc.first
 	cc.inner.Store(&raw)
 	cc.counted.Store(true)
-	ctx, cancel := context.WithCancel(context.Background()) // no deadline (streamStart.noDeadline)
+	ctx, cancel := context.WithCancel(context.Background()) // no deadline (streamStart.baseNoDL)
 	defer cancel()
 	c := &h1Conn{h: h, cs: cs, cc: cc, ctx: ctx, tls: cs.info.TLS}
 	if ra := cc.RemoteAddr(); ra != nil {
@@ -393,9 +393,9 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	}
 	c.bodyHeld = true // until the stream says otherwise (a panic: not known)
 	c.h.serve(&streamStart{
-		d: &c.d, req: r, body: body, ctx: c.ctx, noDeadline: true, plink: c, cs: c.cs, peer: c.peer,
+		d: &c.d, req: r, body: body, ctx: c.ctx, baseNoDL: true, plink: c, cs: c.cs, peer: c.peer,
 		method: r.Method, authority: c.intern(&c.authority, r.Authority()), path: c.intern(&c.path, r.Path()), tls: c.tls,
-		reqTrailer: trailer, bodyHeld: &c.bodyHeld,
+		reqTrailer: trailer, heldOut: &c.bodyHeld,
 	})
 }
 

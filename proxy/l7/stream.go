@@ -30,20 +30,46 @@ import (
 // Stream is one request travelling through the filter pipeline. Filters read the request and
 // route, and either answer (a local reply) or call the next stage.
 type Stream struct {
-	// w and req are the downstream response writer and request, reached only through Stream's
-	// methods (request.go) outside the codec adapters; body is the request body as filters
-	// left it, ctx the request's context.
-	w    downstream
-	req  *httpmsg.Request
-	body io.ReadCloser
-	ctx  context.Context
-	cs   *connState
-	// The request's pseudo-header fields, as strings (filters and routing read them often).
-	method, authority, path, scheme string
-	peer                            netip.AddrPort // the downstream peer as the codec reports it
-	// reqTrailer is net/http's request trailer map, filled as the body ends, forwarded with the
-	// upstream request (net/http adapter only).
-	reqTrailer http.Header
+	// streamReq is what belongs to the request: release zeroes it at once (one bulk clear,
+	// not a store per field), and serve fills it for the next request.
+	streamReq
+	// What the Stream keeps from one request to the next (release). rc is the router's
+	// cancellation of the upstream exchange (cancel.go), arc the attempts' (attemptScope).
+	rc  *reqCancel
+	arc *reqCancel
+	// The router's request body and timers, kept from one request to the next when nothing
+	// can still reach them (forwardDone.run): see Stream.replayBody, idleTimer, routeTimer.
+	rbody  *replayBody
+	idleT  *idleTimer
+	rtimer *routeTimer
+	// sctx is the request's context as serve made it (s.ctx, or s.ctx's ancestor), kept for
+	// the next request unless ctxOut says that code outside may hold it (see release).
+	sctx *streamCtx
+	// outReq is the last attempt's request on the message path, reused for the next attempt
+	// or request when outFree (its cluster released it): see attemptRequest.
+	outReq  *http.Request
+	outFree bool
+	// idSlab is where newRequestID cuts request ids from.
+	idSlab []byte
+	// se is the stream stage's state (timeouts_stream.go), kept for the next request when no
+	// late body reader may still reach it.
+	se *streamEnd
+}
+
+// streamReq is a Stream's state for one request (Stream, release).
+type streamReq struct {
+	// streamStart is the request as the codec adapter handed it, copied whole (serve): req
+	// and the downstream writer are reached only through Stream's methods (request.go)
+	// outside the codec adapters; body is the request body as filters left it, ctx the
+	// request's context once serve has made it (the codec's before); method, authority and
+	// path are the request's pseudo-header fields as strings (filters and routing read them
+	// often), peer the downstream peer as the codec reports it, reqTrailer net/http's request
+	// trailer map, filled as the body ends and forwarded with the upstream request (net/http
+	// adapter only); plink, baseNoDL and heldOut are as serve and finish use them.
+	streamStart
+	// w is the downstream response writer (the codec's own, downW, unless a filter wrapped it).
+	w      downstream
+	scheme string
 	// head is the upstream request's head as upstream.Cluster.RoundTripMessage takes it, when
 	// the cluster does (headSet): the request's own header fields and path, no net/http map.
 	head    upstream.MessageHead
@@ -83,38 +109,16 @@ type Stream struct {
 	respGRPC      telemetry.GRPCFrames        // gRPC messages of the response body sent downstream (telemetry.go)
 	hooks         []responseHook              // filters' response-head hooks (request.go)
 	hookBuf       [4]responseHook
-	// rc is the router's cancellation of the upstream exchange (cancel.go), kept from one
-	// request to the next. baseCtx is the context serve gave the stream, and plink the
-	// connection that cancels it directly while s.ctx is still baseCtx (nil: none).
-	rc      *reqCancel
-	arc     *reqCancel // the attempts' (attemptScope)
+	// baseCtx is the context serve gave the stream; plink (streamStart) is the connection
+	// that cancels it directly while s.ctx is still baseCtx (nil: none).
 	baseCtx context.Context
-	plink   peerLink
-	// baseNoDL: baseCtx's codec context has no deadline (streamStart.noDeadline).
-	baseNoDL bool
-	// The router's request body and timers, kept from one request to the next when nothing
-	// can still reach them (forwardDone.run): see Stream.replayBody, idleTimer, routeTimer.
-	rbody  *replayBody
-	idleT  *idleTimer
-	rtimer *routeTimer
-	// sctx is the request's context as serve made it (s.ctx, or s.ctx's ancestor), kept for
-	// the next request unless ctxOut says that code outside may hold it (see release).
-	sctx   *streamCtx
+	// ctxOut: code outside may hold the request's context (Stream.Context; see release).
 	ctxOut bool
 	// bodyHeld: code outside the connection manager got the request body (Stream.Body), or
-	// an attempt's reader may still read it (replayBody.end failed); heldOut, when set, is
-	// where finish reports it to the codec, which then does not reuse the body's objects.
+	// an attempt's reader may still read it (replayBody.end failed); heldOut (streamStart),
+	// when set, is where finish reports it to the codec, which then does not reuse the
+	// body's objects.
 	bodyHeld bool
-	heldOut  *bool
-	// outReq is the last attempt's request on the message path, reused for the next attempt
-	// or request when outFree (its cluster released it): see attemptRequest.
-	outReq  *http.Request
-	outFree bool
-	// idSlab is where newRequestID cuts request ids from.
-	idSlab []byte
-	// se is the stream stage's state (timeouts_stream.go), kept for the next request when no
-	// late body reader may still reach it.
-	se *streamEnd
 }
 
 // streamCtx is a stream's context: the codec's context with the Stream as the value of
@@ -132,16 +136,6 @@ func (c *streamCtx) Value(key any) any {
 		return c.s
 	}
 	return c.Context.Value(key)
-}
-
-// resetKeeping zeroes s but for what it keeps from one request to the next, in place (a
-// Stream is large: building the kept value apart and copying it over costs twice the zeroing).
-func (s *Stream) resetKeeping() {
-	rc, arc, rbody, idleT, rtimer, sctx := s.rc, s.arc, s.rbody, s.idleT, s.rtimer, s.sctx
-	outReq, outFree, idSlab, se := s.outReq, s.outFree, s.idSlab, s.se
-	*s = Stream{}
-	s.rc, s.arc, s.rbody, s.idleT, s.rtimer, s.sctx = rc, arc, rbody, idleT, rtimer, sctx
-	s.outReq, s.outFree, s.idSlab, s.se = outReq, outFree, idSlab, se
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
@@ -187,7 +181,8 @@ func (s *Stream) writeHeader(code int) {
 	s.w.WriteHeader(code)
 }
 
-// streamStart is what a codec adapter hands the connection manager for one request.
+// streamStart is what a codec adapter hands the connection manager for one request; the
+// Stream keeps a copy (streamReq).
 type streamStart struct {
 	d          downstream
 	req        *httpmsg.Request
@@ -201,9 +196,9 @@ type streamStart struct {
 	tls        bool // the request came over TLS (besides the connection's own record)
 	reqTrailer http.Header
 	plink      peerLink // the connection, when it cancels its current request directly (ctx is its own)
-	noDeadline bool     // ctx has no deadline (known to the codec adapter: no need to ask per request)
-	// bodyHeld, when set, receives Stream.bodyHeld when the request ends.
-	bodyHeld *bool
+	baseNoDL   bool     // ctx has no deadline (known to the codec adapter: no need to ask per request)
+	// heldOut, when set, receives Stream.bodyHeld when the request ends.
+	heldOut *bool
 }
 
 // serve runs one request through the connection manager: admission, the connection manager's
@@ -211,9 +206,8 @@ type streamStart struct {
 func (h *Handler) serve(st *streamStart) {
 	// A pooled Stream is already reduced to what it keeps (release), a new one is zero.
 	s := streamPool.Get().(*Stream)
-	s.w, s.downW, s.req, s.body, s.h, s.peer = st.d, st.d, st.req, st.body, h, st.peer
-	s.method, s.authority, s.path, s.reqTrailer = st.method, st.authority, st.path, st.reqTrailer
-	s.plink, s.heldOut, s.baseNoDL = st.plink, st.bodyHeld, st.noDeadline
+	s.streamStart = *st // one bulk copy: a single write-barrier check, not one per field
+	s.w, s.downW, s.h = st.d, st.d, h
 	s.Info.Start = clock.Now() // the monotonic clock only (proxy/clock)
 	// Counted started before finish can count it ended: downstream_rq_active is their
 	// difference (stats.go).
@@ -224,11 +218,10 @@ func (h *Handler) serve(st *streamStart) {
 	}
 	defer h.finish(s)
 
-	cs := st.cs
-	if cs == nil {
-		cs = &connState{}
+	if s.cs == nil {
+		s.newConnState()
 	}
-	s.cs = cs
+	cs := s.cs
 	s.Info.Conn = &cs.info
 	s.Info.Method, s.Info.Authority, s.Info.Path = s.method, s.authority, s.path
 	ct, _ := st.req.Header.Value("Content-Type")
@@ -238,14 +231,13 @@ func (h *Handler) serve(st *streamStart) {
 	if cs.info.TLS || st.tls {
 		s.scheme = "https"
 	}
-	s.rinfo.Local, s.rinfo.Protocol = cs.info.OriginalDst, s.Info.Protocol // the rest is still zero (resetKeeping)
+	s.rinfo.Local, s.rinfo.Protocol = cs.info.OriginalDst, s.Info.Protocol // the rest is still zero (release)
 	sc := s.sctx
 	if sc == nil {
 		sc = s.newStreamCtx()
 	}
-	sc.Context, sc.s = st.ctx, s
-	s.ctx = sc
-	s.baseCtx = s.ctx
+	sc.Context = st.ctx // sc.s is s for the streamCtx's life (newStreamCtx)
+	s.ctx, s.baseCtx = sc, sc
 
 	if h.opts.Overload != nil && h.shedOverload(s) {
 		return
@@ -273,14 +265,21 @@ func (h *Handler) serve(st *streamStart) {
 	h.pipeline(s)
 }
 
-// newStreamCtx gives a new Stream its streamCtx, kept across its requests. Out of serve's
-// common path (a pooled Stream has one).
+// newStreamCtx gives a new Stream its streamCtx, kept across its requests, whose Stream is s
+// for its whole life (release does not clear it). Out of serve's common path (a pooled Stream
+// has one).
 //
 //go:noinline
 func (s *Stream) newStreamCtx() *streamCtx {
-	s.sctx = new(streamCtx)
+	s.sctx = &streamCtx{s: s}
 	return s.sctx
 }
+
+// newConnState gives a request without a connection of ours (tests) an empty connState. Out
+// of serve's common path.
+//
+//go:noinline
+func (s *Stream) newConnState() { s.cs = &connState{} }
 
 // dropInternalOnly removes the route table's internal_only_headers from an external request.
 //
@@ -706,14 +705,17 @@ func (h *Handler) finish(s *Stream) {
 	}
 }
 
+// release zeroes the request's state (streamReq) and returns s to the pool; what the Stream
+// keeps from one request to the next (the reqCancels, body, timers and context: cancel.go,
+// body.go) stays with it.
 func (s *Stream) release() {
 	if s.sctx != nil {
 		if s.ctxOut {
 			s.sctx = nil // code outside may hold it: left to it
 		} else {
-			s.sctx.Context, s.sctx.s = nil, nil
+			s.sctx.Context = nil
 		}
 	}
-	s.resetKeeping() // the reqCancels, body, timers and context go with the Stream (cancel.go, body.go)
+	s.streamReq = streamReq{}
 	streamPool.Put(s)
 }
