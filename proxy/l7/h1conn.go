@@ -165,16 +165,25 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if err == io.EOF {
 		b.eof.Store(true)
-	}
-	if err == io.EOF && b.trailer != nil {
-		t := &b.req.Trailer
-		for i := 0; i < t.Len(); i++ {
-			k, v := t.Field(i)
-			b.trailer.Add(string(k), string(v))
+		if b.trailer != nil {
+			b.fillTrailer()
 		}
-		b.trailer = nil
 	}
 	return n, err
+}
+
+// fillTrailer fills the trailer map the upstream request sends from the request's trailer
+// section, at the end of the body (b.mu held). Out of Read's common path: a request that
+// declares trailers is rare.
+//
+//go:noinline
+func (b *h1Body) fillTrailer() {
+	t := &b.req.Trailer
+	for i := 0; i < t.Len(); i++ {
+		k, v := t.Field(i)
+		b.trailer.Add(string(k), string(v))
+	}
+	b.trailer = nil
 }
 
 // declaredTrailers returns a map with the trailer names r's Trailer field declares (nil
