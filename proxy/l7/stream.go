@@ -206,9 +206,8 @@ type streamStart struct {
 func (h *Handler) serve(st *streamStart) {
 	// A pooled Stream is already reduced to what it keeps (release), a new one is zero.
 	s := streamPool.Get().(*Stream)
-	s.streamStart = *st // one bulk copy: a single write-barrier check, not one per field
-	s.w, s.downW, s.h = st.d, st.d, h
-	s.Info.Start = clock.Now() // the monotonic clock only (proxy/clock)
+	s.streamStart = *st  // one bulk copy: a single write-barrier check, not one per field
+	start := clock.Now() // the monotonic clock only (proxy/clock)
 	// Counted started before finish can count it ended: downstream_rq_active is their
 	// difference (stats.go).
 	if st.req.Proto == httpmsg.HTTP2 {
@@ -222,22 +221,29 @@ func (h *Handler) serve(st *streamStart) {
 		s.newConnState()
 	}
 	cs := s.cs
-	s.Info.Conn = &cs.info
-	s.Info.Method, s.Info.Authority, s.Info.Path = s.method, s.authority, s.path
 	ct, _ := st.req.Header.Value("Content-Type")
 	s.grpc = route.IsGRPCContentType(ct) // route.IsGRPC without the interface assertion
-	s.Info.Protocol = st.req.Proto.String()
-	s.scheme = "http"
+	proto := st.req.Proto.String()
+	scheme := "http"
 	if cs.info.TLS || st.tls {
-		s.scheme = "https"
+		scheme = "https"
 	}
-	s.rinfo.Local, s.rinfo.Protocol = cs.info.OriginalDst, s.Info.Protocol // the rest is still zero (release)
 	sc := s.sctx
 	if sc == nil {
 		sc = s.newStreamCtx()
 	}
-	sc.Context = st.ctx // sc.s is s for the streamCtx's life (newStreamCtx)
-	s.ctx, s.baseCtx = sc, sc
+	// The request's pointers, read first and then stored together after the calls and
+	// branches above: one write-barrier check for most of them (the compiler ends a run of
+	// such stores at a nil check or at three stores without a pointer in a row, hence the
+	// order). The rest of rinfo is still zero (release).
+	d, ctx, local := st.d, st.ctx, cs.info.OriginalDst
+	method, authority, path := st.method, st.authority, st.path
+	sc.Context = ctx
+	s.rinfo.Local, s.ctx, s.baseCtx = local, sc, sc
+	s.w, s.downW, s.h = d, d, h
+	s.Info.Start, s.Info.Conn = start, &cs.info
+	s.Info.Method, s.Info.Authority, s.Info.Path = method, authority, path
+	s.Info.Protocol, s.scheme, s.rinfo.Protocol = proto, scheme, proto
 
 	if h.opts.Overload != nil && h.shedOverload(s) {
 		return
@@ -376,7 +382,7 @@ func (h *Handler) normalize(s *Stream) bool {
 	}
 	uri, err := httppath.NormalizeURI(uri, h.pathOptions)
 	if err == nil && uri != s.path {
-		err = s.SetPath(uri)
+		err = s.setNormalizedPath(uri)
 	}
 	if err != nil {
 		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "path_normalization_failed", "", -1)
@@ -384,6 +390,12 @@ func (h *Handler) normalize(s *Stream) bool {
 	}
 	return true
 }
+
+// setNormalizedPath is SetPath for a path normalize changed: out of normalize's common path
+// (a request's path is mostly normal already).
+//
+//go:noinline
+func (s *Stream) setNormalizedPath(uri string) error { return s.SetPath(uri) }
 
 // stripAuthority applies strip_trailing_host_dot and strip_any_host_port /
 // strip_matching_host_port to the request's authority. Out of decorateRequest's common path
