@@ -448,12 +448,21 @@ func (d *h1Down) Header() *httpmsg.Header { return d.w.Header() }
 func (c *h1Conn) dateNow() []byte {
 	now := time.Now()
 	if sec := now.Unix(); sec != c.dateSec || sec == 0 {
-		b := now.UTC().AppendFormat(c.date[:0], http.TimeFormat)
-		if len(b) != len(c.date) {
-			return b // not of the usual length (a year past 9999): not kept
-		}
-		c.dateSec = sec
+		return c.newDate(now, sec)
 	}
+	return c.date[:]
+}
+
+// newDate formats now, of the second sec, as dateNow returns it: once per second, out of the
+// line of dateNow's inlined copy.
+//
+//go:noinline
+func (c *h1Conn) newDate(now time.Time, sec int64) []byte {
+	b := now.UTC().AppendFormat(c.date[:0], http.TimeFormat)
+	if len(b) != len(c.date) {
+		return b // not of the usual length (a year past 9999): not kept
+	}
+	c.dateSec = sec
 	return c.date[:]
 }
 

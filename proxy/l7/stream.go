@@ -694,8 +694,7 @@ func (h *Handler) finish(s *Stream) {
 		h.st.flags(s.Info.Flags)
 	}
 	if h.accessLog != nil {
-		s.Info.UpstreamHost = s.hostReport.Host
-		h.logAccess(s)
+		h.logAccess(s) // sets Info.UpstreamHost first
 	}
 	if h.opts.Telemetry != nil {
 		h.recordTelemetry(s)
