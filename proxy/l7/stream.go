@@ -465,13 +465,13 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	} else if edge && remote.IsValid() {
 		hdr.Set("X-Envoy-External-Address", cs.addrText(remote))
 	}
-	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing;
-	// a present empty value is kept otherwise, as in Envoy. An absent field is appended
-	// without Set's second lookup.
+	// x-forwarded-proto: set if missing (appended without Set's second lookup), else as
+	// forwardedProtoPresent says. Both branches call: the compiler then lays out the first,
+	// the common one, in line.
 	if i := hdr.Index("X-Forwarded-Proto", 0); i < 0 {
 		hdr.AddName(nameForwardedProto, s.scheme)
-	} else if h.useRemoteAddress && h.xffTrustedHops == 0 {
-		hdr.SetName(nameForwardedProto, s.scheme)
+	} else {
+		h.forwardedProtoPresent(s, hdr)
 	}
 
 	// x-request-id: kept from internal and intermediate hops, replaced at the edge unless
@@ -481,16 +481,27 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	var id string
 	if h.generateRequestID && (len(idv) == 0 || edge && !h.preserveExternalID) {
 		id = s.newRequestID()
-		if hasID {
-			hdr.SetName(nameRequestID, id)
-		} else {
+		if !hasID { // the common case first: the compiler lays it out in line
 			hdr.AddName(nameRequestID, id)
+		} else {
+			hdr.SetName(nameRequestID, id)
 		}
 	} else {
 		id = s.slabString(idv)
 	}
 	s.Info.RequestID = id
 	h.forwardClientCert(s, cs)
+}
+
+// forwardedProtoPresent handles a request that came with x-forwarded-proto: overwritten at the
+// edge unless a trusted hop set it; a present empty value is kept otherwise, as in Envoy. Out
+// of decorateRequest's common path (a request without the field).
+//
+//go:noinline
+func (h *Handler) forwardedProtoPresent(s *Stream, hdr *httpmsg.Header) {
+	if h.useRemoteAddress && h.xffTrustedHops == 0 {
+		hdr.SetName(nameForwardedProto, s.scheme)
+	}
 }
 
 func itoa(n int) string {
