@@ -54,8 +54,9 @@ type h1Conn struct {
 	srv  h1.Server
 	d    h1Down
 	body *h1Body // the current request's body, nil between requests
-	// spare is the last request's body, for the next one: kept only when nothing may read
-	// it after its request (bodyHeld false).
+	// spare is the connection's request body object, reused from one request with a body to
+	// the next (body is the same while it serves one): dropped when something may still read
+	// it after its request (bodyHeld).
 	spare    *h1Body
 	bodyHeld bool
 	// The last request's authority and path as strings, for the next request that has the
@@ -372,8 +373,8 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	defer func() {
 		if c.body != nil {
 			c.body.detach()
-			if !c.bodyHeld {
-				c.spare = c.body
+			if c.bodyHeld {
+				c.spare = nil // a reader may still hold it: left to it
 			}
 			c.body = nil
 		}
@@ -390,13 +391,14 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 			trailer = declaredTrailers(r)
 		}
 		b := c.spare
-		c.spare = nil
 		if b == nil {
-			b = new(h1Body)
+			b = c.newSpare()
 		}
 		// A spare body is one no reader holds any more (the last request's stream said so
-		// after detach): nothing else reaches b until it is handed out below.
-		*b = h1Body{r: r.Body, req: r, trailer: trailer}
+		// after detach, which left its mutex unlocked): nothing else reaches b until it is
+		// handed out below, so its fields are set without the lock.
+		b.r, b.req, b.trailer, b.closed = r.Body, r, trailer, false
+		b.eof.Store(false)
 		c.body = b
 		body = b
 	}
@@ -406,6 +408,15 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 		method: r.Method, authority: c.intern(&c.authority, r.Authority()), path: c.intern(&c.path, r.Path()), tls: c.tls,
 		reqTrailer: trailer, heldOut: &c.bodyHeld,
 	})
+}
+
+// newSpare gives the connection its request body object (spare): at its first request with a
+// body, or after a reader kept the last one. Out of ServeHTTP1's common path.
+//
+//go:noinline
+func (c *h1Conn) newSpare() *h1Body {
+	c.spare = new(h1Body)
+	return c.spare
 }
 
 // goDirect ends the first head's clock and has the codec use the connection directly (h1Net),
