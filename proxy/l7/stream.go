@@ -525,12 +525,20 @@ func appendXFF(h *httpmsg.Header, addr string) { appendToList(h, xffHName, addr)
 // Envoy's codec coalesces a repeated field, skipping empty values) and then ",v" (v alone
 // when there was none), as Envoy appends to x-forwarded-for and x-forwarded-client-cert.
 func appendToList(h *httpmsg.Header, n httpmsg.Name, v string) {
-	name := n.String()
-	i := h.Index(name, 0)
-	if i < 0 {
+	if i := h.Index(n.String(), 0); i >= 0 {
+		joinList(h, n, i, v)
+	} else {
 		h.AddName(n, v)
-		return
 	}
+}
+
+// joinList is appendToList for a header that has the field, the first at i: out of the line
+// of appendToList's common case (a request without the field), and its buffer out of the
+// callers' frames.
+//
+//go:noinline
+func joinList(h *httpmsg.Header, n httpmsg.Name, i int, v string) {
+	name := n.String()
 	var sb [512]byte
 	b := sb[:0]
 	for ; i >= 0; i = h.Index(name, i+1) {
