@@ -28,10 +28,13 @@ func (h *Handler) compileAccessLog(hcm *hcmv3.HttpConnectionManager) error {
 	return nil
 }
 
-// logAccess writes the finished request's access log lines. It runs in finish, after the
+// logAccess records the upstream host in the request's RequestInfo (for what finish runs
+// after it) and writes the finished request's access log lines. It runs in finish, after the
 // response went out, on the request's goroutine; the line is formatted into a pooled buffer and
-// written by the file's own goroutine.
+// written by the file's own goroutine. The store is here, not in finish, so that finish's
+// common path (no access log) has no code for it.
 func (h *Handler) logAccess(s *Stream) {
+	s.Info.UpstreamHost = s.hostReport.Host
 	e := h.record(s)
 	h.accessLog.Log(e)
 	putRecord(e)

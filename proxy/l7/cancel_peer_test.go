@@ -8,7 +8,8 @@ import (
 // peerStream returns a Stream on the HTTP/1.1 connection c, as serve makes it for c's
 // requests (its context is the connection's, which the connection cancels directly).
 func peerStream(t *testing.T, c *h1Conn) *Stream {
-	s := &Stream{plink: c}
+	s := &Stream{}
+	s.plink = c
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	s.ctx, s.baseCtx = ctx, ctx

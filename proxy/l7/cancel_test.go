@@ -13,7 +13,8 @@ import (
 
 // cancelStream returns a Stream whose context is a child of parent, as serve makes it.
 func cancelStream(parent context.Context, link peerLink) *Stream {
-	s := &Stream{plink: link}
+	s := &Stream{}
+	s.plink = link
 	s.ctx = context.WithValue(parent, infoKey{}, s)
 	s.baseCtx = s.ctx
 	return s

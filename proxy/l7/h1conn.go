@@ -54,8 +54,9 @@ type h1Conn struct {
 	srv  h1.Server
 	d    h1Down
 	body *h1Body // the current request's body, nil between requests
-	// spare is the last request's body, for the next one: kept only when nothing may read
-	// it after its request (bodyHeld false).
+	// spare is the connection's request body object, reused from one request with a body to
+	// the next (body is the same while it serves one): dropped when something may still read
+	// it after its request (bodyHeld).
 	spare    *h1Body
 	bodyHeld bool
 	// The last request's authority and path as strings, for the next request that has the
@@ -165,16 +166,25 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if err == io.EOF {
 		b.eof.Store(true)
-	}
-	if err == io.EOF && b.trailer != nil {
-		t := &b.req.Trailer
-		for i := 0; i < t.Len(); i++ {
-			k, v := t.Field(i)
-			b.trailer.Add(string(k), string(v))
+		if b.trailer != nil {
+			b.fillTrailer()
 		}
-		b.trailer = nil
 	}
 	return n, err
+}
+
+// fillTrailer fills the trailer map the upstream request sends from the request's trailer
+// section, at the end of the body (b.mu held). Out of Read's common path: a request that
+// declares trailers is rare.
+//
+//go:noinline
+func (b *h1Body) fillTrailer() {
+	t := &b.req.Trailer
+	for i := 0; i < t.Len(); i++ {
+		k, v := t.Field(i)
+		b.trailer.Add(string(k), string(v))
+	}
+	b.trailer = nil
 }
 
 // declaredTrailers returns a map with the trailer names r's Trailer field declares (nil
@@ -231,7 +241,7 @@ func (h *Handler) serveH1(cc *clockConn, cs *connState) {
 	var raw net.Conn = cc.first
 	cc.inner.Store(&raw)
 	cc.counted.Store(true)
-	ctx, cancel := context.WithCancel(context.Background()) // no deadline (streamStart.noDeadline)
+	ctx, cancel := context.WithCancel(context.Background()) // no deadline (streamStart.baseNoDL)
 	defer cancel()
 	c := &h1Conn{h: h, cs: cs, cc: cc, ctx: ctx, tls: cs.info.TLS}
 	if ra := cc.RemoteAddr(); ra != nil {
@@ -363,8 +373,8 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	defer func() {
 		if c.body != nil {
 			c.body.detach()
-			if !c.bodyHeld {
-				c.spare = c.body
+			if c.bodyHeld {
+				c.spare = nil // a reader may still hold it: left to it
 			}
 			c.body = nil
 		}
@@ -381,22 +391,32 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 			trailer = declaredTrailers(r)
 		}
 		b := c.spare
-		c.spare = nil
 		if b == nil {
-			b = new(h1Body)
+			b = c.newSpare()
 		}
 		// A spare body is one no reader holds any more (the last request's stream said so
-		// after detach): nothing else reaches b until it is handed out below.
-		*b = h1Body{r: r.Body, req: r, trailer: trailer}
+		// after detach, which left its mutex unlocked): nothing else reaches b until it is
+		// handed out below, so its fields are set without the lock.
+		b.r, b.req, b.trailer, b.closed = r.Body, r, trailer, false
+		b.eof.Store(false)
 		c.body = b
 		body = b
 	}
 	c.bodyHeld = true // until the stream says otherwise (a panic: not known)
 	c.h.serve(&streamStart{
-		d: &c.d, req: r, body: body, ctx: c.ctx, noDeadline: true, plink: c, cs: c.cs, peer: c.peer,
+		d: &c.d, req: r, body: body, ctx: c.ctx, baseNoDL: true, plink: c, cs: c.cs, peer: c.peer,
 		method: r.Method, authority: c.intern(&c.authority, r.Authority()), path: c.intern(&c.path, r.Path()), tls: c.tls,
-		reqTrailer: trailer, bodyHeld: &c.bodyHeld,
+		reqTrailer: trailer, heldOut: &c.bodyHeld,
 	})
+}
+
+// newSpare gives the connection its request body object (spare): at its first request with a
+// body, or after a reader kept the last one. Out of ServeHTTP1's common path.
+//
+//go:noinline
+func (c *h1Conn) newSpare() *h1Body {
+	c.spare = new(h1Body)
+	return c.spare
 }
 
 // goDirect ends the first head's clock and has the codec use the connection directly (h1Net),
@@ -439,12 +459,21 @@ func (d *h1Down) Header() *httpmsg.Header { return d.w.Header() }
 func (c *h1Conn) dateNow() []byte {
 	now := time.Now()
 	if sec := now.Unix(); sec != c.dateSec || sec == 0 {
-		b := now.UTC().AppendFormat(c.date[:0], http.TimeFormat)
-		if len(b) != len(c.date) {
-			return b // not of the usual length (a year past 9999): not kept
-		}
-		c.dateSec = sec
+		return c.newDate(now, sec)
 	}
+	return c.date[:]
+}
+
+// newDate formats now, of the second sec, as dateNow returns it: once per second, out of the
+// line of dateNow's inlined copy.
+//
+//go:noinline
+func (c *h1Conn) newDate(now time.Time, sec int64) []byte {
+	b := now.UTC().AppendFormat(c.date[:0], http.TimeFormat)
+	if len(b) != len(c.date) {
+		return b // not of the usual length (a year past 9999): not kept
+	}
+	c.dateSec = sec
 	return c.date[:]
 }
 

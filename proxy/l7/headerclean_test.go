@@ -279,7 +279,8 @@ func TestNoEnvoyFieldsTracksEdits(t *testing.T) {
 		t.Fatal(err)
 	}
 	decorated := func(names ...string) *Stream {
-		s := &Stream{req: &httpmsg.Request{}, h: h, scheme: "http"}
+		s := &Stream{}
+		s.req, s.h, s.scheme = &httpmsg.Request{}, h, "http"
 		for _, n := range names {
 			s.req.Header.Add(n, "1")
 		}

@@ -207,7 +207,8 @@ func TestUpstreamServiceTimeSpansExchange(t *testing.T) {
 // TestReleaseLeavesKeptOnly checks that a released Stream holds only what it keeps for the next
 // request: serve takes pooled Streams as they are.
 func TestReleaseLeavesKeptOnly(t *testing.T) {
-	s := &Stream{method: "GET", path: "/x", Cluster: "c", grpc: true, setCookie: "a=b", retrying: true}
+	s := &Stream{}
+	s.method, s.path, s.Cluster, s.grpc, s.setCookie, s.retrying = "GET", "/x", "c", true, "a=b", true
 	s.Info.Status, s.Info.Attempts = 200, 2
 	rt := s.routeTimer(time.Hour, func() {})
 	s.release()
@@ -232,7 +233,8 @@ func TestClusterStatsCaches(t *testing.T) {
 	}
 	h, h2 := newH(), newH()
 	cs := &connState{}
-	s := &Stream{cs: cs, Cluster: "a"}
+	s := &Stream{}
+	s.cs, s.Cluster = cs, "a"
 	a := h.streamClusterStats(s)
 	if a != h.clusterStats("a") || h.streamClusterStats(s) != a {
 		t.Fatal("cluster a's stats differ from the lookup by name")
@@ -272,7 +274,8 @@ func TestVirtualHostPerConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Stream{cs: &connState{}}
+	s := &Stream{}
+	s.cs = &connState{}
 	for _, c := range []struct {
 		table     *route.Table
 		authority string

@@ -87,16 +87,14 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 		hdr.SetName(nameUpstreamSvcTime, strconv.FormatInt(s.Info.UpstreamServiceTime.Milliseconds(), 10))
 	}
 	if gs, ok := resp.Header.Value("Grpc-Status"); ok {
-		s.Info.GRPCStatus = string(gs)
+		s.setGRPCStatus(gs)
 	}
 	if cl, _ := resp.Header.Value("Content-Length"); resp.ContentLength >= 0 && len(resp.TrailerNames) == 0 && len(cl) == 0 &&
 		s.method != http.MethodHead && resp.Status >= 200 && resp.Status != 204 && resp.Status != 304 {
-		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+		setContentLength(hdr, resp.ContentLength)
 	}
-	// Announce trailers up front so that HTTP/1.1 uses chunked encoding and HTTP/2 keeps the
-	// stream open for the trailing HEADERS frame.
-	for _, k := range resp.TrailerNames {
-		hdr.Add("Trailer", k)
+	if len(resp.TrailerNames) > 0 {
+		announceTrailers(hdr, resp.TrailerNames)
 	}
 	s.writeHeader(resp.Status)
 
@@ -114,18 +112,8 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 			idle.touch()
 			w, werr := s.w.Write(buf[:n])
 			s.Info.BytesSent += int64(w)
-			if countGRPC {
-				s.respGRPC.Feed(buf[:w])
-			}
-			if werr != nil {
-				s.Info.Flags |= FlagDownstreamConnTerminated
+			if (werr != nil || countGRPC || flush) && !s.afterWrite(buf[:w], werr, countGRPC, flush) {
 				return
-			}
-			if flush {
-				if ferr := s.w.Flush(); ferr != nil {
-					s.Info.Flags |= FlagDownstreamConnTerminated
-					return
-				}
 			}
 		}
 		if err == io.EOF {
@@ -139,6 +127,29 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 	if t := resp.Trailer; t != nil && t.Len() > 0 {
 		s.copyTrailers(t)
 	}
+}
+
+// afterWrite is respond's rarer work after writing p downstream, whose write returned werr:
+// counting the gRPC messages (countGRPC), the write's failure, and flushing (flush). False:
+// the downstream went away (FlagDownstreamConnTerminated) and the copy ends. Out of respond's
+// common path (a response of known length, not gRPC, written).
+//
+//go:noinline
+func (s *Stream) afterWrite(p []byte, werr error, countGRPC, flush bool) bool {
+	if countGRPC {
+		s.respGRPC.Feed(p)
+	}
+	if werr != nil {
+		s.Info.Flags |= FlagDownstreamConnTerminated
+		return false
+	}
+	if flush {
+		if ferr := s.w.Flush(); ferr != nil {
+			s.Info.Flags |= FlagDownstreamConnTerminated
+			return false
+		}
+	}
+	return true
 }
 
 // bodyBroken records why the upstream response body ended early and has the downstream
@@ -171,7 +182,32 @@ func (s *Stream) copyTrailers(t *httpmsg.Header) {
 		trl.AddField(t, i)
 	}
 	if gs, ok := t.Value("Grpc-Status"); ok {
-		s.Info.GRPCStatus = string(gs)
+		s.setGRPCStatus(gs)
+	}
+}
+
+// setGRPCStatus records the response's grpc-status value gs. Out of respond's common path
+// (a response that is not gRPC).
+//
+//go:noinline
+func (s *Stream) setGRPCStatus(gs []byte) { s.Info.GRPCStatus = string(gs) }
+
+// setContentLength sets the downstream response's Content-Length to n, for an upstream
+// response of known length that came without the field. Out of respond's common path.
+//
+//go:noinline
+func setContentLength(hdr *httpmsg.Header, n int64) {
+	hdr.Set("Content-Length", strconv.FormatInt(n, 10))
+}
+
+// announceTrailers names the upstream response's trailers in the downstream response's
+// Trailer field, up front, so that HTTP/1.1 uses chunked encoding and HTTP/2 keeps the stream
+// open for the trailing HEADERS frame. Out of respond's common path.
+//
+//go:noinline
+func announceTrailers(hdr *httpmsg.Header, names []string) {
+	for _, k := range names {
+		hdr.Add("Trailer", k)
 	}
 }
 

@@ -299,10 +299,9 @@ func TestStreamContextReuse(t *testing.T) {
 	start := func(s *Stream) {
 		sc := s.sctx
 		if sc == nil {
-			sc = new(streamCtx)
-			s.sctx = sc
+			sc = s.newStreamCtx()
 		}
-		sc.Context, sc.s = parent, s
+		sc.Context = parent
 		s.ctx = sc
 	}
 	s := &Stream{}
@@ -312,8 +311,8 @@ func TestStreamContextReuse(t *testing.T) {
 	}
 	sc := s.sctx
 	s.release()
-	if s.sctx != sc || sc.Context != nil || sc.s != nil {
-		t.Fatal("an unshared context is not kept, or keeps the request's parent")
+	if s.sctx != sc || sc.Context != nil || sc.s != s {
+		t.Fatal("an unshared context is not kept, keeps the request's parent, or lost its Stream")
 	}
 
 	s = &Stream{}
@@ -343,7 +342,8 @@ func TestStreamContextReuse(t *testing.T) {
 // the request: code outside that got the body, or an attempt's reader that the router's end
 // could not detach (it waits for the downstream), say otherwise.
 func TestBodyHeldSignals(t *testing.T) {
-	s := &Stream{body: io.NopCloser(strings.NewReader("x"))}
+	s := &Stream{}
+	s.body = io.NopCloser(strings.NewReader("x"))
 	if s.bodyHeld {
 		t.Fatal("held before anyone got it")
 	}
@@ -403,7 +403,8 @@ func TestKeepAliveBodiesOnReusedObjects(t *testing.T) {
 // cluster released it (upstream.MessageHead.Released) and it carries the attempt's context; it
 // then has the new request's fields and no earlier body.
 func TestAttemptRequestReuse(t *testing.T) {
-	s := &Stream{headSet: true}
+	s := &Stream{}
+	s.headSet = true
 	ctx := newReqCancel()
 	r1 := s.attemptRequest(&http.Request{Method: "POST", Host: "a", ContentLength: 3}, ctx)
 	r1.Body = io.NopCloser(strings.NewReader("abc"))

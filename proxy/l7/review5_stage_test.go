@@ -38,7 +38,9 @@ func (d *review5Down) SetReadDeadline(t time.Time) error {
 func review5Stream(d downstream) *Stream {
 	req := &httpmsg.Request{ContentLength: 5}
 	req.Proto = httpmsg.HTTP11
-	return &Stream{req: req, body: io.NopCloser(strings.NewReader("hello")), w: d, downW: d, ctx: context.Background()}
+	s := &Stream{}
+	s.req, s.body, s.w, s.downW, s.ctx = req, io.NopCloser(strings.NewReader("hello")), d, d, context.Background()
+	return s
 }
 
 // review5Handler is a Handler with the stream stage's stats and request_timeout d.

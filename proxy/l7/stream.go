@@ -30,20 +30,46 @@ import (
 // Stream is one request travelling through the filter pipeline. Filters read the request and
 // route, and either answer (a local reply) or call the next stage.
 type Stream struct {
-	// w and req are the downstream response writer and request, reached only through Stream's
-	// methods (request.go) outside the codec adapters; body is the request body as filters
-	// left it, ctx the request's context.
-	w    downstream
-	req  *httpmsg.Request
-	body io.ReadCloser
-	ctx  context.Context
-	cs   *connState
-	// The request's pseudo-header fields, as strings (filters and routing read them often).
-	method, authority, path, scheme string
-	peer                            netip.AddrPort // the downstream peer as the codec reports it
-	// reqTrailer is net/http's request trailer map, filled as the body ends, forwarded with the
-	// upstream request (net/http adapter only).
-	reqTrailer http.Header
+	// streamReq is what belongs to the request: release zeroes it at once (one bulk clear,
+	// not a store per field), and serve fills it for the next request.
+	streamReq
+	// What the Stream keeps from one request to the next (release). rc is the router's
+	// cancellation of the upstream exchange (cancel.go), arc the attempts' (attemptScope).
+	rc  *reqCancel
+	arc *reqCancel
+	// The router's request body and timers, kept from one request to the next when nothing
+	// can still reach them (forwardDone.run): see Stream.replayBody, idleTimer, routeTimer.
+	rbody  *replayBody
+	idleT  *idleTimer
+	rtimer *routeTimer
+	// sctx is the request's context as serve made it (s.ctx, or s.ctx's ancestor), kept for
+	// the next request unless ctxOut says that code outside may hold it (see release).
+	sctx *streamCtx
+	// outReq is the last attempt's request on the message path, reused for the next attempt
+	// or request when outFree (its cluster released it): see attemptRequest.
+	outReq  *http.Request
+	outFree bool
+	// idSlab is where newRequestID cuts request ids from.
+	idSlab []byte
+	// se is the stream stage's state (timeouts_stream.go), kept for the next request when no
+	// late body reader may still reach it.
+	se *streamEnd
+}
+
+// streamReq is a Stream's state for one request (Stream, release).
+type streamReq struct {
+	// streamStart is the request as the codec adapter handed it, copied whole (serve): req
+	// and the downstream writer are reached only through Stream's methods (request.go)
+	// outside the codec adapters; body is the request body as filters left it, ctx the
+	// request's context once serve has made it (the codec's before); method, authority and
+	// path are the request's pseudo-header fields as strings (filters and routing read them
+	// often), peer the downstream peer as the codec reports it, reqTrailer net/http's request
+	// trailer map, filled as the body ends and forwarded with the upstream request (net/http
+	// adapter only); plink, baseNoDL and heldOut are as serve and finish use them.
+	streamStart
+	// w is the downstream response writer (the codec's own, downW, unless a filter wrapped it).
+	w      downstream
+	scheme string
 	// head is the upstream request's head as upstream.Cluster.RoundTripMessage takes it, when
 	// the cluster does (headSet): the request's own header fields and path, no net/http map.
 	head    upstream.MessageHead
@@ -83,38 +109,16 @@ type Stream struct {
 	respGRPC      telemetry.GRPCFrames        // gRPC messages of the response body sent downstream (telemetry.go)
 	hooks         []responseHook              // filters' response-head hooks (request.go)
 	hookBuf       [4]responseHook
-	// rc is the router's cancellation of the upstream exchange (cancel.go), kept from one
-	// request to the next. baseCtx is the context serve gave the stream, and plink the
-	// connection that cancels it directly while s.ctx is still baseCtx (nil: none).
-	rc      *reqCancel
-	arc     *reqCancel // the attempts' (attemptScope)
+	// baseCtx is the context serve gave the stream; plink (streamStart) is the connection
+	// that cancels it directly while s.ctx is still baseCtx (nil: none).
 	baseCtx context.Context
-	plink   peerLink
-	// baseNoDL: baseCtx's codec context has no deadline (streamStart.noDeadline).
-	baseNoDL bool
-	// The router's request body and timers, kept from one request to the next when nothing
-	// can still reach them (forwardDone.run): see Stream.replayBody, idleTimer, routeTimer.
-	rbody  *replayBody
-	idleT  *idleTimer
-	rtimer *routeTimer
-	// sctx is the request's context as serve made it (s.ctx, or s.ctx's ancestor), kept for
-	// the next request unless ctxOut says that code outside may hold it (see release).
-	sctx   *streamCtx
+	// ctxOut: code outside may hold the request's context (Stream.Context; see release).
 	ctxOut bool
 	// bodyHeld: code outside the connection manager got the request body (Stream.Body), or
-	// an attempt's reader may still read it (replayBody.end failed); heldOut, when set, is
-	// where finish reports it to the codec, which then does not reuse the body's objects.
+	// an attempt's reader may still read it (replayBody.end failed); heldOut (streamStart),
+	// when set, is where finish reports it to the codec, which then does not reuse the
+	// body's objects.
 	bodyHeld bool
-	heldOut  *bool
-	// outReq is the last attempt's request on the message path, reused for the next attempt
-	// or request when outFree (its cluster released it): see attemptRequest.
-	outReq  *http.Request
-	outFree bool
-	// idSlab is where newRequestID cuts request ids from.
-	idSlab []byte
-	// se is the stream stage's state (timeouts_stream.go), kept for the next request when no
-	// late body reader may still reach it.
-	se *streamEnd
 }
 
 // streamCtx is a stream's context: the codec's context with the Stream as the value of
@@ -132,16 +136,6 @@ func (c *streamCtx) Value(key any) any {
 		return c.s
 	}
 	return c.Context.Value(key)
-}
-
-// resetKeeping zeroes s but for what it keeps from one request to the next, in place (a
-// Stream is large: building the kept value apart and copying it over costs twice the zeroing).
-func (s *Stream) resetKeeping() {
-	rc, arc, rbody, idleT, rtimer, sctx := s.rc, s.arc, s.rbody, s.idleT, s.rtimer, s.sctx
-	outReq, outFree, idSlab, se := s.outReq, s.outFree, s.idSlab, s.se
-	*s = Stream{}
-	s.rc, s.arc, s.rbody, s.idleT, s.rtimer, s.sctx = rc, arc, rbody, idleT, rtimer, sctx
-	s.outReq, s.outFree, s.idSlab, s.se = outReq, outFree, idSlab, se
 }
 
 // DynamicMetadata returns the dynamic metadata namespace ns (e.g. "envoy.filters.http.jwt_authn")
@@ -187,7 +181,8 @@ func (s *Stream) writeHeader(code int) {
 	s.w.WriteHeader(code)
 }
 
-// streamStart is what a codec adapter hands the connection manager for one request.
+// streamStart is what a codec adapter hands the connection manager for one request; the
+// Stream keeps a copy (streamReq).
 type streamStart struct {
 	d          downstream
 	req        *httpmsg.Request
@@ -201,9 +196,9 @@ type streamStart struct {
 	tls        bool // the request came over TLS (besides the connection's own record)
 	reqTrailer http.Header
 	plink      peerLink // the connection, when it cancels its current request directly (ctx is its own)
-	noDeadline bool     // ctx has no deadline (known to the codec adapter: no need to ask per request)
-	// bodyHeld, when set, receives Stream.bodyHeld when the request ends.
-	bodyHeld *bool
+	baseNoDL   bool     // ctx has no deadline (known to the codec adapter: no need to ask per request)
+	// heldOut, when set, receives Stream.bodyHeld when the request ends.
+	heldOut *bool
 }
 
 // serve runs one request through the connection manager: admission, the connection manager's
@@ -211,10 +206,8 @@ type streamStart struct {
 func (h *Handler) serve(st *streamStart) {
 	// A pooled Stream is already reduced to what it keeps (release), a new one is zero.
 	s := streamPool.Get().(*Stream)
-	s.w, s.downW, s.req, s.body, s.h, s.peer = st.d, st.d, st.req, st.body, h, st.peer
-	s.method, s.authority, s.path, s.reqTrailer = st.method, st.authority, st.path, st.reqTrailer
-	s.plink, s.heldOut, s.baseNoDL = st.plink, st.bodyHeld, st.noDeadline
-	s.Info.Start = clock.Now() // the monotonic clock only (proxy/clock)
+	s.streamStart = *st  // one bulk copy: a single write-barrier check, not one per field
+	start := clock.Now() // the monotonic clock only (proxy/clock)
 	// Counted started before finish can count it ended: downstream_rq_active is their
 	// difference (stats.go).
 	if st.req.Proto == httpmsg.HTTP2 {
@@ -224,28 +217,33 @@ func (h *Handler) serve(st *streamStart) {
 	}
 	defer h.finish(s)
 
-	cs := st.cs
-	if cs == nil {
-		cs = &connState{}
+	if s.cs == nil {
+		s.newConnState()
 	}
-	s.cs = cs
-	s.Info.Conn = &cs.info
-	s.Info.Method, s.Info.Authority, s.Info.Path = s.method, s.authority, s.path
+	cs := s.cs
 	ct, _ := st.req.Header.Value("Content-Type")
 	s.grpc = route.IsGRPCContentType(ct) // route.IsGRPC without the interface assertion
-	s.Info.Protocol = st.req.Proto.String()
-	s.scheme = "http"
+	proto := st.req.Proto.String()
+	scheme := "http"
 	if cs.info.TLS || st.tls {
-		s.scheme = "https"
+		scheme = "https"
 	}
-	s.rinfo.Local, s.rinfo.Protocol = cs.info.OriginalDst, s.Info.Protocol // the rest is still zero (resetKeeping)
 	sc := s.sctx
 	if sc == nil {
 		sc = s.newStreamCtx()
 	}
-	sc.Context, sc.s = st.ctx, s
-	s.ctx = sc
-	s.baseCtx = s.ctx
+	// The request's pointers, read first and then stored together after the calls and
+	// branches above: one write-barrier check for most of them (the compiler ends a run of
+	// such stores at a nil check or at three stores without a pointer in a row, hence the
+	// order). The rest of rinfo is still zero (release).
+	d, ctx, local := st.d, st.ctx, cs.info.OriginalDst
+	method, authority, path := st.method, st.authority, st.path
+	sc.Context = ctx
+	s.rinfo.Local, s.ctx, s.baseCtx = local, sc, sc
+	s.w, s.downW, s.h = d, d, h
+	s.Info.Start, s.Info.Conn = start, &cs.info
+	s.Info.Method, s.Info.Authority, s.Info.Path = method, authority, path
+	s.Info.Protocol, s.scheme, s.rinfo.Protocol = proto, scheme, proto
 
 	if h.opts.Overload != nil && h.shedOverload(s) {
 		return
@@ -273,14 +271,21 @@ func (h *Handler) serve(st *streamStart) {
 	h.pipeline(s)
 }
 
-// newStreamCtx gives a new Stream its streamCtx, kept across its requests. Out of serve's
-// common path (a pooled Stream has one).
+// newStreamCtx gives a new Stream its streamCtx, kept across its requests, whose Stream is s
+// for its whole life (release does not clear it). Out of serve's common path (a pooled Stream
+// has one).
 //
 //go:noinline
 func (s *Stream) newStreamCtx() *streamCtx {
-	s.sctx = new(streamCtx)
+	s.sctx = &streamCtx{s: s}
 	return s.sctx
 }
+
+// newConnState gives a request without a connection of ours (tests) an empty connState. Out
+// of serve's common path.
+//
+//go:noinline
+func (s *Stream) newConnState() { s.cs = &connState{} }
 
 // dropInternalOnly removes the route table's internal_only_headers from an external request.
 //
@@ -377,7 +382,7 @@ func (h *Handler) normalize(s *Stream) bool {
 	}
 	uri, err := httppath.NormalizeURI(uri, h.pathOptions)
 	if err == nil && uri != s.path {
-		err = s.SetPath(uri)
+		err = s.setNormalizedPath(uri)
 	}
 	if err != nil {
 		s.localReply(http.StatusBadRequest, FlagDownstreamProtocolError, "path_normalization_failed", "", -1)
@@ -385,6 +390,12 @@ func (h *Handler) normalize(s *Stream) bool {
 	}
 	return true
 }
+
+// setNormalizedPath is SetPath for a path normalize changed: out of normalize's common path
+// (a request's path is mostly normal already).
+//
+//go:noinline
+func (s *Stream) setNormalizedPath(uri string) error { return s.SetPath(uri) }
 
 // stripAuthority applies strip_trailing_host_dot and strip_any_host_port /
 // strip_matching_host_port to the request's authority. Out of decorateRequest's common path
@@ -454,13 +465,13 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	} else if edge && remote.IsValid() {
 		hdr.Set("X-Envoy-External-Address", cs.addrText(remote))
 	}
-	// x-forwarded-proto: overwritten at the edge unless a trusted hop set it, set if missing;
-	// a present empty value is kept otherwise, as in Envoy. An absent field is appended
-	// without Set's second lookup.
+	// x-forwarded-proto: set if missing (appended without Set's second lookup), else as
+	// forwardedProtoPresent says. Both branches call: the compiler then lays out the first,
+	// the common one, in line.
 	if i := hdr.Index("X-Forwarded-Proto", 0); i < 0 {
 		hdr.AddName(nameForwardedProto, s.scheme)
-	} else if h.useRemoteAddress && h.xffTrustedHops == 0 {
-		hdr.SetName(nameForwardedProto, s.scheme)
+	} else {
+		h.forwardedProtoPresent(s, hdr)
 	}
 
 	// x-request-id: kept from internal and intermediate hops, replaced at the edge unless
@@ -470,16 +481,27 @@ func (h *Handler) decorateRequest(s *Stream, cs *connState) {
 	var id string
 	if h.generateRequestID && (len(idv) == 0 || edge && !h.preserveExternalID) {
 		id = s.newRequestID()
-		if hasID {
-			hdr.SetName(nameRequestID, id)
-		} else {
+		if !hasID { // the common case first: the compiler lays it out in line
 			hdr.AddName(nameRequestID, id)
+		} else {
+			hdr.SetName(nameRequestID, id)
 		}
 	} else {
 		id = s.slabString(idv)
 	}
 	s.Info.RequestID = id
 	h.forwardClientCert(s, cs)
+}
+
+// forwardedProtoPresent handles a request that came with x-forwarded-proto: overwritten at the
+// edge unless a trusted hop set it; a present empty value is kept otherwise, as in Envoy. Out
+// of decorateRequest's common path (a request without the field).
+//
+//go:noinline
+func (h *Handler) forwardedProtoPresent(s *Stream, hdr *httpmsg.Header) {
+	if h.useRemoteAddress && h.xffTrustedHops == 0 {
+		hdr.SetName(nameForwardedProto, s.scheme)
+	}
 }
 
 func itoa(n int) string {
@@ -503,12 +525,20 @@ func appendXFF(h *httpmsg.Header, addr string) { appendToList(h, xffHName, addr)
 // Envoy's codec coalesces a repeated field, skipping empty values) and then ",v" (v alone
 // when there was none), as Envoy appends to x-forwarded-for and x-forwarded-client-cert.
 func appendToList(h *httpmsg.Header, n httpmsg.Name, v string) {
-	name := n.String()
-	i := h.Index(name, 0)
-	if i < 0 {
+	if i := h.Index(n.String(), 0); i >= 0 {
+		joinList(h, n, i, v)
+	} else {
 		h.AddName(n, v)
-		return
 	}
+}
+
+// joinList is appendToList for a header that has the field, the first at i: out of the line
+// of appendToList's common case (a request without the field), and its buffer out of the
+// callers' frames.
+//
+//go:noinline
+func joinList(h *httpmsg.Header, n httpmsg.Name, i int, v string) {
+	name := n.String()
 	var sb [512]byte
 	b := sb[:0]
 	for ; i >= 0; i = h.Index(name, i+1) {
@@ -683,8 +713,7 @@ func (h *Handler) finish(s *Stream) {
 		h.st.flags(s.Info.Flags)
 	}
 	if h.accessLog != nil {
-		s.Info.UpstreamHost = s.hostReport.Host
-		h.logAccess(s)
+		h.logAccess(s) // sets Info.UpstreamHost first
 	}
 	if h.opts.Telemetry != nil {
 		h.recordTelemetry(s)
@@ -706,14 +735,17 @@ func (h *Handler) finish(s *Stream) {
 	}
 }
 
+// release zeroes the request's state (streamReq) and returns s to the pool; what the Stream
+// keeps from one request to the next (the reqCancels, body, timers and context: cancel.go,
+// body.go) stays with it.
 func (s *Stream) release() {
 	if s.sctx != nil {
 		if s.ctxOut {
 			s.sctx = nil // code outside may hold it: left to it
 		} else {
-			s.sctx.Context, s.sctx.s = nil, nil
+			s.sctx.Context = nil
 		}
 	}
-	s.resetKeeping() // the reqCancels, body, timers and context go with the Stream (cancel.go, body.go)
+	s.streamReq = streamReq{}
 	streamPool.Put(s)
 }

@@ -26,7 +26,7 @@ func (h *Handler) recordTelemetry(s *Stream) {
 		ResponseBytes: in.BytesSent,
 	}
 	if s.grpc {
-		q.RequestMessages, q.ResponseMessages = s.reqBody.grpcMessages(), s.respGRPC.Messages()
+		setGRPCMessages(s, &q)
 	}
 	if c := in.Conn; c != nil {
 		if len(c.PeerCertificates) > 0 {
@@ -43,6 +43,14 @@ func (h *Handler) recordTelemetry(s *Stream) {
 		return
 	}
 	h.opts.Telemetry.RecordHTTP(&q)
+}
+
+// setGRPCMessages sets q's counts of the gRPC messages of the request's bodies. Out of
+// recordTelemetry's common path (a request that is not gRPC).
+//
+//go:noinline
+func setGRPCMessages(s *Stream, q *telemetry.HTTPRequest) {
+	q.RequestMessages, q.ResponseMessages = s.reqBody.grpcMessages(), s.respGRPC.Messages()
 }
 
 // countsGRPCMessages reports whether the router counts the gRPC messages of the request's
