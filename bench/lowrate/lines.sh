@@ -81,11 +81,33 @@ def load(p):
 name = sys.argv[1]
 a, owner = load(sys.argv[2])
 b, _ = load(sys.argv[3])
-lines, fnlines = set(), collections.defaultdict(set)
-for ad, v in a.items():
-    if (v - b.get(ad, 0)) / 5000 >= 0.5:
-        lines.add(ad >> 6)
-        fnlines[re.sub(r"'\d+$", '', owner[ad])].add(ad >> 6)
+detail, binary = os.environ.get('DETAIL'), sys.argv[4] if len(sys.argv) > 4 else ''
+hot = {ad for ad, v in a.items() if (v - b.get(ad, 0)) / 5000 >= 0.5}
+lines = {ad >> 6 for ad in hot}
+ins = []
+if binary:
+    # The binary's own symbols name each instruction's function: callgrind's function names
+    # drift where the runtime switches goroutine stacks (gogo, mcall), and then put runtime
+    # code under unrelated names.
+    import bisect, subprocess
+    fn = '?'
+    for line in subprocess.run(['go', 'tool', 'objdump', binary], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith('TEXT '):
+            fn = line.split()[1].removesuffix('(SB)')
+            continue
+        f = [x for x in re.split(r'\t+', line) if x.strip()]
+        if len(f) >= 4 and f[1].startswith('0x'):
+            ins.append((int(f[1], 16), len(f[2].strip()) // 2, f[3].strip(),
+                        fn.replace('github.com/strait-mesh/strait/proxy/', ''), f[0].strip().split('/')[-1]))
+    ins.sort()
+    addrs = [x[0] for x in ins]
+    for ad in hot:
+        i = bisect.bisect_right(addrs, ad) - 1
+        if i >= 0:
+            owner[ad] = ins[i][3]
+fnlines = collections.defaultdict(set)
+for ad in hot:
+    fnlines[re.sub(r"'\d+$", '', owner[ad])].add(ad >> 6)
 print("%s: %d code lines per request (%.0f KiB)" % (name, len(lines), len(lines) * 64 / 1024))
 pk = collections.Counter()
 for f, s in fnlines.items():
@@ -95,21 +117,10 @@ for f, s in fnlines.items():
 print("  " + ", ".join("%s %d" % kv for kv in pk.most_common(14)))
 for f, s in sorted(fnlines.items(), key=lambda x: -len(x[1]))[:int(os.environ.get('TOP', '40'))]:
     print("  %4d %s" % (len(s), f.replace('github.com/strait-mesh/strait/proxy/', '')))
-detail, binary = os.environ.get('DETAIL'), sys.argv[4] if len(sys.argv) > 4 else ''
-hot = {ad for ad, v in a.items() if (v - b.get(ad, 0)) / 5000 >= 0.5}
 if binary:
     # Where the footprint's cold bytes are: the instructions a request does not run but whose
     # code lines it loads, in runs of one function's consecutive instructions, by what the run
     # holds (a write barrier's slow path, the stack-growth stub, a panic, another call, none).
-    import subprocess
-    ins, fn = [], '?'
-    for line in subprocess.run(['go', 'tool', 'objdump', binary], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith('TEXT '):
-            fn = line.split()[1].replace('github.com/strait-mesh/strait/proxy/', '').removesuffix('(SB)')
-            continue
-        f = [x for x in re.split(r'\t+', line) if x.strip()]
-        if len(f) >= 4 and f[1].startswith('0x'):
-            ins.append((int(f[1], 16), len(f[2].strip()) // 2, f[3].strip(), fn, f[0].strip().split('/')[-1]))
     hb = sum(x[1] for x in ins if x[0] in hot)
     kinds, runs, i = collections.Counter(), [], 0
     while i < len(ins):
