@@ -359,21 +359,30 @@ func (rc *reqCancel) noReuse() {
 // finds rc canceled and no body.
 func (s *Stream) endRequest(rc *reqCancel, late bool) {
 	rc.mu.Lock()
-	rc.body, rc.linkOn = nil, nil
+	rc.body, rc.linkOn, rc.parent = nil, nil, nil
 	if late {
 		rc.shared.Store(true)
 	}
-	var rest cancelRest
-	canceled := rc.err == nil
-	if canceled {
-		rc.cancelLocked(nil, &rest)
+	if rc.err == nil {
+		s.endUncanceled(rc)
+		return
 	}
 	keep := !rc.shared.Load()
-	rc.parent = nil
 	rc.mu.Unlock()
-	if canceled {
-		rest.run(rc, nil)
-	}
+	s.unlinkCancel(rc, keep)
+}
+
+// endUncanceled is endRequest for a reqCancel not canceled yet (respond cancels most): it
+// cancels rc as the router's own end of the request, releases rc.mu (held) and runs what the
+// cancel left for after it. Out of endRequest's common path.
+//
+//go:noinline
+func (s *Stream) endUncanceled(rc *reqCancel) {
+	var rest cancelRest
+	rc.cancelLocked(nil, &rest)
+	keep := !rc.shared.Load()
+	rc.mu.Unlock()
+	rest.run(rc, nil)
 	s.unlinkCancel(rc, keep)
 }
 
