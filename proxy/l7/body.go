@@ -49,10 +49,11 @@ type replayBody struct {
 	idle     *idleTimer
 	received *int64
 	onEOF    *routeTimer // started when the downstream body ends (may be nil)
-	// bb is the in-memory body an attempt reads (attempt), out the one handed to the attempt
-	// being made, until settle sees whether its codec is done with it.
+	// bb is the in-memory body an attempt reads (attempt); out: bb was handed to the attempt
+	// being made, until settle sees whether its codec is done with it (a flag, not a pointer
+	// to bb: a request stores no pointer for it).
 	bb  httpmsg.BytesBody
-	out *httpmsg.BytesBody
+	out bool
 	// shared: buf or bb went where they may still be read after the request (mirror, an
 	// upstream that reads the body on a goroutine of its own): not to be reused.
 	shared bool
@@ -79,14 +80,35 @@ func newReplayBody(src io.ReadCloser, record bool, received *int64, onEOF *route
 }
 
 // lock takes rb.mu unless rb is solo (only the router's goroutine, the caller, can reach its
-// fields); it reports whether it took it, for the caller's unlock.
+// fields); it reports whether it took it, for the caller's unlock. The methods on a request's
+// way release it with unlock, not a deferred Unlock: nothing between can panic, and a
+// conditional defer leaves its machinery in their lines.
 func (rb *replayBody) lock() bool {
 	if rb.solo {
 		return false
 	}
+	return rb.lockShared()
+}
+
+// lockShared is lock for a replayBody that is not solo. Out of lock's common path.
+//
+//go:noinline
+func (rb *replayBody) lockShared() bool {
 	rb.mu.Lock()
 	return true
 }
+
+// unlock releases rb.mu if lock took it (locked).
+func (rb *replayBody) unlock(locked bool) {
+	if locked {
+		rb.unlockShared()
+	}
+}
+
+// unlockShared releases rb.mu (unlock). Out of unlock's common path.
+//
+//go:noinline
+func (rb *replayBody) unlockShared() { rb.mu.Unlock() }
 
 // maxKeptBodyBuf bounds the buffer a Stream keeps for its next request's body.
 const maxKeptBodyBuf = MaxPrefetchBytes
@@ -120,7 +142,7 @@ func (s *Stream) replayBody(src io.ReadCloser, record bool, onEOF *routeTimer) *
 		buf = nil
 	}
 	rb.src, rb.record, rb.buf, rb.total, rb.overflow, rb.eof, rb.err = src, record, buf, 0, false, false, nil
-	rb.idle, rb.received, rb.onEOF, rb.out, rb.shared = nil, &s.Info.BytesReceived, onEOF, nil, false
+	rb.idle, rb.received, rb.onEOF, rb.out, rb.shared = nil, &s.Info.BytesReceived, onEOF, false, false
 	rb.grpc, rb.countGRPC = telemetry.GRPCFrames{}, false
 	if rb.grpcCount.Load() != 0 {
 		rb.grpcCount.Store(0)
@@ -132,15 +154,41 @@ func (s *Stream) replayBody(src io.ReadCloser, record bool, onEOF *routeTimer) *
 	return rb
 }
 
-// settle records whether the codec of the attempt that read rb.out is done with it: one
+// requestBody returns the stream's request body for forward (replayBody) with what the
+// request's telemetry and timers need of it: the gRPC message count (countsGRPCMessages), the
+// Stream's reqBody, and rc's body, which the stream timers interrupt (attachBody); and it
+// lets the response stream back while the body arrives (fullDuplex).
+func (h *Handler) requestBody(s *Stream, record bool, onEOF *routeTimer, rc *reqCancel) *replayBody {
+	body := s.replayBody(s.body, record, onEOF)
+	body.countGRPC = h.countsGRPCMessages(s) // telemetry.go
+	s.reqBody = body
+	rc.attachBody(body) // the timers below interrupt its prefetch wait
+	if _, native := s.downW.(*h1Down); !native {
+		s.fullDuplex()
+	}
+	return body
+}
+
+// fullDuplex lets the upstream response of an HTTP/1.1 request stream back while its body is
+// still arriving, on a downstream other than proxy/h1's codec (which always does). Out of
+// requestBody's common path.
+//
+//go:noinline
+func (s *Stream) fullDuplex() {
+	if s.HTTP1() {
+		_ = s.w.EnableFullDuplex()
+	}
+}
+
+// settle records whether the codec of the attempt that read rb.bb (out) is done with it: one
 // that did not say so (BytesBody.MarkDone) may read it on, so rb is not reused. It runs on the
 // router's goroutine after that attempt's round trip returned; rb.mu is held (or rb is solo).
 func (rb *replayBody) settle() {
-	if rb.out != nil {
-		if !rb.out.Done() {
+	if rb.out {
+		if !rb.bb.Done() {
 			rb.shared = true
 		}
-		rb.out = nil
+		rb.out = false
 	}
 }
 
@@ -152,11 +200,26 @@ func (rb *replayBody) settle() {
 // read.
 func (rb *replayBody) end() bool {
 	if !rb.solo {
-		if !rb.mu.TryLock() {
-			return false
-		}
-		defer rb.mu.Unlock()
+		return rb.endShared()
 	}
+	return rb.detach()
+}
+
+// endShared is end for a replayBody that is not solo: it detaches rb under rb.mu, unless an
+// attempt's reader holds it. Out of end's common path.
+//
+//go:noinline
+func (rb *replayBody) endShared() bool {
+	if !rb.mu.TryLock() {
+		return false
+	}
+	ok := rb.detach()
+	rb.mu.Unlock()
+	return ok
+}
+
+// detach is end's work once rb's fields are the caller's (solo, or rb.mu held).
+func (rb *replayBody) detach() bool {
 	rb.settle()
 	rb.gen++
 	rb.src, rb.idle, rb.onEOF = nil, nil, nil
@@ -169,30 +232,41 @@ func (rb *replayBody) downstreamErr() error {
 	if rb == nil {
 		return nil
 	}
-	if rb.lock() {
-		defer rb.mu.Unlock()
-	}
-	return rb.err
+	locked := rb.lock()
+	err := rb.err
+	rb.unlock(locked)
+	return err
 }
 
 // attempt returns a reader for a new upstream attempt; earlier attempts' readers fail from now
 // on. Call canReplay first for a retry.
 func (rb *replayBody) attempt() io.ReadCloser {
-	if rb.lock() {
-		defer rb.mu.Unlock()
-	}
+	locked := rb.lock()
 	rb.gen++
 	rb.settle()
-	if rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total {
+	var r io.ReadCloser
+	if rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total && !rb.shared {
 		// The whole body is in memory: the upstream codec (h1.Conn, or net/http's for an
 		// *bytes.Reader, see proxy/upstream) then sends the request headers and body in one
 		// write, from this goroutine. An abandoned attempt keeps reading its own reader.
-		if rb.shared {
-			return httpmsg.NewBytesBody(rb.buf) // rb.bb may still be read
-		}
 		rb.bb.ResetBody(rb.buf)
-		rb.out = &rb.bb
-		return &rb.bb
+		rb.out = true
+		r = &rb.bb
+	} else {
+		r = rb.otherReader()
+	}
+	rb.unlock(locked)
+	return r
+}
+
+// otherReader is attempt's reader for a body that is not in memory (a view that reads on from
+// the downstream), or whose rb.bb may still be read (a BytesBody of its own). Out of attempt's
+// common path; rb.mu is held (or rb is solo).
+//
+//go:noinline
+func (rb *replayBody) otherReader() io.ReadCloser {
+	if rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total {
+		return httpmsg.NewBytesBody(rb.buf) // shared: rb.bb may still be read
 	}
 	rb.solo = false // the view may read rb from another goroutine, now or late
 	return &bodyView{rb: rb, gen: rb.gen}
@@ -205,8 +279,10 @@ func (rb *replayBody) attempt() io.ReadCloser {
 // at once streams as before. interrupt (the stream idle timeout, max duration) ends the wait
 // through the response's read deadline; a downstream reset ends the Read itself. Without read
 // deadline support (a test recorder) nothing is prefetched. It returns the sinceBase reading
-// taken when the Read returned, 0 when it read nothing.
-func (rb *replayBody) prefetch(w downstream, length int64) (now int64) {
+// taken when the Read returned, 0 when it read nothing. idle is the stream idle timer the
+// body's reads touch (nil: none), set first.
+func (rb *replayBody) prefetch(w downstream, length int64, idle *idleTimer) (now int64) {
+	rb.idle = idle
 	if length <= 0 || length > MaxPrefetchBytes {
 		return 0
 	}
@@ -225,9 +301,7 @@ func (rb *replayBody) prefetch(w downstream, length int64) (now int64) {
 	// One clock reading for what the read ended: the idle timer's activity, the route
 	// timer's start at the body's end, and the caller's next phase.
 	now = sinceBase()
-	if rb.lock() {
-		defer rb.mu.Unlock()
-	}
+	locked := rb.lock()
 	if n > 0 {
 		rb.buf = buf[:n]
 		rb.total = int64(n)
@@ -246,6 +320,7 @@ func (rb *replayBody) prefetch(w downstream, length int64) (now int64) {
 	case err != nil:
 		rb.err = err
 	}
+	rb.unlock(locked)
 	return now
 }
 
@@ -271,10 +346,10 @@ func (rb *replayBody) grpcMessages() uint64 {
 // inMemory reports whether the whole body was read and kept, so that attempts read it from
 // memory and never wait for the downstream.
 func (rb *replayBody) inMemory() bool {
-	if rb.lock() {
-		defer rb.mu.Unlock()
-	}
-	return rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total
+	locked := rb.lock()
+	in := rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total
+	rb.unlock(locked)
+	return in
 }
 
 // canReplay reports whether a new attempt can send the whole body again.

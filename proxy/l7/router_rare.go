@@ -111,6 +111,72 @@ func upstreamValues(origDst netip.AddrPort, report *upstream.HostReport) context
 	return vals
 }
 
+// forwardExtras is forward's setup of what most requests do without, in its order: for a
+// cluster that is not a messageUpstream (values), rc's context values (upstreamValues: the
+// original destination, and the host report when the handler reports hosts or the request is
+// traced); the trace's headers; and for a route timeout (timeout > 0) the stream's route timer,
+// which cancels rc (Stream.routeTimer), returned not started (nil without a timeout).
+//
+//go:noinline
+func (h *Handler) forwardExtras(s *Stream, rc *reqCancel, values bool, origDst netip.AddrPort, timeout time.Duration) *routeTimer {
+	if values {
+		var report *upstream.HostReport
+		if h.hostReport || s.trace != nil {
+			report = &s.hostReport
+		}
+		rc.setValues(upstreamValues(origDst, report))
+	}
+	if s.trace != nil {
+		s.injectTrace()
+	}
+	if timeout <= 0 {
+		return nil
+	}
+	return s.routeTimer(timeout, rc.routeFunc())
+}
+
+// retries makes the request's retries after its first attempt, whose outcome res holds and
+// which forward made: after each attempt tryAgain decides, and a retry abandons the last
+// attempt, waits the back-off (beforeRetry) and makes the next into res. On return res holds
+// the last attempt's outcome, and s.Info the attempts made, the retry limit's flag (URX) and
+// the retry's success statistic.
+//
+//go:noinline
+func (h *Handler) retries(s *Stream, rc *reqCancel, up Upstream, mu messageUpstream, out *http.Request, body *replayBody,
+	prep *forwardPrep, trackSent bool, cst *clusterStats, rst *routeStats, res *attemptResult) {
+	policy, lb := prep.policy, prep.lb
+	retrySlot := false // a retry budget slot, held by the attempt being made
+	for attempt := 1; ; {
+		if retrySlot {
+			up.ReleaseRetry()
+		}
+		var exhausted bool
+		if retrySlot, exhausted = tryAgain(rc, policy, attempt, prep.maxRetries, res, body, up); !retrySlot {
+			if exhausted {
+				s.Info.Flags |= FlagUpstreamRetryLimitExceed
+			} else if attempt > 1 {
+				cst.retryOK.Inc()
+			}
+			return
+		}
+		beforeRetry(rc, policy, attempt, res, cst, rst)
+		attempt++
+		s.Info.Attempts = attempt
+		if s.Route.VirtualHost.IncludeAttemptCount {
+			s.setAttemptCount(out, attempt)
+		}
+		alb := lb
+		if lb.HasHash && policy.AvoidPreviousHosts {
+			// previous_hosts: move the retry to another ring position (see route.RetryPolicy).
+			alb.Hash = mix64(lb.Hash + uint64(attempt))
+		}
+		if rst != nil {
+			rst.total.Inc()
+		}
+		h.attempt(rc, s, up, mu, out, body, alb, prep.perTry, trackSent, res)
+	}
+}
+
 // setAttemptCount sets x-envoy-attempt-count on the attempt's request.
 //
 //go:noinline
