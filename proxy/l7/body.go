@@ -154,27 +154,12 @@ func (s *Stream) replayBody(src io.ReadCloser, record bool, onEOF *routeTimer) *
 	return rb
 }
 
-// requestBody returns the stream's request body for forward (replayBody) with what the
-// request's telemetry and timers need of it: the gRPC message count (countsGRPCMessages), the
-// Stream's reqBody, and rc's body, which the stream timers interrupt (attachBody); and it
-// lets the response stream back while the body arrives (fullDuplex).
-func (h *Handler) requestBody(s *Stream, record bool, onEOF *routeTimer, rc *reqCancel) *replayBody {
-	body := s.replayBody(s.body, record, onEOF)
-	body.countGRPC = h.countsGRPCMessages(s) // telemetry.go
-	s.reqBody = body
-	rc.attachBody(body) // the timers below interrupt its prefetch wait
-	if _, native := s.downW.(*h1Down); !native {
-		s.fullDuplex()
-	}
-	return body
-}
-
-// fullDuplex lets the upstream response of an HTTP/1.1 request stream back while its body is
-// still arriving, on a downstream other than proxy/h1's codec (which always does). Out of
-// requestBody's common path.
+// enableFullDuplex lets the upstream response of an HTTP/1.1 request stream back while its
+// body is still arriving, on a downstream other than proxy/h1's codec (which always does). Out
+// of forward's common path.
 //
 //go:noinline
-func (s *Stream) fullDuplex() {
+func (s *Stream) enableFullDuplex() {
 	if s.HTTP1() {
 		_ = s.w.EnableFullDuplex()
 	}

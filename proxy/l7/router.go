@@ -269,7 +269,7 @@ func (h *Handler) forward(s *Stream) {
 	if c, ok := up.(*upstream.Cluster); ok {
 		s.services, mu = c.IstioServices(), c
 	} else {
-		s.services, mu = upstreamTraits(up)
+		mu = upstreamTraits(s, up)
 	}
 	cst := h.streamClusterStats(s)
 	var rst *routeStats
@@ -327,8 +327,14 @@ func (h *Handler) forward(s *Stream) {
 	// The request body exists before the timers that interrupt its prefetch wait.
 	var body *replayBody
 	if s.hasBody() {
-		body = h.requestBody(s, prep.maxRetries > 0 || len(rt.Mirrors) > 0, rtimer, rc)
+		body = s.replayBody(s.body, prep.maxRetries > 0 || len(rt.Mirrors) > 0, rtimer)
+		body.countGRPC = h.countsGRPCMessages(s) // telemetry.go
+		s.reqBody = body
 		done.body = body
+		rc.attachBody(body) // the timers below interrupt its prefetch wait
+		if _, native := s.downW.(*h1Down); !native {
+			s.enableFullDuplex()
+		}
 	}
 	if maxDur > 0 {
 		done.maxDur = rc.maxDurTimer(maxDur)

@@ -12,7 +12,6 @@ import (
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/route"
-	"github.com/strait-mesh/strait/proxy/telemetry"
 	"github.com/strait-mesh/strait/proxy/upstream"
 )
 
@@ -351,17 +350,17 @@ func roundTripHTTP(up Upstream, req *http.Request, lb balance.Context) (*upstrea
 	return upstream.FromHTTP(hr), nil
 }
 
-// upstreamTraits returns what forward learns of an Upstream that is not an *upstream.Cluster:
-// its services (istioServicer) and whether it takes the request's head as httpmsg.
+// upstreamTraits learns what forward needs of an Upstream that is not an *upstream.Cluster: its
+// services (istioServicer), set as s's, and whether it takes the request's head as httpmsg
+// (returned).
 //
 //go:noinline
-func upstreamTraits(up Upstream) ([]telemetry.Service, messageUpstream) {
-	var services []telemetry.Service
+func upstreamTraits(s *Stream, up Upstream) messageUpstream {
 	if sv, ok := up.(istioServicer); ok {
-		services = sv.IstioServices()
+		s.services = sv.IstioServices()
 	}
 	mu, _ := up.(messageUpstream)
-	return services, mu
+	return mu
 }
 
 // attemptFailed classifies an attempt's failure err into res (route.FailureKind and response
