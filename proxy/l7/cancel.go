@@ -168,22 +168,35 @@ func (rc *reqCancel) reset(parent context.Context, up *reqCancel, link peerLink,
 	if rc.noDeadline.Load() != noDL {
 		rc.noDeadline.Store(noDL)
 	}
+	// up's number changes only with up's reset, on this goroutine: read before rc.mu.
+	var upGen uint64
+	if up != nil {
+		upGen = up.genNow()
+	}
 	rc.mu.Lock()
 	rc.gen++
+	if rc.shared.Load() {
+		// A reused reqCancel never is (attemptScope, unlinkCancel): only one that was not
+		// given up (a test's) may have AfterFunc registrations in fbuf.
+		rc.unshare()
+	}
+	// The pointer fields together: one write barrier check.
 	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.linkOn = parent, up, nil, nil, nil, link
-	if rc.shared.Load() { // a reused reqCancel never is (attemptScope, unlinkCancel)
-		rc.shared.Store(false)
-	}
-	rc.upGen = 0
-	if up != nil {
-		rc.upGen = up.genNow()
-	}
 	rc.values, rc.body = nil, nil
-	clear(rc.fbuf[:])
 	rc.watch, rc.funcs, rc.kids = rc.wbuf[:0], rc.fbuf[:0], rc.kbuf[:0]
+	rc.upGen = upGen
 	gen := rc.gen
 	rc.mu.Unlock()
 	return gen
+}
+
+// unshare makes a shared rc reusable (reset), dropping the AfterFunc registrations it kept in
+// fbuf; rc.mu is held. Out of reset's common path.
+//
+//go:noinline
+func (rc *reqCancel) unshare() {
+	rc.shared.Store(false)
+	clear(rc.fbuf[:])
 }
 
 // genNow returns rc's current number.
@@ -460,6 +473,15 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, from peerLink, cause er
 		rc.mu.Unlock()
 		return
 	}
+	rc.cancelAll(cause)
+}
+
+// cancelAll is cancelIf's cancel of a reqCancel with something to close, abort, run or
+// unlink: it cancels rc (rc.mu held), releases rc.mu and runs the rest. Out of cancelIf's
+// common path.
+//
+//go:noinline
+func (rc *reqCancel) cancelAll(cause error) {
 	var rest cancelRest
 	rc.cancelLocked(cause, &rest)
 	rc.mu.Unlock()

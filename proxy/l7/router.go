@@ -383,7 +383,7 @@ func (h *Handler) forward(s *Stream) {
 	if rst != nil {
 		rst.total.Inc()
 	}
-	h.attempt(rc, s, up, mu, out, body, prep.lb, prep.perTry, trackSent, &res)
+	res.resp = h.attempt(rc, s, up, mu, out, body, prep.lb, prep.perTry, trackSent, &res)
 	// The common case needs no decision: no retry to make, or a first attempt's response the
 	// policy does not retry on (no retry was made, so nothing is exhausted either).
 	if prep.maxRetries > 0 && (res.resp == nil || prep.policy.RetryOnResponse(res.resp.Status, res.resp.Header)) {
@@ -500,13 +500,14 @@ func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetrie
 	return false, attempt > 1 && (res.resp == nil || onResp)
 }
 
-// attempt makes one upstream try into res: a response, or a classified failure. mu is up as a
-// messageUpstream (nil: up takes net/http's request only, roundTripHTTP). With trackSent it finds
-// out whether the request's headers went upstream, so that a reset before that is told apart
-// (route.FailResetBeforeRequest).
+// attempt makes one upstream try into res, which is zero (forward's own, or cleared by
+// retries): it returns the response, or nil with the classified failure in res; the caller
+// sets res.resp (a store into its own frame, with no write barrier). mu is up as a
+// messageUpstream (nil: up takes net/http's request only, roundTripHTTP). With trackSent it
+// finds out whether the request's headers went upstream, so that a reset before that is told
+// apart (route.FailResetBeforeRequest).
 func (h *Handler) attempt(ctx *reqCancel, s *Stream, up Upstream, mu messageUpstream, out *http.Request,
-	body *replayBody, lb balance.Context, perTry time.Duration, trackSent bool, res *attemptResult) {
-	*res = attemptResult{}
+	body *replayBody, lb balance.Context, perTry time.Duration, trackSent bool, res *attemptResult) *upstream.Response {
 	actx := ctx
 	if perTry > 0 || trackSent || !(body == nil && !s.retrying || body != nil && body.inMemory()) {
 		actx = s.attemptContext(perTry, trackSent, res)
@@ -532,9 +533,9 @@ func (h *Handler) attempt(ctx *reqCancel, s *Stream, up Upstream, mu messageUpst
 	}
 	if err != nil {
 		h.attemptFailed(ctx, actx, s, err, res)
-		return
+		return nil
 	}
-	res.resp = resp
+	return resp
 }
 
 // stopPerTry stops the attempt's per-try timer. Out of attempt's common path (no per-try

@@ -172,7 +172,8 @@ func (h *Handler) retries(s *Stream, rc *reqCancel, up Upstream, mu messageUpstr
 		if rst != nil {
 			rst.total.Inc()
 		}
-		h.attempt(rc, s, up, mu, out, body, alb, prep.perTry, trackSent, res)
+		*res = attemptResult{}
+		res.resp = h.attempt(rc, s, up, mu, out, body, alb, prep.perTry, trackSent, res)
 	}
 }
 
