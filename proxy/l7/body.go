@@ -530,12 +530,22 @@ func (it *idleTimer) stop() bool {
 	// No defer: nothing below can panic, and a deferred unlock costs a call of its own.
 	it.mu.Lock()
 	it.active, it.fire = false, nil
-	if !it.lazy && it.when != 0 && it.t.Stop() {
-		it.when = 0
+	if !it.lazy && it.when != 0 {
+		it.stopPending()
 	}
 	ok := !it.fired
 	it.mu.Unlock()
 	return ok
+}
+
+// stopPending stops the pending runtime timer of a timer that is not lazy (stop); it.mu is
+// held. Out of stop's common path (the Stream's kept timer is lazy).
+//
+//go:noinline
+func (it *idleTimer) stopPending() {
+	if it.t.Stop() {
+		it.when = 0
+	}
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -240,11 +240,9 @@ func (g parentGuard) ours() bool { return g.up == nil || g.up.genNow() == g.gen 
 // cancelScope returns the stream's reqCancel started for this request as a child of s.ctx.
 func (s *Stream) cancelScope() *reqCancel {
 	rc := s.rc
-	if rc == nil {
-		rc = newReqCancel()
-		s.rc = rc
+	if rc == nil || rc.stopParent != nil {
+		rc = s.freshCancel()
 	}
-	rc.stopParent = nil
 	if s.ctx.Done() == nil {
 		rc.reset(s.ctx, nil, nil, noDeadline(s.ctx))
 		return rc
@@ -260,6 +258,22 @@ func (s *Stream) cancelScope() *reqCancel {
 	}
 	rc.reset(s.ctx, nil, nil, noDeadline(s.ctx))
 	rc.stopParent = context.AfterFunc(s.ctx, rc.parentFunc())
+	return rc
+}
+
+// freshCancel returns the stream's reqCancel with no link to a parent's context: a new one
+// for the stream's first request (or one after a reqCancel was given up), or the kept one
+// whose link its last request did not stop (endRequest does: only tests skip it). Out of
+// cancelScope's common path.
+//
+//go:noinline
+func (s *Stream) freshCancel() *reqCancel {
+	rc := s.rc
+	if rc == nil {
+		rc = newReqCancel()
+		s.rc = rc
+	}
+	rc.stopParent = nil
 	return rc
 }
 
@@ -400,8 +414,19 @@ func (s *Stream) endUncanceled(rc *reqCancel) {
 }
 
 // unlinkCancel stops rc's link to its parent (rc is canceled and detached from it already;
-// keep: rc was not shared then), and drops rc when code outside may still hold it.
+// keep: rc was not shared then), and drops rc when code outside may still hold it. Most
+// requests' reqCancel has no such link (a peerLink's is rc.linkOn, which endRequest cleared),
+// is kept, and no attempt's reqCancel (s.arc) is shared: then nothing is left to do.
 func (s *Stream) unlinkCancel(rc *reqCancel, keep bool) {
+	if rc.stopParent != nil || !keep || s.arc != nil && s.arc.isShared() {
+		s.unlinkRest(rc, keep)
+	}
+}
+
+// unlinkRest is unlinkCancel's work. Out of its common path.
+//
+//go:noinline
+func (s *Stream) unlinkRest(rc *reqCancel, keep bool) {
 	if rc.stopParent != nil {
 		keep = rc.stopParent() && keep
 		rc.stopParent = nil

@@ -428,7 +428,7 @@ func (d *forwardDone) run() {
 	// reused for the next request, and so does it keep the timer itself.
 	idleOK := d.idle.stop()
 	late := !idleOK
-	if d.maxDur != nil && !d.maxDur.Stop() {
+	if d.maxDur != nil && !stopTimer(d.maxDur) {
 		late = true
 	}
 	rtOK := d.rtimer == nil || d.rtimer.stop()
@@ -453,6 +453,12 @@ func (d *forwardDone) run() {
 		s.endRequest(d.rc, late)
 	}
 }
+
+// stopTimer is t.Stop out of line: forwardDone.run's max stream duration timer, which most
+// requests do not have.
+//
+//go:noinline
+func stopTimer(t *time.Timer) bool { return t.Stop() }
 
 // dropTimers keeps the Stream from reusing for its next request what a late timer or reader
 // may still touch (forwardDone.run): the body's objects unless bodyOK, the idle timer unless
