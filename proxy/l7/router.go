@@ -307,27 +307,17 @@ func (h *Handler) forward(s *Stream) {
 	var done forwardDone
 	done.s, done.rc = s, rc
 	defer done.run()
-	var origDst netip.AddrPort
-	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
-		origDst = s.Info.Conn.OriginalDst
-	}
 	// Envoy's route timeout runs from the end of the downstream request (its last body byte) to
-	// the end of the response: the timer starts at once for bodiless requests and from the body
-	// reader at EOF otherwise. It, the context values of a cluster that is not a
+	// the end of the response: the timer (done.rtimer) starts at once for bodiless requests and
+	// from the body reader at EOF otherwise. It, the context values of a cluster that is not a
 	// messageUpstream and the trace's headers are forwardExtras' (one call, out of the way).
-	var rtimer *routeTimer
 	if mu == nil || s.trace != nil || prep.timeout > 0 {
-		rtimer = h.forwardExtras(s, rc, mu == nil, origDst, prep.timeout)
-		done.rtimer = rtimer
-	}
-	maxDur := rt.MaxStreamDuration
-	if maxDur == 0 {
-		maxDur = h.maxStreamDuration
+		h.forwardExtras(s, rc, mu == nil, prep.timeout, &done)
 	}
 	// The request body exists before the timers that interrupt its prefetch wait.
 	var body *replayBody
 	if s.hasBody() {
-		body = s.replayBody(s.body, prep.maxRetries > 0 || len(rt.Mirrors) > 0, rtimer)
+		body = s.replayBody(s.body, prep.maxRetries > 0 || len(rt.Mirrors) > 0, done.rtimer)
 		body.countGRPC = h.countsGRPCMessages(s) // telemetry.go
 		s.reqBody = body
 		done.body = body
@@ -335,6 +325,10 @@ func (h *Handler) forward(s *Stream) {
 		if _, native := s.downW.(*h1Down); !native {
 			s.enableFullDuplex()
 		}
+	}
+	maxDur := rt.MaxStreamDuration
+	if maxDur == 0 {
+		maxDur = h.maxStreamDuration
 	}
 	if maxDur > 0 {
 		done.maxDur = rc.maxDurTimer(maxDur)
@@ -356,7 +350,7 @@ func (h *Handler) forward(s *Stream) {
 			now = sinceBase()
 		}
 	} else {
-		rtimer.startAt(now)
+		done.rtimer.startAt(now)
 	}
 	var out *http.Request
 	if mu != nil {
@@ -366,7 +360,7 @@ func (h *Handler) forward(s *Stream) {
 		// in the request's context on every request.
 		// s.head is still zero (resetKeeping): only the fields this sets are stored.
 		// out stays nil: each attempt's request is set from the stream (attemptRequest).
-		s.head.Header, s.head.Path, s.head.OriginalDst, s.head.Report = &s.req.Header, s.path, origDst, &s.hostReport
+		s.head.Header, s.head.Path, s.head.OriginalDst, s.head.Report = &s.req.Header, s.path, s.originalDst(), &s.hostReport
 		s.headSet = true
 	} else {
 		out = s.upstreamRequest()
@@ -405,6 +399,15 @@ func (h *Handler) forward(s *Stream) {
 		return
 	}
 	h.respond(s, rc, res.resp, cst, idle)
+}
+
+// originalDst returns the original destination of the request's connection (iptables
+// interception), or the zero AddrPort.
+func (s *Stream) originalDst() netip.AddrPort {
+	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
+		return s.Info.Conn.OriginalDst
+	}
+	return netip.AddrPort{}
 }
 
 // forwardDone is what forward stops when it returns, in this order: the last attempt's

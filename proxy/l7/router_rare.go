@@ -114,24 +114,23 @@ func upstreamValues(origDst netip.AddrPort, report *upstream.HostReport) context
 // cluster that is not a messageUpstream (values), rc's context values (upstreamValues: the
 // original destination, and the host report when the handler reports hosts or the request is
 // traced); the trace's headers; and for a route timeout (timeout > 0) the stream's route timer,
-// which cancels rc (Stream.routeTimer), returned not started (nil without a timeout).
+// which cancels rc (Stream.routeTimer), set not started as done's.
 //
 //go:noinline
-func (h *Handler) forwardExtras(s *Stream, rc *reqCancel, values bool, origDst netip.AddrPort, timeout time.Duration) *routeTimer {
+func (h *Handler) forwardExtras(s *Stream, rc *reqCancel, values bool, timeout time.Duration, done *forwardDone) {
 	if values {
 		var report *upstream.HostReport
 		if h.hostReport || s.trace != nil {
 			report = &s.hostReport
 		}
-		rc.setValues(upstreamValues(origDst, report))
+		rc.setValues(upstreamValues(s.originalDst(), report))
 	}
 	if s.trace != nil {
 		s.injectTrace()
 	}
-	if timeout <= 0 {
-		return nil
+	if timeout > 0 {
+		done.rtimer = s.routeTimer(timeout, rc.routeFunc())
 	}
-	return s.routeTimer(timeout, rc.routeFunc())
 }
 
 // retries makes the request's retries after its first attempt, whose outcome res holds and
