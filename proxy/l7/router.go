@@ -272,16 +272,15 @@ func (h *Handler) forward(s *Stream) {
 		mu = upstreamTraits(s, up)
 	}
 	cst := h.streamClusterStats(s)
-	var rst *routeStats
+	var prep forwardPrep
 	if rt.StatPrefix != "" {
-		rst = h.routeStats(rt)
+		prep.rst = h.routeStats(rt)
 	}
 
 	// Rare parts of the request's way are functions of their own (outlined, see
 	// routerControls): forward's common path stays short, in instructions the processor
 	// fetches per request. A plain route (route.Route.Plain) with a request that has no
 	// router control headers and no upgrade needs none of forwardPrepare's features.
-	var prep forwardPrep
 	if !rt.Plain() || !s.noEnvoyFields || hdr.Index("Upgrade", 0) >= 0 {
 		if !h.forwardPrepare(s, &prep) {
 			return
@@ -349,8 +348,6 @@ func (h *Handler) forward(s *Stream) {
 		} else {
 			now = sinceBase()
 		}
-	} else {
-		done.rtimer.startAt(now)
 	}
 	var out *http.Request
 	if mu != nil {
@@ -374,24 +371,24 @@ func (h *Handler) forward(s *Stream) {
 	if rt.VirtualHost.IncludeAttemptCount {
 		s.setAttemptCount(out, 1)
 	}
-	if rst != nil {
-		rst.total.Inc()
+	if prep.rst != nil {
+		prep.rst.total.Inc()
 	}
 	res.resp = h.attempt(rc, s, up, mu, out, body, prep.lb, prep.perTry, trackSent, &res)
 	// The common case needs no decision: no retry to make, or a first attempt's response the
 	// policy does not retry on (no retry was made, so nothing is exhausted either).
 	if prep.maxRetries > 0 && (res.resp == nil || prep.policy.RetryOnResponse(res.resp.Status, res.resp.Header)) {
-		h.retries(s, rc, up, mu, out, body, &prep, trackSent, cst, rst, &res)
+		h.retries(s, rc, up, mu, out, &prep, &res)
 	}
 	done.attempt = res.cancel // nil: the attempt had no context of its own
 	// Shadow traffic does not depend on the primary's outcome.
 	h.mirror(s, body)
 	if res.resp == nil {
-		h.failed(s, rc, &res, cst, rst)
+		h.failed(s, rc, &res, cst, prep.rst)
 		return
 	}
-	if rst != nil {
-		rst.code(res.resp.Status)
+	if prep.rst != nil {
+		prep.rst.code(res.resp.Status)
 	}
 	s.Info.UpstreamServiceTime = time.Duration(sinceBase() - start)
 	if res.resp.Status == http.StatusSwitchingProtocols && prep.upgrade != "" {

@@ -114,7 +114,8 @@ func upstreamValues(origDst netip.AddrPort, report *upstream.HostReport) context
 // cluster that is not a messageUpstream (values), rc's context values (upstreamValues: the
 // original destination, and the host report when the handler reports hosts or the request is
 // traced); the trace's headers; and for a route timeout (timeout > 0) the stream's route timer,
-// which cancels rc (Stream.routeTimer), set not started as done's.
+// which cancels rc (Stream.routeTimer), set as done's: started at once for a request without a
+// body (the request is complete), else by the body's reader at its end (replayBody's onEOF).
 //
 //go:noinline
 func (h *Handler) forwardExtras(s *Stream, rc *reqCancel, values bool, timeout time.Duration, done *forwardDone) {
@@ -130,19 +131,26 @@ func (h *Handler) forwardExtras(s *Stream, rc *reqCancel, values bool, timeout t
 	}
 	if timeout > 0 {
 		done.rtimer = s.routeTimer(timeout, rc.routeFunc())
+		if !s.hasBody() {
+			done.rtimer.start()
+		}
 	}
 }
 
 // retries makes the request's retries after its first attempt, whose outcome res holds and
-// which forward made: after each attempt tryAgain decides, and a retry abandons the last
-// attempt, waits the back-off (beforeRetry) and makes the next into res. On return res holds
-// the last attempt's outcome, and s.Info the attempts made, the retry limit's flag (URX) and
-// the retry's success statistic.
+// which forward made with the same up, mu, out and prep: after each attempt tryAgain decides,
+// and a retry abandons the last attempt, waits the back-off (beforeRetry) and makes the next
+// into res. On return res holds the last attempt's outcome, and s.Info the attempts made, the
+// retry limit's flag (URX) and the retry's success statistic. What forward finds once per
+// request (the body, trackSent, the cluster's statistics) it finds again: few requests get
+// here.
 //
 //go:noinline
-func (h *Handler) retries(s *Stream, rc *reqCancel, up Upstream, mu messageUpstream, out *http.Request, body *replayBody,
-	prep *forwardPrep, trackSent bool, cst *clusterStats, rst *routeStats, res *attemptResult) {
-	policy, lb := prep.policy, prep.lb
+func (h *Handler) retries(s *Stream, rc *reqCancel, up Upstream, mu messageUpstream, out *http.Request,
+	prep *forwardPrep, res *attemptResult) {
+	policy, lb, body := prep.policy, prep.lb, s.reqBody
+	trackSent := prep.maxRetries > 0 && policy.TracksRequestSent()
+	cst, rst := h.streamClusterStats(s), prep.rst
 	retrySlot := false // a retry budget slot, held by the attempt being made
 	for attempt := 1; ; {
 		if retrySlot {
@@ -240,8 +248,9 @@ func (h *Handler) failed(s *Stream, ctx context.Context, res *attemptResult, cst
 // forwardPrep is what forward prepares before it makes the request's attempts: the upgrade
 // (lower-cased Upgrade type, "" for none), the route timeout, retry policy and per-try timeout
 // with the request's controls applied, the number of retries the request may have, and the
-// load balancer's hash.
+// load balancer's hash; and the route's statistics (nil without a stat_prefix).
 type forwardPrep struct {
+	rst        *routeStats
 	upgrade    string
 	timeout    time.Duration
 	policy     *route.RetryPolicy
