@@ -117,32 +117,17 @@ const maxKeptBodyBuf = MaxPrefetchBytes
 // (see end) and it is still solo, started for src.
 func (s *Stream) replayBody(src io.ReadCloser, record bool, onEOF *routeTimer) *replayBody {
 	rb := s.rbody
-	if rb == nil {
-		rb = newReplayBody(src, record, &s.Info.BytesReceived, onEOF)
-		s.rbody = rb
-		return rb
-	}
-	if !rb.solo {
-		// A streaming reader of rb was handed out, and a stale one may still take rb.mu: a
-		// new replayBody, solo again, takes over rb's buffer, which a stale reader no
-		// longer touches (end moved rb's generation on).
-		rb.mu.Lock()
-		buf := rb.buf[:0]
-		rb.buf = nil
-		rb.mu.Unlock()
-		nb := newReplayBody(src, record, &s.Info.BytesReceived, onEOF)
-		if cap(buf) <= maxKeptBodyBuf {
-			nb.buf = buf
-		}
-		s.rbody = nb
-		return nb
+	if rb == nil || !rb.solo {
+		return s.newRequestBody(src, record, onEOF)
 	}
 	buf := rb.buf[:0]
 	if cap(buf) > maxKeptBodyBuf {
 		buf = nil
 	}
-	rb.src, rb.record, rb.buf, rb.total, rb.overflow, rb.eof, rb.err = src, record, buf, 0, false, false, nil
-	rb.idle, rb.received, rb.onEOF, rb.out, rb.shared = nil, &s.Info.BytesReceived, onEOF, false, false
+	// rb.received is &s.Info.BytesReceived already (rb is s's); the pointers together share
+	// one write barrier check.
+	rb.src, rb.buf, rb.err, rb.idle, rb.onEOF, rb.on = src, buf, nil, nil, onEOF, waitingOn{}
+	rb.record, rb.total, rb.overflow, rb.eof, rb.out, rb.shared = record, 0, false, false, false, false
 	rb.grpc, rb.countGRPC = telemetry.GRPCFrames{}, false
 	if rb.grpcCount.Load() != 0 {
 		rb.grpcCount.Store(0)
@@ -150,8 +135,33 @@ func (s *Stream) replayBody(src io.ReadCloser, record bool, onEOF *routeTimer) *
 	if rb.waiting.Load() != nil {
 		rb.waiting.Store(nil)
 	}
-	rb.on = waitingOn{}
 	return rb
+}
+
+// newRequestBody is replayBody for a stream with no replayBody to reuse: its first, or one
+// that is not solo. Out of replayBody's common path.
+//
+//go:noinline
+func (s *Stream) newRequestBody(src io.ReadCloser, record bool, onEOF *routeTimer) *replayBody {
+	rb := s.rbody
+	if rb == nil {
+		rb = newReplayBody(src, record, &s.Info.BytesReceived, onEOF)
+		s.rbody = rb
+		return rb
+	}
+	// A streaming reader of rb was handed out, and a stale one may still take rb.mu: a new
+	// replayBody, solo again, takes over rb's buffer, which a stale reader no longer touches
+	// (end moved rb's generation on).
+	rb.mu.Lock()
+	buf := rb.buf[:0]
+	rb.buf = nil
+	rb.mu.Unlock()
+	nb := newReplayBody(src, record, &s.Info.BytesReceived, onEOF)
+	if cap(buf) <= maxKeptBodyBuf {
+		nb.buf = buf
+	}
+	s.rbody = nb
+	return nb
 }
 
 // enableFullDuplex lets the upstream response of an HTTP/1.1 request stream back while its
