@@ -307,16 +307,25 @@ func (rb *replayBody) prefetch(w downstream, length int64, idle *idleTimer) (now
 			rb.grpcCount.Store(rb.grpc.Messages())
 		}
 	}
-	switch {
-	case err == io.EOF || err == nil && int64(n) == length:
-		// The server enforces Content-Length: reaching it ends the body.
-		rb.eof = true
-		rb.onEOF.startAt(now)
-	case err != nil:
-		rb.err = err
+	// The server enforces Content-Length: reaching it ends the body (rb.eof is still false).
+	rb.eof = err == io.EOF || err == nil && int64(n) == length
+	if rb.eof && rb.onEOF != nil || !rb.eof && err != nil {
+		rb.prefetchEnd(err, now)
 	}
 	rb.unlock(locked)
 	return now
+}
+
+// prefetchEnd is what prefetch's Read leaves for later: at the body's end (rb.eof) the route
+// timer's start, else the Read's error, kept for the attempts. Out of prefetch's common path.
+//
+//go:noinline
+func (rb *replayBody) prefetchEnd(err error, now int64) {
+	if rb.eof {
+		rb.onEOF.startAt(now)
+		return
+	}
+	rb.err = err
 }
 
 // interrupt ends a prefetch wait (the stream is being canceled). Safe on a nil body.
@@ -477,23 +486,40 @@ func (s *Stream) idleTimerAt(d time.Duration, fire func(), now int64) *idleTimer
 	}
 	it := s.idleT
 	if it == nil {
-		it = newIdleTimer(d, fire)
-		it.mu.Lock()
-		it.lazy = true
-		it.mu.Unlock()
-		s.idleT = it
-		return it
+		return s.newKeptIdleTimer(d, fire)
 	}
 	// Stopped, and fire was not called (stop returned true).
 	it.last.Store(now)
 	it.mu.Lock()
 	it.d, it.fire, it.active, it.fired = d, fire, true, false
 	if by := now + int64(d); it.when == 0 || it.when > by {
-		it.when = by
-		it.t.Reset(d)
+		it.rearm(by)
 	}
 	it.mu.Unlock()
 	return it
+}
+
+// newKeptIdleTimer starts the stream's first idle timer (idleTimerAt), lazy: the Stream keeps
+// it for its next requests. Out of idleTimerAt's common path.
+//
+//go:noinline
+func (s *Stream) newKeptIdleTimer(d time.Duration, fire func()) *idleTimer {
+	it := newIdleTimer(d, fire)
+	it.mu.Lock()
+	it.lazy = true
+	it.mu.Unlock()
+	s.idleT = it
+	return it
+}
+
+// rearm moves the pending runtime timer to by, a sinceBase time it.d from now (idleTimerAt:
+// the kept timer fires later, or is not pending); it.mu is held. Out of idleTimerAt's common
+// path.
+//
+//go:noinline
+func (it *idleTimer) rearm(by int64) {
+	it.when = by
+	it.t.Reset(it.d)
 }
 
 func (it *idleTimer) touch() {
