@@ -240,7 +240,7 @@ func (rb *replayBody) attempt() io.ReadCloser {
 	rb.gen++
 	rb.settle()
 	var r io.ReadCloser
-	if rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total && !rb.shared {
+	if rb.whole() && !rb.shared {
 		// The whole body is in memory: the upstream codec (h1.Conn, or net/http's for an
 		// *bytes.Reader, see proxy/upstream) then sends the request headers and body in one
 		// write, from this goroutine. An abandoned attempt keeps reading its own reader.
@@ -260,7 +260,7 @@ func (rb *replayBody) attempt() io.ReadCloser {
 //
 //go:noinline
 func (rb *replayBody) otherReader() io.ReadCloser {
-	if rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total {
+	if rb.whole() {
 		return httpmsg.NewBytesBody(rb.buf) // shared: rb.bb may still be read
 	}
 	rb.solo = false // the view may read rb from another goroutine, now or late
@@ -350,10 +350,27 @@ func (rb *replayBody) grpcMessages() uint64 {
 // inMemory reports whether the whole body was read and kept, so that attempts read it from
 // memory and never wait for the downstream.
 func (rb *replayBody) inMemory() bool {
-	locked := rb.lock()
-	in := rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total
-	rb.unlock(locked)
+	if rb.solo {
+		return rb.whole()
+	}
+	return rb.inMemoryShared()
+}
+
+// inMemoryShared is inMemory under rb.mu, for a replayBody that is not solo. Out of its
+// common path (inMemory inlines in attempt).
+//
+//go:noinline
+func (rb *replayBody) inMemoryShared() bool {
+	rb.mu.Lock()
+	in := rb.whole()
+	rb.mu.Unlock()
 	return in
+}
+
+// whole reports whether rb holds the whole body: read to the end and kept. rb.mu is held (or
+// rb is solo).
+func (rb *replayBody) whole() bool {
+	return rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total
 }
 
 // canReplay reports whether a new attempt can send the whole body again.
