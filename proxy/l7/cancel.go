@@ -396,7 +396,12 @@ func (s *Stream) endRequest(rc *reqCancel, late bool) {
 	}
 	keep := !rc.shared.Load()
 	rc.mu.Unlock()
-	s.unlinkCancel(rc, keep)
+	// Most requests' reqCancel has no link to its parent's context (a peerLink's is rc.linkOn,
+	// cleared above), is kept, and no attempt's reqCancel (s.arc) is shared: then
+	// unlinkCancel has nothing to do.
+	if rc.stopParent != nil || !keep || s.arc != nil && s.arc.isShared() {
+		s.unlinkCancel(rc, keep)
+	}
 }
 
 // endUncanceled is endRequest for a reqCancel not canceled yet (respond cancels most): it
@@ -414,19 +419,11 @@ func (s *Stream) endUncanceled(rc *reqCancel) {
 }
 
 // unlinkCancel stops rc's link to its parent (rc is canceled and detached from it already;
-// keep: rc was not shared then), and drops rc when code outside may still hold it. Most
-// requests' reqCancel has no such link (a peerLink's is rc.linkOn, which endRequest cleared),
-// is kept, and no attempt's reqCancel (s.arc) is shared: then nothing is left to do.
-func (s *Stream) unlinkCancel(rc *reqCancel, keep bool) {
-	if rc.stopParent != nil || !keep || s.arc != nil && s.arc.isShared() {
-		s.unlinkRest(rc, keep)
-	}
-}
-
-// unlinkRest is unlinkCancel's work. Out of its common path.
+// keep: rc was not shared then), and drops rc when code outside may still hold it. Out of
+// endRequest's common path, which tells when there is nothing to do.
 //
 //go:noinline
-func (s *Stream) unlinkRest(rc *reqCancel, keep bool) {
+func (s *Stream) unlinkCancel(rc *reqCancel, keep bool) {
 	if rc.stopParent != nil {
 		keep = rc.stopParent() && keep
 		rc.stopParent = nil
