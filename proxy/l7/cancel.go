@@ -706,19 +706,33 @@ func (rc *reqCancel) Watch(a h1.Aborter, gen uint64) bool {
 	return ok
 }
 
-// Unwatch implements h1.Watcher.
+// Unwatch implements h1.Watcher. An exchange's reqCancel is mostly watched by that exchange
+// alone: its one entry goes without a search (unwatchAny).
 func (rc *reqCancel) Unwatch(a h1.Aborter) {
 	rc.mu.Lock()
+	if len(rc.watch) == 1 && rc.watch[0].a == a {
+		rc.watch[0] = watchEntry{}
+		rc.watch = rc.watch[:0]
+	} else {
+		rc.unwatchAny(a)
+	}
+	rc.mu.Unlock()
+}
+
+// unwatchAny removes a's entry from rc.watch, if any; rc.mu is held. Out of Unwatch's common
+// path.
+//
+//go:noinline
+func (rc *reqCancel) unwatchAny(a h1.Aborter) {
 	for i, w := range rc.watch {
 		if w.a == a {
 			n := len(rc.watch) - 1
 			rc.watch[i] = rc.watch[n]
 			rc.watch[n] = watchEntry{}
 			rc.watch = rc.watch[:n]
-			break
+			return
 		}
 	}
-	rc.mu.Unlock()
 }
 
 // causeOf returns why ctx was canceled: for a reqCancel the cause it was canceled with (the
