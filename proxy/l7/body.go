@@ -49,10 +49,11 @@ type replayBody struct {
 	idle     *idleTimer
 	received *int64
 	onEOF    *routeTimer // started when the downstream body ends (may be nil)
-	// bb is the in-memory body an attempt reads (attempt), out the one handed to the attempt
-	// being made, until settle sees whether its codec is done with it.
+	// bb is the in-memory body an attempt reads (attempt); out: bb was handed to the attempt
+	// being made, until settle sees whether its codec is done with it (a flag, not a pointer
+	// to bb: a request stores no pointer for it).
 	bb  httpmsg.BytesBody
-	out *httpmsg.BytesBody
+	out bool
 	// shared: buf or bb went where they may still be read after the request (mirror, an
 	// upstream that reads the body on a goroutine of its own): not to be reused.
 	shared bool
@@ -79,14 +80,35 @@ func newReplayBody(src io.ReadCloser, record bool, received *int64, onEOF *route
 }
 
 // lock takes rb.mu unless rb is solo (only the router's goroutine, the caller, can reach its
-// fields); it reports whether it took it, for the caller's unlock.
+// fields); it reports whether it took it, for the caller's unlock. The methods on a request's
+// way release it with unlock, not a deferred Unlock: nothing between can panic, and a
+// conditional defer leaves its machinery in their lines.
 func (rb *replayBody) lock() bool {
 	if rb.solo {
 		return false
 	}
+	return rb.lockShared()
+}
+
+// lockShared is lock for a replayBody that is not solo. Out of lock's common path.
+//
+//go:noinline
+func (rb *replayBody) lockShared() bool {
 	rb.mu.Lock()
 	return true
 }
+
+// unlock releases rb.mu if lock took it (locked).
+func (rb *replayBody) unlock(locked bool) {
+	if locked {
+		rb.unlockShared()
+	}
+}
+
+// unlockShared releases rb.mu (unlock). Out of unlock's common path.
+//
+//go:noinline
+func (rb *replayBody) unlockShared() { rb.mu.Unlock() }
 
 // maxKeptBodyBuf bounds the buffer a Stream keeps for its next request's body.
 const maxKeptBodyBuf = MaxPrefetchBytes
@@ -95,32 +117,17 @@ const maxKeptBodyBuf = MaxPrefetchBytes
 // (see end) and it is still solo, started for src.
 func (s *Stream) replayBody(src io.ReadCloser, record bool, onEOF *routeTimer) *replayBody {
 	rb := s.rbody
-	if rb == nil {
-		rb = newReplayBody(src, record, &s.Info.BytesReceived, onEOF)
-		s.rbody = rb
-		return rb
-	}
-	if !rb.solo {
-		// A streaming reader of rb was handed out, and a stale one may still take rb.mu: a
-		// new replayBody, solo again, takes over rb's buffer, which a stale reader no
-		// longer touches (end moved rb's generation on).
-		rb.mu.Lock()
-		buf := rb.buf[:0]
-		rb.buf = nil
-		rb.mu.Unlock()
-		nb := newReplayBody(src, record, &s.Info.BytesReceived, onEOF)
-		if cap(buf) <= maxKeptBodyBuf {
-			nb.buf = buf
-		}
-		s.rbody = nb
-		return nb
+	if rb == nil || !rb.solo {
+		return s.newRequestBody(src, record, onEOF)
 	}
 	buf := rb.buf[:0]
 	if cap(buf) > maxKeptBodyBuf {
 		buf = nil
 	}
-	rb.src, rb.record, rb.buf, rb.total, rb.overflow, rb.eof, rb.err = src, record, buf, 0, false, false, nil
-	rb.idle, rb.received, rb.onEOF, rb.out, rb.shared = nil, &s.Info.BytesReceived, onEOF, nil, false
+	// rb.received is &s.Info.BytesReceived already (rb is s's); the pointers together share
+	// one write barrier check.
+	rb.src, rb.buf, rb.err, rb.idle, rb.onEOF, rb.on = src, buf, nil, nil, onEOF, waitingOn{}
+	rb.record, rb.total, rb.overflow, rb.eof, rb.out, rb.shared = record, 0, false, false, false, false
 	rb.grpc, rb.countGRPC = telemetry.GRPCFrames{}, false
 	if rb.grpcCount.Load() != 0 {
 		rb.grpcCount.Store(0)
@@ -128,19 +135,55 @@ func (s *Stream) replayBody(src io.ReadCloser, record bool, onEOF *routeTimer) *
 	if rb.waiting.Load() != nil {
 		rb.waiting.Store(nil)
 	}
-	rb.on = waitingOn{}
 	return rb
 }
 
-// settle records whether the codec of the attempt that read rb.out is done with it: one
+// newRequestBody is replayBody for a stream with no replayBody to reuse: its first, or one
+// that is not solo. Out of replayBody's common path.
+//
+//go:noinline
+func (s *Stream) newRequestBody(src io.ReadCloser, record bool, onEOF *routeTimer) *replayBody {
+	rb := s.rbody
+	if rb == nil {
+		rb = newReplayBody(src, record, &s.Info.BytesReceived, onEOF)
+		s.rbody = rb
+		return rb
+	}
+	// A streaming reader of rb was handed out, and a stale one may still take rb.mu: a new
+	// replayBody, solo again, takes over rb's buffer, which a stale reader no longer touches
+	// (end moved rb's generation on).
+	rb.mu.Lock()
+	buf := rb.buf[:0]
+	rb.buf = nil
+	rb.mu.Unlock()
+	nb := newReplayBody(src, record, &s.Info.BytesReceived, onEOF)
+	if cap(buf) <= maxKeptBodyBuf {
+		nb.buf = buf
+	}
+	s.rbody = nb
+	return nb
+}
+
+// enableFullDuplex lets the upstream response of an HTTP/1.1 request stream back while its
+// body is still arriving, on a downstream other than proxy/h1's codec (which always does). Out
+// of forward's common path.
+//
+//go:noinline
+func (s *Stream) enableFullDuplex() {
+	if s.HTTP1() {
+		_ = s.w.EnableFullDuplex()
+	}
+}
+
+// settle records whether the codec of the attempt that read rb.bb (out) is done with it: one
 // that did not say so (BytesBody.MarkDone) may read it on, so rb is not reused. It runs on the
 // router's goroutine after that attempt's round trip returned; rb.mu is held (or rb is solo).
 func (rb *replayBody) settle() {
-	if rb.out != nil {
-		if !rb.out.Done() {
+	if rb.out {
+		if !rb.bb.Done() {
 			rb.shared = true
 		}
-		rb.out = nil
+		rb.out = false
 	}
 }
 
@@ -152,11 +195,26 @@ func (rb *replayBody) settle() {
 // read.
 func (rb *replayBody) end() bool {
 	if !rb.solo {
-		if !rb.mu.TryLock() {
-			return false
-		}
-		defer rb.mu.Unlock()
+		return rb.endShared()
 	}
+	return rb.detach()
+}
+
+// endShared is end for a replayBody that is not solo: it detaches rb under rb.mu, unless an
+// attempt's reader holds it. Out of end's common path.
+//
+//go:noinline
+func (rb *replayBody) endShared() bool {
+	if !rb.mu.TryLock() {
+		return false
+	}
+	ok := rb.detach()
+	rb.mu.Unlock()
+	return ok
+}
+
+// detach is end's work once rb's fields are the caller's (solo, or rb.mu held).
+func (rb *replayBody) detach() bool {
 	rb.settle()
 	rb.gen++
 	rb.src, rb.idle, rb.onEOF = nil, nil, nil
@@ -169,30 +227,41 @@ func (rb *replayBody) downstreamErr() error {
 	if rb == nil {
 		return nil
 	}
-	if rb.lock() {
-		defer rb.mu.Unlock()
-	}
-	return rb.err
+	locked := rb.lock()
+	err := rb.err
+	rb.unlock(locked)
+	return err
 }
 
 // attempt returns a reader for a new upstream attempt; earlier attempts' readers fail from now
 // on. Call canReplay first for a retry.
 func (rb *replayBody) attempt() io.ReadCloser {
-	if rb.lock() {
-		defer rb.mu.Unlock()
-	}
+	locked := rb.lock()
 	rb.gen++
 	rb.settle()
-	if rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total {
+	var r io.ReadCloser
+	if rb.whole() && !rb.shared {
 		// The whole body is in memory: the upstream codec (h1.Conn, or net/http's for an
 		// *bytes.Reader, see proxy/upstream) then sends the request headers and body in one
 		// write, from this goroutine. An abandoned attempt keeps reading its own reader.
-		if rb.shared {
-			return httpmsg.NewBytesBody(rb.buf) // rb.bb may still be read
-		}
 		rb.bb.ResetBody(rb.buf)
-		rb.out = &rb.bb
-		return &rb.bb
+		rb.out = true
+		r = &rb.bb
+	} else {
+		r = rb.otherReader()
+	}
+	rb.unlock(locked)
+	return r
+}
+
+// otherReader is attempt's reader for a body that is not in memory (a view that reads on from
+// the downstream), or whose rb.bb may still be read (a BytesBody of its own). Out of attempt's
+// common path; rb.mu is held (or rb is solo).
+//
+//go:noinline
+func (rb *replayBody) otherReader() io.ReadCloser {
+	if rb.whole() {
+		return httpmsg.NewBytesBody(rb.buf) // shared: rb.bb may still be read
 	}
 	rb.solo = false // the view may read rb from another goroutine, now or late
 	return &bodyView{rb: rb, gen: rb.gen}
@@ -205,8 +274,10 @@ func (rb *replayBody) attempt() io.ReadCloser {
 // at once streams as before. interrupt (the stream idle timeout, max duration) ends the wait
 // through the response's read deadline; a downstream reset ends the Read itself. Without read
 // deadline support (a test recorder) nothing is prefetched. It returns the sinceBase reading
-// taken when the Read returned, 0 when it read nothing.
-func (rb *replayBody) prefetch(w downstream, length int64) (now int64) {
+// taken when the Read returned, 0 when it read nothing. idle is the stream idle timer the
+// body's reads touch (nil: none), set first.
+func (rb *replayBody) prefetch(w downstream, length int64, idle *idleTimer) (now int64) {
+	rb.idle = idle
 	if length <= 0 || length > MaxPrefetchBytes {
 		return 0
 	}
@@ -225,9 +296,7 @@ func (rb *replayBody) prefetch(w downstream, length int64) (now int64) {
 	// One clock reading for what the read ended: the idle timer's activity, the route
 	// timer's start at the body's end, and the caller's next phase.
 	now = sinceBase()
-	if rb.lock() {
-		defer rb.mu.Unlock()
-	}
+	locked := rb.lock()
 	if n > 0 {
 		rb.buf = buf[:n]
 		rb.total = int64(n)
@@ -238,15 +307,25 @@ func (rb *replayBody) prefetch(w downstream, length int64) (now int64) {
 			rb.grpcCount.Store(rb.grpc.Messages())
 		}
 	}
-	switch {
-	case err == io.EOF || err == nil && int64(n) == length:
-		// The server enforces Content-Length: reaching it ends the body.
-		rb.eof = true
-		rb.onEOF.startAt(now)
-	case err != nil:
-		rb.err = err
+	// The server enforces Content-Length: reaching it ends the body (rb.eof is still false).
+	rb.eof = err == io.EOF || err == nil && int64(n) == length
+	if rb.eof && rb.onEOF != nil || !rb.eof && err != nil {
+		rb.prefetchEnd(err, now)
 	}
+	rb.unlock(locked)
 	return now
+}
+
+// prefetchEnd is what prefetch's Read leaves for later: at the body's end (rb.eof) the route
+// timer's start, else the Read's error, kept for the attempts. Out of prefetch's common path.
+//
+//go:noinline
+func (rb *replayBody) prefetchEnd(err error, now int64) {
+	if rb.eof {
+		rb.onEOF.startAt(now)
+		return
+	}
+	rb.err = err
 }
 
 // interrupt ends a prefetch wait (the stream is being canceled). Safe on a nil body.
@@ -271,9 +350,26 @@ func (rb *replayBody) grpcMessages() uint64 {
 // inMemory reports whether the whole body was read and kept, so that attempts read it from
 // memory and never wait for the downstream.
 func (rb *replayBody) inMemory() bool {
-	if rb.lock() {
-		defer rb.mu.Unlock()
+	if rb.solo {
+		return rb.whole()
 	}
+	return rb.inMemoryShared()
+}
+
+// inMemoryShared is inMemory under rb.mu, for a replayBody that is not solo. Out of its
+// common path (inMemory inlines in attempt).
+//
+//go:noinline
+func (rb *replayBody) inMemoryShared() bool {
+	rb.mu.Lock()
+	in := rb.whole()
+	rb.mu.Unlock()
+	return in
+}
+
+// whole reports whether rb holds the whole body: read to the end and kept. rb.mu is held (or
+// rb is solo).
+func (rb *replayBody) whole() bool {
 	return rb.eof && !rb.overflow && int64(len(rb.buf)) == rb.total
 }
 
@@ -407,23 +503,40 @@ func (s *Stream) idleTimerAt(d time.Duration, fire func(), now int64) *idleTimer
 	}
 	it := s.idleT
 	if it == nil {
-		it = newIdleTimer(d, fire)
-		it.mu.Lock()
-		it.lazy = true
-		it.mu.Unlock()
-		s.idleT = it
-		return it
+		return s.newKeptIdleTimer(d, fire)
 	}
 	// Stopped, and fire was not called (stop returned true).
 	it.last.Store(now)
 	it.mu.Lock()
 	it.d, it.fire, it.active, it.fired = d, fire, true, false
 	if by := now + int64(d); it.when == 0 || it.when > by {
-		it.when = by
-		it.t.Reset(d)
+		it.rearm(by)
 	}
 	it.mu.Unlock()
 	return it
+}
+
+// newKeptIdleTimer starts the stream's first idle timer (idleTimerAt), lazy: the Stream keeps
+// it for its next requests. Out of idleTimerAt's common path.
+//
+//go:noinline
+func (s *Stream) newKeptIdleTimer(d time.Duration, fire func()) *idleTimer {
+	it := newIdleTimer(d, fire)
+	it.mu.Lock()
+	it.lazy = true
+	it.mu.Unlock()
+	s.idleT = it
+	return it
+}
+
+// rearm moves the pending runtime timer to by, a sinceBase time it.d from now (idleTimerAt:
+// the kept timer fires later, or is not pending); it.mu is held. Out of idleTimerAt's common
+// path.
+//
+//go:noinline
+func (it *idleTimer) rearm(by int64) {
+	it.when = by
+	it.t.Reset(it.d)
 }
 
 func (it *idleTimer) touch() {
@@ -470,12 +583,22 @@ func (it *idleTimer) stop() bool {
 	// No defer: nothing below can panic, and a deferred unlock costs a call of its own.
 	it.mu.Lock()
 	it.active, it.fire = false, nil
-	if !it.lazy && it.when != 0 && it.t.Stop() {
-		it.when = 0
+	if !it.lazy && it.when != 0 {
+		it.stopPending()
 	}
 	ok := !it.fired
 	it.mu.Unlock()
 	return ok
+}
+
+// stopPending stops the pending runtime timer of a timer that is not lazy (stop); it.mu is
+// held. Out of stop's common path (the Stream's kept timer is lazy).
+//
+//go:noinline
+func (it *idleTimer) stopPending() {
+	if it.t.Stop() {
+		it.when = 0
+	}
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -168,22 +168,35 @@ func (rc *reqCancel) reset(parent context.Context, up *reqCancel, link peerLink,
 	if rc.noDeadline.Load() != noDL {
 		rc.noDeadline.Store(noDL)
 	}
+	// up's number changes only with up's reset, on this goroutine: read before rc.mu.
+	var upGen uint64
+	if up != nil {
+		upGen = up.genNow()
+	}
 	rc.mu.Lock()
 	rc.gen++
+	if rc.shared.Load() {
+		// A reused reqCancel never is (attemptScope, unlinkCancel): only one that was not
+		// given up (a test's) may have AfterFunc registrations in fbuf.
+		rc.unshare()
+	}
+	// The pointer fields together: one write barrier check.
 	rc.parent, rc.up, rc.err, rc.cause, rc.done, rc.linkOn = parent, up, nil, nil, nil, link
-	if rc.shared.Load() { // a reused reqCancel never is (attemptScope, unlinkCancel)
-		rc.shared.Store(false)
-	}
-	rc.upGen = 0
-	if up != nil {
-		rc.upGen = up.genNow()
-	}
 	rc.values, rc.body = nil, nil
-	clear(rc.fbuf[:])
 	rc.watch, rc.funcs, rc.kids = rc.wbuf[:0], rc.fbuf[:0], rc.kbuf[:0]
+	rc.upGen = upGen
 	gen := rc.gen
 	rc.mu.Unlock()
 	return gen
+}
+
+// unshare makes a shared rc reusable (reset), dropping the AfterFunc registrations it kept in
+// fbuf; rc.mu is held. Out of reset's common path.
+//
+//go:noinline
+func (rc *reqCancel) unshare() {
+	rc.shared.Store(false)
+	clear(rc.fbuf[:])
 }
 
 // genNow returns rc's current number.
@@ -227,11 +240,9 @@ func (g parentGuard) ours() bool { return g.up == nil || g.up.genNow() == g.gen 
 // cancelScope returns the stream's reqCancel started for this request as a child of s.ctx.
 func (s *Stream) cancelScope() *reqCancel {
 	rc := s.rc
-	if rc == nil {
-		rc = newReqCancel()
-		s.rc = rc
+	if rc == nil || rc.stopParent != nil {
+		rc = s.freshCancel()
 	}
-	rc.stopParent = nil
 	if s.ctx.Done() == nil {
 		rc.reset(s.ctx, nil, nil, noDeadline(s.ctx))
 		return rc
@@ -247,6 +258,22 @@ func (s *Stream) cancelScope() *reqCancel {
 	}
 	rc.reset(s.ctx, nil, nil, noDeadline(s.ctx))
 	rc.stopParent = context.AfterFunc(s.ctx, rc.parentFunc())
+	return rc
+}
+
+// freshCancel returns the stream's reqCancel with no link to a parent's context: a new one
+// for the stream's first request (or one after a reqCancel was given up), or the kept one
+// whose link its last request did not stop (endRequest does: only tests skip it). Out of
+// cancelScope's common path.
+//
+//go:noinline
+func (s *Stream) freshCancel() *reqCancel {
+	rc := s.rc
+	if rc == nil {
+		rc = newReqCancel()
+		s.rc = rc
+	}
+	rc.stopParent = nil
 	return rc
 }
 
@@ -359,26 +386,43 @@ func (rc *reqCancel) noReuse() {
 // finds rc canceled and no body.
 func (s *Stream) endRequest(rc *reqCancel, late bool) {
 	rc.mu.Lock()
-	rc.body, rc.linkOn = nil, nil
+	rc.body, rc.linkOn, rc.parent = nil, nil, nil
 	if late {
 		rc.shared.Store(true)
 	}
-	var rest cancelRest
-	canceled := rc.err == nil
-	if canceled {
-		rc.cancelLocked(nil, &rest)
+	if rc.err == nil {
+		s.endUncanceled(rc)
+		return
 	}
 	keep := !rc.shared.Load()
-	rc.parent = nil
 	rc.mu.Unlock()
-	if canceled {
-		rest.run(rc, nil)
+	// Most requests' reqCancel has no link to its parent's context (a peerLink's is rc.linkOn,
+	// cleared above), is kept, and no attempt's reqCancel (s.arc) is shared: then
+	// unlinkCancel has nothing to do.
+	if rc.stopParent != nil || !keep || s.arc != nil && s.arc.isShared() {
+		s.unlinkCancel(rc, keep)
 	}
+}
+
+// endUncanceled is endRequest for a reqCancel not canceled yet (respond cancels most): it
+// cancels rc as the router's own end of the request, releases rc.mu (held) and runs what the
+// cancel left for after it. Out of endRequest's common path.
+//
+//go:noinline
+func (s *Stream) endUncanceled(rc *reqCancel) {
+	var rest cancelRest
+	rc.cancelLocked(nil, &rest)
+	keep := !rc.shared.Load()
+	rc.mu.Unlock()
+	rest.run(rc, nil)
 	s.unlinkCancel(rc, keep)
 }
 
 // unlinkCancel stops rc's link to its parent (rc is canceled and detached from it already;
-// keep: rc was not shared then), and drops rc when code outside may still hold it.
+// keep: rc was not shared then), and drops rc when code outside may still hold it. Out of
+// endRequest's common path, which tells when there is nothing to do.
+//
+//go:noinline
 func (s *Stream) unlinkCancel(rc *reqCancel, keep bool) {
 	if rc.stopParent != nil {
 		keep = rc.stopParent() && keep
@@ -451,6 +495,15 @@ func (rc *reqCancel) cancelIf(checkGen bool, gen uint64, from peerLink, cause er
 		rc.mu.Unlock()
 		return
 	}
+	rc.cancelAll(cause)
+}
+
+// cancelAll is cancelIf's cancel of a reqCancel with something to close, abort, run or
+// unlink: it cancels rc (rc.mu held), releases rc.mu and runs the rest. Out of cancelIf's
+// common path.
+//
+//go:noinline
+func (rc *reqCancel) cancelAll(cause error) {
 	var rest cancelRest
 	rc.cancelLocked(cause, &rest)
 	rc.mu.Unlock()
@@ -653,19 +706,33 @@ func (rc *reqCancel) Watch(a h1.Aborter, gen uint64) bool {
 	return ok
 }
 
-// Unwatch implements h1.Watcher.
+// Unwatch implements h1.Watcher. An exchange's reqCancel is mostly watched by that exchange
+// alone: its one entry goes without a search (unwatchAny).
 func (rc *reqCancel) Unwatch(a h1.Aborter) {
 	rc.mu.Lock()
+	if len(rc.watch) == 1 && rc.watch[0].a == a {
+		rc.watch[0] = watchEntry{}
+		rc.watch = rc.watch[:0]
+	} else {
+		rc.unwatchAny(a)
+	}
+	rc.mu.Unlock()
+}
+
+// unwatchAny removes a's entry from rc.watch, if any; rc.mu is held. Out of Unwatch's common
+// path.
+//
+//go:noinline
+func (rc *reqCancel) unwatchAny(a h1.Aborter) {
 	for i, w := range rc.watch {
 		if w.a == a {
 			n := len(rc.watch) - 1
 			rc.watch[i] = rc.watch[n]
 			rc.watch[n] = watchEntry{}
 			rc.watch = rc.watch[:n]
-			break
+			return
 		}
 	}
-	rc.mu.Unlock()
 }
 
 // causeOf returns why ctx was canceled: for a reqCancel the cause it was canceled with (the

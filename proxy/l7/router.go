@@ -245,6 +245,11 @@ type attemptResult struct {
 }
 
 // forward sends the request to the chosen cluster with retries, then streams the response.
+//
+// Its code is laid out for the common request (see docs/performance.md, "A request's code
+// footprint"): what most requests skip sits behind a call to a function of its own, so that the
+// compiler predicts the branch to it unlikely and moves it out of the common path's lines, and
+// the first attempt is made straight, the retry loop being retries' (most requests make one).
 func (h *Handler) forward(s *Stream) {
 	rt := s.Route
 	hdr := &s.req.Header
@@ -264,20 +269,23 @@ func (h *Handler) forward(s *Stream) {
 	if c, ok := up.(*upstream.Cluster); ok {
 		s.services, mu = c.IstioServices(), c
 	} else {
-		s.services, mu = upstreamTraits(up)
+		mu = upstreamTraits(s, up)
 	}
 	cst := h.streamClusterStats(s)
-	var rst *routeStats
+	var prep forwardPrep
 	if rt.StatPrefix != "" {
-		rst = h.routeStats(rt)
+		prep.rst = h.routeStats(rt)
 	}
 
 	// Rare parts of the request's way are functions of their own (outlined, see
 	// routerControls): forward's common path stays short, in instructions the processor
 	// fetches per request. A plain route (route.Route.Plain) with a request that has no
 	// router control headers and no upgrade needs none of forwardPrepare's features.
-	var prep forwardPrep
-	if rt.Plain() && s.noEnvoyFields && hdr.Index("Upgrade", 0) < 0 {
+	if !rt.Plain() || !s.noEnvoyFields || hdr.Index("Upgrade", 0) >= 0 {
+		if !h.forwardPrepare(s, &prep) {
+			return
+		}
+	} else {
 		// forwardPrepare's steps that apply, in its order.
 		prep.timeout, prep.policy = rt.Timeout, rt.Retry
 		prep.perTry, prep.maxRetries = retryLimits(s, prep.policy)
@@ -285,13 +293,10 @@ func (h *Handler) forward(s *Stream) {
 		if prep.timeout > 0 && !h.suppressEnvoyHdrs {
 			setExpectedTimeout(hdr, prep.timeout, prep.perTry)
 		}
-	} else if !h.forwardPrepare(s, &prep) {
-		return
 	}
-	upgrade, timeout, policy, perTry, maxRetries, lb := prep.upgrade, prep.timeout, prep.policy, prep.perTry, prep.maxRetries, prep.lb
-	s.retrying = maxRetries > 0
+	s.retrying = prep.maxRetries > 0
 	// reset-before-request needs to know whether a reset attempt's request went upstream.
-	trackSent := maxRetries > 0 && policy.TracksRequestSent()
+	trackSent := prep.maxRetries > 0 && prep.policy.TracksRequestSent()
 
 	// The stream's reqCancel is the request's context from here (cancel.go).
 	rc := s.cancelScope()
@@ -301,43 +306,28 @@ func (h *Handler) forward(s *Stream) {
 	var done forwardDone
 	done.s, done.rc = s, rc
 	defer done.run()
-	toMessage := mu != nil
-	var origDst netip.AddrPort
-	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
-		origDst = s.Info.Conn.OriginalDst
-	}
-	var report *upstream.HostReport
-	if h.hostReport || s.trace != nil {
-		report = &s.hostReport
-	}
-	if !toMessage {
-		rc.setValues(upstreamValues(origDst, report))
-	}
-	var ctx context.Context = rc
-	if s.trace != nil {
-		s.injectTrace()
-	}
 	// Envoy's route timeout runs from the end of the downstream request (its last body byte) to
-	// the end of the response: the timer starts at once for bodiless requests and from the body
-	// reader at EOF otherwise.
-	var rtimer *routeTimer
-	if timeout > 0 {
-		rtimer = s.routeTimer(timeout, rc.routeFunc())
-		done.rtimer = rtimer
-	}
-	maxDur := rt.MaxStreamDuration
-	if maxDur == 0 {
-		maxDur = h.maxStreamDuration
+	// the end of the response: the timer (done.rtimer) starts at once for bodiless requests and
+	// from the body reader at EOF otherwise. It, the context values of a cluster that is not a
+	// messageUpstream and the trace's headers are forwardExtras' (one call, out of the way).
+	if mu == nil || s.trace != nil || prep.timeout > 0 {
+		h.forwardExtras(s, rc, mu == nil, prep.timeout, &done)
 	}
 	// The request body exists before the timers that interrupt its prefetch wait.
 	var body *replayBody
 	if s.hasBody() {
-		record := maxRetries > 0 || len(rt.Mirrors) > 0
-		body = s.replayBody(s.body, record, rtimer)
+		body = s.replayBody(s.body, prep.maxRetries > 0 || len(rt.Mirrors) > 0, done.rtimer)
 		body.countGRPC = h.countsGRPCMessages(s) // telemetry.go
 		s.reqBody = body
 		done.body = body
 		rc.attachBody(body) // the timers below interrupt its prefetch wait
+		if _, native := s.downW.(*h1Down); !native {
+			s.enableFullDuplex()
+		}
+	}
+	maxDur := rt.MaxStreamDuration
+	if maxDur == 0 {
+		maxDur = h.maxStreamDuration
 	}
 	if maxDur > 0 {
 		done.maxDur = rc.maxDurTimer(maxDur)
@@ -353,85 +343,68 @@ func (h *Handler) forward(s *Stream) {
 	done.idle = idle
 
 	if body != nil {
-		body.idle = idle
-		if _, native := s.downW.(*h1Down); !native && s.HTTP1() {
-			// Let the upstream response stream back while the request body is still arriving
-			// (proxy/h1's codec always does).
-			_ = s.w.EnableFullDuplex()
-		}
-		if t := body.prefetch(s.w, s.req.ContentLength); t != 0 {
+		if t := body.prefetch(s.w, s.req.ContentLength, idle); t != 0 {
 			now = t
 		} else {
 			now = sinceBase()
 		}
-	} else {
-		rtimer.startAt(now)
 	}
 	var out *http.Request
-	if toMessage {
+	if mu != nil {
 		// The cluster reads the request's head from the stream: no header map or URL, and no
 		// context values for the original destination and the host report.
 		// Report is always the Stream's: a head without one has the cluster look a report up
 		// in the request's context on every request.
 		// s.head is still zero (resetKeeping): only the fields this sets are stored.
 		// out stays nil: each attempt's request is set from the stream (attemptRequest).
-		s.head.Header, s.head.Path, s.head.OriginalDst, s.head.Report = &s.req.Header, s.path, origDst, &s.hostReport
+		s.head.Header, s.head.Path, s.head.OriginalDst, s.head.Report = &s.req.Header, s.path, s.originalDst(), &s.hostReport
 		s.headSet = true
 	} else {
 		out = s.upstreamRequest()
 	}
 
-	// Prepared once; now attempt → decide → maybe retry, with one decision (tryAgain).
+	// Prepared once; now the first attempt, and retries only when the policy retries on its
+	// outcome (retries: tryAgain decides after each attempt).
 	start := now // the upstream exchange starts (UpstreamServiceTime)
 	var res attemptResult
-	retrySlot := false // a retry budget slot, held by the attempt being made
-	for attempt := 1; ; attempt++ {
-		s.Info.Attempts = attempt
-		if rt.VirtualHost.IncludeAttemptCount {
-			s.setAttemptCount(out, attempt)
-		}
-		alb := lb
-		if attempt > 1 && lb.HasHash && policy.AvoidPreviousHosts {
-			// previous_hosts: move the retry to another ring position (see route.RetryPolicy).
-			alb.Hash = mix64(lb.Hash + uint64(attempt))
-		}
-		if rst != nil {
-			rst.total.Inc()
-		}
-		h.attempt(rc, s, up, mu, out, body, alb, perTry, trackSent, &res)
-		if maxRetries == 0 {
-			break // no retry to decide on (tryAgain: not again, not exhausted)
-		}
-		if retrySlot {
-			up.ReleaseRetry()
-		}
-		var exhausted bool
-		if retrySlot, exhausted = tryAgain(ctx, policy, attempt, maxRetries, &res, body, up); !retrySlot {
-			if exhausted {
-				s.Info.Flags |= FlagUpstreamRetryLimitExceed
-			} else if attempt > 1 {
-				cst.retryOK.Inc()
-			}
-			break
-		}
-		beforeRetry(ctx, policy, attempt, &res, cst, rst)
+	s.Info.Attempts = 1
+	if rt.VirtualHost.IncludeAttemptCount {
+		s.setAttemptCount(out, 1)
+	}
+	if prep.rst != nil {
+		prep.rst.total.Inc()
+	}
+	res.resp = h.attempt(rc, s, up, mu, out, body, prep.lb, prep.perTry, trackSent, &res)
+	// The common case needs no decision: no retry to make, or a first attempt's response the
+	// policy does not retry on (no retry was made, so nothing is exhausted either).
+	if prep.maxRetries > 0 && (res.resp == nil || prep.policy.RetryOnResponse(res.resp.Status, res.resp.Header)) {
+		h.retries(s, rc, up, mu, out, &prep, &res)
 	}
 	done.attempt = res.cancel // nil: the attempt had no context of its own
 	// Shadow traffic does not depend on the primary's outcome.
 	h.mirror(s, body)
 	if res.resp == nil {
-		h.failed(s, ctx, &res, cst, rst)
+		h.failed(s, rc, &res, cst, prep.rst)
 		return
 	}
-	if rst != nil {
-		rst.code(res.resp.Status)
+	if prep.rst != nil {
+		prep.rst.code(res.resp.Status)
 	}
 	s.Info.UpstreamServiceTime = time.Duration(sinceBase() - start)
-	if res.resp.Status == http.StatusSwitchingProtocols && upgrade != "" {
+	if res.resp.Status == http.StatusSwitchingProtocols && prep.upgrade != "" {
 		h.tunnel(s, res.resp)
 		return
 	}
 	h.respond(s, rc, res.resp, cst, idle)
+}
+
+// originalDst returns the original destination of the request's connection (iptables
+// interception), or the zero AddrPort.
+func (s *Stream) originalDst() netip.AddrPort {
+	if s.Info.Conn != nil && s.Info.Conn.OriginalDst.IsValid() {
+		return s.Info.Conn.OriginalDst
+	}
+	return netip.AddrPort{}
 }
 
 // forwardDone is what forward stops when it returns, in this order: the last attempt's
@@ -455,7 +428,7 @@ func (d *forwardDone) run() {
 	// reused for the next request, and so does it keep the timer itself.
 	idleOK := d.idle.stop()
 	late := !idleOK
-	if d.maxDur != nil && !d.maxDur.Stop() {
+	if d.maxDur != nil && !stopTimer(d.maxDur) {
 		late = true
 	}
 	rtOK := d.rtimer == nil || d.rtimer.stop()
@@ -481,6 +454,12 @@ func (d *forwardDone) run() {
 	}
 }
 
+// stopTimer is t.Stop out of line: forwardDone.run's max stream duration timer, which most
+// requests do not have.
+//
+//go:noinline
+func stopTimer(t *time.Timer) bool { return t.Stop() }
+
 // dropTimers keeps the Stream from reusing for its next request what a late timer or reader
 // may still touch (forwardDone.run): the body's objects unless bodyOK, the idle timer unless
 // bodyOK and idleOK, the route timer unless bodyOK and rtOK. Out of run's common path.
@@ -498,7 +477,8 @@ func (s *Stream) dropTimers(bodyOK, idleOK, rtOK bool) {
 	}
 }
 
-// tryAgain is the router's one retry decision, made after each attempt: the outcome must be one
+// tryAgain is the router's one retry decision, made after each attempt (retries; forward
+// skips it for a first attempt's response the policy does not retry on): the outcome must be one
 // policy retries (a response it retries on, or a failure other than a circuit-breaker overflow or
 // no healthy upstream), a retry must be left and the request still wanted, its body must be
 // replayable, and the cluster's max_retries circuit breaker (or retry budget) must admit one more
@@ -507,19 +487,6 @@ func (s *Stream) dropTimers(bodyOK, idleOK, rtOK bool) {
 // exhausted tells that retries were made and the final outcome is still a failure or a response
 // policy retries on (the URX flag).
 func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res *attemptResult,
-	body *replayBody, up Upstream) (again, exhausted bool) {
-	// The common case: a first attempt's response the policy does not retry on (no retry was
-	// made, so nothing is exhausted either).
-	if attempt == 1 && res.resp != nil && !policy.RetryOnResponse(res.resp.Status, res.resp.Header) {
-		return false, false
-	}
-	return tryAgainFull(ctx, policy, attempt, maxRetries, res, body, up)
-}
-
-// tryAgainFull is tryAgain for every outcome. Out of its common path.
-//
-//go:noinline
-func tryAgainFull(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res *attemptResult,
 	body *replayBody, up Upstream) (again, exhausted bool) {
 	// Whether the policy retries on the response, decided once (the response's fields are
 	// looked up): for the retry and for the exhausted retries (URX).
@@ -539,13 +506,14 @@ func tryAgainFull(ctx context.Context, policy *route.RetryPolicy, attempt, maxRe
 	return false, attempt > 1 && (res.resp == nil || onResp)
 }
 
-// attempt makes one upstream try into res: a response, or a classified failure. mu is up as a
-// messageUpstream (nil: up takes net/http's request only, roundTripHTTP). With trackSent it finds
-// out whether the request's headers went upstream, so that a reset before that is told apart
-// (route.FailResetBeforeRequest).
+// attempt makes one upstream try into res, which is zero (forward's own, or cleared by
+// retries): it returns the response, or nil with the classified failure in res; the caller
+// sets res.resp (a store into its own frame, with no write barrier). mu is up as a
+// messageUpstream (nil: up takes net/http's request only, roundTripHTTP). With trackSent it
+// finds out whether the request's headers went upstream, so that a reset before that is told
+// apart (route.FailResetBeforeRequest).
 func (h *Handler) attempt(ctx *reqCancel, s *Stream, up Upstream, mu messageUpstream, out *http.Request,
-	body *replayBody, lb balance.Context, perTry time.Duration, trackSent bool, res *attemptResult) {
-	*res = attemptResult{}
+	body *replayBody, lb balance.Context, perTry time.Duration, trackSent bool, res *attemptResult) *upstream.Response {
 	actx := ctx
 	if perTry > 0 || trackSent || !(body == nil && !s.retrying || body != nil && body.inMemory()) {
 		actx = s.attemptContext(perTry, trackSent, res)
@@ -571,9 +539,9 @@ func (h *Handler) attempt(ctx *reqCancel, s *Stream, up Upstream, mu messageUpst
 	}
 	if err != nil {
 		h.attemptFailed(ctx, actx, s, err, res)
-		return
+		return nil
 	}
-	res.resp = resp
+	return resp
 }
 
 // stopPerTry stops the attempt's per-try timer. Out of attempt's common path (no per-try

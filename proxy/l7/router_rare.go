@@ -12,7 +12,6 @@ import (
 	"github.com/strait-mesh/strait/proxy/balance"
 	"github.com/strait-mesh/strait/proxy/httpmsg"
 	"github.com/strait-mesh/strait/proxy/route"
-	"github.com/strait-mesh/strait/proxy/telemetry"
 	"github.com/strait-mesh/strait/proxy/upstream"
 )
 
@@ -111,6 +110,80 @@ func upstreamValues(origDst netip.AddrPort, report *upstream.HostReport) context
 	return vals
 }
 
+// forwardExtras is forward's setup of what most requests do without, in its order: for a
+// cluster that is not a messageUpstream (values), rc's context values (upstreamValues: the
+// original destination, and the host report when the handler reports hosts or the request is
+// traced); the trace's headers; and for a route timeout (timeout > 0) the stream's route timer,
+// which cancels rc (Stream.routeTimer), set as done's: started at once for a request without a
+// body (the request is complete), else by the body's reader at its end (replayBody's onEOF).
+//
+//go:noinline
+func (h *Handler) forwardExtras(s *Stream, rc *reqCancel, values bool, timeout time.Duration, done *forwardDone) {
+	if values {
+		var report *upstream.HostReport
+		if h.hostReport || s.trace != nil {
+			report = &s.hostReport
+		}
+		rc.setValues(upstreamValues(s.originalDst(), report))
+	}
+	if s.trace != nil {
+		s.injectTrace()
+	}
+	if timeout > 0 {
+		done.rtimer = s.routeTimer(timeout, rc.routeFunc())
+		if !s.hasBody() {
+			done.rtimer.start()
+		}
+	}
+}
+
+// retries makes the request's retries after its first attempt, whose outcome res holds and
+// which forward made with the same up, mu, out and prep: after each attempt tryAgain decides,
+// and a retry abandons the last attempt, waits the back-off (beforeRetry) and makes the next
+// into res. On return res holds the last attempt's outcome, and s.Info the attempts made, the
+// retry limit's flag (URX) and the retry's success statistic. What forward finds once per
+// request (the body, trackSent, the cluster's statistics) it finds again: few requests get
+// here.
+//
+//go:noinline
+func (h *Handler) retries(s *Stream, rc *reqCancel, up Upstream, mu messageUpstream, out *http.Request,
+	prep *forwardPrep, res *attemptResult) {
+	policy, lb, body := prep.policy, prep.lb, s.reqBody
+	trackSent := prep.maxRetries > 0 && policy.TracksRequestSent()
+	cst, rst := h.streamClusterStats(s), prep.rst
+	retrySlot := false // a retry budget slot, held by the attempt being made
+	for attempt := 1; ; {
+		if retrySlot {
+			up.ReleaseRetry()
+		}
+		var exhausted bool
+		if retrySlot, exhausted = tryAgain(rc, policy, attempt, prep.maxRetries, res, body, up); !retrySlot {
+			if exhausted {
+				s.Info.Flags |= FlagUpstreamRetryLimitExceed
+			} else if attempt > 1 {
+				cst.retryOK.Inc()
+			}
+			return
+		}
+		beforeRetry(rc, policy, attempt, res, cst, rst)
+		attempt++
+		s.Info.Attempts = attempt
+		if s.Route.VirtualHost.IncludeAttemptCount {
+			s.setAttemptCount(out, attempt)
+		}
+		alb := lb
+		if lb.HasHash && policy.AvoidPreviousHosts {
+			// previous_hosts: move the retry to another ring position (see route.RetryPolicy).
+			alb.Hash = mix64(lb.Hash + uint64(attempt))
+		}
+		if rst != nil {
+			rst.total.Inc()
+		}
+		*res = attemptResult{}
+		res.resp = h.attempt(rc, s, up, mu, out, body, alb, prep.perTry, trackSent, res)
+	}
+}
+
 // setAttemptCount sets x-envoy-attempt-count on the attempt's request.
 //
 //go:noinline
@@ -175,8 +248,9 @@ func (h *Handler) failed(s *Stream, ctx context.Context, res *attemptResult, cst
 // forwardPrep is what forward prepares before it makes the request's attempts: the upgrade
 // (lower-cased Upgrade type, "" for none), the route timeout, retry policy and per-try timeout
 // with the request's controls applied, the number of retries the request may have, and the
-// load balancer's hash.
+// load balancer's hash; and the route's statistics (nil without a stat_prefix).
 type forwardPrep struct {
+	rst        *routeStats
 	upgrade    string
 	timeout    time.Duration
 	policy     *route.RetryPolicy
@@ -285,17 +359,17 @@ func roundTripHTTP(up Upstream, req *http.Request, lb balance.Context) (*upstrea
 	return upstream.FromHTTP(hr), nil
 }
 
-// upstreamTraits returns what forward learns of an Upstream that is not an *upstream.Cluster:
-// its services (istioServicer) and whether it takes the request's head as httpmsg.
+// upstreamTraits learns what forward needs of an Upstream that is not an *upstream.Cluster: its
+// services (istioServicer), set as s's, and whether it takes the request's head as httpmsg
+// (returned).
 //
 //go:noinline
-func upstreamTraits(up Upstream) ([]telemetry.Service, messageUpstream) {
-	var services []telemetry.Service
+func upstreamTraits(s *Stream, up Upstream) messageUpstream {
 	if sv, ok := up.(istioServicer); ok {
-		services = sv.IstioServices()
+		s.services = sv.IstioServices()
 	}
 	mu, _ := up.(messageUpstream)
-	return services, mu
+	return mu
 }
 
 // attemptFailed classifies an attempt's failure err into res (route.FailureKind and response
