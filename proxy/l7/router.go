@@ -355,7 +355,7 @@ func (h *Handler) forward(s *Stream) {
 		// context values for the original destination and the host report.
 		// Report is always the Stream's: a head without one has the cluster look a report up
 		// in the request's context on every request.
-		// s.head is still zero (resetKeeping): only the fields this sets are stored.
+		// s.head is still zero (release clears a Stream's streamReq): only the fields this sets are stored.
 		// out stays nil: each attempt's request is set from the stream (attemptRequest).
 		s.head.Header, s.head.Path, s.head.OriginalDst, s.head.Report = &s.req.Header, s.path, s.originalDst(), &s.hostReport
 		s.headSet = true
