@@ -66,14 +66,23 @@ func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, c
 // the length is unknown, as for gRPC and server-sent events) and trailers. rc is the request's
 // reqCancel, its context.
 func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst *clusterStats, idle *idleTimer) {
-	bp := copyBufPool.Get().(*[]byte)
+	// A body of known length that fits is copied through the Stream's own buffer, any other
+	// through a pooled one (copyBufPool).
+	buf := s.copyBuf[:]
+	var bp *[]byte
+	if uint64(resp.ContentLength) > copyBufSmall { // unknown (-1) too
+		bp = copyBufPool.Get().(*[]byte)
+		buf = *bp
+	}
 	defer func() {
 		// The exchange is over. Cancel first: closing an HTTP/2 response body otherwise waits
 		// for the request body writer, which may still block on an open downstream body (a
 		// gRPC server may end the stream while the client is still sending).
 		rc.cancel(nil)
 		resp.Body.Close()
-		copyBufPool.Put(bp)
+		if bp != nil {
+			copyBufPool.Put(bp)
+		}
 	}()
 	cst.code(resp.Status)
 	s.Info.Details = "via_upstream"
@@ -105,7 +114,6 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 		_ = s.w.Flush()
 	}
 	countGRPC := h.countsGRPCMessages(s)
-	buf := *bp
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {

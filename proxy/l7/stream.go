@@ -54,7 +54,17 @@ type Stream struct {
 	// se is the stream stage's state (timeouts_stream.go), kept for the next request when no
 	// late body reader may still reach it.
 	se *streamEnd
+	// kept: the Stream belongs to an HTTP/1.1 connection, which serves its requests with it one
+	// after the other (h1Conn.stream), and release leaves it there instead of in streamPool.
+	kept bool
+	// copyBuf is respond's buffer for a response body of known length that fits (a larger or
+	// unknown one takes copyBufPool's): no pool round trip per request, and small enough for
+	// an idle keep-alive connection to hold with its Stream.
+	copyBuf [copyBufSmall]byte
 }
+
+// copyBufSmall is the size of a Stream's own response body buffer (Stream.copyBuf).
+const copyBufSmall = 2 << 10
 
 // streamReq is a Stream's state for one request (Stream, release).
 type streamReq struct {
@@ -201,11 +211,13 @@ type streamStart struct {
 	heldOut *bool
 }
 
-// serve runs one request through the connection manager: admission, the connection manager's
-// header handling, routing and the filter pipeline.
-func (h *Handler) serve(st *streamStart) {
-	// A pooled Stream is already reduced to what it keeps (release), a new one is zero.
-	s := streamPool.Get().(*Stream)
+// getStream returns a Stream from streamPool, for one request (release returns it).
+func getStream() *Stream { return streamPool.Get().(*Stream) }
+
+// serve runs one request through the connection manager on s (a released Stream, or a new
+// one): admission, the connection manager's header handling, routing and the filter pipeline.
+func (h *Handler) serve(s *Stream, st *streamStart) {
+	// A released Stream is already reduced to what it keeps (release), a new one is zero.
 	s.streamStart = *st  // one bulk copy: a single write-barrier check, not one per field
 	start := clock.Now() // the monotonic clock only (proxy/clock)
 	// Counted started before finish can count it ended: downstream_rq_active is their
@@ -735,9 +747,9 @@ func (h *Handler) finish(s *Stream) {
 	}
 }
 
-// release zeroes the request's state (streamReq) and returns s to the pool; what the Stream
-// keeps from one request to the next (the reqCancels, body, timers and context: cancel.go,
-// body.go) stays with it.
+// release zeroes the request's state (streamReq) and returns s to the pool, or leaves it to
+// its connection (kept); what the Stream keeps from one request to the next (the reqCancels,
+// body, timers and context: cancel.go, body.go) stays with it.
 func (s *Stream) release() {
 	if s.sctx != nil {
 		if s.ctxOut {
@@ -747,5 +759,7 @@ func (s *Stream) release() {
 		}
 	}
 	s.streamReq = streamReq{}
-	streamPool.Put(s)
+	if !s.kept {
+		streamPool.Put(s)
+	}
 }
