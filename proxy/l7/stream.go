@@ -248,10 +248,12 @@ func (h *Handler) serve(s *Stream, st *streamStart) {
 	// branches above: one write-barrier check for most of them (the compiler ends a run of
 	// such stores at a nil check or at three stores without a pointer in a row, hence the
 	// order). The rest of rinfo is still zero (release).
+	// The route table too (read before admission: a rejected request's reply uses none).
+	tbl := h.routeTable()
 	d, ctx, local := st.d, st.ctx, cs.info.OriginalDst
 	method, authority, path := st.method, st.authority, st.path
 	sc.Context = ctx
-	s.rinfo.Local, s.ctx, s.baseCtx = local, sc, sc
+	s.rinfo.Local, s.ctx, s.baseCtx, s.Table = local, sc, sc, tbl
 	s.w, s.downW, s.h = d, d, h
 	s.Info.Start, s.Info.Conn = start, &cs.info
 	s.Info.Method, s.Info.Authority, s.Info.Path = method, authority, path
@@ -265,8 +267,7 @@ func (h *Handler) serve(s *Stream, st *streamStart) {
 	}
 	h.decorateRequest(s, cs)
 
-	s.Table = h.routeTable()
-	if s.Table != nil && s.external && len(s.Table.InternalOnlyHeaders()) > 0 {
+	if tbl != nil && s.external && len(tbl.InternalOnlyHeaders()) > 0 {
 		s.dropInternalOnly()
 	}
 	s.Route = h.match(s) // ondemand.go
