@@ -314,7 +314,7 @@ func (c *h1Conn) endStream() {
 	c.stream = nil
 	if s.req == nil {
 		s.kept = false
-		streamPool.Put(s)
+		s.toPool()
 	}
 }
 

@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strconv"
@@ -20,13 +21,18 @@ func TestH1ConnStreamLifecycle(t *testing.T) {
 		t.Fatal("newStream: the connection does not keep its Stream")
 	}
 	s.method, s.req = "GET", &httpmsg.Request{}
+	sc := s.newStreamCtx()
+	sc.Context = context.Background()
 	s.release()
 	if c.stream != s || !s.kept || s.req != nil || s.method != "" {
 		t.Fatal("release: a kept Stream is not left to its connection, reduced to what it keeps")
 	}
+	if s.sctx != sc || sc.Context == nil {
+		t.Fatal("release: a kept Stream's context lost its parent (the connection's)")
+	}
 	c.endStream()
-	if c.stream != nil || s.kept {
-		t.Fatal("endStream: a released Stream is not handed back to the pool")
+	if c.stream != nil || s.kept || sc.Context != nil {
+		t.Fatal("endStream: a released Stream is not handed back to the pool without its context's parent")
 	}
 
 	c = &h1Conn{}

@@ -750,17 +750,27 @@ func (h *Handler) finish(s *Stream) {
 
 // release zeroes the request's state (streamReq) and returns s to the pool, or leaves it to
 // its connection (kept); what the Stream keeps from one request to the next (the reqCancels,
-// body, timers and context: cancel.go, body.go) stays with it.
+// body, timers and context: cancel.go, body.go) stays with it. A kept Stream's context keeps
+// its parent too, the connection's context, which serve sets again for the next request.
+// Small enough to be inlined into finish.
 func (s *Stream) release() {
-	if s.sctx != nil {
-		if s.ctxOut {
-			s.sctx = nil // code outside may hold it: left to it
-		} else {
-			s.sctx.Context = nil
-		}
+	if s.ctxOut {
+		s.sctx = nil // code outside may hold it: left to it
 	}
 	s.streamReq = streamReq{}
 	if !s.kept {
-		streamPool.Put(s)
+		s.toPool()
 	}
+}
+
+// toPool returns a Stream no connection keeps to streamPool, its context without the
+// request's parent (see release). Out of release, for HTTP/1.1 connections' Streams (kept)
+// until their connection ends.
+//
+//go:noinline
+func (s *Stream) toPool() {
+	if s.sctx != nil {
+		s.sctx.Context = nil
+	}
+	streamPool.Put(s)
 }
