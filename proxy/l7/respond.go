@@ -71,7 +71,7 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 	buf := s.copyBuf[:]
 	var bp *[]byte
 	if uint64(resp.ContentLength) > copyBufSmall { // unknown (-1) too
-		bp = copyBufPool.Get().(*[]byte)
+		bp = pooledCopyBuf()
 		buf = *bp
 	}
 	defer func() {
@@ -111,7 +111,7 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 	if flush && s.Info.GRPCStatus == "" {
 		// Send headers at once (a stream may stay quiet for long). Not for a gRPC
 		// trailers-only response, which must stay a single HEADERS frame with END_STREAM.
-		_ = s.w.Flush()
+		s.flushHead()
 	}
 	countGRPC := h.countsGRPCMessages(s)
 	for {
@@ -136,6 +136,18 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 		s.copyTrailers(t)
 	}
 }
+
+// pooledCopyBuf returns a buffer from copyBufPool, for a response body that does not fit the
+// Stream's own (respond). Out of respond's common path.
+//
+//go:noinline
+func pooledCopyBuf() *[]byte { return copyBufPool.Get().(*[]byte) }
+
+// flushHead sends the response head at once, for a response whose body is flushed as it
+// arrives (respond). Out of respond's common path (a response of known length, not gRPC).
+//
+//go:noinline
+func (s *Stream) flushHead() { _ = s.w.Flush() }
 
 // afterWrite is respond's rarer work after writing p downstream, whose write returned werr:
 // counting the gRPC messages (countGRPC), the write's failure, and flushing (flush). False:
