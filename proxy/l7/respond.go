@@ -74,16 +74,6 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 		bp = pooledCopyBuf()
 		buf = *bp
 	}
-	defer func() {
-		// The exchange is over. Cancel first: closing an HTTP/2 response body otherwise waits
-		// for the request body writer, which may still block on an open downstream body (a
-		// gRPC server may end the stream while the client is still sending).
-		rc.cancel(nil)
-		resp.Body.Close()
-		if bp != nil {
-			copyBufPool.Put(bp)
-		}
-	}()
 	cst.code(resp.Status)
 	s.Info.Details = "via_upstream"
 	hdr := s.w.Header()
@@ -114,6 +104,7 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 		s.flushHead()
 	}
 	countGRPC := h.countsGRPCMessages(s)
+	whole := true // the body was copied to its end: its trailers follow
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
@@ -121,7 +112,8 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 			w, werr := s.w.Write(buf[:n])
 			s.Info.BytesSent += int64(w)
 			if (werr != nil || countGRPC || flush) && !s.afterWrite(buf[:w], werr, countGRPC, flush) {
-				return
+				whole = false
+				break
 			}
 		}
 		if err == io.EOF {
@@ -129,11 +121,22 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 		}
 		if err != nil {
 			s.bodyBroken(rc)
-			return
+			whole = false
+			break
 		}
 	}
-	if t := resp.Trailer; t != nil && t.Len() > 0 {
+	if t := resp.Trailer; whole && t != nil && t.Len() > 0 {
 		s.copyTrailers(t)
+	}
+	// The exchange is over. Cancel first: closing an HTTP/2 response body otherwise waits for
+	// the request body writer, which may still block on an open downstream body (a gRPC
+	// server may end the stream while the client is still sending). No deferred call (a
+	// closure of its own per request): respond has this one exit, and should a bug panic
+	// before it, forward's deferred end cancels the exchange all the same (endRequest).
+	rc.cancel(nil)
+	resp.Body.Close()
+	if bp != nil {
+		copyBufPool.Put(bp)
 	}
 }
 
