@@ -85,3 +85,30 @@ func TestKeepAliveResponsesThroughCopyBuffers(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeBodyHandsStreamBack: after a request with a body larger than keptStreamBody (or of
+// unknown length) an HTTP/1.1 connection gives its Stream, which may keep the body's buffer,
+// back to the pool (endStream) and takes another for its next request: every request on the
+// keep-alive connection reaches the upstream whole.
+func TestLargeBodyHandsStreamBack(t *testing.T) {
+	up := startUpstream(t, echoHandler(), false)
+	env := &testEnv{clusters: map[string]Upstream{"c": staticCluster(t, "c", up, false)}}
+	p := startProxy(t, inlineHCM(oneVhost(fwdRoute("r", pfx("/"), toCluster("c")))), env, false)
+	c := h1Client()
+	for i, body := range []string{"small", strings.Repeat("L", keptStreamBody+1), "s", strings.Repeat("M", 3*keptStreamBody), ""} {
+		req, _ := http.NewRequest("POST", p.url("/"), strings.NewReader(body))
+		if body == "" {
+			req.Body = http.NoBody
+		}
+		if i == 3 {
+			req.ContentLength = -1 // chunked
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := decodeSeen(t, resp); s.Body != body {
+			t.Errorf("request %d: upstream got %d bytes, want %d", i, len(s.Body), len(body))
+		}
+	}
+}
