@@ -59,6 +59,9 @@ type h1Conn struct {
 	// it after its request (bodyHeld).
 	spare    *h1Body
 	bodyHeld bool
+	// stream is the Stream the connection serves its requests with, one after the other
+	// (Stream.kept): from its first request until it ends (endStream).
+	stream *Stream
 	// The last request's authority and path as strings, for the next request that has the
 	// same (a keep-alive client mostly does): strings never change, so sharing them is safe.
 	authority, path string
@@ -287,6 +290,35 @@ func (h *Handler) serveH1(cc *clockConn, cs *connState) {
 	}
 	c.net = &h1Net{clockConn: cc, raw: cc.raw}
 	_ = c.srv.ServeConn(c.net)
+	if c.stream != nil {
+		c.endStream()
+	}
+}
+
+// newStream gives the connection its Stream (stream), from streamPool, at its first request.
+// Out of ServeHTTP1's common path.
+//
+//go:noinline
+func (c *h1Conn) newStream() *Stream {
+	s := getStream()
+	s.kept = true
+	c.stream = s
+	return s
+}
+
+// endStream returns the connection's Stream to streamPool when the connection has ended, or
+// after a request with a large body (ServeHTTP1): its last request released it (finish), so
+// nothing of the request reaches it any more. A Stream whose request did not get there (a
+// panic before release) is left to the collector. Out of ServeHTTP1's common path.
+//
+//go:noinline
+func (c *h1Conn) endStream() {
+	s := c.stream
+	c.stream = nil
+	if s.req == nil {
+		s.kept = false
+		s.toPool()
+	}
 }
 
 // h1Net is the connection proxy/h1 serves: the clockConn, with its reads, writes and read
@@ -386,7 +418,10 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 	c.d.w, c.d.body, c.d.started = w, nil, false
 	var body io.ReadCloser = http.NoBody
 	var trailer http.Header
+	large := false // a body the Stream may keep a large buffer of (see below)
 	if r.Body != httpmsg.NoBody && r.Body != nil {
+		// Unknown (-1) too.
+		large = uint64(r.ContentLength) > keptStreamBody
 		if r.ContentLength < 0 { // a body of known length has no trailers (declaredTrailers)
 			trailer = declaredTrailers(r)
 		}
@@ -403,12 +438,25 @@ func (c *h1Conn) ServeHTTP1(w *h1.ResponseWriter, r *httpmsg.Request) {
 		body = b
 	}
 	c.bodyHeld = true // until the stream says otherwise (a panic: not known)
-	c.h.serve(&streamStart{
+	s := c.stream
+	if s == nil {
+		s = c.newStream()
+	}
+	c.h.serve(s, &streamStart{
 		d: &c.d, req: r, body: body, ctx: c.ctx, baseNoDL: true, plink: c, cs: c.cs, peer: c.peer,
 		method: r.Method, authority: c.intern(&c.authority, r.Authority()), path: c.intern(&c.path, r.Path()), tls: c.tls,
 		reqTrailer: trailer, heldOut: &c.bodyHeld,
 	})
+	if large {
+		// The Stream may keep the body's buffer (up to maxKeptBodyBuf) for its next request:
+		// an idle keep-alive connection does not hold that, the pool has it instead.
+		c.endStream()
+	}
 }
+
+// keptStreamBody is the largest request body after which an HTTP/1.1 connection keeps its
+// Stream (and so the body buffer the Stream may keep) for its next request.
+const keptStreamBody = 4 << 10
 
 // newSpare gives the connection its request body object (spare): at its first request with a
 // body, or after a reader kept the last one. Out of ServeHTTP1's common path.

@@ -60,7 +60,7 @@ func (h *Handler) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	cs, _ := r.Context().Value(connInfoKey{}).(*connState)
 	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
-	h.serve(&streamStart{
+	h.serve(getStream(), &streamStart{
 		d: d, req: req, body: body, ctx: r.Context(), cs: cs, peer: peer,
 		method: r.Method, authority: r.Host, path: path, tls: r.TLS != nil, reqTrailer: r.Trailer,
 	})

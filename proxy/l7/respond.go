@@ -66,15 +66,14 @@ func (h *Handler) failReply(s *Stream, ctx context.Context, res attemptResult, c
 // the length is unknown, as for gRPC and server-sent events) and trailers. rc is the request's
 // reqCancel, its context.
 func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst *clusterStats, idle *idleTimer) {
-	bp := copyBufPool.Get().(*[]byte)
-	defer func() {
-		// The exchange is over. Cancel first: closing an HTTP/2 response body otherwise waits
-		// for the request body writer, which may still block on an open downstream body (a
-		// gRPC server may end the stream while the client is still sending).
-		rc.cancel(nil)
-		resp.Body.Close()
-		copyBufPool.Put(bp)
-	}()
+	// A body of known length that fits is copied through the Stream's own buffer, any other
+	// through a pooled one (copyBufPool).
+	buf := s.copyBuf[:]
+	var bp *[]byte
+	if uint64(resp.ContentLength) > copyBufSmall { // unknown (-1) too
+		bp = pooledCopyBuf()
+		buf = *bp
+	}
 	cst.code(resp.Status)
 	s.Info.Details = "via_upstream"
 	hdr := s.w.Header()
@@ -102,10 +101,10 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 	if flush && s.Info.GRPCStatus == "" {
 		// Send headers at once (a stream may stay quiet for long). Not for a gRPC
 		// trailers-only response, which must stay a single HEADERS frame with END_STREAM.
-		_ = s.w.Flush()
+		s.flushHead()
 	}
 	countGRPC := h.countsGRPCMessages(s)
-	buf := *bp
+	whole := true // the body was copied to its end: its trailers follow
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
@@ -113,7 +112,8 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 			w, werr := s.w.Write(buf[:n])
 			s.Info.BytesSent += int64(w)
 			if (werr != nil || countGRPC || flush) && !s.afterWrite(buf[:w], werr, countGRPC, flush) {
-				return
+				whole = false
+				break
 			}
 		}
 		if err == io.EOF {
@@ -121,13 +121,36 @@ func (h *Handler) respond(s *Stream, rc *reqCancel, resp *upstream.Response, cst
 		}
 		if err != nil {
 			s.bodyBroken(rc)
-			return
+			whole = false
+			break
 		}
 	}
-	if t := resp.Trailer; t != nil && t.Len() > 0 {
+	if t := resp.Trailer; whole && t != nil && t.Len() > 0 {
 		s.copyTrailers(t)
 	}
+	// The exchange is over. Cancel first: closing an HTTP/2 response body otherwise waits for
+	// the request body writer, which may still block on an open downstream body (a gRPC
+	// server may end the stream while the client is still sending). No deferred call (a
+	// closure of its own per request): respond has this one exit, and should a bug panic
+	// before it, forward's deferred end cancels the exchange all the same (endRequest).
+	rc.cancel(nil)
+	resp.Body.Close()
+	if bp != nil {
+		copyBufPool.Put(bp)
+	}
 }
+
+// pooledCopyBuf returns a buffer from copyBufPool, for a response body that does not fit the
+// Stream's own (respond). Out of respond's common path.
+//
+//go:noinline
+func pooledCopyBuf() *[]byte { return copyBufPool.Get().(*[]byte) }
+
+// flushHead sends the response head at once, for a response whose body is flushed as it
+// arrives (respond). Out of respond's common path (a response of known length, not gRPC).
+//
+//go:noinline
+func (s *Stream) flushHead() { _ = s.w.Flush() }
 
 // afterWrite is respond's rarer work after writing p downstream, whose write returned werr:
 // counting the gRPC messages (countGRPC), the write's failure, and flushing (flush). False:

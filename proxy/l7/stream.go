@@ -54,7 +54,17 @@ type Stream struct {
 	// se is the stream stage's state (timeouts_stream.go), kept for the next request when no
 	// late body reader may still reach it.
 	se *streamEnd
+	// kept: the Stream belongs to an HTTP/1.1 connection, which serves its requests with it one
+	// after the other (h1Conn.stream), and release leaves it there instead of in streamPool.
+	kept bool
+	// copyBuf is respond's buffer for a response body of known length that fits (a larger or
+	// unknown one takes copyBufPool's): no pool round trip per request, and small enough for
+	// an idle keep-alive connection to hold with its Stream.
+	copyBuf [copyBufSmall]byte
 }
+
+// copyBufSmall is the size of a Stream's own response body buffer (Stream.copyBuf).
+const copyBufSmall = 2 << 10
 
 // streamReq is a Stream's state for one request (Stream, release).
 type streamReq struct {
@@ -201,11 +211,13 @@ type streamStart struct {
 	heldOut *bool
 }
 
-// serve runs one request through the connection manager: admission, the connection manager's
-// header handling, routing and the filter pipeline.
-func (h *Handler) serve(st *streamStart) {
-	// A pooled Stream is already reduced to what it keeps (release), a new one is zero.
-	s := streamPool.Get().(*Stream)
+// getStream returns a Stream from streamPool, for one request (release returns it).
+func getStream() *Stream { return streamPool.Get().(*Stream) }
+
+// serve runs one request through the connection manager on s (a released Stream, or a new
+// one): admission, the connection manager's header handling, routing and the filter pipeline.
+func (h *Handler) serve(s *Stream, st *streamStart) {
+	// A released Stream is already reduced to what it keeps (release), a new one is zero.
 	s.streamStart = *st  // one bulk copy: a single write-barrier check, not one per field
 	start := clock.Now() // the monotonic clock only (proxy/clock)
 	// Counted started before finish can count it ended: downstream_rq_active is their
@@ -236,10 +248,12 @@ func (h *Handler) serve(st *streamStart) {
 	// branches above: one write-barrier check for most of them (the compiler ends a run of
 	// such stores at a nil check or at three stores without a pointer in a row, hence the
 	// order). The rest of rinfo is still zero (release).
+	// The route table too (read before admission: a rejected request's reply uses none).
+	tbl := h.routeTable()
 	d, ctx, local := st.d, st.ctx, cs.info.OriginalDst
 	method, authority, path := st.method, st.authority, st.path
 	sc.Context = ctx
-	s.rinfo.Local, s.ctx, s.baseCtx = local, sc, sc
+	s.rinfo.Local, s.ctx, s.baseCtx, s.Table = local, sc, sc, tbl
 	s.w, s.downW, s.h = d, d, h
 	s.Info.Start, s.Info.Conn = start, &cs.info
 	s.Info.Method, s.Info.Authority, s.Info.Path = method, authority, path
@@ -253,8 +267,7 @@ func (h *Handler) serve(st *streamStart) {
 	}
 	h.decorateRequest(s, cs)
 
-	s.Table = h.routeTable()
-	if s.Table != nil && s.external && len(s.Table.InternalOnlyHeaders()) > 0 {
+	if tbl != nil && s.external && len(tbl.InternalOnlyHeaders()) > 0 {
 		s.dropInternalOnly()
 	}
 	s.Route = h.match(s) // ondemand.go
@@ -735,17 +748,29 @@ func (h *Handler) finish(s *Stream) {
 	}
 }
 
-// release zeroes the request's state (streamReq) and returns s to the pool; what the Stream
-// keeps from one request to the next (the reqCancels, body, timers and context: cancel.go,
-// body.go) stays with it.
+// release zeroes the request's state (streamReq) and returns s to the pool, or leaves it to
+// its connection (kept); what the Stream keeps from one request to the next (the reqCancels,
+// body, timers and context: cancel.go, body.go) stays with it. A kept Stream's context keeps
+// its parent too, the connection's context, which serve sets again for the next request.
+// Small enough to be inlined into finish.
 func (s *Stream) release() {
-	if s.sctx != nil {
-		if s.ctxOut {
-			s.sctx = nil // code outside may hold it: left to it
-		} else {
-			s.sctx.Context = nil
-		}
+	if s.ctxOut {
+		s.sctx = nil // code outside may hold it: left to it
 	}
 	s.streamReq = streamReq{}
+	if !s.kept {
+		s.toPool()
+	}
+}
+
+// toPool returns a Stream no connection keeps to streamPool, its context without the
+// request's parent (see release). Out of release, for HTTP/1.1 connections' Streams (kept)
+// until their connection ends.
+//
+//go:noinline
+func (s *Stream) toPool() {
+	if s.sctx != nil {
+		s.sctx.Context = nil
+	}
 	streamPool.Put(s)
 }
