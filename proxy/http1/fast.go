@@ -31,8 +31,15 @@ func (p *Parser) fastLines(b []byte) int {
 	}
 	// Few values live across the loop (the rest are read from p where needed): the loop
 	// would otherwise keep most of them on the stack.
+	// The loop ends at the count limit, or where a kept field would grow p.fields: that
+	// line is left to the state machine, whose append grows them (seldom: the storage is
+	// reused).
+	most := p.lim.MaxHeaderCount
+	if p.flags&fKeep != 0 {
+		most = min(most, p.nfields+cap(p.fields)-len(p.fields))
+	}
 lines:
-	for p.nfields < p.lim.MaxHeaderCount {
+	for p.nfields < most {
 		// field-line = token ":" OWS value OWS CRLF, the name and value checked a word at a
 		// time. A well-known name is checked and ended by its words (names.go); any other
 		// name's bytes are scanned up to its first byte that is no letter or '-' (tokenRun,
@@ -136,9 +143,12 @@ lines:
 			}
 		}
 		if p.flags&fKeep != 0 {
-			base := int32(len(p.buf))
-			p.fields = append(p.fields, field{name: span{base + int32(k), base + int32(n)},
-				value: span{base + int32(vs), base + int32(ve)}})
+			// Resliced in place (the loop's bound leaves room): no store of the slice's
+			// pointer (and its write barrier's code), nor growth, in the loop.
+			base, i := int32(len(p.buf)), len(p.fields)
+			p.fields = p.fields[:i+1]
+			p.fields[i] = field{name: span{base + int32(k), base + int32(n)},
+				value: span{base + int32(vs), base + int32(ve)}}
 		}
 		p.nfields++
 		k = end + 2
@@ -151,10 +161,23 @@ lines:
 		k += 2
 	}
 	if p.flags&fKeep != 0 {
-		p.buf = append(p.buf, b[:k]...)
+		// Resliced in place when the storage has room (the usual case, first in source
+		// order: the layout's), grown out of line (keep) when not.
+		if i := len(p.buf); cap(p.buf)-i >= k {
+			p.buf = p.buf[:i+k]
+			copy(p.buf[i:], b[:k])
+		} else {
+			p.keep(b[:k])
+		}
 	}
 	return k
 }
+
+// keep appends b to p.buf, growing it. Out of line: the storage is reused, and once grown it
+// seldom needs more.
+//
+//go:noinline
+func (p *Parser) keep(b []byte) { p.buf = append(p.buf, b...) }
 
 // fastRequestLine consumes a complete, valid request line with an origin-form target at the
 // start of b, which p's buffer will keep from offset base, and returns its length with CRLF;

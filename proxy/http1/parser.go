@@ -55,6 +55,7 @@ const (
 	fHost                     // a Host field was seen
 	fErrAtEnd                 // the error was found at the end of the head (see Feed)
 	fBodySum                  // a response's fields, all through fastLines so far: it sums up Body's framing fields
+	fLenErr                   // (fBodySum) lenErr holds the first invalid Content-Length's error
 )
 
 type span struct{ off, end int32 }
@@ -84,12 +85,15 @@ type Parser struct {
 	// Kept head (fKeep): the method, target and field lines, and the fields' spans in them.
 	buf    []byte
 	fields []field
+	// err is the error of a failed head (read only in sFailed); lenErr a response's first
+	// invalid Content-Length (read only with fLenErr). Out of headState, which then holds no
+	// pointer: reset neither stores one (a write barrier's code) nor clears them.
+	err, lenErr *Error
 	headState
 }
 
 // headState is the Parser's state for one head: reset zeroes it in one go.
 type headState struct {
-	err     *Error
 	st      pstate
 	flags   uint16
 	mkind   uint8
@@ -111,9 +115,8 @@ type headState struct {
 	vlast          int32 // end of the current value without trailing OWS
 
 	// A response's framing fields as Body would find them (fBodySum): length and the flags
-	// fHasLength, fHasTE and fTEBad, or the error of the first invalid Content-Length.
-	lenErr *Error
-	lens   uint32 // bit n set: the fast path classifies names of n bytes (framingLens, bodyLens or none)
+	// fHasLength, fHasTE and fTEBad, or (fLenErr) the first invalid Content-Length's error.
+	lens uint32 // bit n set: the fast path classifies names of n bytes (framingLens, bodyLens or none)
 }
 
 // Init makes p ready for a request with the given limits; keep says whether p keeps the

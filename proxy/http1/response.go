@@ -86,9 +86,10 @@ func (p *ResponseParser) Init(lim Limits) {
 	p.Reset()
 }
 
-// Reset makes p ready for the next response head, keeping its limits and storage.
+// Reset makes p ready for the next response head, keeping its limits and storage. (p.err is
+// read only in rFailed: it is left, not cleared with a write barrier's code.)
 func (p *ResponseParser) Reset() {
-	p.st, p.minor, p.status, p.line, p.err = rVersion, 0, 0, 0, nil
+	p.st, p.minor, p.status, p.line = rVersion, 0, 0, 0
 	p.fields.reset(sFieldStart, fKeep|fTrailers|fBodySum)
 }
 
@@ -129,22 +130,38 @@ func (p *ResponseParser) Feed(b []byte) (n int, err error) {
 		k, err := p.fields.Feed(b[i:])
 		i += k
 		if err != nil {
-			e = err.(*Error)
-			switch e {
-			case ErrTrailersTooLarge:
-				e = ErrHeadersTooLarge
-			case ErrTooManyTrailers:
-				e = ErrTooManyHeaders
-			}
+			e = fieldsError(err)
 		} else if p.fields.Done() {
 			p.st = rDone
 		}
 	}
 	if e != nil {
-		p.st, p.err = rFailed, e
-		return i, e
+		return i, p.fail(e)
 	}
 	return i, nil
+}
+
+// fieldsError is the response head's error for its fields' parser's err: the limits are the
+// head's, not a trailer section's. Out of Feed: rare.
+//
+//go:noinline
+func fieldsError(err error) *Error {
+	e := err.(*Error)
+	switch e {
+	case ErrTrailersTooLarge:
+		e = ErrHeadersTooLarge
+	case ErrTooManyTrailers:
+		e = ErrTooManyHeaders
+	}
+	return e
+}
+
+// fail ends p with e, which Feed returns until Reset. Out of Feed: rare.
+//
+//go:noinline
+func (p *ResponseParser) fail(e *Error) error {
+	p.st, p.err = rFailed, e
+	return e
 }
 
 // statusLine is Feed's state machine for a status line that fastStatusLine did not take (cut
@@ -244,7 +261,7 @@ func (p *ResponseParser) Body(head, connect bool) (f Framing, length int64, tunn
 	length = -1
 	fp := &p.fields
 	var te bool
-	if fp.flags&(fBodySum|fHasTE) == fBodySum && fp.lenErr == nil {
+	if fp.flags&(fBodySum|fHasTE|fLenErr) == fBodySum {
 		// The fast path took every field and summed them up: no error, no Transfer-Encoding.
 		if fp.flags&fHasLength != 0 {
 			length = fp.length
@@ -290,7 +307,7 @@ func (p *ResponseParser) bodyFields() (length int64, te bool, err error) {
 	fp := &p.fields
 	var teBad bool
 	if fp.flags&fBodySum != 0 {
-		if fp.lenErr != nil {
+		if fp.flags&fLenErr != 0 {
 			return 0, false, fp.lenErr
 		}
 		if fp.flags&fHasLength != 0 {
@@ -375,17 +392,26 @@ func parseLength(v []byte) (int64, *Error) {
 // for Body, as Body's own loop over the fields would find it: the first invalid or repeated
 // Content-Length is Body's error, and fields after it no longer matter.
 func (p *Parser) bodyField(kind fieldKind, v []byte) {
-	if p.lenErr != nil {
+	if p.flags&fLenErr != 0 {
 		return
 	}
 	switch kind {
 	case kContentLength:
 		if e := p.setLength(v); e != nil {
-			p.lenErr = e
+			p.setLenErr(e)
 		}
 	case kTransferEncoding:
 		p.setTE(v)
 	}
+}
+
+// setLenErr keeps e, a response's first invalid Content-Length's error, for Body. Out of
+// bodyField: rare.
+//
+//go:noinline
+func (p *Parser) setLenErr(e *Error) {
+	p.lenErr = e
+	p.flags |= fLenErr
 }
 
 // setLength applies a Content-Length field's value v (without surrounding OWS): the error of
