@@ -7,7 +7,7 @@
 #
 # Same setup as ab.sh (env.sh): straitd with one Gateway route to fortio's echo server. Each
 # BINDIR's strait-proxy (router mode, GOMAXPROCS=1, GOGC=off) runs under cachegrind twice, once
-# serving 1,000 and once 6,000 requests (fortio, 300 rps over 4 connections, 1 KiB POST bodies,
+# serving 1,000 and once 6,000 requests (fortio, 300 rps over 4 connections, or CONNS, 1 KiB POST bodies,
 # after 200 to warm up); the difference over 5,000 is the instructions per request, start-up
 # and shutdown cancelling out. "nginx" counts nginx (one process, proxybench's configuration)
 # the same way. Prints the total and the packages with most instructions (strait-proxy) or the
@@ -28,8 +28,8 @@ count() {
 	taskset -c 1 valgrind --tool=cachegrind --cache-sim=yes ${CACHE:-} --cachegrind-out-file="$out" "$@" >"$W/vg.log" 2>&1 &
 	local vp=$!
 	for _ in $(seq 300); do curl -s -o /dev/null -m 1 -d x "http://127.0.0.1:$PORT/echo" && break; sleep 0.2; done
-	taskset -c 0 "$W/fortio" load -qps 300 -c 4 -n 200 -payload-size 1024 -logger-json=false "http://127.0.0.1:$PORT/echo" >/dev/null 2>&1
-	taskset -c 0 "$W/fortio" load -qps 300 -c 4 -n "$n" -payload-size 1024 -logger-json=false "http://127.0.0.1:$PORT/echo" >"$W/load.log" 2>&1
+	taskset -c 0 "$W/fortio" load -qps 300 -c "${CONNS:-4}" -n 200 -payload-size 1024 -logger-json=false "http://127.0.0.1:$PORT/echo" >/dev/null 2>&1
+	taskset -c 0 "$W/fortio" load -qps 300 -c "${CONNS:-4}" -n "$n" -payload-size 1024 -logger-json=false "http://127.0.0.1:$PORT/echo" >"$W/load.log" 2>&1
 	grep -q "Code 200 : $n " "$W/load.log" || { echo "$1: not every request answered 200 (the count includes the others):" >&2; grep -E "^Code" "$W/load.log" >&2; }
 	kill "$SIG" $vp; wait $vp 2>/dev/null || true
 }
