@@ -39,6 +39,8 @@ func (h *Handler) istioStatsFilter(field string, f *hcmv3.HttpFilter) (Filter, e
 // applyIstioStats applies the istio.stats configuration to a finished request's metrics
 // record: the host header fallback, and the overrides with the request's dimension values,
 // evaluated only when the configuration has dimensions. false: every metric is dropped.
+//
+//go:noinline
 func (h *Handler) applyIstioStats(s *Stream, q *telemetry.HTTPRequest) bool {
 	c := h.istioStats
 	if c == nil {

@@ -141,8 +141,23 @@ func (s *Stream) Body() io.ReadCloser {
 }
 
 // hasBody reports whether the request may have a body (not known to be empty).
+//
+// http.NoBody is an empty struct: a body is it when its dynamic type is, which one comparison
+// of the interface's type word tells (s.body != http.NoBody also compares the values, with a
+// call of runtime.ifaceeq laid out in the callers' lines).
 func (s *Stream) hasBody() bool {
-	return s.body != nil && s.body != http.NoBody && s.req.ContentLength != 0
+	return s.body != nil && ifaceType(&s.body) != noBodyType && s.req.ContentLength != 0
+}
+
+// noBodyType is the type word of http.NoBody as an io.ReadCloser (hasBody).
+var noBodyType = func() unsafe.Pointer {
+	var b io.ReadCloser = http.NoBody
+	return ifaceType(&b)
+}()
+
+// ifaceType returns the type word (itab) of the interface value *b.
+func ifaceType(b *io.ReadCloser) unsafe.Pointer {
+	return (*[2]unsafe.Pointer)(unsafe.Pointer(b))[0]
 }
 
 // setBody replaces the request body (a filter that read its start puts it back).

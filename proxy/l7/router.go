@@ -357,7 +357,10 @@ func (h *Handler) forward(s *Stream) {
 		// in the request's context on every request.
 		// s.head is still zero (release clears a Stream's streamReq): only the fields this sets are stored.
 		// out stays nil: each attempt's request is set from the stream (attemptRequest).
-		s.head.Header, s.head.Path, s.head.OriginalDst, s.head.Report = &s.req.Header, s.path, s.originalDst(), &s.hostReport
+		// Watcher is the attempt's reqCancel (the h1.Watcher the HTTP/1.1 pools watch, offered
+		// under upstream.WatcherKey): rc unless an attempt has a context of its own
+		// (attemptContext sets it then, retries sets rc back).
+		s.head.Header, s.head.Path, s.head.OriginalDst, s.head.Report, s.head.Watcher = &s.req.Header, s.path, s.originalDst(), &s.hostReport, rc
 		s.headSet = true
 	} else {
 		out = s.upstreamRequest()
@@ -525,10 +528,8 @@ func (h *Handler) attempt(ctx *reqCancel, s *Stream, up Upstream, mu messageUpst
 	var resp *upstream.Response
 	var err error
 	if mu != nil && s.headSet {
-		// The attempt's reqCancel is the h1.Watcher the HTTP/1.1 pools watch (its Value
-		// offers it under upstream.WatcherKey): given in the head, they need no context
-		// lookup. req's context is actx (above).
-		s.head.Watcher = actx
+		// The head's Watcher is actx, req's context (forward or attemptContext set it): given
+		// in the head, the HTTP/1.1 pools need no context lookup.
 		resp, err = mu.RoundTripMessage(req, &s.head, lb)
 		s.outFree = err == nil && req == s.outReq && s.head.Released
 	} else {
@@ -603,6 +604,7 @@ func (s *Stream) otherAttemptRequest(out *http.Request, actx *reqCancel, reuse b
 func (s *Stream) attemptContext(perTry time.Duration, trackSent bool, res *attemptResult) *reqCancel {
 	arc := s.attemptScope()
 	res.cancel = arc.cancelFunc()
+	s.head.Watcher = arc // the HTTP/1.1 pools watch the attempt's own (see attempt)
 	if perTry > 0 {
 		res.perTry, res.perTryRC = time.AfterFunc(perTry, arc.perTryFunc()), arc
 	}

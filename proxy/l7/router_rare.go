@@ -180,6 +180,7 @@ func (h *Handler) retries(s *Stream, rc *reqCancel, up Upstream, mu messageUpstr
 			rst.total.Inc()
 		}
 		*res = attemptResult{}
+		s.head.Watcher = rc // the last attempt's own context, if it had one, is over
 		res.resp = h.attempt(rc, s, up, mu, out, body, alb, prep.perTry, trackSent, res)
 	}
 }
