@@ -11,7 +11,7 @@ import (
 )
 
 // TestClientWriteHeadLineLengths: the request line and host field are written whole whether
-// they fit the write buffer (one copy at known offsets) or not (writeLongLine), at and around
+// they fit the write buffer (appends in place) or not (writeLongLine), at and around
 // the buffer's capacity, and the fields follow them.
 func TestClientWriteHeadLineLengths(t *testing.T) {
 	const auth = "example.com"
