@@ -122,13 +122,14 @@ func watchShardFor(d time.Duration) *watchShard {
 // push appends c, armed now, to the list and sets the timer if it is not set. sh.mu is held.
 func (sh *watchShard) push(c *conn) {
 	w := &c.watch
-	w.prev, w.next = sh.tail, nil
-	if sh.tail != nil {
-		sh.tail.watch.next = c
+	last := sh.tail
+	// The stores of pointers that are made either way together: one write barrier check.
+	w.prev, w.next, sh.tail = last, nil, c
+	if last != nil {
+		last.watch.next = c
 	} else {
 		sh.head = c
 	}
-	sh.tail = c
 	w.linked = true
 	if !sh.pending {
 		// A timer still set for an earlier request fires sooner than this one is due, and

@@ -59,7 +59,9 @@ type Request struct {
 
 // Reset empties r, keeping its storage.
 func (r *Request) Reset() {
-	r.Method, r.Scheme, r.Proto, r.ContentLength, r.Body = "", "", HTTP11, 0, nil
+	// The pointer fields first, together: their stores share one write barrier check.
+	r.Method, r.Scheme, r.Body = "", "", nil
+	r.Proto, r.ContentLength = HTTP11, 0
 	r.Header.Reset()
 	r.Trailer.Reset()
 	r.pseudo = r.pseudo[:0]
