@@ -489,11 +489,11 @@ func (s *Stream) dropTimers(bodyOK, idleOK, rtOK bool) {
 // a slot of the budget until the retry's attempt has returned (Upstream.ReleaseRetry). Otherwise
 // exhausted tells that retries were made and the final outcome is still a failure or a response
 // policy retries on (the URX flag).
-func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res *attemptResult,
+// onResp is whether the policy retries on res's response (false without one), decided once by
+// the caller (the response's fields are looked up): for the retry and for the exhausted
+// retries (URX).
+func tryAgain(ctx context.Context, policy *route.RetryPolicy, attempt, maxRetries int, res *attemptResult, onResp bool,
 	body *replayBody, up Upstream) (again, exhausted bool) {
-	// Whether the policy retries on the response, decided once (the response's fields are
-	// looked up): for the retry and for the exhausted retries (URX).
-	onResp := res.resp != nil && policy.RetryOnResponse(res.resp.Status, res.resp.Header)
 	retriable := false
 	if attempt <= maxRetries && ctx.Err() == nil {
 		if res.resp != nil {

@@ -137,7 +137,8 @@ func (h *Handler) forwardExtras(s *Stream, rc *reqCancel, values bool, timeout t
 	}
 }
 
-// retries makes the request's retries after its first attempt, whose outcome res holds and
+// retries makes the request's retries after its first attempt, whose outcome res holds (a
+// failure, or a response the policy retries on: forward calls it for nothing else) and
 // which forward made with the same up, mu, out and prep: after each attempt tryAgain decides,
 // and a retry abandons the last attempt, waits the back-off (beforeRetry) and makes the next
 // into res. On return res holds the last attempt's outcome, and s.Info the attempts made, the
@@ -152,12 +153,14 @@ func (h *Handler) retries(s *Stream, rc *reqCancel, up Upstream, mu messageUpstr
 	trackSent := prep.maxRetries > 0 && policy.TracksRequestSent()
 	cst, rst := h.streamClusterStats(s), prep.rst
 	retrySlot := false // a retry budget slot, held by the attempt being made
+	// The first attempt's response, if any, is one the policy retries on: forward found so.
+	onResp := res.resp != nil
 	for attempt := 1; ; {
 		if retrySlot {
 			up.ReleaseRetry()
 		}
 		var exhausted bool
-		if retrySlot, exhausted = tryAgain(rc, policy, attempt, prep.maxRetries, res, body, up); !retrySlot {
+		if retrySlot, exhausted = tryAgain(rc, policy, attempt, prep.maxRetries, res, onResp, body, up); !retrySlot {
 			if exhausted {
 				s.Info.Flags |= FlagUpstreamRetryLimitExceed
 			} else if attempt > 1 {
@@ -182,6 +185,7 @@ func (h *Handler) retries(s *Stream, rc *reqCancel, up Upstream, mu messageUpstr
 		*res = attemptResult{}
 		s.head.Watcher = rc // the last attempt's own context, if it had one, is over
 		res.resp = h.attempt(rc, s, up, mu, out, body, alb, prep.perTry, trackSent, res)
+		onResp = res.resp != nil && policy.RetryOnResponse(res.resp.Status, res.resp.Header)
 	}
 }
 
